@@ -1,0 +1,65 @@
+# RouterHub developer commands. `make run` and `make test` work on a fresh machine with Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8000
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: install run test serve lint format bench bench-router worker migrate clean help
+
+help:
+	@echo "make run          install, migrate, seed the demo, serve http://127.0.0.1:$(PORT) with a worker"
+	@echo "make test         install and run the whole test suite"
+	@echo "make serve        production server (ASGI, $(WORKERS) workers, settings from the environment)"
+	@echo "make lint         ruff check, ruff format --check, mypy, makemigrations --check"
+	@echo "make bench        gateway, routing and training benchmarks (writes bench/results.json)"
+	@echo "make bench-router train and evaluate routers on ../shared/datasets"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	PORT=$(PORT) $(BIN)/python manage.py runlocal
+
+test: install
+	@$(BIN)/python -m tests.browser_setup || true
+	ROUTERHUB_ENV=test $(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
+
+serve: install
+	ROUTERHUB_ENV=$${ROUTERHUB_ENV:-production} $(BIN)/python manage.py collectstatic --noinput -v 0
+	ROUTERHUB_ENV=$${ROUTERHUB_ENV:-production} $(BIN)/gunicorn routerhub.asgi:application \
+	  -c deploy/gunicorn.conf.py --workers $(WORKERS) --bind 0.0.0.0:$(PORT)
+
+worker: install
+	$(BIN)/celery -A routerhub worker -Q default,training -l info
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	ROUTERHUB_ENV=test $(BIN)/python manage.py makemigrations --check --dry-run
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	$(BIN)/python -m bench.run_all
+
+bench-router: install
+	$(BIN)/python -m bench.router --datasets ../shared/datasets
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache staticfiles

@@ -1,0 +1,155 @@
+"""API key minting and authentication: the reusable component the gateway calls on every request.
+
+Keys are ``rh-live-…`` (inference) or ``rh-mgmt-…`` (management) followed by 32 random bytes,
+url-safe base64. Only ``HMAC-SHA256(API_KEY_PEPPER, key)`` is stored, so a database dump holds
+nothing that authenticates. Lookups go through a small in-process cache whose entries live
+``API_KEY_CACHE_TTL`` seconds (1 s by default): a revoked key stops working in every worker within
+that time without any broadcast, and a hot key costs one indexed query per worker per second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import ApiKey, KeyScope
+from routerhub.errors import Unauthorized
+
+SCOPE_PREFIXES = {KeyScope.INFERENCE: "rh-live-", KeyScope.MANAGE: "rh-mgmt-"}
+DISPLAY_PREFIX_LENGTH = 16  # "rh-live-" + 8 characters of the secret
+_LAST_USED_RESOLUTION = timedelta(seconds=60)
+_CACHE_MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedKey:
+    """What a request needs to know about its key; immutable and safe to share across tasks."""
+
+    id: int
+    organization_id: int
+    organization_slug: str
+    scope: str
+    name: str
+    prefix: str
+    allowed_models: tuple[str, ...]
+    rpm: int | None
+    tpm: int | None
+    limit: Decimal | None
+    limit_reset: str | None
+    expires_at: datetime | None
+
+    @property
+    def is_management(self) -> bool:
+        return self.scope == KeyScope.MANAGE
+
+
+@dataclass(frozen=True, slots=True)
+class MintedKey:
+    plaintext: str
+    prefix: str
+    digest: str
+
+
+def key_digest(plaintext: str) -> str:
+    pepper = settings.API_KEY_PEPPER.encode()
+    return hmac.new(pepper, plaintext.encode(), hashlib.sha256).hexdigest()
+
+
+def key_mint(*, scope: str) -> MintedKey:
+    plaintext = SCOPE_PREFIXES[KeyScope(scope)] + secrets.token_urlsafe(32)
+    return MintedKey(plaintext, plaintext[:DISPLAY_PREFIX_LENGTH], key_digest(plaintext))
+
+
+# digest -> (monotonic expiry, key or None for "no such active key")
+_cache: dict[str, tuple[float, AuthenticatedKey | None]] = {}
+
+
+def key_cache_clear() -> None:
+    _cache.clear()
+
+
+def _load(digest: str) -> AuthenticatedKey | None:
+    row = (
+        ApiKey.objects.filter(digest=digest, revoked_at__isnull=True)
+        .select_related("organization")
+        .first()
+    )
+    if row is None:
+        return None
+    now = timezone.now()
+    if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
+        # Written at most once a minute per key and worker; exact to the minute is enough.
+        ApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
+    return AuthenticatedKey(
+        id=row.pk,
+        organization_id=row.organization_id,
+        organization_slug=row.organization.slug,
+        scope=row.scope,
+        name=row.name,
+        prefix=row.prefix,
+        allowed_models=tuple(row.allowed_models or ()),
+        rpm=row.rpm,
+        tpm=row.tpm,
+        limit=row.limit,
+        limit_reset=row.limit_reset,
+        expires_at=row.expires_at,
+    )
+
+
+def _cached(plaintext: str) -> tuple[str, AuthenticatedKey | None, bool]:
+    if not plaintext.startswith("rh-"):
+        raise Unauthorized("API keys start with 'rh-'; check the Authorization header.")
+    digest = key_digest(plaintext)
+    entry = _cache.get(digest)
+    if entry is not None and entry[0] > time.monotonic():
+        return digest, entry[1], True
+    return digest, None, False
+
+
+def _remember(digest: str, key: AuthenticatedKey | None) -> None:
+    if len(_cache) >= _CACHE_MAX_ENTRIES:
+        _cache.clear()  # bounded memory under a flood of random keys
+    _cache[digest] = (time.monotonic() + settings.API_KEY_CACHE_TTL, key)
+
+
+def _check(key: AuthenticatedKey | None) -> AuthenticatedKey:
+    if key is None:
+        raise Unauthorized("Invalid or revoked API key.")
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        raise Unauthorized("This API key has expired.")
+    return key
+
+
+def key_authenticate(plaintext: str) -> AuthenticatedKey:
+    """Resolve a presented key or raise ``Unauthorized``; cheap on the hot path."""
+    digest, key, hit = _cached(plaintext)
+    if not hit:
+        key = _load(digest)
+        _remember(digest, key)
+    return _check(key)
+
+
+async def key_authenticate_async(plaintext: str) -> AuthenticatedKey:
+    digest, key, hit = _cached(plaintext)
+    if not hit:
+        key = await sync_to_async(_load, thread_sensitive=False)(digest)
+        _remember(digest, key)
+    return _check(key)
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthorized("Missing API key: send 'Authorization: Bearer rh-…'.")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Malformed Authorization header: use 'Bearer <key>'.")
+    return token.strip()

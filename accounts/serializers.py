@@ -1,0 +1,100 @@
+"""Input and output serializers of the accounts API, one small pair per endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from accounts.models import ApiKey, KeyScope, LimitReset, Membership, Role
+
+MAX_ALLOWED_MODELS = 200
+
+
+class ApiKeyOutput(serializers.ModelSerializer[ApiKey]):
+    created_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
+    limit = serializers.DecimalField(
+        max_digits=20, decimal_places=8, coerce_to_string=True, allow_null=True
+    )
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scope",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+            "is_active",
+            "limit",
+            "limit_reset",
+            "allowed_models",
+            "rpm",
+            "tpm",
+        ]
+
+
+class ApiKeyCreatedOutput(ApiKeyOutput):
+    key = serializers.CharField(help_text="The plaintext key. Shown once; store it now.")
+
+    class Meta(ApiKeyOutput.Meta):
+        fields = [*ApiKeyOutput.Meta.fields, "key"]
+
+
+class _KeyFields(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=120)
+    limit = serializers.DecimalField(
+        max_digits=20, decimal_places=8, min_value=0, required=False, allow_null=True
+    )
+    limit_reset = serializers.ChoiceField(
+        choices=LimitReset.choices, required=False, allow_null=True
+    )
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    allowed_models = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=MAX_ALLOWED_MODELS,
+    )
+    rpm = serializers.IntegerField(
+        min_value=1, max_value=1_000_000, required=False, allow_null=True
+    )
+    tpm = serializers.IntegerField(
+        min_value=1, max_value=1_000_000_000, required=False, allow_null=True
+    )
+
+    def validate_expires_at(self, value: Any) -> Any:
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("must be in the future")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("limit_reset") and attrs.get("limit") is None and "limit" in self.initial_data:
+            raise serializers.ValidationError({"limit_reset": "needs a limit"})
+        return attrs
+
+
+class ApiKeyCreateInput(_KeyFields):
+    scope = serializers.ChoiceField(choices=KeyScope.choices, default=KeyScope.INFERENCE)
+
+
+class ApiKeyUpdateInput(_KeyFields):
+    name = serializers.CharField(max_length=120, required=False)
+
+
+class MembershipOutput(serializers.ModelSerializer[Membership]):
+    email = serializers.EmailField(source="user.email")
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "role", "created_at"]
+
+
+class InvitationInput(serializers.Serializer[Any]):
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)

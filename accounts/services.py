@@ -1,0 +1,213 @@
+"""Writes for accounts: organizations, memberships, invitations and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from accounts.keys import key_cache_clear, key_mint
+from accounts.models import (
+    ApiKey,
+    Invitation,
+    KeyScope,
+    Membership,
+    Organization,
+    Role,
+    User,
+)
+from routerhub.errors import BadRequest, Conflict, NotFound
+
+INVITATION_LIFETIME = timedelta(days=7)
+
+
+def _unique_slug(base: str) -> str:
+    root = slugify(base)[:40] or "org"
+    slug = root
+    while Organization.objects.filter(slug=slug).exists():
+        slug = f"{root}-{secrets.token_hex(3)}"
+    return slug
+
+
+@transaction.atomic
+def organization_create(*, name: str, owner: User, personal: bool = False) -> Organization:
+    """Create an organization with ``owner`` as its first owner."""
+    organization = Organization.objects.create(
+        slug=_unique_slug(name), name=name, is_personal=personal
+    )
+    Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
+    return organization
+
+
+def organization_create_personal(*, user: User) -> Organization:
+    local_part = user.email.split("@")[0]
+    return organization_create(name=f"{local_part}'s organization", owner=user, personal=True)
+
+
+def membership_set_role(*, organization: Organization, membership_id: int, role: str) -> Membership:
+    with transaction.atomic():
+        membership = (
+            Membership.objects.select_for_update()
+            .filter(organization=organization, pk=membership_id)
+            .first()
+        )
+        if membership is None:
+            raise NotFound("No such member in this organization.")
+        if membership.role == Role.OWNER and role != Role.OWNER:
+            _ensure_another_owner(organization, membership)
+        membership.role = Role(role)
+        membership.save(update_fields=["role"])
+        return membership
+
+
+def membership_remove(*, organization: Organization, membership_id: int) -> None:
+    with transaction.atomic():
+        membership = (
+            Membership.objects.select_for_update()
+            .filter(organization=organization, pk=membership_id)
+            .first()
+        )
+        if membership is None:
+            raise NotFound("No such member in this organization.")
+        if membership.role == Role.OWNER:
+            _ensure_another_owner(organization, membership)
+        membership.delete()
+
+
+def _ensure_another_owner(organization: Organization, membership: Membership) -> None:
+    others = Membership.objects.filter(organization=organization, role=Role.OWNER).exclude(
+        pk=membership.pk
+    )
+    if not others.exists():
+        raise Conflict("An organization needs at least one owner; promote someone else first.")
+
+
+def _invitation_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreatedInvitation:
+    invitation: Invitation
+    accept_url: str
+
+
+def invitation_create(
+    *, organization: Organization, email: str, role: str, invited_by: User
+) -> CreatedInvitation:
+    """Invite ``email`` to the organization and email them a single-use link."""
+    email = email.strip().lower()
+    if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
+        raise Conflict(f"{email} is already a member of {organization.name}.")
+    token = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.create(
+        organization=organization,
+        email=email,
+        role=Role(role),
+        token_digest=_invitation_digest(token),
+        invited_by=invited_by,
+        expires_at=timezone.now() + INVITATION_LIFETIME,
+    )
+    accept_url = f"{settings.SITE_URL}/invitations/{token}/"
+    send_mail(
+        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Join {organization.name}",
+        message=(
+            f"{invited_by.email} invited you to {organization.name} on RouterHub as "
+            f"{invitation.get_role_display().lower()}.\n\nAccept within 7 days: {accept_url}\n"
+        ),
+        from_email=None,
+        recipient_list=[email],
+    )
+    return CreatedInvitation(invitation, accept_url)
+
+
+def invitation_accept(*, token: str, user: User) -> Membership:
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .filter(token_digest=_invitation_digest(token))
+            .first()
+        )
+        if invitation is None or not invitation.is_open:
+            raise NotFound("This invitation does not exist, was used, or has expired.")
+        if invitation.email.lower() != user.email.lower():
+            raise BadRequest(f"This invitation was sent to {invitation.email}; sign in as them.")
+        invitation.accepted_at = timezone.now()
+        invitation.save(update_fields=["accepted_at"])
+        try:
+            with transaction.atomic():
+                return Membership.objects.create(
+                    user=user, organization=invitation.organization, role=invitation.role
+                )
+        except IntegrityError:
+            return Membership.objects.get(user=user, organization=invitation.organization)
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: ApiKey
+    plaintext: str
+
+
+def api_key_create(
+    *,
+    organization: Organization,
+    name: str,
+    created_by: User | None,
+    scope: str = KeyScope.INFERENCE,
+    limit: Decimal | None = None,
+    limit_reset: str | None = None,
+    expires_at: datetime | None = None,
+    allowed_models: list[str] | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+) -> CreatedKey:
+    """Mint a key; the plaintext is returned here once and never stored."""
+    minted = key_mint(scope=scope)
+    key = ApiKey.objects.create(
+        organization=organization,
+        name=name,
+        scope=scope,
+        prefix=minted.prefix,
+        digest=minted.digest,
+        created_by=created_by,
+        limit=limit,
+        limit_reset=limit_reset,
+        expires_at=expires_at,
+        allowed_models=allowed_models or [],
+        rpm=rpm,
+        tpm=tpm,
+    )
+    return CreatedKey(key, minted.plaintext)
+
+
+_UPDATABLE = {"name", "limit", "limit_reset", "expires_at", "allowed_models", "rpm", "tpm"}
+
+
+def api_key_update(*, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
+    unknown = set(changes) - _UPDATABLE
+    if unknown:
+        raise BadRequest(f"Cannot change {', '.join(sorted(unknown))}.", param=min(unknown))
+    for field, value in changes.items():
+        setattr(key, field, value)
+    key.save(update_fields=sorted(changes))
+    key_cache_clear()  # this process sees it now; others within API_KEY_CACHE_TTL
+    return key
+
+
+def api_key_revoke(*, key: ApiKey) -> ApiKey:
+    """Revoke a key; every worker rejects it within ``API_KEY_CACHE_TTL`` seconds."""
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    key_cache_clear()
+    return key

@@ -1,0 +1,228 @@
+"""Dashboard pages for accounts: overview, API keys, organization and members, invitations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts import services
+from accounts.models import ApiKey, Invitation, KeyScope, LimitReset, Membership, Role
+from routerhub.errors import ApiError
+
+View = Callable[..., HttpResponse]
+
+
+def organization_required(role: Role = Role.MEMBER) -> Callable[[View], View]:
+    """Signed in, in an organization, with at least ``role``; otherwise 403 (never a redirect loop)."""
+
+    def decorator(view: View) -> View:
+        @login_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            membership = request.membership  # type: ignore[attr-defined]
+            if not membership:
+                raise PermissionDenied("You are not a member of any organization.")
+            if not membership.has_role(role):
+                raise PermissionDenied(f"This page needs the {role.label.lower()} role.")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+class KeyForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    scope = forms.ChoiceField(choices=KeyScope.choices, initial=KeyScope.INFERENCE)
+    limit = forms.DecimalField(
+        required=False, min_value=0, max_digits=20, decimal_places=8, label="Credit limit (USD)"
+    )
+    limit_reset = forms.ChoiceField(
+        choices=[("", "Never resets"), *LimitReset.choices], required=False
+    )
+    expires_at = forms.DateTimeField(required=False, help_text="YYYY-MM-DD HH:MM (UTC)")
+    rpm = forms.IntegerField(required=False, min_value=1, label="Requests per minute")
+    tpm = forms.IntegerField(required=False, min_value=1, label="Tokens per minute")
+    allowed_models = forms.CharField(
+        required=False, help_text="Comma-separated model ids; empty allows every model."
+    )
+
+    def clean_allowed_models(self) -> list[str]:
+        raw = self.cleaned_data.get("allowed_models") or ""
+        return [m.strip() for m in raw.split(",") if m.strip()]
+
+    def clean_limit_reset(self) -> str | None:
+        return self.cleaned_data.get("limit_reset") or None
+
+
+@organization_required()
+def dashboard_home(request: HttpRequest) -> HttpResponse:
+    organization = request.membership.organization  # type: ignore[attr-defined]
+    keys = ApiKey.objects.filter(organization=organization, revoked_at__isnull=True)
+    return render(
+        request,
+        "accounts/overview.html",
+        {"active_keys": keys.count(), "site_url": settings.SITE_URL},
+    )
+
+
+@organization_required()
+def keys_page(request: HttpRequest) -> HttpResponse:
+    membership = request.membership  # type: ignore[attr-defined]
+    organization = membership.organization
+    form = KeyForm()
+    created = None
+    if request.method == "POST":
+        if not membership.has_role(Role.ADMIN):
+            raise PermissionDenied("Creating keys needs the admin role.")
+        form = KeyForm(request.POST)
+        if form.is_valid():
+            created = services.api_key_create(
+                organization=organization, created_by=request.user, **form.cleaned_data
+            )
+            form = KeyForm()
+    keys = (
+        ApiKey.objects.filter(organization=organization)
+        .select_related("created_by")
+        .order_by("revoked_at", "-created_at")
+    )
+    return render(
+        request,
+        "accounts/keys.html",
+        {
+            "form": form,
+            "keys": keys,
+            "created": created,
+            "can_manage": membership.has_role(Role.ADMIN),
+        },
+    )
+
+
+@require_POST
+@organization_required(Role.ADMIN)
+def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    organization = request.membership.organization  # type: ignore[attr-defined]
+    key = ApiKey.objects.filter(organization=organization, pk=key_id).first()
+    if key is None:
+        raise Http404
+    services.api_key_revoke(key=key)
+    messages.success(request, f"Key “{key.name}” revoked. Requests using it now get 401.")
+    return redirect("keys")
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+
+class OrganizationForm(forms.Form):
+    name = forms.CharField(max_length=120, label="New organization name")
+
+
+@organization_required()
+def organization_page(request: HttpRequest) -> HttpResponse:
+    membership = request.membership  # type: ignore[attr-defined]
+    organization = membership.organization
+    invite_form = InviteForm()
+    if request.method == "POST":
+        if not membership.has_role(Role.OWNER):
+            raise PermissionDenied("Managing members needs the owner role.")
+        invite_form = InviteForm(request.POST)
+        if invite_form.is_valid():
+            try:
+                services.invitation_create(
+                    organization=organization, invited_by=request.user, **invite_form.cleaned_data
+                )
+            except ApiError as exc:
+                invite_form.add_error("email", exc.message)
+            else:
+                messages.success(
+                    request, f"Invitation sent to {invite_form.cleaned_data['email']}."
+                )
+                return redirect("organization")
+    members = Membership.objects.filter(organization=organization).select_related("user")
+    invitations = Invitation.objects.filter(organization=organization, accepted_at__isnull=True)
+    return render(
+        request,
+        "accounts/organization.html",
+        {
+            "invite_form": invite_form,
+            "org_form": OrganizationForm(),
+            "members": members.order_by("created_at"),
+            "invitations": invitations.order_by("-created_at"),
+            "is_owner": membership.has_role(Role.OWNER),
+            "roles": Role.choices,
+        },
+    )
+
+
+@require_POST
+@organization_required(Role.OWNER)
+def member_update(request: HttpRequest, membership_id: int) -> HttpResponse:
+    organization = request.membership.organization  # type: ignore[attr-defined]
+    try:
+        if request.POST.get("action") == "remove":
+            services.membership_remove(organization=organization, membership_id=membership_id)
+            messages.success(request, "Member removed.")
+        else:
+            role = request.POST.get("role", "")
+            if role not in Role.values:
+                raise Http404
+            services.membership_set_role(
+                organization=organization, membership_id=membership_id, role=role
+            )
+            messages.success(request, "Role updated.")
+    except ApiError as exc:
+        if exc.status == 404:
+            raise Http404 from exc
+        messages.error(request, exc.message)
+    return redirect("organization")
+
+
+@require_POST
+@login_required
+def organization_create(request: HttpRequest) -> HttpResponse:
+    form = OrganizationForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give the organization a name.")
+        return redirect("organization")
+    organization = services.organization_create(name=form.cleaned_data["name"], owner=request.user)  # type: ignore[arg-type]
+    request.session[settings.ORGANIZATION_SESSION_KEY] = organization.pk
+    messages.success(request, f"Created {organization.name}; you are its owner.")
+    return redirect("organization")
+
+
+@require_POST
+@login_required
+def organization_switch(request: HttpRequest) -> HttpResponse:
+    membership = Membership.objects.filter(
+        user=request.user, organization_id=request.POST.get("organization")
+    ).first()
+    if membership is None:
+        raise Http404
+    request.session[settings.ORGANIZATION_SESSION_KEY] = membership.organization_id
+    return redirect(request.POST.get("next") or "dashboard")
+
+
+@login_required
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    if request.method != "POST":
+        return render(request, "accounts/invitation.html", {"token": token})
+    try:
+        membership = services.invitation_accept(token=token, user=request.user)  # type: ignore[arg-type]
+    except ApiError as exc:
+        messages.error(request, exc.message)
+        return redirect("dashboard")
+    request.session[settings.ORGANIZATION_SESSION_KEY] = membership.organization_id
+    messages.success(request, f"Welcome to {membership.organization.name}.")
+    return redirect("dashboard")

@@ -1,0 +1,127 @@
+"""Credit accounts, the append-only ledger, reservations, key spend windows and usage records.
+
+Invariants (enforced in SQL, see ``services``): ``balance >= 0``; ``reserved >= 0``;
+``balance`` equals the sum of the organization's ledger amounts; every usage record with a
+cost has exactly one ledger entry with ``idempotency_key = "usage:<generation id>"``.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from accounts.models import ApiKey, Organization, TenantModel
+from routerhub.money import MONEY_FIELD
+
+
+class CreditAccount(models.Model):
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="credit_account", primary_key=True
+    )
+    balance = models.DecimalField(**MONEY_FIELD, default=0)
+    reserved = models.DecimalField(**MONEY_FIELD, default=0)
+    total_purchased = models.DecimalField(**MONEY_FIELD, default=0)
+    total_used = models.DecimalField(**MONEY_FIELD, default=0)
+    stripe_customer_id = models.CharField(max_length=64, blank=True)
+    auto_topup_threshold = models.DecimalField(**MONEY_FIELD, null=True, blank=True)
+    auto_topup_amount = models.DecimalField(**MONEY_FIELD, null=True, blank=True)
+    budget_alert_sent = models.JSONField(
+        default=dict, blank=True, help_text="Month → highest alert threshold already emailed."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="balance_not_negative"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="reserved_not_negative"),
+        ]
+
+
+class LedgerKind(models.TextChoices):
+    TOPUP = "topup", "Top-up"
+    USAGE = "usage", "Usage"
+    REFUND = "refund", "Refund"
+    ADJUSTMENT = "adjustment", "Adjustment"
+    PROMOTION = "promotion", "Promotional grant"
+
+
+class LedgerEntry(TenantModel):
+    """One change of a balance; never updated or deleted."""
+
+    kind = models.CharField(max_length=12, choices=LedgerKind.choices)
+    amount = models.DecimalField(**MONEY_FIELD, help_text="Signed USD: credits > 0, charges < 0.")
+    balance_after = models.DecimalField(**MONEY_FIELD)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    reference = models.CharField(max_length=120, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+
+class KeySpendWindow(models.Model):
+    """Spend of a key in its current limit window; reserved and spent move atomically with it."""
+
+    key = models.OneToOneField(ApiKey, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    window_start = models.DateTimeField(null=True)
+    spent = models.DecimalField(**MONEY_FIELD, default=0)
+    reserved = models.DecimalField(**MONEY_FIELD, default=0)
+
+
+class ReservationState(models.TextChoices):
+    HELD = "held", "Held"
+    SETTLED = "settled", "Settled"
+    RELEASED = "released", "Released"
+
+
+class Reservation(TenantModel):
+    """Credit held for one in-flight request; settled or released exactly once."""
+
+    generation_id = models.CharField(max_length=64, unique=True)
+    key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, related_name="+")
+    amount = models.DecimalField(**MONEY_FIELD)
+    key_window_start = models.DateTimeField(null=True)
+    state = models.CharField(max_length=10, choices=ReservationState.choices, default="held")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "expires_at"])]
+
+
+class UsageStatus(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    ABORTED = "aborted", "Aborted by client"
+
+
+class UsageRecord(TenantModel):
+    """One request through the gateway; written exactly once (unique generation id)."""
+
+    generation_id = models.CharField(max_length=64, unique=True)
+    key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, related_name="+")
+    model = models.CharField(max_length=200, blank=True)
+    requested_model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=60, blank=True)
+    router = models.CharField(max_length=80, blank=True)
+    router_version = models.PositiveIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(**MONEY_FIELD, default=0)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=UsageStatus.choices)
+    error_type = models.CharField(max_length=60, blank=True)
+    streamed = models.BooleanField(default=False)
+    is_byok = models.BooleanField(default=False)
+    prompt = models.TextField(blank=True, help_text="Kept only when the organization opted in.")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "-created_at"]),
+            models.Index(fields=["key", "created_at"]),
+        ]

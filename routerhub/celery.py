@@ -1,0 +1,40 @@
+"""The Celery app. Tasks live in each app's ``tasks.py``; queues are ``default`` and ``training``."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from django.conf import settings
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "routerhub.settings")
+
+app = Celery("routerhub")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+    # The embedded default: a broker that is just a folder, so `make run` needs no service.
+    _folder = settings.CELERY_FILESYSTEM_BROKER_DIR
+    for sub in ("queue", "processed"):
+        (_folder / sub).mkdir(parents=True, exist_ok=True)
+    app.conf.broker_transport_options = {
+        "data_folder_in": str(_folder / "queue"),
+        "data_folder_out": str(_folder / "queue"),
+        "processed_folder": str(_folder / "processed"),
+        "store_processed": False,
+    }
+
+app.conf.update(
+    task_default_queue="default",
+    task_routes={"training.tasks.*": {"queue": "training"}},
+    task_ignore_result=True,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    accept_content=["json"],
+    timezone="UTC",
+    broker_connection_retry_on_startup=True,
+    beat_schedule={},
+)
+app.autodiscover_tasks()

@@ -1,0 +1,14 @@
+// Small progressive enhancements; every page works without JavaScript.
+document.addEventListener("click", async (event) => {
+  const copy = event.target.closest("[data-copy]");
+  if (copy) {
+    const text = document.getElementById(copy.dataset.copy).textContent.trim();
+    try { await navigator.clipboard.writeText(text); } catch (e) { /* clipboard blocked */ }
+    copy.textContent = "Copied";
+    copy.dataset.copied = "1";
+  }
+});
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});

@@ -1,0 +1,26 @@
+"""URL map. ``/v1/*`` inference is served by the gateway ASGI app (see ``routerhub.asgi``)."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from routerhub import health
+
+api_v1 = [
+    path("", include("accounts.api_urls")),
+    path("", include("billing.api_urls")),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/dashboard/", permanent=False)),
+    path("healthz", health.healthz),
+    path("readyz", health.readyz),
+    path("metrics", health.metrics),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("accounts.urls")),
+]

@@ -1,0 +1,51 @@
+"""Shared fixtures. Service-backed tests skip on a laptop without them and fail under REQUIRE_SERVICES=1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("ROUTERHUB_ENV", "test")
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def service_missing(reason: str) -> None:
+    """Skip with a clear reason, or fail when CI requires every service-backed test to run."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+def require_postgres() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        service_missing(
+            "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/routerhub"
+        )
+
+
+def require_redis() -> None:
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        service_missing("needs Redis: set REDIS_URL=redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache() -> Iterator[None]:
+    from accounts.keys import key_cache_clear
+
+    key_cache_clear()
+    yield
+    key_cache_clear()
+
+
+@pytest.fixture
+def tenants(db: None):  # type: ignore[no-untyped-def]
+    from tests.factories import tenants_make
+
+    return tenants_make()

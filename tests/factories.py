@@ -1,0 +1,82 @@
+"""Factories for tests: people, organizations with roles, keys and authenticated clients."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from allauth.account.models import EmailAddress
+from rest_framework.test import APIClient
+
+from accounts import services
+from accounts.models import KeyScope, Membership, Organization, Role, User
+
+_counter = itertools.count(1)
+PASSWORD = "correct-horse-battery-staple"
+
+
+def user_make(email: str | None = None) -> User:
+    email = email or f"user{next(_counter)}@example.com"
+    user = User.objects.create_user(email, PASSWORD)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    return user
+
+
+def organization_make(owner: User | None = None, name: str | None = None) -> Organization:
+    owner = owner or user_make()
+    return services.organization_create(name=name or f"Org {next(_counter)}", owner=owner)
+
+
+def member_add(
+    organization: Organization, role: Role = Role.MEMBER, user: User | None = None
+) -> User:
+    user = user or user_make()
+    Membership.objects.create(user=user, organization=organization, role=role)
+    return user
+
+
+def key_make(organization: Organization, scope: str = KeyScope.INFERENCE, **fields: Any) -> str:
+    fields.setdefault("name", f"key {next(_counter)}")
+    return services.api_key_create(
+        organization=organization, created_by=None, scope=scope, **fields
+    ).plaintext
+
+
+def key_client(plaintext: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    return client
+
+
+def session_client(user: User, organization: Organization | None = None) -> APIClient:
+    """A logged-in browser-like client that enforces CSRF like a real browser would."""
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(user)
+    if organization is not None:
+        session = client.session
+        session["current_organization_id"] = organization.pk
+        session.save()
+    return client
+
+
+@dataclass
+class Tenants:
+    """An owner organization (with an admin and a member) and an outsider organization."""
+
+    owner: User
+    admin: User
+    member: User
+    organization: Organization
+    outsider: User
+    outsider_organization: Organization
+
+
+def tenants_make() -> Tenants:
+    owner = user_make()
+    organization = organization_make(owner, "Acme")
+    admin = member_add(organization, Role.ADMIN)
+    member = member_add(organization, Role.MEMBER)
+    outsider = user_make()
+    outsider_organization = organization_make(outsider, "Outsider Inc")
+    return Tenants(owner, admin, member, organization, outsider, outsider_organization)
