@@ -9,6 +9,7 @@ Celery worker that uses a filesystem broker (no services). With ``DATABASE_URL``
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
@@ -33,6 +34,17 @@ def _dev_secret(name: str) -> str:
     if not path.exists():
         path.write_text(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def _decimal(name: str, default: str) -> Decimal:
+    raw = env.str(name, default=default)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a decimal number, not {raw!r}") from None
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative")
+    return value
 
 
 def _secret(name: str) -> str:
@@ -235,6 +247,16 @@ CELERY_FILESYSTEM_BROKER_DIR = VAR_DIR / "celery"
 # --- RouterHub ----------------------------------------------------------------------------------
 API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=1.0)
 ORGANIZATION_SESSION_KEY = "current_organization_id"
+# Callables run by `manage.py seed_demo` with the demo organization, in order.
+DEMO_SEEDERS: list[str] = []
+
+# Money: fees as fractions, amounts in USD.
+TOPUP_FEE_RATE = _decimal("TOPUP_FEE_RATE", default="0.055")
+TOPUP_FEE_MINIMUM = _decimal("TOPUP_FEE_MINIMUM", default="0.80")
+BYOK_FEE_RATE = _decimal("BYOK_FEE_RATE", default="0.05")
+TOPUP_MIN_AMOUNT = _decimal("TOPUP_MIN_AMOUNT", default="5")
+TOPUP_MAX_AMOUNT = _decimal("TOPUP_MAX_AMOUNT", default="10000")
+DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
 
 LOGGING = {
     "version": 1,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.module_loading import import_string
 
 from accounts.models import Membership, Organization, Role, User
 
@@ -32,11 +34,6 @@ class Command(BaseCommand):
         Membership.objects.get_or_create(
             user=user, organization=organization, defaults={"role": Role.OWNER}
         )
-        for hook in seed_hooks():
-            hook(organization)
+        for dotted in settings.DEMO_SEEDERS:
+            import_string(dotted)(organization)
         self.stdout.write(f"Demo login: {DEMO_EMAIL} / {DEMO_PASSWORD}")
-
-
-def seed_hooks() -> list[Any]:
-    """Other apps' demo seeding (catalog, credits) registered here as they are built."""
-    return []
