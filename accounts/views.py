@@ -16,10 +16,16 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import services
-from accounts.models import ApiKey, Invitation, KeyScope, LimitReset, Membership, Role
+from accounts.models import ApiKey, Invitation, KeyScope, LimitReset, Membership, Role, User
 from routerhub.errors import ApiError
 
 View = Callable[..., HttpResponse]
+
+
+def _person(request: HttpRequest) -> User:
+    """The signed-in user (views using it are behind ``login_required``)."""
+    assert isinstance(request.user, User)
+    return request.user
 
 
 def organization_required(role: Role = Role.MEMBER) -> Callable[[View], View]:
@@ -88,7 +94,7 @@ def keys_page(request: HttpRequest) -> HttpResponse:
         form = KeyForm(request.POST)
         if form.is_valid():
             created = services.api_key_create(
-                organization=organization, created_by=request.user, **form.cleaned_data
+                organization=organization, created_by=_person(request), **form.cleaned_data
             )
             form = KeyForm()
     keys = (
@@ -141,7 +147,9 @@ def organization_page(request: HttpRequest) -> HttpResponse:
         if invite_form.is_valid():
             try:
                 services.invitation_create(
-                    organization=organization, invited_by=request.user, **invite_form.cleaned_data
+                    organization=organization,
+                    invited_by=_person(request),
+                    **invite_form.cleaned_data,
                 )
             except ApiError as exc:
                 invite_form.add_error("email", exc.message)
@@ -196,7 +204,9 @@ def organization_create(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Give the organization a name.")
         return redirect("organization")
-    organization = services.organization_create(name=form.cleaned_data["name"], owner=request.user)  # type: ignore[arg-type]
+    organization = services.organization_create(
+        name=form.cleaned_data["name"], owner=_person(request)
+    )
     request.session[settings.ORGANIZATION_SESSION_KEY] = organization.pk
     messages.success(request, f"Created {organization.name}; you are its owner.")
     return redirect("organization")
@@ -205,8 +215,9 @@ def organization_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def organization_switch(request: HttpRequest) -> HttpResponse:
+    chosen = request.POST.get("organization", "")
     membership = Membership.objects.filter(
-        user=request.user, organization_id=request.POST.get("organization")
+        user=_person(request), organization_id=int(chosen) if chosen.isdigit() else 0
     ).first()
     if membership is None:
         raise Http404
@@ -219,7 +230,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     if request.method != "POST":
         return render(request, "accounts/invitation.html", {"token": token})
     try:
-        membership = services.invitation_accept(token=token, user=request.user)  # type: ignore[arg-type]
+        membership = services.invitation_accept(token=token, user=_person(request))
     except ApiError as exc:
         messages.error(request, exc.message)
         return redirect("dashboard")

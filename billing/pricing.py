@@ -43,7 +43,9 @@ def usage_cost(
     return money(cost)
 
 
-def reservation_amount(prices: TokenPrices, *, prompt_tokens: int, max_output_tokens: int) -> Decimal:
+def reservation_amount(
+    prices: TokenPrices, *, prompt_tokens: int, max_output_tokens: int
+) -> Decimal:
     """The most a request can cost: every prompt token uncached, every allowed output token used."""
     return money(prompt_tokens * prices.prompt + max_output_tokens * prices.completion)
 

@@ -107,7 +107,9 @@ def _reserve_key_window(request: ReservationRequest, now: datetime) -> datetime 
             "This key has reached its credit limit for the current window.",
             metadata={
                 "limit": money_str(request.key_limit),
-                "remaining": money_str(max(ZERO, request.key_limit - window.spent - window.reserved)),
+                "remaining": money_str(
+                    max(ZERO, request.key_limit - window.spent - window.reserved)
+                ),
                 "needed": money_str(request.amount),
                 "reset": request.key_limit_reset,
             },
@@ -134,7 +136,10 @@ def credits_reserve(request: ReservationRequest) -> Reservation:
             available = ZERO if account is None else account.balance - account.reserved
             raise InsufficientCredits(
                 "Insufficient credits for this request; add credits or lower max_tokens.",
-                metadata={"available": money_str(max(ZERO, available)), "needed": money_str(amount)},
+                metadata={
+                    "available": money_str(max(ZERO, available)),
+                    "needed": money_str(amount),
+                },
             )
         key_window = None
         if request.key_id is not None and request.key_limit is not None:

@@ -159,8 +159,9 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     else:
         message = str(exc.detail)
     headers: dict[str, str] = {}
-    if isinstance(exc, drf.Throttled) and exc.wait:
-        headers["Retry-After"] = str(int(exc.wait) + 1)
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, drf.Throttled) and wait:
+        headers["Retry-After"] = str(int(wait) + 1)
     if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
         headers["WWW-Authenticate"] = "Bearer"
         status = 401

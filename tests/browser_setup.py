@@ -21,9 +21,7 @@ def main() -> int:
         return 0
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    result = subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env
-    )
+    result = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env)
     if result.returncode != 0:
         print("browser tests: could not install chromium; they will be skipped", file=sys.stderr)
     return 0

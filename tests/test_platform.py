@@ -1,0 +1,126 @@
+"""Platform plumbing: health, readiness, request ids, error format, OpenAPI schema, settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from openapi_spec_validator import validate
+
+from tests.conftest import require_redis
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_healthz_answers_with_a_request_id(client):
+    response = client.get("/healthz", HTTP_X_REQUEST_ID="req-12345678")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert response["X-Request-Id"] == "req-12345678"
+
+
+def test_unsafe_request_ids_are_replaced(client):
+    response = client.get("/healthz", HTTP_X_REQUEST_ID="<script>")
+
+    assert response["X-Request-Id"] != "<script>" and len(response["X-Request-Id"]) == 32
+
+
+@pytest.mark.django_db
+def test_readyz_checks_the_database(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json()["checks"]["database"]["ok"] is True
+
+
+@pytest.mark.django_db
+def test_readyz_checks_redis_when_configured(client):
+    require_redis()
+
+    body = client.get("/readyz").json()
+
+    assert body["checks"]["redis"]["ok"] is True
+
+
+@pytest.mark.django_db
+def test_readyz_reports_an_unreachable_redis(client, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["redis"]["ok"] is False
+
+
+def test_unknown_api_route_is_a_json_404(client):
+    response = client.get("/api/v1/does-not-exist")
+
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error == {
+        "code": 404,
+        "type": "not_found",
+        "message": "No route matches GET /api/v1/does-not-exist.",
+        "param": None,
+        "metadata": {},
+    }
+
+
+@pytest.mark.django_db
+def test_openapi_schema_is_valid_openapi_3(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+    assert response.status_code == 200
+    schema = response.json()
+    validate(schema)
+    assert schema["openapi"].startswith("3.")
+    assert "/api/v1/keys" in schema["paths"] and "/api/v1/key" in schema["paths"]
+
+
+@pytest.mark.django_db
+def test_api_docs_use_only_local_assets(client):
+    response = client.get("/api/docs/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui" in html
+    assert "cdn." not in html and "https://" not in html.replace("https://swagger.io", "")
+
+
+def _boot(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SECRET_KEY", "API_KEY_PEPPER"))
+    }
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "routerhub.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_refuses_to_boot_without_a_secret_key(tmp_path):
+    result = _boot({"ROUTERHUB_ENV": "production", "ROUTERHUB_VAR_DIR": str(tmp_path)})
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when ROUTERHUB_ENV=production" in result.stderr
+
+
+def test_bad_setting_values_fail_fast(tmp_path):
+    result = _boot({"ROUTERHUB_VAR_DIR": str(tmp_path), "TOPUP_FEE_RATE": "five percent"})
+
+    assert result.returncode != 0
+    assert "TOPUP_FEE_RATE must be a decimal number" in result.stderr
+
+
+def test_unknown_environment_name_fails_fast(tmp_path):
+    result = _boot({"ROUTERHUB_VAR_DIR": str(tmp_path), "ROUTERHUB_ENV": "prod"})
+
+    assert result.returncode != 0
+    assert "ROUTERHUB_ENV must be development, test or production" in result.stderr
