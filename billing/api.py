@@ -1,17 +1,25 @@
-"""Billing API: the calling key (with its spend and limits)."""
+"""Billing API: the calling key, credits, ledger, generations and usage."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+import csv
+from collections.abc import Iterator
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import ApiKey
 from accounts.tenant_api import TenantAPIView
-from billing.selectors import key_usage
-from routerhub.errors import BadRequest
-from routerhub.money import money_str
+from billing.models import CreditAccount, LedgerEntry, UsageRecord, UsageStatus
+from billing.selectors import GROUPINGS, UsageFilter, key_usage, usage_aggregate, usage_records
+from routerhub.errors import BadRequest, NotFound
+from routerhub.money import ZERO, money_str
 
 _money = serializers.CharField(allow_null=True)
 CurrentKeyOutput = inline_serializer(
@@ -45,6 +53,18 @@ CurrentKeyOutput = inline_serializer(
                 "tpm": serializers.IntegerField(allow_null=True),
             },
         ),
+    },
+)
+
+CreditsOutput = inline_serializer(
+    "Credits",
+    {
+        "balance": _money,
+        "reserved": _money,
+        "available": _money,
+        "total_purchased": _money,
+        "total_used": _money,
+        "currency": serializers.CharField(),
     },
 )
 
@@ -85,3 +105,179 @@ class CurrentKeyView(TenantAPIView):
                 "rate_limit": {"rpm": key.rpm, "tpm": key.tpm},
             }
         )
+
+
+class CreditsView(TenantAPIView):
+    """``GET /api/v1/credits``: the organization's balance."""
+
+    tenant_model = CreditAccount
+
+    @extend_schema(responses=CreditsOutput)
+    def get(self, request: Request) -> Response:
+        account = self.get_queryset().first() or CreditAccount(organization=self.organization)
+        return Response(
+            {
+                "balance": money_str(account.balance),
+                "reserved": money_str(account.reserved),
+                "available": money_str(max(ZERO, account.balance - account.reserved)),
+                "total_purchased": money_str(account.total_purchased),
+                "total_used": money_str(account.total_used),
+                "currency": "USD",
+            }
+        )
+
+
+class LedgerEntryOutput(serializers.ModelSerializer[LedgerEntry]):
+    amount = serializers.DecimalField(max_digits=20, decimal_places=8)
+    balance_after = serializers.DecimalField(max_digits=20, decimal_places=8)
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["id", "kind", "amount", "balance_after", "description", "reference", "created_at"]
+
+
+class LedgerView(TenantAPIView):
+    """``GET /api/v1/ledger``: append-only credit ledger, newest first."""
+
+    tenant_model = LedgerEntry
+    serializer_class = LedgerEntryOutput
+
+    def scope_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        kind = self.request.query_params.get("kind")
+        if kind:
+            queryset = queryset.filter(kind=kind)
+        return queryset.order_by("-created_at", "-id")
+
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(LedgerEntryOutput(page, many=True).data)
+
+
+def generation_json(record: UsageRecord) -> dict[str, Any]:
+    return {
+        "id": record.generation_id,
+        "model": record.model,
+        "requested_model": record.requested_model,
+        "provider": record.provider,
+        "router": record.router or None,
+        "router_version": record.router_version,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cached_tokens": record.cached_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "cost": money_str(record.cost),
+        "latency_ms": record.latency_ms,
+        "ttft_ms": record.ttft_ms,
+        "status": record.status,
+        "error_type": record.error_type or None,
+        "streamed": record.streamed,
+        "is_byok": record.is_byok,
+        "key_id": record.key_id,
+        "created_at": record.created_at.isoformat(),
+    }
+
+
+class GenerationView(TenantAPIView):
+    """``GET /api/v1/generation?id=gen-…``: one request's record."""
+
+    tenant_model = UsageRecord
+    inference_key_allowed = True
+
+    @extend_schema(parameters=[OpenApiParameter("id", str, required=True)])
+    def get(self, request: Request) -> Response:
+        generation_id = request.query_params.get("id")
+        if not generation_id:
+            raise BadRequest("Pass the generation id: ?id=gen-…", param="id")
+        record = self.get_queryset().filter(generation_id=generation_id).first()
+        if record is None:
+            raise NotFound(f"No generation {generation_id} in this organization.", param="id")
+        return Response(generation_json(record))
+
+
+class UsageQuery(serializers.Serializer[Any]):
+    start = serializers.DateTimeField(required=False, input_formats=["iso-8601", "%Y-%m-%d"])
+    end = serializers.DateTimeField(required=False, input_formats=["iso-8601", "%Y-%m-%d"])
+    group_by = serializers.ChoiceField(choices=sorted(GROUPINGS), default="day")
+    model = serializers.CharField(required=False)
+    key = serializers.IntegerField(required=False)
+    status = serializers.ChoiceField(choices=UsageStatus.choices, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("start") and attrs.get("end") and attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError({"end": "must be after start"})
+        return attrs
+
+    def usage_filter(self) -> UsageFilter:
+        data = self.validated_data
+        return UsageFilter(
+            start=data.get("start"),
+            end=data.get("end"),
+            model=data.get("model"),
+            key_id=data.get("key"),
+            status=data.get("status"),
+        )
+
+
+class UsageView(TenantAPIView):
+    """``GET /api/v1/usage``: aggregates grouped by day, model, key, router or provider."""
+
+    tenant_model = UsageRecord
+
+    @extend_schema(parameters=[UsageQuery])
+    def get(self, request: Request) -> Response:
+        query = UsageQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = usage_aggregate(
+            organization_id=self.organization.pk,
+            filters=query.usage_filter(),
+            group_by=query.validated_data["group_by"],
+        )
+        results = [
+            {
+                "group": str(row["group"]) if row["group"] is not None else None,
+                "requests": row["requests"],
+                "prompt_tokens": row["prompt_tokens"] or 0,
+                "completion_tokens": row["completion_tokens"] or 0,
+                "cost": money_str(row["cost"] or ZERO),
+            }
+            for row in rows
+        ]
+        return Response({"group_by": query.validated_data["group_by"], "results": results})
+
+
+CSV_COLUMNS = [
+    "id", "created_at", "model", "requested_model", "provider", "router", "router_version",
+    "key_id", "status", "error_type", "prompt_tokens", "completion_tokens", "cached_tokens",
+    "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "streamed", "is_byok",
+]  # fmt: skip
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def usage_csv_rows(records: QuerySet[UsageRecord]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for record in records.iterator(chunk_size=2000):
+        row = generation_json(record)
+        yield writer.writerow([row[column] for column in CSV_COLUMNS])
+
+
+class UsageExportView(TenantAPIView):
+    """``GET /api/v1/usage/export.csv``: the raw usage rows (same filters as /usage)."""
+
+    tenant_model = UsageRecord
+
+    @extend_schema(parameters=[UsageQuery], responses={(200, "text/csv"): str})
+    def get(self, request: Request) -> StreamingHttpResponse:
+        query = UsageQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        records = usage_records(
+            organization_id=self.organization.pk, filters=query.usage_filter()
+        ).order_by("created_at", "id")
+        response = StreamingHttpResponse(usage_csv_rows(records), content_type="text/csv")
+        filename = f"routerhub-usage-{self.organization.slug}-{timezone.now():%Y%m%d}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import Sum
+from django.db.models import Count, F, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.models import ApiKey
@@ -50,4 +52,66 @@ def key_usage(*, key: ApiKey) -> KeyUsage:
         usage_monthly=_spent_since(key.pk, window_start("monthly", now)),
         limit_remaining=remaining,
         limit_reset_at=window_end(key.limit_reset, now) if key.limit is not None else None,
+    )
+
+
+GROUPINGS = {"day", "model", "key", "router", "provider"}
+
+
+@dataclass(frozen=True)
+class UsageFilter:
+    start: datetime | None = None
+    end: datetime | None = None
+    model: str | None = None
+    key_id: int | None = None
+    status: str | None = None
+
+
+def usage_records(*, organization_id: int, filters: UsageFilter) -> QuerySet[UsageRecord]:
+    rows = UsageRecord.objects.filter(organization_id=organization_id)
+    if filters.start is not None:
+        rows = rows.filter(created_at__gte=filters.start)
+    if filters.end is not None:
+        rows = rows.filter(created_at__lt=filters.end)
+    if filters.model:
+        rows = rows.filter(model=filters.model)
+    if filters.key_id is not None:
+        rows = rows.filter(key_id=filters.key_id)
+    if filters.status:
+        rows = rows.filter(status=filters.status)
+    return rows
+
+
+def usage_aggregate(
+    *, organization_id: int, filters: UsageFilter, group_by: str
+) -> list[dict[str, Any]]:
+    """Requests, tokens and cost per day, model, key, router or provider."""
+    rows = usage_records(organization_id=organization_id, filters=filters)
+    if group_by == "day":
+        rows = rows.annotate(group=TruncDate("created_at"))
+    elif group_by == "key":
+        rows = rows.annotate(group=Coalesce(F("key__name"), Value("(deleted key)")))
+    else:
+        rows = rows.annotate(group=F(group_by))
+    aggregated = (
+        rows.values("group")
+        .annotate(
+            requests=Count("id"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            cost=Sum("cost"),
+        )
+        .order_by("group")
+    )
+    return list(aggregated)
+
+
+def spend_by_day_and_model(*, organization_id: int, since: datetime) -> list[dict[str, Any]]:
+    """Rows of (day, model, cost, requests) for the usage chart."""
+    return list(
+        UsageRecord.objects.filter(organization_id=organization_id, created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "model")
+        .annotate(cost=Sum("cost"), requests=Count("id"))
+        .order_by("day", "model")
     )

@@ -15,12 +15,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 if settings.CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded default: a broker that is just a folder, so `make run` needs no service.
     _folder = settings.CELERY_FILESYSTEM_BROKER_DIR
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_folder / sub).mkdir(parents=True, exist_ok=True)
     app.conf.broker_transport_options = {
         "data_folder_in": str(_folder / "queue"),
         "data_folder_out": str(_folder / "queue"),
         "processed_folder": str(_folder / "processed"),
+        "control_folder": str(_folder / "control"),
         "store_processed": False,
     }
 
@@ -35,6 +36,8 @@ app.conf.update(
     accept_content=["json"],
     timezone="UTC",
     broker_connection_retry_on_startup=True,
-    beat_schedule={},
+    beat_schedule={
+        "sweep-reservations": {"task": "billing.sweep_reservations", "schedule": 60.0},
+    },
 )
 app.autodiscover_tasks()

@@ -1,0 +1,168 @@
+"""Credits, ledger, generation, usage aggregates and CSV export over the API; credits_grant."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from accounts.models import ApiKey, KeyScope
+from billing.models import UsageRecord
+from billing.services import (
+    ReservationRequest,
+    UsageDraft,
+    credits_reserve,
+    ledger_post,
+    usage_settle,
+)
+from tests.factories import key_client, key_make
+
+pytestmark = pytest.mark.django_db
+
+
+def _served(
+    organization, key: ApiKey | None, model: str, cost: str, when=None, router: str = ""
+) -> str:
+    generation_id = f"gen-{model.replace('/', '-')}-{UsageRecord.objects.count()}"
+    credits_reserve(
+        ReservationRequest(
+            organization_id=organization.pk, generation_id=generation_id, amount=Decimal(cost)
+        )
+    )
+    usage_settle(
+        UsageDraft(
+            generation_id=generation_id,
+            organization_id=organization.pk,
+            key_id=key.pk if key else None,
+            status="succeeded",
+            cost=Decimal(cost),
+            model=model,
+            provider="demo",
+            router=router,
+            prompt_tokens=100,
+            completion_tokens=50,
+            created_at=when or timezone.now(),
+        )
+    )
+    return generation_id
+
+
+@pytest.fixture
+def billed(tenants):
+    organization = tenants.organization
+    ledger_post(
+        organization=organization, kind="promotion", amount=Decimal("10"), idempotency_key="g"
+    )
+    plaintext = key_make(organization, name="app")
+    key = ApiKey.objects.get(organization=organization, name="app")
+    yesterday = timezone.now() - timedelta(days=1)
+    ids = [
+        _served(organization, key, "demo/small", "0.001", yesterday),
+        _served(organization, key, "demo/large", "0.02"),
+        _served(organization, None, "demo/small", "0.003", router="router/support"),
+    ]
+    manage = key_client(key_make(organization, scope=KeyScope.MANAGE))
+    return tenants, key_client(plaintext), manage, ids
+
+
+def test_credits_report_balance_and_totals(billed):
+    _, _, manage, _ = billed
+
+    body = manage.get("/api/v1/credits").json()
+
+    assert body == {
+        "balance": "9.97600000",
+        "reserved": "0.00000000",
+        "available": "9.97600000",
+        "total_purchased": "0.00000000",
+        "total_used": "0.02400000",
+        "currency": "USD",
+    }
+
+
+def test_ledger_lists_newest_first_with_usage_charges(billed):
+    _, _, manage, ids = billed
+
+    body = manage.get("/api/v1/ledger").json()
+
+    kinds = [entry["kind"] for entry in body["results"]]
+    assert kinds == ["usage", "usage", "usage", "promotion"]
+    assert body["results"][0]["reference"] == ids[2]
+    assert body["results"][0]["amount"] == "-0.00300000"
+
+
+def test_generation_is_readable_with_an_inference_key(billed):
+    _, inference, _, ids = billed
+
+    body = inference.get("/api/v1/generation", {"id": ids[1]}).json()
+
+    assert body["id"] == ids[1] and body["model"] == "demo/large" and body["cost"] == "0.02000000"
+    assert body["status"] == "succeeded" and body["streamed"] is False
+
+
+def test_generation_of_another_organization_is_404(billed):
+    tenants, _, _, ids = billed
+    outsider = key_client(key_make(tenants.outsider_organization))
+
+    response = outsider.get("/api/v1/generation", {"id": ids[0]})
+
+    assert response.status_code == 404
+    assert response.json()["error"]["param"] == "id"
+
+
+def test_usage_groups_by_model_key_router_and_day(billed):
+    _, _, manage, _ = billed
+
+    by_model = manage.get("/api/v1/usage", {"group_by": "model"}).json()["results"]
+    by_key = manage.get("/api/v1/usage", {"group_by": "key"}).json()["results"]
+    by_router = manage.get("/api/v1/usage", {"group_by": "router"}).json()["results"]
+    by_day = manage.get("/api/v1/usage", {"group_by": "day"}).json()["results"]
+
+    assert {r["group"]: (r["requests"], r["cost"]) for r in by_model} == {
+        "demo/large": (1, "0.02000000"),
+        "demo/small": (2, "0.00400000"),
+    }
+    assert {r["group"]: r["requests"] for r in by_key} == {"app": 2, "(deleted key)": 1}
+    assert {r["group"] for r in by_router} == {"", "router/support"}
+    assert len(by_day) == 2 and sum(r["requests"] for r in by_day) == 3
+
+
+def test_usage_rejects_a_bad_group_and_an_inverted_range(billed):
+    _, _, manage, _ = billed
+
+    bad_group = manage.get("/api/v1/usage", {"group_by": "colour"})
+    inverted = manage.get("/api/v1/usage", {"start": "2026-02-01", "end": "2026-01-01"})
+
+    assert bad_group.status_code == 400 and bad_group.json()["error"]["param"] == "group_by"
+    assert inverted.status_code == 400 and inverted.json()["error"]["param"] == "end"
+
+
+def test_usage_export_csv_has_one_row_per_request_with_exact_costs(billed):
+    _, _, manage, ids = billed
+
+    response = manage.get("/api/v1/usage/export.csv")
+
+    assert response["Content-Type"] == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    assert {r["id"]: r["cost"] for r in rows}[ids[1]] == "0.02000000"
+
+
+def test_credits_grant_writes_a_ledger_entry(tenants, capsys):
+    call_command("credits_grant", tenants.organization.slug, "25", "--reason", "support ticket 42")
+
+    entry = tenants.organization.credit_account
+    assert entry.balance == Decimal("25")
+    assert "balance now 25" in capsys.readouterr().out
+
+
+def test_credits_grant_refuses_unknown_organization_and_bad_amount(tenants):
+    with pytest.raises(CommandError, match="No organization"):
+        call_command("credits_grant", "nope", "5", "--reason", "x")
+    with pytest.raises(CommandError, match="AMOUNT must be a number"):
+        call_command("credits_grant", tenants.organization.slug, "five", "--reason", "x")

@@ -1,0 +1,212 @@
+"""The money promises: no request unbilled, none billed twice, no balance or key limit overspent."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import ApiKey
+from billing.models import CreditAccount, LedgerEntry, Reservation, UsageRecord
+from billing.services import (
+    ReservationRequest,
+    UsageDraft,
+    credits_reserve,
+    ledger_post,
+    reservations_sweep,
+    usage_settle,
+)
+from routerhub.errors import InsufficientCredits, KeyLimitReached
+from tests.conftest import require_postgres
+from tests.factories import key_make, organization_make
+
+
+def _grant(organization, amount: str, key: str = "grant") -> None:
+    ledger_post(
+        organization=organization,
+        kind="promotion",
+        amount=Decimal(amount),
+        idempotency_key=f"{key}:{organization.pk}",
+    )
+
+
+def _request(organization, amount: str, key: ApiKey | None = None) -> ReservationRequest:
+    return ReservationRequest(
+        organization_id=organization.pk,
+        generation_id=f"gen-{uuid.uuid4().hex}",
+        amount=Decimal(amount),
+        key_id=key.pk if key else None,
+        key_limit=key.limit if key else None,
+        key_limit_reset=key.limit_reset if key else None,
+    )
+
+
+def _assert_books_balance(organization) -> None:
+    account = CreditAccount.objects.get(organization=organization)
+    ledger_sum = LedgerEntry.objects.filter(organization=organization).aggregate(s=Sum("amount"))[
+        "s"
+    ]
+    assert account.balance >= 0
+    assert account.balance == ledger_sum
+    for record in UsageRecord.objects.filter(organization=organization, cost__gt=0):
+        charge = LedgerEntry.objects.get(idempotency_key=f"usage:{record.generation_id}")
+        assert charge.amount == -record.cost
+
+
+@pytest.mark.django_db
+def test_ledger_post_is_idempotent_and_the_balance_is_the_ledger_sum():
+    organization = organization_make()
+
+    first = ledger_post(
+        organization=organization, kind="topup", amount=Decimal("10"), idempotency_key="pay-1"
+    )
+    again = ledger_post(
+        organization=organization, kind="topup", amount=Decimal("10"), idempotency_key="pay-1"
+    )
+    ledger_post(
+        organization=organization, kind="refund", amount=Decimal("-25"), idempotency_key="refund-1"
+    )
+
+    account = CreditAccount.objects.get(organization=organization)
+    assert first.pk == again.pk
+    assert account.balance == Decimal("0") and account.total_purchased == Decimal("10")
+    assert LedgerEntry.objects.get(idempotency_key="refund-1").amount == Decimal("-10")
+    _assert_books_balance(organization)
+
+
+@pytest.mark.django_db
+def test_reservation_beyond_the_available_balance_is_402_and_holds_nothing():
+    organization = organization_make()
+    _grant(organization, "1")
+    credits_reserve(_request(organization, "0.6"))
+
+    with pytest.raises(InsufficientCredits) as refused:
+        credits_reserve(_request(organization, "0.5"))
+
+    assert refused.value.metadata["available"] == "0.40000000"
+    assert CreditAccount.objects.get(organization=organization).reserved == Decimal("0.6")
+
+
+@pytest.mark.django_db
+def test_settle_charges_the_real_cost_once_and_releases_the_rest():
+    organization = organization_make()
+    _grant(organization, "1")
+    request = _request(organization, "0.5")
+    credits_reserve(request)
+    draft = UsageDraft(
+        generation_id=request.generation_id,
+        organization_id=organization.pk,
+        key_id=None,
+        status="succeeded",
+        cost=Decimal("0.12345678"),
+        model="demo/small",
+        prompt_tokens=10,
+        completion_tokens=20,
+    )
+
+    usage_settle(draft)
+    usage_settle(draft)  # a retry (outbox redelivery) changes nothing
+
+    account = CreditAccount.objects.get(organization=organization)
+    assert account.reserved == 0
+    assert account.balance == Decimal("0.87654322")
+    assert UsageRecord.objects.filter(generation_id=request.generation_id).count() == 1
+    assert Reservation.objects.get(generation_id=request.generation_id).state == "settled"
+    _assert_books_balance(organization)
+
+
+@pytest.mark.django_db
+def test_key_limit_is_enforced_per_window_and_counts_holds():
+    organization = organization_make()
+    _grant(organization, "100")
+    key_make(organization, limit=Decimal("1"), limit_reset="daily")
+    key = ApiKey.objects.get(organization=organization)
+    credits_reserve(_request(organization, "0.7", key))
+
+    with pytest.raises(KeyLimitReached) as refused:
+        credits_reserve(_request(organization, "0.4", key))
+
+    assert refused.value.metadata["remaining"] == "0.30000000"
+    assert CreditAccount.objects.get(organization=organization).reserved == Decimal("0.7")
+
+
+@pytest.mark.django_db
+def test_sweeper_releases_holds_of_requests_that_never_settled():
+    organization = organization_make()
+    _grant(organization, "1")
+    request = _request(organization, "0.9")
+    credits_reserve(request)
+    Reservation.objects.filter(generation_id=request.generation_id).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    released = reservations_sweep()
+
+    assert released == 1
+    assert CreditAccount.objects.get(organization=organization).reserved == 0
+    assert Reservation.objects.get(generation_id=request.generation_id).state == "released"
+
+
+def _reserve_and_settle(organization_id: int, key: ApiKey | None, cost: Decimal) -> str:
+    try:
+        request = ReservationRequest(
+            organization_id=organization_id,
+            generation_id=f"gen-{uuid.uuid4().hex}",
+            amount=cost,
+            key_id=key.pk if key else None,
+            key_limit=key.limit if key else None,
+            key_limit_reset=key.limit_reset if key else None,
+        )
+        try:
+            credits_reserve(request)
+        except InsufficientCredits:
+            return "402"
+        except KeyLimitReached:
+            return "403"
+        usage_settle(
+            UsageDraft(
+                generation_id=request.generation_id,
+                organization_id=organization_id,
+                key_id=key.pk if key else None,
+                status="succeeded",
+                cost=cost,
+                model="demo/small",
+            )
+        )
+        return "200"
+    finally:
+        connection.close()  # each pool thread has its own connection; give it back
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("limit_on", ["balance", "key"])
+def test_200_concurrent_requests_never_overspend(limit_on):
+    require_postgres()
+    organization = organization_make()
+    cost = Decimal("0.01")
+    key = None
+    if limit_on == "balance":
+        _grant(organization, "0.50")  # exactly 50 requests
+    else:
+        _grant(organization, "100")
+        key_make(organization, limit=Decimal("0.50"), limit_reset="monthly")
+        key = ApiKey.objects.get(organization=organization)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        outcomes = list(
+            pool.map(lambda _: _reserve_and_settle(organization.pk, key, cost), range(200))
+        )
+
+    refused = "402" if limit_on == "balance" else "403"
+    assert outcomes.count("200") == 50
+    assert outcomes.count(refused) == 150
+    assert UsageRecord.objects.filter(organization=organization).count() == 50
+    account = CreditAccount.objects.get(organization=organization)
+    assert account.reserved == 0
+    _assert_books_balance(organization)
