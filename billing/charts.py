@@ -1,0 +1,81 @@
+"""Server-side SVG charts (no JavaScript, no network): spend per day, stacked by model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from html import escape
+
+PALETTE = ["#4f46e5", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444", "#8b5cf6", "#14b8a6", "#64748b"]
+
+
+@dataclass(frozen=True)
+class StackedBars:
+    svg: str
+    legend: list[tuple[str, str]]  # (label, colour)
+    total: Decimal
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest 1/2/2.5/5 x 10^k at or above ``value`` (axis maximum)."""
+    if value <= 0:
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(value))
+    return next(step * magnitude for step in (1, 2, 2.5, 5, 10) if value <= step * magnitude)
+
+
+def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> StackedBars:
+    """Stacked bars of cost per day and model over the last ``days`` days."""
+    start = today - timedelta(days=days - 1)
+    by_day: dict[date, dict[str, Decimal]] = {start + timedelta(days=i): {} for i in range(days)}
+    totals: dict[str, Decimal] = {}
+    for row in rows:
+        day, model, cost = row["day"], str(row["model"] or "?"), Decimal(str(row["cost"] or 0))
+        if day in by_day:
+            by_day[day][model] = by_day[day].get(model, Decimal(0)) + cost  # type: ignore[index]
+            totals[model] = totals.get(model, Decimal(0)) + cost
+    models = sorted(totals, key=lambda m: -totals[m])
+    top = models[: len(PALETTE) - 1]
+    colours = {m: PALETTE[i] for i, m in enumerate(top)}
+    if len(models) > len(top):
+        colours["other"] = PALETTE[-1]
+    peak = max((sum(v.values(), Decimal(0)) for v in by_day.values()), default=Decimal(0))
+    ceiling = _nice_ceiling(float(peak))
+    width, height, left, bottom, top_pad = 720, 220, 56, 24, 10
+    plot_w, plot_h = width - left - 8, height - bottom - top_pad
+    bar_w = plot_w / days
+    parts = [
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="Spend per day by model, last {days} days" '
+        'xmlns="http://www.w3.org/2000/svg" class="chart">'
+    ]
+    for i in range(5):
+        value = ceiling * i / 4
+        y = top_pad + plot_h - plot_h * i / 4
+        parts.append(
+            f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e6ee"/>'
+        )
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#5d6475">${value:.4g}</text>'
+        )
+    for index, (day, costs) in enumerate(by_day.items()):
+        x = left + index * bar_w + 1
+        y = top_pad + plot_h
+        for model, cost in sorted(costs.items(), key=lambda kv: -totals[kv[0]]):
+            colour = colours.get(model, colours.get("other", PALETTE[-1]))
+            h = plot_h * float(cost) / ceiling
+            y -= h
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bar_w - 2, 1):.1f}" height="{h:.1f}" fill="{colour}">'
+                f"<title>{day:%b %d} · {escape(model)} · ${cost:.6f}</title></rect>"
+            )
+        if index % max(days // 6, 1) == 0:
+            parts.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{height - 6}" text-anchor="middle" font-size="11" fill="#5d6475">{day:%b %d}</text>'
+            )
+    parts.append("</svg>")
+    legend = [(m, colours[m]) for m in top] + (
+        [("other", colours["other"])] if "other" in colours else []
+    )
+    return StackedBars("".join(parts), legend, sum(totals.values(), Decimal(0)))

@@ -1,0 +1,118 @@
+"""Dashboard pages of billing: credits (balance, buy, transactions) and usage (chart, log, export)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts.models import ApiKey, Role
+from accounts.views import organization_required
+from billing.api import UsageQuery
+from billing.charts import spend_chart
+from billing.models import CreditAccount, LedgerEntry, UsageStatus
+from billing.pricing import topup_fee
+from billing.selectors import (
+    UsageFilter,
+    spend_by_day_and_model,
+    usage_aggregate,
+    usage_records,
+)
+from routerhub.errors import ApiError
+
+CHART_DAYS = 30
+
+
+def spend_chart_for(organization_id: int) -> Any:
+    today = timezone.now().date()
+    since = timezone.now() - timedelta(days=CHART_DAYS)
+    rows = spend_by_day_and_model(organization_id=organization_id, since=since)
+    return spend_chart(rows, days=CHART_DAYS, today=today)
+
+
+@organization_required(Role.OWNER)
+def credits_page(request: HttpRequest) -> HttpResponse:
+    organization = request.membership.organization  # type: ignore[attr-defined]
+    account = CreditAccount.objects.filter(organization=organization).first() or CreditAccount(
+        organization=organization
+    )
+    entries = LedgerEntry.objects.filter(organization=organization).order_by("-created_at", "-id")
+    page = Paginator(entries, 25).get_page(request.GET.get("page"))
+    example = settings.TOPUP_MIN_AMOUNT * 4
+    return render(
+        request,
+        "billing/credits.html",
+        {
+            "account": account,
+            "available": account.balance - account.reserved,
+            "page": page,
+            "fee_rate_percent": settings.TOPUP_FEE_RATE * 100,
+            "fee_minimum": settings.TOPUP_FEE_MINIMUM,
+            "example_amount": example,
+            "example_fee": topup_fee(example),
+            "min_amount": settings.TOPUP_MIN_AMOUNT,
+            "max_amount": settings.TOPUP_MAX_AMOUNT,
+        },
+    )
+
+
+@organization_required()
+def usage_page(request: HttpRequest) -> HttpResponse:
+    organization = request.membership.organization  # type: ignore[attr-defined]
+    params = {k: v for k, v in request.GET.items() if v and k != "page"}
+    query = UsageQuery(data=params)
+    valid = query.is_valid()
+    filters = query.usage_filter() if valid else UsageFilter()
+    records = (
+        usage_records(organization_id=organization.pk, filters=filters)
+        .select_related("key")
+        .order_by("-created_at", "-id")
+    )
+    page = Paginator(records, 50).get_page(request.GET.get("page"))
+    by_model = usage_aggregate(organization_id=organization.pk, filters=filters, group_by="model")
+    return render(
+        request,
+        "billing/usage.html",
+        {
+            "chart": spend_chart_for(organization.pk),
+            "page": page,
+            "by_model": by_model,
+            "errors": {} if valid else query.errors,
+            "params": params,
+            "query_string": urlencode(params),
+            "keys": ApiKey.objects.filter(organization=organization).order_by("name"),
+            "models": sorted({row["group"] for row in by_model if row["group"]}),
+            "statuses": UsageStatus.choices,
+        },
+    )
+
+
+@require_POST
+@organization_required(Role.OWNER)
+def credits_buy(request: HttpRequest) -> HttpResponse:
+    """Start a top-up from the dashboard and send the owner to the payment page."""
+    from billing.stripe_payments import checkout_start
+
+    membership = request.membership  # type: ignore[attr-defined]
+    try:
+        amount = Decimal(request.POST.get("amount", ""))
+    except InvalidOperation:
+        messages.error(request, "Enter the amount of credits in USD, e.g. 20.")
+        return redirect("credits")
+    try:
+        started = checkout_start(
+            organization=membership.organization, amount=amount, created_by=membership.user
+        )
+    except ApiError as exc:
+        messages.error(request, exc.message)
+        return redirect("credits")
+    return redirect(started.checkout_url)

@@ -1,0 +1,109 @@
+"""Credits and Usage dashboard pages: content, chart, filters and role rules."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from billing.charts import spend_chart
+from billing.services import UsageDraft, ledger_post, usage_settle
+
+pytestmark = pytest.mark.django_db
+
+
+def _login(user, organization) -> Client:
+    client = Client()
+    client.force_login(user)
+    session = client.session
+    session["current_organization_id"] = organization.pk
+    session.save()
+    return client
+
+
+def _usage(
+    organization, model: str, cost: str, days_ago: int = 0, status: str = "succeeded"
+) -> None:
+    usage_settle(
+        UsageDraft(
+            generation_id=f"gen-{model}-{days_ago}-{status}",
+            organization_id=organization.pk,
+            key_id=None,
+            status=status,
+            cost=Decimal(cost),
+            model=model,
+            provider="demo",
+            created_at=timezone.now() - timedelta(days=days_ago),
+        )
+    )
+
+
+def test_credits_page_shows_balance_fee_and_transactions(tenants):
+    ledger_post(
+        organization=tenants.organization,
+        kind="promotion",
+        amount=Decimal("5"),
+        idempotency_key="p",
+        description="Welcome credits",
+    )
+
+    page = _login(tenants.owner, tenants.organization).get("/dashboard/credits/")
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "$5.00" in html and "Welcome credits" in html
+    assert "5.5%" in html  # the fee is shown before paying
+
+
+def test_members_cannot_open_billing(tenants):
+    page = _login(tenants.member, tenants.organization).get("/dashboard/credits/")
+
+    assert page.status_code == 403
+
+
+def test_usage_page_draws_the_chart_and_filters_the_log(tenants):
+    ledger_post(
+        organization=tenants.organization,
+        kind="promotion",
+        amount=Decimal("5"),
+        idempotency_key="p",
+    )
+    _usage(tenants.organization, "demo/small", "0.001", days_ago=2)
+    _usage(tenants.organization, "demo/large", "0.01")
+    client = _login(tenants.member, tenants.organization)
+
+    everything = client.get("/dashboard/usage/").content.decode()
+    only_large = client.get("/dashboard/usage/", {"model": "demo/large"}).content.decode()
+
+    assert "<svg" in everything and "demo/small" in everything and "demo/large" in everything
+    assert "gen-demo/large-0-succeeded" in only_large
+    assert "gen-demo/small-2-succeeded" not in only_large
+
+
+def test_usage_page_reports_bad_filters_next_to_the_field(tenants):
+    page = _login(tenants.member, tenants.organization).get(
+        "/dashboard/usage/", {"start": "2026-03-01", "end": "2026-01-01"}
+    )
+
+    assert page.status_code == 200
+    assert "must be after start" in page.content.decode()
+
+
+def test_spend_chart_stacks_costs_per_day_and_labels_models():
+    today = date(2026, 11, 28)
+    rows = [
+        {"day": today, "model": "a", "cost": Decimal("0.5")},
+        {"day": today, "model": "b", "cost": Decimal("0.25")},
+        {"day": today - timedelta(days=1), "model": "a", "cost": Decimal("1")},
+        {"day": today - timedelta(days=40), "model": "c", "cost": Decimal("9")},  # outside window
+    ]
+
+    chart = spend_chart(rows, days=30, today=today)
+
+    assert chart.total == Decimal("1.75")
+    assert [label for label, _ in chart.legend] == ["a", "b"]
+    assert chart.svg.count("<rect") == 3
+    assert "$1" in chart.svg  # axis maximum is a round number at or above the peak day
