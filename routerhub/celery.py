@@ -38,6 +38,7 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     beat_schedule={
         "sweep-reservations": {"task": "billing.sweep_reservations", "schedule": 60.0},
+        "drain-usage-outbox": {"task": "billing.drain_usage_outbox", "schedule": 30.0},
     },
 )
 app.autodiscover_tasks()
