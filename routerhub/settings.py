@@ -258,6 +258,24 @@ TOPUP_MIN_AMOUNT = _decimal("TOPUP_MIN_AMOUNT", default="5")
 TOPUP_MAX_AMOUNT = _decimal("TOPUP_MAX_AMOUNT", default="10000")
 DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
 
+# Stripe top-ups. Card payments are on when BILLING_ENABLED (default: in production), and then
+# every key below must be set. STRIPE_API_BASE points the stripe library at a fake server
+# (localstripe) in development and tests; STRIPE_JS_URL likewise for the browser library.
+BILLING_ENABLED = env.bool("BILLING_ENABLED", default=PRODUCTION)
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com").rstrip("/")
+STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
+# Periodic auto top-ups and budget alerts (autodiscover_tasks finds only tasks.py modules).
+CELERY_IMPORTS = ["billing.stripe_tasks"]
+if PRODUCTION and BILLING_ENABLED:
+    for _name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET"):
+        if not vars()[_name]:
+            raise ImproperlyConfigured(
+                f"{_name} must be set when ROUTERHUB_ENV=production and BILLING_ENABLED"
+            )
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
