@@ -3,7 +3,6 @@ from django.urls import path
 from accounts import views
 
 urlpatterns = [
-    path("dashboard/", views.dashboard_home, name="dashboard"),
     path("dashboard/keys/", views.keys_page, name="keys"),
     path("dashboard/keys/<int:key_id>/revoke", views.key_revoke, name="key-revoke"),
     path("dashboard/organization/", views.organization_page, name="organization"),

@@ -72,17 +72,6 @@ class KeyForm(forms.Form):
 
 
 @organization_required()
-def dashboard_home(request: HttpRequest) -> HttpResponse:
-    organization = request.membership.organization  # type: ignore[attr-defined]
-    keys = ApiKey.objects.filter(organization=organization, revoked_at__isnull=True)
-    return render(
-        request,
-        "accounts/overview.html",
-        {"active_keys": keys.count(), "site_url": settings.SITE_URL},
-    )
-
-
-@organization_required()
 def keys_page(request: HttpRequest) -> HttpResponse:
     membership = request.membership  # type: ignore[attr-defined]
     organization = membership.organization

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -28,6 +29,7 @@ from billing.selectors import (
     usage_records,
 )
 from routerhub.errors import ApiError
+from routerhub.money import ZERO
 
 CHART_DAYS = 30
 
@@ -116,3 +118,27 @@ def credits_buy(request: HttpRequest) -> HttpResponse:
         messages.error(request, exc.message)
         return redirect("credits")
     return redirect(started.checkout_url)
+
+
+@organization_required()
+def overview_page(request: HttpRequest) -> HttpResponse:
+    """Balance, this month's spend and requests, the 30-day chart and a quickstart."""
+    organization = request.membership.organization  # type: ignore[attr-defined]
+    account = CreditAccount.objects.filter(organization=organization).first()
+    month_start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month = usage_records(organization_id=organization.pk, filters=UsageFilter(start=month_start))
+    totals = month.aggregate(requests=Count("id"), cost=Sum("cost"))
+    return render(
+        request,
+        "billing/overview.html",
+        {
+            "balance": account.balance if account else ZERO,
+            "month_cost": totals["cost"] or ZERO,
+            "month_requests": totals["requests"],
+            "active_keys": ApiKey.objects.filter(
+                organization=organization, revoked_at__isnull=True
+            ).count(),
+            "chart": spend_chart_for(organization.pk),
+            "site_url": settings.SITE_URL,
+        },
+    )

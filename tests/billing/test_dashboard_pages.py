@@ -107,3 +107,27 @@ def test_spend_chart_stacks_costs_per_day_and_labels_models():
     assert [label for label, _ in chart.legend] == ["a", "b"]
     assert chart.svg.count("<rect") == 3
     assert "$1" in chart.svg  # axis maximum is a round number at or above the peak day
+
+
+def test_overview_shows_balance_month_spend_chart_and_quickstart(tenants):
+    ledger_post(organization=tenants.organization, kind="promotion", amount=Decimal("5"), idempotency_key="p")
+    _usage(tenants.organization, "demo/small", "0.25")
+
+    html = _login(tenants.member, tenants.organization).get("/dashboard/").content.decode()
+
+    assert "$4.75" in html  # balance after the charge
+    assert "$0.2500" in html  # spent this month
+    assert "<svg" in html
+    assert "/v1/chat/completions" in html and "base_url=" in html
+
+
+def test_new_key_is_pasted_into_the_snippets_once(tenants):
+    client = _login(tenants.admin, tenants.organization)
+
+    created = client.post("/dashboard/keys/", {"name": "laptop", "scope": "inference"}).content.decode()
+    later = client.get("/dashboard/keys/").content.decode()
+
+    plaintext = created.split('<code id="new-key">')[1].split("</code>")[0]
+    assert plaintext.startswith("rh-live-")
+    assert created.count(plaintext) >= 4  # shown, and pasted into curl, Python and JS
+    assert plaintext not in later

@@ -12,3 +12,13 @@ document.addEventListener("submit", (event) => {
   const message = event.target.dataset.confirm;
   if (message && !window.confirm(message)) event.preventDefault();
 });
+document.querySelectorAll("[data-tabs]").forEach((tabs) => {
+  const buttons = tabs.querySelectorAll("[role=tab]");
+  buttons.forEach((button) => button.addEventListener("click", () => {
+    buttons.forEach((b) => {
+      const selected = b === button;
+      b.setAttribute("aria-selected", String(selected));
+      document.getElementById(b.getAttribute("aria-controls")).hidden = !selected;
+    });
+  }));
+});
