@@ -244,11 +244,56 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_FILESYSTEM_BROKER_DIR = VAR_DIR / "celery"
 
+# --- Gateway (/v1) and providers --------------------------------------------------------------
+# Platform credentials per provider, by the environment variable a catalog provider names.
+PROVIDER_API_KEY_ENVS = [
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "MISTRAL_API_KEY",
+    "GROQ_API_KEY",
+    "TOGETHER_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "CUSTOM_PROVIDER_API_KEY",
+    *env.list("PROVIDER_API_KEY_ENVS_EXTRA", default=[]),
+]
+PROVIDER_API_KEYS = {name: env.str(name, default="") for name in PROVIDER_API_KEY_ENVS}
+# Fernet keys for bring-your-own provider keys: the first encrypts, all decrypt (rotation).
+PROVIDER_KEYS_ENCRYPTION_KEYS = env.list("PROVIDER_KEYS_ENCRYPTION_KEYS", default=[])
+if not PROVIDER_KEYS_ENCRYPTION_KEYS:
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "PROVIDER_KEYS_ENCRYPTION_KEYS must be set when ROUTERHUB_ENV=production"
+        )
+    import base64
+    import hashlib
+
+    PROVIDER_KEYS_ENCRYPTION_KEYS = [
+        base64.urlsafe_b64encode(
+            hashlib.sha256(_dev_secret("provider_keys_encryption_key").encode()).digest()
+        ).decode()
+    ]
+# Upstream timeouts in seconds: connect, first byte (and between stream chunks), whole request.
+GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=5.0)
+GATEWAY_FIRST_BYTE_TIMEOUT = env.float("GATEWAY_FIRST_BYTE_TIMEOUT", default=60.0)
+GATEWAY_TOTAL_TIMEOUT = env.float("GATEWAY_TOTAL_TIMEOUT", default=600.0)
+GATEWAY_MAX_CONNECTIONS = env.int("GATEWAY_MAX_CONNECTIONS", default=1000)
+GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+# max_tokens sent upstream (and reserved for) when the client gives none.
+GATEWAY_DEFAULT_MAX_TOKENS = env.int("GATEWAY_DEFAULT_MAX_TOKENS", default=4096)
+# Circuit breaker: skip an endpoint after N failures within the window, for the cooldown.
+GATEWAY_BREAKER_FAILURES = env.int("GATEWAY_BREAKER_FAILURES", default=3)
+GATEWAY_BREAKER_WINDOW = env.float("GATEWAY_BREAKER_WINDOW", default=10.0)
+GATEWAY_BREAKER_COOLDOWN = env.float("GATEWAY_BREAKER_COOLDOWN", default=10.0)
+CATALOG_CACHE_TTL = env.float("CATALOG_CACHE_TTL", default=1.0)
+# The local fake upstream that `make run` starts and the demo provider points at.
+DEMO_UPSTREAM_URL = env.str("DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001").rstrip("/")
+
 # --- RouterHub ----------------------------------------------------------------------------------
 API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=1.0)
 ORGANIZATION_SESSION_KEY = "current_organization_id"
 # Callables run by `manage.py seed_demo` with the demo organization, in order.
-DEMO_SEEDERS: list[str] = []
+DEMO_SEEDERS: list[str] = ["routing.demo.seed_demo_provider"]
 
 # Money: fees as fractions, amounts in USD.
 TOPUP_FEE_RATE = _decimal("TOPUP_FEE_RATE", default="0.055")

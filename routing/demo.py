@@ -1,0 +1,104 @@
+"""The demo provider for ``make run``: simulated models served by the local fake upstream.
+
+Registered in ``settings.DEMO_SEEDERS``; ``manage.py seed_demo`` runs it with the demo
+organization. Everything here is labelled simulated: the answers come from
+``routing.fake_upstream``, which speaks the OpenAI, Anthropic and Gemini wire formats.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from accounts.models import Organization
+from routing.services import catalog_sync, catalog_sync_file
+
+_SOURCE = "https://github.com/routerhub/routerhub/blob/main/routing/demo.py"
+_CAPABILITIES = ["tools", "json", "structured_output", "vision", "streaming"]
+
+# Prices modelled on real tiers: small ≈ a nano/flash-lite model, medium ≈ a mini model,
+# large ≈ a frontier model. They are charged against demo credits only.
+DEMO_MODELS: list[dict[str, Any]] = [
+    {
+        "id": "demo/small",
+        "name": "Demo Small (simulated)",
+        "size": "small",
+        "input": "0.10",
+        "cached_input": "0.025",
+        "output": "0.40",
+        "context_length": 32768,
+        "max_output": 4096,
+        "providers": ["demo"],
+    },
+    {
+        "id": "demo/medium",
+        "name": "Demo Medium (simulated)",
+        "size": "medium",
+        "input": "0.40",
+        "cached_input": "0.10",
+        "output": "1.60",
+        "context_length": 131072,
+        "max_output": 8192,
+        "providers": ["demo", "demo-gemini"],
+    },
+    {
+        "id": "demo/large",
+        "name": "Demo Large (simulated)",
+        "size": "large",
+        "input": "3.00",
+        "cached_input": "0.30",
+        "output": "15.00",
+        "context_length": 200000,
+        "max_output": 16384,
+        "providers": ["demo-anthropic", "demo"],
+    },
+]
+
+
+def demo_catalog(upstream_url: str) -> dict[str, Any]:
+    """The demo providers (one per wire format, all the same fake server) and models."""
+    providers = [
+        {"slug": "demo", "name": "Demo (simulated, OpenAI wire format)", "api_style": "openai",
+         "base_url": f"{upstream_url}/v1"},
+        {"slug": "demo-anthropic", "name": "Demo (simulated, Anthropic wire format)",
+         "api_style": "anthropic", "base_url": upstream_url},
+        {"slug": "demo-gemini", "name": "Demo (simulated, Gemini wire format)",
+         "api_style": "gemini", "base_url": f"{upstream_url}/v1beta"},
+    ]  # fmt: skip
+    for provider in providers:
+        provider.update(api_key_env="", is_simulated=True)
+    models, endpoints = [], []
+    for item in DEMO_MODELS:
+        models.append(
+            {
+                "id": item["id"],
+                "name": item["name"],
+                "author": "demo",
+                "description": "Simulated model answered by RouterHub's local fake upstream.",
+                "context_length": item["context_length"],
+                "max_output": item["max_output"],
+                "capabilities": _CAPABILITIES,
+                "is_simulated": True,
+            }
+        )
+        for provider in item["providers"]:
+            endpoints.append(
+                {
+                    "model": item["id"],
+                    "provider": provider,
+                    "upstream_model": f"demo-{item['size']}",
+                    "input": item["input"],
+                    "cached_input": item["cached_input"],
+                    "output": item["output"],
+                    "source": _SOURCE,
+                    "checked": "2026-11-28",
+                }
+            )
+    return {"providers": providers, "models": models, "endpoints": endpoints}
+
+
+def seed_demo_provider(organization: Organization) -> None:
+    """Load the real catalog and register the simulated demo provider (idempotent)."""
+    catalog_sync_file()
+    catalog_sync(data=demo_catalog(settings.DEMO_UPSTREAM_URL))

@@ -1,0 +1,184 @@
+"""What the fake models say: deterministic text, tool calls and JSON, and token counts."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_ARITHMETIC = re.compile(r"(-?\d+)\s*([+\-*x×/])\s*(-?\d+)")
+_SMALL = ("small", "nano", "mini", "lite", "haiku", "8b", "20b", "flash")
+_LARGE = ("large", "opus", "pro", "sonnet", "70b", "120b", "gpt-4o", "gpt-5", "gpt-4.1")
+_SENTENCES = (
+    "The short version is that it depends on the details you care about most.",
+    "A careful answer starts by separating what is known from what is assumed.",
+    "Breaking the question into smaller parts makes each part easier to check.",
+    "Concrete examples make the trade-offs visible.",
+    "It is worth verifying the result against an independent source.",
+    "Edge cases are where simple answers usually go wrong.",
+    "The common approach works well for typical inputs.",
+    "Measuring before and after a change shows whether it helped.",
+    "Simpler explanations are easier to test and to remember.",
+    "A second look at the assumptions often changes the conclusion.",
+)
+# Correct-answer rate per size on arithmetic prompts: the demo's quality difference.
+_ACCURACY = {"small": 0.55, "medium": 0.8, "large": 1.0}
+_LENGTH = {"small": 1, "medium": 3, "large": 6}
+
+
+def count_tokens(text: str) -> int:
+    return len(_TOKEN.findall(text))
+
+
+def split_tokens(text: str) -> list[str]:
+    """Text as stream pieces that concatenate back to it exactly."""
+    pieces = re.findall(r"\s*\S+", text)
+    return pieces or [text]
+
+
+def model_size(model: str) -> str:
+    name = model.lower()
+    if any(word in name for word in _SMALL):
+        return "small"
+    if any(word in name for word in _LARGE):
+        return "large"
+    return "medium"
+
+
+def _digest(*parts: str) -> int:
+    return int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest()[:8], "big")
+
+
+def _arithmetic(prompt: str, size: str, seed: int) -> str | None:
+    match = _ARITHMETIC.search(prompt)
+    if match is None:
+        return None
+    left, op, right = int(match[1]), match[2], int(match[3])
+    if op == "/" and right == 0:
+        return "Division by zero is undefined."
+    exact = {"+": left + right, "-": left - right, "*": left * right, "x": left * right,
+             "×": left * right, "/": left / right if op == "/" and right else 0}[op]  # fmt: skip
+    value = round(exact, 4) if isinstance(exact, float) else exact
+    correct = (seed % 1000) / 1000 < _ACCURACY[size]
+    result = value if correct else value + 1 + seed % 9
+    if size == "small":
+        return f"{result}"
+    if size == "medium":
+        return f"{left} {op} {right} = {result}."
+    return (
+        f"Let me compute it step by step. {left} {op} {right} = {result}. The answer is {result}."
+    )
+
+
+def answer_text(model: str, prompt: str) -> str:
+    size = model_size(model)
+    seed = _digest(model_size(model), prompt)
+    arithmetic = _arithmetic(prompt, size, seed)
+    if arithmetic is not None:
+        return arithmetic
+    topic = " ".join(prompt.split()[:8]).rstrip("?.!")
+    sentences = [f"You asked: {topic}." if topic else "Hello."]
+    for i in range(_LENGTH[size]):
+        sentences.append(_SENTENCES[(seed >> (i * 4)) % len(_SENTENCES)])
+    if size == "large":
+        sentences.append(
+            "In summary: state the goal, check the assumptions, and verify the result."
+        )
+    return " ".join(sentences)
+
+
+def value_for_schema(schema: Any, hint: str, name: str = "") -> Any:
+    """A value that satisfies a (simple) JSON schema, filled from ``hint``."""
+    if not isinstance(schema, dict):
+        return hint
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        if not properties:
+            return {"answer": hint}
+        return {key: value_for_schema(sub, hint, key) for key, sub in properties.items()}
+    if kind == "array":
+        return [value_for_schema(schema.get("items") or {"type": "string"}, hint, name)]
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 1.5
+    if kind == "boolean":
+        return True
+    return _string_for(name, hint)
+
+
+def _string_for(name: str, hint: str) -> str:
+    if name in ("city", "location", "place"):
+        capitalized = re.findall(r"\b[A-Z][a-z]+\b", hint)
+        return capitalized[-1] if capitalized else "Paris"
+    if name in ("unit", "units"):
+        return "celsius"
+    return hint[:80]
+
+
+@dataclass
+class Answer:
+    text: str = ""
+    tool_name: str = ""
+    tool_arguments: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_tool_call(self) -> bool:
+        return bool(self.tool_name)
+
+
+@dataclass
+class Tool:
+    name: str
+    schema: dict[str, Any]
+
+
+def wants_tool(prompt: str, tools: list[Tool], forced: str | None) -> Tool | None:
+    if not tools:
+        return None
+    if forced:
+        return next((t for t in tools if t.name == forced), tools[0])
+    lowered = prompt.lower()
+    for tool in tools:
+        if tool.name.lower() in lowered or tool.name.lower().replace("_", " ") in lowered:
+            return tool
+    if any(word in lowered for word in ("weather", "use the tool", "call the", "look up")):
+        return tools[0]
+    return None
+
+
+def decide(
+    *,
+    model: str,
+    prompt: str,
+    tools: list[Tool],
+    forced_tool: str | None,
+    last_is_tool_result: bool,
+    tool_result: str = "",
+    json_schema: dict[str, Any] | None = None,
+    json_mode: bool = False,
+) -> Answer:
+    """The fake model's whole decision: call a tool, answer JSON, or answer text."""
+    if last_is_tool_result:
+        return Answer(text=f"Based on the tool result: {tool_result[:200]}")
+    tool = wants_tool(prompt, tools, forced_tool)
+    if tool is not None:
+        arguments = value_for_schema(tool.schema or {"type": "object"}, prompt)
+        return Answer(
+            tool_name=tool.name, tool_arguments=arguments if isinstance(arguments, dict) else {}
+        )
+    text = answer_text(model, prompt)
+    if json_schema is not None:
+        return Answer(text=orjson.dumps(value_for_schema(json_schema, text)).decode())
+    if json_mode:
+        return Answer(text=orjson.dumps({"answer": text, "model_size": model_size(model)}).decode())
+    return Answer(text=text)

@@ -1,0 +1,234 @@
+"""The fake upstream's ASGI app: routing, fault injection, streaming and the request record.
+
+``GET /_requests`` returns every request received (secrets masked) with what happened to it
+(``chunks_sent``, ``completed``, ``disconnected``); ``DELETE /_requests`` clears the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import orjson
+
+from routing.fake_upstream import wire
+from routing.fake_upstream.faults import Fault, model_and_fault
+
+JSON = dict[str, Any]
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+_SECRET_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "api-key"}
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error",
+                500: "api_error", 503: "overloaded_error"}  # fmt: skip
+
+
+def _mask(name: str, value: str) -> str:
+    return f"***{value[-4:]}" if name in _SECRET_HEADERS else value
+
+
+class FakeUpstream:
+    """One fake provider server; its ``requests`` list is the record tests assert on."""
+
+    def __init__(self, latency_ms: int = 0) -> None:
+        self.latency_ms = latency_ms
+        self.requests: list[JSON] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path, method = scope["path"], scope["method"]
+        if path == "/_requests":
+            if method == "DELETE":
+                self.requests.clear()
+            await _send_json(send, 200, {"requests": self.requests})
+            return
+        if path == "/healthz":
+            await _send_json(send, 200, {"ok": True})
+            return
+        await self._serve(scope, body, receive, send)
+
+    async def _serve(self, scope: Scope, raw: bytes, receive: Receive, send: Send) -> None:
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        query = scope.get("query_string", b"").decode()
+        record: JSON = {"method": scope["method"], "path": scope["path"], "query": query,
+                        "headers": {k: _mask(k, v) for k, v in headers.items()},
+                        "chunks_sent": 0, "completed": False, "disconnected": False, "received_at": time.time()}  # fmt: skip
+        self.requests.append(record)
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            record["body"] = raw.decode(errors="replace")
+            await _send_json(
+                send,
+                400,
+                {"error": {"message": "invalid JSON body", "type": "invalid_request_error"}},
+            )
+            return
+        record["body"] = body
+        route = _route(scope["method"], scope["path"], query, body)
+        if route is None:
+            await _send_json(
+                send, 404, {"error": {"message": f"no route {scope['path']}", "type": "not_found"}}
+            )
+            return
+        style, raw_model, stream = route
+        model, fault = model_and_fault(raw_model, headers.get("x-fake-fault"))
+        record.update(style=style, model=model, stream=stream)
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000)
+        if fault.timeout:
+            await asyncio.sleep(3600)
+        if fault.delay_ms:
+            await asyncio.sleep(fault.delay_ms / 1000)
+        if fault.status:
+            record["completed"] = True
+            await _send_error(send, style, fault.status)
+            return
+        response, events = _answer(style, model, body, fault, stream)
+        if not stream:
+            if fault.malformed:
+                await _send_raw(send, 200, b'{"choices": [', "application/json")
+            else:
+                await _send_json(send, 200, response)
+            record["completed"] = True
+            return
+        await self._stream(record, events, fault, receive, send)
+
+    async def _stream(
+        self, record: JSON, events: Iterator[bytes], fault: Fault, receive: Receive, send: Send
+    ) -> None:
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            record["disconnected"] = True
+
+        watcher = asyncio.create_task(watch())
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            for event in events:
+                if record["disconnected"]:
+                    return
+                if (
+                    fault.disconnect_after is not None
+                    and record["chunks_sent"] >= fault.disconnect_after
+                ):
+                    # Abort the connection mid-stream, as a crashing provider would.
+                    raise ConnectionAbortedError("fake upstream: injected disconnect")
+                if fault.hang_after is not None and record["chunks_sent"] >= fault.hang_after:
+                    await watcher
+                    return
+                if fault.malformed and record["chunks_sent"] == 2:
+                    event = b"data: {not json\n\n"
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+                record["chunks_sent"] += 1
+                if fault.chunk_delay_ms:
+                    await asyncio.sleep(fault.chunk_delay_ms / 1000)
+                else:
+                    await asyncio.sleep(0)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            record["completed"] = True
+        finally:
+            watcher.cancel()
+
+
+def _route(method: str, path: str, query: str, body: JSON) -> tuple[str, str, bool] | None:
+    if method != "POST":
+        return None
+    if path == "/v1/chat/completions":
+        return "openai", str(body.get("model", "")), bool(body.get("stream"))
+    if path == "/v1/messages":
+        return "anthropic", str(body.get("model", "")), bool(body.get("stream"))
+    if path.startswith("/v1beta/models/") and ":" in path:
+        model, _, method_name = path.removeprefix("/v1beta/models/").rpartition(":")
+        if method_name in ("generateContent", "streamGenerateContent"):
+            return "gemini", model, method_name == "streamGenerateContent"
+    return None
+
+
+def _answer(
+    style: str, model: str, body: JSON, fault: Fault, stream: bool
+) -> tuple[JSON, Iterator[bytes]]:
+    cached = fault.cached_tokens
+    if style == "openai":
+        turn = wire.openai_turn(body, model)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        answer = turn.answer()
+        return wire.openai_response(turn, answer, cached, limit), wire.openai_stream(
+            turn, answer, cached, limit, include_usage
+        )
+    if style == "anthropic":
+        turn = wire.anthropic_turn(body, model)
+        answer = turn.answer()
+        limit = body.get("max_tokens")
+        return wire.anthropic_response(turn, answer, cached, limit), wire.anthropic_stream(
+            turn, answer, cached, limit
+        )
+    turn = wire.gemini_turn(body, model)
+    answer = turn.answer()
+    limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
+    return wire.gemini_response(turn, answer, cached, limit), wire.gemini_stream(
+        turn, answer, cached, limit
+    )
+
+
+async def _send_raw(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_json(send: Send, status: int, data: Any) -> None:
+    await _send_raw(send, status, orjson.dumps(data), "application/json")
+
+
+async def _send_error(send: Send, style: str, status: int) -> None:
+    message = f"fake upstream: injected status {status}"
+    kind = _ERROR_TYPES.get(status, "api_error")
+    if style == "anthropic":
+        body: Any = {"type": "error", "error": {"type": kind, "message": message}}
+    elif style == "gemini":
+        body = {
+            "error": {
+                "code": status,
+                "message": message,
+                "status": "UNAVAILABLE" if status >= 500 else "INVALID_ARGUMENT",
+            }
+        }
+    else:
+        body = {"error": {"message": message, "type": kind, "code": None}}
+    extra = [(b"retry-after", b"1")] if status == 429 else []
+    await _send_raw(send, status, orjson.dumps(body), "application/json", extra)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,378 @@
+"""The three wire formats the fake speaks: request reading, whole responses and stream events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from routing.fake_upstream.answers import Answer, Tool, count_tokens, decide, split_tokens
+
+JSON = dict[str, Any]
+
+
+@dataclass
+class Turn:
+    """What the fake needs from any request: model, prompt text and answer constraints."""
+
+    model: str
+    prompt: str
+    prompt_tokens: int
+    tools: list[Tool] = field(default_factory=list)
+    forced_tool: str | None = None
+    last_is_tool_result: bool = False
+    tool_result: str = ""
+    json_schema: JSON | None = None
+    json_mode: bool = False
+
+    def answer(self) -> Answer:
+        return decide(model=self.model, prompt=self.prompt, tools=self.tools,
+                      forced_tool=self.forced_tool, last_is_tool_result=self.last_is_tool_result,
+                      tool_result=self.tool_result, json_schema=self.json_schema,
+                      json_mode=self.json_mode)  # fmt: skip
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        out = []
+        for part in content:
+            if isinstance(part, dict):
+                out.append(str(part.get("text") or ""))
+                if isinstance(part.get("content"), str | list):
+                    out.append(_text(part["content"]))
+        return " ".join(o for o in out if o)
+    return ""
+
+
+def _images(content: Any) -> int:
+    if not isinstance(content, list):
+        return 0
+    kinds = ("image_url", "image", "inlineData", "fileData")
+    return sum(
+        1
+        for p in content
+        if isinstance(p, dict) and (p.get("type") in kinds or any(k in p for k in kinds[2:]))
+    )
+
+
+def _prompt_tokens(texts: list[str], images: int) -> int:
+    return sum(count_tokens(t) + 4 for t in texts) + 85 * images + 3
+
+
+# --- OpenAI ------------------------------------------------------------------------------------
+
+
+def openai_turn(body: JSON, model: str) -> Turn:
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    users = [m for m in messages if m.get("role") == "user"]
+    tools = [
+        Tool(t["function"]["name"], t["function"].get("parameters") or {})
+        for t in body.get("tools") or []
+    ]
+    choice = body.get("tool_choice")
+    forced = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    if choice == "required" and tools:
+        forced = tools[0].name
+    fmt = body.get("response_format") or {}
+    schema = (
+        (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+    )
+    return Turn(
+        model=model,
+        prompt=_text(users[-1].get("content")) if users else "",
+        prompt_tokens=_prompt_tokens(
+            [_text(m.get("content")) for m in messages],
+            sum(_images(m.get("content")) for m in messages),
+        ),
+        tools=tools if choice != "none" else [],
+        forced_tool=forced,
+        last_is_tool_result=last.get("role") == "tool",
+        tool_result=_text(last.get("content")) if last.get("role") == "tool" else "",
+        json_schema=schema,
+        json_mode=fmt.get("type") == "json_object",
+    )
+
+
+def openai_usage(turn: Turn, completion: int, cached: int) -> JSON:
+    reasoning = 5 if turn.model.startswith(("o1", "o3", "o4")) or "reason" in turn.model else 0
+    return {"prompt_tokens": turn.prompt_tokens, "completion_tokens": completion + reasoning,
+            "total_tokens": turn.prompt_tokens + completion + reasoning,
+            "prompt_tokens_details": {"cached_tokens": min(cached, turn.prompt_tokens)},
+            "completion_tokens_details": {"reasoning_tokens": reasoning}}  # fmt: skip
+
+
+def _openai_call(answer: Answer) -> JSON:
+    return {"id": f"call_{abs(hash(answer.tool_name)) % 10**8:08d}", "type": "function",
+            "function": {"name": answer.tool_name, "arguments": orjson.dumps(answer.tool_arguments).decode()}}  # fmt: skip
+
+
+def openai_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | None) -> JSON:
+    text, finish = _truncate(answer.text, max_tokens)
+    message: JSON = {"role": "assistant", "content": text if not answer.is_tool_call else None}
+    if answer.is_tool_call:
+        message["tool_calls"] = [_openai_call(answer)]
+        finish = "tool_calls"
+    completion = count_tokens(text) if not answer.is_tool_call else 12
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": turn.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": openai_usage(turn, completion, cached)}  # fmt: skip
+
+
+def openai_stream(
+    turn: Turn, answer: Answer, cached: int, max_tokens: int | None, include_usage: bool
+) -> Iterator[bytes]:
+    base = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": turn.model,
+    }
+
+    def chunk(delta: JSON, finish: str | None = None) -> bytes:
+        data = base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    if answer.is_tool_call:
+        call = _openai_call(answer)
+        yield chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                     "function": {"name": answer.tool_name, "arguments": ""}}]})  # fmt: skip
+        arguments = call["function"]["arguments"]
+        for start in range(0, len(arguments), 8):
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {"index": 0, "function": {"arguments": arguments[start : start + 8]}}
+                    ]
+                }
+            )
+        finish, completion = "tool_calls", 12
+    else:
+        text, finish = _truncate(answer.text, max_tokens)
+        for piece in split_tokens(text):
+            yield chunk({"content": piece})
+        completion = count_tokens(text)
+    yield chunk({}, finish)
+    if include_usage:
+        yield (
+            b"data: "
+            + orjson.dumps(base | {"choices": [], "usage": openai_usage(turn, completion, cached)})
+            + b"\n\n"
+        )
+    yield b"data: [DONE]\n\n"
+
+
+def _truncate(text: str, max_tokens: int | None) -> tuple[str, str]:
+    if max_tokens is None or count_tokens(text) <= max_tokens:
+        return text, "stop"
+    pieces = split_tokens(text)
+    kept: list[str] = []
+    for piece in pieces:
+        if count_tokens("".join([*kept, piece])) > max_tokens:
+            break
+        kept.append(piece)
+    return "".join(kept), "length"
+
+
+# --- Anthropic ---------------------------------------------------------------------------------
+
+
+def anthropic_turn(body: JSON, model: str) -> Turn:
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    last_blocks = last.get("content") if isinstance(last.get("content"), list) else []
+    results = [b for b in last_blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
+    users = [m for m in messages if m.get("role") == "user"]
+    user_text = ""
+    for message in reversed(users):
+        content = message.get("content")
+        blocks = (
+            [b for b in content if b.get("type") == "text"]
+            if isinstance(content, list)
+            else content
+        )
+        user_text = _text(blocks)
+        if user_text:
+            break
+    tools = [Tool(t["name"], t.get("input_schema") or {}) for t in body.get("tools") or []]
+    choice = body.get("tool_choice") or {}
+    forced = (
+        choice.get("name")
+        if choice.get("type") == "tool"
+        else (tools[0].name if choice.get("type") == "any" and tools else None)
+    )
+    texts = [_text(body.get("system"))] + [_text(m.get("content")) for m in messages]
+    return Turn(
+        model=model,
+        prompt=user_text,
+        prompt_tokens=_prompt_tokens(texts, sum(_images(m.get("content")) for m in messages)),
+        tools=tools if choice.get("type") != "none" else [],
+        forced_tool=forced,
+        last_is_tool_result=bool(results),
+        tool_result=_text(results[-1].get("content")) if results else "",
+    )
+
+
+def anthropic_usage(turn: Turn, completion: int, cached: int) -> JSON:
+    cached = min(cached, turn.prompt_tokens)
+    return {"input_tokens": turn.prompt_tokens - cached, "output_tokens": completion,
+            "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}  # fmt: skip
+
+
+def anthropic_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | None) -> JSON:
+    if answer.is_tool_call:
+        content = [
+            {
+                "type": "tool_use",
+                "id": "toolu_fake01",
+                "name": answer.tool_name,
+                "input": answer.tool_arguments,
+            }
+        ]
+        stop, completion = "tool_use", 12
+    else:
+        text, finish = _truncate(answer.text, max_tokens)
+        content = [{"type": "text", "text": text}]
+        stop, completion = ("max_tokens" if finish == "length" else "end_turn"), count_tokens(text)
+    return {"id": "msg_fake", "type": "message", "role": "assistant", "model": turn.model, "content": content,
+            "stop_reason": stop, "stop_sequence": None, "usage": anthropic_usage(turn, completion, cached)}  # fmt: skip
+
+
+def _event(name: str, data: JSON) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def anthropic_stream(
+    turn: Turn, answer: Answer, cached: int, max_tokens: int | None
+) -> Iterator[bytes]:
+    whole = anthropic_response(turn, answer, cached, max_tokens)
+    start = whole | {"content": [], "stop_reason": None, "usage": anthropic_usage(turn, 1, cached)}
+    yield _event("message_start", {"type": "message_start", "message": start})
+    yield _event("ping", {"type": "ping"})
+    block = whole["content"][0]
+    if block["type"] == "tool_use":
+        yield _event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": block | {"input": {}}},
+        )
+        arguments = orjson.dumps(block["input"]).decode()
+        for start_at in range(0, len(arguments), 8):
+            delta = {"type": "input_json_delta", "partial_json": arguments[start_at : start_at + 8]}
+            yield _event(
+                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            )
+    else:
+        yield _event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+        for piece in split_tokens(block["text"]):
+            delta = {"type": "text_delta", "text": piece}
+            yield _event(
+                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            )
+    yield _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+    yield _event("message_delta", {"type": "message_delta", "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": None},
+                                   "usage": {"output_tokens": whole["usage"]["output_tokens"]}})  # fmt: skip
+    yield _event("message_stop", {"type": "message_stop"})
+
+
+# --- Gemini ------------------------------------------------------------------------------------
+
+
+def gemini_turn(body: JSON, model: str) -> Turn:
+    contents = body.get("contents") or []
+    last_parts = (contents[-1].get("parts") if contents else []) or []
+    responses = [p["functionResponse"] for p in last_parts if "functionResponse" in p]
+    users = [
+        c
+        for c in contents
+        if c.get("role", "user") == "user" and any("text" in p for p in c.get("parts") or [])
+    ]
+    tools = [
+        Tool(d["name"], d.get("parameters") or {})
+        for t in body.get("tools") or []
+        for d in t.get("functionDeclarations") or []
+    ]
+    calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    forced = None
+    if calling.get("mode") == "ANY" and tools:
+        forced = (calling.get("allowedFunctionNames") or [tools[0].name])[0]
+    config = body.get("generationConfig") or {}
+    texts = [_text((body.get("systemInstruction") or {}).get("parts"))] + [
+        _text(c.get("parts")) for c in contents
+    ]
+    return Turn(
+        model=model,
+        prompt=_text(users[-1]["parts"]) if users else "",
+        prompt_tokens=_prompt_tokens(texts, sum(_images(c.get("parts")) for c in contents)),
+        tools=tools if calling.get("mode") != "NONE" else [],
+        forced_tool=forced,
+        last_is_tool_result=bool(responses),
+        tool_result=orjson.dumps(responses[-1].get("response")).decode() if responses else "",
+        json_schema=config.get("responseSchema") or config.get("responseJsonSchema"),
+        json_mode=config.get("responseMimeType") == "application/json",
+    )
+
+
+def gemini_usage(turn: Turn, completion: int, cached: int) -> JSON:
+    thoughts = 9 if "pro" in turn.model or "thinking" in turn.model else 0
+    usage = {"promptTokenCount": turn.prompt_tokens, "candidatesTokenCount": completion,
+             "totalTokenCount": turn.prompt_tokens + completion + thoughts}  # fmt: skip
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+    if cached:
+        usage["cachedContentTokenCount"] = min(cached, turn.prompt_tokens)
+    return usage
+
+
+def _gemini_candidate(parts: list[JSON], finish: str | None) -> JSON:
+    candidate: JSON = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    return candidate
+
+
+def gemini_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | None) -> JSON:
+    if answer.is_tool_call:
+        parts: list[JSON] = [
+            {"functionCall": {"name": answer.tool_name, "args": answer.tool_arguments}}
+        ]
+        finish, completion = "STOP", 12
+    else:
+        text, reason = _truncate(answer.text, max_tokens)
+        parts = [{"text": text}]
+        finish, completion = ("MAX_TOKENS" if reason == "length" else "STOP"), count_tokens(text)
+    return {"candidates": [_gemini_candidate(parts, finish)], "usageMetadata": gemini_usage(turn, completion, cached),
+            "modelVersion": turn.model, "responseId": "fake-response"}  # fmt: skip
+
+
+def gemini_stream(
+    turn: Turn, answer: Answer, cached: int, max_tokens: int | None
+) -> Iterator[bytes]:
+    whole = gemini_response(turn, answer, cached, max_tokens)
+    parts = whole["candidates"][0]["content"]["parts"]
+    finish = whole["candidates"][0]["finishReason"]
+    pieces = (
+        [parts]
+        if answer.is_tool_call
+        else [[{"text": piece}] for piece in split_tokens(parts[0]["text"])]
+    )
+    produced = 0
+    for position, piece_parts in enumerate(pieces):
+        last = position == len(pieces) - 1
+        produced += count_tokens(piece_parts[0].get("text", "")) if not answer.is_tool_call else 12
+        data = {"candidates": [_gemini_candidate(piece_parts, finish if last else None)],
+                "usageMetadata": gemini_usage(turn, produced, cached), "modelVersion": turn.model,
+                "responseId": "fake-response"}  # fmt: skip
+        yield b"data: " + orjson.dumps(data) + b"\r\n\r\n"

@@ -1,0 +1,132 @@
+"""The provider catalog (providers, models, endpoints) and bring-your-own provider keys.
+
+Prices are USD per token (not per million) as ``Decimal``; the catalog file states them per
+million tokens for people, and ``catalog_sync`` divides. Any change to a catalog row bumps
+``CatalogRevision`` so every gateway process reloads its in-process copy within a second.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from accounts.models import TenantModel
+
+PRICE_FIELD = {"max_digits": 20, "decimal_places": 12}
+
+
+class ApiStyle(models.TextChoices):
+    OPENAI = "openai", "OpenAI Chat Completions"
+    ANTHROPIC = "anthropic", "Anthropic Messages"
+    GEMINI = "gemini", "Google Gemini generateContent"
+
+
+class Provider(models.Model):
+    """An upstream host (OpenAI, Groq, a vLLM server…) and how to talk to it."""
+
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    api_style = models.CharField(max_length=12, choices=ApiStyle.choices)
+    base_url = models.URLField(max_length=300)
+    api_key_env = models.CharField(
+        max_length=60,
+        blank=True,
+        help_text="Environment variable holding the platform key; empty = no key needed.",
+    )
+    options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Wire quirks, e.g. {"max_tokens_field": "max_completion_tokens"}.',
+    )
+    is_simulated = models.BooleanField(default=False, help_text="The local fake upstream.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ("slug",)
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class CatalogModel(models.Model):
+    """A model as clients name it (``openai/gpt-4o-mini``), served by one or more endpoints."""
+
+    id = models.CharField(max_length=200, primary_key=True)
+    name = models.CharField(max_length=200)
+    author = models.CharField(max_length=60)
+    description = models.TextField(blank=True)
+    context_length = models.PositiveIntegerField()
+    max_output = models.PositiveIntegerField()
+    supports_tools = models.BooleanField(default=False)
+    supports_json = models.BooleanField(default=False)
+    supports_structured_output = models.BooleanField(default=False)
+    supports_vision = models.BooleanField(default=False)
+    supports_streaming = models.BooleanField(default=True)
+    is_simulated = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Endpoint(models.Model):
+    """One provider serving one model, with that provider's prices and limits."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="endpoints")
+    model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="endpoints")
+    upstream_model = models.CharField(max_length=200)
+    input_price = models.DecimalField(**PRICE_FIELD, help_text="USD per prompt token.")
+    cached_input_price = models.DecimalField(**PRICE_FIELD, null=True, blank=True)
+    output_price = models.DecimalField(**PRICE_FIELD, help_text="USD per completion token.")
+    context_length = models.PositiveIntegerField()
+    max_output = models.PositiveIntegerField()
+    supports_tools = models.BooleanField(default=False)
+    supports_json = models.BooleanField(default=False)
+    supports_structured_output = models.BooleanField(default=False)
+    supports_vision = models.BooleanField(default=False)
+    supports_streaming = models.BooleanField(default=True)
+    price_source = models.URLField(max_length=300, blank=True)
+    price_checked = models.DateField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ("model_id", "provider__slug")
+        constraints = [
+            models.UniqueConstraint(fields=("provider", "model"), name="endpoint_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} via {self.provider.slug}"
+
+
+class CatalogRevision(models.Model):
+    """A single row whose counter moves on every catalog change (cheap staleness check)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    revision = models.PositiveBigIntegerField(default=0)
+
+
+class ProviderKey(TenantModel):
+    """An organization's own credential for a provider (BYOK), encrypted at rest."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=120, blank=True)
+    encrypted_secret = models.BinaryField()
+    last4 = models.CharField(max_length=4)
+    created_by = models.ForeignKey(
+        "accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("organization", "provider"), name="provider_key_one_per_provider"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} key …{self.last4}"

@@ -1,0 +1,326 @@
+"""Anthropic Messages API: canonical (OpenAI) requests out, Messages responses and streams in.
+
+Quirks handled here: system prompts are a top-level field; tool results are ``tool_result``
+blocks inside a user turn; consecutive same-role turns must be merged; ``max_tokens`` is
+required; temperature tops out at 1; there is no JSON mode, so ``response_format`` is emulated
+with a forced tool whose input is the JSON answer (LiteLLM does the same).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from routing.providers.base import (
+    COMMON_PARAMETERS,
+    JSON,
+    Completion,
+    ProviderAdapter,
+    StreamDecoder,
+    Target,
+    UpstreamError,
+    UpstreamRequest,
+    Usage,
+    content_parts,
+    data_url_split,
+    json_loads_lenient,
+    text_of,
+)
+
+ANTHROPIC_VERSION = "2023-06-01"
+JSON_TOOL = "json_response"
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def _image_block(url: str) -> JSON:
+    inline = data_url_split(url)
+    if inline is not None:
+        media_type, data = inline
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _user_blocks(content: Any) -> list[JSON]:
+    blocks: list[JSON] = []
+    for part in content_parts(content):
+        if part.get("type") == "text" and part.get("text"):
+            blocks.append({"type": "text", "text": part["text"]})
+        elif part.get("type") == "image_url":
+            image = part.get("image_url") or {}
+            blocks.append(_image_block(image.get("url", "") if isinstance(image, dict) else image))
+    return blocks
+
+
+def _assistant_blocks(message: JSON) -> list[JSON]:
+    blocks = _user_blocks(message.get("content"))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or f"toolu_{len(blocks)}",
+                "name": function.get("name", ""),
+                "input": json_loads_lenient(function.get("arguments") or ""),
+            }
+        )
+    return blocks
+
+
+def messages_to_anthropic(messages: list[JSON]) -> tuple[str, list[JSON]]:
+    """OpenAI messages → (system text, Anthropic turns with same-role turns merged)."""
+    system: list[str] = []
+    turns: list[JSON] = []
+    for message in messages:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.append(text_of(message.get("content")))
+            continue
+        if role == "tool":
+            blocks = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message.get("tool_call_id", ""),
+                    "content": text_of(message.get("content")),
+                }
+            ]
+            role = "user"
+        elif role == "assistant":
+            blocks = _assistant_blocks(message)
+        else:
+            role = "user"
+            blocks = _user_blocks(message.get("content"))
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return "\n\n".join(s for s in system if s), turns
+
+
+def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
+    result: JSON | None
+    if choice is None:
+        result = None
+    elif choice == "required":
+        result = {"type": "any"}
+    elif choice in ("auto", "none"):
+        result = {"type": choice}
+    elif isinstance(choice, dict):
+        result = {"type": "tool", "name": (choice.get("function") or {}).get("name", "")}
+    else:
+        result = None
+    if parallel is False:
+        result = (result or {"type": "auto"}) | {"disable_parallel_tool_use": True}
+    return result
+
+
+def _json_tool_schema(response_format: Any) -> JSON | None:
+    if not isinstance(response_format, dict):
+        return None
+    if response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        return schema or {"type": "object"}
+    if response_format.get("type") == "json_object":
+        return {"type": "object"}
+    return None
+
+
+class AnthropicAdapter(ProviderAdapter):
+    style = "anthropic"
+    supported_parameters = COMMON_PARAMETERS | {"top_k", "parallel_tool_calls", "metadata"}
+
+    def build_request(self, request: JSON, target: Target, *, stream: bool) -> UpstreamRequest:
+        system, turns = messages_to_anthropic(request["messages"])
+        body: JSON = {
+            "model": target.upstream_model,
+            "max_tokens": target.max_tokens,
+            "messages": turns,
+        }
+        if system:
+            body["system"] = system
+        if request.get("temperature") is not None:
+            body["temperature"] = min(float(request["temperature"]), 1.0)
+        for ours, theirs in (("top_p", "top_p"), ("top_k", "top_k")):
+            if request.get(ours) is not None:
+                body[theirs] = request[ours]
+        stop = request.get("stop")
+        if stop:
+            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        if request.get("user"):
+            body["metadata"] = {"user_id": str(request["user"])}
+        tools = [
+            {
+                "name": tool["function"]["name"],
+                "description": tool["function"].get("description", ""),
+                "input_schema": tool["function"].get("parameters")
+                or {"type": "object", "properties": {}},
+            }
+            for tool in request.get("tools") or []
+            if tool.get("type", "function") == "function" and tool.get("function")
+        ]
+        tool_choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
+        context: JSON = {}
+        schema = _json_tool_schema(request.get("response_format"))
+        if schema is not None:
+            tools.append(
+                {"name": JSON_TOOL, "description": "Answer with this JSON.", "input_schema": schema}
+            )
+            tool_choice = {"type": "tool", "name": JSON_TOOL}
+            context["json_tool"] = JSON_TOOL
+        if tools:
+            body["tools"] = tools
+        if tool_choice is not None and (tools or tool_choice.get("type") == "none"):
+            body["tool_choice"] = tool_choice
+        if stream:
+            body["stream"] = True
+        headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        if target.api_key:
+            headers["x-api-key"] = target.api_key
+        url = f"{target.base_url.rstrip('/')}/v1/messages"
+        return UpstreamRequest(url=url, headers=headers, body=body, context=context)
+
+    def parse_response(self, body: JSON, request: UpstreamRequest) -> Completion:
+        if body.get("type") == "error":
+            raise UpstreamError(str((body.get("error") or {}).get("message", "provider error")))
+        json_tool = request.context.get("json_tool")
+        text: list[str] = []
+        reasoning: list[str] = []
+        tool_calls: list[JSON] = []
+        for block in body.get("content") or []:
+            kind = block.get("type")
+            if kind == "text":
+                text.append(block.get("text", ""))
+            elif kind == "thinking":
+                reasoning.append(block.get("thinking", ""))
+            elif kind == "tool_use" and block.get("name") == json_tool:
+                text.append(orjson.dumps(block.get("input") or {}).decode())
+            elif kind == "tool_use":
+                tool_calls.append(
+                    {
+                        "id": block.get("id", ""),
+                        "type": "function",
+                        "function": {
+                            "name": block.get("name", ""),
+                            "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                        },
+                    }
+                )
+        message: JSON = {
+            "role": "assistant",
+            "content": "".join(text) if text or not tool_calls else None,
+        }
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        if reasoning:
+            message["reasoning"] = "".join(reasoning)
+        finish = STOP_REASONS.get(body.get("stop_reason") or "end_turn", "stop")
+        if json_tool and finish == "tool_calls" and not tool_calls:
+            finish = "stop"
+        return Completion(
+            choices=[{"index": 0, "message": message, "finish_reason": finish}],
+            usage=usage_from_anthropic(body.get("usage")),
+            upstream_id=body.get("id", ""),
+        )
+
+    def stream_decoder(self, request: UpstreamRequest) -> StreamDecoder:
+        return AnthropicStreamDecoder(request)
+
+
+def usage_from_anthropic(data: Any, previous: Usage | None = None) -> Usage | None:
+    """Anthropic's ``input_tokens`` excludes cache reads and writes; OpenAI's prompt includes them."""
+    if not isinstance(data, dict):
+        return previous
+    usage = previous or Usage()
+    if "input_tokens" in data or "cache_read_input_tokens" in data:
+        cache_read = int(data.get("cache_read_input_tokens") or 0)
+        cache_write = int(data.get("cache_creation_input_tokens") or 0)
+        usage.prompt_tokens = int(data.get("input_tokens") or 0) + cache_read + cache_write
+        usage.cached_tokens = cache_read
+    if "output_tokens" in data:
+        usage.completion_tokens = int(data.get("output_tokens") or 0)
+    return usage
+
+
+class AnthropicStreamDecoder(StreamDecoder):
+    def __init__(self, request: UpstreamRequest) -> None:
+        super().__init__(request)
+        self.json_tool = request.context.get("json_tool")
+        self.tool_index: dict[int, int] = {}  # Anthropic block index → OpenAI tool_calls index
+        self.json_blocks: set[int] = set()
+        self.saw_tool = False
+
+    def feed(self, event: str | None, data: str) -> list[JSON]:
+        try:
+            payload = orjson.loads(data) if data else {}
+        except orjson.JSONDecodeError:
+            raise UpstreamError("The provider sent a malformed stream event.") from None
+        kind = payload.get("type", event)
+        if kind == "message_start":
+            message = payload.get("message") or {}
+            self.usage = usage_from_anthropic(message.get("usage"), self.usage)
+            return [
+                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            ]
+        if kind == "content_block_start":
+            return self._block_start(payload.get("index", 0), payload.get("content_block") or {})
+        if kind == "content_block_delta":
+            return self._block_delta(payload.get("index", 0), payload.get("delta") or {})
+        if kind == "message_delta":
+            self.usage = usage_from_anthropic(payload.get("usage"), self.usage)
+            reason = (payload.get("delta") or {}).get("stop_reason")
+            if reason is None:
+                return []
+            finish = STOP_REASONS.get(reason, "stop")
+            if finish == "tool_calls" and not self.saw_tool:
+                finish = "stop"
+            return [{"index": 0, "delta": {}, "finish_reason": finish}]
+        if kind == "message_stop":
+            self.finished = True
+        elif kind == "error":
+            error = payload.get("error") or {}
+            raise UpstreamError(str(error.get("message", "provider stream error")))
+        return []
+
+    def _block_start(self, index: int, block: JSON) -> list[JSON]:
+        if block.get("type") == "tool_use" and block.get("name") == self.json_tool:
+            self.json_blocks.add(index)
+            return []
+        if block.get("type") == "tool_use":
+            self.saw_tool = True
+            position = self.tool_index.setdefault(index, len(self.tool_index))
+            call = {"index": position, "id": block.get("id", ""), "type": "function",
+                    "function": {"name": block.get("name", ""), "arguments": ""}}  # fmt: skip
+            return [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]
+        if block.get("type") == "text" and block.get("text"):
+            return [{"index": 0, "delta": {"content": block["text"]}, "finish_reason": None}]
+        return []
+
+    def _block_delta(self, index: int, delta: JSON) -> list[JSON]:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            out: JSON = {"content": delta.get("text", "")}
+        elif kind == "thinking_delta":
+            out = {"reasoning": delta.get("thinking", "")}
+        elif kind == "input_json_delta" and index in self.json_blocks:
+            out = {"content": delta.get("partial_json", "")}
+        elif kind == "input_json_delta" and index in self.tool_index:
+            call = {
+                "index": self.tool_index[index],
+                "function": {"arguments": delta.get("partial_json", "")},
+            }
+            out = {"tool_calls": [call]}
+        else:
+            return []
+        return [{"index": 0, "delta": out, "finish_reason": None}]

@@ -1,0 +1,256 @@
+"""Anthropic Messages as an ingress: ``/v1/messages`` requests → canonical, canonical → Messages.
+
+This lets the official ``anthropic`` SDK call any catalog model: the request is translated to
+the canonical (OpenAI) form, served by whichever adapter the endpoint needs, and the answer —
+whole or streamed — is translated back into Messages JSON or Messages SSE events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from routerhub.errors import BadRequest
+from routing.providers.base import JSON, Usage, json_loads_lenient
+
+FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                  "content_filter": "refusal", "function_call": "tool_use"}  # fmt: skip
+
+
+def _image_url(source: JSON) -> str:
+    if source.get("type") == "base64":
+        return f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
+    return str(source.get("url", ""))
+
+
+def _block_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(
+        b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"
+    )
+
+
+def _user_turn(content: Any) -> list[JSON]:
+    """One Anthropic user turn → tool messages (results first, as OpenAI requires) then a user message."""
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    tool_messages: list[JSON] = []
+    parts: list[JSON] = []
+    for block in content or []:
+        kind = block.get("type")
+        if kind == "tool_result":
+            text = _block_text(block.get("content"))
+            if block.get("is_error"):
+                text = f"Error: {text}"
+            tool_messages.append(
+                {"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text}
+            )
+        elif kind == "text":
+            parts.append({"type": "text", "text": block.get("text", "")})
+        elif kind == "image":
+            parts.append(
+                {"type": "image_url", "image_url": {"url": _image_url(block.get("source") or {})}}
+            )
+    if parts:
+        tool_messages.append({"role": "user", "content": parts})
+    return tool_messages
+
+
+def _assistant_turn(content: Any) -> JSON:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    text: list[str] = []
+    calls: list[JSON] = []
+    for block in content or []:
+        if block.get("type") == "text":
+            text.append(block.get("text", ""))
+        elif block.get("type") == "tool_use":
+            calls.append(
+                {
+                    "id": block.get("id", ""),
+                    "type": "function",
+                    "function": {"name": block.get("name", ""),
+                                 "arguments": orjson.dumps(block.get("input") or {}).decode()},
+                }
+            )  # fmt: skip
+    message: JSON = {"role": "assistant", "content": "".join(text) if text else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _tool_choice(choice: Any) -> Any:
+    if not isinstance(choice, dict):
+        return None
+    kind = choice.get("type")
+    if kind == "any":
+        return "required"
+    if kind == "tool":
+        return {"type": "function", "function": {"name": choice.get("name", "")}}
+    return kind if kind in ("auto", "none") else None
+
+
+def messages_request_to_canonical(body: JSON) -> JSON:
+    """An Anthropic Messages request → the canonical (OpenAI Chat Completions) request."""
+    if not isinstance(body.get("messages"), list):
+        raise BadRequest("messages must be a list of turns.", param="messages")
+    if not isinstance(body.get("max_tokens"), int):
+        raise BadRequest("max_tokens is required (an integer).", param="max_tokens")
+    messages: list[JSON] = []
+    system = body.get("system")
+    if system:
+        messages.append({"role": "system", "content": _block_text(system)})
+    for turn in body["messages"]:
+        if turn.get("role") == "assistant":
+            messages.append(_assistant_turn(turn.get("content")))
+        else:
+            messages.extend(_user_turn(turn.get("content")))
+    canonical: JSON = {
+        "model": body.get("model"),
+        "messages": messages,
+        "max_tokens": body["max_tokens"],
+    }
+    for name in ("temperature", "top_p", "top_k", "stream", "models", "provider", "router"):
+        if body.get(name) is not None:
+            canonical[name] = body[name]
+    if body.get("stop_sequences"):
+        canonical["stop"] = body["stop_sequences"]
+    if (body.get("metadata") or {}).get("user_id"):
+        canonical["user"] = body["metadata"]["user_id"]
+    tools = [
+        {"type": "function", "function": {"name": t.get("name", ""), "description": t.get("description", ""),
+                                          "parameters": t.get("input_schema") or {"type": "object"}}}
+        for t in body.get("tools") or []
+        if t.get("name") and t.get("type") in (None, "custom")
+    ]  # fmt: skip
+    if tools:
+        canonical["tools"] = tools
+    choice = _tool_choice(body.get("tool_choice"))
+    if choice is not None:
+        canonical["tool_choice"] = choice
+    if (body.get("tool_choice") or {}).get("disable_parallel_tool_use"):
+        canonical["parallel_tool_calls"] = False
+    return canonical
+
+
+def anthropic_usage(usage: Usage) -> JSON:
+    return {
+        "input_tokens": max(usage.prompt_tokens - usage.cached_tokens, 0),
+        "output_tokens": usage.completion_tokens,
+        "cache_read_input_tokens": usage.cached_tokens,
+        "cache_creation_input_tokens": 0,
+    }
+
+
+def canonical_to_messages_response(response: JSON, usage: Usage) -> JSON:
+    """A canonical chat.completion (first choice) → an Anthropic ``message`` object."""
+    choice = (response.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    content: list[JSON] = []
+    if message.get("content"):
+        content.append({"type": "text", "text": message["content"]})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        content.append({"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""),
+                        "input": json_loads_lenient(function.get("arguments") or "")})  # fmt: skip
+    return {
+        "id": response["id"],
+        "type": "message",
+        "role": "assistant",
+        "model": response["model"],
+        "content": content,
+        "stop_reason": FINISH_TO_STOP.get(choice.get("finish_reason") or "stop", "end_turn"),
+        "stop_sequence": None,
+        "usage": anthropic_usage(usage) | {"cost": response["usage"]["cost"]},
+        "provider": response.get("provider"),
+    }
+
+
+def sse_event(name: str, payload: JSON) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class MessagesStreamEncoder:
+    """Canonical chunk choices in, Anthropic Messages SSE events out (one content block at a time)."""
+
+    def __init__(self, message_id: str, model: str) -> None:
+        self.message_id = message_id
+        self.model = model
+        self.started = False
+        self.block_index = -1
+        self.block_kind: str | None = None
+        self.tool_blocks: dict[int, int] = {}  # OpenAI tool_calls index → block index
+        self.finish_reason: str | None = None
+
+    def start(self, usage: Usage | None) -> bytes:
+        self.started = True
+        message = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
+                   "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": anthropic_usage(usage or Usage())}  # fmt: skip
+        return sse_event(
+            "message_start", {"type": "message_start", "message": message}
+        ) + sse_event("ping", {"type": "ping"})
+
+    def _close_block(self) -> bytes:
+        if self.block_kind is None:
+            return b""
+        self.block_kind = None
+        return sse_event(
+            "content_block_stop", {"type": "content_block_stop", "index": self.block_index}
+        )
+
+    def _open_block(self, kind: str, block: JSON) -> bytes:
+        out = self._close_block()
+        self.block_index += 1
+        self.block_kind = kind
+        start = {"type": "content_block_start", "index": self.block_index, "content_block": block}
+        return out + sse_event("content_block_start", start)
+
+    def _delta(self, delta: JSON) -> bytes:
+        payload = {"type": "content_block_delta", "index": self.block_index, "delta": delta}
+        return sse_event("content_block_delta", payload)
+
+    def chunk(self, choice: JSON) -> bytes:
+        if choice.get("index", 0) != 0:
+            return b""
+        out = b""
+        delta = choice.get("delta") or {}
+        if delta.get("content"):
+            if self.block_kind != "text":
+                out += self._open_block("text", {"type": "text", "text": ""})
+            out += self._delta({"type": "text_delta", "text": delta["content"]})
+        for call in delta.get("tool_calls") or []:
+            position = call.get("index", 0)
+            function = call.get("function") or {}
+            if position not in self.tool_blocks:
+                block = {
+                    "type": "tool_use",
+                    "id": call.get("id", ""),
+                    "name": function.get("name", ""),
+                    "input": {},
+                }
+                out += self._open_block("tool_use", block)
+                self.tool_blocks[position] = self.block_index
+            if function.get("arguments"):
+                out += self._delta(
+                    {"type": "input_json_delta", "partial_json": function["arguments"]}
+                )
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        return out
+
+    def finish(self, usage: Usage, cost: float) -> bytes:
+        stop_reason = FINISH_TO_STOP.get(self.finish_reason or "stop", "end_turn")
+        delta = {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                 "usage": anthropic_usage(usage) | {"cost": cost}}  # fmt: skip
+        return (
+            self._close_block()
+            + sse_event("message_delta", delta)
+            + sse_event("message_stop", {"type": "message_stop"})
+        )
+
+    @staticmethod
+    def error(type_: str, message: str) -> bytes:
+        return sse_event("error", {"type": "error", "error": {"type": type_, "message": message}})

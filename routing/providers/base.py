@@ -1,0 +1,245 @@
+"""The adapter interface and the canonical form every adapter translates to and from.
+
+Canonical = OpenAI Chat Completions: requests are the client's JSON (a dict), responses are
+``Completion`` (choices + usage), and streams are lists of OpenAI ``chat.completion.chunk``
+choices. An adapter is stateless; per-request state lives in ``UpstreamRequest.context`` and in
+its ``StreamDecoder``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+
+JSON = dict[str, Any]
+
+# Every parameter an OpenAI-style request may carry that an adapter might forward.
+COMMON_PARAMETERS = frozenset(
+    {
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "user",
+        "stream",
+        "stream_options",
+    }
+)
+OPENAI_PARAMETERS = COMMON_PARAMETERS | {
+    "seed",
+    "n",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "parallel_tool_calls",
+    "reasoning_effort",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "prediction",
+    "service_tier",
+    "metadata",
+    "store",
+}
+# Parameters that only steer RouterHub (OpenRouter names); never forwarded upstream.
+GATEWAY_PARAMETERS = frozenset({"model", "messages", "models", "provider", "router", "route",
+                                "transforms", "usage", "plugins"})  # fmt: skip
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts; ``completion_tokens`` includes reasoning tokens (OpenAI's convention)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def to_openai(self) -> JSON:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and as what one request goes: an endpoint resolved with its credential."""
+
+    base_url: str
+    upstream_model: str
+    api_key: str | None
+    max_tokens: int
+    options: JSON = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    body: JSON
+    # Per-request facts the response translation needs (e.g. an emulated JSON-mode tool).
+    context: JSON = field(default_factory=dict)
+
+    def content(self) -> bytes:
+        return orjson.dumps(self.body)
+
+
+@dataclass(slots=True)
+class Completion:
+    """A whole (non-streamed) answer in canonical form."""
+
+    choices: list[JSON]
+    usage: Usage | None
+    upstream_id: str = ""
+
+
+class UpstreamError(Exception):
+    """The provider reported an error inside a 200 response or a stream."""
+
+    def __init__(self, message: str, *, status: int = 502) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StreamDecoder(ABC):
+    """Turns one provider's SSE events into canonical chunk choices, collecting usage."""
+
+    def __init__(self, request: UpstreamRequest) -> None:
+        self.request = request
+        self.usage: Usage | None = None
+        self.finished = False
+
+    @abstractmethod
+    def feed(self, event: str | None, data: str) -> list[JSON]:
+        """One SSE event in; zero or more ``{"index", "delta", "finish_reason"}`` out."""
+
+
+class ProviderAdapter(ABC):
+    style: ClassVar[str]
+    supported_parameters: ClassVar[frozenset[str]]
+
+    @abstractmethod
+    def build_request(self, request: JSON, target: Target, *, stream: bool) -> UpstreamRequest:
+        """Canonical request → the provider's URL, headers and JSON body."""
+
+    @abstractmethod
+    def parse_response(self, body: JSON, request: UpstreamRequest) -> Completion:
+        """The provider's JSON response → canonical choices and usage."""
+
+    @abstractmethod
+    def stream_decoder(self, request: UpstreamRequest) -> StreamDecoder: ...
+
+    def error_message(self, body: bytes) -> str:
+        """A person-readable message from a provider's error body (all three nest ``error``)."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body[:300].decode(errors="replace")
+        if isinstance(data, list) and data:
+            data = data[0]
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, dict):
+            return str(error.get("message") or error)[:500]
+        return str(error or data)[:500]
+
+
+async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str | None, str]]:
+    """Parse a ``text/event-stream`` body into ``(event, data)`` pairs (data lines joined)."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        while True:
+            end = buffer.find(b"\n\n")
+            if end < 0:
+                break
+            raw, buffer = buffer[:end], buffer[end + 2 :]
+            parsed = _sse_parse(raw)
+            if parsed is not None:
+                yield parsed
+    if buffer.strip():
+        parsed = _sse_parse(buffer)
+        if parsed is not None:
+            yield parsed
+
+
+def _sse_parse(raw: bytes) -> tuple[str | None, str] | None:
+    event: str | None = None
+    data: list[str] = []
+    for line in raw.decode().split("\n"):
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+    if not data and event is None:
+        return None  # a comment or keepalive
+    return event, "\n".join(data)
+
+
+def text_of(content: Any) -> str:
+    """The text of an OpenAI message content (a string or a list of parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(
+        part.get("text", "")
+        for part in content
+        if isinstance(part, dict) and part.get("type") == "text"
+    )
+
+
+def content_parts(content: Any) -> list[JSON]:
+    """OpenAI content as a list of parts, whatever form it came in."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return [part for part in content if isinstance(part, dict)]
+
+
+def data_url_split(url: str) -> tuple[str, str] | None:
+    """``data:image/png;base64,AAAA`` → ``("image/png", "AAAA")``; None for other URLs."""
+    if not url.startswith("data:"):
+        return None
+    header, _, data = url[5:].partition(",")
+    media_type = header.split(";")[0] or "application/octet-stream"
+    return media_type, data
+
+
+def media_type_guess(url: str) -> str:
+    lowered = url.lower().split("?")[0]
+    for suffix, media_type in ((".png", "image/png"), (".gif", "image/gif"),
+                               (".webp", "image/webp"), (".pdf", "application/pdf")):  # fmt: skip
+        if lowered.endswith(suffix):
+            return media_type
+    return "image/jpeg"
+
+
+def json_loads_lenient(text: str) -> Any:
+    """Tool-call arguments as an object; models sometimes emit invalid JSON, keep it visible."""
+    if not text:
+        return {}
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {"_unparsed_arguments": text}
+
+
+def finish_chunk(finish_reason: str | None) -> JSON:
+    return {"index": 0, "delta": {}, "finish_reason": finish_reason}

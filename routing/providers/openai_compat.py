@@ -1,0 +1,124 @@
+"""OpenAI-compatible hosts (OpenAI, Groq, Together, Mistral, DeepSeek, vLLM, Ollama…).
+
+The canonical form is this wire format, so translation is mostly a pass-through: forward the
+parameters the host accepts, rename the model, set the output bound the gateway reserved for,
+and ask for a usage chunk at the end of streams.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from routing.providers.base import (
+    GATEWAY_PARAMETERS,
+    JSON,
+    OPENAI_PARAMETERS,
+    Completion,
+    ProviderAdapter,
+    StreamDecoder,
+    Target,
+    UpstreamError,
+    UpstreamRequest,
+    Usage,
+)
+
+
+def usage_from_openai(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    prompt_details = data.get("prompt_tokens_details") or {}
+    completion_details = data.get("completion_tokens_details") or {}
+    cached = prompt_details.get("cached_tokens") or data.get("prompt_cache_hit_tokens") or 0
+    return Usage(
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+        cached_tokens=int(cached),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+class OpenAICompatAdapter(ProviderAdapter):
+    style = "openai"
+    supported_parameters = OPENAI_PARAMETERS
+
+    def build_request(self, request: JSON, target: Target, *, stream: bool) -> UpstreamRequest:
+        body: JSON = {"model": target.upstream_model, "messages": request["messages"]}
+        for name, value in request.items():
+            if name in OPENAI_PARAMETERS and name not in GATEWAY_PARAMETERS:
+                body[name] = value
+        body.pop("max_tokens", None)
+        body.pop("max_completion_tokens", None)
+        body[target.options.get("max_tokens_field", "max_tokens")] = target.max_tokens
+        body.pop("stream_options", None)
+        if stream:
+            body["stream"] = True
+            if target.options.get("stream_options", True):
+                body["stream_options"] = {"include_usage": True}
+        else:
+            body.pop("stream", None)
+        headers = {"content-type": "application/json"}
+        if target.api_key:
+            headers["authorization"] = f"Bearer {target.api_key}"
+        url = f"{target.base_url.rstrip('/')}/chat/completions"
+        return UpstreamRequest(url=url, headers=headers, body=body)
+
+    def parse_response(self, body: JSON, request: UpstreamRequest) -> Completion:
+        if "error" in body and not body.get("choices"):
+            raise UpstreamError(str((body["error"] or {}).get("message", body["error"])))
+        choices = []
+        for index, choice in enumerate(body.get("choices") or []):
+            message = dict(choice.get("message") or {})
+            message.setdefault("role", "assistant")
+            message.setdefault("content", None)
+            choices.append(
+                {
+                    "index": choice.get("index", index),
+                    "message": message,
+                    "finish_reason": choice.get("finish_reason"),
+                    **({"logprobs": choice["logprobs"]} if choice.get("logprobs") else {}),
+                }
+            )
+        if not choices:
+            raise UpstreamError("The provider returned no choices.")
+        return Completion(
+            choices=choices,
+            usage=usage_from_openai(body.get("usage")),
+            upstream_id=body.get("id", ""),
+        )
+
+    def stream_decoder(self, request: UpstreamRequest) -> StreamDecoder:
+        return OpenAIStreamDecoder(request)
+
+
+class OpenAIStreamDecoder(StreamDecoder):
+    def feed(self, event: str | None, data: str) -> list[JSON]:
+        if data == "[DONE]":
+            self.finished = True
+            return []
+        if not data:
+            return []
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("The provider sent a malformed stream chunk.") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamError("The provider sent a malformed stream chunk.")
+        if chunk.get("error"):
+            error = chunk["error"]
+            raise UpstreamError(
+                str(error.get("message", error) if isinstance(error, dict) else error)
+            )
+        usage = usage_from_openai(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        return [
+            {
+                "index": choice.get("index", 0),
+                "delta": choice.get("delta") or {},
+                "finish_reason": choice.get("finish_reason"),
+                **({"logprobs": choice["logprobs"]} if choice.get("logprobs") else {}),
+            }
+            for choice in chunk.get("choices") or []
+        ]

@@ -1,0 +1,161 @@
+"""Writes for routing: syncing the catalog from its data file, and bring-your-own provider keys."""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from accounts.models import Organization, User
+from routerhub.errors import BadRequest
+from routing.models import CatalogModel, CatalogRevision, Endpoint, Provider, ProviderKey
+from routing.provider_secrets import secret_encrypt, secret_reencrypt
+
+logger = logging.getLogger(__name__)
+
+CATALOG_FILE = Path(__file__).resolve().parent / "catalog.toml"
+CAPABILITIES = ("tools", "json", "structured_output", "vision", "streaming")
+_PER_MILLION = Decimal(1_000_000)
+
+
+def catalog_revision_bump() -> None:
+    """Tell every gateway process (within a second) that the catalog changed."""
+    updated = CatalogRevision.objects.filter(pk=1).update(revision=F("revision") + 1)
+    if not updated:
+        CatalogRevision.objects.get_or_create(pk=1, defaults={"revision": 1})
+
+
+def _capability_fields(capabilities: list[str]) -> dict[str, bool]:
+    unknown = set(capabilities) - set(CAPABILITIES)
+    if unknown:
+        raise ValueError(f"unknown capabilities {sorted(unknown)}")
+    return {f"supports_{name}": name in capabilities for name in CAPABILITIES}
+
+
+def _per_token(per_million: str | None) -> Decimal | None:
+    return None if per_million is None else Decimal(str(per_million)) / _PER_MILLION
+
+
+@dataclass(frozen=True)
+class CatalogSyncResult:
+    providers: int
+    models: int
+    endpoints: int
+
+
+@transaction.atomic
+def catalog_sync(*, data: dict[str, Any]) -> CatalogSyncResult:
+    """Create or update the providers, models and endpoints described by ``data`` (idempotent).
+
+    Rows absent from ``data`` are left alone so additions made in admin survive a sync.
+    """
+    providers: dict[str, Provider] = {}
+    for item in data.get("providers", []):
+        providers[item["slug"]], _ = Provider.objects.update_or_create(
+            slug=item["slug"],
+            defaults={
+                "name": item["name"],
+                "api_style": item["api_style"],
+                "base_url": item["base_url"],
+                "api_key_env": item.get("api_key_env", ""),
+                "options": item.get("options", {}),
+                "is_simulated": item.get("is_simulated", False),
+                "enabled": item.get("enabled", True),
+            },
+        )
+    models: dict[str, CatalogModel] = {}
+    for item in data.get("models", []):
+        models[item["id"]], _ = CatalogModel.objects.update_or_create(
+            id=item["id"],
+            defaults={
+                "name": item["name"],
+                "author": item["author"],
+                "description": item.get("description", ""),
+                "context_length": item["context_length"],
+                "max_output": item["max_output"],
+                "is_simulated": item.get("is_simulated", False),
+                "enabled": item.get("enabled", True),
+                **_capability_fields(item.get("capabilities", [])),
+            },
+        )
+    endpoints = 0
+    for item in data.get("endpoints", []):
+        model = models.get(item["model"]) or CatalogModel.objects.get(pk=item["model"])
+        provider = providers.get(item["provider"]) or Provider.objects.get(slug=item["provider"])
+        capabilities = item.get("capabilities")
+        checked = item.get("checked")
+        Endpoint.objects.update_or_create(
+            provider=provider,
+            model=model,
+            defaults={
+                "upstream_model": item["upstream_model"],
+                "input_price": _per_token(item["input"]),
+                "cached_input_price": _per_token(item.get("cached_input")),
+                "output_price": _per_token(item["output"]),
+                "context_length": item.get("context_length", model.context_length),
+                "max_output": item.get("max_output", model.max_output),
+                "price_source": item.get("source", ""),
+                "price_checked": date.fromisoformat(str(checked)) if checked else None,
+                "enabled": item.get("enabled", True),
+                **(
+                    _capability_fields(capabilities)
+                    if capabilities is not None
+                    else {f"supports_{n}": getattr(model, f"supports_{n}") for n in CAPABILITIES}
+                ),
+            },
+        )
+        endpoints += 1
+    catalog_revision_bump()
+    return CatalogSyncResult(len(providers), len(models), endpoints)
+
+
+def catalog_sync_file(*, path: Path = CATALOG_FILE) -> CatalogSyncResult:
+    with path.open("rb") as handle:
+        return catalog_sync(data=tomllib.load(handle))
+
+
+def provider_key_create(
+    *,
+    organization: Organization,
+    provider: Provider,
+    secret: str,
+    name: str = "",
+    created_by: User | None = None,
+) -> ProviderKey:
+    """Store (or replace) the organization's key for ``provider``, encrypted."""
+    secret = secret.strip()
+    if len(secret) < 8:
+        raise BadRequest("The provider key looks too short.", param="secret")
+    key, _ = ProviderKey.objects.update_or_create(
+        organization=organization,
+        provider=provider,
+        defaults={
+            "name": name,
+            "encrypted_secret": secret_encrypt(secret),
+            "last4": secret[-4:],
+            "created_by": created_by,
+        },
+    )
+    return key
+
+
+def provider_key_delete(*, key: ProviderKey) -> None:
+    key.delete()
+
+
+def provider_keys_reencrypt() -> int:
+    """Re-encrypt every stored provider key under the newest encryption key; returns the count."""
+    count = 0
+    for key in ProviderKey.objects.only("pk", "encrypted_secret").iterator():
+        ProviderKey.objects.filter(pk=key.pk).update(
+            encrypted_secret=secret_reencrypt(key.encrypted_secret)
+        )
+        count += 1
+    return count
