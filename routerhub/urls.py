@@ -2,7 +2,8 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
+from django.contrib.auth.decorators import login_required
+from django.views.generic import RedirectView, TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from routerhub import health
@@ -23,6 +24,11 @@ urlpatterns = [
     path("billing/stripe/", include("billing.stripe_urls")),  # webhook, pay/return pages
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "dashboard/docs/",
+        login_required(TemplateView.as_view(template_name="docs.html")),
+        name="docs",
+    ),
     path("", include("accounts.urls")),
     path("", include("billing.urls")),
 ]

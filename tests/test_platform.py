@@ -124,3 +124,17 @@ def test_unknown_environment_name_fails_fast(tmp_path):
 
     assert result.returncode != 0
     assert "ROUTERHUB_ENV must be development, test or production" in result.stderr
+
+
+@pytest.mark.django_db
+def test_docs_page_explains_the_api_and_links_the_reference(client):
+    from tests.factories import organization_make, user_make
+
+    user = user_make()
+    organization_make(user)
+    client.force_login(user)
+
+    html = client.get("/dashboard/docs/").content.decode()
+
+    assert 'href="/api/docs/"' in html
+    assert "/v1/chat/completions" in html and "router/&lt;slug&gt;" in html
