@@ -1,0 +1,83 @@
+"""Gunicorn configuration for the production server (``make serve``, the Docker image, Kubernetes).
+
+Gunicorn manages processes; each worker runs the ASGI app (``routerhub.asgi:application``) on
+uvicorn. Everything tunable comes from the environment so one file serves every deployment:
+
+    PORT                      listen port (default 8000), bound on 0.0.0.0
+    WEB_CONCURRENCY           worker processes (default: CPU count)
+    GUNICORN_TIMEOUT          seconds a silent worker may live before it is killed (default 60)
+    GUNICORN_GRACEFUL_TIMEOUT seconds in-flight requests get after SIGTERM (default 30)
+    GUNICORN_KEEPALIVE        seconds to hold an idle keep-alive connection (default 5)
+    GUNICORN_MAX_REQUESTS     recycle a worker after this many requests; 0 = never (default 0)
+    GUNICORN_ACCESS_LOG       "1" to write an access log to stdout (off by default)
+    FORWARDED_ALLOW_IPS       peers trusted for X-Forwarded-* headers (default *: behind a proxy)
+    LOG_LEVEL                 gunicorn's error-log level (default info)
+
+Command-line flags (``--workers``, ``--bind``) override these, as ``make serve`` does.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, not {raw!r}") from None
+    if value < 0:
+        raise SystemExit(f"{name} must not be negative")
+    return value
+
+
+# uvicorn 0.54 still ships ``uvicorn.workers`` (deprecated in favour of the separate
+# ``uvicorn-worker`` package). Prefer that package when it is installed; the test in
+# tests/deploy checks that whichever path is chosen imports.
+try:
+    import uvicorn_worker  # noqa: F401
+
+    worker_class = "uvicorn_worker.UvicornWorker"
+except ImportError:
+    worker_class = "uvicorn.workers.UvicornWorker"
+
+wsgi_app = "routerhub.asgi:application"
+bind = f"0.0.0.0:{_int('PORT', 8000)}"
+workers = _int("WEB_CONCURRENCY", 0) or (os.cpu_count() or 1)
+
+# A worker that does not heartbeat for `timeout` seconds is killed and replaced. With async
+# workers the heartbeat runs on the event loop, so this only fires when the loop is blocked.
+# Streaming responses are not limited by it.
+timeout = _int("GUNICORN_TIMEOUT", 60)
+# After SIGTERM (a rolling deploy, `docker stop`): stop accepting, let requests in flight
+# finish for this long, then exit. Keep it below the orchestrator's grace period
+# (terminationGracePeriodSeconds in deploy/k8s, stop_grace_period in docker-compose).
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+# Idle keep-alive connections. Behind a load balancer or ingress, set this LONGER than its
+# upstream idle timeout (deploy/k8s sets 75s against ingress-nginx's 60s) so the balancer, not
+# us, closes idle connections and never sends a request on a socket we just closed.
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = max_requests // 10
+
+# Heartbeat files on tmpfs: a disk-backed /tmp can stall and get healthy workers killed, and a
+# read-only root filesystem has no writable /tmp at all.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: PTH112, S108
+
+# Logs go to stdout/stderr for the container runtime. Access logs are off by default (the app
+# logs what matters, with the request id); turn them on with GUNICORN_ACCESS_LOG=1.
+accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "") in {"1", "true", "yes"} else None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+capture_output = True
+
+# Behind a load balancer / ingress: trust X-Forwarded-* from it. The pod or container is only
+# reachable through it, so any peer address is acceptable.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+
+# Load the app in each worker, not in the master: workers can then be replaced without the
+# master holding stale database connections or a forked Redis client.
+preload_app = False
