@@ -48,8 +48,9 @@ def _payment_for_intent(intent: StripeObject) -> Payment | None:
     if payment is not None:
         return payment
     metadata = intent.get("metadata") or {}
-    payment_id, organization_id = metadata.get("payment_id"), metadata.get("organization_id")
-    if not (str(payment_id).isdigit() and str(organization_id).isdigit()):
+    payment_id = str(metadata.get("payment_id") or "")
+    organization_id = str(metadata.get("organization_id") or "")
+    if not (payment_id.isdigit() and organization_id.isdigit()):
         return None
     payment = payments.filter(
         pk=int(payment_id), organization_id=int(organization_id), stripe_payment_intent_id=""

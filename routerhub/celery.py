@@ -39,6 +39,8 @@ app.conf.update(
     beat_schedule={
         "sweep-reservations": {"task": "billing.sweep_reservations", "schedule": 60.0},
         "drain-usage-outbox": {"task": "billing.drain_usage_outbox", "schedule": 30.0},
+        "auto-topups": {"task": "billing.auto_topups", "schedule": 60.0},
+        "budget-alerts": {"task": "billing.budget_alerts", "schedule": 900.0},
     },
 )
 app.autodiscover_tasks()
