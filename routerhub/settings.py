@@ -8,6 +8,7 @@ Celery worker that uses a filesystem broker (no services). With ``DATABASE_URL``
 
 from __future__ import annotations
 
+import os
 import secrets
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -36,6 +37,21 @@ def _dev_secret(name: str) -> str:
     return path.read_text().strip()
 
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, default: bool) -> bool:
+    """A strict boolean: a typo such as DEBUG=nope stops the boot instead of meaning False."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {raw!r}")
+
+
 def _decimal(name: str, default: str) -> Decimal:
     raw = env.str(name, default=default)
     try:
@@ -60,7 +76,7 @@ SECRET_KEY = _secret("SECRET_KEY")
 # HMAC pepper for API key digests; rotating it invalidates every key, so it is separate from
 # SECRET_KEY (which may rotate with sessions).
 API_KEY_PEPPER = _secret("API_KEY_PEPPER")
-DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+DEBUG = _bool("DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["*"])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when ROUTERHUB_ENV=production")
@@ -241,7 +257,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_FILESYSTEM_BROKER_DIR = VAR_DIR / "celery"
 
 # --- Gateway (/v1) and providers --------------------------------------------------------------
@@ -293,7 +309,7 @@ DEMO_UPSTREAM_URL = env.str("DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001"
 API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=1.0)
 ORGANIZATION_SESSION_KEY = "current_organization_id"
 # Callables run by `manage.py seed_demo` with the demo organization, in order.
-DEMO_SEEDERS: list[str] = ["routing.demo.seed_demo_provider"]
+DEMO_SEEDERS: list[str] = ["routing.demo.seed_demo_provider", "billing.demo.seed_demo_credits"]
 
 # Money: fees as fractions, amounts in USD.
 TOPUP_FEE_RATE = _decimal("TOPUP_FEE_RATE", default="0.055")
@@ -306,7 +322,7 @@ DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
 # Stripe top-ups. Card payments are on when BILLING_ENABLED (default: in production), and then
 # every key below must be set. STRIPE_API_BASE points the stripe library at a fake server
 # (localstripe) in development and tests; STRIPE_JS_URL likewise for the browser library.
-BILLING_ENABLED = env.bool("BILLING_ENABLED", default=PRODUCTION)
+BILLING_ENABLED = _bool("BILLING_ENABLED", default=PRODUCTION)
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
@@ -331,6 +347,6 @@ LOGGING = {
 }
 
 if PRODUCTION:
-    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
-    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = _bool("CSRF_COOKIE_SECURE", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -138,3 +138,10 @@ def test_docs_page_explains_the_api_and_links_the_reference(client):
 
     assert 'href="/api/docs/"' in html
     assert "/v1/chat/completions" in html and "router/&lt;slug&gt;" in html
+
+
+def test_a_mistyped_boolean_fails_fast(tmp_path):
+    result = _boot({"ROUTERHUB_VAR_DIR": str(tmp_path), "DEBUG": "nope"})
+
+    assert result.returncode != 0
+    assert "DEBUG must be true or false" in result.stderr

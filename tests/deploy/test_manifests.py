@@ -128,7 +128,7 @@ def settings_env_names() -> set[str]:
     """Every environment variable routerhub/settings.py reads, parsed from its source."""
     text = SETTINGS.read_text()
     names = set(re.findall(r"\benv(?:\.\w+)?\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", text))
-    names |= set(re.findall(r"\b_(?:secret|decimal)\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", text))
+    names |= set(re.findall(r"\b_(?:secret|decimal|bool)\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", text))
     return names
 
 
