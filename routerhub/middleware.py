@@ -73,3 +73,19 @@ class ApiErrorMiddleware:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         body = error_body(500, "internal_error", "Internal error; the request id identifies it.")
         return JsonResponse(body, status=500)
+
+
+class ProbeMiddleware:
+    """Answers /healthz and /readyz before host validation: orchestrators probe by pod IP."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from routerhub import health
+
+        if request.path == "/healthz":
+            return health.healthz(request)
+        if request.path == "/readyz":
+            return health.readyz(request)
+        return self.get_response(request)

@@ -145,3 +145,15 @@ def test_a_mistyped_boolean_fails_fast(tmp_path):
 
     assert result.returncode != 0
     assert "DEBUG must be true or false" in result.stderr
+
+
+@pytest.mark.django_db
+def test_probes_answer_whatever_the_host_header(client, settings):
+    settings.ALLOWED_HOSTS = ["routerhub.example.com"]
+
+    health = client.get("/healthz", HTTP_HOST="10.1.2.3:8000")
+    ready = client.get("/readyz", HTTP_HOST="10.1.2.3:8000")
+    other = client.get("/accounts/login/", HTTP_HOST="10.1.2.3:8000")
+
+    assert (health.status_code, ready.status_code) == (200, 200)
+    assert other.status_code == 400
