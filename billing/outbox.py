@@ -67,7 +67,8 @@ def usage_outbox_drain(*, grace_seconds: float = OUTBOX_GRACE_SECONDS) -> int:
     client = redis.Redis.from_url(settings.REDIS_URL)
     cutoff = time.time() - grace_seconds
     settled = 0
-    for payload in client.lrange(OUTBOX_KEY, 0, 999):
+    payloads: list[bytes] = client.lrange(OUTBOX_KEY, 0, 999)  # type: ignore[assignment]
+    for payload in payloads:
         item = orjson.loads(payload)
         if item["at"] > cutoff:
             continue  # a live worker is probably settling it right now
@@ -78,6 +79,6 @@ def usage_outbox_drain(*, grace_seconds: float = OUTBOX_GRACE_SECONDS) -> int:
                 "outbox draft %s could not be settled", item["draft"].get("generation_id")
             )
             continue
-        client.lrem(OUTBOX_KEY, 1, payload)
+        client.lrem(OUTBOX_KEY, 1, payload)  # type: ignore[arg-type]  # bytes are fine
         settled += 1
     return settled

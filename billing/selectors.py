@@ -103,15 +103,16 @@ def usage_aggregate(
         )
         .order_by("group")
     )
-    return list(aggregated)
+    return [dict(row) for row in aggregated]
 
 
 def spend_by_day_and_model(*, organization_id: int, since: datetime) -> list[dict[str, Any]]:
     """Rows of (day, model, cost, requests) for the usage chart."""
-    return list(
+    rows = (
         UsageRecord.objects.filter(organization_id=organization_id, created_at__gte=since)
         .annotate(day=TruncDate("created_at"))
         .values("day", "model")
         .annotate(cost=Sum("cost"), requests=Count("id"))
         .order_by("day", "model")
     )
+    return [dict(row) for row in rows]

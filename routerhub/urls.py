@@ -1,8 +1,8 @@
 """URL map. ``/v1/*`` inference is served by the gateway ASGI app (see ``routerhub.asgi``)."""
 
 from django.contrib import admin
-from django.urls import include, path
 from django.contrib.auth.decorators import login_required
+from django.urls import include, path
 from django.views.generic import RedirectView, TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 

@@ -167,7 +167,7 @@ def test_no_plaintext_key_is_stored_anywhere(tenants):
     dump = []
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names():
-            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - table names from introspection
+            cursor.execute(f'SELECT * FROM "{table}"')
             dump.extend(repr(row) for row in cursor.fetchall())
     text = "\n".join(dump)
 
