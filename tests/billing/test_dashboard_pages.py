@@ -110,7 +110,12 @@ def test_spend_chart_stacks_costs_per_day_and_labels_models():
 
 
 def test_overview_shows_balance_month_spend_chart_and_quickstart(tenants):
-    ledger_post(organization=tenants.organization, kind="promotion", amount=Decimal("5"), idempotency_key="p")
+    ledger_post(
+        organization=tenants.organization,
+        kind="promotion",
+        amount=Decimal("5"),
+        idempotency_key="p",
+    )
     _usage(tenants.organization, "demo/small", "0.25")
 
     html = _login(tenants.member, tenants.organization).get("/dashboard/").content.decode()
@@ -124,7 +129,9 @@ def test_overview_shows_balance_month_spend_chart_and_quickstart(tenants):
 def test_new_key_is_pasted_into_the_snippets_once(tenants):
     client = _login(tenants.admin, tenants.organization)
 
-    created = client.post("/dashboard/keys/", {"name": "laptop", "scope": "inference"}).content.decode()
+    created = client.post(
+        "/dashboard/keys/", {"name": "laptop", "scope": "inference"}
+    ).content.decode()
     later = client.get("/dashboard/keys/").content.decode()
 
     plaintext = created.split('<code id="new-key">')[1].split("</code>")[0]
