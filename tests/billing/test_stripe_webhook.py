@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from billing.models import (
@@ -24,6 +26,7 @@ from tests.billing.stripe_support import (
     stripe_signature,
     webhook_post,
 )
+from tests.conftest import require_postgres
 from tests.factories import organization_make
 
 pytestmark = pytest.mark.django_db
@@ -104,6 +107,28 @@ def test_payment_delivered_ten_times_credits_the_organization_once():
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.SUCCEEDED and payment.stripe_charge_id == "ch_test_1"
     assert StripeEvent.objects.get(event_id="evt_paid_1").organization == organization
+
+
+def _deliver_on_own_connection(payload: bytes) -> int:
+    try:
+        return int(webhook_post(Client(), payload, stripe_signature(payload)).status_code)
+    finally:
+        connection.close()  # each pool thread has its own connection; give it back
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ten_concurrent_deliveries_of_one_event_credit_once():
+    require_postgres()
+    organization = organization_make()
+    payload = event_payload("payment_intent.succeeded", _intent(_payment(organization)), "evt_x")
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(lambda _: _deliver_on_own_connection(payload), range(10)))
+
+    assert statuses == [200] * 10
+    assert _balance(organization) == Decimal("20")
+    assert LedgerEntry.objects.filter(organization=organization).count() == 1
+    assert StripeEvent.objects.filter(event_id="evt_x").count() == 1
 
 
 def test_a_second_event_about_the_same_payment_does_not_credit_again():
