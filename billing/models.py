@@ -192,3 +192,18 @@ class StripeEvent(models.Model):
     outcome = models.CharField(max_length=20, help_text="processed or ignored")
     livemode = models.BooleanField(default=False)
     received_at = models.DateTimeField(auto_now_add=True)
+
+
+class Feedback(TenantModel):
+    """Quality feedback on one served request (the last word per generation counts)."""
+
+    usage = models.OneToOneField(
+        UsageRecord, on_delete=models.CASCADE, related_name="feedback", to_field="generation_id"
+    )
+    score = models.FloatField(help_text="0 (bad) … 1 (good).")
+    comment = models.TextField(blank=True)
+    key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)

@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from billing.models import (
     CreditAccount,
+    Feedback,
     KeySpendWindow,
     LedgerEntry,
     LedgerKind,
@@ -30,7 +31,7 @@ from billing.models import (
     UsageRecord,
 )
 from billing.windows import window_start
-from routerhub.errors import InsufficientCredits, KeyLimitReached
+from routerhub.errors import InsufficientCredits, KeyLimitReached, NotFound
 from routerhub.money import ZERO, money, money_str
 
 logger = logging.getLogger(__name__)
@@ -299,3 +300,26 @@ def reservations_sweep(*, now: datetime | None = None) -> int:
     if released:
         logger.warning("released %d expired credit reservations", released)
     return released
+
+
+def feedback_record(
+    *, organization_id: int, generation_id: str, score: float, comment: str = "", key_id: int | None
+) -> Feedback:
+    """Store (or replace) the feedback on a served request of this organization."""
+    usage = UsageRecord.objects.filter(
+        organization_id=organization_id, generation_id=generation_id
+    ).first()
+    if usage is None:
+        raise NotFound(
+            f"No generation {generation_id} in this organization.", param="generation_id"
+        )
+    feedback, _ = Feedback.objects.update_or_create(
+        usage=usage,
+        defaults={
+            "organization_id": organization_id,
+            "score": score,
+            "comment": comment,
+            "key_id": key_id,
+        },
+    )
+    return feedback
