@@ -1,0 +1,81 @@
+"""The gateway ASGI app: routes ``/v1/*`` to handlers and renders errors in API.md's format."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from routerhub.errors import ApiError, error_body
+from routing.gateway import chat, listing
+from routing.gateway.http import GatewayRequest, Receive, Scope, Send
+from routing.gateway.limits import rate_limit_close
+from routing.gateway.upstream import http_client_close
+
+logger = logging.getLogger(__name__)
+
+
+async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
+    req = GatewayRequest(scope, receive, send)
+    anthropic = req.path == "/v1/messages"
+    try:
+        await _route(req)
+    except ApiError as error:
+        if not req.response_started:
+            await req.respond_error(error, anthropic=anthropic)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception(
+            "gateway error on %s %s (request %s)", req.method, req.path, req.request_id
+        )
+        if not req.response_started:
+            body = error_body(
+                500, "internal_error", "Internal error; the request id identifies it."
+            )
+            await req.respond_json(500, {"type": "error", **body} if anthropic else body)
+
+
+async def _route(req: GatewayRequest) -> None:
+    path, method = req.path.rstrip("/"), req.method
+    if path == "/v1/chat/completions":
+        _allow(method, "POST")
+        await chat.chat_completions(req)
+    elif path == "/v1/messages":
+        _allow(method, "POST")
+        await chat.messages(req)
+    elif path == "/v1/models":
+        _allow(method, "GET")
+        await listing.models_list(req)
+    elif path.startswith("/v1/models/"):
+        _allow(method, "GET")
+        await listing.model_detail(req, path.removeprefix("/v1/models/"))
+    else:
+        raise _RouteNotFound(f"No route matches {method} {req.path}.")
+
+
+class _RouteNotFound(ApiError):
+    status, type = 404, "not_found"
+
+
+class _MethodNotAllowed(ApiError):
+    status, type = 405, "method_not_allowed"
+
+
+def _allow(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise _MethodNotAllowed(
+            f"Method {method} is not allowed here; use {allowed}.", headers={"Allow": allowed}
+        )
+
+
+async def gateway_lifespan(receive: Receive, send: Send) -> None:
+    """ASGI lifespan for the whole server: close the pooled clients on shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await http_client_close()
+            await rate_limit_close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

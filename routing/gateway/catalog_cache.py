@@ -1,0 +1,145 @@
+"""The catalog as immutable in-process objects, reloaded when ``CatalogRevision`` moves.
+
+The gateway never queries the catalog per request: at most one indexed read of the revision
+per process per ``CATALOG_CACHE_TTL`` (1 s), and a full reload only after a change.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from billing.pricing import TokenPrices
+from routing.models import CatalogModel, CatalogRevision, Endpoint
+from routing.providers import ADAPTERS
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    id: int
+    model_id: str
+    provider_slug: str
+    provider_name: str
+    api_style: str
+    base_url: str
+    api_key_env: str
+    options: dict[str, Any]
+    upstream_model: str
+    prices: TokenPrices
+    context_length: int
+    max_output: int
+    supports_tools: bool
+    supports_json: bool
+    supports_structured_output: bool
+    supports_vision: bool
+    supports_streaming: bool
+    supported_parameters: frozenset[str]
+    is_simulated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    name: str
+    author: str
+    description: str
+    context_length: int
+    max_output: int
+    is_simulated: bool
+    endpoints: tuple[EndpointInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSnapshot:
+    revision: int
+    models: dict[str, ModelInfo] = field(default_factory=dict)
+
+
+def _supported_parameters(row: Endpoint) -> frozenset[str]:
+    params = set(ADAPTERS[row.provider.api_style].supported_parameters)
+    if not row.supports_tools:
+        params -= {"tools", "tool_choice", "parallel_tool_calls"}
+    if not (row.supports_json or row.supports_structured_output):
+        params.discard("response_format")
+    if not row.supports_streaming:
+        params -= {"stream", "stream_options"}
+    return frozenset(params)
+
+
+def _endpoint_info(row: Endpoint) -> EndpointInfo:
+    provider = row.provider
+    return EndpointInfo(
+        id=row.pk,
+        model_id=row.model_id,
+        provider_slug=provider.slug,
+        provider_name=provider.name,
+        api_style=provider.api_style,
+        base_url=provider.base_url,
+        api_key_env=provider.api_key_env,
+        options=dict(provider.options or {}),
+        upstream_model=row.upstream_model,
+        prices=TokenPrices(row.input_price, row.output_price, row.cached_input_price),
+        context_length=row.context_length,
+        max_output=row.max_output,
+        supports_tools=row.supports_tools,
+        supports_json=row.supports_json,
+        supports_structured_output=row.supports_structured_output,
+        supports_vision=row.supports_vision,
+        supports_streaming=row.supports_streaming,
+        supported_parameters=_supported_parameters(row),
+        is_simulated=provider.is_simulated,
+    )
+
+
+def _revision() -> int:
+    row = CatalogRevision.objects.filter(pk=1).values_list("revision", flat=True).first()
+    return row or 0
+
+
+def _load(revision: int) -> CatalogSnapshot:
+    endpoints: dict[str, list[EndpointInfo]] = {}
+    rows = Endpoint.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
+    for row in rows:
+        endpoints.setdefault(row.model_id, []).append(_endpoint_info(row))
+    models = {
+        model.id: ModelInfo(
+            id=model.id,
+            name=model.name,
+            author=model.author,
+            description=model.description,
+            context_length=model.context_length,
+            max_output=model.max_output,
+            is_simulated=model.is_simulated,
+            endpoints=tuple(endpoints.get(model.id, ())),
+        )
+        for model in CatalogModel.objects.filter(enabled=True)
+    }
+    return CatalogSnapshot(revision=revision, models=models)
+
+
+class _Cache:
+    snapshot: CatalogSnapshot | None = None
+    checked_at = 0.0
+
+
+def catalog_cache_clear() -> None:
+    _Cache.snapshot = None
+    _Cache.checked_at = 0.0
+
+
+async def catalog_get() -> CatalogSnapshot:
+    snapshot = _Cache.snapshot
+    now = time.monotonic()
+    if snapshot is not None and now - _Cache.checked_at < settings.CATALOG_CACHE_TTL:
+        return snapshot
+    # Mark first: concurrent requests keep using the old snapshot while one of them checks.
+    _Cache.checked_at = now
+    revision = await sync_to_async(_revision, thread_sensitive=False)()
+    if snapshot is None or revision != snapshot.revision:
+        snapshot = await sync_to_async(_load, thread_sensitive=False)(revision)
+        _Cache.snapshot = snapshot
+    return snapshot

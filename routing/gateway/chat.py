@@ -1,0 +1,577 @@
+"""The gateway's request path, top to bottom: ``POST /v1/chat/completions`` and ``/v1/messages``.
+
+authenticate → parse and validate → plan (which endpoints, in which order) → rate limit →
+reserve the maximum cost → try candidates until one answers (fallback only before the first
+byte reaches the client) → respond or stream → ``_settle`` the real cost, exactly once, whatever
+happened (success, failure, client disconnect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import orjson
+from django.conf import settings
+
+from accounts.keys import AuthenticatedKey, bearer_token, key_authenticate_async
+from billing.pricing import reservation_amount, usage_cost
+from billing.services import (
+    ReservationRequest,
+    UsageDraft,
+    credits_reserve_async,
+    usage_settle_async,
+)
+from routerhub.errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    NoProviderAvailable,
+    Unauthorized,
+    UpstreamFailed,
+    UpstreamTimeout,
+    error_body,
+)
+from routerhub.money import ZERO
+from routing.gateway import health
+from routing.gateway.catalog_cache import EndpointInfo, catalog_get
+from routing.gateway.http import GatewayRequest
+from routing.gateway.limits import rate_limit_add_tokens, rate_limit_admit
+from routing.gateway.planning import Candidate, Plan, plan_request, request_needs
+from routing.gateway.upstream import http_client, is_retryable_status, upstream_timeout
+from routing.providers import ADAPTERS
+from routing.providers.anthropic_ingress import (
+    MessagesStreamEncoder,
+    canonical_to_messages_response,
+    messages_request_to_canonical,
+)
+from routing.providers.base import (
+    JSON,
+    Completion,
+    StreamDecoder,
+    Target,
+    UpstreamError,
+    Usage,
+    sse_events,
+    text_of,
+)
+
+logger = logging.getLogger(__name__)
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_IMAGE_TOKENS = 1600  # a large image on Anthropic; generous for OpenAI and Gemini tiles
+
+
+@dataclass
+class Exchange:
+    """Everything one request accumulates on its way through the gateway."""
+
+    req: GatewayRequest
+    key: AuthenticatedKey
+    body: JSON
+    anthropic: bool
+    plan: Plan
+    generation_id: str
+    prompt_estimate: int
+    reserved: Decimal
+    draft: UsageDraft
+    attempts: list[JSON] = field(default_factory=list)
+    skipped_for: list[float] = field(default_factory=list)
+    endpoint: EndpointInfo | None = None
+    is_byok: bool = False
+    decoder: StreamDecoder | None = None
+    generated_chars: int = 0
+    first_byte_at: float | None = None
+
+
+# --- entry points --------------------------------------------------------------------------------
+
+
+async def chat_completions(req: GatewayRequest) -> None:
+    key = await _authenticate(req, anthropic=False)
+    await _serve(req, key, await req.json(), anthropic=False)
+
+
+async def messages(req: GatewayRequest) -> None:
+    key = await _authenticate(req, anthropic=True)
+    await _serve(req, key, messages_request_to_canonical(await req.json()), anthropic=True)
+
+
+async def _authenticate(req: GatewayRequest, *, anthropic: bool) -> AuthenticatedKey:
+    authorization = req.headers.get("authorization")
+    if anthropic and not authorization:
+        token = req.headers.get("x-api-key", "").strip()  # what the anthropic SDK sends
+        if not token:
+            raise Unauthorized(
+                "Missing API key: send 'x-api-key: rh-…' or 'Authorization: Bearer rh-…'."
+            )
+    else:
+        token = bearer_token(authorization)
+    key = await key_authenticate_async(token)
+    if key.is_management:
+        raise Forbidden("Management keys (rh-mgmt-) cannot call inference; use an rh-live- key.")
+    return key
+
+
+# --- the request path ----------------------------------------------------------------------------
+
+
+async def _serve(
+    req: GatewayRequest, key: AuthenticatedKey, body: JSON, *, anthropic: bool
+) -> None:
+    _validate(body)
+    needs = request_needs(body)
+    plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=needs)
+    prompt_estimate = estimate_prompt_tokens(body)
+    await rate_limit_admit(key, prompt_estimate)
+    generation_id = f"gen-{int(time.time())}-{secrets.token_urlsafe(15)}"
+    reserved = max(_reservation(body, c, prompt_estimate) for c in plan.candidates)
+    await credits_reserve_async(
+        ReservationRequest(
+            organization_id=key.organization_id,
+            generation_id=generation_id,
+            amount=reserved,
+            key_id=key.id,
+            key_limit=key.limit,
+            key_limit_reset=key.limit_reset,
+        )
+    )
+    draft = UsageDraft(
+        generation_id=generation_id,
+        organization_id=key.organization_id,
+        key_id=key.id,
+        status="failed",
+        requested_model=plan.requested_model,
+        router=plan.router,
+        router_version=plan.router_version,
+        streamed=needs.stream,
+    )
+    ex = Exchange(req, key, body, anthropic, plan, generation_id, prompt_estimate, reserved, draft)
+    try:
+        await _until_disconnect(ex, _stream(ex) if needs.stream else _complete(ex))
+    except ApiError as error:
+        draft.error_type = draft.error_type or error.type
+        raise
+    finally:
+        # Exactly once per reservation: success, upstream failure or client disconnect.
+        await _settle(draft)
+        try:
+            await rate_limit_add_tokens(
+                key, draft.completion_tokens + draft.prompt_tokens - prompt_estimate
+            )
+        except Exception:
+            logger.exception("could not count tokens of %s against the key's tpm", generation_id)
+
+
+async def _settle(draft: UsageDraft) -> None:
+    """Record usage and charge it (releasing the hold). The one place settlement happens; the
+    billing owner will move it to a durable outbox."""
+    try:
+        await usage_settle_async(draft)
+    except Exception:
+        logger.exception(
+            "settlement of %s failed; the reservation sweeper will release it", draft.generation_id
+        )
+
+
+async def _until_disconnect(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
+    """Run the upstream exchange, cancelling it (and billing what was generated) if the client goes."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(ex.req.wait_disconnect())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        _bill(ex, _partial_usage(ex), status="aborted", error_type="client_disconnected")
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+
+
+# --- non-streaming ---------------------------------------------------------------------------------
+
+
+async def _complete(ex: Exchange) -> None:
+    for candidate in ex.plan.candidates:
+        completion = await _attempt(ex, candidate)
+        if completion is None:
+            continue
+        ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
+        usage = completion.usage or Usage(
+            ex.prompt_estimate, _tokens_from_chars(_choices_chars(completion.choices))
+        )
+        cost = _bill(ex, usage, status="succeeded")
+        response = _response_head(ex, "chat.completion") | {
+            "choices": completion.choices,
+            "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
+        }
+        body = canonical_to_messages_response(response, usage) if ex.anthropic else response
+        await ex.req.respond_json(200, body, headers={"x-generation-id": ex.generation_id})
+        _record_success(ex, usage)
+        return
+    raise _exhausted(ex)
+
+
+async def _attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
+    endpoint = candidate.endpoint
+    if _skip(ex, endpoint):
+        return None
+    adapter = ADAPTERS[endpoint.api_style]
+    upstream = adapter.build_request(ex.body, _target(ex, candidate), stream=False)
+    try:
+        async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
+            response = await http_client().post(
+                upstream.url,
+                content=upstream.content(),
+                headers=upstream.headers,
+                timeout=upstream_timeout(),
+            )
+    except (httpx.TimeoutException, TimeoutError):
+        return _failed(ex, endpoint, "timeout")
+    except httpx.HTTPError as exc:
+        return _failed(ex, endpoint, "connection_error", str(exc) or type(exc).__name__)
+    ex.first_byte_at = ex.first_byte_at or time.monotonic()
+    if response.status_code != 200:
+        return _rejected(
+            ex, endpoint, response.status_code, adapter.error_message(response.content)
+        )
+    try:
+        return adapter.parse_response(orjson.loads(response.content), upstream)
+    except (orjson.JSONDecodeError, UpstreamError, KeyError, TypeError, AttributeError) as exc:
+        return _failed(ex, endpoint, "malformed_response", str(exc))
+
+
+# --- streaming -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _OpenStream:
+    response: httpx.Response
+    events: AsyncIterator[tuple[str | None, str]]
+    decoder: StreamDecoder
+    first: list[JSON]
+
+
+async def _stream(ex: Exchange) -> None:
+    for candidate in ex.plan.candidates:
+        opened = await _open_stream(ex, candidate)
+        if opened is not None:
+            await _pump(ex, candidate, opened)
+            return
+    raise _exhausted(ex)
+
+
+async def _open_stream(ex: Exchange, candidate: Candidate) -> _OpenStream | None:
+    """Connect and read until the first content arrives; any failure so far may fall back."""
+    endpoint = candidate.endpoint
+    if _skip(ex, endpoint):
+        return None
+    adapter = ADAPTERS[endpoint.api_style]
+    upstream = adapter.build_request(ex.body, _target(ex, candidate), stream=True)
+    client = http_client()
+    request = client.build_request(
+        "POST",
+        upstream.url,
+        content=upstream.content(),
+        headers=upstream.headers,
+        timeout=upstream_timeout(),
+    )
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.TimeoutException:
+        return _failed(ex, endpoint, "timeout")
+    except httpx.HTTPError as exc:
+        return _failed(ex, endpoint, "connection_error", str(exc) or type(exc).__name__)
+    if response.status_code != 200:
+        raw = await response.aread()
+        await response.aclose()
+        return _rejected(ex, endpoint, response.status_code, adapter.error_message(raw))
+    decoder = adapter.stream_decoder(upstream)
+    events = sse_events(response.aiter_bytes()).__aiter__()
+    try:
+        while True:
+            event, data = await events.__anext__()
+            first = decoder.feed(event, data)
+            if first or decoder.finished:
+                ex.first_byte_at = time.monotonic()
+                return _OpenStream(response, events, decoder, first)
+    except StopAsyncIteration:
+        error, detail = "empty_stream", "the stream ended before any content"
+    except httpx.TimeoutException:
+        error, detail = "timeout", ""
+    except (httpx.HTTPError, UpstreamError) as exc:
+        error, detail = "stream_error", str(exc)
+    await response.aclose()
+    return _failed(ex, endpoint, error, detail)
+
+
+async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None:
+    """Relay the rest of the stream; from here on there is no fallback, only an SSE error."""
+    ex.endpoint, ex.is_byok, ex.decoder = candidate.endpoint, candidate.is_byok, opened.decoder
+    encoder = (
+        MessagesStreamEncoder(ex.generation_id, candidate.endpoint.model_id)
+        if ex.anthropic
+        else None
+    )
+    await ex.req.start_stream(headers={"x-generation-id": ex.generation_id})
+    if encoder is not None:
+        await ex.req.write(encoder.start(opened.decoder.usage))
+    head = _response_head(ex, "chat.completion.chunk")
+    try:
+        await _emit(ex, head, encoder, opened.first)
+        remaining = settings.GATEWAY_TOTAL_TIMEOUT - (time.monotonic() - ex.req.started)
+        async with asyncio.timeout(max(remaining, 1.0)):
+            while not opened.decoder.finished:
+                try:
+                    event, data = await opened.events.__anext__()
+                except StopAsyncIteration:
+                    break
+                await _emit(ex, head, encoder, opened.decoder.feed(event, data))
+    except (httpx.HTTPError, UpstreamError, TimeoutError) as exc:
+        health.health_record_failure(candidate.endpoint.id)
+        _bill(ex, _partial_usage(ex), status="failed", error_type="upstream_error_mid_stream")
+        message = f"The provider failed mid-stream: {exc or type(exc).__name__}"
+        if encoder is not None:
+            await ex.req.write(MessagesStreamEncoder.error("api_error", message))
+        else:
+            error = error_body(
+                502, "upstream_error", message, None, {"provider": candidate.endpoint.provider_slug}
+            )
+            await ex.req.write(b"data: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n")
+        await ex.req.end()
+        return
+    finally:
+        await opened.response.aclose()
+    usage = _partial_usage(ex)
+    cost = _bill(ex, usage, status="succeeded")
+    if encoder is not None:
+        await ex.req.write(encoder.finish(usage, float(cost)))
+    else:
+        tail = head | {
+            "choices": [],
+            "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
+        }
+        await ex.req.write(b"data: " + orjson.dumps(tail) + b"\n\ndata: [DONE]\n\n")
+    await ex.req.end()
+    _record_success(ex, usage)
+
+
+async def _emit(
+    ex: Exchange, head: JSON, encoder: MessagesStreamEncoder | None, choices: list[JSON]
+) -> None:
+    if not choices:
+        return
+    for choice in choices:
+        delta = choice.get("delta") or {}
+        ex.generated_chars += len(delta.get("content") or "") + len(delta.get("reasoning") or "")
+        for call in delta.get("tool_calls") or []:
+            ex.generated_chars += len((call.get("function") or {}).get("arguments") or "")
+    if encoder is not None:
+        await ex.req.write(b"".join(encoder.chunk(choice) for choice in choices))
+    else:
+        await ex.req.write(b"data: " + orjson.dumps(head | {"choices": choices}) + b"\n\n")
+
+
+# --- attempts, failures and billing ------------------------------------------------------------------
+
+
+def _skip(ex: Exchange, endpoint: EndpointInfo) -> bool:
+    wait = health.breaker_open_for(endpoint.id)
+    if wait > 0:
+        ex.skipped_for.append(wait)
+        return True
+    return False
+
+
+def _failed(ex: Exchange, endpoint: EndpointInfo, error: str, detail: str = "") -> None:
+    health.health_record_failure(endpoint.id)
+    ex.attempts.append({"model": endpoint.model_id, "provider": endpoint.provider_slug, "error": error,
+                        **({"detail": detail[:300]} if detail else {})})  # fmt: skip
+    logger.info(
+        "upstream %s/%s failed: %s %s",
+        endpoint.provider_slug,
+        endpoint.model_id,
+        error,
+        detail[:200],
+    )
+
+
+def _rejected(ex: Exchange, endpoint: EndpointInfo, status: int, message: str) -> None:
+    if is_retryable_status(status):
+        return _failed(ex, endpoint, f"status_{status}", message)
+    # The client's request is at fault (400, 413, 422): another provider would refuse it too.
+    raise BadRequest(
+        f"The provider rejected the request: {message}",
+        metadata={
+            "provider": endpoint.provider_slug,
+            "model": endpoint.model_id,
+            "upstream_status": status,
+        },
+    )
+
+
+def _exhausted(ex: Exchange) -> ApiError:
+    metadata = {"attempts": ex.attempts, "generation_id": ex.generation_id}
+    if not ex.attempts:
+        retry_after = str(math.ceil(max(ex.skipped_for, default=1.0)))
+        return NoProviderAvailable(
+            "Every provider for this request failed recently and is paused; retry shortly.",
+            metadata=metadata,
+            headers={"Retry-After": retry_after},
+        )
+    if all(attempt["error"] == "timeout" for attempt in ex.attempts):
+        return UpstreamTimeout("The provider did not answer in time.", metadata=metadata)
+    tried = ", ".join(f"{a['provider']} ({a['error']})" for a in ex.attempts)
+    return UpstreamFailed(f"Every provider failed: {tried}.", metadata=metadata)
+
+
+def _bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> Decimal:
+    """Fill the usage draft for this outcome and return the cost (0 when nothing was served)."""
+    draft = ex.draft
+    draft.status, draft.error_type = status, error_type
+    draft.latency_ms = int((time.monotonic() - ex.req.started) * 1000)
+    if ex.first_byte_at is not None:
+        draft.ttft_ms = int((ex.first_byte_at - ex.req.started) * 1000)
+    endpoint = ex.endpoint
+    if endpoint is None:
+        return ZERO
+    cost = usage_cost(endpoint.prices, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                      cached_tokens=usage.cached_tokens, is_byok=ex.is_byok)  # fmt: skip
+    if cost > ex.reserved:
+        # Our prompt estimate was low; the hold is the most we may take without breaking the
+        # "never below zero" invariant, so the difference is forgone (and logged).
+        logger.warning(
+            "generation %s cost %s above its hold %s", ex.generation_id, cost, ex.reserved
+        )
+        cost = ex.reserved
+    draft.model, draft.provider, draft.is_byok, draft.cost = (
+        endpoint.model_id,
+        endpoint.provider_slug,
+        ex.is_byok,
+        cost,
+    )
+    draft.prompt_tokens, draft.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    draft.cached_tokens, draft.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
+    return cost
+
+
+def _record_success(ex: Exchange, usage: Usage) -> None:
+    if ex.endpoint is None or ex.first_byte_at is None:
+        return
+    now = time.monotonic()
+    health.health_record_success(ex.endpoint.id, ttft_ms=(ex.first_byte_at - ex.req.started) * 1000,
+                                 completion_tokens=usage.completion_tokens, duration_s=now - ex.req.started)  # fmt: skip
+
+
+def _partial_usage(ex: Exchange) -> Usage:
+    """What a stream produced so far: the provider's count when it sent one, else an estimate."""
+    reported = ex.decoder.usage if ex.decoder is not None else None
+    usage = replace(reported) if reported is not None else Usage()
+    usage.prompt_tokens = usage.prompt_tokens or ex.prompt_estimate
+    usage.completion_tokens = max(usage.completion_tokens, _tokens_from_chars(ex.generated_chars))
+    return usage
+
+
+def _tokens_from_chars(chars: int) -> int:
+    return math.ceil(chars / 4)
+
+
+def _choices_chars(choices: list[JSON]) -> int:
+    total = 0
+    for choice in choices:
+        message = choice.get("message") or {}
+        total += len(text_of(message.get("content")))
+        total += sum(
+            len((c.get("function") or {}).get("arguments") or "")
+            for c in message.get("tool_calls") or []
+        )
+    return total
+
+
+def _response_head(ex: Exchange, kind: str) -> JSON:
+    assert ex.endpoint is not None or kind == "chat.completion.chunk"
+    endpoint = ex.endpoint
+    head: JSON = {"id": ex.generation_id, "object": kind, "created": int(time.time()),
+                  "model": endpoint.model_id if endpoint else "", "provider": endpoint.provider_slug if endpoint else ""}  # fmt: skip
+    if ex.attempts:
+        head["fallbacks"] = ex.attempts  # which endpoints failed before this one served
+    if ex.plan.routing is not None:
+        head["routing"] = ex.plan.routing
+    return head
+
+
+# --- request shape, estimates and limits -------------------------------------------------------------
+
+
+def _validate(body: JSON) -> None:
+    messages_ = body.get("messages")
+    if not isinstance(messages_, list) or not messages_:
+        raise BadRequest("messages must be a non-empty list.", param="messages")
+    for index, message in enumerate(messages_):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            raise BadRequest(
+                f"messages[{index}] needs a role among {', '.join(sorted(_ROLES))}.",
+                param="messages",
+            )
+    for name in ("max_tokens", "max_completion_tokens", "n"):
+        value = body.get(name)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise BadRequest(f"{name} must be a positive integer.", param=name)
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise BadRequest("stream must be true or false.", param="stream")
+    if body.get("tools") is not None and not isinstance(body["tools"], list):
+        raise BadRequest("tools must be a list.", param="tools")
+
+
+def estimate_prompt_tokens(body: JSON) -> int:
+    """A deliberately high estimate (≈3 characters per token) used for the credit hold."""
+    chars = 0
+    images = 0
+    for message in body["messages"]:
+        content = message.get("content")
+        chars += len(text_of(content)) + 16
+        if isinstance(content, list):
+            images += sum(
+                1 for p in content if isinstance(p, dict) and p.get("type") == "image_url"
+            )
+        for call in message.get("tool_calls") or []:
+            chars += len(orjson.dumps(call))
+    if body.get("tools"):
+        chars += len(orjson.dumps(body["tools"]))
+    return math.ceil(chars / 3) + images * _IMAGE_TOKENS + 8
+
+
+def _max_tokens(body: JSON, endpoint: EndpointInfo) -> int:
+    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    if requested is None:
+        return min(endpoint.max_output, settings.GATEWAY_DEFAULT_MAX_TOKENS)
+    return min(int(requested), endpoint.max_output)
+
+
+def _reservation(body: JSON, candidate: Candidate, prompt_estimate: int) -> Decimal:
+    output = _max_tokens(body, candidate.endpoint) * int(body.get("n") or 1)
+    amount = reservation_amount(
+        candidate.endpoint.prices, prompt_tokens=prompt_estimate, max_output_tokens=output
+    )
+    return amount * settings.BYOK_FEE_RATE if candidate.is_byok else amount
+
+
+def _target(ex: Exchange, candidate: Candidate) -> Target:
+    endpoint = candidate.endpoint
+    return Target(base_url=endpoint.base_url, upstream_model=endpoint.upstream_model, api_key=candidate.api_key,
+                  max_tokens=_max_tokens(ex.body, endpoint), options=endpoint.options)  # fmt: skip

@@ -1,0 +1,57 @@
+"""Which credential a request uses for a provider: the organization's own key first, then ours.
+
+BYOK keys are read for a whole organization at once, decrypted, and kept in process for a few
+seconds (a deleted key stops being used within ``_TTL``); platform keys come from settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from routing.models import ProviderKey
+from routing.provider_secrets import InvalidToken, secret_decrypt
+
+logger = logging.getLogger(__name__)
+
+_TTL = 5.0
+_cache: dict[int, tuple[float, dict[str, str]]] = {}
+
+
+def byok_cache_clear() -> None:
+    _cache.clear()
+
+
+def _load(organization_id: int) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    rows = ProviderKey.objects.filter(organization_id=organization_id).select_related("provider")
+    for row in rows:
+        try:
+            keys[row.provider.slug] = secret_decrypt(row.encrypted_secret)
+        except InvalidToken:
+            logger.error(
+                "provider key %s cannot be decrypted: was its encryption key dropped?", row.pk
+            )
+    return keys
+
+
+async def byok_keys(organization_id: int) -> dict[str, str]:
+    entry = _cache.get(organization_id)
+    now = time.monotonic()
+    if entry is not None and entry[0] > now:
+        return entry[1]
+    keys = await sync_to_async(_load, thread_sensitive=False)(organization_id)
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[organization_id] = (now + _TTL, keys)
+    return keys
+
+
+def platform_key(api_key_env: str) -> str | None:
+    """The platform credential, ``""`` when the provider needs none, None when it is missing."""
+    if not api_key_env:
+        return ""
+    return settings.PROVIDER_API_KEYS.get(api_key_env) or None

@@ -1,0 +1,119 @@
+"""Raw ASGI request/response primitives for the gateway (no framework: every microsecond counts)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, error_body
+from routerhub.middleware import request_id_from
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+JSON = dict[str, Any]
+
+
+class GatewayRequest:
+    """One HTTP exchange: the parsed request line and headers, and the ways to answer it."""
+
+    __slots__ = ("_disconnected", "_receive", "_send", "headers", "method", "path", "request_id",
+                 "response_started", "scope", "started")  # fmt: skip
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+        }
+        self.request_id = request_id_from(self.headers.get("x-request-id"))
+        self.response_started = False
+        self.started = time.monotonic()
+        self._disconnected: asyncio.Event | None = None
+
+    async def body(self) -> bytes:
+        limit = settings.GATEWAY_MAX_BODY_BYTES
+        declared = self.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise asyncio.CancelledError("client went away while sending the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def json(self) -> JSON:
+        raw = await self.body()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"The body is not valid JSON: {exc}.") from None
+        if not isinstance(data, dict):
+            raise BadRequest("The body must be a JSON object.")
+        return data
+
+    async def wait_disconnect(self) -> None:
+        """Return when the client goes away (call only after the body has been read)."""
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+
+    def _headers(
+        self, content_type: bytes, extra: dict[str, str] | None
+    ) -> list[tuple[bytes, bytes]]:
+        headers = [(b"content-type", content_type), (b"x-request-id", self.request_id.encode())]
+        for name, value in (extra or {}).items():
+            headers.append((name.lower().encode(), value.encode()))
+        return headers
+
+    async def respond(self, status: int, body: bytes, *, headers: dict[str, str] | None = None,
+                      content_type: bytes = b"application/json") -> None:  # fmt: skip
+        self.response_started = True
+        out = self._headers(content_type, headers)
+        out.append((b"content-length", str(len(body)).encode()))
+        await self._send({"type": "http.response.start", "status": status, "headers": out})
+        await self._send({"type": "http.response.body", "body": body})
+
+    async def respond_json(
+        self, status: int, data: Any, *, headers: dict[str, str] | None = None
+    ) -> None:
+        await self.respond(status, orjson.dumps(data), headers=headers)
+
+    async def respond_error(self, error: ApiError, *, anthropic: bool = False) -> None:
+        body = error.body()
+        if anthropic:
+            body = {"type": "error", **body}  # the anthropic SDK reads error.type and error.message
+        await self.respond_json(error.status, body, headers=error.headers)
+
+    async def start_stream(self, headers: dict[str, str] | None = None) -> None:
+        self.response_started = True
+        out = self._headers(b"text/event-stream; charset=utf-8", headers)
+        out += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+        await self._send({"type": "http.response.start", "status": 200, "headers": out})
+
+    async def write(self, data: bytes) -> None:
+        if data:
+            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self) -> None:
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def plain_error(status: int, type_: str, message: str) -> bytes:
+    return orjson.dumps(error_body(status, type_, message))

@@ -1,0 +1,235 @@
+"""Which endpoints may serve a request, and in which order: the fallback chain.
+
+A plan is an ordered list of candidates (endpoint + credential). Explicit models come from
+``model`` then ``models``; each model's endpoints are filtered by the request's needs (tools,
+images, JSON schema, ``require_parameters``), the key's allowed models, ``provider`` preferences
+and available credentials, then ordered by ``provider.order`` / ``sort`` / price. A router
+(``router/<slug>``) will plug in at ``_router_models``: its ranking becomes the model list, and
+its decision is echoed as the response's ``routing`` object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from accounts.keys import AuthenticatedKey
+from routerhub.errors import BadRequest, Forbidden, NoProviderAvailable, NotFound
+from routing.gateway import health
+from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo
+from routing.gateway.credentials import byok_keys, platform_key
+from routing.providers.base import GATEWAY_PARAMETERS, JSON
+
+_PER_MILLION = Decimal(1_000_000)
+_SORTS = ("price", "latency", "throughput")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    endpoint: EndpointInfo
+    api_key: str | None
+    is_byok: bool
+
+
+@dataclass
+class Plan:
+    requested_model: str
+    candidates: list[Candidate]
+    router: str = ""
+    router_version: int | None = None
+    routing: JSON | None = None  # the router's decision, returned to the client as-is
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the request requires of an endpoint."""
+
+    tools: bool
+    vision: bool
+    json_schema: bool
+    json_object: bool
+    stream: bool
+    parameters: frozenset[str] = field(default_factory=frozenset)
+
+
+def request_needs(body: JSON) -> Needs:
+    response_format = body.get("response_format")
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    vision = any(
+        isinstance(part, dict) and part.get("type") == "image_url"
+        for message in body["messages"]
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
+    parameters = frozenset(
+        name for name, value in body.items() if name not in GATEWAY_PARAMETERS and value is not None
+    )
+    return Needs(
+        tools=bool(body.get("tools")),
+        vision=vision,
+        json_schema=kind == "json_schema",
+        json_object=kind == "json_object",
+        stream=bool(body.get("stream")),
+        parameters=parameters,
+    )
+
+
+def _capability_gap(endpoint: EndpointInfo, needs: Needs, require_parameters: bool) -> str | None:
+    """The parameter this endpoint cannot honour, or None when it can serve the request."""
+    if needs.tools and not endpoint.supports_tools:
+        return "tools"
+    if needs.vision and not endpoint.supports_vision:
+        return "messages"
+    if needs.json_schema and not endpoint.supports_structured_output:
+        return "response_format"
+    if needs.json_object and not (endpoint.supports_json or endpoint.supports_structured_output):
+        return "response_format"
+    if needs.stream and not endpoint.supports_streaming:
+        return "stream"
+    if require_parameters:
+        missing = sorted(needs.parameters - endpoint.supported_parameters)
+        if missing:
+            return missing[0]
+    return None
+
+
+def _preferences(body: JSON) -> JSON:
+    prefs = body.get("provider") or {}
+    if not isinstance(prefs, dict):
+        raise BadRequest("provider must be an object.", param="provider")
+    sort = prefs.get("sort")
+    if sort is not None and sort not in _SORTS:
+        raise BadRequest(
+            f"provider.sort must be one of {', '.join(_SORTS)}.", param="provider.sort"
+        )
+    for name in ("order", "only", "ignore"):
+        if prefs.get(name) is not None and not isinstance(prefs[name], list):
+            raise BadRequest(
+                f"provider.{name} must be a list of provider slugs.", param=f"provider.{name}"
+            )
+    return prefs
+
+
+def _within_max_price(endpoint: EndpointInfo, max_price: Any) -> bool:
+    if not isinstance(max_price, dict):
+        return True
+    for name, price in (
+        ("prompt", endpoint.prices.prompt),
+        ("completion", endpoint.prices.completion),
+    ):
+        limit = max_price.get(name)
+        if limit is not None and price * _PER_MILLION > Decimal(str(limit)):
+            return False
+    return True
+
+
+def _sort_key(endpoint: EndpointInfo, sort: str | None) -> Any:
+    price = endpoint.prices.prompt + endpoint.prices.completion
+    if sort == "latency":
+        return (health.latency_ms(endpoint.id), price)
+    if sort == "throughput":
+        return (-health.throughput(endpoint.id), price)
+    return (price, health.latency_ms(endpoint.id))
+
+
+def _order(endpoints: list[EndpointInfo], prefs: JSON) -> list[EndpointInfo]:
+    ranked = sorted(endpoints, key=lambda e: _sort_key(e, prefs.get("sort")))
+    order = [str(slug) for slug in prefs.get("order") or []]
+    if order:
+        position = {slug: i for i, slug in enumerate(order)}
+        ranked.sort(key=lambda e: position.get(e.provider_slug, len(order)))
+        if prefs.get("allow_fallbacks") is False:
+            ranked = [e for e in ranked if e.provider_slug in position]
+    elif prefs.get("allow_fallbacks") is False:
+        ranked = ranked[:1]
+    return ranked
+
+
+def _model_ids(body: JSON) -> list[str]:
+    ids: list[str] = []
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise BadRequest("model must be a string.", param="model")
+    extra = body.get("models") or []
+    if not isinstance(extra, list) or not all(isinstance(m, str) for m in extra):
+        raise BadRequest("models must be a list of model ids.", param="models")
+    for candidate in [model, *extra]:
+        if candidate and candidate not in ids:
+            ids.append(candidate)
+    if not ids:
+        raise BadRequest("model is required.", param="model")
+    return ids
+
+
+def _router_models(model_id: str, body: JSON, key: AuthenticatedKey) -> None:
+    # The router-serving issue replaces this with: load the router version, rank its candidates
+    # for this prompt, and return (ranked model ids, routing object) for the plan.
+    raise NotFound(
+        f"Router serving is not available yet: '{model_id}' cannot be used. "
+        "Use a catalog model id such as 'openai/gpt-4o-mini' (see GET /v1/models).",
+        param="model",
+        metadata={"model": model_id},
+    )
+
+
+async def plan_request(
+    *, body: JSON, key: AuthenticatedKey, catalog: CatalogSnapshot, needs: Needs
+) -> Plan:
+    """The ordered candidates for this request, or the error that explains why there are none."""
+    model_ids = _model_ids(body)
+    prefs = _preferences(body)
+    if model_ids[0].startswith("router/"):
+        _router_models(model_ids[0], body, key)
+    allowed = set(key.allowed_models)
+    if allowed and model_ids[0] not in allowed:
+        raise Forbidden(f"This key may not use the model '{model_ids[0]}'.", param="model",
+                        metadata={"allowed_models": sorted(allowed)})  # fmt: skip
+    for model_id in model_ids:
+        if model_id not in catalog.models:
+            raise NotFound(f"Unknown model '{model_id}'; GET /v1/models lists them.", param="model",
+                           metadata={"model": model_id})  # fmt: skip
+    byok = await byok_keys(key.organization_id)
+    only = {str(s) for s in prefs.get("only") or []}
+    ignore = {str(s) for s in prefs.get("ignore") or []}
+    require_parameters = bool(prefs.get("require_parameters"))
+    candidates: list[Candidate] = []
+    gap: str | None = None
+    reasons: set[str] = set()
+    for model_id in model_ids:
+        if allowed and model_id not in allowed:
+            continue
+        eligible: list[EndpointInfo] = []
+        for endpoint in catalog.models[model_id].endpoints:
+            missing = _capability_gap(endpoint, needs, require_parameters)
+            if missing is not None:
+                gap = gap or missing
+            elif (only and endpoint.provider_slug not in only) or endpoint.provider_slug in ignore:
+                reasons.add("excluded by provider.only/provider.ignore")
+            elif not _within_max_price(endpoint, prefs.get("max_price")):
+                reasons.add("above provider.max_price")
+            else:
+                eligible.append(endpoint)
+        for endpoint in _order(eligible, prefs):
+            own = byok.get(endpoint.provider_slug)
+            if own:
+                candidates.append(Candidate(endpoint, own, True))
+                continue
+            platform = platform_key(endpoint.api_key_env)
+            if platform is None:
+                reasons.add(f"no credentials for provider '{endpoint.provider_slug}'")
+                continue
+            candidates.append(Candidate(endpoint, platform or None, False))
+    if candidates:
+        return Plan(requested_model=model_ids[0], candidates=candidates)
+    if gap is not None and not reasons:
+        raise BadRequest(
+            f"No endpoint of the requested model(s) supports '{gap}' as requested.", param=gap
+        )
+    raise NoProviderAvailable(
+        "No provider can serve this request: "
+        + "; ".join(sorted(reasons or {"no enabled endpoint"}))
+        + ".",
+        metadata={"models": model_ids, "reasons": sorted(reasons)},
+        headers={"Retry-After": "60"},
+    )
