@@ -166,7 +166,10 @@ def checkout_start(
     The person pays on ``checkout_url`` (our page with Stripe.js); the webhook credits.
     """
     quote = topup_quote(amount)
-    customer_id = stripe_customer_ensure(organization=organization)
+    try:
+        customer_id = stripe_customer_ensure(organization=organization)
+    except stripe.StripeError as error:
+        raise UpstreamFailed("Stripe could not be reached; try again.") from error
     payment = Payment.objects.create(
         organization=organization,
         kind=PaymentKind.CHECKOUT,
@@ -262,13 +265,13 @@ def auto_topup_run(*, organization: Organization) -> Payment | None:
     if payment is None:
         return None
     client = stripe_client()
-    cards = client.v1.payment_methods.list(
-        params={"customer": account.stripe_customer_id, "type": "card"}
-    )
-    if not cards.data:
-        _payment_failed(payment, "No saved card for automatic top-up.")
-        return payment
     try:
+        cards = client.v1.payment_methods.list(
+            params={"customer": account.stripe_customer_id, "type": "card"}
+        )
+        if not cards.data:
+            _payment_failed(payment, "No saved card for automatic top-up.")
+            return payment
         intent = client.v1.payment_intents.create(
             params={
                 "amount": cents(payment.amount + payment.fee),
@@ -282,9 +285,11 @@ def auto_topup_run(*, organization: Organization) -> Payment | None:
             options={"idempotency_key": f"rh-payment-{payment.pk}"},
         )
     except stripe.StripeError as error:
-        # Declines (CardError) and cards that need the customer present end here.
-        logger.info("auto top-up of %s declined: %s", organization.slug, error)
-        _payment_failed(payment, f"Automatic top-up declined: {error.user_message or error}")
+        # Declines (CardError), cards that need the customer present, and Stripe outages end
+        # here. Should Stripe have charged despite an error, the webhook still finds this
+        # payment by its metadata and credits it.
+        logger.info("auto top-up of %s failed: %s", organization.slug, error)
+        _payment_failed(payment, f"Automatic top-up failed: {error.user_message or error}")
         return payment
     _intent_attach(payment, intent.id)
     return payment

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,3 +184,34 @@ def test_admins_see_but_cannot_change_auto_top_up(tenants: Any):
     assert seen.status_code == 200 and seen.json()["enabled"] is False
     assert changed.status_code == 403
     assert credit_account_for(tenants.organization.pk).auto_topup_amount is None
+
+
+def _boot_production(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "BILLING_"))}
+    env = inherited | {
+        "DJANGO_SETTINGS_MODULE": "routerhub.settings",
+        "ROUTERHUB_ENV": "production",
+        "ROUTERHUB_VAR_DIR": str(tmp_path),
+        "SECRET_KEY": "s" * 50,
+        "API_KEY_PEPPER": "p" * 50,
+        "ALLOWED_HOSTS": "routerhub.example",
+        "PROVIDER_KEYS_ENCRYPTION_KEYS": "x" * 43 + "=",
+        **extra,
+    }
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_refuses_to_boot_without_stripe_secrets_while_billing_is_on(tmp_path: Path):
+    refused = _boot_production(tmp_path, STRIPE_SECRET_KEY="sk_live_x")
+    without_billing = _boot_production(tmp_path, BILLING_ENABLED="false")
+
+    assert refused.returncode != 0
+    assert "STRIPE_PUBLISHABLE_KEY must be set" in refused.stderr
+    assert without_billing.returncode == 0, without_billing.stderr
