@@ -43,5 +43,4 @@ def checkout_return(request: HttpRequest, payment_id: int) -> HttpResponse:
         request,
         "billing/checkout_return.html",
         {"payment": payment, "redirect_status": redirect_status},
-        status=200,
     )

@@ -132,6 +132,26 @@ def test_receipts_list_the_organizations_payments_newest_first(tenants: Any):
     }
 
 
+@pytest.mark.parametrize(
+    ("status", "redirect_status", "shown"),
+    [
+        (PaymentStatus.SUCCEEDED, "succeeded", "$20.00 of credits were added"),
+        (PaymentStatus.PENDING, "succeeded", "will appear in your balance"),
+        (PaymentStatus.PENDING, "", "was not completed"),
+    ],
+)
+def test_the_return_page_tells_the_owner_where_the_payment_stands(
+    tenants: Any, status: str, redirect_status: str, shown: str
+):
+    payment = _payment(tenants.organization, "pi_back", status=status)
+    client = session_client(tenants.owner, tenants.organization)
+
+    page = client.get(f"/billing/stripe/return/{payment.pk}", {"redirect_status": redirect_status})
+
+    assert page.status_code == 200
+    assert shown in page.content.decode()
+
+
 def test_members_cannot_see_receipts(tenants: Any):
     response = session_client(tenants.member, tenants.organization).get("/api/v1/credits/receipts")
 
