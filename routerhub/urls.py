@@ -11,6 +11,7 @@ from routerhub import health
 api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("billing.api_urls")),
+    path("", include("routing.api_urls")),
 ]
 
 urlpatterns = [

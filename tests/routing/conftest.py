@@ -1,0 +1,51 @@
+"""Gateway test fixtures: the RouterHub ASGI app and the fake upstream, both over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.routing.servers import ServerThread
+from tests.routing.world import PLATFORM_KEYS, World, world_make
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[ServerThread]:
+    from routing.fake_upstream.app import FakeUpstream
+
+    server = ServerThread(FakeUpstream()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_server() -> Iterator[ServerThread]:
+    from routerhub.asgi import application
+
+    server = ServerThread(application).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gateway_state() -> Iterator[None]:
+    from routing.gateway import health
+    from routing.gateway.catalog_cache import catalog_cache_clear
+    from routing.gateway.credentials import byok_cache_clear
+
+    for reset in (health.health_reset, catalog_cache_clear, byok_cache_clear):
+        reset()
+    yield
+    for reset in (health.health_reset, catalog_cache_clear, byok_cache_clear):
+        reset()
+
+
+@pytest.fixture
+def world(transactional_db: None, settings, fake_server: ServerThread, gateway_server: ServerThread) -> World:  # type: ignore[no-untyped-def]
+    settings.PROVIDER_API_KEYS = dict(PLATFORM_KEYS)
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 2.0
+    settings.GATEWAY_CONNECT_TIMEOUT = 2.0
+    settings.REDIS_URL = ""  # in-process limiter unless a test opts into Redis
+    fake_server.server.config.app.requests.clear()
+    return world_make(gateway_server.url, fake_server.url, fake_server.server.config.app)
