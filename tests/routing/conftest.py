@@ -42,7 +42,9 @@ def _fresh_gateway_state() -> Iterator[None]:
 
 
 @pytest.fixture
-def world(transactional_db: None, settings, fake_server: ServerThread, gateway_server: ServerThread) -> World:  # type: ignore[no-untyped-def]
+def world(
+    transactional_db: None, settings, fake_server: ServerThread, gateway_server: ServerThread
+) -> World:  # type: ignore[no-untyped-def]
     settings.PROVIDER_API_KEYS = dict(PLATFORM_KEYS)
     settings.GATEWAY_FIRST_BYTE_TIMEOUT = 2.0
     settings.GATEWAY_CONNECT_TIMEOUT = 2.0

@@ -22,13 +22,21 @@ ALL_CAPABILITIES = ["tools", "json", "structured_output", "vision", "streaming"]
 
 
 def provider(slug: str, style: str, fake_url: str, key_env: str | None = None) -> dict[str, Any]:
-    base = {"openai": f"{fake_url}/v1", "anthropic": fake_url, "gemini": f"{fake_url}/v1beta"}[style]
-    default_env = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
+    base = {"openai": f"{fake_url}/v1", "anthropic": fake_url, "gemini": f"{fake_url}/v1beta"}[
+        style
+    ]
+    default_env = {
+        "openai": "OPENAI_API_KEY",
+        "anthropic": "ANTHROPIC_API_KEY",
+        "gemini": "GEMINI_API_KEY",
+    }
     return {"slug": slug, "name": slug.title(), "api_style": style, "base_url": base,
             "api_key_env": default_env[style] if key_env is None else key_env}  # fmt: skip
 
 
-def model(model_id: str, capabilities: list[str] | None = None, max_output: int = 8192) -> dict[str, Any]:
+def model(
+    model_id: str, capabilities: list[str] | None = None, max_output: int = 8192
+) -> dict[str, Any]:
     return {"id": model_id, "name": model_id, "author": model_id.split("/")[0], "context_length": 128000,
             "max_output": max_output, "capabilities": ALL_CAPABILITIES if capabilities is None else capabilities}  # fmt: skip
 
@@ -49,10 +57,17 @@ def base_catalog(fake_url: str) -> dict[str, Any]:
             provider("fake-gemini", "gemini", fake_url),
             provider("fake-openai-b", "openai", fake_url),
         ],
-        "models": [model("test/gpt"), model("test/claude"), model("test/gemini"), model("test/gemini-pro")],
+        "models": [
+            model("test/gpt"),
+            model("test/claude"),
+            model("test/gemini"),
+            model("test/gemini-pro"),
+        ],
         "endpoints": [
             endpoint("test/gpt", "fake-openai", "gpt-4o-mini"),
-            endpoint("test/claude", "fake-anthropic", "claude-sonnet-4-5", "3", "15", cached_input="0.3"),
+            endpoint(
+                "test/claude", "fake-anthropic", "claude-sonnet-4-5", "3", "15", cached_input="0.3"
+            ),
             endpoint("test/gemini", "fake-gemini", "gemini-2.5-flash", "0.3", "2.5"),
             endpoint("test/gemini-pro", "fake-gemini", "gemini-2.5-pro", "1.25", "10"),
         ],
@@ -90,7 +105,12 @@ class World:
 
 def world_make(gateway_url: str, fake_url: str, fake: Any, credits: str = "10") -> World:
     organization = organization_make(name="Gateway Org")
-    ledger_post(organization=organization, kind="promotion", amount=Decimal(credits), idempotency_key=f"grant-{organization.pk}")
+    ledger_post(
+        organization=organization,
+        kind="promotion",
+        amount=Decimal(credits),
+        idempotency_key=f"grant-{organization.pk}",
+    )
     world = World(gateway_url, fake_url, fake, organization, key_make(organization))
     world.catalog(base_catalog(fake_url))
     return world
