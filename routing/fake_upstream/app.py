@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -89,9 +90,9 @@ class FakeUpstream:
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
         if fault.timeout:
-            await asyncio.sleep(3600)
+            await _sleep_unless_disconnected(receive, 3600)
         if fault.delay_ms:
-            await asyncio.sleep(fault.delay_ms / 1000)
+            await _sleep_unless_disconnected(receive, fault.delay_ms / 1000)
         if fault.status:
             record["completed"] = True
             await _send_error(send, style, fault.status)
@@ -142,6 +143,17 @@ class FakeUpstream:
             record["completed"] = True
         finally:
             watcher.cancel()
+
+
+async def _sleep_unless_disconnected(receive: Receive, seconds: float) -> None:
+    """Stall like a slow provider, but stop when the caller gives up (no orphaned sleepers)."""
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(disconnected(), seconds)
 
 
 def _route(method: str, path: str, query: str, body: JSON) -> tuple[str, str, bool] | None:
