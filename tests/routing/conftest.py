@@ -48,6 +48,9 @@ def world(
     settings.PROVIDER_API_KEYS = dict(PLATFORM_KEYS)
     settings.GATEWAY_FIRST_BYTE_TIMEOUT = 2.0
     settings.GATEWAY_CONNECT_TIMEOUT = 2.0
-    settings.REDIS_URL = ""  # in-process limiter unless a test opts into Redis
+    redis_url = settings.REDIS_URL
+    settings.REDIS_URL = ""  # in-process limiter unless a test opts into Redis (world.redis_url)
     fake_server.server.config.app.requests.clear()
-    return world_make(gateway_server.url, fake_server.url, fake_server.server.config.app)
+    world = world_make(gateway_server.url, fake_server.url, fake_server.server.config.app)
+    world.redis_url = redis_url
+    return world

@@ -78,7 +78,7 @@ def test_openai_response_usage_reads_cached_and_reasoning_tokens() -> None:
 
 
 def test_anthropic_request_moves_system_merges_tool_results_and_maps_tools() -> None:
-    body = {"messages": TOOL_CONVERSATION + [{"role": "user", "content": "And tomorrow?"}], "tools": [WEATHER_TOOL],
+    body = {"messages": [*TOOL_CONVERSATION, {"role": "user", "content": "And tomorrow?"}], "tools": [WEATHER_TOOL],
             "tool_choice": "required", "temperature": 1.7, "stop": "END", "user": "u-1"}  # fmt: skip
 
     request = AnthropicAdapter().build_request(body, TARGET, stream=False)

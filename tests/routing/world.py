@@ -81,6 +81,7 @@ class World:
     fake: Any  # routing.fake_upstream.app.FakeUpstream
     organization: Organization
     key: str
+    redis_url: str = ""
 
     def upstream_requests(self, path_part: str = "") -> list[dict[str, Any]]:
         return [r for r in self.fake.requests if path_part in r["path"]]
