@@ -201,13 +201,12 @@ async def plan_request(
             continue
         eligible: list[EndpointInfo] = []
         for endpoint in catalog.models[model_id].endpoints:
-            missing = _capability_gap(endpoint, needs, require_parameters)
-            if missing is not None:
-                gap = gap or missing
-            elif (only and endpoint.provider_slug not in only) or endpoint.provider_slug in ignore:
+            if (only and endpoint.provider_slug not in only) or endpoint.provider_slug in ignore:
                 reasons.add("excluded by provider.only/provider.ignore")
             elif not _within_max_price(endpoint, prefs.get("max_price")):
                 reasons.add("above provider.max_price")
+            elif (missing := _capability_gap(endpoint, needs, require_parameters)) is not None:
+                gap = gap or missing
             else:
                 eligible.append(endpoint)
         for endpoint in _order(eligible, prefs):
@@ -222,7 +221,8 @@ async def plan_request(
             candidates.append(Candidate(endpoint, platform or None, False))
     if candidates:
         return Plan(requested_model=model_ids[0], candidates=candidates)
-    if gap is not None and not reasons:
+    if gap is not None:
+        # Some endpoint the preferences allow exists, but none can honour the request as given.
         raise BadRequest(
             f"No endpoint of the requested model(s) supports '{gap}' as requested.", param=gap
         )
