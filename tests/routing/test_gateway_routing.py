@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from routing.gateway import health
-from tests.routing.world import World, endpoint, model, provider
+from tests.routing.world import World, endpoint, model
 
 HELLO = [{"role": "user", "content": "hello"}]
 TOOL = {
