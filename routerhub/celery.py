@@ -40,6 +40,7 @@ app.conf.update(
         "sweep-reservations": {"task": "billing.sweep_reservations", "schedule": 60.0},
         "drain-usage-outbox": {"task": "billing.drain_usage_outbox", "schedule": 30.0},
         "auto-topups": {"task": "billing.auto_topups", "schedule": 60.0},
+        "sweep-training-runs": {"task": "training.tasks.training_runs_sweep", "schedule": 60.0},
         "budget-alerts": {"task": "billing.budget_alerts", "schedule": 900.0},
     },
 )

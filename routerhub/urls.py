@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("billing.api_urls")),
     path("", include("routing.api_urls")),
+    path("", include("training.api_urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,268 @@
+"""The training API: datasets, routers, training runs and versions, scoped to the organization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import KeyScope
+from tests.factories import key_client, key_make
+from tests.training.conftest import csv_bytes, synthetic_frame
+from tests.training.helpers import upload
+from training.models import Router, RunStatus, TrainingRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_api(tenants: Any) -> APIClient:
+    return key_client(key_make(tenants.organization, KeyScope.MANAGE))
+
+
+@pytest.fixture
+def outsider_api(tenants: Any) -> APIClient:
+    return key_client(key_make(tenants.outsider_organization, KeyScope.MANAGE))
+
+
+@pytest.fixture
+def member_api(tenants: Any) -> APIClient:
+    client = APIClient()
+    client.force_login(tenants.member)
+    return client
+
+
+@pytest.fixture
+def ready_dataset(
+    admin_api: APIClient, media: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
+) -> dict[str, Any]:
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(admin_api, csv_bytes(synthetic_frame()))
+    assert response.status_code == 201, response.json()
+    return admin_api.get(f"/api/v1/datasets/{response.json()['id']}").json()
+
+
+def _train(client: APIClient, capture: Any, slug: str, dataset_id: int, **options: Any) -> Any:
+    with capture(execute=True):
+        response = client.post(
+            f"/api/v1/routers/{slug}/train",
+            {"dataset": dataset_id, "options": options},
+            format="json",
+        )
+    return response
+
+
+def test_uploaded_dataset_becomes_ready_with_rows_and_model_summary(
+    ready_dataset: dict[str, Any],
+) -> None:
+    assert ready_dataset["status"] == "ready"
+    assert ready_dataset["rows"] == 160
+    assert ready_dataset["format"] == "csv"
+    by_id = {m["id"]: m for m in ready_dataset["models"]}
+    assert set(by_id) == {"math-model", "prose-model"}
+    assert by_id["math-model"]["mean_cost"] == pytest.approx(0.001)
+    assert 0 < by_id["prose-model"]["mean_score"] <= 1
+
+
+def test_dataset_list_uses_the_results_envelope(
+    admin_api: APIClient, ready_dataset: dict[str, Any]
+) -> None:
+    body = admin_api.get("/api/v1/datasets").json()
+    assert [d["id"] for d in body["results"]] == [ready_dataset["id"]]
+    assert body["next"] is None and body["previous"] is None
+
+
+def test_outsider_gets_404_for_every_training_object(
+    admin_api: APIClient,
+    outsider_api: APIClient,
+    ready_dataset: dict[str, Any],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    admin_api.post(
+        "/api/v1/routers",
+        {"slug": "mine", "candidates": ["math-model", "prose-model"]},
+        format="json",
+    )
+    run = _train(admin_api, django_capture_on_commit_callbacks, "mine", ready_dataset["id"]).json()
+    urls = [
+        ("get", f"/api/v1/datasets/{ready_dataset['id']}"),
+        ("delete", f"/api/v1/datasets/{ready_dataset['id']}"),
+        ("get", "/api/v1/routers/mine"),
+        ("patch", "/api/v1/routers/mine"),
+        ("delete", "/api/v1/routers/mine"),
+        ("post", "/api/v1/routers/mine/train"),
+        ("get", "/api/v1/routers/mine/versions"),
+        ("post", "/api/v1/routers/mine/versions/1/activate"),
+        ("get", "/api/v1/routers/mine/versions/1/report"),
+        ("get", f"/api/v1/training-runs/{run['id']}"),
+        ("post", f"/api/v1/training-runs/{run['id']}/cancel"),
+    ]
+    for method, url in urls:
+        response = getattr(outsider_api, method)(url, {}, format="json")
+        assert response.status_code == 404, (method, url, response.status_code)
+        assert response.json()["error"]["type"] == "not_found"
+    assert outsider_api.get("/api/v1/datasets").json()["results"] == []
+
+
+def test_outsider_cannot_train_on_another_organizations_dataset(
+    outsider_api: APIClient, ready_dataset: dict[str, Any]
+) -> None:
+    outsider_api.post("/api/v1/routers", {"slug": "theirs"}, format="json")
+    response = outsider_api.post(
+        "/api/v1/routers/theirs/train", {"dataset": ready_dataset["id"]}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "dataset"
+
+
+def test_members_read_but_cannot_write(
+    member_api: APIClient, ready_dataset: dict[str, Any]
+) -> None:
+    assert member_api.get("/api/v1/datasets").status_code == 200
+    created = member_api.post("/api/v1/routers", {"slug": "nope"}, format="json")
+    deleted = member_api.delete(f"/api/v1/datasets/{ready_dataset['id']}")
+    assert created.status_code == 403 and deleted.status_code == 403
+
+
+def test_router_crud_and_duplicate_slug(admin_api: APIClient) -> None:
+    created = admin_api.post(
+        "/api/v1/routers",
+        {"slug": "support", "name": "Support", "candidates": ["a", "b"], "default_tradeoff": 0.3},
+        format="json",
+    )
+    assert created.status_code == 201
+    assert created.json() | {"created_at": None, "activated_at": None} == {
+        "slug": "support",
+        "name": "Support",
+        "candidates": ["a", "b"],
+        "default_tradeoff": 0.3,
+        "auto_activate": False,
+        "active_version": None,
+        "activated_at": None,
+        "created_at": None,
+    }
+    again = admin_api.post("/api/v1/routers", {"slug": "support"}, format="json")
+    assert again.status_code == 409
+    patched = admin_api.patch("/api/v1/routers/support", {"default_tradeoff": 0.9}, format="json")
+    assert patched.json()["default_tradeoff"] == 0.9
+    assert admin_api.get("/api/v1/routers").json()["results"][0]["slug"] == "support"
+    assert admin_api.delete("/api/v1/routers/support").status_code == 204
+    assert admin_api.get("/api/v1/routers/support").status_code == 404
+
+
+def test_default_tradeoff_outside_0_1_is_rejected(admin_api: APIClient) -> None:
+    response = admin_api.post(
+        "/api/v1/routers", {"slug": "x", "default_tradeoff": 1.5}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "default_tradeoff"
+
+
+def test_training_with_candidates_missing_from_the_dataset_is_a_clear_400(
+    admin_api: APIClient, ready_dataset: dict[str, Any]
+) -> None:
+    admin_api.post(
+        "/api/v1/routers", {"slug": "r", "candidates": ["math-model", "gpt-9"]}, format="json"
+    )
+    response = admin_api.post(
+        "/api/v1/routers/r/train", {"dataset": ready_dataset["id"]}, format="json"
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "gpt-9" in error["message"]
+    assert error["metadata"]["missing"] == ["gpt-9"]
+
+
+def test_training_a_router_creates_an_active_version_with_a_report(
+    admin_api: APIClient, ready_dataset: dict[str, Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    admin_api.post("/api/v1/routers", {"slug": "r"}, format="json")
+
+    response = _train(
+        admin_api, django_capture_on_commit_callbacks, "r", ready_dataset["id"], folds=3
+    )
+
+    assert response.status_code == 202
+    assert set(response.json()) >= {"id", "status"}
+    run = admin_api.get(f"/api/v1/training-runs/{response.json()['id']}").json()
+    assert run["status"] == "succeeded", run["error"]
+    assert run["version"] == 1 and run["progress"] == 1.0
+    router = admin_api.get("/api/v1/routers/r").json()
+    assert router["active_version"] == 1
+    assert router["candidates"] == ["math-model", "prose-model"]
+    report = admin_api.get("/api/v1/routers/r/versions/1/report").json()
+    assert report["evaluation"]["method"] == "cross_validation"
+    assert {m["id"] for m in report["models"]} == {"math-model", "prose-model"}
+    assert {"oracle", "random", "curve", "aiq", "aiq_zero_router", "apgr", "cpt50", "cpt80"} <= set(
+        report
+    )
+    assert report["curve"][0]["tradeoff"] == 0.0 and report["curve"][-1]["tradeoff"] == 1.0
+    assert report["curve"][0]["score"] >= report["best_single"]["score"]
+
+
+def test_later_versions_wait_for_activation_and_rollback_works(
+    admin_api: APIClient, ready_dataset: dict[str, Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    admin_api.post("/api/v1/routers", {"slug": "r"}, format="json")
+    _train(admin_api, django_capture_on_commit_callbacks, "r", ready_dataset["id"], folds=2)
+    _train(admin_api, django_capture_on_commit_callbacks, "r", ready_dataset["id"], folds=2)
+    assert admin_api.get("/api/v1/routers/r").json()["active_version"] == 1
+    before = Router.objects.get(slug="r").activated_at
+
+    activated = admin_api.post("/api/v1/routers/r/versions/2/activate")
+
+    assert activated.status_code == 200 and activated.json()["active_version"] == 2
+    assert Router.objects.get(slug="r").activated_at > before
+    versions = admin_api.get("/api/v1/routers/r/versions").json()["results"]
+    assert [(v["number"], v["active"]) for v in versions] == [(2, True), (1, False)]
+    rolled_back = admin_api.post("/api/v1/routers/r/versions/1/activate")
+    assert rolled_back.json()["active_version"] == 1
+    assert admin_api.post("/api/v1/routers/r/versions/7/activate").status_code == 404
+
+
+def test_auto_activate_router_switches_to_each_new_version(
+    admin_api: APIClient, ready_dataset: dict[str, Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    admin_api.post("/api/v1/routers", {"slug": "auto", "auto_activate": True}, format="json")
+    _train(admin_api, django_capture_on_commit_callbacks, "auto", ready_dataset["id"], folds=2)
+    _train(admin_api, django_capture_on_commit_callbacks, "auto", ready_dataset["id"], folds=2)
+    assert admin_api.get("/api/v1/routers/auto").json()["active_version"] == 2
+
+
+def test_cancelling_a_queued_run_stops_it_before_it_trains(
+    admin_api: APIClient, ready_dataset: dict[str, Any]
+) -> None:
+    admin_api.post("/api/v1/routers", {"slug": "r"}, format="json")
+    run = admin_api.post(
+        "/api/v1/routers/r/train", {"dataset": ready_dataset["id"]}, format="json"
+    ).json()
+
+    cancelled = admin_api.post(f"/api/v1/training-runs/{run['id']}/cancel")
+
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    from training.execution import training_run_execute
+
+    assert training_run_execute(run_id=run["id"]) == RunStatus.CANCELLED
+    assert TrainingRun.objects.get(pk=run["id"]).version is None
+    again = admin_api.post(f"/api/v1/training-runs/{run['id']}/cancel")
+    assert again.status_code == 409
+
+
+def test_invalid_options_are_rejected_with_the_option_named(
+    admin_api: APIClient, ready_dataset: dict[str, Any]
+) -> None:
+    admin_api.post("/api/v1/routers", {"slug": "r"}, format="json")
+    response = admin_api.post(
+        "/api/v1/routers/r/train",
+        {"dataset": ready_dataset["id"], "options": {"prices": {"math-model": 1}}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "options.prices"
+    assert "prose-model" in response.json()["error"]["message"]
+
+
+def test_deleting_a_dataset_removes_it(admin_api: APIClient, ready_dataset: dict[str, Any]) -> None:
+    assert admin_api.delete(f"/api/v1/datasets/{ready_dataset['id']}").status_code == 204
+    assert admin_api.get(f"/api/v1/datasets/{ready_dataset['id']}").status_code == 404

@@ -1,0 +1,453 @@
+"""Read an uploaded evaluation file into prompts, per-model scores and costs, or say what is wrong.
+
+Only pandas' CSV/JSON readers and pyarrow's Parquet reader ever touch the bytes: nothing is
+unpickled or executed. The format is sniffed from the content (a pickle renamed ``.csv`` is
+refused by its magic bytes). Errors are ``{row, column, message}`` a person can act on; rows are
+numbered from 1 (the first data row), ``row`` is null for file- or column-level problems.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from django.conf import settings
+
+MAX_ERRORS = 100
+PROMPT_COLUMNS = ("prompt", "messages")
+TRUE_WORDS = {"true", "yes"}
+FALSE_WORDS = {"false", "no"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int
+    max_rows: int
+    max_models: int
+    max_cell_chars: int
+    min_rows: int
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        return cls(
+            max_bytes=int(getattr(settings, "DATASET_MAX_BYTES", 200 * 1024 * 1024)),
+            max_rows=int(getattr(settings, "DATASET_MAX_ROWS", 500_000)),
+            max_models=int(getattr(settings, "DATASET_MAX_MODELS", 64)),
+            max_cell_chars=int(getattr(settings, "DATASET_MAX_CELL_CHARS", 100_000)),
+            min_rows=int(getattr(settings, "DATASET_MIN_ROWS", 25)),
+        )
+
+
+@dataclass
+class ParsedDataset:
+    """A valid dataset: raw scores (dataset units) without gaps, costs in USD per request."""
+
+    prompts: list[str]
+    models: list[str]
+    scores: np.ndarray  # (n, m)
+    costs: np.ndarray | None  # (n, m) or None when the file has no cost columns
+    binary: list[bool]
+    warnings: list[str] = field(default_factory=list)
+    empty_cells: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> list[dict[str, Any]]:
+        means = self.scores.mean(axis=0)
+        cost_means = self.costs.mean(axis=0) if self.costs is not None else None
+        return [
+            {
+                "id": model,
+                "mean_score": round(float(means[j]), 6),
+                "mean_cost": None if cost_means is None else float(f"{cost_means[j]:.10g}"),
+                "binary": self.binary[j],
+                "empty_cells": self.empty_cells.get(model, 0),
+            }
+            for j, model in enumerate(self.models)
+        ]
+
+
+class DatasetInvalidError(Exception):
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["message"] if errors else "invalid dataset")
+        self.errors = errors[:MAX_ERRORS]
+
+
+def _error(message: str, row: int | None = None, column: str | None = None) -> dict[str, Any]:
+    return {"row": row, "column": column, "message": message}
+
+
+def _invalid(message: str, column: str | None = None) -> DatasetInvalidError:
+    return DatasetInvalidError([_error(message, None, column)])
+
+
+# --- reading bytes -----------------------------------------------------------------------------
+def sniff_format(head: bytes) -> str:
+    """``parquet``, ``jsonl`` or ``csv`` from the first bytes; raise for anything dangerous."""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head[:1] == b"\x80" and head[1:2] in {b"\x02", b"\x03", b"\x04", b"\x05"}:
+        raise _invalid(
+            "This is a Python pickle, not CSV, JSONL or Parquet. RouterHub never loads pickles "
+            "(they can run code); export the data with DataFrame.to_csv or to_parquet."
+        )
+    if head.startswith((b"PK\x03\x04", b"\x1f\x8b", b"\x93NUMPY", b"\xd0\xcf\x11\xe0")):
+        raise _invalid(
+            "This looks like a zip, gzip, NumPy or Excel file; upload plain CSV, JSONL or Parquet."
+        )
+    if b"\x00" in head[:4096] and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _invalid("This is a binary file, not CSV, JSONL or Parquet.")
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "jsonl" if stripped.startswith(b"{") else "csv"
+
+
+def _decode(content: bytes) -> str:
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = content[: exc.start].count(b"\n") + 1
+        raise _invalid(
+            f"The file is not UTF-8: byte 0x{content[exc.start]:02x} on line {line} cannot be "
+            "decoded. Save or export it as UTF-8 (for example 'CSV UTF-8' in a spreadsheet)."
+        ) from exc
+
+
+def read_frame(content: bytes, limits: Limits) -> tuple[str, pd.DataFrame]:
+    """(format, DataFrame) from the file's bytes; raise ``DatasetInvalidError`` when unreadable."""
+    if len(content) > limits.max_bytes:
+        raise _invalid(
+            f"The file is {len(content) / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.0f} MB."
+        )
+    if not content.strip():
+        raise _invalid("The file is empty.")
+    kind = sniff_format(content[:8192])
+    try:
+        if kind == "parquet":
+            frame = pd.read_parquet(io.BytesIO(content), engine="pyarrow")
+        elif kind == "jsonl":
+            frame = pd.read_json(io.StringIO(_decode(content)), lines=True, dtype=False)
+        else:
+            frame = pd.read_csv(
+                io.StringIO(_decode(content)), dtype=str, keep_default_na=False, na_filter=False
+            )
+    except DatasetInvalidError:
+        raise
+    except (ValueError, pa.ArrowException, pd.errors.ParserError, OSError) as exc:
+        raise _invalid(f"Could not read the file as {kind.upper()}: {exc}".strip()) from exc
+    if len(frame) > limits.max_rows:
+        raise _invalid(f"The file has {len(frame):,} rows; the limit is {limits.max_rows:,}.")
+    return kind, frame
+
+
+# --- columns -------------------------------------------------------------------------------------
+@dataclass
+class ColumnPlan:
+    prompt: str
+    scores: dict[str, str]  # model id -> column
+    costs: dict[str, str]
+
+
+def plan_columns(frame: pd.DataFrame, columns: dict[str, Any] | None, limits: Limits) -> ColumnPlan:
+    """Which column holds the prompt and which hold each model's score and cost."""
+    names = [str(c) for c in frame.columns]
+    shown = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
+    columns = columns or {}
+    prompt = columns.get("prompt") or next((c for c in PROMPT_COLUMNS if c in names), None)
+    errors = []
+    if prompt is None:
+        errors.append(
+            _error(
+                "No prompt column: name it 'prompt' (text) or 'messages' (OpenAI messages JSON), "
+                f"or set columns.prompt. Columns found: {shown}",
+                column="prompt",
+            )
+        )
+    elif prompt not in names:
+        errors.append(
+            _error(
+                f"columns.prompt names '{prompt}', which is not in the file. Columns found: {shown}",
+                column=prompt,
+            )
+        )
+    if "scores" in columns:
+        scores = {str(m): str(c) for m, c in dict(columns["scores"]).items()}
+        costs = {str(m): str(c) for m, c in dict(columns.get("costs") or {}).items()}
+    else:
+        scores = {n[: -len("/score")]: n for n in names if n.endswith("/score") and len(n) > 6}
+        costs = {m: f"{m}/cost" for m in scores if f"{m}/cost" in names}
+    for column in [*scores.values(), *costs.values()]:
+        if column not in names:
+            errors.append(
+                _error(f"Column '{column}' named in columns is not in the file.", column=column)
+            )
+    for model in costs:
+        if model not in scores:
+            errors.append(
+                _error(
+                    f"columns.costs names model '{model}', which has no score column.",
+                    column=costs[model],
+                )
+            )
+    if costs and set(costs) != set(scores):
+        missing = ", ".join(sorted(set(scores) - set(costs)))
+        errors.append(
+            _error(f"Give a cost column for every model or for none; missing for: {missing}.")
+        )
+    if not scores:
+        errors.append(
+            _error(
+                "No score columns: name them '<model-id>/score' (e.g. 'openai/gpt-4o/score') or "
+                f"map them with columns.scores. Columns found: {shown}"
+            )
+        )
+    elif len(scores) < 2:
+        errors.append(
+            _error(
+                f"Only one model ({next(iter(scores))}) has scores; a router chooses between at "
+                "least 2 models, so add another model's score column."
+            )
+        )
+    elif len(scores) > limits.max_models:
+        errors.append(
+            _error(f"The file has {len(scores)} models; the limit is {limits.max_models}.")
+        )
+    if errors:
+        raise DatasetInvalidError(errors)
+    assert prompt is not None
+    return ColumnPlan(prompt=prompt, scores=scores, costs=costs)
+
+
+# --- cells -----------------------------------------------------------------------------------------
+def _is_empty(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def parse_number(value: Any, *, allow_bool: bool) -> float | None:
+    """A float from a cell, ``None`` for an empty cell; ``ValueError`` when it is not a number."""
+    if _is_empty(value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        if not allow_bool:
+            raise ValueError
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float | np.integer | np.floating):
+        number = float(value)
+    elif isinstance(value, str):
+        word = value.strip().lower()
+        if allow_bool and word in TRUE_WORDS:
+            return 1.0
+        if allow_bool and word in FALSE_WORDS:
+            return 0.0
+        number = float(word)
+    else:
+        raise ValueError
+    if not math.isfinite(number):
+        raise ValueError
+    return number
+
+
+def prompt_text(value: Any, column: str) -> str:
+    """Prompt text of a cell: plain text, or OpenAI messages (JSON string or list) joined."""
+    if _is_empty(value):
+        return ""
+    if column == "messages" or (isinstance(value, str) and value.lstrip().startswith("[{")):
+        messages = json.loads(value) if isinstance(value, str) else value
+        if isinstance(messages, np.ndarray):
+            messages = messages.tolist()
+        if not isinstance(messages, list):
+            raise ValueError("messages must be a JSON list of {role, content}")
+        return "\n".join(_message_text(m) for m in messages).strip()
+    if not isinstance(value, str):
+        raise TypeError(f"prompts must be text, not {type(value).__name__}")
+    return value
+
+
+def _message_text(message: Any) -> str:
+    if not isinstance(message, dict):
+        raise ValueError("each message must be an object with role and content")
+    content = message.get("content") or ""
+    if isinstance(content, list | np.ndarray):
+        content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return f"{message.get('role', 'user')}: {content}"
+
+
+def dataset_parse(
+    content: bytes,
+    *,
+    columns: dict[str, Any] | None = None,
+    limits: Limits | None = None,
+) -> ParsedDataset:
+    """Parse and validate an uploaded file; raise ``DatasetInvalidError`` with row/column errors."""
+    limits = limits or Limits.from_settings()
+    _, frame = read_frame(content, limits)
+    plan = plan_columns(frame, columns, limits)
+    models = list(plan.scores)
+    n = len(frame)
+    errors: list[dict[str, Any]] = []
+
+    def add(message: str, row: int, column: str) -> None:
+        if len(errors) < MAX_ERRORS:
+            errors.append(_error(message, row, column))
+
+    prompts: list[str] = []
+    for i, value in enumerate(frame[plan.prompt].tolist()):
+        try:
+            text = prompt_text(value, plan.prompt)
+        except (ValueError, TypeError) as exc:
+            add(f"Row {i + 1}: the prompt cannot be read ({exc}).", i + 1, plan.prompt)
+            text = ""
+        if len(text) > limits.max_cell_chars:
+            add(
+                f"Row {i + 1}: the prompt has {len(text):,} characters; the limit is "
+                f"{limits.max_cell_chars:,}.",
+                i + 1,
+                plan.prompt,
+            )
+            text = ""
+        prompts.append(text)
+
+    scores = _parse_matrix(frame, plan.scores, models, True, add)
+    costs = _parse_matrix(frame, plan.costs, models, False, add) if plan.costs else None
+    if costs is not None and np.any(costs < 0):
+        i, j = np.argwhere(costs < 0)[0]
+        add(f"Row {i + 1}: costs cannot be negative.", int(i) + 1, plan.costs[models[j]])
+    for j, model in enumerate(models):
+        if n and np.all(np.isnan(scores[:, j])):
+            errors.append(
+                _error(f"Model '{model}' has no scores at all.", None, plan.scores[model])
+            )
+    if errors:
+        raise DatasetInvalidError(errors)
+    return _clean(prompts, models, scores, costs, n, limits)
+
+
+def _parse_matrix(
+    frame: pd.DataFrame,
+    mapping: dict[str, str],
+    models: list[str],
+    is_score: bool,
+    add: Any,
+) -> np.ndarray:
+    matrix = np.full((len(frame), len(models)), np.nan)
+    what = "score" if is_score else "cost"
+    hint = "use true/false, 0/1 or a number" if is_score else "use a number of USD"
+    for j, model in enumerate(models):
+        column = mapping[model]
+        for i, value in enumerate(frame[column].tolist()):
+            try:
+                number = parse_number(value, allow_bool=is_score)
+            except (ValueError, TypeError):
+                shown = str(value)
+                shown = shown if len(shown) <= 40 else shown[:40] + "…"
+                add(f"Row {i + 1}: {shown!r} is not a {what} ({hint}).", i + 1, column)
+                continue
+            if number is not None:
+                matrix[i, j] = number
+    return matrix
+
+
+def _clean(
+    prompts: list[str],
+    models: list[str],
+    scores: np.ndarray,
+    costs: np.ndarray | None,
+    n: int,
+    limits: Limits,
+) -> ParsedDataset:
+    """Drop empty and duplicate prompts, fill empty cells, and check there is enough left."""
+    warnings: list[str] = []
+    keep, seen = [], set()
+    empty = duplicates = 0
+    for i, text in enumerate(prompts):
+        if not text.strip():
+            empty += 1
+        elif text in seen:
+            duplicates += 1
+        else:
+            seen.add(text)
+            keep.append(i)
+    if empty:
+        warnings.append(f"Dropped {empty} row(s) with an empty prompt.")
+    if duplicates:
+        warnings.append(f"Dropped {duplicates} duplicate prompt(s), keeping the first of each.")
+    rows = np.asarray(keep, dtype=np.int64)
+    scores = scores[rows]
+    costs = costs[rows] if costs is not None else None
+    if len(rows) < limits.min_rows:
+        raise _invalid(
+            f"Only {len(rows)} usable row(s) out of {n}; training needs at least "
+            f"{limits.min_rows} rows with a prompt and scores."
+        )
+    binary = []
+    empty_cells: dict[str, int] = {}
+    for j, model in enumerate(models):
+        column = scores[:, j]
+        observed = column[~np.isnan(column)]
+        is_binary = bool(np.all(np.isin(observed, (0.0, 1.0))))
+        binary.append(is_binary)
+        gaps = int(np.isnan(column).sum())
+        if gaps:
+            empty_cells[model] = gaps
+            # An empty score is a failed answer (RouterBench's convention): the worst observed.
+            column[np.isnan(column)] = observed.min()
+            warnings.append(
+                f"{gaps} empty score cell(s) for '{model}' counted as its worst score "
+                f"({observed.min():g})."
+            )
+        if costs is not None:
+            cost_column = costs[:, j]
+            cost_gaps = int(np.isnan(cost_column).sum())
+            if cost_gaps:
+                filler = float(np.nanmean(cost_column)) if cost_gaps < len(cost_column) else 0.0
+                cost_column[np.isnan(cost_column)] = filler
+                warnings.append(
+                    f"{cost_gaps} empty cost cell(s) for '{model}' set to its mean cost."
+                )
+    return ParsedDataset(
+        prompts=[prompts[i] for i in keep],
+        models=models,
+        scores=scores,
+        costs=costs,
+        binary=binary,
+        warnings=warnings,
+        empty_cells=empty_cells,
+    )
+
+
+# --- the normalised artifact (Parquet, read back for training) -------------------------------------
+def normalized_to_parquet(parsed: ParsedDataset) -> bytes:
+    data: dict[str, Any] = {"prompt": parsed.prompts}
+    for j in range(len(parsed.models)):
+        data[f"score_{j}"] = parsed.scores[:, j]
+        if parsed.costs is not None:
+            data[f"cost_{j}"] = parsed.costs[:, j]
+    buffer = io.BytesIO()
+    pd.DataFrame(data).to_parquet(buffer, engine="pyarrow", index=False)
+    return buffer.getvalue()
+
+
+def normalized_from_parquet(content: bytes, models: list[str], binary: list[bool]) -> ParsedDataset:
+    frame = pd.read_parquet(io.BytesIO(content), engine="pyarrow")
+    m = len(models)
+    scores = np.column_stack([frame[f"score_{j}"].to_numpy(np.float64) for j in range(m)])
+    has_costs = "cost_0" in frame.columns
+    costs = (
+        np.column_stack([frame[f"cost_{j}"].to_numpy(np.float64) for j in range(m)])
+        if has_costs
+        else None
+    )
+    return ParsedDataset(
+        prompts=[str(p) for p in frame["prompt"].tolist()],
+        models=list(models),
+        scores=scores,
+        costs=costs,
+        binary=list(binary),
+    )

@@ -1,0 +1,125 @@
+"""Router artifacts: LightGBM text models, featurizer JSON and NPZ arrays, with sha256 checksums.
+
+No pickle anywhere: JSON, ``np.savez`` of numeric arrays (loaded with ``allow_pickle=False``)
+and LightGBM's own text format. The checksum is the sha256 of a canonical manifest of every
+file's sha256, so one string pins the whole version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from training.learner.featurizer import Featurizer
+from training.learner.router import KIND_CONSTANT, ScoreHead, TrainedRouter
+
+FORMAT_VERSION = 1
+ROUTER_FILE = "router.json"
+FEATURIZER_FILE = "featurizer.json"
+ARRAYS_FILE = "arrays.npz"
+
+
+class ArtifactError(Exception):
+    """Artifacts are missing, corrupt or do not match their checksum."""
+
+
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def manifest_checksum(digests: dict[str, str]) -> str:
+    return sha256(json.dumps(digests, sort_keys=True, separators=(",", ":")).encode())
+
+
+def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
+    """Serialise a trained router into named files."""
+    files: dict[str, bytes] = {}
+    heads: list[dict[str, Any]] = []
+    for j, head in enumerate(router.heads):
+        booster_file = None
+        if head.booster is not None:
+            booster_file = f"booster-{j}.txt"
+            files[booster_file] = head.booster.model_to_string().encode()
+        heads.append(
+            {
+                "model": router.models[j],
+                "kind": head.kind,
+                "prior": head.prior,
+                "blend": head.blend,
+                "shrink": head.shrink,
+                "intercept": head.intercept,
+                "booster": booster_file,
+            }
+        )
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "models": router.models,
+        "heads": heads,
+        "mean_costs": [float(c) for c in router.mean_costs],
+        "incumbent": router.incumbent,
+        "bonus": router.bonus,
+        "tradeoffs": [float(t) for t in router.tradeoffs],
+        "lambdas": [float(v) for v in router.lambdas],
+    }
+    files[ROUTER_FILE] = json.dumps(meta, indent=1).encode()
+    files[FEATURIZER_FILE] = json.dumps(router.featurizer.to_json()).encode()
+    arrays = router.featurizer.to_arrays()
+    arrays["linear_coef"] = np.vstack([h.coef for h in router.heads]).astype(np.float32)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    files[ARRAYS_FILE] = buffer.getvalue()
+    return files
+
+
+def files_digests(files: dict[str, bytes]) -> dict[str, str]:
+    return {name: sha256(content) for name, content in sorted(files.items())}
+
+
+def router_from_files(
+    files: dict[str, bytes], digests: dict[str, str], checksum: str
+) -> TrainedRouter:
+    """Rebuild a router after verifying every file against its digest and the manifest checksum."""
+    if manifest_checksum(digests) != checksum:
+        raise ArtifactError("the artifact manifest does not match the version checksum")
+    for name, digest in digests.items():
+        if name not in files:
+            raise ArtifactError(f"artifact file {name} is missing")
+        if sha256(files[name]) != digest:
+            raise ArtifactError(f"artifact file {name} does not match its sha256")
+    meta = json.loads(files[ROUTER_FILE])
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"unsupported artifact format {meta.get('format_version')!r}")
+    with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    featurizer = Featurizer.from_parts(json.loads(files[FEATURIZER_FILE]), arrays)
+    heads = []
+    for j, spec in enumerate(meta["heads"]):
+        booster = None
+        if spec["booster"] and spec["kind"] != KIND_CONSTANT:
+            booster = lgb.Booster(model_str=files[spec["booster"]].decode())
+        heads.append(
+            ScoreHead(
+                kind=spec["kind"],
+                prior=float(spec["prior"]),
+                blend=float(spec["blend"]),
+                shrink=float(spec["shrink"]),
+                coef=np.asarray(arrays["linear_coef"][j], dtype=np.float64),
+                intercept=float(spec["intercept"]),
+                booster=booster,
+            )
+        )
+    return TrainedRouter(
+        models=list(meta["models"]),
+        featurizer=featurizer,
+        heads=heads,
+        mean_costs=np.asarray(meta["mean_costs"], dtype=np.float64),
+        incumbent=int(meta["incumbent"]),
+        bonus=float(meta["bonus"]),
+        tradeoffs=np.asarray(meta["tradeoffs"], dtype=np.float64),
+        lambdas=np.asarray(meta["lambdas"], dtype=np.float64),
+    )

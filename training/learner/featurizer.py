@@ -1,0 +1,331 @@
+"""Prompt featurizer: text statistics plus TF-IDF word and char n-grams reduced by truncated SVD.
+
+Fitted on a tenant's prompts (without labels). Its parameters are plain JSON and numpy arrays
+(never pickle), and the one ``transform`` below runs at training and at serving time, so the
+models see exactly the features they were trained on. The TF-IDF maths reproduces
+scikit-learn's ``TfidfVectorizer(lowercase=True, sublinear_tf=True, norm="l2",
+smooth_idf=True)`` for ``analyzer="word"`` (1-2-grams) and ``analyzer="char_wb"`` (3-5-grams);
+``tests/training/test_featurizer.py`` checks the equality. scikit-learn is used only to fit the SVD.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+CODE_MARKERS = ("```", "def ", "return ", "import ", "{", "}", ";", "=>", "()", "#include")
+MATH_MARKERS = ("$", "\\frac", "\\", "^", "=", "+", "sqrt", "∑", "∫", "π")
+STAT_NAMES = (
+    "log_chars",
+    "log_words",
+    "lines",
+    "digit_ratio",
+    "upper_ratio",
+    "punct_ratio",
+    "code_markers",
+    "math_markers",
+    "question_marks",
+    "mean_word_len",
+    "non_ascii_ratio",
+    "log_longest_line",
+)
+
+
+@dataclass(frozen=True)
+class FeaturizerConfig:
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] = (3, 5)
+    word_max_features: int = 30_000
+    char_max_features: int = 20_000
+    min_df: int = 2
+    svd_components: int = 32
+    seed: int = 0
+
+
+def word_terms(text: str, ngrams: tuple[int, int]) -> list[str]:
+    """scikit-learn's word analyzer: lowercase, ``\\b\\w\\w+\\b`` tokens, then n-grams."""
+    tokens = WORD_PATTERN.findall(text.lower())
+    low, high = ngrams
+    terms = list(tokens) if low == 1 else []
+    count = len(tokens)
+    for n in range(max(low, 2), min(high + 1, count + 1)):
+        terms.extend(" ".join(tokens[i : i + n]) for i in range(count - n + 1))
+    return terms
+
+
+def char_terms(text: str, ngrams: tuple[int, int]) -> list[str]:
+    """scikit-learn's ``char_wb`` analyzer: n-grams inside space-padded words."""
+    low, high = ngrams
+    terms: list[str] = []
+    extend = terms.extend
+    for word in text.lower().split():
+        padded = f" {word} "
+        size = len(padded)
+        for n in range(low, high + 1):
+            if size <= n:
+                terms.append(padded)  # a short word counts once, as scikit-learn does
+                break
+            extend(padded[i : i + n] for i in range(size - n + 1))
+    return terms
+
+
+def text_statistics(text: str) -> list[float]:
+    """Cheap surface statistics of a prompt, in ``STAT_NAMES`` order."""
+    chars = len(text) or 1
+    words = text.split()
+    lines = text.splitlines() or [""]
+    digits = sum(c.isdigit() for c in text)
+    upper = sum(c.isupper() for c in text)
+    alnum_or_space = sum(c.isalnum() or c.isspace() for c in text)
+    non_ascii = len(text.encode("utf-8", "ignore")) - len(text)
+    return [
+        math.log1p(len(text)),
+        math.log1p(len(words)),
+        float(len(lines)),
+        digits / chars,
+        upper / chars,
+        (len(text) - alnum_or_space) / chars,
+        float(sum(text.count(m) for m in CODE_MARKERS)),
+        float(sum(text.count(m) for m in MATH_MARKERS)),
+        float(text.count("?")),
+        (sum(len(w) for w in words) / len(words)) if words else 0.0,
+        max(non_ascii, 0) / chars,
+        math.log1p(max(len(line) for line in lines)),
+    ]
+
+
+Analyzer = Callable[[str], list[str]]
+
+
+def _tfidf_block(
+    row: np.ndarray, col: np.ndarray, count: np.ndarray, idf: np.ndarray, shape: tuple[int, int]
+) -> sparse.csr_matrix:
+    """Sublinear tf · idf, L2-normalised per row: scikit-learn's TfidfTransformer."""
+    weight = (1.0 + np.log(count)) * idf[col]
+    norms = np.sqrt(np.bincount(row, weights=weight * weight, minlength=shape[0]))
+    weight = weight / np.where(norms > 0, norms, 1.0)[row]
+    matrix = sparse.csr_matrix((weight, (row, col)), shape=shape)
+    matrix.sort_indices()
+    return matrix
+
+
+def _count_block(
+    texts: Sequence[str], analyzer: Analyzer, vocab: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, count) of the vocabulary terms of each text."""
+    rows: list[np.ndarray] = []
+    cols: list[int] = []
+    counts: list[int] = []
+    get = vocab.get
+    for r, text in enumerate(texts):
+        before = len(cols)
+        for term, c in Counter(analyzer(text)).items():
+            i = get(term)
+            if i is not None:
+                cols.append(i)
+                counts.append(c)
+        rows.append(np.full(len(cols) - before, r, dtype=np.int64))
+    return (
+        np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
+        np.asarray(cols, dtype=np.int64),
+        np.asarray(counts, dtype=np.float64),
+    )
+
+
+@dataclass
+class Featurizer:
+    """A fitted featurizer; ``transform`` maps a prompt to (sparse TF-IDF, dense features)."""
+
+    config: FeaturizerConfig
+    word_vocab: dict[str, int]
+    word_idf: np.ndarray
+    char_vocab: dict[str, int]
+    char_idf: np.ndarray
+    components: np.ndarray  # (svd_components, |word vocab| + |char vocab|), float32
+    _components_t: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._components_t = np.ascontiguousarray(self.components.T, dtype=np.float64)
+
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self.word_vocab) + len(self.char_vocab)
+
+    @property
+    def dense_size(self) -> int:
+        return self.components.shape[0] + len(STAT_NAMES)
+
+    def _analyzers(self) -> tuple[Analyzer, Analyzer]:
+        word_ngrams, char_ngrams = self.config.word_ngrams, self.config.char_ngrams
+        return (lambda t: word_terms(t, word_ngrams)), (lambda t: char_terms(t, char_ngrams))
+
+    def tfidf_matrix(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """TF-IDF rows (word block then char block), each block L2-normalised."""
+        word, char = self._analyzers()
+        n = len(texts)
+        word_block = _tfidf_block(
+            *_count_block(texts, word, self.word_vocab), self.word_idf, (n, len(self.word_vocab))
+        )
+        char_block = _tfidf_block(
+            *_count_block(texts, char, self.char_vocab), self.char_idf, (n, len(self.char_vocab))
+        )
+        return sparse.hstack([word_block, char_block], format="csr")
+
+    def tfidf(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted column indices and weights of one prompt's TF-IDF row."""
+        row = self.tfidf_matrix([text])
+        return row.indices.astype(np.int64), row.data.astype(np.float64)
+
+    def transform(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One prompt: TF-IDF column indices and weights, and the dense feature vector."""
+        row = self.tfidf_matrix([text])
+        dense = self.dense_many([text], row)[0]
+        return row.indices.astype(np.int64), row.data.astype(np.float64), dense
+
+    def transform_many(self, texts: Sequence[str]) -> tuple[sparse.csr_matrix, np.ndarray]:
+        """Batch form of ``transform``: a CSR TF-IDF matrix and the dense feature matrix."""
+        matrix = self.tfidf_matrix(texts)
+        return matrix, self.dense_many(texts, matrix)
+
+    def dense_many(self, texts: Sequence[str], matrix: sparse.csr_matrix) -> np.ndarray:
+        projected = np.asarray(matrix @ self._components_t).reshape(len(texts), -1)
+        stats = np.array([text_statistics(t) for t in texts], dtype=np.float64).reshape(
+            len(texts), len(STAT_NAMES)
+        )
+        return np.hstack([projected, stats])
+
+    # --- persistence: JSON config and vocabularies, arrays for idf and components -------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "tfidf-svd-stats",
+            "config": {
+                "word_ngrams": list(self.config.word_ngrams),
+                "char_ngrams": list(self.config.char_ngrams),
+                "word_max_features": self.config.word_max_features,
+                "char_max_features": self.config.char_max_features,
+                "min_df": self.config.min_df,
+                "svd_components": int(self.components.shape[0]),
+                "seed": self.config.seed,
+            },
+            "stat_names": list(STAT_NAMES),
+            "word_vocab": sorted(self.word_vocab, key=self.word_vocab.__getitem__),
+            "char_vocab": sorted(self.char_vocab, key=self.char_vocab.__getitem__),
+        }
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "word_idf": self.word_idf.astype(np.float64),
+            "char_idf": self.char_idf.astype(np.float64),
+            "components": self.components.astype(np.float32),
+        }
+
+    @classmethod
+    def from_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Featurizer:
+        raw = meta["config"]
+        config = FeaturizerConfig(
+            word_ngrams=(int(raw["word_ngrams"][0]), int(raw["word_ngrams"][1])),
+            char_ngrams=(int(raw["char_ngrams"][0]), int(raw["char_ngrams"][1])),
+            word_max_features=int(raw["word_max_features"]),
+            char_max_features=int(raw["char_max_features"]),
+            min_df=int(raw["min_df"]),
+            svd_components=int(raw["svd_components"]),
+            seed=int(raw["seed"]),
+        )
+        return cls(
+            config=config,
+            word_vocab={term: i for i, term in enumerate(meta["word_vocab"])},
+            word_idf=np.asarray(arrays["word_idf"], dtype=np.float64),
+            char_vocab={term: i for i, term in enumerate(meta["char_vocab"])},
+            char_idf=np.asarray(arrays["char_idf"], dtype=np.float64),
+            components=np.asarray(arrays["components"], dtype=np.float32),
+        )
+
+
+def _fit_block(
+    texts: Sequence[str], analyzer: Analyzer, min_df: int, max_features: int
+) -> tuple[dict[str, int], np.ndarray, sparse.csr_matrix]:
+    """Vocabulary (alphabetical indices, like scikit-learn), smooth idf and the TF-IDF block.
+
+    Each text is analysed once: terms get provisional ids, and the kept ones are remapped.
+    """
+    table: dict[str, int] = {}
+    rows: list[np.ndarray] = []
+    ids: list[int] = []
+    counts: list[int] = []
+    for r, text in enumerate(texts):
+        before = len(ids)
+        for term, c in Counter(analyzer(text)).items():
+            ids.append(table.setdefault(term, len(table)))
+            counts.append(c)
+        rows.append(np.full(len(ids) - before, r, dtype=np.int64))
+    id_array = np.asarray(ids, dtype=np.int64)
+    count_array = np.asarray(counts, dtype=np.float64)
+    df = np.bincount(id_array, minlength=len(table))
+    tf = np.bincount(id_array, weights=count_array, minlength=len(table))
+    terms = np.array(list(table), dtype=object)
+    documents = len(texts)
+    kept = np.nonzero(df >= (min_df if documents >= min_df else 1))[0]
+    if len(kept) > max_features:
+        # Most frequent first; ties at the cut broken alphabetically so fits are reproducible.
+        cut = np.sort(tf[kept])[::-1][max_features - 1]
+        above = kept[tf[kept] > cut]
+        tied = sorted(kept[tf[kept] == cut], key=lambda i: terms[i])
+        kept = np.concatenate(
+            [above, np.asarray(tied[: max_features - len(above)], dtype=np.int64)]
+        )
+    order = sorted(kept.tolist(), key=lambda i: terms[i])
+    remap = np.full(len(table), -1, dtype=np.int64)
+    remap[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
+    vocabulary = {str(terms[i]): k for k, i in enumerate(order)}
+    idf = np.log((1.0 + documents) / (1.0 + df[order].astype(np.float64))) + 1.0
+    row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    col = remap[id_array]
+    keep = col >= 0
+    block = _tfidf_block(row[keep], col[keep], count_array[keep], idf, (documents, len(order)))
+    return vocabulary, idf, block
+
+
+def featurizer_fit(
+    texts: Sequence[str], config: FeaturizerConfig | None = None
+) -> tuple[Featurizer, sparse.csr_matrix, np.ndarray]:
+    """Fit vocabularies, idf and the SVD on ``texts`` (no labels); also return their features."""
+    from sklearn.decomposition import TruncatedSVD  # fit-time only; serving never imports it
+
+    config = config or FeaturizerConfig()
+    word_vocab, word_idf, word_block = _fit_block(
+        texts,
+        lambda t: word_terms(t, config.word_ngrams),
+        config.min_df,
+        config.word_max_features,
+    )
+    char_vocab, char_idf, char_block = _fit_block(
+        texts,
+        lambda t: char_terms(t, config.char_ngrams),
+        config.min_df,
+        config.char_max_features,
+    )
+    matrix = sparse.hstack([word_block, char_block], format="csr")
+    width = matrix.shape[1]
+    n_components = min(config.svd_components, width - 1, len(texts) - 1)
+    components = np.zeros((0, width), dtype=np.float32)
+    if n_components >= 1:
+        svd = TruncatedSVD(n_components, algorithm="randomized", n_iter=4, random_state=config.seed)
+        svd.fit(matrix)
+        components = svd.components_.astype(np.float32)
+    featurizer = Featurizer(
+        config=config,
+        word_vocab=word_vocab,
+        word_idf=word_idf,
+        char_vocab=char_vocab,
+        char_idf=char_idf,
+        components=components,
+    )
+    return featurizer, matrix, featurizer.dense_many(texts, matrix)

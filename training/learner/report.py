@@ -1,0 +1,151 @@
+"""The evaluation report of API.md, computed only on rows the scoring models did not train on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from training.learner import metrics
+from training.learner.calibration import TRADEOFF_GRID
+from training.learner.router import TrainedRouter, choose, normalized_costs
+
+RANDOM_SEED = 0
+
+
+def _identity(value: float) -> float:
+    return value
+
+
+def _r(value: float | None, digits: int = 6) -> float | None:
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def _cost(value: float) -> float:
+    return float(f"{value:.10g}")
+
+
+def report_build(
+    *,
+    router: TrainedRouter,
+    predicted: np.ndarray,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    evaluation: dict[str, Any],
+    display: Callable[[float], float] = _identity,
+) -> dict[str, Any]:
+    """Report for ``predicted`` (n, m) on held-out rows with their actual ``scores``/``costs``.
+
+    ``scores`` are oriented higher-is-better; ``display`` maps them back to the dataset's
+    units for the score fields (metrics such as APGR and AIQ stay in the oriented units).
+    """
+    n, m = scores.shape
+    rows = np.arange(n)
+    models = router.models
+    norm = normalized_costs(costs)
+    bonus = router.bonus_vector()
+    mean_scores, mean_costs = scores.mean(axis=0), costs.mean(axis=0)
+    best = int(np.argmax(mean_scores))
+
+    curve = []
+    for tradeoff in TRADEOFF_GRID:
+        lam = router.lambda_for(float(tradeoff))
+        picked = choose(predicted, norm, bonus, lam)
+        counts = np.bincount(picked, minlength=m) / n
+        curve.append(
+            {
+                "tradeoff": float(tradeoff),
+                "lambda": _r(lam, 8),
+                "score": _r(display(float(scores[rows, picked].mean()))),
+                "cost": _cost(float(costs[rows, picked].mean())),
+                "share": {models[j]: _r(float(counts[j]), 4) for j in range(m) if counts[j] > 0},
+                "_score": float(scores[rows, picked].mean()),
+            }
+        )
+    points = [(c["cost"], c.pop("_score")) for c in curve]
+    singles = [(float(mean_costs[j]), float(mean_scores[j])) for j in range(m)]
+    max_cost = max(c for c, _ in points + singles)
+
+    best_rows = scores == scores.max(axis=1, keepdims=True)
+    oracle_pick = np.argmin(np.where(best_rows, costs, np.inf), axis=1)
+    half_budget = 0.5 * float(mean_costs[best])
+    report: dict[str, Any] = {
+        "evaluation": evaluation,
+        "models": [
+            {
+                "id": models[j],
+                "mean_score": _r(display(float(mean_scores[j]))),
+                "mean_cost": _cost(float(mean_costs[j])),
+            }
+            for j in range(m)
+        ],
+        "best_single": {
+            "id": models[best],
+            "score": _r(display(float(mean_scores[best]))),
+            "cost": _cost(float(mean_costs[best])),
+        },
+        "oracle": {
+            "score": _r(display(float(scores[rows, oracle_pick].mean()))),
+            "cost": _cost(float(costs[rows, oracle_pick].mean())),
+        },
+        "random": {
+            "score": _r(display(float(mean_scores.mean()))),
+            "cost": _cost(float(mean_costs.mean())),
+        },
+        "curve": curve,
+        "aiq": _r(metrics.aiq(points, max_cost)),
+        "aiq_zero_router": _r(metrics.aiq(singles, max_cost)),
+        "cost_at_best_single_quality": metrics.cheapest_reaching(points, float(mean_scores[best])),
+        "score_at_half_best_cost": _optional_display(
+            metrics.best_quality_within(points, half_budget), display
+        ),
+        "tradeoff_zero_gain": _r(points[0][1] - float(mean_scores[best])),
+    }
+    if m == 2:
+        report.update(_two_model_metrics(router, predicted, scores, bonus, display))
+        report["random"].update(_routellm_random(scores, best))
+    return report
+
+
+def _optional_display(value: float | None, display: Callable[[float], float]) -> float | None:
+    return None if value is None else _r(display(value))
+
+
+def _two_model_metrics(
+    router: TrainedRouter,
+    predicted: np.ndarray,
+    scores: np.ndarray,
+    bonus: np.ndarray,
+    display: Callable[[float], float],
+) -> dict[str, Any]:
+    strong = int(np.argmax(scores.mean(axis=0)))
+    weak = 1 - strong
+    # The router's "strong win rate": how much more the decision rule favours the strong model.
+    utility = predicted + bonus
+    rates = utility[:, strong] - utility[:, weak]
+    curve = metrics.routellm_curve(rates, scores[:, strong], scores[:, weak])
+    return {
+        "strong_model": router.models[strong],
+        "weak_model": router.models[weak],
+        "apgr": _r(metrics.routellm_apgr(curve)),
+        "cpt50": _r(metrics.routellm_cpt(curve, 0.5), 4),
+        "cpt80": _r(metrics.routellm_cpt(curve, 0.8), 4),
+        "routellm_points": [
+            {"strong_percentage": _r(x, 4), "accuracy": _r(y, 4)}
+            for x, y in zip(curve.strong_percentage, curve.accuracy, strict=True)
+        ],
+    }
+
+
+def _routellm_random(scores: np.ndarray, strong: int) -> dict[str, Any]:
+    """RouteLLM's random router: a uniform random strong-win rate per prompt (seeded)."""
+    rates = np.random.default_rng(RANDOM_SEED).uniform(0.0, 1.0, len(scores))
+    curve = metrics.routellm_curve(rates, scores[:, strong], scores[:, 1 - strong])
+    return {
+        "apgr": _r(metrics.routellm_apgr(curve)),
+        "cpt50": _r(metrics.routellm_cpt(curve, 0.5), 4),
+        "cpt80": _r(metrics.routellm_cpt(curve, 0.8), 4),
+    }

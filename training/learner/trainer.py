@@ -1,0 +1,195 @@
+"""Fit a router: featurize, k-fold out-of-fold predictions, calibration, then the final fit.
+
+``router_fit`` reports its stage and progress through a callback, which may raise to cancel
+the run between folds and models (the Celery task uses it for heartbeats and cancellation).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+from scipy import sparse
+
+from training.learner import calibration
+from training.learner.featurizer import FeaturizerConfig, featurizer_fit
+from training.learner.router import (
+    KIND_BINARY,
+    KIND_CONSTANT,
+    KIND_REGRESSION,
+    ScoreHead,
+    TrainedRouter,
+    normalized_costs,
+)
+
+Progress = Callable[[str, float], None]  # (stage, overall progress 0..1)
+
+STAGE_FEATURIZING = "featurizing"
+STAGE_CROSS_VALIDATING = "cross_validating"
+STAGE_FITTING = "fitting"
+# Share of the overall progress bar each stage ends at.
+_STAGE_END = {STAGE_FEATURIZING: 0.2, STAGE_CROSS_VALIDATING: 0.75, STAGE_FITTING: 0.9}
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    folds: int = 5
+    seed: int = 0
+    boost_rounds: int = 200
+    learning_rate: float = 0.05
+    num_leaves: int = 7
+    linear_c: float = 0.3  # inverse L2 strength of the logistic head
+    ridge_alpha: float = 1.0
+    threads: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 4)))
+    featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
+
+
+@dataclass
+class TrainingData:
+    """Rows to learn from; scores are oriented so that higher is better, without gaps."""
+
+    prompts: list[str]
+    models: list[str]
+    scores: np.ndarray  # (n, m)
+    costs: np.ndarray  # (n, m), USD per request
+    binary: list[bool]  # per model: scores are 0/1
+
+
+@dataclass
+class FitResult:
+    router: TrainedRouter
+    oof_predicted: np.ndarray  # (n, m) shrunk out-of-fold predictions
+    folds: int
+
+
+def _fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
+    order = np.random.default_rng(seed).permutation(n)
+    ids = np.empty(n, dtype=np.int64)
+    ids[order] = np.arange(n) % folds
+    return ids
+
+
+def _fit_parts(
+    tfidf: sparse.csr_matrix,
+    dense: np.ndarray,
+    target: np.ndarray,
+    binary: bool,
+    cfg: TrainerConfig,
+) -> tuple[str, np.ndarray, float, lgb.Booster | None]:
+    """(kind, linear coef, intercept, booster) for one candidate on some rows."""
+    from sklearn.linear_model import LogisticRegression, Ridge  # fit-time only
+
+    width = tfidf.shape[1]
+    if len(np.unique(target)) < 2:
+        return KIND_CONSTANT, np.zeros(width, dtype=np.float32), 0.0, None
+    n = len(target)
+    params = {
+        "objective": "binary" if binary else "regression",
+        "learning_rate": cfg.learning_rate,
+        "num_leaves": cfg.num_leaves,
+        "min_data_in_leaf": int(max(3, min(80, n // 100))),
+        "feature_fraction": 0.7,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "lambda_l2": 1.0,
+        "num_threads": cfg.threads,
+        "seed": cfg.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
+    booster = lgb.train(params, lgb.Dataset(dense, target), num_boost_round=cfg.boost_rounds)
+    if binary:
+        linear = LogisticRegression(C=cfg.linear_c, max_iter=300)
+        linear.fit(tfidf, target.astype(np.int64))
+        coef, intercept = linear.coef_.ravel(), float(linear.intercept_[0])
+        kind = KIND_BINARY
+    else:
+        ridge = Ridge(alpha=cfg.ridge_alpha)
+        ridge.fit(tfidf, target)
+        coef, intercept = np.asarray(ridge.coef_).ravel(), float(ridge.intercept_)
+        kind = KIND_REGRESSION
+    return kind, coef.astype(np.float32), intercept, booster
+
+
+def router_fit(
+    data: TrainingData, config: TrainerConfig | None = None, progress: Progress | None = None
+) -> FitResult:
+    """Train a router on ``data`` and return it with its out-of-fold predictions."""
+    cfg = config or TrainerConfig()
+    report: Progress = progress or (lambda stage, value: None)
+    n, m = data.scores.shape
+    report(STAGE_FEATURIZING, 0.0)
+    featurizer, tfidf, dense = featurizer_fit(data.prompts, cfg.featurizer)
+    report(STAGE_FEATURIZING, _STAGE_END[STAGE_FEATURIZING])
+
+    folds = max(2, min(cfg.folds, n // 5))
+    fold_of = _fold_ids(n, folds, cfg.seed)
+    parts = np.zeros((n, m, 2))
+    priors = data.scores.mean(axis=0)
+    steps, done = folds * m, 0
+    for fold in range(folds):
+        train, test = fold_of != fold, fold_of == fold
+        for j in range(m):
+            target = data.scores[train, j]
+            kind, coef, intercept, booster = _fit_parts(
+                tfidf[train], dense[train], target, data.binary[j], cfg
+            )
+            head = ScoreHead(kind, float(target.mean()), 0.5, 1.0, coef, intercept, booster)
+            parts[test, j] = head.raw_parts_many(tfidf[test], dense[test])
+            done += 1
+            start = _STAGE_END[STAGE_FEATURIZING]
+            report(
+                STAGE_CROSS_VALIDATING,
+                start + (_STAGE_END[STAGE_CROSS_VALIDATING] - start) * done / steps,
+            )
+
+    blends = [calibration.blend_weight(parts[:, j], data.scores[:, j]) for j in range(m)]
+    mixed = np.column_stack(
+        [blends[j] * parts[:, j, 0] + (1 - blends[j]) * parts[:, j, 1] for j in range(m)]
+    )
+    shrinks = [calibration.shrinkage(mixed[:, j], data.scores[:, j], priors[j]) for j in range(m)]
+    oof = priors + np.array(shrinks) * (mixed - priors)
+
+    norm = normalized_costs(data.costs)
+    incumbent = int(np.argmax(priors))
+    bonus = calibration.incumbent_bonus(oof, data.scores, norm, incumbent)
+    bonus_vector = np.zeros(m)
+    bonus_vector[incumbent] = bonus
+    tradeoffs, lambdas = calibration.lambda_table(oof, data.costs, norm, bonus_vector)
+
+    heads: list[ScoreHead] = []
+    for j in range(m):
+        kind, coef, intercept, booster = _fit_parts(
+            tfidf, dense, data.scores[:, j], data.binary[j], cfg
+        )
+        heads.append(
+            ScoreHead(kind, float(priors[j]), blends[j], shrinks[j], coef, intercept, booster)
+        )
+        start = _STAGE_END[STAGE_CROSS_VALIDATING]
+        report(STAGE_FITTING, start + (_STAGE_END[STAGE_FITTING] - start) * (j + 1) / m)
+
+    router = TrainedRouter(
+        models=list(data.models),
+        featurizer=featurizer,
+        heads=heads,
+        mean_costs=data.costs.mean(axis=0),
+        incumbent=incumbent,
+        bonus=bonus,
+        tradeoffs=tradeoffs,
+        lambdas=lambdas,
+    )
+    return FitResult(router=router, oof_predicted=oof, folds=folds)
+
+
+__all__ = [
+    "KIND_BINARY",
+    "KIND_REGRESSION",
+    "FitResult",
+    "TrainerConfig",
+    "TrainingData",
+    "router_fit",
+]

@@ -1,0 +1,146 @@
+"""Evaluation datasets, routers, their trained versions and the training runs that make them."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import TenantModel
+
+
+class DatasetStatus(models.TextChoices):
+    VALIDATING = "validating", "Validating"
+    READY = "ready", "Ready"
+    INVALID = "invalid", "Invalid"
+
+
+class Dataset(TenantModel):
+    """An uploaded evaluation file; ``parsed_file`` is its validated, normalised Parquet form."""
+
+    name = models.CharField(max_length=200)
+    file = models.FileField(upload_to="datasets/uploads/%Y/%m/", max_length=300)
+    original_filename = models.CharField(max_length=255, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    format = models.CharField(max_length=10, blank=True)  # csv | jsonl | parquet, once sniffed
+    columns = models.JSONField(default=dict, blank=True)
+    maximize = models.BooleanField(default=True)
+    status = models.CharField(
+        max_length=12, choices=DatasetStatus.choices, default=DatasetStatus.VALIDATING
+    )
+    errors = models.JSONField(default=list, blank=True)  # [{row, column, message}], first 100
+    warnings = models.JSONField(default=list, blank=True)
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    model_summary = models.JSONField(default=list, blank=True)  # [{id, mean_score, mean_cost}]
+    has_costs = models.BooleanField(default=False)
+    parsed_file = models.FileField(upload_to="datasets/parsed/", max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    validated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def model_ids(self) -> list[str]:
+        return [m["id"] for m in self.model_summary]
+
+
+class Router(TenantModel):
+    """A named router over candidate models; serving uses its ``active_version``.
+
+    Serving detects a new activation cheaply: ``active_version_id`` changes and
+    ``activated_at`` moves (see ``training.predictor``).
+    """
+
+    slug = models.SlugField(max_length=60)
+    name = models.CharField(max_length=120)
+    candidates = models.JSONField(default=list)
+    default_tradeoff = models.FloatField(default=0.5)
+    auto_activate = models.BooleanField(default=False)
+    active_version = models.ForeignKey(
+        "RouterVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    activated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="unique_router_slug"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class RouterVersion(models.Model):
+    """One trained, immutable router: artifact files in storage, their checksum and its report."""
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    dataset = models.ForeignKey(Dataset, on_delete=models.SET_NULL, null=True, related_name="+")
+    candidates = models.JSONField(default=list)
+    artifact_prefix = models.CharField(max_length=300)
+    artifact_files = models.JSONField(default=dict)  # {file name: sha256}
+    checksum = models.CharField(max_length=64)  # sha256 of the file manifest
+    metrics = models.JSONField(default=dict, blank=True)  # headline numbers of the report
+    report = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["router", "number"], name="unique_router_version"),
+        ]
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"{self.router_id} v{self.number}"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class TrainingRun(TenantModel):
+    """One attempt to train a router version; the worker writes stage, progress and heartbeat."""
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="runs")
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
+    )
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    stage = models.CharField(max_length=20, default="queued")
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    version = models.ForeignKey(
+        RouterVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "-created_at"]),
+            models.Index(fields=["status", "heartbeat_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES

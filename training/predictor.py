@@ -1,0 +1,151 @@
+"""Serving a trained router: load a version's artifacts once per process, then rank candidates.
+
+Usage from serving (``routing`` imports this module; ``training`` never imports ``routing``)::
+
+    router = Router.objects.get(organization=org, slug=slug)      # or a cached row
+    if router.active_version_id is None: ...                      # 404: not trained yet
+    predictor = predictor_load(router.active_version_id)          # cached per process
+    ranked = predictor.rank(prompt, tradeoff, candidates, prices)  # ~1 ms
+    ranked[0].model                                                # the choice
+
+Detecting activation: activating a version (``services.version_activate``) changes
+``Router.active_version_id`` and bumps ``Router.activated_at``. A serving process that caches
+router rows only needs to re-read those two columns (or expire its cache when ``activated_at``
+moves); the predictor cache is keyed by (version id, checksum), so a new active version loads
+once and an old one stays warm for a rollback. Artifacts are verified against their sha256
+checksum at load; a mismatch raises ``ArtifactError``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from django.core.files.storage import default_storage
+
+from training.learner.artifacts import ArtifactError, router_from_files
+from training.learner.router import (
+    TrainedRouter,
+    estimated_tokens,
+    normalized_costs,
+    utilities,
+)
+from training.models import RouterVersion
+
+CACHE_SIZE = 32
+
+__all__ = [
+    "ArtifactError",
+    "Predictor",
+    "RankedModel",
+    "predictor_cache_clear",
+    "predictor_for_version",
+    "predictor_load",
+]
+
+
+class RankedModel(NamedTuple):
+    model: str
+    score: float  # predicted score (dataset units, higher is better when maximizing)
+    expected_cost: float  # USD per request (or the training cost unit when no prices)
+    utility: float  # what the decision maximises: score + bonus - λ · normalised cost
+
+
+@dataclass
+class Predictor:
+    """A loaded router version."""
+
+    version_id: int
+    checksum: str
+    router: TrainedRouter
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.router.models)
+
+    def rank(
+        self,
+        prompt: str,
+        tradeoff: float,
+        candidates: list[str] | None = None,
+        prices: dict[str, float] | None = None,
+    ) -> list[RankedModel]:
+        """Candidates best first for ``prompt`` at ``tradeoff`` (0 = quality … 1 = cheapest).
+
+        ``candidates`` restricts the choice to a subset of the version's models (unknown ids
+        are ignored; an empty result means none of them was trained). ``prices`` are USD per
+        million tokens (blended) per model; when given for every candidate they replace the
+        training costs (expected cost = price x estimated tokens / 1e6). Only price ratios
+        affect the decision.
+        """
+        trained = self.router
+        names = candidates if candidates is not None else trained.models
+        index = {m: i for i, m in enumerate(trained.models)}
+        chosen = [index[m] for m in dict.fromkeys(names) if m in index]
+        if not chosen:
+            return []
+        predicted = trained.predict_one(prompt, chosen)
+        if prices is not None and all(trained.models[i] in prices for i in chosen):
+            tokens = estimated_tokens(prompt)
+            costs = np.array([prices[trained.models[i]] * tokens / 1e6 for i in chosen])
+        else:
+            costs = trained.mean_costs[chosen]
+        utility = utilities(
+            predicted,
+            normalized_costs(costs),
+            trained.bonus_vector(chosen),
+            trained.lambda_for(tradeoff),
+        )
+        order = np.lexsort((costs, -utility))
+        return [
+            RankedModel(
+                trained.models[chosen[k]],
+                float(predicted[k]),
+                float(costs[k]),
+                float(utility[k]),
+            )
+            for k in order
+        ]
+
+
+_cache: OrderedDict[tuple[int, str], Predictor] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _read(path: str) -> bytes:
+    with default_storage.open(path, "rb") as handle:
+        return bytes(handle.read())
+
+
+def predictor_for_version(version: RouterVersion) -> Predictor:
+    """The predictor of ``version``, loaded from storage on first use in this process."""
+    key = (version.pk, version.checksum)
+    with _lock:
+        cached = _cache.get(key)
+        if cached is not None:
+            _cache.move_to_end(key)
+            return cached
+    files = {name: _read(spec["path"]) for name, spec in version.artifact_files.items()}
+    digests = {name: spec["sha256"] for name, spec in version.artifact_files.items()}
+    predictor = Predictor(
+        version.pk, version.checksum, router_from_files(files, digests, version.checksum)
+    )
+    with _lock:
+        _cache[key] = predictor
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return predictor
+
+
+def predictor_load(version_id: int) -> Predictor:
+    """Like ``predictor_for_version`` from an id (one query to read the checksum)."""
+    version = RouterVersion.objects.only("pk", "checksum", "artifact_files").get(pk=version_id)
+    return predictor_for_version(version)
+
+
+def predictor_cache_clear() -> None:
+    with _lock:
+        _cache.clear()

@@ -1,0 +1,149 @@
+"""Input and output serializers of the training API, one small pair per endpoint."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rest_framework import serializers
+
+from training.models import Dataset, Router, RouterVersion, TrainingRun
+
+
+class DatasetOutput(serializers.ModelSerializer[Dataset]):
+    models = serializers.JSONField(source="model_summary", read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id",
+            "name",
+            "original_filename",
+            "size_bytes",
+            "format",
+            "columns",
+            "maximize",
+            "status",
+            "rows",
+            "models",
+            "has_costs",
+            "errors",
+            "warnings",
+            "created_at",
+            "validated_at",
+        ]
+
+
+class DatasetCreateInput(serializers.Serializer[Any]):
+    file = serializers.FileField()
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    columns = serializers.JSONField(required=False)
+    maximize = serializers.BooleanField(required=False, default=True)
+
+    def validate_columns(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise serializers.ValidationError(f"must be JSON ({exc.msg})") from exc
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        unknown = set(value) - {"prompt", "scores", "costs"}
+        if unknown:
+            raise serializers.ValidationError(f"unknown keys: {', '.join(sorted(unknown))}")
+        if "prompt" in value and not isinstance(value["prompt"], str):
+            raise serializers.ValidationError("prompt must be a column name")
+        for key in ("scores", "costs"):
+            mapping = value.get(key)
+            if mapping is not None and not (
+                isinstance(mapping, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())
+            ):
+                raise serializers.ValidationError(f"{key} must map model ids to column names")
+        return value
+
+
+class RouterOutput(serializers.ModelSerializer[Router]):
+    active_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Router
+        fields = [
+            "slug",
+            "name",
+            "candidates",
+            "default_tradeoff",
+            "auto_activate",
+            "active_version",
+            "activated_at",
+            "created_at",
+        ]
+
+    def get_active_version(self, router: Router) -> int | None:
+        version = router.active_version
+        return None if version is None else version.number
+
+
+class RouterInput(serializers.Serializer[Any]):
+    slug = serializers.SlugField(max_length=60)
+    name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    candidates = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, max_length=64
+    )
+    default_tradeoff = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    auto_activate = serializers.BooleanField(required=False)
+
+    def validate_candidates(self, value: list[str]) -> list[str]:
+        if value and len(set(value)) < 2:
+            raise serializers.ValidationError("give at least 2 distinct models (or none)")
+        return value
+
+
+class TrainInput(serializers.Serializer[Any]):
+    dataset = serializers.IntegerField()
+    options = serializers.DictField(required=False, default=dict)
+
+
+class TrainingRunOutput(serializers.ModelSerializer[TrainingRun]):
+    router = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    version = serializers.SerializerMethodField()
+    metrics = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "router",
+            "dataset",
+            "status",
+            "stage",
+            "progress",
+            "error",
+            "version",
+            "metrics",
+            "attempts",
+            "options",
+            "created_at",
+            "started_at",
+            "heartbeat_at",
+            "finished_at",
+        ]
+
+    def get_version(self, run: TrainingRun) -> int | None:
+        return None if run.version is None else run.version.number
+
+    def get_metrics(self, run: TrainingRun) -> dict[str, Any] | None:
+        return None if run.version is None else run.version.metrics
+
+
+class RouterVersionOutput(serializers.ModelSerializer[RouterVersion]):
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RouterVersion
+        fields = ["number", "dataset", "candidates", "checksum", "metrics", "active", "created_at"]
+
+    def get_active(self, version: RouterVersion) -> bool:
+        return version.router.active_version_id == version.pk

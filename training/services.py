@@ -1,0 +1,309 @@
+"""Writes for training: datasets, routers, versions and training runs (start, cancel, sweep).
+
+The body of a training run lives in ``training.execution``; Celery entry points in
+``training.tasks`` only call these functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Organization
+from routerhub.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from training import ingest
+from training.models import (
+    Dataset,
+    DatasetStatus,
+    Router,
+    RouterVersion,
+    RunStatus,
+    TrainingRun,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 2
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+def heartbeat_stale_after() -> timedelta:
+    return timedelta(seconds=float(getattr(settings, "TRAINING_HEARTBEAT_STALE_SECONDS", 120)))
+
+
+# --- datasets -----------------------------------------------------------------------------------
+def dataset_create(
+    *,
+    organization: Organization,
+    name: str,
+    upload: UploadedFile,
+    columns: dict[str, Any] | None,
+    maximize: bool,
+) -> Dataset:
+    """Store an upload and queue its validation (after the transaction commits)."""
+    from training import tasks
+
+    limits = ingest.Limits.from_settings()
+    if upload.size is not None and upload.size > limits.max_bytes:
+        raise PayloadTooLarge(
+            f"The file is {upload.size / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.0f} MB.",
+            param="file",
+        )
+    dataset = Dataset(
+        organization=organization,
+        name=name,
+        original_filename=(upload.name or "")[:255],
+        size_bytes=upload.size or 0,
+        columns=columns or {},
+        maximize=maximize,
+    )
+    dataset.file.save(f"{organization.pk}-{upload.name or 'dataset'}", upload, save=False)
+    dataset.save()
+    transaction.on_commit(lambda: tasks.dataset_validate.delay(dataset.pk))
+    return dataset
+
+
+def dataset_validate(*, dataset_id: int) -> Dataset | None:
+    """Parse a ``validating`` dataset into ``ready`` or ``invalid``; safe to call twice."""
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None or dataset.status != DatasetStatus.VALIDATING:
+        return dataset
+    try:
+        with dataset.file.open("rb") as handle:
+            content = handle.read()
+        dataset.format = ingest.sniff_format(content[:8192])
+        parsed = ingest.dataset_parse(content, columns=dataset.columns)
+    except ingest.DatasetInvalidError as exc:
+        return _dataset_finish(dataset, errors=exc.errors)
+    except Exception as exc:  # a malformed file must never crash the worker or stay validating
+        logger.exception("dataset %s: unexpected validation failure", dataset_id)
+        message = f"The file could not be read ({type(exc).__name__}: {exc})."
+        return _dataset_finish(dataset, errors=[{"row": None, "column": None, "message": message}])
+    parsed_name = default_storage.save(
+        f"datasets/parsed/{dataset.organization_id}-{dataset.pk}.parquet",
+        ContentFile(ingest.normalized_to_parquet(parsed)),
+    )
+    dataset.parsed_file.name = parsed_name
+    dataset.rows = len(parsed.prompts)
+    dataset.model_summary = parsed.summary()
+    dataset.has_costs = parsed.costs is not None
+    dataset.warnings = parsed.warnings
+    return _dataset_finish(dataset, errors=[])
+
+
+def _dataset_finish(dataset: Dataset, *, errors: list[dict[str, Any]]) -> Dataset:
+    dataset.status = DatasetStatus.INVALID if errors else DatasetStatus.READY
+    dataset.errors = errors[: ingest.MAX_ERRORS]
+    dataset.validated_at = timezone.now()
+    dataset.save()
+    return dataset
+
+
+def dataset_delete(*, dataset: Dataset) -> None:
+    if TrainingRun.objects.filter(dataset=dataset, status__in=ACTIVE_STATUSES).exists():
+        raise Conflict("A training run is using this dataset; cancel it or wait for it to finish.")
+    for field in (dataset.file, dataset.parsed_file):
+        if field.name:
+            field.delete(save=False)
+    dataset.delete()
+
+
+# --- routers and versions -------------------------------------------------------------------------
+def router_create(
+    *,
+    organization: Organization,
+    slug: str,
+    name: str,
+    candidates: list[str],
+    default_tradeoff: float = 0.5,
+    auto_activate: bool = False,
+) -> Router:
+    if Router.objects.filter(organization=organization, slug=slug).exists():
+        raise Conflict(f"A router with slug '{slug}' already exists.", param="slug")
+    return Router.objects.create(
+        organization=organization,
+        slug=slug,
+        name=name or slug,
+        candidates=list(dict.fromkeys(candidates)),
+        default_tradeoff=default_tradeoff,
+        auto_activate=auto_activate,
+    )
+
+
+def router_update(*, router: Router, changes: dict[str, Any]) -> Router:
+    if "slug" in changes and changes["slug"] != router.slug:
+        taken = Router.objects.filter(organization_id=router.organization_id, slug=changes["slug"])
+        if taken.exists():
+            raise Conflict(f"A router with slug '{changes['slug']}' already exists.", param="slug")
+    for field in ("slug", "name", "candidates", "default_tradeoff", "auto_activate"):
+        if field in changes:
+            setattr(router, field, changes[field])
+    router.save()
+    return router
+
+
+def router_delete(*, router: Router) -> None:
+    if router.runs.filter(status__in=ACTIVE_STATUSES).exists():
+        raise Conflict("A training run is in progress for this router; cancel it first.")
+    paths = [f["path"] for v in router.versions.all() for f in v.artifact_files.values()]
+    router.delete()
+    for path in paths:
+        default_storage.delete(path)
+
+
+def version_activate(*, router: Router, number: int) -> Router:
+    """Make version ``number`` the one serving uses (also how a rollback is done)."""
+    with transaction.atomic():
+        locked = Router.objects.select_for_update().get(pk=router.pk)
+        version = RouterVersion.objects.filter(router=locked, number=number).first()
+        if version is None:
+            raise NotFound(f"Router '{router.slug}' has no version {number}.")
+        locked.active_version = version
+        locked.activated_at = timezone.now()
+        locked.save(update_fields=["active_version", "activated_at"])
+    return locked
+
+
+# --- training runs ---------------------------------------------------------------------------------
+def _validate_options(
+    options: dict[str, Any], candidates: list[str], organization: Organization
+) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    folds = options.get("folds", 5)
+    if not isinstance(folds, int) or isinstance(folds, bool) or not 2 <= folds <= 10:
+        raise BadRequest("options.folds must be an integer from 2 to 10.", param="options.folds")
+    clean["folds"] = folds
+    prices = options.get("prices")
+    if prices is not None:
+        if not isinstance(prices, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+            for v in prices.values()
+        ):
+            raise BadRequest(
+                "options.prices must map model ids to non-negative numbers.", param="options.prices"
+            )
+        missing = [c for c in candidates if c not in prices]
+        if missing:
+            raise BadRequest(
+                f"options.prices has no price for: {', '.join(missing)}.", param="options.prices"
+            )
+        clean["prices"] = {str(k): float(v) for k, v in prices.items()}
+    unit = options.get("price_unit", "per_million_tokens")
+    if unit not in ("per_million_tokens", "per_request"):
+        raise BadRequest(
+            "options.price_unit must be 'per_million_tokens' or 'per_request'.",
+            param="options.price_unit",
+        )
+    clean["price_unit"] = unit
+    test_id = options.get("test_dataset")
+    if test_id is not None:
+        test = Dataset.objects.filter(organization=organization, pk=test_id).first()
+        if test is None:
+            raise BadRequest(
+                "options.test_dataset is not one of your datasets.", param="options.test_dataset"
+            )
+        if test.status != DatasetStatus.READY:
+            raise BadRequest(
+                f"options.test_dataset is {test.status}, not ready.", param="options.test_dataset"
+            )
+        missing = [c for c in candidates if c not in test.model_ids]
+        if missing:
+            raise BadRequest(
+                f"options.test_dataset has no scores for: {', '.join(missing)}.",
+                param="options.test_dataset",
+            )
+        clean["test_dataset"] = test.pk
+    return clean
+
+
+def training_run_start(
+    *, router: Router, dataset: Dataset, options: dict[str, Any] | None = None
+) -> TrainingRun:
+    """Check the dataset fits the router, record a queued run and enqueue it after commit."""
+    from training import tasks
+
+    if dataset.status != DatasetStatus.READY:
+        raise BadRequest(
+            f"Dataset '{dataset.name}' is {dataset.status}; only a ready dataset can train a router.",
+            param="dataset",
+        )
+    available = dataset.model_ids
+    candidates = list(router.candidates) or available
+    missing = [c for c in candidates if c not in available]
+    if missing:
+        raise BadRequest(
+            f"The router's candidates are not all in the dataset: missing {', '.join(missing)}. "
+            f"The dataset has scores for: {', '.join(available)}.",
+            param="dataset",
+            metadata={"missing": missing, "dataset_models": available},
+        )
+    if len(candidates) < 2:
+        raise BadRequest("A router needs at least 2 candidates to train.", param="candidates")
+    clean = _validate_options(options or {}, candidates, router.organization)
+    with transaction.atomic():
+        if not router.candidates:
+            router.candidates = candidates
+            router.save(update_fields=["candidates"])
+        run = TrainingRun.objects.create(
+            organization_id=router.organization_id,
+            router=router,
+            dataset=dataset,
+            options=clean,
+        )
+        transaction.on_commit(lambda: tasks.training_run_execute.delay(run.pk))
+    return run
+
+
+def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """Cancel a queued run at once; ask a running one to stop at its next checkpoint."""
+    now = timezone.now()
+    cancelled = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.CANCELLED, stage="cancelled", finished_at=now, cancel_requested=True
+    )
+    if not cancelled:
+        requested = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            cancel_requested=True
+        )
+        if not requested:
+            run.refresh_from_db()
+            raise Conflict(f"The training run has already {run.status}.")
+    run.refresh_from_db()
+    return run
+
+
+def training_runs_sweep(*, stale_after: timedelta | None = None) -> list[int]:
+    """Runs whose worker stopped heart-beating: requeue once, then fail with a reason."""
+    from training import tasks
+
+    stale_after = stale_after or heartbeat_stale_after()
+    cutoff = timezone.now() - stale_after
+    swept = []
+    stale = TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
+    for run in stale:
+        reason = (
+            f"The worker stopped responding during {run.stage} "
+            f"(no heartbeat for {int(stale_after.total_seconds())} s)."
+        )
+        if run.attempts < MAX_ATTEMPTS and not run.cancel_requested:
+            changed = TrainingRun.objects.filter(
+                pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff
+            ).update(status=RunStatus.QUEUED, stage="requeued", error=f"{reason} Retrying.")
+            if changed:
+                transaction.on_commit(lambda pk=run.pk: tasks.training_run_execute.delay(pk))
+        else:
+            final = RunStatus.CANCELLED if run.cancel_requested else RunStatus.FAILED
+            changed = TrainingRun.objects.filter(
+                pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff
+            ).update(status=final, error=reason, finished_at=timezone.now())
+        if changed:
+            logger.warning("training run %s swept: %s", run.pk, reason)
+            swept.append(run.pk)
+    return swept

@@ -1,0 +1,31 @@
+"""Celery entry points for training (routed to the ``training`` queue); they only call services."""
+
+from __future__ import annotations
+
+import socket
+
+from celery import shared_task
+from django.conf import settings
+
+from training import execution, services
+
+SOFT_LIMIT = int(getattr(settings, "TRAINING_SOFT_TIME_LIMIT", 1800))
+HARD_LIMIT = int(getattr(settings, "TRAINING_HARD_TIME_LIMIT", SOFT_LIMIT + 120))
+
+
+@shared_task(acks_late=True, soft_time_limit=300, time_limit=360)
+def dataset_validate(dataset_id: int) -> str | None:
+    dataset = services.dataset_validate(dataset_id=dataset_id)
+    return None if dataset is None else dataset.status
+
+
+@shared_task(acks_late=True, soft_time_limit=SOFT_LIMIT, time_limit=HARD_LIMIT)
+def training_run_execute(run_id: int) -> str:
+    # Failures are recorded on the run itself; a lost worker is handled by the sweeper, so
+    # nothing here retries blindly (a retry would re-run hours of work on a broken dataset).
+    return execution.training_run_execute(run_id=run_id, worker=socket.gethostname())
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def training_runs_sweep() -> list[int]:
+    return services.training_runs_sweep()
