@@ -14,8 +14,25 @@ from routing.gateway.upstream import http_client_close
 logger = logging.getLogger(__name__)
 
 
+class _InFlight:
+    # Requests still being handled, settlement included (it runs after the response is sent).
+    count = 0
+
+
+def requests_in_flight() -> int:
+    """For graceful shutdown and tests: 0 once every request, settlement included, is done."""
+    return _InFlight.count
+
+
 async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
-    req = GatewayRequest(scope, receive, send)
+    _InFlight.count += 1
+    try:
+        await _handle(GatewayRequest(scope, receive, send))
+    finally:
+        _InFlight.count -= 1
+
+
+async def _handle(req: GatewayRequest) -> None:
     anthropic = req.path == "/v1/messages"
     try:
         await _route(req)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.routing.servers import ServerThread
+from tests.routing.servers import ServerThread, poll
 from tests.routing.world import PLATFORM_KEYS, World, world_make
 
 
@@ -53,4 +53,9 @@ def world(
     fake_server.server.config.app.requests.clear()
     world = world_make(gateway_server.url, fake_server.url, fake_server.server.config.app)
     world.redis_url = redis_url
-    return world
+    yield world
+    # Settlement runs after the response is sent: let the gateway finish before the database
+    # is flushed under it.
+    from routing.gateway.app import requests_in_flight
+
+    poll(lambda: requests_in_flight() == 0, timeout=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
@@ -38,6 +39,9 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.socket.close()
+        # The server's worker threads have ended; collecting their thread-local database
+        # connections closes them, so the test database can be dropped.
+        gc.collect()
 
 
 def closed_port_url() -> str:
