@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -48,6 +49,16 @@ def local_processes(port: int) -> dict[str, list[str]]:
             str(settings.VAR_DIR / "celerybeat-schedule"),
         ],
     }
+    # The demo provider's simulated models (routing.demo) are answered by this fake upstream.
+    upstream = urlsplit(settings.DEMO_UPSTREAM_URL)
+    if upstream.hostname in ("127.0.0.1", "localhost") and upstream.port:
+        processes["demo-upstream"] = [
+            python,
+            "-m",
+            "routing.fake_upstream",
+            "--port",
+            str(upstream.port),
+        ]
     return processes
 
 
