@@ -77,6 +77,16 @@ class DatasetInvalidError(Exception):
         self.errors = errors[:MAX_ERRORS]
 
 
+def human_bytes(size: int) -> str:
+    """``1.5 MB``-style sizes for messages."""
+    value = float(size)
+    for unit in ("bytes", "KB", "MB"):
+        if value < 1000 or unit == "MB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
 def _error(message: str, row: int | None = None, column: str | None = None) -> dict[str, Any]:
     return {"row": row, "column": column, "message": message}
 
@@ -120,7 +130,7 @@ def read_frame(content: bytes, limits: Limits) -> tuple[str, pd.DataFrame]:
     """(format, DataFrame) from the file's bytes; raise ``DatasetInvalidError`` when unreadable."""
     if len(content) > limits.max_bytes:
         raise _invalid(
-            f"The file is {len(content) / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.0f} MB."
+            f"The file is {human_bytes(len(content))}; the limit is {human_bytes(limits.max_bytes)}."
         )
     if not content.strip():
         raise _invalid("The file is empty.")

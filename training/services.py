@@ -54,7 +54,8 @@ def dataset_create(
     limits = ingest.Limits.from_settings()
     if upload.size is not None and upload.size > limits.max_bytes:
         raise PayloadTooLarge(
-            f"The file is {upload.size / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.0f} MB.",
+            f"The file is {ingest.human_bytes(upload.size)}; "
+            f"the limit is {ingest.human_bytes(limits.max_bytes)}.",
             param="file",
         )
     dataset = Dataset(

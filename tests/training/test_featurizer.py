@@ -1,0 +1,86 @@
+"""The numpy featurizer reproduces scikit-learn's TF-IDF and survives a JSON/NPZ round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from training.learner.featurizer import FeaturizerConfig, featurizer_fit
+
+CORPUS = [
+    "What is 12 + 30? Answer with a number.",
+    "Write a haiku about the sea at night.",
+    "def add(a, b):\n    return a + b  # fix the bug",
+    "Solve $x^2 = 9$ and explain each step.",
+    "Résumé: a café in Zürich — naïve façade!",
+    "a I b",  # words shorter than the char n-gram size
+    "",
+    "What is the capital of France? What is the capital of Spain?",
+]
+NEW_TEXTS = ["What is the sea? Write 3 words.", "unseen tokens only zzz", ""]
+
+
+def _fit(**overrides: int) -> tuple[FeaturizerConfig, object]:
+    config = FeaturizerConfig(min_df=1, svd_components=4, **overrides)  # type: ignore[arg-type]
+    featurizer, _, _ = featurizer_fit(CORPUS, config)
+    return config, featurizer
+
+
+def _sklearn(
+    analyzer: str, ngrams: tuple[int, int], vocabulary: dict[str, int] | None = None
+) -> TfidfVectorizer:
+    return TfidfVectorizer(
+        analyzer=analyzer, ngram_range=ngrams, sublinear_tf=True, min_df=1, vocabulary=vocabulary
+    ).fit(CORPUS)
+
+
+def test_word_and_char_blocks_equal_sklearn_tfidf() -> None:
+    _, featurizer = _fit()
+    word = _sklearn("word", (1, 2))
+    char = _sklearn("char_wb", (3, 5))
+    assert featurizer.word_vocab == word.vocabulary_  # type: ignore[attr-defined]
+    assert featurizer.char_vocab == char.vocabulary_  # type: ignore[attr-defined]
+    ours = featurizer.tfidf_matrix(CORPUS + NEW_TEXTS).toarray()  # type: ignore[attr-defined]
+    expected = np.hstack(
+        [word.transform(CORPUS + NEW_TEXTS).toarray(), char.transform(CORPUS + NEW_TEXTS).toarray()]
+    )
+    np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_capped_vocabulary_still_transforms_like_sklearn() -> None:
+    _, featurizer = _fit(word_max_features=10, char_max_features=25)
+    word = _sklearn("word", (1, 2), featurizer.word_vocab)  # type: ignore[attr-defined]
+    char = _sklearn("char_wb", (3, 5), featurizer.char_vocab)  # type: ignore[attr-defined]
+    assert len(featurizer.word_vocab) == 10  # type: ignore[attr-defined]
+    ours = featurizer.tfidf_matrix(NEW_TEXTS + CORPUS).toarray()  # type: ignore[attr-defined]
+    expected = np.hstack(
+        [word.transform(NEW_TEXTS + CORPUS).toarray(), char.transform(NEW_TEXTS + CORPUS).toarray()]
+    )
+    np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_single_prompt_transform_equals_the_batch_rows() -> None:
+    _, featurizer = _fit()
+    matrix, dense = featurizer.transform_many(CORPUS)  # type: ignore[attr-defined]
+    for i, text in enumerate(CORPUS):
+        index, values, one_dense = featurizer.transform(text)  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(index, matrix[i].indices)
+        np.testing.assert_allclose(values, matrix[i].data)
+        np.testing.assert_allclose(one_dense, dense[i])
+
+
+def test_parameters_round_trip_through_json_and_npz_without_pickle() -> None:
+    import io
+    import json
+
+    from training.learner.featurizer import Featurizer
+
+    _, featurizer = _fit()
+    meta = json.loads(json.dumps(featurizer.to_json()))  # type: ignore[attr-defined]
+    buffer = io.BytesIO()
+    np.savez(buffer, **featurizer.to_arrays())  # type: ignore[attr-defined]
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as npz:
+        restored = Featurizer.from_parts(meta, {k: npz[k] for k in npz.files})
+    for text in NEW_TEXTS:
+        np.testing.assert_allclose(restored.transform(text)[2], featurizer.transform(text)[2])  # type: ignore[attr-defined]

@@ -1,0 +1,79 @@
+"""Serving API of ``training.predictor``: cached loading, ranking, subsets and prices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from tests.factories import organization_make
+from tests.training.conftest import csv_bytes, synthetic_frame
+from training import execution, predictor, services
+from training.models import Router, RunStatus
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def router(media: Any) -> Router:
+    organization = organization_make()
+    dataset = services.dataset_create(
+        organization=organization,
+        name="d",
+        upload=SimpleUploadedFile("d.csv", csv_bytes(synthetic_frame(120))),
+        columns=None,
+        maximize=True,
+    )
+    services.dataset_validate(dataset_id=dataset.pk)
+    dataset.refresh_from_db()
+    router = services.router_create(organization=organization, slug="r", name="r", candidates=[])
+    run = services.training_run_start(router=router, dataset=dataset, options={"folds": 2})
+    assert execution.training_run_execute(run_id=run.pk) == RunStatus.SUCCEEDED
+    router.refresh_from_db()
+    predictor.predictor_cache_clear()
+    return router
+
+
+def test_rank_orders_every_candidate_by_utility(router: Router) -> None:
+    assert router.active_version_id is not None
+    loaded = predictor.predictor_load(router.active_version_id)
+
+    ranked = loaded.rank("Compute 12 + 7 * 3.", 0.0, None, None)
+
+    assert [r.model for r in ranked] == ["math-model", "prose-model"]
+    assert ranked[0].utility >= ranked[1].utility
+    assert ranked[0].expected_cost == pytest.approx(0.001)
+
+
+def test_a_version_loads_once_per_process(router: Router) -> None:
+    assert router.active_version_id is not None
+    first = predictor.predictor_load(router.active_version_id)
+    assert predictor.predictor_load(router.active_version_id) is first
+
+
+def test_candidates_restrict_and_unknown_ids_are_ignored(router: Router) -> None:
+    loaded = predictor.predictor_load(router.active_version_id or 0)
+    ranked = loaded.rank("Write a poem about a comet.", 0.5, ["prose-model", "not-trained"], None)
+    assert [r.model for r in ranked] == ["prose-model"]
+    assert loaded.rank("hello", 0.5, ["not-trained"], None) == []
+
+
+def test_prices_replace_training_costs(router: Router) -> None:
+    loaded = predictor.predictor_load(router.active_version_id or 0)
+    prompt = "Write a poem about a comet."
+    ranked = loaded.rank(prompt, 1.0, None, {"math-model": 30.0, "prose-model": 0.5})
+    assert ranked[0].model == "prose-model"  # now the cheap one, and tradeoff 1 wants cheapest
+    assert ranked[0].expected_cost < ranked[1].expected_cost
+
+
+def test_corrupted_artifacts_are_refused_at_load(router: Router) -> None:
+    version = router.active_version
+    assert version is not None
+    path = version.artifact_files["router.json"]["path"]
+    default_storage.delete(path)
+    default_storage.save(path, ContentFile(b"{}"))
+    with pytest.raises(predictor.ArtifactError):
+        predictor.predictor_for_version(version)
