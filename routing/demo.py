@@ -58,7 +58,7 @@ DEMO_MODELS: list[dict[str, Any]] = [
 
 def demo_catalog(upstream_url: str) -> dict[str, Any]:
     """The demo providers (one per wire format, all the same fake server) and models."""
-    providers = [
+    providers: list[dict[str, Any]] = [
         {"slug": "demo", "name": "Demo (simulated, OpenAI wire format)", "api_style": "openai",
          "base_url": f"{upstream_url}/v1"},
         {"slug": "demo-anthropic", "name": "Demo (simulated, Anthropic wire format)",

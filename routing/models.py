@@ -7,11 +7,13 @@ million tokens for people, and ``catalog_sync`` divides. Any change to a catalog
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 from accounts.models import TenantModel
 
-PRICE_FIELD = {"max_digits": 20, "decimal_places": 12}
+PRICE_FIELD: dict[str, Any] = {"max_digits": 20, "decimal_places": 12}
 
 
 class ApiStyle(models.TextChoices):

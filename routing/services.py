@@ -39,8 +39,8 @@ def _capability_fields(capabilities: list[str]) -> dict[str, bool]:
     return {f"supports_{name}": name in capabilities for name in CAPABILITIES}
 
 
-def _per_token(per_million: str | None) -> Decimal | None:
-    return None if per_million is None else Decimal(str(per_million)) / _PER_MILLION
+def _per_token(per_million: str | float) -> Decimal:
+    return Decimal(str(per_million)) / _PER_MILLION
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,9 @@ def catalog_sync(*, data: dict[str, Any]) -> CatalogSyncResult:
             defaults={
                 "upstream_model": item["upstream_model"],
                 "input_price": _per_token(item["input"]),
-                "cached_input_price": _per_token(item.get("cached_input")),
+                "cached_input_price": (
+                    None if item.get("cached_input") is None else _per_token(item["cached_input"])
+                ),
                 "output_price": _per_token(item["output"]),
                 "context_length": item.get("context_length", model.context_length),
                 "max_output": item.get("max_output", model.max_output),

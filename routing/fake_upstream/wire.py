@@ -186,7 +186,7 @@ def _truncate(text: str, max_tokens: int | None) -> tuple[str, str]:
 def anthropic_turn(body: JSON, model: str) -> Turn:
     messages = body.get("messages") or []
     last = messages[-1] if messages else {}
-    last_blocks = last.get("content") if isinstance(last.get("content"), list) else []
+    last_blocks: list[Any] = last["content"] if isinstance(last.get("content"), list) else []
     results = [b for b in last_blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
     users = [m for m in messages if m.get("role") == "user"]
     user_text = ""

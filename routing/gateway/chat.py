@@ -240,18 +240,20 @@ async def _attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
                 timeout=upstream_timeout(),
             )
     except (httpx.TimeoutException, TimeoutError):
-        return _failed(ex, endpoint, "timeout")
+        _failed(ex, endpoint, "timeout")
+        return None
     except httpx.HTTPError as exc:
-        return _failed(ex, endpoint, "connection_error", str(exc) or type(exc).__name__)
+        _failed(ex, endpoint, "connection_error", str(exc) or type(exc).__name__)
+        return None
     ex.first_byte_at = ex.first_byte_at or time.monotonic()
     if response.status_code != 200:
-        return _rejected(
-            ex, endpoint, response.status_code, adapter.error_message(response.content)
-        )
+        _rejected(ex, endpoint, response.status_code, adapter.error_message(response.content))
+        return None
     try:
         return adapter.parse_response(orjson.loads(response.content), upstream)
     except (orjson.JSONDecodeError, UpstreamError, KeyError, TypeError, AttributeError) as exc:
-        return _failed(ex, endpoint, "malformed_response", str(exc))
+        _failed(ex, endpoint, "malformed_response", str(exc))
+        return None
 
 
 # --- streaming -----------------------------------------------------------------------------------------
@@ -292,13 +294,16 @@ async def _open_stream(ex: Exchange, candidate: Candidate) -> _OpenStream | None
     try:
         response = await client.send(request, stream=True)
     except httpx.TimeoutException:
-        return _failed(ex, endpoint, "timeout")
+        _failed(ex, endpoint, "timeout")
+        return None
     except httpx.HTTPError as exc:
-        return _failed(ex, endpoint, "connection_error", str(exc) or type(exc).__name__)
+        _failed(ex, endpoint, "connection_error", str(exc) or type(exc).__name__)
+        return None
     if response.status_code != 200:
         raw = await response.aread()
         await response.aclose()
-        return _rejected(ex, endpoint, response.status_code, adapter.error_message(raw))
+        _rejected(ex, endpoint, response.status_code, adapter.error_message(raw))
+        return None
     decoder = adapter.stream_decoder(upstream)
     events = sse_events(response.aiter_bytes()).__aiter__()
     try:
@@ -315,7 +320,8 @@ async def _open_stream(ex: Exchange, candidate: Candidate) -> _OpenStream | None
     except (httpx.HTTPError, UpstreamError) as exc:
         error, detail = "stream_error", str(exc)
     await response.aclose()
-    return _failed(ex, endpoint, error, detail)
+    _failed(ex, endpoint, error, detail)
+    return None
 
 
 async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None:
@@ -411,7 +417,8 @@ def _failed(ex: Exchange, endpoint: EndpointInfo, error: str, detail: str = "") 
 
 def _rejected(ex: Exchange, endpoint: EndpointInfo, status: int, message: str) -> None:
     if is_retryable_status(status):
-        return _failed(ex, endpoint, f"status_{status}", message)
+        _failed(ex, endpoint, f"status_{status}", message)
+        return
     # The client's request is at fault (400, 413, 422): another provider would refuse it too.
     raise BadRequest(
         f"The provider rejected the request: {message}",

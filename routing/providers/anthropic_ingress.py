@@ -186,7 +186,7 @@ class MessagesStreamEncoder:
 
     def start(self, usage: Usage | None) -> bytes:
         self.started = True
-        message = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
+        message: JSON = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
                    "usage": anthropic_usage(usage or Usage())}  # fmt: skip
         return sse_event(
