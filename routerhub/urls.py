@@ -32,5 +32,6 @@ urlpatterns = [
         name="docs",
     ),
     path("", include("accounts.urls")),
+    path("", include("routing.urls")),
     path("", include("billing.urls")),
 ]

@@ -101,3 +101,17 @@ def test_bigger_fake_models_get_arithmetic_right_more_often() -> None:
         return right / len(prompts)
 
     assert accuracy("demo-small") < accuracy("demo-medium") < accuracy("demo-large") == 1.0
+
+
+@pytest.mark.django_db
+def test_models_page_lists_prices_per_million_and_searches(tenants) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import session_client
+
+    call_command("sync_catalog", stdout=StringIO())
+    client = session_client(tenants.member, tenants.organization)
+
+    everything = client.get("/dashboard/models/").content.decode()
+    claude_only = client.get("/dashboard/models/", {"q": "claude"}).content.decode()
+
+    assert "openai/gpt-4o-mini" in everything and "$0.15" in everything and "$0.6" in everything
+    assert "anthropic/claude-sonnet-4.5" in claude_only and "openai/gpt-4o-mini" not in claude_only

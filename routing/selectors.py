@@ -1,0 +1,94 @@
+"""Reads of the catalog for people (the gateway uses its in-process snapshot instead)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Prefetch, Q
+
+from routing.models import CatalogModel, Endpoint
+
+_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    provider: str
+    provider_name: str
+    input_per_million: Decimal
+    cached_per_million: Decimal | None
+    output_per_million: Decimal
+    context_length: int
+    max_output: int
+    price_source: str
+    simulated: bool
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    id: str
+    name: str
+    author: str
+    context_length: int
+    capabilities: list[str]
+    simulated: bool
+    endpoints: list[EndpointRow]
+
+    @property
+    def cheapest(self) -> EndpointRow | None:
+        return self.endpoints[0] if self.endpoints else None
+
+
+def _per_million(value: Decimal) -> Decimal:
+    return (value * _MILLION).normalize()
+
+
+def catalog_models_list(*, query: str = "") -> list[ModelRow]:
+    """Enabled models with their enabled endpoints, cheapest first; ``query`` matches id or name."""
+    endpoints = Endpoint.objects.filter(enabled=True, provider__enabled=True).select_related(
+        "provider"
+    )
+    models = CatalogModel.objects.filter(enabled=True).prefetch_related(
+        Prefetch("endpoints", queryset=endpoints)
+    )
+    if query:
+        models = models.filter(
+            Q(id__icontains=query) | Q(name__icontains=query) | Q(author__icontains=query)
+        )
+    rows = []
+    for model in models.order_by("id"):
+        served = sorted(
+            model.endpoints.all(), key=lambda e: (e.input_price + e.output_price, e.provider.slug)
+        )
+        if not served:
+            continue
+        capabilities = [name for name in ("tools", "json", "structured_output", "vision", "streaming")
+                        if getattr(model, f"supports_{name}")]  # fmt: skip
+        rows.append(
+            ModelRow(
+                id=model.id,
+                name=model.name,
+                author=model.author,
+                context_length=model.context_length,
+                capabilities=capabilities,
+                simulated=model.is_simulated,
+                endpoints=[
+                    EndpointRow(
+                        provider=e.provider.slug,
+                        provider_name=e.provider.name,
+                        input_per_million=_per_million(e.input_price),
+                        cached_per_million=None
+                        if e.cached_input_price is None
+                        else _per_million(e.cached_input_price),
+                        output_per_million=_per_million(e.output_price),
+                        context_length=e.context_length,
+                        max_output=e.max_output,
+                        price_source=e.price_source,
+                        simulated=e.provider.is_simulated,
+                    )
+                    for e in served
+                ],
+            )
+        )
+    return rows
