@@ -22,7 +22,7 @@ def test_routellm_curve_thresholds_at_quantile_edges() -> None:
 
 def test_apgr_is_the_area_between_weak_and_strong_lines() -> None:
     curve = metrics.routellm_curve(RATES, STRONG, WEAK, num_results=2)
-    # AUC = 0.5·(25+75)/2 + 0.5·(75+75)/2 = 62.5; weak 25, strong 75 → (62.5−25)/(75−25).
+    # AUC = 0.5*(25+75)/2 + 0.5*(75+75)/2 = 62.5; weak 25, strong 75 -> (62.5-25)/(75-25).
     assert metrics.routellm_apgr(curve) == pytest.approx(0.75)
 
 
@@ -41,8 +41,8 @@ def test_ten_bins_span_all_weak_to_all_strong() -> None:
 
 
 def test_a_perfect_router_recovers_three_quarters_when_half_the_rows_need_strong() -> None:
-    # Perfect: accuracy climbs 50→100 over the first 50 % of strong calls, then stays at 100:
-    # area 0.5·75 + 0.5·100 = 87.5 → APGR 0.75. Backwards: 0.5·50 + 0.5·75 = 62.5 → 0.25.
+    # Perfect: accuracy climbs 50->100 over the first 50 % of strong calls, then stays at 100:
+    # area 0.5*75 + 0.5*100 = 87.5 -> APGR 0.75. Backwards: 0.5*50 + 0.5*75 = 62.5 -> 0.25.
     strong = np.array([1] * 50 + [1] * 50)
     weak = np.array([0] * 50 + [1] * 50)
     perfect = metrics.routellm_curve(strong - weak + np.linspace(0, 0.01, 100), strong, weak)
@@ -57,7 +57,7 @@ def test_hull_drops_points_under_the_upper_envelope() -> None:
 
 
 def test_aiq_is_the_hull_area_over_the_cost_range() -> None:
-    # 1·(0.5+0.9)/2 + 2·(0.9+1.0)/2 = 2.6, divided by the maximum cost 4.
+    # 1*(0.5+0.9)/2 + 2*(0.9+1.0)/2 = 2.6, divided by the maximum cost 4.
     assert metrics.aiq([(1, 0.5), (2, 0.9), (3, 0.8), (4, 1.0)], 4.0) == pytest.approx(0.65)
 
 

@@ -1,0 +1,178 @@
+"""A real Celery worker killed mid-training: the run is retried (or failed), never left running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.utils import timezone
+
+from tests.factories import organization_make
+from tests.training.conftest import csv_bytes, synthetic_frame
+from training import services
+from training.models import RunStatus, TrainingRun
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+@pytest.fixture
+def start_worker(media: Path, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    if connection.vendor == "sqlite" and ":memory:" in str(connection.settings_dict["NAME"]):
+        pytest.skip("the worker needs a database file or server it can share with the test")
+    env = os.environ | {
+        "ROUTERHUB_ENV": "test",
+        "ROUTERHUB_VAR_DIR": str(settings.VAR_DIR),
+        "MEDIA_ROOT": str(media),
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+    }
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"worker-{len(workers)}.log").open("wb")
+        worker = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "celery"),
+                "-A",
+                "routerhub",
+                "worker",
+                "-Q",
+                "training",
+                "-P",
+                "solo",
+                "--without-mingle",
+                "--without-gossip",
+                "-l",
+                "info",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=30)
+
+
+def _training_run(rows: int) -> TrainingRun:
+    organization = organization_make()
+    frame = synthetic_frame(rows)
+    frame["prompt"] = frame["prompt"] + " " + " ".join(f"context{i}" for i in range(150))
+    dataset = services.dataset_create(
+        organization=organization,
+        name="big",
+        upload=SimpleUploadedFile("big.csv", csv_bytes(frame)),
+        columns=None,
+        maximize=True,
+    )
+    services.dataset_validate(dataset_id=dataset.pk)
+    dataset.refresh_from_db()
+    router = services.router_create(organization=organization, slug="r", name="r", candidates=[])
+    return services.training_run_start(router=router, dataset=dataset, options={"folds": 5})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_training_leaves_a_run_that_is_retried_to_success(
+    start_worker: Callable[[], Any],
+) -> None:
+    from routerhub.celery import app
+
+    assert not app.conf.task_always_eager
+    run = _training_run(rows=3000)
+    worker = start_worker()
+
+    def mid_training() -> bool:
+        run.refresh_from_db()
+        return run.status == RunStatus.RUNNING and run.stage in ("cross_validating", "fitting")
+
+    _until(mid_training, 240, "the worker to start training")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=30)
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING  # the dead worker cannot say anything
+
+    _until(
+        lambda: run.pk in services.training_runs_sweep(stale_after=timedelta(seconds=1)),
+        60,
+        "the sweeper to notice the missing heartbeat",
+    )
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED
+    assert "stopped responding during" in run.error
+
+    start_worker()
+
+    def finished() -> bool:
+        run.refresh_from_db()
+        return run.is_finished
+
+    _until(finished, 400, "the retried run to finish")
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.attempts == 2
+    assert run.version is not None
+
+
+@pytest.mark.django_db
+def test_sweeper_fails_a_run_whose_retries_are_used_up_with_a_reason(media: Any) -> None:
+    run = _training_run(rows=40)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING,
+        stage="fitting",
+        attempts=2,
+        heartbeat_at=timezone.now() - timedelta(minutes=10),
+    )
+
+    swept = services.training_runs_sweep()
+
+    run.refresh_from_db()
+    assert swept == [run.pk]
+    assert run.status == RunStatus.FAILED
+    assert run.error.startswith("The worker stopped responding during fitting")
+    assert run.finished_at is not None
+
+
+@pytest.mark.django_db
+def test_sweeper_leaves_runs_with_a_fresh_heartbeat_alone(media: Any) -> None:
+    run = _training_run(rows=40)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, attempts=1, heartbeat_at=timezone.now()
+    )
+    assert services.training_runs_sweep() == []
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
