@@ -55,8 +55,10 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Gateway overhead vs LiteLLM (~10 min on 2 cores; creates bench/.litellm-venv the first time).
+# Options go through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--duration 10"`.
 bench: install
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 bench-router: install
 	$(BIN)/python -m bench.router --datasets ../shared/datasets

@@ -1,0 +1,372 @@
+"""Gateway overhead: fake upstream direct (the floor) vs RouterHub vs LiteLLM, in one run.
+
+Everything listens on 127.0.0.1 on free ports and runs in its own process group:
+two fake upstreams (fixed latency 0 ms and 20 ms), RouterHub in its production configuration
+(gunicorn + uvicorn workers, Postgres, Redis, key auth, rpm/tpm limits, reserve/settle,
+usage records), LiteLLM's proxy with the same worker count, and the load generator.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import litellm_proxy
+from bench.procs import (
+    ForeignLoad,
+    MemorySampler,
+    Proc,
+    cpu_seconds,
+    free_port,
+    http,
+    wait_http,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+PY = REPO / ".venv" / "bin" / "python"
+GUNICORN = REPO / ".venv" / "bin" / "gunicorn"
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+RH_DB, LITELLM_DB = "routerhub_bench", "litellm_bench"
+REDIS_URL = "redis://127.0.0.1:6379/13"
+LATENCIES = (0, 20)
+CONCURRENCIES = (16, 64)
+
+
+@dataclass
+class Options:
+    duration: float = 30.0
+    direct_duration: float = 10.0
+    requests: int = 500
+    stream_requests: int = 200
+    warmup: int = 50
+    workers: int = os.cpu_count() or 2
+    out: Path = REPO / "bench" / "out"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- setup -------------------------------------------------------------------------------------
+
+
+def routerhub_env(upstream: str) -> dict[str, str]:
+    """Production settings with generated secrets; nothing inherited that could point elsewhere."""
+    keep = (
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "TMPDIR",
+        "OPENBLAS_CORETYPE",
+        "OPENBLAS_L2_SIZE",
+    )
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(
+        ROUTERHUB_ENV="production",
+        SECRET_KEY=secrets.token_urlsafe(48),
+        API_KEY_PEPPER=secrets.token_urlsafe(48),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        DATABASE_URL=f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{RH_DB}",
+        REDIS_URL=REDIS_URL,
+        BILLING_ENABLED="false",
+        PROVIDER_KEYS_ENCRYPTION_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        DEMO_UPSTREAM_URL=upstream,
+        ROUTERHUB_VAR_DIR=str(REPO / "bench" / "out" / "var"),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def recreate_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:  # type: ignore[arg-type]
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def run_py(args: list[str], env: dict[str, str], log_path: Path) -> str:
+    result = subprocess.run(
+        [str(PY), *args], env=env, cwd=REPO, capture_output=True, text=True, check=False
+    )
+    with log_path.open("a") as handle:
+        handle.write(f"$ {' '.join(args)}\n{result.stdout}\n{result.stderr}\n")
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def setup_routerhub_db(env: dict[str, str], out: Path) -> str:
+    """Drop/create the database, migrate, seed; return the inference key."""
+    recreate_database(RH_DB)
+    flush_redis()
+    run_py(["manage.py", "migrate", "--noinput", "-v", "0"], env, out / "setup.log")
+    seeded = json.loads(
+        run_py(["-m", "bench.seed", "--seed"], env, out / "setup.log").splitlines()[-1]
+    )
+    return str(seeded["key"])
+
+
+# --- targets ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    url: str  # the chat completions URL
+    key: str
+    models: dict[int, str]  # latency -> model name
+    cpu_root: int  # whose process tree's CPU counts
+    sampler: MemorySampler | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def start_fake(latency: int, out: Path) -> tuple[Proc, str]:
+    port = free_port()
+    argv = [
+        str(PY),
+        "-m",
+        "routing.fake_upstream",
+        "--port",
+        str(port),
+        "--latency-ms",
+        str(latency),
+    ]
+    proc = Proc(f"fake-upstream-{latency}ms", argv, env=dict(os.environ), cwd=REPO, log_dir=out)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/healthz", timeout=30, proc=proc)
+    return proc, url
+
+
+def start_routerhub(env: dict[str, str], workers: int, out: Path) -> tuple[Proc, str]:
+    port = free_port()
+    argv = [str(GUNICORN), "routerhub.asgi:application", "-c", "deploy/gunicorn.conf.py",
+            "--workers", str(workers), "--bind", f"127.0.0.1:{port}"]  # fmt: skip
+    proc = Proc("routerhub", argv, env=env, cwd=REPO, log_dir=out)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/healthz", timeout=90, proc=proc)
+    return proc, url
+
+
+def chat_probe(url: str, key: str, model: str, proc: Proc | None, timeout: float = 60) -> None:
+    body = json.dumps({"model": model, "max_tokens": 8,
+                       "messages": [{"role": "user", "content": "ping"}]}).encode()  # fmt: skip
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    wait_http(url, timeout=timeout, proc=proc, method="POST", body=body, headers=headers)
+
+
+def repoint_routerhub(env: dict[str, str], upstream: str, out: Path) -> None:
+    run_py(["-m", "bench.seed", "--repoint", upstream], env, out / "setup.log")
+
+
+def upstream_count(upstream: str) -> int:
+    _, body = http(f"{upstream}/_requests")
+    return len(json.loads(body)["requests"])
+
+
+def clear_upstream(upstream: str) -> None:
+    """The fake keeps a record of every request; clear it so its memory stays bounded."""
+    http(f"{upstream}/_requests", method="DELETE", timeout=30)
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+def loadgen(mode: str, target: Target, latency: int, *extra: str) -> dict[str, Any]:
+    """One load-generator run; ``foreign_cores`` says how busy the rest of the machine was."""
+    foreign = ForeignLoad()
+    argv = [str(PY), "-m", "bench.loadgen", mode, "--url", target.url, "--key", target.key,
+            "--model", target.models[latency], *extra]  # fmt: skip
+    result = subprocess.run(
+        argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=600
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"load generator failed: {result.stderr[-2000:]}")
+    res = dict(json.loads(result.stdout.splitlines()[-1]))
+    res["foreign_cores"] = round(foreign.cores(), 2)
+    return res
+
+
+def measure(targets: list[Target], upstreams: dict[int, str], opts: Options,
+            repoint: Any) -> None:  # fmt: skip
+    """For each upstream latency: c=1 latency, streaming TTFT, then throughput at each
+    concurrency, alternating the order of the gateways between measurements."""
+    flip = False
+    for latency in LATENCIES:
+        repoint(latency)
+        key = f"{latency}ms"
+        for kind in ("latency", "ttft"):
+            order = _order(targets, flip)
+            flip = not flip
+            for target in order:
+                if kind == "latency":
+                    args = ["--requests", str(opts.requests), "--warmup", str(opts.warmup),
+                            "--max-seconds", "60"]  # fmt: skip
+                else:
+                    args = ["--requests", str(opts.stream_requests), "--warmup", "10",
+                            "--max-seconds", "40"]  # fmt: skip
+                res = loadgen(kind, target, latency, *args)
+                target.results.setdefault(key, {})[kind] = res
+                clear_upstream(upstreams[latency])
+                lat = res["latency_ms"]
+                log(f"{latency:>2} ms upstream  {kind:<8} {target.name:<9} p50 {_f(lat['p50'])} "
+                    f"p90 {_f(lat['p90'])} p99 {_f(lat['p99'])} ms  errors {res['errors']}  "
+                    f"[other load {res['foreign_cores']:.2f} cores]")  # fmt: skip
+        for concurrency in CONCURRENCIES:
+            order = _order(targets, flip)
+            flip = not flip
+            for target in order:
+                duration = opts.direct_duration if target.name == "direct" else opts.duration
+                before = cpu_seconds(target.cpu_root)
+                res = loadgen("throughput", target, latency, "--concurrency", str(concurrency),
+                              "--duration", str(duration), "--timeout", "30")  # fmt: skip
+                cpu = cpu_seconds(target.cpu_root) - before
+                served = res["total_ok_including_warmup"] + res["errors"]
+                res["cpu_s"] = cpu
+                res["cpu_s_per_1k"] = cpu / served * 1000 if served else None
+                target.results.setdefault(key, {})[f"c{concurrency}"] = res
+                clear_upstream(upstreams[latency])
+                log(f"{latency:>2} ms upstream  c={concurrency:<3}    {target.name:<9} "
+                    f"{res['rps']:>7.0f} req/s  errors {res['errors']} "
+                    f"({(res['error_rate'] or 0) * 100:.2f}%)  CPU {_f(res['cpu_s_per_1k'], 2)} s/1k  "
+                    f"[other load {res['foreign_cores']:.2f} cores]")  # fmt: skip
+                time.sleep(1)
+
+
+def _order(targets: list[Target], flip: bool) -> list[Target]:
+    direct = [t for t in targets if t.name == "direct"]
+    gateways = [t for t in targets if t.name != "direct"]
+    return direct + (gateways[::-1] if flip else gateways)
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+# --- the whole gateway benchmark ---------------------------------------------------------------
+
+
+def gateway_benchmarks(opts: Options) -> dict[str, Any]:
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    procs: list[Proc] = []
+    samplers: list[MemorySampler] = []
+    try:
+        litellm_proxy.ensure_venv(out / "litellm-install.log")
+        fakes: dict[int, str] = {}
+        fake_pids: dict[int, int] = {}
+        for latency in LATENCIES:
+            proc, url = start_fake(latency, out)
+            procs.append(proc)
+            fakes[latency], fake_pids[latency] = url, proc.pid
+        log(f"fake upstreams: {fakes}")
+
+        env = routerhub_env(fakes[LATENCIES[0]])
+        log(f"database {RH_DB}: drop, create, migrate, seed")
+        key = setup_routerhub_db(env, out)
+        rh_proc, rh_url = start_routerhub(env, opts.workers, out)
+        procs.append(rh_proc)
+        log(f"RouterHub (gunicorn, {opts.workers} uvicorn workers, production) on {rh_url}")
+
+        db_ok, db_note = litellm_proxy.prisma_status()
+        db_url = None
+        if db_ok:
+            recreate_database(LITELLM_DB)
+            db_url = f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{LITELLM_DB}"
+        ll = litellm_proxy.start(out=out, upstreams=fakes, workers=opts.workers,
+                                 database_url=db_url, database_note=db_note)  # fmt: skip
+        procs.append(ll.proc)
+        log(f"LiteLLM {litellm_proxy.VERSION} ({opts.workers} workers, "
+            f"{'database' if ll.database else 'NO database'}) on {ll.url}")  # fmt: skip
+
+        models_rh = dict.fromkeys(LATENCIES, "demo/small")
+        direct = Target("direct", "", "", dict.fromkeys(LATENCIES, "demo-small"), 0)
+        rh = Target("routerhub", f"{rh_url}/v1/chat/completions", key, models_rh, rh_proc.pid)
+        lt = Target("litellm", f"{ll.url}/v1/chat/completions", ll.key, ll.models, ll.proc.pid)
+        for target in (rh, lt):
+            target.sampler = MemorySampler(target.cpu_root).__enter__()
+            samplers.append(target.sampler)
+        memory_idle = {}
+
+        def repoint(latency: int) -> None:
+            upstream = fakes[latency]
+            direct.url = f"{upstream}/v1/chat/completions"
+            direct.cpu_root = fake_pids[latency]
+            repoint_routerhub(env, upstream, out)
+            time.sleep(2.5)  # CATALOG_CACHE_TTL is 1 s
+            chat_probe(rh.url, rh.key, "demo/small", rh_proc)
+            chat_probe(lt.url, lt.key, ll.models[latency], ll.proc)
+            if upstream_count(upstream) < 2:
+                raise RuntimeError(f"gateways are not calling {upstream} after the repoint")
+            clear_upstream(upstream)
+            if not memory_idle:
+                for target in (rh, lt):
+                    assert target.sampler is not None
+                    target.sampler.sample()
+                    memory_idle[target.name] = target.sampler.peak_workers
+
+        measure([direct, rh, lt], fakes, opts, repoint)
+        for sampler in samplers:
+            sampler.__exit__(None, None, None)
+        return {
+            "targets": {t.name: t.results for t in (direct, rh, lt)},
+            "memory": {
+                t.name: {
+                    "peak_rss_workers_mb": t.sampler.peak_workers / 2**20,  # type: ignore[union-attr]
+                    "peak_rss_tree_mb": t.sampler.peak_total / 2**20,  # type: ignore[union-attr]
+                    "idle_rss_workers_mb": memory_idle.get(t.name, 0) / 2**20,
+                }
+                for t in (rh, lt)
+            },
+            "litellm": {
+                "database": ll.database,
+                "note": ll.database_note,
+                "version": litellm_proxy.VERSION,
+                "workers": opts.workers,
+            },
+            "routerhub": {
+                "workers": opts.workers,
+                "server": "gunicorn + uvicorn workers",
+                "env": "production",
+                "database": "postgres",
+                "redis": True,
+                "key": {"rpm": 1_000_000_000, "tpm": 2_000_000_000},
+            },
+            "options": {
+                "duration_s": opts.duration,
+                "direct_duration_s": opts.direct_duration,
+                "requests_c1": opts.requests,
+                "stream_requests": opts.stream_requests,
+                "warmup": opts.warmup,
+                "latencies_ms": list(LATENCIES),
+                "concurrencies": list(CONCURRENCIES),
+            },
+        }
+    finally:
+        for sampler in samplers:
+            sampler.__exit__(None, None, None)
+        for proc in reversed(procs):
+            proc.stop()
+        log("all servers stopped")
+
+
+if __name__ == "__main__":
+    sys.exit("run `python -m bench.run_all`")
