@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from routerhub.errors import ApiError, error_body
 from routing.gateway import chat, listing
-from routing.gateway.http import GatewayRequest, Receive, Scope, Send
+from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Send
 from routing.gateway.limits import rate_limit_close
 from routing.gateway.upstream import http_client_close
 
@@ -39,8 +38,8 @@ async def _handle(req: GatewayRequest) -> None:
     except ApiError as error:
         if not req.response_started:
             await req.respond_error(error, anthropic=anthropic)
-    except asyncio.CancelledError:
-        raise
+    except ClientGone:
+        return
     except Exception:
         logger.exception(
             "gateway error on %s %s (request %s)", req.method, req.path, req.request_id

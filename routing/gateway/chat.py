@@ -189,8 +189,9 @@ async def _until_disconnect(ex: Exchange, work: Coroutine[Any, Any, None]) -> No
     watcher = asyncio.ensure_future(ex.req.wait_disconnect())
     try:
         done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            return task.result()
+        if task in done or ex.req.response_complete:
+            # A finished response also reads as a disconnect: that is not the client leaving.
+            return await task
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
@@ -336,6 +337,7 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
     if encoder is not None:
         await ex.req.write(encoder.start(opened.decoder.usage))
     head = _response_head(ex, "chat.completion.chunk")
+    failure: Exception | None = None
     try:
         await _emit(ex, head, encoder, opened.first)
         remaining = settings.GATEWAY_TOTAL_TIMEOUT - (time.monotonic() - ex.req.started)
@@ -347,20 +349,21 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
                     break
                 await _emit(ex, head, encoder, opened.decoder.feed(event, data))
     except (httpx.HTTPError, UpstreamError, TimeoutError) as exc:
+        failure = exc
+    finally:
+        await opened.response.aclose()
+    if failure is not None:
         health.health_record_failure(candidate.endpoint.id)
         _bill(ex, _partial_usage(ex), status="failed", error_type="upstream_error_mid_stream")
-        message = f"The provider failed mid-stream: {exc or type(exc).__name__}"
+        message = f"The provider failed mid-stream: {failure or type(failure).__name__}"
         if encoder is not None:
             await ex.req.write(MessagesStreamEncoder.error("api_error", message))
         else:
-            error = error_body(
-                502, "upstream_error", message, None, {"provider": candidate.endpoint.provider_slug}
-            )
+            metadata = {"provider": candidate.endpoint.provider_slug}
+            error = error_body(502, "upstream_error", message, None, metadata)
             await ex.req.write(b"data: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n")
         await ex.req.end()
         return
-    finally:
-        await opened.response.aclose()
     usage = _partial_usage(ex)
     cost = _bill(ex, usage, status="succeeded")
     if encoder is not None:

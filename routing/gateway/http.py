@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,10 +19,14 @@ Send = Callable[[Message], Awaitable[None]]
 JSON = dict[str, Any]
 
 
+class ClientGone(Exception):
+    """The client disconnected before its request was read; there is no one to answer."""
+
+
 class GatewayRequest:
     """One HTTP exchange: the parsed request line and headers, and the ways to answer it."""
 
-    __slots__ = ("_disconnected", "_receive", "_send", "headers", "method", "path", "request_id",
+    __slots__ = ("_receive", "_send", "headers", "method", "path", "request_id", "response_complete",
                  "response_started", "scope", "started")  # fmt: skip
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -37,8 +40,8 @@ class GatewayRequest:
         }
         self.request_id = request_id_from(self.headers.get("x-request-id"))
         self.response_started = False
+        self.response_complete = False
         self.started = time.monotonic()
-        self._disconnected: asyncio.Event | None = None
 
     async def body(self) -> bytes:
         limit = settings.GATEWAY_MAX_BODY_BYTES
@@ -50,7 +53,7 @@ class GatewayRequest:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                raise asyncio.CancelledError("client went away while sending the body")
+                raise ClientGone("the client went away while sending the body")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -88,6 +91,7 @@ class GatewayRequest:
         out = self._headers(content_type, headers)
         out.append((b"content-length", str(len(body)).encode()))
         await self._send({"type": "http.response.start", "status": status, "headers": out})
+        self.response_complete = True
         await self._send({"type": "http.response.body", "body": body})
 
     async def respond_json(
@@ -112,6 +116,7 @@ class GatewayRequest:
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def end(self) -> None:
+        self.response_complete = True
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

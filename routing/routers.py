@@ -1,0 +1,334 @@
+"""Serving routers: ``router/<slug>`` and ``router/auto`` rank catalog models for each prompt.
+
+A decision featurizes the prompt once, scores every candidate with the router's active version
+(``training.predictor``, loaded once per process and kept in memory) and orders them by
+``score - λ·cost`` at the requested tradeoff; the gateway calls the first and falls back down the
+ranking. Router rows are cached per process for ``ROUTER_CACHE_TTL`` (0.5 s), so activating or
+rolling back a version changes decisions in every worker within a second.
+
+``router/auto`` is the platform router: the router ``auto`` of the platform organization, trained by
+an operator with ``manage.py train_platform_router``. Until it has a version it ranks by a
+documented heuristic: models that can serve the request (capability fit), then by price —
+dearest first for quality-leaning tradeoffs (< 0.5, price as a proxy for capability), cheapest
+first otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from routerhub.errors import BadRequest, NotFound
+from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
+from training.ingest import prompt_text
+from training.learner.router import DEFAULT_OUTPUT_TOKENS, estimated_tokens
+from training.models import Router, RouterVersion
+from training.predictor import predictor_for_version
+
+PLATFORM_ORGANIZATION_SLUG = "routerhub-platform"
+PLATFORM_ROUTER_SLUG = "auto"
+TRADEOFF_NAMES = {"quality": 0.0, "balanced": 0.5, "cost": 1.0}
+_PROMPT_CHARS = 16_000  # featurize the last 16k characters: enough signal, bounded work
+
+
+@dataclass(frozen=True, slots=True)
+class RouterRow:
+    """What serving needs of a router, cached per process."""
+
+    organization_id: int
+    slug: str
+    candidates: tuple[str, ...]
+    default_tradeoff: float
+    version: RouterVersion | None  # unsaved copy with id, number, checksum and artifact paths
+
+
+@dataclass(frozen=True, slots=True)
+class RankedChoice:
+    model: str
+    score: float | None
+    expected_cost: float | None
+
+
+@dataclass(frozen=True)
+class RouterDecision:
+    router: str  # "router/<slug>"
+    version: int | None
+    ranked: list[RankedChoice]
+    latency_ms: float
+    strategy: str  # "trained" or "heuristic"
+
+    @property
+    def chosen(self) -> str:
+        return self.ranked[0].model
+
+    @property
+    def models(self) -> list[str]:
+        return [choice.model for choice in self.ranked]
+
+    def as_routing(self) -> dict[str, Any]:
+        """The response's ``routing`` object of API.md."""
+        return {
+            "router": self.router,
+            "version": self.version,
+            "chosen": self.chosen,
+            "strategy": self.strategy,
+            "ranked": [
+                {"model": c.model, "score": c.score, "expected_cost": c.expected_cost}
+                for c in self.ranked
+            ],
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+
+def tradeoff_parse(value: Any, *, param: str = "router.tradeoff") -> float | None:
+    """A number in 0..1 or one of quality, balanced, cost; ``None`` when absent."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value in TRADEOFF_NAMES:
+        return TRADEOFF_NAMES[value]
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    raise BadRequest(
+        f"{param} must be a number from 0 (best quality) to 1 (cheapest), "
+        "or one of 'quality', 'balanced', 'cost'.",
+        param=param,
+    )
+
+
+def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None]:
+    """The request's ``router`` extension: ``{tradeoff, candidates}``."""
+    options = body.get("router") or {}
+    if not isinstance(options, dict):
+        raise BadRequest("router must be an object: {tradeoff, candidates}.", param="router")
+    candidates = options.get("candidates")
+    if candidates is not None and (
+        not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates)
+    ):
+        raise BadRequest(
+            "router.candidates must be a list of model ids.", param="router.candidates"
+        )
+    return tradeoff_parse(options.get("tradeoff")), candidates
+
+
+def messages_prompt(messages: Any) -> str:
+    """The text a router featurizes: the same joining as training uses for ``messages``."""
+    try:
+        text = prompt_text(messages, "messages")
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"messages cannot be read: {exc}.", param="messages") from None
+    return text[-_PROMPT_CHARS:]
+
+
+# --- router rows, cached per process ----------------------------------------------------------
+
+_rows: dict[tuple[int | None, str], tuple[float, RouterRow | None]] = {}
+
+
+def router_cache_clear() -> None:
+    _rows.clear()
+
+
+def _load_row(organization_id: int | None, slug: str) -> RouterRow | None:
+    routers = Router.objects.select_related("active_version")
+    if organization_id is None:
+        routers = routers.filter(organization__slug=PLATFORM_ORGANIZATION_SLUG)
+    else:
+        routers = routers.filter(organization_id=organization_id)
+    router = routers.filter(slug=slug).first()
+    if router is None:
+        return None
+    active = router.active_version
+    version = None
+    if active is not None:
+        version = RouterVersion(
+            pk=active.pk,
+            number=active.number,
+            checksum=active.checksum,
+            artifact_files=active.artifact_files,
+            candidates=active.candidates,
+        )
+    return RouterRow(
+        organization_id=router.organization_id,
+        slug=router.slug,
+        candidates=tuple(router.candidates),
+        default_tradeoff=router.default_tradeoff,
+        version=version,
+    )
+
+
+def router_row(organization_id: int | None, slug: str) -> RouterRow | None:
+    """The router ``slug`` of an organization (``None`` = the platform), at most 0.5 s stale."""
+    key = (organization_id, slug)
+    cached = _rows.get(key)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    row = _load_row(organization_id, slug)
+    _rows[key] = (now + settings.ROUTER_CACHE_TTL, row)
+    return row
+
+
+async def router_row_async(organization_id: int | None, slug: str) -> RouterRow | None:
+    cached = _rows.get((organization_id, slug))
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    return await sync_to_async(router_row, thread_sensitive=False)(organization_id, slug)
+
+
+# --- decisions ---------------------------------------------------------------------------------
+
+
+def _blended_prices(catalog: CatalogSnapshot, models: list[str], prompt: str) -> dict[str, float]:
+    """USD per 1M tokens such that the predictor's expected cost is this prompt's input cost
+    plus a typical completion at the cheapest endpoint's prices."""
+    prompt_tokens = len(prompt) / 4.0
+    tokens = estimated_tokens(prompt)
+    prices: dict[str, float] = {}
+    for model in models:
+        info = catalog.models.get(model)
+        if info is None or not info.endpoints:
+            continue
+        cost = min(
+            e.prices.prompt * Decimal(prompt_tokens) + e.prices.completion * DEFAULT_OUTPUT_TOKENS
+            for e in info.endpoints
+        )
+        prices[model] = float(cost) / tokens * 1e6
+    return prices
+
+
+def _narrow(row_candidates: list[str], requested: list[str] | None, router: str) -> list[str]:
+    if requested is None:
+        return row_candidates
+    unknown = [c for c in requested if c not in row_candidates]
+    if unknown:
+        raise BadRequest(
+            f"router.candidates must be among {router}'s candidates; unknown: {', '.join(unknown)}.",
+            param="router.candidates",
+            metadata={"candidates": row_candidates},
+        )
+    if not requested:
+        raise BadRequest("router.candidates must not be empty.", param="router.candidates")
+    return requested
+
+
+def _trained_decision(
+    row: RouterRow,
+    name: str,
+    prompt: str,
+    tradeoff: float,
+    candidates: list[str],
+    catalog: CatalogSnapshot | None,
+    started: float,
+) -> RouterDecision:
+    assert row.version is not None
+    predictor = predictor_for_version(row.version)
+    prices = _blended_prices(catalog, candidates, prompt) if catalog is not None else None
+    ranked = predictor.rank(prompt, tradeoff, candidates, prices or None)
+    if not ranked:
+        raise BadRequest(
+            f"None of the candidates were trained in {name} v{row.version.number}.",
+            param="router.candidates",
+        )
+    return RouterDecision(
+        router=name,
+        version=row.version.number,
+        ranked=[RankedChoice(r.model, r.score, r.expected_cost) for r in ranked],
+        latency_ms=(time.perf_counter() - started) * 1000,
+        strategy="trained",
+    )
+
+
+def heuristic_decision(
+    catalog: CatalogSnapshot,
+    tradeoff: float,
+    candidates: list[str] | None,
+    prompt: str,
+    started: float,
+) -> RouterDecision:
+    """``router/auto`` before it is trained: capability fit (the gateway's plan drops models that
+    cannot serve the request), then price — dearest first when quality matters more."""
+    pool: list[ModelInfo] = [
+        info
+        for model_id, info in catalog.models.items()
+        if info.endpoints and (candidates is None or model_id in candidates)
+    ]
+    if not pool:
+        raise NotFound("router/auto has no catalog model to choose from.", param="model")
+    prices = _blended_prices(catalog, [m.id for m in pool], prompt)
+    tokens = estimated_tokens(prompt)
+    ordered = sorted(pool, key=lambda m: prices[m.id], reverse=tradeoff < 0.5)
+    return RouterDecision(
+        router=f"router/{PLATFORM_ROUTER_SLUG}",
+        version=None,
+        ranked=[RankedChoice(m.id, None, prices[m.id] * tokens / 1e6) for m in ordered],
+        latency_ms=(time.perf_counter() - started) * 1000,
+        strategy="heuristic",
+    )
+
+
+def router_decide(
+    *,
+    organization_id: int,
+    model_id: str,
+    prompt: str,
+    tradeoff: float | None,
+    candidates: list[str] | None,
+    catalog: CatalogSnapshot | None,
+    row: RouterRow | None,
+) -> RouterDecision:
+    """Rank the router's candidates for ``prompt`` (``row`` from ``router_row``)."""
+    started = time.perf_counter()
+    slug = model_id.removeprefix("router/")
+    is_platform = slug == PLATFORM_ROUTER_SLUG
+    if row is None or row.version is None:
+        if is_platform and catalog is not None:
+            return heuristic_decision(
+                catalog, 0.5 if tradeoff is None else tradeoff, candidates, prompt, started
+            )
+        if row is None:
+            raise NotFound(
+                f"No router '{model_id}' in this organization; GET /api/v1/routers lists them.",
+                param="model",
+                metadata={"model": model_id},
+            )
+        raise NotFound(
+            f"Router '{model_id}' has no trained version yet; train it with "
+            f"POST /api/v1/routers/{slug}/train.",
+            param="model",
+            metadata={"model": model_id},
+        )
+    chosen = _narrow(list(row.candidates), candidates, model_id)
+    effective = row.default_tradeoff if tradeoff is None else tradeoff
+    return _trained_decision(row, model_id, prompt, effective, chosen, catalog, started)
+
+
+async def router_decide_async(
+    *,
+    organization_id: int,
+    model_id: str,
+    prompt: str,
+    tradeoff: float | None,
+    candidates: list[str] | None,
+    catalog: CatalogSnapshot | None,
+) -> RouterDecision:
+    slug = model_id.removeprefix("router/")
+    owner = None if slug == PLATFORM_ROUTER_SLUG else organization_id
+    row = await router_row_async(owner, slug)
+    if row is not None and row.version is not None:
+        # Loading artifacts reads storage once per version and process; ranking is ~1 ms of
+        # numpy, cheaper inline than a thread hop.
+        await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
+    return router_decide(
+        organization_id=organization_id,
+        model_id=model_id,
+        prompt=prompt,
+        tradeoff=tradeoff,
+        candidates=candidates,
+        catalog=catalog,
+        row=row,
+    )
