@@ -34,4 +34,5 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("routing.urls")),
     path("", include("billing.urls")),
+    path("", include("training.urls")),
 ]

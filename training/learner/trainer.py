@@ -44,6 +44,9 @@ class TrainerConfig:
     linear_c: float = 0.3  # inverse L2 strength of the logistic head
     ridge_alpha: float = 1.0
     threads: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 4)))
+    # Below this many rows LightGBM runs single-threaded: its OpenMP threads spin-wait, and
+    # on a busy 2-core machine two threads on small data were several times slower than one.
+    min_rows_per_thread: int = 4000
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
 
 
@@ -95,7 +98,7 @@ def _fit_parts(
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
         "lambda_l2": 1.0,
-        "num_threads": cfg.threads,
+        "num_threads": max(1, min(cfg.threads, n // cfg.min_rows_per_thread)),
         "seed": cfg.seed,
         "deterministic": True,
         "force_row_wise": True,

@@ -1,0 +1,292 @@
+"""Dashboard pages for datasets, routers, training runs and version reports.
+
+Pages work without JavaScript (plain form posts); ``training/static/training/training.js``
+adds the upload progress bar and live run progress by calling the ``/api/v1`` endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.models import Membership, Organization, Role
+from accounts.views import organization_required
+from routerhub.errors import ApiError
+from training import services
+from training.charts import cost_quality_svg
+from training.models import Dataset, DatasetStatus, Router, RouterVersion, TrainingRun
+
+
+def _membership(request: HttpRequest) -> Membership:
+    return request.membership  # type: ignore[attr-defined,no-any-return]
+
+
+def _organization(request: HttpRequest) -> Organization:
+    return _membership(request).organization
+
+
+def _require_admin(request: HttpRequest) -> None:
+    if not _membership(request).has_role(Role.ADMIN):
+        raise PermissionDenied("This action needs the admin role.")
+
+
+class DatasetUploadForm(forms.Form):
+    file = forms.FileField(help_text="CSV, JSONL or Parquet, one row per prompt.")
+    name = forms.CharField(max_length=200, required=False)
+    columns = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='Optional JSON, e.g. {"prompt": "prompt", "scores": {"gpt-4o": "gpt4_correct"}}. '
+        "Leave empty for '<model>/score' columns.",
+    )
+    maximize = forms.BooleanField(
+        required=False, initial=True, help_text="Higher scores are better."
+    )
+
+    def clean_columns(self) -> dict[str, Any]:
+        raw = (self.cleaned_data.get("columns") or "").strip()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.msg}.") from exc
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Must be a JSON object.")
+        return value
+
+
+class RouterForm(forms.Form):
+    slug = forms.SlugField(max_length=60)
+    name = forms.CharField(max_length=120, required=False)
+    candidates = forms.CharField(
+        required=False,
+        help_text="Comma-separated model ids; empty takes every model of the dataset.",
+    )
+    default_tradeoff = forms.FloatField(min_value=0, max_value=1, initial=0.5)
+    auto_activate = forms.BooleanField(required=False, help_text="Serve each new version at once.")
+
+    def clean_candidates(self) -> list[str]:
+        raw = self.cleaned_data.get("candidates") or ""
+        return [c.strip() for c in raw.split(",") if c.strip()]
+
+
+class TrainForm(forms.Form):
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
+    folds = forms.IntegerField(min_value=2, max_value=10, initial=5)
+    test_dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.none(),
+        required=False,
+        help_text="Optional: report on this dataset instead of cross-validation.",
+    )
+
+    def __init__(self, organization: Organization, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        ready = Dataset.objects.filter(organization=organization, status=DatasetStatus.READY)
+        self.fields["dataset"].queryset = ready.order_by("-created_at")  # type: ignore[attr-defined]
+        self.fields["test_dataset"].queryset = ready.order_by("-created_at")  # type: ignore[attr-defined]
+
+
+@organization_required()
+def datasets_page(request: HttpRequest) -> HttpResponse:
+    organization = _organization(request)
+    form = DatasetUploadForm()
+    if request.method == "POST":
+        _require_admin(request)
+        form = DatasetUploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                dataset = services.dataset_create(
+                    organization=organization,
+                    name=form.cleaned_data["name"] or upload.name,
+                    upload=upload,
+                    columns=form.cleaned_data["columns"],
+                    maximize=form.cleaned_data["maximize"],
+                )
+            except ApiError as exc:
+                form.add_error("file", exc.message)
+            else:
+                return redirect("training-dataset", dataset_id=dataset.pk)
+    datasets = Dataset.objects.filter(organization=organization).order_by("-created_at")
+    return render(
+        request,
+        "training/datasets.html",
+        {
+            "form": form,
+            "datasets": datasets,
+            "can_manage": _membership(request).has_role(Role.ADMIN),
+        },
+    )
+
+
+def _dataset(request: HttpRequest, dataset_id: int) -> Dataset:
+    dataset = Dataset.objects.filter(organization=_organization(request), pk=dataset_id).first()
+    if dataset is None:
+        raise Http404
+    return dataset
+
+
+@organization_required()
+def dataset_page(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    return render(request, "training/dataset.html", {"dataset": _dataset(request, dataset_id)})
+
+
+@require_POST
+@organization_required(Role.ADMIN)
+def dataset_delete(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = _dataset(request, dataset_id)
+    try:
+        services.dataset_delete(dataset=dataset)
+    except ApiError as exc:
+        messages.error(request, exc.message)
+        return redirect("training-dataset", dataset_id=dataset_id)
+    messages.success(request, f"Dataset “{dataset.name}” deleted.")
+    return redirect("training-datasets")
+
+
+@organization_required()
+def routers_page(request: HttpRequest) -> HttpResponse:
+    organization = _organization(request)
+    form = RouterForm()
+    if request.method == "POST":
+        _require_admin(request)
+        form = RouterForm(request.POST)
+        if form.is_valid():
+            try:
+                router = services.router_create(
+                    organization=organization,
+                    slug=form.cleaned_data["slug"],
+                    name=form.cleaned_data["name"] or form.cleaned_data["slug"],
+                    candidates=form.cleaned_data["candidates"],
+                    default_tradeoff=form.cleaned_data["default_tradeoff"],
+                    auto_activate=form.cleaned_data["auto_activate"],
+                )
+            except ApiError as exc:
+                form.add_error("slug", exc.message)
+            else:
+                return redirect("training-router", slug=router.slug)
+    routers = Router.objects.filter(organization=organization).select_related("active_version")
+    return render(
+        request,
+        "training/routers.html",
+        {
+            "form": form,
+            "routers": routers.order_by("slug"),
+            "can_manage": _membership(request).has_role(Role.ADMIN),
+        },
+    )
+
+
+def _router(request: HttpRequest, slug: str) -> Router:
+    router = (
+        Router.objects.filter(organization=_organization(request), slug=slug)
+        .select_related("active_version")
+        .first()
+    )
+    if router is None:
+        raise Http404
+    return router
+
+
+@organization_required()
+def router_page(request: HttpRequest, slug: str) -> HttpResponse:
+    router = _router(request, slug)
+    organization = _organization(request)
+    form = TrainForm(organization)
+    if request.method == "POST":
+        _require_admin(request)
+        form = TrainForm(organization, request.POST)
+        if form.is_valid():
+            options: dict[str, Any] = {"folds": form.cleaned_data["folds"]}
+            if form.cleaned_data["test_dataset"] is not None:
+                options["test_dataset"] = form.cleaned_data["test_dataset"].pk
+            try:
+                run = services.training_run_start(
+                    router=router, dataset=form.cleaned_data["dataset"], options=options
+                )
+            except ApiError as exc:
+                form.add_error(None, exc.message)
+            else:
+                return redirect("training-run", run_id=run.pk)
+    active = router.active_version
+    return render(
+        request,
+        "training/router.html",
+        {
+            "router": router,
+            "form": form,
+            "versions": router.versions.all(),
+            "runs": router.runs.select_related("dataset", "version").order_by("-created_at")[:20],
+            "chart": cost_quality_svg(active.report) if active else "",
+            "active": active,
+            "can_manage": _membership(request).has_role(Role.ADMIN),
+        },
+    )
+
+
+@require_POST
+@organization_required(Role.ADMIN)
+def version_activate(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    router = _router(request, slug)
+    try:
+        services.version_activate(router=router, number=number)
+    except ApiError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Version {number} of “{router.slug}” now serves requests.")
+    return redirect("training-router", slug=slug)
+
+
+@organization_required()
+def version_page(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    router = _router(request, slug)
+    version = RouterVersion.objects.filter(router=router, number=number).first()
+    if version is None:
+        raise Http404
+    return render(
+        request,
+        "training/version.html",
+        {
+            "router": router,
+            "version": version,
+            "report": version.report,
+            "chart": cost_quality_svg(version.report),
+        },
+    )
+
+
+@organization_required()
+def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = (
+        TrainingRun.objects.filter(organization=_organization(request), pk=run_id)
+        .select_related("router", "dataset", "version")
+        .first()
+    )
+    if run is None:
+        raise Http404
+    return render(
+        request,
+        "training/run.html",
+        {"run": run, "can_manage": _membership(request).has_role(Role.ADMIN)},
+    )
+
+
+@require_POST
+@organization_required(Role.ADMIN)
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = TrainingRun.objects.filter(organization=_organization(request), pk=run_id).first()
+    if run is None:
+        raise Http404
+    try:
+        services.training_run_cancel(run=run)
+    except ApiError as exc:
+        messages.error(request, exc.message)
+    return redirect("training-run", run_id=run_id)
