@@ -24,12 +24,12 @@ import orjson
 from django.conf import settings
 
 from accounts.keys import AuthenticatedKey, bearer_token, key_authenticate_async
+from billing.outbox import usage_record_async
 from billing.pricing import reservation_amount, usage_cost
 from billing.services import (
     ReservationRequest,
     UsageDraft,
     credits_reserve_async,
-    usage_settle_async,
 )
 from routerhub.errors import (
     ApiError,
@@ -173,10 +173,10 @@ async def _serve(
 
 
 async def _settle(draft: UsageDraft) -> None:
-    """Record usage and charge it (releasing the hold). The one place settlement happens; the
-    billing owner will move it to a durable outbox."""
+    """Record usage and charge it (releasing the hold): the one place settlement happens. The
+    billing outbox makes it durable (Redis list first, settled, then removed; drained if lost)."""
     try:
-        await usage_settle_async(draft)
+        await usage_record_async(draft)
     except Exception:
         logger.exception(
             "settlement of %s failed; the reservation sweeper will release it", draft.generation_id
