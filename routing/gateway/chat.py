@@ -25,7 +25,7 @@ from django.conf import settings
 
 from accounts.keys import AuthenticatedKey, bearer_token, key_authenticate_async
 from billing.outbox import usage_record_async
-from billing.pricing import reservation_amount, usage_cost
+from billing.pricing import usage_cost
 from billing.services import (
     ReservationRequest,
     UsageDraft,
@@ -47,6 +47,12 @@ from routing.gateway.catalog_cache import EndpointInfo, catalog_get
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_add_tokens, rate_limit_admit
 from routing.gateway.planning import Candidate, Plan, plan_request, request_needs
+from routing.gateway.request_shape import (
+    estimate_prompt_tokens,
+    max_tokens_for,
+    request_validate,
+    reservation_for,
+)
 from routing.gateway.upstream import http_client, is_retryable_status, upstream_timeout
 from routing.providers import ADAPTERS
 from routing.providers.anthropic_ingress import (
@@ -66,9 +72,6 @@ from routing.providers.base import (
 )
 
 logger = logging.getLogger(__name__)
-
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-_IMAGE_TOKENS = 1600  # a large image on Anthropic; generous for OpenAI and Gemini tiles
 
 
 @dataclass
@@ -128,13 +131,13 @@ async def _authenticate(req: GatewayRequest, *, anthropic: bool) -> Authenticate
 async def _serve(
     req: GatewayRequest, key: AuthenticatedKey, body: JSON, *, anthropic: bool
 ) -> None:
-    _validate(body)
+    request_validate(body)
     needs = request_needs(body)
     plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=needs)
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)
     generation_id = f"gen-{int(time.time())}-{secrets.token_urlsafe(15)}"
-    reserved = max(_reservation(body, c, prompt_estimate) for c in plan.candidates)
+    reserved = max(reservation_for(body, c, prompt_estimate) for c in plan.candidates)
     await credits_reserve_async(
         ReservationRequest(
             organization_id=key.organization_id,
@@ -523,65 +526,7 @@ def _response_head(ex: Exchange, kind: str) -> JSON:
     return head
 
 
-# --- request shape, estimates and limits -------------------------------------------------------------
-
-
-def _validate(body: JSON) -> None:
-    messages_ = body.get("messages")
-    if not isinstance(messages_, list) or not messages_:
-        raise BadRequest("messages must be a non-empty list.", param="messages")
-    for index, message in enumerate(messages_):
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
-            raise BadRequest(
-                f"messages[{index}] needs a role among {', '.join(sorted(_ROLES))}.",
-                param="messages",
-            )
-    for name in ("max_tokens", "max_completion_tokens", "n"):
-        value = body.get(name)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
-        ):
-            raise BadRequest(f"{name} must be a positive integer.", param=name)
-    if body.get("stream") is not None and not isinstance(body["stream"], bool):
-        raise BadRequest("stream must be true or false.", param="stream")
-    if body.get("tools") is not None and not isinstance(body["tools"], list):
-        raise BadRequest("tools must be a list.", param="tools")
-
-
-def estimate_prompt_tokens(body: JSON) -> int:
-    """A deliberately high estimate (≈3 characters per token) used for the credit hold."""
-    chars = 0
-    images = 0
-    for message in body["messages"]:
-        content = message.get("content")
-        chars += len(text_of(content)) + 16
-        if isinstance(content, list):
-            images += sum(
-                1 for p in content if isinstance(p, dict) and p.get("type") == "image_url"
-            )
-        for call in message.get("tool_calls") or []:
-            chars += len(orjson.dumps(call))
-    if body.get("tools"):
-        chars += len(orjson.dumps(body["tools"]))
-    return math.ceil(chars / 3) + images * _IMAGE_TOKENS + 8
-
-
-def _max_tokens(body: JSON, endpoint: EndpointInfo) -> int:
-    requested = body.get("max_completion_tokens") or body.get("max_tokens")
-    if requested is None:
-        return min(endpoint.max_output, settings.GATEWAY_DEFAULT_MAX_TOKENS)
-    return min(int(requested), endpoint.max_output)
-
-
-def _reservation(body: JSON, candidate: Candidate, prompt_estimate: int) -> Decimal:
-    output = _max_tokens(body, candidate.endpoint) * int(body.get("n") or 1)
-    amount = reservation_amount(
-        candidate.endpoint.prices, prompt_tokens=prompt_estimate, max_output_tokens=output
-    )
-    return amount * settings.BYOK_FEE_RATE if candidate.is_byok else amount
-
-
 def _target(ex: Exchange, candidate: Candidate) -> Target:
     endpoint = candidate.endpoint
     return Target(base_url=endpoint.base_url, upstream_model=endpoint.upstream_model, api_key=candidate.api_key,
-                  max_tokens=_max_tokens(ex.body, endpoint), options=endpoint.options)  # fmt: skip
+                  max_tokens=max_tokens_for(ex.body, endpoint), options=endpoint.options)  # fmt: skip
