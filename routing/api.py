@@ -55,10 +55,10 @@ class ProviderKeyDetailView(TenantAPIView):
     tenant_model = ProviderKey
     required_roles = ADMIN_WRITES
     serializer_class = ProviderKeyOutput
-    lookup_url_kwarg = "key_id"
+    lookup_url_kwarg = "provider_key_id"
     lookup_field = "pk"
 
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, key_id: int) -> Response:
+    def delete(self, request: Request, provider_key_id: int) -> Response:
         services.provider_key_delete(key=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -5,6 +5,8 @@ from routing import api
 urlpatterns = [
     path("provider-keys", api.ProviderKeyListView.as_view(), name="api-provider-keys"),
     path(
-        "provider-keys/<int:key_id>", api.ProviderKeyDetailView.as_view(), name="api-provider-key"
+        "provider-keys/<int:provider_key_id>",
+        api.ProviderKeyDetailView.as_view(),
+        name="api-provider-key",
     ),
 ]

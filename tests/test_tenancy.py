@@ -36,6 +36,48 @@ def _owner_key(t: Tenants) -> dict[str, Any]:
     return {"key_id": ApiKey.objects.filter(organization=t.organization).latest("pk").pk}
 
 
+@owner_object("provider_key_id")
+def _owner_provider_key(t: Tenants) -> dict[str, Any]:
+    from routing.models import Provider
+    from routing.services import provider_key_create
+
+    provider, _ = Provider.objects.get_or_create(
+        slug="tenancy-test",
+        defaults={"name": "Tenancy", "api_style": "openai", "base_url": "http://127.0.0.1:9"},
+    )
+    key = provider_key_create(
+        organization=t.organization, provider=provider, secret="sk-owner-secret-123"
+    )
+    return {"provider_key_id": key.pk}
+
+
+@owner_object("dataset_id")
+def _owner_dataset(t: Tenants) -> dict[str, Any]:
+    from django.core.files.base import ContentFile
+
+    from training.models import Dataset
+
+    dataset = Dataset(organization=t.organization, name="owner data")
+    dataset.file.save("owner.csv", ContentFile(b"prompt,a/score,b/score\nhi,1,0\n"), save=True)
+    return {"dataset_id": dataset.pk}
+
+
+@owner_object("slug", "number", "run_id")
+def _owner_router_version_and_run(t: Tenants) -> dict[str, Any]:
+    from training.models import Dataset, Router, RouterVersion, TrainingRun
+
+    router = Router.objects.create(
+        organization=t.organization, slug="owners-router", name="R", candidates=["a", "b"]
+    )
+    dataset = Dataset.objects.create(organization=t.organization, name="d", file="datasets/x.csv")
+    version = RouterVersion.objects.create(router=router, number=1, dataset=dataset, candidates=["a", "b"],
+                                           artifact_prefix="x", artifact_files={}, checksum="0" * 64)  # fmt: skip
+    run = TrainingRun.objects.create(
+        organization=t.organization, router=router, dataset=dataset, version=version
+    )
+    return {"slug": router.slug, "number": version.number, "run_id": run.pk}
+
+
 def api_routes() -> Iterator[tuple[str, URLPattern]]:
     def walk(patterns: list[Any], prefix: str) -> Iterator[tuple[str, URLPattern]]:
         for pattern in patterns:
@@ -75,6 +117,7 @@ def test_outsider_gets_404_on_every_owner_object(tenants, as_session):
         outsider.get("/dashboard/")
     csrf = {"HTTP_X_CSRFTOKEN": outsider.cookies["csrftoken"].value} if as_session else {}
     checked = []
+    made: dict[OwnerObjects, dict[str, Any]] = {}
     for route, pattern in parametrised_routes():
         params = set(pattern.pattern.converters)
         missing = params - set(OBJECT_MAKERS)
@@ -82,8 +125,10 @@ def test_outsider_gets_404_on_every_owner_object(tenants, as_session):
             f"tests/test_tenancy.py: add an owner_object maker for {missing} ({route})"
         )
         values: dict[str, Any] = {}
-        for name in params:
-            values.update(OBJECT_MAKERS[name](tenants))
+        for maker in {OBJECT_MAKERS[name] for name in params}:  # one object graph per maker
+            if maker not in made:
+                made[maker] = maker(tenants)
+            values.update(made[maker])
         path = "/" + route
         for name in params:
             for form in (f"<int:{name}>", f"<str:{name}>", f"<slug:{name}>", f"<{name}>"):
