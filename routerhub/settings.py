@@ -303,6 +303,9 @@ GATEWAY_BREAKER_FAILURES = env.int("GATEWAY_BREAKER_FAILURES", default=3)
 GATEWAY_BREAKER_WINDOW = env.float("GATEWAY_BREAKER_WINDOW", default=10.0)
 GATEWAY_BREAKER_COOLDOWN = env.float("GATEWAY_BREAKER_COOLDOWN", default=10.0)
 CATALOG_CACHE_TTL = env.float("CATALOG_CACHE_TTL", default=1.0)
+# Seconds a router row (its active version) is cached per process: activation and rollback
+# reach every worker within this time.
+ROUTER_CACHE_TTL = env.float("ROUTER_CACHE_TTL", default=0.5)
 # The local fake upstream that `make run` starts and the demo provider points at.
 DEMO_UPSTREAM_URL = env.str("DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001").rstrip("/")
 

@@ -1,8 +1,13 @@
 from django.urls import path
 
-from routing import api
+from routing import api, router_api
 
 urlpatterns = [
+    path(
+        "routers/<slug:slug>/select",
+        router_api.RouterSelectView.as_view(),
+        name="api-router-select",
+    ),
     path("provider-keys", api.ProviderKeyListView.as_view(), name="api-provider-keys"),
     path(
         "provider-keys/<int:provider_key_id>",

@@ -4,8 +4,8 @@ A plan is an ordered list of candidates (endpoint + credential). Explicit models
 ``model`` then ``models``; each model's endpoints are filtered by the request's needs (tools,
 images, JSON schema, ``require_parameters``), the key's allowed models, ``provider`` preferences
 and available credentials, then ordered by ``provider.order`` / ``sort`` / price. A router
-(``router/<slug>``) will plug in at ``_router_models``: its ranking becomes the model list, and
-its decision is echoed as the response's ``routing`` object.
+(``router/<slug>``, ``router/auto``) ranks its candidates for the prompt (``routing.routers``):
+the ranking becomes the model list, and its decision is the response's ``routing`` object.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from routing.gateway import health
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo
 from routing.gateway.credentials import byok_keys, platform_key
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
+from routing.routers import RouterDecision, messages_prompt, router_decide_async, router_options
 
 _PER_MILLION = Decimal(1_000_000)
 _SORTS = ("price", "latency", "throughput")
@@ -162,15 +163,28 @@ def _model_ids(body: JSON) -> list[str]:
     return ids
 
 
-def _router_models(model_id: str, body: JSON, key: AuthenticatedKey) -> None:
-    # The router-serving issue replaces this with: load the router version, rank its candidates
-    # for this prompt, and return (ranked model ids, routing object) for the plan.
-    raise NotFound(
-        f"Router serving is not available yet: '{model_id}' cannot be used. "
-        "Use a catalog model id such as 'openai/gpt-4o-mini' (see GET /v1/models).",
-        param="model",
-        metadata={"model": model_id},
+async def _route(
+    model_id: str, body: JSON, key: AuthenticatedKey, catalog: CatalogSnapshot
+) -> RouterDecision:
+    """Rank a router's candidates for this prompt; the ranking becomes the fallback chain."""
+    tradeoff, candidates = router_options(body)
+    decision = await router_decide_async(
+        organization_id=key.organization_id,
+        model_id=model_id,
+        prompt=messages_prompt(body["messages"]),
+        tradeoff=tradeoff,
+        candidates=candidates,
+        catalog=catalog,
     )
+    servable = [m for m in decision.models if m in catalog.models]
+    if not servable:
+        raise NoProviderAvailable(
+            f"None of {model_id}'s candidates ({', '.join(decision.models)}) is a catalog model "
+            "RouterHub can call; name the router's candidates with catalog ids (GET /v1/models).",
+            metadata={"candidates": decision.models},
+            headers={"Retry-After": "60"},
+        )
+    return decision
 
 
 async def plan_request(
@@ -179,12 +193,19 @@ async def plan_request(
     """The ordered candidates for this request, or the error that explains why there are none."""
     model_ids = _model_ids(body)
     prefs = _preferences(body)
-    if model_ids[0].startswith("router/"):
-        _router_models(model_ids[0], body, key)
     allowed = set(key.allowed_models)
     if allowed and model_ids[0] not in allowed:
         raise Forbidden(f"This key may not use the model '{model_ids[0]}'.", param="model",
                         metadata={"allowed_models": sorted(allowed)})  # fmt: skip
+    decision = None
+    if model_ids[0].startswith("router/"):
+        decision = await _route(model_ids[0], body, key, catalog)
+        routed = [m for m in decision.models if m in catalog.models]
+        if allowed:
+            allowed |= set(routed)  # a key allowed a router may use what it picks
+        model_ids = routed + [m for m in model_ids[1:] if m not in routed]
+    elif "router" in body:
+        raise BadRequest("router options only apply to model 'router/<slug>'.", param="router")
     for model_id in model_ids:
         if model_id not in catalog.models:
             raise NotFound(f"Unknown model '{model_id}'; GET /v1/models lists them.", param="model",
@@ -219,6 +240,14 @@ async def plan_request(
                 reasons.add(f"no credentials for provider '{endpoint.provider_slug}'")
                 continue
             candidates.append(Candidate(endpoint, platform or None, False))
+    if candidates and decision is not None:
+        return Plan(
+            requested_model=decision.router,
+            candidates=candidates,
+            router=decision.router,
+            router_version=decision.version,
+            routing=decision.as_routing(),
+        )
     if candidates:
         return Plan(requested_model=model_ids[0], candidates=candidates)
     if gap is not None:

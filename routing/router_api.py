@@ -1,0 +1,82 @@
+"""``POST /api/v1/routers/{slug}/select``: Not Diamond's model-select — the ranking, no upstream call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.tenant_api import TenantAPIView
+from routerhub.errors import NotFound
+from routing.gateway.catalog_cache import catalog_get
+from routing.routers import (
+    PLATFORM_ROUTER_SLUG,
+    messages_prompt,
+    router_decide,
+    router_row,
+    tradeoff_parse,
+)
+from training.models import Router
+
+
+class SelectInput(serializers.Serializer[Any]):
+    messages = serializers.ListField(child=serializers.DictField(), required=False, min_length=1)
+    prompt = serializers.CharField(required=False, allow_blank=False, trim_whitespace=False)
+    tradeoff = serializers.JSONField(required=False, help_text="0..1 or quality|balanced|cost")
+    candidates = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "messages" not in attrs and "prompt" not in attrs:
+            raise serializers.ValidationError({"messages": "give messages (or a prompt string)"})
+        return attrs
+
+
+SelectOutput = inline_serializer(
+    "Selection",
+    {
+        "chosen": serializers.CharField(),
+        "version": serializers.IntegerField(allow_null=True),
+        "ranked": serializers.ListField(child=serializers.DictField()),
+        "latency_ms": serializers.FloatField(),
+        "strategy": serializers.CharField(),
+    },
+)
+
+
+class RouterSelectView(TenantAPIView):
+    tenant_model = Router
+    inference_key_allowed = True
+
+    @extend_schema(request=SelectInput, responses=SelectOutput)
+    def post(self, request: Request, slug: str) -> Response:
+        data = SelectInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = data.validated_data
+        prompt = body.get("prompt") or messages_prompt(body["messages"])
+        platform = slug == PLATFORM_ROUTER_SLUG
+        if not platform and not self.get_queryset().filter(slug=slug).exists():
+            raise NotFound(f"No router '{slug}' in this organization.", param="slug")
+        row = router_row(None if platform else self.organization.pk, slug)
+        decision = router_decide(
+            organization_id=self.organization.pk,
+            model_id=f"router/{slug}",
+            prompt=prompt,
+            tradeoff=tradeoff_parse(body.get("tradeoff"), param="tradeoff"),
+            candidates=body.get("candidates"),
+            catalog=async_to_sync(catalog_get)(),
+            row=row,
+        )
+        routing = decision.as_routing()
+        return Response(
+            {
+                "chosen": routing["chosen"],
+                "version": routing["version"],
+                "ranked": routing["ranked"],
+                "latency_ms": routing["latency_ms"],
+                "strategy": routing["strategy"],
+            }
+        )
