@@ -7,12 +7,13 @@ from typing import Any
 
 import openai
 import pytest
+from asgiref.sync import async_to_sync
 from rest_framework.test import APIClient
 
 from accounts.models import KeyScope
 from billing.models import LedgerEntry
 from billing.pricing import usage_cost
-from routing.gateway.catalog_cache import catalog_cache_clear
+from routing.gateway.catalog_cache import catalog_cache_clear, catalog_get
 from tests.factories import key_client, key_make
 from tests.routing.world import World, base_catalog
 from tests.training.conftest import csv_bytes, synthetic_frame
@@ -108,8 +109,9 @@ def test_fallback_walks_down_the_ranking_and_bills_the_model_used(world: World) 
     assert completion.model == DEAR  # the next in the ranking served it
     record = world.usage_record(completion.id)
     assert record.model == DEAR
-    from routing.gateway.catalog_cache import catalog_get
     from asgiref.sync import async_to_sync
+
+    from routing.gateway.catalog_cache import catalog_get
 
     prices = async_to_sync(catalog_get)().models[DEAR].endpoints[0].prices
     expected = usage_cost(
@@ -124,7 +126,7 @@ def test_fallback_walks_down_the_ranking_and_bills_the_model_used(world: World) 
 
 
 def test_select_ranks_without_calling_an_upstream(world: World) -> None:
-    manage, run = train_router(world)
+    _, run = train_router(world)
     before = len(world.fake.requests)
 
     inference = key_client(world.key)

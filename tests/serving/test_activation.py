@@ -1,0 +1,122 @@
+"""Activating a version changes decisions in every worker within a second; rollback restores them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from tests.routing.servers import closed_port_url
+from tests.routing.world import PLATFORM_KEYS, World
+from tests.serving.test_router_serving import CHEAP, DEAR, MATH_PROMPT, train_router
+from tests.training.conftest import csv_bytes, synthetic_frame
+from tests.training.helpers import upload
+
+pytestmark = pytest.mark.usefixtures("eager_celery", "media")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def second_worker(world: World) -> Iterator[str]:
+    """Another gateway process on the same database and storage, as a second worker would be."""
+    url = closed_port_url()
+    port = url.rsplit(":", 1)[1]
+    env = {
+        **os.environ,
+        **PLATFORM_KEYS,
+        "ROUTERHUB_ENV": "test",
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": "",
+        "MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
+        "ROUTERHUB_VAR_DIR": str(django_settings.VAR_DIR),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "routerhub.asgi:application",
+            "--port",
+            port,
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("second gateway worker did not start")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def decision(base_url: str, key: str) -> tuple[int, str]:
+    response = httpx.post(
+        f"{base_url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "model": "router/support",
+            "messages": [{"role": "user", "content": MATH_PROMPT}],
+            "router": {"tradeoff": 0},
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    routing = response.json()["routing"]
+    return routing["version"], routing["chosen"]
+
+
+def wait_for(expected: tuple[int, str], urls: list[str], key: str, deadline_s: float) -> float:
+    started = time.monotonic()
+    pending = set(urls)
+    while pending and time.monotonic() - started < deadline_s:
+        pending = {url for url in pending if decision(url, key) != expected}
+    assert not pending, f"workers {pending} still decide differently after {deadline_s}s"
+    return time.monotonic() - started
+
+
+def test_activation_and_rollback_reach_every_worker_within_a_second(
+    world: World, second_worker: str, fast_router_reload: None
+) -> None:
+    manage, _ = train_router(world)
+    # Version 2 learns the opposite: DEAR is the one that is right on arithmetic.
+    swapped = synthetic_frame(rows=180, seed=1).rename(
+        columns=lambda c: c.replace("math-model", DEAR).replace("prose-model", CHEAP)
+    )
+    dataset = upload(manage, csv_bytes(swapped), filename="swapped.csv").json()
+    run = manage.post(
+        "/api/v1/routers/support/train", {"dataset": dataset["id"]}, format="json"
+    ).json()
+    assert manage.get(f"/api/v1/training-runs/{run['id']}").json()["status"] == "succeeded"
+    workers = [world.gateway_url, second_worker]
+    assert [decision(url, world.key) for url in workers] == [(1, CHEAP), (1, CHEAP)]
+
+    manage.post("/api/v1/routers/support/versions/2/activate")
+    wait_for((2, DEAR), workers, world.key, deadline_s=1.0)
+
+    manage.post("/api/v1/routers/support/versions/1/activate")
+    wait_for((1, CHEAP), workers, world.key, deadline_s=1.0)
