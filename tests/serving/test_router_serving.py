@@ -109,10 +109,6 @@ def test_fallback_walks_down_the_ranking_and_bills_the_model_used(world: World) 
     assert completion.model == DEAR  # the next in the ranking served it
     record = world.usage_record(completion.id)
     assert record.model == DEAR
-    from asgiref.sync import async_to_sync
-
-    from routing.gateway.catalog_cache import catalog_get
-
     prices = async_to_sync(catalog_get)().models[DEAR].endpoints[0].prices
     expected = usage_cost(
         prices,
