@@ -107,7 +107,9 @@ class TrainInput(serializers.Serializer[Any]):
 
 
 class TrainingRunOutput(serializers.ModelSerializer[TrainingRun]):
-    router = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    router: serializers.SlugRelatedField[Router] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     version = serializers.SerializerMethodField()
     metrics = serializers.SerializerMethodField()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -298,7 +299,7 @@ def training_runs_sweep(*, stale_after: timedelta | None = None) -> list[int]:
                 pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff
             ).update(status=RunStatus.QUEUED, stage="requeued", error=f"{reason} Retrying.")
             if changed:
-                transaction.on_commit(lambda pk=run.pk: tasks.training_run_execute.delay(pk))
+                transaction.on_commit(partial(tasks.training_run_execute.delay, run.pk))
         else:
             final = RunStatus.CANCELLED if run.cancel_requested else RunStatus.FAILED
             changed = TrainingRun.objects.filter(

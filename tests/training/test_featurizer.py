@@ -84,3 +84,10 @@ def test_parameters_round_trip_through_json_and_npz_without_pickle() -> None:
         restored = Featurizer.from_parts(meta, {k: npz[k] for k in npz.files})
     for text in NEW_TEXTS:
         np.testing.assert_allclose(restored.transform(text)[2], featurizer.transform(text)[2])  # type: ignore[attr-defined]
+
+
+def test_features_seen_at_fit_time_equal_the_serving_transform() -> None:
+    featurizer, matrix, dense = featurizer_fit(CORPUS, FeaturizerConfig(min_df=1, svd_components=4))
+    again, dense_again = featurizer.transform_many(CORPUS)
+    np.testing.assert_allclose(matrix.toarray(), again.toarray(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(dense, dense_again, rtol=1e-10, atol=1e-12)

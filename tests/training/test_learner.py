@@ -101,3 +101,12 @@ def test_a_tampered_artifact_is_refused(fitted: object) -> None:
         artifacts.router_from_files(files, digests, checksum)
     with pytest.raises(artifacts.ArtifactError, match="manifest"):
         artifacts.router_from_files(files, artifacts.files_digests(files), checksum)
+
+
+def test_single_prompt_prediction_equals_the_batch_prediction(fitted: object) -> None:
+    router = fitted.router  # type: ignore[attr-defined]
+    prompts = ["Compute 3 + 4 * 5.", "Describe the violin in a gentle tone.", ""]
+    batch = router.predict_many(prompts)
+    for i, prompt in enumerate(prompts):
+        np.testing.assert_allclose(router.predict_one(prompt), batch[i], rtol=1e-9)
+        np.testing.assert_allclose(router.predict_one(prompt, [1]), batch[i, [1]], rtol=1e-9)

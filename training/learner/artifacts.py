@@ -71,7 +71,7 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
     arrays = router.featurizer.to_arrays()
     arrays["linear_coef"] = np.vstack([h.coef for h in router.heads]).astype(np.float32)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
     files[ARRAYS_FILE] = buffer.getvalue()
     return files
 

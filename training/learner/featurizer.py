@@ -23,6 +23,7 @@ from scipy import sparse
 WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")
 CODE_MARKERS = ("```", "def ", "return ", "import ", "{", "}", ";", "=>", "()", "#include")
 MATH_MARKERS = ("$", "\\frac", "\\", "^", "=", "+", "sqrt", "∑", "∫", "π")
+CHAR_CACHE_WORDS = 200_000  # memoised words per featurizer (a few tens of MB at most)
 STAT_NAMES = (
     "log_chars",
     "log_words",
@@ -77,39 +78,38 @@ def char_terms(text: str, ngrams: tuple[int, int]) -> list[str]:
     return terms
 
 
+DIGIT = re.compile(r"\d")
+UPPER = re.compile(r"[A-Z]")
+PUNCTUATION = re.compile(r"[^\w\s]")
+
+
 def text_statistics(text: str) -> list[float]:
-    """Cheap surface statistics of a prompt, in ``STAT_NAMES`` order."""
+    """Cheap surface statistics of a prompt, in ``STAT_NAMES`` order (regexes run in C)."""
     chars = len(text) or 1
     words = text.split()
     lines = text.splitlines() or [""]
-    digits = sum(c.isdigit() for c in text)
-    upper = sum(c.isupper() for c in text)
-    alnum_or_space = sum(c.isalnum() or c.isspace() for c in text)
     non_ascii = len(text.encode("utf-8", "ignore")) - len(text)
     return [
         math.log1p(len(text)),
         math.log1p(len(words)),
         float(len(lines)),
-        digits / chars,
-        upper / chars,
-        (len(text) - alnum_or_space) / chars,
+        len(DIGIT.findall(text)) / chars,
+        len(UPPER.findall(text)) / chars,
+        len(PUNCTUATION.findall(text)) / chars,
         float(sum(text.count(m) for m in CODE_MARKERS)),
         float(sum(text.count(m) for m in MATH_MARKERS)),
         float(text.count("?")),
-        (sum(len(w) for w in words) / len(words)) if words else 0.0,
+        (sum(map(len, words)) / len(words)) if words else 0.0,
         max(non_ascii, 0) / chars,
-        math.log1p(max(len(line) for line in lines)),
+        math.log1p(max(map(len, lines))),
     ]
-
-
-Analyzer = Callable[[str], list[str]]
 
 
 def _tfidf_block(
     row: np.ndarray, col: np.ndarray, count: np.ndarray, idf: np.ndarray, shape: tuple[int, int]
 ) -> sparse.csr_matrix:
     """Sublinear tf · idf, L2-normalised per row: scikit-learn's TfidfTransformer."""
-    weight = (1.0 + np.log(count)) * idf[col]
+    weight = _sublinear_weights(count, idf[col])
     norms = np.sqrt(np.bincount(row, weights=weight * weight, minlength=shape[0]))
     weight = weight / np.where(norms > 0, norms, 1.0)[row]
     matrix = sparse.csr_matrix((weight, (row, col)), shape=shape)
@@ -117,27 +117,8 @@ def _tfidf_block(
     return matrix
 
 
-def _count_block(
-    texts: Sequence[str], analyzer: Analyzer, vocab: dict[str, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, column, count) of the vocabulary terms of each text."""
-    rows: list[np.ndarray] = []
-    cols: list[int] = []
-    counts: list[int] = []
-    get = vocab.get
-    for r, text in enumerate(texts):
-        before = len(cols)
-        for term, c in Counter(analyzer(text)).items():
-            i = get(term)
-            if i is not None:
-                cols.append(i)
-                counts.append(c)
-        rows.append(np.full(len(cols) - before, r, dtype=np.int64))
-    return (
-        np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
-        np.asarray(cols, dtype=np.int64),
-        np.asarray(counts, dtype=np.float64),
-    )
+def _sublinear_weights(count: np.ndarray, idf: np.ndarray) -> np.ndarray:
+    return (1.0 + np.log(count)) * idf
 
 
 @dataclass
@@ -151,6 +132,7 @@ class Featurizer:
     char_idf: np.ndarray
     components: np.ndarray  # (svd_components, |word vocab| + |char vocab|), float32
     _components_t: np.ndarray = field(init=False, repr=False)
+    _char_cache: dict[str, np.ndarray] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._components_t = np.ascontiguousarray(self.components.T, dtype=np.float64)
@@ -163,32 +145,99 @@ class Featurizer:
     def dense_size(self) -> int:
         return self.components.shape[0] + len(STAT_NAMES)
 
-    def _analyzers(self) -> tuple[Analyzer, Analyzer]:
-        word_ngrams, char_ngrams = self.config.word_ngrams, self.config.char_ngrams
-        return (lambda t: word_terms(t, word_ngrams)), (lambda t: char_terms(t, char_ngrams))
+    def _word_counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted vocabulary ids of the prompt's word n-grams, and their counts."""
+        get = self.word_vocab.get
+        pairs = [
+            (i, c)
+            for term, c in Counter(word_terms(text, self.config.word_ngrams)).items()
+            if (i := get(term)) is not None
+        ]
+        if not pairs:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        ids, counts = np.array(pairs, dtype=np.int64).T
+        order = np.argsort(ids)
+        return ids[order], counts[order].astype(np.float64)
+
+    def _char_ids_of_word(self, word: str) -> np.ndarray:
+        """Vocabulary ids of one word's char_wb n-grams (repeats kept), memoised per process:
+        prompts reuse words, and this turns thousands of slices per prompt into a lookup."""
+        cached = self._char_cache.get(word)
+        if cached is None:
+            get = self.char_vocab.get
+            ids = [i for i in map(get, char_terms(word, self.config.char_ngrams)) if i is not None]
+            cached = np.asarray(ids, dtype=np.int64)
+            if len(self._char_cache) < CHAR_CACHE_WORDS:
+                self._char_cache[word] = cached
+        return cached
+
+    def _char_counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted vocabulary ids of the prompt's char_wb n-grams, and their counts.
+
+        char_wb n-grams never cross whitespace, so a prompt's counts are the sum over its
+        distinct words of (word count x that word's n-gram counts)."""
+        words = Counter(text.lower().split())
+        if not words:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        per_word = [self._char_ids_of_word(w) for w in words]
+        ids = np.concatenate(per_word)
+        if not len(ids):
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        weights = np.repeat(
+            np.fromiter(words.values(), dtype=np.float64, count=len(words)),
+            [len(a) for a in per_word],
+        )
+        unique, inverse = np.unique(ids, return_inverse=True)
+        return unique, np.bincount(inverse, weights=weights)
 
     def tfidf_matrix(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """TF-IDF rows (word block then char block), each block L2-normalised."""
-        word, char = self._analyzers()
         n = len(texts)
-        word_block = _tfidf_block(
-            *_count_block(texts, word, self.word_vocab), self.word_idf, (n, len(self.word_vocab))
-        )
-        char_block = _tfidf_block(
-            *_count_block(texts, char, self.char_vocab), self.char_idf, (n, len(self.char_vocab))
-        )
-        return sparse.hstack([word_block, char_block], format="csr")
+        blocks = []
+        for counter, idf, width in (
+            (self._word_counts, self.word_idf, len(self.word_vocab)),
+            (self._char_counts, self.char_idf, len(self.char_vocab)),
+        ):
+            rows, cols, counts = [], [], []
+            for r, text in enumerate(texts):
+                ids, count = counter(text)
+                rows.append(np.full(len(ids), r, dtype=np.int64))
+                cols.append(ids)
+                counts.append(count)
+            blocks.append(
+                _tfidf_block(
+                    np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
+                    np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64),
+                    np.concatenate(counts) if counts else np.zeros(0),
+                    idf,
+                    (n, width),
+                )
+            )
+        return sparse.hstack(blocks, format="csr")
 
     def tfidf(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted column indices and weights of one prompt's TF-IDF row."""
-        row = self.tfidf_matrix([text])
-        return row.indices.astype(np.int64), row.data.astype(np.float64)
+        """Sorted column indices and weights of one prompt's TF-IDF row, without scipy.
+
+        The same counting and weighting as ``tfidf_matrix``; the serving hot path skips the
+        sparse-matrix construction (tests check both agree)."""
+        parts_index, parts_value = [], []
+        for counter, idf, offset in (
+            (self._word_counts, self.word_idf, 0),
+            (self._char_counts, self.char_idf, len(self.word_vocab)),
+        ):
+            ids, count = counter(text)
+            weight = _sublinear_weights(count, idf[ids])
+            norm = float(np.sqrt(np.dot(weight, weight)))
+            parts_index.append(ids + offset)
+            parts_value.append(weight / norm if norm > 0 else weight)
+        return np.concatenate(parts_index), np.concatenate(parts_value)
 
     def transform(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One prompt: TF-IDF column indices and weights, and the dense feature vector."""
-        row = self.tfidf_matrix([text])
-        dense = self.dense_many([text], row)[0]
-        return row.indices.astype(np.int64), row.data.astype(np.float64), dense
+        index, values = self.tfidf(text)
+        projected = values @ self._components_t[index]
+        dense = np.concatenate([projected, np.asarray(text_statistics(text))])
+        return index, values, dense
 
     def transform_many(self, texts: Sequence[str]) -> tuple[sparse.csr_matrix, np.ndarray]:
         """Batch form of ``transform``: a CSR TF-IDF matrix and the dense feature matrix."""
@@ -249,8 +298,48 @@ class Featurizer:
         )
 
 
+DocumentCounts = Callable[[str, dict[str, int]], tuple[np.ndarray, np.ndarray]]
+
+
+def _provisional_word_counts(ngrams: tuple[int, int]) -> DocumentCounts:
+    def count(text: str, table: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        counts = Counter(word_terms(text, ngrams))
+        ids = np.fromiter((table.setdefault(t, len(table)) for t in counts), np.int64, len(counts))
+        return ids, np.fromiter(counts.values(), np.float64, len(counts))
+
+    return count
+
+
+def _provisional_char_counts(ngrams: tuple[int, int]) -> DocumentCounts:
+    """Per-word memo, as in ``Featurizer._char_counts``: a corpus repeats its words a lot."""
+    memo: dict[str, np.ndarray] = {}
+
+    def word_ids(word: str, table: dict[str, int]) -> np.ndarray:
+        ids = memo.get(word)
+        if ids is None:
+            terms = char_terms(word, ngrams)
+            ids = np.fromiter(
+                (table.setdefault(t, len(table)) for t in terms), np.int64, len(terms)
+            )
+            memo[word] = ids
+        return ids
+
+    def count(text: str, table: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        words = Counter(text.lower().split())
+        if not words:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        per_word = [word_ids(w, table) for w in words]
+        weights = np.repeat(
+            np.fromiter(words.values(), np.float64, len(words)), list(map(len, per_word))
+        )
+        unique, inverse = np.unique(np.concatenate(per_word), return_inverse=True)
+        return unique, np.bincount(inverse, weights=weights)
+
+    return count
+
+
 def _fit_block(
-    texts: Sequence[str], analyzer: Analyzer, min_df: int, max_features: int
+    texts: Sequence[str], counter: DocumentCounts, min_df: int, max_features: int
 ) -> tuple[dict[str, int], np.ndarray, sparse.csr_matrix]:
     """Vocabulary (alphabetical indices, like scikit-learn), smooth idf and the TF-IDF block.
 
@@ -258,16 +347,15 @@ def _fit_block(
     """
     table: dict[str, int] = {}
     rows: list[np.ndarray] = []
-    ids: list[int] = []
-    counts: list[int] = []
+    id_parts: list[np.ndarray] = []
+    count_parts: list[np.ndarray] = []
     for r, text in enumerate(texts):
-        before = len(ids)
-        for term, c in Counter(analyzer(text)).items():
-            ids.append(table.setdefault(term, len(table)))
-            counts.append(c)
-        rows.append(np.full(len(ids) - before, r, dtype=np.int64))
-    id_array = np.asarray(ids, dtype=np.int64)
-    count_array = np.asarray(counts, dtype=np.float64)
+        ids, counts = counter(text, table)
+        id_parts.append(ids)
+        count_parts.append(counts)
+        rows.append(np.full(len(ids), r, dtype=np.int64))
+    id_array = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.int64)
+    count_array = np.concatenate(count_parts) if count_parts else np.zeros(0)
     df = np.bincount(id_array, minlength=len(table))
     tf = np.bincount(id_array, weights=count_array, minlength=len(table))
     terms = np.array(list(table), dtype=object)
@@ -301,16 +389,10 @@ def featurizer_fit(
 
     config = config or FeaturizerConfig()
     word_vocab, word_idf, word_block = _fit_block(
-        texts,
-        lambda t: word_terms(t, config.word_ngrams),
-        config.min_df,
-        config.word_max_features,
+        texts, _provisional_word_counts(config.word_ngrams), config.min_df, config.word_max_features
     )
     char_vocab, char_idf, char_block = _fit_block(
-        texts,
-        lambda t: char_terms(t, config.char_ngrams),
-        config.min_df,
-        config.char_max_features,
+        texts, _provisional_char_counts(config.char_ngrams), config.min_df, config.char_max_features
     )
     matrix = sparse.hstack([word_block, char_block], format="csr")
     width = matrix.shape[1]

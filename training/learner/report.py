@@ -50,22 +50,23 @@ def report_build(
     mean_scores, mean_costs = scores.mean(axis=0), costs.mean(axis=0)
     best = int(np.argmax(mean_scores))
 
-    curve = []
+    curve: list[dict[str, Any]] = []
+    points: list[tuple[float, float]] = []  # (cost, oriented score) of each curve point
     for tradeoff in TRADEOFF_GRID:
         lam = router.lambda_for(float(tradeoff))
         picked = choose(predicted, norm, bonus, lam)
         counts = np.bincount(picked, minlength=m) / n
+        score, cost = float(scores[rows, picked].mean()), _cost(float(costs[rows, picked].mean()))
+        points.append((cost, score))
         curve.append(
             {
                 "tradeoff": float(tradeoff),
                 "lambda": _r(lam, 8),
-                "score": _r(display(float(scores[rows, picked].mean()))),
-                "cost": _cost(float(costs[rows, picked].mean())),
+                "score": _r(display(score)),
+                "cost": cost,
                 "share": {models[j]: _r(float(counts[j]), 4) for j in range(m) if counts[j] > 0},
-                "_score": float(scores[rows, picked].mean()),
             }
         )
-    points = [(c["cost"], c.pop("_score")) for c in curve]
     singles = [(float(mean_costs[j]), float(mean_scores[j])) for j in range(m)]
     max_cost = max(c for c, _ in points + singles)
 

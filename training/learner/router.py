@@ -15,7 +15,7 @@ predictions; the incumbent bonus keeps tradeoff 0 at least as good as the best s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
@@ -70,11 +70,11 @@ class ScoreHead:
     def predict_many(self, tfidf: sparse.csr_matrix, dense: np.ndarray) -> np.ndarray:
         return self.combine(self.raw_parts_many(tfidf, dense))
 
-    def predict_one(self, index: np.ndarray, values: np.ndarray, dense: np.ndarray) -> float:
+    def predict_one(self, linear_raw: float, dense: np.ndarray) -> float:
+        """Score of one prompt from its linear-head logit (or value) and dense features."""
         if self.kind == KIND_CONSTANT or self.booster is None:
             return self.prior
-        raw = float(values @ self.coef[index]) + self.intercept if len(index) else self.intercept
-        linear = float(_sigmoid(raw)) if self.kind == KIND_BINARY else raw
+        linear = float(_sigmoid(linear_raw)) if self.kind == KIND_BINARY else linear_raw
         boosted = float(self.booster.predict(dense.reshape(1, -1), num_threads=1)[0])
         mixed = self.blend * linear + (1.0 - self.blend) * boosted
         return self.prior + self.shrink * (mixed - self.prior)
@@ -114,6 +114,8 @@ class TrainedRouter:
     bonus: float  # added to the incumbent's predicted score
     tradeoffs: np.ndarray  # increasing, 0..1
     lambdas: np.ndarray  # λ for each tradeoff
+    _stacked: np.ndarray | None = field(default=None, init=False, repr=False)
+    _intercepts: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False, repr=False)
 
     def bonus_vector(self, indices: list[int] | None = None) -> np.ndarray:
         chosen = indices if indices is not None else list(range(len(self.models)))
@@ -131,5 +133,15 @@ class TrainedRouter:
     def predict_one(self, prompt: str, indices: list[int] | None = None) -> np.ndarray:
         """Predicted scores of the chosen candidates for one prompt (featurized once)."""
         index, values, dense = self.featurizer.transform(prompt)
-        chosen = indices if indices is not None else range(len(self.heads))
-        return np.array([self.heads[i].predict_one(index, values, dense) for i in chosen])
+        chosen = list(indices) if indices is not None else list(range(len(self.heads)))
+        # All linear heads in one gather: (nnz, models) rows of the stacked coefficients.
+        linear = values @ self._coef_by_term()[index] + self._intercepts
+        return np.array([self.heads[i].predict_one(float(linear[i]), dense) for i in chosen])
+
+    def _coef_by_term(self) -> np.ndarray:
+        if self._stacked is None:
+            self._stacked = np.ascontiguousarray(
+                np.vstack([h.coef for h in self.heads]).T, dtype=np.float64
+            )
+            self._intercepts = np.array([h.intercept for h in self.heads])
+        return self._stacked

@@ -1,0 +1,261 @@
+"""Router training benchmark: trains and evaluates through the service's own code path.
+
+    python -m bench.router --datasets ../shared/datasets [--only mmlu|arc] [--json out.json]
+
+Each benchmark runs in a fresh subprocess with a throwaway SQLite database and media folder:
+the dataset is uploaded with ``training.services.dataset_create`` (validated by the Celery task,
+run eagerly), a router is created and ``training_run_start`` trains it (eager Celery task, the
+same ``training.execution`` body a worker runs). It prints the version's evaluation report,
+training time, the process's peak memory (``ru_maxrss``, which includes LightGBM's native
+memory), and routing decision latency through ``training.predictor``.
+
+Data (fetch it yourself if you are not on the RouterHub development machine):
+- ``routellm_mmlu.csv``: RouteLLM (lm-sys/RouteLLM, Apache-2.0) MMLU responses of
+  Mixtral-8x7B-Instruct and GPT-4-1106, 57 subjects, contaminated prompts removed.
+- ``routerbench_arc_challenge_{train,test}.csv``: RouterBench (withmartian/routerbench) zero-shot
+  ARC-Challenge, 11 models, split as in the RouterDC repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MMLU_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+MMLU_STRONG = "gpt-4-1106-preview"
+MMLU_PRICES = {MMLU_WEAK: 0.24, MMLU_STRONG: 24.7}  # RouteLLM paper, $ per 1M tokens blended
+ARC_NON_MODEL = {"Unnamed: 0", "sample_id", "prompt", "eval_name", "oracle_model_to_route_to"}
+LATENCY_ITERATIONS = 400
+
+
+def _django(workdir: Path) -> None:
+    os.environ.update(
+        {
+            "ROUTERHUB_ENV": "development",
+            "ROUTERHUB_VAR_DIR": str(workdir),
+            "MEDIA_ROOT": str(workdir / "media"),
+            "CELERY_TASK_ALWAYS_EAGER": "true",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "routerhub.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _organization() -> Any:
+    from accounts.models import Organization
+
+    return Organization.objects.create(slug="bench", name="Benchmark")
+
+
+def _upload(organization: Any, path: Path, columns: dict[str, Any]) -> Any:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from training import services
+
+    dataset = services.dataset_create(
+        organization=organization,
+        name=path.name,
+        upload=SimpleUploadedFile(path.name, path.read_bytes()),
+        columns=columns,
+        maximize=True,
+    )
+    dataset.refresh_from_db()
+    if dataset.status != "ready":
+        raise SystemExit(f"{path.name} did not validate: {dataset.errors[:3]}")
+    return dataset
+
+
+def _train(
+    organization: Any, slug: str, candidates: list[str], dataset: Any, options: dict[str, Any]
+) -> tuple[Any, float]:
+    from training import services
+    from training.models import TrainingRun
+
+    router = services.router_create(
+        organization=organization, slug=slug, name=slug, candidates=candidates
+    )
+    started = time.perf_counter()
+    run = services.training_run_start(router=router, dataset=dataset, options=options)
+    wall = time.perf_counter() - started
+    run = TrainingRun.objects.select_related("version").get(pk=run.pk)
+    if run.status != "succeeded" or run.version is None:
+        raise SystemExit(f"training {slug} ended {run.status}: {run.error}")
+    return run.version, wall
+
+
+def _prompt_of_size(prompts: list[str], size: int, rng: random.Random) -> str:
+    text = ""
+    while len(text) < size:
+        text += rng.choice(prompts) + "\n"
+    return text[:size]
+
+
+def _latency(
+    version: Any, prompts: list[str], candidates: list[str]
+) -> dict[str, dict[str, float]]:
+    import numpy as np
+
+    from training.predictor import predictor_for_version
+
+    started = time.perf_counter()
+    predictor = predictor_for_version(version)
+    load_ms = (time.perf_counter() - started) * 1000
+    rng = random.Random(0)
+    results: dict[str, dict[str, float]] = {}
+    for label, size in (("200B", 200), ("4KB", 4096)):
+        samples = [_prompt_of_size(prompts, size, rng) for _ in range(50)]
+        for prompt in samples[:10]:  # warm-up
+            predictor.rank(prompt, 0.5, candidates, None)
+        timings = []
+        for i in range(LATENCY_ITERATIONS):
+            prompt = samples[i % len(samples)]
+            t0 = time.perf_counter()
+            predictor.rank(prompt, 0.5, candidates, None)
+            timings.append((time.perf_counter() - t0) * 1000)
+        results[label] = {
+            "p50_ms": round(float(np.percentile(timings, 50)), 3),
+            "p99_ms": round(float(np.percentile(timings, 99)), 3),
+        }
+    results["load"] = {"ms": round(load_ms, 1)}
+    return results
+
+
+def bench_mmlu(datasets: Path) -> dict[str, Any]:
+    """RouteLLM MMLU, 5-fold cross-validation: APGR, CPT(50%), CPT(80%)."""
+    import pandas as pd
+
+    organization = _organization()
+    path = datasets / "routellm_mmlu.csv"
+    columns = {"prompt": "prompt", "scores": {MMLU_WEAK: MMLU_WEAK, MMLU_STRONG: MMLU_STRONG}}
+    dataset = _upload(organization, path, columns)
+    version, wall = _train(
+        organization, "mmlu", [MMLU_WEAK, MMLU_STRONG], dataset, {"prices": MMLU_PRICES, "folds": 5}
+    )
+    report = version.report
+    prompts = pd.read_csv(path, usecols=["prompt"])["prompt"].tolist()
+    return {
+        "benchmark": "routellm_mmlu (5-fold CV, out-of-fold)",
+        "rows": report["evaluation"]["rows"],
+        "apgr": report["apgr"],
+        "cpt50_percent": report["cpt50"],
+        "cpt80_percent": report["cpt80"],
+        "random": report["random"],
+        "published_best": {"apgr": 0.603, "cpt50_percent": 35.40, "cpt80_percent": 70.31},
+        "training_seconds": report["training_seconds"],
+        "run_wall_seconds": round(wall, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "latency_2_candidates": _latency(version, prompts, [MMLU_WEAK, MMLU_STRONG]),
+    }
+
+
+def bench_arc(datasets: Path) -> dict[str, Any]:
+    """RouterBench ARC-Challenge, train -> test: curve, score at half the best model's cost, AIQ."""
+    import pandas as pd
+
+    organization = _organization()
+    train_path = datasets / "routerbench_arc_challenge_train.csv"
+    header = pd.read_csv(train_path, nrows=0).columns
+    models = [c for c in header if "|" not in c and c not in ARC_NON_MODEL]
+    columns = {
+        "prompt": "prompt",
+        "scores": {m: m for m in models},
+        "costs": {m: f"{m}|total_cost" for m in models},
+    }
+    train = _upload(organization, train_path, columns)
+    test = _upload(organization, datasets / "routerbench_arc_challenge_test.csv", columns)
+    version, wall = _train(organization, "arc", models, train, {"test_dataset": test.pk})
+    report = version.report
+    best = report["best_single"]
+    budget = 0.5 * best["cost"]
+    affordable = [p for p in report["curve"] if p["cost"] <= budget]
+    top = max(affordable, key=lambda p: p["score"]) if affordable else None
+    prompts = pd.read_csv(train_path, usecols=["prompt"])["prompt"].tolist()
+    return {
+        "benchmark": "routerbench_arc_challenge (train -> test)",
+        "rows": report["evaluation"]["rows"],
+        "best_single": best,
+        "curve": [{k: p[k] for k in ("tradeoff", "score", "cost")} for p in report["curve"][::4]],
+        "score_at_half_best_cost": None if top is None else top["score"],
+        "ratio_to_best_at_half_cost": None
+        if top is None
+        else round(top["score"] / best["score"], 4),
+        "tradeoff_at_half_best_cost": None if top is None else top["tradeoff"],
+        "aiq": report["aiq"],
+        "aiq_zero_router": report["aiq_zero_router"],
+        "cost_at_best_single_quality": report["cost_at_best_single_quality"],
+        "oracle": report["oracle"],
+        "training_seconds": report["training_seconds"],
+        "run_wall_seconds": round(wall, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "latency_11_candidates": _latency(version, prompts, models),
+    }
+
+
+BENCHES = {"mmlu": bench_mmlu, "arc": bench_arc}
+
+
+def _run_one(name: str, datasets: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="rh-bench-router-") as workdir:
+        _django(Path(workdir))
+        return BENCHES[name](datasets)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
+    parser.add_argument("--only", choices=sorted(BENCHES))
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    datasets = args.datasets.resolve()
+    if not (datasets / "routellm_mmlu.csv").exists():
+        raise SystemExit(f"datasets not found in {datasets} (see this module's docstring)")
+    if args.child:
+        print(json.dumps(_run_one(args.only, datasets)))
+        return
+    results = {}
+    for name in [args.only] if args.only else list(BENCHES):
+        # A fresh process per benchmark so peak memory belongs to that benchmark alone.
+        output = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.router",
+                "--child",
+                "--only",
+                name,
+                "--datasets",
+                str(datasets),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        results[name] = json.loads(output.strip().splitlines()[-1])
+        print(json.dumps(results[name], indent=2), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
