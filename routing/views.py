@@ -1,12 +1,24 @@
-"""Dashboard pages of the routing app: the model catalog."""
+"""Dashboard pages of the routing app: the model catalog, the playground, provider keys."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from typing import Any
 
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from accounts.models import Role
+from accounts.views import organization_required
+from routerhub.errors import ApiError
+from routing.models import Provider, ProviderKey
+from routing.routers import PLATFORM_ROUTER_SLUG
 from routing.selectors import catalog_models_list
+from routing.services import provider_key_create, provider_key_delete
+from training.models import Router
 
 
 @login_required
@@ -14,4 +26,79 @@ def models_page(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
     return render(
         request, "routing/models.html", {"models": catalog_models_list(query=query), "query": query}
+    )
+
+
+@organization_required()
+def playground_page(request: HttpRequest) -> HttpResponse:
+    """Chat with any model or router through a key the person pastes (kept in this tab only)."""
+    organization = request.membership.organization  # type: ignore[attr-defined]
+    routers = Router.objects.filter(organization=organization).order_by("slug")
+    return render(
+        request,
+        "routing/playground.html",
+        {
+            "models": catalog_models_list(query=""),
+            "routers": routers,
+            "platform_router": PLATFORM_ROUTER_SLUG,
+        },
+    )
+
+
+class ProviderKeyForm(forms.Form):
+    provider = forms.ModelChoiceField(
+        queryset=Provider.objects.none(), empty_label=None, to_field_name="slug"
+    )
+    secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        label="Provider API key",
+        help_text="Stored encrypted; never shown again. Used before RouterHub's own keys.",
+    )
+    name = forms.CharField(max_length=120, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        queryset = Provider.objects.filter(enabled=True, is_simulated=False).order_by("name")
+        self.fields["provider"].queryset = queryset  # type: ignore[attr-defined]
+
+
+@organization_required(Role.ADMIN)
+def provider_keys_page(request: HttpRequest) -> HttpResponse:
+    membership = request.membership  # type: ignore[attr-defined]
+    organization = membership.organization
+    form = ProviderKeyForm()
+    if request.method == "POST":
+        if request.POST.get("delete"):
+            key = ProviderKey.objects.filter(
+                organization=organization, pk=request.POST["delete"]
+            ).first()
+            if key is None:
+                raise Http404
+            provider_key_delete(key=key)
+            messages.success(request, f"Removed your {key.provider.name} key.")
+            return redirect("provider-keys")
+        form = ProviderKeyForm(request.POST)
+        if form.is_valid():
+            try:
+                provider_key_create(
+                    organization=organization,
+                    provider=form.cleaned_data["provider"],
+                    secret=form.cleaned_data["secret"],
+                    name=form.cleaned_data["name"],
+                    created_by=membership.user,
+                )
+            except ApiError as exc:
+                form.add_error(exc.param if exc.param in form.fields else None, exc.message)
+            else:
+                messages.success(request, "Key saved. Requests to that provider now use it first.")
+                return redirect("provider-keys")
+    keys = ProviderKey.objects.filter(organization=organization).select_related("provider")
+    return render(
+        request,
+        "routing/provider_keys.html",
+        {
+            "form": form,
+            "keys": keys.order_by("provider__name"),
+            "byok_fee": settings.BYOK_FEE_RATE * 100,
+        },
     )
