@@ -192,7 +192,9 @@ def readme_section(results: dict[str, Any]) -> str:
 Measured {results["date"]} on {m["cores"]} cores ({m["cpu"]}), {m["memory_gb"]} GB; Python {v["python"]},
 Django {v["django"]}, LiteLLM {v["litellm"]}, RouterHub `{(v["routerhub_git_sha"] or "")[:10]}`.
 Reproduce with `make bench` (writes `bench/results.json`; takes about 10 minutes, plus a few
-minutes the first time to install LiteLLM into `bench/.litellm-venv`).
+minutes the first time to install LiteLLM into `bench/.litellm-venv`). Options:
+`make bench BENCH_ARGS="--duration 10"`. Profile the gateway's hot path under load with
+`.venv/bin/python -m bench.profile_gateway [--gil]` (needs `pip install py-spy` into .venv).
 
 Setup: the project's fake upstream with a fixed latency (0 ms and 20 ms) called directly (the
 floor), through RouterHub in its production configuration (gunicorn, {g["routerhub"]["workers"]} uvicorn
