@@ -46,6 +46,7 @@ class AuthenticatedKey:
     limit: Decimal | None
     limit_reset: str | None
     expires_at: datetime | None
+    prompt_logging: bool = False
 
     @property
     def is_management(self) -> bool:
@@ -102,6 +103,7 @@ def _load(digest: str) -> AuthenticatedKey | None:
         limit=row.limit,
         limit_reset=row.limit_reset,
         expires_at=row.expires_at,
+        prompt_logging=row.organization.prompt_logging,
     )
 
 

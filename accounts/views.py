@@ -16,7 +16,16 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import services
-from accounts.models import ApiKey, Invitation, KeyScope, LimitReset, Membership, Role, User
+from accounts.models import (
+    ApiKey,
+    Invitation,
+    KeyScope,
+    LimitReset,
+    Membership,
+    Organization,
+    Role,
+    User,
+)
 from routerhub.errors import ApiError
 
 View = Callable[..., HttpResponse]
@@ -120,6 +129,34 @@ class InviteForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
 
 
+class OrganizationSettingsForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Organization
+        fields = ["name", "prompt_logging", "monthly_budget"]
+        labels = {
+            "prompt_logging": "Keep prompts of served requests",
+            "monthly_budget": "Monthly budget (USD)",
+        }
+        help_texts = {
+            "prompt_logging": "Needed to turn feedback into training data. Off by default.",
+            "monthly_budget": "Owners get an email at 50%, 80% and 100% of it.",
+        }
+
+
+@require_POST
+@organization_required(Role.OWNER)
+def organization_settings(request: HttpRequest) -> HttpResponse:
+    organization = request.membership.organization  # type: ignore[attr-defined]
+    form = OrganizationSettingsForm(request.POST, instance=organization)
+    if form.is_valid():
+        form.save()
+        messages.success(request, "Settings saved.")
+    else:
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(errors)}")
+    return redirect("organization")
+
+
 class OrganizationForm(forms.Form):
     name = forms.CharField(max_length=120, label="New organization name")
 
@@ -155,6 +192,7 @@ def organization_page(request: HttpRequest) -> HttpResponse:
         {
             "invite_form": invite_form,
             "org_form": OrganizationForm(),
+            "settings_form": OrganizationSettingsForm(instance=organization),
             "members": members.order_by("created_at"),
             "invitations": invitations.order_by("-created_at"),
             "is_owner": membership.has_role(Role.OWNER),

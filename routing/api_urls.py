@@ -4,6 +4,11 @@ from routing import api, router_api
 
 urlpatterns = [
     path(
+        "routers/<slug:slug>/retrain-from-feedback",
+        router_api.RouterFeedbackRetrainView.as_view(),
+        name="api-router-retrain-feedback",
+    ),
+    path(
         "routers/<slug:slug>/select",
         router_api.RouterSelectView.as_view(),
         name="api-router-select",

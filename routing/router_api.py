@@ -10,8 +10,10 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.models import Role
 from accounts.tenant_api import TenantAPIView
 from routerhub.errors import NotFound
+from routing.feedback import feedback_retrain
 from routing.gateway.catalog_cache import catalog_get
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
@@ -43,6 +45,16 @@ SelectOutput = inline_serializer(
         "ranked": serializers.ListField(child=serializers.DictField()),
         "latency_ms": serializers.FloatField(),
         "strategy": serializers.CharField(),
+    },
+)
+
+RetrainOutput = inline_serializer(
+    "FeedbackRetrain",
+    {
+        "id": serializers.IntegerField(),
+        "status": serializers.CharField(),
+        "dataset": serializers.IntegerField(),
+        "feedback_rows": serializers.IntegerField(),
     },
 )
 
@@ -79,4 +91,27 @@ class RouterSelectView(TenantAPIView):
                 "latency_ms": routing["latency_ms"],
                 "strategy": routing["strategy"],
             }
+        )
+
+
+class RouterFeedbackRetrainView(TenantAPIView):
+    """``POST /api/v1/routers/{slug}/retrain-from-feedback``: one click from feedback to a run."""
+
+    tenant_model = Router
+    required_roles = {"POST": Role.ADMIN}
+
+    @extend_schema(request=None, responses={202: RetrainOutput})
+    def post(self, request: Request, slug: str) -> Response:
+        router = self.get_queryset().filter(slug=slug).select_related("active_version").first()
+        if router is None:
+            raise NotFound(f"No router '{slug}' in this organization.", param="slug")
+        started = feedback_retrain(router=router)
+        return Response(
+            {
+                "id": started.run.pk,
+                "status": started.run.status,
+                "dataset": started.dataset.pk,
+                "feedback_rows": started.feedback_rows,
+            },
+            status=202,
         )

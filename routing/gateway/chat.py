@@ -70,6 +70,7 @@ from routing.providers.base import (
     sse_events,
     text_of,
 )
+from routing.routers import messages_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ async def _serve(
         router=plan.router,
         router_version=plan.router_version,
         streamed=needs.stream,
+        # Only for organizations that opted in: it lets feedback become training data.
+        prompt=messages_prompt(body["messages"]) if key.prompt_logging else "",
     )
     ex = Exchange(req, key, body, anthropic, plan, generation_id, prompt_estimate, reserved, draft)
     try:
