@@ -148,6 +148,32 @@ def test_a_worker_killed_mid_training_leaves_a_run_that_is_retried_to_success(
     assert run.version is not None
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_a_running_run_stops_it_at_the_next_checkpoint(
+    start_worker: Callable[[], Any],
+) -> None:
+    run = _training_run(rows=3000)
+    start_worker()
+    _until(
+        lambda: TrainingRun.objects.get(pk=run.pk).status == RunStatus.RUNNING,
+        240,
+        "the worker to start training",
+    )
+
+    services.training_run_cancel(run=run)
+
+    def finished() -> bool:
+        run.refresh_from_db()
+        return run.is_finished
+
+    _until(finished, 240, "the run to stop")
+    assert run.status == RunStatus.CANCELLED
+    assert run.version is None
+    assert not run.router.versions.exists()
+
+
 @pytest.mark.django_db
 def test_sweeper_fails_a_run_whose_retries_are_used_up_with_a_reason(media: Any) -> None:
     run = _training_run(rows=40)
