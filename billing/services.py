@@ -9,13 +9,12 @@ generation id so it happens once however often it is retried.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -30,6 +29,12 @@ from billing.models import (
     ReservationState,
     UsageRecord,
 )
+from billing.settlement import (
+    UsageDraft,
+    reservations_release,
+    usage_settle,
+    usage_settle_async,
+)
 from billing.windows import window_start
 from routerhub.errors import InsufficientCredits, KeyLimitReached, NotFound
 from routerhub.money import ZERO, money, money_str
@@ -37,6 +42,7 @@ from routerhub.money import ZERO, money, money_str
 logger = logging.getLogger(__name__)
 
 RESERVATION_TTL = timedelta(minutes=15)
+__all__ = ["UsageDraft", "usage_settle", "usage_settle_async"]  # re-exported for callers
 
 
 def credit_account_for(organization_id: int) -> CreditAccount:
@@ -120,32 +126,55 @@ def _reserve_key_window(request: ReservationRequest, now: datetime) -> datetime 
     return current
 
 
-def credits_reserve(request: ReservationRequest) -> Reservation:
+# The common case (no key limit) on Postgres: hold and record in one statement, one round trip.
+_RESERVE_SQL = """
+WITH held AS (
+    UPDATE billing_creditaccount SET reserved = reserved + %(amount)s
+    WHERE organization_id = %(organization)s AND balance - reserved >= %(amount)s
+    RETURNING organization_id
+)
+INSERT INTO billing_reservation
+    (organization_id, generation_id, key_id, amount, key_window_start, state, created_at, expires_at)
+SELECT organization_id, %(generation)s, %(key)s, %(amount)s, NULL, 'held', %(now)s, %(expires)s
+FROM held
+RETURNING id
+"""
+
+
+def _insufficient(organization_id: int, amount: Decimal) -> InsufficientCredits:
+    account = CreditAccount.objects.filter(organization_id=organization_id).first()
+    available = ZERO if account is None else account.balance - account.reserved
+    return InsufficientCredits(
+        "Insufficient credits for this request; add credits or lower max_tokens.",
+        metadata={"available": money_str(max(ZERO, available)), "needed": money_str(amount)},
+    )
+
+
+def credits_reserve(request: ReservationRequest) -> None:
     """Hold the maximum possible cost of a request before it is forwarded.
 
     Raises ``InsufficientCredits`` (402) or ``KeyLimitReached`` (403); on either nothing is held.
     """
     amount = money(request.amount)
     now = timezone.now()
+    with_key_limit = request.key_id is not None and request.key_limit is not None
+    if connection.vendor == "postgresql" and not with_key_limit:
+        params = {"amount": amount, "organization": request.organization_id, "key": request.key_id,
+                  "generation": request.generation_id, "now": now, "expires": now + RESERVATION_TTL}  # fmt: skip
+        with connection.cursor() as cursor:
+            cursor.execute(_RESERVE_SQL, params)
+            if cursor.fetchone() is None:
+                raise _insufficient(request.organization_id, amount)
+        return
     with transaction.atomic():
         held = CreditAccount.objects.filter(
             organization_id=request.organization_id,
             balance__gte=F("reserved") + amount,
         ).update(reserved=F("reserved") + amount)
         if not held:
-            account = CreditAccount.objects.filter(organization_id=request.organization_id).first()
-            available = ZERO if account is None else account.balance - account.reserved
-            raise InsufficientCredits(
-                "Insufficient credits for this request; add credits or lower max_tokens.",
-                metadata={
-                    "available": money_str(max(ZERO, available)),
-                    "needed": money_str(amount),
-                },
-            )
-        key_window = None
-        if request.key_id is not None and request.key_limit is not None:
-            key_window = _reserve_key_window(request, now)
-        return Reservation.objects.create(
+            raise _insufficient(request.organization_id, amount)
+        key_window = _reserve_key_window(request, now) if with_key_limit else None
+        Reservation.objects.create(
             organization_id=request.organization_id,
             generation_id=request.generation_id,
             key_id=request.key_id,
@@ -155,148 +184,18 @@ def credits_reserve(request: ReservationRequest) -> Reservation:
         )
 
 
-async def credits_reserve_async(request: ReservationRequest) -> Reservation:
-    return await sync_to_async(credits_reserve, thread_sensitive=False)(request)
-
-
-@dataclass
-class UsageDraft:
-    """Everything the gateway knows about a finished request; JSON-serialisable for the outbox."""
-
-    generation_id: str
-    organization_id: int
-    key_id: int | None
-    status: str
-    cost: Decimal = ZERO
-    model: str = ""
-    requested_model: str = ""
-    provider: str = ""
-    router: str = ""
-    router_version: int | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    latency_ms: int | None = None
-    ttft_ms: int | None = None
-    error_type: str = ""
-    streamed: bool = False
-    is_byok: bool = False
-    prompt: str = ""
-    created_at: datetime = field(default_factory=timezone.now)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["cost"] = money_str(self.cost)
-        data["created_at"] = self.created_at.isoformat()
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> UsageDraft:
-        data = dict(data)
-        data["cost"] = Decimal(data["cost"])
-        data["created_at"] = datetime.fromisoformat(data["created_at"])
-        return cls(**data)
-
-
-def _release(reservation: Reservation, cost: Decimal) -> None:
-    CreditAccount.objects.filter(organization_id=reservation.organization_id).update(
-        reserved=F("reserved") - reservation.amount
-    )
-    if reservation.key_id is not None and reservation.key_window_start is not None:
-        # Only the window the hold was taken in; a rolled window was reset without it.
-        KeySpendWindow.objects.filter(
-            key_id=reservation.key_id, window_start=reservation.key_window_start
-        ).update(reserved=F("reserved") - reservation.amount, spent=F("spent") + cost)
-    reservation.state = ReservationState.SETTLED if cost else ReservationState.RELEASED
-    reservation.save(update_fields=["state"])
-
-
-def usage_settle(draft: UsageDraft) -> UsageRecord:
-    """Write the usage record, charge its cost and release the hold, exactly once per generation."""
-    cost = money(draft.cost)
-    with transaction.atomic():
-        existing = UsageRecord.objects.filter(generation_id=draft.generation_id).first()
-        if existing is not None:
-            return existing
-        record = UsageRecord.objects.create(
-            organization_id=draft.organization_id,
-            generation_id=draft.generation_id,
-            key_id=draft.key_id,
-            model=draft.model,
-            requested_model=draft.requested_model,
-            provider=draft.provider,
-            router=draft.router,
-            router_version=draft.router_version,
-            prompt_tokens=draft.prompt_tokens,
-            completion_tokens=draft.completion_tokens,
-            cached_tokens=draft.cached_tokens,
-            reasoning_tokens=draft.reasoning_tokens,
-            cost=cost,
-            latency_ms=draft.latency_ms,
-            ttft_ms=draft.ttft_ms,
-            status=draft.status,
-            error_type=draft.error_type,
-            streamed=draft.streamed,
-            is_byok=draft.is_byok,
-            prompt=draft.prompt,
-            created_at=draft.created_at,
-        )
-        reservation = (
-            Reservation.objects.select_for_update()
-            .filter(generation_id=draft.generation_id, state=ReservationState.HELD)
-            .first()
-        )
-        if reservation is not None:
-            _release(reservation, cost)
-        if cost > 0:
-            _charge_usage(draft, cost)
-        return record
-
-
-def _charge_usage(draft: UsageDraft, cost: Decimal) -> None:
-    charged = CreditAccount.objects.filter(
-        organization_id=draft.organization_id, balance__gte=cost
-    ).update(balance=F("balance") - cost, total_used=F("total_used") + cost)
-    if not charged:
-        # Cannot happen while cost <= the reservation; if it does, the invariant is broken
-        # and must be loud rather than silently writing a negative balance.
-        raise RuntimeError(f"settlement of {draft.generation_id} exceeds the balance")
-    balance = CreditAccount.objects.values_list("balance", flat=True).get(
-        organization_id=draft.organization_id
-    )
-    LedgerEntry.objects.create(
-        organization_id=draft.organization_id,
-        kind=LedgerKind.USAGE,
-        amount=-cost,
-        balance_after=balance,
-        idempotency_key=f"usage:{draft.generation_id}",
-        description=f"{draft.model or draft.requested_model} via {draft.provider or '-'}",
-        reference=draft.generation_id,
-    )
-
-
-async def usage_settle_async(draft: UsageDraft) -> UsageRecord:
-    return await sync_to_async(usage_settle, thread_sensitive=False)(draft)
+async def credits_reserve_async(request: ReservationRequest) -> None:
+    await sync_to_async(credits_reserve, thread_sensitive=False)(request)
 
 
 def reservations_sweep(*, now: datetime | None = None) -> int:
     """Release holds whose request never settled (its worker died); returns how many."""
-    now = now or timezone.now()
-    released = 0
-    for generation_id in Reservation.objects.filter(
-        state=ReservationState.HELD, expires_at__lt=now
-    ).values_list("generation_id", flat=True)[:1000]:
-        with transaction.atomic():
-            reservation = (
-                Reservation.objects.select_for_update()
-                .filter(generation_id=generation_id, state=ReservationState.HELD)
-                .first()
-            )
-            if reservation is None:
-                continue
-            _release(reservation, ZERO)
-            released += 1
+    expired = list(
+        Reservation.objects.filter(
+            state=ReservationState.HELD, expires_at__lt=now or timezone.now()
+        ).order_by("pk")[:1000]
+    )
+    released = reservations_release(expired)
     if released:
         logger.warning("released %d expired credit reservations", released)
     return released

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from billing.outbox import usage_outbox_flush
 from routerhub.errors import ApiError, error_body
 from routing.gateway import chat, listing
 from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Send
@@ -91,6 +92,7 @@ async def gateway_lifespan(receive: Receive, send: Send) -> None:
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await usage_outbox_flush()  # settle what this process has read before exiting
             await http_client_close()
             await rate_limit_close()
             await send({"type": "lifespan.shutdown.complete"})

@@ -1,28 +1,31 @@
-"""The usage outbox: a draft survives a worker that dies before settling, and is charged once."""
+"""The usage outbox: drafts are settled in batches by a background settler, and a draft left
+behind by a dead process is claimed and settled exactly once."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from decimal import Decimal
 
 import orjson
 import pytest
+from asgiref.sync import sync_to_async
 
-from billing.models import LedgerEntry, UsageRecord
-from billing.outbox import OUTBOX_KEY, usage_outbox_drain, usage_record_async
+from billing.models import CreditAccount, LedgerEntry, UsageRecord
+from billing.outbox import GROUP, STREAM, usage_outbox_drain, usage_outbox_flush, usage_record_async
 from billing.services import ReservationRequest, UsageDraft, credits_reserve, ledger_post
 from tests.conftest import require_redis
 from tests.factories import organization_make
 
 
-def _draft(organization, generation_id: str) -> UsageDraft:
+def _draft(organization, generation_id: str, cost: str = "0.25") -> UsageDraft:
     return UsageDraft(
         generation_id=generation_id,
         organization_id=organization.pk,
         key_id=None,
         status="succeeded",
-        cost=Decimal("0.25"),
+        cost=Decimal(cost),
         model="demo/small",
     )
 
@@ -33,51 +36,64 @@ def redis_client(settings):
     import redis
 
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(OUTBOX_KEY)
+    client.delete(STREAM)
     yield client
-    client.delete(OUTBOX_KEY)
+    client.delete(STREAM)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_usage_is_settled_and_removed_from_the_outbox(redis_client):
+@pytest.fixture
+def funded(transactional_db):
     organization = organization_make()
     ledger_post(
-        organization=organization, kind="promotion", amount=Decimal("1"), idempotency_key="g"
+        organization=organization, kind="promotion", amount=Decimal("10"), idempotency_key="g"
     )
+    return organization
+
+
+def test_drafts_are_settled_in_the_background_and_leave_the_stream(redis_client, funded):
+    ids = [f"gen-bg-{i}" for i in range(20)]
+    for generation_id in ids:
+        credits_reserve(
+            ReservationRequest(
+                organization_id=funded.pk, generation_id=generation_id, amount=Decimal("0.3")
+            )
+        )
+
+    async def serve_and_wait() -> None:
+        for generation_id in ids:
+            await usage_record_async(_draft(funded, generation_id))
+        settled = sync_to_async(UsageRecord.objects.filter(generation_id__in=ids).count)
+        deadline = time.monotonic() + 10
+        while await settled() < len(ids):
+            assert time.monotonic() < deadline, "drafts were not settled in time"
+            await asyncio.sleep(0.02)
+        await usage_outbox_flush()
+
+    asyncio.run(serve_and_wait())
+
+    account = CreditAccount.objects.get(organization=funded)
+    assert account.balance == Decimal("5") and account.reserved == 0
+    assert LedgerEntry.objects.filter(kind="usage", organization=funded).count() == 20
+    assert redis_client.xlen(STREAM) == 0
+
+
+def test_a_draft_left_by_a_dead_process_is_claimed_and_settled_once(redis_client, funded):
     credits_reserve(
         ReservationRequest(
-            organization_id=organization.pk, generation_id="gen-ok", amount=Decimal("0.5")
+            organization_id=funded.pk, generation_id="gen-orphan", amount=Decimal("0.5")
         )
     )
+    with contextlib.suppress(Exception):  # the group may exist already
+        redis_client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    redis_client.xadd(STREAM, {"d": orjson.dumps(_draft(funded, "gen-orphan").to_json())})
+    # A gateway process read it, then died before settling and acknowledging it.
+    assert redis_client.xreadgroup(GROUP, "dead-process", {STREAM: ">"}, count=10)
 
-    asyncio.run(usage_record_async(_draft(organization, "gen-ok")))
-
-    assert UsageRecord.objects.filter(generation_id="gen-ok").count() == 1
-    assert redis_client.llen(OUTBOX_KEY) == 0
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_draft_orphaned_by_a_dead_worker_is_settled_once_by_the_drainer(redis_client):
-    organization = organization_make()
-    ledger_post(
-        organization=organization, kind="promotion", amount=Decimal("1"), idempotency_key="g"
-    )
-    credits_reserve(
-        ReservationRequest(
-            organization_id=organization.pk, generation_id="gen-orphan", amount=Decimal("0.5")
-        )
-    )
-    # The worker pushed the draft, then died before settling it.
-    orphan = {"at": time.time() - 60, "draft": _draft(organization, "gen-orphan").to_json()}
-    redis_client.rpush(OUTBOX_KEY, orjson.dumps(orphan))
-    fresh = {"at": time.time(), "draft": _draft(organization, "gen-fresh").to_json()}
-    redis_client.rpush(OUTBOX_KEY, orjson.dumps(fresh))
-
-    first = usage_outbox_drain()
-    again = usage_outbox_drain()
+    first = usage_outbox_drain(idle_ms=0)
+    again = usage_outbox_drain(idle_ms=0)
 
     assert (first, again) == (1, 0)
     assert UsageRecord.objects.filter(generation_id="gen-orphan").count() == 1
     assert LedgerEntry.objects.filter(idempotency_key="usage:gen-orphan").count() == 1
-    assert not UsageRecord.objects.filter(generation_id="gen-fresh").exists()  # still in grace
-    assert redis_client.llen(OUTBOX_KEY) == 1
+    assert CreditAccount.objects.get(organization=funded).reserved == 0
+    assert redis_client.xlen(STREAM) == 0

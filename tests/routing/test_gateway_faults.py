@@ -7,6 +7,7 @@ import openai
 import orjson
 import pytest
 
+from billing.models import LedgerEntry, Reservation
 from tests.routing.servers import closed_port_url, poll
 from tests.routing.world import World, endpoint, model, provider
 
@@ -240,3 +241,7 @@ def test_client_disconnect_cancels_the_upstream_stream_and_bills_what_was_genera
     record = world.usage_record(generation_id)
     assert record.status == "aborted" and record.error_type == "client_disconnected"
     assert record.completion_tokens > 0 and record.cost > 0
+    # Billed for what was generated: not 0, and not the maximum that was held.
+    hold = Reservation.objects.get(generation_id=generation_id)
+    assert record.cost < hold.amount and hold.state == "settled"
+    assert LedgerEntry.objects.get(idempotency_key=f"usage:{generation_id}").amount == -record.cost
