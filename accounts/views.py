@@ -153,7 +153,7 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Settings saved.")
     else:
         for field, errors in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(errors)}")
+            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
     return redirect("organization")
 
 

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
@@ -159,7 +160,7 @@ def credits_reserve(request: ReservationRequest) -> None:
     now = timezone.now()
     with_key_limit = request.key_id is not None and request.key_limit is not None
     if connection.vendor == "postgresql" and not with_key_limit:
-        params = {"amount": amount, "organization": request.organization_id, "key": request.key_id,
+        params: dict[str, Any] = {"amount": amount, "organization": request.organization_id, "key": request.key_id,
                   "generation": request.generation_id, "now": now, "expires": now + RESERVATION_TTL}  # fmt: skip
         with connection.cursor() as cursor:
             cursor.execute(_RESERVE_SQL, params)
