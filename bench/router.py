@@ -122,7 +122,7 @@ def _latency(
     load_ms = (time.perf_counter() - started) * 1000
     rng = random.Random(0)
     results: dict[str, dict[str, float]] = {}
-    for label, size in (("200B", 200), ("4KB", 4096)):
+    for label, size in (("200B", 200), ("2KB", 2048), ("4KB", 4096)):
         samples = [_prompt_of_size(prompts, size, rng) for _ in range(50)]
         for prompt in samples[:10]:  # warm-up
             predictor.rank(prompt, 0.5, candidates, None)
