@@ -65,13 +65,13 @@ class RouterSelectView(TenantAPIView):
 
     @extend_schema(request=SelectInput, responses=SelectOutput)
     def post(self, request: Request, slug: str) -> Response:
+        platform = slug == PLATFORM_ROUTER_SLUG
+        if not platform and not self.get_queryset().filter(slug=slug).exists():
+            raise NotFound(f"No router '{slug}' in this organization.", param="slug")
         data = SelectInput(data=request.data)
         data.is_valid(raise_exception=True)
         body = data.validated_data
         prompt = body.get("prompt") or messages_prompt(body["messages"])
-        platform = slug == PLATFORM_ROUTER_SLUG
-        if not platform and not self.get_queryset().filter(slug=slug).exists():
-            raise NotFound(f"No router '{slug}' in this organization.", param="slug")
         row = router_row(None if platform else self.organization.pk, slug)
         decision = router_decide(
             organization_id=self.organization.pk,
