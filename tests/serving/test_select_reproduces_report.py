@@ -36,7 +36,7 @@ def test_select_on_held_out_rows_gives_the_reported_curve() -> None:
                 "/api/v1/routers/r/select",
                 {"prompt": prompt, "tradeoff": point["tradeoff"]},
                 format="json",
-            ).json()["chosen"]  # fmt: skip
+            ).json()["chosen"]
             for prompt in held_out["prompt"]
         ]
         score = sum(held_out.loc[i, f"{m}/score"] for i, m in enumerate(picks)) / len(picks)
