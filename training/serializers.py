@@ -34,20 +34,30 @@ class DatasetOutput(serializers.ModelSerializer[Dataset]):
         ]
 
 
+class ColumnsField(serializers.Field):  # type: ignore[type-arg]
+    """The ``columns`` mapping: a JSON object, or its text in a multipart form (blank = none)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            if not data.strip():
+                return {}
+            try:
+                return json.loads(data)
+            except json.JSONDecodeError as exc:
+                raise serializers.ValidationError(f"must be JSON ({exc.msg})") from exc
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class DatasetCreateInput(serializers.Serializer[Any]):
     file = serializers.FileField()
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    columns = serializers.JSONField(required=False)
+    columns = ColumnsField(required=False)
     maximize = serializers.BooleanField(required=False, default=True)
 
     def validate_columns(self, value: Any) -> dict[str, Any]:
-        if isinstance(value, str):
-            if not value.strip():
-                return {}
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise serializers.ValidationError(f"must be JSON ({exc.msg})") from exc
         if not isinstance(value, dict):
             raise serializers.ValidationError("must be a JSON object")
         unknown = set(value) - {"prompt", "scores", "costs"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from accounts.models import KeyScope
@@ -266,3 +267,27 @@ def test_invalid_options_are_rejected_with_the_option_named(
 def test_deleting_a_dataset_removes_it(admin_api: APIClient, ready_dataset: dict[str, Any]) -> None:
     assert admin_api.delete(f"/api/v1/datasets/{ready_dataset['id']}").status_code == 204
     assert admin_api.get(f"/api/v1/datasets/{ready_dataset['id']}").status_code == 404
+
+
+def test_an_empty_columns_field_from_a_form_means_the_default_layout(
+    admin_api: APIClient, media: Any
+) -> None:
+    response = admin_api.post(
+        "/api/v1/datasets",
+        {"file": SimpleUploadedFile("d.csv", csv_bytes(synthetic_frame(30))), "columns": ""},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["columns"] == {}
+
+
+def test_columns_that_are_not_json_are_a_400_naming_the_field(
+    admin_api: APIClient, media: Any
+) -> None:
+    response = admin_api.post(
+        "/api/v1/datasets",
+        {"file": SimpleUploadedFile("d.csv", csv_bytes(synthetic_frame(30))), "columns": "{prompt"},
+        format="multipart",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "columns"
