@@ -309,6 +309,18 @@ ROUTER_CACHE_TTL = env.float("ROUTER_CACHE_TTL", default=0.5)
 # The local fake upstream that `make run` starts and the demo provider points at.
 DEMO_UPSTREAM_URL = env.str("DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001").rstrip("/")
 
+# --- Datasets and training ----------------------------------------------------------------------
+DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=200 * 1024 * 1024)
+DATASET_MAX_ROWS = env.int("DATASET_MAX_ROWS", default=500_000)
+DATASET_MAX_MODELS = env.int("DATASET_MAX_MODELS", default=64)
+DATASET_MAX_CELL_CHARS = env.int("DATASET_MAX_CELL_CHARS", default=100_000)
+DATASET_MIN_ROWS = env.int("DATASET_MIN_ROWS", default=25)
+TRAINING_SOFT_TIME_LIMIT = env.int("TRAINING_SOFT_TIME_LIMIT", default=1800)
+TRAINING_HARD_TIME_LIMIT = env.int(
+    "TRAINING_HARD_TIME_LIMIT", default=TRAINING_SOFT_TIME_LIMIT + 120
+)
+TRAINING_HEARTBEAT_STALE_SECONDS = env.int("TRAINING_HEARTBEAT_STALE_SECONDS", default=120)
+
 # --- RouterHub ----------------------------------------------------------------------------------
 API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=1.0)
 ORGANIZATION_SESSION_KEY = "current_organization_id"

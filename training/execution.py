@@ -208,7 +208,7 @@ def _reason(exc: BaseException) -> str:
     from celery.exceptions import SoftTimeLimitExceeded
 
     if isinstance(exc, SoftTimeLimitExceeded):
-        limit = getattr(settings, "TRAINING_SOFT_TIME_LIMIT", 1800)
+        limit = settings.TRAINING_SOFT_TIME_LIMIT
         return f"Training exceeded its time limit ({limit} s); try a smaller dataset."
     if isinstance(exc, MemoryError):
         return "Training ran out of memory; try a smaller dataset or fewer candidates."

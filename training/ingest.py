@@ -34,11 +34,11 @@ class Limits:
     @classmethod
     def from_settings(cls) -> Limits:
         return cls(
-            max_bytes=int(getattr(settings, "DATASET_MAX_BYTES", 200 * 1024 * 1024)),
-            max_rows=int(getattr(settings, "DATASET_MAX_ROWS", 500_000)),
-            max_models=int(getattr(settings, "DATASET_MAX_MODELS", 64)),
-            max_cell_chars=int(getattr(settings, "DATASET_MAX_CELL_CHARS", 100_000)),
-            min_rows=int(getattr(settings, "DATASET_MIN_ROWS", 25)),
+            max_bytes=int(settings.DATASET_MAX_BYTES),
+            max_rows=int(settings.DATASET_MAX_ROWS),
+            max_models=int(settings.DATASET_MAX_MODELS),
+            max_cell_chars=int(settings.DATASET_MAX_CELL_CHARS),
+            min_rows=int(settings.DATASET_MIN_ROWS),
         )
 
 

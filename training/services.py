@@ -37,7 +37,7 @@ ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 def heartbeat_stale_after() -> timedelta:
-    return timedelta(seconds=float(getattr(settings, "TRAINING_HEARTBEAT_STALE_SECONDS", 120)))
+    return timedelta(seconds=float(settings.TRAINING_HEARTBEAT_STALE_SECONDS))
 
 
 # --- datasets -----------------------------------------------------------------------------------

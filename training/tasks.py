@@ -9,8 +9,8 @@ from django.conf import settings
 
 from training import execution, services
 
-SOFT_LIMIT = int(getattr(settings, "TRAINING_SOFT_TIME_LIMIT", 1800))
-HARD_LIMIT = int(getattr(settings, "TRAINING_HARD_TIME_LIMIT", SOFT_LIMIT + 120))
+SOFT_LIMIT = settings.TRAINING_SOFT_TIME_LIMIT
+HARD_LIMIT = settings.TRAINING_HARD_TIME_LIMIT
 
 
 @shared_task(acks_late=True, soft_time_limit=300, time_limit=360)
