@@ -49,3 +49,9 @@ def tenants(db: None):  # type: ignore[no-untyped-def]
     from tests.factories import tenants_make
 
     return tenants_make()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
+    for the rest of the session, which code that calls ``asyncio.run`` cannot share."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

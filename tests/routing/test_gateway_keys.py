@@ -132,12 +132,12 @@ def test_reservation_covers_the_default_max_tokens_sent_upstream(world: World, s
     assert world.last_upstream("/v1/chat/completions")["body"]["max_tokens"] == 1000
 
 
-def test_unknown_model_is_404_and_routers_are_not_served_yet(world: World) -> None:
+def test_unknown_model_and_unknown_router_are_404(world: World) -> None:
     unknown = post(world, HELLO | {"model": "nope/nothing"})
-    router = post(world, HELLO | {"model": "router/auto"})
+    router = post(world, HELLO | {"model": "router/no-such-router"})
 
     assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "model"
-    assert router.status_code == 404 and "not available yet" in router.json()["error"]["message"]
+    assert router.status_code == 404 and "No router" in router.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(("body", "param"), [
