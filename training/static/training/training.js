@@ -26,6 +26,8 @@
       const error = uploadForm.querySelector(".upload-error");
       const data = new FormData(uploadForm);
       data.delete("csrfmiddlewaretoken");
+      // The API parses a multipart "columns" field as JSON: an empty one is not valid JSON.
+      if (!String(data.get("columns") || "").trim()) data.delete("columns");
       const maximize = uploadForm.querySelector("input[name=maximize]");
       data.set("maximize", maximize && maximize.checked ? "true" : "false");
       const xhr = new XMLHttpRequest();
