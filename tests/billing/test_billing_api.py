@@ -171,8 +171,12 @@ def test_credits_grant_refuses_unknown_organization_and_bad_amount(tenants):
 def test_feedback_is_stored_against_the_generation_and_replaced_on_resubmit(billed):
     _, inference, _, ids = billed
 
-    first = inference.post("/api/v1/feedback", {"generation_id": ids[1], "score": 0.2}, format="json")
-    thumbs_up = inference.post("/api/v1/feedback", {"generation_id": ids[1], "score": True}, format="json")
+    first = inference.post(
+        "/api/v1/feedback", {"generation_id": ids[1], "score": 0.2}, format="json"
+    )
+    thumbs_up = inference.post(
+        "/api/v1/feedback", {"generation_id": ids[1], "score": True}, format="json"
+    )
 
     assert first.status_code == 201 and thumbs_up.status_code == 201
     record = UsageRecord.objects.get(generation_id=ids[1])
@@ -183,8 +187,12 @@ def test_feedback_validates_score_and_hides_other_organizations(billed):
     tenants, inference, _, ids = billed
     outsider = key_client(key_make(tenants.outsider_organization))
 
-    out_of_range = inference.post("/api/v1/feedback", {"generation_id": ids[0], "score": 7}, format="json")
-    foreign = outsider.post("/api/v1/feedback", {"generation_id": ids[0], "score": 1}, format="json")
+    out_of_range = inference.post(
+        "/api/v1/feedback", {"generation_id": ids[0], "score": 7}, format="json"
+    )
+    foreign = outsider.post(
+        "/api/v1/feedback", {"generation_id": ids[0], "score": 1}, format="json"
+    )
 
     assert out_of_range.status_code == 400 and out_of_range.json()["error"]["param"] == "score"
     assert foreign.status_code == 404
