@@ -18,6 +18,13 @@ class StackedBars:
     total: Decimal
 
 
+def usd_label(value: float) -> str:
+    """$0.25, $0.0004, $0.000002: never scientific notation."""
+    if value == 0:
+        return "$0"
+    return "$" + f"{value:.8f}".rstrip("0").rstrip(".")
+
+
 def _nice_ceiling(value: float) -> float:
     """The smallest 1/2/2.5/5 x 10^k at or above ``value`` (axis maximum)."""
     if value <= 0:
@@ -57,7 +64,7 @@ def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> Sta
             f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e6ee"/>'
         )
         parts.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#5d6475">${value:.4g}</text>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#5d6475">{usd_label(value)}</text>'
         )
     for index, (day, costs) in enumerate(by_day.items()):
         x = left + index * bar_w + 1

@@ -138,3 +138,13 @@ def test_new_key_is_pasted_into_the_snippets_once(tenants):
     assert plaintext.startswith("rh-live-")
     assert created.count(plaintext) >= 4  # shown, and pasted into curl, Python and JS
     assert plaintext not in later
+
+
+def test_small_amounts_are_labelled_without_scientific_notation():
+    today = date(2026, 11, 28)
+
+    chart = spend_chart(
+        [{"day": today, "model": "a", "cost": Decimal("0.000004")}], days=7, today=today
+    )
+
+    assert "e-0" not in chart.svg and "$0.000005" in chart.svg

@@ -43,9 +43,6 @@ __all__ = [
     "media",
 ]
 
-# Playwright's sync API keeps an event loop running in the main thread while the browser is
-# open; the test's own ORM calls (reading the outbox's user, granting credits) are synchronous.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")  # Debian's, never downloaded
 CHROMIUM_ARGS = [
@@ -79,6 +76,10 @@ def chromium() -> Iterator[Any]:
             "(pip install -e '.[dev]')."
         )
     expect.set_options(timeout=TIMEOUT_MS)
+    # Playwright's sync API keeps an event loop running in the main thread while the browser is
+    # open; the tests' own ORM calls are synchronous. Set only here (browser tests run last,
+    # see tests/conftest.py) so the rest of the suite keeps Django's async-safety check.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     playwright = sync_playwright().start()
     try:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
