@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Count, Sum
+from django.db.models import Count, F, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -20,7 +20,7 @@ from accounts.models import ApiKey, Role
 from accounts.views import organization_required
 from billing.api import UsageQuery
 from billing.charts import spend_chart
-from billing.models import CreditAccount, LedgerEntry, UsageStatus
+from billing.models import CreditAccount, LedgerEntry, Payment, UsageStatus
 from billing.pricing import topup_fee
 from billing.selectors import (
     UsageFilter,
@@ -61,6 +61,10 @@ def credits_page(request: HttpRequest) -> HttpResponse:
             "fee_minimum": settings.TOPUP_FEE_MINIMUM,
             "example_amount": example,
             "example_fee": topup_fee(example),
+            "example_total": example + topup_fee(example),
+            "payments": Payment.objects.filter(organization=organization).order_by("-created_at")[
+                :20
+            ],
             "min_amount": settings.TOPUP_MIN_AMOUNT,
             "max_amount": settings.TOPUP_MAX_AMOUNT,
         },

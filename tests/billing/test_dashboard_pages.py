@@ -56,6 +56,7 @@ def test_credits_page_shows_balance_fee_and_transactions(tenants):
     assert page.status_code == 200
     assert "$5.00" in html and "Welcome credits" in html
     assert "5.5%" in html  # the fee is shown before paying
+    assert "$20.00 of credits costs $21.10" in html
 
 
 def test_members_cannot_open_billing(tenants):
@@ -148,3 +149,14 @@ def test_small_amounts_are_labelled_without_scientific_notation():
     )
 
     assert "e-0" not in chart.svg and "$0.000005" in chart.svg
+
+
+def test_credits_page_lists_receipts(tenants):
+    from billing.models import Payment
+
+    Payment.objects.create(organization=tenants.organization, kind="checkout", status="succeeded",
+                           amount=Decimal("20"), fee=Decimal("1.10"), receipt_url="https://pay.example/r/1")  # fmt: skip
+
+    html = _login(tenants.owner, tenants.organization).get("/dashboard/credits/").content.decode()
+
+    assert "Receipts" in html and "$21.10" in html and "https://pay.example/r/1" in html
