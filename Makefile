@@ -55,8 +55,10 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Gateway overhead vs LiteLLM (~10 min on 2 cores; creates bench/.litellm-venv the first time).
-# Options go through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--duration 10"`.
+# Gateway overhead vs LiteLLM, router/<slug> added latency and a settlement check, then routing
+# decision latency and training throughput on ../shared/datasets (~13 min on 2 cores; creates
+# bench/.litellm-venv the first time). Options go through BENCH_ARGS, e.g.
+# `make bench BENCH_ARGS="--duration 10 --datasets /path/to/datasets --big-folds 3 --no-routing"`.
 bench: install
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 

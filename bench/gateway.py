@@ -38,6 +38,8 @@ RH_DB, LITELLM_DB = "routerhub_bench", "litellm_bench"
 REDIS_URL = "redis://127.0.0.1:6379/13"
 LATENCIES = (0, 20)
 CONCURRENCIES = (16, 64)
+ROUTER_SLUG = "bench"  # router/bench: trained over demo/small and demo/large at setup
+USAGE_STREAM = "rh:usage-stream"  # billing.outbox.STREAM
 
 
 @dataclass
@@ -112,15 +114,51 @@ def run_py(args: list[str], env: dict[str, str], log_path: Path) -> str:
     return result.stdout
 
 
-def setup_routerhub_db(env: dict[str, str], out: Path) -> str:
-    """Drop/create the database, migrate, seed; return the inference key."""
+def setup_routerhub_db(env: dict[str, str], out: Path) -> tuple[str, dict[str, Any]]:
+    """Drop/create the database, migrate, seed, train ``router/bench``; return the inference
+    key and what the router's training reported."""
     recreate_database(RH_DB)
     flush_redis()
     run_py(["manage.py", "migrate", "--noinput", "-v", "0"], env, out / "setup.log")
     seeded = json.loads(
         run_py(["-m", "bench.seed", "--seed"], env, out / "setup.log").splitlines()[-1]
     )
-    return str(seeded["key"])
+    # Training runs inline (eager Celery) in this one process; the server only serves it.
+    trained = json.loads(
+        run_py(["-m", "bench.seed", "--router", ROUTER_SLUG],
+               env | {"CELERY_TASK_ALWAYS_EAGER": "true"}, out / "setup.log").splitlines()[-1]
+    )  # fmt: skip
+    return str(seeded["key"]), trained
+
+
+def wait_settled(timeout: float = 60.0) -> float:
+    """Wait (bounded) until the usage stream is empty: every draft settled and deleted."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    started = time.monotonic()
+    time.sleep(0.5)
+    while time.monotonic() - started < timeout:
+        if client.xlen(USAGE_STREAM) == 0:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise RuntimeError(
+        f"usage stream still has {client.xlen(USAGE_STREAM)} drafts after {timeout} s"
+    )
+
+
+def verify_settlement(env: dict[str, str], out: Path, served_ok: int) -> dict[str, Any]:
+    """Usage records written by the stream settler vs the 200s the clients received, and the
+    ledger vs the balance."""
+    waited = wait_settled()
+    found = json.loads(
+        run_py(["-m", "bench.seed", "--verify"], env, out / "setup.log").splitlines()[-1]
+    )
+    found["client_ok_responses"] = served_ok
+    found["settle_wait_s"] = round(waited, 2)
+    succeeded = found["usage_records"].get("succeeded", 0)
+    found["succeeded_records_match_ok_responses"] = succeeded == served_ok
+    return dict(found)
 
 
 # --- targets ----------------------------------------------------------------------------------
@@ -135,6 +173,7 @@ class Target:
     cpu_root: int  # whose process tree's CPU counts
     sampler: MemorySampler | None = None
     results: dict[str, Any] = field(default_factory=dict)
+    ok_responses: int = 0  # every 200 it answered, warm-ups and probes included
 
 
 def start_fake(latency: int, out: Path) -> tuple[Proc, str]:
@@ -165,6 +204,7 @@ def start_routerhub(env: dict[str, str], workers: int, out: Path) -> tuple[Proc,
 
 
 def chat_probe(url: str, key: str, model: str, proc: Proc | None, timeout: float = 60) -> None:
+    """One request answered 200 (retried until it is, bounded)."""
     body = json.dumps({"model": model, "max_tokens": 8,
                        "messages": [{"role": "user", "content": "ping"}]}).encode()  # fmt: skip
     headers = {"Content-Type": "application/json"}
@@ -190,11 +230,12 @@ def clear_upstream(upstream: str) -> None:
 # --- measuring ----------------------------------------------------------------------------------
 
 
-def loadgen(mode: str, target: Target, latency: int, *extra: str) -> dict[str, Any]:
+def loadgen(mode: str, target: Target, latency: int, *extra: str,
+            model: str | None = None) -> dict[str, Any]:  # fmt: skip
     """One load-generator run; ``foreign_cores`` says how busy the rest of the machine was."""
     foreign = ForeignLoad()
     argv = [str(PY), "-m", "bench.loadgen", mode, "--url", target.url, "--key", target.key,
-            "--model", target.models[latency], *extra]  # fmt: skip
+            "--model", model or target.models[latency], *extra]  # fmt: skip
     result = subprocess.run(
         argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=600
     )
@@ -202,6 +243,7 @@ def loadgen(mode: str, target: Target, latency: int, *extra: str) -> dict[str, A
         raise RuntimeError(f"load generator failed: {result.stderr[-2000:]}")
     res = dict(json.loads(result.stdout.splitlines()[-1]))
     res["foreign_cores"] = round(foreign.cores(), 2)
+    target.ok_responses += int(res.get("total_ok_including_warmup", 0))
     return res
 
 
@@ -251,6 +293,33 @@ def measure(targets: list[Target], upstreams: dict[int, str], opts: Options,
                 time.sleep(1)
 
 
+def measure_router(rh: Target, opts: Options, repoint: Any) -> dict[str, Any]:
+    """``router/<slug>`` vs ``demo/small`` at c=1 against the 0 ms upstream, in A-B-B-A order.
+    The router picks demo/small or demo/large per prompt; both are served by the same fake."""
+    repoint(0)
+    model = f"router/{ROUTER_SLUG}"
+    args = ["--requests", str(opts.requests), "--warmup", str(opts.warmup), "--max-seconds", "60"]
+    runs: dict[str, list[dict[str, Any]]] = {"demo/small": [], model: []}
+    for name in ("demo/small", model, model, "demo/small"):
+        res = loadgen("latency", rh, 0, *args, model=name)
+        runs[name].append(res)
+        lat = res["latency_ms"]
+        log(f" 0 ms upstream  latency  {name:<12} p50 {_f(lat['p50'])} p90 {_f(lat['p90'])} "
+            f"p99 {_f(lat['p99'])} ms  errors {res['errors']}  [other load {res['foreign_cores']:.2f} cores]")  # fmt: skip
+
+    def mean(name: str, q: str) -> float | None:
+        values = [r["latency_ms"][q] for r in runs[name] if r["latency_ms"][q] is not None]
+        return sum(values) / len(values) if values else None
+
+    out: dict[str, Any] = {"router": model, "runs": runs}
+    for q in ("p50", "p90", "p99"):
+        mine, plain = mean(model, q), mean("demo/small", q)
+        out[f"router_{q}_ms"], out[f"plain_{q}_ms"] = mine, plain
+        out[f"added_{q}_ms"] = None if mine is None or plain is None else mine - plain
+    out["errors"] = sum(r["errors"] for rs in runs.values() for r in rs)
+    return out
+
+
 def _order(targets: list[Target], flip: bool) -> list[Target]:
     direct = [t for t in targets if t.name == "direct"]
     gateways = [t for t in targets if t.name != "direct"]
@@ -281,7 +350,8 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
 
         env = routerhub_env(fakes[LATENCIES[0]])
         log(f"database {RH_DB}: drop, create, migrate, seed")
-        key = setup_routerhub_db(env, out)
+        key, router_training = setup_routerhub_db(env, out)
+        log(f"router/{ROUTER_SLUG} trained: {router_training}")
         rh_proc, rh_url = start_routerhub(env, opts.workers, out)
         procs.append(rh_proc)
         log(f"RouterHub (gunicorn, {opts.workers} uvicorn workers, production) on {rh_url}")
@@ -313,6 +383,7 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
             repoint_routerhub(env, upstream, out)
             time.sleep(2.5)  # CATALOG_CACHE_TTL is 1 s
             chat_probe(rh.url, rh.key, "demo/small", rh_proc)
+            rh.ok_responses += 1
             chat_probe(lt.url, lt.key, ll.models[latency], ll.proc)
             if upstream_count(upstream) < 2:
                 raise RuntimeError(f"gateways are not calling {upstream} after the repoint")
@@ -326,7 +397,16 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
         measure([direct, rh, lt], fakes, opts, repoint)
         for sampler in samplers:
             sampler.__exit__(None, None, None)
+        router_e2e = measure_router(rh, opts, repoint)
+        router_e2e["training"] = router_training
+        settlement = verify_settlement(env, out, rh.ok_responses)
+        log(f"settlement: {settlement['usage_records']} usage records for "
+            f"{settlement['client_ok_responses']} 200 responses; ledger usage sum "
+            f"{settlement['usage_ledger_sum']}, balance change {settlement['balance_change']}, "
+            f"reservations {settlement['reservations']}")  # fmt: skip
         return {
+            "router_e2e": router_e2e,
+            "settlement": settlement,
             "targets": {t.name: t.results for t in (direct, rh, lt)},
             "memory": {
                 t.name: {

@@ -147,7 +147,7 @@ async def sequential(args: argparse.Namespace, *, stream: bool) -> dict[str, Any
     host, port, raw = build_request(args.url, args.key, args.model, stream=stream)
     conn = Conn(host, port)
     samples: list[float] = []
-    errors = 0
+    errors = total_ok = 0
     statuses: dict[int, int] = {}
     deadline = time.monotonic() + args.max_seconds
     for index in range(args.warmup + args.requests):
@@ -162,6 +162,7 @@ async def sequential(args: argparse.Namespace, *, stream: bool) -> dict[str, Any
             errors += index >= args.warmup
             continue
         elapsed = time.perf_counter() - started
+        total_ok += status == 200
         if index < args.warmup:
             continue
         statuses[status] = statuses.get(status, 0) + 1
@@ -171,7 +172,8 @@ async def sequential(args: argparse.Namespace, *, stream: bool) -> dict[str, Any
         samples.append(first if stream else elapsed)  # type: ignore[arg-type]
     conn.close()
     return {"mode": "ttft" if stream else "latency", "latency_ms": summary_ms(samples),
-            "errors": errors, "statuses": statuses}  # fmt: skip
+            "errors": errors, "statuses": statuses,
+            "total_ok_including_warmup": total_ok}  # fmt: skip
 
 
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:

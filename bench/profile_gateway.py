@@ -56,7 +56,7 @@ def main() -> None:
         fake, upstream = gateway.start_fake(0, out)
         procs.append(fake)
         env = gateway.routerhub_env(upstream)
-        key = gateway.setup_routerhub_db(env, out)
+        key, _ = gateway.setup_routerhub_db(env, out)
         rh, url = gateway.start_routerhub(env, args.workers, out)
         procs.append(rh)
         gateway.chat_probe(f"{url}/v1/chat/completions", key, "demo/small", rh)

@@ -164,6 +164,79 @@ def table(results: dict[str, Any]) -> str:
     return head + "\n" + "\n".join(rows)
 
 
+def settlement_text(results: dict[str, Any]) -> str:
+    st = _get(results, "gateway", "settlement")
+    if not st:
+        return "Settlement check: not run."
+    ok = st["succeeded_records_match_ok_responses"] and st["ledger_matches_balance"]
+    return (
+        f"Settlement check (usage settled from the Redis stream by the per-process settlers): "
+        f"{st['usage_records'].get('succeeded', 0):,} `succeeded` usage records for "
+        f"{st['client_ok_responses']:,} 200 responses RouterHub gave the load generator "
+        f"(all records: {st['usage_records']}); reservations {st['reservations']}; "
+        f"{st['usage_ledger_entries']:,} usage ledger entries summing to {st['usage_ledger_sum']} = "
+        f"balance change {st['balance_change']} (records' cost sum {st['usage_records_cost_sum']}); "
+        f"stream drained {st['settle_wait_s']} s after the last request. "
+        + ("**Consistent.**" if ok else "**MISMATCH — see `gateway.settlement` in results.json.**")
+    )
+
+
+def routing_text(results: dict[str, Any]) -> str:
+    """Routing decision latency, ``router/<slug>`` added latency and training throughput."""
+    parts = []
+    e2e = _get(results, "gateway", "router_e2e")
+    if e2e:
+        parts.append(
+            f"`{e2e['router']}` (trained at setup over demo/small and demo/large) vs `demo/small`, "
+            f"same production server, c=1, upstream 0 ms, A-B-B-A runs of "
+            f"{_get(results, 'gateway', 'options', 'requests_c1')} requests: p50 "
+            f"{_n(e2e['router_p50_ms'])} vs {_n(e2e['plain_p50_ms'])} ms, **added p50 "
+            f"{_n(e2e['added_p50_ms'])} ms**, p90 {_n(e2e['added_p90_ms'])} ms, p99 "
+            f"{_n(e2e['added_p99_ms'])} ms; errors {e2e['errors']}."
+        )
+    routing = results.get("routing") or {}
+    if "skipped" in routing or "error" in routing:
+        why = routing.get("skipped") or routing.get("error")
+        parts.append(f"Routing decision latency and training throughput: not measured ({why}).")
+        return "\n\n".join(parts)
+    decision = routing.get("decision_latency") or {}
+    two, eleven = decision.get("2_candidates") or {}, decision.get("11_candidates") or {}
+    rows = ["| prompt | 2 candidates p50 (ms) | p99 | 11 candidates p50 (ms) | p99 |",
+            "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for size in ("200B", "2KB", "4KB"):
+        a, b = two.get(size) or {}, eleven.get(size) or {}
+        rows.append(f"| {size} | {_n(a.get('p50_ms'))} | {_n(a.get('p99_ms'))} "
+                    f"| {_n(b.get('p50_ms'))} | {_n(b.get('p99_ms'))} |")  # fmt: skip
+    parts.append(
+        "Routing decision latency (featurize + score + order in `training.predictor`, one prompt "
+        "at a time, in-process; 2 candidates: the 14k-row MMLU router below; 11 candidates: a "
+        "RouterBench ARC-Challenge router):\n\n" + "\n".join(rows)
+    )
+    training = routing.get("training") or {}
+    rows = ["| rows | CV folds | training (s) | rows/s | run wall (s) | upload + validation (s) | peak RSS (MB) |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for n, run in training.items():
+        if "error" in run:
+            rows.append(f"| {int(n):,} | error: {run['error'][-200:]!r} | | | | | |")
+            continue
+        rows.append(f"| {run['rows']:,} | {run['folds']} | {_n(run['training_seconds'], 1)} "
+                    f"| {run['rows_per_second']:,.0f} | {_n(run['run_wall_seconds'], 1)} "
+                    f"| {_n(run['upload_validate_seconds'], 1)} | {run['peak_rss_mb']:,.0f} |")  # fmt: skip
+    folds = {run.get("folds") for run in training.values()}
+    parts.append(
+        "Training a 2-candidate router (routellm_mmlu.csv resampled with replacement to each size, "
+        "every prompt given a distinct suffix so de-duplication keeps it; through "
+        "`training.services`, eager Celery; one fresh process per size). Training = featurize + "
+        "k-fold out-of-fold predictions + final fit; rows/s = rows / training; run wall adds "
+        "loading the dataset, evaluation and saving artifacts; peak RSS is the whole process "
+        "(upload, validation and training)"
+        + (". **The 100k-row run uses fewer CV folds** to keep `make bench` under 15 minutes."
+           if len(folds) > 1 else ".")
+        + "\n\n" + "\n".join(rows)
+    )  # fmt: skip
+    return "\n\n".join(parts)
+
+
 def readme_section(results: dict[str, Any]) -> str:
     m, v, g = results["machine"], results["versions"], results["gateway"]
     ll = g["litellm"]
@@ -173,13 +246,6 @@ def readme_section(results: dict[str, Any]) -> str:
         else "**LiteLLM ran without a database** (master-key auth; it computes spend but does "
         f"not store it), because its database mode could not run offline: {ll['note']}."
     )
-    routing = results.get("routing")
-    routing_text = (
-        "Routing decision latency and training throughput: not measured yet "
-        "(`bench.run_all.routing_benchmarks()` is a hook for `bench/router.py`)."
-        if routing is None else
-        "Routing decision latency and training throughput: see `routing` in `bench/results.json`."
-    )  # fmt: skip
     opts = g["options"]
     foreign = results["summary"]["foreign_load_cores"]
     noise = ""
@@ -191,9 +257,9 @@ def readme_section(results: dict[str, Any]) -> str:
     return f"""{START}
 Measured {results["date"]} on {m["cores"]} cores ({m["cpu"]}), {m["memory_gb"]} GB; Python {v["python"]},
 Django {v["django"]}, LiteLLM {v["litellm"]}, RouterHub `{(v["routerhub_git_sha"] or "")[:10]}`.
-Reproduce with `make bench` (writes `bench/results.json`; takes about 10 minutes, plus a few
+Reproduce with `make bench` (writes `bench/results.json`; this run took {results["elapsed_s"] / 60:.0f} minutes, plus a few
 minutes the first time to install LiteLLM into `bench/.litellm-venv`). Options:
-`make bench BENCH_ARGS="--duration 10"`. Profile the gateway's hot path under load with
+`make bench BENCH_ARGS="--duration 10 --datasets ../shared/datasets --big-folds 3 --no-routing"`. Profile the gateway's hot path under load with
 `.venv/bin/python -m bench.profile_gateway [--gil]` (needs `pip install py-spy` into .venv).
 
 Setup: the project's fake upstream with a fixed latency (0 ms and 20 ms) called directly (the
@@ -213,7 +279,9 @@ the gateway's percentile minus the direct percentile. CPU is the server's whole 
 
 {noise}
 
-{routing_text}
+{settlement_text(results)}
+
+{routing_text(results)}
 {END}"""
 
 

@@ -2,6 +2,10 @@
 
     python -m bench.router --datasets ../shared/datasets [--only mmlu|arc] [--json out.json]
 
+``make bench`` calls ``routing_benchmarks`` instead (``bench.run_all``): routing decision latency
+(2 and 11 candidates) and training time, rows/second and peak memory at 1k, 14k and 100k rows
+(MMLU resampled with replacement), each in its own subprocess.
+
 Each benchmark runs in a fresh subprocess with a throwaway SQLite database and media folder:
 the dataset is uploaded with ``training.services.dataset_create`` (validated by the Celery task,
 run eagerly), a router is created and ``training_run_start`` trains it (eager Celery task, the
@@ -211,29 +215,152 @@ def bench_arc(datasets: Path) -> dict[str, Any]:
     }
 
 
+def bench_training(datasets: Path, csv_path: Path, folds: int, latency: bool) -> dict[str, Any]:
+    """Upload ``csv_path`` (a resample of the MMLU dataset, see ``resample_mmlu``) and train a
+    2-candidate router on it; time the upload's validation and the training run."""
+    import pandas as pd
+
+    organization = _organization()
+    columns = {"prompt": "prompt", "scores": {MMLU_WEAK: MMLU_WEAK, MMLU_STRONG: MMLU_STRONG}}
+    started = time.perf_counter()
+    dataset = _upload(organization, csv_path, columns)
+    validate_s = time.perf_counter() - started
+    options = {"prices": MMLU_PRICES, "folds": folds}
+    version, wall = _train(organization, "mmlu", [MMLU_WEAK, MMLU_STRONG], dataset, options)
+    report = version.report
+    rows = int(report["evaluation"]["rows"])
+    out: dict[str, Any] = {
+        "rows": rows,
+        "folds": folds,
+        "upload_validate_seconds": round(validate_s, 2),
+        "training_seconds": report["training_seconds"],  # featurize + CV folds + final fit
+        "run_wall_seconds": round(wall, 2),  # + loading the dataset, evaluation, artifacts
+        "rows_per_second": round(rows / report["training_seconds"], 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),  # the whole child: upload, validation, training
+    }
+    if latency:
+        prompts = pd.read_csv(datasets / "routellm_mmlu.csv", usecols=["prompt"])["prompt"]
+        out["latency_2_candidates"] = _latency(version, prompts.tolist(), [MMLU_WEAK, MMLU_STRONG])
+    return out
+
+
+def bench_arc_latency(datasets: Path) -> dict[str, Any]:
+    """Decision latency with 11 candidates: a RouterBench ARC router (train split, 3 folds)."""
+    import pandas as pd
+
+    organization = _organization()
+    train_path = datasets / "routerbench_arc_challenge_train.csv"
+    header = pd.read_csv(train_path, nrows=0).columns
+    models = [c for c in header if "|" not in c and c not in ARC_NON_MODEL]
+    columns = {
+        "prompt": "prompt",
+        "scores": {m: m for m in models},
+        "costs": {m: f"{m}|total_cost" for m in models},
+    }
+    train = _upload(organization, train_path, columns)
+    version, _ = _train(organization, "arc", models, train, {"folds": 3})
+    prompts = pd.read_csv(train_path, usecols=["prompt"])["prompt"].tolist()
+    return {
+        "candidates": len(models),
+        "rows": version.report["evaluation"]["rows"],
+        "training_seconds": version.report["training_seconds"],
+        "latency_11_candidates": _latency(version, prompts, models),
+    }
+
+
+def resample_mmlu(datasets: Path, rows: int, path: Path, seed: int = 0) -> None:
+    """``rows`` rows drawn with replacement from routellm_mmlu.csv; each prompt gets a distinct
+    suffix so the dataset's de-duplication keeps every row."""
+    import pandas as pd
+
+    frame = pd.read_csv(datasets / "routellm_mmlu.csv")
+    sample = frame.sample(n=rows, replace=True, random_state=seed).reset_index(drop=True)
+    sample["prompt"] = sample["prompt"].astype(str) + [f"\n(#{i})" for i in range(rows)]
+    sample.to_csv(path, index=False)
+
+
+TRAINING_ROWS = (1_000, 14_000, 100_000)
+
+
+def routing_benchmarks(datasets: Path, *, big_folds: int = 3, log: Any = print) -> dict[str, Any]:
+    """For ``make bench``: decision latency (2 candidates from the 14k MMLU router, 11 from the
+    ARC router) and training throughput; each measurement in a fresh subprocess."""
+    datasets = datasets.resolve()
+    needed = ["routellm_mmlu.csv", "routerbench_arc_challenge_train.csv"]
+    missing = [n for n in needed if not (datasets / n).exists()]
+    if missing:
+        return {"skipped": f"datasets not found in {datasets}: {', '.join(missing)} "
+                           "(see bench/router.py's docstring; pass --datasets)"}  # fmt: skip
+    results: dict[str, Any] = {"datasets": str(datasets), "training": {}}
+    with tempfile.TemporaryDirectory(prefix="rh-bench-rows-") as tmp:
+        for rows in TRAINING_ROWS:
+            folds = 5 if rows < 50_000 else big_folds
+            csv_path = Path(tmp) / f"mmlu_resampled_{rows}.csv"
+            resample_mmlu(datasets, rows, csv_path)
+            log(f"routing benchmark: train on {rows:,} resampled MMLU rows ({folds}-fold CV)")
+            started = time.monotonic()
+            extra = ["--rows-csv", str(csv_path), "--folds", str(folds)]
+            if rows == 14_000:
+                extra.append("--latency")
+            res = _child("training", datasets, extra)
+            res["child_wall_seconds"] = round(time.monotonic() - started, 1)
+            results["training"][str(rows)] = res
+            csv_path.unlink()
+    log("routing benchmark: ARC router (11 candidates) for decision latency")
+    arc = _child("arc_latency", datasets, [])
+    mmlu = results["training"]["14000"].get("latency_2_candidates", {})
+    results["decision_latency"] = {
+        "2_candidates": mmlu,
+        "11_candidates": arc.get("latency_11_candidates", arc),
+        "arc_router": {k: v for k, v in arc.items() if k != "latency_11_candidates"},
+        "method": "training.predictor rank(): featurize + score + order, one prompt at a time, "
+        f"{LATENCY_ITERATIONS} timed calls per size after 10 warm-up",
+    }
+    return results
+
+
+def _child(name: str, datasets: Path, extra: list[str]) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "bench.router", "--child", "--only", name,
+            "--datasets", str(datasets), *extra]  # fmt: skip
+    run = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1200)
+    if run.returncode != 0:
+        return {"error": run.stderr.strip()[-1500:]}
+    return dict(json.loads(run.stdout.strip().splitlines()[-1]))
+
+
 BENCHES = {"mmlu": bench_mmlu, "arc": bench_arc}
+CHILD_ONLY = ("training", "arc_latency")
 
 
-def _run_one(name: str, datasets: Path) -> dict[str, Any]:
+def _run_one(name: str, datasets: Path, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rh-bench-router-") as workdir:
         _django(Path(workdir))
+        if name == "training":
+            return bench_training(datasets, args.rows_csv, args.folds, args.latency)
+        if name == "arc_latency":
+            return bench_arc_latency(datasets)
         return BENCHES[name](datasets)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
-    parser.add_argument("--only", choices=sorted(BENCHES))
+    parser.add_argument("--only", choices=sorted(BENCHES) + list(CHILD_ONLY))
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rows-csv", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--folds", type=int, default=5, help=argparse.SUPPRESS)
+    parser.add_argument("--latency", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     datasets = args.datasets.resolve()
     if not (datasets / "routellm_mmlu.csv").exists():
         raise SystemExit(f"datasets not found in {datasets} (see this module's docstring)")
     if args.child:
-        print(json.dumps(_run_one(args.only, datasets)))
+        print(json.dumps(_run_one(args.only, datasets, args)))
         return
     results = {}
+    if args.only in CHILD_ONLY:
+        raise SystemExit(f"--only {args.only} is for make bench (bench.run_all)")
     for name in [args.only] if args.only else list(BENCHES):
         # A fresh process per benchmark so peak memory belongs to that benchmark alone.
         output = subprocess.run(

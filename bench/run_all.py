@@ -1,16 +1,19 @@
 """``make bench``: every benchmark in one run; writes bench/results.json and README's table.
 
     python -m bench.run_all [--duration 30] [--requests 500] [--workers N] [--no-readme]
+                            [--datasets ../shared/datasets] [--big-folds 3] [--no-routing]
 
-Gateway overhead (bench.gateway) against the fake upstream and LiteLLM's proxy; routing
-decision latency and training throughput come from ``bench/router.py`` when it provides them
-(see ``routing_benchmarks``). Numbers are written, never asserted.
+Gateway overhead (bench.gateway) against the fake upstream and LiteLLM's proxy, the added
+latency of ``router/<slug>`` over a plain model through the same production server, and the
+settlement check (usage records and ledger after the run); then routing decision latency and
+training throughput from ``bench/router.py`` (``routing_benchmarks``), after every server has
+stopped so the training runs do not share the machine with the gateways. Numbers are written,
+never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
@@ -19,39 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from bench import gateway, litellm_proxy, report
+from bench import router as router_bench
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-
-# Names ``bench/router.py`` (the training side's module) may define; each is called with no
-# arguments and returns a JSON-serialisable dict.
-ROUTER_HOOKS = ("decision_latency", "router_added_latency", "training_throughput")
+DATASETS = gateway.REPO.parent / "shared" / "datasets"  # ../shared/datasets from the repo
 
 
-def routing_benchmarks() -> dict[str, Any] | None:
-    """Routing decision latency, ``router/<slug>`` added latency and training throughput.
-
-    TODO: these belong to bench/router.py; until it exposes one of ``ROUTER_HOOKS`` this
-    returns None and the results say "not measured" (no made-up numbers).
-    """
+def routing_benchmarks(datasets: Path, big_folds: int) -> dict[str, Any]:
+    """Routing decision latency (2 and 11 candidates) and training throughput (1k, 14k, 100k
+    rows); ``{"skipped": why}`` when the datasets are not there."""
     try:
-        module = importlib.import_module("bench.router")
-    except ImportError:
-        return None
-    found = {
-        name: getattr(module, name)
-        for name in ROUTER_HOOKS
-        if callable(getattr(module, name, None))
-    }
-    if not found:
-        return None
-    results: dict[str, Any] = {}
-    for name, function in found.items():
-        gateway.log(f"routing benchmark: bench.router.{name}()")
-        try:
-            results[name] = function()
-        except Exception as exc:
-            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-    return results
+        return router_bench.routing_benchmarks(datasets, big_folds=big_folds, log=gateway.log)
+    except Exception as exc:  # a failed routing bench must not lose the gateway numbers
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=gateway.Options.workers)
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite README.md")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--datasets", type=Path, default=DATASETS,
+                        help="routellm_mmlu.csv and routerbench_arc_challenge_*.csv (default ../shared/datasets)")  # fmt: skip
+    parser.add_argument("--big-folds", type=int, default=3,
+                        help="cross-validation folds of the 100k-row training run (default 3; the others use 5)")  # fmt: skip
+    parser.add_argument("--no-routing", action="store_true",
+                        help="skip routing decision latency and training throughput")  # fmt: skip
     args = parser.parse_args(argv)
     started = time.monotonic()
     opts = gateway.Options(
@@ -81,12 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     results["gateway"] = gateway.gateway_benchmarks(opts)
     results["versions"] = report.versions(litellm_proxy.venv_python())
     results["summary"] = report.summarize(results["gateway"])
-    results["routing"] = routing_benchmarks()
+    results["routing"] = (
+        {"skipped": "--no-routing"}
+        if args.no_routing
+        else routing_benchmarks(args.datasets, args.big_folds)
+    )
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     report.write_json(results, args.output)
     print()
     print(report.table(results))
+    print()
+    print(report.settlement_text(results))
+    print()
+    print(report.routing_text(results))
     print(f"\nLiteLLM database mode: {results['gateway']['litellm']['database']} "
           f"({results['gateway']['litellm']['note']})")  # fmt: skip
     if not args.no_readme:
