@@ -374,7 +374,7 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
         for target in (rh, lt):
             target.sampler = MemorySampler(target.cpu_root).__enter__()
             samplers.append(target.sampler)
-        memory_idle = {}
+        memory_idle: dict[str, int] = {}
 
         def repoint(latency: int) -> None:
             upstream = fakes[latency]
