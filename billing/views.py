@@ -62,9 +62,9 @@ def credits_page(request: HttpRequest) -> HttpResponse:
             "example_amount": example,
             "example_fee": topup_fee(example),
             "example_total": example + topup_fee(example),
-            "payments": Payment.objects.filter(organization=organization).order_by("-created_at")[
-                :20
-            ],
+            "payments": Payment.objects.filter(organization=organization)
+            .annotate(total=F("amount") + F("fee"))
+            .order_by("-created_at")[:20],
             "min_amount": settings.TOPUP_MIN_AMOUNT,
             "max_amount": settings.TOPUP_MAX_AMOUNT,
         },

@@ -155,8 +155,10 @@ def test_credits_page_lists_receipts(tenants):
     from billing.models import Payment
 
     Payment.objects.create(organization=tenants.organization, kind="checkout", status="succeeded",
-                           amount=Decimal("20"), fee=Decimal("1.10"), receipt_url="https://pay.example/r/1")  # fmt: skip
+                           amount=Decimal("50"), fee=Decimal("2.75"), receipt_url="https://pay.example/r/1")  # fmt: skip
 
     html = _login(tenants.owner, tenants.organization).get("/dashboard/credits/").content.decode()
 
-    assert "Receipts" in html and "$21.10" in html and "https://pay.example/r/1" in html
+    receipts = html.split("<h2>Receipts</h2>")[1].split("<h2>Transactions</h2>")[0]
+    assert "$50.00" in receipts and "$2.75" in receipts and "$52.75" in receipts
+    assert "https://pay.example/r/1" in receipts
