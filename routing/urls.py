@@ -6,4 +6,9 @@ urlpatterns = [
     path("dashboard/models/", views.models_page, name="models"),
     path("dashboard/playground/", views.playground_page, name="playground"),
     path("dashboard/provider-keys/", views.provider_keys_page, name="provider-keys"),
+    path(
+        "dashboard/routers/<slug:slug>/retrain-from-feedback",
+        views.router_retrain_from_feedback,
+        name="router-retrain-feedback",
+    ),
 ]

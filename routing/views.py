@@ -10,10 +10,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from accounts.models import Role
 from accounts.views import organization_required
 from routerhub.errors import ApiError
+from routing.feedback import feedback_retrain
 from routing.models import Provider, ProviderKey
 from routing.routers import PLATFORM_ROUTER_SLUG
 from routing.selectors import catalog_models_list
@@ -102,3 +104,26 @@ def provider_keys_page(request: HttpRequest) -> HttpResponse:
             "byok_fee": settings.BYOK_FEE_RATE * 100,
         },
     )
+
+
+@require_POST
+@organization_required(Role.ADMIN)
+def router_retrain_from_feedback(request: HttpRequest, slug: str) -> HttpResponse:
+    """The dashboard's one click from feedback to a training run."""
+    organization = request.membership.organization  # type: ignore[attr-defined]
+    router = (
+        Router.objects.filter(organization=organization, slug=slug)
+        .select_related("active_version", "organization")
+        .first()
+    )
+    if router is None:
+        raise Http404
+    try:
+        started = feedback_retrain(router=router)
+    except ApiError as exc:
+        messages.error(request, exc.message)
+        return redirect("training-router", slug=slug)
+    messages.success(
+        request, f"Training on {started.feedback_rows} feedback row(s) plus the previous data."
+    )
+    return redirect("training-run", run_id=started.run.pk)

@@ -64,3 +64,21 @@ def test_members_cannot_retrain(world: World) -> None:
     response = inference.post("/api/v1/routers/support/retrain-from-feedback")
 
     assert response.status_code == 403
+
+
+def test_dashboard_button_explains_when_there_is_nothing_to_learn_from(world: World) -> None:
+    from django.test import Client
+
+    from accounts.models import Role
+    from tests.factories import member_add
+
+    train_router(world)
+    admin = member_add(world.organization, Role.ADMIN)
+    client = Client()
+    client.force_login(admin)
+
+    page = client.post("/dashboard/routers/support/retrain-from-feedback", follow=True)
+
+    assert page.status_code == 200
+    assert "Turn on prompt logging" in page.content.decode()
+    assert "Retrain with feedback" in page.content.decode()
