@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from allauth.account.models import EmailAddress
+from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts import services
@@ -52,6 +53,17 @@ def key_client(plaintext: str) -> APIClient:
 def session_client(user: User, organization: Organization | None = None) -> APIClient:
     """A logged-in browser-like client that enforces CSRF like a real browser would."""
     client = APIClient(enforce_csrf_checks=True)
+    client.force_login(user)
+    if organization is not None:
+        session = client.session
+        session["current_organization_id"] = organization.pk
+        session.save()
+    return client
+
+
+def dashboard_client(user: User, organization: Organization | None = None) -> Client:
+    """A signed-in browser-like client for dashboard pages (Django's test client, no CSRF)."""
+    client = Client()
     client.force_login(user)
     if organization is not None:
         session = client.session

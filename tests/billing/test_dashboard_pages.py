@@ -6,22 +6,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from billing.charts import spend_chart
 from billing.services import UsageDraft, ledger_post, usage_settle
+from tests.factories import dashboard_client
 
 pytestmark = pytest.mark.django_db
-
-
-def _login(user, organization) -> Client:
-    client = Client()
-    client.force_login(user)
-    session = client.session
-    session["current_organization_id"] = organization.pk
-    session.save()
-    return client
 
 
 def _usage(
@@ -50,7 +41,7 @@ def test_credits_page_shows_balance_fee_and_transactions(tenants):
         description="Welcome credits",
     )
 
-    page = _login(tenants.owner, tenants.organization).get("/dashboard/credits/")
+    page = dashboard_client(tenants.owner, tenants.organization).get("/dashboard/credits/")
 
     html = page.content.decode()
     assert page.status_code == 200
@@ -60,7 +51,7 @@ def test_credits_page_shows_balance_fee_and_transactions(tenants):
 
 
 def test_members_cannot_open_billing(tenants):
-    page = _login(tenants.member, tenants.organization).get("/dashboard/credits/")
+    page = dashboard_client(tenants.member, tenants.organization).get("/dashboard/credits/")
 
     assert page.status_code == 403
 
@@ -74,7 +65,7 @@ def test_usage_page_draws_the_chart_and_filters_the_log(tenants):
     )
     _usage(tenants.organization, "demo/small", "0.001", days_ago=2)
     _usage(tenants.organization, "demo/large", "0.01")
-    client = _login(tenants.member, tenants.organization)
+    client = dashboard_client(tenants.member, tenants.organization)
 
     everything = client.get("/dashboard/usage/").content.decode()
     only_large = client.get("/dashboard/usage/", {"model": "demo/large"}).content.decode()
@@ -85,7 +76,7 @@ def test_usage_page_draws_the_chart_and_filters_the_log(tenants):
 
 
 def test_usage_page_reports_bad_filters_next_to_the_field(tenants):
-    page = _login(tenants.member, tenants.organization).get(
+    page = dashboard_client(tenants.member, tenants.organization).get(
         "/dashboard/usage/", {"start": "2026-03-01", "end": "2026-01-01"}
     )
 
@@ -119,7 +110,9 @@ def test_overview_shows_balance_month_spend_chart_and_quickstart(tenants):
     )
     _usage(tenants.organization, "demo/small", "0.25")
 
-    html = _login(tenants.member, tenants.organization).get("/dashboard/").content.decode()
+    html = (
+        dashboard_client(tenants.member, tenants.organization).get("/dashboard/").content.decode()
+    )
 
     assert "$4.75" in html  # balance after the charge
     assert "$0.2500" in html  # spent this month
@@ -128,7 +121,7 @@ def test_overview_shows_balance_month_spend_chart_and_quickstart(tenants):
 
 
 def test_new_key_is_pasted_into_the_snippets_once(tenants):
-    client = _login(tenants.admin, tenants.organization)
+    client = dashboard_client(tenants.admin, tenants.organization)
 
     created = client.post(
         "/dashboard/keys/", {"name": "laptop", "scope": "inference"}
@@ -157,7 +150,11 @@ def test_credits_page_lists_receipts(tenants):
     Payment.objects.create(organization=tenants.organization, kind="checkout", status="succeeded",
                            amount=Decimal("50"), fee=Decimal("2.75"), receipt_url="https://pay.example/r/1")  # fmt: skip
 
-    html = _login(tenants.owner, tenants.organization).get("/dashboard/credits/").content.decode()
+    html = (
+        dashboard_client(tenants.owner, tenants.organization)
+        .get("/dashboard/credits/")
+        .content.decode()
+    )
 
     receipts = html.split("<h2>Receipts</h2>")[1].split("<h2>Transactions</h2>")[0]
     assert "$50.00" in receipts and "$2.75" in receipts and "$52.75" in receipts

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from routing.models import Provider, ProviderKey
+from tests.factories import dashboard_client
 from training.models import Router
 
 pytestmark = pytest.mark.django_db
-
-
-def _login(user, organization) -> Client:
-    client = Client()
-    client.force_login(user)
-    session = client.session
-    session["current_organization_id"] = organization.pk
-    session.save()
-    return client
 
 
 def test_playground_lists_models_routers_and_the_platform_router(tenants):
@@ -26,7 +17,9 @@ def test_playground_lists_models_routers_and_the_platform_router(tenants):
     )
 
     html = (
-        _login(tenants.member, tenants.organization).get("/dashboard/playground/").content.decode()
+        dashboard_client(tenants.member, tenants.organization)
+        .get("/dashboard/playground/")
+        .content.decode()
     )
 
     assert 'value="router/support"' in html and "(not trained yet)" in html
@@ -38,7 +31,7 @@ def test_admin_saves_a_provider_key_that_is_never_shown_again(tenants):
     Provider.objects.create(
         slug="openai-test", name="OpenAI", api_style="openai", base_url="http://127.0.0.1:9"
     )
-    client = _login(tenants.admin, tenants.organization)
+    client = dashboard_client(tenants.admin, tenants.organization)
     secret = "sk-very-secret-value-1234"
 
     saved = client.post(
@@ -57,7 +50,7 @@ def test_a_too_short_provider_key_is_refused_next_to_the_field(tenants):
         slug="openai-test", name="OpenAI", api_style="openai", base_url="http://127.0.0.1:9"
     )
 
-    page = _login(tenants.admin, tenants.organization).post(
+    page = dashboard_client(tenants.admin, tenants.organization).post(
         "/dashboard/provider-keys/", {"provider": "openai-test", "secret": "short"}
     )
 
@@ -67,6 +60,6 @@ def test_a_too_short_provider_key_is_refused_next_to_the_field(tenants):
 
 
 def test_members_cannot_manage_provider_keys(tenants):
-    page = _login(tenants.member, tenants.organization).get("/dashboard/provider-keys/")
+    page = dashboard_client(tenants.member, tenants.organization).get("/dashboard/provider-keys/")
 
     assert page.status_code == 403
