@@ -22,6 +22,7 @@ import numpy as np
 from scipy import sparse
 
 from training.learner.featurizer import Featurizer
+from training.learner.forest import Forest, forest_from_boosters
 
 KIND_BINARY = "binary"
 KIND_REGRESSION = "regression"
@@ -116,6 +117,9 @@ class TrainedRouter:
     lambdas: np.ndarray  # λ for each tradeoff
     _stacked: np.ndarray | None = field(default=None, init=False, repr=False)
     _intercepts: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False, repr=False)
+    _forest: Forest | None = field(default=None, init=False, repr=False)
+    _forest_slot: list[int] | None = field(default=None, init=False, repr=False)
+    _head_arrays: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def bonus_vector(self, indices: list[int] | None = None) -> np.ndarray:
         chosen = indices if indices is not None else list(range(len(self.models)))
@@ -136,7 +140,43 @@ class TrainedRouter:
         chosen = list(indices) if indices is not None else list(range(len(self.heads)))
         # All linear heads in one gather: (nnz, models) rows of the stacked coefficients.
         linear = values @ self._coef_by_term()[index] + self._intercepts
-        return np.array([self.heads[i].predict_one(float(linear[i]), dense) for i in chosen])
+        # All boosters' trees in one walk (training/learner/forest.py) instead of one
+        # Booster.predict call per candidate, and the heads' blending as array arithmetic:
+        # the same formula as ``ScoreHead.predict_one`` (tests check they agree).
+        forest, slot = self._forest_of_heads()
+        heads = self._head_arrays
+        boosted = np.zeros(len(self.heads))
+        if forest is not None:
+            boosted[slot] = forest.predict(dense)
+        linear = np.where(heads["binary"], _sigmoid(linear), linear)
+        mixed = heads["blend"] * linear + (1.0 - heads["blend"]) * boosted
+        scores = np.where(
+            heads["constant"],
+            heads["prior"],
+            heads["prior"] + heads["shrink"] * (mixed - heads["prior"]),
+        )
+        return scores[chosen]
+
+    def _forest_of_heads(self) -> tuple[Forest | None, list[int]]:
+        if self._forest_slot is None:
+            with_trees = [
+                i
+                for i, h in enumerate(self.heads)
+                if h.booster is not None and h.kind != KIND_CONSTANT
+            ]
+            boosters = [b for b in (self.heads[i].booster for i in with_trees) if b is not None]
+            self._forest = forest_from_boosters(boosters) if boosters else None
+            self._forest_slot = with_trees
+            self._head_arrays = {
+                "binary": np.array([h.kind == KIND_BINARY for h in self.heads]),
+                "constant": np.array(
+                    [h.kind == KIND_CONSTANT or h.booster is None for h in self.heads]
+                ),
+                "prior": np.array([h.prior for h in self.heads], dtype=np.float64),
+                "blend": np.array([h.blend for h in self.heads], dtype=np.float64),
+                "shrink": np.array([h.shrink for h in self.heads], dtype=np.float64),
+            }
+        return self._forest, self._forest_slot
 
     def _coef_by_term(self) -> np.ndarray:
         if self._stacked is None:
