@@ -75,14 +75,16 @@ class _KeyFields(serializers.Serializer[Any]):
             raise serializers.ValidationError("must be in the future")
         return value
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("limit_reset") and attrs.get("limit") is None and "limit" in self.initial_data:
-            raise serializers.ValidationError({"limit_reset": "needs a limit"})
-        return attrs
-
 
 class ApiKeyCreateInput(_KeyFields):
     scope = serializers.ChoiceField(choices=KeyScope.choices, default=KeyScope.INFERENCE)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("limit_reset") and attrs.get("limit") is None:
+            raise serializers.ValidationError(
+                {"limit_reset": "a reset window needs a credit limit; set limit too"}
+            )
+        return attrs
 
 
 class ApiKeyUpdateInput(_KeyFields):

@@ -189,3 +189,13 @@ def test_owner_role_is_needed_to_manage_members(tenants):
 
     assert response.status_code == 200
     assert posted.status_code == 403
+
+
+def test_a_reset_window_without_a_limit_is_refused_on_the_field(tenants):
+    manage = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
+
+    response = manage.post("/api/v1/keys", {"name": "k", "limit_reset": "daily"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "limit_reset"
+    assert "needs a credit limit" in response.json()["error"]["message"]

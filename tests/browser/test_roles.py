@@ -6,24 +6,13 @@ import re
 from typing import Any
 
 import pytest
-from django.test import Client
 
-from accounts.models import Invitation, Membership, Organization, Role, User
+from accounts.models import Invitation, Membership, Role
 from tests.browser.conftest import Browser, expect, log_in
-from tests.factories import PASSWORD, Tenants, tenants_make
+from tests.factories import PASSWORD, Tenants, dashboard_client, tenants_make
 from tests.routing.servers import ServerThread
 
 pytestmark = pytest.mark.browser
-
-
-def client_for(user: User, organization: Organization | None = None) -> Client:
-    client = Client()
-    client.force_login(user)
-    if organization is not None:
-        session = client.session
-        session["current_organization_id"] = organization.pk
-        session.save()
-    return client
 
 
 def not_allowed(response: Any) -> bool:
@@ -69,7 +58,7 @@ def test_a_member_gets_the_403_page_for_credits_and_member_management(
     owner_membership = Membership.objects.get(user=acme.owner, organization=acme.organization)
     own_membership = Membership.objects.get(user=acme.member, organization=acme.organization)
     for user in (acme.member, acme.admin):  # billing and members are the owner's
-        client = client_for(user)
+        client = dashboard_client(user)
         assert not_allowed(client.get("/dashboard/credits/"))
         assert not_allowed(client.post("/dashboard/credits/buy", {"amount": "20"}))
         assert not_allowed(
@@ -88,7 +77,10 @@ def test_a_member_gets_the_403_page_for_credits_and_member_management(
     assert not Invitation.objects.filter(organization=acme.organization).exists()
 
     # The owner reaches the same page: the 403 is about the role, not the page.
-    assert client_for(acme.owner, acme.organization).get("/dashboard/credits/").status_code == 200
+    assert (
+        dashboard_client(acme.owner, acme.organization).get("/dashboard/credits/").status_code
+        == 200
+    )
 
 
 def test_an_outsider_gets_404_for_another_organizations_dataset_and_router(
@@ -107,7 +99,7 @@ def test_an_outsider_gets_404_for_another_organizations_dataset_and_router(
         "dataset": f"/dashboard/datasets/{dataset.pk}/",
         "router": "/dashboard/routers/acme-router/",
     }
-    owner = client_for(acme.owner, acme.organization)
+    owner = dashboard_client(acme.owner, acme.organization)
     assert all(owner.get(url).status_code == 200 for url in owned.values())
 
     page = roles_browser.page
@@ -121,7 +113,7 @@ def test_an_outsider_gets_404_for_another_organizations_dataset_and_router(
     assert roles_browser.foreign_requests() == []
     assert roles_browser.errors == []
 
-    outsider = client_for(acme.outsider)
+    outsider = dashboard_client(acme.outsider)
     assert not_found(outsider.post(f"/dashboard/datasets/{dataset.pk}/delete"))
     assert not_found(outsider.get("/dashboard/routers/acme-router/versions/1/"))
     assert not_found(
