@@ -1,0 +1,369 @@
+"""Tenant isolation generated from the OpenAPI schema: every operation, every kind of caller.
+
+Every operation of ``/api/schema/`` is called with real objects of organization A in its path
+(and required query), as: another organization's management key, inference key and session
+(also a session that names A's organization), A's member and admin where the operation needs a
+higher role, and A's inference key where API.md allows only management keys. A new route is
+covered as soon as it is in the schema; a new path parameter fails here until someone says how
+to make its object (``owner_object``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from rest_framework.test import APIClient
+
+from accounts.models import ROLE_RANK, KeyScope, Organization, Role, User
+from tests.factories import Tenants, key_client, key_make, session_client
+
+pytestmark = pytest.mark.django_db
+
+# Written into the names of A's objects: no response to an outsider may contain it.
+MARKER = "acme-private-marker"
+
+# API.md, "Auth": the only platform operations an inference (rh-live-) key may call.
+INFERENCE_OPERATIONS = {
+    ("GET", "/api/v1/key"),
+    ("GET", "/api/v1/generation"),
+    ("POST", "/api/v1/routers/{slug}/select"),
+    ("POST", "/api/v1/feedback"),
+}
+
+# Required parameters that name no object: a harmless value.
+PLAIN_VALUES: dict[str, str] = {"amount": "10"}
+
+# Operations that name one of A's objects in their body rather than their path.
+BODY_REFERENCES: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("POST", "/api/v1/feedback"): lambda objects: {"generation_id": objects["id"], "score": 1},
+}
+
+# --- A's objects, one maker per path (or required query) parameter ---------------------------------
+
+OwnerObjects = Callable[[Tenants], dict[str, Any]]
+OBJECT_MAKERS: dict[str, OwnerObjects] = {}
+
+
+def owner_object(*names: str) -> Callable[[OwnerObjects], OwnerObjects]:
+    def register(maker: OwnerObjects) -> OwnerObjects:
+        for name in names:
+            OBJECT_MAKERS[name] = maker
+        return maker
+
+    return register
+
+
+@owner_object("key_id")
+def _owner_key(t: Tenants) -> dict[str, Any]:
+    from accounts.models import ApiKey
+
+    key_make(t.organization, name=MARKER)
+    return {"key_id": ApiKey.objects.filter(organization=t.organization).latest("pk").pk}
+
+
+@owner_object("provider_key_id")
+def _owner_provider_key(t: Tenants) -> dict[str, Any]:
+    from routing.models import Provider
+    from routing.services import provider_key_create
+
+    provider, _ = Provider.objects.get_or_create(
+        slug="tenancy-test",
+        defaults={"name": "Tenancy", "api_style": "openai", "base_url": "http://127.0.0.1:9"},
+    )
+    key = provider_key_create(
+        organization=t.organization, provider=provider, secret="sk-owner-secret-123", name=MARKER
+    )
+    return {"provider_key_id": key.pk}
+
+
+@owner_object("dataset_id")
+def _owner_dataset(t: Tenants) -> dict[str, Any]:
+    from django.core.files.base import ContentFile
+
+    from training.models import Dataset
+
+    dataset = Dataset(organization=t.organization, name=MARKER)
+    dataset.file.save("owner.csv", ContentFile(b"prompt,a/score,b/score\nhi,1,0\n"), save=True)
+    return {"dataset_id": dataset.pk}
+
+
+@owner_object("slug", "number", "run_id")
+def _owner_router_version_and_run(t: Tenants) -> dict[str, Any]:
+    from training.models import Dataset, Router, RouterVersion, TrainingRun
+
+    router = Router.objects.create(
+        organization=t.organization, slug="owners-router", name=MARKER, candidates=["a", "b"]
+    )
+    dataset = Dataset.objects.create(
+        organization=t.organization, name=MARKER, file="datasets/x.csv"
+    )
+    version = RouterVersion.objects.create(router=router, number=1, dataset=dataset, candidates=["a", "b"],
+                                           artifact_prefix="x", artifact_files={}, checksum="0" * 64)  # fmt: skip
+    run = TrainingRun.objects.create(
+        organization=t.organization, router=router, dataset=dataset, version=version
+    )
+    return {"slug": router.slug, "number": version.number, "run_id": run.pk}
+
+
+@owner_object("id")
+def _owner_generation(t: Tenants) -> dict[str, Any]:
+    from billing.models import UsageRecord
+
+    record = UsageRecord.objects.create(
+        organization=t.organization, generation_id="gen-owner-1", model=f"{MARKER}/model",
+        status="succeeded", created_at=datetime.now(UTC),
+    )  # fmt: skip
+    return {"id": record.generation_id}
+
+
+# --- the schema -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str  # the schema's template, e.g. /api/v1/keys/{key_id}
+    parameters: tuple[tuple[str, str, bool], ...]  # (name, in, required)
+    body_format: str = "json"  # "multipart" when the operation accepts only form uploads
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+    @property
+    def object_parameters(self) -> list[str]:
+        return [
+            name
+            for name, where, required in self.parameters
+            if where == "path" or (where == "query" and required and name in OBJECT_MAKERS)
+        ]
+
+    @property
+    def names_an_object(self) -> bool:
+        return bool(self.object_parameters) or (self.method, self.path) in BODY_REFERENCES
+
+
+def schema_operations() -> list[Operation]:
+    response = APIClient().get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200, response.content[:300]
+    schema = json.loads(response.content)
+    operations = []
+    for path, item in schema["paths"].items():
+        shared = item.get("parameters", [])
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            parameters = {
+                (p["name"], p["in"], bool(p.get("required")))
+                for p in [*shared, *operation.get("parameters", [])]
+            }
+            media = set(operation.get("requestBody", {}).get("content", {}))
+            body_format = "json" if not media or "application/json" in media else "multipart"
+            operations.append(
+                Operation(method.upper(), path, tuple(sorted(parameters)), body_format)
+            )
+    return operations
+
+
+def fill(operation: Operation, objects: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The URL and query of ``operation`` aimed at A's objects; fails loudly on an unknown
+    parameter so that a new route cannot go unchecked."""
+    path, query = operation.path, {}
+    for name, where, required in operation.parameters:
+        if where == "path":
+            assert name in OBJECT_MAKERS, (
+                f"{operation}: add an owner_object maker for path parameter {name!r} in {__file__}"
+            )
+            path = path.replace("{" + name + "}", str(objects[name]))
+        elif where == "query" and required:
+            assert name in OBJECT_MAKERS or name in PLAIN_VALUES, (
+                f"{operation}: say how to fill required query parameter {name!r} in {__file__}"
+            )
+            query[name] = objects[name] if name in OBJECT_MAKERS else PLAIN_VALUES[name]
+    return path, query
+
+
+def view_of(url: str) -> Any:
+    match = resolve(url)
+    view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
+    assert view_class is not None, f"{url} is not a class-based API view"
+    return view_class
+
+
+def required_role(operation: Operation, url: str) -> Role:
+    return view_of(url).required_roles.get(operation.method, Role.MEMBER)
+
+
+# --- callers ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Caller:
+    client: APIClient
+    headers: dict[str, str] = field(default_factory=dict)
+    before: Callable[[], None] = lambda: None
+
+    def call(self, operation: Operation, url: str, query: dict[str, Any], body: Any) -> Any:
+        self.before()
+        method = getattr(self.client, operation.method.lower())
+        if operation.method == "GET":
+            return method(url, query, **self.headers)
+        if query:
+            url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+        return method(url, body, format=operation.body_format, **self.headers)
+
+
+def browser(user: User, organization: Organization, *, claim: Organization | None = None) -> Caller:
+    """A signed-in session sending CSRF like the dashboard. ``claim`` writes another organization
+    into the session before every call, as a tampered cookie would."""
+    client = session_client(user, organization)
+    client.get("/dashboard/")
+    caller = Caller(client, {"HTTP_X_CSRFTOKEN": client.cookies["csrftoken"].value})
+    if claim is not None:
+
+        def tamper() -> None:
+            session = client.session
+            session["current_organization_id"] = claim.pk
+            session.save()
+
+        caller.before = tamper
+    return caller
+
+
+@dataclass
+class Sweep:
+    tenants: Tenants
+    objects: dict[str, Any]
+    operations: list[Operation]
+    failures: list[str] = field(default_factory=list)
+    checked: int = 0
+
+    def expect(self, caller: Caller, operation: Operation, status: int, error_type: str) -> None:
+        url, query = fill(operation, self.objects)
+        body = BODY_REFERENCES.get((operation.method, operation.path), lambda _: {})(self.objects)
+        response = caller.call(operation, url, query, body)
+        self.checked += 1
+        if response.status_code != status:
+            self.failures.append(f"{operation} -> {response.status_code}, expected {status}")
+        elif response.json()["error"]["type"] != error_type:
+            self.failures.append(f"{operation} -> error type {response.json()['error']['type']}")
+
+    def expect_no_leak(self, caller: Caller, operation: Operation) -> None:
+        url, query = fill(operation, self.objects)
+        response = caller.call(operation, url, query, {})
+        self.checked += 1
+        content = b"".join(response.streaming_content) if response.streaming else response.content
+        if response.status_code >= 500 or MARKER.encode() in content:
+            self.failures.append(f"{operation} -> {response.status_code} {content[:200]!r}")
+
+    def assert_clean(self) -> None:
+        assert self.checked, "nothing was checked"
+        assert not self.failures, "\n".join(self.failures)
+
+
+@pytest.fixture
+def sweep(tenants: Tenants) -> Sweep:
+    objects: dict[str, Any] = {}
+    for maker in dict.fromkeys(OBJECT_MAKERS.values()):  # one object graph per maker
+        objects.update(maker(tenants))
+    return Sweep(tenants, objects, schema_operations())
+
+
+# --- the tests ------------------------------------------------------------------------------------
+
+
+def test_every_api_route_is_in_the_schema():
+    def walk(patterns: list[Any], prefix: str) -> Iterator[str]:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern) and route.startswith("api/v1/"):
+                for name in pattern.pattern.converters:
+                    for form in (f"<int:{name}>", f"<str:{name}>", f"<slug:{name}>", f"<{name}>"):
+                        route = route.replace(form, "{" + name + "}")
+                yield "/" + route
+
+    documented = {operation.path for operation in schema_operations()}
+    routes = set(walk(get_resolver().url_patterns, ""))
+
+    assert routes - documented == set()
+    assert any(operation.object_parameters for operation in schema_operations())
+
+
+def test_inference_keys_reach_exactly_the_operations_api_md_allows(sweep: Sweep):
+    opened = set()
+    for operation in sweep.operations:
+        url, _ = fill(operation, sweep.objects)
+        if getattr(view_of(url), "inference_key_allowed", False):
+            opened.add((operation.method, operation.path))
+
+    assert opened == INFERENCE_OPERATIONS
+
+
+OUTSIDERS: dict[str, Callable[[Tenants], Caller]] = {
+    "outsider-management-key": lambda t: Caller(
+        key_client(key_make(t.outsider_organization, scope=KeyScope.MANAGE))
+    ),
+    "outsider-inference-key": lambda t: Caller(key_client(key_make(t.outsider_organization))),
+    "outsider-session": lambda t: browser(t.outsider, t.outsider_organization),
+    "outsider-session-naming-the-owner": lambda t: browser(
+        t.outsider, t.outsider_organization, claim=t.organization
+    ),
+}
+
+
+@pytest.mark.parametrize("outsider", list(OUTSIDERS))
+def test_outsiders_get_404_on_every_operation_naming_an_owner_object(sweep: Sweep, outsider: str):
+    caller = OUTSIDERS[outsider](sweep.tenants)
+    inference_key = outsider == "outsider-inference-key"
+    for operation in sweep.operations:
+        if not operation.names_an_object:
+            continue
+        if inference_key and (operation.method, operation.path) not in INFERENCE_OPERATIONS:
+            sweep.expect(caller, operation, 403, "forbidden")  # refused before lookup
+        else:
+            sweep.expect(caller, operation, 404, "not_found")
+    sweep.assert_clean()
+
+
+@pytest.mark.parametrize("outsider", list(OUTSIDERS))
+def test_outsiders_never_see_owner_data_in_any_read(sweep: Sweep, outsider: str):
+    caller = OUTSIDERS[outsider](sweep.tenants)
+    for operation in sweep.operations:
+        if operation.method == "GET" and not operation.names_an_object:
+            sweep.expect_no_leak(caller, operation)
+    sweep.assert_clean()
+
+
+@pytest.mark.parametrize("role", [Role.MEMBER, Role.ADMIN])
+def test_owner_organization_people_without_the_role_get_403(sweep: Sweep, role: Role):
+    user = sweep.tenants.member if role == Role.MEMBER else sweep.tenants.admin
+    caller = browser(user, sweep.tenants.organization)
+    for operation in sweep.operations:
+        url, _ = fill(operation, sweep.objects)
+        if ROLE_RANK[required_role(operation, url)] > ROLE_RANK[role]:
+            sweep.expect(caller, operation, 403, "forbidden")
+    sweep.assert_clean()
+
+
+def test_owner_inference_key_gets_403_on_every_management_operation(sweep: Sweep):
+    caller = Caller(key_client(key_make(sweep.tenants.organization)))
+    for operation in sweep.operations:
+        if (operation.method, operation.path) not in INFERENCE_OPERATIONS:
+            sweep.expect(caller, operation, 403, "forbidden")
+    sweep.assert_clean()
+
+
+def test_owner_management_key_gets_403_on_people_only_operations(sweep: Sweep):
+    caller = Caller(key_client(key_make(sweep.tenants.organization, scope=KeyScope.MANAGE)))
+    for operation in sweep.operations:
+        url, _ = fill(operation, sweep.objects)
+        if getattr(view_of(url), "people_only", False):
+            sweep.expect(caller, operation, 403, "forbidden")
+    assert not sweep.failures, "\n".join(sweep.failures)
