@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import httpx
 from django.conf import settings
+
+from routing.gateway.transport import LeanTransport
 
 # httpx logs every request at INFO: on the hot path that is a log line per request.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -20,14 +23,27 @@ class _State:
 def http_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     if _State.client is None or _State.loop is not loop:
+        _State.client = _client_create()
+        _State.loop = loop
+    return _State.client
+
+
+def _client_create() -> httpx.AsyncClient:
+    if _proxy_configured():
+        # Egress through a proxy: httpx's own transport honours HTTP(S)_PROXY and NO_PROXY.
         limits = httpx.Limits(
             max_connections=settings.GATEWAY_MAX_CONNECTIONS,
             max_keepalive_connections=settings.GATEWAY_MAX_CONNECTIONS,
             keepalive_expiry=30,
         )
-        _State.client = httpx.AsyncClient(limits=limits, timeout=upstream_timeout(), http2=False)
-        _State.loop = loop
-    return _State.client
+        return httpx.AsyncClient(limits=limits, timeout=upstream_timeout(), http2=False)
+    transport = LeanTransport(max_connections=settings.GATEWAY_MAX_CONNECTIONS, keepalive_expiry=30)
+    return httpx.AsyncClient(transport=transport, timeout=upstream_timeout())
+
+
+def _proxy_configured() -> bool:
+    names = ("http_proxy", "https_proxy", "all_proxy")
+    return any(os.environ.get(name) or os.environ.get(name.upper()) for name in names)
 
 
 async def http_client_close() -> None:

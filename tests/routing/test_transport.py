@@ -1,0 +1,190 @@
+"""The gateway's lean HTTP/1.1 transport under httpx: keep-alive, framing, faults, timeouts, limits.
+
+Each test runs a scripted asyncio server on a free local port; what the server sends is exactly
+what the transport has to cope with (a reused connection closed by the server, a body cut short,
+a server that never answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from routing.gateway.transport import LeanTransport
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head + (await reader.readexactly(length) if length else b"")
+
+
+def ok(body: bytes, *extra: bytes) -> bytes:
+    headers = b"".join(h + b"\r\n" for h in extra)
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), headers, body)
+
+
+def run(handler: Handler, test: Callable[[str, dict[str, Any]], Awaitable[None]]) -> dict[str, Any]:
+    """Serve ``handler`` and run ``test(base_url, stats)``; returns the server's stats."""
+    stats: dict[str, Any] = {"connections": 0, "requests": []}
+
+    async def main() -> None:
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            stats["connections"] += 1
+            try:
+                await handler(reader, writer)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            await test(f"http://127.0.0.1:{port}", stats)
+
+    asyncio.run(main())
+    return stats
+
+
+def client(**options: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=LeanTransport(**options), timeout=httpx.Timeout(2.0))
+
+
+def test_a_connection_is_kept_alive_and_reused_for_later_requests() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await read_request(reader)
+            writer.write(ok(b'{"echo": %d}' % len(request)))
+            await writer.drain()
+
+    async def test(url: str, stats: dict[str, Any]) -> None:
+        async with client() as http:
+            answers = [await http.post(f"{url}/v1/x", content=b"a" * n) for n in (1, 50, 5000)]
+        assert [r.status_code for r in answers] == [200, 200, 200]
+        assert answers[2].json()["echo"] > 5000  # the whole body reached the server
+
+    assert run(handler, test)["connections"] == 1
+
+
+def test_a_kept_alive_connection_the_server_closed_is_replaced_transparently() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok(b"first"))  # then close, as a server whose keep-alive expired does
+        await writer.drain()
+
+    async def test(url: str, stats: dict[str, Any]) -> None:
+        async with client() as http:
+            assert (await http.post(url, content=b"1")).text == "first"
+            await asyncio.sleep(0)  # let the close reach the client... or not: both must work
+            assert (await http.post(url, content=b"2")).text == "first"
+
+    assert run(handler, test)["connections"] == 2
+
+
+def test_a_body_cut_short_raises_a_protocol_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
+        await writer.drain()
+
+    async def test(url: str, stats: dict[str, Any]) -> None:
+        async with client() as http:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await http.post(url, content=b"x")
+
+    run(handler, test)
+
+
+def test_a_chunked_stream_arrives_piece_by_piece_and_ends_cleanly() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await release.wait()  # the second chunk only after the client saw the first
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+        await writer.drain()
+        await read_request(reader)
+        writer.write(ok(b"again"))
+        await writer.drain()
+
+    async def test(url: str, stats: dict[str, Any]) -> None:
+        async with client() as http:
+            async with http.stream("POST", url, content=b"x") as response:
+                pieces = []
+                async for piece in response.aiter_raw():
+                    pieces.append(piece)
+                    release.set()
+            assert pieces == [b"first", b"second"]
+            assert (await http.post(url, content=b"y")).text == "again"
+
+    assert run(handler, test)["connections"] == 1
+
+
+def test_a_silent_server_raises_a_read_timeout() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    async def test(url: str, stats: dict[str, Any]) -> None:
+        async with client() as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.post(url, content=b"x", timeout=httpx.Timeout(2.0, read=0.2))
+
+    run(handler, test)
+
+
+def test_a_refused_connection_raises_a_connect_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise AssertionError("never connected")
+
+    async def test(url: str, stats: dict[str, Any]) -> None:
+        async with client() as http:
+            with pytest.raises(httpx.ConnectError):
+                await http.post("http://127.0.0.1:1/v1", content=b"x")
+
+    run(handler, test)
+
+
+def test_gzip_bodies_are_decoded_and_headers_reach_httpx() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok(gzip.compress(b"hello " * 100), b"Content-Encoding: gzip", b"X-Id: 7"))
+        await writer.drain()
+
+    async def test(url: str, stats: dict[str, Any]) -> None:
+        async with client() as http:
+            response = await http.post(url, content=b"x")
+        assert response.text == "hello " * 100
+        assert response.headers["x-id"] == "7"
+
+    run(handler, test)
+
+
+def test_requests_beyond_the_connection_limit_wait_for_a_free_connection() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.01)
+            writer.write(ok(b"done"))
+            await writer.drain()
+
+    async def test(url: str, stats: dict[str, Any]) -> None:
+        async with client(max_connections=2) as http:
+            answers = await asyncio.gather(*(http.post(url, content=b"x") for _ in range(10)))
+        assert [a.text for a in answers] == ["done"] * 10
+
+    assert run(handler, test)["connections"] == 2
