@@ -1,7 +1,8 @@
 """The fake upstream's ASGI app: routing, fault injection, streaming and the request record.
 
 ``GET /_requests`` returns every request received (secrets masked) with what happened to it
-(``chunks_sent``, ``completed``, ``disconnected``); ``DELETE /_requests`` clears the record.
+(``chunks_sent``, ``completed``, ``disconnected``, and ``fault``: what a ``fail_rate`` drew, ""
+for none); ``DELETE /_requests`` clears the record.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 
 from routing.fake_upstream import wire
-from routing.fake_upstream.faults import Fault, model_and_fault
+from routing.fake_upstream.faults import Fault, fault_draw, model_and_fault
 
 JSON = dict[str, Any]
 Scope = dict[str, Any]
@@ -86,19 +87,24 @@ class FakeUpstream:
             return
         style, raw_model, stream = route
         model, fault = model_and_fault(raw_model, headers.get("x-fake-fault"))
-        record.update(style=style, model=model, stream=stream)
+        fault, drawn = fault_draw(fault, raw)
+        record.update(style=style, model=model, stream=stream, fault=drawn)
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
-        if fault.timeout:
-            await _sleep_unless_disconnected(receive, 3600)
-        if fault.delay_ms:
-            await _sleep_unless_disconnected(receive, fault.delay_ms / 1000)
+        stalls = [3600.0] if fault.timeout else []
+        stalls += [fault.delay_ms / 1000] if fault.delay_ms else []
+        for seconds in stalls:
+            if await _sleep_unless_disconnected(receive, seconds):
+                record["disconnected"] = True  # the caller gave up: nobody to answer
+                return
         if fault.status:
             record["completed"] = True
             await _send_error(send, style, fault.status)
             return
         response, events = _answer(style, model, body, fault, stream)
         if not stream:
+            if fault.disconnect_after is not None:
+                await _send_cut(send, orjson.dumps(response))
             if fault.malformed:
                 await _send_raw(send, 200, b'{"choices": [', "application/json")
             else:
@@ -145,8 +151,9 @@ class FakeUpstream:
             watcher.cancel()
 
 
-async def _sleep_unless_disconnected(receive: Receive, seconds: float) -> None:
-    """Stall like a slow provider, but stop when the caller gives up (no orphaned sleepers)."""
+async def _sleep_unless_disconnected(receive: Receive, seconds: float) -> bool:
+    """Stall like a slow provider, but stop when the caller gives up (no orphaned sleepers);
+    returns whether it gave up."""
 
     async def disconnected() -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -154,6 +161,16 @@ async def _sleep_unless_disconnected(receive: Receive, seconds: float) -> None:
 
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(disconnected(), seconds)
+        return True
+    return False
+
+
+async def _send_cut(send: Send, body: bytes) -> None:
+    """Announce the whole body, send half of it, then drop the connection (a crashed provider)."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+    raise ConnectionAbortedError("fake upstream: injected disconnect")
 
 
 def _route(method: str, path: str, query: str, body: JSON) -> tuple[str, str, bool] | None:

@@ -4,11 +4,17 @@ Selected by the ``X-Fake-Fault`` header or by a model-name suffix after ``@`` (t
 not forward client headers, so tests put faults in an endpoint's upstream model name):
 ``demo-small@status=500``, ``x@timeout``, ``x@delay=200``, ``x@disconnect_after=3``,
 ``x@malformed``, ``x@chunk_delay=50``, ``x@hang_after=2``, ``x@cached=10``; combine with ``,``.
+``x@fail_rate=0.3,seed=7`` fails 30% of requests at random, each with one of ``status=500``,
+``status=429``, ``timeout`` or a cut connection (``disconnect_after=0..3``; a non-streamed
+answer is cut halfway through its body); the draw depends only on the seed and the request
+body, so a request fails the same way whatever order requests arrive in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import random
+from dataclasses import dataclass, replace
 
 
 @dataclass
@@ -21,6 +27,8 @@ class Fault:
     chunk_delay_ms: int = 0
     hang_after: int | None = None
     cached_tokens: int = 0
+    fail_rate: float = 0.0
+    seed: int = 0
 
 
 def fault_parse(spec: str) -> Fault:
@@ -43,7 +51,30 @@ def fault_parse(spec: str) -> Fault:
             fault.hang_after = int(value)
         elif name == "cached":
             fault.cached_tokens = int(value)
+        elif name == "fail_rate":
+            fault.fail_rate = float(value)
+        elif name == "seed":
+            fault.seed = int(value)
     return fault
+
+
+def fault_draw(fault: Fault, body: bytes) -> tuple[Fault, str]:
+    """Resolve ``fail_rate`` for one request: the fault to inject and its spec ("" for none)."""
+    if fault.fail_rate <= 0:
+        return fault, ""
+    digest = hashlib.sha256(str(fault.seed).encode() + b"\x1f" + body).digest()
+    draw = random.Random(int.from_bytes(digest[:8], "big"))
+    if draw.random() >= fault.fail_rate:
+        return fault, ""
+    kind = draw.randrange(4)
+    if kind == 0:
+        return replace(fault, status=500), "status=500"
+    if kind == 1:
+        return replace(fault, status=429), "status=429"
+    if kind == 2:
+        return replace(fault, timeout=True), "timeout"
+    cut = draw.randrange(4)
+    return replace(fault, disconnect_after=cut), f"disconnect_after={cut}"
 
 
 def model_and_fault(model: str, header: str | None) -> tuple[str, Fault]:

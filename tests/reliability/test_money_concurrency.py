@@ -1,0 +1,212 @@
+"""No overspend, no lost usage: 500 concurrent requests through two gateway worker processes
+against two organizations' small balances and their keys' credit limits — chat completions and
+Anthropic messages, streamed and not, some abandoned by the client before or during the answer.
+
+tests/billing/test_gateway_budget.py proves the reservation arithmetic on one in-process server
+with one kind of request; this proves the whole books under production concurrency: two
+processes reserving from the same rows and settling in batches through the Redis stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import ApiKey, Organization
+from billing.models import CreditAccount, KeySpendWindow, LedgerEntry, Reservation, UsageRecord
+from billing.services import ledger_post, reservations_sweep
+from routing.services import catalog_sync
+from tests.factories import key_make, organization_make
+from tests.reliability.live_gateway import LiveGateway, redis_client, start_live_gateway
+from tests.reliability.traffic import TOKEN, Call, Outcome, fire
+from tests.routing.servers import poll
+from tests.routing.world import endpoint, model, provider
+
+__all__ = ["start_live_gateway"]
+
+REQUESTS = 500
+BALANCES = {"alpha": Decimal("1.00"), "beta": Decimal("1.00")}
+# name: (organization, daily credit limit or None). Holds are ~0.0095 per request, so each
+# organization can hold about a hundred requests at once and each capped key about twenty.
+KEYS = {
+    "alpha-open": ("alpha", None),
+    "alpha-capped": ("alpha", Decimal("0.30")),
+    "alpha-open-2": ("alpha", None),
+    "beta-capped-1": ("beta", Decimal("0.20")),
+    "beta-capped-2": ("beta", Decimal("0.20")),
+    "beta-open": ("beta", None),
+}
+REFUSALS = {402: "insufficient_credits", 403: "key_limit_reached"}
+KINDS = ("chat", "chat_stream", "messages", "messages_stream", "abort_early", "abort_mid_stream")
+# Requests the client abandons early go to a slow endpoint (5 s to answer), so most of them are
+# given up while the gateway holds their credit and waits for the upstream.
+ABORT_AFTER_S = (0.3, 1.0, 2.5)
+
+
+def money_catalog(fake_url: str) -> None:
+    # Dear per token (USD per 1M) so that a few requests exhaust a small balance; a delay and
+    # slow chunks keep hundreds of requests in flight, holding credit, at the same time.
+    upstreams = {
+        "gpt": ("fake-openai", "gpt-4o-mini"),
+        "claude": ("fake-anthropic", "claude-haiku"),
+    }
+    faults = {"": "delay=150,chunk_delay=20", "-slow": "delay=5000"}
+    catalog_sync(data={
+        "providers": [provider("fake-openai", "openai", fake_url),
+                      provider("fake-anthropic", "anthropic", fake_url)],
+        "models": [model(f"test/money-{name}{speed}") for name in upstreams for speed in faults],
+        "endpoints": [endpoint(f"test/money-{name}{speed}", slug, f"{upstream}@{fault}", "100", "200")
+                      for name, (slug, upstream) in upstreams.items() for speed, fault in faults.items()],
+    })  # fmt: skip
+
+
+def arrange() -> tuple[dict[str, Organization], dict[str, str]]:
+    organizations = {}
+    for name, balance in BALANCES.items():
+        organization = organization_make(name=name.title())
+        organization.prompt_logging = True  # the record keeps the prompt: its token finds it
+        organization.save(update_fields=["prompt_logging"])
+        ledger_post(organization=organization, kind="promotion", amount=balance,
+                    idempotency_key=f"grant-{name}")  # fmt: skip
+        organizations[name] = organization
+    keys = {}
+    for name, (org, limit) in KEYS.items():
+        reset = "daily" if limit is not None else None
+        keys[name] = key_make(organizations[org], name=name, limit=limit, limit_reset=reset)
+    return organizations, keys
+
+
+def calls(keys: dict[str, str]) -> list[Call]:
+    """Every kind with every key, in turn; abandoned requests alternate between the two APIs."""
+    names = list(KEYS)
+    out = []
+    for i in range(REQUESTS):
+        kind, key = KINDS[i % len(KINDS)], names[(i // len(KINDS)) % len(names)]
+        anthropic = kind.startswith("messages") or (kind.startswith("abort") and i // 36 % 2 == 1)
+        out.append(Call(
+            index=i, key=keys[key], model=f"test/money-{'claude' if anthropic else 'gpt'}{'-slow' if kind == 'abort_early' else ''}",
+            anthropic=anthropic, stream=kind.endswith("stream"),
+            abort={"abort_early": "early", "abort_mid_stream": "mid_stream"}.get(kind, ""),
+            abort_after_s=ABORT_AFTER_S[i % len(ABORT_AFTER_S)],
+        ))  # fmt: skip
+    return out
+
+
+def settled_while_running(organizations: list[Organization], served: list[Outcome]) -> bool:
+    """Every 200 has its record, no hold is left and the usage stream is empty."""
+    ids = [o.generation_id for o in served]
+    client = redis_client()
+    try:
+        drained = client.xlen("rh:usage-stream") == 0
+    finally:
+        client.close()
+    return (
+        drained
+        and UsageRecord.objects.filter(generation_id__in=ids).count() == len(ids)
+        and not Reservation.objects.filter(organization__in=organizations, state="held").exists()
+    )
+
+
+def records_by_token(organizations: list[Organization]) -> dict[str, UsageRecord]:
+    by_token: dict[str, list[UsageRecord]] = defaultdict(list)
+    for record in UsageRecord.objects.filter(organization__in=organizations):
+        found = TOKEN.search(record.prompt)
+        assert found, f"{record.generation_id} has no request token in its prompt"
+        by_token[found.group()].append(record)
+    doubled = {token: len(rs) for token, rs in by_token.items() if len(rs) > 1}
+    assert not doubled, f"requests with more than one usage record: {doubled}"
+    return {token: rs[0] for token, rs in by_token.items()}
+
+
+def assert_charged_once_within_its_hold(record: UsageRecord) -> None:
+    hold = Reservation.objects.get(generation_id=record.generation_id)
+    assert record.cost <= hold.amount, (record.generation_id, record.cost, hold.amount)
+    charges = list(LedgerEntry.objects.filter(reference=record.generation_id))
+    if record.cost > 0:
+        assert [c.amount for c in charges] == [-record.cost]
+        assert charges[0].idempotency_key == f"usage:{record.generation_id}"
+        assert hold.state == "settled"
+    else:
+        assert charges == [] and hold.state == "released"
+
+
+def assert_client_view(outcomes: list[Outcome]) -> None:
+    for o in outcomes:
+        if o.status is not None:
+            assert o.request_id == o.call.request_id, o
+        if o.status in (402, 403):
+            error = o.error
+            assert error is not None and error["code"] == o.status, o
+            assert error["type"] == REFUSALS[o.status], o
+        if o.status == 200 and not o.abandoned:
+            assert o.finished and o.error is None and o.generation_id.startswith("gen-"), o
+            assert o.cost is not None and o.cost > 0, o
+
+
+def assert_books(organizations: dict[str, Organization], outcomes: list[Outcome]) -> None:
+    orgs = list(organizations.values())
+    records = records_by_token(orgs)
+    sent = {o.call.token for o in outcomes}
+    assert set(records) <= sent, f"records of requests nobody sent: {set(records) - sent}"
+    for o in outcomes:
+        record = records.get(o.call.token)
+        if o.status in (402, 403):
+            assert record is None, f"{o.call.token} was refused but has a usage record"
+            continue
+        if o.status == 200 and not o.abandoned:  # served: billed exactly what the client was told
+            assert record is not None, f"{o.call.token} was served but has no usage record"
+            assert (record.generation_id, record.status) == (o.generation_id, "succeeded")
+            assert record.cost == o.cost, (o.call.token, record.cost, o.cost)
+        elif record is None:  # abandoned before its hold: refused, to a client that had gone
+            assert o.generation_id == "", f"{o.call.token} started an answer but has no record"
+            continue
+        else:  # abandoned: billed for what was generated, never past its hold
+            assert record.status in {"aborted", "succeeded"}, (o.call.token, record.status)
+            assert o.generation_id in ("", record.generation_id)
+        assert_charged_once_within_its_hold(record)
+    for organization in orgs:
+        account = CreditAccount.objects.get(organization=organization)
+        entries = LedgerEntry.objects.filter(organization=organization)
+        assert account.balance >= 0 and account.reserved == 0
+        assert account.balance == entries.aggregate(s=Sum("amount"))["s"]
+        assert not entries.filter(balance_after__lt=0).exists()  # never negative on the way
+        spent = UsageRecord.objects.filter(organization=organization).aggregate(s=Sum("cost"))["s"]
+        assert -entries.filter(kind="usage").aggregate(s=Sum("amount"))["s"] == spent
+        assert account.total_used == spent
+    for key in ApiKey.objects.filter(organization__in=orgs):
+        spent = UsageRecord.objects.filter(key=key).aggregate(s=Sum("cost"))["s"] or 0
+        if key.limit is not None:
+            window = KeySpendWindow.objects.get(key=key)
+            assert window.reserved == 0 and window.spent == spent, key.name
+            assert spent <= key.limit, f"{key.name} spent {spent} past its limit {key.limit}"
+
+
+@pytest.mark.timeout(300)
+def test_concurrent_requests_on_two_workers_never_overspend_and_bill_each_request_once(
+    start_live_gateway,  # type: ignore[no-untyped-def]
+) -> None:
+    organizations, keys = arrange()
+    gateway: LiveGateway = start_live_gateway(money_catalog, GATEWAY_FIRST_BYTE_TIMEOUT="30")
+
+    outcomes = asyncio.run(fire(gateway.url, calls(keys)))
+
+    statuses = [o.status for o in outcomes if not o.abandoned]
+    assert set(statuses) <= {200, 402, 403}, (sorted(set(map(str, statuses))), gateway.log())
+    assert {200, 402, 403} <= set(statuses), "the mix must include served, 402 and 403 requests"
+    assert {o.call.abort for o in outcomes if o.abandoned} == {"early", "mid_stream"}
+    assert_client_view(outcomes)
+    served = [o for o in outcomes if o.status == 200 and not o.abandoned]
+    poll(lambda: settled_while_running(list(organizations.values()), served), timeout=60)
+    assert len(gateway.settlers()) == 2, "both worker processes served and settled requests"
+    assert gateway.stop() == 0, gateway.log()  # in-flight work finished, the outbox flushed
+    assert redis_client().xlen("rh:usage-stream") == 0
+    assert reservations_sweep(now=timezone.now() + timedelta(days=1)) == 0  # nothing left held
+    assert_books(organizations, outcomes)
+    # Some requests were abandoned while their credit was held and the upstream had not answered.
+    assert UsageRecord.objects.filter(status="aborted", cost=0).exists()
