@@ -306,6 +306,9 @@ CATALOG_CACHE_TTL = env.float("CATALOG_CACHE_TTL", default=1.0)
 # Seconds a router row (its active version) is cached per process: activation and rollback
 # reach every worker within this time.
 ROUTER_CACHE_TTL = env.float("ROUTER_CACHE_TTL", default=0.5)
+# Provider base URLs chosen by tenants (BYOK `base_url`) may resolve to private, loopback or
+# link-local addresses only when the operator allows it (routing.egress).
+ALLOW_PRIVATE_PROVIDER_URLS = _bool("ALLOW_PRIVATE_PROVIDER_URLS", default=False)
 # The local fake upstream that `make run` starts and the demo provider points at.
 DEMO_UPSTREAM_URL = env.str("DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001").rstrip("/")
 

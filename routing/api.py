@@ -46,6 +46,7 @@ class ProviderKeyListView(TenantAPIView):
             provider=provider,
             secret=data.validated_data["secret"],
             name=data.validated_data["name"],
+            base_url=data.validated_data["base_url"],
             created_by=request.user if request.user.is_authenticated else None,
         )
         return Response(ProviderKeyOutput(key).data, status=status.HTTP_201_CREATED)

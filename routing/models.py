@@ -115,6 +115,12 @@ class ProviderKey(TenantModel):
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="+")
     name = models.CharField(max_length=120, blank=True)
+    base_url = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Only for OpenAI-compatible providers: send this organization's requests for "
+        "the provider here instead (its own proxy or host). Checked by routing.egress.",
+    )
     encrypted_secret = models.BinaryField()
     last4 = models.CharField(max_length=4)
     created_by = models.ForeignKey(

@@ -13,6 +13,14 @@ class ProviderKeyCreateInput(serializers.Serializer):  # type: ignore[type-arg]
         write_only=True, min_length=8, max_length=2000, trim_whitespace=True
     )
     name = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
+    base_url = serializers.CharField(
+        max_length=300,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="OpenAI-compatible providers only: the host to call with this key instead of "
+        "the provider's (e.g. your proxy). Must resolve to public addresses.",
+    )
 
 
 class ProviderKeyOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -20,5 +28,5 @@ class ProviderKeyOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     class Meta:
         model = ProviderKey
-        fields = ("id", "provider", "name", "last4", "created_at")
+        fields = ("id", "provider", "name", "base_url", "last4", "created_at")
         read_only_fields = fields

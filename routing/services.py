@@ -15,7 +15,15 @@ from django.db.models import F
 
 from accounts.models import Organization, User
 from routerhub.errors import BadRequest
-from routing.models import CatalogModel, CatalogRevision, Endpoint, Provider, ProviderKey
+from routing.egress import base_url_check
+from routing.models import (
+    ApiStyle,
+    CatalogModel,
+    CatalogRevision,
+    Endpoint,
+    Provider,
+    ProviderKey,
+)
 from routing.provider_secrets import secret_encrypt, secret_reencrypt
 
 logger = logging.getLogger(__name__)
@@ -129,17 +137,24 @@ def provider_key_create(
     provider: Provider,
     secret: str,
     name: str = "",
+    base_url: str = "",
     created_by: User | None = None,
 ) -> ProviderKey:
-    """Store (or replace) the organization's key for ``provider``, encrypted."""
+    """Store (or replace) the organization's key for ``provider``, encrypted; ``base_url``
+    (OpenAI-compatible providers only) sends the organization's requests to its own host."""
     secret = secret.strip()
     if len(secret) < 8:
         raise BadRequest("The provider key looks too short.", param="secret")
+    if base_url.strip():
+        if provider.api_style != ApiStyle.OPENAI:
+            raise BadRequest("base_url is only for OpenAI-compatible providers.", param="base_url")
+        base_url = base_url_check(base_url)
     key, _ = ProviderKey.objects.update_or_create(
         organization=organization,
         provider=provider,
         defaults={
             "name": name,
+            "base_url": base_url.strip(),
             "encrypted_secret": secret_encrypt(secret),
             "last4": secret[-4:],
             "created_by": created_by,

@@ -42,6 +42,7 @@ from routerhub.errors import (
     error_body,
 )
 from routerhub.money import ZERO
+from routing.egress import tenant_http_client
 from routing.gateway import health
 from routing.gateway.catalog_cache import EndpointInfo, catalog_get
 from routing.gateway.http import GatewayRequest
@@ -240,7 +241,7 @@ async def _attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
     upstream = adapter.build_request(ex.body, _target(ex, candidate), stream=False)
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
-            response = await http_client().post(
+            response = await _client(candidate).post(
                 upstream.url,
                 content=upstream.content(),
                 headers=upstream.headers,
@@ -290,7 +291,7 @@ async def _open_stream(ex: Exchange, candidate: Candidate) -> _OpenStream | None
         return None
     adapter = ADAPTERS[endpoint.api_style]
     upstream = adapter.build_request(ex.body, _target(ex, candidate), stream=True)
-    client = http_client()
+    client = _client(candidate)
     request = client.build_request(
         "POST",
         upstream.url,
@@ -529,7 +530,12 @@ def _response_head(ex: Exchange, kind: str) -> JSON:
     return head
 
 
+def _client(candidate: Candidate) -> httpx.AsyncClient:
+    # A host the tenant chose is called through the client that refuses non-public addresses.
+    return tenant_http_client() if candidate.base_url else http_client()
+
+
 def _target(ex: Exchange, candidate: Candidate) -> Target:
     endpoint = candidate.endpoint
-    return Target(base_url=endpoint.base_url, upstream_model=endpoint.upstream_model, api_key=candidate.api_key,
+    return Target(base_url=candidate.base_url or endpoint.base_url, upstream_model=endpoint.upstream_model, api_key=candidate.api_key,
                   max_tokens=max_tokens_for(ex.body, endpoint), options=endpoint.options)  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import NamedTuple
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -18,19 +19,28 @@ from routing.provider_secrets import InvalidToken, secret_decrypt
 logger = logging.getLogger(__name__)
 
 _TTL = 5.0
-_cache: dict[int, tuple[float, dict[str, str]]] = {}
+
+
+class OwnKey(NamedTuple):
+    """An organization's credential for a provider, and its own host for it ("" = the provider's)."""
+
+    secret: str
+    base_url: str
+
+
+_cache: dict[int, tuple[float, dict[str, OwnKey]]] = {}
 
 
 def byok_cache_clear() -> None:
     _cache.clear()
 
 
-def _load(organization_id: int) -> dict[str, str]:
-    keys: dict[str, str] = {}
+def _load(organization_id: int) -> dict[str, OwnKey]:
+    keys: dict[str, OwnKey] = {}
     rows = ProviderKey.objects.filter(organization_id=organization_id).select_related("provider")
     for row in rows:
         try:
-            keys[row.provider.slug] = secret_decrypt(row.encrypted_secret)
+            keys[row.provider.slug] = OwnKey(secret_decrypt(row.encrypted_secret), row.base_url)
         except InvalidToken:
             logger.error(
                 "provider key %s cannot be decrypted: was its encryption key dropped?", row.pk
@@ -38,7 +48,7 @@ def _load(organization_id: int) -> dict[str, str]:
     return keys
 
 
-async def byok_keys(organization_id: int) -> dict[str, str]:
+async def byok_keys(organization_id: int) -> dict[str, OwnKey]:
     entry = _cache.get(organization_id)
     now = time.monotonic()
     if entry is not None and entry[0] > now:

@@ -31,6 +31,7 @@ class Candidate:
     endpoint: EndpointInfo
     api_key: str | None
     is_byok: bool
+    base_url: str = ""  # the organization's own host for an OpenAI-compatible provider
 
 
 @dataclass
@@ -233,7 +234,8 @@ async def plan_request(
         for endpoint in _order(eligible, prefs):
             own = byok.get(endpoint.provider_slug)
             if own:
-                candidates.append(Candidate(endpoint, own, True))
+                base_url = own.base_url if endpoint.api_style == "openai" else ""
+                candidates.append(Candidate(endpoint, own.secret, True, base_url))
                 continue
             platform = platform_key(endpoint.api_key_env)
             if platform is None:

@@ -44,7 +44,7 @@ def test_admin_adds_a_key_whose_secret_is_never_returned(
     listed = client.get(URL)
 
     assert created.status_code == 201
-    assert created.json() == {"id": created.json()["id"], "provider": "openai", "name": "prod", "last4": "1234",
+    assert created.json() == {"id": created.json()["id"], "provider": "openai", "name": "prod", "base_url": "", "last4": "1234",
                               "created_at": created.json()["created_at"]}  # fmt: skip
     assert "sk-live" not in listed.content.decode()
     assert listed.json()["results"][0]["last4"] == "1234"

@@ -1,0 +1,162 @@
+"""Calls to hosts a tenant chose (a provider key's ``base_url``) may only reach public addresses.
+
+A base URL is checked when it is saved (``base_url_check``: a 400 naming the field) and again on
+every connection the gateway opens to it: ``tenant_http_client`` resolves the host itself,
+refuses the connection unless every address is public, and connects to the address it checked,
+so a DNS answer that changes between the two (rebinding) cannot reach an internal service.
+``settings.ALLOW_PRIVATE_PROVIDER_URLS`` lifts the rule for operators whose tenants legitimately
+run models on private networks (and for tests, whose fake upstream listens on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+from django.conf import settings
+
+from routerhub.errors import BadRequest
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64), which is what it reaches."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in ipaddress.IPv6Network("64:ff9b::/96"):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def address_is_public(address: IPAddress) -> bool:
+    """False for private, loopback, link-local (cloud metadata), unique-local, shared (CGNAT),
+    multicast, reserved and unspecified addresses, IPv4 and IPv6 alike."""
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(address)
+        if inner is not None:
+            return address_is_public(inner)
+    return address.is_global and not (
+        address.is_multicast or address.is_reserved or address.is_link_local
+    )
+
+
+def _refusal(host: str, addresses: Iterable[IPAddress]) -> str | None:
+    blocked = sorted({str(a) for a in addresses if not address_is_public(a)})
+    if not blocked:
+        return None
+    return (
+        f"{host} resolves to {', '.join(blocked)}, which is not a public address "
+        "(private, loopback, link-local, unique-local, multicast or reserved)"
+    )
+
+
+def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[IPAddress]:
+    # getaddrinfo is also what turns 2130706433, 0x7f.1 or 0177.0.0.1 into 127.0.0.1, exactly as
+    # the connection would: checking its answer leaves no numeric spelling unchecked.
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+def base_url_check(url: str, *, param: str = "base_url") -> str:
+    """The URL, normalized, if the gateway may call it; else a ``BadRequest`` naming ``param``."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise BadRequest(f"{param} is not a valid URL.", param=param) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(f"{param} must be an http:// or https:// URL with a host.", param=param)
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise BadRequest(
+            f"{param} must not contain credentials, a query or a fragment.", param=param
+        )
+    if settings.ALLOW_PRIVATE_PROVIDER_URLS:
+        return url.rstrip("/")
+    default_port = 443 if parts.scheme == "https" else 80
+    try:
+        infos = _resolve(parts.hostname, port or default_port)
+    except (OSError, UnicodeError):
+        raise BadRequest(
+            f"{param}'s host {parts.hostname} does not resolve.", param=param
+        ) from None
+    refusal = _refusal(parts.hostname, _addresses(infos))
+    if refusal is not None:
+        raise BadRequest(f"{param} is not allowed: {refusal}.", param=param)
+    return url.rstrip("/")
+
+
+class _PublicAddressesOnly(httpcore.AsyncNetworkBackend):
+    """Resolve, refuse non-public answers, then connect to the very address that was checked."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if settings.ALLOW_PRIVATE_PROVIDER_URLS:
+            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                # The C library's resolver (as at save time), not the event loop's own (uvloop).
+                infos = await loop.run_in_executor(None, _resolve, host, port)
+        except (OSError, UnicodeError, TimeoutError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        addresses = _addresses(infos)
+        refusal = _refusal(host, addresses)
+        if refusal is not None:
+            raise httpcore.ConnectError(f"refused: {refusal}")
+        # TLS still verifies the certificate against ``host`` (httpcore passes the URL's host as
+        # the server name), so connecting to the address changes nothing but what was checked.
+        return await self._inner.connect_tcp(
+            str(addresses[0]), port, timeout, local_address, socket_options
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _State:
+    client: httpx.AsyncClient | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def tenant_http_client() -> httpx.AsyncClient:
+    """The pooled client for tenant-chosen hosts (one per process and event loop)."""
+    loop = asyncio.get_running_loop()
+    if _State.client is None or _State.loop is not loop:
+        transport = httpx.AsyncHTTPTransport()
+        # httpx takes no network backend, so its pool is rebuilt with the guarded one.
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=settings.GATEWAY_MAX_CONNECTIONS,
+            keepalive_expiry=30,
+            network_backend=_PublicAddressesOnly(),
+        )
+        _State.client = httpx.AsyncClient(transport=transport, follow_redirects=False)
+        _State.loop = loop
+    return _State.client
+
+
+def tenant_http_client_reset() -> None:
+    """Forget the pooled client (its kept-alive connections were checked under old settings)."""
+    _State.client = None
