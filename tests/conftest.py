@@ -51,7 +51,27 @@ def tenants(db: None):  # type: ignore[no-untyped-def]
     return tenants_make()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Capture every log record of the session, to be scanned for secrets and prompts."""
+    from tests.log_hygiene import capture_start
+
+    capture_start()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.log_hygiene import capture_stop
+
+    capture_stop(keep=exitstatus != 0)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django's own reordering
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
-    for the rest of the session, which code that calls ``asyncio.run`` cannot share."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    for the rest of the session, which code that calls ``asyncio.run`` cannot share. After them,
+    the scan of the whole session's logs (``last`` marker)."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("last") is not None,
+            item.get_closest_marker("browser") is not None,
+        )
+    )

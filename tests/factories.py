@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts import services
 from accounts.models import KeyScope, Membership, Organization, Role, User
+from tests.log_hygiene import secret_register
 
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-staple"
@@ -39,9 +40,10 @@ def member_add(
 
 def key_make(organization: Organization, scope: str = KeyScope.INFERENCE, **fields: Any) -> str:
     fields.setdefault("name", f"key {next(_counter)}")
-    return services.api_key_create(
+    plaintext = services.api_key_create(
         organization=organization, created_by=None, scope=scope, **fields
     ).plaintext
+    return secret_register(plaintext, "API key")
 
 
 def key_client(plaintext: str) -> APIClient:

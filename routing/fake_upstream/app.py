@@ -99,7 +99,8 @@ class FakeUpstream:
                 return
         if fault.status:
             record["completed"] = True
-            await _send_error(send, style, fault.status)
+            echoed = _echo(headers, raw) if fault.echo else ""
+            await _send_error(send, style, fault.status, echoed)
             return
         response, events = _answer(style, model, body, fault, stream)
         if not stream:
@@ -234,8 +235,14 @@ async def _send_json(send: Send, status: int, data: Any) -> None:
     await _send_raw(send, status, orjson.dumps(data), "application/json")
 
 
-async def _send_error(send: Send, style: str, status: int) -> None:
-    message = f"fake upstream: injected status {status}"
+def _echo(headers: dict[str, str], raw: bytes) -> str:
+    credential = next((v for k, v in headers.items() if k in _SECRET_HEADERS), "")
+    credential = credential.removeprefix("Bearer ")
+    return f"; incorrect API key provided: {credential}; request: {raw[:2000].decode(errors='replace')}"
+
+
+async def _send_error(send: Send, style: str, status: int, echoed: str = "") -> None:
+    message = f"fake upstream: injected status {status}{echoed}"
     kind = _ERROR_TYPES.get(status, "api_error")
     if style == "anthropic":
         body: Any = {"type": "error", "error": {"type": kind, "message": message}}

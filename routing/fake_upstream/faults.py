@@ -4,6 +4,8 @@ Selected by the ``X-Fake-Fault`` header or by a model-name suffix after ``@`` (t
 not forward client headers, so tests put faults in an endpoint's upstream model name):
 ``demo-small@status=500``, ``x@timeout``, ``x@delay=200``, ``x@disconnect_after=3``,
 ``x@malformed``, ``x@chunk_delay=50``, ``x@hang_after=2``, ``x@cached=10``; combine with ``,``.
+``x@status=401,echo`` makes the error message quote the credential and the request body, as
+some providers do: what the gateway must neither log nor hand to its client (the credential).
 ``x@fail_rate=0.3,seed=7`` fails 30% of requests at random, each with one of ``status=500``,
 ``status=429``, ``timeout`` or a cut connection (``disconnect_after=0..3``; a non-streamed
 answer is cut halfway through its body); the draw depends only on the seed and the request
@@ -27,6 +29,7 @@ class Fault:
     chunk_delay_ms: int = 0
     hang_after: int | None = None
     cached_tokens: int = 0
+    echo: bool = False
     fail_rate: float = 0.0
     seed: int = 0
 
@@ -51,6 +54,8 @@ def fault_parse(spec: str) -> Fault:
             fault.hang_after = int(value)
         elif name == "cached":
             fault.cached_tokens = int(value)
+        elif name == "echo":
+            fault.echo = True
         elif name == "fail_rate":
             fault.fail_rate = float(value)
         elif name == "seed":

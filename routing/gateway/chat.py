@@ -255,12 +255,13 @@ async def _attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
         return None
     ex.first_byte_at = ex.first_byte_at or time.monotonic()
     if response.status_code != 200:
-        _rejected(ex, endpoint, response.status_code, adapter.error_message(response.content))
+        message = _scrubbed(adapter.error_message(response.content), candidate)
+        _rejected(ex, endpoint, response.status_code, message)
         return None
     try:
         return adapter.parse_response(orjson.loads(response.content), upstream)
     except (orjson.JSONDecodeError, UpstreamError, KeyError, TypeError, AttributeError) as exc:
-        _failed(ex, endpoint, "malformed_response", str(exc))
+        _failed(ex, endpoint, "malformed_response", _scrubbed(str(exc), candidate))
         return None
 
 
@@ -310,7 +311,9 @@ async def _open_stream(ex: Exchange, candidate: Candidate) -> _OpenStream | None
     if response.status_code != 200:
         raw = await response.aread()
         await response.aclose()
-        _rejected(ex, endpoint, response.status_code, adapter.error_message(raw))
+        _rejected(
+            ex, endpoint, response.status_code, _scrubbed(adapter.error_message(raw), candidate)
+        )
         return None
     decoder = adapter.stream_decoder(upstream)
     events = sse_events(response.aiter_bytes()).__aiter__()
@@ -328,7 +331,7 @@ async def _open_stream(ex: Exchange, candidate: Candidate) -> _OpenStream | None
     except (httpx.HTTPError, UpstreamError) as exc:
         error, detail = "stream_error", str(exc)
     await response.aclose()
-    _failed(ex, endpoint, error, detail)
+    _failed(ex, endpoint, error, _scrubbed(detail, candidate))
     return None
 
 
@@ -363,6 +366,7 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
         health.health_record_failure(candidate.endpoint.id)
         _bill(ex, _partial_usage(ex), status="failed", error_type="upstream_error_mid_stream")
         message = f"The provider failed mid-stream: {failure or type(failure).__name__}"
+        message = _scrubbed(message, candidate)
         if encoder is not None:
             await ex.req.write(MessagesStreamEncoder.error("api_error", message))
         else:
@@ -416,13 +420,15 @@ def _failed(ex: Exchange, endpoint: EndpointInfo, error: str, detail: str = "") 
     health.health_record_failure(endpoint.id)
     ex.attempts.append({"model": endpoint.model_id, "provider": endpoint.provider_slug, "error": error,
                         **({"detail": detail[:300]} if detail else {})})  # fmt: skip
-    logger.info(
-        "upstream %s/%s failed: %s %s",
-        endpoint.provider_slug,
-        endpoint.model_id,
-        error,
-        detail[:200],
-    )
+    # Not the provider's message: providers quote the request (prompt text) in errors.
+    logger.info("upstream %s/%s failed: %s", endpoint.provider_slug, endpoint.model_id, error)
+
+
+def _scrubbed(text: str, candidate: Candidate) -> str:
+    """A provider's error text without our credential, which some providers quote back."""
+    if candidate.api_key and len(candidate.api_key) >= 8:
+        return text.replace(candidate.api_key, "[credential]")
+    return text
 
 
 def _rejected(ex: Exchange, endpoint: EndpointInfo, status: int, message: str) -> None:

@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.log_hygiene import subprocess_log
+
 WEBHOOK_SECRET = "whsec_test_routerhub_0123456789abcdef"
 SECRET_KEY = "sk_test_routerhub_0123456789abcdef"
 
@@ -121,7 +123,8 @@ class LocalStripe:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / "localstripe.log"
+        self.workdir = workdir
+        self.log = subprocess_log("localstripe", workdir)
         self.inbox = WebhookInbox()
         self._inbox_server: ThreadingHTTPServer | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -133,7 +136,7 @@ class LocalStripe:
                 [sys.executable, "-m", "localstripe", "--port", str(self.port), "--from-scratch"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=self.log.parent,
+                cwd=self.workdir,
             )
         deadline = time.monotonic() + timeout
         while not self._answers():

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.log_hygiene import prompts_register_from
 from tests.routing.servers import ServerThread, poll
 from tests.routing.world import PLATFORM_KEYS, World, world_make
 
@@ -59,3 +60,6 @@ def world(
     from routing.gateway.app import requests_in_flight
 
     poll(lambda: requests_in_flight() == 0, timeout=10)
+    # What this test sent upstream is prompt text: the session's log scan looks for it.
+    for request in list(fake_server.server.config.app.requests):
+        prompts_register_from(request.get("body"))

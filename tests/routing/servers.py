@@ -20,7 +20,11 @@ class ServerThread:
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_keep_alive=30)
+        # log_config=None: uvicorn's loggers propagate to the root logger (and to the session's
+        # log capture) instead of uvicorn installing handlers of its own.
+        config = uvicorn.Config(
+            app, log_level="warning", log_config=None, lifespan="on", timeout_keep_alive=30
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True

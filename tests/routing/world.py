@@ -11,6 +11,7 @@ from billing.models import UsageRecord
 from billing.services import ledger_post
 from routing.services import catalog_sync
 from tests.factories import key_make, organization_make
+from tests.log_hygiene import secret_register
 from tests.routing.servers import poll
 
 PLATFORM_KEYS = {
@@ -18,6 +19,8 @@ PLATFORM_KEYS = {
     "ANTHROPIC_API_KEY": "sk-ant-platform-0002",
     "GEMINI_API_KEY": "gemini-platform-0003",
 }
+for _platform_key in PLATFORM_KEYS.values():
+    secret_register(_platform_key, "platform provider key")
 ALL_CAPABILITIES = ["tools", "json", "structured_output", "vision", "streaming"]
 
 

@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
+from tests.log_hygiene import subprocess_log
 from tests.routing.servers import closed_port_url
 from tests.routing.world import PLATFORM_KEYS, World
 from tests.serving.test_router_serving import CHEAP, DEAR, MATH_PROMPT, train_router
@@ -45,6 +46,7 @@ def second_worker(world: World) -> Iterator[str]:
         "MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
         "ROUTERHUB_VAR_DIR": str(django_settings.VAR_DIR),
     }
+    log = subprocess_log("second-gateway", Path(django_settings.VAR_DIR)).open("wb")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -58,7 +60,10 @@ def second_worker(world: World) -> Iterator[str]:
         ],
         cwd=ROOT,
         env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
+    log.close()  # the child holds its own descriptor
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

@@ -19,6 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.factories import organization_make
+from tests.log_hygiene import subprocess_log
 from tests.training.conftest import csv_bytes, synthetic_frame
 from training import services
 from training.models import RunStatus, TrainingRun
@@ -56,7 +57,7 @@ def start_worker(media: Path, tmp_path: Path) -> Iterator[Callable[[], subproces
     workers: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"worker-{len(workers)}.log").open("wb")
+        log = subprocess_log("celery-worker", tmp_path).open("wb")
         worker = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "celery"),
