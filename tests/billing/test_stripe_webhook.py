@@ -168,6 +168,42 @@ def test_a_bad_signature_is_rejected_and_credits_nothing(signature: Any):
     assert payment.status == PaymentStatus.PENDING
 
 
+@pytest.mark.parametrize(
+    ("seconds_ago", "status"),
+    [
+        pytest.param(301, 400, id="older than the tolerance"),
+        pytest.param(-301, 400, id="dated beyond the tolerance in the future"),
+        pytest.param(270, 200, id="inside the tolerance"),
+        pytest.param(-30, 200, id="slightly in the future (clock skew)"),
+    ],
+)
+def test_a_correctly_signed_event_counts_only_within_the_timestamp_tolerance(
+    seconds_ago: int, status: int
+):
+    organization = organization_make()
+    payload = event_payload("payment_intent.succeeded", _intent(_payment(organization)))
+    signature = stripe_signature(payload, at=int(time.time()) - seconds_ago)
+
+    response = webhook_post(Client(), payload, signature)
+
+    assert response.status_code == status
+    credited = status == 200
+    assert _balance(organization) == (Decimal("20") if credited else Decimal("0"))
+    assert StripeEvent.objects.exists() is credited
+
+
+def test_the_timestamp_tolerance_is_a_setting(settings: Any):
+    settings.STRIPE_WEBHOOK_TOLERANCE = 60
+    organization = organization_make()
+    payload = event_payload("payment_intent.succeeded", _intent(_payment(organization)))
+
+    old = webhook_post(Client(), payload, stripe_signature(payload, at=int(time.time()) - 120))
+    ahead = webhook_post(Client(), payload, stripe_signature(payload, at=int(time.time()) + 120))
+
+    assert (old.status_code, ahead.status_code) == (400, 400)
+    assert not StripeEvent.objects.exists() and _balance(organization) == Decimal("0")
+
+
 def test_a_signature_header_with_a_rotated_secret_next_to_the_current_one_is_accepted():
     organization = organization_make()
     payload = event_payload("payment_intent.succeeded", _intent(_payment(organization)))
