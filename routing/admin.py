@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from routing.models import CatalogModel, Endpoint, Provider, ProviderKey
 
@@ -59,3 +60,8 @@ class ProviderKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("organization", "provider", "name", "last4", "created_at")
     fields = ("organization", "provider", "name", "last4", "created_at")
     readonly_fields = fields  # the secret is never shown, not even to staff
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A key needs its secret, which only the API and the dashboard take (encrypted there);
+        # an add form of read-only fields saved an empty row (500).
+        return False
