@@ -196,6 +196,17 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[RouterHub] "
+# Brute-force limits (allauth counts them in the cache, Redis when REDIS_URL is set): failed
+# logins 5 per email per 5 minutes and 10 per IP per minute; the rest as allauth ships them.
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": "10/m/ip,5/5m/key",
+    "login": "30/m/ip",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+}
+# Behind N reverse proxies the client IP is the Nth address from the right of X-Forwarded-For;
+# with 0 (direct) it is REMOTE_ADDR. Wrong here, every client shares the proxy's IP limit.
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # --- Email ------------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
