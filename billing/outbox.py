@@ -8,7 +8,12 @@ acknowledged leaves them pending in the group; any settler (or the ``billing.dra
 beat task) claims drafts pending longer than ``CLAIM_IDLE_MS`` and settles them. Settlement is
 idempotent per generation id, so a draft settled twice is charged once.
 
-Without Redis (the embedded single-machine mode) each draft is settled directly.
+Without Redis (the embedded single-machine mode) each draft is settled directly, and so is a
+draft whose ``XADD`` fails because Redis is unreachable: an outage of Redis costs a synchronous
+settlement per request, never a lost charge. A settler whose batch fails (PostgreSQL down)
+re-reads its own pending drafts a second later; one that finds its group gone (Redis restarted
+without its data) creates it again. Drafts already in the stream survive a Redis crash only if
+Redis persists them (AOF, as deploy/docker-compose.yml runs it): a requirement of production.
 """
 
 from __future__ import annotations
@@ -79,12 +84,34 @@ class _Settler:
             await self.client.xack(STREAM, GROUP, *ids)
             await self.client.xdel(STREAM, *ids)
 
+    async def _settle_own_pending(self) -> bool:
+        """Settle drafts this consumer read but did not acknowledge (a failed batch); returns
+        whether some may remain."""
+        response = await self.client.xreadgroup(  # "0": this consumer's pending, not new ones
+            GROUP, self.consumer, {STREAM: "0"}, count=BATCH_SIZE
+        )
+        entries = [e for _, batch in response or [] for e in batch]
+        await self._settle(entries)
+        return len(entries) == BATCH_SIZE
+
     async def _run(self) -> None:
-        await self._ensure_group()
         loop = asyncio.get_running_loop()
         last_claim = 0.0
+        group_ready = False
+        own_pending, retry_at = True, 0.0
         while True:
             try:
+                if not group_ready:
+                    await self._ensure_group()
+                    group_ready = True
+                if own_pending and loop.time() >= retry_at:
+                    # A failed batch is retried a second later, not after CLAIM_IDLE_MS, and
+                    # without holding up new drafts if it keeps failing.
+                    try:
+                        own_pending = await self._settle_own_pending()
+                    except Exception:
+                        logger.exception("usage settlement retry failed; retrying in a second")
+                        retry_at = loop.time() + 1
                 if loop.time() - last_claim > CLAIM_EVERY_S:
                     last_claim = loop.time()
                     _, claimed, *_ = await self.client.xautoclaim(
@@ -98,8 +125,11 @@ class _Settler:
                     await self._settle(entries)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                # Unacknowledged drafts stay pending and are claimed again; nothing is lost.
+            except Exception as exc:
+                # Unacknowledged drafts stay pending and are retried; a group lost with a
+                # restarted Redis's data is created again. Nothing is lost.
+                group_ready = group_ready and "NOGROUP" not in str(exc)
+                own_pending = True
                 logger.exception("usage settlement failed; retrying in a second")
                 await asyncio.sleep(1)
 
@@ -141,8 +171,18 @@ async def usage_record_async(draft: UsageDraft) -> None:
     if not settings.REDIS_URL:
         await usage_settle_async(draft)
         return
+    import redis
+
     settler = _settler()
-    await settler.client.xadd(STREAM, {"d": orjson.dumps(draft.to_json())})
+    try:
+        await settler.client.xadd(STREAM, {"d": orjson.dumps(draft.to_json())})
+    except (redis.RedisError, OSError) as exc:
+        # Redis is unreachable: settle this one now rather than lose it. If the XADD did land
+        # after all, the settler's copy is a no-op (settlement is idempotent per generation id).
+        logger.warning("usage outbox unavailable (%s); settling %s directly", exc,
+                       draft.generation_id)  # fmt: skip
+        await usage_settle_async(draft)
+        return
     settler.ensure_running()
 
 

@@ -10,6 +10,7 @@ import logging
 from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -89,6 +90,12 @@ class NoProviderAvailable(ApiError):
     status, type = 503, "no_provider_available"
 
 
+class ServiceUnavailable(ApiError):
+    """A service RouterHub depends on (its database) is unreachable; retrying soon may work."""
+
+    status, type = 503, "service_unavailable"
+
+
 def error_body(
     code: int,
     type_: str,
@@ -139,6 +146,13 @@ def _first_validation_error(detail: Any, prefix: str = "") -> tuple[str | None, 
 
 def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: render domain and framework errors in the one format."""
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge("The request body is larger than the server accepts.")
+    elif isinstance(exc, TooManyFieldsSent):
+        exc = BadRequest("The request has too many form fields.")
+    elif isinstance(exc, RecursionError):
+        # Python's json parser recurses per nesting level: a deeply nested body ends here.
+        exc = BadRequest("The request body is nested too deeply.")
     if isinstance(exc, ApiError):
         return Response(exc.body(), status=exc.status, headers=exc.headers)
     if isinstance(exc, Http404):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+from django.db import InterfaceError, OperationalError
+
 from billing.outbox import usage_outbox_flush
-from routerhub.errors import ApiError, error_body
+from billing.pg_async import pg_close
+from routerhub.db import DatabaseThreadPool
+from routerhub.errors import ApiError, ServiceUnavailable, error_body
 from routing.gateway import chat, listing
 from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Send
 from routing.gateway.limits import rate_limit_close
@@ -41,6 +46,16 @@ async def _handle(req: GatewayRequest) -> None:
             await req.respond_error(error, anthropic=anthropic)
     except ClientGone:
         return
+    except (OperationalError, InterfaceError):
+        # The database is down or restarting: a retryable 503, not a 500. Nothing was half
+        # written (every write is one transaction) and the pool reconnects when it is back.
+        logger.warning("database unavailable on %s (request %s)", req.path, req.request_id)
+        if not req.response_started:
+            unavailable = ServiceUnavailable(
+                "The service is temporarily unavailable; retry in a moment.",
+                headers={"Retry-After": "1"},
+            )
+            await req.respond_error(unavailable, anthropic=anthropic)
     except Exception:
         logger.exception(
             "gateway error on %s %s (request %s)", req.method, req.path, req.request_id
@@ -90,10 +105,14 @@ async def gateway_lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            # Blocking database calls run in this pool, which drops connections a database
+            # restart left broken (routerhub.db).
+            asyncio.get_running_loop().set_default_executor(DatabaseThreadPool())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await usage_outbox_flush()  # settle what this process has read before exiting
             await http_client_close()
             await rate_limit_close()
+            pg_close()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -3,21 +3,31 @@
 With Redis every worker shares the counters (one Lua round trip per request, only for keys that
 have a limit); without it each process counts alone, which is right for one-process ``make run``.
 Prompt tokens are counted at admission (an estimate), completion tokens after the answer.
+
+When Redis is unreachable the limits **fail open**: requests are admitted uncounted (a warning is
+logged at most every 10 s per process) until Redis answers again, when counting resumes in the
+current window. Rate limits protect capacity, not money: credits and key spend limits are held
+in PostgreSQL, so an outage of Redis can never let a key spend beyond its balance or limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from typing import Any
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import RateLimited
 
+logger = logging.getLogger(__name__)
+
 _WINDOW = 60
+_WARN_EVERY_S = 10.0
 _ADMIT = """
 local requests = redis.call('INCR', KEYS[1])
 if requests == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
@@ -43,6 +53,14 @@ class _RedisState:
 
 
 _local: dict[tuple[int, int], list[int]] = {}
+_last_warning = [0.0]
+
+
+def _fail_open(exc: Exception) -> None:
+    now = time.monotonic()
+    if now - _last_warning[0] >= _WARN_EVERY_S:
+        _last_warning[0] = now
+        logger.warning("rate limits unavailable (Redis: %s); admitting requests uncounted", exc)
 
 
 def _redis() -> tuple[Any, Any]:
@@ -86,11 +104,15 @@ async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
     if settings.REDIS_URL:
         _, script = _redis()
         requests_key, tokens_key = _keys(key, window)
-        reason = int(
-            await script(
-                keys=[requests_key, tokens_key], args=[rpm, tpm, prompt_tokens, _WINDOW + 5]
+        try:
+            reason = int(
+                await script(
+                    keys=[requests_key, tokens_key], args=[rpm, tpm, prompt_tokens, _WINDOW + 5]
+                )
             )
-        )
+        except (RedisError, OSError) as exc:
+            _fail_open(exc)
+            return
         if reason:
             _raise(reason, key, retry_after)
         return
@@ -114,10 +136,13 @@ async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
     if settings.REDIS_URL:
         client, _ = _redis()
         _, tokens_key = _keys(key, window)
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.incrby(tokens_key, tokens)
-            pipe.expire(tokens_key, _WINDOW + 5)
-            await pipe.execute()
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.incrby(tokens_key, tokens)
+                pipe.expire(tokens_key, _WINDOW + 5)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            _fail_open(exc)
         return
     _local.setdefault((key.id, window), [0, 0])[1] += tokens
 
