@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
 from django.db.models import F
@@ -30,6 +31,7 @@ from billing.models import (
     ReservationState,
     UsageRecord,
 )
+from billing.pg_async import pg_fetchone
 from billing.settlement import (
     UsageDraft,
     reservations_release,
@@ -37,7 +39,7 @@ from billing.settlement import (
     usage_settle_async,
 )
 from billing.windows import window_start
-from routerhub.errors import InsufficientCredits, KeyLimitReached, NotFound
+from routerhub.errors import InsufficientCredits, KeyLimitReached, NotFound, ServiceUnavailable
 from routerhub.money import ZERO, money, money_str
 
 logger = logging.getLogger(__name__)
@@ -186,7 +188,35 @@ def credits_reserve(request: ReservationRequest) -> None:
 
 
 async def credits_reserve_async(request: ReservationRequest) -> None:
-    await sync_to_async(credits_reserve, thread_sensitive=False)(request)
+    """``credits_reserve`` for the gateway: on PostgreSQL, for keys without a credit limit (the
+    common case), the same single statement runs on the event loop (billing.pg_async)."""
+    if connection.vendor != "postgresql" or request.key_limit is not None:
+        await sync_to_async(credits_reserve, thread_sensitive=False)(request)
+        return
+    amount = money(request.amount)
+    now = timezone.now()
+    params: dict[str, Any] = {"amount": amount, "organization": request.organization_id, "key": request.key_id,
+              "generation": request.generation_id, "now": now, "expires": now + RESERVATION_TTL}  # fmt: skip
+    try:
+        if await pg_fetchone(_RESERVE_SQL, params) is not None:
+            return
+        row = await pg_fetchone(_AVAILABLE_SQL, {"organization": request.organization_id})
+    except psycopg.Error as exc:
+        logger.warning("credit reservation unavailable: %s", type(exc).__name__)
+        raise ServiceUnavailable(
+            "The service is temporarily unavailable; retry in a moment.",
+            headers={"Retry-After": "1"},
+        ) from exc
+    available = ZERO if row is None else row[0]
+    raise InsufficientCredits(
+        "Insufficient credits for this request; add credits or lower max_tokens.",
+        metadata={"available": money_str(max(ZERO, available)), "needed": money_str(amount)},
+    )
+
+
+_AVAILABLE_SQL = """
+SELECT balance - reserved FROM billing_creditaccount WHERE organization_id = %(organization)s
+"""
 
 
 def reservations_sweep(*, now: datetime | None = None) -> int:
