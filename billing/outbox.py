@@ -1,9 +1,10 @@
 """Durable hand-over of finished requests' usage: never lost, never doubled, settled in batches.
 
-With Redis, the gateway appends each finished request's usage draft to a Redis stream (one
-``XADD``, ~0.1 ms, after the client has its response). A settler task in every gateway process
-reads the stream through a consumer group, settles what it read in one transaction
-(``usage_settle_batch``) and acknowledges it. A process that dies with drafts read but not
+With Redis, the gateway appends each finished request's usage draft to a Redis stream (an
+``XADD`` after the client has its response; drafts that finish while one write is in flight
+share the next pipelined write). A settler task in every gateway process reads the stream
+through a consumer group, settles what it read in one transaction (``usage_settle_batch``) and
+acknowledges it. A process that dies with drafts read but not
 acknowledged leaves them pending in the group; any settler (or the ``billing.drain_usage_outbox``
 beat task) claims drafts pending longer than ``CLAIM_IDLE_MS`` and settles them. Settlement is
 idempotent per generation id, so a draft settled twice is charged once.
@@ -62,6 +63,35 @@ class _Settler:
         self.client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
         self.consumer = _consumer_name()
         self.task: asyncio.Task[None] | None = None
+        self.outgoing: list[tuple[bytes, asyncio.Future[None]]] = []
+        self.writer: asyncio.Task[None] | None = None
+
+    async def append(self, payload: bytes) -> None:
+        """XADD one draft; drafts handed over while a write is in flight go in the next one,
+        one pipelined round trip for all of them (group commit: no wait when idle, bigger
+        batches under load)."""
+        done = asyncio.get_running_loop().create_future()
+        self.outgoing.append((payload, done))
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.ensure_future(self._write())
+        await done
+
+    async def _write(self) -> None:
+        while self.outgoing:
+            batch, self.outgoing = self.outgoing, []
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for payload, _ in batch:
+                        pipe.xadd(STREAM, {"d": payload})
+                    await pipe.execute()
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     def ensure_running(self) -> None:
         if self.task is None or self.task.done():
@@ -81,8 +111,10 @@ class _Settler:
         if drafts:
             await sync_to_async(usage_settle_batch, thread_sensitive=False)(drafts)
         if ids:
-            await self.client.xack(STREAM, GROUP, *ids)
-            await self.client.xdel(STREAM, *ids)
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.xack(STREAM, GROUP, *ids)
+                pipe.xdel(STREAM, *ids)
+                await pipe.execute()
 
     async def _settle_own_pending(self) -> bool:
         """Settle drafts this consumer read but did not acknowledge (a failed batch); returns
@@ -175,7 +207,7 @@ async def usage_record_async(draft: UsageDraft) -> None:
 
     settler = _settler()
     try:
-        await settler.client.xadd(STREAM, {"d": orjson.dumps(draft.to_json())})
+        await settler.append(orjson.dumps(draft.to_json()))
     except (redis.RedisError, OSError) as exc:
         # Redis is unreachable: settle this one now rather than lose it. If the XADD did land
         # after all, the settler's copy is a no-op (settlement is idempotent per generation id).
