@@ -7,6 +7,7 @@ The body of a training run lives in ``training.execution``; Celery entry points 
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -186,7 +187,7 @@ def _validate_options(
     prices = options.get("prices")
     if prices is not None:
         if not isinstance(prices, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
             for v in prices.values()
         ):
             raise BadRequest(

@@ -11,7 +11,7 @@ the ranking becomes the model list, and its decision is the response's ``routing
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from accounts.keys import AuthenticatedKey
@@ -110,7 +110,31 @@ def _preferences(body: JSON) -> JSON:
             raise BadRequest(
                 f"provider.{name} must be a list of provider slugs.", param=f"provider.{name}"
             )
+    _max_price_check(prefs.get("max_price"))
     return prefs
+
+
+def _max_price_check(max_price: Any) -> None:
+    if max_price is None:
+        return
+    if not isinstance(max_price, dict):
+        raise BadRequest(
+            "provider.max_price must be an object {prompt, completion} in USD per 1M tokens.",
+            param="provider.max_price",
+        )
+    for name in ("prompt", "completion"):
+        value = max_price.get(name)
+        if value is None:
+            continue
+        try:
+            price = Decimal(str(value))
+        except InvalidOperation:
+            price = Decimal("NaN")
+        if isinstance(value, bool) or not price.is_finite() or price < 0:
+            raise BadRequest(
+                f"provider.max_price.{name} must be a non-negative number (USD per 1M tokens).",
+                param=f"provider.max_price.{name}",
+            )
 
 
 def _within_max_price(endpoint: EndpointInfo, max_price: Any) -> bool:

@@ -16,6 +16,16 @@ from routing.providers.base import JSON, text_of
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _IMAGE_TOKENS = 1600  # a large image on Anthropic; generous for OpenAI and Gemini tiles
+_MAX_CHOICES = 128  # OpenAI's own bound on n; it also keeps the credit hold a sane number
+_NUMBERS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
+
+
+def _is_content(content: object) -> bool:
+    return (
+        content is None
+        or isinstance(content, str)
+        or (isinstance(content, list) and all(isinstance(part, dict) for part in content))
+    )
 
 
 def request_validate(body: JSON) -> None:
@@ -28,16 +38,30 @@ def request_validate(body: JSON) -> None:
                 f"messages[{index}] needs a role among {', '.join(sorted(_ROLES))}.",
                 param="messages",
             )
+        if not _is_content(message.get("content")):
+            raise BadRequest(
+                f"messages[{index}].content must be a string or a list of content parts.",
+                param="messages",
+            )
     for name in ("max_tokens", "max_completion_tokens", "n"):
         value = body.get(name)
         if value is not None and (
             not isinstance(value, int) or isinstance(value, bool) or value < 1
         ):
             raise BadRequest(f"{name} must be a positive integer.", param=name)
+    if (body.get("n") or 1) > _MAX_CHOICES:
+        raise BadRequest(f"n must be at most {_MAX_CHOICES}.", param="n")
+    for name in _NUMBERS:
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+            raise BadRequest(f"{name} must be a number.", param=name)
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise BadRequest("stream must be true or false.", param="stream")
-    if body.get("tools") is not None and not isinstance(body["tools"], list):
-        raise BadRequest("tools must be a list.", param="tools")
+    tools = body.get("tools")
+    if tools is not None and not (
+        isinstance(tools, list) and all(isinstance(tool, dict) for tool in tools)
+    ):
+        raise BadRequest("tools must be a list of objects.", param="tools")
 
 
 def estimate_prompt_tokens(body: JSON) -> int:

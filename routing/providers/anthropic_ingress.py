@@ -27,9 +27,50 @@ def _image_url(source: JSON) -> str:
 def _block_text(content: Any) -> str:
     if isinstance(content, str):
         return content
+    if not isinstance(content, list):
+        return ""
     return "".join(
-        b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"
+        str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"
     )
+
+
+def _object(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
+def _is_content(content: Any) -> bool:
+    return isinstance(content, str) or (
+        isinstance(content, list) and all(isinstance(block, dict) for block in content)
+    )
+
+
+def _shape_check(body: JSON) -> None:
+    """Refuse, naming the field, what the translation below cannot read."""
+    turns = body.get("messages")
+    if not isinstance(turns, list) or not all(isinstance(turn, dict) for turn in turns):
+        raise BadRequest("messages must be a list of turns (objects).", param="messages")
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+        raise BadRequest("max_tokens is required (an integer).", param="max_tokens")
+    for index, turn in enumerate(turns):
+        if not _is_content(turn.get("content")):
+            raise BadRequest(
+                f"messages[{index}].content must be a string or a list of content blocks.",
+                param="messages",
+            )
+    if body.get("system") is not None and not _is_content(body["system"]):
+        raise BadRequest("system must be a string or a list of text blocks.", param="system")
+    for name in ("metadata", "tool_choice"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise BadRequest(f"{name} must be an object.", param=name)
+    tools = body.get("tools")
+    if tools is not None and not _is_content(tools):
+        raise BadRequest("tools must be a list of objects.", param="tools")
+    stops = body.get("stop_sequences")
+    if stops is not None and not (
+        isinstance(stops, list) and all(isinstance(stop, str) for stop in stops)
+    ):
+        raise BadRequest("stop_sequences must be a list of strings.", param="stop_sequences")
 
 
 def _user_turn(content: Any) -> list[JSON]:
@@ -51,7 +92,10 @@ def _user_turn(content: Any) -> list[JSON]:
             parts.append({"type": "text", "text": block.get("text", "")})
         elif kind == "image":
             parts.append(
-                {"type": "image_url", "image_url": {"url": _image_url(block.get("source") or {})}}
+                {
+                    "type": "image_url",
+                    "image_url": {"url": _image_url(_object(block.get("source")))},
+                }
             )
     if parts:
         tool_messages.append({"role": "user", "content": parts})
@@ -94,10 +138,7 @@ def _tool_choice(choice: Any) -> Any:
 
 def messages_request_to_canonical(body: JSON) -> JSON:
     """An Anthropic Messages request → the canonical (OpenAI Chat Completions) request."""
-    if not isinstance(body.get("messages"), list):
-        raise BadRequest("messages must be a list of turns.", param="messages")
-    if not isinstance(body.get("max_tokens"), int):
-        raise BadRequest("max_tokens is required (an integer).", param="max_tokens")
+    _shape_check(body)
     messages: list[JSON] = []
     system = body.get("system")
     if system:
