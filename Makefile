@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install run test serve lint format bench bench-router worker migrate clean help
+.PHONY: install run test serve lint format bench bench-router soak worker migrate clean help
 
 help:
 	@echo "make run          install, migrate, seed the demo, serve http://127.0.0.1:$(PORT) with a worker"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint         ruff check, ruff format --check, mypy, makemigrations --check"
 	@echo "make bench        gateway, routing and training benchmarks (writes bench/results.json)"
 	@echo "make bench-router train and evaluate routers on ../shared/datasets"
+	@echo "make soak         10 min steady load on the production server: worker memory growth, errors, settlement"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +65,12 @@ bench: install
 
 bench-router: install
 	$(BIN)/python -m bench.router --datasets ../shared/datasets
+
+# Not part of `make test` (tests/reliability/test_soak.py runs one minute of it). Wipes the
+# database routerhub_soak and Redis db 12 by default; options through SOAK_ARGS, e.g.
+# `make soak SOAK_ARGS="--duration 3600 --concurrency 16 --database-url postgres://…"`.
+soak: install
+	$(BIN)/python -m bench.soak --workers $(WORKERS) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache staticfiles

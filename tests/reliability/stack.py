@@ -311,7 +311,9 @@ def books(database_url: str) -> Books:
     import psycopg
 
     with psycopg.connect(database_url) as conn:
-        records = dict(conn.execute("SELECT generation_id, status FROM billing_usagerecord"))
+        records: dict[str, str] = dict(
+            conn.execute("SELECT generation_id, status FROM billing_usagerecord").fetchall()
+        )
         (held,) = conn.execute(
             "SELECT count(*) FROM billing_reservation WHERE state = 'held'"
         ).fetchone() or (0,)

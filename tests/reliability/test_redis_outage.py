@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,8 @@ def _requests_counted(redis: PrivateRedis) -> int:
 
     client = redis_py.Redis.from_url(redis.url())
     try:
-        return sum(int(client.get(k) or 0) for k in client.scan_iter("rh:{rl:*}:r"))
+        counters: list[Any] = [client.get(k) for k in client.scan_iter("rh:{rl:*}:r")]
+        return sum(int(c or 0) for c in counters)
     finally:
         client.close()
 
