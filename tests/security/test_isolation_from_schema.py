@@ -367,3 +367,44 @@ def test_owner_management_key_gets_403_on_people_only_operations(sweep: Sweep):
         if getattr(view_of(url), "people_only", False):
             sweep.expect(caller, operation, 403, "forbidden")
     assert not sweep.failures, "\n".join(sweep.failures)
+
+
+# --- the gateway (/v1 is not in the platform schema) ---------------------------------------------
+
+INFERENCE_PATHS = ["/v1/chat/completions", "/v1/messages"]
+
+
+def gateway_post(world: Any, path: str, key: str, model: str) -> Any:
+    import httpx
+
+    body = {"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    return httpx.post(f"{world.gateway_url}{path}", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+
+
+@pytest.mark.parametrize("path", INFERENCE_PATHS)
+def test_management_key_gets_403_on_inference(world: Any, path: str):
+    response = gateway_post(world, path, world.key_for(scope=KeyScope.MANAGE), "test/gpt")
+
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["type"] == "forbidden"
+    assert world.upstream_requests() == []
+
+
+@pytest.mark.parametrize("path", INFERENCE_PATHS)
+def test_another_organizations_router_is_indistinguishable_from_none(world: Any, path: str):
+    from tests.factories import organization_make
+    from training.models import Router
+
+    Router.objects.create(organization=world.organization, slug="owners-router", name=MARKER,
+                          candidates=["test/gpt", "test/claude"])  # fmt: skip
+    outsider = key_make(organization_make())
+
+    theirs = gateway_post(world, path, outsider, "router/owners-router")
+    nobodys = gateway_post(world, path, outsider, "router/nobodys-router")
+
+    assert theirs.status_code == nobodys.status_code == 404, theirs.text
+    assert theirs.json()["error"]["message"] == nobodys.json()["error"]["message"].replace(
+        "nobodys-router", "owners-router"
+    )
+    assert MARKER not in theirs.text
