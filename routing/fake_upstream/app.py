@@ -2,7 +2,8 @@
 
 ``GET /_requests`` returns every request received (secrets masked) with what happened to it
 (``chunks_sent``, ``completed``, ``disconnected``, and ``fault``: what a ``fail_rate`` drew, ""
-for none); ``DELETE /_requests`` clears the record.
+for none); ``GET /_requests?after=N`` only those after the first N; ``DELETE /_requests`` clears
+the record.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -54,7 +56,8 @@ class FakeUpstream:
         if path == "/_requests":
             if method == "DELETE":
                 self.requests.clear()
-            await _send_json(send, 200, {"requests": self.requests})
+            after = parse_qs(scope.get("query_string", b"").decode()).get("after", ["0"])[0]
+            await _send_json(send, 200, {"requests": self.requests[int(after) :]})
             return
         if path == "/healthz":
             await _send_json(send, 200, {"ok": True})

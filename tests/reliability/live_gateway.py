@@ -23,6 +23,7 @@ from bench.gateway import routerhub_env, start_fake, start_routerhub
 from bench.procs import Proc, http
 from billing.outbox import GROUP, STREAM
 from tests.conftest import require_postgres, require_redis
+from tests.routing.servers import poll
 from tests.routing.world import PLATFORM_KEYS
 
 WORKERS = 2
@@ -104,6 +105,9 @@ def start_live_gateway(
         }
         server, url = start_routerhub(server_env, WORKERS, tmp_path)
         procs.append(server)
+        # /healthz answered by one worker; load must find both up, or one would take it all.
+        poll(lambda: server.log_tail(200).count("Application startup complete") >= WORKERS,
+             timeout=60)  # fmt: skip
         return LiveGateway(url=url, fake_url=fake_url, server=server, fake=fake)
 
     yield start

@@ -10,19 +10,26 @@ processes reserving from the same rows and settling in batches through the Redis
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 
+import orjson
 import pytest
 from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
-from billing.models import CreditAccount, KeySpendWindow, LedgerEntry, Reservation, UsageRecord
+from billing.models import KeySpendWindow, Reservation, UsageRecord
+from billing.outbox import STREAM
 from billing.services import ledger_post, reservations_sweep
 from routing.services import catalog_sync
 from tests.factories import key_make, organization_make
+from tests.reliability.books import (
+    assert_charged_once_within_its_hold,
+    assert_ledger_is_the_balance,
+    records_by_token,
+    settled_while_running,
+)
 from tests.reliability.live_gateway import LiveGateway, redis_client, start_live_gateway
 from tests.reliability.traffic import TOKEN, Call, Outcome, fire
 from tests.routing.servers import poll
@@ -31,22 +38,23 @@ from tests.routing.world import endpoint, model, provider
 __all__ = ["start_live_gateway"]
 
 REQUESTS = 500
-BALANCES = {"alpha": Decimal("1.00"), "beta": Decimal("1.00")}
-# name: (organization, daily credit limit or None). Holds are ~0.0095 per request, so each
-# organization can hold about a hundred requests at once and each capped key about twenty.
-KEYS = {
+# Each request holds ~0.0095 and costs ~0.004 (less when abandoned). Whatever the timing, alpha
+# (250 requests) cannot afford all it is sent (402s) and beta's capped keys (~83 requests each)
+# cannot either (403s); while hundreds are in flight the holds refuse more of both.
+BALANCES = {"alpha": Decimal("0.40"), "beta": Decimal("1.00")}
+KEYS = {  # name: (organization, daily credit limit or None)
     "alpha-open": ("alpha", None),
     "alpha-capped": ("alpha", Decimal("0.30")),
     "alpha-open-2": ("alpha", None),
-    "beta-capped-1": ("beta", Decimal("0.20")),
-    "beta-capped-2": ("beta", Decimal("0.20")),
+    "beta-capped-1": ("beta", Decimal("0.10")),
+    "beta-capped-2": ("beta", Decimal("0.10")),
     "beta-open": ("beta", None),
 }
 REFUSALS = {402: "insufficient_credits", 403: "key_limit_reached"}
-KINDS = ("chat", "chat_stream", "messages", "messages_stream", "abort_early", "abort_mid_stream")
-# Requests the client abandons early go to a slow endpoint (5 s to answer), so most of them are
-# given up while the gateway holds their credit and waits for the upstream.
-ABORT_AFTER_S = (0.3, 1.0, 2.5)
+KINDS = ("chat", "chat_stream", "messages", "messages_stream",
+         "abort_early", "abort_waiting", "abort_mid_stream")  # fmt: skip
+ABORTS = {"abort_early": "early", "abort_waiting": "waiting", "abort_mid_stream": "mid_stream"}
+ABORT_AFTER_S = (0.05, 0.2, 0.5)  # early aborts land wherever the request is by then
 
 
 def money_catalog(fake_url: str) -> None:
@@ -56,6 +64,7 @@ def money_catalog(fake_url: str) -> None:
         "gpt": ("fake-openai", "gpt-4o-mini"),
         "claude": ("fake-anthropic", "claude-haiku"),
     }
+    # Requests abandoned while waiting go to an endpoint that takes 5 s to answer.
     faults = {"": "delay=150,chunk_delay=20", "-slow": "delay=5000"}
     catalog_sync(data={
         "providers": [provider("fake-openai", "openai", fake_url),
@@ -84,56 +93,19 @@ def arrange() -> tuple[dict[str, Organization], dict[str, str]]:
 
 def calls(keys: dict[str, str]) -> list[Call]:
     """Every kind with every key, in turn; abandoned requests alternate between the two APIs."""
-    names = list(KEYS)
+    names, rounds = list(KEYS), len(KINDS) * len(KEYS)
     out = []
     for i in range(REQUESTS):
-        kind, key = KINDS[i % len(KINDS)], names[(i // len(KINDS)) % len(names)]
-        anthropic = kind.startswith("messages") or (kind.startswith("abort") and i // 36 % 2 == 1)
+        kind, turn = KINDS[i % len(KINDS)], i // len(KINDS)
+        anthropic = kind.startswith("messages") or (kind in ABORTS and i // rounds % 2 == 1)
+        slow = "-slow" if kind == "abort_waiting" else ""
         out.append(Call(
-            index=i, key=keys[key], model=f"test/money-{'claude' if anthropic else 'gpt'}{'-slow' if kind == 'abort_early' else ''}",
-            anthropic=anthropic, stream=kind.endswith("stream"),
-            abort={"abort_early": "early", "abort_mid_stream": "mid_stream"}.get(kind, ""),
-            abort_after_s=ABORT_AFTER_S[i % len(ABORT_AFTER_S)],
+            index=i, key=keys[names[turn % len(names)]],
+            model=f"test/money-{'claude' if anthropic else 'gpt'}{slow}",
+            anthropic=anthropic, stream=kind.endswith("stream"), abort=ABORTS.get(kind, ""),
+            abort_after_s=ABORT_AFTER_S[turn % len(ABORT_AFTER_S)],
         ))  # fmt: skip
     return out
-
-
-def settled_while_running(organizations: list[Organization], served: list[Outcome]) -> bool:
-    """Every 200 has its record, no hold is left and the usage stream is empty."""
-    ids = [o.generation_id for o in served]
-    client = redis_client()
-    try:
-        drained = client.xlen("rh:usage-stream") == 0
-    finally:
-        client.close()
-    return (
-        drained
-        and UsageRecord.objects.filter(generation_id__in=ids).count() == len(ids)
-        and not Reservation.objects.filter(organization__in=organizations, state="held").exists()
-    )
-
-
-def records_by_token(organizations: list[Organization]) -> dict[str, UsageRecord]:
-    by_token: dict[str, list[UsageRecord]] = defaultdict(list)
-    for record in UsageRecord.objects.filter(organization__in=organizations):
-        found = TOKEN.search(record.prompt)
-        assert found, f"{record.generation_id} has no request token in its prompt"
-        by_token[found.group()].append(record)
-    doubled = {token: len(rs) for token, rs in by_token.items() if len(rs) > 1}
-    assert not doubled, f"requests with more than one usage record: {doubled}"
-    return {token: rs[0] for token, rs in by_token.items()}
-
-
-def assert_charged_once_within_its_hold(record: UsageRecord) -> None:
-    hold = Reservation.objects.get(generation_id=record.generation_id)
-    assert record.cost <= hold.amount, (record.generation_id, record.cost, hold.amount)
-    charges = list(LedgerEntry.objects.filter(reference=record.generation_id))
-    if record.cost > 0:
-        assert [c.amount for c in charges] == [-record.cost]
-        assert charges[0].idempotency_key == f"usage:{record.generation_id}"
-        assert hold.state == "settled"
-    else:
-        assert charges == [] and hold.state == "released"
 
 
 def assert_client_view(outcomes: list[Outcome]) -> None:
@@ -171,20 +143,32 @@ def assert_books(organizations: dict[str, Organization], outcomes: list[Outcome]
             assert o.generation_id in ("", record.generation_id)
         assert_charged_once_within_its_hold(record)
     for organization in orgs:
-        account = CreditAccount.objects.get(organization=organization)
-        entries = LedgerEntry.objects.filter(organization=organization)
-        assert account.balance >= 0 and account.reserved == 0
-        assert account.balance == entries.aggregate(s=Sum("amount"))["s"]
-        assert not entries.filter(balance_after__lt=0).exists()  # never negative on the way
-        spent = UsageRecord.objects.filter(organization=organization).aggregate(s=Sum("cost"))["s"]
-        assert -entries.filter(kind="usage").aggregate(s=Sum("amount"))["s"] == spent
-        assert account.total_used == spent
+        assert_ledger_is_the_balance(organization)
     for key in ApiKey.objects.filter(organization__in=orgs):
         spent = UsageRecord.objects.filter(key=key).aggregate(s=Sum("cost"))["s"] or 0
         if key.limit is not None:
             window = KeySpendWindow.objects.get(key=key)
             assert window.reserved == 0 and window.spent == spent, key.name
             assert spent <= key.limit, f"{key.name} spent {spent} past its limit {key.limit}"
+
+
+def assert_abandoned_while_waiting_costs_nothing(
+    gateway: LiveGateway, outcomes: list[Outcome]
+) -> None:
+    """Given up with credit held and the upstream still thinking: the gateway hangs up on the
+    upstream, records the request as aborted and releases the hold without a charge."""
+    waiting = [o for o in outcomes if o.call.abort == "waiting" and o.abandoned]
+    tokens = {o.call.token for o in waiting}
+    assert tokens, "no request was abandoned while the gateway held its credit"
+    hung_up = {TOKEN.search(orjson.dumps(r["body"]).decode()).group(): r["disconnected"]  # type: ignore[union-attr]
+               for r in gateway.upstream_requests()}  # fmt: skip
+    assert all(hung_up[token] for token in tokens), "the gateway kept an abandoned upstream call"
+    records = UsageRecord.objects.filter(prompt__regex="|".join(sorted(tokens)))
+    assert len(records) == len(tokens)
+    for record in records:
+        assert (record.status, record.error_type, record.cost) == (
+            "aborted", "client_disconnected", 0)  # fmt: skip
+        assert Reservation.objects.get(generation_id=record.generation_id).state == "released"
 
 
 @pytest.mark.timeout(300)
@@ -194,19 +178,18 @@ def test_concurrent_requests_on_two_workers_never_overspend_and_bill_each_reques
     organizations, keys = arrange()
     gateway: LiveGateway = start_live_gateway(money_catalog, GATEWAY_FIRST_BYTE_TIMEOUT="30")
 
-    outcomes = asyncio.run(fire(gateway.url, calls(keys)))
+    outcomes = asyncio.run(fire(gateway.url, calls(keys), fake_url=gateway.fake_url))
 
     statuses = [o.status for o in outcomes if not o.abandoned]
     assert set(statuses) <= {200, 402, 403}, (sorted(set(map(str, statuses))), gateway.log())
     assert {200, 402, 403} <= set(statuses), "the mix must include served, 402 and 403 requests"
-    assert {o.call.abort for o in outcomes if o.abandoned} == {"early", "mid_stream"}
+    assert {o.call.abort for o in outcomes if o.abandoned} == set(ABORTS.values())
     assert_client_view(outcomes)
     served = [o for o in outcomes if o.status == 200 and not o.abandoned]
     poll(lambda: settled_while_running(list(organizations.values()), served), timeout=60)
     assert len(gateway.settlers()) == 2, "both worker processes served and settled requests"
     assert gateway.stop() == 0, gateway.log()  # in-flight work finished, the outbox flushed
-    assert redis_client().xlen("rh:usage-stream") == 0
+    assert redis_client().xlen(STREAM) == 0
     assert reservations_sweep(now=timezone.now() + timedelta(days=1)) == 0  # nothing left held
     assert_books(organizations, outcomes)
-    # Some requests were abandoned while their credit was held and the upstream had not answered.
-    assert UsageRecord.objects.filter(status="aborted", cost=0).exists()
+    assert_abandoned_while_waiting_costs_nothing(gateway, outcomes)

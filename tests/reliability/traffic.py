@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -27,7 +29,10 @@ class Call:
     model: str
     anthropic: bool = False  # /v1/messages instead of /v1/chat/completions
     stream: bool = False
-    abort: str = ""  # "": read the whole answer; "early": give up after abort_after_s; "mid_stream"
+    # "": read the whole answer; "early": give up after abort_after_s, wherever the request is;
+    # "waiting": give up once the upstream has the request (credit held, no answer yet);
+    # "mid_stream": give up after the first content of the answer.
+    abort: str = ""
     abort_after_s: float = 0.0
     max_tokens: int = 40
 
@@ -90,21 +95,67 @@ def _request(call: Call) -> tuple[str, dict[str, str], dict[str, Any]]:
     return ("/v1/messages" if call.anthropic else "/v1/chat/completions"), headers, body
 
 
+class UpstreamWatch:
+    """Which request tokens the fake upstream has received, polled in the background."""
+
+    def __init__(self, client: httpx.AsyncClient, fake_url: str) -> None:
+        self.client = client
+        self.fake_url = fake_url
+        self.seen: dict[str, asyncio.Event] = {}
+        self.count = 0
+
+    def event(self, token: str) -> asyncio.Event:
+        return self.seen.setdefault(token, asyncio.Event())
+
+    async def run(self) -> None:
+        while True:
+            response = await self.client.get(f"{self.fake_url}/_requests?after={self.count}")
+            received = response.json()["requests"]
+            self.count += len(received)
+            for request in received:
+                found = TOKEN.search(orjson.dumps(request.get("body")).decode())
+                if found:
+                    self.event(found.group()).set()
+            await asyncio.sleep(0.05)
+
+
 def _has_content(event: dict[str, Any]) -> bool:
     if event.get("type") == "content_block_delta":
         return True
     return any((c.get("delta") or {}).get("content") for c in event.get("choices") or [])
 
 
-async def send(client: httpx.AsyncClient, call: Call) -> Outcome:
+async def _post_until(
+    client: httpx.AsyncClient, call: Call, give_up: Awaitable[Any]
+) -> httpx.Response | None:
+    """The response, or None when ``give_up`` came first (cancelling closes the connection)."""
+    path, headers, body = _request(call)
+    request = asyncio.ensure_future(client.post(path, json=body, headers=headers))
+    waiter = asyncio.ensure_future(give_up)
+    done, _ = await asyncio.wait({request, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if request in done:
+        return request.result()
+    request.cancel()
+    with suppress(asyncio.CancelledError):
+        await request
+    return None
+
+
+async def send(
+    client: httpx.AsyncClient, call: Call, watch: UpstreamWatch | None = None
+) -> Outcome:
     outcome = Outcome(call)
     path, headers, body = _request(call)
-    if call.abort == "early":
-        try:
-            async with asyncio.timeout(call.abort_after_s):
-                response = await client.post(path, json=body, headers=headers)
-        except TimeoutError:
-            outcome.abandoned = True  # cancelling the request closes its connection
+    if call.abort in ("early", "waiting"):
+        if call.abort == "waiting":
+            assert watch is not None, "aborts when the upstream has the request need a watch"
+            give_up = watch.event(call.token).wait()
+        else:
+            give_up = asyncio.sleep(call.abort_after_s)
+        response = await _post_until(client, call, give_up)
+        if response is None:
+            outcome.abandoned = True
             return outcome
         outcome.status, outcome.body, outcome.finished = response.status_code, response.json(), True
         outcome.request_id = response.headers.get("x-request-id", "")
@@ -136,8 +187,21 @@ async def send(client: httpx.AsyncClient, call: Call) -> Outcome:
     return outcome
 
 
-async def fire(base_url: str, calls: list[Call], timeout: float = 60) -> list[Outcome]:
+async def fire(
+    base_url: str, calls: list[Call], *, fake_url: str = "", timeout: float = 60
+) -> list[Outcome]:
     """Send every call at once (one connection each); outcomes in the calls' order."""
     limits = httpx.Limits(max_connections=len(calls), max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client:
-        return list(await asyncio.gather(*(send(client, call) for call in calls)))
+    async with (
+        httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client,
+        httpx.AsyncClient(timeout=timeout) as upstream_client,
+    ):
+        watch = UpstreamWatch(upstream_client, fake_url) if fake_url else None
+        watching = asyncio.ensure_future(watch.run()) if watch else None
+        try:
+            return list(await asyncio.gather(*(send(client, call, watch) for call in calls)))
+        finally:
+            if watching is not None:
+                watching.cancel()
+                with suppress(asyncio.CancelledError):
+                    await watching
