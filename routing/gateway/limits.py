@@ -157,10 +157,13 @@ async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
                 return
             lease.requests += int(granted[0])
             lease.tokens += int(granted[1])
-            if rpm and lease.requests < 1:
-                _raise(1, key, retry_after)
-            if tpm and lease.tokens <= 0:
-                _raise(2, key, retry_after)
+            # A full grant means the window has quota left: admit, even if completion tokens
+            # reported by other requests while we waited put this slice back into debt.
+            if int(granted[0]) < want_requests or int(granted[1]) < want_tokens:
+                if rpm and lease.requests < 1:
+                    _raise(1, key, retry_after)
+                if tpm and lease.tokens <= 0:
+                    _raise(2, key, retry_after)
         lease.requests -= 1 if rpm else 0
         lease.tokens -= prompt_tokens if tpm else 0
         return

@@ -88,3 +88,26 @@ def test_tpm_counts_completion_tokens_reported_after_admission(redis_limits: Non
 
     # 10 + 50, then 10 + 50 (over 100 now: the limit is reached), then refused.
     assert asyncio.run(run()) == [True, True, False]
+
+
+def test_concurrent_requests_are_not_refused_while_the_window_has_quota(redis_limits: None) -> None:
+    """Completion tokens reported while a slice is being leased put it back into debt; a full
+    grant from Redis still admits (a regression: such requests were refused with 429)."""
+    key = a_key(rpm=1_000_000, tpm=1_000_000_000)
+
+    async def one() -> bool:
+        try:
+            await limits.rate_limit_admit(key, 15)
+        except RateLimited:
+            return False
+        await limits.rate_limit_add_tokens(key, 40)
+        return True
+
+    async def run() -> list[bool]:
+        outcomes: list[bool] = []
+        for _ in range(20):
+            outcomes += await asyncio.gather(*(one() for _ in range(16)))
+        await limits.rate_limit_close()
+        return outcomes
+
+    assert all(asyncio.run(run()))
