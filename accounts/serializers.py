@@ -14,7 +14,7 @@ MAX_ALLOWED_MODELS = 200
 
 class ApiKeyOutput(serializers.ModelSerializer[ApiKey]):
     created_by: serializers.SlugRelatedField[ApiKey] = serializers.SlugRelatedField(
-        slug_field="email", read_only=True
+        slug_field="email", read_only=True, allow_null=True
     )
     limit = serializers.DecimalField(
         max_digits=20, decimal_places=8, coerce_to_string=True, allow_null=True

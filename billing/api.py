@@ -16,7 +16,14 @@ from rest_framework.response import Response
 
 from accounts.models import ApiKey
 from accounts.tenant_api import TenantAPIView
-from billing.models import CreditAccount, Feedback, LedgerEntry, UsageRecord, UsageStatus
+from billing.models import (
+    CreditAccount,
+    Feedback,
+    LedgerEntry,
+    LedgerKind,
+    UsageRecord,
+    UsageStatus,
+)
 from billing.selectors import GROUPINGS, UsageFilter, key_usage, usage_aggregate, usage_records
 from billing.services import feedback_record
 from routerhub.errors import BadRequest, NotFound
@@ -149,9 +156,57 @@ class LedgerView(TenantAPIView):
             queryset = queryset.filter(kind=kind)
         return queryset.order_by("-created_at", "-id")
 
+    @extend_schema(
+        responses=LedgerEntryOutput(many=True),
+        parameters=[OpenApiParameter("kind", str, enum=[k.value for k in LedgerKind])],
+    )
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(LedgerEntryOutput(page, many=True).data)
+
+
+_int_or_null = serializers.IntegerField(allow_null=True)
+GenerationOutput = inline_serializer(
+    "Generation",
+    {
+        "id": serializers.CharField(),
+        "model": serializers.CharField(),
+        "requested_model": serializers.CharField(),
+        "provider": serializers.CharField(),
+        "router": serializers.CharField(allow_null=True),
+        "router_version": _int_or_null,
+        "prompt_tokens": serializers.IntegerField(),
+        "completion_tokens": serializers.IntegerField(),
+        "cached_tokens": serializers.IntegerField(),
+        "reasoning_tokens": serializers.IntegerField(),
+        "cost": serializers.CharField(),
+        "latency_ms": _int_or_null,
+        "ttft_ms": _int_or_null,
+        "status": serializers.CharField(),
+        "error_type": serializers.CharField(allow_null=True),
+        "streamed": serializers.BooleanField(),
+        "is_byok": serializers.BooleanField(),
+        "key_id": _int_or_null,
+        "created_at": serializers.DateTimeField(),
+    },
+)
+UsageOutput = inline_serializer(
+    "Usage",
+    {
+        "group_by": serializers.CharField(),
+        "results": inline_serializer(
+            "UsageGroup",
+            {
+                "group": serializers.CharField(allow_null=True),
+                "requests": serializers.IntegerField(),
+                "prompt_tokens": serializers.IntegerField(),
+                "completion_tokens": serializers.IntegerField(),
+                "cost": serializers.CharField(),
+            },
+            many=True,
+        ),
+    },
+)
 
 
 def generation_json(record: UsageRecord) -> dict[str, Any]:
@@ -184,7 +239,9 @@ class GenerationView(TenantAPIView):
     tenant_model = UsageRecord
     inference_key_allowed = True
 
-    @extend_schema(parameters=[OpenApiParameter("id", str, required=True)])
+    @extend_schema(
+        parameters=[OpenApiParameter("id", str, required=True)], responses=GenerationOutput
+    )
     def get(self, request: Request) -> Response:
         generation_id = request.query_params.get("id")
         if not generation_id:
@@ -224,7 +281,7 @@ class UsageView(TenantAPIView):
 
     tenant_model = UsageRecord
 
-    @extend_schema(parameters=[UsageQuery])
+    @extend_schema(parameters=[UsageQuery], responses=UsageOutput)
     def get(self, request: Request) -> Response:
         query = UsageQuery(data=request.query_params)
         query.is_valid(raise_exception=True)

@@ -255,6 +255,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "routerhub.errors.drf_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # OPTIONS is not part of the API (no CORS); DRF's metadata would describe serializers some
+    # views do not declare, and fail doing so.
+    "DEFAULT_METADATA_CLASS": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "RouterHub API",
@@ -265,6 +268,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "routerhub.schema.add_error_responses",
+    ],
 }
 
 # --- Celery -----------------------------------------------------------------------------------
