@@ -95,6 +95,9 @@ class Exchange:
     is_byok: bool = False
     decoder: StreamDecoder | None = None
     generated_chars: int = 0
+    # The candidate being tried is the organization's own key (or host): its failures are its
+    # own and neither open nor consult the circuit breaker every organization shares.
+    trying_byok: bool = False
     first_byte_at: float | None = None
 
 
@@ -234,7 +237,7 @@ async def _complete(ex: Exchange) -> None:
 
 
 async def _attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
-    endpoint = candidate.endpoint
+    endpoint, ex.trying_byok = candidate.endpoint, candidate.is_byok
     if _skip(ex, endpoint):
         return None
     adapter = ADAPTERS[endpoint.api_style]
@@ -287,7 +290,7 @@ async def _stream(ex: Exchange) -> None:
 
 async def _open_stream(ex: Exchange, candidate: Candidate) -> _OpenStream | None:
     """Connect and read until the first content arrives; any failure so far may fall back."""
-    endpoint = candidate.endpoint
+    endpoint, ex.trying_byok = candidate.endpoint, candidate.is_byok
     if _skip(ex, endpoint):
         return None
     adapter = ADAPTERS[endpoint.api_style]
@@ -363,7 +366,8 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
     finally:
         await opened.response.aclose()
     if failure is not None:
-        health.health_record_failure(candidate.endpoint.id)
+        if not candidate.is_byok:
+            health.health_record_failure(candidate.endpoint.id)
         _bill(ex, _partial_usage(ex), status="failed", error_type="upstream_error_mid_stream")
         message = f"The provider failed mid-stream: {failure or type(failure).__name__}"
         message = _scrubbed(message, candidate)
@@ -409,6 +413,8 @@ async def _emit(
 
 
 def _skip(ex: Exchange, endpoint: EndpointInfo) -> bool:
+    if ex.trying_byok:
+        return False
     wait = health.breaker_open_for(endpoint.id)
     if wait > 0:
         ex.skipped_for.append(wait)
@@ -417,7 +423,8 @@ def _skip(ex: Exchange, endpoint: EndpointInfo) -> bool:
 
 
 def _failed(ex: Exchange, endpoint: EndpointInfo, error: str, detail: str = "") -> None:
-    health.health_record_failure(endpoint.id)
+    if not ex.trying_byok:
+        health.health_record_failure(endpoint.id)
     ex.attempts.append({"model": endpoint.model_id, "provider": endpoint.provider_slug, "error": error,
                         **({"detail": detail[:300]} if detail else {})})  # fmt: skip
     # Not the provider's message: providers quote the request (prompt text) in errors.
@@ -492,8 +499,8 @@ def _bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> D
 
 
 def _record_success(ex: Exchange, usage: Usage) -> None:
-    if ex.endpoint is None or ex.first_byte_at is None:
-        return
+    if ex.endpoint is None or ex.first_byte_at is None or ex.is_byok:
+        return  # an organization's own key or host says nothing of the platform's endpoint
     now = time.monotonic()
     health.health_record_success(ex.endpoint.id, ttft_ms=(ex.first_byte_at - ex.req.started) * 1000,
                                  completion_tokens=usage.completion_tokens, duration_s=now - ex.req.started)  # fmt: skip

@@ -14,7 +14,7 @@ from accounts.models import KeyScope
 from routing.egress import tenant_http_client_reset
 from routing.models import Provider, ProviderKey
 from routing.services import catalog_sync_file, provider_key_create
-from tests.factories import key_client, key_make
+from tests.factories import key_client, key_make, organization_make
 from tests.routing.servers import closed_port_url
 from tests.routing.world import World, base_catalog
 
@@ -195,3 +195,33 @@ def test_dns_rebinding_to_a_private_address_is_refused_at_connection_time(
     assert response.status_code == 502, response.text
     assert "127.0.0.1" in response.json()["error"]["metadata"]["attempts"][0]["detail"]
     assert world.upstream_requests() == []
+
+
+def organization_make_with_credits() -> Any:
+    from decimal import Decimal
+
+    from billing.services import ledger_post
+
+    organization = organization_make()
+    ledger_post(organization=organization, kind="promotion", amount=Decimal("5"),
+                idempotency_key=f"grant-{organization.pk}")  # fmt: skip
+    return organization
+
+
+def test_an_organizations_failing_own_host_does_not_pause_the_endpoint_for_others(
+    world: World, settings: Any
+) -> None:
+    # The circuit breaker is shared by every organization: failures of a tenant's own host (or
+    # own key) must not open it for the platform's endpoint, or one tenant can pause a model
+    # for everyone.
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+    provider_key_create(organization=world.organization, secret="sk-own-secret-9999",
+                        provider=Provider.objects.get(slug="fake-openai"),
+                        base_url=f"{closed_port_url()}/v1")  # fmt: skip
+    failures = [chat(world).status_code for _ in range(settings.GATEWAY_BREAKER_FAILURES + 1)]
+    other = World(**{**world.__dict__, "key": key_make(organization_make_with_credits())})
+
+    response = chat(other)
+
+    assert set(failures) == {502}
+    assert response.status_code == 200, response.text
