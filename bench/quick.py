@@ -1,0 +1,49 @@
+"""Quick gateway check while developing (not part of ``make bench``): RouterHub alone, production
+server, c=1 latency and throughput at c=16 and c=64 against the 0 ms fake upstream.
+
+    python -m bench.quick [--workers 2] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import gateway
+from bench.procs import Proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=gateway.Options.workers)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    out = gateway.REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    procs: list[Proc] = []
+    try:
+        fake, upstream = gateway.start_fake(0, out)
+        procs.append(fake)
+        env = gateway.routerhub_env(upstream)
+        key, _ = gateway.setup_routerhub_db(env, out)
+        rh, url = gateway.start_routerhub(env, args.workers, out)
+        procs.append(rh)
+        gateway.chat_probe(f"{url}/v1/chat/completions", key, "demo/small", rh)
+        target = gateway.Target(
+            "routerhub", f"{url}/v1/chat/completions", key, {0: "demo/small"}, rh.pid
+        )
+        direct = gateway.Target("direct", f"{upstream}/v1/chat/completions", "", {0: "demo/small"}, fake.pid)
+        base = gateway.loadgen("latency", direct, 0, "--requests", "300")["latency_ms"]
+        lat = gateway.loadgen("latency", target, 0, "--requests", "300")["latency_ms"]
+        print(f"c=1 added p50 {lat['p50'] - base['p50']:.2f} ms, p99 {lat['p99'] - base['p99']:.2f} ms")
+        for concurrency in (16, 64):
+            res = gateway.loadgen("throughput", target, 0, "--concurrency", str(concurrency),
+                                  "--duration", str(args.seconds), "--warmup-seconds", "1")  # fmt: skip
+            print(f"c={concurrency}: {res['rps']:.0f} req/s, errors {res['errors']}, "
+                  f"cpu {res.get('cpu_s_per_1k', 0):.2f} s/1k, foreign {res['foreign_cores']}")  # fmt: skip
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+if __name__ == "__main__":
+    main()
