@@ -109,6 +109,11 @@ class FakeUpstream:
         if not stream:
             if fault.disconnect_after is not None:
                 await _send_cut(send, orjson.dumps(response))
+            if fault.end_after is not None:
+                payload = orjson.dumps(response)
+                await _send_raw(send, 200, payload[: len(payload) // 2], "application/json")
+                record["completed"] = True
+                return
             if fault.malformed:
                 await _send_raw(send, 200, b'{"choices": [', "application/json")
             else:
@@ -138,6 +143,8 @@ class FakeUpstream:
                 ):
                     # Abort the connection mid-stream, as a crashing provider would.
                     raise ConnectionAbortedError("fake upstream: injected disconnect")
+                if fault.end_after is not None and record["chunks_sent"] >= fault.end_after:
+                    break  # end the response cleanly, without the rest or the terminator
                 if fault.hang_after is not None and record["chunks_sent"] >= fault.hang_after:
                     await watcher
                     return

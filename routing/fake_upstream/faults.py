@@ -4,11 +4,13 @@ Selected by the ``X-Fake-Fault`` header or by a model-name suffix after ``@`` (t
 not forward client headers, so tests put faults in an endpoint's upstream model name):
 ``demo-small@status=500``, ``x@timeout``, ``x@delay=200``, ``x@disconnect_after=3``,
 ``x@malformed``, ``x@chunk_delay=50``, ``x@hang_after=2``, ``x@cached=10``; combine with ``,``.
+``x@end_after=3`` ends a stream cleanly after 3 events, without the rest or its terminator (a
+proxy or provider that closes a stream early); a non-streamed answer gets half its JSON.
 ``x@status=401,echo`` makes the error message quote the credential and the request body, as
 some providers do: what the gateway must neither log nor hand to its client (the credential).
 ``x@fail_rate=0.3,seed=7`` fails 30% of requests at random, each with one of ``status=500``,
-``status=429``, ``timeout`` or a cut connection (``disconnect_after=0..3``; a non-streamed
-answer is cut halfway through its body); the draw depends only on the seed and the request
+``status=429``, ``timeout``, a cut connection (``disconnect_after=0..3``; a non-streamed
+answer is cut halfway through its body) or an early end (``end_after=0..3``); the draw depends only on the seed and the request
 body, so a request fails the same way whatever order requests arrive in.
 """
 
@@ -25,6 +27,7 @@ class Fault:
     timeout: bool = False
     delay_ms: int = 0
     disconnect_after: int | None = None
+    end_after: int | None = None
     malformed: bool = False
     chunk_delay_ms: int = 0
     hang_after: int | None = None
@@ -46,6 +49,8 @@ def fault_parse(spec: str) -> Fault:
             fault.delay_ms = int(value)
         elif name == "disconnect_after":
             fault.disconnect_after = int(value)
+        elif name == "end_after":
+            fault.end_after = int(value)
         elif name == "malformed":
             fault.malformed = True
         elif name == "chunk_delay":
@@ -71,7 +76,7 @@ def fault_draw(fault: Fault, body: bytes) -> tuple[Fault, str]:
     draw = random.Random(int.from_bytes(digest[:8], "big"))
     if draw.random() >= fault.fail_rate:
         return fault, ""
-    kind = draw.randrange(4)
+    kind = draw.randrange(5)
     if kind == 0:
         return replace(fault, status=500), "status=500"
     if kind == 1:
@@ -79,7 +84,9 @@ def fault_draw(fault: Fault, body: bytes) -> tuple[Fault, str]:
     if kind == 2:
         return replace(fault, timeout=True), "timeout"
     cut = draw.randrange(4)
-    return replace(fault, disconnect_after=cut), f"disconnect_after={cut}"
+    if kind == 3:
+        return replace(fault, disconnect_after=cut), f"disconnect_after={cut}"
+    return replace(fault, end_after=cut), f"end_after={cut}"
 
 
 def model_and_fault(model: str, header: str | None) -> tuple[str, Fault]:

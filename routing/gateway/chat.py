@@ -98,6 +98,7 @@ class Exchange:
     # The candidate being tried is the organization's own key (or host): its failures are its
     # own and neither open nor consult the circuit breaker every organization shares.
     trying_byok: bool = False
+    finish_reason_seen: bool = False
     first_byte_at: float | None = None
 
 
@@ -359,6 +360,9 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
                 try:
                     event, data = await opened.events.__anext__()
                 except StopAsyncIteration:
+                    if not ex.finish_reason_seen:
+                        # Closed cleanly, but before the provider said the answer was done.
+                        raise UpstreamError("the stream ended before the answer did") from None
                     break
                 await _emit(ex, head, encoder, opened.decoder.feed(event, data))
     except (httpx.HTTPError, UpstreamError, TimeoutError) as exc:
@@ -399,6 +403,7 @@ async def _emit(
     if not choices:
         return
     for choice in choices:
+        ex.finish_reason_seen = ex.finish_reason_seen or bool(choice.get("finish_reason"))
         delta = choice.get("delta") or {}
         ex.generated_chars += len(delta.get("content") or "") + len(delta.get("reasoning") or "")
         for call in delta.get("tool_calls") or []:

@@ -1,5 +1,5 @@
-"""An upstream failing 30% of the time at random — 500s, 429s, timeouts, connections cut before
-or during the answer — with a healthy fallback: every request succeeds, or (a stream cut after
+"""An upstream failing 30% of the time at random — 500s, 429s, timeouts, connections cut or
+answers ended early — with a healthy fallback: every request succeeds, or (a stream broken after
 its first bytes reached the client) ends with API.md's SSE error; each is billed once, at the
 provider that actually served it, as the fake upstream's own request log shows.
 
@@ -64,10 +64,11 @@ def attempts_by_token(upstream_requests: list[dict[str, Any]]) -> dict[str, list
 
 
 def expected_fallback_error(fault: str, stream: bool) -> str:
-    if fault.startswith("disconnect_after"):
-        # A non-streamed body cut short is a broken connection; a stream cut before any
-        # content is a broken stream.
+    kind = fault.partition("=")[0]
+    if kind == "disconnect_after":  # the connection dropped before any content was relayed
         return "stream_error" if stream else "connection_error"
+    if kind == "end_after":  # closed cleanly: a stream with no content, half a JSON body
+        return "empty_stream" if stream else "malformed_response"
     return FALLBACK_ERRORS[fault]
 
 
@@ -81,7 +82,8 @@ def assert_served_where_the_upstream_log_says(
     if outcome.error is not None:
         # Cut after the first bytes reached the client: no fallback, an SSE error (API.md),
         # billed for what was generated at the provider that generated it.
-        assert (providers, faults[0][:16]) == ([PRIMARY], "disconnect_after"), (token, faults)
+        assert providers == [PRIMARY], (token, providers)
+        assert faults[0].partition("=")[0] in {"disconnect_after", "end_after"}, (token, faults)
         assert outcome.call.stream, outcome
         expected = ({"type": "api_error"} if outcome.call.anthropic
                     else {"type": "upstream_error", "code": 502})  # fmt: skip
@@ -139,6 +141,9 @@ def test_random_upstream_faults_with_a_fallback_bill_each_request_once_where_it_
     # The seed gives this run every kind of fault, both outcomes of a cut stream, and both
     # providers serving.
     drawn = Counter(a[0]["fault"].partition("=")[0] for a in attempts.values())
-    assert {"status", "timeout", "disconnect_after"} <= set(drawn), drawn
+    assert {"status", "timeout", "disconnect_after", "end_after"} <= set(drawn), drawn
+    cut_streams = Counter(attempts[o.call.token][0]["fault"].partition("=")[0]
+                          for o in outcomes if o.error is not None)  # fmt: skip
+    assert set(cut_streams) == {"disconnect_after", "end_after"}, cut_streams
     assert {r.provider for r in records.values()} == {PRIMARY, FALLBACK}
     assert 0 < len(served) < REQUESTS

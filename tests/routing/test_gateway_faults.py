@@ -177,7 +177,7 @@ def test_open_breakers_on_every_endpoint_answer_503_with_retry_after(
     assert second.json()["error"]["type"] == "no_provider_available"
 
 
-@pytest.mark.parametrize("fault", ["disconnect_after=4", "malformed"])
+@pytest.mark.parametrize("fault", ["disconnect_after=4", "end_after=4", "malformed"])
 def test_mid_stream_failure_ends_with_an_sse_error_then_done(world: World, fault: str) -> None:
     world.catalog({"models": [model("test/cut")], "endpoints": [
         endpoint("test/cut", "fake-openai", f"gpt-4o@{fault}"), endpoint("test/cut", "fake-gemini", "gemini-2.5-flash", "5", "5")]})  # fmt: skip
@@ -195,6 +195,33 @@ def test_mid_stream_failure_ends_with_an_sse_error_then_done(world: World, fault
     assert world.upstream_requests(":streamGenerateContent") == []
     record = world.usage_record(first["id"])
     assert record.status == "failed" and record.completion_tokens > 0 and record.cost > 0
+
+
+@pytest.mark.parametrize(
+    ("provider_slug", "upstream"),
+    [
+        ("fake-openai", "gpt-4o"),
+        ("fake-anthropic", "claude-sonnet-4-5"),
+        ("fake-gemini", "gemini-2.5-pro"),
+    ],
+)
+def test_a_stream_closed_early_but_cleanly_is_an_error_not_a_short_answer(
+    world: World, provider_slug: str, upstream: str
+) -> None:
+    world.catalog({"models": [model("test/short")], "endpoints": [
+        endpoint("test/short", provider_slug, f"{upstream}@end_after=5")]})  # fmt: skip
+
+    with httpx.stream("POST", f"{world.gateway_url}/v1/chat/completions", headers={"Authorization": f"Bearer {world.key}"},
+                      json={"model": "test/short", "stream": True, "messages": [{"role": "user", "content": "Tell a long story"}]}) as response:  # fmt: skip
+        lines = sse_lines(response)
+
+    assert lines[-1] == "data: [DONE]"
+    error = orjson.loads(lines[-2].removeprefix("data: "))["error"]
+    assert error["type"] == "upstream_error" and "ended before" in error["message"]
+    first = orjson.loads(lines[0].removeprefix("data: "))
+    record = world.usage_record(first["id"])
+    assert (record.status, record.error_type) == ("failed", "upstream_error_mid_stream")
+    assert record.completion_tokens > 0  # billed for what was relayed, as any mid-stream failure
 
 
 def test_mid_stream_failure_on_messages_is_an_error_event(world: World) -> None:
