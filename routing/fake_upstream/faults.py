@@ -10,8 +10,9 @@ proxy or provider that closes a stream early); a non-streamed answer gets half i
 some providers do: what the gateway must neither log nor hand to its client (the credential).
 ``x@fail_rate=0.3,seed=7`` fails 30% of requests at random, each with one of ``status=500``,
 ``status=429``, ``timeout``, a cut connection (``disconnect_after=0..3``; a non-streamed
-answer is cut halfway through its body) or an early end (``end_after=0..3``); the draw depends only on the seed and the request
-body, so a request fails the same way whatever order requests arrive in.
+answer is cut halfway through its body) or an early end (``end_after=0..3``); the draw
+depends only on the seed and the request body, so a request fails the same way whatever order
+requests arrive in.
 """
 
 from __future__ import annotations
