@@ -287,3 +287,39 @@ def test_training_option_prices_must_be_finite_non_negative_numbers(
 
     assert response.status_code == 400, response.content[:300]
     assert response.json()["error"]["param"] == "options.prices", response.content[:300]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("tradeoff", ["1e400", "-0.1", "1.5", '"cheapest"', "true", "[0.5]"])
+def test_select_refuses_an_absurd_tradeoff(manager: Any, tradeoff: str) -> None:
+    body = f'{{"prompt": "hi", "tradeoff": {tradeoff}}}'.encode()
+
+    response = manager.generic(
+        "POST", "/api/v1/routers/auto/select", body, content_type="application/json"
+    )
+
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"]["param"] == "tradeoff"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("cost", ["-0.01", "inf", "1e400", "NaN", "cheap"])
+def test_dataset_with_an_absurd_cost_is_invalid_naming_the_column(
+    manager: Any, settings: Any, django_capture_on_commit_callbacks: Any, cost: str
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.DATASET_MIN_ROWS = 2
+    rows = [f"prompt {i},1,0,0.001,{cost if i == 1 else '0.002'}" for i in range(4)]
+    content = "\n".join(["prompt,m1/score,m2/score,m1/cost,m2/cost", *rows]).encode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        created = manager.post(
+            "/api/v1/datasets", {"file": SimpleUploadedFile("d.csv", content)}, format="multipart"
+        )
+    dataset = manager.get(f"/api/v1/datasets/{created.json()['id']}").json()
+
+    assert dataset["status"] == "invalid", dataset
+    assert dataset["errors"][0]["column"] == "m2/cost"
+    assert dataset["errors"][0]["row"] == 2
