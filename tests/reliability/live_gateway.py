@@ -23,6 +23,7 @@ from bench.gateway import routerhub_env, start_fake, start_routerhub
 from bench.procs import Proc, http
 from billing.outbox import GROUP, STREAM
 from tests.conftest import require_postgres, require_redis
+from tests.log_hygiene import subprocess_log
 from tests.routing.servers import poll
 from tests.routing.world import PLATFORM_KEYS
 
@@ -85,9 +86,14 @@ def start_live_gateway(
     require_postgres()
     require_redis()
     procs: list[Proc] = []
+    # The servers' logs go where the session's log scan reads them (tests/log_hygiene.py).
+    reserved = subprocess_log("live-gateway", tmp_path)
+    reserved.touch()
+    out = reserved.with_suffix("")
+    out.mkdir()
 
     def start(catalog: Callable[[str], None], **env: str) -> LiveGateway:
-        fake, fake_url = start_fake(0, tmp_path)
+        fake, fake_url = start_fake(0, out)
         procs.append(fake)
         catalog(fake_url)
         client = redis_client()
@@ -103,7 +109,7 @@ def start_live_gateway(
             **PLATFORM_KEYS,
             **env,
         }
-        server, url = start_routerhub(server_env, WORKERS, tmp_path)
+        server, url = start_routerhub(server_env, WORKERS, out)
         procs.append(server)
         # /healthz answered by one worker; load must find both up, or one would take it all.
         poll(lambda: server.log_tail(200).count("Application startup complete") >= WORKERS,

@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import orjson
 
+from tests.log_hygiene import prompt_register
+
 TOKEN = re.compile(r"rel-\d{4}")
 
 
@@ -90,8 +92,10 @@ def _request(call: Call) -> tuple[str, dict[str, str], dict[str, Any]]:
         headers["x-api-key"] = call.key
     else:
         headers["Authorization"] = f"Bearer {call.key}"
+    prompt = f"Request {call.token}: count to ten."
+    prompt_register(prompt)  # prompts must reach no log (tests/log_hygiene.py)
     body = {"model": call.model, "max_tokens": call.max_tokens, "stream": call.stream,
-            "messages": [{"role": "user", "content": f"Request {call.token}: count to ten."}]}  # fmt: skip
+            "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
     return ("/v1/messages" if call.anthropic else "/v1/chat/completions"), headers, body
 
 
