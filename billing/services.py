@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 from asgiref.sync import sync_to_async
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -190,7 +190,10 @@ def credits_reserve(request: ReservationRequest) -> None:
 async def credits_reserve_async(request: ReservationRequest) -> None:
     """``credits_reserve`` for the gateway: on PostgreSQL, for keys without a credit limit (the
     common case), the same single statement runs on the event loop (billing.pg_async)."""
-    if connection.vendor != "postgresql" or request.key_limit is not None:
+    # Not ``connection.vendor``: in async code that builds a new Django connection object per
+    # task (about a tenth of this function's cost, measured).
+    on_postgres = connections.settings["default"]["ENGINE"].endswith("postgresql")
+    if not on_postgres or request.key_limit is not None:
         await sync_to_async(credits_reserve, thread_sensitive=False)(request)
         return
     amount = money(request.amount)
