@@ -78,10 +78,10 @@ class LiveGateway:
 def start_live_gateway(
     transactional_db: None, tmp_path: Path
 ) -> Iterator[Callable[..., LiveGateway]]:
-    """``start(**env)`` → a running fake upstream and two-worker gateway; stopped at teardown.
-
-    Call it after arranging the catalog: it is what the gateway's workers first load. ``env``
-    overrides settings (e.g. ``GATEWAY_FIRST_BYTE_TIMEOUT="2"``).
+    """``start(catalog, **env)`` → a running fake upstream and two-worker gateway, stopped at
+    teardown. ``catalog(fake_url)`` writes the catalog once the fake upstream listens and before
+    the workers start (so it is what they first load); ``env`` overrides settings (e.g.
+    ``GATEWAY_FIRST_BYTE_TIMEOUT="2"``).
     """
     require_postgres()
     require_redis()
