@@ -57,6 +57,13 @@ class ProviderKeyForm(forms.Form):
         help_text="Stored encrypted; never shown again. Used before RouterHub's own keys.",
     )
     name = forms.CharField(max_length=120, required=False)
+    base_url = forms.CharField(
+        max_length=300,
+        required=False,
+        label="Base URL (optional)",
+        help_text="OpenAI-compatible providers only: call your own host or proxy with this key, "
+        "e.g. https://llm.example.com/v1. Public addresses only.",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,6 +94,7 @@ def provider_keys_page(request: HttpRequest) -> HttpResponse:
                     provider=form.cleaned_data["provider"],
                     secret=form.cleaned_data["secret"],
                     name=form.cleaned_data["name"],
+                    base_url=form.cleaned_data["base_url"],
                     created_by=membership.user,
                 )
             except ApiError as exc:

@@ -225,3 +225,21 @@ def test_an_organizations_failing_own_host_does_not_pause_the_endpoint_for_other
 
     assert set(failures) == {502}
     assert response.status_code == 200, response.text
+
+
+def test_dashboard_refuses_a_private_base_url_next_to_the_field(tenants, settings: Any) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import dashboard_client
+
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = False
+    catalog_sync_file()
+    client = dashboard_client(tenants.admin, tenants.organization)
+    form = {"provider": "openai", "secret": "sk-own-secret-1234"}
+
+    refused = client.post(
+        "/dashboard/provider-keys/", form | {"base_url": "http://169.254.169.254/"}
+    )
+    saved = client.post("/dashboard/provider-keys/", form | {"base_url": "https://8.8.8.8/v1"})
+
+    assert refused.status_code == 200 and "not a public address" in refused.content.decode()
+    assert saved.status_code == 302
+    assert "https://8.8.8.8/v1" in client.get("/dashboard/provider-keys/").content.decode()
