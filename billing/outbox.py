@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 STREAM = "rh:usage-stream"
 GROUP = "settlers"
 BATCH_SIZE = 500
-BLOCK_MS = 20
+BLOCK_MS = 100
+SETTLE_PAUSE_S = 0.05
 CLAIM_IDLE_MS = 30_000
 CLAIM_EVERY_S = 10.0
 
@@ -153,8 +154,14 @@ class _Settler:
                 response = await self.client.xreadgroup(
                     GROUP, self.consumer, {STREAM: ">"}, count=BATCH_SIZE, block=BLOCK_MS
                 )
+                read = 0
                 for _, entries in response or []:
+                    read += len(entries)
                     await self._settle(entries)
+                if read and read < BATCH_SIZE:
+                    # Let the next batch fill up: a batch's transaction and round trips cost
+                    # about as much for 5 drafts as for 50, and holds may wait a few more ms.
+                    await asyncio.sleep(SETTLE_PAUSE_S)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
