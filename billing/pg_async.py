@@ -129,6 +129,11 @@ async def pg_fetchone(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | Non
     try:
         cursor = await connection.execute(sql, params)
         return await cursor.fetchone()
+    except psycopg.OperationalError:
+        # The server went away (a restart): the idle connections died with this one. Drop them
+        # now, or each would fail a request whenever LIFO reuse reaches it, long after recovery.
+        pool.close()
+        raise
     finally:
         pool.release(connection)
 

@@ -9,29 +9,51 @@ thread would keep failing on its dead connection until the process is restarted.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 
 _T = TypeVar("_T")
 
 
-def db_connections_drop_broken() -> None:
-    """Close this thread's connections that an error left unusable; the next query reconnects.
+class _Outages:
+    # Bumped when a call fails on a connection error: every thread then tests its connection
+    # before its next call, even one that was idle through the outage and saw no error itself
+    # (otherwise it would fail a request whenever the pool next reaches it).
+    generation = 0
 
-    Only connections that saw an error are tested (one ``SELECT 1``), so the hot path pays
-    nothing while the database is healthy.
+
+_thread = threading.local()
+
+
+def db_connections_drop_broken(*, test_all: bool = False) -> None:
+    """Close this thread's connections that are unusable; the next query reconnects.
+
+    Only connections that saw an error (or all, after an outage elsewhere) are tested, with one
+    ``SELECT 1``, so the hot path pays nothing while the database is healthy.
     """
     for conn in connections.all(initialized_only=True):
-        if conn.connection is not None and conn.errors_occurred and not conn.in_atomic_block:
-            conn.close_if_unusable_or_obsolete()
+        if conn.connection is None or conn.in_atomic_block:
+            continue
+        if conn.errors_occurred or test_all:
+            if conn.is_usable():
+                conn.errors_occurred = False
+            else:
+                conn.close()
 
 
 def _with_usable_connection(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
-    db_connections_drop_broken()
-    return fn(*args, **kwargs)
+    generation = _Outages.generation
+    db_connections_drop_broken(test_all=getattr(_thread, "generation", generation) != generation)
+    _thread.generation = generation
+    try:
+        return fn(*args, **kwargs)
+    except (OperationalError, InterfaceError):
+        _Outages.generation += 1
+        raise
 
 
 class DatabaseThreadPool(ThreadPoolExecutor):
