@@ -25,10 +25,9 @@ from django.conf import settings
 
 from routerhub.errors import BadRequest, NotFound
 from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
-from training.ingest import prompt_text
-from training.learner.router import DEFAULT_OUTPUT_TOKENS, estimated_tokens
+from training.cells import prompt_text
 from training.models import Router, RouterVersion
-from training.predictor import predictor_for_version
+from training.tokens import DEFAULT_OUTPUT_TOKENS, estimated_tokens
 
 PLATFORM_ORGANIZATION_SLUG = "routerhub-platform"
 PLATFORM_ROUTER_SLUG = "auto"
@@ -226,6 +225,8 @@ def _trained_decision(
     started: float,
 ) -> RouterDecision:
     assert row.version is not None
+    from training.predictor import predictor_for_version  # LightGBM: loaded with a router
+
     predictor = predictor_for_version(row.version)
     prices = _blended_prices(catalog, candidates, prompt) if catalog is not None else None
     ranked = predictor.rank(prompt, tradeoff, candidates, prices or None)
@@ -322,6 +323,8 @@ async def router_decide_async(
     if row is not None and row.version is not None:
         # Loading artifacts reads storage once per version and process; ranking is ~1 ms of
         # numpy, cheaper inline than a thread hop.
+        from training.predictor import predictor_for_version
+
         await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
     return router_decide(
         organization_id=organization_id,

@@ -27,9 +27,9 @@ from django.utils import timezone
 from training import ingest
 from training.learner import artifacts
 from training.learner.report import report_build
-from training.learner.router import estimated_tokens
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 from training.models import Dataset, Router, RouterVersion, RunStatus, TrainingRun
+from training.tokens import estimated_tokens
 
 logger = logging.getLogger(__name__)
 

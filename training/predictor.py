@@ -29,11 +29,11 @@ from django.core.files.storage import default_storage
 from training.learner.artifacts import ArtifactError, router_from_files
 from training.learner.router import (
     TrainedRouter,
-    estimated_tokens,
     normalized_costs,
     utilities,
 )
 from training.models import RouterVersion
+from training.tokens import estimated_tokens
 
 CACHE_SIZE = 32
 

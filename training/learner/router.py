@@ -27,15 +27,9 @@ from training.learner.forest import Forest, forest_from_boosters
 KIND_BINARY = "binary"
 KIND_REGRESSION = "regression"
 KIND_CONSTANT = "constant"
+
+
 # Expected completion length when prices are per token and nothing better is known.
-DEFAULT_OUTPUT_TOKENS = 256
-
-
-def estimated_tokens(prompt: str) -> float:
-    """Rough request size in tokens (4 characters per token plus a typical completion)."""
-    return len(prompt) / 4.0 + DEFAULT_OUTPUT_TOKENS
-
-
 def _sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
