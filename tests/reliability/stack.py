@@ -270,11 +270,13 @@ class Load:
                 except httpx.HTTPError as exc:
                     outcome: tuple[int | str, str, str] = (type(exc).__name__, "", "")
                 else:
-                    body = response.json()
-                    if response.status_code == 200:
-                        outcome = (200, str(body["id"]), "")
-                    else:
-                        outcome = (response.status_code, "", str(body["error"]["type"]))
+                    try:
+                        body = response.json()
+                        error = "" if response.status_code == 200 else str(body["error"]["type"])
+                        outcome = (response.status_code, str(body.get("id", "")), error)
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        # Not our error format (a proxy's or a crashed worker's page): counted.
+                        outcome = (response.status_code, "", "not_api_format")
                 with self._lock:
                     self.outcomes.append(outcome)
 
