@@ -44,7 +44,7 @@ class _Pool:
                 try:
                     async with asyncio.timeout(settings.GATEWAY_DB_TIMEOUT):
                         return await AsyncConnection.connect(
-                            **_conninfo(), autocommit=True, prepare_threshold=0
+                            **_conninfo(), autocommit=True, prepare_threshold=0, options="-c synchronous_commit=off"
                         )
                 except BaseException:
                     self._free_slot()

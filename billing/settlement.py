@@ -9,13 +9,15 @@ hundreds of requests per second (measured: ~100 req/s when each request settled 
 Locks are always taken in the same order — the request's own reservation rows, then credit
 accounts (by organization id), then key windows — here, in the sweeper and in
 ``credits_reserve`` (which only inserts reservations). The account row, which every new request
-of the organization updates to reserve, is locked last and held only for the ledger insert and
-the balance update.
+of the organization updates to reserve, is locked last: on PostgreSQL by the one statement that
+charges it, right before a commit that does not wait for the disk (durability is awaited after
+the locks are gone, before the drafts are acknowledged).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -183,7 +185,11 @@ def usage_settle_batch(drafts: Sequence[UsageDraft]) -> list[str]:
     unique = {d.generation_id: d for d in drafts}
     if not unique:
         return []
+    # Only when this is the whole transaction; inside a caller's, its commit decides.
+    asynchronous = connection.vendor == "postgresql" and not connection.in_atomic_block
     with transaction.atomic():
+        if asynchronous:
+            _commit_without_waiting_for_disk()
         done = set(
             UsageRecord.objects.filter(generation_id__in=unique).values_list(
                 "generation_id", flat=True
@@ -202,40 +208,64 @@ def usage_settle_batch(drafts: Sequence[UsageDraft]) -> list[str]:
         unpaid = [h.pk for h in holds if h.pk not in paid]
         if unpaid:
             Reservation.objects.filter(pk__in=unpaid).update(state=ReservationState.RELEASED)
-        balances = _lock_accounts({d.organization_id for d in fresh})
-        charged = _charge(fresh, balances)
         held_by_org: dict[int, Decimal] = defaultdict(lambda: ZERO)
         for hold in holds:
             held_by_org[hold.organization_id] += hold.amount
-        spent_by_org: dict[int, Decimal] = defaultdict(lambda: ZERO)
-        for generation_id, cost in charged.items():
-            spent_by_org[unique[generation_id].organization_id] += cost
-        for organization_id in sorted({d.organization_id for d in fresh}):
-            spent = spent_by_org.get(organization_id, ZERO)
-            held = held_by_org.get(organization_id, ZERO)
-            if spent or held:
-                CreditAccount.objects.filter(organization_id=organization_id).update(
-                    balance=F("balance") - spent,
-                    reserved=F("reserved") - held,
-                    total_used=F("total_used") + spent,
-                )
+        if connection.vendor == "postgresql":
+            charged = _charge_locking_last(fresh, held_by_org)
+        else:
+            charged = _charge_locked(fresh, held_by_org)
         _release_windows(holds, charged)
+    if asynchronous:
+        _wait_until_durable()
     return [d.generation_id for d in fresh]
 
 
-def _charge(fresh: list[UsageDraft], balances: dict[int, Decimal]) -> dict[str, Decimal]:
-    """Ledger entries for the batch against the locked balances; returns what each paid."""
+def _commit_without_waiting_for_disk() -> None:
+    """Let this transaction's commit return before its WAL reaches the disk.
+
+    The organization's account row stays locked until commit, and every new request of the
+    organization updates that row to reserve: a synchronous commit kept them waiting for the
+    disk flush (measured: a 5-8 ms stall of the gateway every batch, most of its p99 at
+    concurrency 1). Durability is restored by ``_wait_until_durable`` before anyone learns the
+    batch is settled: the outbox acknowledges drafts only after it returns, so a crash before
+    the flush leaves them pending, and settling them again is idempotent.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def _wait_until_durable(timeout: float = 10.0) -> None:
+    """Block until the WAL written so far is flushed (PostgreSQL's WAL writer does it within a
+    few hundred ms); raises if it is not, so the caller treats the batch as not yet settled."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn()")
+        (written,) = cursor.fetchone()
+        while True:
+            cursor.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", [written])
+            if cursor.fetchone()[0]:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the database did not flush its WAL in time")
+            time.sleep(0.01)
+
+
+def _charges(
+    drafts: list[UsageDraft], balances: dict[int, Decimal]
+) -> tuple[dict[str, Decimal], list[tuple[Any, ...]]]:
+    """What each draft pays against ``balances`` (taken in order, never below zero) and the
+    ledger rows for it; ``balances`` is left at the balances after the batch."""
     charged: dict[str, Decimal] = {}
     entries: list[tuple[Any, ...]] = []
     now = timezone.now()
-    for draft in fresh:
+    for draft in drafts:
         cost = money(draft.cost)
         available = balances.get(draft.organization_id, ZERO)
         if cost > available:
             logger.error("%s costs %s but only %s is left; charging that",
                          draft.generation_id, cost, available)  # fmt: skip
-            cost = available
-            UsageRecord.objects.filter(generation_id=draft.generation_id).update(cost=cost)
+            cost = max(available, ZERO)
         if cost <= 0:
             continue
         balances[draft.organization_id] = available - cost
@@ -244,8 +274,96 @@ def _charge(fresh: list[UsageDraft], balances: dict[int, Decimal]) -> dict[str, 
         entries.append((draft.organization_id, LedgerKind.USAGE.value, -cost,
                         balances[draft.organization_id], f"usage:{draft.generation_id}",
                         description[:300], draft.generation_id[:120], now))  # fmt: skip
+    return charged, entries
+
+
+def _record_capped_costs(drafts: list[UsageDraft], charged: dict[str, Decimal]) -> None:
+    """A usage record shows what was actually charged when the balance could not cover it."""
+    for draft in drafts:
+        paid = charged.get(draft.generation_id, ZERO)
+        if paid != money(draft.cost):
+            UsageRecord.objects.filter(generation_id=draft.generation_id).update(cost=paid)
+
+
+def _charge_locked(fresh: list[UsageDraft], held_by_org: dict[int, Decimal]) -> dict[str, Decimal]:
+    """Lock the accounts, then write the charges against the locked balances."""
+    balances = _lock_accounts({d.organization_id for d in fresh})
+    charged, entries = _charges(fresh, balances)
     _insert(LedgerEntry, _LEDGER_COLUMNS, entries)
+    _record_capped_costs(fresh, charged)
+    spent_by_org: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    for draft in fresh:
+        spent_by_org[draft.organization_id] += charged.get(draft.generation_id, ZERO)
+    for organization_id in sorted(spent_by_org):
+        spent = spent_by_org[organization_id]
+        held = held_by_org.get(organization_id, ZERO)
+        if spent or held:
+            CreditAccount.objects.filter(organization_id=organization_id).update(
+                balance=F("balance") - spent,
+                reserved=F("reserved") - held,
+                total_used=F("total_used") + spent,
+            )
     return charged
+
+
+# Takes the account row's lock and updates it in one statement; returns the balance before.
+_ACCOUNT_CHARGE_SQL = """
+UPDATE billing_creditaccount AS account
+SET balance = account.balance - LEAST(%(spent)s, account.balance),
+    reserved = account.reserved - %(held)s,
+    total_used = account.total_used + LEAST(%(spent)s, account.balance),
+    updated_at = %(now)s
+FROM (SELECT balance FROM billing_creditaccount WHERE organization_id = %(organization)s
+      FOR UPDATE) AS before
+WHERE account.organization_id = %(organization)s
+RETURNING before.balance
+"""
+
+
+def _charge_locking_last(
+    fresh: list[UsageDraft], held_by_org: dict[int, Decimal]
+) -> dict[str, Decimal]:
+    """PostgreSQL: write the ledger entries against a snapshot of the balances, then lock and
+    update each account in one statement, right before the commit.
+
+    The account row is what every new request of the organization updates to reserve, and it
+    stays locked until commit: this keeps that to one statement and the commit (measured: the
+    lock held across the ledger inserts stalled reservations by 4-8 ms every batch). If the
+    balance moved between the snapshot and the lock (a top-up, another settler), this
+    organization's entries are written again against the locked balance.
+    """
+    organizations = sorted({d.organization_id for d in fresh})
+    snapshot = dict(
+        CreditAccount.objects.filter(organization_id__in=organizations).values_list(
+            "organization_id", "balance"
+        )
+    )
+    charged, entries = _charges(fresh, dict(snapshot))
+    _insert(LedgerEntry, _LEDGER_COLUMNS, entries)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        for organization_id in organizations:
+            drafts = [d for d in fresh if d.organization_id == organization_id]
+            cursor.execute(_ACCOUNT_CHARGE_SQL, {
+                "spent": sum((money(d.cost) for d in drafts), ZERO),
+                "held": held_by_org.get(organization_id, ZERO),
+                "organization": organization_id, "now": now,
+            })  # fmt: skip
+            row = cursor.fetchone()
+            before = ZERO if row is None else row[0]
+            if row is not None and before != snapshot.get(organization_id):
+                charged.update(_recharge(drafts, before))
+    _record_capped_costs(fresh, charged)
+    return charged
+
+
+def _recharge(drafts: list[UsageDraft], balance: Decimal) -> dict[str, Decimal]:
+    """Rewrite one organization's ledger entries of this batch against its locked balance."""
+    keys = [f"usage:{d.generation_id}" for d in drafts]
+    LedgerEntry.objects.filter(idempotency_key__in=keys).delete()
+    charged, entries = _charges(drafts, {drafts[0].organization_id: balance})
+    _insert(LedgerEntry, _LEDGER_COLUMNS, entries)
+    return {d.generation_id: charged.get(d.generation_id, ZERO) for d in drafts}
 
 
 def reservations_release(reservations: Sequence[Reservation]) -> int:

@@ -12,6 +12,10 @@ uvicorn. Everything tunable comes from the environment so one file serves every 
     GUNICORN_ACCESS_LOG       "1" to write an access log to stdout (off by default)
     FORWARDED_ALLOW_IPS       peers trusted for X-Forwarded-* headers (default *: behind a proxy)
     LOG_LEVEL                 gunicorn's error-log level (default info)
+    USAGE_SETTLER             "process" (default here): the master also runs one
+                              `manage.py usage_settler` (restarted if it dies), and the workers
+                              only append usage to the Redis stream; "worker": every worker
+                              settles (see billing/outbox.py). Without REDIS_URL, neither.
 
 Command-line flags (``--workers``, ``--bind``) override these, as ``make serve`` does.
 """
@@ -19,6 +23,12 @@ Command-line flags (``--workers``, ``--bind``) override these, as ``make serve``
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
 
 
 def _int(name: str, default: int) -> int:
@@ -81,3 +91,53 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 # Load the app in each worker, not in the master: workers can then be replaced without the
 # master holding stale database connections or a forked Redis client.
 preload_app = False
+
+
+# --- the usage settler ---------------------------------------------------------------------------
+# Workers hand each request's usage to a Redis stream; one settler process beside them settles it
+# in batches (a settler inside every worker took the GIL from requests: billing/outbox.py).
+os.environ.setdefault("USAGE_SETTLER", "process")
+_settler: dict[str, Any] = {"proc": None, "stopping": False}
+
+
+def _settler_wanted() -> bool:
+    return os.environ.get("USAGE_SETTLER") == "process" and bool(os.environ.get("REDIS_URL"))
+
+
+def _settler_start() -> subprocess.Popen[bytes]:
+    manage = Path(__file__).resolve().parent.parent / "manage.py"
+    return subprocess.Popen([sys.executable, str(manage), "usage_settler"])  # noqa: S603
+
+
+def _settler_watch(server: Any) -> None:
+    """Restart the settler if it dies, backing off while it keeps dying quickly."""
+    delay, started = 1.0, time.monotonic()
+    while not _settler["stopping"]:
+        time.sleep(0.5)
+        if _settler["proc"].poll() is None or _settler["stopping"]:
+            continue
+        delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
+        server.log.error("usage settler exited; restarting it in %.0f s", delay)
+        time.sleep(delay)
+        if not _settler["stopping"]:
+            _settler["proc"], started = _settler_start(), time.monotonic()
+
+
+def when_ready(server: Any) -> None:
+    if not _settler_wanted():
+        return
+    _settler["proc"] = _settler_start()
+    threading.Thread(target=_settler_watch, args=(server,), daemon=True).start()
+
+
+def on_exit(server: Any) -> None:
+    """After the workers have stopped (their last usage is in the stream): stop the settler,
+    which finishes its batch first."""
+    _settler["stopping"] = True
+    proc = _settler["proc"]
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=graceful_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()

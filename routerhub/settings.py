@@ -316,6 +316,14 @@ GATEWAY_MAX_CONNECTIONS = env.int("GATEWAY_MAX_CONNECTIONS", default=1000)
 # The gateway's own async PostgreSQL pool (per worker) for the credit reservation.
 GATEWAY_DB_CONNECTIONS = env.int("GATEWAY_DB_CONNECTIONS", default=4)
 GATEWAY_DB_TIMEOUT = env.float("GATEWAY_DB_TIMEOUT", default=3.0)
+# Who settles the usage stream (with Redis): "worker" — a task in every gateway process (the
+# default: one process does everything); "process" — a dedicated `manage.py usage_settler`, which
+# deploy/gunicorn.conf.py (`make serve`) starts beside the workers.
+USAGE_SETTLER = env.str("USAGE_SETTLER", default="worker")
+if USAGE_SETTLER not in {"worker", "process"}:
+    raise ImproperlyConfigured(
+        f"USAGE_SETTLER must be 'worker' or 'process', not {USAGE_SETTLER!r}"
+    )
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 # max_tokens sent upstream (and reserved for) when the client gives none.
 GATEWAY_DEFAULT_MAX_TOKENS = env.int("GATEWAY_DEFAULT_MAX_TOKENS", default=4096)

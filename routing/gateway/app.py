@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from django.db import InterfaceError, OperationalError
@@ -100,6 +101,15 @@ def _allow(method: str, allowed: str) -> None:
         )
 
 
+def _gc_tune() -> None:
+    """Move everything loaded at startup (Django, the catalog, modules) out of the garbage
+    collector's reach and collect young objects less often: full collections walked that whole
+    heap in the middle of requests, a visible share of the tail latency (``make bench``)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 50)
+
+
 async def gateway_lifespan(receive: Receive, send: Send) -> None:
     """ASGI lifespan for the whole server: close the pooled clients on shutdown."""
     while True:
@@ -108,6 +118,7 @@ async def gateway_lifespan(receive: Receive, send: Send) -> None:
             # Blocking database calls run in this pool, which drops connections a database
             # restart left broken (routerhub.db).
             asyncio.get_running_loop().set_default_executor(DatabaseThreadPool())
+            _gc_tune()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await usage_outbox_flush()  # settle what this process has read before exiting
