@@ -27,8 +27,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-from typing import Any
+from pathlib import Path as _Path
+from typing import Any as _Any
 
 
 def _int(name: str, default: int) -> int:
@@ -97,7 +97,7 @@ preload_app = False
 # Workers hand each request's usage to a Redis stream; one settler process beside them settles it
 # in batches (a settler inside every worker took the GIL from requests: billing/outbox.py).
 os.environ.setdefault("USAGE_SETTLER", "process")
-_settler: dict[str, Any] = {"proc": None, "stopping": False}
+_settler: dict[str, _Any] = {"proc": None, "stopping": False}
 
 
 def _settler_wanted() -> bool:
@@ -105,11 +105,11 @@ def _settler_wanted() -> bool:
 
 
 def _settler_start() -> subprocess.Popen[bytes]:
-    manage = Path(__file__).resolve().parent.parent / "manage.py"
+    manage = _Path(__file__).resolve().parent.parent / "manage.py"
     return subprocess.Popen([sys.executable, str(manage), "usage_settler"])  # noqa: S603
 
 
-def _settler_watch(server: Any) -> None:
+def _settler_watch(server: _Any) -> None:
     """Restart the settler if it dies, backing off while it keeps dying quickly."""
     delay, started = 1.0, time.monotonic()
     while not _settler["stopping"]:
@@ -123,14 +123,14 @@ def _settler_watch(server: Any) -> None:
             _settler["proc"], started = _settler_start(), time.monotonic()
 
 
-def when_ready(server: Any) -> None:
+def when_ready(server: _Any) -> None:
     if not _settler_wanted():
         return
     _settler["proc"] = _settler_start()
     threading.Thread(target=_settler_watch, args=(server,), daemon=True).start()
 
 
-def on_exit(server: Any) -> None:
+def on_exit(server: _Any) -> None:
     """After the workers have stopped (their last usage is in the stream): stop the settler,
     which finishes its batch first."""
     _settler["stopping"] = True

@@ -58,7 +58,8 @@ class LiveGateway:
         return list(json.loads(body)["requests"])
 
     def settlers(self) -> set[str]:
-        """Consumers of the usage stream: one per gateway process that settled something."""
+        """Consumers of the usage stream (the dedicated settler's, or one per worker that settled
+        something under ``USAGE_SETTLER=worker``)."""
         client = redis_client()
         try:
             return {c["name"].decode() for c in client.xinfo_consumers(STREAM, GROUP)}
