@@ -37,6 +37,8 @@ ERROR_STATUSES = {
     "413": "The request body or file is too large.",
     "415": "Unsupported content type.",
     "429": "Rate limited (see Retry-After).",
+    "503": "Temporarily unavailable (a dependency is down, or card payments are not configured "
+    "on this server); retry later.",
 }
 
 

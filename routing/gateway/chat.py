@@ -173,14 +173,16 @@ async def _serve(
         draft.error_type = draft.error_type or error.type
         raise
     finally:
-        # Exactly once per reservation: success, upstream failure or client disconnect.
-        await _settle(draft)
+        # The answer's tokens count against the key's tpm before settlement, which may wait
+        # for the database: the key's next request must already see them.
         try:
             await rate_limit_add_tokens(
                 key, draft.completion_tokens + draft.prompt_tokens - prompt_estimate
             )
         except Exception:
             logger.exception("could not count tokens of %s against the key's tpm", generation_id)
+        # Exactly once per reservation: success, upstream failure or client disconnect.
+        await _settle(draft)
 
 
 async def _settle(draft: UsageDraft) -> None:

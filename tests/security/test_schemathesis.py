@@ -66,4 +66,10 @@ def management_headers(db: None) -> dict[str, str]:
 def test_api_never_fails_and_always_matches_its_schema(
     case: Any, management_headers: dict[str, str]
 ) -> None:
-    case.call_and_validate(headers=management_headers, checks=CHECKS)
+    response = case.call(headers=management_headers)
+    checks = CHECKS
+    if response.status_code == 503 and b"payments_unavailable" in response.content:
+        # This server has no Stripe keys: the payment operations say so, documented. Everything
+        # else about the answer must still match the schema.
+        checks = [check for check in CHECKS if check is not not_a_server_error]
+    case.validate_response(response, checks=checks)
