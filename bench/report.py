@@ -170,7 +170,7 @@ def settlement_text(results: dict[str, Any]) -> str:
         return "Settlement check: not run."
     ok = st["succeeded_records_match_ok_responses"] and st["ledger_matches_balance"]
     return (
-        f"Settlement check (usage settled from the Redis stream by the per-process settlers): "
+        f"Settlement check (usage settled from the Redis stream by the dedicated settler process): "
         f"{st['usage_records'].get('succeeded', 0):,} `succeeded` usage records for "
         f"{st['client_ok_responses']:,} 200 responses RouterHub gave the load generator "
         f"(all records: {st['usage_records']}); reservations {st['reservations']}; "

@@ -31,7 +31,7 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from billing.settlement import UsageDraft, usage_settle_async, usage_settle_batch
+from billing.settlement import UsageDraft, usage_settle_async, usage_settle_batch, wal_position
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ GROUP = "settlers"
 BATCH_SIZE = 500
 BLOCK_MS = 100
 SETTLE_PAUSE_S = 0.05
+SETTLER_PAUSE_S = 0.1
 OUTBOX_COALESCE_S = 0.003
 CLAIM_IDLE_MS = 30_000
 CLAIM_EVERY_S = 10.0
@@ -253,7 +254,10 @@ def usage_settler_run(stop: threading.Event) -> None:
 
     Gateway workers then only append. Measured on ``make bench``: a settler inside every worker
     took the GIL from requests for each batch — about a quarter of the throughput and most of
-    the p99 at concurrency 1. Several settler processes may run (they share the consumer group).
+    the p99 at concurrency 1. Batches are small and frequent (short bursts of CPU next to the
+    gateway) and commit without waiting for the disk; their drafts are acknowledged once the
+    database has flushed them, so a crash in between leaves them pending to be settled again
+    (idempotently). Several settler processes may run (they share the consumer group).
     Failures never lose drafts: they stay pending and are retried a second later; a group lost
     with a restarted Redis's data is created again; connections a database restart broke are
     dropped before the next batch.
@@ -265,6 +269,7 @@ def usage_settler_run(stop: threading.Event) -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
     consumer = f"settler-{_consumer_name()}"
     group_ready, last_claim, own_pending = False, 0.0, True
+    unacknowledged: list[tuple[int | None, list[bytes]]] = []  # (WAL position, entry ids)
     logger.info("usage settler %s started", consumer)
     while not stop.is_set():
         try:
@@ -272,32 +277,70 @@ def usage_settler_run(stop: threading.Event) -> None:
                 _group_ensure(client)
                 group_ready = True
             db_connections_drop_broken()
-            entries: list[Any] = []
-            if own_pending:  # "0": what this consumer read but did not acknowledge
-                response: Any = client.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=BATCH_SIZE)
-                entries = [e for _, batch in response or [] for e in batch]
-                own_pending = len(entries) == BATCH_SIZE
-            if not entries and time.monotonic() - last_claim > CLAIM_EVERY_S:
+            claim = time.monotonic() - last_claim > CLAIM_EVERY_S
+            entries = _settler_read(client, consumer, own_pending=own_pending, claim=claim)
+            own_pending = False
+            if claim:
                 last_claim = time.monotonic()
-                _, entries, *_ = client.xautoclaim(  # type: ignore[misc]
-                    STREAM, GROUP, consumer, CLAIM_IDLE_MS, count=BATCH_SIZE
-                )
-            if not entries:
-                response = client.xreadgroup(
-                    GROUP, consumer, {STREAM: ">"}, count=BATCH_SIZE, block=1000
-                )
-                entries = [e for _, batch in response or [] for e in batch]
             if entries:
-                _settle_sync(client, list(entries))
+                ids, drafts = _drafts(entries)
+                if drafts:
+                    usage_settle_batch(drafts, wait_durable=False)
+                unacknowledged.append((wal_position(), ids))
+            unacknowledged = _acknowledge_durable(client, unacknowledged)
             if len(entries) < BATCH_SIZE:
-                stop.wait(SETTLE_PAUSE_S)  # let the next batch fill up
+                stop.wait(SETTLER_PAUSE_S)  # a short burst of work, then let others run
         except Exception as exc:
             group_ready = group_ready and "NOGROUP" not in str(exc)
             own_pending = True
             logger.exception("usage settlement failed; retrying in a second")
             stop.wait(1)
+    deadline = time.monotonic() + 10
+    while unacknowledged and time.monotonic() < deadline:
+        try:
+            unacknowledged = _acknowledge_durable(client, unacknowledged)
+        except Exception:
+            logger.exception("could not acknowledge settled drafts; they will be settled again")
+            break
+        if unacknowledged:
+            time.sleep(0.02)
     client.close()
     logger.info("usage settler %s stopped", consumer)
+
+
+def _settler_read(client: Any, consumer: str, *, own_pending: bool, claim: bool) -> list[Any]:
+    """What to settle next: this consumer's unacknowledged drafts after a failure, or drafts
+    dead consumers left (when ``claim``), or else new ones (waiting up to a second)."""
+    if own_pending:  # "0": what this consumer read but did not acknowledge
+        response: Any = client.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=BATCH_SIZE)
+        entries = [e for _, batch in response or [] for e in batch]
+        if entries:
+            return entries
+    if claim:
+        _, claimed, *_ = client.xautoclaim(STREAM, GROUP, consumer, CLAIM_IDLE_MS, count=BATCH_SIZE)
+        if claimed:
+            return list(claimed)
+    response = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=BATCH_SIZE, block=1000)
+    return [e for _, batch in response or [] for e in batch]
+
+
+def _acknowledge_durable(
+    client: Any, unacknowledged: list[tuple[int | None, list[bytes]]]
+) -> list[tuple[int | None, list[bytes]]]:
+    """Acknowledge (and delete) the drafts whose settlement is on disk; return the rest."""
+    if not unacknowledged:
+        return unacknowledged
+    flushed = wal_position(flushed=True)
+    durable = [ids for position, ids in unacknowledged
+               if flushed is None or position is None or position <= flushed]  # fmt: skip
+    ids = [entry_id for batch in durable for entry_id in batch]
+    if ids:
+        pipe = client.pipeline(transaction=False)
+        pipe.xack(STREAM, GROUP, *ids)
+        pipe.xdel(STREAM, *ids)
+        pipe.execute()
+    return [(p, i) for p, i in unacknowledged
+            if not (flushed is None or p is None or p <= flushed)]  # fmt: skip
 
 
 def _group_ensure(client: Any) -> None:

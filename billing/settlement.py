@@ -175,8 +175,11 @@ def _release_windows(holds: Sequence[_Hold], spent: dict[str, Decimal]) -> None:
         )
 
 
-def usage_settle_batch(drafts: Sequence[UsageDraft]) -> list[str]:
+def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = True) -> list[str]:
     """Settle drafts not settled before; returns the generation ids this call settled.
+
+    With ``wait_durable=False`` the caller takes over waiting for durability (see
+    ``wal_flushed``) before it tells anyone the drafts are settled.
 
     A cost never exceeds what the organization has (it cannot while costs stay within their
     holds); if it would, the charge is capped at the balance, logged, and the usage record shows
@@ -216,7 +219,7 @@ def usage_settle_batch(drafts: Sequence[UsageDraft]) -> list[str]:
         else:
             charged = _charge_locked(fresh, held_by_org)
         _release_windows(holds, charged)
-    if asynchronous:
+    if asynchronous and wait_durable:
         _wait_until_durable()
     return [d.generation_id for d in fresh]
 
@@ -233,6 +236,18 @@ def _commit_without_waiting_for_disk() -> None:
     """
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def wal_position(*, flushed: bool = False) -> int | None:
+    """PostgreSQL: the end of the WAL written so far (covering every transaction committed
+    before), or with ``flushed`` the end of what is on disk; ``None`` elsewhere."""
+    if connection.vendor != "postgresql":
+        return None
+    function = "pg_current_wal_flush_lsn" if flushed else "pg_current_wal_insert_lsn"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {function}()::text")
+        high, _, low = str(cursor.fetchone()[0]).partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 def _wait_until_durable(timeout: float = 10.0) -> None:
