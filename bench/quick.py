@@ -31,10 +31,14 @@ def main() -> None:
         target = gateway.Target(
             "routerhub", f"{url}/v1/chat/completions", key, {0: "demo/small"}, rh.pid
         )
-        direct = gateway.Target("direct", f"{upstream}/v1/chat/completions", "", {0: "demo/small"}, fake.pid)
+        direct = gateway.Target(
+            "direct", f"{upstream}/v1/chat/completions", "", {0: "demo/small"}, fake.pid
+        )
         base = gateway.loadgen("latency", direct, 0, "--requests", "2000")["latency_ms"]
         lat = gateway.loadgen("latency", target, 0, "--requests", "2000")["latency_ms"]
-        print(f"c=1 added p50 {lat['p50'] - base['p50']:.2f} ms, p99 {lat['p99'] - base['p99']:.2f} ms")
+        print(
+            f"c=1 added p50 {lat['p50'] - base['p50']:.2f} ms, p99 {lat['p99'] - base['p99']:.2f} ms"
+        )
         for concurrency in (16, 64):
             res = gateway.loadgen("throughput", target, 0, "--concurrency", str(concurrency),
                                   "--duration", str(args.seconds), "--warmup-seconds", "1")  # fmt: skip
