@@ -35,48 +35,59 @@ _OPTIONS = "-c synchronous_commit=off"
 
 
 class _Pool:
-    """Up to ``GATEWAY_DB_CONNECTIONS`` autocommit connections of one event loop, reused LIFO."""
+    """Up to ``GATEWAY_DB_CONNECTIONS`` autocommit connections of one event loop, reused LIFO.
+
+    After a connection error (an outage), every connection opened before it is retired instead
+    of reused: one that was idle, or busy with a statement that completed just before the
+    crash, would otherwise fail a request long after the database is back.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.idle: list[AsyncConnection[Any]] = []
         self.size = 0
         self.waiters: deque[asyncio.Future[AsyncConnection[Any] | None]] = deque()
+        self.outages = 0
+        self.opened_after: dict[int, int] = {}  # id(connection) -> outages when it was opened
 
     async def acquire(self) -> AsyncConnection[Any]:
         while True:
-            if self.idle:
-                return self.idle.pop()
+            while self.idle:
+                connection = self.idle.pop()
+                if self._current(connection):
+                    return connection
+                self._retire(connection)
             if self.size < settings.GATEWAY_DB_CONNECTIONS:
                 self.size += 1
                 try:
                     async with asyncio.timeout(settings.GATEWAY_DB_TIMEOUT):
-                        return await AsyncConnection.connect(
+                        connection = await AsyncConnection.connect(
                             **_conninfo(), autocommit=True, prepare_threshold=0, options=_OPTIONS
                         )
                 except BaseException:
                     self._free_slot()
                     raise
+                self.opened_after[id(connection)] = self.outages
+                return connection
             waiter = self.loop.create_future()
             self.waiters.append(waiter)
             try:
                 async with asyncio.timeout(settings.GATEWAY_DB_TIMEOUT):
-                    connection = await waiter
+                    handed = await waiter
             except TimeoutError:
                 raise psycopg.OperationalError("no database connection became free") from None
             finally:
                 if waiter in self.waiters:
                     self.waiters.remove(waiter)
-            if connection is not None:
-                return connection
+            if handed is not None:
+                return handed
 
     def release(self, connection: AsyncConnection[Any]) -> None:
         healthy = (
             not connection.closed and connection.info.transaction_status == TransactionStatus.IDLE
         )
-        if not healthy:
-            connection.pgconn.finish()
-            self._free_slot()
+        if not healthy or not self._current(connection):
+            self._retire(connection)
             return
         while self.waiters:
             waiter = self.waiters.popleft()
@@ -85,12 +96,27 @@ class _Pool:
                 return
         self.idle.append(connection)
 
+    def outage(self) -> None:
+        """A statement failed on a connection error: retire every connection opened before."""
+        self.outages += 1
+        for connection in self.idle:
+            self._retire(connection)
+        self.idle = []
+
     def close(self) -> None:
         """Close the idle connections now (also from outside the loop, which may be gone)."""
         for connection in self.idle:
             connection.pgconn.finish()
         self.size -= len(self.idle)
         self.idle.clear()
+
+    def _current(self, connection: AsyncConnection[Any]) -> bool:
+        return self.opened_after.get(id(connection), -1) >= self.outages
+
+    def _retire(self, connection: AsyncConnection[Any]) -> None:
+        self.opened_after.pop(id(connection), None)
+        connection.pgconn.finish()
+        self._free_slot()
 
     def _free_slot(self) -> None:
         self.size -= 1
@@ -138,9 +164,8 @@ async def pg_fetchone(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | Non
         cursor = await connection.execute(sql, params)
         return await cursor.fetchone()
     except psycopg.OperationalError:
-        # The server went away (a restart): the idle connections died with this one. Drop them
-        # now, or each would fail a request whenever LIFO reuse reaches it, long after recovery.
-        pool.close()
+        # The server went away (a restart): the other connections died with this one.
+        pool.outage()
         raise
     finally:
         pool.release(connection)
