@@ -74,8 +74,14 @@ class _Pool:
             try:
                 async with asyncio.timeout(settings.GATEWAY_DB_TIMEOUT):
                     handed = await waiter
-            except TimeoutError:
-                raise psycopg.OperationalError("no database connection became free") from None
+            except BaseException as exc:
+                # Cancelled (the client left) or timed out just after a connection was handed
+                # over: give it back, or its slot would be lost for good.
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    self.release(waiter.result())
+                if isinstance(exc, TimeoutError):
+                    raise psycopg.OperationalError("no database connection became free") from None
+                raise
             finally:
                 if waiter in self.waiters:
                     self.waiters.remove(waiter)
