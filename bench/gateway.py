@@ -203,6 +203,21 @@ def start_routerhub(env: dict[str, str], workers: int, out: Path) -> tuple[Proc,
     return proc, url
 
 
+def routerhub_alone(workers: int, out: Path, procs: list[Proc]) -> tuple[Target, Target]:
+    """The 0 ms fake upstream and RouterHub's production server on a fresh database, answering;
+    returns (RouterHub, the upstream direct) as targets. Started processes go into ``procs``."""
+    fake, upstream = start_fake(0, out)
+    procs.append(fake)
+    env = routerhub_env(upstream)
+    key, _ = setup_routerhub_db(env, out)
+    rh, url = start_routerhub(env, workers, out)
+    procs.append(rh)
+    chat_probe(f"{url}/v1/chat/completions", key, "demo/small", rh)
+    routerhub = Target("routerhub", f"{url}/v1/chat/completions", key, {0: "demo/small"}, rh.pid)
+    direct = Target("direct", f"{upstream}/v1/chat/completions", "", {0: "demo/small"}, fake.pid)
+    return routerhub, direct
+
+
 def chat_probe(url: str, key: str, model: str, proc: Proc | None, timeout: float = 60) -> None:
     """One request answered 200 (retried until it is, bounded)."""
     body = json.dumps({"model": model, "max_tokens": 8,

@@ -53,17 +53,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     procs: list[Proc] = []
     try:
-        fake, upstream = gateway.start_fake(0, out)
-        procs.append(fake)
-        env = gateway.routerhub_env(upstream)
-        key, _ = gateway.setup_routerhub_db(env, out)
-        rh, url = gateway.start_routerhub(env, args.workers, out)
-        procs.append(rh)
-        gateway.chat_probe(f"{url}/v1/chat/completions", key, "demo/small", rh)
-        worker = next(pid for pid in tree(rh.pid) if pid != rh.pid)
-        target = gateway.Target(
-            "routerhub", f"{url}/v1/chat/completions", key, {0: "demo/small"}, rh.pid
-        )
+        target, _ = gateway.routerhub_alone(args.workers, out, procs)
+        worker = next(pid for pid in tree(target.cpu_root) if pid != target.cpu_root)
         result: dict[str, object] = {}
         load = threading.Thread(target=lambda: result.update(gateway.loadgen(
             "throughput", target, 0, "--concurrency", str(args.concurrency),
