@@ -22,6 +22,8 @@ from django.db import connections
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 
+from routerhub.db import database_outage_seen
+
 # libpq parameters a DATABASES["default"]["OPTIONS"] may carry that matter to a raw connection.
 _CONNINFO_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "options")
 
@@ -170,8 +172,10 @@ async def pg_fetchone(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | Non
         cursor = await connection.execute(sql, params)
         return await cursor.fetchone()
     except psycopg.OperationalError:
-        # The server went away (a restart): the other connections died with this one.
+        # The server went away (a restart): the other connections died with this one, the
+        # worker threads' Django connections included (they may see no error of their own).
         pool.outage()
+        database_outage_seen()
         raise
     finally:
         pool.release(connection)

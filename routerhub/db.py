@@ -29,6 +29,12 @@ class _Outages:
 _thread = threading.local()
 
 
+def database_outage_seen() -> None:
+    """Another connection of this process failed on a connection error (the gateway's own
+    async pool, ``billing.pg_async``): every thread tests its connection before its next call."""
+    _Outages.generation += 1
+
+
 def db_connections_drop_broken(*, test_all: bool = False) -> None:
     """Close this thread's connections that are unusable; the next query reconnects.
 
