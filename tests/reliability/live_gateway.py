@@ -17,25 +17,17 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from bench.gateway import routerhub_env, start_fake, start_routerhub
 from bench.procs import Proc, http
 from billing.outbox import GROUP, STREAM
 from tests.conftest import require_postgres, require_redis
 from tests.log_hygiene import subprocess_log
+from tests.processes import database_url
 from tests.routing.servers import poll
 from tests.routing.world import PLATFORM_KEYS
 
 WORKERS = 2
-
-
-def database_url() -> str:
-    """The pytest-django test database, as a URL for a server process."""
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    return f"postgres://{db['USER']}{password}@{host}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
 def redis_client() -> Any:

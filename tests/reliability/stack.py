@@ -173,6 +173,23 @@ class PrivatePostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def private_services(
+    redis_dir: Path, *, appendonly: bool
+) -> Iterator[tuple[PrivatePostgres, PrivateRedis]]:
+    """A throwaway PostgreSQL (with an empty ``routerhub`` database) and Redis, owned by the
+    test that may crash and restart them; stopped afterwards whatever happened."""
+    postgres = PrivatePostgres().start()
+    redis = PrivateRedis(redis_dir, appendonly=appendonly)
+    try:
+        redis.start()
+        postgres.create_database("routerhub")
+        yield postgres, redis
+    finally:
+        redis.stop()
+        postgres.stop()
+
+
 @dataclass
 class Gateway:
     """RouterHub served by gunicorn with uvicorn workers (``deploy/gunicorn.conf.py``), production

@@ -14,7 +14,14 @@ import httpx
 import pytest
 
 from bench.procs import tree
-from tests.reliability.stack import Load, PrivatePostgres, PrivateRedis, gateway_running, settled
+from tests.reliability.stack import (
+    Load,
+    PrivatePostgres,
+    PrivateRedis,
+    gateway_running,
+    private_services,
+    settled,
+)
 from tests.routing.servers import poll
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
@@ -22,15 +29,8 @@ pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[tuple[PrivatePostgres, PrivateRedis]]:
-    postgres = PrivatePostgres().start()
-    redis = PrivateRedis(tmp_path / "redis", appendonly=False)
-    try:
-        redis.start()
-        postgres.create_database("routerhub")
-        yield postgres, redis
-    finally:
-        redis.stop()
-        postgres.stop()
+    with private_services(tmp_path / "redis", appendonly=False) as services:
+        yield services
 
 
 def test_a_postgres_crash_answers_503_writes_nothing_half_and_recovers_without_a_restart(

@@ -24,6 +24,7 @@ from tests.reliability.stack import (
     PrivatePostgres,
     PrivateRedis,
     gateway_running,
+    private_services,
     settled,
 )
 from tests.routing.servers import poll
@@ -37,16 +38,9 @@ UNLIMITED = 1_000_000_000  # the seeded key's rpm (bench.seed): set, so the Redi
 def services(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[PrivatePostgres, PrivateRedis]]:
-    postgres = PrivatePostgres().start()
     # AOF: drafts in the stream survive the crash, as deploy/docker-compose.yml runs Redis.
-    redis = PrivateRedis(tmp_path / "redis", appendonly=request.param)
-    try:
-        redis.start()
-        postgres.create_database("routerhub")
-        yield postgres, redis
-    finally:
-        redis.stop()
-        postgres.stop()
+    with private_services(tmp_path / "redis", appendonly=request.param) as services:
+        yield services
 
 
 def _set_rpm(gateway: Gateway, rpm: int) -> None:

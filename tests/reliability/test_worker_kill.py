@@ -25,7 +25,8 @@ from django.conf import settings
 from bench.procs import tree
 from tests.conftest import require_postgres, require_redis
 from tests.log_hygiene import subprocess_log
-from tests.training.test_worker import _database_url, _training_run
+from tests.processes import database_url
+from tests.training.helpers import big_training_run
 from training.models import RunStatus, TrainingRun
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
@@ -52,7 +53,7 @@ def worker(media: Path, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         "ROUTERHUB_ENV": "test",
         "ROUTERHUB_VAR_DIR": str(settings.VAR_DIR),
         "MEDIA_ROOT": str(media),
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "TRAINING_HEARTBEAT_STALE_SECONDS": str(STALE_SECONDS),
@@ -102,7 +103,7 @@ def _wait_for(run: TrainingRun, condition: Any, seconds: float, what: str,
 def test_a_training_process_killed_by_sigkill_is_swept_and_retried_to_success(
     worker: subprocess.Popen[bytes],
 ) -> None:
-    run = _training_run(rows=1500)
+    run = big_training_run(rows=1500)
 
     _wait_for(
         run,
@@ -129,7 +130,7 @@ def test_a_training_process_killed_by_sigkill_is_swept_and_retried_to_success(
 def test_a_run_whose_training_process_is_killed_on_every_attempt_fails_with_a_reason(
     worker: subprocess.Popen[bytes],
 ) -> None:
-    run = _training_run(rows=1500)
+    run = big_training_run(rows=1500)
     training = ("cross_validating", "fitting")
 
     for attempt in (1, 2):

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 
 from tests.log_hygiene import subprocess_log
+from tests.processes import database_url
 from tests.routing.servers import closed_port_url
 from tests.routing.world import PLATFORM_KEYS, World
 from tests.serving.test_router_serving import CHEAP, DEAR, MATH_PROMPT, train_router
@@ -23,13 +23,6 @@ from tests.training.helpers import upload
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -41,7 +34,7 @@ def second_worker(world: World) -> Iterator[str]:
         **os.environ,
         **PLATFORM_KEYS,
         "ROUTERHUB_ENV": "test",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": "",
         "MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
         "ROUTERHUB_VAR_DIR": str(django_settings.VAR_DIR),

@@ -14,23 +14,14 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.utils import timezone
 
-from tests.factories import organization_make
 from tests.log_hygiene import subprocess_log
-from tests.training.conftest import csv_bytes, synthetic_frame
+from tests.processes import database_url
+from tests.training.helpers import big_training_run
 from training import services
 from training.models import RunStatus, TrainingRun
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def _until(condition: Callable[[], bool], seconds: float, what: str) -> None:
@@ -50,7 +41,7 @@ def start_worker(media: Path, tmp_path: Path) -> Iterator[Callable[[], subproces
         "ROUTERHUB_ENV": "test",
         "ROUTERHUB_VAR_DIR": str(settings.VAR_DIR),
         "MEDIA_ROOT": str(media),
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "CELERY_TASK_ALWAYS_EAGER": "false",
     }
@@ -89,23 +80,6 @@ def start_worker(media: Path, tmp_path: Path) -> Iterator[Callable[[], subproces
             worker.wait(timeout=30)
 
 
-def _training_run(rows: int) -> TrainingRun:
-    organization = organization_make()
-    frame = synthetic_frame(rows)
-    frame["prompt"] = frame["prompt"] + " " + " ".join(f"context{i}" for i in range(150))
-    dataset = services.dataset_create(
-        organization=organization,
-        name="big",
-        upload=SimpleUploadedFile("big.csv", csv_bytes(frame)),
-        columns=None,
-        maximize=True,
-    )
-    services.dataset_validate(dataset_id=dataset.pk)
-    dataset.refresh_from_db()
-    router = services.router_create(organization=organization, slug="r", name="r", candidates=[])
-    return services.training_run_start(router=router, dataset=dataset, options={"folds": 5})
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.django_db(transaction=True)
@@ -115,7 +89,7 @@ def test_a_worker_killed_mid_training_leaves_a_run_that_is_retried_to_success(
     from routerhub.celery import app
 
     assert not app.conf.task_always_eager
-    run = _training_run(rows=3000)
+    run = big_training_run(rows=3000)
     worker = start_worker()
 
     def mid_training() -> bool:
@@ -155,7 +129,7 @@ def test_a_worker_killed_mid_training_leaves_a_run_that_is_retried_to_success(
 def test_cancelling_a_running_run_stops_it_at_the_next_checkpoint(
     start_worker: Callable[[], Any],
 ) -> None:
-    run = _training_run(rows=3000)
+    run = big_training_run(rows=3000)
     start_worker()
     _until(
         lambda: TrainingRun.objects.get(pk=run.pk).status == RunStatus.RUNNING,
@@ -177,7 +151,7 @@ def test_cancelling_a_running_run_stops_it_at_the_next_checkpoint(
 
 @pytest.mark.django_db
 def test_sweeper_fails_a_run_whose_retries_are_used_up_with_a_reason(media: Any) -> None:
-    run = _training_run(rows=40)
+    run = big_training_run(rows=40)
     TrainingRun.objects.filter(pk=run.pk).update(
         status=RunStatus.RUNNING,
         stage="fitting",
@@ -196,7 +170,7 @@ def test_sweeper_fails_a_run_whose_retries_are_used_up_with_a_reason(media: Any)
 
 @pytest.mark.django_db
 def test_sweeper_leaves_runs_with_a_fresh_heartbeat_alone(media: Any) -> None:
-    run = _training_run(rows=40)
+    run = big_training_run(rows=40)
     TrainingRun.objects.filter(pk=run.pk).update(
         status=RunStatus.RUNNING, attempts=1, heartbeat_at=timezone.now()
     )
