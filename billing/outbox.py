@@ -2,12 +2,14 @@
 
 With Redis, the gateway appends each finished request's usage draft to a Redis stream (an
 ``XADD`` after the client has its response; drafts that finish while one write is in flight
-share the next pipelined write). A settler task in every gateway process reads the stream
-through a consumer group, settles what it read in one transaction (``usage_settle_batch``) and
-acknowledges it. A process that dies with drafts read but not
-acknowledged leaves them pending in the group; any settler (or the ``billing.drain_usage_outbox``
-beat task) claims drafts pending longer than ``CLAIM_IDLE_MS`` and settles them. Settlement is
-idempotent per generation id, so a draft settled twice is charged once.
+share the next pipelined write). A settler (``usage_settler_run``: a process of its own beside
+the gateway workers under ``make serve``, or a thread in each process with
+``USAGE_SETTLER=worker``) reads the stream through a consumer group, settles what it read in
+one transaction (``usage_settle_batch``) and acknowledges it once it is on disk. A settler that
+dies with drafts read but not acknowledged leaves them pending in the group; any settler (or
+the ``billing.drain_usage_outbox`` beat task) claims drafts pending longer than
+``CLAIM_IDLE_MS`` and settles them. Settlement is idempotent per generation id, so a draft
+settled twice is charged once.
 
 Without Redis (the embedded single-machine mode) each draft is settled directly, and so is a
 draft whose ``XADD`` fails because Redis is unreachable: an outage of Redis costs a synchronous
@@ -28,8 +30,8 @@ import time
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from billing.settlement import UsageDraft, usage_settle_async, usage_settle_batch, wal_position
 
@@ -38,8 +40,6 @@ logger = logging.getLogger(__name__)
 STREAM = "rh:usage-stream"
 GROUP = "settlers"
 BATCH_SIZE = 500
-BLOCK_MS = 100
-SETTLE_PAUSE_S = 0.05
 SETTLER_PAUSE_S = 0.1
 OUTBOX_COALESCE_S = 0.003
 CLAIM_IDLE_MS = 30_000
@@ -59,17 +59,18 @@ def _drafts(entries: list[Any]) -> tuple[list[bytes], list[UsageDraft]]:
     return ids, drafts
 
 
-class _Settler:
-    """The settler of one event loop (one per gateway process)."""
+class _Outbox:
+    """One event loop's side of the stream: group-committed appends and, with
+    ``USAGE_SETTLER=worker``, this process's settler (``usage_settler_run`` in a thread)."""
 
     def __init__(self) -> None:
         import redis.asyncio
 
         self.client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
-        self.consumer = _consumer_name()
-        self.task: asyncio.Task[None] | None = None
         self.outgoing: list[tuple[bytes, asyncio.Future[None]]] = []
         self.writer: asyncio.Task[None] | None = None
+        self.settler: threading.Thread | None = None
+        self.stop = threading.Event()
 
     async def append(self, payload: bytes) -> None:
         """XADD one draft; drafts handed over while a write is in flight go in the next one,
@@ -102,127 +103,46 @@ class _Settler:
                     if not done.done():
                         done.set_result(None)
 
-    def ensure_running(self) -> None:
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _ensure_group(self) -> None:
-        import redis
-
-        try:
-            await self.client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def _settle(self, entries: list[Any]) -> None:
-        ids, drafts = _drafts(entries)
-        if drafts:
-            await sync_to_async(usage_settle_batch, thread_sensitive=False)(drafts)
-        if ids:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.xack(STREAM, GROUP, *ids)
-                pipe.xdel(STREAM, *ids)
-                await pipe.execute()
-
-    async def _settle_own_pending(self) -> bool:
-        """Settle drafts this consumer read but did not acknowledge (a failed batch); returns
-        whether some may remain."""
-        response = await self.client.xreadgroup(  # "0": this consumer's pending, not new ones
-            GROUP, self.consumer, {STREAM: "0"}, count=BATCH_SIZE
-        )
-        entries = [e for _, batch in response or [] for e in batch]
-        await self._settle(entries)
-        return len(entries) == BATCH_SIZE
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        last_claim = 0.0
-        group_ready = False
-        own_pending, retry_at = True, 0.0
-        while True:
-            try:
-                if not group_ready:
-                    await self._ensure_group()
-                    group_ready = True
-                if own_pending and loop.time() >= retry_at:
-                    # A failed batch is retried a second later, not after CLAIM_IDLE_MS, and
-                    # without holding up new drafts if it keeps failing.
-                    try:
-                        own_pending = await self._settle_own_pending()
-                    except Exception:
-                        logger.exception("usage settlement retry failed; retrying in a second")
-                        retry_at = loop.time() + 1
-                if loop.time() - last_claim > CLAIM_EVERY_S:
-                    last_claim = loop.time()
-                    _, claimed, *_ = await self.client.xautoclaim(
-                        STREAM, GROUP, self.consumer, CLAIM_IDLE_MS, count=BATCH_SIZE
-                    )
-                    await self._settle(claimed)
-                response = await self.client.xreadgroup(
-                    GROUP, self.consumer, {STREAM: ">"}, count=BATCH_SIZE, block=BLOCK_MS
-                )
-                read = 0
-                for _, entries in response or []:
-                    read += len(entries)
-                    await self._settle(entries)
-                if read and read < BATCH_SIZE:
-                    # Let the next batch fill up: a batch's transaction and round trips cost
-                    # about as much for 5 drafts as for 50, and holds may wait a few more ms.
-                    await asyncio.sleep(SETTLE_PAUSE_S)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # Unacknowledged drafts stay pending and are retried; a group lost with a
-                # restarted Redis's data is created again. Nothing is lost.
-                group_ready = group_ready and "NOGROUP" not in str(exc)
-                own_pending = True
-                logger.exception("usage settlement failed; retrying in a second")
-                await asyncio.sleep(1)
-
-    async def flush(self) -> None:
-        """Settle everything this process has read or can read now (graceful shutdown)."""
-        if self.task is not None:
-            self.task.cancel()
-        pending = await self.client.xpending_range(
-            STREAM, GROUP, "-", "+", BATCH_SIZE, self.consumer
-        )
-        if pending:
-            ids = [p["message_id"] for p in pending]
-            claimed = await self.client.xclaim(STREAM, GROUP, self.consumer, 0, ids)
-            await self._settle(claimed)
-        while True:
-            response = await self.client.xreadgroup(
-                GROUP, self.consumer, {STREAM: ">"}, count=BATCH_SIZE
+    def settler_ensure(self) -> None:
+        if self.settler is None or not self.settler.is_alive():
+            self.settler = threading.Thread(
+                target=usage_settler_run, args=(self.stop,), name="usage-settler", daemon=True
             )
-            entries = [e for _, batch in response or [] for e in batch]
-            if not entries:
-                break
-            await self._settle(entries)
+            self.settler.start()
+
+    async def close(self) -> None:
+        """Finish the appends in flight; stop the settler after its batch (what it settled is
+        acknowledged; what it did not read waits in the stream for the next settler)."""
+        if self.writer is not None and not self.writer.done():
+            await asyncio.wait({self.writer}, timeout=5)
+        if self.settler is not None:
+            self.stop.set()
+            await asyncio.to_thread(self.settler.join, 15)
         await self.client.aclose()
 
 
-_settlers: dict[asyncio.AbstractEventLoop, _Settler] = {}
+_outboxes: dict[asyncio.AbstractEventLoop, _Outbox] = {}
 
 
-def _settler() -> _Settler:
+def _outbox() -> _Outbox:
     loop = asyncio.get_running_loop()
-    settler = _settlers.get(loop)
-    if settler is None:
-        settler = _settlers[loop] = _Settler()
-    return settler
+    outbox = _outboxes.get(loop)
+    if outbox is None:
+        outbox = _outboxes[loop] = _Outbox()
+    return outbox
 
 
 async def usage_record_async(draft: UsageDraft) -> None:
-    """Hand over one request's usage; it is settled within milliseconds, and exactly once."""
+    """Hand over one request's usage; it is settled within a fraction of a second, and exactly
+    once."""
     if not settings.REDIS_URL:
         await usage_settle_async(draft)
         return
     import redis
 
-    settler = _settler()
+    outbox = _outbox()
     try:
-        await settler.append(orjson.dumps(draft.to_json()))
+        await outbox.append(orjson.dumps(draft.to_json()))
     except (redis.RedisError, OSError) as exc:
         # Redis is unreachable: settle this one now rather than lose it. If the XADD did land
         # after all, the settler's copy is a no-op (settlement is idempotent per generation id).
@@ -231,21 +151,14 @@ async def usage_record_async(draft: UsageDraft) -> None:
         await usage_settle_async(draft)
         return
     if settings.USAGE_SETTLER == "worker":
-        settler.ensure_running()
+        outbox.settler_ensure()
 
 
 async def usage_outbox_flush() -> None:
-    """On shutdown: finish this process's outbox writes, and settle what its settler (if it
-    runs one) still holds."""
-    settler = _settlers.pop(asyncio.get_running_loop(), None)
-    if settler is None:
-        return
-    if settler.writer is not None and not settler.writer.done():
-        await asyncio.wait({settler.writer}, timeout=5)
-    if settings.USAGE_SETTLER == "worker":
-        await settler.flush()
-    else:
-        await settler.client.aclose()
+    """On shutdown: finish this process's appends and stop its settler, if it runs one."""
+    outbox = _outboxes.pop(asyncio.get_running_loop(), None)
+    if outbox is not None:
+        await outbox.close()
 
 
 def usage_settler_run(stop: threading.Event) -> None:
@@ -305,6 +218,7 @@ def usage_settler_run(stop: threading.Event) -> None:
         if unacknowledged:
             time.sleep(0.02)
     client.close()
+    connections.close_all()  # this thread's (when it runs in a gateway process)
     logger.info("usage settler %s stopped", consumer)
 
 

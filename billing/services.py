@@ -144,13 +144,16 @@ RETURNING id
 """
 
 
-def _insufficient(organization_id: int, amount: Decimal) -> InsufficientCredits:
-    account = CreditAccount.objects.filter(organization_id=organization_id).first()
-    available = ZERO if account is None else account.balance - account.reserved
+def _insufficient(available: Decimal, amount: Decimal) -> InsufficientCredits:
     return InsufficientCredits(
         "Insufficient credits for this request; add credits or lower max_tokens.",
         metadata={"available": money_str(max(ZERO, available)), "needed": money_str(amount)},
     )
+
+
+def _available(organization_id: int) -> Decimal:
+    account = CreditAccount.objects.filter(organization_id=organization_id).first()
+    return ZERO if account is None else account.balance - account.reserved
 
 
 def credits_reserve(request: ReservationRequest) -> None:
@@ -167,7 +170,7 @@ def credits_reserve(request: ReservationRequest) -> None:
         with connection.cursor() as cursor:
             cursor.execute(_RESERVE_SQL, params)
             if cursor.fetchone() is None:
-                raise _insufficient(request.organization_id, amount)
+                raise _insufficient(_available(request.organization_id), amount)
         return
     with transaction.atomic():
         held = CreditAccount.objects.filter(
@@ -175,7 +178,7 @@ def credits_reserve(request: ReservationRequest) -> None:
             balance__gte=F("reserved") + amount,
         ).update(reserved=F("reserved") + amount)
         if not held:
-            raise _insufficient(request.organization_id, amount)
+            raise _insufficient(_available(request.organization_id), amount)
         key_window = _reserve_key_window(request, now) if with_key_limit else None
         Reservation.objects.create(
             organization_id=request.organization_id,
@@ -210,11 +213,7 @@ async def credits_reserve_async(request: ReservationRequest) -> None:
             "The service is temporarily unavailable; retry in a moment.",
             headers={"Retry-After": "1"},
         ) from exc
-    available = ZERO if row is None else row[0]
-    raise InsufficientCredits(
-        "Insufficient credits for this request; add credits or lower max_tokens.",
-        metadata={"available": money_str(max(ZERO, available)), "needed": money_str(amount)},
-    )
+    raise _insufficient(ZERO if row is None else row[0], amount)
 
 
 _AVAILABLE_SQL = """
