@@ -31,32 +31,84 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connections
+from django.db import DataError, IntegrityError, connections
 
 from billing.settlement import UsageDraft, usage_settle_async, usage_settle_batch, wal_position
 
 logger = logging.getLogger(__name__)
 
 STREAM = "rh:usage-stream"
+DEAD_STREAM = "rh:usage-dead"  # drafts the database refused; see _settle_entries
 GROUP = "settlers"
 BATCH_SIZE = 500
 SETTLER_PAUSE_S = 0.1
 OUTBOX_COALESCE_S = 0.003
 CLAIM_IDLE_MS = 30_000
 CLAIM_EVERY_S = 10.0
+# Errors that come from a draft itself, not from the database or Redis being unreachable.
+UNSETTLABLE = (IntegrityError, DataError, ValueError, TypeError, KeyError, ArithmeticError)
 
 
 def _consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _drafts(entries: list[Any]) -> tuple[list[bytes], list[UsageDraft]]:
+def _drafts(entries: list[Any]) -> tuple[list[bytes], list[tuple[bytes, bytes, UsageDraft]]]:
+    """The entries' ids, and (id, payload, draft) for each entry that still holds a draft."""
     ids, drafts = [], []
     for entry_id, fields in entries:
         ids.append(entry_id)
         if fields:  # an entry deleted while pending has no fields: nothing to settle
-            drafts.append(UsageDraft.from_json(orjson.loads(fields[b"d"])))
+            payload = fields[b"d"]
+            drafts.append((entry_id, payload, UsageDraft.from_json(orjson.loads(payload))))
     return ids, drafts
+
+
+def _settle_entries(client: Any, entries: list[Any], *, wait_durable: bool) -> list[bytes]:
+    """Settle the drafts of ``entries``; returns the entry ids that may now be acknowledged.
+
+    A draft the database refuses (``UNSETTLABLE``: a constraint or a value it cannot store)
+    would fail every batch it is in, and a batch that fails is retried: one such draft would
+    stop settlement for everybody. So a refused batch is settled draft by draft, and a draft
+    refused on its own is moved to ``DEAD_STREAM`` (logged; ``manage.py usage_dead_letters``
+    lists and requeues them). Any other error (the database or Redis unreachable) propagates
+    and the whole batch is retried.
+    """
+    try:
+        ids, drafts = _drafts(entries)
+    except UNSETTLABLE:  # an entry this code cannot read: set it aside, read the rest
+        ids, drafts = [], []
+        for entry in entries:
+            try:
+                entry_ids, entry_drafts = _drafts([entry])
+            except UNSETTLABLE as exc:
+                _dead_letter(client, entry[0], entry[1].get(b"d", b""), exc, generation_id="?")
+                ids.append(entry[0])
+            else:
+                ids += entry_ids
+                drafts += entry_drafts
+    if not drafts:
+        return ids
+    try:
+        usage_settle_batch([draft for _, _, draft in drafts], wait_durable=wait_durable)
+    except UNSETTLABLE:
+        for entry_id, payload, draft in drafts:
+            try:
+                usage_settle_batch([draft], wait_durable=wait_durable)
+            except UNSETTLABLE as exc:
+                _dead_letter(client, entry_id, payload, exc, generation_id=draft.generation_id)
+    return ids
+
+
+def _dead_letter(
+    client: Any, entry_id: bytes, payload: bytes, exc: Exception, *, generation_id: str
+) -> None:
+    # Only the error's class and first line: database errors quote the values they refused,
+    # and a draft may carry a logged prompt.
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    client.xadd(DEAD_STREAM, {"d": payload, "error": reason, "entry": entry_id})
+    logger.error("usage draft %s cannot be settled (%s); moved to %s for an operator",
+                 generation_id, type(exc).__name__, DEAD_STREAM)  # fmt: skip
 
 
 class _Outbox:
@@ -196,9 +248,7 @@ def usage_settler_run(stop: threading.Event) -> None:
             if claim:
                 last_claim = time.monotonic()
             if entries:
-                ids, drafts = _drafts(entries)
-                if drafts:
-                    usage_settle_batch(drafts, wait_durable=False)
+                ids = _settle_entries(client, entries, wait_durable=False)
                 unacknowledged.append((wal_position(), ids))
             unacknowledged = _acknowledge_durable(client, unacknowledged)
             if len(entries) < BATCH_SIZE:
@@ -268,15 +318,13 @@ def _group_ensure(client: Any) -> None:
 
 
 def _settle_sync(client: Any, entries: list[Any]) -> int:
-    ids, drafts = _drafts(entries)
-    if drafts:
-        usage_settle_batch(drafts)
+    ids = _settle_entries(client, entries, wait_durable=True)
     if ids:
         pipe = client.pipeline(transaction=False)
         pipe.xack(STREAM, GROUP, *ids)
         pipe.xdel(STREAM, *ids)
         pipe.execute()
-    return len(drafts)
+    return len(ids)
 
 
 def usage_outbox_drain(*, idle_ms: int = CLAIM_IDLE_MS) -> int:

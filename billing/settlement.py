@@ -123,8 +123,17 @@ def _lock_holds(**filters: Any) -> list[_Hold]:
 
 
 def _usage_row(draft: UsageDraft) -> tuple[Any, ...]:
-    """The draft's values in ``_USAGE_COLUMNS`` order (the draft's fields carry those names)."""
-    return tuple(money(draft.cost) if c == "cost" else getattr(draft, c) for c in _USAGE_COLUMNS)
+    """The draft's values in ``_USAGE_COLUMNS`` order (the draft's fields carry those names).
+
+    A NUL character (valid in a JSON request, so possible in a logged prompt) becomes U+FFFD:
+    PostgreSQL text cannot hold it, and one unstorable draft would fail its whole batch."""
+    return tuple(
+        money(draft.cost) if c == "cost" else _storable(getattr(draft, c)) for c in _USAGE_COLUMNS
+    )
+
+
+def _storable(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
 
 
 def _insert(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from decimal import Decimal
 
@@ -13,7 +14,15 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from billing.models import CreditAccount, LedgerEntry, UsageRecord
-from billing.outbox import GROUP, STREAM, usage_outbox_drain, usage_outbox_flush, usage_record_async
+from billing.outbox import (
+    DEAD_STREAM,
+    GROUP,
+    STREAM,
+    usage_outbox_drain,
+    usage_outbox_flush,
+    usage_record_async,
+    usage_settler_run,
+)
 from billing.services import ReservationRequest, UsageDraft, credits_reserve, ledger_post
 from tests.conftest import require_redis
 from tests.factories import organization_make
@@ -36,9 +45,9 @@ def redis_client(settings):
     import redis
 
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(STREAM)
+    client.delete(STREAM, DEAD_STREAM)
     yield client
-    client.delete(STREAM)
+    client.delete(STREAM, DEAD_STREAM)
 
 
 @pytest.fixture
@@ -97,3 +106,99 @@ def test_a_draft_left_by_a_dead_process_is_claimed_and_settled_once(redis_client
     assert LedgerEntry.objects.filter(idempotency_key="usage:gen-orphan").count() == 1
     assert CreditAccount.objects.get(organization=funded).reserved == 0
     assert redis_client.xlen(STREAM) == 0
+
+
+def _poisoned_stream(redis_client, funded) -> list[str]:
+    """Good drafts around two the database must refuse and one that is not a draft at all."""
+    good = [f"gen-good-{i}" for i in range(4)]
+    with contextlib.suppress(Exception):
+        redis_client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    ghost = UsageDraft(generation_id="gen-ghost-org", organization_id=987654, key_id=None,
+                       status="succeeded", cost=Decimal("0.1"))  # fmt: skip
+    too_long = _draft(funded, "gen-too-long")
+    too_long.model = "m" * 500  # longer than the column
+    payloads = [
+        orjson.dumps(_draft(funded, good[0]).to_json()),
+        orjson.dumps(ghost.to_json()),
+        orjson.dumps(_draft(funded, good[1]).to_json()),
+        b"{not json",
+        orjson.dumps(too_long.to_json()),
+        orjson.dumps(_draft(funded, good[2]).to_json()),
+        orjson.dumps(_draft(funded, good[3]).to_json()),
+    ]
+    for payload in payloads:
+        redis_client.xadd(STREAM, {"d": payload})
+    return good
+
+
+def _assert_poison_set_aside(redis_client, funded, good: list[str]) -> None:
+    records = set(UsageRecord.objects.values_list("generation_id", flat=True))
+    assert records == set(good)
+    assert CreditAccount.objects.get(organization=funded).balance == Decimal("9")
+    dead = redis_client.xrange(DEAD_STREAM)
+    reasons = sorted(fields[b"error"].decode().split(":")[0] for _, fields in dead)
+    assert reasons == ["DataError", "IntegrityError", "JSONDecodeError"], reasons
+    assert redis_client.xlen(STREAM) == 0
+
+
+def test_a_draft_the_database_refuses_is_set_aside_and_never_blocks_the_rest(
+    redis_client, funded, caplog
+):
+    good = _poisoned_stream(redis_client, funded)
+
+    handled = usage_outbox_drain(idle_ms=0)
+
+    assert handled == 7
+    _assert_poison_set_aside(redis_client, funded, good)
+    assert "gen-ghost-org cannot be settled (IntegrityError)" in caplog.text
+    assert "m" * 50 not in caplog.text  # the refused value itself is never logged
+
+
+def test_the_background_settler_sets_poison_aside_and_keeps_settling(redis_client, funded):
+    good = _poisoned_stream(redis_client, funded)
+    stop = threading.Event()
+    settler = threading.Thread(target=usage_settler_run, args=(stop,), daemon=True)
+    settler.start()
+    try:
+        deadline = time.monotonic() + 15
+        while UsageRecord.objects.count() < len(good) or redis_client.xlen(STREAM):
+            assert time.monotonic() < deadline, "the settler stalled behind a refused draft"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        settler.join(15)
+    assert not settler.is_alive()
+    _assert_poison_set_aside(redis_client, funded, good)
+    pending = redis_client.xpending(STREAM, GROUP)["pending"]
+    assert pending == 0
+
+
+def test_dead_letters_are_listed_and_requeued_by_an_operator(redis_client, funded):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    good = _poisoned_stream(redis_client, funded)
+    usage_outbox_drain(idle_ms=0)
+    listing = StringIO()
+    call_command("usage_dead_letters", stdout=listing)
+    assert "gen-ghost-org  IntegrityError" in listing.getvalue()
+    assert "Found 3 draft(s)." in listing.getvalue()
+
+    call_command("usage_dead_letters", "--requeue", stdout=StringIO())
+
+    assert redis_client.xlen(DEAD_STREAM) == 0 and redis_client.xlen(STREAM) == 3
+    usage_outbox_drain(idle_ms=0)  # still refused: back where an operator sees them
+    assert redis_client.xlen(DEAD_STREAM) == 3
+    assert set(UsageRecord.objects.values_list("generation_id", flat=True)) == set(good)
+
+
+def test_a_logged_prompt_with_a_nul_character_is_stored(funded):
+    from billing.settlement import usage_settle_batch
+
+    draft = _draft(funded, "gen-nul")
+    draft.prompt = "user: before\x00after"
+
+    assert usage_settle_batch([draft]) == ["gen-nul"]
+
+    assert UsageRecord.objects.get(generation_id="gen-nul").prompt == "user: before\ufffdafter"

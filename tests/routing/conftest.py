@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.log_hygiene import prompts_register_from
-from tests.routing.servers import ServerThread, poll
+from tests.routing.servers import ServerThread, poll, usage_stream_settled
 from tests.routing.world import PLATFORM_KEYS, World, world_make
 
 
@@ -60,6 +60,7 @@ def world(
     from routing.gateway.app import requests_in_flight
 
     poll(lambda: requests_in_flight() == 0, timeout=10)
+    usage_stream_settled(redis_url)
     # What this test sent upstream is prompt text: the session's log scan looks for it.
     for request in list(fake_server.server.config.app.requests):
         prompts_register_from(request.get("body"))

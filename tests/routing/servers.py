@@ -67,3 +67,21 @@ def poll(predicate: Any, *, timeout: float = 5.0, interval: float = 0.02) -> Any
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached before the deadline")
         time.sleep(interval)
+
+
+def usage_stream_settled(redis_url: str, *, timeout: float = 15.0) -> None:
+    """Wait until the in-process settler has settled every draft in the usage stream.
+
+    Called before a test's database is flushed: a draft settled after the flush would name rows
+    that no longer exist (the settler sets such drafts aside, but the test's usage is lost)."""
+    if not redis_url:
+        return
+    import redis
+
+    from billing.outbox import STREAM
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        poll(lambda: client.xlen(STREAM) == 0, timeout=timeout)
+    finally:
+        client.close()
