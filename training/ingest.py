@@ -9,6 +9,7 @@ numbered from 1 (the first data row), ``row`` is null for file- or column-level 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from django.conf import settings
 from training.cells import parse_number, prompt_text
 
 MAX_ERRORS = 100
+MAX_MODEL_ID = 200  # what a usage record or a router's candidate list holds
 PROMPT_COLUMNS = ("prompt", "messages")
 
 
@@ -85,8 +87,21 @@ def human_bytes(size: int) -> str:
     return f"{value:.1f} GB"
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x00``): an error message quotes
+    what the file holds, and PostgreSQL cannot store a NUL in text or JSON."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _error(message: str, row: int | None = None, column: str | None = None) -> dict[str, Any]:
-    return {"row": row, "column": column, "message": message}
+    return {
+        "row": row,
+        "column": None if column is None else printable(column),
+        "message": printable(message),
+    }
 
 
 def _invalid(message: str, column: str | None = None) -> DatasetInvalidError:
@@ -223,6 +238,15 @@ def plan_columns(frame: pd.DataFrame, columns: dict[str, Any] | None, limits: Li
         errors.append(
             _error(f"The file has {len(scores)} models; the limit is {limits.max_models}.")
         )
+    for model, column in scores.items():
+        if _CONTROL.search(model) or len(model) > MAX_MODEL_ID:
+            errors.append(
+                _error(
+                    f"Model id '{model[:MAX_MODEL_ID]}' is not usable: a model id has at most "
+                    f"{MAX_MODEL_ID} characters and no control characters; rename the column.",
+                    column=column,
+                )
+            )
     if errors:
         raise DatasetInvalidError(errors)
     assert prompt is not None

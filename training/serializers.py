@@ -34,6 +34,17 @@ class DatasetOutput(serializers.ModelSerializer[Dataset]):
         ]
 
 
+def _holds_nul(value: Any) -> bool:
+    """Whether a NUL is anywhere in a JSON value, key or string (PostgreSQL cannot store it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 class ColumnsField(serializers.Field):  # type: ignore[type-arg]
     """The ``columns`` mapping: a JSON object, or its text in a multipart form (blank = none)."""
 
@@ -72,6 +83,8 @@ class DatasetCreateInput(serializers.Serializer[Any]):
                 and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())
             ):
                 raise serializers.ValidationError(f"{key} must map model ids to column names")
+        if _holds_nul(value):
+            raise serializers.ValidationError("column names and model ids cannot contain NUL")
         return value
 
 

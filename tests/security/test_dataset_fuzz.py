@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+import os
 from typing import Any
 
 import pytest
@@ -114,7 +115,10 @@ def strict_json(content: bytes) -> Any:
 
 
 @hypothesis_settings(
-    max_examples=60,
+    # The same 60 files every run, so a CI failure reproduces; FUZZ_RANDOM=1 FUZZ_EXAMPLES=2000
+    # explores new ones (how the NUL-in-column-name bug below was found).
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")),
+    derandomize=not os.environ.get("FUZZ_RANDOM"),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                            HealthCheck.data_too_large],
@@ -155,3 +159,44 @@ def test_any_uploaded_file_is_refused_clearly_or_validated(
         for model in dataset["models"]:
             assert math.isfinite(model["mean_score"])
             assert model["mean_cost"] is None or math.isfinite(model["mean_cost"])
+
+
+def test_control_characters_in_column_names_are_shown_escaped_never_a_500(
+    tenants: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Found by the test above: PostgreSQL cannot store a NUL in text or JSON, and the errors
+    quoted the file's column names."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.DATASET_MIN_ROWS = 2
+    client = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
+    files = {  # JSONL: its keys may hold any character, escaped
+        "no score columns": [{"prompt": p, "ju\x00nk": 1} for p in ("a", "b")],
+        "a control character in a model id": [
+            {"prompt": p, "m\x001/score": s, "m2/score": 1 - s} for p, s in (("a", 1), ("b", 0))
+        ],
+    }
+    for what, records in files.items():
+        content = "\n".join(json.dumps(record) for record in records).encode()
+        assert b"\\u0000" in content
+        with django_capture_on_commit_callbacks(execute=True):
+            created = client.post(
+                "/api/v1/datasets",
+                {"file": SimpleUploadedFile("evals.jsonl", content), "name": what},
+                format="multipart",
+            )
+        assert created.status_code == 201, (what, created.content[:300])
+        shown = strict_json(client.get(f"/api/v1/datasets/{created.json()['id']}").content)
+        assert shown["status"] == "invalid", (what, shown)
+        messages = " ".join(error["message"] for error in shown["errors"])
+        assert "\\x00" in messages and "\x00" not in messages, (what, messages)
+
+    refused = client.post(
+        "/api/v1/datasets",
+        {
+            "file": SimpleUploadedFile("evals.csv", b"prompt,a/score,b/score\nx,1,0\ny,0,1\n"),
+            "columns": json.dumps({"scores": {"a\x00": "a/score", "b": "b/score"}}),
+        },
+        format="multipart",
+    )
+    assert refused.status_code == 400
+    assert "NUL" in strict_json(refused.content)["error"]["message"]
