@@ -84,6 +84,18 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 capture_output = True
 
+
+def post_worker_init(worker: _Any) -> None:
+    """The access log (which uvicorn's workers write through gunicorn's handlers) passes through
+    the same redaction as the app's log: paths can hold confirmation, reset and invitation
+    tokens (routerhub/logs.py)."""
+    from routerhub.logs import RedactSecrets
+
+    for logger in (worker.log.access_log, worker.log.error_log):
+        for handler in logger.handlers:
+            handler.addFilter(RedactSecrets())
+
+
 # Behind a load balancer / ingress: trust X-Forwarded-* from it. The pod or container is only
 # reachable through it, so any peer address is acceptable.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")

@@ -817,3 +817,32 @@ def test_make_serve_uses_the_deploy_config() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "routerhub.asgi:application" in makefile
     assert "-c deploy/gunicorn.conf.py" in makefile
+
+
+def test_the_access_log_redacts_tokens_in_paths() -> None:
+    """With GUNICORN_ACCESS_LOG=1 every path is logged; the worker hook puts gunicorn's (and so
+    uvicorn's) access and error handlers behind routerhub.logs' redaction."""
+    import io
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    saved = dict(os.environ)
+    try:
+        namespace = runpy.run_path(str(GUNICORN_CONF))
+    finally:  # the config file sets defaults in the environment (USAGE_SETTLER)
+        os.environ.clear()
+        os.environ.update(saved)
+    config = Config()
+    config.set("accesslog", "-")
+    log = Logger(config)
+    namespace["post_worker_init"](SimpleNamespace(log=log))
+    written = io.StringIO()
+    for handler in log.access_log.handlers:
+        handler.setStream(written)  # type: ignore[attr-defined]
+    token = "Zq7" + "y" * 30
+
+    log.access_log.info('"GET /invitations/%s/ HTTP/1.1" 200', token)
+
+    assert written.getvalue().strip() == '"GET /invitations/[redacted]/ HTTP/1.1" 200'

@@ -171,3 +171,39 @@ def test_no_registered_secret_or_prompt_appears_in_the_logs_of_the_whole_session
 
 # Registered so that the session scan also looks for the canary when only part of the suite runs.
 secret_register(CANARY_PROMPT, "prompt")
+
+
+# --- bearer tokens in URLs -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_tokens_in_urls_and_api_keys_are_redacted_from_the_log(client: Any) -> None:
+    """Invitation, confirmation and reset links are secrets while valid; Django logs every 4xx
+    with its path, and the console handler must not write them (routerhub/logs.py)."""
+    import io
+
+    from django.test import Client
+
+    from routerhub.logs import RedactSecrets
+
+    console = next(
+        h
+        for h in logging.getLogger().handlers
+        if any(isinstance(f, RedactSecrets) for f in h.filters)
+    )
+    token = "Zq7" + "x" * 30
+    written = io.StringIO()
+    previous = console.setStream(written)  # type: ignore[attr-defined]
+    try:
+        Client(enforce_csrf_checks=True).post(f"/invitations/{token}/")  # 403: no CSRF token
+        client.get(f"/invitations/{token}/not-a-page")  # 404
+        client.get(f"/accounts/confirm-email/{token}/missing/")  # 404
+        logging.getLogger("tests.redaction").warning(
+            "client said: Authorization: Bearer %s, key %s", token, FAKE_FULL_KEY
+        )
+    finally:
+        console.setStream(previous)  # type: ignore[attr-defined]
+    log = written.getvalue()
+    assert log.count("[redacted]") >= 5, log
+    assert "Forbidden" in log and "Not Found: /accounts/confirm-email/[redacted]/" in log, log
+    assert token not in log and FAKE_FULL_KEY not in log, log

@@ -1,0 +1,42 @@
+"""A logging filter that keeps bearer secrets out of log lines.
+
+Some URLs are secrets for as long as they are valid: an email confirmation link, a password
+reset link, an invitation. Django logs every 4xx with its path ("Not Found: /invitations/…"),
+and an access log writes every path; a full API key may reach a log inside a client's error
+text. The filter rewrites the message of every record that reaches a handler it is attached to
+(settings.LOGGING's console handler; gunicorn's access log in deploy/gunicorn.conf.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+REDACTED = "[redacted]"
+_SECRETS = [
+    # URL path segments that are tokens
+    re.compile(r"(?P<keep>/accounts/confirm-email/)[^/\s?#\"']+"),
+    re.compile(r"(?P<keep>/accounts/password/reset/key/)[^/\s?#\"']+"),
+    re.compile(r"(?P<keep>/invitations/)[^/\s?#\"']+"),
+    # API keys (accounts.keys: a scope prefix and the secret) and bearer credentials
+    re.compile(r"(?P<keep>\brh-(?:live|mgmt)-)[A-Za-z0-9_-]{8,}"),
+    re.compile(r"(?P<keep>\b[Bb]earer\s+)[^\s\"',;]+"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern in _SECRETS:
+        text = pattern.sub(lambda m: m.group("keep") + REDACTED, text)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: the handler reports it as it would have
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
