@@ -105,6 +105,14 @@ COLUMN_MAPPINGS = st.one_of(
 )
 
 
+@pytest.fixture
+def fuzz_settings(settings: Any) -> None:
+    """Set once per test, not per example: each assignment to pytest-django's ``settings``
+    nests another override, and a thousand examples overflowed the stack."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.DATASET_MIN_ROWS = 2
+
+
 def strict_json(content: bytes) -> Any:
     """JSON as a client's strict parser reads it: NaN or Infinity in a response is a bug."""
 
@@ -125,10 +133,9 @@ def strict_json(content: bytes) -> Any:
 )  # fmt: skip
 @given(file=FILES, columns=COLUMN_MAPPINGS)
 def test_any_uploaded_file_is_refused_clearly_or_validated(
-    tenants: Any, settings: Any, django_capture_on_commit_callbacks: Any, file: Any, columns: Any
-) -> None:
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    settings.DATASET_MIN_ROWS = 2
+    tenants: Any, fuzz_settings: None, django_capture_on_commit_callbacks: Any, file: Any,
+    columns: Any,
+) -> None:  # fmt: skip
     client = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
     name, content = file
     form: dict[str, Any] = {"file": SimpleUploadedFile(name, content), "name": "fuzz"}
