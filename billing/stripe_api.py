@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from billing.stripe_payments import auto_topup_configure, checkout_start, topup_
 from routerhub.money import money_str
 
 
+@extend_schema_field({"type": "string", "format": "decimal", "example": "25.00000000"})
 class MoneyOutput(serializers.Field):  # type: ignore[type-arg]
     """Decimal USD as API.md's string (``"25.00000000"``)."""
 

@@ -79,6 +79,22 @@ def test_openapi_schema_is_valid_openapi_3(client):
     validate(schema)
     assert schema["openapi"].startswith("3.")
     assert "/api/v1/keys" in schema["paths"] and "/api/v1/key" in schema["paths"]
+    # How to authenticate is in the schema, so generated clients send the key.
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["apiKey"] == schemes["apiKey"] | {"type": "http", "scheme": "bearer"}
+    assert schemes["session"]["in"] == "cookie"
+    operations = [
+        (path, method, operation)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if path.startswith("/api/v1/") and path != "/api/v1/billing/stripe/webhook"
+    ]
+    unsecured = [
+        f"{method} {path}"
+        for path, method, operation in operations
+        if {"apiKey": []} not in operation.get("security", [])
+    ]
+    assert operations and not unsecured, unsecured
 
 
 @pytest.mark.django_db

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from training.models import Dataset, Router, RouterVersion, TrainingRun
@@ -45,6 +46,15 @@ def _holds_nul(value: Any) -> bool:
     return False
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "Which columns hold the prompt, scores and costs: "
+        '{"prompt": "...", "scores": {"model": "column"}, "costs": {"model": "column"}}; '
+        "in a multipart upload, the same object as JSON text.",
+        "additionalProperties": True,
+    }
+)
 class ColumnsField(serializers.Field):  # type: ignore[type-arg]
     """The ``columns`` mapping: a JSON object, or its text in a multipart form (blank = none)."""
 
