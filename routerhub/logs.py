@@ -3,8 +3,10 @@
 Some URLs are secrets for as long as they are valid: an email confirmation link, a password
 reset link, an invitation. Django logs every 4xx with its path ("Not Found: /invitations/…"),
 and an access log writes every path; a full API key may reach a log inside a client's error
-text. The filter rewrites the message of every record that reaches a handler it is attached to
-(settings.LOGGING's console handler; gunicorn's access log in deploy/gunicorn.conf.py).
+text; a PostgreSQL error quotes the values it refused (a logged prompt) on its DETAIL, LINE and
+CONTEXT lines. The filter rewrites the message and traceback of every record that reaches a
+handler it is attached to (settings.LOGGING's console handler; gunicorn's access and error logs
+in deploy/gunicorn.conf.py).
 """
 
 from __future__ import annotations
@@ -24,10 +26,19 @@ _SECRETS = [
 ]
 
 
+# PostgreSQL's error text quotes the values it refused (a key, a logged prompt) on these lines.
+_DATABASE_DETAIL = re.compile(r"^(?P<keep>\s*(?:DETAIL|CONTEXT|LINE \d+):).*$", re.MULTILINE)
+
+
 def redact(text: str) -> str:
     for pattern in _SECRETS:
         text = pattern.sub(lambda m: m.group("keep") + REDACTED, text)
     return text
+
+
+def _traceback_redacted(record: logging.LogRecord) -> str:
+    text = logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+    return redact(_DATABASE_DETAIL.sub(lambda m: f"{m.group('keep')} {REDACTED}", text))
 
 
 class RedactSecrets(logging.Filter):
@@ -36,7 +47,11 @@ class RedactSecrets(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record: the handler reports it as it would have
             return True
-        cleaned = redact(message)
+        cleaned = redact(_DATABASE_DETAIL.sub(lambda m: f"{m.group('keep')} {REDACTED}", message))
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # Formatted here (as the handler's formatter would) so the traceback's exception
+            # messages pass through the same redaction.
+            record.exc_text = _traceback_redacted(record)
         return True

@@ -207,3 +207,36 @@ def test_tokens_in_urls_and_api_keys_are_redacted_from_the_log(client: Any) -> N
     assert log.count("[redacted]") >= 5, log
     assert "Forbidden" in log and "Not Found: /accounts/confirm-email/[redacted]/" in log, log
     assert token not in log and FAKE_FULL_KEY not in log, log
+
+
+def test_database_errors_in_tracebacks_do_not_quote_the_refused_values() -> None:
+    """PostgreSQL quotes the row it refused (a logged prompt, a key) in DETAIL/LINE/CONTEXT."""
+    import io
+
+    from routerhub.logs import RedactSecrets
+
+    console = next(
+        h
+        for h in logging.getLogger().handlers
+        if any(isinstance(f, RedactSecrets) for f in h.filters)
+    )
+    secret = "the-prompt-" + "q" * 20
+    error = (
+        "unsupported Unicode escape sequence\n"
+        f"LINE 1: ...\"prompt\" = E'{secret}'\n"
+        f"DETAIL:  Key (generation_id)=({secret}) already exists.\n"
+        f"CONTEXT:  JSON data, line 1: {secret}"
+    )
+    written = io.StringIO()
+    previous = console.setStream(written)  # type: ignore[attr-defined]
+    try:
+        try:
+            raise ValueError(error)
+        except ValueError:
+            logging.getLogger("tests.redaction").exception("insert failed: %s", error)
+    finally:
+        console.setStream(previous)  # type: ignore[attr-defined]
+    log = written.getvalue()
+    assert "unsupported Unicode escape sequence" in log and "Traceback" in log, log
+    assert secret not in log, log
+    assert log.count("[redacted]") >= 6, log
