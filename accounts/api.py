@@ -66,7 +66,7 @@ class ApiKeyDetailView(TenantAPIView):
         key = services.api_key_update(key=key, changes=dict(data.validated_data))
         return Response(ApiKeyOutput(key).data)
 
-    @extend_schema(responses=ApiKeyOutput)
+    @extend_schema(responses={200: ApiKeyOutput})  # the revoked key (DELETE revokes, API.md)
     def delete(self, request: Request, key_id: int) -> Response:
         key = services.api_key_revoke(key=self.get_object())
         return Response(ApiKeyOutput(key).data)

@@ -28,8 +28,35 @@ def _is_content(content: object) -> bool:
     )
 
 
-def request_validate(body: JSON) -> None:
-    messages_ = body.get("messages")
+def _part_problem(part: JSON) -> str | None:
+    """What is wrong with one content part that every adapter reads, if anything."""
+    kind = part.get("type")
+    if not isinstance(kind, str):
+        return "needs a type (a string)"
+    if kind == "text" and not isinstance(part.get("text"), str):
+        return "is a text part: give text (a string)"
+    if kind == "image_url":
+        image = part.get("image_url")
+        if not (isinstance(image, str) or (isinstance(image, dict)
+                                           and isinstance(image.get("url"), str))):  # fmt: skip
+            return "is an image part: give image_url.url (a string)"
+    return None
+
+
+def _tool_call_problem(call: object) -> str | None:
+    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+        return "must be an object with a function"
+    function = call["function"]
+    if not isinstance(function.get("name"), str):
+        return "needs function.name (a string)"
+    if not isinstance(function.get("arguments", ""), str):
+        return "needs function.arguments as a JSON string"
+    if not isinstance(call.get("id", ""), str):
+        return "needs an id that is a string"
+    return None
+
+
+def _messages_validate(messages_: object) -> None:
     if not isinstance(messages_, list) or not messages_:
         raise BadRequest("messages must be a non-empty list.", param="messages")
     for index, message in enumerate(messages_):
@@ -38,11 +65,73 @@ def request_validate(body: JSON) -> None:
                 f"messages[{index}] needs a role among {', '.join(sorted(_ROLES))}.",
                 param="messages",
             )
-        if not _is_content(message.get("content")):
+        content = message.get("content")
+        if not _is_content(content):
             raise BadRequest(
                 f"messages[{index}].content must be a string or a list of content parts.",
                 param="messages",
             )
+        for part_index, part in enumerate(content if isinstance(content, list) else []):
+            problem = _part_problem(part)
+            if problem:
+                raise BadRequest(
+                    f"messages[{index}].content[{part_index}] {problem}.", param="messages"
+                )
+        for name in ("name", "tool_call_id"):
+            if message.get(name) is not None and not isinstance(message[name], str):
+                raise BadRequest(f"messages[{index}].{name} must be a string.", param="messages")
+        calls = message.get("tool_calls")
+        if calls is not None:
+            if not isinstance(calls, list):
+                raise BadRequest(f"messages[{index}].tool_calls must be a list.", param="messages")
+            for call_index, call in enumerate(calls):
+                problem = _tool_call_problem(call)
+                if problem:
+                    raise BadRequest(
+                        f"messages[{index}].tool_calls[{call_index}] {problem}.",
+                        param="messages",
+                    )
+
+
+def _tools_validate(body: JSON) -> None:
+    tools = body.get("tools")
+    if tools is not None and not (
+        isinstance(tools, list) and all(isinstance(tool, dict) for tool in tools)
+    ):
+        raise BadRequest("tools must be a list of objects.", param="tools")
+    for index, tool in enumerate(tools or []):
+        kind = tool.get("type", "function")
+        if not isinstance(kind, str):
+            raise BadRequest(f"tools[{index}].type must be a string.", param="tools")
+        if kind != "function":
+            continue  # other tool types go to OpenAI-style providers as they are
+        function = tool.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadRequest(
+                f"tools[{index}] is a function tool: give function.name (a string).",
+                param="tools",
+            )
+        if function.get("parameters") is not None and not isinstance(function["parameters"], dict):
+            raise BadRequest(
+                f"tools[{index}].function.parameters must be a JSON Schema object.", param="tools"
+            )
+        if function.get("description") is not None and not isinstance(function["description"], str):
+            raise BadRequest(
+                f"tools[{index}].function.description must be a string.", param="tools"
+            )
+    choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, str):
+        function = choice.get("function") if isinstance(choice, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadRequest(
+                "tool_choice must be 'auto', 'none', 'required' or "
+                '{"type": "function", "function": {"name": ...}}.',
+                param="tool_choice",
+            )
+
+
+def request_validate(body: JSON) -> None:
+    _messages_validate(body.get("messages"))
     for name in ("max_tokens", "max_completion_tokens", "n"):
         value = body.get(name)
         if value is not None and (
@@ -57,11 +146,18 @@ def request_validate(body: JSON) -> None:
             raise BadRequest(f"{name} must be a number.", param=name)
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise BadRequest("stream must be true or false.", param="stream")
-    tools = body.get("tools")
-    if tools is not None and not (
-        isinstance(tools, list) and all(isinstance(tool, dict) for tool in tools)
+    stop = body.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
     ):
-        raise BadRequest("tools must be a list of objects.", param="tools")
+        raise BadRequest("stop must be a string or a list of strings.", param="stop")
+    for name in ("response_format", "stream_options"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise BadRequest(f"{name} must be an object.", param=name)
+    schema = (body.get("response_format") or {}).get("json_schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise BadRequest("response_format.json_schema must be an object.", param="response_format")
+    _tools_validate(body)
 
 
 def estimate_prompt_tokens(body: JSON) -> int:

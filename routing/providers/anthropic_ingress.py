@@ -60,12 +60,29 @@ def _shape_check(body: JSON) -> None:
             )
     if body.get("system") is not None and not _is_content(body["system"]):
         raise BadRequest("system must be a string or a list of text blocks.", param="system")
+    for where, content in [("system", body.get("system"))] + [
+        (f"messages[{index}].content", turn.get("content")) for index, turn in enumerate(turns)
+    ]:
+        for block_index, block in enumerate(content if isinstance(content, list) else []):
+            if not isinstance(block.get("type"), str):
+                raise BadRequest(f"{where}[{block_index}] needs a type (a string).", param=where)
+            if block["type"] == "text" and not isinstance(block.get("text"), str):
+                raise BadRequest(
+                    f"{where}[{block_index}] is a text block: give text (a string).", param=where
+                )
     for name in ("metadata", "tool_choice"):
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise BadRequest(f"{name} must be an object.", param=name)
     tools = body.get("tools")
     if tools is not None and not _is_content(tools):
         raise BadRequest("tools must be a list of objects.", param="tools")
+    for index, tool in enumerate(tools or []):
+        if not isinstance(tool.get("name"), str):
+            raise BadRequest(f"tools[{index}] needs a name (a string).", param="tools")
+        if tool.get("input_schema") is not None and not isinstance(tool["input_schema"], dict):
+            raise BadRequest(
+                f"tools[{index}].input_schema must be a JSON Schema object.", param="tools"
+            )
     stops = body.get("stop_sequences")
     if stops is not None and not (
         isinstance(stops, list) and all(isinstance(stop, str) for stop in stops)

@@ -173,6 +173,37 @@ ABSURD_CHAT = {
     "temperature-text": chat_body(temperature="hot"),
     "models-not-strings": chat_body(models=[{"id": 1}]),
     "router-on-a-catalog-model": chat_body(router={"tradeoff": 2}),
+    # Found by tests/security/test_inference_fuzz.py: each reached an adapter or the provider
+    # and came back as a 500 (or, after a few, a 503 from the tripped circuit breaker).
+    "tool-without-function": chat_body(tools=[{"type": "function"}]),
+    "tool-name-not-a-string": chat_body(tools=[{"type": "function", "function": {"name": 5}}]),
+    "tool-parameters-a-list": chat_body(
+        tools=[{"type": "function", "function": {"name": "f", "parameters": [1]}}]
+    ),
+    "tool-choice-a-number": chat_body(tool_choice=5),
+    "text-part-text-a-list": chat_body(
+        messages=[{"role": "user", "content": [{"type": "text", "text": ["a"]}]}]
+    ),
+    "image-part-without-url": chat_body(
+        messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]
+    ),
+    "tool-call-not-an-object": chat_body(
+        messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": [1]}]
+    ),
+    "tool-call-arguments-an-object": chat_body(
+        messages=[
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {}}}
+                ],
+            },
+        ]
+    ),
+    "stop-a-number": chat_body(stop=5),
+    "response-format-a-string": chat_body(response_format="json"),
+    "json-schema-a-string": chat_body(response_format={"type": "json_schema", "json_schema": "x"}),
 }
 
 
@@ -194,6 +225,15 @@ ABSURD_MESSAGES = {
     "system-a-number": messages_body(system=5),
     "tools-not-objects": messages_body(tools=["calculator"]),
     "stop-sequences-a-number": messages_body(stop_sequences=5),
+    "text-block-text-a-list": messages_body(
+        messages=[
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "text", "text": ["a"]}]},
+        ]
+    ),
+    "block-without-type": messages_body(messages=[{"role": "user", "content": [{"text": "a"}]}]),
+    "tool-name-not-a-string": messages_body(tools=[{"name": 5, "input_schema": {}}]),
+    "tool-schema-a-string": messages_body(tools=[{"name": "f", "input_schema": "x"}]),
 }
 
 
