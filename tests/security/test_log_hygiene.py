@@ -3,7 +3,10 @@ canary prompt, the scanner itself, and the scan of the whole session's logs (run
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -173,17 +176,13 @@ def test_no_registered_secret_or_prompt_appears_in_the_logs_of_the_whole_session
 secret_register(CANARY_PROMPT, "prompt")
 
 
-# --- bearer tokens in URLs -----------------------------------------------------------------------
+# --- what the configured console handler writes ----------------------------------------------
 
 
-@pytest.mark.django_db
-def test_tokens_in_urls_and_api_keys_are_redacted_from_the_log(client: Any) -> None:
-    """Invitation, confirmation and reset links are secrets while valid; Django logs every 4xx
-    with its path, and the console handler must not write them (routerhub/logs.py)."""
-    import io
-
-    from django.test import Client
-
+@contextlib.contextmanager
+def console_written() -> Iterator[io.StringIO]:
+    """What settings.LOGGING's console handler (the one behind ``RedactSecrets``) writes inside
+    the block."""
     from routerhub.logs import RedactSecrets
 
     console = next(
@@ -191,18 +190,31 @@ def test_tokens_in_urls_and_api_keys_are_redacted_from_the_log(client: Any) -> N
         for h in logging.getLogger().handlers
         if any(isinstance(f, RedactSecrets) for f in h.filters)
     )
-    token = "Zq7" + "x" * 30
     written = io.StringIO()
     previous = console.setStream(written)  # type: ignore[attr-defined]
     try:
+        yield written
+    finally:
+        console.setStream(previous)  # type: ignore[attr-defined]
+
+
+# --- bearer tokens in URLs -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_tokens_in_urls_and_api_keys_are_redacted_from_the_log(client: Any) -> None:
+    """Invitation, confirmation and reset links are secrets while valid; Django logs every 4xx
+    with its path, and the console handler must not write them (routerhub/logs.py)."""
+    from django.test import Client
+
+    token = "Zq7" + "x" * 30
+    with console_written() as written:
         Client(enforce_csrf_checks=True).post(f"/invitations/{token}/")  # 403: no CSRF token
         client.get(f"/invitations/{token}/not-a-page")  # 404
         client.get(f"/accounts/confirm-email/{token}/missing/")  # 404
         logging.getLogger("tests.redaction").warning(
             "client said: Authorization: Bearer %s, key %s", token, FAKE_FULL_KEY
         )
-    finally:
-        console.setStream(previous)  # type: ignore[attr-defined]
     log = written.getvalue()
     assert log.count("[redacted]") >= 5, log
     assert "Forbidden" in log and "Not Found: /accounts/confirm-email/[redacted]/" in log, log
@@ -211,15 +223,6 @@ def test_tokens_in_urls_and_api_keys_are_redacted_from_the_log(client: Any) -> N
 
 def test_database_errors_in_tracebacks_do_not_quote_the_refused_values() -> None:
     """PostgreSQL quotes the row it refused (a logged prompt, a key) in DETAIL/LINE/CONTEXT."""
-    import io
-
-    from routerhub.logs import RedactSecrets
-
-    console = next(
-        h
-        for h in logging.getLogger().handlers
-        if any(isinstance(f, RedactSecrets) for f in h.filters)
-    )
     secret = "the-prompt-" + "q" * 20
     error = (
         "unsupported Unicode escape sequence\n"
@@ -227,15 +230,11 @@ def test_database_errors_in_tracebacks_do_not_quote_the_refused_values() -> None
         f"DETAIL:  Key (generation_id)=({secret}) already exists.\n"
         f"CONTEXT:  JSON data, line 1: {secret}"
     )
-    written = io.StringIO()
-    previous = console.setStream(written)  # type: ignore[attr-defined]
-    try:
+    with console_written() as written:
         try:
             raise ValueError(error)
         except ValueError:
             logging.getLogger("tests.redaction").exception("insert failed: %s", error)
-    finally:
-        console.setStream(previous)  # type: ignore[attr-defined]
     log = written.getvalue()
     assert "unsupported Unicode escape sequence" in log and "Traceback" in log, log
     assert secret not in log, log
