@@ -147,7 +147,10 @@ def assert_books(organizations: dict[str, Organization], outcomes: list[Outcome]
     for key in ApiKey.objects.filter(organization__in=orgs):
         spent = UsageRecord.objects.filter(key=key).aggregate(s=Sum("cost"))["s"] or 0
         if key.limit is not None:
-            window = KeySpendWindow.objects.get(key=key)
+            window = KeySpendWindow.objects.filter(key=key).first()
+            if window is None:  # nothing was ever held against it: its organization's balance
+                assert spent == 0, key.name  # refused all its requests first (seen once in CI)
+                continue
             assert window.reserved == 0 and window.spent == spent, key.name
             assert spent <= key.limit, f"{key.name} spent {spent} past its limit {key.limit}"
 
