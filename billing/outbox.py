@@ -53,14 +53,21 @@ def _consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _drafts(entries: list[Any]) -> tuple[list[bytes], list[tuple[bytes, bytes, UsageDraft]]]:
-    """The entries' ids, and (id, payload, draft) for each entry that still holds a draft."""
+def _drafts(
+    client: Any, entries: list[Any]
+) -> tuple[list[bytes], list[tuple[bytes, bytes, UsageDraft]]]:
+    """The entries' ids, and (id, payload, draft) for each entry that still holds a draft; an
+    entry that cannot be read as a draft is set aside (``_dead_letter``), never retried."""
     ids, drafts = [], []
     for entry_id, fields in entries:
         ids.append(entry_id)
-        if fields:  # an entry deleted while pending has no fields: nothing to settle
-            payload = fields[b"d"]
+        if not fields:  # an entry deleted while pending has no fields: nothing to settle
+            continue
+        payload = fields.get(b"d", b"")
+        try:
             drafts.append((entry_id, payload, UsageDraft.from_json(orjson.loads(payload))))
+        except UNSETTLABLE as exc:
+            _dead_letter(client, entry_id, payload, exc, generation_id="?")
     return ids, drafts
 
 
@@ -74,19 +81,7 @@ def _settle_entries(client: Any, entries: list[Any], *, wait_durable: bool) -> l
     lists and requeues them). Any other error (the database or Redis unreachable) propagates
     and the whole batch is retried.
     """
-    try:
-        ids, drafts = _drafts(entries)
-    except UNSETTLABLE:  # an entry this code cannot read: set it aside, read the rest
-        ids, drafts = [], []
-        for entry in entries:
-            try:
-                entry_ids, entry_drafts = _drafts([entry])
-            except UNSETTLABLE as exc:
-                _dead_letter(client, entry[0], entry[1].get(b"d", b""), exc, generation_id="?")
-                ids.append(entry[0])
-            else:
-                ids += entry_ids
-                drafts += entry_drafts
+    ids, drafts = _drafts(client, entries)
     if not drafts:
         return ids
     try:

@@ -31,14 +31,10 @@ _DATABASE_DETAIL = re.compile(r"^(?P<keep>\s*(?:DETAIL|CONTEXT|LINE \d+):).*$", 
 
 
 def redact(text: str) -> str:
+    text = _DATABASE_DETAIL.sub(lambda m: f"{m.group('keep')} {REDACTED}", text)
     for pattern in _SECRETS:
         text = pattern.sub(lambda m: m.group("keep") + REDACTED, text)
     return text
-
-
-def _traceback_redacted(record: logging.LogRecord) -> str:
-    text = logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
-    return redact(_DATABASE_DETAIL.sub(lambda m: f"{m.group('keep')} {REDACTED}", text))
 
 
 class RedactSecrets(logging.Filter):
@@ -47,11 +43,11 @@ class RedactSecrets(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record: the handler reports it as it would have
             return True
-        cleaned = redact(_DATABASE_DETAIL.sub(lambda m: f"{m.group('keep')} {REDACTED}", message))
+        cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         if record.exc_info and not record.exc_text:
             # Formatted here (as the handler's formatter would) so the traceback's exception
             # messages pass through the same redaction.
-            record.exc_text = _traceback_redacted(record)
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True
