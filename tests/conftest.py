@@ -59,6 +59,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     capture_start()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _empty_usage_stream() -> None:
+    """The session owns its Redis database: start without another run's usage drafts, which
+    the in-process settler would try to settle against this session's database (and which the
+    tests that wait for the stream to drain would wait for)."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return
+    import redis
+
+    from billing.outbox import DEAD_STREAM, STREAM
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        client.delete(STREAM, DEAD_STREAM)
+    except redis.RedisError:
+        pass  # no Redis here: the tests that need it skip (or fail) with their own reason
+    finally:
+        client.close()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from tests.log_hygiene import capture_stop
 
