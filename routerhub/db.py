@@ -4,7 +4,8 @@ Django drops a connection an error left unusable at the start and end of each HT
 (``close_old_connections`` on the request signals). The gateway sends no such signals: each
 thread of its pool keeps one connection for its whole life, so after PostgreSQL restarts every
 thread would keep failing on its dead connection until the process is restarted.
-``DatabaseThreadPool`` runs that check before every call instead.
+``DatabaseThreadPool`` runs that check before every call instead, and afterwards returns a pooled
+connection to the pool.
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ def db_connections_drop_broken(*, test_all: bool = False) -> None:
                 conn.close()
 
 
+def db_connections_release() -> None:
+    """Hand this thread's pooled connections back to the process's pool, as Django does at the
+    end of each request: a thread that kept one would hold it out of the pool for its whole life
+    (settings ``DATABASE_POOL_MAX_SIZE``). Without a pool, the connection stays with the thread."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.in_atomic_block and getattr(conn, "pool", None):
+            conn.close()
+
+
 def _with_usable_connection(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
     generation = _Outages.generation
     db_connections_drop_broken(test_all=getattr(_thread, "generation", generation) != generation)
@@ -60,6 +70,8 @@ def _with_usable_connection(fn: Callable[..., _T], /, *args: Any, **kwargs: Any)
     except (OperationalError, InterfaceError):
         _Outages.generation += 1
         raise
+    finally:
+        db_connections_release()
 
 
 class DatabaseThreadPool(ThreadPoolExecutor):

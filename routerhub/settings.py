@@ -154,8 +154,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    # One bounded pool of connections per process (psycopg_pool, README "Database connections").
+    # Persistent per-thread connections (CONN_MAX_AGE > 0) leak under ASGI: Django runs each
+    # request's sync code in a thread of its own, and a dead thread's connection stayed open
+    # until a (rare, tuned) garbage collection. DATABASE_POOL_MAX_SIZE=0 turns the pool off:
+    # each request then opens and closes its own connection.
+    DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=8)
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASE_POOL_MAX_SIZE > 0:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(2, DATABASE_POOL_MAX_SIZE),
+            "max_size": DATABASE_POOL_MAX_SIZE,
+            # Seconds a caller waits for a free connection before its query fails.
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+            # Connections above min_size idle this long are closed.
+            "max_idle": 60.0,
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and Redis --------------------------------------------------------------------------
