@@ -362,6 +362,15 @@ DATASET_MAX_ROWS = env.int("DATASET_MAX_ROWS", default=500_000)
 DATASET_MAX_MODELS = env.int("DATASET_MAX_MODELS", default=64)
 DATASET_MAX_CELL_CHARS = env.int("DATASET_MAX_CELL_CHARS", default=100_000)
 DATASET_MIN_ROWS = env.int("DATASET_MIN_ROWS", default=25)
+
+# --- Request bodies (Django's paths; /v1 has GATEWAY_MAX_BODY_BYTES) ------------------------------
+# routerhub/body_limits.py refuses a larger body with 413 before Django reads it; the dataset
+# upload paths take DATASET_MAX_BYTES more. Django's own checks agree: form fields and JSON bodies
+# stay under the same limit, and any body within it is kept in memory; only a dataset upload
+# larger than that is spooled to FILE_UPLOAD_TEMP_DIR (the system's temporary directory).
+REQUEST_MAX_BODY_BYTES = env.int("REQUEST_MAX_BODY_BYTES", default=1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BODY_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * REQUEST_MAX_BODY_BYTES
 TRAINING_SOFT_TIME_LIMIT = env.int("TRAINING_SOFT_TIME_LIMIT", default=1800)
 TRAINING_HARD_TIME_LIMIT = env.int(
     "TRAINING_HARD_TIME_LIMIT", default=TRAINING_SOFT_TIME_LIMIT + 120
