@@ -9,6 +9,9 @@ uvicorn. Everything tunable comes from the environment so one file serves every 
     GUNICORN_GRACEFUL_TIMEOUT seconds in-flight requests get after SIGTERM (default 30)
     GUNICORN_KEEPALIVE        seconds to hold an idle keep-alive connection (default 5)
     GUNICORN_MAX_REQUESTS     recycle a worker after this many requests; 0 = never (default 0)
+    GUNICORN_WORKER_CONNECTIONS  connections and requests one worker serves at once; past it,
+                              uvicorn answers 503 at once instead of queueing; 0 = no limit
+                              (default 1000)
     GUNICORN_ACCESS_LOG       "1" to write an access log to stdout (off by default)
     FORWARDED_ALLOW_IPS       peers trusted for X-Forwarded-* headers (default *: behind a proxy)
     LOG_LEVEL                 gunicorn's error-log level (default info)
@@ -72,6 +75,13 @@ graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = max_requests // 10
+# Request bodies are capped in the application, per path, before anything reads them
+# (REQUEST_MAX_BODY_BYTES for Django's paths, routerhub/body_limits.py; GATEWAY_MAX_BODY_BYTES
+# for /v1): uvicorn has no body limit of its own. What it can bound is how much one worker takes
+# on at once: each Django request runs in a thread of its own and waits for one of the worker's
+# DATABASE_POOL_MAX_SIZE connections. The uvicorn worker does not read gunicorn's
+# `worker_connections`; post_fork hands it on as uvicorn's `limit_concurrency`.
+worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000)
 
 # Heartbeat files on tmpfs: a disk-backed /tmp can stall and get healthy workers killed, and a
 # read-only root filesystem has no writable /tmp at all.
@@ -83,6 +93,12 @@ accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "") in {"1", "true", "y
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 capture_output = True
+
+
+def post_fork(server: _Any, worker: _Any) -> None:
+    """Before the worker builds its server: uvicorn's concurrency limit is gunicorn's
+    ``worker_connections`` (0: none)."""
+    worker.config.limit_concurrency = worker_connections or None
 
 
 def post_worker_init(worker: _Any) -> None:

@@ -846,3 +846,31 @@ def test_the_access_log_redacts_tokens_in_paths() -> None:
     log.access_log.info('"GET /invitations/%s/ HTTP/1.1" 200', token)
 
     assert written.getvalue().strip() == '"GET /invitations/[redacted]/ HTTP/1.1" 200'
+
+
+def test_each_uvicorn_worker_takes_on_at_most_worker_connections() -> None:
+    """The uvicorn worker ignores gunicorn's ``worker_connections``; the post_fork hook makes it
+    uvicorn's ``limit_concurrency`` (past it, requests get 503 instead of queueing for threads
+    and database connections)."""
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+    from gunicorn.util import load_class
+
+    saved = dict(os.environ)
+    try:
+        os.environ["GUNICORN_WORKER_CONNECTIONS"] = "37"
+        namespace = runpy.run_path(str(GUNICORN_CONF))
+    finally:  # the config file sets defaults in the environment (USAGE_SETTLER)
+        os.environ.clear()
+        os.environ.update(saved)
+    config = Config()
+    config.set("worker_connections", namespace["worker_connections"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        worker_class = load_class(namespace["worker_class"])
+    worker = worker_class(0, os.getpid(), [], None, 30, config, Logger(config))
+    assert worker.config.limit_concurrency is None  # uvicorn's default: no limit
+
+    namespace["post_fork"](None, worker)
+
+    assert worker.config.limit_concurrency == 37
