@@ -13,7 +13,7 @@ dashboard's), which take a file of up to ``DATASET_MAX_BYTES`` plus the rest of 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -24,7 +24,7 @@ from routerhub.errors import PayloadTooLarge
 from routerhub.middleware import API_PREFIXES
 
 Scope = dict[str, Any]
-Message = dict[str, Any]
+Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
