@@ -77,6 +77,11 @@ class Role(models.TextChoices):
 ROLE_RANK = {Role.MEMBER: 0, Role.ADMIN: 1, Role.OWNER: 2}
 
 
+def role_allows(role: str, required: Role) -> bool:
+    """The one rule of roles, for sessions and API keys alike: ``role`` may do what ``required`` may."""
+    return ROLE_RANK[Role(role)] >= ROLE_RANK[required]
+
+
 class Membership(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -93,7 +98,7 @@ class Membership(models.Model):
         ]
 
     def has_role(self, role: Role) -> bool:
-        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[role]
+        return role_allows(self.role, role)
 
 
 class Invitation(TenantModel):
@@ -130,6 +135,13 @@ class ApiKey(TenantModel):
     digest = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_by_role = models.CharField(
+        max_length=10,
+        choices=Role.choices,
+        null=True,
+        blank=True,
+        help_text="The role its creator acted with; the key never acts above it (keys.key_role).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
