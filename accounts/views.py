@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts import services
@@ -249,7 +250,12 @@ def organization_switch(request: HttpRequest) -> HttpResponse:
     if membership is None:
         raise Http404
     request.session[settings.ORGANIZATION_SESSION_KEY] = membership.organization_id
-    return redirect(request.POST.get("next") or "dashboard")
+    after = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        after, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect("dashboard")  # never off-site (javascript:, //host, https://host)
+    return redirect(after)
 
 
 @login_required
