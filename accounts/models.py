@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from routerhub.money import MONEY_FIELD
+from routerhub.text import validate_no_control_characters
 
 
 class EmailUserManager(UserManager["User"]):
@@ -46,7 +47,7 @@ class Organization(models.Model):
     """The tenant: owns keys, credits, datasets and routers."""
 
     slug = models.SlugField(max_length=60, unique=True)
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_no_control_characters])
     is_personal = models.BooleanField(default=False)
     prompt_logging = models.BooleanField(
         default=False,
@@ -129,7 +130,7 @@ class LimitReset(models.TextChoices):
 class ApiKey(TenantModel):
     """An API key. Only an HMAC-SHA256 digest (with a server-side pepper) is stored."""
 
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_no_control_characters])
     scope = models.CharField(max_length=10, choices=KeyScope.choices, default=KeyScope.INFERENCE)
     prefix = models.CharField(max_length=24, help_text="Shown to people to recognise the key.")
     digest = models.CharField(max_length=64, unique=True)

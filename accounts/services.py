@@ -26,6 +26,7 @@ from accounts.models import (
     User,
 )
 from routerhub.errors import BadRequest, Conflict, Forbidden, NotFound
+from routerhub.text import one_line
 
 INVITATION_LIFETIME = timedelta(days=7)
 
@@ -128,7 +129,7 @@ def invitation_create(
     )
     accept_url = f"{settings.SITE_URL}/invitations/{token}/"
     send_mail(
-        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Join {organization.name}",
+        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Join {one_line(organization.name)}",
         message=(
             f"{invited_by.email} invited you to {organization.name} on RouterHub as "
             f"{invitation.get_role_display().lower()}.\n\nAccept within 7 days: {accept_url}\n"

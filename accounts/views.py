@@ -28,6 +28,7 @@ from accounts.models import (
     User,
 )
 from routerhub.errors import ApiError
+from routerhub.text import validate_no_control_characters
 
 View = Callable[..., HttpResponse]
 
@@ -58,7 +59,7 @@ def organization_required(role: Role = Role.MEMBER) -> Callable[[View], View]:
 
 
 class KeyForm(forms.Form):
-    name = forms.CharField(max_length=120)
+    name = forms.CharField(max_length=120, validators=[validate_no_control_characters])
     scope = forms.ChoiceField(choices=KeyScope.choices, initial=KeyScope.INFERENCE)
     limit = forms.DecimalField(
         required=False, min_value=0, max_digits=20, decimal_places=8, label="Credit limit (USD)"
@@ -159,7 +160,9 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
 
 
 class OrganizationForm(forms.Form):
-    name = forms.CharField(max_length=120, label="New organization name")
+    name = forms.CharField(
+        max_length=120, label="New organization name", validators=[validate_no_control_characters]
+    )
 
 
 @organization_required()
@@ -230,7 +233,10 @@ def member_update(request: HttpRequest, membership_id: int) -> HttpResponse:
 def organization_create(request: HttpRequest) -> HttpResponse:
     form = OrganizationForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give the organization a name.")
+        if form.has_error("name", "required"):
+            messages.error(request, "Give the organization a name.")
+        else:
+            messages.error(request, " ".join(form.errors["name"]))
         return redirect("organization")
     organization = services.organization_create(
         name=form.cleaned_data["name"], owner=_person(request)
