@@ -236,7 +236,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
         if form.has_error("name", "required"):
             messages.error(request, "Give the organization a name.")
         else:
-            messages.error(request, " ".join(form.errors["name"]))
+            messages.error(request, " ".join(str(e) for e in form.errors["name"]))
         return redirect("organization")
     organization = services.organization_create(
         name=form.cleaned_data["name"], owner=_person(request)
