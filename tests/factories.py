@@ -48,8 +48,8 @@ def key_make(
     authority follows (``accounts.keys.key_role``)."""
     fields.setdefault("name", f"key {next(_counter)}")
     if created_by is None:
-        owner = Membership.objects.filter(organization=organization, role=Role.OWNER)
-        created_by = owner.select_related("user").order_by("pk").first().user  # type: ignore[union-attr]
+        owners = Membership.objects.filter(organization=organization, role=Role.OWNER)
+        created_by = owners.select_related("user").earliest("pk").user
     plaintext = services.api_key_create(
         organization=organization, created_by=created_by, scope=scope, **fields
     ).plaintext
