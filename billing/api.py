@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Role
 from accounts.tenant_api import TenantAPIView
 from billing.models import (
     CreditAccount,
@@ -37,6 +37,10 @@ CurrentKeyOutput = inline_serializer(
         "name": serializers.CharField(),
         "prefix": serializers.CharField(),
         "scope": serializers.CharField(),
+        "role": serializers.ChoiceField(
+            choices=Role.choices,
+            help_text="The role this key acts with now: at most its creator's current role.",
+        ),
         "organization": inline_serializer(
             "KeyOrganization",
             {
@@ -96,6 +100,7 @@ class CurrentKeyView(TenantAPIView):
                 "name": key.name,
                 "prefix": key.prefix,
                 "scope": key.scope,
+                "role": self.tenant.role,
                 "organization": {
                     "id": organization.pk,
                     "slug": organization.slug,

@@ -106,6 +106,21 @@ def test_a_role_change_reaches_a_cached_key_within_the_cache_ttl(tenants: Tenant
     poll(lambda: key_authenticate(plaintext).role == Role.MEMBER, timeout=10)
 
 
+def test_a_key_tells_the_role_it_acts_with(tenants: Tenants) -> None:
+    client = key_client(
+        key_make(tenants.organization, scope=KeyScope.MANAGE, created_by=tenants.admin)
+    )
+    before = client.get("/api/v1/key").json()["role"]
+
+    services.membership_set_role(
+        organization=tenants.organization,
+        membership_id=membership_of(tenants.admin, tenants.organization).pk,
+        role=Role.MEMBER,
+    )
+
+    assert (before, client.get("/api/v1/key").json()["role"]) == ("admin", "member")
+
+
 def test_a_promoted_creators_key_keeps_the_role_it_was_made_with(tenants: Tenants) -> None:
     plaintext = key_make(tenants.organization, scope=KeyScope.MANAGE, created_by=tenants.admin)
 
