@@ -12,12 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from django.db.models import Sum
+from django.test import Client
 
 from accounts.models import KeyScope
 from billing.models import CreditAccount, LedgerEntry, Reservation
 from billing.services import ledger_post
 from routerhub.money import money
-from tests.factories import key_client, key_make
+from tests.factories import key_client, key_make, user_make
 from tests.routing.conftest import _fresh_gateway_state, fake_server, gateway_server, world
 from tests.routing.servers import poll
 from tests.routing.world import World, endpoint, model
@@ -127,3 +128,14 @@ def test_a_charge_the_balance_cannot_cover_takes_it_to_zero_and_flags_the_shortf
     export = manage.get("/api/v1/usage/export.csv")
     rows = csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode()))
     assert {r["id"]: r["flags"] for r in rows}[generation_id] == "over_hold,shortfall"
+    # And in the admin, filtered by flag.
+    operator = user_make()
+    operator.is_staff = operator.is_superuser = True
+    operator.save(update_fields=["is_staff", "is_superuser"])
+    admin = Client()
+    admin.force_login(operator)
+    flagged = admin.get("/admin/billing/usagerecord/?flag=shortfall")
+    unflagged = admin.get("/admin/billing/usagerecord/?flag=usage_clamped")
+    assert flagged.status_code == unflagged.status_code == 200
+    assert generation_id in flagged.content.decode()
+    assert generation_id not in unflagged.content.decode()
