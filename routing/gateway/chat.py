@@ -545,7 +545,8 @@ def _record_success(ex: Exchange, usage: Usage) -> None:
 def _partial_usage(ex: Exchange) -> Usage:
     """What a stream produced so far: the provider's count when it sent one, else an estimate."""
     reported = ex.decoder.usage if ex.decoder is not None else None
-    usage = _billable_usage(ex, reported, ex.generated_chars)
+    finished = ex.decoder is not None and ex.decoder.finished
+    usage = _billable_usage(ex, reported, ex.generated_chars, finished=finished)
     if ex.endpoint is not None:
         # A stream cut short may carry an early, partial count (Anthropic's message_start).
         usage.completion_tokens = max(
@@ -554,11 +555,13 @@ def _partial_usage(ex: Exchange) -> Usage:
     return usage
 
 
-def _billable_usage(ex: Exchange, reported: Usage | None, generated_chars: int) -> Usage:
+def _billable_usage(
+    ex: Exchange, reported: Usage | None, generated_chars: int, *, finished: bool = True
+) -> Usage:
     """The provider's counts, to be billed at list price. A count it did not send, or one that
-    cannot be true (``Usage.clamped``, above the model's context window, no token for an
-    answer), is estimated from the text instead and the record flagged: never zero for a
-    served answer. Estimates stay within the hold's bounds; provider counts need not."""
+    cannot be true (``Usage.clamped``, above the model's context window, no token for a
+    finished answer), is estimated from the text instead and the record flagged: never zero
+    for a served answer. Estimates stay within the hold's bounds; provider counts need not."""
     if ex.endpoint is None:
         return replace(reported) if reported is not None else Usage()
     estimate = _completion_estimate(ex, generated_chars)
@@ -571,8 +574,8 @@ def _billable_usage(ex: Exchange, reported: Usage | None, generated_chars: int) 
         usage.prompt_tokens, usage.clamped = 0, True
     if window and usage.completion_tokens > window * int(ex.body.get("n") or 1):
         usage.completion_tokens, usage.clamped = 0, True
-    if usage.completion_tokens == 0 and generated_chars:
-        usage.clamped = True
+    if usage.completion_tokens == 0 and generated_chars and finished:
+        usage.clamped = True  # a cut stream's early count may still be 0
     if usage.clamped:
         logger.warning("generation %s: %s reported impossible usage; billed an estimate",
                        ex.generation_id, ex.endpoint.provider_slug)  # fmt: skip
