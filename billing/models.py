@@ -127,9 +127,10 @@ class UsageRecord(TenantModel):
     streamed = models.BooleanField(default=False)
     is_byok = models.BooleanField(default=False)
     prompt = models.TextField(blank=True, help_text="Kept only when the organization opted in.")
-    flags = models.CharField(
-        max_length=100, blank=True, default="", help_text="Comma-separated UsageFlag values."
-    )
+    # A database default too: rows inserted in raw SQL without the column (settlement code of
+    # the previous release, during a rolling deploy) are unflagged, not refused.
+    flags = models.CharField(max_length=100, blank=True, default="", db_default="",
+                             help_text="Comma-separated UsageFlag values.")  # fmt: skip
     created_at = models.DateTimeField(db_index=True)
 
     @property
