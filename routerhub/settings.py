@@ -158,8 +158,14 @@ else:
     # Persistent per-thread connections (CONN_MAX_AGE > 0) leak under ASGI: Django runs each
     # request's sync code in a thread of its own, and a dead thread's connection stayed open
     # until a (rare, tuned) garbage collection. DATABASE_POOL_MAX_SIZE=0 turns the pool off:
-    # each request then opens and closes its own connection.
-    DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=8)
+    # each request then opens and closes its own connection. Code that uses the ORM in a thread
+    # of its own must give the connection back (routerhub.db.db_connections_release): one kept
+    # by a thread that ends is lost to the pool. The test settings leave the pool off because
+    # tests do that (sync code running async code on a fresh event loop, whose executor's
+    # threads never give theirs back); the production server tests run with it.
+    DATABASE_POOL_MAX_SIZE = env.int(
+        "DATABASE_POOL_MAX_SIZE", default=0 if ROUTERHUB_ENV == "test" else 8
+    )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if DATABASE_POOL_MAX_SIZE > 0:
