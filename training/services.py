@@ -124,8 +124,8 @@ def dataset_validate(*, dataset_id: int) -> Dataset | None:
             errors=[
                 _file_error(
                     f"Validating this file needed more than its memory budget "
-                    f"({budget / 2**30:.1f} GiB). Reduce its rows, columns or cell sizes, or "
-                    "split it into smaller files."
+                    f"({_binary_size(budget)}). Reduce its rows, columns or cell sizes, or split "
+                    "it into smaller files."
                 )
             ],
         )
@@ -151,6 +151,10 @@ def dataset_validate(*, dataset_id: int) -> Dataset | None:
     dataset.has_costs = parsed.costs is not None
     dataset.warnings = parsed.warnings
     return _dataset_finish(dataset, errors=[])
+
+
+def _binary_size(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
 
 
 def _file_error(message: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from tests.conftest import require_postgres
 from tests.factories import organization_make
 from tests.processes import database_url
+from tests.training.conftest import csv_bytes, synthetic_frame
 from training import ingest, services
 from training.models import Dataset, DatasetStatus
 
@@ -219,6 +220,28 @@ def test_a_dictionary_encoded_parquet_bomb_stops_decoding_at_the_decoded_size_li
 
     message = _only_error(dataset)
     assert message.startswith("The file's data decodes to more than 67.1 MB (the limit;"), message
+    assert growth < GROWTH_BOUND, f"validation grew the process by {growth / MiB:.0f} MiB"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_validation_past_its_memory_budget_ends_invalid_with_the_reason(
+    media: Path, tmp_path: Path
+) -> None:
+    """Within every declared limit but over the task's memory ceiling (lowered to 64 MiB): the
+    task gets a MemoryError and records it, instead of growing until the kernel kills it."""
+    frame = synthetic_frame(60_000)
+    frame["prompt"] = frame["prompt"] + " " + " ".join(f"context{i}" for i in range(30))
+    path = tmp_path / "large.csv"
+    path.write_bytes(csv_bytes(frame))
+
+    dataset, growth = _validate_in_a_worker_process(
+        path, media, tmp_path, DATASET_VALIDATION_MEMORY_BYTES=str(64 * MiB)
+    )
+
+    assert _only_error(dataset) == (
+        "Validating this file needed more than its memory budget (64 MiB). Reduce its rows, "
+        "columns or cell sizes, or split it into smaller files."
+    )
     assert growth < GROWTH_BOUND, f"validation grew the process by {growth / MiB:.0f} MiB"
 
 
