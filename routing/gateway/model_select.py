@@ -13,6 +13,8 @@ every request alike (tests/serving/test_select_lean.py sends one matrix to both)
 from __future__ import annotations
 
 import io
+import json
+import math
 import re
 from typing import Any
 
@@ -20,6 +22,7 @@ import orjson
 from django.conf import settings
 from rest_framework.exceptions import APIException
 from rest_framework.parsers import JSONParser
+from rest_framework.utils.json import strict_constant
 
 from accounts.keys import bearer_token, key_authenticate_async
 from routerhub.errors import NotFound, drf_exception_handler
@@ -105,10 +108,62 @@ async def _body(req: GatewayRequest) -> Any:
     raw = await req.body(limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     if not raw:
         return {}
+    try:  # what the parser does, without its stream reader (~50 µs of a 2 KB body)
+        return json.loads(raw.decode("utf-8"), parse_constant=strict_constant)
+    except (ValueError, RecursionError):
+        pass  # the parser itself words the error
     return JSONParser().parse(io.BytesIO(raw), parser_context={"encoding": "utf-8"})
 
 
 def _validated(data: Any) -> dict[str, Any]:
+    plain = _plainly_valid(data)
+    if plain is not None:
+        return plain
     serializer = SelectInput(data=data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+def _plainly_valid(data: Any) -> dict[str, Any] | None:
+    """``SelectInput``'s validated data for the bodies SDKs send, or None for anything the
+    serializer must judge (it words every error). Building the serializer took ~0.2-0.5 ms, a
+    quarter of the target for the whole exchange; this accepts only what it would accept
+    unchanged (tests/serving/test_select_lean.py compares odd cases with the DRF view)."""
+    if type(data) is not dict or ("messages" not in data and "prompt" not in data):
+        return None
+    out: dict[str, Any] = {}
+    if "messages" in data:
+        messages = data["messages"]
+        if type(messages) is not list or not messages or any(type(m) is not dict for m in messages):
+            return None
+        out["messages"] = [dict(m) for m in messages]
+    if "prompt" in data:
+        if not _plain_text(data["prompt"]):
+            return None
+        out["prompt"] = data["prompt"]
+    if "tradeoff" in data:
+        tradeoff = data["tradeoff"]
+        if type(tradeoff) not in (str, int, float) or not math.isfinite(
+            tradeoff if type(tradeoff) is float else 0
+        ):
+            return None
+        out["tradeoff"] = tradeoff
+    if "candidates" in data:
+        candidates = data["candidates"]
+        if type(candidates) is not list or not all(
+            _plain_text(c) and c == c.strip() for c in candidates
+        ):
+            return None
+        out["candidates"] = list(candidates)
+    return out
+
+
+def _plain_text(value: Any) -> bool:
+    """A string ``CharField`` keeps as it is: not blank, no NUL, no lone surrogate."""
+    if type(value) is not str or not value or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
