@@ -35,11 +35,13 @@ from typing import Any
 import httpx
 import orjson
 
-from bench import gateway
+from bench import gateway, report
 from bench.loadgen import Conn, percentile
 from bench.procs import Proc, free_port, wait_http
 
 SLUG = "arc"
+DATABASE = "routerhub_bench_select"
+REDIS_URL = "redis://127.0.0.1:6379/14"
 PROMPT_BYTES = 2048
 DATASETS = gateway.REPO.parent / "shared" / "datasets"  # ../shared/datasets from the repo
 
@@ -246,6 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "http_c1": measure_http(targets, setup["key"], prompts, args.requests),
             "decision": measure_decision(targets, setup["key"], prompts, 220),
         }
+        results["loadavg"] = os.getloadavg()[0]
         gateway.log("select benchmark: activation while selects run")
         results["activation"] = {
             "gateway": measure_activation(lean_url, setup["key"], setup["manage_key"], 2,
@@ -258,29 +261,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def table(results: dict[str, Any]) -> str:
-    http_, decision, activation = results["http_c1"], results["decision"], results["activation"]
-    rows = [
-        "| select (2 KB prompt, 11 candidates) | lean gateway path | DRF view |",
-        "|---|---|---|",
-        f"| HTTP p50 / p99, c=1 | {http_['gateway']['p50_ms']} / {http_['gateway']['p99_ms']} ms "
-        f"| {http_['drf']['p50_ms']} / {http_['drf']['p99_ms']} ms |",
-        f"| decision (`latency_ms`) p50 / p99 | {decision['gateway']['p50_ms']} / "
-        f"{decision['gateway']['p99_ms']} ms | {decision['drf']['p50_ms']} / "
-        f"{decision['drf']['p99_ms']} ms |",
-        f"| slowest select while a version is activated | {activation['gateway']['slowest_ms']} ms "
-        f"| {activation['drf']['slowest_ms']} ms |",
-    ]
-    return "\n".join(rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="select: lean gateway path vs DRF view.")
     parser.add_argument("--requests", type=int, default=1000, help="timed selects per server")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--datasets", type=Path, default=DATASETS)
-    parser.add_argument("--database", default="routerhub_bench_select")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--database", default=DATABASE)
+    parser.add_argument("--redis-url", default=REDIS_URL)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--child-setup", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -295,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    print(table(results))
+    print(report.select_text({"select": results, "machine": report.machine()}))
     return 0
 
 

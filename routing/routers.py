@@ -253,7 +253,7 @@ def _warm_activated(since: datetime) -> datetime:
     )
     latest = since
     for organization_id, organization_slug, slug, activated_at in activated:
-        latest = max(latest, activated_at)
+        latest = max(latest, activated_at or latest)  # never None here (filtered on it)
         key = (None if organization_slug == PLATFORM_ORGANIZATION_SLUG else organization_id, slug)
         cached = _rows.get(key)
         if cached is None:
