@@ -28,7 +28,6 @@ from accounts.keys import bearer_token, key_authenticate_async
 from routerhub.errors import NotFound, drf_exception_handler
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.http import GatewayRequest, Scope
-from routing.router_api import SelectInput
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
     messages_prompt,
@@ -36,6 +35,7 @@ from routing.routers import (
     router_row_async,
     tradeoff_parse,
 )
+from routing.serializers import SelectInput
 
 _PATH = re.compile(r"/api/v1/routers/(?P<slug>[-a-zA-Z0-9_]+)/select")  # Django's <slug:slug>
 _JSON_TYPES = frozenset(

@@ -207,3 +207,26 @@ def test_select_from_the_gateway_answers_every_case_like_the_drf_view(
                 for name in ("messages", "unknown-slug", "revoked-key", "oversize", "tradeoff-too-big")}  # fmt: skip
     assert statuses == {"messages": 200, "unknown-slug": 404, "revoked-key": 401, "oversize": 413,
                         "tradeoff-too-big": 400}  # fmt: skip
+
+
+def test_the_server_boots_without_the_training_libraries() -> None:
+    """Serving select from the gateway must not load pandas, scikit-learn or LightGBM into every
+    worker at boot (~150 MB and ~1 s each): they load with the first router a worker serves."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    heavy = ("lightgbm", "pandas", "sklearn", "training.predictor")
+    code = f"import sys, routerhub.asgi; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    booted = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "ROUTERHUB_ENV": "test"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+    assert booted.stdout.strip().splitlines()[-1] == "[]", booted.stdout
