@@ -222,7 +222,8 @@ def router_delete(*, router: Router) -> None:
 
 
 def version_activate(*, router: Router, number: int) -> Router:
-    """Make version ``number`` the one serving uses (also how a rollback is done)."""
+    """Make version ``number`` the one serving uses (also how a rollback is done), loaded into
+    this process first thing after the commit: its first decision here reads no storage."""
     with transaction.atomic():
         locked = Router.objects.select_for_update().get(pk=router.pk)
         version = RouterVersion.objects.filter(router=locked, number=number).first()
@@ -231,7 +232,19 @@ def version_activate(*, router: Router, number: int) -> Router:
         locked.active_version = version
         locked.activated_at = timezone.now()
         locked.save(update_fields=["active_version", "activated_at"])
+        transaction.on_commit(partial(_version_warm, version))
     return locked
+
+
+def _version_warm(version: RouterVersion) -> None:
+    # Other serving processes warm it from their router cache (routing.routers); this one
+    # serves the dashboard or API call that activated it, so it loads it now (~70 ms).
+    from training.predictor import predictor_for_version  # LightGBM: only where routers serve
+
+    try:
+        predictor_for_version(version, warmup=True)
+    except Exception:
+        logger.exception("router version %s could not be loaded after activation", version.pk)
 
 
 # --- training runs ---------------------------------------------------------------------------------
