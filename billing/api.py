@@ -186,6 +186,8 @@ GenerationOutput = inline_serializer(
         "error_type": serializers.CharField(allow_null=True),
         "streamed": serializers.BooleanField(),
         "is_byok": serializers.BooleanField(),
+        # Charged at its hold by the reservation sweep: the request's usage never arrived.
+        "reconciled_from_hold": serializers.BooleanField(),
         "key_id": _int_or_null,
         "created_at": serializers.DateTimeField(),
     },
@@ -228,6 +230,7 @@ def generation_json(record: UsageRecord) -> dict[str, Any]:
         "error_type": record.error_type or None,
         "streamed": record.streamed,
         "is_byok": record.is_byok,
+        "reconciled_from_hold": record.reconciled_from_hold,
         "key_id": record.key_id,
         "created_at": record.created_at.isoformat(),
     }
@@ -307,6 +310,7 @@ CSV_COLUMNS = [
     "id", "created_at", "model", "requested_model", "provider", "router", "router_version",
     "key_id", "status", "error_type", "prompt_tokens", "completion_tokens", "cached_tokens",
     "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "streamed", "is_byok",
+    "reconciled_from_hold",
 ]  # fmt: skip
 
 

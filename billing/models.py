@@ -71,12 +71,20 @@ class KeySpendWindow(models.Model):
 
 class ReservationState(models.TextChoices):
     HELD = "held", "Held"
+    # The gateway said the request has nothing to charge (it failed before any answer); its
+    # usage draft will release the hold, or the sweep will, for free.
+    FREE = "free", "Held, nothing to charge"
     SETTLED = "settled", "Settled"
     RELEASED = "released", "Released"
 
 
 class Reservation(TenantModel):
-    """Credit held for one in-flight request; settled or released exactly once."""
+    """Credit held for one in-flight request; settled or released exactly once.
+
+    A hold still ``held`` when it expires lost its usage draft (a Redis without its data, a
+    worker killed mid-request): the sweep charges it at its amount (``reconciled_from_hold``).
+    Only a hold the gateway marked ``free`` is released without a charge.
+    """
 
     generation_id = models.CharField(max_length=64, unique=True)
     key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, related_name="+")
@@ -118,6 +126,13 @@ class UsageRecord(TenantModel):
     streamed = models.BooleanField(default=False)
     is_byok = models.BooleanField(default=False)
     prompt = models.TextField(blank=True, help_text="Kept only when the organization opted in.")
+    # A default in the database too: the settler's raw INSERT of a version without the column
+    # (a rolling deploy) still works.
+    reconciled_from_hold = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Charged at its hold by the reservation sweep: the request's usage never arrived.",
+    )
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:

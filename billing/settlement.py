@@ -69,11 +69,15 @@ class UsageDraft:
     is_byok: bool = False
     prompt: str = ""
     created_at: datetime = field(default_factory=timezone.now)
+    # Not from the gateway: the sweep charging a hold whose draft never arrived.
+    reconciled_from_hold: bool = False
 
     def to_json(self) -> dict[str, Any]:
         # Field by field: ``dataclasses.asdict`` deep-copies every value and was a measurable
         # share of the gateway's per-request CPU.
         data = {name: getattr(self, name) for name in _DRAFT_FIELDS}
+        if not self.reconciled_from_hold:
+            del data["reconciled_from_hold"]  # gateway drafts stay readable by older settlers
         data["cost"] = money_str(self.cost)
         data["created_at"] = self.created_at.isoformat()
         return data
@@ -93,7 +97,7 @@ _USAGE_COLUMNS = (
     "organization_id", "generation_id", "key_id", "model", "requested_model", "provider",
     "router", "router_version", "prompt_tokens", "completion_tokens", "cached_tokens",
     "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type", "streamed",
-    "is_byok", "prompt", "created_at",
+    "is_byok", "prompt", "reconciled_from_hold", "created_at",
 )  # fmt: skip
 _LEDGER_COLUMNS = (
     "organization_id", "kind", "amount", "balance_after", "idempotency_key", "description",
@@ -111,11 +115,14 @@ class _Hold:
     key_window_start: datetime | None
 
 
+_OPEN = (ReservationState.HELD, ReservationState.FREE)  # holds not yet settled or released
+
+
 def _lock_holds(**filters: Any) -> list[_Hold]:
     """Lock the held reservations matching ``filters``, in primary-key order."""
     rows = (
         Reservation.objects.select_for_update()
-        .filter(state=ReservationState.HELD, **filters)
+        .filter(state__in=_OPEN, **filters)
         .order_by("pk")
         .values_list(*(f.name for f in fields(_Hold)))
     )
@@ -391,7 +398,7 @@ def _recharge(drafts: list[UsageDraft], balance: Decimal) -> dict[str, Decimal]:
 
 
 def reservations_release(reservations: Sequence[Reservation]) -> int:
-    """Release holds without charging (their requests never finished); returns how many."""
+    """Release holds without charging (their requests had nothing to charge); returns how many."""
     if not reservations:
         return 0
     with transaction.atomic():
@@ -409,6 +416,30 @@ def reservations_release(reservations: Sequence[Reservation]) -> int:
             state=ReservationState.RELEASED
         )
     return len(holds)
+
+
+def reservations_reconcile(reservations: Sequence[Reservation]) -> list[str]:
+    """Charge holds whose usage never arrived at their held amount; returns their generation ids.
+
+    Each is settled like a draft (``usage_settle_batch``: a usage record flagged
+    ``reconciled_from_hold``, the ledger entry ``usage:<generation id>`` capped at the balance,
+    the hold settled) and so once per generation id: a draft that arrives afterwards finds the
+    record and charges nothing more. The hold is the most the request could have cost; the
+    tenant sees which records were charged this way.
+    """
+    drafts = [
+        UsageDraft(
+            generation_id=r.generation_id,
+            organization_id=r.organization_id,
+            key_id=r.key_id,
+            status="succeeded",
+            cost=r.amount,
+            created_at=r.created_at,
+            reconciled_from_hold=True,
+        )
+        for r in reservations
+    ]
+    return usage_settle_batch(drafts)
 
 
 def usage_settle(draft: UsageDraft) -> UsageRecord:
