@@ -104,6 +104,16 @@ class UsageStatus(models.TextChoices):
     ABORTED = "aborted", "Aborted by client"
 
 
+class UsageFlag(models.TextChoices):
+    """What a usage record's ``flags`` may name: billing that needs a person's eye."""
+
+    OVER_HOLD = "over_hold", "Charged more than its hold"
+    SHORTFALL = "shortfall", "Balance ran out: charged less than its cost"
+    USAGE_CLAMPED = "usage_clamped", "Provider reported impossible usage: estimated"
+    USAGE_ESTIMATED = "usage_estimated", "Provider reported no usage: estimated"
+    RECONCILED_FROM_HOLD = "reconciled_from_hold", "Usage never arrived: charged its hold"
+
+
 class UsageRecord(TenantModel):
     """One request through the gateway; written exactly once (unique generation id)."""
 
@@ -126,14 +136,15 @@ class UsageRecord(TenantModel):
     streamed = models.BooleanField(default=False)
     is_byok = models.BooleanField(default=False)
     prompt = models.TextField(blank=True, help_text="Kept only when the organization opted in.")
-    # A default in the database too: the settler's raw INSERT of a version without the column
-    # (a rolling deploy) still works.
-    reconciled_from_hold = models.BooleanField(
-        default=False,
-        db_default=False,
-        help_text="Charged at its hold by the reservation sweep: the request's usage never arrived.",
-    )
+    # A database default too: rows inserted in raw SQL without the column (settlement code of
+    # the previous release, during a rolling deploy) are unflagged, not refused.
+    flags = models.CharField(max_length=100, blank=True, default="", db_default="",
+                             help_text="Comma-separated UsageFlag values.")  # fmt: skip
     created_at = models.DateTimeField(db_index=True)
+
+    @property
+    def flag_list(self) -> list[str]:
+        return [flag for flag in self.flags.split(",") if flag]
 
     class Meta:
         indexes = [

@@ -160,7 +160,7 @@ def test_the_sweep_charges_a_hold_whose_usage_never_arrived_and_a_late_draft_cha
     assert reservations_sweep() == 1
 
     record = UsageRecord.objects.get(generation_id=request.generation_id)
-    assert record.reconciled_from_hold and record.cost == Decimal("0.9")
+    assert record.flag_list == ["reconciled_from_hold"] and record.cost == Decimal("0.9")
     assert record.key_id == key.pk and record.status == "succeeded"
     account = CreditAccount.objects.get(organization=organization)
     assert account.balance == Decimal("0.1") and account.reserved == 0
@@ -176,7 +176,8 @@ def test_the_sweep_charges_a_hold_whose_usage_never_arrived_and_a_late_draft_cha
 
     assert LedgerEntry.objects.filter(reference=request.generation_id).count() == 1
     assert CreditAccount.objects.get(organization=organization).balance == Decimal("0.1")
-    assert UsageRecord.objects.get(generation_id=request.generation_id).reconciled_from_hold
+    record = UsageRecord.objects.get(generation_id=request.generation_id)
+    assert (record.cost, record.flag_list) == (Decimal("0.9"), ["reconciled_from_hold"])
     _assert_books_balance(organization)
 
 

@@ -227,7 +227,7 @@ def test_the_reservation_sweep_settles_a_late_draft_at_its_cost_before_charging_
     assert sweep_reservations() == 1
 
     records = {r.generation_id: r for r in UsageRecord.objects.all()}
-    assert (records[waiting].cost, records[waiting].reconciled_from_hold) == (Decimal("0.2"), False)
-    assert (records[lost].cost, records[lost].reconciled_from_hold) == (Decimal("0.5"), True)
+    assert (records[waiting].cost, records[waiting].flags) == (Decimal("0.2"), "")
+    assert (records[lost].cost, records[lost].flags) == (Decimal("0.5"), "reconciled_from_hold")
     assert CreditAccount.objects.get(organization=funded).balance == Decimal("9.3")
     assert redis_client.xlen(STREAM) == 0

@@ -200,8 +200,8 @@ def test_requests_whose_drafts_a_redis_without_persistence_lost_are_charged_thei
             with psycopg.connect(database) as conn:
                 holds = dict(conn.execute("SELECT generation_id, amount FROM billing_reservation "
                                           "WHERE state = 'settled'").fetchall())  # fmt: skip
-                records = {g: (cost, flagged) for g, cost, flagged in conn.execute(
-                    "SELECT generation_id, cost, reconciled_from_hold FROM billing_usagerecord")}  # fmt: skip
+                records = {g: (cost, flags) for g, cost, flags in conn.execute(
+                    "SELECT generation_id, cost, flags FROM billing_usagerecord")}  # fmt: skip
                 charges = dict(conn.execute("SELECT reference, -amount FROM billing_ledgerentry "
                                             "WHERE kind = 'usage'").fetchall())  # fmt: skip
                 (state,) = conn.execute("SELECT state FROM billing_reservation WHERE "
@@ -222,7 +222,7 @@ def test_requests_whose_drafts_a_redis_without_persistence_lost_are_charged_thei
     assert set(holds) == set(served), (
         "the sweep must charge exactly the served requests their holds"
     )
-    assert records == {g: (holds[g], True) for g in served}
+    assert records == {g: (holds[g], "reconciled_from_hold") for g in served}
     assert charges == {g: holds[g] for g in served}
     assert all(amount > 0 for amount in holds.values())
     assert state == "released" and failed not in charges
