@@ -198,7 +198,7 @@ GenerationOutput = inline_serializer(
             "shortfall (the balance ran out; cost is what was charged), usage_clamped "
             "(the provider reported impossible usage; billed on an estimate), "
             "usage_estimated (the provider reported none), reconciled_from_hold (the request's "
-            "usage never reached billing; charged its hold, the most it could cost).",
+            "usage never reached billing; charged its hold, the request's worst case).",
         ),
         "key_id": _int_or_null,
         "created_at": serializers.DateTimeField(),

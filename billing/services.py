@@ -270,8 +270,8 @@ def reservations_sweep(*, now: datetime | None = None, charge: bool = True) -> i
     if released:
         logger.warning("released %d expired credit reservations with nothing to charge", released)
     if charged:
-        logger.error("charged %d expired credit reservations whose usage never arrived at their "
-                     "held amount", len(charged))  # fmt: skip
+        logger.error("charged %d expired credit reservations their held amount: their usage "
+                     "never arrived", len(charged))  # fmt: skip
     return released + len(charged)
 
 

@@ -433,8 +433,8 @@ def reservations_reconcile(reservations: Sequence[Reservation]) -> list[str]:
     Each is settled like a draft (``usage_settle_batch``: a usage record flagged
     ``reconciled_from_hold``, the ledger entry ``usage:<generation id>`` capped at the balance,
     the hold settled) and so once per generation id: a draft that arrives afterwards finds the
-    record and charges nothing more. The hold is the most the request could have cost; the
-    tenant sees which records were charged this way.
+    record and charges nothing more. The hold is the request's worst case (bar a provider
+    counting past it); the tenant sees which records were charged this way.
     """
     drafts = [
         UsageDraft(
