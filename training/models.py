@@ -33,6 +33,8 @@ class Dataset(TenantModel):
     model_summary = models.JSONField(default=list, blank=True)  # [{id, mean_score, mean_cost}]
     has_costs = models.BooleanField(default=False)
     parsed_file = models.FileField(upload_to="datasets/parsed/", max_length=300, blank=True)
+    # Deliveries of the validation task so far (counted before the file is read).
+    validation_attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     validated_at = models.DateTimeField(null=True, blank=True)
 
@@ -107,6 +109,7 @@ class RunStatus(models.TextChoices):
 
 
 FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class TrainingRun(TenantModel):
@@ -136,6 +139,14 @@ class TrainingRun(TenantModel):
         indexes = [
             models.Index(fields=["organization", "-created_at"]),
             models.Index(fields=["status", "heartbeat_at"]),
+        ]
+        constraints = [
+            # One queued or running run per router, whatever the concurrency of the requests.
+            models.UniqueConstraint(
+                fields=["router"],
+                condition=models.Q(status__in=ACTIVE_STATUSES),
+                name="one_active_run_per_router",
+            ),
         ]
 
     def __str__(self) -> str:
