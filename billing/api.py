@@ -197,7 +197,8 @@ GenerationOutput = inline_serializer(
             help_text="Billing that needs a look: over_hold (charged more than its hold), "
             "shortfall (the balance ran out; cost is what was charged), usage_clamped "
             "(the provider reported impossible usage; billed on an estimate), "
-            "usage_estimated (the provider reported none).",
+            "usage_estimated (the provider reported none), reconciled_from_hold (the request's "
+            "usage never reached billing; charged its hold, the request's worst case).",
         ),
         "key_id": _int_or_null,
         "created_at": serializers.DateTimeField(),
