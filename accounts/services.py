@@ -25,6 +25,7 @@ from accounts.models import (
     Role,
     User,
 )
+from billing.services import starter_credits_grant
 from routerhub.errors import BadRequest, Conflict, NotFound
 
 INVITATION_LIFETIME = timedelta(days=7)
@@ -40,11 +41,12 @@ def _unique_slug(base: str) -> str:
 
 @transaction.atomic
 def organization_create(*, name: str, owner: User, personal: bool = False) -> Organization:
-    """Create an organization with ``owner`` as its first owner."""
+    """Create an organization with ``owner`` as its first owner and its starter credits."""
     organization = Organization.objects.create(
         slug=_unique_slug(name), name=name, is_personal=personal
     )
     Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
+    starter_credits_grant(organization=organization)
     return organization
 
 

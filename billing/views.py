@@ -67,6 +67,10 @@ def credits_page(request: HttpRequest) -> HttpResponse:
             .order_by("-created_at")[:20],
             "min_amount": settings.TOPUP_MIN_AMOUNT,
             "max_amount": settings.TOPUP_MAX_AMOUNT,
+            "billing_enabled": settings.BILLING_ENABLED,
+            "starter_credits": settings.STARTER_CREDITS_USD,
+            "byok_fee_percent": settings.BYOK_FEE_RATE * 100,
+            "organization_slug": organization.slug,
         },
     )
 

@@ -366,6 +366,12 @@ BYOK_FEE_RATE = _decimal("BYOK_FEE_RATE", default="0.05")
 TOPUP_MIN_AMOUNT = _decimal("TOPUP_MIN_AMOUNT", default="5")
 TOPUP_MAX_AMOUNT = _decimal("TOPUP_MAX_AMOUNT", default="10000")
 DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
+# Credits every new organization starts with (one "promotion" ledger entry), so a newcomer can
+# send a first request to the demo models without an operator or a card. On in development; 0
+# (off) in tests and production unless set, e.g. on a public demo deployment.
+STARTER_CREDITS_USD = _decimal(
+    "STARTER_CREDITS_USD", default="5" if ROUTERHUB_ENV == "development" else "0"
+)
 
 # Stripe top-ups. Card payments are on when BILLING_ENABLED (default: in production), and then
 # every key below must be set. STRIPE_API_BASE points the stripe library at a fake server

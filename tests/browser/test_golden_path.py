@@ -6,6 +6,7 @@ import re
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -36,20 +37,6 @@ def dataset_csv(path: Path) -> Path:
     return path
 
 
-def grant_credits(email: str) -> None:
-    """What support does for a new account: promotional credits on its personal organization."""
-    from accounts.models import Membership
-    from billing.services import ledger_post
-
-    organization = Membership.objects.get(user__email=email).organization
-    ledger_post(
-        organization=organization,
-        kind="promotion",
-        amount=Decimal("5"),
-        idempotency_key=f"browser-test-promotion:{organization.pk}",
-    )
-
-
 def nav(tab: Browser, name: str) -> None:
     link = tab.page.get_by_role("navigation", name="Main").get_by_role(
         "link", name=name, exact=True
@@ -59,8 +46,10 @@ def nav(tab: Browser, name: str) -> None:
 
 
 def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
-    browser: Browser, tmp_path: Path
+    browser: Browser, tmp_path: Path, settings: Any
 ) -> None:
+    # No operator step anywhere: the organization's only credits are its starter grant.
+    settings.STARTER_CREDITS_USD = Decimal("5")
     page = browser.page
     # A new address each run: allauth rate-limits confirmation emails per address in the cache,
     # which outlives a run when it is Redis.
@@ -75,7 +64,6 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     page.locator("main form").get_by_role("button", name=re.compile("sign up", re.I)).click()
     expect(page).to_have_url(re.compile(r"/accounts/confirm-email/$"))
     browser.shot("verification-sent")
-    grant_credits(email)
 
     # Confirm the email through the link in the message.
     messages = [m for m in mail.outbox if email in m.to]
@@ -88,7 +76,7 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
     browser.shot("login")
 
-    # Log in: the overview shows the credits support granted.
+    # Log in: the overview shows the starter credits.
     log_in(browser, email, PASSWORD)
     expect(page.locator("main")).to_contain_text("$5.00")
     browser.shot("overview")
