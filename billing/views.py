@@ -147,6 +147,5 @@ def overview_page(request: HttpRequest) -> HttpResponse:
                 organization=organization, revoked_at__isnull=True
             ).count(),
             "chart": spend_chart_for(organization.pk),
-            "site_url": settings.SITE_URL,
         },
     )

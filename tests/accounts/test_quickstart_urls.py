@@ -1,0 +1,49 @@
+"""Quickstarts and "Try it" snippets show the address this server is reached at, for the key's scope."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pytest
+
+from tests.factories import dashboard_client
+
+pytestmark = pytest.mark.django_db
+
+HOST = "rh.example.test:9000"
+
+
+def _page(tenants: Any, path: str, data: dict[str, str] | None = None) -> str:
+    client = dashboard_client(tenants.owner, tenants.organization)
+    if data is None:
+        response = client.get(path, HTTP_HOST=HOST)
+    else:
+        response = client.post(path, data, HTTP_HOST=HOST)
+    assert response.status_code == 200
+    return html.unescape(response.content.decode())
+
+
+def test_overview_quickstart_uses_the_host_the_server_was_reached_at(tenants: Any) -> None:
+    page = _page(tenants, "/dashboard/")
+
+    assert f"http://{HOST}/v1" in page
+    assert "127.0.0.1:8000" not in page
+
+
+def test_a_new_keys_try_it_snippet_has_the_full_url(tenants: Any) -> None:
+    page = _page(tenants, "/dashboard/keys/", {"name": "first", "scope": "inference"})
+
+    assert f"curl http://{HOST}/v1/chat/completions" in page
+    assert f'base_url="http://{HOST}/v1"' in page
+
+
+def test_site_url_when_set_wins_over_the_request_host(tenants: Any, settings: Any) -> None:
+    settings.SITE_URL, settings.SITE_URL_SET = "https://api.routerhub.example", True
+
+    overview = _page(tenants, "/dashboard/")
+    keys = _page(tenants, "/dashboard/keys/", {"name": "first", "scope": "inference"})
+
+    assert "https://api.routerhub.example/v1" in overview
+    assert "curl https://api.routerhub.example/v1/chat/completions" in keys
+    assert HOST not in overview + keys
