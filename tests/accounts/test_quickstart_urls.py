@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.factories import dashboard_client
@@ -47,3 +49,19 @@ def test_site_url_when_set_wins_over_the_request_host(tenants: Any, settings: An
     assert "https://api.routerhub.example/v1" in overview
     assert "curl https://api.routerhub.example/v1/chat/completions" in keys
     assert HOST not in overview + keys
+
+
+def test_a_management_key_is_shown_a_management_example_that_it_can_run(
+    tenants: Any, live_server: Any
+) -> None:
+    page = _page(tenants, "/dashboard/keys/", {"name": "ops", "scope": "manage"})
+    key = re.search(r'<code id="new-key">([^<]+)</code>', page)
+    assert key
+
+    assert "/v1/chat/completions" not in page
+    example = re.search(r"curl (\S+/api/v1/credits) -H \"Authorization: Bearer (\S+)\"", page)
+    assert example and example.group(2) == key.group(1), page
+    path = example.group(1).split(HOST, 1)[1]
+    answer = httpx.get(live_server.url + path, headers={"Authorization": f"Bearer {key.group(1)}"})
+    assert answer.status_code == 200, answer.text
+    assert "balance" in answer.json()
