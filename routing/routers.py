@@ -15,6 +15,7 @@ first otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -68,6 +69,10 @@ class RouterDecision:
     @property
     def models(self) -> list[str]:
         return [choice.model for choice in self.ranked]
+
+    def restricted_to(self, servable: set[str]) -> RouterDecision:
+        """The same decision ranking only ``servable`` models (those the gateway can call)."""
+        return dataclasses.replace(self, ranked=[c for c in self.ranked if c.model in servable])
 
     def as_routing(self) -> dict[str, Any]:
         """The response's ``routing`` object of API.md."""
