@@ -7,7 +7,8 @@ from decimal import Decimal
 
 from django.db.models import Prefetch, Q
 
-from routing.models import CatalogModel, Endpoint
+from routing.gateway.credentials import platform_key
+from routing.models import CatalogModel, Endpoint, ProviderKey
 
 _MILLION = Decimal(1_000_000)
 
@@ -92,3 +93,21 @@ def catalog_models_list(*, query: str = "") -> list[ModelRow]:
             )
         )
     return rows
+
+
+def models_callable_by(*, organization_id: int) -> set[str]:
+    """Ids of the models this organization can call now: some enabled endpoint has a provider
+    that needs no key, whose platform key is configured, or for which it brought its own key."""
+    own = set(
+        ProviderKey.objects.filter(organization_id=organization_id).values_list(
+            "provider_id", flat=True
+        )
+    )
+    endpoints = Endpoint.objects.filter(
+        enabled=True, provider__enabled=True, model__enabled=True
+    ).values_list("model_id", "provider_id", "provider__api_key_env")
+    return {
+        model_id
+        for model_id, provider_id, key_env in endpoints
+        if provider_id in own or platform_key(key_env) is not None
+    }
