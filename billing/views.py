@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts.models import ApiKey, Role
+from accounts.models import ApiKey, KeyScope, Role
 from accounts.views import organization_required
 from billing.api import UsageQuery
 from billing.charts import spend_chart
@@ -99,7 +99,10 @@ def usage_page(request: HttpRequest) -> HttpResponse:
             "errors": {} if valid else query.errors,
             "params": params,
             "query_string": urlencode(params),
-            "keys": ApiKey.objects.filter(organization=organization).order_by("name"),
+            # Only inference keys send requests; management keys would filter to nothing.
+            "keys": ApiKey.objects.filter(
+                organization=organization, scope=KeyScope.INFERENCE
+            ).order_by("name"),
             "models": sorted({row["group"] for row in by_model if row["group"]}),
             "statuses": UsageStatus.choices,
         },

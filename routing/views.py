@@ -21,6 +21,7 @@ from routing.routers import PLATFORM_ROUTER_SLUG
 from routing.selectors import catalog_models_list, models_callable_by
 from routing.services import provider_key_create, provider_key_delete
 from training.models import Router
+from training.tokens import DEFAULT_OUTPUT_TOKENS
 
 
 @login_required
@@ -46,6 +47,7 @@ def playground_page(request: HttpRequest) -> HttpResponse:
             "models_without_key": [m for m in models if m.id not in callable_ids],
             "routers": routers,
             "platform_router": PLATFORM_ROUTER_SLUG,
+            "typical_reply_tokens": DEFAULT_OUTPUT_TOKENS,
         },
     )
 

@@ -146,6 +146,7 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     chart = page.locator("figure.chart-wrap svg")
     expect(chart).to_be_visible()
     assert chart.locator("circle, path, polyline, line").count() > 0
+    expect(page.locator("#report-cost-basis")).to_contain_text("your dataset's costs")
     browser.shot("version-report")
 
     # Playground again: through the router, with its decision table.
@@ -165,6 +166,7 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     assert chosen in {"demo/small", "demo/large"}
     expect(page.locator("#pg-used")).to_have_text(chosen)
     expect(page.locator("#pg-cost")).to_have_text(COST)
+    expect(page.locator("#pg-cost-basis")).to_contain_text("at catalog prices")
     router_generation = page.locator("#pg-generation").inner_text().strip()
     assert router_generation and router_generation != model_generation
     browser.shot("playground-router-reply")
