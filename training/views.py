@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import Membership, Organization, Role
 from accounts.views import organization_required
 from routerhub.errors import ApiError
+from routing.selectors import catalog_unknown_ids
 from training import services
 from training.charts import cost_quality_svg
 from training.models import Dataset, DatasetStatus, Router, RouterVersion, TrainingRun
@@ -43,7 +44,8 @@ class DatasetUploadForm(forms.Form):
     columns = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text='Optional JSON, e.g. {"prompt": "prompt", "scores": {"gpt-4o": "gpt4_correct"}}. '
+        help_text='Optional JSON mapping catalog ids to your columns, e.g. {"prompt": "prompt", '
+        '"scores": {"openai/gpt-4o": "gpt4_correct"}}. '
         "Leave empty for '<model>/score' columns.",
     )
     maximize = forms.BooleanField(
@@ -136,7 +138,12 @@ def _dataset(request: HttpRequest, dataset_id: int) -> Dataset:
 
 @organization_required()
 def dataset_page(request: HttpRequest, dataset_id: int) -> HttpResponse:
-    return render(request, "training/dataset.html", {"dataset": _dataset(request, dataset_id)})
+    dataset = _dataset(request, dataset_id)
+    return render(
+        request,
+        "training/dataset.html",
+        {"dataset": dataset, "unknown": catalog_unknown_ids(dataset.model_ids)},
+    )
 
 
 @require_POST
@@ -172,6 +179,14 @@ def routers_page(request: HttpRequest) -> HttpResponse:
             except ApiError as exc:
                 form.add_error("slug", exc.message)
             else:
+                unknown = catalog_unknown_ids(router.candidates)
+                if unknown:
+                    messages.warning(
+                        request,
+                        f"Router created, but {', '.join(unknown)} "
+                        f"{'is not a catalog model' if len(unknown) == 1 else 'are not catalog models'}"
+                        ": requests routed to them will fail. See the suggestions below.",
+                    )
                 return redirect("training-router", slug=router.slug)
     routers = Router.objects.filter(organization=organization).select_related("active_version")
     return render(
@@ -227,6 +242,9 @@ def router_page(request: HttpRequest, slug: str) -> HttpResponse:
             "runs": router.runs.select_related("dataset", "version").order_by("-created_at")[:20],
             "chart": cost_quality_svg(active.report) if active else "",
             "active": active,
+            "unknown": catalog_unknown_ids(
+                router.candidates or (active.candidates if active else [])
+            ),
             "can_manage": _membership(request).has_role(Role.ADMIN),
         },
     )
