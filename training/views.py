@@ -22,7 +22,14 @@ from routerhub.errors import ApiError
 from routing.selectors import catalog_unknown_ids
 from training import services
 from training.charts import cost_quality_svg
-from training.models import Dataset, DatasetStatus, Router, RouterVersion, TrainingRun
+from training.models import (
+    STAGE_LABELS,
+    Dataset,
+    DatasetStatus,
+    Router,
+    RouterVersion,
+    TrainingRun,
+)
 
 
 def _membership(request: HttpRequest) -> Membership:
@@ -293,7 +300,11 @@ def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
     return render(
         request,
         "training/run.html",
-        {"run": run, "can_manage": _membership(request).has_role(Role.ADMIN)},
+        {
+            "run": run,
+            "can_manage": _membership(request).has_role(Role.ADMIN),
+            "stage_labels": STAGE_LABELS,
+        },
     )
 
 
