@@ -1,4 +1,4 @@
-"""Template context for every page: the URL clients reach this server at."""
+"""Template context for every page: the URL clients reach this server at, where email goes."""
 
 from __future__ import annotations
 
@@ -13,5 +13,9 @@ def public_url(request: HttpRequest) -> str:
     return f"{request.scheme}://{request.get_host()}"
 
 
-def site(request: HttpRequest) -> dict[str, str]:
-    return {"site_url": public_url(request)}
+def site(request: HttpRequest) -> dict[str, object]:
+    return {
+        "site_url": public_url(request),
+        # Pages that promise an email say where it goes when the server only prints them.
+        "emails_to_console": "console" in str(settings.EMAIL_BACKEND),
+    }

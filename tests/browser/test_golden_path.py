@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from tests.browser.conftest import TIMEOUT_MS, Browser, expect, link_in, log_in
+from tests.browser.conftest import TIMEOUT_MS, Browser, expect, link_in
 from tests.training.conftest import synthetic_frame
 
 pytestmark = pytest.mark.browser
@@ -73,11 +73,9 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     page.goto(link)
     browser.shot("confirm-email")
     page.locator("main form").get_by_role("button", name=re.compile("confirm", re.I)).click()
-    expect(page).to_have_url(re.compile(r"/accounts/login/"))
-    browser.shot("login")
 
-    # Log in: the overview shows the starter credits.
-    log_in(browser, email, PASSWORD)
+    # Confirming signs the newcomer in: the overview shows the starter credits.
+    expect(page).to_have_url(re.compile(r"/dashboard/$"))
     expect(page.locator("main")).to_contain_text("$5.00")
     browser.shot("overview")
 
