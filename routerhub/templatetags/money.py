@@ -7,32 +7,16 @@ holds the stored value (8 decimals), so ``$9.995`` and ``$10.00`` can never be c
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from routerhub.money import money
+from routerhub.money import exact_text, money, usd_text
 
 register = template.Library()
-
-DISPLAY_QUANTUM = Decimal("0.000001")
-
-
-def usd_text(value: Decimal) -> str:
-    """``value`` as the dashboard writes it, without markup."""
-    shown = value.quantize(DISPLAY_QUANTUM, rounding=ROUND_HALF_EVEN)
-    if shown == 0 and value != 0:
-        return "<$0.000001"  # in magnitude; the title has the sign and the value
-    whole, _, decimals = f"{abs(shown):,f}".partition(".")
-    decimals = decimals.rstrip("0").ljust(2, "0")
-    return f"{'-' if shown < 0 else ''}${whole}.{decimals}"
-
-
-def exact_text(value: Decimal) -> str:
-    return f"{'-' if value < 0 else ''}${abs(value):f}"
 
 
 @register.filter

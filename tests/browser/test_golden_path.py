@@ -37,6 +37,13 @@ def dataset_csv(path: Path) -> Path:
     return path
 
 
+def assert_full_width(chart: Any) -> None:
+    """A chart spans its card (less the card's padding), whatever the window's width."""
+    card = chart.locator("xpath=ancestor::div[contains(@class, 'card')][1]").bounding_box()
+    drawn = chart.bounding_box()
+    assert drawn["width"] >= card["width"] * 0.9, (drawn, card)
+
+
 def nav(tab: Browser, name: str) -> None:
     link = tab.page.get_by_role("navigation", name="Main").get_by_role(
         "link", name=name, exact=True
@@ -145,6 +152,7 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     expect(chart).to_be_visible()
     assert chart.locator("circle, path, polyline, line").count() > 0
     expect(page.locator("#report-cost-basis")).to_contain_text("your dataset's costs")
+    assert_full_width(chart)
     browser.shot("version-report")
 
     # Playground again: through the router, with its decision table.
@@ -180,6 +188,7 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
         cost = row.locator("td").last.inner_text()
         assert COST.match(cost) and Decimal(cost[1:]) > 0, cost
     expect(log.locator("tbody tr", has_text=f"router/{ROUTER}")).to_have_count(1)
+    assert_full_width(page.locator("main .card svg.chart").first)
     browser.shot("usage")
 
     # Export CSV: the download holds both generations.
