@@ -364,7 +364,12 @@ TRAINING_HEARTBEAT_STALE_SECONDS = env.int("TRAINING_HEARTBEAT_STALE_SECONDS", d
 API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=1.0)
 ORGANIZATION_SESSION_KEY = "current_organization_id"
 # Callables run by `manage.py seed_demo` with the demo organization, in order.
-DEMO_SEEDERS: list[str] = ["routing.demo.seed_demo_provider", "billing.demo.seed_demo_credits"]
+DEMO_SEEDERS: list[str] = [
+    "routing.demo.seed_demo_provider",
+    "billing.demo.seed_demo_credits",
+    "training.demo.seed_demo_router",
+    "billing.demo.seed_demo_usage",
+]
 
 # Money: fees as fractions, amounts in USD.
 TOPUP_FEE_RATE = _decimal("TOPUP_FEE_RATE", default="0.055")
