@@ -23,12 +23,16 @@ from tests.routing.servers import poll
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED_AND_KEY = """
-from django.core.management import call_command
+from decimal import Decimal
 from accounts.models import Organization
 from accounts.services import api_key_create
-call_command("seed_demo")
-organization = Organization.objects.get(slug="demo")
-print("KEY=" + api_key_create(organization=organization, name="runlocal test", created_by=None).plaintext)
+from billing.services import ledger_post
+from routing.demo import seed_demo_provider
+organization = Organization.objects.create(slug="demo", name="Demo")
+seed_demo_provider(organization)  # what make run's seed_demo does for the catalog
+ledger_post(organization=organization, kind="promotion", amount=Decimal("1"), idempotency_key="t")
+key = api_key_create(organization=organization, name="runlocal test", created_by=None)
+print("KEY=" + key.plaintext)
 """
 
 
