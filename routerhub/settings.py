@@ -363,6 +363,12 @@ TRAINING_HEARTBEAT_STALE_SECONDS = env.int("TRAINING_HEARTBEAT_STALE_SECONDS", d
 # --- RouterHub ----------------------------------------------------------------------------------
 API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=1.0)
 ORGANIZATION_SESSION_KEY = "current_organization_id"
+# Apps that accounts must not import act on a new organization through these (called with
+# organization=...) in organization_create's transaction: billing grants STARTER_CREDITS_USD.
+ORGANIZATION_CREATED_HOOKS: list[str] = ["billing.services.starter_credits_grant"]
+# Training's pages flag model ids that are not catalog models through routing's catalog (routing
+# imports training, not the other way): ids -> {unknown id: similar catalog ids}.
+MODEL_CATALOG_CHECK = "routing.selectors.catalog_unknown_ids"
 # Callables run by `manage.py seed_demo` with the demo organization, in order.
 DEMO_SEEDERS: list[str] = [
     "routing.demo.seed_demo_provider",

@@ -7,19 +7,21 @@ adds the upload progress bar and live run progress by calling the ``/api/v1`` en
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
 
 from accounts.models import Membership, Organization, Role
 from accounts.views import organization_required
 from routerhub.errors import ApiError
-from routing.selectors import catalog_unknown_ids
 from training import services
 from training.charts import cost_quality_svg
 from training.models import (
@@ -30,6 +32,12 @@ from training.models import (
     RouterVersion,
     TrainingRun,
 )
+
+
+def _catalog_unknown_ids(model_ids: list[str]) -> dict[str, list[str]]:
+    """Model ids that are not catalog models, with similar catalog ids (routing's catalog)."""
+    check: Callable[[list[str]], dict[str, list[str]]] = import_string(settings.MODEL_CATALOG_CHECK)
+    return check(model_ids)
 
 
 def _membership(request: HttpRequest) -> Membership:
@@ -149,7 +157,7 @@ def dataset_page(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return render(
         request,
         "training/dataset.html",
-        {"dataset": dataset, "unknown": catalog_unknown_ids(dataset.model_ids)},
+        {"dataset": dataset, "unknown": _catalog_unknown_ids(dataset.model_ids)},
     )
 
 
@@ -186,7 +194,7 @@ def routers_page(request: HttpRequest) -> HttpResponse:
             except ApiError as exc:
                 form.add_error("slug", exc.message)
             else:
-                unknown = catalog_unknown_ids(router.candidates)
+                unknown = _catalog_unknown_ids(router.candidates)
                 if unknown:
                     messages.warning(
                         request,
@@ -249,7 +257,7 @@ def router_page(request: HttpRequest, slug: str) -> HttpResponse:
             "runs": router.runs.select_related("dataset", "version").order_by("-created_at")[:20],
             "chart": cost_quality_svg(active.report) if active else "",
             "active": active,
-            "unknown": catalog_unknown_ids(
+            "unknown": _catalog_unknown_ids(
                 router.candidates or (active.candidates if active else [])
             ),
             "can_manage": _membership(request).has_role(Role.ADMIN),
