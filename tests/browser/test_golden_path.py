@@ -116,6 +116,15 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     assert model_generation
     browser.shot("playground-model-reply")
 
+    # Credits: the starter grant paid for it, and with card payments off the page says what to do.
+    nav(browser, "Credits")
+    expect(page.locator("#payments-off")).to_be_visible()
+    starter = page.locator("table tbody tr", has_text="Starter credits for a first request")
+    expect(starter).to_have_count(1)
+    expect(starter).to_contain_text("$5.00")
+    expect(page.get_by_role("button", name="Continue to payment")).to_have_count(0)
+    browser.shot("credits-starter")
+
     # Datasets: upload a CSV and see it validated.
     nav(browser, "Datasets")
     browser.shot("datasets")
