@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -91,6 +92,20 @@ def ledger_post(
         idempotency_key=idempotency_key,
         description=description[:300],
         reference=reference[:120],
+    )
+
+
+def starter_credits_grant(*, organization: Organization) -> LedgerEntry | None:
+    """Grant a new organization its STARTER_CREDITS_USD, once (the ledger key is per organization)."""
+    amount = settings.STARTER_CREDITS_USD
+    if amount <= 0:
+        return None
+    return ledger_post(
+        organization=organization,
+        kind=LedgerKind.PROMOTION,
+        amount=amount,
+        idempotency_key=f"starter-credits:{organization.pk}",
+        description="Starter credits for a first request (demo models included)",
     )
 
 

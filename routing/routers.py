@@ -20,6 +20,7 @@ first otherwise.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -78,6 +79,10 @@ class RouterDecision:
     @property
     def models(self) -> list[str]:
         return [choice.model for choice in self.ranked]
+
+    def restricted_to(self, servable: set[str]) -> RouterDecision:
+        """The same decision ranking only ``servable`` models (those the gateway can call)."""
+        return dataclasses.replace(self, ranked=[c for c in self.ranked if c.model in servable])
 
     def as_routing(self) -> dict[str, Any]:
         """The response's ``routing`` object of API.md."""

@@ -112,6 +112,21 @@ FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
+# What people read for each stage id a run reports (training.execution, training.learner).
+STAGE_LABELS = {
+    "queued": "Waiting for a worker",
+    "starting": "Starting",
+    "requeued": "Waiting for a worker again (the last one stopped)",
+    "featurizing": "Reading the prompts",
+    "cross_validating": "Cross-validating",
+    "fitting": "Fitting the final model",
+    "evaluating": "Evaluating",
+    "saving": "Saving the version",
+    "done": "Done",
+    "cancelled": "Cancelled",
+}
+
+
 class TrainingRun(TenantModel):
     """One attempt to train a router version; the worker writes stage, progress and heartbeat."""
 
@@ -155,3 +170,7 @@ class TrainingRun(TenantModel):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def stage_label(self) -> str:
+        return STAGE_LABELS.get(self.stage, self.stage.replace("_", " ").capitalize())
