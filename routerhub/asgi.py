@@ -10,7 +10,8 @@ django_application = get_asgi_application()
 # Django reads a whole body before any of its middleware runs: cap it first (routerhub.body_limits).
 from routerhub.body_limits import with_body_limits  # noqa: E402  (needs Django set up first)
 
-# /v1/* is served by the gateway's lean ASGI app (DESIGN.md: the hot path); the rest by Django.
+# /v1/* (and keyed calls of the select endpoint) are served by the gateway's lean ASGI app
+# (DESIGN.md: the hot path); the rest by Django.
 from routing.gateway.asgi import with_gateway  # noqa: E402  (needs Django set up first)
 
 application = with_gateway(with_body_limits(django_application))
