@@ -4,8 +4,11 @@ Django drops a connection an error left unusable at the start and end of each HT
 (``close_old_connections`` on the request signals). The gateway sends no such signals: each
 thread of its pool keeps one connection for its whole life, so after PostgreSQL restarts every
 thread would keep failing on its dead connection until the process is restarted.
-``DatabaseThreadPool`` runs that check before every call instead, and afterwards returns a pooled
-connection to the pool.
+``DatabaseThreadPool`` runs that check before every call instead.
+
+Those threads keep connections of their own, outside the process's pool (settings
+``DATABASE_POOL_MAX_SIZE``, which Django's requests borrow from): they are as many as the threads,
+and a thread that waits for the pool while the database is down would answer late instead of fast.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections
+from django.db.utils import load_backend
 
 _T = TypeVar("_T")
 
@@ -52,16 +56,22 @@ def db_connections_drop_broken(*, test_all: bool = False) -> None:
                 conn.close()
 
 
-def db_connections_release() -> None:
-    """Hand this thread's pooled connections back to the process's pool, as Django does at the
-    end of each request: a thread that kept one would hold it out of the pool for its whole life
-    (settings ``DATABASE_POOL_MAX_SIZE``). Without a pool, the connection stays with the thread."""
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is not None and not conn.in_atomic_block and getattr(conn, "pool", None):
-            conn.close()
+def _connections_of_this_thread() -> None:
+    """Replace this thread's pooled connection wrappers with ones that connect directly (once)."""
+    if getattr(_thread, "own_connections", False):
+        return
+    for alias in connections:
+        settings_dict = connections.settings[alias]
+        options = settings_dict.get("OPTIONS", {})
+        if "pool" in options:
+            connections[alias].close()  # one this thread borrowed before goes back to the pool
+            direct = {**settings_dict, "OPTIONS": {k: v for k, v in options.items() if k != "pool"}}
+            connections[alias] = load_backend(direct["ENGINE"]).DatabaseWrapper(direct, alias)
+    _thread.own_connections = True
 
 
 def _with_usable_connection(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    _connections_of_this_thread()
     generation = _Outages.generation
     db_connections_drop_broken(test_all=getattr(_thread, "generation", generation) != generation)
     _thread.generation = generation
@@ -70,8 +80,6 @@ def _with_usable_connection(fn: Callable[..., _T], /, *args: Any, **kwargs: Any)
     except (OperationalError, InterfaceError):
         _Outages.generation += 1
         raise
-    finally:
-        db_connections_release()
 
 
 class DatabaseThreadPool(ThreadPoolExecutor):

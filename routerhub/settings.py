@@ -164,7 +164,7 @@ else:
     # request's sync code in a thread of its own, and a dead thread's connection stayed open
     # until a (rare, tuned) garbage collection. DATABASE_POOL_MAX_SIZE=0 turns the pool off:
     # each request then opens and closes its own connection. Code that uses the ORM in a thread
-    # of its own must give the connection back (routerhub.db.db_connections_release): one kept
+    # of its own must close its connection or run in routerhub.db.DatabaseThreadPool: one kept
     # by a thread that ends is lost to the pool. The test settings leave the pool off because
     # tests do that (sync code running async code on a fresh event loop, whose executor's
     # threads never give theirs back); the production server tests run with it.
@@ -177,8 +177,13 @@ else:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": min(2, DATABASE_POOL_MAX_SIZE),
             "max_size": DATABASE_POOL_MAX_SIZE,
-            # Seconds a caller waits for a free connection before its query fails.
-            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+            # Seconds a request waits for a free connection before its query fails: short, so
+            # a database outage still fails requests fast.
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=3.0),
+            # A failing reconnection gives up after this long and the next caller starts a new
+            # one at once: without it the retries back off exponentially, and after an outage
+            # the pool would come back seconds after the database.
+            "reconnect_timeout": 2.0,
             # Connections above min_size idle this long are closed.
             "max_idle": 60.0,
         }
