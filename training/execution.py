@@ -254,6 +254,7 @@ def _evaluate(
         return report_build(
             router=fit.router,
             predicted=fit.oof_predicted,
+            prompts=data.prompts,
             scores=data.scores,
             costs=data.costs,
             evaluation=evaluation,
@@ -271,6 +272,7 @@ def _evaluate(
     return report_build(
         router=fit.router,
         predicted=predicted,
+        prompts=test_data.prompts,
         scores=test_data.scores,
         costs=test_data.costs,
         evaluation=evaluation,

@@ -8,7 +8,7 @@ import pytest
 from tests.training.conftest import synthetic_frame
 from training.learner import artifacts
 from training.learner.report import report_build
-from training.learner.router import choose, normalized_costs
+from training.learner.router import mix_keys
 from training.learner.trainer import TrainerConfig, TrainingData, router_fit
 
 MODELS = ["math-model", "prose-model"]
@@ -42,13 +42,9 @@ def test_router_sends_each_kind_of_prompt_to_the_model_that_answers_it(fitted: o
 def test_tradeoff_one_always_picks_the_cheapest_model(fitted: object) -> None:
     router = fitted.router  # type: ignore[attr-defined]
     data = _data()
-    picked = choose(
-        fitted.oof_predicted,
-        normalized_costs(data.costs),
-        router.bonus_vector(),
-        router.lambda_for(1.0),  # type: ignore[attr-defined]
-    )
+    picked = router.choose_many(fitted.oof_predicted, 1.0, mix_keys(data.prompts))  # type: ignore[attr-defined]
     assert set(picked.tolist()) == {0}
+    assert data.costs[0, 0] < data.costs[0, 1]
 
 
 def test_tradeoff_zero_is_never_worse_than_the_best_single_model_when_scores_are_noise() -> None:
@@ -60,6 +56,7 @@ def test_tradeoff_zero_is_never_worse_than_the_best_single_model_when_scores_are
     report = report_build(
         router=fit.router,
         predicted=fit.oof_predicted,
+        prompts=data.prompts,
         scores=data.scores,
         costs=data.costs,
         evaluation={},
@@ -74,6 +71,7 @@ def test_costs_fall_as_the_tradeoff_rises(fitted: object) -> None:
     report = report_build(
         router=fitted.router,
         predicted=fitted.oof_predicted,
+        prompts=data.prompts,
         scores=data.scores,
         costs=data.costs,
         evaluation={},  # type: ignore[attr-defined]

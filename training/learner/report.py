@@ -9,7 +9,7 @@ import numpy as np
 
 from training.learner import metrics
 from training.learner.calibration import TRADEOFF_GRID
-from training.learner.router import TrainedRouter, choose, normalized_costs
+from training.learner.router import TrainedRouter, mix_keys
 
 RANDOM_SEED = 0
 
@@ -32,6 +32,7 @@ def report_build(
     *,
     router: TrainedRouter,
     predicted: np.ndarray,
+    prompts: list[str],
     scores: np.ndarray,
     costs: np.ndarray,
     evaluation: dict[str, Any],
@@ -45,16 +46,15 @@ def report_build(
     n, m = scores.shape
     rows = np.arange(n)
     models = router.models
-    norm = normalized_costs(costs)
-    bonus = router.bonus_vector()
     mean_scores, mean_costs = scores.mean(axis=0), costs.mean(axis=0)
     best = int(np.argmax(mean_scores))
+    keys = mix_keys(prompts)
 
     curve: list[dict[str, Any]] = []
     points: list[tuple[float, float]] = []  # (cost, oriented score) of each curve point
     for tradeoff in TRADEOFF_GRID:
-        lam = router.lambda_for(float(tradeoff))
-        picked = choose(predicted, norm, bonus, lam)
+        lam = float(router.lambdas[router.policy_index(float(tradeoff))])
+        picked = router.choose_many(predicted, float(tradeoff), keys)
         counts = np.bincount(picked, minlength=m) / n
         score, cost = float(scores[rows, picked].mean()), _cost(float(costs[rows, picked].mean()))
         points.append((cost, score))
@@ -106,7 +106,7 @@ def report_build(
         "tradeoff_zero_gain": _r(points[0][1] - float(mean_scores[best])),
     }
     if m == 2:
-        report.update(_two_model_metrics(router, predicted, scores, bonus, display))
+        report.update(_two_model_metrics(router, predicted, scores, display))
         report["random"].update(_routellm_random(scores, best))
     return report
 
@@ -119,14 +119,12 @@ def _two_model_metrics(
     router: TrainedRouter,
     predicted: np.ndarray,
     scores: np.ndarray,
-    bonus: np.ndarray,
     display: Callable[[float], float],
 ) -> dict[str, Any]:
     strong = int(np.argmax(scores.mean(axis=0)))
     weak = 1 - strong
-    # The router's "strong win rate": how much more the decision rule favours the strong model.
-    utility = predicted + bonus
-    rates = utility[:, strong] - utility[:, weak]
+    # The router's "strong win rate": how much more its score heads favour the strong model.
+    rates = predicted[:, strong] - predicted[:, weak]
     curve = metrics.routellm_curve(rates, scores[:, strong], scores[:, weak])
     return {
         "strong_model": router.models[strong],
