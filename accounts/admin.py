@@ -1,6 +1,34 @@
+"""The Django admin, behind the same brute-force limits as the dashboard's login."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth.account.adapter import get_adapter
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 
 from accounts.models import ApiKey, Invitation, Membership, Organization, User
+
+
+class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
+    """The admin's login form, authenticating through allauth: its ``login_failed`` limits
+    (ACCOUNT_RATE_LIMITS, per email and per client IP) count admin and dashboard failures alike,
+    so the admin is no way around the dashboard's lockout."""
+
+    def clean(self) -> dict[str, Any]:
+        email, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if email is not None and password:
+            self.user_cache = get_adapter(self.request).authenticate(
+                self.request, email=email, password=password
+            )
+            if self.user_cache is None:
+                raise self.get_invalid_login_error()
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
+
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(User)

@@ -39,9 +39,12 @@ class ApiKeyListView(TenantAPIView):
     def post(self, request: Request) -> Response:
         data = ApiKeyCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        user = request.user if request.user.is_authenticated else None
+        # A key made with a management key is its creator's and can do no more than that key.
         created = services.api_key_create(
-            organization=self.organization, created_by=user, **data.validated_data
+            organization=self.organization,
+            created_by=self.acting_person(),
+            created_by_role=self.tenant.role,
+            **data.validated_data,
         )
         body = ApiKeyOutput(created.key).data | {"key": created.plaintext}
         return Response(body, status=status.HTTP_201_CREATED)

@@ -5,6 +5,9 @@ url-safe base64. Only ``HMAC-SHA256(API_KEY_PEPPER, key)`` is stored, so a datab
 nothing that authenticates. Lookups go through a small in-process cache whose entries live
 ``API_KEY_CACHE_TTL`` seconds (1 s by default): a revoked key stops working in every worker within
 that time without any broadcast, and a hot key costs one indexed query per worker per second.
+
+A key acts with its creator's role (``key_role``), read live in the same query as the key: a
+role change or a removal reaches every worker within the same ``API_KEY_CACHE_TTL``.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from accounts.models import ApiKey, KeyScope
+from accounts.models import ROLE_RANK, ApiKey, KeyScope, Membership, Role
 from routerhub.errors import Unauthorized
 
 SCOPE_PREFIXES = {KeyScope.INFERENCE: "rh-live-", KeyScope.MANAGE: "rh-mgmt-"}
@@ -47,6 +51,8 @@ class AuthenticatedKey:
     limit_reset: str | None
     expires_at: datetime | None
     prompt_logging: bool = False
+    role: Role = Role.MEMBER  # what it may do, as its creator would (``key_role``)
+    created_by_id: int | None = None
 
     @property
     def is_management(self) -> bool:
@@ -78,13 +84,41 @@ def key_cache_clear() -> None:
     _cache.clear()
 
 
+def key_role(
+    *, created_by_id: int | None, created_by_role: str | None, creator_role_now: str | None
+) -> Role | None:
+    """The role a key acts with: the lower of the role its creator made it with and the role its
+    creator holds now, so a key never carries more authority than the person behind it. ``None``
+    (the key authenticates nothing) once its creator left the organization or was deleted.
+
+    A key with no recorded role (made before roles were recorded, or by the platform itself)
+    acts with the member role, the least privilege: inference and reads only."""
+    if created_by_id is None:
+        return None if created_by_role is not None else Role.MEMBER
+    if creator_role_now is None:
+        return None
+    recorded = Role(created_by_role or Role.MEMBER)
+    return min(recorded, Role(creator_role_now), key=ROLE_RANK.__getitem__)
+
+
 def _load(digest: str) -> AuthenticatedKey | None:
+    creator_role_now = Membership.objects.filter(
+        user=OuterRef("created_by"), organization=OuterRef("organization")
+    ).values("role")[:1]
     row = (
         ApiKey.objects.filter(digest=digest, revoked_at__isnull=True)
         .select_related("organization")
+        .annotate(creator_role_now=Subquery(creator_role_now))
         .first()
     )
     if row is None:
+        return None
+    role = key_role(
+        created_by_id=row.created_by_id,
+        created_by_role=row.created_by_role,
+        creator_role_now=row.creator_role_now,
+    )
+    if role is None:
         return None
     now = timezone.now()
     if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
@@ -104,6 +138,8 @@ def _load(digest: str) -> AuthenticatedKey | None:
         limit_reset=row.limit_reset,
         expires_at=row.expires_at,
         prompt_logging=row.organization.prompt_logging,
+        role=role,
+        created_by_id=row.created_by_id,
     )
 
 

@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from routerhub.money import MONEY_FIELD
+from routerhub.text import validate_no_control_characters
 
 
 class EmailUserManager(UserManager["User"]):
@@ -46,7 +47,7 @@ class Organization(models.Model):
     """The tenant: owns keys, credits, datasets and routers."""
 
     slug = models.SlugField(max_length=60, unique=True)
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_no_control_characters])
     is_personal = models.BooleanField(default=False)
     prompt_logging = models.BooleanField(
         default=False,
@@ -77,6 +78,11 @@ class Role(models.TextChoices):
 ROLE_RANK = {Role.MEMBER: 0, Role.ADMIN: 1, Role.OWNER: 2}
 
 
+def role_allows(role: str, required: Role) -> bool:
+    """The one rule of roles, for sessions and API keys alike: ``role`` may do what ``required`` may."""
+    return ROLE_RANK[Role(role)] >= ROLE_RANK[required]
+
+
 class Membership(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -93,7 +99,7 @@ class Membership(models.Model):
         ]
 
     def has_role(self, role: Role) -> bool:
-        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[role]
+        return role_allows(self.role, role)
 
 
 class Invitation(TenantModel):
@@ -124,12 +130,19 @@ class LimitReset(models.TextChoices):
 class ApiKey(TenantModel):
     """An API key. Only an HMAC-SHA256 digest (with a server-side pepper) is stored."""
 
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_no_control_characters])
     scope = models.CharField(max_length=10, choices=KeyScope.choices, default=KeyScope.INFERENCE)
     prefix = models.CharField(max_length=24, help_text="Shown to people to recognise the key.")
     digest = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_by_role = models.CharField(
+        max_length=10,
+        choices=Role.choices,
+        null=True,
+        blank=True,
+        help_text="The role its creator acted with; the key never acts above it (keys.key_role).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

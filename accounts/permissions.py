@@ -8,7 +8,7 @@ from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from accounts.models import ROLE_RANK, Role
+from accounts.models import Role, role_allows
 from accounts.tenancy import tenant_for_request
 
 
@@ -27,6 +27,12 @@ class IsOrganizationMember(BasePermission):
                 "use a management key (rh-mgmt-) or the dashboard."
             )
         required = view.required_role() if hasattr(view, "required_role") else Role.MEMBER
-        if ROLE_RANK[tenant.role] < ROLE_RANK[required]:
-            raise PermissionDenied(f"This action needs the {required.label.lower()} role.")
+        if not role_allows(tenant.role, required):
+            needed = f"This action needs the {required.label.lower()} role"
+            if tenant.key is None or not tenant.key.is_management:
+                raise PermissionDenied(f"{needed}.")
+            raise PermissionDenied(
+                f"{needed}; this management key acts with the {tenant.role.label.lower()} role "
+                f"of the person who created it (use a key created by an {required.label.lower()})."
+            )
         return True

@@ -8,6 +8,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from accounts.models import ApiKey, KeyScope, LimitReset, Membership, Role
+from routerhub.text import validate_no_control_characters
 
 MAX_ALLOWED_MODELS = 200
 
@@ -50,7 +51,7 @@ class ApiKeyCreatedOutput(ApiKeyOutput):
 
 
 class _KeyFields(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=120)
+    name = serializers.CharField(max_length=120, validators=[validate_no_control_characters])
     limit = serializers.DecimalField(
         max_digits=20, decimal_places=8, min_value=0, required=False, allow_null=True
     )
@@ -88,7 +89,9 @@ class ApiKeyCreateInput(_KeyFields):
 
 
 class ApiKeyUpdateInput(_KeyFields):
-    name = serializers.CharField(max_length=120, required=False)
+    name = serializers.CharField(
+        max_length=120, required=False, validators=[validate_no_control_characters]
+    )
 
 
 class MembershipOutput(serializers.ModelSerializer[Membership]):

@@ -25,7 +25,8 @@ from accounts.models import (
     Role,
     User,
 )
-from routerhub.errors import BadRequest, Conflict, NotFound
+from routerhub.errors import BadRequest, Conflict, Forbidden, NotFound
+from routerhub.text import one_line
 
 INVITATION_LIFETIME = timedelta(days=7)
 
@@ -54,6 +55,8 @@ def organization_create_personal(*, user: User) -> Organization:
 
 
 def membership_set_role(*, organization: Organization, membership_id: int, role: str) -> Membership:
+    """Change a member's role; their API keys act with the new role (at most the one they were
+    created with) in every worker within ``API_KEY_CACHE_TTL`` (``keys.key_role``)."""
     with transaction.atomic():
         membership = (
             Membership.objects.select_for_update()
@@ -66,10 +69,13 @@ def membership_set_role(*, organization: Organization, membership_id: int, role:
             _ensure_another_owner(organization, membership)
         membership.role = Role(role)
         membership.save(update_fields=["role"])
-        return membership
+    key_cache_clear()  # this process sees the new role now; others within API_KEY_CACHE_TTL
+    return membership
 
 
 def membership_remove(*, organization: Organization, membership_id: int) -> None:
+    """Remove a member and revoke every API key they created in the organization (inference keys
+    too: a key never carries more authority than its creator)."""
     with transaction.atomic():
         membership = (
             Membership.objects.select_for_update()
@@ -81,6 +87,10 @@ def membership_remove(*, organization: Organization, membership_id: int) -> None
         if membership.role == Role.OWNER:
             _ensure_another_owner(organization, membership)
         membership.delete()
+        ApiKey.objects.filter(
+            organization=organization, created_by_id=membership.user_id, revoked_at__isnull=True
+        ).update(revoked_at=timezone.now())
+    key_cache_clear()
 
 
 def _ensure_another_owner(organization: Organization, membership: Membership) -> None:
@@ -119,7 +129,7 @@ def invitation_create(
     )
     accept_url = f"{settings.SITE_URL}/invitations/{token}/"
     send_mail(
-        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Join {organization.name}",
+        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Join {one_line(organization.name)}",
         message=(
             f"{invited_by.email} invited you to {organization.name} on RouterHub as "
             f"{invitation.get_role_display().lower()}.\n\nAccept within 7 days: {accept_url}\n"
@@ -163,6 +173,7 @@ def api_key_create(
     organization: Organization,
     name: str,
     created_by: User | None,
+    created_by_role: str | None = None,
     scope: str = KeyScope.INFERENCE,
     limit: Decimal | None = None,
     limit_reset: str | None = None,
@@ -171,7 +182,16 @@ def api_key_create(
     rpm: int | None = None,
     tpm: int | None = None,
 ) -> CreatedKey:
-    """Mint a key; the plaintext is returned here once and never stored."""
+    """Mint a key; the plaintext is returned here once and never stored.
+
+    ``created_by_role`` is the role the creator acts with (a management key's, which may be below
+    the person's); by default the creator's role in the organization. The key never acts above
+    it, nor above its creator's current role (``keys.key_role``)."""
+    if created_by is not None and created_by_role is None:
+        membership = Membership.objects.filter(user=created_by, organization=organization).first()
+        if membership is None:
+            raise Forbidden(f"{created_by.email} is not a member of {organization.name}.")
+        created_by_role = membership.role
     minted = key_mint(scope=scope)
     key = ApiKey.objects.create(
         organization=organization,
@@ -180,6 +200,7 @@ def api_key_create(
         prefix=minted.prefix,
         digest=minted.digest,
         created_by=created_by,
+        created_by_role=created_by_role,
         limit=limit,
         limit_reset=limit_reset,
         expires_at=expires_at,

@@ -55,9 +55,9 @@ def tenant_for_request(request: Any) -> Tenant | None:
     key = getattr(request, "auth", None)
     if isinstance(key, AuthenticatedKey):
         organization = Organization.objects.get(pk=key.organization_id)
-        # A management key acts for the organization as an owner would (OpenRouter's
-        # provisioning keys); people-only actions (membership changes) still need a session.
-        tenant = Tenant(organization, Role.OWNER if key.is_management else Role.MEMBER, key)
+        # A management key acts for the organization as its creator would in the dashboard
+        # (their current role, ``key_role``); people-only actions still need a session.
+        tenant = Tenant(organization, key.role if key.is_management else Role.MEMBER, key)
     else:
         membership = session_membership(getattr(request, "_request", request))
         if membership is not None:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from django.db.models import Model, QuerySet
 from rest_framework.generics import GenericAPIView
 
-from accounts.models import Organization, Role
+from accounts.models import Organization, Role, User
 from accounts.tenancy import Tenant, tenant_for_request
 
 
@@ -32,6 +32,15 @@ class TenantAPIView(GenericAPIView):  # type: ignore[type-arg]
     @property
     def organization(self) -> Organization:
         return self.tenant.organization
+
+    def acting_person(self) -> User | None:
+        """Who is behind the request: the signed-in person, or the creator of its API key."""
+        if isinstance(self.request.user, User):
+            return self.request.user
+        key = self.tenant.key
+        if key is None or key.created_by_id is None:
+            return None
+        return User.objects.filter(pk=key.created_by_id).first()
 
     def required_role(self) -> Role:
         return self.required_roles.get(self.request.method or "GET", Role.MEMBER)

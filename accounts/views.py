@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts import services
@@ -27,6 +28,7 @@ from accounts.models import (
     User,
 )
 from routerhub.errors import ApiError
+from routerhub.text import validate_no_control_characters
 
 View = Callable[..., HttpResponse]
 
@@ -57,7 +59,7 @@ def organization_required(role: Role = Role.MEMBER) -> Callable[[View], View]:
 
 
 class KeyForm(forms.Form):
-    name = forms.CharField(max_length=120)
+    name = forms.CharField(max_length=120, validators=[validate_no_control_characters])
     scope = forms.ChoiceField(choices=KeyScope.choices, initial=KeyScope.INFERENCE)
     limit = forms.DecimalField(
         required=False, min_value=0, max_digits=20, decimal_places=8, label="Credit limit (USD)"
@@ -158,7 +160,9 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
 
 
 class OrganizationForm(forms.Form):
-    name = forms.CharField(max_length=120, label="New organization name")
+    name = forms.CharField(
+        max_length=120, label="New organization name", validators=[validate_no_control_characters]
+    )
 
 
 @organization_required()
@@ -229,7 +233,10 @@ def member_update(request: HttpRequest, membership_id: int) -> HttpResponse:
 def organization_create(request: HttpRequest) -> HttpResponse:
     form = OrganizationForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give the organization a name.")
+        if form.has_error("name", "required"):
+            messages.error(request, "Give the organization a name.")
+        else:
+            messages.error(request, " ".join(str(e) for e in form.errors["name"]))
         return redirect("organization")
     organization = services.organization_create(
         name=form.cleaned_data["name"], owner=_person(request)
@@ -249,7 +256,12 @@ def organization_switch(request: HttpRequest) -> HttpResponse:
     if membership is None:
         raise Http404
     request.session[settings.ORGANIZATION_SESSION_KEY] = membership.organization_id
-    return redirect(request.POST.get("next") or "dashboard")
+    after = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        after, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect("dashboard")  # never off-site (javascript:, //host, https://host)
+    return redirect(after)
 
 
 @login_required

@@ -14,13 +14,14 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Role
 from accounts.tenant_api import TenantAPIView
 from billing.models import (
     CreditAccount,
     Feedback,
     LedgerEntry,
     LedgerKind,
+    UsageFlag,
     UsageRecord,
     UsageStatus,
 )
@@ -37,6 +38,10 @@ CurrentKeyOutput = inline_serializer(
         "name": serializers.CharField(),
         "prefix": serializers.CharField(),
         "scope": serializers.CharField(),
+        "role": serializers.ChoiceField(
+            choices=Role.choices,
+            help_text="The role this key acts with now: at most its creator's current role.",
+        ),
         "organization": inline_serializer(
             "KeyOrganization",
             {
@@ -96,6 +101,7 @@ class CurrentKeyView(TenantAPIView):
                 "name": key.name,
                 "prefix": key.prefix,
                 "scope": key.scope,
+                "role": self.tenant.role,
                 "organization": {
                     "id": organization.pk,
                     "slug": organization.slug,
@@ -186,6 +192,13 @@ GenerationOutput = inline_serializer(
         "error_type": serializers.CharField(allow_null=True),
         "streamed": serializers.BooleanField(),
         "is_byok": serializers.BooleanField(),
+        "flags": serializers.ListField(
+            child=serializers.ChoiceField(choices=UsageFlag.choices),
+            help_text="Billing that needs a look: over_hold (charged more than its hold), "
+            "shortfall (the balance ran out; cost is what was charged), usage_clamped "
+            "(the provider reported impossible usage; billed on an estimate), "
+            "usage_estimated (the provider reported none).",
+        ),
         "key_id": _int_or_null,
         "created_at": serializers.DateTimeField(),
     },
@@ -228,6 +241,7 @@ def generation_json(record: UsageRecord) -> dict[str, Any]:
         "error_type": record.error_type or None,
         "streamed": record.streamed,
         "is_byok": record.is_byok,
+        "flags": record.flag_list,
         "key_id": record.key_id,
         "created_at": record.created_at.isoformat(),
     }
@@ -306,7 +320,7 @@ class UsageView(TenantAPIView):
 CSV_COLUMNS = [
     "id", "created_at", "model", "requested_model", "provider", "router", "router_version",
     "key_id", "status", "error_type", "prompt_tokens", "completion_tokens", "cached_tokens",
-    "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "streamed", "is_byok",
+    "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "streamed", "is_byok", "flags",
 ]  # fmt: skip
 
 
@@ -319,7 +333,7 @@ def usage_csv_rows(records: QuerySet[UsageRecord]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     for record in records.iterator(chunk_size=2000):
-        row = generation_json(record)
+        row = generation_json(record) | {"flags": record.flags}
         yield writer.writerow([row[column] for column in CSV_COLUMNS])
 
 

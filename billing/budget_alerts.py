@@ -22,6 +22,7 @@ from accounts.models import Membership, Organization, Role
 from billing.models import CreditAccount, UsageRecord
 from billing.services import credit_account_for
 from routerhub.money import ZERO
+from routerhub.text import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def budget_alerts_check(*, organization: Organization, now: datetime | None = No
         "site_url": settings.SITE_URL,
     }
     subject = (
-        f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}{organization.name} "
+        f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}{one_line(organization.name)} "
         f"used {threshold}% of its monthly budget"
     )
     body = render_to_string("billing/budget_alert_email.txt", context)

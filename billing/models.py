@@ -96,6 +96,15 @@ class UsageStatus(models.TextChoices):
     ABORTED = "aborted", "Aborted by client"
 
 
+class UsageFlag(models.TextChoices):
+    """What a usage record's ``flags`` may name: billing that needs a person's eye."""
+
+    OVER_HOLD = "over_hold", "Charged more than its hold"
+    SHORTFALL = "shortfall", "Balance ran out: charged less than its cost"
+    USAGE_CLAMPED = "usage_clamped", "Provider reported impossible usage: estimated"
+    USAGE_ESTIMATED = "usage_estimated", "Provider reported no usage: estimated"
+
+
 class UsageRecord(TenantModel):
     """One request through the gateway; written exactly once (unique generation id)."""
 
@@ -118,7 +127,15 @@ class UsageRecord(TenantModel):
     streamed = models.BooleanField(default=False)
     is_byok = models.BooleanField(default=False)
     prompt = models.TextField(blank=True, help_text="Kept only when the organization opted in.")
+    # A database default too: rows inserted in raw SQL without the column (settlement code of
+    # the previous release, during a rolling deploy) are unflagged, not refused.
+    flags = models.CharField(max_length=100, blank=True, default="", db_default="",
+                             help_text="Comma-separated UsageFlag values.")  # fmt: skip
     created_at = models.DateTimeField(db_index=True)
+
+    @property
+    def flag_list(self) -> list[str]:
+        return [flag for flag in self.flags.split(",") if flag]
 
     class Meta:
         indexes = [

@@ -37,6 +37,7 @@ from billing.models import (
     LedgerKind,
     Reservation,
     ReservationState,
+    UsageFlag,
     UsageRecord,
 )
 from routerhub.money import ZERO, money, money_str
@@ -68,7 +69,12 @@ class UsageDraft:
     streamed: bool = False
     is_byok: bool = False
     prompt: str = ""
+    flags: str = ""  # comma-separated ``UsageFlag`` values
     created_at: datetime = field(default_factory=timezone.now)
+
+    def flag(self, flag: UsageFlag) -> None:
+        if flag not in self.flags.split(","):
+            self.flags = f"{self.flags},{flag}" if self.flags else str(flag)
 
     def to_json(self) -> dict[str, Any]:
         # Field by field: ``dataclasses.asdict`` deep-copies every value and was a measurable
@@ -93,7 +99,7 @@ _USAGE_COLUMNS = (
     "organization_id", "generation_id", "key_id", "model", "requested_model", "provider",
     "router", "router_version", "prompt_tokens", "completion_tokens", "cached_tokens",
     "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type", "streamed",
-    "is_byok", "prompt", "created_at",
+    "is_byok", "prompt", "flags", "created_at",
 )  # fmt: skip
 _LEDGER_COLUMNS = (
     "organization_id", "kind", "amount", "balance_after", "idempotency_key", "description",
@@ -190,9 +196,11 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
     With ``wait_durable=False`` the caller takes over waiting for durability (see
     ``wal_flushed``) before it tells anyone the drafts are settled.
 
-    A cost never exceeds what the organization has (it cannot while costs stay within their
-    holds); if it would, the charge is capped at the balance, logged, and the usage record shows
-    the amount actually charged, so record, ledger and balance always agree.
+    A cost is the provider's usage at list price, which can exceed the request's hold (the
+    gateway flags that ``over_hold``); it is charged in full while the balance covers it, and
+    beyond that the charge is capped at the balance (never below zero), logged and flagged
+    ``shortfall``, and the usage record shows the amount actually charged, so record, ledger
+    and balance always agree.
     """
     unique = {d.generation_id: d for d in drafts}
     if not unique:
@@ -286,10 +294,7 @@ def _charges(
     for draft in drafts:
         cost = money(draft.cost)
         available = balances.get(draft.organization_id, ZERO)
-        if cost > available:
-            logger.error("%s costs %s but only %s is left; charging that",
-                         draft.generation_id, cost, available)  # fmt: skip
-            cost = max(available, ZERO)
+        cost = min(cost, max(available, ZERO))  # the shortfall is flagged by the caller
         if cost <= 0:
             continue
         balances[draft.organization_id] = available - cost
@@ -302,11 +307,19 @@ def _charges(
 
 
 def _record_capped_costs(drafts: list[UsageDraft], charged: dict[str, Decimal]) -> None:
-    """A usage record shows what was actually charged when the balance could not cover it."""
+    """When the balance could not cover a cost, the usage record shows what was actually
+    charged and is flagged ``shortfall``: the difference is lost revenue someone must see."""
     for draft in drafts:
         paid = charged.get(draft.generation_id, ZERO)
-        if paid != money(draft.cost):
-            UsageRecord.objects.filter(generation_id=draft.generation_id).update(cost=paid)
+        if paid == money(draft.cost):
+            continue
+        logger.error("%s costs %s but only %s was left in the balance; charged that (shortfall %s)",
+                     draft.generation_id, money_str(draft.cost), money_str(paid),
+                     money_str(money(draft.cost) - paid))  # fmt: skip
+        draft.flag(UsageFlag.SHORTFALL)
+        UsageRecord.objects.filter(generation_id=draft.generation_id).update(
+            cost=paid, flags=draft.flags
+        )
 
 
 def _charge_locked(fresh: list[UsageDraft], held_by_org: dict[int, Decimal]) -> dict[str, Decimal]:

@@ -126,7 +126,7 @@ class CheckoutView(TenantAPIView):
         started = checkout_start(
             organization=self.organization,
             amount=data.validated_data["amount"],
-            created_by=request.user if request.user.is_authenticated else None,
+            created_by=self.acting_person(),
             save_payment_method=save_card,
         )
         payment = started.payment

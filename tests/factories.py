@@ -38,10 +38,20 @@ def member_add(
     return user
 
 
-def key_make(organization: Organization, scope: str = KeyScope.INFERENCE, **fields: Any) -> str:
+def key_make(
+    organization: Organization,
+    scope: str = KeyScope.INFERENCE,
+    created_by: User | None = None,
+    **fields: Any,
+) -> str:
+    """A key created by ``created_by`` (default: the organization's first owner), who a key's
+    authority follows (``accounts.keys.key_role``)."""
     fields.setdefault("name", f"key {next(_counter)}")
+    if created_by is None:
+        owners = Membership.objects.filter(organization=organization, role=Role.OWNER)
+        created_by = owners.select_related("user").earliest("pk").user
     plaintext = services.api_key_create(
-        organization=organization, created_by=None, scope=scope, **fields
+        organization=organization, created_by=created_by, scope=scope, **fields
     ).plaintext
     return secret_register(plaintext, "API key")
 

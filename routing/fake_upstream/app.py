@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from routing.fake_upstream import wire
+from routing.fake_upstream.answers import Answer
 from routing.fake_upstream.faults import Fault, fault_draw, model_and_fault
 
 JSON = dict[str, Any]
@@ -202,23 +203,27 @@ def _answer(
     style: str, model: str, body: JSON, fault: Fault, stream: bool
 ) -> tuple[JSON, Iterator[bytes]]:
     cached = fault.cached_tokens
+    reading = {
+        "openai": wire.openai_turn,
+        "anthropic": wire.anthropic_turn,
+        "gemini": wire.gemini_turn,
+    }
+    turn = reading[style](body, model)
+    if fault.tokenizer == "bytes":
+        turn.prompt_tokens = wire.byte_prompt_tokens(turn)
+    turn.reported = fault.reported
+    answer = Answer() if fault.empty else turn.answer()
     if style == "openai":
-        turn = wire.openai_turn(body, model)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        answer = turn.answer()
         return wire.openai_response(turn, answer, cached, limit), wire.openai_stream(
             turn, answer, cached, limit, include_usage
         )
     if style == "anthropic":
-        turn = wire.anthropic_turn(body, model)
-        answer = turn.answer()
         limit = body.get("max_tokens")
         return wire.anthropic_response(turn, answer, cached, limit), wire.anthropic_stream(
             turn, answer, cached, limit
         )
-    turn = wire.gemini_turn(body, model)
-    answer = turn.answer()
     limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
     return wire.gemini_response(turn, answer, cached, limit), wire.gemini_stream(
         turn, answer, cached, limit

@@ -6,6 +6,10 @@ not forward client headers, so tests put faults in an endpoint's upstream model 
 ``x@malformed``, ``x@chunk_delay=50``, ``x@hang_after=2``, ``x@cached=10``; combine with ``,``.
 ``x@end_after=3`` ends a stream cleanly after 3 events, without the rest or its terminator (a
 proxy or provider that closes a stream early); a non-streamed answer gets half its JSON.
+``x@tokenizer=bytes`` counts the prompt as a token per UTF-8 byte (a byte-level BPE
+tokenizer's worst case); ``x@report_prompt=-5,report_completion=1.5`` reports those values
+(any JSON) as the prompt and completion counts, as a broken provider or host might;
+``x@empty`` answers with no content and no tool call.
 ``x@status=401,echo`` makes the error message quote the credential and the request body, as
 some providers do: what the gateway must neither log nor hand to its client (the credential).
 ``x@fail_rate=0.3,seed=7`` fails 30% of requests at random, each with one of ``status=500``,
@@ -19,7 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
 
 
 @dataclass
@@ -34,6 +41,9 @@ class Fault:
     hang_after: int | None = None
     cached_tokens: int = 0
     echo: bool = False
+    tokenizer: str = ""
+    reported: dict[str, Any] = field(default_factory=dict)
+    empty: bool = False
     fail_rate: float = 0.0
     seed: int = 0
 
@@ -62,6 +72,12 @@ def fault_parse(spec: str) -> Fault:
             fault.cached_tokens = int(value)
         elif name == "echo":
             fault.echo = True
+        elif name == "tokenizer":
+            fault.tokenizer = value
+        elif name in ("report_prompt", "report_completion"):
+            fault.reported[name.removeprefix("report_")] = orjson.loads(value)
+        elif name == "empty":
+            fault.empty = True
         elif name == "fail_rate":
             fault.fail_rate = float(value)
         elif name == "seed":

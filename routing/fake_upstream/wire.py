@@ -27,6 +27,10 @@ class Turn:
     tool_result: str = ""
     json_schema: JSON | None = None
     json_mode: bool = False
+    prompt_texts: list[str] = field(default_factory=list)
+    images: int = 0
+    # Counts to report whatever was counted ("prompt", "completion"): a broken provider.
+    reported: JSON = field(default_factory=dict)
 
     def answer(self) -> Answer:
         return decide(model=self.model, prompt=self.prompt, tools=self.tools,
@@ -64,6 +68,18 @@ def _prompt_tokens(texts: list[str], images: int) -> int:
     return sum(count_tokens(t) + 4 for t in texts) + 85 * images + 3
 
 
+def byte_prompt_tokens(turn: Turn) -> int:
+    """The prompt counted as a byte-level BPE tokenizer's worst case, a token per UTF-8 byte
+    (real tokenizers give CJK text and emoji one or more tokens per character)."""
+    return sum(len(t.encode()) + 4 for t in turn.prompt_texts) + 85 * turn.images + 3
+
+
+def _reported(turn: Turn, usage: JSON, *, prompt: str, completion: str) -> JSON:
+    """``usage`` with the counts a test told the fake to report instead of its own."""
+    names = {"prompt": prompt, "completion": completion}
+    return usage | {names[kind]: value for kind, value in turn.reported.items()}
+
+
 # --- OpenAI ------------------------------------------------------------------------------------
 
 
@@ -83,13 +99,14 @@ def openai_turn(body: JSON, model: str) -> Turn:
     schema = (
         (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
     )
+    texts = [_text(m.get("content")) for m in messages]
+    images = sum(_images(m.get("content")) for m in messages)
     return Turn(
         model=model,
         prompt=_text(users[-1].get("content")) if users else "",
-        prompt_tokens=_prompt_tokens(
-            [_text(m.get("content")) for m in messages],
-            sum(_images(m.get("content")) for m in messages),
-        ),
+        prompt_tokens=_prompt_tokens(texts, images),
+        prompt_texts=texts,
+        images=images,
         tools=tools if choice != "none" else [],
         forced_tool=forced,
         last_is_tool_result=last.get("role") == "tool",
@@ -101,10 +118,11 @@ def openai_turn(body: JSON, model: str) -> Turn:
 
 def openai_usage(turn: Turn, completion: int, cached: int) -> JSON:
     reasoning = 5 if turn.model.startswith(("o1", "o3", "o4")) or "reason" in turn.model else 0
-    return {"prompt_tokens": turn.prompt_tokens, "completion_tokens": completion + reasoning,
-            "total_tokens": turn.prompt_tokens + completion + reasoning,
-            "prompt_tokens_details": {"cached_tokens": min(cached, turn.prompt_tokens)},
-            "completion_tokens_details": {"reasoning_tokens": reasoning}}  # fmt: skip
+    usage = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": completion + reasoning,
+             "total_tokens": turn.prompt_tokens + completion + reasoning,
+             "prompt_tokens_details": {"cached_tokens": min(cached, turn.prompt_tokens)},
+             "completion_tokens_details": {"reasoning_tokens": reasoning}}  # fmt: skip
+    return _reported(turn, usage, prompt="prompt_tokens", completion="completion_tokens")
 
 
 def _openai_call(answer: Answer) -> JSON:
@@ -208,10 +226,13 @@ def anthropic_turn(body: JSON, model: str) -> Turn:
         else (tools[0].name if choice.get("type") == "any" and tools else None)
     )
     texts = [_text(body.get("system"))] + [_text(m.get("content")) for m in messages]
+    images = sum(_images(m.get("content")) for m in messages)
     return Turn(
         model=model,
         prompt=user_text,
-        prompt_tokens=_prompt_tokens(texts, sum(_images(m.get("content")) for m in messages)),
+        prompt_tokens=_prompt_tokens(texts, images),
+        prompt_texts=texts,
+        images=images,
         tools=tools if choice.get("type") != "none" else [],
         forced_tool=forced,
         last_is_tool_result=bool(results),
@@ -221,8 +242,9 @@ def anthropic_turn(body: JSON, model: str) -> Turn:
 
 def anthropic_usage(turn: Turn, completion: int, cached: int) -> JSON:
     cached = min(cached, turn.prompt_tokens)
-    return {"input_tokens": turn.prompt_tokens - cached, "output_tokens": completion,
-            "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}  # fmt: skip
+    usage = {"input_tokens": turn.prompt_tokens - cached, "output_tokens": completion,
+             "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}  # fmt: skip
+    return _reported(turn, usage, prompt="input_tokens", completion="output_tokens")
 
 
 def anthropic_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | None) -> JSON:
@@ -312,10 +334,13 @@ def gemini_turn(body: JSON, model: str) -> Turn:
     texts = [_text((body.get("systemInstruction") or {}).get("parts"))] + [
         _text(c.get("parts")) for c in contents
     ]
+    images = sum(_images(c.get("parts")) for c in contents)
     return Turn(
         model=model,
         prompt=_text(users[-1]["parts"]) if users else "",
-        prompt_tokens=_prompt_tokens(texts, sum(_images(c.get("parts")) for c in contents)),
+        prompt_tokens=_prompt_tokens(texts, images),
+        prompt_texts=texts,
+        images=images,
         tools=tools if calling.get("mode") != "NONE" else [],
         forced_tool=forced,
         last_is_tool_result=bool(responses),
@@ -333,7 +358,7 @@ def gemini_usage(turn: Turn, completion: int, cached: int) -> JSON:
         usage["thoughtsTokenCount"] = thoughts
     if cached:
         usage["cachedContentTokenCount"] = min(cached, turn.prompt_tokens)
-    return usage
+    return _reported(turn, usage, prompt="promptTokenCount", completion="candidatesTokenCount")
 
 
 def _gemini_candidate(parts: list[JSON], finish: str | None) -> JSON:

@@ -24,6 +24,7 @@ import orjson
 from django.conf import settings
 
 from accounts.keys import AuthenticatedKey, bearer_token, key_authenticate_async
+from billing.models import UsageFlag
 from billing.outbox import usage_record_async
 from billing.pricing import usage_cost
 from billing.services import (
@@ -51,6 +52,8 @@ from routing.gateway.planning import Candidate, Plan, plan_request, request_need
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
     max_tokens_for,
+    output_token_bound,
+    prompt_token_bound,
     request_validate,
     reservation_for,
 )
@@ -75,6 +78,8 @@ from routing.routers import messages_prompt
 
 logger = logging.getLogger(__name__)
 
+_UNUSABLE = "the provider returned no answer and token counts that cannot be true"
+
 
 @dataclass
 class Exchange:
@@ -95,6 +100,7 @@ class Exchange:
     is_byok: bool = False
     decoder: StreamDecoder | None = None
     generated_chars: int = 0
+    answered: bool = False  # a stream relayed content, reasoning or a tool call
     # The candidate being tried is the organization's own key (or host): its failures are its
     # own and neither open nor consult the circuit breaker every organization shares.
     trying_byok: bool = False
@@ -143,7 +149,8 @@ async def _serve(
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)
     generation_id = f"gen-{int(time.time())}-{secrets.token_urlsafe(15)}"
-    reserved = max(reservation_for(body, c, prompt_estimate) for c in plan.candidates)
+    prompt_bound = prompt_token_bound(body)
+    reserved = max(reservation_for(body, c, prompt_bound) for c in plan.candidates)
     await credits_reserve_async(
         ReservationRequest(
             organization_id=key.organization_id,
@@ -224,9 +231,7 @@ async def _complete(ex: Exchange) -> None:
         if completion is None:
             continue
         ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
-        usage = completion.usage or Usage(
-            ex.prompt_estimate, _tokens_from_chars(_choices_chars(completion.choices))
-        )
+        usage = _billable_usage(ex, completion.usage, _choices_chars(completion.choices))
         cost = _bill(ex, usage, status="succeeded")
         response = _response_head(ex, "chat.completion") | {
             "choices": completion.choices,
@@ -265,10 +270,15 @@ async def _attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
         _rejected(ex, endpoint, response.status_code, message)
         return None
     try:
-        return adapter.parse_response(orjson.loads(response.content), upstream)
+        completion = adapter.parse_response(orjson.loads(response.content), upstream)
     except (orjson.JSONDecodeError, UpstreamError, KeyError, TypeError, AttributeError) as exc:
         _failed(ex, endpoint, "malformed_response", _scrubbed(str(exc), candidate))
         return None
+    if _impossible(completion.usage) and not _choices_answer(completion.choices):
+        # Nothing to serve and nothing true to bill: the next candidate, or 502.
+        _failed(ex, endpoint, "unusable_response", _UNUSABLE)
+        return None
+    return completion
 
 
 # --- streaming -----------------------------------------------------------------------------------------
@@ -328,14 +338,18 @@ async def _open_stream(ex: Exchange, candidate: Candidate) -> _OpenStream | None
             event, data = await events.__anext__()
             first = decoder.feed(event, data)
             if first or decoder.finished:
-                ex.first_byte_at = time.monotonic()
-                return _OpenStream(response, events, decoder, first)
+                break
     except StopAsyncIteration:
         error, detail = "empty_stream", "the stream ended before any content"
     except httpx.TimeoutException:
         error, detail = "timeout", ""
     except (httpx.HTTPError, UpstreamError) as exc:
         error, detail = "stream_error", str(exc)
+    else:
+        if not (decoder.finished and _impossible(decoder.usage) and not _deltas_answer(first)):
+            ex.first_byte_at = time.monotonic()
+            return _OpenStream(response, events, decoder, first)
+        error, detail = "unusable_response", _UNUSABLE
     await response.aclose()
     _failed(ex, endpoint, error, _scrubbed(detail, candidate))
     return None
@@ -376,14 +390,12 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
             health.health_record_failure(candidate.endpoint.id)
         _bill(ex, _partial_usage(ex), status="failed", error_type="upstream_error_mid_stream")
         message = f"The provider failed mid-stream: {failure or type(failure).__name__}"
-        message = _scrubbed(message, candidate)
-        if encoder is not None:
-            await ex.req.write(MessagesStreamEncoder.error("api_error", message))
-        else:
-            metadata = {"provider": candidate.endpoint.provider_slug}
-            error = error_body(502, "upstream_error", message, None, metadata)
-            await ex.req.write(b"data: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n")
-        await ex.req.end()
+        await _stream_error(ex, candidate, encoder, message)
+        return
+    if not ex.answered and _impossible(opened.decoder.usage):
+        # The provider said nothing and counted the impossible: an error, not a bill.
+        _bill(ex, Usage(), status="failed", error_type="upstream_unusable_response")
+        await _stream_error(ex, candidate, encoder, _UNUSABLE)
         return
     usage = _partial_usage(ex)
     cost = _bill(ex, usage, status="succeeded")
@@ -399,6 +411,20 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
     _record_success(ex, usage)
 
 
+async def _stream_error(
+    ex: Exchange, candidate: Candidate, encoder: MessagesStreamEncoder | None, message: str
+) -> None:
+    """End a started stream with an error event (API.md: the 502 of a stream)."""
+    message = _scrubbed(message, candidate)
+    if encoder is not None:
+        await ex.req.write(MessagesStreamEncoder.error("api_error", message))
+    else:
+        metadata = {"provider": candidate.endpoint.provider_slug}
+        error = error_body(502, "upstream_error", message, None, metadata)
+        await ex.req.write(b"data: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n")
+    await ex.req.end()
+
+
 async def _emit(
     ex: Exchange, head: JSON, encoder: MessagesStreamEncoder | None, choices: list[JSON]
 ) -> None:
@@ -407,6 +433,7 @@ async def _emit(
     for choice in choices:
         ex.finish_reason_seen = ex.finish_reason_seen or bool(choice.get("finish_reason"))
         delta = choice.get("delta") or {}
+        ex.answered = ex.answered or _deltas_answer([choice])
         ex.generated_chars += len(delta.get("content") or "") + len(delta.get("reasoning") or "")
         for call in delta.get("tool_calls") or []:
             ex.generated_chars += len((call.get("function") or {}).get("arguments") or "")
@@ -488,12 +515,14 @@ def _bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> D
     cost = usage_cost(endpoint.prices, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                       cached_tokens=usage.cached_tokens, is_byok=ex.is_byok)  # fmt: skip
     if cost > ex.reserved:
-        # Our prompt estimate was low; the hold is the most we may take without breaking the
-        # "never below zero" invariant, so the difference is forgone (and logged).
+        # The hold bounds what was sent and asked for; the provider counted more (hidden
+        # reasoning, a tenant's own host). The list price is still the charge: settlement takes
+        # it as far as the balance goes (never below zero) and flags what it could not take.
         logger.warning(
-            "generation %s cost %s above its hold %s", ex.generation_id, cost, ex.reserved
-        )
-        cost = ex.reserved
+            "generation %s costs %s, above its hold %s; charged in full (flag over_hold)",
+            ex.generation_id, cost, ex.reserved,
+        )  # fmt: skip
+        draft.flag(UsageFlag.OVER_HOLD)
     draft.model, draft.provider, draft.is_byok, draft.cost = (
         endpoint.model_id,
         endpoint.provider_slug,
@@ -516,10 +545,79 @@ def _record_success(ex: Exchange, usage: Usage) -> None:
 def _partial_usage(ex: Exchange) -> Usage:
     """What a stream produced so far: the provider's count when it sent one, else an estimate."""
     reported = ex.decoder.usage if ex.decoder is not None else None
-    usage = replace(reported) if reported is not None else Usage()
-    usage.prompt_tokens = usage.prompt_tokens or ex.prompt_estimate
-    usage.completion_tokens = max(usage.completion_tokens, _tokens_from_chars(ex.generated_chars))
+    finished = ex.decoder is not None and ex.decoder.finished
+    usage = _billable_usage(ex, reported, ex.generated_chars, finished=finished)
+    if ex.endpoint is not None:
+        # A stream cut short may carry an early, partial count (Anthropic's message_start).
+        usage.completion_tokens = max(
+            usage.completion_tokens, _completion_estimate(ex, ex.generated_chars)
+        )
     return usage
+
+
+def _billable_usage(
+    ex: Exchange, reported: Usage | None, generated_chars: int, *, finished: bool = True
+) -> Usage:
+    """The provider's counts, to be billed at list price. A count it did not send, or one that
+    cannot be true (``Usage.clamped``, above the model's context window, no token for a
+    finished answer), is estimated from the text instead and the record flagged: never zero
+    for a served answer. Estimates stay within the hold's bounds; provider counts need not."""
+    if ex.endpoint is None:
+        return replace(reported) if reported is not None else Usage()
+    estimate = _completion_estimate(ex, generated_chars)
+    if reported is None:
+        ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
+        return Usage(ex.prompt_estimate, estimate)
+    usage = replace(reported)
+    window = ex.endpoint.context_length
+    if window and usage.prompt_tokens > window:
+        usage.prompt_tokens, usage.clamped = 0, True
+    if window and usage.completion_tokens > window * int(ex.body.get("n") or 1):
+        usage.completion_tokens, usage.clamped = 0, True
+    if usage.completion_tokens == 0 and generated_chars and finished:
+        usage.clamped = True  # a cut stream's early count may still be 0
+    if usage.clamped:
+        logger.warning("generation %s: %s reported impossible usage; billed an estimate",
+                       ex.generation_id, ex.endpoint.provider_slug)  # fmt: skip
+        ex.draft.flag(UsageFlag.USAGE_CLAMPED)
+        # One impossible count discredits the report: no count is taken below its estimate.
+        usage.prompt_tokens = max(usage.prompt_tokens, ex.prompt_estimate)
+        usage.completion_tokens = max(usage.completion_tokens, estimate)
+    elif usage.prompt_tokens == 0:
+        ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
+        usage.prompt_tokens = ex.prompt_estimate
+    usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
+    usage.reasoning_tokens = min(usage.reasoning_tokens, usage.completion_tokens)
+    return usage
+
+
+def _completion_estimate(ex: Exchange, generated_chars: int) -> int:
+    """≈4 characters a token, never more than the output the provider was asked for."""
+    assert ex.endpoint is not None
+    return min(_tokens_from_chars(generated_chars), output_token_bound(ex.body, ex.endpoint))
+
+
+def _impossible(usage: Usage | None) -> bool:
+    return usage is not None and usage.clamped
+
+
+def _choices_answer(choices: list[JSON]) -> bool:
+    """Whether a whole answer holds anything to serve: text, reasoning or a tool call."""
+    return any(
+        text_of((c.get("message") or {}).get("content"))
+        or (c.get("message") or {}).get("reasoning")
+        or (c.get("message") or {}).get("tool_calls")
+        for c in choices
+    )
+
+
+def _deltas_answer(choices: list[JSON]) -> bool:
+    """Whether stream chunks hold anything to serve: text, reasoning or a tool call."""
+    return any(
+        (c.get("delta") or {}).get(name)
+        for c in choices
+        for name in ("content", "reasoning", "tool_calls")
+    )
 
 
 def _tokens_from_chars(chars: int) -> int:

@@ -16,6 +16,11 @@ from routing.providers.base import JSON, text_of
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _IMAGE_TOKENS = 1600  # a large image on Anthropic; generous for OpenAI and Gemini tiles
+# Template tokens around one message (role markers, separators): OpenAI's is 3-4.
+_MESSAGE_TOKENS = 16
+# The system prompt a provider adds when tools or a response schema are given (Anthropic's
+# tool-use prompt is 346 tokens, the largest published).
+_TOOL_PROMPT_TOKENS = 512
 _MAX_CHOICES = 128  # OpenAI's own bound on n; it also keeps the credit hold a sane number
 _NUMBERS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 
@@ -161,7 +166,9 @@ def request_validate(body: JSON) -> None:
 
 
 def estimate_prompt_tokens(body: JSON) -> int:
-    """A deliberately high estimate (≈3 characters per token) used for the credit hold."""
+    """A deliberately high estimate (≈3 characters per token) of the prompt's size: what the
+    rate limiter admits on, and what a request is billed when its provider reports no usable
+    prompt count. Not a bound: a tokenizer can give several tokens per character."""
     chars = 0
     images = 0
     for message in body["messages"]:
@@ -178,6 +185,41 @@ def estimate_prompt_tokens(body: JSON) -> int:
     return math.ceil(chars / 3) + images * _IMAGE_TOKENS + 8
 
 
+def prompt_token_bound(body: JSON) -> int:
+    """The most prompt tokens this request can be counted as, for the credit hold.
+
+    A byte-level BPE tokenizer (OpenAI's, Anthropic's; SentencePiece with byte fallback for
+    Gemini) never makes more tokens than the UTF-8 bytes it reads, so the bound is the byte
+    count of everything that becomes prompt text — message texts and names, tool calls, tool
+    results, tool definitions, a response schema and any other content part — plus each
+    message's template tokens and the system prompt providers add for tools. An image is
+    counted as ``_IMAGE_TOKENS`` (Anthropic's most for one image): its tokens depend on its
+    pixels, not on the bytes of its URL."""
+    total = 8
+    images = 0
+    for message in body["messages"]:
+        content = message.get("content")
+        total += _MESSAGE_TOKENS + len(text_of(content).encode())
+        for part in content if isinstance(content, list) else []:
+            if part.get("type") == "image_url":
+                images += 1
+            elif part.get("type") != "text":
+                total += len(orjson.dumps(part))  # audio, files: their encoded bytes
+        for name in ("name", "tool_call_id"):
+            if isinstance(message.get(name), str):
+                total += len(message[name].encode())
+        if message.get("tool_calls"):
+            total += len(orjson.dumps(message["tool_calls"]))
+    response_format = body.get("response_format") or {}
+    extras = [body["tools"]] if body.get("tools") else []
+    extras += [response_format] if response_format.get("type", "text") != "text" else []
+    for extra in extras:
+        total += len(orjson.dumps(extra))
+    if extras:
+        total += _TOOL_PROMPT_TOKENS
+    return total + images * _IMAGE_TOKENS
+
+
 def max_tokens_for(body: JSON, endpoint: EndpointInfo) -> int:
     requested = body.get("max_completion_tokens") or body.get("max_tokens")
     if requested is None:
@@ -185,9 +227,15 @@ def max_tokens_for(body: JSON, endpoint: EndpointInfo) -> int:
     return min(int(requested), endpoint.max_output)
 
 
-def reservation_for(body: JSON, candidate: Candidate, prompt_estimate: int) -> Decimal:
-    output = max_tokens_for(body, candidate.endpoint) * int(body.get("n") or 1)
+def output_token_bound(body: JSON, endpoint: EndpointInfo) -> int:
+    """The output tokens the provider is asked for at most: ``max_tokens`` per choice."""
+    return max_tokens_for(body, endpoint) * int(body.get("n") or 1)
+
+
+def reservation_for(body: JSON, candidate: Candidate, prompt_bound: int) -> Decimal:
     amount = reservation_amount(
-        candidate.endpoint.prices, prompt_tokens=prompt_estimate, max_output_tokens=output
+        candidate.endpoint.prices,
+        prompt_tokens=prompt_bound,
+        max_output_tokens=output_token_bound(body, candidate.endpoint),
     )
     return amount * settings.BYOK_FEE_RATE if candidate.is_byok else amount

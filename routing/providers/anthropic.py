@@ -25,6 +25,7 @@ from routing.providers.base import (
     content_parts,
     data_url_split,
     json_loads_lenient,
+    reported_tokens,
     text_of,
 )
 
@@ -244,12 +245,14 @@ def usage_from_anthropic(data: Any, previous: Usage | None = None) -> Usage | No
         return previous
     usage = previous or Usage()
     if "input_tokens" in data or "cache_read_input_tokens" in data:
-        cache_read = int(data.get("cache_read_input_tokens") or 0)
-        cache_write = int(data.get("cache_creation_input_tokens") or 0)
-        usage.prompt_tokens = int(data.get("input_tokens") or 0) + cache_read + cache_write
+        cache_read = reported_tokens(data, "cache_read_input_tokens", usage)
+        cache_write = reported_tokens(data, "cache_creation_input_tokens", usage)
+        usage.prompt_tokens = (
+            reported_tokens(data, "input_tokens", usage) + cache_read + cache_write
+        )
         usage.cached_tokens = cache_read
     if "output_tokens" in data:
-        usage.completion_tokens = int(data.get("output_tokens") or 0)
+        usage.completion_tokens = reported_tokens(data, "output_tokens", usage)
     return usage
 
 

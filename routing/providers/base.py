@@ -56,14 +56,21 @@ GATEWAY_PARAMETERS = frozenset({"model", "messages", "models", "provider", "rout
                                 "transforms", "usage", "plugins"})  # fmt: skip
 
 
+# More tokens than any model's context window holds: a count above it is a broken report.
+MAX_REPORTED_TOKENS = 10_000_000
+
+
 @dataclass(slots=True)
 class Usage:
-    """Token counts; ``completion_tokens`` includes reasoning tokens (OpenAI's convention)."""
+    """Token counts; ``completion_tokens`` includes reasoning tokens (OpenAI's convention).
+    ``clamped``: the provider reported a count that cannot be true, read as 0 (see
+    ``reported_tokens``); the gateway bills an estimate from the text in its place."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    clamped: bool = False
 
     def to_openai(self) -> JSON:
         return {
@@ -73,6 +80,21 @@ class Usage:
             "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
         }
+
+
+def reported_tokens(data: JSON, name: str, usage: Usage) -> int:
+    """One token count of a provider's usage object (0 when absent). A count that cannot be
+    true — negative, not a whole number, not a number, above ``MAX_REPORTED_TOKENS`` — reads
+    as 0 and marks ``usage`` clamped: a tenant's own host (or a broken provider) must neither
+    make the request unbillable nor set its price."""
+    value = data.get(name)
+    if value is None:
+        return 0
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or not 0 <= value <= MAX_REPORTED_TOKENS:
+        usage.clamped = True
+        return 0
+    return int(value)
 
 
 @dataclass(frozen=True, slots=True)

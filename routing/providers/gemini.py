@@ -27,6 +27,7 @@ from routing.providers.base import (
     data_url_split,
     json_loads_lenient,
     media_type_guess,
+    reported_tokens,
     text_of,
 )
 
@@ -151,14 +152,15 @@ def _generation_config(request: JSON, target: Target) -> JSON:
 def usage_from_gemini(data: Any) -> Usage | None:
     if not isinstance(data, dict):
         return None
-    thoughts = int(data.get("thoughtsTokenCount") or 0)
-    return Usage(
-        prompt_tokens=int(data.get("promptTokenCount") or 0)
-        + int(data.get("toolUsePromptTokenCount") or 0),
-        completion_tokens=int(data.get("candidatesTokenCount") or 0) + thoughts,
-        cached_tokens=int(data.get("cachedContentTokenCount") or 0),
-        reasoning_tokens=thoughts,
+    usage = Usage()
+    thoughts = reported_tokens(data, "thoughtsTokenCount", usage)
+    usage.prompt_tokens = reported_tokens(data, "promptTokenCount", usage) + reported_tokens(
+        data, "toolUsePromptTokenCount", usage
     )
+    usage.completion_tokens = reported_tokens(data, "candidatesTokenCount", usage) + thoughts
+    usage.cached_tokens = reported_tokens(data, "cachedContentTokenCount", usage)
+    usage.reasoning_tokens = thoughts
+    return usage
 
 
 def _candidate_delta(candidate: JSON, call_offset: int = 0) -> tuple[JSON, list[JSON]]:

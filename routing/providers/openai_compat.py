@@ -22,21 +22,25 @@ from routing.providers.base import (
     UpstreamError,
     UpstreamRequest,
     Usage,
+    reported_tokens,
 )
 
 
 def usage_from_openai(data: Any) -> Usage | None:
     if not isinstance(data, dict):
         return None
-    prompt_details = data.get("prompt_tokens_details") or {}
-    completion_details = data.get("completion_tokens_details") or {}
-    cached = prompt_details.get("cached_tokens") or data.get("prompt_cache_hit_tokens") or 0
-    return Usage(
-        prompt_tokens=int(data.get("prompt_tokens") or 0),
-        completion_tokens=int(data.get("completion_tokens") or 0),
-        cached_tokens=int(cached),
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    prompt_details = data.get("prompt_tokens_details")
+    completion_details = data.get("completion_tokens_details")
+    prompt_details = prompt_details if isinstance(prompt_details, dict) else {}
+    completion_details = completion_details if isinstance(completion_details, dict) else {}
+    usage = Usage()
+    usage.prompt_tokens = reported_tokens(data, "prompt_tokens", usage)
+    usage.completion_tokens = reported_tokens(data, "completion_tokens", usage)
+    usage.cached_tokens = reported_tokens(prompt_details, "cached_tokens", usage) or (
+        reported_tokens(data, "prompt_cache_hit_tokens", usage)
     )
+    usage.reasoning_tokens = reported_tokens(completion_details, "reasoning_tokens", usage)
+    return usage
 
 
 class OpenAICompatAdapter(ProviderAdapter):

@@ -96,6 +96,36 @@ def test_switcher_only_switches_to_organizations_the_user_belongs_to():
     assert client.session["current_organization_id"] == mine.pk
 
 
+@pytest.mark.parametrize(
+    "next_url",
+    ["https://evil.example/", "//evil.example/x", "javascript:alert(1)", "/\\evil.example"],
+)
+def test_switcher_never_redirects_off_site(next_url: str):
+    user = user_make()
+    mine = organization_make(user, "Mine")
+    client = Client()
+    client.force_login(user)
+
+    response = client.post(
+        "/dashboard/organization/switch", {"organization": mine.pk, "next": next_url}
+    )
+
+    assert response.status_code == 302 and response["Location"] == "/dashboard/"
+
+
+def test_switcher_returns_to_a_page_of_this_site():
+    user = user_make()
+    mine = organization_make(user, "Mine")
+    client = Client()
+    client.force_login(user)
+
+    response = client.post(
+        "/dashboard/organization/switch", {"organization": mine.pk, "next": "/dashboard/keys/"}
+    )
+
+    assert response.status_code == 302 and response["Location"] == "/dashboard/keys/"
+
+
 def test_last_owner_cannot_be_demoted():
     owner = user_make()
     organization = organization_make(owner)

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from routing.providers.anthropic import AnthropicAdapter
+from routing.providers.anthropic import AnthropicAdapter, usage_from_anthropic
 from routing.providers.base import Target, UpstreamRequest, sse_events
-from routing.providers.gemini import GeminiAdapter
-from routing.providers.openai_compat import OpenAICompatAdapter
+from routing.providers.gemini import GeminiAdapter, usage_from_gemini
+from routing.providers.openai_compat import OpenAICompatAdapter, usage_from_openai
 
 TARGET = Target(
     base_url="https://up.example/v1",
@@ -322,3 +322,19 @@ def test_sse_parser_handles_crlf_multiline_data_and_split_chunks() -> None:
         return [event async for event in sse_events(chunks())]
 
     assert asyncio.run(collect()) == [("a", '{"x": 1}'), (None, "line1\nline2"), (None, "[DONE]")]
+
+
+def test_impossible_token_counts_read_as_zero_and_mark_the_usage_clamped() -> None:
+    for value in [-5, 1.5, "12", True, 10**12, [3], None]:  # None: absent, not impossible
+        openai_usage = usage_from_openai({"prompt_tokens": 10, "completion_tokens": value})
+        anthropic_usage = usage_from_anthropic({"input_tokens": value, "output_tokens": 4})
+        gemini_usage = usage_from_gemini({"promptTokenCount": 10, "candidatesTokenCount": value})
+        for usage in (openai_usage, anthropic_usage, gemini_usage):
+            assert usage is not None
+            assert usage.clamped is (value is not None), (value, usage)
+        assert openai_usage is not None and gemini_usage is not None and anthropic_usage is not None
+        assert (openai_usage.prompt_tokens, openai_usage.completion_tokens) == (10, 0)
+        assert (gemini_usage.prompt_tokens, gemini_usage.completion_tokens) == (10, 0)
+        assert (anthropic_usage.prompt_tokens, anthropic_usage.completion_tokens) == (0, 4)
+    whole = usage_from_openai({"prompt_tokens": 10.0, "completion_tokens": 3})
+    assert whole is not None and not whole.clamped and whole.prompt_tokens == 10

@@ -3,7 +3,8 @@
 Every operation of ``/api/schema/`` is called with real objects of organization A in its path
 (and required query), as: another organization's management key, inference key and session
 (also a session that names A's organization), A's member and admin where the operation needs a
-higher role, and A's inference key where API.md allows only management keys. A new route is
+higher role (their sessions, and management keys they created, demoted or removed since), and
+A's inference key where API.md allows only management keys. A new route is
 covered as soon as it is in the schema; a new path parameter fails here until someone says how
 to make its object (``owner_object``).
 """
@@ -20,7 +21,8 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from rest_framework.test import APIClient
 
-from accounts.models import ROLE_RANK, KeyScope, Organization, Role, User
+from accounts import services
+from accounts.models import ROLE_RANK, KeyScope, Membership, Organization, Role, User
 from tests.factories import Tenants, key_client, key_make, session_client
 
 pytestmark = pytest.mark.django_db
@@ -341,14 +343,58 @@ def test_outsiders_never_see_owner_data_in_any_read(sweep: Sweep, outsider: str)
     sweep.assert_clean()
 
 
+def management_key_of(user: User, organization: Organization) -> Caller:
+    """A management key ``user`` created with their current role."""
+    return Caller(key_client(key_make(organization, scope=KeyScope.MANAGE, created_by=user)))
+
+
+# Who acts with a role of A: a person's session, and a management key acting with that person's
+# role, checked against the very same required_roles (a key never outranks its creator).
+WITH_ROLE: dict[str, Callable[[User, Organization], Caller]] = {
+    "session": browser,
+    "management-key": management_key_of,
+}
+
+
+@pytest.mark.parametrize("via", list(WITH_ROLE))
 @pytest.mark.parametrize("role", [Role.MEMBER, Role.ADMIN])
-def test_owner_organization_people_without_the_role_get_403(sweep: Sweep, role: Role):
+def test_owner_organization_people_without_the_role_get_403(sweep: Sweep, role: Role, via: str):
     user = sweep.tenants.member if role == Role.MEMBER else sweep.tenants.admin
-    caller = browser(user, sweep.tenants.organization)
+    caller = WITH_ROLE[via](user, sweep.tenants.organization)
     for operation in sweep.operations:
         url, _ = fill(operation, sweep.objects)
         if ROLE_RANK[required_role(operation, url)] > ROLE_RANK[role]:
             sweep.expect(caller, operation, 403, "forbidden")
+    sweep.assert_clean()
+
+
+def test_a_demoted_admins_management_key_acts_as_a_member(sweep: Sweep):
+    organization = sweep.tenants.organization
+    caller = management_key_of(sweep.tenants.admin, organization)
+    membership = Membership.objects.get(user=sweep.tenants.admin, organization=organization)
+
+    services.membership_set_role(
+        organization=organization, membership_id=membership.pk, role=Role.MEMBER
+    )
+
+    for operation in sweep.operations:
+        url, _ = fill(operation, sweep.objects)
+        if ROLE_RANK[required_role(operation, url)] > ROLE_RANK[Role.MEMBER]:
+            sweep.expect(caller, operation, 403, "forbidden")
+    sweep.assert_clean()
+
+
+@pytest.mark.parametrize("scope", [KeyScope.MANAGE, KeyScope.INFERENCE])
+def test_a_removed_members_keys_get_401_on_every_operation(sweep: Sweep, scope: str):
+    organization = sweep.tenants.organization
+    admin = sweep.tenants.admin
+    caller = Caller(key_client(key_make(organization, scope=scope, created_by=admin)))
+    membership = Membership.objects.get(user=admin, organization=organization)
+
+    services.membership_remove(organization=organization, membership_id=membership.pk)
+
+    for operation in sweep.operations:
+        sweep.expect(caller, operation, 401, "unauthorized")
     sweep.assert_clean()
 
 

@@ -1,0 +1,34 @@
+"""Names people type that end up in one-line places (email subjects, headers, tables).
+
+A control character there does harm: a CR/LF in an email subject makes ``send_mail`` raise
+``BadHeaderError`` (or, elsewhere, forges a header). Names are refused with one at input, and
+``one_line`` cleans what is already stored before it reaches a header.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from django.core.exceptions import ValidationError
+
+# Cc: C0/C1 controls (CR, LF, NUL, ESC, DEL, NEL…); Zl/Zp: the Unicode line and paragraph
+# separators, which str.splitlines and some mail clients also break on.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
+def is_control(char: str) -> bool:
+    return unicodedata.category(char) in _CONTROL_CATEGORIES
+
+
+def validate_no_control_characters(value: str) -> None:
+    """Field validator for names: refuses line breaks, tabs and other control characters."""
+    if any(is_control(char) for char in value):
+        raise ValidationError(
+            "Names cannot contain line breaks, tabs or other control characters.",
+            code="control_characters",
+        )
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line: control characters become spaces, runs of spaces one space."""
+    return " ".join("".join(" " if is_control(c) else c for c in text).split())

@@ -1,0 +1,97 @@
+"""Control characters in names: refused at input, and never in an email header.
+
+An organization named ``"Acme\\r\\nBcc: …"`` made every invitation a 500 (``BadHeaderError``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from accounts.models import ApiKey, KeyScope, Organization
+from billing.budget_alerts import budget_alerts_check
+from billing.models import UsageRecord
+from tests.factories import Tenants, dashboard_client, key_client, key_make
+
+pytestmark = pytest.mark.django_db
+HOSTILE = [
+    "Acme\r\nBcc: victim@example.com",
+    "Acme\nX",
+    "Acme\x07",
+    "Acme\tX",
+    "Acme\x1b[31m",
+    "Acme\u2028X",
+]
+STORED = "Acme\r\nBcc: victim@example.com"
+
+
+def store_name(organization: Organization, name: str) -> None:
+    """A name saved before input was validated (straight to the database)."""
+    Organization.objects.filter(pk=organization.pk).update(name=name)
+
+
+def test_an_invitation_from_an_organization_with_a_line_break_in_its_name_is_sent(
+    tenants: Tenants,
+) -> None:
+    store_name(tenants.organization, STORED)
+
+    response = dashboard_client(tenants.owner, tenants.organization).post(
+        "/dashboard/organization/", {"email": "invitee@example.com", "role": "member"}
+    )
+
+    assert response.status_code == 302
+    [message] = mail.outbox
+    assert message.subject == "[RouterHub] Join Acme Bcc: victim@example.com"
+    assert message.to == ["invitee@example.com"] and message.bcc == []
+
+
+def test_a_budget_alert_for_an_organization_with_a_line_break_in_its_name_is_sent(
+    tenants: Tenants,
+) -> None:
+    store_name(tenants.organization, STORED)
+    Organization.objects.filter(pk=tenants.organization.pk).update(monthly_budget=Decimal("10"))
+    UsageRecord.objects.create(organization=tenants.organization, generation_id="gen-crlf",
+                               status="succeeded", cost=Decimal("9"), created_at=timezone.now())  # fmt: skip
+
+    budget_alerts_check(organization=Organization.objects.get(pk=tenants.organization.pk))
+
+    [message] = mail.outbox
+    assert message.subject.startswith("[RouterHub] Acme Bcc: victim@example.com used 80%")
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_dashboard_refuses_organization_names_with_control_characters(
+    tenants: Tenants, name: str
+) -> None:
+    client = dashboard_client(tenants.owner, tenants.organization)
+
+    created = client.post("/dashboard/organization/new", {"name": name}, follow=True)
+    renamed = client.post("/dashboard/organization/settings", {"name": name}, follow=True)
+
+    assert "control characters" in created.content.decode()
+    assert "control characters" in renamed.content.decode()
+    assert Organization.objects.filter(name=name).count() == 0
+    assert Organization.objects.get(pk=tenants.organization.pk).name == "Acme"
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_api_and_dashboard_refuse_key_names_with_control_characters(
+    tenants: Tenants, name: str
+) -> None:
+    client = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
+    existing = ApiKey.objects.get(organization=tenants.organization)
+
+    created = client.post("/api/v1/keys", {"name": name}, format="json")
+    renamed = client.patch(f"/api/v1/keys/{existing.pk}", {"name": name}, format="json")
+    page = dashboard_client(tenants.owner, tenants.organization).post(
+        "/dashboard/keys/", {"name": name, "scope": "inference"}
+    )
+
+    for response in (created, renamed):
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["param"] == "name" and "control characters" in error["message"]
+    assert "control characters" in page.content.decode()
+    assert not ApiKey.objects.filter(name=name).exists()

@@ -1,0 +1,137 @@
+"""A provider — above all a tenant's own host — that reports token counts that cannot be true
+(negative, fractional, not numbers, beyond any context window) neither makes its answer unbillable
+nor sets its price: the answer is served and billed on an estimate from the text, flagged
+``usage_clamped``; only a response with nothing to serve is a 502, and it is not billed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from billing.models import CreditAccount, LedgerEntry, Reservation, UsageRecord
+from routing.models import Provider
+from routing.services import provider_key_create
+from tests.routing.servers import poll
+from tests.routing.world import World, endpoint, model
+
+NEGATIVE = "report_prompt=-5,report_completion=-3"
+PROMPT = "Explain in a few words why the sky is blue."
+
+
+def own_host(world: World, settings: Any, fault: str) -> str:
+    """A model served by the organization's own OpenAI-compatible host, answering with ``fault``."""
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True  # the "own host" is the local fake upstream
+    world.catalog({"models": [model("test/own")],
+                   "endpoints": [endpoint("test/own", "fake-openai", f"gpt-4o-mini@{fault}")]})  # fmt: skip
+    provider_key_create(organization=world.organization, provider=Provider.objects.get(slug="fake-openai"),
+                        secret="sk-own-host-4242", base_url=f"{world.fake_url}/v1")  # fmt: skip
+    return "test/own"
+
+
+def platform_model(world: World, style: str, fault: str) -> str:
+    upstream = {"anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}[style]
+    world.catalog({"models": [model(f"test/{style}-broken")],
+                   "endpoints": [endpoint(f"test/{style}-broken", f"fake-{style}", f"{upstream}@{fault}")]})  # fmt: skip
+    return f"test/{style}-broken"
+
+
+def ask(world: World, model_id: str, *, stream: bool) -> tuple[int, str, list[dict[str, Any]]]:
+    """Status, generation id and (for a stream) its events, or ([the JSON body]) otherwise."""
+    body = {"model": model_id, "max_tokens": 64, "stream": stream,
+            "messages": [{"role": "user", "content": PROMPT}]}  # fmt: skip
+    response = httpx.post(f"{world.gateway_url}/v1/chat/completions", json=body,
+                          headers={"Authorization": f"Bearer {world.key}"}, timeout=30)  # fmt: skip
+    if not stream or response.status_code != 200:
+        data = response.json()
+        generation_id = response.headers.get("x-generation-id") or (
+            data.get("error", {}).get("metadata", {}).get("generation_id", "")
+        )
+        return response.status_code, generation_id, [data]
+    events = [orjson.loads(line[6:]) for line in response.text.splitlines()
+              if line.startswith("data: ") and line != "data: [DONE]"]  # fmt: skip
+    return response.status_code, response.headers["x-generation-id"], events
+
+
+def answer_text(events: list[dict[str, Any]], *, stream: bool) -> str:
+    if not stream:
+        return str(events[0]["choices"][0]["message"]["content"] or "")
+    return "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices", []))
+
+
+def assert_billed_on_an_estimate(world: World, generation_id: str) -> UsageRecord:
+    record = world.usage_record(generation_id)
+    assert record.status == "succeeded"
+    assert record.flag_list == ["usage_clamped"]
+    assert record.prompt_tokens > 0 and record.completion_tokens > 0
+    assert record.cost > 0
+    charge = LedgerEntry.objects.get(idempotency_key=f"usage:{generation_id}")
+    assert charge.amount == -record.cost
+    return record
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        NEGATIVE,
+        "report_prompt=1.5",
+        "report_prompt=1e12",
+        'report_completion="many"',
+        "report_completion=0",
+    ],
+    ids=["negative", "fraction", "absurd", "not-a-number", "no-token-for-an-answer"],
+)
+def test_an_own_host_reporting_impossible_usage_is_served_billed_and_flagged(
+    world: World, settings: Any, fault: str, stream: bool
+) -> None:
+    model_id = own_host(world, settings, fault)
+
+    status, generation_id, events = ask(world, model_id, stream=stream)
+
+    assert status == 200, events
+    assert answer_text(events, stream=stream)
+    assert not any("error" in event for event in events), events
+    record = assert_billed_on_an_estimate(world, generation_id)
+    assert record.is_byok
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("style", ["anthropic", "gemini"])
+def test_a_provider_of_any_wire_format_reporting_negative_usage_is_billed_and_flagged(
+    world: World, style: str, stream: bool
+) -> None:
+    model_id = platform_model(world, style, NEGATIVE)
+
+    status, generation_id, events = ask(world, model_id, stream=stream)
+
+    assert status == 200, events
+    assert answer_text(events, stream=stream)
+    assert_billed_on_an_estimate(world, generation_id)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_no_answer_with_impossible_usage_is_a_502_and_not_billed(
+    world: World, settings: Any, stream: bool
+) -> None:
+    model_id = own_host(world, settings, f"empty,{NEGATIVE}")
+    before = CreditAccount.objects.get(organization=world.organization).balance
+
+    status, generation_id, events = ask(world, model_id, stream=stream)
+
+    if stream:  # the 200 was sent with the stream's head: the 502 is its error event
+        assert status == 200 and events[-1]["error"]["code"] == 502, events
+    else:
+        assert status == 502, events
+        attempts = events[0]["error"]["metadata"]["attempts"]
+        assert [a["error"] for a in attempts] == ["unusable_response"]
+        assert "cannot be true" in attempts[0]["detail"]
+    record = world.usage_record(generation_id)
+    assert record.status == "failed" and record.cost == 0
+    assert not LedgerEntry.objects.filter(idempotency_key=f"usage:{generation_id}").exists()
+    poll(lambda: not Reservation.objects.filter(state="held").exists())
+    account = CreditAccount.objects.get(organization=world.organization)
+    assert account.balance == before and account.reserved == Decimal(0)
