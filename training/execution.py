@@ -103,6 +103,7 @@ def training_data(
         scores=orientation.forward(parsed.scores[:, columns]),
         costs=costs,
         binary=binary,
+        costs_known=source != "rank",
     )
     return data, orientation, source
 
