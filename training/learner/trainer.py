@@ -152,7 +152,7 @@ def router_fit(
                 start + (_STAGE_END[STAGE_CROSS_VALIDATING] - start) * done / steps,
             )
 
-    blends = [calibration.blend_weight(parts[:, j], data.scores[:, j]) for j in range(m)]
+    blends = calibration.blend_weights(parts, data.scores)
     mixed = np.column_stack(
         [blends[j] * parts[:, j, 0] + (1 - blends[j]) * parts[:, j, 1] for j in range(m)]
     )
