@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from training.learner import metrics
 from training.learner.calibration import TRADEOFF_GRID
 from training.learner.report import report_build
 from training.learner.router import mix_keys
-from training.learner.trainer import TrainerConfig, TrainingData, router_fit
+from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
 CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40)
 WORDS = ["river", "forest", "lantern", "harbour", "meadow", "violin", "garden", "comet", "sum"]
@@ -30,7 +32,7 @@ def _data(scores: np.ndarray, prices: list[float], seed: int = 0) -> TrainingDat
     )
 
 
-def _oof_report(data: TrainingData) -> tuple[object, dict]:
+def _oof_report(data: TrainingData) -> tuple[FitResult, dict[str, Any]]:
     fit = router_fit(data, CONFIG)
     report = report_build(
         router=fit.router,
@@ -76,7 +78,7 @@ def test_a_dominating_model_that_is_also_cheapest_is_chosen_at_every_tradeoff() 
     fit, report = _oof_report(data)
 
     for tradeoff in TRADEOFF_GRID:
-        picks = fit.router.choose_many(fit.oof_predicted, float(tradeoff), mix_keys(data.prompts))  # type: ignore[attr-defined]
+        picks = fit.router.choose_many(fit.oof_predicted, float(tradeoff), mix_keys(data.prompts))
         assert set(picks.tolist()) == {1}, tradeoff
     assert {tuple(p["share"]) for p in report["curve"]} == {("model-1",)}
 

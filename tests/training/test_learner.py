@@ -9,7 +9,7 @@ from tests.training.conftest import synthetic_frame
 from training.learner import artifacts
 from training.learner.report import report_build
 from training.learner.router import mix_keys
-from training.learner.trainer import TrainerConfig, TrainingData, router_fit
+from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
 MODELS = ["math-model", "prose-model"]
 CONFIG = TrainerConfig(folds=3, threads=1)
@@ -66,7 +66,7 @@ def test_tradeoff_zero_is_never_worse_than_the_best_single_model_when_scores_are
     assert report["tradeoff_zero_gain"] >= 0
 
 
-def test_costs_fall_as_the_tradeoff_rises(fitted: object) -> None:
+def test_costs_fall_as_the_tradeoff_rises(fitted: FitResult) -> None:
     data = _data()
     report = report_build(
         router=fitted.router,
@@ -74,7 +74,7 @@ def test_costs_fall_as_the_tradeoff_rises(fitted: object) -> None:
         prompts=data.prompts,
         scores=data.scores,
         costs=data.costs,
-        evaluation={},  # type: ignore[attr-defined]
+        evaluation={},
     )
     costs = [point["cost"] for point in report["curve"]]
     assert costs == sorted(costs, reverse=True)
