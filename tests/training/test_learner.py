@@ -108,3 +108,28 @@ def test_single_prompt_prediction_equals_the_batch_prediction(fitted: object) ->
     for i, prompt in enumerate(prompts):
         np.testing.assert_allclose(router.predict_one(prompt), batch[i], rtol=1e-9)
         np.testing.assert_allclose(router.predict_one(prompt, [1]), batch[i, [1]], rtol=1e-9)
+
+
+def test_a_version_saved_before_the_policy_table_serves_as_it_was_trained(
+    fitted: FitResult,
+) -> None:
+    """Format 1 stored one incumbent bonus for every tradeoff; it loads as that table."""
+    import json
+
+    files = artifacts.router_to_files(fitted.router)
+    meta = json.loads(files["router.json"])
+    del meta["offsets"], meta["mixes"]
+    meta.update({"format_version": 1, "incumbent": 1, "bonus": 0.25})
+    files["router.json"] = json.dumps(meta).encode()
+    digests = artifacts.files_digests(files)
+
+    restored = artifacts.router_from_files(files, digests, artifacts.manifest_checksum(digests))
+
+    assert restored.offsets.shape == (len(restored.tradeoffs), 2)
+    assert (restored.offsets == [0.0, 0.25]).all()
+    assert np.isnan(restored.mixes[:, 2]).all()
+    predicted = np.array([[0.7, 0.5]])
+    keys = mix_keys(["a prompt"])
+    norm = restored.mean_costs / restored.mean_costs.max()
+    utility = predicted[0] + [0.0, 0.25] - float(restored.lambdas[0]) * norm
+    assert restored.choose_many(predicted, 0.0, keys)[0] == int(np.argmax(utility))
