@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django.utils.text import slugify
 
 from accounts.keys import key_cache_clear, key_mint
@@ -41,11 +42,13 @@ def _unique_slug(base: str) -> str:
 
 @transaction.atomic
 def organization_create(*, name: str, owner: User, personal: bool = False) -> Organization:
-    """Create an organization with ``owner`` as its first owner."""
+    """Create an organization with ``owner`` as its first owner, then run the creation hooks."""
     organization = Organization.objects.create(
         slug=_unique_slug(name), name=name, is_personal=personal
     )
     Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
+    for dotted in settings.ORGANIZATION_CREATED_HOOKS:  # e.g. billing's starter credits
+        import_string(dotted)(organization=organization)
     return organization
 
 

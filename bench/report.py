@@ -237,6 +237,42 @@ def routing_text(results: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def select_text(results: dict[str, Any]) -> str:
+    """``POST /api/v1/routers/{slug}/select`` through the lean gateway path and the DRF view."""
+    sel = results.get("select") or {}
+    if "skipped" in sel or "error" in sel or not sel:
+        return f"`select`: not measured ({sel.get('skipped') or sel.get('error') or 'no run'})."
+    http, decision, activation = sel["http_c1"], sel["decision"], sel["activation"]["gateway"]
+
+    def pair(d: dict[str, Any]) -> str:
+        return f"{_n(d['p50_ms'])} / {_n(d['p99_ms'])}"
+
+    rows = [
+        "| `select`, 2 KB prompt, 11 candidates | lean gateway path | DRF view (before) |",
+        "|---|---:|---:|",
+        f"| over HTTP, c=1, p50 / p99 (ms) | {pair(http['gateway'])} | {pair(http['drf'])} |",
+        f"| the decision (`latency_ms`), p50 / p99 (ms) | {pair(decision['gateway'])} "
+        f"| {pair(decision['drf'])} |",
+    ]
+    load = sel.get("loadavg")
+    busy = (
+        f" Load average during the run: {load:.1f} on {results['machine']['cores']} cores."
+        if load
+        else ""
+    )
+    return (
+        "`POST /api/v1/routers/{slug}/select` (`python -m bench.select_endpoint`, also run by "
+        f"`make bench`): a RouterBench ARC router ({sel['candidates']} candidates), production "
+        f"servers with {sel['workers']} workers each: the production app (keyed JSON calls served "
+        "by the lean gateway path) and Django alone (every call through the DRF view, as before); "
+        f"{http['gateway']['n']} sequential keep-alive requests each, in alternating blocks."
+        + busy + "\n\n" + "\n".join(rows) + "\n\n"
+        f"While version 2 was activated through the API, {activation['selects']} selects on fresh "
+        f"connections: p50 {_n(activation['p50_ms'])} ms, slowest {_n(activation['slowest_ms'])} "
+        "ms (no decision waits for the version to load)."
+    )  # fmt: skip
+
+
 def readme_section(results: dict[str, Any]) -> str:
     m, v, g = results["machine"], results["versions"], results["gateway"]
     ll = g["litellm"]
@@ -282,6 +318,8 @@ the gateway's percentile minus the direct percentile. CPU is the server's whole 
 {settlement_text(results)}
 
 {routing_text(results)}
+
+{select_text(results)}
 {END}"""
 
 

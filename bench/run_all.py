@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import gateway, litellm_proxy, report
+from bench import gateway, litellm_proxy, report, select_endpoint
 from bench import router as router_bench
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -34,6 +34,20 @@ def routing_benchmarks(datasets: Path, big_folds: int) -> dict[str, Any]:
     try:
         return router_bench.routing_benchmarks(datasets, big_folds=big_folds, log=gateway.log)
     except Exception as exc:  # a failed routing bench must not lose the gateway numbers
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def select_benchmark(datasets: Path, workers: int) -> dict[str, Any]:
+    """``select`` through the lean gateway path beside the DRF view (``bench.select_endpoint``)."""
+    if not (datasets / "routerbench_arc_challenge_train.csv").exists():
+        return {"skipped": f"routerbench_arc_challenge_train.csv not found in {datasets}"}
+    try:
+        options = argparse.Namespace(
+            datasets=datasets, workers=workers, requests=1000,
+            database=select_endpoint.DATABASE, redis_url=select_endpoint.REDIS_URL,
+        )  # fmt: skip
+        return select_endpoint.run(options)
+    except Exception as exc:  # a failed select bench must not lose the other numbers
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -54,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="cross-validation folds of the 100k-row training run (default 3; the others use 5)")  # fmt: skip
     parser.add_argument("--no-routing", action="store_true",
                         help="skip routing decision latency and training throughput")  # fmt: skip
+    parser.add_argument("--no-select", action="store_true",
+                        help="skip the select endpoint (lean gateway path vs DRF view)")  # fmt: skip
     args = parser.parse_args(argv)
     started = time.monotonic()
     opts = gateway.Options(
@@ -75,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_routing
         else routing_benchmarks(args.datasets, args.big_folds)
     )
+    results["select"] = (
+        {"skipped": "--no-select"}
+        if args.no_select
+        else select_benchmark(args.datasets, args.workers)
+    )
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     report.write_json(results, args.output)
@@ -84,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.settlement_text(results))
     print()
     print(report.routing_text(results))
+    print()
+    print(report.select_text(results))
     print(f"\nLiteLLM database mode: {results['gateway']['litellm']['database']} "
           f"({results['gateway']['litellm']['note']})")  # fmt: skip
     if not args.no_readme:

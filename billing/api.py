@@ -197,7 +197,8 @@ GenerationOutput = inline_serializer(
             help_text="Billing that needs a look: over_hold (charged more than its hold), "
             "shortfall (the balance ran out; cost is what was charged), usage_clamped "
             "(the provider reported impossible usage; billed on an estimate), "
-            "usage_estimated (the provider reported none).",
+            "usage_estimated (the provider reported none), reconciled_from_hold (the request's "
+            "usage never reached billing; charged its hold, the request's worst case).",
         ),
         "key_id": _int_or_null,
         "created_at": serializers.DateTimeField(),
@@ -319,8 +320,9 @@ class UsageView(TenantAPIView):
 
 CSV_COLUMNS = [
     "id", "created_at", "model", "requested_model", "provider", "router", "router_version",
-    "key_id", "status", "error_type", "prompt_tokens", "completion_tokens", "cached_tokens",
-    "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "streamed", "is_byok", "flags",
+    "key_id", "key_name", "status", "error_type", "prompt_tokens", "completion_tokens",
+    "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "streamed", "is_byok",
+    "flags",
 ]  # fmt: skip
 
 
@@ -333,7 +335,10 @@ def usage_csv_rows(records: QuerySet[UsageRecord]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     for record in records.iterator(chunk_size=2000):
-        row = generation_json(record) | {"flags": record.flags}
+        row = generation_json(record) | {
+            "flags": record.flags,
+            "key_name": record.key.name if record.key else "",
+        }
         yield writer.writerow([row[column] for column in CSV_COLUMNS])
 
 
@@ -346,9 +351,11 @@ class UsageExportView(TenantAPIView):
     def get(self, request: Request) -> StreamingHttpResponse:
         query = UsageQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        records = usage_records(
-            organization_id=self.organization.pk, filters=query.usage_filter()
-        ).order_by("created_at", "id")
+        records = (
+            usage_records(organization_id=self.organization.pk, filters=query.usage_filter())
+            .select_related("key")
+            .order_by("created_at", "id")
+        )
         response = StreamingHttpResponse(usage_csv_rows(records), content_type="text/csv")
         filename = f"routerhub-usage-{self.organization.slug}-{timezone.now():%Y%m%d}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -8,6 +8,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 from html import escape
 
+from routerhub.money import money, usd_text
+
+LABEL_CHAR_PX = 6.5  # width of one character of the 11 px axis labels
 PALETTE = ["#4f46e5", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444", "#8b5cf6", "#14b8a6", "#64748b"]
 
 
@@ -50,34 +53,41 @@ def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> Sta
         colours["other"] = PALETTE[-1]
     peak = max((sum(v.values(), Decimal(0)) for v in by_day.values()), default=Decimal(0))
     ceiling = _nice_ceiling(float(peak))
-    width, height, left, bottom, top_pad = 720, 220, 56, 24, 10
+    y_labels = [usd_label(ceiling * i / 4) for i in range(5)]
+    # The y labels sit left of the plot: make room for the longest (11 px text ≈ 6.5 px/char).
+    left = 12 + math.ceil(max(len(label) for label in y_labels) * LABEL_CHAR_PX)
+    width, height, bottom, top_pad = 960, 220, 24, 10
     plot_w, plot_h = width - left - 8, height - bottom - top_pad
     bar_w = plot_w / days
     parts = [
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="Spend per day by model, last {days} days" '
         'xmlns="http://www.w3.org/2000/svg" class="chart">'
     ]
-    for i in range(5):
-        value = ceiling * i / 4
+    for i, label in enumerate(y_labels):
         y = top_pad + plot_h - plot_h * i / 4
         parts.append(
             f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e6ee"/>'
         )
         parts.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#5d6475">{usd_label(value)}</text>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#5d6475">{label}</text>'
         )
+    label_every = max(days // 6, 1)
     for index, (day, costs) in enumerate(by_day.items()):
         x = left + index * bar_w + 1
         y = top_pad + plot_h
+        day_total = escape(usd_text(money(sum(costs.values(), Decimal(0)))))
         for model, cost in sorted(costs.items(), key=lambda kv: -totals[kv[0]]):
             colour = colours.get(model, colours.get("other", PALETTE[-1]))
             h = plot_h * float(cost) / ceiling
             y -= h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bar_w - 2, 1):.1f}" height="{h:.1f}" fill="{colour}">'
-                f"<title>{day:%b %d} · {escape(model)} · ${cost:.6f}</title></rect>"
+                f"<title>{day:%b %d} · {escape(model)} · {escape(usd_text(money(cost)))} "
+                f"(day: {day_total})</title></rect>"
             )
-        if index % max(days // 6, 1) == 0:
+        # Every few days, and always the last one (today), unless a label is too close to it.
+        last = index == days - 1
+        if (index % label_every == 0 and days - 1 - index >= label_every / 2) or last:
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{height - 6}" text-anchor="middle" font-size="11" fill="#5d6475">{day:%b %d}</text>'
             )

@@ -71,12 +71,20 @@ class KeySpendWindow(models.Model):
 
 class ReservationState(models.TextChoices):
     HELD = "held", "Held"
+    # The gateway said the request has nothing to charge (it failed before any answer); its
+    # usage draft will release the hold, or the sweep will, for free.
+    FREE = "free", "Held, nothing to charge"
     SETTLED = "settled", "Settled"
     RELEASED = "released", "Released"
 
 
 class Reservation(TenantModel):
-    """Credit held for one in-flight request; settled or released exactly once."""
+    """Credit held for one in-flight request; settled or released exactly once.
+
+    A hold still ``held`` when it expires lost its usage draft (a Redis without its data, a
+    worker killed mid-request): the sweep charges it at its amount (``reconciled_from_hold``).
+    Only a hold the gateway marked ``free`` is released without a charge.
+    """
 
     generation_id = models.CharField(max_length=64, unique=True)
     key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, related_name="+")
@@ -103,6 +111,7 @@ class UsageFlag(models.TextChoices):
     SHORTFALL = "shortfall", "Balance ran out: charged less than its cost"
     USAGE_CLAMPED = "usage_clamped", "Provider reported impossible usage: estimated"
     USAGE_ESTIMATED = "usage_estimated", "Provider reported no usage: estimated"
+    RECONCILED_FROM_HOLD = "reconciled_from_hold", "Usage never arrived: charged its hold"
 
 
 class UsageRecord(TenantModel):

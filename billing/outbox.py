@@ -17,6 +17,10 @@ settlement per request, never a lost charge. A settler whose batch fails (Postgr
 re-reads its own pending drafts a second later; one that finds its group gone (Redis restarted
 without its data) creates it again. Drafts already in the stream survive a Redis crash only if
 Redis persists them (AOF, as deploy/docker-compose.yml runs it): a requirement of production.
+When they are lost all the same, their holds are not: the reservation sweep charges a hold whose
+draft never arrived at its held amount (``reservations_sweep``). So that a request with nothing to
+charge (it failed before any answer) is not charged that way, its hold is marked ``free`` in
+PostgreSQL before its draft is appended.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import orjson
 from django.conf import settings
 from django.db import DataError, IntegrityError, connections
 
+from billing.services import reservation_mark_free_async
 from billing.settlement import UsageDraft, usage_settle_async, usage_settle_batch, wal_position
 
 logger = logging.getLogger(__name__)
@@ -187,6 +192,8 @@ async def usage_record_async(draft: UsageDraft) -> None:
         return
     import redis
 
+    if draft.cost <= 0:
+        await reservation_mark_free_async(draft.generation_id)
     outbox = _outbox()
     try:
         await outbox.append(orjson.dumps(draft.to_json()))

@@ -16,7 +16,8 @@ from typing import Any
 
 import psycopg
 from asgiref.sync import sync_to_async
-from django.db import connection, connections, transaction
+from django.conf import settings
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -34,6 +35,7 @@ from billing.models import (
 from billing.pg_async import pg_fetchone
 from billing.settlement import (
     UsageDraft,
+    reservations_reconcile,
     reservations_release,
     usage_settle,
     usage_settle_async,
@@ -90,6 +92,20 @@ def ledger_post(
         idempotency_key=idempotency_key,
         description=description[:300],
         reference=reference[:120],
+    )
+
+
+def starter_credits_grant(*, organization: Organization) -> LedgerEntry | None:
+    """Grant a new organization its STARTER_CREDITS_USD, once (the ledger key is per organization)."""
+    amount = settings.STARTER_CREDITS_USD
+    if amount <= 0:
+        return None
+    return ledger_post(
+        organization=organization,
+        kind=LedgerKind.PROMOTION,
+        amount=amount,
+        idempotency_key=f"starter-credits:{organization.pk}",
+        description="Starter credits for a first request (demo models included)",
     )
 
 
@@ -221,17 +237,57 @@ SELECT balance - reserved FROM billing_creditaccount WHERE organization_id = %(o
 """
 
 
-def reservations_sweep(*, now: datetime | None = None) -> int:
-    """Release holds whose request never settled (its worker died); returns how many."""
+_FREE_SQL = """
+UPDATE billing_reservation SET state = 'free'
+WHERE generation_id = %(generation)s AND state = 'held'
+RETURNING id
+"""
+
+
+async def reservation_mark_free_async(generation_id: str) -> None:
+    """Record in PostgreSQL that a request has nothing to charge (it failed before any answer),
+    so that its hold is released for free even if its usage draft is lost with Redis.
+
+    Only requests with nothing to charge pay this statement; a served request's hold is
+    charged at its amount by the sweep unless its draft settles it first. A failure here is
+    logged: the draft, when it arrives, still releases the hold."""
+    on_postgres = connections.settings["default"]["ENGINE"].endswith("postgresql")
+    try:
+        if on_postgres:
+            await pg_fetchone(_FREE_SQL, {"generation": generation_id})
+            return
+        await Reservation.objects.filter(
+            generation_id=generation_id, state=ReservationState.HELD
+        ).aupdate(state=ReservationState.FREE)
+    except (psycopg.Error, DatabaseError) as exc:
+        logger.warning("could not mark %s as free: %s", generation_id, type(exc).__name__)
+
+
+def reservations_sweep(*, now: datetime | None = None, charge: bool = True) -> int:
+    """Settle expired holds whose usage never arrived; returns how many.
+
+    A hold the gateway marked ``free`` is released without a charge. Any other (its draft was
+    lost with a Redis that lost its data, or its worker died mid-request) is charged at its held
+    amount, recorded with ``reconciled_from_hold`` (``reservations_reconcile``): a served
+    request is never released for free, and a draft arriving later charges nothing more. Call
+    it after the usage outbox is drained (``billing.sweep_reservations`` does), so a draft that
+    is merely late settles at its real cost first; ``charge=False`` only releases free holds.
+    """
     expired = list(
         Reservation.objects.filter(
-            state=ReservationState.HELD, expires_at__lt=now or timezone.now()
+            state__in=(ReservationState.HELD, ReservationState.FREE),
+            expires_at__lt=now or timezone.now(),
         ).order_by("pk")[:1000]
     )
-    released = reservations_release(expired)
+    released = reservations_release([r for r in expired if r.state == ReservationState.FREE])
+    unsettled = [r for r in expired if r.state == ReservationState.HELD] if charge else []
+    charged = reservations_reconcile(unsettled)
     if released:
-        logger.warning("released %d expired credit reservations", released)
-    return released
+        logger.warning("released %d expired credit reservations with nothing to charge", released)
+    if charged:
+        logger.error("charged %d expired credit reservations their held amount: their usage "
+                     "never arrived", len(charged))  # fmt: skip
+    return released + len(charged)
 
 
 def feedback_record(

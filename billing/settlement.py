@@ -117,11 +117,14 @@ class _Hold:
     key_window_start: datetime | None
 
 
+_OPEN = (ReservationState.HELD, ReservationState.FREE)  # holds not yet settled or released
+
+
 def _lock_holds(**filters: Any) -> list[_Hold]:
     """Lock the held reservations matching ``filters``, in primary-key order."""
     rows = (
         Reservation.objects.select_for_update()
-        .filter(state=ReservationState.HELD, **filters)
+        .filter(state__in=_OPEN, **filters)
         .order_by("pk")
         .values_list(*(f.name for f in fields(_Hold)))
     )
@@ -404,7 +407,7 @@ def _recharge(drafts: list[UsageDraft], balance: Decimal) -> dict[str, Decimal]:
 
 
 def reservations_release(reservations: Sequence[Reservation]) -> int:
-    """Release holds without charging (their requests never finished); returns how many."""
+    """Release holds without charging (their requests had nothing to charge); returns how many."""
     if not reservations:
         return 0
     with transaction.atomic():
@@ -422,6 +425,30 @@ def reservations_release(reservations: Sequence[Reservation]) -> int:
             state=ReservationState.RELEASED
         )
     return len(holds)
+
+
+def reservations_reconcile(reservations: Sequence[Reservation]) -> list[str]:
+    """Charge holds whose usage never arrived at their held amount; returns their generation ids.
+
+    Each is settled like a draft (``usage_settle_batch``: a usage record flagged
+    ``reconciled_from_hold``, the ledger entry ``usage:<generation id>`` capped at the balance,
+    the hold settled) and so once per generation id: a draft that arrives afterwards finds the
+    record and charges nothing more. The hold is the request's worst case (bar a provider
+    counting past it); the tenant sees which records were charged this way.
+    """
+    drafts = [
+        UsageDraft(
+            generation_id=r.generation_id,
+            organization_id=r.organization_id,
+            key_id=r.key_id,
+            status="succeeded",
+            cost=r.amount,
+            created_at=r.created_at,
+            flags=UsageFlag.RECONCILED_FROM_HOLD.value,
+        )
+        for r in reservations
+    ]
+    return usage_settle_batch(drafts)
 
 
 def usage_settle(draft: UsageDraft) -> UsageRecord:

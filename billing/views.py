@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts.models import ApiKey, Role
+from accounts.models import ApiKey, KeyScope, Role
 from accounts.views import organization_required
 from billing.api import UsageQuery
 from billing.charts import spend_chart
@@ -67,6 +67,10 @@ def credits_page(request: HttpRequest) -> HttpResponse:
             .order_by("-created_at")[:20],
             "min_amount": settings.TOPUP_MIN_AMOUNT,
             "max_amount": settings.TOPUP_MAX_AMOUNT,
+            "billing_enabled": settings.BILLING_ENABLED,
+            "starter_credits": settings.STARTER_CREDITS_USD,
+            "byok_fee_percent": settings.BYOK_FEE_RATE * 100,
+            "organization_slug": organization.slug,
         },
     )
 
@@ -95,7 +99,10 @@ def usage_page(request: HttpRequest) -> HttpResponse:
             "errors": {} if valid else query.errors,
             "params": params,
             "query_string": urlencode(params),
-            "keys": ApiKey.objects.filter(organization=organization).order_by("name"),
+            # Only inference keys send requests; management keys would filter to nothing.
+            "keys": ApiKey.objects.filter(
+                organization=organization, scope=KeyScope.INFERENCE
+            ).order_by("name"),
             "models": sorted({row["group"] for row in by_model if row["group"]}),
             "statuses": UsageStatus.choices,
         },
@@ -143,6 +150,5 @@ def overview_page(request: HttpRequest) -> HttpResponse:
                 organization=organization, revoked_at__isnull=True
             ).count(),
             "chart": spend_chart_for(organization.pk),
-            "site_url": settings.SITE_URL,
         },
     )

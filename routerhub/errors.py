@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, JsonResponse
@@ -147,7 +148,9 @@ def _first_validation_error(detail: Any, prefix: str = "") -> tuple[str | None, 
 def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: render domain and framework errors in the one format."""
     if isinstance(exc, RequestDataTooBig):
-        exc = PayloadTooLarge("The request body is larger than the server accepts.")
+        # Worded as the gateway words its limit: the select endpoint answers from both.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = PayloadTooLarge(f"The request body is larger than {limit} bytes.")
     elif isinstance(exc, TooManyFieldsSent):
         exc = BadRequest("The request has too many form fields.")
     elif isinstance(exc, RecursionError):

@@ -20,3 +20,21 @@ def money(value: Decimal | int | str) -> Decimal:
 def money_str(value: Decimal | None) -> str | None:
     """Decimal string of API.md (``"12.34567800"``)."""
     return None if value is None else f"{money(value):f}"
+
+
+# The dashboard's one way to write an amount (templates use the ``usd`` filter, charts these).
+DISPLAY_QUANTUM = Decimal("0.000001")
+
+
+def usd_text(value: Decimal) -> str:
+    """``value`` as the dashboard writes it, without markup."""
+    shown = value.quantize(DISPLAY_QUANTUM, rounding=ROUND_HALF_EVEN)
+    if shown == 0 and value != 0:
+        return "<$0.000001"  # in magnitude; the title has the sign and the value
+    whole, _, decimals = f"{abs(shown):,f}".partition(".")
+    decimals = decimals.rstrip("0").ljust(2, "0")
+    return f"{'-' if shown < 0 else ''}${whole}.{decimals}"
+
+
+def exact_text(value: Decimal) -> str:
+    return f"{'-' if value < 0 else ''}${abs(value):f}"

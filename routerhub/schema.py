@@ -54,5 +54,9 @@ def add_error_responses(
                 continue
             responses = operation.setdefault("responses", {})
             for status, description in ERROR_STATUSES.items():
-                responses.setdefault(status, {"description": description, "content": error})
+                # An operation may describe one of these itself (``extend_schema``); its body is
+                # still the error format.
+                responses.setdefault(status, {"description": description}).setdefault(
+                    "content", error
+                )
     return result

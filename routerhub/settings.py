@@ -82,6 +82,10 @@ if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when ROUTERHUB_ENV=production")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Unset, the URLs pages show (quickstarts, snippets) are built from each request's own scheme
+# and host, so a server reached at another address shows that address; emails sent outside a
+# request use SITE_URL's default.
+SITE_URL_SET = bool(os.environ.get("SITE_URL"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -134,6 +138,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.organization",
+                "routerhub.context_processors.site",
             ],
         },
     },
@@ -191,6 +196,8 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="mandatory")
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+# Confirming the address (in the browser that signed up) signs the person in: no second login.
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
@@ -347,6 +354,25 @@ DATASET_MAX_ROWS = env.int("DATASET_MAX_ROWS", default=500_000)
 DATASET_MAX_MODELS = env.int("DATASET_MAX_MODELS", default=64)
 DATASET_MAX_CELL_CHARS = env.int("DATASET_MAX_CELL_CHARS", default=100_000)
 DATASET_MIN_ROWS = env.int("DATASET_MIN_ROWS", default=25)
+DATASET_MAX_COLUMNS = env.int("DATASET_MAX_COLUMNS", default=1000)
+# A CSV header line longer than this is refused without parsing the rest of the file.
+DATASET_MAX_HEADER_BYTES = env.int("DATASET_MAX_HEADER_BYTES", default=256 * 1024)
+# A Parquet file's data once decompressed and decoded (its footer declares the first part).
+DATASET_MAX_DECODED_BYTES = env.int("DATASET_MAX_DECODED_BYTES", default=512 * 1024 * 1024)
+# Address space a task may add to its worker process (RLIMIT_AS while it runs): past it the task
+# gets a MemoryError and records why, instead of the kernel killing the pod (training's is 8 GiB).
+DATASET_VALIDATION_MEMORY_BYTES = env.int(
+    "DATASET_VALIDATION_MEMORY_BYTES", default=3 * 1024 * 1024 * 1024
+)
+TRAINING_MEMORY_BYTES = env.int("TRAINING_MEMORY_BYTES", default=6 * 1024 * 1024 * 1024)
+# A pool process whose resident memory passed this after a task is replaced (Celery, in KiB).
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int(
+    "CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=2 * 1024 * 1024
+)
+# Training runs queued or running at once per organization (one per router in any case).
+TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env.int(
+    "TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION", default=4
+)
 TRAINING_SOFT_TIME_LIMIT = env.int("TRAINING_SOFT_TIME_LIMIT", default=1800)
 TRAINING_HARD_TIME_LIMIT = env.int(
     "TRAINING_HARD_TIME_LIMIT", default=TRAINING_SOFT_TIME_LIMIT + 120
@@ -356,8 +382,19 @@ TRAINING_HEARTBEAT_STALE_SECONDS = env.int("TRAINING_HEARTBEAT_STALE_SECONDS", d
 # --- RouterHub ----------------------------------------------------------------------------------
 API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=1.0)
 ORGANIZATION_SESSION_KEY = "current_organization_id"
+# Apps that accounts must not import act on a new organization through these (called with
+# organization=...) in organization_create's transaction: billing grants STARTER_CREDITS_USD.
+ORGANIZATION_CREATED_HOOKS: list[str] = ["billing.services.starter_credits_grant"]
+# Training's pages flag model ids that are not catalog models through routing's catalog (routing
+# imports training, not the other way): ids -> {unknown id: similar catalog ids}.
+MODEL_CATALOG_CHECK = "routing.selectors.catalog_unknown_ids"
 # Callables run by `manage.py seed_demo` with the demo organization, in order.
-DEMO_SEEDERS: list[str] = ["routing.demo.seed_demo_provider", "billing.demo.seed_demo_credits"]
+DEMO_SEEDERS: list[str] = [
+    "routing.demo.seed_demo_provider",
+    "billing.demo.seed_demo_credits",
+    "training.demo.seed_demo_router",
+    "billing.demo.seed_demo_usage",
+]
 
 # Money: fees as fractions, amounts in USD.
 TOPUP_FEE_RATE = _decimal("TOPUP_FEE_RATE", default="0.055")
@@ -366,6 +403,12 @@ BYOK_FEE_RATE = _decimal("BYOK_FEE_RATE", default="0.05")
 TOPUP_MIN_AMOUNT = _decimal("TOPUP_MIN_AMOUNT", default="5")
 TOPUP_MAX_AMOUNT = _decimal("TOPUP_MAX_AMOUNT", default="10000")
 DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
+# Credits every new organization starts with (one "promotion" ledger entry), so a newcomer can
+# send a first request to the demo models without an operator or a card. On in development; 0
+# (off) in tests and production unless set, e.g. on a public demo deployment.
+STARTER_CREDITS_USD = _decimal(
+    "STARTER_CREDITS_USD", default="5" if ROUTERHUB_ENV == "development" else "0"
+)
 
 # Stripe top-ups. Card payments are on when BILLING_ENABLED (default: in production), and then
 # every key below must be set. STRIPE_API_BASE points the stripe library at a fake server

@@ -101,4 +101,9 @@ def demo_catalog(upstream_url: str) -> dict[str, Any]:
 def seed_demo_provider(organization: Organization) -> None:
     """Load the real catalog and register the simulated demo provider (idempotent)."""
     catalog_sync_file()
-    catalog_sync(data=demo_catalog(settings.DEMO_UPSTREAM_URL))
+    demo_upstream_register(settings.DEMO_UPSTREAM_URL)
+
+
+def demo_upstream_register(upstream_url: str) -> None:
+    """Point the demo providers at the fake upstream serving on ``upstream_url`` (idempotent)."""
+    catalog_sync(data=demo_catalog(upstream_url))

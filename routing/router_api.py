@@ -1,8 +1,11 @@
-"""``POST /api/v1/routers/{slug}/select``: Not Diamond's model-select — the ranking, no upstream call."""
+"""``POST /api/v1/routers/{slug}/select``: Not Diamond's model-select — the ranking, no upstream call.
+
+Calls with an API key and a JSON body are answered by the gateway's lean app with this view's
+pieces, in its order (``routing.gateway.model_select``); this view serves the rest (dashboard
+sessions, form bodies) and documents the endpoint in the OpenAPI schema.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from asgiref.sync import async_to_sync
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -22,20 +25,8 @@ from routing.routers import (
     router_row,
     tradeoff_parse,
 )
+from routing.serializers import SelectInput
 from training.models import Router
-
-
-class SelectInput(serializers.Serializer[Any]):
-    messages = serializers.ListField(child=serializers.DictField(), required=False, min_length=1)
-    prompt = serializers.CharField(required=False, allow_blank=False, trim_whitespace=False)
-    tradeoff = serializers.JSONField(required=False, help_text="0..1 or quality|balanced|cost")
-    candidates = serializers.ListField(child=serializers.CharField(), required=False)
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "messages" not in attrs and "prompt" not in attrs:
-            raise serializers.ValidationError({"messages": "give messages (or a prompt string)"})
-        return attrs
-
 
 SelectOutput = inline_serializer(
     "Selection",

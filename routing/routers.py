@@ -4,7 +4,11 @@ A decision featurizes the prompt once, scores every candidate with the router's 
 (``training.predictor``, loaded once per process and kept in memory) and orders them by
 ``score - λ·cost`` at the requested tradeoff; the gateway calls the first and falls back down the
 ranking. Router rows are cached per process for ``ROUTER_CACHE_TTL`` (0.5 s), so activating or
-rolling back a version changes decisions in every worker within a second.
+rolling back a version changes decisions in every worker within a second. A decision never waits
+for a newly activated version to load (the first one after an activation took 68 ms): each
+serving process watches activations of the routers it serves and loads the new version before
+it publishes the new row (``routers_watch_activations``), and a row reloaded before that keeps
+deciding with the loaded version until the new one is ready.
 
 ``router/auto`` is the platform router: the router ``auto`` of the platform organization, trained by
 an operator with ``manage.py train_platform_router``. Until it has a version it ranks by a
@@ -15,19 +19,26 @@ first otherwise.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from routerhub.errors import BadRequest, NotFound
 from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
 from training.cells import prompt_text
 from training.models import Router, RouterVersion
 from training.tokens import DEFAULT_OUTPUT_TOKENS, estimated_tokens
+
+logger = logging.getLogger(__name__)
 
 PLATFORM_ORGANIZATION_SLUG = "routerhub-platform"
 PLATFORM_ROUTER_SLUG = "auto"
@@ -68,6 +79,10 @@ class RouterDecision:
     @property
     def models(self) -> list[str]:
         return [choice.model for choice in self.ranked]
+
+    def restricted_to(self, servable: set[str]) -> RouterDecision:
+        """The same decision ranking only ``servable`` models (those the gateway can call)."""
+        return dataclasses.replace(self, ranked=[c for c in self.ranked if c.model in servable])
 
     def as_routing(self) -> dict[str, Any]:
         """The response's ``routing`` object of API.md."""
@@ -125,11 +140,19 @@ def messages_prompt(messages: Any) -> str:
 
 # --- router rows, cached per process ----------------------------------------------------------
 
-_rows: dict[tuple[int | None, str], tuple[float, RouterRow | None]] = {}
+RowKey = tuple[int | None, str]  # (organization id, None = the platform; slug)
+_rows: dict[RowKey, tuple[float, RouterRow | None]] = {}
+_MAX_ROWS = 10_000  # unknown slugs are cached too: bounded under a flood of them
 
 
 def router_cache_clear() -> None:
     _rows.clear()
+
+
+def _remember(key: RowKey, row: RouterRow | None) -> None:
+    if len(_rows) >= _MAX_ROWS and key not in _rows:
+        _rows.clear()
+    _rows[key] = (time.monotonic() + settings.ROUTER_CACHE_TTL, row)
 
 
 def _load_row(organization_id: int | None, slug: str) -> RouterRow | None:
@@ -168,15 +191,105 @@ def router_row(organization_id: int | None, slug: str) -> RouterRow | None:
     if cached is not None and cached[0] > now:
         return cached[1]
     row = _load_row(organization_id, slug)
-    _rows[key] = (now + settings.ROUTER_CACHE_TTL, row)
+    _remember(key, row)
     return row
 
 
 async def router_row_async(organization_id: int | None, slug: str) -> RouterRow | None:
-    cached = _rows.get((organization_id, slug))
+    """``router_row`` for the event loop; the row's version is loaded (in a thread) when it is
+    returned, so deciding with it reads no storage."""
+    from training.predictor import predictor_for_version, predictor_is_loaded
+
+    key = (organization_id, slug)
+    cached = _rows.get(key)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
-    return await sync_to_async(router_row, thread_sensitive=False)(organization_id, slug)
+    row = await sync_to_async(_load_row, thread_sensitive=False)(organization_id, slug)
+    if row is not None and row.version is not None and not predictor_is_loaded(row.version):
+        previous = cached[1] if cached is not None else None
+        if (
+            previous is not None
+            and previous.version is not None
+            and predictor_is_loaded(previous.version)
+        ):
+            # Activated elsewhere a moment ago: decide with the loaded version while the new
+            # one loads beside the requests, instead of making this one wait for storage.
+            _remember(key, previous)
+            _warm_soon(key, row)
+            return previous
+        await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
+    _remember(key, row)
+    return row
+
+
+# --- warm on activation --------------------------------------------------------------------------
+
+_warming: dict[RowKey, asyncio.Task[None]] = {}
+_ACTIVATION_CLOCK_SKEW = timedelta(seconds=5)  # activated_at comes from the activating host
+
+
+def _warm_row(key: RowKey, row: RouterRow) -> None:
+    from training.predictor import predictor_for_version
+
+    if row.version is not None:
+        predictor_for_version(row.version, warmup=True)
+    _remember(key, row)  # published only once deciding with it reads no storage
+
+
+async def _warm(key: RowKey, row: RouterRow) -> None:
+    try:
+        await sync_to_async(_warm_row, thread_sensitive=False)(key, row)
+    except Exception:
+        logger.exception("router %s version could not be loaded ahead of its requests", key)
+    finally:
+        _warming.pop(key, None)
+
+
+def _warm_soon(key: RowKey, row: RouterRow) -> None:
+    if key not in _warming:
+        _warming[key] = asyncio.get_running_loop().create_task(_warm(key, row))
+
+
+def _warm_activated(since: datetime) -> datetime:
+    """Load the versions activated after ``since`` of the routers this process serves, then
+    publish their rows; returns the newest activation seen (the next ``since``)."""
+    activated = Router.objects.filter(activated_at__gt=since - _ACTIVATION_CLOCK_SKEW).values_list(
+        "organization_id", "organization__slug", "slug", "activated_at"
+    )
+    latest = since
+    for organization_id, organization_slug, slug, activated_at in activated:
+        latest = max(latest, activated_at or latest)  # never None here (filtered on it)
+        key = (None if organization_slug == PLATFORM_ORGANIZATION_SLUG else organization_id, slug)
+        cached = _rows.get(key)
+        if cached is None:
+            continue  # not served here: its first request loads it, as any first request does
+        row = _load_row(*key)
+        if row is None or (cached[1] is not None and cached[1].version == row.version):
+            continue  # already published (the overlap re-reads recent activations)
+        try:
+            _warm_row(key, row)
+        except Exception:
+            logger.exception("router %s version could not be loaded ahead of its requests", key)
+    return latest
+
+
+async def routers_watch_activations() -> None:
+    """Every serving process, for its life: notice activations (by anyone: the API in another
+    worker, a training run's auto-activation in a Celery worker) within ``ROUTER_CACHE_TTL`` and
+    load the new version before the router cache hands it to a decision."""
+    since = timezone.now()
+    failing = False
+    while True:
+        await asyncio.sleep(max(settings.ROUTER_CACHE_TTL, 0.1))
+        if not _rows:
+            continue  # serves no router yet: nothing to keep warm
+        try:
+            since = await sync_to_async(_warm_activated, thread_sensitive=False)(since)
+            failing = False
+        except Exception:
+            if not failing:  # once per outage, not twice a second
+                logger.exception("could not check for router activations; retrying")
+            failing = True
 
 
 # --- decisions ---------------------------------------------------------------------------------
@@ -321,11 +434,12 @@ async def router_decide_async(
     owner = None if slug == PLATFORM_ROUTER_SLUG else organization_id
     row = await router_row_async(owner, slug)
     if row is not None and row.version is not None:
-        # Loading artifacts reads storage once per version and process; ranking is ~1 ms of
-        # numpy, cheaper inline than a thread hop.
-        from training.predictor import predictor_for_version
+        # Loaded by router_row_async unless evicted since: ranking is ~1 ms of numpy, cheaper
+        # inline than a thread hop, but a load reads storage and must not block the loop.
+        from training.predictor import predictor_for_version, predictor_is_loaded
 
-        await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
+        if not predictor_is_loaded(row.version):
+            await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
     return router_decide(
         organization_id=organization_id,
         model_id=model_id,

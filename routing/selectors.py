@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Prefetch, Q
 
-from routing.models import CatalogModel, Endpoint
+from routing.gateway.credentials import platform_key
+from routing.models import CatalogModel, Endpoint, ProviderKey
 
 _MILLION = Decimal(1_000_000)
 
@@ -92,3 +95,42 @@ def catalog_models_list(*, query: str = "") -> list[ModelRow]:
             )
         )
     return rows
+
+
+def models_callable_by(*, organization_id: int) -> set[str]:
+    """Ids of the models this organization can call now: some enabled endpoint has a provider
+    that needs no key, whose platform key is configured, or for which it brought its own key."""
+    own = set(
+        ProviderKey.objects.filter(organization_id=organization_id).values_list(
+            "provider_id", flat=True
+        )
+    )
+    endpoints = Endpoint.objects.filter(
+        enabled=True, provider__enabled=True, model__enabled=True
+    ).values_list("model_id", "provider_id", "provider__api_key_env")
+    return {
+        model_id
+        for model_id, provider_id, key_env in endpoints
+        if provider_id in own or platform_key(key_env) is not None
+    }
+
+
+def catalog_unknown_ids(model_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Each id that is not an enabled catalog model, with up to three similar catalog ids.
+
+    A router over such ids trains, but its requests cannot be served (503): its candidates
+    must be the ids of ``GET /v1/models``.
+    """
+    known = list(CatalogModel.objects.filter(enabled=True).values_list("id", flat=True))
+    by_name = {model_id.split("/", 1)[-1]: model_id for model_id in known}
+    unknown: dict[str, list[str]] = {}
+    for model_id in dict.fromkeys(model_ids):
+        if model_id in by_name.values():
+            continue
+        close = difflib.get_close_matches(model_id, known, n=3, cutoff=0.5)
+        name = model_id.split("/", 1)[-1]
+        close += [
+            by_name[n] for n in difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.5)
+        ]
+        unknown[model_id] = list(dict.fromkeys(close))[:3]
+    return unknown

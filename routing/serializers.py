@@ -1,6 +1,9 @@
-"""Input and output shapes of ``/api/v1/provider-keys`` (the secret is write-only)."""
+"""Input and output shapes of ``/api/v1/provider-keys`` (the secret is write-only) and of
+``POST /api/v1/routers/{slug}/select`` (read by the DRF view and by the gateway)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rest_framework import serializers
 
@@ -30,3 +33,15 @@ class ProviderKeyOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
         model = ProviderKey
         fields = ("id", "provider", "name", "base_url", "last4", "created_at")
         read_only_fields = fields
+
+
+class SelectInput(serializers.Serializer[Any]):
+    messages = serializers.ListField(child=serializers.DictField(), required=False, min_length=1)
+    prompt = serializers.CharField(required=False, allow_blank=False, trim_whitespace=False)
+    tradeoff = serializers.JSONField(required=False, help_text="0..1 or quality|balanced|cost")
+    candidates = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "messages" not in attrs and "prompt" not in attrs:
+            raise serializers.ValidationError({"messages": "give messages (or a prompt string)"})
+        return attrs

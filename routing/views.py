@@ -18,9 +18,10 @@ from routerhub.errors import ApiError
 from routing.feedback import feedback_retrain
 from routing.models import Provider, ProviderKey
 from routing.routers import PLATFORM_ROUTER_SLUG
-from routing.selectors import catalog_models_list
+from routing.selectors import catalog_models_list, models_callable_by
 from routing.services import provider_key_create, provider_key_delete
 from training.models import Router
+from training.tokens import DEFAULT_OUTPUT_TOKENS
 
 
 @login_required
@@ -36,13 +37,17 @@ def playground_page(request: HttpRequest) -> HttpResponse:
     """Chat with any model or router through a key the person pastes (kept in this tab only)."""
     organization = request.membership.organization  # type: ignore[attr-defined]
     routers = Router.objects.filter(organization=organization).order_by("slug")
+    models = catalog_models_list(query="")
+    callable_ids = models_callable_by(organization_id=organization.pk)
     return render(
         request,
         "routing/playground.html",
         {
-            "models": catalog_models_list(query=""),
+            "models": [m for m in models if m.id in callable_ids],
+            "models_without_key": [m for m in models if m.id not in callable_ids],
             "routers": routers,
             "platform_router": PLATFORM_ROUTER_SLUG,
+            "typical_reply_tokens": DEFAULT_OUTPUT_TOKENS,
         },
     )
 

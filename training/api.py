@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -136,7 +136,18 @@ class RouterTrainView(_RouterScoped):
     serializer_class = TrainingRunOutput
     parser_classes = [JSONParser]
 
-    @extend_schema(request=TrainInput, responses={202: TrainingRunOutput})
+    @extend_schema(
+        request=TrainInput,
+        responses={
+            202: TrainingRunOutput,
+            409: OpenApiResponse(
+                description="The router already has a queued or running run "
+                "(`error.metadata.run` is its id, `error.metadata.status` its status), or the "
+                "organization has TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION runs queued or "
+                "running (`error.metadata.runs`, `error.metadata.limit`)."
+            ),
+        },
+    )
     def post(self, request: Request, slug: str) -> Response:
         router = self.get_object()
         data = TrainInput(data=request.data)

@@ -77,9 +77,14 @@ def cost_quality_svg(report: dict[str, Any]) -> SafeString:
                 f'<circle cx="{x(c):.1f}" cy="{y(s):.1f}" r="3" class="curve-point"><title>{escape(label)}</title></circle>'
             )
     for name, c, s in models:
+        # Labels point into the plot (left of points in its right half), so none runs into the
+        # legend beside it or off the chart.
+        inward = x(c) > LEFT + plot_w / 2
+        label_x, anchor = (x(c) - 8, "end") if inward else (x(c) + 8, "start")
+        tooltip = f"{name}: score {s:.3f} at {_money(c)} per request"
         parts.append(
-            f'<circle cx="{x(c):.1f}" cy="{y(s):.1f}" r="5" class="model-point"><title>{escape(name)}</title></circle>'
-            f'<text x="{x(c) + 8:.1f}" y="{y(s) + 4:.1f}" class="model-label">{escape(name)}</text>'
+            f'<circle cx="{x(c):.1f}" cy="{y(s):.1f}" r="5" class="model-point"><title>{escape(tooltip)}</title></circle>'
+            f'<text x="{label_x:.1f}" y="{y(s) + 4:.1f}" class="model-label" text-anchor="{anchor}">{escape(name)}</text>'
         )
     legend_x = WIDTH - RIGHT + 20
     parts.append(

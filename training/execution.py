@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
+from routerhub.memory import memory_ceiling
 from training import ingest
 from training.learner import artifacts
 from training.learner.report import report_build
@@ -192,7 +193,9 @@ def training_run_execute(*, run_id: int, worker: str | None = None) -> str:
         return str(status)
     run = TrainingRun.objects.select_related("router", "dataset").get(pk=run_id)
     try:
-        with _Heartbeat(run_id):
+        # A run that outgrows its memory budget fails with a reason (``_reason``) rather than
+        # growing until the kernel kills the worker.
+        with _Heartbeat(run_id), memory_ceiling(int(settings.TRAINING_MEMORY_BYTES)):
             version = _train(run, _progress_writer(run_id))
     except RunCancelledError:
         _finish(run_id, RunStatus.CANCELLED, stage="cancelled", error="Cancelled on request.")

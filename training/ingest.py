@@ -8,7 +8,9 @@ numbered from 1 (the first data row), ``row`` is null for file- or column-level 
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from django.conf import settings
 
 from training.cells import parse_number, prompt_text
@@ -23,6 +26,8 @@ from training.cells import parse_number, prompt_text
 MAX_ERRORS = 100
 MAX_MODEL_ID = 200  # what a usage record or a router's candidate list holds
 PROMPT_COLUMNS = ("prompt", "messages")
+CSV_CHUNK_ROWS = 10_000
+PARQUET_BATCH_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,9 @@ class Limits:
     max_models: int
     max_cell_chars: int
     min_rows: int
+    max_columns: int
+    max_header_bytes: int
+    max_decoded_bytes: int  # a Parquet file's data once decompressed and decoded
 
     @classmethod
     def from_settings(cls) -> Limits:
@@ -41,6 +49,9 @@ class Limits:
             max_models=int(settings.DATASET_MAX_MODELS),
             max_cell_chars=int(settings.DATASET_MAX_CELL_CHARS),
             min_rows=int(settings.DATASET_MIN_ROWS),
+            max_columns=int(settings.DATASET_MAX_COLUMNS),
+            max_header_bytes=int(settings.DATASET_MAX_HEADER_BYTES),
+            max_decoded_bytes=int(settings.DATASET_MAX_DECODED_BYTES),
         )
 
 
@@ -140,7 +151,13 @@ def _decode(content: bytes) -> str:
 
 
 def read_frame(content: bytes, limits: Limits) -> tuple[str, pd.DataFrame]:
-    """(format, DataFrame) from the file's bytes; raise ``DatasetInvalidError`` when unreadable."""
+    """(format, DataFrame) from the file's bytes; raise ``DatasetInvalidError`` when unreadable.
+
+    Columns, rows and sizes are checked from what the file declares (the CSV header line, each
+    JSONL line's keys, the Parquet footer) before anything is decoded, and the rest is read in
+    bounded chunks that stop as soon as a limit trips: a small file can never make the worker
+    build a huge frame.
+    """
     if len(content) > limits.max_bytes:
         raise _invalid(
             f"The file is {human_bytes(len(content))}; the limit is {human_bytes(limits.max_bytes)}."
@@ -150,13 +167,13 @@ def read_frame(content: bytes, limits: Limits) -> tuple[str, pd.DataFrame]:
     kind = sniff_format(content[:8192])
     try:
         if kind == "parquet":
-            frame = pd.read_parquet(io.BytesIO(content), engine="pyarrow")
+            frame = _parquet_read(content, limits)
         elif kind == "jsonl":
+            _jsonl_check(content, limits)
             frame = pd.read_json(io.StringIO(_decode(content)), lines=True, dtype=False)
         else:
-            frame = pd.read_csv(
-                io.StringIO(_decode(content)), dtype=str, keep_default_na=False, na_filter=False
-            )
+            _csv_header_check(content, limits)
+            frame = _csv_read(_decode(content), limits)
     except DatasetInvalidError:
         raise
     except (ValueError, pa.ArrowException, pd.errors.ParserError, OSError) as exc:
@@ -164,6 +181,104 @@ def read_frame(content: bytes, limits: Limits) -> tuple[str, pd.DataFrame]:
     if len(frame) > limits.max_rows:
         raise _invalid(f"The file has {len(frame):,} rows; the limit is {limits.max_rows:,}.")
     return kind, frame
+
+
+def _too_many_rows(limits: Limits) -> DatasetInvalidError:
+    return _invalid(
+        f"The file has more than {limits.max_rows:,} rows (the limit); split or sample it."
+    )
+
+
+def _too_many_columns(found: int, limits: Limits, what: str = "columns") -> DatasetInvalidError:
+    return _invalid(
+        f"The file has {found:,} {what}; the limit is {limits.max_columns:,} columns. Keep the "
+        "prompt and the score and cost columns and drop the rest."
+    )
+
+
+def _csv_header_check(content: bytes, limits: Limits) -> None:
+    """Refuse a header line over ``max_header_bytes`` or with too many columns, unparsed."""
+    end = content.find(b"\n", 0, limits.max_header_bytes + 1)
+    if end == -1 and len(content) > limits.max_header_bytes:
+        full = content.find(b"\n")
+        header = content if full == -1 else content[:full]
+        raise _invalid(
+            f"The header line is {human_bytes(len(header))} with about "
+            f"{header.count(b',') + 1:,} columns; the limits are "
+            f"{human_bytes(limits.max_header_bytes)} and {limits.max_columns:,} columns."
+        )
+    head = content[: len(content) if end == -1 else end + 1]
+    text = head.decode("utf-8-sig", errors="replace")
+    names = next(csv.reader(io.StringIO(text)), [])
+    if len(names) > limits.max_columns:
+        raise _too_many_columns(len(names), limits)
+
+
+def _csv_read(text: str, limits: Limits) -> pd.DataFrame:
+    options: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_filter": False}
+    chunks, rows = [], 0
+    with pd.read_csv(io.StringIO(text), chunksize=CSV_CHUNK_ROWS, **options) as reader:
+        for chunk in reader:
+            rows += len(chunk)
+            if rows > limits.max_rows:
+                raise _too_many_rows(limits)
+            chunks.append(chunk)
+    if not chunks:  # a header without rows
+        return pd.read_csv(io.StringIO(text), nrows=0, **options)
+    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+
+def _jsonl_check(content: bytes, limits: Limits) -> None:
+    """Count rows and distinct keys line by line, before pandas builds anything."""
+    keys: set[str] = set()
+    rows = 0
+    for number, line in enumerate(io.BytesIO(content), start=1):
+        if not line.strip():
+            continue
+        rows += 1
+        if rows > limits.max_rows:
+            raise _too_many_rows(limits)
+        try:
+            record = json.loads(line.removeprefix(b"\xef\xbb\xbf") if number == 1 else line)
+        except ValueError:
+            return  # pandas reports the broken line as before
+        if isinstance(record, dict):
+            keys.update(record)
+            if len(keys) > limits.max_columns:
+                raise _too_many_columns(
+                    len(keys), limits, f"distinct keys by line {number} (each key is a column)"
+                )
+
+
+def _parquet_read(content: bytes, limits: Limits) -> pd.DataFrame:
+    """Check the footer's row count, column count and decompressed size, then decode in batches
+    that stop when the decoded data passes ``max_decoded_bytes``."""
+    parquet = pq.ParquetFile(io.BytesIO(content))
+    meta = parquet.metadata
+    if meta.num_rows > limits.max_rows:
+        raise _invalid(
+            f"The file declares {meta.num_rows:,} rows; the limit is {limits.max_rows:,}."
+        )
+    if meta.num_columns > limits.max_columns:
+        raise _too_many_columns(meta.num_columns, limits)
+    declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if declared > limits.max_decoded_bytes:
+        raise _invalid(
+            f"The file's data is {human_bytes(declared)} once decompressed "
+            f"({human_bytes(len(content))} compressed); the limit is "
+            f"{human_bytes(limits.max_decoded_bytes)}."
+        )
+    batches, decoded = [], 0
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        decoded += batch.nbytes
+        if decoded > limits.max_decoded_bytes:
+            raise _invalid(
+                f"The file's data decodes to more than {human_bytes(limits.max_decoded_bytes)} "
+                f"(the limit; {human_bytes(len(content))} compressed)."
+            )
+        batches.append(batch)
+    table = pa.Table.from_batches(batches, schema=parquet.schema_arrow)
+    return table.to_pandas()
 
 
 # --- columns -------------------------------------------------------------------------------------

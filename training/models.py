@@ -33,6 +33,8 @@ class Dataset(TenantModel):
     model_summary = models.JSONField(default=list, blank=True)  # [{id, mean_score, mean_cost}]
     has_costs = models.BooleanField(default=False)
     parsed_file = models.FileField(upload_to="datasets/parsed/", max_length=300, blank=True)
+    # Deliveries of the validation task so far (counted before the file is read).
+    validation_attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     validated_at = models.DateTimeField(null=True, blank=True)
 
@@ -107,6 +109,22 @@ class RunStatus(models.TextChoices):
 
 
 FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+# What people read for each stage id a run reports (training.execution, training.learner).
+STAGE_LABELS = {
+    "queued": "Waiting for a worker",
+    "starting": "Starting",
+    "requeued": "Waiting for a worker again (the last one stopped)",
+    "featurizing": "Reading the prompts",
+    "cross_validating": "Cross-validating",
+    "fitting": "Fitting the final model",
+    "evaluating": "Evaluating",
+    "saving": "Saving the version",
+    "done": "Done",
+    "cancelled": "Cancelled",
+}
 
 
 class TrainingRun(TenantModel):
@@ -137,6 +155,14 @@ class TrainingRun(TenantModel):
             models.Index(fields=["organization", "-created_at"]),
             models.Index(fields=["status", "heartbeat_at"]),
         ]
+        constraints = [
+            # One queued or running run per router, whatever the concurrency of the requests.
+            models.UniqueConstraint(
+                fields=["router"],
+                condition=models.Q(status__in=ACTIVE_STATUSES),
+                name="one_active_run_per_router",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
@@ -144,3 +170,7 @@ class TrainingRun(TenantModel):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def stage_label(self) -> str:
+        return STAGE_LABELS.get(self.stage, self.stage.replace("_", " ").capitalize())

@@ -16,13 +16,16 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Organization
 from routerhub.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from routerhub.memory import memory_ceiling
 from training import ingest
 from training.models import (
+    ACTIVE_STATUSES,
     Dataset,
     DatasetStatus,
     Router,
@@ -34,7 +37,9 @@ from training.models import (
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2
-ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+# Deliveries of one dataset's validation that may end with the worker process gone (killed by the
+# kernel, the pod restarted) before the dataset is refused instead of delivered again.
+MAX_VALIDATION_ATTEMPTS = 3
 
 
 def heartbeat_stale_after() -> timedelta:
@@ -75,24 +80,70 @@ def dataset_create(
 
 
 def dataset_validate(*, dataset_id: int) -> Dataset | None:
-    """Parse a ``validating`` dataset into ``ready`` or ``invalid``; safe to call twice."""
+    """Parse a ``validating`` dataset into ``ready`` or ``invalid``; safe to call twice.
+
+    Each call counts an attempt before reading anything: tasks are acknowledged late, so a file
+    whose processing kills the worker is delivered again, and after ``MAX_VALIDATION_ATTEMPTS``
+    such deliveries the dataset is refused rather than tried forever. The parse runs under a
+    memory ceiling (``DATASET_VALIDATION_MEMORY_BYTES``) so it fails with a reason instead.
+    """
+    counted = Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.VALIDATING).update(
+        validation_attempts=F("validation_attempts") + 1
+    )
     dataset = Dataset.objects.filter(pk=dataset_id).first()
-    if dataset is None or dataset.status != DatasetStatus.VALIDATING:
+    if dataset is None or not counted:
         return dataset
+    if dataset.validation_attempts > MAX_VALIDATION_ATTEMPTS:
+        logger.warning("dataset %s: validation gave up after %s attempts", dataset_id,
+                       MAX_VALIDATION_ATTEMPTS)  # fmt: skip
+        return _dataset_finish(
+            dataset,
+            errors=[
+                _file_error(
+                    f"Processing this file stopped the worker {MAX_VALIDATION_ATTEMPTS} times, so "
+                    "RouterHub gave up on it. Check its size, rows and columns against the "
+                    "limits, or split it into smaller files."
+                )
+            ],
+        )
+    budget = int(settings.DATASET_VALIDATION_MEMORY_BYTES)
     try:
-        with dataset.file.open("rb") as handle:
-            content = handle.read()
-        dataset.format = ingest.sniff_format(content[:8192])
-        parsed = ingest.dataset_parse(content, columns=dataset.columns)
+        with memory_ceiling(budget):
+            with dataset.file.open("rb") as handle:
+                content = handle.read()
+            dataset.format = ingest.sniff_format(content[:8192])
+            parsed = ingest.dataset_parse(content, columns=dataset.columns)
+            normalized = ingest.normalized_to_parquet(parsed)
+            del content
     except ingest.DatasetInvalidError as exc:
         return _dataset_finish(dataset, errors=exc.errors)
+    except MemoryError:
+        logger.warning("dataset %s: validation ran out of its memory budget", dataset_id)
+        return _dataset_finish(
+            dataset,
+            errors=[
+                _file_error(
+                    f"Validating this file needed more than its memory budget "
+                    f"({_binary_size(budget)}). Reduce its rows, columns or cell sizes, or split "
+                    "it into smaller files."
+                )
+            ],
+        )
     except Exception as exc:  # a malformed file must never crash the worker or stay validating
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        if isinstance(exc, SoftTimeLimitExceeded):
+            return _dataset_finish(
+                dataset,
+                errors=[
+                    _file_error("Validating this file took too long; split it into smaller files.")
+                ],
+            )
         logger.exception("dataset %s: unexpected validation failure", dataset_id)
         message = f"The file could not be read ({type(exc).__name__}: {exc})."
-        return _dataset_finish(dataset, errors=[{"row": None, "column": None, "message": message}])
+        return _dataset_finish(dataset, errors=[_file_error(message)])
     parsed_name = default_storage.save(
-        f"datasets/parsed/{dataset.organization_id}-{dataset.pk}.parquet",
-        ContentFile(ingest.normalized_to_parquet(parsed)),
+        f"datasets/parsed/{dataset.organization_id}-{dataset.pk}.parquet", ContentFile(normalized)
     )
     dataset.parsed_file.name = parsed_name
     dataset.rows = len(parsed.prompts)
@@ -100,6 +151,14 @@ def dataset_validate(*, dataset_id: int) -> Dataset | None:
     dataset.has_costs = parsed.costs is not None
     dataset.warnings = parsed.warnings
     return _dataset_finish(dataset, errors=[])
+
+
+def _binary_size(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+
+
+def _file_error(message: str) -> dict[str, Any]:
+    return {"row": None, "column": None, "message": message}
 
 
 def _dataset_finish(dataset: Dataset, *, errors: list[dict[str, Any]]) -> Dataset:
@@ -163,7 +222,8 @@ def router_delete(*, router: Router) -> None:
 
 
 def version_activate(*, router: Router, number: int) -> Router:
-    """Make version ``number`` the one serving uses (also how a rollback is done)."""
+    """Make version ``number`` the one serving uses (also how a rollback is done), loaded into
+    this process first thing after the commit: its first decision here reads no storage."""
     with transaction.atomic():
         locked = Router.objects.select_for_update().get(pk=router.pk)
         version = RouterVersion.objects.filter(router=locked, number=number).first()
@@ -172,7 +232,19 @@ def version_activate(*, router: Router, number: int) -> Router:
         locked.active_version = version
         locked.activated_at = timezone.now()
         locked.save(update_fields=["active_version", "activated_at"])
+        transaction.on_commit(partial(_version_warm, version))
     return locked
+
+
+def _version_warm(version: RouterVersion) -> None:
+    # Other serving processes warm it from their router cache (routing.routers); this one
+    # serves the dashboard or API call that activated it, so it loads it now (~70 ms).
+    from training.predictor import predictor_for_version  # LightGBM: only where routers serve
+
+    try:
+        predictor_for_version(version, warmup=True)
+    except Exception:
+        logger.exception("router version %s could not be loaded after activation", version.pk)
 
 
 # --- training runs ---------------------------------------------------------------------------------
@@ -251,18 +323,51 @@ def training_run_start(
     if len(candidates) < 2:
         raise BadRequest("A router needs at least 2 candidates to train.", param="candidates")
     clean = _validate_options(options or {}, candidates, router.organization)
-    with transaction.atomic():
-        if not router.candidates:
-            router.candidates = candidates
-            router.save(update_fields=["candidates"])
-        run = TrainingRun.objects.create(
-            organization_id=router.organization_id,
-            router=router,
-            dataset=dataset,
-            options=clean,
-        )
-        transaction.on_commit(lambda: tasks.training_run_execute.delay(run.pk))
+    try:
+        with transaction.atomic():
+            # Run starts of one organization take turns on its row, so the active-run count
+            # below cannot be read by two requests at once; the partial unique index
+            # ``one_active_run_per_router`` backs the per-router rule in any case.
+            Organization.objects.select_for_update().only("pk").get(pk=router.organization_id)
+            _active_runs_check(router)
+            if not router.candidates:
+                router.candidates = candidates
+                router.save(update_fields=["candidates"])
+            run = TrainingRun.objects.create(
+                organization_id=router.organization_id,
+                router=router,
+                dataset=dataset,
+                options=clean,
+            )
+            transaction.on_commit(lambda: tasks.training_run_execute.delay(run.pk))
+    except IntegrityError:
+        _active_runs_check(router)
+        raise
     return run
+
+
+def _active_runs_check(router: Router) -> None:
+    """409 if the router has a queued or running run, or its organization has its maximum."""
+    active = TrainingRun.objects.filter(
+        organization_id=router.organization_id, status__in=ACTIVE_STATUSES
+    ).order_by("created_at", "pk")
+    current = active.filter(router=router).values_list("pk", "status").first()
+    if current is not None:
+        run_id, status = current
+        raise Conflict(
+            f"Router '{router.slug}' already has a training run {status} (run {run_id}); wait "
+            f"for it to finish or cancel it with POST /api/v1/training-runs/{run_id}/cancel.",
+            param="router",
+            metadata={"run": run_id, "status": status},
+        )
+    limit = int(settings.TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION)
+    running = list(active.values_list("pk", flat=True)[: limit + 1])
+    if len(running) >= limit:
+        raise Conflict(
+            f"Your organization already has {len(running)} training runs queued or running; "
+            f"the limit is {limit} at once. Wait for one to finish or cancel one.",
+            metadata={"runs": running[:limit], "limit": limit},
+        )
 
 
 def training_run_cancel(*, run: TrainingRun) -> TrainingRun:

@@ -7,13 +7,16 @@ adds the upload progress bar and live run progress by calling the ``/api/v1`` en
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
 
 from accounts.models import Membership, Organization, Role
@@ -21,7 +24,20 @@ from accounts.views import organization_required
 from routerhub.errors import ApiError
 from training import services
 from training.charts import cost_quality_svg
-from training.models import Dataset, DatasetStatus, Router, RouterVersion, TrainingRun
+from training.models import (
+    STAGE_LABELS,
+    Dataset,
+    DatasetStatus,
+    Router,
+    RouterVersion,
+    TrainingRun,
+)
+
+
+def _catalog_unknown_ids(model_ids: list[str]) -> dict[str, list[str]]:
+    """Model ids that are not catalog models, with similar catalog ids (routing's catalog)."""
+    check: Callable[[list[str]], dict[str, list[str]]] = import_string(settings.MODEL_CATALOG_CHECK)
+    return check(model_ids)
 
 
 def _membership(request: HttpRequest) -> Membership:
@@ -43,7 +59,8 @@ class DatasetUploadForm(forms.Form):
     columns = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text='Optional JSON, e.g. {"prompt": "prompt", "scores": {"gpt-4o": "gpt4_correct"}}. '
+        help_text='Optional JSON mapping catalog ids to your columns, e.g. {"prompt": "prompt", '
+        '"scores": {"openai/gpt-4o": "gpt4_correct"}}. '
         "Leave empty for '<model>/score' columns.",
     )
     maximize = forms.BooleanField(
@@ -136,7 +153,12 @@ def _dataset(request: HttpRequest, dataset_id: int) -> Dataset:
 
 @organization_required()
 def dataset_page(request: HttpRequest, dataset_id: int) -> HttpResponse:
-    return render(request, "training/dataset.html", {"dataset": _dataset(request, dataset_id)})
+    dataset = _dataset(request, dataset_id)
+    return render(
+        request,
+        "training/dataset.html",
+        {"dataset": dataset, "unknown": _catalog_unknown_ids(dataset.model_ids)},
+    )
 
 
 @require_POST
@@ -172,6 +194,14 @@ def routers_page(request: HttpRequest) -> HttpResponse:
             except ApiError as exc:
                 form.add_error("slug", exc.message)
             else:
+                unknown = _catalog_unknown_ids(router.candidates)
+                if unknown:
+                    messages.warning(
+                        request,
+                        f"Router created, but {', '.join(unknown)} "
+                        f"{'is not a catalog model' if len(unknown) == 1 else 'are not catalog models'}"
+                        ": requests routed to them will fail. See the suggestions below.",
+                    )
                 return redirect("training-router", slug=router.slug)
     routers = Router.objects.filter(organization=organization).select_related("active_version")
     return render(
@@ -227,6 +257,9 @@ def router_page(request: HttpRequest, slug: str) -> HttpResponse:
             "runs": router.runs.select_related("dataset", "version").order_by("-created_at")[:20],
             "chart": cost_quality_svg(active.report) if active else "",
             "active": active,
+            "unknown": _catalog_unknown_ids(
+                router.candidates or (active.candidates if active else [])
+            ),
             "can_manage": _membership(request).has_role(Role.ADMIN),
         },
     )
@@ -275,7 +308,11 @@ def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
     return render(
         request,
         "training/run.html",
-        {"run": run, "can_manage": _membership(request).has_role(Role.ADMIN)},
+        {
+            "run": run,
+            "can_manage": _membership(request).has_role(Role.ADMIN),
+            "stage_labels": STAGE_LABELS,
+        },
     )
 
 

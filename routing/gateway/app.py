@@ -12,10 +12,11 @@ from billing.outbox import usage_outbox_flush
 from billing.pg_async import pg_close
 from routerhub.db import DatabaseThreadPool
 from routerhub.errors import ApiError, ServiceUnavailable, error_body
-from routing.gateway import chat, listing
+from routing.gateway import chat, listing, model_select
 from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Send
 from routing.gateway.limits import rate_limit_close
 from routing.gateway.upstream import http_client_close
+from routing.routers import routers_watch_activations
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ async def _handle(req: GatewayRequest) -> None:
 
 async def _route(req: GatewayRequest) -> None:
     path, method = req.path.rstrip("/"), req.method
-    if path == "/v1/chat/completions":
+    if path.startswith("/api/"):  # only what model_select.select_route chose comes here
+        await model_select.router_select(req)
+    elif path == "/v1/chat/completions":
         _allow(method, "POST")
         await chat.chat_completions(req)
     elif path == "/v1/messages":
@@ -111,7 +114,9 @@ def _gc_tune() -> None:
 
 
 async def gateway_lifespan(receive: Receive, send: Send) -> None:
-    """ASGI lifespan for the whole server: close the pooled clients on shutdown."""
+    """ASGI lifespan for the whole server: keep routers warm while up, close the pooled
+    clients on shutdown."""
+    warmer: asyncio.Task[None] | None = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -119,8 +124,11 @@ async def gateway_lifespan(receive: Receive, send: Send) -> None:
             # restart left broken (routerhub.db).
             asyncio.get_running_loop().set_default_executor(DatabaseThreadPool())
             _gc_tune()
+            warmer = asyncio.create_task(routers_watch_activations())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if warmer is not None:
+                warmer.cancel()
             await usage_outbox_flush()  # settle what this process has read before exiting
             await http_client_close()
             await rate_limit_close()

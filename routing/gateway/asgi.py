@@ -1,4 +1,5 @@
-"""Mount the gateway beside Django: ``/v1/*`` goes to the lean gateway app, the rest to Django."""
+"""Mount the gateway beside Django: ``/v1/*`` and keyed JSON calls of
+``POST /api/v1/routers/{slug}/select`` go to the lean gateway app, the rest to Django."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ from typing import Any
 
 from routing.gateway.app import gateway_app, gateway_lifespan
 from routing.gateway.http import Receive, Scope, Send
+from routing.gateway.model_select import select_route
 
 ASGIApp = Any
 
 
 def with_gateway(django_app: ASGIApp) -> ASGIApp:
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["path"].startswith("/v1/") or scope["path"] == "/v1"):
+        if scope["type"] == "http" and (
+            scope["path"].startswith("/v1/") or scope["path"] == "/v1" or select_route(scope)
+        ):
             await gateway_app(scope, receive, send)
         elif scope["type"] == "lifespan":
             await gateway_lifespan(receive, send)

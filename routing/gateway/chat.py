@@ -199,7 +199,8 @@ async def _settle(draft: UsageDraft) -> None:
         await usage_record_async(draft)
     except Exception:
         logger.exception(
-            "settlement of %s failed; the reservation sweeper will release it", draft.generation_id
+            "settlement of %s failed; the reservation sweep will settle its hold",
+            draft.generation_id,
         )
 
 

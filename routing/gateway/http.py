@@ -43,8 +43,10 @@ class GatewayRequest:
         self.response_complete = False
         self.started = time.monotonic()
 
-    async def body(self) -> bytes:
-        limit = settings.GATEWAY_MAX_BODY_BYTES
+    async def body(self, *, limit: int | None = None) -> bytes:
+        """The whole body, refused with 413 past ``limit`` (default ``GATEWAY_MAX_BODY_BYTES``)
+        before more of it is read."""
+        limit = settings.GATEWAY_MAX_BODY_BYTES if limit is None else limit
         declared = self.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")

@@ -11,7 +11,12 @@ keeps spending slices quickly, up to 1% of the limit. The Redis counters count q
 the limit is never exceeded across workers; the price is that quota a worker leased but did not
 use by the end of the window is not used by others: at most 1% of the limit per worker. Measured
 on the gateway benchmark (``make bench``): two Redis round trips per request were a sixth of a
-worker's CPU; a busy key now costs one round trip per slice.
+worker's CPU; a busy key now costs one round trip per slice. Concurrent requests of one key in
+one worker share that worker's lease: one lease call is in flight per key and worker, the others
+wait for it and take from its slice (when each leased a slice of its own, a burst of 450 took the
+whole minute's quota of a 1000 rpm key into one worker, unused, and the other worker's requests
+got 429). Once Redis grants less than asked, the window is fully leased: the worker refuses that
+key's requests without asking again until the window ends.
 
 When Redis is unreachable the limits **fail open**: requests are admitted uncounted (a warning is
 logged at most every 10 s per process) until Redis answers again, when counting resumes in the
@@ -60,7 +65,8 @@ class _Lease:
     """This worker's unspent slice of one key's window (tokens may run into debt: completion
     tokens are only known after admission; the next slice pays the debt first)."""
 
-    __slots__ = ("leased_at", "request_slice", "requests", "token_slice", "tokens")
+    __slots__ = ("fetching", "leased_at", "request_slice", "requests", "requests_full_at",
+                 "token_slice", "tokens", "tokens_full_at")  # fmt: skip
 
     def __init__(self) -> None:
         self.requests = 0
@@ -68,6 +74,20 @@ class _Lease:
         self.request_slice = 1
         self.token_slice = 0
         self.leased_at = -1.0
+        # The lease call in flight, shared by every request of this key in this worker; its
+        # result is False when Redis was unreachable.
+        self.fetching: asyncio.Future[bool] | None = None
+        # The rpm (tpm) at which Redis granted less than asked: the window is fully leased.
+        self.requests_full_at = 0
+        self.tokens_full_at = 0
+
+    def short(self, rpm: int, tpm: int) -> int:
+        """1 (2) when a request needs quota of rpm (tpm) that the window no longer has; else 0."""
+        if rpm and self.requests < 1 and self.requests_full_at == rpm:
+            return 1
+        if tpm and self.tokens <= 0 and self.tokens_full_at == tpm:
+            return 2
+        return 0
 
     def wants(self, rpm: int, tpm: int, prompt_tokens: int) -> tuple[int, int]:
         now = time.monotonic()
@@ -144,26 +164,18 @@ async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
     rpm, tpm = key.rpm or 0, key.tpm or 0
     if settings.REDIS_URL:
         lease = _lease(key, window)
-        if (rpm and lease.requests < 1) or (tpm and lease.tokens <= 0):
-            want_requests, want_tokens = lease.wants(rpm, tpm, prompt_tokens)
-            _, script = _redis()
-            try:
-                granted = await script(
-                    keys=list(_keys(key, window)),
-                    args=[rpm, tpm, want_requests, want_tokens, _WINDOW + 5],
+        while (rpm and lease.requests < 1) or (tpm and lease.tokens <= 0):
+            reason = lease.short(rpm, tpm)
+            if reason:
+                _raise(reason, key, retry_after)
+            fetching = lease.fetching
+            if fetching is None or fetching.get_loop() is not asyncio.get_running_loop():
+                fetching = lease.fetching = asyncio.ensure_future(
+                    _lease_more(lease, key, window, prompt_tokens)
                 )
-            except (RedisError, OSError) as exc:
-                _fail_open(exc)
-                return
-            lease.requests += int(granted[0])
-            lease.tokens += int(granted[1])
-            # A full grant means the window has quota left: admit, even if completion tokens
-            # reported by other requests while we waited put this slice back into debt.
-            if int(granted[0]) < want_requests or int(granted[1]) < want_tokens:
-                if rpm and lease.requests < 1:
-                    _raise(1, key, retry_after)
-                if tpm and lease.tokens <= 0:
-                    _raise(2, key, retry_after)
+            # Shielded: a request that goes away does not cancel the others' lease call.
+            if not await asyncio.shield(fetching):
+                return  # Redis unreachable: fail open
         lease.requests -= 1 if rpm else 0
         lease.tokens -= prompt_tokens if tpm else 0
         return
@@ -188,6 +200,35 @@ async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
         _lease(key, window).tokens -= tokens  # paid from the next slice this worker leases
         return
     _local.setdefault((key.id, window), [0, 0])[1] += tokens
+
+
+async def _lease_more(
+    lease: _Lease, key: AuthenticatedKey, window: int, prompt_tokens: int
+) -> bool:
+    """Lease the next slice for ``lease`` (one Lua call); False when Redis is unreachable."""
+    rpm, tpm = key.rpm or 0, key.tpm or 0
+    try:
+        want_requests, want_tokens = lease.wants(rpm, tpm, prompt_tokens)
+        _, script = _redis()
+        try:
+            granted = await script(
+                keys=list(_keys(key, window)),
+                args=[rpm, tpm, want_requests, want_tokens, _WINDOW + 5],
+            )
+        except (RedisError, OSError) as exc:
+            _fail_open(exc)
+            return False
+        lease.requests += int(granted[0])
+        lease.tokens += int(granted[1])
+        # Redis grants what is left when that is less than asked: nothing is left after it.
+        if int(granted[0]) < want_requests:
+            lease.requests_full_at = rpm
+        if int(granted[1]) < want_tokens:
+            lease.tokens_full_at = tpm
+        return True
+    finally:
+        if lease.fetching is asyncio.current_task():
+            lease.fetching = None
 
 
 def _lease(key: AuthenticatedKey, window: int) -> _Lease:

@@ -267,6 +267,9 @@ async def plan_request(
                 continue
             candidates.append(Candidate(endpoint, platform or None, False))
     if candidates and decision is not None:
+        # Rank only what can be called here (credentials, capabilities, preferences), so
+        # routing.chosen is the model called first, not one skipped for want of a key.
+        decision = decision.restricted_to({c.endpoint.model_id for c in candidates})
         return Plan(
             requested_model=decision.router,
             candidates=candidates,

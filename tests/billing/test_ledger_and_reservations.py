@@ -8,17 +8,19 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey
-from billing.models import CreditAccount, LedgerEntry, Reservation, UsageRecord
+from billing.models import CreditAccount, KeySpendWindow, LedgerEntry, Reservation, UsageRecord
 from billing.services import (
     ReservationRequest,
     UsageDraft,
     credits_reserve,
     ledger_post,
+    reservation_mark_free_async,
     reservations_sweep,
     usage_settle,
 )
@@ -136,21 +138,91 @@ def test_key_limit_is_enforced_per_window_and_counts_holds():
     assert CreditAccount.objects.get(organization=organization).reserved == Decimal("0.7")
 
 
-@pytest.mark.django_db
-def test_sweeper_releases_holds_of_requests_that_never_settled():
-    organization = organization_make()
-    _grant(organization, "1")
-    request = _request(organization, "0.9")
-    credits_reserve(request)
+def _expire(request: ReservationRequest) -> None:
     Reservation.objects.filter(generation_id=request.generation_id).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
 
-    released = reservations_sweep()
 
-    assert released == 1
-    assert CreditAccount.objects.get(organization=organization).reserved == 0
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_charges_a_hold_whose_usage_never_arrived_and_a_late_draft_charges_nothing():
+    """A served request whose usage draft was lost (a Redis without its data) is charged at its
+    hold, flagged, never released for free (a regression: the sweep released every expired hold
+    uncharged); the draft showing up afterwards charges nothing more."""
+    organization = organization_make()
+    _grant(organization, "1")
+    key_make(organization, limit=Decimal("5"), limit_reset="daily")
+    key = ApiKey.objects.get(organization=organization)
+    request = _request(organization, "0.9", key)
+    credits_reserve(request)
+    _expire(request)
+
+    assert reservations_sweep() == 1
+
+    record = UsageRecord.objects.get(generation_id=request.generation_id)
+    assert record.flag_list == ["reconciled_from_hold"] and record.cost == Decimal("0.9")
+    assert record.key_id == key.pk and record.status == "succeeded"
+    account = CreditAccount.objects.get(organization=organization)
+    assert account.balance == Decimal("0.1") and account.reserved == 0
+    assert Reservation.objects.get(generation_id=request.generation_id).state == "settled"
+    window = KeySpendWindow.objects.get(key=key)
+    assert window.spent == Decimal("0.9") and window.reserved == 0
+    _assert_books_balance(organization)
+
+    late = UsageDraft(generation_id=request.generation_id, organization_id=organization.pk,
+                      key_id=key.pk, status="succeeded", cost=Decimal("0.3"))  # fmt: skip
+    usage_settle(late)
+    assert reservations_sweep(now=timezone.now() + timedelta(days=1)) == 0
+
+    assert LedgerEntry.objects.filter(reference=request.generation_id).count() == 1
+    assert CreditAccount.objects.get(organization=organization).balance == Decimal("0.1")
+    record = UsageRecord.objects.get(generation_id=request.generation_id)
+    assert (record.cost, record.flag_list) == (Decimal("0.9"), ["reconciled_from_hold"])
+    _assert_books_balance(organization)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_releases_for_free_a_hold_the_gateway_marked_as_nothing_to_charge():
+    """A request that failed before any answer is marked ``free`` in PostgreSQL when its draft is
+    handed over: its hold is released without a charge even if the draft is lost."""
+    organization = organization_make()
+    _grant(organization, "1")
+    failed, served = _request(organization, "0.4"), _request(organization, "0.5")
+    credits_reserve(failed)
+    credits_reserve(served)
+    async_to_sync(reservation_mark_free_async)(failed.generation_id)
+    _expire(failed)
+    _expire(served)
+
+    assert reservations_sweep() == 2
+
+    assert Reservation.objects.get(generation_id=failed.generation_id).state == "released"
+    assert not UsageRecord.objects.filter(generation_id=failed.generation_id).exists()
+    assert not LedgerEntry.objects.filter(reference=failed.generation_id).exists()
+    assert UsageRecord.objects.get(generation_id=served.generation_id).cost == Decimal("0.5")
+    account = CreditAccount.objects.get(organization=organization)
+    assert account.balance == Decimal("0.5") and account.reserved == 0
+    # Its draft arriving late is recorded, still for nothing.
+    usage_settle(UsageDraft(generation_id=failed.generation_id, organization_id=organization.pk,
+                            key_id=None, status="failed"))  # fmt: skip
+    assert CreditAccount.objects.get(organization=organization).balance == Decimal("0.5")
+    _assert_books_balance(organization)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hold_marked_free_is_released_by_its_draft_like_any_other():
+    organization = organization_make()
+    _grant(organization, "1")
+    request = _request(organization, "0.4")
+    credits_reserve(request)
+    async_to_sync(reservation_mark_free_async)(request.generation_id)
+
+    usage_settle(UsageDraft(generation_id=request.generation_id, organization_id=organization.pk,
+                            key_id=None, status="failed"))  # fmt: skip
+
     assert Reservation.objects.get(generation_id=request.generation_id).state == "released"
+    assert CreditAccount.objects.get(organization=organization).reserved == 0
+    assert reservations_sweep(now=timezone.now() + timedelta(days=1)) == 0
 
 
 def _reserve_and_settle(organization_id: int, key: ApiKey | None, cost: Decimal) -> str:

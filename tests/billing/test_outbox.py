@@ -202,3 +202,32 @@ def test_a_logged_prompt_with_a_nul_character_is_stored(funded):
     assert usage_settle_batch([draft]) == ["gen-nul"]
 
     assert UsageRecord.objects.get(generation_id="gen-nul").prompt == "user: before\ufffdafter"
+
+
+def test_the_reservation_sweep_settles_a_late_draft_at_its_cost_before_charging_holds(
+    redis_client, funded
+):
+    """A draft still waiting in the stream when its hold expires (the settler was down) is
+    settled at its real cost by the sweep task, which drains the outbox before it charges the
+    holds whose drafts never arrived at their held amount."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import Reservation
+    from billing.tasks import sweep_reservations
+
+    waiting, lost = "gen-sweep-waiting", "gen-sweep-lost"
+    for generation_id in (waiting, lost):
+        credits_reserve(ReservationRequest(organization_id=funded.pk, generation_id=generation_id,
+                                           amount=Decimal("0.5")))  # fmt: skip
+    Reservation.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    redis_client.xadd(STREAM, {"d": orjson.dumps(_draft(funded, waiting, "0.2").to_json())})
+
+    assert sweep_reservations() == 1
+
+    records = {r.generation_id: r for r in UsageRecord.objects.all()}
+    assert (records[waiting].cost, records[waiting].flags) == (Decimal("0.2"), "")
+    assert (records[lost].cost, records[lost].flags) == (Decimal("0.5"), "reconciled_from_hold")
+    assert CreditAccount.objects.get(organization=funded).balance == Decimal("9.3")
+    assert redis_client.xlen(STREAM) == 0

@@ -6,11 +6,12 @@ import re
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core import mail
 
-from tests.browser.conftest import TIMEOUT_MS, Browser, expect, link_in, log_in
+from tests.browser.conftest import TIMEOUT_MS, Browser, expect, link_in
 from tests.training.conftest import synthetic_frame
 
 pytestmark = pytest.mark.browser
@@ -36,18 +37,11 @@ def dataset_csv(path: Path) -> Path:
     return path
 
 
-def grant_credits(email: str) -> None:
-    """What support does for a new account: promotional credits on its personal organization."""
-    from accounts.models import Membership
-    from billing.services import ledger_post
-
-    organization = Membership.objects.get(user__email=email).organization
-    ledger_post(
-        organization=organization,
-        kind="promotion",
-        amount=Decimal("5"),
-        idempotency_key=f"browser-test-promotion:{organization.pk}",
-    )
+def assert_full_width(chart: Any) -> None:
+    """A chart spans its card (less the card's padding), whatever the window's width."""
+    card = chart.locator("xpath=ancestor::div[contains(@class, 'card')][1]").bounding_box()
+    drawn = chart.bounding_box()
+    assert drawn["width"] >= card["width"] * 0.9, (drawn, card)
 
 
 def nav(tab: Browser, name: str) -> None:
@@ -59,8 +53,10 @@ def nav(tab: Browser, name: str) -> None:
 
 
 def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
-    browser: Browser, tmp_path: Path
+    browser: Browser, tmp_path: Path, settings: Any
 ) -> None:
+    # No operator step anywhere: the organization's only credits are its starter grant.
+    settings.STARTER_CREDITS_USD = Decimal("5")
     page = browser.page
     # A new address each run: allauth rate-limits confirmation emails per address in the cache,
     # which outlives a run when it is Redis.
@@ -75,7 +71,6 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     page.locator("main form").get_by_role("button", name=re.compile("sign up", re.I)).click()
     expect(page).to_have_url(re.compile(r"/accounts/confirm-email/$"))
     browser.shot("verification-sent")
-    grant_credits(email)
 
     # Confirm the email through the link in the message.
     messages = [m for m in mail.outbox if email in m.to]
@@ -85,11 +80,9 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     page.goto(link)
     browser.shot("confirm-email")
     page.locator("main form").get_by_role("button", name=re.compile("confirm", re.I)).click()
-    expect(page).to_have_url(re.compile(r"/accounts/login/"))
-    browser.shot("login")
 
-    # Log in: the overview shows the credits support granted.
-    log_in(browser, email, PASSWORD)
+    # Confirming signs the newcomer in: the overview shows the starter credits.
+    expect(page).to_have_url(re.compile(r"/dashboard/$"))
     expect(page.locator("main")).to_contain_text("$5.00")
     browser.shot("overview")
 
@@ -122,6 +115,15 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     model_generation = page.locator("#pg-generation").inner_text().strip()
     assert model_generation
     browser.shot("playground-model-reply")
+
+    # Credits: the starter grant paid for it, and with card payments off the page says what to do.
+    nav(browser, "Credits")
+    expect(page.locator("#payments-off")).to_be_visible()
+    starter = page.locator("table tbody tr", has_text="Starter credits for a first request")
+    expect(starter).to_have_count(1)
+    expect(starter).to_contain_text("$5.00")
+    expect(page.get_by_role("button", name="Continue to payment")).to_have_count(0)
+    browser.shot("credits-starter")
 
     # Datasets: upload a CSV and see it validated.
     nav(browser, "Datasets")
@@ -158,6 +160,8 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     chart = page.locator("figure.chart-wrap svg")
     expect(chart).to_be_visible()
     assert chart.locator("circle, path, polyline, line").count() > 0
+    expect(page.locator("#report-cost-basis")).to_contain_text("your dataset's costs")
+    assert_full_width(chart)
     browser.shot("version-report")
 
     # Playground again: through the router, with its decision table.
@@ -177,6 +181,7 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
     assert chosen in {"demo/small", "demo/large"}
     expect(page.locator("#pg-used")).to_have_text(chosen)
     expect(page.locator("#pg-cost")).to_have_text(COST)
+    expect(page.locator("#pg-cost-basis")).to_contain_text("at catalog prices")
     router_generation = page.locator("#pg-generation").inner_text().strip()
     assert router_generation and router_generation != model_generation
     browser.shot("playground-router-reply")
@@ -192,6 +197,7 @@ def test_golden_path_from_signup_to_a_routed_request_and_its_csv(
         cost = row.locator("td").last.inner_text()
         assert COST.match(cost) and Decimal(cost[1:]) > 0, cost
     expect(log.locator("tbody tr", has_text=f"router/{ROUTER}")).to_have_count(1)
+    assert_full_width(page.locator("main .card svg.chart").first)
     browser.shot("usage")
 
     # Export CSV: the download holds both generations.

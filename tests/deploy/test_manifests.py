@@ -577,6 +577,11 @@ def test_compose_services_and_commands() -> None:
     assert {"web", "worker", "beat", "postgres", "redis", "migrate"} <= set(services)
     assert services["postgres"]["image"].split(":")[1].startswith("16")
     assert services["redis"]["image"].split(":")[1].startswith("7")
+    # The usage stream must survive a restart (README, "What a Redis crash loses").
+    redis_argv = service_argv(services["redis"])
+    assert redis_argv[0] == "redis-server"
+    assert redis_argv[redis_argv.index("--appendonly") + 1] == "yes"
+    assert redis_argv[redis_argv.index("--appendfsync") + 1] == "everysec"
     assert service_argv(services["web"]) == GUNICORN_CMD
     worker = service_argv(services["worker"])
     assert is_celery(worker, "worker")

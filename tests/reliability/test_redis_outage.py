@@ -12,17 +12,24 @@ moment of a crash survive only if Redis persists them (AOF), which production Re
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from bench.gateway import run_py
 from bench.procs import tree
 from tests.reliability.stack import (
+    USAGE_STREAM,
     Gateway,
     Load,
     PrivatePostgres,
     PrivateRedis,
+    books,
     gateway_running,
     private_services,
     settled,
@@ -141,3 +148,88 @@ def test_a_redis_that_comes_back_empty_gets_its_usage_stream_settled_again(
     assert books.held == 0
     assert books.records_without_charge == 0
     assert books.ledger_sum == books.balance
+
+
+def _settler_pid(gateway: Gateway) -> int:
+    """The usage settler process gunicorn's master runs beside the workers."""
+    for pid in tree(gateway.server.pid):
+        with contextlib.suppress(OSError):
+            if b"usage_settler" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+    raise AssertionError("the gateway runs no usage settler process")
+
+
+@pytest.mark.parametrize("services", [False], ids=["no-persistence"], indirect=True)
+def test_requests_whose_drafts_a_redis_without_persistence_lost_are_charged_their_holds(
+    services: tuple[PrivatePostgres, PrivateRedis], tmp_path: Path
+) -> None:
+    """A Redis without persistence is killed while the drafts of 40 answered requests wait in
+    its stream (the settler is paused), and comes back empty. The reservation sweep charges each
+    of those requests its hold, with a usage record flagged ``reconciled_from_hold`` (a
+    regression: it released them uncharged); a request that failed before any answer keeps a
+    free release; the lost draft of a charged request, arriving after all, charges nothing more."""
+    import psycopg
+    import redis as redis_py
+
+    postgres, redis = services
+    database = postgres.url("routerhub")
+    with gateway_running(tmp_path / "gateway", database_url=database, redis_url=redis.url()) as gw:
+        settler = _settler_pid(gw)
+        os.kill(settler, signal.SIGSTOP)
+        try:
+            with httpx.Client(timeout=30) as client:
+                answers = [gw.chat(client, f"question {i}") for i in range(40)]
+                gw.procs[0].stop()  # the upstream: the next request fails after its hold
+                refused = gw.chat(client)
+            assert [a.status_code for a in answers] == [200] * 40
+            assert refused.status_code == 502, refused.text
+            served = [a.json()["id"] for a in answers]
+            failed = refused.json()["error"]["metadata"]["generation_id"]
+            stream = redis_py.Redis.from_url(redis.url())
+            poll(lambda: stream.xlen(USAGE_STREAM) == 41, timeout=15)
+            late = next(fields for _, fields in stream.xrange(USAGE_STREAM)
+                        if served[0].encode() in fields[b"d"])  # fmt: skip
+            stream.close()
+
+            redis.kill()
+            redis.start()  # empty: the 41 drafts are gone
+            sweep = "from billing.services import reservations_sweep as s; print(s(now=a))"
+            now = "from django.utils.timezone import now; from datetime import timedelta as t; "
+            swept = run_py(["manage.py", "shell", "-c", f"{now}a = now() + t(minutes=16); {sweep}"],
+                           gw.env, tmp_path / "sweep.log")  # fmt: skip
+            with psycopg.connect(database) as conn:
+                holds = dict(conn.execute("SELECT generation_id, amount FROM billing_reservation "
+                                          "WHERE state = 'settled'").fetchall())  # fmt: skip
+                records = {g: (cost, flags) for g, cost, flags in conn.execute(
+                    "SELECT generation_id, cost, flags FROM billing_usagerecord")}  # fmt: skip
+                charges = dict(conn.execute("SELECT reference, -amount FROM billing_ledgerentry "
+                                            "WHERE kind = 'usage'").fetchall())  # fmt: skip
+                (state,) = conn.execute("SELECT state FROM billing_reservation WHERE "
+                                        "generation_id = %s", [failed]).fetchone() or ("",)  # fmt: skip
+            before_late = books(database)
+
+            # The lost draft shows up after all (an operator restores it): charged nothing more.
+            stream = redis_py.Redis.from_url(redis.url())
+            stream.xadd(USAGE_STREAM, late)
+            stream.close()
+        finally:
+            os.kill(settler, signal.SIGCONT)
+        after_late = settled(redis.url(), database, set(served), timeout=30)
+        stream = redis_py.Redis.from_url(redis.url())
+        dead_letters = stream.xlen("rh:usage-dead")
+        stream.close()
+
+    assert set(holds) == set(served), (
+        "the sweep must charge exactly the served requests their holds"
+    )
+    assert records == {g: (holds[g], "reconciled_from_hold") for g in served}
+    assert charges == {g: holds[g] for g in served}
+    assert all(amount > 0 for amount in holds.values())
+    assert state == "released" and failed not in charges
+    assert swept.split()[-1] == "41"
+    assert before_late.held == 0 and before_late.reserved == 0
+    assert before_late.ledger_sum == before_late.balance
+    assert before_late.records_without_charge == before_late.charges_without_record == 0
+    assert after_late.ledger_sum == after_late.balance == before_late.balance
+    assert after_late.records == before_late.records
+    assert dead_letters == 0  # settled as a no-op, not set aside

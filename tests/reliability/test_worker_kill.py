@@ -5,7 +5,9 @@ never left ``running``. (``tests/training/test_worker.py`` kills a whole solo-po
 
 With ``task_acks_late`` and ``task_reject_on_worker_lost`` Celery redelivers the killed task at
 once; that delivery finds the run still ``running`` and does nothing (a run is claimed with a
-conditional UPDATE), so the heartbeat sweeper is what retries it.
+conditional UPDATE), so the heartbeat sweeper is what retries it. A dataset's validation has no
+sweeper: each delivery counts an attempt before reading the file, and the delivery after the
+third killed one refuses the dataset instead of reading it again.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from bench.procs import tree
 from tests.conftest import require_postgres, require_redis
+from tests.factories import organization_make
 from tests.log_hygiene import subprocess_log
 from tests.processes import database_url
+from tests.training.conftest import csv_bytes, synthetic_frame
 from tests.training.helpers import big_training_run
-from training.models import RunStatus, TrainingRun
+from training import services
+from training.models import DatasetStatus, RunStatus, TrainingRun
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 
@@ -154,3 +160,48 @@ def test_a_run_whose_training_process_is_killed_on_every_attempt_fails_with_a_re
     assert f"no heartbeat for {STALE_SECONDS} s" in run.error
     assert run.finished_at is not None
     assert run.version is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dataset_whose_validation_kills_the_worker_3_times_ends_invalid_not_redelivered_forever(
+    worker: subprocess.Popen[bytes],
+) -> None:
+    frame = synthetic_frame(60_000)  # a second or two of validation to interrupt
+    frame["prompt"] = frame["prompt"] + " " + " ".join(f"context{i}" for i in range(30))
+    dataset = services.dataset_create(
+        organization=organization_make(),
+        name="killer",
+        upload=SimpleUploadedFile("killer.csv", csv_bytes(frame)),
+        columns=None,
+        maximize=True,
+    )  # queued to the worker on commit
+
+    pools = []
+    for attempt in (1, 2, 3):
+        deadline = time.monotonic() + 60
+        while True:
+            dataset.refresh_from_db()
+            if dataset.validation_attempts == attempt:
+                break
+            assert dataset.status == DatasetStatus.VALIDATING, (attempt, dataset.errors)
+            assert time.monotonic() < deadline, f"delivery {attempt} never started"
+            time.sleep(0.05)
+        (pool,) = _pool_processes(worker)
+        os.kill(pool, signal.SIGKILL)  # what the kernel's OOM killer does
+        pools.append(pool)
+
+    deadline = time.monotonic() + 60
+    while dataset.status == DatasetStatus.VALIDATING:
+        assert time.monotonic() < deadline, "the fourth delivery never finished the dataset"
+        time.sleep(0.1)
+        dataset.refresh_from_db()
+
+    assert worker.poll() is None, "the worker's main process survives its pool processes"
+    assert len(set(pools)) == 3, "each delivery ran in a new pool process"
+    assert dataset.status == DatasetStatus.INVALID
+    assert dataset.validation_attempts == 4
+    assert [e["message"] for e in dataset.errors] == [
+        "Processing this file stopped the worker 3 times, so RouterHub gave up on it. Check its "
+        "size, rows and columns against the limits, or split it into smaller files."
+    ]
+    assert not dataset.parsed_file

@@ -14,7 +14,7 @@ import uvicorn
 class ServerThread:
     """Serve an ASGI app on a free local port until ``stop()``."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, lifespan: str = "on") -> None:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind(("127.0.0.1", 0))
@@ -23,7 +23,7 @@ class ServerThread:
         # log_config=None: uvicorn's loggers propagate to the root logger (and to the session's
         # log capture) instead of uvicorn installing handlers of its own.
         config = uvicorn.Config(
-            app, log_level="warning", log_config=None, lifespan="on", timeout_keep_alive=30
+            app, log_level="warning", log_config=None, lifespan=lifespan, timeout_keep_alive=30
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

@@ -111,3 +111,52 @@ def test_concurrent_requests_are_not_refused_while_the_window_has_quota(redis_li
         return outcomes
 
     assert all(asyncio.run(run()))
+
+
+def concurrent_bursts(rpm: int, bursts: list[int]) -> list[int]:
+    """Burst ``i`` sends ``bursts[i]`` admissions at once (``asyncio.gather`` over the real
+    limiter on Redis) from worker ``i`` (its own lease table), one burst after the other; the
+    200s of each. Bursts that straddled a window boundary (fresh quota midway) are sent again
+    with a fresh key, once."""
+
+    async def one(key: AuthenticatedKey) -> bool:
+        try:
+            await limits.rate_limit_admit(key, 20)
+        except RateLimited:
+            return False
+        return True
+
+    async def run(key: AuthenticatedKey) -> tuple[list[int], bool]:
+        window, _ = limits._window()
+        served = []
+        for requests in bursts:
+            limits._leases.clear()  # the next worker's (empty) lease table
+            served.append(sum(await asyncio.gather(*(one(key) for _ in range(requests)))))
+        same_window = limits._window()[0] == window
+        await limits.rate_limit_close()
+        return served, same_window
+
+    for _ in range(2):
+        served, same_window = asyncio.run(run(a_key(rpm=rpm)))
+        if same_window:
+            return served
+    raise AssertionError("two runs in a row straddled a minute boundary")
+
+
+def test_concurrent_bursts_under_the_limit_are_never_refused(redis_limits: None) -> None:
+    """A key allowed 1000 requests a minute sends 900 in two bursts of 450 concurrent requests,
+    one per worker. A worker shares one lease per key between its concurrent requests (a
+    regression: each leased a slice of its own, the first worker took the whole minute's quota
+    and left it unused, and the second worker's requests got 429)."""
+    assert concurrent_bursts(rpm=1000, bursts=[450, 450]) == [450, 450]
+    assert concurrent_bursts(rpm=1000, bursts=[900]) == [900]
+
+
+def test_concurrent_bursts_over_the_limit_admit_the_limit(redis_limits: None) -> None:
+    # One worker: exactly the limit.
+    assert concurrent_bursts(rpm=1000, bursts=[1500]) == [1000]
+    assert concurrent_bursts(rpm=7, bursts=[50]) == [7]
+    # Two workers: never more, and at most one slice (1% of the limit) left unused by the first.
+    first, second = concurrent_bursts(rpm=1000, bursts=[800, 800])
+    assert first == 800
+    assert 1000 - 10 <= first + second <= 1000

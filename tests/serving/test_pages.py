@@ -63,3 +63,44 @@ def test_members_cannot_manage_provider_keys(tenants):
     page = dashboard_client(tenants.member, tenants.organization).get("/dashboard/provider-keys/")
 
     assert page.status_code == 403
+
+
+def test_playground_marks_models_without_credentials_as_not_callable(tenants, settings):
+    from routing.services import catalog_sync, provider_key_create
+    from tests.routing.world import endpoint, model, provider
+
+    settings.PROVIDER_API_KEYS = {"PLATFORM_TEST_KEY": "sk-platform"}
+    url = "http://127.0.0.1:9"
+    catalog_sync(
+        data={
+            "providers": [
+                provider("keyless", "openai", url, "KEYLESS_TEST_KEY"),
+                provider("platform", "openai", url, "PLATFORM_TEST_KEY"),
+                provider("own", "openai", url, "OWN_TEST_KEY"),
+                provider("open", "openai", url, ""),
+            ],
+            "models": [model(m) for m in ("t/keyless", "t/platform", "t/own", "t/open")],
+            "endpoints": [
+                endpoint("t/keyless", "keyless", "x"),
+                endpoint("t/platform", "platform", "x"),
+                endpoint("t/own", "own", "x"),
+                endpoint("t/open", "open", "x"),
+            ],
+        }
+    )
+    provider_key_create(
+        organization=tenants.organization,
+        provider=Provider.objects.get(slug="own"),
+        secret="sk-own-secret-1234",
+    )
+
+    html = (
+        dashboard_client(tenants.member, tenants.organization)
+        .get("/dashboard/playground/")
+        .content.decode()
+    )
+
+    for callable_model in ("t/platform", "t/own", "t/open"):
+        assert f'<option value="{callable_model}" >' in html, callable_model
+    assert '<option value="t/keyless" disabled>t/keyless (no provider key)</option>' in html
+    assert "/dashboard/provider-keys/" in html

@@ -8,7 +8,7 @@ import openai
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.routing.world import World
+from tests.routing.world import World, base_catalog, endpoint, model, provider
 from tests.serving.test_router_serving import CHEAP, DEAR, MATH_PROMPT, PROSE_PROMPT
 from tests.training.conftest import csv_bytes, synthetic_frame
 
@@ -60,3 +60,22 @@ def test_train_platform_router_explains_a_bad_dataset(world: World, tmp_path: Pa
 
     with pytest.raises(CommandError, match=r"bad\.csv is invalid"):
         call_command("train_platform_router", dataset=path)
+
+
+def test_router_auto_ranks_only_models_it_can_call_and_chosen_is_the_served_model(
+    world: World,
+) -> None:
+    # The cheapest model of the catalog, on a provider whose platform key is not configured.
+    data = base_catalog(world.fake_url)
+    data["providers"].append(provider("keyless", "openai", world.fake_url, "KEYLESS_API_KEY"))
+    data["models"].append(model("test/keyless"))
+    data["endpoints"].append(endpoint("test/keyless", "keyless", "gpt-4o-mini", "0.01", "0.01"))
+    world.catalog(data)
+
+    reply = auto(world, PROSE_PROMPT, tradeoff=1)
+
+    routing = reply.model_extra["routing"]
+    ranked = [r["model"] for r in routing["ranked"]]
+    assert "test/keyless" not in ranked
+    assert routing["chosen"] == reply.model == ranked[0]
+    assert set(ranked) == {"test/gpt", "test/claude", "test/gemini", "test/gemini-pro"}

@@ -1,9 +1,16 @@
-"""``make run``: the web server, a background worker and the demo upstream in one foreground command."""
+"""``make run``: the web server, a background worker and the demo upstream in one foreground command.
+
+The web server listens on ``PORT`` (8000). The demo upstream listens on ``DEMO_UPSTREAM_URL``'s
+port when that is set, else on ``PORT + 1`` or, when that is taken, any free port; the demo
+providers are pointed at it before anything starts. Every port is checked, and every child seen
+listening, before the banner: a taken port stops the command with what to do instead.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,12 +18,67 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from accounts.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
+from routing.demo import demo_upstream_register
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+START_TIMEOUT = 60.0  # seconds for the web server and the upstream to listen
 
 
-def local_processes(port: int) -> dict[str, list[str]]:
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def port_any_free() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def web_port() -> int:
+    raw = os.environ.get("PORT", "8000")
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise CommandError(f"PORT must be a port number (1-65535), not {raw!r}.")
+    port = int(raw)
+    if not port_free(port):
+        raise CommandError(
+            f"Port {port} is already in use (another RouterHub or another server?). "
+            f"Stop it, or choose another port: make run PORT={port + 10}"
+        )
+    return port
+
+
+def demo_upstream_url(port: int) -> str:
+    """Where the demo upstream will listen: DEMO_UPSTREAM_URL when set, else a free local port."""
+    if os.environ.get("DEMO_UPSTREAM_URL"):
+        url = str(settings.DEMO_UPSTREAM_URL)
+        upstream = urlsplit(url)
+        if upstream.hostname in LOCAL_HOSTS and upstream.port and not port_free(upstream.port):
+            raise CommandError(
+                f"DEMO_UPSTREAM_URL={url} names port {upstream.port}, which is already in use. "
+                "Unset DEMO_UPSTREAM_URL to let make run pick a free port, or name a free one."
+            )
+        return url
+    upstream_port = port + 1 if port < 65535 and port_free(port + 1) else port_any_free()
+    return f"http://127.0.0.1:{upstream_port}"
+
+
+def local_processes(port: int, upstream_url: str | None = None) -> dict[str, list[str]]:
     python = sys.executable
     processes = {
         "web": [
@@ -50,8 +112,8 @@ def local_processes(port: int) -> dict[str, list[str]]:
         ],
     }
     # The demo provider's simulated models (routing.demo) are answered by this fake upstream.
-    upstream = urlsplit(settings.DEMO_UPSTREAM_URL)
-    if upstream.hostname in ("127.0.0.1", "localhost") and upstream.port:
+    upstream = urlsplit(upstream_url or settings.DEMO_UPSTREAM_URL)
+    if upstream.hostname in LOCAL_HOSTS and upstream.port:
         processes["demo-upstream"] = [
             python,
             "-m",
@@ -66,14 +128,25 @@ class Command(BaseCommand):
     help = "Serve the dashboard and API with a background worker until interrupted (Ctrl-C)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        port = int(os.environ.get("PORT", "8000"))
+        port = web_port()
+        upstream_url = demo_upstream_url(port)
+        demo_upstream_register(upstream_url)
+        # The children read the same upstream URL from their settings.
+        child_env = {**os.environ, "DEMO_UPSTREAM_URL": upstream_url}
         children: dict[str, subprocess.Popen[bytes]] = {}
-        for name, argv in local_processes(port).items():
-            children[name] = subprocess.Popen(argv)  # noqa: S603 - our own interpreter and modules
+        try:
+            for name, argv in local_processes(port, upstream_url).items():
+                # our own interpreter and modules
+                children[name] = subprocess.Popen(argv, env=child_env)  # noqa: S603
+            self._wait_listening(children, port, upstream_url)
+        except BaseException:
+            self._stop(children)
+            raise
         url = f"http://127.0.0.1:{port}"
         self.stdout.write(
             f"\nRouterHub is running at {url}/  (API docs: {url}/api/docs/)\n"
             f"Demo login: {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
+            f"Demo upstream (simulated models): {upstream_url}\n"
             "Emails (signup confirmation, invitations) are printed here.\nPress Ctrl-C to stop.\n"
         )
         try:
@@ -86,12 +159,39 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
-            for child in children.values():
-                if child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            for child in children.values():
-                try:
-                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            self._stop(children)
+
+    def _wait_listening(
+        self, children: dict[str, subprocess.Popen[bytes]], port: int, upstream_url: str
+    ) -> None:
+        """Return once the web server (and a local demo upstream) accept connections."""
+        ports = {"web": port}
+        if "demo-upstream" in children:
+            ports["demo-upstream"] = urlsplit(upstream_url).port or 0
+        deadline = time.monotonic() + START_TIMEOUT
+        while ports:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    raise CommandError(
+                        f"{name} exited with {child.returncode} while starting "
+                        f"(its port: {ports.get(name, 'none')}); see its output above."
+                    )
+            ports = {name: p for name, p in ports.items() if not listening(p)}
+            if ports and time.monotonic() > deadline:
+                raise CommandError(
+                    f"{', '.join(ports)} did not start within {START_TIMEOUT:.0f} s."
+                )
+            if ports:
+                time.sleep(0.2)
+
+    @staticmethod
+    def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for child in children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()

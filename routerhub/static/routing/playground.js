@@ -14,7 +14,15 @@
   syncTradeoff();
 
   const text = (id, value) => { $(id).textContent = value; };
-  const usd = (value) => (value === null || value === undefined ? "—" : `$${Number(value).toFixed(6)}`);
+  // The dashboard's one money format (routerhub/templatetags/money.py): 2 to 6 decimals.
+  const usd = (value) => {
+    if (value === null || value === undefined) return "—";
+    const amount = Number(value);
+    if (amount !== 0 && Math.abs(amount) < 0.0000005) return "<$0.000001";
+    const [whole, decimals] = Math.abs(amount).toFixed(6).split(".");
+    const shown = decimals.replace(/0+$/, "").padEnd(2, "0");
+    return `${amount < 0 ? "-" : ""}$${Number(whole).toLocaleString("en-US")}.${shown}`;
+  };
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -45,6 +53,7 @@
       text("pg-used", data.model);
       text("pg-provider", data.provider || "—");
       text("pg-cost", usd(data.usage?.cost));
+      $("pg-cost").title = data.usage?.cost == null ? "" : `$${data.usage.cost} exactly`;
       text("pg-latency", `${elapsed} ms`);
       text("pg-generation", data.id);
       text("pg-tokens", `${data.usage?.prompt_tokens ?? 0} / ${data.usage?.completion_tokens ?? 0}`);

@@ -87,12 +87,13 @@
   const runCard = document.querySelector("[data-poll-run]");
   if (runCard && !runCard.dataset.finished) {
     const bar = runCard.querySelector("[data-run-bar]");
+    const labels = JSON.parse(document.getElementById("run-stage-labels").textContent);
     poll(runCard.dataset.pollRun, function (run) {
       const percent = Math.round(run.progress * 100);
       bar.style.width = percent + "%";
       bar.parentElement.setAttribute("aria-valuenow", String(percent));
       runCard.querySelector("[data-run-percent]").textContent = String(percent);
-      runCard.querySelector("[data-run-stage]").textContent = run.stage;
+      runCard.querySelector("[data-run-stage]").textContent = labels[run.stage] || run.stage;
       document.querySelectorAll("[data-run-status]").forEach(function (el) { el.textContent = run.status; });
       const error = runCard.querySelector("[data-run-error]");
       error.textContent = run.error || "";

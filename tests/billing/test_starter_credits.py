@@ -1,0 +1,141 @@
+"""Starter credits: a newcomer's first request needs no operator and no card."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from django.core import mail
+from django.db import connections
+from django.test import Client
+
+from accounts.models import Membership, Organization
+from billing.models import CreditAccount, LedgerEntry, LedgerKind
+from billing.services import starter_credits_grant
+from tests.conftest import require_postgres
+from tests.factories import PASSWORD, dashboard_client, organization_make
+from tests.routing.conftest import _fresh_gateway_state, fake_server, gateway_server
+from tests.routing.servers import ServerThread
+
+__all__ = ["_fresh_gateway_state", "fake_server", "gateway_server"]  # the live servers
+
+
+def _signup(client: Client, name: str) -> Organization:
+    """Sign up and confirm the address through the emailed link, as a newcomer does."""
+    # A new address each run: allauth rate-limits confirmation emails per address in the cache,
+    # which outlives a run when it is Redis.
+    email = f"{name}.{uuid.uuid4().hex[:8]}@example.com"
+    client.post("/accounts/signup/", {"email": email, "password1": PASSWORD, "password2": PASSWORD})
+    link = re.search(r"https?://\S+", mail.outbox[-1].body)
+    assert link, mail.outbox[-1].body
+    client.post("/accounts/" + link.group(0).split("/accounts/", 1)[1])
+    client.post("/accounts/login/", {"login": email, "password": PASSWORD})
+    return Membership.objects.get(user__email=email).organization
+
+
+@pytest.mark.django_db
+def test_a_new_organization_starts_with_one_promotion_of_starter_credits(settings: Any) -> None:
+    settings.STARTER_CREDITS_USD = Decimal("5")
+
+    organization = _signup(Client(), "newcomer")
+    starter_credits_grant(organization=organization)  # again: still once
+
+    entries = LedgerEntry.objects.filter(organization=organization)
+    assert [(e.kind, e.amount) for e in entries] == [(LedgerKind.PROMOTION, Decimal("5"))]
+    assert CreditAccount.objects.get(organization=organization).balance == Decimal("5")
+
+
+@pytest.mark.django_db
+def test_no_starter_credits_when_the_setting_is_zero(settings: Any) -> None:
+    settings.STARTER_CREDITS_USD = Decimal("0")
+
+    organization = organization_make()
+
+    assert not LedgerEntry.objects.filter(organization=organization).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_grants_for_one_organization_credit_it_once(settings: Any) -> None:
+    require_postgres()
+    settings.STARTER_CREDITS_USD = Decimal("0")
+    organization = organization_make()
+    settings.STARTER_CREDITS_USD = Decimal("3")
+    barrier = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def grant() -> None:
+        try:
+            barrier.wait(timeout=10)
+            starter_credits_grant(organization=organization)
+        except BaseException as exc:  # reported below: a thread's failure must fail the test
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=grant) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert failures == []
+    assert LedgerEntry.objects.filter(organization=organization).count() == 1
+    assert CreditAccount.objects.get(organization=organization).balance == Decimal("3")
+
+
+@pytest.mark.django_db
+def test_credits_page_says_what_to_do_when_card_payments_are_off(settings: Any, tenants) -> None:  # type: ignore[no-untyped-def]
+    settings.BILLING_ENABLED = False
+    settings.STARTER_CREDITS_USD = Decimal("5")
+
+    html = (
+        dashboard_client(tenants.owner, tenants.organization)
+        .get("/dashboard/credits/")
+        .content.decode()
+    )
+
+    assert "Card payments are off on this server" in html
+    assert "Continue to payment" not in html
+    assert re.search(r">\$5\.00</span> of starter credits", html)
+    assert f"credits_grant {tenants.organization.slug}" in html
+    assert "/dashboard/provider-keys/" in html
+
+
+def test_a_fresh_signup_sends_a_first_request_on_starter_credits(
+    transactional_db: None,
+    settings: Any,
+    fake_server: ServerThread,
+    gateway_server: ServerThread,
+) -> None:
+    from routing.demo import seed_demo_provider
+    from routing.gateway.catalog_cache import catalog_cache_clear
+    from tests.routing.servers import poll, usage_stream_settled
+
+    settings.STARTER_CREDITS_USD = Decimal("5")
+    settings.DEMO_UPSTREAM_URL = fake_server.url
+    seed_demo_provider(Organization(name="Demo"))
+    catalog_cache_clear()
+    client = Client()
+    _signup(client, "first.request")
+    created = client.post("/dashboard/keys/", {"name": "first", "scope": "inference"})
+    key = re.search(r'id="new-key"[^>]*>\s*([^<\s]+)', created.content.decode())
+    assert key, created.content.decode()[:2000]
+
+    response = httpx.post(
+        f"{gateway_server.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key.group(1)}"},
+        json={"model": "demo/small", "messages": [{"role": "user", "content": "2+2?"}]},
+        timeout=15,
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"]
+    from routing.gateway.app import requests_in_flight
+
+    poll(lambda: requests_in_flight() == 0, timeout=10)
+    usage_stream_settled(settings.REDIS_URL)

@@ -1,0 +1,68 @@
+"""Usage by key: the filter offers the keys that send requests, the CSV names each request's key."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import ApiKey, KeyScope
+from billing.services import UsageDraft, usage_settle
+from tests.factories import dashboard_client, key_client, key_make
+
+pytestmark = pytest.mark.django_db
+
+
+def test_usage_key_filter_lists_inference_keys_only(tenants: Any) -> None:
+    key_make(tenants.organization, name="Backend")
+    key_make(tenants.organization, scope=KeyScope.MANAGE, name="Ops automation")
+
+    html = (
+        dashboard_client(tenants.member, tenants.organization)
+        .get("/dashboard/usage/")
+        .content.decode()
+    )
+
+    assert ">Backend</option>" in html
+    assert "Ops automation" not in html
+
+
+def test_usage_csv_names_the_key_of_each_request(tenants: Any) -> None:
+    key_make(tenants.organization, name="Backend")
+    key = ApiKey.objects.get(name="Backend")
+    usage_settle(
+        UsageDraft(
+            generation_id="gen-csv-key",
+            organization_id=tenants.organization.pk,
+            key_id=key.pk,
+            status="succeeded",
+            cost=Decimal("0"),
+            model="demo/small",
+            provider="demo",
+            created_at=timezone.now(),
+        )
+    )
+    manage = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
+
+    response = manage.get("/api/v1/usage/export.csv")
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [(r["id"], r["key_id"], r["key_name"]) for r in rows] == [
+        ("gen-csv-key", str(key.pk), "Backend")
+    ]
+
+
+def test_playground_says_which_prices_each_cost_uses(tenants: Any) -> None:
+    html = (
+        dashboard_client(tenants.member, tenants.organization)
+        .get("/dashboard/playground/")
+        .content.decode()
+    )
+
+    assert "Expected cost (estimate)" in html and "cost charged" in html
+    assert "estimated before the call, at catalog prices" in html
+    assert "typical 256-token reply" in html
