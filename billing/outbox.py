@@ -215,6 +215,17 @@ async def usage_outbox_flush() -> None:
         await outbox.close()
 
 
+def usage_settlers_stop(timeout: float = 15) -> None:
+    """Stop this process's in-process settlers (``USAGE_SETTLER=worker``) after their batch; the
+    next draft starts a fresh one. For a long-lived server that a caller pointed at another
+    Redis or database for a while (the tests' shared gateway), so that no settler outlives it."""
+    for outbox in list(_outboxes.values()):
+        if outbox.settler is not None:
+            outbox.stop.set()
+            outbox.settler.join(timeout)
+            outbox.settler, outbox.stop = None, threading.Event()
+
+
 def usage_settler_run(stop: threading.Event) -> None:
     """The dedicated settler process (``manage.py usage_settler``; ``make serve`` starts one
     beside the gateway workers): settle the stream in batches until ``stop`` is set.
