@@ -13,7 +13,8 @@ uvicorn. Everything tunable comes from the environment so one file serves every 
                               uvicorn answers 503 at once instead of queueing; 0 = no limit
                               (default 1000)
     GUNICORN_ACCESS_LOG       "1" to write an access log to stdout (off by default)
-    FORWARDED_ALLOW_IPS       peers trusted for X-Forwarded-* headers (default *: behind a proxy)
+    FORWARDED_ALLOW_IPS       peers whose X-Forwarded-* headers are believed (default 127.0.0.1:
+                              a proxy on the same host); deploy/k8s sets * behind its ingress
     LOG_LEVEL                 gunicorn's error-log level (default info)
     USAGE_SETTLER             "process" (default here): the master also runs one
                               `manage.py usage_settler` (restarted if it dies), and the workers
@@ -112,9 +113,13 @@ def post_worker_init(worker: _Any) -> None:
             handler.addFilter(RedactSecrets())
 
 
-# Behind a load balancer / ingress: trust X-Forwarded-* from it. The pod or container is only
-# reachable through it, so any peer address is acceptable.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+# Whose X-Forwarded-For names the client (REMOTE_ADDR, which the per-IP login limits count).
+# Trusting every peer (*), uvicorn takes the header's leftmost entry, which the client writes:
+# a server reached directly (make serve, docker-compose's published port) would let each
+# attempt claim a new address. By default only a proxy on the same host is believed; behind a
+# load balancer or ingress, list its addresses, or * where nothing else can reach the server
+# and the proxy replaces the header (deploy/k8s/configmap.yaml).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # Load the app in each worker, not in the master: workers can then be replaced without the
 # master holding stale database connections or a forked Redis client.
