@@ -121,6 +121,20 @@ async def messages(req: GatewayRequest) -> None:
     await _serve(req, key, messages_request_to_canonical(await req.json()), anthropic=True)
 
 
+async def messages_count_tokens(req: GatewayRequest) -> None:
+    """``POST /v1/messages/count_tokens``: free, and counted as a request by the rate limiter.
+    The count is the gateway's own estimate (``estimate_prompt_tokens``, on the high side), the
+    same for every model, which the ``x-routerhub-token-count: estimate`` header says."""
+    key = await _authenticate(req, anthropic=True)
+    body = await req.json()
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise BadRequest("model is required (a string).", param="model")
+    canonical = messages_request_to_canonical(body, counting=True)
+    await rate_limit_admit(key, 0)
+    count = {"input_tokens": estimate_prompt_tokens(canonical)}
+    await req.respond_json(200, count, headers={"x-routerhub-token-count": "estimate"})
+
+
 async def _authenticate(req: GatewayRequest, *, anthropic: bool) -> AuthenticatedKey:
     authorization = req.headers.get("authorization")
     if anthropic and not authorization:
@@ -360,7 +374,7 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
     """Relay the rest of the stream; from here on there is no fallback, only an SSE error."""
     ex.endpoint, ex.is_byok, ex.decoder = candidate.endpoint, candidate.is_byok, opened.decoder
     encoder = (
-        MessagesStreamEncoder(ex.generation_id, candidate.endpoint.model_id)
+        MessagesStreamEncoder(ex.generation_id, candidate.endpoint.model_id, ex.plan.routing)
         if ex.anthropic
         else None
     )
