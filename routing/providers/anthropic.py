@@ -187,7 +187,8 @@ class AnthropicAdapter(ProviderAdapter):
         ]
         tool_choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
         context: JSON = {}
-        native = (request.get("output_config") or {}).get("format")  # structured outputs
+        config = request.get("output_config")
+        native = isinstance(config, dict) and config.get("format")  # structured outputs
         schema = None if native else _json_tool_schema(request.get("response_format"))
         if schema is not None:
             tools.append(
