@@ -37,6 +37,7 @@ from routerhub.errors import (
     BadRequest,
     Forbidden,
     NoProviderAvailable,
+    NotFound,
     Unauthorized,
     UpstreamFailed,
     UpstreamTimeout,
@@ -124,12 +125,18 @@ async def messages(req: GatewayRequest) -> None:
 async def messages_count_tokens(req: GatewayRequest) -> None:
     """``POST /v1/messages/count_tokens``: free, and counted as a request by the rate limiter.
     The count is the gateway's own estimate (``estimate_prompt_tokens``, on the high side), the
-    same for every model, which the ``x-routerhub-token-count: estimate`` header says."""
+    same for every model, which the ``x-routerhub-token-count: estimate`` header says. The model
+    must be one the key could call (a router's slug is not looked up: nothing is routed)."""
     key = await _authenticate(req, anthropic=True)
     body = await req.json()
-    if not isinstance(body.get("model"), str) or not body["model"]:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
         raise BadRequest("model is required (a string).", param="model")
     canonical = messages_request_to_canonical(body, counting=True)
+    if key.allowed_models and model not in key.allowed_models:
+        raise Forbidden(f"This key may not use the model '{model}'.", param="model")
+    if not model.startswith("router/") and model not in (await catalog_get()).models:
+        raise NotFound(f"Unknown model '{model}'; GET /v1/models lists them.", param="model")
     await rate_limit_admit(key, 0)
     count = {"input_tokens": estimate_prompt_tokens(canonical)}
     await req.respond_json(200, count, headers={"x-routerhub-token-count": "estimate"})

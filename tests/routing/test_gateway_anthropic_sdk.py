@@ -165,9 +165,19 @@ def test_count_tokens_refuses_a_bad_key_and_bad_input_like_messages(world: World
     with pytest.raises(anthropic.BadRequestError) as caught:
         client_for(world).messages.count_tokens(model="test/claude", messages="hi")  # type: ignore[arg-type]
 
+    with pytest.raises(anthropic.NotFoundError) as unknown:
+        client_for(world).messages.count_tokens(
+            model="nobody/nothing", messages=[{"role": "user", "content": "hi"}]
+        )
+    with pytest.raises(anthropic.PermissionDeniedError):
+        client_for(world, world.key_for(allowed_models=["test/gpt"])).messages.count_tokens(
+            model="test/claude", messages=[{"role": "user", "content": "hi"}]
+        )
+
     body = caught.value.body
     assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error"
     assert "messages" in body["error"]["message"]
+    assert "nobody/nothing" in unknown.value.message
 
 
 THINKING = {"type": "enabled", "budget_tokens": 1024}
