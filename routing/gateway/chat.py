@@ -62,6 +62,7 @@ from routing.gateway.upstream import http_client, is_retryable_status, upstream_
 from routing.providers import ADAPTERS
 from routing.providers.anthropic_ingress import (
     MessagesStreamEncoder,
+    anthropic_only_fields,
     canonical_to_messages_response,
     messages_request_to_canonical,
 )
@@ -260,7 +261,7 @@ async def _complete(ex: Exchange) -> None:
             "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
         }
         body = canonical_to_messages_response(response, usage) if ex.anthropic else response
-        await ex.req.respond_json(200, body, headers={"x-generation-id": ex.generation_id})
+        await ex.req.respond_json(200, body, headers=_answer_headers(ex))
         _record_success(ex, usage)
         return
     raise _exhausted(ex)
@@ -385,7 +386,7 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
         if ex.anthropic
         else None
     )
-    await ex.req.start_stream(headers={"x-generation-id": ex.generation_id})
+    await ex.req.start_stream(headers=_answer_headers(ex))
     if encoder is not None:
         await ex.req.write(encoder.start(opened.decoder.usage))
     head = _response_head(ex, "chat.completion.chunk")
@@ -668,6 +669,15 @@ def _response_head(ex: Exchange, kind: str) -> JSON:
     if ex.plan.routing is not None:
         head["routing"] = ex.plan.routing
     return head
+
+
+def _answer_headers(ex: Exchange) -> dict[str, str]:
+    headers = {"x-generation-id": ex.generation_id}
+    assert ex.endpoint is not None
+    dropped = anthropic_only_fields(ex.body, ex.endpoint.api_style)
+    if dropped:
+        headers["x-routerhub-dropped"] = ", ".join(dropped)
+    return headers
 
 
 def _client(candidate: Candidate) -> httpx.AsyncClient:

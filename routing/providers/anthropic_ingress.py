@@ -284,6 +284,22 @@ def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON
     return canonical
 
 
+def anthropic_only_fields(request: JSON, api_style: str) -> list[str]:
+    """What of ``request`` an endpoint of ``api_style`` ignores: ``thinking`` and
+    ``output_config.effort`` have no faithful mapping outside Anthropic (a token budget is not
+    a ``reasoning_effort``, and models without reasoning refuse that field)."""
+    if api_style == "anthropic":
+        return []
+    dropped = []
+    thinking = request.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") != "disabled":
+        dropped.append("thinking")
+    config = request.get("output_config")
+    if isinstance(config, dict) and config.get("effort") is not None:
+        dropped.append("output_config.effort")
+    return dropped
+
+
 def anthropic_usage(usage: Usage) -> JSON:
     return {
         "input_tokens": max(usage.prompt_tokens - usage.cached_tokens, 0),

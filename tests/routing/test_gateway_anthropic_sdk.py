@@ -340,3 +340,26 @@ def test_routed_answers_carry_the_routing_object(world: World) -> None:
     routing = (message.model_extra or {})["routing"]
     assert routing["chosen"] == message.model and routing["ranked"]
     assert (start.message.model_extra or {})["routing"]["chosen"] == routing["chosen"]
+
+
+@pytest.mark.parametrize("model", ["test/gpt", "test/gemini"])
+def test_thinking_for_another_provider_is_dropped_and_the_header_says_so(
+    world: World, model: str
+) -> None:
+    client = client_for(world)
+    ask: Any = {"model": model, "max_tokens": 2000, "thinking": THINKING,
+                "output_config": {"effort": "high"}, "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+
+    whole = client.messages.with_raw_response.create(**ask)
+    with client.messages.with_streaming_response.create(**ask, stream=True) as streamed:
+        streamed.read()
+    plain = client.messages.with_raw_response.create(
+        **ask | {"thinking": {"type": "disabled"}, "output_config": {}}
+    )
+
+    for response in (whole, streamed):
+        assert response.headers["x-routerhub-dropped"] == "thinking, output_config.effort"
+    assert "x-routerhub-dropped" not in plain.headers
+    sent = world.last_upstream()["body"]
+    assert "thinking" not in str(sent) and "effort" not in str(sent)
+    assert whole.parse().content[0].type == "text"
