@@ -245,6 +245,27 @@ def anthropic_turn(body: JSON, model: str) -> Turn:
     )
 
 
+def anthropic_refusal(body: JSON) -> str | None:
+    """What Anthropic answers 400 ``invalid_request_error`` to in ``thinking``, as it does."""
+    thinking = body.get("thinking")
+    if thinking is None:
+        return None
+    if not isinstance(thinking, dict) or thinking.get("type") not in (
+        "enabled",
+        "adaptive",
+        "disabled",
+    ):
+        return "thinking: Input tag does not match any of the expected tags"
+    budget, max_tokens = thinking.get("budget_tokens"), body.get("max_tokens")
+    if thinking["type"] != "enabled":
+        return None
+    if not isinstance(budget, int) or budget < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if isinstance(max_tokens, int) and budget >= max_tokens:
+        return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    return None
+
+
 def thinking_of(turn: Turn) -> JSON:
     """The signed thinking block the fake puts first when thinking was asked for."""
     thought = f"The user asks: {turn.prompt[:80]}. I will answer plainly."

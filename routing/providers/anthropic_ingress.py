@@ -24,6 +24,7 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "
                429: "rate_limit_error", 500: "api_error", 502: "api_error",
                503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error"}  # fmt: skip
 THINKING_TYPES = ("enabled", "adaptive", "disabled")
+MIN_THINKING_BUDGET = 1024  # Anthropic's floor for thinking.budget_tokens
 
 
 def anthropic_error(body: JSON, request_id: str) -> JSON:
@@ -76,10 +77,17 @@ def _thinking_check(body: JSON) -> None:
         )
     budget = (thinking or {}).get("budget_tokens")
     if (thinking or {}).get("type") == "enabled" and (
-        not isinstance(budget, int) or isinstance(budget, bool) or budget < 1
+        not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_THINKING_BUDGET
     ):
         raise BadRequest(
-            "thinking.budget_tokens is required with type enabled (a positive integer).",
+            f"thinking.budget_tokens is required with type enabled (an integer of at least "
+            f"{MIN_THINKING_BUDGET}).",
+            param="thinking",
+        )
+    max_tokens = body.get("max_tokens")
+    if isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
+        raise BadRequest(
+            f"thinking.budget_tokens ({budget}) must be less than max_tokens ({max_tokens}).",
             param="thinking",
         )
     config = body.get("output_config")

@@ -114,6 +114,8 @@ def test_stream_encoder_emits_the_messages_event_sequence() -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("thinking", {"type": "enabled"}),  # no budget_tokens
+    ("thinking", {"type": "enabled", "budget_tokens": 1000}),  # under Anthropic's 1024
+    ("thinking", {"type": "enabled", "budget_tokens": 4096}),  # not under max_tokens
     ("thinking", {"type": "sometimes", "budget_tokens": 2048}),
     ("thinking", "on"),
     ("output_config", {"format": {"type": "json_schema"}}),  # no schema
@@ -123,7 +125,7 @@ def test_stream_encoder_emits_the_messages_event_sequence() -> None:
 def test_malformed_thinking_and_output_config_are_refused_naming_the_field(
     field: str, value: object
 ) -> None:
-    body = {"model": "m", "max_tokens": 10, "messages": [], field: value}
+    body = {"model": "m", "max_tokens": 2048, "messages": [], field: value}
 
     with pytest.raises(BadRequest) as caught:
         messages_request_to_canonical(body)

@@ -363,3 +363,19 @@ def test_thinking_for_another_provider_is_dropped_and_the_header_says_so(
     sent = world.last_upstream()["body"]
     assert "thinking" not in str(sent) and "effort" not in str(sent)
     assert whole.parse().content[0].type == "text"
+
+
+def test_the_fake_upstream_speaks_anthropic_thinking_to_the_sdk_itself(world: World) -> None:
+    fake = anthropic.Anthropic(base_url=world.fake_url, api_key="sk-ant-fake", max_retries=0)
+    ask: Any = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}]}
+
+    message = fake.messages.create(**ask, max_tokens=2000, thinking=THINKING)
+    with fake.messages.stream(**ask, max_tokens=2000, thinking=THINKING) as stream:
+        streamed = stream.get_final_message()
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        fake.messages.create(**ask, max_tokens=1024, thinking=THINKING)
+
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert streamed.content[0] == message.content[0]  # signature included
+    body = caught.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error"
