@@ -233,6 +233,22 @@ def test_signed_thinking_goes_back_upstream_on_the_next_turn(world: World) -> No
     assert sent[1]["type"] == "tool_use"
 
 
+def test_a_claude_conversation_with_thinking_continues_on_another_provider(world: World) -> None:
+    client = client_for(world)
+    question: Any = {"role": "user", "content": "Tell me about owls"}
+    first = client.messages.create(
+        model="test/claude", max_tokens=2000, thinking=THINKING, messages=[question]
+    )
+
+    client.messages.create(
+        model="test/gpt", max_tokens=200,
+        messages=[question, {"role": "assistant", "content": first.content}, {"role": "user", "content": "More"}],
+    )  # fmt: skip
+
+    sent = world.last_upstream("/v1/chat/completions")["body"]["messages"]
+    assert sent[1] == {"role": "assistant", "content": first.content[1].text}  # type: ignore[union-attr]
+
+
 class Owl(BaseModel):
     name: str
     age: int
