@@ -90,6 +90,11 @@ class FakeUpstream:
             )
             return
         style, raw_model, stream = route
+        refusal = wire.anthropic_refusal(body) if style == "anthropic" else None
+        if refusal is not None:
+            error = {"type": "invalid_request_error", "message": refusal}
+            await _send_json(send, 400, {"type": "error", "error": error})
+            return
         model, fault = model_and_fault(raw_model, headers.get("x-fake-fault"))
         fault, drawn = fault_draw(fault, raw)
         record.update(style=style, model=model, stream=stream, fault=drawn)

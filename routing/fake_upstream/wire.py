@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ class Turn:
     json_mode: bool = False
     prompt_texts: list[str] = field(default_factory=list)
     images: int = 0
+    thinking: bool = False  # Anthropic extended thinking asked for: answer with a signed block
     # Counts to report whatever was counted ("prompt", "completion"): a broken provider.
     reported: JSON = field(default_factory=dict)
 
@@ -237,7 +240,37 @@ def anthropic_turn(body: JSON, model: str) -> Turn:
         forced_tool=forced,
         last_is_tool_result=bool(results),
         tool_result=_text(results[-1].get("content")) if results else "",
+        json_schema=((body.get("output_config") or {}).get("format") or {}).get("schema"),
+        thinking=(body.get("thinking") or {}).get("type") in ("enabled", "adaptive"),
     )
+
+
+def anthropic_refusal(body: JSON) -> str | None:
+    """What Anthropic answers 400 ``invalid_request_error`` to in ``thinking``, as it does."""
+    thinking = body.get("thinking")
+    if thinking is None:
+        return None
+    if not isinstance(thinking, dict) or thinking.get("type") not in (
+        "enabled",
+        "adaptive",
+        "disabled",
+    ):
+        return "thinking: Input tag does not match any of the expected tags"
+    budget, max_tokens = thinking.get("budget_tokens"), body.get("max_tokens")
+    if thinking["type"] != "enabled":
+        return None
+    if not isinstance(budget, int) or budget < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if isinstance(max_tokens, int) and budget >= max_tokens:
+        return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    return None
+
+
+def thinking_of(turn: Turn) -> JSON:
+    """The signed thinking block the fake puts first when thinking was asked for."""
+    thought = f"The user asks: {turn.prompt[:80]}. I will answer plainly."
+    signature = base64.b64encode(hashlib.sha256(thought.encode()).digest()).decode()
+    return {"type": "thinking", "thinking": thought, "signature": signature}
 
 
 def anthropic_usage(turn: Turn, completion: int, cached: int) -> JSON:
@@ -262,6 +295,10 @@ def anthropic_response(turn: Turn, answer: Answer, cached: int, max_tokens: int 
         text, finish = _truncate(answer.text, max_tokens)
         content = [{"type": "text", "text": text}]
         stop, completion = ("max_tokens" if finish == "length" else "end_turn"), count_tokens(text)
+    if turn.thinking:
+        thinking = thinking_of(turn)
+        content.insert(0, thinking)
+        completion += count_tokens(thinking["thinking"])
     return {"id": "msg_fake", "type": "message", "role": "assistant", "model": turn.model, "content": content,
             "stop_reason": stop, "stop_sequence": None, "usage": anthropic_usage(turn, completion, cached)}  # fmt: skip
 
@@ -277,36 +314,57 @@ def anthropic_stream(
     start = whole | {"content": [], "stop_reason": None, "usage": anthropic_usage(turn, 1, cached)}
     yield _event("message_start", {"type": "message_start", "message": start})
     yield _event("ping", {"type": "ping"})
-    block = whole["content"][0]
+    index = 0
+    if whole["content"][0]["type"] == "thinking":
+        yield from _thinking_events(whole["content"][0])
+        index = 1
+    block = whole["content"][index]
     if block["type"] == "tool_use":
         yield _event(
             "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": block | {"input": {}}},
+            {"type": "content_block_start", "index": index, "content_block": block | {"input": {}}},
         )
         arguments = orjson.dumps(block["input"]).decode()
         for start_at in range(0, len(arguments), 8):
             delta = {"type": "input_json_delta", "partial_json": arguments[start_at : start_at + 8]}
             yield _event(
-                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
             )
     else:
         yield _event(
             "content_block_start",
             {
                 "type": "content_block_start",
-                "index": 0,
+                "index": index,
                 "content_block": {"type": "text", "text": ""},
             },
         )
         for piece in split_tokens(block["text"]):
             delta = {"type": "text_delta", "text": piece}
             yield _event(
-                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
             )
-    yield _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+    yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
     yield _event("message_delta", {"type": "message_delta", "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": None},
                                    "usage": {"output_tokens": whole["usage"]["output_tokens"]}})  # fmt: skip
     yield _event("message_stop", {"type": "message_stop"})
+
+
+def _thinking_events(block: JSON) -> Iterator[bytes]:
+    start = {"type": "thinking", "thinking": "", "signature": ""}
+    yield _event(
+        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": start}
+    )
+    for piece in split_tokens(block["thinking"]):
+        delta = {"type": "thinking_delta", "thinking": piece}
+        yield _event(
+            "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+        )
+    delta = {"type": "signature_delta", "signature": block["signature"]}
+    yield _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+    yield _event("content_block_stop", {"type": "content_block_stop", "index": 0})
 
 
 # --- Gemini ------------------------------------------------------------------------------------

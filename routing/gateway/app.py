@@ -16,6 +16,7 @@ from routing.gateway import chat, listing, model_select
 from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Send
 from routing.gateway.limits import rate_limit_close
 from routing.gateway.upstream import http_client_close
+from routing.providers.anthropic_ingress import anthropic_error
 from routing.routers import routers_watch_activations
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def _handle(req: GatewayRequest) -> None:
-    anthropic = req.path == "/v1/messages"
+    anthropic = req.path.rstrip("/") in ("/v1/messages", "/v1/messages/count_tokens")
     try:
         await _route(req)
     except ApiError as error:
@@ -66,7 +67,9 @@ async def _handle(req: GatewayRequest) -> None:
             body = error_body(
                 500, "internal_error", "Internal error; the request id identifies it."
             )
-            await req.respond_json(500, {"type": "error", **body} if anthropic else body)
+            await req.respond_json(
+                500, anthropic_error(body, req.request_id) if anthropic else body
+            )
 
 
 async def _route(req: GatewayRequest) -> None:
@@ -79,6 +82,9 @@ async def _route(req: GatewayRequest) -> None:
     elif path == "/v1/messages":
         _allow(method, "POST")
         await chat.messages(req)
+    elif path == "/v1/messages/count_tokens":
+        _allow(method, "POST")
+        await chat.messages_count_tokens(req)
     elif path == "/v1/models":
         _allow(method, "GET")
         await listing.models_list(req)

@@ -37,6 +37,7 @@ from routerhub.errors import (
     BadRequest,
     Forbidden,
     NoProviderAvailable,
+    NotFound,
     Unauthorized,
     UpstreamFailed,
     UpstreamTimeout,
@@ -61,6 +62,7 @@ from routing.gateway.upstream import http_client, is_retryable_status, upstream_
 from routing.providers import ADAPTERS
 from routing.providers.anthropic_ingress import (
     MessagesStreamEncoder,
+    anthropic_only_fields,
     canonical_to_messages_response,
     messages_request_to_canonical,
 )
@@ -119,6 +121,26 @@ async def chat_completions(req: GatewayRequest) -> None:
 async def messages(req: GatewayRequest) -> None:
     key = await _authenticate(req, anthropic=True)
     await _serve(req, key, messages_request_to_canonical(await req.json()), anthropic=True)
+
+
+async def messages_count_tokens(req: GatewayRequest) -> None:
+    """``POST /v1/messages/count_tokens``: free, and counted as a request by the rate limiter.
+    The count is the gateway's own estimate (``estimate_prompt_tokens``, on the high side), the
+    same for every model, which the ``x-routerhub-token-count: estimate`` header says. The model
+    must be one the key could call (a router's slug is not looked up: nothing is routed)."""
+    key = await _authenticate(req, anthropic=True)
+    body = await req.json()
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model is required (a string).", param="model")
+    canonical = messages_request_to_canonical(body, counting=True)
+    if key.allowed_models and model not in key.allowed_models:
+        raise Forbidden(f"This key may not use the model '{model}'.", param="model")
+    if not model.startswith("router/") and model not in (await catalog_get()).models:
+        raise NotFound(f"Unknown model '{model}'; GET /v1/models lists them.", param="model")
+    await rate_limit_admit(key, 0)
+    count = {"input_tokens": estimate_prompt_tokens(canonical)}
+    await req.respond_json(200, count, headers={"x-routerhub-token-count": "estimate"})
 
 
 async def _authenticate(req: GatewayRequest, *, anthropic: bool) -> AuthenticatedKey:
@@ -239,7 +261,7 @@ async def _complete(ex: Exchange) -> None:
             "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
         }
         body = canonical_to_messages_response(response, usage) if ex.anthropic else response
-        await ex.req.respond_json(200, body, headers={"x-generation-id": ex.generation_id})
+        await ex.req.respond_json(200, body, headers=_answer_headers(ex))
         _record_success(ex, usage)
         return
     raise _exhausted(ex)
@@ -360,11 +382,11 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
     """Relay the rest of the stream; from here on there is no fallback, only an SSE error."""
     ex.endpoint, ex.is_byok, ex.decoder = candidate.endpoint, candidate.is_byok, opened.decoder
     encoder = (
-        MessagesStreamEncoder(ex.generation_id, candidate.endpoint.model_id)
+        MessagesStreamEncoder(ex.generation_id, candidate.endpoint.model_id, ex.plan.routing)
         if ex.anthropic
         else None
     )
-    await ex.req.start_stream(headers={"x-generation-id": ex.generation_id})
+    await ex.req.start_stream(headers=_answer_headers(ex))
     if encoder is not None:
         await ex.req.write(encoder.start(opened.decoder.usage))
     head = _response_head(ex, "chat.completion.chunk")
@@ -647,6 +669,15 @@ def _response_head(ex: Exchange, kind: str) -> JSON:
     if ex.plan.routing is not None:
         head["routing"] = ex.plan.routing
     return head
+
+
+def _answer_headers(ex: Exchange) -> dict[str, str]:
+    headers = {"x-generation-id": ex.generation_id}
+    assert ex.endpoint is not None
+    dropped = anthropic_only_fields(ex.body, ex.endpoint.api_style)
+    if dropped:
+        headers["x-routerhub-dropped"] = ", ".join(dropped)
+    return headers
 
 
 def _client(candidate: Candidate) -> httpx.AsyncClient:

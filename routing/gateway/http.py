@@ -11,6 +11,7 @@ from django.conf import settings
 
 from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, error_body
 from routerhub.middleware import request_id_from
+from routing.providers.anthropic_ingress import anthropic_error
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -83,6 +84,8 @@ class GatewayRequest:
         self, content_type: bytes, extra: dict[str, str] | None
     ) -> list[tuple[bytes, bytes]]:
         headers = [(b"content-type", content_type), (b"x-request-id", self.request_id.encode())]
+        if self.path.startswith("/v1/messages"):  # the anthropic SDK reads request-id
+            headers.append((b"request-id", self.request_id.encode()))
         for name, value in (extra or {}).items():
             headers.append((name.lower().encode(), value.encode()))
         return headers
@@ -104,7 +107,7 @@ class GatewayRequest:
     async def respond_error(self, error: ApiError, *, anthropic: bool = False) -> None:
         body = error.body()
         if anthropic:
-            body = {"type": "error", **body}  # the anthropic SDK reads error.type and error.message
+            body = anthropic_error(body, self.request_id)
         await self.respond_json(error.status, body, headers=error.headers)
 
     async def start_stream(self, headers: dict[str, str] | None = None) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from routing.providers.anthropic_ingress import reasoning_detail, thinking_block
 from routing.providers.base import (
     COMMON_PARAMETERS,
     JSON,
@@ -64,7 +65,14 @@ def _user_blocks(content: Any) -> list[JSON]:
 
 
 def _assistant_blocks(message: JSON) -> list[JSON]:
-    blocks = _user_blocks(message.get("content"))
+    # Signed thinking goes back first, as Anthropic requires when a tool call follows it.
+    blocks = [
+        thinking_block(detail)
+        for detail in message.get("reasoning_details") or []
+        if isinstance(detail, dict)
+        and (detail.get("signature") or detail.get("type") == "reasoning.encrypted")
+    ]
+    blocks += _user_blocks(message.get("content"))
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         blocks.append(
@@ -140,7 +148,13 @@ def _json_tool_schema(response_format: Any) -> JSON | None:
 
 class AnthropicAdapter(ProviderAdapter):
     style = "anthropic"
-    supported_parameters = COMMON_PARAMETERS | {"top_k", "parallel_tool_calls", "metadata"}
+    supported_parameters = COMMON_PARAMETERS | {
+        "top_k",
+        "parallel_tool_calls",
+        "metadata",
+        "thinking",
+        "output_config",
+    }
 
     def build_request(self, request: JSON, target: Target, *, stream: bool) -> UpstreamRequest:
         system, turns = messages_to_anthropic(request["messages"])
@@ -173,7 +187,9 @@ class AnthropicAdapter(ProviderAdapter):
         ]
         tool_choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
         context: JSON = {}
-        schema = _json_tool_schema(request.get("response_format"))
+        config = request.get("output_config")
+        native = isinstance(config, dict) and config.get("format")  # structured outputs
+        schema = None if native else _json_tool_schema(request.get("response_format"))
         if schema is not None:
             tools.append(
                 {"name": JSON_TOOL, "description": "Answer with this JSON.", "input_schema": schema}
@@ -184,6 +200,9 @@ class AnthropicAdapter(ProviderAdapter):
             body["tools"] = tools
         if tool_choice is not None and (tools or tool_choice.get("type") == "none"):
             body["tool_choice"] = tool_choice
+        for name in ("thinking", "output_config"):  # Anthropic-only, as /v1/messages gave them
+            if isinstance(request.get(name), dict):
+                body[name] = request[name]
         if stream:
             body["stream"] = True
         headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
@@ -198,13 +217,15 @@ class AnthropicAdapter(ProviderAdapter):
         json_tool = request.context.get("json_tool")
         text: list[str] = []
         reasoning: list[str] = []
+        details: list[JSON] = []
         tool_calls: list[JSON] = []
         for block in body.get("content") or []:
             kind = block.get("type")
             if kind == "text":
                 text.append(block.get("text", ""))
-            elif kind == "thinking":
+            elif kind in ("thinking", "redacted_thinking"):
                 reasoning.append(block.get("thinking", ""))
+                details.append(reasoning_detail(block))
             elif kind == "tool_use" and block.get("name") == json_tool:
                 text.append(orjson.dumps(block.get("input") or {}).decode())
             elif kind == "tool_use":
@@ -224,8 +245,10 @@ class AnthropicAdapter(ProviderAdapter):
         }
         if tool_calls:
             message["tool_calls"] = tool_calls
-        if reasoning:
+        if any(reasoning):
             message["reasoning"] = "".join(reasoning)
+        if details:
+            message["reasoning_details"] = details  # signed: sent back on the next turn
         finish = STOP_REASONS.get(body.get("stop_reason") or "end_turn", "stop")
         if json_tool and finish == "tool_calls" and not tool_calls:
             finish = "stop"
@@ -308,6 +331,9 @@ class AnthropicStreamDecoder(StreamDecoder):
             return [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]
         if block.get("type") == "text" and block.get("text"):
             return [{"index": 0, "delta": {"content": block["text"]}, "finish_reason": None}]
+        if block.get("type") == "redacted_thinking":
+            detail = {"type": "reasoning.encrypted", "data": block.get("data", "")}
+            return [{"index": 0, "delta": {"reasoning_details": [detail]}, "finish_reason": None}]
         return []
 
     def _block_delta(self, index: int, delta: JSON) -> list[JSON]:
@@ -316,6 +342,12 @@ class AnthropicStreamDecoder(StreamDecoder):
             out: JSON = {"content": delta.get("text", "")}
         elif kind == "thinking_delta":
             out = {"reasoning": delta.get("thinking", "")}
+        elif kind == "signature_delta":
+            out = {
+                "reasoning_details": [
+                    {"type": "reasoning.text", "signature": delta.get("signature", "")}
+                ]
+            }
         elif kind == "input_json_delta" and index in self.json_blocks:
             out = {"content": delta.get("partial_json", "")}
         elif kind == "input_json_delta" and index in self.tool_index:

@@ -16,6 +16,28 @@ from routing.providers.base import JSON, Usage, json_loads_lenient
 
 FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                   "content_filter": "refusal", "function_call": "tool_use"}  # fmt: skip
+# Anthropic's error type for each status RouterHub answers (docs: "Errors"); the status stays
+# RouterHub's, the type is the name the anthropic SDK and its users expect.
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+               403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+               408: "timeout_error", 409: "invalid_request_error", 413: "request_too_large",
+               429: "rate_limit_error", 500: "api_error", 502: "api_error",
+               503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error"}  # fmt: skip
+THINKING_TYPES = ("enabled", "adaptive", "disabled")
+MIN_THINKING_BUDGET = 1024  # Anthropic's floor for thinking.budget_tokens
+
+
+def anthropic_error(body: JSON, request_id: str) -> JSON:
+    """RouterHub's error body → Anthropic's ``{"type": "error", "error": {...}, "request_id"}``.
+
+    ``error.type`` becomes Anthropic's name for the status; RouterHub's own name stays readable
+    as ``error.routerhub_type`` next to ``code``, ``param`` and ``metadata``."""
+    error = dict(body.get("error") or {})
+    status = error.get("code")
+    ours = error.get("type", "api_error")
+    error["type"] = ERROR_TYPES.get(status, "api_error") if isinstance(status, int) else "api_error"
+    error["routerhub_type"] = ours
+    return {"type": "error", "error": error, "request_id": request_id}
 
 
 def _image_url(source: JSON) -> str:
@@ -44,14 +66,54 @@ def _is_content(content: Any) -> bool:
     )
 
 
-def _shape_check(body: JSON) -> None:
+def _thinking_check(body: JSON) -> None:
+    thinking = body.get("thinking")
+    if thinking is not None and not (
+        isinstance(thinking, dict) and thinking.get("type") in THINKING_TYPES
+    ):
+        raise BadRequest(
+            'thinking must be an object whose type is "enabled", "adaptive" or "disabled".',
+            param="thinking",
+        )
+    budget = (thinking or {}).get("budget_tokens")
+    if (thinking or {}).get("type") == "enabled" and (
+        not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_THINKING_BUDGET
+    ):
+        raise BadRequest(
+            f"thinking.budget_tokens is required with type enabled (an integer of at least "
+            f"{MIN_THINKING_BUDGET}).",
+            param="thinking",
+        )
+    max_tokens = body.get("max_tokens")
+    if isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
+        raise BadRequest(
+            f"thinking.budget_tokens ({budget}) must be less than max_tokens ({max_tokens}).",
+            param="thinking",
+        )
+    config = body.get("output_config")
+    if config is not None and not isinstance(config, dict):
+        raise BadRequest("output_config must be an object.", param="output_config")
+    fmt = (config or {}).get("format")
+    if fmt is not None and not (
+        isinstance(fmt, dict)
+        and fmt.get("type") == "json_schema"
+        and isinstance(fmt.get("schema"), dict)
+    ):
+        raise BadRequest(
+            'output_config.format must be {"type": "json_schema", "schema": {...}}.',
+            param="output_config",
+        )
+
+
+def _shape_check(body: JSON, *, counting: bool = False) -> None:
     """Refuse, naming the field, what the translation below cannot read."""
     turns = body.get("messages")
     if not isinstance(turns, list) or not all(isinstance(turn, dict) for turn in turns):
         raise BadRequest("messages must be a list of turns (objects).", param="messages")
     max_tokens = body.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+    if not counting and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
         raise BadRequest("max_tokens is required (an integer).", param="max_tokens")
+    _thinking_check(body)
     for index, turn in enumerate(turns):
         if not _is_content(turn.get("content")):
             raise BadRequest(
@@ -124,9 +186,12 @@ def _assistant_turn(content: Any) -> JSON:
         return {"role": "assistant", "content": content}
     text: list[str] = []
     calls: list[JSON] = []
+    thinking: list[JSON] = []
     for block in content or []:
         if block.get("type") == "text":
             text.append(block.get("text", ""))
+        elif block.get("type") in ("thinking", "redacted_thinking"):
+            thinking.append(block)  # Anthropic wants these back in the turn they came from
         elif block.get("type") == "tool_use":
             calls.append(
                 {
@@ -139,7 +204,25 @@ def _assistant_turn(content: Any) -> JSON:
     message: JSON = {"role": "assistant", "content": "".join(text) if text else None}
     if calls:
         message["tool_calls"] = calls
+    if thinking:
+        message["reasoning_details"] = [reasoning_detail(block) for block in thinking]
     return message
+
+
+def reasoning_detail(block: JSON) -> JSON:
+    """A ``thinking`` / ``redacted_thinking`` block → OpenRouter's ``reasoning_details`` item."""
+    if block.get("type") == "redacted_thinking":
+        return {"type": "reasoning.encrypted", "data": str(block.get("data", ""))}
+    return {"type": "reasoning.text", "text": str(block.get("thinking", "")),
+            "signature": str(block.get("signature", ""))}  # fmt: skip
+
+
+def thinking_block(detail: JSON) -> JSON:
+    """A ``reasoning_details`` item → the Anthropic block it came from."""
+    if detail.get("type") == "reasoning.encrypted":
+        return {"type": "redacted_thinking", "data": str(detail.get("data", ""))}
+    return {"type": "thinking", "thinking": str(detail.get("text") or ""),
+            "signature": str(detail.get("signature") or "")}  # fmt: skip
 
 
 def _tool_choice(choice: Any) -> Any:
@@ -153,9 +236,13 @@ def _tool_choice(choice: Any) -> Any:
     return kind if kind in ("auto", "none") else None
 
 
-def messages_request_to_canonical(body: JSON) -> JSON:
-    """An Anthropic Messages request → the canonical (OpenAI Chat Completions) request."""
-    _shape_check(body)
+def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON:
+    """An Anthropic Messages request → the canonical (OpenAI Chat Completions) request.
+
+    ``thinking`` and ``output_config`` stay as they are (only the Anthropic adapter forwards
+    them, natively); ``output_config.format`` also becomes ``response_format``, which the
+    other adapters serve. ``counting``: a count_tokens request, which has no ``max_tokens``."""
+    _shape_check(body, counting=counting)
     messages: list[JSON] = []
     system = body.get("system")
     if system:
@@ -168,8 +255,20 @@ def messages_request_to_canonical(body: JSON) -> JSON:
     canonical: JSON = {
         "model": body.get("model"),
         "messages": messages,
-        "max_tokens": body["max_tokens"],
     }
+    if not counting:
+        canonical["max_tokens"] = body["max_tokens"]
+    if body.get("thinking") is not None:
+        canonical["thinking"] = body["thinking"]
+    config = body.get("output_config") or {}
+    if config.get("format"):
+        schema = config["format"]["schema"]
+        canonical["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema, "strict": True},
+        }
+    if config:
+        canonical["output_config"] = config
     for name in ("temperature", "top_p", "top_k", "stream", "models", "provider", "router"):
         if body.get(name) is not None:
             canonical[name] = body[name]
@@ -193,6 +292,22 @@ def messages_request_to_canonical(body: JSON) -> JSON:
     return canonical
 
 
+def anthropic_only_fields(request: JSON, api_style: str) -> list[str]:
+    """What of ``request`` an endpoint of ``api_style`` ignores: ``thinking`` and
+    ``output_config.effort`` have no faithful mapping outside Anthropic (a token budget is not
+    a ``reasoning_effort``, and models without reasoning refuse that field)."""
+    if api_style == "anthropic":
+        return []
+    dropped = []
+    thinking = request.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") != "disabled":
+        dropped.append("thinking")
+    config = request.get("output_config")
+    if isinstance(config, dict) and config.get("effort") is not None:
+        dropped.append("output_config.effort")
+    return dropped
+
+
 def anthropic_usage(usage: Usage) -> JSON:
     return {
         "input_tokens": max(usage.prompt_tokens - usage.cached_tokens, 0),
@@ -206,14 +321,16 @@ def canonical_to_messages_response(response: JSON, usage: Usage) -> JSON:
     """A canonical chat.completion (first choice) → an Anthropic ``message`` object."""
     choice = (response.get("choices") or [{}])[0]
     message = choice.get("message") or {}
-    content: list[JSON] = []
+    content: list[JSON] = [thinking_block(d) for d in message.get("reasoning_details") or []]
+    if not content and message.get("reasoning"):  # reasoning from a model that signs nothing
+        content.append({"type": "thinking", "thinking": message["reasoning"], "signature": ""})
     if message.get("content"):
         content.append({"type": "text", "text": message["content"]})
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         content.append({"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""),
                         "input": json_loads_lenient(function.get("arguments") or "")})  # fmt: skip
-    return {
+    answer: JSON = {
         "id": response["id"],
         "type": "message",
         "role": "assistant",
@@ -224,6 +341,9 @@ def canonical_to_messages_response(response: JSON, usage: Usage) -> JSON:
         "usage": anthropic_usage(usage) | {"cost": response["usage"]["cost"]},
         "provider": response.get("provider"),
     }
+    if response.get("routing") is not None:
+        answer["routing"] = response["routing"]
+    return answer
 
 
 def sse_event(name: str, payload: JSON) -> bytes:
@@ -233,9 +353,10 @@ def sse_event(name: str, payload: JSON) -> bytes:
 class MessagesStreamEncoder:
     """Canonical chunk choices in, Anthropic Messages SSE events out (one content block at a time)."""
 
-    def __init__(self, message_id: str, model: str) -> None:
+    def __init__(self, message_id: str, model: str, routing: JSON | None = None) -> None:
         self.message_id = message_id
         self.model = model
+        self.routing = routing
         self.started = False
         self.block_index = -1
         self.block_kind: str | None = None
@@ -247,6 +368,8 @@ class MessagesStreamEncoder:
         message: JSON = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
                    "usage": anthropic_usage(usage or Usage())}  # fmt: skip
+        if self.routing is not None:
+            message["routing"] = self.routing
         return sse_event(
             "message_start", {"type": "message_start", "message": message}
         ) + sse_event("ping", {"type": "ping"})
@@ -275,6 +398,21 @@ class MessagesStreamEncoder:
             return b""
         out = b""
         delta = choice.get("delta") or {}
+        if delta.get("reasoning"):
+            if self.block_kind != "thinking":
+                out += self._open_block(
+                    "thinking", {"type": "thinking", "thinking": "", "signature": ""}
+                )
+            out += self._delta({"type": "thinking_delta", "thinking": delta["reasoning"]})
+        for detail in delta.get("reasoning_details") or []:
+            if detail.get("type") == "reasoning.encrypted":
+                out += self._open_block("redacted_thinking", thinking_block(detail))
+            elif detail.get("signature"):
+                if self.block_kind != "thinking":
+                    out += self._open_block(
+                        "thinking", {"type": "thinking", "thinking": "", "signature": ""}
+                    )
+                out += self._delta({"type": "signature_delta", "signature": detail["signature"]})
         if delta.get("content"):
             if self.block_kind != "text":
                 out += self._open_block("text", {"type": "text", "text": ""})

@@ -48,7 +48,15 @@ class OpenAICompatAdapter(ProviderAdapter):
     supported_parameters = OPENAI_PARAMETERS
 
     def build_request(self, request: JSON, target: Target, *, stream: bool) -> UpstreamRequest:
-        body: JSON = {"model": target.upstream_model, "messages": request["messages"]}
+        # Signed Anthropic thinking (``reasoning_details``, from /v1/messages history) is
+        # Anthropic's alone: OpenAI refuses unknown message fields.
+        messages = [
+            {k: v for k, v in m.items() if k != "reasoning_details"}
+            if isinstance(m, dict) and "reasoning_details" in m
+            else m
+            for m in request["messages"]
+        ]
+        body: JSON = {"model": target.upstream_model, "messages": messages}
         for name, value in request.items():
             if name in OPENAI_PARAMETERS and name not in GATEWAY_PARAMETERS:
                 body[name] = value

@@ -338,3 +338,29 @@ def test_impossible_token_counts_read_as_zero_and_mark_the_usage_clamped() -> No
         assert (anthropic_usage.prompt_tokens, anthropic_usage.completion_tokens) == (0, 4)
     whole = usage_from_openai({"prompt_tokens": 10.0, "completion_tokens": 3})
     assert whole is not None and not whole.clamped and whole.prompt_tokens == 10
+
+
+def test_anthropic_forwards_thinking_and_native_structured_output_only_when_well_formed() -> None:
+    ask = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_object"},
+    }
+    native = {"format": {"type": "json_schema", "schema": {"type": "object"}}}
+
+    forwarded = (
+        AnthropicAdapter()
+        .build_request(
+            ask | {"thinking": {"type": "adaptive"}, "output_config": native}, TARGET, stream=False
+        )
+        .body
+    )
+    garbled = (
+        AnthropicAdapter()
+        .build_request(ask | {"thinking": "on", "output_config": "json"}, TARGET, stream=False)
+        .body
+    )
+
+    assert forwarded["thinking"] == {"type": "adaptive"} and forwarded["output_config"] == native
+    assert "tools" not in forwarded  # structured outputs, not the forced-tool emulation
+    assert "thinking" not in garbled and "output_config" not in garbled
+    assert garbled["tool_choice"] == {"type": "tool", "name": "json_response"}

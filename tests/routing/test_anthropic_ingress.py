@@ -110,3 +110,41 @@ def test_stream_encoder_emits_the_messages_event_sequence() -> None:
                      "message_delta", "message_stop"]  # fmt: skip
     delta = _events(raw)[-2][1]
     assert delta["delta"]["stop_reason"] == "tool_use" and delta["usage"]["output_tokens"] == 7
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("thinking", {"type": "enabled"}),  # no budget_tokens
+    ("thinking", {"type": "enabled", "budget_tokens": 1000}),  # under Anthropic's 1024
+    ("thinking", {"type": "enabled", "budget_tokens": 4096}),  # not under max_tokens
+    ("thinking", {"type": "sometimes", "budget_tokens": 2048}),
+    ("thinking", "on"),
+    ("output_config", {"format": {"type": "json_schema"}}),  # no schema
+    ("output_config", {"format": {"type": "xml", "schema": {}}}),
+    ("output_config", []),
+])  # fmt: skip
+def test_malformed_thinking_and_output_config_are_refused_naming_the_field(
+    field: str, value: object
+) -> None:
+    body = {"model": "m", "max_tokens": 2048, "messages": [], field: value}
+
+    with pytest.raises(BadRequest) as caught:
+        messages_request_to_canonical(body)
+
+    assert caught.value.param == field and field in str(caught.value)
+
+
+def test_unsigned_reasoning_of_an_openai_style_model_becomes_a_thinking_block() -> None:
+    response = {"id": "gen-1", "model": "test/gpt", "provider": "p", "usage": {"cost": 0.0},
+                "choices": [{"message": {"content": "42", "reasoning": "6 times 7"}, "finish_reason": "stop"}]}  # fmt: skip
+    encoder = MessagesStreamEncoder("gen-1", "test/gpt")
+
+    message = canonical_to_messages_response(response, Usage(5, 3))
+    raw = encoder.chunk({"index": 0, "delta": {"reasoning": "6 times 7"}})
+    raw += encoder.chunk({"index": 0, "delta": {"content": "42"}})
+
+    assert message["content"] == [
+        {"type": "thinking", "thinking": "6 times 7", "signature": ""},
+        {"type": "text", "text": "42"},
+    ]
+    starts = [e["content_block"]["type"] for n, e in _events(raw) if n == "content_block_start"]
+    assert starts == ["thinking", "text"]

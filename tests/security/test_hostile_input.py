@@ -80,7 +80,7 @@ def big_body(size: int) -> bytes:
 def test_body_over_the_limit_is_413(world: World, small_limit: None, path: str) -> None:
     error = assert_error(post(world, path, big_body(LIMIT + 1)), 413, anthropic=path == MESSAGES)
 
-    assert error["type"] == "payload_too_large"
+    assert error["type"] == ("request_too_large" if path == MESSAGES else "payload_too_large")
     assert world.upstream_requests() == []
 
 
