@@ -29,7 +29,7 @@ def chat_body_from_completion(body: JSON) -> JSON:
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1:
         prompt = prompt[0]
-    if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
+    if isinstance(prompt, list) and len(prompt) > 1 and all(isinstance(p, str) for p in prompt):
         raise BadRequest(
             "prompt lists more than one prompt; send one prompt per request.", param="prompt"
         )
