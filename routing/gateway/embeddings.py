@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import math
 import secrets
 import struct
@@ -26,7 +27,7 @@ from django.conf import settings
 from billing.models import UsageFlag
 from billing.pricing import reservation_amount
 from billing.services import ReservationRequest, UsageDraft, credits_reserve_async
-from routerhub.errors import ApiError, BadRequest
+from routerhub.errors import ApiError, BadRequest, NoProviderAvailable
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.chat import (
     Exchange,
@@ -53,6 +54,7 @@ from routing.providers.embeddings import EMBEDDING_STYLES, embedding_request, em
 MAX_INPUTS = 2048  # OpenAI's bound on input items per request
 MAX_INPUT_TOKENS = 300_000  # OpenAI's bound on the tokens of one request, for token arrays
 _MAX_DIMENSIONS = 65_536
+logger = logging.getLogger(__name__)
 _ENCODINGS = ("float", "base64")
 _NEEDS = Needs(tools=False, vision=False, json_schema=False, json_object=False, stream=False,
                embeddings=True)  # fmt: skip
@@ -156,11 +158,14 @@ async def embeddings(req: GatewayRequest) -> None:
         raise BadRequest("Routers choose chat models; name an embedding model.", param="model")
     plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=_NEEDS)
     plan = replace(plan, candidates=[c for c in plan.candidates if _servable(c, request)])
-    if not plan.candidates:
+    if not plan.candidates and request.tokens:
         raise BadRequest(
             "input as token arrays needs an OpenAI-compatible provider; send text instead.",
             param="input",
         )
+    if not plan.candidates:
+        raise NoProviderAvailable("No provider of this model speaks an embeddings API.",
+                                  headers={"Retry-After": "60"})  # fmt: skip
     prompt_estimate = request.estimate()
     await rate_limit_admit(key, prompt_estimate)
     generation_id = f"gen-{int(time.time())}-{secrets.token_urlsafe(15)}"
@@ -187,8 +192,9 @@ async def embeddings(req: GatewayRequest) -> None:
     finally:
         try:
             await rate_limit_add_tokens(key, draft.prompt_tokens - prompt_estimate)
-        finally:
-            await _settle(draft)  # exactly once per reservation, as for chat
+        except Exception:
+            logger.exception("could not count tokens of %s against the key's tpm", generation_id)
+        await _settle(draft)  # exactly once per reservation, as for chat
 
 
 def _hold(candidate: Candidate, prompt_tokens: int) -> Decimal:

@@ -17,13 +17,17 @@ from routing.fake_upstream.embeddings import embedding_vector
 from tests.routing.world import World, base_catalog, endpoint, model
 
 
-def _embedding_catalog(world: World, first_upstream: str = "text-embedding-3-small") -> None:
+def _embedding_catalog(
+    world: World,
+    first_upstream: str = "text-embedding-3-small",
+    second_upstream: str = "gemini-embedding-001",
+) -> None:
     """test/embed: OpenAI format first ($0.02/M), Gemini format second ($0.15/M)."""
     data = base_catalog(world.fake_url)
     data["models"] += [model("test/embed", ["embeddings"]), model("test/embed-g", ["embeddings"])]
     data["endpoints"] += [
         endpoint("test/embed", "fake-openai", first_upstream, "0.02", "0"),
-        endpoint("test/embed", "fake-gemini", "gemini-embedding-001", "0.15", "0"),
+        endpoint("test/embed", "fake-gemini", second_upstream, "0.15", "0"),
         endpoint("test/embed-g", "fake-gemini", "gemini-embedding-001", "0.15", "0"),
     ]
     world.catalog(data)
@@ -136,11 +140,13 @@ def test_a_failing_provider_falls_back_to_the_gemini_format_billed_on_an_estimat
 def test_token_arrays_go_to_openai_format_providers_only(world: World) -> None:
     _embedding_catalog(world)
 
-    served = _post(world, {"model": "test/embed", "input": [[1, 2, 3], [4, 5]]})
+    # What LangChain's OpenAIEmbeddings sends by default: tiktoken ids, base64 encoding.
+    served = client_for(world).embeddings.create(model="test/embed", input=[[1, 2, 3], [4, 5]])
     refused = _post(world, {"model": "test/embed-g", "input": [1, 2, 3]})
 
-    assert served.status_code == 200
-    assert served.json()["usage"]["prompt_tokens"] == 5
+    assert served.model_extra["provider"] == "fake-openai" and len(served.data) == 2
+    assert served.data[1].embedding == _float32(embedding_vector("text-embedding-3-small", "4 5"))
+    assert served.usage.prompt_tokens == 5
     assert world.last_upstream("/v1/embeddings")["body"]["input"] == [[1, 2, 3], [4, 5]]
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "input"
@@ -238,3 +244,25 @@ def test_router_auto_never_ranks_an_embedding_model(world: World) -> None:
     ranked = [r["model"] for r in completion.model_extra["routing"]["ranked"]]
     assert ranked and not {"test/embed", "test/embed-g"} & set(ranked)
     assert completion.model == ranked[0] and completion.choices[0].message.content
+
+
+def test_every_provider_failing_is_a_502_that_charges_nothing_and_releases_the_hold(
+    world: World,
+) -> None:
+    _embedding_catalog(world, "text-embedding-3-small@status=500", "gemini-embedding-001@malformed")
+
+    response = _post(world, {"model": "test/embed", "input": "hello"})
+
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert [a["error"] for a in error["metadata"]["attempts"]] == [
+        "status_500",
+        "malformed_response",
+    ]
+    record = world.usage_record(error["metadata"]["generation_id"])
+    assert (record.status, record.cost, record.prompt_tokens) == ("failed", 0, 0)
+    hold = Reservation.objects.get(generation_id=record.generation_id)
+    assert hold.state != "held"
+    assert not LedgerEntry.objects.filter(
+        idempotency_key=f"usage:{record.generation_id}", amount__lt=0
+    ).exists()
