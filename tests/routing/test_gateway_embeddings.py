@@ -266,3 +266,21 @@ def test_every_provider_failing_is_a_502_that_charges_nothing_and_releases_the_h
     assert not LedgerEntry.objects.filter(
         idempotency_key=f"usage:{record.generation_id}", amount__lt=0
     ).exists()
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/v1/completions"])
+def test_only_inference_keys_may_embed_or_complete(world: World, path: str) -> None:
+    from accounts.models import KeyScope
+
+    body = {"model": "test/embed", "input": "hi", "prompt": "hi"}
+    url = f"{world.gateway_url}{path}"
+    management = world.key_for(scope=KeyScope.MANAGE)
+
+    anonymous = httpx.post(url, json=body, timeout=10)
+    managing = httpx.post(
+        url, json=body, timeout=10, headers={"authorization": f"Bearer {management}"}
+    )
+
+    assert anonymous.status_code == 401 and managing.status_code == 403
+    assert managing.json()["error"]["type"] == "forbidden"
+    assert not world.upstream_requests()
