@@ -1,6 +1,6 @@
 """Router training benchmark: trains and evaluates through the service's own code path.
 
-    python -m bench.router --datasets ../shared/datasets [--only mmlu|arc] [--json out.json]
+    python -m bench.router --datasets ../shared/datasets [--only mmlu|arc|mbpp|quality] [--json out.json]
 
 ``make bench`` calls ``routing_benchmarks`` instead (``bench.run_all``): routing decision latency
 (2 and 11 candidates) and training time, rows/second and peak memory at 1k, 14k and 100k rows
@@ -18,6 +18,10 @@ Data (fetch it yourself if you are not on the RouterHub development machine):
   Mixtral-8x7B-Instruct and GPT-4-1106, 57 subjects, contaminated prompts removed.
 - ``routerbench_arc_challenge_{train,test}.csv``: RouterBench (withmartian/routerbench) zero-shot
   ARC-Challenge, 11 models, split as in the RouterDC repository.
+- ``routerbench_mbpp_{train,test}.csv``: RouterBench MBPP (Python problems), same columns.
+- The quality-only benchmark is built here from the two RouterBench pairs: ARC + MBPP train
+  rows with the cost columns dropped (train), the test rows likewise (test); tasks by
+  ``eval_name``.
 """
 
 from __future__ import annotations
@@ -172,22 +176,53 @@ def bench_mmlu(datasets: Path) -> dict[str, Any]:
     }
 
 
-def bench_arc(datasets: Path) -> dict[str, Any]:
-    """RouterBench ARC-Challenge, train -> test: curve, score at half the best model's cost, AIQ."""
+def _routerbench_columns(
+    train_path: Path, with_costs: bool = True
+) -> tuple[list[str], dict[str, Any]]:
+    import pandas as pd
+
+    header = pd.read_csv(train_path, nrows=0).columns
+    models = [c for c in header if "|" not in c and c not in ARC_NON_MODEL]
+    columns: dict[str, Any] = {"prompt": "prompt", "scores": {m: m for m in models}}
+    if with_costs:
+        columns["costs"] = {m: f"{m}|total_cost" for m in models}
+    return models, columns
+
+
+def _tradeoff_zero_picks(version: Any, prompts: list[str], models: list[str]) -> list[str]:
+    """Each prompt's choice at tradeoff 0 through the predictor (as ``select`` decides)."""
+    from training.predictor import predictor_for_version
+
+    predictor = predictor_for_version(version)
+    return [predictor.rank(p, 0.0, models, None)[0].model for p in prompts]
+
+
+def _curve_summary(report: dict[str, Any]) -> dict[str, Any]:
+    points = {(p["cost"], p["score"]) for p in report["curve"]}
+    first = report["curve"][0]
+    return {
+        "aiq": report["aiq"],
+        "aiq_zero_router": report["aiq_zero_router"],
+        "aiq_gain": None
+        if report["aiq"] is None or report["aiq_zero_router"] is None
+        else round(report["aiq"] - report["aiq_zero_router"], 4),
+        "distinct_curve_points": len(points),
+        "tradeoff_0": {"score": first["score"], "cost": first["cost"], "share": first["share"]},
+        "best_single": report["best_single"],
+        "tradeoff_0_minus_best_single": round(first["score"] - report["best_single"]["score"], 4),
+    }
+
+
+def bench_routerbench(datasets: Path, task: str) -> dict[str, Any]:
+    """RouterBench ``task``, train -> test: curve, score at half the best model's cost, AIQ."""
     import pandas as pd
 
     organization = _organization()
-    train_path = datasets / "routerbench_arc_challenge_train.csv"
-    header = pd.read_csv(train_path, nrows=0).columns
-    models = [c for c in header if "|" not in c and c not in ARC_NON_MODEL]
-    columns = {
-        "prompt": "prompt",
-        "scores": {m: m for m in models},
-        "costs": {m: f"{m}|total_cost" for m in models},
-    }
+    train_path = datasets / f"routerbench_{task}_train.csv"
+    models, columns = _routerbench_columns(train_path)
     train = _upload(organization, train_path, columns)
-    test = _upload(organization, datasets / "routerbench_arc_challenge_test.csv", columns)
-    version, wall = _train(organization, "arc", models, train, {"test_dataset": test.pk})
+    test = _upload(organization, datasets / f"routerbench_{task}_test.csv", columns)
+    version, wall = _train(organization, task, models, train, {"test_dataset": test.pk})
     report = version.report
     best = report["best_single"]
     budget = 0.5 * best["cost"]
@@ -195,23 +230,101 @@ def bench_arc(datasets: Path) -> dict[str, Any]:
     top = max(affordable, key=lambda p: p["score"]) if affordable else None
     prompts = pd.read_csv(train_path, usecols=["prompt"])["prompt"].tolist()
     return {
-        "benchmark": "routerbench_arc_challenge (train -> test)",
+        "benchmark": f"routerbench_{task} (train -> test)",
         "rows": report["evaluation"]["rows"],
-        "best_single": best,
-        "curve": [{k: p[k] for k in ("tradeoff", "score", "cost")} for p in report["curve"][::4]],
+        **_curve_summary(report),
+        "curve": [{k: p[k] for k in ("tradeoff", "score", "cost")} for p in report["curve"][::2]],
         "score_at_half_best_cost": None if top is None else top["score"],
         "ratio_to_best_at_half_cost": None
         if top is None
         else round(top["score"] / best["score"], 4),
         "tradeoff_at_half_best_cost": None if top is None else top["tradeoff"],
-        "aiq": report["aiq"],
-        "aiq_zero_router": report["aiq_zero_router"],
         "cost_at_best_single_quality": report["cost_at_best_single_quality"],
         "oracle": report["oracle"],
         "training_seconds": report["training_seconds"],
         "run_wall_seconds": round(wall, 2),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "latency_11_candidates": _latency(version, prompts, models),
+    }
+
+
+def bench_arc(datasets: Path) -> dict[str, Any]:
+    return bench_routerbench(datasets, "arc_challenge")
+
+
+def bench_mbpp(datasets: Path) -> dict[str, Any]:
+    return bench_routerbench(datasets, "mbpp")
+
+
+QUALITY_TASKS = ("arc_challenge", "mbpp")
+QUALITY_MODELS = 7  # the cheapest models of the RouterBench files: similar prices, no GPT-4
+
+
+def bench_quality(datasets: Path) -> dict[str, Any]:
+    """Quality-only routing across the 7 cheapest RouterBench models (by mean cost on the train
+    files: similar prices, and no model best at everything) and two tasks: the ARC and MBPP
+    train files combined with their cost columns dropped (train), the test files likewise (test).
+    Tradeoff 0 against the best single model and against the per-task best model (chosen on the
+    train rows: the floor a router that recognises the task reaches), per task with intervals."""
+    import numpy as np
+    import pandas as pd
+
+    from training.learner import metrics
+
+    organization = _organization()
+    everyone, _ = _routerbench_columns(datasets / "routerbench_mbpp_train.csv", False)
+    train_costs = pd.concat(
+        [pd.read_csv(datasets / f"routerbench_{t}_train.csv") for t in QUALITY_TASKS]
+    )[[f"{m}|total_cost" for m in everyone]].mean()
+    models = [m for m in everyone if train_costs[f"{m}|total_cost"] in
+              sorted(train_costs)[:QUALITY_MODELS]]  # fmt: skip
+    columns = {"prompt": "prompt", "scores": {m: m for m in models}}
+    frames: dict[str, pd.DataFrame] = {}
+    with tempfile.TemporaryDirectory(prefix="rh-bench-quality-") as tmp:
+        uploads = {}
+        for split in ("train", "test"):
+            parts = [pd.read_csv(datasets / f"routerbench_{t}_{split}.csv") for t in QUALITY_TASKS]
+            frame = pd.concat([p[["prompt", "eval_name", *models]] for p in parts])
+            frame = frame.drop_duplicates("prompt").reset_index(drop=True)
+            frames[split] = frame
+            path = Path(tmp) / f"quality_{split}.csv"
+            frame.to_csv(path, index=False)
+            uploads[split] = _upload(organization, path, columns)
+    version, wall = _train(
+        organization, "quality", models, uploads["train"], {"test_dataset": uploads["test"].pk}
+    )
+    report = version.report
+    test = frames["test"]
+    scores = test[models].fillna(0).to_numpy(float)
+    picks = _tradeoff_zero_picks(version, test["prompt"].astype(str).tolist(), models)
+    routed = scores[np.arange(len(test)), [models.index(m) for m in picks]]
+    train = frames["train"]
+    task_best = {
+        task: models[int(np.argmax(train.loc[train["eval_name"] == task, models].fillna(0).mean()))]
+        for task in train["eval_name"].unique()
+    }
+    floor = scores[np.arange(len(test)), [models.index(task_best[t]) for t in test["eval_name"]]]
+    best = int(np.argmax(scores.mean(axis=0)))
+    return {
+        "benchmark": "quality-only: RouterBench ARC-Challenge + MBPP, 7 cheapest models, costs "
+        "dropped (train -> test)",
+        "models": models,
+        "rows": len(test),
+        "tradeoff_0_score": round(float(routed.mean()), 4),
+        "tradeoff_0_ci95": [round(v, 4) for v in metrics.bootstrap_interval(routed)],
+        "best_single": {"id": models[best], "score": round(float(scores[:, best].mean()), 4)},
+        "per_task_best_floor": {"models": task_best, "score": round(float(floor.mean()), 4)},
+        "gain_over_best_single_ci95": [
+            round(v, 4) for v in metrics.bootstrap_interval(routed - scores[:, best])
+        ],
+        "gain_over_per_task_floor_ci95": [
+            round(v, 4) for v in metrics.bootstrap_interval(routed - floor)
+        ],
+        "report_tradeoff_0_score": report["curve"][0]["score"],
+        "slices": metrics.slice_table(test["eval_name"].tolist(), routed, scores, models),
+        "training_seconds": report["training_seconds"],
+        "run_wall_seconds": round(wall, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
     }
 
 
@@ -328,7 +441,7 @@ def _child(name: str, datasets: Path, extra: list[str]) -> dict[str, Any]:
     return dict(json.loads(run.stdout.strip().splitlines()[-1]))
 
 
-BENCHES = {"mmlu": bench_mmlu, "arc": bench_arc}
+BENCHES = {"mmlu": bench_mmlu, "arc": bench_arc, "mbpp": bench_mbpp, "quality": bench_quality}
 CHILD_ONLY = ("training", "arc_latency")
 
 

@@ -104,6 +104,7 @@ def training_data(
         scores=orientation.forward(parsed.scores[:, columns]),
         costs=costs,
         binary=binary,
+        costs_known=source != "rank",
     )
     return data, orientation, source
 
@@ -257,6 +258,7 @@ def _evaluate(
         return report_build(
             router=fit.router,
             predicted=fit.oof_predicted,
+            prompts=data.prompts,
             scores=data.scores,
             costs=data.costs,
             evaluation=evaluation,
@@ -274,6 +276,7 @@ def _evaluate(
     return report_build(
         router=fit.router,
         predicted=predicted,
+        prompts=test_data.prompts,
         scores=test_data.scores,
         costs=test_data.costs,
         evaluation=evaluation,

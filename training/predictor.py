@@ -28,11 +28,7 @@ from django.core.files.storage import default_storage
 from prometheus_client import Counter
 
 from training.learner.artifacts import ArtifactError, router_from_files
-from training.learner.router import (
-    TrainedRouter,
-    normalized_costs,
-    utilities,
-)
+from training.learner.router import TrainedRouter, mix_key
 from training.models import RouterVersion
 from training.tokens import estimated_tokens
 
@@ -53,7 +49,7 @@ class RankedModel(NamedTuple):
     model: str
     score: float  # predicted score (dataset units, higher is better when maximizing)
     expected_cost: float  # USD per request (or the training cost unit when no prices)
-    utility: float  # what the decision maximises: score + bonus - λ · normalised cost
+    utility: float  # what the decision maximises: score + offset - λ · normalised cost
 
 
 @dataclass
@@ -79,9 +75,10 @@ class Predictor:
 
         ``candidates`` restricts the choice to a subset of the version's models (unknown ids
         are ignored; an empty result means none of them was trained). ``prices`` are USD per
-        million tokens (blended) per model; when given for every candidate they replace the
-        training costs (expected cost = price x estimated tokens / 1e6). Only price ratios
-        affect the decision.
+        million tokens (blended) per model; when given for every candidate they give the
+        expected costs shown (price x estimated tokens / 1e6). The decision itself always uses
+        the costs the version was calibrated with, so a tradeoff means at serving what the
+        version's report showed (training/learner/router.py).
         """
         trained = self.router
         names = candidates if candidates is not None else trained.models
@@ -95,13 +92,8 @@ class Predictor:
             costs = np.array([prices[trained.models[i]] * tokens / 1e6 for i in chosen])
         else:
             costs = trained.mean_costs[chosen]
-        utility = utilities(
-            predicted,
-            normalized_costs(costs),
-            trained.bonus_vector(chosen),
-            trained.lambda_for(tradeoff),
-        )
-        order = np.lexsort((costs, -utility))
+        utility = trained.utilities(predicted, tradeoff, mix_key(prompt), chosen)
+        order = np.lexsort((trained.mean_costs[chosen], -utility))
         return [
             RankedModel(
                 trained.models[chosen[k]],

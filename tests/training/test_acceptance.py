@@ -78,15 +78,17 @@ def test_routellm_mmlu_router_beats_the_published_routers(
         13932,
     )
     assert report["strong_model"] == MMLU_STRONG
-    assert report["apgr"] >= 0.66
-    assert report["cpt50"] <= 30.0
+    # Measured through the API: APGR 0.678, CPT(50%) 26.5% (the issue's aim, 0.68 / 26%, is
+    # not reached with a margin, so it is not claimed here).
+    assert report["apgr"] >= 0.67
+    assert report["cpt50"] <= 27.5
     assert report["random"]["apgr"] == pytest.approx(0.5, abs=0.05)
 
 
-def test_routerbench_arc_router_reaches_best_quality_at_half_the_cost(
-    api: APIClient, shared_datasets: Path, django_capture_on_commit_callbacks: Any
-) -> None:
-    train_path = shared_datasets / "routerbench_arc_challenge_train.csv"
+def _routerbench_report(
+    api: APIClient, shared_datasets: Path, capture: Any, task: str
+) -> dict[str, Any]:
+    train_path = shared_datasets / f"routerbench_{task}_train.csv"
     header = pd.read_csv(train_path, nrows=0).columns
     models = [
         c
@@ -99,22 +101,39 @@ def test_routerbench_arc_router_reaches_best_quality_at_half_the_cost(
         "scores": {m: m for m in models},
         "costs": {m: f"{m}|total_cost" for m in models},
     }
-    train = _upload_ready(api, django_capture_on_commit_callbacks, train_path, columns)
-    test = _upload_ready(
-        api,
-        django_capture_on_commit_callbacks,
-        shared_datasets / "routerbench_arc_challenge_test.csv",
-        columns,
-    )
-
-    report = _train(
-        api, django_capture_on_commit_callbacks, "arc", models, train, {"test_dataset": test}
-    )
-
+    train = _upload_ready(api, capture, train_path, columns)
+    test = _upload_ready(api, capture, shared_datasets / f"routerbench_{task}_test.csv", columns)
+    report = _train(api, capture, task.replace("_", "-"), models, train, {"test_dataset": test})
     assert report["evaluation"]["method"] == "holdout"
+    # Never below the zero router, and a curve rather than a jump between two models.
+    assert report["aiq"] >= report["aiq_zero_router"]
+    assert len({(p["cost"], p["score"]) for p in report["curve"]}) >= 8
+    return report
+
+
+def test_routerbench_arc_router_reaches_best_quality_at_half_the_cost(
+    api: APIClient, shared_datasets: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    report = _routerbench_report(
+        api, shared_datasets, django_capture_on_commit_callbacks, "arc_challenge"
+    )
+
     best = report["best_single"]
     assert best["id"] == "gpt-4-1106-preview"
     assert best["score"] == pytest.approx(0.944, abs=0.001)  # empty cells count as wrong
     affordable = [p["score"] for p in report["curve"] if p["cost"] <= 0.5 * best["cost"]]
     assert max(affordable) >= 0.98 * best["score"]
     assert report["aiq"] > report["aiq_zero_router"]
+
+
+def test_routerbench_mbpp_router_does_not_pay_gpt4_for_gpt35_accuracy(
+    api: APIClient, shared_datasets: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    report = _routerbench_report(api, shared_datasets, django_capture_on_commit_callbacks, "mbpp")
+
+    models = {m["id"]: m for m in report["models"]}
+    cheap, dear = models["gpt-3.5-turbo-1106"], models["gpt-4-1106-preview"]
+    assert cheap["mean_score"] == dear["mean_score"] == pytest.approx(0.688, abs=0.001)
+    first = report["curve"][0]
+    assert first["score"] >= cheap["mean_score"]
+    assert first["cost"] <= 2 * cheap["mean_cost"]  # not GPT-4's 28x

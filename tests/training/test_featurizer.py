@@ -8,6 +8,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from training.learner import featurizer as f
 from training.learner.featurizer import FeaturizerConfig, featurizer_fit
 
 CORPUS = [
@@ -119,3 +120,35 @@ def test_fast_paths_count_exactly_what_the_patterns_match(text: str) -> None:
     for name, pattern in (("digit_ratio", r"\d"), ("upper_ratio", r"[A-Z]"),
                           ("punct_ratio", r"[^\w\s]")):  # fmt: skip
         assert stats[f.STAT_NAMES.index(name)] == len(re.findall(pattern, text)) / chars, name
+
+
+def test_script_code_and_math_statistics_tell_prompts_apart() -> None:
+    chinese = f.text_statistics("下列哪一项是正确的？请选择答案。")
+    code = f.text_statistics("def add(a, b):\n    return a + b\n")
+    math_prompt = f.text_statistics("Solve 3*x + 4 = 19 for x, then compute x^2 - 1.")
+    cjk, ops, indented = (
+        f.STAT_NAMES.index(n) for n in ("cjk_ratio", "operator_ratio", "indented_lines")
+    )
+    assert chinese[cjk] > 0.8 and code[cjk] == math_prompt[cjk] == 0.0
+    assert code[indented] > 0 and chinese[indented] == math_prompt[indented] == 0.0
+    assert math_prompt[ops] > code[ops] > chinese[ops] == 0.0
+
+
+def test_a_featurizer_saved_before_the_script_statistics_keeps_its_own_features() -> None:
+    featurizer, _, dense = f.featurizer_fit(
+        ["Compute 2 + 2.", "Write a poem.", "计算二加二。", "def f(): pass"] * 3,
+        f.FeaturizerConfig(min_df=1, svd_components=2),
+    )
+    assert dense.shape[1] == 2 + len(f.STAT_NAMES)
+    meta = featurizer.to_json()
+    meta["stat_names"] = list(f.LEGACY_STAT_NAMES)  # what an older version stored
+    legacy = f.Featurizer.from_parts(meta, featurizer.to_arrays())
+    _, old_dense = legacy.transform_many(["计算三加三。"])
+    assert old_dense.shape == (1, 2 + len(f.LEGACY_STAT_NAMES))
+    np.testing.assert_allclose(
+        old_dense[0], dense_of_new(featurizer, "计算三加三。")[: old_dense.shape[1]]
+    )
+
+
+def dense_of_new(featurizer: f.Featurizer, text: str) -> np.ndarray:
+    return featurizer.transform_many([text])[1][0]

@@ -8,8 +8,8 @@ import pytest
 from tests.training.conftest import synthetic_frame
 from training.learner import artifacts
 from training.learner.report import report_build
-from training.learner.router import choose, normalized_costs
-from training.learner.trainer import TrainerConfig, TrainingData, router_fit
+from training.learner.router import mix_keys
+from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
 MODELS = ["math-model", "prose-model"]
 CONFIG = TrainerConfig(folds=3, threads=1)
@@ -42,13 +42,9 @@ def test_router_sends_each_kind_of_prompt_to_the_model_that_answers_it(fitted: o
 def test_tradeoff_one_always_picks_the_cheapest_model(fitted: object) -> None:
     router = fitted.router  # type: ignore[attr-defined]
     data = _data()
-    picked = choose(
-        fitted.oof_predicted,
-        normalized_costs(data.costs),
-        router.bonus_vector(),
-        router.lambda_for(1.0),  # type: ignore[attr-defined]
-    )
+    picked = router.choose_many(fitted.oof_predicted, 1.0, mix_keys(data.prompts))  # type: ignore[attr-defined]
     assert set(picked.tolist()) == {0}
+    assert data.costs[0, 0] < data.costs[0, 1]
 
 
 def test_tradeoff_zero_is_never_worse_than_the_best_single_model_when_scores_are_noise() -> None:
@@ -60,6 +56,7 @@ def test_tradeoff_zero_is_never_worse_than_the_best_single_model_when_scores_are
     report = report_build(
         router=fit.router,
         predicted=fit.oof_predicted,
+        prompts=data.prompts,
         scores=data.scores,
         costs=data.costs,
         evaluation={},
@@ -69,14 +66,15 @@ def test_tradeoff_zero_is_never_worse_than_the_best_single_model_when_scores_are
     assert report["tradeoff_zero_gain"] >= 0
 
 
-def test_costs_fall_as_the_tradeoff_rises(fitted: object) -> None:
+def test_costs_fall_as_the_tradeoff_rises(fitted: FitResult) -> None:
     data = _data()
     report = report_build(
         router=fitted.router,
         predicted=fitted.oof_predicted,
+        prompts=data.prompts,
         scores=data.scores,
         costs=data.costs,
-        evaluation={},  # type: ignore[attr-defined]
+        evaluation={},
     )
     costs = [point["cost"] for point in report["curve"]]
     assert costs == sorted(costs, reverse=True)
@@ -110,3 +108,28 @@ def test_single_prompt_prediction_equals_the_batch_prediction(fitted: object) ->
     for i, prompt in enumerate(prompts):
         np.testing.assert_allclose(router.predict_one(prompt), batch[i], rtol=1e-9)
         np.testing.assert_allclose(router.predict_one(prompt, [1]), batch[i, [1]], rtol=1e-9)
+
+
+def test_a_version_saved_before_the_policy_table_serves_as_it_was_trained(
+    fitted: FitResult,
+) -> None:
+    """Format 1 stored one incumbent bonus for every tradeoff; it loads as that table."""
+    import json
+
+    files = artifacts.router_to_files(fitted.router)
+    meta = json.loads(files["router.json"])
+    del meta["offsets"], meta["mixes"]
+    meta.update({"format_version": 1, "incumbent": 1, "bonus": 0.25})
+    files["router.json"] = json.dumps(meta).encode()
+    digests = artifacts.files_digests(files)
+
+    restored = artifacts.router_from_files(files, digests, artifacts.manifest_checksum(digests))
+
+    assert restored.offsets.shape == (len(restored.tradeoffs), 2)
+    assert (restored.offsets == [0.0, 0.25]).all()
+    assert np.isnan(restored.mixes[:, 2]).all()
+    predicted = np.array([[0.7, 0.5]])
+    keys = mix_keys(["a prompt"])
+    norm = restored.mean_costs / restored.mean_costs.max()
+    utility = predicted[0] + [0.0, 0.25] - float(restored.lambdas[0]) * norm
+    assert restored.choose_many(predicted, 0.0, keys)[0] == int(np.argmax(utility))

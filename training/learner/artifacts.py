@@ -18,7 +18,7 @@ import numpy as np
 from training.learner.featurizer import Featurizer
 from training.learner.router import KIND_CONSTANT, ScoreHead, TrainedRouter
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a policy table (λ and offsets per tradeoff); 1: one incumbent bonus
 ROUTER_FILE = "router.json"
 FEATURIZER_FILE = "featurizer.json"
 ARRAYS_FILE = "arrays.npz"
@@ -61,10 +61,10 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
         "models": router.models,
         "heads": heads,
         "mean_costs": [float(c) for c in router.mean_costs],
-        "incumbent": router.incumbent,
-        "bonus": router.bonus,
         "tradeoffs": [float(t) for t in router.tradeoffs],
         "lambdas": [float(v) for v in router.lambdas],
+        "offsets": [[float(v) for v in row] for row in router.offsets],
+        "mixes": [[None if np.isnan(v) else float(v) for v in row] for row in router.mixes],
     }
     files[ROUTER_FILE] = json.dumps(meta, indent=1).encode()
     files[FEATURIZER_FILE] = json.dumps(router.featurizer.to_json()).encode()
@@ -92,7 +92,7 @@ def router_from_files(
         if sha256(files[name]) != digest:
             raise ArtifactError(f"artifact file {name} does not match its sha256")
     meta = json.loads(files[ROUTER_FILE])
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in (1, FORMAT_VERSION):
         raise ArtifactError(f"unsupported artifact format {meta.get('format_version')!r}")
     with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
@@ -118,8 +118,23 @@ def router_from_files(
         featurizer=featurizer,
         heads=heads,
         mean_costs=np.asarray(meta["mean_costs"], dtype=np.float64),
-        incumbent=int(meta["incumbent"]),
-        bonus=float(meta["bonus"]),
         tradeoffs=np.asarray(meta["tradeoffs"], dtype=np.float64),
         lambdas=np.asarray(meta["lambdas"], dtype=np.float64),
+        offsets=_offsets(meta),
+        mixes=_mixes(meta),
     )
+
+
+def _mixes(meta: dict[str, Any]) -> np.ndarray:
+    rows = meta.get("mixes") or [[0.0, 0.0, None]] * len(meta["tradeoffs"])
+    return np.array([[np.nan if v is None else float(v) for v in row] for row in rows])
+
+
+def _offsets(meta: dict[str, Any]) -> np.ndarray:
+    """Format 2 stores the offsets; a format-1 version (one incumbent bonus at every tradeoff)
+    keeps serving exactly as it was trained."""
+    if "offsets" in meta:
+        return np.asarray(meta["offsets"], dtype=np.float64)
+    row = np.zeros(len(meta["models"]))
+    row[int(meta["incumbent"])] = float(meta["bonus"])
+    return np.tile(row, (len(meta["tradeoffs"]), 1))

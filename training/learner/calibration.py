@@ -1,14 +1,51 @@
-"""Choices made on out-of-fold predictions: blend weight, shrinkage, incumbent bonus, λ table."""
+"""Choices made on out-of-fold predictions: blend weight, shrinkage and the served policy table.
+
+The policy table holds, for each tradeoff of ``TRADEOFF_GRID``, a λ and one offset per candidate;
+the decision is ``argmax score + offset - λ · normalised cost`` (``router.choose``). Three
+families of policies are scored on the out-of-fold rows, and each tradeoff takes the best one
+within its cost budget:
+
+- every single model (an offset that excludes all others), so the zero router's vertices are
+  always on the curve and its AIQ can never fall below the zero router's on these rows;
+- two-model mixes for each segment of the zero router's hull (cheaper model ``a``, dearer
+  ``b``), ``b`` taking a share ``p`` of the prompts: by a hash of the prompt (``hashed``: the
+  hull's own point in expectation, whatever the predictions are worth, so the curve gets
+  intermediate points instead of jumps), or the prompts whose predicted gain
+  ``score_b - score_a`` is in the top ``p`` (``mix``: above the hull when the heads carry
+  signal; on noise, out-of-fold predictions are even anti-correlated with the labels);
+- the full router ``score + bonus·[incumbent] - λ·cost`` over a wide λ sweep and a few bonuses.
+Predicted-gain mixes and the router must earn their place: their out-of-fold gain over the hull
+at their cost, less 1.96 standard errors of that gain (paired per row), must still beat what a
+hashed mix or a single model reaches within the budget.
+
+Tradeoff 0 is "best quality": the policy with the highest out-of-fold score, or, when costs are
+real (dataset or price list, not rank-based) and a single model costing at most half as much
+is statistically tied with it (the paired 95% interval of the per-row score difference contains
+0), the best policy that costs no more than that model: paying 28x for an insignificant gain is
+not "best quality". The other tradeoffs walk down the out-of-fold efficient frontier from
+that point to the cheapest model in even steps (of normalised quality and cost drop together),
+so the curve has up to ``len(TRADEOFF_GRID)`` distinct points, whether it is steep or flat.
+"""
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
+
 import numpy as np
 
-from training.learner.router import choose
+from training.learner import metrics
+from training.learner.router import EXCLUDED, choose, hashed_mix, utilities
 
 BLEND_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 TRADEOFF_GRID = np.round(np.linspace(0.0, 1.0, 21), 4)
-LAMBDA_GRID = np.concatenate([[0.0], np.geomspace(1e-5, 1e5, 1001)])
+LAMBDA_GRID = np.concatenate([[0.0], np.geomspace(1e-4, 1e2, 121)])
+MIX_FRACTIONS = np.round(np.linspace(0.05, 0.95, 19), 4)
+BONUS_STEPS = 5  # incumbent bonuses tried: 0 … the predictions' spread
+TIE_Z = 1.96  # two-sided 95% interval for "statistically tied"
+ROUTER_Z = TIE_Z  # a routed policy replaces the hull only with a significant (95%) gain
+FAR_CHEAPER = 0.5  # a tied model replaces the best only when it costs at most half as much
+MIN_SHRINK = 1e-3  # keeps the prompts' order within a pair mix when the heads carry no signal
 
 
 def blend_weight(parts: np.ndarray, target: np.ndarray) -> float:
@@ -19,51 +56,240 @@ def blend_weight(parts: np.ndarray, target: np.ndarray) -> float:
     return BLEND_GRID[int(np.argmin(errors))]
 
 
+EXHAUSTIVE_BLENDS = 625  # joint blend grids up to this size are searched exhaustively
+
+
+def _difference_error(errors: np.ndarray) -> float:
+    """Mean over rows of the squared errors of every pairwise predicted difference:
+    sum over j<k of (e_j - e_k)^2 = m · sum e_j^2 - (sum e_j)^2."""
+    m = errors.shape[1]
+    return float(np.mean(m * (errors**2).sum(axis=1) - errors.sum(axis=1) ** 2))
+
+
+def blend_weights(parts: np.ndarray, target: np.ndarray) -> list[float]:
+    """Each candidate's linear-head weight, chosen jointly on out-of-fold rows to predict the
+    differences between candidates (what a routing decision compares) rather than each score
+    alone. ``parts`` is (n, m, 2): linear head, LightGBM. A single candidate keeps its own
+    squared-error choice. Exhaustive over the grid for a few candidates, else coordinate descent
+    from the per-candidate choices. On RouteLLM's MMLU file (two models) the per-candidate
+    choice gave APGR 0.678, the joint one 0.687."""
+    m = target.shape[1]
+    own = [blend_weight(parts[:, j], target[:, j]) for j in range(m)]
+    if m < 2:
+        return own
+    grid = np.array(BLEND_GRID)
+    # errors[j][g]: candidate j's per-row error with blend grid[g]
+    errors = [
+        [w * parts[:, j, 0] + (1 - w) * parts[:, j, 1] - target[:, j] for w in grid]
+        for j in range(m)
+    ]
+    if len(grid) ** m <= EXHAUSTIVE_BLENDS:
+        best = min(
+            itertools.product(range(len(grid)), repeat=m),
+            key=lambda combo: _difference_error(
+                np.column_stack([errors[j][g] for j, g in enumerate(combo)])
+            ),
+        )
+        return [float(grid[g]) for g in best]
+    chosen = [int(np.argmin(np.abs(grid - w))) for w in own]
+    for _ in range(2):
+        for j in range(m):
+            scores = []
+            for g in range(len(grid)):
+                trial = list(chosen)
+                trial[j] = g
+                scores.append(
+                    _difference_error(np.column_stack([errors[k][t] for k, t in enumerate(trial)]))
+                )
+            chosen[j] = int(np.argmin(scores))
+    return [float(grid[g]) for g in chosen]
+
+
 def shrinkage(predicted: np.ndarray, target: np.ndarray, prior: float) -> float:
-    """Least-squares factor toward the prior: prior + s·(p - prior) ≈ target, s in [0, 1]."""
+    """Least-squares factor toward the prior: prior + s·(p - prior) ≈ target, s in [MIN_SHRINK, 1]."""
     centred = predicted - prior
     denominator = float(np.dot(centred, centred))
     if denominator <= 1e-12:
-        return 0.0
-    return float(np.clip(np.dot(centred, target - prior) / denominator, 0.0, 1.0))
+        return MIN_SHRINK
+    return float(np.clip(np.dot(centred, target - prior) / denominator, MIN_SHRINK, 1.0))
 
 
-def incumbent_bonus(
-    predicted: np.ndarray, scores: np.ndarray, norm_costs: np.ndarray, incumbent: int
-) -> float:
-    """Smallest bonus for the incumbent that maximises the routed out-of-fold score at λ = 0.
+@dataclass(frozen=True)
+class Candidate:
+    kind: str  # single | mix | router
+    lam: float
+    offsets: np.ndarray  # (m,)
+    mix: np.ndarray  # (3,) hashed mix: a, b, b's share (NaN: none)
+    picks: np.ndarray  # (n,) chosen model per out-of-fold row
+    score: float
+    cost: float
+    merit: float  # score used to rank it within a budget (router: less one standard error)
 
-    A large enough bonus routes everything to the incumbent, so the routed score at tradeoff 0
-    can never fall below the best single model's on these rows.
+
+@dataclass(frozen=True)
+class PolicyTable:
+    tradeoffs: np.ndarray  # (T,)
+    lambdas: np.ndarray  # (T,)
+    offsets: np.ndarray  # (T, m)
+    mixes: np.ndarray  # (T, 3)
+    kinds: list[str]  # which family each tradeoff's policy came from
+    hull_models: list[int]  # the zero router's vertices on the out-of-fold rows, cheap to dear
+
+
+def _hull_models(mean_scores: np.ndarray, mean_costs: np.ndarray) -> list[int]:
+    hull = metrics.nondecreasing_hull(list(zip(mean_costs, mean_scores, strict=True)))
+    models = []
+    for cost, score in hull:
+        same = np.nonzero((mean_costs == cost) & (mean_scores == score))[0]
+        models.append(int(same[0]))
+    return models
+
+
+def _hull_value(hull: list[int], mean_scores: np.ndarray, mean_costs: np.ndarray, cost: float
+                ) -> tuple[int, int, float]:  # fmt: skip
+    """The hull segment (a, b) at ``cost`` and b's weight in the mix."""
+    xs = mean_costs[hull]
+    if len(hull) == 1 or cost <= xs[0]:
+        return hull[0], hull[0], 0.0
+    if cost >= xs[-1]:
+        return hull[-1], hull[-1], 0.0
+    k = int(np.searchsorted(xs, cost, side="right")) - 1
+    a, b = hull[k], hull[k + 1]
+    span = xs[k + 1] - xs[k]
+    return a, b, float((cost - xs[k]) / span) if span > 0 else 0.0
+
+
+def policy_table(
+    predicted: np.ndarray,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    decision_costs: np.ndarray,
+    costs_known: bool,
+    keys: np.ndarray,
+) -> PolicyTable:
+    """The served policy for every tradeoff, chosen on out-of-fold ``predicted`` (n, m).
+
+    ``costs`` are the rows' costs (what a decision would have spent), ``decision_costs`` the
+    per-model costs the decision rule uses at serving time (the same values, so the served
+    curve is the one calibrated here), ``keys`` the rows' ``router.mix_key``.
     """
-    spread = float(predicted.max() - predicted.min()) if predicted.size else 0.0
-    candidates = [0.0, *np.linspace(0.0, spread, 41)[1:], spread + 1.0]
-    rows = np.arange(len(scores))
-    best_bonus, best_score = 0.0, -np.inf
-    for bonus in candidates:
-        vector = np.zeros(predicted.shape[1])
-        vector[incumbent] = bonus
-        picked = choose(predicted, norm_costs, vector, 0.0)
-        routed = float(scores[rows, picked].mean())
-        if routed > best_score + 1e-12:
-            best_bonus, best_score = float(bonus), routed
-    return best_bonus
+    n, m = scores.shape
+    rows = np.arange(n)
+    norm = decision_costs / decision_costs.max() if decision_costs.max() > 0 else decision_costs
+    mean_scores, mean_costs = scores.mean(axis=0), costs.mean(axis=0)
+    hull = _hull_models(mean_scores, mean_costs)
+    candidates: list[Candidate] = []
 
+    no_mix = np.array([0.0, 0.0, np.nan])
 
-def lambda_table(
-    predicted: np.ndarray, costs: np.ndarray, norm_costs: np.ndarray, bonus: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """λ per tradeoff so that mean cost falls evenly from its λ=0 value to its cheapest value."""
-    rows = np.arange(len(costs))
-    mean_cost = np.array(
-        [costs[rows, choose(predicted, norm_costs, bonus, lam)].mean() for lam in LAMBDA_GRID]
+    def add(kind: str, lam: float, offsets: np.ndarray, mix: np.ndarray = no_mix) -> None:
+        if np.isnan(mix[2]):
+            picks = choose(predicted, norm, offsets, lam)
+        else:
+            utility = hashed_mix(
+                utilities(predicted, norm, offsets, lam), mix, keys, list(range(m))
+            )
+            picks = np.argmax(utility, axis=1)
+        got = scores[rows, picks]
+        cost = float(costs[rows, picks].mean())
+        score = float(got.mean())
+        merit = score
+        if kind in ("router", "mix"):
+            a, b, w = _hull_value(hull, mean_scores, mean_costs, cost)
+            difference = got - ((1 - w) * scores[:, a] + w * scores[:, b])
+            merit = (
+                score - ROUTER_Z * float(difference.std(ddof=1)) / np.sqrt(n) if n > 1 else score
+            )
+        candidates.append(Candidate(kind, lam, offsets, mix, picks, score, cost, merit))
+
+    for j in range(m):
+        offsets = np.full(m, -EXCLUDED)
+        offsets[j] = 0.0
+        add("single", 0.0, offsets)
+    for a, b in itertools.pairwise(hull):
+        gain = predicted[:, b] - predicted[:, a]
+        for fraction in MIX_FRACTIONS:
+            offsets = np.full(m, -EXCLUDED)
+            offsets[a] = 0.0
+            offsets[b] = -float(np.quantile(gain, 1.0 - fraction))
+            add("mix", 0.0, offsets)
+            offsets = np.full(m, -EXCLUDED)
+            offsets[[a, b]] = 0.0
+            add("hashed", 0.0, offsets, np.array([a, b, fraction], dtype=np.float64))
+    incumbent = int(np.argmax(mean_scores))
+    spread = float(np.ptp(predicted)) if predicted.size else 0.0
+    for bonus in np.linspace(0.0, spread, BONUS_STEPS):
+        offsets = np.zeros(m)
+        offsets[incumbent] = bonus
+        for lam in LAMBDA_GRID:
+            add("router", float(lam), offsets.copy())
+
+    top = _best_quality(candidates, scores, rows, costs_known)
+    cheapest = min((c for c in candidates if c.kind == "single"), key=lambda c: (c.cost, -c.score))
+    # The efficient frontier below the tradeoff-0 point: cheaper policies, each better than
+    # every policy cheaper than it.
+    frontier: list[Candidate] = []
+    for candidate in sorted(candidates, key=lambda c: (c.cost, -c.merit)):
+        if candidate.cost > top.cost:
+            break
+        if not frontier or candidate.merit > frontier[-1].merit:
+            frontier.append(candidate)
+    # Where each frontier policy lies between the tradeoff-0 point (0) and the cheapest model
+    # (1): the mean of its normalised quality drop and cost drop, so points spread along the
+    # curve whether it is steep (quality falls fast) or flat (cost falls fast).
+    q_span = max(top.merit - cheapest.merit, 1e-12)
+    c_span = max(top.cost - cheapest.cost, 1e-12)
+    position = [
+        0.5 * (top.merit - c.merit) / q_span + 0.5 * (top.cost - c.cost) / c_span for c in frontier
+    ]
+    picked: list[int] = []
+    for tradeoff in TRADEOFF_GRID[1:]:
+        # The first policy, going down the frontier from the top, at or past the tradeoff.
+        reached = [k for k, u in enumerate(position) if u >= float(tradeoff) - 1e-9]
+        picked.append(max(reached) if reached else len(frontier) - 1)
+    # Every vertex of the zero router's hull on the frontier takes the slot nearest to it (the
+    # order stays monotone), so the curve's own hull contains the zero router's.
+    for k, candidate in enumerate(frontier):
+        if candidate.kind == "single" and int(np.argmax(candidate.offsets)) in hull:
+            slot = int(np.argmin([abs(p - k) for p in picked[:-1]])) if len(picked) > 1 else None
+            if slot is not None and k not in picked:
+                picked[slot] = k
+    chosen_all = [top, *(frontier[k] for k in picked[:-1]), cheapest]
+    lambdas = [c.lam for c in chosen_all]
+    offsets_table = [c.offsets for c in chosen_all]
+    mixes = [c.mix for c in chosen_all]
+    kinds = [c.kind for c in chosen_all]
+    return PolicyTable(
+        tradeoffs=TRADEOFF_GRID.copy(),
+        lambdas=np.array(lambdas),
+        offsets=np.vstack(offsets_table),
+        mixes=np.vstack(mixes),
+        kinds=kinds,
+        hull_models=hull,
     )
-    # Mean cost is non-increasing in λ up to ties; a running minimum makes the search monotone.
-    mean_cost = np.minimum.accumulate(mean_cost)
-    top, bottom = mean_cost[0], mean_cost[-1]
-    lambdas = []
-    for tradeoff in TRADEOFF_GRID:
-        target = top - tradeoff * (top - bottom)
-        reached = np.nonzero(mean_cost <= target + 1e-15 + 1e-9 * abs(target))[0]
-        lambdas.append(float(LAMBDA_GRID[reached[0]]) if len(reached) else float(LAMBDA_GRID[-1]))
-    return TRADEOFF_GRID.copy(), np.maximum.accumulate(np.array(lambdas))
+
+
+def _best_quality(
+    candidates: list[Candidate], scores: np.ndarray, rows: np.ndarray, costs_known: bool
+) -> Candidate:
+    """The best policy by merit, unless a single model costing at most half as much is
+    statistically tied with it: then the best policy costing no more than that model."""
+    best = max(candidates, key=lambda c: (c.merit, -c.cost))
+    if not costs_known:
+        return best
+    reference = scores[rows, best.picks]
+    tied = []
+    for candidate in candidates:
+        if candidate.kind != "single" or candidate.cost > FAR_CHEAPER * best.cost:
+            continue
+        difference = scores[rows, candidate.picks] - reference
+        error = float(difference.std(ddof=1)) / np.sqrt(len(rows)) if len(rows) > 1 else 0.0
+        if difference.mean() + TIE_Z * error >= 0:
+            tied.append(candidate)
+    if not tied:
+        return best
+    cheaper = max(tied, key=lambda c: (c.merit, -c.cost))
+    return max(
+        (c for c in candidates if c.cost <= cheaper.cost * (1 + 1e-9)),
+        key=lambda c: (c.merit, -c.cost),
+    )

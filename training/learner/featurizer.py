@@ -41,7 +41,16 @@ STAT_NAMES = (
     "mean_word_len",
     "non_ascii_ratio",
     "log_longest_line",
+    # Script, code and math signals (added later: a featurizer saved before them keeps its
+    # own ``stat_names`` and computes only those, so older versions serve unchanged).
+    "cjk_ratio",
+    "operator_ratio",
+    "indented_lines",
 )
+LEGACY_STAT_NAMES = STAT_NAMES[:12]
+# Han, kana, hangul and CJK punctuation/full-width forms: Chinese, Japanese, Korean text.
+CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef]")
+OPERATORS = re.compile(r"[+\-*/=<>^%]")
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,7 @@ def _ascii_deleting(pattern: re.Pattern[str]) -> dict[int, None]:
     return {c: None for c in range(128) if pattern.fullmatch(chr(c))}
 
 
-_DELETE_ASCII = {p: _ascii_deleting(p) for p in (DIGIT, UPPER, PUNCTUATION)}
+_DELETE_ASCII = {p: _ascii_deleting(p) for p in (DIGIT, UPPER, PUNCTUATION, OPERATORS)}
 
 
 def _count(pattern: re.Pattern[str], text: str, ascii_only: bool) -> int:
@@ -120,14 +129,15 @@ def _count(pattern: re.Pattern[str], text: str, ascii_only: bool) -> int:
     return len(pattern.findall(text))
 
 
-def text_statistics(text: str) -> list[float]:
-    """Cheap surface statistics of a prompt, in ``STAT_NAMES`` order (regexes run in C)."""
+def text_statistics(text: str, count: int = len(STAT_NAMES)) -> list[float]:
+    """Cheap surface statistics of a prompt, the first ``count`` of ``STAT_NAMES`` (regexes
+    run in C; an ASCII text skips the CJK search)."""
     chars = len(text) or 1
     words = text.split()
     lines = text.splitlines() or [""]
     non_ascii = len(text.encode("utf-8", "ignore")) - len(text)
     ascii_only = text.isascii()
-    return [
+    stats = [
         math.log1p(len(text)),
         math.log1p(len(words)),
         float(len(lines)),
@@ -141,6 +151,14 @@ def text_statistics(text: str) -> list[float]:
         max(non_ascii, 0) / chars,
         math.log1p(max(map(len, lines))),
     ]
+    if count <= len(LEGACY_STAT_NAMES):
+        return stats[:count]
+    stats += [
+        0.0 if ascii_only else len(CJK.findall(text)) / chars,
+        _count(OPERATORS, text, ascii_only) / chars,
+        sum(1 for line in lines if line.startswith(("    ", "\t"))) / len(lines),
+    ]
+    return stats[:count]
 
 
 def _tfidf_block(
@@ -169,6 +187,7 @@ class Featurizer:
     char_vocab: dict[str, int]
     char_idf: np.ndarray
     components: np.ndarray  # (svd_components, |word vocab| + |char vocab|), float32
+    stat_names: tuple[str, ...] = STAT_NAMES  # the statistics this featurizer was fitted with
     _components_t: np.ndarray | None = field(default=None, init=False, repr=False)
     _char_cache: dict[str, bytes] = field(init=False, repr=False, default_factory=dict)
 
@@ -185,7 +204,7 @@ class Featurizer:
 
     @property
     def dense_size(self) -> int:
-        return self.components.shape[0] + len(STAT_NAMES)
+        return self.components.shape[0] + len(self.stat_names)
 
     def _word_counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Sorted vocabulary ids of the prompt's word n-grams, and their counts."""
@@ -281,7 +300,7 @@ class Featurizer:
 
     def dense_of(self, projected: np.ndarray, text: str) -> np.ndarray:
         """The dense feature vector from a prompt's SVD projection and its text."""
-        return np.concatenate([projected, np.asarray(text_statistics(text))])
+        return np.concatenate([projected, np.asarray(text_statistics(text, len(self.stat_names)))])
 
     def transform_many(self, texts: Sequence[str]) -> tuple[sparse.csr_matrix, np.ndarray]:
         """Batch form of ``transform``: a CSR TF-IDF matrix and the dense feature matrix."""
@@ -290,8 +309,9 @@ class Featurizer:
 
     def dense_many(self, texts: Sequence[str], matrix: sparse.csr_matrix) -> np.ndarray:
         projected = np.asarray(matrix @ self.components_t()).reshape(len(texts), -1)
-        stats = np.array([text_statistics(t) for t in texts], dtype=np.float64).reshape(
-            len(texts), len(STAT_NAMES)
+        count = len(self.stat_names)
+        stats = np.array([text_statistics(t, count) for t in texts], dtype=np.float64).reshape(
+            len(texts), count
         )
         return np.hstack([projected, stats])
 
@@ -308,7 +328,7 @@ class Featurizer:
                 "svd_components": int(self.components.shape[0]),
                 "seed": self.config.seed,
             },
-            "stat_names": list(STAT_NAMES),
+            "stat_names": list(self.stat_names),
             "word_vocab": sorted(self.word_vocab, key=self.word_vocab.__getitem__),
             "char_vocab": sorted(self.char_vocab, key=self.char_vocab.__getitem__),
         }
@@ -339,7 +359,16 @@ class Featurizer:
             char_vocab={term: i for i, term in enumerate(meta["char_vocab"])},
             char_idf=np.asarray(arrays["char_idf"], dtype=np.float64),
             components=np.asarray(arrays["components"], dtype=np.float32),
+            stat_names=_known_stat_names(meta.get("stat_names", LEGACY_STAT_NAMES)),
         )
+
+
+def _known_stat_names(names: Sequence[str]) -> tuple[str, ...]:
+    """A saved featurizer's statistics: a prefix of ``STAT_NAMES`` (they are only appended)."""
+    names = tuple(names)
+    if names != STAT_NAMES[: len(names)]:
+        raise ValueError(f"unknown text statistics {names!r}")
+    return names
 
 
 DocumentCounts = Callable[[str, dict[str, int]], tuple[np.ndarray, np.ndarray]]

@@ -124,3 +124,42 @@ def best_quality_within(curve: Sequence[tuple[float, float]], budget: float) -> 
     """Highest quality among (cost, quality) points costing at most ``budget``."""
     qualities = [q for c, q in curve if c <= budget * (1 + 1e-9)]
     return max(qualities) if qualities else None
+
+
+def bootstrap_interval(
+    values: np.ndarray, *, reps: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (rows resampled, seeded)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(reps, len(values)))].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def slice_table(
+    groups: Sequence[str], routed: np.ndarray, scores: np.ndarray, models: Sequence[str]
+) -> list[dict[str, object]]:
+    """Per slice: the routed score with its bootstrap interval, the slice's best single model,
+    and the routed-minus-best difference with its paired bootstrap interval."""
+    labels = np.asarray(groups, dtype=object)
+    table: list[dict[str, object]] = []
+    for label in sorted(set(labels.tolist())):
+        rows = labels == label
+        means = scores[rows].mean(axis=0)
+        best = int(np.argmax(means))
+        gain = routed[rows] - scores[rows, best]
+        table.append(
+            {
+                "slice": str(label),
+                "rows": int(rows.sum()),
+                "routed": round(float(routed[rows].mean()), 4),
+                "routed_ci95": [round(v, 4) for v in bootstrap_interval(routed[rows])],
+                "best_single": str(models[best]),
+                "best_single_score": round(float(means[best]), 4),
+                "gain_ci95": [round(v, 4) for v in bootstrap_interval(gain)],
+            }
+        )
+    return table

@@ -9,9 +9,11 @@ import numpy as np
 
 from training.learner import metrics
 from training.learner.calibration import TRADEOFF_GRID
-from training.learner.router import TrainedRouter, choose, normalized_costs
+from training.learner.router import TrainedRouter, mix_keys
 
 RANDOM_SEED = 0
+MAX_CLUSTERS = 8
+ROWS_PER_CLUSTER = 40  # fewer clusters on small data, so each slice has rows to speak of
 
 
 def _identity(value: float) -> float:
@@ -32,6 +34,7 @@ def report_build(
     *,
     router: TrainedRouter,
     predicted: np.ndarray,
+    prompts: list[str],
     scores: np.ndarray,
     costs: np.ndarray,
     evaluation: dict[str, Any],
@@ -45,16 +48,15 @@ def report_build(
     n, m = scores.shape
     rows = np.arange(n)
     models = router.models
-    norm = normalized_costs(costs)
-    bonus = router.bonus_vector()
     mean_scores, mean_costs = scores.mean(axis=0), costs.mean(axis=0)
     best = int(np.argmax(mean_scores))
+    keys = mix_keys(prompts)
 
     curve: list[dict[str, Any]] = []
     points: list[tuple[float, float]] = []  # (cost, oriented score) of each curve point
     for tradeoff in TRADEOFF_GRID:
-        lam = router.lambda_for(float(tradeoff))
-        picked = choose(predicted, norm, bonus, lam)
+        lam = float(router.lambdas[router.policy_index(float(tradeoff))])
+        picked = router.choose_many(predicted, float(tradeoff), keys)
         counts = np.bincount(picked, minlength=m) / n
         score, cost = float(scores[rows, picked].mean()), _cost(float(costs[rows, picked].mean()))
         points.append((cost, score))
@@ -96,6 +98,9 @@ def report_build(
             "score": _r(display(float(mean_scores.mean()))),
             "cost": _cost(float(mean_costs.mean())),
         },
+        "costs": "decisions (here and at serving) use the per-model mean costs of the training "
+        f"rows ({evaluation.get('cost_source', 'given')}); the curve's costs are the evaluated "
+        "rows' own; catalog prices at serving only change the expected costs shown",
         "curve": curve,
         "aiq": _r(metrics.aiq(points, max_cost)),
         "aiq_zero_router": _r(metrics.aiq(singles, max_cost)),
@@ -105,10 +110,55 @@ def report_build(
         ),
         "tradeoff_zero_gain": _r(points[0][1] - float(mean_scores[best])),
     }
+    zero_picks = router.choose_many(predicted, 0.0, keys)
+    routed = scores[rows, zero_picks]
+    gain = metrics.bootstrap_interval(routed - scores[:, best])
+    report["tradeoff_zero_gain_ci95"] = [_r(gain[0], 4), _r(gain[1], 4)]
+    report["verdict"] = _verdict(report, gain)
+    report["slices"] = {
+        "by": "cluster",
+        "note": "prompt clusters (k-means on the featurizer's dense features); tradeoff 0 "
+        "against each slice's best single model, 95% bootstrap intervals",
+        "rows": metrics.slice_table(_clusters(router, prompts), routed, scores, models),
+    }
     if m == 2:
-        report.update(_two_model_metrics(router, predicted, scores, bonus, display))
+        report.update(_two_model_metrics(router, predicted, scores, display))
         report["random"].update(_routellm_random(scores, best))
     return report
+
+
+def _verdict(report: dict[str, Any], gain: tuple[float, float]) -> str:
+    """A plain sentence: does routing beat the zero router (and the best model) on this data?"""
+    aiq, zero = report["aiq"], report["aiq_zero_router"]
+    if aiq is None or zero is None:
+        head = "AIQ is undefined on this data."
+    elif aiq > zero + 1e-4:
+        head = f"Routing beats the zero router on this data (AIQ {aiq:.4f} vs {zero:.4f})."
+    else:
+        head = (
+            f"No gain from routing on this data: AIQ {aiq:.4f} vs the zero router's {zero:.4f}; "
+            "the router serves the best single models and their mixes."
+        )
+    if gain[0] > 0:
+        tail = "At tradeoff 0 it beats the best single model (95% interval above 0)."
+    elif gain[1] < 0:
+        tail = "At tradeoff 0 it scores below the best single model (95% interval below 0)."
+    else:
+        tail = "At tradeoff 0 it is statistically level with the best single model."
+    return f"{head} {tail}"
+
+
+def _clusters(router: TrainedRouter, prompts: list[str]) -> list[str]:
+    from sklearn.cluster import KMeans  # report-time only
+
+    k = max(1, min(MAX_CLUSTERS, len(prompts) // ROWS_PER_CLUSTER))
+    if k == 1:
+        return ["all"] * len(prompts)
+    _, dense = router.featurizer.transform_many(prompts)
+    spread = dense.std(axis=0)
+    scaled = (dense - dense.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    labels = KMeans(n_clusters=k, n_init=3, random_state=RANDOM_SEED).fit_predict(scaled)
+    return [f"cluster-{label}" for label in labels]
 
 
 def _optional_display(value: float | None, display: Callable[[float], float]) -> float | None:
@@ -119,14 +169,12 @@ def _two_model_metrics(
     router: TrainedRouter,
     predicted: np.ndarray,
     scores: np.ndarray,
-    bonus: np.ndarray,
     display: Callable[[float], float],
 ) -> dict[str, Any]:
     strong = int(np.argmax(scores.mean(axis=0)))
     weak = 1 - strong
-    # The router's "strong win rate": how much more the decision rule favours the strong model.
-    utility = predicted + bonus
-    rates = utility[:, strong] - utility[:, weak]
+    # The router's "strong win rate": how much more its score heads favour the strong model.
+    rates = predicted[:, strong] - predicted[:, weak]
     curve = metrics.routellm_curve(rates, scores[:, strong], scores[:, weak])
     return {
         "strong_model": router.models[strong],

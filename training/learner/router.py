@@ -6,15 +6,20 @@ model on the dense features (SVD + text statistics), shrunk toward the candidate
 LightGBM alone recovered APGR ≈ 0.655 under 5-fold CV, the linear head alone ≈ 0.686 and the
 blend ≈ 0.69, which is why both exist.
 
-Decision: ``argmax_m  score_m + bonus·[m = incumbent] - λ · cost_m / max_k cost_k``. Costs are
-normalised by the most expensive candidate of the same prompt, so only price ratios matter and
-the same λ works whether costs are USD per request or per million tokens. λ comes from the
-tradeoff (0 = best quality … 1 = cheapest) through a table calibrated on out-of-fold
-predictions; the incumbent bonus keeps tradeoff 0 at least as good as the best single model.
+Decision: ``argmax_m  score_m + offset_m - λ · cost_m / max_k cost_k``. Costs are the
+per-model mean costs the router was calibrated with (``mean_costs``), normalised by the most
+expensive candidate, so only price ratios matter and the served decision is the one the report
+evaluated. Each tradeoff of the table (0 = best quality … 1 = cheapest) has its own λ and
+offsets, chosen on out-of-fold predictions (``calibration.policy_table``): an offset of
+``-EXCLUDED`` takes a candidate out of that tradeoff's policy, which is how a single model or a
+two-model mix along the zero router's hull is served. A mix may also split prompts by a hash of
+their text (``mixes``: models a, b and b's share), which reaches the hull's own point whatever
+the predictions are worth.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import lightgbm as lgb
@@ -27,6 +32,7 @@ from training.learner.forest import Forest, forest_from_boosters
 KIND_BINARY = "binary"
 KIND_REGRESSION = "regression"
 KIND_CONSTANT = "constant"
+EXCLUDED = 1e3  # offset magnitude that takes a candidate out of a policy (scores are O(1))
 
 
 # Expected completion length when prices are per token and nothing better is known.
@@ -75,6 +81,32 @@ class ScoreHead:
         return self.prior + self.shrink * (mixed - self.prior)
 
 
+def mix_key(prompt: str) -> float:
+    """A stable number in [0, 1) per prompt text: which side of a hashed mix it falls on."""
+    digest = hashlib.blake2b(prompt.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def mix_keys(prompts: list[str]) -> np.ndarray:
+    return np.array([mix_key(p) for p in prompts], dtype=np.float64)
+
+
+def hashed_mix(
+    utility: np.ndarray, mix: np.ndarray, keys: np.ndarray | float, indices: list[int]
+) -> np.ndarray:
+    """``utility`` (k,) or (n, k) with a hashed mix's winner lifted to the top: model ``b``
+    for keys below its share, else ``a`` (when both are among ``indices``)."""
+    a, b, share = int(mix[0]), int(mix[1]), float(mix[2])
+    if np.isnan(share) or a not in indices or b not in indices:
+        return utility
+    lifted = np.array(utility, dtype=np.float64, copy=True)
+    ia, ib = indices.index(a), indices.index(b)
+    to_b = np.asarray(keys) < share
+    lifted[..., ib] += np.where(to_b, EXCLUDED, 0.0)
+    lifted[..., ia] += np.where(to_b, 0.0, EXCLUDED)
+    return lifted
+
+
 def normalized_costs(costs: np.ndarray) -> np.ndarray:
     """Divide each row's costs by its most expensive candidate (all-zero rows stay zero)."""
     costs = np.asarray(costs, dtype=np.float64)
@@ -83,16 +115,16 @@ def normalized_costs(costs: np.ndarray) -> np.ndarray:
 
 
 def utilities(
-    predicted: np.ndarray, norm_costs: np.ndarray, bonus: np.ndarray, lam: float
+    predicted: np.ndarray, norm_costs: np.ndarray, offsets: np.ndarray, lam: float
 ) -> np.ndarray:
-    return predicted + bonus - lam * norm_costs
+    return predicted + offsets - lam * norm_costs
 
 
 def choose(
-    predicted: np.ndarray, norm_costs: np.ndarray, bonus: np.ndarray, lam: float
+    predicted: np.ndarray, norm_costs: np.ndarray, offsets: np.ndarray, lam: float
 ) -> np.ndarray:
     """Index of the chosen candidate per row; ties go to the cheaper candidate."""
-    utility = utilities(predicted, norm_costs, bonus, lam)
+    utility = utilities(predicted, norm_costs, offsets, lam)
     # Break exact ties by cost: subtract a negligible multiple of the normalised cost.
     return np.argmax(utility - 1e-12 * norm_costs, axis=-1)
 
@@ -104,24 +136,41 @@ class TrainedRouter:
     models: list[str]
     featurizer: Featurizer
     heads: list[ScoreHead]
-    mean_costs: np.ndarray  # per model, USD per request on the training rows
-    incumbent: int  # index of the best single model on the training rows
-    bonus: float  # added to the incumbent's predicted score
+    mean_costs: np.ndarray  # per model: the costs every decision uses (see the module doc)
     tradeoffs: np.ndarray  # increasing, 0..1
     lambdas: np.ndarray  # λ for each tradeoff
+    offsets: np.ndarray  # (tradeoffs, models): added to the predicted scores
+    mixes: np.ndarray  # (tradeoffs, 3): hashed mix (a, b, b's share), share NaN when none
     _projection: np.ndarray | None = field(default=None, init=False, repr=False)
     _intercepts: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False, repr=False)
     _forest: Forest | None = field(default=None, init=False, repr=False)
     _forest_slot: list[int] | None = field(default=None, init=False, repr=False)
     _head_arrays: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
-    def bonus_vector(self, indices: list[int] | None = None) -> np.ndarray:
-        chosen = indices if indices is not None else list(range(len(self.models)))
-        return np.array([self.bonus if i == self.incumbent else 0.0 for i in chosen])
-
-    def lambda_for(self, tradeoff: float) -> float:
+    def policy_index(self, tradeoff: float) -> int:
+        """The table row serving ``tradeoff``: the nearest calibrated tradeoff."""
         clipped = min(max(float(tradeoff), 0.0), 1.0)
-        return float(np.interp(clipped, self.tradeoffs, self.lambdas))
+        return int(np.argmin(np.abs(self.tradeoffs - clipped)))
+
+    def utilities(
+        self,
+        predicted: np.ndarray,
+        tradeoff: float,
+        keys: np.ndarray | float,
+        indices: list[int] | None = None,
+    ) -> np.ndarray:
+        """What the decision maximises for predictions of the ``indices`` candidates (all by
+        default), one prompt (k,) or many (n, k); ``keys`` are the prompts' ``mix_key``."""
+        chosen = indices if indices is not None else list(range(len(self.models)))
+        row = self.policy_index(tradeoff)
+        norm = normalized_costs(self.mean_costs[chosen])
+        utility = utilities(predicted, norm, self.offsets[row, chosen], float(self.lambdas[row]))
+        return hashed_mix(utility, self.mixes[row], keys, chosen)
+
+    def choose_many(self, predicted: np.ndarray, tradeoff: float, keys: np.ndarray) -> np.ndarray:
+        """Chosen candidate per row of ``predicted`` (n, models); ties go to the cheaper."""
+        utility = self.utilities(predicted, tradeoff, keys)
+        return np.argmax(utility - 1e-12 * normalized_costs(self.mean_costs), axis=-1)
 
     def predict_many(self, prompts: list[str]) -> np.ndarray:
         """(n, models) predicted scores for a batch of prompts."""

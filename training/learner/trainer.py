@@ -22,7 +22,7 @@ from training.learner.router import (
     KIND_REGRESSION,
     ScoreHead,
     TrainedRouter,
-    normalized_costs,
+    mix_keys,
 )
 
 Progress = Callable[[str, float], None]  # (stage, overall progress 0..1)
@@ -59,6 +59,8 @@ class TrainingData:
     scores: np.ndarray  # (n, m)
     costs: np.ndarray  # (n, m), USD per request
     binary: list[bool]  # per model: scores are 0/1
+    # False when the costs are only a stand-in (rank-based): ties then never go to "cheaper".
+    costs_known: bool = True
 
 
 @dataclass
@@ -150,19 +152,17 @@ def router_fit(
                 start + (_STAGE_END[STAGE_CROSS_VALIDATING] - start) * done / steps,
             )
 
-    blends = [calibration.blend_weight(parts[:, j], data.scores[:, j]) for j in range(m)]
+    blends = calibration.blend_weights(parts, data.scores)
     mixed = np.column_stack(
         [blends[j] * parts[:, j, 0] + (1 - blends[j]) * parts[:, j, 1] for j in range(m)]
     )
     shrinks = [calibration.shrinkage(mixed[:, j], data.scores[:, j], priors[j]) for j in range(m)]
     oof = priors + np.array(shrinks) * (mixed - priors)
 
-    norm = normalized_costs(data.costs)
-    incumbent = int(np.argmax(priors))
-    bonus = calibration.incumbent_bonus(oof, data.scores, norm, incumbent)
-    bonus_vector = np.zeros(m)
-    bonus_vector[incumbent] = bonus
-    tradeoffs, lambdas = calibration.lambda_table(oof, data.costs, norm, bonus_vector)
+    mean_costs = data.costs.mean(axis=0)
+    policy = calibration.policy_table(
+        oof, data.scores, data.costs, mean_costs, data.costs_known, mix_keys(data.prompts)
+    )
 
     heads: list[ScoreHead] = []
     for j in range(m):
@@ -179,11 +179,11 @@ def router_fit(
         models=list(data.models),
         featurizer=featurizer,
         heads=heads,
-        mean_costs=data.costs.mean(axis=0),
-        incumbent=incumbent,
-        bonus=bonus,
-        tradeoffs=tradeoffs,
-        lambdas=lambdas,
+        mean_costs=mean_costs,
+        tradeoffs=policy.tradeoffs,
+        lambdas=policy.lambdas,
+        offsets=policy.offsets,
+        mixes=policy.mixes,
     )
     return FitResult(router=router, oof_predicted=oof, folds=folds)
 
