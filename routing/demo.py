@@ -56,6 +56,17 @@ DEMO_MODELS: list[dict[str, Any]] = [
 ]
 
 
+# The demo embedding model: deterministic unit vectors from the fake upstream, through its
+# OpenAI and Gemini wire formats (the second a fallback for the first).
+DEMO_EMBEDDING: dict[str, Any] = {
+    "id": "demo/embed",
+    "name": "Demo Embed (simulated)",
+    "input": "0.02",
+    "context_length": 8191,
+    "providers": ["demo", "demo-gemini"],
+}
+
+
 def demo_catalog(upstream_url: str) -> dict[str, Any]:
     """The demo providers (one per wire format, all the same fake server) and models."""
     providers: list[dict[str, Any]] = [
@@ -95,6 +106,14 @@ def demo_catalog(upstream_url: str) -> dict[str, Any]:
                     "checked": "2026-11-28",
                 }
             )
+    item = DEMO_EMBEDDING
+    models.append({"id": item["id"], "name": item["name"], "author": "demo",
+                   "description": "Simulated embedding model: deterministic unit vectors.",
+                   "context_length": item["context_length"], "max_output": 0,
+                   "capabilities": ["embeddings"], "is_simulated": True})  # fmt: skip
+    endpoints += [{"model": item["id"], "provider": provider, "upstream_model": "demo-embed",
+                   "input": item["input"], "output": "0", "source": _SOURCE, "checked": "2026-11-28"}
+                  for provider in item["providers"]]  # fmt: skip
     return {"providers": providers, "models": models, "endpoints": endpoints}
 
 

@@ -63,6 +63,9 @@ class CatalogModel(models.Model):
     supports_structured_output = models.BooleanField(default=False)
     supports_vision = models.BooleanField(default=False)
     supports_streaming = models.BooleanField(default=True)
+    supports_embeddings = models.BooleanField(
+        default=False, help_text="An embedding model: served by /v1/embeddings, never by chat."
+    )
     is_simulated = models.BooleanField(default=False)
     enabled = models.BooleanField(default=True)
 
@@ -89,6 +92,7 @@ class Endpoint(models.Model):
     supports_structured_output = models.BooleanField(default=False)
     supports_vision = models.BooleanField(default=False)
     supports_streaming = models.BooleanField(default=True)
+    supports_embeddings = models.BooleanField(default=False)
     price_source = models.URLField(max_length=300, blank=True)
     price_checked = models.DateField(null=True, blank=True)
     enabled = models.BooleanField(default=True)

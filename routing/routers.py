@@ -369,7 +369,9 @@ def heuristic_decision(
     pool: list[ModelInfo] = [
         info
         for model_id, info in catalog.models.items()
-        if info.endpoints and (candidates is None or model_id in candidates)
+        if info.endpoints
+        and not info.is_embedding  # a router answers chat; embedding models cannot
+        and (candidates is None or model_id in candidates)
     ]
     if not pool:
         raise NotFound("router/auto has no catalog model to choose from.", param="model")

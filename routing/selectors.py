@@ -11,6 +11,7 @@ from django.db.models import Prefetch, Q
 
 from routing.gateway.credentials import platform_key
 from routing.models import CatalogModel, Endpoint, ProviderKey
+from routing.services import CAPABILITIES
 
 _MILLION = Decimal(1_000_000)
 
@@ -66,8 +67,7 @@ def catalog_models_list(*, query: str = "") -> list[ModelRow]:
         )
         if not served:
             continue
-        capabilities = [name for name in ("tools", "json", "structured_output", "vision", "streaming")
-                        if getattr(model, f"supports_{name}")]  # fmt: skip
+        capabilities = [name for name in CAPABILITIES if getattr(model, f"supports_{name}")]
         rows.append(
             ModelRow(
                 id=model.id,

@@ -29,7 +29,7 @@ from routing.provider_secrets import secret_encrypt, secret_reencrypt
 logger = logging.getLogger(__name__)
 
 CATALOG_FILE = Path(__file__).resolve().parent / "catalog.toml"
-CAPABILITIES = ("tools", "json", "structured_output", "vision", "streaming")
+CAPABILITIES = ("tools", "json", "structured_output", "vision", "streaming", "embeddings")
 _PER_MILLION = Decimal(1_000_000)
 
 

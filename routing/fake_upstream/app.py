@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from routing.fake_upstream import wire
+from routing.fake_upstream import embeddings, wire
 from routing.fake_upstream.answers import Answer
 from routing.fake_upstream.faults import Fault, fault_draw, model_and_fault
 
@@ -197,16 +197,24 @@ def _route(method: str, path: str, query: str, body: JSON) -> tuple[str, str, bo
         return "openai", str(body.get("model", "")), bool(body.get("stream"))
     if path == "/v1/messages":
         return "anthropic", str(body.get("model", "")), bool(body.get("stream"))
+    if path == "/v1/embeddings":
+        return "openai-embeddings", str(body.get("model", "")), False
     if path.startswith("/v1beta/models/") and ":" in path:
         model, _, method_name = path.removeprefix("/v1beta/models/").rpartition(":")
         if method_name in ("generateContent", "streamGenerateContent"):
             return "gemini", model, method_name == "streamGenerateContent"
+        if method_name == "batchEmbedContents":
+            return "gemini-embeddings", model, False
     return None
 
 
 def _answer(
     style: str, model: str, body: JSON, fault: Fault, stream: bool
 ) -> tuple[JSON, Iterator[bytes]]:
+    if style == "openai-embeddings":
+        return embeddings.openai_embeddings(body, model, fault.reported), iter(())
+    if style == "gemini-embeddings":
+        return embeddings.gemini_embeddings(body, model), iter(())
     cached = fault.cached_tokens
     reading = {
         "openai": wire.openai_turn,
@@ -266,7 +274,7 @@ async def _send_error(send: Send, style: str, status: int, echoed: str = "") -> 
     kind = _ERROR_TYPES.get(status, "api_error")
     if style == "anthropic":
         body: Any = {"type": "error", "error": {"type": kind, "message": message}}
-    elif style == "gemini":
+    elif style.startswith("gemini"):
         body = {
             "error": {
                 "code": status,

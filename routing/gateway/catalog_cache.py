@@ -37,6 +37,7 @@ class EndpointInfo:
     supports_structured_output: bool
     supports_vision: bool
     supports_streaming: bool
+    supports_embeddings: bool
     supported_parameters: frozenset[str]
     is_simulated: bool
 
@@ -51,6 +52,7 @@ class ModelInfo:
     max_output: int
     is_simulated: bool
     endpoints: tuple[EndpointInfo, ...]
+    is_embedding: bool = False  # served by /v1/embeddings only; chat never plans it
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ def _endpoint_info(row: Endpoint) -> EndpointInfo:
         supports_structured_output=row.supports_structured_output,
         supports_vision=row.supports_vision,
         supports_streaming=row.supports_streaming,
+        supports_embeddings=row.supports_embeddings,
         supported_parameters=_supported_parameters(row),
         is_simulated=provider.is_simulated,
     )
@@ -115,6 +118,7 @@ def _load(revision: int) -> CatalogSnapshot:
             max_output=model.max_output,
             is_simulated=model.is_simulated,
             endpoints=tuple(endpoints.get(model.id, ())),
+            is_embedding=model.supports_embeddings,
         )
         for model in CatalogModel.objects.filter(enabled=True)
     }

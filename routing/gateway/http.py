@@ -44,6 +44,22 @@ class GatewayRequest:
         self.response_complete = False
         self.started = time.monotonic()
 
+    def relayed(self, rewrite: Callable[[Send], Send]) -> GatewayRequest:
+        """This exchange, answered through ``rewrite(send)``: for an endpoint that serves another's
+        responses in its own format (``/v1/completions``). Read the body first."""
+
+        async def send(message: Message) -> None:
+            # This exchange's flags tell the app whether an error can still be answered.
+            if message["type"] == "http.response.start":
+                self.response_started = True
+            elif not message.get("more_body"):
+                self.response_complete = True
+            await self._send(message)
+
+        other = GatewayRequest(self.scope, self._receive, rewrite(send))
+        other.request_id, other.started = self.request_id, self.started
+        return other
+
     async def body(self, *, limit: int | None = None) -> bytes:
         """The whole body, refused with 413 past ``limit`` (default ``GATEWAY_MAX_BODY_BYTES``)
         before more of it is read."""

@@ -13,6 +13,7 @@ from routerhub.errors import NotFound
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelInfo, catalog_get
 from routing.gateway.http import GatewayRequest
 from routing.providers.base import JSON
+from routing.providers.embeddings import EMBEDDING_PARAMETERS
 
 
 def price_str(value: Decimal | None) -> str | None:
@@ -51,7 +52,7 @@ def model_item(model: ModelInfo) -> JSON:
         "context_length": model.context_length,
         "max_output": model.max_output,
         "pricing": _pricing(cheapest) if cheapest else {"prompt": None, "completion": None},
-        "supported_parameters": sorted(parameters),
+        "supported_parameters": sorted(EMBEDDING_PARAMETERS if model.is_embedding else parameters),
         "providers": [
             {
                 "slug": e.provider_slug,
@@ -65,6 +66,7 @@ def model_item(model: ModelInfo) -> JSON:
                     "structured_output": e.supports_structured_output,
                     "vision": e.supports_vision,
                     "streaming": e.supports_streaming,
+                    "embeddings": e.supports_embeddings,
                 },
             }
             for e in endpoints

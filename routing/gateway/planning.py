@@ -17,7 +17,7 @@ from typing import Any
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import BadRequest, Forbidden, NoProviderAvailable, NotFound
 from routing.gateway import health
-from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo
+from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelInfo
 from routing.gateway.credentials import byok_keys, platform_key
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
 from routing.routers import RouterDecision, messages_prompt, router_decide_async, router_options
@@ -53,6 +53,7 @@ class Needs:
     json_object: bool
     stream: bool
     parameters: frozenset[str] = field(default_factory=frozenset)
+    embeddings: bool = False  # /v1/embeddings: only embedding models, which chat never gets
 
 
 def request_needs(body: JSON) -> Needs:
@@ -212,6 +213,16 @@ async def _route(
     return decision
 
 
+def _kind_check(model: ModelInfo, needs: Needs) -> None:
+    if model.is_embedding and not needs.embeddings:
+        raise BadRequest(f"'{model.id}' is an embedding model: call POST /v1/embeddings with it.",
+                         param="model", metadata={"model": model.id})  # fmt: skip
+    if needs.embeddings and not model.is_embedding:
+        raise BadRequest(f"'{model.id}' is not an embedding model; GET /v1/models lists those "
+                         "whose capabilities include embeddings.", param="model",
+                         metadata={"model": model.id})  # fmt: skip
+
+
 async def plan_request(
     *, body: JSON, key: AuthenticatedKey, catalog: CatalogSnapshot, needs: Needs
 ) -> Plan:
@@ -235,6 +246,7 @@ async def plan_request(
         if model_id not in catalog.models:
             raise NotFound(f"Unknown model '{model_id}'; GET /v1/models lists them.", param="model",
                            metadata={"model": model_id})  # fmt: skip
+        _kind_check(catalog.models[model_id], needs)
     byok = await byok_keys(key.organization_id)
     only = {str(s) for s in prefs.get("only") or []}
     ignore = {str(s) for s in prefs.get("ignore") or []}

@@ -64,8 +64,13 @@ def test_demo_seeder_registers_three_simulated_models_on_the_fake_upstream(setti
 
     seed_demo_provider(organization_make())
 
-    demo = {m.id: m for m in CatalogModel.objects.filter(is_simulated=True)}
+    demo = {
+        m.id: m for m in CatalogModel.objects.filter(is_simulated=True, supports_embeddings=False)
+    }
     assert set(demo) == {"demo/small", "demo/medium", "demo/large"}
+    embed = CatalogModel.objects.get(is_simulated=True, supports_embeddings=True)
+    assert embed.id == "demo/embed" and not embed.supports_streaming
+    assert {e.provider.slug for e in embed.endpoints.all()} == {"demo", "demo-gemini"}
     prices = [
         Endpoint.objects.filter(model_id=m).first().output_price
         for m in ("demo/small", "demo/medium", "demo/large")

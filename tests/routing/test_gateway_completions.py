@@ -1,0 +1,99 @@
+"""Legacy ``POST /v1/completions`` with the official openai SDK: a chat request underneath."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from billing.models import LedgerEntry, Reservation, UsageRecord
+from routing.fake_upstream.answers import answer_text
+from tests.routing.world import World
+
+
+def client_for(world: World) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+
+
+def test_sdk_completion_is_a_text_completion_billed_as_chat(world: World) -> None:
+    completion = client_for(world).completions.create(
+        model="test/gpt", prompt="What is 6*7?", max_tokens=50, temperature=0.1
+    )
+
+    assert completion.object == "text_completion" and completion.id.startswith("gen-")
+    assert completion.model == "test/gpt"
+    assert completion.choices[0].text == answer_text("gpt-4o-mini", "What is 6*7?")
+    assert completion.choices[0].finish_reason == "stop"
+    sent = world.last_upstream("/v1/chat/completions")["body"]
+    assert sent == {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is 6*7?"}],
+                    "max_tokens": 50, "temperature": 0.1}  # fmt: skip
+    usage = completion.usage
+    assert usage is not None
+    record = world.usage_record(completion.id)
+    assert (record.status, record.prompt_tokens, record.completion_tokens) == (
+        "succeeded", usage.prompt_tokens, usage.completion_tokens,
+    )  # fmt: skip
+    assert record.cost == Decimal(usage.prompt_tokens * 1 + usage.completion_tokens * 2) / 1_000_000
+    assert LedgerEntry.objects.get(idempotency_key=f"usage:{completion.id}").amount == -record.cost
+
+
+def test_a_prompt_list_of_one_works_through_the_gemini_format(world: World) -> None:
+    completion = client_for(world).completions.create(model="test/gemini", prompt=["Hello there"])
+
+    assert completion.choices[0].text == answer_text("gemini-2.5-flash", "Hello there")
+    assert completion.model_extra["provider"] == "fake-gemini"
+
+
+def test_streamed_completion_yields_text_chunks_and_a_usage_chunk(world: World) -> None:
+    chunks = list(
+        client_for(world).completions.create(
+            model="test/gpt", prompt="Tell me about tea", stream=True,
+            stream_options={"include_usage": True},
+        )
+    )  # fmt: skip
+
+    assert all(c.object == "text_completion" for c in chunks)
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert text == answer_text("gpt-4o-mini", "Tell me about tea")
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens > 0
+    record = world.usage_record(chunks[0].id)
+    assert record.streamed and record.status == "succeeded"
+    assert record.cost == Decimal(str(usage.model_extra["cost"]))
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "test/gpt"}, "prompt"),
+        ({"model": "test/gpt", "prompt": ["one", "two"]}, "prompt"),
+        ({"model": "test/gpt", "prompt": [1, 2, 3]}, "prompt"),
+        ({"model": "test/gpt", "prompt": "x", "echo": True}, "echo"),
+        ({"model": "test/gpt", "prompt": "x", "suffix": "end"}, "suffix"),
+        ({"model": "test/gpt", "prompt": "x", "logprobs": 2}, "logprobs"),
+        ({"model": "test/gpt", "prompt": "x", "best_of": 3}, "best_of"),
+        ({"model": "test/gpt", "prompt": "x", "max_tokens": 0}, "max_tokens"),
+    ],
+)
+def test_bad_completion_requests_get_a_400_naming_the_field(
+    world: World, body: dict[str, Any], param: str
+) -> None:
+    response = httpx.post(f"{world.gateway_url}/v1/completions", json=body, timeout=10,
+                          headers={"authorization": f"Bearer {world.key}"})  # fmt: skip
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert not world.upstream_requests()
+    assert not UsageRecord.objects.exists() and not Reservation.objects.exists()
+
+
+def test_an_unknown_model_is_a_404_in_the_api_error_format(world: World) -> None:
+    world.catalog({"models": [], "endpoints": [], "providers": []})
+    with pytest.raises(openai.NotFoundError) as raised:
+        client_for(world).completions.create(model="test/nothing", prompt="hi")
+
+    assert "Unknown model 'test/nothing'" in raised.value.message
