@@ -402,14 +402,27 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
     cost = _bill(ex, usage, status="succeeded")
     if encoder is not None:
         await ex.req.write(encoder.finish(usage, float(cost)))
-    else:
+    elif _usage_requested(ex.body):
         tail = head | {
             "choices": [],
             "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
         }
         await ex.req.write(b"data: " + orjson.dumps(tail) + b"\n\ndata: [DONE]\n\n")
+    else:
+        await ex.req.write(b"data: [DONE]\n\n")
     await ex.req.end()
     _record_success(ex, usage)
+
+
+def _usage_requested(body: JSON) -> bool:
+    """Whether the client asked for the stream's usage chunk (``choices: []``), as OpenAI sends
+    it only then: ``stream_options.include_usage`` or OpenRouter's ``usage.include``. The
+    upstream is asked for usage either way: billing needs it, the client may not want it."""
+    stream_options, usage = body.get("stream_options"), body.get("usage")
+    return bool(
+        (isinstance(stream_options, dict) and stream_options.get("include_usage"))
+        or (isinstance(usage, dict) and usage.get("include"))
+    )
 
 
 async def _stream_error(
