@@ -145,11 +145,12 @@ async def _serve(
 ) -> None:
     request_validate(body)
     needs = request_needs(body)
-    plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=needs)
+    prompt_bound = prompt_token_bound(body)
+    plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=needs,
+                              prompt_bound=prompt_bound)  # fmt: skip
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)
     generation_id = f"gen-{int(time.time())}-{secrets.token_urlsafe(15)}"
-    prompt_bound = prompt_token_bound(body)
     reserved = max(reservation_for(body, c, prompt_bound) for c in plan.candidates)
     await credits_reserve_async(
         ReservationRequest(
