@@ -242,7 +242,7 @@ async def _route(
             f"None of {model_id}'s candidates ({', '.join(decision.models)}) is a catalog model "
             "RouterHub can call; name the router's candidates with catalog ids (GET /v1/models).",
             metadata={"candidates": decision.models},
-            headers=NOT_RETRYABLE,  # retrying changes nothing until the router is changed
+            headers=dict(NOT_RETRYABLE),  # retrying changes nothing until the router is changed
         )
     return decision
 
@@ -352,5 +352,5 @@ async def plan_request(
     raise NoProviderAvailable(
         f"No provider can serve this request: {described}.",
         metadata={"models": model_ids, "reasons": sorted(reasons)},
-        headers=NOT_RETRYABLE,
+        headers=dict(NOT_RETRYABLE),
     )
