@@ -91,10 +91,23 @@ class NoProviderAvailable(ApiError):
     status, type = 503, "no_provider_available"
 
 
+class ContextLengthExceeded(BadRequest):
+    """The prompt and ``max_tokens`` exceed the context window of every candidate model."""
+
+    type = "context_length_exceeded"  # OpenAI's name for it
+
+
 class ServiceUnavailable(ApiError):
     """A service RouterHub depends on (its database) is unreachable; retrying soon may work."""
 
     status, type = 503, "service_unavailable"
+
+
+# Headers of an error that retrying cannot change (no credentials configured, nothing that can
+# serve the request): no Retry-After, and the header the OpenAI and Anthropic SDKs obey to skip
+# their automatic retries (they retry every 5xx otherwise). Transient errors (upstream down,
+# circuit open, rate limited, database away) keep their Retry-After.
+NOT_RETRYABLE = {"x-should-retry": "false"}
 
 
 def error_body(

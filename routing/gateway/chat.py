@@ -167,11 +167,12 @@ async def _serve(
 ) -> None:
     request_validate(body)
     needs = request_needs(body)
-    plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=needs)
+    prompt_bound = prompt_token_bound(body)
+    plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=needs,
+                              prompt_bound=prompt_bound)  # fmt: skip
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)
     generation_id = f"gen-{int(time.time())}-{secrets.token_urlsafe(15)}"
-    prompt_bound = prompt_token_bound(body)
     reserved = max(reservation_for(body, c, prompt_bound) for c in plan.candidates)
     await credits_reserve_async(
         ReservationRequest(
@@ -424,14 +425,27 @@ async def _pump(ex: Exchange, candidate: Candidate, opened: _OpenStream) -> None
     cost = _bill(ex, usage, status="succeeded")
     if encoder is not None:
         await ex.req.write(encoder.finish(usage, float(cost)))
-    else:
+    elif _usage_requested(ex.body):
         tail = head | {
             "choices": [],
             "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
         }
         await ex.req.write(b"data: " + orjson.dumps(tail) + b"\n\ndata: [DONE]\n\n")
+    else:
+        await ex.req.write(b"data: [DONE]\n\n")
     await ex.req.end()
     _record_success(ex, usage)
+
+
+def _usage_requested(body: JSON) -> bool:
+    """Whether the client asked for the stream's usage chunk (``choices: []``), as OpenAI sends
+    it only then: ``stream_options.include_usage`` or OpenRouter's ``usage.include``. The
+    upstream is asked for usage either way: billing needs it, the client may not want it."""
+    stream_options, usage = body.get("stream_options"), body.get("usage")
+    return bool(
+        (isinstance(stream_options, dict) and stream_options.get("include_usage"))
+        or (isinstance(usage, dict) and usage.get("include"))
+    )
 
 
 async def _stream_error(

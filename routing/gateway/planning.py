@@ -15,15 +15,26 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from accounts.keys import AuthenticatedKey
-from routerhub.errors import BadRequest, Forbidden, NoProviderAvailable, NotFound
+from routerhub.errors import (
+    NOT_RETRYABLE,
+    BadRequest,
+    ContextLengthExceeded,
+    Forbidden,
+    NoProviderAvailable,
+    NotFound,
+)
 from routing.gateway import health
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelInfo
 from routing.gateway.credentials import byok_keys, platform_key
+from routing.gateway.request_shape import prompt_token_floor
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
 from routing.routers import RouterDecision, messages_prompt, router_decide_async, router_options
 
 _PER_MILLION = Decimal(1_000_000)
 _SORTS = ("price", "latency", "throughput")
+# Why endpoints were left out that only the request's own provider preferences decided.
+_EXCLUDED_BY_PREFERENCES = "excluded by provider.only/provider.ignore"
+_ABOVE_MAX_PRICE = "above provider.max_price"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +87,30 @@ def request_needs(body: JSON) -> Needs:
         stream=bool(body.get("stream")),
         parameters=parameters,
     )
+
+
+@dataclass(slots=True)
+class _PromptFit:
+    """Whether the prompt and ``max_tokens`` fit an endpoint's context window. The upper bound
+    (``prompt_token_bound``, the hold's) settles it in one comparison when it fits; only when it
+    does not is the lower bound counted (once) and the endpoint refused if even that overflows:
+    a prompt that may fit is never refused, the provider decides."""
+
+    body: JSON
+    bound: int
+    max_tokens: int  # what the client asked for (0: none; the prompt alone must fit)
+    floor: int = -1
+
+    def output(self, endpoint: EndpointInfo) -> int:
+        return min(self.max_tokens, endpoint.max_output)
+
+    def overflows(self, endpoint: EndpointInfo) -> bool:
+        window, output = endpoint.context_length, self.output(endpoint)
+        if not window or self.bound + output <= window:
+            return False
+        if self.floor < 0:
+            self.floor = prompt_token_floor(self.body)
+        return self.floor + output > window
 
 
 def _capability_gap(endpoint: EndpointInfo, needs: Needs, require_parameters: bool) -> str | None:
@@ -208,7 +243,7 @@ async def _route(
             f"None of {model_id}'s candidates ({', '.join(decision.models)}) is a catalog model "
             "RouterHub can call; name the router's candidates with catalog ids (GET /v1/models).",
             metadata={"candidates": decision.models},
-            headers={"Retry-After": "60"},
+            headers=dict(NOT_RETRYABLE),  # retrying changes nothing until the router is changed
         )
     return decision
 
@@ -224,9 +259,11 @@ def _kind_check(model: ModelInfo, needs: Needs) -> None:
 
 
 async def plan_request(
-    *, body: JSON, key: AuthenticatedKey, catalog: CatalogSnapshot, needs: Needs
+    *, body: JSON, key: AuthenticatedKey, catalog: CatalogSnapshot, needs: Needs, prompt_bound: int
 ) -> Plan:
-    """The ordered candidates for this request, or the error that explains why there are none."""
+    """The ordered candidates for this request, or the error that explains why there are none.
+    ``prompt_bound`` is ``prompt_token_bound(body)``: endpoints whose context window cannot hold
+    the prompt and ``max_tokens`` are left out (``_PromptFit``)."""
     model_ids = _model_ids(body)
     prefs = _preferences(body)
     allowed = set(key.allowed_models)
@@ -251,8 +288,11 @@ async def plan_request(
     only = {str(s) for s in prefs.get("only") or []}
     ignore = {str(s) for s in prefs.get("ignore") or []}
     require_parameters = bool(prefs.get("require_parameters"))
+    requested = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    fit = _PromptFit(body, prompt_bound, requested)
     candidates: list[Candidate] = []
     gap: str | None = None
+    too_small: EndpointInfo | None = None  # the largest context window the prompt overflowed
     reasons: set[str] = set()
     for model_id in model_ids:
         if allowed and model_id not in allowed:
@@ -260,11 +300,14 @@ async def plan_request(
         eligible: list[EndpointInfo] = []
         for endpoint in catalog.models[model_id].endpoints:
             if (only and endpoint.provider_slug not in only) or endpoint.provider_slug in ignore:
-                reasons.add("excluded by provider.only/provider.ignore")
+                reasons.add(_EXCLUDED_BY_PREFERENCES)
             elif not _within_max_price(endpoint, prefs.get("max_price")):
-                reasons.add("above provider.max_price")
+                reasons.add(_ABOVE_MAX_PRICE)
             elif (missing := _capability_gap(endpoint, needs, require_parameters)) is not None:
                 gap = gap or missing
+            elif fit.overflows(endpoint):
+                if too_small is None or endpoint.context_length > too_small.context_length:
+                    too_small = endpoint
             else:
                 eligible.append(endpoint)
         for endpoint in _order(eligible, prefs):
@@ -296,10 +339,30 @@ async def plan_request(
         raise BadRequest(
             f"No endpoint of the requested model(s) supports '{gap}' as requested.", param=gap
         )
+    if too_small is not None:
+        output = fit.output(too_small)
+        raise ContextLengthExceeded(
+            f"This request needs at least {fit.floor + output} tokens (a prompt of at least "
+            f"{fit.floor} tokens, estimated, plus max_tokens {output}), more than the context "
+            f"window of {too_small.context_length} tokens of {too_small.model_id}, the largest "
+            "among the requested models. Shorten the messages, lower max_tokens or choose a "
+            "model with a longer context (GET /v1/models lists context_length).",
+            param="messages",
+            metadata={"model": too_small.model_id, "context_length": too_small.context_length,
+                      "prompt_tokens_estimate": fit.floor, "max_tokens": output},
+        )  # fmt: skip
+    described = "; ".join(sorted(reasons or {"no enabled endpoint"}))
+    if reasons and reasons <= {_EXCLUDED_BY_PREFERENCES, _ABOVE_MAX_PRICE}:
+        # The request's own preferences leave nothing: sending it again cannot help.
+        raise BadRequest(
+            f"No endpoint of the requested model(s) is within the provider preferences: "
+            f"{described}; loosen provider.only, provider.ignore or provider.max_price.",
+            param="provider",
+            metadata={"models": model_ids, "reasons": sorted(reasons)},
+        )
+    # No credentials, no enabled endpoint: retrying changes nothing until an operator acts.
     raise NoProviderAvailable(
-        "No provider can serve this request: "
-        + "; ".join(sorted(reasons or {"no enabled endpoint"}))
-        + ".",
+        f"No provider can serve this request: {described}.",
         metadata={"models": model_ids, "reasons": sorted(reasons)},
-        headers={"Retry-After": "60"},
+        headers=dict(NOT_RETRYABLE),
     )

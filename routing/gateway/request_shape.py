@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import orjson
 from django.conf import settings
@@ -11,8 +12,10 @@ from django.conf import settings
 from billing.pricing import reservation_amount
 from routerhub.errors import BadRequest
 from routing.gateway.catalog_cache import EndpointInfo
-from routing.gateway.planning import Candidate
 from routing.providers.base import JSON, text_of
+
+if TYPE_CHECKING:
+    from routing.gateway.planning import Candidate  # planning reads this module's bounds
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _IMAGE_TOKENS = 1600  # a large image on Anthropic; generous for OpenAI and Gemini tiles
@@ -218,6 +221,20 @@ def prompt_token_bound(body: JSON) -> int:
     if extras:
         total += _TOOL_PROMPT_TOKENS
     return total + images * _IMAGE_TOKENS
+
+
+def prompt_token_floor(body: JSON) -> int:
+    """The fewest tokens the prompt's message texts can be, to refuse a prompt no context window
+    holds without ever refusing one that fits (``prompt_token_bound`` is the upper bound).
+
+    One token per whitespace-separated word: the tokenizers split text at whitespace before
+    merging, so no token spans two words (by construction for the pre-tokenizer regexes of
+    OpenAI's cl100k/o200k and Llama 3, and for SentencePiece with its default
+    ``split_by_whitespace``; Anthropic's tokenizer is unpublished and assumed alike). Neither characters/4 nor bytes/4 is a lower
+    bound: one token can be a run of 16+ identical characters, spaces or digits. Text without
+    spaces (Chinese, Japanese, one long URL) counts as few words: it is never refused early,
+    only sent; templates, tools and images add tokens this floor leaves out."""
+    return sum(len(text_of(message.get("content")).split()) for message in body["messages"])
 
 
 def max_tokens_for(body: JSON, endpoint: EndpointInfo) -> int:

@@ -96,6 +96,8 @@ def _request(call: Call) -> tuple[str, dict[str, str], dict[str, Any]]:
     prompt_register(prompt)  # prompts must reach no log (tests/log_hygiene.py)
     body = {"model": call.model, "max_tokens": call.max_tokens, "stream": call.stream,
             "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
+    if call.stream and not call.anthropic:
+        body["stream_options"] = {"include_usage": True}  # the cost the client was told
     return ("/v1/messages" if call.anthropic else "/v1/chat/completions"), headers, body
 
 

@@ -71,7 +71,10 @@ def test_stream_falls_back_before_the_first_byte(world: World) -> None:
 
     chunks = list(
         client_for(world).chat.completions.create(
-            model="test/flaky", messages=[{"role": "user", "content": "hi"}], stream=True
+            model="test/flaky",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
         )
     )
 

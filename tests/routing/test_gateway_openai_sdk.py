@@ -65,7 +65,7 @@ def test_completion_through_openai_compatible_upstream_reports_model_provider_an
     assert record.cost == Decimal(str(usage.model_extra["cost"]))
 
 
-def test_streaming_ends_with_a_usage_chunk_holding_cost(world: World) -> None:
+def test_streaming_ends_with_a_usage_chunk_holding_cost_when_asked(world: World) -> None:
     client = client_for(world)
 
     chunks = list(
@@ -73,6 +73,7 @@ def test_streaming_ends_with_a_usage_chunk_holding_cost(world: World) -> None:
             model="test/gpt",
             messages=[{"role": "user", "content": "Tell me about tea"}],
             stream=True,
+            stream_options={"include_usage": True},
         )
     )
 
@@ -99,6 +100,7 @@ def test_async_client_streams_from_an_anthropic_upstream(world: World) -> None:
                 {"role": "user", "content": "Explain rain"},
             ],
             stream=True,
+            stream_options={"include_usage": True},
             max_tokens=300,
         )
         return [chunk async for chunk in stream]

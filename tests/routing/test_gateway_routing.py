@@ -63,14 +63,15 @@ def test_max_price_excludes_dear_endpoints(world: World) -> None:
     assert served == "fake-gemini"
 
 
-def test_max_price_below_every_endpoint_is_503(world: World) -> None:
+def test_max_price_below_every_endpoint_is_400_not_retryable(world: World) -> None:
     three_way(world)
 
     with pytest.raises(openai.APIStatusError) as caught:
         ask(world, provider={"max_price": {"prompt": 0.01}})
 
-    assert caught.value.status_code == 503
-    assert caught.value.response.headers["retry-after"]
+    # The request's own preferences exclude every endpoint: sending it again cannot help.
+    assert caught.value.status_code == 400
+    assert "retry-after" not in caught.value.response.headers
 
 
 def test_allow_fallbacks_false_tries_only_the_ordered_providers(world: World) -> None:
