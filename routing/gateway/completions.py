@@ -21,6 +21,11 @@ _UNSUPPORTED = {
     "echo": "echo is not supported: the prompt is sent to a chat model.",
     "suffix": "suffix (insertion) is not supported: the prompt is sent to a chat model.",
     "logprobs": "logprobs is not supported on /v1/completions; use /v1/chat/completions.",
+    # Legacy completions have no tools (OpenAI's never had them): say so rather than forward them.
+    **{
+        name: f"{name} is not supported on /v1/completions; use /v1/chat/completions."
+        for name in ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call")
+    },
 }
 
 

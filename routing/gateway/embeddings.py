@@ -156,7 +156,11 @@ async def embeddings(req: GatewayRequest) -> None:
     request = embedding_input_parse(body)
     if str(body.get("model") or "").startswith("router/"):
         raise BadRequest("Routers choose chat models; name an embedding model.", param="model")
-    plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=_NEEDS)
+    # An embedding model's context window bounds each input, not the request: no window check
+    # across inputs (prompt_bound 0); a too-long input is the provider's 400.
+    plan = await plan_request(
+        body=body, key=key, catalog=await catalog_get(), needs=_NEEDS, prompt_bound=0
+    )
     plan = replace(plan, candidates=[c for c in plan.candidates if _servable(c, request)])
     if not plan.candidates and request.tokens:
         raise BadRequest(

@@ -77,6 +77,9 @@ def test_streamed_completion_yields_text_chunks_and_a_usage_chunk(world: World) 
         ({"model": "test/gpt", "prompt": "x", "logprobs": 2}, "logprobs"),
         ({"model": "test/gpt", "prompt": "x", "best_of": 3}, "best_of"),
         ({"model": "test/gpt", "prompt": "x", "max_tokens": 0}, "max_tokens"),
+        # Found by the fuzz test: tools reached the provider and came back as a 502.
+        ({"model": "test/gpt", "prompt": "x", "tools": [{"type": "x"}]}, "tools"),
+        ({"model": "test/gpt", "prompt": "x", "tool_choice": "auto"}, "tool_choice"),
     ],
 )
 def test_bad_completion_requests_get_a_400_naming_the_field(

@@ -433,7 +433,11 @@ def test_management_key_gets_403_on_inference(world: Any, path: str):
     response = gateway_post(world, path, world.key_for(scope=KeyScope.MANAGE), "test/gpt")
 
     assert response.status_code == 403, response.text
-    assert response.json()["error"]["type"] == "forbidden"
+    error = response.json()["error"]
+    # /v1/messages names its errors as Anthropic does, and keeps RouterHub's name beside it.
+    assert error.get("routerhub_type", error["type"]) == "forbidden"
+    if path == "/v1/messages":
+        assert error["type"] == "permission_error"
     assert world.upstream_requests() == []
 
 
