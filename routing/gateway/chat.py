@@ -107,6 +107,8 @@ class Exchange:
     # own and neither open nor consult the circuit breaker every organization shares.
     trying_byok: bool = False
     finish_reason_seen: bool = False
+    # prompt_token_bound(body): the most tokens the prompt can be (0 where none was computed).
+    prompt_bound: int = 0
     first_byte_at: float | None = None
 
 
@@ -196,7 +198,8 @@ async def _serve(
         # Only for organizations that opted in: it lets feedback become training data.
         prompt=messages_prompt(body["messages"]) if key.prompt_logging else "",
     )
-    ex = Exchange(req, key, body, anthropic, plan, generation_id, prompt_estimate, reserved, draft)
+    ex = Exchange(req, key, body, anthropic, plan, generation_id, prompt_estimate, reserved, draft,
+                  prompt_bound=prompt_bound)  # fmt: skip
     try:
         await _until_disconnect(ex, _stream(ex) if needs.stream else _complete(ex))
     except ApiError as error:
@@ -596,7 +599,7 @@ def _billable_usage(
     ex: Exchange, reported: Usage | None, generated_chars: int, *, finished: bool = True
 ) -> Usage:
     """The provider's counts, to be billed at list price. A count it did not send, or one that
-    cannot be true (``Usage.clamped``, above the model's context window, no token for a
+    cannot be true (``Usage.clamped``, a prompt above its byte bound, no token for a
     finished answer), is estimated from the text instead and the record flagged: never zero
     for a served answer. Estimates stay within the hold's bounds; provider counts need not."""
     if ex.endpoint is None:
@@ -607,7 +610,10 @@ def _billable_usage(
         return Usage(ex.prompt_estimate, estimate)
     usage = replace(reported)
     window = ex.endpoint.context_length
-    if window and usage.prompt_tokens > window:
+    # A prompt count is impossible only above what the prompt can be: the hold's bound (its UTF-8
+    # bytes), or the window when no bound was computed. A count past a catalog window that is
+    # stale or too small is still what the provider served, and is billed as reported.
+    if max(window, ex.prompt_bound) and usage.prompt_tokens > max(window, ex.prompt_bound):
         usage.prompt_tokens, usage.clamped = 0, True
     if window and usage.completion_tokens > window * int(ex.body.get("n") or 1):
         usage.completion_tokens, usage.clamped = 0, True

@@ -78,6 +78,27 @@ def test_a_prompt_of_several_tokens_a_character_is_charged_its_full_list_price(
     assert_books_balance(world)
 
 
+def test_a_prompt_count_past_a_too_small_catalog_window_is_billed_as_reported(world: World) -> None:
+    """Found by the re-attack: a count above the catalog's context window was called impossible
+    and billed at characters / 3, a third of what a CJK prompt really costs. Only a count above
+    the prompt's byte bound is impossible."""
+    world.catalog({"models": [model("test/stale") | {"context_length": 1000}],
+                   "endpoints": [endpoint("test/stale", "fake-openai", "gpt-4o-mini@tokenizer=bytes",
+                                          str(INPUT), str(OUTPUT))]})  # fmt: skip
+    text = "你好世界" * 1_000  # 12,000 bytes, one word: planning cannot tell it overflows 1,000
+
+    response = chat(world, {"model": "test/stale", "max_tokens": 20,
+                            "messages": [{"role": "user", "content": text}]})  # fmt: skip
+
+    usage = response.json()["usage"]
+    assert usage["prompt_tokens"] >= len(text.encode()) > 1000
+    record = world.usage_record(response.json()["id"])
+    assert record.prompt_tokens == usage["prompt_tokens"]
+    assert record.cost == list_price(usage["prompt_tokens"], usage["completion_tokens"])
+    assert record.flags == ""
+    assert_books_balance(world)
+
+
 def test_a_charge_above_its_hold_is_taken_in_full_and_flagged(world: World, settings) -> None:  # type: ignore[no-untyped-def]
     settings.REDIS_URL = world.redis_url  # through the Redis outbox, as in production
     # 50,000 output tokens reported for max_tokens=10: hidden reasoning, or a broken host.
