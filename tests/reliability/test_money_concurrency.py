@@ -115,7 +115,8 @@ def assert_client_view(outcomes: list[Outcome]) -> None:
         if o.status in (402, 403):
             error = o.error
             assert error is not None and error["code"] == o.status, o
-            assert error["type"] == REFUSALS[o.status], o
+            # /v1/messages names errors as Anthropic does and keeps RouterHub's name beside it.
+            assert error.get("routerhub_type", error["type"]) == REFUSALS[o.status], o
         if o.status == 200 and not o.abandoned:
             assert o.finished and o.error is None and o.generation_id.startswith("gen-"), o
             assert o.cost is not None and o.cost > 0, o

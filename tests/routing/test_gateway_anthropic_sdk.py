@@ -308,8 +308,8 @@ def _error_for(world: World, status: int, settings: Any) -> anthropic.APIStatusE
             model="test/gpt", max_tokens=100,
             messages=[{"role": "user", "content": "Tell me everything about tea"}],
         )  # fmt: skip
-    elif status == 503:
-        extra = {"provider": {"max_price": {"prompt": 0.01}}}
+    elif status == 503:  # no platform credentials for the model's provider
+        settings.PROVIDER_API_KEYS = {}
     messages: Any = "not a list" if status == 400 else [{"role": "user", "content": content}]
     with pytest.raises(anthropic.APIStatusError) as caught:
         client_for(world, key).messages.create(
