@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from billing.models import LedgerEntry, Reservation, UsageRecord
 from routing.fake_upstream.answers import answer_text
-from tests.routing.world import World
+from tests.routing.world import World, endpoint, model
 
 WEATHER_TOOL = {
     "type": "function",
@@ -205,3 +205,55 @@ def test_previous_response_id_is_refused_through_the_sdk(world: World) -> None:
         )
 
     assert "previous_response_id is not supported yet" in raised.value.message
+
+
+def test_a_response_cut_at_max_output_tokens_is_incomplete(world: World) -> None:
+    client = client_for(world)
+    whole = client.responses.create(
+        model="test/gpt", input="Tell me about tea", max_output_tokens=3
+    )
+    with client.responses.stream(
+        model="test/gpt", input="Tell me about tea", max_output_tokens=3
+    ) as stream:
+        kinds = [event.type for event in stream]
+
+    assert whole.status == "incomplete" and whole.incomplete_details is not None
+    assert whole.incomplete_details.reason == "max_output_tokens"
+    assert kinds[-1] == "response.incomplete"
+
+
+def test_routed_responses_carry_the_routing_object(world: World) -> None:
+    client = client_for(world)
+    whole = client.responses.create(model="router/auto", input="hi")
+    with client.responses.stream(model="router/auto", input="hi") as stream:
+        created = next(e for e in stream if e.type == "response.created")
+        final = stream.get_final_response()
+
+    routing = (whole.model_extra or {})["routing"]
+    assert routing["chosen"] == whole.model and routing["ranked"]
+    assert (created.response.model_extra or {})["routing"]["chosen"] == routing["chosen"]
+    assert (final.model_extra or {})["routing"]["chosen"] == routing["chosen"]
+
+
+def test_a_mid_stream_failure_is_an_error_event_the_sdk_raises(world: World) -> None:
+    world.catalog({"models": [model("test/cut")], "endpoints": [
+        endpoint("test/cut", "fake-openai", "gpt-4o@disconnect_after=4")]})  # fmt: skip
+    events: list[Any] = []
+
+    with pytest.raises(openai.APIError) as raised:
+        for event in client_for(world).responses.create(model="test/cut", input="Tell a long story",
+                                                        stream=True):  # fmt: skip
+            events.append(event)
+
+    assert "failed mid-stream" in raised.value.message
+    assert events[0].type == "response.created"
+    assert not any(e.type == "response.completed" for e in events)
+    record = world.usage_record(generation_of(events[0].response.id))
+    assert (record.status, record.error_type) == ("failed", "upstream_error_mid_stream")
+
+
+def test_an_unknown_model_is_a_404_in_the_api_error_format(world: World) -> None:
+    with pytest.raises(openai.NotFoundError) as raised:
+        client_for(world).responses.create(model="test/nothing", input="hi")
+
+    assert "Unknown model 'test/nothing'" in raised.value.message
