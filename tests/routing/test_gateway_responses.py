@@ -183,6 +183,8 @@ def test_streamed_function_call_arguments(world: World) -> None:
         ({"model": "test/gpt", "input": "x", "max_output_tokens": 0}, "max_output_tokens", "positive"),
         ({"model": "test/gpt", "input": "x", "instructions": 3}, "instructions", "string"),
         ({"model": "test/gpt", "input": "x", "messages": []}, "messages", "Unknown parameter"),
+        ({"model": "test/gpt", "input": "x", "top_logprobs": 3}, "top_logprobs", "not supported"),
+        ({"model": "test/gpt", "input": "x", "reasoning": {"effort": 3}}, "reasoning", "effort"),
     ],
 )  # fmt: skip
 def test_bad_responses_requests_get_a_400_naming_the_field(
@@ -257,3 +259,38 @@ def test_an_unknown_model_is_a_404_in_the_api_error_format(world: World) -> None
         client_for(world).responses.create(model="test/nothing", input="hi")
 
     assert "Unknown model 'test/nothing'" in raised.value.message
+
+
+def test_usage_reports_reasoning_and_cached_tokens_in_the_responses_names(world: World) -> None:
+    world.catalog({"models": [model("test/o3")], "endpoints": [
+        endpoint("test/o3", "fake-openai", "o3-mini@cached=10")]})  # fmt: skip
+
+    response = client_for(world).responses.create(model="test/o3", input="What is 6*7?",
+                                                   reasoning={"effort": "high"})  # fmt: skip
+
+    assert world.last_upstream("/v1/chat/completions")["body"]["reasoning_effort"] == "high"
+    usage = response.usage
+    assert usage is not None
+    assert usage.output_tokens_details.reasoning_tokens == 5  # the fake's o-series count
+    assert usage.input_tokens_details.cached_tokens == 10
+    record = world.usage_record(generation_of(response.id))
+    assert (record.reasoning_tokens, record.cached_tokens) == (5, 10)
+
+
+def test_a_function_call_output_given_as_parts_reaches_chat_as_text(world: World) -> None:
+    response = client_for(world).responses.create(
+        model="test/gpt", tools=[WEATHER_TOOL],
+        input=[
+            {"role": "user", "content": "What is the weather in Oslo?"},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call", "call_id": "call_2", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_1",
+             "output": [{"type": "input_text", "text": "Snow, "}, {"type": "input_text", "text": "-3 C"}]},
+            {"type": "function_call_output", "call_id": "call_2", "output": "Windy"},
+        ],
+    )  # fmt: skip
+
+    messages = world.last_upstream("/v1/chat/completions")["body"]["messages"]
+    assert [call["id"] for call in messages[1]["tool_calls"]] == ["call_1", "call_2"]
+    assert messages[2] == {"role": "tool", "tool_call_id": "call_1", "content": "Snow, -3 C"}
+    assert response.output_text.startswith("Based on the tool result:")
