@@ -152,11 +152,13 @@ def test_streamed_text_is_the_responses_event_stream(world: World) -> None:
     record = world.usage_record(generation_of(final.id))
     assert record.streamed and record.status == "succeeded"
     assert record.completion_tokens == final.usage.output_tokens
+    assert record.cost == Decimal(str(final.usage.model_extra["cost"])) > 0
 
 
-def test_streamed_function_call_arguments(world: World) -> None:
+@pytest.mark.parametrize("model_id", ["test/gpt", "test/claude", "test/gemini"])
+def test_streamed_function_call_arguments(world: World, model_id: str) -> None:
     stream = client_for(world).responses.create(
-        model="test/gpt", input="What is the weather in Paris?", tools=[WEATHER_TOOL], stream=True
+        model=model_id, input="What is the weather in Paris?", tools=[WEATHER_TOOL], stream=True
     )
     events = list(stream)
 
