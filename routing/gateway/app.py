@@ -12,7 +12,7 @@ from billing.outbox import usage_outbox_flush
 from billing.pg_async import pg_close
 from routerhub.db import DatabaseThreadPool
 from routerhub.errors import ApiError, ServiceUnavailable, error_body
-from routing.gateway import chat, completions, embeddings, listing, model_select
+from routing.gateway import chat, completions, embeddings, listing, model_select, responses
 from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Send
 from routing.gateway.limits import rate_limit_close
 from routing.gateway.upstream import http_client_close
@@ -82,6 +82,9 @@ async def _route(req: GatewayRequest) -> None:
     elif path == "/v1/completions":
         _allow(method, "POST")
         await completions.completions(req)
+    elif path == "/v1/responses":
+        _allow(method, "POST")
+        await responses.responses(req)
     elif path == "/v1/embeddings":
         _allow(method, "POST")
         await embeddings.embeddings(req)

@@ -13,7 +13,7 @@ import orjson
 
 from routerhub.errors import BadRequest
 from routing.gateway.chat import _authenticate, _serve
-from routing.gateway.http import GatewayRequest, Message, Send
+from routing.gateway.http import GatewayRequest, RewritingSend
 from routing.providers.base import JSON, text_of
 
 # Legacy parameters chat models cannot honour: refused rather than silently ignored.
@@ -56,40 +56,8 @@ def chat_body_from_completion(body: JSON) -> JSON:
 async def completions(req: GatewayRequest) -> None:
     key = await _authenticate(req, anthropic=False)
     body = chat_body_from_completion(await req.json())
-    await _serve(req.relayed(_TextCompletionSend), key, body, anthropic=False)
-
-
-class _TextCompletionSend:
-    """An ASGI send that rewrites chat's 200 answers (a JSON body or SSE events) into
-    ``text_completion`` ones; errors, which share one format, pass through untouched."""
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self._held: Message | None = None  # a JSON answer's start: its length changes
-        self._events = False
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            content_type = dict(message["headers"]).get(b"content-type", b"")
-            if message["status"] != 200:
-                await self._send(message)
-            elif content_type.startswith(b"text/event-stream"):
-                self._events = True
-                await self._send(message)
-            else:
-                self._held = message
-            return
-        if self._held is not None:
-            body = orjson.dumps(_text_completion(orjson.loads(message["body"])))
-            headers = [(k, v) for k, v in self._held["headers"] if k != b"content-length"]
-            headers.append((b"content-length", str(len(body)).encode()))
-            await self._send(self._held | {"headers": headers})
-            self._held = None
-            await self._send(message | {"body": body})
-            return
-        if self._events and message.get("body"):
-            message = message | {"body": _rewrite_events(message["body"])}
-        await self._send(message)
+    rewrite = req.relayed(lambda send: RewritingSend(send, _text_completion, _rewrite_events))
+    await _serve(rewrite, key, body, anthropic=False)
 
 
 def _rewrite_events(data: bytes) -> bytes:

@@ -141,5 +141,43 @@ class GatewayRequest:
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+class RewritingSend:
+    """An ASGI send that rewrites a 200 answer on its way out, for ``GatewayRequest.relayed``:
+    a JSON body through ``whole`` (its ``content-length`` recomputed), each write of an event
+    stream through ``events``; errors, which share one format, pass through untouched."""
+
+    def __init__(
+        self, send: Send, whole: Callable[[JSON], JSON], events: Callable[[bytes], bytes]
+    ) -> None:
+        self._send = send
+        self._whole = whole
+        self._events = events
+        self._held: Message | None = None  # a JSON answer's start: its length changes
+        self._streaming = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            content_type = dict(message["headers"]).get(b"content-type", b"")
+            if message["status"] != 200:
+                await self._send(message)
+            elif content_type.startswith(b"text/event-stream"):
+                self._streaming = True
+                await self._send(message)
+            else:
+                self._held = message
+            return
+        if self._held is not None:
+            body = orjson.dumps(self._whole(orjson.loads(message["body"])))
+            headers = [(k, v) for k, v in self._held["headers"] if k != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await self._send(self._held | {"headers": headers})
+            self._held = None
+            await self._send(message | {"body": body})
+            return
+        if self._streaming and message.get("body"):
+            message = message | {"body": self._events(message["body"])}
+        await self._send(message)
+
+
 def plain_error(status: int, type_: str, message: str) -> bytes:
     return orjson.dumps(error_body(status, type_, message))

@@ -417,13 +417,15 @@ def test_owner_management_key_gets_403_on_people_only_operations(sweep: Sweep):
 
 # --- the gateway (/v1 is not in the platform schema) ---------------------------------------------
 
-INFERENCE_PATHS = ["/v1/chat/completions", "/v1/messages"]
+INFERENCE_PATHS = ["/v1/chat/completions", "/v1/messages", "/v1/responses"]
 
 
 def gateway_post(world: Any, path: str, key: str, model: str) -> Any:
     import httpx
 
     body = {"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    if path == "/v1/responses":
+        body = {"model": model, "max_output_tokens": 16, "input": "hi"}
     return httpx.post(f"{world.gateway_url}{path}", json=body, timeout=30,
                       headers={"Authorization": f"Bearer {key}"})  # fmt: skip
 

@@ -1,0 +1,220 @@
+"""``POST /v1/responses``, OpenAI's Responses API, served as a chat request.
+
+The request's ``input`` items, ``instructions``, flat function tools and ``text.format`` become
+a chat request, which takes chat's whole path (``routing.gateway.chat``: plan, hold, fallbacks,
+billing), as ``/v1/completions`` does; its answers — whole or streamed — are rewritten on their
+way out into the ``response`` shape and the Responses event stream (``responses_answer``).
+Nothing is stored (``store: false`` semantics): ``previous_response_id`` and conversations are
+refused with a 400, and so are OpenAI's hosted tools (web search, file search, computer use...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from routerhub.errors import BadRequest
+from routing.gateway.chat import _authenticate, _serve
+from routing.gateway.http import GatewayRequest, RewritingSend
+from routing.gateway.responses_answer import ResponseEventWriter, response_from_chat
+from routing.providers.base import GATEWAY_PARAMETERS, JSON
+
+_NOT_STORED = "responses are not stored; send the whole conversation in input."
+# Parameters this gateway cannot honour: refused rather than silently ignored.
+_UNSUPPORTED = {
+    "previous_response_id": f"previous_response_id is not supported yet: {_NOT_STORED}",
+    "conversation": f"conversation is not supported yet: {_NOT_STORED}",
+    "background": "background responses are not supported: responses are not stored.",
+    "prompt": "prompt templates are not supported; send instructions and input.",
+    "top_logprobs": "top_logprobs is not supported on /v1/responses; use /v1/chat/completions.",
+}
+# Accepted and without effect here: nothing is stored (``store``, ``include``), the input is
+# never truncated by the gateway, and the rest only tag or tune OpenAI's own service.
+_IGNORED = ("store", "include", "truncation", "metadata", "service_tier", "safety_identifier",
+            "prompt_cache_key", "prompt_cache_retention", "max_tool_calls", "stream_options")  # fmt: skip
+# Chat parameters of the same name and meaning, and RouterHub's own (models, provider, router).
+_COPIED = ("model", "temperature", "top_p", "parallel_tool_calls", "user", "stream",
+           *sorted(GATEWAY_PARAMETERS - {"messages", "usage"}))  # fmt: skip
+_TRANSLATED = ("input", "instructions", "tools", "tool_choice", "text", "max_output_tokens",
+               "reasoning")  # fmt: skip
+_KNOWN = frozenset((*_UNSUPPORTED, *_IGNORED, *_COPIED, *_TRANSLATED))
+_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
+
+
+async def responses(req: GatewayRequest) -> None:
+    key = await _authenticate(req, anthropic=False)
+    body = await req.json()
+    chat = chat_body_from_response(body)
+    events = ResponseEventWriter(body)
+    rewrite = req.relayed(
+        lambda send: RewritingSend(
+            send, lambda chat: response_from_chat(chat, body), events.rewrite
+        )
+    )
+    await _serve(rewrite, key, chat, anthropic=False)
+
+
+def chat_body_from_response(body: JSON) -> JSON:
+    """The chat request for a Responses request, or a 400 naming the field."""
+    for name, message in _UNSUPPORTED.items():
+        if body.get(name) not in (None, False):
+            raise BadRequest(message, param=name)
+    unknown = sorted(set(body) - _KNOWN)
+    if unknown:
+        raise BadRequest(f"Unknown parameter '{unknown[0]}' for /v1/responses.", param=unknown[0])
+    chat: JSON = {name: body[name] for name in _COPIED if name in body}
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise BadRequest("instructions must be a string.", param="instructions")
+    system = [{"role": "system", "content": instructions}] if instructions is not None else []
+    chat["messages"] = system + _messages_from_input(body.get("input"))
+    if body.get("tools") is not None:
+        chat["tools"] = _chat_tools(body["tools"])
+    if body.get("tool_choice") is not None:
+        chat["tool_choice"] = _chat_tool_choice(body["tool_choice"])
+    limit = body.get("max_output_tokens")
+    if limit is not None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise BadRequest("max_output_tokens must be a positive integer.",
+                             param="max_output_tokens")  # fmt: skip
+        chat["max_tokens"] = limit
+    chat |= _chat_format(body.get("text"))
+    effort = _reasoning_effort(body.get("reasoning"))
+    if effort is not None:
+        chat["reasoning_effort"] = effort
+    if chat.get("stream") is True:
+        chat["stream_options"] = {"include_usage": True}  # response.completed carries usage
+    return chat
+
+
+def _messages_from_input(input_: object) -> list[JSON]:
+    if isinstance(input_, str):
+        return [{"role": "user", "content": input_}]
+    if not isinstance(input_, list) or not input_:
+        raise BadRequest("input is required: a string or a non-empty list of items.",
+                         param="input")  # fmt: skip
+    messages: list[JSON] = []
+    for index, item in enumerate(input_):
+        where = f"input[{index}]"
+        if not isinstance(item, dict):
+            raise BadRequest(f"{where} must be an object.", param="input")
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = _ROLES.get(item["role"]) if isinstance(item.get("role"), str) else None
+            if role is None:
+                raise BadRequest(f"{where}.role must be user, assistant, system or developer.",
+                                 param="input")  # fmt: skip
+            messages.append({"role": role, "content": _chat_content(item.get("content"), where)})
+        elif kind == "function_call":
+            function = {"name": _string(item, "name", where),
+                        "arguments": _string(item, "arguments", where)}  # fmt: skip
+            call = {"id": _string(item, "call_id", where), "type": "function", "function": function}
+            last = messages[-1] if messages else {}
+            if last.get("role") == "assistant" and "tool_calls" in last:
+                last["tool_calls"].append(call)  # parallel calls are one assistant turn in chat
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            content = _tool_output(item.get("output"), where)
+            call_id = _string(item, "call_id", where)
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
+        elif kind != "reasoning":  # a previous turn's reasoning: providers take back only their own
+            raise BadRequest(f"{where}.type '{kind}' is not supported; use message, function_call "
+                             "or function_call_output.", param="input")  # fmt: skip
+    return messages
+
+
+def _string(item: JSON, name: str, where: str) -> str:
+    value = item.get(name)
+    if not isinstance(value, str):
+        raise BadRequest(f"{where}.{name} must be a string.", param="input")
+    return value
+
+
+def _chat_content(content: object, where: str) -> str | list[JSON]:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise BadRequest(f"{where}.content must be a string or a list of parts.", param="input")
+    return [_chat_part(part, f"{where}.content[{index}]") for index, part in enumerate(content)]
+
+
+def _chat_part(part: object, where: str) -> JSON:
+    if isinstance(part, dict):
+        kind = part.get("type")
+        if kind in ("input_text", "output_text") and isinstance(part.get("text"), str):
+            return {"type": "text", "text": part["text"]}
+        if kind == "input_image" and isinstance(part.get("image_url"), str):
+            detail = part.get("detail") if isinstance(part.get("detail"), str) else "auto"
+            return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": detail}}
+    raise BadRequest(f"{where} must be an input_text or output_text part with text, or an "
+                     "input_image part with image_url (a string).", param="input")  # fmt: skip
+
+
+def _tool_output(output: object, where: str) -> str:
+    """A function call's output as chat's tool message content: text (images are dropped)."""
+    content = _chat_content(output, f"{where}.output")
+    if isinstance(content, str):
+        return content
+    return "".join(part["text"] for part in content if part["type"] == "text")
+
+
+def _chat_tools(tools: object) -> list[JSON]:
+    if not isinstance(tools, list):
+        raise BadRequest("tools must be a list of objects.", param="tools")
+    out = []
+    for index, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or kind != "function":
+            raise BadRequest(f"tools[{index}]: tool type '{kind}' is not supported on this "
+                             "gateway; only function tools are.", param="tools")  # fmt: skip
+        names = ("name", "description", "parameters", "strict")
+        function = {name: tool[name] for name in names if tool.get(name) is not None}
+        out.append({"type": "function", "function": function})
+    return out
+
+
+def _chat_tool_choice(choice: object) -> Any:
+    if choice in ("auto", "none", "required"):
+        return choice
+    if (
+        isinstance(choice, dict)
+        and choice.get("type") == "function"
+        and isinstance(choice.get("name"), str)
+    ):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    raise BadRequest("tool_choice must be 'auto', 'none', 'required' or "
+                     '{"type": "function", "name": ...}.', param="tool_choice")  # fmt: skip
+
+
+def _chat_format(text: object) -> JSON:
+    """``text.format`` as chat's ``response_format`` (nothing for plain text)."""
+    if text is None:
+        return {}
+    fmt = text.get("format") if isinstance(text, dict) else None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if not isinstance(text, dict) or (fmt is not None and kind not in _FORMATS):
+        raise BadRequest("text.format must be {type: text}, {type: json_object} or "
+                         "{type: json_schema, name, schema}.", param="text")  # fmt: skip
+    if kind == "json_object":
+        return {"response_format": {"type": "json_object"}}
+    if kind == "json_schema" and isinstance(fmt, dict):
+        if not isinstance(fmt.get("name"), str) or not isinstance(fmt.get("schema"), dict):
+            raise BadRequest("text.format json_schema needs name (a string) and schema "
+                             "(an object).", param="text")  # fmt: skip
+        names = ("name", "schema", "strict", "description")
+        schema = {name: fmt[name] for name in names if fmt.get(name) is not None}
+        return {"response_format": {"type": "json_schema", "json_schema": schema}}
+    return {}
+
+
+_FORMATS = ("text", "json_object", "json_schema")
+
+
+def _reasoning_effort(reasoning: object) -> str | None:
+    if reasoning is None:
+        return None
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    if not isinstance(reasoning, dict) or not isinstance(effort, str | None):
+        raise BadRequest("reasoning must be an object; reasoning.effort a string.",
+                         param="reasoning")  # fmt: skip
+    return effort

@@ -1,0 +1,232 @@
+"""Chat's answers in the Responses API's shapes: a whole ``response`` object, and the Responses
+event stream built from chat's chunks (``routing.gateway.responses`` rewrites with these)."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from routing.providers.base import JSON, text_of
+
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def response_from_chat(chat: JSON, request: JSON) -> JSON:
+    """A chat completion as a ``response``: a message and/or function calls, in that order."""
+    choice = (chat.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    output: list[JSON] = []
+    text = text_of(message.get("content"))
+    if text:
+        output.append(_message_item(chat["id"], text, "completed"))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        item = _call_item(call.get("id", ""), function.get("name", ""), "completed")
+        output.append(item | {"arguments": function.get("arguments") or ""})
+    response = _head(chat, request) | {"output": output}
+    if chat.get("usage"):
+        response["usage"] = _usage(chat["usage"])
+    return _with_status(response, choice.get("finish_reason"))
+
+
+def _head(chat: JSON, request: JSON) -> JSON:
+    """A response's fields apart from its output, status and usage: ids, the model that served
+    it (and ``provider``, ``fallbacks``, ``routing`` as chat gives them), the request's settings."""
+    head: JSON = {
+        "id": f"resp_{chat['id']}",
+        "object": "response",
+        "created_at": chat.get("created") or int(time.time()),
+        "model": chat.get("model", ""),
+        # The request's settings, which a response repeats (the SDK's types require some).
+        "instructions": request.get("instructions"),
+        "tools": request.get("tools") or [],
+        "tool_choice": request.get("tool_choice") or "auto",
+        "parallel_tool_calls": request.get("parallel_tool_calls", True),
+        "temperature": request.get("temperature"),
+        "top_p": request.get("top_p"),
+        "max_output_tokens": request.get("max_output_tokens"),
+        "text": request.get("text") or {"format": {"type": "text"}},
+        "reasoning": request.get("reasoning"),
+        "metadata": request.get("metadata") or {},
+        "store": False,  # nothing is stored, whatever the request said
+        "previous_response_id": None,
+        "error": None,
+        "incomplete_details": None,
+    }
+    for name in ("provider", "fallbacks", "routing"):
+        if name in chat:
+            head[name] = chat[name]
+    return head
+
+
+def _usage(usage: JSON) -> JSON:
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens", 0)
+    return {
+        "input_tokens": usage.get("prompt_tokens", 0),
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": usage.get("completion_tokens", 0),
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": usage.get("total_tokens", 0),
+        **{name: usage[name] for name in ("cost", "is_byok") if name in usage},
+    }
+
+
+def _with_status(response: JSON, finish_reason: str | None) -> JSON:
+    reason = _INCOMPLETE.get(finish_reason or "")
+    if reason is None:
+        return response | {"status": "completed"}
+    return response | {"status": "incomplete", "incomplete_details": {"reason": reason}}
+
+
+def _text_part(text: str) -> JSON:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def _message_item(generation_id: str, text: str, status: str) -> JSON:
+    return {"type": "message", "id": f"msg_{generation_id}", "role": "assistant",
+            "status": status, "content": [_text_part(text)]}  # fmt: skip
+
+
+def _call_item(call_id: str, name: str, status: str) -> JSON:
+    return {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id, "name": name,
+            "arguments": "", "status": status}  # fmt: skip
+
+
+class ResponseEventWriter:
+    """Chat's SSE writes, one at a time, as the Responses event stream: ``response.created``
+    and ``response.in_progress`` at the first chunk, one output item per message or function
+    call (added, its deltas), and at chat's ``[DONE]`` every item's done events and
+    ``response.completed`` (or ``response.incomplete``). Chat's error event becomes an
+    ``error`` event, which the SDK raises."""
+
+    def __init__(self, request: JSON) -> None:
+        self._request = request
+        self._sequence = 0
+        self._head: JSON | None = None  # set by the first chunk; None again after an error
+        self._output: list[JSON] = []
+        self._message: tuple[int, JSON] | None = None  # output index, item
+        self._text = ""  # the message's text so far
+        self._calls: dict[int, tuple[int, JSON]] = {}  # chat's tool call index → the same
+        self._finish_reason: str | None = None
+        self._usage: JSON | None = None
+
+    def rewrite(self, data: bytes) -> bytes:
+        # Chat writes whole events, one or more per write (the usage chunk, then [DONE]).
+        out: list[bytes] = []
+        for event in data.split(b"\n\n"):
+            if not event.startswith(b"data: "):
+                continue
+            payload = event.removeprefix(b"data: ")
+            if payload == b"[DONE]":
+                out += self._done()
+                continue
+            chunk = orjson.loads(payload)
+            if "error" in chunk:
+                out.append(self._error(chunk["error"]))
+            else:
+                out += self._chunk(chunk)
+        return b"".join(out)
+
+    def _event(self, kind: str, data: JSON) -> bytes:
+        payload = {"type": kind, "sequence_number": self._sequence, **data}
+        self._sequence += 1
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+    def _error(self, error: JSON) -> bytes:
+        self._head = None  # the stream ends with the error, not with a response
+        fields = {"code": error.get("type"), "message": error.get("message"),
+                  "param": error.get("param"), "error": error}  # fmt: skip
+        return self._event("error", fields)
+
+    def _chunk(self, chunk: JSON) -> list[bytes]:
+        out: list[bytes] = []
+        if self._head is None:
+            self._head = _head(chunk, self._request)
+            started = {"response": self._head | {"status": "in_progress", "output": []}}
+            out += [self._event("response.created", started),
+                    self._event("response.in_progress", started)]  # fmt: skip
+        if chunk.get("usage"):
+            self._usage = _usage(chunk["usage"])
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue  # Responses has one answer (n is not a Responses parameter)
+            self._finish_reason = choice.get("finish_reason") or self._finish_reason
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                out += self._text_delta(chunk["id"], delta["content"])
+            for call in delta.get("tool_calls") or []:
+                out += self._call_delta(call)
+        return out
+
+    def _added(self, item: JSON) -> tuple[int, bytes]:
+        self._output.append(item)
+        index = len(self._output) - 1
+        return index, self._event(
+            "response.output_item.added", {"output_index": index, "item": item}
+        )
+
+    def _text_delta(self, generation_id: str, text: str) -> list[bytes]:
+        out: list[bytes] = []
+        if self._message is None:
+            item = _message_item(generation_id, "", "in_progress") | {"content": []}
+            index, added = self._added(item)
+            self._message = index, item
+            where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            part_added = self._event(
+                "response.content_part.added", where | {"part": _text_part("")}
+            )
+            out += [added, part_added]
+        index, item = self._message
+        self._text += text
+        where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        out.append(
+            self._event("response.output_text.delta", where | {"delta": text, "logprobs": []})
+        )
+        return out
+
+    def _call_delta(self, call: JSON) -> list[bytes]:
+        out: list[bytes] = []
+        position = call.get("index", 0)
+        function = call.get("function") or {}
+        if position not in self._calls:
+            call_id = call.get("id") or f"call_{position}"
+            item = _call_item(call_id, function.get("name") or "", "in_progress")
+            index, added = self._added(item)
+            self._calls[position] = index, item
+            out.append(added)
+        index, item = self._calls[position]
+        if function.get("arguments"):
+            item["arguments"] += function["arguments"]
+            where = {"item_id": item["id"], "output_index": index}
+            delta = where | {"delta": function["arguments"]}
+            out.append(self._event("response.function_call_arguments.delta", delta))
+        return out
+
+    def _done(self) -> list[bytes]:
+        if self._head is None:
+            return []  # after an error event: nothing completed
+        out: list[bytes] = []
+        response = _with_status(self._head | {"output": self._output}, self._finish_reason)
+        for index, item in enumerate(self._output):
+            item["status"] = "completed" if response["status"] == "completed" else "incomplete"
+            where = {"item_id": item["id"], "output_index": index}
+            if item["type"] == "message":
+                item["content"] = [_text_part(self._text)]
+                where |= {"content_index": 0}
+                text_done = where | {"text": self._text, "logprobs": []}
+                part_done = where | {"part": item["content"][0]}
+                out += [self._event("response.output_text.done", text_done),
+                        self._event("response.content_part.done", part_done)]  # fmt: skip
+            else:
+                done = where | {"name": item["name"], "arguments": item["arguments"]}
+                out.append(self._event("response.function_call_arguments.done", done))
+            out.append(
+                self._event("response.output_item.done", {"output_index": index, "item": item})
+            )
+        if self._usage is not None:
+            response["usage"] = self._usage
+        kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
+        out.append(self._event(kind, {"response": response}))
+        return out
