@@ -27,7 +27,7 @@ from django.conf import settings
 from billing.models import UsageFlag
 from billing.pricing import reservation_amount
 from billing.services import ReservationRequest, UsageDraft, credits_reserve_async
-from routerhub.errors import ApiError, BadRequest, NoProviderAvailable
+from routerhub.errors import NOT_RETRYABLE, ApiError, BadRequest, NoProviderAvailable
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.chat import (
     Exchange,
@@ -168,8 +168,9 @@ async def embeddings(req: GatewayRequest) -> None:
             param="input",
         )
     if not plan.candidates:
+        # Permanent until the catalog changes: no Retry-After, and SDKs told not to retry.
         raise NoProviderAvailable("No provider of this model speaks an embeddings API.",
-                                  headers={"Retry-After": "60"})  # fmt: skip
+                                  headers=dict(NOT_RETRYABLE))  # fmt: skip
     prompt_estimate = request.estimate()
     await rate_limit_admit(key, prompt_estimate)
     generation_id = f"gen-{int(time.time())}-{secrets.token_urlsafe(15)}"

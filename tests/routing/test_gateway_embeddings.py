@@ -284,3 +284,20 @@ def test_only_inference_keys_may_embed_or_complete(world: World, path: str) -> N
     assert anonymous.status_code == 401 and managing.status_code == 403
     assert managing.json()["error"]["type"] == "forbidden"
     assert not world.upstream_requests()
+
+
+def test_a_model_no_provider_can_embed_is_a_permanent_503_without_retry_after(
+    world: World,
+) -> None:
+    data = base_catalog(world.fake_url)
+    data["models"].append(model("test/embed-a", ["embeddings"]))
+    data["endpoints"].append(endpoint("test/embed-a", "fake-anthropic", "claude-embed", "0.1", "0"))
+    world.catalog(data)
+
+    response = _post(world, {"model": "test/embed-a", "input": "hello"})
+
+    assert response.status_code == 503, response.text
+    assert "embeddings API" in response.json()["error"]["message"]
+    assert "retry-after" not in response.headers
+    assert response.headers["x-should-retry"] == "false"
+    assert not world.upstream_requests()
