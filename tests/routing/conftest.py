@@ -59,14 +59,10 @@ def world(
     yield world
     # Settlement runs after the response is sent: let the gateway finish before the database
     # is flushed under it.
-    from billing.outbox import usage_settlers_stop
     from routing.gateway.app import requests_in_flight
 
     poll(lambda: requests_in_flight() == 0, timeout=10)
-    usage_stream_settled(redis_url)
-    # A test that opted into Redis started a settler in the shared gateway's process: stop it,
-    # or it goes on reading the stream of the tests (and live servers) that follow.
-    usage_settlers_stop()
+    usage_stream_settled(redis_url)  # and stops the settler a test that opted into Redis started
     # What this test sent upstream is prompt text: the session's log scan looks for it.
     for request in list(fake_server.server.config.app.requests):
         prompts_register_from(request.get("body"))

@@ -70,15 +70,18 @@ def poll(predicate: Any, *, timeout: float = 5.0, interval: float = 0.02) -> Any
 
 
 def usage_stream_settled(redis_url: str, *, timeout: float = 15.0) -> None:
-    """Wait until the in-process settler has settled every draft in the usage stream.
+    """Wait until the in-process settler has settled every draft in the usage stream, then stop
+    it (the next draft starts a fresh one).
 
     Called before a test's database is flushed: a draft settled after the flush would name rows
-    that no longer exist (the settler sets such drafts aside, but the test's usage is lost)."""
+    that no longer exist (the settler sets such drafts aside, but the test's usage is lost). A
+    settler left running in a long-lived test server would go on reading the streams of the
+    tests (and live servers) that follow."""
     if not redis_url:
         return
     import redis
 
-    from billing.outbox import STREAM
+    from billing.outbox import STREAM, usage_settlers_stop
 
     client = redis.Redis.from_url(redis_url)
     try:
@@ -89,3 +92,4 @@ def usage_stream_settled(redis_url: str, *, timeout: float = 15.0) -> None:
         raise AssertionError(f"{left} usage draft(s) were not settled within {timeout} s") from None
     finally:
         client.close()
+        usage_settlers_stop()
