@@ -20,7 +20,8 @@ key's requests without asking again until the window ends.
 
 When Redis is unreachable the limits **fail open**: requests are admitted uncounted (a warning is
 logged at most every 10 s per process) until Redis answers again, when counting resumes in the
-current window. Rate limits protect capacity, not money: credits and key spend limits are held
+current window. A window this worker already knows to be used up stays refused until it ends:
+the key really did spend that minute's quota. Rate limits protect capacity, not money: credits and key spend limits are held
 in PostgreSQL, so an outage of Redis can never let a key spend beyond its balance or limit.
 """
 
