@@ -174,18 +174,9 @@ async def _serve(
                               prompt_bound=prompt_bound)  # fmt: skip
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)
-    generation_id = f"gen-{int(time.time())}-{secrets.token_urlsafe(15)}"
+    generation_id = generation_id_new()
     reserved = max(reservation_for(body, c, prompt_bound) for c in plan.candidates)
-    await credits_reserve_async(
-        ReservationRequest(
-            organization_id=key.organization_id,
-            generation_id=generation_id,
-            amount=reserved,
-            key_id=key.id,
-            key_limit=key.limit,
-            key_limit_reset=key.limit_reset,
-        )
-    )
+    await hold_reserve(key, generation_id, reserved)
     draft = UsageDraft(
         generation_id=generation_id,
         organization_id=key.organization_id,
@@ -200,8 +191,33 @@ async def _serve(
     )
     ex = Exchange(req, key, body, anthropic, plan, generation_id, prompt_estimate, reserved, draft,
                   prompt_bound=prompt_bound)  # fmt: skip
+    await exchange_run(ex, _stream(ex) if needs.stream else _complete(ex))
+
+
+def generation_id_new() -> str:
+    return f"gen-{int(time.time())}-{secrets.token_urlsafe(15)}"
+
+
+async def hold_reserve(key: AuthenticatedKey, generation_id: str, amount: Decimal) -> None:
+    """Hold ``amount`` of the organization's credits (and the key's limit) for one request."""
+    await credits_reserve_async(
+        ReservationRequest(
+            organization_id=key.organization_id,
+            generation_id=generation_id,
+            amount=amount,
+            key_id=key.id,
+            key_limit=key.limit,
+            key_limit_reset=key.limit_reset,
+        )
+    )
+
+
+async def exchange_run(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
+    """Run a held request's upstream work, then count its tokens and settle it, whatever
+    happened (every endpoint that holds credits ends here)."""
+    draft = ex.draft
     try:
-        await _until_disconnect(ex, _stream(ex) if needs.stream else _complete(ex))
+        await _until_disconnect(ex, work)
     except ApiError as error:
         draft.error_type = draft.error_type or error.type
         raise
@@ -210,10 +226,11 @@ async def _serve(
         # for the database: the key's next request must already see them.
         try:
             await rate_limit_add_tokens(
-                key, draft.completion_tokens + draft.prompt_tokens - prompt_estimate
+                ex.key, draft.completion_tokens + draft.prompt_tokens - ex.prompt_estimate
             )
         except Exception:
-            logger.exception("could not count tokens of %s against the key's tpm", generation_id)
+            logger.exception("could not count tokens of %s against the key's tpm",
+                             ex.generation_id)  # fmt: skip
         # Exactly once per reservation: success, upstream failure or client disconnect.
         await _settle(draft)
 

@@ -14,7 +14,6 @@ import asyncio
 import base64
 import logging
 import math
-import secrets
 import struct
 import time
 from dataclasses import dataclass, replace
@@ -26,8 +25,8 @@ from django.conf import settings
 
 from billing.models import UsageFlag
 from billing.pricing import reservation_amount
-from billing.services import ReservationRequest, UsageDraft, credits_reserve_async
-from routerhub.errors import NOT_RETRYABLE, ApiError, BadRequest, NoProviderAvailable
+from billing.services import UsageDraft
+from routerhub.errors import NOT_RETRYABLE, BadRequest, NoProviderAvailable
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.chat import (
     Exchange,
@@ -39,12 +38,13 @@ from routing.gateway.chat import (
     _record_success,
     _rejected,
     _scrubbed,
-    _settle,
     _skip,
-    _until_disconnect,
+    exchange_run,
+    generation_id_new,
+    hold_reserve,
 )
 from routing.gateway.http import GatewayRequest
-from routing.gateway.limits import rate_limit_add_tokens, rate_limit_admit
+from routing.gateway.limits import rate_limit_admit
 from routing.gateway.planning import Candidate, Needs, plan_request
 from routing.gateway.upstream import upstream_timeout
 from routing.providers import ADAPTERS
@@ -173,33 +173,14 @@ async def embeddings(req: GatewayRequest) -> None:
                                   headers=dict(NOT_RETRYABLE))  # fmt: skip
     prompt_estimate = request.estimate()
     await rate_limit_admit(key, prompt_estimate)
-    generation_id = f"gen-{int(time.time())}-{secrets.token_urlsafe(15)}"
+    generation_id = generation_id_new()
     bound = request.token_bound()
     reserved = max(_hold(c, bound) for c in plan.candidates)
-    await credits_reserve_async(
-        ReservationRequest(
-            organization_id=key.organization_id,
-            generation_id=generation_id,
-            amount=reserved,
-            key_id=key.id,
-            key_limit=key.limit,
-            key_limit_reset=key.limit_reset,
-        )
-    )
+    await hold_reserve(key, generation_id, reserved)
     draft = UsageDraft(generation_id=generation_id, organization_id=key.organization_id, key_id=key.id,
                        status="failed", requested_model=plan.requested_model)  # fmt: skip
     ex = Exchange(req, key, body, False, plan, generation_id, prompt_estimate, reserved, draft)
-    try:
-        await _until_disconnect(ex, _embed(ex, request))
-    except ApiError as error:
-        draft.error_type = draft.error_type or error.type
-        raise
-    finally:
-        try:
-            await rate_limit_add_tokens(key, draft.prompt_tokens - prompt_estimate)
-        except Exception:
-            logger.exception("could not count tokens of %s against the key's tpm", generation_id)
-        await _settle(draft)  # exactly once per reservation, as for chat
+    await exchange_run(ex, _embed(ex, request))
 
 
 def _hold(candidate: Candidate, prompt_tokens: int) -> Decimal:
