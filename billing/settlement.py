@@ -6,9 +6,9 @@ keeps the organization's account row (the one every request of that organization
 once per batch instead of once per request, which is what let a single organization reach
 hundreds of requests per second (measured: ~100 req/s when each request settled alone).
 
-Locks are always taken in the same order — the request's own reservation rows, then credit
-accounts (by organization id), then key windows — here, in the sweeper and in
-``credits_reserve`` (which only inserts reservations). The account row, which every new request
+Locks are always taken in one order — the request's own reservation rows, then credit accounts
+(by organization id), then key spend windows — here, in the sweeper and in ``credits_reserve``
+(account, then window, then it inserts its reservation; tests/billing/test_lock_order.py). The account row, which every new request
 of the organization updates to reserve, is locked last: on PostgreSQL by the one statement that
 charges it, right before a commit that does not wait for the disk (durability is awaited after
 the locks are gone, before the drafts are acknowledged).
