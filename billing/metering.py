@@ -23,7 +23,9 @@ sum of its calls' worst cases. Each provider call is billed as a child record: a
 of its own (its own generation id, derived from the request's), priced with ``price`` and
 handed to ``record``; settlement is idempotent per generation id, so each call is charged
 once. The request's own draft is recorded last and releases the hold. Nothing here assumes
-one call per request except that a hold is released by the draft bearing its generation id.
+one call per request except that a hold is released by the draft bearing its generation id;
+what settlement does not do yet is count a child's charge in its key's spend window (windows
+are settled through holds), which pipelines must add there, not in the gateway.
 """
 
 from __future__ import annotations
