@@ -34,11 +34,15 @@ def models_page(request: HttpRequest) -> HttpResponse:
 
 @organization_required()
 def playground_page(request: HttpRequest) -> HttpResponse:
-    """Chat with any model or router through a key the person pastes (kept in this tab only)."""
+    """Chat with any model or router, or compare up to three, as the signed-in person
+    (``routing.playground`` serves the requests)."""
     organization = request.membership.organization  # type: ignore[attr-defined]
     routers = Router.objects.filter(organization=organization).order_by("slug")
     models = catalog_models_list(query="")
     callable_ids = models_callable_by(organization_id=organization.pk)
+    trained = [f"router/{r.slug}" for r in routers if r.active_version_id]
+    callable_models = [m.id for m in models if m.id in callable_ids]
+    compare_defaults = ([*trained, *callable_models, "", ""])[:2] + [""]
     return render(
         request,
         "routing/playground.html",
@@ -48,6 +52,7 @@ def playground_page(request: HttpRequest) -> HttpResponse:
             "routers": routers,
             "platform_router": PLATFORM_ROUTER_SLUG,
             "typical_reply_tokens": DEFAULT_OUTPUT_TOKENS,
+            "compare_defaults": compare_defaults,
         },
     )
 

@@ -58,6 +58,7 @@ from routing.gateway.request_shape import (
     request_validate,
     reservation_for,
 )
+from routing.gateway.trace import MAX_RESPONSE_CHARS, answer_text, delta_texts, trace_json
 from routing.gateway.upstream import http_client, is_retryable_status, upstream_timeout
 from routing.providers import ADAPTERS
 from routing.providers.anthropic_ingress import (
@@ -110,6 +111,7 @@ class Exchange:
     # prompt_token_bound(body): the most tokens the prompt can be (0 where none was computed).
     prompt_bound: int = 0
     first_byte_at: float | None = None
+    answer_parts: list[str] = field(default_factory=list)  # kept only with prompt logging
 
 
 # --- entry points --------------------------------------------------------------------------------
@@ -145,7 +147,15 @@ async def messages_count_tokens(req: GatewayRequest) -> None:
     await req.respond_json(200, count, headers={"x-routerhub-token-count": "estimate"})
 
 
+# A scope entry only this server's own code can set (never a header): the key a dashboard
+# session's playground request acts with (``routing.playground``).
+SESSION_KEY_SCOPE = "routerhub.session_key"
+
+
 async def _authenticate(req: GatewayRequest, *, anthropic: bool) -> AuthenticatedKey:
+    preset = req.scope.get(SESSION_KEY_SCOPE)
+    if isinstance(preset, AuthenticatedKey) and not preset.is_management:
+        return preset
     authorization = req.headers.get("authorization")
     if anthropic and not authorization:
         token = req.headers.get("x-api-key", "").strip()  # what the anthropic SDK sends
@@ -231,6 +241,9 @@ async def exchange_run(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
         except Exception:
             logger.exception("could not count tokens of %s against the key's tpm",
                              ex.generation_id)  # fmt: skip
+        draft.trace = trace_json(ex.plan.routing, ex.attempts)
+        if ex.answer_parts:
+            draft.response = "".join(ex.answer_parts)[:MAX_RESPONSE_CHARS]
         # Exactly once per reservation: success, upstream failure or client disconnect.
         await _settle(draft)
 
@@ -282,6 +295,8 @@ async def _complete(ex: Exchange) -> None:
             "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
         }
         body = canonical_to_messages_response(response, usage) if ex.anthropic else response
+        if ex.key.prompt_logging:
+            ex.answer_parts.append(answer_text(completion.choices))
         await ex.req.respond_json(200, body, headers=_answer_headers(ex))
         _record_success(ex, usage)
         return
@@ -494,6 +509,8 @@ async def _emit(
         ex.generated_chars += len(delta.get("content") or "") + len(delta.get("reasoning") or "")
         for call in delta.get("tool_calls") or []:
             ex.generated_chars += len((call.get("function") or {}).get("arguments") or "")
+    if ex.key.prompt_logging:
+        ex.answer_parts.extend(delta_texts(choices))
     if encoder is not None:
         await ex.req.write(b"".join(encoder.chunk(choice) for choice in choices))
     else:
