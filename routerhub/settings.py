@@ -423,6 +423,7 @@ ORGANIZATION_CREATED_HOOKS: list[str] = ["billing.services.starter_credits_grant
 # Training's pages flag model ids that are not catalog models through routing's catalog (routing
 # imports training, not the other way): ids -> {unknown id: similar catalog ids}.
 MODEL_CATALOG_CHECK = "routing.selectors.catalog_unknown_ids"
+MODEL_CATALOG_IDS = "routing.selectors.catalog_model_ids"
 # Callables run by `manage.py seed_demo` with the demo organization, in order.
 DEMO_SEEDERS: list[str] = [
     "routing.demo.seed_demo_provider",

@@ -42,7 +42,8 @@ def playground_page(request: HttpRequest) -> HttpResponse:
     callable_ids = models_callable_by(organization_id=organization.pk)
     trained = [f"router/{r.slug}" for r in routers if r.active_version_id]
     callable_models = [m.id for m in models if m.id in callable_ids]
-    compare_defaults = ([*trained, *callable_models, "", ""])[:2] + [""]
+    first_two = [*trained, *callable_models, "", ""][:2]
+    compare_defaults = [*first_two, ""]  # the third column starts empty (optional)
     return render(
         request,
         "routing/playground.html",
