@@ -102,6 +102,9 @@
   };
 
   const suggestionButtons = (entry, cell) => {
+    // Unchanged: keep the buttons (a click on one blurs the input first, firing "change").
+    if (cell.dataset.shownFor === `${entry.role}:${entry.model}`) return;
+    cell.dataset.shownFor = `${entry.role}:${entry.model}`;
     cell.querySelector(".suggestions")?.remove();
     if (entry.role !== "score" && entry.role !== "cost") return;
     if (catalog.includes(entry.model)) return;
