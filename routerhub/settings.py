@@ -424,6 +424,8 @@ ORGANIZATION_CREATED_HOOKS: list[str] = ["billing.services.starter_credits_grant
 # imports training, not the other way): ids -> {unknown id: similar catalog ids}.
 MODEL_CATALOG_CHECK = "routing.selectors.catalog_unknown_ids"
 MODEL_CATALOG_IDS = "routing.selectors.catalog_model_ids"
+# The Keys page shows what each key spent through billing (accounts does not import billing).
+KEY_SPEND = "billing.key_spend.key_spend"
 # Callables run by `manage.py seed_demo` with the demo organization, in order.
 DEMO_SEEDERS: list[str] = [
     "routing.demo.seed_demo_provider",
