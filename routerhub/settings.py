@@ -411,6 +411,9 @@ TRAINING_HEARTBEAT_STALE_SECONDS = env.int("TRAINING_HEARTBEAT_STALE_SECONDS", d
 # stay under the same limit, and any body within it is kept in memory; only a dataset upload
 # larger than that is spooled to FILE_UPLOAD_TEMP_DIR (the system's temporary directory).
 REQUEST_MAX_BODY_BYTES = env.int("REQUEST_MAX_BODY_BYTES", default=1024 * 1024)
+# Requests per minute of each person's dashboard playground key (0: no limit), set when the key
+# is made; like any key's, changeable with PATCH /api/v1/keys/<id>.
+PLAYGROUND_RPM = env.int("PLAYGROUND_RPM", default=60)
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * REQUEST_MAX_BODY_BYTES
 

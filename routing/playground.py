@@ -53,6 +53,7 @@ def playground_key(membership: Membership) -> ApiKey:
         created_by=membership.user,
         created_by_role=membership.role,
         is_playground=True,
+        rpm=settings.PLAYGROUND_RPM or None,
     )
 
 
