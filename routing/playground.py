@@ -80,6 +80,8 @@ async def playground_chat(request: HttpRequest) -> HttpResponseBase:
     if not declared.isdigit() or int(declared) > settings.REQUEST_MAX_BODY_BYTES:
         limit = settings.REQUEST_MAX_BODY_BYTES
         return _error(413, "payload_too_large", f"The request body is larger than {limit} bytes.")
+    if request.content_type != "application/json":
+        return _error(415, "unsupported_media_type", "Send the chat request as application/json.")
     key = await sync_to_async(_session_key)(request)
     if isinstance(key, JsonResponse):
         return key

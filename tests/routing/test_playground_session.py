@@ -87,6 +87,15 @@ def test_without_the_csrf_token_nothing_is_sent_or_billed(world: World) -> None:
     assert not UsageRecord.objects.exists()
 
 
+def test_a_form_post_is_refused_with_415_before_anything_is_sent(world: World) -> None:
+    http, _ = session(world)
+
+    refused = http.post(CHAT, data={"model": "test/gpt"})
+
+    assert refused.status_code == 415 and "application/json" in refused.json()["error"]["message"]
+    assert not world.upstream_requests("/chat/completions")
+
+
 def test_signed_out_is_401_and_a_removed_member_cannot_spend(world: World) -> None:
     assert httpx.post(f"{world.gateway_url}{CHAT}", json=HELLO).status_code in (401, 403)
     http, membership = session(world)
@@ -100,7 +109,7 @@ def test_signed_out_is_401_and_a_removed_member_cannot_spend(world: World) -> No
 
 
 def test_the_playground_key_is_rate_limited_like_any_key(world: World) -> None:
-    http, membership = session(world)
+    http, _ = session(world)
     assert http.post(CHAT, json=HELLO).status_code == 200
     ApiKey.objects.filter(is_playground=True).update(rpm=1)
     from accounts.keys import key_cache_clear
@@ -115,7 +124,7 @@ def test_the_playground_key_is_rate_limited_like_any_key(world: World) -> None:
 
 
 def test_the_generation_page_is_tenant_isolated(world: World) -> None:
-    http, membership = session(world)
+    http, _ = session(world)
     generation = http.post(CHAT, json=HELLO).json()["id"]
     world.usage_record(generation)
     outsider = Client()
