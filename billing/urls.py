@@ -8,7 +8,7 @@ urlpatterns = [
     path("dashboard/credits/buy", views.credits_buy, name="credits-buy"),
     path("dashboard/usage/", views.usage_page, name="usage"),
     path(
-        "dashboard/generations/<str:generation_id>/",
+        "dashboard/generations/<path:generation_id>/",
         generation_views.generation_page,
         name="generation",
     ),
