@@ -177,6 +177,12 @@ async def key_authenticate_async(plaintext: str) -> AuthenticatedKey:
     return _check(key)
 
 
+def key_authenticate_digest(digest: str) -> AuthenticatedKey:
+    """Resolve a key by its stored digest (the server's own calls, e.g. the dashboard
+    playground's, which hold no plaintext); read live, with the same rules as a presented key."""
+    return _check(_load(digest))
+
+
 def bearer_token(authorization: str | None) -> str:
     if not authorization:
         raise Unauthorized("Missing API key: send 'Authorization: Bearer rh-…'.")

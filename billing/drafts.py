@@ -39,6 +39,10 @@ class UsageDraft:
     streamed: bool = False
     is_byok: bool = False
     prompt: str = ""
+    # Kept with the prompt, only for organizations that opted in (``Organization.prompt_logging``).
+    response: str = ""
+    # JSON text: the routing decision and the fallbacks tried (the generation page shows them).
+    trace: str = ""
     flags: str = ""  # comma-separated ``UsageFlag`` values
     created_at: datetime = field(default_factory=timezone.now)
 

@@ -43,6 +43,7 @@ from routing.gateway.exchange import (
 )
 from routing.gateway.planning import Candidate
 from routing.gateway.request_shape import max_tokens_for
+from routing.gateway.trace import delta_texts
 from routing.gateway.upstream import http_client, is_retryable_status, upstream_timeout
 from routing.providers import ADAPTERS
 from routing.providers.anthropic_ingress import MessagesStreamEncoder
@@ -343,6 +344,8 @@ async def _emit(
         ex.generated_chars += len(delta.get("content") or "") + len(delta.get("reasoning") or "")
         for call in delta.get("tool_calls") or []:
             ex.generated_chars += len((call.get("function") or {}).get("arguments") or "")
+    if ex.key.prompt_logging:
+        ex.answer_parts.extend(delta_texts(choices))
     if encoder is not None:
         await ex.req.write(b"".join(encoder.chunk(choice) for choice in choices))
     else:

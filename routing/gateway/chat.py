@@ -34,6 +34,7 @@ from routing.gateway.request_shape import (
     request_validate,
     reservation_for,
 )
+from routing.gateway.trace import answer_text
 from routing.providers.anthropic_ingress import (
     canonical_to_messages_response,
     messages_request_to_canonical,
@@ -120,6 +121,8 @@ async def _complete(ex: Exchange) -> None:
             "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
         }
         body = canonical_to_messages_response(response, usage) if ex.anthropic else response
+        if ex.key.prompt_logging:
+            ex.answer_parts.append(answer_text(completion.choices))
         await ex.req.respond_json(200, body, headers=answer_headers(ex))
         record_success(ex, usage)
         return

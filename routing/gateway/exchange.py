@@ -27,6 +27,7 @@ from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_add_tokens
 from routing.gateway.planning import Plan
 from routing.gateway.request_shape import output_token_bound
+from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
 from routing.providers.anthropic_ingress import anthropic_only_fields
 from routing.providers.base import JSON, StreamDecoder, Usage
 from training.tokens import tokens_from_chars
@@ -63,9 +64,18 @@ class Exchange:
     # prompt_token_bound(body): the most tokens the prompt can be (0 where none was computed).
     prompt_bound: int = 0
     first_byte_at: float | None = None
+    answer_parts: list[str] = field(default_factory=list)  # kept only with prompt logging
+
+
+# A scope entry only this server's own code can set (never a header): the key a dashboard
+# session's playground request acts with (``routing.playground``).
+SESSION_KEY_SCOPE = "routerhub.session_key"
 
 
 async def authenticate(req: GatewayRequest, *, anthropic: bool) -> AuthenticatedKey:
+    preset = req.scope.get(SESSION_KEY_SCOPE)
+    if isinstance(preset, AuthenticatedKey) and not preset.is_management:
+        return preset
     authorization = req.headers.get("authorization")
     if anthropic and not authorization:
         token = req.headers.get("x-api-key", "").strip()  # what the anthropic SDK sends
@@ -100,6 +110,9 @@ async def exchange_run(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
         except Exception:
             logger.exception("could not count tokens of %s against the key's tpm",
                              ex.generation_id)  # fmt: skip
+        draft.trace = trace_json(ex.plan.routing, ex.attempts)
+        if ex.answer_parts:
+            draft.response = "".join(ex.answer_parts)[:MAX_RESPONSE_CHARS]
         # Exactly once per reservation: success, upstream failure or client disconnect.
         await metering.record(draft)
 
