@@ -17,5 +17,4 @@ urlpatterns = [
     path("generation", api.GenerationView.as_view(), name="api-generation"),
     path("usage", api.UsageView.as_view(), name="api-usage"),
     path("usage/export.csv", api.UsageExportView.as_view(), name="api-usage-export"),
-    path("feedback", api.FeedbackView.as_view(), name="api-feedback"),
 ]

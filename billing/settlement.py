@@ -59,6 +59,7 @@ class UsageDraft:
     provider: str = ""
     router: str = ""
     router_version: int | None = None
+    router_id: int | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
@@ -97,8 +98,8 @@ _DRAFT_FIELDS = tuple(f.name for f in fields(UsageDraft))
 
 _USAGE_COLUMNS = (
     "organization_id", "generation_id", "key_id", "model", "requested_model", "provider",
-    "router", "router_version", "prompt_tokens", "completion_tokens", "cached_tokens",
-    "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type", "streamed",
+    "router", "router_id", "router_version", "prompt_tokens", "completion_tokens",
+    "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type", "streamed",
     "is_byok", "prompt", "flags", "created_at",
 )  # fmt: skip
 _LEDGER_COLUMNS = (

@@ -1,7 +1,7 @@
 """Serving routers: ``router/<slug>`` and ``router/auto`` rank catalog models for each prompt.
 
 A decision featurizes the prompt once, scores every candidate with the router's active version
-(``training.predictor``, loaded once per process and kept in memory) and orders them by
+(``training.serving``, loaded once per process and kept in memory) and orders them by
 ``score - λ·cost`` at the requested tradeoff; the gateway calls the first and falls back down the
 ranking. Router rows are cached per process for ``ROUTER_CACHE_TTL`` (0.5 s), so activating or
 rolling back a version changes decisions in every worker within a second. A decision never waits
@@ -34,9 +34,15 @@ from django.utils import timezone
 
 from routerhub.errors import BadRequest, NotFound
 from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
-from training.cells import prompt_text
-from training.models import Router, RouterVersion
-from training.tokens import DEFAULT_OUTPUT_TOKENS, estimated_tokens
+from training.serving import (
+    DEFAULT_OUTPUT_TOKENS,
+    Router,
+    RouterVersion,
+    estimated_tokens,
+    predictor_for_version,
+    predictor_is_loaded,
+    prompt_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +57,7 @@ class RouterRow:
     """What serving needs of a router, cached per process."""
 
     organization_id: int
+    router_id: int
     slug: str
     candidates: tuple[str, ...]
     default_tradeoff: float
@@ -71,6 +78,7 @@ class RouterDecision:
     ranked: list[RankedChoice]
     latency_ms: float
     strategy: str  # "trained" or "heuristic"
+    router_id: int | None = None  # recorded on the usage record: feedback joins on it
 
     @property
     def chosen(self) -> str:
@@ -176,6 +184,7 @@ def _load_row(organization_id: int | None, slug: str) -> RouterRow | None:
         )
     return RouterRow(
         organization_id=router.organization_id,
+        router_id=router.pk,
         slug=router.slug,
         candidates=tuple(router.candidates),
         default_tradeoff=router.default_tradeoff,
@@ -198,8 +207,6 @@ def router_row(organization_id: int | None, slug: str) -> RouterRow | None:
 async def router_row_async(organization_id: int | None, slug: str) -> RouterRow | None:
     """``router_row`` for the event loop; the row's version is loaded (in a thread) when it is
     returned, so deciding with it reads no storage."""
-    from training.predictor import predictor_for_version, predictor_is_loaded
-
     key = (organization_id, slug)
     cached = _rows.get(key)
     if cached is not None and cached[0] > time.monotonic():
@@ -229,8 +236,6 @@ _ACTIVATION_CLOCK_SKEW = timedelta(seconds=5)  # activated_at comes from the act
 
 
 def _warm_row(key: RowKey, row: RouterRow) -> None:
-    from training.predictor import predictor_for_version
-
     if row.version is not None:
         predictor_for_version(row.version, warmup=True)
     _remember(key, row)  # published only once deciding with it reads no storage
@@ -338,8 +343,6 @@ def _trained_decision(
     started: float,
 ) -> RouterDecision:
     assert row.version is not None
-    from training.predictor import predictor_for_version  # LightGBM: loaded with a router
-
     predictor = predictor_for_version(row.version)
     prices = _blended_prices(catalog, candidates, prompt) if catalog is not None else None
     ranked = predictor.rank(prompt, tradeoff, candidates, prices or None)
@@ -354,6 +357,7 @@ def _trained_decision(
         ranked=[RankedChoice(r.model, r.score, r.expected_cost) for r in ranked],
         latency_ms=(time.perf_counter() - started) * 1000,
         strategy="trained",
+        router_id=row.router_id,
     )
 
 
@@ -435,13 +439,10 @@ async def router_decide_async(
     slug = model_id.removeprefix("router/")
     owner = None if slug == PLATFORM_ROUTER_SLUG else organization_id
     row = await router_row_async(owner, slug)
-    if row is not None and row.version is not None:
-        # Loaded by router_row_async unless evicted since: ranking is ~1 ms of numpy, cheaper
-        # inline than a thread hop, but a load reads storage and must not block the loop.
-        from training.predictor import predictor_for_version, predictor_is_loaded
-
-        if not predictor_is_loaded(row.version):
-            await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
+    # Loaded by router_row_async unless evicted since: ranking is ~1 ms of numpy, cheaper
+    # inline than a thread hop, but a load reads storage and must not block the loop.
+    if row is not None and row.version is not None and not predictor_is_loaded(row.version):
+        await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
     return router_decide(
         organization_id=organization_id,
         model_id=model_id,

@@ -20,8 +20,7 @@ from routing.models import Provider, ProviderKey
 from routing.routers import PLATFORM_ROUTER_SLUG
 from routing.selectors import catalog_models_list, models_callable_by
 from routing.services import provider_key_create, provider_key_delete
-from training.models import Router
-from training.tokens import DEFAULT_OUTPUT_TOKENS
+from training.serving import DEFAULT_OUTPUT_TOKENS, Router
 
 
 @login_required

@@ -1,7 +1,8 @@
 """Writes for training: datasets, routers, versions and training runs (start, cancel, sweep).
 
 The body of a training run lives in ``training.execution``; Celery entry points in
-``training.tasks`` only call these functions.
+``training.tasks`` only call these functions, and work is queued through ``training.dispatch``
+(so this module never imports the tasks).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -23,7 +24,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from routerhub.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from routerhub.memory import memory_ceiling
-from training import ingest
+from training import dispatch, ingest
 from training.models import (
     ACTIVE_STATUSES,
     Dataset,
@@ -56,8 +57,6 @@ def dataset_create(
     maximize: bool,
 ) -> Dataset:
     """Store an upload and queue its validation (after the transaction commits)."""
-    from training import tasks
-
     limits = ingest.Limits.from_settings()
     if upload.size is not None and upload.size > limits.max_bytes:
         raise PayloadTooLarge(
@@ -75,8 +74,44 @@ def dataset_create(
     )
     dataset.file.save(f"{organization.pk}-{upload.name or 'dataset'}", upload, save=False)
     dataset.save()
-    transaction.on_commit(lambda: tasks.dataset_validate.delay(dataset.pk))
+    dispatch.dataset_validation_queue(dataset.pk)
     return dataset
+
+
+class DatasetNotReady(Exception):
+    """A dataset stored and validated in one call did not validate; ``dataset.errors`` says why."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        super().__init__(f"dataset {dataset.pk} is {dataset.status}")
+        self.dataset = dataset
+
+    def problems(self, limit: int) -> str:
+        return "; ".join(error["message"] for error in self.dataset.errors[:limit])
+
+
+def dataset_from_bytes(
+    *,
+    organization: Organization,
+    name: str,
+    content: bytes,
+    columns: dict[str, Any] | None,
+    maximize: bool,
+) -> Dataset:
+    """Store a dataset RouterHub made itself and validate it here, not on a worker: a ready
+    dataset, or ``DatasetNotReady``."""
+    with transaction.atomic():
+        dataset = dataset_create(
+            organization=organization,
+            name=name,
+            upload=SimpleUploadedFile(name, content),
+            columns=columns,
+            maximize=maximize,
+        )
+    validated = dataset_validate(dataset_id=dataset.pk) or dataset
+    validated.refresh_from_db()
+    if validated.status != DatasetStatus.READY:
+        raise DatasetNotReady(validated)
+    return validated
 
 
 def dataset_validate(*, dataset_id: int) -> Dataset | None:
@@ -303,8 +338,6 @@ def training_run_start(
     *, router: Router, dataset: Dataset, options: dict[str, Any] | None = None
 ) -> TrainingRun:
     """Check the dataset fits the router, record a queued run and enqueue it after commit."""
-    from training import tasks
-
     if dataset.status != DatasetStatus.READY:
         raise BadRequest(
             f"Dataset '{dataset.name}' is {dataset.status}; only a ready dataset can train a router.",
@@ -339,7 +372,7 @@ def training_run_start(
                 dataset=dataset,
                 options=clean,
             )
-            transaction.on_commit(lambda: tasks.training_run_execute.delay(run.pk))
+            dispatch.training_run_queue(run.pk)
     except IntegrityError:
         _active_runs_check(router)
         raise
@@ -389,8 +422,6 @@ def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
 
 def training_runs_sweep(*, stale_after: timedelta | None = None) -> list[int]:
     """Runs whose worker stopped heart-beating: requeue once, then fail with a reason."""
-    from training import tasks
-
     stale_after = stale_after or heartbeat_stale_after()
     cutoff = timezone.now() - stale_after
     swept = []
@@ -405,7 +436,7 @@ def training_runs_sweep(*, stale_after: timedelta | None = None) -> list[int]:
                 pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff
             ).update(status=RunStatus.QUEUED, stage="requeued", error=f"{reason} Retrying.")
             if changed:
-                transaction.on_commit(partial(tasks.training_run_execute.delay, run.pk))
+                dispatch.training_run_queue(run.pk)
         else:
             final = RunStatus.CANCELLED if run.cancel_requested else RunStatus.FAILED
             changed = TrainingRun.objects.filter(

@@ -185,6 +185,7 @@ async def _serve(
         requested_model=plan.requested_model,
         router=plan.router,
         router_version=plan.router_version,
+        router_id=plan.router_id,
         streamed=needs.stream,
         # Only for organizations that opted in: it lets feedback become training data.
         prompt=messages_prompt(body["messages"]) if key.prompt_logging else "",
