@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
@@ -60,10 +60,24 @@ class Organization(models.Model):
         return self.slug
 
 
+_Row = TypeVar("_Row", bound=models.Model)
+
+
+class TenantQuerySet(models.QuerySet[_Row]):
+    """Rows of tenant models: ``for_tenant(organization)`` is how views reach them."""
+
+    def for_tenant(self, organization: Organization) -> Self:
+        return self.filter(organization=organization)
+
+
 class TenantModel(models.Model):
-    """Base of every tenant-owned row; API views reach these only through ``TenantAPIView``."""
+    """Base of every tenant-owned row. API views reach these only through ``TenantAPIView``,
+    dashboard views through ``Model.objects.for_tenant(organization)`` with the organization
+    from ``accounts.tenancy``."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         abstract = True
@@ -92,6 +106,8 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [

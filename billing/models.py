@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from accounts.models import ApiKey, Organization, TenantModel
+from accounts.models import ApiKey, Organization, TenantModel, TenantQuerySet
 from routerhub.money import MONEY_FIELD
 
 
@@ -29,6 +29,8 @@ class CreditAccount(models.Model):
         default=dict, blank=True, help_text="Month → highest alert threshold already emailed."
     )
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [
