@@ -1,6 +1,7 @@
 from django.urls import path
 
-from billing import api, stripe_api
+from billing import api
+from billing.stripe import api as stripe_api
 
 urlpatterns = [
     path("key", api.CurrentKeyView.as_view(), name="api-current-key"),

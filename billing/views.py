@@ -113,7 +113,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
 @organization_required(Role.OWNER)
 def credits_buy(request: HttpRequest) -> HttpResponse:
     """Start a top-up from the dashboard and send the owner to the payment page."""
-    from billing.stripe_payments import checkout_start
+    from billing.stripe.payments import checkout_start
 
     membership = dashboard_membership(request)
     try:

@@ -59,13 +59,13 @@ from routing.gateway.request_shape import (
     reservation_for,
 )
 from routing.gateway.upstream import http_client, is_retryable_status, upstream_timeout
-from routing.providers import ADAPTERS
-from routing.providers.anthropic_ingress import (
+from routing.ingress.anthropic import (
     MessagesStreamEncoder,
     anthropic_only_fields,
     canonical_to_messages_response,
     messages_request_to_canonical,
 )
+from routing.providers import ADAPTERS
 from routing.providers.base import (
     JSON,
     Completion,

@@ -9,7 +9,7 @@ from django.shortcuts import render
 from accounts.models import Role
 from accounts.tenancy import dashboard_organization, organization_required
 from billing.models import Payment, PaymentStatus
-from billing.stripe_payments import payment_client_secret
+from billing.stripe.payments import payment_client_secret
 
 
 def _organization_payment(request: HttpRequest, **lookup: object) -> Payment:

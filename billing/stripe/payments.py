@@ -1,11 +1,11 @@
 """Stripe top-ups: a customer per organization, checkout (a PaymentIntent), receipts, auto top-up.
 
 Credits never move here: every payment is credited by the ``payment_intent.succeeded`` webhook
-(``billing.stripe_events``), so a checkout and an automatic top-up follow the same path.
+(``billing.stripe.events``), so a checkout and an automatic top-up follow the same path.
 
 Why PaymentIntents and not Checkout Sessions: the fake Stripe the tests run against
 (``localstripe``) has no Checkout Sessions; a PaymentIntent confirmed by Stripe.js on our own
-pay page (``billing.stripe_pages``) works the same against real Stripe and the fake.
+pay page (``billing.stripe.pages``) works the same against real Stripe and the fake.
 """
 
 from __future__ import annotations

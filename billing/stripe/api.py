@@ -14,7 +14,7 @@ from accounts.models import Role
 from accounts.tenant_api import TenantAPIView
 from billing.models import CreditAccount, Payment
 from billing.services import credit_account_for
-from billing.stripe_payments import auto_topup_configure, checkout_start, topup_quote
+from billing.stripe.payments import auto_topup_configure, checkout_start, topup_quote
 from routerhub.money import money_str
 
 
