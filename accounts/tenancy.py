@@ -62,7 +62,7 @@ def session_membership(request: HttpRequest) -> Membership | None:
 def tenant_for_request(request: Any) -> Tenant | None:
     """Resolve (and memoize on the request) the tenant of a DRF or Django request."""
     cached = getattr(request, "_tenant", None)
-    if cached is not None:
+    if isinstance(cached, Tenant):
         return cached
     tenant: Tenant | None = None
     key = getattr(request, "auth", None)

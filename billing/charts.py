@@ -33,7 +33,7 @@ def _nice_ceiling(value: float) -> float:
     if value <= 0:
         return 1.0
     magnitude = 10 ** math.floor(math.log10(value))
-    return next(step * magnitude for step in (1, 2, 2.5, 5, 10) if value <= step * magnitude)
+    return float(next(step * magnitude for step in (1, 2, 2.5, 5, 10) if value <= step * magnitude))
 
 
 def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> StackedBars:

@@ -64,7 +64,7 @@ def _decimal(name: str, default: str) -> Decimal:
 
 
 def _secret(name: str) -> str:
-    value = env.str(name, default="")
+    value = str(env.str(name, default=""))
     if value:
         return value
     if PRODUCTION:

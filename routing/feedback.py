@@ -8,7 +8,7 @@ the router by the id the usage record names (``UsageRecord.router_id``), never b
 from __future__ import annotations
 
 from billing.models import UsageRecord
-from routerhub.errors import NotFound
+from routerhub.domain import NotFound
 from routing.models import Feedback
 from training import serving
 

@@ -32,7 +32,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from routerhub.errors import BadRequest, NotFound
+from routerhub.domain import InvalidInput, NotFound
 from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
 from training.serving import (
     DEFAULT_OUTPUT_TOKENS,
@@ -115,7 +115,7 @@ def tradeoff_parse(value: Any, *, param: str = "router.tradeoff") -> float | Non
         return TRADEOFF_NAMES[value]
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
         return float(value)
-    raise BadRequest(
+    raise InvalidInput(
         f"{param} must be a number from 0 (best quality) to 1 (cheapest), "
         "or one of 'quality', 'balanced', 'cost'.",
         param=param,
@@ -126,12 +126,12 @@ def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None
     """The request's ``router`` extension: ``{tradeoff, candidates}``."""
     options = body.get("router") or {}
     if not isinstance(options, dict):
-        raise BadRequest("router must be an object: {tradeoff, candidates}.", param="router")
+        raise InvalidInput("router must be an object: {tradeoff, candidates}.", param="router")
     candidates = options.get("candidates")
     if candidates is not None and (
         not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates)
     ):
-        raise BadRequest(
+        raise InvalidInput(
             "router.candidates must be a list of model ids.", param="router.candidates"
         )
     return tradeoff_parse(options.get("tradeoff")), candidates
@@ -142,7 +142,7 @@ def messages_prompt(messages: Any) -> str:
     try:
         text = prompt_text(messages, "messages")
     except (TypeError, ValueError) as exc:
-        raise BadRequest(f"messages cannot be read: {exc}.", param="messages") from None
+        raise InvalidInput(f"messages cannot be read: {exc}.", param="messages") from None
     return text[-_PROMPT_CHARS:]
 
 
@@ -323,13 +323,13 @@ def _narrow(row_candidates: list[str], requested: list[str] | None, router: str)
         return row_candidates
     unknown = [c for c in requested if c not in row_candidates]
     if unknown:
-        raise BadRequest(
+        raise InvalidInput(
             f"router.candidates must be among {router}'s candidates; unknown: {', '.join(unknown)}.",
             param="router.candidates",
             metadata={"candidates": row_candidates},
         )
     if not requested:
-        raise BadRequest("router.candidates must not be empty.", param="router.candidates")
+        raise InvalidInput("router.candidates must not be empty.", param="router.candidates")
     return requested
 
 
@@ -347,7 +347,7 @@ def _trained_decision(
     prices = _blended_prices(catalog, candidates, prompt) if catalog is not None else None
     ranked = predictor.rank(prompt, tradeoff, candidates, prices or None)
     if not ranked:
-        raise BadRequest(
+        raise InvalidInput(
             f"None of the candidates were trained in {name} v{row.version.number}.",
             param="router.candidates",
         )

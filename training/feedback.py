@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from django.utils import timezone
 
-from routerhub.errors import BadRequest
+from routerhub.domain import InvalidInput
 from training import services
 from training.execution import load_parsed
 from training.models import Router
@@ -33,14 +33,14 @@ def _score(value: float, binary: bool) -> float:
 def _feedback_check(router: Router, feedback: Sequence[FeedbackExample]) -> None:
     version = router.active_version
     if version is None or version.dataset is None:
-        raise BadRequest("Train the router once before retraining it from feedback.")
+        raise InvalidInput("Train the router once before retraining it from feedback.")
     if not router.organization.prompt_logging:
-        raise BadRequest(
+        raise InvalidInput(
             "Turn on prompt logging (Organization settings) first: feedback can only become "
             "training data for requests whose prompts were kept."
         )
     if not feedback:
-        raise BadRequest(
+        raise InvalidInput(
             f"No feedback yet on requests served by router/{router.slug} with their prompts; "
             "send POST /api/v1/feedback for some generations first."
         )
@@ -96,6 +96,6 @@ def feedback_retrain(*, router: Router, feedback: Sequence[FeedbackExample]) -> 
             maximize=previous.dataset.maximize,
         )
     except services.DatasetNotReady as exc:
-        raise BadRequest(f"The feedback dataset did not validate: {exc.problems(3)}") from None
+        raise InvalidInput(f"The feedback dataset did not validate: {exc.problems(3)}") from None
     run = services.training_run_start(router=router, dataset=validated)
     return FeedbackRetrain(validated, run, len(feedback))

@@ -22,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Organization
-from routerhub.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from routerhub.domain import Conflict, InvalidInput, NotFound, TooLarge
 from routerhub.memory import memory_ceiling
 from training import dispatch, ingest
 from training.models import (
@@ -52,14 +52,14 @@ def dataset_create(
     *,
     organization: Organization,
     name: str,
-    upload: UploadedFile,
+    upload: UploadedFile[bytes],
     columns: dict[str, Any] | None,
     maximize: bool,
 ) -> Dataset:
     """Store an upload and queue its validation (after the transaction commits)."""
     limits = ingest.Limits.from_settings()
     if upload.size is not None and upload.size > limits.max_bytes:
-        raise PayloadTooLarge(
+        raise TooLarge(
             f"The file is {ingest.human_bytes(upload.size)}; "
             f"the limit is {ingest.human_bytes(limits.max_bytes)}.",
             param="file",
@@ -289,7 +289,7 @@ def _validate_options(
     clean: dict[str, Any] = {}
     folds = options.get("folds", 5)
     if not isinstance(folds, int) or isinstance(folds, bool) or not 2 <= folds <= 10:
-        raise BadRequest("options.folds must be an integer from 2 to 10.", param="options.folds")
+        raise InvalidInput("options.folds must be an integer from 2 to 10.", param="options.folds")
     clean["folds"] = folds
     prices = options.get("prices")
     if prices is not None:
@@ -297,18 +297,18 @@ def _validate_options(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
             for v in prices.values()
         ):
-            raise BadRequest(
+            raise InvalidInput(
                 "options.prices must map model ids to non-negative numbers.", param="options.prices"
             )
         missing = [c for c in candidates if c not in prices]
         if missing:
-            raise BadRequest(
+            raise InvalidInput(
                 f"options.prices has no price for: {', '.join(missing)}.", param="options.prices"
             )
         clean["prices"] = {str(k): float(v) for k, v in prices.items()}
     unit = options.get("price_unit", "per_million_tokens")
     if unit not in ("per_million_tokens", "per_request"):
-        raise BadRequest(
+        raise InvalidInput(
             "options.price_unit must be 'per_million_tokens' or 'per_request'.",
             param="options.price_unit",
         )
@@ -317,16 +317,16 @@ def _validate_options(
     if test_id is not None:
         test = Dataset.objects.filter(organization=organization, pk=test_id).first()
         if test is None:
-            raise BadRequest(
+            raise InvalidInput(
                 "options.test_dataset is not one of your datasets.", param="options.test_dataset"
             )
         if test.status != DatasetStatus.READY:
-            raise BadRequest(
+            raise InvalidInput(
                 f"options.test_dataset is {test.status}, not ready.", param="options.test_dataset"
             )
         missing = [c for c in candidates if c not in test.model_ids]
         if missing:
-            raise BadRequest(
+            raise InvalidInput(
                 f"options.test_dataset has no scores for: {', '.join(missing)}.",
                 param="options.test_dataset",
             )
@@ -339,7 +339,7 @@ def training_run_start(
 ) -> TrainingRun:
     """Check the dataset fits the router, record a queued run and enqueue it after commit."""
     if dataset.status != DatasetStatus.READY:
-        raise BadRequest(
+        raise InvalidInput(
             f"Dataset '{dataset.name}' is {dataset.status}; only a ready dataset can train a router.",
             param="dataset",
         )
@@ -347,14 +347,14 @@ def training_run_start(
     candidates = list(router.candidates) or available
     missing = [c for c in candidates if c not in available]
     if missing:
-        raise BadRequest(
+        raise InvalidInput(
             f"The router's candidates are not all in the dataset: missing {', '.join(missing)}. "
             f"The dataset has scores for: {', '.join(available)}.",
             param="dataset",
             metadata={"missing": missing, "dataset_models": available},
         )
     if len(candidates) < 2:
-        raise BadRequest("A router needs at least 2 candidates to train.", param="candidates")
+        raise InvalidInput("A router needs at least 2 candidates to train.", param="candidates")
     clean = _validate_options(options or {}, candidates, router.organization)
     try:
         with transaction.atomic():

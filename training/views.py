@@ -142,7 +142,10 @@ def datasets_page(request: HttpRequest) -> HttpResponse:
 
 
 def _dataset(request: HttpRequest, dataset_id: int) -> Dataset:
-    return tenant_object_or_404(Dataset.objects, dashboard_organization(request), pk=dataset_id)
+    dataset: Dataset = tenant_object_or_404(
+        Dataset.objects, dashboard_organization(request), pk=dataset_id
+    )
+    return dataset
 
 
 @organization_required()
