@@ -34,15 +34,8 @@ from django.utils import timezone
 
 from routerhub.domain import InvalidInput, NotFound
 from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
-from training.serving import (
-    DEFAULT_OUTPUT_TOKENS,
-    Router,
-    RouterVersion,
-    estimated_tokens,
-    predictor_for_version,
-    predictor_is_loaded,
-    prompt_text,
-)
+from training import serving
+from training.serving import DEFAULT_OUTPUT_TOKENS, Router, RouterVersion, estimated_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +133,7 @@ def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None
 def messages_prompt(messages: Any) -> str:
     """The text a router featurizes: the same joining as training uses for ``messages``."""
     try:
-        text = prompt_text(messages, "messages")
+        text = serving.prompt_text(messages, "messages")
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"messages cannot be read: {exc}.", param="messages") from None
     return text[-_PROMPT_CHARS:]
@@ -212,19 +205,19 @@ async def router_row_async(organization_id: int | None, slug: str) -> RouterRow 
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
     row = await sync_to_async(_load_row, thread_sensitive=False)(organization_id, slug)
-    if row is not None and row.version is not None and not predictor_is_loaded(row.version):
+    if row is not None and row.version is not None and not serving.predictor_is_loaded(row.version):
         previous = cached[1] if cached is not None else None
         if (
             previous is not None
             and previous.version is not None
-            and predictor_is_loaded(previous.version)
+            and serving.predictor_is_loaded(previous.version)
         ):
             # Activated elsewhere a moment ago: decide with the loaded version while the new
             # one loads beside the requests, instead of making this one wait for storage.
             _remember(key, previous)
             _warm_soon(key, row)
             return previous
-        await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
+        await sync_to_async(serving.predictor_for_version, thread_sensitive=False)(row.version)
     _remember(key, row)
     return row
 
@@ -237,7 +230,7 @@ _ACTIVATION_CLOCK_SKEW = timedelta(seconds=5)  # activated_at comes from the act
 
 def _warm_row(key: RowKey, row: RouterRow) -> None:
     if row.version is not None:
-        predictor_for_version(row.version, warmup=True)
+        serving.predictor_for_version(row.version, warmup=True)
     _remember(key, row)  # published only once deciding with it reads no storage
 
 
@@ -343,7 +336,7 @@ def _trained_decision(
     started: float,
 ) -> RouterDecision:
     assert row.version is not None
-    predictor = predictor_for_version(row.version)
+    predictor = serving.predictor_for_version(row.version)
     prices = _blended_prices(catalog, candidates, prompt) if catalog is not None else None
     ranked = predictor.rank(prompt, tradeoff, candidates, prices or None)
     if not ranked:
@@ -441,8 +434,8 @@ async def router_decide_async(
     row = await router_row_async(owner, slug)
     # Loaded by router_row_async unless evicted since: ranking is ~1 ms of numpy, cheaper
     # inline than a thread hop, but a load reads storage and must not block the loop.
-    if row is not None and row.version is not None and not predictor_is_loaded(row.version):
-        await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
+    if row is not None and row.version is not None and not serving.predictor_is_loaded(row.version):
+        await sync_to_async(serving.predictor_for_version, thread_sensitive=False)(row.version)
     return router_decide(
         organization_id=organization_id,
         model_id=model_id,
