@@ -14,6 +14,8 @@ from routerhub.text import validate_no_control_characters
 
 
 class EmailUserManager(UserManager["User"]):
+    # Why the ignore below: Email is the username: these take email where Django's UserManager
+    # takes username.
     def create_user(  # type: ignore[override]
         self, email: str, password: str | None = None, **extra: Any
     ) -> User:
@@ -22,6 +24,7 @@ class EmailUserManager(UserManager["User"]):
         user.save(using=self._db)
         return user
 
+    # Why the ignore below: as for create_user.
     def create_superuser(  # type: ignore[override]
         self, email: str, password: str | None = None, **extra: Any
     ) -> User:
@@ -32,11 +35,15 @@ class EmailUserManager(UserManager["User"]):
 class User(AbstractUser):
     """A person; identified by email (no username)."""
 
+    # Why the ignore below: Removes AbstractUser's username field (Django's documented way); the
+    # stubs type it as a CharField.
     username = None  # type: ignore[assignment]
     email = models.EmailField(unique=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: ClassVar[list[str]] = []
+    # Why the ignore below: The stubs type AbstractUser.objects as UserManager[Self]; ours is that
+    # manager for email logins.
     objects = EmailUserManager()  # type: ignore[misc]
 
     def __str__(self) -> str:

@@ -114,6 +114,7 @@ class InviteForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
 
 
+# Why the ignore below: ModelForm is generic only in django-stubs (not subscriptable at run time).
 class OrganizationSettingsForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Organization

@@ -317,11 +317,28 @@ class UsageView(TenantAPIView):
 
 
 CSV_COLUMNS = [
-    "id", "created_at", "model", "requested_model", "provider", "router", "router_version",
-    "key_id", "key_name", "status", "error_type", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "streamed", "is_byok",
+    "id",
+    "created_at",
+    "model",
+    "requested_model",
+    "provider",
+    "router",
+    "router_version",
+    "key_id",
+    "key_name",
+    "status",
+    "error_type",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost",
+    "latency_ms",
+    "ttft_ms",
+    "streamed",
+    "is_byok",
     "flags",
-]  # fmt: skip
+]
 
 
 class _Echo:

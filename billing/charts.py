@@ -43,8 +43,8 @@ def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> Sta
     totals: dict[str, Decimal] = {}
     for row in rows:
         day, model, cost = row["day"], str(row["model"] or "?"), Decimal(str(row["cost"] or 0))
-        if day in by_day:
-            by_day[day][model] = by_day[day].get(model, Decimal(0)) + cost  # type: ignore[index]
+        if isinstance(day, date) and day in by_day:
+            by_day[day][model] = by_day[day].get(model, Decimal(0)) + cost
             totals[model] = totals.get(model, Decimal(0)) + cost
     models = sorted(totals, key=lambda m: -totals[m])
     top = models[: len(PALETTE) - 1]

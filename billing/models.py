@@ -144,8 +144,13 @@ class UsageRecord(TenantModel):
     prompt = models.TextField(blank=True, help_text="Kept only when the organization opted in.")
     # A database default too: rows inserted in raw SQL without the column (settlement code of
     # the previous release, during a rolling deploy) are unflagged, not refused.
-    flags = models.CharField(max_length=100, blank=True, default="", db_default="",
-                             help_text="Comma-separated UsageFlag values.")  # fmt: skip
+    flags = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Comma-separated UsageFlag values.",
+    )
     created_at = models.DateTimeField(db_index=True)
 
     @property

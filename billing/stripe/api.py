@@ -19,7 +19,7 @@ from routerhub.money import money_str
 
 
 @extend_schema_field({"type": "string", "format": "decimal", "example": "25.00000000"})
-class MoneyOutput(serializers.Field):  # type: ignore[type-arg]
+class MoneyOutput(serializers.Field[Any, Any, Any, Any]):
     """Decimal USD as API.md's string (``"25.00000000"``)."""
 
     def __init__(self, **kwargs: Any) -> None:

@@ -186,6 +186,8 @@ def checkout_start(
         params["payment_method_options"] = {"card": {"setup_future_usage": "off_session"}}
     try:
         intent = stripe_client().v1.payment_intents.create(
+            # Why the ignore below: stripe's TypedDict of create params is stricter than the dict
+            # built here field by field.
             params=params,  # type: ignore[arg-type]
             options={"idempotency_key": f"rh-payment-{payment.pk}"},
         )

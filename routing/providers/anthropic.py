@@ -325,8 +325,12 @@ class AnthropicStreamDecoder(StreamDecoder):
         if block.get("type") == "tool_use":
             self.saw_tool = True
             position = self.tool_index.setdefault(index, len(self.tool_index))
-            call = {"index": position, "id": block.get("id", ""), "type": "function",
-                    "function": {"name": block.get("name", ""), "arguments": ""}}  # fmt: skip
+            call = {
+                "index": position,
+                "id": block.get("id", ""),
+                "type": "function",
+                "function": {"name": block.get("name", ""), "arguments": ""},
+            }
             return [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]
         if block.get("type") == "text" and block.get("text"):
             return [{"index": 0, "delta": {"content": block["text"]}, "finish_reason": None}]
@@ -365,13 +369,19 @@ def reasoning_detail(block: JSON) -> JSON:
     """A ``thinking`` / ``redacted_thinking`` block → OpenRouter's ``reasoning_details`` item."""
     if block.get("type") == "redacted_thinking":
         return {"type": "reasoning.encrypted", "data": str(block.get("data", ""))}
-    return {"type": "reasoning.text", "text": str(block.get("thinking", "")),
-            "signature": str(block.get("signature", ""))}  # fmt: skip
+    return {
+        "type": "reasoning.text",
+        "text": str(block.get("thinking", "")),
+        "signature": str(block.get("signature", "")),
+    }
 
 
 def thinking_block(detail: JSON) -> JSON:
     """A ``reasoning_details`` item → the Anthropic block it came from."""
     if detail.get("type") == "reasoning.encrypted":
         return {"type": "redacted_thinking", "data": str(detail.get("data", ""))}
-    return {"type": "thinking", "thinking": str(detail.get("text") or ""),
-            "signature": str(detail.get("signature") or "")}  # fmt: skip
+    return {
+        "type": "thinking",
+        "thinking": str(detail.get("text") or ""),
+        "signature": str(detail.get("signature") or ""),
+    }

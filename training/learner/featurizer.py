@@ -243,6 +243,7 @@ class Featurizer:
                 part if part is not None else self._char_ids_of_word(word)
                 for word, part in zip(words, parts, strict=True)
             ]
+        # Why the ignore below: numpy's stubs want a Buffer; bytes is one at run time.
         ids = np.frombuffer(b"".join(parts), dtype=np.int32)  # type: ignore[arg-type]
         if not len(ids):
             return np.zeros(0, dtype=np.int64), np.zeros(0)
