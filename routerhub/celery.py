@@ -44,4 +44,5 @@ app.conf.update(
         "budget-alerts": {"task": "billing.budget_alerts", "schedule": 900.0},
     },
 )
-app.autodiscover_tasks()
+app.autodiscover_tasks()  # each installed app's tasks.py
+app.autodiscover_tasks(["billing.stripe"])  # billing/stripe/tasks.py: automatic top-ups
