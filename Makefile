@@ -17,10 +17,11 @@ help:
 	@echo "make bench-router train and evaluate routers on ../shared/datasets"
 	@echo "make soak         10 min steady load on the production server: worker memory growth, errors, settlement"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e ./clients/python
 	@touch $(STAMP)
 
 install: $(STAMP)

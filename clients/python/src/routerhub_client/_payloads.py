@@ -1,0 +1,136 @@
+"""What the sync and async clients build and judge alike: dataset uploads (from a path, bytes,
+a pandas DataFrame or Hugging Face-style rows), the state machines they wait on, and pages."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+from routerhub_client.errors import DatasetInvalidError, TrainingFailedError
+from routerhub_client.types import Dataset, TrainingRun, UploadProgress
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DatasetSource: TypeAlias = (
+    "str | os.PathLike[str] | bytes | pd.DataFrame | Iterable[Mapping[str, Any]]"
+)
+"""A file path, the file's bytes, a pandas DataFrame, or rows as dicts (a Hugging Face
+``datasets.Dataset`` iterates as such)."""
+TERMINAL_RUN = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class ProgressReader(io.BytesIO):
+    """An in-memory upload that reports ``(bytes_sent, total)`` as httpx reads it."""
+
+    def __init__(self, content: bytes, progress: UploadProgress | None) -> None:
+        super().__init__(content)
+        self.total = len(content)
+        self.progress = progress
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = super().read(size)
+        if self.progress is not None and (chunk or self.total == 0):
+            self.progress(self.tell(), self.total)
+        return chunk
+
+
+def dataset_content(source: DatasetSource, name: str | None) -> tuple[str, bytes]:
+    """``(filename, bytes)`` for a dataset source; CSV/JSONL/Parquet files go as they are."""
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        return path.name, path.read_bytes()
+    if isinstance(source, bytes | bytearray):
+        return f"{name or 'dataset'}.csv", bytes(source)
+    if hasattr(source, "to_json") and hasattr(source, "columns"):  # a pandas DataFrame
+        # JSON Lines keeps list/dict cells (OpenAI `messages`) and numbers as they are.
+        text = source.to_json(orient="records", lines=True, force_ascii=False)
+        return f"{name or 'dataframe'}.jsonl", cast(str, text).encode()
+    if isinstance(source, Iterable) and not isinstance(source, str | Mapping):
+        rows = cast(Iterable[Mapping[str, Any]], source)
+        lines = (json.dumps(dict(row), ensure_ascii=False, default=str) for row in rows)
+        return f"{name or 'records'}.jsonl", "\n".join(lines).encode()
+    raise TypeError(
+        "dataset source must be a path, bytes, a pandas DataFrame or an iterable of dicts,"
+        f" not {type(source).__name__}"
+    )
+
+
+def dataset_upload_request(
+    source: DatasetSource,
+    *,
+    name: str | None,
+    columns: Mapping[str, Any] | None,
+    maximize: bool | None,
+    progress: UploadProgress | None,
+) -> dict[str, Any]:
+    """The keyword arguments of the multipart ``POST /api/v1/datasets``."""
+    filename, content = dataset_content(source, name)
+    data: dict[str, str] = {"name": name or filename}
+    if columns is not None:
+        data["columns"] = json.dumps(columns)
+    if maximize is not None:
+        data["maximize"] = "true" if maximize else "false"
+    files = {"file": (filename, ProgressReader(content, progress), "application/octet-stream")}
+    return {"data": data, "files": files}
+
+
+def dataset_settled(dataset: Dataset) -> bool:
+    """True once validation is over; raises if the dataset turned out invalid."""
+    status = dataset.get("status")
+    if status == "invalid":
+        raise DatasetInvalidError(dataset)
+    return status == "ready"
+
+
+def run_finished(run: TrainingRun) -> bool:
+    """True once a run succeeded; raises if it failed or was cancelled."""
+    status = run.get("status")
+    if status in ("failed", "cancelled"):
+        raise TrainingFailedError(run)
+    return status == "succeeded"
+
+
+def run_signature(run: TrainingRun) -> tuple[Any, ...]:
+    """What a progress callback is told about: a change in any of these."""
+    return run.get("status"), run.get("stage"), run.get("progress")
+
+
+def page_items(body: Any) -> tuple[list[Any], str | None]:
+    """A list page's results and its ``next`` link."""
+    page = cast(dict[str, Any], body)
+    return list(page.get("results") or []), page.get("next")
+
+
+def rollback_target(versions: list[Any], active: int | None) -> int:
+    """The newest version older than the active one, the one a rollback re-activates."""
+    older = [int(v["number"]) for v in versions if active is None or v["number"] < active]
+    if not older:
+        raise ValueError(f"no version older than the active version {active} to roll back to")
+    return max(older)
+
+
+def usage_frame(rows: list[Any]) -> pd.DataFrame:
+    """Usage groups as a DataFrame with numeric ``cost`` (needs the ``pandas`` extra)."""
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("install routerhub-client[pandas] for DataFrames") from exc
+    frame = pd.DataFrame.from_records(
+        rows, columns=["group", "requests", "prompt_tokens", "completion_tokens", "cost"]
+    )
+    frame["cost"] = pd.to_numeric(frame["cost"])
+    return frame
+
+
+def csv_frame(text: str) -> pd.DataFrame:
+    """The raw usage export as a DataFrame (needs the ``pandas`` extra)."""
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("install routerhub-client[pandas] for DataFrames") from exc
+    return pd.read_csv(io.StringIO(text))
