@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from routerhub_client import RouterHub
 
 from accounts.models import KeyScope
-from routerhub_client import RouterHub
 from tests.routing.world import World
 from tests.serving.conftest import (
     _fresh_gateway_state,

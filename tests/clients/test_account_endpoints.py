@@ -7,14 +7,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-
-from billing.models import Payment, PaymentKind, PaymentStatus
 from routerhub_client import (
     NotFoundError,
     PermissionDeniedError,
     RouterHub,
     ServiceUnavailableError,
 )
+
+from billing.models import Payment, PaymentKind, PaymentStatus
 from tests.log_hygiene import secret_register
 from tests.routing.world import World
 

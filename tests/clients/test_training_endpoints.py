@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from routerhub_client import (
     BadRequestError,
     ConflictError,
@@ -16,6 +15,7 @@ from routerhub_client import (
     RouterHub,
     TrainingFailedError,
 )
+
 from tests.clients.conftest import CHEAP, DEAR, MATH_PROMPT, PROSE_PROMPT, support_frame
 from training.models import Dataset, Router, TrainingRun
 
@@ -28,7 +28,9 @@ def test_datasets_upload_from_a_path_a_dataframe_and_rows(
     frame.to_csv(path, index=False)
     sent: list[tuple[int, int]] = []
 
-    from_path = manage.datasets.upload(path, progress=lambda done, total: sent.append((done, total)))
+    from_path = manage.datasets.upload(
+        path, progress=lambda done, total: sent.append((done, total))
+    )
     from_frame = manage.datasets.upload(frame, name="from-frame")
     from_rows = manage.datasets.upload(frame.to_dict("records"), name="from-rows")
 
@@ -118,7 +120,9 @@ def test_select_with_an_inference_key_ranks_the_candidates(
     manage.routers.create("support", candidates=[CHEAP, DEAR])
     _train(manage, "support")
 
-    math = inference.routers.select("support", [{"role": "user", "content": MATH_PROMPT}], tradeoff=0)
+    math = inference.routers.select(
+        "support", [{"role": "user", "content": MATH_PROMPT}], tradeoff=0
+    )
     prose = inference.routers.select("support", prompt=PROSE_PROMPT, tradeoff="quality")
     narrowed = inference.routers.select("support", prompt=MATH_PROMPT, candidates=[DEAR])
 
