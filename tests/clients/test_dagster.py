@@ -61,15 +61,17 @@ def test_routed_answers_record_cost_and_model_mix(
     hub.routers.train_and_wait(module.ROUTER, _upload_version(hub, 0), interval=0.05)
     batch = [MATH_PROMPT, PROSE_PROMPT, "Compute 23 + 11 * 4.", PROSE_PROMPT + " Again."]
 
+    run_config = {
+        "ops": {
+            "prompts": {"config": {"prompts": batch}},
+            "routed_answers": {"config": {"tradeoff": 0.0}},
+        }
+    }
+
     result = materialize(
         [module.prompts, module.routed_answers],
         resources={"routerhub": resource},
-        run_config={
-            "ops": {
-                "prompts": {"config": {"prompts": batch}},
-                "routed_answers": {"config": {"tradeoff": 0.0}},
-            }
-        },  # fmt: skip
+        run_config=run_config,
     )
 
     assert result.success
