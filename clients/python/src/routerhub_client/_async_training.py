@@ -52,10 +52,10 @@ class Datasets(AsyncResource):
         """Upload a CSV/JSONL/Parquet file (path or bytes), a pandas DataFrame, or rows as
         dicts; ``progress(sent, total)`` follows the bytes. With ``wait`` (default), returns
         once validated and raises ``DatasetInvalidError`` listing the rows to fix."""
-        request = dataset_upload_request(
+        with dataset_upload_request(
             source, name=name, columns=columns, maximize=maximize, progress=progress
-        )
-        dataset = cast(Dataset, await self._json("POST", "/api/v1/datasets", **request))
+        ) as request:
+            dataset = cast(Dataset, await self._json("POST", "/api/v1/datasets", **request))
         return await self.wait(dataset["id"], timeout=timeout) if wait else dataset
 
     async def get(self, dataset_id: int) -> Dataset:

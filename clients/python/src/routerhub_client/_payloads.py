@@ -6,9 +6,10 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias, cast
 
 from routerhub_client.errors import DatasetInvalidError, TrainingFailedError
 from routerhub_client.types import Dataset, TrainingRun, UploadProgress
@@ -21,45 +22,64 @@ DatasetSource: TypeAlias = (
 )
 """A file path, the file's bytes, a pandas DataFrame, or rows as dicts (a Hugging Face
 ``datasets.Dataset`` iterates as such)."""
-TERMINAL_RUN = frozenset({"succeeded", "failed", "cancelled"})
 
 
-class ProgressReader(io.BytesIO):
-    """An in-memory upload that reports ``(bytes_sent, total)`` as httpx reads it."""
+class ProgressFile(io.RawIOBase):
+    """A readable upload body that reports ``(bytes_sent, total)`` as httpx reads it; a file
+    on disk is streamed from its handle, not read into memory first."""
 
-    def __init__(self, content: bytes, progress: UploadProgress | None) -> None:
-        super().__init__(content)
-        self.total = len(content)
+    def __init__(self, handle: BinaryIO, progress: UploadProgress | None) -> None:
+        super().__init__()
+        self.handle = handle
+        self.total = handle.seek(0, io.SEEK_END)
+        handle.seek(0)
         self.progress = progress
 
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
     def read(self, size: int | None = -1, /) -> bytes:
-        chunk = super().read(size)
+        chunk = self.handle.read(-1 if size is None else size)
         if self.progress is not None and (chunk or self.total == 0):
-            self.progress(self.tell(), self.total)
+            self.progress(self.handle.tell(), self.total)
         return chunk
 
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        return self.handle.seek(offset, whence)
 
-def dataset_content(source: DatasetSource, name: str | None) -> tuple[str, bytes]:
-    """``(filename, bytes)`` for a dataset source; CSV/JSONL/Parquet files go as they are."""
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def close(self) -> None:
+        self.handle.close()
+        super().close()
+
+
+def dataset_file(source: DatasetSource, name: str | None) -> tuple[str, BinaryIO]:
+    """``(filename, open binary file)`` for a dataset source; files go as they are."""
     if isinstance(source, str | os.PathLike):
         path = Path(source)
-        return path.name, path.read_bytes()
+        return path.name, path.open("rb")
     if isinstance(source, bytes | bytearray):
-        return f"{name or 'dataset'}.csv", bytes(source)
-    if hasattr(source, "to_json") and hasattr(source, "columns"):  # a pandas DataFrame
+        return f"{name or 'dataset'}.csv", io.BytesIO(bytes(source))
+    if type(source).__module__.startswith("pandas"):  # a DataFrame
         # JSON Lines keeps list/dict cells (OpenAI `messages`) and numbers as they are.
-        text = source.to_json(orient="records", lines=True, force_ascii=False)
-        return f"{name or 'dataframe'}.jsonl", cast(str, text).encode()
+        text = cast(Any, source).to_json(orient="records", lines=True, force_ascii=False)
+        return f"{name or 'dataframe'}.jsonl", io.BytesIO(str(text).encode())
     if isinstance(source, Iterable) and not isinstance(source, str | Mapping):
         rows = cast(Iterable[Mapping[str, Any]], source)
         lines = (json.dumps(dict(row), ensure_ascii=False, default=str) for row in rows)
-        return f"{name or 'records'}.jsonl", "\n".join(lines).encode()
+        return f"{name or 'records'}.jsonl", io.BytesIO("\n".join(lines).encode())
     raise TypeError(
         "dataset source must be a path, bytes, a pandas DataFrame or an iterable of dicts,"
         f" not {type(source).__name__}"
     )
 
 
+@contextmanager
 def dataset_upload_request(
     source: DatasetSource,
     *,
@@ -67,16 +87,19 @@ def dataset_upload_request(
     columns: Mapping[str, Any] | None,
     maximize: bool | None,
     progress: UploadProgress | None,
-) -> dict[str, Any]:
-    """The keyword arguments of the multipart ``POST /api/v1/datasets``."""
-    filename, content = dataset_content(source, name)
+) -> Iterator[dict[str, Any]]:
+    """The keyword arguments of the multipart ``POST /api/v1/datasets``, its file open."""
+    filename, handle = dataset_file(source, name)
     data: dict[str, str] = {"name": name or filename}
     if columns is not None:
         data["columns"] = json.dumps(columns)
     if maximize is not None:
         data["maximize"] = "true" if maximize else "false"
-    files = {"file": (filename, ProgressReader(content, progress), "application/octet-stream")}
-    return {"data": data, "files": files}
+    body = ProgressFile(handle, progress)
+    try:
+        yield {"data": data, "files": {"file": (filename, body, "application/octet-stream")}}
+    finally:
+        body.close()
 
 
 def dataset_settled(dataset: Dataset) -> bool:

@@ -51,10 +51,10 @@ class Datasets(SyncResource):
         """Upload a CSV/JSONL/Parquet file (path or bytes), a pandas DataFrame, or rows as
         dicts; ``progress(sent, total)`` follows the bytes. With ``wait`` (default), returns
         once validated and raises ``DatasetInvalidError`` listing the rows to fix."""
-        request = dataset_upload_request(
+        with dataset_upload_request(
             source, name=name, columns=columns, maximize=maximize, progress=progress
-        )
-        dataset = cast(Dataset, self._json("POST", "/api/v1/datasets", **request))
+        ) as request:
+            dataset = cast(Dataset, self._json("POST", "/api/v1/datasets", **request))
         return self.wait(dataset["id"], timeout=timeout) if wait else dataset
 
     def get(self, dataset_id: int) -> Dataset:
