@@ -14,6 +14,7 @@ import pytest
 import routerhub_client._http as client_http
 from routerhub_client import (
     APIConnectionError,
+    APITimeoutError,
     AsyncRouterHub,
     AuthenticationError,
     NotFoundError,
@@ -153,6 +154,50 @@ def test_connection_failures_are_retried_then_raised(sleeps: list[float]) -> Non
         client_for(http).credits.get()
 
     assert len(sleeps) == 2
+
+
+def test_a_post_that_may_have_arrived_is_not_sent_again(sleeps: list[float]) -> None:
+    sent: list[str] = []
+
+    def time_out(request: httpx.Request) -> httpx.Response:
+        sent.append(request.method)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    client = client_for(httpx.Client(transport=httpx.MockTransport(time_out)))
+
+    with pytest.raises(APITimeoutError):
+        client.keys.create("once")
+    with pytest.raises(APITimeoutError):
+        client.keys.current()
+
+    assert sent == ["POST", "GET", "GET", "GET"]  # the GET is retried twice
+
+
+def test_a_slow_server_is_a_timeout_error() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release = threading.Event()
+
+    class Silent(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            release.wait(5)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Silent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = RouterHub(
+        base_url=f"http://127.0.0.1:{server.server_port}",
+        api_key="rh-x",
+        timeout=0.2,
+        max_retries=0,
+    )
+    try:
+        with pytest.raises(APITimeoutError, match="ReadTimeout"):
+            client.credits.get()
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
 
 
 def run_states(*states: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:

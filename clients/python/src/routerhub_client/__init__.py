@@ -6,6 +6,7 @@ from routerhub_client.client import RouterHub
 from routerhub_client.errors import (
     APIConnectionError,
     APIStatusError,
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     ConflictError,
@@ -25,6 +26,7 @@ from routerhub_client.errors import (
 __all__ = [
     "APIConnectionError",
     "APIStatusError",
+    "APITimeoutError",
     "AsyncRouterHub",
     "AuthenticationError",
     "BadRequestError",

@@ -1,7 +1,9 @@
 """HTTP for the management API: one retry policy and one error mapping for sync and async.
 
 Retries: 429 and 503 (honouring ``Retry-After``, unless the server says ``x-should-retry:
-false``) and connection failures, with exponential backoff and jitter between attempts.
+false``) and connection failures, with exponential backoff and jitter between attempts. A
+request that may have reached the server (a read timeout, a dropped connection) is retried only
+when it is a ``GET``: retrying a ``POST`` could, say, create a second key.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from routerhub_client.errors import APIConnectionError, APIStatusError, error_class_for
+from routerhub_client.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    error_class_for,
+)
 
 VERSION = "0.1.0"
 RETRY_STATUSES = frozenset({429, 503})
+# Failures before the request left this machine: safe to send again whatever the method.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 
@@ -41,6 +50,14 @@ class ClientOptions:
             "User-Agent": f"routerhub-client/{VERSION}",
             **self.default_headers,
         }
+
+    def transport_retry_wait(
+        self, attempt: int, method: str, exc: httpx.TransportError
+    ) -> float | None:
+        """Seconds before resending after a transport failure, or None to give up."""
+        if method != "GET" and not isinstance(exc, NOT_SENT):
+            return None
+        return self.retry_wait(attempt, None)
 
     def retry_wait(self, attempt: int, response: httpx.Response | None) -> float | None:
         """Seconds to wait before retry number ``attempt`` (1-based), or None not to retry."""
@@ -132,9 +149,9 @@ class SyncTransport:
                     method, self._base + path, headers=self.options.headers(), **kwargs
                 )
             except httpx.TransportError as exc:
-                wait = self.options.retry_wait(attempt, None)
+                wait = self.options.transport_retry_wait(attempt, method, exc)
                 if wait is None:
-                    raise APIConnectionError(f"{method} {path}: {exc}") from exc
+                    raise connection_error(method, path, exc) from exc
                 time.sleep(wait)
                 continue
             if response.is_success:
@@ -168,9 +185,9 @@ class AsyncTransport:
                     method, self._base + path, headers=self.options.headers(), **kwargs
                 )
             except httpx.TransportError as exc:
-                wait = self.options.retry_wait(attempt, None)
+                wait = self.options.transport_retry_wait(attempt, method, exc)
                 if wait is None:
-                    raise APIConnectionError(f"{method} {path}: {exc}") from exc
+                    raise connection_error(method, path, exc) from exc
                 await asyncio.sleep(wait)
                 continue
             if response.is_success:
@@ -182,6 +199,11 @@ class AsyncTransport:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+def connection_error(method: str, path: str, exc: httpx.TransportError) -> APIConnectionError:
+    kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+    return kind(f"{method} {path}: {type(exc).__name__}: {exc}")
 
 
 def rewind_files(kwargs: dict[str, Any]) -> None:

@@ -17,6 +17,10 @@ class APIConnectionError(RouterHubError):
     """The server could not be reached (or did not answer in time) after every retry."""
 
 
+class APITimeoutError(APIConnectionError):
+    """The server did not answer within the client's timeout."""
+
+
 class WaitTimeoutError(RouterHubError):
     """A ``wait`` helper gave up before the dataset or training run finished."""
 
