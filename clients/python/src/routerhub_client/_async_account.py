@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
 from routerhub_client._http import AsyncTransport, clean_params, relative_path
-from routerhub_client._payloads import csv_frame, page_items, usage_frame
+from routerhub_client._payloads import UNSET, csv_frame, given_fields, page_items, usage_frame
 from routerhub_client.types import (
     ApiKey,
     AutoTopup,
@@ -27,8 +27,6 @@ from routerhub_client.types import (
 if TYPE_CHECKING:
     import pandas as pd
 
-_UNSET: Any = object()
-
 
 class AsyncResource:
     def __init__(self, transport: AsyncTransport) -> None:
@@ -46,10 +44,6 @@ class AsyncResource:
             for item in items:
                 yield item
             url, query = (relative_path(next_url), None) if next_url else (None, None)
-
-
-def _key_fields(**fields: Any) -> dict[str, Any]:
-    return {name: value for name, value in fields.items() if value is not _UNSET}
 
 
 class Keys(AsyncResource):
@@ -85,16 +79,16 @@ class Keys(AsyncResource):
         self,
         key_id: int,
         *,
-        name: str = _UNSET,
-        limit: str | None = _UNSET,
-        limit_reset: LimitReset | None = _UNSET,
-        expires_at: str | None = _UNSET,
-        allowed_models: list[str] | None = _UNSET,
-        rpm: int | None = _UNSET,
-        tpm: int | None = _UNSET,
+        name: str = UNSET,
+        limit: str | None = UNSET,
+        limit_reset: LimitReset | None = UNSET,
+        expires_at: str | None = UNSET,
+        allowed_models: list[str] | None = UNSET,
+        rpm: int | None = UNSET,
+        tpm: int | None = UNSET,
     ) -> ApiKey:
         """Change the given fields; pass None to clear a limit."""
-        body = _key_fields(name=name, limit=limit, limit_reset=limit_reset, expires_at=expires_at,
+        body = given_fields(name=name, limit=limit, limit_reset=limit_reset, expires_at=expires_at,
                            allowed_models=allowed_models, rpm=rpm, tpm=tpm)  # fmt: skip
         return cast(ApiKey, await self._json("PATCH", f"/api/v1/keys/{key_id}", json=body))
 
@@ -129,10 +123,10 @@ class CreditsResource(AsyncResource):
         return cast(AutoTopup, await self._json("GET", "/api/v1/credits/auto-topup"))
 
     async def auto_topup_update(
-        self, *, threshold: str | None = _UNSET, amount: str | None = _UNSET
+        self, *, threshold: str | None = UNSET, amount: str | None = UNSET
     ) -> AutoTopup:
         """Set (or with None clear) the balance that triggers a top-up and its amount."""
-        body = _key_fields(threshold=threshold, amount=amount)
+        body = given_fields(threshold=threshold, amount=amount)
         return cast(AutoTopup, await self._json("PATCH", "/api/v1/credits/auto-topup", json=body))
 
     def ledger(

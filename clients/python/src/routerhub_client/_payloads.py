@@ -123,6 +123,15 @@ def run_signature(run: TrainingRun) -> tuple[Any, ...]:
     return run.get("status"), run.get("stage"), run.get("progress")
 
 
+UNSET: Any = object()
+"""The default of an update's optional fields: left out of the body (None would clear one)."""
+
+
+def given_fields(**fields: Any) -> dict[str, Any]:
+    """The fields of an update the caller passed, ``UNSET`` ones left out."""
+    return {name: value for name, value in fields.items() if value is not UNSET}
+
+
 def page_items(body: Any) -> tuple[list[Any], str | None]:
     """A list page's results and its ``next`` link."""
     page = cast(dict[str, Any], body)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from routerhub_client._http import SyncTransport, clean_params, relative_path
-from routerhub_client._payloads import csv_frame, page_items, usage_frame
+from routerhub_client._payloads import UNSET, csv_frame, given_fields, page_items, usage_frame
 from routerhub_client.types import (
     ApiKey,
     AutoTopup,
@@ -27,8 +27,6 @@ from routerhub_client.types import (
 if TYPE_CHECKING:
     import pandas as pd
 
-_UNSET: Any = object()
-
 
 class SyncResource:
     def __init__(self, transport: SyncTransport) -> None:
@@ -45,10 +43,6 @@ class SyncResource:
             items, next_url = page_items(self._json("GET", url, params=query))
             yield from items
             url, query = (relative_path(next_url), None) if next_url else (None, None)
-
-
-def _key_fields(**fields: Any) -> dict[str, Any]:
-    return {name: value for name, value in fields.items() if value is not _UNSET}
 
 
 class Keys(SyncResource):
@@ -84,16 +78,16 @@ class Keys(SyncResource):
         self,
         key_id: int,
         *,
-        name: str = _UNSET,
-        limit: str | None = _UNSET,
-        limit_reset: LimitReset | None = _UNSET,
-        expires_at: str | None = _UNSET,
-        allowed_models: list[str] | None = _UNSET,
-        rpm: int | None = _UNSET,
-        tpm: int | None = _UNSET,
+        name: str = UNSET,
+        limit: str | None = UNSET,
+        limit_reset: LimitReset | None = UNSET,
+        expires_at: str | None = UNSET,
+        allowed_models: list[str] | None = UNSET,
+        rpm: int | None = UNSET,
+        tpm: int | None = UNSET,
     ) -> ApiKey:
         """Change the given fields; pass None to clear a limit."""
-        body = _key_fields(name=name, limit=limit, limit_reset=limit_reset, expires_at=expires_at,
+        body = given_fields(name=name, limit=limit, limit_reset=limit_reset, expires_at=expires_at,
                            allowed_models=allowed_models, rpm=rpm, tpm=tpm)  # fmt: skip
         return cast(ApiKey, self._json("PATCH", f"/api/v1/keys/{key_id}", json=body))
 
@@ -128,10 +122,10 @@ class CreditsResource(SyncResource):
         return cast(AutoTopup, self._json("GET", "/api/v1/credits/auto-topup"))
 
     def auto_topup_update(
-        self, *, threshold: str | None = _UNSET, amount: str | None = _UNSET
+        self, *, threshold: str | None = UNSET, amount: str | None = UNSET
     ) -> AutoTopup:
         """Set (or with None clear) the balance that triggers a top-up and its amount."""
-        body = _key_fields(threshold=threshold, amount=amount)
+        body = given_fields(threshold=threshold, amount=amount)
         return cast(AutoTopup, self._json("PATCH", "/api/v1/credits/auto-topup", json=body))
 
     def ledger(

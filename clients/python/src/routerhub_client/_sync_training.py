@@ -8,9 +8,11 @@ from typing import Any, cast
 
 from routerhub_client._http import clean_params
 from routerhub_client._payloads import (
+    UNSET,
     DatasetSource,
     dataset_settled,
     dataset_upload_request,
+    given_fields,
     rollback_target,
     run_finished,
     run_signature,
@@ -30,8 +32,6 @@ from routerhub_client.types import (
     TrainingRun,
     UploadProgress,
 )
-
-_UNSET: Any = object()
 
 
 class Datasets(SyncResource):
@@ -138,15 +138,15 @@ class Routers(SyncResource):
         self,
         slug: str,
         *,
-        new_slug: str = _UNSET,
-        name: str = _UNSET,
-        candidates: list[str] = _UNSET,
-        default_tradeoff: float = _UNSET,
-        auto_activate: bool = _UNSET,
+        new_slug: str = UNSET,
+        name: str = UNSET,
+        candidates: list[str] = UNSET,
+        default_tradeoff: float = UNSET,
+        auto_activate: bool = UNSET,
     ) -> Router:
-        fields = {"slug": new_slug, "name": name, "candidates": candidates,
-                  "default_tradeoff": default_tradeoff, "auto_activate": auto_activate}  # fmt: skip
-        body = {key: value for key, value in fields.items() if value is not _UNSET}
+        """Change the given fields (``new_slug`` renames the router)."""
+        body = given_fields(slug=new_slug, name=name, candidates=candidates,
+                            default_tradeoff=default_tradeoff, auto_activate=auto_activate)  # fmt: skip
         return cast(Router, self._json("PATCH", f"/api/v1/routers/{slug}", json=body))
 
     def delete(self, slug: str) -> None:
