@@ -2,10 +2,11 @@
 batch's cost and model mix on the materialization, and retrain the router whenever a new
 version of its dataset is uploaded.
 
-Run it with ``dagster dev -f dagster_example.py`` after setting ``ROUTERHUB_BASE_URL``,
-``ROUTERHUB_API_KEY`` (an inference key) and ``ROUTERHUB_MANAGEMENT_KEY`` (a manage key).
-``ROUTERHUB_ROUTER`` names the router (default ``support``) and ``ROUTERHUB_DATASET`` the
-dataset whose new versions retrain it (default ``support-evals``): upload a new version with
+Run it with ``dagster dev -f dagster_example.py`` (``pip install dagster-webserver``) after
+setting ``ROUTERHUB_BASE_URL``, ``ROUTERHUB_API_KEY`` (an inference key) and
+``ROUTERHUB_MANAGEMENT_KEY`` (a manage key). ``ROUTERHUB_ROUTER`` names the router (default
+``support``) and ``ROUTERHUB_DATASET`` the dataset whose new versions retrain it (default
+``support-evals``): upload a new version with
 ``hub.datasets.upload("evals.csv", name="support-evals")``.
 """
 
