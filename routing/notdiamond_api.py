@@ -24,7 +24,9 @@ from routing import notdiamond
 from routing.models import SelectionSession
 from training.models import Router
 
-_PROVIDER = serializers.DictField(child=serializers.CharField(), help_text="{provider, model}")
+
+def _provider() -> serializers.DictField:
+    return serializers.DictField(child=serializers.CharField(), help_text="{provider, model}")
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -52,7 +54,7 @@ class ModelSelectView(TenantAPIView):
             "NotDiamondModelSelect",
             {
                 "messages": serializers.ListField(child=serializers.DictField()),
-                "llm_providers": serializers.ListField(child=_PROVIDER),
+                "llm_providers": serializers.ListField(child=_provider()),
                 "tradeoff": serializers.ChoiceField(["cost", "latency"], required=False),
                 "preference_id": serializers.CharField(required=False, help_text="router slug"),
                 "max_model_depth": serializers.IntegerField(required=False, min_value=1),
@@ -61,7 +63,7 @@ class ModelSelectView(TenantAPIView):
         responses=inline_serializer(
             "NotDiamondSelection",
             {
-                "providers": serializers.ListField(child=_PROVIDER),
+                "providers": serializers.ListField(child=_provider()),
                 "session_id": serializers.UUIDField(),
             },
         ),
@@ -83,7 +85,7 @@ class FeedbackView(TenantAPIView):
             "NotDiamondFeedback",
             {
                 "session_id": serializers.UUIDField(),
-                "provider": _PROVIDER,
+                "provider": _provider(),
                 "feedback": serializers.DictField(
                     child=serializers.IntegerField(), help_text='{"accuracy": 0|1}'
                 ),
