@@ -99,7 +99,10 @@ def model_select(*, organization: Organization, body: dict[str, Any]) -> dict[st
                 f"({', '.join(row.candidates)}).",
                 param="llm_providers",
             )
-    prompt = messages_prompt(body.get("messages"))
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("messages must be a non-empty list of {role, content}.", param="messages")
+    prompt = messages_prompt(messages)
     decision = router_decide(
         organization_id=organization.pk,
         model_id=f"router/{slug}",

@@ -136,11 +136,27 @@ def _calibration_prompts(version: RouterVersion) -> list[str]:
     return prompts
 
 
+_calibrations: OrderedDict[tuple[int, str], tuple[Pair, np.ndarray]] = OrderedDict()
+
+
+def _calibration_rates(version: RouterVersion) -> tuple[Pair, np.ndarray]:
+    """The pair and the rates over the version's prompts, computed once per process."""
+    key = (version.pk, version.checksum)
+    cached = _calibrations.get(key)
+    if cached is None:
+        pair = version_pair(version)
+        cached = _calibrations[key] = (
+            pair,
+            strong_win_rates(version, pair, _calibration_prompts(version)),
+        )
+        while len(_calibrations) > _CACHE_SIZE // 8:  # up to 20,000 floats each
+            _calibrations.popitem(last=False)
+    return cached
+
+
 def routellm_calibrate(*, version: RouterVersion, strong_share: float) -> dict[str, object]:
     """The threshold sending ``strong_share`` of the version's training prompts to strong."""
-    pair = version_pair(version)
-    prompts = _calibration_prompts(version)
-    rates = strong_win_rates(version, pair, prompts)
+    pair, rates = _calibration_rates(version)
     threshold = float(np.quantile(rates, 1.0 - strong_share))
     return {
         "threshold": threshold,
@@ -148,6 +164,6 @@ def routellm_calibrate(*, version: RouterVersion, strong_share: float) -> dict[s
         "achieved_share": float(np.mean(rates >= threshold)),
         "strong_model": pair.strong,
         "weak_model": pair.weak,
-        "prompts": len(prompts),
+        "prompts": len(rates),
         "version": version.number,
     }

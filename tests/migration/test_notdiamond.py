@@ -87,6 +87,7 @@ def test_model_select_shapes_and_errors(world: World) -> None:
     outside = inference.post(SELECT, {**body, "llm_providers": [{"provider": "openai",
                              "model": "gpt-4o"}]}, format="json")  # fmt: skip
     tradeoff = inference.post(SELECT, {**body, "tradeoff": "speed"}, format="json")
+    no_messages = inference.post(SELECT, {**body, "messages": []}, format="json")
 
     assert selected.status_code == 200, selected.json()
     assert [p["model"] for p in selected.json()["providers"]] in (
@@ -103,6 +104,7 @@ def test_model_select_shapes_and_errors(world: World) -> None:
         and "is a candidate of router/nd" in (outside.json()["error"]["message"])
     )
     assert tradeoff.status_code == 400
+    assert no_messages.status_code == 400 and no_messages.json()["error"]["param"] == "messages"
 
 
 def test_feedback_is_per_session_and_per_organization(world: World) -> None:
@@ -131,3 +133,12 @@ def test_training_a_custom_router_needs_a_management_key(world: World) -> None:
                              {"name": "support"}, format="json")  # fmt: skip
 
     assert refused.status_code == 403
+
+
+def test_custom_router_uploads_may_be_as_large_as_dataset_uploads(settings: Any) -> None:
+    from routerhub.body_limits import body_limit
+
+    upload_limit = body_limit("POST", "/api/notdiamond/v2/pzn/trainCustomRouter")
+
+    assert upload_limit == body_limit("POST", "/api/v1/datasets") > settings.REQUEST_MAX_BODY_BYTES
+    assert body_limit("POST", SELECT) == settings.REQUEST_MAX_BODY_BYTES
