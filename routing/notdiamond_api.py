@@ -44,6 +44,8 @@ def _form(request: Request) -> dict[str, Any]:
 
 
 class ModelSelectView(TenantAPIView):
+    """Not Diamond's model select: rank ``llm_providers`` with the router ``preference_id``."""
+
     tenant_model = SelectionSession
     inference_key_allowed = True
     parser_classes = [JSONParser]
@@ -75,6 +77,8 @@ class ModelSelectView(TenantAPIView):
 
 
 class FeedbackView(TenantAPIView):
+    """Not Diamond's feedback: ``{metric: 0|1}`` for the model a model-select session chose."""
+
     tenant_model = SelectionSession
     inference_key_allowed = True
     parser_classes = [JSONParser]
@@ -110,6 +114,8 @@ _PREFERENCE = inline_serializer("NotDiamondPreference", {"preference_id": serial
 
 
 class PreferenceCreateView(TenantAPIView):
+    """Not Diamond's preference id: a new, untrained router whose slug is the id."""
+
     tenant_model = Router
     required_roles = {"POST": Role.ADMIN}
     parser_classes = [JSONParser]
@@ -130,6 +136,8 @@ class PreferenceCreateView(TenantAPIView):
 
 
 class TrainCustomRouterView(TenantAPIView):
+    """Not Diamond's ``CustomRouter.fit``: the joint CSV becomes a dataset and a training run."""
+
     tenant_model = Router
     required_roles = {"POST": Role.ADMIN}
     parser_classes = [MultiPartParser, FormParser]
