@@ -33,7 +33,7 @@ from training.cells import is_empty, parse_number, prompt_text
 
 PREFERENCE_COLUMNS = ("model_a", "model_b", "winner")
 WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
-MAX_COMPARISONS = 400_000
+MAX_COMPARISONS = 200_000  # ~0.3 GB of sparse design at 48 features
 REGULARIZATION = 1.0  # inverse L2 strength of the logistic fit
 MAX_ITERATIONS = 300
 SEED = 0
@@ -65,6 +65,7 @@ class Comparisons:
     outcome: list[float] = field(default_factory=list)
     battles: int = 0
     ties: int = 0
+    empty_prompts: int = 0
     _prompt_ids: dict[str, int] = field(default_factory=dict)
     _model_ids: dict[str, int] = field(default_factory=dict)
 
@@ -143,7 +144,8 @@ def battle_add(
         )
         return
     if not prompt.strip():
-        return  # counted with the empty prompts
+        found.empty_prompts += 1
+        return
     found.battles += 1
     found.ties += outcome == 0.5
     found.add(found.prompt_id(prompt), found.model_id(model_a), found.model_id(model_b), outcome)
@@ -151,7 +153,10 @@ def battle_add(
 
 def score_row_add(found: Comparisons, prompt: str, scores: dict[str, float]) -> None:
     """One comparison per pair of models a score row scores: the higher score wins."""
-    if not prompt.strip() or len(scores) < 2:
+    if not prompt.strip():
+        found.empty_prompts += 1
+        return
+    if len(scores) < 2:
         return
     index = found.prompt_id(prompt)
     items = [(found.model_id(m), s) for m, s in scores.items()]
@@ -234,7 +239,8 @@ def _prompt_features(prompts: list[str]) -> np.ndarray:
 def strengths_fit(found: Comparisons) -> np.ndarray:
     """(prompts, models) Bradley-Terry strengths ``s(x, m) = w_m . phi(x)`` for every pair.
 
-    A tie is two half-weight rows, one won by each side."""
+    A decided comparison is one row (every other one stated from the loser's side, so both
+    classes occur); a tie is two half-weight rows, one won by each side."""
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
 
@@ -244,11 +250,16 @@ def strengths_fit(found: Comparisons) -> np.ndarray:
     a, b = np.asarray(found.a)[chosen], np.asarray(found.b)[chosen]
     outcome = np.asarray(found.outcome)[chosen]
     m = len(found.models)
-    design = _design(features, prompt, a, b, m)
-    target = np.concatenate([np.ones(len(outcome)), np.zeros(len(outcome))])
-    weight = np.concatenate([outcome, 1.0 - outcome])
+    tie = outcome == 0.5
+    flip = (np.arange(len(outcome)) % 2 == 1) & ~tie
+    sign = np.where(flip, -1.0, 1.0)
+    design = sparse.diags(sign) @ _design(features, prompt, a, b, m)
+    rows = sparse.vstack([design, design[tie]])
+    target = np.concatenate([np.where(tie, 1.0, np.where(flip, 1.0 - outcome, outcome)),
+                             np.zeros(int(tie.sum()))])  # fmt: skip
+    weight = np.concatenate([np.where(tie, 0.5, 1.0), np.full(int(tie.sum()), 0.5)])
     fit = LogisticRegression(C=REGULARIZATION, fit_intercept=False, max_iter=MAX_ITERATIONS)
-    fit.fit(sparse.vstack([design, design]), target, sample_weight=weight)
+    fit.fit(rows, target, sample_weight=weight)
     weights = fit.coef_.reshape(m, features.shape[1])
     return np.asarray(features @ weights.T)
 
@@ -296,13 +307,23 @@ def preference_dataset_parse(
         scores=rates,
         costs=None,
         binary=[False] * m,
-        warnings=[
-            f"Preference data: {found.battles} battle(s) ({found.ties} tie(s)) and "
-            f"{len(found.outcome) - found.battles} comparison(s) from score rows over "
-            f"{len(found.prompts)} prompt(s). Scores are each model's predicted win rate "
-            "against the others (Bradley-Terry over prompt features, 0..1, higher is better)."
-        ],
+        warnings=[*_empty_warning(found), _summary(found)],
     )
+
+
+def _summary(found: Comparisons) -> str:
+    return (
+        f"Preference data: {found.battles} battle(s) ({found.ties} tie(s)) and "
+        f"{len(found.outcome) - found.battles} comparison(s) from score rows over "
+        f"{len(found.prompts)} prompt(s). Scores are each model's predicted win rate "
+        "against the others (Bradley-Terry over prompt features, 0..1, higher is better)."
+    )
+
+
+def _empty_warning(found: Comparisons) -> list[str]:
+    if not found.empty_prompts:
+        return []
+    return [f"Dropped {found.empty_prompts} row(s) with an empty prompt."]
 
 
 def _coverage_check(found: Comparisons, limits: ingest.Limits, add: AddError) -> None:

@@ -129,3 +129,13 @@ def test_an_uploaded_battles_file_with_bad_winners_is_invalid_with_reasons(
     assert dataset["status"] == "invalid"
     assert dataset["errors"][0]["column"] == "winner" and dataset["errors"][0]["row"] == 1
     assert "Chatbot Arena" in dataset["errors"][0]["message"]
+
+
+def test_rows_with_an_empty_prompt_are_dropped_with_a_warning() -> None:
+    frame = arena_battles(STRONG, WEAK, rows=120)
+    frame.loc[[3, 4, 5], "prompt"] = ""
+
+    parsed = dataset_parse(csv_bytes(frame))
+
+    assert parsed.warnings[0] == "Dropped 3 row(s) with an empty prompt."
+    assert "" not in parsed.prompts
