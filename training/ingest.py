@@ -26,6 +26,9 @@ from training.cells import parse_number, prompt_text
 MAX_ERRORS = 100
 MAX_MODEL_ID = 200  # what a usage record or a router's candidate list holds
 PROMPT_COLUMNS = ("prompt", "messages")
+# A column naming each row's task (RouterBench's ``eval_name``): the report slices by it.
+TASK_COLUMNS = ("eval_name", "task")
+MAX_TASK_CHARS = 100  # longer task names are cut: they label report slices
 CSV_CHUNK_ROWS = 10_000
 PARQUET_BATCH_ROWS = 4096
 
@@ -66,6 +69,7 @@ class ParsedDataset:
     binary: list[bool]
     warnings: list[str] = field(default_factory=list)
     empty_cells: dict[str, int] = field(default_factory=dict)
+    tasks: list[str] | None = None  # each row's task when the file names one (report slices)
 
     def summary(self) -> list[dict[str, Any]]:
         means = self.scores.mean(axis=0)
@@ -287,6 +291,7 @@ class ColumnPlan:
     prompt: str
     scores: dict[str, str]  # model id -> column
     costs: dict[str, str]
+    task: str | None = None  # the column naming each row's task
 
 
 def plan_columns(frame: pd.DataFrame, columns: dict[str, Any] | None, limits: Limits) -> ColumnPlan:
@@ -309,6 +314,14 @@ def plan_columns(frame: pd.DataFrame, columns: dict[str, Any] | None, limits: Li
             _error(
                 f"columns.prompt names '{prompt}', which is not in the file. Columns found: {shown}",
                 column=prompt,
+            )
+        )
+    task = columns.get("task") or next((c for c in TASK_COLUMNS if c in names), None)
+    if task is not None and task not in names:
+        errors.append(
+            _error(
+                f"columns.task names '{task}', which is not in the file. Columns found: {shown}",
+                column=task,
             )
         )
     if "scores" in columns:
@@ -365,7 +378,7 @@ def plan_columns(frame: pd.DataFrame, columns: dict[str, Any] | None, limits: Li
     if errors:
         raise DatasetInvalidError(errors)
     assert prompt is not None
-    return ColumnPlan(prompt=prompt, scores=scores, costs=costs)
+    return ColumnPlan(prompt=prompt, scores=scores, costs=costs, task=task)
 
 
 def dataset_parse(
@@ -415,7 +428,24 @@ def dataset_parse(
             )
     if errors:
         raise DatasetInvalidError(errors)
-    return _clean(prompts, models, scores, costs, n, limits)
+    parsed = _clean(prompts, models, scores, costs, n, limits)
+    if plan.task is not None:
+        # _clean keeps the first row of each distinct non-empty prompt, in order.
+        first: dict[str, str] = {}
+        for text, name in zip(prompts, _task_names(frame[plan.task].tolist()), strict=True):
+            first.setdefault(text, name)
+        parsed.tasks = [first[text] for text in parsed.prompts]
+    return parsed
+
+
+def _task_names(values: list[Any]) -> list[str]:
+    """Each row's task as a short printable label; an empty cell is the task "(none)"."""
+    names = []
+    for value in values:
+        text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+        text = printable(text.strip())[:MAX_TASK_CHARS]
+        names.append(text or "(none)")
+    return names
 
 
 def _parse_matrix(
@@ -514,6 +544,8 @@ def _clean(
 # --- the normalised artifact (Parquet, read back for training) -------------------------------------
 def normalized_to_parquet(parsed: ParsedDataset) -> bytes:
     data: dict[str, Any] = {"prompt": parsed.prompts}
+    if parsed.tasks is not None:
+        data["task"] = parsed.tasks
     for j in range(len(parsed.models)):
         data[f"score_{j}"] = parsed.scores[:, j]
         if parsed.costs is not None:
@@ -539,4 +571,5 @@ def normalized_from_parquet(content: bytes, models: list[str], binary: list[bool
         scores=scores,
         costs=costs,
         binary=list(binary),
+        tasks=[str(t) for t in frame["task"].tolist()] if "task" in frame.columns else None,
     )

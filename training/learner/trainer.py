@@ -61,6 +61,7 @@ class TrainingData:
     binary: list[bool]  # per model: scores are 0/1
     # False when the costs are only a stand-in (rank-based): ties then never go to "cheaper".
     costs_known: bool = True
+    tasks: list[str] | None = None  # each row's task when the dataset names one (report slices)
 
 
 @dataclass
