@@ -265,6 +265,7 @@ def _evaluate(
             evaluation=evaluation,
             display=orientation.display,
             tasks=data.tasks,
+            incumbents=fit.oof_incumbents,
         )
     test = Dataset.objects.get(pk=test_id)
     test_data, _, test_cost_source = training_data(test, candidates, options)

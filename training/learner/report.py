@@ -41,13 +41,15 @@ def report_build(
     evaluation: dict[str, Any],
     display: Callable[[float], float] = _identity,
     tasks: list[str] | None = None,
+    incumbents: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Report for ``predicted`` (n, m) on held-out rows with their actual ``scores``/``costs``.
 
     ``scores`` are oriented higher-is-better; ``display`` maps them back to the dataset's
     units for the score fields (metrics such as APGR and AIQ stay in the oriented units).
     ``tasks`` (each row's task, when the dataset names one) are the report's slices, else
-    prompt clusters.
+    prompt clusters. ``incumbents`` are the rows' cluster-best models (out-of-fold ones for
+    out-of-fold rows); by default the router's own clusters assign them.
     """
     n, m = scores.shape
     rows = np.arange(n)
@@ -55,12 +57,14 @@ def report_build(
     mean_scores, mean_costs = scores.mean(axis=0), costs.mean(axis=0)
     best = int(np.argmax(mean_scores))
     keys = mix_keys(prompts)
+    if incumbents is None:
+        incumbents = router.cluster_incumbents(prompts)
 
     curve: list[dict[str, Any]] = []
     points: list[tuple[float, float]] = []  # (cost, oriented score) of each curve point
     for tradeoff in TRADEOFF_GRID:
         lam = float(router.lambdas[router.policy_index(float(tradeoff))])
-        picked = router.choose_many(predicted, float(tradeoff), keys)
+        picked = router.choose_many(predicted, float(tradeoff), keys, incumbents)
         counts = np.bincount(picked, minlength=m) / n
         score, cost = float(scores[rows, picked].mean()), _cost(float(costs[rows, picked].mean()))
         points.append((cost, score))
@@ -114,7 +118,7 @@ def report_build(
         ),
         "tradeoff_zero_gain": _r(points[0][1] - float(mean_scores[best])),
     }
-    zero_picks = router.choose_many(predicted, 0.0, keys)
+    zero_picks = router.choose_many(predicted, 0.0, keys, incumbents)
     routed = scores[rows, zero_picks]
     gain = metrics.bootstrap_interval(routed - scores[:, best])
     report["tradeoff_zero_gain_ci95"] = [_r(gain[0], 4), _r(gain[1], 4)]
