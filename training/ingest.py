@@ -24,6 +24,7 @@ from training.dataset_files import (
     error_item,
     human_bytes,
     invalid,
+    printable,
     read_frame,
     sniff_format,
 )
@@ -42,6 +43,9 @@ __all__ = [
 
 MAX_MODEL_ID = 200  # what a usage record or a router's candidate list holds
 PROMPT_COLUMNS = ("prompt", "messages")
+# A column naming each row's task (RouterBench's ``eval_name``): the report slices by it.
+TASK_COLUMNS = ("eval_name", "task")
+MAX_TASK_CHARS = 100  # longer task names are cut: they label report slices
 
 
 @dataclass
@@ -55,6 +59,7 @@ class ParsedDataset:
     binary: list[bool]
     warnings: list[str] = field(default_factory=list)
     empty_cells: dict[str, int] = field(default_factory=dict)
+    tasks: list[str] | None = None  # each row's task when the file names one (report slices)
 
     def summary(self) -> list[dict[str, Any]]:
         means = self.scores.mean(axis=0)
@@ -77,6 +82,7 @@ class ColumnPlan:
     prompt: str
     scores: dict[str, str]  # model id -> column
     costs: dict[str, str]
+    task: str | None = None  # the column naming each row's task
 
 
 def plan_columns(frame: pd.DataFrame, columns: dict[str, Any] | None, limits: Limits) -> ColumnPlan:
@@ -85,16 +91,25 @@ def plan_columns(frame: pd.DataFrame, columns: dict[str, Any] | None, limits: Li
     shown = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
     columns = columns or {}
     prompt = columns.get("prompt") or next((c for c in PROMPT_COLUMNS if c in names), None)
+    task = columns.get("task") or next((c for c in TASK_COLUMNS if c in names), None)
     scores, costs = _model_columns(columns, names)
     errors = [
         *_prompt_errors(prompt, names, shown),
+        *_task_errors(task, names, shown),
         *_mapping_errors(scores, costs, names),
         *_model_errors(scores, shown, limits),
     ]
     if errors:
         raise DatasetInvalidError(errors)
     assert prompt is not None
-    return ColumnPlan(prompt=prompt, scores=scores, costs=costs)
+    return ColumnPlan(prompt=prompt, scores=scores, costs=costs, task=task)
+
+
+def _task_errors(task: str | None, names: list[str], shown: str) -> list[dict[str, Any]]:
+    if task is None or task in names:
+        return []
+    message = f"columns.task names '{task}', which is not in the file. Columns found: {shown}"
+    return [error_item(message, column=task)]
 
 
 def _model_columns(
@@ -236,7 +251,24 @@ def dataset_parse(
             )
     if errors:
         raise DatasetInvalidError(errors)
-    return _clean(prompts, models, scores, costs, n, limits)
+    parsed = _clean(prompts, models, scores, costs, n, limits)
+    if plan.task is not None:
+        # _clean keeps the first row of each distinct non-empty prompt, in order.
+        first: dict[str, str] = {}
+        for text, name in zip(prompts, _task_names(frame[plan.task].tolist()), strict=True):
+            first.setdefault(text, name)
+        parsed.tasks = [first[text] for text in parsed.prompts]
+    return parsed
+
+
+def _task_names(values: list[Any]) -> list[str]:
+    """Each row's task as a short printable label; an empty cell is the task "(none)"."""
+    names = []
+    for value in values:
+        text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+        text = printable(text.strip())[:MAX_TASK_CHARS]
+        names.append(text or "(none)")
+    return names
 
 
 def _parse_matrix(
@@ -341,6 +373,8 @@ def _clean(
 # --- the normalised artifact (Parquet, read back for training) -------------------------------------
 def normalized_to_parquet(parsed: ParsedDataset) -> bytes:
     data: dict[str, Any] = {"prompt": parsed.prompts}
+    if parsed.tasks is not None:
+        data["task"] = parsed.tasks
     for j in range(len(parsed.models)):
         data[f"score_{j}"] = parsed.scores[:, j]
         if parsed.costs is not None:
@@ -366,4 +400,5 @@ def normalized_from_parquet(content: bytes, models: list[str], binary: list[bool
         scores=scores,
         costs=costs,
         binary=list(binary),
+        tasks=[str(t) for t in frame["task"].tolist()] if "task" in frame.columns else None,
     )
