@@ -233,3 +233,34 @@ class Feedback(TenantModel):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class UsageRollup(TenantModel):
+    """Usage per organization, UTC day, key, model, provider, router and status; added to by
+    settlement in the transaction that writes the usage records (``billing.rollups``), so it
+    always equals the sum of those records. ``key_id`` is the key's id at settlement (0: none),
+    kept without a foreign key so history outlives a deleted key, as the records' ``cost`` does."""
+
+    # The unique constraint below leads with the organization: no second index for it.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    key_id = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=60, blank=True)
+    router = models.CharField(max_length=80, blank=True)
+    status = models.CharField(max_length=10, choices=UsageStatus.choices)
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY_FIELD, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "key_id", "model", "provider", "router", "status"],
+                name="usage_rollup_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["key_id", "day"], name="usage_rollup_key_day")]

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Count, F, Sum
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -27,6 +27,7 @@ from billing.selectors import (
     spend_by_day_and_model,
     usage_aggregate,
     usage_records,
+    usage_summary,
 )
 from routerhub.errors import ApiError
 from routerhub.money import ZERO
@@ -137,8 +138,7 @@ def overview_page(request: HttpRequest) -> HttpResponse:
     organization = request.membership.organization  # type: ignore[attr-defined]
     account = CreditAccount.objects.filter(organization=organization).first()
     month_start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    month = usage_records(organization_id=organization.pk, filters=UsageFilter(start=month_start))
-    totals = month.aggregate(requests=Count("id"), cost=Sum("cost"))
+    totals = usage_summary(organization_id=organization.pk, filters=UsageFilter(start=month_start))
     return render(
         request,
         "billing/overview.html",
