@@ -126,6 +126,23 @@ def _secondary_indexes(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return [(str(name), str(definition)) for name, definition in rows]
 
 
+def _rollups(conn: psycopg.Connection[Any]) -> int | None:
+    """Where the schema has daily rollups (which settlement maintains), build them from the
+    loaded records, as the migration that introduced them does; returns their row count."""
+    if conn.execute("SELECT to_regclass('billing_usagerollup')").fetchone() == (None,):
+        return None
+    conn.execute("TRUNCATE billing_usagerollup")
+    conn.execute(
+        "INSERT INTO billing_usagerollup (organization_id, day, key_id, model, provider, router, "
+        "status, requests, prompt_tokens, completion_tokens, cost) SELECT organization_id, "
+        "(created_at AT TIME ZONE 'UTC')::date, COALESCE(key_id, 0), model, provider, router, "
+        "status, count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost) "
+        "FROM billing_usagerecord GROUP BY 1, 2, 3, 4, 5, 6, 7"
+    )
+    conn.execute("VACUUM ANALYZE billing_usagerollup")
+    return int(conn.execute("SELECT count(*) FROM billing_usagerollup").fetchone()[0])  # type: ignore[index]  # one row
+
+
 def generate(database_url: str, shape: Shape, log: Any = print) -> dict[str, Any]:
     """Load ``shape`` into the database; returns what was loaded and how long it took."""
     now = datetime.now().astimezone()
@@ -155,6 +172,8 @@ def generate(database_url: str, shape: Shape, log: Any = print) -> dict[str, Any
             conn.execute(definition)
         for table in TABLES:
             conn.execute(f"VACUUM ANALYZE {table}")
+        rolled = _rollups(conn)
+
     return {"rows": shape.rows, "organizations": shape.organizations, "keys": shape.keys,
             "days": shape.days, "big_share": shape.big_share, "first_organization": first_org,
-            "copy_s": round(copied, 1), "total_s": round(time.monotonic() - began, 1)}  # fmt: skip
+            "copy_s": round(copied, 1), "rollup_rows": rolled, "total_s": round(time.monotonic() - began, 1)}  # fmt: skip

@@ -333,7 +333,8 @@ class UsageExportView(TenantAPIView):
             usage_records(organization_id=self.organization.pk, filters=query.usage_filter())
         )
         # An async iterator under ASGI (Django would buffer a sync one whole), else a sync one.
-        content = stream if isinstance(request._request, ASGIRequest) else iter(stream)
+        asgi = isinstance(request._request, ASGIRequest)
+        content = stream.achunks() if asgi else stream.chunks()
         response = StreamingHttpResponse(content, content_type="text/csv")
         filename = f"routerhub-usage-{self.organization.slug}-{timezone.now():%Y%m%d}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'

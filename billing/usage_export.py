@@ -70,11 +70,13 @@ class UsageCsv:
         self.after = (page[-1][1 + _CREATED], page[-1][0])
         return _csv_text([_csv_row(row[1:]) for row in page])
 
-    def __iter__(self) -> Iterator[str]:
+    def chunks(self) -> Iterator[str]:
         while (chunk := self.batch()) is not None:
             yield chunk
 
-    async def __aiter__(self) -> AsyncIterator[str]:
+    async def achunks(self) -> AsyncIterator[str]:
+        """For ASGI: an async generator only (Django iterates anything that has ``__iter__``
+        synchronously, and under ASGI that means buffering it whole first)."""
         read = sync_to_async(self.batch)
         while (chunk := await read()) is not None:
             yield chunk
