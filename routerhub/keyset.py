@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Q, QuerySet
 from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -75,6 +75,41 @@ def keyset_page(
     return page, more
 
 
+@dataclass(frozen=True)
+class KeysetPage:
+    """A dashboard page: its rows and the cursors of the pages beside it (``pager.html``)."""
+
+    object_list: list[Any]
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
+def _keyset_page(rows: QuerySet[Any], position: Position | None, limit: int) -> KeysetPage:
+    page, more = keyset_page(rows, position, limit)
+    backwards = position is not None and position.backwards
+    has_next = more if not backwards else True
+    has_previous = position is not None and (more if backwards else True)
+
+    def cursor_at(row: Any, back: bool) -> str:
+        return Position(row.created_at, int(row.pk), back).encode()
+
+    return KeysetPage(
+        page,
+        cursor_at(page[-1], False) if page and has_next else None,
+        cursor_at(page[0], True) if page and has_previous else None,
+    )
+
+
+def keyset_page_for(rows: QuerySet[Any], cursor: str | None, limit: int) -> KeysetPage:
+    """The page of ``rows`` at ``cursor`` for a dashboard; a cursor that does not decode (an old
+    or hand-edited link) shows the first page."""
+    try:
+        position = Position.decode(cursor) if cursor else None
+    except BadRequest:
+        position = None
+    return _keyset_page(rows, position, limit)
+
+
 class KeysetPagination(BasePagination):
     """DRF pagination over a queryset of rows with ``created_at`` and ``id``, newest first."""
 
@@ -85,14 +120,10 @@ class KeysetPagination(BasePagination):
                           view: Any = None) -> list[Any]:  # fmt: skip
         assert isinstance(queryset, QuerySet), "keyset pagination pages a queryset"
         self.request = request
-        self.limit = self._limit(request)
         cursor = request.query_params.get(CURSOR_PARAM)
         position = Position.decode(cursor) if cursor else None
-        self.page, more = keyset_page(queryset, position, self.limit)
-        backwards = position is not None and position.backwards
-        self.has_next = more if not backwards else True
-        self.has_previous = position is not None and (more if backwards else True)
-        return self.page
+        self.page = _keyset_page(queryset, position, self._limit(request))
+        return self.page.object_list
 
     def _limit(self, request: Request) -> int:
         value = request.query_params.get(LIMIT_PARAM)
@@ -102,20 +133,17 @@ class KeysetPagination(BasePagination):
             raise BadRequest("limit must be a positive integer.", param=LIMIT_PARAM)
         return min(int(value), self.max_limit)
 
-    def _link(self, row: Model | None, *, backwards: bool) -> str | None:
-        if row is None:
+    def _link(self, cursor: str | None) -> str | None:
+        if cursor is None:
             return None
         url = remove_query_param(self.request.build_absolute_uri(), "page")
-        position = Position(row.created_at, int(row.pk), backwards)  # type: ignore[attr-defined]  # keyset rows have created_at
-        return str(replace_query_param(url, CURSOR_PARAM, position.encode()))
+        return str(replace_query_param(url, CURSOR_PARAM, cursor))
 
     def get_paginated_response(self, data: Any) -> Response:
-        first = self.page[0] if self.page and self.has_previous else None
-        last = self.page[-1] if self.page and self.has_next else None
         return Response({
             "results": data,
-            "next": self._link(last, backwards=False),
-            "previous": self._link(first, backwards=True),
+            "next": self._link(self.page.next_cursor),
+            "previous": self._link(self.page.previous_cursor),
         })  # fmt: skip
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:

@@ -114,3 +114,29 @@ def test_csv_export_streams_through_an_async_iterator_under_asgi(recorded, monke
     assert is_async
     rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
     assert [row["id"] for row in rows] == ids
+
+
+def test_dashboard_credits_page_pages_the_ledger_by_cursor(tenants):  # type: ignore[no-untyped-def]
+    import re
+
+    from tests.factories import dashboard_client
+
+    for n in range(30):
+        _grant(tenants.organization, n)
+    browser = dashboard_client(tenants.owner, tenants.organization)
+
+    first = browser.get("/dashboard/credits/")
+    older = re.search(r'href="\?cursor=([\w-]+)">Older', first.content.decode())
+    assert older is not None and len(first.context["page"].object_list) == 25
+    second = browser.get(f"/dashboard/credits/?cursor={older.group(1)}")
+    rows = second.context["page"].object_list
+    assert (
+        len(rows) == 5
+        and "Newer" in second.content.decode()
+        and "Older" not in second.content.decode()
+    )
+    shown = [e.pk for e in first.context["page"].object_list] + [e.pk for e in rows]
+    assert sorted(shown) == sorted(
+        LedgerEntry.objects.filter(organization=tenants.organization).values_list("pk", flat=True)
+    )
+    assert browser.get("/dashboard/credits/?cursor=garbage").status_code == 200  # the first page
