@@ -150,6 +150,8 @@ class UsageRecord(TenantModel):
         indexes = [
             models.Index(fields=["organization", "-created_at"]),
             models.Index(fields=["key", "created_at"]),
+            # Only records that kept a prompt: what the retention task looks for.
+            models.Index(fields=["created_at"], condition=~Q(prompt=""), name="usage_prompt_kept"),
         ]
 
 

@@ -8,6 +8,7 @@ from celery import shared_task
 from redis.exceptions import RedisError
 
 from billing.outbox import usage_outbox_drain
+from billing.retention import prompts_expire
 from billing.services import reservations_sweep
 
 logger = logging.getLogger(__name__)
@@ -33,3 +34,9 @@ def sweep_reservations() -> int:
 def drain_usage_outbox() -> int:
     """Settle usage drafts orphaned by gateway workers that died after answering."""
     return usage_outbox_drain()
+
+
+@shared_task(name="billing.expire_prompts", acks_late=True, soft_time_limit=120, time_limit=180)
+def expire_prompts() -> int:
+    """Blank stored prompts older than USAGE_PROMPT_RETENTION_DAYS (bounded batches)."""
+    return prompts_expire()
