@@ -168,7 +168,7 @@ def _page_timings(actors: Actors, repeat: int) -> dict[str, Any]:
     return out
 
 
-def _settlement_timings(actors: Actors, repeat: int) -> dict[str, Any]:
+def _settlement_timings(actors: Actors, repeat: int) -> tuple[dict[str, Any], dict[str, Any]]:
     from billing.settlement import UsageDraft, usage_settle_batch
 
     counter = iter(range(10**9))
@@ -181,7 +181,42 @@ def _settlement_timings(actors: Actors, repeat: int) -> dict[str, Any]:
                   for _ in range(100)]  # fmt: skip
         usage_settle_batch(drafts)
 
-    return {"settle a batch of 100": _timed(batch, repeat)}
+    from billing.settlement import wal_position
+
+    before = wal_position()
+    batch()
+    wal = (wal_position() or 0) - (before or 0)
+    return {"settle a batch of 100": _timed(batch, repeat)}, {
+        "wal_bytes_per_settled_request": wal // 100
+    }
+
+
+def _storage() -> dict[str, Any]:
+    """Bytes per stored row (heap + indexes + TOAST) of the big tables, and the draft's size in
+    the Redis stream (its JSON, as the outbox appends it)."""
+    from django.db import connection
+
+    from billing.settlement import UsageDraft
+
+    out: dict[str, Any] = {}
+    with connection.cursor() as cursor:
+        for table in ("billing_usagerecord", "billing_ledgerentry", "billing_usagerollup"):
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
+            if not cursor.fetchone()[0]:
+                continue
+            cursor.execute(f"SELECT count(*), pg_total_relation_size('{table}') FROM {table}")
+            rows, size = cursor.fetchone()
+            out[table] = {
+                "rows": rows,
+                "mb": round(size / 2**20),
+                "bytes_per_row": size // max(rows, 1),
+            }
+    draft = UsageDraft(generation_id="gen-" + "0" * 32, organization_id=1, key_id=1,
+                       status="succeeded", cost=Decimal("0.00123"), model="openai/gpt-4o-mini",
+                       requested_model="openai/gpt-4o-mini", provider="openai", prompt_tokens=512,
+                       completion_tokens=256, latency_ms=420, ttft_ms=180)  # fmt: skip
+    out["redis_draft_json_bytes"] = len(json.dumps(draft.to_json()))
+    return out
 
 
 def _csv_export(actors: Actors, database: str, days: int) -> dict[str, Any]:
@@ -271,8 +306,11 @@ def main() -> None:
 
     django.setup()
     actors = Actors()
-    results["timings"] = (_usage_timings(actors, args.repeat) | _page_timings(actors, args.repeat)
-                          | _settlement_timings(actors, args.repeat))  # fmt: skip
+    settle, wal = _settlement_timings(actors, args.repeat)
+    results["timings"] = (
+        _usage_timings(actors, args.repeat) | _page_timings(actors, args.repeat) | settle
+    )
+    results["storage"] = _storage() | wal
     results["csv"] = _csv_export(actors, args.database, args.csv_days)
     print(_table(results))
     stored = json.loads(args.out.read_text()) if args.out.exists() else {}

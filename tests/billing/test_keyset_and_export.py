@@ -48,9 +48,9 @@ def test_ledger_pages_have_no_duplicates_or_gaps_while_entries_arrive(tenants): 
         seen += [row["id"] for row in body["results"]]
         _grant(organization, 100 + pages)  # a newer entry between every two pages
         url, pages = body["next"], pages + 1
-        assert "count" not in body
     assert seen == original
     assert pages == 5
+    assert "count" not in body  # counting every row is what keyset pages avoid
 
 
 def test_ledger_previous_page_is_the_page_before(tenants):  # type: ignore[no-untyped-def]
