@@ -200,7 +200,8 @@ def _storage() -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     with connection.cursor() as cursor:
-        for table in ("billing_usagerecord", "billing_ledgerentry", "billing_usagerollup"):
+        for table in ("billing_usagerecord", "billing_ledgerentry", "billing_usagerollup",
+                      "billing_usagerollupallkeys"):  # fmt: skip
             cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
             if not cursor.fetchone()[0]:
                 continue

@@ -266,3 +266,29 @@ class UsageRollup(TenantModel):
             ),
         ]
         indexes = [models.Index(fields=["key_id", "day"], name="usage_rollup_key_day")]
+
+
+class UsageRollupAllKeys(TenantModel):
+    """``UsageRollup`` summed over keys: what the usage API reads when it neither groups nor
+    filters by key (the common case), about 25 times fewer rows for an organization with 100 keys."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=60, blank=True)
+    router = models.CharField(max_length=80, blank=True)
+    status = models.CharField(max_length=10, choices=UsageStatus.choices)
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY_FIELD, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "model", "provider", "router", "status"],
+                name="usage_rollup_all_keys_unique",
+            ),
+        ]

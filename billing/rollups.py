@@ -2,7 +2,8 @@
 
 Write side: ``usage_rollups_add`` runs inside settlement's transaction, right after the usage
 records are inserted, and adds the batch to ``UsageRollup`` with one ``INSERT … ON CONFLICT DO
-UPDATE`` per (organization, UTC day, key, model, provider, router, status). Rows are upserted in
+UPDATE`` per (organization, UTC day, key, model, provider, router, status), and to
+``UsageRollupAllKeys`` (the same without the key) likewise. Rows are upserted in
 sorted order, so concurrent settlers lock them in the same order and cannot deadlock on them; the
 organization's account row is still locked last (settlement's lock order). When settlement charges
 less than a record's cost (``shortfall``) it lowers the record and calls ``usage_rollup_adjust``
@@ -23,10 +24,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
-from django.db.models import Count, F, QuerySet, Sum, Value
+from django.db.models import Count, F, Model, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
-from billing.models import UsageRecord, UsageRollup
+from billing.models import UsageRecord, UsageRollup, UsageRollupAllKeys
 from routerhub.money import ZERO, money
 
 if TYPE_CHECKING:
@@ -35,16 +36,40 @@ if TYPE_CHECKING:
 
 _DIMENSIONS = ("organization_id", "day", "key_id", "model", "provider", "router", "status")
 _MEASURES = ("requests", "prompt_tokens", "completion_tokens", "cost")
-_TABLE = UsageRollup._meta.db_table
-# Table and column names are constants of this module, never input.
-_UPSERT_SQL = (
-    f"INSERT INTO {_TABLE} ({', '.join(_DIMENSIONS + _MEASURES)}) "  # noqa: S608
-    f"VALUES ({', '.join(['%s'] * (len(_DIMENSIONS) + len(_MEASURES)))}) "
-    f"ON CONFLICT ({', '.join(_DIMENSIONS)}) DO UPDATE SET "
-    + ", ".join(f"{m} = {_TABLE}.{m} + EXCLUDED.{m}" for m in _MEASURES)
-)
+RollupKey = tuple[int, date, int, str, str, str, str]  # values of ``_DIMENSIONS``
+Totals = tuple[int, int, int, Decimal]  # values of ``_MEASURES``
 
-RollupKey = tuple[int, date, int, str, str, str, str]
+
+@dataclass(frozen=True)
+class _Table:
+    """A rollup table: the dimensions it keeps (a subset of ``_DIMENSIONS``) and its upsert."""
+
+    model: type[Model]
+    dimensions: tuple[str, ...]
+
+    @property
+    def upsert_sql(self) -> str:
+        table, columns = self.model._meta.db_table, self.dimensions + _MEASURES
+        # Table and column names are constants of this module, never input.
+        return (
+            f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
+            f"VALUES ({', '.join(['%s'] * len(columns))}) "
+            f"ON CONFLICT ({', '.join(self.dimensions)}) DO UPDATE SET "
+            + ", ".join(f"{m} = {table}.{m} + EXCLUDED.{m}" for m in _MEASURES)
+        )
+
+    def project(self, totals: Mapping[RollupKey, Totals]) -> dict[tuple[Any, ...], Totals]:
+        kept = [_DIMENSIONS.index(d) for d in self.dimensions]
+        out: dict[tuple[Any, ...], Totals] = {}
+        for key, (requests, prompt, completion, cost) in totals.items():
+            short = tuple(key[i] for i in kept)
+            r, p, c, k = out.get(short, (0, 0, 0, ZERO))
+            out[short] = (r + requests, p + prompt, c + completion, k + cost)
+        return out
+
+
+PER_KEY = _Table(UsageRollup, _DIMENSIONS)
+ALL_KEYS = _Table(UsageRollupAllKeys, tuple(d for d in _DIMENSIONS if d != "key_id"))
 
 
 def _rollup_key(draft: UsageDraft) -> RollupKey:
@@ -52,16 +77,18 @@ def _rollup_key(draft: UsageDraft) -> RollupKey:
             draft.model, draft.provider, draft.router, draft.status)  # fmt: skip
 
 
-def _upsert(totals: Mapping[RollupKey, tuple[int, int, int, Decimal]]) -> None:
-    rows = [key + totals[key] for key in sorted(totals)]
-    if rows:
-        with connection.cursor() as cursor:
-            cursor.executemany(_UPSERT_SQL, rows)
+def _upsert(totals: Mapping[RollupKey, Totals]) -> None:
+    """Add ``totals`` to both tables, each in sorted key order (the lock order)."""
+    with connection.cursor() as cursor:
+        for table in (PER_KEY, ALL_KEYS):
+            rows = table.project(totals)
+            if rows:
+                cursor.executemany(table.upsert_sql, [key + rows[key] for key in sorted(rows)])
 
 
 def usage_rollups_add(drafts: Iterable[UsageDraft]) -> None:
     """Add freshly recorded requests to their daily rollups (inside settlement's transaction)."""
-    totals: dict[RollupKey, tuple[int, int, int, Decimal]] = {}
+    totals: dict[RollupKey, Totals] = {}
     for draft in drafts:
         key = _rollup_key(draft)
         requests, prompt, completion, cost = totals.get(key, (0, 0, 0, ZERO))
@@ -71,7 +98,7 @@ def usage_rollups_add(drafts: Iterable[UsageDraft]) -> None:
 
 
 def usage_rollup_adjust(draft: UsageDraft, cost_change: Decimal) -> None:
-    """Move a recorded request's cost in its rollup (settlement charged less than its cost)."""
+    """Move a recorded request's cost in its rollups (settlement charged less than its cost)."""
     _upsert({_rollup_key(draft): (0, 0, 0, cost_change)})
 
 
@@ -132,8 +159,12 @@ def _grouped(rows: QuerySet[Any], groups: dict[str, Any], dims: Sequence[str],
         yield {dim: row[f"g_{dim}"] for dim in dims} | {m: row[m] for m in measures}
 
 
-def _rollup_rows(filters: UsageFilter, organization_id: int | None) -> QuerySet[UsageRollup]:
-    rows = UsageRollup.objects.all()
+def _rollup_rows(
+    filters: UsageFilter, organization_id: int | None, dims: Sequence[str]
+) -> QuerySet[Any]:
+    """From the table summed over keys unless the question is about keys."""
+    by_key = organization_id is None or filters.key_id is not None or "key" in dims
+    rows = (PER_KEY if by_key else ALL_KEYS).model._default_manager.all()
     if organization_id is not None:
         rows = rows.filter(organization_id=organization_id)
     if filters.model:
@@ -167,7 +198,7 @@ def usage_totals(
     split = _split(filters.start, filters.end)
     parts: list[Iterable[dict[str, Any]]] = []
     if split.first_day is None or split.end_day is None or split.first_day < split.end_day:
-        rollups = _rollup_rows(filters, organization_id)
+        rollups = _rollup_rows(filters, organization_id, dims)
         if split.first_day is not None:
             rollups = rollups.filter(day__gte=split.first_day)
         if split.end_day is not None:

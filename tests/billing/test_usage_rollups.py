@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope
-from billing.models import UsageRecord, UsageRollup
+from billing.models import UsageRecord, UsageRollup, UsageRollupAllKeys
 from billing.selectors import UsageFilter, key_usage, usage_aggregate
 from billing.services import ledger_post
 from billing.settlement import UsageDraft, usage_settle_batch
@@ -41,6 +41,8 @@ def _raw_aggregate(
         rows = rows.filter(model=filters.model)
     if filters.status:
         rows = rows.filter(status=filters.status)
+    if filters.key_id is not None:
+        rows = rows.filter(key_id=filters.key_id)
     group = {
         "day": TruncDate("created_at"),
         "key": Coalesce(F("key__name"), Value("(deleted key)")),
@@ -83,6 +85,18 @@ def _rollups_equal_records() -> None:
         for r in UsageRollup.objects.all()
     }  # fmt: skip
     assert actual == expected
+    all_keys: dict[tuple[Any, ...], list[Any]] = {}
+    for (organization, day, _, model, provider, router, status), totals in expected.items():
+        row = all_keys.setdefault(
+            (organization, day, model, provider, router, status), [0, 0, 0, 0]
+        )
+        for i, value in enumerate(totals):
+            row[i] += value
+    assert {
+        (r.organization_id, r.day, r.model, r.provider, r.router, r.status):
+        [r.requests, r.prompt_tokens, r.completion_tokens, r.cost]
+        for r in UsageRollupAllKeys.objects.all()
+    } == all_keys  # fmt: skip
 
 
 @pytest.fixture
@@ -124,7 +138,8 @@ RANGES = {
 def test_usage_from_rollups_equals_usage_from_records(settled, window, group_by):  # type: ignore[no-untyped-def]
     midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     bounds = {name: midnight + offset for name, offset in RANGES[window].items()}
-    for extra in ({}, {"model": "demo/large"}, {"status": "failed"}):
+    key = ApiKey.objects.get(organization=settled, name="app").pk
+    for extra in ({}, {"model": "demo/large"}, {"status": "failed"}, {"key_id": key}):
         filters = UsageFilter(**bounds, **extra)
         expected = _raw_aggregate(settled.pk, filters, group_by)
         assert (
