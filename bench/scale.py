@@ -278,6 +278,26 @@ def _table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cell(row: dict[str, Any] | None) -> str:
+    return f"{row['p50_ms']:,} / {row['p95_ms']:,} ({row['first_ms']:,})" if row else "—"
+
+
+def markdown(stored: dict[str, Any], before: str, after: str) -> str:
+    """The two labelled runs side by side (README's table)."""
+    old, new = stored[before]["timings"], stored[after]["timings"]
+    lines = [f"| largest organization | {before}: p50 / p95 (first) ms | {after}: p50 / p95 "
+             "(first) ms |", "|---|---:|---:|"]  # fmt: skip
+    for name, row in new.items():
+        lines.append(f"| {name} | {_cell(old.get(name))} | {_cell(row)} |")
+    for label in (before, after):
+        run = stored[label].get("csv")
+        if run:
+            lines.append(f"| CSV export, {run['days']} days ({label}) | {run['rows']:,} rows, "
+                         f"{run['bytes'] / 2**20:.0f} MB in {run['seconds']} s | worker RSS "
+                         f"{run['worker_rss_before_mb']} → {run['worker_rss_peak_mb']} MB peak |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -290,11 +310,16 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--csv-days", type=int, default=30)
     parser.add_argument("--label", default="current")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "scale_results.json")
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="print two stored runs of --out side by side (markdown) and exit")  # fmt: skip
     return parser.parse_args()
 
 
 def main() -> None:
     args = _arguments()
+    if args.compare:
+        print(markdown(json.loads(args.out.read_text()), *args.compare))
+        return
     results: dict[str, Any] = {"label": args.label}
     if not args.skip_load:
         _recreate(args.database)
