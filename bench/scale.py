@@ -201,7 +201,7 @@ def _storage() -> dict[str, Any]:
     out: dict[str, Any] = {}
     with connection.cursor() as cursor:
         for table in ("billing_usagerecord", "billing_ledgerentry", "billing_usagerollup",
-                      "billing_usagerollupallkeys"):  # fmt: skip
+                      "billing_usagerollupallkeys", "billing_usagerollupkeyday"):  # fmt: skip
             cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
             if not cursor.fetchone()[0]:
                 continue

@@ -131,7 +131,9 @@ def _rollups(conn: psycopg.Connection[Any]) -> int | None:
     loaded records, as the migration that introduced them does; returns their row count."""
     if conn.execute("SELECT to_regclass('billing_usagerollup')").fetchone() == (None,):
         return None
-    conn.execute("TRUNCATE billing_usagerollup, billing_usagerollupallkeys")
+    conn.execute(
+        "TRUNCATE billing_usagerollup, billing_usagerollupallkeys, billing_usagerollupkeyday"
+    )
     conn.execute(
         "INSERT INTO billing_usagerollup (organization_id, day, key_id, model, provider, router, "
         "status, requests, prompt_tokens, completion_tokens, cost) SELECT organization_id, "
@@ -145,8 +147,14 @@ def _rollups(conn: psycopg.Connection[Any]) -> int | None:
         "model, provider, router, status, sum(requests), sum(prompt_tokens), "
         "sum(completion_tokens), sum(cost) FROM billing_usagerollup GROUP BY 1, 2, 3, 4, 5, 6"
     )
-    conn.execute("VACUUM ANALYZE billing_usagerollup")
-    conn.execute("VACUUM ANALYZE billing_usagerollupallkeys")
+    conn.execute(
+        "INSERT INTO billing_usagerollupkeyday (organization_id, day, key_id, requests, "
+        "prompt_tokens, completion_tokens, cost) SELECT organization_id, day, key_id, "
+        "sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cost) "
+        "FROM billing_usagerollup GROUP BY 1, 2, 3"
+    )
+    for table in ("billing_usagerollup", "billing_usagerollupallkeys", "billing_usagerollupkeyday"):
+        conn.execute(f"VACUUM ANALYZE {table}")
     return int(conn.execute("SELECT count(*) FROM billing_usagerollup").fetchone()[0])  # type: ignore[index]  # one row
 
 

@@ -265,7 +265,6 @@ class UsageRollup(TenantModel):
                 name="usage_rollup_unique",
             ),
         ]
-        indexes = [models.Index(fields=["key_id", "day"], name="usage_rollup_key_day")]
 
 
 class UsageRollupAllKeys(TenantModel):
@@ -292,3 +291,26 @@ class UsageRollupAllKeys(TenantModel):
                 name="usage_rollup_all_keys_unique",
             ),
         ]
+
+
+class UsageRollupKeyDay(TenantModel):
+    """``UsageRollup`` summed per key and day only: a key's spend per window and usage grouped by
+    key without other filters (a few rows per key and day, however many models it used)."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    key_id = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY_FIELD, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "key_id"], name="usage_rollup_key_day_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["key_id", "day"], name="usage_rollup_key_day")]

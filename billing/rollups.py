@@ -3,7 +3,8 @@
 Write side: ``usage_rollups_add`` runs inside settlement's transaction, right after the usage
 records are inserted, and adds the batch to ``UsageRollup`` with one ``INSERT … ON CONFLICT DO
 UPDATE`` per (organization, UTC day, key, model, provider, router, status), and to
-``UsageRollupAllKeys`` (the same without the key) likewise. Rows are upserted in
+``UsageRollupAllKeys`` (the same without the key) and ``UsageRollupKeyDay`` (key and day only)
+likewise; a read uses the smallest table that keeps what it groups by and filters on. Rows are upserted in
 sorted order, so concurrent settlers lock them in the same order and cannot deadlock on them; the
 organization's account row is still locked last (settlement's lock order). When settlement charges
 less than a record's cost (``shortfall``) it lowers the record and calls ``usage_rollup_adjust``
@@ -27,7 +28,7 @@ from django.db import connection
 from django.db.models import Count, F, Model, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
-from billing.models import UsageRecord, UsageRollup, UsageRollupAllKeys
+from billing.models import UsageRecord, UsageRollup, UsageRollupAllKeys, UsageRollupKeyDay
 from routerhub.money import ZERO, money
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class _Table:
 
 PER_KEY = _Table(UsageRollup, _DIMENSIONS)
 ALL_KEYS = _Table(UsageRollupAllKeys, tuple(d for d in _DIMENSIONS if d != "key_id"))
+KEY_DAYS = _Table(UsageRollupKeyDay, ("organization_id", "day", "key_id"))
+_SMALLEST_FIRST = (KEY_DAYS, ALL_KEYS, PER_KEY)
 
 
 def _rollup_key(draft: UsageDraft) -> RollupKey:
@@ -80,7 +83,7 @@ def _rollup_key(draft: UsageDraft) -> RollupKey:
 def _upsert(totals: Mapping[RollupKey, Totals]) -> None:
     """Add ``totals`` to both tables, each in sorted key order (the lock order)."""
     with connection.cursor() as cursor:
-        for table in (PER_KEY, ALL_KEYS):
+        for table in (PER_KEY, ALL_KEYS, KEY_DAYS):
             rows = table.project(totals)
             if rows:
                 cursor.executemany(table.upsert_sql, [key + rows[key] for key in sorted(rows)])
@@ -142,13 +145,6 @@ _RAW_GROUPS: dict[str, Any] = {
     "provider": F("provider"),
     "router": F("router"),
 }
-_ROLLUP_GROUPS: dict[str, Any] = {
-    "day": F("day"),
-    "key": F("key_id"),
-    "model": F("model"),
-    "provider": F("provider"),
-    "router": F("router"),
-}
 
 
 def _grouped(rows: QuerySet[Any], groups: dict[str, Any], dims: Sequence[str],
@@ -159,12 +155,23 @@ def _grouped(rows: QuerySet[Any], groups: dict[str, Any], dims: Sequence[str],
         yield {dim: row[f"g_{dim}"] for dim in dims} | {m: row[m] for m in measures}
 
 
+_COLUMNS = {"day": "day", "key": "key_id", "model": "model", "provider": "provider",
+            "router": "router"}  # fmt: skip
+
+
+_ROLLUP_GROUPS: dict[str, Any] = {dim: F(column) for dim, column in _COLUMNS.items()}
+
+
 def _rollup_rows(
     filters: UsageFilter, organization_id: int | None, dims: Sequence[str]
 ) -> QuerySet[Any]:
-    """From the table summed over keys unless the question is about keys."""
-    by_key = organization_id is None or filters.key_id is not None or "key" in dims
-    rows = (PER_KEY if by_key else ALL_KEYS).model._default_manager.all()
+    """From the smallest rollup table that keeps every dimension grouped by or filtered on."""
+    needed = {_COLUMNS[dim] for dim in dims} | {"day"}
+    needed |= {"key_id"} if filters.key_id is not None else set()
+    needed |= {"model"} if filters.model else set()
+    needed |= {"status"} if filters.status else set()
+    table = next(t for t in _SMALLEST_FIRST if needed <= set(t.dimensions))
+    rows = table.model._default_manager.all()
     if organization_id is not None:
         rows = rows.filter(organization_id=organization_id)
     if filters.model:

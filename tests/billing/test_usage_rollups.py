@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope
-from billing.models import UsageRecord, UsageRollup, UsageRollupAllKeys
+from billing.models import UsageRecord, UsageRollup, UsageRollupAllKeys, UsageRollupKeyDay
 from billing.selectors import UsageFilter, key_usage, usage_aggregate
 from billing.services import ledger_post
 from billing.settlement import UsageDraft, usage_settle_batch
@@ -97,6 +97,16 @@ def _rollups_equal_records() -> None:
         [r.requests, r.prompt_tokens, r.completion_tokens, r.cost]
         for r in UsageRollupAllKeys.objects.all()
     } == all_keys  # fmt: skip
+    key_days: dict[tuple[Any, ...], list[Any]] = {}
+    for (organization, day, key, *_), totals in expected.items():
+        row = key_days.setdefault((organization, day, key), [0, 0, 0, 0])
+        for i, value in enumerate(totals):
+            row[i] += value
+    assert {
+        (r.organization_id, r.day, r.key_id):
+        [r.requests, r.prompt_tokens, r.completion_tokens, r.cost]
+        for r in UsageRollupKeyDay.objects.all()
+    } == key_days  # fmt: skip
 
 
 @pytest.fixture
