@@ -232,3 +232,17 @@ def test_concurrent_settlers_keep_rollups_equal_to_records() -> None:
             filters = UsageFilter(start=now - timedelta(hours=7))
             assert usage_aggregate(organization_id=organization.pk, filters=filters,
                                    group_by=group_by) == _raw_aggregate(organization.pk, filters, group_by)  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_the_migration_fills_the_rollups_from_existing_records(settled):  # type: ignore[no-untyped-def]
+    import importlib
+
+    migration = importlib.import_module("billing.migrations.0006_usage_rollups")
+    for model in (UsageRollup, UsageRollupAllKeys, UsageRollupKeyDay):
+        model.objects.all().delete()  # as before the migration: records without rollups
+
+    migration.rollups_backfill(None, type("SchemaEditor", (), {"connection": connection})())
+
+    _rollups_equal_records()
+    assert UsageRollup.objects.exists()
