@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from routerhub.errors import BadRequest
-from routing.gateway.chat import _authenticate, _serve
+from routing.gateway.chat import _serve
+from routing.gateway.exchange import authenticate
 from routing.gateway.http import GatewayRequest, RewritingSend
 from routing.gateway.responses_answer import ResponseEventWriter, response_from_chat
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
@@ -41,7 +42,7 @@ _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "develop
 
 
 async def responses(req: GatewayRequest) -> None:
-    key = await _authenticate(req, anthropic=False)
+    key = await authenticate(req, anthropic=False)
     body = await req.json()
     chat = chat_body_from_response(body)
     events = ResponseEventWriter(body)
