@@ -32,8 +32,8 @@ from billing.models import UsageRecord, UsageRollup, UsageRollupAllKeys, UsageRo
 from routerhub.money import ZERO, money
 
 if TYPE_CHECKING:
+    from billing.drafts import UsageDraft
     from billing.selectors import UsageFilter
-    from billing.settlement import UsageDraft
 
 _DIMENSIONS = ("organization_id", "day", "key_id", "model", "provider", "router", "status")
 _MEASURES = ("requests", "prompt_tokens", "completion_tokens", "cost")
