@@ -16,7 +16,7 @@ from routing.gateway import chat, completions, embeddings, listing, model_select
 from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Send
 from routing.gateway.limits import rate_limit_close
 from routing.gateway.upstream import http_client_close
-from routing.providers.anthropic_ingress import anthropic_error
+from routing.ingress.anthropic import anthropic_error
 from routing.routers import routers_watch_activations
 
 logger = logging.getLogger(__name__)

@@ -238,7 +238,7 @@ def test_concurrent_settlers_keep_rollups_equal_to_records() -> None:
 def test_the_migration_fills_the_rollups_from_existing_records(settled):  # type: ignore[no-untyped-def]
     import importlib
 
-    migration = importlib.import_module("billing.migrations.0007_usage_rollups")
+    migration = importlib.import_module("billing.migrations.0008_usage_rollups")
     for model in (UsageRollup, UsageRollupAllKeys, UsageRollupKeyDay):
         model.objects.all().delete()  # as before the migration: records without rollups
 

@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0003_names_without_control_characters'),
-        ('billing', '0006_usagerecord_response_trace'),
+        ('billing', '0007_merge_router_id_and_response_trace'),
     ]
 
     operations = [
