@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from typing import Any
 
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -25,7 +24,9 @@ from billing.models import (
     UsageStatus,
 )
 from billing.selectors import GROUPINGS, UsageFilter, key_usage, usage_aggregate, usage_records
+from billing.usage_export import UsageCsv
 from routerhub.errors import BadRequest, NotFound
+from routerhub.keyset import KeysetPagination
 from routerhub.money import ZERO, money_str
 
 _money = serializers.CharField(allow_null=True)
@@ -153,6 +154,7 @@ class LedgerView(TenantAPIView):
 
     tenant_model = LedgerEntry
     serializer_class = LedgerEntryOutput
+    pagination_class = KeysetPagination
 
     def scope_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         kind = self.request.query_params.get("kind")
@@ -316,47 +318,6 @@ class UsageView(TenantAPIView):
         return Response({"group_by": query.validated_data["group_by"], "results": results})
 
 
-CSV_COLUMNS = [
-    "id",
-    "created_at",
-    "model",
-    "requested_model",
-    "provider",
-    "router",
-    "router_version",
-    "key_id",
-    "key_name",
-    "status",
-    "error_type",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cost",
-    "latency_ms",
-    "ttft_ms",
-    "streamed",
-    "is_byok",
-    "flags",
-]
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def usage_csv_rows(records: QuerySet[UsageRecord]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    for record in records.iterator(chunk_size=2000):
-        row = generation_json(record) | {
-            "flags": record.flags,
-            "key_name": record.key.name if record.key else "",
-        }
-        yield writer.writerow([row[column] for column in CSV_COLUMNS])
-
-
 class UsageExportView(TenantAPIView):
     """``GET /api/v1/usage/export.csv``: the raw usage rows (same filters as /usage)."""
 
@@ -366,12 +327,13 @@ class UsageExportView(TenantAPIView):
     def get(self, request: Request) -> StreamingHttpResponse:
         query = UsageQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        records = (
+        stream = UsageCsv(
             usage_records(organization_id=self.organization.pk, filters=query.usage_filter())
-            .select_related("key")
-            .order_by("created_at", "id")
         )
-        response = StreamingHttpResponse(usage_csv_rows(records), content_type="text/csv")
+        # An async iterator under ASGI (Django would buffer a sync one whole), else a sync one.
+        asgi = isinstance(request._request, ASGIRequest)
+        content = stream.achunks() if asgi else stream.chunks()
+        response = StreamingHttpResponse(content, content_type="text/csv")
         filename = f"routerhub-usage-{self.organization.slug}-{timezone.now():%Y%m%d}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response

@@ -177,6 +177,8 @@ class UsageRecord(TenantModel):
         indexes = [
             models.Index(fields=["organization", "-created_at"]),
             models.Index(fields=["key", "created_at"]),
+            # Only records that kept a prompt: what the retention task looks for.
+            models.Index(fields=["created_at"], condition=~Q(prompt=""), name="usage_prompt_kept"),
         ]
 
 
@@ -245,3 +247,82 @@ class StripeEvent(models.Model):
     outcome = models.CharField(max_length=20, help_text="processed or ignored")
     livemode = models.BooleanField(default=False)
     received_at = models.DateTimeField(auto_now_add=True)
+
+
+class UsageRollup(TenantModel):
+    """Usage per organization, UTC day, key, model, provider, router and status; added to by
+    settlement in the transaction that writes the usage records (``billing.rollups``), so it
+    always equals the sum of those records. ``key_id`` is the key's id at settlement (0: none),
+    kept without a foreign key so history outlives a deleted key, as the records' ``cost`` does."""
+
+    # The unique constraint below leads with the organization: no second index for it.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    key_id = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=60, blank=True)
+    router = models.CharField(max_length=80, blank=True)
+    status = models.CharField(max_length=10, choices=UsageStatus.choices)
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY_FIELD, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "key_id", "model", "provider", "router", "status"],
+                name="usage_rollup_unique",
+            ),
+        ]
+
+
+class UsageRollupAllKeys(TenantModel):
+    """``UsageRollup`` summed over keys: what the usage API reads when it neither groups nor
+    filters by key (the common case), about 25 times fewer rows for an organization with 100 keys."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=60, blank=True)
+    router = models.CharField(max_length=80, blank=True)
+    status = models.CharField(max_length=10, choices=UsageStatus.choices)
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY_FIELD, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "model", "provider", "router", "status"],
+                name="usage_rollup_all_keys_unique",
+            ),
+        ]
+
+
+class UsageRollupKeyDay(TenantModel):
+    """``UsageRollup`` summed per key and day only: a key's spend per window and usage grouped by
+    key without other filters (a few rows per key and day, however many models it used)."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    key_id = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY_FIELD, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "key_id"], name="usage_rollup_key_day_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["key_id", "day"], name="usage_rollup_key_day")]

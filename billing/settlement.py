@@ -41,6 +41,7 @@ from billing.models import (
     UsageFlag,
     UsageRecord,
 )
+from billing.rollups import usage_rollup_adjust, usage_rollups_add
 from routerhub.money import ZERO, money, money_str
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
         # Everything that does not need the organization's account row happens before it is
         # locked: that row is what every new request of the organization must update to reserve.
         _insert(UsageRecord, _USAGE_COLUMNS, [_usage_row(d) for d in fresh])
+        usage_rollups_add(fresh)
         paid = {h.pk for h in holds if money(unique[h.generation_id].cost) > 0}
         if paid:
             Reservation.objects.filter(pk__in=paid).update(state=ReservationState.SETTLED)
@@ -274,6 +276,7 @@ def _record_capped_costs(drafts: list[UsageDraft], charged: dict[str, Decimal]) 
         UsageRecord.objects.filter(generation_id=draft.generation_id).update(
             cost=paid, flags=draft.flags
         )
+        usage_rollup_adjust(draft, paid - money(draft.cost))
 
 
 def _charge_locked(fresh: list[UsageDraft], held_by_org: dict[int, Decimal]) -> dict[str, Decimal]:

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from accounts.models import Membership, Organization, Role
 from billing.models import CreditAccount, UsageRecord
 from billing.outbox import usage_outbox_drain
+from billing.retention import prompts_expire
 from billing.services import credit_account_for, reservations_sweep
 from routerhub.money import ZERO
 from routerhub.text import one_line
@@ -52,6 +53,12 @@ def sweep_reservations() -> int:
 def drain_usage_outbox() -> int:
     """Settle usage drafts orphaned by gateway workers that died after answering."""
     return usage_outbox_drain()
+
+
+@shared_task(name="billing.expire_prompts", acks_late=True, soft_time_limit=120, time_limit=180)
+def expire_prompts() -> int:
+    """Blank stored prompts older than USAGE_PROMPT_RETENTION_DAYS (bounded batches)."""
+    return prompts_expire()
 
 
 @shared_task(name="billing.budget_alerts", acks_late=True, soft_time_limit=300, time_limit=360)

@@ -9,8 +9,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
-from django.db.models import Count, F, Sum
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -27,8 +26,10 @@ from billing.selectors import (
     spend_by_day_and_model,
     usage_aggregate,
     usage_records,
+    usage_summary,
 )
 from routerhub.errors import ApiError
+from routerhub.keyset import keyset_page_for
 from routerhub.money import ZERO
 
 CHART_DAYS = 30
@@ -47,8 +48,8 @@ def credits_page(request: HttpRequest) -> HttpResponse:
     account = CreditAccount.objects.for_tenant(organization).first() or CreditAccount(
         organization=organization
     )
-    entries = LedgerEntry.objects.for_tenant(organization).order_by("-created_at", "-id")
-    page = Paginator(entries, 25).get_page(request.GET.get("page"))
+    entries = LedgerEntry.objects.for_tenant(organization)
+    page = keyset_page_for(entries, request.GET.get("cursor"), 25)
     example = settings.TOPUP_MIN_AMOUNT * 4
     return render(
         request,
@@ -78,16 +79,12 @@ def credits_page(request: HttpRequest) -> HttpResponse:
 @organization_required()
 def usage_page(request: HttpRequest) -> HttpResponse:
     organization = dashboard_organization(request)
-    params = {k: v for k, v in request.GET.items() if v and k != "page"}
+    params = {k: v for k, v in request.GET.items() if v and k not in {"page", "cursor"}}
     query = UsageQuery(data=params)
     valid = query.is_valid()
     filters = query.usage_filter() if valid else UsageFilter()
-    records = (
-        usage_records(organization_id=organization.pk, filters=filters)
-        .select_related("key")
-        .order_by("-created_at", "-id")
-    )
-    page = Paginator(records, 50).get_page(request.GET.get("page"))
+    records = usage_records(organization_id=organization.pk, filters=filters).select_related("key")
+    page = keyset_page_for(records, request.GET.get("cursor"), 50)
     by_model = usage_aggregate(organization_id=organization.pk, filters=filters, group_by="model")
     return render(
         request,
@@ -137,8 +134,7 @@ def overview_page(request: HttpRequest) -> HttpResponse:
     organization = dashboard_organization(request)
     account = CreditAccount.objects.for_tenant(organization).first()
     month_start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    month = usage_records(organization_id=organization.pk, filters=UsageFilter(start=month_start))
-    totals = month.aggregate(requests=Count("id"), cost=Sum("cost"))
+    totals = usage_summary(organization_id=organization.pk, filters=UsageFilter(start=month_start))
     return render(
         request,
         "billing/overview.html",

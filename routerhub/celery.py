@@ -42,6 +42,7 @@ app.conf.update(
         "auto-topups": {"task": "billing.auto_topups", "schedule": 60.0},
         "sweep-training-runs": {"task": "training.tasks.training_runs_sweep", "schedule": 60.0},
         "budget-alerts": {"task": "billing.budget_alerts", "schedule": 900.0},
+        "expire-prompts": {"task": "billing.expire_prompts", "schedule": 3600.0},
     },
 )
 app.autodiscover_tasks()  # each installed app's tasks.py

@@ -357,6 +357,10 @@ if USAGE_SETTLER not in {"worker", "process"}:
     raise ImproperlyConfigured(
         f"USAGE_SETTLER must be 'worker' or 'process', not {USAGE_SETTLER!r}"
     )
+# Days a usage record keeps the prompt text of an organization that opted into prompt logging;
+# older prompts are blanked hourly (billing.expire_prompts). 0 keeps them (feedback retraining
+# reads them: routing/feedback.py).
+USAGE_PROMPT_RETENTION_DAYS = env.int("USAGE_PROMPT_RETENTION_DAYS", default=0)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 # max_tokens sent upstream (and reserved for) when the client gives none.
 GATEWAY_DEFAULT_MAX_TOKENS = env.int("GATEWAY_DEFAULT_MAX_TOKENS", default=4096)
