@@ -85,6 +85,10 @@ async def _route(req: GatewayRequest) -> None:
     elif path == "/v1/responses":
         _allow(method, "POST")
         await responses.responses(req)
+    elif path.startswith("/v1/responses/"):
+        if method not in ("GET", "DELETE"):
+            _allow(method, "GET, DELETE")
+        await responses.stored_response(req, path.removeprefix("/v1/responses/"))
     elif path == "/v1/embeddings":
         _allow(method, "POST")
         await embeddings.embeddings(req)
