@@ -15,6 +15,7 @@ from routerhub.errors import ApiError, ServiceUnavailable, error_body
 from routing.gateway import chat, completions, embeddings, listing, model_select, responses
 from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Send
 from routing.gateway.limits import rate_limit_close
+from routing.gateway.openrouter import openrouter, openrouter_route
 from routing.gateway.upstream import http_client_close
 from routing.providers.anthropic_ingress import anthropic_error
 from routing.routers import routers_watch_activations
@@ -74,8 +75,11 @@ async def _handle(req: GatewayRequest) -> None:
 
 async def _route(req: GatewayRequest) -> None:
     path, method = req.path.rstrip("/"), req.method
-    if path.startswith("/api/"):  # only what model_select.select_route chose comes here
-        await model_select.router_select(req)
+    if path.startswith("/api/"):  # only what select_route or openrouter_route chose comes here
+        if openrouter_route(req.scope):
+            await openrouter(req, _allow)
+        else:
+            await model_select.router_select(req)
     elif path == "/v1/chat/completions":
         _allow(method, "POST")
         await chat.chat_completions(req)

@@ -49,6 +49,7 @@ from routing.gateway import health
 from routing.gateway.catalog_cache import EndpointInfo, catalog_get
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_add_tokens, rate_limit_admit
+from routing.gateway.openrouter_request import openrouter_request
 from routing.gateway.planning import Candidate, Plan, plan_request, request_needs
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
@@ -167,10 +168,12 @@ async def _authenticate(req: GatewayRequest, *, anthropic: bool) -> Authenticate
 async def _serve(
     req: GatewayRequest, key: AuthenticatedKey, body: JSON, *, anthropic: bool
 ) -> None:
+    catalog = await catalog_get()
+    body = openrouter_request(body, catalog)  # model variants, provider.sort objects, reasoning
     request_validate(body)
     needs = request_needs(body)
     prompt_bound = prompt_token_bound(body)
-    plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=needs,
+    plan = await plan_request(body=body, key=key, catalog=catalog, needs=needs,
                               prompt_bound=prompt_bound)  # fmt: skip
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)
