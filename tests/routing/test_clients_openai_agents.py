@@ -39,7 +39,9 @@ def test_an_agent_answers_through_the_responses_api(agents_client: World) -> Non
 
 
 def test_an_agent_calls_a_tool_and_continues(agents_client: World) -> None:
-    agent = Agent(name="Weather", instructions="Use tools.", model="openai/test/gpt", tools=[get_weather])
+    agent = Agent(
+        name="Weather", instructions="Use tools.", model="openai/test/gpt", tools=[get_weather]
+    )
     result = Runner.run_sync(agent, "What is the weather in Paris?")
 
     assert result.final_output.startswith("Based on the tool result: sunny in")
