@@ -48,7 +48,7 @@ from routing.egress import tenant_http_client
 from routing.gateway import health
 from routing.gateway.catalog_cache import EndpointInfo, catalog_get
 from routing.gateway.http import GatewayRequest
-from routing.gateway.limits import rate_limit_add_tokens, rate_limit_admit
+from routing.gateway.limits import rate_limit_add_tokens, rate_limit_admit, rate_limit_headers
 from routing.gateway.openrouter_request import openrouter_request
 from routing.gateway.planning import Candidate, Plan, plan_request, request_needs
 from routing.gateway.request_shape import (
@@ -712,7 +712,7 @@ def _response_head(ex: Exchange, kind: str) -> JSON:
 
 
 def _answer_headers(ex: Exchange) -> dict[str, str]:
-    headers = {"x-generation-id": ex.generation_id}
+    headers = {"x-generation-id": ex.generation_id} | rate_limit_headers(ex.key)
     assert ex.endpoint is not None
     dropped = anthropic_only_fields(ex.body, ex.endpoint.api_style)
     if dropped:

@@ -240,3 +240,23 @@ def test_openrouter_paths_need_the_right_method(world: World) -> None:
                          headers={"authorization": f"Bearer {world.key}"})  # fmt: skip
 
     assert response.status_code == 405 and response.headers["allow"] == "POST"
+
+
+def test_rate_limit_headers_on_answers_and_429s(world: World) -> None:
+    limited = world.key_for(rpm=1, tpm=100_000)
+    body = {"model": "test/gpt", "messages": [{"role": "user", "content": "x"}]}
+    headers = {"authorization": f"Bearer {limited}"}
+    url = f"{world.gateway_url}/api/v1/chat/completions"
+    served = httpx.post(url, json=body, headers=headers, timeout=10)
+    # Three at 1 rpm: one is refused even when a minute's window ends between two of them.
+    tries = [httpx.post(url, json=body, headers=headers, timeout=10) for _ in range(2)]
+    refused = next(r for r in tries if r.status_code == 429)
+    unlimited = post_chat(world, body)
+
+    assert served.headers["x-ratelimit-limit-requests"] == "1"
+    assert served.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert served.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert int(served.headers["x-ratelimit-reset"]) % 60_000 == 0
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert "x-ratelimit-limit" not in unlimited.headers
