@@ -230,8 +230,8 @@ def _answer(
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         whole = wire.openai_response(turn, answer, cached, limit)
-        stream = wire.openai_stream(turn, answer, cached, limit, include_usage)
-        return openai_extras.openai_whole(whole, body), openai_extras.openai_stream(stream, body)
+        events = wire.openai_stream(turn, answer, cached, limit, include_usage)
+        return openai_extras.openai_whole(whole, body), openai_extras.openai_stream(events, body)
     if style == "anthropic":
         limit = body.get("max_tokens")
         return wire.anthropic_response(turn, answer, cached, limit), wire.anthropic_stream(
