@@ -91,7 +91,7 @@ def _parameters(model: ModelInfo, endpoints: tuple[EndpointInfo, ...]) -> list[s
     names: set[str] = set()
     for endpoint in endpoints:
         names |= endpoint.supported_parameters
-    return sorted(names | {"max_tokens", "reasoning", "include_reasoning"})
+    return sorted(names | {"max_tokens", "reasoning"})
 
 
 def _cheapest(model: ModelInfo) -> EndpointInfo:

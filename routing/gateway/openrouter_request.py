@@ -73,7 +73,9 @@ def _variants_applied(body: JSON, ids: list[str], catalog: CatalogSnapshot) -> J
         split_models = split
     if isinstance(body.get("models"), list):
         body["models"] = [base for base, _ in split_models]
-    provider = dict(body.get("provider") or {}) if isinstance(body.get("provider"), dict) else {}
+    if not isinstance(body.get("provider") or {}, dict):
+        raise BadRequest("provider must be an object.", param="provider")
+    provider = dict(body.get("provider") or {})
     for variant in {v for _, v in split if v is not None}:
         if variant in _SORT_VARIANTS:
             provider.setdefault("sort", _SORT_VARIANTS[variant])

@@ -26,7 +26,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from accounts.keys import AuthenticatedKey
-from routerhub.errors import NotFound
+from routerhub.errors import BadRequest, NotFound
 from routing.gateway.http import GatewayRequest
 from routing.models import StoredResponse
 from routing.providers.base import JSON
@@ -94,8 +94,8 @@ async def conversation_before(key: AuthenticatedKey, body: JSON) -> list[JSON]:
     if previous is None:
         return []
     if not isinstance(previous, str):
-        raise NotFound("previous_response_id must be a response id (a string).",
-                       param="previous_response_id")  # fmt: skip
+        raise BadRequest("previous_response_id must be a response id (a string).",
+                         param="previous_response_id")  # fmt: skip
     row = await _row(key, previous)
     if row is None:
         raise NotFound(f"Previous response with id '{previous}' not found (or expired).",

@@ -139,10 +139,12 @@ def test_free_variant_keeps_only_endpoints_priced_zero(world: World) -> None:
 
 @pytest.mark.parametrize(
     ("model_id", "words"),
-    [("test/gpt:online", "web search"), ("test/gpt:turbo", "Unknown model variant")],
-)
+    [("test/gpt:online", "web search"), ("test/gpt:turbo", "Unknown model variant"),
+     ("test/gpt:floor", "provider must be an object")],
+)  # fmt: skip
 def test_online_and_unknown_variants_are_refused(world: World, model_id: str, words: str) -> None:
-    response = post_chat(world, {"model": model_id, "messages": [{"role": "user", "content": "x"}]})
+    response = post_chat(world, {"model": model_id, "provider": "cheap" if "floor" in model_id else {},
+                                 "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
 
     assert response.status_code == 400 and words in response.json()["error"]["message"]
     assert not world.upstream_requests()

@@ -179,6 +179,7 @@ def test_streamed_function_call_arguments(world: World, model_id: str) -> None:
         ({"model": "test/gpt", "input": [{"role": "user", "content": [{"type": "input_file"}]}]}, "input", "content[0]"),
         ({"model": "test/gpt", "input": "x", "conversation": "conv_1"}, "conversation", "previous_response_id"),
         ({"model": "test/gpt", "input": "x", "store": "yes"}, "store", "true or false"),
+        ({"model": "test/gpt", "input": "x", "previous_response_id": 3}, "previous_response_id", "response id"),
         ({"model": "test/gpt", "input": "x", "tools": [{"type": "web_search"}]}, "tools", "web_search"),
         ({"model": "test/gpt", "input": "x", "tools": [{"type": "file_search"}]}, "tools", "file_search"),
         ({"model": "test/gpt", "input": "x", "tool_choice": {"type": "x"}}, "tool_choice", "tool_choice"),
