@@ -2,7 +2,7 @@
 ``wire.openai_stream``): ``n`` (that many identical choices, counted n times), ``logprobs`` with
 ``top_logprobs`` (a deterministic log probability per token, and that many alternatives), and
 ``reasoning_effort`` (hidden reasoning tokens counted in the usage, as OpenAI's reasoning models
-report them)."""
+report them; a model the fake already makes reason keeps its own count)."""
 
 from __future__ import annotations
 
@@ -51,11 +51,20 @@ def _logprobs_for(body: JSON, text: str | None) -> JSON | None:
 
 
 def _usage(usage: JSON, body: JSON, n: int) -> JSON:
+    """The usage for ``n`` choices and the effort's reasoning; counts a fault made impossible
+    (``faults.reported``: negative, fractional, not numbers) are left as the fault wrote them."""
     details = dict(usage.get("completion_tokens_details") or {})
+    counts = (
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        details.get("reasoning_tokens", 0),
+    )
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        return usage
     effort = body.get("reasoning_effort")
     reasoning = int(details.get("reasoning_tokens", 0))
-    if isinstance(effort, str):
-        reasoning = max(reasoning, REASONING_TOKENS.get(effort, 0))
+    if isinstance(effort, str) and not reasoning:  # a model that always reasons keeps its count
+        reasoning = REASONING_TOKENS.get(effort, 0)
     visible = int(usage["completion_tokens"]) - int(details.get("reasoning_tokens", 0))
     completion = visible * n + reasoning
     details["reasoning_tokens"] = reasoning
