@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -27,11 +26,11 @@ from django.utils import timezone
 
 from accounts.models import ROLE_RANK, ApiKey, KeyScope, Membership, Role
 from routerhub.errors import Unauthorized
+from routerhub.ttl_cache import MISS, TtlCache
 
 SCOPE_PREFIXES = {KeyScope.INFERENCE: "rh-live-", KeyScope.MANAGE: "rh-mgmt-"}
 DISPLAY_PREFIX_LENGTH = 16  # "rh-live-" + 8 characters of the secret
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
-_CACHE_MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +75,8 @@ def key_mint(*, scope: str) -> MintedKey:
     return MintedKey(plaintext, plaintext[:DISPLAY_PREFIX_LENGTH], key_digest(plaintext))
 
 
-# digest -> (monotonic expiry, key or None for "no such active key")
-_cache: dict[str, tuple[float, AuthenticatedKey | None]] = {}
+# digest -> the key, or None for "no such active key"
+_cache: TtlCache[str, AuthenticatedKey | None] = TtlCache(lambda: settings.API_KEY_CACHE_TTL)
 
 
 def key_cache_clear() -> None:
@@ -147,16 +146,10 @@ def _cached(plaintext: str) -> tuple[str, AuthenticatedKey | None, bool]:
     if not plaintext.startswith("rh-"):
         raise Unauthorized("API keys start with 'rh-'; check the Authorization header.")
     digest = key_digest(plaintext)
-    entry = _cache.get(digest)
-    if entry is not None and entry[0] > time.monotonic():
-        return digest, entry[1], True
-    return digest, None, False
-
-
-def _remember(digest: str, key: AuthenticatedKey | None) -> None:
-    if len(_cache) >= _CACHE_MAX_ENTRIES:
-        _cache.clear()  # bounded memory under a flood of random keys
-    _cache[digest] = (time.monotonic() + settings.API_KEY_CACHE_TTL, key)
+    key = _cache.get(digest)
+    if key is MISS:
+        return digest, None, False
+    return digest, key, True
 
 
 def _check(key: AuthenticatedKey | None) -> AuthenticatedKey:
@@ -172,7 +165,7 @@ def key_authenticate(plaintext: str) -> AuthenticatedKey:
     digest, key, hit = _cached(plaintext)
     if not hit:
         key = _load(digest)
-        _remember(digest, key)
+        _cache.put(digest, key)
     return _check(key)
 
 
@@ -180,8 +173,14 @@ async def key_authenticate_async(plaintext: str) -> AuthenticatedKey:
     digest, key, hit = _cached(plaintext)
     if not hit:
         key = await sync_to_async(_load, thread_sensitive=False)(digest)
-        _remember(digest, key)
+        _cache.put(digest, key)
     return _check(key)
+
+
+def key_authenticate_digest(digest: str) -> AuthenticatedKey:
+    """Resolve a key by its stored digest (the server's own calls, e.g. the dashboard
+    playground's, which hold no plaintext); read live, with the same rules as a presented key."""
+    return _check(_load(digest))
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -155,6 +155,9 @@ class ApiKey(TenantModel):
     allowed_models = models.JSONField(default=list, blank=True)
     rpm = models.PositiveIntegerField(null=True, blank=True)
     tpm = models.PositiveIntegerField(null=True, blank=True)
+    # The dashboard playground's key of one person (``routing.playground``): never shown in
+    # plaintext (none is kept), listed on the Keys page with its spend, revocable like any key.
+    is_playground = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         indexes = [models.Index(fields=["organization", "-created_at"])]

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
 
 from accounts import services
@@ -102,6 +103,9 @@ def keys_page(request: HttpRequest) -> HttpResponse:
         .select_related("created_by")
         .order_by("revoked_at", "-created_at")
     )
+    spend = import_string(settings.KEY_SPEND)(organization_id=organization.pk)
+    for key in keys:
+        key.spend = spend.get(key.pk)  # type: ignore[attr-defined]
     return render(
         request,
         "accounts/keys.html",

@@ -10,8 +10,10 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope, Organization
 from accounts.services import api_key_create
+from billing.drafts import UsageDraft
 from billing.models import LedgerKind
-from billing.services import UsageDraft, ledger_post, usage_settle
+from billing.services import ledger_post
+from billing.settlement import usage_settle
 
 DEMO_KEY_NAME = "Demo app"
 USAGE_DAYS = 14

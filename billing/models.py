@@ -7,6 +7,9 @@ cost has exactly one ledger entry with ``idempotency_key = "usage:<generation id
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 
@@ -136,11 +139,24 @@ class UsageRecord(TenantModel):
     streamed = models.BooleanField(default=False)
     is_byok = models.BooleanField(default=False)
     prompt = models.TextField(blank=True, help_text="Kept only when the organization opted in.")
+    # Database defaults: rows inserted by the previous release's settlement (rolling deploy).
+    response = models.TextField(blank=True, default="", db_default="",
+                                help_text="Kept only when the organization opted in.")  # fmt: skip
+    trace = models.TextField(blank=True, default="", db_default="",
+                             help_text="JSON: the routing decision and the fallbacks tried.")  # fmt: skip
     # A database default too: rows inserted in raw SQL without the column (settlement code of
     # the previous release, during a rolling deploy) are unflagged, not refused.
     flags = models.CharField(max_length=100, blank=True, default="", db_default="",
                              help_text="Comma-separated UsageFlag values.")  # fmt: skip
     created_at = models.DateTimeField(db_index=True)
+
+    @property
+    def trace_data(self) -> dict[str, Any]:
+        """The routing decision (``routing``) and fallbacks tried (``fallbacks``), if any."""
+        if not self.trace:
+            return {}
+        data = json.loads(self.trace)
+        return data if isinstance(data, dict) else {}
 
     @property
     def flag_list(self) -> list[str]:

@@ -33,12 +33,12 @@ import threading
 import time
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.db import DataError, IntegrityError, connections
 
+from billing.drafts import UsageDraft, draft_decode, draft_encode
 from billing.services import reservation_mark_free_async
-from billing.settlement import UsageDraft, usage_settle_async, usage_settle_batch, wal_position
+from billing.settlement import usage_settle_async, usage_settle_batch, wal_position
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _drafts(
             continue
         payload = fields.get(b"d", b"")
         try:
-            drafts.append((entry_id, payload, UsageDraft.from_json(orjson.loads(payload))))
+            drafts.append((entry_id, payload, draft_decode(payload)))
         except UNSETTLABLE as exc:
             _dead_letter(client, entry_id, payload, exc, generation_id="?")
     return ids, drafts
@@ -196,7 +196,7 @@ async def usage_record_async(draft: UsageDraft) -> None:
         await reservation_mark_free_async(draft.generation_id)
     outbox = _outbox()
     try:
-        await outbox.append(orjson.dumps(draft.to_json()))
+        await outbox.append(draft_encode(draft))
     except (redis.RedisError, OSError) as exc:
         # Redis is unreachable: settle this one now rather than lose it. If the XADD did land
         # after all, the settler's copy is a no-op (settlement is idempotent per generation id).

@@ -33,13 +33,7 @@ from billing.models import (
     UsageRecord,
 )
 from billing.pg_async import pg_fetchone
-from billing.settlement import (
-    UsageDraft,
-    reservations_reconcile,
-    reservations_release,
-    usage_settle,
-    usage_settle_async,
-)
+from billing.settlement import reservations_reconcile, reservations_release
 from billing.windows import window_start
 from routerhub.errors import InsufficientCredits, KeyLimitReached, NotFound, ServiceUnavailable
 from routerhub.money import ZERO, money, money_str
@@ -47,7 +41,6 @@ from routerhub.money import ZERO, money, money_str
 logger = logging.getLogger(__name__)
 
 RESERVATION_TTL = timedelta(minutes=15)
-__all__ = ["UsageDraft", "usage_settle", "usage_settle_async"]  # re-exported for callers
 
 
 def credit_account_for(organization_id: int) -> CreditAccount:
@@ -145,7 +138,7 @@ def _reserve_key_window(request: ReservationRequest, now: datetime) -> datetime 
     return current
 
 
-# The common case (no key limit) on Postgres: hold and record in one statement, one round trip.
+# The common case (no key limit) on PostgreSQL: hold and record in one statement, one round trip.
 _RESERVE_SQL = """
 WITH held AS (
     UPDATE billing_creditaccount SET reserved = reserved + %(amount)s
@@ -157,6 +150,10 @@ INSERT INTO billing_reservation
 SELECT organization_id, %(generation)s, %(key)s, %(amount)s, NULL, 'held', %(now)s, %(expires)s
 FROM held
 RETURNING id
+"""
+
+_AVAILABLE_SQL = """
+SELECT balance - reserved FROM billing_creditaccount WHERE organization_id = %(organization)s
 """
 
 
@@ -172,55 +169,72 @@ def _available(organization_id: int) -> Decimal:
     return ZERO if account is None else account.balance - account.reserved
 
 
+def _one_statement(request: ReservationRequest) -> bool:
+    """The reservation strategy, decided here and nowhere else.
+
+    * A key with a credit limit (or a database other than PostgreSQL): ``_reserve_in_transaction``,
+      an ORM transaction that updates the account, then locks the key's spend window, then
+      inserts the reservation (the lock order of ``billing.settlement``: account, then window).
+    * Otherwise (the common case): ``_RESERVE_SQL``, one statement that holds and records. From
+      the gateway's event loop it runs on the gateway's own connections (``billing.pg_async``,
+      ``credits_reserve_async``); from synchronous code on Django's (``credits_reserve``).
+    """
+    on_postgres = connections.settings["default"]["ENGINE"].endswith("postgresql")
+    return on_postgres and not (request.key_id is not None and request.key_limit is not None)
+
+
+def _reserve_params(request: ReservationRequest) -> dict[str, Any]:
+    """``_RESERVE_SQL``'s parameters (the one place they are built)."""
+    now = timezone.now()
+    return {"amount": money(request.amount), "organization": request.organization_id,
+            "key": request.key_id, "generation": request.generation_id, "now": now,
+            "expires": now + RESERVATION_TTL}  # fmt: skip
+
+
 def credits_reserve(request: ReservationRequest) -> None:
-    """Hold the maximum possible cost of a request before it is forwarded.
+    """Hold the maximum possible cost of a request before it is forwarded (synchronous code;
+    the gateway calls ``credits_reserve_async``). Strategy: ``_one_statement``.
 
     Raises ``InsufficientCredits`` (402) or ``KeyLimitReached`` (403); on either nothing is held.
     """
-    amount = money(request.amount)
-    now = timezone.now()
-    with_key_limit = request.key_id is not None and request.key_limit is not None
-    if connection.vendor == "postgresql" and not with_key_limit:
-        params: dict[str, Any] = {"amount": amount, "organization": request.organization_id, "key": request.key_id,
-                  "generation": request.generation_id, "now": now, "expires": now + RESERVATION_TTL}  # fmt: skip
-        with connection.cursor() as cursor:
-            cursor.execute(_RESERVE_SQL, params)
-            if cursor.fetchone() is None:
-                raise _insufficient(_available(request.organization_id), amount)
+    if not _one_statement(request):
+        _reserve_in_transaction(request)
         return
-    with transaction.atomic():
-        held = CreditAccount.objects.filter(
-            organization_id=request.organization_id,
-            balance__gte=F("reserved") + amount,
-        ).update(reserved=F("reserved") + amount)
-        if not held:
-            raise _insufficient(_available(request.organization_id), amount)
-        key_window = _reserve_key_window(request, now) if with_key_limit else None
-        Reservation.objects.create(
-            organization_id=request.organization_id,
-            generation_id=request.generation_id,
-            key_id=request.key_id,
-            amount=amount,
-            key_window_start=key_window,
-            expires_at=now + RESERVATION_TTL,
-        )
+    with connection.cursor() as cursor:
+        cursor.execute(_RESERVE_SQL, _reserve_params(request))
+        if cursor.fetchone() is None:
+            raise _insufficient(_available(request.organization_id), money(request.amount))
+
+
+@transaction.atomic
+def _reserve_in_transaction(request: ReservationRequest) -> None:
+    amount, now = money(request.amount), timezone.now()
+    with_key_limit = request.key_id is not None and request.key_limit is not None
+    held = CreditAccount.objects.filter(
+        organization_id=request.organization_id,
+        balance__gte=F("reserved") + amount,
+    ).update(reserved=F("reserved") + amount)
+    if not held:
+        raise _insufficient(_available(request.organization_id), amount)
+    key_window = _reserve_key_window(request, now) if with_key_limit else None
+    Reservation.objects.create(
+        organization_id=request.organization_id,
+        generation_id=request.generation_id,
+        key_id=request.key_id,
+        amount=amount,
+        key_window_start=key_window,
+        expires_at=now + RESERVATION_TTL,
+    )
 
 
 async def credits_reserve_async(request: ReservationRequest) -> None:
-    """``credits_reserve`` for the gateway: on PostgreSQL, for keys without a credit limit (the
-    common case), the same single statement runs on the event loop (billing.pg_async)."""
-    # Not ``connection.vendor``: in async code that builds a new Django connection object per
-    # task (about a tenth of this function's cost, measured).
-    on_postgres = connections.settings["default"]["ENGINE"].endswith("postgresql")
-    if not on_postgres or request.key_limit is not None:
-        await sync_to_async(credits_reserve, thread_sensitive=False)(request)
+    """``credits_reserve`` for the gateway (through ``billing.metering.hold``): the one
+    statement runs on the event loop (``billing.pg_async``); the transaction in a thread."""
+    if not _one_statement(request):
+        await sync_to_async(_reserve_in_transaction, thread_sensitive=False)(request)
         return
-    amount = money(request.amount)
-    now = timezone.now()
-    params: dict[str, Any] = {"amount": amount, "organization": request.organization_id, "key": request.key_id,
-              "generation": request.generation_id, "now": now, "expires": now + RESERVATION_TTL}  # fmt: skip
     try:
-        if await pg_fetchone(_RESERVE_SQL, params) is not None:
+        if await pg_fetchone(_RESERVE_SQL, _reserve_params(request)) is not None:
             return
         row = await pg_fetchone(_AVAILABLE_SQL, {"organization": request.organization_id})
     except psycopg.Error as exc:
@@ -229,12 +243,7 @@ async def credits_reserve_async(request: ReservationRequest) -> None:
             "The service is temporarily unavailable; retry in a moment.",
             headers={"Retry-After": "1"},
         ) from exc
-    raise _insufficient(ZERO if row is None else row[0], amount)
-
-
-_AVAILABLE_SQL = """
-SELECT balance - reserved FROM billing_creditaccount WHERE organization_id = %(organization)s
-"""
+    raise _insufficient(ZERO if row is None else row[0], money(request.amount))
 
 
 _FREE_SQL = """

@@ -6,9 +6,9 @@ keeps the organization's account row (the one every request of that organization
 once per batch instead of once per request, which is what let a single organization reach
 hundreds of requests per second (measured: ~100 req/s when each request settled alone).
 
-Locks are always taken in the same order — the request's own reservation rows, then credit
-accounts (by organization id), then key windows — here, in the sweeper and in
-``credits_reserve`` (which only inserts reservations). The account row, which every new request
+Locks are always taken in one order — the request's own reservation rows, then credit accounts
+(by organization id), then key spend windows — here, in the sweeper and in ``credits_reserve``
+(account, then window, then it inserts its reservation; tests/billing/test_lock_order.py). The account row, which every new request
 of the organization updates to reserve, is locked last: on PostgreSQL by the one statement that
 charges it, right before a commit that does not wait for the disk (durability is awaited after
 the locks are gone, before the drafts are acknowledged).
@@ -20,7 +20,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -30,6 +30,7 @@ from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing.drafts import UsageDraft
 from billing.models import (
     CreditAccount,
     KeySpendWindow,
@@ -45,61 +46,11 @@ from routerhub.money import ZERO, money, money_str
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class UsageDraft:
-    """Everything the gateway knows about a finished request; JSON-serialisable for the outbox."""
-
-    generation_id: str
-    organization_id: int
-    key_id: int | None
-    status: str
-    cost: Decimal = ZERO
-    model: str = ""
-    requested_model: str = ""
-    provider: str = ""
-    router: str = ""
-    router_version: int | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    latency_ms: int | None = None
-    ttft_ms: int | None = None
-    error_type: str = ""
-    streamed: bool = False
-    is_byok: bool = False
-    prompt: str = ""
-    flags: str = ""  # comma-separated ``UsageFlag`` values
-    created_at: datetime = field(default_factory=timezone.now)
-
-    def flag(self, flag: UsageFlag) -> None:
-        if flag not in self.flags.split(","):
-            self.flags = f"{self.flags},{flag}" if self.flags else str(flag)
-
-    def to_json(self) -> dict[str, Any]:
-        # Field by field: ``dataclasses.asdict`` deep-copies every value and was a measurable
-        # share of the gateway's per-request CPU.
-        data = {name: getattr(self, name) for name in _DRAFT_FIELDS}
-        data["cost"] = money_str(self.cost)
-        data["created_at"] = self.created_at.isoformat()
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> UsageDraft:
-        data = dict(data)
-        data["cost"] = Decimal(data["cost"])
-        data["created_at"] = datetime.fromisoformat(data["created_at"])
-        return cls(**data)
-
-
-_DRAFT_FIELDS = tuple(f.name for f in fields(UsageDraft))
-
-
 _USAGE_COLUMNS = (
     "organization_id", "generation_id", "key_id", "model", "requested_model", "provider",
     "router", "router_version", "prompt_tokens", "completion_tokens", "cached_tokens",
     "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type", "streamed",
-    "is_byok", "prompt", "flags", "created_at",
+    "is_byok", "prompt", "response", "trace", "flags", "created_at",
 )  # fmt: skip
 _LEDGER_COLUMNS = (
     "organization_id", "kind", "amount", "balance_after", "idempotency_key", "description",

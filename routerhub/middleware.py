@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Callable
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from routerhub.errors import error_body
@@ -68,11 +69,26 @@ class ApiErrorMiddleware:
         )
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, OperationalError | InterfaceError):
+            return _database_unavailable(request)
         if not request.path.startswith(API_PREFIXES):
             return None
         logger.exception("unhandled error on %s %s", request.method, request.path)
         body = error_body(500, "internal_error", "Internal error; the request id identifies it.")
         return JsonResponse(body, status=500)
+
+
+def _database_unavailable(request: HttpRequest) -> HttpResponse:
+    """The database is down, restarting, or no pooled connection became free within
+    ``DATABASE_POOL_TIMEOUT`` (psycopg_pool's ``PoolTimeout``, which Django raises as an
+    ``OperationalError``): a retryable 503 with Retry-After, as the gateway answers, not a 500."""
+    logger.warning("database unavailable on %s %s", request.method, request.path)
+    headers = {"Retry-After": "1"}
+    message = "The service is temporarily unavailable; retry in a moment."
+    if request.path.startswith(API_PREFIXES):
+        body = error_body(503, "service_unavailable", message)
+        return JsonResponse(body, status=503, headers=headers)
+    return HttpResponse(message, status=503, content_type="text/plain", headers=headers)
 
 
 class ProbeMiddleware:

@@ -416,6 +416,9 @@ TRAINING_HEARTBEAT_STALE_SECONDS = env.int("TRAINING_HEARTBEAT_STALE_SECONDS", d
 # stay under the same limit, and any body within it is kept in memory; only a dataset upload
 # larger than that is spooled to FILE_UPLOAD_TEMP_DIR (the system's temporary directory).
 REQUEST_MAX_BODY_BYTES = env.int("REQUEST_MAX_BODY_BYTES", default=1024 * 1024)
+# Requests per minute of each person's dashboard playground key (0: no limit), set when the key
+# is made; like any key's, changeable with PATCH /api/v1/keys/<id>.
+PLAYGROUND_RPM = env.int("PLAYGROUND_RPM", default=60)
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * REQUEST_MAX_BODY_BYTES
 
@@ -428,6 +431,9 @@ ORGANIZATION_CREATED_HOOKS: list[str] = ["billing.services.starter_credits_grant
 # Training's pages flag model ids that are not catalog models through routing's catalog (routing
 # imports training, not the other way): ids -> {unknown id: similar catalog ids}.
 MODEL_CATALOG_CHECK = "routing.selectors.catalog_unknown_ids"
+MODEL_CATALOG_IDS = "routing.selectors.catalog_model_ids"
+# The Keys page shows what each key spent through billing (accounts does not import billing).
+KEY_SPEND = "billing.key_spend.key_spend"
 # Callables run by `manage.py seed_demo` with the demo organization, in order.
 DEMO_SEEDERS: list[str] = [
     "routing.demo.seed_demo_provider",

@@ -33,10 +33,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from routerhub.errors import BadRequest, NotFound
+from routerhub.ttl_cache import MISS, TtlCache
 from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
 from training.cells import prompt_text
 from training.models import Router, RouterVersion
-from training.tokens import DEFAULT_OUTPUT_TOKENS, estimated_tokens
+from training.tokens import DEFAULT_OUTPUT_TOKENS, estimated_tokens, text_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -141,18 +142,12 @@ def messages_prompt(messages: Any) -> str:
 # --- router rows, cached per process ----------------------------------------------------------
 
 RowKey = tuple[int | None, str]  # (organization id, None = the platform; slug)
-_rows: dict[RowKey, tuple[float, RouterRow | None]] = {}
-_MAX_ROWS = 10_000  # unknown slugs are cached too: bounded under a flood of them
+# Unknown slugs are cached too (None): the cache's bound holds under a flood of them.
+_rows: TtlCache[RowKey, RouterRow | None] = TtlCache(lambda: settings.ROUTER_CACHE_TTL)
 
 
 def router_cache_clear() -> None:
     _rows.clear()
-
-
-def _remember(key: RowKey, row: RouterRow | None) -> None:
-    if len(_rows) >= _MAX_ROWS and key not in _rows:
-        _rows.clear()
-    _rows[key] = (time.monotonic() + settings.ROUTER_CACHE_TTL, row)
 
 
 def _load_row(organization_id: int | None, slug: str) -> RouterRow | None:
@@ -187,11 +182,10 @@ def router_row(organization_id: int | None, slug: str) -> RouterRow | None:
     """The router ``slug`` of an organization (``None`` = the platform), at most 0.5 s stale."""
     key = (organization_id, slug)
     cached = _rows.get(key)
-    now = time.monotonic()
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    if cached is not MISS:
+        return cached
     row = _load_row(organization_id, slug)
-    _remember(key, row)
+    _rows.put(key, row)
     return row
 
 
@@ -202,23 +196,24 @@ async def router_row_async(organization_id: int | None, slug: str) -> RouterRow 
 
     key = (organization_id, slug)
     cached = _rows.get(key)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
+    if cached is not MISS:
+        return cached
     row = await sync_to_async(_load_row, thread_sensitive=False)(organization_id, slug)
     if row is not None and row.version is not None and not predictor_is_loaded(row.version):
-        previous = cached[1] if cached is not None else None
+        previous = _rows.get_stale(key)
         if (
-            previous is not None
+            previous is not MISS
+            and previous is not None
             and previous.version is not None
             and predictor_is_loaded(previous.version)
         ):
             # Activated elsewhere a moment ago: decide with the loaded version while the new
             # one loads beside the requests, instead of making this one wait for storage.
-            _remember(key, previous)
+            _rows.put(key, previous)
             _warm_soon(key, row)
             return previous
         await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
-    _remember(key, row)
+    _rows.put(key, row)
     return row
 
 
@@ -233,7 +228,7 @@ def _warm_row(key: RowKey, row: RouterRow) -> None:
 
     if row.version is not None:
         predictor_for_version(row.version, warmup=True)
-    _remember(key, row)  # published only once deciding with it reads no storage
+    _rows.put(key, row)  # published only once deciding with it reads no storage
 
 
 async def _warm(key: RowKey, row: RouterRow) -> None:
@@ -260,11 +255,11 @@ def _warm_activated(since: datetime) -> datetime:
     for organization_id, organization_slug, slug, activated_at in activated:
         latest = max(latest, activated_at or latest)  # never None here (filtered on it)
         key = (None if organization_slug == PLATFORM_ORGANIZATION_SLUG else organization_id, slug)
-        cached = _rows.get(key)
-        if cached is None:
+        cached = _rows.get_stale(key)
+        if cached is MISS:
             continue  # not served here: its first request loads it, as any first request does
         row = _load_row(*key)
-        if row is None or (cached[1] is not None and cached[1].version == row.version):
+        if row is None or (cached is not None and cached.version == row.version):
             continue  # already published (the overlap re-reads recent activations)
         try:
             _warm_row(key, row)
@@ -298,7 +293,7 @@ async def routers_watch_activations() -> None:
 def _blended_prices(catalog: CatalogSnapshot, models: list[str], prompt: str) -> dict[str, float]:
     """USD per 1M tokens such that the predictor's expected cost is this prompt's input cost
     plus a typical completion at the cheapest endpoint's prices."""
-    prompt_tokens = len(prompt) / 4.0
+    prompt_tokens = text_tokens(prompt)
     tokens = estimated_tokens(prompt)
     prices: dict[str, float] = {}
     for model in models:

@@ -134,3 +134,10 @@ def catalog_unknown_ids(model_ids: Iterable[str]) -> dict[str, list[str]]:
         ]
         unknown[model_id] = list(dict.fromkeys(close))[:3]
     return unknown
+
+
+def catalog_model_ids() -> list[str]:
+    """Every enabled catalog model id, for pickers (the dataset column-mapping UI)."""
+    return list(
+        CatalogModel.objects.filter(enabled=True).order_by("id").values_list("id", flat=True)
+    )

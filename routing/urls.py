@@ -1,10 +1,11 @@
 from django.urls import path
 
-from routing import views
+from routing import playground, views
 
 urlpatterns = [
     path("dashboard/models/", views.models_page, name="models"),
     path("dashboard/playground/", views.playground_page, name="playground"),
+    path("dashboard/playground/chat", playground.playground_chat, name="playground-chat"),
     path("dashboard/provider-keys/", views.provider_keys_page, name="provider-keys"),
     path(
         "dashboard/routers/<slug:slug>/retrain-from-feedback",

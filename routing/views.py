@@ -16,6 +16,7 @@ from accounts.models import Role
 from accounts.views import organization_required
 from routerhub.errors import ApiError
 from routing.feedback import feedback_retrain
+from routing.model_stats import WINDOW, provider_stats
 from routing.models import Provider, ProviderKey
 from routing.routers import PLATFORM_ROUTER_SLUG
 from routing.selectors import catalog_models_list, models_callable_by
@@ -27,18 +28,32 @@ from training.tokens import DEFAULT_OUTPUT_TOKENS
 @login_required
 def models_page(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
+    measured = [s for s in provider_stats() if query.lower() in s.model.lower()]
     return render(
-        request, "routing/models.html", {"models": catalog_models_list(query=query), "query": query}
+        request,
+        "routing/models.html",
+        {
+            "models": catalog_models_list(query=query),
+            "query": query,
+            "measured": measured,
+            "window_days": WINDOW.days,
+        },
     )
 
 
 @organization_required()
 def playground_page(request: HttpRequest) -> HttpResponse:
-    """Chat with any model or router through a key the person pastes (kept in this tab only)."""
+    """Chat with any model or router, or compare up to three, as the signed-in person
+    (``routing.playground`` serves the requests)."""
     organization = request.membership.organization  # type: ignore[attr-defined]
     routers = Router.objects.filter(organization=organization).order_by("slug")
-    models = catalog_models_list(query="")
+    # Embedding models answer /v1/embeddings only: the playground chats.
+    models = [m for m in catalog_models_list(query="") if "embeddings" not in m.capabilities]
     callable_ids = models_callable_by(organization_id=organization.pk)
+    trained = [f"router/{r.slug}" for r in routers if r.active_version_id]
+    callable_models = [m.id for m in models if m.id in callable_ids]
+    first_two = [*trained, *callable_models, "", ""][:2]
+    compare_defaults = [*first_two, ""]  # the third column starts empty (optional)
     return render(
         request,
         "routing/playground.html",
@@ -48,6 +63,7 @@ def playground_page(request: HttpRequest) -> HttpResponse:
             "routers": routers,
             "platform_router": PLATFORM_ROUTER_SLUG,
             "typical_reply_tokens": DEFAULT_OUTPUT_TOKENS,
+            "compare_defaults": compare_defaults,
         },
     )
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from training import views
+from training import dataset_views, views
 
 urlpatterns = [
     path("dashboard/datasets/", views.datasets_page, name="training-datasets"),
@@ -9,6 +9,11 @@ urlpatterns = [
         "dashboard/datasets/<int:dataset_id>/delete",
         views.dataset_delete,
         name="training-dataset-delete",
+    ),
+    path(
+        "dashboard/datasets/<int:dataset_id>/train",
+        dataset_views.dataset_train,
+        name="training-dataset-train",
     ),
     path("dashboard/routers/", views.routers_page, name="training-routers"),
     path("dashboard/routers/<slug:slug>/", views.router_page, name="training-router"),

@@ -24,6 +24,7 @@ from accounts.views import organization_required
 from routerhub.errors import ApiError
 from training import services
 from training.charts import cost_quality_svg
+from training.dataset_views import catalog_ids, train_form_for
 from training.models import (
     STAGE_LABELS,
     Dataset,
@@ -140,6 +141,7 @@ def datasets_page(request: HttpRequest) -> HttpResponse:
             "form": form,
             "datasets": datasets,
             "can_manage": _membership(request).has_role(Role.ADMIN),
+            "catalog_ids": catalog_ids(),
         },
     )
 
@@ -151,14 +153,21 @@ def _dataset(request: HttpRequest, dataset_id: int) -> Dataset:
     return dataset
 
 
+def dataset_context(dataset: Dataset, train_form: Any = None) -> dict[str, Any]:
+    unknown = _catalog_unknown_ids(dataset.model_ids)
+    return {
+        "dataset": dataset,
+        "unknown": unknown,
+        "train_form": train_form or train_form_for(dataset, unknown),
+    }
+
+
 @organization_required()
 def dataset_page(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _dataset(request, dataset_id)
-    return render(
-        request,
-        "training/dataset.html",
-        {"dataset": dataset, "unknown": _catalog_unknown_ids(dataset.model_ids)},
-    )
+    context = dataset_context(dataset)
+    context["can_manage"] = _membership(request).has_role(Role.ADMIN)
+    return render(request, "training/dataset.html", context)
 
 
 @require_POST

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Awaitable, Callable
 
 from django.db import InterfaceError, OperationalError
 
-from billing.outbox import usage_outbox_flush
-from billing.pg_async import pg_close
+from billing import metering
 from routerhub.db import DatabaseThreadPool
 from routerhub.errors import ApiError, ServiceUnavailable, error_body
 from routing.gateway import chat, completions, embeddings, listing, model_select, responses
@@ -73,6 +73,19 @@ async def _handle(req: GatewayRequest) -> None:
             )
 
 
+# Path → (its one method, its handler). ``/api/…`` (what model_select.select_route chose) and
+# ``/v1/models/<id>`` are matched by prefix in ``_route``.
+_ROUTES: dict[str, tuple[str, Callable[[GatewayRequest], Awaitable[None]]]] = {
+    "/v1/chat/completions": ("POST", chat.chat_completions),
+    "/v1/completions": ("POST", completions.completions),
+    "/v1/responses": ("POST", responses.responses),
+    "/v1/embeddings": ("POST", embeddings.embeddings),
+    "/v1/messages": ("POST", chat.messages),
+    "/v1/messages/count_tokens": ("POST", chat.messages_count_tokens),
+    "/v1/models": ("GET", listing.models_list),
+}
+
+
 async def _route(req: GatewayRequest) -> None:
     path, method = req.path.rstrip("/"), req.method
     if path.startswith("/api/"):  # only what select_route or openrouter_route chose comes here
@@ -80,31 +93,16 @@ async def _route(req: GatewayRequest) -> None:
             await openrouter(req, _allow)
         else:
             await model_select.router_select(req)
-    elif path == "/v1/chat/completions":
-        _allow(method, "POST")
-        await chat.chat_completions(req)
-    elif path == "/v1/completions":
-        _allow(method, "POST")
-        await completions.completions(req)
-    elif path == "/v1/responses":
-        _allow(method, "POST")
-        await responses.responses(req)
+        return
+    route = _ROUTES.get(path)
+    if route is not None:
+        allowed, handler = route
+        _allow(method, allowed)
+        await handler(req)
     elif path.startswith("/v1/responses/"):
         if method not in ("GET", "DELETE"):
             _allow(method, "GET, DELETE")
         await responses.stored_response(req, path.removeprefix("/v1/responses/"))
-    elif path == "/v1/embeddings":
-        _allow(method, "POST")
-        await embeddings.embeddings(req)
-    elif path == "/v1/messages":
-        _allow(method, "POST")
-        await chat.messages(req)
-    elif path == "/v1/messages/count_tokens":
-        _allow(method, "POST")
-        await chat.messages_count_tokens(req)
-    elif path == "/v1/models":
-        _allow(method, "GET")
-        await listing.models_list(req)
     elif path.startswith("/v1/models/"):
         _allow(method, "GET")
         await listing.model_detail(req, path.removeprefix("/v1/models/"))
@@ -152,9 +150,8 @@ async def gateway_lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             if warmer is not None:
                 warmer.cancel()
-            await usage_outbox_flush()  # settle what this process has read before exiting
+            await metering.close()  # settle what this process has read before exiting
             await http_client_close()
             await rate_limit_close()
-            pg_close()
             await send({"type": "lifespan.shutdown.complete"})
             return

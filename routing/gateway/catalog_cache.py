@@ -6,14 +6,14 @@ per process per ``CATALOG_CACHE_TTL`` (1 s), and a full reload only after a chan
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from billing.pricing import TokenPrices
+from billing.metering import TokenPrices
+from routerhub.ttl_cache import MISS, TtlCache
 from routing.models import CatalogModel, CatalogRevision, Endpoint
 from routing.providers import ADAPTERS
 
@@ -125,25 +125,25 @@ def _load(revision: int) -> CatalogSnapshot:
     return CatalogSnapshot(revision=revision, models=models)
 
 
-class _Cache:
-    snapshot: CatalogSnapshot | None = None
-    checked_at = 0.0
+# One entry (key None): the snapshot, fresh for CATALOG_CACHE_TTL; then its revision is checked.
+_snapshots: TtlCache[None, CatalogSnapshot] = TtlCache(lambda: settings.CATALOG_CACHE_TTL)
 
 
 def catalog_cache_clear() -> None:
-    _Cache.snapshot = None
-    _Cache.checked_at = 0.0
+    _snapshots.clear()
 
 
 async def catalog_get() -> CatalogSnapshot:
-    snapshot = _Cache.snapshot
-    now = time.monotonic()
-    if snapshot is not None and now - _Cache.checked_at < settings.CATALOG_CACHE_TTL:
+    snapshot = _snapshots.get(None)
+    if snapshot is not MISS:
         return snapshot
-    # Mark first: concurrent requests keep using the old snapshot while one of them checks.
-    _Cache.checked_at = now
+    previous = _snapshots.get_stale(None)
+    if previous is not MISS:
+        # Mark first: concurrent requests keep using the old snapshot while one of them checks.
+        _snapshots.put(None, previous)
     revision = await sync_to_async(_revision, thread_sensitive=False)()
-    if snapshot is None or revision != snapshot.revision:
-        snapshot = await sync_to_async(_load, thread_sensitive=False)(revision)
-        _Cache.snapshot = snapshot
+    if previous is not MISS and revision == previous.revision:
+        return previous
+    snapshot = await sync_to_async(_load, thread_sensitive=False)(revision)
+    _snapshots.put(None, snapshot)
     return snapshot

@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 
 from routerhub.errors import BadRequest
-from routing.gateway.chat import _authenticate, _serve
+from routing.gateway.chat import _serve
+from routing.gateway.exchange import authenticate
 from routing.gateway.http import GatewayRequest, RewritingSend
 from routing.providers.base import JSON, text_of
 
@@ -54,7 +55,7 @@ def chat_body_from_completion(body: JSON) -> JSON:
 
 
 async def completions(req: GatewayRequest) -> None:
-    key = await _authenticate(req, anthropic=False)
+    key = await authenticate(req, anthropic=False)
     body = chat_body_from_completion(await req.json())
     rewrite = req.relayed(lambda send: RewritingSend(send, _text_completion, _rewrite_events))
     await _serve(rewrite, key, body, anthropic=False)

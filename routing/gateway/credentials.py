@@ -7,12 +7,12 @@ seconds (a deleted key stops being used within ``_TTL``); platform keys come fro
 from __future__ import annotations
 
 import logging
-import time
 from typing import NamedTuple
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from routerhub.ttl_cache import MISS, TtlCache
 from routing.models import ProviderKey
 from routing.provider_secrets import InvalidToken, secret_decrypt
 
@@ -28,7 +28,7 @@ class OwnKey(NamedTuple):
     base_url: str
 
 
-_cache: dict[int, tuple[float, dict[str, OwnKey]]] = {}
+_cache: TtlCache[int, dict[str, OwnKey]] = TtlCache(lambda: _TTL)
 
 
 def byok_cache_clear() -> None:
@@ -49,14 +49,11 @@ def _load(organization_id: int) -> dict[str, OwnKey]:
 
 
 async def byok_keys(organization_id: int) -> dict[str, OwnKey]:
-    entry = _cache.get(organization_id)
-    now = time.monotonic()
-    if entry is not None and entry[0] > now:
-        return entry[1]
+    cached = _cache.get(organization_id)
+    if cached is not MISS:
+        return cached
     keys = await sync_to_async(_load, thread_sensitive=False)(organization_id)
-    if len(_cache) > 10_000:
-        _cache.clear()
-    _cache[organization_id] = (now + _TTL, keys)
+    _cache.put(organization_id, keys)
     return keys
 
 

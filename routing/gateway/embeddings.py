@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import math
 import struct
 import time
 from dataclasses import dataclass, replace
@@ -23,26 +22,20 @@ import httpx
 import orjson
 from django.conf import settings
 
-from billing.models import UsageFlag
-from billing.pricing import reservation_amount
-from billing.services import UsageDraft
+from billing import metering
+from billing.metering import UsageDraft, UsageFlag, reservation_amount
 from routerhub.errors import NOT_RETRYABLE, BadRequest, NoProviderAvailable
-from routing.gateway.catalog_cache import catalog_get
-from routing.gateway.chat import (
-    Exchange,
-    _authenticate,
-    _bill,
-    _client,
-    _exhausted,
-    _failed,
-    _record_success,
-    _rejected,
-    _scrubbed,
-    _skip,
-    exchange_run,
-    generation_id_new,
-    hold_reserve,
+from routing.gateway.attempts import (
+    client_for,
+    exhausted,
+    failed,
+    rejected,
+    scrubbed,
+    skip,
+    transport_failed,
 )
+from routing.gateway.catalog_cache import catalog_get
+from routing.gateway.exchange import Exchange, authenticate, bill, exchange_run, record_success
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
 from routing.gateway.planning import Candidate, Needs, plan_request
@@ -50,6 +43,7 @@ from routing.gateway.upstream import upstream_timeout
 from routing.providers import ADAPTERS
 from routing.providers.base import JSON, Target, UpstreamError, Usage
 from routing.providers.embeddings import EMBEDDING_STYLES, embedding_request, embedding_response
+from training.tokens import HIGH_CHARS_PER_TOKEN, tokens_from_chars
 
 MAX_INPUTS = 2048  # OpenAI's bound on input items per request
 MAX_INPUT_TOKENS = 300_000  # OpenAI's bound on the tokens of one request, for token arrays
@@ -83,7 +77,11 @@ class EmbeddingInput:
         admits on and what is billed when the provider reports no count."""
         if self.tokens:
             return self.token_bound()
-        return min(sum(math.ceil(len(str(text)) / 3) for text in self.inputs), self.token_bound())
+        high = sum(
+            tokens_from_chars(len(str(text)), chars_per_token=HIGH_CHARS_PER_TOKEN)
+            for text in self.inputs
+        )
+        return min(high, self.token_bound())
 
 
 def _token_array(value: object) -> bool:
@@ -151,7 +149,7 @@ def _servable(candidate: Candidate, request: EmbeddingInput) -> bool:
 
 
 async def embeddings(req: GatewayRequest) -> None:
-    key = await _authenticate(req, anthropic=False)
+    key = await authenticate(req, anthropic=False)
     body = await req.json()
     request = embedding_input_parse(body)
     if str(body.get("model") or "").startswith("router/"):
@@ -173,10 +171,10 @@ async def embeddings(req: GatewayRequest) -> None:
                                   headers=dict(NOT_RETRYABLE))  # fmt: skip
     prompt_estimate = request.estimate()
     await rate_limit_admit(key, prompt_estimate)
-    generation_id = generation_id_new()
+    generation_id = metering.generation_id_new()
     bound = request.token_bound()
     reserved = max(_hold(c, bound) for c in plan.candidates)
-    await hold_reserve(key, generation_id, reserved)
+    await metering.hold(key, generation_id, reserved)
     draft = UsageDraft(generation_id=generation_id, organization_id=key.organization_id, key_id=key.id,
                        status="failed", requested_model=plan.requested_model)  # fmt: skip
     ex = Exchange(req, key, body, False, plan, generation_id, prompt_estimate, reserved, draft)
@@ -197,7 +195,7 @@ async def _embed(ex: Exchange, request: EmbeddingInput) -> None:
             continue
         ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
         usage = _billable_usage(ex, vectors[1], request)
-        cost = _bill(ex, usage, status="succeeded")
+        cost = bill(ex, usage, status="succeeded")
         body: JSON = {
             "object": "list",
             "data": [
@@ -213,16 +211,16 @@ async def _embed(ex: Exchange, request: EmbeddingInput) -> None:
         if ex.attempts:
             body["fallbacks"] = ex.attempts
         await ex.req.respond_json(200, body, headers={"x-generation-id": ex.generation_id})
-        _record_success(ex, usage)
+        record_success(ex, usage)
         return
-    raise _exhausted(ex)
+    raise exhausted(ex)
 
 
 async def _attempt(
     ex: Exchange, candidate: Candidate, request: EmbeddingInput
 ) -> tuple[list[list[float]], Usage | None] | None:
     endpoint, ex.trying_byok = candidate.endpoint, candidate.is_byok
-    if _skip(ex, endpoint):
+    if skip(ex, endpoint):
         return None
     target = Target(base_url=candidate.base_url or endpoint.base_url, upstream_model=endpoint.upstream_model,
                     api_key=candidate.api_key, max_tokens=0, options=endpoint.options)  # fmt: skip
@@ -231,25 +229,22 @@ async def _attempt(
     )
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
-            response = await _client(candidate).post(upstream.url, content=upstream.content(),
+            response = await client_for(candidate).post(upstream.url, content=upstream.content(),
                                                      headers=upstream.headers, timeout=upstream_timeout())  # fmt: skip
-    except (httpx.TimeoutException, TimeoutError):
-        _failed(ex, endpoint, "timeout")
-        return None
-    except httpx.HTTPError as exc:
-        _failed(ex, endpoint, "connection_error", str(exc) or type(exc).__name__)
+    except (httpx.HTTPError, TimeoutError) as exc:
+        transport_failed(ex, endpoint, exc)
         return None
     ex.first_byte_at = ex.first_byte_at or time.monotonic()
     if response.status_code != 200:
         message = ADAPTERS[endpoint.api_style].error_message(response.content)
-        _rejected(ex, endpoint, response.status_code, _scrubbed(message, candidate))
+        rejected(ex, endpoint, response.status_code, scrubbed(message, candidate))
         return None
     try:
         return embedding_response(
             endpoint.api_style, orjson.loads(response.content), len(request.inputs)
         )
     except (orjson.JSONDecodeError, UpstreamError) as exc:
-        _failed(ex, endpoint, "malformed_response", _scrubbed(str(exc), candidate))
+        failed(ex, endpoint, "malformed_response", scrubbed(str(exc), candidate))
         return None
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import orjson
 from django.conf import settings
 
-from billing.pricing import reservation_amount
+from billing.metering import reservation_amount
 from routerhub.errors import BadRequest
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.providers.base import JSON, text_of
+from training.tokens import HIGH_CHARS_PER_TOKEN, tokens_from_chars
 
 if TYPE_CHECKING:
     from routing.gateway.planning import Candidate  # planning reads this module's bounds
@@ -185,7 +185,8 @@ def estimate_prompt_tokens(body: JSON) -> int:
             chars += len(orjson.dumps(call))
     if body.get("tools"):
         chars += len(orjson.dumps(body["tools"]))
-    return math.ceil(chars / 3) + images * _IMAGE_TOKENS + 8
+    high = tokens_from_chars(chars, chars_per_token=HIGH_CHARS_PER_TOKEN)
+    return high + images * _IMAGE_TOKENS + 8
 
 
 def prompt_token_bound(body: JSON) -> int:

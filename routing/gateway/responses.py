@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from routerhub.errors import BadRequest
-from routing.gateway.chat import _authenticate, _serve
+from routing.gateway.chat import _serve
+from routing.gateway.exchange import authenticate
 from routing.gateway.http import GatewayRequest, RewritingSend
 from routing.gateway.responses_answer import ResponseEventWriter, response_from_chat
 from routing.gateway.responses_store import (
@@ -47,7 +48,7 @@ _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "develop
 
 
 async def responses(req: GatewayRequest) -> None:
-    key = await _authenticate(req, anthropic=False)
+    key = await authenticate(req, anthropic=False)
     body = await req.json()
     earlier = await conversation_before(key, body)
     chat = chat_body_from_response(body, earlier)
@@ -66,7 +67,7 @@ async def responses(req: GatewayRequest) -> None:
 
 async def stored_response(req: GatewayRequest, response_id: str) -> None:
     """``GET`` or ``DELETE /v1/responses/{id}``: the organization's stored response."""
-    key = await _authenticate(req, anthropic=False)
+    key = await authenticate(req, anthropic=False)
     if req.method == "DELETE":
         await response_delete(req, key, response_id)
     else:

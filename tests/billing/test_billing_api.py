@@ -12,14 +12,14 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope
+from billing.drafts import UsageDraft
 from billing.models import UsageRecord
 from billing.services import (
     ReservationRequest,
-    UsageDraft,
     credits_reserve,
     ledger_post,
-    usage_settle,
 )
+from billing.settlement import usage_settle
 from tests.factories import key_client, key_make
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,9 @@ import pytest
 from django.utils import timezone
 
 from billing.charts import spend_chart
-from billing.services import UsageDraft, ledger_post, usage_settle
+from billing.drafts import UsageDraft
+from billing.services import ledger_post
+from billing.settlement import usage_settle
 from tests.factories import dashboard_client
 
 pytestmark = pytest.mark.django_db

@@ -14,16 +14,16 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from billing.drafts import UsageDraft
 from billing.models import CreditAccount, KeySpendWindow, LedgerEntry, Reservation, UsageRecord
 from billing.services import (
     ReservationRequest,
-    UsageDraft,
     credits_reserve,
     ledger_post,
     reservation_mark_free_async,
     reservations_sweep,
-    usage_settle,
 )
+from billing.settlement import usage_settle
 from routerhub.errors import InsufficientCredits, KeyLimitReached
 from tests.conftest import require_postgres
 from tests.factories import key_make, organization_make

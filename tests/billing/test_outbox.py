@@ -13,6 +13,7 @@ import orjson
 import pytest
 from asgiref.sync import sync_to_async
 
+from billing.drafts import UsageDraft
 from billing.models import CreditAccount, LedgerEntry, UsageRecord
 from billing.outbox import (
     DEAD_STREAM,
@@ -23,7 +24,7 @@ from billing.outbox import (
     usage_record_async,
     usage_settler_run,
 )
-from billing.services import ReservationRequest, UsageDraft, credits_reserve, ledger_post
+from billing.services import ReservationRequest, credits_reserve, ledger_post
 from tests.conftest import require_redis
 from tests.factories import organization_make
 

@@ -14,8 +14,9 @@ from django.db import connection, connections, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from billing.drafts import UsageDraft
 from billing.models import CreditAccount, LedgerEntry, UsageRecord
-from billing.services import ReservationRequest, UsageDraft, credits_reserve, ledger_post
+from billing.services import ReservationRequest, credits_reserve, ledger_post
 from billing.settlement import usage_settle_batch
 from tests.conftest import require_postgres
 from tests.factories import organization_make

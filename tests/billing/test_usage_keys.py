@@ -11,7 +11,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope
-from billing.services import UsageDraft, usage_settle
+from billing.drafts import UsageDraft
+from billing.settlement import usage_settle
 from tests.factories import dashboard_client, key_client, key_make
 
 pytestmark = pytest.mark.django_db

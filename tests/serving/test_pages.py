@@ -24,7 +24,7 @@ def test_playground_lists_models_routers_and_the_platform_router(tenants):
 
     assert 'value="router/support"' in html and "(not trained yet)" in html
     assert 'value="router/auto"' in html
-    assert 'id="pg-key"' in html and "playground.js" in html
+    assert 'data-chat-url="/dashboard/playground/chat"' in html and "playground.js" in html
 
 
 def test_admin_saves_a_provider_key_that_is_never_shown_again(tenants):

@@ -22,3 +22,16 @@ document.querySelectorAll("[data-tabs]").forEach((tabs) => {
     });
   }));
 });
+// A page waiting on the server (a generation being recorded) reloads itself.
+document.querySelectorAll("[data-refresh-after]").forEach((element) => {
+  setTimeout(() => window.location.reload(), Number(element.dataset.refreshAfter) * 1000);
+});
+// The small-screen menu button shows and hides the navigation.
+document.querySelectorAll("[data-menu-toggle]").forEach((button) => {
+  const menu = document.getElementById(button.getAttribute("aria-controls"));
+  button.addEventListener("click", () => {
+    const open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", String(open));
+    menu.classList.toggle("open", open);
+  });
+});

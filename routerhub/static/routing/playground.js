@@ -1,17 +1,13 @@
-// Playground: sends one chat completion to this server's /v1 API with the pasted key.
+// Playground: multi-turn chat and a side-by-side compare, sent with the dashboard session to
+// /dashboard/playground/chat (the gateway's chat path, billed and rate limited like the API).
 (() => {
   const $ = (id) => document.getElementById(id);
-  const form = $("playground");
-  if (!form) return;
-  const keyInput = $("pg-key"), model = $("pg-model"), tradeoff = $("pg-tradeoff");
-  keyInput.value = sessionStorage.getItem("routerhub-playground-key") || "";
-  const syncTradeoff = () => {
-    $("pg-tradeoff-row").hidden = !model.value.startsWith("router/");
-    $("pg-tradeoff-value").textContent = Number(tradeoff.value).toFixed(2);
-  };
-  model.addEventListener("change", syncTradeoff);
-  tradeoff.addEventListener("input", syncTradeoff);
-  syncTradeoff();
+  const app = $("pg-app");
+  if (!app) return;
+  const chatUrl = app.dataset.chatUrl, generationUrl = app.dataset.generationUrl;
+  const csrf = app.querySelector("[name=csrfmiddlewaretoken]").value;
+  const model = $("pg-model"), tradeoff = $("pg-tradeoff");
+  const conversation = [];  // this tab's turns: {role, content}
 
   const text = (id, value) => { $(id).textContent = value; };
   // The dashboard's one money format (routerhub/templatetags/money.py): 2 to 6 decimals.
@@ -23,61 +19,176 @@
     const shown = decimals.replace(/0+$/, "").padEnd(2, "0");
     return `${amount < 0 ? "-" : ""}$${Number(whole).toLocaleString("en-US")}.${shown}`;
   };
+  const syncTradeoff = () => { $("pg-tradeoff-value").textContent = Number(tradeoff.value).toFixed(2); };
+  tradeoff.addEventListener("input", syncTradeoff);
+  syncTradeoff();
 
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const key = keyInput.value.trim();
-    sessionStorage.setItem("routerhub-playground-key", key);
-    const body = { model: model.value, messages: [{ role: "user", content: $("pg-message").value }] };
-    if (model.value.startsWith("router/")) body.router = { tradeoff: Number(tradeoff.value) };
-    $("pg-send").disabled = true;
-    text("pg-status", "Waiting for the model…");
-    $("pg-error").hidden = true;
+  // The request body: the conversation, the system prompt and the parameters that are set.
+  const requestBody = (modelId, messages) => {
+    const body = { model: modelId, messages: [] };
+    const system = $("pg-system").value.trim();
+    if (system) body.messages.push({ role: "system", content: system });
+    body.messages.push(...messages);
+    const temperature = $("pg-temperature").value, maxTokens = $("pg-max-tokens").value;
+    if (temperature !== "") body.temperature = Number(temperature);
+    if (maxTokens !== "") body.max_tokens = Number(maxTokens);
+    if (modelId.startsWith("router/")) body.router = { tradeoff: Number(tradeoff.value) };
+    if ($("pg-stream").checked) {
+      body.stream = true;
+      body.stream_options = { include_usage: true };
+    }
+    return body;
+  };
+
+  // Read a server-sent event stream, calling onChunk for each JSON event.
+  const readEvents = async (response, onChunk) => {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const event = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        for (const line of event.split("\n")) {
+          if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
+          onChunk(JSON.parse(line.slice(6)));
+        }
+      }
+    }
+  };
+
+  // One call; ``onText`` sees the reply grow. Resolves to {ok, status, result | error}.
+  const call = async (body, onText) => {
     const started = performance.now();
+    const response = await fetch(chatUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+      body: JSON.stringify(body),
+    });
+    const type = response.headers.get("Content-Type") || "";
+    if (!response.ok || !type.startsWith("text/event-stream")) {
+      const data = await response.json().catch(() => ({}));
+      if (!response.ok) return { ok: false, status: response.status, error: data.error || {} };
+      const reply = data.choices?.[0]?.message?.content ?? "";
+      onText(reply);
+      return { ok: true, result: { ...data, reply, elapsed: Math.round(performance.now() - started) } };
+    }
+    const result = { reply: "", usage: null, firstToken: null };
+    let error = null;
+    await readEvents(response, (chunk) => {
+      if (chunk.error) { error = chunk.error; return; }
+      Object.assign(result, { id: chunk.id, model: chunk.model, provider: chunk.provider, routing: chunk.routing });
+      if (chunk.usage) result.usage = chunk.usage;
+      const delta = chunk.choices?.[0]?.delta?.content;
+      if (delta) {
+        if (result.firstToken === null) result.firstToken = Math.round(performance.now() - started);
+        result.reply += delta;
+        onText(result.reply);
+      }
+    });
+    result.elapsed = Math.round(performance.now() - started);
+    if (error) return { ok: false, status: 502, error, partial: result };
+    return { ok: true, result };
+  };
+
+  const latencyText = (r) => `${r.elapsed} ms${r.firstToken !== null && r.firstToken !== undefined ? ` (first token ${r.firstToken} ms)` : ""}`;
+  const errorText = (outcome) => `${outcome.status} ${outcome.error.type || ""}: ${outcome.error.message || "request failed"}`;
+  const generationHref = (id) => `${generationUrl}${encodeURIComponent(id)}/`;
+
+  // --- chat --------------------------------------------------------------------------------------
+  const log = $("pg-log");
+  const bubble = (role, content) => {
+    log.querySelector(".pg-empty")?.remove();
+    const item = document.createElement("div");
+    item.className = `turn ${role}`;
+    const who = document.createElement("div");
+    who.className = "who-said";
+    who.textContent = role === "user" ? "You" : "Assistant";
+    const said = document.createElement("div");
+    said.className = "said";
+    said.textContent = content;
+    item.append(who, said);
+    log.appendChild(item);
+    log.scrollTop = log.scrollHeight;
+    return item;
+  };
+
+  const showRouting = (routing) => {
+    $("pg-routing").hidden = !routing;
+    if (!routing) return;
+    text("pg-router", `${routing.router}${routing.version ? ` v${routing.version}` : " (heuristic)"}`);
+    text("pg-chosen", routing.chosen);
+    text("pg-decision-ms", routing.latency_ms ?? "—");
+    $("pg-ranked").replaceChildren(...routing.ranked.map((r, i) => {
+      const tr = document.createElement("tr");
+      for (const [value, numeric] of [[i + 1, false], [r.model, false],
+        [r.score === null ? "—" : Number(r.score).toFixed(3), true], [usd(r.expected_cost), true]]) {
+        const td = document.createElement("td");
+        td.textContent = value;
+        if (numeric) td.className = "num";
+        tr.appendChild(td);
+      }
+      return tr;
+    }));
+  };
+
+  const showResult = (r) => {
+    text("pg-used", r.model);
+    text("pg-provider", r.provider || "—");
+    text("pg-cost", usd(r.usage?.cost));
+    $("pg-cost").title = r.usage?.cost == null ? "" : `$${r.usage.cost} exactly`;
+    text("pg-latency", latencyText(r));
+    text("pg-generation", r.id);
+    $("pg-generation-link").href = generationHref(r.id);
+    text("pg-tokens", `${r.usage?.prompt_tokens ?? 0} / ${r.usage?.completion_tokens ?? 0}`);
+    showRouting(r.routing);
+    $("pg-result").hidden = false;
+  };
+
+  const meta = (item, r) => {
+    const line = document.createElement("div");
+    line.className = "turn-meta muted";
+    line.append(`${r.model} · ${usd(r.usage?.cost)} · ${latencyText(r)} · `);
+    const link = document.createElement("a");
+    link.href = generationHref(r.id);
+    link.textContent = "details";
+    line.appendChild(link);
+    item.appendChild(line);
+  };
+
+  $("playground").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const message = $("pg-message").value.trim();
+    if (!message) return;
+    conversation.push({ role: "user", content: message });
+    bubble("user", message);
+    $("pg-message").value = "";
+    const answer = bubble("assistant", "…");
+    $("pg-send").disabled = true;
+    $("pg-error").hidden = true;
+    text("pg-status", "Waiting for the model…");
     try {
-      const response = await fetch("/v1/chat/completions", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Authorization: `Bearer ${key}` },
-        body: JSON.stringify(body),
+      const outcome = await call(requestBody(model.value, conversation), (reply) => {
+        answer.querySelector(".said").textContent = reply;
       });
-      const data = await response.json();
-      const elapsed = Math.round(performance.now() - started);
-      if (!response.ok) {
-        const error = data.error || {};
-        text("pg-error-text", `${response.status} ${error.type || ""}: ${error.message || "request failed"}`);
+      if (!outcome.ok) {
+        conversation.pop();  // the failed turn is not context for the next one
+        answer.remove();
+        text("pg-error-text", errorText(outcome));
         $("pg-error").hidden = false;
-        $("pg-result").hidden = true;
         return;
       }
-      text("pg-reply", data.choices?.[0]?.message?.content ?? "");
-      text("pg-used", data.model);
-      text("pg-provider", data.provider || "—");
-      text("pg-cost", usd(data.usage?.cost));
-      $("pg-cost").title = data.usage?.cost == null ? "" : `$${data.usage.cost} exactly`;
-      text("pg-latency", `${elapsed} ms`);
-      text("pg-generation", data.id);
-      text("pg-tokens", `${data.usage?.prompt_tokens ?? 0} / ${data.usage?.completion_tokens ?? 0}`);
-      const routing = data.routing;
-      $("pg-routing").hidden = !routing;
-      if (routing) {
-        text("pg-router", `${routing.router}${routing.version ? ` v${routing.version}` : " (heuristic)"}`);
-        text("pg-chosen", routing.chosen);
-        text("pg-decision-ms", routing.latency_ms ?? "—");
-        const rows = $("pg-ranked");
-        rows.replaceChildren(...routing.ranked.map((r, i) => {
-          const tr = document.createElement("tr");
-          for (const [value, numeric] of [[i + 1, false], [r.model, false],
-            [r.score === null ? "—" : Number(r.score).toFixed(3), true], [usd(r.expected_cost), true]]) {
-            const td = document.createElement("td");
-            td.textContent = value;
-            if (numeric) td.className = "num";
-            tr.appendChild(td);
-          }
-          return tr;
-        }));
-      }
-      $("pg-result").hidden = false;
+      conversation.push({ role: "assistant", content: outcome.result.reply });
+      meta(answer, outcome.result);
+      showResult(outcome.result);
     } catch (error) {
+      conversation.pop();
+      answer.remove();
       text("pg-error-text", `Network error: ${error}`);
       $("pg-error").hidden = false;
     } finally {
@@ -85,4 +196,74 @@
       text("pg-status", "");
     }
   });
+
+  $("pg-clear").addEventListener("click", () => {
+    conversation.length = 0;
+    log.replaceChildren();
+    const empty = document.createElement("p");
+    empty.className = "muted pg-empty";
+    empty.textContent = "New conversation: the next message starts without context.";
+    log.appendChild(empty);
+    $("pg-result").hidden = true;
+  });
+
+  // --- compare -----------------------------------------------------------------------------------
+  const column = (modelId) => {
+    const node = $("pg-column").content.firstElementChild.cloneNode(true);
+    node.querySelector(".compare-title").textContent = modelId;
+    node.dataset.model = modelId;
+    return node;
+  };
+  const fill = (node, field, value) => { node.querySelector(`[data-field=${field}]`).textContent = value; };
+
+  const compareOne = async (node, body) => {
+    try {
+      const outcome = await call(body, (reply) => fill(node, "reply", reply));
+      if (!outcome.ok) {
+        const error = node.querySelector(".compare-error");
+        error.textContent = errorText(outcome);
+        error.hidden = false;
+        return;
+      }
+      const r = outcome.result;
+      fill(node, "model", r.model);
+      fill(node, "provider", r.provider || "—");
+      fill(node, "cost", usd(r.usage?.cost));
+      fill(node, "latency", latencyText(r));
+      fill(node, "tokens", `${r.usage?.prompt_tokens ?? 0} / ${r.usage?.completion_tokens ?? 0}`);
+      if (r.routing) {
+        const routing = node.querySelector(".compare-routing");
+        routing.textContent = `${r.routing.router}${r.routing.version ? ` v${r.routing.version}` : ""} chose ${r.routing.chosen}`;
+        routing.hidden = false;
+      }
+      const link = node.querySelector("[data-field=generation]");
+      link.href = generationHref(r.id);
+      link.hidden = false;
+      node.dataset.generation = r.id;
+    } catch (error) {
+      const box = node.querySelector(".compare-error");
+      box.textContent = `Network error: ${error}`;
+      box.hidden = false;
+    }
+  };
+
+  $("pg-compare").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const prompt = $("pg-compare-message").value.trim();
+    const models = ["pg-compare-1", "pg-compare-2", "pg-compare-3"].map((id) => $(id).value).filter(Boolean);
+    if (!prompt || !models.length) return;
+    const results = $("pg-compare-results");
+    const nodes = models.map(column);
+    results.replaceChildren(...nodes);
+    results.dataset.columns = String(nodes.length);
+    $("pg-compare-send").disabled = true;
+    text("pg-compare-status", `Asking ${models.length} at once…`);
+    await Promise.all(nodes.map((node, i) => compareOne(node, requestBody(models[i], [{ role: "user", content: prompt }]))));
+    $("pg-compare-send").disabled = false;
+    text("pg-compare-status", "");
+  });
+
+  // The last chat reply's card belongs to the chat tab.
+  $("pg-tab-compare").addEventListener("click", () => { $("pg-result").hidden = true; $("pg-error").hidden = true; });
+  $("pg-tab-chat").addEventListener("click", () => { $("pg-result").hidden = !$("pg-generation").textContent; });
 })();

@@ -1,0 +1,40 @@
+"""Spend per key for the Keys page: the last 30 days and all time, with request counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from billing.models import UsageRecord
+from routerhub.money import ZERO
+
+RECENT_DAYS = 30
+
+
+@dataclass(frozen=True)
+class KeySpend:
+    total: Decimal
+    recent: Decimal  # the last ``RECENT_DAYS`` days
+    requests: int
+
+
+def key_spend(*, organization_id: int) -> dict[int, KeySpend]:
+    """Each of the organization's keys that made requests: what it spent (one grouped query)."""
+    since = timezone.now() - timedelta(days=RECENT_DAYS)
+    rows = (
+        UsageRecord.objects.filter(organization_id=organization_id, key_id__isnull=False)
+        .values("key_id")
+        .annotate(
+            total=Sum("cost"),
+            recent=Sum("cost", filter=Q(created_at__gte=since)),
+            requests=Count("id"),
+        )
+    )
+    return {
+        row["key_id"]: KeySpend(row["total"] or ZERO, row["recent"] or ZERO, row["requests"])
+        for row in rows
+    }

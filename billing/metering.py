@@ -1,0 +1,151 @@
+"""The gateway's one door into billing: a request's money, from its hold to the ledger.
+
+``routing.gateway`` imports billing only through this module. A request meets billing in four
+calls, in this order, and each leads by plain function calls to where the work happens:
+
+1. ``hold`` — before anything is forwarded, reserve the most the request can cost (sized with
+   ``reservation_amount``) → ``billing.services.credits_reserve_async``, whose strategy (one SQL
+   statement on the gateway's own connections, or an ORM transaction for keys with a credit
+   limit) is documented once, at ``billing.services._one_statement``. 402/403 when refused.
+2. ``price`` — when the provider has answered, the charge: the list price of the counted tokens
+   (``billing.pricing.usage_cost``). It is never capped at the hold: a charge above the hold is
+   flagged ``over_hold`` and charged in full. Money policy has exactly one other rule, applied
+   where the balance is locked: settlement takes a charge above the balance down to a zero
+   balance, never below, and flags it ``shortfall`` (``billing.settlement._charges``).
+3. ``record`` — exactly once per hold, whatever happened (success, failure, disconnect): hand
+   the finished draft over → ``billing.outbox.usage_record_async`` (``draft_encode``, appended to
+   the usage stream) → a settler's ``usage_settle_batch`` (``billing.settlement``): the usage
+   record, the ledger entry ``usage:<generation id>``, the balance, the hold released.
+4. ``close`` — when a gateway worker stops: finish its hand-overs and close its connections.
+
+Several provider calls per request (issue 17's pipelines): the request holds once, with the
+sum of its calls' worst cases. Each provider call is billed as a child record: a ``UsageDraft``
+of its own (its own generation id, derived from the request's), priced with ``price`` and
+handed to ``record``; settlement is idempotent per generation id, so each call is charged
+once. The request's own draft is recorded last and releases the hold. Nothing here assumes
+one call per request except that a hold is released by the draft bearing its generation id;
+what settlement does not do yet is count a child's charge in its key's spend window (windows
+are settled through holds), which pipelines must add there, not in the gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from decimal import Decimal
+from typing import Protocol
+
+from billing.drafts import UsageDraft
+from billing.models import UsageFlag
+from billing.outbox import usage_outbox_flush, usage_record_async
+from billing.pg_async import pg_close
+from billing.pricing import TokenPrices, reservation_amount, usage_cost
+from billing.services import ReservationRequest, credits_reserve_async
+
+__all__ = [
+    "Payer",
+    "TokenCounts",
+    "TokenPrices",
+    "UsageDraft",
+    "UsageFlag",
+    "close",
+    "generation_id_new",
+    "hold",
+    "price",
+    "record",
+    "reservation_amount",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class Payer(Protocol):
+    """Who pays for a request: an API key of an organization (``accounts.keys.AuthenticatedKey``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def organization_id(self) -> int: ...
+    @property
+    def limit(self) -> Decimal | None: ...
+    @property
+    def limit_reset(self) -> str | None: ...
+
+
+class TokenCounts(Protocol):
+    """The tokens one provider call is billed for (``routing.providers.base.Usage``)."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def cached_tokens(self) -> int: ...
+    @property
+    def reasoning_tokens(self) -> int: ...
+
+
+def generation_id_new() -> str:
+    """A request's generation id: the key of its hold, its usage record and its ledger entry."""
+    return f"gen-{int(time.time())}-{secrets.token_urlsafe(15)}"
+
+
+async def hold(payer: Payer, generation_id: str, amount: Decimal) -> None:
+    """Hold ``amount`` of the organization's credits (and of the key's limit) for one request."""
+    await credits_reserve_async(
+        ReservationRequest(
+            organization_id=payer.organization_id,
+            generation_id=generation_id,
+            amount=amount,
+            key_id=payer.id,
+            key_limit=payer.limit,
+            key_limit_reset=payer.limit_reset,
+        )
+    )
+
+
+def price(
+    draft: UsageDraft, prices: TokenPrices, usage: TokenCounts, *, is_byok: bool, held: Decimal
+) -> Decimal:
+    """Charge ``usage`` at ``prices`` on ``draft`` (its cost and token counts) and return the cost.
+
+    The list price, never capped at the hold ``held``: the hold bounds what was sent and asked
+    for, and a provider may count more (hidden reasoning, a tenant's own host). Such a charge is
+    flagged ``over_hold`` and logged; settlement takes it as far as the balance goes.
+    """
+    cost = usage_cost(prices, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                      cached_tokens=usage.cached_tokens, is_byok=is_byok)  # fmt: skip
+    if cost > held:
+        logger.warning(
+            "generation %s costs %s, above its hold %s; charged in full (flag over_hold)",
+            draft.generation_id, cost, held,
+        )  # fmt: skip
+        draft.flag(UsageFlag.OVER_HOLD)
+    draft.is_byok, draft.cost = is_byok, cost
+    draft.prompt_tokens, draft.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    draft.cached_tokens, draft.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
+    return cost
+
+
+async def record(draft: UsageDraft) -> None:
+    """Hand a finished request's draft over to be settled: call it exactly once per hold.
+
+    Durable before it returns (the outbox's Redis stream, or settled directly without Redis).
+    A failure is logged, not raised: the reservation sweep then settles the hold.
+    """
+    try:
+        await usage_record_async(draft)
+    except Exception:
+        logger.exception(
+            "settlement of %s failed; the reservation sweep will settle its hold",
+            draft.generation_id,
+        )
+
+
+async def close() -> None:
+    """A gateway worker is stopping: finish its hand-overs, then close its billing connections."""
+    try:
+        await usage_outbox_flush()
+    finally:
+        pg_close()

@@ -1,0 +1,242 @@
+"""A held request's life, shared by every gateway endpoint that holds credits (chat, messages,
+completions, responses, embeddings): who is asking, what it accumulates on its way, and how it
+ends — ``exchange_run`` runs the upstream work and then, whatever happened, counts its tokens
+and hands its draft to billing exactly once (``billing.metering.record``). ``bill`` fills that
+draft for an outcome; the charge itself is ``billing.metering.price``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from accounts.keys import AuthenticatedKey, bearer_token, key_authenticate_async
+from billing import metering
+from billing.metering import UsageDraft, UsageFlag
+from routerhub.errors import ApiError, Forbidden, Unauthorized
+from routerhub.money import ZERO
+from routing.gateway import health
+from routing.gateway.catalog_cache import EndpointInfo
+from routing.gateway.http import GatewayRequest
+from routing.gateway.limits import rate_limit_add_tokens, rate_limit_headers
+from routing.gateway.planning import Plan
+from routing.gateway.request_shape import output_token_bound
+from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
+from routing.providers.anthropic_ingress import anthropic_only_fields
+from routing.providers.base import JSON, StreamDecoder, Usage
+from training.tokens import tokens_from_chars
+
+logger = logging.getLogger(__name__)
+
+UNUSABLE = "the provider returned no answer and token counts that cannot be true"
+
+
+@dataclass
+class Exchange:
+    """Everything one request accumulates on its way through the gateway."""
+
+    req: GatewayRequest
+    key: AuthenticatedKey
+    body: JSON
+    anthropic: bool
+    plan: Plan
+    generation_id: str
+    prompt_estimate: int
+    reserved: Decimal
+    draft: UsageDraft
+    attempts: list[JSON] = field(default_factory=list)
+    skipped_for: list[float] = field(default_factory=list)
+    endpoint: EndpointInfo | None = None
+    is_byok: bool = False
+    decoder: StreamDecoder | None = None
+    generated_chars: int = 0
+    answered: bool = False  # a stream relayed content, reasoning or a tool call
+    # The candidate being tried is the organization's own key (or host): its failures are its
+    # own and neither open nor consult the circuit breaker every organization shares.
+    trying_byok: bool = False
+    finish_reason_seen: bool = False
+    # prompt_token_bound(body): the most tokens the prompt can be (0 where none was computed).
+    prompt_bound: int = 0
+    first_byte_at: float | None = None
+    answer_parts: list[str] = field(default_factory=list)  # kept only with prompt logging
+
+
+# A scope entry only this server's own code can set (never a header): the key a dashboard
+# session's playground request acts with (``routing.playground``).
+SESSION_KEY_SCOPE = "routerhub.session_key"
+
+
+async def authenticate(req: GatewayRequest, *, anthropic: bool) -> AuthenticatedKey:
+    preset = req.scope.get(SESSION_KEY_SCOPE)
+    if isinstance(preset, AuthenticatedKey) and not preset.is_management:
+        return preset
+    authorization = req.headers.get("authorization")
+    if anthropic and not authorization:
+        token = req.headers.get("x-api-key", "").strip()  # what the anthropic SDK sends
+        if not token:
+            raise Unauthorized(
+                "Missing API key: send 'x-api-key: rh-…' or 'Authorization: Bearer rh-…'."
+            )
+    else:
+        token = bearer_token(authorization)
+    key = await key_authenticate_async(token)
+    if key.is_management:
+        raise Forbidden("Management keys (rh-mgmt-) cannot call inference; use an rh-live- key.")
+    return key
+
+
+async def exchange_run(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
+    """Run a held request's upstream work, then count its tokens and settle it, whatever
+    happened (every endpoint that holds credits ends here)."""
+    draft = ex.draft
+    try:
+        await _until_disconnect(ex, work)
+    except ApiError as error:
+        draft.error_type = draft.error_type or error.type
+        raise
+    finally:
+        # The answer's tokens count against the key's tpm before settlement, which may wait
+        # for the database: the key's next request must already see them.
+        try:
+            await rate_limit_add_tokens(
+                ex.key, draft.completion_tokens + draft.prompt_tokens - ex.prompt_estimate
+            )
+        except Exception:
+            logger.exception("could not count tokens of %s against the key's tpm",
+                             ex.generation_id)  # fmt: skip
+        draft.trace = trace_json(ex.plan.routing, ex.attempts)
+        if ex.answer_parts:
+            draft.response = "".join(ex.answer_parts)[:MAX_RESPONSE_CHARS]
+        # Exactly once per reservation: success, upstream failure or client disconnect.
+        await metering.record(draft)
+
+
+async def _until_disconnect(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
+    """Run the upstream exchange, cancelling it (and billing what was generated) if the client goes."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(ex.req.wait_disconnect())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done or ex.req.response_complete:
+            # A finished response also reads as a disconnect: that is not the client leaving.
+            return await task
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        bill(ex, partial_usage(ex), status="aborted", error_type="client_disconnected")
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+
+
+def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> Decimal:
+    """Fill the usage draft for this outcome and return the cost (0 when nothing was served);
+    what it costs is ``metering.price``'s to say."""
+    draft = ex.draft
+    draft.status, draft.error_type = status, error_type
+    draft.latency_ms = int((time.monotonic() - ex.req.started) * 1000)
+    if ex.first_byte_at is not None:
+        draft.ttft_ms = int((ex.first_byte_at - ex.req.started) * 1000)
+    endpoint = ex.endpoint
+    if endpoint is None:
+        return ZERO
+    draft.model, draft.provider = endpoint.model_id, endpoint.provider_slug
+    return metering.price(draft, endpoint.prices, usage, is_byok=ex.is_byok, held=ex.reserved)
+
+
+def record_success(ex: Exchange, usage: Usage) -> None:
+    if ex.endpoint is None or ex.first_byte_at is None or ex.is_byok:
+        return  # an organization's own key or host says nothing of the platform's endpoint
+    now = time.monotonic()
+    health.health_record_success(ex.endpoint.id, ttft_ms=(ex.first_byte_at - ex.req.started) * 1000,
+                                 completion_tokens=usage.completion_tokens, duration_s=now - ex.req.started)  # fmt: skip
+
+
+def partial_usage(ex: Exchange) -> Usage:
+    """What a stream produced so far: the provider's count when it sent one, else an estimate."""
+    reported = ex.decoder.usage if ex.decoder is not None else None
+    finished = ex.decoder is not None and ex.decoder.finished
+    usage = billable_usage(ex, reported, ex.generated_chars, finished=finished)
+    if ex.endpoint is not None:
+        # A stream cut short may carry an early, partial count (Anthropic's message_start).
+        usage.completion_tokens = max(
+            usage.completion_tokens, _completion_estimate(ex, ex.generated_chars)
+        )
+    return usage
+
+
+def billable_usage(
+    ex: Exchange, reported: Usage | None, generated_chars: int, *, finished: bool = True
+) -> Usage:
+    """The provider's counts, to be billed at list price. A count it did not send, or one that
+    cannot be true (``Usage.clamped``, a prompt above its byte bound, no token for a
+    finished answer), is estimated from the text instead and the record flagged: never zero
+    for a served answer. Estimates stay within the hold's bounds; provider counts need not."""
+    if ex.endpoint is None:
+        return replace(reported) if reported is not None else Usage()
+    estimate = _completion_estimate(ex, generated_chars)
+    if reported is None:
+        ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
+        return Usage(ex.prompt_estimate, estimate)
+    usage = replace(reported)
+    window = ex.endpoint.context_length
+    # A prompt count is impossible only above what the prompt can be: the hold's bound (its UTF-8
+    # bytes), or the window when no bound was computed. A count past a catalog window that is
+    # stale or too small is still what the provider served, and is billed as reported.
+    if max(window, ex.prompt_bound) and usage.prompt_tokens > max(window, ex.prompt_bound):
+        usage.prompt_tokens, usage.clamped = 0, True
+    if window and usage.completion_tokens > window * int(ex.body.get("n") or 1):
+        usage.completion_tokens, usage.clamped = 0, True
+    if usage.completion_tokens == 0 and generated_chars and finished:
+        usage.clamped = True  # a cut stream's early count may still be 0
+    if usage.clamped:
+        logger.warning("generation %s: %s reported impossible usage; billed an estimate",
+                       ex.generation_id, ex.endpoint.provider_slug)  # fmt: skip
+        ex.draft.flag(UsageFlag.USAGE_CLAMPED)
+        # One impossible count discredits the report: no count is taken below its estimate.
+        usage.prompt_tokens = max(usage.prompt_tokens, ex.prompt_estimate)
+        usage.completion_tokens = max(usage.completion_tokens, estimate)
+    elif usage.prompt_tokens == 0:
+        ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
+        usage.prompt_tokens = ex.prompt_estimate
+    usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
+    usage.reasoning_tokens = min(usage.reasoning_tokens, usage.completion_tokens)
+    return usage
+
+
+def _completion_estimate(ex: Exchange, generated_chars: int) -> int:
+    """≈4 characters a token, never more than the output the provider was asked for."""
+    assert ex.endpoint is not None
+    return min(tokens_from_chars(generated_chars), output_token_bound(ex.body, ex.endpoint))
+
+
+def impossible(usage: Usage | None) -> bool:
+    return usage is not None and usage.clamped
+
+
+def response_head(ex: Exchange, kind: str) -> JSON:
+    assert ex.endpoint is not None or kind == "chat.completion.chunk"
+    endpoint = ex.endpoint
+    head: JSON = {"id": ex.generation_id, "object": kind, "created": int(time.time()),
+                  "model": endpoint.model_id if endpoint else "", "provider": endpoint.provider_slug if endpoint else ""}  # fmt: skip
+    if ex.attempts:
+        head["fallbacks"] = ex.attempts  # which endpoints failed before this one served
+    if ex.plan.routing is not None:
+        head["routing"] = ex.plan.routing
+    return head
+
+
+def answer_headers(ex: Exchange) -> dict[str, str]:
+    headers = {"x-generation-id": ex.generation_id} | rate_limit_headers(ex.key)
+    assert ex.endpoint is not None
+    dropped = anthropic_only_fields(ex.body, ex.endpoint.api_style)
+    if dropped:
+        headers["x-routerhub-dropped"] = ", ".join(dropped)
+    return headers

@@ -1,0 +1,156 @@
+"""The dashboard playground's endpoint: chat through the gateway with the signed-in session.
+
+``POST /dashboard/playground/chat`` takes the body of ``POST /v1/chat/completions`` and runs it
+through the gateway's own request path in this process, so it is authenticated, rate limited,
+held, billed and recorded exactly like an API request. It acts with the person's playground key
+(one per person and organization, ``ApiKey.is_playground``), created on first use with the
+person's role: the key never acts above its creator's current role, stops working when they
+leave the organization, shows its spend on the Keys page and can be revoked there (the next
+playground request makes a new one). No plaintext of it exists anywhere. Django's CSRF
+middleware protects the endpoint like every other dashboard form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.http import require_POST
+
+from accounts.keys import AuthenticatedKey, key_authenticate_digest, key_mint
+from accounts.models import ApiKey, KeyScope, Membership
+from routerhub.errors import ApiError, error_body
+from routing.gateway.app import gateway_app
+from routing.gateway.exchange import SESSION_KEY_SCOPE
+from routing.gateway.http import Message, Scope
+
+GATEWAY_PATH = "/v1/chat/completions"
+_FORWARDED_HEADERS = (b"x-generation-id", b"retry-after", b"x-should-retry", b"x-routerhub-dropped")
+_background: set[asyncio.Task[None]] = set()  # running gateway calls (settlement included)
+
+
+def playground_key(membership: Membership) -> ApiKey:
+    """The person's playground key in this organization, created on first use."""
+    key = ApiKey.objects.filter(
+        organization=membership.organization,
+        created_by=membership.user,
+        is_playground=True,
+        revoked_at__isnull=True,
+    ).first()
+    if key is not None:
+        return key
+    minted = key_mint(scope=KeyScope.INFERENCE)  # its plaintext is dropped here: never usable
+    return ApiKey.objects.create(
+        organization=membership.organization,
+        name=f"Playground · {membership.user.email}"[:120],
+        scope=KeyScope.INFERENCE,
+        prefix=minted.prefix,
+        digest=minted.digest,
+        created_by=membership.user,
+        created_by_role=membership.role,
+        is_playground=True,
+        rpm=settings.PLAYGROUND_RPM or None,
+    )
+
+
+def _session_key(request: HttpRequest) -> AuthenticatedKey | JsonResponse:
+    """The key this session's playground request acts with, or the error to answer."""
+    if not request.user.is_authenticated:
+        return _error(401, "unauthorized", "Sign in to use the playground.")
+    membership = request.membership  # type: ignore[attr-defined]
+    if not membership:
+        return _error(403, "forbidden", "You are not a member of any organization.")
+    try:
+        return key_authenticate_digest(playground_key(membership).digest)
+    except ApiError as exc:
+        return JsonResponse(exc.body(), status=exc.status)
+
+
+def _error(status: int, type_: str, message: str) -> JsonResponse:
+    return JsonResponse(error_body(status, type_, message), status=status)
+
+
+@require_POST
+async def playground_chat(request: HttpRequest) -> HttpResponseBase:
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit() or int(declared) > settings.REQUEST_MAX_BODY_BYTES:
+        limit = settings.REQUEST_MAX_BODY_BYTES
+        return _error(413, "payload_too_large", f"The request body is larger than {limit} bytes.")
+    if request.content_type != "application/json":
+        return _error(415, "unsupported_media_type", "Send the chat request as application/json.")
+    key = await sync_to_async(_session_key)(request)
+    if isinstance(key, JsonResponse):
+        return key
+    request_id = getattr(request, "request_id", "")
+    return await gateway_call(key, request.body, request_id=request_id)
+
+
+async def gateway_call(
+    key: AuthenticatedKey, body: bytes, *, request_id: str
+) -> StreamingHttpResponse:
+    """Run ``body`` through the gateway's chat path as ``key``; relay its answer as it comes."""
+    outbox: asyncio.Queue[Message] = asyncio.Queue()
+    gone = asyncio.Event()
+    body_sent = False
+
+    async def receive() -> Message:
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await gone.wait()  # the browser left, or the answer was relayed in full
+        return {"type": "http.disconnect"}
+
+    task = asyncio.ensure_future(gateway_app(_scope(key, body, request_id), receive, outbox.put))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    start = await outbox.get()
+    headers = dict(start["headers"])
+    response = StreamingHttpResponse(
+        _relay(outbox, gone),
+        status=start["status"],
+        content_type=headers.get(b"content-type", b"application/json").decode("latin-1"),
+    )
+    for name in _FORWARDED_HEADERS:
+        if name in headers:
+            response[name.decode()] = headers[name].decode("latin-1")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _relay(outbox: asyncio.Queue[Message], gone: asyncio.Event) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            message = await outbox.get()
+            if message.get("body"):
+                yield message["body"]
+            if not message.get("more_body"):
+                return
+    finally:
+        gone.set()  # a browser that left mid-stream is billed what was generated, as on /v1
+
+
+def _scope(key: AuthenticatedKey, body: bytes, request_id: str) -> Scope:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode("latin-1")))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": GATEWAY_PATH,
+        "raw_path": GATEWAY_PATH.encode(),
+        "query_string": b"",
+        "headers": headers,
+        SESSION_KEY_SCOPE: key,
+    }

@@ -1,0 +1,129 @@
+"""Every transaction that locks both takes an organization's credit account before a key's spend
+window (``billing.settlement``'s module docstring names the one order): settlement, and the ORM
+reservation path of keys with a credit limit. Two transactions taking them in opposite orders
+deadlock under load; here each transaction is stopped at the account row (held by another
+transaction) and the window must still be free, so it cannot be holding it while it waits."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+import pytest
+from django.db import connection, connections, transaction
+
+from accounts.models import ApiKey
+from billing.drafts import UsageDraft
+from billing.models import CreditAccount, KeySpendWindow
+from billing.services import ReservationRequest, credits_reserve, ledger_post
+from billing.settlement import usage_settle_batch
+from tests.conftest import require_postgres
+from tests.factories import key_make, organization_make
+from tests.routing.servers import poll
+
+
+def _waiting_on_a_lock() -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def _window_is_free(key_id: int) -> bool:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL lock_timeout = '200ms'")
+        try:
+            cursor.execute(
+                "SELECT 1 FROM billing_keyspendwindow WHERE key_id = %s FOR UPDATE NOWAIT",
+                [key_id],
+            )
+        except Exception:  # psycopg's LockNotAvailable, wrapped by Django
+            return False
+    return True
+
+
+@contextmanager
+def _account_held(organization_id: int) -> Iterator[None]:
+    """Another transaction holds the organization's account row until the block ends."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                CreditAccount.objects.select_for_update().get(organization_id=organization_id)
+                held.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join(10)
+
+
+def _in_thread(work: Callable[[], object]) -> threading.Thread:
+    def run() -> None:
+        try:
+            work()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _limited_key_reservation(amount: str) -> tuple[ReservationRequest, ApiKey]:
+    organization = organization_make()
+    ledger_post(organization=organization, kind="promotion", amount=Decimal("10"),
+                idempotency_key=f"grant:{organization.pk}")  # fmt: skip
+    key_make(organization, limit=Decimal("5"), limit_reset="daily")
+    key = ApiKey.objects.get(organization=organization)
+    request = ReservationRequest(organization_id=organization.pk,
+                                 generation_id=f"gen-{uuid.uuid4().hex}", amount=Decimal(amount),
+                                 key_id=key.pk, key_limit=key.limit, key_limit_reset="daily")  # fmt: skip
+    return request, key
+
+
+@pytest.mark.django_db(transaction=True)
+def test_settlement_waits_for_the_account_before_it_touches_the_key_window() -> None:
+    require_postgres()
+    request, key = _limited_key_reservation("1")
+    credits_reserve(request)  # the window row exists, holding 1
+    draft = UsageDraft(generation_id=request.generation_id, organization_id=request.organization_id,
+                       key_id=key.pk, status="succeeded", cost=Decimal("0.5"))  # fmt: skip
+
+    with _account_held(request.organization_id):
+        settler = _in_thread(lambda: usage_settle_batch([draft]))
+        poll(_waiting_on_a_lock, timeout=10)
+        assert _window_is_free(key.pk)
+    settler.join(10)
+
+    window = KeySpendWindow.objects.get(key_id=key.pk)
+    assert (window.spent, window.reserved) == (Decimal("0.5"), Decimal("0"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_limited_keys_reservation_waits_for_the_account_before_it_touches_the_window() -> None:
+    require_postgres()
+    first, key = _limited_key_reservation("1")
+    credits_reserve(first)  # the window row exists
+    second = ReservationRequest(**{**first.__dict__, "generation_id": f"gen-{uuid.uuid4().hex}"})
+
+    with _account_held(first.organization_id):
+        reserver = _in_thread(lambda: credits_reserve(second))
+        poll(_waiting_on_a_lock, timeout=10)
+        assert _window_is_free(key.pk)
+    reserver.join(10)
+
+    assert KeySpendWindow.objects.get(key_id=key.pk).reserved == Decimal("2")
