@@ -12,15 +12,16 @@ help:
 	@echo "make run          install, migrate, seed the demo, serve http://127.0.0.1:$(PORT) with a worker"
 	@echo "make test         install and run the whole test suite"
 	@echo "make serve        production server (ASGI, $(WORKERS) workers, settings from the environment)"
-	@echo "make lint         ruff check, ruff format --check, mypy, makemigrations --check"
+	@echo "make lint         ruff check, ruff format --check, mypy (the Python client strict), makemigrations --check"
 	@echo "make bench        gateway, routing and training benchmarks (writes bench/results.json)"
 	@echo "make bench-router train and evaluate routers on ../shared/datasets"
 	@echo "make soak         10 min steady load on the production server: worker memory growth, errors, settlement"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e ./clients/python
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -50,6 +51,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy --config-file clients/python/pyproject.toml clients/python/src clients/python/examples
 	ROUTERHUB_ENV=test $(BIN)/python manage.py makemigrations --check --dry-run
 
 format: install

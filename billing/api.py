@@ -18,7 +18,6 @@ from accounts.models import ApiKey, Role
 from accounts.tenant_api import TenantAPIView
 from billing.models import (
     CreditAccount,
-    Feedback,
     LedgerEntry,
     LedgerKind,
     UsageFlag,
@@ -35,7 +34,6 @@ from billing.openrouter_shapes import (
     key_data,
 )
 from billing.selectors import GROUPINGS, UsageFilter, key_usage, usage_aggregate, usage_records
-from billing.services import feedback_record
 from routerhub.errors import BadRequest, NotFound
 from routerhub.money import ZERO, money_str
 
@@ -344,11 +342,28 @@ class UsageView(TenantAPIView):
 
 
 CSV_COLUMNS = [
-    "id", "created_at", "model", "requested_model", "provider", "router", "router_version",
-    "key_id", "key_name", "status", "error_type", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "streamed", "is_byok",
+    "id",
+    "created_at",
+    "model",
+    "requested_model",
+    "provider",
+    "router",
+    "router_version",
+    "key_id",
+    "key_name",
+    "status",
+    "error_type",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost",
+    "latency_ms",
+    "ttft_ms",
+    "streamed",
+    "is_byok",
     "flags",
-]  # fmt: skip
+]
 
 
 class _Echo:
@@ -385,37 +400,3 @@ class UsageExportView(TenantAPIView):
         filename = f"routerhub-usage-{self.organization.slug}-{timezone.now():%Y%m%d}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
-
-
-class FeedbackInput(serializers.Serializer[Any]):
-    generation_id = serializers.CharField(max_length=64)
-    score = serializers.FloatField(min_value=0, max_value=1, help_text="0 (bad) … 1 (good)")
-    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("score"), bool):
-            data = {**data, "score": 1.0 if data["score"] else 0.0}  # thumbs up/down
-        return super().to_internal_value(data)
-
-
-class FeedbackView(TenantAPIView):
-    """``POST /api/v1/feedback``: quality feedback on a served request (inference keys too)."""
-
-    tenant_model = Feedback
-    inference_key_allowed = True
-
-    @extend_schema(request=FeedbackInput, responses={201: FeedbackInput})
-    def post(self, request: Request) -> Response:
-        data = FeedbackInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        feedback = feedback_record(
-            organization_id=self.organization.pk,
-            key_id=self.tenant.key.id if self.tenant.key else None,
-            **data.validated_data,
-        )
-        body = {
-            "generation_id": feedback.usage_id,
-            "score": feedback.score,
-            "comment": feedback.comment,
-        }
-        return Response(body, status=201)

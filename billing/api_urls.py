@@ -1,6 +1,7 @@
 from django.urls import path
 
-from billing import api, stripe_api
+from billing import api
+from billing.stripe import api as stripe_api
 
 urlpatterns = [
     path("key", api.CurrentKeyView.as_view(), name="api-current-key"),
@@ -18,5 +19,4 @@ urlpatterns = [
     path("generation", api.GenerationView.as_view(), name="api-generation"),
     path("usage", api.UsageView.as_view(), name="api-usage"),
     path("usage/export.csv", api.UsageExportView.as_view(), name="api-usage-export"),
-    path("feedback", api.FeedbackView.as_view(), name="api-feedback"),
 ]

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import models
 from django.db.models import Q
 
-from accounts.models import ApiKey, Organization, TenantModel
+from accounts.models import ApiKey, Organization, TenantModel, TenantQuerySet
 from routerhub.money import MONEY_FIELD
 
 
@@ -32,6 +32,8 @@ class CreditAccount(models.Model):
         default=dict, blank=True, help_text="Month → highest alert threshold already emailed."
     )
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -126,6 +128,10 @@ class UsageRecord(TenantModel):
     requested_model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=60, blank=True)
     router = models.CharField(max_length=80, blank=True)
+    # The serving router's primary key: routers are joined on it, never on the name above (a
+    # slug can be reused). A plain id, not a foreign key: billing does not depend on training,
+    # and usage history outlives a deleted router.
+    router_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     router_version = models.PositiveIntegerField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
@@ -146,8 +152,13 @@ class UsageRecord(TenantModel):
                              help_text="JSON: the routing decision and the fallbacks tried.")  # fmt: skip
     # A database default too: rows inserted in raw SQL without the column (settlement code of
     # the previous release, during a rolling deploy) are unflagged, not refused.
-    flags = models.CharField(max_length=100, blank=True, default="", db_default="",
-                             help_text="Comma-separated UsageFlag values.")  # fmt: skip
+    flags = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Comma-separated UsageFlag values.",
+    )
     created_at = models.DateTimeField(db_index=True)
 
     @property
@@ -234,18 +245,3 @@ class StripeEvent(models.Model):
     outcome = models.CharField(max_length=20, help_text="processed or ignored")
     livemode = models.BooleanField(default=False)
     received_at = models.DateTimeField(auto_now_add=True)
-
-
-class Feedback(TenantModel):
-    """Quality feedback on one served request (the last word per generation counts)."""
-
-    usage = models.OneToOneField(
-        UsageRecord, on_delete=models.CASCADE, related_name="feedback", to_field="generation_id"
-    )
-    score = models.FloatField(help_text="0 (bad) … 1 (good).")
-    comment = models.TextField(blank=True)
-    key = models.ForeignKey(
-        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)

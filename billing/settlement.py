@@ -48,9 +48,9 @@ logger = logging.getLogger(__name__)
 
 _USAGE_COLUMNS = (
     "organization_id", "generation_id", "key_id", "model", "requested_model", "provider",
-    "router", "router_version", "prompt_tokens", "completion_tokens", "cached_tokens",
-    "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type", "streamed",
-    "is_byok", "prompt", "response", "trace", "flags", "created_at",
+    "router", "router_id", "router_version", "prompt_tokens", "completion_tokens",
+    "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type",
+    "streamed", "is_byok", "prompt", "response", "trace", "flags", "created_at",
 )  # fmt: skip
 _LEDGER_COLUMNS = (
     "organization_id", "kind", "amount", "balance_after", "idempotency_key", "description",

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.models import ApiKey, KeyScope, Role
-from accounts.views import organization_required
+from accounts.tenancy import dashboard_membership, dashboard_organization, organization_required
 from billing.api import UsageQuery
 from billing.charts import spend_chart
 from billing.models import CreditAccount, LedgerEntry, Payment, UsageStatus
@@ -43,11 +43,11 @@ def spend_chart_for(organization_id: int) -> Any:
 
 @organization_required(Role.OWNER)
 def credits_page(request: HttpRequest) -> HttpResponse:
-    organization = request.membership.organization  # type: ignore[attr-defined]
-    account = CreditAccount.objects.filter(organization=organization).first() or CreditAccount(
+    organization = dashboard_organization(request)
+    account = CreditAccount.objects.for_tenant(organization).first() or CreditAccount(
         organization=organization
     )
-    entries = LedgerEntry.objects.filter(organization=organization).order_by("-created_at", "-id")
+    entries = LedgerEntry.objects.for_tenant(organization).order_by("-created_at", "-id")
     page = Paginator(entries, 25).get_page(request.GET.get("page"))
     example = settings.TOPUP_MIN_AMOUNT * 4
     return render(
@@ -62,7 +62,7 @@ def credits_page(request: HttpRequest) -> HttpResponse:
             "example_amount": example,
             "example_fee": topup_fee(example),
             "example_total": example + topup_fee(example),
-            "payments": Payment.objects.filter(organization=organization)
+            "payments": Payment.objects.for_tenant(organization)
             .annotate(total=F("amount") + F("fee"))
             .order_by("-created_at")[:20],
             "min_amount": settings.TOPUP_MIN_AMOUNT,
@@ -77,7 +77,7 @@ def credits_page(request: HttpRequest) -> HttpResponse:
 
 @organization_required()
 def usage_page(request: HttpRequest) -> HttpResponse:
-    organization = request.membership.organization  # type: ignore[attr-defined]
+    organization = dashboard_organization(request)
     params = {k: v for k, v in request.GET.items() if v and k != "page"}
     query = UsageQuery(data=params)
     valid = query.is_valid()
@@ -113,9 +113,9 @@ def usage_page(request: HttpRequest) -> HttpResponse:
 @organization_required(Role.OWNER)
 def credits_buy(request: HttpRequest) -> HttpResponse:
     """Start a top-up from the dashboard and send the owner to the payment page."""
-    from billing.stripe_payments import checkout_start
+    from billing.stripe.payments import checkout_start
 
-    membership = request.membership  # type: ignore[attr-defined]
+    membership = dashboard_membership(request)
     try:
         amount = Decimal(request.POST.get("amount", ""))
     except InvalidOperation:
@@ -134,8 +134,8 @@ def credits_buy(request: HttpRequest) -> HttpResponse:
 @organization_required()
 def overview_page(request: HttpRequest) -> HttpResponse:
     """Balance, this month's spend and requests, the 30-day chart and a quickstart."""
-    organization = request.membership.organization  # type: ignore[attr-defined]
-    account = CreditAccount.objects.filter(organization=organization).first()
+    organization = dashboard_organization(request)
+    account = CreditAccount.objects.for_tenant(organization).first()
     month_start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     month = usage_records(organization_id=organization.pk, filters=UsageFilter(start=month_start))
     totals = month.aggregate(requests=Count("id"), cost=Sum("cost"))

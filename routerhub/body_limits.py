@@ -61,13 +61,18 @@ async def _refuse(scope: Scope, send: Send, limit: int) -> None:
         body, content_type = orjson.dumps(error.body()), b"application/json"
     else:
         body, content_type = message.encode(), b"text/plain; charset=utf-8"
-    await send({
-        "type": "http.response.start",
-        "status": 413,
-        # The rest of the body is never read: the connection cannot carry another request.
-        "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close")],
-    })  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            # The rest of the body is never read: the connection cannot carry another request.
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -45,4 +45,5 @@ app.conf.update(
         "purge-responses": {"task": "routing.responses_purge", "schedule": 3600.0},
     },
 )
-app.autodiscover_tasks()
+app.autodiscover_tasks()  # each installed app's tasks.py
+app.autodiscover_tasks(["billing.stripe"])  # billing/stripe/tasks.py: automatic top-ups

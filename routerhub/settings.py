@@ -64,7 +64,7 @@ def _decimal(name: str, default: str) -> Decimal:
 
 
 def _secret(name: str) -> str:
-    value = env.str(name, default="")
+    value = str(env.str(name, default=""))
     if value:
         return value
     if PRODUCTION:
@@ -467,8 +467,6 @@ STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com").rstrip("/")
 STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
-# Periodic auto top-ups and budget alerts (autodiscover_tasks finds only tasks.py modules).
-CELERY_IMPORTS = ["billing.stripe_tasks"]
 if PRODUCTION and BILLING_ENABLED:
     for _name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET"):
         if not vars()[_name]:

@@ -3,6 +3,7 @@ from django.urls import path
 from routing import api, router_api
 
 urlpatterns = [
+    path("feedback", api.FeedbackView.as_view(), name="api-feedback"),
     path(
         "routers/<slug:slug>/retrain-from-feedback",
         router_api.RouterFeedbackRetrainView.as_view(),

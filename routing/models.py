@@ -11,7 +11,8 @@ from typing import Any
 
 from django.db import models
 
-from accounts.models import TenantModel
+from accounts.models import ApiKey, TenantModel
+from billing.models import UsageRecord
 
 PRICE_FIELD: dict[str, Any] = {"max_digits": 20, "decimal_places": 12}
 
@@ -159,3 +160,26 @@ class StoredResponse(TenantModel):
 
     def __str__(self) -> str:
         return self.id
+
+
+class Feedback(TenantModel):
+    """Quality feedback on one served request (the last word per generation counts).
+
+    Routing's: written by ``POST /api/v1/feedback`` and read only to retrain the router that
+    served the request. It annotates a billing usage record but moves no money. The table keeps
+    its first name (``billing_feedback``).
+    """
+
+    usage = models.OneToOneField(
+        UsageRecord, on_delete=models.CASCADE, related_name="feedback", to_field="generation_id"
+    )
+    score = models.FloatField(help_text="0 (bad) … 1 (good).")
+    comment = models.TextField(blank=True)
+    key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "billing_feedback"

@@ -55,7 +55,7 @@ def _holds_nul(value: Any) -> bool:
         "additionalProperties": True,
     }
 )
-class ColumnsField(serializers.Field):  # type: ignore[type-arg]
+class ColumnsField(serializers.Field[Any, Any, Any, Any]):
     """The ``columns`` mapping: a JSON object, or its text in a multipart form (blank = none)."""
 
     def to_internal_value(self, data: Any) -> Any:

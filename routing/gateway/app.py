@@ -17,7 +17,7 @@ from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Sen
 from routing.gateway.limits import rate_limit_close
 from routing.gateway.openrouter import openrouter, openrouter_route
 from routing.gateway.upstream import http_client_close
-from routing.providers.anthropic_ingress import anthropic_error
+from routing.ingress.anthropic import anthropic_error
 from routing.routers import routers_watch_activations
 
 logger = logging.getLogger(__name__)

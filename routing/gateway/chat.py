@@ -36,7 +36,7 @@ from routing.gateway.request_shape import (
     reservation_for,
 )
 from routing.gateway.trace import answer_text
-from routing.providers.anthropic_ingress import (
+from routing.ingress.anthropic import (
     canonical_to_messages_response,
     messages_request_to_canonical,
 )
@@ -102,6 +102,7 @@ async def _serve(
         requested_model=plan.requested_model,
         router=plan.router,
         router_version=plan.router_version,
+        router_id=plan.router_id,
         streamed=needs.stream,
         # Only for organizations that opted in: it lets feedback become training data.
         prompt=messages_prompt(body["messages"]) if key.prompt_logging else "",

@@ -28,9 +28,9 @@ from routing.gateway.limits import rate_limit_add_tokens, rate_limit_headers
 from routing.gateway.planning import Plan
 from routing.gateway.request_shape import output_token_bound
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
-from routing.providers.anthropic_ingress import anthropic_only_fields
+from routing.ingress.anthropic import anthropic_only_fields
 from routing.providers.base import JSON, StreamDecoder, Usage
-from training.tokens import tokens_from_chars
+from training.serving import tokens_from_chars
 
 logger = logging.getLogger(__name__)
 

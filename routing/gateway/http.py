@@ -11,7 +11,7 @@ from django.conf import settings
 
 from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, error_body
 from routerhub.middleware import request_id_from
-from routing.providers.anthropic_ingress import anthropic_error
+from routing.ingress.anthropic import anthropic_error
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

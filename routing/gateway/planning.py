@@ -51,6 +51,7 @@ class Plan:
     candidates: list[Candidate]
     router: str = ""
     router_version: int | None = None
+    router_id: int | None = None
     routing: JSON | None = None  # the router's decision, returned to the client as-is
 
 
@@ -330,6 +331,7 @@ async def plan_request(
             candidates=candidates,
             router=decision.router,
             router_version=decision.version,
+            router_id=decision.router_id,
             routing=decision.as_routing(),
         )
     if candidates:

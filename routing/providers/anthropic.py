@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 
-from routing.providers.anthropic_ingress import reasoning_detail, thinking_block
 from routing.providers.base import (
     COMMON_PARAMETERS,
     JSON,
@@ -338,8 +337,12 @@ class AnthropicStreamDecoder(StreamDecoder):
         if block.get("type") == "tool_use":
             self.saw_tool = True
             position = self.tool_index.setdefault(index, len(self.tool_index))
-            call = {"index": position, "id": block.get("id", ""), "type": "function",
-                    "function": {"name": block.get("name", ""), "arguments": ""}}  # fmt: skip
+            call = {
+                "index": position,
+                "id": block.get("id", ""),
+                "type": "function",
+                "function": {"name": block.get("name", ""), "arguments": ""},
+            }
             return [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]
         if block.get("type") == "text" and block.get("text"):
             return [{"index": 0, "delta": {"content": block["text"]}, "finish_reason": None}]
@@ -373,3 +376,26 @@ class AnthropicStreamDecoder(StreamDecoder):
         else:
             return []
         return [{"index": 0, "delta": out, "finish_reason": None}]
+
+
+# Shared with the Anthropic ingress (routing.ingress.anthropic): thinking blocks <-> reasoning_details.
+def reasoning_detail(block: JSON) -> JSON:
+    """A ``thinking`` / ``redacted_thinking`` block → OpenRouter's ``reasoning_details`` item."""
+    if block.get("type") == "redacted_thinking":
+        return {"type": "reasoning.encrypted", "data": str(block.get("data", ""))}
+    return {
+        "type": "reasoning.text",
+        "text": str(block.get("thinking", "")),
+        "signature": str(block.get("signature", "")),
+    }
+
+
+def thinking_block(detail: JSON) -> JSON:
+    """A ``reasoning_details`` item → the Anthropic block it came from."""
+    if detail.get("type") == "reasoning.encrypted":
+        return {"type": "redacted_thinking", "data": str(detail.get("data", ""))}
+    return {
+        "type": "thinking",
+        "thinking": str(detail.get("text") or ""),
+        "signature": str(detail.get("signature") or ""),
+    }

@@ -71,6 +71,8 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
     arrays = router.featurizer.to_arrays()
     arrays["linear_coef"] = np.vstack([h.coef for h in router.heads]).astype(np.float32)
     buffer = io.BytesIO()
+    # Why the ignore below: numpy's savez stubs type **kwds as ArrayLike only; the arrays here are
+    # ndarrays.
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     files[ARRAYS_FILE] = buffer.getvalue()
     return files

@@ -145,8 +145,9 @@ def _hull_models(mean_scores: np.ndarray, mean_costs: np.ndarray) -> list[int]:
     return models
 
 
-def _hull_value(hull: list[int], mean_scores: np.ndarray, mean_costs: np.ndarray, cost: float
-                ) -> tuple[int, int, float]:  # fmt: skip
+def _hull_value(
+    hull: list[int], mean_scores: np.ndarray, mean_costs: np.ndarray, cost: float
+) -> tuple[int, int, float]:
     """The hull segment (a, b) at ``cost`` and b's weight in the mix."""
     xs = mean_costs[hull]
     if len(hull) == 1 or cost <= xs[0]:

@@ -111,13 +111,13 @@ def normalized_costs(costs: np.ndarray) -> np.ndarray:
     """Divide each row's costs by its most expensive candidate (all-zero rows stay zero)."""
     costs = np.asarray(costs, dtype=np.float64)
     top = costs.max(axis=-1, keepdims=True)
-    return np.divide(costs, top, out=np.zeros_like(costs), where=top > 0)
+    return np.asarray(np.divide(costs, top, out=np.zeros_like(costs), where=top > 0))
 
 
 def utilities(
     predicted: np.ndarray, norm_costs: np.ndarray, offsets: np.ndarray, lam: float
 ) -> np.ndarray:
-    return predicted + offsets - lam * norm_costs
+    return np.asarray(predicted + offsets - lam * norm_costs)
 
 
 def choose(
@@ -126,7 +126,7 @@ def choose(
     """Index of the chosen candidate per row; ties go to the cheaper candidate."""
     utility = utilities(predicted, norm_costs, offsets, lam)
     # Break exact ties by cost: subtract a negligible multiple of the normalised cost.
-    return np.argmax(utility - 1e-12 * norm_costs, axis=-1)
+    return np.asarray(np.argmax(utility - 1e-12 * norm_costs, axis=-1))
 
 
 @dataclass
@@ -170,7 +170,7 @@ class TrainedRouter:
     def choose_many(self, predicted: np.ndarray, tradeoff: float, keys: np.ndarray) -> np.ndarray:
         """Chosen candidate per row of ``predicted`` (n, models); ties go to the cheaper."""
         utility = self.utilities(predicted, tradeoff, keys)
-        return np.argmax(utility - 1e-12 * normalized_costs(self.mean_costs), axis=-1)
+        return np.asarray(np.argmax(utility - 1e-12 * normalized_costs(self.mean_costs), axis=-1))
 
     def predict_many(self, prompts: list[str]) -> np.ndarray:
         """(n, models) predicted scores for a batch of prompts."""

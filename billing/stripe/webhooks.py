@@ -11,7 +11,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing.stripe_events import stripe_event_handle
+from billing.stripe.events import stripe_event_handle
 from routerhub.errors import error_json_response
 
 logger = logging.getLogger(__name__)

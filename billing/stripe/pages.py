@@ -7,14 +7,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from accounts.models import Role
-from accounts.views import organization_required
+from accounts.tenancy import dashboard_organization, organization_required
 from billing.models import Payment, PaymentStatus
-from billing.stripe_payments import payment_client_secret
+from billing.stripe.payments import payment_client_secret
 
 
 def _organization_payment(request: HttpRequest, **lookup: object) -> Payment:
-    membership = request.membership  # type: ignore[attr-defined]
-    payment = Payment.objects.filter(organization_id=membership.organization_id, **lookup).first()
+    payment = Payment.objects.for_tenant(dashboard_organization(request)).filter(**lookup).first()
     if payment is None:
         raise Http404("No such payment in this organization.")
     return payment

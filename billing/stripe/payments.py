@@ -1,11 +1,11 @@
 """Stripe top-ups: a customer per organization, checkout (a PaymentIntent), receipts, auto top-up.
 
 Credits never move here: every payment is credited by the ``payment_intent.succeeded`` webhook
-(``billing.stripe_events``), so a checkout and an automatic top-up follow the same path.
+(``billing.stripe.events``), so a checkout and an automatic top-up follow the same path.
 
 Why PaymentIntents and not Checkout Sessions: the fake Stripe the tests run against
 (``localstripe``) has no Checkout Sessions; a PaymentIntent confirmed by Stripe.js on our own
-pay page (``billing.stripe_pages``) works the same against real Stripe and the fake.
+pay page (``billing.stripe.pages``) works the same against real Stripe and the fake.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from accounts.models import Membership, Organization, Role, User
 from billing.models import CreditAccount, Payment, PaymentKind, PaymentStatus
 from billing.pricing import topup_fee
 from billing.services import credit_account_for
-from routerhub.errors import ApiError, BadRequest, UpstreamFailed
+from routerhub.domain import InvalidInput, PaymentsUnavailable, UpstreamFailed
 from routerhub.money import money
 
 logger = logging.getLogger(__name__)
@@ -37,10 +37,6 @@ CENT = Decimal("0.01")
 # a declined one is not retried sooner, so a dead card is not charged every minute.
 AUTO_TOPUP_PENDING_WINDOW = timedelta(hours=24)
 AUTO_TOPUP_RETRY_AFTER = timedelta(hours=6)
-
-
-class PaymentsUnavailable(ApiError):
-    status, type = 503, "payments_unavailable"
 
 
 @functools.lru_cache(maxsize=4)
@@ -72,11 +68,11 @@ def topup_quote(amount: Decimal) -> TopUpQuote:
     """Validate a credit purchase and price it: the fee (rounded up to the cent) comes on top."""
     minimum, maximum = settings.TOPUP_MIN_AMOUNT, settings.TOPUP_MAX_AMOUNT
     if amount != amount.quantize(CENT):
-        raise BadRequest("amount must be in whole cents, like 25 or 25.50.", param="amount")
+        raise InvalidInput("amount must be in whole cents, like 25 or 25.50.", param="amount")
     if amount < minimum:
-        raise BadRequest(f"amount must be at least ${minimum:,.2f}.", param="amount")
+        raise InvalidInput(f"amount must be at least ${minimum:,.2f}.", param="amount")
     if amount > maximum:
-        raise BadRequest(f"amount must be at most ${maximum:,.2f}.", param="amount")
+        raise InvalidInput(f"amount must be at most ${maximum:,.2f}.", param="amount")
     amount = amount.quantize(CENT)
     fee = topup_fee(amount).quantize(CENT, rounding=ROUND_HALF_UP)
     return TopUpQuote(amount=amount, fee=fee, total=amount + fee)
@@ -190,6 +186,8 @@ def checkout_start(
         params["payment_method_options"] = {"card": {"setup_future_usage": "off_session"}}
     try:
         intent = stripe_client().v1.payment_intents.create(
+            # Why the ignore below: stripe's TypedDict of create params is stricter than the dict
+            # built here field by field.
             params=params,  # type: ignore[arg-type]
             options={"idempotency_key": f"rh-payment-{payment.pk}"},
         )
@@ -213,11 +211,11 @@ def auto_topup_configure(
 ) -> CreditAccount:
     """Turn automatic top-up on (both values) or off (both ``None``)."""
     if (threshold is None) != (amount is None):
-        raise BadRequest("Set both threshold and amount, or neither to turn auto top-up off.")
+        raise InvalidInput("Set both threshold and amount, or neither to turn auto top-up off.")
     if amount is not None:
         topup_quote(amount)
     if threshold is not None and threshold < 0:
-        raise BadRequest("threshold must not be negative.", param="threshold")
+        raise InvalidInput("threshold must not be negative.", param="threshold")
     account = credit_account_for(organization.pk)
     account.auto_topup_threshold = None if threshold is None else money(threshold)
     account.auto_topup_amount = None if amount is None else money(amount)

@@ -14,12 +14,12 @@ from accounts.models import Role
 from accounts.tenant_api import TenantAPIView
 from billing.models import CreditAccount, Payment
 from billing.services import credit_account_for
-from billing.stripe_payments import auto_topup_configure, checkout_start, topup_quote
+from billing.stripe.payments import auto_topup_configure, checkout_start, topup_quote
 from routerhub.money import money_str
 
 
 @extend_schema_field({"type": "string", "format": "decimal", "example": "25.00000000"})
-class MoneyOutput(serializers.Field):  # type: ignore[type-arg]
+class MoneyOutput(serializers.Field[Any, Any, Any, Any]):
     """Decimal USD as API.md's string (``"25.00000000"``)."""
 
     def __init__(self, **kwargs: Any) -> None:

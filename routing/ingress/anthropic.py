@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from routerhub.errors import BadRequest
+from routing.providers.anthropic import reasoning_detail, thinking_block
 from routing.providers.base import JSON, Usage, json_loads_lenient
 
 FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -207,22 +208,6 @@ def _assistant_turn(content: Any) -> JSON:
     if thinking:
         message["reasoning_details"] = [reasoning_detail(block) for block in thinking]
     return message
-
-
-def reasoning_detail(block: JSON) -> JSON:
-    """A ``thinking`` / ``redacted_thinking`` block → OpenRouter's ``reasoning_details`` item."""
-    if block.get("type") == "redacted_thinking":
-        return {"type": "reasoning.encrypted", "data": str(block.get("data", ""))}
-    return {"type": "reasoning.text", "text": str(block.get("thinking", "")),
-            "signature": str(block.get("signature", ""))}  # fmt: skip
-
-
-def thinking_block(detail: JSON) -> JSON:
-    """A ``reasoning_details`` item → the Anthropic block it came from."""
-    if detail.get("type") == "reasoning.encrypted":
-        return {"type": "redacted_thinking", "data": str(detail.get("data", ""))}
-    return {"type": "thinking", "thinking": str(detail.get("text") or ""),
-            "signature": str(detail.get("signature") or "")}  # fmt: skip
 
 
 def _tool_choice(choice: Any) -> Any:
