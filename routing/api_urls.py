@@ -1,6 +1,6 @@
 from django.urls import path
 
-from routing import api, router_api
+from routing import api, routellm_api, router_api
 
 urlpatterns = [
     path("feedback", api.FeedbackView.as_view(), name="api-feedback"),
@@ -8,6 +8,11 @@ urlpatterns = [
         "routers/<slug:slug>/retrain-from-feedback",
         router_api.RouterFeedbackRetrainView.as_view(),
         name="api-router-retrain-feedback",
+    ),
+    path(
+        "routers/<slug:slug>/calibrate",
+        routellm_api.RouterCalibrateView.as_view(),
+        name="api-router-calibrate",
     ),
     path(
         "routers/<slug:slug>/select",

@@ -183,3 +183,27 @@ class Feedback(TenantModel):
 
     class Meta:
         db_table = "billing_feedback"
+
+
+class SelectionSession(TenantModel):
+    """One Not Diamond-style model selection (``/v2/modelRouter/modelSelect``) and its feedback.
+
+    The session id is what Not Diamond's SDK reports feedback against; the prompt is kept only
+    when the organization logs prompts (as for usage records)."""
+
+    id = models.UUIDField(primary_key=True)
+    router = models.CharField(max_length=80)  # "router/<slug>"
+    version = models.PositiveIntegerField(null=True, blank=True)
+    chosen = models.CharField(max_length=200)
+    candidates = models.JSONField(default=list)
+    prompt = models.TextField(blank=True)
+    feedback = models.JSONField(null=True, blank=True)  # e.g. {"accuracy": 1}
+    feedback_model = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    feedback_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.router} → {self.chosen} ({self.id})"

@@ -194,6 +194,10 @@ def dataset_parse(
     """Parse and validate an uploaded file; raise ``DatasetInvalidError`` with row/column errors."""
     limits = limits or Limits.from_settings()
     _, frame = read_frame(content, limits)
+    from training.preferences import is_preference_frame, preference_dataset_parse
+
+    if is_preference_frame(frame):
+        return preference_dataset_parse(frame, columns, limits)
     plan = plan_columns(frame, columns, limits)
     models = list(plan.scores)
     n = len(frame)

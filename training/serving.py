@@ -36,15 +36,20 @@ __all__ = [
     "FeedbackRetrain",
     "Router",
     "RouterVersion",
+    "TrainingRun",
+    "UploadNotReady",
     "dataset_from_file",
+    "dataset_prompts",
     "estimated_tokens",
     "feedback_retrain",
     "predictor_for_version",
     "predictor_is_loaded",
     "prompt_text",
+    "router_create",
     "router_train_now",
     "text_tokens",
     "tokens_from_chars",
+    "train_on_upload",
 ]
 
 
@@ -85,6 +90,13 @@ def feedback_retrain(*, router: Router, feedback: Sequence[FeedbackExample]) -> 
     return training_feedback.feedback_retrain(router=router, feedback=feedback)
 
 
+def dataset_prompts(dataset: Dataset) -> list[str]:
+    """The prompts of a ready dataset, in its row order (reads its parsed file from storage)."""
+    from training.execution import load_parsed
+
+    return list(load_parsed(dataset).prompts)
+
+
 def dataset_from_file(
     *, organization: Organization, name: str, content: bytes, columns: Any, maximize: bool
 ) -> Dataset:
@@ -101,6 +113,48 @@ def dataset_from_file(
         )
     except services.DatasetNotReady as exc:
         raise ValueError(f"{name} is {exc.dataset.status}: {exc.problems(5)}") from None
+
+
+def router_create(
+    *, organization: Organization, slug: str, name: str, candidates: list[str]
+) -> Router:
+    """A new router of ``organization`` (untrained; ``InvalidInput`` when the slug is taken)."""
+    from training import services
+
+    return services.router_create(
+        organization=organization, slug=slug, name=name, candidates=candidates
+    )
+
+
+class UploadNotReady(ValueError):
+    """An uploaded dataset that did not validate; ``errors`` lists its problems (API.md's shape)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(error["message"]) for error in errors[:3]))
+
+
+def train_on_upload(
+    *, router: Router, upload: Any, name: str, prompt_column: str, maximize: bool
+) -> TrainingRun:
+    """Store ``upload`` as a dataset of the router's organization, validate it in this process
+    and queue the router's training on it; ``UploadNotReady`` when it does not validate."""
+    from training import services
+    from training.models import DatasetStatus
+
+    with transaction.atomic():
+        dataset = services.dataset_create(
+            organization=router.organization,
+            name=name,
+            upload=upload,
+            columns={"prompt": prompt_column},
+            maximize=maximize,
+        )
+    validated = services.dataset_validate(dataset_id=dataset.pk) or dataset
+    validated.refresh_from_db()
+    if validated.status != DatasetStatus.READY:
+        raise UploadNotReady(validated.errors)
+    return services.training_run_start(router=router, dataset=validated)
 
 
 def router_train_now(

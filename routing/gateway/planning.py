@@ -28,6 +28,7 @@ from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelIn
 from routing.gateway.credentials import byok_keys, platform_key
 from routing.gateway.request_shape import prompt_token_floor
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
+from routing.routellm import routellm_decide_async, routellm_model_parse
 from routing.routers import RouterDecision, messages_prompt, router_decide_async, router_options
 
 _PER_MILLION = Decimal(1_000_000)
@@ -249,6 +250,24 @@ async def _route(
     return decision
 
 
+async def _decision(
+    model_id: str, body: JSON, key: AuthenticatedKey, catalog: CatalogSnapshot
+) -> RouterDecision | None:
+    """The router's decision for ``router/<slug>`` or RouteLLM's ``router-<slug>-<threshold>``."""
+    routellm = routellm_model_parse(model_id)
+    if routellm is not None:
+        return await routellm_decide_async(
+            organization_id=key.organization_id,
+            model_id=model_id,
+            slug=routellm[0],
+            threshold=routellm[1],
+            prompt=messages_prompt(body["messages"]),
+        )
+    if model_id.startswith("router/"):
+        return await _route(model_id, body, key, catalog)
+    return None
+
+
 def _kind_check(model: ModelInfo, needs: Needs) -> None:
     if model.is_embedding and not needs.embeddings:
         raise BadRequest(f"'{model.id}' is an embedding model: call POST /v1/embeddings with it.",
@@ -271,9 +290,8 @@ async def plan_request(
     if allowed and model_ids[0] not in allowed:
         raise Forbidden(f"This key may not use the model '{model_ids[0]}'.", param="model",
                         metadata={"allowed_models": sorted(allowed)})  # fmt: skip
-    decision = None
-    if model_ids[0].startswith("router/"):
-        decision = await _route(model_ids[0], body, key, catalog)
+    decision = await _decision(model_ids[0], body, key, catalog)
+    if decision is not None:
         routed = [m for m in decision.models if m in catalog.models]
         if allowed:
             allowed |= set(routed)  # a key allowed a router may use what it picks

@@ -38,6 +38,11 @@ INFERENCE_OPERATIONS = {
     ("GET", "/api/v1/generation"),
     ("POST", "/api/v1/routers/{slug}/select"),
     ("POST", "/api/v1/feedback"),
+    # README "Where this release extends or changes API.md": RouteLLM's calibrate_threshold and
+    # Not Diamond's model select and feedback are inference-time calls, like select and feedback.
+    ("POST", "/api/v1/routers/{slug}/calibrate"),
+    ("POST", "/api/notdiamond/v2/modelRouter/modelSelect"),
+    ("POST", "/api/notdiamond/v2/report/metrics/feedback"),
 }
 
 # Required parameters that name no object: a harmless value.

@@ -21,6 +21,7 @@ from routerhub_client._payloads import (
 )
 from routerhub_client.errors import WaitTimeoutError
 from routerhub_client.types import (
+    Calibration,
     Dataset,
     FeedbackRetrain,
     Message,
@@ -192,6 +193,13 @@ class Routers(AsyncResource):
         return cast(
             Report, await self._json("GET", f"/api/v1/routers/{slug}/versions/{version}/report")
         )
+
+    async def calibrate(self, slug: str, strong_share: float) -> Calibration:
+        """RouteLLM's threshold for ``router-<slug>-<threshold>`` that sends ``strong_share`` (0..1)
+        of the router's data to its strong model; the answer's ``model`` is ready to call."""
+        path = f"/api/v1/routers/{slug}/calibrate"
+        body = {"strong_share": strong_share}
+        return cast(Calibration, await self._json("POST", path, json=body))
 
     async def activate(self, slug: str, version: int) -> Router:
         path = f"/api/v1/routers/{slug}/versions/{version}/activate"

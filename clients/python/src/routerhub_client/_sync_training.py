@@ -20,6 +20,7 @@ from routerhub_client._payloads import (
 from routerhub_client._sync_account import SyncResource
 from routerhub_client.errors import WaitTimeoutError
 from routerhub_client.types import (
+    Calibration,
     Dataset,
     FeedbackRetrain,
     Message,
@@ -183,6 +184,13 @@ class Routers(SyncResource):
     def report(self, slug: str, version: int) -> Report:
         """The held-out evaluation report of one version (curve, APGR/CPT or AIQ)."""
         return cast(Report, self._json("GET", f"/api/v1/routers/{slug}/versions/{version}/report"))
+
+    def calibrate(self, slug: str, strong_share: float) -> Calibration:
+        """RouteLLM's threshold for ``router-<slug>-<threshold>`` that sends ``strong_share`` (0..1)
+        of the router's data to its strong model; the answer's ``model`` is ready to call."""
+        path = f"/api/v1/routers/{slug}/calibrate"
+        body = {"strong_share": strong_share}
+        return cast(Calibration, self._json("POST", path, json=body))
 
     def activate(self, slug: str, version: int) -> Router:
         path = f"/api/v1/routers/{slug}/versions/{version}/activate"

@@ -251,6 +251,20 @@ class RankedModel(TypedDict, total=False):
     expected_cost: float | None
 
 
+class Calibration(TypedDict, total=False):
+    """RouteLLM's ``calibrate_threshold``: the threshold that sends ``strong_share`` of the
+    router's data to its strong model, and the model name that routes with it."""
+
+    threshold: float
+    model: str  # "router-<slug>-<threshold>"
+    strong_share: float
+    achieved_share: float
+    strong_model: str
+    weak_model: str
+    prompts: int
+    version: int
+
+
 class Selection(TypedDict, total=False):
     chosen: str
     version: int | None
