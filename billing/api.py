@@ -23,6 +23,15 @@ from billing.models import (
     UsageRecord,
     UsageStatus,
 )
+from billing.openrouter_shapes import (
+    CreditsData,
+    GenerationData,
+    KeyData,
+    credits_data,
+    generation_data,
+    is_free_tier,
+    key_data,
+)
 from billing.selectors import GROUPINGS, UsageFilter, key_usage, usage_aggregate, usage_records
 from billing.usage_export import UsageCsv
 from routerhub.errors import BadRequest, NotFound
@@ -65,6 +74,7 @@ CurrentKeyOutput = inline_serializer(
                 "tpm": serializers.IntegerField(allow_null=True),
             },
         ),
+        "data": KeyData,
     },
 )
 
@@ -77,6 +87,7 @@ CreditsOutput = inline_serializer(
         "total_purchased": _money,
         "total_used": _money,
         "currency": serializers.CharField(),
+        "data": CreditsData,
     },
 )
 
@@ -94,6 +105,8 @@ class CurrentKeyView(TenantAPIView):
         key = self.get_queryset().get(pk=self.tenant.key.id)
         usage = key_usage(key=key)
         organization = self.organization
+        account = CreditAccount.objects.filter(organization=organization).first()
+        openrouter = key_data(key, usage, is_free_tier=is_free_tier(account))
         return Response(
             {
                 "id": key.pk,
@@ -116,8 +129,17 @@ class CurrentKeyView(TenantAPIView):
                 "usage_monthly": money_str(usage.usage_monthly),
                 "expires_at": key.expires_at,
                 "rate_limit": {"rpm": key.rpm, "tpm": key.tpm},
+                "data": openrouter,
             }
         )
+
+
+class AuthKeyView(CurrentKeyView):
+    """``GET /api/v1/auth/key`` (OpenRouter's path): the key in OpenRouter's envelope only."""
+
+    @extend_schema(responses=inline_serializer("OpenRouterKeyEnvelope", {"data": KeyData}))
+    def get(self, request: Request) -> Response:
+        return Response({"data": super().get(request).data["data"]})
 
 
 class CreditsView(TenantAPIView):
@@ -136,6 +158,7 @@ class CreditsView(TenantAPIView):
                 "total_purchased": money_str(account.total_purchased),
                 "total_used": money_str(account.total_used),
                 "currency": "USD",
+                "data": credits_data(account),
             }
         )
 
@@ -172,37 +195,38 @@ class LedgerView(TenantAPIView):
 
 
 _int_or_null = serializers.IntegerField(allow_null=True)
-GenerationOutput = inline_serializer(
-    "Generation",
-    {
-        "id": serializers.CharField(),
-        "model": serializers.CharField(),
-        "requested_model": serializers.CharField(),
-        "provider": serializers.CharField(),
-        "router": serializers.CharField(allow_null=True),
-        "router_version": _int_or_null,
-        "prompt_tokens": serializers.IntegerField(),
-        "completion_tokens": serializers.IntegerField(),
-        "cached_tokens": serializers.IntegerField(),
-        "reasoning_tokens": serializers.IntegerField(),
-        "cost": serializers.CharField(),
-        "latency_ms": _int_or_null,
-        "ttft_ms": _int_or_null,
-        "status": serializers.CharField(),
-        "error_type": serializers.CharField(allow_null=True),
-        "streamed": serializers.BooleanField(),
-        "is_byok": serializers.BooleanField(),
-        "flags": serializers.ListField(
-            child=serializers.ChoiceField(choices=UsageFlag.choices),
-            help_text="Billing that needs a look: over_hold (charged more than its hold), "
-            "shortfall (the balance ran out; cost is what was charged), usage_clamped "
-            "(the provider reported impossible usage; billed on an estimate), "
-            "usage_estimated (the provider reported none), reconciled_from_hold (the request's "
-            "usage never reached billing; charged its hold, the request's worst case).",
-        ),
-        "key_id": _int_or_null,
-        "created_at": serializers.DateTimeField(),
-    },
+_GENERATION_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
+    "id": serializers.CharField(),
+    "model": serializers.CharField(),
+    "requested_model": serializers.CharField(),
+    "provider": serializers.CharField(),
+    "router": serializers.CharField(allow_null=True),
+    "router_version": _int_or_null,
+    "prompt_tokens": serializers.IntegerField(),
+    "completion_tokens": serializers.IntegerField(),
+    "cached_tokens": serializers.IntegerField(),
+    "reasoning_tokens": serializers.IntegerField(),
+    "cost": serializers.CharField(),
+    "latency_ms": _int_or_null,
+    "ttft_ms": _int_or_null,
+    "status": serializers.CharField(),
+    "error_type": serializers.CharField(allow_null=True),
+    "streamed": serializers.BooleanField(),
+    "is_byok": serializers.BooleanField(),
+    "flags": serializers.ListField(
+        child=serializers.ChoiceField(choices=UsageFlag.choices),
+        help_text="Billing that needs a look: over_hold (charged more than its hold), "
+        "shortfall (the balance ran out; cost is what was charged), usage_clamped "
+        "(the provider reported impossible usage; billed on an estimate), "
+        "usage_estimated (the provider reported none), reconciled_from_hold (the request's "
+        "usage never reached billing; charged its hold, the request's worst case).",
+    ),
+    "key_id": _int_or_null,
+    "created_at": serializers.DateTimeField(),
+}
+GenerationOutput = inline_serializer("Generation", _GENERATION_FIELDS)
+GenerationEnvelopedOutput = inline_serializer(
+    "GenerationWithOpenRouterData", {**_GENERATION_FIELDS, "data": GenerationData}
 )
 UsageOutput = inline_serializer(
     "Usage",
@@ -255,7 +279,8 @@ class GenerationView(TenantAPIView):
     inference_key_allowed = True
 
     @extend_schema(
-        parameters=[OpenApiParameter("id", str, required=True)], responses=GenerationOutput
+        parameters=[OpenApiParameter("id", str, required=True)],
+        responses=GenerationEnvelopedOutput,
     )
     def get(self, request: Request) -> Response:
         generation_id = request.query_params.get("id")
@@ -264,7 +289,7 @@ class GenerationView(TenantAPIView):
         record = self.get_queryset().filter(generation_id=generation_id).first()
         if record is None:
             raise NotFound(f"No generation {generation_id} in this organization.", param="id")
-        return Response(generation_json(record))
+        return Response(generation_json(record) | {"data": generation_data(record)})
 
 
 class UsageQuery(serializers.Serializer[Any]):

@@ -5,6 +5,7 @@ from billing.stripe import api as stripe_api
 
 urlpatterns = [
     path("key", api.CurrentKeyView.as_view(), name="api-current-key"),
+    path("auth/key", api.AuthKeyView.as_view(), name="api-auth-key"),
     path("credits/checkout", stripe_api.CheckoutView.as_view(), name="api-checkout"),
     path(
         "credits/checkout/quote",

@@ -362,6 +362,11 @@ if USAGE_SETTLER not in {"worker", "process"}:
 # reads them: routing/feedback.py).
 USAGE_PROMPT_RETENTION_DAYS = env.int("USAGE_PROMPT_RETENTION_DAYS", default=0)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+# /v1/responses with store (the default): days an answer stays retrievable and continuable by
+# previous_response_id (0: nothing is stored), and the largest stored conversation (JSON bytes);
+# a larger one is answered with store: false.
+RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
+RESPONSES_STORE_MAX_BYTES = env.int("RESPONSES_STORE_MAX_BYTES", default=1024 * 1024)
 # max_tokens sent upstream (and reserved for) when the client gives none.
 GATEWAY_DEFAULT_MAX_TOKENS = env.int("GATEWAY_DEFAULT_MAX_TOKENS", default=4096)
 # Circuit breaker: skip an endpoint after N failures within the window, for the cooldown.

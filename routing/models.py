@@ -145,6 +145,23 @@ class ProviderKey(TenantModel):
         return f"{self.provider_id} key …{self.last4}"
 
 
+class StoredResponse(TenantModel):
+    """A ``/v1/responses`` answer kept for ``GET /v1/responses/{id}`` and ``previous_response_id``
+    (``routing.gateway.responses_store``), until ``expires_at`` (``RESPONSES_RETENTION_DAYS``)."""
+
+    id = models.CharField(max_length=80, primary_key=True)  # "resp_" + the generation id
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    response = models.JSONField(help_text="The response object, as it was answered.")
+    items = models.JSONField(
+        help_text="The conversation up to and including this response, as Responses input items "
+        "(what a request naming it as previous_response_id continues)."
+    )
+
+    def __str__(self) -> str:
+        return self.id
+
+
 class Feedback(TenantModel):
     """Quality feedback on one served request (the last word per generation counts).
 

@@ -27,6 +27,7 @@ from routing.gateway.exchange import (
 )
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
+from routing.gateway.openrouter_request import openrouter_request
 from routing.gateway.planning import plan_request, request_needs
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
@@ -81,10 +82,12 @@ async def messages_count_tokens(req: GatewayRequest) -> None:
 async def _serve(
     req: GatewayRequest, key: AuthenticatedKey, body: JSON, *, anthropic: bool
 ) -> None:
+    catalog = await catalog_get()
+    body = openrouter_request(body, catalog)  # model variants, provider.sort objects, reasoning
     request_validate(body)
     needs = request_needs(body)
     prompt_bound = prompt_token_bound(body)
-    plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=needs,
+    plan = await plan_request(body=body, key=key, catalog=catalog, needs=needs,
                               prompt_bound=prompt_bound)  # fmt: skip
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)

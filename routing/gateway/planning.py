@@ -188,7 +188,7 @@ def _within_max_price(endpoint: EndpointInfo, max_price: Any) -> bool:
     return True
 
 
-def _sort_key(endpoint: EndpointInfo, sort: str | None) -> Any:
+def endpoint_sort_key(endpoint: EndpointInfo, sort: str | None) -> Any:
     price = endpoint.prices.prompt + endpoint.prices.completion
     if sort == "latency":
         return (health.latency_ms(endpoint.id), price)
@@ -198,7 +198,7 @@ def _sort_key(endpoint: EndpointInfo, sort: str | None) -> Any:
 
 
 def _order(endpoints: list[EndpointInfo], prefs: JSON) -> list[EndpointInfo]:
-    ranked = sorted(endpoints, key=lambda e: _sort_key(e, prefs.get("sort")))
+    ranked = sorted(endpoints, key=lambda e: endpoint_sort_key(e, prefs.get("sort")))
     order = [str(slug) for slug in prefs.get("order") or []]
     if order:
         position = {slug: i for i, slug in enumerate(order)}

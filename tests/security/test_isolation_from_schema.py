@@ -34,6 +34,7 @@ MARKER = "acme-private-marker"
 # API.md, "Auth": the only platform operations an inference (rh-live-) key may call.
 INFERENCE_OPERATIONS = {
     ("GET", "/api/v1/key"),
+    ("GET", "/api/v1/auth/key"),  # the same key, in OpenRouter's envelope (README)
     ("GET", "/api/v1/generation"),
     ("POST", "/api/v1/routers/{slug}/select"),
     ("POST", "/api/v1/feedback"),
