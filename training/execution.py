@@ -28,7 +28,13 @@ from routerhub.memory import memory_ceiling
 from training import ingest
 from training.learner import artifacts
 from training.learner.report import report_build
-from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
+from training.learner.trainer import (
+    FitResult,
+    TrainerConfig,
+    TrainingData,
+    router_fit,
+    training_subset,
+)
 from training.models import Dataset, Router, RouterVersion, RunStatus, TrainingRun
 from training.tokens import estimated_tokens
 
@@ -248,7 +254,11 @@ def _evaluate(
 ) -> dict[str, Any]:
     test_id = options.get("test_dataset")
     if test_id is None:
+        total = len(data.prompts)
+        if fit.oof_rows is not None:  # trained past TrainerConfig.sample_rows
+            data = training_subset(data, fit.oof_rows)
         evaluation = {
+            "dataset_rows": total,
             "method": "cross_validation",
             "folds": fit.folds,
             "rows": len(data.prompts),
@@ -256,6 +266,11 @@ def _evaluate(
             "note": "out-of-fold predictions: every row is scored by models that never saw its "
             "label (the featurizer is fitted on prompts only, without labels)",
         }
+        if fit.oof_rows is not None:
+            evaluation["sample"] = (
+                f"a uniform sample of {len(data.prompts)} of the {total} rows is featurized and "
+                "cross-validated; the LightGBM heads are then refitted on every row"
+            )
         return report_build(
             router=fit.router,
             predicted=fit.oof_predicted,
