@@ -4,7 +4,7 @@
 
 One size per run (run it once per size: ``ru_maxrss`` is per process). MMLU resampled as
 ``make bench`` does (``bench.router.resample_mmlu``: with replacement, each prompt given a
-distinct suffix), 2 candidates, ``router_fit`` with the worker's default ``TrainerConfig``. Prints
+distinct suffix), 2 candidates, ``router_fit_sampled`` (what the worker runs) with the worker's default ``TrainerConfig``. Prints
 each stage's peak RSS (sampled every 50 ms), the training time and KB of peak RSS per row above
 the process's footprint before training.
 """
@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from bench.router import MMLU_PRICES, MMLU_STRONG, MMLU_WEAK
-from training.learner.trainer import TrainerConfig, TrainingData, router_fit
+from training.learner.sampling import router_fit_sampled
+from training.learner.trainer import TrainerConfig, TrainingData
 
 
 def _rss_mb() -> float:
@@ -68,7 +69,7 @@ def measure(datasets: Path, rows: int, folds: int) -> dict[str, object]:
     before = _rss_mb()
     peaks = StagePeaks()
     started = time.perf_counter()
-    fit = router_fit(data, TrainerConfig(folds=folds), peaks.progress)
+    fit = router_fit_sampled(data, TrainerConfig(folds=folds), peaks.progress)
     seconds = time.perf_counter() - started
     peaks.running = False
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -28,13 +28,8 @@ from routerhub.memory import memory_ceiling
 from training import ingest
 from training.learner import artifacts
 from training.learner.report import report_build
-from training.learner.trainer import (
-    FitResult,
-    TrainerConfig,
-    TrainingData,
-    router_fit,
-    training_subset,
-)
+from training.learner.sampling import router_fit_sampled, training_subset
+from training.learner.trainer import FitResult, TrainerConfig, TrainingData
 from training.models import Dataset, Router, RouterVersion, RunStatus, TrainingRun
 from training.tokens import estimated_tokens
 
@@ -235,7 +230,7 @@ def _train(run: TrainingRun, progress: Callable[[str, float], None]) -> RouterVe
     data, orientation, cost_source = training_data(dataset, candidates, options)
     started = time.monotonic()
     config = TrainerConfig(folds=int(options.get("folds", 5)))
-    fit = router_fit(data, config, progress)
+    fit = router_fit_sampled(data, config, progress)
     train_seconds = time.monotonic() - started
     progress(STAGE_EVALUATING, 0.92)
     report = _evaluate(fit, data, orientation, options, cost_source, candidates)

@@ -19,8 +19,9 @@ from tests.training.conftest import synthetic_frame
 from tests.training.test_api import _train, admin_api, ready_dataset
 from training import execution
 from training.learner import sampling, trainer
-from training.learner.featurizer import Featurizer
-from training.learner.trainer import TrainerConfig, TrainingData, router_fit
+from training.learner.featurizer import Featurizer, featurizer_fit
+from training.learner.sampling import router_fit_sampled
+from training.learner.trainer import TrainerConfig, TrainingData
 
 __all__ = ["admin_api", "ready_dataset"]  # fixtures shared with test_api
 MODELS = ["math-model", "prose-model"]
@@ -44,7 +45,7 @@ def test_only_a_sample_is_featurized_whole_and_the_boosters_see_every_row(
     fitted_texts: list[int] = []
     tfidf_rows: list[int] = []
     booster_rows: list[int] = []
-    featurizer_fit, tfidf_matrix, train = trainer.featurizer_fit, Featurizer.tfidf_matrix, lgb.train
+    tfidf_matrix, train = Featurizer.tfidf_matrix, lgb.train
 
     def record_fit(texts: list[str], config: Any) -> Any:
         fitted_texts.append(len(texts))
@@ -55,7 +56,7 @@ def test_only_a_sample_is_featurized_whole_and_the_boosters_see_every_row(
         return tfidf_matrix(self, texts)
 
     def record_train(params: Any, dataset: lgb.Dataset, **kwargs: Any) -> lgb.Booster:
-        booster_rows.append(len(dataset.data))
+        booster_rows.append(np.asarray(dataset.data).shape[0])
         return train(params, dataset, **kwargs)
 
     monkeypatch.setattr(trainer, "featurizer_fit", record_fit)
@@ -63,7 +64,7 @@ def test_only_a_sample_is_featurized_whole_and_the_boosters_see_every_row(
     monkeypatch.setattr(lgb, "train", record_train)
     monkeypatch.setattr(sampling, "DENSE_CHUNK_ROWS", CHUNK)
     data = _data()
-    fit = router_fit(data, TrainerConfig(folds=3, threads=1, sample_rows=SAMPLE))
+    fit = router_fit_sampled(data, TrainerConfig(folds=3, threads=1, sample_rows=SAMPLE))
 
     assert fitted_texts == [SAMPLE]  # the vocabulary, idf and SVD: the sample only
     assert max(tfidf_rows) <= SAMPLE  # no TF-IDF matrix of every row, ever
@@ -77,7 +78,7 @@ def test_only_a_sample_is_featurized_whole_and_the_boosters_see_every_row(
 
 
 def test_below_the_cap_every_row_is_cross_validated() -> None:
-    fit = router_fit(_data(), TrainerConfig(folds=3, threads=1, sample_rows=ROWS))
+    fit = router_fit_sampled(_data(), TrainerConfig(folds=3, threads=1, sample_rows=ROWS))
     assert fit.oof_rows is None
     assert fit.oof_predicted.shape == (ROWS, len(MODELS))
 

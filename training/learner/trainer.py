@@ -25,7 +25,6 @@ from training.learner.router import (
     TrainedRouter,
     mix_keys,
 )
-from training.learner.sampling import dense_features, sample_indices
 
 Progress = Callable[[str, float], None]  # (stage, overall progress 0..1)
 
@@ -49,8 +48,8 @@ class TrainerConfig:
     # Below this many rows LightGBM runs single-threaded: its OpenMP threads spin-wait, and
     # on a busy 2-core machine two threads on small data were several times slower than one.
     min_rows_per_thread: int = 4000
-    # Rows past which featurizer, cross-validation, calibration, clusters and linear heads use a
-    # uniform sample and only the LightGBM heads see every row (training/learner/sampling.py).
+    # Rows past which ``router_fit_sampled`` fits everything but the LightGBM heads on a uniform
+    # sample (training/learner/sampling.py).
     sample_rows: int = 50_000
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
 
@@ -87,7 +86,7 @@ def _fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
     return ids
 
 
-def _booster_fit(
+def booster_fit(
     dense: np.ndarray, target: np.ndarray, binary: bool, cfg: TrainerConfig
 ) -> lgb.Booster:
     """The LightGBM head on the dense features."""
@@ -123,7 +122,7 @@ def _fit_parts(
     width = tfidf.shape[1]
     if len(np.unique(target)) < 2:
         return KIND_CONSTANT, np.zeros(width, dtype=np.float32), 0.0, None
-    booster = _booster_fit(dense, target, binary, cfg)
+    booster = booster_fit(dense, target, binary, cfg)
     if binary:
         linear = LogisticRegression(C=cfg.linear_c, max_iter=300)
         linear.fit(tfidf, target.astype(np.int64))
@@ -142,9 +141,6 @@ def router_fit(
 ) -> FitResult:
     """Train a router on ``data`` and return it with its out-of-fold predictions."""
     cfg = config or TrainerConfig()
-    rows = sample_indices(len(data.prompts), cfg.sample_rows, cfg.seed)
-    if rows is not None:
-        return _fit_on_sample(data, rows, cfg, progress)
     report: Progress = progress or (lambda stage, value: None)
     n, m = data.scores.shape
     report(STAGE_FEATURIZING, 0.0)
@@ -215,35 +211,6 @@ def router_fit(
         cluster_bonus=policy.bonuses if clusters is not None else None,
     )
     return FitResult(router=router, oof_predicted=oof, folds=folds, oof_incumbents=incumbents)
-
-
-def training_subset(data: TrainingData, rows: np.ndarray) -> TrainingData:
-    """The rows ``rows`` of ``data``."""
-    return TrainingData(
-        prompts=[data.prompts[i] for i in rows],
-        models=data.models,
-        scores=data.scores[rows],
-        costs=data.costs[rows],
-        binary=data.binary,
-        costs_known=data.costs_known,
-        tasks=[data.tasks[i] for i in rows] if data.tasks is not None else None,
-    )
-
-
-def _fit_on_sample(
-    data: TrainingData, rows: np.ndarray, cfg: TrainerConfig, progress: Progress | None
-) -> FitResult:
-    """Past ``cfg.sample_rows``: the whole fit on the sample ``rows``, then its LightGBM heads
-    refitted on the dense features of every row (see training/learner/sampling.py)."""
-    fit = router_fit(training_subset(data, rows), cfg, progress)
-    dense = dense_features(fit.router.featurizer, data.prompts)
-    for j, head in enumerate(fit.router.heads):
-        if progress is not None:
-            progress(STAGE_FITTING, _STAGE_END[STAGE_FITTING])  # lets a cancel stop the refits
-        if head.booster is not None:
-            head.booster = _booster_fit(dense, data.scores[:, j], data.binary[j], cfg)
-    fit.oof_rows = rows
-    return fit
 
 
 def _prompt_clusters(
