@@ -24,6 +24,7 @@ from billing.models import (
     UsageFlag,
     UsageRecord,
     UsageStatus,
+    UsageStep,
 )
 from billing.selectors import GROUPINGS, UsageFilter, key_usage, usage_aggregate, usage_records
 from billing.services import feedback_record
@@ -202,6 +203,13 @@ GenerationOutput = inline_serializer(
         ),
         "key_id": _int_or_null,
         "created_at": serializers.DateTimeField(),
+        "steps": serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            help_text="Only for a pipeline request: one child record per provider call "
+            "{step, model, provider, status, gate, prompt_tokens, completion_tokens, cost, "
+            "latency_ms}; their costs sum to cost.",
+        ),
     },
 )
 UsageOutput = inline_serializer(
@@ -264,7 +272,18 @@ class GenerationView(TenantAPIView):
         record = self.get_queryset().filter(generation_id=generation_id).first()
         if record is None:
             raise NotFound(f"No generation {generation_id} in this organization.", param="id")
-        return Response(generation_json(record))
+        steps = UsageStep.objects.filter(generation_id=record.generation_id)
+        if not steps:
+            return Response(generation_json(record))
+        return Response(generation_json(record) | {"steps": [_step_json(s) for s in steps]})
+
+
+def _step_json(step: UsageStep) -> dict[str, Any]:
+    """One provider call of a pipeline request (a child record of its generation)."""
+    return {"step": step.step, "model": step.model, "provider": step.provider,
+            "status": step.status, "gate": step.gate, "prompt_tokens": step.prompt_tokens,
+            "completion_tokens": step.completion_tokens, "cost": money_str(step.cost),
+            "latency_ms": step.latency_ms}  # fmt: skip
 
 
 class UsageQuery(serializers.Serializer[Any]):

@@ -169,6 +169,29 @@ class UsageRecord(TenantModel):
         ]
 
 
+class UsageStep(models.Model):
+    """One provider call of a request that made several (a pipeline's step): a child of the
+    request's ``UsageRecord``, written in the same settlement transaction. The parent record is
+    the one charge (one ledger entry) and carries the total; its steps' costs sum to it."""
+
+    generation_id = models.CharField(max_length=64, db_index=True)  # the parent's
+    step = models.PositiveSmallIntegerField()
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=60, blank=True)
+    status = models.CharField(max_length=10)
+    gate = models.CharField(max_length=20, blank=True)  # passed | failed | none | not_called
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(**MONEY_FIELD, default=0)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["generation_id", "step"], name="unique_usage_step"),
+        ]
+        ordering = ["generation_id", "step"]
+
+
 class PaymentKind(models.TextChoices):
     CHECKOUT = "checkout", "Checkout"
     AUTO_TOPUP = "auto_topup", "Automatic top-up"

@@ -30,7 +30,7 @@ from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing.drafts import UsageDraft
+from billing.drafts import STEP_FIELDS, UsageDraft
 from billing.models import (
     CreditAccount,
     KeySpendWindow,
@@ -40,6 +40,7 @@ from billing.models import (
     ReservationState,
     UsageFlag,
     UsageRecord,
+    UsageStep,
 )
 from routerhub.money import ZERO, money, money_str
 
@@ -52,6 +53,7 @@ _USAGE_COLUMNS = (
     "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type", "streamed",
     "is_byok", "prompt", "response", "trace", "flags", "created_at",
 )  # fmt: skip
+_STEP_COLUMNS = ("generation_id", *STEP_FIELDS)
 _LEDGER_COLUMNS = (
     "organization_id", "kind", "amount", "balance_after", "idempotency_key", "description",
     "reference", "created_at",
@@ -90,6 +92,15 @@ def _usage_row(draft: UsageDraft) -> tuple[Any, ...]:
     return tuple(
         money(draft.cost) if c == "cost" else _storable(getattr(draft, c)) for c in _USAGE_COLUMNS
     )
+
+
+def _step_rows(draft: UsageDraft) -> list[tuple[Any, ...]]:
+    """A pipeline draft's child records (``UsageStep``), in ``_STEP_COLUMNS`` order."""
+    return [
+        (draft.generation_id, *(money(Decimal(s["cost"])) if c == "cost" else s[c]
+                                for c in STEP_FIELDS))
+        for s in draft.steps
+    ]  # fmt: skip
 
 
 def _storable(value: Any) -> Any:
@@ -176,6 +187,7 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
         # Everything that does not need the organization's account row happens before it is
         # locked: that row is what every new request of the organization must update to reserve.
         _insert(UsageRecord, _USAGE_COLUMNS, [_usage_row(d) for d in fresh])
+        _insert(UsageStep, _STEP_COLUMNS, [row for d in fresh for row in _step_rows(d)])
         paid = {h.pk for h in holds if money(unique[h.generation_id].cost) > 0}
         if paid:
             Reservation.objects.filter(pk__in=paid).update(state=ReservationState.SETTLED)

@@ -21,12 +21,14 @@ from routing.gateway.exchange import (
     authenticate,
     bill,
     billable_usage,
+    choices_chars,
     exchange_run,
     record_success,
     response_head,
 )
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
+from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
 from routing.gateway.planning import plan_request, request_needs
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
@@ -39,7 +41,7 @@ from routing.providers.anthropic_ingress import (
     canonical_to_messages_response,
     messages_request_to_canonical,
 )
-from routing.providers.base import JSON, text_of
+from routing.providers.base import JSON
 from routing.routers import messages_prompt
 
 # --- entry points --------------------------------------------------------------------------------
@@ -82,6 +84,9 @@ async def _serve(
     req: GatewayRequest, key: AuthenticatedKey, body: JSON, *, anthropic: bool
 ) -> None:
     request_validate(body)
+    if str(body.get("model") or "").startswith(PIPELINE_PREFIX):
+        await pipeline_serve(req, key, body, anthropic=anthropic)
+        return
     needs = request_needs(body)
     prompt_bound = prompt_token_bound(body)
     plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=needs,
@@ -114,7 +119,7 @@ async def _complete(ex: Exchange) -> None:
         if completion is None:
             continue
         ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
-        usage = billable_usage(ex, completion.usage, _choices_chars(completion.choices))
+        usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
         cost = bill(ex, usage, status="succeeded")
         response = response_head(ex, "chat.completion") | {
             "choices": completion.choices,
@@ -136,15 +141,3 @@ async def _stream(ex: Exchange) -> None:
             await pump(ex, candidate, opened)
             return
     raise exhausted(ex)
-
-
-def _choices_chars(choices: list[JSON]) -> int:
-    total = 0
-    for choice in choices:
-        message = choice.get("message") or {}
-        total += len(text_of(message.get("content")))
-        total += sum(
-            len((c.get("function") or {}).get("arguments") or "")
-            for c in message.get("tool_calls") or []
-        )
-    return total

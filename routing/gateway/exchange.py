@@ -29,7 +29,7 @@ from routing.gateway.planning import Plan
 from routing.gateway.request_shape import output_token_bound
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
 from routing.providers.anthropic_ingress import anthropic_only_fields
-from routing.providers.base import JSON, StreamDecoder, Usage
+from routing.providers.base import JSON, StreamDecoder, Usage, text_of
 from training.tokens import tokens_from_chars
 
 logger = logging.getLogger(__name__)
@@ -209,6 +209,19 @@ def billable_usage(
     usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
     usage.reasoning_tokens = min(usage.reasoning_tokens, usage.completion_tokens)
     return usage
+
+
+def choices_chars(choices: list[JSON]) -> int:
+    """The characters of a whole answer's text and tool-call arguments (estimates bill them)."""
+    total = 0
+    for choice in choices:
+        message = choice.get("message") or {}
+        total += len(text_of(message.get("content")))
+        total += sum(
+            len((c.get("function") or {}).get("arguments") or "")
+            for c in message.get("tool_calls") or []
+        )
+    return total
 
 
 def _completion_estimate(ex: Exchange, generated_chars: int) -> int:
