@@ -36,6 +36,23 @@ class PipelineInput(PipelineDefinition):
     name = serializers.CharField(max_length=120, required=False, allow_blank=True)
 
 
+class PipelineOutput(serializers.Serializer[Any]):
+    """What ``pipeline_json`` returns (documents the OpenAPI schema)."""
+
+    slug = serializers.SlugField()
+    model = serializers.CharField(help_text="What to send as model: pipeline/<slug>.")
+    name = serializers.CharField()
+    version = serializers.IntegerField(allow_null=True, help_text="The active version.")
+    kind = serializers.ChoiceField(choices=KINDS, allow_null=True)
+    steps = serializers.ListField(child=serializers.DictField())
+    created_at = serializers.DateTimeField()
+
+
+class PipelineVersionOutput(PipelineDefinition):
+    version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
 def pipeline_json(pipeline: Pipeline) -> dict[str, Any]:
     version = pipeline.active_version
     return {
@@ -83,12 +100,12 @@ class _PipelineScoped(TenantAPIView):
 
 
 class PipelineListView(_PipelineScoped):
-    @extend_schema(responses=PipelineInput(many=True))
+    @extend_schema(responses=PipelineOutput(many=True))
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response([pipeline_json(p) for p in page or []])
 
-    @extend_schema(request=PipelineInput, responses={201: PipelineInput})
+    @extend_schema(request=PipelineInput, responses={201: PipelineOutput})
     def post(self, request: Request) -> Response:
         data = PipelineInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -103,7 +120,7 @@ class PipelineListView(_PipelineScoped):
 
 
 class PipelineDetailView(_PipelineScoped):
-    @extend_schema(responses=PipelineInput)
+    @extend_schema(responses=PipelineOutput)
     def get(self, request: Request, slug: str) -> Response:
         return Response(pipeline_json(self.get_object()))
 
@@ -116,13 +133,13 @@ class PipelineDetailView(_PipelineScoped):
 class PipelineVersionListView(_PipelineScoped):
     """``GET`` the versions; ``POST`` a new definition, which becomes the active version."""
 
-    @extend_schema(responses=PipelineDefinition(many=True))
+    @extend_schema(responses=PipelineVersionOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
         versions = self.get_object().versions.all()
         return Response([{"version": v.number, "kind": v.kind, "steps": v.steps,
                           "created_at": v.created_at.isoformat()} for v in versions])  # fmt: skip
 
-    @extend_schema(request=PipelineDefinition, responses={201: PipelineInput})
+    @extend_schema(request=PipelineDefinition, responses={201: PipelineOutput})
     def post(self, request: Request, slug: str) -> Response:
         pipeline = self.get_object()
         data = PipelineDefinition(data=request.data)

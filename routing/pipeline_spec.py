@@ -4,7 +4,10 @@ A definition is ``{"kind": "cascade" | "series", "steps": [step, ...]}``. A step
 ``{"model": "<catalog id>" | "router/<slug>", "gate": gate?, "template": "...{input}...{previous}"?,
 "response_format": {...}?}``. Gates (cascade only, checked on the step's answer):
 ``{"type": "non_empty"}``, ``{"type": "regex", "pattern": "..."}``, ``{"type": "json"}`` and
-``{"type": "json_schema", "schema": {...}}``. Refused: unknown models (the error lists the
+``{"type": "json_schema", "schema": {...}}``. A cascade step other than the last may also have a
+pre-call gate, decided before the call: ``"pre_gate": {"type": "router_score", "router":
+"<slug>", "min_score": 0.6}`` skips the step when that trained router predicts a score below
+``min_score`` for the step's model on this prompt. Refused: unknown models (the error lists the
 catalog's), another pipeline as a step (no cycles: a pipeline never calls a pipeline), more than
 ``PIPELINE_MAX_STEPS`` steps, a regex that does not compile, a schema that is not one.
 """
@@ -24,7 +27,7 @@ from routerhub.errors import BadRequest
 
 KINDS = ("cascade", "series")
 GATE_TYPES = ("non_empty", "regex", "json", "json_schema")
-_STEP_FIELDS = {"model", "gate", "template", "response_format"}
+_STEP_FIELDS = {"model", "gate", "pre_gate", "template", "response_format"}
 _MAX_PATTERN = 500
 _MAX_TEMPLATE = 8_000
 _MAX_SCHEMA_BYTES = 16_000
@@ -46,9 +49,12 @@ def spec_validate(
     if len(steps) > limit:
         raise BadRequest(f"A pipeline has at most {limit} steps (PIPELINE_MAX_STEPS).",
                          param="steps")  # fmt: skip
-    return kind, [
-        _step(step, i, kind, catalog_models, router_slugs) for i, step in enumerate(steps)
-    ]
+    clean = [_step(step, i, kind, catalog_models, router_slugs) for i, step in enumerate(steps)]
+    if "pre_gate" in clean[-1]:
+        raise BadRequest(f"steps[{len(steps) - 1}].pre_gate: the last step is always called "
+                         "(it answers when every other step is skipped).",
+                         param=f"steps[{len(steps) - 1}].pre_gate")  # fmt: skip
+    return kind, clean
 
 
 def _step(
@@ -66,6 +72,11 @@ def _step(
         if kind != "cascade":
             raise BadRequest(f"{param}.gate: only cascade steps have gates.", param=f"{param}.gate")
         clean["gate"] = _gate(step["gate"], f"{param}.gate")
+    if step.get("pre_gate") is not None:
+        if kind != "cascade" or clean["model"].startswith("router/"):
+            raise BadRequest(f"{param}.pre_gate: only a cascade step naming a catalog model has "
+                             "a pre-call gate.", param=f"{param}.pre_gate")  # fmt: skip
+        clean["pre_gate"] = _pre_gate(step["pre_gate"], f"{param}.pre_gate", router_slugs)
     if step.get("template") is not None:
         clean["template"] = _template(step["template"], kind, f"{param}.template")
     if step.get("response_format") is not None:
@@ -126,6 +137,19 @@ def _gate(gate: Any, param: str) -> dict[str, Any]:
                              param=param) from None  # fmt: skip
         return {"type": kind, "schema": schema}
     return {"type": kind}
+
+
+def _pre_gate(gate: Any, param: str, router_slugs: Collection[str]) -> dict[str, Any]:
+    if not isinstance(gate, dict) or gate.get("type") != "router_score":
+        raise BadRequest(f"{param}.type must be router_score.", param=param)
+    router, minimum = gate.get("router"), gate.get("min_score")
+    if router not in router_slugs:
+        raise BadRequest(f"{param}.router: no router '{router}' in this organization; routers: "
+                         f"{', '.join(sorted(router_slugs)) or 'none'}.", param=param)  # fmt: skip
+    if isinstance(minimum, bool) or not isinstance(minimum, int | float) or minimum != minimum:
+        raise BadRequest(f"{param}.min_score must be a number (on the router's score scale, "
+                         "usually 0..1).", param=param)  # fmt: skip
+    return {"type": "router_score", "router": router, "min_score": float(minimum)}
 
 
 def _template(template: Any, kind: str, param: str) -> str:

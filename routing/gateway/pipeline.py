@@ -7,7 +7,10 @@ call is priced on a child draft of its own, and the request's draft carries the 
 
 - **cascade**: call the steps in order; stop at the first answer that passes its step's gate
   (``routing.pipeline_gates``); a step whose providers all fail escalates too. When no answer
-  passes, the last answer is served with ``pipeline.passed: false``.
+  passes, the last answer is served with ``pipeline.passed: false``. A step's pre-call gate
+  asks the organization's trained router for the step model's predicted score on this prompt
+  and skips the step (no call, no cost) below ``min_score``; a router that cannot score it
+  (untrained, model not among its candidates) leaves the step to be called.
 - **series**: each step's prompt is its template with ``{input}`` (the request's last user
   message) and ``{previous}`` (the previous step's answer); the last answer is served and
   ``pipeline.steps[].output`` holds every step's.
@@ -25,7 +28,7 @@ from asgiref.sync import sync_to_async
 from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
-from routerhub.errors import BadRequest, Forbidden, NotFound, UpstreamFailed
+from routerhub.errors import ApiError, BadRequest, Forbidden, NotFound, UpstreamFailed
 from routerhub.money import ZERO, money_str
 from routing.gateway import health
 from routing.gateway.attempts import attempt
@@ -43,7 +46,7 @@ from routing.gateway.request_shape import (
 from routing.models import Pipeline, PipelineVersion
 from routing.pipeline_gates import gate_passes
 from routing.providers.base import JSON, Completion, Usage, text_of
-from routing.routers import messages_prompt
+from routing.routers import messages_prompt, router_decide_async
 
 PIPELINE_PREFIX = "pipeline/"
 _BYTES_PER_TOKEN = 4  # a previous answer's tokens, as prompt bytes of the next series step
@@ -225,10 +228,37 @@ def _account(parent: Exchange, outcome: _Outcome, step: _Step, gate: str) -> JSO
     return record
 
 
+async def _predicted_score(ex: Exchange, gate: JSON, model: str) -> float | None:
+    """The gate's router's predicted score for ``model`` on this prompt; None if it has none."""
+    try:
+        decision = await router_decide_async(
+            organization_id=ex.key.organization_id, model_id=f"router/{gate['router']}",
+            prompt=messages_prompt(ex.body["messages"]), tradeoff=None, candidates=[model],
+            catalog=await catalog_get(),
+        )  # fmt: skip
+    except ApiError:
+        return None
+    return next((c.score for c in decision.ranked if c.model == model), None)
+
+
+def _skipped(ex: Exchange, step: _Step, score: float) -> None:
+    """A step its pre-call gate skipped: recorded (no call, no cost) with the predicted score."""
+    ex.draft.steps.append({"step": step.index, "model": step.spec["model"], "provider": "",
+                           "status": "skipped", "gate": "predicted_fail", "prompt_tokens": 0,
+                           "completion_tokens": 0, "cost": money_str(ZERO), "latency_ms": None,
+                           "predicted_score": score})  # fmt: skip
+
+
 async def _cascade(ex: Exchange, version: PipelineVersion, steps: list[_Step]) -> None:
     served: _Outcome | None = None
     passed = False
     for step in steps:
+        pre_gate = step.spec.get("pre_gate")
+        if pre_gate is not None:
+            score = await _predicted_score(ex, pre_gate, step.spec["model"])
+            if score is not None and score < pre_gate["min_score"]:
+                _skipped(ex, step, score)
+                continue
         outcome = await _call(ex, step, step.body)
         if outcome.completion is None:
             _account(ex, outcome, step, "no_answer")

@@ -11,10 +11,10 @@ import openai
 import orjson
 import pytest
 
-from accounts.models import KeyScope
+from accounts.models import KeyScope, Role
 from billing.models import CreditAccount, LedgerEntry, Reservation, UsageStep
 from routing.fake_upstream.answers import answer_text
-from tests.factories import key_client, key_make
+from tests.factories import key_client, key_make, member_add
 from tests.routing.world import World, base_catalog, endpoint, model
 
 URL = "/api/v1/pipelines"
@@ -110,7 +110,10 @@ def test_series_feeds_each_answer_to_the_next_step_and_returns_the_outputs(
 
     completion = client_for(world).chat.completions.create(
         model="pipeline/draft-refine",
-        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": DESCRIBE}],
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": DESCRIBE},
+        ],
     )
 
     draft = answer_text("gpt-4o-mini", DESCRIBE)
@@ -188,11 +191,8 @@ def test_versions_members_and_duplicates(world: World) -> None:
     assert (changed.json()["version"], changed.json()["kind"]) == (2, "series")
     versions = admin.get(f"{URL}/p/versions").json()
     assert [v["version"] for v in versions] == [2, 1]
-    assert admin.get(URL).json()["data"][0]["model"] == "pipeline/p"
-    from accounts.models import Membership, Role, User
-
-    member = User.objects.create_user(email="member@example.com", password="x")  # noqa: S106
-    Membership.objects.create(user=member, organization=world.organization, role=Role.MEMBER)
+    assert admin.get(URL).json()["results"][0]["model"] == "pipeline/p"
+    member = member_add(world.organization, Role.MEMBER)
     as_member = key_client(key_make(world.organization, scope=KeyScope.MANAGE, created_by=member))
     assert as_member.get(f"{URL}/p").status_code == 200
     refused = as_member.post(URL, {"slug": "q", "kind": "cascade", "steps": [{"model": "test/gpt"}]},
