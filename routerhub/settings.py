@@ -301,6 +301,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # A pipeline's kind beside other fields named kind (ledger entries, payments).
+    "ENUM_NAME_OVERRIDES": {"PipelineKindEnum": "routing.models.PipelineKind"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "routerhub.schema.add_error_responses",

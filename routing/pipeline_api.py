@@ -18,8 +18,8 @@ from rest_framework.response import Response
 from accounts.models import Organization, Role
 from accounts.tenant_api import TenantAPIView
 from routerhub.errors import Conflict
-from routing.models import Pipeline, PipelineVersion
-from routing.pipeline_spec import KINDS, spec_validate
+from routing.models import Pipeline, PipelineKind, PipelineVersion
+from routing.pipeline_spec import spec_validate
 from routing.selectors import catalog_model_ids
 from training.models import Router
 
@@ -27,7 +27,7 @@ ADMIN_WRITES = {"POST": Role.ADMIN, "DELETE": Role.ADMIN}
 
 
 class PipelineDefinition(serializers.Serializer[Any]):
-    kind = serializers.ChoiceField(choices=KINDS)
+    kind = serializers.ChoiceField(choices=PipelineKind.choices)
     steps = serializers.ListField(child=serializers.DictField(), max_length=64)
 
 
@@ -43,7 +43,7 @@ class PipelineOutput(serializers.Serializer[Any]):
     model = serializers.CharField(help_text="What to send as model: pipeline/<slug>.")
     name = serializers.CharField()
     version = serializers.IntegerField(allow_null=True, help_text="The active version.")
-    kind = serializers.ChoiceField(choices=KINDS, allow_null=True)
+    kind = serializers.ChoiceField(choices=PipelineKind.choices, allow_null=True)
     steps = serializers.ListField(child=serializers.DictField())
     created_at = serializers.DateTimeField()
 
