@@ -27,7 +27,7 @@ from asgiref.sync import sync_to_async
 
 from accounts.keys import AuthenticatedKey
 from billing import metering
-from billing.metering import UsageDraft
+from billing.metering import UsageDraft, UsageFlag
 from routerhub.errors import ApiError, BadRequest, Forbidden, NotFound, UpstreamFailed
 from routerhub.money import ZERO, money_str
 from routing.gateway import health
@@ -194,6 +194,7 @@ async def _call(parent: Exchange, step: _Step, body: JSON) -> _Outcome:
         completion = await attempt(ex, candidate)
         if completion is None:
             continue
+        parent.attempts.extend(ex.attempts)  # the request's trace shows every step's fallbacks
         ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
         usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
         bill(ex, usage, status="succeeded")
@@ -224,7 +225,7 @@ def _account(parent: Exchange, outcome: _Outcome, step: _Step, gate: str) -> JSO
     draft.reasoning_tokens += child.reasoning_tokens
     draft.is_byok = draft.is_byok or child.is_byok
     for flag in filter(None, child.flags.split(",")):
-        draft.flags = f"{draft.flags},{flag}" if draft.flags else flag
+        draft.flag(UsageFlag(flag))
     return record
 
 

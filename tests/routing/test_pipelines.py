@@ -100,6 +100,28 @@ def test_cascade_stops_at_the_first_answer_that_passes(world: World) -> None:
     assert_children_sum_to_the_charge(world, completion.id, steps=1)
 
 
+def test_a_step_whose_provider_fails_escalates_and_costs_nothing(world: World) -> None:
+    data = base_catalog(world.fake_url)
+    data["models"] += [model("test/broken"), model("test/gpt-strong")]
+    data["endpoints"] += [
+        endpoint("test/broken", "fake-openai", "gpt-4o-mini@status=500"),
+        endpoint("test/gpt-strong", "fake-openai-b", "gpt-5", "5", "20"),
+    ]
+    world.catalog(data)
+    steps = [{"model": "test/broken", "gate": {"type": "non_empty"}}, {"model": "test/gpt-strong"}]
+    assert create(world, "fallback", "cascade", steps).status_code == 201
+
+    completion = client_for(world).chat.completions.create(
+        model="pipeline/fallback", messages=[{"role": "user", "content": DESCRIBE}]
+    )
+
+    first, second = completion.model_extra["pipeline"]["steps"]
+    assert (first["status"], first["gate"], first["cost"]) == ("failed", "no_answer", 0)
+    assert (second["model"], second["gate"]) == ("test/gpt-strong", "none")
+    assert completion.model_extra["pipeline"]["passed"] is True
+    assert_children_sum_to_the_charge(world, completion.id, steps=2)
+
+
 def test_series_feeds_each_answer_to_the_next_step_and_returns_the_outputs(
     world: World,
 ) -> None:
