@@ -1,4 +1,5 @@
-"""Serving ``model: "pipeline/<slug>"`` on ``POST /v1/chat/completions`` (not streamed).
+"""Serving ``model: "pipeline/<slug>"`` (not streamed) on ``POST /v1/chat/completions``,
+``/v1/messages`` and ``/v1/responses`` (both arrive here through ``chat._serve``).
 
 One request, several provider calls, billed as ``billing.metering`` describes: every step is
 planned before anything is sent, the request holds ONCE the sum of its steps' worst cases, each
@@ -45,6 +46,7 @@ from routing.gateway.request_shape import (
 )
 from routing.models import Pipeline, PipelineVersion
 from routing.pipeline_gates import gate_passes
+from routing.providers.anthropic_ingress import canonical_to_messages_response
 from routing.providers.base import JSON, Completion, Usage, text_of
 from routing.routers import messages_prompt, router_decide_async
 
@@ -78,7 +80,7 @@ async def pipeline_serve(
 ) -> None:
     """Serve one pipeline request: plan every step, hold once, run, respond, record once."""
     model = str(body["model"])
-    _refuse_unsupported(body, anthropic)
+    _refuse_unsupported(body)
     if key.allowed_models and model not in key.allowed_models:
         raise Forbidden(f"This key may not use the model '{model}'.", param="model")
     version = await _active_version(key.organization_id, model.removeprefix(PIPELINE_PREFIX))
@@ -92,16 +94,14 @@ async def pipeline_serve(
     draft = UsageDraft(generation_id=generation_id, organization_id=key.organization_id,
                        key_id=key.id, status="failed", requested_model=model,
                        prompt=messages_prompt(body["messages"]) if key.prompt_logging else "")  # fmt: skip
-    ex = Exchange(req, key, body, False, Plan(requested_model=model, candidates=[]), generation_id,
-                  prompt_estimate, reserved, draft, prompt_bound=prompt_token_bound(body))  # fmt: skip
+    plan = Plan(requested_model=model, candidates=[])
+    ex = Exchange(req, key, body, anthropic, plan, generation_id, prompt_estimate, reserved, draft,
+                  prompt_bound=prompt_token_bound(body))  # fmt: skip
     run = _cascade if version.kind == "cascade" else _series
     await exchange_run(ex, run(ex, version, steps))
 
 
-def _refuse_unsupported(body: JSON, anthropic: bool) -> None:
-    if anthropic:
-        raise BadRequest("Pipelines are served on POST /v1/chat/completions only, for now.",
-                         param="model")  # fmt: skip
+def _refuse_unsupported(body: JSON) -> None:
     if body.get("stream"):
         raise BadRequest("Streaming a pipeline is not supported yet; send stream: false (the "
                          "answer comes whole, with every step in its pipeline object).",
@@ -310,6 +310,8 @@ async def _respond(ex: Exchange, version: PipelineVersion, served: _Outcome, ext
             "choices": served.completion.choices,
             "usage": total.to_openai() | {"cost": float(draft.cost), "is_byok": draft.is_byok},
             "pipeline": _pipeline_object(ex, version, extra)}  # fmt: skip
+    if ex.anthropic:
+        body = canonical_to_messages_response(body, total) | {"pipeline": body["pipeline"]}
     if ex.key.prompt_logging:
         ex.answer_parts.append(served.text)
     await ex.req.respond_json(200, body, headers={"x-generation-id": ex.generation_id})

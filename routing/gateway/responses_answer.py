@@ -32,7 +32,8 @@ def response_from_chat(chat: JSON, request: JSON) -> JSON:
 
 def _head(chat: JSON, request: JSON) -> JSON:
     """A response's fields apart from its output, status and usage: ids, the model that served
-    it (and ``provider``, ``fallbacks``, ``routing`` as chat gives them), the request's settings."""
+    it (and ``provider``, ``fallbacks``, ``routing``, ``pipeline`` as chat gives them), the
+    request's settings."""
     head: JSON = {
         "id": f"resp_{chat['id']}",
         "object": "response",
@@ -54,7 +55,7 @@ def _head(chat: JSON, request: JSON) -> JSON:
         "error": None,
         "incomplete_details": None,
     }
-    for name in ("provider", "fallbacks", "routing"):
+    for name in ("provider", "fallbacks", "routing", "pipeline"):
         if name in chat:
             head[name] = chat[name]
     return head

@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import anthropic
 import openai
 import orjson
 import pytest
@@ -155,6 +156,37 @@ def test_series_feeds_each_answer_to_the_next_step_and_returns_the_outputs(
     shown = key_client(world.key).get(f"/api/v1/generation?id={completion.id}").json()
     assert [s["model"] for s in shown["steps"]] == ["test/gpt", "test/gpt-strong"]
     assert sum(Decimal(s["cost"]) for s in shown["steps"]) == Decimal(shown["cost"])
+
+
+def test_the_responses_api_serves_a_pipeline_with_its_pipeline_object(world: World) -> None:
+    strong_catalog(world)
+    steps = [{"model": "test/gpt", "gate": {"type": "json"}}, {"model": "test/gpt-strong"}]
+    assert create(world, "via-responses", "cascade", steps).status_code == 201
+
+    response = client_for(world).responses.create(model="pipeline/via-responses", input=DESCRIBE)
+
+    assert response.output_text == answer_text("gpt-5", DESCRIBE)
+    assert [s["gate"] for s in response.model_extra["pipeline"]["steps"]] == ["failed", "none"]
+    assert_children_sum_to_the_charge(world, response.id.removeprefix("resp_"), steps=2)
+
+
+def test_the_anthropic_sdk_is_served_a_pipeline_as_a_message(world: World) -> None:
+    strong_catalog(world)
+    steps = [{"model": "test/gpt", "gate": {"type": "json"}}, {"model": "test/gpt-strong"}]
+    assert create(world, "via-messages", "cascade", steps).status_code == 201
+    client = anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
+
+    message = client.messages.create(
+        model="pipeline/via-messages",
+        max_tokens=200,
+        messages=[{"role": "user", "content": DESCRIBE}],
+    )
+
+    assert message.content[0].type == "text"
+    assert message.content[0].text == answer_text("gpt-5", DESCRIBE)
+    assert message.model == "test/gpt-strong"
+    assert [s["gate"] for s in message.model_extra["pipeline"]["steps"]] == ["failed", "none"]
+    assert_children_sum_to_the_charge(world, message.id, steps=2)
 
 
 def test_a_pipeline_request_that_cannot_be_served_is_refused_before_any_hold(
