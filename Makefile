@@ -6,21 +6,23 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install run test serve lint format bench bench-router soak worker migrate clean help
+.PHONY: install run test serve lint format bench bench-router bench-scale soak worker migrate clean help
 
 help:
 	@echo "make run          install, migrate, seed the demo, serve http://127.0.0.1:$(PORT) with a worker"
 	@echo "make test         install and run the whole test suite"
 	@echo "make serve        production server (ASGI, $(WORKERS) workers, settings from the environment)"
-	@echo "make lint         ruff check, ruff format --check, mypy, makemigrations --check"
+	@echo "make lint         ruff check, ruff format --check, mypy (the Python client strict), makemigrations --check"
 	@echo "make bench        gateway, routing and training benchmarks (writes bench/results.json)"
 	@echo "make bench-router train and evaluate routers on ../shared/datasets"
+	@echo "make bench-scale  usage, ledger and settlement at 10M usage rows (database rh_scale, dropped after)"
 	@echo "make soak         10 min steady load on the production server: worker memory growth, errors, settlement"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e ./clients/python
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -50,6 +52,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy --config-file clients/python/pyproject.toml clients/python/src clients/python/examples
 	ROUTERHUB_ENV=test $(BIN)/python manage.py makemigrations --check --dry-run
 
 format: install
@@ -65,6 +68,14 @@ bench: install
 
 bench-router: install
 	$(BIN)/python -m bench.router --datasets ../shared/datasets
+
+# Not a test. Loads 10M usage records and ledger entries (1,000 organizations, 100,000 keys, 90
+# days) into the database rh_scale with COPY (~6 GB, ~25 min on 2 busy cores), times the usage
+# API, dashboard, ledger pages, key spend, settlement and a streamed month of CSV, writes
+# bench/scale_results.json and drops the database. Options through SCALE_ARGS, e.g.
+# `make bench-scale SCALE_ARGS="--rows 1000000 --database rh_scale_small --keep"`.
+bench-scale: install
+	$(BIN)/python -m bench.scale $(SCALE_ARGS)
 
 # Not part of `make test` (tests/reliability/test_soak.py runs one minute of it). Wipes the
 # database routerhub_soak and Redis db 12 by default; options through SOAK_ARGS, e.g.

@@ -10,6 +10,9 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 
 from accounts.models import ApiKey, Invitation, Membership, Organization, User
 
+# The `type: ignore[type-arg]` on admin classes below: Django's admin classes are generic only in
+# django-stubs, and subscripting them at run time fails without django-stubs-ext, a dev-only tool.
+
 
 class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
     """The admin's login form, authenticating through allauth: its ``login_failed`` limits

@@ -25,7 +25,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from accounts.models import ROLE_RANK, ApiKey, KeyScope, Membership, Role
-from routerhub.errors import Unauthorized
+from routerhub.domain import NotAuthenticated
 from routerhub.ttl_cache import MISS, TtlCache
 
 SCOPE_PREFIXES = {KeyScope.INFERENCE: "rh-live-", KeyScope.MANAGE: "rh-mgmt-"}
@@ -144,7 +144,7 @@ def _load(digest: str) -> AuthenticatedKey | None:
 
 def _cached(plaintext: str) -> tuple[str, AuthenticatedKey | None, bool]:
     if not plaintext.startswith("rh-"):
-        raise Unauthorized("API keys start with 'rh-'; check the Authorization header.")
+        raise NotAuthenticated("API keys start with 'rh-'; check the Authorization header.")
     digest = key_digest(plaintext)
     key = _cache.get(digest)
     if key is MISS:
@@ -154,14 +154,14 @@ def _cached(plaintext: str) -> tuple[str, AuthenticatedKey | None, bool]:
 
 def _check(key: AuthenticatedKey | None) -> AuthenticatedKey:
     if key is None:
-        raise Unauthorized("Invalid or revoked API key.")
+        raise NotAuthenticated("Invalid or revoked API key.")
     if key.expires_at is not None and key.expires_at <= timezone.now():
-        raise Unauthorized("This API key has expired.")
+        raise NotAuthenticated("This API key has expired.")
     return key
 
 
 def key_authenticate(plaintext: str) -> AuthenticatedKey:
-    """Resolve a presented key or raise ``Unauthorized``; cheap on the hot path."""
+    """Resolve a presented key or raise ``NotAuthenticated``; cheap on the hot path."""
     digest, key, hit = _cached(plaintext)
     if not hit:
         key = _load(digest)
@@ -185,8 +185,8 @@ def key_authenticate_digest(digest: str) -> AuthenticatedKey:
 
 def bearer_token(authorization: str | None) -> str:
     if not authorization:
-        raise Unauthorized("Missing API key: send 'Authorization: Bearer rh-…'.")
+        raise NotAuthenticated("Missing API key: send 'Authorization: Bearer rh-…'.")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("Malformed Authorization header: use 'Bearer <key>'.")
+        raise NotAuthenticated("Malformed Authorization header: use 'Bearer <key>'.")
     return token.strip()

@@ -17,5 +17,7 @@ class CurrentOrganizationMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(("/v1/", "/static/", "/healthz", "/readyz", "/metrics")):
             membership = SimpleLazyObject(lambda: session_membership(request))
+            # Why the ignore below: HttpRequest declares no `membership`; views read it only
+            # through accounts.tenancy.dashboard_membership, which checks its type.
             request.membership = membership  # type: ignore[attr-defined]
         return self.get_response(request)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
@@ -14,6 +14,8 @@ from routerhub.text import validate_no_control_characters
 
 
 class EmailUserManager(UserManager["User"]):
+    # Why the ignore below: Email is the username: these take email where Django's UserManager
+    # takes username.
     def create_user(  # type: ignore[override]
         self, email: str, password: str | None = None, **extra: Any
     ) -> User:
@@ -22,6 +24,7 @@ class EmailUserManager(UserManager["User"]):
         user.save(using=self._db)
         return user
 
+    # Why the ignore below: as for create_user.
     def create_superuser(  # type: ignore[override]
         self, email: str, password: str | None = None, **extra: Any
     ) -> User:
@@ -32,11 +35,15 @@ class EmailUserManager(UserManager["User"]):
 class User(AbstractUser):
     """A person; identified by email (no username)."""
 
+    # Why the ignore below: Removes AbstractUser's username field (Django's documented way); the
+    # stubs type it as a CharField.
     username = None  # type: ignore[assignment]
     email = models.EmailField(unique=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: ClassVar[list[str]] = []
+    # Why the ignore below: The stubs type AbstractUser.objects as UserManager[Self]; ours is that
+    # manager for email logins.
     objects = EmailUserManager()  # type: ignore[misc]
 
     def __str__(self) -> str:
@@ -60,10 +67,24 @@ class Organization(models.Model):
         return self.slug
 
 
+_Row = TypeVar("_Row", bound=models.Model)
+
+
+class TenantQuerySet(models.QuerySet[_Row]):
+    """Rows of tenant models: ``for_tenant(organization)`` is how views reach them."""
+
+    def for_tenant(self, organization: Organization) -> Self:
+        return self.filter(organization=organization)
+
+
 class TenantModel(models.Model):
-    """Base of every tenant-owned row; API views reach these only through ``TenantAPIView``."""
+    """Base of every tenant-owned row. API views reach these only through ``TenantAPIView``,
+    dashboard views through ``Model.objects.for_tenant(organization)`` with the organization
+    from ``accounts.tenancy``."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         abstract = True
@@ -92,6 +113,8 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [

@@ -10,6 +10,8 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
+# Why the ignore below: drf-spectacular's extension base registers subclasses in an untyped
+# __init_subclass__.
 class ApiKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     target_class = "accounts.authentication.ApiKeyAuthentication"
     name = "apiKey"
@@ -24,6 +26,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-c
         }
 
 
+# Why the ignore below: as for ApiKeyScheme.
 class SessionScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     target_class = "accounts.authentication.CsrfSessionAuthentication"
     name = "session"

@@ -26,7 +26,7 @@ from accounts.models import (
     Role,
     User,
 )
-from routerhub.errors import BadRequest, Conflict, Forbidden, NotFound
+from routerhub.domain import Conflict, InvalidInput, NotFound, NotPermitted
 from routerhub.text import one_line
 
 INVITATION_LIFETIME = timedelta(days=7)
@@ -153,7 +153,7 @@ def invitation_accept(*, token: str, user: User) -> Membership:
         if invitation is None or not invitation.is_open:
             raise NotFound("This invitation does not exist, was used, or has expired.")
         if invitation.email.lower() != user.email.lower():
-            raise BadRequest(f"This invitation was sent to {invitation.email}; sign in as them.")
+            raise InvalidInput(f"This invitation was sent to {invitation.email}; sign in as them.")
         invitation.accepted_at = timezone.now()
         invitation.save(update_fields=["accepted_at"])
         try:
@@ -193,7 +193,7 @@ def api_key_create(
     if created_by is not None and created_by_role is None:
         membership = Membership.objects.filter(user=created_by, organization=organization).first()
         if membership is None:
-            raise Forbidden(f"{created_by.email} is not a member of {organization.name}.")
+            raise NotPermitted(f"{created_by.email} is not a member of {organization.name}.")
         created_by_role = membership.role
     minted = key_mint(scope=scope)
     key = ApiKey.objects.create(
@@ -220,7 +220,7 @@ _UPDATABLE = {"name", "limit", "limit_reset", "expires_at", "allowed_models", "r
 def api_key_update(*, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
     unknown = set(changes) - _UPDATABLE
     if unknown:
-        raise BadRequest(f"Cannot change {', '.join(sorted(unknown))}.", param=min(unknown))
+        raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))}.", param=min(unknown))
     for field, value in changes.items():
         setattr(key, field, value)
     key.save(update_fields=sorted(changes))

@@ -11,7 +11,7 @@ from accounts.models import Organization, Role, User
 from accounts.tenancy import Tenant, tenant_for_request
 
 
-class TenantAPIView(GenericAPIView):  # type: ignore[type-arg]
+class TenantAPIView(GenericAPIView[Any]):
     """Base of every ``/api/v1/`` view. Querysets are filtered to the request's organization.
 
     ``tenant_model`` names the model; ``required_roles`` maps HTTP methods to the least role

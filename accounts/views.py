@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -28,6 +26,12 @@ from accounts.models import (
     Role,
     User,
 )
+from accounts.tenancy import (
+    dashboard_membership,
+    dashboard_organization,
+    organization_required,
+    tenant_object_or_404,
+)
 from routerhub.errors import ApiError
 from routerhub.text import validate_no_control_characters
 
@@ -38,25 +42,6 @@ def _person(request: HttpRequest) -> User:
     """The signed-in user (views using it are behind ``login_required``)."""
     assert isinstance(request.user, User)
     return request.user
-
-
-def organization_required(role: Role = Role.MEMBER) -> Callable[[View], View]:
-    """Signed in, in an organization, with at least ``role``; otherwise 403 (never a redirect loop)."""
-
-    def decorator(view: View) -> View:
-        @login_required
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            membership = request.membership  # type: ignore[attr-defined]
-            if not membership:
-                raise PermissionDenied("You are not a member of any organization.")
-            if not membership.has_role(role):
-                raise PermissionDenied(f"This page needs the {role.label.lower()} role.")
-            return view(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorator
 
 
 class KeyForm(forms.Form):
@@ -85,7 +70,7 @@ class KeyForm(forms.Form):
 
 @organization_required()
 def keys_page(request: HttpRequest) -> HttpResponse:
-    membership = request.membership  # type: ignore[attr-defined]
+    membership = dashboard_membership(request)
     organization = membership.organization
     form = KeyForm()
     created = None
@@ -99,7 +84,7 @@ def keys_page(request: HttpRequest) -> HttpResponse:
             )
             form = KeyForm()
     keys = (
-        ApiKey.objects.filter(organization=organization)
+        ApiKey.objects.for_tenant(organization)
         .select_related("created_by")
         .order_by("revoked_at", "-created_at")
     )
@@ -121,10 +106,8 @@ def keys_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 @organization_required(Role.ADMIN)
 def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
-    organization = request.membership.organization  # type: ignore[attr-defined]
-    key = ApiKey.objects.filter(organization=organization, pk=key_id).first()
-    if key is None:
-        raise Http404
+    organization = dashboard_organization(request)
+    key = tenant_object_or_404(ApiKey.objects, organization, pk=key_id)
     services.api_key_revoke(key=key)
     messages.success(request, f"Key “{key.name}” revoked. Requests using it now get 401.")
     return redirect("keys")
@@ -135,6 +118,7 @@ class InviteForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
 
 
+# Why the ignore below: ModelForm is generic only in django-stubs (not subscriptable at run time).
 class OrganizationSettingsForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Organization
@@ -152,7 +136,7 @@ class OrganizationSettingsForm(forms.ModelForm):  # type: ignore[type-arg]
 @require_POST
 @organization_required(Role.OWNER)
 def organization_settings(request: HttpRequest) -> HttpResponse:
-    organization = request.membership.organization  # type: ignore[attr-defined]
+    organization = dashboard_organization(request)
     form = OrganizationSettingsForm(request.POST, instance=organization)
     if form.is_valid():
         form.save()
@@ -171,7 +155,7 @@ class OrganizationForm(forms.Form):
 
 @organization_required()
 def organization_page(request: HttpRequest) -> HttpResponse:
-    membership = request.membership  # type: ignore[attr-defined]
+    membership = dashboard_membership(request)
     organization = membership.organization
     invite_form = InviteForm()
     if request.method == "POST":
@@ -192,8 +176,8 @@ def organization_page(request: HttpRequest) -> HttpResponse:
                     request, f"Invitation sent to {invite_form.cleaned_data['email']}."
                 )
                 return redirect("organization")
-    members = Membership.objects.filter(organization=organization).select_related("user")
-    invitations = Invitation.objects.filter(organization=organization, accepted_at__isnull=True)
+    members = Membership.objects.for_tenant(organization).select_related("user")
+    invitations = Invitation.objects.for_tenant(organization).filter(accepted_at__isnull=True)
     return render(
         request,
         "accounts/organization.html",
@@ -212,7 +196,7 @@ def organization_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 @organization_required(Role.OWNER)
 def member_update(request: HttpRequest, membership_id: int) -> HttpResponse:
-    organization = request.membership.organization  # type: ignore[attr-defined]
+    organization = dashboard_organization(request)
     try:
         if request.POST.get("action") == "remove":
             services.membership_remove(organization=organization, membership_id=membership_id)

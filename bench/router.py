@@ -169,6 +169,7 @@ def bench_mmlu(datasets: Path) -> dict[str, Any]:
         "cpt80_percent": report["cpt80"],
         "random": report["random"],
         "published_best": {"apgr": 0.603, "cpt50_percent": 35.40, "cpt80_percent": 70.31},
+        "slices": report["slices"],
         "training_seconds": report["training_seconds"],
         "run_wall_seconds": round(wall, 2),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
@@ -241,6 +242,8 @@ def bench_routerbench(datasets: Path, task: str) -> dict[str, Any]:
         "tradeoff_at_half_best_cost": None if top is None else top["tradeoff"],
         "cost_at_best_single_quality": report["cost_at_best_single_quality"],
         "oracle": report["oracle"],
+        "verdict": report["verdict"],
+        "slices": report["slices"],
         "training_seconds": report["training_seconds"],
         "run_wall_seconds": round(wall, 2),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
@@ -321,6 +324,8 @@ def bench_quality(datasets: Path) -> dict[str, Any]:
             round(v, 4) for v in metrics.bootstrap_interval(routed - floor)
         ],
         "report_tradeoff_0_score": report["curve"][0]["score"],
+        "verdict": report["verdict"],
+        "report_slices": report["slices"],
         "slices": metrics.slice_table(test["eval_name"].tolist(), routed, scores, models),
         "training_seconds": report["training_seconds"],
         "run_wall_seconds": round(wall, 2),
@@ -392,10 +397,11 @@ def resample_mmlu(datasets: Path, rows: int, path: Path, seed: int = 0) -> None:
     sample.to_csv(path, index=False)
 
 
-TRAINING_ROWS = (1_000, 14_000, 100_000)
+TRAINING_ROWS = (1_000, 14_000, 100_000)  # 500_000 (DATASET_MAX_ROWS) with --training-rows
 
 
-def routing_benchmarks(datasets: Path, *, big_folds: int = 3, log: Any = print) -> dict[str, Any]:
+def routing_benchmarks(datasets: Path, *, big_folds: int = 3, log: Any = print,
+                       training_rows: tuple[int, ...] = TRAINING_ROWS) -> dict[str, Any]:  # fmt: skip
     """For ``make bench``: decision latency (2 candidates from the 14k MMLU router, 11 from the
     ARC router) and training throughput; each measurement in a fresh subprocess."""
     datasets = datasets.resolve()
@@ -406,7 +412,7 @@ def routing_benchmarks(datasets: Path, *, big_folds: int = 3, log: Any = print) 
                            "(see bench/router.py's docstring; pass --datasets)"}  # fmt: skip
     results: dict[str, Any] = {"datasets": str(datasets), "training": {}}
     with tempfile.TemporaryDirectory(prefix="rh-bench-rows-") as tmp:
-        for rows in TRAINING_ROWS:
+        for rows in training_rows:
             folds = 5 if rows < 50_000 else big_folds
             csv_path = Path(tmp) / f"mmlu_resampled_{rows}.csv"
             resample_mmlu(datasets, rows, csv_path)
@@ -415,7 +421,10 @@ def routing_benchmarks(datasets: Path, *, big_folds: int = 3, log: Any = print) 
             extra = ["--rows-csv", str(csv_path), "--folds", str(folds)]
             if rows == 14_000:
                 extra.append("--latency")
-            res = _child("training", datasets, extra)
+            res = _child("training", datasets, extra, timeout=1200 * max(1, rows // 100_000))
+            if "rows" in res:
+                res["ms_per_row"] = round(1000 * res["training_seconds"] / res["rows"], 3)
+                res["peak_rss_kb_per_row"] = round(1024 * res["peak_rss_mb"] / res["rows"], 2)
             res["child_wall_seconds"] = round(time.monotonic() - started, 1)
             results["training"][str(rows)] = res
             csv_path.unlink()
@@ -432,10 +441,10 @@ def routing_benchmarks(datasets: Path, *, big_folds: int = 3, log: Any = print) 
     return results
 
 
-def _child(name: str, datasets: Path, extra: list[str]) -> dict[str, Any]:
+def _child(name: str, datasets: Path, extra: list[str], timeout: float = 1200) -> dict[str, Any]:
     argv = [sys.executable, "-m", "bench.router", "--child", "--only", name,
             "--datasets", str(datasets), *extra]  # fmt: skip
-    run = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1200)
+    run = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
     if run.returncode != 0:
         return {"error": run.stderr.strip()[-1500:]}
     return dict(json.loads(run.stdout.strip().splitlines()[-1]))

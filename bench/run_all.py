@@ -28,11 +28,12 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 DATASETS = gateway.REPO.parent / "shared" / "datasets"  # ../shared/datasets from the repo
 
 
-def routing_benchmarks(datasets: Path, big_folds: int) -> dict[str, Any]:
+def routing_benchmarks(datasets: Path, big_folds: int, rows: tuple[int, ...]) -> dict[str, Any]:
     """Routing decision latency (2 and 11 candidates) and training throughput (1k, 14k, 100k
-    rows); ``{"skipped": why}`` when the datasets are not there."""
+    rows by default); ``{"skipped": why}`` when the datasets are not there."""
     try:
-        return router_bench.routing_benchmarks(datasets, big_folds=big_folds, log=gateway.log)
+        return router_bench.routing_benchmarks(datasets, big_folds=big_folds, log=gateway.log,
+                                               training_rows=rows)  # fmt: skip
     except Exception as exc:  # a failed routing bench must not lose the gateway numbers
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="routellm_mmlu.csv and routerbench_arc_challenge_*.csv (default ../shared/datasets)")  # fmt: skip
     parser.add_argument("--big-folds", type=int, default=3,
                         help="cross-validation folds of the 100k-row training run (default 3; the others use 5)")  # fmt: skip
+    parser.add_argument("--training-rows", default="1000,14000,100000",
+                        help="training sizes, comma-separated (500000 = DATASET_MAX_ROWS: ~1 h more)")  # fmt: skip
     parser.add_argument("--no-routing", action="store_true",
                         help="skip routing decision latency and training throughput")  # fmt: skip
     parser.add_argument("--no-select", action="store_true",
@@ -89,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     results["routing"] = (
         {"skipped": "--no-routing"}
         if args.no_routing
-        else routing_benchmarks(args.datasets, args.big_folds)
+        else routing_benchmarks(
+            args.datasets, args.big_folds, tuple(int(n) for n in args.training_rows.split(","))
+        )
     )
     results["select"] = (
         {"skipped": "--no-select"}

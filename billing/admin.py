@@ -9,6 +9,9 @@ from django.http import HttpRequest
 
 from billing.models import UsageFlag, UsageRecord
 
+# The `type: ignore[type-arg]` on admin classes below: Django's admin classes are generic only in
+# django-stubs, and subscripting them at run time fails without django-stubs-ext, a dev-only tool.
+
 
 class UsageFlagFilter(admin.SimpleListFilter):
     title = "flag"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from typing import Any
 
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -18,7 +17,6 @@ from accounts.models import ApiKey, Role
 from accounts.tenant_api import TenantAPIView
 from billing.models import (
     CreditAccount,
-    Feedback,
     LedgerEntry,
     LedgerKind,
     UsageFlag,
@@ -26,9 +24,19 @@ from billing.models import (
     UsageStatus,
     UsageStep,
 )
+from billing.openrouter_shapes import (
+    CreditsData,
+    GenerationData,
+    KeyData,
+    credits_data,
+    generation_data,
+    is_free_tier,
+    key_data,
+)
 from billing.selectors import GROUPINGS, UsageFilter, key_usage, usage_aggregate, usage_records
-from billing.services import feedback_record
+from billing.usage_export import UsageCsv
 from routerhub.errors import BadRequest, NotFound
+from routerhub.keyset import KeysetPagination
 from routerhub.money import ZERO, money_str
 
 _money = serializers.CharField(allow_null=True)
@@ -67,6 +75,7 @@ CurrentKeyOutput = inline_serializer(
                 "tpm": serializers.IntegerField(allow_null=True),
             },
         ),
+        "data": KeyData,
     },
 )
 
@@ -79,6 +88,7 @@ CreditsOutput = inline_serializer(
         "total_purchased": _money,
         "total_used": _money,
         "currency": serializers.CharField(),
+        "data": CreditsData,
     },
 )
 
@@ -96,6 +106,8 @@ class CurrentKeyView(TenantAPIView):
         key = self.get_queryset().get(pk=self.tenant.key.id)
         usage = key_usage(key=key)
         organization = self.organization
+        account = CreditAccount.objects.filter(organization=organization).first()
+        openrouter = key_data(key, usage, is_free_tier=is_free_tier(account))
         return Response(
             {
                 "id": key.pk,
@@ -118,8 +130,17 @@ class CurrentKeyView(TenantAPIView):
                 "usage_monthly": money_str(usage.usage_monthly),
                 "expires_at": key.expires_at,
                 "rate_limit": {"rpm": key.rpm, "tpm": key.tpm},
+                "data": openrouter,
             }
         )
+
+
+class AuthKeyView(CurrentKeyView):
+    """``GET /api/v1/auth/key`` (OpenRouter's path): the key in OpenRouter's envelope only."""
+
+    @extend_schema(responses=inline_serializer("OpenRouterKeyEnvelope", {"data": KeyData}))
+    def get(self, request: Request) -> Response:
+        return Response({"data": super().get(request).data["data"]})
 
 
 class CreditsView(TenantAPIView):
@@ -138,6 +159,7 @@ class CreditsView(TenantAPIView):
                 "total_purchased": money_str(account.total_purchased),
                 "total_used": money_str(account.total_used),
                 "currency": "USD",
+                "data": credits_data(account),
             }
         )
 
@@ -156,6 +178,7 @@ class LedgerView(TenantAPIView):
 
     tenant_model = LedgerEntry
     serializer_class = LedgerEntryOutput
+    pagination_class = KeysetPagination
 
     def scope_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         kind = self.request.query_params.get("kind")
@@ -173,44 +196,45 @@ class LedgerView(TenantAPIView):
 
 
 _int_or_null = serializers.IntegerField(allow_null=True)
-GenerationOutput = inline_serializer(
-    "Generation",
-    {
-        "id": serializers.CharField(),
-        "model": serializers.CharField(),
-        "requested_model": serializers.CharField(),
-        "provider": serializers.CharField(),
-        "router": serializers.CharField(allow_null=True),
-        "router_version": _int_or_null,
-        "prompt_tokens": serializers.IntegerField(),
-        "completion_tokens": serializers.IntegerField(),
-        "cached_tokens": serializers.IntegerField(),
-        "reasoning_tokens": serializers.IntegerField(),
-        "cost": serializers.CharField(),
-        "latency_ms": _int_or_null,
-        "ttft_ms": _int_or_null,
-        "status": serializers.CharField(),
-        "error_type": serializers.CharField(allow_null=True),
-        "streamed": serializers.BooleanField(),
-        "is_byok": serializers.BooleanField(),
-        "flags": serializers.ListField(
-            child=serializers.ChoiceField(choices=UsageFlag.choices),
-            help_text="Billing that needs a look: over_hold (charged more than its hold), "
-            "shortfall (the balance ran out; cost is what was charged), usage_clamped "
-            "(the provider reported impossible usage; billed on an estimate), "
-            "usage_estimated (the provider reported none), reconciled_from_hold (the request's "
-            "usage never reached billing; charged its hold, the request's worst case).",
-        ),
-        "key_id": _int_or_null,
-        "created_at": serializers.DateTimeField(),
-        "steps": serializers.ListField(
-            child=serializers.DictField(),
-            required=False,
-            help_text="Only for a pipeline request: one child record per provider call "
-            "{step, model, provider, status, gate, prompt_tokens, completion_tokens, cost, "
-            "latency_ms}; their costs sum to cost.",
-        ),
-    },
+_GENERATION_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
+    "id": serializers.CharField(),
+    "model": serializers.CharField(),
+    "requested_model": serializers.CharField(),
+    "provider": serializers.CharField(),
+    "router": serializers.CharField(allow_null=True),
+    "router_version": _int_or_null,
+    "prompt_tokens": serializers.IntegerField(),
+    "completion_tokens": serializers.IntegerField(),
+    "cached_tokens": serializers.IntegerField(),
+    "reasoning_tokens": serializers.IntegerField(),
+    "cost": serializers.CharField(),
+    "latency_ms": _int_or_null,
+    "ttft_ms": _int_or_null,
+    "status": serializers.CharField(),
+    "error_type": serializers.CharField(allow_null=True),
+    "streamed": serializers.BooleanField(),
+    "is_byok": serializers.BooleanField(),
+    "flags": serializers.ListField(
+        child=serializers.ChoiceField(choices=UsageFlag.choices),
+        help_text="Billing that needs a look: over_hold (charged more than its hold), "
+        "shortfall (the balance ran out; cost is what was charged), usage_clamped "
+        "(the provider reported impossible usage; billed on an estimate), "
+        "usage_estimated (the provider reported none), reconciled_from_hold (the request's "
+        "usage never reached billing; charged its hold, the request's worst case).",
+    ),
+    "key_id": _int_or_null,
+    "created_at": serializers.DateTimeField(),
+    "steps": serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Only for a pipeline request: one child record per provider call "
+        "{step, model, provider, status, gate, prompt_tokens, completion_tokens, cost, "
+        "latency_ms}; their costs sum to cost.",
+    ),
+}
+GenerationOutput = inline_serializer("Generation", _GENERATION_FIELDS)
+GenerationEnvelopedOutput = inline_serializer(
+    "GenerationWithOpenRouterData", {**_GENERATION_FIELDS, "data": GenerationData}
 )
 UsageOutput = inline_serializer(
     "Usage",
@@ -263,7 +287,8 @@ class GenerationView(TenantAPIView):
     inference_key_allowed = True
 
     @extend_schema(
-        parameters=[OpenApiParameter("id", str, required=True)], responses=GenerationOutput
+        parameters=[OpenApiParameter("id", str, required=True)],
+        responses=GenerationEnvelopedOutput,
     )
     def get(self, request: Request) -> Response:
         generation_id = request.query_params.get("id")
@@ -272,10 +297,11 @@ class GenerationView(TenantAPIView):
         record = self.get_queryset().filter(generation_id=generation_id).first()
         if record is None:
             raise NotFound(f"No generation {generation_id} in this organization.", param="id")
+        answer = generation_json(record) | {"data": generation_data(record)}
         steps = UsageStep.objects.filter(generation_id=record.generation_id)
-        if not steps:
-            return Response(generation_json(record))
-        return Response(generation_json(record) | {"steps": [_step_json(s) for s in steps]})
+        if steps:
+            answer["steps"] = [_step_json(s) for s in steps]
+        return Response(answer)
 
 
 def _step_json(step: UsageStep) -> dict[str, Any]:
@@ -337,30 +363,6 @@ class UsageView(TenantAPIView):
         return Response({"group_by": query.validated_data["group_by"], "results": results})
 
 
-CSV_COLUMNS = [
-    "id", "created_at", "model", "requested_model", "provider", "router", "router_version",
-    "key_id", "key_name", "status", "error_type", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "streamed", "is_byok",
-    "flags",
-]  # fmt: skip
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def usage_csv_rows(records: QuerySet[UsageRecord]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    for record in records.iterator(chunk_size=2000):
-        row = generation_json(record) | {
-            "flags": record.flags,
-            "key_name": record.key.name if record.key else "",
-        }
-        yield writer.writerow([row[column] for column in CSV_COLUMNS])
-
-
 class UsageExportView(TenantAPIView):
     """``GET /api/v1/usage/export.csv``: the raw usage rows (same filters as /usage)."""
 
@@ -370,46 +372,13 @@ class UsageExportView(TenantAPIView):
     def get(self, request: Request) -> StreamingHttpResponse:
         query = UsageQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        records = (
+        stream = UsageCsv(
             usage_records(organization_id=self.organization.pk, filters=query.usage_filter())
-            .select_related("key")
-            .order_by("created_at", "id")
         )
-        response = StreamingHttpResponse(usage_csv_rows(records), content_type="text/csv")
+        # An async iterator under ASGI (Django would buffer a sync one whole), else a sync one.
+        asgi = isinstance(request._request, ASGIRequest)
+        content = stream.achunks() if asgi else stream.chunks()
+        response = StreamingHttpResponse(content, content_type="text/csv")
         filename = f"routerhub-usage-{self.organization.slug}-{timezone.now():%Y%m%d}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
-
-
-class FeedbackInput(serializers.Serializer[Any]):
-    generation_id = serializers.CharField(max_length=64)
-    score = serializers.FloatField(min_value=0, max_value=1, help_text="0 (bad) … 1 (good)")
-    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("score"), bool):
-            data = {**data, "score": 1.0 if data["score"] else 0.0}  # thumbs up/down
-        return super().to_internal_value(data)
-
-
-class FeedbackView(TenantAPIView):
-    """``POST /api/v1/feedback``: quality feedback on a served request (inference keys too)."""
-
-    tenant_model = Feedback
-    inference_key_allowed = True
-
-    @extend_schema(request=FeedbackInput, responses={201: FeedbackInput})
-    def post(self, request: Request) -> Response:
-        data = FeedbackInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        feedback = feedback_record(
-            organization_id=self.organization.pk,
-            key_id=self.tenant.key.id if self.tenant.key else None,
-            **data.validated_data,
-        )
-        body = {
-            "generation_id": feedback.usage_id,
-            "score": feedback.score,
-            "comment": feedback.comment,
-        }
-        return Response(body, status=201)

@@ -1,9 +1,11 @@
 from django.urls import path
 
-from billing import api, stripe_api
+from billing import api
+from billing.stripe import api as stripe_api
 
 urlpatterns = [
     path("key", api.CurrentKeyView.as_view(), name="api-current-key"),
+    path("auth/key", api.AuthKeyView.as_view(), name="api-auth-key"),
     path("credits/checkout", stripe_api.CheckoutView.as_view(), name="api-checkout"),
     path(
         "credits/checkout/quote",
@@ -17,5 +19,4 @@ urlpatterns = [
     path("generation", api.GenerationView.as_view(), name="api-generation"),
     path("usage", api.UsageView.as_view(), name="api-usage"),
     path("usage/export.csv", api.UsageExportView.as_view(), name="api-usage-export"),
-    path("feedback", api.FeedbackView.as_view(), name="api-feedback"),
 ]

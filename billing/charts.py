@@ -33,7 +33,7 @@ def _nice_ceiling(value: float) -> float:
     if value <= 0:
         return 1.0
     magnitude = 10 ** math.floor(math.log10(value))
-    return next(step * magnitude for step in (1, 2, 2.5, 5, 10) if value <= step * magnitude)
+    return float(next(step * magnitude for step in (1, 2, 2.5, 5, 10) if value <= step * magnitude))
 
 
 def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> StackedBars:
@@ -43,8 +43,8 @@ def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> Sta
     totals: dict[str, Decimal] = {}
     for row in rows:
         day, model, cost = row["day"], str(row["model"] or "?"), Decimal(str(row["cost"] or 0))
-        if day in by_day:
-            by_day[day][model] = by_day[day].get(model, Decimal(0)) + cost  # type: ignore[index]
+        if isinstance(day, date) and day in by_day:
+            by_day[day][model] = by_day[day].get(model, Decimal(0)) + cost
             totals[model] = totals.get(model, Decimal(0)) + cost
     models = sorted(totals, key=lambda m: -totals[m])
     top = models[: len(PALETTE) - 1]

@@ -29,6 +29,7 @@ class UsageDraft:
     provider: str = ""
     router: str = ""
     router_version: int | None = None
+    router_id: int | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0

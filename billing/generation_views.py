@@ -12,7 +12,7 @@ from typing import Any
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from accounts.views import organization_required
+from accounts.tenancy import dashboard_organization, organization_required
 from billing.models import Reservation, ReservationState, UsageRecord
 
 _MAX_GENERATION_ID = 64
@@ -20,19 +20,23 @@ _MAX_GENERATION_ID = 64
 
 @organization_required()
 def generation_page(request: HttpRequest, generation_id: str) -> HttpResponse:
-    organization = request.membership.organization  # type: ignore[attr-defined]
+    organization = dashboard_organization(request)
     generation_id = generation_id[:_MAX_GENERATION_ID]
     record = (
-        UsageRecord.objects.filter(organization=organization, generation_id=generation_id)
+        UsageRecord.objects.for_tenant(organization)
+        .filter(generation_id=generation_id)
         .select_related("key")
         .first()
     )
     if record is None:
-        pending = Reservation.objects.filter(
-            organization=organization,
-            generation_id=generation_id,
-            state__in=(ReservationState.HELD, ReservationState.FREE),
-        ).exists()
+        pending = (
+            Reservation.objects.for_tenant(organization)
+            .filter(
+                generation_id=generation_id,
+                state__in=(ReservationState.HELD, ReservationState.FREE),
+            )
+            .exists()
+        )
         if not pending:
             raise Http404("No such generation in this organization.")
         return render(request, "billing/generation_pending.html", {"generation_id": generation_id})

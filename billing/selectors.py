@@ -7,14 +7,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, F, QuerySet, Sum, Value
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import ApiKey
 from billing.models import KeySpendWindow, UsageRecord
+from billing.rollups import usage_totals
 from billing.windows import window_end, window_start
-from routerhub.money import ZERO
+from routerhub.money import ZERO, money
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,10 @@ class KeyUsage:
 
 
 def _spent_since(key_id: int, since: datetime | None) -> Decimal:
-    rows = UsageRecord.objects.filter(key_id=key_id)
-    if since is not None:
-        rows = rows.filter(created_at__gte=since)
-    return rows.aggregate(total=Sum("cost"))["total"] or ZERO
+    """The key's spend since ``since`` (window starts are midnights: rollups only)."""
+    rows = usage_totals(organization_id=None, filters=UsageFilter(start=since, key_id=key_id),
+                        dims=())  # fmt: skip
+    return money(rows[0]["cost"]) if rows else ZERO
 
 
 def key_usage(*, key: ApiKey) -> KeyUsage:
@@ -56,6 +56,7 @@ def key_usage(*, key: ApiKey) -> KeyUsage:
 
 
 GROUPINGS = {"day", "model", "key", "router", "provider"}
+_DELETED_KEY = "(deleted key)"
 
 
 @dataclass(frozen=True)
@@ -85,34 +86,34 @@ def usage_records(*, organization_id: int, filters: UsageFilter) -> QuerySet[Usa
 def usage_aggregate(
     *, organization_id: int, filters: UsageFilter, group_by: str
 ) -> list[dict[str, Any]]:
-    """Requests, tokens and cost per day, model, key, router or provider."""
-    rows = usage_records(organization_id=organization_id, filters=filters)
-    if group_by == "day":
-        rows = rows.annotate(group=TruncDate("created_at"))
-    elif group_by == "key":
-        rows = rows.annotate(group=Coalesce(F("key__name"), Value("(deleted key)")))
-    else:
-        rows = rows.annotate(group=F(group_by))
-    aggregated = (
-        rows.values("group")
-        .annotate(
-            requests=Count("id"),
-            prompt_tokens=Sum("prompt_tokens"),
-            completion_tokens=Sum("completion_tokens"),
-            cost=Sum("cost"),
+    """Requests, tokens and cost per day, model, key (by name), router or provider; from the
+    daily rollups, plus the usage records of partial days at the range's edges."""
+    rows = usage_totals(organization_id=organization_id, filters=filters, dims=(group_by,))
+    if group_by == "key":
+        names = dict(
+            ApiKey.objects.filter(pk__in={row["key"] for row in rows}).values_list("pk", "name")
         )
-        .order_by("group")
-    )
-    return [dict(row) for row in aggregated]
+        merged: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            name = names.get(row.pop("key"), _DELETED_KEY)
+            if name in merged:
+                merged[name] = {m: merged[name][m] + row[m] for m in row}
+            else:
+                merged[name] = row
+        return [{"group": name} | row for name, row in sorted(merged.items())]
+    grouped = [{"group": row.pop(group_by)} | row for row in rows]
+    return sorted(grouped, key=lambda row: row["group"])
+
+
+def usage_summary(*, organization_id: int, filters: UsageFilter) -> dict[str, Any]:
+    """Requests and cost in the range (the overview's month)."""
+    rows = usage_totals(organization_id=organization_id, filters=filters, dims=())
+    return rows[0] if rows else {"requests": 0, "cost": ZERO}
 
 
 def spend_by_day_and_model(*, organization_id: int, since: datetime) -> list[dict[str, Any]]:
     """Rows of (day, model, cost, requests) for the usage chart."""
-    rows = (
-        UsageRecord.objects.filter(organization_id=organization_id, created_at__gte=since)
-        .annotate(day=TruncDate("created_at"))
-        .values("day", "model")
-        .annotate(cost=Sum("cost"), requests=Count("id"))
-        .order_by("day", "model")
+    rows = usage_totals(
+        organization_id=organization_id, filters=UsageFilter(start=since), dims=("day", "model")
     )
-    return [dict(row) for row in rows]
+    return sorted(rows, key=lambda row: (row["day"], row["model"]))

@@ -24,18 +24,16 @@ from django.utils import timezone
 from accounts.models import Organization
 from billing.models import (
     CreditAccount,
-    Feedback,
     KeySpendWindow,
     LedgerEntry,
     LedgerKind,
     Reservation,
     ReservationState,
-    UsageRecord,
 )
 from billing.pg_async import pg_fetchone
 from billing.settlement import reservations_reconcile, reservations_release
 from billing.windows import window_start
-from routerhub.errors import InsufficientCredits, KeyLimitReached, NotFound, ServiceUnavailable
+from routerhub.errors import InsufficientCredits, KeyLimitReached, ServiceUnavailable
 from routerhub.money import ZERO, money, money_str
 
 logger = logging.getLogger(__name__)
@@ -297,26 +295,3 @@ def reservations_sweep(*, now: datetime | None = None, charge: bool = True) -> i
         logger.error("charged %d expired credit reservations their held amount: their usage "
                      "never arrived", len(charged))  # fmt: skip
     return released + len(charged)
-
-
-def feedback_record(
-    *, organization_id: int, generation_id: str, score: float, comment: str = "", key_id: int | None
-) -> Feedback:
-    """Store (or replace) the feedback on a served request of this organization."""
-    usage = UsageRecord.objects.filter(
-        organization_id=organization_id, generation_id=generation_id
-    ).first()
-    if usage is None:
-        raise NotFound(
-            f"No generation {generation_id} in this organization.", param="generation_id"
-        )
-    feedback, _ = Feedback.objects.update_or_create(
-        usage=usage,
-        defaults={
-            "organization_id": organization_id,
-            "score": score,
-            "comment": comment,
-            "key_id": key_id,
-        },
-    )
-    return feedback

@@ -42,6 +42,7 @@ from billing.models import (
     UsageRecord,
     UsageStep,
 )
+from billing.rollups import usage_rollup_adjust, usage_rollups_add
 from routerhub.money import ZERO, money, money_str
 
 logger = logging.getLogger(__name__)
@@ -49,9 +50,9 @@ logger = logging.getLogger(__name__)
 
 _USAGE_COLUMNS = (
     "organization_id", "generation_id", "key_id", "model", "requested_model", "provider",
-    "router", "router_version", "prompt_tokens", "completion_tokens", "cached_tokens",
-    "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type", "streamed",
-    "is_byok", "prompt", "response", "trace", "flags", "created_at",
+    "router", "router_id", "router_version", "prompt_tokens", "completion_tokens",
+    "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type",
+    "streamed", "is_byok", "prompt", "response", "trace", "flags", "created_at",
 )  # fmt: skip
 _STEP_COLUMNS = ("generation_id", *STEP_FIELDS)
 _LEDGER_COLUMNS = (
@@ -188,6 +189,7 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
         # locked: that row is what every new request of the organization must update to reserve.
         _insert(UsageRecord, _USAGE_COLUMNS, [_usage_row(d) for d in fresh])
         _insert(UsageStep, _STEP_COLUMNS, [row for d in fresh for row in _step_rows(d)])
+        usage_rollups_add(fresh)
         paid = {h.pk for h in holds if money(unique[h.generation_id].cost) > 0}
         if paid:
             Reservation.objects.filter(pk__in=paid).update(state=ReservationState.SETTLED)
@@ -286,6 +288,7 @@ def _record_capped_costs(drafts: list[UsageDraft], charged: dict[str, Decimal]) 
         UsageRecord.objects.filter(generation_id=draft.generation_id).update(
             cost=paid, flags=draft.flags
         )
+        usage_rollup_adjust(draft, paid - money(draft.cost))
 
 
 def _charge_locked(fresh: list[UsageDraft], held_by_org: dict[int, Decimal]) -> dict[str, Decimal]:

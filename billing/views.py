@@ -9,15 +9,14 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
-from django.db.models import Count, F, Sum
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.models import ApiKey, KeyScope, Role
-from accounts.views import organization_required
+from accounts.tenancy import dashboard_membership, dashboard_organization, organization_required
 from billing.api import UsageQuery
 from billing.charts import spend_chart
 from billing.models import CreditAccount, LedgerEntry, Payment, UsageStatus
@@ -27,8 +26,10 @@ from billing.selectors import (
     spend_by_day_and_model,
     usage_aggregate,
     usage_records,
+    usage_summary,
 )
 from routerhub.errors import ApiError
+from routerhub.keyset import keyset_page_for
 from routerhub.money import ZERO
 
 CHART_DAYS = 30
@@ -43,12 +44,12 @@ def spend_chart_for(organization_id: int) -> Any:
 
 @organization_required(Role.OWNER)
 def credits_page(request: HttpRequest) -> HttpResponse:
-    organization = request.membership.organization  # type: ignore[attr-defined]
-    account = CreditAccount.objects.filter(organization=organization).first() or CreditAccount(
+    organization = dashboard_organization(request)
+    account = CreditAccount.objects.for_tenant(organization).first() or CreditAccount(
         organization=organization
     )
-    entries = LedgerEntry.objects.filter(organization=organization).order_by("-created_at", "-id")
-    page = Paginator(entries, 25).get_page(request.GET.get("page"))
+    entries = LedgerEntry.objects.for_tenant(organization)
+    page = keyset_page_for(entries, request.GET.get("cursor"), 25)
     example = settings.TOPUP_MIN_AMOUNT * 4
     return render(
         request,
@@ -62,7 +63,7 @@ def credits_page(request: HttpRequest) -> HttpResponse:
             "example_amount": example,
             "example_fee": topup_fee(example),
             "example_total": example + topup_fee(example),
-            "payments": Payment.objects.filter(organization=organization)
+            "payments": Payment.objects.for_tenant(organization)
             .annotate(total=F("amount") + F("fee"))
             .order_by("-created_at")[:20],
             "min_amount": settings.TOPUP_MIN_AMOUNT,
@@ -77,17 +78,13 @@ def credits_page(request: HttpRequest) -> HttpResponse:
 
 @organization_required()
 def usage_page(request: HttpRequest) -> HttpResponse:
-    organization = request.membership.organization  # type: ignore[attr-defined]
-    params = {k: v for k, v in request.GET.items() if v and k != "page"}
+    organization = dashboard_organization(request)
+    params = {k: v for k, v in request.GET.items() if v and k not in {"page", "cursor"}}
     query = UsageQuery(data=params)
     valid = query.is_valid()
     filters = query.usage_filter() if valid else UsageFilter()
-    records = (
-        usage_records(organization_id=organization.pk, filters=filters)
-        .select_related("key")
-        .order_by("-created_at", "-id")
-    )
-    page = Paginator(records, 50).get_page(request.GET.get("page"))
+    records = usage_records(organization_id=organization.pk, filters=filters).select_related("key")
+    page = keyset_page_for(records, request.GET.get("cursor"), 50)
     by_model = usage_aggregate(organization_id=organization.pk, filters=filters, group_by="model")
     return render(
         request,
@@ -113,9 +110,9 @@ def usage_page(request: HttpRequest) -> HttpResponse:
 @organization_required(Role.OWNER)
 def credits_buy(request: HttpRequest) -> HttpResponse:
     """Start a top-up from the dashboard and send the owner to the payment page."""
-    from billing.stripe_payments import checkout_start
+    from billing.stripe.payments import checkout_start
 
-    membership = request.membership  # type: ignore[attr-defined]
+    membership = dashboard_membership(request)
     try:
         amount = Decimal(request.POST.get("amount", ""))
     except InvalidOperation:
@@ -134,11 +131,10 @@ def credits_buy(request: HttpRequest) -> HttpResponse:
 @organization_required()
 def overview_page(request: HttpRequest) -> HttpResponse:
     """Balance, this month's spend and requests, the 30-day chart and a quickstart."""
-    organization = request.membership.organization  # type: ignore[attr-defined]
-    account = CreditAccount.objects.filter(organization=organization).first()
+    organization = dashboard_organization(request)
+    account = CreditAccount.objects.for_tenant(organization).first()
     month_start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    month = usage_records(organization_id=organization.pk, filters=UsageFilter(start=month_start))
-    totals = month.aggregate(requests=Count("id"), cost=Sum("cost"))
+    totals = usage_summary(organization_id=organization.pk, filters=UsageFilter(start=month_start))
     return render(
         request,
         "billing/overview.html",

@@ -6,8 +6,9 @@ could make the server write gigabytes to disk with one unauthenticated POST. Thi
 refuses with 413 a body whose declared ``Content-Length`` is over the path's limit, before reading
 any of it, and stops reading a body without one (chunked) as soon as the bytes received pass it.
 
-The limit is ``REQUEST_MAX_BODY_BYTES``, except on the dataset upload paths (the API's and the
-dashboard's), which take a file of up to ``DATASET_MAX_BYTES`` plus the rest of the form.
+The limit is ``REQUEST_MAX_BODY_BYTES``, except on the dataset upload paths (the API's, the
+dashboard's and Not Diamond's ``trainCustomRouter``), which take a file of up to
+``DATASET_MAX_BYTES`` plus the rest of the form.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ class _BodyTooLarge(Exception):
 
 @functools.cache
 def _dataset_upload_paths() -> frozenset[str]:
-    return frozenset({reverse("api-datasets"), reverse("training-datasets")})
+    return frozenset(
+        {
+            reverse("api-datasets"),
+            reverse("training-datasets"),
+            reverse("notdiamond-train-custom-router"),  # Not Diamond's CustomRouter.fit upload
+        }
+    )
 
 
 def body_limit(method: str, path: str) -> int:
@@ -61,13 +68,18 @@ async def _refuse(scope: Scope, send: Send, limit: int) -> None:
         body, content_type = orjson.dumps(error.body()), b"application/json"
     else:
         body, content_type = message.encode(), b"text/plain; charset=utf-8"
-    await send({
-        "type": "http.response.start",
-        "status": 413,
-        # The rest of the body is never read: the connection cannot carry another request.
-        "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close")],
-    })  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            # The rest of the body is never read: the connection cannot carry another request.
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -42,6 +42,9 @@ app.conf.update(
         "auto-topups": {"task": "billing.auto_topups", "schedule": 60.0},
         "sweep-training-runs": {"task": "training.tasks.training_runs_sweep", "schedule": 60.0},
         "budget-alerts": {"task": "billing.budget_alerts", "schedule": 900.0},
+        "expire-prompts": {"task": "billing.expire_prompts", "schedule": 3600.0},
+        "purge-responses": {"task": "routing.responses_purge", "schedule": 3600.0},
     },
 )
-app.autodiscover_tasks()
+app.autodiscover_tasks()  # each installed app's tasks.py
+app.autodiscover_tasks(["billing.stripe"])  # billing/stripe/tasks.py: automatic top-ups

@@ -1,4 +1,4 @@
-"""The one error format of API.md and the one place that maps domain errors to HTTP.
+"""The one error format of API.md and the one place that maps domain errors to HTTP (``HTTP_OF``).
 
 Every ``/api/`` and ``/v1/`` error body is
 ``{"error": {"code", "type", "message", "param", "metadata"}}``.
@@ -7,7 +7,7 @@ Every ``/api/`` and ``/v1/`` error body is
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -16,91 +16,57 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from routerhub import domain
+from routerhub.domain import DomainError
+
 logger = logging.getLogger(__name__)
 
-
-class ApiError(Exception):
-    """A domain error with its HTTP status; raise a subclass, never build responses by hand."""
-
-    status: ClassVar[int] = 400
-    type: ClassVar[str] = "bad_request"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.metadata = metadata or {}
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.status, self.type, self.message, self.param, self.metadata)
+# The one table from domain errors to HTTP: (status, error type of API.md). An error's status is
+# its nearest class's entry here (``http_of``).
+HTTP_OF: dict[type[DomainError], tuple[int, str]] = {
+    domain.DomainError: (400, "bad_request"),
+    domain.InvalidInput: (400, "bad_request"),
+    domain.ContextLengthExceeded: (400, "context_length_exceeded"),  # OpenAI's name for it
+    domain.NotAuthenticated: (401, "unauthorized"),
+    domain.OutOfCredits: (402, "insufficient_credits"),
+    domain.NotPermitted: (403, "forbidden"),
+    domain.KeyLimitReached: (403, "key_limit_reached"),
+    domain.NotFound: (404, "not_found"),
+    domain.UpstreamTimeout: (408, "upstream_timeout"),
+    domain.Conflict: (409, "conflict"),
+    domain.TooLarge: (413, "payload_too_large"),
+    domain.RateLimited: (429, "rate_limited"),
+    domain.UpstreamFailed: (502, "upstream_error"),
+    domain.NoProviderAvailable: (503, "no_provider_available"),
+    domain.Unavailable: (503, "service_unavailable"),
+    domain.PaymentsUnavailable: (503, "payments_unavailable"),
+}
 
 
-class BadRequest(ApiError):
-    status, type = 400, "bad_request"
+def http_of(error: DomainError) -> tuple[int, str]:
+    """The status and error type of ``error``: its nearest class in ``HTTP_OF``."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_OF:
+            return HTTP_OF[cls]
+    raise TypeError(f"{type(error).__name__} is not a DomainError")
 
 
-class Unauthorized(ApiError):
-    status, type = 401, "unauthorized"
-
-
-class InsufficientCredits(ApiError):
-    status, type = 402, "insufficient_credits"
-
-
-class Forbidden(ApiError):
-    status, type = 403, "forbidden"
-
-
-class KeyLimitReached(ApiError):
-    status, type = 403, "key_limit_reached"
-
-
-class NotFound(ApiError):
-    status, type = 404, "not_found"
-
-
-class Conflict(ApiError):
-    status, type = 409, "conflict"
-
-
-class UpstreamTimeout(ApiError):
-    status, type = 408, "upstream_timeout"
-
-
-class PayloadTooLarge(ApiError):
-    status, type = 413, "payload_too_large"
-
-
-class RateLimited(ApiError):
-    status, type = 429, "rate_limited"
-
-
-class UpstreamFailed(ApiError):
-    status, type = 502, "upstream_error"
-
-
-class NoProviderAvailable(ApiError):
-    status, type = 503, "no_provider_available"
-
-
-class ContextLengthExceeded(BadRequest):
-    """The prompt and ``max_tokens`` exceed the context window of every candidate model."""
-
-    type = "context_length_exceeded"  # OpenAI's name for it
-
-
-class ServiceUnavailable(ApiError):
-    """A service RouterHub depends on (its database) is unreachable; retrying soon may work."""
-
-    status, type = 503, "service_unavailable"
+# The names the HTTP layers use for the domain errors (the gateway, API views and tests).
+ApiError = DomainError
+BadRequest = domain.InvalidInput
+Unauthorized = domain.NotAuthenticated
+InsufficientCredits = domain.OutOfCredits
+Forbidden = domain.NotPermitted
+KeyLimitReached = domain.KeyLimitReached
+NotFound = domain.NotFound
+Conflict = domain.Conflict
+UpstreamTimeout = domain.UpstreamTimeout
+PayloadTooLarge = domain.TooLarge
+RateLimited = domain.RateLimited
+UpstreamFailed = domain.UpstreamFailed
+NoProviderAvailable = domain.NoProviderAvailable
+ContextLengthExceeded = domain.ContextLengthExceeded
+ServiceUnavailable = domain.Unavailable
 
 
 # Headers of an error that retrying cannot change (no credentials configured, nothing that can

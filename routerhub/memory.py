@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 try:
     import resource
 except ImportError:  # pragma: no cover - not on Windows
+    # Why the ignore below: `resource` is POSIX-only: None marks the platforms without it.
     resource = None  # type: ignore[assignment]
 
 

@@ -40,6 +40,8 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = request_id_from(request.headers.get("X-Request-Id"))
+        # Why the ignore below: HttpRequest declares no `request_id`; it is ours, set once per
+        # request here.
         request.request_id = request_id  # type: ignore[attr-defined]
         response = self.get_response(request)
         response["X-Request-Id"] = request_id

@@ -64,7 +64,7 @@ def _decimal(name: str, default: str) -> Decimal:
 
 
 def _secret(name: str) -> str:
-    value = env.str(name, default="")
+    value = str(env.str(name, default=""))
     if value:
         return value
     if PRODUCTION:
@@ -361,7 +361,16 @@ if USAGE_SETTLER not in {"worker", "process"}:
     raise ImproperlyConfigured(
         f"USAGE_SETTLER must be 'worker' or 'process', not {USAGE_SETTLER!r}"
     )
+# Days a usage record keeps the prompt text of an organization that opted into prompt logging;
+# older prompts are blanked hourly (billing.expire_prompts). 0 keeps them (feedback retraining
+# reads them: routing/feedback.py).
+USAGE_PROMPT_RETENTION_DAYS = env.int("USAGE_PROMPT_RETENTION_DAYS", default=0)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+# /v1/responses with store (the default): days an answer stays retrievable and continuable by
+# previous_response_id (0: nothing is stored), and the largest stored conversation (JSON bytes);
+# a larger one is answered with store: false.
+RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
+RESPONSES_STORE_MAX_BYTES = env.int("RESPONSES_STORE_MAX_BYTES", default=1024 * 1024)
 # max_tokens sent upstream (and reserved for) when the client gives none.
 GATEWAY_DEFAULT_MAX_TOKENS = env.int("GATEWAY_DEFAULT_MAX_TOKENS", default=4096)
 # Circuit breaker: skip an endpoint after N failures within the window, for the cooldown.
@@ -466,8 +475,6 @@ STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com").rstrip("/")
 STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
-# Periodic auto top-ups and budget alerts (autodiscover_tasks finds only tasks.py modules).
-CELERY_IMPORTS = ["billing.stripe_tasks"]
 if PRODUCTION and BILLING_ENABLED:
     for _name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET"):
         if not vars()[_name]:

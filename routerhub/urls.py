@@ -23,7 +23,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include(api_v1)),
-    path("billing/stripe/", include("billing.stripe_urls")),  # webhook, pay/return pages
+    path("api/notdiamond/", include("routing.notdiamond_urls")),  # their SDK's API URL
+    path("billing/stripe/", include("billing.stripe.urls")),  # webhook, pay/return pages
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path(

@@ -7,12 +7,25 @@ from django.http import HttpRequest
 
 from routing.models import CatalogModel, Endpoint, Provider, ProviderKey
 
+# The `type: ignore[type-arg]` on admin classes below: Django's admin classes are generic only in
+# django-stubs, and subscripting them at run time fails without django-stubs-ext, a dev-only tool.
+
 
 class EndpointInline(admin.TabularInline):  # type: ignore[type-arg]
     model = Endpoint
     extra = 0
-    fields = ("provider", "upstream_model", "input_price", "cached_input_price", "output_price",
-              "context_length", "max_output", "supports_tools", "supports_vision", "enabled")  # fmt: skip
+    fields = (
+        "provider",
+        "upstream_model",
+        "input_price",
+        "cached_input_price",
+        "output_price",
+        "context_length",
+        "max_output",
+        "supports_tools",
+        "supports_vision",
+        "enabled",
+    )
 
 
 @admin.register(Provider)
@@ -32,8 +45,17 @@ class ProviderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(CatalogModel)
 class CatalogModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("id", "name", "author", "context_length", "max_output", "supports_tools",
-                    "supports_vision", "is_simulated", "enabled")  # fmt: skip
+    list_display = (
+        "id",
+        "name",
+        "author",
+        "context_length",
+        "max_output",
+        "supports_tools",
+        "supports_vision",
+        "is_simulated",
+        "enabled",
+    )
     list_filter = ("author", "enabled", "supports_tools", "supports_vision")
     search_fields = ("id", "name")
     inlines = (EndpointInline,)

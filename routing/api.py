@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -13,7 +13,8 @@ from accounts.models import Role
 from accounts.tenant_api import TenantAPIView
 from routerhub.errors import BadRequest
 from routing import services
-from routing.models import Provider, ProviderKey
+from routing.feedback import feedback_record
+from routing.models import Feedback, Provider, ProviderKey
 from routing.serializers import ProviderKeyCreateInput, ProviderKeyOutput
 
 ADMIN_WRITES = {"POST": Role.ADMIN, "DELETE": Role.ADMIN}
@@ -63,3 +64,37 @@ class ProviderKeyDetailView(TenantAPIView):
     def delete(self, request: Request, provider_key_id: int) -> Response:
         services.provider_key_delete(key=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FeedbackInput(serializers.Serializer[Any]):
+    generation_id = serializers.CharField(max_length=64)
+    score = serializers.FloatField(min_value=0, max_value=1, help_text="0 (bad) … 1 (good)")
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("score"), bool):
+            data = {**data, "score": 1.0 if data["score"] else 0.0}  # thumbs up/down
+        return super().to_internal_value(data)
+
+
+class FeedbackView(TenantAPIView):
+    """``POST /api/v1/feedback``: quality feedback on a served request (inference keys too)."""
+
+    tenant_model = Feedback
+    inference_key_allowed = True
+
+    @extend_schema(request=FeedbackInput, responses={201: FeedbackInput})
+    def post(self, request: Request) -> Response:
+        data = FeedbackInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        feedback = feedback_record(
+            organization_id=self.organization.pk,
+            key_id=self.tenant.key.id if self.tenant.key else None,
+            **data.validated_data,
+        )
+        body = {
+            "generation_id": feedback.usage_id,
+            "score": feedback.score,
+            "comment": feedback.comment,
+        }
+        return Response(body, status=201)

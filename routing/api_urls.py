@@ -1,12 +1,18 @@
 from django.urls import path
 
-from routing import api, pipeline_api, router_api
+from routing import api, pipeline_api, routellm_api, router_api
 
 urlpatterns = [
+    path("feedback", api.FeedbackView.as_view(), name="api-feedback"),
     path(
         "routers/<slug:slug>/retrain-from-feedback",
         router_api.RouterFeedbackRetrainView.as_view(),
         name="api-router-retrain-feedback",
+    ),
+    path(
+        "routers/<slug:slug>/calibrate",
+        routellm_api.RouterCalibrateView.as_view(),
+        name="api-router-calibrate",
     ),
     path(
         "routers/<slug:slug>/select",

@@ -21,7 +21,7 @@ import httpcore
 import httpx
 from django.conf import settings
 
-from routerhub.errors import BadRequest
+from routerhub.domain import InvalidInput
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -70,17 +70,17 @@ def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
 
 
 def base_url_check(url: str, *, param: str = "base_url") -> str:
-    """The URL, normalized, if the gateway may call it; else a ``BadRequest`` naming ``param``."""
+    """The URL, normalized, if the gateway may call it; else a ``InvalidInput`` naming ``param``."""
     url = url.strip()
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise BadRequest(f"{param} is not a valid URL.", param=param) from None
+        raise InvalidInput(f"{param} is not a valid URL.", param=param) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest(f"{param} must be an http:// or https:// URL with a host.", param=param)
+        raise InvalidInput(f"{param} must be an http:// or https:// URL with a host.", param=param)
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise BadRequest(
+        raise InvalidInput(
             f"{param} must not contain credentials, a query or a fragment.", param=param
         )
     if settings.ALLOW_PRIVATE_PROVIDER_URLS:
@@ -89,12 +89,12 @@ def base_url_check(url: str, *, param: str = "base_url") -> str:
     try:
         infos = _resolve(parts.hostname, port or default_port)
     except (OSError, UnicodeError):
-        raise BadRequest(
+        raise InvalidInput(
             f"{param}'s host {parts.hostname} does not resolve.", param=param
         ) from None
     refusal = _refusal(parts.hostname, _addresses(infos))
     if refusal is not None:
-        raise BadRequest(f"{param} is not allowed: {refusal}.", param=param)
+        raise InvalidInput(f"{param} is not allowed: {refusal}.", param=param)
     return url.rstrip("/")
 
 

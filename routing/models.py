@@ -11,7 +11,8 @@ from typing import Any
 
 from django.db import models
 
-from accounts.models import TenantModel
+from accounts.models import ApiKey, TenantModel
+from billing.models import UsageRecord
 
 PRICE_FIELD: dict[str, Any] = {"max_digits": 20, "decimal_places": 12}
 
@@ -188,3 +189,67 @@ class PipelineVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pipeline_id} v{self.number}"
+
+
+class StoredResponse(TenantModel):
+    """A ``/v1/responses`` answer kept for ``GET /v1/responses/{id}`` and ``previous_response_id``
+    (``routing.gateway.responses_store``), until ``expires_at`` (``RESPONSES_RETENTION_DAYS``)."""
+
+    id = models.CharField(max_length=80, primary_key=True)  # "resp_" + the generation id
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    response = models.JSONField(help_text="The response object, as it was answered.")
+    items = models.JSONField(
+        help_text="The conversation up to and including this response, as Responses input items "
+        "(what a request naming it as previous_response_id continues)."
+    )
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Feedback(TenantModel):
+    """Quality feedback on one served request (the last word per generation counts).
+
+    Routing's: written by ``POST /api/v1/feedback`` and read only to retrain the router that
+    served the request. It annotates a billing usage record but moves no money. The table keeps
+    its first name (``billing_feedback``).
+    """
+
+    usage = models.OneToOneField(
+        UsageRecord, on_delete=models.CASCADE, related_name="feedback", to_field="generation_id"
+    )
+    score = models.FloatField(help_text="0 (bad) … 1 (good).")
+    comment = models.TextField(blank=True)
+    key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "billing_feedback"
+
+
+class SelectionSession(TenantModel):
+    """One Not Diamond-style model selection (``/v2/modelRouter/modelSelect``) and its feedback.
+
+    The session id is what Not Diamond's SDK reports feedback against; the prompt is kept only
+    when the organization logs prompts (as for usage records)."""
+
+    id = models.UUIDField(primary_key=True)
+    router = models.CharField(max_length=80)  # "router/<slug>"
+    version = models.PositiveIntegerField(null=True, blank=True)
+    chosen = models.CharField(max_length=200)
+    candidates = models.JSONField(default=list)
+    prompt = models.TextField(blank=True)
+    feedback = models.JSONField(null=True, blank=True)  # e.g. {"accuracy": 1}
+    feedback_model = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    feedback_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.router} → {self.chosen} ({self.id})"

@@ -21,7 +21,7 @@ from routerhub.errors import Conflict
 from routing.models import Pipeline, PipelineKind, PipelineVersion
 from routing.pipeline_spec import spec_validate
 from routing.selectors import catalog_model_ids
-from training.models import Router
+from training.serving import Router
 
 ADMIN_WRITES = {"POST": Role.ADMIN, "DELETE": Role.ADMIN}
 

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.keys import AuthenticatedKey, key_authenticate_digest, key_mint
 from accounts.models import ApiKey, KeyScope, Membership
+from accounts.tenancy import session_membership
 from routerhub.errors import ApiError, error_body
 from routing.gateway.app import gateway_app
 from routing.gateway.exchange import SESSION_KEY_SCOPE
@@ -35,12 +36,15 @@ _background: set[asyncio.Task[None]] = set()  # running gateway calls (settlemen
 
 def playground_key(membership: Membership) -> ApiKey:
     """The person's playground key in this organization, created on first use."""
-    key = ApiKey.objects.filter(
-        organization=membership.organization,
-        created_by=membership.user,
-        is_playground=True,
-        revoked_at__isnull=True,
-    ).first()
+    key = (
+        ApiKey.objects.for_tenant(membership.organization)
+        .filter(
+            created_by=membership.user,
+            is_playground=True,
+            revoked_at__isnull=True,
+        )
+        .first()
+    )
     if key is not None:
         return key
     minted = key_mint(scope=KeyScope.INFERENCE)  # its plaintext is dropped here: never usable
@@ -61,7 +65,7 @@ def _session_key(request: HttpRequest) -> AuthenticatedKey | JsonResponse:
     """The key this session's playground request acts with, or the error to answer."""
     if not request.user.is_authenticated:
         return _error(401, "unauthorized", "Sign in to use the playground.")
-    membership = request.membership  # type: ignore[attr-defined]
+    membership = session_membership(request)
     if not membership:
         return _error(403, "forbidden", "You are not a member of any organization.")
     try:

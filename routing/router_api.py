@@ -26,7 +26,7 @@ from routing.routers import (
     tradeoff_parse,
 )
 from routing.serializers import SelectInput
-from training.models import Router
+from training.serving import Router
 
 SelectOutput = inline_serializer(
     "Selection",

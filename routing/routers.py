@@ -1,7 +1,7 @@
 """Serving routers: ``router/<slug>`` and ``router/auto`` rank catalog models for each prompt.
 
 A decision featurizes the prompt once, scores every candidate with the router's active version
-(``training.predictor``, loaded once per process and kept in memory) and orders them by
+(``training.serving``, loaded once per process and kept in memory) and orders them by
 ``score - λ·cost`` at the requested tradeoff; the gateway calls the first and falls back down the
 ranking. Router rows are cached per process for ``ROUTER_CACHE_TTL`` (0.5 s), so activating or
 rolling back a version changes decisions in every worker within a second. A decision never waits
@@ -32,12 +32,17 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from routerhub.errors import BadRequest, NotFound
+from routerhub.domain import InvalidInput, NotFound
 from routerhub.ttl_cache import MISS, TtlCache
 from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
-from training.cells import prompt_text
-from training.models import Router, RouterVersion
-from training.tokens import DEFAULT_OUTPUT_TOKENS, estimated_tokens, text_tokens
+from training import serving
+from training.serving import (
+    DEFAULT_OUTPUT_TOKENS,
+    Router,
+    RouterVersion,
+    estimated_tokens,
+    text_tokens,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +57,7 @@ class RouterRow:
     """What serving needs of a router, cached per process."""
 
     organization_id: int
+    router_id: int
     slug: str
     candidates: tuple[str, ...]
     default_tradeoff: float
@@ -72,6 +78,7 @@ class RouterDecision:
     ranked: list[RankedChoice]
     latency_ms: float
     strategy: str  # "trained" or "heuristic"
+    router_id: int | None = None  # recorded on the usage record: feedback joins on it
 
     @property
     def chosen(self) -> str:
@@ -108,7 +115,7 @@ def tradeoff_parse(value: Any, *, param: str = "router.tradeoff") -> float | Non
         return TRADEOFF_NAMES[value]
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
         return float(value)
-    raise BadRequest(
+    raise InvalidInput(
         f"{param} must be a number from 0 (best quality) to 1 (cheapest), "
         "or one of 'quality', 'balanced', 'cost'.",
         param=param,
@@ -119,12 +126,12 @@ def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None
     """The request's ``router`` extension: ``{tradeoff, candidates}``."""
     options = body.get("router") or {}
     if not isinstance(options, dict):
-        raise BadRequest("router must be an object: {tradeoff, candidates}.", param="router")
+        raise InvalidInput("router must be an object: {tradeoff, candidates}.", param="router")
     candidates = options.get("candidates")
     if candidates is not None and (
         not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates)
     ):
-        raise BadRequest(
+        raise InvalidInput(
             "router.candidates must be a list of model ids.", param="router.candidates"
         )
     return tradeoff_parse(options.get("tradeoff")), candidates
@@ -133,9 +140,9 @@ def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None
 def messages_prompt(messages: Any) -> str:
     """The text a router featurizes: the same joining as training uses for ``messages``."""
     try:
-        text = prompt_text(messages, "messages")
+        text = serving.prompt_text(messages, "messages")
     except (TypeError, ValueError) as exc:
-        raise BadRequest(f"messages cannot be read: {exc}.", param="messages") from None
+        raise InvalidInput(f"messages cannot be read: {exc}.", param="messages") from None
     return text[-_PROMPT_CHARS:]
 
 
@@ -171,6 +178,7 @@ def _load_row(organization_id: int | None, slug: str) -> RouterRow | None:
         )
     return RouterRow(
         organization_id=router.organization_id,
+        router_id=router.pk,
         slug=router.slug,
         candidates=tuple(router.candidates),
         default_tradeoff=router.default_tradeoff,
@@ -192,27 +200,25 @@ def router_row(organization_id: int | None, slug: str) -> RouterRow | None:
 async def router_row_async(organization_id: int | None, slug: str) -> RouterRow | None:
     """``router_row`` for the event loop; the row's version is loaded (in a thread) when it is
     returned, so deciding with it reads no storage."""
-    from training.predictor import predictor_for_version, predictor_is_loaded
-
     key = (organization_id, slug)
     cached = _rows.get(key)
     if cached is not MISS:
         return cached
     row = await sync_to_async(_load_row, thread_sensitive=False)(organization_id, slug)
-    if row is not None and row.version is not None and not predictor_is_loaded(row.version):
+    if row is not None and row.version is not None and not serving.predictor_is_loaded(row.version):
         previous = _rows.get_stale(key)
         if (
             previous is not MISS
             and previous is not None
             and previous.version is not None
-            and predictor_is_loaded(previous.version)
+            and serving.predictor_is_loaded(previous.version)
         ):
             # Activated elsewhere a moment ago: decide with the loaded version while the new
             # one loads beside the requests, instead of making this one wait for storage.
             _rows.put(key, previous)
             _warm_soon(key, row)
             return previous
-        await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
+        await sync_to_async(serving.predictor_for_version, thread_sensitive=False)(row.version)
     _rows.put(key, row)
     return row
 
@@ -224,10 +230,8 @@ _ACTIVATION_CLOCK_SKEW = timedelta(seconds=5)  # activated_at comes from the act
 
 
 def _warm_row(key: RowKey, row: RouterRow) -> None:
-    from training.predictor import predictor_for_version
-
     if row.version is not None:
-        predictor_for_version(row.version, warmup=True)
+        serving.predictor_for_version(row.version, warmup=True)
     _rows.put(key, row)  # published only once deciding with it reads no storage
 
 
@@ -313,13 +317,13 @@ def _narrow(row_candidates: list[str], requested: list[str] | None, router: str)
         return row_candidates
     unknown = [c for c in requested if c not in row_candidates]
     if unknown:
-        raise BadRequest(
+        raise InvalidInput(
             f"router.candidates must be among {router}'s candidates; unknown: {', '.join(unknown)}.",
             param="router.candidates",
             metadata={"candidates": row_candidates},
         )
     if not requested:
-        raise BadRequest("router.candidates must not be empty.", param="router.candidates")
+        raise InvalidInput("router.candidates must not be empty.", param="router.candidates")
     return requested
 
 
@@ -333,13 +337,11 @@ def _trained_decision(
     started: float,
 ) -> RouterDecision:
     assert row.version is not None
-    from training.predictor import predictor_for_version  # LightGBM: loaded with a router
-
-    predictor = predictor_for_version(row.version)
+    predictor = serving.predictor_for_version(row.version)
     prices = _blended_prices(catalog, candidates, prompt) if catalog is not None else None
     ranked = predictor.rank(prompt, tradeoff, candidates, prices or None)
     if not ranked:
-        raise BadRequest(
+        raise InvalidInput(
             f"None of the candidates were trained in {name} v{row.version.number}.",
             param="router.candidates",
         )
@@ -349,6 +351,7 @@ def _trained_decision(
         ranked=[RankedChoice(r.model, r.score, r.expected_cost) for r in ranked],
         latency_ms=(time.perf_counter() - started) * 1000,
         strategy="trained",
+        router_id=row.router_id,
     )
 
 
@@ -430,13 +433,10 @@ async def router_decide_async(
     slug = model_id.removeprefix("router/")
     owner = None if slug == PLATFORM_ROUTER_SLUG else organization_id
     row = await router_row_async(owner, slug)
-    if row is not None and row.version is not None:
-        # Loaded by router_row_async unless evicted since: ranking is ~1 ms of numpy, cheaper
-        # inline than a thread hop, but a load reads storage and must not block the loop.
-        from training.predictor import predictor_for_version, predictor_is_loaded
-
-        if not predictor_is_loaded(row.version):
-            await sync_to_async(predictor_for_version, thread_sensitive=False)(row.version)
+    # Loaded by router_row_async unless evicted since: ranking is ~1 ms of numpy, cheaper
+    # inline than a thread hop, but a load reads storage and must not block the loop.
+    if row is not None and row.version is not None and not serving.predictor_is_loaded(row.version):
+        await sync_to_async(serving.predictor_for_version, thread_sensitive=False)(row.version)
     return router_decide(
         organization_id=organization_id,
         model_id=model_id,

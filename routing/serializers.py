@@ -10,7 +10,7 @@ from rest_framework import serializers
 from routing.models import ProviderKey
 
 
-class ProviderKeyCreateInput(serializers.Serializer):  # type: ignore[type-arg]
+class ProviderKeyCreateInput(serializers.Serializer[Any]):
     provider = serializers.SlugField(help_text="Provider slug, e.g. 'openai' (see GET /v1/models).")
     secret = serializers.CharField(
         write_only=True, min_length=8, max_length=2000, trim_whitespace=True
@@ -26,7 +26,7 @@ class ProviderKeyCreateInput(serializers.Serializer):  # type: ignore[type-arg]
     )
 
 
-class ProviderKeyOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
+class ProviderKeyOutput(serializers.ModelSerializer[ProviderKey]):
     provider = serializers.CharField(source="provider.slug", read_only=True)
 
     class Meta:

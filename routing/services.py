@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import F
 
 from accounts.models import Organization, User
-from routerhub.errors import BadRequest
+from routerhub.domain import InvalidInput
 from routing.egress import base_url_check
 from routing.models import (
     ApiStyle,
@@ -144,10 +144,12 @@ def provider_key_create(
     (OpenAI-compatible providers only) sends the organization's requests to its own host."""
     secret = secret.strip()
     if len(secret) < 8:
-        raise BadRequest("The provider key looks too short.", param="secret")
+        raise InvalidInput("The provider key looks too short.", param="secret")
     if base_url.strip():
         if provider.api_style != ApiStyle.OPENAI:
-            raise BadRequest("base_url is only for OpenAI-compatible providers.", param="base_url")
+            raise InvalidInput(
+                "base_url is only for OpenAI-compatible providers.", param="base_url"
+            )
         base_url = base_url_check(base_url)
     key, _ = ProviderKey.objects.update_or_create(
         organization=organization,
@@ -172,7 +174,7 @@ def provider_keys_reencrypt() -> int:
     count = 0
     for key in ProviderKey.objects.only("pk", "encrypted_secret").iterator():
         ProviderKey.objects.filter(pk=key.pk).update(
-            encrypted_secret=secret_reencrypt(key.encrypted_secret)
+            encrypted_secret=secret_reencrypt(bytes(key.encrypted_secret))
         )
         count += 1
     return count

@@ -8,12 +8,17 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import Role
-from accounts.views import organization_required
+from accounts.tenancy import (
+    dashboard_membership,
+    dashboard_organization,
+    organization_required,
+    tenant_object_or_404,
+)
 from routerhub.errors import ApiError
 from routing.feedback import feedback_retrain
 from routing.model_stats import WINDOW, provider_stats
@@ -21,8 +26,7 @@ from routing.models import Provider, ProviderKey
 from routing.routers import PLATFORM_ROUTER_SLUG
 from routing.selectors import catalog_models_list, models_callable_by
 from routing.services import provider_key_create, provider_key_delete
-from training.models import Router
-from training.tokens import DEFAULT_OUTPUT_TOKENS
+from training.serving import DEFAULT_OUTPUT_TOKENS, Router
 
 
 @login_required
@@ -45,8 +49,8 @@ def models_page(request: HttpRequest) -> HttpResponse:
 def playground_page(request: HttpRequest) -> HttpResponse:
     """Chat with any model or router, or compare up to three, as the signed-in person
     (``routing.playground`` serves the requests)."""
-    organization = request.membership.organization  # type: ignore[attr-defined]
-    routers = Router.objects.filter(organization=organization).order_by("slug")
+    organization = dashboard_organization(request)
+    routers = Router.objects.for_tenant(organization).order_by("slug")
     # Embedding models answer /v1/embeddings only: the playground chats.
     models = [m for m in catalog_models_list(query="") if "embeddings" not in m.capabilities]
     callable_ids = models_callable_by(organization_id=organization.pk)
@@ -89,21 +93,19 @@ class ProviderKeyForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         queryset = Provider.objects.filter(enabled=True, is_simulated=False).order_by("name")
+        # Why the ignore below: form.fields holds Field; this one is the ModelChoiceField declared
+        # above, which has queryset.
         self.fields["provider"].queryset = queryset  # type: ignore[attr-defined]
 
 
 @organization_required(Role.ADMIN)
 def provider_keys_page(request: HttpRequest) -> HttpResponse:
-    membership = request.membership  # type: ignore[attr-defined]
+    membership = dashboard_membership(request)
     organization = membership.organization
     form = ProviderKeyForm()
     if request.method == "POST":
         if request.POST.get("delete"):
-            key = ProviderKey.objects.filter(
-                organization=organization, pk=request.POST["delete"]
-            ).first()
-            if key is None:
-                raise Http404
+            key = tenant_object_or_404(ProviderKey.objects, organization, pk=request.POST["delete"])
             provider_key_delete(key=key)
             messages.success(request, f"Removed your {key.provider.name} key.")
             return redirect("provider-keys")
@@ -123,7 +125,7 @@ def provider_keys_page(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, "Key saved. Requests to that provider now use it first.")
                 return redirect("provider-keys")
-    keys = ProviderKey.objects.filter(organization=organization).select_related("provider")
+    keys = ProviderKey.objects.for_tenant(organization).select_related("provider")
     return render(
         request,
         "routing/provider_keys.html",
@@ -139,14 +141,9 @@ def provider_keys_page(request: HttpRequest) -> HttpResponse:
 @organization_required(Role.ADMIN)
 def router_retrain_from_feedback(request: HttpRequest, slug: str) -> HttpResponse:
     """The dashboard's one click from feedback to a training run."""
-    organization = request.membership.organization  # type: ignore[attr-defined]
-    router = (
-        Router.objects.filter(organization=organization, slug=slug)
-        .select_related("active_version", "organization")
-        .first()
-    )
-    if router is None:
-        raise Http404
+    organization = dashboard_organization(request)
+    routers = Router.objects.select_related("active_version", "organization")
+    router = tenant_object_or_404(routers, organization, slug=slug)
     try:
         started = feedback_retrain(router=router)
     except ApiError as exc:

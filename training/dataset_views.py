@@ -10,13 +10,13 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
 
 from accounts.models import Organization, Role
-from accounts.views import organization_required
+from accounts.tenancy import dashboard_organization, organization_required, tenant_object_or_404
 from routerhub.errors import ApiError
 from training import services
 from training.models import Dataset, DatasetStatus, Router, TrainingRun
@@ -61,10 +61,8 @@ def train_form_for(dataset: Dataset, unknown: dict[str, list[str]]) -> TrainFrom
 @organization_required(Role.ADMIN)
 def dataset_train(request: HttpRequest, dataset_id: int) -> HttpResponse:
     """Create a router over the chosen models of a ready dataset and start its first training."""
-    organization = request.membership.organization  # type: ignore[attr-defined]
-    dataset = Dataset.objects.filter(organization=organization, pk=dataset_id).first()
-    if dataset is None:
-        raise Http404
+    organization = dashboard_organization(request)
+    dataset = tenant_object_or_404(Dataset.objects, organization, pk=dataset_id)
     form = TrainFromDatasetForm(dataset, request.POST)
     if dataset.status != DatasetStatus.READY:
         form.add_error(None, f"The dataset is {dataset.status}; only a ready dataset trains.")

@@ -105,6 +105,7 @@ def training_data(
         costs=costs,
         binary=binary,
         costs_known=source != "rank",
+        tasks=parsed.tasks,
     )
     return data, orientation, source
 
@@ -263,6 +264,8 @@ def _evaluate(
             costs=data.costs,
             evaluation=evaluation,
             display=orientation.display,
+            tasks=data.tasks,
+            incumbents=fit.oof_incumbents,
         )
     test = Dataset.objects.get(pk=test_id)
     test_data, _, test_cost_source = training_data(test, candidates, options)
@@ -281,6 +284,7 @@ def _evaluate(
         costs=test_data.costs,
         evaluation=evaluation,
         display=orientation.display,
+        tasks=test_data.tasks,
     )
 
 

@@ -86,13 +86,13 @@ class Predictor:
         chosen = [index[m] for m in dict.fromkeys(names) if m in index]
         if not chosen:
             return []
-        predicted = trained.predict_one(prompt, chosen)
+        predicted, incumbent = trained.predict_one_with_incumbent(prompt, chosen)
         if prices is not None and all(trained.models[i] in prices for i in chosen):
             tokens = estimated_tokens(prompt)
             costs = np.array([prices[trained.models[i]] * tokens / 1e6 for i in chosen])
         else:
             costs = trained.mean_costs[chosen]
-        utility = trained.utilities(predicted, tradeoff, mix_key(prompt), chosen)
+        utility = trained.utilities(predicted, tradeoff, mix_key(prompt), chosen, incumbent)
         order = np.lexsort((trained.mean_costs[chosen], -utility))
         return [
             RankedModel(

@@ -49,13 +49,14 @@ def _holds_nul(value: Any) -> bool:
 @extend_schema_field(
     {
         "type": "object",
-        "description": "Which columns hold the prompt, scores and costs: "
-        '{"prompt": "...", "scores": {"model": "column"}, "costs": {"model": "column"}}; '
-        "in a multipart upload, the same object as JSON text.",
+        "description": "Which columns hold the prompt, scores and costs, and optionally each "
+        'row\'s task: {"prompt": "...", "scores": {"model": "column"}, "costs": {"model": '
+        '"column"}, "task": "..."} (a column named eval_name or task is found by itself); in '
+        "a multipart upload, the same object as JSON text.",
         "additionalProperties": True,
     }
 )
-class ColumnsField(serializers.Field):  # type: ignore[type-arg]
+class ColumnsField(serializers.Field[Any, Any, Any, Any]):
     """The ``columns`` mapping: a JSON object, or its text in a multipart form (blank = none)."""
 
     def to_internal_value(self, data: Any) -> Any:
@@ -81,11 +82,12 @@ class DatasetCreateInput(serializers.Serializer[Any]):
     def validate_columns(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("must be a JSON object")
-        unknown = set(value) - {"prompt", "scores", "costs"}
+        unknown = set(value) - {"prompt", "scores", "costs", "task"}
         if unknown:
             raise serializers.ValidationError(f"unknown keys: {', '.join(sorted(unknown))}")
-        if "prompt" in value and not isinstance(value["prompt"], str):
-            raise serializers.ValidationError("prompt must be a column name")
+        for key in ("prompt", "task"):
+            if key in value and not isinstance(value[key], str):
+                raise serializers.ValidationError(f"{key} must be a column name")
         for key in ("scores", "costs"):
             mapping = value.get(key)
             if mapping is not None and not (

@@ -1,7 +1,8 @@
 """Writes for training: datasets, routers, versions and training runs (start, cancel, sweep).
 
 The body of a training run lives in ``training.execution``; Celery entry points in
-``training.tasks`` only call these functions.
+``training.tasks`` only call these functions, and work is queued through ``training.dispatch``
+(so this module never imports the tasks).
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Organization
-from routerhub.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from routerhub.domain import Conflict, InvalidInput, NotFound, TooLarge
 from routerhub.memory import memory_ceiling
-from training import ingest
+from training import dispatch, ingest
 from training.models import (
     ACTIVE_STATUSES,
     Dataset,
@@ -51,16 +52,14 @@ def dataset_create(
     *,
     organization: Organization,
     name: str,
-    upload: UploadedFile,
+    upload: UploadedFile[bytes],
     columns: dict[str, Any] | None,
     maximize: bool,
 ) -> Dataset:
     """Store an upload and queue its validation (after the transaction commits)."""
-    from training import tasks
-
     limits = ingest.Limits.from_settings()
     if upload.size is not None and upload.size > limits.max_bytes:
-        raise PayloadTooLarge(
+        raise TooLarge(
             f"The file is {ingest.human_bytes(upload.size)}; "
             f"the limit is {ingest.human_bytes(limits.max_bytes)}.",
             param="file",
@@ -75,8 +74,44 @@ def dataset_create(
     )
     dataset.file.save(f"{organization.pk}-{upload.name or 'dataset'}", upload, save=False)
     dataset.save()
-    transaction.on_commit(lambda: tasks.dataset_validate.delay(dataset.pk))
+    dispatch.dataset_validation_queue(dataset.pk)
     return dataset
+
+
+class DatasetNotReady(Exception):
+    """A dataset stored and validated in one call did not validate; ``dataset.errors`` says why."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        super().__init__(f"dataset {dataset.pk} is {dataset.status}")
+        self.dataset = dataset
+
+    def problems(self, limit: int) -> str:
+        return "; ".join(error["message"] for error in self.dataset.errors[:limit])
+
+
+def dataset_from_bytes(
+    *,
+    organization: Organization,
+    name: str,
+    content: bytes,
+    columns: dict[str, Any] | None,
+    maximize: bool,
+) -> Dataset:
+    """Store a dataset RouterHub made itself and validate it here, not on a worker: a ready
+    dataset, or ``DatasetNotReady``."""
+    with transaction.atomic():
+        dataset = dataset_create(
+            organization=organization,
+            name=name,
+            upload=SimpleUploadedFile(name, content),
+            columns=columns,
+            maximize=maximize,
+        )
+    validated = dataset_validate(dataset_id=dataset.pk) or dataset
+    validated.refresh_from_db()
+    if validated.status != DatasetStatus.READY:
+        raise DatasetNotReady(validated)
+    return validated
 
 
 def dataset_validate(*, dataset_id: int) -> Dataset | None:
@@ -254,7 +289,7 @@ def _validate_options(
     clean: dict[str, Any] = {}
     folds = options.get("folds", 5)
     if not isinstance(folds, int) or isinstance(folds, bool) or not 2 <= folds <= 10:
-        raise BadRequest("options.folds must be an integer from 2 to 10.", param="options.folds")
+        raise InvalidInput("options.folds must be an integer from 2 to 10.", param="options.folds")
     clean["folds"] = folds
     prices = options.get("prices")
     if prices is not None:
@@ -262,18 +297,18 @@ def _validate_options(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
             for v in prices.values()
         ):
-            raise BadRequest(
+            raise InvalidInput(
                 "options.prices must map model ids to non-negative numbers.", param="options.prices"
             )
         missing = [c for c in candidates if c not in prices]
         if missing:
-            raise BadRequest(
+            raise InvalidInput(
                 f"options.prices has no price for: {', '.join(missing)}.", param="options.prices"
             )
         clean["prices"] = {str(k): float(v) for k, v in prices.items()}
     unit = options.get("price_unit", "per_million_tokens")
     if unit not in ("per_million_tokens", "per_request"):
-        raise BadRequest(
+        raise InvalidInput(
             "options.price_unit must be 'per_million_tokens' or 'per_request'.",
             param="options.price_unit",
         )
@@ -282,16 +317,16 @@ def _validate_options(
     if test_id is not None:
         test = Dataset.objects.filter(organization=organization, pk=test_id).first()
         if test is None:
-            raise BadRequest(
+            raise InvalidInput(
                 "options.test_dataset is not one of your datasets.", param="options.test_dataset"
             )
         if test.status != DatasetStatus.READY:
-            raise BadRequest(
+            raise InvalidInput(
                 f"options.test_dataset is {test.status}, not ready.", param="options.test_dataset"
             )
         missing = [c for c in candidates if c not in test.model_ids]
         if missing:
-            raise BadRequest(
+            raise InvalidInput(
                 f"options.test_dataset has no scores for: {', '.join(missing)}.",
                 param="options.test_dataset",
             )
@@ -303,10 +338,8 @@ def training_run_start(
     *, router: Router, dataset: Dataset, options: dict[str, Any] | None = None
 ) -> TrainingRun:
     """Check the dataset fits the router, record a queued run and enqueue it after commit."""
-    from training import tasks
-
     if dataset.status != DatasetStatus.READY:
-        raise BadRequest(
+        raise InvalidInput(
             f"Dataset '{dataset.name}' is {dataset.status}; only a ready dataset can train a router.",
             param="dataset",
         )
@@ -314,14 +347,14 @@ def training_run_start(
     candidates = list(router.candidates) or available
     missing = [c for c in candidates if c not in available]
     if missing:
-        raise BadRequest(
+        raise InvalidInput(
             f"The router's candidates are not all in the dataset: missing {', '.join(missing)}. "
             f"The dataset has scores for: {', '.join(available)}.",
             param="dataset",
             metadata={"missing": missing, "dataset_models": available},
         )
     if len(candidates) < 2:
-        raise BadRequest("A router needs at least 2 candidates to train.", param="candidates")
+        raise InvalidInput("A router needs at least 2 candidates to train.", param="candidates")
     clean = _validate_options(options or {}, candidates, router.organization)
     try:
         with transaction.atomic():
@@ -339,7 +372,7 @@ def training_run_start(
                 dataset=dataset,
                 options=clean,
             )
-            transaction.on_commit(lambda: tasks.training_run_execute.delay(run.pk))
+            dispatch.training_run_queue(run.pk)
     except IntegrityError:
         _active_runs_check(router)
         raise
@@ -389,8 +422,6 @@ def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
 
 def training_runs_sweep(*, stale_after: timedelta | None = None) -> list[int]:
     """Runs whose worker stopped heart-beating: requeue once, then fail with a reason."""
-    from training import tasks
-
     stale_after = stale_after or heartbeat_stale_after()
     cutoff = timezone.now() - stale_after
     swept = []
@@ -405,7 +436,7 @@ def training_runs_sweep(*, stale_after: timedelta | None = None) -> list[int]:
                 pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff
             ).update(status=RunStatus.QUEUED, stage="requeued", error=f"{reason} Retrying.")
             if changed:
-                transaction.on_commit(partial(tasks.training_run_execute.delay, run.pk))
+                dispatch.training_run_queue(run.pk)
         else:
             final = RunStatus.CANCELLED if run.cancel_requested else RunStatus.FAILED
             changed = TrainingRun.objects.filter(

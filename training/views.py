@@ -19,8 +19,13 @@ from django.shortcuts import redirect, render
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
 
-from accounts.models import Membership, Organization, Role
-from accounts.views import organization_required
+from accounts.models import Organization, Role
+from accounts.tenancy import (
+    dashboard_membership,
+    dashboard_organization,
+    organization_required,
+    tenant_object_or_404,
+)
 from routerhub.errors import ApiError
 from training import services
 from training.charts import cost_quality_svg
@@ -41,16 +46,8 @@ def _catalog_unknown_ids(model_ids: list[str]) -> dict[str, list[str]]:
     return check(model_ids)
 
 
-def _membership(request: HttpRequest) -> Membership:
-    return request.membership  # type: ignore[attr-defined,no-any-return]
-
-
-def _organization(request: HttpRequest) -> Organization:
-    return _membership(request).organization
-
-
 def _require_admin(request: HttpRequest) -> None:
-    if not _membership(request).has_role(Role.ADMIN):
+    if not dashboard_membership(request).has_role(Role.ADMIN):
         raise PermissionDenied("This action needs the admin role.")
 
 
@@ -107,14 +104,16 @@ class TrainForm(forms.Form):
 
     def __init__(self, organization: Organization, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        ready = Dataset.objects.filter(organization=organization, status=DatasetStatus.READY)
+        ready = Dataset.objects.for_tenant(organization).filter(status=DatasetStatus.READY)
+        # Why the ignore below: form.fields holds Field; these are the ModelChoiceFields declared
+        # above, which have queryset.
         self.fields["dataset"].queryset = ready.order_by("-created_at")  # type: ignore[attr-defined]
         self.fields["test_dataset"].queryset = ready.order_by("-created_at")  # type: ignore[attr-defined]
 
 
 @organization_required()
 def datasets_page(request: HttpRequest) -> HttpResponse:
-    organization = _organization(request)
+    organization = dashboard_organization(request)
     form = DatasetUploadForm()
     if request.method == "POST":
         _require_admin(request)
@@ -133,23 +132,23 @@ def datasets_page(request: HttpRequest) -> HttpResponse:
                 form.add_error("file", exc.message)
             else:
                 return redirect("training-dataset", dataset_id=dataset.pk)
-    datasets = Dataset.objects.filter(organization=organization).order_by("-created_at")
+    datasets = Dataset.objects.for_tenant(organization).order_by("-created_at")
     return render(
         request,
         "training/datasets.html",
         {
             "form": form,
             "datasets": datasets,
-            "can_manage": _membership(request).has_role(Role.ADMIN),
+            "can_manage": dashboard_membership(request).has_role(Role.ADMIN),
             "catalog_ids": catalog_ids(),
         },
     )
 
 
 def _dataset(request: HttpRequest, dataset_id: int) -> Dataset:
-    dataset = Dataset.objects.filter(organization=_organization(request), pk=dataset_id).first()
-    if dataset is None:
-        raise Http404
+    dataset: Dataset = tenant_object_or_404(
+        Dataset.objects, dashboard_organization(request), pk=dataset_id
+    )
     return dataset
 
 
@@ -166,7 +165,7 @@ def dataset_context(dataset: Dataset, train_form: Any = None) -> dict[str, Any]:
 def dataset_page(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _dataset(request, dataset_id)
     context = dataset_context(dataset)
-    context["can_manage"] = _membership(request).has_role(Role.ADMIN)
+    context["can_manage"] = dashboard_membership(request).has_role(Role.ADMIN)
     return render(request, "training/dataset.html", context)
 
 
@@ -185,7 +184,7 @@ def dataset_delete(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 @organization_required()
 def routers_page(request: HttpRequest) -> HttpResponse:
-    organization = _organization(request)
+    organization = dashboard_organization(request)
     form = RouterForm()
     if request.method == "POST":
         _require_admin(request)
@@ -212,33 +211,27 @@ def routers_page(request: HttpRequest) -> HttpResponse:
                         ": requests routed to them will fail. See the suggestions below.",
                     )
                 return redirect("training-router", slug=router.slug)
-    routers = Router.objects.filter(organization=organization).select_related("active_version")
+    routers = Router.objects.for_tenant(organization).select_related("active_version")
     return render(
         request,
         "training/routers.html",
         {
             "form": form,
             "routers": routers.order_by("slug"),
-            "can_manage": _membership(request).has_role(Role.ADMIN),
+            "can_manage": dashboard_membership(request).has_role(Role.ADMIN),
         },
     )
 
 
 def _router(request: HttpRequest, slug: str) -> Router:
-    router = (
-        Router.objects.filter(organization=_organization(request), slug=slug)
-        .select_related("active_version")
-        .first()
-    )
-    if router is None:
-        raise Http404
-    return router
+    routers = Router.objects.select_related("active_version")
+    return tenant_object_or_404(routers, dashboard_organization(request), slug=slug)
 
 
 @organization_required()
 def router_page(request: HttpRequest, slug: str) -> HttpResponse:
     router = _router(request, slug)
-    organization = _organization(request)
+    organization = dashboard_organization(request)
     form = TrainForm(organization)
     if request.method == "POST":
         _require_admin(request)
@@ -269,7 +262,7 @@ def router_page(request: HttpRequest, slug: str) -> HttpResponse:
             "unknown": _catalog_unknown_ids(
                 router.candidates or (active.candidates if active else [])
             ),
-            "can_manage": _membership(request).has_role(Role.ADMIN),
+            "can_manage": dashboard_membership(request).has_role(Role.ADMIN),
         },
     )
 
@@ -307,19 +300,14 @@ def version_page(request: HttpRequest, slug: str, number: int) -> HttpResponse:
 
 @organization_required()
 def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = (
-        TrainingRun.objects.filter(organization=_organization(request), pk=run_id)
-        .select_related("router", "dataset", "version")
-        .first()
-    )
-    if run is None:
-        raise Http404
+    runs = TrainingRun.objects.select_related("router", "dataset", "version")
+    run = tenant_object_or_404(runs, dashboard_organization(request), pk=run_id)
     return render(
         request,
         "training/run.html",
         {
             "run": run,
-            "can_manage": _membership(request).has_role(Role.ADMIN),
+            "can_manage": dashboard_membership(request).has_role(Role.ADMIN),
             "stage_labels": STAGE_LABELS,
         },
     )
@@ -328,9 +316,7 @@ def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_POST
 @organization_required(Role.ADMIN)
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = TrainingRun.objects.filter(organization=_organization(request), pk=run_id).first()
-    if run is None:
-        raise Http404
+    run = tenant_object_or_404(TrainingRun.objects, dashboard_organization(request), pk=run_id)
     try:
         services.training_run_cancel(run=run)
     except ApiError as exc:

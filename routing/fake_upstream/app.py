@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from routing.fake_upstream import embeddings, wire
+from routing.fake_upstream import embeddings, openai_extras, wire
 from routing.fake_upstream.answers import Answer
 from routing.fake_upstream.faults import Fault, fault_draw, model_and_fault
 
@@ -229,9 +229,9 @@ def _answer(
     if style == "openai":
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return wire.openai_response(turn, answer, cached, limit), wire.openai_stream(
-            turn, answer, cached, limit, include_usage
-        )
+        whole = wire.openai_response(turn, answer, cached, limit)
+        events = wire.openai_stream(turn, answer, cached, limit, include_usage)
+        return openai_extras.openai_whole(whole, body), openai_extras.openai_stream(events, body)
     if style == "anthropic":
         limit = body.get("max_tokens")
         return wire.anthropic_response(turn, answer, cached, limit), wire.anthropic_stream(

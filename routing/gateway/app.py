@@ -15,8 +15,9 @@ from routerhub.errors import ApiError, ServiceUnavailable, error_body
 from routing.gateway import chat, completions, embeddings, listing, model_select, responses
 from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Send
 from routing.gateway.limits import rate_limit_close
+from routing.gateway.openrouter import openrouter, openrouter_route
 from routing.gateway.upstream import http_client_close
-from routing.providers.anthropic_ingress import anthropic_error
+from routing.ingress.anthropic import anthropic_error
 from routing.routers import routers_watch_activations
 
 logger = logging.getLogger(__name__)
@@ -87,14 +88,21 @@ _ROUTES: dict[str, tuple[str, Callable[[GatewayRequest], Awaitable[None]]]] = {
 
 async def _route(req: GatewayRequest) -> None:
     path, method = req.path.rstrip("/"), req.method
-    if path.startswith("/api/"):
-        await model_select.router_select(req)
+    if path.startswith("/api/"):  # only what select_route or openrouter_route chose comes here
+        if openrouter_route(req.scope):
+            await openrouter(req, _allow)
+        else:
+            await model_select.router_select(req)
         return
     route = _ROUTES.get(path)
     if route is not None:
         allowed, handler = route
         _allow(method, allowed)
         await handler(req)
+    elif path.startswith("/v1/responses/"):
+        if method not in ("GET", "DELETE"):
+            _allow(method, "GET, DELETE")
+        await responses.stored_response(req, path.removeprefix("/v1/responses/"))
     elif path.startswith("/v1/models/"):
         _allow(method, "GET")
         await listing.model_detail(req, path.removeprefix("/v1/models/"))

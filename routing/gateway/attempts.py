@@ -45,8 +45,8 @@ from routing.gateway.planning import Candidate
 from routing.gateway.request_shape import max_tokens_for
 from routing.gateway.trace import delta_texts
 from routing.gateway.upstream import http_client, is_retryable_status, upstream_timeout
+from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
-from routing.providers.anthropic_ingress import MessagesStreamEncoder
 from routing.providers.base import (
     JSON,
     Completion,

@@ -28,6 +28,7 @@ from routing.gateway.exchange import (
 )
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
+from routing.gateway.openrouter_request import openrouter_request
 from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
 from routing.gateway.planning import plan_request, request_needs
 from routing.gateway.request_shape import (
@@ -37,7 +38,7 @@ from routing.gateway.request_shape import (
     reservation_for,
 )
 from routing.gateway.trace import answer_text
-from routing.providers.anthropic_ingress import (
+from routing.ingress.anthropic import (
     canonical_to_messages_response,
     messages_request_to_canonical,
 )
@@ -83,13 +84,15 @@ async def messages_count_tokens(req: GatewayRequest) -> None:
 async def _serve(
     req: GatewayRequest, key: AuthenticatedKey, body: JSON, *, anthropic: bool
 ) -> None:
+    catalog = await catalog_get()
+    body = openrouter_request(body, catalog)  # model variants, provider.sort objects, reasoning
     request_validate(body)
     if str(body.get("model") or "").startswith(PIPELINE_PREFIX):
         await pipeline_serve(req, key, body, anthropic=anthropic)
         return
     needs = request_needs(body)
     prompt_bound = prompt_token_bound(body)
-    plan = await plan_request(body=body, key=key, catalog=await catalog_get(), needs=needs,
+    plan = await plan_request(body=body, key=key, catalog=catalog, needs=needs,
                               prompt_bound=prompt_bound)  # fmt: skip
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)
@@ -104,6 +107,7 @@ async def _serve(
         requested_model=plan.requested_model,
         router=plan.router,
         router_version=plan.router_version,
+        router_id=plan.router_id,
         streamed=needs.stream,
         # Only for organizations that opted in: it lets feedback become training data.
         prompt=messages_prompt(body["messages"]) if key.prompt_logging else "",

@@ -43,7 +43,7 @@ from routing.gateway.upstream import upstream_timeout
 from routing.providers import ADAPTERS
 from routing.providers.base import JSON, Target, UpstreamError, Usage
 from routing.providers.embeddings import EMBEDDING_STYLES, embedding_request, embedding_response
-from training.tokens import HIGH_CHARS_PER_TOKEN, tokens_from_chars
+from training.serving import HIGH_CHARS_PER_TOKEN, tokens_from_chars
 
 MAX_INPUTS = 2048  # OpenAI's bound on input items per request
 MAX_INPUT_TOKENS = 300_000  # OpenAI's bound on the tokens of one request, for token arrays

@@ -24,13 +24,13 @@ from routerhub.money import ZERO
 from routing.gateway import health
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.gateway.http import GatewayRequest
-from routing.gateway.limits import rate_limit_add_tokens
+from routing.gateway.limits import rate_limit_add_tokens, rate_limit_headers
 from routing.gateway.planning import Plan
 from routing.gateway.request_shape import output_token_bound
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
-from routing.providers.anthropic_ingress import anthropic_only_fields
+from routing.ingress.anthropic import anthropic_only_fields
 from routing.providers.base import JSON, StreamDecoder, Usage, text_of
-from training.tokens import tokens_from_chars
+from training.serving import tokens_from_chars
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def response_head(ex: Exchange, kind: str) -> JSON:
 
 
 def answer_headers(ex: Exchange) -> dict[str, str]:
-    headers = {"x-generation-id": ex.generation_id}
+    headers = {"x-generation-id": ex.generation_id} | rate_limit_headers(ex.key)
     assert ex.endpoint is not None
     dropped = anthropic_only_fields(ex.body, ex.endpoint.api_style)
     if dropped:

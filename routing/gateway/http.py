@@ -11,7 +11,7 @@ from django.conf import settings
 
 from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, error_body
 from routerhub.middleware import request_id_from
-from routing.providers.anthropic_ingress import anthropic_error
+from routing.ingress.anthropic import anthropic_error
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -144,14 +144,21 @@ class GatewayRequest:
 class RewritingSend:
     """An ASGI send that rewrites a 200 answer on its way out, for ``GatewayRequest.relayed``:
     a JSON body through ``whole`` (its ``content-length`` recomputed), each write of an event
-    stream through ``events``; errors, which share one format, pass through untouched."""
+    stream through ``events``; errors, which share one format, pass through untouched.
+    ``flush``, if given, is awaited after each rewrite and before its bytes are sent (what a
+    rewrite decided to write somewhere lands before the client can act on the answer)."""
 
     def __init__(
-        self, send: Send, whole: Callable[[JSON], JSON], events: Callable[[bytes], bytes]
+        self,
+        send: Send,
+        whole: Callable[[JSON], JSON],
+        events: Callable[[bytes], bytes],
+        flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._send = send
         self._whole = whole
         self._events = events
+        self._flush = flush
         self._held: Message | None = None  # a JSON answer's start: its length changes
         self._streaming = False
 
@@ -168,6 +175,8 @@ class RewritingSend:
             return
         if self._held is not None:
             body = orjson.dumps(self._whole(orjson.loads(message["body"])))
+            if self._flush is not None:
+                await self._flush()
             headers = [(k, v) for k, v in self._held["headers"] if k != b"content-length"]
             headers.append((b"content-length", str(len(body)).encode()))
             await self._send(self._held | {"headers": headers})
@@ -176,6 +185,8 @@ class RewritingSend:
             return
         if self._streaming and message.get("body"):
             message = message | {"body": self._events(message["body"])}
+            if self._flush is not None:
+                await self._flush()
         await self._send(message)
 
 

@@ -148,12 +148,35 @@ def _keys(key: AuthenticatedKey, window: int) -> tuple[str, str]:
     return f"rh:{tag}:r", f"rh:{tag}:t"
 
 
+def rate_limit_headers(key: AuthenticatedKey) -> dict[str, str]:
+    """The key's limits and the end of the current window, in OpenAI's ``x-ratelimit-*`` names
+    and OpenRouter's (``X-RateLimit-Reset`` in epoch milliseconds); nothing for an unlimited key.
+    No ``remaining`` on admitted requests: with Redis, workers lease quota, so no worker knows
+    the key's exact remainder (429s say 0)."""
+    if not key.rpm and not key.tpm:
+        return {}
+    window, seconds = _window()
+    headers = {"x-ratelimit-reset": str((window + 1) * _WINDOW * 1000)}
+    if key.rpm:
+        headers |= {"x-ratelimit-limit": str(key.rpm), "x-ratelimit-limit-requests": str(key.rpm),
+                    "x-ratelimit-reset-requests": f"{seconds}s"}  # fmt: skip
+    if key.tpm:
+        headers |= {"x-ratelimit-limit-tokens": str(key.tpm),
+                    "x-ratelimit-reset-tokens": f"{seconds}s"}  # fmt: skip
+    return headers
+
+
 def _raise(reason: int, key: AuthenticatedKey, retry_after: int) -> None:
     what = f"{key.rpm} requests" if reason == 1 else f"{key.tpm} tokens"
+    spent = (
+        {"x-ratelimit-remaining": "0", "x-ratelimit-remaining-requests": "0"}
+        if reason == 1
+        else {"x-ratelimit-remaining-tokens": "0"}
+    )
     raise RateLimited(
         f"This key is limited to {what} per minute; retry after {retry_after} s.",
         metadata={"rpm": key.rpm, "tpm": key.tpm, "retry_after": retry_after},
-        headers={"Retry-After": str(retry_after)},
+        headers={"Retry-After": str(retry_after)} | rate_limit_headers(key) | spent,
     )
 
 

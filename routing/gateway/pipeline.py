@@ -44,9 +44,9 @@ from routing.gateway.request_shape import (
     prompt_token_bound,
     reservation_for,
 )
+from routing.ingress.anthropic import canonical_to_messages_response
 from routing.models import Pipeline, PipelineVersion
 from routing.pipeline_gates import gate_passes
-from routing.providers.anthropic_ingress import canonical_to_messages_response
 from routing.providers.base import JSON, Completion, Usage, text_of
 from routing.routers import messages_prompt, router_decide_async
 

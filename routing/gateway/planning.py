@@ -28,6 +28,7 @@ from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelIn
 from routing.gateway.credentials import byok_keys, platform_key
 from routing.gateway.request_shape import prompt_token_floor
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
+from routing.routellm import routellm_decide_async, routellm_model_parse
 from routing.routers import RouterDecision, messages_prompt, router_decide_async, router_options
 
 _PER_MILLION = Decimal(1_000_000)
@@ -51,6 +52,7 @@ class Plan:
     candidates: list[Candidate]
     router: str = ""
     router_version: int | None = None
+    router_id: int | None = None
     routing: JSON | None = None  # the router's decision, returned to the client as-is
 
 
@@ -186,7 +188,7 @@ def _within_max_price(endpoint: EndpointInfo, max_price: Any) -> bool:
     return True
 
 
-def _sort_key(endpoint: EndpointInfo, sort: str | None) -> Any:
+def endpoint_sort_key(endpoint: EndpointInfo, sort: str | None) -> Any:
     price = endpoint.prices.prompt + endpoint.prices.completion
     if sort == "latency":
         return (health.latency_ms(endpoint.id), price)
@@ -196,7 +198,7 @@ def _sort_key(endpoint: EndpointInfo, sort: str | None) -> Any:
 
 
 def _order(endpoints: list[EndpointInfo], prefs: JSON) -> list[EndpointInfo]:
-    ranked = sorted(endpoints, key=lambda e: _sort_key(e, prefs.get("sort")))
+    ranked = sorted(endpoints, key=lambda e: endpoint_sort_key(e, prefs.get("sort")))
     order = [str(slug) for slug in prefs.get("order") or []]
     if order:
         position = {slug: i for i, slug in enumerate(order)}
@@ -248,6 +250,24 @@ async def _route(
     return decision
 
 
+async def _decision(
+    model_id: str, body: JSON, key: AuthenticatedKey, catalog: CatalogSnapshot
+) -> RouterDecision | None:
+    """The router's decision for ``router/<slug>`` or RouteLLM's ``router-<slug>-<threshold>``."""
+    routellm = routellm_model_parse(model_id)
+    if routellm is not None:
+        return await routellm_decide_async(
+            organization_id=key.organization_id,
+            model_id=model_id,
+            slug=routellm[0],
+            threshold=routellm[1],
+            prompt=messages_prompt(body["messages"]),
+        )
+    if model_id.startswith("router/"):
+        return await _route(model_id, body, key, catalog)
+    return None
+
+
 def _kind_check(model: ModelInfo, needs: Needs) -> None:
     if model.is_embedding and not needs.embeddings:
         raise BadRequest(f"'{model.id}' is an embedding model: call POST /v1/embeddings with it.",
@@ -270,9 +290,8 @@ async def plan_request(
     if allowed and model_ids[0] not in allowed:
         raise Forbidden(f"This key may not use the model '{model_ids[0]}'.", param="model",
                         metadata={"allowed_models": sorted(allowed)})  # fmt: skip
-    decision = None
-    if model_ids[0].startswith("router/"):
-        decision = await _route(model_ids[0], body, key, catalog)
+    decision = await _decision(model_ids[0], body, key, catalog)
+    if decision is not None:
         routed = [m for m in decision.models if m in catalog.models]
         if allowed:
             allowed |= set(routed)  # a key allowed a router may use what it picks
@@ -330,6 +349,7 @@ async def plan_request(
             candidates=candidates,
             router=decision.router,
             router_version=decision.version,
+            router_id=decision.router_id,
             routing=decision.as_routing(),
         )
     if candidates:

@@ -12,7 +12,7 @@ from billing.metering import reservation_amount
 from routerhub.errors import BadRequest
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.providers.base import JSON, text_of
-from training.tokens import HIGH_CHARS_PER_TOKEN, tokens_from_chars
+from training.serving import HIGH_CHARS_PER_TOKEN, tokens_from_chars
 
 if TYPE_CHECKING:
     from routing.gateway.planning import Candidate  # planning reads this module's bounds

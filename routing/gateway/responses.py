@@ -4,8 +4,9 @@ The request's ``input`` items, ``instructions``, flat function tools and ``text.
 a chat request, which takes chat's whole path (``routing.gateway.chat``: plan, hold, fallbacks,
 billing), as ``/v1/completions`` does; its answers — whole or streamed — are rewritten on their
 way out into the ``response`` shape and the Responses event stream (``responses_answer``).
-Nothing is stored (``store: false`` semantics): ``previous_response_id`` and conversations are
-refused with a 400, and so are OpenAI's hosted tools (web search, file search, computer use...).
+Answers are stored unless ``store`` is false, and ``previous_response_id`` continues a stored
+one (``responses_store``); conversations are refused with a 400, and so are OpenAI's hosted
+tools (web search, file search, computer use...).
 """
 
 from __future__ import annotations
@@ -17,26 +18,31 @@ from routing.gateway.chat import _serve
 from routing.gateway.exchange import authenticate
 from routing.gateway.http import GatewayRequest, RewritingSend
 from routing.gateway.responses_answer import ResponseEventWriter, response_from_chat
+from routing.gateway.responses_store import (
+    ResponseStore,
+    conversation_before,
+    response_delete,
+    response_get,
+)
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
 
-_NOT_STORED = "responses are not stored; send the whole conversation in input."
 # Parameters this gateway cannot honour: refused rather than silently ignored.
 _UNSUPPORTED = {
-    "previous_response_id": f"previous_response_id is not supported yet: {_NOT_STORED}",
-    "conversation": f"conversation is not supported yet: {_NOT_STORED}",
-    "background": "background responses are not supported: responses are not stored.",
+    "conversation": "conversation objects are not supported; continue a stored response with "
+    "previous_response_id, or send the whole conversation in input.",
+    "background": "background responses are not supported; stream the response instead.",
     "prompt": "prompt templates are not supported; send instructions and input.",
     "top_logprobs": "top_logprobs is not supported on /v1/responses; use /v1/chat/completions.",
 }
-# Accepted and without effect here: nothing is stored (``store``, ``include``), the input is
-# never truncated by the gateway, and the rest only tag or tune OpenAI's own service.
-_IGNORED = ("store", "include", "truncation", "metadata", "service_tier", "safety_identifier",
+# Accepted and without effect here: ``include`` asks for what is never produced here, the input
+# is never truncated by the gateway, and the rest only tag or tune OpenAI's own service.
+_IGNORED = ("include", "truncation", "metadata", "service_tier", "safety_identifier",
             "prompt_cache_key", "prompt_cache_retention", "max_tool_calls", "stream_options")  # fmt: skip
 # Chat parameters of the same name and meaning, and RouterHub's own (models, provider, router).
 _COPIED = ("model", "temperature", "top_p", "parallel_tool_calls", "user", "stream",
            *sorted(GATEWAY_PARAMETERS - {"messages", "usage"}))  # fmt: skip
 _TRANSLATED = ("input", "instructions", "tools", "tool_choice", "text", "max_output_tokens",
-               "reasoning")  # fmt: skip
+               "reasoning", "store", "previous_response_id")  # fmt: skip
 _KNOWN = frozenset((*_UNSUPPORTED, *_IGNORED, *_COPIED, *_TRANSLATED))
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
@@ -44,30 +50,47 @@ _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "develop
 async def responses(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=False)
     body = await req.json()
-    chat = chat_body_from_response(body)
-    events = ResponseEventWriter(body)
+    earlier = await conversation_before(key, body)
+    chat = chat_body_from_response(body, earlier)
+    store = ResponseStore(key, body, earlier)
+    events = ResponseEventWriter(body, store.finish)
     rewrite = req.relayed(
         lambda send: RewritingSend(
-            send, lambda chat: response_from_chat(chat, body), events.rewrite
+            send,
+            lambda chat: store.finish(response_from_chat(chat, body)),
+            events.rewrite,
+            store.flush,
         )
     )
     await _serve(rewrite, key, chat, anthropic=False)
 
 
-def chat_body_from_response(body: JSON) -> JSON:
-    """The chat request for a Responses request, or a 400 naming the field."""
+async def stored_response(req: GatewayRequest, response_id: str) -> None:
+    """``GET`` or ``DELETE /v1/responses/{id}``: the organization's stored response."""
+    key = await authenticate(req, anthropic=False)
+    if req.method == "DELETE":
+        await response_delete(req, key, response_id)
+    else:
+        await response_get(req, key, response_id)
+
+
+def chat_body_from_response(body: JSON, earlier: list[JSON] | None = None) -> JSON:
+    """The chat request for a Responses request continuing the ``earlier`` stored items, or a
+    400 naming the field."""
     for name, message in _UNSUPPORTED.items():
         if body.get(name) not in (None, False):
             raise BadRequest(message, param=name)
     unknown = sorted(set(body) - _KNOWN)
     if unknown:
         raise BadRequest(f"Unknown parameter '{unknown[0]}' for /v1/responses.", param=unknown[0])
+    if not isinstance(body.get("store", False), bool):
+        raise BadRequest("store must be true or false.", param="store")
     chat: JSON = {name: body[name] for name in _COPIED if name in body}
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise BadRequest("instructions must be a string.", param="instructions")
     system = [{"role": "system", "content": instructions}] if instructions is not None else []
-    chat["messages"] = system + _messages_from_input(body.get("input"))
+    chat["messages"] = system + _messages_from_input(earlier or [], body.get("input"))
     if body.get("tools") is not None:
         chat["tools"] = _chat_tools(body["tools"])
     if body.get("tool_choice") is not None:
@@ -87,15 +110,15 @@ def chat_body_from_response(body: JSON) -> JSON:
     return chat
 
 
-def _messages_from_input(input_: object) -> list[JSON]:
+def _messages_from_input(earlier: list[JSON], input_: object) -> list[JSON]:
     if isinstance(input_, str):
-        return [{"role": "user", "content": input_}]
+        input_ = [{"role": "user", "content": input_}]
     if not isinstance(input_, list) or not input_:
         raise BadRequest("input is required: a string or a non-empty list of items.",
                          param="input")  # fmt: skip
     messages: list[JSON] = []
-    for index, item in enumerate(input_):
-        where = f"input[{index}]"
+    for index, item in enumerate(earlier + input_):
+        where = f"input[{index - len(earlier)}]"
         if not isinstance(item, dict):
             raise BadRequest(f"{where} must be an object.", param="input")
         kind = item.get("type", "message")

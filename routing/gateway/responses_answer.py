@@ -4,6 +4,7 @@ event stream built from chat's chunks (``routing.gateway.responses`` rewrites wi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -50,8 +51,8 @@ def _head(chat: JSON, request: JSON) -> JSON:
         "text": request.get("text") or {"format": {"type": "text"}},
         "reasoning": request.get("reasoning"),
         "metadata": request.get("metadata") or {},
-        "store": False,  # nothing is stored, whatever the request said
-        "previous_response_id": None,
+        "store": False,  # until the answer is complete (ResponseStore.finish)
+        "previous_response_id": request.get("previous_response_id"),
         "error": None,
         "incomplete_details": None,
     }
@@ -102,8 +103,9 @@ class ResponseEventWriter:
     ``response.completed`` (or ``response.incomplete``). Chat's error event becomes an
     ``error`` event, which the SDK raises."""
 
-    def __init__(self, request: JSON) -> None:
+    def __init__(self, request: JSON, finish: Callable[[JSON], JSON]) -> None:
         self._request = request
+        self._finish = finish  # the completed response as it is sent (ResponseStore.finish)
         self._sequence = 0
         self._head: JSON | None = None  # set by the first chunk; None again after an error
         self._output: list[JSON] = []
@@ -229,5 +231,5 @@ class ResponseEventWriter:
         if self._usage is not None:
             response["usage"] = self._usage
         kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
-        out.append(self._event(kind, {"response": response}))
+        out.append(self._event(kind, {"response": self._finish(response)}))
         return out

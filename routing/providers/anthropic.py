@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 
-from routing.providers.anthropic_ingress import reasoning_detail, thinking_block
 from routing.providers.base import (
     COMMON_PARAMETERS,
     JSON,
@@ -29,6 +28,7 @@ from routing.providers.base import (
     reported_tokens,
     text_of,
 )
+from routing.providers.reasoning import reasoning_excluded, thinking_budget
 
 ANTHROPIC_VERSION = "2023-06-01"
 JSON_TOOL = "json_response"
@@ -203,6 +203,12 @@ class AnthropicAdapter(ProviderAdapter):
         for name in ("thinking", "output_config"):  # Anthropic-only, as /v1/messages gave them
             if isinstance(request.get(name), dict):
                 body[name] = request[name]
+        budget = thinking_budget(request, target.max_tokens)  # OpenRouter's reasoning object
+        if budget is not None and "thinking" not in body:
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            body.pop("temperature", None)  # Anthropic refuses a temperature with thinking
+        if reasoning_excluded(request):
+            context["exclude_reasoning"] = True
         if stream:
             body["stream"] = True
         headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
@@ -252,8 +258,11 @@ class AnthropicAdapter(ProviderAdapter):
         finish = STOP_REASONS.get(body.get("stop_reason") or "end_turn", "stop")
         if json_tool and finish == "tool_calls" and not tool_calls:
             finish = "stop"
+        if request.context.get("exclude_reasoning"):
+            message.pop("reasoning", None)
+        native = {"native_finish_reason": body.get("stop_reason")}
         return Completion(
-            choices=[{"index": 0, "message": message, "finish_reason": finish}],
+            choices=[{"index": 0, "message": message, "finish_reason": finish} | native],
             usage=usage_from_anthropic(body.get("usage")),
             upstream_id=body.get("id", ""),
         )
@@ -286,6 +295,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         self.tool_index: dict[int, int] = {}  # Anthropic block index → OpenAI tool_calls index
         self.json_blocks: set[int] = set()
         self.saw_tool = False
+        self.exclude_reasoning = bool(request.context.get("exclude_reasoning"))
 
     def feed(self, event: str | None, data: str) -> list[JSON]:
         try:
@@ -311,7 +321,8 @@ class AnthropicStreamDecoder(StreamDecoder):
             finish = STOP_REASONS.get(reason, "stop")
             if finish == "tool_calls" and not self.saw_tool:
                 finish = "stop"
-            return [{"index": 0, "delta": {}, "finish_reason": finish}]
+            return [{"index": 0, "delta": {}, "finish_reason": finish,
+                     "native_finish_reason": reason}]  # fmt: skip
         if kind == "message_stop":
             self.finished = True
         elif kind == "error":
@@ -326,8 +337,12 @@ class AnthropicStreamDecoder(StreamDecoder):
         if block.get("type") == "tool_use":
             self.saw_tool = True
             position = self.tool_index.setdefault(index, len(self.tool_index))
-            call = {"index": position, "id": block.get("id", ""), "type": "function",
-                    "function": {"name": block.get("name", ""), "arguments": ""}}  # fmt: skip
+            call = {
+                "index": position,
+                "id": block.get("id", ""),
+                "type": "function",
+                "function": {"name": block.get("name", ""), "arguments": ""},
+            }
             return [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]
         if block.get("type") == "text" and block.get("text"):
             return [{"index": 0, "delta": {"content": block["text"]}, "finish_reason": None}]
@@ -340,6 +355,8 @@ class AnthropicStreamDecoder(StreamDecoder):
         kind = delta.get("type")
         if kind == "text_delta":
             out: JSON = {"content": delta.get("text", "")}
+        elif kind == "thinking_delta" and self.exclude_reasoning:
+            return []
         elif kind == "thinking_delta":
             out = {"reasoning": delta.get("thinking", "")}
         elif kind == "signature_delta":
@@ -359,3 +376,26 @@ class AnthropicStreamDecoder(StreamDecoder):
         else:
             return []
         return [{"index": 0, "delta": out, "finish_reason": None}]
+
+
+# Shared with the Anthropic ingress (routing.ingress.anthropic): thinking blocks <-> reasoning_details.
+def reasoning_detail(block: JSON) -> JSON:
+    """A ``thinking`` / ``redacted_thinking`` block → OpenRouter's ``reasoning_details`` item."""
+    if block.get("type") == "redacted_thinking":
+        return {"type": "reasoning.encrypted", "data": str(block.get("data", ""))}
+    return {
+        "type": "reasoning.text",
+        "text": str(block.get("thinking", "")),
+        "signature": str(block.get("signature", "")),
+    }
+
+
+def thinking_block(detail: JSON) -> JSON:
+    """A ``reasoning_details`` item → the Anthropic block it came from."""
+    if detail.get("type") == "reasoning.encrypted":
+        return {"type": "redacted_thinking", "data": str(detail.get("data", ""))}
+    return {
+        "type": "thinking",
+        "thinking": str(detail.get("text") or ""),
+        "signature": str(detail.get("signature") or ""),
+    }

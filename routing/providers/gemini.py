@@ -30,6 +30,7 @@ from routing.providers.base import (
     reported_tokens,
     text_of,
 )
+from routing.providers.reasoning import thinking_budget
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -137,6 +138,9 @@ def _generation_config(request: JSON, target: Target) -> JSON:
     stop = request.get("stop")
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    budget = thinking_budget(request, target.max_tokens)  # OpenRouter's reasoning object
+    if budget is not None:
+        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": True}
     response_format = request.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") in (
         "json_object",
@@ -265,6 +269,7 @@ class GeminiAdapter(ProviderAdapter):
                     "index": index,
                     "message": message,
                     "finish_reason": _finish(candidate, bool(calls)) or "stop",
+                    "native_finish_reason": candidate.get("finishReason"),
                 }
             )
         if not choices:
@@ -313,7 +318,8 @@ class GeminiStreamDecoder(StreamDecoder):
             finish = _finish(candidate, self.calls_seen > 0)
             if finish is not None:
                 self.finished = True
-            out.append(
-                {"index": candidate.get("index", 0), "delta": delta, "finish_reason": finish}
-            )
+            choice = {"index": candidate.get("index", 0), "delta": delta, "finish_reason": finish}
+            if finish is not None:
+                choice["native_finish_reason"] = candidate.get("finishReason")
+            out.append(choice)
         return out

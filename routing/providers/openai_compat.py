@@ -24,6 +24,7 @@ from routing.providers.base import (
     Usage,
     reported_tokens,
 )
+from routing.providers.reasoning import reasoning_effort
 
 
 def usage_from_openai(data: Any) -> Usage | None:
@@ -60,6 +61,9 @@ class OpenAICompatAdapter(ProviderAdapter):
         for name, value in request.items():
             if name in OPENAI_PARAMETERS and name not in GATEWAY_PARAMETERS:
                 body[name] = value
+        effort = reasoning_effort(request)  # OpenRouter's reasoning object
+        if effort is not None and "reasoning_effort" not in body:
+            body["reasoning_effort"] = effort
         body.pop("max_tokens", None)
         body.pop("max_completion_tokens", None)
         body[target.options.get("max_tokens_field", "max_tokens")] = target.max_tokens
@@ -89,6 +93,7 @@ class OpenAICompatAdapter(ProviderAdapter):
                     "index": choice.get("index", index),
                     "message": message,
                     "finish_reason": choice.get("finish_reason"),
+                    "native_finish_reason": choice.get("finish_reason"),
                     **({"logprobs": choice["logprobs"]} if choice.get("logprobs") else {}),
                 }
             )
@@ -130,6 +135,11 @@ class OpenAIStreamDecoder(StreamDecoder):
                 "index": choice.get("index", 0),
                 "delta": choice.get("delta") or {},
                 "finish_reason": choice.get("finish_reason"),
+                **(
+                    {"native_finish_reason": choice["finish_reason"]}
+                    if choice.get("finish_reason")
+                    else {}
+                ),
                 **({"logprobs": choice["logprobs"]} if choice.get("logprobs") else {}),
             }
             for choice in chunk.get("choices") or []

@@ -82,6 +82,8 @@ def test_credits_report_balance_and_totals(billed):
         "total_purchased": "0.00000000",
         "total_used": "0.02400000",
         "currency": "USD",
+        # OpenRouter's shape of the same path: total_credits - total_usage is the balance.
+        "data": {"total_credits": 10.0, "total_usage": 0.024},
     }
 
 

@@ -11,10 +11,9 @@ import pytest
 from django.core import mail
 
 from accounts.models import Role
-from billing.budget_alerts import budget_alerts_check
 from billing.models import UsageRecord
 from billing.services import credit_account_for
-from billing.stripe_tasks import budget_alerts
+from billing.tasks import budget_alerts, budget_alerts_check
 from tests.factories import member_add, organization_make
 
 pytestmark = pytest.mark.django_db

@@ -23,8 +23,8 @@ from django.test import Client
 from accounts.models import KeyScope
 from billing.models import LedgerEntry, Payment, PaymentKind, PaymentStatus
 from billing.services import credit_account_for
-from billing.stripe_payments import stripe_customer_ensure
-from billing.stripe_tasks import auto_topups
+from billing.stripe.payments import stripe_customer_ensure
+from billing.stripe.tasks import auto_topups
 from tests.billing.stripe_support import (
     SECRET_KEY,
     WEBHOOK_SECRET,

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from routerhub.errors import BadRequest
-from routing.providers.anthropic_ingress import (
+from routing.ingress.anthropic import (
     MessagesStreamEncoder,
     canonical_to_messages_response,
     messages_request_to_canonical,

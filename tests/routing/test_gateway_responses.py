@@ -177,7 +177,9 @@ def test_streamed_function_call_arguments(world: World, model_id: str) -> None:
         ({"model": "test/gpt", "input": [{"role": "robot", "content": "x"}]}, "input", "role"),
         ({"model": "test/gpt", "input": [{"type": "item_reference", "id": "x"}]}, "input", "item_reference"),
         ({"model": "test/gpt", "input": [{"role": "user", "content": [{"type": "input_file"}]}]}, "input", "content[0]"),
-        ({"model": "test/gpt", "input": "x", "previous_response_id": "resp_1"}, "previous_response_id", "not supported yet"),
+        ({"model": "test/gpt", "input": "x", "conversation": "conv_1"}, "conversation", "previous_response_id"),
+        ({"model": "test/gpt", "input": "x", "store": "yes"}, "store", "true or false"),
+        ({"model": "test/gpt", "input": "x", "previous_response_id": 3}, "previous_response_id", "response id"),
         ({"model": "test/gpt", "input": "x", "tools": [{"type": "web_search"}]}, "tools", "web_search"),
         ({"model": "test/gpt", "input": "x", "tools": [{"type": "file_search"}]}, "tools", "file_search"),
         ({"model": "test/gpt", "input": "x", "tool_choice": {"type": "x"}}, "tool_choice", "tool_choice"),
@@ -200,15 +202,6 @@ def test_bad_responses_requests_get_a_400_naming_the_field(
     assert error["param"] == param and words in error["message"]
     assert not world.upstream_requests()
     assert not UsageRecord.objects.exists() and not Reservation.objects.exists()
-
-
-def test_previous_response_id_is_refused_through_the_sdk(world: World) -> None:
-    with pytest.raises(openai.BadRequestError) as raised:
-        client_for(world).responses.create(
-            model="test/gpt", input="hi", previous_response_id="resp_x"
-        )
-
-    assert "previous_response_id is not supported yet" in raised.value.message
 
 
 def test_a_response_cut_at_max_output_tokens_is_incomplete(world: World) -> None:

@@ -11,8 +11,8 @@ from django.core import mail
 from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope, Organization
-from billing.budget_alerts import budget_alerts_check
 from billing.models import UsageRecord
+from billing.tasks import budget_alerts_check
 from tests.factories import Tenants, dashboard_client, key_client, key_make
 
 pytestmark = pytest.mark.django_db

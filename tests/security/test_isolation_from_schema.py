@@ -12,6 +12,7 @@ to make its object (``owner_object``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,9 +34,15 @@ MARKER = "acme-private-marker"
 # API.md, "Auth": the only platform operations an inference (rh-live-) key may call.
 INFERENCE_OPERATIONS = {
     ("GET", "/api/v1/key"),
+    ("GET", "/api/v1/auth/key"),  # the same key, in OpenRouter's envelope (README)
     ("GET", "/api/v1/generation"),
     ("POST", "/api/v1/routers/{slug}/select"),
     ("POST", "/api/v1/feedback"),
+    # README "Where this release extends or changes API.md": RouteLLM's calibrate_threshold and
+    # Not Diamond's model select and feedback are inference-time calls, like select and feedback.
+    ("POST", "/api/v1/routers/{slug}/calibrate"),
+    ("POST", "/api/notdiamond/v2/modelRouter/modelSelect"),
+    ("POST", "/api/notdiamond/v2/report/metrics/feedback"),
 }
 
 # Required parameters that name no object: a harmless value.
@@ -113,7 +120,7 @@ def _owner_router_version_and_run(t: Tenants) -> dict[str, Any]:
     return {"slug": router.slug, "number": version.number, "run_id": run.pk}
 
 
-@owner_object("id")
+@owner_object("id", "generation_id")
 def _owner_generation(t: Tenants) -> dict[str, Any]:
     from billing.models import UsageRecord
 
@@ -121,7 +128,7 @@ def _owner_generation(t: Tenants) -> dict[str, Any]:
         organization=t.organization, generation_id="gen-owner-1", model=f"{MARKER}/model",
         status="succeeded", created_at=datetime.now(UTC),
     )  # fmt: skip
-    return {"id": record.generation_id}
+    return {"id": record.generation_id, "generation_id": record.generation_id}
 
 
 # --- the schema -------------------------------------------------------------------------------------
@@ -460,3 +467,96 @@ def test_another_organizations_router_is_indistinguishable_from_none(world: Any,
         "nobodys-router", "owners-router"
     )
     assert MARKER not in theirs.text
+
+
+# --- the dashboard: every URL that names an object ----------------------------------------------
+
+# Dashboard URL parameters that name no organization's object, with the reason.
+NOT_TENANT_OBJECTS = {
+    "token": "an invitation token is the invitee's proof; accepting it is the way into another org",
+}
+
+
+@owner_object("membership_id")
+def _owner_membership(t: Tenants) -> dict[str, Any]:
+    return {"membership_id": Membership.objects.get(organization=t.organization, user=t.member).pk}
+
+
+@owner_object("payment_id")
+def _owner_payment(t: Tenants) -> dict[str, Any]:
+    from billing.models import Payment
+
+    payment = Payment.objects.create(
+        organization=t.organization, kind="checkout", amount="10", fee="1",
+        failure_message=MARKER,
+    )  # fmt: skip
+    return {"payment_id": payment.pk}
+
+
+def dashboard_routes() -> list[tuple[str, list[str]]]:
+    """(route template, its parameters) of every page outside the API, admin and allauth that
+    names something in its path."""
+
+    def walk(patterns: list[Any], prefix: str) -> Iterator[tuple[str, list[str]]]:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern) and pattern.pattern.converters:
+                yield "/" + route, list(pattern.pattern.converters)
+
+    skipped = ("/api/", "/admin/", "/accounts/")
+    return [
+        (route, names)
+        for route, names in walk(get_resolver().url_patterns, "")
+        if not route.startswith(skipped) and not set(names) & set(NOT_TENANT_OBJECTS)
+    ]
+
+
+def dashboard_url(route: str, names: list[str], objects: dict[str, Any]) -> str:
+    for name in names:
+        assert name in OBJECT_MAKERS, f"{route}: add an owner_object maker for {name!r}"
+        route = re.sub(r"<(?:\w+:)?" + name + ">", str(objects[name]), route)
+    return route
+
+
+def test_the_dashboard_sweep_covers_every_page_naming_an_object():
+    routes = {route for route, _ in dashboard_routes()}
+
+    assert "/dashboard/keys/<int:key_id>/revoke" in routes
+    assert "/billing/stripe/pay/<int:payment_id>" in routes
+    assert len(routes) >= 10
+
+
+@pytest.mark.parametrize(
+    "outsider", ["outsider-session", "outsider-session-naming-the-owner"]
+)  # fmt: skip
+def test_outsiders_get_404_on_every_dashboard_page_naming_an_owner_object(
+    sweep: Sweep, outsider: str
+):
+    caller = OUTSIDERS[outsider](sweep.tenants)
+    failures = []
+    for route, names in dashboard_routes():
+        url = dashboard_url(route, names, sweep.objects)
+        caller.before()
+        response = caller.client.get(url)
+        if response.status_code == 405:  # a form action: the dashboard posts it
+            caller.before()
+            response = caller.client.post(url, {"role": "member", "action": "remove"},
+                                          **caller.headers)  # fmt: skip
+        if response.status_code != 404 or MARKER.encode() in response.content:
+            failures.append(f"{url} -> {response.status_code}")
+    assert not failures, "\n".join(failures)
+
+
+def test_the_owner_sees_every_dashboard_page_the_sweep_refuses_outsiders(sweep: Sweep):
+    """The sweep's URLs name real objects: their owner's pages answer (forms aside)."""
+    owner = browser(sweep.tenants.owner, sweep.tenants.organization)
+    answered = 0
+    for route, names in dashboard_routes():
+        response = owner.client.get(dashboard_url(route, names, sweep.objects))
+        if response.status_code != 405:
+            assert response.status_code == 200, route
+            answered += 1
+
+    assert answered >= 5

@@ -78,8 +78,8 @@ def test_routellm_mmlu_router_beats_the_published_routers(
         13932,
     )
     assert report["strong_model"] == MMLU_STRONG
-    # Measured through the API: APGR 0.678, CPT(50%) 26.5% (the aim, 0.68 / 26%, is
-    # not reached with a margin, so it is not claimed here).
+    # Measured through the API (bench/router.py, 2026-12-05): APGR 0.681, CPT(50%) 25.9%; the
+    # issue's 0.68 / 26% is reached by 0.001 / 0.1 points only, too thin a margin to assert.
     assert report["apgr"] >= 0.67
     assert report["cpt50"] <= 27.5
     assert report["random"]["apgr"] == pytest.approx(0.5, abs=0.05)

@@ -41,6 +41,7 @@ def _oof_report(data: TrainingData) -> tuple[FitResult, dict[str, Any]]:
         scores=data.scores,
         costs=data.costs,
         evaluation={},
+        incumbents=fit.oof_incumbents,
     )
     return fit, report
 
@@ -78,7 +79,8 @@ def test_a_dominating_model_that_is_also_cheapest_is_chosen_at_every_tradeoff() 
     fit, report = _oof_report(data)
 
     for tradeoff in TRADEOFF_GRID:
-        picks = fit.router.choose_many(fit.oof_predicted, float(tradeoff), mix_keys(data.prompts))
+        keys = mix_keys(data.prompts)
+        picks = fit.router.choose_many(fit.oof_predicted, float(tradeoff), keys, fit.oof_incumbents)
         assert set(picks.tolist()) == {1}, tradeoff
     assert {tuple(p["share"]) for p in report["curve"]} == {("model-1",)}
 

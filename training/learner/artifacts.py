@@ -15,10 +15,13 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from training.learner.clusters import PromptClusters
 from training.learner.featurizer import Featurizer
 from training.learner.router import KIND_CONSTANT, ScoreHead, TrainedRouter
 
-FORMAT_VERSION = 2  # 2: a policy table (λ and offsets per tradeoff); 1: one incumbent bonus
+# 3: prompt clusters and a cluster-best bonus per tradeoff; 2: a policy table (λ and offsets per
+# tradeoff); 1: one incumbent bonus. Older formats keep serving as they were trained.
+FORMAT_VERSION = 3
 ROUTER_FILE = "router.json"
 FEATURIZER_FILE = "featurizer.json"
 ARRAYS_FILE = "arrays.npz"
@@ -66,11 +69,19 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
         "offsets": [[float(v) for v in row] for row in router.offsets],
         "mixes": [[None if np.isnan(v) else float(v) for v in row] for row in router.mixes],
     }
-    files[ROUTER_FILE] = json.dumps(meta, indent=1).encode()
-    files[FEATURIZER_FILE] = json.dumps(router.featurizer.to_json()).encode()
     arrays = router.featurizer.to_arrays()
     arrays["linear_coef"] = np.vstack([h.coef for h in router.heads]).astype(np.float32)
+    if router.clusters is not None and router.cluster_bonus is not None:
+        meta["cluster_best"] = [int(b) for b in router.clusters.best]
+        meta["cluster_bonus"] = [float(b) for b in router.cluster_bonus]
+        arrays["cluster_mean"] = router.clusters.mean
+        arrays["cluster_scale"] = router.clusters.scale
+        arrays["cluster_centroids"] = router.clusters.centroids
+    files[ROUTER_FILE] = json.dumps(meta, indent=1).encode()
+    files[FEATURIZER_FILE] = json.dumps(router.featurizer.to_json()).encode()
     buffer = io.BytesIO()
+    # Why the ignore below: numpy's savez stubs type **kwds as ArrayLike only; the arrays here are
+    # ndarrays.
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     files[ARRAYS_FILE] = buffer.getvalue()
     return files
@@ -92,7 +103,7 @@ def router_from_files(
         if sha256(files[name]) != digest:
             raise ArtifactError(f"artifact file {name} does not match its sha256")
     meta = json.loads(files[ROUTER_FILE])
-    if meta.get("format_version") not in (1, FORMAT_VERSION):
+    if meta.get("format_version") not in (1, 2, FORMAT_VERSION):
         raise ArtifactError(f"unsupported artifact format {meta.get('format_version')!r}")
     with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
@@ -122,6 +133,19 @@ def router_from_files(
         lambdas=np.asarray(meta["lambdas"], dtype=np.float64),
         offsets=_offsets(meta),
         mixes=_mixes(meta),
+        clusters=_clusters(meta, arrays),
+        cluster_bonus=np.asarray(meta["cluster_bonus"]) if "cluster_bonus" in meta else None,
+    )
+
+
+def _clusters(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> PromptClusters | None:
+    if "cluster_best" not in meta:
+        return None
+    return PromptClusters(
+        mean=np.asarray(arrays["cluster_mean"], dtype=np.float64),
+        scale=np.asarray(arrays["cluster_scale"], dtype=np.float64),
+        centroids=np.asarray(arrays["cluster_centroids"], dtype=np.float64),
+        best=np.asarray(meta["cluster_best"], dtype=np.int64),
     )
 
 

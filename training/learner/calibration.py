@@ -1,7 +1,7 @@
 """Choices made on out-of-fold predictions: blend weight, shrinkage and the served policy table.
 
 The policy table holds, for each tradeoff of ``TRADEOFF_GRID``, a λ and one offset per candidate;
-the decision is ``argmax score + offset - λ · normalised cost`` (``router.choose``). Three
+the decision is ``argmax score + offset - λ · normalised cost`` (``router.choose``). Four
 families of policies are scored on the out-of-fold rows, and each tradeoff takes the best one
 within its cost budget:
 
@@ -13,8 +13,11 @@ within its cost budget:
   intermediate points instead of jumps), or the prompts whose predicted gain
   ``score_b - score_a`` is in the top ``p`` (``mix``: above the hull when the heads carry
   signal; on noise, out-of-fold predictions are even anti-correlated with the labels);
-- the full router ``score + bonus·[incumbent] - λ·cost`` over a wide λ sweep and a few bonuses.
-Predicted-gain mixes and the router must earn their place: their out-of-fold gain over the hull
+- the full router ``score + bonus·[incumbent] - λ·cost`` over a wide λ sweep and a few bonuses;
+- the same with each prompt's cluster-best model as the incumbent (``clusters.py``, fitted
+  without the row's fold), up to a bonus that serves the per-cluster floor itself: a router
+  whose heads miss a task's or a language's best model still reaches it.
+Predicted-gain mixes, the router and the cluster policies must earn their place: their out-of-fold gain over the hull
 at their cost, less 1.96 standard errors of that gain (paired per row), must still beat what a
 hashed mix or a single model reaches within the budget.
 
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from training.learner import metrics
-from training.learner.router import EXCLUDED, choose, hashed_mix, utilities
+from training.learner.router import EXCLUDED, hashed_mix, utilities
 
 BLEND_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 TRADEOFF_GRID = np.round(np.linspace(0.0, 1.0, 21), 4)
@@ -124,6 +127,7 @@ class Candidate:
     score: float
     cost: float
     merit: float  # score used to rank it within a budget (router: less one standard error)
+    bonus: float  # added to each prompt's cluster-best model (0: none)
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class PolicyTable:
     lambdas: np.ndarray  # (T,)
     offsets: np.ndarray  # (T, m)
     mixes: np.ndarray  # (T, 3)
+    bonuses: np.ndarray  # (T,) cluster-best bonus
     kinds: list[str]  # which family each tradeoff's policy came from
     hull_models: list[int]  # the zero router's vertices on the out-of-fold rows, cheap to dear
 
@@ -145,8 +150,9 @@ def _hull_models(mean_scores: np.ndarray, mean_costs: np.ndarray) -> list[int]:
     return models
 
 
-def _hull_value(hull: list[int], mean_scores: np.ndarray, mean_costs: np.ndarray, cost: float
-                ) -> tuple[int, int, float]:  # fmt: skip
+def _hull_value(
+    hull: list[int], mean_scores: np.ndarray, mean_costs: np.ndarray, cost: float
+) -> tuple[int, int, float]:
     """The hull segment (a, b) at ``cost`` and b's weight in the mix."""
     xs = mean_costs[hull]
     if len(hull) == 1 or cost <= xs[0]:
@@ -166,12 +172,14 @@ def policy_table(
     decision_costs: np.ndarray,
     costs_known: bool,
     keys: np.ndarray,
+    incumbents: np.ndarray | None = None,
 ) -> PolicyTable:
     """The served policy for every tradeoff, chosen on out-of-fold ``predicted`` (n, m).
 
     ``costs`` are the rows' costs (what a decision would have spent), ``decision_costs`` the
     per-model costs the decision rule uses at serving time (the same values, so the served
-    curve is the one calibrated here), ``keys`` the rows' ``router.mix_key``.
+    curve is the one calibrated here), ``keys`` the rows' ``router.mix_key``, ``incumbents``
+    each row's out-of-fold cluster-best model (``clusters.clusters_choose``).
     """
     n, m = scores.shape
     rows = np.arange(n)
@@ -182,25 +190,27 @@ def policy_table(
 
     no_mix = np.array([0.0, 0.0, np.nan])
 
-    def add(kind: str, lam: float, offsets: np.ndarray, mix: np.ndarray = no_mix) -> None:
+    def add(
+        kind: str, lam: float, offsets: np.ndarray, mix: np.ndarray = no_mix, bonus: float = 0.0
+    ) -> None:
+        utility = utilities(predicted, norm, offsets, lam)
+        if bonus:
+            utility[rows, incumbents] += bonus
         if np.isnan(mix[2]):
-            picks = choose(predicted, norm, offsets, lam)
+            picks = np.argmax(utility - 1e-12 * norm, axis=1)  # ties go to the cheaper
         else:
-            utility = hashed_mix(
-                utilities(predicted, norm, offsets, lam), mix, keys, list(range(m))
-            )
-            picks = np.argmax(utility, axis=1)
+            picks = np.argmax(hashed_mix(utility, mix, keys, list(range(m))), axis=1)
         got = scores[rows, picks]
         cost = float(costs[rows, picks].mean())
         score = float(got.mean())
         merit = score
-        if kind in ("router", "mix"):
+        if kind in ("router", "mix", "cluster"):
             a, b, w = _hull_value(hull, mean_scores, mean_costs, cost)
             difference = got - ((1 - w) * scores[:, a] + w * scores[:, b])
             merit = (
                 score - ROUTER_Z * float(difference.std(ddof=1)) / np.sqrt(n) if n > 1 else score
             )
-        candidates.append(Candidate(kind, lam, offsets, mix, picks, score, cost, merit))
+        candidates.append(Candidate(kind, lam, offsets, mix, picks, score, cost, merit, bonus))
 
     for j in range(m):
         offsets = np.full(m, -EXCLUDED)
@@ -223,6 +233,12 @@ def policy_table(
         offsets[incumbent] = bonus
         for lam in LAMBDA_GRID:
             add("router", float(lam), offsets.copy())
+    if incumbents is not None and len(np.unique(incumbents)) > 1:
+        # Each prompt's cluster-best model as the incumbent; the largest bonus is the
+        # per-cluster floor itself (clusters.py).
+        for bonus in [*np.linspace(0.0, spread, BONUS_STEPS)[1:], EXCLUDED]:
+            for lam in LAMBDA_GRID:
+                add("cluster", float(lam), np.zeros(m), bonus=float(bonus))
 
     top = _best_quality(candidates, scores, rows, costs_known)
     cheapest = min((c for c in candidates if c.kind == "single"), key=lambda c: (c.cost, -c.score))
@@ -264,6 +280,7 @@ def policy_table(
         lambdas=np.array(lambdas),
         offsets=np.vstack(offsets_table),
         mixes=np.vstack(mixes),
+        bonuses=np.array([c.bonus for c in chosen_all]),
         kinds=kinds,
         hull_models=hull,
     )

@@ -174,7 +174,7 @@ def _tfidf_block(
 
 
 def _sublinear_weights(count: np.ndarray, idf: np.ndarray) -> np.ndarray:
-    return (1.0 + np.log(count)) * idf
+    return np.asarray((1.0 + np.log(count)) * idf)
 
 
 @dataclass
@@ -204,7 +204,7 @@ class Featurizer:
 
     @property
     def dense_size(self) -> int:
-        return self.components.shape[0] + len(self.stat_names)
+        return int(self.components.shape[0]) + len(self.stat_names)
 
     def _word_counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Sorted vocabulary ids of the prompt's word n-grams, and their counts."""
@@ -243,6 +243,7 @@ class Featurizer:
                 part if part is not None else self._char_ids_of_word(word)
                 for word, part in zip(words, parts, strict=True)
             ]
+        # Why the ignore below: numpy's stubs want a Buffer; bytes is one at run time.
         ids = np.frombuffer(b"".join(parts), dtype=np.int32)  # type: ignore[arg-type]
         if not len(ids):
             return np.zeros(0, dtype=np.int64), np.zeros(0)

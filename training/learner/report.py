@@ -14,6 +14,7 @@ from training.learner.router import TrainedRouter, mix_keys
 RANDOM_SEED = 0
 MAX_CLUSTERS = 8
 ROWS_PER_CLUSTER = 40  # fewer clusters on small data, so each slice has rows to speak of
+MAX_TASK_SLICES = 60  # a report lists at most this many task slices (MMLU has 57 subjects)
 
 
 def _identity(value: float) -> float:
@@ -39,11 +40,16 @@ def report_build(
     costs: np.ndarray,
     evaluation: dict[str, Any],
     display: Callable[[float], float] = _identity,
+    tasks: list[str] | None = None,
+    incumbents: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Report for ``predicted`` (n, m) on held-out rows with their actual ``scores``/``costs``.
 
     ``scores`` are oriented higher-is-better; ``display`` maps them back to the dataset's
     units for the score fields (metrics such as APGR and AIQ stay in the oriented units).
+    ``tasks`` (each row's task, when the dataset names one) are the report's slices, else
+    prompt clusters. ``incumbents`` are the rows' cluster-best models (out-of-fold ones for
+    out-of-fold rows); by default the router's own clusters assign them.
     """
     n, m = scores.shape
     rows = np.arange(n)
@@ -51,12 +57,14 @@ def report_build(
     mean_scores, mean_costs = scores.mean(axis=0), costs.mean(axis=0)
     best = int(np.argmax(mean_scores))
     keys = mix_keys(prompts)
+    if incumbents is None:
+        incumbents = router.cluster_incumbents(prompts)
 
     curve: list[dict[str, Any]] = []
     points: list[tuple[float, float]] = []  # (cost, oriented score) of each curve point
     for tradeoff in TRADEOFF_GRID:
         lam = float(router.lambdas[router.policy_index(float(tradeoff))])
-        picked = router.choose_many(predicted, float(tradeoff), keys)
+        picked = router.choose_many(predicted, float(tradeoff), keys, incumbents)
         counts = np.bincount(picked, minlength=m) / n
         score, cost = float(scores[rows, picked].mean()), _cost(float(costs[rows, picked].mean()))
         points.append((cost, score))
@@ -110,17 +118,12 @@ def report_build(
         ),
         "tradeoff_zero_gain": _r(points[0][1] - float(mean_scores[best])),
     }
-    zero_picks = router.choose_many(predicted, 0.0, keys)
+    zero_picks = router.choose_many(predicted, 0.0, keys, incumbents)
     routed = scores[rows, zero_picks]
     gain = metrics.bootstrap_interval(routed - scores[:, best])
     report["tradeoff_zero_gain_ci95"] = [_r(gain[0], 4), _r(gain[1], 4)]
     report["verdict"] = _verdict(report, gain)
-    report["slices"] = {
-        "by": "cluster",
-        "note": "prompt clusters (k-means on the featurizer's dense features); tradeoff 0 "
-        "against each slice's best single model, 95% bootstrap intervals",
-        "rows": metrics.slice_table(_clusters(router, prompts), routed, scores, models),
-    }
+    report["slices"] = _slices(router, prompts, tasks, routed, scores)
     if m == 2:
         report.update(_two_model_metrics(router, predicted, scores, display))
         report["random"].update(_routellm_random(scores, best))
@@ -146,6 +149,37 @@ def _verdict(report: dict[str, Any], gain: tuple[float, float]) -> str:
     else:
         tail = "At tradeoff 0 it is statistically level with the best single model."
     return f"{head} {tail}"
+
+
+def _slices(
+    router: TrainedRouter,
+    prompts: list[str],
+    tasks: list[str] | None,
+    routed: np.ndarray,
+    scores: np.ndarray,
+) -> dict[str, Any]:
+    """Tradeoff 0 per slice: by the dataset's task column when it has one, else by cluster."""
+    against = "tradeoff 0 against each slice's best single model, 95% bootstrap intervals"
+    if tasks is not None:
+        groups, by = _largest_tasks(tasks), "task"
+        note = f"the dataset's task column (at most {MAX_TASK_SLICES} tasks shown); {against}"
+    else:
+        groups, by = _clusters(router, prompts), "cluster"
+        note = f"prompt clusters (k-means on the featurizer's dense features); {against}"
+    return {
+        "by": by,
+        "note": note,
+        "rows": metrics.slice_table(groups, routed, scores, router.models),
+    }
+
+
+def _largest_tasks(tasks: list[str]) -> list[str]:
+    """The tasks, with all but the ``MAX_TASK_SLICES`` - 1 largest pooled as "(other tasks)"."""
+    names, counts = np.unique(np.asarray(tasks, dtype=object), return_counts=True)
+    if len(names) <= MAX_TASK_SLICES:
+        return list(tasks)
+    kept = set(names[np.argsort(-counts, kind="stable")[: MAX_TASK_SLICES - 1]].tolist())
+    return [t if t in kept else "(other tasks)" for t in tasks]
 
 
 def _clusters(router: TrainedRouter, prompts: list[str]) -> list[str]:

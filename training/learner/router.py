@@ -26,6 +26,7 @@ import lightgbm as lgb
 import numpy as np
 from scipy import sparse
 
+from training.learner.clusters import PromptClusters
 from training.learner.featurizer import Featurizer
 from training.learner.forest import Forest, forest_from_boosters
 
@@ -111,13 +112,13 @@ def normalized_costs(costs: np.ndarray) -> np.ndarray:
     """Divide each row's costs by its most expensive candidate (all-zero rows stay zero)."""
     costs = np.asarray(costs, dtype=np.float64)
     top = costs.max(axis=-1, keepdims=True)
-    return np.divide(costs, top, out=np.zeros_like(costs), where=top > 0)
+    return np.asarray(np.divide(costs, top, out=np.zeros_like(costs), where=top > 0))
 
 
 def utilities(
     predicted: np.ndarray, norm_costs: np.ndarray, offsets: np.ndarray, lam: float
 ) -> np.ndarray:
-    return predicted + offsets - lam * norm_costs
+    return np.asarray(predicted + offsets - lam * norm_costs)
 
 
 def choose(
@@ -126,7 +127,7 @@ def choose(
     """Index of the chosen candidate per row; ties go to the cheaper candidate."""
     utility = utilities(predicted, norm_costs, offsets, lam)
     # Break exact ties by cost: subtract a negligible multiple of the normalised cost.
-    return np.argmax(utility - 1e-12 * norm_costs, axis=-1)
+    return np.asarray(np.argmax(utility - 1e-12 * norm_costs, axis=-1))
 
 
 @dataclass
@@ -141,6 +142,9 @@ class TrainedRouter:
     lambdas: np.ndarray  # λ for each tradeoff
     offsets: np.ndarray  # (tradeoffs, models): added to the predicted scores
     mixes: np.ndarray  # (tradeoffs, 3): hashed mix (a, b, b's share), share NaN when none
+    # Prompt clusters and, per tradeoff, the bonus their best model gets (None: no clusters).
+    clusters: PromptClusters | None = None
+    cluster_bonus: np.ndarray | None = None
     _projection: np.ndarray | None = field(default=None, init=False, repr=False)
     _intercepts: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False, repr=False)
     _forest: Forest | None = field(default=None, init=False, repr=False)
@@ -158,19 +162,42 @@ class TrainedRouter:
         tradeoff: float,
         keys: np.ndarray | float,
         indices: list[int] | None = None,
+        incumbents: np.ndarray | int | None = None,
     ) -> np.ndarray:
         """What the decision maximises for predictions of the ``indices`` candidates (all by
-        default), one prompt (k,) or many (n, k); ``keys`` are the prompts' ``mix_key``."""
+        default), one prompt (k,) or many (n, k); ``keys`` are the prompts' ``mix_key``,
+        ``incumbents`` their cluster-best models (``cluster_incumbents``)."""
         chosen = indices if indices is not None else list(range(len(self.models)))
         row = self.policy_index(tradeoff)
         norm = normalized_costs(self.mean_costs[chosen])
         utility = utilities(predicted, norm, self.offsets[row, chosen], float(self.lambdas[row]))
+        bonus = 0.0 if self.cluster_bonus is None else float(self.cluster_bonus[row])
+        if bonus and incumbents is not None:
+            position = np.full(len(self.models), -1)
+            position[chosen] = np.arange(len(chosen))
+            column = position[np.asarray(incumbents)]
+            lift = (np.arange(len(chosen)) == column[..., None]) & (column[..., None] >= 0)
+            utility = utility + bonus * lift.reshape(np.shape(utility))
         return hashed_mix(utility, self.mixes[row], keys, chosen)
 
-    def choose_many(self, predicted: np.ndarray, tradeoff: float, keys: np.ndarray) -> np.ndarray:
+    def choose_many(
+        self,
+        predicted: np.ndarray,
+        tradeoff: float,
+        keys: np.ndarray,
+        incumbents: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Chosen candidate per row of ``predicted`` (n, models); ties go to the cheaper."""
-        utility = self.utilities(predicted, tradeoff, keys)
-        return np.argmax(utility - 1e-12 * normalized_costs(self.mean_costs), axis=-1)
+        utility = self.utilities(predicted, tradeoff, keys, None, incumbents)
+        picks = np.argmax(utility - 1e-12 * normalized_costs(self.mean_costs), axis=-1)
+        return np.asarray(picks, dtype=np.int64)
+
+    def cluster_incumbents(self, prompts: list[str]) -> np.ndarray | None:
+        """Each prompt's cluster-best model (None without clusters)."""
+        if self.clusters is None:
+            return None
+        _, dense = self.featurizer.transform_many(prompts)
+        return self.clusters.incumbents(dense)
 
     def predict_many(self, prompts: list[str]) -> np.ndarray:
         """(n, models) predicted scores for a batch of prompts."""
@@ -179,6 +206,12 @@ class TrainedRouter:
 
     def predict_one(self, prompt: str, indices: list[int] | None = None) -> np.ndarray:
         """Predicted scores of the chosen candidates for one prompt (featurized once)."""
+        return self.predict_one_with_incumbent(prompt, indices)[0]
+
+    def predict_one_with_incumbent(
+        self, prompt: str, indices: list[int] | None = None
+    ) -> tuple[np.ndarray, int | None]:
+        """``predict_one`` and the prompt's cluster-best model (None without clusters)."""
         index, values = self.featurizer.tfidf(prompt)
         chosen = list(indices) if indices is not None else list(range(len(self.heads)))
         # The SVD projection and every linear head in one gather of the prompt's vocabulary
@@ -204,7 +237,8 @@ class TrainedRouter:
             heads["prior"],
             heads["prior"] + heads["shrink"] * (mixed - heads["prior"]),
         )
-        return scores[chosen]
+        incumbent = None if self.clusters is None else int(self.clusters.incumbents(dense)[0])
+        return scores[chosen], incumbent
 
     def _forest_of_heads(self) -> tuple[Forest | None, list[int]]:
         if self._forest_slot is None:

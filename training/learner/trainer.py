@@ -15,6 +15,7 @@ import numpy as np
 from scipy import sparse
 
 from training.learner import calibration
+from training.learner.clusters import PromptClusters, clusters_choose, clusters_fit
 from training.learner.featurizer import FeaturizerConfig, featurizer_fit
 from training.learner.router import (
     KIND_BINARY,
@@ -61,6 +62,7 @@ class TrainingData:
     binary: list[bool]  # per model: scores are 0/1
     # False when the costs are only a stand-in (rank-based): ties then never go to "cheaper".
     costs_known: bool = True
+    tasks: list[str] | None = None  # each row's task when the dataset names one (report slices)
 
 
 @dataclass
@@ -68,6 +70,8 @@ class FitResult:
     router: TrainedRouter
     oof_predicted: np.ndarray  # (n, m) shrunk out-of-fold predictions
     folds: int
+    # (n,) each row's cluster-best model fitted without its fold; None when one cluster won
+    oof_incumbents: np.ndarray | None = None
 
 
 def _fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
@@ -159,9 +163,16 @@ def router_fit(
     shrinks = [calibration.shrinkage(mixed[:, j], data.scores[:, j], priors[j]) for j in range(m)]
     oof = priors + np.array(shrinks) * (mixed - priors)
 
+    clusters, incumbents = _prompt_clusters(dense, data.scores, fold_of, cfg.seed)
     mean_costs = data.costs.mean(axis=0)
     policy = calibration.policy_table(
-        oof, data.scores, data.costs, mean_costs, data.costs_known, mix_keys(data.prompts)
+        oof,
+        data.scores,
+        data.costs,
+        mean_costs,
+        data.costs_known,
+        mix_keys(data.prompts),
+        incumbents,
     )
 
     heads: list[ScoreHead] = []
@@ -184,8 +195,25 @@ def router_fit(
         lambdas=policy.lambdas,
         offsets=policy.offsets,
         mixes=policy.mixes,
+        clusters=clusters,
+        cluster_bonus=policy.bonuses if clusters is not None else None,
     )
-    return FitResult(router=router, oof_predicted=oof, folds=folds)
+    return FitResult(router=router, oof_predicted=oof, folds=folds, oof_incumbents=incumbents)
+
+
+def _prompt_clusters(
+    dense: np.ndarray, scores: np.ndarray, fold_of: np.ndarray, seed: int
+) -> tuple[PromptClusters | None, np.ndarray | None]:
+    """The clusters served (fitted on every row) and their out-of-fold incumbents, or (None,
+    None) when one cluster (the overall best model) does as well out of fold."""
+    from threadpoolctl import threadpool_limits  # fit-time only
+
+    # One thread: k-means' OpenMP threads spin-wait on a busy machine (see min_rows_per_thread).
+    with threadpool_limits(limits=1):
+        choice = clusters_choose(dense, scores, fold_of, seed)
+        if choice.k <= 1:
+            return None, None
+        return clusters_fit(dense, scores, choice.k, seed), choice.oof_incumbents
 
 
 __all__ = [

@@ -32,6 +32,8 @@ class Command(BaseCommand):
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL)
+        # Why the ignore below: redis-py types xrange as Awaitable | list for its sync and async
+        # clients; this client is sync.
         entries: list[Any] = client.xrange(DEAD_STREAM)  # type: ignore[assignment]
         if not entries:
             self.stdout.write("No dead-lettered usage drafts.")

@@ -11,14 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 
 from accounts.models import Organization
 from routing.routers import PLATFORM_ORGANIZATION_SLUG, PLATFORM_ROUTER_SLUG
-from training import execution, services
-from training.models import DatasetStatus, Router, RunStatus
+from training import serving
 
 
 class Command(BaseCommand):
@@ -37,33 +34,25 @@ class Command(BaseCommand):
         organization, _ = Organization.objects.get_or_create(
             slug=PLATFORM_ORGANIZATION_SLUG, defaults={"name": "RouterHub platform"}
         )
-        dataset = self._dataset(organization, options["dataset"], columns, not options["minimize"])
+        maximize = not options["minimize"]
+        dataset = self._dataset(organization, options["dataset"], columns, maximize)
         run_options: dict[str, Any] = {}
         if options["test_dataset"]:
-            test = self._dataset(
-                organization, options["test_dataset"], columns, not options["minimize"]
-            )
+            test = self._dataset(organization, options["test_dataset"], columns, maximize)
             run_options["test_dataset"] = test.pk
-        router = Router.objects.filter(organization=organization, slug=PLATFORM_ROUTER_SLUG).first()
-        if router is None:
-            router = services.router_create(
+        # Run here rather than on a worker: an operator command should finish with its answer.
+        try:
+            version = serving.router_train_now(
                 organization=organization,
                 slug=PLATFORM_ROUTER_SLUG,
                 name="Platform router",
-                candidates=dataset.model_ids,
-                auto_activate=True,
+                dataset=dataset,
+                options=run_options,
             )
-        with transaction.atomic():
-            run = services.training_run_start(router=router, dataset=dataset, options=run_options)
-        # Run here rather than on a worker: an operator command should finish with its answer.
-        status = execution.training_run_execute(run_id=run.pk, worker="manage.py")
-        run.refresh_from_db()
-        if status != RunStatus.SUCCEEDED or run.version is None:
-            raise CommandError(f"Training failed: {run.error or status}")
-        if router.active_version_id != run.version.pk:
-            services.version_activate(router=router, number=run.version.number)
-        metrics = ", ".join(f"{k}={v}" for k, v in sorted(run.version.metrics.items())[:6])
-        self.stdout.write(f"router/auto is now version {run.version.number} ({metrics})")
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        metrics = ", ".join(f"{k}={v}" for k, v in sorted(version.metrics.items())[:6])
+        self.stdout.write(f"router/auto is now version {version.number} ({metrics})")
 
     def _columns(self, raw: str | None) -> dict[str, Any] | None:
         if raw is None:
@@ -81,18 +70,13 @@ class Command(BaseCommand):
     ) -> Any:
         if not path.is_file():
             raise CommandError(f"No file at {path}.")
-        upload = SimpleUploadedFile(path.name, path.read_bytes())
-        with transaction.atomic():
-            dataset = services.dataset_create(
+        try:
+            return serving.dataset_from_file(
                 organization=organization,
                 name=path.name,
-                upload=upload,
+                content=path.read_bytes(),
                 columns=columns,
                 maximize=maximize,
             )
-        dataset = services.dataset_validate(dataset_id=dataset.pk) or dataset
-        dataset.refresh_from_db()
-        if dataset.status != DatasetStatus.READY:
-            problems = "; ".join(e["message"] for e in dataset.errors[:5])
-            raise CommandError(f"{path.name} is {dataset.status}: {problems}")
-        return dataset
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None

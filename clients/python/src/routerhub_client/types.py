@@ -1,0 +1,287 @@
+"""Response shapes of the management API, as ``TypedDict``s (plain dicts at run time).
+
+Hand-written from API.md and the server's OpenAPI schema; fields a newer server adds pass
+through untouched. Money is a decimal string (``"12.345678"``), as on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, TypedDict
+
+Scope = Literal["inference", "manage"]
+LimitReset = Literal["daily", "weekly", "monthly"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Tradeoff = float | Literal["quality", "balanced", "cost"]
+Message = dict[str, Any]
+
+UploadProgress = Callable[[int, int], None]
+"""Called with ``(bytes_sent, total_bytes)`` while a dataset uploads."""
+
+
+class KeyOrganization(TypedDict):
+    id: int
+    slug: str
+    name: str
+
+
+class RateLimit(TypedDict):
+    rpm: int | None
+    tpm: int | None
+
+
+class CurrentKey(TypedDict, total=False):
+    id: int
+    name: str
+    prefix: str
+    scope: Scope
+    role: str
+    organization: KeyOrganization
+    limit: str | None
+    limit_remaining: str | None
+    limit_reset: str | None
+    limit_reset_at: str | None
+    usage: str | None
+    usage_daily: str | None
+    usage_weekly: str | None
+    usage_monthly: str | None
+    expires_at: str | None
+    rate_limit: RateLimit
+
+
+class ApiKey(TypedDict, total=False):
+    id: int
+    name: str
+    prefix: str
+    scope: Scope
+    created_by: str
+    created_at: str
+    last_used_at: str | None
+    expires_at: str | None
+    revoked_at: str | None
+    is_active: bool
+    limit: str | None
+    limit_reset: str | None
+    allowed_models: list[str] | None
+    rpm: int | None
+    tpm: int | None
+    key: str  # only in the answer to create, exactly once
+
+
+class Credits(TypedDict, total=False):
+    balance: str
+    reserved: str
+    available: str
+    total_purchased: str
+    total_used: str
+    currency: str
+
+
+class Checkout(TypedDict, total=False):
+    amount: str
+    fee: str
+    total: str
+    currency: str
+    checkout_url: str
+    session_id: str
+
+
+class Quote(TypedDict, total=False):
+    amount: str
+    fee: str
+    total: str
+    currency: str
+
+
+class Receipt(TypedDict, total=False):
+    id: int
+    kind: str
+    status: str
+    amount: str
+    fee: str
+    total: str
+    currency: str
+    session_id: str
+    receipt_url: str | None
+    failure_message: str
+    created_at: str
+    paid_at: str | None
+
+
+class AutoTopup(TypedDict):
+    enabled: bool
+    threshold: str | None
+    amount: str | None
+
+
+class LedgerEntry(TypedDict, total=False):
+    id: int
+    kind: str
+    amount: str
+    balance_after: str
+    description: str
+    reference: str
+    created_at: str
+
+
+class Generation(TypedDict, total=False):
+    id: str
+    key_id: int | None
+    model: str
+    requested_model: str
+    provider: str
+    router: str | None
+    router_version: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost: str
+    latency_ms: int | None
+    ttft_ms: int | None
+    status: str
+    error_type: str
+    streamed: bool
+    is_byok: bool
+    flags: list[str]
+    created_at: str
+
+
+class UsageGroup(TypedDict):
+    group: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: str
+
+
+class Usage(TypedDict):
+    group_by: str
+    results: list[UsageGroup]
+
+
+class ProviderKey(TypedDict, total=False):
+    id: int
+    provider: str
+    name: str
+    base_url: str
+    last4: str
+    created_at: str
+
+
+class DatasetModel(TypedDict, total=False):
+    id: str
+    mean_score: float | None
+    mean_cost: float | None
+
+
+class DatasetError(TypedDict, total=False):
+    row: int | None
+    column: str | None
+    message: str
+
+
+class Dataset(TypedDict, total=False):
+    id: int
+    name: str
+    original_filename: str
+    size_bytes: int
+    format: str
+    columns: Any
+    maximize: bool
+    status: Literal["validating", "ready", "invalid"]
+    rows: int | None
+    models: list[DatasetModel]
+    has_costs: bool
+    errors: list[DatasetError]
+    warnings: list[Any]
+    created_at: str
+    validated_at: str | None
+
+
+class Router(TypedDict, total=False):
+    slug: str
+    name: str
+    candidates: list[str]
+    default_tradeoff: float
+    auto_activate: bool
+    active_version: int | None
+    activated_at: str | None
+    created_at: str
+
+
+class RouterVersion(TypedDict, total=False):
+    number: int
+    dataset: int | None
+    candidates: list[str]
+    checksum: str
+    metrics: Any
+    active: bool
+    created_at: str
+
+
+class TrainingRun(TypedDict, total=False):
+    id: int
+    router: str
+    dataset: int | None
+    status: RunStatus
+    stage: str
+    progress: float
+    error: str
+    version: int | None
+    metrics: dict[str, Any]
+    attempts: int
+    options: Any
+    created_at: str
+    started_at: str | None
+    heartbeat_at: str | None
+    finished_at: str | None
+
+
+class FeedbackRetrain(TypedDict):
+    id: int
+    status: str
+    dataset: int
+    feedback_rows: int
+
+
+class RankedModel(TypedDict, total=False):
+    model: str
+    score: float | None
+    expected_cost: float | None
+
+
+class Calibration(TypedDict, total=False):
+    """RouteLLM's ``calibrate_threshold``: the threshold that sends ``strong_share`` of the
+    router's data to its strong model, and the model name that routes with it."""
+
+    threshold: float
+    model: str  # "router-<slug>-<threshold>"
+    strong_share: float
+    achieved_share: float
+    strong_model: str
+    weak_model: str
+    prompts: int
+    version: int
+
+
+class Selection(TypedDict, total=False):
+    chosen: str
+    version: int | None
+    ranked: list[RankedModel]
+    latency_ms: float
+    strategy: str
+
+
+class Feedback(TypedDict, total=False):
+    generation_id: str
+    score: float
+    comment: str
+
+
+Report = dict[str, Any]
+"""The evaluation report: ``models``, ``oracle``, ``random``, ``curve`` and, by candidate
+count, ``apgr``/``cpt50``/``cpt80`` or ``aiq``/``cost_at_best_single_quality``."""
+
+RunProgress = Callable[[TrainingRun], None]
+"""Called with the training run each time its status, stage or progress changes."""

@@ -1,0 +1,105 @@
+"""OpenAI request options the fake honours on top of its one answer (``wire.openai_response`` and
+``wire.openai_stream``): ``n`` (that many identical choices, counted n times), ``logprobs`` with
+``top_logprobs`` (a deterministic log probability per token, and that many alternatives), and
+``reasoning_effort`` (hidden reasoning tokens counted in the usage, as OpenAI's reasoning models
+report them; a model the fake already makes reason keeps its own count)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from routing.fake_upstream.answers import split_tokens
+
+JSON = dict[str, Any]
+
+REASONING_TOKENS = {"minimal": 4, "low": 8, "medium": 16, "high": 32, "xhigh": 64}
+
+
+def _choices_wanted(body: JSON) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+
+
+def _logprob(token: str, rank: int = 0) -> float:
+    digest = hashlib.sha256(f"{token}:{rank}".encode()).digest()
+    return -round(rank + digest[0] / 255, 4)
+
+
+def _token_logprobs(text: str, top: int) -> list[JSON]:
+    out: list[JSON] = []
+    for token in split_tokens(text):
+        alternatives = [{"token": token, "logprob": _logprob(token), "bytes": list(token.encode())}]
+        for rank in range(1, top):
+            other = f"{token.strip()}_{rank}"
+            alternatives.append(
+                {"token": other, "logprob": _logprob(token, rank), "bytes": list(other.encode())}
+            )
+        out.append(alternatives[0] | {"top_logprobs": alternatives[:top]})
+    return out
+
+
+def _logprobs_for(body: JSON, text: str | None) -> JSON | None:
+    if body.get("logprobs") is not True:
+        return None
+    top = body.get("top_logprobs")
+    count = top if isinstance(top, int) and not isinstance(top, bool) else 0
+    return {"content": _token_logprobs(text or "", count), "refusal": None}
+
+
+def _usage(usage: JSON, body: JSON, n: int) -> JSON:
+    """The usage for ``n`` choices and the effort's reasoning; counts a fault made impossible
+    (``faults.reported``: negative, fractional, not numbers) are left as the fault wrote them."""
+    details = dict(usage.get("completion_tokens_details") or {})
+    counts = (
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        details.get("reasoning_tokens", 0),
+    )
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        return usage
+    effort = body.get("reasoning_effort")
+    reasoning = int(details.get("reasoning_tokens", 0))
+    if isinstance(effort, str) and not reasoning:  # a model that always reasons keeps its count
+        reasoning = REASONING_TOKENS.get(effort, 0)
+    visible = int(usage["completion_tokens"]) - int(details.get("reasoning_tokens", 0))
+    completion = visible * n + reasoning
+    details["reasoning_tokens"] = reasoning
+    total = int(usage["prompt_tokens"]) + completion
+    return usage | {"completion_tokens": completion, "total_tokens": total,
+                    "completion_tokens_details": details}  # fmt: skip
+
+
+def openai_whole(response: JSON, body: JSON) -> JSON:
+    """A whole answer with the body's ``n``, ``logprobs`` and ``reasoning_effort`` applied."""
+    n = _choices_wanted(body)
+    (first,) = response["choices"]
+    logprobs = _logprobs_for(body, first["message"].get("content"))
+    if logprobs is not None:
+        first = first | {"logprobs": logprobs}
+    choices = [first | {"index": index} for index in range(n)]
+    return response | {"choices": choices, "usage": _usage(response["usage"], body, n)}
+
+
+def openai_stream(chunks: Iterator[bytes], body: JSON) -> Iterator[bytes]:
+    """A stream with the same options applied, chunk by chunk."""
+    n = _choices_wanted(body)
+    for raw in chunks:
+        payload = raw.removeprefix(b"data: ").strip()
+        if payload == b"[DONE]":
+            yield raw
+            continue
+        chunk = orjson.loads(payload)
+        choices = []
+        for choice in chunk["choices"]:
+            logprobs = _logprobs_for(body, choice["delta"].get("content"))
+            if logprobs is not None and choice["delta"].get("content"):
+                choice = choice | {"logprobs": logprobs}
+            choices += [choice | {"index": index} for index in range(n)]
+        chunk["choices"] = choices
+        if chunk.get("usage"):
+            chunk["usage"] = _usage(chunk["usage"], body, n)
+        yield b"data: " + orjson.dumps(chunk) + b"\n\n"

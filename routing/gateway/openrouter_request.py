@@ -1,0 +1,136 @@
+"""OpenRouter's request conventions, turned into RouterHub's before a chat request is planned.
+
+- Model variants: ``:floor`` sorts endpoints by price, ``:nitro`` by throughput, ``:free`` keeps
+  only endpoints priced 0, ``:thinking`` turns reasoning on; ``:online`` (web search) is refused
+  with a 400, since RouterHub has no web search. A catalog id that itself contains the suffix
+  is taken as it is.
+- ``provider.sort`` as an object ``{by, partition}``: ``by`` is the sort; ``partition: "none"``
+  orders the ``model`` + ``models`` list by each model's best endpoint for ``by`` (RouterHub
+  then tries each model's endpoints in turn, so endpoints of different models never interleave).
+- An unknown ``model`` (or ``models`` entry) is skipped when another in the list is known: the
+  first known model is asked first, as OpenRouter falls back.
+- ``reasoning`` is checked here and translated per provider by the adapters
+  (``routing.providers.reasoning``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from routerhub.errors import BadRequest
+from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo
+from routing.gateway.planning import endpoint_sort_key
+from routing.providers.base import JSON
+from routing.providers.reasoning import EFFORTS
+
+_SORT_VARIANTS = {"floor": "price", "nitro": "throughput"}
+_VARIANTS = ("floor", "nitro", "free", "thinking", "online")
+_PARTITIONS = ("model", "none")
+
+
+def openrouter_request(body: JSON, catalog: CatalogSnapshot) -> JSON:
+    """``body`` with OpenRouter's conventions resolved (a copy when anything changes)."""
+    if "reasoning" in body:
+        _reasoning_check(body["reasoning"])
+    ids = _requested_ids(body)
+    if any(":" in i and i not in catalog.models for i in ids):
+        body = _variants_applied(body, ids, catalog)
+        ids = _requested_ids(body)
+    provider = body.get("provider")
+    if isinstance(provider, dict) and isinstance(provider.get("sort"), dict):
+        body = _sort_object_applied(body, provider, catalog)
+    if len(ids) > 1 and ids[0] not in catalog.models and not ids[0].startswith("router/"):
+        body = _known_first(body, ids, catalog)
+    return body
+
+
+def _requested_ids(body: JSON) -> list[str]:
+    models = body.get("models")
+    extra = models if isinstance(models, list) else []
+    return [m for m in [body.get("model"), *extra] if isinstance(m, str)]
+
+
+def _split(model_id: str, catalog: CatalogSnapshot) -> tuple[str, str | None]:
+    if model_id in catalog.models or ":" not in model_id:
+        return model_id, None
+    base, _, variant = model_id.rpartition(":")
+    if variant not in _VARIANTS:
+        raise BadRequest(f"Unknown model variant ':{variant}' in '{model_id}'; RouterHub "
+                         f"knows :{', :'.join(_VARIANTS[:-1])}.", param="model")  # fmt: skip
+    if variant == "online":
+        raise BadRequest(f"'{model_id}': the :online variant adds web search, which RouterHub "
+                         f"does not have; call '{base}' without it.", param="model")  # fmt: skip
+    return base, variant
+
+
+def _variants_applied(body: JSON, ids: list[str], catalog: CatalogSnapshot) -> JSON:
+    body = dict(body)
+    split = [_split(i, catalog) for i in ids]
+    if isinstance(body.get("model"), str):
+        body["model"] = split[0][0]
+        split_models = split[1:]
+    else:
+        split_models = split
+    if isinstance(body.get("models"), list):
+        body["models"] = [base for base, _ in split_models]
+    if not isinstance(body.get("provider") or {}, dict):
+        raise BadRequest("provider must be an object.", param="provider")
+    provider = dict(body.get("provider") or {})
+    for variant in {v for _, v in split if v is not None}:
+        if variant in _SORT_VARIANTS:
+            provider.setdefault("sort", _SORT_VARIANTS[variant])
+        elif variant == "free":
+            provider.setdefault("max_price", {"prompt": 0, "completion": 0})
+        elif variant == "thinking" and "reasoning" not in body and "reasoning_effort" not in body:
+            body["reasoning"] = {"enabled": True}
+    if provider:
+        body["provider"] = provider
+    return body
+
+
+def _sort_object_applied(body: JSON, provider: JSON, catalog: CatalogSnapshot) -> JSON:
+    sort = provider["sort"]
+    by, partition = sort.get("by"), sort.get("partition", "model")
+    if partition not in _PARTITIONS or not isinstance(by, str):
+        raise BadRequest('provider.sort as an object is {"by": "price"|"latency"|"throughput", '
+                         '"partition": "model"|"none"}.', param="provider.sort")  # fmt: skip
+    body = body | {"provider": provider | {"sort": by}}
+    ids = _requested_ids(body)
+    if partition == "none" and len(ids) > 1:
+        ranked = sorted(ids, key=lambda i: _best(catalog, i, by))
+        body["model"], body["models"] = ranked[0], ranked[1:]
+    return body
+
+
+def _best(catalog: CatalogSnapshot, model_id: str, by: str) -> Any:
+    """A model's best endpoint's sort key (unknown models and routers last, in their order)."""
+    model = catalog.models.get(model_id)
+    endpoints: tuple[EndpointInfo, ...] = model.endpoints if model is not None else ()
+    if not endpoints:
+        return (1, ())
+    return (0, min(endpoint_sort_key(e, by) for e in endpoints))
+
+
+def _known_first(body: JSON, ids: list[str], catalog: CatalogSnapshot) -> JSON:
+    known = [i for i in ids if i in catalog.models or i.startswith("router/")]
+    if not known:
+        return body  # planning answers the 404 naming the first unknown model
+    return body | {"model": known[0], "models": known[1:]}
+
+
+def _reasoning_check(reasoning: object) -> None:
+    if not isinstance(reasoning, dict):
+        raise BadRequest("reasoning must be an object {effort?, max_tokens?, exclude?, enabled?}.",
+                         param="reasoning")  # fmt: skip
+    effort, budget = reasoning.get("effort"), reasoning.get("max_tokens")
+    if effort is not None and effort not in EFFORTS:
+        raise BadRequest(f"reasoning.effort must be one of {', '.join(EFFORTS)}.",
+                         param="reasoning.effort")  # fmt: skip
+    if budget is not None and (
+        not isinstance(budget, int) or isinstance(budget, bool) or budget < 1
+    ):
+        raise BadRequest("reasoning.max_tokens must be a positive integer.",
+                         param="reasoning.max_tokens")  # fmt: skip
+    for name in ("exclude", "enabled"):
+        if not isinstance(reasoning.get(name, False), bool):
+            raise BadRequest(f"reasoning.{name} must be true or false.", param=f"reasoning.{name}")

@@ -1,0 +1,156 @@
+"""Stored ``/v1/responses`` answers: ``store`` (OpenAI's default: true), ``previous_response_id``,
+``GET`` and ``DELETE /v1/responses/{id}``.
+
+A stored row (``routing.models.StoredResponse``) belongs to the organization of the key that
+created it; every read and delete filters on it, so another organization's id is a 404 like an
+unknown one. A row holds the response object and the conversation up to it as Responses input
+items (earlier turns, this request's input, this answer's output): a request naming it as
+``previous_response_id`` continues from those items (its ``instructions`` are not carried over,
+as at OpenAI). Rows expire after ``RESPONSES_RETENTION_DAYS`` (reads ignore expired rows; the
+``routing.responses_purge`` beat task deletes them); a conversation larger than
+``RESPONSES_STORE_MAX_BYTES`` is answered with ``store: false`` and not kept.
+
+The row is written before the answer's last bytes leave (``ResponseStore.flush``), so a client
+that continues at once always finds it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from accounts.keys import AuthenticatedKey
+from routerhub.errors import BadRequest, NotFound
+from routing.gateway.http import GatewayRequest
+from routing.models import StoredResponse
+from routing.providers.base import JSON
+
+logger = logging.getLogger(__name__)
+
+_PURGE_BATCH = 1000
+
+
+class ResponseStore:
+    """One request's part in the store: the conversation it continues and, once its answer is
+    known, the row to write."""
+
+    def __init__(self, key: AuthenticatedKey, body: JSON, earlier: list[JSON]) -> None:
+        self._organization_id = key.organization_id
+        self.requested = body.get("store") is not False and settings.RESPONSES_RETENTION_DAYS > 0
+        self.previous_id = body.get("previous_response_id")
+        self._items = earlier + _input_items(body.get("input"))
+        self._pending: StoredResponse | None = None
+
+    def finish(self, response: JSON) -> JSON:
+        """The answer as sent: ``store`` says whether it is kept (the row is written by
+        ``flush``). Failed and cut-off answers are kept too, as at OpenAI."""
+        response = response | {"previous_response_id": self.previous_id, "store": False}
+        if not self.requested:
+            return response
+        items = self._items + [_as_input(item) for item in response.get("output") or []]
+        stored = response | {"store": True}
+        size = len(orjson.dumps(items)) + len(orjson.dumps(stored))
+        if size > settings.RESPONSES_STORE_MAX_BYTES:
+            return response
+        expires = timezone.now() + timedelta(days=settings.RESPONSES_RETENTION_DAYS)
+        self._pending = StoredResponse(id=response["id"], organization_id=self._organization_id,
+                                       expires_at=expires, response=stored, items=items)  # fmt: skip
+        return stored
+
+    async def flush(self) -> None:
+        """Write the row ``finish`` prepared (once). A database failure is logged, not raised:
+        the answer is already paid for; only its retrieval is lost."""
+        row, self._pending = self._pending, None
+        if row is None:
+            return
+        try:
+            await sync_to_async(row.save, thread_sensitive=False)(force_insert=True)
+        except DatabaseError:
+            logger.warning("response %s not stored: database error", row.id, exc_info=True)
+
+
+def _input_items(input_: object) -> list[JSON]:
+    if isinstance(input_, str):
+        return [{"type": "message", "role": "user", "content": input_}]
+    return list(input_) if isinstance(input_, list) else []
+
+
+def _as_input(item: JSON) -> JSON:
+    """An output item as the input item that repeats it (ids and statuses dropped)."""
+    if item.get("type") == "function_call":
+        return {name: item[name] for name in ("type", "call_id", "name", "arguments")}
+    return {"type": "message", "role": "assistant", "content": item.get("content") or []}
+
+
+async def conversation_before(key: AuthenticatedKey, body: JSON) -> list[JSON]:
+    """The stored items a request's ``previous_response_id`` continues ([] without one)."""
+    previous = body.get("previous_response_id")
+    if previous is None:
+        return []
+    if not isinstance(previous, str):
+        raise BadRequest("previous_response_id must be a response id (a string).",
+                         param="previous_response_id")  # fmt: skip
+    row = await _row(key, previous)
+    if row is None:
+        raise NotFound(f"Previous response with id '{previous}' not found (or expired).",
+                       param="previous_response_id")  # fmt: skip
+    items: list[JSON] = row.items
+    return items
+
+
+async def _row(key: AuthenticatedKey, response_id: str) -> StoredResponse | None:
+    return await sync_to_async(_live_row, thread_sensitive=False)(key.organization_id, response_id)
+
+
+def _live_row(organization_id: int, response_id: str) -> StoredResponse | None:
+    rows = StoredResponse.objects.filter(
+        id=response_id, organization_id=organization_id, expires_at__gt=timezone.now()
+    )
+    return rows.first()
+
+
+def _delete_row(organization_id: int, response_id: str) -> int:
+    rows = StoredResponse.objects.filter(id=response_id, organization_id=organization_id)
+    return rows.delete()[0]
+
+
+async def response_get(req: GatewayRequest, key: AuthenticatedKey, response_id: str) -> None:
+    row = await _row(key, response_id)
+    if row is None:
+        raise _not_found(response_id)
+    await req.respond_json(200, row.response)
+
+
+async def response_delete(req: GatewayRequest, key: AuthenticatedKey, response_id: str) -> None:
+    delete = sync_to_async(_delete_row, thread_sensitive=False)
+    if not await delete(key.organization_id, response_id):
+        raise _not_found(response_id)
+    await req.respond_json(200, {"id": response_id, "object": "response", "deleted": True})
+
+
+def _not_found(response_id: str) -> NotFound:
+    return NotFound(f"No stored response with id '{response_id}' (responses created with "
+                    "store: false, deleted or expired ones are not kept).")  # fmt: skip
+
+
+def responses_purge(limit_batches: int = 100) -> int:
+    """Delete expired rows, ``_PURGE_BATCH`` at a time and at most ``limit_batches`` batches per
+    call (the beat task runs hourly); how many were deleted."""
+    total = 0
+    for _ in range(limit_batches):
+        ids = list(
+            StoredResponse.objects.filter(expires_at__lte=timezone.now()).values_list(
+                "id", flat=True
+            )[:_PURGE_BATCH]
+        )
+        if not ids:
+            break
+        deleted, _ = StoredResponse.objects.filter(id__in=ids).delete()
+        total += deleted
+    return total

@@ -1,0 +1,197 @@
+"""Not Diamond's API on RouterHub routers: model select, feedback per session, custom routers.
+
+Not Diamond's Python SDK (``notdiamond``, ``NOTDIAMOND_API_URL`` or ``nd_api_url``) talks to
+``{url}/v2/...``; RouterHub answers those paths under ``/api/notdiamond`` with the same shapes:
+
+- a ``preference_id`` is a RouterHub router slug (none: the platform router ``router/auto``);
+- ``llm_providers`` ``{provider, model}`` are the catalog model ``<provider>/<model>``; the router
+  chooses among those that are its candidates, and the answer names them as they were sent;
+- ``tradeoff`` ``cost`` is tradeoff 1 (cheapest that keeps quality); ``latency`` is served the
+  same way (RouterHub has no latency predictions: the cheaper models are the faster ones here);
+- a selection is a ``SelectionSession``; feedback is ``{metric: 0|1}`` on its session.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.core.files.uploadedfile import UploadedFile
+from django.utils import timezone
+from django.utils.text import slugify
+
+from accounts.models import Organization
+from routerhub.errors import BadRequest, NotFound
+from routing.gateway.catalog_cache import catalog_get
+from routing.models import SelectionSession
+from routing.routers import PLATFORM_ROUTER_SLUG, messages_prompt, router_decide, router_row
+from training import serving
+from training.serving import Router, TrainingRun
+
+MAX_PROVIDERS = 64
+TRADEOFFS = {"cost": 1.0, "latency": 1.0}
+
+
+def providers_parse(value: Any, param: str = "llm_providers") -> dict[str, dict[str, str]]:
+    """``{"<provider>/<model>": {"provider", "model"}}`` from Not Diamond's ``llm_providers``."""
+    if isinstance(value, str):  # trainCustomRouter sends it as a JSON form field
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise BadRequest(f"{param} must be a JSON list.", param=param) from None
+    if not isinstance(value, list) or not value or len(value) > MAX_PROVIDERS:
+        raise BadRequest(
+            f"{param} must be a list of 1 to {MAX_PROVIDERS} {{provider, model}} objects.",
+            param=param,
+        )
+    found: dict[str, dict[str, str]] = {}
+    for item in value:
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(k), str) and item.get(k) for k in ("provider", "model")
+        ):
+            raise BadRequest(
+                f"Each of {param} needs a provider and a model (strings).", param=param
+            )
+        found[f"{item['provider']}/{item['model']}"] = {
+            "provider": item["provider"],
+            "model": item["model"],
+        }
+    return found
+
+
+def tradeoff_parse(value: Any) -> float | None:
+    if value is None:
+        return None
+    if value not in TRADEOFFS:
+        raise BadRequest("tradeoff must be 'cost' or 'latency' (or absent).", param="tradeoff")
+    return TRADEOFFS[value]
+
+
+def _depth(value: Any) -> int:
+    if value is None:
+        return 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise BadRequest("max_model_depth must be a positive integer.", param="max_model_depth")
+    return value
+
+
+def model_select(*, organization: Organization, body: dict[str, Any]) -> dict[str, Any]:
+    """Rank ``llm_providers`` with the router named by ``preference_id``; record the session."""
+    offered = providers_parse(body.get("llm_providers"))
+    slug = str(body.get("preference_id") or PLATFORM_ROUTER_SLUG)
+    row = router_row(None if slug == PLATFORM_ROUTER_SLUG else organization.pk, slug)
+    if row is None and slug != PLATFORM_ROUTER_SLUG:
+        raise NotFound(
+            f"No router '{slug}' in this organization: preference_id is a RouterHub router "
+            "slug (GET /api/v1/routers lists them).",
+            param="preference_id",
+        )
+    candidates = list(offered)
+    if row is not None and row.candidates:
+        candidates = [m for m in offered if m in row.candidates]
+        if not candidates:
+            raise BadRequest(
+                f"None of llm_providers ({', '.join(offered)}) is a candidate of router/{slug} "
+                f"({', '.join(row.candidates)}).",
+                param="llm_providers",
+            )
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("messages must be a non-empty list of {role, content}.", param="messages")
+    prompt = messages_prompt(messages)
+    decision = router_decide(
+        organization_id=organization.pk,
+        model_id=f"router/{slug}",
+        prompt=prompt,
+        tradeoff=tradeoff_parse(body.get("tradeoff")),
+        candidates=candidates,
+        catalog=async_to_sync(catalog_get)(),
+        row=row,
+    )
+    ranked = [m for m in decision.models if m in offered][: _depth(body.get("max_model_depth"))]
+    session = SelectionSession.objects.create(
+        id=uuid.uuid4(),
+        organization=organization,
+        router=decision.router,
+        version=decision.version,
+        chosen=ranked[0],
+        candidates=candidates,
+        prompt=prompt if organization.prompt_logging else "",
+    )
+    return {"providers": [offered[m] for m in ranked], "session_id": str(session.id)}
+
+
+def feedback_record(*, organization: Organization, body: dict[str, Any]) -> dict[str, Any]:
+    """Store ``{metric: 0|1}`` for the model a session served."""
+    try:
+        session_id = uuid.UUID(str(body.get("session_id")))
+    except ValueError:
+        raise BadRequest(
+            "session_id must be the id modelSelect returned.", param="session_id"
+        ) from None
+    session = SelectionSession.objects.filter(organization=organization, id=session_id).first()
+    if session is None:
+        raise NotFound(f"No model-select session '{session_id}' in this organization.",
+                       param="session_id")  # fmt: skip
+    model = next(iter(providers_parse([body.get("provider")], "provider")))
+    feedback = body.get("feedback")
+    if (
+        not isinstance(feedback, dict)
+        or len(feedback) != 1
+        or next(iter(feedback.values())) not in (0, 1)
+    ):
+        raise BadRequest('feedback must be one metric with 0 or 1, e.g. {"accuracy": 1}.',
+                         param="feedback")  # fmt: skip
+    session.feedback = feedback
+    session.feedback_model = model
+    session.feedback_at = timezone.now()
+    session.save(update_fields=["feedback", "feedback_model", "feedback_at"])
+    return {"session_id": str(session.id), "provider": model, "feedback": feedback}
+
+
+def preference_create(*, organization: Organization, name: str | None) -> dict[str, str]:
+    """A new, untrained router; its slug is the preference id."""
+    base = slugify(name or "")[:40] or "notdiamond"
+    slug = f"{base}-{secrets.token_hex(4)}"
+    router = serving.router_create(
+        organization=organization, slug=slug, name=name or slug, candidates=[]
+    )
+    return {"preference_id": router.slug}
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() not in {"false", "0", "no"}
+
+
+def custom_router_train(
+    *, organization: Organization, upload: UploadedFile[Any], form: dict[str, Any]
+) -> tuple[Router, TrainingRun]:
+    """``CustomRouter.fit``: store the joint CSV as a dataset, validate it and queue training."""
+    offered = providers_parse(form.get("llm_providers"))
+    slug = (
+        str(form.get("preference_id") or "")
+        or preference_create(organization=organization, name=None)["preference_id"]
+    )
+    router = Router.objects.filter(organization=organization, slug=slug).first()
+    if router is None:
+        router = serving.router_create(
+            organization=organization, slug=slug, name=slug, candidates=list(offered)
+        )
+    elif not router.candidates:
+        router.candidates = list(offered)
+        router.save(update_fields=["candidates"])
+    try:
+        run = serving.train_on_upload(
+            router=router,
+            upload=upload,
+            name=upload.name or f"{slug}.csv",
+            prompt_column=str(form.get("prompt_column") or "prompt"),
+            maximize=_flag(form.get("maximize", True)),
+        )
+    except serving.UploadNotReady as exc:
+        raise BadRequest(f"The dataset did not validate: {exc}", param="dataset_file",
+                         metadata={"errors": exc.errors[:20]}) from None  # fmt: skip
+    return router, run

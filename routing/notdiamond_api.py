@@ -1,0 +1,177 @@
+"""Not Diamond's endpoints under ``/api/notdiamond/v2/...`` (point their SDK's API URL here).
+
+Shapes follow Not Diamond's Python SDK (``notdiamond`` 0.4): ``modelSelect`` answers
+``{providers: [{provider, model}], session_id}``, feedback ``{session_id, provider, feedback}``,
+``userPreferenceCreate`` and ``trainCustomRouter`` ``{preference_id}``. Authentication is a
+RouterHub API key as the bearer token: inference keys may select and report feedback, creating and
+training routers needs a management key of an admin (as ``/api/v1/routers`` does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import Role
+from accounts.tenant_api import TenantAPIView
+from routerhub.errors import BadRequest
+from routing import notdiamond
+from routing.models import SelectionSession
+from training.serving import Router
+
+
+def _provider() -> serializers.DictField:
+    return serializers.DictField(child=serializers.CharField(), help_text="{provider, model}")
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return dict(request.data)
+
+
+def _form(request: Request) -> dict[str, Any]:
+    """The multipart fields, one value each (the last, as Django's ``QueryDict`` gives)."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise BadRequest("Send the fields as multipart/form-data.")
+    return {str(k): data.get(k) for k in data if k != "dataset_file"}
+
+
+class ModelSelectView(TenantAPIView):
+    """Not Diamond's model select: rank ``llm_providers`` with the router ``preference_id``."""
+
+    tenant_model = SelectionSession
+    inference_key_allowed = True
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="notdiamond_model_select",
+        request=inline_serializer(
+            "NotDiamondModelSelect",
+            {
+                "messages": serializers.ListField(child=serializers.DictField()),
+                "llm_providers": serializers.ListField(child=_provider()),
+                "tradeoff": serializers.ChoiceField(["cost", "latency"], required=False),
+                "preference_id": serializers.CharField(required=False, help_text="router slug"),
+                "max_model_depth": serializers.IntegerField(required=False, min_value=1),
+            },
+        ),
+        responses=inline_serializer(
+            "NotDiamondSelection",
+            {
+                "providers": serializers.ListField(child=_provider()),
+                "session_id": serializers.UUIDField(),
+            },
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        return Response(
+            notdiamond.model_select(organization=self.organization, body=_body(request))
+        )
+
+
+class FeedbackView(TenantAPIView):
+    """Not Diamond's feedback: ``{metric: 0|1}`` for the model a model-select session chose."""
+
+    tenant_model = SelectionSession
+    inference_key_allowed = True
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="notdiamond_feedback",
+        request=inline_serializer(
+            "NotDiamondFeedback",
+            {
+                "session_id": serializers.UUIDField(),
+                "provider": _provider(),
+                "feedback": serializers.DictField(
+                    child=serializers.IntegerField(), help_text='{"accuracy": 0|1}'
+                ),
+            },
+        ),
+        responses=inline_serializer(
+            "NotDiamondFeedbackRecorded",
+            {
+                "session_id": serializers.UUIDField(),
+                "provider": serializers.CharField(),
+                "feedback": serializers.DictField(),
+            },
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        return Response(
+            notdiamond.feedback_record(organization=self.organization, body=_body(request))
+        )
+
+
+_PREFERENCE = inline_serializer("NotDiamondPreference", {"preference_id": serializers.CharField()})
+
+
+class PreferenceCreateView(TenantAPIView):
+    """Not Diamond's preference id: a new, untrained router whose slug is the id."""
+
+    tenant_model = Router
+    required_roles = {"POST": Role.ADMIN}
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="notdiamond_preference_create",
+        request=inline_serializer(
+            "NotDiamondPreferenceCreate",
+            {"name": serializers.CharField(required=False, allow_null=True)},
+        ),
+        responses=_PREFERENCE,
+    )
+    def post(self, request: Request) -> Response:
+        name = _body(request).get("name")
+        if name is not None and (not isinstance(name, str) or len(name) > 120):
+            raise BadRequest("name must be text of at most 120 characters.", param="name")
+        return Response(notdiamond.preference_create(organization=self.organization, name=name))
+
+
+class TrainCustomRouterView(TenantAPIView):
+    """Not Diamond's ``CustomRouter.fit``: the joint CSV becomes a dataset and a training run."""
+
+    tenant_model = Router
+    required_roles = {"POST": Role.ADMIN}
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        operation_id="notdiamond_train_custom_router",
+        request={
+            "multipart/form-data": inline_serializer(
+                "NotDiamondTrain",
+                {
+                    "dataset_file": serializers.FileField(),
+                    "llm_providers": serializers.CharField(
+                        help_text="JSON list of {provider, model}"
+                    ),
+                    "prompt_column": serializers.CharField(),
+                    "maximize": serializers.BooleanField(required=False),
+                    "language": serializers.CharField(required=False, help_text="ignored"),
+                    "preference_id": serializers.CharField(required=False, help_text="router slug"),
+                },
+            )
+        },
+        responses=inline_serializer(
+            "NotDiamondTraining",
+            {
+                "preference_id": serializers.CharField(),
+                "training_run": serializers.IntegerField(),
+            },
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        upload = request.FILES.get("dataset_file")
+        if upload is None:
+            raise BadRequest("dataset_file is required (the joint CSV).", param="dataset_file")
+        router, run = notdiamond.custom_router_train(
+            organization=self.organization, upload=upload, form=_form(request)
+        )
+        return Response({"preference_id": router.slug, "training_run": run.pk})

@@ -1,0 +1,63 @@
+"""``POST /api/v1/routers/{slug}/calibrate``: RouteLLM's ``calibrate_threshold`` for a router."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.tenant_api import TenantAPIView
+from routerhub.errors import NotFound
+from routing.routellm import routellm_calibrate
+from training.serving import Router
+
+
+class CalibrateInput(serializers.Serializer[Any]):
+    strong_share = serializers.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        help_text="Share of traffic (0..1) to send to the strong model, e.g. 0.5.",
+    )
+
+
+CalibrateOutput = inline_serializer(
+    "Calibration",
+    {
+        "threshold": serializers.FloatField(),
+        "model": serializers.CharField(help_text="router-<slug>-<threshold>, ready to call"),
+        "strong_share": serializers.FloatField(),
+        "achieved_share": serializers.FloatField(),
+        "strong_model": serializers.CharField(),
+        "weak_model": serializers.CharField(),
+        "prompts": serializers.IntegerField(),
+        "version": serializers.IntegerField(),
+    },
+)
+
+
+class RouterCalibrateView(TenantAPIView):
+    """The strong-win-rate threshold that sends a share of the router's data to its strong model."""
+
+    tenant_model = Router
+    inference_key_allowed = True
+
+    @extend_schema(request=CalibrateInput, responses=CalibrateOutput)
+    def post(self, request: Request, slug: str) -> Response:
+        router = self.get_queryset().filter(slug=slug).select_related("active_version").first()
+        if router is None:
+            raise NotFound(f"No router '{slug}' in this organization.", param="slug")
+        if router.active_version is None:
+            raise NotFound(
+                f"Router '{slug}' has no trained version yet; train it with "
+                f"POST /api/v1/routers/{slug}/train.",
+                param="slug",
+            )
+        data = CalibrateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        answer = routellm_calibrate(
+            version=router.active_version, strong_share=data.validated_data["strong_share"]
+        )
+        return Response({"model": f"router-{slug}-{answer['threshold']}", **answer})

@@ -1,0 +1,144 @@
+"""Not Diamond migration: their SDK, pointed at RouterHub, trains a custom router from a Not
+Diamond-format dataset, selects models with it and reports feedback; the shapes' errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accounts.models import KeyScope
+from routing.models import SelectionSession
+from tests.factories import key_client, key_make, organization_make
+from tests.routing.world import World
+from tests.training.conftest import synthetic_frame
+from training.models import Router
+
+pytestmark = pytest.mark.usefixtures("eager_celery", "media")
+
+WEAK, STRONG = "test/gpt", "test/claude"
+PROMPTS = ["Compute 17 + 42 * 3.", "Write a short poem about the lantern at dawn. (#1000)"]
+SELECT = "/api/notdiamond/v2/modelRouter/modelSelect"
+FEEDBACK = "/api/notdiamond/v2/report/metrics/feedback"
+PROVIDERS = [{"provider": "test", "model": "gpt"}, {"provider": "test", "model": "claude"}]
+
+
+def nd_rows() -> list[dict[str, Any]]:
+    """Not Diamond's joint layout: a prompt column and ``<provider>/<model>/score`` columns."""
+    frame = synthetic_frame(rows=180)
+    return [
+        {"question": r["prompt"], f"{WEAK}/score": r["math-model/score"],
+         f"{STRONG}/score": r["prose-model/score"]}
+        for r in frame.to_dict("records")
+    ]  # fmt: skip
+
+
+def run_sdk(world: World, key: str, **args: Any) -> dict[str, Any]:
+    env = {**os.environ, "NOTDIAMOND_API_URL": f"{world.gateway_url}/api/notdiamond"}
+    script = Path(__file__).with_name("nd_sdk_client.py")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        input=json.dumps({"key": key, "rows": nd_rows(), "prompts": PROMPTS, **args}),
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_the_not_diamond_sdk_trains_selects_and_reports_feedback(world: World) -> None:
+    manage_key = key_make(world.organization, scope=KeyScope.MANAGE)
+
+    result = run_sdk(world, manage_key, tradeoff="cost")
+
+    router = Router.objects.get(organization=world.organization, slug=result["preference_id"])
+    assert router.active_version is not None and sorted(router.candidates) == [STRONG, WEAK]
+    manage = key_client(manage_key)
+    for prompt, selection in zip(PROMPTS, result["selections"], strict=True):
+        ours = manage.post(f"/api/v1/routers/{router.slug}/select",
+                           {"prompt": prompt, "tradeoff": 1}, format="json").json()  # fmt: skip
+        assert selection["model"] == ours["chosen"]
+        assert selection["feedback"] is True
+        session = SelectionSession.objects.get(id=selection["session_id"])
+        assert session.organization_id == world.organization.pk
+        assert (session.router, session.chosen) == (f"router/{router.slug}", ours["chosen"])
+        assert session.feedback == {"accuracy": 1} and session.feedback_model == ours["chosen"]
+
+
+def trained_router(world: World) -> str:
+    from tests.serving.test_router_serving import train_router
+
+    train_router(world, slug="nd")
+    return "nd"
+
+
+def test_model_select_shapes_and_errors(world: World) -> None:
+    slug = trained_router(world)
+    inference = key_client(world.key)
+    body = {"messages": [{"role": "user", "content": PROMPTS[0]}], "llm_providers": PROVIDERS,
+            "preference_id": slug, "metric": "accuracy", "max_model_depth": 2}  # fmt: skip
+
+    selected = inference.post(SELECT, body, format="json")
+    unknown = inference.post(SELECT, {**body, "preference_id": "nope"}, format="json")
+    outside = inference.post(SELECT, {**body, "llm_providers": [{"provider": "openai",
+                             "model": "gpt-4o"}]}, format="json")  # fmt: skip
+    tradeoff = inference.post(SELECT, {**body, "tradeoff": "speed"}, format="json")
+    no_messages = inference.post(SELECT, {**body, "messages": []}, format="json")
+
+    assert selected.status_code == 200, selected.json()
+    assert [p["model"] for p in selected.json()["providers"]] in (
+        ["gpt", "claude"],
+        ["claude", "gpt"],
+    )
+    assert set(selected.json()) == {"providers", "session_id"}
+    assert (
+        unknown.status_code == 404
+        and "preference_id is a RouterHub router slug" in (unknown.json()["error"]["message"])
+    )
+    assert (
+        outside.status_code == 400
+        and "is a candidate of router/nd" in (outside.json()["error"]["message"])
+    )
+    assert tradeoff.status_code == 400
+    assert no_messages.status_code == 400 and no_messages.json()["error"]["param"] == "messages"
+
+
+def test_feedback_is_per_session_and_per_organization(world: World) -> None:
+    slug = trained_router(world)
+    inference = key_client(world.key)
+    session_id = inference.post(SELECT, {"messages": [{"role": "user", "content": PROMPTS[1]}],
+                                         "llm_providers": PROVIDERS, "preference_id": slug},
+                                format="json").json()["session_id"]  # fmt: skip
+    stranger = key_client(key_make(organization_make(name="Other")))
+    feedback = {"session_id": session_id, "provider": PROVIDERS[0], "feedback": {"accuracy": 0}}
+
+    elsewhere = stranger.post(FEEDBACK, feedback, format="json")
+    bad_value = inference.post(FEEDBACK, {**feedback, "feedback": {"accuracy": 7}}, format="json")
+    recorded = inference.post(FEEDBACK, feedback, format="json")
+
+    assert elsewhere.status_code == 404
+    assert bad_value.status_code == 400
+    assert recorded.status_code == 200
+    assert SelectionSession.objects.get(id=session_id).feedback == {"accuracy": 0}
+
+
+def test_training_a_custom_router_needs_a_management_key(world: World) -> None:
+    inference = key_client(world.key)
+
+    refused = inference.post("/api/notdiamond/v2/preferences/userPreferenceCreate",
+                             {"name": "support"}, format="json")  # fmt: skip
+
+    assert refused.status_code == 403
+
+
+def test_custom_router_uploads_may_be_as_large_as_dataset_uploads(settings: Any) -> None:
+    from routerhub.body_limits import body_limit
+
+    upload_limit = body_limit("POST", "/api/notdiamond/v2/pzn/trainCustomRouter")
+
+    assert upload_limit == body_limit("POST", "/api/v1/datasets") > settings.REQUEST_MAX_BODY_BYTES
+    assert body_limit("POST", SELECT) == settings.REQUEST_MAX_BODY_BYTES

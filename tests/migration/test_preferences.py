@@ -1,0 +1,141 @@
+"""Preference (Chatbot Arena) datasets: parsed into per-prompt win rates, or refused clearly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import KeyScope
+from tests.factories import key_client, key_make, organization_make
+from tests.migration.arena import arena_battles, is_hard
+from tests.training.conftest import csv_bytes, parquet_bytes
+from tests.training.helpers import upload
+from training.ingest import DatasetInvalidError, dataset_parse
+
+STRONG, WEAK = "arena/strong", "arena/weak"
+
+
+def messages_of(error: DatasetInvalidError) -> str:
+    return " | ".join(e["message"] for e in error.errors)
+
+
+def test_battles_become_win_rates_where_the_strong_model_leads_on_hard_prompts() -> None:
+    frame = arena_battles(STRONG, WEAK)
+
+    parsed = dataset_parse(csv_bytes(frame))
+
+    assert sorted(parsed.models) == sorted([STRONG, WEAK])
+    assert parsed.costs is None and parsed.binary == [False, False]
+    assert np.all((parsed.scores >= 0) & (parsed.scores <= 1))
+    np.testing.assert_allclose(parsed.scores.sum(axis=1), 1.0)  # two models: p and 1 - p
+    strong = parsed.scores[:, parsed.models.index(STRONG)]
+    hard = np.array([is_hard(p) for p in parsed.prompts])
+    assert strong[hard].mean() > 0.75  # wins ~86% of decided hard battles
+    assert 0.4 < strong[~hard].mean() < 0.65  # mostly ties on easy ones
+    assert len(parsed.prompts) == frame["prompt"].nunique()
+    assert "Preference data: 400 battle(s)" in parsed.warnings[0]
+
+
+def test_parquet_and_jsonl_battles_parse_like_csv() -> None:
+    frame = arena_battles(STRONG, WEAK, rows=120)
+    jsonl = "\n".join(json.dumps(r) for r in frame.to_dict("records")).encode()
+
+    from_csv = dataset_parse(csv_bytes(frame))
+    for content in (parquet_bytes(frame), jsonl):
+        parsed = dataset_parse(content)
+        assert parsed.prompts == from_csv.prompts
+        np.testing.assert_allclose(parsed.scores, from_csv.scores, atol=1e-9)
+
+
+def test_a_winner_named_by_model_id_counts_like_model_a_or_model_b() -> None:
+    frame = arena_battles(STRONG, WEAK, rows=120)
+    by_name = frame.assign(
+        winner=[
+            r.model_a if r.winner == "model_a" else r.model_b if r.winner == "model_b" else r.winner
+            for r in frame.itertuples()
+        ]
+    )
+
+    np.testing.assert_allclose(
+        dataset_parse(csv_bytes(by_name)).scores, dataset_parse(csv_bytes(frame)).scores
+    )
+
+
+def test_bad_winners_and_models_are_reported_by_row_and_column() -> None:
+    frame = arena_battles(STRONG, WEAK, rows=60)
+    frame.loc[2, "winner"] = "model_c"
+    frame.loc[5, "model_b"] = frame.loc[5, "model_a"]
+    frame.loc[7, "model_a"] = ""
+
+    with pytest.raises(DatasetInvalidError) as caught:
+        dataset_parse(csv_bytes(frame))
+
+    errors = {(e["row"], e["column"]): e["message"] for e in caught.value.errors}
+    assert (
+        "winner 'model_c' is not one of model_a, model_b, tie, tie (bothbad)"
+        in errors[(3, "winner")]
+    )
+    assert "a battle needs two models" in errors[(6, "model_b")]
+    assert "model_a is empty" in errors[(8, "model_a")]
+
+
+def test_a_battles_file_with_one_model_or_too_few_prompts_is_refused() -> None:
+    few = arena_battles(STRONG, WEAK, rows=10)
+
+    with pytest.raises(DatasetInvalidError) as caught:
+        dataset_parse(csv_bytes(few))
+
+    assert "training needs at least 25" in messages_of(caught.value)
+
+
+def test_a_mixed_file_learns_from_battles_and_score_rows_together() -> None:
+    battles = arena_battles(STRONG, WEAK, rows=200)
+    third = "arena/third"
+    scored = pd.DataFrame(
+        {
+            "prompt": [f"Translate sentence number {i} about the {w} into French."
+                       for i, w in zip(range(60), ["river", "comet", "violin"] * 20, strict=True)],
+            f"{STRONG}/score": [1] * 60,
+            f"{WEAK}/score": [0] * 60,
+            f"{third}/score": [1, 0] * 30,
+        }
+    )  # fmt: skip
+    mixed = pd.concat([battles, scored], ignore_index=True)
+
+    parsed = dataset_parse(csv_bytes(mixed))
+
+    assert sorted(parsed.models) == sorted([STRONG, WEAK, third])
+    assert len(parsed.prompts) == battles["prompt"].nunique() + 60
+    assert "60 comparison(s)" not in parsed.warnings[0]  # 3 pairs per score row
+    assert "180 comparison(s) from score rows" in parsed.warnings[0]
+    translate = np.array([p.startswith("Translate") for p in parsed.prompts])
+    column = {m: parsed.scores[translate, j].mean() for j, m in enumerate(parsed.models)}
+    assert column[STRONG] > column[third] > column[WEAK]
+
+
+def test_an_uploaded_battles_file_with_bad_winners_is_invalid_with_reasons(
+    transactional_db: None, media: object, eager_celery: None
+) -> None:
+    client: APIClient = key_client(key_make(organization_make(), scope=KeyScope.MANAGE))
+    frame = arena_battles(STRONG, WEAK, rows=60).assign(winner="a")
+
+    created = upload(client, csv_bytes(frame), filename="battles.csv")
+
+    dataset = client.get(f"/api/v1/datasets/{created.json()['id']}").json()
+    assert dataset["status"] == "invalid"
+    assert dataset["errors"][0]["column"] == "winner" and dataset["errors"][0]["row"] == 1
+    assert "Chatbot Arena" in dataset["errors"][0]["message"]
+
+
+def test_rows_with_an_empty_prompt_are_dropped_with_a_warning() -> None:
+    frame = arena_battles(STRONG, WEAK, rows=120)
+    frame.loc[[3, 4, 5], "prompt"] = ""
+
+    parsed = dataset_parse(csv_bytes(frame))
+
+    assert parsed.warnings[0] == "Dropped 3 row(s) with an empty prompt."
+    assert "" not in parsed.prompts

@@ -1,0 +1,95 @@
+"""RouteLLM migration: a router trained on battles serves ``router-<slug>-<threshold>`` and splits
+traffic between its strong and weak models as ``/calibrate`` says it will."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import KeyScope
+from tests.factories import key_client, key_make
+from tests.migration.arena import arena_battles
+from tests.routing.world import World
+from tests.training.conftest import csv_bytes
+from tests.training.helpers import upload
+
+pytestmark = pytest.mark.usefixtures("eager_celery", "media")
+
+WEAK, STRONG = "test/gpt", "test/claude"  # $1/$2 and $3/$15 per 1M tokens in the test catalog
+
+
+def train_on_battles(world: World, slug: str = "arena") -> tuple[APIClient, list[str]]:
+    manage = key_client(key_make(world.organization, scope=KeyScope.MANAGE))
+    frame = arena_battles(STRONG, WEAK, rows=400)
+    dataset = upload(manage, csv_bytes(frame), filename="battles.csv").json()
+    assert manage.get(f"/api/v1/datasets/{dataset['id']}").json()["status"] == "ready"
+    created = manage.post(
+        "/api/v1/routers",
+        {"slug": slug, "name": "Arena", "candidates": [WEAK, STRONG]},
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    run = manage.post(f"/api/v1/routers/{slug}/train", {"dataset": dataset["id"]}, format="json")
+    finished = manage.get(f"/api/v1/training-runs/{run.json()['id']}").json()
+    assert finished["status"] == "succeeded", finished
+    return manage, list(dict.fromkeys(frame["prompt"]))
+
+
+def served(world: World, model: str, prompt: str) -> Any:
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    return client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=8
+    )
+
+
+@pytest.mark.parametrize("share", [0.3, 0.7])
+def test_router_threshold_calls_split_traffic_as_calibrated(world: World, share: float) -> None:
+    manage, prompts = train_on_battles(world)
+
+    calibration = manage.post("/api/v1/routers/arena/calibrate", {"strong_share": share},
+                              format="json")  # fmt: skip
+    assert calibration.status_code == 200, calibration.json()
+    answer = calibration.json()
+    assert (answer["strong_model"], answer["weak_model"]) == (STRONG, WEAK)
+    assert answer["model"] == f"router-arena-{answer['threshold']}"
+    completions = [served(world, answer["model"], prompt) for prompt in prompts]
+
+    strong_share = sum(c.model == STRONG for c in completions) / len(completions)
+    assert abs(strong_share - share) <= 0.03, (strong_share, answer)
+    routing = completions[0].model_extra["routing"]
+    assert routing["router"] == answer["model"] and routing["strategy"] == "routellm"
+    assert {r["model"] for r in routing["ranked"]} == {STRONG, WEAK}
+    record = world.usage_record(completions[0].id)
+    assert record.router == answer["model"] and record.router_version == 1
+
+
+def test_threshold_zero_always_calls_strong_and_one_mostly_weak(world: World) -> None:
+    manage, prompts = train_on_battles(world)
+    bad_share = manage.post("/api/v1/routers/arena/calibrate", {"strong_share": 2}, format="json")
+    assert bad_share.status_code == 400
+
+    assert served(world, "router-arena-0", prompts[0]).model == STRONG
+    assert served(world, "router-arena-1.0", prompts[0]).model == WEAK
+
+
+def test_bad_thresholds_and_untrained_routers_are_clear_errors(world: World) -> None:
+    manage = key_client(key_make(world.organization, scope=KeyScope.MANAGE))
+    manage.post("/api/v1/routers", {"slug": "fresh", "name": "Fresh", "candidates": [WEAK, STRONG]},
+                format="json")  # fmt: skip
+
+    with pytest.raises(openai.BadRequestError) as above_one:
+        served(world, "router-fresh-1.5", "hello")
+    with pytest.raises(openai.NotFoundError) as untrained:
+        served(world, "router-fresh-0.5", "hello")
+    calibrate = manage.post("/api/v1/routers/fresh/calibrate", {"strong_share": 0.5},
+                            format="json")  # fmt: skip
+
+    assert "must be from 0 to 1" in str(above_one.value)
+    assert "No trained router 'fresh'" in str(untrained.value)
+    assert (
+        calibrate.status_code == 404
+        and "no trained version" in calibrate.json()["error"]["message"]
+    )

@@ -1,0 +1,57 @@
+"""langchain-openai against the in-process gateway: ``ChatOpenAI`` in Responses mode (plain,
+streamed, tools) and ``OpenAIEmbeddings``. Nothing leaves the machine (no tracing; the
+embeddings' tiktoken length check, which downloads encodings, is off)."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+
+from routing.fake_upstream.answers import answer_text
+from routing.fake_upstream.embeddings import embedding_vector
+from tests.routing.test_gateway_embeddings import _embedding_catalog
+from tests.routing.world import World
+
+
+@tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"sunny in {city}"
+
+
+def chat_for(world: World, **options: object) -> ChatOpenAI:
+    return ChatOpenAI(model="test/gpt", base_url=f"{world.gateway_url}/v1", api_key=world.key,
+                      max_retries=0, use_responses_api=True, **options)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_chat_openai_in_responses_mode_plain_and_streamed(world: World) -> None:
+    chat = chat_for(world)
+    answer = chat.invoke("What is 6*7?")
+    streamed = "".join(chunk.text for chunk in chat.stream("Tell me about tea"))
+
+    assert answer.text == answer_text("gpt-4o-mini", "What is 6*7?")
+    assert streamed == answer_text("gpt-4o-mini", "Tell me about tea")
+    assert world.upstream_requests("/v1/chat/completions")  # served through /v1/responses
+    assert answer.usage_metadata is not None and answer.usage_metadata["total_tokens"] > 0
+
+
+def test_chat_openai_in_responses_mode_calls_tools(world: World) -> None:
+    answer = chat_for(world).bind_tools([get_weather]).invoke("What is the weather in Paris?")
+
+    (call,) = answer.tool_calls
+    assert call["name"] == "get_weather" and isinstance(call["args"]["city"], str)
+
+
+def test_openai_embeddings(world: World) -> None:
+    _embedding_catalog(world)
+    embeddings = OpenAIEmbeddings(model="test/embed", base_url=f"{world.gateway_url}/v1",
+                                  api_key=world.key, max_retries=0,  # type: ignore[arg-type]
+                                  check_embedding_ctx_length=False)  # fmt: skip
+
+    documents = embeddings.embed_documents(["first text", "second text"])
+    query = embeddings.embed_query("first text")
+
+    expected = embedding_vector("text-embedding-3-small", "first text")
+    assert documents[0] == pytest.approx(expected, rel=1e-6) and query == documents[0]
+    assert len(documents) == 2

@@ -1,0 +1,54 @@
+"""Feedback reaches a router through the id its usage record names, never through the router's
+name: a router made later under a reused slug does not inherit another router's feedback."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from billing.models import UsageRecord
+from routing.feedback import feedback_record, router_feedback
+from tests.factories import organization_make, user_make
+from training.models import Router
+
+pytestmark = pytest.mark.django_db
+
+
+def served(router: Router, generation_id: str, model: str) -> UsageRecord:
+    return UsageRecord.objects.create(
+        organization=router.organization,
+        generation_id=generation_id,
+        model=model,
+        router=f"router/{router.slug}",
+        router_id=router.pk,
+        status="succeeded",
+        prompt=f"prompt of {generation_id}",
+        cost="0.001",
+        created_at=datetime.now(UTC),
+    )
+
+
+def test_a_router_reusing_a_deleted_routers_slug_starts_without_its_feedback():
+    organization = organization_make(user_make(), "Acme")
+    first = Router.objects.create(organization=organization, slug="support", candidates=["a", "b"])
+    served(first, "gen-first", "a")
+    feedback_record(organization_id=organization.pk, generation_id="gen-first", score=1.0,
+                    key_id=None)  # fmt: skip
+    first.delete()
+    second = Router.objects.create(organization=organization, slug="support", candidates=["a", "b"])
+
+    assert router_feedback(second) == []
+
+
+def test_a_routers_feedback_is_what_its_requests_received():
+    organization = organization_make(user_make(), "Acme")
+    router = Router.objects.create(organization=organization, slug="support", candidates=["a", "b"])
+    served(router, "gen-1", "b")
+    feedback_record(organization_id=organization.pk, generation_id="gen-1", score=0.25,
+                    key_id=None)  # fmt: skip
+
+    [example] = router_feedback(router)
+
+    assert (example.prompt, example.model, example.score) == ("prompt of gen-1", "b", 0.25)
+    assert example.cost == pytest.approx(0.001)

@@ -1,0 +1,264 @@
+"""OpenRouter's conventions against ``/api/v1``: inference paths, model listings, the key and
+credits envelopes, model variants, ``provider.sort`` objects, ``reasoning``, fallbacks from an
+unknown model and ``native_finish_reason``. Clients are the openai SDK and plain HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from routing.fake_upstream.answers import answer_text
+from tests.routing.world import World, base_catalog, endpoint, model
+
+
+def openrouter_client(world: World) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{world.gateway_url}/api/v1", api_key=world.key, max_retries=0)
+
+
+def get(world: World, path: str, key: str | None = None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key or world.key}"}
+    return httpx.get(f"{world.gateway_url}/api/v1{path}", headers=headers, timeout=10)
+
+
+def post_chat(world: World, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{world.gateway_url}/api/v1/chat/completions", json=body, timeout=10,
+                      headers={"authorization": f"Bearer {world.key}"})  # fmt: skip
+
+
+def test_chat_whole_and_streamed_on_the_openrouter_base_url(world: World) -> None:
+    client = openrouter_client(world)
+    answer = client.chat.completions.create(
+        model="test/gpt", messages=[{"role": "user", "content": "Hi"}]
+    )
+    stream = client.chat.completions.create(
+        model="test/claude", messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+
+    assert answer.choices[0].message.content == answer_text("gpt-4o-mini", "Hi")
+    assert answer.choices[0].model_extra["native_finish_reason"] == "stop"
+    assert text == answer_text("claude-sonnet-4-5", "Hi")
+
+
+def test_completions_embeddings_and_responses_on_the_openrouter_base_url(world: World) -> None:
+    client = openrouter_client(world)
+
+    assert client.completions.create(model="test/gpt", prompt="Say hi").choices[0].text
+    assert client.responses.create(model="test/gpt", input="Hi", store=False).output_text
+    response = httpx.post(f"{world.gateway_url}/api/v1/embeddings", timeout=10,
+                          json={"model": "test/nothing", "input": "x"},
+                          headers={"authorization": f"Bearer {world.key}"})  # fmt: skip
+    assert response.status_code == 404 and "Unknown model" in response.text  # the /v1 handler
+
+
+def test_models_list_in_openrouters_shape(world: World) -> None:
+    response = get(world, "/models")
+
+    assert response.status_code == 200
+    models = {m["id"]: m for m in response.json()["data"]}
+    gpt = models["test/gpt"]
+    assert gpt["pricing"]["prompt"] == "0.000001" and gpt["pricing"]["completion"] == "0.000002"
+    assert gpt["architecture"]["output_modalities"] == ["text"]
+    assert gpt["top_provider"]["context_length"] == gpt["context_length"]
+    assert "reasoning" in gpt["supported_parameters"]
+    assert models["test/claude"]["pricing"]["input_cache_read"] == "0.0000003"
+
+
+def test_a_models_endpoints_in_openrouters_shape(world: World) -> None:
+    response = get(world, "/models/test/claude/endpoints")
+
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert data["id"] == "test/claude"
+    (only,) = data["endpoints"]
+    assert only["tag"] == "fake-anthropic" and only["pricing"]["completion"] == "0.000015"
+    assert only["status"] == 0 and only["context_length"] > 0
+    assert get(world, "/models/test/nothing/endpoints").status_code == 404
+
+
+def test_key_credits_and_generation_carry_openrouters_envelope(world: World) -> None:
+    answer = openrouter_client(world).chat.completions.create(
+        model="test/gpt", messages=[{"role": "user", "content": "Hi"}]
+    )
+    record = world.usage_record(answer.id)
+    manage = world.key_for(scope="manage")
+
+    auth = get(world, "/auth/key").json()
+    assert set(auth) == {"data"}
+    assert auth["data"]["limit"] is None and auth["data"]["is_free_tier"] is True
+    assert auth["data"]["usage"] == pytest.approx(float(record.cost))
+    assert auth["data"]["rate_limit"] == {"requests": -1, "interval": "1m"}
+    key = get(world, "/key").json()
+    assert key["data"] == auth["data"] and key["scope"] == "inference"  # API.md's fields stay
+    credits = get(world, "/credits", key=manage).json()
+    assert credits["data"]["total_credits"] - credits["data"]["total_usage"] == pytest.approx(
+        float(credits["balance"])
+    )
+    generation = get(world, f"/generation?id={answer.id}").json()
+    assert generation["id"] == answer.id and generation["data"]["id"] == answer.id
+    assert generation["data"]["total_cost"] == pytest.approx(float(record.cost))
+
+
+def test_floor_and_nitro_variants_serve_the_base_model(world: World) -> None:
+    for variant in ("test/gpt:floor", "test/gpt:nitro"):
+        response = post_chat(
+            world, {"model": variant, "messages": [{"role": "user", "content": "x"}]}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["model"] == "test/gpt"
+
+
+def test_floor_sorts_the_endpoints_by_price(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["endpoints"].append(endpoint("test/gpt", "fake-openai-b", "gpt-cheap", "0.1", "0.1"))
+    world.catalog(catalog)
+
+    response = post_chat(world, {"model": "test/gpt:floor", "messages": [{"role": "user", "content": "x"}],
+                                 "provider": {"sort": "latency"}})  # fmt: skip
+    floor = post_chat(
+        world, {"model": "test/gpt:floor", "messages": [{"role": "user", "content": "x"}]}
+    )
+
+    assert response.status_code == 200 and floor.json()["provider"] == "fake-openai-b"
+
+
+def test_free_variant_keeps_only_endpoints_priced_zero(world: World) -> None:
+    body = {"model": "test/gpt:free", "messages": [{"role": "user", "content": "x"}]}
+    refused = post_chat(world, body)
+    catalog = base_catalog(world.fake_url)
+    catalog["endpoints"].append(endpoint("test/gpt", "fake-openai-b", "gpt-free", "0", "0"))
+    world.catalog(catalog)
+    served = post_chat(world, body)
+
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "provider"
+    assert served.status_code == 200 and served.json()["provider"] == "fake-openai-b"
+
+
+@pytest.mark.parametrize(
+    ("model_id", "words"),
+    [("test/gpt:online", "web search"), ("test/gpt:turbo", "Unknown model variant"),
+     ("test/gpt:floor", "provider must be an object")],
+)  # fmt: skip
+def test_online_and_unknown_variants_are_refused(world: World, model_id: str, words: str) -> None:
+    response = post_chat(world, {"model": model_id, "provider": "cheap" if "floor" in model_id else {},
+                                 "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+
+    assert response.status_code == 400 and words in response.json()["error"]["message"]
+    assert not world.upstream_requests()
+
+
+def test_a_catalog_id_with_a_colon_is_taken_as_it_is(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["models"].append(model("test/gpt:free"))
+    catalog["endpoints"].append(endpoint("test/gpt:free", "fake-openai", "gpt-4o-mini", "0", "0"))
+    world.catalog(catalog)
+
+    response = post_chat(
+        world, {"model": "test/gpt:free", "messages": [{"role": "user", "content": "x"}]}
+    )
+
+    assert response.status_code == 200 and response.json()["model"] == "test/gpt:free"
+
+
+def test_thinking_variant_and_reasoning_turn_on_anthropic_thinking(world: World) -> None:
+    body = {"model": "test/claude:thinking", "max_tokens": 4000,
+            "messages": [{"role": "user", "content": "Think"}]}  # fmt: skip
+    answer = post_chat(world, body).json()
+
+    sent = world.last_upstream("/v1/messages")["body"]
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2000}  # medium: half
+    assert answer["choices"][0]["message"]["reasoning"]
+    assert answer["choices"][0]["native_finish_reason"] == "end_turn"
+    excluded = post_chat(world, body | {"model": "test/claude",
+                                        "reasoning": {"effort": "high", "exclude": True}}).json()  # fmt: skip
+    assert world.last_upstream("/v1/messages")["body"]["thinking"]["budget_tokens"] == 3200
+    assert "reasoning" not in excluded["choices"][0]["message"]
+
+
+def test_reasoning_becomes_openai_effort_and_gemini_thinking_budget(world: World) -> None:
+    messages = [{"role": "user", "content": "x"}]
+    post_chat(world, {"model": "test/gpt", "messages": messages, "reasoning": {"effort": "low"}})
+    assert world.last_upstream("/v1/chat/completions")["body"]["reasoning_effort"] == "low"
+    post_chat(world, {"model": "test/gpt", "messages": messages, "reasoning": {"effort": "low"},
+                      "reasoning_effort": "high"})  # fmt: skip
+    assert world.last_upstream("/v1/chat/completions")["body"]["reasoning_effort"] == "high"
+    post_chat(world, {"model": "test/gemini", "messages": messages, "max_tokens": 3000,
+                      "reasoning": {"max_tokens": 1500}})  # fmt: skip
+    config = world.last_upstream("gemini")["body"]["generationConfig"]
+    assert config["thinkingConfig"] == {"thinkingBudget": 1500, "includeThoughts": True}
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "param"),
+    [("high", "reasoning"), ({"effort": "max"}, "reasoning.effort"),
+     ({"max_tokens": 0}, "reasoning.max_tokens"), ({"exclude": "yes"}, "reasoning.exclude")],
+)  # fmt: skip
+def test_bad_reasoning_is_a_400_naming_the_field(world: World, reasoning: Any, param: str) -> None:
+    response = post_chat(world, {"model": "test/gpt", "reasoning": reasoning,
+                                 "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+
+    assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+def test_provider_sort_object_with_partition_none_sorts_across_models(world: World) -> None:
+    body = {"model": "test/claude", "models": ["test/gpt"],
+            "messages": [{"role": "user", "content": "x"}]}  # fmt: skip
+    by_model = post_chat(
+        world, body | {"provider": {"sort": {"by": "price", "partition": "model"}}}
+    )
+    across = post_chat(world, body | {"provider": {"sort": {"by": "price", "partition": "none"}}})
+    bad = post_chat(world, body | {"provider": {"sort": {"by": "price", "partition": "x"}}})
+
+    assert by_model.json()["model"] == "test/claude"
+    assert across.json()["model"] == "test/gpt"  # 1+2 per 1M beats 3+15
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "provider.sort"
+
+
+def test_an_unknown_primary_model_falls_back_to_the_models_list(world: World) -> None:
+    body = {"model": "nobody/unknown", "models": ["test/gpt"],
+            "messages": [{"role": "user", "content": "x"}]}  # fmt: skip
+    served = post_chat(world, body)
+    unknown = post_chat(world, body | {"models": ["nobody/other"]})
+
+    assert served.status_code == 200 and served.json()["model"] == "test/gpt"
+    assert unknown.status_code == 404 and "nobody/unknown" in unknown.json()["error"]["message"]
+
+
+def test_native_finish_reason_in_a_stream(world: World) -> None:
+    stream = openrouter_client(world).chat.completions.create(
+        model="test/gemini", messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    finishes = [c.choices[0].model_extra.get("native_finish_reason") for c in stream if c.choices
+                and c.choices[0].finish_reason]  # fmt: skip
+
+    assert finishes == ["STOP"]
+
+
+def test_openrouter_paths_need_the_right_method(world: World) -> None:
+    response = httpx.get(f"{world.gateway_url}/api/v1/chat/completions", timeout=10,
+                         headers={"authorization": f"Bearer {world.key}"})  # fmt: skip
+
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+
+
+def test_rate_limit_headers_on_answers_and_429s(world: World) -> None:
+    limited = world.key_for(rpm=1, tpm=100_000)
+    body = {"model": "test/gpt", "messages": [{"role": "user", "content": "x"}]}
+    headers = {"authorization": f"Bearer {limited}"}
+    url = f"{world.gateway_url}/api/v1/chat/completions"
+    served = httpx.post(url, json=body, headers=headers, timeout=10)
+    # Three at 1 rpm: one is refused even when a minute's window ends between two of them.
+    tries = [httpx.post(url, json=body, headers=headers, timeout=10) for _ in range(2)]
+    refused = next(r for r in tries if r.status_code == 429)
+    unlimited = post_chat(world, body)
+
+    assert served.headers["x-ratelimit-limit-requests"] == "1"
+    assert served.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert served.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert int(served.headers["x-ratelimit-reset"]) % 60_000 == 0
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert "x-ratelimit-limit" not in unlimited.headers

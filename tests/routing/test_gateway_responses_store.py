@@ -1,0 +1,145 @@
+"""Stored ``/v1/responses`` answers: ``store``, ``previous_response_id``, ``GET`` and ``DELETE
+/v1/responses/{id}``, per organization, with a retention and a size limit (openai SDK)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import openai
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from routing.fake_upstream.answers import answer_text
+from routing.gateway.responses_store import responses_purge
+from routing.models import StoredResponse
+from tests.factories import key_make, organization_make
+from tests.routing.test_gateway_responses import WEATHER_TOOL, client_for
+from tests.routing.world import World
+
+
+def test_a_response_is_stored_by_default_and_retrievable_then_deleted(world: World) -> None:
+    client = client_for(world)
+    created = client.responses.create(model="test/gpt", input="What is 6*7?")
+
+    assert created.store is True
+    fetched = client.responses.retrieve(created.id)
+    assert fetched.id == created.id and fetched.output_text == created.output_text
+    client.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(created.id)
+
+
+def test_store_false_is_not_retrievable(world: World) -> None:
+    client = client_for(world)
+    created = client.responses.create(model="test/gpt", input="hi", store=False)
+
+    assert created.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+    assert not StoredResponse.objects.exists()
+
+
+def test_previous_response_id_sends_the_stored_turns_as_context(world: World) -> None:
+    client = client_for(world)
+    first = client.responses.create(
+        model="test/gpt", input="My name is Ada.", instructions="Be brief."
+    )
+    second = client.responses.create(
+        model="test/gpt", input="What is my name?", previous_response_id=first.id
+    )
+
+    sent = world.last_upstream("/v1/chat/completions")["body"]["messages"]
+    assert sent == [  # the earlier instructions are not carried over, as at OpenAI
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": [{"type": "text", "text": first.output_text}]},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    assert second.previous_response_id == first.id
+    assert second.output_text == answer_text("gpt-4o-mini", "What is my name?")
+    third = client.responses.create(
+        model="test/gpt", input="And again?", previous_response_id=second.id
+    )
+    assert len(world.last_upstream("/v1/chat/completions")["body"]["messages"]) == 5
+    assert third.store is True
+
+
+def test_a_streamed_response_is_stored_before_its_completed_event(world: World) -> None:
+    client = client_for(world)
+    with client.responses.stream(model="test/gpt", input="Stream me") as stream:
+        for event in stream:
+            if event.type == "response.completed":  # the row exists when this event arrives
+                assert StoredResponse.objects.filter(id=event.response.id).exists()
+        final = stream.get_final_response()
+
+    assert final.store is True
+    assert client.responses.retrieve(final.id).output_text == final.output_text
+
+
+def test_function_calls_and_their_outputs_continue_through_previous_response_id(
+    world: World,
+) -> None:
+    client = client_for(world)
+    first = client.responses.create(
+        model="test/gpt", input="Weather in Paris?", tools=[WEATHER_TOOL], tool_choice="required"
+    )
+    call = first.output[0]
+    assert call.type == "function_call"
+    client.responses.create(
+        model="test/gpt",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+        tools=[WEATHER_TOOL],
+    )
+
+    sent = world.last_upstream("/v1/chat/completions")["body"]["messages"]
+    assert sent[1]["tool_calls"][0]["id"] == call.call_id
+    assert sent[2] == {"role": "tool", "tool_call_id": call.call_id, "content": "sunny"}
+
+
+def test_another_organizations_response_is_not_found(world: World) -> None:
+    created = client_for(world).responses.create(model="test/gpt", input="secret")
+    other = openai.OpenAI(base_url=f"{world.gateway_url}/v1", max_retries=0,
+                          api_key=key_make(organization_make(name="Other")))  # fmt: skip
+
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError) as raised:
+        other.responses.create(model="test/gpt", input="x", previous_response_id=created.id)
+    assert "not found" in raised.value.message
+    assert StoredResponse.objects.filter(id=created.id).exists()
+
+
+def test_expired_responses_are_not_found_and_purged(world: World) -> None:
+    client = client_for(world)
+    created = client.responses.create(model="test/gpt", input="old")
+    StoredResponse.objects.filter(id=created.id).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="test/gpt", input="x", previous_response_id=created.id)
+    assert responses_purge() == 1 and not StoredResponse.objects.exists()
+
+
+@override_settings(RESPONSES_STORE_MAX_BYTES=2000)
+def test_a_conversation_over_the_size_limit_is_answered_but_not_stored(world: World) -> None:
+    client = client_for(world)
+    small = client.responses.create(model="test/gpt", input="short")
+    large = client.responses.create(model="test/gpt", input="long " * 500)
+
+    assert small.store is True and large.store is False
+    assert list(StoredResponse.objects.values_list("id", flat=True)) == [small.id]
+
+
+@override_settings(RESPONSES_RETENTION_DAYS=0)
+def test_a_retention_of_zero_stores_nothing(world: World) -> None:
+    created = client_for(world).responses.create(model="test/gpt", input="hi")
+
+    assert created.store is False and not StoredResponse.objects.exists()

@@ -1,0 +1,191 @@
+"""Routing's one entry into training: what serving a router, retraining it from feedback and the
+platform-router command need, and nothing else.
+
+Light at import (models and plain helpers only) so gateway workers start without LightGBM or
+pandas; the predictor, services and feedback modules load on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+
+from accounts.models import Organization
+from training.cells import prompt_text
+from training.models import Dataset, Router, RouterVersion, TrainingRun
+from training.tokens import (
+    CHARS_PER_TOKEN,
+    DEFAULT_OUTPUT_TOKENS,
+    HIGH_CHARS_PER_TOKEN,
+    estimated_tokens,
+    text_tokens,
+    tokens_from_chars,
+)
+
+if TYPE_CHECKING:
+    from training.predictor import Predictor
+
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "DEFAULT_OUTPUT_TOKENS",
+    "HIGH_CHARS_PER_TOKEN",
+    "FeedbackExample",
+    "FeedbackRetrain",
+    "Router",
+    "RouterVersion",
+    "TrainingRun",
+    "UploadNotReady",
+    "dataset_from_file",
+    "dataset_prompts",
+    "estimated_tokens",
+    "feedback_retrain",
+    "predictor_for_version",
+    "predictor_is_loaded",
+    "prompt_text",
+    "router_create",
+    "router_train_now",
+    "text_tokens",
+    "tokens_from_chars",
+    "train_on_upload",
+]
+
+
+@dataclass(frozen=True)
+class FeedbackExample:
+    """One served request with feedback: its prompt, the model that answered, what it cost."""
+
+    prompt: str
+    model: str
+    score: float  # 0 (bad) … 1 (good)
+    cost: float  # USD
+
+
+@dataclass(frozen=True)
+class FeedbackRetrain:
+    dataset: Dataset
+    run: TrainingRun
+    feedback_rows: int
+
+
+def predictor_for_version(version: RouterVersion, *, warmup: bool = False) -> Predictor:
+    """The version's predictor, loaded once per process (reads storage the first time)."""
+    from training import predictor
+
+    return predictor.predictor_for_version(version, warmup=warmup)
+
+
+def predictor_is_loaded(version: RouterVersion) -> bool:
+    from training import predictor
+
+    return predictor.predictor_is_loaded(version)
+
+
+def feedback_retrain(*, router: Router, feedback: Sequence[FeedbackExample]) -> FeedbackRetrain:
+    """A dataset version of the active data plus ``feedback``, and a queued run on it."""
+    from training import feedback as training_feedback
+
+    return training_feedback.feedback_retrain(router=router, feedback=feedback)
+
+
+def dataset_prompts(dataset: Dataset) -> list[str]:
+    """The prompts of a ready dataset, in its row order (reads its parsed file from storage)."""
+    from training.execution import load_parsed
+
+    return list(load_parsed(dataset).prompts)
+
+
+def dataset_from_file(
+    *, organization: Organization, name: str, content: bytes, columns: Any, maximize: bool
+) -> Dataset:
+    """A ready dataset from a file's bytes, validated here; ``ValueError`` saying why not."""
+    from training import services
+
+    try:
+        return services.dataset_from_bytes(
+            organization=organization,
+            name=name,
+            content=content,
+            columns=columns,
+            maximize=maximize,
+        )
+    except services.DatasetNotReady as exc:
+        raise ValueError(f"{name} is {exc.dataset.status}: {exc.problems(5)}") from None
+
+
+def router_create(
+    *, organization: Organization, slug: str, name: str, candidates: list[str]
+) -> Router:
+    """A new router of ``organization`` (untrained; ``InvalidInput`` when the slug is taken)."""
+    from training import services
+
+    return services.router_create(
+        organization=organization, slug=slug, name=name, candidates=candidates
+    )
+
+
+class UploadNotReady(ValueError):
+    """An uploaded dataset that did not validate; ``errors`` lists its problems (API.md's shape)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(error["message"]) for error in errors[:3]))
+
+
+def train_on_upload(
+    *, router: Router, upload: Any, name: str, prompt_column: str, maximize: bool
+) -> TrainingRun:
+    """Store ``upload`` as a dataset of the router's organization, validate it in this process
+    and queue the router's training on it; ``UploadNotReady`` when it does not validate."""
+    from training import services
+    from training.models import DatasetStatus
+
+    with transaction.atomic():
+        dataset = services.dataset_create(
+            organization=router.organization,
+            name=name,
+            upload=upload,
+            columns={"prompt": prompt_column},
+            maximize=maximize,
+        )
+    validated = services.dataset_validate(dataset_id=dataset.pk) or dataset
+    validated.refresh_from_db()
+    if validated.status != DatasetStatus.READY:
+        raise UploadNotReady(validated.errors)
+    return services.training_run_start(router=router, dataset=validated)
+
+
+def router_train_now(
+    *,
+    organization: Organization,
+    slug: str,
+    name: str,
+    dataset: Dataset,
+    options: dict[str, Any],
+) -> RouterVersion:
+    """Train the router ``slug`` (created if missing) in this process, not on a worker, and
+    activate the result: for an operator command that should end with its answer. ``ValueError``
+    when training fails."""
+    from training import execution, services
+    from training.models import RunStatus
+
+    router = Router.objects.filter(organization=organization, slug=slug).first()
+    if router is None:
+        router = services.router_create(
+            organization=organization,
+            slug=slug,
+            name=name,
+            candidates=dataset.model_ids,
+            auto_activate=True,
+        )
+    with transaction.atomic():
+        run = services.training_run_start(router=router, dataset=dataset, options=options)
+    status = execution.training_run_execute(run_id=run.pk, worker="manage.py")
+    run.refresh_from_db()
+    if status != RunStatus.SUCCEEDED or run.version is None:
+        raise ValueError(f"Training failed: {run.error or status}")
+    if router.active_version_id != run.version.pk:
+        services.version_activate(router=router, number=run.version.number)
+    return run.version
