@@ -301,8 +301,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    # A pipeline's kind beside other fields named kind (ledger entries, payments).
-    "ENUM_NAME_OVERRIDES": {"PipelineKindEnum": "routing.models.PipelineKind"},
+    "ENUM_NAME_OVERRIDES": {"PipelineKindEnum": "routing.models.PipelineKind"},  # vs other kinds
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "routerhub.schema.add_error_responses",
@@ -347,8 +346,7 @@ if not PROVIDER_KEYS_ENCRYPTION_KEYS:
 GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=5.0)
 GATEWAY_FIRST_BYTE_TIMEOUT = env.float("GATEWAY_FIRST_BYTE_TIMEOUT", default=60.0)
 GATEWAY_TOTAL_TIMEOUT = env.float("GATEWAY_TOTAL_TIMEOUT", default=600.0)
-# Pipelines (issue 17): the most steps one pipeline may have (each step is a provider call).
-PIPELINE_MAX_STEPS = env.int("PIPELINE_MAX_STEPS", default=5)
+PIPELINE_MAX_STEPS = env.int("PIPELINE_MAX_STEPS", default=5)  # provider calls of one pipeline
 GATEWAY_MAX_CONNECTIONS = env.int("GATEWAY_MAX_CONNECTIONS", default=1000)
 # The gateway's own async PostgreSQL pool (per worker) for the credit reservation.
 GATEWAY_DB_CONNECTIONS = env.int("GATEWAY_DB_CONNECTIONS", default=4)
