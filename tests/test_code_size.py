@@ -15,8 +15,6 @@ MAX_FUNCTION_LINES = 60
 # Path → lines today (the learner, the fake upstream and the settings predate the limits).
 OVERSIZED_MODULES = {
     "routing/fake_upstream/wire.py": 461,
-    "training/learner/featurizer.py": 487,
-    "routerhub/settings.py": 496,
 }
 # "path:function" → lines today.
 LONG_FUNCTIONS = {
