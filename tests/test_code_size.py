@@ -14,11 +14,9 @@ MAX_FUNCTION_LINES = 60
 
 # Path → lines today (the learner, the fake upstream and the settings predate the limits).
 OVERSIZED_MODULES = {
-    "routing/fake_upstream/wire.py": 461,
 }
 # "path:function" → lines today.
 LONG_FUNCTIONS = {
-    "routing/fake_upstream/app.py:_serve": 62,
     "routing/gateway/planning.py:plan_request": 109,
     "routing/services.py:catalog_sync": 65,
     "training/charts.py:cost_quality_svg": 70,
