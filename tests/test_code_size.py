@@ -20,7 +20,6 @@ LONG_FUNCTIONS = {
     "routing/gateway/planning.py:plan_request": 109,
     "routing/services.py:catalog_sync": 65,
     "training/charts.py:cost_quality_svg": 70,
-    "training/services.py:dataset_validate": 72,
 }
 
 
