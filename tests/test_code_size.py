@@ -19,7 +19,6 @@ OVERSIZED_MODULES = {
 LONG_FUNCTIONS = {
     "routing/gateway/planning.py:plan_request": 109,
     "routing/services.py:catalog_sync": 65,
-    "training/charts.py:cost_quality_svg": 70,
 }
 
 
