@@ -12,13 +12,11 @@ APPS = ("accounts", "billing", "routing", "training", "routerhub")
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 
-# Path → lines today (the learner, the fake upstream and the settings predate the limits).
-OVERSIZED_MODULES = {
-}
-# "path:function" → lines today.
+# Path → lines today: none left.
+OVERSIZED_MODULES: dict[str, int] = {}
+# "path:function" → lines today (the gateway's planning is being reworked for pipelines).
 LONG_FUNCTIONS = {
     "routing/gateway/planning.py:plan_request": 109,
-    "routing/services.py:catalog_sync": 65,
 }
 
 
