@@ -358,6 +358,8 @@ def usage_outbox_drain(*, idle_ms: int = CLAIM_IDLE_MS) -> int:
     consumer = f"drainer-{_consumer_name()}"
     handled = 0
     while True:
+        # Why the ignore below: redis-py types xautoclaim as Awaitable | Any for its sync and async
+        # clients; this client is sync, and its answer a list.
         _, claimed, *_ = client.xautoclaim(STREAM, GROUP, consumer, idle_ms, count=BATCH_SIZE)  # type: ignore[misc]
         response: Any = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=BATCH_SIZE)
         entries = list(claimed) + [e for _, batch in response or [] for e in batch]
