@@ -114,13 +114,20 @@ def price(
     for, and a provider may count more (hidden reasoning, a tenant's own host). Such a charge is
     flagged ``over_hold`` and logged; settlement takes it as far as the balance goes.
     """
-    cost = usage_cost(prices, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                      cached_tokens=usage.cached_tokens, is_byok=is_byok)  # fmt: skip
+    cost = usage_cost(
+        prices,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        is_byok=is_byok,
+    )
     if cost > held:
         logger.warning(
             "generation %s costs %s, above its hold %s; charged in full (flag over_hold)",
-            draft.generation_id, cost, held,
-        )  # fmt: skip
+            draft.generation_id,
+            cost,
+            held,
+        )
         draft.flag(UsageFlag.OVER_HOLD)
     draft.is_byok, draft.cost = is_byok, cost
     draft.prompt_tokens, draft.completion_tokens = usage.prompt_tokens, usage.completion_tokens

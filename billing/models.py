@@ -146,10 +146,15 @@ class UsageRecord(TenantModel):
     is_byok = models.BooleanField(default=False)
     prompt = models.TextField(blank=True, help_text="Kept only when the organization opted in.")
     # Database defaults: rows inserted by the previous release's settlement (rolling deploy).
-    response = models.TextField(blank=True, default="", db_default="",
-                                help_text="Kept only when the organization opted in.")  # fmt: skip
-    trace = models.TextField(blank=True, default="", db_default="",
-                             help_text="JSON: the routing decision and the fallbacks tried.")  # fmt: skip
+    response = models.TextField(
+        blank=True, default="", db_default="", help_text="Kept only when the organization opted in."
+    )
+    trace = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="JSON: the routing decision and the fallbacks tried.",
+    )
     # A database default too: rows inserted in raw SQL without the column (settlement code of
     # the previous release, during a rolling deploy) are unflagged, not refused.
     flags = models.CharField(
