@@ -306,10 +306,17 @@ class GenerationView(TenantAPIView):
 
 def _step_json(step: UsageStep) -> dict[str, Any]:
     """One provider call of a pipeline request (a child record of its generation)."""
-    return {"step": step.step, "model": step.model, "provider": step.provider,
-            "status": step.status, "gate": step.gate, "prompt_tokens": step.prompt_tokens,
-            "completion_tokens": step.completion_tokens, "cost": money_str(step.cost),
-            "latency_ms": step.latency_ms}  # fmt: skip
+    return {
+        "step": step.step,
+        "model": step.model,
+        "provider": step.provider,
+        "status": step.status,
+        "gate": step.gate,
+        "prompt_tokens": step.prompt_tokens,
+        "completion_tokens": step.completion_tokens,
+        "cost": money_str(step.cost),
+        "latency_ms": step.latency_ms,
+    }
 
 
 class UsageQuery(serializers.Serializer[Any]):

@@ -72,8 +72,17 @@ class UsageDraft:
         return cls(**data)
 
 
-STEP_FIELDS = ("step", "model", "provider", "status", "gate", "prompt_tokens",
-               "completion_tokens", "cost", "latency_ms")  # fmt: skip
+STEP_FIELDS = (
+    "step",
+    "model",
+    "provider",
+    "status",
+    "gate",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "latency_ms",
+)
 _DRAFT_FIELDS = tuple(f.name for f in fields(UsageDraft))
 
 

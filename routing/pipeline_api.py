@@ -113,8 +113,11 @@ class PipelineListView(_PipelineScoped):
         kind, steps = _definition(self.organization, values)
         if self.get_queryset().filter(slug=values["slug"]).exists():
             raise Conflict(f"A pipeline with slug '{values['slug']}' already exists.", param="slug")
-        pipeline = Pipeline.objects.create(organization=self.organization, slug=values["slug"],
-                                           name=values.get("name") or values["slug"])  # fmt: skip
+        pipeline = Pipeline.objects.create(
+            organization=self.organization,
+            slug=values["slug"],
+            name=values.get("name") or values["slug"],
+        )
         pipeline_version_add(pipeline, kind, steps)
         return Response(pipeline_json(pipeline), status=status.HTTP_201_CREATED)
 
@@ -136,8 +139,17 @@ class PipelineVersionListView(_PipelineScoped):
     @extend_schema(responses=PipelineVersionOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
         versions = self.get_object().versions.all()
-        return Response([{"version": v.number, "kind": v.kind, "steps": v.steps,
-                          "created_at": v.created_at.isoformat()} for v in versions])  # fmt: skip
+        return Response(
+            [
+                {
+                    "version": v.number,
+                    "kind": v.kind,
+                    "steps": v.steps,
+                    "created_at": v.created_at.isoformat(),
+                }
+                for v in versions
+            ]
+        )
 
     @extend_schema(request=PipelineDefinition, responses={201: PipelineOutput})
     def post(self, request: Request, slug: str) -> Response:

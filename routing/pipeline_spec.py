@@ -47,13 +47,16 @@ def spec_validate(
     if not isinstance(steps, list) or not steps:
         raise BadRequest("steps must be a non-empty list of steps.", param="steps")
     if len(steps) > limit:
-        raise BadRequest(f"A pipeline has at most {limit} steps (PIPELINE_MAX_STEPS).",
-                         param="steps")  # fmt: skip
+        raise BadRequest(
+            f"A pipeline has at most {limit} steps (PIPELINE_MAX_STEPS).", param="steps"
+        )
     clean = [_step(step, i, kind, catalog_models, router_slugs) for i, step in enumerate(steps)]
     if "pre_gate" in clean[-1]:
-        raise BadRequest(f"steps[{len(steps) - 1}].pre_gate: the last step is always called "
-                         "(it answers when every other step is skipped).",
-                         param=f"steps[{len(steps) - 1}].pre_gate")  # fmt: skip
+        raise BadRequest(
+            f"steps[{len(steps) - 1}].pre_gate: the last step is always called "
+            "(it answers when every other step is skipped).",
+            param=f"steps[{len(steps) - 1}].pre_gate",
+        )
     return kind, clean
 
 
@@ -74,15 +77,19 @@ def _step(
         clean["gate"] = _gate(step["gate"], f"{param}.gate")
     if step.get("pre_gate") is not None:
         if kind != "cascade" or clean["model"].startswith("router/"):
-            raise BadRequest(f"{param}.pre_gate: only a cascade step naming a catalog model has "
-                             "a pre-call gate.", param=f"{param}.pre_gate")  # fmt: skip
+            raise BadRequest(
+                f"{param}.pre_gate: only a cascade step naming a catalog model has "
+                "a pre-call gate.",
+                param=f"{param}.pre_gate",
+            )
         clean["pre_gate"] = _pre_gate(step["pre_gate"], f"{param}.pre_gate", router_slugs)
     if step.get("template") is not None:
         clean["template"] = _template(step["template"], kind, f"{param}.template")
     if step.get("response_format") is not None:
         if not isinstance(step["response_format"], dict):
-            raise BadRequest(f"{param}.response_format must be an object.",
-                             param=f"{param}.response_format")  # fmt: skip
+            raise BadRequest(
+                f"{param}.response_format must be an object.", param=f"{param}.response_format"
+            )
         clean["response_format"] = step["response_format"]
     return clean
 
@@ -93,8 +100,11 @@ def _model_check(
     if not isinstance(model, str) or not model:
         raise BadRequest(f"{param} is required (a catalog model id or router/<slug>).", param=param)
     if model.startswith("pipeline/"):
-        raise BadRequest(f"{param}: a pipeline cannot call a pipeline ({model}); "
-                         "list that pipeline's models as steps instead.", param=param)  # fmt: skip
+        raise BadRequest(
+            f"{param}: a pipeline cannot call a pipeline ({model}); "
+            "list that pipeline's models as steps instead.",
+            param=param,
+        )
     if model.startswith("router/"):
         if model.removeprefix("router/") not in router_slugs:
             raise BadRequest(
@@ -118,8 +128,10 @@ def _gate(gate: Any, param: str) -> dict[str, Any]:
     if kind == "regex":
         pattern = gate.get("pattern")
         if not isinstance(pattern, str) or not pattern or len(pattern) > _MAX_PATTERN:
-            raise BadRequest(f"{param}.pattern must be a regex of at most {_MAX_PATTERN} "
-                             "characters.", param=param)  # fmt: skip
+            raise BadRequest(
+                f"{param}.pattern must be a regex of at most {_MAX_PATTERN} characters.",
+                param=param,
+            )
         try:
             re.compile(pattern)
         except re.error as error:
@@ -128,13 +140,17 @@ def _gate(gate: Any, param: str) -> dict[str, Any]:
     if kind == "json_schema":
         schema = gate.get("schema")
         if not isinstance(schema, dict) or len(orjson.dumps(schema)) > _MAX_SCHEMA_BYTES:
-            raise BadRequest(f"{param}.schema must be a JSON schema object of at most "
-                             f"{_MAX_SCHEMA_BYTES} bytes.", param=param)  # fmt: skip
+            raise BadRequest(
+                f"{param}.schema must be a JSON schema object of at most "
+                f"{_MAX_SCHEMA_BYTES} bytes.",
+                param=param,
+            )
         try:
             jsonschema.Draft202012Validator.check_schema(schema)
         except SchemaError as error:
-            raise BadRequest(f"{param}.schema is not a valid JSON schema: {error.message}",
-                             param=param) from None  # fmt: skip
+            raise BadRequest(
+                f"{param}.schema is not a valid JSON schema: {error.message}", param=param
+            ) from None
         return {"type": kind, "schema": schema}
     return {"type": kind}
 
@@ -144,11 +160,16 @@ def _pre_gate(gate: Any, param: str, router_slugs: Collection[str]) -> dict[str,
         raise BadRequest(f"{param}.type must be router_score.", param=param)
     router, minimum = gate.get("router"), gate.get("min_score")
     if router not in router_slugs:
-        raise BadRequest(f"{param}.router: no router '{router}' in this organization; routers: "
-                         f"{', '.join(sorted(router_slugs)) or 'none'}.", param=param)  # fmt: skip
+        raise BadRequest(
+            f"{param}.router: no router '{router}' in this organization; routers: "
+            f"{', '.join(sorted(router_slugs)) or 'none'}.",
+            param=param,
+        )
     if isinstance(minimum, bool) or not isinstance(minimum, int | float) or minimum != minimum:
-        raise BadRequest(f"{param}.min_score must be a number (on the router's score scale, "
-                         "usually 0..1).", param=param)  # fmt: skip
+        raise BadRequest(
+            f"{param}.min_score must be a number (on the router's score scale, usually 0..1).",
+            param=param,
+        )
     return {"type": "router_score", "router": router, "min_score": float(minimum)}
 
 
@@ -156,8 +177,9 @@ def _template(template: Any, kind: str, param: str) -> str:
     if kind != "series":
         raise BadRequest(f"{param}: only series steps have templates.", param=param)
     if not isinstance(template, str) or not template or len(template) > _MAX_TEMPLATE:
-        raise BadRequest(f"{param} must be text of at most {_MAX_TEMPLATE} characters.",
-                         param=param)  # fmt: skip
+        raise BadRequest(
+            f"{param} must be text of at most {_MAX_TEMPLATE} characters.", param=param
+        )
     if "{input}" not in template and "{previous}" not in template:
         raise BadRequest(f"{param} must use {{input}} or {{previous}}.", param=param)
     return template

@@ -92,8 +92,9 @@ async def _serve(
         return
     needs = request_needs(body)
     prompt_bound = prompt_token_bound(body)
-    plan = await plan_request(body=body, key=key, catalog=catalog, needs=needs,
-                              prompt_bound=prompt_bound)  # fmt: skip
+    plan = await plan_request(
+        body=body, key=key, catalog=catalog, needs=needs, prompt_bound=prompt_bound
+    )
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)
     generation_id = metering.generation_id_new()
@@ -112,8 +113,18 @@ async def _serve(
         # Only for organizations that opted in: it lets feedback become training data.
         prompt=messages_prompt(body["messages"]) if key.prompt_logging else "",
     )
-    ex = Exchange(req, key, body, anthropic, plan, generation_id, prompt_estimate, reserved, draft,
-                  prompt_bound=prompt_bound)  # fmt: skip
+    ex = Exchange(
+        req,
+        key,
+        body,
+        anthropic,
+        plan,
+        generation_id,
+        prompt_estimate,
+        reserved,
+        draft,
+        prompt_bound=prompt_bound,
+    )
     await exchange_run(ex, _stream(ex) if needs.stream else _complete(ex))
 
 

@@ -91,32 +91,53 @@ async def pipeline_serve(
     generation_id = metering.generation_id_new()
     reserved = sum((step.reserved for step in steps), ZERO)
     await metering.hold(key, generation_id, reserved)
-    draft = UsageDraft(generation_id=generation_id, organization_id=key.organization_id,
-                       key_id=key.id, status="failed", requested_model=model,
-                       prompt=messages_prompt(body["messages"]) if key.prompt_logging else "")  # fmt: skip
+    draft = UsageDraft(
+        generation_id=generation_id,
+        organization_id=key.organization_id,
+        key_id=key.id,
+        status="failed",
+        requested_model=model,
+        prompt=messages_prompt(body["messages"]) if key.prompt_logging else "",
+    )
     plan = Plan(requested_model=model, candidates=[])
-    ex = Exchange(req, key, body, anthropic, plan, generation_id, prompt_estimate, reserved, draft,
-                  prompt_bound=prompt_token_bound(body))  # fmt: skip
+    ex = Exchange(
+        req,
+        key,
+        body,
+        anthropic,
+        plan,
+        generation_id,
+        prompt_estimate,
+        reserved,
+        draft,
+        prompt_bound=prompt_token_bound(body),
+    )
     run = _cascade if version.kind == "cascade" else _series
     await exchange_run(ex, run(ex, version, steps))
 
 
 def _refuse_unsupported(body: JSON) -> None:
     if body.get("stream"):
-        raise BadRequest("Streaming a pipeline is not supported yet; send stream: false (the "
-                         "answer comes whole, with every step in its pipeline object).",
-                         param="stream")  # fmt: skip
+        raise BadRequest(
+            "Streaming a pipeline is not supported yet; send stream: false (the "
+            "answer comes whole, with every step in its pipeline object).",
+            param="stream",
+        )
     for name in ("models", "router"):
         if body.get(name) is not None:
-            raise BadRequest(f"{name} does not apply to a pipeline: its steps name the models.",
-                             param=name)  # fmt: skip
+            raise BadRequest(
+                f"{name} does not apply to a pipeline: its steps name the models.", param=name
+            )
 
 
 async def _active_version(organization_id: int, slug: str) -> PipelineVersion:
     pipeline = await sync_to_async(_pipeline_load, thread_sensitive=False)(organization_id, slug)
     if pipeline is None or pipeline.active_version is None:
-        raise NotFound(f"No pipeline 'pipeline/{slug}' in this organization; GET "
-                       "/api/v1/pipelines lists them.", param="model")  # fmt: skip
+        raise NotFound(
+            f"No pipeline 'pipeline/{slug}' in this organization; GET "
+            "/api/v1/pipelines lists them.",
+            param="model",
+        )
     return pipeline.active_version
 
 
@@ -139,8 +160,13 @@ async def _steps_plan(
         bound = prompt_token_bound(step_body)
         if version.kind == "series" and _uses_previous(spec, index):
             bound += previous_bound * _BYTES_PER_TOKEN
-        plan = await plan_request(body=step_body, key=key, catalog=catalog,
-                                  needs=request_needs(step_body), prompt_bound=bound)  # fmt: skip
+        plan = await plan_request(
+            body=step_body,
+            key=key,
+            catalog=catalog,
+            needs=request_needs(step_body),
+            prompt_bound=bound,
+        )
         reserved = max(reservation_for(step_body, c, bound) for c in plan.candidates)
         previous_bound = max(output_token_bound(step_body, c.endpoint) for c in plan.candidates)
         steps.append(_Step(index, spec, step_body, plan, reserved))
@@ -183,12 +209,24 @@ def _last_user_text(messages: list[JSON]) -> str:
 
 async def _call(parent: Exchange, step: _Step, body: JSON) -> _Outcome:
     """One step's provider call, with fallback across its candidates, priced on a child draft."""
-    child = UsageDraft(generation_id=f"{parent.generation_id}-s{step.index}",
-                       organization_id=parent.key.organization_id, key_id=parent.key.id,
-                       status="failed")  # fmt: skip
-    ex = Exchange(parent.req, parent.key, body, False, step.plan, child.generation_id,
-                  estimate_prompt_tokens(body), step.reserved, child,
-                  prompt_bound=prompt_token_bound(body))  # fmt: skip
+    child = UsageDraft(
+        generation_id=f"{parent.generation_id}-s{step.index}",
+        organization_id=parent.key.organization_id,
+        key_id=parent.key.id,
+        status="failed",
+    )
+    ex = Exchange(
+        parent.req,
+        parent.key,
+        body,
+        False,
+        step.plan,
+        child.generation_id,
+        estimate_prompt_tokens(body),
+        step.reserved,
+        child,
+        prompt_bound=prompt_token_bound(body),
+    )
     started = time.monotonic()
     for candidate in step.plan.candidates:
         completion = await attempt(ex, candidate)
@@ -199,10 +237,12 @@ async def _call(parent: Exchange, step: _Step, body: JSON) -> _Outcome:
         usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
         bill(ex, usage, status="succeeded")
         if not candidate.is_byok and ex.first_byte_at is not None:
-            health.health_record_success(candidate.endpoint.id,
-                                         ttft_ms=(ex.first_byte_at - started) * 1000,
-                                         completion_tokens=usage.completion_tokens,
-                                         duration_s=time.monotonic() - started)  # fmt: skip
+            health.health_record_success(
+                candidate.endpoint.id,
+                ttft_ms=(ex.first_byte_at - started) * 1000,
+                completion_tokens=usage.completion_tokens,
+                duration_s=time.monotonic() - started,
+            )
         child.latency_ms = int((time.monotonic() - started) * 1000)
         return _Outcome(ex, completion, usage)
     parent.attempts.extend(ex.attempts)
@@ -212,11 +252,17 @@ async def _call(parent: Exchange, step: _Step, body: JSON) -> _Outcome:
 def _account(parent: Exchange, outcome: _Outcome, step: _Step, gate: str) -> JSON:
     """Add a step's call to the request's draft (a child record) and return the record."""
     child, draft = outcome.ex.draft, parent.draft
-    record: JSON = {"step": step.index, "model": child.model or step.spec["model"],
-                    "provider": child.provider, "status": child.status, "gate": gate,
-                    "prompt_tokens": child.prompt_tokens,
-                    "completion_tokens": child.completion_tokens, "cost": money_str(child.cost),
-                    "latency_ms": child.latency_ms}  # fmt: skip
+    record: JSON = {
+        "step": step.index,
+        "model": child.model or step.spec["model"],
+        "provider": child.provider,
+        "status": child.status,
+        "gate": gate,
+        "prompt_tokens": child.prompt_tokens,
+        "completion_tokens": child.completion_tokens,
+        "cost": money_str(child.cost),
+        "latency_ms": child.latency_ms,
+    }
     draft.steps.append(record)
     draft.cost += child.cost
     draft.prompt_tokens += child.prompt_tokens
@@ -233,10 +279,13 @@ async def _predicted_score(ex: Exchange, gate: JSON, model: str) -> float | None
     """The gate's router's predicted score for ``model`` on this prompt; None if it has none."""
     try:
         decision = await router_decide_async(
-            organization_id=ex.key.organization_id, model_id=f"router/{gate['router']}",
-            prompt=messages_prompt(ex.body["messages"]), tradeoff=None, candidates=[model],
+            organization_id=ex.key.organization_id,
+            model_id=f"router/{gate['router']}",
+            prompt=messages_prompt(ex.body["messages"]),
+            tradeoff=None,
+            candidates=[model],
             catalog=await catalog_get(),
-        )  # fmt: skip
+        )
     except ApiError:
         return None
     return next((c.score for c in decision.ranked if c.model == model), None)
@@ -244,10 +293,20 @@ async def _predicted_score(ex: Exchange, gate: JSON, model: str) -> float | None
 
 def _skipped(ex: Exchange, step: _Step, score: float) -> None:
     """A step its pre-call gate skipped: recorded (no call, no cost) with the predicted score."""
-    ex.draft.steps.append({"step": step.index, "model": step.spec["model"], "provider": "",
-                           "status": "skipped", "gate": "predicted_fail", "prompt_tokens": 0,
-                           "completion_tokens": 0, "cost": money_str(ZERO), "latency_ms": None,
-                           "predicted_score": score})  # fmt: skip
+    ex.draft.steps.append(
+        {
+            "step": step.index,
+            "model": step.spec["model"],
+            "provider": "",
+            "status": "skipped",
+            "gate": "predicted_fail",
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cost": money_str(ZERO),
+            "latency_ms": None,
+            "predicted_score": score,
+        }
+    )
 
 
 async def _cascade(ex: Exchange, version: PipelineVersion, steps: list[_Step]) -> None:
@@ -303,13 +362,19 @@ async def _respond(ex: Exchange, version: PipelineVersion, served: _Outcome, ext
     bill(ex, Usage(), status="succeeded")  # status and latency; the cost is the steps' sum
     draft.model, draft.provider = child.model, child.provider
     assert served.completion is not None
-    total = Usage(draft.prompt_tokens, draft.completion_tokens, draft.cached_tokens,
-                  draft.reasoning_tokens)  # fmt: skip
-    body = {"id": ex.generation_id, "object": "chat.completion", "created": int(time.time()),
-            "model": child.model, "provider": child.provider,
-            "choices": served.completion.choices,
-            "usage": total.to_openai() | {"cost": float(draft.cost), "is_byok": draft.is_byok},
-            "pipeline": _pipeline_object(ex, version, extra)}  # fmt: skip
+    total = Usage(
+        draft.prompt_tokens, draft.completion_tokens, draft.cached_tokens, draft.reasoning_tokens
+    )
+    body = {
+        "id": ex.generation_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": child.model,
+        "provider": child.provider,
+        "choices": served.completion.choices,
+        "usage": total.to_openai() | {"cost": float(draft.cost), "is_byok": draft.is_byok},
+        "pipeline": _pipeline_object(ex, version, extra),
+    }
     if ex.anthropic:
         body = canonical_to_messages_response(body, total) | {"pipeline": body["pipeline"]}
     if ex.key.prompt_logging:
@@ -320,12 +385,17 @@ async def _respond(ex: Exchange, version: PipelineVersion, served: _Outcome, ext
 def _pipeline_object(ex: Exchange, version: PipelineVersion, extra: JSON) -> dict[str, Any]:
     outputs = extra.get("outputs") or {}
     steps = [
-        step | {"cost": float(step["cost"])}
+        step
+        | {"cost": float(step["cost"])}
         | ({"output": outputs[step["step"]]} if step["step"] in outputs else {})
         for step in ex.draft.steps
-    ]  # fmt: skip
-    head: dict[str, Any] = {"pipeline": ex.plan.requested_model, "version": version.number,
-                            "kind": version.kind, "steps": steps}  # fmt: skip
+    ]
+    head: dict[str, Any] = {
+        "pipeline": ex.plan.requested_model,
+        "version": version.number,
+        "kind": version.kind,
+        "steps": steps,
+    }
     if "passed" in extra:
         head["passed"] = extra["passed"]
     return head

@@ -271,12 +271,18 @@ async def _decision(
 
 def _kind_check(model: ModelInfo, needs: Needs) -> None:
     if model.is_embedding and not needs.embeddings:
-        raise BadRequest(f"'{model.id}' is an embedding model: call POST /v1/embeddings with it.",
-                         param="model", metadata={"model": model.id})  # fmt: skip
+        raise BadRequest(
+            f"'{model.id}' is an embedding model: call POST /v1/embeddings with it.",
+            param="model",
+            metadata={"model": model.id},
+        )
     if needs.embeddings and not model.is_embedding:
-        raise BadRequest(f"'{model.id}' is not an embedding model; GET /v1/models lists those "
-                         "whose capabilities include embeddings.", param="model",
-                         metadata={"model": model.id})  # fmt: skip
+        raise BadRequest(
+            f"'{model.id}' is not an embedding model; GET /v1/models lists those "
+            "whose capabilities include embeddings.",
+            param="model",
+            metadata={"model": model.id},
+        )
 
 
 async def plan_request(
@@ -288,8 +294,11 @@ async def plan_request(
     model_ids = _model_ids(body)
     allowed = set(key.allowed_models)
     if allowed and model_ids[0] not in allowed:
-        raise Forbidden(f"This key may not use the model '{model_ids[0]}'.", param="model",
-                        metadata={"allowed_models": sorted(allowed)})  # fmt: skip
+        raise Forbidden(
+            f"This key may not use the model '{model_ids[0]}'.",
+            param="model",
+            metadata={"allowed_models": sorted(allowed)},
+        )
     decision = await _decision(model_ids[0], body, key, catalog)
     if decision is not None:
         routed = [m for m in decision.models if m in catalog.models]
@@ -300,8 +309,11 @@ async def plan_request(
         raise BadRequest("router options only apply to model 'router/<slug>'.", param="router")
     for model_id in model_ids:
         if model_id not in catalog.models:
-            raise NotFound(f"Unknown model '{model_id}'; GET /v1/models lists them.", param="model",
-                           metadata={"model": model_id})  # fmt: skip
+            raise NotFound(
+                f"Unknown model '{model_id}'; GET /v1/models lists them.",
+                param="model",
+                metadata={"model": model_id},
+            )
         _kind_check(catalog.models[model_id], needs)
     sieve = _Sieve(body, needs, _PromptFit(body, prompt_bound, _requested_output(body)))
     byok = await byok_keys(key.organization_id)
@@ -411,6 +423,10 @@ class _Sieve:
             "among the requested models. Shorten the messages, lower max_tokens or choose a "
             "model with a longer context (GET /v1/models lists context_length).",
             param="messages",
-            metadata={"model": endpoint.model_id, "context_length": endpoint.context_length,
-                      "prompt_tokens_estimate": fit.floor, "max_tokens": output},
-        )  # fmt: skip
+            metadata={
+                "model": endpoint.model_id,
+                "context_length": endpoint.context_length,
+                "prompt_tokens_estimate": fit.floor,
+                "max_tokens": output,
+            },
+        )
