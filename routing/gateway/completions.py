@@ -40,15 +40,17 @@ def chat_body_from_completion(body: JSON) -> JSON:
             "prompt lists more than one prompt; send one prompt per request.", param="prompt"
         )
     if not isinstance(prompt, str):
-        raise BadRequest("prompt is required: a string (token arrays are not supported).",
-                         param="prompt")  # fmt: skip
+        raise BadRequest(
+            "prompt is required: a string (token arrays are not supported).", param="prompt"
+        )
     for name, message in _UNSUPPORTED.items():
         if body.get(name) not in (None, False):
             raise BadRequest(message, param=name)
     best_of = body.get("best_of")
     if best_of is not None and best_of != body.get("n", 1):
-        raise BadRequest("best_of is not supported; use n for several completions.",
-                         param="best_of")  # fmt: skip
+        raise BadRequest(
+            "best_of is not supported; use n for several completions.", param="best_of"
+        )
     chat = {k: v for k, v in body.items() if k not in ("prompt", "best_of", *_UNSUPPORTED)}
     chat["messages"] = [{"role": "user", "content": prompt}]
     return chat
@@ -78,6 +80,12 @@ def _text_completion(chat: JSON) -> JSON:
     choices: list[Any] = []
     for choice in chat.get("choices") or []:
         part = choice.get("message") or choice.get("delta") or {}
-        choices.append({"index": choice.get("index", 0), "text": text_of(part.get("content")),
-                        "finish_reason": choice.get("finish_reason"), "logprobs": None})  # fmt: skip
+        choices.append(
+            {
+                "index": choice.get("index", 0),
+                "text": text_of(part.get("content")),
+                "finish_reason": choice.get("finish_reason"),
+                "logprobs": None,
+            }
+        )
     return chat | {"object": "text_completion", "choices": choices}

@@ -59,8 +59,13 @@ class ResponseStore:
         if size > settings.RESPONSES_STORE_MAX_BYTES:
             return response
         expires = timezone.now() + timedelta(days=settings.RESPONSES_RETENTION_DAYS)
-        self._pending = StoredResponse(id=response["id"], organization_id=self._organization_id,
-                                       expires_at=expires, response=stored, items=items)  # fmt: skip
+        self._pending = StoredResponse(
+            id=response["id"],
+            organization_id=self._organization_id,
+            expires_at=expires,
+            response=stored,
+            items=items,
+        )
         return stored
 
     async def flush(self) -> None:
@@ -94,12 +99,15 @@ async def conversation_before(key: AuthenticatedKey, body: JSON) -> list[JSON]:
     if previous is None:
         return []
     if not isinstance(previous, str):
-        raise BadRequest("previous_response_id must be a response id (a string).",
-                         param="previous_response_id")  # fmt: skip
+        raise BadRequest(
+            "previous_response_id must be a response id (a string).", param="previous_response_id"
+        )
     row = await _row(key, previous)
     if row is None:
-        raise NotFound(f"Previous response with id '{previous}' not found (or expired).",
-                       param="previous_response_id")  # fmt: skip
+        raise NotFound(
+            f"Previous response with id '{previous}' not found (or expired).",
+            param="previous_response_id",
+        )
     items: list[JSON] = row.items
     return items
 
@@ -135,8 +143,10 @@ async def response_delete(req: GatewayRequest, key: AuthenticatedKey, response_i
 
 
 def _not_found(response_id: str) -> NotFound:
-    return NotFound(f"No stored response with id '{response_id}' (responses created with "
-                    "store: false, deleted or expired ones are not kept).")  # fmt: skip
+    return NotFound(
+        f"No stored response with id '{response_id}' (responses created with "
+        "store: false, deleted or expired ones are not kept)."
+    )
 
 
 def responses_purge(limit_batches: int = 100) -> int:
