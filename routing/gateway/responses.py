@@ -22,8 +22,8 @@ from routing.gateway.responses_store import (
     ResponseStore,
     conversation_before,
     response_delete,
-    response_input_items,
     response_get,
+    response_input_items,
 )
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
 

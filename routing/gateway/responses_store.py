@@ -137,9 +137,11 @@ async def response_delete(req: GatewayRequest, key: AuthenticatedKey, response_i
     await req.respond_json(200, {"id": response_id, "object": "response", "deleted": True})
 
 
-async def response_input_items(req: GatewayRequest, key: AuthenticatedKey, response_id: str) -> None:
+async def response_input_items(
+    req: GatewayRequest, key: AuthenticatedKey, response_id: str
+) -> None:
     """``GET /v1/responses/{id}/input_items``: the items the response answered (earlier turns
-    and its request's input, not its output), a page at a time as at OpenAI (``limit`` 1–100,
+    and its request's input, not its output), a page at a time as at OpenAI (``limit`` 1 to 100,
     default 20; ``order`` ``desc``, the default, or ``asc``; ``after`` an item id of a page)."""
     limit, order, after = _page_query(req.scope.get("query_string", b""))
     row = await _row(key, response_id)
