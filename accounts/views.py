@@ -90,6 +90,8 @@ def keys_page(request: HttpRequest) -> HttpResponse:
     )
     spend = import_string(settings.KEY_SPEND)(organization_id=organization.pk)
     for key in keys:
+        # Why the ignore below: `spend` is not a field of ApiKey; the Keys page reads it from
+        # the instance (accounts does not import billing, settings.KEY_SPEND computes it).
         key.spend = spend.get(key.pk)  # type: ignore[attr-defined]
     return render(
         request,

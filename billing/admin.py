@@ -32,8 +32,18 @@ class UsageFlagFilter(admin.SimpleListFilter):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("generation_id", "organization", "model", "provider", "status",
-                    "prompt_tokens", "completion_tokens", "cost", "flags", "created_at")  # fmt: skip
+    list_display = (
+        "generation_id",
+        "organization",
+        "model",
+        "provider",
+        "status",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "flags",
+        "created_at",
+    )
     list_filter = (UsageFlagFilter, "status", "is_byok")
     search_fields = ("generation_id", "model")
     list_select_related = ("organization",)

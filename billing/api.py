@@ -22,6 +22,7 @@ from billing.models import (
     UsageFlag,
     UsageRecord,
     UsageStatus,
+    UsageStep,
 )
 from billing.openrouter_shapes import (
     CreditsData,
@@ -223,6 +224,13 @@ _GENERATION_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
     ),
     "key_id": _int_or_null,
     "created_at": serializers.DateTimeField(),
+    "steps": serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Only for a pipeline request: one child record per provider call "
+        "{step, model, provider, status, gate, prompt_tokens, completion_tokens, cost, "
+        "latency_ms}; their costs sum to cost.",
+    ),
 }
 GenerationOutput = inline_serializer("Generation", _GENERATION_FIELDS)
 GenerationEnvelopedOutput = inline_serializer(
@@ -289,7 +297,26 @@ class GenerationView(TenantAPIView):
         record = self.get_queryset().filter(generation_id=generation_id).first()
         if record is None:
             raise NotFound(f"No generation {generation_id} in this organization.", param="id")
-        return Response(generation_json(record) | {"data": generation_data(record)})
+        answer = generation_json(record) | {"data": generation_data(record)}
+        steps = UsageStep.objects.filter(generation_id=record.generation_id)
+        if steps:
+            answer["steps"] = [_step_json(s) for s in steps]
+        return Response(answer)
+
+
+def _step_json(step: UsageStep) -> dict[str, Any]:
+    """One provider call of a pipeline request (a child record of its generation)."""
+    return {
+        "step": step.step,
+        "model": step.model,
+        "provider": step.provider,
+        "status": step.status,
+        "gate": step.gate,
+        "prompt_tokens": step.prompt_tokens,
+        "completion_tokens": step.completion_tokens,
+        "cost": money_str(step.cost),
+        "latency_ms": step.latency_ms,
+    }
 
 
 class UsageQuery(serializers.Serializer[Any]):

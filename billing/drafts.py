@@ -45,6 +45,9 @@ class UsageDraft:
     # JSON text: the routing decision and the fallbacks tried (the generation page shows them).
     trace: str = ""
     flags: str = ""  # comma-separated ``UsageFlag`` values
+    # A request of several provider calls (a pipeline): one ``STEP_FIELDS`` dict per call, kept
+    # as ``UsageStep`` children of this draft's record; ``cost`` is then their sum.
+    steps: list[dict[str, Any]] = field(default_factory=list)
     created_at: datetime = field(default_factory=timezone.now)
 
     def flag(self, flag: UsageFlag) -> None:
@@ -57,6 +60,8 @@ class UsageDraft:
         data = {name: getattr(self, name) for name in _DRAFT_FIELDS}
         data["cost"] = money_str(self.cost)
         data["created_at"] = self.created_at.isoformat()
+        if not self.steps:
+            del data["steps"]  # a one-call request's bytes stay those of the previous release
         return data
 
     @classmethod
@@ -67,6 +72,17 @@ class UsageDraft:
         return cls(**data)
 
 
+STEP_FIELDS = (
+    "step",
+    "model",
+    "provider",
+    "status",
+    "gate",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "latency_ms",
+)
 _DRAFT_FIELDS = tuple(f.name for f in fields(UsageDraft))
 
 

@@ -18,14 +18,14 @@ calls, in this order, and each leads by plain function calls to where the work h
    record, the ledger entry ``usage:<generation id>``, the balance, the hold released.
 4. ``close`` — when a gateway worker stops: finish its hand-overs and close its connections.
 
-Several provider calls per request (issue 17's pipelines): the request holds once, with the
-sum of its calls' worst cases. Each provider call is billed as a child record: a ``UsageDraft``
-of its own (its own generation id, derived from the request's), priced with ``price`` and
-handed to ``record``; settlement is idempotent per generation id, so each call is charged
-once. The request's own draft is recorded last and releases the hold. Nothing here assumes
-one call per request except that a hold is released by the draft bearing its generation id;
-what settlement does not do yet is count a child's charge in its key's spend window (windows
-are settled through holds), which pipelines must add there, not in the gateway.
+Several provider calls per request (issue 17's pipelines, ``routing.gateway.pipeline``): the
+request holds once, with the sum of its calls' worst cases. Each provider call is priced with
+``price`` on a child draft of its own (never recorded by itself), and added to the request's
+draft as one ``UsageDraft.steps`` entry (``billing.drafts.STEP_FIELDS``); the request's draft
+carries their total as its cost and is recorded once, as any request's. Settlement writes the
+steps as ``UsageStep`` child records in the same transaction as the usage record, whose charge
+is the one ledger entry: records, steps, ledger and balance commit together, and the key's
+spend window counts the charge through the hold as for any request.
 """
 
 from __future__ import annotations
@@ -114,13 +114,20 @@ def price(
     for, and a provider may count more (hidden reasoning, a tenant's own host). Such a charge is
     flagged ``over_hold`` and logged; settlement takes it as far as the balance goes.
     """
-    cost = usage_cost(prices, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                      cached_tokens=usage.cached_tokens, is_byok=is_byok)  # fmt: skip
+    cost = usage_cost(
+        prices,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        is_byok=is_byok,
+    )
     if cost > held:
         logger.warning(
             "generation %s costs %s, above its hold %s; charged in full (flag over_hold)",
-            draft.generation_id, cost, held,
-        )  # fmt: skip
+            draft.generation_id,
+            cost,
+            held,
+        )
         draft.flag(UsageFlag.OVER_HOLD)
     draft.is_byok, draft.cost = is_byok, cost
     draft.prompt_tokens, draft.completion_tokens = usage.prompt_tokens, usage.completion_tokens

@@ -146,10 +146,15 @@ class UsageRecord(TenantModel):
     is_byok = models.BooleanField(default=False)
     prompt = models.TextField(blank=True, help_text="Kept only when the organization opted in.")
     # Database defaults: rows inserted by the previous release's settlement (rolling deploy).
-    response = models.TextField(blank=True, default="", db_default="",
-                                help_text="Kept only when the organization opted in.")  # fmt: skip
-    trace = models.TextField(blank=True, default="", db_default="",
-                             help_text="JSON: the routing decision and the fallbacks tried.")  # fmt: skip
+    response = models.TextField(
+        blank=True, default="", db_default="", help_text="Kept only when the organization opted in."
+    )
+    trace = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="JSON: the routing decision and the fallbacks tried.",
+    )
     # A database default too: rows inserted in raw SQL without the column (settlement code of
     # the previous release, during a rolling deploy) are unflagged, not refused.
     flags = models.CharField(
@@ -180,6 +185,29 @@ class UsageRecord(TenantModel):
             # Only records that kept a prompt: what the retention task looks for.
             models.Index(fields=["created_at"], condition=~Q(prompt=""), name="usage_prompt_kept"),
         ]
+
+
+class UsageStep(models.Model):
+    """One provider call of a request that made several (a pipeline's step): a child of the
+    request's ``UsageRecord``, written in the same settlement transaction. The parent record is
+    the one charge (one ledger entry) and carries the total; its steps' costs sum to it."""
+
+    generation_id = models.CharField(max_length=64, db_index=True)  # the parent's
+    step = models.PositiveSmallIntegerField()
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=60, blank=True)
+    status = models.CharField(max_length=10)
+    gate = models.CharField(max_length=20, blank=True)  # passed | failed | none | not_called
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(**MONEY_FIELD, default=0)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["generation_id", "step"], name="unique_usage_step"),
+        ]
+        ordering = ["generation_id", "step"]
 
 
 class PaymentKind(models.TextChoices):

@@ -87,19 +87,30 @@ KeyData = inline_serializer(
     "OpenRouterKey",
     {
         "label": serializers.CharField(),
-        **{name: _float(allow_null=True) for name in ("usage", "usage_daily", "usage_weekly",
-                                                      "usage_monthly", "limit", "limit_remaining")},
+        **{
+            name: _float(allow_null=True)
+            for name in (
+                "usage",
+                "usage_daily",
+                "usage_weekly",
+                "usage_monthly",
+                "limit",
+                "limit_remaining",
+            )
+        },
         "limit_reset": serializers.CharField(allow_null=True),
         "expires_at": serializers.DateTimeField(allow_null=True),
         "is_free_tier": serializers.BooleanField(),
         "is_provisioning_key": serializers.BooleanField(),
         "is_management_key": serializers.BooleanField(),
         "include_byok_in_limit": serializers.BooleanField(),
-        "rate_limit": inline_serializer("OpenRouterRateLimit", {
-            "requests": serializers.IntegerField(), "interval": serializers.CharField()}),
+        "rate_limit": inline_serializer(
+            "OpenRouterRateLimit",
+            {"requests": serializers.IntegerField(), "interval": serializers.CharField()},
+        ),
     },
     help_text="OpenRouter's shape of the key (amounts in USD as numbers).",
-)  # fmt: skip
+)
 CreditsData = inline_serializer(
     "OpenRouterCredits",
     {"total_credits": _float(), "total_usage": _float()},
@@ -119,9 +130,17 @@ GenerationData = inline_serializer(
         "cancelled": serializers.BooleanField(),
         "latency": serializers.IntegerField(allow_null=True),
         "generation_time": serializers.IntegerField(allow_null=True),
-        **{name: serializers.IntegerField() for name in (
-            "tokens_prompt", "tokens_completion", "native_tokens_prompt",
-            "native_tokens_completion", "native_tokens_reasoning", "native_tokens_cached")},
+        **{
+            name: serializers.IntegerField()
+            for name in (
+                "tokens_prompt",
+                "tokens_completion",
+                "native_tokens_prompt",
+                "native_tokens_completion",
+                "native_tokens_reasoning",
+                "native_tokens_cached",
+            )
+        },
     },
     help_text="OpenRouter's shape of the generation.",
-)  # fmt: skip
+)

@@ -107,8 +107,12 @@ def _dead_letter(
     # and a draft may carry a logged prompt.
     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
     client.xadd(DEAD_STREAM, {"d": payload, "error": reason, "entry": entry_id})
-    logger.error("usage draft %s cannot be settled (%s); moved to %s for an operator",
-                 generation_id, type(exc).__name__, DEAD_STREAM)  # fmt: skip
+    logger.error(
+        "usage draft %s cannot be settled (%s); moved to %s for an operator",
+        generation_id,
+        type(exc).__name__,
+        DEAD_STREAM,
+    )
 
 
 class _Outbox:
@@ -200,8 +204,9 @@ async def usage_record_async(draft: UsageDraft) -> None:
     except (redis.RedisError, OSError) as exc:
         # Redis is unreachable: settle this one now rather than lose it. If the XADD did land
         # after all, the settler's copy is a no-op (settlement is idempotent per generation id).
-        logger.warning("usage outbox unavailable (%s); settling %s directly", exc,
-                       draft.generation_id)  # fmt: skip
+        logger.warning(
+            "usage outbox unavailable (%s); settling %s directly", exc, draft.generation_id
+        )
         await usage_settle_async(draft)
         return
     if settings.USAGE_SETTLER == "worker":
@@ -308,16 +313,18 @@ def _acknowledge_durable(
     if not unacknowledged:
         return unacknowledged
     flushed = wal_position(flushed=True)
-    durable = [ids for position, ids in unacknowledged
-               if flushed is None or position is None or position <= flushed]  # fmt: skip
+    durable = [
+        ids
+        for position, ids in unacknowledged
+        if flushed is None or position is None or position <= flushed
+    ]
     ids = [entry_id for batch in durable for entry_id in batch]
     if ids:
         pipe = client.pipeline(transaction=False)
         pipe.xack(STREAM, GROUP, *ids)
         pipe.xdel(STREAM, *ids)
         pipe.execute()
-    return [(p, i) for p, i in unacknowledged
-            if not (flushed is None or p is None or p <= flushed)]  # fmt: skip
+    return [(p, i) for p, i in unacknowledged if not (flushed is None or p is None or p <= flushed)]
 
 
 def _group_ensure(client: Any) -> None:
@@ -351,6 +358,8 @@ def usage_outbox_drain(*, idle_ms: int = CLAIM_IDLE_MS) -> int:
     consumer = f"drainer-{_consumer_name()}"
     handled = 0
     while True:
+        # Why the ignore below: redis-py types xautoclaim as Awaitable | Any for its sync and async
+        # clients; this client is sync, and its answer a list.
         _, claimed, *_ = client.xautoclaim(STREAM, GROUP, consumer, idle_ms, count=BATCH_SIZE)  # type: ignore[misc]
         response: Any = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=BATCH_SIZE)
         entries = list(claimed) + [e for _, batch in response or [] for e in batch]

@@ -76,8 +76,15 @@ _SMALLEST_FIRST = (KEY_DAYS, ALL_KEYS, PER_KEY)
 
 
 def _rollup_key(draft: UsageDraft) -> RollupKey:
-    return (draft.organization_id, draft.created_at.astimezone(UTC).date(), draft.key_id or 0,
-            draft.model, draft.provider, draft.router, draft.status)  # fmt: skip
+    return (
+        draft.organization_id,
+        draft.created_at.astimezone(UTC).date(),
+        draft.key_id or 0,
+        draft.model,
+        draft.provider,
+        draft.router,
+        draft.status,
+    )
 
 
 def _upsert(totals: Mapping[RollupKey, Totals]) -> None:
@@ -95,8 +102,12 @@ def usage_rollups_add(drafts: Iterable[UsageDraft]) -> None:
     for draft in drafts:
         key = _rollup_key(draft)
         requests, prompt, completion, cost = totals.get(key, (0, 0, 0, ZERO))
-        totals[key] = (requests + 1, prompt + draft.prompt_tokens,
-                       completion + draft.completion_tokens, cost + money(draft.cost))  # fmt: skip
+        totals[key] = (
+            requests + 1,
+            prompt + draft.prompt_tokens,
+            completion + draft.completion_tokens,
+            cost + money(draft.cost),
+        )
     _upsert(totals)
 
 
@@ -147,16 +158,22 @@ _RAW_GROUPS: dict[str, Any] = {
 }
 
 
-def _grouped(rows: QuerySet[Any], groups: dict[str, Any], dims: Sequence[str],
-             measures: dict[str, Any]) -> Iterable[dict[str, Any]]:  # fmt: skip
+def _grouped(
+    rows: QuerySet[Any], groups: dict[str, Any], dims: Sequence[str], measures: dict[str, Any]
+) -> Iterable[dict[str, Any]]:
     names = {f"g_{dim}": groups[dim] for dim in dims}
     query = rows.annotate(**names).values(*names).annotate(**measures).order_by()
     for row in query:
         yield {dim: row[f"g_{dim}"] for dim in dims} | {m: row[m] for m in measures}
 
 
-_COLUMNS = {"day": "day", "key": "key_id", "model": "model", "provider": "provider",
-            "router": "router"}  # fmt: skip
+_COLUMNS = {
+    "day": "day",
+    "key": "key_id",
+    "model": "model",
+    "provider": "provider",
+    "router": "router",
+}
 
 
 _ROLLUP_GROUPS: dict[str, Any] = {dim: F(column) for dim, column in _COLUMNS.items()}
@@ -226,5 +243,7 @@ def _merge(parts: Iterable[Iterable[dict[str, Any]]], dims: Sequence[str]) -> li
             total = totals[tuple(row[dim] for dim in dims)]
             for i, measure in enumerate(_MEASURES):
                 total[i] += row[measure] or 0
-    return [dict(zip(dims, group, strict=True)) | dict(zip(_MEASURES, values, strict=True))
-            for group, values in totals.items()]  # fmt: skip
+    return [
+        dict(zip(dims, group, strict=True)) | dict(zip(_MEASURES, values, strict=True))
+        for group, values in totals.items()
+    ]

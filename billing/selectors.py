@@ -29,8 +29,9 @@ class KeyUsage:
 
 def _spent_since(key_id: int, since: datetime | None) -> Decimal:
     """The key's spend since ``since`` (window starts are midnights: rollups only)."""
-    rows = usage_totals(organization_id=None, filters=UsageFilter(start=since, key_id=key_id),
-                        dims=())  # fmt: skip
+    rows = usage_totals(
+        organization_id=None, filters=UsageFilter(start=since, key_id=key_id), dims=()
+    )
     return money(rows[0]["cost"]) if rows else ZERO
 
 

@@ -184,9 +184,14 @@ def _one_statement(request: ReservationRequest) -> bool:
 def _reserve_params(request: ReservationRequest) -> dict[str, Any]:
     """``_RESERVE_SQL``'s parameters (the one place they are built)."""
     now = timezone.now()
-    return {"amount": money(request.amount), "organization": request.organization_id,
-            "key": request.key_id, "generation": request.generation_id, "now": now,
-            "expires": now + RESERVATION_TTL}  # fmt: skip
+    return {
+        "amount": money(request.amount),
+        "organization": request.organization_id,
+        "key": request.key_id,
+        "generation": request.generation_id,
+        "now": now,
+        "expires": now + RESERVATION_TTL,
+    }
 
 
 def credits_reserve(request: ReservationRequest) -> None:
@@ -292,6 +297,8 @@ def reservations_sweep(*, now: datetime | None = None, charge: bool = True) -> i
     if released:
         logger.warning("released %d expired credit reservations with nothing to charge", released)
     if charged:
-        logger.error("charged %d expired credit reservations their held amount: their usage "
-                     "never arrived", len(charged))  # fmt: skip
+        logger.error(
+            "charged %d expired credit reservations their held amount: their usage never arrived",
+            len(charged),
+        )
     return released + len(charged)

@@ -30,7 +30,7 @@ from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing.drafts import UsageDraft
+from billing.drafts import STEP_FIELDS, UsageDraft
 from billing.models import (
     CreditAccount,
     KeySpendWindow,
@@ -40,6 +40,7 @@ from billing.models import (
     ReservationState,
     UsageFlag,
     UsageRecord,
+    UsageStep,
 )
 from billing.rollups import usage_rollup_adjust, usage_rollups_add
 from routerhub.money import ZERO, money, money_str
@@ -47,12 +48,15 @@ from routerhub.money import ZERO, money, money_str
 logger = logging.getLogger(__name__)
 
 
+# The INSERT column lists stay packed (fmt: skip): one name per line would add 31 lines and
+# take this module past the 450-line limit.
 _USAGE_COLUMNS = (
     "organization_id", "generation_id", "key_id", "model", "requested_model", "provider",
     "router", "router_id", "router_version", "prompt_tokens", "completion_tokens",
     "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type",
     "streamed", "is_byok", "prompt", "response", "trace", "flags", "created_at",
 )  # fmt: skip
+_STEP_COLUMNS = ("generation_id", *STEP_FIELDS)
 _LEDGER_COLUMNS = (
     "organization_id", "kind", "amount", "balance_after", "idempotency_key", "description",
     "reference", "created_at",
@@ -91,6 +95,15 @@ def _usage_row(draft: UsageDraft) -> tuple[Any, ...]:
     return tuple(
         money(draft.cost) if c == "cost" else _storable(getattr(draft, c)) for c in _USAGE_COLUMNS
     )
+
+
+def _step_rows(draft: UsageDraft) -> list[tuple[Any, ...]]:
+    """A pipeline draft's child records (``UsageStep``), in ``_STEP_COLUMNS`` order."""
+    return [
+        (draft.generation_id, *(money(Decimal(s["cost"])) if c == "cost" else s[c]
+                                for c in STEP_FIELDS))
+        for s in draft.steps
+    ]  # fmt: skip
 
 
 def _storable(value: Any) -> Any:
@@ -177,6 +190,7 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
         # Everything that does not need the organization's account row happens before it is
         # locked: that row is what every new request of the organization must update to reserve.
         _insert(UsageRecord, _USAGE_COLUMNS, [_usage_row(d) for d in fresh])
+        _insert(UsageStep, _STEP_COLUMNS, [row for d in fresh for row in _step_rows(d)])
         usage_rollups_add(fresh)
         paid = {h.pk for h in holds if money(unique[h.generation_id].cost) > 0}
         if paid:
@@ -256,9 +270,18 @@ def _charges(
         balances[draft.organization_id] = available - cost
         charged[draft.generation_id] = cost
         description = f"{draft.model or draft.requested_model} via {draft.provider or '-'}"
-        entries.append((draft.organization_id, LedgerKind.USAGE.value, -cost,
-                        balances[draft.organization_id], f"usage:{draft.generation_id}",
-                        description[:300], draft.generation_id[:120], now))  # fmt: skip
+        entries.append(
+            (
+                draft.organization_id,
+                LedgerKind.USAGE.value,
+                -cost,
+                balances[draft.organization_id],
+                f"usage:{draft.generation_id}",
+                description[:300],
+                draft.generation_id[:120],
+                now,
+            )
+        )
     return charged, entries
 
 
@@ -269,9 +292,13 @@ def _record_capped_costs(drafts: list[UsageDraft], charged: dict[str, Decimal]) 
         paid = charged.get(draft.generation_id, ZERO)
         if paid == money(draft.cost):
             continue
-        logger.error("%s costs %s but only %s was left in the balance; charged that (shortfall %s)",
-                     draft.generation_id, money_str(draft.cost), money_str(paid),
-                     money_str(money(draft.cost) - paid))  # fmt: skip
+        logger.error(
+            "%s costs %s but only %s was left in the balance; charged that (shortfall %s)",
+            draft.generation_id,
+            money_str(draft.cost),
+            money_str(paid),
+            money_str(money(draft.cost) - paid),
+        )
         draft.flag(UsageFlag.SHORTFALL)
         UsageRecord.objects.filter(generation_id=draft.generation_id).update(
             cost=paid, flags=draft.flags
@@ -338,11 +365,15 @@ def _charge_locking_last(
     with connection.cursor() as cursor:
         for organization_id in organizations:
             drafts = [d for d in fresh if d.organization_id == organization_id]
-            cursor.execute(_ACCOUNT_CHARGE_SQL, {
-                "spent": sum((money(d.cost) for d in drafts), ZERO),
-                "held": held_by_org.get(organization_id, ZERO),
-                "organization": organization_id, "now": now,
-            })  # fmt: skip
+            cursor.execute(
+                _ACCOUNT_CHARGE_SQL,
+                {
+                    "spent": sum((money(d.cost) for d in drafts), ZERO),
+                    "held": held_by_org.get(organization_id, ZERO),
+                    "organization": organization_id,
+                    "now": now,
+                },
+            )
             row = cursor.fetchone()
             before = ZERO if row is None else row[0]
             if row is not None and before != snapshot.get(organization_id):

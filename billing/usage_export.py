@@ -26,17 +26,51 @@ from routerhub.money import money_str
 
 BATCH_ROWS = 2000
 CSV_COLUMNS = [
-    "id", "created_at", "model", "requested_model", "provider", "router", "router_version",
-    "key_id", "key_name", "status", "error_type", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "streamed", "is_byok",
+    "id",
+    "created_at",
+    "model",
+    "requested_model",
+    "provider",
+    "router",
+    "router_version",
+    "key_id",
+    "key_name",
+    "status",
+    "error_type",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost",
+    "latency_ms",
+    "ttft_ms",
+    "streamed",
+    "is_byok",
     "flags",
-]  # fmt: skip
+]
 _FIELDS = [
-    "generation_id", "created_at", "model", "requested_model", "provider", "router",
-    "router_version", "key_id", "key__name", "status", "error_type", "prompt_tokens",
-    "completion_tokens", "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms",
-    "streamed", "is_byok", "flags",
-]  # fmt: skip
+    "generation_id",
+    "created_at",
+    "model",
+    "requested_model",
+    "provider",
+    "router",
+    "router_version",
+    "key_id",
+    "key__name",
+    "status",
+    "error_type",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost",
+    "latency_ms",
+    "ttft_ms",
+    "streamed",
+    "is_byok",
+    "flags",
+]
 _CREATED, _KEY_NAME, _COST = (_FIELDS.index(f) for f in ("created_at", "key__name", "cost"))
 
 
@@ -62,8 +96,9 @@ class UsageCsv:
         rows = self.records
         if self.after is not None:
             at, pk = self.after
-            rows = rows.filter(Q(created_at__gt=at) | Q(created_at=at, id__gt=pk),
-                               created_at__gte=at)  # fmt: skip
+            rows = rows.filter(
+                Q(created_at__gt=at) | Q(created_at=at, id__gt=pk), created_at__gte=at
+            )
         page = list(rows.order_by("created_at", "id").values_list("id", *_FIELDS)[:BATCH_ROWS])
         if not page:
             return None

@@ -116,8 +116,9 @@ class KeysetPagination(BasePagination):
     default_limit = 50
     max_limit = 500
 
-    def paginate_queryset(self, queryset: QuerySet[Any] | Sequence[Any], request: Request,
-                          view: Any = None) -> list[Any]:  # fmt: skip
+    def paginate_queryset(
+        self, queryset: QuerySet[Any] | Sequence[Any], request: Request, view: Any = None
+    ) -> list[Any]:
         assert isinstance(queryset, QuerySet), "keyset pagination pages a queryset"
         self.request = request
         cursor = request.query_params.get(CURSOR_PARAM)
@@ -140,11 +141,13 @@ class KeysetPagination(BasePagination):
         return str(replace_query_param(url, CURSOR_PARAM, cursor))
 
     def get_paginated_response(self, data: Any) -> Response:
-        return Response({
-            "results": data,
-            "next": self._link(self.page.next_cursor),
-            "previous": self._link(self.page.previous_cursor),
-        })  # fmt: skip
+        return Response(
+            {
+                "results": data,
+                "next": self._link(self.page.next_cursor),
+                "previous": self._link(self.page.previous_cursor),
+            }
+        )
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         link = {"type": "string", "nullable": True, "format": "uri"}
@@ -156,9 +159,18 @@ class KeysetPagination(BasePagination):
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         return [
-            {"name": CURSOR_PARAM, "in": "query", "required": False, "schema": {"type": "string"},
-             "description": "Opaque position from a page's `next` or `previous` URL."},
-            {"name": LIMIT_PARAM, "in": "query", "required": False,
-             "schema": {"type": "integer", "minimum": 1, "maximum": self.max_limit},
-             "description": "Rows per page (default 50)."},
-        ]  # fmt: skip
+            {
+                "name": CURSOR_PARAM,
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "Opaque position from a page's `next` or `previous` URL.",
+            },
+            {
+                "name": LIMIT_PARAM,
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_limit},
+                "description": "Rows per page (default 50).",
+            },
+        ]

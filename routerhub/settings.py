@@ -9,68 +9,22 @@ Celery worker that uses a filesystem broker (no services). With ``DATABASE_URL``
 from __future__ import annotations
 
 import os
-import secrets
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-env = environ.Env()
-
-ROUTERHUB_ENV = env.str("ROUTERHUB_ENV", default="development")
-if ROUTERHUB_ENV not in {"development", "test", "production"}:
-    raise ImproperlyConfigured(
-        f"ROUTERHUB_ENV must be development, test or production, not {ROUTERHUB_ENV!r}"
-    )
-PRODUCTION = ROUTERHUB_ENV == "production"
-VAR_DIR = Path(env.str("ROUTERHUB_VAR_DIR", default=str(BASE_DIR / "var")))
-
-
-def _dev_secret(name: str) -> str:
-    """A per-checkout random secret kept in var/ (gitignored), so nothing secret is committed."""
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    path = VAR_DIR / f".{name}"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-    return path.read_text().strip()
-
-
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
-
-
-def _bool(name: str, default: bool) -> bool:
-    """A strict boolean: a typo such as DEBUG=nope stops the boot instead of meaning False."""
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    if raw.strip().lower() in _TRUE:
-        return True
-    if raw.strip().lower() in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {raw!r}")
-
-
-def _decimal(name: str, default: str) -> Decimal:
-    raw = env.str(name, default=default)
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise ImproperlyConfigured(f"{name} must be a decimal number, not {raw!r}") from None
-    if value < 0:
-        raise ImproperlyConfigured(f"{name} must not be negative")
-    return value
-
-
-def _secret(name: str) -> str:
-    value = str(env.str(name, default=""))
-    if value:
-        return value
-    if PRODUCTION:
-        raise ImproperlyConfigured(f"{name} must be set when ROUTERHUB_ENV=production")
-    return _dev_secret(name.lower())
-
+from routerhub.settings_parts.billing import *  # noqa: F403
+from routerhub.settings_parts.environment import (
+    BASE_DIR,
+    PRODUCTION,
+    ROUTERHUB_ENV,
+    VAR_DIR,
+    _bool,
+    _secret,
+    env,
+)
+from routerhub.settings_parts.gateway import *  # noqa: F403
+from routerhub.settings_parts.training import *  # noqa: F403
 
 SECRET_KEY = _secret("SECRET_KEY")
 # HMAC pepper for API key digests; rotating it invalidates every key, so it is separate from
@@ -301,6 +255,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"PipelineKindEnum": "routing.models.PipelineKind"},  # vs other kinds
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "routerhub.schema.add_error_responses",
@@ -311,109 +266,6 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_FILESYSTEM_BROKER_DIR = VAR_DIR / "celery"
-
-# --- Gateway (/v1) and providers --------------------------------------------------------------
-# Platform credentials per provider, by the environment variable a catalog provider names.
-PROVIDER_API_KEY_ENVS = [
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "GEMINI_API_KEY",
-    "MISTRAL_API_KEY",
-    "GROQ_API_KEY",
-    "TOGETHER_API_KEY",
-    "DEEPSEEK_API_KEY",
-    "CUSTOM_PROVIDER_API_KEY",
-    *env.list("PROVIDER_API_KEY_ENVS_EXTRA", default=[]),
-]
-PROVIDER_API_KEYS = {name: env.str(name, default="") for name in PROVIDER_API_KEY_ENVS}
-# Fernet keys for bring-your-own provider keys: the first encrypts, all decrypt (rotation).
-PROVIDER_KEYS_ENCRYPTION_KEYS = env.list("PROVIDER_KEYS_ENCRYPTION_KEYS", default=[])
-if not PROVIDER_KEYS_ENCRYPTION_KEYS:
-    if PRODUCTION:
-        raise ImproperlyConfigured(
-            "PROVIDER_KEYS_ENCRYPTION_KEYS must be set when ROUTERHUB_ENV=production"
-        )
-    import base64
-    import hashlib
-
-    PROVIDER_KEYS_ENCRYPTION_KEYS = [
-        base64.urlsafe_b64encode(
-            hashlib.sha256(_dev_secret("provider_keys_encryption_key").encode()).digest()
-        ).decode()
-    ]
-# Upstream timeouts in seconds: connect, first byte (and between stream chunks), whole request.
-GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=5.0)
-GATEWAY_FIRST_BYTE_TIMEOUT = env.float("GATEWAY_FIRST_BYTE_TIMEOUT", default=60.0)
-GATEWAY_TOTAL_TIMEOUT = env.float("GATEWAY_TOTAL_TIMEOUT", default=600.0)
-GATEWAY_MAX_CONNECTIONS = env.int("GATEWAY_MAX_CONNECTIONS", default=1000)
-# The gateway's own async PostgreSQL pool (per worker) for the credit reservation.
-GATEWAY_DB_CONNECTIONS = env.int("GATEWAY_DB_CONNECTIONS", default=4)
-GATEWAY_DB_TIMEOUT = env.float("GATEWAY_DB_TIMEOUT", default=3.0)
-# Who settles the usage stream (with Redis): "worker" — a task in every gateway process (the
-# default: one process does everything); "process" — a dedicated `manage.py usage_settler`, which
-# deploy/gunicorn.conf.py (`make serve`) starts beside the workers.
-USAGE_SETTLER = env.str("USAGE_SETTLER", default="worker")
-if USAGE_SETTLER not in {"worker", "process"}:
-    raise ImproperlyConfigured(
-        f"USAGE_SETTLER must be 'worker' or 'process', not {USAGE_SETTLER!r}"
-    )
-# Days a usage record keeps the prompt text of an organization that opted into prompt logging;
-# older prompts are blanked hourly (billing.expire_prompts). 0 keeps them (feedback retraining
-# reads them: routing/feedback.py).
-USAGE_PROMPT_RETENTION_DAYS = env.int("USAGE_PROMPT_RETENTION_DAYS", default=0)
-GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
-# /v1/responses with store (the default): days an answer stays retrievable and continuable by
-# previous_response_id (0: nothing is stored), and the largest stored conversation (JSON bytes);
-# a larger one is answered with store: false.
-RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
-RESPONSES_STORE_MAX_BYTES = env.int("RESPONSES_STORE_MAX_BYTES", default=1024 * 1024)
-COMPLETIONS_MAX_PROMPTS = env.int("COMPLETIONS_MAX_PROMPTS", default=16)  # per /v1/completions
-# max_tokens sent upstream (and reserved for) when the client gives none.
-GATEWAY_DEFAULT_MAX_TOKENS = env.int("GATEWAY_DEFAULT_MAX_TOKENS", default=4096)
-# Circuit breaker: skip an endpoint after N failures within the window, for the cooldown.
-GATEWAY_BREAKER_FAILURES = env.int("GATEWAY_BREAKER_FAILURES", default=3)
-GATEWAY_BREAKER_WINDOW = env.float("GATEWAY_BREAKER_WINDOW", default=10.0)
-GATEWAY_BREAKER_COOLDOWN = env.float("GATEWAY_BREAKER_COOLDOWN", default=10.0)
-CATALOG_CACHE_TTL = env.float("CATALOG_CACHE_TTL", default=1.0)
-# Seconds a router row (its active version) is cached per process: activation and rollback
-# reach every worker within this time.
-ROUTER_CACHE_TTL = env.float("ROUTER_CACHE_TTL", default=0.5)
-# Provider base URLs chosen by tenants (BYOK `base_url`) may resolve to private, loopback or
-# link-local addresses only when the operator allows it (routing.egress).
-ALLOW_PRIVATE_PROVIDER_URLS = _bool("ALLOW_PRIVATE_PROVIDER_URLS", default=False)
-# The local fake upstream that `make run` starts and the demo provider points at.
-DEMO_UPSTREAM_URL = env.str("DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001").rstrip("/")
-
-# --- Datasets and training ----------------------------------------------------------------------
-DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=200 * 1024 * 1024)
-DATASET_MAX_ROWS = env.int("DATASET_MAX_ROWS", default=500_000)
-DATASET_MAX_MODELS = env.int("DATASET_MAX_MODELS", default=64)
-DATASET_MAX_CELL_CHARS = env.int("DATASET_MAX_CELL_CHARS", default=100_000)
-DATASET_MIN_ROWS = env.int("DATASET_MIN_ROWS", default=25)
-DATASET_MAX_COLUMNS = env.int("DATASET_MAX_COLUMNS", default=1000)
-# A CSV header line longer than this is refused without parsing the rest of the file.
-DATASET_MAX_HEADER_BYTES = env.int("DATASET_MAX_HEADER_BYTES", default=256 * 1024)
-# A Parquet file's data once decompressed and decoded (its footer declares the first part).
-DATASET_MAX_DECODED_BYTES = env.int("DATASET_MAX_DECODED_BYTES", default=512 * 1024 * 1024)
-# Address space a task may add to its worker process (RLIMIT_AS while it runs): past it the task
-# gets a MemoryError and records why, instead of the kernel killing the pod (training's is 8 GiB).
-DATASET_VALIDATION_MEMORY_BYTES = env.int(
-    "DATASET_VALIDATION_MEMORY_BYTES", default=3 * 1024 * 1024 * 1024
-)
-TRAINING_MEMORY_BYTES = env.int("TRAINING_MEMORY_BYTES", default=6 * 1024 * 1024 * 1024)
-# A pool process whose resident memory passed this after a task is replaced (Celery, in KiB).
-CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int(
-    "CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=2 * 1024 * 1024
-)
-# Training runs queued or running at once per organization (one per router in any case).
-TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env.int(
-    "TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION", default=4
-)
-TRAINING_SOFT_TIME_LIMIT = env.int("TRAINING_SOFT_TIME_LIMIT", default=1800)
-TRAINING_HARD_TIME_LIMIT = env.int(
-    "TRAINING_HARD_TIME_LIMIT", default=TRAINING_SOFT_TIME_LIMIT + 120
-)
-TRAINING_HEARTBEAT_STALE_SECONDS = env.int("TRAINING_HEARTBEAT_STALE_SECONDS", default=120)
 
 # --- Request bodies (Django's paths; /v1 has GATEWAY_MAX_BODY_BYTES) ------------------------------
 # routerhub/body_limits.py refuses a larger body with 413 before Django reads it; the dataset
@@ -446,38 +298,6 @@ DEMO_SEEDERS: list[str] = [
     "training.demo.seed_demo_router",
     "billing.demo.seed_demo_usage",
 ]
-
-# Money: fees as fractions, amounts in USD.
-TOPUP_FEE_RATE = _decimal("TOPUP_FEE_RATE", default="0.055")
-TOPUP_FEE_MINIMUM = _decimal("TOPUP_FEE_MINIMUM", default="0.80")
-BYOK_FEE_RATE = _decimal("BYOK_FEE_RATE", default="0.05")
-TOPUP_MIN_AMOUNT = _decimal("TOPUP_MIN_AMOUNT", default="5")
-TOPUP_MAX_AMOUNT = _decimal("TOPUP_MAX_AMOUNT", default="10000")
-DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
-# Credits every new organization starts with (one "promotion" ledger entry), so a newcomer can
-# send a first request to the demo models without an operator or a card. On in development; 0
-# (off) in tests and production unless set, e.g. on a public demo deployment.
-STARTER_CREDITS_USD = _decimal(
-    "STARTER_CREDITS_USD", default="5" if ROUTERHUB_ENV == "development" else "0"
-)
-
-# Stripe top-ups. Card payments are on when BILLING_ENABLED (default: in production), and then
-# every key below must be set. STRIPE_API_BASE points the stripe library at a fake server
-# (localstripe) in development and tests; STRIPE_JS_URL likewise for the browser library.
-BILLING_ENABLED = _bool("BILLING_ENABLED", default=PRODUCTION)
-STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
-STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
-STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
-# Seconds a signed webhook may be older (or newer, clock skew) than now; Stripe's default.
-STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
-STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com").rstrip("/")
-STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
-if PRODUCTION and BILLING_ENABLED:
-    for _name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET"):
-        if not vars()[_name]:
-            raise ImproperlyConfigured(
-                f"{_name} must be set when ROUTERHUB_ENV=production and BILLING_ENABLED"
-            )
 
 LOGGING = {
     "version": 1,

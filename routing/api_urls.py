@@ -1,6 +1,6 @@
 from django.urls import path
 
-from routing import api, routellm_api, router_api
+from routing import api, pipeline_api, routellm_api, router_api
 
 urlpatterns = [
     path("feedback", api.FeedbackView.as_view(), name="api-feedback"),
@@ -18,6 +18,13 @@ urlpatterns = [
         "routers/<slug:slug>/select",
         router_api.RouterSelectView.as_view(),
         name="api-router-select",
+    ),
+    path("pipelines", pipeline_api.PipelineListView.as_view(), name="api-pipelines"),
+    path("pipelines/<slug:slug>", pipeline_api.PipelineDetailView.as_view(), name="api-pipeline"),
+    path(
+        "pipelines/<slug:slug>/versions",
+        pipeline_api.PipelineVersionListView.as_view(),
+        name="api-pipeline-versions",
     ),
     path("provider-keys", api.ProviderKeyListView.as_view(), name="api-provider-keys"),
     path(

@@ -69,14 +69,7 @@ DEMO_EMBEDDING: dict[str, Any] = {
 
 def demo_catalog(upstream_url: str) -> dict[str, Any]:
     """The demo providers (one per wire format, all the same fake server) and models."""
-    providers: list[dict[str, Any]] = [
-        {"slug": "demo", "name": "Demo (simulated, OpenAI wire format)", "api_style": "openai",
-         "base_url": f"{upstream_url}/v1"},
-        {"slug": "demo-anthropic", "name": "Demo (simulated, Anthropic wire format)",
-         "api_style": "anthropic", "base_url": upstream_url},
-        {"slug": "demo-gemini", "name": "Demo (simulated, Gemini wire format)",
-         "api_style": "gemini", "base_url": f"{upstream_url}/v1beta"},
-    ]  # fmt: skip
+    providers = _demo_providers(upstream_url)
     for provider in providers:
         provider.update(api_key_env="", is_simulated=True)
     models, endpoints = [], []
@@ -106,15 +99,62 @@ def demo_catalog(upstream_url: str) -> dict[str, Any]:
                     "checked": "2026-11-28",
                 }
             )
-    item = DEMO_EMBEDDING
-    models.append({"id": item["id"], "name": item["name"], "author": "demo",
-                   "description": "Simulated embedding model: deterministic unit vectors.",
-                   "context_length": item["context_length"], "max_output": 0,
-                   "capabilities": ["embeddings"], "is_simulated": True})  # fmt: skip
-    endpoints += [{"model": item["id"], "provider": provider, "upstream_model": "demo-embed",
-                   "input": item["input"], "output": "0", "source": _SOURCE, "checked": "2026-11-28"}
-                  for provider in item["providers"]]  # fmt: skip
+    embedding_model, embedding_endpoints = _demo_embedding()
+    models.append(embedding_model)
+    endpoints += embedding_endpoints
     return {"providers": providers, "models": models, "endpoints": endpoints}
+
+
+def _demo_providers(upstream_url: str) -> list[dict[str, Any]]:
+    """One demo provider per wire format, all answered by the same fake server."""
+    return [
+        {
+            "slug": "demo",
+            "name": "Demo (simulated, OpenAI wire format)",
+            "api_style": "openai",
+            "base_url": f"{upstream_url}/v1",
+        },
+        {
+            "slug": "demo-anthropic",
+            "name": "Demo (simulated, Anthropic wire format)",
+            "api_style": "anthropic",
+            "base_url": upstream_url,
+        },
+        {
+            "slug": "demo-gemini",
+            "name": "Demo (simulated, Gemini wire format)",
+            "api_style": "gemini",
+            "base_url": f"{upstream_url}/v1beta",
+        },
+    ]
+
+
+def _demo_embedding() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The demo embedding model and its endpoints."""
+    item = DEMO_EMBEDDING
+    model = {
+        "id": item["id"],
+        "name": item["name"],
+        "author": "demo",
+        "description": "Simulated embedding model: deterministic unit vectors.",
+        "context_length": item["context_length"],
+        "max_output": 0,
+        "capabilities": ["embeddings"],
+        "is_simulated": True,
+    }
+    endpoints = [
+        {
+            "model": item["id"],
+            "provider": provider,
+            "upstream_model": "demo-embed",
+            "input": item["input"],
+            "output": "0",
+            "source": _SOURCE,
+            "checked": "2026-11-28",
+        }
+        for provider in item["providers"]
+    ]
+    return model, endpoints
 
 
 def seed_demo_provider(organization: Organization) -> None:

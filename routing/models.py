@@ -145,6 +145,52 @@ class ProviderKey(TenantModel):
         return f"{self.provider_id} key …{self.last4}"
 
 
+class PipelineKind(models.TextChoices):
+    CASCADE = "cascade", "Cascade"
+    SERIES = "series", "Series"
+
+
+class Pipeline(TenantModel):
+    """Several model calls served as one ``model: "pipeline/<slug>"``; serving uses its
+    ``active_version`` (``routing.gateway.pipeline``). Written by the management API
+    (``routing.pipeline_api``), read by the gateway: both live in routing."""
+
+    slug = models.SlugField(max_length=60)
+    name = models.CharField(max_length=120)
+    active_version = models.ForeignKey(
+        "PipelineVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="unique_pipeline_slug"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class PipelineVersion(models.Model):
+    """One immutable definition of a pipeline: its kind and its validated steps
+    (``routing.pipeline_spec.spec_validate``)."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    kind = models.CharField(max_length=10, choices=PipelineKind.choices)
+    steps = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline", "number"], name="unique_pipeline_version"),
+        ]
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id} v{self.number}"
+
+
 class StoredResponse(TenantModel):
     """A ``/v1/responses`` answer kept for ``GET /v1/responses/{id}`` and ``previous_response_id``
     (``routing.gateway.responses_store``), until ``expires_at`` (``RESPONSES_RETENTION_DAYS``)."""

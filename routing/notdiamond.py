@@ -134,8 +134,9 @@ def feedback_record(*, organization: Organization, body: dict[str, Any]) -> dict
         ) from None
     session = SelectionSession.objects.filter(organization=organization, id=session_id).first()
     if session is None:
-        raise NotFound(f"No model-select session '{session_id}' in this organization.",
-                       param="session_id")  # fmt: skip
+        raise NotFound(
+            f"No model-select session '{session_id}' in this organization.", param="session_id"
+        )
     model = next(iter(providers_parse([body.get("provider")], "provider")))
     feedback = body.get("feedback")
     if (
@@ -143,8 +144,9 @@ def feedback_record(*, organization: Organization, body: dict[str, Any]) -> dict
         or len(feedback) != 1
         or next(iter(feedback.values())) not in (0, 1)
     ):
-        raise BadRequest('feedback must be one metric with 0 or 1, e.g. {"accuracy": 1}.',
-                         param="feedback")  # fmt: skip
+        raise BadRequest(
+            'feedback must be one metric with 0 or 1, e.g. {"accuracy": 1}.', param="feedback"
+        )
     session.feedback = feedback
     session.feedback_model = model
     session.feedback_at = timezone.now()
@@ -192,6 +194,9 @@ def custom_router_train(
             maximize=_flag(form.get("maximize", True)),
         )
     except serving.UploadNotReady as exc:
-        raise BadRequest(f"The dataset did not validate: {exc}", param="dataset_file",
-                         metadata={"errors": exc.errors[:20]}) from None  # fmt: skip
+        raise BadRequest(
+            f"The dataset did not validate: {exc}",
+            param="dataset_file",
+            metadata={"errors": exc.errors[:20]},
+        ) from None
     return router, run

@@ -64,66 +64,77 @@ def catalog_sync(*, data: dict[str, Any]) -> CatalogSyncResult:
 
     Rows absent from ``data`` are left alone so additions made in admin survive a sync.
     """
-    providers: dict[str, Provider] = {}
-    for item in data.get("providers", []):
-        providers[item["slug"]], _ = Provider.objects.update_or_create(
-            slug=item["slug"],
-            defaults={
-                "name": item["name"],
-                "api_style": item["api_style"],
-                "base_url": item["base_url"],
-                "api_key_env": item.get("api_key_env", ""),
-                "options": item.get("options", {}),
-                "is_simulated": item.get("is_simulated", False),
-                "enabled": item.get("enabled", True),
-            },
-        )
-    models: dict[str, CatalogModel] = {}
-    for item in data.get("models", []):
-        models[item["id"]], _ = CatalogModel.objects.update_or_create(
-            id=item["id"],
-            defaults={
-                "name": item["name"],
-                "author": item["author"],
-                "description": item.get("description", ""),
-                "context_length": item["context_length"],
-                "max_output": item["max_output"],
-                "is_simulated": item.get("is_simulated", False),
-                "enabled": item.get("enabled", True),
-                **_capability_fields(item.get("capabilities", [])),
-            },
-        )
+    providers = {item["slug"]: _provider_sync(item) for item in data.get("providers", [])}
+    models = {item["id"]: _model_sync(item) for item in data.get("models", [])}
     endpoints = 0
     for item in data.get("endpoints", []):
         model = models.get(item["model"]) or CatalogModel.objects.get(pk=item["model"])
         provider = providers.get(item["provider"]) or Provider.objects.get(slug=item["provider"])
-        capabilities = item.get("capabilities")
-        checked = item.get("checked")
-        Endpoint.objects.update_or_create(
-            provider=provider,
-            model=model,
-            defaults={
-                "upstream_model": item["upstream_model"],
-                "input_price": _per_token(item["input"]),
-                "cached_input_price": (
-                    None if item.get("cached_input") is None else _per_token(item["cached_input"])
-                ),
-                "output_price": _per_token(item["output"]),
-                "context_length": item.get("context_length", model.context_length),
-                "max_output": item.get("max_output", model.max_output),
-                "price_source": item.get("source", ""),
-                "price_checked": date.fromisoformat(str(checked)) if checked else None,
-                "enabled": item.get("enabled", True),
-                **(
-                    _capability_fields(capabilities)
-                    if capabilities is not None
-                    else {f"supports_{n}": getattr(model, f"supports_{n}") for n in CAPABILITIES}
-                ),
-            },
-        )
+        _endpoint_sync(item, provider, model)
         endpoints += 1
     catalog_revision_bump()
     return CatalogSyncResult(len(providers), len(models), endpoints)
+
+
+def _provider_sync(item: dict[str, Any]) -> Provider:
+    provider, _ = Provider.objects.update_or_create(
+        slug=item["slug"],
+        defaults={
+            "name": item["name"],
+            "api_style": item["api_style"],
+            "base_url": item["base_url"],
+            "api_key_env": item.get("api_key_env", ""),
+            "options": item.get("options", {}),
+            "is_simulated": item.get("is_simulated", False),
+            "enabled": item.get("enabled", True),
+        },
+    )
+    return provider
+
+
+def _model_sync(item: dict[str, Any]) -> CatalogModel:
+    model, _ = CatalogModel.objects.update_or_create(
+        id=item["id"],
+        defaults={
+            "name": item["name"],
+            "author": item["author"],
+            "description": item.get("description", ""),
+            "context_length": item["context_length"],
+            "max_output": item["max_output"],
+            "is_simulated": item.get("is_simulated", False),
+            "enabled": item.get("enabled", True),
+            **_capability_fields(item.get("capabilities", [])),
+        },
+    )
+    return model
+
+
+def _endpoint_sync(item: dict[str, Any], provider: Provider, model: CatalogModel) -> None:
+    """One endpoint; capabilities it does not list are its model's."""
+    capabilities = item.get("capabilities")
+    checked = item.get("checked")
+    Endpoint.objects.update_or_create(
+        provider=provider,
+        model=model,
+        defaults={
+            "upstream_model": item["upstream_model"],
+            "input_price": _per_token(item["input"]),
+            "cached_input_price": (
+                None if item.get("cached_input") is None else _per_token(item["cached_input"])
+            ),
+            "output_price": _per_token(item["output"]),
+            "context_length": item.get("context_length", model.context_length),
+            "max_output": item.get("max_output", model.max_output),
+            "price_source": item.get("source", ""),
+            "price_checked": date.fromisoformat(str(checked)) if checked else None,
+            "enabled": item.get("enabled", True),
+            **(
+                _capability_fields(capabilities)
+                if capabilities is not None
+                else {f"supports_{n}": getattr(model, f"supports_{n}") for n in CAPABILITIES}
+            ),
+        },
+    )
 
 
 def catalog_sync_file(*, path: Path = CATALOG_FILE) -> CatalogSyncResult:

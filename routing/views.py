@@ -93,9 +93,9 @@ class ProviderKeyForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         queryset = Provider.objects.filter(enabled=True, is_simulated=False).order_by("name")
-        # Why the ignore below: form.fields holds Field; this one is the ModelChoiceField declared
-        # above, which has queryset.
-        self.fields["provider"].queryset = queryset  # type: ignore[attr-defined]
+        provider = self.fields["provider"]
+        assert isinstance(provider, forms.ModelChoiceField)  # form.fields holds Field
+        provider.queryset = queryset
 
 
 @organization_required(Role.ADMIN)

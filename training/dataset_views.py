@@ -38,7 +38,9 @@ class TrainFromDatasetForm(forms.Form):
 
     def __init__(self, dataset: Dataset, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["candidates"].choices = [(m, m) for m in dataset.model_ids]  # type: ignore[attr-defined]
+        candidates = self.fields["candidates"]
+        assert isinstance(candidates, forms.ChoiceField)  # form.fields holds Field
+        candidates.choices = [(m, m) for m in dataset.model_ids]
 
     def clean_candidates(self) -> list[str]:
         chosen: list[str] = self.cleaned_data.get("candidates") or []

@@ -131,8 +131,11 @@ def battle_add(
     if model_a is None or model_b is None:
         return
     if model_a == model_b:
-        add(f"Row {row}: model_a and model_b are both '{model_a}'; a battle needs two models.",
-            row, "model_b")  # fmt: skip
+        add(
+            f"Row {row}: model_a and model_b are both '{model_a}'; a battle needs two models.",
+            row,
+            "model_b",
+        )
         return
     outcome = winner_outcome(record["winner"], model_a, model_b)
     if outcome is None:
@@ -184,8 +187,12 @@ def frame_comparisons(
             add(f"Row {row}: the prompt cannot be read ({exc}).", row, prompt_column)
             continue
         if len(prompt) > max_cell_chars:
-            add(f"Row {row}: the prompt has {len(prompt):,} characters; the limit is "
-                f"{max_cell_chars:,}.", row, prompt_column)  # fmt: skip
+            add(
+                f"Row {row}: the prompt has {len(prompt):,} characters; the limit is "
+                f"{max_cell_chars:,}.",
+                row,
+                prompt_column,
+            )
             continue
         if not is_empty(record["winner"]):
             battle_add(found, prompt, record, row, add, max_id)
@@ -256,8 +263,9 @@ def strengths_fit(found: Comparisons) -> np.ndarray:
     sign = np.where(flip, -1.0, 1.0)
     design = sparse.diags(sign) @ _design(features, prompt, a, b, m)
     rows = sparse.vstack([design, design[tie]])
-    target = np.concatenate([np.where(tie, 1.0, np.where(flip, 1.0 - outcome, outcome)),
-                             np.zeros(int(tie.sum()))])  # fmt: skip
+    target = np.concatenate(
+        [np.where(tie, 1.0, np.where(flip, 1.0 - outcome, outcome)), np.zeros(int(tie.sum()))]
+    )
     weight = np.concatenate([np.where(tie, 0.5, 1.0), np.full(int(tie.sum()), 0.5)])
     fit = LogisticRegression(C=REGULARIZATION, fit_intercept=False, max_iter=MAX_ITERATIONS)
     fit.fit(rows, target, sample_weight=weight)
@@ -283,9 +291,16 @@ def preference_dataset_parse(
     columns = columns or {}
     prompt = columns.get("prompt") or next((c for c in ingest.PROMPT_COLUMNS if c in names), None)
     if prompt is None or prompt not in names:
-        raise ingest.DatasetInvalidError([_error(
-            "No prompt column: a battles file needs 'prompt' (or 'messages'), 'model_a', "
-            "'model_b' and 'winner' columns, or set columns.prompt.", None, "prompt")])  # fmt: skip
+        raise ingest.DatasetInvalidError(
+            [
+                _error(
+                    "No prompt column: a battles file needs 'prompt' (or 'messages'), 'model_a', "
+                    "'model_b' and 'winner' columns, or set columns.prompt.",
+                    None,
+                    "prompt",
+                )
+            ]
+        )
     scores = {n[: -len("/score")]: n for n in names if n.endswith("/score") and len(n) > 6}
     errors: list[dict[str, Any]] = []
 
@@ -329,11 +344,21 @@ def _empty_warning(found: Comparisons) -> list[str]:
 
 def _coverage_check(found: Comparisons, limits: ingest.Limits, add: AddError) -> None:
     if len(found.models) < 2:
-        add("The file compares fewer than 2 models; a router chooses between at least 2.",
-            None, "model_a")  # fmt: skip
+        add(
+            "The file compares fewer than 2 models; a router chooses between at least 2.",
+            None,
+            "model_a",
+        )
     elif len(found.models) > limits.max_models:
-        add(f"The file has {len(found.models)} models; the limit is {limits.max_models}.",
-            None, "model_a")  # fmt: skip
+        add(
+            f"The file has {len(found.models)} models; the limit is {limits.max_models}.",
+            None,
+            "model_a",
+        )
     if len(found.prompts) < limits.min_rows:
-        add(f"Only {len(found.prompts)} distinct prompt(s) with a usable battle or score row; "
-            f"training needs at least {limits.min_rows}.", None, None)  # fmt: skip
+        add(
+            f"Only {len(found.prompts)} distinct prompt(s) with a usable battle or score row; "
+            f"training needs at least {limits.min_rows}.",
+            None,
+            None,
+        )

@@ -129,54 +129,19 @@ def dataset_validate(*, dataset_id: int) -> Dataset | None:
     if dataset is None or not counted:
         return dataset
     if dataset.validation_attempts > MAX_VALIDATION_ATTEMPTS:
-        logger.warning("dataset %s: validation gave up after %s attempts", dataset_id,
-                       MAX_VALIDATION_ATTEMPTS)  # fmt: skip
-        return _dataset_finish(
-            dataset,
-            errors=[
-                _file_error(
-                    f"Processing this file stopped the worker {MAX_VALIDATION_ATTEMPTS} times, so "
-                    "RouterHub gave up on it. Check its size, rows and columns against the "
-                    "limits, or split it into smaller files."
-                )
-            ],
+        logger.warning(
+            "dataset %s: validation gave up after %s attempts", dataset_id, MAX_VALIDATION_ATTEMPTS
         )
-    budget = int(settings.DATASET_VALIDATION_MEMORY_BYTES)
-    try:
-        with memory_ceiling(budget):
-            with dataset.file.open("rb") as handle:
-                content = handle.read()
-            dataset.format = ingest.sniff_format(content[:8192])
-            parsed = ingest.dataset_parse(content, columns=dataset.columns)
-            normalized = ingest.normalized_to_parquet(parsed)
-            del content
-    except ingest.DatasetInvalidError as exc:
-        return _dataset_finish(dataset, errors=exc.errors)
-    except MemoryError:
-        logger.warning("dataset %s: validation ran out of its memory budget", dataset_id)
-        return _dataset_finish(
-            dataset,
-            errors=[
-                _file_error(
-                    f"Validating this file needed more than its memory budget "
-                    f"({_binary_size(budget)}). Reduce its rows, columns or cell sizes, or split "
-                    "it into smaller files."
-                )
-            ],
+        message = (
+            f"Processing this file stopped the worker {MAX_VALIDATION_ATTEMPTS} times, so "
+            "RouterHub gave up on it. Check its size, rows and columns against the "
+            "limits, or split it into smaller files."
         )
-    except Exception as exc:  # a malformed file must never crash the worker or stay validating
-        from celery.exceptions import SoftTimeLimitExceeded
-
-        if isinstance(exc, SoftTimeLimitExceeded):
-            return _dataset_finish(
-                dataset,
-                errors=[
-                    _file_error("Validating this file took too long; split it into smaller files.")
-                ],
-            )
-        logger.exception("dataset %s: unexpected validation failure", dataset_id)
-        message = f"The file could not be read ({type(exc).__name__}: {exc})."
         return _dataset_finish(dataset, errors=[_file_error(message)])
+    try:
+        parsed, normalized = _dataset_read(dataset)
+    except Exception as exc:  # a malformed file must never crash the worker or stay validating
+        return _dataset_finish(dataset, errors=_validation_errors(dataset_id, exc))
     parsed_name = default_storage.save(
         f"datasets/parsed/{dataset.organization_id}-{dataset.pk}.parquet", ContentFile(normalized)
     )
@@ -186,6 +151,38 @@ def dataset_validate(*, dataset_id: int) -> Dataset | None:
     dataset.has_costs = parsed.costs is not None
     dataset.warnings = parsed.warnings
     return _dataset_finish(dataset, errors=[])
+
+
+def _dataset_read(dataset: Dataset) -> tuple[ingest.ParsedDataset, bytes]:
+    """The uploaded file parsed and normalised to Parquet, under the validation memory budget."""
+    with memory_ceiling(int(settings.DATASET_VALIDATION_MEMORY_BYTES)):
+        with dataset.file.open("rb") as handle:
+            content = handle.read()
+        dataset.format = ingest.sniff_format(content[:8192])
+        parsed = ingest.dataset_parse(content, columns=dataset.columns)
+        normalized = ingest.normalized_to_parquet(parsed)
+        del content
+    return parsed, normalized
+
+
+def _validation_errors(dataset_id: int, exc: Exception) -> list[dict[str, Any]]:
+    """What the dataset page shows for a file whose reading failed (called while handling it)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if isinstance(exc, ingest.DatasetInvalidError):
+        return exc.errors
+    if isinstance(exc, MemoryError):
+        logger.warning("dataset %s: validation ran out of its memory budget", dataset_id)
+        budget = _binary_size(int(settings.DATASET_VALIDATION_MEMORY_BYTES))
+        message = (
+            f"Validating this file needed more than its memory budget ({budget}). Reduce its "
+            "rows, columns or cell sizes, or split it into smaller files."
+        )
+        return [_file_error(message)]
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return [_file_error("Validating this file took too long; split it into smaller files.")]
+    logger.exception("dataset %s: unexpected validation failure", dataset_id)
+    return [_file_error(f"The file could not be read ({type(exc).__name__}: {exc}).")]
 
 
 def _binary_size(size: int) -> str:

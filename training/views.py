@@ -105,10 +105,10 @@ class TrainForm(forms.Form):
     def __init__(self, organization: Organization, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         ready = Dataset.objects.for_tenant(organization).filter(status=DatasetStatus.READY)
-        # Why the ignore below: form.fields holds Field; these are the ModelChoiceFields declared
-        # above, which have queryset.
-        self.fields["dataset"].queryset = ready.order_by("-created_at")  # type: ignore[attr-defined]
-        self.fields["test_dataset"].queryset = ready.order_by("-created_at")  # type: ignore[attr-defined]
+        for name in ("dataset", "test_dataset"):
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)  # form.fields holds Field
+            field.queryset = ready.order_by("-created_at")
 
 
 @organization_required()

@@ -60,8 +60,14 @@ def _arithmetic(prompt: str, size: str, seed: int) -> str | None:
     left, op, right = int(match[1]), match[2], int(match[3])
     if op == "/" and right == 0:
         return "Division by zero is undefined."
-    exact = {"+": left + right, "-": left - right, "*": left * right, "x": left * right,
-             "×": left * right, "/": left / right if op == "/" and right else 0}[op]  # fmt: skip
+    exact = {
+        "+": left + right,
+        "-": left - right,
+        "*": left * right,
+        "x": left * right,
+        "×": left * right,
+        "/": left / right if op == "/" and right else 0,
+    }[op]
     value = round(exact, 4) if isinstance(exact, float) else exact
     correct = (seed % 1000) / 1000 < _ACCURACY[size]
     result = value if correct else value + 1 + seed % 9

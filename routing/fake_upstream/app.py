@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from routing.fake_upstream import embeddings, openai_extras, wire
+from routing.fake_upstream import embeddings, gemini, openai_extras, wire
 from routing.fake_upstream.answers import Answer
 from routing.fake_upstream.faults import Fault, fault_draw, model_and_fault
 
@@ -26,8 +26,13 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _SECRET_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "api-key"}
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error",
-                500: "api_error", 503: "overloaded_error"}  # fmt: skip
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+}
 
 
 def _mask(name: str, value: str) -> str:
@@ -68,9 +73,7 @@ class FakeUpstream:
     async def _serve(self, scope: Scope, raw: bytes, receive: Receive, send: Send) -> None:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         query = scope.get("query_string", b"").decode()
-        record: JSON = {"method": scope["method"], "path": scope["path"], "query": query,
-                        "headers": {k: _mask(k, v) for k, v in headers.items()},
-                        "chunks_sent": 0, "completed": False, "disconnected": False, "received_at": time.time()}  # fmt: skip
+        record = _new_record(scope, headers, query)
         self.requests.append(record)
         try:
             body = orjson.loads(raw) if raw else {}
@@ -98,14 +101,9 @@ class FakeUpstream:
         model, fault = model_and_fault(raw_model, headers.get("x-fake-fault"))
         fault, drawn = fault_draw(fault, raw)
         record.update(style=style, model=model, stream=stream, fault=drawn)
-        if self.latency_ms:
-            await asyncio.sleep(self.latency_ms / 1000)
-        stalls = [3600.0] if fault.timeout else []
-        stalls += [fault.delay_ms / 1000] if fault.delay_ms else []
-        for seconds in stalls:
-            if await _sleep_unless_disconnected(receive, seconds):
-                record["disconnected"] = True  # the caller gave up: nobody to answer
-                return
+        if not await self._wait_out(fault, receive):
+            record["disconnected"] = True  # the caller gave up: nobody to answer
+            return
         if fault.status:
             record["completed"] = True
             echoed = _echo(headers, raw) if fault.echo else ""
@@ -113,20 +111,21 @@ class FakeUpstream:
             return
         response, events = _answer(style, model, body, fault, stream)
         if not stream:
-            if fault.disconnect_after is not None:
-                await _send_cut(send, orjson.dumps(response))
-            if fault.end_after is not None:
-                payload = orjson.dumps(response)
-                await _send_raw(send, 200, payload[: len(payload) // 2], "application/json")
-                record["completed"] = True
-                return
-            if fault.malformed:
-                await _send_raw(send, 200, b'{"choices": [', "application/json")
-            else:
-                await _send_json(send, 200, response)
+            await _send_whole(response, fault, send)
             record["completed"] = True
             return
         await self._stream(record, events, fault, receive, send)
+
+    async def _wait_out(self, fault: Fault, receive: Receive) -> bool:
+        """The configured latency, then the fault's stalls; False when the caller hung up."""
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000)
+        stalls = [3600.0] if fault.timeout else []
+        stalls += [fault.delay_ms / 1000] if fault.delay_ms else []
+        for seconds in stalls:
+            if await _sleep_unless_disconnected(receive, seconds):
+                return False
+        return True
 
     async def _stream(
         self, record: JSON, events: Iterator[bytes], fault: Fault, receive: Receive, send: Send
@@ -166,6 +165,34 @@ class FakeUpstream:
             record["completed"] = True
         finally:
             watcher.cancel()
+
+
+def _new_record(scope: Scope, headers: dict[str, str], query: str) -> JSON:
+    """What the fake remembers of a request (tests read it back), before its body is read."""
+    return {
+        "method": scope["method"],
+        "path": scope["path"],
+        "query": query,
+        "headers": {k: _mask(k, v) for k, v in headers.items()},
+        "chunks_sent": 0,
+        "completed": False,
+        "disconnected": False,
+        "received_at": time.time(),
+    }
+
+
+async def _send_whole(response: JSON, fault: Fault, send: Send) -> None:
+    """A non-streamed answer, cut, halved or malformed when the fault says so."""
+    if fault.disconnect_after is not None:
+        await _send_cut(send, orjson.dumps(response))
+    if fault.end_after is not None:
+        payload = orjson.dumps(response)
+        await _send_raw(send, 200, payload[: len(payload) // 2], "application/json")
+        return
+    if fault.malformed:
+        await _send_raw(send, 200, b'{"choices": [', "application/json")
+    else:
+        await _send_json(send, 200, response)
 
 
 async def _sleep_unless_disconnected(receive: Receive, seconds: float) -> bool:
@@ -219,7 +246,7 @@ def _answer(
     reading = {
         "openai": wire.openai_turn,
         "anthropic": wire.anthropic_turn,
-        "gemini": wire.gemini_turn,
+        "gemini": gemini.gemini_turn,
     }
     turn = reading[style](body, model)
     if fault.tokenizer == "bytes":
@@ -238,7 +265,7 @@ def _answer(
             turn, answer, cached, limit
         )
     limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
-    return wire.gemini_response(turn, answer, cached, limit), wire.gemini_stream(
+    return gemini.gemini_response(turn, answer, cached, limit), gemini.gemini_stream(
         turn, answer, cached, limit
     )
 

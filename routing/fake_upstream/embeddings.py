@@ -40,8 +40,14 @@ def openai_embeddings(body: JSON, model: str, reported: JSON) -> JSON:
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     if "prompt" in reported:
         usage = {"prompt_tokens": reported["prompt"], "total_tokens": reported["prompt"]}
-    data = [{"object": "embedding", "index": i, "embedding": embedding_vector(model, _text(item), dimensions)}
-            for i, item in enumerate(inputs)]  # fmt: skip
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": embedding_vector(model, _text(item), dimensions),
+        }
+        for i, item in enumerate(inputs)
+    ]
     return {"object": "list", "data": data, "model": model, "usage": usage}
 
 

@@ -69,8 +69,11 @@ def _usage(usage: JSON, body: JSON, n: int) -> JSON:
     completion = visible * n + reasoning
     details["reasoning_tokens"] = reasoning
     total = int(usage["prompt_tokens"]) + completion
-    return usage | {"completion_tokens": completion, "total_tokens": total,
-                    "completion_tokens_details": details}  # fmt: skip
+    return usage | {
+        "completion_tokens": completion,
+        "total_tokens": total,
+        "completion_tokens_details": details,
+    }
 
 
 def openai_whole(response: JSON, body: JSON) -> JSON:

@@ -36,10 +36,16 @@ class Turn:
     reported: JSON = field(default_factory=dict)
 
     def answer(self) -> Answer:
-        return decide(model=self.model, prompt=self.prompt, tools=self.tools,
-                      forced_tool=self.forced_tool, last_is_tool_result=self.last_is_tool_result,
-                      tool_result=self.tool_result, json_schema=self.json_schema,
-                      json_mode=self.json_mode)  # fmt: skip
+        return decide(
+            model=self.model,
+            prompt=self.prompt,
+            tools=self.tools,
+            forced_tool=self.forced_tool,
+            last_is_tool_result=self.last_is_tool_result,
+            tool_result=self.tool_result,
+            json_schema=self.json_schema,
+            json_mode=self.json_mode,
+        )
 
 
 def _text(content: Any) -> str:
@@ -121,16 +127,25 @@ def openai_turn(body: JSON, model: str) -> Turn:
 
 def openai_usage(turn: Turn, completion: int, cached: int) -> JSON:
     reasoning = 5 if turn.model.startswith(("o1", "o3", "o4")) or "reason" in turn.model else 0
-    usage = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": completion + reasoning,
-             "total_tokens": turn.prompt_tokens + completion + reasoning,
-             "prompt_tokens_details": {"cached_tokens": min(cached, turn.prompt_tokens)},
-             "completion_tokens_details": {"reasoning_tokens": reasoning}}  # fmt: skip
+    usage = {
+        "prompt_tokens": turn.prompt_tokens,
+        "completion_tokens": completion + reasoning,
+        "total_tokens": turn.prompt_tokens + completion + reasoning,
+        "prompt_tokens_details": {"cached_tokens": min(cached, turn.prompt_tokens)},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
     return _reported(turn, usage, prompt="prompt_tokens", completion="completion_tokens")
 
 
 def _openai_call(answer: Answer) -> JSON:
-    return {"id": f"call_{abs(hash(answer.tool_name)) % 10**8:08d}", "type": "function",
-            "function": {"name": answer.tool_name, "arguments": orjson.dumps(answer.tool_arguments).decode()}}  # fmt: skip
+    return {
+        "id": f"call_{abs(hash(answer.tool_name)) % 10**8:08d}",
+        "type": "function",
+        "function": {
+            "name": answer.tool_name,
+            "arguments": orjson.dumps(answer.tool_arguments).decode(),
+        },
+    }
 
 
 def openai_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | None) -> JSON:
@@ -140,9 +155,14 @@ def openai_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | N
         message["tool_calls"] = [_openai_call(answer)]
         finish = "tool_calls"
     completion = count_tokens(text) if not answer.is_tool_call else 12
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": turn.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": openai_usage(turn, completion, cached)}  # fmt: skip
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": turn.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": openai_usage(turn, completion, cached),
+    }
 
 
 def openai_stream(
@@ -162,8 +182,18 @@ def openai_stream(
     yield chunk({"role": "assistant", "content": ""})
     if answer.is_tool_call:
         call = _openai_call(answer)
-        yield chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
-                                     "function": {"name": answer.tool_name, "arguments": ""}}]})  # fmt: skip
+        yield chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": answer.tool_name, "arguments": ""},
+                    }
+                ]
+            }
+        )
         arguments = call["function"]["arguments"]
         for start in range(0, len(arguments), 8):
             yield chunk(
@@ -275,8 +305,12 @@ def thinking_of(turn: Turn) -> JSON:
 
 def anthropic_usage(turn: Turn, completion: int, cached: int) -> JSON:
     cached = min(cached, turn.prompt_tokens)
-    usage = {"input_tokens": turn.prompt_tokens - cached, "output_tokens": completion,
-             "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}  # fmt: skip
+    usage = {
+        "input_tokens": turn.prompt_tokens - cached,
+        "output_tokens": completion,
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": 0,
+    }
     return _reported(turn, usage, prompt="input_tokens", completion="output_tokens")
 
 
@@ -299,8 +333,16 @@ def anthropic_response(turn: Turn, answer: Answer, cached: int, max_tokens: int 
         thinking = thinking_of(turn)
         content.insert(0, thinking)
         completion += count_tokens(thinking["thinking"])
-    return {"id": "msg_fake", "type": "message", "role": "assistant", "model": turn.model, "content": content,
-            "stop_reason": stop, "stop_sequence": None, "usage": anthropic_usage(turn, completion, cached)}  # fmt: skip
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": turn.model,
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": anthropic_usage(turn, completion, cached),
+    }
 
 
 def _event(name: str, data: JSON) -> bytes:
@@ -347,8 +389,14 @@ def anthropic_stream(
                 {"type": "content_block_delta", "index": index, "delta": delta},
             )
     yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
-    yield _event("message_delta", {"type": "message_delta", "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": None},
-                                   "usage": {"output_tokens": whole["usage"]["output_tokens"]}})  # fmt: skip
+    yield _event(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": whole["usage"]["output_tokens"]},
+        },
+    )
     yield _event("message_stop", {"type": "message_stop"})
 
 
@@ -365,97 +413,3 @@ def _thinking_events(block: JSON) -> Iterator[bytes]:
     delta = {"type": "signature_delta", "signature": block["signature"]}
     yield _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
     yield _event("content_block_stop", {"type": "content_block_stop", "index": 0})
-
-
-# --- Gemini ------------------------------------------------------------------------------------
-
-
-def gemini_turn(body: JSON, model: str) -> Turn:
-    contents = body.get("contents") or []
-    last_parts = (contents[-1].get("parts") if contents else []) or []
-    responses = [p["functionResponse"] for p in last_parts if "functionResponse" in p]
-    users = [
-        c
-        for c in contents
-        if c.get("role", "user") == "user" and any("text" in p for p in c.get("parts") or [])
-    ]
-    tools = [
-        Tool(d["name"], d.get("parameters") or {})
-        for t in body.get("tools") or []
-        for d in t.get("functionDeclarations") or []
-    ]
-    calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
-    forced = None
-    if calling.get("mode") == "ANY" and tools:
-        forced = (calling.get("allowedFunctionNames") or [tools[0].name])[0]
-    config = body.get("generationConfig") or {}
-    texts = [_text((body.get("systemInstruction") or {}).get("parts"))] + [
-        _text(c.get("parts")) for c in contents
-    ]
-    images = sum(_images(c.get("parts")) for c in contents)
-    return Turn(
-        model=model,
-        prompt=_text(users[-1]["parts"]) if users else "",
-        prompt_tokens=_prompt_tokens(texts, images),
-        prompt_texts=texts,
-        images=images,
-        tools=tools if calling.get("mode") != "NONE" else [],
-        forced_tool=forced,
-        last_is_tool_result=bool(responses),
-        tool_result=orjson.dumps(responses[-1].get("response")).decode() if responses else "",
-        json_schema=config.get("responseSchema") or config.get("responseJsonSchema"),
-        json_mode=config.get("responseMimeType") == "application/json",
-    )
-
-
-def gemini_usage(turn: Turn, completion: int, cached: int) -> JSON:
-    thoughts = 9 if "pro" in turn.model or "thinking" in turn.model else 0
-    usage = {"promptTokenCount": turn.prompt_tokens, "candidatesTokenCount": completion,
-             "totalTokenCount": turn.prompt_tokens + completion + thoughts}  # fmt: skip
-    if thoughts:
-        usage["thoughtsTokenCount"] = thoughts
-    if cached:
-        usage["cachedContentTokenCount"] = min(cached, turn.prompt_tokens)
-    return _reported(turn, usage, prompt="promptTokenCount", completion="candidatesTokenCount")
-
-
-def _gemini_candidate(parts: list[JSON], finish: str | None) -> JSON:
-    candidate: JSON = {"content": {"parts": parts, "role": "model"}, "index": 0}
-    if finish:
-        candidate["finishReason"] = finish
-    return candidate
-
-
-def gemini_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | None) -> JSON:
-    if answer.is_tool_call:
-        parts: list[JSON] = [
-            {"functionCall": {"name": answer.tool_name, "args": answer.tool_arguments}}
-        ]
-        finish, completion = "STOP", 12
-    else:
-        text, reason = _truncate(answer.text, max_tokens)
-        parts = [{"text": text}]
-        finish, completion = ("MAX_TOKENS" if reason == "length" else "STOP"), count_tokens(text)
-    return {"candidates": [_gemini_candidate(parts, finish)], "usageMetadata": gemini_usage(turn, completion, cached),
-            "modelVersion": turn.model, "responseId": "fake-response"}  # fmt: skip
-
-
-def gemini_stream(
-    turn: Turn, answer: Answer, cached: int, max_tokens: int | None
-) -> Iterator[bytes]:
-    whole = gemini_response(turn, answer, cached, max_tokens)
-    parts = whole["candidates"][0]["content"]["parts"]
-    finish = whole["candidates"][0]["finishReason"]
-    pieces = (
-        [parts]
-        if answer.is_tool_call
-        else [[{"text": piece}] for piece in split_tokens(parts[0]["text"])]
-    )
-    produced = 0
-    for position, piece_parts in enumerate(pieces):
-        last = position == len(pieces) - 1
-        produced += count_tokens(piece_parts[0].get("text", "")) if not answer.is_tool_call else 12
-        data = {"candidates": [_gemini_candidate(piece_parts, finish if last else None)],
-                "usageMetadata": gemini_usage(turn, produced, cached), "modelVersion": turn.model,
-                "responseId": "fake-response"}  # fmt: skip
-        yield b"data: " + orjson.dumps(data) + b"\r\n\r\n"

@@ -74,8 +74,14 @@ def skip(ex: Exchange, endpoint: EndpointInfo) -> bool:
 def failed(ex: Exchange, endpoint: EndpointInfo, error: str, detail: str = "") -> None:
     if not ex.trying_byok:
         health.health_record_failure(endpoint.id)
-    ex.attempts.append({"model": endpoint.model_id, "provider": endpoint.provider_slug, "error": error,
-                        **({"detail": detail[:300]} if detail else {})})  # fmt: skip
+    ex.attempts.append(
+        {
+            "model": endpoint.model_id,
+            "provider": endpoint.provider_slug,
+            "error": error,
+            **({"detail": detail[:300]} if detail else {}),
+        }
+    )
     # Not the provider's message: providers quote the request (prompt text) in errors.
     logger.info("upstream %s/%s failed: %s", endpoint.provider_slug, endpoint.model_id, error)
 
@@ -133,8 +139,13 @@ def client_for(candidate: Candidate) -> httpx.AsyncClient:
 
 def _target(ex: Exchange, candidate: Candidate) -> Target:
     endpoint = candidate.endpoint
-    return Target(base_url=candidate.base_url or endpoint.base_url, upstream_model=endpoint.upstream_model, api_key=candidate.api_key,
-                  max_tokens=max_tokens_for(ex.body, endpoint), options=endpoint.options)  # fmt: skip
+    return Target(
+        base_url=candidate.base_url or endpoint.base_url,
+        upstream_model=endpoint.upstream_model,
+        api_key=candidate.api_key,
+        max_tokens=max_tokens_for(ex.body, endpoint),
+        options=endpoint.options,
+    )
 
 
 async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:

@@ -21,6 +21,7 @@ from routing.gateway.exchange import (
     authenticate,
     bill,
     billable_usage,
+    choices_chars,
     exchange_run,
     record_success,
     response_head,
@@ -28,6 +29,7 @@ from routing.gateway.exchange import (
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
 from routing.gateway.openrouter_request import openrouter_request
+from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
 from routing.gateway.planning import plan_request, request_needs
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
@@ -40,7 +42,7 @@ from routing.ingress.anthropic import (
     canonical_to_messages_response,
     messages_request_to_canonical,
 )
-from routing.providers.base import JSON, text_of
+from routing.providers.base import JSON
 from routing.routers import messages_prompt
 
 # --- entry points --------------------------------------------------------------------------------
@@ -85,10 +87,14 @@ async def _serve(
     catalog = await catalog_get()
     body = openrouter_request(body, catalog)  # model variants, provider.sort objects, reasoning
     request_validate(body)
+    if str(body.get("model") or "").startswith(PIPELINE_PREFIX):
+        await pipeline_serve(req, key, body, anthropic=anthropic)
+        return
     needs = request_needs(body)
     prompt_bound = prompt_token_bound(body)
-    plan = await plan_request(body=body, key=key, catalog=catalog, needs=needs,
-                              prompt_bound=prompt_bound)  # fmt: skip
+    plan = await plan_request(
+        body=body, key=key, catalog=catalog, needs=needs, prompt_bound=prompt_bound
+    )
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)
     generation_id = metering.generation_id_new()
@@ -107,8 +113,18 @@ async def _serve(
         # Only for organizations that opted in: it lets feedback become training data.
         prompt=messages_prompt(body["messages"]) if key.prompt_logging else "",
     )
-    ex = Exchange(req, key, body, anthropic, plan, generation_id, prompt_estimate, reserved, draft,
-                  prompt_bound=prompt_bound)  # fmt: skip
+    ex = Exchange(
+        req,
+        key,
+        body,
+        anthropic,
+        plan,
+        generation_id,
+        prompt_estimate,
+        reserved,
+        draft,
+        prompt_bound=prompt_bound,
+    )
     await exchange_run(ex, _stream(ex) if needs.stream else _complete(ex))
 
 
@@ -118,7 +134,7 @@ async def _complete(ex: Exchange) -> None:
         if completion is None:
             continue
         ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
-        usage = billable_usage(ex, completion.usage, _choices_chars(completion.choices))
+        usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
         cost = bill(ex, usage, status="succeeded")
         response = response_head(ex, "chat.completion") | {
             "choices": completion.choices,
@@ -140,15 +156,3 @@ async def _stream(ex: Exchange) -> None:
             await pump(ex, candidate, opened)
             return
     raise exhausted(ex)
-
-
-def _choices_chars(choices: list[JSON]) -> int:
-    total = 0
-    for choice in choices:
-        message = choice.get("message") or {}
-        total += len(text_of(message.get("content")))
-        total += sum(
-            len((c.get("function") or {}).get("arguments") or "")
-            for c in message.get("tool_calls") or []
-        )
-    return total

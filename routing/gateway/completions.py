@@ -40,11 +40,15 @@ def chat_bodies_from_completion(body: JSON) -> list[JSON]:
             raise BadRequest(message, param=name)
     best_of = body.get("best_of")
     if best_of is not None and best_of != body.get("n", 1):
-        raise BadRequest("best_of is not supported; use n for several completions.",
-                         param="best_of")  # fmt: skip
+        raise BadRequest(
+            "best_of is not supported; use n for several completions.", param="best_of"
+        )
     if len(prompts) > 1 and body.get("stream"):
-        raise BadRequest("stream takes one prompt; send several prompts without stream, or one "
-                         "streamed request per prompt.", param="stream")  # fmt: skip
+        raise BadRequest(
+            "stream takes one prompt; send several prompts without stream, or one "
+            "streamed request per prompt.",
+            param="stream",
+        )
     chat = {k: v for k, v in body.items() if k not in ("prompt", "best_of", *_UNSUPPORTED)}
     return [chat | {"messages": [{"role": "user", "content": prompt}]} for prompt in prompts]
 
@@ -54,12 +58,15 @@ def _prompts(body: JSON) -> list[str]:
     items: list[object] = prompt if isinstance(prompt, list) and prompt else [prompt]
     prompts = [p for p in items if isinstance(p, str)]
     if len(prompts) < len(items):
-        raise BadRequest("prompt is required: a string or a list of strings (token arrays are "
-                         "not supported).", param="prompt")  # fmt: skip
+        raise BadRequest(
+            "prompt is required: a string or a list of strings (token arrays are not supported).",
+            param="prompt",
+        )
     most = settings.COMPLETIONS_MAX_PROMPTS
     if len(prompts) > most:
-        raise BadRequest(f"prompt lists {len(prompts)} prompts; at most {most} per request.",
-                         param="prompt")  # fmt: skip
+        raise BadRequest(
+            f"prompt lists {len(prompts)} prompts; at most {most} per request.", param="prompt"
+        )
     return prompts
 
 

@@ -25,7 +25,7 @@ from billing import metering
 from billing.metering import UsageDraft
 from routing.gateway.attempts import attempt, exhausted
 from routing.gateway.catalog_cache import catalog_get
-from routing.gateway.chat import _choices_chars
+from routing.gateway.chat import choices_chars
 from routing.gateway.exchange import (
     Exchange,
     answer_headers,
@@ -53,8 +53,12 @@ from routing.routers import messages_prompt
 def text_choice(choice: JSON, index: int) -> JSON:
     """A chat choice (or a chunk's) as a text completion's choice at ``index``."""
     part = choice.get("message") or choice.get("delta") or {}
-    return {"index": index, "text": text_of(part.get("content")),
-            "finish_reason": choice.get("finish_reason"), "logprobs": None}  # fmt: skip
+    return {
+        "index": index,
+        "text": text_of(part.get("content")),
+        "finish_reason": choice.get("finish_reason"),
+        "logprobs": None,
+    }
 
 
 async def serve_prompts(req: GatewayRequest, key: AuthenticatedKey, bodies: list[JSON]) -> None:
@@ -65,27 +69,53 @@ async def serve_prompts(req: GatewayRequest, key: AuthenticatedKey, bodies: list
         request_validate(body)
     bounds = [prompt_token_bound(body) for body in bodies]
     longest = max(range(len(bodies)), key=bounds.__getitem__)
-    plan = await plan_request(body=bodies[longest], key=key, catalog=catalog,
-                              needs=request_needs(bodies[longest]), prompt_bound=bounds[longest])  # fmt: skip
+    plan = await plan_request(
+        body=bodies[longest],
+        key=key,
+        catalog=catalog,
+        needs=request_needs(bodies[longest]),
+        prompt_bound=bounds[longest],
+    )
     estimates = [estimate_prompt_tokens(body) for body in bodies]
     await rate_limit_admit(key, sum(estimates))
     generation_id = metering.generation_id_new()
     reserved = sum(
-        (max(reservation_for(body, c, bound) for c in plan.candidates)
-         for body, bound in zip(bodies, bounds, strict=True)),
+        (
+            max(reservation_for(body, c, bound) for c in plan.candidates)
+            for body, bound in zip(bodies, bounds, strict=True)
+        ),
         start=Decimal(0),
-    )  # fmt: skip
+    )
     await metering.hold(key, generation_id, reserved)
-    draft = UsageDraft(generation_id=generation_id, organization_id=key.organization_id,
-                       key_id=key.id, status="failed", requested_model=plan.requested_model,
-                       router=plan.router, router_version=plan.router_version,
-                       router_id=plan.router_id, streamed=False,
-                       prompt=_prompts_text(bodies) if key.prompt_logging else "")  # fmt: skip
-    ex = Exchange(req, key, bodies[longest], False, plan, generation_id, sum(estimates), reserved,
-                  draft, prompt_bound=sum(bounds))  # fmt: skip
+    draft = UsageDraft(
+        generation_id=generation_id,
+        organization_id=key.organization_id,
+        key_id=key.id,
+        status="failed",
+        requested_model=plan.requested_model,
+        router=plan.router,
+        router_version=plan.router_version,
+        router_id=plan.router_id,
+        streamed=False,
+        prompt=_prompts_text(bodies) if key.prompt_logging else "",
+    )
+    ex = Exchange(
+        req,
+        key,
+        bodies[longest],
+        False,
+        plan,
+        generation_id,
+        sum(estimates),
+        reserved,
+        draft,
+        prompt_bound=sum(bounds),
+    )
     # One exchange per prompt, sharing the request's draft, attempts and answer log.
-    parts = [replace(ex, body=body, prompt_estimate=estimate, prompt_bound=bound)
-             for body, estimate, bound in zip(bodies, estimates, bounds, strict=True)]  # fmt: skip
+    parts = [
+        replace(ex, body=body, prompt_estimate=estimate, prompt_bound=bound)
+        for body, estimate, bound in zip(bodies, estimates, bounds, strict=True)
+    ]
     await exchange_run(ex, _complete_all(ex, parts))
 
 
@@ -104,8 +134,11 @@ async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
         )
         cost = bill(ex, usage, status="succeeded")
         n = int(ex.body.get("n") or 1)
-        choices = [text_choice(choice, prompt * n + choice.get("index", 0))
-                   for prompt, done in enumerate(completions) for choice in done.choices]  # fmt: skip
+        choices = [
+            text_choice(choice, prompt * n + choice.get("index", 0))
+            for prompt, done in enumerate(completions)
+            for choice in done.choices
+        ]
         response = response_head(ex, "text_completion") | {
             "choices": choices,
             "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
@@ -138,7 +171,7 @@ async def _attempt_all(
 
 def _usage_of(part: Exchange, ex: Exchange, completion: Completion) -> Usage:
     part.endpoint, part.is_byok = ex.endpoint, ex.is_byok
-    return billable_usage(part, completion.usage, _choices_chars(completion.choices))
+    return billable_usage(part, completion.usage, choices_chars(completion.choices))
 
 
 def _summed(usages: list[Usage]) -> Usage:

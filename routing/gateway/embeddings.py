@@ -50,8 +50,9 @@ MAX_INPUT_TOKENS = 300_000  # OpenAI's bound on the tokens of one request, for t
 _MAX_DIMENSIONS = 65_536
 logger = logging.getLogger(__name__)
 _ENCODINGS = ("float", "base64")
-_NEEDS = Needs(tools=False, vision=False, json_schema=False, json_object=False, stream=False,
-               embeddings=True)  # fmt: skip
+_NEEDS = Needs(
+    tools=False, vision=False, json_schema=False, json_object=False, stream=False, embeddings=True
+)
 _INPUT_SHAPE = "input must be a string, a list of strings, a token array or a list of token arrays."
 
 
@@ -128,9 +129,10 @@ def _options(body: JSON) -> tuple[str, int | None, str | None]:
         raise BadRequest("encoding_format must be 'float' or 'base64'.", param="encoding_format")
     dimensions = body.get("dimensions")
     if dimensions is not None and (
-        not isinstance(dimensions, int) or isinstance(dimensions, bool)
+        not isinstance(dimensions, int)
+        or isinstance(dimensions, bool)
         or not 1 <= dimensions <= _MAX_DIMENSIONS
-    ):  # fmt: skip
+    ):
         raise BadRequest(
             f"dimensions must be an integer from 1 to {_MAX_DIMENSIONS}.", param="dimensions"
         )
@@ -167,16 +169,22 @@ async def embeddings(req: GatewayRequest) -> None:
         )
     if not plan.candidates:
         # Permanent until the catalog changes: no Retry-After, and SDKs told not to retry.
-        raise NoProviderAvailable("No provider of this model speaks an embeddings API.",
-                                  headers=dict(NOT_RETRYABLE))  # fmt: skip
+        raise NoProviderAvailable(
+            "No provider of this model speaks an embeddings API.", headers=dict(NOT_RETRYABLE)
+        )
     prompt_estimate = request.estimate()
     await rate_limit_admit(key, prompt_estimate)
     generation_id = metering.generation_id_new()
     bound = request.token_bound()
     reserved = max(_hold(c, bound) for c in plan.candidates)
     await metering.hold(key, generation_id, reserved)
-    draft = UsageDraft(generation_id=generation_id, organization_id=key.organization_id, key_id=key.id,
-                       status="failed", requested_model=plan.requested_model)  # fmt: skip
+    draft = UsageDraft(
+        generation_id=generation_id,
+        organization_id=key.organization_id,
+        key_id=key.id,
+        status="failed",
+        requested_model=plan.requested_model,
+    )
     ex = Exchange(req, key, body, False, plan, generation_id, prompt_estimate, reserved, draft)
     await exchange_run(ex, _embed(ex, request))
 
@@ -205,9 +213,13 @@ async def _embed(ex: Exchange, request: EmbeddingInput) -> None:
             "model": candidate.endpoint.model_id,
             "id": ex.generation_id,
             "provider": candidate.endpoint.provider_slug,
-            "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens,
-                      "cost": float(cost), "is_byok": ex.is_byok},
-        }  # fmt: skip
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "total_tokens": usage.prompt_tokens,
+                "cost": float(cost),
+                "is_byok": ex.is_byok,
+            },
+        }
         if ex.attempts:
             body["fallbacks"] = ex.attempts
         await ex.req.respond_json(200, body, headers={"x-generation-id": ex.generation_id})
@@ -222,15 +234,24 @@ async def _attempt(
     endpoint, ex.trying_byok = candidate.endpoint, candidate.is_byok
     if skip(ex, endpoint):
         return None
-    target = Target(base_url=candidate.base_url or endpoint.base_url, upstream_model=endpoint.upstream_model,
-                    api_key=candidate.api_key, max_tokens=0, options=endpoint.options)  # fmt: skip
+    target = Target(
+        base_url=candidate.base_url or endpoint.base_url,
+        upstream_model=endpoint.upstream_model,
+        api_key=candidate.api_key,
+        max_tokens=0,
+        options=endpoint.options,
+    )
     upstream = embedding_request(
         endpoint.api_style, request.inputs, target, request.dimensions, request.user
     )
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
-            response = await client_for(candidate).post(upstream.url, content=upstream.content(),
-                                                     headers=upstream.headers, timeout=upstream_timeout())  # fmt: skip
+            response = await client_for(candidate).post(
+                upstream.url,
+                content=upstream.content(),
+                headers=upstream.headers,
+                timeout=upstream_timeout(),
+            )
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)
         return None

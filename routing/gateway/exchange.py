@@ -29,7 +29,7 @@ from routing.gateway.planning import Plan
 from routing.gateway.request_shape import output_token_bound
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
 from routing.ingress.anthropic import anthropic_only_fields
-from routing.providers.base import JSON, StreamDecoder, Usage
+from routing.providers.base import JSON, StreamDecoder, Usage, text_of
 from training.serving import tokens_from_chars
 
 logger = logging.getLogger(__name__)
@@ -108,8 +108,7 @@ async def exchange_run(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
                 ex.key, draft.completion_tokens + draft.prompt_tokens - ex.prompt_estimate
             )
         except Exception:
-            logger.exception("could not count tokens of %s against the key's tpm",
-                             ex.generation_id)  # fmt: skip
+            logger.exception("could not count tokens of %s against the key's tpm", ex.generation_id)
         draft.trace = trace_json(ex.plan.routing, ex.attempts)
         if ex.answer_parts:
             draft.response = "".join(ex.answer_parts)[:MAX_RESPONSE_CHARS]
@@ -155,8 +154,12 @@ def record_success(ex: Exchange, usage: Usage) -> None:
     if ex.endpoint is None or ex.first_byte_at is None or ex.is_byok:
         return  # an organization's own key or host says nothing of the platform's endpoint
     now = time.monotonic()
-    health.health_record_success(ex.endpoint.id, ttft_ms=(ex.first_byte_at - ex.req.started) * 1000,
-                                 completion_tokens=usage.completion_tokens, duration_s=now - ex.req.started)  # fmt: skip
+    health.health_record_success(
+        ex.endpoint.id,
+        ttft_ms=(ex.first_byte_at - ex.req.started) * 1000,
+        completion_tokens=usage.completion_tokens,
+        duration_s=now - ex.req.started,
+    )
 
 
 def partial_usage(ex: Exchange) -> Usage:
@@ -197,8 +200,11 @@ def billable_usage(
     if usage.completion_tokens == 0 and generated_chars and finished:
         usage.clamped = True  # a cut stream's early count may still be 0
     if usage.clamped:
-        logger.warning("generation %s: %s reported impossible usage; billed an estimate",
-                       ex.generation_id, ex.endpoint.provider_slug)  # fmt: skip
+        logger.warning(
+            "generation %s: %s reported impossible usage; billed an estimate",
+            ex.generation_id,
+            ex.endpoint.provider_slug,
+        )
         ex.draft.flag(UsageFlag.USAGE_CLAMPED)
         # One impossible count discredits the report: no count is taken below its estimate.
         usage.prompt_tokens = max(usage.prompt_tokens, ex.prompt_estimate)
@@ -209,6 +215,19 @@ def billable_usage(
     usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
     usage.reasoning_tokens = min(usage.reasoning_tokens, usage.completion_tokens)
     return usage
+
+
+def choices_chars(choices: list[JSON]) -> int:
+    """The characters of a whole answer's text and tool-call arguments (estimates bill them)."""
+    total = 0
+    for choice in choices:
+        message = choice.get("message") or {}
+        total += len(text_of(message.get("content")))
+        total += sum(
+            len((c.get("function") or {}).get("arguments") or "")
+            for c in message.get("tool_calls") or []
+        )
+    return total
 
 
 def _completion_estimate(ex: Exchange, generated_chars: int) -> int:
@@ -224,8 +243,13 @@ def impossible(usage: Usage | None) -> bool:
 def response_head(ex: Exchange, kind: str) -> JSON:
     assert ex.endpoint is not None or kind == "chat.completion.chunk"
     endpoint = ex.endpoint
-    head: JSON = {"id": ex.generation_id, "object": kind, "created": int(time.time()),
-                  "model": endpoint.model_id if endpoint else "", "provider": endpoint.provider_slug if endpoint else ""}  # fmt: skip
+    head: JSON = {
+        "id": ex.generation_id,
+        "object": kind,
+        "created": int(time.time()),
+        "model": endpoint.model_id if endpoint else "",
+        "provider": endpoint.provider_slug if endpoint else "",
+    }
     if ex.attempts:
         head["fallbacks"] = ex.attempts  # which endpoints failed before this one served
     if ex.plan.routing is not None:

@@ -27,8 +27,18 @@ class ClientGone(Exception):
 class GatewayRequest:
     """One HTTP exchange: the parsed request line and headers, and the ways to answer it."""
 
-    __slots__ = ("_receive", "_send", "headers", "method", "path", "request_id", "response_complete",
-                 "response_started", "scope", "started")  # fmt: skip
+    __slots__ = (
+        "_receive",
+        "_send",
+        "headers",
+        "method",
+        "path",
+        "request_id",
+        "response_complete",
+        "response_started",
+        "scope",
+        "started",
+    )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -106,8 +116,14 @@ class GatewayRequest:
             headers.append((name.lower().encode(), value.encode()))
         return headers
 
-    async def respond(self, status: int, body: bytes, *, headers: dict[str, str] | None = None,
-                      content_type: bytes = b"application/json") -> None:  # fmt: skip
+    async def respond(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        content_type: bytes = b"application/json",
+    ) -> None:
         self.response_started = True
         out = self._headers(content_type, headers)
         out.append((b"content-length", str(len(body)).encode()))

@@ -66,8 +66,16 @@ class _Lease:
     """This worker's unspent slice of one key's window (tokens may run into debt: completion
     tokens are only known after admission; the next slice pays the debt first)."""
 
-    __slots__ = ("fetching", "leased_at", "request_slice", "requests", "requests_full_at",
-                 "token_slice", "tokens", "tokens_full_at")  # fmt: skip
+    __slots__ = (
+        "fetching",
+        "leased_at",
+        "request_slice",
+        "requests",
+        "requests_full_at",
+        "token_slice",
+        "tokens",
+        "tokens_full_at",
+    )
 
     def __init__(self) -> None:
         self.requests = 0
@@ -158,11 +166,16 @@ def rate_limit_headers(key: AuthenticatedKey) -> dict[str, str]:
     window, seconds = _window()
     headers = {"x-ratelimit-reset": str((window + 1) * _WINDOW * 1000)}
     if key.rpm:
-        headers |= {"x-ratelimit-limit": str(key.rpm), "x-ratelimit-limit-requests": str(key.rpm),
-                    "x-ratelimit-reset-requests": f"{seconds}s"}  # fmt: skip
+        headers |= {
+            "x-ratelimit-limit": str(key.rpm),
+            "x-ratelimit-limit-requests": str(key.rpm),
+            "x-ratelimit-reset-requests": f"{seconds}s",
+        }
     if key.tpm:
-        headers |= {"x-ratelimit-limit-tokens": str(key.tpm),
-                    "x-ratelimit-reset-tokens": f"{seconds}s"}  # fmt: skip
+        headers |= {
+            "x-ratelimit-limit-tokens": str(key.tpm),
+            "x-ratelimit-reset-tokens": f"{seconds}s",
+        }
     return headers
 
 

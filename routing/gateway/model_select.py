@@ -39,9 +39,14 @@ from routing.serializers import SelectInput
 
 _PATH = re.compile(r"/api/v1/routers/(?P<slug>[-a-zA-Z0-9_]+)/select")  # Django's <slug:slug>
 _JSON_TYPES = frozenset(
-    {b"application/json", b"application/json; charset=utf-8", b"application/json;charset=utf-8",
-     b"application/json; charset=UTF-8", b"application/json;charset=UTF-8"}
-)  # fmt: skip
+    {
+        b"application/json",
+        b"application/json; charset=utf-8",
+        b"application/json;charset=utf-8",
+        b"application/json; charset=UTF-8",
+        b"application/json;charset=UTF-8",
+    }
+)
 _JSON_ACCEPTS = frozenset({None, b"*/*", b"application/json"})  # DRF renders these as JSON
 _INT_KEYS = orjson.OPT_NON_STR_KEYS
 _DECIDING = (b"authorization", b"content-type", b"content-length", b"accept")

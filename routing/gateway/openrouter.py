@@ -81,8 +81,13 @@ def _architecture(model: ModelInfo) -> JSON:
     vision = any(e.supports_vision for e in model.endpoints)
     inputs = ["text", "image"] if vision else ["text"]
     outputs = ["embeddings"] if model.is_embedding else ["text"]
-    return {"modality": f"{'+'.join(inputs)}->{outputs[0]}", "input_modalities": inputs,
-            "output_modalities": outputs, "tokenizer": "Other", "instruct_type": None}  # fmt: skip
+    return {
+        "modality": f"{'+'.join(inputs)}->{outputs[0]}",
+        "input_modalities": inputs,
+        "output_modalities": outputs,
+        "tokenizer": "Other",
+        "instruct_type": None,
+    }
 
 
 def _parameters(model: ModelInfo, endpoints: tuple[EndpointInfo, ...]) -> list[str]:
@@ -112,11 +117,14 @@ def openrouter_model(model: ModelInfo) -> JSON:
         "context_length": model.context_length,
         "architecture": _architecture(model),
         "pricing": _pricing(top),
-        "top_provider": {"context_length": top.context_length,
-                         "max_completion_tokens": top.max_output or None, "is_moderated": False},
+        "top_provider": {
+            "context_length": top.context_length,
+            "max_completion_tokens": top.max_output or None,
+            "is_moderated": False,
+        },
         "per_request_limits": None,
         "supported_parameters": _parameters(model, model.endpoints),
-    }  # fmt: skip
+    }
 
 
 def _endpoint(model: ModelInfo, endpoint: EndpointInfo) -> JSON:
@@ -143,8 +151,11 @@ def _endpoint(model: ModelInfo, endpoint: EndpointInfo) -> JSON:
 
 
 def _model_with_endpoints(model: ModelInfo) -> JSON:
-    head = {name: value for name, value in openrouter_model(model).items()
-            if name in ("id", "name", "created", "description", "architecture")}  # fmt: skip
+    head = {
+        name: value
+        for name, value in openrouter_model(model).items()
+        if name in ("id", "name", "created", "description", "architecture")
+    }
     ordered = sorted(
         model.endpoints, key=lambda e: (e.prices.prompt + e.prices.completion, e.provider_slug)
     )

@@ -55,11 +55,17 @@ def _split(model_id: str, catalog: CatalogSnapshot) -> tuple[str, str | None]:
         return model_id, None
     base, _, variant = model_id.rpartition(":")
     if variant not in _VARIANTS:
-        raise BadRequest(f"Unknown model variant ':{variant}' in '{model_id}'; RouterHub "
-                         f"knows :{', :'.join(_VARIANTS[:-1])}.", param="model")  # fmt: skip
+        raise BadRequest(
+            f"Unknown model variant ':{variant}' in '{model_id}'; RouterHub "
+            f"knows :{', :'.join(_VARIANTS[:-1])}.",
+            param="model",
+        )
     if variant == "online":
-        raise BadRequest(f"'{model_id}': the :online variant adds web search, which RouterHub "
-                         f"does not have; call '{base}' without it.", param="model")  # fmt: skip
+        raise BadRequest(
+            f"'{model_id}': the :online variant adds web search, which RouterHub "
+            f"does not have; call '{base}' without it.",
+            param="model",
+        )
     return base, variant
 
 
@@ -92,8 +98,11 @@ def _sort_object_applied(body: JSON, provider: JSON, catalog: CatalogSnapshot) -
     sort = provider["sort"]
     by, partition = sort.get("by"), sort.get("partition", "model")
     if partition not in _PARTITIONS or not isinstance(by, str):
-        raise BadRequest('provider.sort as an object is {"by": "price"|"latency"|"throughput", '
-                         '"partition": "model"|"none"}.', param="provider.sort")  # fmt: skip
+        raise BadRequest(
+            'provider.sort as an object is {"by": "price"|"latency"|"throughput", '
+            '"partition": "model"|"none"}.',
+            param="provider.sort",
+        )
     body = body | {"provider": provider | {"sort": by}}
     ids = _requested_ids(body)
     if partition == "none" and len(ids) > 1:
@@ -120,17 +129,21 @@ def _known_first(body: JSON, ids: list[str], catalog: CatalogSnapshot) -> JSON:
 
 def _reasoning_check(reasoning: object) -> None:
     if not isinstance(reasoning, dict):
-        raise BadRequest("reasoning must be an object {effort?, max_tokens?, exclude?, enabled?}.",
-                         param="reasoning")  # fmt: skip
+        raise BadRequest(
+            "reasoning must be an object {effort?, max_tokens?, exclude?, enabled?}.",
+            param="reasoning",
+        )
     effort, budget = reasoning.get("effort"), reasoning.get("max_tokens")
     if effort is not None and effort not in EFFORTS:
-        raise BadRequest(f"reasoning.effort must be one of {', '.join(EFFORTS)}.",
-                         param="reasoning.effort")  # fmt: skip
+        raise BadRequest(
+            f"reasoning.effort must be one of {', '.join(EFFORTS)}.", param="reasoning.effort"
+        )
     if budget is not None and (
         not isinstance(budget, int) or isinstance(budget, bool) or budget < 1
     ):
-        raise BadRequest("reasoning.max_tokens must be a positive integer.",
-                         param="reasoning.max_tokens")  # fmt: skip
+        raise BadRequest(
+            "reasoning.max_tokens must be a positive integer.", param="reasoning.max_tokens"
+        )
     for name in ("exclude", "enabled"):
         if not isinstance(reasoning.get(name, False), bool):
             raise BadRequest(f"reasoning.{name} must be true or false.", param=f"reasoning.{name}")

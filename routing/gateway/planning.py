@@ -17,6 +17,7 @@ from typing import Any
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import (
     NOT_RETRYABLE,
+    ApiError,
     BadRequest,
     ContextLengthExceeded,
     Forbidden,
@@ -25,7 +26,7 @@ from routerhub.errors import (
 )
 from routing.gateway import health
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelInfo
-from routing.gateway.credentials import byok_keys, platform_key
+from routing.gateway.credentials import OwnKey, byok_keys, platform_key
 from routing.gateway.request_shape import prompt_token_floor
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
 from routing.routellm import routellm_decide_async, routellm_model_parse
@@ -270,12 +271,18 @@ async def _decision(
 
 def _kind_check(model: ModelInfo, needs: Needs) -> None:
     if model.is_embedding and not needs.embeddings:
-        raise BadRequest(f"'{model.id}' is an embedding model: call POST /v1/embeddings with it.",
-                         param="model", metadata={"model": model.id})  # fmt: skip
+        raise BadRequest(
+            f"'{model.id}' is an embedding model: call POST /v1/embeddings with it.",
+            param="model",
+            metadata={"model": model.id},
+        )
     if needs.embeddings and not model.is_embedding:
-        raise BadRequest(f"'{model.id}' is not an embedding model; GET /v1/models lists those "
-                         "whose capabilities include embeddings.", param="model",
-                         metadata={"model": model.id})  # fmt: skip
+        raise BadRequest(
+            f"'{model.id}' is not an embedding model; GET /v1/models lists those "
+            "whose capabilities include embeddings.",
+            param="model",
+            metadata={"model": model.id},
+        )
 
 
 async def plan_request(
@@ -285,11 +292,13 @@ async def plan_request(
     ``prompt_bound`` is ``prompt_token_bound(body)``: endpoints whose context window cannot hold
     the prompt and ``max_tokens`` are left out (``_PromptFit``)."""
     model_ids = _model_ids(body)
-    prefs = _preferences(body)
     allowed = set(key.allowed_models)
     if allowed and model_ids[0] not in allowed:
-        raise Forbidden(f"This key may not use the model '{model_ids[0]}'.", param="model",
-                        metadata={"allowed_models": sorted(allowed)})  # fmt: skip
+        raise Forbidden(
+            f"This key may not use the model '{model_ids[0]}'.",
+            param="model",
+            metadata={"allowed_models": sorted(allowed)},
+        )
     decision = await _decision(model_ids[0], body, key, catalog)
     if decision is not None:
         routed = [m for m in decision.models if m in catalog.models]
@@ -300,89 +309,124 @@ async def plan_request(
         raise BadRequest("router options only apply to model 'router/<slug>'.", param="router")
     for model_id in model_ids:
         if model_id not in catalog.models:
-            raise NotFound(f"Unknown model '{model_id}'; GET /v1/models lists them.", param="model",
-                           metadata={"model": model_id})  # fmt: skip
+            raise NotFound(
+                f"Unknown model '{model_id}'; GET /v1/models lists them.",
+                param="model",
+                metadata={"model": model_id},
+            )
         _kind_check(catalog.models[model_id], needs)
+    sieve = _Sieve(body, needs, _PromptFit(body, prompt_bound, _requested_output(body)))
     byok = await byok_keys(key.organization_id)
-    only = {str(s) for s in prefs.get("only") or []}
-    ignore = {str(s) for s in prefs.get("ignore") or []}
-    require_parameters = bool(prefs.get("require_parameters"))
-    requested = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-    fit = _PromptFit(body, prompt_bound, requested)
-    candidates: list[Candidate] = []
-    gap: str | None = None
-    too_small: EndpointInfo | None = None  # the largest context window the prompt overflowed
-    reasons: set[str] = set()
     for model_id in model_ids:
-        if allowed and model_id not in allowed:
-            continue
-        eligible: list[EndpointInfo] = []
-        for endpoint in catalog.models[model_id].endpoints:
-            if (only and endpoint.provider_slug not in only) or endpoint.provider_slug in ignore:
-                reasons.add(_EXCLUDED_BY_PREFERENCES)
-            elif not _within_max_price(endpoint, prefs.get("max_price")):
-                reasons.add(_ABOVE_MAX_PRICE)
-            elif (missing := _capability_gap(endpoint, needs, require_parameters)) is not None:
-                gap = gap or missing
-            elif fit.overflows(endpoint):
-                if too_small is None or endpoint.context_length > too_small.context_length:
-                    too_small = endpoint
-            else:
-                eligible.append(endpoint)
-        for endpoint in _order(eligible, prefs):
+        if not allowed or model_id in allowed:
+            sieve.add_model(catalog.models[model_id], byok)
+    if not sieve.candidates:
+        raise sieve.why_none(model_ids)
+    if decision is None:
+        return Plan(requested_model=model_ids[0], candidates=sieve.candidates)
+    # Rank only what can be called here (credentials, capabilities, preferences), so
+    # routing.chosen is the model called first, not one skipped for want of a key.
+    decision = decision.restricted_to({c.endpoint.model_id for c in sieve.candidates})
+    return Plan(
+        requested_model=decision.router,
+        candidates=sieve.candidates,
+        router=decision.router,
+        router_version=decision.version,
+        router_id=decision.router_id,
+        routing=decision.as_routing(),
+    )
+
+
+def _requested_output(body: JSON) -> int:
+    return int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+
+
+class _Sieve:
+    """The endpoints of the requested models that can serve this request, in the preferences'
+    order, with the reasons the others were left out (the error when none is left)."""
+
+    def __init__(self, body: JSON, needs: Needs, fit: _PromptFit) -> None:
+        self.prefs = _preferences(body)
+        self.needs, self.fit = needs, fit
+        self.only = {str(s) for s in self.prefs.get("only") or []}
+        self.ignore = {str(s) for s in self.prefs.get("ignore") or []}
+        self.require_parameters = bool(self.prefs.get("require_parameters"))
+        self.candidates: list[Candidate] = []
+        self.gap: str | None = None
+        self.too_small: EndpointInfo | None = None  # the largest window the prompt overflowed
+        self.reasons: set[str] = set()
+
+    def add_model(self, model: ModelInfo, byok: dict[str, OwnKey]) -> None:
+        eligible = [e for e in model.endpoints if self._eligible(e)]
+        for endpoint in _order(eligible, self.prefs):
             own = byok.get(endpoint.provider_slug)
             if own:
                 base_url = own.base_url if endpoint.api_style == "openai" else ""
-                candidates.append(Candidate(endpoint, own.secret, True, base_url))
+                self.candidates.append(Candidate(endpoint, own.secret, True, base_url))
                 continue
             platform = platform_key(endpoint.api_key_env)
             if platform is None:
-                reasons.add(f"no credentials for provider '{endpoint.provider_slug}'")
+                self.reasons.add(f"no credentials for provider '{endpoint.provider_slug}'")
                 continue
-            candidates.append(Candidate(endpoint, platform or None, False))
-    if candidates and decision is not None:
-        # Rank only what can be called here (credentials, capabilities, preferences), so
-        # routing.chosen is the model called first, not one skipped for want of a key.
-        decision = decision.restricted_to({c.endpoint.model_id for c in candidates})
-        return Plan(
-            requested_model=decision.router,
-            candidates=candidates,
-            router=decision.router,
-            router_version=decision.version,
-            router_id=decision.router_id,
-            routing=decision.as_routing(),
+            self.candidates.append(Candidate(endpoint, platform or None, False))
+
+    def _eligible(self, endpoint: EndpointInfo) -> bool:
+        provider = endpoint.provider_slug
+        if (self.only and provider not in self.only) or provider in self.ignore:
+            self.reasons.add(_EXCLUDED_BY_PREFERENCES)
+        elif not _within_max_price(endpoint, self.prefs.get("max_price")):
+            self.reasons.add(_ABOVE_MAX_PRICE)
+        elif (
+            missing := _capability_gap(endpoint, self.needs, self.require_parameters)
+        ) is not None:
+            self.gap = self.gap or missing
+        elif self.fit.overflows(endpoint):
+            if self.too_small is None or endpoint.context_length > self.too_small.context_length:
+                self.too_small = endpoint
+        else:
+            return True
+        return False
+
+    def why_none(self, model_ids: list[str]) -> ApiError:
+        if self.gap is not None:
+            # Some endpoint the preferences allow exists, but none can honour the request as given.
+            return BadRequest(
+                f"No endpoint of the requested model(s) supports '{self.gap}' as requested.",
+                param=self.gap,
+            )
+        if self.too_small is not None:
+            return self._too_long(self.too_small)
+        reasons = self.reasons
+        described = "; ".join(sorted(reasons or {"no enabled endpoint"}))
+        metadata = {"models": model_ids, "reasons": sorted(reasons)}
+        if reasons and reasons <= {_EXCLUDED_BY_PREFERENCES, _ABOVE_MAX_PRICE}:
+            # The request's own preferences leave nothing: sending it again cannot help.
+            return BadRequest(
+                f"No endpoint of the requested model(s) is within the provider preferences: "
+                f"{described}; loosen provider.only, provider.ignore or provider.max_price.",
+                param="provider",
+                metadata=metadata,
+            )
+        # No credentials, no enabled endpoint: retrying changes nothing until an operator acts.
+        return NoProviderAvailable(
+            f"No provider can serve this request: {described}.",
+            metadata=metadata,
+            headers=dict(NOT_RETRYABLE),
         )
-    if candidates:
-        return Plan(requested_model=model_ids[0], candidates=candidates)
-    if gap is not None:
-        # Some endpoint the preferences allow exists, but none can honour the request as given.
-        raise BadRequest(
-            f"No endpoint of the requested model(s) supports '{gap}' as requested.", param=gap
-        )
-    if too_small is not None:
-        output = fit.output(too_small)
-        raise ContextLengthExceeded(
+
+    def _too_long(self, endpoint: EndpointInfo) -> ApiError:
+        fit, output = self.fit, self.fit.output(endpoint)
+        return ContextLengthExceeded(
             f"This request needs at least {fit.floor + output} tokens (a prompt of at least "
             f"{fit.floor} tokens, estimated, plus max_tokens {output}), more than the context "
-            f"window of {too_small.context_length} tokens of {too_small.model_id}, the largest "
+            f"window of {endpoint.context_length} tokens of {endpoint.model_id}, the largest "
             "among the requested models. Shorten the messages, lower max_tokens or choose a "
             "model with a longer context (GET /v1/models lists context_length).",
             param="messages",
-            metadata={"model": too_small.model_id, "context_length": too_small.context_length,
-                      "prompt_tokens_estimate": fit.floor, "max_tokens": output},
-        )  # fmt: skip
-    described = "; ".join(sorted(reasons or {"no enabled endpoint"}))
-    if reasons and reasons <= {_EXCLUDED_BY_PREFERENCES, _ABOVE_MAX_PRICE}:
-        # The request's own preferences leave nothing: sending it again cannot help.
-        raise BadRequest(
-            f"No endpoint of the requested model(s) is within the provider preferences: "
-            f"{described}; loosen provider.only, provider.ignore or provider.max_price.",
-            param="provider",
-            metadata={"models": model_ids, "reasons": sorted(reasons)},
+            metadata={
+                "model": endpoint.model_id,
+                "context_length": endpoint.context_length,
+                "prompt_tokens_estimate": fit.floor,
+                "max_tokens": output,
+            },
         )
-    # No credentials, no enabled endpoint: retrying changes nothing until an operator acts.
-    raise NoProviderAvailable(
-        f"No provider can serve this request: {described}.",
-        metadata={"models": model_ids, "reasons": sorted(reasons)},
-        headers=dict(NOT_RETRYABLE),
-    )

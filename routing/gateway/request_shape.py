@@ -45,8 +45,10 @@ def _part_problem(part: JSON) -> str | None:
         return "is a text part: give text (a string)"
     if kind == "image_url":
         image = part.get("image_url")
-        if not (isinstance(image, str) or (isinstance(image, dict)
-                                           and isinstance(image.get("url"), str))):  # fmt: skip
+        if not (
+            isinstance(image, str)
+            or (isinstance(image, dict) and isinstance(image.get("url"), str))
+        ):
             return "is an image part: give image_url.url (a string)"
     return None
 

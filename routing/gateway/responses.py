@@ -37,13 +37,38 @@ _UNSUPPORTED = {
 }
 # Accepted and without effect here: ``include`` asks for what is never produced here, the input
 # is never truncated by the gateway, and the rest only tag or tune OpenAI's own service.
-_IGNORED = ("include", "truncation", "metadata", "service_tier", "safety_identifier",
-            "prompt_cache_key", "prompt_cache_retention", "max_tool_calls", "stream_options")  # fmt: skip
+_IGNORED = (
+    "include",
+    "truncation",
+    "metadata",
+    "service_tier",
+    "safety_identifier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "max_tool_calls",
+    "stream_options",
+)
 # Chat parameters of the same name and meaning, and RouterHub's own (models, provider, router).
-_COPIED = ("model", "temperature", "top_p", "parallel_tool_calls", "user", "stream",
-           *sorted(GATEWAY_PARAMETERS - {"messages", "usage"}))  # fmt: skip
-_TRANSLATED = ("input", "instructions", "tools", "tool_choice", "text", "max_output_tokens",
-               "reasoning", "store", "previous_response_id")  # fmt: skip
+_COPIED = (
+    "model",
+    "temperature",
+    "top_p",
+    "parallel_tool_calls",
+    "user",
+    "stream",
+    *sorted(GATEWAY_PARAMETERS - {"messages", "usage"}),
+)
+_TRANSLATED = (
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "text",
+    "max_output_tokens",
+    "reasoning",
+    "store",
+    "previous_response_id",
+)
 _KNOWN = frozenset((*_UNSUPPORTED, *_IGNORED, *_COPIED, *_TRANSLATED))
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
@@ -102,8 +127,9 @@ def chat_body_from_response(body: JSON, earlier: list[JSON] | None = None) -> JS
     limit = body.get("max_output_tokens")
     if limit is not None:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise BadRequest("max_output_tokens must be a positive integer.",
-                             param="max_output_tokens")  # fmt: skip
+            raise BadRequest(
+                "max_output_tokens must be a positive integer.", param="max_output_tokens"
+            )
         chat["max_tokens"] = limit
     chat |= _chat_format(body.get("text"))
     effort = _reasoning_effort(body.get("reasoning"))
@@ -118,8 +144,7 @@ def _messages_from_input(earlier: list[JSON], input_: object) -> list[JSON]:
     if isinstance(input_, str):
         input_ = [{"role": "user", "content": input_}]
     if not isinstance(input_, list) or not input_:
-        raise BadRequest("input is required: a string or a non-empty list of items.",
-                         param="input")  # fmt: skip
+        raise BadRequest("input is required: a string or a non-empty list of items.", param="input")
     messages: list[JSON] = []
     for index, item in enumerate(earlier + input_):
         where = f"input[{index - len(earlier)}]"
@@ -129,12 +154,15 @@ def _messages_from_input(earlier: list[JSON], input_: object) -> list[JSON]:
         if kind == "message":
             role = _ROLES.get(item["role"]) if isinstance(item.get("role"), str) else None
             if role is None:
-                raise BadRequest(f"{where}.role must be user, assistant, system or developer.",
-                                 param="input")  # fmt: skip
+                raise BadRequest(
+                    f"{where}.role must be user, assistant, system or developer.", param="input"
+                )
             messages.append({"role": role, "content": _chat_content(item.get("content"), where)})
         elif kind == "function_call":
-            function = {"name": _string(item, "name", where),
-                        "arguments": _string(item, "arguments", where)}  # fmt: skip
+            function = {
+                "name": _string(item, "name", where),
+                "arguments": _string(item, "arguments", where),
+            }
             call = {"id": _string(item, "call_id", where), "type": "function", "function": function}
             last = messages[-1] if messages else {}
             if last.get("role") == "assistant" and "tool_calls" in last:
@@ -146,8 +174,11 @@ def _messages_from_input(earlier: list[JSON], input_: object) -> list[JSON]:
             call_id = _string(item, "call_id", where)
             messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
         elif kind != "reasoning":  # a previous turn's reasoning: providers take back only their own
-            raise BadRequest(f"{where}.type '{kind}' is not supported; use message, function_call "
-                             "or function_call_output.", param="input")  # fmt: skip
+            raise BadRequest(
+                f"{where}.type '{kind}' is not supported; use message, function_call "
+                "or function_call_output.",
+                param="input",
+            )
     return messages
 
 
@@ -174,8 +205,11 @@ def _chat_part(part: object, where: str) -> JSON:
         if kind == "input_image" and isinstance(part.get("image_url"), str):
             detail = part.get("detail") if isinstance(part.get("detail"), str) else "auto"
             return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": detail}}
-    raise BadRequest(f"{where} must be an input_text or output_text part with text, or an "
-                     "input_image part with image_url (a string).", param="input")  # fmt: skip
+    raise BadRequest(
+        f"{where} must be an input_text or output_text part with text, or an "
+        "input_image part with image_url (a string).",
+        param="input",
+    )
 
 
 def _tool_output(output: object, where: str) -> str:
@@ -193,8 +227,11 @@ def _chat_tools(tools: object) -> list[JSON]:
     for index, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or kind != "function":
-            raise BadRequest(f"tools[{index}]: tool type '{kind}' is not supported on this "
-                             "gateway; only function tools are.", param="tools")  # fmt: skip
+            raise BadRequest(
+                f"tools[{index}]: tool type '{kind}' is not supported on this "
+                "gateway; only function tools are.",
+                param="tools",
+            )
         names = ("name", "description", "parameters", "strict")
         function = {name: tool[name] for name in names if tool.get(name) is not None}
         out.append({"type": "function", "function": function})
@@ -210,8 +247,11 @@ def _chat_tool_choice(choice: object) -> Any:
         and isinstance(choice.get("name"), str)
     ):
         return {"type": "function", "function": {"name": choice["name"]}}
-    raise BadRequest("tool_choice must be 'auto', 'none', 'required' or "
-                     '{"type": "function", "name": ...}.', param="tool_choice")  # fmt: skip
+    raise BadRequest(
+        "tool_choice must be 'auto', 'none', 'required' or "
+        '{"type": "function", "name": ...}.',
+        param="tool_choice",
+    )
 
 
 def _chat_format(text: object) -> JSON:
@@ -221,14 +261,19 @@ def _chat_format(text: object) -> JSON:
     fmt = text.get("format") if isinstance(text, dict) else None
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     if not isinstance(text, dict) or (fmt is not None and kind not in _FORMATS):
-        raise BadRequest("text.format must be {type: text}, {type: json_object} or "
-                         "{type: json_schema, name, schema}.", param="text")  # fmt: skip
+        raise BadRequest(
+            "text.format must be {type: text}, {type: json_object} or "
+            "{type: json_schema, name, schema}.",
+            param="text",
+        )
     if kind == "json_object":
         return {"response_format": {"type": "json_object"}}
     if kind == "json_schema" and isinstance(fmt, dict):
         if not isinstance(fmt.get("name"), str) or not isinstance(fmt.get("schema"), dict):
-            raise BadRequest("text.format json_schema needs name (a string) and schema "
-                             "(an object).", param="text")  # fmt: skip
+            raise BadRequest(
+                "text.format json_schema needs name (a string) and schema (an object).",
+                param="text",
+            )
         names = ("name", "schema", "strict", "description")
         schema = {name: fmt[name] for name in names if fmt.get(name) is not None}
         return {"response_format": {"type": "json_schema", "json_schema": schema}}
@@ -243,6 +288,7 @@ def _reasoning_effort(reasoning: object) -> str | None:
         return None
     effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
     if not isinstance(reasoning, dict) or not isinstance(effort, str | None):
-        raise BadRequest("reasoning must be an object; reasoning.effort a string.",
-                         param="reasoning")  # fmt: skip
+        raise BadRequest(
+            "reasoning must be an object; reasoning.effort a string.", param="reasoning"
+        )
     return effort

@@ -33,7 +33,8 @@ def response_from_chat(chat: JSON, request: JSON) -> JSON:
 
 def _head(chat: JSON, request: JSON) -> JSON:
     """A response's fields apart from its output, status and usage: ids, the model that served
-    it (and ``provider``, ``fallbacks``, ``routing`` as chat gives them), the request's settings."""
+    it (and ``provider``, ``fallbacks``, ``routing``, ``pipeline`` as chat gives them), the
+    request's settings."""
     head: JSON = {
         "id": f"resp_{chat['id']}",
         "object": "response",
@@ -55,7 +56,7 @@ def _head(chat: JSON, request: JSON) -> JSON:
         "error": None,
         "incomplete_details": None,
     }
-    for name in ("provider", "fallbacks", "routing"):
+    for name in ("provider", "fallbacks", "routing", "pipeline"):
         if name in chat:
             head[name] = chat[name]
     return head
@@ -86,13 +87,24 @@ def _text_part(text: str) -> JSON:
 
 
 def _message_item(generation_id: str, text: str, status: str) -> JSON:
-    return {"type": "message", "id": f"msg_{generation_id}", "role": "assistant",
-            "status": status, "content": [_text_part(text)]}  # fmt: skip
+    return {
+        "type": "message",
+        "id": f"msg_{generation_id}",
+        "role": "assistant",
+        "status": status,
+        "content": [_text_part(text)],
+    }
 
 
 def _call_item(call_id: str, name: str, status: str) -> JSON:
-    return {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id, "name": name,
-            "arguments": "", "status": status}  # fmt: skip
+    return {
+        "type": "function_call",
+        "id": f"fc_{call_id}",
+        "call_id": call_id,
+        "name": name,
+        "arguments": "",
+        "status": status,
+    }
 
 
 class ResponseEventWriter:
@@ -138,8 +150,12 @@ class ResponseEventWriter:
 
     def _error(self, error: JSON) -> bytes:
         self._head = None  # the stream ends with the error, not with a response
-        fields = {"code": error.get("type"), "message": error.get("message"),
-                  "param": error.get("param"), "error": error}  # fmt: skip
+        fields = {
+            "code": error.get("type"),
+            "message": error.get("message"),
+            "param": error.get("param"),
+            "error": error,
+        }
         return self._event("error", fields)
 
     def _chunk(self, chunk: JSON) -> list[bytes]:
@@ -147,8 +163,10 @@ class ResponseEventWriter:
         if self._head is None:
             self._head = _head(chunk, self._request)
             started = {"response": self._head | {"status": "in_progress", "output": []}}
-            out += [self._event("response.created", started),
-                    self._event("response.in_progress", started)]  # fmt: skip
+            out += [
+                self._event("response.created", started),
+                self._event("response.in_progress", started),
+            ]
         if chunk.get("usage"):
             self._usage = _usage(chunk["usage"])
         for choice in chunk.get("choices") or []:
@@ -219,8 +237,10 @@ class ResponseEventWriter:
                 where |= {"content_index": 0}
                 text_done = where | {"text": self._text, "logprobs": []}
                 part_done = where | {"part": item["content"][0]}
-                out += [self._event("response.output_text.done", text_done),
-                        self._event("response.content_part.done", part_done)]  # fmt: skip
+                out += [
+                    self._event("response.output_text.done", text_done),
+                    self._event("response.content_part.done", part_done),
+                ]
             else:
                 done = where | {"name": item["name"], "arguments": item["arguments"]}
                 out.append(self._event("response.function_call_arguments.done", done))

@@ -62,8 +62,13 @@ class ResponseStore:
         if size > settings.RESPONSES_STORE_MAX_BYTES:
             return response
         expires = timezone.now() + timedelta(days=settings.RESPONSES_RETENTION_DAYS)
-        self._pending = StoredResponse(id=response["id"], organization_id=self._organization_id,
-                                       expires_at=expires, response=stored, items=items)  # fmt: skip
+        self._pending = StoredResponse(
+            id=response["id"],
+            organization_id=self._organization_id,
+            expires_at=expires,
+            response=stored,
+            items=items,
+        )
         return stored
 
     async def flush(self) -> None:
@@ -97,12 +102,15 @@ async def conversation_before(key: AuthenticatedKey, body: JSON) -> list[JSON]:
     if previous is None:
         return []
     if not isinstance(previous, str):
-        raise BadRequest("previous_response_id must be a response id (a string).",
-                         param="previous_response_id")  # fmt: skip
+        raise BadRequest(
+            "previous_response_id must be a response id (a string).", param="previous_response_id"
+        )
     row = await _row(key, previous)
     if row is None:
-        raise NotFound(f"Previous response with id '{previous}' not found (or expired).",
-                       param="previous_response_id")  # fmt: skip
+        raise NotFound(
+            f"Previous response with id '{previous}' not found (or expired).",
+            param="previous_response_id",
+        )
     items: list[JSON] = row.items
     return items
 
@@ -157,10 +165,16 @@ async def response_input_items(
             raise BadRequest(f"after: no input item '{after}' in this response.", param="after")
         start = ids.index(after) + 1
     page = items[start : start + limit]
-    await req.respond_json(200, {"object": "list", "data": page,
-                                 "first_id": page[0]["id"] if page else None,
-                                 "last_id": page[-1]["id"] if page else None,
-                                 "has_more": start + limit < len(items)})  # fmt: skip
+    await req.respond_json(
+        200,
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": start + limit < len(items),
+        },
+    )
 
 
 def _page_query(raw: bytes) -> tuple[int, str, str | None]:
@@ -189,8 +203,10 @@ def _with_ids(items: list[JSON]) -> list[JSON]:
 
 
 def _not_found(response_id: str) -> NotFound:
-    return NotFound(f"No stored response with id '{response_id}' (responses created with "
-                    "store: false, deleted or expired ones are not kept).")  # fmt: skip
+    return NotFound(
+        f"No stored response with id '{response_id}' (responses created with "
+        "store: false, deleted or expired ones are not kept)."
+    )
 
 
 def responses_purge(limit_batches: int = 100) -> int:

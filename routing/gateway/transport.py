@@ -79,9 +79,12 @@ class _Connection(asyncio.Protocol):
         if self.head_done and not framed:
             self.on_message_complete()  # a body delimited by the connection closing
             return
-        self._fail(httpx.RemoteProtocolError(
-            "the server closed the connection before the response was complete", request=self._request
-        ))  # fmt: skip
+        self._fail(
+            httpx.RemoteProtocolError(
+                "the server closed the connection before the response was complete",
+                request=self._request,
+            )
+        )
 
     # httptools callbacks ------------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -205,8 +208,13 @@ class _Body(httpx.AsyncByteStream):
 class LeanTransport(httpx.AsyncBaseTransport):
     """A pool of keep-alive HTTP/1.1 connections per origin, at most ``max_connections`` open."""
 
-    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = 30.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        keepalive_expiry: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._max = max_connections
         self._expiry = keepalive_expiry
         self._ssl = ssl_context
@@ -223,8 +231,16 @@ class LeanTransport(httpx.AsyncBaseTransport):
             url.host,
             url.port or (443 if url.scheme == "https" else 80),
         )
-        head = b"".join([request.method.encode(), b" ", url.raw_path, b" HTTP/1.1\r\n",
-                         *(b"%s: %s\r\n" % pair for pair in request.headers.raw), b"\r\n"])  # fmt: skip
+        head = b"".join(
+            [
+                request.method.encode(),
+                b" ",
+                url.raw_path,
+                b" HTTP/1.1\r\n",
+                *(b"%s: %s\r\n" % pair for pair in request.headers.raw),
+                b"\r\n",
+            ]
+        )
         body = await request.aread()
         for attempt in range(2):
             connection = await self._acquire(origin, request, timeouts)
@@ -269,8 +285,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 self._open -= 1
         self._idle.clear()
 
-    async def _acquire(self, origin: _Origin, request: httpx.Request,
-                       timeouts: dict[str, float | None]) -> _Connection:  # fmt: skip
+    async def _acquire(
+        self, origin: _Origin, request: httpx.Request, timeouts: dict[str, float | None]
+    ) -> _Connection:
         idle = self._idle.get(origin)
         now = time.monotonic()
         while idle:

@@ -7,25 +7,41 @@ whole or streamed — is translated back into Messages JSON or Messages SSE even
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
-from routerhub.errors import BadRequest
-from routing.providers.anthropic import reasoning_detail, thinking_block
+# The request side lives in anthropic_request; the gateway imports the codec from here.
+from routing.ingress.anthropic_request import (
+    messages_request_to_canonical as messages_request_to_canonical,
+)
+from routing.providers.anthropic import thinking_block
 from routing.providers.base import JSON, Usage, json_loads_lenient
 
-FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                  "content_filter": "refusal", "function_call": "tool_use"}  # fmt: skip
+FINISH_TO_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+    "function_call": "tool_use",
+}
 # Anthropic's error type for each status RouterHub answers (docs: "Errors"); the status stays
 # RouterHub's, the type is the name the anthropic SDK and its users expect.
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-               403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
-               408: "timeout_error", 409: "invalid_request_error", 413: "request_too_large",
-               429: "rate_limit_error", 500: "api_error", 502: "api_error",
-               503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error"}  # fmt: skip
-THINKING_TYPES = ("enabled", "adaptive", "disabled")
-MIN_THINKING_BUDGET = 1024  # Anthropic's floor for thinking.budget_tokens
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 
 def anthropic_error(body: JSON, request_id: str) -> JSON:
@@ -39,242 +55,6 @@ def anthropic_error(body: JSON, request_id: str) -> JSON:
     error["type"] = ERROR_TYPES.get(status, "api_error") if isinstance(status, int) else "api_error"
     error["routerhub_type"] = ours
     return {"type": "error", "error": error, "request_id": request_id}
-
-
-def _image_url(source: JSON) -> str:
-    if source.get("type") == "base64":
-        return f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
-    return str(source.get("url", ""))
-
-
-def _block_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return ""
-    return "".join(
-        str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"
-    )
-
-
-def _object(value: Any) -> JSON:
-    return value if isinstance(value, dict) else {}
-
-
-def _is_content(content: Any) -> bool:
-    return isinstance(content, str) or (
-        isinstance(content, list) and all(isinstance(block, dict) for block in content)
-    )
-
-
-def _thinking_check(body: JSON) -> None:
-    thinking = body.get("thinking")
-    if thinking is not None and not (
-        isinstance(thinking, dict) and thinking.get("type") in THINKING_TYPES
-    ):
-        raise BadRequest(
-            'thinking must be an object whose type is "enabled", "adaptive" or "disabled".',
-            param="thinking",
-        )
-    budget = (thinking or {}).get("budget_tokens")
-    if (thinking or {}).get("type") == "enabled" and (
-        not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_THINKING_BUDGET
-    ):
-        raise BadRequest(
-            f"thinking.budget_tokens is required with type enabled (an integer of at least "
-            f"{MIN_THINKING_BUDGET}).",
-            param="thinking",
-        )
-    max_tokens = body.get("max_tokens")
-    if isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
-        raise BadRequest(
-            f"thinking.budget_tokens ({budget}) must be less than max_tokens ({max_tokens}).",
-            param="thinking",
-        )
-    config = body.get("output_config")
-    if config is not None and not isinstance(config, dict):
-        raise BadRequest("output_config must be an object.", param="output_config")
-    fmt = (config or {}).get("format")
-    if fmt is not None and not (
-        isinstance(fmt, dict)
-        and fmt.get("type") == "json_schema"
-        and isinstance(fmt.get("schema"), dict)
-    ):
-        raise BadRequest(
-            'output_config.format must be {"type": "json_schema", "schema": {...}}.',
-            param="output_config",
-        )
-
-
-def _shape_check(body: JSON, *, counting: bool = False) -> None:
-    """Refuse, naming the field, what the translation below cannot read."""
-    turns = body.get("messages")
-    if not isinstance(turns, list) or not all(isinstance(turn, dict) for turn in turns):
-        raise BadRequest("messages must be a list of turns (objects).", param="messages")
-    max_tokens = body.get("max_tokens")
-    if not counting and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
-        raise BadRequest("max_tokens is required (an integer).", param="max_tokens")
-    _thinking_check(body)
-    for index, turn in enumerate(turns):
-        if not _is_content(turn.get("content")):
-            raise BadRequest(
-                f"messages[{index}].content must be a string or a list of content blocks.",
-                param="messages",
-            )
-    if body.get("system") is not None and not _is_content(body["system"]):
-        raise BadRequest("system must be a string or a list of text blocks.", param="system")
-    for where, content in [("system", body.get("system"))] + [
-        (f"messages[{index}].content", turn.get("content")) for index, turn in enumerate(turns)
-    ]:
-        for block_index, block in enumerate(content if isinstance(content, list) else []):
-            if not isinstance(block.get("type"), str):
-                raise BadRequest(f"{where}[{block_index}] needs a type (a string).", param=where)
-            if block["type"] == "text" and not isinstance(block.get("text"), str):
-                raise BadRequest(
-                    f"{where}[{block_index}] is a text block: give text (a string).", param=where
-                )
-    for name in ("metadata", "tool_choice"):
-        if body.get(name) is not None and not isinstance(body[name], dict):
-            raise BadRequest(f"{name} must be an object.", param=name)
-    tools = body.get("tools")
-    if tools is not None and not _is_content(tools):
-        raise BadRequest("tools must be a list of objects.", param="tools")
-    for index, tool in enumerate(tools or []):
-        if not isinstance(tool.get("name"), str):
-            raise BadRequest(f"tools[{index}] needs a name (a string).", param="tools")
-        if tool.get("input_schema") is not None and not isinstance(tool["input_schema"], dict):
-            raise BadRequest(
-                f"tools[{index}].input_schema must be a JSON Schema object.", param="tools"
-            )
-    stops = body.get("stop_sequences")
-    if stops is not None and not (
-        isinstance(stops, list) and all(isinstance(stop, str) for stop in stops)
-    ):
-        raise BadRequest("stop_sequences must be a list of strings.", param="stop_sequences")
-
-
-def _user_turn(content: Any) -> list[JSON]:
-    """One Anthropic user turn → tool messages (results first, as OpenAI requires) then a user message."""
-    if isinstance(content, str):
-        return [{"role": "user", "content": content}]
-    tool_messages: list[JSON] = []
-    parts: list[JSON] = []
-    for block in content or []:
-        kind = block.get("type")
-        if kind == "tool_result":
-            text = _block_text(block.get("content"))
-            if block.get("is_error"):
-                text = f"Error: {text}"
-            tool_messages.append(
-                {"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text}
-            )
-        elif kind == "text":
-            parts.append({"type": "text", "text": block.get("text", "")})
-        elif kind == "image":
-            parts.append(
-                {
-                    "type": "image_url",
-                    "image_url": {"url": _image_url(_object(block.get("source")))},
-                }
-            )
-    if parts:
-        tool_messages.append({"role": "user", "content": parts})
-    return tool_messages
-
-
-def _assistant_turn(content: Any) -> JSON:
-    if isinstance(content, str):
-        return {"role": "assistant", "content": content}
-    text: list[str] = []
-    calls: list[JSON] = []
-    thinking: list[JSON] = []
-    for block in content or []:
-        if block.get("type") == "text":
-            text.append(block.get("text", ""))
-        elif block.get("type") in ("thinking", "redacted_thinking"):
-            thinking.append(block)  # Anthropic wants these back in the turn they came from
-        elif block.get("type") == "tool_use":
-            calls.append(
-                {
-                    "id": block.get("id", ""),
-                    "type": "function",
-                    "function": {"name": block.get("name", ""),
-                                 "arguments": orjson.dumps(block.get("input") or {}).decode()},
-                }
-            )  # fmt: skip
-    message: JSON = {"role": "assistant", "content": "".join(text) if text else None}
-    if calls:
-        message["tool_calls"] = calls
-    if thinking:
-        message["reasoning_details"] = [reasoning_detail(block) for block in thinking]
-    return message
-
-
-def _tool_choice(choice: Any) -> Any:
-    if not isinstance(choice, dict):
-        return None
-    kind = choice.get("type")
-    if kind == "any":
-        return "required"
-    if kind == "tool":
-        return {"type": "function", "function": {"name": choice.get("name", "")}}
-    return kind if kind in ("auto", "none") else None
-
-
-def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON:
-    """An Anthropic Messages request → the canonical (OpenAI Chat Completions) request.
-
-    ``thinking`` and ``output_config`` stay as they are (only the Anthropic adapter forwards
-    them, natively); ``output_config.format`` also becomes ``response_format``, which the
-    other adapters serve. ``counting``: a count_tokens request, which has no ``max_tokens``."""
-    _shape_check(body, counting=counting)
-    messages: list[JSON] = []
-    system = body.get("system")
-    if system:
-        messages.append({"role": "system", "content": _block_text(system)})
-    for turn in body["messages"]:
-        if turn.get("role") == "assistant":
-            messages.append(_assistant_turn(turn.get("content")))
-        else:
-            messages.extend(_user_turn(turn.get("content")))
-    canonical: JSON = {
-        "model": body.get("model"),
-        "messages": messages,
-    }
-    if not counting:
-        canonical["max_tokens"] = body["max_tokens"]
-    if body.get("thinking") is not None:
-        canonical["thinking"] = body["thinking"]
-    config = body.get("output_config") or {}
-    if config.get("format"):
-        schema = config["format"]["schema"]
-        canonical["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "output", "schema": schema, "strict": True},
-        }
-    if config:
-        canonical["output_config"] = config
-    for name in ("temperature", "top_p", "top_k", "stream", "models", "provider", "router"):
-        if body.get(name) is not None:
-            canonical[name] = body[name]
-    if body.get("stop_sequences"):
-        canonical["stop"] = body["stop_sequences"]
-    if (body.get("metadata") or {}).get("user_id"):
-        canonical["user"] = body["metadata"]["user_id"]
-    tools = [
-        {"type": "function", "function": {"name": t.get("name", ""), "description": t.get("description", ""),
-                                          "parameters": t.get("input_schema") or {"type": "object"}}}
-        for t in body.get("tools") or []
-        if t.get("name") and t.get("type") in (None, "custom")
-    ]  # fmt: skip
-    if tools:
-        canonical["tools"] = tools
-    choice = _tool_choice(body.get("tool_choice"))
-    if choice is not None:
-        canonical["tool_choice"] = choice
-    if (body.get("tool_choice") or {}).get("disable_parallel_tool_use"):
-        canonical["parallel_tool_calls"] = False
-    return canonical
 
 
 def anthropic_only_fields(request: JSON, api_style: str) -> list[str]:
@@ -313,8 +93,14 @@ def canonical_to_messages_response(response: JSON, usage: Usage) -> JSON:
         content.append({"type": "text", "text": message["content"]})
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""),
-                        "input": json_loads_lenient(function.get("arguments") or "")})  # fmt: skip
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id", ""),
+                "name": function.get("name", ""),
+                "input": json_loads_lenient(function.get("arguments") or ""),
+            }
+        )
     answer: JSON = {
         "id": response["id"],
         "type": "message",
@@ -350,9 +136,16 @@ class MessagesStreamEncoder:
 
     def start(self, usage: Usage | None) -> bytes:
         self.started = True
-        message: JSON = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
-                   "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": anthropic_usage(usage or Usage())}  # fmt: skip
+        message: JSON = {
+            "id": self.message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": anthropic_usage(usage or Usage()),
+        }
         if self.routing is not None:
             message["routing"] = self.routing
         return sse_event(
@@ -424,8 +217,11 @@ class MessagesStreamEncoder:
 
     def finish(self, usage: Usage, cost: float) -> bytes:
         stop_reason = FINISH_TO_STOP.get(self.finish_reason or "stop", "end_turn")
-        delta = {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                 "usage": anthropic_usage(usage) | {"cost": cost}}  # fmt: skip
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": anthropic_usage(usage) | {"cost": cost},
+        }
         return (
             self._close_block()
             + sse_event("message_delta", delta)

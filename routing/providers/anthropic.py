@@ -321,8 +321,9 @@ class AnthropicStreamDecoder(StreamDecoder):
             finish = STOP_REASONS.get(reason, "stop")
             if finish == "tool_calls" and not self.saw_tool:
                 finish = "stop"
-            return [{"index": 0, "delta": {}, "finish_reason": finish,
-                     "native_finish_reason": reason}]  # fmt: skip
+            return [
+                {"index": 0, "delta": {}, "finish_reason": finish, "native_finish_reason": reason}
+            ]
         if kind == "message_stop":
             self.finished = True
         elif kind == "error":

@@ -52,8 +52,9 @@ OPENAI_PARAMETERS = COMMON_PARAMETERS | {
     "store",
 }
 # Parameters that only steer RouterHub (OpenRouter names); never forwarded upstream.
-GATEWAY_PARAMETERS = frozenset({"model", "messages", "models", "provider", "router", "route",
-                                "transforms", "usage", "plugins"})  # fmt: skip
+GATEWAY_PARAMETERS = frozenset(
+    {"model", "messages", "models", "provider", "router", "route", "transforms", "usage", "plugins"}
+)
 
 
 # More tokens than any model's context window holds: a count above it is a broken report.
@@ -246,8 +247,12 @@ def data_url_split(url: str) -> tuple[str, str] | None:
 
 def media_type_guess(url: str) -> str:
     lowered = url.lower().split("?")[0]
-    for suffix, media_type in ((".png", "image/png"), (".gif", "image/gif"),
-                               (".webp", "image/webp"), (".pdf", "application/pdf")):  # fmt: skip
+    for suffix, media_type in (
+        (".png", "image/png"),
+        (".gif", "image/gif"),
+        (".webp", "image/webp"),
+        (".pdf", "application/pdf"),
+    ):
         if lowered.endswith(suffix):
             return media_type
     return "image/jpeg"

@@ -18,9 +18,12 @@ EMBEDDING_STYLES = frozenset({"openai", "gemini"})
 
 
 def embedding_request(
-    style: str, inputs: list[str] | list[list[int]], target: Target, dimensions: int | None,
+    style: str,
+    inputs: list[str] | list[list[int]],
+    target: Target,
+    dimensions: int | None,
     user: str | None,
-) -> UpstreamRequest:  # fmt: skip
+) -> UpstreamRequest:
     """One request for every input, in the provider's format."""
     headers = {"content-type": "application/json"}
     base = target.base_url.rstrip("/")
@@ -28,11 +31,14 @@ def embedding_request(
         name = f"models/{target.upstream_model}"
         body: JSON = {
             "requests": [
-                {"model": name, "content": {"parts": [{"text": text}]},
-                 **({"outputDimensionality": dimensions} if dimensions else {})}
+                {
+                    "model": name,
+                    "content": {"parts": [{"text": text}]},
+                    **({"outputDimensionality": dimensions} if dimensions else {}),
+                }
                 for text in inputs
             ]
-        }  # fmt: skip
+        }
         if target.api_key:
             headers["x-goog-api-key"] = target.api_key
         return UpstreamRequest(f"{base}/{name}:batchEmbedContents", headers, body)

@@ -91,9 +91,13 @@ def messages_to_gemini(messages: list[JSON]) -> tuple[str, list[JSON]]:
                 function = call.get("function") or {}
                 tool_names[call.get("id", "")] = function.get("name", "")
                 parts.append(
-                    {"functionCall": {"name": function.get("name", ""),
-                                      "args": json_loads_lenient(function.get("arguments") or "")}}
-                )  # fmt: skip
+                    {
+                        "functionCall": {
+                            "name": function.get("name", ""),
+                            "args": json_loads_lenient(function.get("arguments") or ""),
+                        }
+                    }
+                )
             gemini_role = "model"
         elif role == "tool":
             result = json_loads_lenient(text_of(message.get("content")))
@@ -129,10 +133,15 @@ def _tool_config(choice: Any) -> JSON | None:
 
 def _generation_config(request: JSON, target: Target) -> JSON:
     config: JSON = {"maxOutputTokens": target.max_tokens}
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"),
-                         ("seed", "seed"), ("n", "candidateCount"),
-                         ("presence_penalty", "presencePenalty"),
-                         ("frequency_penalty", "frequencyPenalty")):  # fmt: skip
+    for ours, theirs in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("top_k", "topK"),
+        ("seed", "seed"),
+        ("n", "candidateCount"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ):
         if request.get(ours) is not None:
             config[theirs] = request[ours]
     stop = request.get("stop")
@@ -180,10 +189,12 @@ def _candidate_delta(candidate: JSON, call_offset: int = 0) -> tuple[JSON, list[
                     "index": call_offset + len(calls),
                     "id": call.get("id") or f"call_{call_offset + len(calls)}",
                     "type": "function",
-                    "function": {"name": call.get("name", ""),
-                                 "arguments": orjson.dumps(call.get("args") or {}).decode()},
+                    "function": {
+                        "name": call.get("name", ""),
+                        "arguments": orjson.dumps(call.get("args") or {}).decode(),
+                    },
                 }
-            )  # fmt: skip
+            )
         elif part.get("thought"):
             reasoning.append(part.get("text", ""))
         elif "text" in part:
@@ -231,12 +242,15 @@ class GeminiAdapter(ProviderAdapter):
             {
                 "name": tool["function"]["name"],
                 "description": tool["function"].get("description", ""),
-                **({"parameters": schema_for_gemini(tool["function"]["parameters"])}
-                   if tool["function"].get("parameters") else {}),
+                **(
+                    {"parameters": schema_for_gemini(tool["function"]["parameters"])}
+                    if tool["function"].get("parameters")
+                    else {}
+                ),
             }
             for tool in request.get("tools") or []
             if tool.get("type", "function") == "function" and tool.get("function")
-        ]  # fmt: skip
+        ]
         if declarations:
             body["tools"] = [{"functionDeclarations": declarations}]
             tool_config = _tool_config(request.get("tool_choice"))

@@ -11,8 +11,12 @@ from drf_spectacular.generators import SchemaGenerator
 from routerhub_client import RouterHub
 
 # The cancel view inherits GET from the run's detail view: the same answer as
-# ``training_runs.get``, not an operation of its own.
-NOT_OPERATIONS = {("GET", "/api/v1/training-runs/{run_id}/cancel")}
+# ``training_runs.get``, not an operation of its own. ``/api/v1/auth/key`` is OpenRouter's shape
+# of ``GET /api/v1/key`` for OpenRouter's clients; this client reads it as ``keys.current``.
+NOT_OPERATIONS = {
+    ("GET", "/api/v1/training-runs/{run_id}/cancel"),
+    ("GET", "/api/v1/auth/key"),
+}
 
 
 def schema_operations() -> set[tuple[str, str]]:
@@ -51,6 +55,8 @@ def call_every_method(hub: RouterHub) -> None:
     list(hub.routers.versions("r")), hub.routers.report("r", 1), hub.routers.rollback("r")
     hub.routers.select("r", prompt="hi"), hub.routers.retrain_from_feedback("r")
     hub.routers.calibrate("r", 0.5)
+    hub.pipelines.create("p", "cascade", []), hub.pipelines.get("p"), hub.pipelines.delete("p")
+    list(hub.pipelines.list()), hub.pipelines.versions("p"), hub.pipelines.update("p", "series", [])
     hub.training_runs.cancel(1)
 
 

@@ -148,3 +148,26 @@ def test_cancel_a_queued_run_then_waiting_raises(manage: RouterHub, world: Any) 
     with pytest.raises(ConflictError) as conflict:
         manage.training_runs.cancel(run.pk)
     assert conflict.value.status == 409 and "already cancelled" in conflict.value.message
+
+
+def test_pipelines_create_version_list_serve_and_delete(
+    manage: RouterHub, inference: RouterHub
+) -> None:
+    steps = [{"model": CHEAP, "gate": {"type": "non_empty"}}, {"model": DEAR}]
+    created = manage.pipelines.create("tiered", "cascade", steps, name="Tiered")
+    assert created["model"] == "pipeline/tiered" and created["version"] == 1
+
+    updated = manage.pipelines.update("tiered", "cascade", [{"model": DEAR}, {"model": CHEAP}])
+    assert updated["version"] == 2 and updated["steps"][0]["model"] == DEAR
+    assert sorted(v["version"] for v in manage.pipelines.versions("tiered")) == [1, 2]
+    assert [p["slug"] for p in manage.pipelines.list()] == ["tiered"]
+    answer = inference.openai.chat.completions.create(
+        model="pipeline/tiered", messages=[{"role": "user", "content": MATH_PROMPT}]
+    )
+    assert answer.choices[0].message.content
+
+    with pytest.raises(BadRequestError):
+        manage.pipelines.create("bad", "cascade", [{"model": "no/such-model"}])
+    manage.pipelines.delete("tiered")
+    with pytest.raises(NotFoundError):
+        manage.pipelines.get("tiered")

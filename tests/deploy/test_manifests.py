@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 SETTINGS = ROOT / "routerhub" / "settings.py"
+# settings.py reads the rest of its values through these parts (routerhub/settings_parts/).
+SETTINGS_PARTS = sorted((ROOT / "routerhub" / "settings_parts").glob("*.py"))
 GUNICORN_CONF = DEPLOY / "gunicorn.conf.py"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "docker-compose.yml"
@@ -124,9 +126,14 @@ def is_celery(cmd: list[str], sub: str) -> bool:
     return cmd[:3] == ["celery", "-A", "routerhub"] and sub in cmd[3:]
 
 
+def settings_source() -> str:
+    """settings.py with its parts, as one text."""
+    return "\n".join(path.read_text() for path in [SETTINGS, *SETTINGS_PARTS])
+
+
 def settings_env_names() -> set[str]:
     """Every environment variable routerhub/settings.py reads, parsed from its source."""
-    text = SETTINGS.read_text()
+    text = settings_source()
     names = set(re.findall(r"\benv(?:\.\w+)?\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", text))
     names |= set(re.findall(r"\b_(?:secret|decimal|bool)\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", text))
     return names
@@ -134,7 +141,7 @@ def settings_env_names() -> set[str]:
 
 def required_secrets() -> set[str]:
     """Secrets settings.py refuses to boot without in production (the `_secret(...)` ones)."""
-    return set(re.findall(r"\b_secret\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", SETTINGS.read_text()))
+    return set(re.findall(r"\b_secret\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", settings_source()))
 
 
 def gunicorn_env_names() -> set[str]:

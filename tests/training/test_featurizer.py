@@ -108,7 +108,7 @@ def test_fast_paths_count_exactly_what_the_patterns_match(text: str) -> None:
     features the regexes give, or a trained router would see different inputs."""
     import re
 
-    from training.learner import featurizer as f
+    from training.learner import prompt_text as f
 
     tokens = re.findall(r"(?u)\b\w\w+\b", text.lower())
     assert f.WORD_PATTERN.findall(text.lower()) == tokens

@@ -33,6 +33,7 @@ so the curve has up to ``len(TRADEOFF_GRID)`` distinct points, whether it is ste
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,6 +166,54 @@ def _hull_value(
     return a, b, float((cost - xs[k]) / span) if span > 0 else 0.0
 
 
+NO_MIX = np.array([0.0, 0.0, np.nan])  # a candidate without a hashed mix
+
+
+@dataclass(frozen=True)
+class _Outcomes:
+    """The out-of-fold rows a candidate policy is scored on, and the zero router's hull."""
+
+    predicted: np.ndarray  # (n, m)
+    scores: np.ndarray  # (n, m)
+    costs: np.ndarray  # (n, m)
+    norm: np.ndarray  # (m,) decision costs normalised to [0, 1]
+    keys: np.ndarray  # (n,) router.mix_key
+    incumbents: np.ndarray | None  # (n,) out-of-fold cluster-best model
+    hull: list[int]
+    mean_scores: np.ndarray
+    mean_costs: np.ndarray
+
+    def candidate(
+        self,
+        kind: str,
+        lam: float,
+        offsets: np.ndarray,
+        mix: np.ndarray = NO_MIX,
+        bonus: float = 0.0,
+    ) -> Candidate:
+        """The policy's picks on every row, their mean score and cost, and its merit."""
+        n, m = self.scores.shape
+        rows = np.arange(n)
+        utility = utilities(self.predicted, self.norm, offsets, lam)
+        if bonus:
+            utility[rows, self.incumbents] += bonus
+        if np.isnan(mix[2]):
+            picks = np.argmax(utility - 1e-12 * self.norm, axis=1)  # ties go to the cheaper
+        else:
+            picks = np.argmax(hashed_mix(utility, mix, self.keys, list(range(m))), axis=1)
+        got = self.scores[rows, picks]
+        cost = float(self.costs[rows, picks].mean())
+        score = float(got.mean())
+        merit = score
+        if kind in ("router", "mix", "cluster"):
+            a, b, w = _hull_value(self.hull, self.mean_scores, self.mean_costs, cost)
+            difference = got - ((1 - w) * self.scores[:, a] + w * self.scores[:, b])
+            merit = (
+                score - ROUTER_Z * float(difference.std(ddof=1)) / np.sqrt(n) if n > 1 else score
+            )
+        return Candidate(kind, lam, offsets, mix, picks, score, cost, merit, bonus)
+
+
 def policy_table(
     predicted: np.ndarray,
     scores: np.ndarray,
@@ -181,75 +230,85 @@ def policy_table(
     curve is the one calibrated here), ``keys`` the rows' ``router.mix_key``, ``incumbents``
     each row's out-of-fold cluster-best model (``clusters.clusters_choose``).
     """
-    n, m = scores.shape
-    rows = np.arange(n)
     norm = decision_costs / decision_costs.max() if decision_costs.max() > 0 else decision_costs
     mean_scores, mean_costs = scores.mean(axis=0), costs.mean(axis=0)
     hull = _hull_models(mean_scores, mean_costs)
-    candidates: list[Candidate] = []
+    outcomes = _Outcomes(
+        predicted, scores, costs, norm, keys, incumbents, hull, mean_scores, mean_costs
+    )
+    candidates = [*_fixed_candidates(outcomes), *_router_candidates(outcomes)]
+    top = _best_quality(candidates, scores, np.arange(len(scores)), costs_known)
+    cheapest = min((c for c in candidates if c.kind == "single"), key=lambda c: (c.cost, -c.score))
+    frontier = _frontier(candidates, top)
+    picked = _frontier_picks(frontier, top, cheapest, hull)
+    chosen_all = [top, *(frontier[k] for k in picked[:-1]), cheapest]
+    return PolicyTable(
+        tradeoffs=TRADEOFF_GRID.copy(),
+        lambdas=np.array([c.lam for c in chosen_all]),
+        offsets=np.vstack([c.offsets for c in chosen_all]),
+        mixes=np.vstack([c.mix for c in chosen_all]),
+        bonuses=np.array([c.bonus for c in chosen_all]),
+        kinds=[c.kind for c in chosen_all],
+        hull_models=hull,
+    )
 
-    no_mix = np.array([0.0, 0.0, np.nan])
 
-    def add(
-        kind: str, lam: float, offsets: np.ndarray, mix: np.ndarray = no_mix, bonus: float = 0.0
-    ) -> None:
-        utility = utilities(predicted, norm, offsets, lam)
-        if bonus:
-            utility[rows, incumbents] += bonus
-        if np.isnan(mix[2]):
-            picks = np.argmax(utility - 1e-12 * norm, axis=1)  # ties go to the cheaper
-        else:
-            picks = np.argmax(hashed_mix(utility, mix, keys, list(range(m))), axis=1)
-        got = scores[rows, picks]
-        cost = float(costs[rows, picks].mean())
-        score = float(got.mean())
-        merit = score
-        if kind in ("router", "mix", "cluster"):
-            a, b, w = _hull_value(hull, mean_scores, mean_costs, cost)
-            difference = got - ((1 - w) * scores[:, a] + w * scores[:, b])
-            merit = (
-                score - ROUTER_Z * float(difference.std(ddof=1)) / np.sqrt(n) if n > 1 else score
-            )
-        candidates.append(Candidate(kind, lam, offsets, mix, picks, score, cost, merit, bonus))
-
+def _fixed_candidates(outcomes: _Outcomes) -> Iterator[Candidate]:
+    """Every single model, then the predicted-gain and hashed mixes along the hull."""
+    m = outcomes.scores.shape[1]
     for j in range(m):
         offsets = np.full(m, -EXCLUDED)
         offsets[j] = 0.0
-        add("single", 0.0, offsets)
-    for a, b in itertools.pairwise(hull):
-        gain = predicted[:, b] - predicted[:, a]
+        yield outcomes.candidate("single", 0.0, offsets)
+    for a, b in itertools.pairwise(outcomes.hull):
+        gain = outcomes.predicted[:, b] - outcomes.predicted[:, a]
         for fraction in MIX_FRACTIONS:
             offsets = np.full(m, -EXCLUDED)
             offsets[a] = 0.0
             offsets[b] = -float(np.quantile(gain, 1.0 - fraction))
-            add("mix", 0.0, offsets)
+            yield outcomes.candidate("mix", 0.0, offsets)
             offsets = np.full(m, -EXCLUDED)
             offsets[[a, b]] = 0.0
-            add("hashed", 0.0, offsets, np.array([a, b, fraction], dtype=np.float64))
-    incumbent = int(np.argmax(mean_scores))
+            yield outcomes.candidate(
+                "hashed", 0.0, offsets, np.array([a, b, fraction], dtype=np.float64)
+            )
+
+
+def _router_candidates(outcomes: _Outcomes) -> Iterator[Candidate]:
+    """The full router over the λ sweep and incumbent bonuses, then its cluster-best form."""
+    m = outcomes.scores.shape[1]
+    predicted, incumbents = outcomes.predicted, outcomes.incumbents
+    incumbent = int(np.argmax(outcomes.mean_scores))
     spread = float(np.ptp(predicted)) if predicted.size else 0.0
     for bonus in np.linspace(0.0, spread, BONUS_STEPS):
         offsets = np.zeros(m)
         offsets[incumbent] = bonus
         for lam in LAMBDA_GRID:
-            add("router", float(lam), offsets.copy())
+            yield outcomes.candidate("router", float(lam), offsets.copy())
     if incumbents is not None and len(np.unique(incumbents)) > 1:
         # Each prompt's cluster-best model as the incumbent; the largest bonus is the
         # per-cluster floor itself (clusters.py).
         for bonus in [*np.linspace(0.0, spread, BONUS_STEPS)[1:], EXCLUDED]:
             for lam in LAMBDA_GRID:
-                add("cluster", float(lam), np.zeros(m), bonus=float(bonus))
+                yield outcomes.candidate("cluster", float(lam), np.zeros(m), bonus=float(bonus))
 
-    top = _best_quality(candidates, scores, rows, costs_known)
-    cheapest = min((c for c in candidates if c.kind == "single"), key=lambda c: (c.cost, -c.score))
-    # The efficient frontier below the tradeoff-0 point: cheaper policies, each better than
-    # every policy cheaper than it.
+
+def _frontier(candidates: list[Candidate], top: Candidate) -> list[Candidate]:
+    """The efficient frontier below the tradeoff-0 point: cheaper policies, each better than
+    every policy cheaper than it."""
     frontier: list[Candidate] = []
     for candidate in sorted(candidates, key=lambda c: (c.cost, -c.merit)):
         if candidate.cost > top.cost:
             break
         if not frontier or candidate.merit > frontier[-1].merit:
             frontier.append(candidate)
+    return frontier
+
+
+def _frontier_picks(
+    frontier: list[Candidate], top: Candidate, cheapest: Candidate, hull: list[int]
+) -> list[int]:
+    """The frontier policy each tradeoff after 0 serves (indices into ``frontier``)."""
     # Where each frontier policy lies between the tradeoff-0 point (0) and the cheapest model
     # (1): the mean of its normalised quality drop and cost drop, so points spread along the
     # curve whether it is steep (quality falls fast) or flat (cost falls fast).
@@ -270,20 +329,7 @@ def policy_table(
             slot = int(np.argmin([abs(p - k) for p in picked[:-1]])) if len(picked) > 1 else None
             if slot is not None and k not in picked:
                 picked[slot] = k
-    chosen_all = [top, *(frontier[k] for k in picked[:-1]), cheapest]
-    lambdas = [c.lam for c in chosen_all]
-    offsets_table = [c.offsets for c in chosen_all]
-    mixes = [c.mix for c in chosen_all]
-    kinds = [c.kind for c in chosen_all]
-    return PolicyTable(
-        tradeoffs=TRADEOFF_GRID.copy(),
-        lambdas=np.array(lambdas),
-        offsets=np.vstack(offsets_table),
-        mixes=np.vstack(mixes),
-        bonuses=np.array([c.bonus for c in chosen_all]),
-        kinds=kinds,
-        hull_models=hull,
-    )
+    return picked
 
 
 def _best_quality(

@@ -60,52 +60,14 @@ def report_build(
     if incumbents is None:
         incumbents = router.cluster_incumbents(prompts)
 
-    curve: list[dict[str, Any]] = []
-    points: list[tuple[float, float]] = []  # (cost, oriented score) of each curve point
-    for tradeoff in TRADEOFF_GRID:
-        lam = float(router.lambdas[router.policy_index(float(tradeoff))])
-        picked = router.choose_many(predicted, float(tradeoff), keys, incumbents)
-        counts = np.bincount(picked, minlength=m) / n
-        score, cost = float(scores[rows, picked].mean()), _cost(float(costs[rows, picked].mean()))
-        points.append((cost, score))
-        curve.append(
-            {
-                "tradeoff": float(tradeoff),
-                "lambda": _r(lam, 8),
-                "score": _r(display(score)),
-                "cost": cost,
-                "share": {models[j]: _r(float(counts[j]), 4) for j in range(m) if counts[j] > 0},
-            }
-        )
+    curve, points = _curve(router, predicted, scores, costs, keys, incumbents, display)
     singles = [(float(mean_costs[j]), float(mean_scores[j])) for j in range(m)]
     max_cost = max(c for c, _ in points + singles)
 
-    best_rows = scores == scores.max(axis=1, keepdims=True)
-    oracle_pick = np.argmin(np.where(best_rows, costs, np.inf), axis=1)
     half_budget = 0.5 * float(mean_costs[best])
     report: dict[str, Any] = {
         "evaluation": evaluation,
-        "models": [
-            {
-                "id": models[j],
-                "mean_score": _r(display(float(mean_scores[j]))),
-                "mean_cost": _cost(float(mean_costs[j])),
-            }
-            for j in range(m)
-        ],
-        "best_single": {
-            "id": models[best],
-            "score": _r(display(float(mean_scores[best]))),
-            "cost": _cost(float(mean_costs[best])),
-        },
-        "oracle": {
-            "score": _r(display(float(scores[rows, oracle_pick].mean()))),
-            "cost": _cost(float(costs[rows, oracle_pick].mean())),
-        },
-        "random": {
-            "score": _r(display(float(mean_scores.mean()))),
-            "cost": _cost(float(mean_costs.mean())),
-        },
+        **_baselines(models, scores, costs, display),
         "costs": "decisions (here and at serving) use the per-model mean costs of the training "
         f"rows ({evaluation.get('cost_source', 'given')}); the curve's costs are the evaluated "
         "rows' own; catalog prices at serving only change the expected costs shown",
@@ -128,6 +90,74 @@ def report_build(
         report.update(_two_model_metrics(router, predicted, scores, display))
         report["random"].update(_routellm_random(scores, best))
     return report
+
+
+def _curve(
+    router: TrainedRouter,
+    predicted: np.ndarray,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    keys: np.ndarray,
+    incumbents: np.ndarray | None,
+    display: Callable[[float], float],
+) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
+    """The report's curve, one point per tradeoff, and each point's (cost, oriented score)."""
+    n, m = scores.shape
+    rows = np.arange(n)
+    curve: list[dict[str, Any]] = []
+    points: list[tuple[float, float]] = []
+    for tradeoff in TRADEOFF_GRID:
+        lam = float(router.lambdas[router.policy_index(float(tradeoff))])
+        picked = router.choose_many(predicted, float(tradeoff), keys, incumbents)
+        counts = np.bincount(picked, minlength=m) / n
+        score, cost = float(scores[rows, picked].mean()), _cost(float(costs[rows, picked].mean()))
+        points.append((cost, score))
+        curve.append(
+            {
+                "tradeoff": float(tradeoff),
+                "lambda": _r(lam, 8),
+                "score": _r(display(score)),
+                "cost": cost,
+                "share": {
+                    router.models[j]: _r(float(counts[j]), 4) for j in range(m) if counts[j] > 0
+                },
+            }
+        )
+    return curve, points
+
+
+def _baselines(
+    models: list[str], scores: np.ndarray, costs: np.ndarray, display: Callable[[float], float]
+) -> dict[str, Any]:
+    """Each model alone, the best single model, the oracle and random choice."""
+    rows = np.arange(len(scores))
+    mean_scores, mean_costs = scores.mean(axis=0), costs.mean(axis=0)
+    best = int(np.argmax(mean_scores))
+    best_rows = scores == scores.max(axis=1, keepdims=True)
+    oracle_pick = np.argmin(np.where(best_rows, costs, np.inf), axis=1)
+    return {
+        "models": [
+            {
+                "id": models[j],
+                "mean_score": _r(display(float(mean_scores[j]))),
+                "mean_cost": _cost(float(mean_costs[j])),
+            }
+            for j in range(len(models))
+        ],
+        "best_single": {
+            "id": models[best],
+            "score": _r(display(float(mean_scores[best]))),
+            "cost": _cost(float(mean_costs[best])),
+        },
+        "oracle": {
+            "score": _r(display(float(scores[rows, oracle_pick].mean()))),
+            "cost": _cost(float(costs[rows, oracle_pick].mean())),
+        },
+        "random": {
+            "score": _r(display(float(mean_scores.mean()))),
+            "cost": _cost(float(mean_costs.mean())),
+        },
+    }
 
 
 def _verdict(report: dict[str, Any], gain: tuple[float, float]) -> str:

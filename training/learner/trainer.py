@@ -137,25 +137,8 @@ def router_fit(
 
     folds = max(2, min(cfg.folds, n // 5))
     fold_of = _fold_ids(n, folds, cfg.seed)
-    parts = np.zeros((n, m, 2))
+    parts = _out_of_fold_parts(data, tfidf, dense, fold_of, folds, cfg, report)
     priors = data.scores.mean(axis=0)
-    steps, done = folds * m, 0
-    for fold in range(folds):
-        train, test = fold_of != fold, fold_of == fold
-        for j in range(m):
-            target = data.scores[train, j]
-            kind, coef, intercept, booster = _fit_parts(
-                tfidf[train], dense[train], target, data.binary[j], cfg
-            )
-            head = ScoreHead(kind, float(target.mean()), 0.5, 1.0, coef, intercept, booster)
-            parts[test, j] = head.raw_parts_many(tfidf[test], dense[test])
-            done += 1
-            start = _STAGE_END[STAGE_FEATURIZING]
-            report(
-                STAGE_CROSS_VALIDATING,
-                start + (_STAGE_END[STAGE_CROSS_VALIDATING] - start) * done / steps,
-            )
-
     blends = calibration.blend_weights(parts, data.scores)
     mixed = np.column_stack(
         [blends[j] * parts[:, j, 0] + (1 - blends[j]) * parts[:, j, 1] for j in range(m)]
@@ -175,17 +158,7 @@ def router_fit(
         incumbents,
     )
 
-    heads: list[ScoreHead] = []
-    for j in range(m):
-        kind, coef, intercept, booster = _fit_parts(
-            tfidf, dense, data.scores[:, j], data.binary[j], cfg
-        )
-        heads.append(
-            ScoreHead(kind, float(priors[j]), blends[j], shrinks[j], coef, intercept, booster)
-        )
-        start = _STAGE_END[STAGE_CROSS_VALIDATING]
-        report(STAGE_FITTING, start + (_STAGE_END[STAGE_FITTING] - start) * (j + 1) / m)
-
+    heads = _final_heads(data, tfidf, dense, priors, blends, shrinks, cfg, report)
     router = TrainedRouter(
         models=list(data.models),
         featurizer=featurizer,
@@ -199,6 +172,62 @@ def router_fit(
         cluster_bonus=policy.bonuses if clusters is not None else None,
     )
     return FitResult(router=router, oof_predicted=oof, folds=folds, oof_incumbents=incumbents)
+
+
+def _out_of_fold_parts(
+    data: TrainingData,
+    tfidf: sparse.csr_matrix,
+    dense: np.ndarray,
+    fold_of: np.ndarray,
+    folds: int,
+    cfg: TrainerConfig,
+    report: Progress,
+) -> np.ndarray:
+    """Each row's two raw head parts per model (n, m, 2), from heads fitted without its fold."""
+    n, m = data.scores.shape
+    parts = np.zeros((n, m, 2))
+    steps, done = folds * m, 0
+    for fold in range(folds):
+        train, test = fold_of != fold, fold_of == fold
+        for j in range(m):
+            target = data.scores[train, j]
+            kind, coef, intercept, booster = _fit_parts(
+                tfidf[train], dense[train], target, data.binary[j], cfg
+            )
+            head = ScoreHead(kind, float(target.mean()), 0.5, 1.0, coef, intercept, booster)
+            parts[test, j] = head.raw_parts_many(tfidf[test], dense[test])
+            done += 1
+            start = _STAGE_END[STAGE_FEATURIZING]
+            report(
+                STAGE_CROSS_VALIDATING,
+                start + (_STAGE_END[STAGE_CROSS_VALIDATING] - start) * done / steps,
+            )
+    return parts
+
+
+def _final_heads(
+    data: TrainingData,
+    tfidf: sparse.csr_matrix,
+    dense: np.ndarray,
+    priors: np.ndarray,
+    blends: list[float],
+    shrinks: list[float],
+    cfg: TrainerConfig,
+    report: Progress,
+) -> list[ScoreHead]:
+    """One head per model fitted on every row, with its out-of-fold blend and shrinkage."""
+    m = data.scores.shape[1]
+    heads: list[ScoreHead] = []
+    for j in range(m):
+        kind, coef, intercept, booster = _fit_parts(
+            tfidf, dense, data.scores[:, j], data.binary[j], cfg
+        )
+        heads.append(
+            ScoreHead(kind, float(priors[j]), blends[j], shrinks[j], coef, intercept, booster)
+        )
+        start = _STAGE_END[STAGE_CROSS_VALIDATING]
+        report(STAGE_FITTING, start + (_STAGE_END[STAGE_FITTING] - start) * (j + 1) / m)
+    return heads
 
 
 def _prompt_clusters(

@@ -1,6 +1,7 @@
 """RouterHub's Python client: ``RouterHub`` (sync) and ``AsyncRouterHub``, typed errors."""
 
 from routerhub_client._http import VERSION as __version__
+from routerhub_client._pipelines import Pipeline, PipelineVersion
 from routerhub_client.async_client import AsyncRouterHub
 from routerhub_client.client import RouterHub
 from routerhub_client.errors import (
@@ -36,6 +37,8 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "Pipeline",
+    "PipelineVersion",
     "RateLimitError",
     "RouterHub",
     "RouterHubError",

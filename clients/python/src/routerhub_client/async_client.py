@@ -18,6 +18,7 @@ from routerhub_client._async_account import (
 )
 from routerhub_client._async_training import Datasets, Routers, TrainingRuns
 from routerhub_client._http import AsyncTransport
+from routerhub_client._pipelines import AsyncPipelines
 from routerhub_client.client import client_options, openai_arguments
 
 
@@ -48,6 +49,7 @@ class AsyncRouterHub:
         self.datasets = Datasets(self._transport)
         self.training_runs = TrainingRuns(self._transport)
         self.routers = Routers(self._transport, self.training_runs)
+        self.pipelines = AsyncPipelines(self._transport)
 
     @cached_property
     def openai(self) -> AsyncOpenAI:

@@ -16,6 +16,7 @@ from routerhub_client._http import (
     SyncTransport,
     normalize_base_url,
 )
+from routerhub_client._pipelines import Pipelines
 from routerhub_client._sync_account import (
     CreditsResource,
     FeedbackResource,
@@ -90,6 +91,7 @@ class RouterHub:
         self.datasets = Datasets(self._transport)
         self.training_runs = TrainingRuns(self._transport)
         self.routers = Routers(self._transport, self.training_runs)
+        self.pipelines = Pipelines(self._transport)
 
     @cached_property
     def openai(self) -> OpenAI:

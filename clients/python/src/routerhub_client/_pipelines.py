@@ -1,0 +1,85 @@
+"""Pipelines (``/api/v1/pipelines``): cascades and series chains of models, served as
+``model: "pipeline/<slug>"``. Each definition posted is a new version, active at once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Literal, TypedDict, cast
+
+from routerhub_client._async_account import AsyncResource
+from routerhub_client._http import clean_params
+from routerhub_client._sync_account import SyncResource
+
+PipelineKind = Literal["cascade", "series"]
+
+
+class Pipeline(TypedDict, total=False):
+    slug: str
+    model: str  # "pipeline/<slug>", what /v1/chat/completions takes
+    name: str
+    version: int | None
+    kind: PipelineKind | None
+    steps: list[dict[str, Any]]
+    created_at: str
+
+
+class PipelineVersion(TypedDict, total=False):
+    version: int
+    kind: PipelineKind
+    steps: list[dict[str, Any]]
+    created_at: str
+
+
+def _definition(kind: PipelineKind, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"kind": kind, "steps": steps}
+
+
+class Pipelines(SyncResource):
+    def create(
+        self, slug: str, kind: PipelineKind, steps: list[dict[str, Any]], *, name: str | None = None
+    ) -> Pipeline:
+        body = clean_params({"slug": slug, "name": name, **_definition(kind, steps)})
+        return cast(Pipeline, self._json("POST", "/api/v1/pipelines", json=body))
+
+    def get(self, slug: str) -> Pipeline:
+        return cast(Pipeline, self._json("GET", f"/api/v1/pipelines/{slug}"))
+
+    def delete(self, slug: str) -> None:
+        self._t.request("DELETE", f"/api/v1/pipelines/{slug}")
+
+    def versions(self, slug: str) -> list[PipelineVersion]:
+        return cast(list[PipelineVersion], self._json("GET", f"/api/v1/pipelines/{slug}/versions"))
+
+    def update(self, slug: str, kind: PipelineKind, steps: list[dict[str, Any]]) -> Pipeline:
+        """Post a new definition: it becomes the active version."""
+        path = f"/api/v1/pipelines/{slug}/versions"
+        return cast(Pipeline, self._json("POST", path, json=_definition(kind, steps)))
+
+    def list(self, *, page_size: int | None = None) -> Iterator[Pipeline]:
+        return self._pages("/api/v1/pipelines", {"limit": page_size})
+
+
+class AsyncPipelines(AsyncResource):
+    async def create(
+        self, slug: str, kind: PipelineKind, steps: list[dict[str, Any]], *, name: str | None = None
+    ) -> Pipeline:
+        body = clean_params({"slug": slug, "name": name, **_definition(kind, steps)})
+        return cast(Pipeline, await self._json("POST", "/api/v1/pipelines", json=body))
+
+    async def get(self, slug: str) -> Pipeline:
+        return cast(Pipeline, await self._json("GET", f"/api/v1/pipelines/{slug}"))
+
+    async def delete(self, slug: str) -> None:
+        await self._t.request("DELETE", f"/api/v1/pipelines/{slug}")
+
+    async def versions(self, slug: str) -> list[PipelineVersion]:
+        path = f"/api/v1/pipelines/{slug}/versions"
+        return cast(list[PipelineVersion], await self._json("GET", path))
+
+    async def update(self, slug: str, kind: PipelineKind, steps: list[dict[str, Any]]) -> Pipeline:
+        """Post a new definition: it becomes the active version."""
+        path = f"/api/v1/pipelines/{slug}/versions"
+        return cast(Pipeline, await self._json("POST", path, json=_definition(kind, steps)))
+
+    def list(self, *, page_size: int | None = None) -> AsyncIterator[Pipeline]:
+        return self._pages("/api/v1/pipelines", {"limit": page_size})

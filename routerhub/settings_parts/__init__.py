@@ -1,0 +1,1 @@
+"""Parts of routerhub.settings by concern; Django reads them through routerhub/settings.py."""

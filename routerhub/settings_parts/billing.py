@@ -1,0 +1,39 @@
+"""Billing settings: fees and top-up limits in USD, starter credits, Stripe."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+from routerhub.settings_parts.environment import PRODUCTION, ROUTERHUB_ENV, _bool, _decimal, env
+
+# Money: fees as fractions, amounts in USD.
+TOPUP_FEE_RATE = _decimal("TOPUP_FEE_RATE", default="0.055")
+TOPUP_FEE_MINIMUM = _decimal("TOPUP_FEE_MINIMUM", default="0.80")
+BYOK_FEE_RATE = _decimal("BYOK_FEE_RATE", default="0.05")
+TOPUP_MIN_AMOUNT = _decimal("TOPUP_MIN_AMOUNT", default="5")
+TOPUP_MAX_AMOUNT = _decimal("TOPUP_MAX_AMOUNT", default="10000")
+DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
+# Credits every new organization starts with (one "promotion" ledger entry), so a newcomer can
+# send a first request to the demo models without an operator or a card. On in development; 0
+# (off) in tests and production unless set, e.g. on a public demo deployment.
+STARTER_CREDITS_USD = _decimal(
+    "STARTER_CREDITS_USD", default="5" if ROUTERHUB_ENV == "development" else "0"
+)
+
+# Stripe top-ups. Card payments are on when BILLING_ENABLED (default: in production), and then
+# every key below must be set. STRIPE_API_BASE points the stripe library at a fake server
+# (localstripe) in development and tests; STRIPE_JS_URL likewise for the browser library.
+BILLING_ENABLED = _bool("BILLING_ENABLED", default=PRODUCTION)
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# Seconds a signed webhook may be older (or newer, clock skew) than now; Stripe's default.
+STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com").rstrip("/")
+STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
+if PRODUCTION and BILLING_ENABLED:
+    for _name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET"):
+        if not vars()[_name]:
+            raise ImproperlyConfigured(
+                f"{_name} must be set when ROUTERHUB_ENV=production and BILLING_ENABLED"
+            )

@@ -1,0 +1,82 @@
+"""Gateway (/v1) and provider settings: credentials, timeouts, breaker, caches, stored responses."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from django.core.exceptions import ImproperlyConfigured
+
+from routerhub.settings_parts.environment import PRODUCTION, _bool, _dev_secret, env
+
+# Platform credentials per provider, by the environment variable a catalog provider names.
+PROVIDER_API_KEY_ENVS = [
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "MISTRAL_API_KEY",
+    "GROQ_API_KEY",
+    "TOGETHER_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "CUSTOM_PROVIDER_API_KEY",
+    *env.list("PROVIDER_API_KEY_ENVS_EXTRA", default=[]),
+]
+PROVIDER_API_KEYS = {name: env.str(name, default="") for name in PROVIDER_API_KEY_ENVS}
+# Fernet keys for bring-your-own provider keys: the first encrypts, all decrypt (rotation).
+PROVIDER_KEYS_ENCRYPTION_KEYS = env.list("PROVIDER_KEYS_ENCRYPTION_KEYS", default=[])
+if not PROVIDER_KEYS_ENCRYPTION_KEYS:
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "PROVIDER_KEYS_ENCRYPTION_KEYS must be set when ROUTERHUB_ENV=production"
+        )
+    import base64
+    import hashlib
+
+    PROVIDER_KEYS_ENCRYPTION_KEYS = [
+        base64.urlsafe_b64encode(
+            hashlib.sha256(_dev_secret("provider_keys_encryption_key").encode()).digest()
+        ).decode()
+    ]
+# Upstream timeouts in seconds: connect, first byte (and between stream chunks), whole request.
+GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=5.0)
+GATEWAY_FIRST_BYTE_TIMEOUT = env.float("GATEWAY_FIRST_BYTE_TIMEOUT", default=60.0)
+GATEWAY_TOTAL_TIMEOUT = env.float("GATEWAY_TOTAL_TIMEOUT", default=600.0)
+PIPELINE_MAX_STEPS = env.int("PIPELINE_MAX_STEPS", default=5)  # provider calls of one pipeline
+GATEWAY_MAX_CONNECTIONS = env.int("GATEWAY_MAX_CONNECTIONS", default=1000)
+# The gateway's own async PostgreSQL pool (per worker) for the credit reservation.
+GATEWAY_DB_CONNECTIONS = env.int("GATEWAY_DB_CONNECTIONS", default=4)
+GATEWAY_DB_TIMEOUT = env.float("GATEWAY_DB_TIMEOUT", default=3.0)
+# Who settles the usage stream (with Redis): "worker" — a task in every gateway process (the
+# default: one process does everything); "process" — a dedicated `manage.py usage_settler`, which
+# deploy/gunicorn.conf.py (`make serve`) starts beside the workers.
+USAGE_SETTLER = env.str("USAGE_SETTLER", default="worker")
+if USAGE_SETTLER not in {"worker", "process"}:
+    raise ImproperlyConfigured(
+        f"USAGE_SETTLER must be 'worker' or 'process', not {USAGE_SETTLER!r}"
+    )
+# Days a usage record keeps the prompt text of an organization that opted into prompt logging;
+# older prompts are blanked hourly (billing.expire_prompts). 0 keeps them (feedback retraining
+# reads them: routing/feedback.py).
+USAGE_PROMPT_RETENTION_DAYS = env.int("USAGE_PROMPT_RETENTION_DAYS", default=0)
+GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+# /v1/responses with store (the default): days an answer stays retrievable and continuable by
+# previous_response_id (0: nothing is stored), and the largest stored conversation (JSON bytes);
+# a larger one is answered with store: false.
+RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
+RESPONSES_STORE_MAX_BYTES = env.int("RESPONSES_STORE_MAX_BYTES", default=1024 * 1024)
+COMPLETIONS_MAX_PROMPTS = env.int("COMPLETIONS_MAX_PROMPTS", default=16)  # per /v1/completions
+# max_tokens sent upstream (and reserved for) when the client gives none.
+GATEWAY_DEFAULT_MAX_TOKENS = env.int("GATEWAY_DEFAULT_MAX_TOKENS", default=4096)
+# Circuit breaker: skip an endpoint after N failures within the window, for the cooldown.
+GATEWAY_BREAKER_FAILURES = env.int("GATEWAY_BREAKER_FAILURES", default=3)
+GATEWAY_BREAKER_WINDOW = env.float("GATEWAY_BREAKER_WINDOW", default=10.0)
+GATEWAY_BREAKER_COOLDOWN = env.float("GATEWAY_BREAKER_COOLDOWN", default=10.0)
+CATALOG_CACHE_TTL = env.float("CATALOG_CACHE_TTL", default=1.0)
+# Seconds a router row (its active version) is cached per process: activation and rollback
+# reach every worker within this time.
+ROUTER_CACHE_TTL = env.float("ROUTER_CACHE_TTL", default=0.5)
+# Provider base URLs chosen by tenants (BYOK `base_url`) may resolve to private, loopback or
+# link-local addresses only when the operator allows it (routing.egress).
+ALLOW_PRIVATE_PROVIDER_URLS = _bool("ALLOW_PRIVATE_PROVIDER_URLS", default=False)
+# The local fake upstream that `make run` starts and the demo provider points at.
+DEMO_UPSTREAM_URL = env.str("DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001").rstrip("/")

@@ -1,0 +1,35 @@
+"""Dataset and training settings: upload limits, memory and time limits of the tasks."""
+
+from __future__ import annotations
+
+from routerhub.settings_parts.environment import env
+
+DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=200 * 1024 * 1024)
+DATASET_MAX_ROWS = env.int("DATASET_MAX_ROWS", default=500_000)
+DATASET_MAX_MODELS = env.int("DATASET_MAX_MODELS", default=64)
+DATASET_MAX_CELL_CHARS = env.int("DATASET_MAX_CELL_CHARS", default=100_000)
+DATASET_MIN_ROWS = env.int("DATASET_MIN_ROWS", default=25)
+DATASET_MAX_COLUMNS = env.int("DATASET_MAX_COLUMNS", default=1000)
+# A CSV header line longer than this is refused without parsing the rest of the file.
+DATASET_MAX_HEADER_BYTES = env.int("DATASET_MAX_HEADER_BYTES", default=256 * 1024)
+# A Parquet file's data once decompressed and decoded (its footer declares the first part).
+DATASET_MAX_DECODED_BYTES = env.int("DATASET_MAX_DECODED_BYTES", default=512 * 1024 * 1024)
+# Address space a task may add to its worker process (RLIMIT_AS while it runs): past it the task
+# gets a MemoryError and records why, instead of the kernel killing the pod (training's is 8 GiB).
+DATASET_VALIDATION_MEMORY_BYTES = env.int(
+    "DATASET_VALIDATION_MEMORY_BYTES", default=3 * 1024 * 1024 * 1024
+)
+TRAINING_MEMORY_BYTES = env.int("TRAINING_MEMORY_BYTES", default=6 * 1024 * 1024 * 1024)
+# A pool process whose resident memory passed this after a task is replaced (Celery, in KiB).
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int(
+    "CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=2 * 1024 * 1024
+)
+# Training runs queued or running at once per organization (one per router in any case).
+TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env.int(
+    "TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION", default=4
+)
+TRAINING_SOFT_TIME_LIMIT = env.int("TRAINING_SOFT_TIME_LIMIT", default=1800)
+TRAINING_HARD_TIME_LIMIT = env.int(
+    "TRAINING_HARD_TIME_LIMIT", default=TRAINING_SOFT_TIME_LIMIT + 120
+)
+TRAINING_HEARTBEAT_STALE_SECONDS = env.int("TRAINING_HEARTBEAT_STALE_SECONDS", default=120)

@@ -1,0 +1,119 @@
+"""Gemini's wire format in the fake: request reading, whole responses and stream events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+
+from routing.fake_upstream.answers import Answer, Tool, count_tokens, split_tokens
+from routing.fake_upstream.wire import (
+    JSON,
+    Turn,
+    _images,
+    _prompt_tokens,
+    _reported,
+    _text,
+    _truncate,
+)
+
+
+def gemini_turn(body: JSON, model: str) -> Turn:
+    contents = body.get("contents") or []
+    last_parts = (contents[-1].get("parts") if contents else []) or []
+    responses = [p["functionResponse"] for p in last_parts if "functionResponse" in p]
+    users = [
+        c
+        for c in contents
+        if c.get("role", "user") == "user" and any("text" in p for p in c.get("parts") or [])
+    ]
+    tools = [
+        Tool(d["name"], d.get("parameters") or {})
+        for t in body.get("tools") or []
+        for d in t.get("functionDeclarations") or []
+    ]
+    calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    forced = None
+    if calling.get("mode") == "ANY" and tools:
+        forced = (calling.get("allowedFunctionNames") or [tools[0].name])[0]
+    config = body.get("generationConfig") or {}
+    texts = [_text((body.get("systemInstruction") or {}).get("parts"))] + [
+        _text(c.get("parts")) for c in contents
+    ]
+    images = sum(_images(c.get("parts")) for c in contents)
+    return Turn(
+        model=model,
+        prompt=_text(users[-1]["parts"]) if users else "",
+        prompt_tokens=_prompt_tokens(texts, images),
+        prompt_texts=texts,
+        images=images,
+        tools=tools if calling.get("mode") != "NONE" else [],
+        forced_tool=forced,
+        last_is_tool_result=bool(responses),
+        tool_result=orjson.dumps(responses[-1].get("response")).decode() if responses else "",
+        json_schema=config.get("responseSchema") or config.get("responseJsonSchema"),
+        json_mode=config.get("responseMimeType") == "application/json",
+    )
+
+
+def gemini_usage(turn: Turn, completion: int, cached: int) -> JSON:
+    thoughts = 9 if "pro" in turn.model or "thinking" in turn.model else 0
+    usage = {
+        "promptTokenCount": turn.prompt_tokens,
+        "candidatesTokenCount": completion,
+        "totalTokenCount": turn.prompt_tokens + completion + thoughts,
+    }
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+    if cached:
+        usage["cachedContentTokenCount"] = min(cached, turn.prompt_tokens)
+    return _reported(turn, usage, prompt="promptTokenCount", completion="candidatesTokenCount")
+
+
+def _gemini_candidate(parts: list[JSON], finish: str | None) -> JSON:
+    candidate: JSON = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    return candidate
+
+
+def gemini_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | None) -> JSON:
+    if answer.is_tool_call:
+        parts: list[JSON] = [
+            {"functionCall": {"name": answer.tool_name, "args": answer.tool_arguments}}
+        ]
+        finish, completion = "STOP", 12
+    else:
+        text, reason = _truncate(answer.text, max_tokens)
+        parts = [{"text": text}]
+        finish, completion = ("MAX_TOKENS" if reason == "length" else "STOP"), count_tokens(text)
+    return {
+        "candidates": [_gemini_candidate(parts, finish)],
+        "usageMetadata": gemini_usage(turn, completion, cached),
+        "modelVersion": turn.model,
+        "responseId": "fake-response",
+    }
+
+
+def gemini_stream(
+    turn: Turn, answer: Answer, cached: int, max_tokens: int | None
+) -> Iterator[bytes]:
+    whole = gemini_response(turn, answer, cached, max_tokens)
+    parts = whole["candidates"][0]["content"]["parts"]
+    finish = whole["candidates"][0]["finishReason"]
+    pieces = (
+        [parts]
+        if answer.is_tool_call
+        else [[{"text": piece}] for piece in split_tokens(parts[0]["text"])]
+    )
+    produced = 0
+    for position, piece_parts in enumerate(pieces):
+        last = position == len(pieces) - 1
+        produced += count_tokens(piece_parts[0].get("text", "")) if not answer.is_tool_call else 12
+        data = {
+            "candidates": [_gemini_candidate(piece_parts, finish if last else None)],
+            "usageMetadata": gemini_usage(turn, produced, cached),
+            "modelVersion": turn.model,
+            "responseId": "fake-response",
+        }
+        yield b"data: " + orjson.dumps(data) + b"\r\n\r\n"

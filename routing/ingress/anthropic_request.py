@@ -1,0 +1,259 @@
+"""Anthropic Messages requests → canonical (OpenAI) requests, with the Messages API's own checks
+(thinking budgets, content shapes) answered as Anthropic-shaped 400s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from routerhub.errors import BadRequest
+from routing.providers.anthropic import reasoning_detail
+from routing.providers.base import JSON
+
+THINKING_TYPES = ("enabled", "adaptive", "disabled")
+MIN_THINKING_BUDGET = 1024  # Anthropic's floor for thinking.budget_tokens
+
+
+def _image_url(source: JSON) -> str:
+    if source.get("type") == "base64":
+        return f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
+    return str(source.get("url", ""))
+
+
+def _block_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    return "".join(
+        str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"
+    )
+
+
+def _object(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
+def _is_content(content: Any) -> bool:
+    return isinstance(content, str) or (
+        isinstance(content, list) and all(isinstance(block, dict) for block in content)
+    )
+
+
+def _thinking_check(body: JSON) -> None:
+    thinking = body.get("thinking")
+    if thinking is not None and not (
+        isinstance(thinking, dict) and thinking.get("type") in THINKING_TYPES
+    ):
+        raise BadRequest(
+            'thinking must be an object whose type is "enabled", "adaptive" or "disabled".',
+            param="thinking",
+        )
+    budget = (thinking or {}).get("budget_tokens")
+    if (thinking or {}).get("type") == "enabled" and (
+        not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_THINKING_BUDGET
+    ):
+        raise BadRequest(
+            f"thinking.budget_tokens is required with type enabled (an integer of at least "
+            f"{MIN_THINKING_BUDGET}).",
+            param="thinking",
+        )
+    max_tokens = body.get("max_tokens")
+    if isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
+        raise BadRequest(
+            f"thinking.budget_tokens ({budget}) must be less than max_tokens ({max_tokens}).",
+            param="thinking",
+        )
+    config = body.get("output_config")
+    if config is not None and not isinstance(config, dict):
+        raise BadRequest("output_config must be an object.", param="output_config")
+    fmt = (config or {}).get("format")
+    if fmt is not None and not (
+        isinstance(fmt, dict)
+        and fmt.get("type") == "json_schema"
+        and isinstance(fmt.get("schema"), dict)
+    ):
+        raise BadRequest(
+            'output_config.format must be {"type": "json_schema", "schema": {...}}.',
+            param="output_config",
+        )
+
+
+def _shape_check(body: JSON, *, counting: bool = False) -> None:
+    """Refuse, naming the field, what the translation below cannot read."""
+    turns = body.get("messages")
+    if not isinstance(turns, list) or not all(isinstance(turn, dict) for turn in turns):
+        raise BadRequest("messages must be a list of turns (objects).", param="messages")
+    max_tokens = body.get("max_tokens")
+    if not counting and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
+        raise BadRequest("max_tokens is required (an integer).", param="max_tokens")
+    _thinking_check(body)
+    for index, turn in enumerate(turns):
+        if not _is_content(turn.get("content")):
+            raise BadRequest(
+                f"messages[{index}].content must be a string or a list of content blocks.",
+                param="messages",
+            )
+    if body.get("system") is not None and not _is_content(body["system"]):
+        raise BadRequest("system must be a string or a list of text blocks.", param="system")
+    for where, content in [("system", body.get("system"))] + [
+        (f"messages[{index}].content", turn.get("content")) for index, turn in enumerate(turns)
+    ]:
+        for block_index, block in enumerate(content if isinstance(content, list) else []):
+            if not isinstance(block.get("type"), str):
+                raise BadRequest(f"{where}[{block_index}] needs a type (a string).", param=where)
+            if block["type"] == "text" and not isinstance(block.get("text"), str):
+                raise BadRequest(
+                    f"{where}[{block_index}] is a text block: give text (a string).", param=where
+                )
+    for name in ("metadata", "tool_choice"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise BadRequest(f"{name} must be an object.", param=name)
+    tools = body.get("tools")
+    if tools is not None and not _is_content(tools):
+        raise BadRequest("tools must be a list of objects.", param="tools")
+    for index, tool in enumerate(tools or []):
+        if not isinstance(tool.get("name"), str):
+            raise BadRequest(f"tools[{index}] needs a name (a string).", param="tools")
+        if tool.get("input_schema") is not None and not isinstance(tool["input_schema"], dict):
+            raise BadRequest(
+                f"tools[{index}].input_schema must be a JSON Schema object.", param="tools"
+            )
+    stops = body.get("stop_sequences")
+    if stops is not None and not (
+        isinstance(stops, list) and all(isinstance(stop, str) for stop in stops)
+    ):
+        raise BadRequest("stop_sequences must be a list of strings.", param="stop_sequences")
+
+
+def _user_turn(content: Any) -> list[JSON]:
+    """One Anthropic user turn → tool messages (results first, as OpenAI requires) then a user message."""
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    tool_messages: list[JSON] = []
+    parts: list[JSON] = []
+    for block in content or []:
+        kind = block.get("type")
+        if kind == "tool_result":
+            text = _block_text(block.get("content"))
+            if block.get("is_error"):
+                text = f"Error: {text}"
+            tool_messages.append(
+                {"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text}
+            )
+        elif kind == "text":
+            parts.append({"type": "text", "text": block.get("text", "")})
+        elif kind == "image":
+            parts.append(
+                {
+                    "type": "image_url",
+                    "image_url": {"url": _image_url(_object(block.get("source")))},
+                }
+            )
+    if parts:
+        tool_messages.append({"role": "user", "content": parts})
+    return tool_messages
+
+
+def _assistant_turn(content: Any) -> JSON:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    text: list[str] = []
+    calls: list[JSON] = []
+    thinking: list[JSON] = []
+    for block in content or []:
+        if block.get("type") == "text":
+            text.append(block.get("text", ""))
+        elif block.get("type") in ("thinking", "redacted_thinking"):
+            thinking.append(block)  # Anthropic wants these back in the turn they came from
+        elif block.get("type") == "tool_use":
+            calls.append(
+                {
+                    "id": block.get("id", ""),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name", ""),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
+    message: JSON = {"role": "assistant", "content": "".join(text) if text else None}
+    if calls:
+        message["tool_calls"] = calls
+    if thinking:
+        message["reasoning_details"] = [reasoning_detail(block) for block in thinking]
+    return message
+
+
+def _tool_choice(choice: Any) -> Any:
+    if not isinstance(choice, dict):
+        return None
+    kind = choice.get("type")
+    if kind == "any":
+        return "required"
+    if kind == "tool":
+        return {"type": "function", "function": {"name": choice.get("name", "")}}
+    return kind if kind in ("auto", "none") else None
+
+
+def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON:
+    """An Anthropic Messages request → the canonical (OpenAI Chat Completions) request.
+
+    ``thinking`` and ``output_config`` stay as they are (only the Anthropic adapter forwards
+    them, natively); ``output_config.format`` also becomes ``response_format``, which the
+    other adapters serve. ``counting``: a count_tokens request, which has no ``max_tokens``."""
+    _shape_check(body, counting=counting)
+    messages: list[JSON] = []
+    system = body.get("system")
+    if system:
+        messages.append({"role": "system", "content": _block_text(system)})
+    for turn in body["messages"]:
+        if turn.get("role") == "assistant":
+            messages.append(_assistant_turn(turn.get("content")))
+        else:
+            messages.extend(_user_turn(turn.get("content")))
+    canonical: JSON = {
+        "model": body.get("model"),
+        "messages": messages,
+    }
+    if not counting:
+        canonical["max_tokens"] = body["max_tokens"]
+    if body.get("thinking") is not None:
+        canonical["thinking"] = body["thinking"]
+    config = body.get("output_config") or {}
+    if config.get("format"):
+        schema = config["format"]["schema"]
+        canonical["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema, "strict": True},
+        }
+    if config:
+        canonical["output_config"] = config
+    for name in ("temperature", "top_p", "top_k", "stream", "models", "provider", "router"):
+        if body.get(name) is not None:
+            canonical[name] = body[name]
+    if body.get("stop_sequences"):
+        canonical["stop"] = body["stop_sequences"]
+    if (body.get("metadata") or {}).get("user_id"):
+        canonical["user"] = body["metadata"]["user_id"]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": t.get("name", ""),
+                "description": t.get("description", ""),
+                "parameters": t.get("input_schema") or {"type": "object"},
+            },
+        }
+        for t in body.get("tools") or []
+        if t.get("name") and t.get("type") in (None, "custom")
+    ]
+    if tools:
+        canonical["tools"] = tools
+    choice = _tool_choice(body.get("tool_choice"))
+    if choice is not None:
+        canonical["tool_choice"] = choice
+    if (body.get("tool_choice") or {}).get("disable_parallel_tool_use"):
+        canonical["parallel_tool_calls"] = False
+    return canonical

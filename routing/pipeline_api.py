@@ -1,0 +1,161 @@
+"""``/api/v1/pipelines``: an organization's pipelines and their versions (members read, admins
+write). Each write of a definition is a new immutable version, made active at once; serving
+(``routing.gateway.pipeline``) reads the active one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max, QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import Organization, Role
+from accounts.tenant_api import TenantAPIView
+from routerhub.errors import Conflict
+from routing.models import Pipeline, PipelineKind, PipelineVersion
+from routing.pipeline_spec import spec_validate
+from routing.selectors import catalog_model_ids
+from training.serving import Router
+
+ADMIN_WRITES = {"POST": Role.ADMIN, "DELETE": Role.ADMIN}
+
+
+class PipelineDefinition(serializers.Serializer[Any]):
+    kind = serializers.ChoiceField(choices=PipelineKind.choices)
+    steps = serializers.ListField(child=serializers.DictField(), max_length=64)
+
+
+class PipelineInput(PipelineDefinition):
+    slug = serializers.SlugField(max_length=60)
+    name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+
+
+class PipelineOutput(serializers.Serializer[Any]):
+    """What ``pipeline_json`` returns (documents the OpenAPI schema)."""
+
+    slug = serializers.SlugField()
+    model = serializers.CharField(help_text="What to send as model: pipeline/<slug>.")
+    name = serializers.CharField()
+    version = serializers.IntegerField(allow_null=True, help_text="The active version.")
+    kind = serializers.ChoiceField(choices=PipelineKind.choices, allow_null=True)
+    steps = serializers.ListField(child=serializers.DictField())
+    created_at = serializers.DateTimeField()
+
+
+class PipelineVersionOutput(PipelineDefinition):
+    version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+def pipeline_json(pipeline: Pipeline) -> dict[str, Any]:
+    version = pipeline.active_version
+    return {
+        "slug": pipeline.slug,
+        "model": f"pipeline/{pipeline.slug}",
+        "name": pipeline.name,
+        "version": version.number if version else None,
+        "kind": version.kind if version else None,
+        "steps": version.steps if version else [],
+        "created_at": pipeline.created_at.isoformat(),
+    }
+
+
+def _definition(organization: Organization, data: dict[str, Any]) -> tuple[str, list[Any]]:
+    routers = Router.objects.filter(organization=organization).values_list("slug", flat=True)
+    return spec_validate(
+        {"kind": data.get("kind"), "steps": data.get("steps")},
+        catalog_models=set(catalog_model_ids()),
+        router_slugs=set(routers),
+    )
+
+
+@transaction.atomic
+def pipeline_version_add(pipeline: Pipeline, kind: str, steps: list[Any]) -> PipelineVersion:
+    """A new version of ``pipeline``, active from now on."""
+    Pipeline.objects.select_for_update().filter(pk=pipeline.pk).first()  # numbers in order
+    last = pipeline.versions.aggregate(last=Max("number"))["last"] or 0
+    version = PipelineVersion.objects.create(
+        pipeline=pipeline, number=last + 1, kind=kind, steps=steps
+    )
+    pipeline.active_version = version
+    pipeline.save(update_fields=["active_version"])
+    return version
+
+
+class _PipelineScoped(TenantAPIView):
+    tenant_model = Pipeline
+    required_roles = ADMIN_WRITES
+    parser_classes = [JSONParser]
+    lookup_url_kwarg = "slug"
+    lookup_field = "slug"
+
+    def scope_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.select_related("active_version").order_by("slug")
+
+
+class PipelineListView(_PipelineScoped):
+    @extend_schema(responses=PipelineOutput(many=True))
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response([pipeline_json(p) for p in page or []])
+
+    @extend_schema(request=PipelineInput, responses={201: PipelineOutput})
+    def post(self, request: Request) -> Response:
+        data = PipelineInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        kind, steps = _definition(self.organization, values)
+        if self.get_queryset().filter(slug=values["slug"]).exists():
+            raise Conflict(f"A pipeline with slug '{values['slug']}' already exists.", param="slug")
+        pipeline = Pipeline.objects.create(
+            organization=self.organization,
+            slug=values["slug"],
+            name=values.get("name") or values["slug"],
+        )
+        pipeline_version_add(pipeline, kind, steps)
+        return Response(pipeline_json(pipeline), status=status.HTTP_201_CREATED)
+
+
+class PipelineDetailView(_PipelineScoped):
+    @extend_schema(responses=PipelineOutput)
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(pipeline_json(self.get_object()))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, slug: str) -> Response:
+        self.get_object().delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PipelineVersionListView(_PipelineScoped):
+    """``GET`` the versions; ``POST`` a new definition, which becomes the active version."""
+
+    @extend_schema(responses=PipelineVersionOutput(many=True))
+    def get(self, request: Request, slug: str) -> Response:
+        versions = self.get_object().versions.all()
+        return Response(
+            [
+                {
+                    "version": v.number,
+                    "kind": v.kind,
+                    "steps": v.steps,
+                    "created_at": v.created_at.isoformat(),
+                }
+                for v in versions
+            ]
+        )
+
+    @extend_schema(request=PipelineDefinition, responses={201: PipelineOutput})
+    def post(self, request: Request, slug: str) -> Response:
+        pipeline = self.get_object()
+        data = PipelineDefinition(data=request.data)
+        data.is_valid(raise_exception=True)
+        kind, steps = _definition(self.organization, data.validated_data)
+        pipeline_version_add(pipeline, kind, steps)
+        return Response(pipeline_json(pipeline), status=status.HTTP_201_CREATED)
