@@ -25,12 +25,12 @@ from billing import metering
 from billing.metering import UsageDraft
 from routing.gateway.attempts import attempt, exhausted
 from routing.gateway.catalog_cache import catalog_get
-from routing.gateway.chat import choices_chars
 from routing.gateway.exchange import (
     Exchange,
     answer_headers,
     bill,
     billable_usage,
+    choices_chars,
     exchange_run,
     record_success,
     response_head,
