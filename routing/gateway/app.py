@@ -100,7 +100,9 @@ async def _route(req: GatewayRequest) -> None:
         _allow(method, allowed)
         await handler(req)
     elif path.startswith("/v1/responses/"):
-        if method not in ("GET", "DELETE"):
+        if path.endswith("/input_items"):
+            _allow(method, "GET")
+        elif method not in ("GET", "DELETE"):
             _allow(method, "GET, DELETE")
         await responses.stored_response(req, path.removeprefix("/v1/responses/"))
     elif path.startswith("/v1/models/"):

@@ -1,21 +1,23 @@
 """``POST /v1/completions``, OpenAI's legacy text completions, served as a chat request.
 
-The prompt becomes one user message and the request takes chat's whole path
+One prompt becomes one user message and the request takes chat's whole path
 (``routing.gateway.chat``: plan, hold, fallbacks, billing); its answers — whole or streamed —
-are rewritten on their way out into the ``text_completion`` shape (``choices[].text``).
+are rewritten on their way out into the ``text_completion`` shape (``choices[].text``). A list
+of prompts (at most ``COMPLETIONS_MAX_PROMPTS``, not streamed) is one generation under one hold:
+``routing.gateway.completions_prompts``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
+from django.conf import settings
 
 from routerhub.errors import BadRequest
 from routing.gateway.chat import _serve
+from routing.gateway.completions_prompts import serve_prompts, text_choice
 from routing.gateway.exchange import authenticate
 from routing.gateway.http import GatewayRequest, RewritingSend
-from routing.providers.base import JSON, text_of
+from routing.providers.base import JSON
 
 # Legacy parameters chat models cannot honour: refused rather than silently ignored.
 _UNSUPPORTED = {
@@ -30,19 +32,9 @@ _UNSUPPORTED = {
 }
 
 
-def chat_body_from_completion(body: JSON) -> JSON:
-    """The chat request for a legacy completion request, or a 400 naming the field."""
-    prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1:
-        prompt = prompt[0]
-    if isinstance(prompt, list) and len(prompt) > 1 and all(isinstance(p, str) for p in prompt):
-        raise BadRequest(
-            "prompt lists more than one prompt; send one prompt per request.", param="prompt"
-        )
-    if not isinstance(prompt, str):
-        raise BadRequest(
-            "prompt is required: a string (token arrays are not supported).", param="prompt"
-        )
+def chat_bodies_from_completion(body: JSON) -> list[JSON]:
+    """The chat request of each prompt of a legacy completion request, or a 400 naming the field."""
+    prompts = _prompts(body)
     for name, message in _UNSUPPORTED.items():
         if body.get(name) not in (None, False):
             raise BadRequest(message, param=name)
@@ -51,16 +43,41 @@ def chat_body_from_completion(body: JSON) -> JSON:
         raise BadRequest(
             "best_of is not supported; use n for several completions.", param="best_of"
         )
+    if len(prompts) > 1 and body.get("stream"):
+        raise BadRequest(
+            "stream takes one prompt; send several prompts without stream, or one "
+            "streamed request per prompt.",
+            param="stream",
+        )
     chat = {k: v for k, v in body.items() if k not in ("prompt", "best_of", *_UNSUPPORTED)}
-    chat["messages"] = [{"role": "user", "content": prompt}]
-    return chat
+    return [chat | {"messages": [{"role": "user", "content": prompt}]} for prompt in prompts]
+
+
+def _prompts(body: JSON) -> list[str]:
+    prompt = body.get("prompt")
+    items: list[object] = prompt if isinstance(prompt, list) and prompt else [prompt]
+    prompts = [p for p in items if isinstance(p, str)]
+    if len(prompts) < len(items):
+        raise BadRequest(
+            "prompt is required: a string or a list of strings (token arrays are not supported).",
+            param="prompt",
+        )
+    most = settings.COMPLETIONS_MAX_PROMPTS
+    if len(prompts) > most:
+        raise BadRequest(
+            f"prompt lists {len(prompts)} prompts; at most {most} per request.", param="prompt"
+        )
+    return prompts
 
 
 async def completions(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=False)
-    body = chat_body_from_completion(await req.json())
+    bodies = chat_bodies_from_completion(await req.json())
+    if len(bodies) > 1:
+        await serve_prompts(req, key, bodies)
+        return
     rewrite = req.relayed(lambda send: RewritingSend(send, _text_completion, _rewrite_events))
-    await _serve(rewrite, key, body, anthropic=False)
+    await _serve(rewrite, key, bodies[0], anthropic=False)
 
 
 def _rewrite_events(data: bytes) -> bytes:
@@ -77,15 +94,5 @@ def _rewrite_events(data: bytes) -> bytes:
 
 def _text_completion(chat: JSON) -> JSON:
     """A chat completion (or chunk) as a text completion (or chunk): same id, model, usage."""
-    choices: list[Any] = []
-    for choice in chat.get("choices") or []:
-        part = choice.get("message") or choice.get("delta") or {}
-        choices.append(
-            {
-                "index": choice.get("index", 0),
-                "text": text_of(part.get("content")),
-                "finish_reason": choice.get("finish_reason"),
-                "logprobs": None,
-            }
-        )
+    choices = [text_choice(choice, choice.get("index", 0)) for choice in chat.get("choices") or []]
     return chat | {"object": "text_completion", "choices": choices}

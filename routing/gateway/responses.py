@@ -23,6 +23,7 @@ from routing.gateway.responses_store import (
     conversation_before,
     response_delete,
     response_get,
+    response_input_items,
 )
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
 
@@ -91,9 +92,12 @@ async def responses(req: GatewayRequest) -> None:
 
 
 async def stored_response(req: GatewayRequest, response_id: str) -> None:
-    """``GET`` or ``DELETE /v1/responses/{id}``: the organization's stored response."""
+    """``GET`` or ``DELETE /v1/responses/{id}``, ``GET /v1/responses/{id}/input_items``: the
+    organization's stored response."""
     key = await authenticate(req, anthropic=False)
-    if req.method == "DELETE":
+    if response_id.endswith("/input_items"):
+        await response_input_items(req, key, response_id.removesuffix("/input_items"))
+    elif req.method == "DELETE":
         await response_delete(req, key, response_id)
     else:
         await response_get(req, key, response_id)

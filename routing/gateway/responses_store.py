@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from urllib.parse import parse_qs
 
 import orjson
 from asgiref.sync import sync_to_async
@@ -34,6 +35,8 @@ from routing.providers.base import JSON
 logger = logging.getLogger(__name__)
 
 _PURGE_BATCH = 1000
+_MAX_ITEMS_PAGE = 100  # OpenAI's bound on an input_items page
+_MAX_QUERY_CHARS = 4096
 
 
 class ResponseStore:
@@ -140,6 +143,63 @@ async def response_delete(req: GatewayRequest, key: AuthenticatedKey, response_i
     if not await delete(key.organization_id, response_id):
         raise _not_found(response_id)
     await req.respond_json(200, {"id": response_id, "object": "response", "deleted": True})
+
+
+async def response_input_items(
+    req: GatewayRequest, key: AuthenticatedKey, response_id: str
+) -> None:
+    """``GET /v1/responses/{id}/input_items``: the items the response answered (earlier turns
+    and its request's input, not its output), a page at a time as at OpenAI (``limit`` 1 to 100,
+    default 20; ``order`` ``desc``, the default, or ``asc``; ``after`` an item id of a page)."""
+    limit, order, after = _page_query(req.scope.get("query_string", b""))
+    row = await _row(key, response_id)
+    if row is None:
+        raise _not_found(response_id)
+    items = _with_ids(row.items[: len(row.items) - len(row.response.get("output") or [])])
+    if order == "desc":
+        items.reverse()
+    start = 0
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise BadRequest(f"after: no input item '{after}' in this response.", param="after")
+        start = ids.index(after) + 1
+    page = items[start : start + limit]
+    await req.respond_json(
+        200,
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": start + limit < len(items),
+        },
+    )
+
+
+def _page_query(raw: bytes) -> tuple[int, str, str | None]:
+    query = parse_qs(raw.decode("latin-1")[:_MAX_QUERY_CHARS])
+    limit_text = query.get("limit", ["20"])[-1]
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MAX_ITEMS_PAGE:
+        raise BadRequest(f"limit must be an integer from 1 to {_MAX_ITEMS_PAGE}.", param="limit")
+    order = query.get("order", ["desc"])[-1]
+    if order not in ("asc", "desc"):
+        raise BadRequest("order must be 'asc' or 'desc'.", param="order")
+    after = query.get("after", [None])[-1]
+    return int(limit_text), order, after
+
+
+def _with_ids(items: list[JSON]) -> list[JSON]:
+    """Input items as OpenAI lists them: each with an id (its position: stored items have none)
+    and a message's text as ``input_text``/``output_text`` parts."""
+    listed = []
+    for index, item in enumerate(items):
+        entry = {"type": "message", **item, "id": item.get("id") or f"item_{index}"}
+        if entry["type"] == "message" and isinstance(entry.get("content"), str):
+            kind = "output_text" if entry.get("role") == "assistant" else "input_text"
+            entry["content"] = [{"type": kind, "text": entry["content"]}]
+        listed.append(entry)
+    return listed
 
 
 def _not_found(response_id: str) -> NotFound:

@@ -11,7 +11,7 @@ import pytest
 
 from billing.models import LedgerEntry, Reservation, UsageRecord
 from routing.fake_upstream.answers import answer_text
-from tests.routing.world import World
+from tests.routing.world import World, endpoint, model
 
 
 def client_for(world: World) -> openai.OpenAI:
@@ -70,8 +70,12 @@ def test_streamed_completion_yields_text_chunks_and_a_usage_chunk(world: World) 
     ("body", "param"),
     [
         ({"model": "test/gpt"}, "prompt"),
-        ({"model": "test/gpt", "prompt": ["one", "two"]}, "prompt"),
         ({"model": "test/gpt", "prompt": [1, 2, 3]}, "prompt"),
+        ({"model": "test/gpt", "prompt": [[1, 2], [3]]}, "prompt"),
+        ({"model": "test/gpt", "prompt": ["one", 2]}, "prompt"),
+        ({"model": "test/gpt", "prompt": []}, "prompt"),
+        ({"model": "test/gpt", "prompt": ["p"] * 17}, "prompt"),
+        ({"model": "test/gpt", "prompt": ["one", "two"], "stream": True}, "stream"),
         ({"model": "test/gpt", "prompt": "x", "echo": True}, "echo"),
         ({"model": "test/gpt", "prompt": "x", "suffix": "end"}, "suffix"),
         ({"model": "test/gpt", "prompt": "x", "logprobs": 2}, "logprobs"),
@@ -100,3 +104,74 @@ def test_an_unknown_model_is_a_404_in_the_api_error_format(world: World) -> None
         client_for(world).completions.create(model="test/nothing", prompt="hi")
 
     assert "Unknown model 'test/nothing'" in raised.value.message
+
+
+PROMPTS = ["What is 6*7?", "Hello there", "Tell me about tea"]
+
+
+def test_a_prompt_list_is_one_generation_with_a_choice_per_prompt_and_n(world: World) -> None:
+    completion = client_for(world).completions.create(model="test/gpt", prompt=PROMPTS, n=2,
+                                                      max_tokens=40)  # fmt: skip
+
+    assert completion.object == "text_completion" and completion.id.startswith("gen-")
+    assert [c.index for c in completion.choices] == list(range(6))
+    expected = [answer_text("gpt-4o-mini", prompt) for prompt in PROMPTS for _ in range(2)]
+    assert [c.text for c in completion.choices] == expected
+    sent = [r["body"]["messages"] for r in world.upstream_requests("/v1/chat/completions")]
+    assert sorted(m[0]["content"] for m in sent) == sorted(PROMPTS)
+    usage = completion.usage
+    assert usage is not None
+    record = world.usage_record(completion.id)
+    assert UsageRecord.objects.count() == 1 and record.status == "succeeded"
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        usage.prompt_tokens, usage.completion_tokens,
+    )  # fmt: skip
+    assert LedgerEntry.objects.get(idempotency_key=f"usage:{completion.id}").amount == -record.cost
+    (hold,) = Reservation.objects.all()  # one hold for every prompt, released on settlement
+    assert hold.generation_id == completion.id and hold.state != "held"
+    assert hold.amount >= record.cost
+
+
+def test_a_prompt_list_costs_the_sum_of_its_prompts_asked_one_by_one(world: World) -> None:
+    client = client_for(world)
+    together = client.completions.create(model="test/gemini", prompt=PROMPTS, max_tokens=40)
+    alone = [
+        client.completions.create(model="test/gemini", prompt=p, max_tokens=40) for p in PROMPTS
+    ]
+
+    assert [c.text for c in together.choices] == [c.choices[0].text for c in alone]
+    assert together.usage is not None
+    for name in ("prompt_tokens", "completion_tokens"):
+        assert getattr(together.usage, name) == sum(getattr(c.usage, name) for c in alone)
+    charged = world.usage_record(together.id).cost
+    assert charged > 0
+    assert charged == sum(world.usage_record(c.id).cost for c in alone)
+    assert Decimal(str(together.usage.model_extra["cost"])) == charged
+
+
+def test_a_prompt_list_falls_back_as_a_whole_to_the_next_endpoint(world: World) -> None:
+    world.catalog({"models": [model("test/multi")], "endpoints": [
+        endpoint("test/multi", "fake-openai", "gpt-4o-mini@status=503", "0.5", "0.5"),
+        endpoint("test/multi", "fake-openai-b", "gpt-4o-mini")]})  # fmt: skip
+
+    completion = client_for(world).completions.create(model="test/multi", prompt=PROMPTS[:2])
+
+    assert completion.model_extra["provider"] == "fake-openai-b"
+    assert [c.text for c in completion.choices] == [
+        answer_text("gpt-4o-mini", p) for p in PROMPTS[:2]
+    ]
+    failed = completion.model_extra["fallbacks"]
+    assert [a["provider"] for a in failed] == ["fake-openai", "fake-openai"]
+    record = world.usage_record(completion.id)
+    assert (record.provider, record.status) == ("fake-openai-b", "succeeded")
+
+
+def test_the_prompt_limit_is_a_setting(world: World, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.COMPLETIONS_MAX_PROMPTS = 2
+    with pytest.raises(openai.BadRequestError) as raised:
+        client_for(world).completions.create(model="test/gpt", prompt=PROMPTS)
+
+    assert "at most 2 per request" in raised.value.message
+    assert (
+        len(client_for(world).completions.create(model="test/gpt", prompt=PROMPTS[:2]).choices) == 2
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httpx
 import openai
 import pytest
 from django.test import override_settings
@@ -108,6 +109,8 @@ def test_another_organizations_response_is_not_found(world: World) -> None:
         other.responses.retrieve(created.id)
     with pytest.raises(openai.NotFoundError):
         other.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.input_items.list(created.id)
     with pytest.raises(openai.NotFoundError) as raised:
         other.responses.create(model="test/gpt", input="x", previous_response_id=created.id)
     assert "not found" in raised.value.message
@@ -143,3 +146,34 @@ def test_a_retention_of_zero_stores_nothing(world: World) -> None:
     created = client_for(world).responses.create(model="test/gpt", input="hi")
 
     assert created.store is False and not StoredResponse.objects.exists()
+
+
+def test_input_items_list_the_turns_a_response_answered_page_by_page(world: World) -> None:
+    client = client_for(world)
+    first = client.responses.create(model="test/gpt", input="What is 6*7?")
+    second = client.responses.create(model="test/gpt", previous_response_id=first.id,
+                                     input=[{"role": "user", "content": "And 7*8?"}])  # fmt: skip
+
+    newest_first = client.responses.input_items.list(second.id)
+    texts = [item.content[0].text for item in newest_first.data]  # type: ignore[union-attr]  # every item here is a message
+    assert texts == ["And 7*8?", first.output_text, "What is 6*7?"]
+    assert [item.role for item in newest_first.data] == ["user", "assistant", "user"]  # type: ignore[union-attr]  # messages
+    assert newest_first.has_more is False and newest_first.first_id == newest_first.data[0].id
+    pages = client.responses.input_items.list(second.id, limit=1, order="asc")
+    assert [item.id for item in pages.data] == [newest_first.data[-1].id] and pages.has_more
+    walked = [item.content[0].text for item in pages]  # type: ignore[union-attr]  # the SDK follows after=last_id
+    assert walked == ["What is 6*7?", first.output_text, "And 7*8?"]
+    assert len(client.responses.input_items.list(first.id).data) == 1
+
+
+def test_input_items_refuse_bad_paging_and_other_methods(world: World) -> None:
+    created = client_for(world).responses.create(model="test/gpt", input="hi")
+    url = f"{world.gateway_url}/v1/responses/{created.id}/input_items"
+    auth = {"Authorization": f"Bearer {world.key}"}
+
+    for query, param in [("limit=0", "limit"), ("limit=101", "limit"), ("order=up", "order"),
+                         ("after=nope", "after")]:  # fmt: skip
+        response = httpx.get(f"{url}?{query}", headers=auth)
+        assert response.status_code == 400 and response.json()["error"]["param"] == param
+    assert httpx.delete(url, headers=auth).status_code == 405
+    assert httpx.get(url).status_code == 401

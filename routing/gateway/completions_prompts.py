@@ -1,0 +1,184 @@
+"""``POST /v1/completions`` with a list of prompts: one generation, one hold, one usage record.
+
+Each prompt is its own provider call (a chat model answers one conversation at a time), but the
+request is billed as one, as at OpenAI: one generation id, one hold (the sum of every prompt's
+worst case), one usage record whose tokens and cost are the prompts' sums, one ``usage``. The
+plan (models, fallbacks, a router's choice, the context-window check) is made once, for the
+longest prompt: a window that holds it holds every prompt, each being sent alone.
+
+The prompts of one candidate are sent together; the candidate serves the request only if it
+answers every prompt, otherwise the next candidate is tried with all of them, so that one
+endpoint (one price) serves the whole request. Answers a failing candidate did give are not
+served and not billed, as for any failed attempt. Choices come back in OpenAI's order:
+``index = prompt_index * n + i``. Several prompts are never streamed
+(``completions.chat_bodies_from_completion`` refuses it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from decimal import Decimal
+
+from accounts.keys import AuthenticatedKey
+from billing import metering
+from billing.metering import UsageDraft
+from routing.gateway.attempts import attempt, exhausted
+from routing.gateway.catalog_cache import catalog_get
+from routing.gateway.exchange import (
+    Exchange,
+    answer_headers,
+    bill,
+    billable_usage,
+    choices_chars,
+    exchange_run,
+    record_success,
+    response_head,
+)
+from routing.gateway.http import GatewayRequest
+from routing.gateway.limits import rate_limit_admit
+from routing.gateway.openrouter_request import openrouter_request
+from routing.gateway.planning import Candidate, plan_request, request_needs
+from routing.gateway.request_shape import (
+    estimate_prompt_tokens,
+    prompt_token_bound,
+    request_validate,
+    reservation_for,
+)
+from routing.gateway.trace import answer_text
+from routing.providers.base import JSON, Completion, Usage, text_of
+from routing.routers import messages_prompt
+
+
+def text_choice(choice: JSON, index: int) -> JSON:
+    """A chat choice (or a chunk's) as a text completion's choice at ``index``."""
+    part = choice.get("message") or choice.get("delta") or {}
+    return {
+        "index": index,
+        "text": text_of(part.get("content")),
+        "finish_reason": choice.get("finish_reason"),
+        "logprobs": None,
+    }
+
+
+async def serve_prompts(req: GatewayRequest, key: AuthenticatedKey, bodies: list[JSON]) -> None:
+    """Serve the chat request of each prompt (``bodies``, the same but for the prompt)."""
+    catalog = await catalog_get()
+    bodies = [openrouter_request(body, catalog) for body in bodies]
+    for body in bodies:
+        request_validate(body)
+    bounds = [prompt_token_bound(body) for body in bodies]
+    longest = max(range(len(bodies)), key=bounds.__getitem__)
+    plan = await plan_request(
+        body=bodies[longest],
+        key=key,
+        catalog=catalog,
+        needs=request_needs(bodies[longest]),
+        prompt_bound=bounds[longest],
+    )
+    estimates = [estimate_prompt_tokens(body) for body in bodies]
+    await rate_limit_admit(key, sum(estimates))
+    generation_id = metering.generation_id_new()
+    reserved = sum(
+        (
+            max(reservation_for(body, c, bound) for c in plan.candidates)
+            for body, bound in zip(bodies, bounds, strict=True)
+        ),
+        start=Decimal(0),
+    )
+    await metering.hold(key, generation_id, reserved)
+    draft = UsageDraft(
+        generation_id=generation_id,
+        organization_id=key.organization_id,
+        key_id=key.id,
+        status="failed",
+        requested_model=plan.requested_model,
+        router=plan.router,
+        router_version=plan.router_version,
+        router_id=plan.router_id,
+        streamed=False,
+        prompt=_prompts_text(bodies) if key.prompt_logging else "",
+    )
+    ex = Exchange(
+        req,
+        key,
+        bodies[longest],
+        False,
+        plan,
+        generation_id,
+        sum(estimates),
+        reserved,
+        draft,
+        prompt_bound=sum(bounds),
+    )
+    # One exchange per prompt, sharing the request's draft, attempts and answer log.
+    parts = [
+        replace(ex, body=body, prompt_estimate=estimate, prompt_bound=bound)
+        for body, estimate, bound in zip(bodies, estimates, bounds, strict=True)
+    ]
+    await exchange_run(ex, _complete_all(ex, parts))
+
+
+def _prompts_text(bodies: list[JSON]) -> str:
+    return "\n\n".join(messages_prompt(body["messages"]) for body in bodies)
+
+
+async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
+    for candidate in ex.plan.candidates:
+        completions = await _attempt_all(ex, parts, candidate)
+        if completions is None:
+            continue
+        ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
+        usage = _summed(
+            [_usage_of(part, ex, done) for part, done in zip(parts, completions, strict=True)]
+        )
+        cost = bill(ex, usage, status="succeeded")
+        n = int(ex.body.get("n") or 1)
+        choices = [
+            text_choice(choice, prompt * n + choice.get("index", 0))
+            for prompt, done in enumerate(completions)
+            for choice in done.choices
+        ]
+        response = response_head(ex, "text_completion") | {
+            "choices": choices,
+            "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
+        }
+        if ex.key.prompt_logging:
+            ex.answer_parts.extend(answer_text(done.choices) for done in completions)
+        await ex.req.respond_json(200, response, headers=answer_headers(ex))
+        record_success(ex, usage)
+        return
+    raise exhausted(ex)
+
+
+async def _attempt_all(
+    ex: Exchange, parts: list[Exchange], candidate: Candidate
+) -> list[Completion] | None:
+    """Every prompt's answer from ``candidate``, or None if it failed any (a 4xx it gave any
+    prompt is raised: another provider would refuse that prompt too)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(attempt(part, candidate)) for part in parts]
+    except ExceptionGroup as failures:  # the first prompt's refusal, as one request would get it
+        raise failures.exceptions[0] from None
+    started = [part.first_byte_at for part in parts if part.first_byte_at is not None]
+    ex.first_byte_at = ex.first_byte_at or min(started, default=None)
+    completions = [task.result() for task in tasks]
+    if any(done is None for done in completions):
+        return None
+    return [done for done in completions if done is not None]
+
+
+def _usage_of(part: Exchange, ex: Exchange, completion: Completion) -> Usage:
+    part.endpoint, part.is_byok = ex.endpoint, ex.is_byok
+    return billable_usage(part, completion.usage, choices_chars(completion.choices))
+
+
+def _summed(usages: list[Usage]) -> Usage:
+    return Usage(
+        prompt_tokens=sum(u.prompt_tokens for u in usages),
+        completion_tokens=sum(u.completion_tokens for u in usages),
+        cached_tokens=sum(u.cached_tokens for u in usages),
+        reasoning_tokens=sum(u.reasoning_tokens for u in usages),
+        clamped=any(u.clamped for u in usages),
+    )
