@@ -277,26 +277,35 @@ class StripeEvent(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
 
 
-class UsageRollup(TenantModel):
+class _DailyTotals(TenantModel):
+    """What every usage rollup adds up per organization and UTC day (settlement's upserts add to
+    these four); each rollup names its own dimensions and unique constraint."""
+
+    # Each rollup's unique constraint leads with the organization: no second index for it.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY_FIELD, default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(_DailyTotals):
     """Usage per organization, UTC day, key, model, provider, router and status; added to by
     settlement in the transaction that writes the usage records (``billing.rollups``), so it
     always equals the sum of those records. ``key_id`` is the key's id at settlement (0: none),
     kept without a foreign key so history outlives a deleted key, as the records' ``cost`` does."""
 
-    # The unique constraint below leads with the organization: no second index for it.
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
-    )
-    day = models.DateField()
     key_id = models.BigIntegerField(default=0)
     model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=60, blank=True)
     router = models.CharField(max_length=80, blank=True)
     status = models.CharField(max_length=10, choices=UsageStatus.choices)
-    requests = models.BigIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    cost = models.DecimalField(**MONEY_FIELD, default=0)
 
     class Meta:
         constraints = [
@@ -307,22 +316,14 @@ class UsageRollup(TenantModel):
         ]
 
 
-class UsageRollupAllKeys(TenantModel):
+class UsageRollupAllKeys(_DailyTotals):
     """``UsageRollup`` summed over keys: what the usage API reads when it neither groups nor
     filters by key (the common case), about 25 times fewer rows for an organization with 100 keys."""
 
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
-    )
-    day = models.DateField()
     model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=60, blank=True)
     router = models.CharField(max_length=80, blank=True)
     status = models.CharField(max_length=10, choices=UsageStatus.choices)
-    requests = models.BigIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    cost = models.DecimalField(**MONEY_FIELD, default=0)
 
     class Meta:
         constraints = [
@@ -333,19 +334,11 @@ class UsageRollupAllKeys(TenantModel):
         ]
 
 
-class UsageRollupKeyDay(TenantModel):
+class UsageRollupKeyDay(_DailyTotals):
     """``UsageRollup`` summed per key and day only: a key's spend per window and usage grouped by
     key without other filters (a few rows per key and day, however many models it used)."""
 
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
-    )
-    day = models.DateField()
     key_id = models.BigIntegerField(default=0)
-    requests = models.BigIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    cost = models.DecimalField(**MONEY_FIELD, default=0)
 
     class Meta:
         constraints = [
