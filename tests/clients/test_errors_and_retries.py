@@ -76,7 +76,7 @@ def error(status: int, type_: str, **headers: str) -> httpx.Response:
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waited: list[float] = []
-    monkeypatch.setattr(client_http.time, "sleep", waited.append)
+    monkeypatch.setattr(client_http, "pause", waited.append)
     return waited
 
 
@@ -245,7 +245,7 @@ def test_async_client_retries_and_raises_typed_errors(monkeypatch: pytest.Monkey
     async def no_sleep(seconds: float) -> None:
         waited.append(seconds)
 
-    monkeypatch.setattr(client_http.asyncio, "sleep", no_sleep)
+    monkeypatch.setattr(client_http, "pause_async", no_sleep)
     answers = [error(429, "rate_limited", **{"Retry-After": "3"}), error(404, "not_found")]
     http = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: answers.pop(0)))
     client = AsyncRouterHub(base_url="http://hub.test", api_key="rh-x", http_client=http)

@@ -131,6 +131,17 @@ def clean_params(params: dict[str, Any] | None) -> dict[str, Any] | None:
     return {key: value for key, value in params.items() if value is not None}
 
 
+def pause(seconds: float) -> None:
+    """Wait before a retry. Its own name so a test replaces this wait, not ``time.sleep``
+    for every thread in the process."""
+    time.sleep(seconds)
+
+
+async def pause_async(seconds: float) -> None:
+    """The asynchronous twin of ``pause``."""
+    await asyncio.sleep(seconds)
+
+
 class SyncTransport:
     """Sends management requests with retries; raises typed errors for error statuses."""
 
@@ -152,14 +163,14 @@ class SyncTransport:
                 wait = self.options.transport_retry_wait(attempt, method, exc)
                 if wait is None:
                     raise connection_error(method, path, exc) from exc
-                time.sleep(wait)
+                pause(wait)
                 continue
             if response.is_success:
                 return response
             wait = self.options.retry_wait(attempt, response)
             if wait is None:
                 raise error_from_response(response)
-            time.sleep(wait)
+            pause(wait)
 
     def close(self) -> None:
         self.http.close()
@@ -188,14 +199,14 @@ class AsyncTransport:
                 wait = self.options.transport_retry_wait(attempt, method, exc)
                 if wait is None:
                     raise connection_error(method, path, exc) from exc
-                await asyncio.sleep(wait)
+                await pause_async(wait)
                 continue
             if response.is_success:
                 return response
             wait = self.options.retry_wait(attempt, response)
             if wait is None:
                 raise error_from_response(response)
-            await asyncio.sleep(wait)
+            await pause_async(wait)
 
     async def close(self) -> None:
         await self.http.aclose()
