@@ -52,6 +52,9 @@ class AuthenticatedKey:
     prompt_logging: bool = False
     role: Role = Role.MEMBER  # what it may do, as its creator would (``key_role``)
     created_by_id: int | None = None
+    # Router requests move toward cheaper models as the limit window fills (the key's own
+    # setting or its organization's; routing.budget).
+    budget_aware: bool = False
 
     @property
     def is_management(self) -> bool:
@@ -139,6 +142,7 @@ def _load(digest: str) -> AuthenticatedKey | None:
         prompt_logging=row.organization.prompt_logging,
         role=role,
         created_by_id=row.created_by_id,
+        budget_aware=row.budget_aware or row.organization.budget_aware_routing,
     )
 
 

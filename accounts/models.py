@@ -61,6 +61,12 @@ class Organization(models.Model):
         help_text="Store prompts of served requests (needed to retrain from feedback).",
     )
     monthly_budget = models.DecimalField(**MONEY_FIELD, null=True, blank=True)
+    budget_aware_routing = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Router requests of keys with a spend limit move toward cheaper models as the "
+        "key's window fills (routing.budget).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -181,6 +187,9 @@ class ApiKey(TenantModel):
     # The dashboard playground's key of one person (``routing.playground``): never shown in
     # plaintext (none is kept), listed on the Keys page with its spend, revocable like any key.
     is_playground = models.BooleanField(default=False, db_default=False)
+    # Router requests move toward cheaper models as the limit window fills (``routing.budget``);
+    # also on for every key of an organization with ``budget_aware_routing``.
+    budget_aware = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         indexes = [models.Index(fields=["organization", "-created_at"])]

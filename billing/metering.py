@@ -42,6 +42,7 @@ from billing.outbox import usage_outbox_flush, usage_record_async
 from billing.pg_async import pg_close
 from billing.pricing import TokenPrices, reservation_amount, usage_cost
 from billing.services import ReservationRequest, credits_reserve_async
+from billing.window_spend import WindowSpend, window_spend
 
 __all__ = [
     "Payer",
@@ -49,9 +50,11 @@ __all__ = [
     "TokenPrices",
     "UsageDraft",
     "UsageFlag",
+    "WindowSpend",
     "close",
     "generation_id_new",
     "hold",
+    "limit_window",
     "price",
     "record",
     "reservation_amount",
@@ -103,6 +106,14 @@ async def hold(payer: Payer, generation_id: str, amount: Decimal) -> None:
             key_limit_reset=payer.limit_reset,
         )
     )
+
+
+def limit_window(payer: Payer) -> WindowSpend | None:
+    """What the payer's limit window has used, as this process's last hold of it saw it
+    (``billing.window_spend``): memory only, for budget-aware routing. None without a limit."""
+    if payer.limit is None:
+        return None
+    return window_spend(payer.id, payer.limit, payer.limit_reset)
 
 
 def price(

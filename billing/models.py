@@ -72,6 +72,8 @@ class KeySpendWindow(models.Model):
     window_start = models.DateTimeField(null=True)
     spent = models.DecimalField(**MONEY_FIELD, default=0)
     reserved = models.DecimalField(**MONEY_FIELD, default=0)
+    # The window whose ``budget.threshold`` event was emitted (once per window).
+    threshold_emitted_for = models.DateTimeField(null=True, blank=True)
 
 
 class ReservationState(models.TextChoices):

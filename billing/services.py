@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +32,12 @@ from billing.models import (
 )
 from billing.pg_async import pg_fetchone
 from billing.settlement import reservations_reconcile, reservations_release
+from billing.window_spend import (
+    WindowSpend,
+    budget_threshold_emit,
+    threshold_crossed,
+    window_spend_note,
+)
 from billing.windows import window_start
 from routerhub.errors import InsufficientCredits, KeyLimitReached, ServiceUnavailable
 from routerhub.money import ZERO, money, money_str
@@ -39,6 +45,7 @@ from routerhub.money import ZERO, money, money_str
 logger = logging.getLogger(__name__)
 
 RESERVATION_TTL = timedelta(minutes=15)
+_ONE_WINDOW = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def credit_account_for(organization_id: int) -> CreditAccount:
@@ -120,6 +127,7 @@ def _reserve_key_window(request: ReservationRequest, now: datetime) -> datetime 
         # The window rolled: spend and holds of the old window no longer count against this one.
         window.window_start, window.spent, window.reserved = current, ZERO, ZERO
     if window.spent + window.reserved + request.amount > request.key_limit:
+        window_spend_note(request.key_id, current, window.spent + window.reserved)
         raise KeyLimitReached(
             "This key has reached its credit limit for the current window.",
             metadata={
@@ -132,8 +140,26 @@ def _reserve_key_window(request: ReservationRequest, now: datetime) -> datetime 
             },
         )
     window.reserved += request.amount
+    _threshold_check(request, window)
     window.save()
+    window_spend_note(request.key_id, current, window.spent + window.reserved)
     return current
+
+
+def _threshold_check(request: ReservationRequest, window: KeySpendWindow) -> None:
+    """Emit ``budget.threshold`` when this hold takes the window past the share, once per window
+    (marked on the locked window row, committed with the hold)."""
+    assert request.key_id is not None and request.key_limit is not None
+    used = window.spent + window.reserved
+    # A limit that never resets has one window, marked with the epoch.
+    marker = window.window_start or _ONE_WINDOW
+    if window.threshold_emitted_for == marker or not threshold_crossed(used, request.key_limit):
+        return
+    window.threshold_emitted_for = marker
+    spend = WindowSpend(request.key_limit_reset, window.window_start, used, request.key_limit)
+    budget_threshold_emit(
+        organization_id=request.organization_id, key_id=request.key_id, spend=spend
+    )
 
 
 # The common case (no key limit) on PostgreSQL: hold and record in one statement, one round trip.

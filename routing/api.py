@@ -90,6 +90,7 @@ class FeedbackView(TenantAPIView):
         feedback = feedback_record(
             organization_id=self.organization.pk,
             key_id=self.tenant.key.id if self.tenant.key else None,
+            user_id=request.user.pk if self.tenant.key is None else None,
             **data.validated_data,
         )
         body = {

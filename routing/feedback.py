@@ -7,16 +7,28 @@ the router by the id the usage record names (``UsageRecord.router_id``), never b
 
 from __future__ import annotations
 
+from django.db import transaction
+
 from billing.models import UsageRecord
 from routerhub.domain import NotFound
+from routing.calibration import calibration_record
 from routing.models import Feedback
 from training import serving
 
 
+@transaction.atomic
 def feedback_record(
-    *, organization_id: int, generation_id: str, score: float, comment: str = "", key_id: int | None
+    *,
+    organization_id: int,
+    generation_id: str,
+    score: float,
+    comment: str = "",
+    key_id: int | None,
+    user_id: int | None = None,
 ) -> Feedback:
-    """Store (or replace) the feedback on a served request of this organization."""
+    """Store (or replace) the feedback on a served request of this organization, and fold it into
+    the serving router version's online calibration (``routing.calibration``) with the weight
+    its sender (the key, else the dashboard user) has left today."""
     usage = UsageRecord.objects.filter(
         organization_id=organization_id, generation_id=generation_id
     ).first()
@@ -24,6 +36,12 @@ def feedback_record(
         raise NotFound(
             f"No generation {generation_id} in this organization.", param="generation_id"
         )
+    previous = (
+        Feedback.objects.select_for_update()
+        .filter(usage=usage)
+        .values_list("calibration_weight", "calibration_residual")
+        .first()
+    )
     feedback, _ = Feedback.objects.update_or_create(
         usage=usage,
         defaults={
@@ -32,6 +50,10 @@ def feedback_record(
             "comment": comment,
             "key_id": key_id,
         },
+    )
+    contributor = f"key:{key_id}" if key_id is not None else f"user:{user_id}"
+    calibration_record(
+        feedback=feedback, usage=usage, contributor=contributor, previous=previous or (0.0, 0.0)
     )
     return feedback
 

@@ -226,9 +226,50 @@ class Feedback(TenantModel):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # What this feedback added to its router version's calibration (``routing.calibration``):
+    # taken back when the feedback is replaced.
+    calibration_weight = models.FloatField(default=0, db_default=0)
+    calibration_residual = models.FloatField(default=0, db_default=0)  # weight x residual
 
     class Meta:
         db_table = "billing_feedback"
+
+
+class RouterCalibration(TenantModel):
+    """The online feedback calibration of one router version and candidate: the weighted sum of
+    (feedback score - predicted score) and its weight (``routing.calibration``). A plain router
+    id, as on usage records: routing does not depend on training's tables."""
+
+    router_id = models.BigIntegerField()
+    version = models.PositiveIntegerField()
+    model = models.CharField(max_length=200)
+    weight = models.FloatField(default=0)
+    residual = models.FloatField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["router_id", "version", "model"], name="unique_router_calibration"
+            )
+        ]
+
+
+class CalibrationAllowance(TenantModel):
+    """The calibration weight one contributor (``key:<id>`` or ``user:<id>``) has used on one
+    router in one UTC day: at most ``FEEDBACK_CALIBRATION_DAILY_WEIGHT``."""
+
+    router_id = models.BigIntegerField()
+    contributor = models.CharField(max_length=40)
+    day = models.DateField()
+    weight = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["router_id", "contributor", "day"], name="unique_calibration_allowance"
+            )
+        ]
 
 
 class SelectionSession(TenantModel):

@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -34,7 +35,13 @@ from django.utils import timezone
 
 from routerhub.domain import InvalidInput, NotFound
 from routerhub.ttl_cache import MISS, TtlCache
+from routing.budget import KeyBudget
+from routing.calibration import calibration_bias
 from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
+from routing.router_request import TRADEOFF_NAMES as TRADEOFF_NAMES
+from routing.router_request import messages_prompt as messages_prompt
+from routing.router_request import router_options as router_options
+from routing.router_request import tradeoff_parse as tradeoff_parse
 from training import serving
 from training.serving import (
     DEFAULT_OUTPUT_TOKENS,
@@ -48,8 +55,6 @@ logger = logging.getLogger(__name__)
 
 PLATFORM_ORGANIZATION_SLUG = "routerhub-platform"
 PLATFORM_ROUTER_SLUG = "auto"
-TRADEOFF_NAMES = {"quality": 0.0, "balanced": 0.5, "cost": 1.0}
-_PROMPT_CHARS = 16_000  # featurize the last 16k characters: enough signal, bounded work
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,7 @@ class RouterRow:
     candidates: tuple[str, ...]
     default_tradeoff: float
     version: RouterVersion | None  # unsaved copy with id, number, checksum and artifact paths
+    bias: dict[str, float] = dataclasses.field(default_factory=dict)  # routing.calibration
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,7 @@ class RankedChoice:
     model: str
     score: float | None
     expected_cost: float | None
+    bias: float | None = None  # the feedback calibration added to ``score`` (None: none yet)
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class RouterDecision:
     latency_ms: float
     strategy: str  # "trained" or "heuristic"
     router_id: int | None = None  # recorded on the usage record: feedback joins on it
+    budget: dict[str, Any] | None = None  # routing.budget of a budget-aware key
 
     @property
     def chosen(self) -> str:
@@ -94,56 +102,20 @@ class RouterDecision:
 
     def as_routing(self) -> dict[str, Any]:
         """The response's ``routing`` object of API.md."""
-        return {
+        routing = {
             "router": self.router,
             "version": self.version,
             "chosen": self.chosen,
             "strategy": self.strategy,
-            "ranked": [
-                {"model": c.model, "score": c.score, "expected_cost": c.expected_cost}
-                for c in self.ranked
-            ],
+            "ranked": [_ranked_json(c) for c in self.ranked],
             "latency_ms": round(self.latency_ms, 3),
         }
+        return routing if self.budget is None else routing | {"budget": self.budget}
 
 
-def tradeoff_parse(value: Any, *, param: str = "router.tradeoff") -> float | None:
-    """A number in 0..1 or one of quality, balanced, cost; ``None`` when absent."""
-    if value is None:
-        return None
-    if isinstance(value, str) and value in TRADEOFF_NAMES:
-        return TRADEOFF_NAMES[value]
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
-        return float(value)
-    raise InvalidInput(
-        f"{param} must be a number from 0 (best quality) to 1 (cheapest), "
-        "or one of 'quality', 'balanced', 'cost'.",
-        param=param,
-    )
-
-
-def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None]:
-    """The request's ``router`` extension: ``{tradeoff, candidates}``."""
-    options = body.get("router") or {}
-    if not isinstance(options, dict):
-        raise InvalidInput("router must be an object: {tradeoff, candidates}.", param="router")
-    candidates = options.get("candidates")
-    if candidates is not None and (
-        not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates)
-    ):
-        raise InvalidInput(
-            "router.candidates must be a list of model ids.", param="router.candidates"
-        )
-    return tradeoff_parse(options.get("tradeoff")), candidates
-
-
-def messages_prompt(messages: Any) -> str:
-    """The text a router featurizes: the same joining as training uses for ``messages``."""
-    try:
-        text = serving.prompt_text(messages, "messages")
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"messages cannot be read: {exc}.", param="messages") from None
-    return text[-_PROMPT_CHARS:]
+def _ranked_json(choice: RankedChoice) -> dict[str, Any]:
+    ranked = {"model": choice.model, "score": choice.score, "expected_cost": choice.expected_cost}
+    return ranked if choice.bias is None else ranked | {"bias": choice.bias}
 
 
 # --- router rows, cached per process ----------------------------------------------------------
@@ -183,6 +155,7 @@ def _load_row(organization_id: int | None, slug: str) -> RouterRow | None:
         candidates=tuple(router.candidates),
         default_tradeoff=router.default_tradeoff,
         version=version,
+        bias={} if active is None else calibration_bias(router.pk, active.number),
     )
 
 
@@ -339,7 +312,7 @@ def _trained_decision(
     assert row.version is not None
     predictor = serving.predictor_for_version(row.version)
     prices = _blended_prices(catalog, candidates, prompt) if catalog is not None else None
-    ranked = predictor.rank(prompt, tradeoff, candidates, prices or None)
+    ranked = predictor.rank(prompt, tradeoff, candidates, prices or None, row.bias or None)
     if not ranked:
         raise InvalidInput(
             f"None of the candidates were trained in {name} v{row.version.number}.",
@@ -348,7 +321,12 @@ def _trained_decision(
     return RouterDecision(
         router=name,
         version=row.version.number,
-        ranked=[RankedChoice(r.model, r.score, r.expected_cost) for r in ranked],
+        ranked=[
+            RankedChoice(r.model, r.score, r.expected_cost, row.bias.get(r.model, 0.0))
+            if row.bias
+            else RankedChoice(r.model, r.score, r.expected_cost)
+            for r in ranked
+        ],
         latency_ms=(time.perf_counter() - started) * 1000,
         strategy="trained",
         router_id=row.router_id,
@@ -394,15 +372,19 @@ def router_decide(
     candidates: list[str] | None,
     catalog: CatalogSnapshot | None,
     row: RouterRow | None,
+    budget: KeyBudget | None = None,
 ) -> RouterDecision:
-    """Rank the router's candidates for ``prompt`` (``row`` from ``router_row``)."""
+    """Rank the router's candidates for ``prompt`` (``row`` from ``router_row``); a budget-aware
+    key's ``budget`` moves the tradeoff toward cheaper models (``routing.budget``)."""
     started = time.perf_counter()
     slug = model_id.removeprefix("router/")
     is_platform = slug == PLATFORM_ROUTER_SLUG
     if row is None or row.version is None:
         if is_platform and catalog is not None:
-            return heuristic_decision(
-                catalog, 0.5 if tradeoff is None else tradeoff, candidates, prompt, started
+            return _with_budget(
+                lambda t: heuristic_decision(catalog, t, candidates, prompt, started),
+                0.5 if tradeoff is None else tradeoff,
+                budget,
             )
         if row is None:
             raise NotFound(
@@ -417,8 +399,21 @@ def router_decide(
             metadata={"model": model_id},
         )
     chosen = _narrow(list(row.candidates), candidates, model_id)
-    effective = row.default_tradeoff if tradeoff is None else tradeoff
-    return _trained_decision(row, model_id, prompt, effective, chosen, catalog, started)
+    return _with_budget(
+        lambda t: _trained_decision(row, model_id, prompt, t, chosen, catalog, started),
+        row.default_tradeoff if tradeoff is None else tradeoff,
+        budget,
+    )
+
+
+def _with_budget(
+    decide: Callable[[float], RouterDecision], requested: float, budget: KeyBudget | None
+) -> RouterDecision:
+    """``decide`` at the requested tradeoff, or at the budget's effective one (and say so)."""
+    if budget is None:
+        return decide(requested)
+    effective = budget.effective(requested)
+    return dataclasses.replace(decide(effective), budget=budget.as_routing(requested, effective))
 
 
 async def router_decide_async(
@@ -429,6 +424,7 @@ async def router_decide_async(
     tradeoff: float | None,
     candidates: list[str] | None,
     catalog: CatalogSnapshot | None,
+    budget: KeyBudget | None = None,
 ) -> RouterDecision:
     slug = model_id.removeprefix("router/")
     owner = None if slug == PLATFORM_ROUTER_SLUG else organization_id
@@ -445,4 +441,5 @@ async def router_decide_async(
         candidates=candidates,
         catalog=catalog,
         row=row,
+        budget=budget,
     )

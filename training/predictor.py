@@ -70,6 +70,7 @@ class Predictor:
         tradeoff: float,
         candidates: list[str] | None = None,
         prices: dict[str, float] | None = None,
+        bias: dict[str, float] | None = None,
     ) -> list[RankedModel]:
         """Candidates best first for ``prompt`` at ``tradeoff`` (0 = quality … 1 = cheapest).
 
@@ -78,7 +79,9 @@ class Predictor:
         million tokens (blended) per model; when given for every candidate they give the
         expected costs shown (price x estimated tokens / 1e6). The decision itself always uses
         the costs the version was calibrated with, so a tradeoff means at serving what the
-        version's report showed (training/learner/router.py).
+        version's report showed (training/learner/router.py). ``bias`` per model (the online
+        feedback calibration, ``routing.calibration``) is added to the predicted scores the
+        decision uses; the scores returned are the version's own.
         """
         trained = self.router
         names = candidates if candidates is not None else trained.models
@@ -92,7 +95,10 @@ class Predictor:
             costs = np.array([prices[trained.models[i]] * tokens / 1e6 for i in chosen])
         else:
             costs = trained.mean_costs[chosen]
-        utility = trained.utilities(predicted, tradeoff, mix_key(prompt), chosen, incumbent)
+        calibrated = predicted
+        if bias:
+            calibrated = predicted + np.array([bias.get(trained.models[i], 0.0) for i in chosen])
+        utility = trained.utilities(calibrated, tradeoff, mix_key(prompt), chosen, incumbent)
         order = np.lexsort((trained.mean_costs[chosen], -utility))
         return [
             RankedModel(

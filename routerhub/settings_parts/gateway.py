@@ -80,3 +80,14 @@ ROUTER_CACHE_TTL = env.float("ROUTER_CACHE_TTL", default=0.5)
 ALLOW_PRIVATE_PROVIDER_URLS = _bool("ALLOW_PRIVATE_PROVIDER_URLS", default=False)
 # The local fake upstream that `make run` starts and the demo provider points at.
 DEMO_UPSTREAM_URL = env.str("DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001").rstrip("/")
+# Budget-aware routing (README "Budget-aware routing"): the share of a key's limit window below
+# which router requests are unchanged; the tradeoff reaches 1 (cheapest) at the limit.
+BUDGET_ROUTING_START = env.float("BUDGET_ROUTING_START", default=0.5)
+# The share of a key's limit window (spent plus held) that emits `budget.threshold`, once a window.
+BUDGET_THRESHOLD_SHARE = env.float("BUDGET_THRESHOLD_SHARE", default=0.8)
+# Online calibration from feedback (README "Online learning from feedback"): the weight one
+# contributor (key, or dashboard user) adds per router per UTC day (W), the prior weight that
+# shrinks each bias toward 0 (K), and the largest bias in score units (B).
+FEEDBACK_CALIBRATION_DAILY_WEIGHT = env.float("FEEDBACK_CALIBRATION_DAILY_WEIGHT", default=3.0)
+FEEDBACK_CALIBRATION_PRIOR_WEIGHT = env.float("FEEDBACK_CALIBRATION_PRIOR_WEIGHT", default=27.0)
+FEEDBACK_CALIBRATION_MAX_BIAS = env.float("FEEDBACK_CALIBRATION_MAX_BIAS", default=0.15)

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from accounts.keys import AuthenticatedKey
+from billing import metering
 from routerhub.errors import (
     NOT_RETRYABLE,
     ApiError,
@@ -24,6 +25,7 @@ from routerhub.errors import (
     NoProviderAvailable,
     NotFound,
 )
+from routing.budget import KeyBudget
 from routing.gateway import health
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelInfo
 from routing.gateway.credentials import OwnKey, byok_keys, platform_key
@@ -239,6 +241,7 @@ async def _route(
         tradeoff=tradeoff,
         candidates=candidates,
         catalog=catalog,
+        budget=_key_budget(key),
     )
     servable = [m for m in decision.models if m in catalog.models]
     if not servable:
@@ -249,6 +252,15 @@ async def _route(
             headers=dict(NOT_RETRYABLE),  # retrying changes nothing until the router is changed
         )
     return decision
+
+
+def _key_budget(key: AuthenticatedKey) -> KeyBudget | None:
+    """A budget-aware key's limit window as this process's holds last saw it (no I/O)."""
+    window = metering.limit_window(key) if key.budget_aware else None
+    if window is None:
+        return None
+    start = window.start.isoformat() if window.start else None
+    return KeyBudget(window.reset, start, window.used, window.limit, window.share)
 
 
 async def _decision(

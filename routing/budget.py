@@ -1,0 +1,58 @@
+"""Budget-aware routing: a key's router requests lean toward cheaper models as its limit window
+fills, instead of being refused at the cap (which still holds: every hold is checked).
+
+With ``s`` the share of the window used (spent plus held, ``billing.window_spend``), ``s0`` the
+setting ``BUDGET_ROUTING_START`` and ``t`` the requested tradeoff (the router's default when the
+request names none)::
+
+    x = clamp((s - s0) / (1 - s0), 0, 1)
+    w = x² (3 - 2x)                 # smoothstep: flat at both ends
+    effective = t + (1 - t) · w     # t below s0, 1 (cheapest) at the limit
+
+README "Budget-aware routing" tabulates it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from routerhub.money import money_str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBudget:
+    """A budget-aware key's limit window, as the gateway saw it when routing."""
+
+    window: str | None  # daily, weekly, monthly; None: the limit never resets
+    window_start: str | None  # ISO 8601
+    spent: Any  # Decimal: spent plus held
+    limit: Any  # Decimal
+    share: float  # spent / limit, 0..1
+
+    def effective(self, requested: float) -> float:
+        return budget_tradeoff(requested, self.share)
+
+    def as_routing(self, requested: float, effective: float) -> dict[str, Any]:
+        """The response's ``routing.budget``."""
+        return {
+            "window": self.window,
+            "window_start": self.window_start,
+            "spent": money_str(self.spent),
+            "limit": money_str(self.limit),
+            "share": round(self.share, 4),
+            "requested_tradeoff": requested,
+            "effective_tradeoff": round(effective, 4),
+        }
+
+
+def budget_tradeoff(requested: float, share: float, start: float | None = None) -> float:
+    """The tradeoff a budget-aware request is routed with (module doc's formula)."""
+    s0 = settings.BUDGET_ROUTING_START if start is None else start
+    if share <= s0:
+        return requested
+    x = 1.0 if s0 >= 1 else min(1.0, (share - s0) / (1 - s0))
+    weight = x * x * (3 - 2 * x)
+    return min(1.0, requested + (1 - requested) * weight)

@@ -1,0 +1,51 @@
+"""A router request's own options: its tradeoff, its candidates and the prompt text it is
+ranked on (``routing.routers`` decides with them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from routerhub.domain import InvalidInput
+from training import serving
+
+TRADEOFF_NAMES = {"quality": 0.0, "balanced": 0.5, "cost": 1.0}
+_PROMPT_CHARS = 16_000  # featurize the last 16k characters: enough signal, bounded work
+
+
+def tradeoff_parse(value: Any, *, param: str = "router.tradeoff") -> float | None:
+    """A number in 0..1 or one of quality, balanced, cost; ``None`` when absent."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value in TRADEOFF_NAMES:
+        return TRADEOFF_NAMES[value]
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    raise InvalidInput(
+        f"{param} must be a number from 0 (best quality) to 1 (cheapest), "
+        "or one of 'quality', 'balanced', 'cost'.",
+        param=param,
+    )
+
+
+def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None]:
+    """The request's ``router`` extension: ``{tradeoff, candidates}``."""
+    options = body.get("router") or {}
+    if not isinstance(options, dict):
+        raise InvalidInput("router must be an object: {tradeoff, candidates}.", param="router")
+    candidates = options.get("candidates")
+    if candidates is not None and (
+        not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates)
+    ):
+        raise InvalidInput(
+            "router.candidates must be a list of model ids.", param="router.candidates"
+        )
+    return tradeoff_parse(options.get("tradeoff")), candidates
+
+
+def messages_prompt(messages: Any) -> str:
+    """The text a router featurizes: the same joining as training uses for ``messages``."""
+    try:
+        text = serving.prompt_text(messages, "messages")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"messages cannot be read: {exc}.", param="messages") from None
+    return text[-_PROMPT_CHARS:]
