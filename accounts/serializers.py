@@ -40,6 +40,7 @@ class ApiKeyOutput(serializers.ModelSerializer[ApiKey]):
             "allowed_models",
             "rpm",
             "tpm",
+            "budget_aware",
         ]
 
 
@@ -69,6 +70,12 @@ class _KeyFields(serializers.Serializer[Any]):
     )
     tpm = serializers.IntegerField(
         min_value=1, max_value=1_000_000_000, required=False, allow_null=True
+    )
+
+    budget_aware = serializers.BooleanField(
+        required=False,
+        help_text="Router requests move toward cheaper models as the limit window fills "
+        "(README: budget-aware routing); needs a limit to have an effect.",
     )
 
     def validate_expires_at(self, value: Any) -> Any:

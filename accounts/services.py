@@ -184,6 +184,7 @@ def api_key_create(
     allowed_models: list[str] | None = None,
     rpm: int | None = None,
     tpm: int | None = None,
+    budget_aware: bool = False,
 ) -> CreatedKey:
     """Mint a key; the plaintext is returned here once and never stored.
 
@@ -210,11 +211,21 @@ def api_key_create(
         allowed_models=allowed_models or [],
         rpm=rpm,
         tpm=tpm,
+        budget_aware=budget_aware,
     )
     return CreatedKey(key, minted.plaintext)
 
 
-_UPDATABLE = {"name", "limit", "limit_reset", "expires_at", "allowed_models", "rpm", "tpm"}
+_UPDATABLE = {
+    "name",
+    "limit",
+    "limit_reset",
+    "expires_at",
+    "allowed_models",
+    "rpm",
+    "tpm",
+    "budget_aware",
+}
 
 
 def api_key_update(*, key: ApiKey, changes: dict[str, Any]) -> ApiKey:

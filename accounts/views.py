@@ -59,6 +59,12 @@ class KeyForm(forms.Form):
     allowed_models = forms.CharField(
         required=False, help_text="Comma-separated model ids; empty allows every model."
     )
+    budget_aware = forms.BooleanField(
+        required=False,
+        label="Budget-aware routing",
+        help_text="With a credit limit: router requests move toward cheaper models as the "
+        "window fills, instead of only being refused at the cap.",
+    )
 
     def clean_allowed_models(self) -> list[str]:
         raw = self.cleaned_data.get("allowed_models") or ""
@@ -124,14 +130,17 @@ class InviteForm(forms.Form):
 class OrganizationSettingsForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Organization
-        fields = ["name", "prompt_logging", "monthly_budget"]
+        fields = ["name", "prompt_logging", "monthly_budget", "budget_aware_routing"]
         labels = {
             "prompt_logging": "Keep prompts of served requests",
             "monthly_budget": "Monthly budget (USD)",
+            "budget_aware_routing": "Budget-aware routing for every key",
         }
         help_texts = {
             "prompt_logging": "Needed to turn feedback into training data. Off by default.",
             "monthly_budget": "Owners get an email at 50%, 80% and 100% of it.",
+            "budget_aware_routing": "Keys with a credit limit route router/<slug> requests "
+            "toward cheaper models as their window fills.",
         }
 
 

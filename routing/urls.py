@@ -6,6 +6,11 @@ urlpatterns = [
     path("dashboard/models/", views.models_page, name="models"),
     path("dashboard/playground/", views.playground_page, name="playground"),
     path("dashboard/playground/chat", playground.playground_chat, name="playground-chat"),
+    path(
+        "dashboard/feedback/<str:generation_id>",
+        views.generation_feedback,
+        name="generation-feedback",
+    ),
     path("dashboard/provider-keys/", views.provider_keys_page, name="provider-keys"),
     path(
         "dashboard/routers/<slug:slug>/retrain-from-feedback",

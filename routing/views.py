@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -20,7 +20,8 @@ from accounts.tenancy import (
     tenant_object_or_404,
 )
 from routerhub.errors import ApiError
-from routing.feedback import feedback_retrain
+from billing.models import UsageRecord
+from routing.feedback import feedback_record, feedback_retrain
 from routing.model_stats import WINDOW, provider_stats
 from routing.models import Provider, ProviderKey
 from routing.routers import PLATFORM_ROUTER_SLUG
@@ -153,3 +154,32 @@ def router_retrain_from_feedback(request: HttpRequest, slug: str) -> HttpRespons
         request, f"Training on {started.feedback_rows} feedback row(s) plus the previous data."
     )
     return redirect("training-run", run_id=started.run.pk)
+
+
+_FEEDBACK_SCORES = {"good": 1.0, "bad": 0.0}
+
+
+@require_POST
+@organization_required()
+def generation_feedback(request: HttpRequest, generation_id: str) -> HttpResponse:
+    """Thumbs up or down on a generation, from its page or the playground (``score``: good or
+    bad): the same feedback as ``POST /api/v1/feedback``, from the signed-in person. The
+    playground asks for JSON; the generation page's form is redirected back to it."""
+    organization = dashboard_organization(request)
+    generation_id = generation_id[:64]
+    if not UsageRecord.objects.for_tenant(organization).filter(generation_id=generation_id).exists():
+        raise Http404("No such generation in this organization.")
+    score = _FEEDBACK_SCORES.get(str(request.POST.get("score", "")))
+    if score is None:
+        return HttpResponseBadRequest("score must be good or bad.")
+    feedback = feedback_record(
+        organization_id=organization.pk,
+        generation_id=generation_id,
+        score=score,
+        key_id=None,
+        user_id=request.user.pk,
+    )
+    if "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse({"generation_id": generation_id, "score": feedback.score})
+    messages.success(request, "Thanks: feedback recorded.")
+    return redirect("generation", generation_id=generation_id)

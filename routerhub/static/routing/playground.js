@@ -147,8 +147,26 @@
     $("pg-generation-link").href = generationHref(r.id);
     text("pg-tokens", `${r.usage?.prompt_tokens ?? 0} / ${r.usage?.completion_tokens ?? 0}`);
     showRouting(r.routing);
+    text("pg-feedback-status", "");
     $("pg-result").hidden = false;
   };
+
+  // Thumbs on the last reply: the same feedback as POST /api/v1/feedback, as the signed-in person.
+  const sendFeedback = async (score) => {
+    const id = $("pg-generation").textContent;
+    if (!id) return;
+    const response = await fetch(app.dataset.feedbackUrl + encodeURIComponent(id), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRFToken": csrf },
+      body: new URLSearchParams({ score }),
+    });
+    const failed = response.status === 404 ? "Still being recorded; try again in a moment." : "Feedback not recorded.";
+    text("pg-feedback-status", response.ok ? `Feedback recorded (${score}).` : failed);
+  };
+  for (const button of document.querySelectorAll("#pg-feedback [data-score]")) {
+    button.addEventListener("click", () => sendFeedback(button.dataset.score));
+  }
 
   const meta = (item, r) => {
     const line = document.createElement("div");
