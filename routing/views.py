@@ -19,8 +19,8 @@ from accounts.tenancy import (
     organization_required,
     tenant_object_or_404,
 )
-from routerhub.errors import ApiError
 from billing.models import UsageRecord
+from routerhub.errors import ApiError
 from routing.feedback import feedback_record, feedback_retrain
 from routing.model_stats import WINDOW, provider_stats
 from routing.models import Provider, ProviderKey
@@ -167,7 +167,11 @@ def generation_feedback(request: HttpRequest, generation_id: str) -> HttpRespons
     playground asks for JSON; the generation page's form is redirected back to it."""
     organization = dashboard_organization(request)
     generation_id = generation_id[:64]
-    if not UsageRecord.objects.for_tenant(organization).filter(generation_id=generation_id).exists():
+    if (
+        not UsageRecord.objects.for_tenant(organization)
+        .filter(generation_id=generation_id)
+        .exists()
+    ):
         raise Http404("No such generation in this organization.")
     score = _FEEDBACK_SCORES.get(str(request.POST.get("score", "")))
     if score is None:
