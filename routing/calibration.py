@@ -63,52 +63,53 @@ def predicted_score(usage: UsageRecord) -> float | None:
 def _allowance_take(usage: UsageRecord, contributor: str) -> float:
     """Up to one unit of the contributor's daily weight on this router (0 when it is spent)."""
     assert usage.router_id is not None
-    row, _ = CalibrationAllowance.objects.get_or_create(
-        organization_id=usage.organization_id,
-        router_id=usage.router_id,
-        contributor=contributor,
-        day=timezone.now().date(),
+    where = {"router_id": usage.router_id, "contributor": contributor, "day": timezone.now().date()}
+    CalibrationAllowance.objects.bulk_create(
+        [CalibrationAllowance(organization_id=usage.organization_id, **where)],
+        ignore_conflicts=True,
     )
-    row = CalibrationAllowance.objects.select_for_update().get(pk=row.pk)
-    left = float(settings.FEEDBACK_CALIBRATION_DAILY_WEIGHT) - row.weight
-    weight = max(0.0, min(1.0, left))
+    used = (
+        CalibrationAllowance.objects.select_for_update()
+        .filter(**where)
+        .values_list("weight", flat=True)[0]
+    )
+    weight = max(0.0, min(1.0, float(settings.FEEDBACK_CALIBRATION_DAILY_WEIGHT) - used))
     if weight > 0:
-        row.weight += weight
-        row.save(update_fields=["weight"])
+        CalibrationAllowance.objects.filter(**where).update(weight=F("weight") + weight)
     return weight
 
 
 def _add(usage: UsageRecord, weight: float, weighted_residual: float) -> None:
     assert usage.router_id is not None and usage.router_version is not None
-    cell, _ = RouterCalibration.objects.get_or_create(
-        organization_id=usage.organization_id,
-        router_id=usage.router_id,
-        version=usage.router_version,
-        model=usage.model,
+    where = {"router_id": usage.router_id, "version": usage.router_version, "model": usage.model}
+    RouterCalibration.objects.bulk_create(
+        [RouterCalibration(organization_id=usage.organization_id, **where)],
+        ignore_conflicts=True,
     )
-    RouterCalibration.objects.filter(pk=cell.pk).update(
+    RouterCalibration.objects.filter(**where).update(
         weight=F("weight") + weight, residual=F("residual") + weighted_residual
     )
 
 
-def calibration_record(
-    *, feedback: Feedback, usage: UsageRecord, contributor: str, previous: tuple[float, float]
-) -> None:
-    """Fold ``feedback`` into its router version's calibration, taking back what the feedback it
-    replaces (``previous``: weight, weighted residual) added. Call inside the transaction that
-    writes the feedback."""
+def calibration_contribution(
+    *, usage: UsageRecord, score: float, contributor: str, previous: Feedback | None
+) -> tuple[float, float]:
+    """Fold a feedback ``score`` on ``usage`` into its router version's calibration, taking back
+    what the feedback it replaces (``previous``) added; returns what it added (weight, weight x
+    residual) for the feedback row. Call inside the transaction that writes the feedback."""
     if usage.router_id is None or usage.router_version is None:
-        return
-    if previous[0]:
-        _add(usage, -previous[0], -previous[1])
+        return 0.0, 0.0
+    if previous is not None and previous.calibration_weight:
+        _add(usage, -previous.calibration_weight, -previous.calibration_residual)
     predicted = predicted_score(usage)
-    weight = 0.0 if predicted is None else _allowance_take(usage, contributor)
-    weighted = 0.0
-    if weight > 0 and predicted is not None:
-        weighted = weight * max(-1.0, min(1.0, feedback.score - predicted))
-        _add(usage, weight, weighted)
-    feedback.calibration_weight, feedback.calibration_residual = weight, weighted
-    feedback.save(update_fields=["calibration_weight", "calibration_residual"])
+    if predicted is None:
+        return 0.0, 0.0
+    weight = _allowance_take(usage, contributor)
+    if weight <= 0:
+        return 0.0, 0.0
+    weighted = weight * max(-1.0, min(1.0, score - predicted))
+    _add(usage, weight, weighted)
+    return weight, weighted
 
 
 def calibration_summary(router_id: int, version: int) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from billing.models import UsageRecord
 from routerhub.domain import NotFound
-from routing.calibration import calibration_record
+from routing.calibration import calibration_contribution
 from routing.models import Feedback
 from training import serving
 
@@ -29,32 +29,28 @@ def feedback_record(
     """Store (or replace) the feedback on a served request of this organization, and fold it into
     the serving router version's online calibration (``routing.calibration``) with the weight
     its sender (the key, else the dashboard user) has left today."""
-    usage = UsageRecord.objects.filter(
-        organization_id=organization_id, generation_id=generation_id
-    ).first()
+    # Locked: feedback on one generation is written one at a time (the first creates the row).
+    usage = (
+        UsageRecord.objects.select_for_update()
+        .filter(organization_id=organization_id, generation_id=generation_id)
+        .first()
+    )
     if usage is None:
         raise NotFound(
             f"No generation {generation_id} in this organization.", param="generation_id"
         )
-    previous = (
-        Feedback.objects.select_for_update()
-        .filter(usage=usage)
-        .values_list("calibration_weight", "calibration_residual")
-        .first()
-    )
-    feedback, _ = Feedback.objects.update_or_create(
+    previous = Feedback.objects.filter(usage=usage).first()
+    weight, weighted = calibration_contribution(
         usage=usage,
-        defaults={
-            "organization_id": organization_id,
-            "score": score,
-            "comment": comment,
-            "key_id": key_id,
-        },
+        score=score,
+        contributor=f"key:{key_id}" if key_id is not None else f"user:{user_id}",
+        previous=previous,
     )
-    contributor = f"key:{key_id}" if key_id is not None else f"user:{user_id}"
-    calibration_record(
-        feedback=feedback, usage=usage, contributor=contributor, previous=previous or (0.0, 0.0)
-    )
+    feedback = previous or Feedback(usage=usage)
+    feedback.organization_id, feedback.score, feedback.comment = organization_id, score, comment
+    feedback.key_id = key_id
+    feedback.calibration_weight, feedback.calibration_residual = weight, weighted
+    feedback.save()
     return feedback
 
 
