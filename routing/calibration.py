@@ -15,6 +15,8 @@ weighs nothing. Hence one contributor's feedback in one day moves a bias by at m
 ``W / (W + K)`` where there is no other feedback, and by at most ``min(2B, 2W / (W + K))``
 whatever the other feedback (README "Online learning from feedback" derives it).
 
+The platform router ``router/auto`` is not calibrated online: it serves every organization.
+
 Calibration belongs to a version (its predictions are what the residuals correct): a retrain
 activates a new version whose calibration starts empty, and rolling back finds the old one's.
 Serving reads it with the router row (``routing.routers``, cached ``ROUTER_CACHE_TTL``).
@@ -91,13 +93,21 @@ def _add(usage: UsageRecord, weight: float, weighted_residual: float) -> None:
     )
 
 
+def _is_platform(usage: UsageRecord) -> bool:
+    """``router/auto`` serves every organization: one tenant's feedback never calibrates it
+    (many keys of one tenant would otherwise move it for all)."""
+    from routing.routers import PLATFORM_ROUTER_SLUG
+
+    return usage.router == f"router/{PLATFORM_ROUTER_SLUG}"
+
+
 def calibration_contribution(
     *, usage: UsageRecord, score: float, contributor: str, previous: Feedback | None
 ) -> tuple[float, float]:
     """Fold a feedback ``score`` on ``usage`` into its router version's calibration, taking back
     what the feedback it replaces (``previous``) added; returns what it added (weight, weight x
     residual) for the feedback row. Call inside the transaction that writes the feedback."""
-    if usage.router_id is None or usage.router_version is None:
+    if usage.router_id is None or usage.router_version is None or _is_platform(usage):
         return 0.0, 0.0
     if previous is not None and previous.calibration_weight:
         _add(usage, -previous.calibration_weight, -previous.calibration_residual)

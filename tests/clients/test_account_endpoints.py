@@ -28,16 +28,21 @@ def test_current_key_describes_the_inference_key(inference: RouterHub, world: Wo
 
 
 def test_key_lifecycle_create_get_update_list_revoke(manage: RouterHub) -> None:
-    created = manage.keys.create("pipeline", limit="5", limit_reset="daily", rpm=60)
+    created = manage.keys.create(
+        "pipeline", limit="5", limit_reset="daily", rpm=60, budget_aware=True
+    )
     secret_register(created["key"], "API key")
 
     fetched = manage.keys.get(created["id"])
-    updated = manage.keys.update(created["id"], name="pipeline v2", limit=None, tpm=1000)
+    updated = manage.keys.update(
+        created["id"], name="pipeline v2", limit=None, tpm=1000, budget_aware=False
+    )
     listed = [key["id"] for key in manage.keys.list(page_size=1)]  # one key per page
     revoked = manage.keys.revoke(created["id"])
 
     assert created["key"].startswith("rh-") and created["scope"] == "inference"
     assert fetched["name"] == "pipeline" and fetched["limit"] == "5.00000000"
+    assert fetched["budget_aware"] is True and updated["budget_aware"] is False
     assert "key" not in fetched
     assert (updated["name"], updated["limit"], updated["tpm"]) == ("pipeline v2", None, 1000)
     assert created["id"] in listed and len(listed) >= 3  # world's key, the manage key, this

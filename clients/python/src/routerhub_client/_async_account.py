@@ -64,11 +64,13 @@ class Keys(AsyncResource):
         allowed_models: list[str] | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
+        budget_aware: bool | None = None,
     ) -> ApiKey:
         """A new key; its plaintext is in ``["key"]``, shown this once only."""
         body = clean_params(
             {"name": name, "scope": scope, "limit": limit, "limit_reset": limit_reset,
-             "expires_at": expires_at, "allowed_models": allowed_models, "rpm": rpm, "tpm": tpm}
+             "expires_at": expires_at, "allowed_models": allowed_models, "rpm": rpm, "tpm": tpm,
+             "budget_aware": budget_aware}
         )  # fmt: skip
         return cast(ApiKey, await self._json("POST", "/api/v1/keys", json=body))
 
@@ -86,10 +88,12 @@ class Keys(AsyncResource):
         allowed_models: list[str] | None = UNSET,
         rpm: int | None = UNSET,
         tpm: int | None = UNSET,
+        budget_aware: bool = UNSET,
     ) -> ApiKey:
         """Change the given fields; pass None to clear a limit."""
         body = given_fields(name=name, limit=limit, limit_reset=limit_reset, expires_at=expires_at,
-                           allowed_models=allowed_models, rpm=rpm, tpm=tpm)  # fmt: skip
+                           allowed_models=allowed_models, rpm=rpm, tpm=tpm,
+                           budget_aware=budget_aware)  # fmt: skip
         return cast(ApiKey, await self._json("PATCH", f"/api/v1/keys/{key_id}", json=body))
 
     async def revoke(self, key_id: int) -> ApiKey:

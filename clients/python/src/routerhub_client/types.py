@@ -65,6 +65,7 @@ class ApiKey(TypedDict, total=False):
     allowed_models: list[str] | None
     rpm: int | None
     tpm: int | None
+    budget_aware: bool  # router requests lean cheaper as the limit window fills
     key: str  # only in the answer to create, exactly once
 
 
@@ -249,6 +250,19 @@ class RankedModel(TypedDict, total=False):
     model: str
     score: float | None
     expected_cost: float | None
+    bias: float  # the feedback calibration added to ``score`` (present once there is one)
+
+
+class RoutingBudget(TypedDict, total=False):
+    """``routing.budget`` of a budget-aware key's router request."""
+
+    window: str | None
+    window_start: str | None
+    spent: str  # spent plus held in the window, USD
+    limit: str
+    share: float
+    requested_tradeoff: float
+    effective_tradeoff: float
 
 
 class Calibration(TypedDict, total=False):
