@@ -28,7 +28,7 @@ def main() -> None:
     from accounts.keys import AuthenticatedKey
     from billing.window_spend import window_spend_note
     from billing.windows import window_start
-    from routing.gateway.planning import _key_budget
+    from routing.budget import key_budget
     from routing.routers import RankedChoice, RouterDecision, _with_budget
 
     key = AuthenticatedKey(id=1, organization_id=1, organization_slug="o", scope="inference",
@@ -41,7 +41,7 @@ def main() -> None:
     print(f"routing object, not budget-aware: "
           f"{_best(lambda: _with_budget(lambda t: decision, 0.3, None).as_routing(), 20000):.1f} µs")  # fmt: skip
     print(f"routing object, budget-aware:     "
-          f"{_best(lambda: _with_budget(lambda t: decision, 0.3, _key_budget(key)).as_routing(), 20000):.1f} µs")  # fmt: skip
+          f"{_best(lambda: _with_budget(lambda t: decision, 0.3, key_budget(key)).as_routing(), 20000):.1f} µs")  # fmt: skip
 
 
 if __name__ == "__main__":

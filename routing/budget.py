@@ -15,10 +15,13 @@ README "Budget-aware routing" tabulates it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 
+from accounts.keys import AuthenticatedKey
+from billing import metering
 from routerhub.money import money_str
 
 
@@ -28,8 +31,8 @@ class KeyBudget:
 
     window: str | None  # daily, weekly, monthly; None: the limit never resets
     window_start: str | None  # ISO 8601
-    spent: Any  # Decimal: spent plus held
-    limit: Any  # Decimal
+    spent: Decimal  # spent plus held
+    limit: Decimal
     share: float  # spent / limit, 0..1
 
     def effective(self, requested: float) -> float:
@@ -56,3 +59,13 @@ def budget_tradeoff(requested: float, share: float, start: float | None = None) 
     x = 1.0 if s0 >= 1 else min(1.0, (share - s0) / (1 - s0))
     weight = x * x * (3 - 2 * x)
     return min(1.0, requested + (1 - requested) * weight)
+
+
+def key_budget(key: AuthenticatedKey) -> KeyBudget | None:
+    """A budget-aware key's limit window as this process's holds last saw it (no I/O); None for
+    a key that did not opt in or has no limit."""
+    window = metering.limit_window(key) if key.budget_aware else None
+    if window is None:
+        return None
+    start = window.start.isoformat() if window.start else None
+    return KeyBudget(window.reset, start, window.used, window.limit, window.share)

@@ -15,7 +15,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from accounts.keys import AuthenticatedKey
-from billing import metering
 from routerhub.errors import (
     NOT_RETRYABLE,
     ApiError,
@@ -25,7 +24,7 @@ from routerhub.errors import (
     NoProviderAvailable,
     NotFound,
 )
-from routing.budget import KeyBudget
+from routing.budget import key_budget
 from routing.gateway import health
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelInfo
 from routing.gateway.credentials import OwnKey, byok_keys, platform_key
@@ -241,7 +240,7 @@ async def _route(
         tradeoff=tradeoff,
         candidates=candidates,
         catalog=catalog,
-        budget=_key_budget(key),
+        budget=key_budget(key),
     )
     servable = [m for m in decision.models if m in catalog.models]
     if not servable:
@@ -254,13 +253,11 @@ async def _route(
     return decision
 
 
-def _key_budget(key: AuthenticatedKey) -> KeyBudget | None:
-    """A budget-aware key's limit window as this process's holds last saw it (no I/O)."""
-    window = metering.limit_window(key) if key.budget_aware else None
-    if window is None:
-        return None
-    start = window.start.isoformat() if window.start else None
-    return KeyBudget(window.reset, start, window.used, window.limit, window.share)
+def _names_of(model_id: str) -> set[str]:
+    """The names a key's ``allowed_models`` may give this model by: RouteLLM's
+    ``router-<slug>-<threshold>`` is also ``router/<slug>``."""
+    routellm = routellm_model_parse(model_id)
+    return {model_id} if routellm is None else {model_id, f"router/{routellm[0]}"}
 
 
 async def _decision(
@@ -305,7 +302,7 @@ async def plan_request(
     the prompt and ``max_tokens`` are left out (``_PromptFit``)."""
     model_ids = _model_ids(body)
     allowed = set(key.allowed_models)
-    if allowed and model_ids[0] not in allowed:
+    if allowed and not allowed & _names_of(model_ids[0]):
         raise Forbidden(
             f"This key may not use the model '{model_ids[0]}'.",
             param="model",
