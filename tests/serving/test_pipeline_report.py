@@ -11,7 +11,7 @@ from django.core.files.storage import default_storage
 from routerhub_client import RouterHub
 
 from accounts.models import KeyScope, Role
-from tests.factories import key_client, key_make, member_add
+from tests.factories import dashboard_client, key_client, key_make, member_add
 from tests.routing.world import World
 from tests.serving.test_router_serving import CHEAP, DEAR, train_router
 from training.heldout import heldout_load, heldout_path
@@ -64,6 +64,13 @@ def test_the_report_spans_the_cheap_model_alone_to_the_strong_model_alone(world:
         single[CHEAP]["mean_score"], single[DEAR]["mean_score"]
     )
     assert report["aiq"]["cascade"] > 0 and report["aiq"]["router"] > 0
+
+    page = dashboard_client(member, world.organization).get("/dashboard/pipelines/gated/")
+    html = page.content.decode()
+    assert 'class="curve cascade"' in html and html.count('class="cascade-point"') == len(
+        report["curve"]
+    )
+    assert f"AIQ: cascade {report['aiq']['cascade']:.4f}" in html
 
     client = RouterHub(base_url=world.gateway_url, api_key=world.key_for(scope=KeyScope.MANAGE))
     assert client.pipelines.report("gated", router="support")["curve"] == report["curve"]
