@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from routerhub.domain import InvalidInput, NotFound
 from routerhub.ttl_cache import MISS, TtlCache
+from routing import router_policy as policy
 from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
 from training import serving
 from training.serving import (
@@ -62,6 +63,7 @@ class RouterRow:
     candidates: tuple[str, ...]
     default_tradeoff: float
     version: RouterVersion | None  # unsaved copy with id, number, checksum and artifact paths
+    lifecycle: policy.ServingPolicy | None = None  # shadow, A/B challenger, exploration
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class RouterDecision:
     latency_ms: float
     strategy: str  # "trained" or "heuristic"
     router_id: int | None = None  # recorded on the usage record: feedback joins on it
+    log: policy.DecisionLog | None = None  # what the decision log keeps (router_policy)
 
     @property
     def chosen(self) -> str:
@@ -104,7 +107,7 @@ class RouterDecision:
                 for c in self.ranked
             ],
             "latency_ms": round(self.latency_ms, 3),
-        }
+        } | ({"explored": True} if self.log is not None and self.log.explored else {})
 
 
 def tradeoff_parse(value: Any, *, param: str = "router.tradeoff") -> float | None:
@@ -158,7 +161,9 @@ def router_cache_clear() -> None:
 
 
 def _load_row(organization_id: int | None, slug: str) -> RouterRow | None:
-    routers = Router.objects.select_related("active_version")
+    routers = Router.objects.select_related(
+        "active_version", "shadow_version", "challenger_version"
+    )
     if organization_id is None:
         routers = routers.filter(organization__slug=PLATFORM_ORGANIZATION_SLUG)
     else:
@@ -167,22 +172,14 @@ def _load_row(organization_id: int | None, slug: str) -> RouterRow | None:
     if router is None:
         return None
     active = router.active_version
-    version = None
-    if active is not None:
-        version = RouterVersion(
-            pk=active.pk,
-            number=active.number,
-            checksum=active.checksum,
-            artifact_files=active.artifact_files,
-            candidates=active.candidates,
-        )
     return RouterRow(
         organization_id=router.organization_id,
         router_id=router.pk,
         slug=router.slug,
         candidates=tuple(router.candidates),
         default_tradeoff=router.default_tradeoff,
-        version=version,
+        version=policy.version_copy(active) if active is not None else None,
+        lifecycle=policy.policy_of(router) if active is not None else None,
     )
 
 
@@ -205,20 +202,20 @@ async def router_row_async(organization_id: int | None, slug: str) -> RouterRow 
     if cached is not MISS:
         return cached
     row = await sync_to_async(_load_row, thread_sensitive=False)(organization_id, slug)
-    if row is not None and row.version is not None and not serving.predictor_is_loaded(row.version):
+    if row is not None and not policy.versions_loaded(policy.row_versions(row)):
         previous = _rows.get_stale(key)
         if (
             previous is not MISS
             and previous is not None
             and previous.version is not None
-            and serving.predictor_is_loaded(previous.version)
+            and policy.versions_loaded(policy.row_versions(previous))
         ):
             # Activated elsewhere a moment ago: decide with the loaded version while the new
             # one loads beside the requests, instead of making this one wait for storage.
             _rows.put(key, previous)
             _warm_soon(key, row)
             return previous
-        await sync_to_async(serving.predictor_for_version, thread_sensitive=False)(row.version)
+        await sync_to_async(policy.versions_load, thread_sensitive=False)(policy.row_versions(row))
     _rows.put(key, row)
     return row
 
@@ -230,8 +227,7 @@ _ACTIVATION_CLOCK_SKEW = timedelta(seconds=5)  # activated_at comes from the act
 
 
 def _warm_row(key: RowKey, row: RouterRow) -> None:
-    if row.version is not None:
-        serving.predictor_for_version(row.version, warmup=True)
+    policy.versions_load(policy.row_versions(row), warmup=True)
     _rows.put(key, row)  # published only once deciding with it reads no storage
 
 
@@ -263,7 +259,7 @@ def _warm_activated(since: datetime) -> datetime:
         if cached is MISS:
             continue  # not served here: its first request loads it, as any first request does
         row = _load_row(*key)
-        if row is None or (cached is not None and cached.version == row.version):
+        if row is None or cached == row:
             continue  # already published (the overlap re-reads recent activations)
         try:
             _warm_row(key, row)
@@ -337,21 +333,23 @@ def _trained_decision(
     started: float,
 ) -> RouterDecision:
     assert row.version is not None
-    predictor = serving.predictor_for_version(row.version)
+    version = policy.serving_version(row.version, row.lifecycle, row.router_id, prompt)
+    predictor = serving.predictor_for_version(version)
     prices = _blended_prices(catalog, candidates, prompt) if catalog is not None else None
     ranked = predictor.rank(prompt, tradeoff, candidates, prices or None)
     if not ranked:
         raise InvalidInput(
-            f"None of the candidates were trained in {name} v{row.version.number}.",
+            f"None of the candidates were trained in {name} v{version.number}.",
             param="router.candidates",
         )
     return RouterDecision(
         router=name,
-        version=row.version.number,
+        version=version.number,
         ranked=[RankedChoice(r.model, r.score, r.expected_cost) for r in ranked],
         latency_ms=(time.perf_counter() - started) * 1000,
         strategy="trained",
         router_id=row.router_id,
+        log=policy.decision_log_new(row, version, prompt, tradeoff, prices or None),
     )
 
 
@@ -435,8 +433,8 @@ async def router_decide_async(
     row = await router_row_async(owner, slug)
     # Loaded by router_row_async unless evicted since: ranking is ~1 ms of numpy, cheaper
     # inline than a thread hop, but a load reads storage and must not block the loop.
-    if row is not None and row.version is not None and not serving.predictor_is_loaded(row.version):
-        await sync_to_async(serving.predictor_for_version, thread_sensitive=False)(row.version)
+    if row is not None and not policy.versions_loaded(policy.row_versions(row)):
+        await sync_to_async(policy.versions_load, thread_sensitive=False)(policy.row_versions(row))
     return router_decide(
         organization_id=organization_id,
         model_id=model_id,

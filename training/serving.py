@@ -15,7 +15,7 @@ from django.db import transaction
 
 from accounts.models import Organization
 from training.cells import prompt_text
-from training.models import Dataset, Router, RouterVersion, TrainingRun
+from training.models import Dataset, Router, RouterEvent, RouterVersion, TrainingRun
 from training.tokens import (
     CHARS_PER_TOKEN,
     DEFAULT_OUTPUT_TOKENS,
@@ -35,21 +35,25 @@ __all__ = [
     "FeedbackExample",
     "FeedbackRetrain",
     "Router",
+    "RouterEvent",
     "RouterVersion",
     "TrainingRun",
     "UploadNotReady",
     "dataset_from_file",
     "dataset_prompts",
     "estimated_tokens",
+    "experiment_started_at",
     "feedback_retrain",
     "predictor_for_version",
     "predictor_is_loaded",
+    "promotion_candidates",
     "prompt_text",
     "router_create",
     "router_train_now",
     "text_tokens",
     "tokens_from_chars",
     "train_on_upload",
+    "version_promote",
 ]
 
 
@@ -189,3 +193,36 @@ def router_train_now(
     if router.active_version_id != run.version.pk:
         services.version_activate(router=router, number=run.version.number)
     return run.version
+
+
+# --- lifecycle: what the promotion rule needs of training ----------------------------------------
+
+
+def experiment_started_at(router: Router, *, version: int) -> Any:
+    """When ``version`` last became the router's shadow or challenger (None: never audited)."""
+    from training.models import RouterEventKind
+
+    return (
+        RouterEvent.objects.filter(
+            router=router,
+            to_version=version,
+            kind__in=(RouterEventKind.SHADOW_STARTED, RouterEventKind.AB_STARTED),
+        )
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+
+
+def promotion_candidates(limit: int) -> list[Router]:
+    """Routers with the rule "promote if better" and an experiment running (at most ``limit``)."""
+    from training import lifecycle
+
+    return lifecycle.routers_with_promotion_rule(limit)
+
+
+def version_promote(*, router: Router, number: int, evidence: dict[str, Any]) -> Router:
+    """Make ``number`` serve on the rule's evidence, audited (``training.lifecycle``)."""
+    from training import lifecycle
+
+    return lifecycle.version_promote(router=router, number=number, evidence=evidence)
