@@ -91,12 +91,15 @@ def router_lifecycle_update(*, router: Router, changes: dict[str, Any], actor: s
         before = Router.objects.select_related("shadow_version", "challenger_version").get(
             pk=router.pk
         )
+        changed = {}
         for field in LIFECYCLE_FIELDS:
             if field not in changes:
                 continue
             value = changes[field]
             if field.endswith("_version"):
                 value = _number(locked, value, field)
+            elif getattr(locked, field) != value:
+                changed[field] = value
             setattr(locked, field, value)
         if locked.shadow_version_id is not None and locked.challenger_version_id is not None:
             raise Conflict(
@@ -108,12 +111,9 @@ def router_lifecycle_update(*, router: Router, changes: dict[str, Any], actor: s
         locked.activated_at = timezone.now()
         locked.save()
         _experiment_events(before, locked, actor)
-        if any(f in changes for f in LIFECYCLE_FIELDS if not f.endswith("_version")):
+        if changed:
             router_event_record(
-                router=locked,
-                kind=RouterEventKind.SETTINGS_CHANGED,
-                actor=actor,
-                evidence={f: changes[f] for f in LIFECYCLE_FIELDS if f in changes},
+                router=locked, kind=RouterEventKind.SETTINGS_CHANGED, actor=actor, evidence=changed
             )
     return locked
 
@@ -177,18 +177,29 @@ def router_rollback(*, router: Router, actor: str) -> Router:
         .order_by("-created_at", "-id")
         .first()
     )
-    if last is None or last.from_version is None:
-        raise Conflict(
-            f"Router '{router.slug}' has no earlier version to roll back to: no activation, "
-            "promotion or rollback is in its audit log."
-        )
+    if last is not None and last.from_version is not None:
+        number, evidence = last.from_version, {"undoes": last.kind, "event": last.pk}
+    else:
+        number, evidence = _older_than_active(router), {"undoes": "unaudited activation"}
     return version_switch(
         router=router,
-        number=last.from_version,
+        number=number,
         kind=RouterEventKind.ROLLED_BACK,
         actor=actor,
-        evidence={"undoes": last.kind, "event": last.pk},
+        evidence=evidence,
     )
+
+
+def _older_than_active(router: Router) -> int:
+    """The newest version older than the active one (a rollback without an audited switch)."""
+    active = router.versions.filter(pk=router.active_version_id or 0).first()
+    older = router.versions.all()
+    if active is not None:
+        older = older.filter(number__lt=active.number)
+    number = older.order_by("-number").values_list("number", flat=True).first()
+    if number is None:
+        raise Conflict(f"Router '{router.slug}' has no earlier version to roll back to.")
+    return int(number)
 
 
 def routers_with_promotion_rule(limit: int) -> list[Router]:

@@ -49,6 +49,8 @@ __all__ = [
     "promotion_candidates",
     "prompt_text",
     "router_create",
+    "router_lifecycle_update",
+    "router_rollback",
     "router_train_now",
     "text_tokens",
     "tokens_from_chars",
@@ -226,3 +228,17 @@ def version_promote(*, router: Router, number: int, evidence: dict[str, Any]) ->
     from training import lifecycle
 
     return lifecycle.version_promote(router=router, number=number, evidence=evidence)
+
+
+def router_lifecycle_update(*, router: Router, changes: dict[str, Any], actor: str) -> Router:
+    """Change the router's experiment settings, audited (``training.lifecycle``)."""
+    from training import lifecycle
+
+    return lifecycle.router_lifecycle_update(router=router, changes=changes, actor=actor)
+
+
+def router_rollback(*, router: Router, actor: str) -> Router:
+    """Serve the version that served before the last switch, audited (``training.lifecycle``)."""
+    from training import lifecycle
+
+    return lifecycle.router_rollback(router=router, actor=actor)

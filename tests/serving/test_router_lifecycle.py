@@ -9,13 +9,16 @@ from typing import Any
 
 import orjson
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
+from accounts.models import Role
 from billing.models import UsageDecision
 from routing import router_policy
 from routing.feedback import feedback_record
 from routing.routers import router_cache_clear
 from routing.tasks import routers_promote_if_better
+from tests.factories import member_add
 from tests.routing.world import World
 from tests.serving.test_router_serving import CHEAP, DEAR, chat, train_router
 from tests.training.conftest import csv_bytes, synthetic_frame
@@ -167,3 +170,27 @@ def test_an_ab_split_serves_both_versions_and_reports_each_on_its_own_traffic(
     assert counts == {1: versions.count(1), 2: versions.count(2)}
     both = manage.patch("/api/v1/routers/support/lifecycle", {"shadow_version": 2}, format="json")
     assert both.status_code == 409  # one experiment at a time
+
+
+def dashboard_admin(world: World) -> tuple[Client, str]:
+    client, admin = Client(), member_add(world.organization, Role.ADMIN)
+    client.force_login(admin)
+    return client, admin.email
+
+
+def test_the_dashboard_shows_the_experiment_and_rolls_back_in_one_click(world: World) -> None:
+    manage, _ = train_router(world)
+    train_small_version(manage)
+    manage.post("/api/v1/routers/support/versions/2/activate")
+    lifecycle(manage, shadow_version=1, shadow_share=1.0, exploration_rate=0.2)
+    serve_with_feedback(world, 6)
+    client, email = dashboard_admin(world)
+
+    page = client.get("/dashboard/routers/support/lifecycle").content.decode()
+    rolled = client.post("/dashboard/routers/support/rollback", follow=True).content.decode()
+
+    assert "Shadow version 1 beside active version 2" in page and "<svg" in page
+    assert "6 decision(s) logged, 6 with feedback" in page
+    assert "Rolled back: version 1 serves" in rolled
+    event = RouterEvent.objects.filter(kind="rolled_back").get()
+    assert (event.from_version, event.to_version, event.actor) == (2, 1, f"user:{email}")
