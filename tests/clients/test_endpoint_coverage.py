@@ -54,7 +54,7 @@ def call_every_method(hub: RouterHub) -> None:
     list(hub.routers.list()), hub.routers.delete("r"), hub.routers.train_and_wait("r", 1)
     list(hub.routers.versions("r")), hub.routers.report("r", 1), hub.routers.rollback("r")
     hub.routers.select("r", prompt="hi"), hub.routers.retrain_from_feedback("r")
-    hub.routers.calibrate("r", 0.5), hub.routers.lifecycle("r")
+    hub.routers.calibrate("r", 0.5), hub.routers.lifecycle("r"), hub.routers.activate("r", 1)
     hub.routers.lifecycle_update("r", shadow_version=2), hub.routers.experiment("r")
     list(hub.routers.events("r"))
     hub.pipelines.create("p", "cascade", []), hub.pipelines.get("p"), hub.pipelines.delete("p")
