@@ -80,7 +80,9 @@ def main() -> None:
 
     decided = on_the_request_path()
     assert isinstance(decided, RouterDecision)
-    print(f"decision (active version ranks):         {_median_us(lambda: ranker.rank(prompt, 0.5)):8.1f} us")
+    print(
+        f"decision (active version ranks):         {_median_us(lambda: ranker.rank(prompt, 0.5)):8.1f} us"
+    )
     print(f"added on the request path by a policy:   {_median_us(on_the_request_path):8.1f} us")
     print(
         "after the answer (shadow ranks, log entry):"
