@@ -63,6 +63,12 @@ def lifecycle(manage: APIClient, **changes: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
+def dashboard_admin(world: World) -> tuple[Client, str]:
+    client, admin = Client(), member_add(world.organization, Role.ADMIN)
+    client.force_login(admin)
+    return client, admin.email
+
+
 def serve_with_feedback(world: World, count: int) -> list[Any]:
     """``count`` routed requests, each answered with the feedback its served model earns."""
     completions = []
@@ -149,6 +155,11 @@ def test_a_better_shadow_is_promoted_a_worse_one_is_not_and_rollback_is_audited(
     ]
     assert log[0]["actor"].startswith("key:")
     assert chat(world, prompts(1)[0][1]).model_extra["routing"]["version"] == 2
+    client, email = dashboard_admin(world)
+    clicked = client.post("/dashboard/routers/support/rollback", follow=True).content.decode()
+    assert "Rolled back: version 1 serves" in clicked  # undoes the rollback above
+    event = RouterEvent.objects.filter(kind="rolled_back").first()
+    assert (event.from_version, event.to_version, event.actor) == (2, 1, f"user:{email}")
 
 
 def test_an_ab_split_serves_both_versions_and_reports_each_on_its_own_traffic(
@@ -164,33 +175,13 @@ def test_an_ab_split_serves_both_versions_and_reports_each_on_its_own_traffic(
     assert set(versions) == {1, 2}
     again = chat(world, prompts(24)[5][1], extra_body={"router": {"tradeoff": 0}})
     assert again.model_extra["routing"]["version"] == versions[5]  # the prompt keeps its arm
+    world.usage_record(again.id)
     report = manage.get("/api/v1/routers/support/experiment").json()
     assert report["experiment"] == "ab" and report["method"] == "on_policy"
     counts = {v["version"]: v["decisions"] for v in report["versions"]}
     assert counts == {1: versions.count(1), 2: versions.count(2)}
+    page = dashboard_admin(world)[0].get("/dashboard/routers/support/lifecycle").content.decode()
+    assert "A/B split: version 2 serves 0.5 of prompts" in page and "<svg" in page
+    assert "25 decision(s) logged, 24 with feedback" in page  # the repeated prompt has none
     both = manage.patch("/api/v1/routers/support/lifecycle", {"shadow_version": 2}, format="json")
     assert both.status_code == 409  # one experiment at a time
-
-
-def dashboard_admin(world: World) -> tuple[Client, str]:
-    client, admin = Client(), member_add(world.organization, Role.ADMIN)
-    client.force_login(admin)
-    return client, admin.email
-
-
-def test_the_dashboard_shows_the_experiment_and_rolls_back_in_one_click(world: World) -> None:
-    manage, _ = train_router(world)
-    train_small_version(manage)
-    manage.post("/api/v1/routers/support/versions/2/activate")
-    lifecycle(manage, shadow_version=1, shadow_share=1.0, exploration_rate=0.2)
-    serve_with_feedback(world, 6)
-    client, email = dashboard_admin(world)
-
-    page = client.get("/dashboard/routers/support/lifecycle").content.decode()
-    rolled = client.post("/dashboard/routers/support/rollback", follow=True).content.decode()
-
-    assert "Shadow version 1 beside active version 2" in page and "<svg" in page
-    assert "6 decision(s) logged, 6 with feedback" in page
-    assert "Rolled back: version 1 serves" in rolled
-    event = RouterEvent.objects.filter(kind="rolled_back").get()
-    assert (event.from_version, event.to_version, event.actor) == (2, 1, f"user:{email}")
