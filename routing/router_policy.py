@@ -224,7 +224,9 @@ def decision_log_entry(decision: RouterDecision | None, served_model: str) -> di
         "served_version": log.served_version,
         "served_model": served_model,
         "greedy_model": log.greedy_model,
-        "propensity": propensity(log, served_model) if served_model in models else 0.0,
+        # A request that fell back down the ranking was not served by the policy's draw: logged
+        # with propensity 0, it is left out of the estimates.
+        "propensity": propensity(log, served_model) if models[:1] == [served_model] else 0.0,
         "shadow_version": log.shadow.number if shadow_model and log.shadow else None,
         "shadow_model": shadow_model,
         "predicted": {

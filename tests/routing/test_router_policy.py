@@ -64,3 +64,17 @@ def test_shadow_decisions_stop_at_the_per_second_cap(settings: Any) -> None:
 
     # All within one second on any machine would be 3; a second boundary may admit 3 more.
     assert admitted[:3] == [True, True, True] and sum(admitted) <= 6
+
+
+def test_a_request_that_fell_back_is_logged_outside_the_estimates() -> None:
+    served = decision_explore(decision(0.4))
+    drawn_model = served.chosen
+    other = next(c.model for c in served.ranked if c.model != drawn_model)
+
+    drawn = router_policy.decision_log_entry(served, drawn_model)
+    fell_back = router_policy.decision_log_entry(served, other)
+
+    assert drawn is not None and served.log is not None
+    assert drawn["propensity"] == propensity(served.log, drawn_model) > 0
+    assert fell_back is not None and fell_back["propensity"] == 0.0  # not the policy's draw
+    assert router_policy.decision_log_entry(served, "") is None  # nothing answered
