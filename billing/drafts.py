@@ -48,6 +48,8 @@ class UsageDraft:
     # A request of several provider calls (a pipeline): one ``STEP_FIELDS`` dict per call, kept
     # as ``UsageStep`` children of this draft's record; ``cost`` is then their sum.
     steps: list[dict[str, Any]] = field(default_factory=list)
+    # A routed request's decision log entry (``DECISION_FIELDS``), kept as its ``UsageDecision``.
+    decision: dict[str, Any] | None = None
     created_at: datetime = field(default_factory=timezone.now)
 
     def flag(self, flag: UsageFlag) -> None:
@@ -62,6 +64,8 @@ class UsageDraft:
         data["created_at"] = self.created_at.isoformat()
         if not self.steps:
             del data["steps"]  # a one-call request's bytes stay those of the previous release
+        if self.decision is None:
+            del data["decision"]
         return data
 
     @classmethod
@@ -84,6 +88,32 @@ STEP_FIELDS = (
     "latency_ms",
 )
 _DRAFT_FIELDS = tuple(f.name for f in fields(UsageDraft))
+DECISION_FIELDS = (
+    "router_id",
+    "served_version",
+    "served_model",
+    "greedy_model",
+    "propensity",
+    "shadow_version",
+    "shadow_model",
+    "predicted",
+)
+DECISION_COLUMNS = ("generation_id", *DECISION_FIELDS, "created_at")
+
+
+def decision_rows(drafts: list[UsageDraft]) -> list[tuple[Any, ...]]:
+    """The ``UsageDecision`` rows of the drafts that carry a decision, in ``DECISION_COLUMNS``
+    order (``predicted`` as JSON text)."""
+    return [
+        (
+            d.generation_id,
+            *(orjson.dumps(v).decode() if n == "predicted" else v
+              for n in DECISION_FIELDS for v in (d.decision[n],)),
+            d.created_at,
+        )
+        for d in drafts
+        if d.decision is not None
+    ]  # fmt: skip
 
 
 def draft_encode(draft: UsageDraft) -> bytes:

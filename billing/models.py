@@ -212,6 +212,29 @@ class UsageStep(models.Model):
         ordering = ["generation_id", "step"]
 
 
+class UsageDecision(models.Model):
+    """A routed request's decision log (one per generation, written by settlement with its usage
+    record): the served choice and its probability under the served policy, the shadow
+    version's choice on the same prompt, and the predicted score and cost of each candidate.
+    Off-policy evaluation (``routing.lifecycle_report``) joins it to feedback."""
+
+    generation_id = models.CharField(max_length=64, unique=True)  # the usage record's
+    router_id = models.BigIntegerField()
+    served_version = models.PositiveIntegerField()
+    served_model = models.CharField(max_length=200)
+    greedy_model = models.CharField(max_length=200)  # what the served version ranked first
+    propensity = models.FloatField()  # P(served_model) under the served policy
+    shadow_version = models.PositiveIntegerField(null=True, blank=True)
+    shadow_model = models.CharField(max_length=200, blank=True)
+    # JSON text {model: [predicted score, expected cost USD]}: the served version's prediction
+    # for every candidate (text, so settlement's raw insert stores it as it is)
+    predicted = models.TextField(default="{}")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["router_id", "-created_at"])]
+
+
 class PaymentKind(models.TextChoices):
     CHECKOUT = "checkout", "Checkout"
     AUTO_TOPUP = "auto_topup", "Automatic top-up"

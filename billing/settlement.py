@@ -30,7 +30,7 @@ from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing.drafts import STEP_FIELDS, UsageDraft
+from billing.drafts import DECISION_COLUMNS, STEP_FIELDS, UsageDraft, decision_rows
 from billing.models import (
     CreditAccount,
     KeySpendWindow,
@@ -38,6 +38,7 @@ from billing.models import (
     LedgerKind,
     Reservation,
     ReservationState,
+    UsageDecision,
     UsageFlag,
     UsageRecord,
     UsageStep,
@@ -191,6 +192,7 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
         # locked: that row is what every new request of the organization must update to reserve.
         _insert(UsageRecord, _USAGE_COLUMNS, [_usage_row(d) for d in fresh])
         _insert(UsageStep, _STEP_COLUMNS, [row for d in fresh for row in _step_rows(d)])
+        _insert(UsageDecision, DECISION_COLUMNS, decision_rows(fresh))
         usage_rollups_add(fresh)
         paid = {h.pk for h in holds if money(unique[h.generation_id].cost) > 0}
         if paid:

@@ -44,6 +44,10 @@ app.conf.update(
         "budget-alerts": {"task": "billing.budget_alerts", "schedule": 900.0},
         "expire-prompts": {"task": "billing.expire_prompts", "schedule": 3600.0},
         "purge-responses": {"task": "routing.responses_purge", "schedule": 3600.0},
+        "promote-routers": {
+            "task": "routing.routers_promote_if_better",
+            "schedule": settings.ROUTER_PROMOTION_INTERVAL,
+        },
     },
 )
 app.autodiscover_tasks()  # each installed app's tasks.py

@@ -15,6 +15,11 @@ urlpatterns = [
         name="api-router-calibrate",
     ),
     path(
+        "routers/<slug:slug>/experiment",
+        router_api.RouterExperimentView.as_view(),
+        name="api-router-experiment",
+    ),
+    path(
         "routers/<slug:slug>/select",
         router_api.RouterSelectView.as_view(),
         name="api-router-select",

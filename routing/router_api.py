@@ -18,6 +18,7 @@ from accounts.tenant_api import TenantAPIView
 from routerhub.errors import NotFound
 from routing.feedback import feedback_retrain
 from routing.gateway.catalog_cache import catalog_get
+from routing.lifecycle_report import experiment_report
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
     messages_prompt,
@@ -106,3 +107,19 @@ class RouterFeedbackRetrainView(TenantAPIView):
             },
             status=202,
         )
+
+
+class RouterExperimentView(TenantAPIView):
+    """The live report of the router's shadow or A/B experiment (README "Router lifecycle")."""
+
+    tenant_model = Router
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, slug: str) -> Response:
+        routers = self.get_queryset().select_related(
+            "active_version", "shadow_version", "challenger_version"
+        )
+        router = routers.filter(slug=slug).first()
+        if router is None:
+            raise NotFound(f"No router '{slug}' in this organization.", param="slug")
+        return Response(experiment_report(router))

@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from routerhub.domain import InvalidInput, NotFound
 from routerhub.ttl_cache import MISS, TtlCache
+from routing import router_policy as policy
 from routing.budget import KeyBudget
 from routing.calibration import calibration_bias
 from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
@@ -68,6 +69,7 @@ class RouterRow:
     default_tradeoff: float
     version: RouterVersion | None  # unsaved copy with id, number, checksum and artifact paths
     bias: dict[str, float] = dataclasses.field(default_factory=dict)  # routing.calibration
+    lifecycle: policy.ServingPolicy | None = None  # shadow, A/B challenger, exploration
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class RouterDecision:
     strategy: str  # "trained" or "heuristic"
     router_id: int | None = None  # recorded on the usage record: feedback joins on it
     budget: dict[str, Any] | None = None  # routing.budget of a budget-aware key
+    log: policy.DecisionLog | None = None  # what the decision log keeps (router_policy)
 
     @property
     def chosen(self) -> str:
@@ -110,6 +113,8 @@ class RouterDecision:
             "ranked": [_ranked_json(c) for c in self.ranked],
             "latency_ms": round(self.latency_ms, 3),
         }
+        if self.log is not None and self.log.explored:
+            routing["explored"] = True
         return routing if self.budget is None else routing | {"budget": self.budget}
 
 
@@ -130,7 +135,9 @@ def router_cache_clear() -> None:
 
 
 def _load_row(organization_id: int | None, slug: str) -> RouterRow | None:
-    routers = Router.objects.select_related("active_version")
+    routers = Router.objects.select_related(
+        "active_version", "shadow_version", "challenger_version"
+    )
     if organization_id is None:
         routers = routers.filter(organization__slug=PLATFORM_ORGANIZATION_SLUG)
     else:
@@ -139,22 +146,14 @@ def _load_row(organization_id: int | None, slug: str) -> RouterRow | None:
     if router is None:
         return None
     active = router.active_version
-    version = None
-    if active is not None:
-        version = RouterVersion(
-            pk=active.pk,
-            number=active.number,
-            checksum=active.checksum,
-            artifact_files=active.artifact_files,
-            candidates=active.candidates,
-        )
     return RouterRow(
         organization_id=router.organization_id,
         router_id=router.pk,
         slug=router.slug,
         candidates=tuple(router.candidates),
         default_tradeoff=router.default_tradeoff,
-        version=version,
+        version=policy.version_copy(active) if active is not None else None,
+        lifecycle=policy.policy_of(router) if active is not None else None,
         bias={} if active is None else calibration_bias(router.pk, active.number),
     )
 
@@ -178,20 +177,20 @@ async def router_row_async(organization_id: int | None, slug: str) -> RouterRow 
     if cached is not MISS:
         return cached
     row = await sync_to_async(_load_row, thread_sensitive=False)(organization_id, slug)
-    if row is not None and row.version is not None and not serving.predictor_is_loaded(row.version):
+    if row is not None and not policy.versions_loaded(policy.row_versions(row)):
         previous = _rows.get_stale(key)
         if (
             previous is not MISS
             and previous is not None
             and previous.version is not None
-            and serving.predictor_is_loaded(previous.version)
+            and policy.versions_loaded(policy.row_versions(previous))
         ):
             # Activated elsewhere a moment ago: decide with the loaded version while the new
             # one loads beside the requests, instead of making this one wait for storage.
             _rows.put(key, previous)
             _warm_soon(key, row)
             return previous
-        await sync_to_async(serving.predictor_for_version, thread_sensitive=False)(row.version)
+        await sync_to_async(policy.versions_load, thread_sensitive=False)(policy.row_versions(row))
     _rows.put(key, row)
     return row
 
@@ -203,8 +202,7 @@ _ACTIVATION_CLOCK_SKEW = timedelta(seconds=5)  # activated_at comes from the act
 
 
 def _warm_row(key: RowKey, row: RouterRow) -> None:
-    if row.version is not None:
-        serving.predictor_for_version(row.version, warmup=True)
+    policy.versions_load(policy.row_versions(row), warmup=True)
     _rows.put(key, row)  # published only once deciding with it reads no storage
 
 
@@ -236,7 +234,7 @@ def _warm_activated(since: datetime) -> datetime:
         if cached is MISS:
             continue  # not served here: its first request loads it, as any first request does
         row = _load_row(*key)
-        if row is None or (cached is not None and cached.version == row.version):
+        if row is None or cached == row:
             continue  # already published (the overlap re-reads recent activations)
         try:
             _warm_row(key, row)
@@ -310,26 +308,29 @@ def _trained_decision(
     started: float,
 ) -> RouterDecision:
     assert row.version is not None
-    predictor = serving.predictor_for_version(row.version)
+    version = policy.serving_version(row.version, row.lifecycle, row.router_id, prompt)
+    predictor = serving.predictor_for_version(version)
     prices = _blended_prices(catalog, candidates, prompt) if catalog is not None else None
-    ranked = predictor.rank(prompt, tradeoff, candidates, prices or None, row.bias or None)
+    bias = row.bias if version.number == row.version.number else {}  # learned on the active one
+    ranked = predictor.rank(prompt, tradeoff, candidates, prices or None, bias or None)
     if not ranked:
         raise InvalidInput(
-            f"None of the candidates were trained in {name} v{row.version.number}.",
+            f"None of the candidates were trained in {name} v{version.number}.",
             param="router.candidates",
         )
     return RouterDecision(
         router=name,
-        version=row.version.number,
+        version=version.number,
         ranked=[
-            RankedChoice(r.model, r.score, r.expected_cost, row.bias.get(r.model, 0.0))
-            if row.bias
+            RankedChoice(r.model, r.score, r.expected_cost, bias.get(r.model, 0.0))
+            if bias
             else RankedChoice(r.model, r.score, r.expected_cost)
             for r in ranked
         ],
         latency_ms=(time.perf_counter() - started) * 1000,
         strategy="trained",
         router_id=row.router_id,
+        log=policy.decision_log_new(row, version, prompt, tradeoff, prices or None),
     )
 
 
@@ -431,8 +432,8 @@ async def router_decide_async(
     row = await router_row_async(owner, slug)
     # Loaded by router_row_async unless evicted since: ranking is ~1 ms of numpy, cheaper
     # inline than a thread hop, but a load reads storage and must not block the loop.
-    if row is not None and row.version is not None and not serving.predictor_is_loaded(row.version):
-        await sync_to_async(serving.predictor_for_version, thread_sensitive=False)(row.version)
+    if row is not None and not policy.versions_loaded(policy.row_versions(row)):
+        await sync_to_async(policy.versions_load, thread_sensitive=False)(policy.row_versions(row))
     return router_decide(
         organization_id=organization_id,
         model_id=model_id,

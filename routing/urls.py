@@ -1,6 +1,6 @@
 from django.urls import path
 
-from routing import pipeline_views, playground, views
+from routing import lifecycle_views, pipeline_views, playground, views
 
 urlpatterns = [
     path("dashboard/models/", views.models_page, name="models"),
@@ -22,5 +22,15 @@ urlpatterns = [
         "dashboard/routers/<slug:slug>/retrain-from-feedback",
         views.router_retrain_from_feedback,
         name="router-retrain-feedback",
+    ),
+    path(
+        "dashboard/routers/<slug:slug>/lifecycle",
+        lifecycle_views.router_lifecycle_page,
+        name="router-lifecycle",
+    ),
+    path(
+        "dashboard/routers/<slug:slug>/rollback",
+        lifecycle_views.router_rollback,
+        name="router-rollback",
     ),
 ]

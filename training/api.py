@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from accounts.models import Role
 from accounts.tenant_api import TenantAPIView
 from routerhub.errors import BadRequest, NotFound
-from training import services
-from training.models import Dataset, Router, RouterVersion, TrainingRun
+from training import lifecycle, services
+from training.models import Dataset, Router, RouterEventKind, RouterVersion, TrainingRun
 from training.serializers import (
     DatasetCreateInput,
     DatasetOutput,
@@ -73,6 +73,14 @@ class DatasetDetailView(TenantAPIView):
     def delete(self, request: Request, dataset_id: int) -> Response:
         services.dataset_delete(dataset=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def api_actor(view: TenantAPIView) -> str:
+    """Who an audit entry names for an API call: its key's prefix, or the signed-in person."""
+    key = view.tenant.key
+    if key is not None:
+        return f"key:{key.prefix}"
+    return f"user:{getattr(view.request.user, 'email', '?')}"
 
 
 class _RouterScoped(TenantAPIView):
@@ -208,7 +216,12 @@ class RouterVersionActivateView(_RouterScoped):
 
     @extend_schema(request=None, responses=RouterOutput)
     def post(self, request: Request, slug: str, number: int) -> Response:
-        router = services.version_activate(router=self.get_object(), number=number)
+        router = lifecycle.version_switch(
+            router=self.get_object(),
+            number=number,
+            kind=RouterEventKind.ACTIVATED,
+            actor=api_actor(self),
+        )
         return Response(RouterOutput(router).data)
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from training import api
+from training import api, lifecycle_api
 
 urlpatterns = [
     path("datasets", api.DatasetListView.as_view(), name="api-datasets"),
@@ -22,6 +22,21 @@ urlpatterns = [
         "routers/<slug:slug>/versions/<int:number>/report",
         api.RouterVersionReportView.as_view(),
         name="api-router-version-report",
+    ),
+    path(
+        "routers/<slug:slug>/lifecycle",
+        lifecycle_api.RouterLifecycleView.as_view(),
+        name="api-router-lifecycle",
+    ),
+    path(
+        "routers/<slug:slug>/rollback",
+        lifecycle_api.RouterRollbackView.as_view(),
+        name="api-router-rollback",
+    ),
+    path(
+        "routers/<slug:slug>/events",
+        lifecycle_api.RouterEventListView.as_view(),
+        name="api-router-events",
     ),
     path(
         "training-runs/<int:run_id>", api.TrainingRunDetailView.as_view(), name="api-training-run"

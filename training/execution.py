@@ -31,7 +31,15 @@ from training.learner import artifacts
 from training.learner.report import report_build
 from training.learner.sampling import router_fit_sampled, training_subset
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData
-from training.models import Dataset, Router, RouterVersion, RunStatus, TrainingRun
+from training.lifecycle import router_event_record
+from training.models import (
+    Dataset,
+    Router,
+    RouterEventKind,
+    RouterVersion,
+    RunStatus,
+    TrainingRun,
+)
 from training.tokens import estimated_tokens
 
 logger = logging.getLogger(__name__)
@@ -358,7 +366,15 @@ def _save_version(
             report=report,
         )
         if router.active_version_id is None or router.auto_activate:
+            previous = router.active_version.number if router.active_version else None
             router.active_version = version
             router.activated_at = timezone.now()
             router.save(update_fields=["active_version", "activated_at"])
+            router_event_record(
+                router=router,
+                kind=RouterEventKind.ACTIVATED,
+                actor=f"training-run:{run.pk}",
+                from_version=previous,
+                to_version=number,
+            )
     return version

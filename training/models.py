@@ -49,6 +49,11 @@ class Dataset(TenantModel):
         return [m["id"] for m in self.model_summary]
 
 
+class Promotion(models.TextChoices):
+    NEVER = "never", "Never promote automatically"
+    IF_BETTER = "if_better", "Promote when better with 95% confidence at equal or lower cost"
+
+
 class Router(TenantModel):
     """A named router over candidate models; serving uses its ``active_version``.
 
@@ -66,6 +71,24 @@ class Router(TenantModel):
     )
     activated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Lifecycle (training.lifecycle, README "Router lifecycle"): one experiment at a time, a
+    # shadow version (decides beside the active one, never served) or a challenger (A/B: serves
+    # its share of prompts). Exploration makes the served choice stochastic so that the logged
+    # decisions can estimate another policy (off-policy); 0 serves the ranking's first, always.
+    shadow_version = models.ForeignKey(
+        "RouterVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Database defaults: rows the previous release inserts during a rolling deploy.
+    shadow_share = models.FloatField(default=0.1, db_default=0.1)
+    challenger_version = models.ForeignKey(
+        "RouterVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    challenger_share = models.FloatField(default=0.1, db_default=0.1)
+    exploration_rate = models.FloatField(default=0.0, db_default=0.0)
+    promotion = models.CharField(
+        max_length=12, choices=Promotion.choices, default=Promotion.NEVER, db_default="never"
+    )
+    promotion_min_decisions = models.PositiveIntegerField(default=500, db_default=500)
 
     class Meta:
         constraints = [
@@ -174,3 +197,34 @@ class TrainingRun(TenantModel):
     @property
     def stage_label(self) -> str:
         return STAGE_LABELS.get(self.stage, self.stage.replace("_", " ").capitalize())
+
+
+class RouterEventKind(models.TextChoices):
+    ACTIVATED = "activated", "Activated"
+    PROMOTED = "promoted", "Promoted"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    SHADOW_STARTED = "shadow_started", "Shadow started"
+    SHADOW_STOPPED = "shadow_stopped", "Shadow stopped"
+    AB_STARTED = "ab_started", "A/B split started"
+    AB_STOPPED = "ab_stopped", "A/B split stopped"
+    SETTINGS_CHANGED = "settings_changed", "Settings changed"
+
+
+class RouterEvent(TenantModel):
+    """The audit log of a router's lifecycle: who or what changed which version serves, when,
+    and on what evidence (``training.lifecycle.router_event_record`` writes every entry)."""
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=RouterEventKind.choices)
+    actor = models.CharField(max_length=200)  # "user:<email>", "key:<prefix>", "rule:promotion"
+    from_version = models.PositiveIntegerField(null=True, blank=True)
+    to_version = models.PositiveIntegerField(null=True, blank=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["router", "-created_at"])]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.from_version}->{self.to_version}"

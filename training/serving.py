@@ -16,7 +16,7 @@ from django.db import transaction
 from accounts.models import Organization
 from training.cells import prompt_text
 from training.charts import cost_quality_svg
-from training.models import Dataset, Router, RouterVersion, TrainingRun
+from training.models import Dataset, Router, RouterEvent, RouterVersion, TrainingRun
 from training.tokens import (
     CHARS_PER_TOKEN,
     DEFAULT_OUTPUT_TOKENS,
@@ -36,6 +36,7 @@ __all__ = [
     "FeedbackExample",
     "FeedbackRetrain",
     "Router",
+    "RouterEvent",
     "RouterVersion",
     "TrainingRun",
     "UploadNotReady",
@@ -44,15 +45,20 @@ __all__ = [
     "dataset_from_file",
     "dataset_prompts",
     "estimated_tokens",
+    "experiment_started_at",
     "feedback_retrain",
     "predictor_for_version",
     "predictor_is_loaded",
+    "promotion_candidates",
     "prompt_text",
     "router_create",
+    "router_lifecycle_update",
+    "router_rollback",
     "router_train_now",
     "text_tokens",
     "tokens_from_chars",
     "train_on_upload",
+    "version_promote",
 ]
 
 
@@ -200,3 +206,50 @@ def router_train_now(
     if router.active_version_id != run.version.pk:
         services.version_activate(router=router, number=run.version.number)
     return run.version
+
+
+# --- lifecycle: what the promotion rule needs of training ----------------------------------------
+
+
+def experiment_started_at(router: Router, *, version: int) -> Any:
+    """When ``version`` last became the router's shadow or challenger (None: never audited)."""
+    from training.models import RouterEventKind
+
+    return (
+        RouterEvent.objects.filter(
+            router=router,
+            to_version=version,
+            kind__in=(RouterEventKind.SHADOW_STARTED, RouterEventKind.AB_STARTED),
+        )
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+
+
+def promotion_candidates(limit: int) -> list[Router]:
+    """Routers with the rule "promote if better" and an experiment running (at most ``limit``)."""
+    from training import lifecycle
+
+    return lifecycle.routers_with_promotion_rule(limit)
+
+
+def version_promote(*, router: Router, number: int, evidence: dict[str, Any]) -> Router:
+    """Make ``number`` serve on the rule's evidence, audited (``training.lifecycle``)."""
+    from training import lifecycle
+
+    return lifecycle.version_promote(router=router, number=number, evidence=evidence)
+
+
+def router_lifecycle_update(*, router: Router, changes: dict[str, Any], actor: str) -> Router:
+    """Change the router's experiment settings, audited (``training.lifecycle``)."""
+    from training import lifecycle
+
+    return lifecycle.router_lifecycle_update(router=router, changes=changes, actor=actor)
+
+
+def router_rollback(*, router: Router, actor: str) -> Router:
+    """Serve the version that served before the last switch, audited (``training.lifecycle``)."""
+    from training import lifecycle
+
+    return lifecycle.router_rollback(router=router, actor=actor)

@@ -27,7 +27,7 @@ from accounts.tenancy import (
     tenant_object_or_404,
 )
 from routerhub.errors import ApiError
-from training import services
+from training import lifecycle, services
 from training.charts import cost_quality_svg
 from training.dataset_views import catalog_ids, train_form_for
 from training.models import (
@@ -35,6 +35,7 @@ from training.models import (
     Dataset,
     DatasetStatus,
     Router,
+    RouterEventKind,
     RouterVersion,
     TrainingRun,
 )
@@ -272,7 +273,12 @@ def router_page(request: HttpRequest, slug: str) -> HttpResponse:
 def version_activate(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     router = _router(request, slug)
     try:
-        services.version_activate(router=router, number=number)
+        lifecycle.version_switch(
+            router=router,
+            number=number,
+            kind=RouterEventKind.ACTIVATED,
+            actor=f"user:{getattr(request.user, 'email', '?')}",
+        )
     except ApiError as exc:
         messages.error(request, exc.message)
     else:

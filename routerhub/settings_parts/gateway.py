@@ -75,6 +75,20 @@ CATALOG_CACHE_TTL = env.float("CATALOG_CACHE_TTL", default=1.0)
 # Seconds a router row (its active version) is cached per process: activation and rollback
 # reach every worker within this time.
 ROUTER_CACHE_TTL = env.float("ROUTER_CACHE_TTL", default=0.5)
+# Router lifecycle (README "Router lifecycle"): caps on what a router's own settings may ask
+# for. A shadow version decides on at most this share of requests, and on at most this many per
+# second per serving process (~1 ms of CPU each, after the answer is sent); exploration serves a
+# model other than the ranking's first on at most this share.
+ROUTER_SHADOW_MAX_SHARE = env.float("ROUTER_SHADOW_MAX_SHARE", default=1.0)
+ROUTER_SHADOW_MAX_PER_SECOND = env.int("ROUTER_SHADOW_MAX_PER_SECOND", default=50)
+ROUTER_EXPLORATION_MAX = env.float("ROUTER_EXPLORATION_MAX", default=0.5)
+# The experiment report reads at most this many of the latest logged decisions; the promotion
+# rule checks at most this many routers per run (every ROUTER_PROMOTION_INTERVAL seconds) and
+# counts a candidate's expected cost as "equal" within this fraction of the active version's.
+ROUTER_OPE_MAX_DECISIONS = env.int("ROUTER_OPE_MAX_DECISIONS", default=20_000)
+ROUTER_PROMOTION_MAX_ROUTERS = env.int("ROUTER_PROMOTION_MAX_ROUTERS", default=50)
+ROUTER_PROMOTION_INTERVAL = env.float("ROUTER_PROMOTION_INTERVAL", default=300.0)
+ROUTER_PROMOTION_COST_TOLERANCE = env.float("ROUTER_PROMOTION_COST_TOLERANCE", default=0.02)
 # Provider base URLs chosen by tenants (BYOK `base_url`) may resolve to private, loopback or
 # link-local addresses only when the operator allows it (routing.egress).
 ALLOW_PRIVATE_PROVIDER_URLS = _bool("ALLOW_PRIVATE_PROVIDER_URLS", default=False)

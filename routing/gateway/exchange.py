@@ -30,6 +30,7 @@ from routing.gateway.request_shape import output_token_bound
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
 from routing.ingress.anthropic import anthropic_only_fields
 from routing.providers.base import JSON, StreamDecoder, Usage, text_of
+from routing.router_policy import decision_log_entry
 from training.serving import tokens_from_chars
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ async def exchange_run(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
         except Exception:
             logger.exception("could not count tokens of %s against the key's tpm", ex.generation_id)
         draft.trace = trace_json(ex.plan.routing, ex.attempts)
+        # After the answer went out: this is where a shadow version decides (router_policy).
+        draft.decision = decision_log_entry(ex.plan.decision, draft.model)
         if ex.answer_parts:
             draft.response = "".join(ex.answer_parts)[:MAX_RESPONSE_CHARS]
         # Exactly once per reservation: success, upstream failure or client disconnect.

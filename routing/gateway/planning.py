@@ -31,6 +31,7 @@ from routing.gateway.credentials import OwnKey, byok_keys, platform_key
 from routing.gateway.request_shape import prompt_token_floor
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
 from routing.routellm import routellm_decide_async, routellm_model_parse
+from routing.router_policy import decision_explore
 from routing.routers import RouterDecision, messages_prompt, router_decide_async, router_options
 
 _PER_MILLION = Decimal(1_000_000)
@@ -56,6 +57,7 @@ class Plan:
     router_version: int | None = None
     router_id: int | None = None
     routing: JSON | None = None  # the router's decision, returned to the client as-is
+    decision: RouterDecision | None = None  # what its decision log entry is made of
 
 
 @dataclass(frozen=True)
@@ -336,13 +338,16 @@ async def plan_request(
     # Rank only what can be called here (credentials, capabilities, preferences), so
     # routing.chosen is the model called first, not one skipped for want of a key.
     decision = decision.restricted_to({c.endpoint.model_id for c in sieve.candidates})
+    decision = decision_explore(decision)  # a router exploring may serve another candidate
+    rank = {model: i for i, model in enumerate(decision.models)}
     return Plan(
         requested_model=decision.router,
-        candidates=sieve.candidates,
+        candidates=sorted(sieve.candidates, key=lambda c: rank.get(c.endpoint.model_id, len(rank))),
         router=decision.router,
         router_version=decision.version,
         router_id=decision.router_id,
         routing=decision.as_routing(),
+        decision=decision,
     )
 
 

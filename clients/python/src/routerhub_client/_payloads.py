@@ -138,14 +138,6 @@ def page_items(body: Any) -> tuple[list[Any], str | None]:
     return list(page.get("results") or []), page.get("next")
 
 
-def rollback_target(versions: list[Any], active: int | None) -> int:
-    """The newest version older than the active one, the one a rollback re-activates."""
-    older = [int(v["number"]) for v in versions if active is None or v["number"] < active]
-    if not older:
-        raise ValueError(f"no version older than the active version {active} to roll back to")
-    return max(older)
-
-
 def usage_frame(rows: list[Any]) -> pd.DataFrame:
     """Usage groups as a DataFrame with numeric ``cost`` (needs the ``pandas`` extra)."""
     try:

@@ -13,7 +13,6 @@ from routerhub_client._payloads import (
     dataset_settled,
     dataset_upload_request,
     given_fields,
-    rollback_target,
     run_finished,
     run_signature,
 )
@@ -22,10 +21,13 @@ from routerhub_client.errors import WaitTimeoutError
 from routerhub_client.types import (
     Calibration,
     Dataset,
+    Experiment,
     FeedbackRetrain,
     Message,
     Report,
     Router,
+    RouterEvent,
+    RouterLifecycle,
     RouterVersion,
     RunProgress,
     Selection,
@@ -197,10 +199,26 @@ class Routers(SyncResource):
         return cast(Router, self._json("POST", path))
 
     def rollback(self, slug: str) -> Router:
-        """Re-activate the newest version older than the active one."""
-        versions = [dict(v) for v in self.versions(slug)]
-        active = self.get(slug).get("active_version")
-        return self.activate(slug, rollback_target(versions, active))
+        """Serve again the version that served before the last activation, promotion or
+        rollback (audited; the newest older version when the audit log has none)."""
+        return cast(Router, self._json("POST", f"/api/v1/routers/{slug}/rollback"))
+
+    def lifecycle(self, slug: str) -> RouterLifecycle:
+        """The router's experiment settings: shadow or A/B challenger, exploration, rule."""
+        return cast(RouterLifecycle, self._json("GET", f"/api/v1/routers/{slug}/lifecycle"))
+
+    def lifecycle_update(self, slug: str, **changes: Any) -> RouterLifecycle:
+        """Change experiment settings (``shadow_version=2``, ``challenger_version=None``, ...)."""
+        path = f"/api/v1/routers/{slug}/lifecycle"
+        return cast(RouterLifecycle, self._json("PATCH", path, json=changes))
+
+    def experiment(self, slug: str) -> Experiment:
+        """The live report of the running shadow or A/B experiment, with 95% intervals."""
+        return cast(Experiment, self._json("GET", f"/api/v1/routers/{slug}/experiment"))
+
+    def events(self, slug: str, *, page_size: int | None = None) -> Iterator[RouterEvent]:
+        """The router's audit log, newest first: activations, promotions, rollbacks."""
+        return self._pages(f"/api/v1/routers/{slug}/events", {"limit": page_size})
 
     def select(
         self,

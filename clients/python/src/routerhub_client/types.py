@@ -211,6 +211,46 @@ class Router(TypedDict, total=False):
     created_at: str
 
 
+class RouterLifecycle(TypedDict, total=False):
+    """A router's experiment settings (shadow or A/B challenger, exploration, promotion rule)."""
+
+    active_version: int | None
+    shadow_version: int | None
+    shadow_share: float
+    challenger_version: int | None
+    challenger_share: float
+    exploration_rate: float
+    promotion: str  # "never" | "if_better"
+    promotion_min_decisions: int
+
+
+class Experiment(TypedDict, total=False):
+    """The live report of a router's shadow or A/B experiment (estimates with 95% intervals)."""
+
+    router: str
+    experiment: str | None  # "shadow" | "ab" | None
+    active_version: int | None
+    candidate_version: int
+    method: str  # "doubly_robust" | "on_policy"
+    decisions_logged: int
+    decisions_with_feedback: int
+    versions: list[dict[str, Any]]
+    difference: dict[str, Any]
+    verdict: dict[str, Any]
+
+
+class RouterEvent(TypedDict, total=False):
+    """One entry of a router's audit log."""
+
+    id: int
+    kind: str
+    actor: str
+    from_version: int | None
+    to_version: int | None
+    evidence: dict[str, Any]
+    created_at: str
+
+
 class RouterVersion(TypedDict, total=False):
     number: int
     dataset: int | None
