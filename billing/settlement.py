@@ -303,7 +303,22 @@ def _record_capped_costs(drafts: list[UsageDraft], charged: dict[str, Decimal]) 
         UsageRecord.objects.filter(generation_id=draft.generation_id).update(
             cost=paid, flags=draft.flags
         )
+        _steps_cut_to(draft, paid)
         usage_rollup_adjust(draft, paid - money(draft.cost))
+
+
+def _steps_cut_to(draft: UsageDraft, paid: Decimal) -> None:
+    """A capped pipeline charge: its child records keep summing to it. What was paid goes to
+    the calls in the order they are numbered; the shortfall comes off the last ones."""
+    left = paid
+    for step in sorted(draft.steps, key=lambda s: int(s["step"])):
+        cost = money(Decimal(step["cost"]))
+        kept = min(cost, left)
+        left -= kept
+        if kept != cost:
+            UsageStep.objects.filter(generation_id=draft.generation_id, step=step["step"]).update(
+                cost=kept
+            )
 
 
 def _charge_locked(fresh: list[UsageDraft], held_by_org: dict[int, Decimal]) -> dict[str, Decimal]:

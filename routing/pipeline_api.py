@@ -28,7 +28,24 @@ ADMIN_WRITES = {"POST": Role.ADMIN, "DELETE": Role.ADMIN}
 
 class PipelineDefinition(serializers.Serializer[Any]):
     kind = serializers.ChoiceField(choices=PipelineKind.choices)
-    steps = serializers.ListField(child=serializers.DictField(), max_length=64)
+    steps = serializers.ListField(
+        child=serializers.DictField(),
+        max_length=64,
+        help_text="Cascade and series: the steps in order; parallel: the branches. A step is "
+        "{model, gate?, pre_gate?, template?, response_format?}; gate.type is non_empty, regex, "
+        "json, json_schema, judge {model, template?, min_score?} or logprob {min_mean}.",
+    )
+    aggregate = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text="Parallel only (required there): {type: first_valid (gate?) | fastest | "
+        "majority | judge | synthesize (model, template?)}.",
+    )
+    branch_timeout_s = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="Parallel only: seconds a branch may take (default PIPELINE_BRANCH_TIMEOUT).",
+    )
 
 
 class PipelineInput(PipelineDefinition):
@@ -45,6 +62,10 @@ class PipelineOutput(serializers.Serializer[Any]):
     version = serializers.IntegerField(allow_null=True, help_text="The active version.")
     kind = serializers.ChoiceField(choices=PipelineKind.choices, allow_null=True)
     steps = serializers.ListField(child=serializers.DictField())
+    aggregate = serializers.DictField(required=False, help_text="Parallel pipelines only.")
+    branch_timeout_s = serializers.FloatField(
+        required=False, help_text="When the pipeline set one."
+    )
     created_at = serializers.DateTimeField()
 
 
@@ -62,26 +83,32 @@ def pipeline_json(pipeline: Pipeline) -> dict[str, Any]:
         "version": version.number if version else None,
         "kind": version.kind if version else None,
         "steps": version.steps if version else [],
+        **(version.options if version else {}),
         "created_at": pipeline.created_at.isoformat(),
     }
 
 
-def _definition(organization: Organization, data: dict[str, Any]) -> tuple[str, list[Any]]:
+def _definition(
+    organization: Organization, data: dict[str, Any]
+) -> tuple[str, list[Any], dict[str, Any]]:
     routers = Router.objects.filter(organization=organization).values_list("slug", flat=True)
+    fields = ("kind", "steps", "aggregate", "branch_timeout_s")
     return spec_validate(
-        {"kind": data.get("kind"), "steps": data.get("steps")},
+        {name: data.get(name) for name in fields},
         catalog_models=set(catalog_model_ids()),
         router_slugs=set(routers),
     )
 
 
 @transaction.atomic
-def pipeline_version_add(pipeline: Pipeline, kind: str, steps: list[Any]) -> PipelineVersion:
+def pipeline_version_add(
+    pipeline: Pipeline, kind: str, steps: list[Any], options: dict[str, Any] | None = None
+) -> PipelineVersion:
     """A new version of ``pipeline``, active from now on."""
     Pipeline.objects.select_for_update().filter(pk=pipeline.pk).first()  # numbers in order
     last = pipeline.versions.aggregate(last=Max("number"))["last"] or 0
     version = PipelineVersion.objects.create(
-        pipeline=pipeline, number=last + 1, kind=kind, steps=steps
+        pipeline=pipeline, number=last + 1, kind=kind, steps=steps, options=options or {}
     )
     pipeline.active_version = version
     pipeline.save(update_fields=["active_version"])
@@ -110,7 +137,7 @@ class PipelineListView(_PipelineScoped):
         data = PipelineInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        kind, steps = _definition(self.organization, values)
+        kind, steps, options = _definition(self.organization, values)
         if self.get_queryset().filter(slug=values["slug"]).exists():
             raise Conflict(f"A pipeline with slug '{values['slug']}' already exists.", param="slug")
         pipeline = Pipeline.objects.create(
@@ -118,7 +145,7 @@ class PipelineListView(_PipelineScoped):
             slug=values["slug"],
             name=values.get("name") or values["slug"],
         )
-        pipeline_version_add(pipeline, kind, steps)
+        pipeline_version_add(pipeline, kind, steps, options)
         return Response(pipeline_json(pipeline), status=status.HTTP_201_CREATED)
 
 
@@ -145,6 +172,7 @@ class PipelineVersionListView(_PipelineScoped):
                     "version": v.number,
                     "kind": v.kind,
                     "steps": v.steps,
+                    **v.options,
                     "created_at": v.created_at.isoformat(),
                 }
                 for v in versions
@@ -156,6 +184,6 @@ class PipelineVersionListView(_PipelineScoped):
         pipeline = self.get_object()
         data = PipelineDefinition(data=request.data)
         data.is_valid(raise_exception=True)
-        kind, steps = _definition(self.organization, data.validated_data)
-        pipeline_version_add(pipeline, kind, steps)
+        kind, steps, options = _definition(self.organization, data.validated_data)
+        pipeline_version_add(pipeline, kind, steps, options)
         return Response(pipeline_json(pipeline), status=status.HTTP_201_CREATED)
