@@ -43,8 +43,9 @@ from billing.models import (
     UsageRecord,
     UsageStep,
 )
-from billing.rollups import usage_rollup_adjust, usage_rollups_add
-from routerhub.money import ZERO, money, money_str
+from billing.rollups import usage_rollups_add
+from billing.shortfall import capped_costs_record
+from routerhub.money import ZERO, money
 
 logger = logging.getLogger(__name__)
 
@@ -287,33 +288,12 @@ def _charges(
     return charged, entries
 
 
-def _record_capped_costs(drafts: list[UsageDraft], charged: dict[str, Decimal]) -> None:
-    """When the balance could not cover a cost, the usage record shows what was actually
-    charged and is flagged ``shortfall``: the difference is lost revenue someone must see."""
-    for draft in drafts:
-        paid = charged.get(draft.generation_id, ZERO)
-        if paid == money(draft.cost):
-            continue
-        logger.error(
-            "%s costs %s but only %s was left in the balance; charged that (shortfall %s)",
-            draft.generation_id,
-            money_str(draft.cost),
-            money_str(paid),
-            money_str(money(draft.cost) - paid),
-        )
-        draft.flag(UsageFlag.SHORTFALL)
-        UsageRecord.objects.filter(generation_id=draft.generation_id).update(
-            cost=paid, flags=draft.flags
-        )
-        usage_rollup_adjust(draft, paid - money(draft.cost))
-
-
 def _charge_locked(fresh: list[UsageDraft], held_by_org: dict[int, Decimal]) -> dict[str, Decimal]:
     """Lock the accounts, then write the charges against the locked balances."""
     balances = _lock_accounts({d.organization_id for d in fresh})
     charged, entries = _charges(fresh, balances)
     _insert(LedgerEntry, _LEDGER_COLUMNS, entries)
-    _record_capped_costs(fresh, charged)
+    capped_costs_record(fresh, charged)
     spent_by_org: dict[int, Decimal] = defaultdict(lambda: ZERO)
     for draft in fresh:
         spent_by_org[draft.organization_id] += charged.get(draft.generation_id, ZERO)
@@ -380,7 +360,7 @@ def _charge_locking_last(
             before = ZERO if row is None else row[0]
             if row is not None and before != snapshot.get(organization_id):
                 charged.update(_recharge(drafts, before))
-    _record_capped_costs(fresh, charged)
+    capped_costs_record(fresh, charged)
     return charged
 
 

@@ -148,6 +148,7 @@ class ProviderKey(TenantModel):
 class PipelineKind(models.TextChoices):
     CASCADE = "cascade", "Cascade"
     SERIES = "series", "Series"
+    PARALLEL = "parallel", "Parallel"
 
 
 class Pipeline(TenantModel):
@@ -179,6 +180,8 @@ class PipelineVersion(models.Model):
     number = models.PositiveIntegerField()
     kind = models.CharField(max_length=10, choices=PipelineKind.choices)
     steps = models.JSONField(default=list)
+    # A parallel pipeline's aggregate and branch timeout ({} for cascades and series).
+    options = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -28,7 +28,24 @@ ADMIN_WRITES = {"POST": Role.ADMIN, "DELETE": Role.ADMIN}
 
 class PipelineDefinition(serializers.Serializer[Any]):
     kind = serializers.ChoiceField(choices=PipelineKind.choices)
-    steps = serializers.ListField(child=serializers.DictField(), max_length=64)
+    steps = serializers.ListField(
+        child=serializers.DictField(),
+        max_length=64,
+        help_text="Cascade and series: the steps in order; parallel: the branches. A step is "
+        "{model, gate?, pre_gate?, template?, response_format?}; gate.type is non_empty, regex, "
+        "json, json_schema, judge {model, template?, min_score?} or logprob {min_mean}.",
+    )
+    aggregate = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text="Parallel only (required there): {type: first_valid (gate?) | fastest | "
+        "majority | judge | synthesize (model, template?)}.",
+    )
+    branch_timeout_s = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="Parallel only: seconds a branch may take (default PIPELINE_BRANCH_TIMEOUT).",
+    )
 
 
 class PipelineInput(PipelineDefinition):
@@ -45,6 +62,10 @@ class PipelineOutput(serializers.Serializer[Any]):
     version = serializers.IntegerField(allow_null=True, help_text="The active version.")
     kind = serializers.ChoiceField(choices=PipelineKind.choices, allow_null=True)
     steps = serializers.ListField(child=serializers.DictField())
+    aggregate = serializers.DictField(required=False, help_text="Parallel pipelines only.")
+    branch_timeout_s = serializers.FloatField(
+        required=False, help_text="When the pipeline set one."
+    )
     created_at = serializers.DateTimeField()
 
 
@@ -62,15 +83,20 @@ def pipeline_json(pipeline: Pipeline) -> dict[str, Any]:
         "version": version.number if version else None,
         "kind": version.kind if version else None,
         "steps": version.steps if version else [],
+        **(version.options if version else {}),
         "created_at": pipeline.created_at.isoformat(),
     }
 
 
-def pipeline_definition(organization: Organization, data: dict[str, Any]) -> tuple[str, list[Any]]:
-    """The validated kind and steps of ``data`` (``{kind, steps}``) for ``organization``."""
+def pipeline_definition(
+    organization: Organization, data: dict[str, Any]
+) -> tuple[str, list[Any], dict[str, Any]]:
+    """The validated kind, steps and options (a parallel pipeline's aggregate and branch timeout)
+    of ``data`` (``{kind, steps, aggregate?, branch_timeout_s?}``) for ``organization``."""
     routers = Router.objects.filter(organization=organization).values_list("slug", flat=True)
+    fields = ("kind", "steps", "aggregate", "branch_timeout_s")
     return spec_validate(
-        {"kind": data.get("kind"), "steps": data.get("steps")},
+        {name: data.get(name) for name in fields},
         catalog_models=set(catalog_model_ids()),
         router_slugs=set(routers),
     )
@@ -82,21 +108,23 @@ def pipeline_create(
 ) -> Pipeline:
     """A new pipeline of ``organization`` with ``definition`` as its first, active version;
     ``BadRequest`` naming what is wrong with the definition, ``Conflict`` for a taken slug."""
-    kind, steps = pipeline_definition(organization, definition)
+    kind, steps, options = pipeline_definition(organization, definition)
     if Pipeline.objects.filter(organization=organization, slug=slug).exists():
         raise Conflict(f"A pipeline with slug '{slug}' already exists.", param="slug")
     pipeline = Pipeline.objects.create(organization=organization, slug=slug, name=name or slug)
-    pipeline_version_add(pipeline, kind, steps)
+    pipeline_version_add(pipeline, kind, steps, options)
     return pipeline
 
 
 @transaction.atomic
-def pipeline_version_add(pipeline: Pipeline, kind: str, steps: list[Any]) -> PipelineVersion:
+def pipeline_version_add(
+    pipeline: Pipeline, kind: str, steps: list[Any], options: dict[str, Any] | None = None
+) -> PipelineVersion:
     """A new version of ``pipeline``, active from now on."""
     Pipeline.objects.select_for_update().filter(pk=pipeline.pk).first()  # numbers in order
     last = pipeline.versions.aggregate(last=Max("number"))["last"] or 0
     version = PipelineVersion.objects.create(
-        pipeline=pipeline, number=last + 1, kind=kind, steps=steps
+        pipeline=pipeline, number=last + 1, kind=kind, steps=steps, options=options or {}
     )
     pipeline.active_version = version
     pipeline.save(update_fields=["active_version"])
@@ -154,6 +182,7 @@ class PipelineVersionListView(_PipelineScoped):
                     "version": v.number,
                     "kind": v.kind,
                     "steps": v.steps,
+                    **v.options,
                     "created_at": v.created_at.isoformat(),
                 }
                 for v in versions
@@ -165,8 +194,8 @@ class PipelineVersionListView(_PipelineScoped):
         pipeline = self.get_object()
         data = PipelineDefinition(data=request.data)
         data.is_valid(raise_exception=True)
-        kind, steps = pipeline_definition(self.organization, data.validated_data)
-        pipeline_version_add(pipeline, kind, steps)
+        kind, steps, options = pipeline_definition(self.organization, data.validated_data)
+        pipeline_version_add(pipeline, kind, steps, options)
         return Response(pipeline_json(pipeline), status=status.HTTP_201_CREATED)
 
 

@@ -115,11 +115,13 @@ def pipeline_page(request: HttpRequest, pipeline_slug: str) -> HttpResponse:
         form = DefinitionForm(request.POST)
         if form.is_valid():
             try:
-                kind, steps = pipeline_definition(organization, form.cleaned_data["definition"])
+                kind, steps, options = pipeline_definition(
+                    organization, form.cleaned_data["definition"]
+                )
             except ApiError as exc:
                 _api_error_on(form, exc)
             else:
-                added = pipeline_version_add(pipeline, kind, steps)
+                added = pipeline_version_add(pipeline, kind, steps, options)
                 messages.success(request, f"Version {added.number} is active.")
                 return redirect("pipeline", pipeline_slug=pipeline.slug)
     return render(

@@ -42,6 +42,11 @@ GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=5.0)
 GATEWAY_FIRST_BYTE_TIMEOUT = env.float("GATEWAY_FIRST_BYTE_TIMEOUT", default=60.0)
 GATEWAY_TOTAL_TIMEOUT = env.float("GATEWAY_TOTAL_TIMEOUT", default=600.0)
 PIPELINE_MAX_STEPS = env.int("PIPELINE_MAX_STEPS", default=5)  # provider calls of one pipeline
+PIPELINE_MAX_BRANCHES = env.int("PIPELINE_MAX_BRANCHES", default=5)  # of one parallel pipeline
+# Seconds a parallel branch may take before it is cancelled (a pipeline may set its own).
+PIPELINE_BRANCH_TIMEOUT = env.float("PIPELINE_BRANCH_TIMEOUT", default=60.0)
+# Seconds a regex gate may run (in a worker process, killed past it: the gate then fails).
+PIPELINE_REGEX_TIMEOUT = env.float("PIPELINE_REGEX_TIMEOUT", default=0.5)
 GATEWAY_MAX_CONNECTIONS = env.int("GATEWAY_MAX_CONNECTIONS", default=1000)
 # The gateway's own async PostgreSQL pool (per worker) for the credit reservation.
 GATEWAY_DB_CONNECTIONS = env.int("GATEWAY_DB_CONNECTIONS", default=4)

@@ -253,6 +253,8 @@ def _answer(
         turn.prompt_tokens = wire.byte_prompt_tokens(turn)
     turn.reported = fault.reported
     answer = Answer() if fault.empty else turn.answer()
+    if fault.reply:
+        answer = Answer(text=fault.reply)
     if style == "openai":
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

@@ -306,11 +306,13 @@ async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
     cost = bill(ex, usage, status="succeeded")
     if encoder is not None:
         await ex.req.write(encoder.finish(usage, float(cost)))
-    elif _usage_requested(ex.body):
+    elif usage_requested(ex.body):
         tail = head | {
             "choices": [],
             "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
         }
+        if ex.stream_tail is not None:
+            tail |= ex.stream_tail()
         await ex.req.write(b"data: " + orjson.dumps(tail) + b"\n\ndata: [DONE]\n\n")
     else:
         await ex.req.write(b"data: [DONE]\n\n")
@@ -318,7 +320,7 @@ async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
     record_success(ex, usage)
 
 
-def _usage_requested(body: JSON) -> bool:
+def usage_requested(body: JSON) -> bool:
     """Whether the client asked for the stream's usage chunk (``choices: []``), as OpenAI sends
     it only then: ``stream_options.include_usage`` or OpenRouter's ``usage.include``. The
     upstream is asked for usage either way: billing needs it, the client may not want it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -66,6 +66,8 @@ class Exchange:
     prompt_bound: int = 0
     first_byte_at: float | None = None
     answer_parts: list[str] = field(default_factory=list)  # kept only with prompt logging
+    # More fields for a stream's usage chunk (a pipeline step streamed live adds ``pipeline``).
+    stream_tail: Callable[[], JSON] | None = None
 
 
 # A scope entry only this server's own code can set (never a header): the key a dashboard

@@ -1,13 +1,14 @@
-"""Serving ``model: "pipeline/<slug>"`` (not streamed) on ``POST /v1/chat/completions``,
-``/v1/messages`` and ``/v1/responses`` (both arrive here through ``chat._serve``).
+"""Serving ``model: "pipeline/<slug>"`` on ``POST /v1/chat/completions``, ``/v1/messages`` and
+``/v1/responses`` (all arrive here through ``chat._serve``).
 
-One request, several provider calls, billed as ``billing.metering`` describes: every step is
-planned before anything is sent, the request holds ONCE the sum of its steps' worst cases, each
-call is priced on a child draft of its own, and the request's draft carries the calls as
+One request, several provider calls, billed as ``billing.metering`` describes: every call is
+planned before anything is sent (the steps, a judge gate's judge, a parallel pipeline's judge or
+synthesiser), the request holds ONCE the sum of their worst cases, each call is priced on a
+child draft of its own (``pipeline_steps``), and the request's draft carries the calls as
 ``steps`` (``UsageStep`` child records) and their total as its cost — the one charge.
 
 - **cascade**: call the steps in order; stop at the first answer that passes its step's gate
-  (``routing.pipeline_gates``); a step whose providers all fail escalates too. When no answer
+  (``pipeline_steps.post_gate``); a step whose providers all fail escalates too. When no answer
   passes, the last answer is served with ``pipeline.passed: false``. A step's pre-call gate
   asks the organization's trained router for the step model's predicted score on this prompt
   and skips the step (no call, no cost) below ``min_score``; a router that cannot score it
@@ -15,6 +16,10 @@ call is priced on a child draft of its own, and the request's draft carries the 
 - **series**: each step's prompt is its template with ``{input}`` (the request's last user
   message) and ``{previous}`` (the previous step's answer); the last answer is served and
   ``pipeline.steps[].output`` holds every step's.
+- **parallel**: ``pipeline_parallel``.
+
+``stream: true``: ``pipeline_stream`` (a cascade's ungated first call streams live; the rest
+is buffered, then sent as a stream).
 """
 
 from __future__ import annotations
@@ -22,21 +27,32 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from functools import partial
 
 from asgiref.sync import sync_to_async
 
 from accounts.keys import AuthenticatedKey
 from billing import metering
-from billing.metering import UsageDraft, UsageFlag
-from routerhub.errors import ApiError, BadRequest, Forbidden, NotFound, UpstreamFailed
+from billing.metering import UsageDraft
+from routerhub.errors import ApiError, BadRequest, Forbidden, NotFound
 from routerhub.money import ZERO, money_str
-from routing.gateway import health
-from routing.gateway.attempts import attempt
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
-from routing.gateway.exchange import Exchange, bill, billable_usage, choices_chars, exchange_run
+from routing.gateway.exchange import Exchange, bill, exchange_run
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
+from routing.gateway.pipeline_parallel import aggregate_body, aggregate_template, parallel_run
+from routing.gateway.pipeline_steps import (
+    GATE_JUDGE_TEMPLATE,
+    JUDGE_MAX_TOKENS,
+    Outcome,
+    Step,
+    all_failed,
+    post_gate,
+    request_input,
+    step_account,
+    step_run,
+)
+from routing.gateway.pipeline_stream import stream_buffered, stream_live
 from routing.gateway.planning import Plan, plan_request, request_needs
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
@@ -46,57 +62,36 @@ from routing.gateway.request_shape import (
 )
 from routing.ingress.anthropic import canonical_to_messages_response
 from routing.models import Pipeline, PipelineVersion
-from routing.pipeline_gates import gate_passes
-from routing.providers.base import JSON, Completion, Usage, text_of
+from routing.providers.base import JSON, Usage
 from routing.routers import messages_prompt, router_decide_async
 
 PIPELINE_PREFIX = "pipeline/"
-_BYTES_PER_TOKEN = 4  # a previous answer's tokens, as prompt bytes of the next series step
-
-
-@dataclass
-class _Step:
-    index: int
-    spec: JSON
-    body: JSON  # the step's request (a series step's {previous} is filled in when it runs)
-    plan: Plan
-    reserved: Decimal
-
-
-@dataclass
-class _Outcome:
-    ex: Exchange
-    completion: Completion | None
-    usage: Usage
-
-    @property
-    def text(self) -> str:
-        choices = self.completion.choices if self.completion else []
-        return text_of((choices[0].get("message") or {}).get("content")) if choices else ""
+_BYTES_PER_TOKEN = 4  # an earlier answer's tokens, as prompt bytes of a later call
+_NOT_FORWARDED = ("models", "router", "stream", "stream_options")
 
 
 async def pipeline_serve(
     req: GatewayRequest, key: AuthenticatedKey, body: JSON, *, anthropic: bool
 ) -> None:
-    """Serve one pipeline request: plan every step, hold once, run, respond, record once."""
+    """Serve one pipeline request: plan every call, hold once, run, respond, record once."""
     model = str(body["model"])
     _refuse_unsupported(body)
     if key.allowed_models and model not in key.allowed_models:
         raise Forbidden(f"This key may not use the model '{model}'.", param="model")
     version = await _active_version(key.organization_id, model.removeprefix(PIPELINE_PREFIX))
     # A key allowed a pipeline may call its steps, as a key allowed a router may call its picks.
-    steps = await _steps_plan(body, replace(key, allowed_models=()), version, await catalog_get())
+    planned = await _calls_plan(body, replace(key, allowed_models=()), version, await catalog_get())
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)
     generation_id = metering.generation_id_new()
-    reserved = sum((step.reserved for step in steps), ZERO)
-    await metering.hold(key, generation_id, reserved)
+    await metering.hold(key, generation_id, planned.reserved)
     draft = UsageDraft(
         generation_id=generation_id,
         organization_id=key.organization_id,
         key_id=key.id,
         status="failed",
         requested_model=model,
+        streamed=bool(body.get("stream")),
         prompt=messages_prompt(body["messages"]) if key.prompt_logging else "",
     )
     plan = Plan(requested_model=model, candidates=[])
@@ -108,21 +103,27 @@ async def pipeline_serve(
         plan,
         generation_id,
         prompt_estimate,
-        reserved,
+        planned.reserved,
         draft,
         prompt_bound=prompt_token_bound(body),
     )
-    run = _cascade if version.kind == "cascade" else _series
-    await exchange_run(ex, run(ex, version, steps))
+    await exchange_run(ex, _run(ex, version, planned))
+
+
+async def _run(ex: Exchange, version: PipelineVersion, planned: _Planned) -> None:
+    if version.kind == "parallel":
+        served, extra = await parallel_run(ex, planned.steps, version.options, planned.aggregate)
+    elif version.kind == "series":
+        served, extra = await _series(ex, planned.steps)
+    else:
+        cascaded = await _cascade(ex, version, planned.steps)
+        if cascaded is None:
+            return  # streamed live, to the end
+        served, extra = cascaded
+    await _respond(ex, version, served, extra)
 
 
 def _refuse_unsupported(body: JSON) -> None:
-    if body.get("stream"):
-        raise BadRequest(
-            "Streaming a pipeline is not supported yet; send stream: false (the "
-            "answer comes whole, with every step in its pipeline object).",
-            param="stream",
-        )
     for name in ("models", "router"):
         if body.get(name) is not None:
             raise BadRequest(
@@ -149,32 +150,74 @@ def _pipeline_load(organization_id: int, slug: str) -> Pipeline | None:
     )
 
 
-async def _steps_plan(
+@dataclass
+class _Planned:
+    steps: list[Step]
+    aggregate: Step | None  # a parallel pipeline's judge or synthesiser
+
+    @property
+    def reserved(self) -> Decimal:
+        """The hold: every call's worst case, judges and the aggregate's call included."""
+        calls = [*self.steps, *(s.judge for s in self.steps if s.judge), self.aggregate]
+        return sum((call.reserved for call in calls if call is not None), ZERO)
+
+
+async def _calls_plan(
     body: JSON, key: AuthenticatedKey, version: PipelineVersion, catalog: CatalogSnapshot
-) -> list[_Step]:
-    """Every step's candidates and worst-case cost, before anything is sent."""
-    steps: list[_Step] = []
+) -> _Planned:
+    """Every call's candidates and worst-case cost, before anything is sent."""
+    steps: list[Step] = []
     previous_bound = 0  # the most tokens the previous step can answer (series)
+    input_bound = prompt_token_bound(body)  # what {input} can be
+    count = len(version.steps)
     for index, spec in enumerate(version.steps):
         step_body = _step_body(body, spec, index, "", series=version.kind == "series")
-        bound = prompt_token_bound(step_body)
-        if version.kind == "series" and _uses_previous(spec, index):
-            bound += previous_bound * _BYTES_PER_TOKEN
-        plan = await plan_request(
-            body=step_body,
-            key=key,
-            catalog=catalog,
-            needs=request_needs(step_body),
-            prompt_bound=bound,
-        )
-        reserved = max(reservation_for(step_body, c, bound) for c in plan.candidates)
-        previous_bound = max(output_token_bound(step_body, c.endpoint) for c in plan.candidates)
-        steps.append(_Step(index, spec, step_body, plan, reserved))
-    return steps
+        extra = previous_bound * _BYTES_PER_TOKEN if _uses_previous(version, spec, index) else 0
+        step = await _call_plan(index, spec, step_body, key, catalog, extra)
+        gate = spec.get("gate") or {}
+        if gate.get("type") == "logprob":
+            step.body["logprobs"] = True  # asked of the provider; planned without it
+        if gate.get("type") == "judge":
+            judge_spec = {"model": gate["model"]}
+            judge = {"model": gate["model"], "messages": [], "max_tokens": JUDGE_MAX_TOKENS}
+            extra = (
+                input_bound
+                + len(str(gate.get("template") or GATE_JUDGE_TEMPLATE))
+                + (step.output_bound * _BYTES_PER_TOKEN)
+            )
+            step.judge = await _call_plan(count + index, judge_spec, judge, key, catalog, extra)
+        previous_bound = step.output_bound
+        steps.append(step)
+    aggregate = None
+    options = version.options or {}
+    if options.get("aggregate", {}).get("type") in ("judge", "synthesize"):
+        spec = options["aggregate"]
+        answers = sum(s.output_bound for s in steps) * _BYTES_PER_TOKEN
+        extra = input_bound + len(aggregate_template(spec)) + answers + 16 * len(steps)
+        call = aggregate_body(body, spec)
+        aggregate = await _call_plan(count, {"model": spec["model"]}, call, key, catalog, extra)
+    return _Planned(steps, aggregate)
 
 
-def _uses_previous(spec: JSON, index: int) -> bool:
-    return index > 0 and "{previous}" in _template(spec, index)
+async def _call_plan(
+    index: int,
+    spec: JSON,
+    body: JSON,
+    key: AuthenticatedKey,
+    catalog: CatalogSnapshot,
+    extra_prompt_bytes: int,
+) -> Step:
+    bound = prompt_token_bound(body) + extra_prompt_bytes
+    plan = await plan_request(
+        body=body, key=key, catalog=catalog, needs=request_needs(body), prompt_bound=bound
+    )
+    reserved = max(reservation_for(body, c, bound) for c in plan.candidates)
+    output = max(output_token_bound(body, c.endpoint) for c in plan.candidates)
+    return Step(index, spec, body, plan, reserved, output_bound=output)
+
+
+def _uses_previous(version: PipelineVersion, spec: JSON, index: int) -> bool:
+    return version.kind == "series" and index > 0 and "{previous}" in _template(spec, index)
 
 
 def _template(spec: JSON, index: int) -> str:
@@ -184,95 +227,20 @@ def _template(spec: JSON, index: int) -> str:
 def _step_body(body: JSON, spec: JSON, index: int, previous: str, *, series: bool) -> JSON:
     """The request a step sends: the client's, with the step's model (and, in a series, the
     step's prompt: the system messages kept, then its template as the one user message)."""
-    step_body = {name: value for name, value in body.items() if name not in ("models", "router")}
+    step_body = {name: value for name, value in body.items() if name not in _NOT_FORWARDED}
     step_body["model"] = spec["model"]
     if spec.get("response_format") is not None:
         step_body["response_format"] = spec["response_format"]
     if series and (index > 0 or spec.get("template")):
         messages = body["messages"]
-        prompt = _template(spec, index).replace("{input}", _last_user_text(messages))
+        prompt = _template(spec, index).replace("{input}", request_input(messages))
         prompt = prompt.replace("{previous}", previous)
         system = [m for m in messages if m.get("role") in ("system", "developer")]
         step_body["messages"] = [*system, {"role": "user", "content": prompt}]
     return step_body
 
 
-def _last_user_text(messages: list[JSON]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            return text_of(message.get("content"))
-    return ""
-
-
 # --- running the steps ---------------------------------------------------------------------------
-
-
-async def _call(parent: Exchange, step: _Step, body: JSON) -> _Outcome:
-    """One step's provider call, with fallback across its candidates, priced on a child draft."""
-    child = UsageDraft(
-        generation_id=f"{parent.generation_id}-s{step.index}",
-        organization_id=parent.key.organization_id,
-        key_id=parent.key.id,
-        status="failed",
-    )
-    ex = Exchange(
-        parent.req,
-        parent.key,
-        body,
-        False,
-        step.plan,
-        child.generation_id,
-        estimate_prompt_tokens(body),
-        step.reserved,
-        child,
-        prompt_bound=prompt_token_bound(body),
-    )
-    started = time.monotonic()
-    for candidate in step.plan.candidates:
-        completion = await attempt(ex, candidate)
-        if completion is None:
-            continue
-        parent.attempts.extend(ex.attempts)  # the request's trace shows every step's fallbacks
-        ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
-        usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
-        bill(ex, usage, status="succeeded")
-        if not candidate.is_byok and ex.first_byte_at is not None:
-            health.health_record_success(
-                candidate.endpoint.id,
-                ttft_ms=(ex.first_byte_at - started) * 1000,
-                completion_tokens=usage.completion_tokens,
-                duration_s=time.monotonic() - started,
-            )
-        child.latency_ms = int((time.monotonic() - started) * 1000)
-        return _Outcome(ex, completion, usage)
-    parent.attempts.extend(ex.attempts)
-    return _Outcome(ex, None, Usage())
-
-
-def _account(parent: Exchange, outcome: _Outcome, step: _Step, gate: str) -> JSON:
-    """Add a step's call to the request's draft (a child record) and return the record."""
-    child, draft = outcome.ex.draft, parent.draft
-    record: JSON = {
-        "step": step.index,
-        "model": child.model or step.spec["model"],
-        "provider": child.provider,
-        "status": child.status,
-        "gate": gate,
-        "prompt_tokens": child.prompt_tokens,
-        "completion_tokens": child.completion_tokens,
-        "cost": money_str(child.cost),
-        "latency_ms": child.latency_ms,
-    }
-    draft.steps.append(record)
-    draft.cost += child.cost
-    draft.prompt_tokens += child.prompt_tokens
-    draft.completion_tokens += child.completion_tokens
-    draft.cached_tokens += child.cached_tokens
-    draft.reasoning_tokens += child.reasoning_tokens
-    draft.is_byok = draft.is_byok or child.is_byok
-    for flag in filter(None, child.flags.split(",")):
-        draft.flag(UsageFlag(flag))
-    return record
 
 
 async def _predicted_score(ex: Exchange, gate: JSON, model: str) -> float | None:
@@ -291,7 +259,7 @@ async def _predicted_score(ex: Exchange, gate: JSON, model: str) -> float | None
     return next((c.score for c in decision.ranked if c.model == model), None)
 
 
-def _skipped(ex: Exchange, step: _Step, score: float) -> None:
+def _skipped(ex: Exchange, step: Step, score: float) -> None:
     """A step its pre-call gate skipped: recorded (no call, no cost) with the predicted score."""
     ex.draft.steps.append(
         {
@@ -309,8 +277,12 @@ def _skipped(ex: Exchange, step: _Step, score: float) -> None:
     )
 
 
-async def _cascade(ex: Exchange, version: PipelineVersion, steps: list[_Step]) -> None:
-    served: _Outcome | None = None
+async def _cascade(
+    ex: Exchange, version: PipelineVersion, steps: list[Step]
+) -> tuple[Outcome, JSON] | None:
+    """The first answer that passes its gate (else the last answer); None when a step without
+    a post-call gate, the first one called, was streamed live to the client."""
+    served: Outcome | None = None
     passed = False
     for step in steps:
         pre_gate = step.spec.get("pre_gate")
@@ -319,83 +291,98 @@ async def _cascade(ex: Exchange, version: PipelineVersion, steps: list[_Step]) -
             if score is not None and score < pre_gate["min_score"]:
                 _skipped(ex, step, score)
                 continue
-        outcome = await _call(ex, step, step.body)
+        if _streams_live(ex, step):
+            head = partial(_pipeline_object, ex, {"passed": True, "version": version})
+            if await stream_live(ex, step, head):
+                return None
+            continue  # no provider opened a stream: the next step
+        outcome = await step_run(ex, step)
+        record = step_account(ex, outcome.ex, step, "no_answer")
         if outcome.completion is None:
-            _account(ex, outcome, step, "no_answer")
             continue
-        gate = step.spec.get("gate")
-        passed = gate_passes(gate, outcome.text)
-        _account(ex, outcome, step, "none" if gate is None else "passed" if passed else "failed")
         served = outcome
+        passed = await post_gate(ex, step, outcome, record)
         if passed:
             break
     if served is None:
-        raise _all_failed(ex)
-    await _respond(ex, version, served, {"passed": passed})
+        raise all_failed(ex)
+    return served, {"passed": passed}
 
 
-async def _series(ex: Exchange, version: PipelineVersion, steps: list[_Step]) -> None:
-    previous = ""
-    outputs: dict[int, str] = {}
-    outcome: _Outcome | None = None
-    for step in steps:
-        body = _step_body(ex.body, step.spec, step.index, previous, series=True)
-        outcome = await _call(ex, step, body)
-        if outcome.completion is None:
-            _account(ex, outcome, step, "no_answer")
-            raise _all_failed(ex)
-        previous = outputs[step.index] = outcome.text
-        _account(ex, outcome, step, "none")
-    assert outcome is not None  # a pipeline has at least one step
-    await _respond(ex, version, outcome, {"outputs": outputs})
-
-
-def _all_failed(ex: Exchange) -> UpstreamFailed:
-    return UpstreamFailed(
-        f"Every step of {ex.plan.requested_model} failed to answer.",
-        metadata={"attempts": ex.attempts, "generation_id": ex.generation_id},
+def _streams_live(ex: Exchange, step: Step) -> bool:
+    """A streamed request's step is relayed as it comes when its answer needs no post-call
+    gate and no earlier step was called (every one before it skipped by its pre-call gate)."""
+    return (
+        bool(ex.body.get("stream"))
+        and step.spec.get("gate") is None
+        and all(record["status"] == "skipped" for record in ex.draft.steps)
     )
 
 
-async def _respond(ex: Exchange, version: PipelineVersion, served: _Outcome, extra: JSON) -> None:
+async def _series(ex: Exchange, steps: list[Step]) -> tuple[Outcome, JSON]:
+    previous = ""
+    outputs: dict[int, str] = {}
+    outcome: Outcome | None = None
+    for step in steps:
+        body = _step_body(ex.body, step.spec, step.index, previous, series=True)
+        outcome = await step_run(ex, step, body)
+        step_account(ex, outcome.ex, step, "none" if outcome.completion else "no_answer")
+        if outcome.completion is None:
+            raise all_failed(ex)
+        previous = outputs[step.index] = outcome.text
+    assert outcome is not None  # a pipeline has at least one step
+    return outcome, {"outputs": outputs}
+
+
+async def _respond(ex: Exchange, version: PipelineVersion, served: Outcome, extra: JSON) -> None:
     draft, child = ex.draft, served.ex.draft
-    bill(ex, Usage(), status="succeeded")  # status and latency; the cost is the steps' sum
+    bill(ex, Usage(), status="succeeded")  # status and latency; the cost is the calls' sum
     draft.model, draft.provider = child.model, child.provider
     assert served.completion is not None
     total = Usage(
         draft.prompt_tokens, draft.completion_tokens, draft.cached_tokens, draft.reasoning_tokens
     )
+    choices = served.completion.choices
+    if not ex.body.get("logprobs"):  # asked of the provider for a logprob gate, not by the client
+        choices = [{k: v for k, v in c.items() if k != "logprobs"} for c in choices]
     body = {
         "id": ex.generation_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": child.model,
         "provider": child.provider,
-        "choices": served.completion.choices,
+        "choices": choices,
         "usage": total.to_openai() | {"cost": float(draft.cost), "is_byok": draft.is_byok},
-        "pipeline": _pipeline_object(ex, version, extra),
+        "pipeline": _pipeline_object(ex, extra | {"version": version}),
     }
-    if ex.anthropic:
-        body = canonical_to_messages_response(body, total) | {"pipeline": body["pipeline"]}
     if ex.key.prompt_logging:
         ex.answer_parts.append(served.text)
+    if ex.body.get("stream"):
+        await stream_buffered(ex, body, total)
+        return
+    if ex.anthropic:
+        body = canonical_to_messages_response(body, total) | {"pipeline": body["pipeline"]}
     await ex.req.respond_json(200, body, headers={"x-generation-id": ex.generation_id})
 
 
-def _pipeline_object(ex: Exchange, version: PipelineVersion, extra: JSON) -> dict[str, Any]:
+def _pipeline_object(ex: Exchange, extra: JSON, records: list[JSON] | None = None) -> JSON:
+    """The response's ``pipeline`` object: which pipeline, and every call's record (a series
+    step's output; a parallel pipeline's aggregate)."""
+    version: PipelineVersion = extra["version"]
     outputs = extra.get("outputs") or {}
     steps = [
         step
         | {"cost": float(step["cost"])}
         | ({"output": outputs[step["step"]]} if step["step"] in outputs else {})
-        for step in ex.draft.steps
+        for step in (ex.draft.steps if records is None else records)
     ]
-    head: dict[str, Any] = {
+    head: JSON = {
         "pipeline": ex.plan.requested_model,
         "version": version.number,
         "kind": version.kind,
         "steps": steps,
     }
-    if "passed" in extra:
-        head["passed"] = extra["passed"]
+    for name in ("passed", "aggregate"):
+        if name in extra:
+            head[name] = extra[name]
     return head

@@ -166,6 +166,15 @@ def test_pipelines_create_version_list_serve_and_delete(
     )
     assert answer.choices[0].message.content
 
+    voted = manage.pipelines.update("tiered", "parallel", [{"model": DEAR}, {"model": CHEAP}],
+                                    aggregate={"type": "majority"}, branch_timeout_s=30)  # fmt: skip
+    assert (voted["kind"], voted["aggregate"], voted["branch_timeout_s"]) == (
+        "parallel", {"type": "majority"}, 30.0)  # fmt: skip
+    answer = inference.openai.chat.completions.create(
+        model="pipeline/tiered", messages=[{"role": "user", "content": MATH_PROMPT}]
+    )
+    assert answer.model_extra["pipeline"]["aggregate"]["answered"] == 2
+
     with pytest.raises(BadRequestError):
         manage.pipelines.create("bad", "cascade", [{"model": "no/such-model"}])
     manage.pipelines.delete("tiered")

@@ -195,9 +195,11 @@ def test_a_pipeline_request_that_cannot_be_served_is_refused_before_any_hold(
     assert create(world, "one", "cascade", [{"model": "test/gpt"}]).status_code == 201
     client = client_for(world)
 
-    with pytest.raises(openai.BadRequestError, match="Streaming a pipeline"):
+    with pytest.raises(openai.BadRequestError, match="router does not apply to a pipeline"):
         client.chat.completions.create(
-            model="pipeline/one", messages=[{"role": "user", "content": "hi"}], stream=True
+            model="pipeline/one",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"router": "x"},
         )
     with pytest.raises(openai.NotFoundError, match="No pipeline 'pipeline/nope'"):
         client.chat.completions.create(
@@ -219,7 +221,8 @@ def test_a_pipeline_request_that_cannot_be_served_is_refused_before_any_hold(
          "does not compile"),
         ("series", [{"model": "test/gpt", "gate": {"type": "json"}}], "only cascade steps"),
         ("series", [{"model": "test/gpt", "template": "no placeholder"}], "must use {input}"),
-        ("parallel", [{"model": "test/gpt"}], "kind"),
+        ("parallel", [{"model": "test/gpt"}], "aggregate.type is required"),
+        ("sequential", [{"model": "test/gpt"}], "\"sequential\" is not a valid choice"),
     ],
 )  # fmt: skip
 def test_bad_definitions_are_refused_with_what_is_wrong(

@@ -1,5 +1,8 @@
-"""Pipelines (``/api/v1/pipelines``): cascades and series chains of models, served as
-``model: "pipeline/<slug>"``. Each definition posted is a new version, active at once."""
+"""Pipelines (``/api/v1/pipelines``): cascades, series chains and parallel ensembles of models,
+served as ``model: "pipeline/<slug>"``. Each definition posted is a new version, active at once.
+A parallel pipeline needs ``aggregate`` (``{"type": "majority"}``, ``fastest``, ``first_valid``
+with an optional ``gate``, or ``judge`` / ``synthesize`` with a ``model``) and may set
+``branch_timeout_s``."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from routerhub_client._async_account import AsyncResource
 from routerhub_client._http import clean_params
 from routerhub_client._sync_account import SyncResource
 
-PipelineKind = Literal["cascade", "series"]
+PipelineKind = Literal["cascade", "series", "parallel"]
 
 
 class Pipeline(TypedDict, total=False):
@@ -20,6 +23,8 @@ class Pipeline(TypedDict, total=False):
     version: int | None
     kind: PipelineKind | None
     steps: list[dict[str, Any]]
+    aggregate: dict[str, Any]  # parallel pipelines
+    branch_timeout_s: float  # when the pipeline set one
     created_at: str
 
 
@@ -27,6 +32,8 @@ class PipelineVersion(TypedDict, total=False):
     version: int
     kind: PipelineKind
     steps: list[dict[str, Any]]
+    aggregate: dict[str, Any]
+    branch_timeout_s: float
     created_at: str
 
 
@@ -48,15 +55,34 @@ class PipelineReport(TypedDict, total=False):
     aiq: dict[str, float | None] | None
 
 
-def _definition(kind: PipelineKind, steps: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"kind": kind, "steps": steps}
+def _definition(
+    kind: PipelineKind,
+    steps: list[dict[str, Any]],
+    aggregate: dict[str, Any] | None,
+    branch_timeout_s: float | None,
+) -> dict[str, Any]:
+    body = {
+        "kind": kind,
+        "steps": steps,
+        "aggregate": aggregate,
+        "branch_timeout_s": branch_timeout_s,
+    }
+    return {name: value for name, value in body.items() if value is not None}
 
 
 class Pipelines(SyncResource):
     def create(
-        self, slug: str, kind: PipelineKind, steps: list[dict[str, Any]], *, name: str | None = None
+        self,
+        slug: str,
+        kind: PipelineKind,
+        steps: list[dict[str, Any]],
+        *,
+        name: str | None = None,
+        aggregate: dict[str, Any] | None = None,
+        branch_timeout_s: float | None = None,
     ) -> Pipeline:
-        body = clean_params({"slug": slug, "name": name, **_definition(kind, steps)})
+        definition = _definition(kind, steps, aggregate, branch_timeout_s)
+        body = clean_params({"slug": slug, "name": name, **definition})
         return cast(Pipeline, self._json("POST", "/api/v1/pipelines", json=body))
 
     def get(self, slug: str) -> Pipeline:
@@ -68,10 +94,19 @@ class Pipelines(SyncResource):
     def versions(self, slug: str) -> list[PipelineVersion]:
         return cast(list[PipelineVersion], self._json("GET", f"/api/v1/pipelines/{slug}/versions"))
 
-    def update(self, slug: str, kind: PipelineKind, steps: list[dict[str, Any]]) -> Pipeline:
+    def update(
+        self,
+        slug: str,
+        kind: PipelineKind,
+        steps: list[dict[str, Any]],
+        *,
+        aggregate: dict[str, Any] | None = None,
+        branch_timeout_s: float | None = None,
+    ) -> Pipeline:
         """Post a new definition: it becomes the active version."""
         path = f"/api/v1/pipelines/{slug}/versions"
-        return cast(Pipeline, self._json("POST", path, json=_definition(kind, steps)))
+        definition = _definition(kind, steps, aggregate, branch_timeout_s)
+        return cast(Pipeline, self._json("POST", path, json=definition))
 
     def report(self, slug: str, *, router: str | None = None) -> PipelineReport:
         """The cascade's expected score and cost on ``router``'s held-out rows (default: the
@@ -87,9 +122,17 @@ class Pipelines(SyncResource):
 
 class AsyncPipelines(AsyncResource):
     async def create(
-        self, slug: str, kind: PipelineKind, steps: list[dict[str, Any]], *, name: str | None = None
+        self,
+        slug: str,
+        kind: PipelineKind,
+        steps: list[dict[str, Any]],
+        *,
+        name: str | None = None,
+        aggregate: dict[str, Any] | None = None,
+        branch_timeout_s: float | None = None,
     ) -> Pipeline:
-        body = clean_params({"slug": slug, "name": name, **_definition(kind, steps)})
+        definition = _definition(kind, steps, aggregate, branch_timeout_s)
+        body = clean_params({"slug": slug, "name": name, **definition})
         return cast(Pipeline, await self._json("POST", "/api/v1/pipelines", json=body))
 
     async def get(self, slug: str) -> Pipeline:
@@ -102,10 +145,19 @@ class AsyncPipelines(AsyncResource):
         path = f"/api/v1/pipelines/{slug}/versions"
         return cast(list[PipelineVersion], await self._json("GET", path))
 
-    async def update(self, slug: str, kind: PipelineKind, steps: list[dict[str, Any]]) -> Pipeline:
+    async def update(
+        self,
+        slug: str,
+        kind: PipelineKind,
+        steps: list[dict[str, Any]],
+        *,
+        aggregate: dict[str, Any] | None = None,
+        branch_timeout_s: float | None = None,
+    ) -> Pipeline:
         """Post a new definition: it becomes the active version."""
         path = f"/api/v1/pipelines/{slug}/versions"
-        return cast(Pipeline, await self._json("POST", path, json=_definition(kind, steps)))
+        definition = _definition(kind, steps, aggregate, branch_timeout_s)
+        return cast(Pipeline, await self._json("POST", path, json=definition))
 
     async def report(self, slug: str, *, router: str | None = None) -> PipelineReport:
         """The cascade's expected score and cost on ``router``'s held-out rows (default: the

@@ -1,0 +1,226 @@
+"""A pipeline's provider calls (``routing.gateway.pipeline``): one step's call with fallback
+across its candidates, priced on a child draft; adding it to the request's draft as a child
+record; and the post-call gates that need more than the answer — a regex (out of process), a
+judge model (a call of its own, a child record in the same hold) and the provider's logprobs.
+
+Child records are numbered by ``step``: 0..n-1 are the definition's steps (a parallel
+pipeline's branches); the judge of cascade step i is n + i; a parallel pipeline's judge or
+synthesiser is n.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from billing.metering import UsageDraft, UsageFlag
+from routerhub.errors import UpstreamFailed
+from routerhub.money import money_str
+from routing.gateway import health
+from routing.gateway.attempts import attempt
+from routing.gateway.exchange import Exchange, bill, billable_usage, choices_chars
+from routing.gateway.planning import Plan
+from routing.gateway.regex_gate import regex_gate_search
+from routing.gateway.request_shape import estimate_prompt_tokens, prompt_token_bound
+from routing.pipeline_gates import GATE_MAX_CHARS, gate_passes, judge_verdict, mean_logprob
+from routing.providers.base import JSON, Completion, Usage, text_of
+
+JUDGE_MAX_TOKENS = 16  # a verdict (PASS, FAIL, a score, a branch's number) is a word
+GATE_JUDGE_TEMPLATE = (
+    "You are grading an answer.\n\nQuestion:\n{input}\n\nAnswer:\n{answer}\n\n"
+    "Reply PASS if the answer is correct and complete, otherwise FAIL. Reply with one word."
+)
+# The gate labels a step's record can carry; only "passed" (and "none": no gate) stop a cascade.
+PASSED = "passed"
+
+
+@dataclass
+class Step:
+    index: int  # the child record's step number
+    spec: JSON
+    body: JSON  # the call's request (a series step's {previous} is filled in when it runs)
+    plan: Plan
+    reserved: Decimal
+    judge: Step | None = None  # a judge gate's call, planned (and held for) with the step
+    output_bound: int = 0  # the most tokens this call can answer
+
+
+@dataclass
+class Outcome:
+    ex: Exchange
+    completion: Completion | None
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def choice(self) -> JSON:
+        choices = self.completion.choices if self.completion else []
+        return choices[0] if choices else {}
+
+    @property
+    def text(self) -> str:
+        return text_of((self.choice.get("message") or {}).get("content"))
+
+
+def child_exchange(parent: Exchange, step: Step, body: JSON) -> Exchange:
+    """The exchange of one provider call: its own draft (never recorded by itself)."""
+    child = UsageDraft(
+        generation_id=f"{parent.generation_id}-s{step.index}",
+        organization_id=parent.key.organization_id,
+        key_id=parent.key.id,
+        status="failed",
+    )
+    return Exchange(
+        parent.req,
+        parent.key,
+        body,
+        False,
+        step.plan,
+        child.generation_id,
+        estimate_prompt_tokens(body),
+        step.reserved,
+        child,
+        prompt_bound=prompt_token_bound(body),
+    )
+
+
+async def step_call(ex: Exchange) -> Outcome:
+    """One call with fallback across its candidates, priced on ``ex``'s child draft. Cancelled
+    (a parallel branch's timeout or aggregate), it has priced nothing: a whole answer is priced
+    only once it has arrived, and nothing awaits after that."""
+    started = time.monotonic()
+    for candidate in ex.plan.candidates:
+        completion = await attempt(ex, candidate)
+        if completion is None:
+            continue
+        ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
+        usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
+        bill(ex, usage, status="succeeded")
+        if not candidate.is_byok and ex.first_byte_at is not None:
+            health.health_record_success(
+                candidate.endpoint.id,
+                ttft_ms=(ex.first_byte_at - started) * 1000,
+                completion_tokens=usage.completion_tokens,
+                duration_s=time.monotonic() - started,
+            )
+        ex.draft.latency_ms = int((time.monotonic() - started) * 1000)
+        return Outcome(ex, completion, usage)
+    ex.draft.latency_ms = int((time.monotonic() - started) * 1000)
+    return Outcome(ex, None)
+
+
+async def step_run(parent: Exchange, step: Step, body: JSON | None = None) -> Outcome:
+    return await step_call(child_exchange(parent, step, step.body if body is None else body))
+
+
+def step_account(parent: Exchange, child_ex: Exchange, step: Step, gate: str) -> JSON:
+    """Add one call to the request's draft (a child record), exactly once, and return the record
+    (its gate may still be filled in)."""
+    child, draft = child_ex.draft, parent.draft
+    record = step_record(child_ex, step, gate)
+    parent.attempts.extend(child_ex.attempts)  # the request's trace shows every call's fallbacks
+    draft.steps.append(record)
+    draft.cost += child.cost
+    draft.prompt_tokens += child.prompt_tokens
+    draft.completion_tokens += child.completion_tokens
+    draft.cached_tokens += child.cached_tokens
+    draft.reasoning_tokens += child.reasoning_tokens
+    draft.is_byok = draft.is_byok or child.is_byok
+    for flag in filter(None, child.flags.split(",")):
+        draft.flag(UsageFlag(flag))
+    return record
+
+
+def step_record(child_ex: Exchange, step: Step, gate: str) -> JSON:
+    """One call's child record (``billing.drafts.STEP_FIELDS``)."""
+    child = child_ex.draft
+    return {
+        "step": step.index,
+        "model": child.model or step.spec["model"],
+        "provider": child.provider,
+        "status": child.status,
+        "gate": gate,
+        "prompt_tokens": child.prompt_tokens,
+        "completion_tokens": child.completion_tokens,
+        "cost": money_str(child.cost),
+        "latency_ms": child.latency_ms,
+    }
+
+
+async def post_gate(parent: Exchange, step: Step, outcome: Outcome, record: JSON) -> bool:
+    """Check a cascade step's answer against its gate, write the outcome on its record (passed,
+    failed, or why the gate could not pass: gate_timeout, undecidable, judge_garbage,
+    judge_failed) and return whether it passed. No gate: it passes."""
+    gate = step.spec.get("gate")
+    if gate is None:
+        record["gate"] = "none"
+        return True
+    if gate["type"] == "judge":
+        label = await _judged(parent, step, outcome.text[:GATE_MAX_CHARS], gate)
+    else:
+        label = await gate_label(gate, outcome, record)
+    record["gate"] = label
+    return label == PASSED
+
+
+async def gate_label(gate: JSON, outcome: Outcome, record: JSON) -> str:
+    """The outcome of a gate that needs no model call: passed, failed, gate_timeout (a regex
+    past ``PIPELINE_REGEX_TIMEOUT``) or undecidable (a logprob gate without logprobs)."""
+    kind, text = gate["type"], outcome.text[:GATE_MAX_CHARS]
+    if kind == "regex":
+        found = await regex_gate_search(gate["pattern"], text)
+        return "gate_timeout" if found is None else _label(found)
+    if kind == "logprob":
+        mean = mean_logprob(outcome.choice)
+        record["mean_logprob"] = mean
+        return "undecidable" if mean is None else _label(mean >= gate["min_mean"])
+    return _label(gate_passes(gate, text))
+
+
+def _label(passed: bool) -> str:
+    return PASSED if passed else "failed"
+
+
+async def _judged(parent: Exchange, step: Step, answer: str, gate: JSON) -> str:
+    """Ask the step's judge about its answer; its call is a child record of its own."""
+    judge = step.judge
+    assert judge is not None  # planned with the step
+    prompt = gate_judge_prompt(gate, _request_input(parent.body), answer)
+    outcome = await step_run(parent, judge, judge_body(judge.body, prompt))
+    record = step_account(parent, outcome.ex, judge, "judge")
+    record["judges_step"] = step.index
+    if outcome.completion is None:
+        return "judge_failed"
+    record["verdict"] = outcome.text[:200]
+    verdict = judge_verdict(outcome.text, gate["min_score"])
+    return "judge_garbage" if verdict is None else _label(verdict)
+
+
+def gate_judge_prompt(gate: JSON, question: str, answer: str) -> str:
+    template = str(gate.get("template") or GATE_JUDGE_TEMPLATE)
+    return template.replace("{input}", question).replace("{answer}", answer)
+
+
+def judge_body(body: JSON, prompt: str) -> JSON:
+    """A judge's (or synthesiser's) request: its planned body with ``prompt`` as the one user
+    message."""
+    return body | {"messages": [{"role": "user", "content": prompt}]}
+
+
+def _request_input(body: JSON) -> str:
+    return request_input(body["messages"])
+
+
+def all_failed(ex: Exchange) -> UpstreamFailed:
+    return UpstreamFailed(
+        f"Every step of {ex.plan.requested_model} failed to answer.",
+        metadata={"attempts": ex.attempts, "generation_id": ex.generation_id},
+    )
+
+
+def request_input(messages: list[JSON]) -> str:
+    """The request's last user message: what templates call ``{input}``."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return text_of(message.get("content"))
+    return ""
