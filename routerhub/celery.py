@@ -44,6 +44,8 @@ app.conf.update(
         "budget-alerts": {"task": "billing.budget_alerts", "schedule": 900.0},
         "expire-prompts": {"task": "billing.expire_prompts", "schedule": 3600.0},
         "purge-responses": {"task": "routing.responses_purge", "schedule": 3600.0},
+        "webhook-retries": {"task": "webhooks.retry_due", "schedule": 15.0},
+        "drift-checks": {"task": "training.drift_check", "schedule": settings.DRIFT_CHECK_SECONDS},
     },
 )
 app.autodiscover_tasks()  # each installed app's tasks.py

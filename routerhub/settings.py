@@ -24,6 +24,7 @@ from routerhub.settings_parts.environment import (
     env,
 )
 from routerhub.settings_parts.gateway import *  # noqa: F403
+from routerhub.settings_parts.lifecycle import *  # noqa: F403
 from routerhub.settings_parts.training import *  # noqa: F403
 
 SECRET_KEY = _secret("SECRET_KEY")
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
     "billing",
     "routing",
     "training",
+    "webhooks",
 ]
 
 MIDDLEWARE = [

@@ -345,6 +345,7 @@ def _trained_decision(
             f"None of the candidates were trained in {name} v{row.version.number}.",
             param="router.candidates",
         )
+    serving.drift_sample_observe(row.version, prompt)
     return RouterDecision(
         router=name,
         version=row.version.number,
