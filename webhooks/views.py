@@ -20,7 +20,7 @@ DELIVERIES_SHOWN = 50
 
 
 class EndpointForm(forms.Form):
-    url = forms.URLField(max_length=2000, label="Receiver URL")
+    url = forms.URLField(max_length=2000, label="Receiver URL", assume_scheme="https")
     events = forms.MultipleChoiceField(
         choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple
     )
