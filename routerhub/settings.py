@@ -257,7 +257,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"PipelineKindEnum": "routing.models.PipelineKind"},  # vs other kinds
+    "ENUM_NAME_OVERRIDES": {
+        "PipelineKindEnum": "routing.models.PipelineKind",  # vs other kinds
+        "WebhookEventEnum": "webhooks.models.WebhookEvent",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "routerhub.schema.add_error_responses",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from routerhub_client import verify_webhook_signature
 
 from accounts.models import KeyScope
 from tests.factories import key_client, key_make, tenants_make
@@ -80,6 +81,7 @@ def test_deliveries_are_signed_as_documented_and_retried_on_500(
     for request in receiver.received:
         header = request.headers["RouterHub-Signature"]
         assert verify(created["secret"], header, request.body)
+        assert verify_webhook_signature(created["secret"], header, request.body)
         assert not verify(created["secret"], header, request.body + b" ")
         assert not verify("whsec_other", header, request.body)
     payload = json.loads(receiver.received[0].body)
