@@ -117,7 +117,13 @@ def budget_alerts_check(*, organization: Organization, now: datetime | None = No
     webhook_event_emit(
         organization.pk,
         WebhookEvent.BUDGET_THRESHOLD,
-        {"percent": threshold, "spend": str(spend), "budget": str(budget), "month": month},
+        {
+            "scope": "organization",
+            "percent": threshold,
+            "spend": str(spend),
+            "budget": str(budget),
+            "month": month,
+        },
     )
     owners = Membership.objects.filter(organization=organization, role=Role.OWNER)
     recipients = sorted({m.user.email for m in owners.select_related("user") if m.user.email})

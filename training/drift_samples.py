@@ -78,13 +78,15 @@ def _redis() -> Any:
 
 
 def _vectors_by_version() -> dict[int, list[bytes]]:
-    from training.predictor import predictor_for_version
+    from training.predictor import predictor_for_version, predictor_is_loaded
 
     taken: list[tuple[RouterVersion, str]] = []
     while _State.pending:
         taken.append(_State.pending.popleft())
     vectors: dict[int, list[bytes]] = {}
     for version, prompt in taken:
+        if not predictor_is_loaded(version):
+            continue  # evicted since it decided: never read storage for a sample
         featurizer = predictor_for_version(version).router.featurizer
         dense = featurizer.transform(prompt)[2]
         vectors.setdefault(version.pk, []).append(np.asarray(dense, np.float32).tobytes())

@@ -129,6 +129,7 @@ def test_a_crossed_threshold_is_also_a_budget_threshold_webhook_event(budgeted: 
     [delivery] = WebhookDelivery.objects.all()
     assert delivery.event_type == "budget.threshold"
     assert delivery.payload["data"] == {
+        "scope": "organization",
         "percent": 80,
         "spend": "85.00000000",
         "budget": "100",

@@ -47,6 +47,7 @@ def demo_pages() -> list[tuple[str, str]]:
         ("training-run", f"/dashboard/training-runs/{run.pk}/"),
         ("models", "/dashboard/models/"),
         ("organization", "/dashboard/organization/"),
+        ("webhooks", "/dashboard/webhooks/"),
         ("docs", "/dashboard/docs/"),
         ("not-found", "/dashboard/generations/gen-none/"),
     ]
