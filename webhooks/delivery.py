@@ -105,7 +105,8 @@ def _send(delivery: WebhookDelivery) -> Outcome:
         return Outcome(None, "", error[:300], (time.monotonic() - started) * 1000)
     finally:
         client.close()
-    text = excerpt.decode("utf-8", "replace")
+    # PostgreSQL text cannot hold NUL: a receiver's answer with one must not break the log.
+    text = excerpt.decode("utf-8", "replace").replace("\x00", "")
     return Outcome(code, text, "", (time.monotonic() - started) * 1000)
 
 

@@ -11,7 +11,11 @@ from django.test import Client
 from accounts.models import KeyScope
 from tests.factories import key_client, key_make, tenants_make
 from webhooks.models import WebhookEndpoint
-from webhooks.services import webhook_endpoint_secret, webhook_event_emit
+from webhooks.services import (
+    webhook_endpoint_create,
+    webhook_endpoint_secret,
+    webhook_event_emit,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -93,3 +97,16 @@ def test_the_page_creates_an_endpoint_and_shows_its_secret_once() -> None:
     assert webhook_endpoint_secret(endpoint) not in again.content.decode()
     assert URL in again.content.decode()
     assert member.get("/dashboard/webhooks/").status_code == 403
+
+
+def test_the_page_shows_the_delivery_log(django_capture_on_commit_callbacks: Any) -> None:
+    tenants = tenants_make()
+    webhook_endpoint_create(organization=tenants.organization, url=URL, events=["training.failed"])
+    with django_capture_on_commit_callbacks(execute=False):
+        [delivery] = webhook_event_emit(tenants.organization.pk, "training.failed", {"x": 1})
+    client = Client()
+    client.force_login(tenants.owner)
+
+    page = client.get("/dashboard/webhooks/").content.decode()
+
+    assert delivery.event_id in page and "pending" in page
