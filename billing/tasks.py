@@ -1,7 +1,8 @@
 """Celery entry points of billing, and the budget alert emails they send.
 
 Periodic tasks: settle expired holds and orphaned usage drafts, and email owners whose monthly
-spend crossed 50, 80 or 100 % of their budget. Each threshold is emailed once per calendar month
+spend crossed 50, 80 or 100 % of their budget (and emit the ``budget.threshold`` webhook event
+with the same threshold). Each threshold is emailed once per calendar month
 (UTC): ``CreditAccount.budget_alert_sent`` maps ``"YYYY-MM"`` to the highest threshold already
 sent; crossing several thresholds at once sends one email, for the highest. The Stripe automatic
 top-up task lives in ``billing.stripe.tasks``. All are safe to run concurrently and repeatedly.
@@ -29,6 +30,8 @@ from billing.retention import prompts_expire
 from billing.services import credit_account_for, reservations_sweep
 from routerhub.money import ZERO
 from routerhub.text import one_line
+from webhooks.models import WebhookEvent
+from webhooks.services import webhook_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +114,17 @@ def budget_alerts_check(*, organization: Organization, now: datetime | None = No
     threshold, month = crossed[-1], _month_start(now).strftime("%Y-%m")
     if not _claim(organization, month, threshold):
         return None
+    webhook_event_emit(
+        organization.pk,
+        WebhookEvent.BUDGET_THRESHOLD,
+        {
+            "scope": "organization",
+            "percent": threshold,
+            "spend": str(spend),
+            "budget": str(budget),
+            "month": month,
+        },
+    )
     owners = Membership.objects.filter(organization=organization, role=Role.OWNER)
     recipients = sorted({m.user.email for m in owners.select_related("user") if m.user.email})
     context = {

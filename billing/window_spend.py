@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from billing.windows import window_start
 from routerhub.money import ZERO, money_str
+from webhooks.models import WebhookEvent
+from webhooks.services import webhook_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +99,12 @@ def budget_threshold_emit(
 
 
 def webhook_budget_threshold(*, organization_id: int, payload: dict[str, Any]) -> None:
-    """The one call site of the ``budget.threshold`` webhook. Until webhooks are connected it
-    only logs; at merge it calls the webhooks module's emit function with the same arguments
-    (``webhook_event_emit("budget.threshold", organization_id=…, payload=…)``)."""
+    """The one call site of the ``budget.threshold`` webhook: queued in the hold's transaction
+    (one query and one insert, once per window), sent by Celery after it commits."""
     logger.info(
         "budget.threshold: key %s used %s of its %s window",
         payload["key_id"],
         payload["share"],
         payload["window"],
     )
+    webhook_event_emit(organization_id, WebhookEvent.BUDGET_THRESHOLD, payload)

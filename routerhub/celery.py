@@ -48,6 +48,8 @@ app.conf.update(
             "task": "routing.routers_promote_if_better",
             "schedule": settings.ROUTER_PROMOTION_INTERVAL,
         },
+        "webhook-retries": {"task": "webhooks.retry_due", "schedule": 15.0},
+        "drift-checks": {"task": "training.drift_check", "schedule": settings.DRIFT_CHECK_SECONDS},
     },
 )
 app.autodiscover_tasks()  # each installed app's tasks.py

@@ -24,6 +24,7 @@ from routerhub.settings_parts.environment import (
     env,
 )
 from routerhub.settings_parts.gateway import *  # noqa: F403
+from routerhub.settings_parts.lifecycle import *  # noqa: F403
 from routerhub.settings_parts.training import *  # noqa: F403
 
 SECRET_KEY = _secret("SECRET_KEY")
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
     "billing",
     "routing",
     "training",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -255,7 +257,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"PipelineKindEnum": "routing.models.PipelineKind"},  # vs other kinds
+    "ENUM_NAME_OVERRIDES": {
+        "PipelineKindEnum": "routing.models.PipelineKind",  # vs other kinds
+        "WebhookEventEnum": "webhooks.models.WebhookEvent",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "routerhub.schema.add_error_responses",

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("billing.api_urls")),
     path("", include("routing.api_urls")),
     path("", include("training.api_urls")),
+    path("", include("webhooks.api_urls")),
 ]
 
 urlpatterns = [
@@ -36,4 +37,5 @@ urlpatterns = [
     path("", include("routing.urls")),
     path("", include("billing.urls")),
     path("", include("training.urls")),
+    path("", include("webhooks.urls")),
 ]

@@ -6,13 +6,17 @@ refuses the connection unless every address is public, and connects to the addre
 so a DNS answer that changes between the two (rebinding) cannot reach an internal service.
 ``settings.ALLOW_PRIVATE_PROVIDER_URLS`` lifts the rule for operators whose tenants legitimately
 run models on private networks (and for tests, whose fake upstream listens on 127.0.0.1).
+Webhook deliveries (a tenant's receiver URL) use the same checks through
+``public_http_client_sync``, under their own setting (``WEBHOOK_ALLOW_PRIVATE_URLS``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,8 +73,9 @@ def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
     return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
-def base_url_check(url: str, *, param: str = "base_url") -> str:
-    """The URL, normalized, if the gateway may call it; else a ``InvalidInput`` naming ``param``."""
+def base_url_check(url: str, *, param: str = "base_url", allow_private: bool | None = None) -> str:
+    """The URL, normalized, if the gateway may call it; else a ``InvalidInput`` naming ``param``.
+    ``allow_private`` defaults to ``settings.ALLOW_PRIVATE_PROVIDER_URLS``."""
     url = url.strip()
     try:
         parts = urlsplit(url)
@@ -83,7 +88,7 @@ def base_url_check(url: str, *, param: str = "base_url") -> str:
         raise InvalidInput(
             f"{param} must not contain credentials, a query or a fragment.", param=param
         )
-    if settings.ALLOW_PRIVATE_PROVIDER_URLS:
+    if settings.ALLOW_PRIVATE_PROVIDER_URLS if allow_private is None else allow_private:
         return url.rstrip("/")
     default_port = 443 if parts.scheme == "https" else 80
     try:
@@ -133,6 +138,52 @@ class _PublicAddressesOnly(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class _PublicAddressesOnlySync(httpcore.NetworkBackend):
+    """``_PublicAddressesOnly`` for blocking clients (Celery tasks such as webhook deliveries)."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            addresses = _addresses(_resolve(host, port))
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        refusal = _refusal(host, addresses)
+        if refusal is not None:
+            raise httpcore.ConnectError(f"refused: {refusal}")
+        return self._inner.connect_tcp(
+            str(addresses[0]), port, timeout, local_address, socket_options
+        )
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Built once: loading the CA bundle costs ~0.3 s, more than a whole webhook delivery.
+    return httpx.create_ssl_context()
+
+
+def public_http_client_sync(*, allow_private: bool, timeout: float) -> httpx.Client:
+    """A blocking client that connects only to public addresses (unless ``allow_private``), checked
+    at connection time like ``tenant_http_client``; the caller closes it."""
+    transport = httpx.HTTPTransport(verify=_ssl_context())
+    if not allow_private:
+        transport._pool = httpcore.ConnectionPool(
+            ssl_context=_ssl_context(), network_backend=_PublicAddressesOnlySync()
+        )
+    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
 
 
 class _State:

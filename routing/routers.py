@@ -318,6 +318,7 @@ def _trained_decision(
             f"None of the candidates were trained in {name} v{version.number}.",
             param="router.candidates",
         )
+    serving.drift_sample_observe(row.version, prompt)
     return RouterDecision(
         router=name,
         version=version.number,

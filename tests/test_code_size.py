@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("accounts", "billing", "routing", "training", "routerhub")
+APPS = ("accounts", "billing", "routing", "training", "routerhub", "webhooks")
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 

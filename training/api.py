@@ -19,6 +19,7 @@ from training.models import Dataset, Router, RouterEventKind, RouterVersion, Tra
 from training.serializers import (
     DatasetCreateInput,
     DatasetOutput,
+    RouterDriftCheckOutput,
     RouterInput,
     RouterOutput,
     RouterVersionOutput,
@@ -232,3 +233,15 @@ class RouterVersionReportView(_RouterScoped):
     def get(self, request: Request, slug: str, number: int) -> Response:
         version = _version(self.get_object(), number)
         return Response({"router": slug, "version": version.number, **version.report})
+
+
+class RouterDriftView(_RouterScoped):
+    """The router's drift checks, newest first (training/drift.py explains the score)."""
+
+    serializer_class = RouterDriftCheckOutput
+
+    @extend_schema(responses=RouterDriftCheckOutput(many=True))
+    def get(self, request: Request, slug: str) -> Response:
+        checks = self.get_object().drift_checks.select_related("version").order_by("-checked_at")
+        page = self.paginate_queryset(checks)
+        return self.get_paginated_response(RouterDriftCheckOutput(page, many=True).data)

@@ -8,6 +8,7 @@ urlpatterns = [
     path("routers", api.RouterListView.as_view(), name="api-routers"),
     path("routers/<slug:slug>", api.RouterDetailView.as_view(), name="api-router"),
     path("routers/<slug:slug>/train", api.RouterTrainView.as_view(), name="api-router-train"),
+    path("routers/<slug:slug>/drift", api.RouterDriftView.as_view(), name="api-router-drift"),
     path(
         "routers/<slug:slug>/versions",
         api.RouterVersionListView.as_view(),

@@ -158,3 +158,44 @@ def _legend(with_cascade: bool = False) -> str:
             f'<text x="{legend_x + 30}" y="{TOP + 54}" class="tick">cascade</text>'
         )
     return legend
+
+
+def drift_svg(points: list[tuple[str, float, bool]], threshold: float) -> SafeString:
+    """Drift score per check, oldest first (``points``: label, score, above the threshold),
+    with the alert threshold as a dashed line."""
+    if not points:
+        return mark_safe("")
+    width, height, left, top, bottom = 720, 200, 50, 12, 28
+    plot_w, plot_h = width - left - 12, height - top - bottom
+    high = max(max(s for _, s, _ in points), threshold) * 1.15 or 1.0
+    step = plot_w / max(len(points) - 1, 1)
+
+    def y(value: float) -> float:
+        return top + (1 - value / high) * plot_h
+
+    xs = [left + i * step for i in range(len(points))]
+    parts = [
+        f'<svg class="chart drift-chart" viewBox="0 0 {width} {height}" role="img" '
+        'aria-label="Drift score of live prompts over time" xmlns="http://www.w3.org/2000/svg">',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="chart-bg"/>',
+        *(
+            f'<text x="{left - 6}" y="{y(t) + 4:.1f}" class="tick" text-anchor="end">{t:.2f}</text>'
+            for t in _ticks(0.0, high, 3)
+        ),
+        f'<line x1="{left}" y1="{y(threshold):.1f}" x2="{left + plot_w}" y2="{y(threshold):.1f}" '
+        f'class="grid" stroke="#ef4444" stroke-dasharray="6 4"><title>alert threshold '
+        f"{threshold:.3f}</title></line>",
+        f'<polyline points="{" ".join(f"{x:.1f},{y(s):.1f}" for x, (_, s, _) in zip(xs, points, strict=True))}" class="curve"/>',
+    ]
+    for x, (label, score, above) in zip(xs, points, strict=True):
+        fill = ' fill="#ef4444"' if above else ""
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y(score):.1f}" r="3" class="curve-point"{fill}>'
+            f"<title>{escape(label)}: drift {score:.3f}</title></circle>"
+        )
+    parts.append(
+        f'<text x="{left}" y="{height - 8}" class="tick">{escape(points[0][0])}</text>'
+        f'<text x="{left + plot_w}" y="{height - 8}" class="tick" text-anchor="end">'
+        f"{escape(points[-1][0])}</text></svg>"
+    )
+    return mark_safe("".join(parts))  # noqa: S308 - every interpolated label is escaped

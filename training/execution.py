@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from routerhub.memory import memory_ceiling
 from training import ingest
+from training.drift import drift_reference_build
 from training.heldout import HeldOut, heldout_save
 from training.learner import artifacts
 from training.learner.report import report_build
@@ -40,6 +41,7 @@ from training.models import (
     RunStatus,
     TrainingRun,
 )
+from training.run_events import training_run_announce
 from training.tokens import estimated_tokens
 
 logger = logging.getLogger(__name__)
@@ -220,8 +222,10 @@ def training_run_execute(*, run_id: int, worker: str | None = None) -> str:
     except Exception as exc:
         logger.exception("training run %s failed", run_id)
         _finish(run_id, RunStatus.FAILED, error=_reason(exc))
+        training_run_announce(run_id)
         return RunStatus.FAILED
     _finish(run_id, RunStatus.SUCCEEDED, stage="done", progress=1.0, version=version, error="")
+    training_run_announce(run_id)
     return RunStatus.SUCCEEDED
 
 
@@ -251,7 +255,8 @@ def _train(run: TrainingRun, progress: Callable[[str, float], None]) -> RouterVe
     report, held = _evaluate(fit, data, orientation, options, cost_source, candidates)
     report["training_seconds"] = round(train_seconds, 2)
     progress(STAGE_SAVING, 0.96)
-    return _save_version(run, fit, report, held)
+    reference = drift_reference_build(fit.router.featurizer, data.prompts)
+    return _save_version(run, fit, report, held, reference)
 
 
 def _evaluate(
@@ -329,7 +334,11 @@ HEADLINE_KEYS = ("apgr", "cpt50", "cpt80", "aiq", "aiq_zero_router", "cost_at_be
 
 
 def _save_version(
-    run: TrainingRun, fit: FitResult, report: dict[str, Any], held: HeldOut
+    run: TrainingRun,
+    fit: FitResult,
+    report: dict[str, Any],
+    held: HeldOut,
+    drift_reference: dict[str, Any],
 ) -> RouterVersion:
     files = artifacts.router_to_files(fit.router)
     digests = artifacts.files_digests(files)
@@ -364,6 +373,7 @@ def _save_version(
             checksum=artifacts.manifest_checksum(digests),
             metrics=metrics,
             report=report,
+            drift_reference=drift_reference,
         )
         if router.active_version_id is None or router.auto_activate:
             previous = router.active_version.number if router.active_version else None

@@ -16,6 +16,8 @@ from django.utils import timezone
 from routerhub.domain import Conflict, InvalidInput, NotFound
 from training import services
 from training.models import Promotion, Router, RouterEvent, RouterEventKind, RouterVersion
+from webhooks.models import WebhookEvent
+from webhooks.services import webhook_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,21 @@ def router_event_record(
     logger.info(
         "router %s: %s v%s -> v%s by %s", router.pk, kind, from_version, to_version, event.actor
     )
+    if kind == RouterEventKind.PROMOTED:
+        webhook_event_emit(router.organization_id, WebhookEvent.ROUTER_PROMOTED, _event_data(event))
     return event
+
+
+def _event_data(event: RouterEvent) -> dict[str, Any]:
+    """The ``router.promoted`` webhook's data: the audit entry, evidence included."""
+    return {
+        "router": event.router.slug,
+        "from_version": event.from_version,
+        "to_version": event.to_version,
+        "actor": event.actor,
+        "evidence": event.evidence,
+        "at": event.created_at.isoformat(),
+    }
 
 
 def _number(router: Router, number: int | None, field: str) -> RouterVersion | None:

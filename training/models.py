@@ -111,6 +111,9 @@ class RouterVersion(models.Model):
     checksum = models.CharField(max_length=64)  # sha256 of the file manifest
     metrics = models.JSONField(default=dict, blank=True)  # headline numbers of the report
     report = models.JSONField(default=dict, blank=True)
+    # The training prompts' feature distribution the drift check compares live prompts with
+    # (training.drift: per-dimension bin edges and proportions); {} for older versions.
+    drift_reference = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -228,3 +231,24 @@ class RouterEvent(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.from_version}->{self.to_version}"
+
+
+class RouterDriftCheck(TenantModel):
+    """One drift score of a router's active version over the live prompts sampled since the
+    previous check (training.drift); ``alerted`` marks the first check of an episode above the
+    threshold, the one that sent the alert."""
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="drift_checks")
+    version = models.ForeignKey(RouterVersion, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField()  # mean population stability index over the feature dimensions
+    threshold = models.FloatField()
+    samples = models.PositiveIntegerField()
+    alerted = models.BooleanField(default=False)
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["router", "-checked_at"])]
+
+    @property
+    def above_threshold(self) -> bool:
+        return self.score > self.threshold

@@ -8,7 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from training.models import Dataset, Router, RouterVersion, TrainingRun
+from training.models import Dataset, Router, RouterDriftCheck, RouterVersion, TrainingRun
 
 
 class DatasetOutput(serializers.ModelSerializer[Dataset]):
@@ -184,3 +184,20 @@ class RouterVersionOutput(serializers.ModelSerializer[RouterVersion]):
 
     def get_active(self, version: RouterVersion) -> bool:
         return version.router.active_version_id == version.pk
+
+
+class RouterDriftCheckOutput(serializers.ModelSerializer[RouterDriftCheck]):
+    version = serializers.IntegerField(source="version.number")
+    above_threshold = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = RouterDriftCheck
+        fields = [
+            "checked_at",
+            "version",
+            "score",
+            "threshold",
+            "samples",
+            "above_threshold",
+            "alerted",
+        ]

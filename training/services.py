@@ -34,6 +34,7 @@ from training.models import (
     RunStatus,
     TrainingRun,
 )
+from training.run_events import training_run_announce
 
 logger = logging.getLogger(__name__)
 
@@ -442,4 +443,5 @@ def training_runs_sweep(*, stale_after: timedelta | None = None) -> list[int]:
         if changed:
             logger.warning("training run %s swept: %s", run.pk, reason)
             swept.append(run.pk)
+            training_run_announce(run.pk)
     return swept

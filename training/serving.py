@@ -44,6 +44,7 @@ __all__ = [
     "cost_quality_svg",
     "dataset_from_file",
     "dataset_prompts",
+    "drift_sample_observe",
     "estimated_tokens",
     "experiment_started_at",
     "feedback_retrain",
@@ -90,6 +91,14 @@ def predictor_is_loaded(version: RouterVersion) -> bool:
     from training import predictor
 
     return predictor.predictor_is_loaded(version)
+
+
+def drift_sample_observe(version: RouterVersion, prompt: str) -> None:
+    """Maybe keep a routed prompt for the drift check: no I/O on the caller's path
+    (training/drift_samples.py)."""
+    from training import drift_samples
+
+    drift_samples.drift_sample_observe(version, prompt)
 
 
 def feedback_retrain(*, router: Router, feedback: Sequence[FeedbackExample]) -> FeedbackRetrain:

@@ -29,3 +29,11 @@ def training_run_execute(run_id: int) -> str:
 @shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
 def training_runs_sweep() -> list[int]:
     return services.training_runs_sweep()
+
+
+@shared_task(name="training.drift_check", acks_late=True, soft_time_limit=300, time_limit=360)
+def drift_check() -> int:
+    # Named outside "training.tasks.*" so it runs on the default queue, not behind long trainings.
+    from training.drift import drift_check_all
+
+    return drift_check_all()

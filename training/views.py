@@ -28,7 +28,7 @@ from accounts.tenancy import (
 )
 from routerhub.errors import ApiError
 from training import lifecycle, services
-from training.charts import cost_quality_svg
+from training.charts import cost_quality_svg, drift_svg
 from training.dataset_views import catalog_ids, train_form_for
 from training.models import (
     STAGE_LABELS,
@@ -39,6 +39,8 @@ from training.models import (
     RouterVersion,
     TrainingRun,
 )
+
+DRIFT_CHECKS_SHOWN = 60
 
 
 def _catalog_unknown_ids(model_ids: list[str]) -> dict[str, list[str]]:
@@ -229,6 +231,21 @@ def _router(request: HttpRequest, slug: str) -> Router:
     return tenant_object_or_404(routers, dashboard_organization(request), slug=slug)
 
 
+def _drift_context(router: Router) -> dict[str, Any]:
+    """The last checks' chart and, when the latest is above its threshold, the retrain hint."""
+    checks = list(
+        router.drift_checks.select_related("version").order_by("-checked_at")[:DRIFT_CHECKS_SHOWN]
+    )[::-1]
+    points = [
+        (f"{c.checked_at:%Y-%m-%d %H:%M} v{c.version.number}", c.score, c.above_threshold)
+        for c in checks
+    ]
+    return {
+        "drift_chart": drift_svg(points, settings.DRIFT_THRESHOLD),
+        "drift_latest": checks[-1] if checks else None,
+    }
+
+
 @organization_required()
 def router_page(request: HttpRequest, slug: str) -> HttpResponse:
     router = _router(request, slug)
@@ -254,6 +271,7 @@ def router_page(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         "training/router.html",
         {
+            **_drift_context(router),
             "router": router,
             "form": form,
             "versions": router.versions.all(),

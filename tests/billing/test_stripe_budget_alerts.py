@@ -111,3 +111,27 @@ def test_the_periodic_task_checks_every_organization_with_a_budget(budgeted: Any
     assert [m.subject for m in mail.outbox] == [
         f"[RouterHub] {other.name} used 80% of its monthly budget"
     ]
+
+
+def test_a_crossed_threshold_is_also_a_budget_threshold_webhook_event(budgeted: Any):
+    from webhooks.models import WebhookDelivery
+    from webhooks.services import webhook_endpoint_create
+
+    organization = budgeted.organization
+    webhook_endpoint_create(
+        organization=organization, url="https://hooks.example.com/b", events=["budget.threshold"]
+    )
+    _spend(organization, "85")
+
+    budget_alerts_check(organization=organization, now=MID_MARCH)
+    budget_alerts_check(organization=organization, now=MID_MARCH)
+
+    [delivery] = WebhookDelivery.objects.all()
+    assert delivery.event_type == "budget.threshold"
+    assert delivery.payload["data"] == {
+        "scope": "organization",
+        "percent": 80,
+        "spend": "85.00000000",
+        "budget": "100",
+        "month": "2026-03",
+    }

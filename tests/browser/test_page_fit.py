@@ -51,6 +51,7 @@ def demo_pages() -> list[tuple[str, str]]:
         ("pipeline-cascade", f"/dashboard/pipelines/{cascade}/"),
         ("pipeline-series", f"/dashboard/pipelines/{series}/"),
         ("organization", "/dashboard/organization/"),
+        ("webhooks", "/dashboard/webhooks/"),
         ("docs", "/dashboard/docs/"),
         ("not-found", "/dashboard/generations/gen-none/"),
     ]

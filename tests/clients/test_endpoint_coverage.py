@@ -61,6 +61,10 @@ def call_every_method(hub: RouterHub) -> None:
     list(hub.pipelines.list()), hub.pipelines.versions("p"), hub.pipelines.update("p", "series", [])
     hub.pipelines.report("p", router="r")
     hub.training_runs.cancel(1)
+    list(hub.routers.drift("r"))
+    hub.webhooks.create("https://hooks.example.com", ["router.drift"]), hub.webhooks.get(1)
+    hub.webhooks.update(1, enabled=False), hub.webhooks.delete(1), list(hub.webhooks.list())
+    list(hub.webhooks.deliveries(1))
 
 
 @pytest.mark.django_db

@@ -144,6 +144,19 @@ def _owner_generation(t: Tenants) -> dict[str, Any]:
     return {"id": record.generation_id, "generation_id": record.generation_id}
 
 
+@owner_object("webhook_id")
+def _owner_webhook(t: Tenants) -> dict[str, Any]:
+    from webhooks.services import webhook_endpoint_create
+
+    created = webhook_endpoint_create(
+        organization=t.organization,
+        url=f"https://hooks.example.com/{MARKER}",
+        events=["router.drift"],
+        description=MARKER,
+    )
+    return {"webhook_id": created.endpoint.pk}
+
+
 # --- the schema -------------------------------------------------------------------------------------
 
 

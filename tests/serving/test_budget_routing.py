@@ -18,6 +18,8 @@ from billing.models import KeySpendWindow, UsageRecord
 from routing.budget import budget_tradeoff
 from tests.routing.world import World
 from tests.serving.test_router_serving import CHEAP, DEAR, PROSE_PROMPT, train_router
+from webhooks.models import WebhookDelivery
+from webhooks.services import webhook_endpoint_create
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
@@ -56,12 +58,11 @@ def until_refused(
 
 
 def test_a_budget_aware_key_moves_to_the_cheap_model_near_its_cap_and_never_passes_it(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World,
 ) -> None:
     train_router(world)
-    emitted: list[dict[str, Any]] = []
-    monkeypatch.setattr(
-        window_spend, "webhook_budget_threshold", lambda **event: emitted.append(event)
+    webhook_endpoint_create(  # nothing listens there: the delivery is queued, then retried
+        organization=world.organization, url="http://127.0.0.1:9/hook", events=["budget.threshold"]
     )
     window_spend.window_spend_clear()
     key = world.key_for(limit=LIMIT, limit_reset="daily", budget_aware=True)
@@ -85,8 +86,8 @@ def test_a_budget_aware_key_moves_to_the_cheap_model_near_its_cap_and_never_pass
     assert 0 < spent <= LIMIT
     assert KeySpendWindow.objects.get(key_id=key_id).spent == spent
     # budget.threshold: once in the window, at 80% of the limit (spent plus held).
-    assert len(emitted) == 1
-    event = emitted[0]["payload"]
+    [delivery] = WebhookDelivery.objects.filter(event_type="budget.threshold")
+    event = delivery.payload["data"]
     assert event["key_id"] == key_id and event["window"] == "daily"
     assert Decimal(event["spent"]) >= LIMIT * Decimal("0.8")
 

@@ -24,6 +24,8 @@ from tests.serving.test_router_serving import CHEAP, DEAR, chat, train_router
 from tests.training.conftest import csv_bytes, synthetic_frame
 from tests.training.helpers import upload
 from training.models import Router, RouterEvent
+from webhooks.models import WebhookDelivery
+from webhooks.services import webhook_endpoint_create
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media", "fast_router_reload")
 
@@ -132,6 +134,9 @@ def test_a_better_shadow_is_promoted_a_worse_one_is_not_and_rollback_is_audited(
 
     manage.post("/api/v1/routers/support/versions/2/activate")
     router_cache_clear()
+    webhook_endpoint_create(
+        organization=world.organization, url="http://127.0.0.1:9/hook", events=["router.promoted"]
+    )
     lifecycle(manage, shadow_version=1)
     serve_with_feedback(world, 60)
     better = manage.get("/api/v1/routers/support/experiment").json()
@@ -143,6 +148,9 @@ def test_a_better_shadow_is_promoted_a_worse_one_is_not_and_rollback_is_audited(
     event = RouterEvent.objects.get(router=router, kind="promoted")
     assert (event.actor, event.from_version, event.to_version) == ("rule:promotion", 2, 1)
     assert event.evidence["difference"]["score"] == better["difference"]["score"]
+    [hook] = WebhookDelivery.objects.filter(event_type="router.promoted")
+    assert hook.payload["data"]["router"] == "support"
+    assert (hook.payload["data"]["from_version"], hook.payload["data"]["to_version"]) == (2, 1)
 
     rolled = manage.post("/api/v1/routers/support/rollback")
     router_cache_clear()

@@ -2,6 +2,7 @@
 
 from routerhub_client._http import VERSION as __version__
 from routerhub_client._pipelines import Pipeline, PipelineReport, PipelineVersion
+from routerhub_client._webhooks import WebhookDelivery, WebhookEndpoint, verify_webhook_signature
 from routerhub_client.async_client import AsyncRouterHub
 from routerhub_client.client import RouterHub
 from routerhub_client.errors import (
@@ -47,5 +48,8 @@ __all__ = [
     "TrainingFailedError",
     "UpstreamError",
     "WaitTimeoutError",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "__version__",
+    "verify_webhook_signature",
 ]

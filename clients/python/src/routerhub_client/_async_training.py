@@ -22,6 +22,7 @@ from routerhub_client.errors import WaitTimeoutError
 from routerhub_client.types import (
     Calibration,
     Dataset,
+    DriftCheck,
     Experiment,
     FeedbackRetrain,
     Message,
@@ -186,6 +187,10 @@ class Routers(AsyncResource):
         """Feedback on served requests becomes a new dataset version and a training run."""
         path = f"/api/v1/routers/{slug}/retrain-from-feedback"
         return cast(FeedbackRetrain, await self._json("POST", path))
+
+    def drift(self, slug: str, *, page_size: int | None = None) -> AsyncIterator[DriftCheck]:
+        """The router's drift checks, newest first (README "Drift of live prompts")."""
+        return self._pages(f"/api/v1/routers/{slug}/drift", {"limit": page_size})
 
     def versions(self, slug: str, *, page_size: int | None = None) -> AsyncIterator[RouterVersion]:
         return self._pages(f"/api/v1/routers/{slug}/versions", {"limit": page_size})

@@ -19,6 +19,7 @@ from routerhub_client._async_account import (
 from routerhub_client._async_training import Datasets, Routers, TrainingRuns
 from routerhub_client._http import AsyncTransport
 from routerhub_client._pipelines import AsyncPipelines
+from routerhub_client._webhooks import AsyncWebhooks
 from routerhub_client.client import client_options, openai_arguments
 
 
@@ -50,6 +51,7 @@ class AsyncRouterHub:
         self.training_runs = TrainingRuns(self._transport)
         self.routers = Routers(self._transport, self.training_runs)
         self.pipelines = AsyncPipelines(self._transport)
+        self.webhooks = AsyncWebhooks(self._transport)
 
     @cached_property
     def openai(self) -> AsyncOpenAI:

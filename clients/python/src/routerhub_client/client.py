@@ -26,6 +26,7 @@ from routerhub_client._sync_account import (
     UsageResource,
 )
 from routerhub_client._sync_training import Datasets, Routers, TrainingRuns
+from routerhub_client._webhooks import Webhooks
 
 
 def client_options(
@@ -92,6 +93,7 @@ class RouterHub:
         self.training_runs = TrainingRuns(self._transport)
         self.routers = Routers(self._transport, self.training_runs)
         self.pipelines = Pipelines(self._transport)
+        self.webhooks = Webhooks(self._transport)
 
     @cached_property
     def openai(self) -> OpenAI:

@@ -261,6 +261,16 @@ class RouterVersion(TypedDict, total=False):
     created_at: str
 
 
+class DriftCheck(TypedDict, total=False):
+    checked_at: str
+    version: int
+    score: float  # mean population stability index of the live prompts' features
+    threshold: float
+    samples: int
+    above_threshold: bool
+    alerted: bool  # the check that started a drift episode (webhook and email sent)
+
+
 class TrainingRun(TypedDict, total=False):
     id: int
     router: str

@@ -1,0 +1,70 @@
+"""Webhook endpoints of an organization and the log of every delivery made to them."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import TenantModel
+
+
+class WebhookEvent(models.TextChoices):
+    TRAINING_FINISHED = "training.finished", "Training finished"
+    TRAINING_FAILED = "training.failed", "Training failed"
+    ROUTER_PROMOTED = "router.promoted", "Router version promoted"
+    ROUTER_DRIFT = "router.drift", "Router drift alert"
+    BUDGET_THRESHOLD = "budget.threshold", "Budget threshold crossed"
+
+
+class WebhookEndpoint(TenantModel):
+    """A receiver URL, the events it subscribes to and its signing secret (Fernet-encrypted:
+    routing.provider_secrets; the plaintext is shown once, at creation)."""
+
+    url = models.URLField(max_length=2000)
+    events = models.JSONField(default=list)  # WebhookEvent values
+    description = models.CharField(max_length=200, blank=True)
+    secret_encrypted = models.BinaryField()
+    secret_hint = models.CharField(max_length=12)  # the secret's last characters, for display
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "enabled"])]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # queued, or waiting for its next retry
+    SENDING = "sending", "Sending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"  # a 4xx, a refused target, or every attempt used
+
+
+class WebhookDelivery(TenantModel):
+    """One event sent (or to be sent) to one endpoint; each attempt updates the row."""
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event_id = models.CharField(max_length=40)  # shared by every endpoint's copy of the event
+    event_type = models.CharField(max_length=40, choices=WebhookEvent.choices)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.CharField(max_length=1024, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "-created_at"]),
+            models.Index(fields=["status", "next_retry_at"]),
+        ]
