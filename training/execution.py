@@ -252,6 +252,7 @@ def _evaluate(
         total = len(data.prompts)
         if fit.oof_rows is not None:  # trained past TrainerConfig.sample_rows
             data = training_subset(data, fit.oof_rows)
+        nested = fit.nested
         evaluation = {
             "dataset_rows": total,
             "method": "cross_validation",
@@ -260,6 +261,10 @@ def _evaluate(
             "cost_source": cost_source,
             "note": "out-of-fold predictions: every row is scored by models that never saw its "
             "label (the featurizer is fitted on prompts only, without labels)",
+            "nested": "each fold's decisions use the blend, shrinkage, clusters and policy table "
+            "chosen on the other folds' out-of-fold rows only (nested cross-validation)"
+            if nested is not None
+            else None,
         }
         if fit.oof_rows is not None:
             evaluation["sample"] = (
@@ -268,7 +273,7 @@ def _evaluate(
             )
         return report_build(
             router=fit.router,
-            predicted=fit.oof_predicted,
+            predicted=fit.oof_predicted if nested is None else nested.predicted,
             prompts=data.prompts,
             scores=data.scores,
             costs=data.costs,
@@ -276,6 +281,7 @@ def _evaluate(
             display=orientation.display,
             tasks=data.tasks,
             incumbents=fit.oof_incumbents,
+            picks=None if nested is None else nested.picks,
         )
     test = Dataset.objects.get(pk=test_id)
     test_data, _, test_cost_source = training_data(test, candidates, options)
