@@ -45,15 +45,12 @@ def report_build(
     picks: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Report for ``predicted`` (n, m) on held-out rows with their actual ``scores``/``costs``.
-
     ``scores`` are oriented higher-is-better; ``display`` maps them back to the dataset's
     units for the score fields (metrics such as APGR and AIQ stay in the oriented units).
     ``tasks`` (each row's task, when the dataset names one) are the report's slices, else
-    prompt clusters. ``incumbents`` are the rows' cluster-best models (out-of-fold ones for
-    out-of-fold rows); by default the router's own clusters assign them. ``picks``
-    (tradeoffs, n), when given, are the rows' decisions at each tradeoff (nested
-    cross-validation, ``nested.py``) instead of the router's policy applied to ``predicted``.
-    """
+    prompt clusters. ``incumbents``: the rows' cluster-best models (out-of-fold ones for
+    out-of-fold rows; by default the router's clusters assign them). ``picks`` (tradeoffs, n):
+    the rows' decisions (nested cross-validation, ``nested.py``) instead of the router's."""
     n, m = scores.shape
     rows = np.arange(n)
     models = router.models
@@ -64,9 +61,7 @@ def report_build(
         incumbents = router.cluster_incumbents(prompts)
 
     if picks is None:
-        picks = np.vstack(
-            [router.choose_many(predicted, float(t), keys, incumbents) for t in TRADEOFF_GRID]
-        )
+        picks = _decisions(router, predicted, keys, incumbents)
     curve, points = _curve(router, picks, scores, costs, display)
     singles = [(float(mean_costs[j]), float(mean_scores[j])) for j in range(m)]
     max_cost = max(c for c, _ in points + singles)
@@ -96,6 +91,15 @@ def report_build(
         report.update(_two_model_metrics(router, predicted, scores, display))
         report["random"].update(_routellm_random(scores, best))
     return report
+
+
+def _decisions(
+    router: TrainedRouter, predicted: np.ndarray, keys: np.ndarray, incumbents: np.ndarray | None
+) -> np.ndarray:
+    """(tradeoffs, n): each row's model under the router's own policy at every tradeoff."""
+    return np.vstack(
+        [router.choose_many(predicted, float(t), keys, incumbents) for t in TRADEOFF_GRID]
+    )
 
 
 def _curve(
