@@ -269,24 +269,44 @@ def bench_quality(datasets: Path) -> dict[str, Any]:
     train files combined with their cost columns dropped (train), the test files likewise (test).
     Tradeoff 0 against the best single model and against the per-task best model (chosen on the
     train rows: the floor a router that recognises the task reaches), per task with intervals."""
+    return quality_benchmark(datasets, QUALITY_TASKS, QUALITY_MODELS)
+
+
+def bench_quality_all(datasets: Path) -> dict[str, Any]:
+    """The same two tasks with all 11 RouterBench models, costs dropped (GPT-4 included)."""
+    return quality_benchmark(datasets, QUALITY_TASKS, None)
+
+
+def _quality_models(datasets: Path, tasks: tuple[str, ...], count: int | None) -> list[str]:
+    """The RouterBench models, or the ``count`` cheapest by mean cost on the train files."""
+    import pandas as pd
+
+    everyone, _ = _routerbench_columns(datasets / f"routerbench_{tasks[0]}_train.csv", False)
+    if count is None:
+        return everyone
+    train_costs = pd.concat([pd.read_csv(datasets / f"routerbench_{t}_train.csv") for t in tasks])[
+        [f"{m}|total_cost" for m in everyone]
+    ].mean()
+    cheapest = sorted(train_costs)[:count]
+    return [m for m in everyone if train_costs[f"{m}|total_cost"] in cheapest]
+
+
+def quality_benchmark(datasets: Path, tasks: tuple[str, ...], count: int | None) -> dict[str, Any]:
+    """Quality-only routing on the RouterBench ``tasks`` (train files -> test files, costs
+    dropped) across ``count`` cheapest models (None: all)."""
     import numpy as np
     import pandas as pd
 
     from training.learner import metrics
 
     organization = _organization()
-    everyone, _ = _routerbench_columns(datasets / "routerbench_mbpp_train.csv", False)
-    train_costs = pd.concat(
-        [pd.read_csv(datasets / f"routerbench_{t}_train.csv") for t in QUALITY_TASKS]
-    )[[f"{m}|total_cost" for m in everyone]].mean()
-    models = [m for m in everyone if train_costs[f"{m}|total_cost"] in
-              sorted(train_costs)[:QUALITY_MODELS]]  # fmt: skip
+    models = _quality_models(datasets, tasks, count)
     columns = {"prompt": "prompt", "scores": {m: m for m in models}}
     frames: dict[str, pd.DataFrame] = {}
     with tempfile.TemporaryDirectory(prefix="rh-bench-quality-") as tmp:
         uploads = {}
         for split in ("train", "test"):
-            parts = [pd.read_csv(datasets / f"routerbench_{t}_{split}.csv") for t in QUALITY_TASKS]
+            parts = [pd.read_csv(datasets / f"routerbench_{t}_{split}.csv") for t in tasks]
             frame = pd.concat([p[["prompt", "eval_name", *models]] for p in parts])
             frame = frame.drop_duplicates("prompt").reset_index(drop=True)
             frames[split] = frame
@@ -309,8 +329,8 @@ def bench_quality(datasets: Path) -> dict[str, Any]:
     floor = scores[np.arange(len(test)), [models.index(task_best[t]) for t in test["eval_name"]]]
     best = int(np.argmax(scores.mean(axis=0)))
     return {
-        "benchmark": "quality-only: RouterBench ARC-Challenge + MBPP, 7 cheapest models, costs "
-        "dropped (train -> test)",
+        "benchmark": f"quality-only: RouterBench {' + '.join(tasks)}, "
+        f"{'all' if count is None else f'{count} cheapest'} models, costs dropped (train -> test)",
         "models": models,
         "rows": len(test),
         "tradeoff_0_score": round(float(routed.mean()), 4),
@@ -451,7 +471,13 @@ def _child(name: str, datasets: Path, extra: list[str], timeout: float = 1200) -
     return dict(json.loads(run.stdout.strip().splitlines()[-1]))
 
 
-BENCHES = {"mmlu": bench_mmlu, "arc": bench_arc, "mbpp": bench_mbpp, "quality": bench_quality}
+BENCHES = {
+    "mmlu": bench_mmlu,
+    "arc": bench_arc,
+    "mbpp": bench_mbpp,
+    "quality": bench_quality,
+    "quality_all": bench_quality_all,
+}
 CHILD_ONLY = ("training", "arc_latency")
 
 

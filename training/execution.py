@@ -273,23 +273,11 @@ def _evaluate(
         total = len(data.prompts)
         if fit.oof_rows is not None:  # trained past TrainerConfig.sample_rows
             data = training_subset(data, fit.oof_rows)
-        evaluation = {
-            "dataset_rows": total,
-            "method": "cross_validation",
-            "folds": fit.folds,
-            "rows": len(data.prompts),
-            "cost_source": cost_source,
-            "note": "out-of-fold predictions: every row is scored by models that never saw its "
-            "label (the featurizer is fitted on prompts only, without labels)",
-        }
-        if fit.oof_rows is not None:
-            evaluation["sample"] = (
-                f"a uniform sample of {len(data.prompts)} of the {total} rows is featurized and "
-                "cross-validated; the LightGBM heads are then refitted on every row"
-            )
+        nested = fit.nested
+        evaluation = _cross_validation_evaluation(fit, total, len(data.prompts), cost_source)
         report = report_build(
             router=fit.router,
-            predicted=fit.oof_predicted,
+            predicted=fit.oof_predicted if nested is None else nested.predicted,
             prompts=data.prompts,
             scores=data.scores,
             costs=data.costs,
@@ -297,6 +285,7 @@ def _evaluate(
             display=orientation.display,
             tasks=data.tasks,
             incumbents=fit.oof_incumbents,
+            picks=None if nested is None else nested.picks,
         )
         return report, _held_out(fit.oof_predicted, data, orientation)
     test = Dataset.objects.get(pk=test_id)
@@ -328,6 +317,31 @@ def _held_out(predicted: np.ndarray, data: TrainingData, orientation: Orientatio
         scores=orientation.display_many(data.scores),
         costs=data.costs,
     )
+
+
+def _cross_validation_evaluation(
+    fit: FitResult, total: int, rows: int, cost_source: str
+) -> dict[str, Any]:
+    """The report's ``evaluation`` of a cross-validated run over ``rows`` of ``total`` rows."""
+    evaluation: dict[str, Any] = {
+        "dataset_rows": total,
+        "method": "cross_validation",
+        "folds": fit.folds,
+        "rows": rows,
+        "cost_source": cost_source,
+        "note": "out-of-fold predictions: every row is scored by models that never saw its "
+        "label (the featurizer is fitted on prompts only, without labels)",
+        "nested": "each fold's decisions use the blend, shrinkage, clusters and policy table "
+        "chosen on the other folds' out-of-fold rows only (nested cross-validation)"
+        if fit.nested is not None
+        else None,
+    }
+    if fit.oof_rows is not None:
+        evaluation["sample"] = (
+            f"a uniform sample of {rows} of the {total} rows is featurized and "
+            "cross-validated; the LightGBM heads are then refitted on every row"
+        )
+    return evaluation
 
 
 HEADLINE_KEYS = ("apgr", "cpt50", "cpt80", "aiq", "aiq_zero_router", "cost_at_best_single_quality")

@@ -109,6 +109,30 @@ def blend_weights(parts: np.ndarray, target: np.ndarray) -> list[float]:
     return [float(grid[g]) for g in chosen]
 
 
+@dataclass(frozen=True)
+class Calibrated:
+    """The heads' blend and shrinkage chosen on some out-of-fold rows, applied to every row."""
+
+    predicted: np.ndarray  # (n, m) prior + shrink · (blended parts - prior)
+    priors: np.ndarray  # (m,) mean score on the rows the choice was made on
+    blends: list[float]
+    shrinks: list[float]
+
+
+def calibrate(parts: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> Calibrated:
+    """Blend weights and shrinkage chosen on ``rows`` of the out-of-fold ``parts`` (n, m, 2)
+    against ``scores`` (n, m), and every row's predictions with them."""
+    m = scores.shape[1]
+    target = scores[rows]
+    priors = target.mean(axis=0)
+    blends = blend_weights(parts[rows], target)
+    mixed = np.column_stack(
+        [blends[j] * parts[:, j, 0] + (1 - blends[j]) * parts[:, j, 1] for j in range(m)]
+    )
+    shrinks = [shrinkage(mixed[rows, j], target[:, j], priors[j]) for j in range(m)]
+    return Calibrated(priors + np.array(shrinks) * (mixed - priors), priors, blends, shrinks)
+
+
 def shrinkage(predicted: np.ndarray, target: np.ndarray, prior: float) -> float:
     """Least-squares factor toward the prior: prior + s·(p - prior) ≈ target, s in [MIN_SHRINK, 1]."""
     centred = predicted - prior

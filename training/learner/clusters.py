@@ -15,7 +15,7 @@ model as the incumbent (``calibration``): with a bonus large enough, the per-clu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -83,6 +83,15 @@ class ClusterChoice:
     k: int
     oof_incumbents: np.ndarray  # (n,) each row's cluster-best model, fitted without its fold
     oof_scores: dict[int, float]  # k -> out-of-fold mean score of the cluster-best model
+    # k -> each row's out-of-fold cluster-best model with k clusters
+    oof_by_k: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def chosen_on(self, scores: np.ndarray, rows: np.ndarray) -> tuple[int, np.ndarray]:
+        """The k that ``clusters_choose`` would pick from ``rows`` alone (nested
+        cross-validation chooses it without the evaluated fold), and its incumbents."""
+        on_rows = {k: float(scores[rows, inc[rows]].mean()) for k, inc in self.oof_by_k.items()}
+        k = max(on_rows, key=lambda c: (on_rows[c], -c))
+        return k, self.oof_by_k[k]
 
 
 def clusters_choose(
@@ -105,4 +114,4 @@ def clusters_choose(
         results[k] = incumbents
     oof_scores = {k: float(scores[rows, inc].mean()) for k, inc in results.items()}
     best_k = max(oof_scores, key=lambda k: (oof_scores[k], -k))
-    return ClusterChoice(best_k, results[best_k], oof_scores)
+    return ClusterChoice(best_k, results[best_k], oof_scores, results)

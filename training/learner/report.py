@@ -42,15 +42,15 @@ def report_build(
     display: Callable[[float], float] = _identity,
     tasks: list[str] | None = None,
     incumbents: np.ndarray | None = None,
+    picks: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Report for ``predicted`` (n, m) on held-out rows with their actual ``scores``/``costs``.
-
     ``scores`` are oriented higher-is-better; ``display`` maps them back to the dataset's
     units for the score fields (metrics such as APGR and AIQ stay in the oriented units).
     ``tasks`` (each row's task, when the dataset names one) are the report's slices, else
-    prompt clusters. ``incumbents`` are the rows' cluster-best models (out-of-fold ones for
-    out-of-fold rows); by default the router's own clusters assign them.
-    """
+    prompt clusters. ``incumbents``: the rows' cluster-best models (out-of-fold ones for
+    out-of-fold rows; by default the router's clusters assign them). ``picks`` (tradeoffs, n):
+    the rows' decisions (nested cross-validation, ``nested.py``) instead of the router's."""
     n, m = scores.shape
     rows = np.arange(n)
     models = router.models
@@ -60,7 +60,9 @@ def report_build(
     if incumbents is None:
         incumbents = router.cluster_incumbents(prompts)
 
-    curve, points = _curve(router, predicted, scores, costs, keys, incumbents, display)
+    if picks is None:
+        picks = _decisions(router, predicted, keys, incumbents)
+    curve, points = _curve(router, picks, scores, costs, display)
     singles = [(float(mean_costs[j]), float(mean_scores[j])) for j in range(m)]
     max_cost = max(c for c, _ in points + singles)
 
@@ -80,8 +82,7 @@ def report_build(
         ),
         "tradeoff_zero_gain": _r(points[0][1] - float(mean_scores[best])),
     }
-    zero_picks = router.choose_many(predicted, 0.0, keys, incumbents)
-    routed = scores[rows, zero_picks]
+    routed = scores[rows, picks[0]]
     gain = metrics.bootstrap_interval(routed - scores[:, best])
     report["tradeoff_zero_gain_ci95"] = [_r(gain[0], 4), _r(gain[1], 4)]
     report["verdict"] = _verdict(report, gain)
@@ -92,23 +93,30 @@ def report_build(
     return report
 
 
+def _decisions(
+    router: TrainedRouter, predicted: np.ndarray, keys: np.ndarray, incumbents: np.ndarray | None
+) -> np.ndarray:
+    """(tradeoffs, n): each row's model under the router's own policy at every tradeoff."""
+    return np.vstack(
+        [router.choose_many(predicted, float(t), keys, incumbents) for t in TRADEOFF_GRID]
+    )
+
+
 def _curve(
     router: TrainedRouter,
-    predicted: np.ndarray,
+    picks: np.ndarray,
     scores: np.ndarray,
     costs: np.ndarray,
-    keys: np.ndarray,
-    incumbents: np.ndarray | None,
     display: Callable[[float], float],
 ) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
-    """The report's curve, one point per tradeoff, and each point's (cost, oriented score)."""
+    """The report's curve, one point per tradeoff (``picks`` (tradeoffs, n): each row's model),
+    and each point's (cost, oriented score)."""
     n, m = scores.shape
     rows = np.arange(n)
     curve: list[dict[str, Any]] = []
     points: list[tuple[float, float]] = []
-    for tradeoff in TRADEOFF_GRID:
+    for tradeoff, picked in zip(TRADEOFF_GRID, picks, strict=True):
         lam = float(router.lambdas[router.policy_index(float(tradeoff))])
-        picked = router.choose_many(predicted, float(tradeoff), keys, incumbents)
         counts = np.bincount(picked, minlength=m) / n
         score, cost = float(scores[rows, picked].mean()), _cost(float(costs[rows, picked].mean()))
         points.append((cost, score))

@@ -15,8 +15,14 @@ import numpy as np
 from scipy import sparse
 
 from training.learner import calibration
-from training.learner.clusters import PromptClusters, clusters_choose, clusters_fit
+from training.learner.clusters import (
+    ClusterChoice,
+    PromptClusters,
+    clusters_choose,
+    clusters_fit,
+)
 from training.learner.featurizer import FeaturizerConfig, featurizer_fit
+from training.learner.nested import NestedEvaluation, nested_evaluation
 from training.learner.router import (
     KIND_BINARY,
     KIND_CONSTANT,
@@ -77,6 +83,9 @@ class FitResult:
     oof_incumbents: np.ndarray | None = None
     # The rows of the data the out-of-fold arrays cover (a sorted sample); None: every row
     oof_rows: np.ndarray | None = None
+    # The same rows decided by choices made without their fold (nested.py): what a
+    # cross-validated report scores
+    nested: NestedEvaluation | None = None
 
 
 def _fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
@@ -142,7 +151,7 @@ def router_fit(
     """Train a router on ``data`` and return it with its out-of-fold predictions."""
     cfg = config or TrainerConfig()
     report: Progress = progress or (lambda stage, value: None)
-    n, m = data.scores.shape
+    n = len(data.prompts)
     report(STAGE_FEATURIZING, 0.0)
     featurizer, tfidf, dense = featurizer_fit(data.prompts, cfg.featurizer)
     report(STAGE_FEATURIZING, _STAGE_END[STAGE_FEATURIZING])
@@ -150,27 +159,21 @@ def router_fit(
     folds = max(2, min(cfg.folds, n // 5))
     fold_of = _fold_ids(n, folds, cfg.seed)
     parts = _out_of_fold_parts(data, tfidf, dense, fold_of, folds, cfg, report)
-    priors = data.scores.mean(axis=0)
-    blends = calibration.blend_weights(parts, data.scores)
-    mixed = np.column_stack(
-        [blends[j] * parts[:, j, 0] + (1 - blends[j]) * parts[:, j, 1] for j in range(m)]
-    )
-    shrinks = [calibration.shrinkage(mixed[:, j], data.scores[:, j], priors[j]) for j in range(m)]
-    oof = priors + np.array(shrinks) * (mixed - priors)
-
-    clusters, incumbents = _prompt_clusters(dense, data.scores, fold_of, cfg.seed)
+    calibrated = calibration.calibrate(parts, data.scores, np.arange(n))
+    clusters, choice = _prompt_clusters(dense, data.scores, fold_of, cfg.seed)
+    incumbents = choice.oof_incumbents if clusters is not None else None
     mean_costs = data.costs.mean(axis=0)
+    keys = mix_keys(data.prompts)
     policy = calibration.policy_table(
-        oof,
+        calibrated.predicted,
         data.scores,
         data.costs,
         mean_costs,
         data.costs_known,
-        mix_keys(data.prompts),
+        keys,
         incumbents,
     )
-
-    heads = _final_heads(data, tfidf, dense, priors, blends, shrinks, cfg, report)
+    heads = _final_heads(data, tfidf, dense, calibrated, cfg, report)
     router = TrainedRouter(
         models=list(data.models),
         featurizer=featurizer,
@@ -183,7 +186,16 @@ def router_fit(
         clusters=clusters,
         cluster_bonus=policy.bonuses if clusters is not None else None,
     )
-    return FitResult(router=router, oof_predicted=oof, folds=folds, oof_incumbents=incumbents)
+    nested = nested_evaluation(
+        router, parts, data.scores, data.costs, data.costs_known, keys, fold_of, choice
+    )
+    return FitResult(
+        router=router,
+        oof_predicted=calibrated.predicted,
+        folds=folds,
+        oof_incumbents=incumbents,
+        nested=nested,
+    )
 
 
 def _out_of_fold_parts(
@@ -221,9 +233,7 @@ def _final_heads(
     data: TrainingData,
     tfidf: sparse.csr_matrix,
     dense: np.ndarray,
-    priors: np.ndarray,
-    blends: list[float],
-    shrinks: list[float],
+    calibrated: calibration.Calibrated,
     cfg: TrainerConfig,
     report: Progress,
 ) -> list[ScoreHead]:
@@ -234,9 +244,8 @@ def _final_heads(
         kind, coef, intercept, booster = _fit_parts(
             tfidf, dense, data.scores[:, j], data.binary[j], cfg
         )
-        heads.append(
-            ScoreHead(kind, float(priors[j]), blends[j], shrinks[j], coef, intercept, booster)
-        )
+        prior, blend, shrink = calibrated.priors[j], calibrated.blends[j], calibrated.shrinks[j]
+        heads.append(ScoreHead(kind, float(prior), blend, shrink, coef, intercept, booster))
         start = _STAGE_END[STAGE_CROSS_VALIDATING]
         report(STAGE_FITTING, start + (_STAGE_END[STAGE_FITTING] - start) * (j + 1) / m)
     return heads
@@ -244,17 +253,17 @@ def _final_heads(
 
 def _prompt_clusters(
     dense: np.ndarray, scores: np.ndarray, fold_of: np.ndarray, seed: int
-) -> tuple[PromptClusters | None, np.ndarray | None]:
-    """The clusters served (fitted on every row) and their out-of-fold incumbents, or (None,
-    None) when one cluster (the overall best model) does as well out of fold."""
+) -> tuple[PromptClusters | None, ClusterChoice]:
+    """The clusters served (fitted on every row; None when one cluster, the overall best
+    model, does as well out of fold) and the out-of-fold choice of their number."""
     from threadpoolctl import threadpool_limits  # fit-time only
 
     # One thread: k-means' OpenMP threads spin-wait on a busy machine (see min_rows_per_thread).
     with threadpool_limits(limits=1):
         choice = clusters_choose(dense, scores, fold_of, seed)
         if choice.k <= 1:
-            return None, None
-        return clusters_fit(dense, scores, choice.k, seed), choice.oof_incumbents
+            return None, choice
+        return clusters_fit(dense, scores, choice.k, seed), choice
 
 
 __all__ = [
