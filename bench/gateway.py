@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import litellm_proxy
+from bench import gateway_keys, litellm_proxy
 from bench.procs import (
     ForeignLoad,
     MemorySampler,
@@ -37,7 +37,7 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 RH_DB, LITELLM_DB = "routerhub_bench", "litellm_bench"
 REDIS_URL = "redis://127.0.0.1:6379/13"
 LATENCIES = (0, 20)
-CONCURRENCIES = (16, 64)
+CONCURRENCIES = (16, 64, 256)
 ROUTER_SLUG = "bench"  # router/bench: trained over demo/small and demo/large at setup
 USAGE_STREAM = "rh:usage-stream"  # billing.outbox.STREAM
 
@@ -293,8 +293,11 @@ def measure(targets: list[Target], upstreams: dict[int, str], opts: Options,
             for target in order:
                 duration = opts.direct_duration if target.name == "direct" else opts.duration
                 before = cpu_seconds(target.cpu_root)
+                # Long enough a warm-up that every connection is in its closed loop when counting
+                # starts (at c=256 a request can take a quarter of a second).
                 res = loadgen("throughput", target, latency, "--concurrency", str(concurrency),
-                              "--duration", str(duration), "--timeout", "30")  # fmt: skip
+                              "--duration", str(duration), "--timeout", "30",
+                              "--warmup-seconds", str(max(2.0, concurrency / 64)))  # fmt: skip
                 cpu = cpu_seconds(target.cpu_root) - before
                 served = res["total_ok_including_warmup"] + res["errors"]
                 res["cpu_s"] = cpu
@@ -413,6 +416,7 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
         for sampler in samplers:
             sampler.__exit__(None, None, None)
         router_e2e = measure_router(rh, opts, repoint)
+        many_keys = gateway_keys.measure_keys(rh, env, opts, repoint, fakes[0])
         router_e2e["training"] = router_training
         settlement = verify_settlement(env, out, rh.ok_responses)
         log(f"settlement: {settlement['usage_records']} usage records for "
@@ -421,6 +425,7 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
             f"reservations {settlement['reservations']}")  # fmt: skip
         return {
             "router_e2e": router_e2e,
+            "keys_100k": many_keys,
             "settlement": settlement,
             "targets": {t.name: t.results for t in (direct, rh, lt)},
             "memory": {

@@ -176,9 +176,25 @@ async def sequential(args: argparse.Namespace, *, stream: bool) -> dict[str, Any
             "total_ok_including_warmup": total_ok}  # fmt: skip
 
 
+def requests_for_keys(args: argparse.Namespace) -> tuple[str, int, list[bytes]]:
+    """One request per key of ``--keys-file`` (one key a line), else the one ``--key``'s."""
+    keys = [args.key]
+    if args.keys_file:
+        with open(args.keys_file) as handle:  # noqa: PTH123
+            keys = [line.strip() for line in handle if line.strip()]
+    host, port = "", 0
+    raws = []
+    for key in keys:
+        host, port, raw = build_request(args.url, key, args.model, stream=False)
+        raws.append(raw)
+    return host, port, raws
+
+
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:
-    """``concurrency`` connections in closed loops: warm up, then count for ``duration`` s."""
-    host, port, raw = build_request(args.url, args.key, args.model, stream=False)
+    """``concurrency`` connections in closed loops: warm up, then count for ``duration`` s.
+    With ``--keys-file``, successive requests cycle through its keys."""
+    host, port, raws = requests_for_keys(args)
+    sent = 0
     start = time.monotonic()
     measure_from = start + args.warmup_seconds
     stop_at = measure_from + args.duration
@@ -187,13 +203,15 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
     samples: list[float] = []
 
     async def worker() -> None:
-        nonlocal ok, errors, total_ok
+        nonlocal ok, errors, total_ok, sent
         conn = Conn(host, port)
         while True:
             now = time.monotonic()
             if now >= stop_at:
                 break
             began = time.perf_counter()
+            raw = raws[sent % len(raws)]
+            sent += 1
             try:
                 status, _ = await asyncio.wait_for(conn.request(raw), args.timeout)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
@@ -233,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("mode", choices=["latency", "ttft", "throughput"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--key", default="")
+    parser.add_argument("--keys-file", default="", help="throughput: cycle through these keys")
     parser.add_argument("--model", required=True)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": report.machine(),
+        "machine": report.machine() | {"loadavg_at_start": os.getloadavg()},
     }
     results["gateway"] = gateway.gateway_benchmarks(opts)
     results["versions"] = report.versions(litellm_proxy.venv_python())
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(results))
     print()
     print(report.settlement_text(results))
+    print()
+    print(report.keys_text(results))
     print()
     print(report.routing_text(results))
     print()

@@ -171,3 +171,29 @@ def test_a_failed_reload_leaves_the_entry_to_expire_as_before(
     asyncio.run(request())
     assert cache.get("a") == 1
     assert cache.reload_due("a")  # the next request may try again
+
+
+def test_a_router_row_in_steady_use_is_reloaded_before_it_expires(
+    settings: Any, clock: Clock, refreshing: None
+) -> None:
+    from routing.routers import router_cache_clear, router_row_async
+    from training.models import Router
+
+    settings.ROUTER_CACHE_TTL = 0.5
+    router_cache_clear()
+    organization = organization_make()
+    Router.objects.create(organization=organization, slug="support", candidates=["a", "b"])
+
+    async def row() -> Any:
+        found = await router_row_async(organization.pk, "support")
+        await asyncio.gather(*ttl_cache._RefreshAhead.tasks)
+        return found
+
+    assert asyncio.run(row()).candidates == ("a", "b")
+    Router.objects.filter(organization=organization).update(candidates=["a", "c"])
+    clock.now += 0.45  # past the refresh point: served the cached row, reloaded behind it
+    assert asyncio.run(row()).candidates == ("a", "b")
+    Router.objects.filter(organization=organization).update(candidates=["a", "d"])
+    clock.now += 0.1  # the first row would have expired; the reloaded one is fresh
+    assert asyncio.run(router_row_async(organization.pk, "support")).candidates == ("a", "c")
+    router_cache_clear()
