@@ -382,7 +382,7 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
         ll = litellm_proxy.start(out=out, upstreams=fakes, workers=opts.workers,
                                  database_url=db_url, database_note=db_note)  # fmt: skip
         procs.append(ll.proc)
-        log(f"LiteLLM {litellm_proxy.VERSION} ({opts.workers} workers, "
+        log(f"LiteLLM {litellm_proxy.version()} ({opts.workers} workers, "
             f"{'database' if ll.database else 'NO database'}) on {ll.url}")  # fmt: skip
 
         models_rh = dict.fromkeys(LATENCIES, "demo/small")
@@ -439,7 +439,7 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
             "litellm": {
                 "database": ll.database,
                 "note": ll.database_note,
-                "version": litellm_proxy.VERSION,
+                "version": litellm_proxy.version(),
                 "workers": opts.workers,
             },
             "routerhub": {
