@@ -50,6 +50,7 @@ class Options:
     stream_requests: int = 200
     warmup: int = 50
     workers: int = os.cpu_count() or 2
+    litellm: bool = True
     out: Path = REPO / "bench" / "out"
 
 
@@ -351,13 +352,37 @@ def _f(value: float | None, digits: int = 3) -> str:
 # --- the whole gateway benchmark ---------------------------------------------------------------
 
 
+def start_litellm(opts: Options, fakes: dict[int, str],
+                  procs: list[Proc]) -> tuple[litellm_proxy.LiteLLM | None, str]:  # fmt: skip
+    """LiteLLM's proxy beside RouterHub, or (None, why) when it is off or cannot start (the
+    RouterHub numbers are still measured)."""
+    if not opts.litellm:
+        return None, "not run (--no-litellm)"
+    try:
+        litellm_proxy.ensure_venv(opts.out / "litellm-install.log")
+        db_ok, db_note = litellm_proxy.prisma_status()
+        db_url = None
+        if db_ok:
+            recreate_database(LITELLM_DB)
+            db_url = f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{LITELLM_DB}"
+        ll = litellm_proxy.start(out=opts.out, upstreams=fakes, workers=opts.workers,
+                                 database_url=db_url, database_note=db_note)  # fmt: skip
+    except Exception as exc:
+        why = f"LiteLLM's proxy could not start: {str(exc).strip().splitlines()[-1][:300]}"
+        log(why)
+        return None, why
+    procs.append(ll.proc)
+    log(f"LiteLLM {litellm_proxy.version()} ({opts.workers} workers, "
+        f"{'database' if ll.database else 'NO database'}) on {ll.url}")  # fmt: skip
+    return ll, ""
+
+
 def gateway_benchmarks(opts: Options) -> dict[str, Any]:
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
     procs: list[Proc] = []
     samplers: list[MemorySampler] = []
     try:
-        litellm_proxy.ensure_venv(out / "litellm-install.log")
         fakes: dict[int, str] = {}
         fake_pids: dict[int, int] = {}
         for latency in LATENCIES:
@@ -374,22 +399,15 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
         procs.append(rh_proc)
         log(f"RouterHub (gunicorn, {opts.workers} uvicorn workers, production) on {rh_url}")
 
-        db_ok, db_note = litellm_proxy.prisma_status()
-        db_url = None
-        if db_ok:
-            recreate_database(LITELLM_DB)
-            db_url = f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{LITELLM_DB}"
-        ll = litellm_proxy.start(out=out, upstreams=fakes, workers=opts.workers,
-                                 database_url=db_url, database_note=db_note)  # fmt: skip
-        procs.append(ll.proc)
-        log(f"LiteLLM {litellm_proxy.version()} ({opts.workers} workers, "
-            f"{'database' if ll.database else 'NO database'}) on {ll.url}")  # fmt: skip
-
+        ll, ll_note = start_litellm(opts, fakes, procs)
         models_rh = dict.fromkeys(LATENCIES, "demo/small")
         direct = Target("direct", "", "", dict.fromkeys(LATENCIES, "demo-small"), 0)
         rh = Target("routerhub", f"{rh_url}/v1/chat/completions", key, models_rh, rh_proc.pid)
-        lt = Target("litellm", f"{ll.url}/v1/chat/completions", ll.key, ll.models, ll.proc.pid)
-        for target in (rh, lt):
+        gateways = [rh]
+        if ll is not None:
+            gateways.append(Target("litellm", f"{ll.url}/v1/chat/completions", ll.key, ll.models,
+                                   ll.proc.pid))  # fmt: skip
+        for target in gateways:
             target.sampler = MemorySampler(target.cpu_root).__enter__()
             samplers.append(target.sampler)
         memory_idle: dict[str, int] = {}
@@ -402,17 +420,18 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
             time.sleep(2.5)  # CATALOG_CACHE_TTL is 1 s
             chat_probe(rh.url, rh.key, "demo/small", rh_proc)
             rh.ok_responses += 1
-            chat_probe(lt.url, lt.key, ll.models[latency], ll.proc)
-            if upstream_count(upstream) < 2:
+            if ll is not None:
+                chat_probe(gateways[1].url, ll.key, ll.models[latency], ll.proc)
+            if upstream_count(upstream) < len(gateways):
                 raise RuntimeError(f"gateways are not calling {upstream} after the repoint")
             clear_upstream(upstream)
             if not memory_idle:
-                for target in (rh, lt):
+                for target in gateways:
                     assert target.sampler is not None
                     target.sampler.sample()
                     memory_idle[target.name] = target.sampler.peak_workers
 
-        measure([direct, rh, lt], fakes, opts, repoint)
+        measure([direct, *gateways], fakes, opts, repoint)
         for sampler in samplers:
             sampler.__exit__(None, None, None)
         router_e2e = measure_router(rh, opts, repoint)
@@ -427,18 +446,19 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
             "router_e2e": router_e2e,
             "keys_100k": many_keys,
             "settlement": settlement,
-            "targets": {t.name: t.results for t in (direct, rh, lt)},
+            "targets": {t.name: t.results for t in (direct, *gateways)},
             "memory": {
                 t.name: {
                     "peak_rss_workers_mb": t.sampler.peak_workers / 2**20,  # type: ignore[union-attr]
                     "peak_rss_tree_mb": t.sampler.peak_total / 2**20,  # type: ignore[union-attr]
                     "idle_rss_workers_mb": memory_idle.get(t.name, 0) / 2**20,
                 }
-                for t in (rh, lt)
+                for t in gateways
             },
             "litellm": {
-                "database": ll.database,
-                "note": ll.database_note,
+                "database": ll.database if ll else False,
+                "note": ll.database_note if ll else ll_note,
+                "ran": ll is not None,
                 "version": litellm_proxy.version(),
                 "workers": opts.workers,
             },

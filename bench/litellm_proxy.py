@@ -32,11 +32,11 @@ PROJECT_PYTHON = ROOT.parent / ".venv" / "bin" / "python"
 
 @functools.cache
 def installed_version(python: Path) -> str | None:
-    """The litellm version importable by ``python`` (None: none)."""
+    """The version of litellm whose proxy ``python`` can run (its FastAPI too); None: none."""
     if not python.exists():
         return None
     probe = subprocess.run(
-        [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+        [str(python), "-c", "import fastapi, importlib.metadata as m; print(m.version('litellm'))"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     return probe.stdout.strip() if probe.returncode == 0 else None

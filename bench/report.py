@@ -296,7 +296,9 @@ def readme_section(results: dict[str, Any]) -> str:
     m, v, g = results["machine"], results["versions"], results["gateway"]
     ll = g["litellm"]
     db = (
-        "LiteLLM ran with its database: a virtual key, spend written to Postgres."
+        f"**LiteLLM was not measured in this run**: {ll['note']}."
+        if not ll.get("ran", True)
+        else "LiteLLM ran with its database: a virtual key, spend written to Postgres."
         if ll["database"]
         else "**LiteLLM ran without a database** (master-key auth; it computes spend but does "
         f"not store it), because its database mode could not run offline: {ll['note']}."
