@@ -34,8 +34,10 @@ REPO = Path(__file__).resolve().parent.parent
 PY = REPO / ".venv" / "bin" / "python"
 GUNICORN = REPO / ".venv" / "bin" / "gunicorn"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-RH_DB, LITELLM_DB = "routerhub_bench", "litellm_bench"
-REDIS_URL = "redis://127.0.0.1:6379/13"
+# BENCH_DATABASE / BENCH_REDIS_URL: where two engineers share the machine, each their own (the
+# run drops the database and flushes the Redis db).
+RH_DB, LITELLM_DB = os.environ.get("BENCH_DATABASE", "routerhub_bench"), "litellm_bench"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 LATENCIES = (0, 20)
 CONCURRENCIES = (16, 64, 256)
 ROUTER_SLUG = "bench"  # router/bench: trained over demo/small and demo/large at setup
