@@ -42,10 +42,12 @@ def versions(litellm_python: Path) -> dict[str, Any]:
         run = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
         return run.stdout.strip()
 
-    litellm = subprocess.run(
-        [str(litellm_python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
+    litellm = ""
+    if litellm_python.exists():  # not when LiteLLM was not installed for the run
+        litellm = subprocess.run(
+            [str(litellm_python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()  # fmt: skip
     return {"python": platform.python_version(), "django": django.get_version(),
             "litellm": litellm or None, "routerhub_git_sha": git("rev-parse", "HEAD"),
             "routerhub_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}  # fmt: skip
