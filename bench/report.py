@@ -319,7 +319,10 @@ Django {v["django"]}, LiteLLM {v["litellm"]}, RouterHub `{(v["routerhub_git_sha"
 Reproduce with `make bench` (writes `bench/results.json`; this run took {results["elapsed_s"] / 60:.0f} minutes, plus a few
 minutes the first time to install LiteLLM into `bench/.litellm-venv`). Options:
 `make bench BENCH_ARGS="--duration 10 --datasets ../shared/datasets --big-folds 3 --no-routing"`. Profile the gateway's hot path under load with
-`.venv/bin/python -m bench.profile_gateway [--gil]` (needs `pip install py-spy` into .venv).
+`.venv/bin/python -m bench.profile_gateway [--gil]` (needs `pip install py-spy` into .venv), and
+what a lone request waits behind with `.venv/bin/python -m bench.tail_probe` (no py-spy needed).
+Where others share the machine, give the run its own database and Redis db:
+`BENCH_DATABASE=… BENCH_REDIS_URL=… BENCH_SELECT_DATABASE=… BENCH_SELECT_REDIS_URL=… make bench`.
 
 Setup: the project's fake upstream with a fixed latency (0 ms and 20 ms) called directly (the
 floor), through RouterHub in its production configuration (gunicorn, {g["routerhub"]["workers"]} uvicorn
