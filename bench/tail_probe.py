@@ -35,8 +35,9 @@ def _add(name: str, seconds: float) -> None:
 
 def _install() -> Any:
     """Wrap the steps and the cache modules' thread hops; return the production app."""
-    from routerhub.asgi import application as app  # first: it sets Django up
+    from routerhub import asgi
 
+    app = asgi.application  # imported first: it sets Django up for the modules below
     import accounts.keys
     from routing import routers
     from routing.gateway import catalog_cache, chat, credentials, exchange

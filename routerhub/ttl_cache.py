@@ -51,6 +51,10 @@ class TtlCache(Generic[K, V]):
         self._reloading: set[K] = set()
         self.generation = 0  # moves on every clear: a reload begun before it is not stored
 
+    def __len__(self) -> int:
+        """Entries stored, expired or not (an empty cache is falsy)."""
+        return len(self._entries)
+
     def get(self, key: K) -> V | Literal[Miss.MISS]:
         """The value stored for ``key`` if it has not expired."""
         entry = self._entries.get(key)

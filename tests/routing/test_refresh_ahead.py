@@ -197,3 +197,28 @@ def test_a_router_row_in_steady_use_is_reloaded_before_it_expires(
     clock.now += 0.1  # the first row would have expired; the reloaded one is fresh
     assert asyncio.run(router_row_async(organization.pk, "support")).candidates == ("a", "c")
     router_cache_clear()
+
+
+def test_a_process_serving_no_router_does_not_query_for_activations(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The activation watcher skips its query while no router row is cached (before, an empty
+    cache still read as "serving routers": every worker queried twice a second in a thread)."""
+    from routing import routers
+
+    settings.ROUTER_CACHE_TTL = 0.1
+    routers.router_cache_clear()
+    checks: list[object] = []
+    monkeypatch.setattr(routers, "_warm_activated", lambda since: checks.append(since) or since)
+
+    async def watch_a_while() -> None:
+        watcher = asyncio.ensure_future(routers.routers_watch_activations())
+        await asyncio.sleep(0.5)  # several of its 0.1 s rounds
+        watcher.cancel()
+
+    asyncio.run(watch_a_while())
+    assert checks == []
+    routers._rows.put((None, "some-router"), None)
+    asyncio.run(watch_a_while())
+    assert checks  # with a row cached it does check
+    routers.router_cache_clear()
