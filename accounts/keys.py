@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.models import ROLE_RANK, ApiKey, KeyScope, Membership, Role
 from routerhub.domain import NotAuthenticated
-from routerhub.ttl_cache import MISS, TtlCache
+from routerhub.ttl_cache import MISS, TtlCache, refresh_ahead
 
 SCOPE_PREFIXES = {KeyScope.INFERENCE: "rh-live-", KeyScope.MANAGE: "rh-mgmt-"}
 DISPLAY_PREFIX_LENGTH = 16  # "rh-live-" + 8 characters of the secret
@@ -175,7 +175,9 @@ def key_authenticate(plaintext: str) -> AuthenticatedKey:
 
 async def key_authenticate_async(plaintext: str) -> AuthenticatedKey:
     digest, key, hit = _cached(plaintext)
-    if not hit:
+    if hit:
+        refresh_ahead(_cache, digest, _load)
+    else:
         key = await sync_to_async(_load, thread_sensitive=False)(digest)
         _cache.put(digest, key)
     return _check(key)

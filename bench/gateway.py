@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import litellm_proxy
+from bench import gateway_keys, litellm_proxy
 from bench.procs import (
     ForeignLoad,
     MemorySampler,
@@ -34,12 +34,12 @@ REPO = Path(__file__).resolve().parent.parent
 PY = REPO / ".venv" / "bin" / "python"
 GUNICORN = REPO / ".venv" / "bin" / "gunicorn"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-# Dropped and flushed at every run: BENCH_DATABASE / BENCH_REDIS_URL give a run its own when
-# several people share the machine's PostgreSQL and Redis.
+# BENCH_DATABASE / BENCH_REDIS_URL: where two engineers share the machine, each their own (the
+# run drops the database and flushes the Redis db).
 RH_DB, LITELLM_DB = os.environ.get("BENCH_DATABASE", "routerhub_bench"), "litellm_bench"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 LATENCIES = (0, 20)
-CONCURRENCIES = (16, 64)
+CONCURRENCIES = (16, 64, 256)
 ROUTER_SLUG = "bench"  # router/bench: trained over demo/small and demo/large at setup
 PIPELINE_SLUG = "bench-one-step"  # pipeline/bench-one-step: demo/small as its one step
 USAGE_STREAM = "rh:usage-stream"  # billing.outbox.STREAM
@@ -53,6 +53,7 @@ class Options:
     stream_requests: int = 200
     warmup: int = 50
     workers: int = os.cpu_count() or 2
+    litellm: bool = True
     out: Path = REPO / "bench" / "out"
 
 
@@ -197,9 +198,10 @@ def start_fake(latency: int, out: Path) -> tuple[Proc, str]:
     return proc, url
 
 
-def start_routerhub(env: dict[str, str], workers: int, out: Path) -> tuple[Proc, str]:
+def start_routerhub(env: dict[str, str], workers: int, out: Path,
+                    app: str = "routerhub.asgi:application") -> tuple[Proc, str]:  # fmt: skip
     port = free_port()
-    argv = [str(GUNICORN), "routerhub.asgi:application", "-c", "deploy/gunicorn.conf.py",
+    argv = [str(GUNICORN), app, "-c", "deploy/gunicorn.conf.py",
             "--workers", str(workers), "--bind", f"127.0.0.1:{port}"]  # fmt: skip
     proc = Proc("routerhub", argv, env=env, cwd=REPO, log_dir=out)
     url = f"http://127.0.0.1:{port}"
@@ -207,14 +209,15 @@ def start_routerhub(env: dict[str, str], workers: int, out: Path) -> tuple[Proc,
     return proc, url
 
 
-def routerhub_alone(workers: int, out: Path, procs: list[Proc]) -> tuple[Target, Target]:
+def routerhub_alone(workers: int, out: Path, procs: list[Proc],
+                    app: str = "routerhub.asgi:application") -> tuple[Target, Target]:  # fmt: skip
     """The 0 ms fake upstream and RouterHub's production server on a fresh database, answering;
     returns (RouterHub, the upstream direct) as targets. Started processes go into ``procs``."""
     fake, upstream = start_fake(0, out)
     procs.append(fake)
     env = routerhub_env(upstream)
     key, _ = setup_routerhub_db(env, out)
-    rh, url = start_routerhub(env, workers, out)
+    rh, url = start_routerhub(env, workers, out, app)
     procs.append(rh)
     chat_probe(f"{url}/v1/chat/completions", key, "demo/small", rh)
     routerhub = Target("routerhub", f"{url}/v1/chat/completions", key, {0: "demo/small"}, rh.pid)
@@ -297,8 +300,11 @@ def measure(targets: list[Target], upstreams: dict[int, str], opts: Options,
             for target in order:
                 duration = opts.direct_duration if target.name == "direct" else opts.duration
                 before = cpu_seconds(target.cpu_root)
+                # Long enough a warm-up that every connection is in its closed loop when counting
+                # starts (at c=256 a request can take a quarter of a second).
                 res = loadgen("throughput", target, latency, "--concurrency", str(concurrency),
-                              "--duration", str(duration), "--timeout", "30")  # fmt: skip
+                              "--duration", str(duration), "--timeout", "30",
+                              "--warmup-seconds", str(max(2.0, concurrency / 64)))  # fmt: skip
                 cpu = cpu_seconds(target.cpu_root) - before
                 served = res["total_ok_including_warmup"] + res["errors"]
                 res["cpu_s"] = cpu
@@ -362,13 +368,37 @@ def _f(value: float | None, digits: int = 3) -> str:
 # --- the whole gateway benchmark ---------------------------------------------------------------
 
 
+def start_litellm(opts: Options, fakes: dict[int, str],
+                  procs: list[Proc]) -> tuple[litellm_proxy.LiteLLM | None, str]:  # fmt: skip
+    """LiteLLM's proxy beside RouterHub, or (None, why) when it is off or cannot start (the
+    RouterHub numbers are still measured)."""
+    if not opts.litellm:
+        return None, "not run (--no-litellm)"
+    try:
+        litellm_proxy.ensure_venv(opts.out / "litellm-install.log")
+        db_ok, db_note = litellm_proxy.prisma_status()
+        db_url = None
+        if db_ok:
+            recreate_database(LITELLM_DB)
+            db_url = f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{LITELLM_DB}"
+        ll = litellm_proxy.start(out=opts.out, upstreams=fakes, workers=opts.workers,
+                                 database_url=db_url, database_note=db_note)  # fmt: skip
+    except Exception as exc:
+        why = f"LiteLLM's proxy could not start: {str(exc).strip().splitlines()[-1][:300]}"
+        log(why)
+        return None, why
+    procs.append(ll.proc)
+    log(f"LiteLLM {litellm_proxy.version()} ({opts.workers} workers, "
+        f"{'database' if ll.database else 'NO database'}) on {ll.url}")  # fmt: skip
+    return ll, ""
+
+
 def gateway_benchmarks(opts: Options) -> dict[str, Any]:
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
     procs: list[Proc] = []
     samplers: list[MemorySampler] = []
     try:
-        litellm_proxy.ensure_venv(out / "litellm-install.log")
         fakes: dict[int, str] = {}
         fake_pids: dict[int, int] = {}
         for latency in LATENCIES:
@@ -385,22 +415,15 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
         procs.append(rh_proc)
         log(f"RouterHub (gunicorn, {opts.workers} uvicorn workers, production) on {rh_url}")
 
-        db_ok, db_note = litellm_proxy.prisma_status()
-        db_url = None
-        if db_ok:
-            recreate_database(LITELLM_DB)
-            db_url = f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{LITELLM_DB}"
-        ll = litellm_proxy.start(out=out, upstreams=fakes, workers=opts.workers,
-                                 database_url=db_url, database_note=db_note)  # fmt: skip
-        procs.append(ll.proc)
-        log(f"LiteLLM {litellm_proxy.VERSION} ({opts.workers} workers, "
-            f"{'database' if ll.database else 'NO database'}) on {ll.url}")  # fmt: skip
-
+        ll, ll_note = start_litellm(opts, fakes, procs)
         models_rh = dict.fromkeys(LATENCIES, "demo/small")
         direct = Target("direct", "", "", dict.fromkeys(LATENCIES, "demo-small"), 0)
         rh = Target("routerhub", f"{rh_url}/v1/chat/completions", key, models_rh, rh_proc.pid)
-        lt = Target("litellm", f"{ll.url}/v1/chat/completions", ll.key, ll.models, ll.proc.pid)
-        for target in (rh, lt):
+        gateways = [rh]
+        if ll is not None:
+            gateways.append(Target("litellm", f"{ll.url}/v1/chat/completions", ll.key, ll.models,
+                                   ll.proc.pid))  # fmt: skip
+        for target in gateways:
             target.sampler = MemorySampler(target.cpu_root).__enter__()
             samplers.append(target.sampler)
         memory_idle: dict[str, int] = {}
@@ -413,20 +436,22 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
             time.sleep(2.5)  # CATALOG_CACHE_TTL is 1 s
             chat_probe(rh.url, rh.key, "demo/small", rh_proc)
             rh.ok_responses += 1
-            chat_probe(lt.url, lt.key, ll.models[latency], ll.proc)
-            if upstream_count(upstream) < 2:
+            if ll is not None:
+                chat_probe(gateways[1].url, ll.key, ll.models[latency], ll.proc)
+            if upstream_count(upstream) < len(gateways):
                 raise RuntimeError(f"gateways are not calling {upstream} after the repoint")
             clear_upstream(upstream)
             if not memory_idle:
-                for target in (rh, lt):
+                for target in gateways:
                     assert target.sampler is not None
                     target.sampler.sample()
                     memory_idle[target.name] = target.sampler.peak_workers
 
-        measure([direct, rh, lt], fakes, opts, repoint)
+        measure([direct, *gateways], fakes, opts, repoint)
         for sampler in samplers:
             sampler.__exit__(None, None, None)
         router_e2e = measure_router(rh, opts, repoint)
+        many_keys = gateway_keys.measure_keys(rh, env, opts, repoint, fakes[0])
         router_e2e["training"] = router_training
         pipeline_e2e = measure_pipeline(rh, opts, repoint)
         settlement = verify_settlement(env, out, rh.ok_responses)
@@ -437,20 +462,22 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
         return {
             "router_e2e": router_e2e,
             "pipeline_e2e": pipeline_e2e,
+            "keys_100k": many_keys,
             "settlement": settlement,
-            "targets": {t.name: t.results for t in (direct, rh, lt)},
+            "targets": {t.name: t.results for t in (direct, *gateways)},
             "memory": {
                 t.name: {
                     "peak_rss_workers_mb": t.sampler.peak_workers / 2**20,  # type: ignore[union-attr]
                     "peak_rss_tree_mb": t.sampler.peak_total / 2**20,  # type: ignore[union-attr]
                     "idle_rss_workers_mb": memory_idle.get(t.name, 0) / 2**20,
                 }
-                for t in (rh, lt)
+                for t in gateways
             },
             "litellm": {
-                "database": ll.database,
-                "note": ll.database_note,
-                "version": litellm_proxy.VERSION,
+                "database": ll.database if ll else False,
+                "note": ll.database_note if ll else ll_note,
+                "ran": ll is not None,
+                "version": litellm_proxy.version(),
                 "workers": opts.workers,
             },
             "routerhub": {

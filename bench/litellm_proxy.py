@@ -8,6 +8,7 @@ fails, and the proxy then runs without a database (master key only, no spend wri
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -26,13 +27,39 @@ VENV = ROOT / ".litellm-venv"
 INPUT_COST, OUTPUT_COST = 0.10 / 1e6, 0.40 / 1e6
 
 
+PROJECT_PYTHON = ROOT.parent / ".venv" / "bin" / "python"
+
+
+@functools.cache
+def installed_version(python: Path) -> str | None:
+    """The version of litellm whose proxy ``python`` can run (its FastAPI too); None: none."""
+    if not python.exists():
+        return None
+    probe = subprocess.run(
+        [str(python), "-c", "import fastapi, importlib.metadata as m; print(m.version('litellm'))"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return probe.stdout.strip() if probe.returncode == 0 else None
+
+
 def venv_python() -> Path:
+    """The project's .venv when litellm[proxy] is installed there (nothing to download; the
+    version is whatever it holds), else bench/.litellm-venv."""
+    if installed_version(PROJECT_PYTHON):
+        return PROJECT_PYTHON
     return VENV / "bin" / "python"
 
 
+def version() -> str:
+    return installed_version(venv_python()) or VERSION
+
+
 def ensure_venv(log: Path) -> None:
-    """Create bench/.litellm-venv with litellm[proxy]==VERSION unless it is already there."""
+    """Create bench/.litellm-venv with litellm[proxy]==VERSION unless litellm is installed in
+    the project's .venv or that venv is already there."""
     python = venv_python()
+    if python == PROJECT_PYTHON:
+        return
     if python.exists():
         probe = subprocess.run(
             [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
@@ -63,14 +90,14 @@ def prisma_status(timeout: float = 90) -> tuple[bool, str]:
     )
     if probe.returncode != 0:
         return False, (
-            f"Prisma Client Python is not installed with litellm[proxy]=={VERSION} (it is in the "
+            f"Prisma Client Python is not installed with litellm[proxy]=={version()} (it is in the "
             "'extra-proxy' extra), and installing it does not help offline: `prisma version` "
             "downloads Prisma's query/schema engines from Prisma's own server, which this "
             "machine cannot reach"
         )
     try:
         run = subprocess.run(
-            [str(VENV / "bin" / "prisma"), "version"],
+            [str(python.parent / "prisma"), "version"],
             capture_output=True, text=True, timeout=timeout, check=False,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -138,7 +165,7 @@ def start(*, out: Path, upstreams: dict[int, str], workers: int, database_url: s
     last_error = database_note
     for db in modes:
         port = free_port()
-        argv = [str(VENV / "bin" / "litellm"), "--config", str(config), "--host", "127.0.0.1",
+        argv = [str(venv_python().parent / "litellm"), "--config", str(config), "--host", "127.0.0.1",
                 "--port", str(port), "--num_workers", str(workers)]  # fmt: skip
         proc = Proc("litellm" + ("-db" if db else ""), argv, env=_env(db), cwd=out, log_dir=out)
         url = f"http://127.0.0.1:{port}"

@@ -176,9 +176,26 @@ async def sequential(args: argparse.Namespace, *, stream: bool) -> dict[str, Any
             "total_ok_including_warmup": total_ok}  # fmt: skip
 
 
+def requests_for_keys(args: argparse.Namespace) -> tuple[str, int, list[bytes]]:
+    """One request per key of ``--keys-file`` (one key a line), else the one ``--key``'s."""
+    keys = [args.key]
+    if args.keys_file:
+        with open(args.keys_file) as handle:  # noqa: PTH123
+            keys = [line.strip() for line in handle if line.strip()]
+    host, port = "", 0
+    raws = []
+    for key in keys:
+        host, port, raw = build_request(args.url, key, args.model, stream=False)
+        raws.append(raw)
+    return host, port, raws
+
+
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:
-    """``concurrency`` connections in closed loops: warm up, then count for ``duration`` s."""
-    host, port, raw = build_request(args.url, args.key, args.model, stream=False)
+    """``concurrency`` connections in closed loops: warm up, then count the answers that arrive
+    within the next ``duration`` s.
+    With ``--keys-file``, successive requests cycle through its keys."""
+    host, port, raws = requests_for_keys(args)
+    sent = 0
     start = time.monotonic()
     measure_from = start + args.warmup_seconds
     stop_at = measure_from + args.duration
@@ -187,25 +204,29 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
     samples: list[float] = []
 
     async def worker() -> None:
-        nonlocal ok, errors, total_ok
+        nonlocal ok, errors, total_ok, sent
         conn = Conn(host, port)
         while True:
             now = time.monotonic()
             if now >= stop_at:
                 break
             began = time.perf_counter()
+            raw = raws[sent % len(raws)]
+            sent += 1
             try:
                 status, _ = await asyncio.wait_for(conn.request(raw), args.timeout)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
                     ValueError):  # fmt: skip
                 conn.close()
-                if now >= measure_from:
+                if measure_from <= time.monotonic() < stop_at:
                     errors += 1
                 await asyncio.sleep(0.01)
                 continue
             elapsed = time.perf_counter() - began
             total_ok += status == 200
-            if now < measure_from:
+            # Counted by when it finished: answers within the window, whenever they were sent
+            # (at c=256 on a busy machine one request can take longer than the warm-up).
+            if not measure_from <= time.monotonic() < stop_at:
                 continue
             statuses[status] = statuses.get(status, 0) + 1
             if status == 200:
@@ -233,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("mode", choices=["latency", "ttft", "throughput"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--key", default="")
+    parser.add_argument("--keys-file", default="", help="throughput: cycle through these keys")
     parser.add_argument("--model", required=True)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)

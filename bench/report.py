@@ -42,10 +42,12 @@ def versions(litellm_python: Path) -> dict[str, Any]:
         run = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
         return run.stdout.strip()
 
-    litellm = subprocess.run(
-        [str(litellm_python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
+    litellm = ""
+    if litellm_python.exists():  # not when LiteLLM was not installed for the run
+        litellm = subprocess.run(
+            [str(litellm_python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()  # fmt: skip
     return {"python": platform.python_version(), "django": django.get_version(),
             "litellm": litellm or None, "routerhub_git_sha": git("rev-parse", "HEAD"),
             "routerhub_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}  # fmt: skip
@@ -245,6 +247,25 @@ def routing_text(results: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def keys_text(results: dict[str, Any]) -> str:
+    """RouterHub's throughput with 100,000 keys in the key table (``bench.gateway_keys``)."""
+    keys = _get(results, "gateway", "keys_100k")
+    if not keys:
+        return ""
+    rows = ["| load on | c=16 (req/s) | c=64 (req/s) | errors |", "|---|---:|---:|---:|"]
+    for active, label in ((1, "the bench key"), (1_000, "1,000 keys in turn"),
+                          (keys["keys_in_table"], f"all {keys['keys_in_table']:,} keys in turn")):  # fmt: skip
+        runs = [keys.get(f"active{active}_c{c}") or {} for c in (16, 64)]
+        rows.append(f"| {label} | {_n(runs[0].get('rps'), 0)} | {_n(runs[1].get('rps'), 0)} | "
+                    f"{sum(r.get('errors', 0) for r in runs)} |")  # fmt: skip
+    return (
+        f"RouterHub with {keys['keys_in_table']:,} more keys in the key table (COPY into the bench "
+        "organization, rpm/tpm limits on), 0 ms upstream, same server, after the table above "
+        "(`bench/gateway_keys.py`). Cycling over all of them, every request is a key-cache miss "
+        "(a database read) and a new rate-limit lease (a Redis round trip):\n\n" + "\n".join(rows)
+    )
+
+
 def select_text(results: dict[str, Any]) -> str:
     """``POST /api/v1/routers/{slug}/select`` through the lean gateway path and the DRF view."""
     sel = results.get("select") or {}
@@ -285,7 +306,9 @@ def readme_section(results: dict[str, Any]) -> str:
     m, v, g = results["machine"], results["versions"], results["gateway"]
     ll = g["litellm"]
     db = (
-        "LiteLLM ran with its database: a virtual key, spend written to Postgres."
+        f"**LiteLLM was not measured in this run**: {ll['note']}."
+        if not ll.get("ran", True)
+        else "LiteLLM ran with its database: a virtual key, spend written to Postgres."
         if ll["database"]
         else "**LiteLLM ran without a database** (master-key auth; it computes spend but does "
         f"not store it), because its database mode could not run offline: {ll['note']}."
@@ -299,12 +322,15 @@ def readme_section(results: dict[str, Any]) -> str:
                  + (": the numbers are depressed by that contention." if foreign["max"] > 0.25
                     else "."))  # fmt: skip
     return f"""{START}
-Measured {results["date"]} on {m["cores"]} cores ({m["cpu"]}), {m["memory_gb"]} GB; Python {v["python"]},
+Measured {results["date"]} on {m["cores"]} cores ({m["cpu"]}), {m["memory_gb"]} GB{_loads(m)}; Python {v["python"]},
 Django {v["django"]}, LiteLLM {v["litellm"]}, RouterHub `{(v["routerhub_git_sha"] or "")[:10]}`.
 Reproduce with `make bench` (writes `bench/results.json`; this run took {results["elapsed_s"] / 60:.0f} minutes, plus a few
 minutes the first time to install LiteLLM into `bench/.litellm-venv`). Options:
 `make bench BENCH_ARGS="--duration 10 --datasets ../shared/datasets --big-folds 3 --no-routing"`. Profile the gateway's hot path under load with
-`.venv/bin/python -m bench.profile_gateway [--gil]` (needs `pip install py-spy` into .venv).
+`.venv/bin/python -m bench.profile_gateway [--gil]` (needs `pip install py-spy` into .venv), and
+what a lone request waits behind with `.venv/bin/python -m bench.tail_probe` (no py-spy needed).
+Where others share the machine, give the run its own database and Redis db:
+`BENCH_DATABASE=… BENCH_REDIS_URL=… BENCH_SELECT_DATABASE=… BENCH_SELECT_REDIS_URL=… make bench`.
 
 Setup: the project's fake upstream with a fixed latency (0 ms and 20 ms) called directly (the
 floor), through RouterHub in its production configuration (gunicorn, {g["routerhub"]["workers"]} uvicorn
@@ -325,10 +351,20 @@ the gateway's percentile minus the direct percentile. CPU is the server's whole 
 
 {settlement_text(results)}
 
+{keys_text(results)}
+
 {routing_text(results)}
 
 {select_text(results)}
 {END}"""
+
+
+def _loads(machine: dict[str, Any]) -> str:
+    """The machine's load average (1 min) when the run began and ended: other work shares it."""
+    start, end = machine.get("loadavg_at_start"), machine.get("loadavg_at_end")
+    if start is None or end is None:
+        return ""
+    return f", load average {start[0]:.1f} at the start and {end[0]:.1f} at the end"
 
 
 def write_readme(results: dict[str, Any]) -> None:

@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="training sizes, comma-separated (500000 = DATASET_MAX_ROWS: ~1 h more)")  # fmt: skip
     parser.add_argument("--no-routing", action="store_true",
                         help="skip routing decision latency and training throughput")  # fmt: skip
+    parser.add_argument("--no-litellm", action="store_true",
+                        help="measure RouterHub without LiteLLM's proxy beside it")  # fmt: skip
     parser.add_argument("--no-select", action="store_true",
                         help="skip the select endpoint (lean gateway path vs DRF view)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -81,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         requests=args.requests,
         stream_requests=args.stream_requests,
         workers=args.workers,
+        litellm=not args.no_litellm,
     )
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": report.machine(),
+        "machine": report.machine() | {"loadavg_at_start": os.getloadavg()},
     }
     results["gateway"] = gateway.gateway_benchmarks(opts)
     results["versions"] = report.versions(litellm_proxy.venv_python())
@@ -108,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(results))
     print()
     print(report.settlement_text(results))
+    print()
+    print(report.keys_text(results))
     print()
     print(report.routing_text(results))
     print()

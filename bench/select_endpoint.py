@@ -40,8 +40,8 @@ from bench.loadgen import Conn, percentile
 from bench.procs import Proc, free_port, wait_http
 
 SLUG = "arc"
-DATABASE = "routerhub_bench_select"
-REDIS_URL = "redis://127.0.0.1:6379/14"
+DATABASE = os.environ.get("BENCH_SELECT_DATABASE", "routerhub_bench_select")
+REDIS_URL = os.environ.get("BENCH_SELECT_REDIS_URL", "redis://127.0.0.1:6379/14")
 PROMPT_BYTES = 2048
 DATASETS = gateway.REPO.parent / "shared" / "datasets"  # ../shared/datasets from the repo
 

@@ -3,18 +3,16 @@
 A decision featurizes the prompt once, scores every candidate with the router's active version
 (``training.serving``, loaded once per process and kept in memory) and orders them by
 ``score - λ·cost`` at the requested tradeoff; the gateway calls the first and falls back down the
-ranking. Router rows are cached per process for ``ROUTER_CACHE_TTL`` (0.5 s), so activating or
-rolling back a version changes decisions in every worker within a second. A decision never waits
-for a newly activated version to load (the first one after an activation took 68 ms): each
-serving process watches activations of the routers it serves and loads the new version before
-it publishes the new row (``routers_watch_activations``), and a row reloaded before that keeps
-deciding with the loaded version until the new one is ready.
+ranking. Router rows are cached per process for ``ROUTER_CACHE_TTL`` (0.5 s): an activation or
+rollback changes decisions in every worker within a second. No decision waits for a version to
+load (the first after an activation took 68 ms): rows are reloaded ahead of expiry and versions
+of activations seen loaded before their rows are published (``refresh_ahead``,
+``routers_watch_activations``); a row reloaded before that decides with the loaded version.
 
 ``router/auto`` is the platform router: the router ``auto`` of the platform organization, trained by
 an operator with ``manage.py train_platform_router``. Until it has a version it ranks by a
-documented heuristic: models that can serve the request (capability fit), then by price —
-dearest first for quality-leaning tradeoffs (< 0.5, price as a proxy for capability), cheapest
-first otherwise.
+documented heuristic: models that can serve the request, then by price — dearest first for
+quality-leaning tradeoffs (< 0.5, price as a proxy for capability), cheapest first otherwise.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from routerhub.domain import InvalidInput, NotFound
-from routerhub.ttl_cache import MISS, TtlCache
+from routerhub.ttl_cache import MISS, TtlCache, refresh_ahead
 from routing import router_policy as policy
 from routing.budget import KeyBudget
 from routing.calibration import calibration_bias
@@ -175,6 +173,7 @@ async def router_row_async(organization_id: int | None, slug: str) -> RouterRow 
     key = (organization_id, slug)
     cached = _rows.get(key)
     if cached is not MISS:
+        refresh_ahead(_rows, key, lambda key: _ready(_load_row(*key)))
         return cached
     row = await sync_to_async(_load_row, thread_sensitive=False)(organization_id, slug)
     if row is not None and not policy.versions_loaded(policy.row_versions(row)):
@@ -185,8 +184,7 @@ async def router_row_async(organization_id: int | None, slug: str) -> RouterRow 
             and previous.version is not None
             and policy.versions_loaded(policy.row_versions(previous))
         ):
-            # Activated elsewhere a moment ago: decide with the loaded version while the new
-            # one loads beside the requests, instead of making this one wait for storage.
+            # Activated elsewhere a moment ago: decide with the loaded version, not waiting.
             _rows.put(key, previous)
             _warm_soon(key, row)
             return previous
@@ -201,9 +199,15 @@ _warming: dict[RowKey, asyncio.Task[None]] = {}
 _ACTIVATION_CLOCK_SKEW = timedelta(seconds=5)  # activated_at comes from the activating host
 
 
-def _warm_row(key: RowKey, row: RouterRow) -> None:
+def _ready(row: RouterRow | None) -> RouterRow | None:
+    """``row`` with every version it may decide with loaded (``refresh_ahead``'s reload, then
+    the cache stores it)."""
     policy.versions_load(policy.row_versions(row), warmup=True)
-    _rows.put(key, row)  # published only once deciding with it reads no storage
+    return row
+
+
+def _warm_row(key: RowKey, row: RouterRow) -> None:
+    _rows.put(key, _ready(row))  # published only once deciding with it reads no storage
 
 
 async def _warm(key: RowKey, row: RouterRow) -> None:
@@ -244,9 +248,8 @@ def _warm_activated(since: datetime) -> datetime:
 
 
 async def routers_watch_activations() -> None:
-    """Every serving process, for its life: notice activations (by anyone: the API in another
-    worker, a training run's auto-activation in a Celery worker) within ``ROUTER_CACHE_TTL`` and
-    load the new version before the router cache hands it to a decision."""
+    """Every serving process, for its life: notice activations (by anyone, anywhere) within
+    ``ROUTER_CACHE_TTL`` and load the new version before the cache hands it to a decision."""
     since = timezone.now()
     failing = False
     while True:

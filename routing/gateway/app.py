@@ -12,6 +12,7 @@ from django.db import InterfaceError, OperationalError
 from billing import metering
 from routerhub.db import DatabaseThreadPool
 from routerhub.errors import ApiError, ServiceUnavailable, error_body
+from routerhub.ttl_cache import refresh_ahead_enable, refresh_ahead_stop
 from routing.gateway import chat, completions, embeddings, listing, model_select, responses
 from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Send
 from routing.gateway.limits import rate_limit_close
@@ -147,11 +148,13 @@ async def gateway_lifespan(receive: Receive, send: Send) -> None:
             # restart left broken (routerhub.db).
             asyncio.get_running_loop().set_default_executor(DatabaseThreadPool())
             _gc_tune()
+            refresh_ahead_enable()
             warmer = asyncio.create_task(routers_watch_activations())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             if warmer is not None:
                 warmer.cancel()
+            await refresh_ahead_stop()
             await metering.close()  # settle what this process has read before exiting
             await http_client_close()
             await rate_limit_close()

@@ -1,7 +1,8 @@
 """The catalog as immutable in-process objects, reloaded when ``CatalogRevision`` moves.
 
 The gateway never queries the catalog per request: at most one indexed read of the revision
-per process per ``CATALOG_CACHE_TTL`` (1 s), and a full reload only after a change.
+per process per ``CATALOG_CACHE_TTL`` (1 s), and a full reload only after a change; in a serving
+process both happen in the background ahead of expiry (``routerhub.ttl_cache.refresh_ahead``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from billing.metering import TokenPrices
-from routerhub.ttl_cache import MISS, TtlCache
+from routerhub.ttl_cache import MISS, TtlCache, refresh_ahead
 from routing.models import CatalogModel, CatalogRevision, Endpoint
 from routing.providers import ADAPTERS
 
@@ -133,9 +134,19 @@ def catalog_cache_clear() -> None:
     _snapshots.clear()
 
 
+def _snapshot_current(_: None) -> CatalogSnapshot:
+    """The cached snapshot if the revision has not moved, else a new one (a background reload)."""
+    previous = _snapshots.get_stale(None)
+    revision = _revision()
+    if previous is not MISS and revision == previous.revision:
+        return previous
+    return _load(revision)
+
+
 async def catalog_get() -> CatalogSnapshot:
     snapshot = _snapshots.get(None)
     if snapshot is not MISS:
+        refresh_ahead(_snapshots, None, _snapshot_current)
         return snapshot
     previous = _snapshots.get_stale(None)
     if previous is not MISS:

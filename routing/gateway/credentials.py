@@ -12,7 +12,7 @@ from typing import NamedTuple
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from routerhub.ttl_cache import MISS, TtlCache
+from routerhub.ttl_cache import MISS, TtlCache, refresh_ahead
 from routing.models import ProviderKey
 from routing.provider_secrets import InvalidToken, secret_decrypt
 
@@ -51,6 +51,7 @@ def _load(organization_id: int) -> dict[str, OwnKey]:
 async def byok_keys(organization_id: int) -> dict[str, OwnKey]:
     cached = _cache.get(organization_id)
     if cached is not MISS:
+        refresh_ahead(_cache, organization_id, _load)
         return cached
     keys = await sync_to_async(_load, thread_sensitive=False)(organization_id)
     _cache.put(organization_id, keys)
