@@ -39,6 +39,7 @@ from billing.models import (
     Reservation,
     ReservationState,
     UsageFlag,
+    UsageGeneration,
     UsageRecord,
     UsageStep,
 )
@@ -178,11 +179,9 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
     with transaction.atomic():
         if asynchronous:
             _commit_without_waiting_for_disk()
-        done = set(
-            UsageRecord.objects.filter(generation_id__in=unique).values_list(
-                "generation_id", flat=True
-            )
-        )
+        # Settled generation ids are claimed in UsageGeneration (one unpartitioned index) by
+        # the record insert's trigger, which also stops a concurrent settler of the same id.
+        done = set(UsageGeneration.objects.filter(pk__in=unique).values_list("pk", flat=True))
         fresh = sorted((d for g, d in unique.items() if g not in done), key=lambda d: d.created_at)
         if not fresh:
             return []
@@ -300,9 +299,9 @@ def _record_capped_costs(drafts: list[UsageDraft], charged: dict[str, Decimal]) 
             money_str(money(draft.cost) - paid),
         )
         draft.flag(UsageFlag.SHORTFALL)
-        UsageRecord.objects.filter(generation_id=draft.generation_id).update(
-            cost=paid, flags=draft.flags
-        )
+        UsageRecord.objects.filter(  # created_at: only its month's partition is searched
+            generation_id=draft.generation_id, created_at=draft.created_at
+        ).update(cost=paid, flags=draft.flags)
         usage_rollup_adjust(draft, paid - money(draft.cost))
 
 

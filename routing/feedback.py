@@ -7,17 +7,21 @@ the router by the id the usage record names (``UsageRecord.router_id``), never b
 
 from __future__ import annotations
 
-from billing.models import UsageRecord
+from decimal import Decimal
+
+from billing.models import UsageGeneration, UsageRecord
 from routerhub.domain import NotFound
 from routing.models import Feedback
 from training import serving
+
+_CHUNK = 1000
 
 
 def feedback_record(
     *, organization_id: int, generation_id: str, score: float, comment: str = "", key_id: int | None
 ) -> Feedback:
     """Store (or replace) the feedback on a served request of this organization."""
-    usage = UsageRecord.objects.filter(
+    usage = UsageGeneration.objects.filter(
         organization_id=organization_id, generation_id=generation_id
     ).first()
     if usage is None:
@@ -38,19 +42,33 @@ def feedback_record(
 
 def router_feedback(router: serving.Router) -> list[serving.FeedbackExample]:
     """Feedback with a kept prompt on requests the router served with one of its candidates."""
-    rows = (
-        Feedback.objects.filter(
-            organization_id=router.organization_id,
-            usage__router_id=router.pk,
-            usage__model__in=router.candidates,
-        )
-        .exclude(usage__prompt="")
+    # Feedback points at the generation's guard row; the records (partitioned by month: no
+    # foreign key reaches them) are looked up by those generation ids, a chunk at a time.
+    scores = list(
+        Feedback.objects.filter(organization_id=router.organization_id)
         .order_by("created_at")
-        .values_list("usage__prompt", "usage__model", "score", "usage__cost")
+        .values_list("usage_id", "score")
     )
+    records: dict[str, tuple[str, str, Decimal]] = {}
+    for start in range(0, len(scores), _CHUNK):
+        chunk = [generation_id for generation_id, _ in scores[start : start + _CHUNK]]
+        found = (
+            UsageRecord.objects.filter(
+                organization_id=router.organization_id,
+                generation_id__in=chunk,
+                router_id=router.pk,
+                model__in=router.candidates,
+            )
+            .exclude(prompt="")
+            .values_list("generation_id", "prompt", "model", "cost")
+        )
+        for generation_id, prompt, model, cost in found:
+            records[generation_id] = (prompt, model, cost)
     return [
         serving.FeedbackExample(prompt=prompt, model=model, score=score, cost=float(cost))
-        for prompt, model, score, cost in rows
+        for generation_id, score in scores
+        if generation_id in records
+        for prompt, model, cost in [records[generation_id]]
     ]
 
 
