@@ -46,5 +46,5 @@ class Migration(migrations.Migration):
             name="generation_id",
             field=models.CharField(db_index=True, max_length=64),
         ),
-        migrations.RunPython(partition, migrations.RunPython.noop),
+        migrations.RunPython(partition)  # irreversible: no way back to one table,
     ]
