@@ -251,6 +251,13 @@ async def _route(
     return decision
 
 
+def _names_of(model_id: str) -> set[str]:
+    """The names a key's ``allowed_models`` may give this model by: RouteLLM's
+    ``router-<slug>-<threshold>`` is also ``router/<slug>``."""
+    routellm = routellm_model_parse(model_id)
+    return {model_id} if routellm is None else {model_id, f"router/{routellm[0]}"}
+
+
 async def _decision(
     model_id: str, body: JSON, key: AuthenticatedKey, catalog: CatalogSnapshot
 ) -> RouterDecision | None:
@@ -293,7 +300,7 @@ async def plan_request(
     the prompt and ``max_tokens`` are left out (``_PromptFit``)."""
     model_ids = _model_ids(body)
     allowed = set(key.allowed_models)
-    if allowed and model_ids[0] not in allowed:
+    if allowed and not allowed & _names_of(model_ids[0]):
         raise Forbidden(
             f"This key may not use the model '{model_ids[0]}'.",
             param="model",

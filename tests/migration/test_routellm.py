@@ -38,8 +38,10 @@ def train_on_battles(world: World, slug: str = "arena") -> tuple[APIClient, list
     return manage, list(dict.fromkeys(frame["prompt"]))
 
 
-def served(world: World, model: str, prompt: str) -> Any:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+def served(world: World, model: str, prompt: str, key: str | None = None) -> Any:
+    client = openai.OpenAI(
+        base_url=f"{world.gateway_url}/v1", api_key=key or world.key, max_retries=0
+    )
     return client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": prompt}], max_tokens=8
     )
@@ -73,6 +75,13 @@ def test_threshold_zero_always_calls_strong_and_one_mostly_weak(world: World) ->
 
     assert served(world, "router-arena-0", prompts[0]).model == STRONG
     assert served(world, "router-arena-1.0", prompts[0]).model == WEAK
+    # A key allowed the router may call it by its RouteLLM name; one allowed another may not.
+    allowed = world.key_for(allowed_models=["router/arena"])
+    elsewhere = world.key_for(allowed_models=["router/other"])
+
+    assert served(world, "router-arena-0", prompts[0], key=allowed).model == STRONG
+    with pytest.raises(openai.PermissionDeniedError):
+        served(world, "router-arena-0", prompts[0], key=elsewhere)
 
 
 def test_bad_thresholds_and_untrained_routers_are_clear_errors(world: World) -> None:
