@@ -160,3 +160,6 @@ def table_partition(cursor: Any, table: str, now: datetime | None = None) -> Non
         cursor.execute(definition)
     for name, definition in foreign_keys:
         cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
+    # Autovacuum analyzes the partitions in time, never a partitioned parent: its statistics
+    # (what plans over several months use) are taken here, and by the daily task.
+    cursor.execute(f"ANALYZE {table}")

@@ -4,7 +4,7 @@
 one partition per UTC month, ``<table>_pYYYY_MM``, and ``<table>_default`` for rows no month
 takes (a clock far off, a missed task): an insert is never refused for want of a partition.
 
-- ``partitions_ensure`` (the daily ``billing.partitions_ensure`` task, and migration 0011)
+- ``partitions_ensure`` (the daily ``billing.partitions_ensure`` task; migration 0011 made the first)
   creates the partitions of the current month and ``MONTHS_AHEAD`` months ahead. A month whose
   rows already landed in the default partition is created with them moved in, up to
   ``DEFAULT_MOVE_LIMIT`` rows (one short transaction); more is logged for an operator.
@@ -136,6 +136,9 @@ def partitions_ensure(now: datetime | None = None) -> list[str]:
             cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table}{DEFAULT_SUFFIX})")  # noqa: S608
             if cursor.fetchone()[0]:
                 logger.error("%s%s holds rows outside every month", table, DEFAULT_SUFFIX)
+            # Autovacuum never analyzes a partitioned parent (only its partitions): plans that
+            # span months need the parent's statistics (a sample: seconds at millions of rows).
+            cursor.execute(f"ANALYZE {table}")
     return created
 
 
