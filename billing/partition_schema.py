@@ -23,6 +23,15 @@ from typing import Any
 
 from billing.partitions import DEFAULT_SUFFIX, MONTHS_AHEAD, month_add, month_floor, partition_ddl
 
+# Claims for the rows already there (a migration's); "WHERE true": SQLite needs it before ON
+# CONFLICT in INSERT … SELECT.
+GUARD_BACKFILL = (
+    "INSERT INTO billing_usagegeneration (generation_id, organization_id, created_at) "
+    "SELECT generation_id, organization_id, created_at FROM billing_usagerecord WHERE true "
+    "ON CONFLICT DO NOTHING",
+    "INSERT INTO billing_ledgeridempotency (idempotency_key, created_at) "
+    "SELECT idempotency_key, created_at FROM billing_ledgerentry WHERE true ON CONFLICT DO NOTHING",
+)
 _PG_FUNCTIONS = """
 CREATE OR REPLACE FUNCTION billing_usage_generation_claim() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

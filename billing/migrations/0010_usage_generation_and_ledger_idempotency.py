@@ -5,17 +5,10 @@ filled from the existing records and entries; ``Feedback`` moves onto ``UsageGen
 import django.db.models.deletion
 from django.db import migrations, models
 
-BACKFILL = (
-    "INSERT INTO billing_usagegeneration (generation_id, organization_id, created_at) "
-    "SELECT generation_id, organization_id, created_at FROM billing_usagerecord "
-    "ON CONFLICT DO NOTHING",
-    "INSERT INTO billing_ledgeridempotency (idempotency_key, created_at) "
-    "SELECT idempotency_key, created_at FROM billing_ledgerentry ON CONFLICT DO NOTHING",
-)
-
+from billing.partition_schema import GUARD_BACKFILL
 
 def backfill(apps, schema_editor):
-    for statement in BACKFILL:
+    for statement in GUARD_BACKFILL:
         schema_editor.execute(statement)
 
 

@@ -6,17 +6,8 @@ Both tables are locked for the copy: measured in README (seconds per million row
 
 from django.db import migrations, models
 
-from billing.partition_schema import guard_triggers_install, table_partition
+from billing.partition_schema import GUARD_BACKFILL, guard_triggers_install, table_partition
 from billing.partitions import PARTITIONED
-
-BACKFILL = (  # rows written between 0010 and this lock
-    "INSERT INTO billing_usagegeneration (generation_id, organization_id, created_at) "
-    "SELECT generation_id, organization_id, created_at FROM billing_usagerecord "
-    "ON CONFLICT DO NOTHING",
-    "INSERT INTO billing_ledgeridempotency (idempotency_key, created_at) "
-    "SELECT idempotency_key, created_at FROM billing_ledgerentry ON CONFLICT DO NOTHING",
-)
-
 
 def partition(apps, schema_editor):
     connection = schema_editor.connection
@@ -24,7 +15,7 @@ def partition(apps, schema_editor):
         if connection.vendor == "postgresql":
             for table in PARTITIONED:
                 table_partition(cursor, table)
-        for statement in BACKFILL:
+        for statement in GUARD_BACKFILL:  # rows written between 0010 and this lock
             cursor.execute(statement)
         guard_triggers_install(cursor, connection.vendor)
 
