@@ -113,6 +113,8 @@ def partition_create(table: str, month: date) -> bool:
         cursor.execute(partition_ddl(table, month))
         if stray:
             cursor.execute(f"INSERT INTO {table} SELECT * FROM partition_moving")  # noqa: S608
+            # Off again now, not at the end of the transaction (a caller's may go on).
+            cursor.execute("SET LOCAL routerhub.partition_move = 'off'")
             logger.warning("moved %d rows of %s from %s into its partition", stray, month, default)
     return True
 

@@ -209,6 +209,9 @@ def test_a_missing_month_is_created_with_the_rows_the_default_partition_caught()
     # Moved rows keep their claims: the id is still settled once.
     assert usage_settle_batch([_draft(organization.pk, generation_id, _at(month), "0.25")]) == []
     _assert_charged_once(organization, generation_id, "0.75")
+    with pytest.raises(IntegrityError), transaction.atomic():  # the guard is back on at once
+        UsageRecord.objects.create(organization=organization, generation_id=generation_id,
+                                   status="succeeded", created_at=timezone.now())  # fmt: skip
 
 
 @pytest.mark.django_db
