@@ -28,8 +28,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing.models import UsageGeneration, UsageStep
-
 logger = logging.getLogger(__name__)
 
 PARTITIONED = ("billing_usagerecord", "billing_ledgerentry")
@@ -193,6 +191,9 @@ def usage_partitions_drop(now: datetime | None = None, *, budget_s: float = 60.0
 def generations_forget(before: datetime, *, budget_s: float = 60.0) -> int:
     """Delete the settled-generation rows (with their steps and feedback) of records created
     before ``before``, in short batches until none is left or ``budget_s`` is spent."""
+    from billing.models import UsageGeneration, UsageStep  # here: bench.scale_data imports
+    # this module's month helpers before Django is set up
+
     deadline = time.monotonic() + budget_s
     forgotten = 0
     while time.monotonic() < deadline:
