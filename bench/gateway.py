@@ -34,11 +34,14 @@ REPO = Path(__file__).resolve().parent.parent
 PY = REPO / ".venv" / "bin" / "python"
 GUNICORN = REPO / ".venv" / "bin" / "gunicorn"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-RH_DB, LITELLM_DB = "routerhub_bench", "litellm_bench"
-REDIS_URL = "redis://127.0.0.1:6379/13"
+# Dropped and flushed at every run: BENCH_DATABASE / BENCH_REDIS_URL give a run its own when
+# several people share the machine's PostgreSQL and Redis.
+RH_DB, LITELLM_DB = os.environ.get("BENCH_DATABASE", "routerhub_bench"), "litellm_bench"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 LATENCIES = (0, 20)
 CONCURRENCIES = (16, 64)
 ROUTER_SLUG = "bench"  # router/bench: trained over demo/small and demo/large at setup
+PIPELINE_SLUG = "bench-one-step"  # pipeline/bench-one-step: demo/small as its one step
 USAGE_STREAM = "rh:usage-stream"  # billing.outbox.STREAM
 
 
@@ -128,6 +131,7 @@ def setup_routerhub_db(env: dict[str, str], out: Path) -> tuple[str, dict[str, A
         run_py(["-m", "bench.seed", "--router", ROUTER_SLUG],
                env | {"CELERY_TASK_ALWAYS_EAGER": "true"}, out / "setup.log").splitlines()[-1]
     )  # fmt: skip
+    run_py(["-m", "bench.seed", "--pipeline", PIPELINE_SLUG], env, out / "setup.log")
     return str(seeded["key"]), trained
 
 
@@ -311,25 +315,35 @@ def measure(targets: list[Target], upstreams: dict[int, str], opts: Options,
 def measure_router(rh: Target, opts: Options, repoint: Any) -> dict[str, Any]:
     """``router/<slug>`` vs ``demo/small`` at c=1 against the 0 ms upstream, in A-B-B-A order.
     The router picks demo/small or demo/large per prompt; both are served by the same fake."""
+    return measure_added(rh, opts, repoint, f"router/{ROUTER_SLUG}", "router")
+
+
+def measure_pipeline(rh: Target, opts: Options, repoint: Any) -> dict[str, Any]:
+    """``pipeline/<slug>`` (demo/small as its one step) vs ``demo/small``, as ``measure_router``:
+    what planning the steps, the per-step record and the ``pipeline`` object add."""
+    return measure_added(rh, opts, repoint, f"pipeline/{PIPELINE_SLUG}", "pipeline")
+
+
+def measure_added(rh: Target, opts: Options, repoint: Any, model: str, name: str) -> dict[str, Any]:
+    """``model`` vs ``demo/small`` at c=1 against the 0 ms upstream, in A-B-B-A order."""
     repoint(0)
-    model = f"router/{ROUTER_SLUG}"
     args = ["--requests", str(opts.requests), "--warmup", str(opts.warmup), "--max-seconds", "60"]
     runs: dict[str, list[dict[str, Any]]] = {"demo/small": [], model: []}
-    for name in ("demo/small", model, model, "demo/small"):
-        res = loadgen("latency", rh, 0, *args, model=name)
-        runs[name].append(res)
+    for label in ("demo/small", model, model, "demo/small"):
+        res = loadgen("latency", rh, 0, *args, model=label)
+        runs[label].append(res)
         lat = res["latency_ms"]
-        log(f" 0 ms upstream  latency  {name:<12} p50 {_f(lat['p50'])} p90 {_f(lat['p90'])} "
+        log(f" 0 ms upstream  latency  {label:<12} p50 {_f(lat['p50'])} p90 {_f(lat['p90'])} "
             f"p99 {_f(lat['p99'])} ms  errors {res['errors']}  [other load {res['foreign_cores']:.2f} cores]")  # fmt: skip
 
-    def mean(name: str, q: str) -> float | None:
-        values = [r["latency_ms"][q] for r in runs[name] if r["latency_ms"][q] is not None]
+    def mean(label: str, q: str) -> float | None:
+        values = [r["latency_ms"][q] for r in runs[label] if r["latency_ms"][q] is not None]
         return sum(values) / len(values) if values else None
 
-    out: dict[str, Any] = {"router": model, "runs": runs}
+    out: dict[str, Any] = {name: model, "runs": runs}
     for q in ("p50", "p90", "p99"):
         mine, plain = mean(model, q), mean("demo/small", q)
-        out[f"router_{q}_ms"], out[f"plain_{q}_ms"] = mine, plain
+        out[f"{name}_{q}_ms"], out[f"plain_{q}_ms"] = mine, plain
         out[f"added_{q}_ms"] = None if mine is None or plain is None else mine - plain
     out["errors"] = sum(r["errors"] for rs in runs.values() for r in rs)
     return out
@@ -414,6 +428,7 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
             sampler.__exit__(None, None, None)
         router_e2e = measure_router(rh, opts, repoint)
         router_e2e["training"] = router_training
+        pipeline_e2e = measure_pipeline(rh, opts, repoint)
         settlement = verify_settlement(env, out, rh.ok_responses)
         log(f"settlement: {settlement['usage_records']} usage records for "
             f"{settlement['client_ok_responses']} 200 responses; ledger usage sum "
@@ -421,6 +436,7 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
             f"reservations {settlement['reservations']}")  # fmt: skip
         return {
             "router_e2e": router_e2e,
+            "pipeline_e2e": pipeline_e2e,
             "settlement": settlement,
             "targets": {t.name: t.results for t in (direct, rh, lt)},
             "memory": {

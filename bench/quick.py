@@ -2,11 +2,16 @@
 server, c=1 latency and throughput at c=16 and c=64 against the 0 ms fake upstream.
 
     python -m bench.quick [--workers 2] [--seconds 10]
+    python -m bench.quick --pipeline [--requests 300]   # only pipeline/<one step> vs its model
+
+``--pipeline`` runs the A-B-B-A comparison ``make bench`` reports (``gateway.measure_pipeline``)
+without LiteLLM or the throughput runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from bench import gateway
 from bench.procs import Proc
@@ -16,12 +21,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=gateway.Options.workers)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--pipeline", action="store_true", help="only the one-step pipeline")
+    parser.add_argument("--requests", type=int, default=300, help="c=1 requests per --pipeline run")
     args = parser.parse_args()
     out = gateway.REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     procs: list[Proc] = []
     try:
         target, direct = gateway.routerhub_alone(args.workers, out, procs)
+        if args.pipeline:
+            opts = gateway.Options(requests=args.requests, warmup=30)
+            added = gateway.measure_pipeline(target, opts, lambda latency: None)
+            print(json.dumps({k: v for k, v in added.items() if k != "runs"}))
+            return
         base = gateway.loadgen("latency", direct, 0, "--requests", "2000")["latency_ms"]
         lat = gateway.loadgen("latency", target, 0, "--requests", "2000")["latency_ms"]
         print(

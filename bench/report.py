@@ -194,6 +194,14 @@ def routing_text(results: dict[str, Any]) -> str:
             f"{_n(e2e['added_p50_ms'])} ms**, p90 {_n(e2e['added_p90_ms'])} ms, p99 "
             f"{_n(e2e['added_p99_ms'])} ms; errors {e2e['errors']}."
         )
+    pipe = _get(results, "gateway", "pipeline_e2e")
+    if pipe:
+        parts.append(
+            f"`{pipe['pipeline']}` (a one-step cascade on demo/small) vs `demo/small`, same "
+            f"server and method: p50 {_n(pipe['pipeline_p50_ms'])} vs {_n(pipe['plain_p50_ms'])} "
+            f"ms, **added p50 {_n(pipe['added_p50_ms'])} ms**, p90 {_n(pipe['added_p90_ms'])} ms, "
+            f"p99 {_n(pipe['added_p99_ms'])} ms; errors {pipe['errors']}."
+        )
     routing = results.get("routing") or {}
     if "skipped" in routing or "error" in routing:
         why = routing.get("skipped") or routing.get("error")

@@ -6,6 +6,7 @@
 ``python -m bench.seed --router SLUG``     train ``router/SLUG`` over demo/small and demo/large in
                                            the bench organization (service functions; run with
                                            CELERY_TASK_ALWAYS_EAGER=true so training runs inline)
+``python -m bench.seed --pipeline SLUG``   ``pipeline/SLUG``: a one-step cascade on demo/small
 ``python -m bench.seed --verify``          usage records, reservations and ledger after a run
 """
 
@@ -155,18 +156,32 @@ def verify() -> dict[str, object]:
     }
 
 
+def one_step_pipeline(slug: str) -> dict[str, object]:
+    """``pipeline/SLUG`` with demo/small as its one step: what a pipeline adds over the model."""
+    from accounts.models import Organization
+    from routing.pipeline_api import pipeline_create
+
+    organization = Organization.objects.get(name="Bench")
+    definition = {"kind": "cascade", "steps": [{"model": "demo/small"}]}
+    pipeline = pipeline_create(organization, slug=slug, name=slug, definition=definition)
+    return {"pipeline": f"pipeline/{pipeline.slug}", "steps": ["demo/small"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--seed", action="store_true")
     group.add_argument("--repoint", metavar="URL")
     group.add_argument("--router", metavar="SLUG")
+    group.add_argument("--pipeline", metavar="SLUG")
     group.add_argument("--verify", action="store_true")
     args = parser.parse_args()
     if args.seed:
         print(json.dumps(seed()))
     elif args.router:
         print(json.dumps(train_router(args.router)))
+    elif args.pipeline:
+        print(json.dumps(one_step_pipeline(args.pipeline)))
     elif args.verify:
         print(json.dumps(verify()))
     else:

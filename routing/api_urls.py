@@ -26,6 +26,11 @@ urlpatterns = [
         pipeline_api.PipelineVersionListView.as_view(),
         name="api-pipeline-versions",
     ),
+    path(
+        "pipelines/<slug:slug>/report",
+        pipeline_api.PipelineReportView.as_view(),
+        name="api-pipeline-report",
+    ),
     path("provider-keys", api.ProviderKeyListView.as_view(), name="api-provider-keys"),
     path(
         "provider-keys/<int:provider_key_id>",

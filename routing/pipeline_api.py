@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Max, QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -17,11 +17,11 @@ from rest_framework.response import Response
 
 from accounts.models import Organization, Role
 from accounts.tenant_api import TenantAPIView
-from routerhub.errors import Conflict
+from routerhub.errors import BadRequest, Conflict, NotFound
 from routing.models import Pipeline, PipelineKind, PipelineVersion
 from routing.pipeline_spec import spec_validate
 from routing.selectors import catalog_model_ids
-from training.serving import Router
+from training.serving import Router, cascade_report
 
 ADMIN_WRITES = {"POST": Role.ADMIN, "DELETE": Role.ADMIN}
 
@@ -66,13 +66,28 @@ def pipeline_json(pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
-def _definition(organization: Organization, data: dict[str, Any]) -> tuple[str, list[Any]]:
+def pipeline_definition(organization: Organization, data: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The validated kind and steps of ``data`` (``{kind, steps}``) for ``organization``."""
     routers = Router.objects.filter(organization=organization).values_list("slug", flat=True)
     return spec_validate(
         {"kind": data.get("kind"), "steps": data.get("steps")},
         catalog_models=set(catalog_model_ids()),
         router_slugs=set(routers),
     )
+
+
+@transaction.atomic
+def pipeline_create(
+    organization: Organization, *, slug: str, name: str, definition: dict[str, Any]
+) -> Pipeline:
+    """A new pipeline of ``organization`` with ``definition`` as its first, active version;
+    ``BadRequest`` naming what is wrong with the definition, ``Conflict`` for a taken slug."""
+    kind, steps = pipeline_definition(organization, definition)
+    if Pipeline.objects.filter(organization=organization, slug=slug).exists():
+        raise Conflict(f"A pipeline with slug '{slug}' already exists.", param="slug")
+    pipeline = Pipeline.objects.create(organization=organization, slug=slug, name=name or slug)
+    pipeline_version_add(pipeline, kind, steps)
+    return pipeline
 
 
 @transaction.atomic
@@ -110,15 +125,9 @@ class PipelineListView(_PipelineScoped):
         data = PipelineInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        kind, steps = _definition(self.organization, values)
-        if self.get_queryset().filter(slug=values["slug"]).exists():
-            raise Conflict(f"A pipeline with slug '{values['slug']}' already exists.", param="slug")
-        pipeline = Pipeline.objects.create(
-            organization=self.organization,
-            slug=values["slug"],
-            name=values.get("name") or values["slug"],
+        pipeline = pipeline_create(
+            self.organization, slug=values["slug"], name=values.get("name", ""), definition=values
         )
-        pipeline_version_add(pipeline, kind, steps)
         return Response(pipeline_json(pipeline), status=status.HTTP_201_CREATED)
 
 
@@ -156,6 +165,75 @@ class PipelineVersionListView(_PipelineScoped):
         pipeline = self.get_object()
         data = PipelineDefinition(data=request.data)
         data.is_valid(raise_exception=True)
-        kind, steps = _definition(self.organization, data.validated_data)
+        kind, steps = pipeline_definition(self.organization, data.validated_data)
         pipeline_version_add(pipeline, kind, steps)
         return Response(pipeline_json(pipeline), status=status.HTTP_201_CREATED)
+
+
+class CascadePointOutput(serializers.Serializer[Any]):
+    min_score = serializers.FloatField(
+        allow_null=True, help_text="The pre-call gate threshold; null: the steps' own."
+    )
+    score = serializers.FloatField(help_text="Mean score of the served answers.")
+    cost = serializers.FloatField(help_text="Mean cost per request.")
+    share = serializers.ListField(
+        child=serializers.FloatField(), help_text="Share of rows each step served."
+    )
+
+
+class PipelineReportOutput(serializers.Serializer[Any]):
+    """What ``pipeline_report`` returns (documents the OpenAPI schema)."""
+
+    pipeline = serializers.SlugField()
+    version = serializers.IntegerField()
+    router = serializers.SlugField()
+    router_version = serializers.IntegerField()
+    evaluation = serializers.DictField(help_text="method, folds and held-out rows replayed.")
+    note = serializers.CharField()
+    steps = serializers.ListField(child=serializers.CharField())
+    curve = CascadePointOutput(many=True, help_text="One point per swept threshold.")
+    configured = CascadePointOutput(help_text="The cascade as defined (its own thresholds).")
+    router_curve = serializers.ListField(
+        child=serializers.DictField(), help_text="The router version's own curve, per tradeoff."
+    )
+    models = serializers.ListField(child=serializers.DictField())
+    aiq = serializers.DictField(
+        allow_null=True, help_text="Area under each curve over the same cost range."
+    )
+
+
+def pipeline_report(
+    organization: Organization, pipeline: Pipeline, router_slug: str | None
+) -> dict[str, Any]:
+    """The active cascade version replayed on a router's held-out rows (``router_slug``, or the
+    router its pre-call gates name)."""
+    version = pipeline.active_version
+    if version is None or version.kind != PipelineKind.CASCADE:
+        raise Conflict("Only a cascade has an evaluation report.", param="slug")
+    named = [s["pre_gate"]["router"] for s in version.steps if s.get("pre_gate")]
+    slug = router_slug or (named[0] if named else None)
+    if not slug:
+        raise BadRequest(
+            "router is required: no pre-call gate of this cascade names a router.", param="router"
+        )
+    routers = Router.objects.select_related("active_version__dataset")
+    router = routers.filter(organization=organization, slug=slug).first()
+    if router is None:
+        raise NotFound(f"No router '{slug}' in this organization.", param="router")
+    if router.active_version is None:
+        raise Conflict(f"Router '{slug}' has no trained version yet.", param="router")
+    report = cascade_report(version=router.active_version, steps=version.steps)
+    return {"pipeline": pipeline.slug, "version": version.number, "router": slug, **report}
+
+
+class PipelineReportView(_PipelineScoped):
+    """The cascade's expected score and cost on a router's held-out rows for a sweep of
+    pre-call gate thresholds, beside the router's own curve."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("router", str, description="A router slug.")],
+        responses=PipelineReportOutput,
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        router = request.query_params.get("router") or None
+        return Response(pipeline_report(self.organization, self.get_object(), router))

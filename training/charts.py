@@ -43,16 +43,20 @@ class _Frame:
         return TOP + (1 - (score - self.y_low) / (self.y_high - self.y_low)) * self.plot_h
 
 
-def cost_quality_svg(report: dict[str, Any]) -> SafeString:
-    """The router's curve (tradeoff 0 … 1) with every single model as a labelled point."""
+def cost_quality_svg(
+    report: dict[str, Any], cascade: list[dict[str, Any]] | None = None
+) -> SafeString:
+    """The router's curve (tradeoff 0 … 1) with every single model as a labelled point, and a
+    cascade's curve (``min_score``, ``cost``, ``score`` points) on the same axes when given."""
     curve = [(float(p["cost"]), float(p["score"])) for p in report.get("curve", [])]
+    beside = [(float(p["cost"]), float(p["score"])) for p in cascade or []]
     models = [
         (m["id"], float(m["mean_cost"]), float(m["mean_score"])) for m in report.get("models", [])
     ]
     if not curve and not models:
         return mark_safe("")
-    costs = [c for c, _ in curve] + [c for _, c, _ in models]
-    scores = [s for _, s in curve] + [s for _, _, s in models]
+    costs = [c for c, _ in curve + beside] + [c for _, c, _ in models]
+    scores = [s for _, s in curve + beside] + [s for _, _, s in models]
     y_low, y_high = min(scores), max(scores)
     pad = (y_high - y_low) * 0.08 or 0.05
     frame = _Frame(x_high=max(costs) * 1.05 or 1.0, y_low=y_low - pad, y_high=y_high + pad)
@@ -63,8 +67,9 @@ def cost_quality_svg(report: dict[str, Any]) -> SafeString:
         f'<rect x="{LEFT}" y="{TOP}" width="{frame.plot_w}" height="{frame.plot_h}" class="chart-bg"/>',
         *_axes(frame),
         *_curve_marks(frame, report, curve),
+        *_cascade_marks(frame, cascade or [], beside),
         *_model_marks(frame, models),
-        _legend(),
+        _legend(cascade is not None),
         "</svg>",
     ]
     return mark_safe("".join(parts))  # noqa: S308 - every interpolated label is escaped
@@ -107,6 +112,22 @@ def _curve_marks(
     return parts
 
 
+def _cascade_marks(
+    frame: _Frame, cascade: list[dict[str, Any]], points: list[tuple[float, float]]
+) -> list[str]:
+    if not points:
+        return []
+    x, y = frame.x, frame.y
+    line = " ".join(f"{x(c):.1f},{y(s):.1f}" for c, s in sorted(points))
+    parts = [f'<polyline points="{line}" class="curve cascade"/>']
+    for point, (c, s) in zip(cascade, points, strict=True):
+        label = f"gate {point['min_score']}: score {s:.3f} at {_money(c)}"
+        parts.append(
+            f'<rect x="{x(c) - 3:.1f}" y="{y(s) - 3:.1f}" width="6" height="6" class="cascade-point"><title>{escape(label)}</title></rect>'
+        )
+    return parts
+
+
 def _model_marks(frame: _Frame, models: list[tuple[str, float, float]]) -> list[str]:
     x, y = frame.x, frame.y
     parts = []
@@ -123,11 +144,17 @@ def _model_marks(frame: _Frame, models: list[tuple[str, float, float]]) -> list[
     return parts
 
 
-def _legend() -> str:
+def _legend(with_cascade: bool = False) -> str:
     legend_x = WIDTH - RIGHT + 20
-    return (
+    legend = (
         f'<line x1="{legend_x}" y1="{TOP + 10}" x2="{legend_x + 24}" y2="{TOP + 10}" class="curve"/>'
         f'<text x="{legend_x + 30}" y="{TOP + 14}" class="tick">router</text>'
         f'<circle cx="{legend_x + 12}" cy="{TOP + 30}" r="5" class="model-point"/>'
         f'<text x="{legend_x + 30}" y="{TOP + 34}" class="tick">single model</text>'
     )
+    if with_cascade:
+        legend += (
+            f'<line x1="{legend_x}" y1="{TOP + 50}" x2="{legend_x + 24}" y2="{TOP + 50}" class="curve cascade"/>'
+            f'<text x="{legend_x + 30}" y="{TOP + 54}" class="tick">cascade</text>'
+        )
+    return legend

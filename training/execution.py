@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from routerhub.memory import memory_ceiling
 from training import ingest
+from training.heldout import HeldOut, heldout_save
 from training.learner import artifacts
 from training.learner.report import report_build
 from training.learner.sampling import router_fit_sampled, training_subset
@@ -61,6 +62,12 @@ class Orientation:
         if self.maximize:
             return value
         return 1.0 - value if self.all_binary else -value
+
+    def display_many(self, scores: np.ndarray) -> np.ndarray:
+        """``display`` of every score of an array."""
+        if self.maximize:
+            return scores
+        return np.asarray(1.0 - scores if self.all_binary else -scores)
 
 
 def load_parsed(dataset: Dataset) -> ingest.ParsedDataset:
@@ -233,10 +240,10 @@ def _train(run: TrainingRun, progress: Callable[[str, float], None]) -> RouterVe
     fit = router_fit_sampled(data, config, progress)
     train_seconds = time.monotonic() - started
     progress(STAGE_EVALUATING, 0.92)
-    report = _evaluate(fit, data, orientation, options, cost_source, candidates)
+    report, held = _evaluate(fit, data, orientation, options, cost_source, candidates)
     report["training_seconds"] = round(train_seconds, 2)
     progress(STAGE_SAVING, 0.96)
-    return _save_version(run, fit, report, candidates)
+    return _save_version(run, fit, report, held)
 
 
 def _evaluate(
@@ -246,7 +253,8 @@ def _evaluate(
     options: dict[str, Any],
     cost_source: str,
     candidates: list[str],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], HeldOut]:
+    """The version's report and the held-out rows it was computed on."""
     test_id = options.get("test_dataset")
     if test_id is None:
         total = len(data.prompts)
@@ -266,7 +274,7 @@ def _evaluate(
                 f"a uniform sample of {len(data.prompts)} of the {total} rows is featurized and "
                 "cross-validated; the LightGBM heads are then refitted on every row"
             )
-        return report_build(
+        report = report_build(
             router=fit.router,
             predicted=fit.oof_predicted,
             prompts=data.prompts,
@@ -277,6 +285,7 @@ def _evaluate(
             tasks=data.tasks,
             incumbents=fit.oof_incumbents,
         )
+        return report, _held_out(fit.oof_predicted, data, orientation)
     test = Dataset.objects.get(pk=test_id)
     test_data, _, test_cost_source = training_data(test, candidates, options)
     predicted = fit.router.predict_many(test_data.prompts)
@@ -286,7 +295,7 @@ def _evaluate(
         "rows": len(test_data.prompts),
         "cost_source": test_cost_source,
     }
-    return report_build(
+    report = report_build(
         router=fit.router,
         predicted=predicted,
         prompts=test_data.prompts,
@@ -296,13 +305,23 @@ def _evaluate(
         display=orientation.display,
         tasks=test_data.tasks,
     )
+    return report, _held_out(predicted, test_data, orientation)
+
+
+def _held_out(predicted: np.ndarray, data: TrainingData, orientation: Orientation) -> HeldOut:
+    return HeldOut(
+        models=list(data.models),
+        predicted=predicted,
+        scores=orientation.display_many(data.scores),
+        costs=data.costs,
+    )
 
 
 HEADLINE_KEYS = ("apgr", "cpt50", "cpt80", "aiq", "aiq_zero_router", "cost_at_best_single_quality")
 
 
 def _save_version(
-    run: TrainingRun, fit: FitResult, report: dict[str, Any], candidates: list[str]
+    run: TrainingRun, fit: FitResult, report: dict[str, Any], held: HeldOut
 ) -> RouterVersion:
     files = artifacts.router_to_files(fit.router)
     digests = artifacts.files_digests(files)
@@ -314,6 +333,7 @@ def _save_version(
         }
         for name, content in files.items()
     }
+    heldout_save(prefix, held)
     metrics = {k: report.get(k) for k in HEADLINE_KEYS if k in report}
     metrics["training_seconds"] = report.get("training_seconds")
     with transaction.atomic():
@@ -330,7 +350,7 @@ def _save_version(
             router=router,
             number=number,
             dataset=run.dataset,
-            candidates=candidates,
+            candidates=held.models,
             artifact_prefix=prefix,
             artifact_files=stored,
             checksum=artifacts.manifest_checksum(digests),

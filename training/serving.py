@@ -15,6 +15,7 @@ from django.db import transaction
 
 from accounts.models import Organization
 from training.cells import prompt_text
+from training.charts import cost_quality_svg
 from training.models import Dataset, Router, RouterVersion, TrainingRun
 from training.tokens import (
     CHARS_PER_TOKEN,
@@ -38,6 +39,8 @@ __all__ = [
     "RouterVersion",
     "TrainingRun",
     "UploadNotReady",
+    "cascade_report",
+    "cost_quality_svg",
     "dataset_from_file",
     "dataset_prompts",
     "estimated_tokens",
@@ -88,6 +91,14 @@ def feedback_retrain(*, router: Router, feedback: Sequence[FeedbackExample]) -> 
     from training import feedback as training_feedback
 
     return training_feedback.feedback_retrain(router=router, feedback=feedback)
+
+
+def cascade_report(*, version: RouterVersion, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cascade of ``steps`` replayed on ``version``'s held-out rows for a sweep of pre-call
+    gate thresholds, beside the version's own curve (``training.cascade_report``)."""
+    from training import cascade_report as report
+
+    return report.cascade_report(version=version, steps=steps)
 
 
 def dataset_prompts(dataset: Dataset) -> list[str]:

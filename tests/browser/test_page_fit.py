@@ -31,6 +31,7 @@ def demo_pages() -> list[tuple[str, str]]:
     dataset = Dataset.objects.filter(organization=router.organization).latest("created_at")
     run = TrainingRun.objects.filter(router=router).latest("created_at")
     generation = UsageRecord.objects.filter(organization=router.organization).latest("created_at")
+    cascade, series = demo_pipelines(router.organization)
     return [
         ("overview", "/dashboard/"),
         ("playground", "/dashboard/playground/"),
@@ -46,10 +47,31 @@ def demo_pages() -> list[tuple[str, str]]:
         ("version", f"/dashboard/routers/{router.slug}/versions/{version.number}/"),
         ("training-run", f"/dashboard/training-runs/{run.pk}/"),
         ("models", "/dashboard/models/"),
+        ("pipelines", "/dashboard/pipelines/"),
+        ("pipeline-cascade", f"/dashboard/pipelines/{cascade}/"),
+        ("pipeline-series", f"/dashboard/pipelines/{series}/"),
         ("organization", "/dashboard/organization/"),
         ("docs", "/dashboard/docs/"),
         ("not-found", "/dashboard/generations/gen-none/"),
     ]
+
+
+def demo_pipelines(organization: Any) -> tuple[str, str]:
+    """A cascade gated by the demo router (its page draws the report's chart) and a series
+    with a long template, on the demo's simulated models."""
+    from routing.pipeline_api import pipeline_create
+
+    gate = {"type": "router_score", "router": "demo-router", "min_score": 0.5}
+    cascade = pipeline_create(organization, slug="demo-cascade", name="Cheap first", definition={
+        "kind": "cascade", "steps": [
+            {"model": "demo/small", "pre_gate": gate, "gate": {"type": "regex", "pattern": "^\\S+"}},
+            {"model": "demo/medium", "pre_gate": gate, "gate": {"type": "json"}},
+            {"model": "demo/large"}]})  # fmt: skip
+    template = "Improve this draft, keep its facts and tone: {previous} " * 4
+    series = pipeline_create(organization, slug="demo-series", name="Draft then refine", definition={
+        "kind": "series", "steps": [{"model": "demo/small"},
+                                    {"model": "demo/large", "template": template}]})  # fmt: skip
+    return cascade.slug, series.slug
 
 
 def check(tab: Browser, width: int, name: str) -> None:

@@ -57,6 +57,7 @@ def call_every_method(hub: RouterHub) -> None:
     hub.routers.calibrate("r", 0.5)
     hub.pipelines.create("p", "cascade", []), hub.pipelines.get("p"), hub.pipelines.delete("p")
     list(hub.pipelines.list()), hub.pipelines.versions("p"), hub.pipelines.update("p", "series", [])
+    hub.pipelines.report("p", router="r")
     hub.training_runs.cancel(1)
 
 

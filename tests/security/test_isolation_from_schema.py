@@ -117,7 +117,20 @@ def _owner_router_version_and_run(t: Tenants) -> dict[str, Any]:
     run = TrainingRun.objects.create(
         organization=t.organization, router=router, dataset=dataset, version=version
     )
+    _owner_pipeline(t, slug=router.slug)  # /api/v1/pipelines/{slug}: the same slug names both
     return {"slug": router.slug, "number": version.number, "run_id": run.pk}
+
+
+@owner_object("pipeline_slug")
+def _owner_pipeline(t: Tenants, slug: str = "owners-pipeline") -> dict[str, Any]:
+    from routing.models import Pipeline
+    from routing.pipeline_api import pipeline_version_add
+
+    pipeline = Pipeline.objects.create(organization=t.organization, slug=slug, name=MARKER)
+    steps = [{"model": "demo/small", "pre_gate": {"type": "router_score",
+              "router": "owners-router", "min_score": 0.5}}, {"model": "demo/large"}]  # fmt: skip
+    pipeline_version_add(pipeline, "cascade", steps)
+    return {"pipeline_slug": pipeline.slug}
 
 
 @owner_object("id", "generation_id")

@@ -1,7 +1,7 @@
 """RouterHub's Python client: ``RouterHub`` (sync) and ``AsyncRouterHub``, typed errors."""
 
 from routerhub_client._http import VERSION as __version__
-from routerhub_client._pipelines import Pipeline, PipelineVersion
+from routerhub_client._pipelines import Pipeline, PipelineReport, PipelineVersion
 from routerhub_client.async_client import AsyncRouterHub
 from routerhub_client.client import RouterHub
 from routerhub_client.errors import (
@@ -38,6 +38,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "Pipeline",
+    "PipelineReport",
     "PipelineVersion",
     "RateLimitError",
     "RouterHub",

@@ -30,6 +30,24 @@ class PipelineVersion(TypedDict, total=False):
     created_at: str
 
 
+class PipelineReport(TypedDict, total=False):
+    """A cascade replayed on a router's held-out rows (``GET /api/v1/pipelines/{slug}/report``):
+    ``curve`` per pre-call gate threshold, ``configured`` as defined, beside ``router_curve``."""
+
+    pipeline: str
+    version: int
+    router: str
+    router_version: int
+    evaluation: dict[str, Any]
+    note: str
+    steps: list[str]
+    curve: list[dict[str, Any]]  # {min_score, score, cost, share: [per step]}
+    configured: dict[str, Any]
+    router_curve: list[dict[str, Any]]  # {tradeoff, score, cost, share}
+    models: list[dict[str, Any]]
+    aiq: dict[str, float | None] | None
+
+
 def _definition(kind: PipelineKind, steps: list[dict[str, Any]]) -> dict[str, Any]:
     return {"kind": kind, "steps": steps}
 
@@ -54,6 +72,14 @@ class Pipelines(SyncResource):
         """Post a new definition: it becomes the active version."""
         path = f"/api/v1/pipelines/{slug}/versions"
         return cast(Pipeline, self._json("POST", path, json=_definition(kind, steps)))
+
+    def report(self, slug: str, *, router: str | None = None) -> PipelineReport:
+        """The cascade's expected score and cost on ``router``'s held-out rows (default: the
+        router its pre-call gates name), per gate threshold, beside the router's curve."""
+        path = f"/api/v1/pipelines/{slug}/report"
+        return cast(
+            PipelineReport, self._json("GET", path, params=clean_params({"router": router}))
+        )
 
     def list(self, *, page_size: int | None = None) -> Iterator[Pipeline]:
         return self._pages("/api/v1/pipelines", {"limit": page_size})
@@ -80,6 +106,13 @@ class AsyncPipelines(AsyncResource):
         """Post a new definition: it becomes the active version."""
         path = f"/api/v1/pipelines/{slug}/versions"
         return cast(Pipeline, await self._json("POST", path, json=_definition(kind, steps)))
+
+    async def report(self, slug: str, *, router: str | None = None) -> PipelineReport:
+        """The cascade's expected score and cost on ``router``'s held-out rows (default: the
+        router its pre-call gates name), per gate threshold, beside the router's curve."""
+        path = f"/api/v1/pipelines/{slug}/report"
+        params = clean_params({"router": router})
+        return cast(PipelineReport, await self._json("GET", path, params=params))
 
     def list(self, *, page_size: int | None = None) -> AsyncIterator[Pipeline]:
         return self._pages("/api/v1/pipelines", {"limit": page_size})
