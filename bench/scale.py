@@ -201,12 +201,17 @@ def _storage() -> dict[str, Any]:
     out: dict[str, Any] = {}
     with connection.cursor() as cursor:
         for table in ("billing_usagerecord", "billing_ledgerentry", "billing_usagerollup",
-                      "billing_usagerollupallkeys", "billing_usagerollupkeyday"):  # fmt: skip
+                      "billing_usagerollupallkeys", "billing_usagerollupkeyday",
+                      "billing_usagegeneration", "billing_ledgeridempotency"):  # fmt: skip
             cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
             if not cursor.fetchone()[0]:
                 continue
-            cursor.execute(f"SELECT count(*), pg_total_relation_size('{table}') FROM {table}")
+            # A partitioned table's own size is 0: its partitions' sizes are added.
+            cursor.execute(f"SELECT count(*), pg_total_relation_size('{table}') + (SELECT "
+                           "coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+                           f"WHERE inhparent = '{table}'::regclass) FROM {table}")  # fmt: skip
             rows, size = cursor.fetchone()
+            size = int(size)  # numeric when partitions are summed
             out[table] = {
                 "rows": rows,
                 "mb": round(size / 2**20),

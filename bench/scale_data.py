@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from billing.partitions import month_add, month_floor, partition_ddl, partition_name
+
 MODELS = [  # (model, provider, USD per 1k tokens): a catalog-like spread
     ("openai/gpt-4o-mini", "openai", 0.0006), ("openai/gpt-4o", "openai", 0.01),
     ("anthropic/claude-3.5-sonnet", "anthropic", 0.015), ("anthropic/claude-3-haiku", "anthropic", 0.00125),
@@ -116,6 +118,23 @@ def _rows(shape: Shape, first_org: int, first_key: int, now: datetime) -> Iterat
         yield "".join(usage), "".join(ledger)
 
 
+def _months_create(conn: psycopg.Connection[Any], first: datetime, last: datetime) -> None:
+    """Where the tables are partitioned by month, the partitions of the loaded days (a fresh
+    database has them only from its migration's month on: older rows would go to the default)."""
+    for table in TABLES:
+        if conn.execute(
+            "SELECT to_regclass(%s)", [partition_name(table, month_floor(last))]
+        ).fetchone() == (None,):
+            continue  # not partitioned (the schema before billing.0011)
+        month = month_floor(first)
+        while month <= month_floor(last):
+            if conn.execute(
+                "SELECT to_regclass(%s)", [partition_name(table, month)]
+            ).fetchone() == (None,):
+                conn.execute(partition_ddl(table, month))
+            month = month_add(month, 1)
+
+
 def _secondary_indexes(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     """Plain (non-constraint) indexes of the big tables: dropped for the load, rebuilt after."""
     rows = conn.execute(
@@ -164,6 +183,7 @@ def generate(database_url: str, shape: Shape, log: Any = print) -> dict[str, Any
     began = time.monotonic()
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '512MB'")
+        _months_create(conn, now - timedelta(days=shape.days), now)
         indexes = _secondary_indexes(conn)
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')

@@ -3,6 +3,14 @@
 Invariants (enforced in SQL, see ``services``): ``balance >= 0``; ``reserved >= 0``;
 ``balance`` equals the sum of the organization's ledger amounts; every usage record with a
 cost has exactly one ledger entry with ``idempotency_key = "usage:<generation id>"``.
+
+``UsageRecord`` and ``LedgerEntry`` are partitioned by month of ``created_at`` in PostgreSQL
+(``billing.partitions``): their database primary key is ``(id, created_at)`` while Django keeps
+``id`` as the model's primary key (ids come from one sequence per table, so ``id`` alone is
+unique too). A partitioned table cannot hold a unique constraint without the partition key, so
+the two uniqueness guarantees live in small unpartitioned tables that a trigger fills in the
+same statement as every insert: ``UsageGeneration`` (once per generation id) and
+``LedgerIdempotency`` (once per ledger idempotency key).
 """
 
 from __future__ import annotations
@@ -56,7 +64,8 @@ class LedgerEntry(TenantModel):
     kind = models.CharField(max_length=12, choices=LedgerKind.choices)
     amount = models.DecimalField(**MONEY_FIELD, help_text="Signed USD: credits > 0, charges < 0.")
     balance_after = models.DecimalField(**MONEY_FIELD)
-    idempotency_key = models.CharField(max_length=200, unique=True)
+    # Unique through ``LedgerIdempotency`` (a trigger claims the key on every insert).
+    idempotency_key = models.CharField(max_length=200, db_index=True)
     description = models.CharField(max_length=300, blank=True)
     reference = models.CharField(max_length=120, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -122,9 +131,10 @@ class UsageFlag(models.TextChoices):
 
 
 class UsageRecord(TenantModel):
-    """One request through the gateway; written exactly once (unique generation id)."""
+    """One request through the gateway; written exactly once (its generation id is claimed in
+    ``UsageGeneration`` by the insert's trigger)."""
 
-    generation_id = models.CharField(max_length=64, unique=True)
+    generation_id = models.CharField(max_length=64, db_index=True)
     key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, related_name="+")
     model = models.CharField(max_length=200, blank=True)
     requested_model = models.CharField(max_length=200, blank=True)
@@ -187,6 +197,32 @@ class UsageRecord(TenantModel):
             # Only records that kept a prompt: what the retention task looks for.
             models.Index(fields=["created_at"], condition=~Q(prompt=""), name="usage_prompt_kept"),
         ]
+
+
+class UsageGeneration(models.Model):
+    """A generation id already settled: the uniqueness of ``UsageRecord.generation_id``.
+
+    Inserted by a trigger on ``billing_usagerecord`` in the statement that inserts the record
+    (any insert path: settlement's, the ORM's, ``COPY``); a second record with the same id, in
+    any month, fails on this primary key. Never released when a record is deleted: a settled
+    generation id is not settled again. Retention (``billing.partitions``) removes the rows of
+    dropped months. What ``Feedback`` points at."""
+
+    generation_id = models.CharField(max_length=64, primary_key=True)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    created_at = models.DateTimeField(db_index=True)
+
+
+class LedgerIdempotency(models.Model):
+    """A ledger idempotency key in use: the uniqueness of ``LedgerEntry.idempotency_key``.
+
+    Inserted by a trigger on ``billing_ledgerentry`` for every entry and deleted by one when the
+    entry is deleted (settlement rewrites an entry written against a stale balance)."""
+
+    idempotency_key = models.CharField(max_length=200, primary_key=True)
+    created_at = models.DateTimeField()
 
 
 class UsageStep(models.Model):

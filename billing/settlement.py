@@ -40,6 +40,7 @@ from billing.models import (
     ReservationState,
     UsageDecision,
     UsageFlag,
+    UsageGeneration,
     UsageRecord,
     UsageStep,
 )
@@ -180,11 +181,9 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
     with transaction.atomic():
         if asynchronous:
             _commit_without_waiting_for_disk()
-        done = set(
-            UsageRecord.objects.filter(generation_id__in=unique).values_list(
-                "generation_id", flat=True
-            )
-        )
+        # Settled generation ids are claimed in UsageGeneration (one unpartitioned index) by
+        # the record insert's trigger, which also stops a concurrent settler of the same id.
+        done = set(UsageGeneration.objects.filter(pk__in=unique).values_list("pk", flat=True))
         fresh = sorted((d for g, d in unique.items() if g not in done), key=lambda d: d.created_at)
         if not fresh:
             return []

@@ -31,9 +31,9 @@ def capped_costs_record(drafts: list[UsageDraft], charged: dict[str, Decimal]) -
             money_str(money(draft.cost) - paid),
         )
         draft.flag(UsageFlag.SHORTFALL)
-        UsageRecord.objects.filter(generation_id=draft.generation_id).update(
-            cost=paid, flags=draft.flags
-        )
+        UsageRecord.objects.filter(  # created_at: only its month's partition is searched
+            generation_id=draft.generation_id, created_at=draft.created_at
+        ).update(cost=paid, flags=draft.flags)
         _steps_cut_to(draft, paid)
         usage_rollup_adjust(draft, paid - money(draft.cost))
 

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from accounts.models import Membership, Organization, Role
 from billing.models import CreditAccount, UsageRecord
 from billing.outbox import usage_outbox_drain
+from billing.partitions import partitions_ensure, usage_partitions_drop
 from billing.retention import prompts_expire
 from billing.services import credit_account_for, reservations_sweep
 from routerhub.money import ZERO
@@ -62,6 +63,13 @@ def drain_usage_outbox() -> int:
 def expire_prompts() -> int:
     """Blank stored prompts older than USAGE_PROMPT_RETENTION_DAYS (bounded batches)."""
     return prompts_expire()
+
+
+@shared_task(name="billing.partitions_ensure", acks_late=True, soft_time_limit=300, time_limit=360)
+def ensure_partitions() -> int:
+    """Create the next months' usage and ledger partitions; drop usage months past
+    USAGE_RECORD_RETENTION_MONTHS (off by default). Returns how many partitions changed."""
+    return len(partitions_ensure()) + len(usage_partitions_drop())
 
 
 @shared_task(name="billing.budget_alerts", acks_late=True, soft_time_limit=300, time_limit=360)

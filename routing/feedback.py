@@ -7,13 +7,17 @@ the router by the id the usage record names (``UsageRecord.router_id``), never b
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import transaction
 
-from billing.models import UsageRecord
+from billing.models import UsageGeneration, UsageRecord
 from routerhub.domain import NotFound
 from routing.calibration import calibration_contribution
 from routing.models import Feedback
 from training import serving
+
+_CHUNK = 1000
 
 
 @transaction.atomic
@@ -30,23 +34,32 @@ def feedback_record(
     the serving router version's online calibration (``routing.calibration``) with the weight
     its sender (the key, else the dashboard user) has left today."""
     # Locked: feedback on one generation is written one at a time (the first creates the row).
-    usage = (
-        UsageRecord.objects.select_for_update()
+    # Feedback points at the generation's guard row; the record (partitioned by month) is read
+    # in its own month's partition.
+    guard = (
+        UsageGeneration.objects.select_for_update()
         .filter(organization_id=organization_id, generation_id=generation_id)
         .first()
+    )
+    usage = (
+        None
+        if guard is None
+        else UsageRecord.objects.filter(
+            generation_id=generation_id, created_at=guard.created_at
+        ).first()
     )
     if usage is None:
         raise NotFound(
             f"No generation {generation_id} in this organization.", param="generation_id"
         )
-    previous = Feedback.objects.filter(usage=usage).first()
+    previous = Feedback.objects.filter(usage=guard).first()
     weight, weighted = calibration_contribution(
         usage=usage,
         score=score,
         contributor=f"key:{key_id}" if key_id is not None else f"user:{user_id}",
         previous=previous,
     )
-    feedback = previous or Feedback(usage=usage)
+    feedback = previous or Feedback(usage=guard)
     feedback.organization_id, feedback.score, feedback.comment = organization_id, score, comment
     feedback.key_id = key_id
     feedback.calibration_weight, feedback.calibration_residual = weight, weighted
@@ -56,19 +69,33 @@ def feedback_record(
 
 def router_feedback(router: serving.Router) -> list[serving.FeedbackExample]:
     """Feedback with a kept prompt on requests the router served with one of its candidates."""
-    rows = (
-        Feedback.objects.filter(
-            organization_id=router.organization_id,
-            usage__router_id=router.pk,
-            usage__model__in=router.candidates,
-        )
-        .exclude(usage__prompt="")
+    # Feedback points at the generation's guard row; the records (partitioned by month: no
+    # foreign key reaches them) are looked up by those generation ids, a chunk at a time.
+    scores = list(
+        Feedback.objects.filter(organization_id=router.organization_id)
         .order_by("created_at")
-        .values_list("usage__prompt", "usage__model", "score", "usage__cost")
+        .values_list("usage_id", "score")
     )
+    records: dict[str, tuple[str, str, Decimal]] = {}
+    for start in range(0, len(scores), _CHUNK):
+        chunk = [generation_id for generation_id, _ in scores[start : start + _CHUNK]]
+        found = (
+            UsageRecord.objects.filter(
+                organization_id=router.organization_id,
+                generation_id__in=chunk,
+                router_id=router.pk,
+                model__in=router.candidates,
+            )
+            .exclude(prompt="")
+            .values_list("generation_id", "prompt", "model", "cost")
+        )
+        for generation_id, prompt, model, cost in found:
+            records[generation_id] = (prompt, model, cost)
     return [
         serving.FeedbackExample(prompt=prompt, model=model, score=score, cost=float(cost))
-        for prompt, model, score, cost in rows
+        for generation_id, score in scores
+        if generation_id in records
+        for prompt, model, cost in [records[generation_id]]
     ]
 
 

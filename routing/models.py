@@ -12,7 +12,7 @@ from typing import Any
 from django.db import models
 
 from accounts.models import ApiKey, TenantModel
-from billing.models import UsageRecord
+from billing.models import UsageGeneration
 
 PRICE_FIELD: dict[str, Any] = {"max_digits": 20, "decimal_places": 12}
 
@@ -219,9 +219,9 @@ class Feedback(TenantModel):
     its first name (``billing_feedback``).
     """
 
-    usage = models.OneToOneField(
-        UsageRecord, on_delete=models.CASCADE, related_name="feedback", to_field="generation_id"
-    )
+    # The generation's guard row, not the (partitioned) usage record: a foreign key can only
+    # point at a unique key, and the record's generation id is unique through this row.
+    usage = models.OneToOneField(UsageGeneration, on_delete=models.CASCADE, related_name="feedback")
     score = models.FloatField(help_text="0 (bad) … 1 (good).")
     comment = models.TextField(blank=True)
     key = models.ForeignKey(

@@ -63,6 +63,9 @@ if USAGE_SETTLER not in {"worker", "process"}:
 # older prompts are blanked hourly (billing.expire_prompts). 0 keeps them (feedback retraining
 # reads them: routing/feedback.py).
 USAGE_PROMPT_RETENTION_DAYS = env.int("USAGE_PROMPT_RETENTION_DAYS", default=0)
+# Whole months of raw usage records kept before the current one; older monthly partitions are
+# dropped daily (billing.partitions_ensure). 0 keeps every month (rollups keep totals either way).
+USAGE_RECORD_RETENTION_MONTHS = env.int("USAGE_RECORD_RETENTION_MONTHS", default=0)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 # /v1/responses with store (the default): days an answer stays retrievable and continuable by
 # previous_response_id (0: nothing is stored), and the largest stored conversation (JSON bytes);

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope
 from billing.drafts import UsageDraft
-from billing.models import UsageRecord
+from billing.models import UsageGeneration, UsageRecord
 from billing.services import (
     ReservationRequest,
     credits_reserve,
@@ -181,8 +181,8 @@ def test_feedback_is_stored_against_the_generation_and_replaced_on_resubmit(bill
     )
 
     assert first.status_code == 201 and thumbs_up.status_code == 201
-    record = UsageRecord.objects.get(generation_id=ids[1])
-    assert record.feedback.score == 1.0
+    # Feedback hangs on the generation's guard row (the record's table is partitioned).
+    assert UsageGeneration.objects.get(pk=ids[1]).feedback.score == 1.0
 
 
 def test_feedback_validates_score_and_hides_other_organizations(billed):
