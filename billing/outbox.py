@@ -38,7 +38,13 @@ from django.db import DataError, IntegrityError, connections
 
 from billing.drafts import UsageDraft, draft_decode, draft_encode
 from billing.services import reservation_mark_free_async
-from billing.settlement import usage_settle_async, usage_settle_batch, wal_position
+from billing.settlement import (
+    WAL_NUDGE_AFTER_S,
+    usage_settle_async,
+    usage_settle_batch,
+    wal_flush_force,
+    wal_position,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +258,7 @@ def usage_settler_run(stop: threading.Event) -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
     consumer = f"settler-{_consumer_name()}"
     group_ready, last_claim, own_pending = False, 0.0, True
-    unacknowledged: list[tuple[int | None, list[bytes]]] = []  # (WAL position, entry ids)
+    unacknowledged: list[Unacknowledged] = []
     logger.info("usage settler %s started", consumer)
     while not stop.is_set():
         try:
@@ -267,7 +273,7 @@ def usage_settler_run(stop: threading.Event) -> None:
                 last_claim = time.monotonic()
             if entries:
                 ids = _settle_entries(client, entries, wait_durable=False)
-                unacknowledged.append((wal_position(), ids))
+                unacknowledged.append((wal_position(), ids, time.monotonic()))
             unacknowledged = _acknowledge_durable(client, unacknowledged)
             if len(entries) < BATCH_SIZE:
                 stop.wait(SETTLER_PAUSE_S)  # a short burst of work, then let others run
@@ -306,25 +312,35 @@ def _settler_read(client: Any, consumer: str, *, own_pending: bool, claim: bool)
     return [e for _, batch in response or [] for e in batch]
 
 
-def _acknowledge_durable(
-    client: Any, unacknowledged: list[tuple[int | None, list[bytes]]]
-) -> list[tuple[int | None, list[bytes]]]:
-    """Acknowledge (and delete) the drafts whose settlement is on disk; return the rest."""
+# Settled drafts waiting for their WAL to reach the disk: (WAL position, entry ids, since).
+Unacknowledged = tuple[int | None, list[bytes], float]
+
+
+def _acknowledge_durable(client: Any, unacknowledged: list[Unacknowledged]) -> list[Unacknowledged]:
+    """Acknowledge (and delete) the drafts whose settlement is on disk; return the rest.
+
+    A batch still waiting after ``WAL_NUDGE_AFTER_S`` has its flush forced: the WAL writer
+    alone may leave it on an unfinished page until the next commit anywhere."""
     if not unacknowledged:
         return unacknowledged
     flushed = wal_position(flushed=True)
-    durable = [
-        ids
-        for position, ids in unacknowledged
-        if flushed is None or position is None or position <= flushed
+
+    def durable(position: int | None) -> bool:
+        return flushed is None or position is None or position <= flushed
+
+    waiting = [since for position, _, since in unacknowledged if not durable(position)]
+    if waiting and time.monotonic() - min(waiting) > WAL_NUDGE_AFTER_S:
+        wal_flush_force()
+        flushed = wal_position(flushed=True)
+    ids = [
+        entry_id for position, batch, _ in unacknowledged if durable(position) for entry_id in batch
     ]
-    ids = [entry_id for batch in durable for entry_id in batch]
     if ids:
         pipe = client.pipeline(transaction=False)
         pipe.xack(STREAM, GROUP, *ids)
         pipe.xdel(STREAM, *ids)
         pipe.execute()
-    return [(p, i) for p, i in unacknowledged if not (flushed is None or p is None or p <= flushed)]
+    return [entry for entry in unacknowledged if not durable(entry[0])]
 
 
 def _group_ensure(client: Any) -> None:

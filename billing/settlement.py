@@ -213,6 +213,11 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
     return [d.generation_id for d in fresh]
 
 
+# How long a wait for the WAL writer lasts before the waiter forces the flush itself (the WAL
+# writer flushes asynchronous commits every wal_writer_delay, 200 ms by default).
+WAL_NUDGE_AFTER_S = 0.5
+
+
 def _commit_without_waiting_for_disk() -> None:
     """Let this transaction's commit return before its WAL reaches the disk.
 
@@ -240,19 +245,40 @@ def wal_position(*, flushed: bool = False) -> int | None:
 
 
 def _wait_until_durable(timeout: float = 10.0) -> None:
-    """Block until the WAL written so far is flushed (PostgreSQL's WAL writer does it within a
-    few hundred ms); raises if it is not, so the caller treats the batch as not yet settled."""
+    """Block until the WAL written so far is on disk; raises if it is not within ``timeout``,
+    so the caller treats the batch as not yet settled.
+
+    PostgreSQL's WAL writer flushes asynchronous commits within a few hundred ms, but only up to
+    the last asynchronous commit: WAL that other sessions wrote after ours on a page not yet full
+    waits for the next commit anywhere. On a quiet database that may never come, so after
+    ``WAL_NUDGE_AFTER_S`` the wait forces the flush itself (``wal_flush_force``).
+    """
     deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_wal_insert_lsn()")
-        (written,) = cursor.fetchone()
-        while True:
-            cursor.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", [written])
-            if cursor.fetchone()[0]:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError("the database did not flush its WAL in time")
-            time.sleep(0.01)
+    nudge_at = time.monotonic() + WAL_NUDGE_AFTER_S
+    written = wal_position()
+    while True:
+        flushed = wal_position(flushed=True)
+        if written is None or flushed is None or flushed >= written:
+            return
+        if time.monotonic() > nudge_at:
+            wal_flush_force()
+            nudge_at = deadline
+            continue
+        if time.monotonic() > deadline:
+            raise TimeoutError("the database did not flush its WAL in time")
+        time.sleep(0.01)
+
+
+def wal_flush_force() -> None:
+    """Flush every WAL record inserted so far: a synchronous commit of a transaction that wrote
+    WAL flushes it up to its own commit record (one fsync). A transactional logical message is
+    the smallest such write any role may make (an xid alone writes no WAL and commits
+    asynchronously)."""
+    if connection.vendor != "postgresql":
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO ON")
+        cursor.execute("SELECT pg_logical_emit_message(true, 'routerhub.flush', '')")
 
 
 def _charges(
