@@ -50,12 +50,12 @@ from routing.routers import messages_prompt
 
 async def chat_completions(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=False)
-    await _serve(req, key, await req.json(), anthropic=False)
+    await chat_serve(req, key, await req.json(), anthropic=False)
 
 
 async def messages(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=True)
-    await _serve(req, key, messages_request_to_canonical(await req.json()), anthropic=True)
+    await chat_serve(req, key, messages_request_to_canonical(await req.json()), anthropic=True)
 
 
 async def messages_count_tokens(req: GatewayRequest) -> None:
@@ -81,7 +81,7 @@ async def messages_count_tokens(req: GatewayRequest) -> None:
 # --- the request path ----------------------------------------------------------------------------
 
 
-async def _serve(
+async def chat_serve(
     req: GatewayRequest, key: AuthenticatedKey, body: JSON, *, anthropic: bool
 ) -> None:
     catalog = await catalog_get()

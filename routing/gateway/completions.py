@@ -13,7 +13,7 @@ import orjson
 from django.conf import settings
 
 from routerhub.errors import BadRequest
-from routing.gateway.chat import _serve
+from routing.gateway.chat import chat_serve
 from routing.gateway.completions_prompts import serve_prompts, text_choice
 from routing.gateway.exchange import authenticate
 from routing.gateway.http import GatewayRequest, RewritingSend
@@ -77,7 +77,7 @@ async def completions(req: GatewayRequest) -> None:
         await serve_prompts(req, key, bodies)
         return
     rewrite = req.relayed(lambda send: RewritingSend(send, _text_completion, _rewrite_events))
-    await _serve(rewrite, key, bodies[0], anthropic=False)
+    await chat_serve(rewrite, key, bodies[0], anthropic=False)
 
 
 def _rewrite_events(data: bytes) -> bytes:

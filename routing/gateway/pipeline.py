@@ -1,5 +1,5 @@
 """Serving ``model: "pipeline/<slug>"`` on ``POST /v1/chat/completions``, ``/v1/messages`` and
-``/v1/responses`` (all arrive here through ``chat._serve``).
+``/v1/responses`` (all arrive here through ``chat.chat_serve``).
 
 One request, several provider calls, billed as ``billing.metering`` describes: every call is
 planned before anything is sent (the steps, a judge gate's judge, a parallel pipeline's judge or

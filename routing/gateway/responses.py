@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from routerhub.errors import BadRequest
-from routing.gateway.chat import _serve
+from routing.gateway.chat import chat_serve
 from routing.gateway.exchange import authenticate
 from routing.gateway.http import GatewayRequest, RewritingSend
 from routing.gateway.responses_answer import ResponseEventWriter, response_from_chat
@@ -88,7 +88,7 @@ async def responses(req: GatewayRequest) -> None:
             store.flush,
         )
     )
-    await _serve(rewrite, key, chat, anthropic=False)
+    await chat_serve(rewrite, key, chat, anthropic=False)
 
 
 async def stored_response(req: GatewayRequest, response_id: str) -> None:
