@@ -21,7 +21,7 @@ help:
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,embeddings]'
 	$(BIN)/python -m pip install -q -e ./clients/python
 	@touch $(STAMP)
 

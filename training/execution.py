@@ -29,6 +29,7 @@ from training import ingest
 from training.drift import drift_reference_build
 from training.heldout import HeldOut, heldout_save
 from training.learner import artifacts
+from training.learner.featurizer import FeaturizerConfig
 from training.learner.report import report_build
 from training.learner.sampling import router_fit_sampled, training_subset
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData
@@ -248,12 +249,16 @@ def _train(run: TrainingRun, progress: Callable[[str, float], None]) -> RouterVe
     options = dict(run.options)
     data, orientation, cost_source = training_data(dataset, candidates, options)
     started = time.monotonic()
-    config = TrainerConfig(folds=int(options.get("folds", 5)))
+    config = TrainerConfig(
+        folds=int(options.get("folds", 5)),
+        featurizer=FeaturizerConfig(embeddings=settings.ROUTER_EMBEDDINGS),
+    )
     fit = router_fit_sampled(data, config, progress)
     train_seconds = time.monotonic() - started
     progress(STAGE_EVALUATING, 0.92)
     report, held = _evaluate(fit, data, orientation, options, cost_source, candidates)
     report["training_seconds"] = round(train_seconds, 2)
+    report["embeddings"] = fit.router.featurizer.config.embeddings  # ROUTER_EMBEDDINGS at training
     progress(STAGE_SAVING, 0.96)
     reference = drift_reference_build(fit.router.featurizer, data.prompts)
     return _save_version(run, fit, report, held, reference)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
+
 from routerhub.settings_parts.environment import env
 
 DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=200 * 1024 * 1024)
@@ -33,3 +35,11 @@ TRAINING_HARD_TIME_LIMIT = env.int(
     "TRAINING_HARD_TIME_LIMIT", default=TRAINING_SOFT_TIME_LIMIT + 120
 )
 TRAINING_HEARTBEAT_STALE_SECONDS = env.int("TRAINING_HEARTBEAT_STALE_SECONDS", default=120)
+# Sentence-embedding features for routers trained from now on ("off" or "wordllama": the
+# wordllama package's packaged weights, nothing downloaded; training/learner/embedding.py). A
+# version records its featurizer, so changing this never changes how a saved version serves.
+ROUTER_EMBEDDINGS = env.str("ROUTER_EMBEDDINGS", default="off").strip().lower()
+if ROUTER_EMBEDDINGS not in {"off", "wordllama"}:
+    raise ImproperlyConfigured(
+        f"ROUTER_EMBEDDINGS must be off or wordllama, not {ROUTER_EMBEDDINGS!r}"
+    )

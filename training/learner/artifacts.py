@@ -16,12 +16,16 @@ import lightgbm as lgb
 import numpy as np
 
 from training.learner.clusters import PromptClusters
+from training.learner.embedding import EmbeddingUnavailableError
 from training.learner.featurizer import Featurizer
 from training.learner.router import KIND_CONSTANT, ScoreHead, TrainedRouter
 
-# 3: prompt clusters and a cluster-best bonus per tradeoff; 2: a policy table (λ and offsets per
-# tradeoff); 1: one incumbent bonus. Older formats keep serving as they were trained.
+# 4: the featurizer appends a sentence embedding (written only then, so a release that cannot
+# compute it refuses the version instead of serving it with missing features); 3: prompt clusters
+# and a cluster-best bonus per tradeoff; 2: a policy table (λ and offsets per tradeoff); 1: one
+# incumbent bonus. Older formats keep serving as they were trained.
 FORMAT_VERSION = 3
+FORMAT_EMBEDDING = 4
 ROUTER_FILE = "router.json"
 FEATURIZER_FILE = "featurizer.json"
 ARRAYS_FILE = "arrays.npz"
@@ -60,7 +64,7 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
             }
         )
     meta = {
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if router.featurizer.encoder is None else FORMAT_EMBEDDING,
         "models": router.models,
         "heads": heads,
         "mean_costs": [float(c) for c in router.mean_costs],
@@ -103,11 +107,14 @@ def router_from_files(
         if sha256(files[name]) != digest:
             raise ArtifactError(f"artifact file {name} does not match its sha256")
     meta = json.loads(files[ROUTER_FILE])
-    if meta.get("format_version") not in (1, 2, FORMAT_VERSION):
+    if meta.get("format_version") not in (1, 2, FORMAT_VERSION, FORMAT_EMBEDDING):
         raise ArtifactError(f"unsupported artifact format {meta.get('format_version')!r}")
     with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
-    featurizer = Featurizer.from_parts(json.loads(files[FEATURIZER_FILE]), arrays)
+    try:
+        featurizer = Featurizer.from_parts(json.loads(files[FEATURIZER_FILE]), arrays)
+    except EmbeddingUnavailableError as exc:
+        raise ArtifactError(f"the version's embedding cannot be loaded: {exc}") from exc
     heads = []
     for j, spec in enumerate(meta["heads"]):
         booster = None

@@ -1,4 +1,5 @@
-"""Prompt featurizer: text statistics plus TF-IDF word and char n-grams reduced by truncated SVD.
+"""Prompt featurizer: text statistics plus TF-IDF word and char n-grams reduced by truncated SVD,
+and optionally a sentence embedding (``embedding.py``, ``FeaturizerConfig.embeddings``).
 
 Fitted on a tenant's prompts (without labels). Its parameters are plain JSON and numpy arrays
 (never pickle), and the one ``transform`` below runs at training and at serving time, so the
@@ -12,12 +13,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 
+from training.learner.embedding import (
+    EMBEDDINGS_OFF,
+    EmbeddingSpec,
+    PromptEncoder,
+    encoder_for,
+    encoder_load,
+)
 from training.learner.prompt_text import (
     LEGACY_STAT_NAMES,
     STAT_NAMES,
@@ -38,6 +46,8 @@ class FeaturizerConfig:
     min_df: int = 2
     svd_components: int = 32
     seed: int = 0
+    # ``embedding.EMBEDDING_CHOICES``: the dense features end with the prompt's embedding
+    embeddings: str = EMBEDDINGS_OFF
 
 
 def _tfidf_block(
@@ -67,6 +77,7 @@ class Featurizer:
     char_idf: np.ndarray
     components: np.ndarray  # (svd_components, |word vocab| + |char vocab|), float32
     stat_names: tuple[str, ...] = STAT_NAMES  # the statistics this featurizer was fitted with
+    encoder: PromptEncoder | None = None  # appends the prompt's embedding to the dense features
     _components_t: np.ndarray | None = field(default=None, init=False, repr=False)
     _char_cache: dict[str, bytes] = field(init=False, repr=False, default_factory=dict)
 
@@ -83,7 +94,8 @@ class Featurizer:
 
     @property
     def dense_size(self) -> int:
-        return int(self.components.shape[0]) + len(self.stat_names)
+        embedded = 0 if self.encoder is None else self.encoder.dim
+        return int(self.components.shape[0]) + len(self.stat_names) + embedded
 
     def _word_counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Sorted vocabulary ids of the prompt's word n-grams, and their counts."""
@@ -180,7 +192,10 @@ class Featurizer:
 
     def dense_of(self, projected: np.ndarray, text: str) -> np.ndarray:
         """The dense feature vector from a prompt's SVD projection and its text."""
-        return np.concatenate([projected, np.asarray(text_statistics(text, len(self.stat_names)))])
+        parts = [projected, np.asarray(text_statistics(text, len(self.stat_names)))]
+        if self.encoder is not None:
+            parts.append(self.encoder.encode(text))
+        return np.concatenate(parts)
 
     def transform_many(self, texts: Sequence[str]) -> tuple[sparse.csr_matrix, np.ndarray]:
         """Batch form of ``transform``: a CSR TF-IDF matrix and the dense feature matrix."""
@@ -193,10 +208,18 @@ class Featurizer:
         stats = np.array([text_statistics(t, count) for t in texts], dtype=np.float64).reshape(
             len(texts), count
         )
-        return np.hstack([projected, stats])
+        if self.encoder is None:
+            return np.hstack([projected, stats])
+        return np.hstack([projected, stats, self.encoder.encode_many(texts)])
 
     # --- persistence: JSON config and vocabularies, arrays for idf and components -------------
     def to_json(self) -> dict[str, Any]:
+        meta = self._tfidf_json()
+        if self.encoder is not None:  # absent: a featurizer without (or from before) embeddings
+            meta["embedding"] = self.encoder.spec.to_json()
+        return meta
+
+    def _tfidf_json(self) -> dict[str, Any]:
         return {
             "kind": "tfidf-svd-stats",
             "config": {
@@ -232,6 +255,10 @@ class Featurizer:
             svd_components=int(raw["svd_components"]),
             seed=int(raw["seed"]),
         )
+        encoder = None
+        if meta.get("embedding") is not None:
+            encoder = encoder_for(EmbeddingSpec.from_json(meta["embedding"]))
+            config = replace(config, embeddings=encoder.spec.name)
         return cls(
             config=config,
             word_vocab={term: i for i, term in enumerate(meta["word_vocab"])},
@@ -240,6 +267,7 @@ class Featurizer:
             char_idf=np.asarray(arrays["char_idf"], dtype=np.float64),
             components=np.asarray(arrays["components"], dtype=np.float32),
             stat_names=_known_stat_names(meta.get("stat_names", LEGACY_STAT_NAMES)),
+            encoder=encoder,
         )
 
 
@@ -362,5 +390,6 @@ def featurizer_fit(
         char_vocab=char_vocab,
         char_idf=char_idf,
         components=components,
+        encoder=None if config.embeddings == EMBEDDINGS_OFF else encoder_load(config.embeddings),
     )
     return featurizer, matrix, featurizer.dense_many(texts, matrix)
