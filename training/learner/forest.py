@@ -33,24 +33,29 @@ class Forest:
     sigmoid: np.ndarray  # per booster: the binary objective's sigmoid scale, 0 for regression
     depth: int
     zero_missing: bool  # some split treats zeros as missing (slow path needed)
-    children: np.ndarray = field(init=False, repr=False)  # [2i] = left[i], [2i + 1] = right[i]
+    exits: _ExitMasks | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "children", np.stack([self.left, self.right], axis=1).ravel())
+        object.__setattr__(self, "exits", _exit_masks(self))
 
     def predict(self, row: np.ndarray) -> np.ndarray:
         """Each booster's prediction for one dense feature row (as ``Booster.predict``)."""
         x = np.asarray(row, dtype=np.float64)
+        exits = self.exits
+        if exits is not None and not self.zero_missing and not np.isnan(x).any():
+            # The common case: no missing values to route, so a split is just ``x <= t``, and
+            # every tree's exit leaf comes from all its splits at once (QuickScorer, Lucchese et
+            # al. 2015): a split whose test sends the row right rules out the leaves of its left
+            # subtree, and the exit is the leftmost leaf left. A dozen numpy calls over the
+            # splits instead of two gathers per tree level (~3x fewer instructions, 11 x 200
+            # trees of 7 leaves).
+            right = x[exits.feature] > exits.threshold
+            keep = np.bitwise_and.reduceat(np.where(right, exits.keep, _ALL), exits.starts)
+            leftmost = np.frexp((keep & (~keep + np.uint64(1))).astype(np.float64))[1] - 1
+            values = exits.constant.copy()
+            values[exits.split_trees] = exits.leaf_value[exits.first_leaf + leftmost]
+            return self._link_values(values)
         node = self.roots.copy()
-        if not self.zero_missing and not np.isnan(x).any():
-            # The common case: no missing values to route, so a split is just ``x <= t``. Every
-            # node's comparison at once (one gather over all nodes), then each level of every
-            # tree is two gathers: ~3x faster than comparing level by level.
-            right = (x[self.feature] > self.threshold).view(np.int8)
-            children = self.children
-            for _ in range(self.depth):
-                node = children[2 * node + right[node]]
-            return self._link(node)
         for _ in range(self.depth):
             value = x[self.feature[node]]
             missing = self.missing[node]
@@ -64,10 +69,63 @@ class Forest:
         return self._link(node)
 
     def _link(self, leaves: np.ndarray) -> np.ndarray:
-        raw = np.bincount(
-            self.head_of_tree, weights=self.value[leaves], minlength=len(self.sigmoid)
-        )
+        return self._link_values(self.value[leaves])
+
+    def _link_values(self, tree_values: np.ndarray) -> np.ndarray:
+        """Each booster's output from its trees' leaf values (summed in tree order)."""
+        raw = np.bincount(self.head_of_tree, weights=tree_values, minlength=len(self.sigmoid))
         return np.where(self.sigmoid > 0, 1.0 / (1.0 + np.exp(-self.sigmoid * raw)), raw)
+
+
+_ALL = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+MAX_EXIT_LEAVES = 63  # leaves per tree the masks hold (LightGBM's default is 31; ours 7)
+
+
+@dataclass(frozen=True)
+class _ExitMasks:
+    """The splits of every tree with any, tree by tree, for ``Forest.predict``'s fast path."""
+
+    feature: np.ndarray  # per split
+    threshold: np.ndarray
+    keep: np.ndarray  # per split, uint64: the tree's leaves outside its left subtree
+    starts: np.ndarray  # first split of each tree that has splits
+    split_trees: np.ndarray  # those trees
+    first_leaf: np.ndarray  # per such tree: where its leaves start in ``leaf_value``
+    leaf_value: np.ndarray  # every leaf, tree by tree, left to right
+    constant: np.ndarray  # per tree: its value when it is a single leaf (else 0)
+
+
+def _exit_masks(forest: Forest) -> _ExitMasks | None:
+    """Built from the flattened trees: ``_flatten`` lays each tree out in preorder (a split,
+    its left subtree, its right subtree), so a subtree's leaves are consecutive in left-to-right
+    order and a split's left subtree spans the nodes between it and its right child."""
+    nodes = len(forest.feature)
+    tree_of_node = np.searchsorted(forest.roots, np.arange(nodes), side="right") - 1
+    is_leaf = forest.left == np.arange(nodes)
+    leaves_before = np.concatenate([[0], np.cumsum(is_leaf)])  # leaves among nodes < k
+    leaf_base = leaves_before[forest.roots][tree_of_node]
+    leaf_count = np.bincount(tree_of_node, weights=is_leaf, minlength=len(forest.roots))
+    if leaf_count.max(initial=0) > MAX_EXIT_LEAVES:
+        return None
+    splits = np.flatnonzero(~is_leaf)
+    low = (leaves_before[splits + 1] - leaf_base[splits]).astype(np.uint64)
+    high = (leaves_before[forest.right[splits]] - leaf_base[splits]).astype(np.uint64)
+    one = np.uint64(1)
+    left_leaves = ((one << high) - one) ^ ((one << low) - one)
+    split_trees = np.unique(tree_of_node[splits])
+    single = np.setdiff1d(np.arange(len(forest.roots)), split_trees)
+    constant = np.zeros(len(forest.roots))
+    constant[single] = forest.value[forest.roots[single]]
+    return _ExitMasks(
+        feature=forest.feature[splits],
+        threshold=forest.threshold[splits],
+        keep=~left_leaves,
+        starts=np.searchsorted(tree_of_node[splits], split_trees),
+        split_trees=split_trees,
+        first_leaf=leaves_before[forest.roots[split_trees]],
+        leaf_value=forest.value[is_leaf],
+        constant=constant,
+    )
 
 
 def _flatten(node: dict[str, Any], arrays: dict[str, list[Any]], depth: int) -> tuple[int, int]:
