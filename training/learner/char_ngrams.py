@@ -24,8 +24,7 @@ import numpy as np
 
 def _codes(text: str) -> np.ndarray:
     """Unicode code points of ``text`` (one uint32 each)."""
-    # Why the ignore below: numpy's stubs want a Buffer; bytes is one at run time.
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)  # type: ignore[arg-type]
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 @dataclass(frozen=True)

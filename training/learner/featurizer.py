@@ -172,7 +172,9 @@ class Featurizer:
         words = text.lower().split()
         parts = list(map(self._char_cache.get, words))
         if None in parts:
-            new = self._char_ids_of_new_words([w for w, p in zip(words, parts, strict=True) if p is None])
+            new = self._char_ids_of_new_words(
+                [w for w, p in zip(words, parts, strict=True) if p is None]
+            )
             parts = [
                 part if part is not None else new[word]
                 for word, part in zip(words, parts, strict=True)

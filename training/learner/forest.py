@@ -46,15 +46,14 @@ class Forest:
             # The common case: no missing values to route, so a split is just ``x <= t``, and
             # every tree's exit leaf comes from all its splits at once (QuickScorer, Lucchese et
             # al. 2015): a split whose test sends the row right rules out the leaves of its left
-            # subtree, and the exit is the leftmost leaf left. A dozen numpy calls over the
-            # splits instead of two gathers per tree level (~3x fewer instructions, 11 x 200
-            # trees of 7 leaves).
-            right = x[exits.feature] > exits.threshold
-            keep = np.bitwise_and.reduceat(np.where(right, exits.keep, _ALL), exits.starts)
-            leftmost = np.frexp((keep & (~keep + np.uint64(1))).astype(np.float64))[1] - 1
-            values = exits.constant.copy()
-            values[exits.split_trees] = exits.leaf_value[exits.first_leaf + leftmost]
-            return self._link_values(values)
+            # subtree, and the exit is the leftmost leaf left. The k-th split of every tree sits
+            # in row k, so ruling out is one OR down the rows: a few numpy calls in all instead
+            # of four per tree level (~2x fewer instructions for 11 x 200 trees of 7 leaves).
+            right = x.take(exits.feature) > exits.threshold
+            ruled_out = np.bitwise_or.reduce(exits.left_leaves * right, axis=0)
+            leftmost = ~ruled_out & (ruled_out + np.uint64(1))  # lowest leaf not ruled out
+            leaf = np.frexp(leftmost.astype(np.float64))[1] - 1
+            return self._link_values(exits.leaf_value[exits.first_leaf + leaf])
         node = self.roots.copy()
         for _ in range(self.depth):
             value = x[self.feature[node]]
@@ -77,55 +76,47 @@ class Forest:
         return np.where(self.sigmoid > 0, 1.0 / (1.0 + np.exp(-self.sigmoid * raw)), raw)
 
 
-_ALL = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
-MAX_EXIT_LEAVES = 63  # leaves per tree the masks hold (LightGBM's default is 31; ours 7)
+MAX_EXIT_LEAVES = 63  # leaves per tree the bit masks hold (LightGBM's default is 31; ours 7)
 
 
 @dataclass(frozen=True)
 class _ExitMasks:
-    """The splits of every tree with any, tree by tree, for ``Forest.predict``'s fast path."""
+    """Every tree's splits as (splits, trees) arrays for ``Forest.predict``'s fast path; a tree
+    with fewer splits is padded with splits that never send a row right."""
 
-    feature: np.ndarray  # per split
-    threshold: np.ndarray
-    keep: np.ndarray  # per split, uint64: the tree's leaves outside its left subtree
-    starts: np.ndarray  # first split of each tree that has splits
-    split_trees: np.ndarray  # those trees
-    first_leaf: np.ndarray  # per such tree: where its leaves start in ``leaf_value``
+    feature: np.ndarray  # (splits, trees)
+    threshold: np.ndarray  # (splits, trees), +inf on padding
+    left_leaves: np.ndarray  # (splits, trees) uint64: bits of the left subtree's leaves
+    first_leaf: np.ndarray  # per tree: where its leaves start in ``leaf_value``
     leaf_value: np.ndarray  # every leaf, tree by tree, left to right
-    constant: np.ndarray  # per tree: its value when it is a single leaf (else 0)
 
 
 def _exit_masks(forest: Forest) -> _ExitMasks | None:
     """Built from the flattened trees: ``_flatten`` lays each tree out in preorder (a split,
     its left subtree, its right subtree), so a subtree's leaves are consecutive in left-to-right
     order and a split's left subtree spans the nodes between it and its right child."""
-    nodes = len(forest.feature)
+    nodes, trees = len(forest.feature), len(forest.roots)
     tree_of_node = np.searchsorted(forest.roots, np.arange(nodes), side="right") - 1
     is_leaf = forest.left == np.arange(nodes)
     leaves_before = np.concatenate([[0], np.cumsum(is_leaf)])  # leaves among nodes < k
-    leaf_base = leaves_before[forest.roots][tree_of_node]
-    leaf_count = np.bincount(tree_of_node, weights=is_leaf, minlength=len(forest.roots))
-    if leaf_count.max(initial=0) > MAX_EXIT_LEAVES:
+    first_leaf = leaves_before[forest.roots]
+    leaves = np.bincount(tree_of_node, weights=is_leaf, minlength=trees)
+    if leaves.max(initial=0) > MAX_EXIT_LEAVES:
         return None
     splits = np.flatnonzero(~is_leaf)
-    low = (leaves_before[splits + 1] - leaf_base[splits]).astype(np.uint64)
-    high = (leaves_before[forest.right[splits]] - leaf_base[splits]).astype(np.uint64)
+    tree = tree_of_node[splits]
+    low = (leaves_before[splits + 1] - first_leaf[tree]).astype(np.uint64)
+    high = (leaves_before[forest.right[splits]] - first_leaf[tree]).astype(np.uint64)
     one = np.uint64(1)
-    left_leaves = ((one << high) - one) ^ ((one << low) - one)
-    split_trees = np.unique(tree_of_node[splits])
-    single = np.setdiff1d(np.arange(len(forest.roots)), split_trees)
-    constant = np.zeros(len(forest.roots))
-    constant[single] = forest.value[forest.roots[single]]
-    return _ExitMasks(
-        feature=forest.feature[splits],
-        threshold=forest.threshold[splits],
-        keep=~left_leaves,
-        starts=np.searchsorted(tree_of_node[splits], split_trees),
-        split_trees=split_trees,
-        first_leaf=leaves_before[forest.roots[split_trees]],
-        leaf_value=forest.value[is_leaf],
-        constant=constant,
-    )
+    per_tree = np.bincount(tree, minlength=trees)
+    row = np.arange(len(splits)) - np.concatenate([[0], np.cumsum(per_tree)])[tree]
+    shape = (int(per_tree.max(initial=0)), trees)
+    feature, threshold = np.zeros(shape, dtype=np.int64), np.full(shape, np.inf)
+    left_leaves = np.zeros(shape, dtype=np.uint64)
+    feature[row, tree] = forest.feature[splits]
+    threshold[row, tree] = forest.threshold[splits]
+    left_leaves[row, tree] = ((one << high) - one) ^ ((one << low) - one)
+    return _ExitMasks(feature, threshold, left_leaves, first_leaf, forest.value[is_leaf])
 
 
 def _flatten(node: dict[str, Any], arrays: dict[str, list[Any]], depth: int) -> tuple[int, int]:
