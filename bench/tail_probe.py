@@ -113,7 +113,7 @@ def _install() -> Any:
     from routing import routers
     from routing.gateway import catalog_cache, chat, credentials, exchange, limits
 
-    for name in ("authenticate", "catalog_get", "plan_request", "rate_limit_admit"):
+    for name in ("authenticate", "catalog_get", "plan_request", "rate_limit_admit", "attempt"):
         _timed(chat, name)
     _timed(chat.metering, "hold")
     _timed(exchange.metering, "record")
