@@ -176,7 +176,7 @@ async def application(scope: Any, receive: Any, send: Any) -> None:
 
 
 def _settler_wrap(events: list[tuple[str, float, float]]) -> None:
-    from billing import outbox, settlement
+    from billing import outbox, settlement, wal
 
     def timed(module: Any, name: str, kind: str) -> None:
         inner = getattr(module, name)
@@ -195,7 +195,7 @@ def _settler_wrap(events: list[tuple[str, float, float]]) -> None:
     timed(outbox, "usage_settle_batch", "settle")
     timed(outbox, "_acknowledge_durable", "ack")
     timed(outbox, "wal_flush_force", "wal_flush")
-    timed(settlement, "wal_flush_force", "wal_flush")
+    timed(wal, "wal_flush_force", "wal_flush")
     # The account row is locked from its charging statement to the commit: the end of that
     # statement's function to the end of ``settle`` (the report pairs them).
     timed(settlement, "_charge_locking_last", "charge")
