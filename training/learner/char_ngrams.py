@@ -77,19 +77,20 @@ class CharNgramIndex:
 
 def char_ngram_index(vocabulary: dict[str, int], ngrams: tuple[int, int]) -> CharNgramIndex | None:
     """The index of a char vocabulary, or None when its keys would not fit in 63 bits."""
-    alphabet = sorted({ord(c) for term in vocabulary for c in term})
+    names = list(vocabulary)
+    points = _codes("".join(names))
+    alphabet = np.unique(points)
     bits = max(1, len(alphabet).bit_length())  # codes 1 … len(alphabet)
     if bits * ngrams[1] > 63:  # no term is longer than the largest n
         return None
-    code_of = np.zeros((alphabet[-1] if alphabet else 0) + 1, dtype=np.uint32)
-    code_of[np.asarray(alphabet, dtype=np.int64)] = np.arange(1, len(alphabet) + 1)
-    names = list(vocabulary)
+    code_of = np.zeros(int(alphabet[-1]) + 1 if len(alphabet) else 1, dtype=np.uint32)
+    code_of[alphabet] = np.arange(1, len(alphabet) + 1)
     if not names:
         empty = np.zeros(0, dtype=np.uint64)
         return CharNgramIndex(code_of, bits, empty, np.zeros(0, dtype=np.int32), ngrams)
     lengths = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    codes = code_of[_codes("".join(names))].astype(np.uint64)
+    codes = code_of[points].astype(np.uint64)
     position = np.arange(len(codes)) - np.repeat(starts, lengths)
     keys = np.bitwise_or.reduceat(codes << (np.uint64(bits) * position.astype(np.uint64)), starts)
     ids = np.fromiter(map(vocabulary.__getitem__, names), dtype=np.int32, count=len(names))
