@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import gateway
-from bench.procs import ForeignLoad, Proc, _stat, cpu_seconds, free_port, wait_http
+from bench.procs import ForeignLoad, Proc, _stat, cpu_seconds, free_port, tree, wait_http
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -64,6 +64,18 @@ def _pg_backends() -> list[int]:
     return [int(row[0]) for row in rows]
 
 
+def _account_updates() -> int:
+    """Row updates of credit accounts so far (holds and settlement; the statistics lag up to a
+    second, the same at both ends of a run)."""
+    import psycopg
+
+    with psycopg.connect(dbname=gateway.RH_DB, autocommit=True, **gateway.PG) as conn:  # type: ignore[arg-type]
+        row = conn.execute(
+            "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'billing_creditaccount'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _cpu_of(pids: list[int]) -> dict[int, float]:
     out = {}
     for pid in pids:
@@ -71,6 +83,18 @@ def _cpu_of(pids: list[int]) -> dict[int, float]:
         if fields is not None:
             out[pid] = (int(fields[11]) + int(fields[12])) / _TICK
     return out
+
+
+def _settlers(root: int) -> list[int]:
+    """The usage settler under the server's master (its share of the server's CPU)."""
+    found = []
+    for pid in tree(root):
+        try:
+            if b"usage_settler" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 class WaitSampler:
@@ -121,22 +145,27 @@ def measure_one(target: gateway.Target, fake_pid: int, concurrency: int,
                 seconds: float) -> dict[str, Any]:  # fmt: skip
     """One throughput run; CPU of each party per 1,000 answered requests."""
     backends = _pg_backends()
+    settler = _settlers(target.cpu_root)
     before = {
         "routerhub": cpu_seconds(target.cpu_root),
+        "settler": sum(_cpu_of(settler).values()),
         "upstream": cpu_seconds(fake_pid),
         "loadgen": sum(os.times()[2:4]),
     }
     pg_before = _cpu_of(backends)
+    updates = _account_updates()
     with WaitSampler() as waits:
         res = gateway.loadgen("throughput", target, 0, "--concurrency", str(concurrency),
                               "--duration", str(seconds), "--timeout", "30",
                               "--warmup-seconds", str(max(2.0, concurrency / 64)))  # fmt: skip
     after = {
         "routerhub": cpu_seconds(target.cpu_root),
+        "settler": sum(_cpu_of(settler).values()),
         "upstream": cpu_seconds(fake_pid),
         "loadgen": sum(os.times()[2:4]),
     }
     pg_after = _cpu_of(list(set(backends) | set(_pg_backends())))
+    updates = _account_updates() - updates
     served = res["total_ok_including_warmup"] + res["errors"]
     per_1k = {name: (after[name] - before[name]) / served * 1000 for name in before}
     pg = sum(cpu - pg_before.get(pid, 0.0) for pid, cpu in pg_after.items())
@@ -149,6 +178,7 @@ def measure_one(target: gateway.Target, fake_pid: int, concurrency: int,
         "p99_ms": res["latency_ms"]["p99"],
         "cpu_ms_per_request": {k: round(v, 4) for k, v in per_1k.items()},
         "foreign_cores": res["foreign_cores"],
+        "account_updates_per_request": round(updates / served, 3),
         "pg_sessions": {k: round(v / total, 4) for k, v in waits.counts.most_common(8)},
     }
 
@@ -172,8 +202,9 @@ def run_variant(name: str, tree: Path, env: dict[str, str], args: argparse.Names
             gateway.clear_upstream(fake[1])
             cpu = res["cpu_ms_per_request"]
             gateway.log(f"{name}: c={concurrency:<3} {res['rps']:>6.0f} req/s  errors {res['errors']}  "
-                        f"CPU ms/req routerhub {cpu['routerhub']:.3f} postgres {cpu['postgres']:.3f} "
-                        f"upstream {cpu['upstream']:.3f} loadgen {cpu['loadgen']:.3f}  "
+                        f"CPU ms/req routerhub {cpu['routerhub']:.3f} (settler {cpu['settler']:.3f}) postgres {cpu['postgres']:.3f} "
+                        f"upstream {cpu['upstream']:.3f} loadgen {cpu['loadgen']:.3f}  account updates/req "
+                        f"{res['account_updates_per_request']:.2f}  "
                         f"[other load {res['foreign_cores']:.2f} cores]")  # fmt: skip
         gateway.wait_settled()
         return result
