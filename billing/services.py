@@ -149,7 +149,7 @@ def _reserve_key_window(request: ReservationRequest, now: datetime) -> datetime 
 
 def _threshold_check(request: ReservationRequest, window: KeySpendWindow) -> None:
     """Emit ``budget.threshold`` when this hold takes the window past the share, once per window
-    (marked on the locked window row, committed with the hold)."""
+    (marked on the locked window row, committed with the hold; emitted after that commit)."""
     assert request.key_id is not None and request.key_limit is not None
     used = window.spent + window.reserved
     # A limit that never resets has one window, marked with the epoch.
