@@ -199,9 +199,10 @@ def start_fake(latency: int, out: Path) -> tuple[Proc, str]:
 
 
 def start_routerhub(env: dict[str, str], workers: int, out: Path,
-                    app: str = "routerhub.asgi:application") -> tuple[Proc, str]:  # fmt: skip
+                    app: str = "routerhub.asgi:application",
+                    config: str = "deploy/gunicorn.conf.py") -> tuple[Proc, str]:  # fmt: skip
     port = free_port()
-    argv = [str(GUNICORN), app, "-c", "deploy/gunicorn.conf.py",
+    argv = [str(GUNICORN), app, "-c", config,
             "--workers", str(workers), "--bind", f"127.0.0.1:{port}"]  # fmt: skip
     proc = Proc("routerhub", argv, env=env, cwd=REPO, log_dir=out)
     url = f"http://127.0.0.1:{port}"
@@ -210,14 +211,15 @@ def start_routerhub(env: dict[str, str], workers: int, out: Path,
 
 
 def routerhub_alone(workers: int, out: Path, procs: list[Proc],
-                    app: str = "routerhub.asgi:application") -> tuple[Target, Target]:  # fmt: skip
+                    app: str = "routerhub.asgi:application",
+                    config: str = "deploy/gunicorn.conf.py") -> tuple[Target, Target]:  # fmt: skip
     """The 0 ms fake upstream and RouterHub's production server on a fresh database, answering;
     returns (RouterHub, the upstream direct) as targets. Started processes go into ``procs``."""
     fake, upstream = start_fake(0, out)
     procs.append(fake)
     env = routerhub_env(upstream)
     key, _ = setup_routerhub_db(env, out)
-    rh, url = start_routerhub(env, workers, out, app)
+    rh, url = start_routerhub(env, workers, out, app, config)
     procs.append(rh)
     chat_probe(f"{url}/v1/chat/completions", key, "demo/small", rh)
     routerhub = Target("routerhub", f"{url}/v1/chat/completions", key, {0: "demo/small"}, rh.pid)

@@ -150,6 +150,7 @@ async def sequential(args: argparse.Namespace, *, stream: bool) -> dict[str, Any
     errors = total_ok = 0
     statuses: dict[int, int] = {}
     deadline = time.monotonic() + args.max_seconds
+    trace: list[tuple[float, float]] = []  # (sent at, seconds) on CLOCK_MONOTONIC, for --trace
     for index in range(args.warmup + args.requests):
         if time.monotonic() > deadline:
             break
@@ -170,7 +171,11 @@ async def sequential(args: argparse.Namespace, *, stream: bool) -> dict[str, Any
             errors += 1
             continue
         samples.append(first if stream else elapsed)  # type: ignore[arg-type]
+        trace.append((time.monotonic() - elapsed, elapsed))
     conn.close()
+    if args.trace:
+        with open(args.trace, "w") as handle:  # noqa: PTH123
+            json.dump(trace, handle)
     return {"mode": "ttft" if stream else "latency", "latency_ms": summary_ms(samples),
             "errors": errors, "statuses": statuses,
             "total_ok_including_warmup": total_ok}  # fmt: skip
@@ -263,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--warmup-seconds", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--trace", default="", help="latency: write each request's times here")
     args = parser.parse_args(argv)
     work = (
         throughput(args)

@@ -319,7 +319,8 @@ def readme_section(results: dict[str, Any]) -> str:
     if foreign["max"] is not None:
         noise = (f"Other work on the machine during the run (not the bench, Postgres or Redis) "
                  f"used {foreign['mean']:.2f} cores on average, {foreign['max']:.2f} at most"
-                 + (": the numbers are depressed by that contention." if foreign["max"] > 0.25
+                 + (": the numbers are depressed by that contention." if foreign["mean"] > 0.25
+                    else ": the runs it overlapped may be depressed by it." if foreign["max"] > 0.25
                     else "."))  # fmt: skip
     return f"""{START}
 Measured {results["date"]} on {m["cores"]} cores ({m["cpu"]}), {m["memory_gb"]} GB{_loads(m)}; Python {v["python"]},

@@ -181,7 +181,7 @@ def _settlement_timings(actors: Actors, repeat: int) -> tuple[dict[str, Any], di
                   for _ in range(100)]  # fmt: skip
         usage_settle_batch(drafts)
 
-    from billing.settlement import wal_position
+    from billing.wal import wal_position
 
     before = wal_position()
     batch()

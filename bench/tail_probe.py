@@ -1,14 +1,25 @@
 """What a lone request waits behind (issue 21), not part of ``make bench``: RouterHub's production
 server with every chat request's phases timed in its workers, c=1 against the 0 ms upstream.
 
-    python -m bench.tail_probe [--requests 2000]
+    python -m bench.tail_probe [--requests 2000] [--runs 3]
 
-py-spy is not installed in .venv and ``perf`` cannot see Python 3.11's frames, so this wraps
-the app (``application`` below, served instead of ``routerhub.asgi:application``) and records
-per request: the time to the last body byte, the time in each step of ``routing.gateway.chat``,
-every thread hop the request itself awaited for a cache reload (API key, catalog, BYOK keys,
-router row: background reloads are not counted) and every garbage collection during it. Then
-it prints how the slowest 1% differ from the median requests, and how often each wait occurred.
+py-spy cannot attribute a 5 ms stall that happens once in a hundred requests, so this wraps the
+app (``application`` below, served instead of ``routerhub.asgi:application``) and the settler
+(``--settler``, started by ``bench/tail_probe_conf.py`` where gunicorn would start
+``manage.py usage_settler``, in the same session) and records, all on CLOCK_MONOTONIC:
+
+* per request, in the worker: when it arrived and was answered, the time in each step of
+  ``routing.gateway.chat`` (and when the step began), every thread hop the request itself
+  awaited for a cache reload, the worker thread's CPU time and its time waiting for a CPU
+  (``/proc/thread-self/schedstat``);
+* per worker, what ran beside the requests: background cache reloads, Redis pipelines (the
+  outbox's XADD), rate-limit lease calls and garbage collections;
+* in the settler: each batch (read, settle, the account row's lock until commit, the WAL
+  flush it forces, the acknowledgement) with its CPU time;
+* in the load generator: when each request was sent and how long it took.
+
+``bench/tail_report.py`` then tells, for the slowest 1% of the requests the client saw, what
+each overlapped, against how often the same thing overlaps any request.
 """
 
 from __future__ import annotations
@@ -17,82 +28,118 @@ import argparse
 import gc
 import json
 import os
-import statistics
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).resolve().parent / "out"
+OUT = Path(__file__).resolve().parent / "out" / "tail"
 _current: dict[str, dict[str, float] | None] = {"request": None}
 _records: list[dict[str, float]] = []
+_events: list[tuple[str, float, float]] = []  # (kind, start, end) beside the requests
 
 
-def _add(name: str, seconds: float) -> None:
+def _add(name: str, seconds: float, started: float | None = None) -> None:
     request = _current["request"]
     if request is not None:
         request[name] = request.get(name, 0.0) + seconds
+        if started is not None:
+            request.setdefault(f"@{name}", started)
+
+
+def _schedstat() -> tuple[int, int]:
+    """This thread's nanoseconds on a CPU and waiting for one."""
+    with open("/proc/thread-self/schedstat", "rb") as handle:  # noqa: PTH123
+        run, wait, _ = handle.read().split()
+    return int(run), int(wait)
+
+
+def _timed(module: Any, name: str) -> None:
+    inner = getattr(module, name)
+
+    async def step(*args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return await inner(*args, **kwargs)
+        finally:
+            _add(name, time.monotonic() - started, started)
+
+    setattr(module, name, step)
+
+
+def _hops(module: Any, name: str) -> None:
+    original = module.sync_to_async
+
+    def hop(fn: Any, **options: Any) -> Any:
+        call = original(fn, **options)
+
+        async def waited(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                _add(name, time.monotonic() - started, started)
+
+        return waited
+
+    module.sync_to_async = hop
+
+
+def _beside(module: Any, name: str, kind: str) -> None:
+    """Record every call of the coroutine function ``module.name`` as an event ``kind``."""
+    inner = getattr(module, name)
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return await inner(*args, **kwargs)
+        finally:
+            _events.append((kind, started, time.monotonic()))
+
+    setattr(module, name, call)
 
 
 def _install() -> Any:
-    """Wrap the steps and the cache modules' thread hops; return the production app."""
+    """Wrap the steps, the cache modules' thread hops and what runs beside requests; return
+    the production app."""
     from routerhub import asgi
 
     app = asgi.application  # imported first: it sets Django up for the modules below
+    import redis.asyncio.client
+
     import accounts.keys
+    from routerhub import ttl_cache
     from routing import routers
-    from routing.gateway import catalog_cache, chat, credentials, exchange
+    from routing.gateway import catalog_cache, chat, credentials, exchange, limits
 
-    def timed(module: Any, name: str) -> None:
-        inner = getattr(module, name)
-
-        async def step(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return await inner(*args, **kwargs)
-            finally:
-                _add(name, time.perf_counter() - started)
-
-        setattr(module, name, step)
-
-    def hops(module: Any, name: str) -> None:
-        original = module.sync_to_async
-
-        def hop(fn: Any, **options: Any) -> Any:
-            call = original(fn, **options)
-
-            async def waited(*args: Any, **kwargs: Any) -> Any:
-                started = time.perf_counter()
-                try:
-                    return await call(*args, **kwargs)
-                finally:
-                    _add(name, time.perf_counter() - started)
-
-            return waited
-
-        module.sync_to_async = hop
-
-    for name in ("authenticate", "catalog_get", "plan_request", "rate_limit_admit"):
-        timed(chat, name)
-    timed(chat.metering, "hold")
-    timed(exchange.metering, "record")
+    for name in ("authenticate", "catalog_get", "plan_request", "rate_limit_admit", "attempt"):
+        _timed(chat, name)
+    _timed(chat.metering, "hold")
+    _timed(exchange.metering, "record")
     for module, name in ((accounts.keys, "wait_key"), (catalog_cache, "wait_catalog"),
                          (credentials, "wait_byok"), (routers, "wait_router")):  # fmt: skip
-        hops(module, name)
+        _hops(module, name)
+    _beside(ttl_cache, "_reload", "reload")
+    _beside(limits, "_lease_more", "lease")
+    _beside(redis.asyncio.client.Pipeline, "execute", "redis_pipeline")
     gc_started: list[float] = [0.0]
 
     def collected(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            gc_started[0] = time.perf_counter()
+            gc_started[0] = time.monotonic()
         else:
-            _add(f"gc{info['generation']}", time.perf_counter() - gc_started[0])
+            _events.append((f"gc{info['generation']}", gc_started[0], time.monotonic()))
 
     gc.callbacks.append(collected)
     return app
 
 
-def _dump() -> None:
-    path = OUT / f"tail-probe-{os.getpid()}.json"
-    path.write_text(json.dumps(_records[-50_000:]))
+def _dump(kind: str, data: Any) -> None:
+    path = OUT / f"{kind}-{os.getpid()}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 _app: Any = None
@@ -105,12 +152,15 @@ async def application(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
         await _app(scope, receive, send)
         return
-    request: dict[str, float] = {"t0": time.perf_counter()}
+    run0, wait0 = _schedstat()
+    request: dict[str, float] = {"t0": time.monotonic()}
     _current["request"] = request
 
     async def sending(message: Any) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body"):
-            request["answered"] = time.perf_counter() - request["t0"]
+            request["answered"] = time.monotonic() - request["t0"]
+            run1, wait1 = _schedstat()
+            request["oncpu"], request["runq"] = (run1 - run0) / 1e9, (wait1 - wait0) / 1e9
         await send(message)
 
     try:
@@ -119,56 +169,99 @@ async def application(scope: Any, receive: Any, send: Any) -> None:
         _current["request"] = None
         _records.append(request)
         if len(_records) % 250 == 0:
-            _dump()
+            _dump("worker", {"records": _records[-50_000:], "events": _events[-200_000:]})
 
 
-def report(paths: list[str]) -> str:
-    records = [r for p in paths for r in json.loads(Path(p).read_text()) if "answered" in r]
-    records.sort(key=lambda r: r["answered"])
-    n = len(records)
-    if not n:
-        return "no requests recorded"
-    slow, middle = records[int(0.99 * n) :], records[int(0.4 * n) : int(0.6 * n)]
-    lines = [f"{n} requests; answered p50 {records[n // 2]['answered'] * 1000:.2f} ms, "
-             f"p99 {records[int(0.99 * n)]['answered'] * 1000:.2f} ms", "",
-             f"{'step':<17}{'p40-p60 mean ms':>16}{'slowest 1% mean ms':>20}{'in slowest 1%':>15}"]  # fmt: skip
-    names = sorted({k for r in records for k in r} - {"t0", "answered"})
-    for name in names:
-        mid = statistics.mean(r.get(name, 0.0) for r in middle) * 1000
-        tail = statistics.mean(r.get(name, 0.0) for r in slow) * 1000
-        share = sum(1 for r in slow if name in r) / len(slow) * 100
-        lines.append(f"{name:<17}{mid:>16.2f}{tail:>20.2f}{share:>14.0f}%")
-    lines.append("")
-    for name in [k for k in names if k.startswith(("wait_", "gc"))]:
-        hits = [r[name] for r in records if name in r]
-        lines.append(f"{name:<13} in {len(hits) / n * 100:5.2f}% of requests ({len(hits)}), "
-                     f"mean {statistics.mean(hits) * 1000:.2f} ms")  # fmt: skip
-    return "\n".join(lines)
+# --- the settler ----------------------------------------------------------------------------------
+
+
+def _settler_wrap(events: list[tuple[str, float, float]]) -> None:
+    from billing import outbox, settlement, wal
+
+    def timed(module: Any, name: str, kind: str) -> None:
+        inner = getattr(module, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started, cpu = time.monotonic(), time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                end = time.monotonic()
+                events.append((kind, started, end))
+                events.append((f"{kind}_cpu", started, started + time.process_time() - cpu))
+
+        setattr(module, name, call)
+
+    timed(outbox, "usage_settle_batch", "settle")
+    timed(outbox, "_acknowledge_durable", "ack")
+    timed(outbox, "wal_flush_force", "wal_flush")
+    timed(wal, "wal_flush_force", "wal_flush")
+    # The account row is locked from its charging statement to the commit: the end of that
+    # statement's function to the end of ``settle`` (the report pairs them).
+    timed(settlement, "_charge_locking_last", "charge")
+
+
+def settler_main() -> None:
+    """``manage.py usage_settler`` with its batches recorded (started by tail_probe_conf)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "routerhub.settings")
+    import django
+
+    django.setup()
+    from billing.outbox import usage_settler_run
+
+    events: list[tuple[str, float, float]] = []
+    _settler_wrap(events)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def dump_every_second() -> None:
+        while not stop.wait(1.0):
+            _dump("settler", {"events": events[-200_000:]})
+
+    threading.Thread(target=dump_every_second, daemon=True).start()
+    usage_settler_run(stop)
+    _dump("settler", {"events": events[-200_000:]})
+
+
+# --- the run ------------------------------------------------------------------------------------
 
 
 def main() -> None:
-    from bench import gateway
+    from bench import gateway, tail_report
     from bench.procs import Proc
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--workers", type=int, default=gateway.Options.workers)
+    parser.add_argument("--settler", action="store_true", help="(internal) the recorded settler")
     args = parser.parse_args()
+    if args.settler:
+        settler_main()
+        return
     OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.glob("tail-probe-*.json"):
+    for old in OUT.glob("*.json"):
         old.unlink()
     procs: list[Proc] = []
     try:
         target, _ = gateway.routerhub_alone(
-            args.workers, OUT, procs, "bench.tail_probe:application"
-        )
-        print(f"load average {os.getloadavg()[0]:.1f}")
-        gateway.loadgen("latency", target, 0, "--requests", str(args.requests),
-                        "--max-seconds", "600")  # fmt: skip
+            args.workers, OUT, procs, "bench.tail_probe:application",
+            config="bench/tail_probe_conf.py",
+        )  # fmt: skip
+        before = tail_report.pg_counters()
+        for run in range(args.runs):
+            print(f"run {run + 1}: load average {os.getloadavg()[0]:.1f}", flush=True)
+            trace = OUT / f"client-{run}.json"
+            gateway.loadgen("latency", target, 0, "--requests", str(args.requests),
+                            "--max-seconds", "600", "--trace", str(trace))  # fmt: skip
+        time.sleep(1.5)  # the last dumps
+        after = tail_report.pg_counters()
     finally:
         for proc in reversed(procs):
             proc.stop()
-    print(report([str(p) for p in OUT.glob("tail-probe-*.json")]))
+    print(tail_report.report(OUT))
+    print(tail_report.pg_difference(before, after))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ outbox carries from a gateway worker to a settler (``draft_encode`` → ``draft_
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
@@ -13,6 +14,8 @@ from django.utils import timezone
 
 from billing.models import UsageFlag
 from routerhub.money import ZERO, money_str
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,10 +73,24 @@ class UsageDraft:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UsageDraft:
-        data = dict(data)
-        data["cost"] = Decimal(data["cost"])
-        data["created_at"] = datetime.fromisoformat(data["created_at"])
-        return cls(**data)
+        """A draft from ``to_json``'s dict, of this release or a neighbour (rolling deploys):
+        fields this release does not know are ignored, fields it added take their defaults.
+        A draft without its identity, cost or time raises (``TypeError``, ``KeyError``): every
+        release wrote them, and a default cost would charge nothing."""
+        known = {name: value for name, value in data.items() if name in _DRAFT_FIELD_SET}
+        if len(known) < len(data):
+            logger.debug(
+                "usage draft %s: ignoring fields this release does not know: %s",
+                data.get("generation_id"),
+                sorted(set(data) - _DRAFT_FIELD_SET),
+            )
+        known["cost"] = Decimal(known["cost"])
+        known["created_at"] = datetime.fromisoformat(known["created_at"])
+        if known.get("steps"):
+            known["steps"] = [STEP_DEFAULTS | step for step in known["steps"]]
+        if known.get("decision") is not None:
+            known["decision"] = DECISION_DEFAULTS | known["decision"]
+        return cls(**known)
 
 
 STEP_FIELDS = (
@@ -87,7 +104,19 @@ STEP_FIELDS = (
     "cost",
     "latency_ms",
 )
+# What a step or decision written by an earlier release may lack (``from_json`` fills it in);
+# the rest identify the call or the decision and were there from the start.
+STEP_DEFAULTS: dict[str, Any] = {
+    "model": "",
+    "provider": "",
+    "gate": "",
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "cost": "0",
+    "latency_ms": None,
+}
 _DRAFT_FIELDS = tuple(f.name for f in fields(UsageDraft))
+_DRAFT_FIELD_SET = frozenset(_DRAFT_FIELDS)
 DECISION_FIELDS = (
     "router_id",
     "served_version",
@@ -98,6 +127,7 @@ DECISION_FIELDS = (
     "shadow_model",
     "predicted",
 )
+DECISION_DEFAULTS: dict[str, Any] = {"shadow_version": None, "shadow_model": "", "predicted": {}}
 DECISION_COLUMNS = ("generation_id", *DECISION_FIELDS, "created_at")
 
 

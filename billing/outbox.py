@@ -38,13 +38,8 @@ from django.db import DataError, IntegrityError, connections
 
 from billing.drafts import UsageDraft, draft_decode, draft_encode
 from billing.services import reservation_mark_free_async
-from billing.settlement import (
-    WAL_NUDGE_AFTER_S,
-    usage_settle_async,
-    usage_settle_batch,
-    wal_flush_force,
-    wal_position,
-)
+from billing.settlement import usage_settle_async, usage_settle_batch
+from billing.wal import WAL_NUDGE_AFTER_S, wal_flush_force, wal_position
 
 logger = logging.getLogger(__name__)
 

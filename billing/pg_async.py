@@ -154,7 +154,8 @@ def _conninfo() -> dict[str, Any]:
     return {name: value for name, value in params.items() if value is not None}
 
 
-def _pool() -> _Pool:
+def pool() -> _Pool:
+    """This event loop's pool (a new loop, in tests or a restarted server, gets a new one)."""
     loop = asyncio.get_running_loop()
     pool = _State.pool
     if pool is None or pool.loop is not loop:
@@ -166,19 +167,24 @@ def _pool() -> _Pool:
 
 async def pg_fetchone(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
     """Run one statement in autocommit and return its first row."""
-    pool = _pool()
-    connection = await pool.acquire()
+    current = pool()
+    connection = await current.acquire()
     try:
         cursor = await connection.execute(sql, params)
         return await cursor.fetchone()
     except psycopg.OperationalError:
-        # The server went away (a restart): the other connections died with this one, the
-        # worker threads' Django connections included (they may see no error of their own).
-        pool.outage()
-        database_outage_seen()
+        outage_seen(current)
         raise
     finally:
-        pool.release(connection)
+        current.release(connection)
+
+
+def outage_seen(current: _Pool) -> None:
+    """A statement failed on a connection error: the server went away (a restart), and the
+    other connections died with this one, the worker threads' Django connections included
+    (they may see no error of their own)."""
+    current.outage()
+    database_outage_seen()
 
 
 def pg_close() -> None:

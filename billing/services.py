@@ -22,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Organization
+from billing.holds import RESERVE_SQL, Held, hold_grouped
 from billing.models import (
     CreditAccount,
     KeySpendWindow,
@@ -148,7 +149,7 @@ def _reserve_key_window(request: ReservationRequest, now: datetime) -> datetime 
 
 def _threshold_check(request: ReservationRequest, window: KeySpendWindow) -> None:
     """Emit ``budget.threshold`` when this hold takes the window past the share, once per window
-    (marked on the locked window row, committed with the hold)."""
+    (marked on the locked window row, committed with the hold; emitted after that commit)."""
     assert request.key_id is not None and request.key_limit is not None
     used = window.spent + window.reserved
     # A limit that never resets has one window, marked with the epoch.
@@ -162,20 +163,7 @@ def _threshold_check(request: ReservationRequest, window: KeySpendWindow) -> Non
     )
 
 
-# The common case (no key limit) on PostgreSQL: hold and record in one statement, one round trip.
-_RESERVE_SQL = """
-WITH held AS (
-    UPDATE billing_creditaccount SET reserved = reserved + %(amount)s
-    WHERE organization_id = %(organization)s AND balance - reserved >= %(amount)s
-    RETURNING organization_id
-)
-INSERT INTO billing_reservation
-    (organization_id, generation_id, key_id, amount, key_window_start, state, created_at, expires_at)
-SELECT organization_id, %(generation)s, %(key)s, %(amount)s, NULL, 'held', %(now)s, %(expires)s
-FROM held
-RETURNING id
-"""
-
+# What a refused hold reports as available (402's metadata).
 _AVAILABLE_SQL = """
 SELECT balance - reserved FROM billing_creditaccount WHERE organization_id = %(organization)s
 """
@@ -199,16 +187,18 @@ def _one_statement(request: ReservationRequest) -> bool:
     * A key with a credit limit (or a database other than PostgreSQL): ``_reserve_in_transaction``,
       an ORM transaction that updates the account, then locks the key's spend window, then
       inserts the reservation (the lock order of ``billing.settlement``: account, then window).
-    * Otherwise (the common case): ``_RESERVE_SQL``, one statement that holds and records. From
-      the gateway's event loop it runs on the gateway's own connections (``billing.pg_async``,
-      ``credits_reserve_async``); from synchronous code on Django's (``credits_reserve``).
+    * Otherwise (the common case): ``billing.holds.RESERVE_SQL``, one statement that holds and
+      records. From the gateway's event loop it runs on the gateway's own connections
+      (``billing.pg_async``, ``credits_reserve_async``), in one statement with the holds of
+      the requests queued beside it (``billing.holds``); from synchronous code on Django's
+      (``credits_reserve``).
     """
     on_postgres = connections.settings["default"]["ENGINE"].endswith("postgresql")
     return on_postgres and not (request.key_id is not None and request.key_limit is not None)
 
 
 def _reserve_params(request: ReservationRequest) -> dict[str, Any]:
-    """``_RESERVE_SQL``'s parameters (the one place they are built)."""
+    """``RESERVE_SQL``'s parameters (the one place they are built)."""
     now = timezone.now()
     return {
         "amount": money(request.amount),
@@ -230,7 +220,7 @@ def credits_reserve(request: ReservationRequest) -> None:
         _reserve_in_transaction(request)
         return
     with connection.cursor() as cursor:
-        cursor.execute(_RESERVE_SQL, _reserve_params(request))
+        cursor.execute(RESERVE_SQL, _reserve_params(request))
         if cursor.fetchone() is None:
             raise _insufficient(_available(request.organization_id), money(request.amount))
 
@@ -262,8 +252,12 @@ async def credits_reserve_async(request: ReservationRequest) -> None:
     if not _one_statement(request):
         await sync_to_async(_reserve_in_transaction, thread_sensitive=False)(request)
         return
+    params = _reserve_params(request)
     try:
-        if await pg_fetchone(_RESERVE_SQL, _reserve_params(request)) is not None:
+        held = await hold_grouped(params)
+        if held is Held.RETRY:  # a batch could not fit it: the one statement decides
+            held = Held.HELD if await pg_fetchone(RESERVE_SQL, params) else Held.REFUSED
+        if held is Held.HELD:
             return
         row = await pg_fetchone(_AVAILABLE_SQL, {"organization": request.organization_id})
     except psycopg.Error as exc:

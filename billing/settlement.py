@@ -17,7 +17,6 @@ the locks are gone, before the drafts are acknowledged).
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -46,6 +45,7 @@ from billing.models import (
 )
 from billing.rollups import usage_rollups_add
 from billing.shortfall import capped_costs_record
+from billing.wal import wal_commit_without_waiting, wal_wait_durable
 from routerhub.money import ZERO, money
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
     """Settle drafts not settled before; returns the generation ids this call settled.
 
     With ``wait_durable=False`` the caller takes over waiting for durability (see
-    ``wal_flushed``) before it tells anyone the drafts are settled.
+    ``billing.wal``) before it tells anyone the drafts are settled.
 
     A cost is the provider's usage at list price, which can exceed the request's hold (the
     gateway flags that ``over_hold``); it is charged in full while the balance covers it, and
@@ -180,7 +180,7 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
     asynchronous = connection.vendor == "postgresql" and not connection.in_atomic_block
     with transaction.atomic():
         if asynchronous:
-            _commit_without_waiting_for_disk()
+            wal_commit_without_waiting()
         # Settled generation ids are claimed in UsageGeneration (one unpartitioned index) by
         # the record insert's trigger, which also stops a concurrent settler of the same id.
         done = set(UsageGeneration.objects.filter(pk__in=unique).values_list("pk", flat=True))
@@ -209,76 +209,8 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
             charged = _charge_locked(fresh, held_by_org)
         _release_windows(holds, charged)
     if asynchronous and wait_durable:
-        _wait_until_durable()
+        wal_wait_durable()
     return [d.generation_id for d in fresh]
-
-
-# How long a wait for the WAL writer lasts before the waiter forces the flush itself (the WAL
-# writer flushes asynchronous commits every wal_writer_delay, 200 ms by default).
-WAL_NUDGE_AFTER_S = 0.5
-
-
-def _commit_without_waiting_for_disk() -> None:
-    """Let this transaction's commit return before its WAL reaches the disk.
-
-    The organization's account row stays locked until commit, and every new request of the
-    organization updates that row to reserve: a synchronous commit kept them waiting for the
-    disk flush (measured: a 5-8 ms stall of the gateway every batch, most of its p99 at
-    concurrency 1). Durability is restored by ``_wait_until_durable`` before anyone learns the
-    batch is settled: the outbox acknowledges drafts only after it returns, so a crash before
-    the flush leaves them pending, and settling them again is idempotent.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO OFF")
-
-
-def wal_position(*, flushed: bool = False) -> int | None:
-    """PostgreSQL: the end of the WAL written so far (covering every transaction committed
-    before), or with ``flushed`` the end of what is on disk; ``None`` elsewhere."""
-    if connection.vendor != "postgresql":
-        return None
-    function = "pg_current_wal_flush_lsn" if flushed else "pg_current_wal_insert_lsn"
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {function}()::text")
-        high, _, low = str(cursor.fetchone()[0]).partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
-
-
-def _wait_until_durable(timeout: float = 10.0) -> None:
-    """Block until the WAL written so far is on disk; raises if it is not within ``timeout``,
-    so the caller treats the batch as not yet settled.
-
-    PostgreSQL's WAL writer flushes asynchronous commits within a few hundred ms, but only up to
-    the last asynchronous commit: WAL that other sessions wrote after ours on a page not yet full
-    waits for the next commit anywhere. On a quiet database that may never come, so after
-    ``WAL_NUDGE_AFTER_S`` the wait forces the flush itself (``wal_flush_force``).
-    """
-    deadline = time.monotonic() + timeout
-    nudge_at = time.monotonic() + WAL_NUDGE_AFTER_S
-    written = wal_position()
-    while True:
-        flushed = wal_position(flushed=True)
-        if written is None or flushed is None or flushed >= written:
-            return
-        if time.monotonic() > nudge_at:
-            wal_flush_force()
-            nudge_at = deadline
-            continue
-        if time.monotonic() > deadline:
-            raise TimeoutError("the database did not flush its WAL in time")
-        time.sleep(0.01)
-
-
-def wal_flush_force() -> None:
-    """Flush every WAL record inserted so far: a synchronous commit of a transaction that wrote
-    WAL flushes it up to its own commit record (one fsync). A transactional logical message is
-    the smallest such write any role may make (an xid alone writes no WAL and commits
-    asynchronously)."""
-    if connection.vendor != "postgresql":
-        return
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO ON")
-        cursor.execute("SELECT pg_logical_emit_message(true, 'routerhub.flush', '')")
 
 
 def _charges(

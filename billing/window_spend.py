@@ -16,9 +16,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from billing.windows import window_start
@@ -83,8 +85,11 @@ def budget_threshold_emit(
     *, organization_id: int, key_id: int, spend: WindowSpend
 ) -> dict[str, Any]:
     """The ``budget.threshold`` event of one key's window: called once per window, inside the
-    transaction that holds the request which crossed the share (so it commits with the mark that
-    it was sent). Returns the event's payload."""
+    transaction that holds the request which crossed the share (it commits the window's mark that
+    the event was sent). The event is emitted when that transaction commits, never inside it: its
+    query and insert would hold the window's lock longer (every hold of the key waits on it) and a
+    failure there would roll the hold back; a hold that rolls back emits nothing. Returns the
+    event's payload."""
     payload: dict[str, Any] = {
         "key_id": key_id,
         "window": spend.reset,
@@ -94,13 +99,25 @@ def budget_threshold_emit(
         "share": round(spend.share, 4),
         "threshold": settings.BUDGET_THRESHOLD_SHARE,
     }
-    webhook_budget_threshold(organization_id=organization_id, payload=payload)
+    transaction.on_commit(partial(_emit_committed, organization_id, payload))
     return payload
 
 
+def _emit_committed(organization_id: int, payload: dict[str, Any]) -> None:
+    # The hold has committed with the window's mark: a failure here loses this window's event
+    # (logged), never the hold, which the request is already using.
+    try:
+        webhook_budget_threshold(organization_id=organization_id, payload=payload)
+    except Exception:
+        logger.exception(
+            "budget.threshold event of key %s could not be queued; its hold stands",
+            payload["key_id"],
+        )
+
+
 def webhook_budget_threshold(*, organization_id: int, payload: dict[str, Any]) -> None:
-    """The one call site of the ``budget.threshold`` webhook: queued in the hold's transaction
-    (one query and one insert, once per window), sent by Celery after it commits."""
+    """The one call site of the ``budget.threshold`` webhook: after the hold's commit (one query
+    and one insert, once per window), sent by Celery."""
     logger.info(
         "budget.threshold: key %s used %s of its %s window",
         payload["key_id"],

@@ -19,6 +19,7 @@ from accounts.models import Organization, Role
 from accounts.tenant_api import TenantAPIView
 from routerhub.errors import BadRequest, Conflict, NotFound
 from routing.models import Pipeline, PipelineKind, PipelineVersion
+from routing.pipeline_rows import pipeline_rows_changed
 from routing.pipeline_spec import spec_validate
 from routing.selectors import catalog_model_ids
 from training.serving import Router, cascade_report
@@ -112,7 +113,7 @@ def pipeline_create(
     if Pipeline.objects.filter(organization=organization, slug=slug).exists():
         raise Conflict(f"A pipeline with slug '{slug}' already exists.", param="slug")
     pipeline = Pipeline.objects.create(organization=organization, slug=slug, name=name or slug)
-    pipeline_version_add(pipeline, kind, steps, options)
+    pipeline_version_add(pipeline, kind, steps, options)  # serving's caches: pipeline_rows_changed
     return pipeline
 
 
@@ -120,7 +121,8 @@ def pipeline_create(
 def pipeline_version_add(
     pipeline: Pipeline, kind: str, steps: list[Any], options: dict[str, Any] | None = None
 ) -> PipelineVersion:
-    """A new version of ``pipeline``, active from now on."""
+    """A new version of ``pipeline``, active from now on (in every serving process within
+    ``PIPELINE_CACHE_TTL``; in this one as it commits)."""
     Pipeline.objects.select_for_update().filter(pk=pipeline.pk).first()  # numbers in order
     last = pipeline.versions.aggregate(last=Max("number"))["last"] or 0
     version = PipelineVersion.objects.create(
@@ -128,7 +130,16 @@ def pipeline_version_add(
     )
     pipeline.active_version = version
     pipeline.save(update_fields=["active_version"])
+    pipeline_rows_changed()
     return version
+
+
+@transaction.atomic
+def pipeline_delete(pipeline: Pipeline) -> None:
+    """Delete ``pipeline`` and its versions; ``pipeline/<slug>`` is then 404 (every serving
+    process within ``PIPELINE_CACHE_TTL``)."""
+    pipeline.delete()
+    pipeline_rows_changed()
 
 
 class _PipelineScoped(TenantAPIView):
@@ -166,7 +177,7 @@ class PipelineDetailView(_PipelineScoped):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, slug: str) -> Response:
-        self.get_object().delete()
+        pipeline_delete(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -2,8 +2,9 @@
 
 A decision featurizes the prompt once, scores every candidate with the router's active version
 (``training.serving``, loaded once per process and kept in memory) and orders them by
-``score - λ·cost`` at the requested tradeoff; the gateway calls the first and falls back down the
-ranking. Router rows are cached per process for ``ROUTER_CACHE_TTL`` (0.5 s): an activation or
+``score - λ·cost`` at the requested tradeoff (``routing.router_ranking``); the gateway calls the
+first and falls back down the ranking. This module finds the router's row and picks the ranking.
+Router rows are cached per process for ``ROUTER_CACHE_TTL`` (0.5 s): an activation or
 rollback changes decisions in every worker within a second. No decision waits for a version to
 load (the first after an activation took 68 ms): rows are reloaded ahead of expiry and versions
 of activations seen loaded before their rows are published (``refresh_ahead``,
@@ -24,8 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -36,24 +35,20 @@ from routerhub.ttl_cache import MISS, TtlCache, refresh_ahead
 from routing import router_policy as policy
 from routing.budget import KeyBudget
 from routing.calibration import calibration_bias
-from routing.gateway.catalog_cache import CatalogSnapshot, ModelInfo
+from routing.gateway.catalog_cache import CatalogSnapshot
+from routing.router_ranking import PLATFORM_ROUTER_SLUG as PLATFORM_ROUTER_SLUG
+from routing.router_ranking import RankedChoice as RankedChoice
+from routing.router_ranking import RouterDecision as RouterDecision
+from routing.router_ranking import heuristic_decision, trained_decision
 from routing.router_request import TRADEOFF_NAMES as TRADEOFF_NAMES
 from routing.router_request import messages_prompt as messages_prompt
 from routing.router_request import router_options as router_options
 from routing.router_request import tradeoff_parse as tradeoff_parse
-from training import serving
-from training.serving import (
-    DEFAULT_OUTPUT_TOKENS,
-    Router,
-    RouterVersion,
-    estimated_tokens,
-    text_tokens,
-)
+from training.serving import Router, RouterVersion
 
 logger = logging.getLogger(__name__)
 
 PLATFORM_ORGANIZATION_SLUG = "routerhub-platform"
-PLATFORM_ROUTER_SLUG = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,57 +63,6 @@ class RouterRow:
     version: RouterVersion | None  # unsaved copy with id, number, checksum and artifact paths
     bias: dict[str, float] = dataclasses.field(default_factory=dict)  # routing.calibration
     lifecycle: policy.ServingPolicy | None = None  # shadow, A/B challenger, exploration
-
-
-@dataclass(frozen=True, slots=True)
-class RankedChoice:
-    model: str
-    score: float | None
-    expected_cost: float | None
-    bias: float | None = None  # the feedback calibration added to ``score`` (None: none yet)
-
-
-@dataclass(frozen=True)
-class RouterDecision:
-    router: str  # "router/<slug>"
-    version: int | None
-    ranked: list[RankedChoice]
-    latency_ms: float
-    strategy: str  # "trained" or "heuristic"
-    router_id: int | None = None  # recorded on the usage record: feedback joins on it
-    budget: dict[str, Any] | None = None  # routing.budget of a budget-aware key
-    log: policy.DecisionLog | None = None  # what the decision log keeps (router_policy)
-
-    @property
-    def chosen(self) -> str:
-        return self.ranked[0].model
-
-    @property
-    def models(self) -> list[str]:
-        return [choice.model for choice in self.ranked]
-
-    def restricted_to(self, servable: set[str]) -> RouterDecision:
-        """The same decision ranking only ``servable`` models (those the gateway can call)."""
-        return dataclasses.replace(self, ranked=[c for c in self.ranked if c.model in servable])
-
-    def as_routing(self) -> dict[str, Any]:
-        """The response's ``routing`` object of API.md."""
-        routing = {
-            "router": self.router,
-            "version": self.version,
-            "chosen": self.chosen,
-            "strategy": self.strategy,
-            "ranked": [_ranked_json(c) for c in self.ranked],
-            "latency_ms": round(self.latency_ms, 3),
-        }
-        if self.log is not None and self.log.explored:
-            routing["explored"] = True
-        return routing if self.budget is None else routing | {"budget": self.budget}
-
-
-def _ranked_json(choice: RankedChoice) -> dict[str, Any]:
-    ranked = {"model": choice.model, "score": choice.score, "expected_cost": choice.expected_cost}
-    return ranked if choice.bias is None else ranked | {"bias": choice.bias}
 
 
 # --- router rows, cached per process ----------------------------------------------------------
@@ -268,24 +212,6 @@ async def routers_watch_activations() -> None:
 # --- decisions ---------------------------------------------------------------------------------
 
 
-def _blended_prices(catalog: CatalogSnapshot, models: list[str], prompt: str) -> dict[str, float]:
-    """USD per 1M tokens such that the predictor's expected cost is this prompt's input cost
-    plus a typical completion at the cheapest endpoint's prices."""
-    prompt_tokens = text_tokens(prompt)
-    tokens = estimated_tokens(prompt)
-    prices: dict[str, float] = {}
-    for model in models:
-        info = catalog.models.get(model)
-        if info is None or not info.endpoints:
-            continue
-        cost = min(
-            e.prices.prompt * Decimal(prompt_tokens) + e.prices.completion * DEFAULT_OUTPUT_TOKENS
-            for e in info.endpoints
-        )
-        prices[model] = float(cost) / tokens * 1e6
-    return prices
-
-
 def _narrow(row_candidates: list[str], requested: list[str] | None, router: str) -> list[str]:
     if requested is None:
         return row_candidates
@@ -299,73 +225,6 @@ def _narrow(row_candidates: list[str], requested: list[str] | None, router: str)
     if not requested:
         raise InvalidInput("router.candidates must not be empty.", param="router.candidates")
     return requested
-
-
-def _trained_decision(
-    row: RouterRow,
-    name: str,
-    prompt: str,
-    tradeoff: float,
-    candidates: list[str],
-    catalog: CatalogSnapshot | None,
-    started: float,
-) -> RouterDecision:
-    assert row.version is not None
-    version = policy.serving_version(row.version, row.lifecycle, row.router_id, prompt)
-    predictor = serving.predictor_for_version(version)
-    prices = _blended_prices(catalog, candidates, prompt) if catalog is not None else None
-    bias = row.bias if version.number == row.version.number else {}  # learned on the active one
-    ranked = predictor.rank(prompt, tradeoff, candidates, prices or None, bias or None)
-    if not ranked:
-        raise InvalidInput(
-            f"None of the candidates were trained in {name} v{version.number}.",
-            param="router.candidates",
-        )
-    serving.drift_sample_observe(row.version, prompt)
-    return RouterDecision(
-        router=name,
-        version=version.number,
-        ranked=[
-            RankedChoice(r.model, r.score, r.expected_cost, bias.get(r.model, 0.0))
-            if bias
-            else RankedChoice(r.model, r.score, r.expected_cost)
-            for r in ranked
-        ],
-        latency_ms=(time.perf_counter() - started) * 1000,
-        strategy="trained",
-        router_id=row.router_id,
-        log=policy.decision_log_new(row, version, prompt, tradeoff, prices or None),
-    )
-
-
-def heuristic_decision(
-    catalog: CatalogSnapshot,
-    tradeoff: float,
-    candidates: list[str] | None,
-    prompt: str,
-    started: float,
-) -> RouterDecision:
-    """``router/auto`` before it is trained: capability fit (the gateway's plan drops models that
-    cannot serve the request), then price — dearest first when quality matters more."""
-    pool: list[ModelInfo] = [
-        info
-        for model_id, info in catalog.models.items()
-        if info.endpoints
-        and not info.is_embedding  # a router answers chat; embedding models cannot
-        and (candidates is None or model_id in candidates)
-    ]
-    if not pool:
-        raise NotFound("router/auto has no catalog model to choose from.", param="model")
-    prices = _blended_prices(catalog, [m.id for m in pool], prompt)
-    tokens = estimated_tokens(prompt)
-    ordered = sorted(pool, key=lambda m: prices[m.id], reverse=tradeoff < 0.5)
-    return RouterDecision(
-        router=f"router/{PLATFORM_ROUTER_SLUG}",
-        version=None,
-        ranked=[RankedChoice(m.id, None, prices[m.id] * tokens / 1e6) for m in ordered],
-        latency_ms=(time.perf_counter() - started) * 1000,
-        strategy="heuristic",
-    )
 
 
 def router_decide(
@@ -405,7 +264,7 @@ def router_decide(
         )
     chosen = _narrow(list(row.candidates), candidates, model_id)
     return _with_budget(
-        lambda t: _trained_decision(row, model_id, prompt, t, chosen, catalog, started),
+        lambda t: trained_decision(row, model_id, prompt, t, chosen, catalog, started),
         row.default_tradeoff if tradeoff is None else tradeoff,
         budget,
     )

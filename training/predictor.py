@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -59,6 +59,10 @@ class Predictor:
     version_id: int
     checksum: str
     router: TrainedRouter
+    _index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index = {m: i for i, m in enumerate(self.router.models)}
 
     @property
     def models(self) -> list[str]:
@@ -85,7 +89,7 @@ class Predictor:
         """
         trained = self.router
         names = candidates if candidates is not None else trained.models
-        index = {m: i for i, m in enumerate(trained.models)}
+        index = self._index
         chosen = [index[m] for m in dict.fromkeys(names) if m in index]
         if not chosen:
             return []
@@ -98,8 +102,11 @@ class Predictor:
         calibrated = predicted
         if bias:
             calibrated = predicted + np.array([bias.get(trained.models[i], 0.0) for i in chosen])
-        utility = trained.utilities(calibrated, tradeoff, mix_key(prompt), chosen, incumbent)
-        order = np.lexsort((trained.mean_costs[chosen], -utility))
+        # The policy's arrays for these candidates are derived once per (tradeoff, candidates)
+        # (``TrainedRouter.utilities`` arithmetic; tests compare the two on a trained router).
+        policy = trained.chosen_policy(tradeoff, chosen)
+        utility = trained.utility_one(calibrated, policy, mix_key(prompt), incumbent)
+        order = np.lexsort((policy.mean_costs, -utility))
         return [
             RankedModel(
                 trained.models[chosen[k]],

@@ -83,6 +83,9 @@ CATALOG_CACHE_TTL = env.float("CATALOG_CACHE_TTL", default=1.0)
 # Seconds a router row (its active version) is cached per process: activation and rollback
 # reach every worker within this time.
 ROUTER_CACHE_TTL = env.float("ROUTER_CACHE_TTL", default=0.5)
+# Seconds a pipeline's active version is cached per process (routing.pipeline_rows): a new
+# version or a deletion reaches every worker within this time.
+PIPELINE_CACHE_TTL = env.float("PIPELINE_CACHE_TTL", default=0.5)
 # Router lifecycle (README "Router lifecycle"): caps on what a router's own settings may ask
 # for. A shadow version decides on at most this share of requests, and on at most this many per
 # second per serving process (~1 ms of CPU each, after the answer is sent); exploration serves a

@@ -29,8 +29,6 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import partial
 
-from asgiref.sync import sync_to_async
-
 from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
@@ -61,7 +59,8 @@ from routing.gateway.request_shape import (
     reservation_for,
 )
 from routing.ingress.anthropic import canonical_to_messages_response
-from routing.models import Pipeline, PipelineVersion
+from routing.models import PipelineVersion
+from routing.pipeline_rows import pipeline_version_async
 from routing.providers.base import JSON, Usage
 from routing.routers import messages_prompt, router_decide_async
 
@@ -132,22 +131,14 @@ def _refuse_unsupported(body: JSON) -> None:
 
 
 async def _active_version(organization_id: int, slug: str) -> PipelineVersion:
-    pipeline = await sync_to_async(_pipeline_load, thread_sensitive=False)(organization_id, slug)
-    if pipeline is None or pipeline.active_version is None:
+    version = await pipeline_version_async(organization_id, slug)  # cached: routing.pipeline_rows
+    if version is None:
         raise NotFound(
             f"No pipeline 'pipeline/{slug}' in this organization; GET "
             "/api/v1/pipelines lists them.",
             param="model",
         )
-    return pipeline.active_version
-
-
-def _pipeline_load(organization_id: int, slug: str) -> Pipeline | None:
-    return (
-        Pipeline.objects.select_related("active_version")
-        .filter(organization_id=organization_id, slug=slug)
-        .first()
-    )
+    return version
 
 
 @dataclass

@@ -16,7 +16,7 @@ import redis
 from django.db import connection, transaction
 
 from billing.outbox import STREAM, _acknowledge_durable
-from billing.settlement import _wait_until_durable, wal_position
+from billing.wal import wal_position, wal_wait_durable
 from tests.conftest import require_postgres
 from tests.factories import organization_make
 
@@ -46,7 +46,7 @@ def test_the_durability_wait_forces_the_flush_of_wal_the_wal_writer_leaves_behin
     unflushed_wal_of_another_session: None,
 ) -> None:
     written = wal_position()
-    _wait_until_durable(timeout=30.0)  # raised TimeoutError before: the flush never came
+    wal_wait_durable(timeout=30.0)  # raised TimeoutError before: the flush never came
 
     flushed = wal_position(flushed=True)
     assert written is not None and flushed is not None and flushed >= written

@@ -34,9 +34,16 @@ def _fresh_gateway_state() -> Iterator[None]:
     from routing.gateway import health
     from routing.gateway.catalog_cache import catalog_cache_clear
     from routing.gateway.credentials import byok_cache_clear
+    from routing.pipeline_rows import pipeline_cache_clear
     from routing.routers import router_cache_clear
 
-    resets = (health.health_reset, catalog_cache_clear, byok_cache_clear, router_cache_clear)
+    resets = (
+        health.health_reset,
+        catalog_cache_clear,
+        byok_cache_clear,
+        router_cache_clear,
+        pipeline_cache_clear,
+    )
     for reset in resets:
         reset()
     yield

@@ -59,7 +59,7 @@ def closed_port_url() -> str:
 
 # How long a test waits for background work it depends on (a request's settlement after its
 # response, a usage record, a hold released). Generous: the wait ends as soon as the condition
-# holds, and settlement alone may legitimately take 10 s (its durability wait, billing.settlement)
+# holds, and settlement alone may legitimately take 10 s (its durability wait, billing.wal)
 # before a loaded 2-core CI machine queues it behind other work.
 SETTLE_TIMEOUT = 60.0
 

@@ -160,3 +160,77 @@ def test_concurrent_bursts_over_the_limit_admit_the_limit(redis_limits: None) ->
     first, second = concurrent_bursts(rpm=1000, bursts=[800, 800])
     assert first == 800
     assert 1000 - 10 <= first + second <= 1000
+
+
+class _Clock:
+    """``time`` for the limiter alone: a monotonic clock the test advances; wall time as is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        import time
+
+        return time.time()
+
+
+def paced_leases(monkeypatch: pytest.MonkeyPatch, key: AuthenticatedKey,
+                 paces: list[tuple[int, float]]) -> tuple[int, int, limits._Lease]:  # fmt: skip
+    """Admit ``n`` requests ``gap`` seconds apart for each (n, gap) of ``paces``, in one worker;
+    returns (requests admitted, Redis lease calls, the key's lease)."""
+    clock = _Clock()
+    monkeypatch.setattr(limits, "time", clock)
+    calls = [0]
+    lease_more = limits._lease_more
+
+    async def counted(*args: Any) -> bool:
+        calls[0] += 1
+        return await lease_more(*args)
+
+    monkeypatch.setattr(limits, "_lease_more", counted)
+
+    async def run() -> int:
+        ok = 0
+        for requests, gap in paces:
+            for _ in range(requests):
+                await limits.rate_limit_admit(key, 0)
+                ok += 1
+                clock.now += gap
+        await limits.rate_limit_close()
+        return ok
+
+    ok = asyncio.run(run())
+    return ok, calls[0], next(iter(limits._leases.values()))
+
+
+def test_a_key_used_at_a_steady_pace_leases_rarely(
+    redis_limits: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """600 requests 20 ms apart (one connection at concurrency 1): the slice settles at about a
+    second's worth. A regression: it fell back to one whenever a slice lasted over 0.1 s, so
+    the key climbed 1, 2, 4, 8 and started over, a Redis call every four requests (~160)."""
+    limits._leases.clear()
+    ok, calls, _ = paced_leases(monkeypatch, a_key(rpm=1_000_000_000), [(600, 0.02)])
+
+    assert ok == 600
+    assert calls <= 25
+
+
+def test_a_key_that_slows_down_leases_smaller_slices(
+    redis_limits: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a fast stretch (slices up to 64), one request every 2 s: the slice shrinks to what
+    that pace spends in a second (quota a worker holds and does not use is lost to the others
+    at the minute's end)."""
+    limits._leases.clear()
+    key = a_key(rpm=1_000_000_000)
+    _, _, lease = paced_leases(monkeypatch, key, [(100, 0.002)])
+    assert lease.request_slice == 64
+
+    ok, _, lease = paced_leases(monkeypatch, key, [(40, 2.0)])
+
+    assert ok == 40
+    assert lease.request_slice == 1

@@ -39,3 +39,29 @@ def test_forest_matches_booster_predict_for_binary_and_regression_heads(gaps: bo
     theirs = np.column_stack([b.predict(rows) for b in boosters])
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
     assert len(np.unique(ours[:, 0])) > 10  # the trees really split
+
+
+@pytest.mark.parametrize("leaves", [2, 31, 63, 100])
+def test_every_tree_shape_exits_where_booster_predict_does(leaves: int) -> None:
+    """Small and large trees, trees that could not split (a single leaf) and trees past the
+    63 leaves the exit masks hold (the level-by-level walk serves those)."""
+    rng = np.random.default_rng(1)
+    x = _data(rng, 2000, gaps=False)
+    label = (np.sin(3 * x[:, 0]) + x[:, 1] * x[:, 2] > 0).astype(int)
+    params = {"num_leaves": leaves, "min_data_in_leaf": 2, "verbose": -1}
+    boosters = [
+        lgb.train({**params, "objective": "binary"}, lgb.Dataset(x, label), 30),
+        lgb.train(
+            {**params, "objective": "regression", "min_data_in_leaf": 5000},
+            lgb.Dataset(x, x[:, 3]),
+            5,
+        ),
+    ]
+    forest = forest_from_boosters(boosters)
+    rows = _data(rng, 200, gaps=False)
+
+    ours = np.array([forest.predict(row) for row in rows])
+
+    theirs = np.column_stack([b.predict(rows) for b in boosters])
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    assert (forest.exits is None) == (leaves > 63)

@@ -84,3 +84,19 @@ def test_corrupted_artifacts_are_refused_at_load(router: Router) -> None:
     default_storage.save(path, ContentFile(b"{}"))
     with pytest.raises(predictor.ArtifactError):
         predictor.predictor_for_version(version)
+
+
+def test_a_loaded_version_has_built_everything_its_first_decision_reads(router: Router) -> None:
+    """The load (activation, or the serving processes' warm-up) pays every one-time cost: the
+    first decision after it builds nothing (projection, forest and its exit masks, the bigram
+    table, the char n-gram index)."""
+    version = router.active_version
+    assert version is not None
+
+    loaded = predictor.predictor_for_version(version, warmup=True)
+
+    trained = loaded.router
+    assert trained._projection is not None and trained._forest_slot is not None
+    assert trained._forest is not None and trained._forest.exits is not None
+    assert trained.featurizer._bigram_ids is not None
+    assert trained.featurizer._char_index_built and trained.featurizer._char_index is not None

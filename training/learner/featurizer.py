@@ -13,17 +13,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 
+from training.learner.char_ngrams import CharNgramIndex, char_ngram_index
 from training.learner.prompt_text import (
     LEGACY_STAT_NAMES,
     STAT_NAMES,
     char_terms,
     text_statistics,
     word_terms,
+    word_tokens,
 )
 
 CHAR_CACHE_WORDS = 200_000  # memoised words per featurizer (a few tens of MB at most)
@@ -52,6 +55,22 @@ def _tfidf_block(
     return matrix
 
 
+def _present_counts(ids: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``ids`` (of a vocabulary of ``width``), sorted, and how often each occurs.
+
+    Sorting the ids beats counting over the whole vocabulary (bincount, then a nonzero scan of
+    it) while there are fewer ids than vocabulary entries: for a 2 KB prompt ~40% fewer
+    instructions. Both give the same arrays."""
+    if not len(ids):
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    if len(ids) < width:
+        present, counts = np.unique(ids, return_counts=True)
+        return present.astype(np.int64), counts.astype(np.float64)
+    all_counts = np.bincount(ids)
+    present = np.flatnonzero(all_counts)
+    return present, all_counts[present].astype(np.float64)
+
+
 def _sublinear_weights(count: np.ndarray, idf: np.ndarray) -> np.ndarray:
     return np.asarray((1.0 + np.log(count)) * idf)
 
@@ -69,6 +88,9 @@ class Featurizer:
     stat_names: tuple[str, ...] = STAT_NAMES  # the statistics this featurizer was fitted with
     _components_t: np.ndarray | None = field(default=None, init=False, repr=False)
     _char_cache: dict[str, bytes] = field(init=False, repr=False, default_factory=dict)
+    _char_index: CharNgramIndex | None = field(default=None, init=False, repr=False)
+    _char_index_built: bool = field(default=False, init=False, repr=False)
+    _bigram_ids: dict[tuple[str, ...], int] | None = field(default=None, init=False, repr=False)
 
     def components_t(self) -> np.ndarray:
         """(vocabulary, components) float64, built on first use: a serving router gathers from
@@ -88,14 +110,24 @@ class Featurizer:
     def _word_counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Sorted vocabulary ids of the prompt's word n-grams, and their counts."""
         get = self.word_vocab.get
-        # One dict lookup per term, then counting ids with bincount: cheaper than a Counter
-        # over the n-gram strings (measured ~0.23 -> ~0.12 ms for a 2 KB prompt).
-        ids = [i for i in map(get, word_terms(text, self.config.word_ngrams)) if i is not None]
-        if not ids:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        counts = np.bincount(np.asarray(ids, dtype=np.int64))
-        present = np.flatnonzero(counts)
-        return present, counts[present].astype(np.float64)
+        # One dict lookup per term, then counting ids: cheaper than a Counter over the n-gram
+        # strings (measured ~0.23 -> ~0.12 ms for a 2 KB prompt).
+        if self.config.word_ngrams == (1, 2):
+            # Bigrams looked up as token pairs: no string built and hashed per bigram (~30%
+            # fewer instructions for the lookups of a 2 KB prompt).
+            tokens = word_tokens(text)
+            ids = [i for i in map(get, tokens) if i is not None]
+            ids += [i for i in map(self._bigrams().get, pairwise(tokens)) if i is not None]
+        else:
+            ids = [i for i in map(get, word_terms(text, self.config.word_ngrams)) if i is not None]
+        return _present_counts(np.asarray(ids, dtype=np.int64), len(self.word_vocab))
+
+    def _bigrams(self) -> dict[tuple[str, ...], int]:
+        """The vocabulary's bigrams keyed by their two tokens (tokens never contain spaces)."""
+        if self._bigram_ids is None:
+            pairs = {tuple(t.split(" ")): i for t, i in self.word_vocab.items() if " " in t}
+            self._bigram_ids = pairs
+        return self._bigram_ids
 
     def _char_ids_of_word(self, word: str) -> bytes:
         """Vocabulary ids of one word's char_wb n-grams (repeats kept) as int32 bytes, memoised
@@ -108,6 +140,28 @@ class Featurizer:
             self._char_cache[word] = packed
         return packed
 
+    def _char_ids_of_new_words(self, words: list[str]) -> dict[str, bytes]:
+        """``_char_ids_of_word`` of each of ``words`` (memoised likewise), the words long enough
+        for an n-gram all at once through the vocabulary's integer index (char_ngrams.py)."""
+        if not self._char_index_built:
+            self._char_index = char_ngram_index(self.char_vocab, self.config.char_ngrams)
+            self._char_index_built = True
+        index, shortest = self._char_index, self.config.char_ngrams[0] - 2
+        unique = list(dict.fromkeys(words))
+        if index is None:
+            return {word: self._char_ids_of_word(word) for word in unique}
+        out = {word: self._char_ids_of_word(word) for word in unique if len(word) < shortest}
+        long = [word for word in unique if len(word) >= shortest]
+        if not long:
+            return out
+        ids, owner = index.word_ids(long)
+        ends = np.cumsum(np.bincount(owner, minlength=len(long)))
+        for word, start, end in zip(long, np.concatenate([[0], ends[:-1]]), ends, strict=True):
+            packed = out[word] = ids[start:end].tobytes()
+            if len(self._char_cache) < CHAR_CACHE_WORDS:
+                self._char_cache[word] = packed
+        return out
+
     def _char_counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Sorted vocabulary ids of the prompt's char_wb n-grams, and their counts.
 
@@ -118,17 +172,16 @@ class Featurizer:
         words = text.lower().split()
         parts = list(map(self._char_cache.get, words))
         if None in parts:
+            new = self._char_ids_of_new_words(
+                [w for w, p in zip(words, parts, strict=True) if p is None]
+            )
             parts = [
-                part if part is not None else self._char_ids_of_word(word)
+                part if part is not None else new[word]
                 for word, part in zip(words, parts, strict=True)
             ]
         # Why the ignore below: numpy's stubs want a Buffer; bytes is one at run time.
         ids = np.frombuffer(b"".join(parts), dtype=np.int32)  # type: ignore[arg-type]
-        if not len(ids):
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        counts = np.bincount(ids)  # sorted by id, no sort needed
-        present = np.flatnonzero(counts)
-        return present, counts[present].astype(np.float64)
+        return _present_counts(ids, len(self.char_vocab))
 
     def tfidf_matrix(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """TF-IDF rows (word block then char block), each block L2-normalised."""

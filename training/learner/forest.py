@@ -33,24 +33,28 @@ class Forest:
     sigmoid: np.ndarray  # per booster: the binary objective's sigmoid scale, 0 for regression
     depth: int
     zero_missing: bool  # some split treats zeros as missing (slow path needed)
-    children: np.ndarray = field(init=False, repr=False)  # [2i] = left[i], [2i + 1] = right[i]
+    exits: _ExitMasks | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "children", np.stack([self.left, self.right], axis=1).ravel())
+        object.__setattr__(self, "exits", _exit_masks(self))
 
     def predict(self, row: np.ndarray) -> np.ndarray:
         """Each booster's prediction for one dense feature row (as ``Booster.predict``)."""
         x = np.asarray(row, dtype=np.float64)
+        exits = self.exits
+        if exits is not None and not self.zero_missing and not np.isnan(x).any():
+            # The common case: no missing values to route, so a split is just ``x <= t``, and
+            # every tree's exit leaf comes from all its splits at once (QuickScorer, Lucchese et
+            # al. 2015): a split whose test sends the row right rules out the leaves of its left
+            # subtree, and the exit is the leftmost leaf left. The k-th split of every tree sits
+            # in row k, so ruling out is one OR down the rows: a few numpy calls in all instead
+            # of four per tree level (~2x fewer instructions for 11 x 200 trees of 7 leaves).
+            right = x.take(exits.feature) > exits.threshold
+            ruled_out = np.bitwise_or.reduce(exits.left_leaves * right, axis=0)
+            leftmost = ~ruled_out & (ruled_out + np.uint64(1))  # lowest leaf not ruled out
+            leaf = np.frexp(leftmost.astype(np.float64))[1] - 1
+            return self._link_values(exits.leaf_value[exits.first_leaf + leaf])
         node = self.roots.copy()
-        if not self.zero_missing and not np.isnan(x).any():
-            # The common case: no missing values to route, so a split is just ``x <= t``. Every
-            # node's comparison at once (one gather over all nodes), then each level of every
-            # tree is two gathers: ~3x faster than comparing level by level.
-            right = (x[self.feature] > self.threshold).view(np.int8)
-            children = self.children
-            for _ in range(self.depth):
-                node = children[2 * node + right[node]]
-            return self._link(node)
         for _ in range(self.depth):
             value = x[self.feature[node]]
             missing = self.missing[node]
@@ -64,10 +68,55 @@ class Forest:
         return self._link(node)
 
     def _link(self, leaves: np.ndarray) -> np.ndarray:
-        raw = np.bincount(
-            self.head_of_tree, weights=self.value[leaves], minlength=len(self.sigmoid)
-        )
+        return self._link_values(self.value[leaves])
+
+    def _link_values(self, tree_values: np.ndarray) -> np.ndarray:
+        """Each booster's output from its trees' leaf values (summed in tree order)."""
+        raw = np.bincount(self.head_of_tree, weights=tree_values, minlength=len(self.sigmoid))
         return np.where(self.sigmoid > 0, 1.0 / (1.0 + np.exp(-self.sigmoid * raw)), raw)
+
+
+MAX_EXIT_LEAVES = 63  # leaves per tree the bit masks hold (LightGBM's default is 31; ours 7)
+
+
+@dataclass(frozen=True)
+class _ExitMasks:
+    """Every tree's splits as (splits, trees) arrays for ``Forest.predict``'s fast path; a tree
+    with fewer splits is padded with splits that never send a row right."""
+
+    feature: np.ndarray  # (splits, trees)
+    threshold: np.ndarray  # (splits, trees), +inf on padding
+    left_leaves: np.ndarray  # (splits, trees) uint64: bits of the left subtree's leaves
+    first_leaf: np.ndarray  # per tree: where its leaves start in ``leaf_value``
+    leaf_value: np.ndarray  # every leaf, tree by tree, left to right
+
+
+def _exit_masks(forest: Forest) -> _ExitMasks | None:
+    """Built from the flattened trees: ``_flatten`` lays each tree out in preorder (a split,
+    its left subtree, its right subtree), so a subtree's leaves are consecutive in left-to-right
+    order and a split's left subtree spans the nodes between it and its right child."""
+    nodes, trees = len(forest.feature), len(forest.roots)
+    tree_of_node = np.searchsorted(forest.roots, np.arange(nodes), side="right") - 1
+    is_leaf = forest.left == np.arange(nodes)
+    leaves_before = np.concatenate([[0], np.cumsum(is_leaf)])  # leaves among nodes < k
+    first_leaf = leaves_before[forest.roots]
+    leaves = np.bincount(tree_of_node, weights=is_leaf, minlength=trees)
+    if leaves.max(initial=0) > MAX_EXIT_LEAVES:
+        return None
+    splits = np.flatnonzero(~is_leaf)
+    tree = tree_of_node[splits]
+    low = (leaves_before[splits + 1] - first_leaf[tree]).astype(np.uint64)
+    high = (leaves_before[forest.right[splits]] - first_leaf[tree]).astype(np.uint64)
+    one = np.uint64(1)
+    per_tree = np.bincount(tree, minlength=trees)
+    row = np.arange(len(splits)) - np.concatenate([[0], np.cumsum(per_tree)])[tree]
+    shape = (int(per_tree.max(initial=0)), trees)
+    feature, threshold = np.zeros(shape, dtype=np.int64), np.full(shape, np.inf)
+    left_leaves = np.zeros(shape, dtype=np.uint64)
+    feature[row, tree] = forest.feature[splits]
+    threshold[row, tree] = forest.threshold[splits]
+    left_leaves[row, tree] = ((one << high) - one) ^ ((one << low) - one)
+    return _ExitMasks(feature, threshold, left_leaves, first_leaf, forest.value[is_leaf])
 
 
 def _flatten(node: dict[str, Any], arrays: dict[str, list[Any]], depth: int) -> tuple[int, int]:

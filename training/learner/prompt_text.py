@@ -87,20 +87,21 @@ UPPER = re.compile(r"[A-Z]")
 PUNCTUATION = re.compile(r"[^\w\s]")
 
 
-def _ascii_deleting(pattern: re.Pattern[str]) -> dict[int, None]:
-    """A ``str.translate`` table deleting the ASCII characters ``pattern`` matches."""
-    return {c: None for c in range(128) if pattern.fullmatch(chr(c))}
+def _ascii_matching(pattern: re.Pattern[str]) -> bytes:
+    """The ASCII characters ``pattern`` matches, as the deletion set of ``bytes.translate``."""
+    return bytes(c for c in range(128) if pattern.fullmatch(chr(c)))
 
 
-_DELETE_ASCII = {p: _ascii_deleting(p) for p in (DIGIT, UPPER, PUNCTUATION, OPERATORS)}
+_DELETE_ASCII = {p: _ascii_matching(p) for p in (DIGIT, UPPER, PUNCTUATION, OPERATORS)}
 
 
-def _count(pattern: re.Pattern[str], text: str, ascii_only: bool) -> int:
+def _count(pattern: re.Pattern[str], text: str, ascii_bytes: bytes | None) -> int:
     """How many characters of ``text`` the one-character ``pattern`` matches. An ASCII text
-    goes through ``str.translate`` with the same character set (~5x faster than ``findall``,
-    which builds a list of every match; the tables are derived from the patterns themselves)."""
-    if ascii_only:
-        return len(text) - len(text.translate(_DELETE_ASCII[pattern]))
+    (``ascii_bytes``: its bytes) deletes the same character set with ``bytes.translate``
+    (~10x faster than ``findall``, which builds a list of every match, and half the
+    instructions of ``str.translate``; the sets are derived from the patterns themselves)."""
+    if ascii_bytes is not None:
+        return len(ascii_bytes) - len(ascii_bytes.translate(None, _DELETE_ASCII[pattern]))
     return len(pattern.findall(text))
 
 
@@ -110,15 +111,17 @@ def text_statistics(text: str, count: int = len(STAT_NAMES)) -> list[float]:
     chars = len(text) or 1
     words = text.split()
     lines = text.splitlines() or [""]
-    non_ascii = len(text.encode("utf-8", "ignore")) - len(text)
     ascii_only = text.isascii()
+    raw = text.encode("utf-8", "ignore")
+    non_ascii = len(raw) - len(text)
+    ascii_bytes = raw if ascii_only else None
     stats = [
         math.log1p(len(text)),
         math.log1p(len(words)),
         float(len(lines)),
-        _count(DIGIT, text, ascii_only) / chars,
-        _count(UPPER, text, ascii_only) / chars,
-        _count(PUNCTUATION, text, ascii_only) / chars,
+        _count(DIGIT, text, ascii_bytes) / chars,
+        _count(UPPER, text, ascii_bytes) / chars,
+        _count(PUNCTUATION, text, ascii_bytes) / chars,
         float(sum(text.count(m) for m in CODE_MARKERS)),
         float(sum(text.count(m) for m in MATH_MARKERS)),
         float(text.count("?")),
@@ -130,7 +133,7 @@ def text_statistics(text: str, count: int = len(STAT_NAMES)) -> list[float]:
         return stats[:count]
     stats += [
         0.0 if ascii_only else len(CJK.findall(text)) / chars,
-        _count(OPERATORS, text, ascii_only) / chars,
+        _count(OPERATORS, text, ascii_bytes) / chars,
         sum(1 for line in lines if line.startswith(("    ", "\t"))) / len(lines),
     ]
     return stats[:count]

@@ -130,6 +130,23 @@ def choose(
     return np.asarray(np.argmax(utility - 1e-12 * norm_costs, axis=-1))
 
 
+@dataclass(frozen=True)
+class ChosenPolicy:
+    """One tradeoff's policy restricted to some candidates, as one decision reads it: the
+    arguments ``TrainedRouter.utilities`` derives on every call, derived once."""
+
+    norm_costs: np.ndarray  # the candidates' mean costs over the dearest's
+    offsets: np.ndarray
+    lam: float
+    bonus: float  # added to the prompt's cluster-best model (0: none)
+    position: np.ndarray  # model index -> position among the candidates (-1: not one)
+    mix: tuple[int, int, float] | None  # hashed mix: positions of a and b, and b's share
+    mean_costs: np.ndarray  # the candidates' mean costs (ties go to the cheaper)
+
+
+POLICY_CACHE_SIZE = 256  # (tradeoff, candidates) pairs a router keeps derived
+
+
 @dataclass
 class TrainedRouter:
     """Everything needed to rank candidates for a prompt; built by the trainer or from artifacts."""
@@ -150,6 +167,9 @@ class TrainedRouter:
     _forest: Forest | None = field(default=None, init=False, repr=False)
     _forest_slot: list[int] | None = field(default=None, init=False, repr=False)
     _head_arrays: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _policies: dict[tuple[float, tuple[int, ...]], ChosenPolicy] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def policy_index(self, tradeoff: float) -> int:
         """The table row serving ``tradeoff``: the nearest calibrated tradeoff."""
@@ -179,6 +199,48 @@ class TrainedRouter:
             lift = (np.arange(len(chosen)) == column[..., None]) & (column[..., None] >= 0)
             utility = utility + bonus * lift.reshape(np.shape(utility))
         return hashed_mix(utility, self.mixes[row], keys, chosen)
+
+    def chosen_policy(self, tradeoff: float, indices: list[int]) -> ChosenPolicy:
+        """The policy serving ``tradeoff`` for the ``indices`` candidates (cached)."""
+        key = (tradeoff, tuple(indices))
+        policy = self._policies.get(key)
+        if policy is not None:
+            return policy
+        row = self.policy_index(tradeoff)
+        position = np.full(len(self.models), -1)
+        position[indices] = np.arange(len(indices))
+        a, b, share = int(self.mixes[row, 0]), int(self.mixes[row, 1]), float(self.mixes[row, 2])
+        mixed = not np.isnan(share) and a in indices and b in indices
+        policy = ChosenPolicy(
+            norm_costs=normalized_costs(self.mean_costs[indices]),
+            offsets=self.offsets[row, indices],
+            lam=float(self.lambdas[row]),
+            bonus=0.0 if self.cluster_bonus is None else float(self.cluster_bonus[row]),
+            position=position,
+            mix=(indices.index(a), indices.index(b), share) if mixed else None,
+            mean_costs=self.mean_costs[indices],
+        )
+        if len(self._policies) >= POLICY_CACHE_SIZE:
+            self._policies.clear()
+        self._policies[key] = policy
+        return policy
+
+    def utility_one(
+        self,
+        predicted: np.ndarray,
+        policy: ChosenPolicy,
+        key: float,
+        incumbent: int | None,
+    ) -> np.ndarray:
+        """``utilities`` for one prompt under a ``chosen_policy``: the same arithmetic, with
+        the lifts added to the one candidate they change."""
+        utility = utilities(predicted, policy.norm_costs, policy.offsets, policy.lam)
+        if policy.bonus and incumbent is not None and policy.position[incumbent] >= 0:
+            utility[policy.position[incumbent]] += policy.bonus
+        if policy.mix is not None:
+            a, b, share = policy.mix
+            utility[b if key < share else a] += EXCLUDED
+        return utility
 
     def choose_many(
         self,

@@ -1,0 +1,142 @@
+"""Two versions of RouterHub side by side in one run (not part of ``make bench``): c=1 latency
+against the 0 ms fake upstream, alternating old and new run by run (A-B-B-A-A-B…), so that
+the machine's other work weighs on both alike.
+
+    python -m bench.side_by_side --old main [--rounds 8] [--requests 500]
+
+``--old`` is a commit; its tree is exported (``git archive``) to a temporary directory and
+served from there with the same .venv. Each version is the production server (gunicorn,
+2 uvicorn workers, its own settler) on a database and Redis db of its own: ``BENCH_DATABASE``
+and ``BENCH_REDIS_URL`` for the new one, the same with ``_old`` and the next Redis db number
+for the old one (both dropped/flushed at the start). Prints each run and the pooled
+percentiles of all requests of each version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import gateway
+from bench.loadgen import percentile
+from bench.procs import Proc, free_port, wait_http
+
+
+def _export(commit: str, into: Path) -> Path:
+    tree = into / f"routerhub-{commit[:12]}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(gateway.REPO), "archive", commit],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    (tree / ".venv").symlink_to((gateway.REPO / ".venv").resolve())
+    return tree
+
+
+def _serve(name: str, tree: Path, database: str, redis_url: str, upstream: str,
+           workers: int, out: Path) -> tuple[Proc, gateway.Target]:  # fmt: skip
+    import redis
+
+    env = gateway.routerhub_env(upstream) | {
+        "DATABASE_URL": f"postgres://{gateway.PG['user']}@{gateway.PG['host']}:"
+        f"{gateway.PG['port']}/{database}",
+        "REDIS_URL": redis_url,
+    }
+    gateway.recreate_database(database)
+    redis.Redis.from_url(redis_url).flushdb()
+    py = str(gateway.PY)
+    subprocess.run([py, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=tree,
+                   check=True, capture_output=True)  # fmt: skip
+    seeded = subprocess.run([py, "-m", "bench.seed", "--seed"], env=env, cwd=tree, check=True,
+                            capture_output=True, text=True).stdout  # fmt: skip
+    key = json.loads(seeded.splitlines()[-1])["key"]
+    port = free_port()
+    argv = [str(gateway.GUNICORN), "routerhub.asgi:application", "-c", "deploy/gunicorn.conf.py",
+            "--workers", str(workers), "--bind", f"127.0.0.1:{port}"]  # fmt: skip
+    proc = Proc(f"routerhub-{name}", argv, env=env, cwd=tree, log_dir=out)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/healthz", timeout=90, proc=proc)
+    target = gateway.Target(name, f"{url}/v1/chat/completions", key, {0: "demo/small"}, proc.pid)
+    gateway.chat_probe(target.url, key, "demo/small", proc)
+    return proc, target
+
+
+def _next_db(redis_url: str) -> str:
+    base, _, number = redis_url.rpartition("/")
+    return f"{base}/{int(number or 0) + 1}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--old", required=True, help="the commit to compare with (e.g. main)")
+    parser.add_argument("--rounds", type=int, default=8, help="runs of each version")
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=gateway.Options.workers)
+    args = parser.parse_args()
+    out = gateway.REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "-C", str(gateway.REPO), "rev-parse", args.old],
+                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    head = subprocess.run(["git", "-C", str(gateway.REPO), "rev-parse", "--short=10", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    procs: list[Proc] = []
+    old_database = f"{gateway.RH_DB}_old"
+    with tempfile.TemporaryDirectory(prefix="rh-side-by-side-") as tmp:
+        try:
+            fake, upstream = gateway.start_fake(0, out)
+            procs.append(fake)
+            servers = {
+                f"old {commit[:10]}": (_export(commit, Path(tmp)), old_database,
+                                       _next_db(gateway.REDIS_URL)),
+                f"new {head}": (gateway.REPO, gateway.RH_DB, gateway.REDIS_URL),
+            }  # fmt: skip
+            direct = gateway.Target("direct", f"{upstream}/v1/chat/completions", "",
+                                    {0: "demo/small"}, fake.pid)  # fmt: skip
+            targets = []
+            for name, (tree, database, redis_url) in servers.items():
+                proc, target = _serve(name, tree, database, redis_url, upstream, args.workers, out)
+                procs.append(proc)
+                targets.append(target)
+            _alternate(direct, targets, args, out)
+        finally:
+            for proc in reversed(procs):
+                proc.stop()
+            _drop(old_database)
+
+
+def _alternate(direct: gateway.Target, targets: list[gateway.Target], args: Any,
+               out: Path) -> None:  # fmt: skip
+    samples: dict[str, list[float]] = {t.name: [] for t in (direct, *targets)}
+    for round_ in range(args.rounds):
+        for target in [direct, *(targets if round_ % 2 == 0 else targets[::-1])]:
+            trace = out / "side-by-side-trace.json"
+            res = gateway.loadgen("latency", target, 0, "--requests", str(args.requests),
+                                  "--warmup", "50", "--max-seconds", "120",
+                                  "--trace", str(trace))  # fmt: skip
+            took = [t * 1000 for _, t in json.loads(trace.read_text())]
+            samples[target.name] += took
+            lat = res["latency_ms"]
+            print(f"round {round_ + 1} {target.name:<16} p50 {lat['p50']:.3f} p90 {lat['p90']:.3f} "
+                  f"p99 {lat['p99']:.3f} ms  errors {res['errors']}  "
+                  f"[other load {res['foreign_cores']:.2f} cores]", flush=True)  # fmt: skip
+            time.sleep(1.0)  # the last batch settles before the other version runs
+    print(f"\npooled over {args.rounds} runs of {args.requests} each:")
+    for name, values in samples.items():
+        print(f"  {name:<16} p50 {percentile(values, 50):.3f}  p90 {percentile(values, 90):.3f}  "
+              f"p99 {percentile(values, 99):.3f}  p99.9 {percentile(values, 99.9):.3f} ms  "
+              f"(n={len(values)})")  # fmt: skip
+
+
+def _drop(database: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dbname="postgres", autocommit=True, **gateway.PG) as conn:  # type: ignore[arg-type]
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
