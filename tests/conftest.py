@@ -10,6 +10,47 @@ import pytest
 
 os.environ.setdefault("ROUTERHUB_ENV", "test")
 
+
+def _httpx_default_ssl_context_shared() -> None:
+    """Every httpx client builds its SSL context when it is made, TLS or not: loading the CA
+    bundle costs 40 ms of CPU on an idle 2-core machine and 200 ms on a loaded one. The suite
+    makes thousands of clients (each ``httpx.post``, each ``openai.OpenAI`` and
+    ``anthropic.Anthropic``, per request in many helpers) to talk plain HTTP to its own servers,
+    so the tests' process builds each library's default context once and shares it. A context is
+    configuration, safe to share between clients (nothing in the suite speaks TLS, where the
+    connection pool sets ALPN protocols on it); any other ``verify`` or a client certificate
+    builds its own, as before. ``httpx2`` is the fork the openai and anthropic SDKs use."""
+    import functools
+    import importlib
+
+    for name in ("httpx._transports.default", "httpx2._transports.default"):
+        try:
+            transports = importlib.import_module(name)
+        except ImportError:
+            continue
+        build = transports.create_ssl_context
+
+        @functools.cache
+        def default(trust_env: bool, env: tuple[str | None, ...], build: Any = build) -> Any:
+            return build(verify=True, trust_env=trust_env)
+
+        def create_ssl_context(
+            verify: Any = True,
+            cert: Any = None,
+            trust_env: bool = True,
+            build: Any = build,
+            default: Any = default,
+        ) -> Any:
+            if verify is True and cert is None:
+                env = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+                return default(trust_env, env)
+            return build(verify=verify, cert=cert, trust_env=trust_env)
+
+        transports.create_ssl_context = create_ssl_context
+
+
+_httpx_default_ssl_context_shared()
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 
@@ -69,12 +110,16 @@ def _empty_usage_stream() -> None:
     if not settings.REDIS_URL:
         return
     import redis
+    from django.core.cache import cache
 
     from billing.outbox import DEAD_STREAM, STREAM
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
         client.delete(STREAM, DEAD_STREAM)
+        # Nor another run's cached answers (provider stats, cascade reports): they name rows by
+        # primary keys, which the fresh test database hands out again.
+        cache.clear()
     except redis.RedisError:
         pass  # no Redis here: the tests that need it skip (or fail) with their own reason
     finally:

@@ -14,6 +14,7 @@ from billing.drafts import UsageDraft, draft_decode, draft_encode
 from billing.models import UsageDecision
 from billing.outbox import usage_outbox_flush, usage_record_async
 from tests.billing.test_outbox import funded, redis_client
+from tests.routing.servers import SETTLE_TIMEOUT
 
 __all__ = ["funded", "redis_client"]
 
@@ -55,7 +56,7 @@ def test_the_decision_is_settled_with_its_usage_through_the_outbox(redis_client,
         for draft in drafts:
             await usage_record_async(draft)
         logged = sync_to_async(UsageDecision.objects.filter(generation_id="gen-logged").first)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + SETTLE_TIMEOUT
         while await logged() is None:
             assert time.monotonic() < deadline, "the decision was not settled in time"
             await asyncio.sleep(0.02)

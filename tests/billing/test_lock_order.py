@@ -57,18 +57,18 @@ def _account_held(organization_id: int) -> Iterator[None]:
             with transaction.atomic():
                 CreditAccount.objects.select_for_update().get(organization_id=organization_id)
                 held.set()
-                release.wait(10)
+                release.wait(60)
         finally:
             connection.close()
 
     holder = threading.Thread(target=hold)
     holder.start()
-    assert held.wait(10)
+    assert held.wait(60)
     try:
         yield
     finally:
         release.set()
-        holder.join(10)
+        holder.join(60)
 
 
 def _in_thread(work: Callable[[], object]) -> threading.Thread:
@@ -105,9 +105,9 @@ def test_settlement_waits_for_the_account_before_it_touches_the_key_window() -> 
 
     with _account_held(request.organization_id):
         settler = _in_thread(lambda: usage_settle_batch([draft]))
-        poll(_waiting_on_a_lock, timeout=10)
+        poll(_waiting_on_a_lock)
         assert _window_is_free(key.pk)
-    settler.join(10)
+    settler.join(60)
 
     window = KeySpendWindow.objects.get(key_id=key.pk)
     assert (window.spent, window.reserved) == (Decimal("0.5"), Decimal("0"))
@@ -122,8 +122,8 @@ def test_a_limited_keys_reservation_waits_for_the_account_before_it_touches_the_
 
     with _account_held(first.organization_id):
         reserver = _in_thread(lambda: credits_reserve(second))
-        poll(_waiting_on_a_lock, timeout=10)
+        poll(_waiting_on_a_lock)
         assert _window_is_free(key.pk)
-    reserver.join(10)
+    reserver.join(60)
 
     assert KeySpendWindow.objects.get(key_id=key.pk).reserved == Decimal("2")

@@ -27,6 +27,7 @@ from billing.outbox import (
 from billing.services import ReservationRequest, credits_reserve, ledger_post
 from tests.conftest import require_redis
 from tests.factories import organization_make
+from tests.routing.servers import SETTLE_TIMEOUT
 
 
 def _draft(organization, generation_id: str, cost: str = "0.25") -> UsageDraft:
@@ -73,7 +74,7 @@ def test_drafts_are_settled_in_the_background_and_leave_the_stream(redis_client,
         for generation_id in ids:
             await usage_record_async(_draft(funded, generation_id))
         settled = sync_to_async(UsageRecord.objects.filter(generation_id__in=ids).count)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + SETTLE_TIMEOUT
         while await settled() < len(ids):
             assert time.monotonic() < deadline, "drafts were not settled in time"
             await asyncio.sleep(0.02)
@@ -161,13 +162,13 @@ def test_the_background_settler_sets_poison_aside_and_keeps_settling(redis_clien
     settler = threading.Thread(target=usage_settler_run, args=(stop,), daemon=True)
     settler.start()
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + SETTLE_TIMEOUT
         while UsageRecord.objects.count() < len(good) or redis_client.xlen(STREAM):
             assert time.monotonic() < deadline, "the settler stalled behind a refused draft"
             time.sleep(0.05)
     finally:
         stop.set()
-        settler.join(15)
+        settler.join(SETTLE_TIMEOUT)
     assert not settler.is_alive()
     _assert_poison_set_aside(redis_client, funded, good)
     pending = redis_client.xpending(STREAM, GROUP)["pending"]

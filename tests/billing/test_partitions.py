@@ -138,7 +138,7 @@ def test_two_settlers_racing_one_generation_id_in_different_months_charge_it_onc
                 usage_settle_batch([_draft(organization.pk, generation_id,
                                            _at(month_add(THIS_MONTH, -2)), "0.3")])  # fmt: skip
                 first_settled.set()
-                release.wait(10)
+                release.wait(60)
         finally:
             connection.close()
 
@@ -153,12 +153,12 @@ def test_two_settlers_racing_one_generation_id_in_different_months_charge_it_onc
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
     threads[0].start()
-    assert first_settled.wait(10)
+    assert first_settled.wait(60)
     threads[1].start()
-    poll(_waiting_on_a_lock, timeout=10)
+    poll(_waiting_on_a_lock)
     release.set()
     for thread in threads:
-        thread.join(10)
+        thread.join(60)
 
     assert len(outcome) == 1 and isinstance(outcome[0], IntegrityError)
     assert _where(generation_id) == ["billing_usagerecord_default"]  # the first one's

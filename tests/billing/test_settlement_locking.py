@@ -55,7 +55,7 @@ def test_a_balance_that_moves_during_settlement_is_charged_against_the_locked_ba
                 ledger_post(organization=organization, kind="topup", amount=Decimal("2"),
                             idempotency_key=f"topup:{organization.pk}")  # fmt: skip
                 top_up_applied.set()
-                release.wait(10)
+                release.wait(60)
         finally:
             connection.close()
 
@@ -69,13 +69,13 @@ def test_a_balance_that_moves_during_settlement_is_charged_against_the_locked_ba
 
     top_up = threading.Thread(target=top_up_held_open)
     top_up.start()
-    assert top_up_applied.wait(10)
+    assert top_up_applied.wait(60)
     settler = threading.Thread(target=settle)
     settler.start()  # snapshots a balance of 1, writes its entries, then waits for the row lock
-    poll(_waiting_on_a_lock, timeout=10)
+    poll(_waiting_on_a_lock)
     release.set()
-    top_up.join(10)
-    settler.join(10)
+    top_up.join(60)
+    settler.join(60)
 
     assert sorted(settled) == sorted(d.generation_id for d in drafts)
     account = CreditAccount.objects.get(organization=organization)

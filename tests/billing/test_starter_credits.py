@@ -114,7 +114,7 @@ def test_a_fresh_signup_sends_a_first_request_on_starter_credits(
 ) -> None:
     from routing.demo import seed_demo_provider
     from routing.gateway.catalog_cache import catalog_cache_clear
-    from tests.routing.servers import poll, usage_stream_settled
+    from tests.routing.servers import gateway_idle, usage_stream_settled
 
     settings.STARTER_CREDITS_USD = Decimal("5")
     settings.DEMO_UPSTREAM_URL = fake_server.url
@@ -135,7 +135,5 @@ def test_a_fresh_signup_sends_a_first_request_on_starter_credits(
 
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"]
-    from routing.gateway.app import requests_in_flight
-
-    poll(lambda: requests_in_flight() == 0, timeout=10)
+    gateway_idle()
     usage_stream_settled(settings.REDIS_URL)

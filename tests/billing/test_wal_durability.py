@@ -46,7 +46,7 @@ def test_the_durability_wait_forces_the_flush_of_wal_the_wal_writer_leaves_behin
     unflushed_wal_of_another_session: None,
 ) -> None:
     written = wal_position()
-    wal_wait_durable(timeout=5.0)  # raised TimeoutError before: the flush never came
+    wal_wait_durable(timeout=30.0)  # raised TimeoutError before: the flush never came
 
     flushed = wal_position(flushed=True)
     assert written is not None and flushed is not None and flushed >= written

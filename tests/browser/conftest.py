@@ -24,7 +24,7 @@ try:
     from playwright.sync_api import expect
 except ImportError:  # the ``chromium`` fixture skips (or fails) every browser test with why
     expect = None  # type: ignore[assignment]
-from tests.routing.servers import ServerThread, poll, usage_stream_settled
+from tests.routing.servers import ServerThread, gateway_idle, usage_stream_settled
 from tests.serving.conftest import (
     _fresh_gateway_state,
     _fresh_router_caches,
@@ -133,10 +133,10 @@ def site(
     yield gateway_server
     # Settlement runs after a response is sent: let the gateway finish before the database
     # is flushed under it.
-    from routing.gateway.app import requests_in_flight
-
-    poll(lambda: requests_in_flight() == 0, timeout=10)
-    usage_stream_settled(settings.REDIS_URL)
+    try:
+        gateway_idle()
+    finally:
+        usage_stream_settled(settings.REDIS_URL)
 
 
 @dataclass

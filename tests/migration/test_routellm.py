@@ -47,25 +47,25 @@ def served(world: World, model: str, prompt: str, key: str | None = None) -> Any
     )
 
 
-@pytest.mark.parametrize("share", [0.3, 0.7])
-def test_router_threshold_calls_split_traffic_as_calibrated(world: World, share: float) -> None:
-    manage, prompts = train_on_battles(world)
+def test_router_threshold_calls_split_traffic_as_calibrated(world: World) -> None:
+    manage, prompts = train_on_battles(world)  # once: each share calibrates the same version
 
-    calibration = manage.post("/api/v1/routers/arena/calibrate", {"strong_share": share},
-                              format="json")  # fmt: skip
-    assert calibration.status_code == 200, calibration.json()
-    answer = calibration.json()
-    assert (answer["strong_model"], answer["weak_model"]) == (STRONG, WEAK)
-    assert answer["model"] == f"router-arena-{answer['threshold']}"
-    completions = [served(world, answer["model"], prompt) for prompt in prompts]
+    for share in (0.3, 0.7):
+        calibration = manage.post("/api/v1/routers/arena/calibrate", {"strong_share": share},
+                                  format="json")  # fmt: skip
+        assert calibration.status_code == 200, calibration.json()
+        answer = calibration.json()
+        assert (answer["strong_model"], answer["weak_model"]) == (STRONG, WEAK)
+        assert answer["model"] == f"router-arena-{answer['threshold']}"
+        completions = [served(world, answer["model"], prompt) for prompt in prompts]
 
-    strong_share = sum(c.model == STRONG for c in completions) / len(completions)
-    assert abs(strong_share - share) <= 0.03, (strong_share, answer)
-    routing = completions[0].model_extra["routing"]
-    assert routing["router"] == answer["model"] and routing["strategy"] == "routellm"
-    assert {r["model"] for r in routing["ranked"]} == {STRONG, WEAK}
-    record = world.usage_record(completions[0].id)
-    assert record.router == answer["model"] and record.router_version == 1
+        strong_share = sum(c.model == STRONG for c in completions) / len(completions)
+        assert abs(strong_share - share) <= 0.03, (share, strong_share, answer)
+        routing = completions[0].model_extra["routing"]
+        assert routing["router"] == answer["model"] and routing["strategy"] == "routellm"
+        assert {r["model"] for r in routing["ranked"]} == {STRONG, WEAK}
+        record = world.usage_record(completions[0].id)
+        assert record.router == answer["model"] and record.router_version == 1
 
 
 def test_threshold_zero_always_calls_strong_and_one_mostly_weak(world: World) -> None:

@@ -277,7 +277,7 @@ class Load:
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(30)
+            thread.join(60)  # longer than a request's own 30 s timeout
 
     def _loop(self) -> None:
         with httpx.Client(timeout=30) as client:

@@ -22,7 +22,7 @@ from tests.reliability.stack import (
     private_services,
     settled,
 )
-from tests.routing.servers import poll
+from tests.routing.servers import SETTLE_TIMEOUT, poll
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 
@@ -60,7 +60,7 @@ def test_a_postgres_crash_answers_503_writes_nothing_half_and_recovers_without_a
         load.stop()
 
         served = set(load.ok_ids())
-        books = settled(redis.url(), database, served, timeout=45)
+        books = settled(redis.url(), database, served, timeout=SETTLE_TIMEOUT)
         assert set(tree(gw.server.pid)) == workers, "the gateway's workers were replaced"
 
     # While the database is down: 503 in the API error format, with Retry-After; no 500s and no

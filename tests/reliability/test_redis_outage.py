@@ -34,7 +34,7 @@ from tests.reliability.stack import (
     private_services,
     settled,
 )
-from tests.routing.servers import poll
+from tests.routing.servers import SETTLE_TIMEOUT, poll
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 
@@ -94,7 +94,7 @@ def test_a_redis_crash_fails_rate_limits_open_and_loses_no_usage(
         after = load.statuses(restarted_from)
 
         served = set(load.ok_ids())
-        books = settled(redis.url(), postgres.url("routerhub"), served, timeout=45)
+        books = settled(redis.url(), postgres.url("routerhub"), served, timeout=SETTLE_TIMEOUT)
         assert set(tree(gateway.server.pid)) == workers, "the gateway's workers were replaced"
 
     # Fail open: far more than 5 requests a minute were served while Redis was down, and nothing
@@ -129,7 +129,7 @@ def test_a_redis_that_comes_back_empty_gets_its_usage_stream_settled_again(
             poll(lambda: before.statuses()[200] >= 30, timeout=30)
         # Settled and drained first: what a crash of a Redis without persistence loses is the
         # drafts in the stream at that moment, by design; the test is about what follows.
-        settled(redis.url(), database, set(before.ok_ids()), timeout=30)
+        settled(redis.url(), database, set(before.ok_ids()), timeout=SETTLE_TIMEOUT)
 
         redis.kill()
         redis.start()  # empty: no stream, no consumer group
@@ -137,7 +137,7 @@ def test_a_redis_that_comes_back_empty_gets_its_usage_stream_settled_again(
             poll(lambda: after.statuses()[200] >= 60, timeout=30)
 
         served = set(before.ok_ids()) | set(after.ok_ids())
-        books = settled(redis.url(), database, served, timeout=30)
+        books = settled(redis.url(), database, served, timeout=SETTLE_TIMEOUT)
         client = redis_py.Redis.from_url(redis.url())
         groups = client.xinfo_groups("rh:usage-stream")
         client.close()
@@ -217,7 +217,7 @@ def test_requests_whose_drafts_a_redis_without_persistence_lost_are_charged_thei
             stream.close()
         finally:
             os.kill(settler, signal.SIGCONT)
-        after_late = settled(redis.url(), database, set(served), timeout=30)
+        after_late = settled(redis.url(), database, set(served), timeout=SETTLE_TIMEOUT)
         stream = redis_py.Redis.from_url(redis.url())
         dead_letters = stream.xlen("rh:usage-dead")
         stream.close()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.log_hygiene import prompts_register_from
-from tests.routing.servers import ServerThread, poll, usage_stream_settled
+from tests.routing.servers import ServerThread, gateway_idle, usage_stream_settled
 from tests.routing.world import PLATFORM_KEYS, World, world_make
 
 
@@ -65,11 +65,14 @@ def world(
     world.redis_url = redis_url
     yield world
     # Settlement runs after the response is sent: let the gateway finish before the database
-    # is flushed under it.
-    from routing.gateway.app import requests_in_flight
-
-    poll(lambda: requests_in_flight() == 0, timeout=10)
-    usage_stream_settled(redis_url)  # and stops the settler a test that opted into Redis started
-    # What this test sent upstream is prompt text: the session's log scan looks for it.
-    for request in list(fake_server.server.config.app.requests):
-        prompts_register_from(request.get("body"))
+    # is flushed under it. Each step runs even if one before it failed: a settler left running
+    # or a prompt left unregistered would fail later tests too.
+    try:
+        gateway_idle()
+    finally:
+        try:
+            usage_stream_settled(redis_url)  # and stops the settler a test's Redis use started
+        finally:
+            # What this test sent upstream is prompt text: the session's log scan looks for it.
+            for request in list(fake_server.server.config.app.requests):
+                prompts_register_from(request.get("body"))

@@ -57,7 +57,14 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def poll(predicate: Any, *, timeout: float = 5.0, interval: float = 0.02) -> Any:
+# How long a test waits for background work it depends on (a request's settlement after its
+# response, a usage record, a hold released). Generous: the wait ends as soon as the condition
+# holds, and settlement alone may legitimately take 10 s (its durability wait, billing.wal)
+# before a loaded 2-core CI machine queues it behind other work.
+SETTLE_TIMEOUT = 60.0
+
+
+def poll(predicate: Any, *, timeout: float = SETTLE_TIMEOUT, interval: float = 0.02) -> Any:
     """Wait for ``predicate()`` to return something truthy, or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -69,7 +76,15 @@ def poll(predicate: Any, *, timeout: float = 5.0, interval: float = 0.02) -> Any
         time.sleep(interval)
 
 
-def usage_stream_settled(redis_url: str, *, timeout: float = 15.0) -> None:
+def gateway_idle(timeout: float = SETTLE_TIMEOUT) -> None:
+    """Wait until the in-process gateway has finished every request, settlement included (it runs
+    after the response is sent): called before a test's database is flushed under it."""
+    from routing.gateway.app import requests_in_flight
+
+    poll(lambda: requests_in_flight() == 0, timeout=timeout)
+
+
+def usage_stream_settled(redis_url: str, *, timeout: float = SETTLE_TIMEOUT) -> None:
     """Wait until the in-process settler has settled every draft in the usage stream, then stop
     it (the next draft starts a fresh one).
 

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from routing.gateway.app import requests_in_flight
 from tests.log_hygiene import (
     CANARY_PROMPT,
     SENTINEL,
@@ -26,7 +25,7 @@ from tests.log_hygiene import (
     registered,
     secret_register,
 )
-from tests.routing.servers import poll
+from tests.routing.servers import gateway_idle
 from tests.routing.world import PLATFORM_KEYS, World, endpoint, model, provider
 
 FAKE_FULL_KEY = "rh-live-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v"
@@ -135,7 +134,7 @@ def test_gateway_failures_log_neither_the_prompt_nor_any_key(world: World, setti
               "messages": [{"role": "user", "content": CANARY_PROMPT}]},
         timeout=20,
     )  # fmt: skip
-    poll(lambda: requests_in_flight() == 0, timeout=10)
+    gateway_idle()
 
     statuses = [r.status_code for r in (exhausted, fell_back, rejected, midstream, invalid,
                                         unknown_key, anthropic)]  # fmt: skip

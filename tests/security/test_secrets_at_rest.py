@@ -17,12 +17,11 @@ from rest_framework.test import APIClient
 from accounts.keys import key_authenticate, key_cache_clear, key_digest
 from accounts.models import ApiKey, KeyScope
 from routerhub.errors import Unauthorized
-from routing.gateway.app import requests_in_flight
 from routing.models import ProviderKey
 from routing.provider_secrets import secret_decrypt
 from tests.factories import key_client, key_make, organization_make
 from tests.log_hygiene import CANARY_PROMPT, secret_register
-from tests.routing.servers import poll
+from tests.routing.servers import gateway_idle
 from tests.routing.world import World
 
 PROVIDER_SECRET = secret_register("sk-byok-at-rest-7c41e09b2d", "provider secret")
@@ -102,7 +101,7 @@ def test_no_api_key_provider_secret_or_unlogged_prompt_is_stored_anywhere(world:
     )
     assert completion.status_code == 200 and completion.json()["usage"]["is_byok"] is True
     assert key_client(plaintexts[1]).get("/api/v1/key").status_code == 200
-    poll(lambda: requests_in_flight() == 0, timeout=10)
+    gateway_idle()
     world.usage_record(completion.json()["id"])
     assert world.last_upstream()["headers"]["authorization"] == "***" + PROVIDER_SECRET[-4:]
 
