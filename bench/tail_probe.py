@@ -55,17 +55,24 @@ def _schedstat() -> tuple[int, int]:
     return int(run), int(wait)
 
 
-def _timed(module: Any, name: str) -> None:
+def _wrap(module: Any, name: str, record: Any) -> None:
+    """Replace the coroutine function ``module.name`` by one that passes each call's start and
+    end (monotonic seconds) to ``record``."""
     inner = getattr(module, name)
 
-    async def step(*args: Any, **kwargs: Any) -> Any:
+    async def call(*args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
         try:
             return await inner(*args, **kwargs)
         finally:
-            _add(name, time.monotonic() - started, started)
+            record(started, time.monotonic())
 
-    setattr(module, name, step)
+    setattr(module, name, call)
+
+
+def _timed(module: Any, name: str) -> None:
+    """Add every call of ``module.name`` to the current request's step ``name``."""
+    _wrap(module, name, lambda started, ended: _add(name, ended - started, started))
 
 
 def _hops(module: Any, name: str) -> None:
@@ -88,16 +95,7 @@ def _hops(module: Any, name: str) -> None:
 
 def _beside(module: Any, name: str, kind: str) -> None:
     """Record every call of the coroutine function ``module.name`` as an event ``kind``."""
-    inner = getattr(module, name)
-
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        started = time.monotonic()
-        try:
-            return await inner(*args, **kwargs)
-        finally:
-            _events.append((kind, started, time.monotonic()))
-
-    setattr(module, name, call)
+    _wrap(module, name, lambda started, ended: _events.append((kind, started, ended)))
 
 
 def _install() -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -21,6 +20,7 @@ from billing import window_spend
 from billing.models import KeySpendWindow, Reservation
 from billing.services import ReservationRequest, credits_reserve, ledger_post
 from tests.factories import key_make, tenants_make
+from tests.routing.servers import poll
 from tests.webhooks.receiver import Receiver
 from webhooks.models import WebhookDelivery
 from webhooks.services import webhook_endpoint_create
@@ -76,10 +76,7 @@ def _window_lockable(key_id: int) -> bool:
 
 
 def _events(receiver: Receiver, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 10
-    while len(receiver.received) < count:
-        assert time.monotonic() < deadline, f"{count} event(s) expected, {receiver.received}"
-        time.sleep(0.02)
+    poll(lambda: len(receiver.received) >= count)
     return [json.loads(r.body) for r in receiver.received]
 
 
