@@ -27,13 +27,16 @@ from django.db import connection
 
 from billing.models import ReservationState
 
-# Lock the open holds of the batch in primary-key order (the lock order of billing.settlement),
-# then mark each settled (something to charge) or released, and return what settlement needs.
+# Lock the batch's holds in primary-key order (the lock order of billing.settlement), then mark
+# each open one settled (something to charge) or released, and return what settlement needs.
+# The holds are found by their generation ids alone (a unique index): a condition on the state
+# let the planner use the (state, expires_at) index too, which keeps an entry for every version
+# of every hold (no update of the state is HOT) and cost ~2 ms a batch until a vacuum. The state
+# is checked on the locked rows (PostgreSQL rechecks it on the latest version).
 HOLDS_SETTLE_SQL = """
 WITH locked AS (
     SELECT id FROM billing_reservation
     WHERE generation_id = ANY(ARRAY(SELECT json_array_elements_text(%(generations)s::json)))
-      AND state IN (%(held)s, %(free)s)
     ORDER BY id
     FOR UPDATE
 )
@@ -42,7 +45,7 @@ SET state = CASE
     WHEN hold.generation_id = ANY(ARRAY(SELECT json_array_elements_text(%(paid)s::json)))
     THEN %(settled)s ELSE %(released)s END
 FROM locked
-WHERE hold.id = locked.id
+WHERE hold.id = locked.id AND hold.state IN (%(held)s, %(free)s)
 RETURNING hold.id, hold.organization_id, hold.generation_id, hold.key_id, hold.amount,
           hold.key_window_start
 """
