@@ -18,12 +18,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from accounts.key_lookup import key_lookup_available, key_row
 from accounts.models import ROLE_RANK, ApiKey, KeyScope, Membership, Role
 from routerhub.domain import NotAuthenticated
 from routerhub.ttl_cache import MISS, TtlCache, refresh_ahead
@@ -104,6 +106,8 @@ def key_role(
 
 
 def _load(digest: str) -> AuthenticatedKey | None:
+    """The ORM's read of a key (management API, dashboard, SQLite); the gateway's cache misses
+    read it with ``key_lookup.key_row`` instead."""
     creator_role_now = Membership.objects.filter(
         user=OuterRef("created_by"), organization=OuterRef("organization")
     ).values("role")[:1]
@@ -115,34 +119,71 @@ def _load(digest: str) -> AuthenticatedKey | None:
     )
     if row is None:
         return None
+    key = _key_from(
+        {
+            "id": row.pk,
+            "organization_id": row.organization_id,
+            "slug": row.organization.slug,
+            "scope": row.scope,
+            "name": row.name,
+            "prefix": row.prefix,
+            "allowed_models": row.allowed_models,
+            "rpm": row.rpm,
+            "tpm": row.tpm,
+            "limit": row.limit,
+            "limit_reset": row.limit_reset,
+            "expires_at": row.expires_at,
+            "prompt_logging": row.organization.prompt_logging,
+            "created_by_id": row.created_by_id,
+            "created_by_role": row.created_by_role,
+            "creator_role_now": row.creator_role_now,
+            "budget_aware": row.budget_aware or row.organization.budget_aware_routing,
+        }
+    )
+    now = timezone.now()
+    if key is not None and (
+        row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION
+    ):
+        # Written at most once a minute per key and worker; exact to the minute is enough.
+        ApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
+    return key
+
+
+async def _load_async(digest: str) -> AuthenticatedKey | None:
+    """A cache miss in the gateway: one prepared statement on its own connections (no thread,
+    no ORM); the ORM in a thread where there is no PostgreSQL."""
+    if not key_lookup_available():
+        return await sync_to_async(_load, thread_sensitive=False)(digest)
+    row = await key_row(digest)
+    return None if row is None else _key_from(row)
+
+
+def _key_from(row: dict[str, Any]) -> AuthenticatedKey | None:
+    """The key a row describes, or None when it authenticates nothing (``key_role``)."""
     role = key_role(
-        created_by_id=row.created_by_id,
-        created_by_role=row.created_by_role,
-        creator_role_now=row.creator_role_now,
+        created_by_id=row["created_by_id"],
+        created_by_role=row["created_by_role"],
+        creator_role_now=row["creator_role_now"],
     )
     if role is None:
         return None
-    now = timezone.now()
-    if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
-        # Written at most once a minute per key and worker; exact to the minute is enough.
-        ApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
     return AuthenticatedKey(
-        id=row.pk,
-        organization_id=row.organization_id,
-        organization_slug=row.organization.slug,
-        scope=row.scope,
-        name=row.name,
-        prefix=row.prefix,
-        allowed_models=tuple(row.allowed_models or ()),
-        rpm=row.rpm,
-        tpm=row.tpm,
-        limit=row.limit,
-        limit_reset=row.limit_reset,
-        expires_at=row.expires_at,
-        prompt_logging=row.organization.prompt_logging,
+        id=row["id"],
+        organization_id=row["organization_id"],
+        organization_slug=row["slug"],
+        scope=row["scope"],
+        name=row["name"],
+        prefix=row["prefix"],
+        allowed_models=tuple(row["allowed_models"] or ()),
+        rpm=row["rpm"],
+        tpm=row["tpm"],
+        limit=row["limit"],
+        limit_reset=row["limit_reset"],
+        expires_at=row["expires_at"],
+        prompt_logging=row["prompt_logging"],
         role=role,
-        created_by_id=row.created_by_id,
-        budget_aware=row.budget_aware or row.organization.budget_aware_routing,
+        created_by_id=row["created_by_id"],
+        budget_aware=bool(row["budget_aware"]),
     )
 
 
@@ -176,9 +217,9 @@ def key_authenticate(plaintext: str) -> AuthenticatedKey:
 async def key_authenticate_async(plaintext: str) -> AuthenticatedKey:
     digest, key, hit = _cached(plaintext)
     if hit:
-        refresh_ahead(_cache, digest, _load)
+        refresh_ahead(_cache, digest, _load_async)
     else:
-        key = await sync_to_async(_load, thread_sensitive=False)(digest)
+        key = await _load_async(digest)
         _cache.put(digest, key)
     return _check(key)
 

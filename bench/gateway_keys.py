@@ -20,8 +20,10 @@ KEYS = 100_000
 ACTIVE = (1, 1_000, KEYS)  # how many distinct keys the load cycles through
 
 
-def keys_add(env: dict[str, str], bench_key: str, count: int, out: Path) -> list[str]:
-    """COPY ``count`` keys into the bench key's organization; returns their plaintexts."""
+def keys_add(env: dict[str, str], bench_key: str, count: int, out: Path, *, database: str = "",
+             plaintexts: list[str] | None = None) -> list[str]:  # fmt: skip
+    """COPY ``count`` keys (or ``plaintexts``) into the bench key's organization in
+    ``database`` (the bench's by default); returns their plaintexts."""
     import psycopg
 
     from bench.gateway import PG, RH_DB
@@ -31,9 +33,10 @@ def keys_add(env: dict[str, str], bench_key: str, count: int, out: Path) -> list
     def digest(plaintext: str) -> str:
         return hmac.new(pepper, plaintext.encode(), hashlib.sha256).hexdigest()
 
-    plaintexts = [f"rh-live-k{i:06d}{secrets.token_urlsafe(24)}" for i in range(count)]
+    if plaintexts is None:
+        plaintexts = [f"rh-live-k{i:06d}{secrets.token_urlsafe(24)}" for i in range(count)]
     now = datetime.now(UTC).isoformat()
-    with psycopg.connect(dbname=RH_DB, **PG) as conn:  # type: ignore[arg-type]
+    with psycopg.connect(dbname=database or RH_DB, **PG) as conn:  # type: ignore[arg-type]
         row = conn.execute(
             "SELECT organization_id FROM accounts_apikey WHERE digest = %s", [digest(bench_key)]
         ).fetchone()

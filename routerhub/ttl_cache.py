@@ -18,9 +18,10 @@ entry still expires at its time-to-live, and the reload's value counts from when
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from enum import Enum
 from typing import Generic, Literal, TypeVar
 
@@ -30,6 +31,9 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 logger = logging.getLogger(__name__)
+
+# A loader: a function (run in a thread) or a coroutine function (awaited on the loop).
+Load = Callable[[K], V] | Callable[[K], Awaitable[V]]
 
 REFRESH_AT = 0.8  # the share of its time-to-live after which an entry is due for a reload
 
@@ -105,8 +109,9 @@ def refresh_ahead_enable(enabled: bool = True) -> None:
     _RefreshAhead.enabled = enabled
 
 
-def refresh_ahead(cache: TtlCache[K, V], key: K, load: Callable[[K], V]) -> None:
-    """Start reloading ``key`` with ``load`` (in a thread) if its entry is due; never waits.
+def refresh_ahead(cache: TtlCache[K, V], key: K, load: Load[K, V]) -> None:
+    """Start reloading ``key`` with ``load`` (in a thread, or awaited on the loop when it is a
+    coroutine function) if its entry is due; never waits.
     At most one reload per entry is in flight, so their number is bounded by the cache's."""
     if not _RefreshAhead.enabled or not cache.reload_due(key):
         return
@@ -115,9 +120,12 @@ def refresh_ahead(cache: TtlCache[K, V], key: K, load: Callable[[K], V]) -> None
     task.add_done_callback(_RefreshAhead.tasks.discard)
 
 
-async def _reload(cache: TtlCache[K, V], key: K, load: Callable[[K], V], generation: int) -> None:
+async def _reload(cache: TtlCache[K, V], key: K, load: Load[K, V], generation: int) -> None:
     try:
-        value = await sync_to_async(load, thread_sensitive=False)(key)
+        if inspect.iscoroutinefunction(load):
+            value = await load(key)
+        else:
+            value = await sync_to_async(load, thread_sensitive=False)(key)
     except BaseException as exc:
         cache.reload_failed(key)  # the entry expires as usual; a request then loads it itself
         if not isinstance(exc, Exception):

@@ -61,14 +61,20 @@ def not_serving() -> Iterator[None]:
 
 @pytest.fixture
 def counted_key_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Key loads by the gateway's path (the prepared statement; the ORM's where it is used)."""
     loads: list[str] = []
-    load = keys._load
+    load, load_async = keys._load, keys._load_async
 
     def counting(digest: str) -> Any:
         loads.append(digest)
         return load(digest)
 
+    async def counting_async(digest: str) -> Any:
+        loads.append(digest)
+        return await load_async(digest)
+
     monkeypatch.setattr(keys, "_load", counting)
+    monkeypatch.setattr(keys, "_load_async", counting_async)
     return loads
 
 

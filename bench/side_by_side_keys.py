@@ -1,0 +1,101 @@
+"""Issue 21's many-keys throughput, two versions side by side in one run (not part of
+``make bench``): the same 100,000 keys (COPY, real digests, rpm/tpm limits on) in each
+version's database, then throughput at 0 ms upstream with the load on the one bench key,
+cycling over 1,000 keys and over all 100,000, at c=16 and c=64, alternating old and new
+measurement by measurement (A-B, then B-A) so that the machine's other work weighs on both.
+
+    python -m bench.side_by_side_keys --old main [--rounds 2] [--duration 10]
+
+Servers, databases and Redis dbs as ``bench.side_by_side`` (``BENCH_DATABASE``,
+``BENCH_REDIS_URL``; the old one on ``<database>_old`` and the next Redis db).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import tempfile
+from pathlib import Path
+
+from bench import gateway
+from bench.gateway_keys import ACTIVE, KEYS, keys_add
+from bench.procs import Proc
+from bench.side_by_side import _drop, _export, _next_db, _serve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--old", required=True, help="the commit to compare with (e.g. main)")
+    parser.add_argument("--rounds", type=int, default=2, help="measurements of each cell")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--workers", type=int, default=gateway.Options.workers)
+    args = parser.parse_args()
+    out = gateway.REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    git = ["git", "-C", str(gateway.REPO), "rev-parse"]
+    commit = subprocess.run([*git, args.old], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    head = subprocess.run([*git, "--short=10", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    procs: list[Proc] = []
+    old_database = f"{gateway.RH_DB}_old"
+    plaintexts = [f"rh-live-k{i:06d}{secrets.token_urlsafe(24)}" for i in range(KEYS)]
+    with tempfile.TemporaryDirectory(prefix="rh-side-by-side-keys-") as tmp:
+        try:
+            fake, upstream = gateway.start_fake(0, out)
+            procs.append(fake)
+            servers = {
+                f"old {commit[:10]}": (_export(commit, Path(tmp)), old_database,
+                                       _next_db(gateway.REDIS_URL)),
+                f"new {head}": (gateway.REPO, gateway.RH_DB, gateway.REDIS_URL),
+            }  # fmt: skip
+            env = gateway.routerhub_env(upstream)
+            targets = []
+            for name, (tree, database, redis_url) in servers.items():
+                proc, target = _serve(name, tree, database, redis_url, upstream, args.workers, out)
+                procs.append(proc)
+                targets.append(target)
+                keys_add(env, target.key, KEYS, out, database=database, plaintexts=plaintexts)
+            _alternate(targets, plaintexts, args, out, upstream)
+        finally:
+            for proc in reversed(procs):
+                proc.stop()
+            _drop(old_database)
+
+
+def _alternate(targets: list[gateway.Target], plaintexts: list[str], args: argparse.Namespace,
+               out: Path, upstream: str) -> None:  # fmt: skip
+    results: dict[tuple[str, int, int], list[float]] = {}
+    flip = False
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    for round_ in range(args.rounds):
+        for active in ACTIVE:
+            for concurrency in (16, 64):
+                for target in targets[::-1] if flip else targets:
+                    keys_file = out / f"keys-{active}-{target.name.split()[0]}.txt"
+                    keys = [target.key] if active == 1 else plaintexts[:active]
+                    keys_file.write_text("\n".join(keys) + "\n")
+                    res = gateway.loadgen("throughput", target, 0, "--concurrency",
+                                          str(concurrency), "--duration", str(args.duration),
+                                          "--timeout", "30", "--keys-file", str(keys_file))  # fmt: skip
+                    gateway.clear_upstream(upstream)
+                    results.setdefault((target.name, active, concurrency), []).append(res["rps"])
+                    print(f"round {round_ + 1} {target.name:<16} keys {active:>6} "
+                          f"c={concurrency:<3} {res['rps']:>7.0f} req/s  errors {res['errors']}  "
+                          f"[other load {res['foreign_cores']:.2f} cores, "
+                          f"loadavg {os.getloadavg()[0]:.1f}]", flush=True)  # fmt: skip
+                flip = not flip
+    print(f"\nmean req/s over {args.rounds} rounds (load average at end {os.getloadavg()}):")
+    for active in ACTIVE:
+        for concurrency in (16, 64):
+            cells = [sum(v) / len(v) for v in
+                     (results[(t.name, active, concurrency)] for t in targets)]  # fmt: skip
+            print(f"  keys {active:>6} c={concurrency:<3} "
+                  + "  ".join(f"{t.name}: {c:7.0f}" for t, c in zip(targets, cells, strict=True))
+                  + f"  new/old {cells[1] / cells[0]:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

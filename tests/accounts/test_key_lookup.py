@@ -1,0 +1,170 @@
+"""Issue 21: a gateway key-cache miss is one prepared statement on the gateway's own
+PostgreSQL connections (``accounts.key_lookup``), not the ORM in a worker thread, and answers
+exactly what the ORM path answers; revocations, limit and role changes still reach the gateway
+within ``API_KEY_CACHE_TTL``. The cache's clock is replaced through the module's own ``time``
+reference; reads run for real against PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import types
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from accounts import key_lookup, keys
+from accounts.models import ApiKey, Membership, Role
+from routerhub import ttl_cache
+from routerhub.domain import NotAuthenticated
+from tests.conftest import require_postgres
+from tests.factories import key_make, member_add, organization_make
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Clock:
+    now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    require_postgres()
+    fake = Clock()
+    monkeypatch.setattr(ttl_cache, "time", types.SimpleNamespace(monotonic=fake.monotonic))
+    return fake
+
+
+@pytest.fixture
+def no_orm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ORM's key read (in a thread) fails the test if the gateway's path reaches it."""
+
+    def orm_read(digest: str) -> Any:
+        raise AssertionError("a gateway cache miss read the key through the ORM")
+
+    monkeypatch.setattr(keys, "_load", orm_read)
+
+
+def _authenticate(plaintext: str) -> keys.AuthenticatedKey:
+    async def run() -> keys.AuthenticatedKey:
+        key = await keys.key_authenticate_async(plaintext)
+        await asyncio.gather(*ttl_cache._RefreshAhead.tasks)  # a reload it started
+        return key
+
+    return asyncio.run(run())
+
+
+def _unknown(plaintext: str) -> None:
+    with pytest.raises(NotAuthenticated):
+        _authenticate(plaintext)
+
+
+def test_a_cache_miss_is_one_statement_on_the_gateways_connection_not_the_orm(
+    clock: Clock, settings: Any
+) -> None:
+    organization = organization_make()
+    plaintext = key_make(organization, rpm=90, tpm=5000, allowed_models=["demo/small"])
+    orm = keys.key_authenticate(plaintext)  # the management API's path, through the ORM
+    keys.key_cache_clear()
+    before = key_lookup.key_lookup_count()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keys, "_load", lambda digest: pytest.fail("ORM read on a gateway miss"))
+        key = _authenticate(plaintext)
+    assert key_lookup.key_lookup_count() == before + 1
+    assert key == orm
+
+
+def test_the_statement_answers_what_the_orm_answers(clock: Clock, settings: Any) -> None:
+    organization = organization_make()
+    organization.prompt_logging = True
+    organization.budget_aware_routing = True
+    organization.save()
+    admin = member_add(organization, Role.ADMIN)
+    leaver = member_add(organization, Role.MEMBER)
+    expires = timezone.now() + timedelta(days=3)
+    plaintexts = [
+        key_make(organization, created_by=admin, limit=Decimal("2.5"), limit_reset="daily"),
+        key_make(organization, created_by=admin, expires_at=expires),
+        key_make(organization, created_by=leaver),
+    ]
+    orphan = key_make(organization)
+    ApiKey.objects.filter(digest=keys.key_digest(orphan)).update(
+        created_by=None, created_by_role=None
+    )
+    Membership.objects.filter(user=admin).update(role=Role.MEMBER)  # demoted: acts as member
+    Membership.objects.filter(user=leaver).delete()  # left: the key authenticates nothing
+    for plaintext in [*plaintexts, orphan]:
+        digest = keys.key_digest(plaintext)
+        assert asyncio.run(keys._load_async(digest)) == keys._load(digest), plaintext[:16]
+    assert asyncio.run(keys._load_async(keys.key_digest(orphan))).role == Role.MEMBER  # type: ignore[union-attr]
+    assert asyncio.run(keys._load_async(keys.key_digest(plaintexts[0]))).role == Role.MEMBER  # type: ignore[union-attr]
+    assert asyncio.run(keys._load_async(keys.key_digest(plaintexts[2]))) is None
+
+
+def test_last_used_is_written_by_the_statement_at_most_once_a_minute(
+    clock: Clock, no_orm: None
+) -> None:
+    plaintext = key_make(organization_make())
+    row = ApiKey.objects.filter(digest=keys.key_digest(plaintext))
+    assert row.get().last_used_at is None
+    _authenticate(plaintext)
+    first = row.get().last_used_at
+    assert first is not None
+    clock.now += 5.0  # the entry expired: read again, not written again within the minute
+    _authenticate(plaintext)
+    assert row.get().last_used_at == first
+    row.update(last_used_at=first - timedelta(minutes=2))
+    clock.now += 5.0
+    _authenticate(plaintext)
+    assert row.get().last_used_at > first  # type: ignore[operator]
+
+
+def test_revocation_and_limit_changes_reach_the_gateway_within_the_ttl(
+    clock: Clock, settings: Any, no_orm: None
+) -> None:
+    settings.API_KEY_CACHE_TTL = 1.0
+    plaintext = key_make(organization_make(), rpm=60)
+    row = ApiKey.objects.filter(digest=keys.key_digest(plaintext))
+    assert _authenticate(plaintext).rpm == 60
+    row.update(rpm=6)
+    clock.now += 1.01
+    assert _authenticate(plaintext).rpm == 6
+    row.update(revoked_at=timezone.now())
+    clock.now += 1.01
+    _unknown(plaintext)
+
+
+def test_a_background_reload_runs_the_statement_on_the_loop(
+    clock: Clock, settings: Any, no_orm: None
+) -> None:
+    settings.API_KEY_CACHE_TTL = 1.0
+    before = ttl_cache._RefreshAhead.enabled
+    ttl_cache.refresh_ahead_enable(True)
+    try:
+        plaintext = key_make(organization_make())
+        _authenticate(plaintext)
+        count = key_lookup.key_lookup_count()
+        ApiKey.objects.filter(digest=keys.key_digest(plaintext)).update(revoked_at=timezone.now())
+        clock.now += 0.9  # due: served, and reloaded behind it by the statement
+        _authenticate(plaintext)
+        assert key_lookup.key_lookup_count() == count + 1
+        clock.now += 0.05
+        _unknown(plaintext)  # the reload's answer, well before the old entry's expiry
+    finally:
+        ttl_cache.refresh_ahead_enable(before)
+
+
+def test_an_unknown_key_costs_one_statement_per_ttl_not_per_request(
+    clock: Clock, no_orm: None
+) -> None:
+    plaintext = "rh-live-" + secrets.token_urlsafe(32)
+    before = key_lookup.key_lookup_count()
+    for _ in range(5):
+        _unknown(plaintext)
+    assert key_lookup.key_lookup_count() == before + 1
