@@ -13,6 +13,7 @@ Servers, databases and Redis dbs as ``bench.side_by_side`` (``BENCH_DATABASE``,
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import secrets
 import subprocess
@@ -51,6 +52,8 @@ def main() -> None:
                                        _next_db(gateway.REDIS_URL)),
                 f"new {head}": (gateway.REPO, gateway.RH_DB, gateway.REDIS_URL),
             }  # fmt: skip
+            # One environment (one key pepper) for both servers: the same keys' digests.
+            gateway.routerhub_env = functools.cache(gateway.routerhub_env)  # type: ignore[assignment]
             env = gateway.routerhub_env(upstream)
             targets = []
             for name, (tree, database, redis_url) in servers.items():
