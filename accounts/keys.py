@@ -81,7 +81,9 @@ def key_mint(*, scope: str) -> MintedKey:
 
 
 # digest -> the key, or None for "no such active key"
-_cache: TtlCache[str, AuthenticatedKey | None] = TtlCache(lambda: settings.API_KEY_CACHE_TTL)
+_cache: TtlCache[str, AuthenticatedKey | None] = TtlCache(
+    lambda: settings.API_KEY_CACHE_TTL, max_entries=settings.API_KEY_CACHE_MAX_ENTRIES
+)
 
 
 def key_cache_clear() -> None:

@@ -286,6 +286,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * REQUEST_MAX_BODY_BYTES
 
 # --- RouterHub ----------------------------------------------------------------------------------
 API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=1.0)
+# Keys (and unknown keys' "no such key") a gateway process keeps at once; emptied whole when
+# full. ~0.7 KB each (tracemalloc): 10,000 bound a worker's key cache to ~7 MB and hold more
+# keys than a worker serves within one TTL (README, "100,000 keys").
+API_KEY_CACHE_MAX_ENTRIES = env.int("API_KEY_CACHE_MAX_ENTRIES", default=10_000)
 ORGANIZATION_SESSION_KEY = "current_organization_id"
 # Apps that accounts must not import act on a new organization through these (called with
 # organization=...) in organization_create's transaction: billing grants STARTER_CREDITS_USD.

@@ -13,6 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from django.utils import timezone
 
@@ -168,3 +169,70 @@ def test_an_unknown_key_costs_one_statement_per_ttl_not_per_request(
     for _ in range(5):
         _unknown(plaintext)
     assert key_lookup.key_lookup_count() == before + 1
+
+
+def test_concurrent_misses_are_read_together_each_key_once(clock: Clock, no_orm: None) -> None:
+    """A burst on a cold cache: 20 requests of one key and one each of 10 others (before: one
+    ORM read in a thread each)."""
+    organization = organization_make()
+    plaintexts = [key_make(organization, rpm=10 + i) for i in range(11)]
+    burst_of = [plaintexts[0]] * 20 + plaintexts[1:]
+    before = key_lookup.key_lookup_count()
+
+    async def burst() -> list[keys.AuthenticatedKey]:
+        return await asyncio.gather(*(keys.key_authenticate_async(p) for p in burst_of))
+
+    found = asyncio.run(burst())
+    assert key_lookup.key_lookup_count() - before <= 2  # at most two readers at a time
+    assert [key.rpm for key in found] == [10] * 20 + [11 + i for i in range(10)]
+
+
+def test_a_flood_of_unknown_keys_reads_on_at_most_half_the_connections(
+    clock: Clock, settings: Any, no_orm: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Distinct random keys (nothing to share) wait for a slot: credit holds keep the rest of
+    the gateway's connections."""
+    settings.GATEWAY_DB_CONNECTIONS = 4
+    reading, most = [0], [0]
+    fetchall = key_lookup._fetchall
+
+    async def counted(params: dict[str, Any]) -> Any:
+        reading[0] += 1
+        most[0] = max(most[0], reading[0])
+        try:
+            await asyncio.sleep(0.01)  # long enough for the others to queue behind it
+            return await fetchall(params)
+        finally:
+            reading[0] -= 1
+
+    monkeypatch.setattr(key_lookup, "_fetchall", counted)
+
+    async def flood() -> list[Any]:
+        answers = []
+        for _ in range(10):  # waves of 30, each arriving while the last is being read
+            plaintexts = ["rh-live-" + secrets.token_urlsafe(32) for _ in range(30)]
+            calls = [keys.key_authenticate_async(p) for p in plaintexts]
+            answers.append(asyncio.gather(*calls, return_exceptions=True))
+            await asyncio.sleep(0)
+        return [a for wave in await asyncio.gather(*answers) for a in wave]
+
+    before = key_lookup.key_lookup_count()
+    answers = asyncio.run(flood())
+    assert len(answers) == 300
+    assert all(isinstance(answer, NotAuthenticated) for answer in answers)
+    assert most[0] <= 2
+    assert key_lookup.key_lookup_count() - before < 30  # read in groups, not one by one
+
+
+def test_a_database_outage_is_djangos_operational_error(
+    clock: Clock, no_orm: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the gateway answers with a retryable 503 (``routing.gateway.app``), as the ORM's."""
+    from django.db import OperationalError
+
+    async def down(params: dict[str, Any]) -> Any:
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(key_lookup, "_fetchall", down)
+    with pytest.raises(OperationalError):
+        asyncio.run(keys.key_authenticate_async("rh-live-" + secrets.token_urlsafe(32)))
