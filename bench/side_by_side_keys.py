@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench import gateway
 from bench.gateway_keys import ACTIVE, KEYS, keys_add
-from bench.procs import Proc
+from bench.procs import Proc, cpu_seconds
 from bench.side_by_side import _drop, _export, _next_db, _serve
 
 
@@ -53,7 +53,7 @@ def main() -> None:
                 f"new {head}": (gateway.REPO, gateway.RH_DB, gateway.REDIS_URL),
             }  # fmt: skip
             # One environment (one key pepper) for both servers: the same keys' digests.
-            gateway.routerhub_env = functools.cache(gateway.routerhub_env)  # type: ignore[assignment]
+            gateway.routerhub_env = functools.cache(gateway.routerhub_env)
             env = gateway.routerhub_env(upstream)
             targets = []
             for name, (tree, database, redis_url) in servers.items():
@@ -61,16 +61,17 @@ def main() -> None:
                 procs.append(proc)
                 targets.append(target)
                 keys_add(env, target.key, KEYS, out, database=database, plaintexts=plaintexts)
-            _alternate(targets, plaintexts, args, out, upstream)
+            databases = {t.name: servers[t.name][1] for t in targets}
+            _alternate(targets, databases, plaintexts, args, out, upstream)
         finally:
             for proc in reversed(procs):
                 proc.stop()
             _drop(old_database)
 
 
-def _alternate(targets: list[gateway.Target], plaintexts: list[str], args: argparse.Namespace,
-               out: Path, upstream: str) -> None:  # fmt: skip
-    results: dict[tuple[str, int, int], list[float]] = {}
+def _alternate(targets: list[gateway.Target], databases: dict[str, str], plaintexts: list[str],
+               args: argparse.Namespace, out: Path, upstream: str) -> None:  # fmt: skip
+    results: dict[tuple[str, int, int], list[tuple[float, float, float]]] = {}
     flip = False
     print(f"load average at start: {os.getloadavg()}", flush=True)
     for round_ in range(args.rounds):
@@ -80,24 +81,43 @@ def _alternate(targets: list[gateway.Target], plaintexts: list[str], args: argpa
                     keys_file = out / f"keys-{active}-{target.name.split()[0]}.txt"
                     keys = [target.key] if active == 1 else plaintexts[:active]
                     keys_file.write_text("\n".join(keys) + "\n")
+                    before = _cpu(target, databases[target.name])
                     res = gateway.loadgen("throughput", target, 0, "--concurrency",
                                           str(concurrency), "--duration", str(args.duration),
                                           "--timeout", "30", "--keys-file", str(keys_file))  # fmt: skip
+                    after = _cpu(target, databases[target.name])
+                    served = max(1, res["total_ok_including_warmup"] + res["errors"])
+                    us = [(a - b) / served * 1e6 for a, b in zip(after, before, strict=True)]
                     gateway.clear_upstream(upstream)
-                    results.setdefault((target.name, active, concurrency), []).append(res["rps"])
+                    cell = results.setdefault((target.name, active, concurrency), [])
+                    cell.append((res["rps"], us[0], us[1]))
                     print(f"round {round_ + 1} {target.name:<16} keys {active:>6} "
-                          f"c={concurrency:<3} {res['rps']:>7.0f} req/s  errors {res['errors']}  "
+                          f"c={concurrency:<3} {res['rps']:>7.0f} req/s  CPU/request: RouterHub "
+                          f"{us[0]:.0f} us, PostgreSQL {us[1]:.0f} us  errors {res['errors']}  "
                           f"[other load {res['foreign_cores']:.2f} cores, "
                           f"loadavg {os.getloadavg()[0]:.1f}]", flush=True)  # fmt: skip
                 flip = not flip
-    print(f"\nmean req/s over {args.rounds} rounds (load average at end {os.getloadavg()}):")
+    print(f"\nmeans over {args.rounds} rounds (load average at end {os.getloadavg()}): req/s, "
+          "then RouterHub / PostgreSQL CPU us per request")  # fmt: skip
     for active in ACTIVE:
         for concurrency in (16, 64):
-            cells = [sum(v) / len(v) for v in
-                     (results[(t.name, active, concurrency)] for t in targets)]  # fmt: skip
+            cells = [[sum(x) / len(x) for x in zip(*results[(t.name, active, concurrency)],
+                                                  strict=True)] for t in targets]  # fmt: skip
             print(f"  keys {active:>6} c={concurrency:<3} "
-                  + "  ".join(f"{t.name}: {c:7.0f}" for t, c in zip(targets, cells, strict=True))
-                  + f"  new/old {cells[1] / cells[0]:.2f}")  # fmt: skip
+                  + "  ".join(f"{t.name}: {c[0]:5.0f} req/s {c[1]:5.0f} / {c[2]:4.0f} us"
+                              for t, c in zip(targets, cells, strict=True))
+                  + f"  req/s new/old {cells[1][0] / cells[0][0]:.2f}")  # fmt: skip
+
+
+def _cpu(target: gateway.Target, database: str) -> tuple[float, float]:
+    """CPU seconds so far of ``target``'s process tree and of its database's PostgreSQL
+    backends (its pooled connections live through the run)."""
+    import psycopg
+
+    with psycopg.connect(dbname="postgres", autocommit=True, **gateway.PG) as conn:  # type: ignore[arg-type]
+        pids = [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", [database]).fetchall()]  # fmt: skip
+    return cpu_seconds(target.cpu_root), sum(cpu_seconds(pid) for pid in pids)
 
 
 if __name__ == "__main__":
