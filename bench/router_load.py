@@ -127,7 +127,12 @@ def _steps(files: dict[str, bytes], manifest: dict[str, Any]) -> dict[str, Any] 
             inner = inner.gi_yieldfrom  # type: ignore[assignment]
         frame = inner.gi_frame
         where = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()[:60]
-        cpu.append(((time.thread_time() - started) * 1000, f"{frame.f_code.co_name}: {where}"))
+        cpu.append(
+            (
+                (time.thread_time() - started) * 1000,
+                f"{frame.f_code.co_name}:{frame.f_lineno} {where}",
+            )
+        )
     started = time.thread_time()
     Predictor(1, manifest["checksum"], router).rank("warm-up", decision.TRADEOFF)
     cpu.append(((time.thread_time() - started) * 1000, "first ranking"))
@@ -197,8 +202,12 @@ def _activation(args: argparse.Namespace, trees: dict[str, Path]) -> dict[str, A
                         "--database", args.database, "--redis-url", args.redis_url,
                         "--datasets", str(args.datasets), "--json", result.name]  # fmt: skip
                 env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-                subprocess.run(argv, cwd=tree, env=env | {"PYTHONPATH": str(tree)},
-                               check=True, capture_output=True)  # fmt: skip
+                if not (tree / ".venv").exists():  # the servers run from the tree's .venv
+                    (tree / ".venv").symlink_to(REPO / ".venv")
+                done = subprocess.run(argv, cwd=tree, env=env | {"PYTHONPATH": str(tree)},
+                                      check=False, capture_output=True, text=True)  # fmt: skip
+                if done.returncode != 0:
+                    raise RuntimeError(f"select_endpoint in {tree} failed:\n{done.stderr[-3000:]}")
                 answer = json.loads(Path(result.name).read_text())
             out[name].append({"loadavg": round(answer["loadavg"], 2)} | {
                 server: answer["activation"][server] for server in ("gateway", "drf")})  # fmt: skip
