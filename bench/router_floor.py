@@ -28,6 +28,10 @@ Methods (tradeoff 0, pick the model with the highest estimated score):
 3. ``difficulty``: a ridge regression predicts the share of models right on a prompt, and a
    per-task, per-model logistic on that one number (strong models win on hard prompts).
 4. ``heads``: per-task, per-model L2 logistic on the features (the independent-heads reference).
+5. ``topics``: per task, k-means on the features and each cluster's best model (topic-level
+   structure inside a task; on ``question`` features the shared prefix no longer hides it), k in
+   {1, 2, 4, 8} chosen by inner 4-fold CV (1 = the floor); ``topics k=..`` fixed k.
+``--only NAME`` runs the methods whose name starts with NAME (the floor always).
 """
 
 from __future__ import annotations
@@ -231,8 +235,44 @@ def heads(x, s, t, inner, outer, c: float) -> np.ndarray:
     return estimate.argmax(axis=1)
 
 
+def _topic_picks(x, s, t, inner, outer, k: int, seed: int) -> np.ndarray:
+    """Per task, k-means on the features; each cluster's best model (fall back: the task's)."""
+    from sklearn.cluster import KMeans
+
+    best = _task_best(s[inner], t[inner])
+    picks = np.array([best[v] for v in t[outer]])
+    for task in np.unique(t[inner]):
+        i_rows, o_rows = inner[t[inner] == task], t[outer] == task
+        if k < 2 or len(i_rows) < 20 * k or not o_rows.any():
+            continue
+        model = KMeans(k, n_init=4, random_state=seed).fit(x[i_rows])
+        labels = model.labels_
+        for c in range(k):
+            here = o_rows & (model.predict(x[outer]) == c)
+            if (labels == c).sum():
+                picks[here] = int(np.argmax(s[i_rows[labels == c]].mean(axis=0)))
+    return picks
+
+
+def topics(x, s, t, inner: np.ndarray, outer: np.ndarray, seed: int) -> np.ndarray:
+    """Method 5: per-task topic clusters, k in {1 (the floor), 2, 4, 8} chosen by inner CV."""
+    sub = _fold_ids(len(inner), 4, seed + 200)
+    grid = (1, 2, 4, 8)
+    totals = np.zeros(len(grid))
+    for k in range(4):
+        a, b = inner[sub != k], inner[sub == k]
+        for j, clusters in enumerate(grid):
+            totals[j] += s[b, _topic_picks(x, s, t, a, b, clusters, seed)].sum()
+    chosen = grid[int(np.argmax(totals))]
+    return _topic_picks(x, s, t, inner, outer, chosen, seed)
+
+
 def _methods(seed: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"topics": lambda x, s, t, i, o: topics(x, s, t, i, o, seed)}
+    for clusters in (2, 4, 8):
+        out[f"topics k={clusters}"] = lambda x, s, t, i, o, c=clusters: _topic_picks(
+            x, s, t, i, o, c, seed
+        )
     for c in (0.01, 0.1, 1.0):
         out[f"gated C={c}"] = lambda x, s, t, i, o, c=c: gated(x, s, t, i, o, seed, c)
         out[f"heads C={c}"] = lambda x, s, t, i, o, c=c: heads(x, s, t, i, o, c)
@@ -248,7 +288,7 @@ def _methods(seed: int) -> dict[str, Any]:
     return out
 
 
-def run_seed(prompts, questions, s, t, seed: int) -> dict[str, np.ndarray]:
+def run_seed(prompts, questions, s, t, seed: int, only: str = "") -> dict[str, np.ndarray]:
     """Per-row served score of the floor and of every (features, method) for one seed."""
     fold = _fold_ids(len(prompts), FOLDS, seed)
     served: dict[str, np.ndarray] = {}
@@ -259,6 +299,8 @@ def run_seed(prompts, questions, s, t, seed: int) -> dict[str, np.ndarray]:
         for name, texts, extra in (("full", prompts, False), ("question", questions, True)):
             x = features([texts[i] for i in inner], texts, extra)
             for method, run in _methods(seed).items():
+                if not method.startswith(only):
+                    continue
                 picks = run(x, s, t, inner, outer)
                 served.setdefault(f"{name} {method}", np.zeros(len(t)))[outer] = s[outer, picks]
         print(f"seed {seed} fold {k} done", flush=True)
@@ -333,6 +375,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--auc", action="store_true", help="the pairwise AUC diagnostic only")
+    parser.add_argument("--only", default="", help="run the methods whose name starts with it")
     args = parser.parse_args()
     models = _quality_models(args.datasets, QUALITY_TASKS, 7)
     train = quality_data(args.datasets, models, "train")
@@ -341,7 +384,9 @@ def main() -> None:
     if args.auc:
         print(json.dumps(pairwise_auc(train.prompts, questions, train.scores, t), indent=1))
         return
-    per_seed = [run_seed(train.prompts, questions, train.scores, t, s) for s in args.seeds]
+    per_seed = [
+        run_seed(train.prompts, questions, train.scores, t, s, args.only) for s in args.seeds
+    ]
     result = {"rows": len(t), "seeds": args.seeds, "methods": summary(per_seed)}
     for name, row in sorted(result["methods"].items(), key=lambda kv: -kv[1]["mean"]):
         print(f"{name:38s} {row['mean']:.4f} gain {row['gain_vs_floor']:+.4f} CI {row['ci95']}")
