@@ -5,6 +5,8 @@ url-safe base64. Only ``HMAC-SHA256(API_KEY_PEPPER, key)`` is stored, so a datab
 nothing that authenticates. Lookups go through a small in-process cache whose entries live
 ``API_KEY_CACHE_TTL`` seconds (1 s by default): a revoked key stops working in every worker within
 that time without any broadcast, and a hot key costs one indexed query per worker per second.
+In the gateway a miss is read on its own PostgreSQL connections (``key_lookup``), not the ORM;
+the cache holds at most ``API_KEY_CACHE_MAX_ENTRIES`` keys.
 
 A key acts with its creator's role (``key_role``), read live in the same query as the key: a
 role change or a removal reaches every worker within the same ``API_KEY_CACHE_TTL``.
