@@ -234,3 +234,32 @@ def test_a_key_that_slows_down_leases_smaller_slices(
 
     assert ok == 40
     assert lease.request_slice == 1
+
+
+def test_the_first_request_of_a_key_in_a_window_is_one_redis_round_trip(
+    redis_limits: None,
+) -> None:
+    """Issue 21: a key used rarely leases anew on its first request in a window (slices sized to
+    its pace, one request), and that costs one command to Redis, the lease script (once the
+    server knows it) — the only one a request sends before its upstream call."""
+    sent: list[str] = []
+
+    async def run() -> None:
+        await limits.rate_limit_admit(a_key(rpm=1000, tpm=100_000), 10)  # loads the script
+        client, _ = limits._redis()
+        execute = client.execute_command
+
+        async def counted(*args: Any, **options: Any) -> Any:
+            sent.append(str(args[0]))
+            return await execute(*args, **options)
+
+        client.execute_command = counted
+        try:
+            for _ in range(5):  # five keys, each new in this window
+                await limits.rate_limit_admit(a_key(rpm=1000, tpm=100_000), 10)
+        finally:
+            client.execute_command = execute
+            await limits.rate_limit_close()
+
+    asyncio.run(run())
+    assert sent == ["EVALSHA"] * 5
