@@ -6,7 +6,8 @@ measurement by measurement (A-B, then B-A) so that the machine's other work weig
 
     python -m bench.side_by_side_keys --old main [--rounds 2] [--duration 10]
 
-Servers, databases and Redis dbs as ``bench.side_by_side`` (``BENCH_DATABASE``,
+``--unknown`` adds a flood of 100,000 random keys that no database has (all 401s; its req/s
+counts every answer). Servers, databases and Redis dbs as ``bench.side_by_side`` (``BENCH_DATABASE``,
 ``BENCH_REDIS_URL``; the old one on ``<database>_old`` and the next Redis db).
 """
 
@@ -32,6 +33,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="measurements of each cell")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--workers", type=int, default=gateway.Options.workers)
+    parser.add_argument("--unknown", action="store_true",
+                        help="also a flood of 100,000 random keys no database has (401s)")  # fmt: skip
     args = parser.parse_args()
     out = gateway.REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
@@ -72,14 +75,16 @@ def main() -> None:
 def _alternate(targets: list[gateway.Target], databases: dict[str, str], plaintexts: list[str],
                args: argparse.Namespace, out: Path, upstream: str) -> None:  # fmt: skip
     results: dict[tuple[str, int, int], list[tuple[float, float, float]]] = {}
+    rows = (*ACTIVE, 0) if args.unknown else ACTIVE  # 0: keys nobody has
+    unknown = [f"rh-live-{secrets.token_urlsafe(32)}" for _ in range(KEYS)] if args.unknown else []
     flip = False
     print(f"load average at start: {os.getloadavg()}", flush=True)
     for round_ in range(args.rounds):
-        for active in ACTIVE:
+        for active in rows:
             for concurrency in (16, 64):
                 for target in targets[::-1] if flip else targets:
                     keys_file = out / f"keys-{active}-{target.name.split()[0]}.txt"
-                    keys = [target.key] if active == 1 else plaintexts[:active]
+                    keys = [target.key] if active == 1 else plaintexts[:active] or unknown
                     keys_file.write_text("\n".join(keys) + "\n")
                     before = _cpu(target, databases[target.name])
                     res = gateway.loadgen("throughput", target, 0, "--concurrency",
@@ -90,16 +95,17 @@ def _alternate(targets: list[gateway.Target], databases: dict[str, str], plainte
                     us = [(a - b) / served * 1e6 for a, b in zip(after, before, strict=True)]
                     gateway.clear_upstream(upstream)
                     cell = results.setdefault((target.name, active, concurrency), [])
-                    cell.append((res["rps"], us[0], us[1]))
+                    rate = res["requests"] / args.duration if active == 0 else res["rps"]
+                    cell.append((rate, us[0], us[1]))
                     print(f"round {round_ + 1} {target.name:<16} keys {active:>6} "
-                          f"c={concurrency:<3} {res['rps']:>7.0f} req/s  CPU/request: RouterHub "
+                          f"c={concurrency:<3} {rate:>7.0f} req/s  CPU/request: RouterHub "
                           f"{us[0]:.0f} us, PostgreSQL {us[1]:.0f} us  errors {res['errors']}  "
                           f"[other load {res['foreign_cores']:.2f} cores, "
                           f"loadavg {os.getloadavg()[0]:.1f}]", flush=True)  # fmt: skip
                 flip = not flip
     print(f"\nmeans over {args.rounds} rounds (load average at end {os.getloadavg()}): req/s, "
           "then RouterHub / PostgreSQL CPU us per request")  # fmt: skip
-    for active in ACTIVE:
+    for active in rows:
         for concurrency in (16, 64):
             cells = [[sum(x) / len(x) for x in zip(*results[(t.name, active, concurrency)],
                                                   strict=True)] for t in targets]  # fmt: skip
