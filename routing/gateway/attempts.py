@@ -49,6 +49,7 @@ from routing.gateway.upstream import (
     is_retryable_status,
     response_release,
     upstream_timeout,
+    upstream_url,
 )
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
@@ -162,7 +163,7 @@ async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(
-                upstream.url,
+                upstream_url(upstream.url),
                 content=upstream.content(),
                 headers=upstream.headers,
                 timeout=upstream_timeout(),
@@ -224,7 +225,7 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
     client = client_for(candidate)
     request = client.build_request(
         "POST",
-        upstream.url,
+        upstream_url(upstream.url),
         content=upstream.content(),
         headers=upstream.headers,
         timeout=upstream_timeout(),

@@ -239,3 +239,25 @@ def test_the_gateway_client_leaves_no_reference_cycle_behind_an_answer() -> None
         await http.aclose()
 
     run(handler, test)
+
+
+def test_the_gateway_client_never_sends_a_cookie_an_upstream_set() -> None:
+    """One client serves every organization: a provider's cookie must not follow the next
+    request (another organization's, maybe) to that host."""
+    from routing.gateway.upstream import _client_create
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await read_request(reader)
+            cookie = b"cookie:" in request.lower()
+            writer.write(ok(b'{"cookie": %s}' % (b"true" if cookie else b"false"),
+                            b"Set-Cookie: session=abc; Path=/"))  # fmt: skip
+            await writer.drain()
+
+    async def test(url: str, stats: dict[str, Any]) -> None:
+        http = _client_create()
+        answers = [(await http.post(f"{url}/v1/x", content=b"{}")).json() for _ in range(2)]
+        await http.aclose()
+        assert answers == [{"cookie": False}, {"cookie": False}]
+
+    run(handler, test)
