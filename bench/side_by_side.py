@@ -116,7 +116,7 @@ def _alternate(direct: gateway.Target, targets: list[gateway.Target], args: Any,
     for round_ in range(args.rounds):
         for target in [direct, *(targets if round_ % 2 == 0 else targets[::-1])]:
             trace = out / "side-by-side-trace.json"
-            cpu0 = cpu_seconds(target.pid)
+            cpu0 = cpu_seconds(target.cpu_root)
             res = gateway.loadgen("latency", target, 0, "--requests", str(args.requests),
                                   "--warmup", "50", "--max-seconds", "120",
                                   "--trace", str(trace))  # fmt: skip
@@ -124,7 +124,7 @@ def _alternate(direct: gateway.Target, targets: list[gateway.Target], args: Any,
             samples[target.name] += took
             lat = res["latency_ms"]
             time.sleep(1.0)  # the last batch settles before the other version runs
-            spent = cpu_seconds(target.pid) - cpu0  # with the warm-up's 50 and the settling
+            spent = cpu_seconds(target.cpu_root) - cpu0  # with the warm-up's 50 and the settling
             cpu[target.name] += spent
             print(f"round {round_ + 1} {target.name:<16} p50 {lat['p50']:.3f} p90 {lat['p90']:.3f} "
                   f"p99 {lat['p99']:.3f} ms  errors {res['errors']}  "
