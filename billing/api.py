@@ -150,9 +150,8 @@ class CreditsView(TenantAPIView):
 
     @extend_schema(responses=CreditsOutput)
     def get(self, request: Request) -> Response:
-        account = (
-            self.get_queryset().select_related("hold").first()
-            or CreditAccount(organization=self.organization)
+        account = self.get_queryset().select_related("hold").first() or CreditAccount(
+            organization=self.organization
         )
         return Response(
             {

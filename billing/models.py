@@ -54,6 +54,12 @@ class CreditAccount(models.Model):
             models.CheckConstraint(condition=Q(released__gte=0), name="released_not_negative"),
         ]
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        adding = self._state.adding
+        super().save(*args, **kwargs)
+        if adding and connection.vendor != "postgresql":  # on PostgreSQL a trigger inserts it
+            CreditHold.objects.get_or_create(account=self)
+
     @property
     def reserved(self) -> Decimal:
         """Credits held by requests in flight (read ``select_related("hold")`` for one snapshot)."""
@@ -62,12 +68,6 @@ class CreditAccount(models.Model):
         except ObjectDoesNotExist:  # an unsaved account
             return Decimal(0)
         return held - self.released
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        adding = self._state.adding
-        super().save(*args, **kwargs)
-        if adding and connection.vendor != "postgresql":  # on PostgreSQL a trigger inserts it
-            CreditHold.objects.get_or_create(account=self)
 
 
 class CreditHold(models.Model):

@@ -7,11 +7,13 @@ once per batch instead of once per request, which is what let a single organizat
 hundreds of requests per second (measured: ~100 req/s when each request settled alone).
 
 Locks are always taken in one order — the request's own reservation rows, then credit accounts
-(by organization id), then key spend windows — here, in the sweeper and in ``credits_reserve``
-(account, then window, then it inserts its reservation; tests/billing/test_lock_order.py). The account row, which every new request
-of the organization updates to reserve, is locked last: on PostgreSQL by the one statement that
-charges it, right before a commit that does not wait for the disk (durability is awaited after
-the locks are gone, before the drafts are acknowledged).
+(by organization id), then hold rows (``CreditHold``), then key spend windows — here, in the
+sweeper and in ``credits_reserve`` (hold row, then window, then it inserts its reservation;
+tests/billing/test_lock_order.py). Reservations update the hold row and only read the account
+row, so they never wait for this charge; the hold row is written here only for a charge beyond
+its holds (``_beyond_holds``). The account row is locked last on PostgreSQL, by the one statement
+that charges it, right before a commit that does not wait for the disk (durability is awaited
+after the locks are gone, before the drafts are acknowledged).
 """
 
 from __future__ import annotations
@@ -325,7 +327,9 @@ def _charge_locking_last(
             spent = sum((money(d.cost) for d in drafts), ZERO)
             held = held_by_org.get(organization_id, ZERO)
             params = {"spent": spent, "held": held, "beyond": _beyond_holds(spent, held)}
-            cursor.execute(_ACCOUNT_CHARGE_SQL, {**params, "organization": organization_id, "now": now})
+            cursor.execute(
+                _ACCOUNT_CHARGE_SQL, {**params, "organization": organization_id, "now": now}
+            )
             row = cursor.fetchone()
             _holds_raise(organization_id, params["beyond"])
             before = ZERO if row is None else row[0]
