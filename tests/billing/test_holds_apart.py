@@ -31,7 +31,7 @@ from billing.settlement import reservations_release, usage_settle_batch
 from routerhub.errors import InsufficientCredits
 from tests.conftest import require_postgres
 from tests.factories import organization_make
-from tests.routing.servers import poll
+from tests.routing.servers import SETTLE_TIMEOUT, poll
 
 
 def _funded(amount: str) -> Organization:
@@ -66,21 +66,24 @@ def _in_thread(work: Callable[[], object], done: threading.Event | None = None) 
 
 
 @contextmanager
-def _charge_held_open(drafts: list[UsageDraft]) -> Iterator[None]:
+def _charge_held_open(drafts: list[UsageDraft]) -> Iterator[threading.Event]:
     """A settler that charged ``drafts`` (its account-row UPDATE done) and has not committed
-    until the block ends: a settler process waiting for a CPU between UPDATE and COMMIT."""
+    until the block ends: a settler process waiting for a CPU between UPDATE and COMMIT. The
+    event yielded is set once its transaction may end (the block ended, or a safety bound of
+    twice the suite's poll passed)."""
     charged, release = threading.Event(), threading.Event()
 
     def settle_held_open() -> None:
         with transaction.atomic():
             usage_settle_batch(drafts)
             charged.set()
-            release.wait(60)
+            release.wait(2 * SETTLE_TIMEOUT)
+            release.set()
 
     settler = _in_thread(settle_held_open)
     assert charged.wait(60)
     try:
-        yield
+        yield release
     finally:
         release.set()
         settler.join(60)
@@ -108,10 +111,11 @@ def test_a_reservation_completes_while_a_settlers_charge_is_open(path: str) -> N
     credits_reserve(first)
     reserve = _reserve_async if path == "gateway" else _reserve_sync
 
-    with _charge_held_open([_draft(first, "0.25")]):
+    with _charge_held_open([_draft(first, "0.25")]) as settler_done:
         reserved = threading.Event()
         reserver = _in_thread(lambda: reserve(second), reserved)
-        poll(reserved.is_set)  # while the settler's transaction is still open
+        poll(reserved.is_set)
+        assert not settler_done.is_set()  # it completed while the settler's charge was open
     reserver.join(60)
 
     account = CreditAccount.objects.select_related("hold").get(organization=organization)
@@ -119,6 +123,45 @@ def test_a_reservation_completes_while_a_settlers_charge_is_open(path: str) -> N
     assert account.total_used == Decimal("0.25")
     ledger = LedgerEntry.objects.filter(organization=organization).aggregate(s=Sum("amount"))["s"]
     assert ledger == account.balance
+
+
+def _waiting_on_a_lock() -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reservation_judged_on_a_stale_balance_never_grants_past_a_charge_beyond_its_hold() -> (
+    None
+):
+    """The reservation's snapshot of the account is from before an over-hold charge commits; it
+    reads the hold row after (it waits for the charge's lock on it). The charge's excess is on
+    the hold row too, so the stale balance cannot grant: refused with exactly what is left."""
+    require_postgres()
+    organization = _funded("1")
+    over = _request(organization, "0.2")
+    credits_reserve(over)
+    outcome: list[str] = []
+
+    def reserve() -> None:
+        try:
+            credits_reserve(_request(organization, "0.5"))
+            outcome.append("held")
+        except InsufficientCredits as refused:
+            outcome.append(str(refused.metadata["available"]))
+
+    with _charge_held_open([_draft(over, "0.9")]):  # balance 0.1 once it commits
+        reserver = _in_thread(reserve)
+        poll(_waiting_on_a_lock)  # for the hold row, after its snapshot of the account
+    reserver.join(60)
+
+    assert outcome == ["0.10000000"]
+    account = _books_agree(organization)
+    assert (account.balance, account.reserved) == (Decimal("0.1"), Decimal("0"))
 
 
 def _refused_available(request: ReservationRequest) -> str:
