@@ -65,13 +65,14 @@ def _pg_backends() -> list[int]:
 
 
 def _account_updates() -> int:
-    """Row updates of credit accounts so far (holds and settlement; the statistics lag up to a
-    second, the same at both ends of a run)."""
+    """Row updates of credit accounts and hold rows so far (holds and settlement; the statistics
+    lag up to a second, the same at both ends of a run)."""
     import psycopg
 
     with psycopg.connect(dbname=gateway.RH_DB, autocommit=True, **gateway.PG) as conn:  # type: ignore[arg-type]
         row = conn.execute(
-            "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'billing_creditaccount'"
+            "SELECT coalesce(sum(n_tup_upd), 0) FROM pg_stat_user_tables"
+            " WHERE relname IN ('billing_creditaccount', 'billing_credithold')"
         ).fetchone()
     return int(row[0]) if row else 0
 
