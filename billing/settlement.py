@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -44,6 +45,7 @@ from billing.models import (
     UsageStep,
 )
 from billing.rollups import usage_rollups_add
+from billing.settle_sql import generations_settled, holds_settle, rows_copy
 from billing.shortfall import capped_costs_record
 from billing.wal import wal_commit_without_waiting, wal_wait_durable
 from routerhub.money import ZERO, money
@@ -59,6 +61,10 @@ _USAGE_COLUMNS = (
     "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type",
     "streamed", "is_byok", "prompt", "response", "trace", "flags", "created_at",
 )  # fmt: skip
+_usage_values = attrgetter(*_USAGE_COLUMNS)
+_COST = _USAGE_COLUMNS.index("cost")
+# The text columns (the draft's ``str`` fields): where a NUL may hide.
+_TEXT = tuple(i for i, c in enumerate(_USAGE_COLUMNS) if UsageDraft.__annotations__[c] == "str")
 _STEP_COLUMNS = ("generation_id", *STEP_FIELDS)
 _LEDGER_COLUMNS = (
     "organization_id", "kind", "amount", "balance_after", "idempotency_key", "description",
@@ -90,14 +96,40 @@ def _lock_holds(**filters: Any) -> list[_Hold]:
     return [_Hold(*row) for row in rows]
 
 
+def _settled_before(generation_ids: list[str]) -> set[str]:
+    if connection.vendor == "postgresql":
+        return generations_settled(generation_ids)
+    return set(UsageGeneration.objects.filter(pk__in=generation_ids).values_list("pk", flat=True))
+
+
+def _settle_holds(fresh: list[UsageDraft]) -> list[_Hold]:
+    """Lock the drafts' open holds (in primary-key order) and mark each settled when its draft
+    has something to charge, else released; returns them as they were."""
+    generation_ids = [d.generation_id for d in fresh]
+    paid = [d.generation_id for d in fresh if money(d.cost) > 0]
+    if connection.vendor == "postgresql":
+        return [_Hold(*row) for row in holds_settle(generation_ids, paid)]
+    holds = _lock_holds(generation_id__in=generation_ids)
+    for state, pks in (
+        (ReservationState.SETTLED, [h.pk for h in holds if h.generation_id in set(paid)]),
+        (ReservationState.RELEASED, [h.pk for h in holds if h.generation_id not in set(paid)]),
+    ):
+        if pks:
+            Reservation.objects.filter(pk__in=pks).update(state=state)
+    return holds
+
+
 def _usage_row(draft: UsageDraft) -> tuple[Any, ...]:
     """The draft's values in ``_USAGE_COLUMNS`` order (the draft's fields carry those names).
 
     A NUL character (valid in a JSON request, so possible in a logged prompt) becomes U+FFFD:
     PostgreSQL text cannot hold it, and one unstorable draft would fail its whole batch."""
-    return tuple(
-        money(draft.cost) if c == "cost" else _storable(getattr(draft, c)) for c in _USAGE_COLUMNS
-    )
+    row = list(_usage_values(draft))
+    row[_COST] = money(draft.cost)
+    for i in _TEXT:
+        if "\x00" in row[i]:
+            row[i] = row[i].replace("\x00", "\ufffd")
+    return tuple(row)
 
 
 def _step_rows(draft: UsageDraft) -> list[tuple[Any, ...]]:
@@ -109,16 +141,13 @@ def _step_rows(draft: UsageDraft) -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
-def _storable(value: Any) -> Any:
-    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
-
-
 def _insert(
     model: type[models.Model], columns: tuple[str, ...], rows: list[tuple[Any, ...]]
 ) -> None:
-    """Insert many rows. On PostgreSQL one pipelined ``executemany`` of plain values (psycopg
-    adapts them); measured, ``bulk_create`` spent most of a settlement batch preparing each
-    field of each model instance. Elsewhere (SQLite) through the ORM."""
+    """Insert many rows. On PostgreSQL one ``COPY`` (``billing.settle_sql``; measured, an
+    ``INSERT`` per row cost PostgreSQL a parse, a plan and a partition lookup each, and
+    ``bulk_create`` most of a batch preparing each field of each model instance). Elsewhere
+    (SQLite) through the ORM."""
     if not rows:
         return
     if connection.vendor != "postgresql":
@@ -126,11 +155,7 @@ def _insert(
             [model(**dict(zip(columns, row, strict=True))) for row in rows]
         )
         return
-    placeholders = ", ".join(["%s"] * len(columns))
-    # Table and column names are constants of this module, never input.
-    sql = f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    rows_copy(model._meta.db_table, columns, rows)
 
 
 def _lock_accounts(organization_ids: set[int]) -> dict[int, Decimal]:
@@ -183,23 +208,17 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
             wal_commit_without_waiting()
         # Settled generation ids are claimed in UsageGeneration (one unpartitioned index) by
         # the record insert's trigger, which also stops a concurrent settler of the same id.
-        done = set(UsageGeneration.objects.filter(pk__in=unique).values_list("pk", flat=True))
+        done = _settled_before(list(unique))
         fresh = sorted((d for g, d in unique.items() if g not in done), key=lambda d: d.created_at)
         if not fresh:
             return []
-        holds = _lock_holds(generation_id__in=[d.generation_id for d in fresh])
+        holds = _settle_holds(fresh)
         # Everything that does not need the organization's account row happens before it is
         # locked: that row is what every new request of the organization must update to reserve.
         _insert(UsageRecord, _USAGE_COLUMNS, [_usage_row(d) for d in fresh])
         _insert(UsageStep, _STEP_COLUMNS, [row for d in fresh for row in _step_rows(d)])
         _insert(UsageDecision, DECISION_COLUMNS, decision_rows(fresh))
         usage_rollups_add(fresh)
-        paid = {h.pk for h in holds if money(unique[h.generation_id].cost) > 0}
-        if paid:
-            Reservation.objects.filter(pk__in=paid).update(state=ReservationState.SETTLED)
-        unpaid = [h.pk for h in holds if h.pk not in paid]
-        if unpaid:
-            Reservation.objects.filter(pk__in=unpaid).update(state=ReservationState.RELEASED)
         held_by_org: dict[int, Decimal] = defaultdict(lambda: ZERO)
         for hold in holds:
             held_by_org[hold.organization_id] += hold.amount

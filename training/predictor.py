@@ -154,10 +154,10 @@ def predictor_for_version(version: RouterVersion, *, warmup: bool = False) -> Pr
     predictor = Predictor(
         version.pk, version.checksum, router_from_files(files, digests, version.checksum)
     )
-    # A loaded version's first ranking is several hundred times slower than the next ones
-    # (0.8-1.2 s against 1 ms for the ARC router on a busy 2-core machine: the models set
-    # themselves up on first use). Paid here, where the load is paid, so a cached predictor
-    # always decides at full speed.
+    # A version stored before its serving form (``serving.npz``) builds the forest, projection
+    # and lookup tables on its first ranking (0.8-1.2 s against 1 ms for the ARC router on a
+    # busy 2-core machine); one with it has them at load. Paid here, where the load is paid, so
+    # a cached predictor always decides at full speed.
     predictor.rank("warm-up", 0.5)
     with _lock:
         _cache[key] = predictor

@@ -123,3 +123,26 @@ def test_a_prompt_decides_alike_on_first_sight_and_when_its_words_are_memoised(
     again = [fresh.rank(p, 0.5) for p in prompts]
 
     assert first == again
+
+
+def test_a_version_decides_to_the_last_bit_alike_with_and_without_its_serving_form(
+    arc: tuple[TrainedRouter, Predictor],
+) -> None:
+    """The serving form (``serving.npz``, stored at training) against the files of an older
+    version, which build the same forest, projection and tables on their first decision."""
+    fitted, predictor = arc
+    files = artifacts.router_to_files(fitted)
+    older = {name: content for name, content in files.items() if name != artifacts.SERVING_FILE}
+    digests = artifacts.files_digests(older)
+    plain = Predictor(3, "older", artifacts.router_from_files(
+        older, digests, artifacts.manifest_checksum(digests)))  # fmt: skip
+    subsets = [None, [fitted.models[i] for i in (0, 4, 5, 9)], [fitted.models[i] for i in (5, 2)]]
+
+    for prompt in _prompts():
+        for tradeoff in (0.0, 0.3, 0.5, 0.8, 1.0):
+            for names in subsets:
+                # RankedModel tuples: models, and scores and utilities compared exactly.
+                assert predictor.rank(prompt, tradeoff, names) == plain.rank(
+                    prompt, tradeoff, names
+                ), (prompt[:40], tradeoff)
+    assert artifacts.SERVING_FILE in files

@@ -139,12 +139,18 @@ def test_a_featurizer_saved_without_an_embedding_serves_without_one() -> None:
     np.testing.assert_allclose(restored.transform(PROMPTS[0])[2], dense[0], atol=1e-12)
 
 
-def test_a_version_trained_with_other_weights_is_refused_with_a_reason() -> None:
+@pytest.mark.parametrize("serving_form", [True, False], ids=["serving-form", "older-format"])
+def test_a_version_trained_with_other_weights_is_refused_with_a_reason(serving_form: bool) -> None:
     fitted = router_fit(_data(90), WITH_EMBEDDINGS)
     files = artifacts.router_to_files(fitted.router)
     meta = json.loads(files[artifacts.FEATURIZER_FILE])
     meta["embedding"]["weights_sha256"] = "0" * 64
     files[artifacts.FEATURIZER_FILE] = json.dumps(meta).encode()
+    # The serving form carries the featurizer's settings too (written from the same JSON).
+    serving = artifacts.serving_file_of(fitted.router, files) if serving_form else None
+    files.pop(artifacts.SERVING_FILE)
+    if serving is not None:
+        files[artifacts.SERVING_FILE] = serving
     digests = artifacts.files_digests(files)
 
     with pytest.raises(artifacts.ArtifactError, match="install the wordllama version pinned"):

@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
+from collections.abc import Callable, Generator
+from dataclasses import replace
 from typing import Any
 
 import lightgbm as lgb
@@ -18,7 +21,16 @@ import numpy as np
 from training.learner.clusters import PromptClusters
 from training.learner.embedding import EmbeddingUnavailableError
 from training.learner.featurizer import Featurizer
+from training.learner.forest import forest_from_boosters
 from training.learner.router import KIND_CONSTANT, ScoreHead, TrainedRouter
+from training.learner.serving_form import (
+    SERVING_FILE,
+    ServingForm,
+    ServingFormError,
+    forest_check,
+    serving_file,
+    serving_form_steps,
+)
 
 # 4: the featurizer appends a sentence embedding (written only then, so a release that cannot
 # compute it refuses the version instead of serving it with missing features); 3: prompt clusters
@@ -29,6 +41,10 @@ FORMAT_EMBEDDING = 4
 ROUTER_FILE = "router.json"
 FEATURIZER_FILE = "featurizer.json"
 ARRAYS_FILE = "arrays.npz"
+# Between two load steps the loader sleeps this long, so a thread waiting for the GIL (the
+# worker's requests) takes it at every step instead of after the interpreter's switch interval.
+LOAD_PAUSE_S = 0.0002
+PROJECTION_ROWS = 8192  # vocabulary rows of the projection filled per load step
 
 
 class ArtifactError(Exception):
@@ -88,7 +104,27 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
     # ndarrays.
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     files[ARRAYS_FILE] = buffer.getvalue()
+    serving = serving_file_of(router, files)
+    if serving is not None:
+        files[SERVING_FILE] = serving
     return files
+
+
+def serving_file_of(router: TrainedRouter, files: dict[str, bytes]) -> bytes | None:
+    """The serving form (``serving_form.py``) of the router as its files load: the forest of
+    the boosters read back from their text, as a loaded version builds it on first use."""
+    with_trees = [i for i, h in enumerate(router.heads) if h.booster is not None and h.kind != KIND_CONSTANT]  # fmt: skip
+    boosters = [lgb.Booster(model_str=files[f"booster-{j}.txt"].decode()) for j in with_trees]
+    featurizer = router.featurizer
+    with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
+        projection = np.hstack([npz["components"].T, npz["linear_coef"].T])
+    return serving_file(
+        json.loads(files[FEATURIZER_FILE]),
+        (featurizer.word_vocab, featurizer.char_vocab),
+        featurizer.config.char_ngrams,
+        forest_from_boosters(boosters) if boosters else None,
+        np.ascontiguousarray(projection, dtype=np.float32),
+    )
 
 
 def files_digests(files: dict[str, bytes]) -> dict[str, str]:
@@ -96,9 +132,34 @@ def files_digests(files: dict[str, bytes]) -> dict[str, str]:
 
 
 def router_from_files(
-    files: dict[str, bytes], digests: dict[str, str], checksum: str
+    files: dict[str, bytes],
+    digests: dict[str, str],
+    checksum: str,
+    pause: Callable[[], None] | None = None,
 ) -> TrainedRouter:
-    """Rebuild a router after verifying every file against its digest and the manifest checksum."""
+    """Rebuild a router after verifying every file against its digest and the manifest checksum.
+
+    The load is a series of short steps (``router_load_steps``) with ``pause`` between them
+    (default: a ``LOAD_PAUSE_S`` sleep, which lets a waiting thread take the GIL)."""
+    steps = router_load_steps(files, digests, checksum)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            router: TrainedRouter = done.value
+            return router
+        (pause or _pause)()
+
+
+def _pause() -> None:
+    time.sleep(LOAD_PAUSE_S)
+
+
+def router_load_steps(
+    files: dict[str, bytes], digests: dict[str, str], checksum: str
+) -> Generator[None, None, TrainedRouter]:
+    """``router_from_files`` one step per ``yield``. A version with a serving form
+    (``serving.npz``) comes out ready to decide; an older one builds it on its first ranking."""
     if manifest_checksum(digests) != checksum:
         raise ArtifactError("the artifact manifest does not match the version checksum")
     for name, digest in digests.items():
@@ -106,20 +167,25 @@ def router_from_files(
             raise ArtifactError(f"artifact file {name} is missing")
         if sha256(files[name]) != digest:
             raise ArtifactError(f"artifact file {name} does not match its sha256")
+        yield
     meta = json.loads(files[ROUTER_FILE])
     if meta.get("format_version") not in (1, 2, FORMAT_VERSION, FORMAT_EMBEDDING):
         raise ArtifactError(f"unsupported artifact format {meta.get('format_version')!r}")
+    arrays = {}
     with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
-    try:
-        featurizer = Featurizer.from_parts(json.loads(files[FEATURIZER_FILE]), arrays)
-    except EmbeddingUnavailableError as exc:
-        raise ArtifactError(f"the version's embedding cannot be loaded: {exc}") from exc
+        for key in npz.files:
+            arrays[key] = npz[key]
+            yield
+    form = None
+    if SERVING_FILE in digests:
+        form = yield from _serving_form(files[SERVING_FILE], meta, arrays)
+    featurizer = _featurizer(files, arrays, form)
     heads = []
     for j, spec in enumerate(meta["heads"]):
         booster = None
         if spec["booster"] and spec["kind"] != KIND_CONSTANT:
             booster = lgb.Booster(model_str=files[spec["booster"]].decode())
+            yield
         heads.append(
             ScoreHead(
                 kind=spec["kind"],
@@ -131,7 +197,7 @@ def router_from_files(
                 booster=booster,
             )
         )
-    return TrainedRouter(
+    router = TrainedRouter(
         models=list(meta["models"]),
         featurizer=featurizer,
         heads=heads,
@@ -143,6 +209,56 @@ def router_from_files(
         clusters=_clusters(meta, arrays),
         cluster_bonus=np.asarray(meta["cluster_bonus"]) if "cluster_bonus" in meta else None,
     )
+    if form is not None:
+        projection = yield from _projection_steps(form.projection)
+        router.serving_form_use(form.forest, projection)
+    return router
+
+
+def _serving_form(
+    content: bytes, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> Generator[None, None, ServingForm]:
+    tree_heads = sum(1 for h in meta["heads"] if h["booster"] and h["kind"] != KIND_CONSTANT)
+    try:
+        form = yield from serving_form_steps(
+            content, len(arrays["word_idf"]), len(arrays["char_idf"]), tree_heads
+        )
+    except (ServingFormError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"the version's serving form is malformed: {exc!r}") from exc
+    width = arrays["components"].shape[0] + len(meta["heads"])
+    if form.projection.shape[1:] != (width,):
+        raise ArtifactError("the version's projection does not fit its featurizer and heads")
+    return form
+
+
+def _featurizer(
+    files: dict[str, bytes], arrays: dict[str, np.ndarray], form: ServingForm | None
+) -> Featurizer:
+    """From the serving form's vocabularies and tables when there is one, else from the JSON."""
+    parts = json.loads(files[FEATURIZER_FILE]) if form is None else form.featurizer_meta
+    try:
+        if form is None:
+            return Featurizer.from_parts(parts, arrays)
+        empty = Featurizer.from_parts({**parts, "word_vocab": [], "char_vocab": []}, arrays)
+    except EmbeddingUnavailableError as exc:
+        raise ArtifactError(f"the version's embedding cannot be loaded: {exc}") from exc
+    featurizer = replace(empty, word_vocab=form.word_vocab, char_vocab=form.char_vocab)
+    featurizer.tables_use(form.bigrams, form.char_index)
+    try:
+        forest_check(form.forest, featurizer.dense_size)
+    except ServingFormError as exc:
+        raise ArtifactError(f"the version's serving form is malformed: {exc}") from exc
+    return featurizer
+
+
+def _projection_steps(stored: np.ndarray) -> Generator[None, None, np.ndarray]:
+    """``TrainedRouter._projection_by_term``'s float64 array from the stored float32 one (the
+    same values: the components and weights are float32 in the artifact), a block per step."""
+    projection = np.empty(stored.shape, dtype=np.float64)
+    for start in range(0, len(stored), PROJECTION_ROWS):
+        projection[start : start + PROJECTION_ROWS] = stored[start : start + PROJECTION_ROWS]
+        yield
+    return projection
 
 
 def _clusters(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> PromptClusters | None:

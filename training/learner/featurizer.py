@@ -31,6 +31,7 @@ from training.learner.embedding import (
 from training.learner.prompt_text import (
     LEGACY_STAT_NAMES,
     STAT_NAMES,
+    bigram_table,
     char_terms,
     text_statistics,
     word_terms,
@@ -104,8 +105,7 @@ class Featurizer:
     _bigram_ids: dict[tuple[str, ...], int] | None = field(default=None, init=False, repr=False)
 
     def components_t(self) -> np.ndarray:
-        """(vocabulary, components) float64, built on first use: a serving router gathers from
-        its own copy stacked with the linear heads' weights (``TrainedRouter``) instead."""
+        """(vocabulary, components) float64, built on first use (not by a serving router)."""
         if self._components_t is None:
             self._components_t = np.ascontiguousarray(self.components.T, dtype=np.float64)
         return self._components_t
@@ -135,11 +135,13 @@ class Featurizer:
         return _present_counts(np.asarray(ids, dtype=np.int64), len(self.word_vocab))
 
     def _bigrams(self) -> dict[tuple[str, ...], int]:
-        """The vocabulary's bigrams keyed by their two tokens (tokens never contain spaces)."""
-        if self._bigram_ids is None:
-            pairs = {tuple(t.split(" ")): i for t, i in self.word_vocab.items() if " " in t}
-            self._bigram_ids = pairs
+        if self._bigram_ids is None:  # the vocabulary's bigrams keyed by their two tokens
+            self._bigram_ids = bigram_table(self.word_vocab)
         return self._bigram_ids
+
+    def tables_use(self, bigrams: dict[tuple[str, ...], int], index: CharNgramIndex | None) -> None:
+        """A stored serving form's tables (``serving_form.py``), used instead of building them."""
+        self._bigram_ids, self._char_index, self._char_index_built = bigrams, index, True
 
     def _char_ids_of_word(self, word: str) -> bytes:
         """Vocabulary ids of one word's char_wb n-grams (repeats kept) as int32 bytes, memoised

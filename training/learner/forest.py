@@ -9,7 +9,7 @@ values included; ``tests/training/test_forest.py`` checks equality with ``Booste
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import lightgbm as lgb
@@ -33,10 +33,13 @@ class Forest:
     sigmoid: np.ndarray  # per booster: the binary objective's sigmoid scale, 0 for regression
     depth: int
     zero_missing: bool  # some split treats zeros as missing (slow path needed)
-    exits: _ExitMasks | None = field(init=False, repr=False)
+    # Derived from the trees unless given (a stored serving form, ``serving_form.py``, has them).
+    exits: ExitMasks | None = field(default=None, repr=False)
+    derive_exits: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "exits", _exit_masks(self))
+    def __post_init__(self, derive_exits: bool) -> None:
+        if derive_exits:
+            object.__setattr__(self, "exits", _exit_masks(self))
 
     def predict(self, row: np.ndarray) -> np.ndarray:
         """Each booster's prediction for one dense feature row (as ``Booster.predict``)."""
@@ -80,7 +83,7 @@ MAX_EXIT_LEAVES = 63  # leaves per tree the bit masks hold (LightGBM's default i
 
 
 @dataclass(frozen=True)
-class _ExitMasks:
+class ExitMasks:
     """Every tree's splits as (splits, trees) arrays for ``Forest.predict``'s fast path; a tree
     with fewer splits is padded with splits that never send a row right."""
 
@@ -91,7 +94,7 @@ class _ExitMasks:
     leaf_value: np.ndarray  # every leaf, tree by tree, left to right
 
 
-def _exit_masks(forest: Forest) -> _ExitMasks | None:
+def _exit_masks(forest: Forest) -> ExitMasks | None:
     """Built from the flattened trees: ``_flatten`` lays each tree out in preorder (a split,
     its left subtree, its right subtree), so a subtree's leaves are consecutive in left-to-right
     order and a split's left subtree spans the nodes between it and its right child."""
@@ -116,7 +119,7 @@ def _exit_masks(forest: Forest) -> _ExitMasks | None:
     feature[row, tree] = forest.feature[splits]
     threshold[row, tree] = forest.threshold[splits]
     left_leaves[row, tree] = ((one << high) - one) ^ ((one << low) - one)
-    return _ExitMasks(feature, threshold, left_leaves, first_leaf, forest.value[is_leaf])
+    return ExitMasks(feature, threshold, left_leaves, first_leaf, forest.value[is_leaf])
 
 
 def _flatten(node: dict[str, Any], arrays: dict[str, list[Any]], depth: int) -> tuple[int, int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Mapping
 
 # scikit-learn's token pattern is ``\b\w\w+\b``: maximal runs of 2+ word characters. ``\w\w+``
 # finds exactly those (a greedy match starts at the start of a run and takes all of it), and the
@@ -41,6 +42,11 @@ OPERATORS = re.compile(r"[+\-*/=<>^%]")
 
 # ASCII word characters are [A-Za-z0-9_]; every other ASCII character separates words.
 _ASCII_SEPARATORS = {c: " " for c in range(128) if not re.fullmatch(r"\w", chr(c))}
+
+
+def bigram_table(vocabulary: Mapping[str, int]) -> dict[tuple[str, ...], int]:
+    """A word vocabulary's bigrams keyed by their two tokens (tokens never contain spaces)."""
+    return {tuple(t.split(" ")): i for t, i in vocabulary.items() if " " in t}
 
 
 def word_tokens(text: str) -> list[str]:

@@ -302,25 +302,37 @@ class TrainedRouter:
         incumbent = None if self.clusters is None else int(self.clusters.incumbents(dense)[0])
         return scores[chosen], incumbent
 
+    def serving_form_use(self, forest: Forest | None, projection: np.ndarray) -> None:
+        """Serve with a version's stored serving form (``serving_form.py``): the heads' forest
+        and the projection as the first decision would build them, so it builds nothing."""
+        self._forest, self._forest_slot = forest, self._heads_with_trees()
+        self._head_arrays = self._heads_as_arrays()
+        self._projection = projection
+        self._intercepts = np.array([h.intercept for h in self.heads])
+
+    def _heads_with_trees(self) -> list[int]:
+        return [
+            i for i, h in enumerate(self.heads) if h.booster is not None and h.kind != KIND_CONSTANT
+        ]
+
+    def _heads_as_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "binary": np.array([h.kind == KIND_BINARY for h in self.heads]),
+            "constant": np.array(
+                [h.kind == KIND_CONSTANT or h.booster is None for h in self.heads]
+            ),
+            "prior": np.array([h.prior for h in self.heads], dtype=np.float64),
+            "blend": np.array([h.blend for h in self.heads], dtype=np.float64),
+            "shrink": np.array([h.shrink for h in self.heads], dtype=np.float64),
+        }
+
     def _forest_of_heads(self) -> tuple[Forest | None, list[int]]:
         if self._forest_slot is None:
-            with_trees = [
-                i
-                for i, h in enumerate(self.heads)
-                if h.booster is not None and h.kind != KIND_CONSTANT
-            ]
+            with_trees = self._heads_with_trees()
             boosters = [b for b in (self.heads[i].booster for i in with_trees) if b is not None]
             self._forest = forest_from_boosters(boosters) if boosters else None
             self._forest_slot = with_trees
-            self._head_arrays = {
-                "binary": np.array([h.kind == KIND_BINARY for h in self.heads]),
-                "constant": np.array(
-                    [h.kind == KIND_CONSTANT or h.booster is None for h in self.heads]
-                ),
-                "prior": np.array([h.prior for h in self.heads], dtype=np.float64),
-                "blend": np.array([h.blend for h in self.heads], dtype=np.float64),
-                "shrink": np.array([h.shrink for h in self.heads], dtype=np.float64),
-            }
+            self._head_arrays = self._heads_as_arrays()
         return self._forest, self._forest_slot
 
     def _projection_by_term(self) -> np.ndarray:
