@@ -16,18 +16,28 @@ shows. On a shared machine, compare the columns of one run, never numbers of dif
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench import gateway
-from bench.procs import ForeignLoad, Proc, _stat, cpu_seconds, free_port, tree, wait_http
+from bench.procs import (
+    ForeignLoad,
+    Proc,
+    Sampler,
+    _stat,
+    cpu_seconds,
+    free_port,
+    tree,
+    wait_http,
+)
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -65,13 +75,14 @@ def _pg_backends() -> list[int]:
 
 
 def _account_updates() -> int:
-    """Row updates of credit accounts so far (holds and settlement; the statistics lag up to a
-    second, the same at both ends of a run)."""
+    """Row updates of credit accounts and hold rows so far (holds and settlement; the statistics
+    lag up to a second, the same at both ends of a run)."""
     import psycopg
 
     with psycopg.connect(dbname=gateway.RH_DB, autocommit=True, **gateway.PG) as conn:  # type: ignore[arg-type]
         row = conn.execute(
-            "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'billing_creditaccount'"
+            "SELECT coalesce(sum(n_tup_upd), 0) FROM pg_stat_user_tables"
+            " WHERE relname IN ('billing_creditaccount', 'billing_credithold')"
         ).fetchone()
     return int(row[0]) if row else 0
 
@@ -97,37 +108,35 @@ def _settlers(root: int) -> list[int]:
     return found
 
 
-class WaitSampler:
+class WaitSampler(Sampler):
     """Samples what the gateway's and the settler's PostgreSQL sessions are doing, every 20 ms
-    (active, waiting on a lock, idle), to see queueing on a hot row."""
+    (active, waiting on a lock, idle), to see queueing on a hot row; ``results()`` counts each."""
 
     def __init__(self) -> None:
+        super().__init__(0.02)
         self.counts: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._conn: Any = None
 
-    def _run(self) -> None:
+    @contextlib.contextmanager
+    def _thread_state(self) -> Iterator[None]:
         import psycopg
 
-        with psycopg.connect(dbname="postgres", autocommit=True, **gateway.PG) as conn:  # type: ignore[arg-type]
-            while not self._stop.wait(0.02):
-                rows = conn.execute(
-                    "SELECT application_name, state, wait_event_type, wait_event "
-                    "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                    [gateway.RH_DB],
-                ).fetchall()
-                for app, state, wait_type, wait in rows:
-                    who = "gateway" if app == "routerhub-gateway" else "other"
-                    what = f"{wait_type}:{wait}" if wait_type and state == "active" else state
-                    self.counts[f"{who} {what}"] += 1
+        with psycopg.connect(dbname="postgres", autocommit=True, **gateway.PG) as self._conn:  # type: ignore[arg-type]
+            yield
 
-    def __enter__(self) -> WaitSampler:
-        self._thread.start()
-        return self
+    def sample(self) -> None:
+        rows = self._conn.execute(
+            "SELECT application_name, state, wait_event_type, wait_event "
+            "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [gateway.RH_DB],
+        ).fetchall()
+        for app, state, wait_type, wait in rows:
+            who = "gateway" if app == "routerhub-gateway" else "other"
+            what = f"{wait_type}:{wait}" if wait_type and state == "active" else state
+            self.counts[f"{who} {what}"] += 1
 
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def results(self) -> dict[str, Any]:
+        return dict(self.counts)
 
 
 def start_server(tree: Path, env: dict[str, str], workers: int, out: Path, name: str) -> Proc:
@@ -170,7 +179,8 @@ def measure_one(target: gateway.Target, fake_pid: int, concurrency: int,
     per_1k = {name: (after[name] - before[name]) / served * 1000 for name in before}
     pg = sum(cpu - pg_before.get(pid, 0.0) for pid, cpu in pg_after.items())
     per_1k["postgres"] = pg / served * 1000
-    total = sum(waits.counts.values()) or 1
+    counts = Counter(waits.results())
+    total = sum(counts.values()) or 1
     return {
         "rps": res["rps"],
         "errors": res["errors"],
@@ -179,7 +189,7 @@ def measure_one(target: gateway.Target, fake_pid: int, concurrency: int,
         "cpu_ms_per_request": {k: round(v, 4) for k, v in per_1k.items()},
         "foreign_cores": res["foreign_cores"],
         "account_updates_per_request": round(updates / served, 3),
-        "pg_sessions": {k: round(v / total, 4) for k, v in waits.counts.most_common(8)},
+        "pg_sessions": {k: round(v / total, 4) for k, v in counts.most_common(8)},
     }
 
 

@@ -426,7 +426,7 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
             gateways.append(Target("litellm", f"{ll.url}/v1/chat/completions", ll.key, ll.models,
                                    ll.proc.pid))  # fmt: skip
         for target in gateways:
-            target.sampler = MemorySampler(target.cpu_root).__enter__()
+            target.sampler = MemorySampler(target.cpu_root).start()
             samplers.append(target.sampler)
         memory_idle: dict[str, int] = {}
 
@@ -447,11 +447,10 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
                 for target in gateways:
                     assert target.sampler is not None
                     target.sampler.sample()
-                    memory_idle[target.name] = target.sampler.peak_workers
+                    memory_idle[target.name] = target.sampler.results()["peak_workers"]
 
         measure([direct, *gateways], fakes, opts, repoint)
-        for sampler in samplers:
-            sampler.__exit__(None, None, None)
+        peaks = {t.name: t.sampler.stop() for t in gateways if t.sampler is not None}
         router_e2e = measure_router(rh, opts, repoint)
         many_keys = gateway_keys.measure_keys(rh, env, opts, repoint, fakes[0])
         router_e2e["training"] = router_training
@@ -469,8 +468,8 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
             "targets": {t.name: t.results for t in (direct, *gateways)},
             "memory": {
                 t.name: {
-                    "peak_rss_workers_mb": t.sampler.peak_workers / 2**20,  # type: ignore[union-attr]
-                    "peak_rss_tree_mb": t.sampler.peak_total / 2**20,  # type: ignore[union-attr]
+                    "peak_rss_workers_mb": peaks[t.name]["peak_workers"] / 2**20,
+                    "peak_rss_tree_mb": peaks[t.name]["peak_total"] / 2**20,
                     "idle_rss_workers_mb": memory_idle.get(t.name, 0) / 2**20,
                 }
                 for t in gateways
@@ -502,7 +501,7 @@ def gateway_benchmarks(opts: Options) -> dict[str, Any]:
         }
     finally:
         for sampler in samplers:
-            sampler.__exit__(None, None, None)
+            sampler.stop()
         for proc in reversed(procs):
             proc.stop()
         log("all servers stopped")

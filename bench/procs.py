@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -147,21 +147,66 @@ def rss_bytes(pid: int) -> int:
     return int(fields[21]) * _PAGE if fields is not None else 0  # rss (field 24), in pages
 
 
-class MemorySampler:
-    """Sample the tree's RSS every ``interval`` s in a thread; keep the peaks (bounded by stop)."""
+class Sampler:
+    """Call ``sample()`` every ``interval`` s in a daemon thread between ``start()`` and
+    ``stop()``; ``results()`` is what the samples gathered. Bounded: ``stop`` joins the thread
+    (at most 5 s) and a sampler keeps aggregates, never the samples. ``with`` starts and stops.
+    Subclasses define ``sample`` and ``results``; ``_thread_state`` is a context the sampling
+    thread holds while it runs (a database connection, say), ``final_sample`` one last sample
+    taken at ``stop`` from the caller's thread."""
 
-    def __init__(self, root: int, interval: float = 0.25) -> None:
-        self.root = root
+    final_sample = False
+
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.peak_total = 0
-        self.peak_workers = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _thread_state(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
+        with self._thread_state():
+            while not self._stop.is_set():
+                self.sample()
+                self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def results(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        """Stop sampling (idempotent); returns ``results()``."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(5)
+            if self.final_sample:
+                self.sample()
+        return self.results()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class MemorySampler(Sampler):
+    """The peaks of the tree's RSS (all of it, and the workers': all but ``root``)."""
+
+    final_sample = True
+
+    def __init__(self, root: int, interval: float = 0.25) -> None:
+        super().__init__(interval)
+        self.root = root
+        self.peak_total = 0
+        self.peak_workers = 0
 
     def sample(self) -> None:
         sizes = {pid: rss_bytes(pid) for pid in tree(self.root)}
@@ -170,14 +215,8 @@ class MemorySampler:
         self.peak_total = max(self.peak_total, total)
         self.peak_workers = max(self.peak_workers, workers)
 
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sample()
+    def results(self) -> dict[str, Any]:
+        return {"peak_total": self.peak_total, "peak_workers": self.peak_workers}
 
 
 def machine_busy_seconds() -> float:

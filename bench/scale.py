@@ -267,7 +267,7 @@ def _csv_export(actors: Actors, database: str, days: int) -> dict[str, Any]:
         server.stop()
     return {"days": days, "rows": lines - 1, "bytes": size, "seconds": round(elapsed, 1),
             "first_byte_s": round(first_byte, 2), "worker_rss_before_mb": round(before / 2**20),
-            "worker_rss_peak_mb": round(memory.peak_workers / 2**20)}  # fmt: skip
+            "worker_rss_peak_mb": round(memory.results()["peak_workers"] / 2**20)}  # fmt: skip
 
 
 def _table(results: dict[str, Any]) -> str:

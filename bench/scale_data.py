@@ -62,7 +62,7 @@ def _tenants(conn: psycopg.Connection[Any], shape: Shape, now: datetime) -> tupl
           "created_at) FROM STDIN", iter(["".join(
               f"{o}\tscale-{o - first_org:04d}\tScale {o - first_org}\tf\tf\t{now.isoformat()}\n"
               for o in orgs)]))  # fmt: skip
-    _copy(conn, "COPY billing_creditaccount (organization_id, balance, reserved, total_purchased, "
+    _copy(conn, "COPY billing_creditaccount (organization_id, balance, released, total_purchased, "
           "total_used, stripe_customer_id, budget_alert_sent, updated_at) FROM STDIN",
           iter(["".join(f"{o}\t1000000\t0\t1000000\t0\t\t{{}}\t{now.isoformat()}\n"
                         for o in orgs)]))  # fmt: skip

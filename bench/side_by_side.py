@@ -9,7 +9,8 @@ served from there with the same .venv. Each version is the production server (gu
 2 uvicorn workers, its own settler) on a database and Redis db of its own: ``BENCH_DATABASE``
 and ``BENCH_REDIS_URL`` for the new one, the same with ``_old`` and the next Redis db number
 for the old one (both dropped/flushed at the start). Prints each run and the pooled
-percentiles of all requests of each version.
+percentiles of all requests of each version, and each server's CPU per request (its whole
+process tree: gunicorn, workers and settler; the direct line is the fake upstream's).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from bench import gateway
 from bench.loadgen import percentile
-from bench.procs import Proc, free_port, wait_http
+from bench.procs import Proc, cpu_seconds, free_port, wait_http
 
 
 def _export(commit: str, into: Path) -> Path:
@@ -111,24 +112,30 @@ def main() -> None:
 def _alternate(direct: gateway.Target, targets: list[gateway.Target], args: Any,
                out: Path) -> None:  # fmt: skip
     samples: dict[str, list[float]] = {t.name: [] for t in (direct, *targets)}
+    cpu: dict[str, float] = dict.fromkeys(samples, 0.0)  # the server's process tree, settler in
     for round_ in range(args.rounds):
         for target in [direct, *(targets if round_ % 2 == 0 else targets[::-1])]:
             trace = out / "side-by-side-trace.json"
+            cpu0 = cpu_seconds(target.cpu_root)
             res = gateway.loadgen("latency", target, 0, "--requests", str(args.requests),
                                   "--warmup", "50", "--max-seconds", "120",
                                   "--trace", str(trace))  # fmt: skip
             took = [t * 1000 for _, t in json.loads(trace.read_text())]
             samples[target.name] += took
             lat = res["latency_ms"]
+            time.sleep(1.0)  # the last batch settles before the other version runs
+            spent = cpu_seconds(target.cpu_root) - cpu0  # with the warm-up's 50 and the settling
+            cpu[target.name] += spent
             print(f"round {round_ + 1} {target.name:<16} p50 {lat['p50']:.3f} p90 {lat['p90']:.3f} "
                   f"p99 {lat['p99']:.3f} ms  errors {res['errors']}  "
+                  f"CPU {spent * 1000 / (args.requests + 50):.2f} ms/request  "
                   f"[other load {res['foreign_cores']:.2f} cores]", flush=True)  # fmt: skip
-            time.sleep(1.0)  # the last batch settles before the other version runs
     print(f"\npooled over {args.rounds} runs of {args.requests} each:")
     for name, values in samples.items():
         print(f"  {name:<16} p50 {percentile(values, 50):.3f}  p90 {percentile(values, 90):.3f}  "
               f"p99 {percentile(values, 99):.3f}  p99.9 {percentile(values, 99.9):.3f} ms  "
-              f"(n={len(values)})")  # fmt: skip
+              f"(n={len(values)}; server CPU "
+              f"{cpu[name] * 1000 / (args.rounds * (args.requests + 50)):.2f} ms/request)")  # fmt: skip
 
 
 def _drop(database: str) -> None:

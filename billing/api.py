@@ -150,7 +150,9 @@ class CreditsView(TenantAPIView):
 
     @extend_schema(responses=CreditsOutput)
     def get(self, request: Request) -> Response:
-        account = self.get_queryset().first() or CreditAccount(organization=self.organization)
+        account = self.get_queryset().select_related("hold").first() or CreditAccount(
+            organization=self.organization
+        )
         return Response(
             {
                 "balance": money_str(account.balance),

@@ -1,14 +1,15 @@
 """Credit holds of concurrent gateway requests, several in one statement (group commit).
 
 Every gateway request holds credits before it is forwarded: one statement that raises its
-organization's ``reserved`` and inserts its reservation (``RESERVE_SQL``), on the worker's own
+organization's ``held`` (``billing.models.CreditHold``, a row settlement does not write) and
+inserts its reservation (``RESERVE_SQL``), on the worker's own
 connections (``billing.pg_async``). Under load those statements queued twice: for the worker's
-few connections, and in PostgreSQL for the one account row each of them updates, so the cost
+few connections, and in PostgreSQL for the one hold row each of them updates, so the cost
 of a hold grew with the number of requests in flight. Here a request that finds no other hold
 waiting for a connection leads: once it has a connection it holds for itself and for every
 request that queued behind it meanwhile, in one statement (``BATCH_SQL``: per organization,
 requests are granted in arrival order while their running sum fits the available credit; one
-``UPDATE`` of each account row, one insert of the reservations). Alone (concurrency 1) it runs
+``UPDATE`` of each hold row, one insert of the reservations). Alone (concurrency 1) it runs
 ``RESERVE_SQL`` as before, so nobody waits for a batch to fill. A request a batch could not fit
 is tried again alone by the caller, so a refusal is exactly the one statement's.
 """
@@ -25,11 +26,17 @@ from psycopg import AsyncConnection
 
 from billing import pg_async
 
+# The hold row is updated (and locked); the account row is read without a lock, from the
+# statement's snapshot: ``balance + released`` never decreases (``billing.models.CreditHold``),
+# so a settlement committing meanwhile can only make the check stricter, and a hold never
+# waits for a settler's open transaction.
 RESERVE_SQL = """
 WITH held AS (
-    UPDATE billing_creditaccount SET reserved = reserved + %(amount)s
-    WHERE organization_id = %(organization)s AND balance - reserved >= %(amount)s
-    RETURNING organization_id
+    UPDATE billing_credithold AS hold SET held = hold.held + %(amount)s
+    FROM billing_creditaccount AS account
+    WHERE hold.organization_id = %(organization)s AND account.organization_id = %(organization)s
+        AND account.balance + account.released - hold.held >= %(amount)s
+    RETURNING hold.organization_id
 )
 INSERT INTO billing_reservation
     (organization_id, generation_id, key_id, amount, key_window_start, state, created_at, expires_at)
@@ -38,8 +45,8 @@ FROM held
 RETURNING id
 """
 
-# The account rows are locked in organization order (billing.settlement's lock order), once
-# each, and read after the lock: ``available`` is the committed balance at that moment.
+# The hold rows are locked in organization order, once each, and read after the lock; the
+# account rows are read without a lock, as in ``RESERVE_SQL``.
 BATCH_SQL = """
 WITH wanted AS (
     SELECT * FROM unnest(%(organizations)s::bigint[], %(generations)s::text[],
@@ -47,10 +54,12 @@ WITH wanted AS (
         WITH ORDINALITY AS w(organization_id, generation_id, key_id, amount, n)
 ),
 accounts AS MATERIALIZED (
-    SELECT organization_id, balance - reserved AS available FROM billing_creditaccount
-    WHERE organization_id = ANY(%(organizations)s::bigint[])
-    ORDER BY organization_id
-    FOR NO KEY UPDATE
+    SELECT hold.organization_id, account.balance + account.released - hold.held AS available
+    FROM billing_credithold AS hold
+    JOIN billing_creditaccount AS account ON account.organization_id = hold.organization_id
+    WHERE hold.organization_id = ANY(%(organizations)s::bigint[])
+    ORDER BY hold.organization_id
+    FOR NO KEY UPDATE OF hold
 ),
 granted AS (
     SELECT organization_id, generation_id, key_id, amount FROM (
@@ -61,11 +70,11 @@ granted AS (
     WHERE running <= available
 ),
 held AS (
-    UPDATE billing_creditaccount AS account SET reserved = account.reserved + totals.amount
+    UPDATE billing_credithold AS hold SET held = hold.held + totals.amount
     FROM (SELECT organization_id, sum(amount) AS amount FROM granted GROUP BY organization_id)
         AS totals
-    WHERE account.organization_id = totals.organization_id
-    RETURNING account.organization_id
+    WHERE hold.organization_id = totals.organization_id
+    RETURNING hold.organization_id
 )
 INSERT INTO billing_reservation
     (organization_id, generation_id, key_id, amount, key_window_start, state, created_at, expires_at)

@@ -146,14 +146,16 @@ def price(
     return cost
 
 
-async def record(draft: UsageDraft) -> None:
+async def record(draft: UsageDraft, *, alone: bool = False) -> None:
     """Hand a finished request's draft over to be settled: call it exactly once per hold.
+    ``alone``: no other request is in flight in this process, so the hand-over need not wait
+    for others' drafts to share its write (``billing.outbox``).
 
     Durable before it returns (the outbox's Redis stream, or settled directly without Redis).
     A failure is logged, not raised: the reservation sweep then settles the hold.
     """
     try:
-        await usage_record_async(draft)
+        await usage_record_async(draft, coalesce=not alone)
     except Exception:
         logger.exception(
             "settlement of %s failed; the reservation sweep will settle its hold",

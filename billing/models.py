@@ -1,6 +1,8 @@
 """Credit accounts, the append-only ledger, reservations, key spend windows and usage records.
 
-Invariants (enforced in SQL, see ``services``): ``balance >= 0``; ``reserved >= 0``;
+Invariants (enforced in SQL, see ``services``): ``balance >= 0``; ``reserved >= 0`` (``reserved`` is
+``CreditHold.held - CreditAccount.released``: holds and the account live in separate rows, see
+``CreditHold``);
 ``balance`` equals the sum of the organization's ledger amounts; every usage record with a
 cost has exactly one ledger entry with ``idempotency_key = "usage:<generation id>"``.
 
@@ -16,9 +18,11 @@ same statement as every insert: ``UsageGeneration`` (once per generation id) and
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
-from django.db import models
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import connection, models
 from django.db.models import Q
 
 from accounts.models import ApiKey, Organization, TenantModel, TenantQuerySet
@@ -30,7 +34,8 @@ class CreditAccount(models.Model):
         Organization, on_delete=models.CASCADE, related_name="credit_account", primary_key=True
     )
     balance = models.DecimalField(**MONEY_FIELD, default=0)
-    reserved = models.DecimalField(**MONEY_FIELD, default=0)
+    # Monotonic: holds released or charged, and decreases of the balance beyond them.
+    released = models.DecimalField(**MONEY_FIELD, default=0)
     total_purchased = models.DecimalField(**MONEY_FIELD, default=0)
     total_used = models.DecimalField(**MONEY_FIELD, default=0)
     stripe_customer_id = models.CharField(max_length=64, blank=True)
@@ -46,7 +51,41 @@ class CreditAccount(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(balance__gte=0), name="balance_not_negative"),
-            models.CheckConstraint(condition=Q(reserved__gte=0), name="reserved_not_negative"),
+            models.CheckConstraint(condition=Q(released__gte=0), name="released_not_negative"),
+        ]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        adding = self._state.adding
+        super().save(*args, **kwargs)
+        if adding and connection.vendor != "postgresql":  # on PostgreSQL a trigger inserts it
+            CreditHold.objects.get_or_create(account=self)
+
+    @property
+    def reserved(self) -> Decimal:
+        """Credits held by requests in flight (read ``select_related("hold")`` for one snapshot)."""
+        try:
+            held = self.hold.held
+        except ObjectDoesNotExist:  # an unsaved account
+            return Decimal(0)
+        return held - self.released
+
+
+class CreditHold(models.Model):
+    """An organization's holds apart from its balance, so a reservation never waits for a settler
+    (README, "Credit holds apart from the balance": the invariant and every race)."""
+
+    account = models.OneToOneField(
+        CreditAccount,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="hold",
+        db_column="organization_id",
+    )
+    held = models.DecimalField(**MONEY_FIELD, default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(held__gte=0), name="held_not_negative"),
         ]
 
 

@@ -126,26 +126,32 @@ class _Outbox:
         self.client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
         self.outgoing: list[tuple[bytes, asyncio.Future[None]]] = []
         self.writer: asyncio.Task[None] | None = None
+        self.now = False  # the next write starts without waiting for companions
         self.settler: threading.Thread | None = None
         self.stop = threading.Event()
 
-    async def append(self, payload: bytes) -> None:
+    async def append(self, payload: bytes, *, coalesce: bool = True) -> None:
         """XADD one draft; drafts handed over while a write is in flight go in the next one,
-        one pipelined round trip for all of them (group commit: no wait when idle, bigger
-        batches under load)."""
+        one pipelined round trip for all of them (group commit). ``coalesce``: wait
+        ``OUTBOX_COALESCE_S`` for companions first (other requests are in flight, and finish
+        soon); without it the write starts now (a lone request: nobody else will come, and
+        the write is done before the client's next request arrives instead of in its middle)."""
         done = asyncio.get_running_loop().create_future()
         self.outgoing.append((payload, done))
+        self.now = self.now or not coalesce
         if self.writer is None or self.writer.done():
             self.writer = asyncio.ensure_future(self._write())
         await done
 
     async def _write(self) -> None:
         while self.outgoing:
-            # Gather the drafts of requests finishing within the next few ms into this write: a
-            # round trip per draft was the largest Redis cost per request (each request's
-            # task just waits a little longer; its client already has the answer).
-            await asyncio.sleep(OUTBOX_COALESCE_S)
-            batch, self.outgoing = self.outgoing, []
+            if not self.now:
+                # Gather the drafts of requests finishing within the next few ms into this
+                # write: a round trip per draft was the largest Redis cost per request under
+                # load (each request's task just waits a little longer; its client already has
+                # the answer).
+                await asyncio.sleep(OUTBOX_COALESCE_S)
+            batch, self.outgoing, self.now = self.outgoing, [], False
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
                     for payload, _ in batch:
@@ -189,9 +195,10 @@ def _outbox() -> _Outbox:
     return outbox
 
 
-async def usage_record_async(draft: UsageDraft) -> None:
+async def usage_record_async(draft: UsageDraft, *, coalesce: bool = True) -> None:
     """Hand over one request's usage; it is settled within a fraction of a second, and exactly
-    once."""
+    once. ``coalesce=False``: nothing else is in flight, append without waiting for companions
+    (``_Outbox.append``)."""
     if not settings.REDIS_URL:
         await usage_settle_async(draft)
         return
@@ -201,7 +208,7 @@ async def usage_record_async(draft: UsageDraft) -> None:
         await reservation_mark_free_async(draft.generation_id)
     outbox = _outbox()
     try:
-        await outbox.append(draft_encode(draft))
+        await outbox.append(draft_encode(draft), coalesce=coalesce)
     except (redis.RedisError, OSError) as exc:
         # Redis is unreachable: settle this one now rather than lose it. If the XADD did land
         # after all, the settler's copy is a no-op (settlement is idempotent per generation id).

@@ -1,7 +1,8 @@
 """Writes for billing: the ledger, reserve-then-settle of gateway requests, usage records.
 
-Concurrency lives in SQL: a reservation is a conditional ``UPDATE … WHERE balance - reserved >= x``
-(and the same on the key's spend window) so two requests can never both spend the last dollar;
+Concurrency lives in SQL: a reservation is a conditional ``UPDATE`` of the organization's hold row
+``… WHERE balance + released - held >= x`` (``billing.models.CreditHold``; and the same on the key's
+spend window) so two requests can never both spend the last dollar;
 settlement releases the hold and charges the real cost in one transaction, keyed by the
 generation id so it happens once however often it is retried.
 """
@@ -18,13 +19,14 @@ import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection, connections, transaction
-from django.db.models import F
+from django.db.models import F, Subquery
 from django.utils import timezone
 
 from accounts.models import Organization
 from billing.holds import RESERVE_SQL, Held, hold_grouped
 from billing.models import (
     CreditAccount,
+    CreditHold,
     KeySpendWindow,
     LedgerEntry,
     LedgerKind,
@@ -79,10 +81,14 @@ def ledger_post(
         return existing
     if amount < 0:
         amount = -min(-amount, account.balance)
+        # ``balance + released`` never decreases (what reservations rely on, ``CreditHold``):
+        # the debit goes to both ``released`` and ``held``, so ``reserved`` is unchanged.
+        account.released -= amount
+        CreditHold.objects.filter(account_id=organization.pk).update(held=F("held") - amount)
     account.balance += amount
     if kind == LedgerKind.TOPUP:
         account.total_purchased += amount
-    account.save(update_fields=["balance", "total_purchased", "updated_at"])
+    account.save(update_fields=["balance", "released", "total_purchased", "updated_at"])
     return LedgerEntry.objects.create(
         organization=organization,
         kind=kind,
@@ -165,7 +171,10 @@ def _threshold_check(request: ReservationRequest, window: KeySpendWindow) -> Non
 
 # What a refused hold reports as available (402's metadata).
 _AVAILABLE_SQL = """
-SELECT balance - reserved FROM billing_creditaccount WHERE organization_id = %(organization)s
+SELECT account.balance + account.released - hold.held
+FROM billing_creditaccount AS account
+JOIN billing_credithold AS hold ON hold.organization_id = account.organization_id
+WHERE account.organization_id = %(organization)s
 """
 
 
@@ -177,7 +186,9 @@ def _insufficient(available: Decimal, amount: Decimal) -> InsufficientCredits:
 
 
 def _available(organization_id: int) -> Decimal:
-    account = CreditAccount.objects.filter(organization_id=organization_id).first()
+    account = (
+        CreditAccount.objects.select_related("hold").filter(organization_id=organization_id).first()
+    )
     return ZERO if account is None else account.balance - account.reserved
 
 
@@ -185,8 +196,8 @@ def _one_statement(request: ReservationRequest) -> bool:
     """The reservation strategy, decided here and nowhere else.
 
     * A key with a credit limit (or a database other than PostgreSQL): ``_reserve_in_transaction``,
-      an ORM transaction that updates the account, then locks the key's spend window, then
-      inserts the reservation (the lock order of ``billing.settlement``: account, then window).
+      an ORM transaction that updates the hold row, then locks the key's spend window, then
+      inserts the reservation (the lock order of ``billing.settlement``: account, hold, window).
     * Otherwise (the common case): ``billing.holds.RESERVE_SQL``, one statement that holds and
       records. From the gateway's event loop it runs on the gateway's own connections
       (``billing.pg_async``, ``credits_reserve_async``), in one statement with the holds of
@@ -229,10 +240,14 @@ def credits_reserve(request: ReservationRequest) -> None:
 def _reserve_in_transaction(request: ReservationRequest) -> None:
     amount, now = money(request.amount), timezone.now()
     with_key_limit = request.key_id is not None and request.key_limit is not None
-    held = CreditAccount.objects.filter(
-        organization_id=request.organization_id,
-        balance__gte=F("reserved") + amount,
-    ).update(reserved=F("reserved") + amount)
+    # The account is read, not locked (``CreditHold``): a settler's open transaction never
+    # holds this up; ``balance + released`` only grows, so the snapshot is conservative.
+    covered = CreditAccount.objects.filter(pk=request.organization_id).values(
+        total=F("balance") + F("released")
+    )
+    held = CreditHold.objects.filter(
+        account_id=request.organization_id, held__lte=Subquery(covered) - amount
+    ).update(held=F("held") + amount)
     if not held:
         raise _insufficient(_available(request.organization_id), amount)
     key_window = _reserve_key_window(request, now) if with_key_limit else None

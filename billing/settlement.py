@@ -7,11 +7,13 @@ once per batch instead of once per request, which is what let a single organizat
 hundreds of requests per second (measured: ~100 req/s when each request settled alone).
 
 Locks are always taken in one order — the request's own reservation rows, then credit accounts
-(by organization id), then key spend windows — here, in the sweeper and in ``credits_reserve``
-(account, then window, then it inserts its reservation; tests/billing/test_lock_order.py). The account row, which every new request
-of the organization updates to reserve, is locked last: on PostgreSQL by the one statement that
-charges it, right before a commit that does not wait for the disk (durability is awaited after
-the locks are gone, before the drafts are acknowledged).
+(by organization id), then hold rows (``CreditHold``), then key spend windows — here, in the
+sweeper and in ``credits_reserve`` (hold row, then window, then it inserts its reservation;
+tests/billing/test_lock_order.py). Reservations update the hold row and only read the account
+row, so they never wait for this charge; the hold row is written here only for a charge beyond
+its holds (``_beyond_holds``). The account row is locked last on PostgreSQL, by the one statement
+that charges it, right before a commit that does not wait for the disk (durability is awaited
+after the locks are gone, before the drafts are acknowledged).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from django.utils import timezone
 from billing.drafts import DECISION_COLUMNS, STEP_FIELDS, UsageDraft, decision_rows
 from billing.models import (
     CreditAccount,
+    CreditHold,
     KeySpendWindow,
     LedgerEntry,
     LedgerKind,
@@ -276,20 +279,37 @@ def _charge_locked(fresh: list[UsageDraft], held_by_org: dict[int, Decimal]) -> 
     for organization_id in sorted(spent_by_org):
         spent = spent_by_org[organization_id]
         held = held_by_org.get(organization_id, ZERO)
+        beyond = _beyond_holds(spent, held)
         if spent or held:
             CreditAccount.objects.filter(organization_id=organization_id).update(
                 balance=F("balance") - spent,
-                reserved=F("reserved") - held,
+                released=F("released") + held + beyond,
                 total_used=F("total_used") + spent,
             )
+        _holds_raise(organization_id, beyond)
     return charged
 
 
+def _beyond_holds(spent: Decimal, held: Decimal) -> Decimal:
+    """What an organization's charges in a batch take beyond its released holds (``over_hold``
+    costs, drafts whose hold is gone): added to both ``released`` and ``held``, so that
+    ``balance + released`` never decreases (``billing.models.CreditHold``)."""
+    return max(spent - held, ZERO)
+
+
+def _holds_raise(organization_id: int, amount: Decimal) -> None:
+    """The hold-row half of ``_beyond_holds`` (rare: the one time settlement writes that row,
+    after the account row, in the lock order account, hold, window)."""
+    if amount > 0:
+        CreditHold.objects.filter(account_id=organization_id).update(held=F("held") + amount)
+
+
 # Takes the account row's lock and updates it in one statement; returns the balance before.
+# Reservations do not wait for this lock: they update the hold row (``CreditHold``).
 _ACCOUNT_CHARGE_SQL = """
 UPDATE billing_creditaccount AS account
 SET balance = account.balance - LEAST(%(spent)s, account.balance),
-    reserved = account.reserved - %(held)s,
+    released = account.released + %(held)s + %(beyond)s,
     total_used = account.total_used + LEAST(%(spent)s, account.balance),
     updated_at = %(now)s
 FROM (SELECT balance FROM billing_creditaccount WHERE organization_id = %(organization)s
@@ -323,16 +343,14 @@ def _charge_locking_last(
     with connection.cursor() as cursor:
         for organization_id in organizations:
             drafts = [d for d in fresh if d.organization_id == organization_id]
+            spent = sum((money(d.cost) for d in drafts), ZERO)
+            held = held_by_org.get(organization_id, ZERO)
+            params = {"spent": spent, "held": held, "beyond": _beyond_holds(spent, held)}
             cursor.execute(
-                _ACCOUNT_CHARGE_SQL,
-                {
-                    "spent": sum((money(d.cost) for d in drafts), ZERO),
-                    "held": held_by_org.get(organization_id, ZERO),
-                    "organization": organization_id,
-                    "now": now,
-                },
+                _ACCOUNT_CHARGE_SQL, {**params, "organization": organization_id, "now": now}
             )
             row = cursor.fetchone()
+            _holds_raise(organization_id, params["beyond"])
             before = ZERO if row is None else row[0]
             if row is not None and before != snapshot.get(organization_id):
                 charged.update(_recharge(drafts, before))
@@ -361,7 +379,7 @@ def reservations_release(reservations: Sequence[Reservation]) -> int:
             held_by_org[hold.organization_id] += hold.amount
         for organization_id, held in sorted(held_by_org.items()):
             CreditAccount.objects.filter(organization_id=organization_id).update(
-                reserved=F("reserved") - held
+                released=F("released") + held
             )
         _release_windows(holds, {})
         Reservation.objects.filter(pk__in=[h.pk for h in holds]).update(

@@ -45,9 +45,8 @@ def spend_chart_for(organization_id: int) -> Any:
 @organization_required(Role.OWNER)
 def credits_page(request: HttpRequest) -> HttpResponse:
     organization = dashboard_organization(request)
-    account = CreditAccount.objects.for_tenant(organization).first() or CreditAccount(
-        organization=organization
-    )
+    account = CreditAccount.objects.for_tenant(organization).select_related("hold").first()
+    account = account or CreditAccount(organization=organization)
     entries = LedgerEntry.objects.for_tenant(organization)
     page = keyset_page_for(entries, request.GET.get("cursor"), 25)
     example = settings.TOPUP_MIN_AMOUNT * 4

@@ -93,6 +93,13 @@ def tenants(db: None):  # type: ignore[no-untyped-def]
     return tenants_make()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Transactional tests end by emptying the tables they touched (``tests/db_flush.py``)."""
+    from tests.db_flush import install
+
+    install()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Capture every log record of the session, to be scanned for secrets and prompts."""
     from tests.log_hygiene import capture_start

@@ -14,7 +14,7 @@ from routerhub.db import DatabaseThreadPool
 from routerhub.errors import ApiError, ServiceUnavailable, error_body
 from routerhub.ttl_cache import refresh_ahead_enable, refresh_ahead_stop
 from routing.gateway import chat, completions, embeddings, listing, model_select, responses
-from routing.gateway.http import ClientGone, GatewayRequest, Receive, Scope, Send
+from routing.gateway.http import ClientGone, GatewayRequest, InFlight, Receive, Scope, Send
 from routing.gateway.limits import rate_limit_close
 from routing.gateway.openrouter import openrouter, openrouter_route
 from routing.gateway.upstream import http_client_close
@@ -24,22 +24,17 @@ from routing.routers import routers_watch_activations
 logger = logging.getLogger(__name__)
 
 
-class _InFlight:
-    # Requests still being handled, settlement included (it runs after the response is sent).
-    count = 0
-
-
 def requests_in_flight() -> int:
     """For graceful shutdown and tests: 0 once every request, settlement included, is done."""
-    return _InFlight.count
+    return InFlight.count
 
 
 async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
-    _InFlight.count += 1
+    InFlight.count += 1
     try:
         await _handle(GatewayRequest(scope, receive, send))
     finally:
-        _InFlight.count -= 1
+        InFlight.count -= 1
 
 
 async def _handle(req: GatewayRequest) -> None:

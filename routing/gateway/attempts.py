@@ -44,7 +44,13 @@ from routing.gateway.exchange import (
 from routing.gateway.planning import Candidate
 from routing.gateway.request_shape import max_tokens_for
 from routing.gateway.trace import delta_texts
-from routing.gateway.upstream import http_client, is_retryable_status, upstream_timeout
+from routing.gateway.upstream import (
+    http_client,
+    is_retryable_status,
+    response_release,
+    upstream_timeout,
+    upstream_url,
+)
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
 from routing.providers.base import (
@@ -157,7 +163,7 @@ async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(
-                upstream.url,
+                upstream_url(upstream.url),
                 content=upstream.content(),
                 headers=upstream.headers,
                 timeout=upstream_timeout(),
@@ -219,7 +225,7 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
     client = client_for(candidate)
     request = client.build_request(
         "POST",
-        upstream.url,
+        upstream_url(upstream.url),
         content=upstream.content(),
         headers=upstream.headers,
         timeout=upstream_timeout(),
@@ -232,6 +238,7 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
     if response.status_code != 200:
         raw = await response.aread()
         await response.aclose()
+        response_release(response)
         rejected(
             ex, endpoint, response.status_code, scrubbed(adapter.error_message(raw), candidate)
         )
@@ -256,6 +263,7 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
             return OpenStream(response, events, decoder, first)
         error, detail = "unusable_response", UNUSABLE
     await response.aclose()
+    response_release(response)
     failed(ex, endpoint, error, scrubbed(detail, candidate))
     return None
 
@@ -290,6 +298,7 @@ async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
         failure = exc
     finally:
         await opened.response.aclose()
+        response_release(opened.response)
     if failure is not None:
         if not candidate.is_byok:
             health.health_record_failure(candidate.endpoint.id)

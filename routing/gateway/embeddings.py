@@ -39,7 +39,7 @@ from routing.gateway.exchange import Exchange, authenticate, bill, exchange_run,
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
 from routing.gateway.planning import Candidate, Needs, plan_request
-from routing.gateway.upstream import upstream_timeout
+from routing.gateway.upstream import upstream_timeout, upstream_url
 from routing.providers import ADAPTERS
 from routing.providers.base import JSON, Target, UpstreamError, Usage
 from routing.providers.embeddings import EMBEDDING_STYLES, embedding_request, embedding_response
@@ -247,7 +247,7 @@ async def _attempt(
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(
-                upstream.url,
+                upstream_url(upstream.url),
                 content=upstream.content(),
                 headers=upstream.headers,
                 timeout=upstream_timeout(),

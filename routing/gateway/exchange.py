@@ -23,7 +23,7 @@ from routerhub.errors import ApiError, Forbidden, Unauthorized
 from routerhub.money import ZERO
 from routing.gateway import health
 from routing.gateway.catalog_cache import EndpointInfo
-from routing.gateway.http import GatewayRequest
+from routing.gateway.http import GatewayRequest, InFlight
 from routing.gateway.limits import rate_limit_add_tokens, rate_limit_headers
 from routing.gateway.planning import Plan
 from routing.gateway.request_shape import output_token_bound
@@ -117,8 +117,10 @@ async def exchange_run(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
         draft.decision = decision_log_entry(ex.plan.decision, draft.model)
         if ex.answer_parts:
             draft.response = "".join(ex.answer_parts)[:MAX_RESPONSE_CHARS]
-        # Exactly once per reservation: success, upstream failure or client disconnect.
-        await metering.record(draft)
+        # Exactly once per reservation: success, upstream failure or client disconnect. Alone
+        # in this process (c=1), the draft is written now, done before the client's next
+        # request comes; with others in flight it waits a few ms to share their write.
+        await metering.record(draft, alone=InFlight.count <= 1)
 
 
 async def _until_disconnect(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:

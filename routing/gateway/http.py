@@ -20,6 +20,12 @@ Send = Callable[[Message], Awaitable[None]]
 JSON = dict[str, Any]
 
 
+class InFlight:
+    # Gateway requests this process is still handling, settlement included (it runs after the
+    # response is sent): ``routing.gateway.app`` counts them.
+    count = 0
+
+
 class ClientGone(Exception):
     """The client disconnected before its request was read; there is no one to answer."""
 

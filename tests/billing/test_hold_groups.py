@@ -23,7 +23,7 @@ from tests.factories import organization_make
 @pytest.fixture
 def one_connection(transactional_db: None, settings: Any) -> Iterator[None]:
     """One gateway connection per worker, so that concurrent holds queue for it; a
-    statement-level trigger counts the UPDATE statements on credit accounts."""
+    statement-level trigger counts the UPDATE statements on hold rows (``CreditHold``)."""
     require_postgres()
     settings.GATEWAY_DB_CONNECTIONS = 1
     settings.GATEWAY_DB_TIMEOUT = 10.0
@@ -34,13 +34,13 @@ def one_connection(transactional_db: None, settings: Any) -> Iterator[None]:
             " $$ BEGIN INSERT INTO test_account_updates DEFAULT VALUES; RETURN NULL; END $$"
         )
         cursor.execute(
-            "CREATE TRIGGER test_account_updated AFTER UPDATE ON billing_creditaccount"
+            "CREATE TRIGGER test_account_updated AFTER UPDATE ON billing_credithold"
             " FOR EACH STATEMENT EXECUTE FUNCTION test_account_updated()"
         )
     yield
     pg_async.pg_close()
     with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER test_account_updated ON billing_creditaccount")
+        cursor.execute("DROP TRIGGER test_account_updated ON billing_credithold")
         cursor.execute("DROP FUNCTION test_account_updated()")
         cursor.execute("DROP TABLE test_account_updates")
 
@@ -84,7 +84,7 @@ def test_concurrent_holds_share_account_updates(one_connection: None) -> None:
     outcomes = asyncio.run(_hold_all([_request(organization, "0.05") for _ in range(40)]))
 
     assert outcomes == ["held"] * 40
-    # One statement per request before: 40 updates of the one account row.
+    # One statement per request before: 40 updates of the one hold row.
     assert _account_updates() - before <= 4
     assert CreditAccount.objects.get(organization=organization).reserved == Decimal("2.00")
     assert Reservation.objects.filter(organization=organization, state="held").count() == 40

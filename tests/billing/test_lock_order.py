@@ -1,6 +1,7 @@
-"""Every transaction that locks both takes an organization's credit account before a key's spend
-window (``billing.settlement``'s module docstring names the one order): settlement, and the ORM
-reservation path of keys with a credit limit. Two transactions taking them in opposite orders
+"""Every transaction that locks them takes an organization's credit account, then its hold row
+(``CreditHold``), then a key's spend window (``billing.settlement``'s module docstring names the
+one order): settlement, and the ORM reservation path of keys with a credit limit (which takes the
+hold row, never the account). Two transactions taking them in opposite orders
 deadlock under load; here each transaction is stopped at the account row (held by another
 transaction) and the window must still be free, so it cannot be holding it while it waits."""
 
@@ -14,10 +15,11 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, connections, transaction
+from django.db.models import Model
 
 from accounts.models import ApiKey
 from billing.drafts import UsageDraft
-from billing.models import CreditAccount, KeySpendWindow
+from billing.models import CreditAccount, CreditHold, KeySpendWindow
 from billing.services import ReservationRequest, credits_reserve, ledger_post
 from billing.settlement import usage_settle_batch
 from tests.conftest import require_postgres
@@ -48,14 +50,15 @@ def _window_is_free(key_id: int) -> bool:
 
 
 @contextmanager
-def _account_held(organization_id: int) -> Iterator[None]:
-    """Another transaction holds the organization's account row until the block ends."""
+def _account_held(organization_id: int, model: type[Model] = CreditAccount) -> Iterator[None]:
+    """Another transaction holds the organization's account row (or ``model``'s row, keyed by
+    the organization) until the block ends."""
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
         try:
             with transaction.atomic():
-                CreditAccount.objects.select_for_update().get(organization_id=organization_id)
+                model._default_manager.select_for_update().get(pk=organization_id)
                 held.set()
                 release.wait(60)
         finally:
@@ -114,13 +117,13 @@ def test_settlement_waits_for_the_account_before_it_touches_the_key_window() -> 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_limited_keys_reservation_waits_for_the_account_before_it_touches_the_window() -> None:
+def test_a_limited_keys_reservation_waits_for_the_hold_row_before_it_touches_the_window() -> None:
     require_postgres()
     first, key = _limited_key_reservation("1")
     credits_reserve(first)  # the window row exists
     second = ReservationRequest(**{**first.__dict__, "generation_id": f"gen-{uuid.uuid4().hex}"})
 
-    with _account_held(first.organization_id):
+    with _account_held(first.organization_id, CreditHold):
         reserver = _in_thread(lambda: credits_reserve(second))
         poll(_waiting_on_a_lock)
         assert _window_is_free(key.pk)

@@ -349,9 +349,9 @@ def books(database_url: str) -> Books:
         (ledger_sum,) = conn.execute(
             "SELECT coalesce(sum(amount), 0) FROM billing_ledgerentry"
         ).fetchone() or (Decimal(0),)
-        balance, reserved = conn.execute(
-            "SELECT coalesce(sum(balance), 0), coalesce(sum(reserved), 0) "
-            "FROM billing_creditaccount"
+        balance, reserved = conn.execute(  # reserved: held - released (billing.models.CreditHold)
+            "SELECT coalesce(sum(balance), 0), coalesce(sum(h.held - a.released), 0) "
+            "FROM billing_creditaccount a JOIN billing_credithold h USING (organization_id)"
         ).fetchone() or (Decimal(0), Decimal(0))
     return Books(records, held, without_charge, without_record, ledger_sum, balance, reserved)
 

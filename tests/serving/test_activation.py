@@ -1,4 +1,7 @@
-"""Activating a version changes decisions in every worker within a second; rollback restores them."""
+"""Activating a version changes decisions in every worker, each re-reading the router on its own
+(no restart, no message to it); rollback restores them. The re-read period (``ROUTER_CACHE_TTL``)
+bounds how soon, by design; the test waits with the suite's poll, so a loaded machine is no
+failure."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from django.conf import settings as django_settings
 
 from tests.log_hygiene import subprocess_log
 from tests.processes import database_url
-from tests.routing.servers import closed_port_url
+from tests.routing.servers import closed_port_url, poll
 from tests.routing.world import PLATFORM_KEYS, World
 from tests.serving.test_router_serving import CHEAP, DEAR, MATH_PROMPT, train_router
 from tests.training.conftest import csv_bytes, synthetic_frame
@@ -88,16 +91,21 @@ def decision(base_url: str, key: str) -> tuple[int, str]:
     return routing["version"], routing["chosen"]
 
 
-def wait_for(expected: tuple[int, str], urls: list[str], key: str, deadline_s: float) -> float:
-    started = time.monotonic()
+def reaches_every_worker(expected: tuple[int, str], urls: list[str], key: str) -> None:
+    """Poll (``tests.routing.servers.poll``, its SETTLE_TIMEOUT bound) until every worker decides
+    ``expected``; a worker that has switched must not switch back."""
     pending = set(urls)
-    while pending and time.monotonic() - started < deadline_s:
-        pending = {url for url in pending if decision(url, key) != expected}
-    assert not pending, f"workers {pending} still decide differently after {deadline_s}s"
-    return time.monotonic() - started
+
+    def switched() -> bool:
+        for url in set(urls) - pending:
+            assert decision(url, key) == expected, f"{url} went back after switching"
+        pending.difference_update({url for url in pending if decision(url, key) == expected})
+        return not pending
+
+    poll(switched, interval=0.05)
 
 
-def test_activation_and_rollback_reach_every_worker_within_a_second(
+def test_activation_and_rollback_reach_every_worker(
     world: World, second_worker: str, fast_router_reload: None
 ) -> None:
     manage, _ = train_router(world)
@@ -114,7 +122,7 @@ def test_activation_and_rollback_reach_every_worker_within_a_second(
     assert [decision(url, world.key) for url in workers] == [(1, CHEAP), (1, CHEAP)]
 
     manage.post("/api/v1/routers/support/versions/2/activate")
-    wait_for((2, DEAR), workers, world.key, deadline_s=1.0)
+    reaches_every_worker((2, DEAR), workers, world.key)
 
     manage.post("/api/v1/routers/support/versions/1/activate")
-    wait_for((1, CHEAP), workers, world.key, deadline_s=1.0)
+    reaches_every_worker((1, CHEAP), workers, world.key)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+TRAINING_TESTS = Path(__file__).resolve().parent
 
 MATH = ["Compute {a} + {b} * {c}.", "Solve for x: {a}x = {b}.", "What is {a} squared minus {c}?"]
 PROSE = [
@@ -69,9 +70,21 @@ def media(settings: Any, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def eager_celery() -> Iterator[None]:
+def eager_celery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Celery tasks run in the test's process. Outside ``tests/training/`` (and without the
+    ``real_training`` marker) a router's fit is shared by the runs with the same training
+    input (``tests/shared_fits.py``): those tests are about what a trained router does."""
     from routerhub.celery import app
 
+    if TRAINING_TESTS not in request.node.path.parents and not request.node.get_closest_marker(
+        "real_training"
+    ):
+        from tests.shared_fits import shared_fit
+        from training import execution
+
+        monkeypatch.setattr(
+            execution, "router_fit_sampled", shared_fit(execution.router_fit_sampled)
+        )
     previous = app.conf.task_always_eager
     app.conf.task_always_eager = True
     yield
