@@ -24,6 +24,7 @@ the caller uses the ORM in a thread.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import psycopg
@@ -31,6 +32,8 @@ from django.conf import settings
 from django.db import OperationalError, connections
 
 from billing import pg_async
+
+logger = logging.getLogger(__name__)
 
 _GROUP = 64  # digests one statement reads at most
 
@@ -119,11 +122,24 @@ async def _read_queued() -> None:
             group, _Reads.queued[:_GROUP] = _Reads.queued[:_GROUP], []
             try:
                 rows = await _fetchall({"digests": group})
-            except psycopg.Error as exc:
+            except (psycopg.Error, OSError, TimeoutError) as exc:  # a connect timeout too
                 failed = OperationalError(f"key lookup unavailable: {type(exc).__name__}")
                 for digest in group:
                     _answer(digest, None, failed)
                 continue
+            except BaseException as exc:
+                # Cancelled (shutdown) or a bug: every request waiting on this reader is
+                # answered, none is left hanging.
+                error: BaseException = exc
+                if not isinstance(exc, Exception):
+                    error = OperationalError("key lookup cancelled")
+                for digest in [*group, *_Reads.queued]:
+                    _answer(digest, None, error)
+                _Reads.queued.clear()
+                if not isinstance(exc, Exception):
+                    raise
+                logger.warning("key lookup failed: %s", type(exc).__name__)
+                return
             found = {row[0]: dict(zip(COLUMNS, row[1:], strict=True)) for row in rows}
             for digest in group:
                 _answer(digest, found.get(digest), None)

@@ -236,3 +236,25 @@ def test_a_database_outage_is_djangos_operational_error(
     monkeypatch.setattr(key_lookup, "_fetchall", down)
     with pytest.raises(OperationalError):
         asyncio.run(keys.key_authenticate_async("rh-live-" + secrets.token_urlsafe(32)))
+
+
+def test_a_failed_read_answers_every_request_waiting_on_it(
+    clock: Clock, no_orm: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a read raises, the requests waiting on it are answered (none hangs), and the
+    next miss reads again."""
+
+    async def broken(params: dict[str, Any]) -> Any:
+        raise RuntimeError("a bug")
+
+    plaintexts = ["rh-live-" + secrets.token_urlsafe(32) for _ in range(5)]
+
+    async def burst() -> list[Any]:
+        calls = (keys.key_authenticate_async(p) for p in plaintexts)
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(key_lookup, "_fetchall", broken)
+        answers = asyncio.run(burst())
+    assert all(isinstance(answer, RuntimeError) for answer in answers)
+    _unknown(plaintexts[0])  # read for real now: no such key
