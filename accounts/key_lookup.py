@@ -36,6 +36,9 @@ from billing import pg_async
 logger = logging.getLogger(__name__)
 
 _GROUP = 64  # digests one statement reads at most
+# Digests waiting for a reader at most; past it a miss is refused (a 503) instead of queueing
+# behind a flood of unknown keys without bound.
+QUEUED_MAX = 16 * _GROUP
 
 # The active (not revoked) keys among the digests; each creator's membership role read live.
 # The UPDATE touches only a key that authenticates (``keys.key_role``: a recorded creator still
@@ -53,11 +56,14 @@ WITH k AS (
     FROM accounts_apikey a JOIN accounts_organization o ON o.id = a.organization_id
    WHERE a.digest = ANY(%(digests)s::varchar[]) AND a.revoked_at IS NULL
 ), touched AS (
-  UPDATE accounts_apikey SET last_used_at = now() FROM k
-   WHERE accounts_apikey.id = k.id
-     AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '60 seconds')
-     AND ((k.created_by_id IS NULL AND k.created_by_role IS NULL)
-          OR k.creator_role_now IS NOT NULL)
+  UPDATE accounts_apikey SET last_used_at = now()
+   WHERE id IN (
+     SELECT a.id FROM accounts_apikey a JOIN k ON k.id = a.id
+      WHERE (k.last_used_at IS NULL OR k.last_used_at < now() - interval '60 seconds')
+        AND ((k.created_by_id IS NULL AND k.created_by_role IS NULL)
+             OR k.creator_role_now IS NOT NULL)
+      ORDER BY a.id
+      FOR NO KEY UPDATE OF a SKIP LOCKED)
 )
 SELECT digest, id, organization_id, slug, scope, name, prefix, allowed_models, rpm, tpm,
        "limit", limit_reset, expires_at, prompt_logging, created_by_id, created_by_role,
@@ -106,6 +112,8 @@ async def key_row(digest: str) -> Row | None:
         _Reads.loop, _Reads.waiting, _Reads.queued, _Reads.readers = loop, {}, [], set()
     answer = _Reads.waiting.get(digest)
     if answer is None:
+        if len(_Reads.queued) >= QUEUED_MAX:
+            raise OperationalError("too many API keys are waiting to be checked; retry shortly")
         answer = _Reads.waiting[digest] = loop.create_future()
         _Reads.queued.append(digest)
         if len(_Reads.readers) < _readers_max():
@@ -123,6 +131,9 @@ async def _read_queued() -> None:
             try:
                 rows = await _fetchall({"digests": group})
             except (psycopg.Error, OSError, TimeoutError) as exc:  # a connect timeout too
+                logger.warning(
+                    "key lookup failed: %s (%s)", type(exc).__name__, getattr(exc, "sqlstate", None)
+                )
                 failed = OperationalError(f"key lookup unavailable: {type(exc).__name__}")
                 for digest in group:
                     _answer(digest, None, failed)
@@ -170,7 +181,9 @@ async def _fetchall(params: dict[str, Any]) -> list[tuple[Any, ...]]:
         cursor = await connection.execute(_SQL, params)
         return await cursor.fetchall()
     except psycopg.OperationalError:
-        pg_async.outage_seen(current)
+        # A lost connection is an outage; a lock or statement timeout on a live one is not.
+        if connection.closed or connection.broken:
+            pg_async.outage_seen(current)
         raise
     finally:
         current.release(connection)

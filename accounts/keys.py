@@ -88,8 +88,23 @@ _cache: TtlCache[str, AuthenticatedKey | None] = TtlCache(
 )
 
 
+# "No such active key" answers, apart: a flood of random keys fills (and, full, empties) this
+# one, never the cache of the keys that authenticate.
+_unknown: TtlCache[str, None] = TtlCache(
+    lambda: settings.API_KEY_CACHE_TTL, max_entries=settings.API_KEY_CACHE_MAX_ENTRIES
+)
+
+
 def key_cache_clear() -> None:
     _cache.clear()
+    _unknown.clear()
+
+
+def _store(digest: str, key: AuthenticatedKey | None) -> None:
+    if key is None and _cache.get_stale(digest) is MISS:
+        _unknown.put(digest, None)
+    else:  # a key, or a known key now revoked (its entry must say so)
+        _cache.put(digest, key)
 
 
 def key_role(
@@ -197,7 +212,7 @@ def _cached(plaintext: str) -> tuple[str, AuthenticatedKey | None, bool]:
     digest = key_digest(plaintext)
     key = _cache.get(digest)
     if key is MISS:
-        return digest, None, False
+        return digest, None, _unknown.get(digest) is not MISS
     return digest, key, True
 
 
@@ -214,17 +229,18 @@ def key_authenticate(plaintext: str) -> AuthenticatedKey:
     digest, key, hit = _cached(plaintext)
     if not hit:
         key = _load(digest)
-        _cache.put(digest, key)
+        _store(digest, key)
     return _check(key)
 
 
 async def key_authenticate_async(plaintext: str) -> AuthenticatedKey:
     digest, key, hit = _cached(plaintext)
     if hit:
-        refresh_ahead(_cache, digest, _load_async)
+        if key is not None:
+            refresh_ahead(_cache, digest, _load_async)
     else:
         key = await _load_async(digest)
-        _cache.put(digest, key)
+        _store(digest, key)
     return _check(key)
 
 

@@ -35,7 +35,7 @@ class CreditAccount(models.Model):
     )
     balance = models.DecimalField(**MONEY_FIELD, default=0)
     # Monotonic: holds released or charged, and decreases of the balance beyond them.
-    released = models.DecimalField(**MONEY_FIELD, default=0)
+    released = models.DecimalField(**MONEY_FIELD, default=0, db_default=0)
     total_purchased = models.DecimalField(**MONEY_FIELD, default=0)
     total_used = models.DecimalField(**MONEY_FIELD, default=0)
     stripe_customer_id = models.CharField(max_length=64, blank=True)
@@ -81,7 +81,7 @@ class CreditHold(models.Model):
         related_name="hold",
         db_column="organization_id",
     )
-    held = models.DecimalField(**MONEY_FIELD, default=0)
+    held = models.DecimalField(**MONEY_FIELD, default=0, db_default=0)
 
     class Meta:
         constraints = [

@@ -26,6 +26,7 @@ import httpx
 from django.conf import settings
 
 from routerhub.domain import InvalidInput
+from routing.gateway.upstream import Client
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -203,7 +204,9 @@ def tenant_http_client() -> httpx.AsyncClient:
             keepalive_expiry=30,
             network_backend=_PublicAddressesOnly(),
         )
-        _State.client = httpx.AsyncClient(transport=transport, follow_redirects=False)
+        # No cookie jar: one client serves every organization's hosts, so a cookie one tenant's
+        # host set would be sent with another tenant's requests to the same host.
+        _State.client = Client(transport=transport, follow_redirects=False)
         _State.loop = loop
     return _State.client
 

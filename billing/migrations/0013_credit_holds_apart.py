@@ -71,13 +71,13 @@ class Migration(migrations.Migration):
                         to="billing.creditaccount",
                     ),
                 ),
-                ("held", models.DecimalField(decimal_places=8, default=0, max_digits=20)),
+                ("held", models.DecimalField(decimal_places=8, default=0, db_default=0, max_digits=20)),
             ],
         ),
         migrations.AddField(
             model_name="creditaccount",
             name="released",
-            field=models.DecimalField(decimal_places=8, default=0, max_digits=20),
+            field=models.DecimalField(decimal_places=8, default=0, db_default=0, max_digits=20),
         ),
         migrations.RunSQL(_BACKFILL, _UNDO_BACKFILL),
         migrations.RemoveConstraint(

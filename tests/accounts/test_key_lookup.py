@@ -258,3 +258,40 @@ def test_a_failed_read_answers_every_request_waiting_on_it(
         answers = asyncio.run(burst())
     assert all(isinstance(answer, RuntimeError) for answer in answers)
     _unknown(plaintexts[0])  # read for real now: no such key
+
+
+def test_a_flood_of_unknown_keys_never_evicts_the_keys_that_authenticate(
+    clock: Clock, no_orm: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "No such key" answers are cached too, and a full cache is emptied whole: with one cache
+    for both, random keys (cheap to send) emptied every valid key's entry again and again, so
+    every legitimate request missed. They are kept apart; the flood empties only its own."""
+    for name in ("_cache", "_unknown"):
+        cache = getattr(keys, name, None)
+        if cache is not None:
+            monkeypatch.setattr(cache, "_max_entries", 8)
+    plaintext = key_make(organization_make())
+    _authenticate(plaintext)
+    for _ in range(20):
+        _unknown("rh-live-" + secrets.token_urlsafe(32))
+    before = key_lookup.key_lookup_count()
+    _authenticate(plaintext)
+    assert key_lookup.key_lookup_count() == before  # still cached: no statement
+
+
+def test_misses_queued_past_the_bound_are_refused_not_queued(clock: Clock) -> None:
+    """Digests waiting for a reader are bounded: past it a miss is a 503 (Django's
+    OperationalError), never an ever longer queue behind a flood."""
+    from django.db import OperationalError
+
+    async def run() -> None:
+        key_lookup._Reads.loop = asyncio.get_running_loop()
+        key_lookup._Reads.waiting, key_lookup._Reads.readers = {}, set()
+        key_lookup._Reads.queued = [f"queued-{n}" for n in range(key_lookup.QUEUED_MAX)]
+        try:
+            with pytest.raises(OperationalError, match="waiting to be checked"):
+                await key_lookup.key_row("one-more")
+        finally:
+            key_lookup._Reads.queued = []
+
+    asyncio.run(run())

@@ -261,3 +261,30 @@ def test_the_gateway_client_never_sends_a_cookie_an_upstream_set() -> None:
         assert answers == [{"cookie": False}, {"cookie": False}]
 
     run(handler, test)
+
+
+def test_the_tenant_hosts_client_never_sends_a_cookie_an_upstream_set(settings: Any) -> None:
+    """The client for tenant-chosen hosts (BYOK ``base_url``) is shared by every organization
+    too: one tenant's host setting a cookie must not see it again with another tenant's request
+    to the same host (two tenants pointing at one proxy)."""
+    from routing.egress import tenant_http_client, tenant_http_client_reset
+
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True  # the test's host is 127.0.0.1
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await read_request(reader)
+            cookie = b"cookie:" in request.lower()
+            writer.write(ok(b'{"cookie": %s}' % (b"true" if cookie else b"false"),
+                            b"Set-Cookie: session=abc; Path=/"))  # fmt: skip
+            await writer.drain()
+
+    async def test(url: str, stats: dict[str, Any]) -> None:
+        tenant_http_client_reset()
+        http = tenant_http_client()
+        answers = [(await http.post(f"{url}/v1/x", content=b"{}")).json() for _ in range(2)]
+        await http.aclose()
+        tenant_http_client_reset()
+        assert answers == [{"cookie": False}, {"cookie": False}]
+
+    run(handler, test)

@@ -119,6 +119,7 @@ MALFORMED = {
     "vocabulary-short": ("char_terms", lambda a: a[: len(a) // 2], "vocabulary"),
     "projection-of-another-size": ("projection", lambda a: a[:-1], "projection"),
     "not-npz": (None, None, "cannot be read"),
+    "metadata-not-json": ("meta", lambda a: np.frombuffer(b"{not json", np.uint8).copy(), "JSON"),
 }
 
 
@@ -136,3 +137,20 @@ def test_a_malformed_serving_form_is_refused_with_a_reason(
         _load(bad)
 
     assert reason in str(refused.value)
+
+
+def test_a_damaged_compressed_serving_form_is_refused_with_a_reason(
+    files: dict[str, bytes],
+) -> None:
+    """A deflated member cut or damaged (zlib's and zipfile's own errors) is an ArtifactError
+    with a reason, like every other malformed form, not an exception nobody maps."""
+    with np.load(io.BytesIO(files[artifacts.SERVING_FILE]), allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    content = bytearray(buffer.getvalue())
+    middle = len(content) // 2  # inside the largest member (the projection)
+    content[middle : middle + 64] = bytes(64)
+
+    with pytest.raises(artifacts.ArtifactError, match="serving form"):
+        _load(dict(files, **{artifacts.SERVING_FILE: bytes(content)}))

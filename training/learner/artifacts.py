@@ -223,7 +223,7 @@ def _serving_form(
         form = yield from serving_form_steps(
             content, len(arrays["word_idf"]), len(arrays["char_idf"]), tree_heads
         )
-    except (ServingFormError, KeyError, TypeError) as exc:
+    except (ServingFormError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"the version's serving form is malformed: {exc!r}") from exc
     width = arrays["components"].shape[0] + len(meta["heads"])
     if form.projection.shape[1:] != (width,):

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
+import zlib
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,9 @@ SERVING_FORMAT = 1
 VOCAB_CHUNK = 4096  # terms turned into dict entries per step (~0.3 ms)
 MAX_VOCAB_CHUNK = 8192  # a stored chunk larger than this is refused
 META_MAX_BYTES = 1 << 20
+# One array inflated at most (the largest, an 11-model ARC router's projection, is ~5 MB): a
+# deflated member is checked by its stated size before it is read.
+ARRAY_MAX_BYTES = 1 << 29
 
 _FOREST: dict[str, tuple[Any, int]] = {  # name -> (dtype, dimensions)
     "forest_feature": (np.int64, 1),
@@ -150,8 +155,11 @@ def _checked(npz: Any, name: str, spec: tuple[Any, int]) -> np.ndarray:
     if name not in npz.files:
         raise ServingFormError(f"{SERVING_FILE} has no array {name}")
     try:
+        size = npz.zip.getinfo(f"{name}.npy").file_size  # before it is inflated
+        _require(size <= ARRAY_MAX_BYTES, f"{name} is {size} bytes, over {ARRAY_MAX_BYTES}")
         array = npz[name]
-    except ValueError as exc:  # an object array (pickle) or a bad header
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        # an object array (pickle), a bad header, a damaged or cut-short member
         raise ServingFormError(f"{SERVING_FILE}: {name} cannot be read: {exc}") from exc
     if array.dtype != np.dtype(spec[0]) or array.ndim != spec[1]:
         raise ServingFormError(
@@ -280,7 +288,11 @@ def serving_form_steps(
     with npz:
         raw = _checked(npz, "meta", (np.uint8, 1))
         _require(len(raw) <= META_MAX_BYTES, "its metadata is too large")
-        meta = json.loads(raw.tobytes())
+        try:
+            meta = json.loads(raw.tobytes())
+        except ValueError as exc:  # not UTF-8, not JSON
+            raise ServingFormError(f"{SERVING_FILE}: its metadata is not JSON: {exc}") from exc
+        _require(isinstance(meta, dict), "its metadata is not an object")
         _require(meta.get("format") == SERVING_FORMAT, f"unknown format {meta.get('format')!r}")
         wanted = dict(_VOCAB)
         if meta["forest"] is not None:
