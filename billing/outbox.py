@@ -47,12 +47,16 @@ STREAM = "rh:usage-stream"
 DEAD_STREAM = "rh:usage-dead"  # drafts the database refused; see _settle_entries
 GROUP = "settlers"
 BATCH_SIZE = 500
-# The settler's pause after a batch that did not fill: short, so that each batch is a short burst
-# of CPU beside the gateway's requests. Measured at concurrency 1 on the idle machine
-# (bench.side_by_side, 8 alternating runs of 500 each way): 0.02 s against 0.1 s took the pooled
-# client p99 from 4.09 to 3.45 ms (lower in 6 of 8 pairs) for ~5% more CPU per request (each batch
-# has a fixed cost of ~3.7 ms); 0.5 s made it worse (3.75 -> 4.59 ms): long batches delay more.
-SETTLER_PAUSE_S = 0.02
+# The settler's pause after a batch that did not fill. After a small batch (light traffic: CPU
+# to spare, and latency is what counts) it is short, so that each batch is a short burst of CPU
+# beside the gateway's requests; after a larger one (busy: CPU is what counts) it is longer, so
+# that each batch's fixed cost (~3.7 ms of CPU) is shared by more drafts. Measured at
+# concurrency 1 on the idle machine (bench.side_by_side, 8 alternating runs of 500 each way): a
+# 0.02 s pause against 0.1 s took the pooled client p99 from 4.09 to 3.45 ms (lower in 6 of 8
+# pairs); 0.5 s made it worse (3.75 -> 4.59 ms): long batches delay more. README, "Issue 21".
+SETTLER_PAUSE_SHORT_S = 0.02
+SETTLER_PAUSE_S = 0.1
+SETTLER_SMALL_BATCH = 32
 OUTBOX_COALESCE_S = 0.003
 CLAIM_IDLE_MS = 30_000
 CLAIM_EVERY_S = 10.0
@@ -282,8 +286,9 @@ def usage_settler_run(stop: threading.Event) -> None:
                 ids = _settle_entries(client, entries, wait_durable=False)
                 unacknowledged.append((wal_position(), ids, time.monotonic()))
             unacknowledged = _acknowledge_durable(client, unacknowledged)
-            if len(entries) < BATCH_SIZE:
-                stop.wait(SETTLER_PAUSE_S)  # a short burst of work, then let others run
+            if len(entries) < BATCH_SIZE:  # a short burst of work, then let others run
+                small = len(entries) < SETTLER_SMALL_BATCH
+                stop.wait(SETTLER_PAUSE_SHORT_S if small else SETTLER_PAUSE_S)
         except Exception as exc:
             group_ready = group_ready and "NOGROUP" not in str(exc)
             own_pending = True
