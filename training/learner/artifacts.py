@@ -23,6 +23,7 @@ from training.learner.embedding import EmbeddingUnavailableError
 from training.learner.featurizer import Featurizer
 from training.learner.forest import forest_from_boosters
 from training.learner.router import KIND_CONSTANT, ScoreHead, TrainedRouter
+from training.learner.segments import PromptSegments, segments_from_arrays
 from training.learner.serving_form import (
     SERVING_FILE,
     ServingForm,
@@ -32,12 +33,14 @@ from training.learner.serving_form import (
     serving_form_steps,
 )
 
-# 4: the featurizer appends a sentence embedding (written only then, so a release that cannot
+# 5: task segments (segments.py), written only then so a release without them refuses the
+# version; 4: the featurizer appends a sentence embedding (written only then, so a release that cannot
 # compute it refuses the version instead of serving it with missing features); 3: prompt clusters
 # and a cluster-best bonus per tradeoff; 2: a policy table (λ and offsets per tradeoff); 1: one
 # incumbent bonus. Older formats keep serving as they were trained.
 FORMAT_VERSION = 3
 FORMAT_EMBEDDING = 4
+FORMAT_SEGMENTS = 5
 ROUTER_FILE = "router.json"
 FEATURIZER_FILE = "featurizer.json"
 ARRAYS_FILE = "arrays.npz"
@@ -97,6 +100,11 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
         arrays["cluster_mean"] = router.clusters.mean
         arrays["cluster_scale"] = router.clusters.scale
         arrays["cluster_centroids"] = router.clusters.centroids
+    if router.segments is not None and router.cluster_bonus is not None:
+        meta["format_version"] = FORMAT_SEGMENTS
+        meta["segments"] = True
+        meta["cluster_bonus"] = [float(b) for b in router.cluster_bonus]
+        arrays |= router.segments.to_arrays()
     files[ROUTER_FILE] = json.dumps(meta, indent=1).encode()
     files[FEATURIZER_FILE] = json.dumps(router.featurizer.to_json()).encode()
     buffer = io.BytesIO()
@@ -169,7 +177,7 @@ def router_load_steps(
             raise ArtifactError(f"artifact file {name} does not match its sha256")
         yield
     meta = json.loads(files[ROUTER_FILE])
-    if meta.get("format_version") not in (1, 2, FORMAT_VERSION, FORMAT_EMBEDDING):
+    if meta.get("format_version") not in (1, 2, FORMAT_VERSION, FORMAT_EMBEDDING, FORMAT_SEGMENTS):
         raise ArtifactError(f"unsupported artifact format {meta.get('format_version')!r}")
     arrays = {}
     with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
@@ -207,7 +215,8 @@ def router_load_steps(
         offsets=_offsets(meta),
         mixes=_mixes(meta),
         clusters=_clusters(meta, arrays),
-        cluster_bonus=np.asarray(meta["cluster_bonus"]) if "cluster_bonus" in meta else None,
+        cluster_bonus=_cluster_bonus(meta),
+        segments=_segments(meta, arrays, featurizer),
     )
     if form is not None:
         projection = yield from _projection_steps(form.projection)
@@ -270,6 +279,30 @@ def _clusters(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> PromptClus
         centroids=np.asarray(arrays["cluster_centroids"], dtype=np.float64),
         best=np.asarray(meta["cluster_best"], dtype=np.int64),
     )
+
+
+def _cluster_bonus(meta: dict[str, Any]) -> np.ndarray | None:
+    if "cluster_bonus" not in meta:
+        return None
+    bonus = np.asarray(meta["cluster_bonus"], dtype=np.float64)
+    if bonus.shape != (len(meta["tradeoffs"]),):
+        raise ArtifactError("the version's cluster bonuses do not fit its tradeoffs")
+    return bonus
+
+
+def _segments(
+    meta: dict[str, Any], arrays: dict[str, np.ndarray], featurizer: Featurizer
+) -> PromptSegments | None:
+    if not meta.get("segments"):
+        return None
+    if "cluster_bonus" not in meta:
+        raise ArtifactError("the version's task segments have no bonuses")
+    try:
+        return segments_from_arrays(
+            arrays, featurizer.vocabulary_size, featurizer.dense_size, len(meta["models"])
+        )
+    except ValueError as exc:
+        raise ArtifactError(f"the version's task segments are malformed: {exc}") from exc
 
 
 def _mixes(meta: dict[str, Any]) -> np.ndarray:

@@ -9,8 +9,11 @@ overall mean so a small cluster falls back to the overall best (``SMOOTHING_ROWS
 The number of clusters is chosen per dataset on out-of-fold rows: for every k of ``K_GRID``
 (1 = the overall best model) each fold's clusters and their best models are fitted on the other
 folds and assigned to the fold's rows, and the k whose out-of-fold "best model of my cluster"
-scores highest wins (ties go to fewer clusters). The policy table then treats the cluster's best
-model as the incumbent (``calibration``): with a bonus large enough, the per-cluster floor itself.
+scores highest wins (ties go to fewer clusters). When the training data names tasks, task
+segments (``segments.py``) join the candidates as a named family, scored on their own
+out-of-fold incumbents (``ClusterChoice.with_family``). The policy table then treats the chosen
+family's best model as the incumbent (``calibration``): with a bonus large enough, the
+per-cluster (or per-segment) floor itself.
 """
 
 from __future__ import annotations
@@ -37,14 +40,37 @@ class PromptClusters:
 
     def assign(self, dense: np.ndarray) -> np.ndarray:
         """Cluster of each row of ``dense`` (n, d)."""
-        scaled = (np.atleast_2d(dense) - self.mean) / self.scale
-        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 does not change the argmin.
-        distance = (self.centroids**2).sum(axis=1) - 2.0 * scaled @ self.centroids.T
-        return np.asarray(np.argmin(distance, axis=1), dtype=np.int64)
+        return nearest((np.atleast_2d(dense) - self.mean) / self.scale, self.centroids)
 
     def incumbents(self, dense: np.ndarray) -> np.ndarray:
         """The best model of each row's cluster."""
         return np.asarray(self.best[self.assign(dense)], dtype=np.int64)
+
+
+def centroid_distances(scaled: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """(n, k) squared distances less |x|^2: |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 does
+    not change which centroid is nearest."""
+    return np.asarray((centroids**2).sum(axis=1) - 2.0 * np.atleast_2d(scaled) @ centroids.T)
+
+
+def nearest(scaled: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The nearest centroid (k, d) of each standardised row (n, d)."""
+    return np.asarray(np.argmin(centroid_distances(scaled, centroids), axis=1), dtype=np.int64)
+
+
+def standardisation(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each dense feature's mean and spread (1 where it does not vary)."""
+    spread = dense.std(axis=0)
+    return dense.mean(axis=0), np.where(spread > 1e-12, spread, 1.0)
+
+
+def kmeans_centroids(scaled: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """K-means centroids (k, d) of standardised rows, fitted on a seeded sample of them."""
+    from sklearn.cluster import KMeans  # fit-time only
+
+    sample = np.random.default_rng(seed).permutation(len(scaled))[:KMEANS_MAX_ROWS]
+    kmeans = KMeans(n_clusters=k, n_init=KMEANS_INITS, random_state=seed)
+    return np.asarray(kmeans.fit(scaled[sample]).cluster_centers_)
 
 
 def _cluster_best(labels: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -61,37 +87,52 @@ def _cluster_best(labels: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
 
 def clusters_fit(dense: np.ndarray, scores: np.ndarray, k: int, seed: int) -> PromptClusters:
     """K-means with ``k`` clusters on ``dense`` (n, d) and each cluster's best model."""
-    from sklearn.cluster import KMeans  # fit-time only
-
-    mean = dense.mean(axis=0)
-    spread = dense.std(axis=0)
-    scale = np.where(spread > 1e-12, spread, 1.0)
+    mean, scale = standardisation(dense)
     scaled = (dense - mean) / scale
     if k <= 1:
         centroids = np.zeros((1, dense.shape[1]))
         labels = np.zeros(len(dense), dtype=np.int64)
     else:
-        sample = np.random.default_rng(seed).permutation(len(scaled))[:KMEANS_MAX_ROWS]
-        kmeans = KMeans(n_clusters=k, n_init=KMEANS_INITS, random_state=seed)
-        centroids = np.asarray(kmeans.fit(scaled[sample]).cluster_centers_)
-        labels = PromptClusters(mean, scale, centroids, np.zeros(k, np.int64)).assign(dense)
+        centroids = kmeans_centroids(scaled, k, seed)
+        labels = nearest(scaled, centroids)
     return PromptClusters(mean, scale, centroids, _cluster_best(labels, scores, k))
+
+
+Family = int | str  # k clusters, or a named family of incumbents (segments.TASKS_FAMILY)
 
 
 @dataclass(frozen=True)
 class ClusterChoice:
-    k: int
+    k: Family  # the chosen family: k clusters (1: the overall best model) or a named one
     oof_incumbents: np.ndarray  # (n,) each row's cluster-best model, fitted without its fold
-    oof_scores: dict[int, float]  # k -> out-of-fold mean score of the cluster-best model
-    # k -> each row's out-of-fold cluster-best model with k clusters
-    oof_by_k: dict[int, np.ndarray] = field(default_factory=dict)
+    oof_scores: dict[Family, float]  # family -> out-of-fold mean score of its incumbents
+    # family -> each row's out-of-fold incumbent (k clusters' best, or the named family's)
+    oof_by_k: dict[Family, np.ndarray] = field(default_factory=dict)
+    # a named family's number of segments (k clusters have k): ties go to fewer
+    sizes: dict[Family, int] = field(default_factory=dict)
 
-    def chosen_on(self, scores: np.ndarray, rows: np.ndarray) -> tuple[int, np.ndarray]:
-        """The k that ``clusters_choose`` would pick from ``rows`` alone (nested
+    def size(self, family: Family) -> int:
+        return self.sizes.get(family, family if isinstance(family, int) else 1 << 30)
+
+    def chosen_on(self, scores: np.ndarray, rows: np.ndarray) -> tuple[Family, np.ndarray]:
+        """The family that ``clusters_choose`` would pick from ``rows`` alone (nested
         cross-validation chooses it without the evaluated fold), and its incumbents."""
         on_rows = {k: float(scores[rows, inc[rows]].mean()) for k, inc in self.oof_by_k.items()}
-        k = max(on_rows, key=lambda c: (on_rows[c], -c))
+        k = max(on_rows, key=lambda c: (on_rows[c], -self.size(c)))
         return k, self.oof_by_k[k]
+
+    def with_family(
+        self, family: str, incumbents: np.ndarray, size: int, scores: np.ndarray
+    ) -> ClusterChoice:
+        """The choice with one more family of out-of-fold incumbents among the candidates."""
+        by_family = {**self.oof_by_k, family: incumbents}
+        sizes = {**self.sizes, family: size}
+        rows = np.arange(len(scores))
+        k, chosen = ClusterChoice(self.k, self.oof_incumbents, {}, by_family, sizes).chosen_on(
+            scores, rows
+        )
+        oof_scores = {**self.oof_scores, family: float(scores[rows, incumbents].mean())}
+        return ClusterChoice(k, chosen, oof_scores, by_family, sizes)
 
 
 def clusters_choose(
@@ -101,7 +142,7 @@ def clusters_choose(
     n = len(dense)
     folds = int(fold_of.max()) + 1
     rows = np.arange(n)
-    results: dict[int, np.ndarray] = {}
+    results: dict[Family, np.ndarray] = {}
     smallest_train = n - int(np.bincount(fold_of).max())
     for k in K_GRID:
         if k > 1 and k * ROWS_PER_CLUSTER > smallest_train:
@@ -112,6 +153,8 @@ def clusters_choose(
             fitted = clusters_fit(dense[train], scores[train], k, seed)
             incumbents[test] = fitted.incumbents(dense[test])
         results[k] = incumbents
-    oof_scores = {k: float(scores[rows, inc].mean()) for k, inc in results.items()}
-    best_k = max(oof_scores, key=lambda k: (oof_scores[k], -k))
+    oof_scores: dict[Family, float] = {
+        k: float(scores[rows, inc].mean()) for k, inc in results.items()
+    }
+    best_k = max(oof_scores, key=lambda k: (oof_scores[k], -int(k)))
     return ClusterChoice(best_k, results[best_k], oof_scores, results)

@@ -54,7 +54,7 @@ def nested_evaluation(
         incumbents = None
         if clusters is not None:
             k, chosen = clusters.chosen_on(scores, inner)
-            incumbents = chosen if k > 1 else None
+            incumbents = None if k == 1 else chosen
         policy = calibration.policy_table(
             calibrated.predicted[inner],
             scores[inner],

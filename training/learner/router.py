@@ -29,6 +29,7 @@ from scipy import sparse
 from training.learner.clusters import PromptClusters
 from training.learner.featurizer import Featurizer
 from training.learner.forest import Forest, forest_from_boosters
+from training.learner.segments import PromptSegments
 
 KIND_BINARY = "binary"
 KIND_REGRESSION = "regression"
@@ -162,6 +163,9 @@ class TrainedRouter:
     # Prompt clusters and, per tradeoff, the bonus their best model gets (None: no clusters).
     clusters: PromptClusters | None = None
     cluster_bonus: np.ndarray | None = None
+    # Task segments (segments.py): the incumbents instead of the clusters' when the training
+    # data named tasks and they won out of fold; the bonus is ``cluster_bonus``.
+    segments: PromptSegments | None = None
     _projection: np.ndarray | None = field(default=None, init=False, repr=False)
     _intercepts: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False, repr=False)
     _forest: Forest | None = field(default=None, init=False, repr=False)
@@ -255,7 +259,9 @@ class TrainedRouter:
         return np.asarray(picks, dtype=np.int64)
 
     def cluster_incumbents(self, prompts: list[str]) -> np.ndarray | None:
-        """Each prompt's cluster-best model (None without clusters)."""
+        """Each prompt's cluster- or segment-best model (None without either)."""
+        if self.segments is not None:
+            return self.segments.incumbents_many(*self.featurizer.transform_many(prompts))
         if self.clusters is None:
             return None
         _, dense = self.featurizer.transform_many(prompts)
@@ -273,7 +279,7 @@ class TrainedRouter:
     def predict_one_with_incumbent(
         self, prompt: str, indices: list[int] | None = None
     ) -> tuple[np.ndarray, int | None]:
-        """``predict_one`` and the prompt's cluster-best model (None without clusters)."""
+        """``predict_one`` and the prompt's cluster- or segment-best model (None without)."""
         index, values = self.featurizer.tfidf(prompt)
         chosen = list(indices) if indices is not None else list(range(len(self.heads)))
         # The SVD projection and every linear head in one gather of the prompt's vocabulary
@@ -299,7 +305,11 @@ class TrainedRouter:
             heads["prior"],
             heads["prior"] + heads["shrink"] * (mixed - heads["prior"]),
         )
-        incumbent = None if self.clusters is None else int(self.clusters.incumbents(dense)[0])
+        incumbent = None
+        if self.segments is not None:
+            incumbent = self.segments.incumbent_one(index, values, dense)
+        elif self.clusters is not None:
+            incumbent = int(self.clusters.incumbents(dense)[0])
         return scores[chosen], incumbent
 
     def serving_form_use(self, forest: Forest | None, projection: np.ndarray) -> None:

@@ -31,6 +31,13 @@ from training.learner.router import (
     TrainedRouter,
     mix_keys,
 )
+from training.learner.segments import (
+    TASKS_FAMILY,
+    PromptSegments,
+    segments_fit,
+    segments_out_of_fold,
+    task_ids,
+)
 
 Progress = Callable[[str, float], None]  # (stage, overall progress 0..1)
 
@@ -71,7 +78,8 @@ class TrainingData:
     binary: list[bool]  # per model: scores are 0/1
     # False when the costs are only a stand-in (rank-based): ties then never go to "cheaper".
     costs_known: bool = True
-    tasks: list[str] | None = None  # each row's task when the dataset names one (report slices)
+    # each row's task when the dataset names one: report slices, and task segments (segments.py)
+    tasks: list[str] | None = None
 
 
 @dataclass
@@ -79,13 +87,16 @@ class FitResult:
     router: TrainedRouter
     oof_predicted: np.ndarray  # (n, m) shrunk out-of-fold predictions
     folds: int
-    # (n,) each row's cluster-best model fitted without its fold; None when one cluster won
+    # (n,) each row's cluster- or segment-best model fitted without its fold; None when the
+    # overall best model won
     oof_incumbents: np.ndarray | None = None
     # The rows of the data the out-of-fold arrays cover (a sorted sample); None: every row
     oof_rows: np.ndarray | None = None
     # The same rows decided by choices made without their fold (nested.py): what a
     # cross-validated report scores
     nested: NestedEvaluation | None = None
+    # the out-of-fold choice of the incumbents' family (clusters, task segments or none)
+    families: ClusterChoice | None = None
 
 
 def _fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
@@ -160,8 +171,8 @@ def router_fit(
     fold_of = _fold_ids(n, folds, cfg.seed)
     parts = _out_of_fold_parts(data, tfidf, dense, fold_of, folds, cfg, report)
     calibrated = calibration.calibrate(parts, data.scores, np.arange(n))
-    clusters, choice = _prompt_clusters(dense, data.scores, fold_of, cfg.seed)
-    incumbents = choice.oof_incumbents if clusters is not None else None
+    clusters, segments, choice = _incumbent_family(tfidf, dense, data, fold_of, cfg.seed)
+    incumbents = None if choice.k == 1 else choice.oof_incumbents
     mean_costs = data.costs.mean(axis=0)
     keys = mix_keys(data.prompts)
     policy = calibration.policy_table(
@@ -184,7 +195,8 @@ def router_fit(
         offsets=policy.offsets,
         mixes=policy.mixes,
         clusters=clusters,
-        cluster_bonus=policy.bonuses if clusters is not None else None,
+        cluster_bonus=None if incumbents is None else policy.bonuses,
+        segments=segments,
     )
     nested = nested_evaluation(
         router, parts, data.scores, data.costs, data.costs_known, keys, fold_of, choice
@@ -195,6 +207,7 @@ def router_fit(
         folds=folds,
         oof_incumbents=incumbents,
         nested=nested,
+        families=choice,
     )
 
 
@@ -251,19 +264,32 @@ def _final_heads(
     return heads
 
 
-def _prompt_clusters(
-    dense: np.ndarray, scores: np.ndarray, fold_of: np.ndarray, seed: int
-) -> tuple[PromptClusters | None, ClusterChoice]:
-    """The clusters served (fitted on every row; None when one cluster, the overall best
-    model, does as well out of fold) and the out-of-fold choice of their number."""
+def _incumbent_family(
+    tfidf: sparse.csr_matrix,
+    dense: np.ndarray,
+    data: TrainingData,
+    fold_of: np.ndarray,
+    seed: int,
+) -> tuple[PromptClusters | None, PromptSegments | None, ClusterChoice]:
+    """The incumbents served — k-means clusters, task segments when the data names two tasks or
+    more, or neither (the overall best model) — fitted on every row, and the out-of-fold choice
+    between them (``ClusterChoice``)."""
     from threadpoolctl import threadpool_limits  # fit-time only
 
+    scores = data.scores
     # One thread: k-means' OpenMP threads spin-wait on a busy machine (see min_rows_per_thread).
     with threadpool_limits(limits=1):
         choice = clusters_choose(dense, scores, fold_of, seed)
-        if choice.k <= 1:
-            return None, choice
-        return clusters_fit(dense, scores, choice.k, seed), choice
+        task, names = task_ids(data.tasks) if data.tasks is not None else (None, [])
+        if task is not None and len(names) >= 2:
+            incumbents, size = segments_out_of_fold(tfidf, dense, scores, task, fold_of, seed)
+            choice = choice.with_family(TASKS_FAMILY, incumbents, size, scores)
+        if task is not None and choice.k == TASKS_FAMILY:
+            segments = segments_fit(tfidf, dense, scores, task, len(names), fold_of, seed)
+            return None, segments, choice
+        if not isinstance(choice.k, int) or choice.k <= 1:
+            return None, None, choice
+        return clusters_fit(dense, scores, choice.k, seed), None, choice
 
 
 __all__ = [

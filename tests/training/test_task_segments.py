@@ -1,0 +1,234 @@
+"""Task segments: with the dataset's task column the router reaches the per-task floor where
+unsupervised clusters cannot, and beats it where a task's subjects have their own best model.
+
+Quality-only data in the independent evaluation's shape (7 equal-price models; GSM8K-, CMMLU-
+and HumanEval-like prompts, each task with its own best model) plus two multiple-choice tasks in
+one MMLU format with the same subjects (biology, economics; a header and three subject words per
+question): "science" and "humanities" differ only by two rare topic words in each question.
+In humanities model-3 is best. In science model-0 is (``subjects_differ=False``), or the best
+model depends on the subject (biology: model-0, economics: model-1), so science's own best model
+is right on about 70% of its rows and each subject's best on 95%.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from tests.training.task_prompts import WORDS, task_prompt
+from training.learner import artifacts
+from training.learner.report import report_build
+from training.learner.router import TrainedRouter, mix_key, mix_keys
+from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
+
+CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40)
+MODELS = 7
+TASK_ROWS = {"science": 300, "humanities": 450, "gsm8k": 50, "cmmlu": 50, "humaneval": 50}
+SUBJECTS = {  # the subjects' own frequent words: clusters inside a task can find them
+    "biology": ("mitosis", "ribosome", "chlorophyll", "genome", "membrane"),
+    "economics": ("inflation", "tariff", "monopoly", "subsidy", "dividend"),
+}
+_LETTERS = np.random.default_rng(99).integers(0, 26, size=(2, 60, 7))
+# Each task's topic: 60 rare made-up words, two per question; only supervision sees them.
+TOPICS = {
+    task: ["".join(chr(97 + c) for c in word) for word in _LETTERS[t]]
+    for t, task in enumerate(("science", "humanities"))
+}
+RIGHT, WRONG = 0.85, 0.5
+BEST = {"humanities": 3, "gsm8k": 4, "cmmlu": 5, "humaneval": 6}  # science: the subject's index
+
+
+def _mc_prompt(task: str, subject: str, rng: np.random.Generator) -> str:
+    """The MMLU layout; of the question's 12 words three are the subject's, two the topic's."""
+    words = [
+        *rng.choice(WORDS, size=7),
+        *rng.choice(SUBJECTS[subject], size=3),
+        *rng.choice(TOPICS[task], size=2),
+    ]
+    options = [" ".join(rng.choice(WORDS, size=3)) for _ in range(4)]
+    return (
+        f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+        f"{' '.join(rng.permutation(words))}?\n"
+        + "".join(f"{'ABCD'[i]}. {o}\n" for i, o in enumerate(options))
+        + "Answer:"
+    )
+
+
+def _data(seed: int, subjects_differ: bool, with_tasks: bool = True) -> TrainingData:
+    rng = np.random.default_rng(seed)
+    prompts, tasks, best = [], [], []
+    for task, rows in TASK_ROWS.items():
+        for i in range(rows):
+            subject = list(SUBJECTS)[i % len(SUBJECTS)]
+            mc = task in TOPICS
+            prompts.append(_mc_prompt(task, subject, rng) if mc else task_prompt(task, rng))
+            tasks.append(task)
+            science = list(SUBJECTS).index(subject) if subjects_differ else 0
+            best.append(science if task == "science" else BEST[task])
+    chance = np.full((len(prompts), MODELS), WRONG)
+    chance[np.arange(len(prompts)), best] = RIGHT
+    scores = (rng.random(chance.shape) < chance).astype(float)
+    return TrainingData(
+        prompts=prompts,
+        models=[f"model-{j}" for j in range(MODELS)],
+        scores=scores,
+        costs=np.ones_like(scores),
+        binary=[True] * MODELS,
+        costs_known=False,
+        tasks=tasks if with_tasks else None,
+    )
+
+
+def _tradeoff_zero(fit: FitResult, test: TrainingData) -> float:
+    router = fit.router
+    report = report_build(
+        router=router,
+        predicted=router.predict_many(test.prompts),
+        prompts=test.prompts,
+        scores=test.scores,
+        costs=test.costs,
+        evaluation={"method": "holdout"},
+    )
+    return float(report["curve"][0]["score"])
+
+
+def _per_task_floor(train: TrainingData, test: TrainingData) -> float:
+    """Each task's best model chosen on the training rows, scored on the held-out rows."""
+    assert train.tasks is not None and test.tasks is not None
+    tasks = np.asarray(train.tasks)
+    best = {t: int(np.argmax(train.scores[tasks == t].mean(axis=0))) for t in TASK_ROWS}
+    picks = [best[t] for t in test.tasks]
+    return float(test.scores[np.arange(len(picks)), picks].mean())
+
+
+Fitted = tuple[FitResult, TrainingData, TrainingData]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> Fitted:
+    """Science's subjects with their own best models, trained with the task column."""
+    train, test = _data(0, subjects_differ=True), _data(1, subjects_differ=True)
+    return router_fit(train, CONFIG), train, test
+
+
+def test_two_tasks_in_one_format_reach_the_per_task_floor_only_with_the_task_column() -> None:
+    train, test = _data(0, subjects_differ=False), _data(1, subjects_differ=False)
+    floor = _per_task_floor(train, test)
+
+    supervised = router_fit(train, CONFIG)
+    unsupervised = router_fit(_data(0, subjects_differ=False, with_tasks=False), CONFIG)
+
+    assert supervised.router.segments is not None
+    assert _tradeoff_zero(supervised, test) >= floor - 0.01
+    # Without the column the two tasks look alike: the generator's point.
+    assert _tradeoff_zero(unsupervised, test) < floor - 0.02
+
+
+def test_a_task_whose_subjects_have_their_own_best_model_beats_the_per_task_floor(
+    fitted: Fitted,
+) -> None:
+    fit, train, test = fitted
+    floor = _per_task_floor(train, test)
+
+    assert fit.router.segments is not None
+    # Science is a third of the rows; its subjects' best models gain ~0.17 on each of them.
+    assert _tradeoff_zero(fit, test) > floor + 0.03
+
+
+def test_on_noise_with_a_task_column_tradeoff_zero_stays_at_the_best_single_model() -> None:
+    rng = np.random.default_rng(5)
+    rows = 600
+    means = np.array([0.55, 0.6, 0.62, 0.66])  # the task column and the prompts say nothing
+    scores = (rng.random((rows, len(means))) < means).astype(float)
+    data = TrainingData(
+        prompts=[" ".join(rng.choice(WORDS, size=8)) + f" {i}" for i in range(rows)],
+        models=[f"model-{j}" for j in range(len(means))],
+        scores=scores,
+        costs=np.ones_like(scores),
+        binary=[True] * len(means),
+        costs_known=False,
+        tasks=[f"task-{t}" for t in rng.integers(0, 4, size=rows)],
+    )
+
+    fit = router_fit(data, CONFIG)
+
+    assert fit.nested is not None
+    nested = float(scores[np.arange(rows), fit.nested.picks[0]].mean())
+    assert nested >= float(scores.mean(axis=0).max()) - 0.03  # within the noise of 600 rows
+
+
+def _saved(fit: FitResult) -> dict[str, bytes]:
+    return artifacts.router_to_files(fit.router)
+
+
+def _load(files: dict[str, bytes]) -> TrainedRouter:
+    digests = artifacts.files_digests(files)
+    return artifacts.router_from_files(files, digests, artifacts.manifest_checksum(digests))
+
+
+def test_serving_decides_as_the_batch_with_segments_and_after_a_reload(
+    fitted: Fitted,
+) -> None:
+    fit, _, test = fitted
+    restored = _load(_saved(fit))
+    assert restored.segments is not None
+    prompts = test.prompts[::9]
+
+    for router in (fit.router, restored):
+        predicted = router.predict_many(prompts)
+        incumbents = router.cluster_incumbents(prompts)
+        assert incumbents is not None
+        batch = router.choose_many(predicted, 0.0, mix_keys(prompts), incumbents)
+        for i, prompt in enumerate(prompts):
+            scores, incumbent = router.predict_one_with_incumbent(prompt)
+            assert incumbent == incumbents[i]
+            utility = router.utilities(scores, 0.0, mix_key(prompt), None, incumbent)
+            assert int(np.argmax(utility)) == batch[i]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda a: a.update(segment_owner=a["segment_owner"] + 5),  # a task that does not exist
+        lambda a: a.update(segment_best=np.full_like(a["segment_best"], 99)),  # an unknown model
+        lambda a: a.update(segment_best=a["segment_best"].astype(np.float64)),
+        lambda a: a.update(segment_centroids=a["segment_centroids"][:, :-1]),
+        lambda a: a.update(segment_term_weights=a["segment_term_weights"][:-1]),
+        lambda a: a.update(segment_scale=np.zeros_like(a["segment_scale"])),
+        lambda a: a.pop("segment_bias"),
+    ],
+)
+def test_malformed_segment_arrays_are_refused_at_load(
+    fitted: Fitted,
+    damage: Callable[[dict[str, np.ndarray]], object],
+) -> None:
+    files = _saved(fitted[0])
+    with np.load(io.BytesIO(files[artifacts.ARRAYS_FILE]), allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    damage(arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    files[artifacts.ARRAYS_FILE] = buffer.getvalue()
+
+    with pytest.raises(artifacts.ArtifactError, match="task segments"):
+        _load(files)
+
+
+def test_a_version_saved_before_segments_still_loads(
+    fitted: Fitted,
+) -> None:
+    files = _saved(fitted[0])
+    meta = json.loads(files[artifacts.ROUTER_FILE])
+    assert meta["format_version"] == artifacts.FORMAT_SEGMENTS
+    del meta["segments"], meta["cluster_bonus"]
+    meta["format_version"] = 3
+    files[artifacts.ROUTER_FILE] = json.dumps(meta).encode()
+
+    restored = _load(files)
+
+    assert restored.segments is None
+    assert restored.predict_one_with_incumbent(fitted[2].prompts[0])[1] is None

@@ -1,0 +1,261 @@
+"""Task segments: when the training data names each row's task, the best model of the prompt's
+predicted task — and within the task, of its sub-cluster — is the incumbent the policy table
+can fall back on, as the cluster-best model is (``clusters.py``).
+
+Why: prompts of different tasks can share a format (MMLU and ARC are both four-option multiple
+choice), so k-means on the whole data can merge two tasks whose best models differ; the task
+column says where they part. Within a task, subjects (MMLU's 57) can each have their own best
+model: per task, k-means sub-clusters with their own best, shrunk toward the task's means
+(``SMOOTHING_ROWS``), their number chosen by an inner cross-validation on the training rows'
+folds with k = 1 (the task's best) always a candidate.
+
+Serving: the task is the argmax of a multinomial logistic regression's logits on the prompt's
+TF-IDF vector and standardised dense features (a gather of the prompt's terms from a
+(vocabulary, tasks) matrix and two small products), the sub-segment the nearest of that task's
+centroids. Whether tasks serve at all is chosen out of fold beside the k-means clusters
+(``segments_out_of_fold``: each fold's classifier, task bests, sub-cluster numbers and
+centroids fitted without it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from training.learner.clusters import (
+    ROWS_PER_CLUSTER,
+    SMOOTHING_ROWS,
+    centroid_distances,
+    kmeans_centroids,
+    nearest,
+    standardisation,
+)
+
+TASKS_FAMILY = "tasks"  # the family's name among the clusters' k (``ClusterChoice``)
+SUB_GRID = (1, 2, 4, 8)  # sub-clusters tried per task (1: the task's best model)
+MAX_TASKS = 64  # past this many tasks the rarest are pooled into one
+TASK_C = 1.0  # inverse L2 strength of the task classifier
+NEVER = -1e9  # the logit bias of a task the classifier saw no row of
+ARRAYS = ("mean", "scale", "term_weights", "dense_weights", "bias", "centroids", "owner", "best")
+
+
+@dataclass(frozen=True)
+class PromptSegments:
+    """The predicted task by a linear rule, then the nearest of its sub-centroids; each
+    sub-segment's best model."""
+
+    mean: np.ndarray  # (d,) dense features' standardisation
+    scale: np.ndarray  # (d,)
+    term_weights: np.ndarray  # (vocabulary, tasks) float32: the classifier's TF-IDF weights
+    dense_weights: np.ndarray  # (tasks, d) on the standardised dense features
+    bias: np.ndarray  # (tasks,)
+    centroids: np.ndarray  # (segments, d) in standardised units
+    owner: np.ndarray  # (segments,) the task each sub-segment belongs to
+    best: np.ndarray  # (segments,) model index
+
+    def _segments(self, term_logits: np.ndarray, dense: np.ndarray) -> np.ndarray:
+        scaled = (np.atleast_2d(dense) - self.mean) / self.scale
+        logits = np.atleast_2d(term_logits) + scaled @ self.dense_weights.T + self.bias
+        task = np.argmax(logits, axis=1)
+        distance = centroid_distances(scaled, self.centroids)
+        distance = np.where(self.owner == task[:, None], distance, np.inf)
+        return np.asarray(np.argmin(distance, axis=1), dtype=np.int64)
+
+    def incumbents_many(self, tfidf: sparse.csr_matrix, dense: np.ndarray) -> np.ndarray:
+        """The best model of each row's segment, from its TF-IDF row and dense features."""
+        term_logits = np.asarray(tfidf @ self.term_weights, dtype=np.float64)
+        return np.asarray(self.best[self._segments(term_logits, dense)], dtype=np.int64)
+
+    def incumbent_one(self, index: np.ndarray, values: np.ndarray, dense: np.ndarray) -> int:
+        """One prompt's: ``index``/``values`` are its TF-IDF row (``Featurizer.tfidf``)."""
+        term_logits = values @ np.take(self.term_weights, index, axis=0)
+        return int(self.best[self._segments(term_logits, dense)[0]])
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {f"segment_{name}": getattr(self, name) for name in ARRAYS}
+
+
+def segments_from_arrays(
+    arrays: dict[str, np.ndarray], vocabulary: int, dense_size: int, models: int
+) -> PromptSegments:
+    """Stored segments, refused (``ValueError``) unless every array has the dtype, shape and
+    index range the version's featurizer and models allow."""
+    loaded = {}
+    for name in ARRAYS:
+        array = arrays.get(f"segment_{name}")
+        if array is None:
+            raise ValueError(f"segment_{name} is missing")
+        integral = name in ("owner", "best")
+        if array.dtype.kind != ("i" if integral else "f"):
+            raise ValueError(f"segment_{name} has dtype {array.dtype}")
+        if not integral and not np.isfinite(array).all():
+            raise ValueError(f"segment_{name} is not finite")
+        loaded[name] = array
+    tasks, count = loaded["bias"].shape[0] if loaded["bias"].ndim == 1 else 0, loaded["best"].size
+    shapes = {
+        "mean": (dense_size,),
+        "scale": (dense_size,),
+        "term_weights": (vocabulary, tasks),
+        "dense_weights": (tasks, dense_size),
+        "bias": (tasks,),
+        "centroids": (count, dense_size),
+        "owner": (count,),
+        "best": (count,),
+    }
+    for name, shape in shapes.items():
+        if loaded[name].shape != shape:
+            raise ValueError(f"segment_{name} is {loaded[name].shape}, expected {shape}")
+    owner, best = loaded["owner"], loaded["best"]
+    if not tasks or (loaded["scale"] <= 0).any() or (best < 0).any() or (best >= models).any():
+        raise ValueError("segments without tasks, with a zero scale or an unknown model")
+    if (owner < 0).any() or (owner >= tasks).any() or len(np.unique(owner)) != tasks:
+        raise ValueError("a sub-segment of no task, or a task without sub-segments")
+    dtypes = {"term_weights": np.float32, "owner": np.int64, "best": np.int64}
+    return PromptSegments(
+        **{name: np.asarray(loaded[name], dtype=dtypes.get(name, np.float64)) for name in ARRAYS}
+    )
+
+
+def task_ids(tasks: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Each row's task index (most rows first) and the task names; past ``MAX_TASKS`` tasks
+    the rarest are pooled as one."""
+    names, inverse, counts = np.unique(
+        np.asarray(tasks, dtype=str), return_inverse=True, return_counts=True
+    )
+    order = np.argsort(-counts, kind="stable")
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    kept = [str(names[i]) for i in order]
+    if len(kept) > MAX_TASKS:
+        kept = [*kept[: MAX_TASKS - 1], "(other tasks)"]
+    return np.minimum(rank[inverse.ravel()], MAX_TASKS - 1), kept
+
+
+def _shrunk_means(scores: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Rows' mean scores per model shrunk toward ``prior`` by ``SMOOTHING_ROWS`` rows."""
+    return np.asarray(
+        (scores.sum(axis=0) + SMOOTHING_ROWS * prior) / (len(scores) + SMOOTHING_ROWS)
+    )
+
+
+def _classifier(
+    tfidf: sparse.csr_matrix, scaled: np.ndarray, task: np.ndarray, tasks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(term weights, dense weights, bias) of a task classifier on these rows."""
+    from sklearn.linear_model import LogisticRegression  # fit-time only
+
+    vocabulary, d = tfidf.shape[1], scaled.shape[1]
+    term = np.zeros((vocabulary, tasks), dtype=np.float32)
+    dense, bias = np.zeros((tasks, d)), np.full(tasks, NEVER)
+    present = np.unique(task)
+    if len(present) == 1:
+        bias[present[0]] = 0.0
+        return term, dense, bias
+    features = sparse.hstack([tfidf, sparse.csr_matrix(scaled)], format="csr")
+    model = LogisticRegression(C=TASK_C, max_iter=500).fit(features, task)
+    coef, intercept = np.asarray(model.coef_), np.asarray(model.intercept_)
+    if len(present) == 2:  # one row of weights: class 1's logit against class 0's zero
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
+    term[:, present] = coef[:, :vocabulary].T
+    dense[present], bias[present] = coef[:, vocabulary:], intercept
+    return term, dense, bias
+
+
+def _task_segments(
+    scaled: np.ndarray, scores: np.ndarray, prior: np.ndarray, k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One task's sub-centroids (k, d) and their best models (shrunk toward the task's
+    ``prior`` means); k = 1 is the task's best model alone."""
+    task_means = _shrunk_means(scores, prior)
+    if k <= 1:
+        return np.zeros((1, scaled.shape[1])), np.array([int(np.argmax(task_means))])
+    centroids = kmeans_centroids(scaled, k, seed)
+    labels = nearest(scaled, centroids)
+    best = [int(np.argmax(_shrunk_means(scores[labels == c], task_means))) for c in range(k)]
+    return centroids, np.asarray(best, dtype=np.int64)
+
+
+def _sub_clusters_choose(
+    scaled: np.ndarray, scores: np.ndarray, fold_of: np.ndarray, seed: int
+) -> int:
+    """One task's number of sub-clusters whose best models score highest over its rows'
+    folds, each fitted on the others (ties go to fewer; 1 when there are too few folds)."""
+    folds = np.unique(fold_of)
+    if len(folds) < 2:
+        return 1
+    smallest_train = len(scores) - int(np.bincount(fold_of).max())
+    totals: dict[int, float] = {}
+    for k in SUB_GRID:
+        if k > 1 and k * ROWS_PER_CLUSTER > smallest_train:
+            break
+        total = 0.0
+        for fold in folds:
+            train, test = fold_of != fold, fold_of == fold
+            prior = scores[train].mean(axis=0)
+            centroids, best = _task_segments(scaled[train], scores[train], prior, k, seed)
+            total += float(scores[test, best[nearest(scaled[test], centroids)]].sum())
+        totals[k] = total
+    return max(totals, key=lambda k: (totals[k], -k))
+
+
+def segments_fit(
+    tfidf: sparse.csr_matrix,
+    dense: np.ndarray,
+    scores: np.ndarray,
+    task: np.ndarray,
+    tasks: int,
+    fold_of: np.ndarray,
+    seed: int,
+) -> PromptSegments:
+    """The task classifier and every task's sub-segments fitted on these rows; each task's
+    number of sub-clusters chosen over the rows' folds ``fold_of``."""
+    mean, scale = standardisation(dense)
+    scaled = (dense - mean) / scale
+    term, dense_weights, bias = _classifier(tfidf, scaled, task, tasks)
+    overall = scores.mean(axis=0)
+    centroids, owner, best = [], [], []
+    for t in range(tasks):
+        rows = task == t
+        if not rows.any():  # never predicted (NEVER bias): the overall best stands in
+            found = np.zeros((1, dense.shape[1])), np.array([int(np.argmax(overall))])
+        else:
+            k = _sub_clusters_choose(scaled[rows], scores[rows], fold_of[rows], seed)
+            found = _task_segments(scaled[rows], scores[rows], overall, k, seed)
+        centroids.append(found[0])
+        best.append(found[1])
+        owner.append(np.full(len(found[1]), t, dtype=np.int64))
+    return PromptSegments(
+        mean=mean,
+        scale=scale,
+        term_weights=term,
+        dense_weights=dense_weights,
+        bias=bias,
+        centroids=np.vstack(centroids),
+        owner=np.concatenate(owner),
+        best=np.concatenate(best).astype(np.int64),
+    )
+
+
+def segments_out_of_fold(
+    tfidf: sparse.csr_matrix,
+    dense: np.ndarray,
+    scores: np.ndarray,
+    task: np.ndarray,
+    fold_of: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, int]:
+    """Each row's segment-best model from segments fitted without its fold (the sub-cluster
+    numbers chosen on the other folds alone), and the folds' mean number of segments."""
+    tasks = int(task.max()) + 1
+    incumbents = np.zeros(len(scores), dtype=np.int64)
+    sizes = []
+    for fold in range(int(fold_of.max()) + 1):
+        train, test = fold_of != fold, fold_of == fold
+        fitted = segments_fit(
+            tfidf[train], dense[train], scores[train], task[train], tasks, fold_of[train], seed
+        )
+        incumbents[test] = fitted.incumbents_many(tfidf[test], dense[test])
+        sizes.append(len(fitted.best))
+    return incumbents, round(float(np.mean(sizes)))
