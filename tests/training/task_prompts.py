@@ -1,10 +1,17 @@
 """Prompts in the layout of five benchmarks (MMLU, GSM8K, CMMLU, ARC, HumanEval) for tests of
 the router's task structure: ARC's five-shot prefix and instruction, MMLU's subject header,
-Chinese script, word problems with numbers, Python stubs with doctests."""
+Chinese script, word problems with numbers, Python stubs with doctests; and the held-out report
+those tests score a router by."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from training.learner.report import report_build
+from training.learner.router import TrainedRouter
+from training.learner.trainer import TrainingData
 
 TASKS = ("mmlu", "gsm8k", "cmmlu", "arc", "humaneval")
 
@@ -100,4 +107,16 @@ def task_prompt(task: str, rng: np.random.Generator) -> str:
         f'    """Return the {" ".join(rng.choice(WORDS, size=5))} of values.\n'
         f"    >>> {name}([{value}, {value + 3}], {value % 7})\n    {value * 2}\n"
         '    """\n'
+    )
+
+
+def holdout_report(router: TrainedRouter, test: TrainingData) -> dict[str, Any]:
+    """The evaluation report of ``router`` on the held-out rows ``test``."""
+    return report_build(
+        router=router,
+        predicted=router.predict_many(test.prompts),
+        prompts=test.prompts,
+        scores=test.scores,
+        costs=test.costs,
+        evaluation={"method": "holdout"},
     )

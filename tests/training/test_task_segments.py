@@ -19,9 +19,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from tests.training.task_prompts import WORDS, task_prompt
+from tests.training.task_prompts import WORDS, holdout_report, task_prompt
 from training.learner import artifacts
-from training.learner.report import report_build
 from training.learner.router import TrainedRouter, mix_key, mix_keys
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
@@ -84,16 +83,7 @@ def _data(seed: int, subjects_differ: bool, with_tasks: bool = True) -> Training
 
 
 def _tradeoff_zero(fit: FitResult, test: TrainingData) -> float:
-    router = fit.router
-    report = report_build(
-        router=router,
-        predicted=router.predict_many(test.prompts),
-        prompts=test.prompts,
-        scores=test.scores,
-        costs=test.costs,
-        evaluation={"method": "holdout"},
-    )
-    return float(report["curve"][0]["score"])
+    return float(holdout_report(fit.router, test)["curve"][0]["score"])
 
 
 def _per_task_floor(train: TrainingData, test: TrainingData) -> float:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.training.task_prompts import TASKS, task_prompt
-from training.learner.report import report_build
+from tests.training.task_prompts import TASKS, holdout_report, task_prompt
 from training.learner.trainer import TrainerConfig, TrainingData, router_fit
 
 CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40)
@@ -52,15 +51,7 @@ def _data(rows_per_task: int, seed: int) -> tuple[TrainingData, np.ndarray]:
 def held_out() -> tuple[dict, TrainingData, np.ndarray, TrainingData, np.ndarray]:
     train, train_kinds = _data(90, seed=0)
     test, test_kinds = _data(120, seed=1)
-    router = router_fit(train, CONFIG).router
-    report = report_build(
-        router=router,
-        predicted=router.predict_many(test.prompts),
-        prompts=test.prompts,
-        scores=test.scores,
-        costs=test.costs,
-        evaluation={"method": "holdout"},
-    )
+    report = holdout_report(router_fit(train, CONFIG).router, test)
     return report, train, train_kinds, test, test_kinds
 
 
