@@ -30,6 +30,7 @@ from billing.services import (
 from billing.settlement import reservations_release, usage_settle_batch
 from routerhub.errors import InsufficientCredits
 from tests.conftest import require_postgres
+from tests.db_locks import waiting_on_a_lock
 from tests.factories import organization_make
 from tests.routing.servers import SETTLE_TIMEOUT, poll
 
@@ -125,15 +126,6 @@ def test_a_reservation_completes_while_a_settlers_charge_is_open(path: str) -> N
     assert ledger == account.balance
 
 
-def _waiting_on_a_lock() -> bool:
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock'"
-        )
-        return bool(cursor.fetchone()[0])
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_reservation_judged_on_a_stale_balance_never_grants_past_a_charge_beyond_its_hold() -> (
     None
@@ -156,7 +148,7 @@ def test_a_reservation_judged_on_a_stale_balance_never_grants_past_a_charge_beyo
 
     with _charge_held_open([_draft(over, "0.9")]):  # balance 0.1 once it commits
         reserver = _in_thread(reserve)
-        poll(_waiting_on_a_lock)  # for the hold row, after its snapshot of the account
+        poll(waiting_on_a_lock)  # for the hold row, after its snapshot of the account
     reserver.join(60)
 
     assert outcome == ["0.10000000"]
