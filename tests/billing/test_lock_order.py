@@ -20,11 +20,11 @@ from django.db.models import Model
 from accounts.models import ApiKey
 from billing.drafts import UsageDraft
 from billing.models import CreditAccount, CreditHold, KeySpendWindow
-from billing.services import ReservationRequest, credits_reserve, ledger_post
+from billing.services import ReservationRequest, credits_reserve
 from billing.settlement import usage_settle_batch
 from tests.conftest import require_postgres
 from tests.db_locks import waiting_on_a_lock
-from tests.factories import key_make, organization_make
+from tests.factories import funded_organization_make, key_make
 from tests.routing.servers import poll
 
 
@@ -79,9 +79,7 @@ def _in_thread(work: Callable[[], object]) -> threading.Thread:
 
 
 def _limited_key_reservation(amount: str) -> tuple[ReservationRequest, ApiKey]:
-    organization = organization_make()
-    ledger_post(organization=organization, kind="promotion", amount=Decimal("10"),
-                idempotency_key=f"grant:{organization.pk}")  # fmt: skip
+    organization = funded_organization_make("10")
     key_make(organization, limit=Decimal("5"), limit_reset="daily")
     key = ApiKey.objects.get(organization=organization)
     request = ReservationRequest(organization_id=organization.pk,

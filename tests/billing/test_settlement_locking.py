@@ -20,16 +20,14 @@ from billing.services import ReservationRequest, credits_reserve, ledger_post
 from billing.settlement import usage_settle_batch
 from tests.conftest import require_postgres
 from tests.db_locks import waiting_on_a_lock
-from tests.factories import organization_make
+from tests.factories import funded_organization_make
 from tests.routing.servers import poll
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_balance_that_moves_during_settlement_is_charged_against_the_locked_balance() -> None:
     require_postgres()
-    organization = organization_make()
-    ledger_post(organization=organization, kind="promotion", amount=Decimal("1"),
-                idempotency_key=f"grant:{organization.pk}")  # fmt: skip
+    organization = funded_organization_make("1")
     drafts = []
     for i in range(2):
         generation_id = f"gen-{uuid.uuid4().hex}"
