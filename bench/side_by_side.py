@@ -25,17 +25,7 @@ from typing import Any
 
 from bench import gateway
 from bench.loadgen import percentile
-from bench.procs import Proc, cpu_seconds, free_port, wait_http
-
-
-def _export(commit: str, into: Path) -> Path:
-    tree = into / f"routerhub-{commit[:12]}"
-    tree.mkdir()
-    archive = subprocess.run(["git", "-C", str(gateway.REPO), "archive", commit],
-                             capture_output=True, check=True).stdout  # fmt: skip
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    (tree / ".venv").symlink_to((gateway.REPO / ".venv").resolve())
-    return tree
+from bench.procs import Proc, cpu_seconds, export_revision, free_port, wait_http
 
 
 def _serve(name: str, tree: Path, database: str, redis_url: str, upstream: str,
@@ -91,7 +81,7 @@ def main() -> None:
             fake, upstream = gateway.start_fake(0, out)
             procs.append(fake)
             servers = {
-                f"old {commit[:10]}": (_export(commit, Path(tmp)), old_database,
+                f"old {commit[:10]}": (export_revision(commit, Path(tmp) / "old"), old_database,
                                        _next_db(gateway.REDIS_URL)),
                 f"new {head}": (gateway.REPO, gateway.RH_DB, gateway.REDIS_URL),
             }  # fmt: skip

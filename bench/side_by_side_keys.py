@@ -23,8 +23,8 @@ from pathlib import Path
 
 from bench import gateway
 from bench.gateway_keys import ACTIVE, KEYS, keys_add
-from bench.procs import Proc, cpu_seconds
-from bench.side_by_side import _drop, _export, _next_db, _serve
+from bench.procs import Proc, cpu_seconds, export_revision
+from bench.side_by_side import _drop, _next_db, _serve
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
             fake, upstream = gateway.start_fake(0, out)
             procs.append(fake)
             servers = {
-                f"old {commit[:10]}": (_export(commit, Path(tmp)), old_database,
+                f"old {commit[:10]}": (export_revision(commit, Path(tmp) / "old"), old_database,
                                        _next_db(gateway.REDIS_URL)),
                 f"new {head}": (gateway.REPO, gateway.RH_DB, gateway.REDIS_URL),
             }  # fmt: skip
