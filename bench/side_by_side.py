@@ -119,21 +119,17 @@ def main() -> None:
     with old_and_new(args.old, args.workers, out) as versions:
         direct = gateway.Target("direct", f"{versions.upstream}/v1/chat/completions", "",
                                 {0: "demo/small"}, versions.fake.pid)  # fmt: skip
-        _alternate(direct, versions.targets, args, out)
+        _alternate(direct, versions.targets, args)
 
 
-def _alternate(direct: gateway.Target, targets: list[gateway.Target], args: Any,
-               out: Path) -> None:  # fmt: skip
+def _alternate(direct: gateway.Target, targets: list[gateway.Target], args: Any) -> None:
     samples: dict[str, list[float]] = {t.name: [] for t in (direct, *targets)}
     cpu: dict[str, float] = dict.fromkeys(samples, 0.0)  # the server's process tree, settler in
     for round_ in range(args.rounds):
         for target in [direct, *(targets if round_ % 2 == 0 else targets[::-1])]:
-            trace = out / "side-by-side-trace.json"
             cpu0 = cpu_seconds(target.cpu_root)
-            res = gateway.loadgen("latency", target, 0, "--requests", str(args.requests),
-                                  "--warmup", "50", "--max-seconds", "120",
-                                  "--trace", str(trace))  # fmt: skip
-            took = [t * 1000 for _, t in json.loads(trace.read_text())]
+            res, took = gateway.latency_run(target, 0, "--requests", str(args.requests),
+                                            "--warmup", "50", "--max-seconds", "120")  # fmt: skip
             samples[target.name] += took
             lat = res["latency_ms"]
             time.sleep(1.0)  # the last batch settles before the other version runs
