@@ -97,7 +97,10 @@ def test_a_draft_claimed_while_its_first_settler_is_still_at_it_is_charged_once_
         credits_reserve(ReservationRequest(organization_id=funded.pk, generation_id="gen-twice",
                                            amount=Decimal("0.5")))  # fmt: skip
     refused = _draft(funded, "gen-refused", created_at=twice.created_at - timedelta(seconds=1))
-    refused.model = "m" * 500  # longer than the column: a DataError, before the claimed draft
+    # Longer than its column: a DataError. Older, so first in the batch's COPY: the batch fails
+    # at once, before the claimed draft's row waits for the first settler (had it waited, the
+    # retries would start after that commit and find the draft settled).
+    refused.model = "m" * 500
     first = _HeldOpen(monkeypatch)
     _append(redis_client, twice)
     first.start()
