@@ -353,7 +353,7 @@ keep-alive HTTP/1.1 on 127.0.0.1. Latency: {opts["requests_c1"]} sequential requ
 
 "Added" latency at c=1 is the gateway's percentile minus the median of the same percentile over
 {_direct_runs(results)} c=1 runs of the direct upstream interleaved with the gateways' runs. One direct run is no
-floor for a tail: the p99 of {opts["requests_c1"]} requests is its {_nth(opts["requests_c1"])}-slowest, and once one run's read
+floor for a tail: the p99 of {opts["requests_c1"]} requests is its {_nth(opts["requests_c1"])}, and once one run's read
 2.35 ms where the others read 0.52–0.65. The "client latency p99" rows give each gateway's own
 p99 as the load generator saw it; their direct column is the median of the direct runs' p99s
 ({_direct_p99s(results)}).
@@ -381,12 +381,14 @@ def _direct_runs(results: dict[str, Any]) -> int:
 
 
 def _nth(requests: int) -> str:
-    """Which slowest request the p99 of ``requests`` is (``loadgen.percentile``'s rank)."""
+    """Which request, slowest first, the p99 of ``requests`` is (``loadgen.percentile``'s rank)."""
     rank = requests - max(0, round(0.99 * requests + 0.5) - 1)
+    if rank == 1:
+        return "slowest"
     suffix = (
         "th" if rank % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(rank % 10, "th")
     )
-    return f"{rank}{suffix}"
+    return f"{rank}{suffix}-slowest"
 
 
 def _direct_p99s(results: dict[str, Any]) -> str:
