@@ -137,7 +137,7 @@ def verify() -> dict[str, object]:
     ledger_sum = LedgerEntry.objects.filter(organization=organization).aggregate(s=Sum("amount"))[
         "s"
     ]
-    account = CreditAccount.objects.get(organization=organization)
+    account = CreditAccount.objects.select_related("hold").get(organization=organization)
     charged = UsageRecord.objects.filter(organization=organization).aggregate(s=Sum("cost"))["s"]
     return {
         "usage_records": records,

@@ -1,9 +1,11 @@
-"""Factories for tests: people, organizations with roles, keys and authenticated clients."""
+"""Factories for tests: people, organizations with roles and credits, keys and authenticated
+clients."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from allauth.account.models import EmailAddress
@@ -12,6 +14,7 @@ from rest_framework.test import APIClient
 
 from accounts import services
 from accounts.models import KeyScope, Membership, Organization, Role, User
+from billing.services import ledger_post
 from tests.log_hygiene import secret_register
 
 _counter = itertools.count(1)
@@ -28,6 +31,14 @@ def user_make(email: str | None = None) -> User:
 def organization_make(owner: User | None = None, name: str | None = None) -> Organization:
     owner = owner or user_make()
     return services.organization_create(name=name or f"Org {next(_counter)}", owner=owner)
+
+
+def funded_organization_make(amount: str) -> Organization:
+    """An organization granted ``amount`` USD of credits (a promotion in its ledger)."""
+    organization = organization_make()
+    ledger_post(organization=organization, kind="promotion", amount=Decimal(amount),
+                idempotency_key=f"grant:{organization.pk}")  # fmt: skip
+    return organization
 
 
 def member_add(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 import types
 from datetime import timedelta
 from decimal import Decimal
@@ -19,9 +20,11 @@ from django.utils import timezone
 
 from accounts import key_lookup, keys
 from accounts.models import ApiKey, Membership, Role
+from billing import pg_async
 from routerhub import ttl_cache
 from routerhub.domain import NotAuthenticated
 from tests.conftest import require_postgres
+from tests.db_locks import LOCK_WAITS_SQL
 from tests.factories import key_make, member_add, organization_make
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -279,19 +282,45 @@ def test_a_flood_of_unknown_keys_never_evicts_the_keys_that_authenticate(
     assert key_lookup.key_lookup_count() == before  # still cached: no statement
 
 
-def test_misses_queued_past_the_bound_are_refused_not_queued(clock: Clock) -> None:
-    """Digests waiting for a reader are bounded: past it a miss is a 503 (Django's
-    OperationalError), never an ever longer queue behind a flood."""
+def _unknown_key() -> str:
+    return "rh-live-" + secrets.token_urlsafe(32)
+
+
+async def _until_a_statement_waits_for_a_lock() -> None:
+    async with await psycopg.AsyncConnection.connect(
+        **pg_async._conninfo(), autocommit=True
+    ) as watcher:
+        deadline = time.monotonic() + 30
+        while (await (await watcher.execute(LOCK_WAITS_SQL)).fetchone()) == (0,):
+            assert time.monotonic() < deadline, "the key read never waited for the lock"
+            await asyncio.sleep(0.01)
+
+
+def test_misses_queued_past_the_bound_are_refused_not_queued(
+    clock: Clock, settings: Any, no_orm: None
+) -> None:
+    """While the keys' table is locked, the reader's statement waits and misses queue behind it,
+    at most ``QUEUED_MAX`` of them: the next is a 503 (Django's OperationalError) at once, never
+    an ever longer queue. Those queued are answered once the lock is gone."""
     from django.db import OperationalError
 
-    async def run() -> None:
-        key_lookup._Reads.loop = asyncio.get_running_loop()
-        key_lookup._Reads.waiting, key_lookup._Reads.readers = {}, set()
-        key_lookup._Reads.queued = [f"queued-{n}" for n in range(key_lookup.QUEUED_MAX)]
-        try:
-            with pytest.raises(OperationalError, match="waiting to be checked"):
-                await key_lookup.key_row("one-more")
-        finally:
-            key_lookup._Reads.queued = []
+    settings.GATEWAY_DB_CONNECTIONS = 2  # one reader: every miss after the first waits for it
 
-    asyncio.run(run())
+    async def run() -> list[Any]:
+        async with await psycopg.AsyncConnection.connect(**pg_async._conninfo()) as holder:
+            await holder.execute("LOCK TABLE accounts_apikey IN ACCESS EXCLUSIVE MODE")
+            misses = [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))]
+            await _until_a_statement_waits_for_a_lock()  # the reader's, with the first miss
+            misses += [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))
+                       for _ in range(key_lookup.QUEUED_MAX)]  # fmt: skip
+            one_more = asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))
+            await asyncio.sleep(0)  # each call has run up to its wait for an answer
+            assert one_more.done(), "a miss past the bound was queued"
+            with pytest.raises(OperationalError, match="waiting to be checked"):
+                one_more.result()
+            await holder.rollback()  # the lock goes: the queued misses are read
+            return await asyncio.gather(*misses, return_exceptions=True)
+
+    answers = asyncio.run(run())
+    assert len(answers) == key_lookup.QUEUED_MAX + 1
+    assert all(isinstance(answer, NotAuthenticated) for answer in answers)

@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope
@@ -20,7 +22,7 @@ from billing.services import (
     ledger_post,
 )
 from billing.settlement import usage_settle
-from tests.factories import key_client, key_make
+from tests.factories import dashboard_client, key_client, key_make
 
 pytestmark = pytest.mark.django_db
 
@@ -85,6 +87,22 @@ def test_credits_report_balance_and_totals(billed):
         # OpenRouter's shape of the same path: total_credits - total_usage is the balance.
         "data": {"total_credits": 10.0, "total_usage": 0.024},
     }
+
+
+@pytest.mark.parametrize("path", ["/api/v1/credits", "/dashboard/credits/"])
+def test_what_is_reserved_is_read_with_the_account_in_one_statement(billed, path):
+    """``CreditAccount.reserved`` reads the hold row: the pages that show it read both rows in
+    one statement (one snapshot of both), never the hold row in a query of its own."""
+    tenants, _, manage, _ = billed
+    client = (
+        manage if path.startswith("/api") else dashboard_client(tenants.owner, tenants.organization)
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(path).status_code == 200
+
+    reads = [q["sql"] for q in queries if '"billing_credithold"' in q["sql"]]
+    assert len(reads) == 1 and 'FROM "billing_creditaccount"' in reads[0], reads
 
 
 def test_ledger_lists_newest_first_with_usage_charges(billed):

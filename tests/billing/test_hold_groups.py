@@ -14,10 +14,10 @@ from django.db import connection
 
 from billing import pg_async
 from billing.models import CreditAccount, Reservation
-from billing.services import ReservationRequest, credits_reserve_async, ledger_post
+from billing.services import ReservationRequest, credits_reserve_async
 from routerhub.errors import InsufficientCredits
 from tests.conftest import require_postgres
-from tests.factories import organization_make
+from tests.factories import funded_organization_make
 
 
 @pytest.fixture
@@ -51,13 +51,6 @@ def _account_updates() -> int:
         return int(cursor.fetchone()[0])
 
 
-def _funded(amount: str) -> Any:
-    organization = organization_make()
-    ledger_post(organization=organization, kind="promotion", amount=Decimal(amount),
-                idempotency_key=f"grant:{organization.pk}")  # fmt: skip
-    return organization
-
-
 def _request(organization: Any, amount: str) -> ReservationRequest:
     return ReservationRequest(
         organization_id=organization.pk,
@@ -78,7 +71,7 @@ async def _hold_all(requests: list[ReservationRequest]) -> list[str]:
 
 
 def test_concurrent_holds_share_account_updates(one_connection: None) -> None:
-    organization = _funded("100")
+    organization = funded_organization_make("100")
     before = _account_updates()
 
     outcomes = asyncio.run(_hold_all([_request(organization, "0.05") for _ in range(40)]))
@@ -91,7 +84,7 @@ def test_concurrent_holds_share_account_updates(one_connection: None) -> None:
 
 
 def test_grouped_holds_never_overspend(one_connection: None) -> None:
-    organization = _funded("1.00")  # exactly 20 holds of 0.05
+    organization = funded_organization_make("1.00")  # exactly 20 holds of 0.05
 
     outcomes = asyncio.run(_hold_all([_request(organization, "0.05") for _ in range(40)]))
 
@@ -101,7 +94,7 @@ def test_grouped_holds_never_overspend(one_connection: None) -> None:
 
 
 def test_a_group_grants_what_one_by_one_would_across_organizations(one_connection: None) -> None:
-    first, second = _funded("1.00"), _funded("0.50")
+    first, second = funded_organization_make("1.00"), funded_organization_make("0.50")
     # In arrival order: 0.60 fits; 0.50 does not (0.40 left); 0.30 still does, alone.
     requests = [
         _request(first, "0.60"),
@@ -121,7 +114,7 @@ def test_a_group_grants_what_one_by_one_would_across_organizations(one_connectio
 
 
 def test_holds_queued_behind_a_request_that_leaves_are_still_made(one_connection: None) -> None:
-    organization = _funded("10")
+    organization = funded_organization_make("10")
     requests = [_request(organization, "0.10") for _ in range(4)]
 
     async def run() -> list[str]:

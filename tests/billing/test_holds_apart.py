@@ -30,15 +30,9 @@ from billing.services import (
 from billing.settlement import reservations_release, usage_settle_batch
 from routerhub.errors import InsufficientCredits
 from tests.conftest import require_postgres
-from tests.factories import organization_make
+from tests.db_locks import waiting_on_a_lock
+from tests.factories import funded_organization_make
 from tests.routing.servers import SETTLE_TIMEOUT, poll
-
-
-def _funded(amount: str) -> Organization:
-    organization = organization_make()
-    ledger_post(organization=organization, kind="promotion", amount=Decimal(amount),
-                idempotency_key=f"grant:{organization.pk}")  # fmt: skip
-    return organization
 
 
 def _request(organization: Organization, amount: str) -> ReservationRequest:
@@ -106,7 +100,7 @@ def test_a_reservation_completes_while_a_settlers_charge_is_open(path: str) -> N
     """(A key with a credit limit still waits: its window row is settled in the same
     transaction, README "Credit holds apart from the balance".)"""
     require_postgres()
-    organization = _funded("10")
+    organization = funded_organization_make("10")
     first, second = _request(organization, "1"), _request(organization, "0.5")
     credits_reserve(first)
     reserve = _reserve_async if path == "gateway" else _reserve_sync
@@ -125,15 +119,6 @@ def test_a_reservation_completes_while_a_settlers_charge_is_open(path: str) -> N
     assert ledger == account.balance
 
 
-def _waiting_on_a_lock() -> bool:
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock'"
-        )
-        return bool(cursor.fetchone()[0])
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_reservation_judged_on_a_stale_balance_never_grants_past_a_charge_beyond_its_hold() -> (
     None
@@ -142,7 +127,7 @@ def test_a_reservation_judged_on_a_stale_balance_never_grants_past_a_charge_beyo
     reads the hold row after (it waits for the charge's lock on it). The charge's excess is on
     the hold row too, so the stale balance cannot grant: refused with exactly what is left."""
     require_postgres()
-    organization = _funded("1")
+    organization = funded_organization_make("1")
     over = _request(organization, "0.2")
     credits_reserve(over)
     outcome: list[str] = []
@@ -156,7 +141,7 @@ def test_a_reservation_judged_on_a_stale_balance_never_grants_past_a_charge_beyo
 
     with _charge_held_open([_draft(over, "0.9")]):  # balance 0.1 once it commits
         reserver = _in_thread(reserve)
-        poll(_waiting_on_a_lock)  # for the hold row, after its snapshot of the account
+        poll(waiting_on_a_lock)  # for the hold row, after its snapshot of the account
     reserver.join(60)
 
     assert outcome == ["0.10000000"]
@@ -173,7 +158,7 @@ def _refused_available(request: ReservationRequest) -> str:
 @pytest.mark.django_db
 def test_a_charge_beyond_its_hold_and_a_debit_lower_available_exactly() -> None:
     require_postgres()
-    organization = _funded("1")
+    organization = funded_organization_make("1")
     over = _request(organization, "0.2")
     credits_reserve(over)
     usage_settle_batch([_draft(over, "0.5")])  # a provider counted past the bound
@@ -219,7 +204,7 @@ def _available_now(organization_id: int) -> Decimal:
 def test_reservations_racing_settlements_and_top_ups_never_overcommit() -> None:
     """Costs within their holds and top-ups only: ``available`` may never go below zero."""
     require_postgres()
-    organization = _funded("3")
+    organization = funded_organization_make("3")
     lowest: list[Decimal] = []
 
     def worker(rng: random.Random) -> None:
@@ -249,7 +234,7 @@ def test_reservations_racing_settlements_and_top_ups_never_overcommit() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_reservations_racing_over_hold_charges_and_debits_keep_the_books() -> None:
     require_postgres()
-    organization = _funded("5")
+    organization = funded_organization_make("5")
     left_open: list[ReservationRequest] = []
 
     def worker(rng: random.Random) -> None:

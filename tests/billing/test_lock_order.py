@@ -14,26 +14,18 @@ from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.db.models import Model
 
 from accounts.models import ApiKey
 from billing.drafts import UsageDraft
 from billing.models import CreditAccount, CreditHold, KeySpendWindow
-from billing.services import ReservationRequest, credits_reserve, ledger_post
+from billing.services import ReservationRequest, credits_reserve
 from billing.settlement import usage_settle_batch
 from tests.conftest import require_postgres
-from tests.factories import key_make, organization_make
+from tests.db_locks import waiting_on_a_lock
+from tests.factories import funded_organization_make, key_make
 from tests.routing.servers import poll
-
-
-def _waiting_on_a_lock() -> bool:
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock'"
-        )
-        return bool(cursor.fetchone()[0])
 
 
 def _window_is_free(key_id: int) -> bool:
@@ -87,9 +79,7 @@ def _in_thread(work: Callable[[], object]) -> threading.Thread:
 
 
 def _limited_key_reservation(amount: str) -> tuple[ReservationRequest, ApiKey]:
-    organization = organization_make()
-    ledger_post(organization=organization, kind="promotion", amount=Decimal("10"),
-                idempotency_key=f"grant:{organization.pk}")  # fmt: skip
+    organization = funded_organization_make("10")
     key_make(organization, limit=Decimal("5"), limit_reset="daily")
     key = ApiKey.objects.get(organization=organization)
     request = ReservationRequest(organization_id=organization.pk,
@@ -108,7 +98,7 @@ def test_settlement_waits_for_the_account_before_it_touches_the_key_window() -> 
 
     with _account_held(request.organization_id):
         settler = _in_thread(lambda: usage_settle_batch([draft]))
-        poll(_waiting_on_a_lock)
+        poll(waiting_on_a_lock)
         assert _window_is_free(key.pk)
     settler.join(60)
 
@@ -125,7 +115,7 @@ def test_a_limited_keys_reservation_waits_for_the_hold_row_before_it_touches_the
 
     with _account_held(first.organization_id, CreditHold):
         reserver = _in_thread(lambda: credits_reserve(second))
-        poll(_waiting_on_a_lock)
+        poll(waiting_on_a_lock)
         assert _window_is_free(key.pk)
     reserver.join(60)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 import time
 from decimal import Decimal
@@ -16,8 +17,12 @@ from asgiref.sync import sync_to_async
 from billing.drafts import UsageDraft
 from billing.models import CreditAccount, LedgerEntry, UsageRecord
 from billing.outbox import (
+    BATCH_SIZE,
     DEAD_STREAM,
     GROUP,
+    SETTLER_PAUSE_S,
+    SETTLER_PAUSE_SHORT_S,
+    SETTLER_SMALL_BATCH,
     STREAM,
     usage_outbox_drain,
     usage_outbox_flush,
@@ -173,6 +178,54 @@ def test_the_background_settler_sets_poison_aside_and_keeps_settling(redis_clien
     _assert_poison_set_aside(redis_client, funded, good)
     pending = redis_client.xpending(STREAM, GROUP)["pending"]
     assert pending == 0
+
+
+class _ScriptedStop(threading.Event):
+    """The settler's stop event, scripted: each pause the settler takes (``stop.wait``) is
+    recorded and hands the stream its next batch of drafts; after the last batch, the event is
+    set and the settler stops."""
+
+    def __init__(self, redis_client, batches: list[list[bytes]]) -> None:
+        super().__init__()
+        self.client, self.batches, self.pauses = redis_client, batches, []
+
+    def feed(self) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for payload in self.batches.pop(0):
+            pipe.xadd(STREAM, {"d": payload})
+        pipe.execute()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.pauses.append(timeout)
+        if self.batches:
+            self.feed()
+        else:
+            self.set()
+        return self.is_set()
+
+
+def test_the_settler_pauses_briefly_after_a_small_batch_and_longer_after_a_large_one(
+    redis_client, funded
+):
+    """Light traffic: a short pause, so each batch is a short burst beside the requests; busy:
+    a longer one, so a batch's fixed cost is shared by more drafts; a full batch: none (README,
+    "Issue 21"). The last batch is one draft past a full batch: read as a full batch, then one."""
+    sizes = [1, SETTLER_SMALL_BATCH - 1, SETTLER_SMALL_BATCH, 100, BATCH_SIZE + 1]
+    payloads = iter([orjson.dumps(_draft(funded, f"gen-pause-{n}", "0.01").to_json())
+                     for n in range(sum(sizes))])  # fmt: skip
+    batches = [list(itertools.islice(payloads, size)) for size in sizes]
+    stop = _ScriptedStop(redis_client, batches)
+    stop.feed()
+    settler = threading.Thread(target=usage_settler_run, args=(stop,), daemon=True)
+    settler.start()
+    settler.join(SETTLE_TIMEOUT)
+    stop.set()
+    settler.join(SETTLE_TIMEOUT)
+
+    short, long = SETTLER_PAUSE_SHORT_S, SETTLER_PAUSE_S
+    assert short < long
+    assert stop.pauses == [short, short, long, long, short]
+    assert UsageRecord.objects.filter(organization=funded).count() == sum(sizes)
 
 
 def test_dead_letters_are_listed_and_requeued_by_an_operator(redis_client, funded):

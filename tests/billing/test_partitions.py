@@ -38,6 +38,7 @@ from billing.services import ReservationRequest, credits_reserve, ledger_post, r
 from billing.settlement import usage_settle_batch
 from routing.models import Feedback
 from tests.conftest import require_postgres
+from tests.db_locks import waiting_on_a_lock
 from tests.factories import organization_make
 from tests.routing.servers import poll
 
@@ -155,7 +156,7 @@ def test_two_settlers_racing_one_generation_id_in_different_months_charge_it_onc
     threads[0].start()
     assert first_settled.wait(60)
     threads[1].start()
-    poll(_waiting_on_a_lock)
+    poll(waiting_on_a_lock)
     release.set()
     for thread in threads:
         thread.join(60)
@@ -163,15 +164,6 @@ def test_two_settlers_racing_one_generation_id_in_different_months_charge_it_onc
     assert len(outcome) == 1 and isinstance(outcome[0], IntegrityError)
     assert _where(generation_id) == ["billing_usagerecord_default"]  # the first one's
     _assert_charged_once(organization, generation_id, "0.7")
-
-
-def _waiting_on_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock'"
-        )
-        return bool(cursor.fetchone()[0])
 
 
 @pytest.mark.django_db(transaction=True)

@@ -24,18 +24,11 @@ from billing.models import (
     UsageRecord,
     UsageStep,
 )
-from billing.services import ReservationRequest, credits_reserve, ledger_post
+from billing.services import ReservationRequest, credits_reserve
 from billing.settle_sql import rows_copy
 from billing.settlement import _USAGE_COLUMNS, _usage_row, usage_settle_batch
 from tests.conftest import require_postgres
-from tests.factories import key_make, organization_make
-
-
-def _funded(amount: str) -> Any:
-    organization = organization_make()
-    ledger_post(organization=organization, kind="promotion", amount=Decimal(amount),
-                idempotency_key=f"grant:{organization.pk}")  # fmt: skip
-    return organization
+from tests.factories import funded_organization_make, key_make
 
 
 def _held(organization: Any, key: ApiKey | None, cost: str, hold: str = "0.1", **extra: Any):
@@ -76,7 +69,7 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(monkeypatch):
     """Before: one INSERT per usage record and per ledger entry (2 per draft) — what made a
     batch cost PostgreSQL a parse, a plan and a partition lookup per row."""
     require_postgres()
-    organization = _funded("100")
+    organization = funded_organization_make("100")
     key_make(organization)
     key = ApiKey.objects.get(organization=organization)
     counts = []
@@ -132,7 +125,8 @@ def _mixed_batch(organization: Any) -> list[UsageDraft]:
 
 
 def _organization_with_keys() -> Any:
-    organization = _funded("1.7")  # the last draft (0.9) meets a balance of 0.3: a shortfall
+    # The last draft (0.9) meets a balance of 0.3: a shortfall.
+    organization = funded_organization_make("1.7")
     key_make(organization, name="plain")
     key_make(organization, name="limited", limit=Decimal("5"), limit_reset="daily")
     return organization
@@ -164,7 +158,7 @@ def test_copy_refusals_are_djangos_errors():
     """The outbox tells a draft the database refuses (dead-lettered) from a database that is
     down by Django's exception classes: COPY, which Django's cursor does not wrap, raises them."""
     require_postgres()
-    organization = _funded("1")
+    organization = funded_organization_make("1")
     draft = _held(organization, None, "0.01")
     usage_settle_batch([draft])
     with pytest.raises(IntegrityError), transaction.atomic():  # its id is claimed already

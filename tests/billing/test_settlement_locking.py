@@ -10,7 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -19,25 +19,15 @@ from billing.models import CreditAccount, LedgerEntry, UsageRecord
 from billing.services import ReservationRequest, credits_reserve, ledger_post
 from billing.settlement import usage_settle_batch
 from tests.conftest import require_postgres
-from tests.factories import organization_make
+from tests.db_locks import waiting_on_a_lock
+from tests.factories import funded_organization_make
 from tests.routing.servers import poll
-
-
-def _waiting_on_a_lock() -> bool:
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock'"
-        )
-        return bool(cursor.fetchone()[0])
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_balance_that_moves_during_settlement_is_charged_against_the_locked_balance() -> None:
     require_postgres()
-    organization = organization_make()
-    ledger_post(organization=organization, kind="promotion", amount=Decimal("1"),
-                idempotency_key=f"grant:{organization.pk}")  # fmt: skip
+    organization = funded_organization_make("1")
     drafts = []
     for i in range(2):
         generation_id = f"gen-{uuid.uuid4().hex}"
@@ -72,7 +62,7 @@ def test_a_balance_that_moves_during_settlement_is_charged_against_the_locked_ba
     assert top_up_applied.wait(60)
     settler = threading.Thread(target=settle)
     settler.start()  # snapshots a balance of 1, writes its entries, then waits for the row lock
-    poll(_waiting_on_a_lock)
+    poll(waiting_on_a_lock)
     release.set()
     top_up.join(60)
     settler.join(60)

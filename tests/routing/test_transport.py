@@ -241,34 +241,28 @@ def test_the_gateway_client_leaves_no_reference_cycle_behind_an_answer() -> None
     run(handler, test)
 
 
-def test_the_gateway_client_never_sends_a_cookie_an_upstream_set() -> None:
-    """One client serves every organization: a provider's cookie must not follow the next
-    request (another organization's, maybe) to that host."""
+def _gateway_client() -> httpx.AsyncClient:
     from routing.gateway.upstream import _client_create
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            request = await read_request(reader)
-            cookie = b"cookie:" in request.lower()
-            writer.write(ok(b'{"cookie": %s}' % (b"true" if cookie else b"false"),
-                            b"Set-Cookie: session=abc; Path=/"))  # fmt: skip
-            await writer.drain()
-
-    async def test(url: str, stats: dict[str, Any]) -> None:
-        http = _client_create()
-        answers = [(await http.post(f"{url}/v1/x", content=b"{}")).json() for _ in range(2)]
-        await http.aclose()
-        assert answers == [{"cookie": False}, {"cookie": False}]
-
-    run(handler, test)
+    return _client_create()
 
 
-def test_the_tenant_hosts_client_never_sends_a_cookie_an_upstream_set(settings: Any) -> None:
-    """The client for tenant-chosen hosts (BYOK ``base_url``) is shared by every organization
-    too: one tenant's host setting a cookie must not see it again with another tenant's request
-    to the same host (two tenants pointing at one proxy)."""
+def _tenant_hosts_client() -> httpx.AsyncClient:
     from routing.egress import tenant_http_client, tenant_http_client_reset
 
+    tenant_http_client_reset()  # a client of this event loop, checked under this test's settings
+    return tenant_http_client()
+
+
+@pytest.mark.parametrize(
+    "client_make", [_gateway_client, _tenant_hosts_client], ids=["gateway", "tenant-hosts"]
+)
+def test_a_shared_client_never_sends_a_cookie_an_upstream_set(
+    client_make: Callable[[], httpx.AsyncClient], settings: Any
+) -> None:
+    """One client serves every organization: the gateway's upstream client, and the client for
+    tenant-chosen hosts (BYOK ``base_url``). A cookie a host sets must not follow the next
+    request to that host: another organization's, maybe (two tenants pointing at one proxy)."""
     settings.ALLOW_PRIVATE_PROVIDER_URLS = True  # the test's host is 127.0.0.1
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -280,11 +274,11 @@ def test_the_tenant_hosts_client_never_sends_a_cookie_an_upstream_set(settings: 
             await writer.drain()
 
     async def test(url: str, stats: dict[str, Any]) -> None:
-        tenant_http_client_reset()
-        http = tenant_http_client()
-        answers = [(await http.post(f"{url}/v1/x", content=b"{}")).json() for _ in range(2)]
-        await http.aclose()
-        tenant_http_client_reset()
+        http = client_make()
+        try:
+            answers = [(await http.post(f"{url}/v1/x", content=b"{}")).json() for _ in range(2)]
+        finally:
+            await http.aclose()
         assert answers == [{"cookie": False}, {"cookie": False}]
 
     run(handler, test)

@@ -1,0 +1,18 @@
+"""Whether a statement of the test database waits for a lock: how a test knows that a thread or
+task it started has reached the row or table it races for (poll it with a deadline)."""
+
+from __future__ import annotations
+
+from django.db import connections
+
+# Backends of the test database waiting for a heavyweight lock (a row or a table).
+LOCK_WAITS_SQL = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND wait_event_type = 'Lock'"
+)
+
+
+def waiting_on_a_lock() -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(LOCK_WAITS_SQL)
+        return bool(cursor.fetchone()[0])
