@@ -34,8 +34,12 @@ task column (``TrainingData.tasks``), and scores tradeoff 0 on the test rows (``
 curve). References, every choice made on the train rows: the best single model, the per-task
 floor (each task's best model), the per-subtopic floor (each (task, subtopic)'s best model);
 ``observable`` (the generator's own best model from what the text shows: task, subtopic, o_i)
-and the oracle (a right model whenever one exists) are ceilings. Intervals: paired bootstrap 95%
+and the oracle (a right model whenever one exists) are ceilings; ``heads`` (the argmax of the
+router's predicted scores, without its policy) is a diagnostic, and ``word_heads`` a plain
+supervised reference given the task (``bench.router_floor.heads`` on word TF-IDF). Intervals: paired bootstrap 95%
 of the per-row router - per-task floor (and - per-subtopic floor), test rows of all seeds pooled.
+A full run (5 scenarios x 3 seeds x 2 fits of 2,000 rows) took 6.9 CPU minutes; ``--quick`` is a
+smoke run (400/200 rows, one seed, two scenarios, 3 folds and 40 boosting rounds).
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
-from bench.router_floor import question_texts
+from bench.router_floor import heads, question_texts
 from training.learner import metrics
 from training.learner.report import report_build
 from training.learner.router import mix_keys
@@ -117,6 +122,7 @@ APTITUDE = np.array([0.3, -0.3, 0.0, 1.0, -1.0, 0.6, -0.6])
 APTITUDE_SCALE = 2.0
 COMMON_DIFFICULTY = 0.6
 OBSERVED_SHARE = 0.8
+WORD_HEADS_C = 1.0
 NEGATION = re.compile(r"\b(not|except|least|false|never|cannot)\b", re.I)
 CODE = re.compile(r"[()\[\]{}=<>]|\b(def|return|for|while|if|lambda|import|assert)\b")
 OPTION = re.compile(r"^\(?([A-E])[).:]\s*(.*)$")
@@ -272,49 +278,80 @@ def _training_data(prompts: list[str], scores: np.ndarray, tasks: list[str] | No
     )
 
 
-def router_served(train: TrainingData, test: TrainingData, config: TrainerConfig) -> np.ndarray:
-    """Each test row's score under the router's tradeoff-0 choice (the report's curve point)."""
-    router = router_fit(train, config).router
-    predicted = router.predict_many(test.prompts)
-    report = report_build(
-        router=router,
-        predicted=predicted,
-        prompts=test.prompts,
-        scores=test.scores,
-        costs=test.costs,
-        evaluation={"method": "holdout"},
-        tasks=test.tasks,
-    )
-    keys, incumbents = mix_keys(test.prompts), router.cluster_incumbents(test.prompts)
-    picks = router.choose_many(predicted, 0.0, keys, incumbents)
+def router_picks(
+    train: TrainingData, test: TrainingData, config: TrainerConfig
+) -> dict[str, np.ndarray]:
+    """Each test row's model under the router's tradeoff-0 choice (the report's curve point),
+    and under the argmax of its predicted scores alone (``heads``: no policy, clusters or
+    incumbents; a diagnostic of what the heads learned, not what the router serves)."""
+    # One BLAS/OpenMP thread: on the shared 2-core machine a 240-row fit took 18 CPU s with the
+    # default thread pools (spin-waiting) and 1.8 s with one.
+    with threadpool_limits(limits=1):
+        router = router_fit(train, config).router
+        predicted = router.predict_many(test.prompts)
+        report = report_build(
+            router=router,
+            predicted=predicted,
+            prompts=test.prompts,
+            scores=test.scores,
+            costs=test.costs,
+            evaluation={"method": "holdout"},
+            tasks=test.tasks,
+        )
+        keys, incumbents = mix_keys(test.prompts), router.cluster_incumbents(test.prompts)
+        picks = router.choose_many(predicted, 0.0, keys, incumbents)
     served = test.scores[np.arange(len(picks)), picks]
     assert abs(float(served.mean()) - report["curve"][0]["score"]) < 1e-6
-    return np.asarray(served)
+    return {"router": picks, "heads": predicted.argmax(axis=1)}
 
 
 def _group_best(scores: np.ndarray, keys: np.ndarray) -> dict[Any, int]:
     return {k: int(np.argmax(scores[keys == k].mean(axis=0))) for k in np.unique(keys)}
 
 
-def references(
+def reference_picks(
     pool: Pool, structure: Structure, labels: np.ndarray, train: np.ndarray, test: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Per test row: the score of each reference policy (choices made on the train rows)."""
-    rows, scores = np.arange(len(test)), labels[test]
+    """Each test row's model under each reference policy (choices made on the train rows)."""
     cell = np.char.add(np.char.add(pool.tasks, "/"), pool.groups.astype(str))
-    best_single = int(np.argmax(labels[train].mean(axis=0)))
     per_task = _group_best(labels[train], pool.tasks[train])
     per_subtopic = _group_best(labels[train], cell[train])
-    task_pick = np.array([per_task[t] for t in pool.tasks[test]])
-    cell_pick = np.array([per_subtopic.get(c, per_task[c.split("/")[0]]) for c in cell[test]])
-    observable = label_logits(pool, structure)[test].argmax(axis=1)
     return {
-        "best_single": scores[:, best_single],
-        "task_floor": scores[rows, task_pick],
-        "subtopic_floor": scores[rows, cell_pick],
-        "observable": scores[rows, observable],
-        "oracle": scores.max(axis=1),
+        "best_single": np.full(len(test), int(np.argmax(labels[train].mean(axis=0)))),
+        "task_floor": np.array([per_task[t] for t in pool.tasks[test]]),
+        "subtopic_floor": np.array(
+            [per_subtopic.get(c, per_task[c.split("/")[0]]) for c in cell[test]]
+        ),
+        "observable": label_logits(pool, structure)[test].argmax(axis=1),
     }
+
+
+def served_scores(scores: np.ndarray, picks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per row: each policy's score, the oracle's, and (0/1) whether a policy left the row's
+    per-task model (``<policy> deviates``)."""
+    rows = np.arange(len(scores))
+    served = {name: scores[rows, chosen] for name, chosen in picks.items()}
+    served["oracle"] = scores.max(axis=1)
+    for name, chosen in picks.items():
+        if name.startswith(("router", "heads", "word", "observable")):
+            served[f"{name} deviates"] = (chosen != picks["task_floor"]).astype(float)
+    return served
+
+
+def word_heads_picks(
+    prompts: list[str], labels: np.ndarray, tasks: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> np.ndarray:
+    """Per task and model an L2 logistic on word 1-2-gram TF-IDF of the prompts (fitted on the
+    train rows; C = WORD_HEADS_C, not tuned): what a plain learner told the task reaches."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2))
+    vectorizer.fit([prompts[i] for i in train])
+    rows = np.concatenate([train, test])
+    x = vectorizer.transform([prompts[i] for i in rows])
+    inner, outer = np.arange(len(train)), np.arange(len(train), len(rows))
+    with threadpool_limits(limits=1):
+        return np.asarray(heads(x, labels[rows], tasks[rows], inner, outer, WORD_HEADS_C))
 
 
 def run_seed(
@@ -324,12 +361,14 @@ def run_seed(
     labels = labels_draw(pool, structure, seed)
     train, test = split_rows(pool, *sizes, seed)
     prompts = pool.mc_prompts if structure.mc else pool.prompts
-    served = references(pool, structure, labels, train, test)
+    picks = reference_picks(pool, structure, labels, train, test)
+    picks["word_heads"] = word_heads_picks(prompts, labels, pool.tasks, train, test)
     test_data = _training_data([prompts[i] for i in test], labels[test], pool.tasks[test].tolist())
     for column, tasks in (("without", None), ("with", pool.tasks[train].tolist())):
         train_data = _training_data([prompts[i] for i in train], labels[train], tasks)
-        served[f"router_{column}_tasks"] = router_served(train_data, test_data, config)
-    return served
+        for policy, chosen in router_picks(train_data, test_data, config).items():
+            picks[f"{policy}_{column}_tasks"] = chosen
+    return served_scores(labels[test], picks)
 
 
 def _interval(gain: np.ndarray) -> list[float]:
@@ -370,20 +409,34 @@ def benchmark(
 COLUMNS = (
     "router_without_tasks",
     "router_with_tasks",
+    "heads_without_tasks",
+    "word_heads",
     "best_single",
     "task_floor",
     "subtopic_floor",
     "observable",
     "oracle",
 )
+DEVIATING = ("router_without_tasks", "router_with_tasks", "word_heads", "observable")
 
 
 def table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> str:
     """A markdown table: the policies' scores and the router - per-task floor intervals."""
-    head = "| scenario | router (no task column) | router (task column) | best single | "
-    head += "per-task floor | per-subtopic floor | observable | oracle | "
-    head += "router - per-task floor (no column / column), 95% CI |\n"
-    lines = [head + "|---" * 9 + "|"]
+    titles = (
+        "scenario",
+        "router (no task column)",
+        "router (task column)",
+        "heads' argmax (no column)",
+        "per-task word logistic",
+        "best single",
+        "per-task floor",
+        "per-subtopic floor",
+        "observable",
+        "oracle",
+        "router - per-task floor (no column / column), 95% CI",
+        "rows off the per-task model (router no column / column / word logistic / observable)",
+    )
+    lines = ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
     for structure in scenarios:
         row = result[structure.name]
         gaps = [row[f"router_{c}_tasks - task_floor"] for c in ("without", "with")]
@@ -391,14 +444,15 @@ def table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> str:
             f"{g['mean']:+.4f} ({g['ci95'][0]:+.4f} … {g['ci95'][1]:+.4f})" for g in gaps
         )
         cells = " | ".join(f"{row[c]:.4f}" for c in COLUMNS)
-        lines.append(f"| {structure.name} | {cells} | {cis} |")
+        off = " / ".join(f"{row[f'{c} deviates']:.1%}" for c in DEVIATING)
+        lines.append(f"| {structure.name} | {cells} | {cis} | {off} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument(

@@ -15,8 +15,9 @@ from bench.router_semisynthetic import (
     Structure,
     labels_draw,
     prompt_pool,
-    references,
+    reference_picks,
     run_seed,
+    served_scores,
     split_rows,
 )
 from tests.training.conftest import SHARED_DATASETS
@@ -74,7 +75,7 @@ def test_subtopic_and_prompt_structure_are_worth_finding_on_held_out_rows(pool: 
     gains = {}
     for structure in (Structure(), Structure(subtopic=True), Structure(prompt=True)):
         labels = labels_draw(pool, structure, seed=1)
-        served = references(pool, structure, labels, train, test)
+        served = served_scores(labels[test], reference_picks(pool, structure, labels, train, test))
         gains[structure.name] = {
             k: float(v.mean() - served["task_floor"].mean()) for k, v in served.items()
         }
