@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,7 +33,9 @@ from bench.procs import (
     Sampler,
     _stat,
     cpu_seconds,
+    export_revision,
     free_port,
+    git_commit,
     tree,
     wait_http,
 )
@@ -51,14 +52,9 @@ def source_tree(spec: str, out: Path) -> Path:
         ignore = shutil.ignore_patterns(".git", ".venv", "out", "__pycache__", "node_modules")
         shutil.copytree(path, copy, ignore=ignore, symlinks=True)
         return copy
-    sha = subprocess.run(["git", "rev-parse", spec], cwd=gateway.REPO, check=True,
-                         capture_output=True, text=True).stdout.strip()  # fmt: skip
-    tree = out / f"ab-{sha[:10]}"
+    tree = out / f"ab-{git_commit(spec, short=10)}"
     if not (tree / "manage.py").exists():
-        tree.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", sha], cwd=gateway.REPO, check=True,
-                                 capture_output=True).stdout  # fmt: skip
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        export_revision(spec, tree)
     return tree
 
 

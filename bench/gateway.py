@@ -12,14 +12,17 @@ import base64
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import gateway_keys, litellm_proxy
+from bench.loadgen import added_ms
 from bench.procs import (
     ForeignLoad,
     MemorySampler,
@@ -43,6 +46,9 @@ CONCURRENCIES = (16, 64, 256)
 ROUTER_SLUG = "bench"  # router/bench: trained over demo/small and demo/large at setup
 PIPELINE_SLUG = "bench-one-step"  # pipeline/bench-one-step: demo/small as its one step
 USAGE_STREAM = "rh:usage-stream"  # billing.outbox.STREAM
+# c=1 runs of the direct upstream, interleaved with the gateways': the floor of an added
+# percentile is their median (one run's p99 can read 4x the others').
+DIRECT_RUNS = 3
 
 
 @dataclass
@@ -271,31 +277,80 @@ def loadgen(mode: str, target: Target, latency: int, *extra: str,
     return res
 
 
+def latency_run(target: Target, latency: int, *extra: str) -> tuple[dict[str, Any], list[float]]:
+    """One c=1 load-generator run: its result and each timed request's latency (ms)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as trace:
+        res = loadgen("latency", target, latency, *extra, "--trace", trace.name)
+        took = [seconds * 1000 for _, seconds in json.loads(Path(trace.name).read_text())]
+    return res, took
+
+
+def c1_order(targets: list[Target], flip: bool) -> list[Target]:
+    """The direct upstream first and after each gateway, ``DIRECT_RUNS`` times at least."""
+    direct, *gateways = _order(targets, flip)
+    order = [direct]
+    for gateway in gateways:
+        order += [gateway, direct]
+    return order + [direct] * (DIRECT_RUNS - order.count(direct))
+
+
+def measure_c1(targets: list[Target], latency: int, opts: Options, upstream: str,
+               flip: bool = False) -> None:  # fmt: skip
+    """c=1 latency of each target (``targets[0]`` the direct upstream, run ``DIRECT_RUNS`` times
+    between the gateways' runs); each gateway's result gets ``added_ms`` against the median of
+    the direct runs (``loadgen.added_ms``), the direct upstream's the median of its runs."""
+    args = ["--requests", str(opts.requests), "--warmup", str(opts.warmup), "--max-seconds", "60"]
+    runs: dict[str, list[tuple[dict[str, Any], list[float]]]] = {t.name: [] for t in targets}
+    for target in c1_order(targets, flip):
+        res, took = latency_run(target, latency, *args)
+        runs[target.name].append((res, took))
+        clear_upstream(upstream)
+        _log_run(latency, "latency", target.name, res)
+    direct = [took for _, took in runs["direct"]]
+    for target in targets:
+        if target.name == "direct":
+            result = _median_run([res for res, _ in runs["direct"]])
+        else:
+            result, took = runs[target.name][0]  # one run of each gateway
+            result["added_ms"] = {f"p{q}": added_ms(took, direct, q) for q in (50, 90, 99)}
+        target.results.setdefault(f"{latency}ms", {})["latency"] = result
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The direct upstream's c=1 runs as one result: each percentile the median of the runs'."""
+    quantiles = {}
+    for q in ("p50", "p90", "p99", "mean"):
+        values = [r["latency_ms"][q] for r in runs if r["latency_ms"][q] is not None]
+        quantiles[q] = statistics.median(values) if values else None
+    return {"mode": "latency", "latency_ms": quantiles, "runs": [r["latency_ms"] for r in runs],
+            "errors": sum(r["errors"] for r in runs),
+            "foreign_cores": max(r["foreign_cores"] for r in runs)}  # fmt: skip
+
+
+def _log_run(latency: int, kind: str, name: str, res: dict[str, Any]) -> None:
+    lat = res["latency_ms"]
+    log(f"{latency:>2} ms upstream  {kind:<8} {name:<9} p50 {_f(lat['p50'])} "
+        f"p90 {_f(lat['p90'])} p99 {_f(lat['p99'])} ms  errors {res['errors']}  "
+        f"[other load {res['foreign_cores']:.2f} cores]")  # fmt: skip
+
+
 def measure(targets: list[Target], upstreams: dict[int, str], opts: Options,
             repoint: Any) -> None:  # fmt: skip
-    """For each upstream latency: c=1 latency, streaming TTFT, then throughput at each
-    concurrency, alternating the order of the gateways between measurements."""
+    """For each upstream latency: c=1 latency (``measure_c1``), streaming TTFT, then throughput
+    at each concurrency, alternating the order of the gateways between measurements."""
     flip = False
     for latency in LATENCIES:
         repoint(latency)
         key = f"{latency}ms"
-        for kind in ("latency", "ttft"):
-            order = _order(targets, flip)
-            flip = not flip
-            for target in order:
-                if kind == "latency":
-                    args = ["--requests", str(opts.requests), "--warmup", str(opts.warmup),
-                            "--max-seconds", "60"]  # fmt: skip
-                else:
-                    args = ["--requests", str(opts.stream_requests), "--warmup", "10",
-                            "--max-seconds", "40"]  # fmt: skip
-                res = loadgen(kind, target, latency, *args)
-                target.results.setdefault(key, {})[kind] = res
-                clear_upstream(upstreams[latency])
-                lat = res["latency_ms"]
-                log(f"{latency:>2} ms upstream  {kind:<8} {target.name:<9} p50 {_f(lat['p50'])} "
-                    f"p90 {_f(lat['p90'])} p99 {_f(lat['p99'])} ms  errors {res['errors']}  "
-                    f"[other load {res['foreign_cores']:.2f} cores]")  # fmt: skip
+        measure_c1(targets, latency, opts, upstreams[latency], flip)
+        flip = not flip
+        for target in _order(targets, flip):
+            res = loadgen("ttft", target, latency, "--requests", str(opts.stream_requests),
+                          "--warmup", "10", "--max-seconds", "40")  # fmt: skip
+            target.results.setdefault(key, {})["ttft"] = res
+            clear_upstream(upstreams[latency])
+            _log_run(latency, "ttft", target.name, res)
+        flip = not flip
         for concurrency in CONCURRENCIES:
             order = _order(targets, flip)
             flip = not flip

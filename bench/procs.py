@@ -1,7 +1,8 @@
 """Child processes for the benchmark: start in their own process group, measure, always stop.
 
 CPU time and memory come from ``/proc``: a server's cost is the sum over its process tree
-(gunicorn master + workers, LiteLLM's supervisor + workers).
+(gunicorn master + workers, LiteLLM's supervisor + workers). Benchmarks that compare two versions
+run the older one from ``export_revision``'s copy of its commit.
 """
 
 from __future__ import annotations
@@ -20,6 +21,26 @@ from typing import Any, Self
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def git_commit(rev: str, *, short: int = 0) -> str:
+    """The commit id ``rev`` names in this repository (abbreviated to ``short`` digits if set)."""
+    argv = ["git", "-C", str(REPO), "rev-parse", *([f"--short={short}"] if short else []), rev]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def export_revision(rev: str, tree: Path) -> Path:
+    """Commit ``rev``'s files (``git archive``) written into the folder ``tree`` (created if
+    missing), with this checkout's ``.venv`` linked in: the tree runs as this one does, its
+    servers from ``tree/.venv/bin`` and its children on ``PYTHONPATH=tree``."""
+    tree.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", git_commit(rev)],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    if not (tree / ".venv").exists():
+        (tree / ".venv").symlink_to((REPO / ".venv").resolve())
+    return tree
 
 
 def free_port() -> int:

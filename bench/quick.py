@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--pipeline", action="store_true", help="only the one-step pipeline")
     parser.add_argument("--requests", type=int, default=300, help="c=1 requests per --pipeline run")
+    parser.add_argument("--requests-c1", type=int, default=2000, help="c=1 requests per run")
     args = parser.parse_args()
     out = gateway.REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
@@ -34,11 +35,13 @@ def main() -> None:
             added = gateway.measure_pipeline(target, opts, lambda latency: None)
             print(json.dumps({k: v for k, v in added.items() if k != "runs"}))
             return
-        base = gateway.loadgen("latency", direct, 0, "--requests", "2000")["latency_ms"]
-        lat = gateway.loadgen("latency", target, 0, "--requests", "2000")["latency_ms"]
-        print(
-            f"c=1 added p50 {lat['p50'] - base['p50']:.2f} ms, p99 {lat['p99'] - base['p99']:.2f} ms"
-        )
+        opts = gateway.Options(requests=args.requests_c1)
+        upstream = direct.url.removesuffix("/v1/chat/completions")
+        gateway.measure_c1([direct, target], 0, opts, upstream)
+        added, lat = target.results["0ms"]["latency"]["added_ms"], target.results["0ms"]["latency"]
+        print(f"c=1 added p50 {added['p50']:.2f} ms, p99 {added['p99']:.2f} ms "
+              f"(RouterHub's p99 {lat['latency_ms']['p99']:.2f} ms; the direct upstream's, median "
+              f"of {gateway.DIRECT_RUNS} runs, {direct.results['0ms']['latency']['latency_ms']['p99']:.2f})")  # fmt: skip
         for concurrency in (16, 64):
             res = gateway.loadgen("throughput", target, 0, "--concurrency", str(concurrency),
                                   "--duration", str(args.seconds), "--warmup-seconds", "1")  # fmt: skip

@@ -202,8 +202,6 @@ def _activation(args: argparse.Namespace, trees: dict[str, Path]) -> dict[str, A
                         "--database", args.database, "--redis-url", args.redis_url,
                         "--datasets", str(args.datasets), "--json", result.name]  # fmt: skip
                 env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-                if not (tree / ".venv").exists():  # the servers run from the tree's .venv
-                    (tree / ".venv").symlink_to(REPO / ".venv")
                 done = subprocess.run(argv, cwd=tree, env=env | {"PYTHONPATH": str(tree)},
                                       check=False, capture_output=True, text=True)  # fmt: skip
                 if done.returncode != 0:
@@ -215,6 +213,10 @@ def _activation(args: argparse.Namespace, trees: dict[str, Path]) -> dict[str, A
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    # Imported here: this file also runs as a child in an older tree, whose bench.procs may
+    # predate the helper.
+    from bench.procs import export_revision
+
     source = decision._artifacts(args.datasets)
     sets = OUT / source.name
     if not (sets / "serving" / "manifest.json").exists():
@@ -226,7 +228,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         configs = {"this tree, serving form": (REPO, "serving"),
                    "this tree, older files": (REPO, "older")}  # fmt: skip
         if args.baseline:
-            base = decision._baseline_tree(args.baseline, Path(tmp))
+            base = export_revision(args.baseline, Path(tmp))
             trees = {f"baseline {args.baseline}": base} | trees
             configs = {f"baseline {args.baseline}, older files": (base, "older")} | configs
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}

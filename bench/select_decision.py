@@ -198,13 +198,6 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     return result.stdout
 
 
-def _baseline_tree(rev: str, into: Path) -> Path:
-    """The files of commit ``rev`` (``git archive``), with this tree's ``.venv`` beside them."""
-    archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into
-
-
 def _child_env(tree: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env.update(PYTHONPATH=str(tree), DJANGO_SETTINGS_MODULE="routerhub.settings",
@@ -275,11 +268,15 @@ def _same(a: list[Any], b: list[Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    # Imported here: this file also runs as a child in an older tree, whose bench.procs may
+    # predate the helper.
+    from bench.procs import export_revision
+
     artifacts = _artifacts(args.datasets)
     with tempfile.TemporaryDirectory(prefix="select-baseline-") as tmp:
         trees = {"this tree": REPO}
         if args.baseline:
-            trees = {f"baseline {args.baseline}": _baseline_tree(args.baseline, Path(tmp))} | trees
+            trees = {f"baseline {args.baseline}": export_revision(args.baseline, Path(tmp))} | trees
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for _ in range(args.rounds):
             for name, tree in trees.items():

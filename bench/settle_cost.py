@@ -165,13 +165,6 @@ def _env(tree: Path) -> dict[str, str]:
     return env
 
 
-def _export(rev: str, into: Path) -> Path:
-    archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    (into / ".venv").symlink_to((REPO / ".venv").resolve())
-    return into
-
-
 def _database_fresh() -> None:
     import psycopg
 
@@ -215,12 +208,16 @@ def _summary(samples: list[dict[str, float]], batch: int) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    # Imported here: this file also runs as a child in an older tree, whose bench.procs may
+    # predate the helper.
+    from bench.procs import export_revision
+
     _database_fresh()
     load = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="settle-baseline-") as tmp:
         trees = {"this tree": REPO}
         if args.baseline:
-            trees[f"baseline {args.baseline}"] = _export(args.baseline, Path(tmp))
+            trees[f"baseline {args.baseline}"] = export_revision(args.baseline, Path(tmp))
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         order = list(trees)
         for r in range(args.rounds):

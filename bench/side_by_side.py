@@ -4,11 +4,12 @@ the machine's other work weighs on both alike.
 
     python -m bench.side_by_side --old main [--rounds 8] [--requests 500]
 
-``--old`` is a commit; its tree is exported (``git archive``) to a temporary directory and
-served from there with the same .venv. Each version is the production server (gunicorn,
-2 uvicorn workers, its own settler) on a database and Redis db of its own: ``BENCH_DATABASE``
-and ``BENCH_REDIS_URL`` for the new one, the same with ``_old`` and the next Redis db number
-for the old one (both dropped/flushed at the start). Prints each run and the pooled
+``--old`` is a commit; its tree is exported (``bench.procs.export_revision``) to a temporary
+directory and served from there with the same .venv. Each version is the production server
+(gunicorn, 2 uvicorn workers, its own settler) with the same settings and secrets, on a database
+and Redis db of its own: ``BENCH_DATABASE`` and ``BENCH_REDIS_URL`` for the new one, the same
+with ``_old`` and the next Redis db number for the old one (both dropped/flushed at the start;
+``old_and_new`` starts them, ``bench.side_by_side_keys`` too). Prints each run and the pooled
 percentiles of all requests of each version, and each server's CPU per request (its whole
 process tree: gunicorn, workers and settler; the direct line is the fake upstream's).
 """
@@ -16,33 +17,68 @@ process tree: gunicorn, workers and settler; the direct line is the fake upstrea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import gateway
 from bench.loadgen import percentile
-from bench.procs import Proc, cpu_seconds, free_port, wait_http
+from bench.procs import Proc, cpu_seconds, export_revision, free_port, git_commit, wait_http
 
 
-def _export(commit: str, into: Path) -> Path:
-    tree = into / f"routerhub-{commit[:12]}"
-    tree.mkdir()
-    archive = subprocess.run(["git", "-C", str(gateway.REPO), "archive", commit],
-                             capture_output=True, check=True).stdout  # fmt: skip
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    (tree / ".venv").symlink_to((gateway.REPO / ".venv").resolve())
-    return tree
+@dataclass
+class Versions:
+    """What ``old_and_new`` started: the fake upstream, one environment for both servers (one
+    key pepper: a key's digest is the same in both databases), and each server as a target with
+    its database."""
+
+    fake: Proc
+    upstream: str
+    env: dict[str, str]
+    targets: list[gateway.Target]
+    databases: dict[str, str]  # target name -> its database
 
 
-def _serve(name: str, tree: Path, database: str, redis_url: str, upstream: str,
+@contextlib.contextmanager
+def old_and_new(old: str, workers: int, out: Path) -> Iterator[Versions]:
+    """The 0 ms fake upstream and two production servers, commit ``old``'s tree (exported to a
+    temporary directory) and this one, each on a database and Redis db of its own; at exit every
+    process is stopped and the old version's database dropped."""
+    procs: list[Proc] = []
+    old_database = f"{gateway.RH_DB}_old"
+    servers = {
+        f"old {git_commit(old, short=10)}": (old_database, _next_db(gateway.REDIS_URL)),
+        f"new {git_commit('HEAD', short=10)}": (gateway.RH_DB, gateway.REDIS_URL),
+    }
+    with tempfile.TemporaryDirectory(prefix="rh-side-by-side-") as tmp:
+        try:
+            fake, upstream = gateway.start_fake(0, out)
+            procs.append(fake)
+            trees = [export_revision(old, Path(tmp) / "old"), gateway.REPO]
+            versions = Versions(fake, upstream, gateway.routerhub_env(upstream), [], {})
+            for tree, (name, (database, redis_url)) in zip(trees, servers.items(), strict=True):
+                proc, target = _serve(name, tree, versions.env, database, redis_url, workers, out)
+                procs.append(proc)
+                versions.targets.append(target)
+                versions.databases[name] = database
+            yield versions
+        finally:
+            for proc in reversed(procs):
+                proc.stop()
+            _drop(old_database)
+
+
+def _serve(name: str, tree: Path, env: dict[str, str], database: str, redis_url: str,
            workers: int, out: Path) -> tuple[Proc, gateway.Target]:  # fmt: skip
     import redis
 
-    env = gateway.routerhub_env(upstream) | {
+    env = env | {
         "DATABASE_URL": f"postgres://{gateway.PG['user']}@{gateway.PG['host']}:"
         f"{gateway.PG['port']}/{database}",
         "REDIS_URL": redis_url,
@@ -80,47 +116,20 @@ def main() -> None:
     args = parser.parse_args()
     out = gateway.REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    commit = subprocess.run(["git", "-C", str(gateway.REPO), "rev-parse", args.old],
-                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    head = subprocess.run(["git", "-C", str(gateway.REPO), "rev-parse", "--short=10", "HEAD"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    procs: list[Proc] = []
-    old_database = f"{gateway.RH_DB}_old"
-    with tempfile.TemporaryDirectory(prefix="rh-side-by-side-") as tmp:
-        try:
-            fake, upstream = gateway.start_fake(0, out)
-            procs.append(fake)
-            servers = {
-                f"old {commit[:10]}": (_export(commit, Path(tmp)), old_database,
-                                       _next_db(gateway.REDIS_URL)),
-                f"new {head}": (gateway.REPO, gateway.RH_DB, gateway.REDIS_URL),
-            }  # fmt: skip
-            direct = gateway.Target("direct", f"{upstream}/v1/chat/completions", "",
-                                    {0: "demo/small"}, fake.pid)  # fmt: skip
-            targets = []
-            for name, (tree, database, redis_url) in servers.items():
-                proc, target = _serve(name, tree, database, redis_url, upstream, args.workers, out)
-                procs.append(proc)
-                targets.append(target)
-            _alternate(direct, targets, args, out)
-        finally:
-            for proc in reversed(procs):
-                proc.stop()
-            _drop(old_database)
+    with old_and_new(args.old, args.workers, out) as versions:
+        direct = gateway.Target("direct", f"{versions.upstream}/v1/chat/completions", "",
+                                {0: "demo/small"}, versions.fake.pid)  # fmt: skip
+        _alternate(direct, versions.targets, args)
 
 
-def _alternate(direct: gateway.Target, targets: list[gateway.Target], args: Any,
-               out: Path) -> None:  # fmt: skip
+def _alternate(direct: gateway.Target, targets: list[gateway.Target], args: Any) -> None:
     samples: dict[str, list[float]] = {t.name: [] for t in (direct, *targets)}
     cpu: dict[str, float] = dict.fromkeys(samples, 0.0)  # the server's process tree, settler in
     for round_ in range(args.rounds):
         for target in [direct, *(targets if round_ % 2 == 0 else targets[::-1])]:
-            trace = out / "side-by-side-trace.json"
             cpu0 = cpu_seconds(target.cpu_root)
-            res = gateway.loadgen("latency", target, 0, "--requests", str(args.requests),
-                                  "--warmup", "50", "--max-seconds", "120",
-                                  "--trace", str(trace))  # fmt: skip
-            took = [t * 1000 for _, t in json.loads(trace.read_text())]
+            res, took = gateway.latency_run(target, 0, "--requests", str(args.requests),
+                                            "--warmup", "50", "--max-seconds", "120")  # fmt: skip
             samples[target.name] += took
             lat = res["latency_ms"]
             time.sleep(1.0)  # the last batch settles before the other version runs

@@ -7,24 +7,21 @@ measurement by measurement (A-B, then B-A) so that the machine's other work weig
     python -m bench.side_by_side_keys --old main [--rounds 2] [--duration 10]
 
 ``--unknown`` adds a flood of 100,000 random keys that no database has (all 401s; its req/s
-counts every answer). Servers, databases and Redis dbs as ``bench.side_by_side`` (``BENCH_DATABASE``,
-``BENCH_REDIS_URL``; the old one on ``<database>_old`` and the next Redis db).
+counts every answer). Servers, databases and Redis dbs are ``bench.side_by_side.old_and_new``'s
+(``BENCH_DATABASE``, ``BENCH_REDIS_URL``; the old one on ``<database>_old`` and the next Redis db).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import secrets
-import subprocess
-import tempfile
 from pathlib import Path
 
 from bench import gateway
 from bench.gateway_keys import ACTIVE, KEYS, keys_add
-from bench.procs import Proc, cpu_seconds
-from bench.side_by_side import _drop, _export, _next_db, _serve
+from bench.procs import cpu_seconds
+from bench.side_by_side import old_and_new
 
 
 def main() -> None:
@@ -38,38 +35,12 @@ def main() -> None:
     args = parser.parse_args()
     out = gateway.REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    git = ["git", "-C", str(gateway.REPO), "rev-parse"]
-    commit = subprocess.run([*git, args.old], capture_output=True, text=True,
-                            check=True).stdout.strip()  # fmt: skip
-    head = subprocess.run([*git, "--short=10", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()  # fmt: skip
-    procs: list[Proc] = []
-    old_database = f"{gateway.RH_DB}_old"
     plaintexts = [f"rh-live-k{i:06d}{secrets.token_urlsafe(24)}" for i in range(KEYS)]
-    with tempfile.TemporaryDirectory(prefix="rh-side-by-side-keys-") as tmp:
-        try:
-            fake, upstream = gateway.start_fake(0, out)
-            procs.append(fake)
-            servers = {
-                f"old {commit[:10]}": (_export(commit, Path(tmp)), old_database,
-                                       _next_db(gateway.REDIS_URL)),
-                f"new {head}": (gateway.REPO, gateway.RH_DB, gateway.REDIS_URL),
-            }  # fmt: skip
-            # One environment (one key pepper) for both servers: the same keys' digests.
-            gateway.routerhub_env = functools.cache(gateway.routerhub_env)
-            env = gateway.routerhub_env(upstream)
-            targets = []
-            for name, (tree, database, redis_url) in servers.items():
-                proc, target = _serve(name, tree, database, redis_url, upstream, args.workers, out)
-                procs.append(proc)
-                targets.append(target)
-                keys_add(env, target.key, KEYS, out, database=database, plaintexts=plaintexts)
-            databases = {t.name: servers[t.name][1] for t in targets}
-            _alternate(targets, databases, plaintexts, args, out, upstream)
-        finally:
-            for proc in reversed(procs):
-                proc.stop()
-            _drop(old_database)
+    with old_and_new(args.old, args.workers, out) as versions:
+        for target in versions.targets:  # one key pepper for both: the same keys' digests
+            keys_add(versions.env, target.key, KEYS, out,
+                     database=versions.databases[target.name], plaintexts=plaintexts)  # fmt: skip
+        _alternate(versions.targets, versions.databases, plaintexts, args, out, versions.upstream)
 
 
 def _alternate(targets: list[gateway.Target], databases: dict[str, str], plaintexts: list[str],

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -38,7 +39,7 @@ from django.db import DataError, IntegrityError, connections
 
 from billing.drafts import UsageDraft, draft_decode, draft_encode
 from billing.services import reservation_mark_free_async
-from billing.settlement import usage_settle_async, usage_settle_batch
+from billing.settlement import usage_settle_async, usage_settle_batch, usage_settled_before
 from billing.wal import WAL_NUDGE_AFTER_S, wal_flush_force, wal_position
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,10 @@ UNSETTLABLE = (IntegrityError, DataError, ValueError, TypeError, KeyError, Arith
 
 
 def _consumer_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    # One per settler: with one per process, a second settler thread (usage_settlers_stop gave
+    # up waiting for the first) re-read the first's pending drafts, in its open transaction, as
+    # its own. A dead settler's drafts are claimed (XAUTOCLAIM), not re-read by name.
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _drafts(
@@ -106,8 +110,22 @@ def _settle_entries(client: Any, entries: list[Any], *, wait_durable: bool) -> l
             try:
                 usage_settle_batch([draft], wait_durable=wait_durable)
             except UNSETTLABLE as exc:
-                _dead_letter(client, entry_id, payload, exc, generation_id=draft.generation_id)
+                if not _settled_by_another(draft, exc):
+                    _dead_letter(client, entry_id, payload, exc, generation_id=draft.generation_id)
     return ids
+
+
+def _settled_by_another(draft: UsageDraft, exc: Exception) -> bool:
+    """Whether ``exc`` only says that another settler settled ``draft`` meanwhile (it claimed
+    the draft from this one, or this one from it): then it is charged, to be acknowledged.
+
+    PostgreSQL makes a second claim of a generation id wait for the first's transaction and
+    refuses it once that committed: visible by now. Another ``IntegrityError`` (a row the draft
+    names is gone) leaves the generation id unclaimed: a refused draft."""
+    if not isinstance(exc, IntegrityError) or not usage_settled_before([draft.generation_id]):
+        return False
+    logger.info("usage draft %s was settled by another settler meanwhile", draft.generation_id)
+    return True
 
 
 def _dead_letter(
@@ -294,6 +312,12 @@ def usage_settler_run(stop: threading.Event) -> None:
             own_pending = True
             logger.exception("usage settlement failed; retrying in a second")
             stop.wait(1)
+    _settler_finish(client, consumer, unacknowledged)
+
+
+def _settler_finish(client: Any, consumer: str, unacknowledged: list[Unacknowledged]) -> None:
+    """Acknowledge what the settler settled (for up to 10 s); leave the group if nothing it
+    read is still pending (else its consumer stays until that is claimed: ``_settler_read``)."""
     deadline = time.monotonic() + 10
     while unacknowledged and time.monotonic() < deadline:
         try:
@@ -303,6 +327,10 @@ def usage_settler_run(stop: threading.Event) -> None:
             break
         if unacknowledged:
             time.sleep(0.02)
+    try:
+        _consumers_forget(client, idle_ms=CLAIM_IDLE_MS, leaving=consumer)
+    except Exception:
+        logger.exception("could not leave the settlers' group; a later settler will forget it")
     client.close()
     connections.close_all()  # this thread's (when it runs in a gateway process)
     logger.info("usage settler %s stopped", consumer)
@@ -317,6 +345,7 @@ def _settler_read(client: Any, consumer: str, *, own_pending: bool, claim: bool)
         if entries:
             return entries
     if claim:
+        _consumers_forget(client, idle_ms=CLAIM_IDLE_MS)
         _, claimed, *_ = client.xautoclaim(STREAM, GROUP, consumer, CLAIM_IDLE_MS, count=BATCH_SIZE)
         if claimed:
             return list(claimed)
@@ -353,6 +382,27 @@ def _acknowledge_durable(client: Any, unacknowledged: list[Unacknowledged]) -> l
         pipe.xdel(STREAM, *ids)
         pipe.execute()
     return [entry for entry in unacknowledged if not durable(entry[0])]
+
+
+# Without it a dead settler's consumer stays in XINFO CONSUMERS forever, one more each restart.
+# Checked and deleted in one step (a script runs alone): DELCONSUMER drops a consumer's pending
+# entries, which one that read a draft in between would lose. A live settler's consumer is idle
+# a second at most (its XREADGROUP blocks for one); deleted, its next read creates it again.
+_FORGET_SCRIPT = """
+for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+    local c = {}
+    for i = 1, #fields, 2 do c[fields[i]] = fields[i + 1] end
+    if c.pending == 0 and (c.idle >= tonumber(ARGV[2]) or c.name == ARGV[3]) then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], c.name)
+    end
+end
+"""
+
+
+def _consumers_forget(client: Any, *, idle_ms: int, leaving: str = "") -> None:
+    """Delete the group's consumers idle ``idle_ms`` with nothing pending, and ``leaving`` (a
+    settler stopping) if nothing is pending for it."""
+    client.eval(_FORGET_SCRIPT, 1, STREAM, GROUP, idle_ms, leaving)
 
 
 def _group_ensure(client: Any) -> None:
@@ -392,5 +442,6 @@ def usage_outbox_drain(*, idle_ms: int = CLAIM_IDLE_MS) -> int:
         response: Any = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=BATCH_SIZE)
         entries = list(claimed) + [e for _, batch in response or [] for e in batch]
         if not entries:
+            _consumers_forget(client, idle_ms=idle_ms, leaving=consumer)
             return handled
         handled += _settle_sync(client, entries)

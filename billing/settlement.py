@@ -99,7 +99,8 @@ def _lock_holds(**filters: Any) -> list[_Hold]:
     return [_Hold(*row) for row in rows]
 
 
-def _settled_before(generation_ids: list[str]) -> set[str]:
+def usage_settled_before(generation_ids: Sequence[str]) -> set[str]:
+    """Which of ``generation_ids`` were settled (their generation id claimed) and committed."""
     if connection.vendor == "postgresql":
         return generations_settled(generation_ids)
     return set(UsageGeneration.objects.filter(pk__in=generation_ids).values_list("pk", flat=True))
@@ -211,7 +212,7 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
             wal_commit_without_waiting()
         # Settled generation ids are claimed in UsageGeneration (one unpartitioned index) by
         # the record insert's trigger, which also stops a concurrent settler of the same id.
-        done = _settled_before(list(unique))
+        done = usage_settled_before(list(unique))
         fresh = sorted((d for g, d in unique.items() if g not in done), key=lambda d: d.created_at)
         if not fresh:
             return []

@@ -16,3 +16,20 @@ def waiting_on_a_lock() -> bool:
     with connections["default"].cursor() as cursor:
         cursor.execute(LOCK_WAITS_SQL)
         return bool(cursor.fetchone()[0])
+
+
+def backend_pid() -> int:
+    """This thread's connection's backend: what ``waiting_for`` of another thread looks for."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def waiting_for(pid: int) -> bool:
+    """Whether a backend waits for a lock that backend ``pid`` holds (a row it wrote, a key it
+    claimed): not merely waiting, as a backend woken by a lock just released still shows."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid]
+        )
+        return bool(cursor.fetchone()[0])

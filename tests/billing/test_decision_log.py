@@ -13,10 +13,7 @@ from asgiref.sync import sync_to_async
 from billing.drafts import UsageDraft, draft_decode, draft_encode
 from billing.models import UsageDecision
 from billing.outbox import usage_outbox_flush, usage_record_async
-from tests.billing.test_outbox import funded, redis_client
 from tests.routing.servers import SETTLE_TIMEOUT
-
-__all__ = ["funded", "redis_client"]
 
 DECISION = {
     "router_id": 7,

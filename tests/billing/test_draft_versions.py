@@ -5,7 +5,6 @@ PostgreSQL and Redis; only a draft without what every release wrote is set aside
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from decimal import Decimal
 from typing import Any
@@ -15,34 +14,9 @@ import pytest
 
 from billing.drafts import UsageDraft
 from billing.models import CreditAccount, UsageDecision, UsageRecord, UsageStep
-from billing.outbox import DEAD_STREAM, GROUP, STREAM, usage_outbox_drain
-from billing.services import ledger_post
-from tests.conftest import require_redis
-from tests.factories import organization_make
+from billing.outbox import DEAD_STREAM, STREAM, usage_outbox_drain
 
 CREATED = "2026-12-05T10:00:00+00:00"
-
-
-@pytest.fixture
-def redis_client(settings: Any) -> Any:
-    require_redis()
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(STREAM, DEAD_STREAM)
-    with contextlib.suppress(Exception):
-        client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    yield client
-    client.delete(STREAM, DEAD_STREAM)
-
-
-@pytest.fixture
-def funded(transactional_db: None) -> Any:
-    organization = organization_make()
-    ledger_post(
-        organization=organization, kind="promotion", amount=Decimal("10"), idempotency_key="g"
-    )
-    return organization
 
 
 def _settle(redis_client: Any, payload: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ import time
 from decimal import Decimal
 
 import orjson
-import pytest
 from asgiref.sync import sync_to_async
 
 from billing.drafts import UsageDraft
@@ -29,9 +28,7 @@ from billing.outbox import (
     usage_record_async,
     usage_settler_run,
 )
-from billing.services import ReservationRequest, credits_reserve, ledger_post
-from tests.conftest import require_redis
-from tests.factories import organization_make
+from billing.services import ReservationRequest, credits_reserve
 from tests.routing.servers import SETTLE_TIMEOUT
 
 
@@ -44,26 +41,6 @@ def _draft(organization, generation_id: str, cost: str = "0.25") -> UsageDraft:
         cost=Decimal(cost),
         model="demo/small",
     )
-
-
-@pytest.fixture
-def redis_client(settings):
-    require_redis()
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(STREAM, DEAD_STREAM)
-    yield client
-    client.delete(STREAM, DEAD_STREAM)
-
-
-@pytest.fixture
-def funded(transactional_db):
-    organization = organization_make()
-    ledger_post(
-        organization=organization, kind="promotion", amount=Decimal("10"), idempotency_key="g"
-    )
-    return organization
 
 
 def test_drafts_are_settled_in_the_background_and_leave_the_stream(redis_client, funded):

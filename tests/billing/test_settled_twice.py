@@ -1,0 +1,183 @@
+"""One draft in the hands of two settlers at once: a settler claimed it from another whose batch
+outlived ``CLAIM_IDLE_MS`` and is still open. It is charged once, and neither settler sets it
+aside as refused. Settlers never share a consumer name, so that a settler re-reading its own
+pending drafts takes none of another live settler's, and consumers left behind are forgotten
+once nothing is pending for them. Real settlers on PostgreSQL and Redis; one settler's
+transaction is held open at a seam (``_HeldOpen``) while the other works."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+from django.db import connection
+from django.db.models import Sum
+
+from billing import settlement
+from billing.drafts import UsageDraft
+from billing.models import CreditAccount, LedgerEntry, UsageRecord
+from billing.outbox import DEAD_STREAM, GROUP, STREAM, usage_outbox_drain, usage_settler_run
+from billing.services import ReservationRequest, credits_reserve
+from tests.conftest import require_postgres
+from tests.db_locks import backend_pid, waiting_for
+from tests.routing.servers import SETTLE_TIMEOUT, poll
+
+
+def _draft(organization: Any, generation_id: str, **fields: Any) -> UsageDraft:
+    return UsageDraft(generation_id=generation_id, organization_id=organization.pk, key_id=None,
+                      status="succeeded", cost=Decimal("0.25"), model="demo/small", **fields)  # fmt: skip
+
+
+def _append(redis_client: Any, draft: UsageDraft) -> None:
+    redis_client.xadd(STREAM, {"d": orjson.dumps(draft.to_json())})
+
+
+class _HeldOpen:
+    """A settler (``usage_settler_run`` in a thread) whose first batch stops inside its
+    transaction, after its usage records are written and before the accounts are charged
+    (``usage_rollups_add``), until ``release``: the batch that outlives ``CLAIM_IDLE_MS``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.inside, self.release, self.stop = (
+            threading.Event(),
+            threading.Event(),
+            threading.Event(),
+        )
+        self.pid = 0
+        self.thread = threading.Thread(target=usage_settler_run, args=(self.stop,), daemon=True)
+        rollups_add = settlement.usage_rollups_add
+
+        def held(fresh: list[UsageDraft]) -> None:
+            rollups_add(fresh)
+            if threading.current_thread() is self.thread and not self.inside.is_set():
+                self.pid = backend_pid()
+                self.inside.set()
+                self.release.wait(SETTLE_TIMEOUT)
+
+        monkeypatch.setattr(settlement, "usage_rollups_add", held)
+
+    def start(self) -> None:
+        self.thread.start()
+        poll(self.inside.is_set)
+
+    def end(self) -> None:
+        self.release.set()
+        self.stop.set()
+        self.thread.join(SETTLE_TIMEOUT)
+        assert not self.thread.is_alive()
+
+
+def _assert_charged_once(organization: Any, generation_id: str) -> None:
+    account = CreditAccount.objects.get(organization=organization)
+    assert (account.balance, account.reserved) == (Decimal("9.75"), 0)
+    ledger = LedgerEntry.objects.filter(organization=organization)
+    assert ledger.aggregate(total=Sum("amount"))["total"] == account.balance
+    assert ledger.filter(kind="usage").count() == 1
+    assert ledger.filter(idempotency_key=f"usage:{generation_id}").count() == 1
+    assert list(UsageRecord.objects.values_list("generation_id", flat=True)) == [generation_id]
+
+
+@pytest.mark.parametrize("with_hold", [False, True], ids=["no-hold-row", "hold-row"])
+def test_a_draft_claimed_while_its_first_settler_is_still_at_it_is_charged_once_not_set_aside(
+    redis_client: Any, funded: Any, monkeypatch: pytest.MonkeyPatch, with_hold: bool
+) -> None:
+    """The second settler's batch also holds a draft the database refuses, so it is retried
+    draft by draft while the first settler's transaction is still open: the claimed draft's
+    retry waits for that transaction, then fails on its generation id, settled by the first.
+    That is "already settled" (acknowledged), not a refused draft; the refused one still goes
+    to the dead letters. With a hold row the second settler's batch waits on the hold's lock
+    before it writes anything, so its retries start only once the first settler committed."""
+    require_postgres()
+    twice = _draft(funded, "gen-twice")
+    if with_hold:
+        credits_reserve(ReservationRequest(organization_id=funded.pk, generation_id="gen-twice",
+                                           amount=Decimal("0.5")))  # fmt: skip
+    refused = _draft(funded, "gen-refused", created_at=twice.created_at - timedelta(seconds=1))
+    # Longer than its column: a DataError. Older, so first in the batch's COPY: the batch fails
+    # at once, before the claimed draft's row waits for the first settler (had it waited, the
+    # retries would start after that commit and find the draft settled).
+    refused.model = "m" * 500
+    first = _HeldOpen(monkeypatch)
+    _append(redis_client, twice)
+    first.start()
+    _append(redis_client, refused)
+    drained: list[int] = []
+
+    def drain() -> None:
+        try:  # idle_ms=0: the first settler's batch has outlived CLAIM_IDLE_MS
+            drained.append(usage_outbox_drain(idle_ms=0))
+        finally:
+            connection.close()
+
+    second = threading.Thread(target=drain)
+    second.start()
+    try:
+        poll(lambda: waiting_for(first.pid))  # the second settler waits for the first's batch
+    finally:
+        first.release.set()
+        second.join(SETTLE_TIMEOUT)
+        first.end()
+
+    dead = [
+        orjson.loads(fields[b"d"])["generation_id"]
+        for _, fields in redis_client.xrange(DEAD_STREAM)
+    ]
+    assert dead == ["gen-refused"]
+    assert drained == [2]
+    _assert_charged_once(funded, "gen-twice")
+    assert redis_client.xlen(STREAM) == 0 and redis_client.xpending(STREAM, GROUP)["pending"] == 0
+
+
+class _OneRound(threading.Event):
+    """A settler's stop event that stops it after its first round (its first pause)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.set()
+        return True
+
+
+def test_a_second_settler_in_the_same_process_takes_none_of_a_live_settlers_drafts(
+    redis_client: Any, funded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settler starts by re-reading its own pending drafts (those of a batch that failed). A
+    second settler in the process (one started while the first still finished its batch after
+    ``usage_settlers_stop`` gave up waiting) must not take the first's as its own: they are in
+    the first's open transaction. Both consumers are forgotten when their settlers stop."""
+    require_postgres()
+    first = _HeldOpen(monkeypatch)
+    _append(redis_client, _draft(funded, "gen-live"))
+    first.start()
+    second = threading.Thread(target=usage_settler_run, args=(_OneRound(),), daemon=True)
+    second.start()
+    try:
+        poll(lambda: not second.is_alive() or waiting_for(first.pid))
+        took_it = waiting_for(first.pid)
+    finally:
+        first.release.set()
+        second.join(SETTLE_TIMEOUT)
+        first.end()
+
+    assert not took_it, "the second settler settled the first settler's draft a second time"
+    _assert_charged_once(funded, "gen-live")
+    assert redis_client.xinfo_consumers(STREAM, GROUP) == []
+
+
+def test_a_dead_settlers_drafts_are_claimed_and_consumers_with_nothing_pending_forgotten(
+    redis_client: Any, funded: Any
+) -> None:
+    """A settler that died holding a draft leaves it pending under its consumer name, which no
+    settler shares: it is claimed after ``CLAIM_IDLE_MS`` (``idle_ms=0`` here) and settled.
+    Consumers idle that long with nothing pending (the dead one, once claimed from) are deleted
+    from the group, so that they do not pile up in ``XINFO CONSUMERS`` one per dead settler."""
+    _append(redis_client, _draft(funded, "gen-orphan"))
+    assert redis_client.xreadgroup(GROUP, "settler-dead-1", {STREAM: ">"}, count=1)
+    redis_client.xgroup_createconsumer(STREAM, GROUP, "settler-dead-2")  # read nothing, died
+
+    assert usage_outbox_drain(idle_ms=0) == 1
+
+    _assert_charged_once(funded, "gen-orphan")
+    assert redis_client.xinfo_consumers(STREAM, GROUP) == []
