@@ -38,7 +38,7 @@ from billing.drafts import UsageDraft, draft_decode, draft_encode
 from billing.outbox_consumers import GROUP, STREAM, consumer_name, consumers_forget, group_ensure
 from billing.services import reservation_mark_free_async
 from billing.settlement import usage_settle_async, usage_settle_batch, usage_settled_before
-from billing.wal import WAL_NUDGE_AFTER_S, wal_flush_force, wal_position
+from billing.wal import WAL_NUDGE_AFTER_S, wal_flush_force, wal_position, wal_wait_durable
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,11 @@ def _settle_entries(client: Any, entries: list[Any], *, wait_durable: bool) -> l
     refused on its own is moved to ``DEAD_STREAM`` (logged; ``manage.py usage_dead_letters``
     lists and requeues them). Any other error (the database or Redis unreachable) propagates
     and the whole batch is retried.
+
+    ``wait_durable``: return once what was settled is on disk, including a settlement only seen
+    here (``_settled_by_another``): the other settler committed without waiting for the disk,
+    and a draft acknowledged before its charge is flushed is lost with a database crash. Else
+    the caller waits for the WAL position it reads after this returns (``_acknowledge_durable``).
     """
     ids, drafts = _drafts(client, entries)
     if not drafts:
@@ -95,12 +100,17 @@ def _settle_entries(client: Any, entries: list[Any], *, wait_durable: bool) -> l
     try:
         usage_settle_batch([draft for _, _, draft in drafts], wait_durable=wait_durable)
     except UNSETTLABLE:
+        seen = False
         for entry_id, payload, draft in drafts:
             try:
                 usage_settle_batch([draft], wait_durable=wait_durable)
             except UNSETTLABLE as exc:
-                if not _settled_by_another(draft, exc):
+                if _settled_by_another(draft, exc):
+                    seen = True
+                else:
                     _dead_letter(client, entry_id, payload, exc, generation_id=draft.generation_id)
+        if seen and wait_durable:
+            wal_wait_durable()
     return ids
 
 

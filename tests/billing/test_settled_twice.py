@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 from django.db import connection
 from django.db.models import Sum
 
@@ -32,8 +33,43 @@ def _draft(organization: Any, generation_id: str, **fields: Any) -> UsageDraft:
                       status="succeeded", cost=Decimal("0.25"), model="demo/small", **fields)  # fmt: skip
 
 
-def _append(redis_client: Any, draft: UsageDraft) -> None:
-    redis_client.xadd(STREAM, {"d": orjson.dumps(draft.to_json())})
+def _append(redis_client: Any, draft: UsageDraft) -> bytes:
+    entry_id: bytes = redis_client.xadd(STREAM, {"d": orjson.dumps(draft.to_json())})
+    return entry_id
+
+
+class _AckOrder:
+    """What one thread did, in order: its SQL statements (``sql``, an execute wrapper) and the
+    stream entries it deleted (``XDEL`` in a pipeline)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.thread: threading.Thread | None = None
+        execute = redis.client.Pipeline.execute
+
+        def recorded(pipe: Any, *args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is self.thread:
+                for command, *rest in (c for c, _ in pipe.command_stack):
+                    if command == "XDEL":
+                        self.events.append(("xdel", rest[1:]))
+            return execute(pipe, *args, **kwargs)
+
+        monkeypatch.setattr(redis.client.Pipeline, "execute", recorded)
+
+    def sql(self, execute: Any, sql: str, params: Any, *args: Any) -> Any:
+        flush = "pg_current_wal_flush_lsn" in sql
+        self.events.append(("flush", None) if flush else ("sql", repr(params)))
+        return execute(sql, params, *args)
+
+    def waited_before_deleting(self, entry_id: bytes, generation_id: str) -> bool:
+        """Whether the thread checked that the WAL was flushed after its last statement about
+        ``generation_id`` (the one that found it settled) and before it deleted ``entry_id``."""
+        deleted = next(i for i, (kind, ids) in enumerate(self.events)
+                       if kind == "xdel" and entry_id in ids)  # fmt: skip
+        before = self.events[:deleted]
+        seen = max(i for i, (kind, params) in enumerate(before)
+                   if kind == "sql" and generation_id in params)  # fmt: skip
+        return ("flush", None) in before[seen:]
 
 
 class _HeldOpen:
@@ -90,7 +126,13 @@ def test_a_draft_claimed_while_its_first_settler_is_still_at_it_is_charged_once_
     retry waits for that transaction, then fails on its generation id, settled by the first.
     That is "already settled" (acknowledged), not a refused draft; the refused one still goes
     to the dead letters. With a hold row the second settler's batch waits on the hold's lock
-    before it writes anything, so its retries start only once the first settler committed."""
+    before it writes anything, so its retries start only once the first settler committed.
+
+    The first settler commits without waiting for the disk: the second, which only saw that
+    commit, waits for the WAL to be flushed before it deletes the draft from the stream (a
+    database crash in between would lose the charge, with the draft gone). Without a hold row
+    it saw the commit as an ``IntegrityError`` (``_settled_by_another``), with one as a
+    generation id already settled (``usage_settle_batch`` with nothing left to settle)."""
     require_postgres()
     twice = _draft(funded, "gen-twice")
     if with_hold:
@@ -101,19 +143,20 @@ def test_a_draft_claimed_while_its_first_settler_is_still_at_it_is_charged_once_
     # at once, before the claimed draft's row waits for the first settler (had it waited, the
     # retries would start after that commit and find the draft settled).
     refused.model = "m" * 500
-    first = _HeldOpen(monkeypatch)
-    _append(redis_client, twice)
+    first, order = _HeldOpen(monkeypatch), _AckOrder(monkeypatch)
+    twice_entry = _append(redis_client, twice)
     first.start()
     _append(redis_client, refused)
     drained: list[int] = []
 
     def drain() -> None:
         try:  # idle_ms=0: the first settler's batch has outlived CLAIM_IDLE_MS
-            drained.append(usage_outbox_drain(idle_ms=0))
+            with connection.execute_wrapper(order.sql):
+                drained.append(usage_outbox_drain(idle_ms=0))
         finally:
             connection.close()
 
-    second = threading.Thread(target=drain)
+    second = order.thread = threading.Thread(target=drain)
     second.start()
     try:
         poll(lambda: waiting_for(first.pid))  # the second settler waits for the first's batch
@@ -130,6 +173,9 @@ def test_a_draft_claimed_while_its_first_settler_is_still_at_it_is_charged_once_
     assert drained == [2]
     _assert_charged_once(funded, "gen-twice")
     assert redis_client.xlen(STREAM) == 0 and redis_client.xpending(STREAM, GROUP)["pending"] == 0
+    assert order.waited_before_deleting(twice_entry, "gen-twice"), (
+        "deleted before the WAL reached the disk"
+    )
 
 
 class _OneRound(threading.Event):
