@@ -326,10 +326,7 @@ def _settler_finish(client: Any, consumer: str, unacknowledged: list[Unacknowled
             break
         if unacknowledged:
             time.sleep(0.02)
-    try:
-        consumers_forget(client, idle_ms=CLAIM_IDLE_MS, leaving=consumer)
-    except Exception:
-        logger.exception("could not leave the settlers' group; a later settler will forget it")
+    consumers_forget(client, idle_ms=CLAIM_IDLE_MS, leaving=consumer)
     client.close()
     connections.close_all()  # this thread's (when it runs in a gateway process)
     logger.info("usage settler %s stopped", consumer)

@@ -3,10 +3,13 @@ and forgetting the consumers that dead or stopped settlers leave behind."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 STREAM = "rh:usage-stream"
 GROUP = "settlers"
@@ -35,8 +38,17 @@ def consumer_name() -> str:
 
 def consumers_forget(client: Any, *, idle_ms: int, leaving: str = "") -> None:
     """Delete the group's consumers idle ``idle_ms`` with nothing pending, and ``leaving`` (a
-    settler stopping) if nothing is pending for it."""
-    client.eval(_FORGET_SCRIPT, 1, STREAM, GROUP, idle_ms, leaving)
+    settler stopping) if nothing is pending for it.
+
+    A failure is logged, never raised: a Redis that refuses the script (an ACL without
+    scripting, another script running long: BUSY) costs this hygiene only. Raised, it failed
+    the settler's every round before its reads, and nothing was settled again."""
+    import redis
+
+    try:
+        client.eval(_FORGET_SCRIPT, 1, STREAM, GROUP, idle_ms, leaving)
+    except redis.RedisError as exc:
+        logger.warning("could not forget the settlers' idle consumers (%s); a later try will", exc)
 
 
 def group_ensure(client: Any) -> None:

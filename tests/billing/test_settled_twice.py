@@ -2,8 +2,10 @@
 outlived ``CLAIM_IDLE_MS`` and is still open. It is charged once, and neither settler sets it
 aside as refused. Settlers never share a consumer name, so that a settler re-reading its own
 pending drafts takes none of another live settler's, and consumers left behind are forgotten
-once nothing is pending for them. Real settlers on PostgreSQL and Redis; one settler's
-transaction is held open at a seam (``_HeldOpen``) while the other works."""
+once nothing is pending for them (never before: that would drop their pending drafts); a
+failure to forget them (a Redis refusing scripts) costs nothing else. Real settlers on
+PostgreSQL and Redis; one settler's transaction is held open at a seam (``_HeldOpen``) while
+the other works."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from billing import settlement
 from billing.drafts import UsageDraft
 from billing.models import CreditAccount, LedgerEntry, UsageRecord
 from billing.outbox import DEAD_STREAM, GROUP, STREAM, usage_outbox_drain, usage_settler_run
+from billing.outbox_consumers import consumers_forget
 from billing.services import ReservationRequest, credits_reserve
 from tests.conftest import require_postgres
 from tests.db_locks import backend_pid, waiting_for
@@ -227,3 +230,40 @@ def test_a_dead_settlers_drafts_are_claimed_and_consumers_with_nothing_pending_f
 
     _assert_charged_once(funded, "gen-orphan")
     assert redis_client.xinfo_consumers(STREAM, GROUP) == []
+
+
+def test_a_settler_whose_redis_refuses_scripts_still_settles(
+    redis_client: Any, funded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Consumers are forgotten by a Lua script, which a Redis may refuse (an ACL without
+    scripting, another script running long). That costs the forgetting only: the settler's
+    round goes on to its reads and settles, and the drain reports what it settled."""
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ResponseError("NOPERM this user has no permissions to run the 'eval' command")
+
+    monkeypatch.setattr(redis.Redis, "eval", refused)
+    _append(redis_client, _draft(funded, "gen-noscript"))
+    settler = threading.Thread(target=usage_settler_run, args=(_OneRound(),), daemon=True)
+
+    settler.start()
+    settler.join(SETTLE_TIMEOUT)
+
+    _assert_charged_once(funded, "gen-noscript")
+    assert redis_client.xlen(STREAM) == 0
+    _append(redis_client, _draft(funded, "gen-drained"))
+    assert usage_outbox_drain(idle_ms=0) == 1
+
+
+def test_a_consumer_with_drafts_pending_is_never_forgotten(redis_client: Any) -> None:
+    """Deleting a consumer drops its pending entries: a consumer holding one stays, even idle
+    past ``idle_ms`` and named as the one ``leaving``; one with nothing pending goes."""
+    redis_client.xadd(STREAM, {"d": b"{}"})
+    assert redis_client.xreadgroup(GROUP, "settler-busy", {STREAM: ">"}, count=1)
+    redis_client.xgroup_createconsumer(STREAM, GROUP, "settler-idle")
+
+    consumers_forget(redis_client, idle_ms=0, leaving="settler-busy")
+
+    consumers = redis_client.xinfo_consumers(STREAM, GROUP)
+    assert [(c["name"], c["pending"]) for c in consumers] == [(b"settler-busy", 1)]
+    assert redis_client.xpending(STREAM, GROUP)["pending"] == 1
