@@ -4,7 +4,10 @@ out of fold with the plain clusters and none.
 
 Quality-only data in the independent evaluation's shape (five task kinds, 7 equal-price models,
 no task column): the MMLU-like prompts come in two subjects (a header and three of the subject's
-words) with different best models, every other task has one best model of its own.
+words) with different best models; every other task has one best model, and half of its prompts
+start with a task-specific preamble of eight made-up words that says nothing about the scores.
+With 390 rows at most 8 global clusters fit (20 rows each in a training split), and k-means
+spends them on the preambles before the subjects; sub-clusters inside the MMLU cluster find them.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import pytest
 
 from tests.training.task_prompts import holdout_report, task_prompt
 from training.learner import artifacts
+from training.learner.clusters import clusters_fit
 from training.learner.router import TrainedRouter, mix_key, mix_keys
 from training.learner.segments import CLUSTERS_FAMILY, TOP_CENTROIDS
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
-CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40)
+CONFIG = TrainerConfig(folds=5, threads=1, boost_rounds=40)
 MODELS = 7
 RIGHT, WRONG = 0.9, 0.4
 SUBJECT_WORDS = {  # an MMLU-like question's subject: its header and three of its words
@@ -29,7 +33,12 @@ SUBJECT_WORDS = {  # an MMLU-like question's subject: its header and three of it
     "economics": ("inflation", "tariff", "monopoly", "subsidy", "dividend"),
 }
 SUBJECT_BEST = {"biology": 0, "economics": 5}
-TASK_ROWS = {"mmlu": 150, "gsm8k": 75, "cmmlu": 75, "arc": 75, "humaneval": 75}
+TASK_ROWS = {"mmlu": 150, "gsm8k": 60, "cmmlu": 60, "arc": 60, "humaneval": 60}
+_LETTERS = np.random.default_rng(7).integers(0, 26, size=(len(TASK_ROWS), 8, 6))
+PREAMBLES = {  # per task: eight made-up words, on every other prompt of the task
+    task: " ".join("".join(chr(97 + c) for c in word) for word in _LETTERS[t]) + "\n"
+    for t, task in enumerate(TASK_ROWS)
+}
 
 
 def _data(seed: int, subjects_differ: bool = True) -> tuple[TrainingData, list[str]]:
@@ -44,7 +53,7 @@ def _data(seed: int, subjects_differ: bool = True) -> tuple[TrainingData, list[s
                 prompts.append(task_prompt(task, rng, subject, words))
                 best.append(SUBJECT_BEST[subject] if subjects_differ else 0)
             else:
-                prompts.append(task_prompt(task, rng))
+                prompts.append(PREAMBLES[task] * (i % 2) + task_prompt(task, rng))
                 best.append(t)
             tasks.append(task)
     chance = np.full((len(best), MODELS), WRONG)
@@ -76,7 +85,7 @@ Fitted = tuple[FitResult, tuple[TrainingData, list[str]], tuple[TrainingData, li
 
 @pytest.fixture(scope="module")
 def fitted() -> Fitted:
-    train, test = _data(4), _data(5)
+    train, test = _data(0), _data(1)
     return router_fit(train[0], CONFIG), train, test
 
 
@@ -94,6 +103,27 @@ def test_sub_clusters_are_chosen_only_by_beating_the_plain_clusters_out_of_fold(
     assert fit.router.clusters is None
 
 
+def test_the_sub_cluster_floor_beats_the_per_task_floor_where_global_clusters_do_not(
+    fitted: Fitted,
+) -> None:
+    fit, train, (test, tasks) = fitted
+    assert fit.families is not None
+    floor = _per_task_floor(train, (test, tasks))
+    rows = np.arange(len(test.prompts))
+    # What the router would serve without sub-clusters: the best plain k, fitted on every row.
+    oof = fit.families.oof_scores
+    k = max((k for k in oof if isinstance(k, int)), key=lambda k: (oof[k], -int(k)))
+    _, dense = fit.router.featurizer.transform_many(train[0].prompts)
+    plain = clusters_fit(dense, train[0].scores, int(k), CONFIG.seed)
+
+    incumbents = fit.router.cluster_incumbents(test.prompts)
+    plain_incumbents = plain.incumbents(fit.router.featurizer.transform_many(test.prompts)[1])
+
+    assert incumbents is not None
+    assert float(test.scores[rows, incumbents].mean()) > floor + 0.05
+    assert float(test.scores[rows, plain_incumbents].mean()) < floor + 0.02
+
+
 def test_without_a_task_column_tradeoff_zero_beats_the_per_task_floor(fitted: Fitted) -> None:
     fit, train, test = fitted
 
@@ -105,7 +135,7 @@ def test_without_a_task_column_tradeoff_zero_beats_the_per_task_floor(fitted: Fi
 
 
 def test_where_no_cluster_has_sub_structure_plain_clusters_stay(fitted: Fitted) -> None:
-    data, _ = _data(4, subjects_differ=False)
+    data, _ = _data(0, subjects_differ=False)
 
     choice = router_fit(data, CONFIG).families
 
