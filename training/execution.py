@@ -341,6 +341,8 @@ def _cross_validation_evaluation(
         if fit.nested is not None
         else None,
     }
+    if fit.families is not None:
+        evaluation["incumbents"] = fit.families.summary()
     if fit.oof_rows is not None:
         evaluation["sample"] = (
             f"a uniform sample of {rows} of the {total} rows is featurized and "

@@ -101,6 +101,11 @@ def test_sub_clusters_are_chosen_only_by_beating_the_plain_clusters_out_of_fold(
     assert choice.oof_scores[CLUSTERS_FAMILY] > plain
     assert fit.router.segments is not None and fit.router.segments.top == TOP_CENTROIDS
     assert fit.router.clusters is None
+    summary = choice.summary()  # the report's evaluation.incumbents
+    assert summary["family"] == CLUSTERS_FAMILY and summary["k"] == choice.top_k() >= 2
+    assert summary["out_of_fold"][CLUSTERS_FAMILY] > max(
+        v for k, v in summary["out_of_fold"].items() if k.isdigit()
+    )
 
 
 def test_the_sub_cluster_floor_beats_the_per_task_floor_where_global_clusters_do_not(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,3 +123,46 @@ def test_a_version_saved_before_clusters_serves_without_them(
 
     assert restored.clusters is None and restored.cluster_bonus is None
     assert restored.predict_one_with_incumbent("loop return print")[1] is None
+
+
+def _damaged_arrays(files: dict[str, bytes], damage: Callable[[dict[str, Any]], object]) -> None:
+    """``damage`` gets the arrays and the JSON's ``meta`` in one dict; both are written back."""
+    with np.load(io.BytesIO(files[artifacts.ARRAYS_FILE]), allow_pickle=False) as npz:
+        arrays: dict[str, Any] = {key: npz[key] for key in npz.files}
+    arrays["meta"] = json.loads(files[artifacts.ROUTER_FILE])
+    damage(arrays)
+    files[artifacts.ROUTER_FILE] = json.dumps(arrays.pop("meta")).encode()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    files[artifacts.ARRAYS_FILE] = buffer.getvalue()
+
+
+def _best(change: Callable[[list[int]], object]) -> Callable[[dict[str, Any]], object]:
+    return lambda a: change(a["meta"]["cluster_best"])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _best(lambda best: best.__setitem__(0, 4)),  # a fifth model of four
+        _best(lambda best: best.__setitem__(0, -1)),  # would wrap to the last model
+        _best(lambda best: best.__setitem__(0, 1.5)),
+        _best(lambda best: best.append(0)),  # one more cluster than centroids
+        lambda a: a.update(cluster_centroids=a["cluster_centroids"][:, :-1]),
+        lambda a: a.update(cluster_centroids=a["cluster_centroids"].astype(np.int64)),
+        lambda a: a.update(cluster_mean=np.full_like(a["cluster_mean"], np.inf)),
+        lambda a: a.update(cluster_scale=np.zeros_like(a["cluster_scale"])),
+        lambda a: a.pop("cluster_centroids"),
+    ],
+)
+def test_malformed_cluster_arrays_are_refused_at_load(
+    fitted: tuple[FitResult, TrainingData, np.ndarray],
+    damage: Callable[[dict[str, Any]], object],
+) -> None:
+    files = artifacts.router_to_files(fitted[0].router)
+    assert "cluster_best" in json.loads(files[artifacts.ROUTER_FILE])
+    _damaged_arrays(files, damage)
+    digests = artifacts.files_digests(files)
+
+    with pytest.raises(artifacts.ArtifactError, match="clusters are malformed"):
+        artifacts.router_from_files(files, digests, artifacts.manifest_checksum(digests))

@@ -15,13 +15,15 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.training.task_prompts import WORDS, holdout_report, task_prompt
-from training.learner import artifacts
+from training.learner import artifacts, segments
 from training.learner.router import TrainedRouter, mix_key, mix_keys
+from training.learner.segments import MAX_GROUPS, SUB_GRID
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
 CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40)
@@ -180,6 +182,30 @@ def test_serving_decides_as_the_batch_with_segments_and_after_a_reload(
             assert int(np.argmax(utility)) == batch[i]
 
 
+def _overflowing(weights: np.ndarray) -> np.ndarray:
+    wide = weights.astype(np.float64)
+    wide[0, 0] = 1e39
+    return wide
+
+
+def _groups(arrays: dict[str, np.ndarray], groups: int) -> dict[str, np.ndarray]:
+    """Valid arrays of ``groups`` tasks with one sub-segment each."""
+    vocabulary, dense = len(arrays["segment_term_weights"]), len(arrays["segment_mean"])
+    return {
+        "segment_term_weights": np.zeros((vocabulary, groups), dtype=np.float32),
+        "segment_bias": np.zeros(groups),
+        "segment_centroids": np.zeros((groups, dense)),
+        "segment_owner": np.arange(groups),
+        "segment_best": np.zeros(groups, dtype=np.int64),
+    }
+
+
+def _tiled(arrays: dict[str, np.ndarray], times: int) -> dict[str, np.ndarray]:
+    """Each sub-segment ``times`` over."""
+    names = ("segment_centroids", "segment_owner", "segment_best")
+    return {name: np.concatenate([arrays[name]] * times) for name in names}
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -190,6 +216,13 @@ def test_serving_decides_as_the_batch_with_segments_and_after_a_reload(
         lambda a: a.update(segment_term_weights=a["segment_term_weights"][:-1]),
         lambda a: a.update(segment_scale=np.zeros_like(a["segment_scale"])),
         lambda a: a.pop("segment_bias"),
+        lambda a: a["segment_centroids"].__setitem__((0, 0), np.inf),
+        # finite in float64, inf once cast to the served float32: NaN logits, a wrong task
+        lambda a: a.update(segment_term_weights=_overflowing(a["segment_term_weights"])),
+        # every owner in range, but task 1 left without a sub-segment
+        lambda a: a.update(segment_owner=np.where(a["segment_owner"] == 1, 0, a["segment_owner"])),
+        lambda a: a.update(_groups(a, MAX_GROUPS + 1)),  # more tasks than task_ids keeps
+        lambda a: a.update(_tiled(a, SUB_GRID[-1] + 1)),  # more sub-segments than SUB_GRID's
     ],
 )
 def test_malformed_segment_arrays_are_refused_at_load(
@@ -222,3 +255,31 @@ def test_a_version_saved_before_segments_still_loads(
 
     assert restored.segments is None
     assert restored.predict_one_with_incumbent(fitted[2].prompts[0])[1] is None
+
+
+def test_the_inner_cv_scores_the_task_best_the_final_fit_serves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Task 0 (60 rows): model-0 right on 60%, model-1 on 55%; task 1 (600 rows): model-1 always.
+    # Shrunk toward the overall means, task 0's best is model-1 in the final fit and, if its
+    # k = 1 candidate is the one served, on every inner fold's training rows as well.
+    pattern = (np.arange(60) // 3) % 20
+    task_rows = np.column_stack([pattern < 12, pattern < 11]).astype(float)
+    scores = np.vstack([task_rows, np.tile([0.0, 1.0], (600, 1))])
+    group = np.repeat([0, 1], [60, 600])
+    fold_of = np.arange(len(scores)) % 3
+    scaled = np.random.default_rng(0).normal(size=(len(scores), 3))
+    bests: list[int] = []
+    real = segments._task_segments
+
+    def spy(*args: Any) -> tuple[np.ndarray, np.ndarray]:
+        found = real(*args)
+        if args[3] == 1 and args[1][:, 0].any():  # task 0's k = 1 candidate
+            bests.append(int(found[1][0]))
+        return found
+
+    monkeypatch.setattr(segments, "_task_segments", spy)
+
+    segments._sub_segments(scaled, scores, group, 2, fold_of, seed=0)
+
+    assert len(bests) >= 3 and set(bests) == {1}  # one per inner fold, as the final fit's

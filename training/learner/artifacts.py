@@ -18,7 +18,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from training.learner.clusters import PromptClusters
+from training.learner.clusters import PromptClusters, clusters_from_arrays
 from training.learner.embedding import EmbeddingUnavailableError
 from training.learner.featurizer import Featurizer
 from training.learner.forest import forest_from_boosters
@@ -217,7 +217,7 @@ def router_load_steps(
         lambdas=np.asarray(meta["lambdas"], dtype=np.float64),
         offsets=_offsets(meta),
         mixes=_mixes(meta),
-        clusters=_clusters(meta, arrays),
+        clusters=_clusters(meta, arrays, featurizer),
         cluster_bonus=_cluster_bonus(meta),
         segments=_segments(meta, arrays, featurizer),
     )
@@ -273,15 +273,17 @@ def _projection_steps(stored: np.ndarray) -> Generator[None, None, np.ndarray]:
     return projection
 
 
-def _clusters(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> PromptClusters | None:
+def _clusters(
+    meta: dict[str, Any], arrays: dict[str, np.ndarray], featurizer: Featurizer
+) -> PromptClusters | None:
     if "cluster_best" not in meta:
         return None
-    return PromptClusters(
-        mean=np.asarray(arrays["cluster_mean"], dtype=np.float64),
-        scale=np.asarray(arrays["cluster_scale"], dtype=np.float64),
-        centroids=np.asarray(arrays["cluster_centroids"], dtype=np.float64),
-        best=np.asarray(meta["cluster_best"], dtype=np.int64),
-    )
+    try:
+        return clusters_from_arrays(
+            meta["cluster_best"], arrays, featurizer.dense_size, len(meta["models"])
+        )
+    except ValueError as exc:  # numpy's own for a ragged list, or the checks'
+        raise ArtifactError(f"the version's clusters are malformed: {exc}") from exc
 
 
 def _cluster_bonus(meta: dict[str, Any]) -> np.ndarray | None:

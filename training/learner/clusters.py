@@ -19,6 +19,7 @@ per-cluster (or per-segment) floor itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,32 @@ class PromptClusters:
     def incumbents(self, dense: np.ndarray) -> np.ndarray:
         """The best model of each row's cluster."""
         return np.asarray(self.best[self.assign(dense)], dtype=np.int64)
+
+
+def clusters_from_arrays(
+    best: object, arrays: dict[str, np.ndarray], dense_size: int, models: int
+) -> PromptClusters:
+    """Stored clusters (``cluster_best`` from the JSON, the rest from the arrays), refused
+    (``ValueError``) unless each has the dtype, shape, range and finite values the version's
+    featurizer and models allow: a best model past the models fails every decision."""
+    best_array = np.asarray(best)
+    if best_array.dtype.kind != "i" or best_array.shape[:1] != best_array.shape:
+        raise ValueError(f"cluster_best is not a list of model indices: {best_array.dtype}")
+    k = len(best_array)
+    if not 1 <= k <= K_GRID[-1] or (best_array < 0).any() or (best_array >= models).any():
+        raise ValueError(f"{k} clusters, or a cluster whose best model is unknown")
+    shapes = {"mean": (dense_size,), "scale": (dense_size,), "centroids": (k, dense_size)}
+    loaded = {}
+    for name, shape in shapes.items():
+        array = arrays.get(f"cluster_{name}")
+        if array is None or array.dtype.kind != "f" or array.shape != shape:
+            raise ValueError(f"cluster_{name} is missing or not a float array of shape {shape}")
+        loaded[name] = np.asarray(array, dtype=np.float64)
+        if not np.isfinite(loaded[name]).all():
+            raise ValueError(f"cluster_{name} is not finite")
+    if (loaded["scale"] <= 0).any():
+        raise ValueError("cluster_scale has a zero or negative scale")
+    return PromptClusters(**loaded, best=best_array.astype(np.int64))
 
 
 def centroid_distances(scaled: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -114,9 +141,28 @@ class ClusterChoice:
     def size(self, family: Family) -> int:
         return self.sizes.get(family, family if isinstance(family, int) else 1 << 30)
 
+    def top_k(self) -> int:
+        """The best k >= 2 clusters by their out-of-fold score (0: none tried); clusters with
+        sub-clusters refine it."""
+        tried = [k for k in self.oof_scores if isinstance(k, int) and k >= 2]
+        return max(tried, key=lambda k: (self.oof_scores[k], -k), default=0)
+
+    def summary(self) -> dict[str, Any]:
+        """The report's ``evaluation.incumbents``: the family chosen, its number of clusters
+        (k clusters, or the top level's k of clusters+sub) and every family's out-of-fold mean
+        score ("1": the overall best model, "2"…: k clusters, or the named family)."""
+        family: str = "none" if self.k == 1 else "clusters" if isinstance(self.k, int) else self.k
+        k = self.k if family == "clusters" else self.top_k() if family == "clusters+sub" else None
+        return {
+            "family": family,
+            "k": k,
+            "out_of_fold": {str(f): round(v, 4) for f, v in self.oof_scores.items()},
+        }
+
     def chosen_on(self, scores: np.ndarray, rows: np.ndarray) -> tuple[Family, np.ndarray]:
-        """The family that ``clusters_choose`` would pick from ``rows`` alone (nested
-        cross-validation chooses it without the evaluated fold), and its incumbents."""
+        """The family that ``clusters_choose`` would pick from ``rows``' scores alone (nested
+        cross-validation: the other folds' rows, whose incumbents were fitted on folds that
+        include the evaluated one), and its incumbents."""
         on_rows = {k: float(scores[rows, inc[rows]].mean()) for k, inc in self.oof_by_k.items()}
         k = max(on_rows, key=lambda c: (on_rows[c], -self.size(c)))
         return k, self.oof_by_k[k]

@@ -9,7 +9,10 @@ Here each fold's rows are decided by the choices made on the other folds' out-of
 alone, with the same folds as the heads': the report's curve and its APGR/CPT are computed from
 these decisions. (The other folds' predictions still come from heads that saw the evaluated
 fold's rows, as in any cross-validated stacking; refitting the heads per outer fold would cost
-``folds`` times the training.) The served router is unchanged: its choices use every row.
+``folds`` times the training. The same holds for the incumbents' family: the other folds'
+out-of-fold clusters and task or sub-cluster segments were fitted on folds that include the
+evaluated one, and clusters+sub's top-level k is chosen on every row.) The served router is
+unchanged: its choices use every row.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ import numpy as np
 from scipy import sparse
 
 from training.learner.clusters import (
+    K_GRID,
     ROWS_PER_CLUSTER,
     SMOOTHING_ROWS,
     centroid_distances,
@@ -51,7 +52,11 @@ SUB_GRID = (1, 2, 4, 8)  # sub-clusters tried per task (1: the task's best model
 MAX_TASKS = 64  # past this many tasks the rarest are pooled into one
 NB_ALPHA = 0.1  # additive smoothing of the task classifier's term counts
 NEVER = -1e9  # the logit bias of a task the classifier saw no row of
+# Top-level groups a fit makes at most: ``task_ids`` pools tasks past MAX_TASKS into the last,
+# clusters+sub's top k is one of K_GRID; a stored version with more is refused at load.
+MAX_GROUPS = max(MAX_TASKS, K_GRID[-1])
 ARRAYS = ("mean", "scale", "centroids", "owner", "best")  # both kinds of top level
+_DTYPES = {"term_weights": np.float32, "owner": np.int64, "best": np.int64}  # else float64
 TOP_ARRAYS = {TOP_CLASSIFIER: ("term_weights", "bias"), TOP_CENTROIDS: ("top_centroids",)}
 
 
@@ -120,11 +125,16 @@ def segments_from_arrays(
         integral = name in ("owner", "best")
         if array.dtype.kind != ("i" if integral else "f"):
             raise ValueError(f"segment_{name} has dtype {array.dtype}")
+        # Checked after the cast: a finite float64 past float32's range becomes inf in it.
+        with np.errstate(over="ignore"):
+            array = np.asarray(array, dtype=_DTYPES.get(name, np.float64))
         if not integral and not np.isfinite(array).all():
             raise ValueError(f"segment_{name} is not finite")
         loaded[name] = array
     top_array = loaded["bias" if top == TOP_CLASSIFIER else "top_centroids"]
     groups, count = top_array.shape[0] if top_array.ndim >= 1 else 0, loaded["best"].size
+    if groups > MAX_GROUPS or count > MAX_GROUPS * SUB_GRID[-1]:
+        raise ValueError(f"{groups} groups and {count} sub-segments: more than training makes")
     shapes = {
         "mean": (dense_size,),
         "scale": (dense_size,),
@@ -143,10 +153,9 @@ def segments_from_arrays(
         raise ValueError("segments without groups, with a zero scale or an unknown model")
     if (owner < 0).any() or (owner >= groups).any() or len(np.unique(owner)) != groups:
         raise ValueError("a sub-segment of no group, or a group without sub-segments")
-    dtypes = {"term_weights": np.float32, "owner": np.int64, "best": np.int64}
-    return PromptSegments(
-        **{name: np.asarray(a, dtype=dtypes.get(name, np.float64)) for name, a in loaded.items()}
-    )
+    if np.bincount(owner).max() > SUB_GRID[-1]:
+        raise ValueError(f"a group with more than {SUB_GRID[-1]} sub-segments")
+    return PromptSegments(**loaded)
 
 
 def task_ids(tasks: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -203,10 +212,15 @@ def _task_segments(
 
 
 def _sub_clusters_choose(
-    scaled: np.ndarray, scores: np.ndarray, fold_of: np.ndarray, seed: int
+    scaled: np.ndarray,
+    scores: np.ndarray,
+    fold_of: np.ndarray,
+    priors: dict[int, np.ndarray],
+    seed: int,
 ) -> int:
     """One task's number of sub-clusters whose best models score highest over its rows'
-    folds, each fitted on the others (ties go to fewer; 1 when there are too few folds)."""
+    folds, each fitted on the others with the others' overall means ``priors[fold]`` as the
+    final fit shrinks toward every row's (ties go to fewer; 1 when there are too few folds)."""
     folds = np.unique(fold_of)
     if len(folds) < 2:
         return 1
@@ -218,7 +232,7 @@ def _sub_clusters_choose(
         total = 0.0
         for fold in folds:
             train, test = fold_of != fold, fold_of == fold
-            prior = scores[train].mean(axis=0)
+            prior = priors[int(fold)]
             centroids, best = _task_segments(scaled[train], scores[train], prior, k, seed)
             total += float(scores[test, best[nearest(scaled[test], centroids)]].sum())
         totals[k] = total
@@ -236,13 +250,17 @@ def _sub_segments(
     """Every top-level group's sub-centroids, owners and best models, each group's number of
     sub-clusters chosen over the rows' folds ``fold_of``."""
     overall = scores.mean(axis=0)
+    # The inner CV's candidates are shrunk as the final fit's are (task toward overall means),
+    # with overall means of the rows outside the inner fold, so its k = 1 is the one served.
+    folds = np.unique(fold_of)  # one fold: k = 1 alone, no prior needed
+    priors = {int(f): scores[fold_of != f].mean(axis=0) for f in folds if len(folds) > 1}
     centroids, owner, best = [], [], []
     for g in range(groups):
         rows = group == g
         if not rows.any():  # a task never predicted (NEVER bias) or an empty cluster
             found = np.zeros((1, scaled.shape[1])), np.array([int(np.argmax(overall))])
         else:
-            k = _sub_clusters_choose(scaled[rows], scores[rows], fold_of[rows], seed)
+            k = _sub_clusters_choose(scaled[rows], scores[rows], fold_of[rows], priors, seed)
             found = _task_segments(scaled[rows], scores[rows], overall, k, seed)
         centroids.append(found[0])
         best.append(found[1])

@@ -98,7 +98,8 @@ class FitResult:
     # The same rows decided by choices made without their fold (nested.py): what a
     # cross-validated report scores
     nested: NestedEvaluation | None = None
-    # the out-of-fold choice of the incumbents' family (clusters, task segments or none)
+    # the out-of-fold choice of the incumbents' family (clusters, task segments or none); the
+    # report's evaluation.incumbents
     families: ClusterChoice | None = None
 
 
@@ -284,11 +285,7 @@ def _incumbent_family(
     with threadpool_limits(limits=1):
         choice = clusters_choose(dense, scores, fold_of, seed)
         task, names = task_ids(data.tasks) if data.tasks is not None else (None, [])
-        top_k = max(
-            (k for k in choice.oof_scores if isinstance(k, int) and k >= 2),
-            key=lambda k: (choice.oof_scores[k], -int(k)),
-            default=0,
-        )
+        top_k = choice.top_k()
         if task is not None and len(names) >= 2:
             incumbents, size = segments_out_of_fold(tfidf, dense, scores, task, fold_of, seed)
             choice = choice.with_family(TASKS_FAMILY, incumbents, size, scores)
