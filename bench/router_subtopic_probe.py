@@ -5,7 +5,7 @@
 ``bench.router_semisynthetic``'s ``task+subtopic`` scenario gives each keyword family inside a
 task its own specialist (0.93 there against the task's best at 0.85): the per-subtopic floor is
 0.915, the per-task floor 0.849, and the router (with or without the task column), its heads'
-argmax and a per-task word logistic all stay at ~0.846. This probe measures four per-task
+argmax and a per-task word logistic all stay at ~0.846. This probe measures five per-task
 methods on the question's word TF-IDF (template removed: ``bench.router_floor.question_texts``;
 unigrams, English stop words dropped, fitted on the training rows only), every hyperparameter
 chosen per task by an inner 4-fold CV of the training rows whose grid includes the floor:
@@ -20,6 +20,8 @@ chosen per task by an inner 4-fold CV of the training rows whose grid includes t
   the task's (SHRINK pseudo-rows), argmax; k in {0 (the floor), 5, 10, 20, 40, 80}.
 - ``lightgbm``: per runner-up m, LightGBM regression of s_m - s_best on the presence of the
   task's TOP_WORDS most frequent words; deviate to the largest predicted gain above a margin.
+- ``l1_heads``: per model, an (L1 or L2) logistic on word presence for "m right" on all the
+  task's rows; deviate to the largest predicted gain over the task's best above a margin.
 
 Judged on (1) the semi-synthetic ``task``, ``task+subtopic`` and ``task+prompt`` scenarios,
 train -> test exactly as ``bench.router_semisynthetic`` (its generator, splits and seeds), the
@@ -63,6 +65,7 @@ CLUSTER_GRID = (1, 2, 4, 8, 16)
 NEIGHBOUR_GRID = (0, 5, 10, 20, 40, 80)
 MARGINS = (np.inf, 0.0, 0.05, 0.1, 0.2)  # inf first: ties in the inner CV go to the floor
 LOGISTIC_SETTINGS = ((0.0, 0.3), (0.0, 3.0), (1.0, 1.0))  # (l1_ratio: 0 = L2, 1 = L1; C)
+HEAD_SETTINGS = ((1.0, 0.1), (1.0, 0.3), (1.0, 1.0), (0.0, 0.1))
 TOP_WORDS = 300
 MIN_DISAGREE = 8
 Picks = dict[Any, np.ndarray]  # hyperparameter -> each out row's model index
@@ -152,6 +155,25 @@ def knn(x_in: Matrix, s_in: np.ndarray, x_out: Matrix, seed: int) -> Picks:
     return out
 
 
+def l1_heads(x_in: Matrix, s_in: np.ndarray, x_out: Matrix, seed: int) -> Picks:
+    """(e) per model, a logistic on word presence for "m right" (all the task's rows); deviate to
+    the largest predicted gain over the task's best above a margin."""
+    from sklearn.linear_model import LogisticRegression
+
+    b = int(np.argmax(s_in.mean(axis=0)))
+    xb_in, xb_out = (x_in > 0).astype(float), (x_out > 0).astype(float)
+    out: Picks = {}
+    for l1, c in HEAD_SETTINGS:
+        estimate = np.tile(s_in.mean(axis=0), (x_out.shape[0], 1))
+        for m in range(s_in.shape[1]):
+            if len(np.unique(s_in[:, m])) == 2:
+                model = LogisticRegression(C=c, l1_ratio=l1, solver="liblinear")
+                estimate[:, m] = model.fit(xb_in, s_in[:, m]).predict_proba(xb_out)[:, 1]
+        for margin, picks in _margin_picks(b, estimate - estimate[:, [b]], 0.0).items():
+            out[(l1, c, margin)] = picks
+    return out
+
+
 def lightgbm(x_in: Matrix, s_in: np.ndarray, x_out: Matrix, seed: int) -> Picks:
     """(d) per runner-up, LightGBM on the top words' presence for s_m - s_best."""
     import lightgbm as lgb
@@ -186,6 +208,7 @@ METHODS: dict[str, Method] = {
     "deviation": deviation,
     "knn": knn,
     "lightgbm": lightgbm,
+    "l1_heads": l1_heads,
 }
 
 
