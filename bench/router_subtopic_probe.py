@@ -47,7 +47,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.router import QUALITY_TASKS, _quality_models
 from bench.router_embeddings import quality_data
-from bench.router_floor import FOLDS, question_texts, summary
+from bench.router_floor import FOLDS, SMALL_TREES, question_texts, summary
 from bench.router_semisynthetic import (
     SCENARIOS,
     Pool,
@@ -187,18 +187,7 @@ def lightgbm(x_in: Matrix, s_in: np.ndarray, x_out: Matrix, seed: int) -> Picks:
     for m in range(s_in.shape[1]):
         if m == b:
             continue
-        model = lgb.LGBMRegressor(
-            n_estimators=80,
-            learning_rate=0.05,
-            num_leaves=7,
-            min_child_samples=10,
-            subsample=0.8,
-            subsample_freq=1,
-            colsample_bytree=0.5,
-            random_state=seed,
-            verbose=-1,
-            n_jobs=1,
-        )
+        model = lgb.LGBMRegressor(n_estimators=80, random_state=seed, **SMALL_TREES)
         gain[:, m] = model.fit(xb_in, s_in[:, m] - s_in[:, b]).predict(xb_out)
     return _margin_picks(b, gain, 0.0)
 
