@@ -124,7 +124,7 @@ def _win_probability(
     y = s_in[differ, m]
     if differ.sum() < MIN_DISAGREE or len(np.unique(y)) < 2:
         return np.full(xb_out.shape[0], float(y.mean()) if len(y) else 0.0)
-    model = LogisticRegression(C=c, l1_ratio=l1, solver="liblinear")
+    model = LogisticRegression(C=c, l1_ratio=l1, solver="liblinear", random_state=0)
     return np.asarray(model.fit(xb_in[differ], y).predict_proba(xb_out)[:, 1])
 
 
@@ -167,7 +167,7 @@ def l1_heads(x_in: Matrix, s_in: np.ndarray, x_out: Matrix, seed: int) -> Picks:
         estimate = np.tile(s_in.mean(axis=0), (x_out.shape[0], 1))
         for m in range(s_in.shape[1]):
             if len(np.unique(s_in[:, m])) == 2:
-                model = LogisticRegression(C=c, l1_ratio=l1, solver="liblinear")
+                model = LogisticRegression(C=c, l1_ratio=l1, solver="liblinear", random_state=0)
                 estimate[:, m] = model.fit(xb_in, s_in[:, m]).predict_proba(xb_out)[:, 1]
         for margin, picks in _margin_picks(b, estimate - estimate[:, [b]], 0.0).items():
             out[(l1, c, margin)] = picks
