@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 import threading
 import time
 from typing import Any
@@ -38,15 +35,14 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connections
 
 from billing.drafts import UsageDraft, draft_decode, draft_encode
+from billing.outbox_consumers import GROUP, STREAM, consumer_name, consumers_forget, group_ensure
 from billing.services import reservation_mark_free_async
 from billing.settlement import usage_settle_async, usage_settle_batch, usage_settled_before
-from billing.wal import WAL_NUDGE_AFTER_S, wal_flush_force, wal_position
+from billing.wal import WAL_NUDGE_AFTER_S, wal_flush_force, wal_position, wal_wait_durable
 
 logger = logging.getLogger(__name__)
 
-STREAM = "rh:usage-stream"
 DEAD_STREAM = "rh:usage-dead"  # drafts the database refused; see _settle_entries
-GROUP = "settlers"
 BATCH_SIZE = 500
 # The settler's pause after a batch that did not fill. After a small batch (light traffic: CPU
 # to spare, and latency is what counts) it is short, so that each batch is a short burst of CPU
@@ -63,13 +59,6 @@ CLAIM_IDLE_MS = 30_000
 CLAIM_EVERY_S = 10.0
 # Errors that come from a draft itself, not from the database or Redis being unreachable.
 UNSETTLABLE = (IntegrityError, DataError, ValueError, TypeError, KeyError, ArithmeticError)
-
-
-def _consumer_name() -> str:
-    # One per settler: with one per process, a second settler thread (usage_settlers_stop gave
-    # up waiting for the first) re-read the first's pending drafts, in its open transaction, as
-    # its own. A dead settler's drafts are claimed (XAUTOCLAIM), not re-read by name.
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _drafts(
@@ -99,6 +88,11 @@ def _settle_entries(client: Any, entries: list[Any], *, wait_durable: bool) -> l
     refused on its own is moved to ``DEAD_STREAM`` (logged; ``manage.py usage_dead_letters``
     lists and requeues them). Any other error (the database or Redis unreachable) propagates
     and the whole batch is retried.
+
+    ``wait_durable``: return once what was settled is on disk, including a settlement only seen
+    here (``_settled_by_another``): the other settler committed without waiting for the disk,
+    and a draft acknowledged before its charge is flushed is lost with a database crash. Else
+    the caller waits for the WAL position it reads after this returns (``_acknowledge_durable``).
     """
     ids, drafts = _drafts(client, entries)
     if not drafts:
@@ -106,12 +100,17 @@ def _settle_entries(client: Any, entries: list[Any], *, wait_durable: bool) -> l
     try:
         usage_settle_batch([draft for _, _, draft in drafts], wait_durable=wait_durable)
     except UNSETTLABLE:
+        seen = False
         for entry_id, payload, draft in drafts:
             try:
                 usage_settle_batch([draft], wait_durable=wait_durable)
             except UNSETTLABLE as exc:
-                if not _settled_by_another(draft, exc):
+                if _settled_by_another(draft, exc):
+                    seen = True
+                else:
                     _dead_letter(client, entry_id, payload, exc, generation_id=draft.generation_id)
+        if seen and wait_durable:
+            wal_wait_durable()
     return ids
 
 
@@ -285,14 +284,14 @@ def usage_settler_run(stop: threading.Event) -> None:
     from routerhub.db import db_connections_drop_broken
 
     client = redis.Redis.from_url(settings.REDIS_URL)
-    consumer = f"settler-{_consumer_name()}"
+    consumer = f"settler-{consumer_name()}"
     group_ready, last_claim, own_pending = False, 0.0, True
     unacknowledged: list[Unacknowledged] = []
     logger.info("usage settler %s started", consumer)
     while not stop.is_set():
         try:
             if not group_ready:
-                _group_ensure(client)
+                group_ensure(client)
                 group_ready = True
             db_connections_drop_broken()
             claim = time.monotonic() - last_claim > CLAIM_EVERY_S
@@ -327,10 +326,7 @@ def _settler_finish(client: Any, consumer: str, unacknowledged: list[Unacknowled
             break
         if unacknowledged:
             time.sleep(0.02)
-    try:
-        _consumers_forget(client, idle_ms=CLAIM_IDLE_MS, leaving=consumer)
-    except Exception:
-        logger.exception("could not leave the settlers' group; a later settler will forget it")
+    consumers_forget(client, idle_ms=CLAIM_IDLE_MS, leaving=consumer)
     client.close()
     connections.close_all()  # this thread's (when it runs in a gateway process)
     logger.info("usage settler %s stopped", consumer)
@@ -345,7 +341,7 @@ def _settler_read(client: Any, consumer: str, *, own_pending: bool, claim: bool)
         if entries:
             return entries
     if claim:
-        _consumers_forget(client, idle_ms=CLAIM_IDLE_MS)
+        consumers_forget(client, idle_ms=CLAIM_IDLE_MS)
         _, claimed, *_ = client.xautoclaim(STREAM, GROUP, consumer, CLAIM_IDLE_MS, count=BATCH_SIZE)
         if claimed:
             return list(claimed)
@@ -384,37 +380,6 @@ def _acknowledge_durable(client: Any, unacknowledged: list[Unacknowledged]) -> l
     return [entry for entry in unacknowledged if not durable(entry[0])]
 
 
-# Without it a dead settler's consumer stays in XINFO CONSUMERS forever, one more each restart.
-# Checked and deleted in one step (a script runs alone): DELCONSUMER drops a consumer's pending
-# entries, which one that read a draft in between would lose. A live settler's consumer is idle
-# a second at most (its XREADGROUP blocks for one); deleted, its next read creates it again.
-_FORGET_SCRIPT = """
-for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-    local c = {}
-    for i = 1, #fields, 2 do c[fields[i]] = fields[i + 1] end
-    if c.pending == 0 and (c.idle >= tonumber(ARGV[2]) or c.name == ARGV[3]) then
-        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], c.name)
-    end
-end
-"""
-
-
-def _consumers_forget(client: Any, *, idle_ms: int, leaving: str = "") -> None:
-    """Delete the group's consumers idle ``idle_ms`` with nothing pending, and ``leaving`` (a
-    settler stopping) if nothing is pending for it."""
-    client.eval(_FORGET_SCRIPT, 1, STREAM, GROUP, idle_ms, leaving)
-
-
-def _group_ensure(client: Any) -> None:
-    import redis
-
-    try:
-        client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
 def _settle_sync(client: Any, entries: list[Any]) -> int:
     ids = _settle_entries(client, entries, wait_durable=True)
     if ids:
@@ -432,8 +397,8 @@ def usage_outbox_drain(*, idle_ms: int = CLAIM_IDLE_MS) -> int:
     import redis
 
     client = redis.Redis.from_url(settings.REDIS_URL)
-    _group_ensure(client)
-    consumer = f"drainer-{_consumer_name()}"
+    group_ensure(client)
+    consumer = f"drainer-{consumer_name()}"
     handled = 0
     while True:
         # Why the ignore below: redis-py types xautoclaim as Awaitable | Any for its sync and async
@@ -442,6 +407,6 @@ def usage_outbox_drain(*, idle_ms: int = CLAIM_IDLE_MS) -> int:
         response: Any = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=BATCH_SIZE)
         entries = list(claimed) + [e for _, batch in response or [] for e in batch]
         if not entries:
-            _consumers_forget(client, idle_ms=idle_ms, leaving=consumer)
+            consumers_forget(client, idle_ms=idle_ms, leaving=consumer)
             return handled
         handled += _settle_sync(client, entries)

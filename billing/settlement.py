@@ -214,26 +214,32 @@ def usage_settle_batch(drafts: Sequence[UsageDraft], *, wait_durable: bool = Tru
         # the record insert's trigger, which also stops a concurrent settler of the same id.
         done = usage_settled_before(list(unique))
         fresh = sorted((d for g, d in unique.items() if g not in done), key=lambda d: d.created_at)
-        if not fresh:
-            return []
-        holds = _settle_holds(fresh)
-        # Everything that does not need the organization's account row happens before it is
-        # locked: that row is what every new request of the organization must update to reserve.
-        _insert(UsageRecord, _USAGE_COLUMNS, [_usage_row(d) for d in fresh])
-        _insert(UsageStep, _STEP_COLUMNS, [row for d in fresh for row in _step_rows(d)])
-        _insert(UsageDecision, DECISION_COLUMNS, decision_rows(fresh))
-        usage_rollups_add(fresh)
-        held_by_org: dict[int, Decimal] = defaultdict(lambda: ZERO)
-        for hold in holds:
-            held_by_org[hold.organization_id] += hold.amount
-        if connection.vendor == "postgresql":
-            charged = _charge_locking_last(fresh, held_by_org)
-        else:
-            charged = _charge_locked(fresh, held_by_org)
-        _release_windows(holds, charged)
+        if fresh:
+            _settle_fresh(fresh)
+    # Also when every draft was settled before: that may be another settler's commit, which did
+    # not wait for the disk, and the caller is about to tell (acknowledge) that it is settled.
     if asynchronous and wait_durable:
         wal_wait_durable()
     return [d.generation_id for d in fresh]
+
+
+def _settle_fresh(fresh: list[UsageDraft]) -> None:
+    """Settle drafts not settled before (in ``created_at`` order), in the caller's transaction."""
+    holds = _settle_holds(fresh)
+    # Everything that does not need the organization's account row happens before it is
+    # locked: that row is what every new request of the organization must update to reserve.
+    _insert(UsageRecord, _USAGE_COLUMNS, [_usage_row(d) for d in fresh])
+    _insert(UsageStep, _STEP_COLUMNS, [row for d in fresh for row in _step_rows(d)])
+    _insert(UsageDecision, DECISION_COLUMNS, decision_rows(fresh))
+    usage_rollups_add(fresh)
+    held_by_org: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    for hold in holds:
+        held_by_org[hold.organization_id] += hold.amount
+    if connection.vendor == "postgresql":
+        charged = _charge_locking_last(fresh, held_by_org)
+    else:
+        charged = _charge_locked(fresh, held_by_org)
+    _release_windows(holds, charged)
 
 
 def _charges(

@@ -2,8 +2,10 @@
 outlived ``CLAIM_IDLE_MS`` and is still open. It is charged once, and neither settler sets it
 aside as refused. Settlers never share a consumer name, so that a settler re-reading its own
 pending drafts takes none of another live settler's, and consumers left behind are forgotten
-once nothing is pending for them. Real settlers on PostgreSQL and Redis; one settler's
-transaction is held open at a seam (``_HeldOpen``) while the other works."""
+once nothing is pending for them (never before: that would drop their pending drafts); a
+failure to forget them (a Redis refusing scripts) costs nothing else. Real settlers on
+PostgreSQL and Redis; one settler's transaction is held open at a seam (``_HeldOpen``) while
+the other works."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 from django.db import connection
 from django.db.models import Sum
 
@@ -21,6 +24,7 @@ from billing import settlement
 from billing.drafts import UsageDraft
 from billing.models import CreditAccount, LedgerEntry, UsageRecord
 from billing.outbox import DEAD_STREAM, GROUP, STREAM, usage_outbox_drain, usage_settler_run
+from billing.outbox_consumers import consumers_forget
 from billing.services import ReservationRequest, credits_reserve
 from tests.conftest import require_postgres
 from tests.db_locks import backend_pid, waiting_for
@@ -32,8 +36,43 @@ def _draft(organization: Any, generation_id: str, **fields: Any) -> UsageDraft:
                       status="succeeded", cost=Decimal("0.25"), model="demo/small", **fields)  # fmt: skip
 
 
-def _append(redis_client: Any, draft: UsageDraft) -> None:
-    redis_client.xadd(STREAM, {"d": orjson.dumps(draft.to_json())})
+def _append(redis_client: Any, draft: UsageDraft) -> bytes:
+    entry_id: bytes = redis_client.xadd(STREAM, {"d": orjson.dumps(draft.to_json())})
+    return entry_id
+
+
+class _AckOrder:
+    """What one thread did, in order: its SQL statements (``sql``, an execute wrapper) and the
+    stream entries it deleted (``XDEL`` in a pipeline)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.thread: threading.Thread | None = None
+        execute = redis.client.Pipeline.execute
+
+        def recorded(pipe: Any, *args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is self.thread:
+                for command, *rest in (c for c, _ in pipe.command_stack):
+                    if command == "XDEL":
+                        self.events.append(("xdel", rest[1:]))
+            return execute(pipe, *args, **kwargs)
+
+        monkeypatch.setattr(redis.client.Pipeline, "execute", recorded)
+
+    def sql(self, execute: Any, sql: str, params: Any, *args: Any) -> Any:
+        flush = "pg_current_wal_flush_lsn" in sql
+        self.events.append(("flush", None) if flush else ("sql", repr(params)))
+        return execute(sql, params, *args)
+
+    def waited_before_deleting(self, entry_id: bytes, generation_id: str) -> bool:
+        """Whether the thread checked that the WAL was flushed after its last statement about
+        ``generation_id`` (the one that found it settled) and before it deleted ``entry_id``."""
+        deleted = next(i for i, (kind, ids) in enumerate(self.events)
+                       if kind == "xdel" and entry_id in ids)  # fmt: skip
+        before = self.events[:deleted]
+        seen = max(i for i, (kind, params) in enumerate(before)
+                   if kind == "sql" and generation_id in params)  # fmt: skip
+        return ("flush", None) in before[seen:]
 
 
 class _HeldOpen:
@@ -90,7 +129,13 @@ def test_a_draft_claimed_while_its_first_settler_is_still_at_it_is_charged_once_
     retry waits for that transaction, then fails on its generation id, settled by the first.
     That is "already settled" (acknowledged), not a refused draft; the refused one still goes
     to the dead letters. With a hold row the second settler's batch waits on the hold's lock
-    before it writes anything, so its retries start only once the first settler committed."""
+    before it writes anything, so its retries start only once the first settler committed.
+
+    The first settler commits without waiting for the disk: the second, which only saw that
+    commit, waits for the WAL to be flushed before it deletes the draft from the stream (a
+    database crash in between would lose the charge, with the draft gone). Without a hold row
+    it saw the commit as an ``IntegrityError`` (``_settled_by_another``), with one as a
+    generation id already settled (``usage_settle_batch`` with nothing left to settle)."""
     require_postgres()
     twice = _draft(funded, "gen-twice")
     if with_hold:
@@ -101,19 +146,20 @@ def test_a_draft_claimed_while_its_first_settler_is_still_at_it_is_charged_once_
     # at once, before the claimed draft's row waits for the first settler (had it waited, the
     # retries would start after that commit and find the draft settled).
     refused.model = "m" * 500
-    first = _HeldOpen(monkeypatch)
-    _append(redis_client, twice)
+    first, order = _HeldOpen(monkeypatch), _AckOrder(monkeypatch)
+    twice_entry = _append(redis_client, twice)
     first.start()
     _append(redis_client, refused)
     drained: list[int] = []
 
     def drain() -> None:
         try:  # idle_ms=0: the first settler's batch has outlived CLAIM_IDLE_MS
-            drained.append(usage_outbox_drain(idle_ms=0))
+            with connection.execute_wrapper(order.sql):
+                drained.append(usage_outbox_drain(idle_ms=0))
         finally:
             connection.close()
 
-    second = threading.Thread(target=drain)
+    second = order.thread = threading.Thread(target=drain)
     second.start()
     try:
         poll(lambda: waiting_for(first.pid))  # the second settler waits for the first's batch
@@ -130,6 +176,9 @@ def test_a_draft_claimed_while_its_first_settler_is_still_at_it_is_charged_once_
     assert drained == [2]
     _assert_charged_once(funded, "gen-twice")
     assert redis_client.xlen(STREAM) == 0 and redis_client.xpending(STREAM, GROUP)["pending"] == 0
+    assert order.waited_before_deleting(twice_entry, "gen-twice"), (
+        "deleted before the WAL reached the disk"
+    )
 
 
 class _OneRound(threading.Event):
@@ -181,3 +230,40 @@ def test_a_dead_settlers_drafts_are_claimed_and_consumers_with_nothing_pending_f
 
     _assert_charged_once(funded, "gen-orphan")
     assert redis_client.xinfo_consumers(STREAM, GROUP) == []
+
+
+def test_a_settler_whose_redis_refuses_scripts_still_settles(
+    redis_client: Any, funded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Consumers are forgotten by a Lua script, which a Redis may refuse (an ACL without
+    scripting, another script running long). That costs the forgetting only: the settler's
+    round goes on to its reads and settles, and the drain reports what it settled."""
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ResponseError("NOPERM this user has no permissions to run the 'eval' command")
+
+    monkeypatch.setattr(redis.Redis, "eval", refused)
+    _append(redis_client, _draft(funded, "gen-noscript"))
+    settler = threading.Thread(target=usage_settler_run, args=(_OneRound(),), daemon=True)
+
+    settler.start()
+    settler.join(SETTLE_TIMEOUT)
+
+    _assert_charged_once(funded, "gen-noscript")
+    assert redis_client.xlen(STREAM) == 0
+    _append(redis_client, _draft(funded, "gen-drained"))
+    assert usage_outbox_drain(idle_ms=0) == 1
+
+
+def test_a_consumer_with_drafts_pending_is_never_forgotten(redis_client: Any) -> None:
+    """Deleting a consumer drops its pending entries: a consumer holding one stays, even idle
+    past ``idle_ms`` and named as the one ``leaving``; one with nothing pending goes."""
+    redis_client.xadd(STREAM, {"d": b"{}"})
+    assert redis_client.xreadgroup(GROUP, "settler-busy", {STREAM: ">"}, count=1)
+    redis_client.xgroup_createconsumer(STREAM, GROUP, "settler-idle")
+
+    consumers_forget(redis_client, idle_ms=0, leaving="settler-busy")
+
+    consumers = redis_client.xinfo_consumers(STREAM, GROUP)
+    assert [(c["name"], c["pending"]) for c in consumers] == [(b"settler-busy", 1)]
+    assert redis_client.xpending(STREAM, GROUP)["pending"] == 1

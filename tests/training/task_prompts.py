@@ -62,13 +62,21 @@ def _options(rng: np.random.Generator, words: list[str] | tuple[str, ...], size:
     return [" ".join(rng.choice(words, size=size)) for _ in range(4)]
 
 
-def task_prompt(task: str, rng: np.random.Generator) -> str:
-    """One prompt of ``task`` (one of ``TASKS``)."""
+def task_prompt(
+    task: str,
+    rng: np.random.Generator,
+    subject: str | None = None,
+    question_words: list[str] | None = None,
+) -> str:
+    """One prompt of ``task`` (one of ``TASKS``); an MMLU one is about ``subject`` (by default
+    one of ``SUBJECTS``) and ends its question of twelve words with ``question_words``."""
     if task == "mmlu":
         options = _options(rng, WORDS, 3)
+        header = subject or rng.choice(SUBJECTS)
+        words = [*rng.choice(WORDS, size=12 - len(question_words or [])), *(question_words or [])]
         return (
             f"The following are multiple choice questions (with answers) about "
-            f"{rng.choice(SUBJECTS)}.\n\n{' '.join(rng.choice(WORDS, size=12))}?\n"
+            f"{header}.\n\n{' '.join(words)}?\n"
             + "".join(f"{'ABCD'[i]}. {o}\n" for i, o in enumerate(options))
             + "Answer:"
         )

@@ -23,7 +23,7 @@ from training.learner.embedding import EmbeddingUnavailableError
 from training.learner.featurizer import Featurizer
 from training.learner.forest import forest_from_boosters
 from training.learner.router import KIND_CONSTANT, ScoreHead, TrainedRouter
-from training.learner.segments import PromptSegments, segments_from_arrays
+from training.learner.segments import TOP_CLASSIFIER, PromptSegments, segments_from_arrays
 from training.learner.serving_form import (
     SERVING_FILE,
     ServingForm,
@@ -33,8 +33,9 @@ from training.learner.serving_form import (
     serving_form_steps,
 )
 
-# 5: task segments (segments.py), written only then so a release without them refuses the
-# version; 4: the featurizer appends a sentence embedding (written only then, so a release that cannot
+# 5: task segments or clusters with sub-clusters (segments.py; ``segment_top`` says which top
+# level, absent for tasks, so a release that knows only task segments refuses the other for its
+# missing classifier), written only then so a release without them refuses the version; 4: the featurizer appends a sentence embedding (written only then, so a release that cannot
 # compute it refuses the version instead of serving it with missing features); 3: prompt clusters
 # and a cluster-best bonus per tradeoff; 2: a policy table (λ and offsets per tradeoff); 1: one
 # incumbent bonus. Older formats keep serving as they were trained.
@@ -103,6 +104,8 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
     if router.segments is not None and router.cluster_bonus is not None:
         meta["format_version"] = FORMAT_SEGMENTS
         meta["segments"] = True
+        if router.segments.top != TOP_CLASSIFIER:  # absent: task segments, as first written
+            meta["segment_top"] = router.segments.top
         meta["cluster_bonus"] = [float(b) for b in router.cluster_bonus]
         arrays |= router.segments.to_arrays()
     files[ROUTER_FILE] = json.dumps(meta, indent=1).encode()
@@ -299,7 +302,11 @@ def _segments(
         raise ArtifactError("the version's task segments have no bonuses")
     try:
         return segments_from_arrays(
-            arrays, featurizer.vocabulary_size, featurizer.dense_size, len(meta["models"])
+            arrays,
+            featurizer.vocabulary_size,
+            featurizer.dense_size,
+            len(meta["models"]),
+            str(meta.get("segment_top", TOP_CLASSIFIER)),
         )
     except ValueError as exc:
         raise ArtifactError(f"the version's task segments are malformed: {exc}") from exc

@@ -19,10 +19,17 @@ two tasks in one format apart out of fold on every row where the logistic regres
 Whether tasks serve at all is chosen out of fold beside the k-means clusters
 (``segments_out_of_fold``: each fold's classifier, task bests, sub-cluster numbers and
 centroids fitted without it).
+
+Without a task column the same sub-clusters refine the global k-means clusters instead
+(``CLUSTERS_FAMILY``, ``cluster_segments_fit``): the top level is the nearest of the k
+clusters' centroids, no classifier. *Why:* subjects inside one task (MMLU's) with their own best
+models otherwise need a large global k, which splits every other task as well and loses out of
+fold; here each cluster chooses its own number of sub-clusters, 1 where splitting does not pay.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,55 +45,75 @@ from training.learner.clusters import (
 )
 
 TASKS_FAMILY = "tasks"  # the family's name among the clusters' k (``ClusterChoice``)
+CLUSTERS_FAMILY = "clusters+sub"  # global k-means clusters refined by sub-clusters
+TOP_CLASSIFIER, TOP_CENTROIDS = "classifier", "centroids"  # how a prompt's top group is found
 SUB_GRID = (1, 2, 4, 8)  # sub-clusters tried per task (1: the task's best model)
 MAX_TASKS = 64  # past this many tasks the rarest are pooled into one
 NB_ALPHA = 0.1  # additive smoothing of the task classifier's term counts
 NEVER = -1e9  # the logit bias of a task the classifier saw no row of
-ARRAYS = ("mean", "scale", "term_weights", "bias", "centroids", "owner", "best")
+ARRAYS = ("mean", "scale", "centroids", "owner", "best")  # both kinds of top level
+TOP_ARRAYS = {TOP_CLASSIFIER: ("term_weights", "bias"), TOP_CENTROIDS: ("top_centroids",)}
 
 
 @dataclass(frozen=True)
 class PromptSegments:
-    """The predicted task by a linear rule on the TF-IDF vector, then the nearest of its
-    sub-centroids; each sub-segment's best model."""
+    """The prompt's top-level group — its predicted task (a linear rule on the TF-IDF vector)
+    or its nearest global cluster — then the nearest of the group's sub-centroids; each
+    sub-segment's best model."""
 
     mean: np.ndarray  # (d,) dense features' standardisation
     scale: np.ndarray  # (d,)
-    term_weights: np.ndarray  # (vocabulary, tasks) float32: the classifier's TF-IDF weights
-    bias: np.ndarray  # (tasks,)
     centroids: np.ndarray  # (segments, d) in standardised units
-    owner: np.ndarray  # (segments,) the task each sub-segment belongs to
+    owner: np.ndarray  # (segments,) the top-level group each sub-segment belongs to
     best: np.ndarray  # (segments,) model index
+    # Top level by classifier: (vocabulary, groups) float32 TF-IDF weights and (groups,) bias.
+    term_weights: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    top_centroids: np.ndarray | None = None  # or by centroid: (groups, d) standardised
 
-    def _segments(self, term_logits: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    @property
+    def top(self) -> str:
+        return TOP_CLASSIFIER if self.top_centroids is None else TOP_CENTROIDS
+
+    def _segments(self, term_logits: np.ndarray | None, dense: np.ndarray) -> np.ndarray:
         scaled = (np.atleast_2d(dense) - self.mean) / self.scale
-        logits = np.atleast_2d(term_logits) + self.bias
-        task = np.argmax(logits, axis=1)
+        if term_logits is not None:  # by the classifier (``term_weights``)
+            group = np.argmax(np.atleast_2d(term_logits) + self.bias, axis=1)
+        else:
+            group = nearest(scaled, np.asarray(self.top_centroids))
         distance = centroid_distances(scaled, self.centroids)
-        distance = np.where(self.owner == task[:, None], distance, np.inf)
+        distance = np.where(self.owner == group[:, None], distance, np.inf)
         return np.asarray(np.argmin(distance, axis=1), dtype=np.int64)
 
     def incumbents_many(self, tfidf: sparse.csr_matrix, dense: np.ndarray) -> np.ndarray:
         """The best model of each row's segment, from its TF-IDF row and dense features."""
-        term_logits = np.asarray(tfidf @ self.term_weights, dtype=np.float64)
+        term_logits = None
+        if self.term_weights is not None:
+            term_logits = np.asarray(tfidf @ self.term_weights, dtype=np.float64)
         return np.asarray(self.best[self._segments(term_logits, dense)], dtype=np.int64)
 
     def incumbent_one(self, index: np.ndarray, values: np.ndarray, dense: np.ndarray) -> int:
         """One prompt's: ``index``/``values`` are its TF-IDF row (``Featurizer.tfidf``)."""
-        term_logits = values @ np.take(self.term_weights, index, axis=0)
+        term_logits = None
+        if self.term_weights is not None:
+            term_logits = values @ np.take(self.term_weights, index, axis=0)
         return int(self.best[self._segments(term_logits, dense)[0]])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {f"segment_{name}": getattr(self, name) for name in ARRAYS}
+        names = (*ARRAYS, *TOP_ARRAYS[self.top])
+        return {f"segment_{name}": getattr(self, name) for name in names}
 
 
 def segments_from_arrays(
-    arrays: dict[str, np.ndarray], vocabulary: int, dense_size: int, models: int
+    arrays: dict[str, np.ndarray], vocabulary: int, dense_size: int, models: int, top: str
 ) -> PromptSegments:
-    """Stored segments, refused (``ValueError``) unless every array has the dtype, shape and
-    index range the version's featurizer and models allow."""
+    """Stored segments whose top level is ``top`` (``TOP_ARRAYS``), refused (``ValueError``)
+    unless every array has the dtype, shape and index range the version's featurizer and models
+    allow."""
+    if top not in TOP_ARRAYS:
+        raise ValueError(f"an unknown top level {top!r}")
     loaded = {}
-    for name in ARRAYS:
+    for name in (*ARRAYS, *TOP_ARRAYS[top]):
         array = arrays.get(f"segment_{name}")
         if array is None:
             raise ValueError(f"segment_{name} is missing")
@@ -96,27 +123,29 @@ def segments_from_arrays(
         if not integral and not np.isfinite(array).all():
             raise ValueError(f"segment_{name} is not finite")
         loaded[name] = array
-    tasks, count = loaded["bias"].shape[0] if loaded["bias"].ndim == 1 else 0, loaded["best"].size
+    top_array = loaded["bias" if top == TOP_CLASSIFIER else "top_centroids"]
+    groups, count = top_array.shape[0] if top_array.ndim >= 1 else 0, loaded["best"].size
     shapes = {
         "mean": (dense_size,),
         "scale": (dense_size,),
-        "term_weights": (vocabulary, tasks),
-        "bias": (tasks,),
+        "term_weights": (vocabulary, groups),
+        "bias": (groups,),
+        "top_centroids": (groups, dense_size),
         "centroids": (count, dense_size),
         "owner": (count,),
         "best": (count,),
     }
-    for name, shape in shapes.items():
-        if loaded[name].shape != shape:
-            raise ValueError(f"segment_{name} is {loaded[name].shape}, expected {shape}")
+    for name in loaded:
+        if loaded[name].shape != shapes[name]:
+            raise ValueError(f"segment_{name} is {loaded[name].shape}, expected {shapes[name]}")
     owner, best = loaded["owner"], loaded["best"]
-    if not tasks or (loaded["scale"] <= 0).any() or (best < 0).any() or (best >= models).any():
-        raise ValueError("segments without tasks, with a zero scale or an unknown model")
-    if (owner < 0).any() or (owner >= tasks).any() or len(np.unique(owner)) != tasks:
-        raise ValueError("a sub-segment of no task, or a task without sub-segments")
+    if not groups or (loaded["scale"] <= 0).any() or (best < 0).any() or (best >= models).any():
+        raise ValueError("segments without groups, with a zero scale or an unknown model")
+    if (owner < 0).any() or (owner >= groups).any() or len(np.unique(owner)) != groups:
+        raise ValueError("a sub-segment of no group, or a group without sub-segments")
     dtypes = {"term_weights": np.float32, "owner": np.int64, "best": np.int64}
     return PromptSegments(
-        **{name: np.asarray(loaded[name], dtype=dtypes.get(name, np.float64)) for name in ARRAYS}
+        **{name: np.asarray(a, dtype=dtypes.get(name, np.float64)) for name, a in loaded.items()}
     )
 
 
@@ -196,6 +225,31 @@ def _sub_clusters_choose(
     return max(totals, key=lambda k: (totals[k], -k))
 
 
+def _sub_segments(
+    scaled: np.ndarray,
+    scores: np.ndarray,
+    group: np.ndarray,
+    groups: int,
+    fold_of: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every top-level group's sub-centroids, owners and best models, each group's number of
+    sub-clusters chosen over the rows' folds ``fold_of``."""
+    overall = scores.mean(axis=0)
+    centroids, owner, best = [], [], []
+    for g in range(groups):
+        rows = group == g
+        if not rows.any():  # a task never predicted (NEVER bias) or an empty cluster
+            found = np.zeros((1, scaled.shape[1])), np.array([int(np.argmax(overall))])
+        else:
+            k = _sub_clusters_choose(scaled[rows], scores[rows], fold_of[rows], seed)
+            found = _task_segments(scaled[rows], scores[rows], overall, k, seed)
+        centroids.append(found[0])
+        best.append(found[1])
+        owner.append(np.full(len(found[1]), g, dtype=np.int64))
+    return np.vstack(centroids), np.concatenate(owner), np.concatenate(best).astype(np.int64)
+
+
 def segments_fit(
     tfidf: sparse.csr_matrix,
     dense: np.ndarray,
@@ -208,29 +262,39 @@ def segments_fit(
     """The task classifier and every task's sub-segments fitted on these rows; each task's
     number of sub-clusters chosen over the rows' folds ``fold_of``."""
     mean, scale = standardisation(dense)
-    scaled = (dense - mean) / scale
     term, bias = _classifier(tfidf, task, tasks)
-    overall = scores.mean(axis=0)
-    centroids, owner, best = [], [], []
-    for t in range(tasks):
-        rows = task == t
-        if not rows.any():  # never predicted (NEVER bias): the overall best stands in
-            found = np.zeros((1, dense.shape[1])), np.array([int(np.argmax(overall))])
-        else:
-            k = _sub_clusters_choose(scaled[rows], scores[rows], fold_of[rows], seed)
-            found = _task_segments(scaled[rows], scores[rows], overall, k, seed)
-        centroids.append(found[0])
-        best.append(found[1])
-        owner.append(np.full(len(found[1]), t, dtype=np.int64))
-    return PromptSegments(
-        mean=mean,
-        scale=scale,
-        term_weights=term,
-        bias=bias,
-        centroids=np.vstack(centroids),
-        owner=np.concatenate(owner),
-        best=np.concatenate(best).astype(np.int64),
-    )
+    found = _sub_segments((dense - mean) / scale, scores, task, tasks, fold_of, seed)
+    return PromptSegments(mean, scale, *found, term_weights=term, bias=bias)
+
+
+def cluster_segments_fit(
+    dense: np.ndarray, scores: np.ndarray, k: int, fold_of: np.ndarray, seed: int
+) -> PromptSegments:
+    """K-means with ``k`` clusters on these rows (as ``clusters.clusters_fit``) as the top
+    level, and every cluster's sub-segments."""
+    mean, scale = standardisation(dense)
+    scaled = (dense - mean) / scale
+    top = kmeans_centroids(scaled, k, seed)
+    found = _sub_segments(scaled, scores, nearest(scaled, top), k, fold_of, seed)
+    return PromptSegments(mean, scale, *found, top_centroids=top)
+
+
+def _out_of_fold(
+    fit: Callable[[np.ndarray], PromptSegments],
+    tfidf: sparse.csr_matrix,
+    dense: np.ndarray,
+    fold_of: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """Each row's segment-best model from ``fit(train rows)`` without its fold, and the folds'
+    mean number of segments."""
+    incumbents = np.zeros(len(dense), dtype=np.int64)
+    sizes = []
+    for fold in range(int(fold_of.max()) + 1):
+        train, test = fold_of != fold, fold_of == fold
+        fitted = fit(train)
+        incumbents[test] = fitted.incumbents_many(tfidf[test], dense[test])
+        sizes.append(len(fitted.best))
+    return incumbents, round(float(np.mean(sizes)))
 
 
 def segments_out_of_fold(
@@ -241,16 +305,29 @@ def segments_out_of_fold(
     fold_of: np.ndarray,
     seed: int,
 ) -> tuple[np.ndarray, int]:
-    """Each row's segment-best model from segments fitted without its fold (the sub-cluster
-    numbers chosen on the other folds alone), and the folds' mean number of segments."""
+    """Each row's segment-best model from task segments fitted without its fold (the
+    sub-cluster numbers chosen on the other folds alone), and the mean number of segments."""
     tasks = int(task.max()) + 1
-    incumbents = np.zeros(len(scores), dtype=np.int64)
-    sizes = []
-    for fold in range(int(fold_of.max()) + 1):
-        train, test = fold_of != fold, fold_of == fold
-        fitted = segments_fit(
+
+    def fit(train: np.ndarray) -> PromptSegments:
+        return segments_fit(
             tfidf[train], dense[train], scores[train], task[train], tasks, fold_of[train], seed
         )
-        incumbents[test] = fitted.incumbents_many(tfidf[test], dense[test])
-        sizes.append(len(fitted.best))
-    return incumbents, round(float(np.mean(sizes)))
+
+    return _out_of_fold(fit, tfidf, dense, fold_of)
+
+
+def cluster_segments_out_of_fold(
+    tfidf: sparse.csr_matrix,
+    dense: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    fold_of: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, int]:
+    """The same for ``k`` clusters and their sub-segments, both fitted without the fold."""
+
+    def fit(train: np.ndarray) -> PromptSegments:
+        return cluster_segments_fit(dense[train], scores[train], k, fold_of[train], seed)
+
+    return _out_of_fold(fit, tfidf, dense, fold_of)

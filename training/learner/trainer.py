@@ -32,8 +32,11 @@ from training.learner.router import (
     mix_keys,
 )
 from training.learner.segments import (
+    CLUSTERS_FAMILY,
     TASKS_FAMILY,
     PromptSegments,
+    cluster_segments_fit,
+    cluster_segments_out_of_fold,
     segments_fit,
     segments_out_of_fold,
     task_ids,
@@ -272,8 +275,8 @@ def _incumbent_family(
     seed: int,
 ) -> tuple[PromptClusters | None, PromptSegments | None, ClusterChoice]:
     """The incumbents served — k-means clusters, task segments when the data names two tasks or
-    more, or neither (the overall best model) — fitted on every row, and the out-of-fold choice
-    between them (``ClusterChoice``)."""
+    more, else clusters refined by sub-clusters, or none (the overall best model) — fitted on
+    every row, and the out-of-fold choice between them (``ClusterChoice``)."""
     from threadpoolctl import threadpool_limits  # fit-time only
 
     scores = data.scores
@@ -281,12 +284,26 @@ def _incumbent_family(
     with threadpool_limits(limits=1):
         choice = clusters_choose(dense, scores, fold_of, seed)
         task, names = task_ids(data.tasks) if data.tasks is not None else (None, [])
+        top_k = max(
+            (k for k in choice.oof_scores if isinstance(k, int) and k >= 2),
+            key=lambda k: (choice.oof_scores[k], -int(k)),
+            default=0,
+        )
         if task is not None and len(names) >= 2:
             incumbents, size = segments_out_of_fold(tfidf, dense, scores, task, fold_of, seed)
             choice = choice.with_family(TASKS_FAMILY, incumbents, size, scores)
+        elif top_k:
+            incumbents, size = cluster_segments_out_of_fold(
+                tfidf, dense, scores, top_k, fold_of, seed
+            )
+            # More segments than its k clusters even where no cluster splits: a tie keeps them.
+            size = max(size, top_k + 1)
+            choice = choice.with_family(CLUSTERS_FAMILY, incumbents, size, scores)
         if task is not None and choice.k == TASKS_FAMILY:
             segments = segments_fit(tfidf, dense, scores, task, len(names), fold_of, seed)
             return None, segments, choice
+        if choice.k == CLUSTERS_FAMILY:
+            return None, cluster_segments_fit(dense, scores, top_k, fold_of, seed), choice
         if not isinstance(choice.k, int) or choice.k <= 1:
             return None, None, choice
         return clusters_fit(dense, scores, choice.k, seed), None, choice

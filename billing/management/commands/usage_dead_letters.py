@@ -15,7 +15,8 @@ import orjson
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.outbox import DEAD_STREAM, STREAM
+from billing.outbox import DEAD_STREAM
+from billing.outbox_consumers import STREAM
 
 
 class Command(BaseCommand):
