@@ -55,6 +55,17 @@ FOLDS = 5
 TEMPLATE_SHARE = 0.02
 THRESHOLDS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, np.inf)
 SEGMENT = re.compile(r"\\n|\n")
+# LightGBM for a few hundred noisy 0/1 rows: small, subsampled trees, one thread
+SMALL_TREES: dict[str, Any] = {
+    "learning_rate": 0.05,
+    "num_leaves": 7,
+    "min_child_samples": 10,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.5,
+    "verbose": -1,
+    "n_jobs": 1,
+}
 
 
 def _segments(prompt: str) -> list[str]:
@@ -349,17 +360,8 @@ def pairwise_auc(prompts, questions, s, t, seed: int = 0) -> dict[str, Any]:
                         if kind == "logistic":
                             model = _logistic(x[fit_rows], y, 0.1)
                         else:
-                            model = lgb.LGBMClassifier(
-                                n_estimators=60,
-                                learning_rate=0.05,
-                                num_leaves=7,
-                                min_child_samples=10,
-                                subsample=0.8,
-                                subsample_freq=1,
-                                colsample_bytree=0.5,
-                                verbose=-1,
-                                n_jobs=1,
-                            ).fit(x[fit_rows], y)
+                            model = lgb.LGBMClassifier(n_estimators=60, **SMALL_TREES)
+                            model.fit(x[fit_rows], y)
                         estimate[rows] = model.predict_proba(x[rows])[:, -1]
                     auc = roc_auc_score(s[differ, m], estimate[differ])
                     wins = float(s[differ, m].mean())
