@@ -128,3 +128,29 @@ def holdout_report(router: TrainedRouter, test: TrainingData) -> dict[str, Any]:
         costs=test.costs,
         evaluation={"method": "holdout"},
     )
+
+
+def labelled(
+    prompts: list[str],
+    best: list[int],
+    chances: tuple[float, float],
+    rng: np.random.Generator,
+    *,
+    models: int = 7,
+    tasks: list[str] | None = None,
+) -> TrainingData:
+    """Quality-only data of equal-price models: the row's ``best`` model is right with the
+    first of ``chances``, every other model with the second (Bernoulli draws from ``rng``)."""
+    right, wrong = chances
+    chance = np.full((len(prompts), models), wrong)
+    chance[np.arange(len(prompts)), best] = right
+    scores = (rng.random(chance.shape) < chance).astype(float)
+    return TrainingData(
+        prompts=prompts,
+        models=[f"model-{j}" for j in range(models)],
+        scores=scores,
+        costs=np.ones_like(scores),
+        binary=[True] * models,
+        costs_known=False,
+        tasks=tasks,
+    )

@@ -12,16 +12,20 @@ spends them on the preambles before the subjects; sub-clusters inside the MMLU c
 
 from __future__ import annotations
 
-import io
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from tests.training.task_prompts import holdout_report, task_prompt
+from tests.training.router_files import (
+    arrays_damage,
+    assert_serving_decides_as_the_batch,
+    reloaded,
+)
+from tests.training.task_prompts import holdout_report, labelled, task_prompt
 from training.learner import artifacts
 from training.learner.clusters import clusters_fit
-from training.learner.router import TrainedRouter, mix_key, mix_keys
 from training.learner.segments import CLUSTERS_FAMILY, TOP_CENTROIDS
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
@@ -56,18 +60,7 @@ def _data(seed: int, subjects_differ: bool = True) -> tuple[TrainingData, list[s
                 prompts.append(PREAMBLES[task] * (i % 2) + task_prompt(task, rng))
                 best.append(t)
             tasks.append(task)
-    chance = np.full((len(best), MODELS), WRONG)
-    chance[np.arange(len(best)), best] = RIGHT
-    scores = (rng.random(chance.shape) < chance).astype(float)
-    data = TrainingData(
-        prompts=prompts,
-        models=[f"model-{j}" for j in range(MODELS)],
-        scores=scores,
-        costs=np.ones_like(scores),
-        binary=[True] * MODELS,
-        costs_known=False,
-    )
-    return data, tasks
+    return labelled(prompts, best, (RIGHT, WRONG), rng, models=MODELS), tasks
 
 
 def _per_task_floor(
@@ -147,31 +140,18 @@ def test_where_no_cluster_has_sub_structure_plain_clusters_stay(fitted: Fitted) 
     assert choice is not None and isinstance(choice.k, int)
 
 
-def _load(files: dict[str, bytes]) -> TrainedRouter:
-    digests = artifacts.files_digests(files)
-    return artifacts.router_from_files(files, digests, artifacts.manifest_checksum(digests))
-
-
 def test_serving_decides_as_the_batch_with_sub_clusters_and_after_a_reload(
     fitted: Fitted,
 ) -> None:
     fit, _, (test, _) = fitted
     files = artifacts.router_to_files(fit.router)
     assert json.loads(files[artifacts.ROUTER_FILE])["segment_top"] == TOP_CENTROIDS
-    restored = _load(files)
+    restored = reloaded(files)
     assert restored.segments is not None and restored.segments.top == TOP_CENTROIDS
     prompts = test.prompts[::7]
 
     for router in (fit.router, restored):
-        predicted = router.predict_many(prompts)
-        incumbents = router.cluster_incumbents(prompts)
-        assert incumbents is not None
-        batch = router.choose_many(predicted, 0.0, mix_keys(prompts), incumbents)
-        for i, prompt in enumerate(prompts):
-            scores, incumbent = router.predict_one_with_incumbent(prompt)
-            assert incumbent == incumbents[i]
-            utility = router.utilities(scores, 0.0, mix_key(prompt), None, incumbent)
-            assert int(np.argmax(utility)) == batch[i]
+        assert_serving_decides_as_the_batch(router, prompts)
 
 
 @pytest.mark.parametrize(
@@ -185,19 +165,14 @@ def test_serving_decides_as_the_batch_with_sub_clusters_and_after_a_reload(
     ],
 )
 def test_malformed_sub_cluster_arrays_are_refused_at_load(
-    fitted: Fitted, damage: object, meta_top: str | None
+    fitted: Fitted, damage: Callable[[dict[str, np.ndarray]], object], meta_top: str | None
 ) -> None:
     files = artifacts.router_to_files(fitted[0].router)
-    with np.load(io.BytesIO(files[artifacts.ARRAYS_FILE]), allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
-    damage(arrays)  # type: ignore[operator]
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    files[artifacts.ARRAYS_FILE] = buffer.getvalue()
+    arrays_damage(files, damage)
     if meta_top is not None:
         meta = json.loads(files[artifacts.ROUTER_FILE])
         meta["segment_top"] = meta_top
         files[artifacts.ROUTER_FILE] = json.dumps(meta).encode()
 
     with pytest.raises(artifacts.ArtifactError, match="segments"):
-        _load(files)
+        reloaded(files)

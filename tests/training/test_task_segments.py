@@ -12,7 +12,6 @@ is right on about 70% of its rows and each subject's best on 95%.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from typing import Any
@@ -20,9 +19,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.training.task_prompts import WORDS, holdout_report, task_prompt
+from tests.training.router_files import (
+    arrays_damage,
+    assert_serving_decides_as_the_batch,
+    reloaded,
+)
+from tests.training.task_prompts import WORDS, holdout_report, labelled, task_prompt
 from training.learner import artifacts, segments
-from training.learner.router import TrainedRouter, mix_key, mix_keys
 from training.learner.segments import MAX_GROUPS, SUB_GRID
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
@@ -70,18 +73,8 @@ def _data(seed: int, subjects_differ: bool, with_tasks: bool = True) -> Training
             tasks.append(task)
             science = list(SUBJECTS).index(subject) if subjects_differ else 0
             best.append(science if task == "science" else BEST[task])
-    chance = np.full((len(prompts), MODELS), WRONG)
-    chance[np.arange(len(prompts)), best] = RIGHT
-    scores = (rng.random(chance.shape) < chance).astype(float)
-    return TrainingData(
-        prompts=prompts,
-        models=[f"model-{j}" for j in range(MODELS)],
-        scores=scores,
-        costs=np.ones_like(scores),
-        binary=[True] * MODELS,
-        costs_known=False,
-        tasks=tasks if with_tasks else None,
-    )
+    tasks_named = tasks if with_tasks else None
+    return labelled(prompts, best, (RIGHT, WRONG), rng, models=MODELS, tasks=tasks_named)
 
 
 def _tradeoff_zero(fit: FitResult, test: TrainingData) -> float:
@@ -157,29 +150,16 @@ def _saved(fit: FitResult) -> dict[str, bytes]:
     return artifacts.router_to_files(fit.router)
 
 
-def _load(files: dict[str, bytes]) -> TrainedRouter:
-    digests = artifacts.files_digests(files)
-    return artifacts.router_from_files(files, digests, artifacts.manifest_checksum(digests))
-
-
 def test_serving_decides_as_the_batch_with_segments_and_after_a_reload(
     fitted: Fitted,
 ) -> None:
     fit, _, test = fitted
-    restored = _load(_saved(fit))
+    restored = reloaded(_saved(fit))
     assert restored.segments is not None
     prompts = test.prompts[::9]
 
     for router in (fit.router, restored):
-        predicted = router.predict_many(prompts)
-        incumbents = router.cluster_incumbents(prompts)
-        assert incumbents is not None
-        batch = router.choose_many(predicted, 0.0, mix_keys(prompts), incumbents)
-        for i, prompt in enumerate(prompts):
-            scores, incumbent = router.predict_one_with_incumbent(prompt)
-            assert incumbent == incumbents[i]
-            utility = router.utilities(scores, 0.0, mix_key(prompt), None, incumbent)
-            assert int(np.argmax(utility)) == batch[i]
+        assert_serving_decides_as_the_batch(router, prompts)
 
 
 def _overflowing(weights: np.ndarray) -> np.ndarray:
@@ -230,15 +210,10 @@ def test_malformed_segment_arrays_are_refused_at_load(
     damage: Callable[[dict[str, np.ndarray]], object],
 ) -> None:
     files = _saved(fitted[0])
-    with np.load(io.BytesIO(files[artifacts.ARRAYS_FILE]), allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
-    damage(arrays)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    files[artifacts.ARRAYS_FILE] = buffer.getvalue()
+    arrays_damage(files, damage)
 
     with pytest.raises(artifacts.ArtifactError, match="task segments"):
-        _load(files)
+        reloaded(files)
 
 
 def test_a_version_saved_before_segments_still_loads(
@@ -251,7 +226,7 @@ def test_a_version_saved_before_segments_still_loads(
     meta["format_version"] = 3
     files[artifacts.ROUTER_FILE] = json.dumps(meta).encode()
 
-    restored = _load(files)
+    restored = reloaded(files)
 
     assert restored.segments is None
     assert restored.predict_one_with_incumbent(fitted[2].prompts[0])[1] is None
