@@ -67,3 +67,14 @@ def test_tradeoff_zero_reaches_the_per_task_floor_without_the_task_column(
 
     assert report["curve"][0]["score"] >= floor - 0.01
     assert report["curve"][0]["score"] > best_single + 0.08
+
+
+def test_the_verdict_on_quality_only_data_is_about_tradeoff_zero_not_a_price_curve(
+    held_out: tuple[dict, TrainingData, np.ndarray, TrainingData, np.ndarray],
+) -> None:
+    # Equal prices: AIQ against the zero router measures nothing, the best single model is the
+    # zero router's point, and the router beats it (the test above).
+    verdict = held_out[0]["verdict"]
+    assert verdict.startswith("This data has no prices")
+    assert "No gain from routing" not in verdict
+    assert verdict.endswith("At tradeoff 0 it beats the best single model (95% interval above 0).")

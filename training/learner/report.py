@@ -85,7 +85,7 @@ def report_build(
     routed = scores[rows, picks[0]]
     gain = metrics.bootstrap_interval(routed - scores[:, best])
     report["tradeoff_zero_gain_ci95"] = [_r(gain[0], 4), _r(gain[1], 4)]
-    report["verdict"] = _verdict(report, gain)
+    report["verdict"] = _verdict(report, gain, _priced(evaluation, mean_costs))
     report["slices"] = _slices(router, prompts, tasks, routed, scores)
     if m == 2:
         report.update(_two_model_metrics(router, predicted, scores, display))
@@ -168,10 +168,25 @@ def _baselines(
     }
 
 
-def _verdict(report: dict[str, Any], gain: tuple[float, float]) -> str:
-    """A plain sentence: does routing beat the zero router (and the best model) on this data?"""
+def _priced(evaluation: dict[str, Any], mean_costs: np.ndarray) -> bool:
+    """Whether the costs are prices: not the rank stand-in of data without costs, nor all equal."""
+    if evaluation.get("cost_source") == "rank":
+        return False
+    return bool(np.ptp(mean_costs) > 1e-12 * max(float(np.abs(mean_costs).max()), 1e-300))
+
+
+def _verdict(report: dict[str, Any], gain: tuple[float, float], priced: bool = True) -> str:
+    """A plain sentence: does routing beat the zero router (and the best model) on this data?
+    Without prices (quality-only data) the zero router's only point that means anything is the
+    best single model, so the sentence is about tradeoff 0 alone."""
     aiq, zero = report["aiq"], report["aiq_zero_router"]
-    if aiq is None or zero is None:
+    if not priced:
+        head = (
+            "This data has no prices (costs are missing, so each model's rank stands in for one, "
+            "or all equal): the curve and AIQ are no price tradeoff, and the zero router's "
+            "point is the best single model."
+        )
+    elif aiq is None or zero is None:
         head = "AIQ is undefined on this data."
     elif aiq > zero + 1e-4:
         head = f"Routing beats the zero router on this data (AIQ {aiq:.4f} vs {zero:.4f})."
