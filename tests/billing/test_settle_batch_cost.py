@@ -90,7 +90,9 @@ def _books(organization: Any) -> dict[str, Any]:
     org = {"organization_id": organization.pk}
     return {
         "account": (account.balance, account.reserved, account.total_used),
-        "records": [(r.model, r.cost, r.flags, r.key_id is None) for r in records],
+        # sorted as tuples: order_by("cost", "model") leaves ties (a free draft with a key and
+        # one without) in whatever order PostgreSQL returns them
+        "records": sorted((r.model, r.cost, r.flags, r.key_id is None) for r in records),
         "ledger": sorted((e.amount, e.balance_after) for e in
                          LedgerEntry.objects.filter(organization=organization, kind="usage")),
         "holds": sorted(Reservation.objects.filter(**org).values_list("amount", "state")),
