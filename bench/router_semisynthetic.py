@@ -354,19 +354,32 @@ def word_heads_picks(
         return np.asarray(heads(x, labels[rows], tasks[rows], inner, outer, WORD_HEADS_C))
 
 
+# Router fits: without and with the task column, and without it and without word clusters
+# (``TrainerConfig.word_clusters``; the summary then has the paired gain of word clusters).
+COLUMN_FITS = ("without", "with", "without_plain")
+
+
 def run_seed(
-    pool: Pool, structure: Structure, sizes: tuple[int, int], seed: int, config: TrainerConfig
+    pool: Pool,
+    structure: Structure,
+    sizes: tuple[int, int],
+    seed: int,
+    config: TrainerConfig,
+    columns: tuple[str, ...] = COLUMN_FITS[:2],
 ) -> dict[str, np.ndarray]:
-    """One seed of one scenario: per test row, each policy's score."""
+    """One seed of one scenario: per test row, each policy's score (router fits for
+    ``columns`` alone)."""
     labels = labels_draw(pool, structure, seed)
     train, test = split_rows(pool, *sizes, seed)
     prompts = pool.mc_prompts if structure.mc else pool.prompts
     picks = reference_picks(pool, structure, labels, train, test)
     picks["word_heads"] = word_heads_picks(prompts, labels, pool.tasks, train, test)
     test_data = _training_data([prompts[i] for i in test], labels[test], pool.tasks[test].tolist())
-    for column, tasks in (("without", None), ("with", pool.tasks[train].tolist())):
+    for column in columns:
+        tasks = pool.tasks[train].tolist() if column == "with" else None
+        fit_config = replace(config, word_clusters=column != "without_plain")
         train_data = _training_data([prompts[i] for i in train], labels[train], tasks)
-        for policy, chosen in router_picks(train_data, test_data, config).items():
+        for policy, chosen in router_picks(train_data, test_data, fit_config).items():
             picks[f"{policy}_{column}_tasks"] = chosen
     return served_scores(labels[test], picks)
 
@@ -380,7 +393,16 @@ def scenario_summary(per_seed: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     pooled = {k: np.concatenate([run[k] for run in per_seed]) for k in per_seed[0]}
     out: dict[str, Any] = {k: round(float(v.mean()), 4) for k, v in pooled.items()}
     out["per_seed"] = {k: [round(float(run[k].mean()), 4) for run in per_seed] for k in pooled}
-    for router in ("router_without_tasks", "router_with_tasks"):
+    plain = "router_without_plain_tasks"
+    if plain in pooled and "router_without_tasks" in pooled:
+        gain = pooled["router_without_tasks"] - pooled[plain]
+        out[f"router_without_tasks - {plain}"] = {
+            "mean": round(float(gain.mean()), 4),
+            "ci95": _interval(gain),
+        }
+    for router in ("router_without_tasks", "router_with_tasks", plain):
+        if router not in pooled:
+            continue
         for floor in ("task_floor", "subtopic_floor"):
             gain = pooled[router] - pooled[floor]
             out[f"{router} - {floor}"] = {
@@ -396,11 +418,12 @@ def benchmark(
     sizes: tuple[int, int],
     seeds: list[int],
     config: TrainerConfig,
+    columns: tuple[str, ...] = COLUMN_FITS[:2],
 ) -> dict[str, Any]:
     pool = prompt_pool(datasets)
     result: dict[str, Any] = {"train_rows": sizes[0], "test_rows": sizes[1], "seeds": seeds}
     for structure in scenarios:
-        per_seed = [run_seed(pool, structure, sizes, seed, config) for seed in seeds]
+        per_seed = [run_seed(pool, structure, sizes, seed, config, columns) for seed in seeds]
         result[structure.name] = scenario_summary(per_seed)
         print(structure.name, json.dumps(result[structure.name]), flush=True)
     return result
@@ -439,12 +462,15 @@ def table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> str:
     lines = ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
     for structure in scenarios:
         row = result[structure.name]
-        gaps = [row[f"router_{c}_tasks - task_floor"] for c in ("without", "with")]
+        gaps = [row.get(f"router_{c}_tasks - task_floor") for c in COLUMN_FITS[:2]]
         cis = " / ".join(
-            f"{g['mean']:+.4f} ({g['ci95'][0]:+.4f} … {g['ci95'][1]:+.4f})" for g in gaps
+            "—" if g is None else f"{g['mean']:+.4f} ({g['ci95'][0]:+.4f} … {g['ci95'][1]:+.4f})"
+            for g in gaps
         )
-        cells = " | ".join(f"{row[c]:.4f}" for c in COLUMNS)
-        off = " / ".join(f"{row[f'{c} deviates']:.1%}" for c in DEVIATING)
+        cells = " | ".join("—" if c not in row else f"{row[c]:.4f}" for c in COLUMNS)
+        off = " / ".join(
+            "—" if f"{c} deviates" not in row else f"{row[f'{c} deviates']:.1%}" for c in DEVIATING
+        )
         lines.append(f"| {structure.name} | {cells} | {cis} | {off} |")
     return "\n".join(lines)
 
@@ -461,13 +487,24 @@ def main() -> None:
         help="smoke: 400/200 rows, one seed, two scenarios, 3 folds and 40 boosting rounds",
     )
     parser.add_argument("--json", type=Path)
+    names = [structure.name for structure in SCENARIOS]
+    parser.add_argument("--scenarios", nargs="+", choices=names, default=names)
+    parser.add_argument(
+        "--columns",
+        nargs="+",
+        choices=COLUMN_FITS,
+        default=list(COLUMN_FITS[:2]),
+        help="router fits without and/or with the task column; without_plain: without it and "
+        "without word clusters (the summary then pairs the two fits without the column)",
+    )
     args = parser.parse_args()
     config = TrainerConfig(threads=1)
-    scenarios, sizes, seeds = SCENARIOS, (args.train, args.test), args.seeds
+    scenarios = tuple(s for s in SCENARIOS if s.name in args.scenarios)
+    sizes, seeds = (args.train, args.test), args.seeds
     if args.quick:
         config = replace(config, folds=3, boost_rounds=40)
         scenarios, sizes, seeds = (SCENARIOS[0], SCENARIOS[3]), (400, 200), seeds[:1]
-    result = benchmark(args.datasets, scenarios, sizes, seeds, config)
+    result = benchmark(args.datasets, scenarios, sizes, seeds, config, tuple(args.columns))
     print(table(result, scenarios))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -100,7 +100,8 @@ def kmeans_centroids(scaled: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.asarray(kmeans.fit(scaled[sample]).cluster_centers_)
 
 
-def _cluster_best(labels: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+def cluster_best(labels: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Each of k clusters' best model by its rows' mean scores shrunk toward the overall means."""
     overall = scores.mean(axis=0)
     best = np.zeros(k, dtype=np.int64)
     for cluster in range(k):
@@ -122,10 +123,11 @@ def clusters_fit(dense: np.ndarray, scores: np.ndarray, k: int, seed: int) -> Pr
     else:
         centroids = kmeans_centroids(scaled, k, seed)
         labels = nearest(scaled, centroids)
-    return PromptClusters(mean, scale, centroids, _cluster_best(labels, scores, k))
+    return PromptClusters(mean, scale, centroids, cluster_best(labels, scores, k))
 
 
 Family = int | str  # k clusters, or a named family of incumbents (segments.TASKS_FAMILY)
+WORDS_FAMILY = "words"  # k clusters of the prompts' content terms (word_clusters.py)
 
 
 @dataclass(frozen=True)
@@ -149,10 +151,13 @@ class ClusterChoice:
 
     def summary(self) -> dict[str, Any]:
         """The report's ``evaluation.incumbents``: the family chosen, its number of clusters
-        (k clusters, or the top level's k of clusters+sub) and every family's out-of-fold mean
-        score ("1": the overall best model, "2"…: k clusters, or the named family)."""
+        (k clusters, the top level's k of clusters+sub, or the word clusters') and every
+        family's out-of-fold mean score ("1": the overall best model, "2"…: k clusters, or the
+        named family)."""
         family: str = "none" if self.k == 1 else "clusters" if isinstance(self.k, int) else self.k
         k = self.k if family == "clusters" else self.top_k() if family == "clusters+sub" else None
+        if family == WORDS_FAMILY:
+            k = self.sizes[family]
         return {
             "family": family,
             "k": k,
