@@ -36,7 +36,7 @@ from training.learner.clusters import (
 )
 from training.learner.segments import PromptSegments
 
-CONTENT_MAX_SHARE = 0.5  # a term in more of the training prompts than this is template
+CONTENT_MAX_SHARE = 0.2  # a term in more of the training prompts than this is template
 SPHERICAL_ITERATIONS = 30
 EMPTY_BIAS = 1e-6  # a prompt without content terms goes to the largest cluster
 
