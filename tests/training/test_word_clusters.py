@@ -22,7 +22,7 @@ from tests.training.router_files import (
     assert_serving_decides_as_the_batch,
     reloaded,
 )
-from tests.training.task_prompts import WORDS, labelled, task_prompt
+from tests.training.task_prompts import WORDS, Untasked, labelled, per_task_floor, task_prompt
 from training.learner import artifacts
 from training.learner.clusters import WORDS_FAMILY, clusters_fit
 from training.learner.segments import TOP_CLASSIFIER
@@ -55,7 +55,7 @@ def _mc_prompt(task: str, i: int, rng: np.random.Generator) -> str:
     )
 
 
-def _data(seed: int) -> tuple[TrainingData, list[str]]:
+def _data(seed: int) -> Untasked:
     """The rows (without their task) and each row's task."""
     rng = np.random.default_rng(seed)
     prompts, tasks = [], []
@@ -72,7 +72,7 @@ def _floor(test: TrainingData, picks: np.ndarray) -> float:
     return float(test.scores[np.arange(len(picks)), picks].mean())
 
 
-Fitted = tuple[FitResult, tuple[TrainingData, list[str]], tuple[TrainingData, list[str]]]
+Fitted = tuple[FitResult, Untasked, Untasked]
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +95,9 @@ def test_word_clusters_win_out_of_fold_where_one_layout_hides_two_tasks(fitted: 
 def test_the_word_cluster_floor_reaches_the_per_task_floor_where_k_means_does_not(
     fitted: Fitted,
 ) -> None:
-    fit, (train, train_tasks), (test, test_tasks) = fitted
+    fit, (train, _), (test, _) = fitted
     assert fit.families is not None
-    tasks = np.asarray(train_tasks)
-    per_task = {t: int(np.argmax(train.scores[tasks == t].mean(axis=0))) for t in TASK_ROWS}
-    floor = _floor(test, np.array([per_task[t] for t in test_tasks]))
+    floor = per_task_floor(fitted[1], fitted[2])
     # What the router would serve without word clusters: the best plain k, fitted on every row.
     oof = fit.families.oof_scores
     k = max((k for k in oof if isinstance(k, int)), key=lambda k: (oof[k], -int(k)))
