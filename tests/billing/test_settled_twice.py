@@ -22,8 +22,9 @@ from django.db.models import Sum
 
 from billing.drafts import UsageDraft
 from billing.models import CreditAccount, LedgerEntry, UsageRecord
-from billing.outbox import DEAD_STREAM, GROUP, STREAM, usage_outbox_drain, usage_settler_run
+from billing.outbox import GROUP, STREAM, usage_outbox_drain, usage_settler_run
 from billing.outbox_consumers import consumers_forget
+from billing.outbox_entries import DEAD_STREAM
 from billing.services import ReservationRequest, credits_reserve
 from tests.conftest import require_postgres
 from tests.db_locks import backend_pid, backends_waiting_for, waiting_for
