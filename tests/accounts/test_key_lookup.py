@@ -7,9 +7,11 @@ reference; reads run for real against PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 import types
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -194,6 +196,24 @@ def _unknown_key() -> str:
     return "rh-live-" + secrets.token_urlsafe(32)
 
 
+@contextlib.asynccontextmanager
+async def _keys_locked() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """The keys' table locked by another connection until it rolls back or the block ends: key
+    reads wait, each on its connection."""
+    async with await psycopg.AsyncConnection.connect(**pg_async._conninfo()) as holder:
+        await holder.execute("LOCK TABLE accounts_apikey IN ACCESS EXCLUSIVE MODE")
+        yield holder
+
+
+async def _misses_behind_a_waiting_read(count: int) -> list[asyncio.Future[Any]]:
+    """One miss whose read waits for the lock (``_keys_locked``), then ``count`` more."""
+    misses = [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))]
+    await _until_statements_wait_for_a_lock()
+    misses += [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))
+               for _ in range(count)]  # fmt: skip
+    return misses
+
+
 async def _until_statements_wait_for_a_lock(count: int = 1) -> None:
     async with await psycopg.AsyncConnection.connect(
         **pg_async._conninfo(), autocommit=True
@@ -213,8 +233,7 @@ def test_a_flood_of_unknown_keys_reads_on_at_most_half_the_connections(
     settings.GATEWAY_DB_CONNECTIONS = 4
 
     async def flood() -> tuple[list[Any], list[Any]]:
-        async with await psycopg.AsyncConnection.connect(**pg_async._conninfo()) as holder:
-            await holder.execute("LOCK TABLE accounts_apikey IN ACCESS EXCLUSIVE MODE")
+        async with _keys_locked() as holder:
             waves = []
             for _ in range(10):  # waves of 30, each arriving while the last is being read
                 calls = [keys.key_authenticate_async(_unknown_key()) for _ in range(30)]
@@ -263,18 +282,13 @@ def test_a_cancelled_read_answers_every_request_waiting_on_it(
     settings.GATEWAY_DB_CONNECTIONS = 2  # one reader: the misses after the first queue behind it
 
     async def run() -> list[Any]:
-        async with await psycopg.AsyncConnection.connect(**pg_async._conninfo()) as holder:
-            await holder.execute("LOCK TABLE accounts_apikey IN ACCESS EXCLUSIVE MODE")
-            misses = [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))]
-            await _until_statements_wait_for_a_lock()  # the reader's, with the first miss
-            misses += [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))
-                       for _ in range(4)]  # fmt: skip
+        async with _keys_locked():
+            misses = await _misses_behind_a_waiting_read(4)
             await asyncio.sleep(0)  # each has run up to its wait for an answer
             for task in asyncio.all_tasks() - {asyncio.current_task(), *misses}:
                 task.cancel()  # the reader: all that is left besides the requests
             calls = asyncio.gather(*misses, return_exceptions=True)
             answers = await asyncio.wait_for(calls, 10)
-            await holder.rollback()
         with pytest.raises(NotAuthenticated):  # read for real now: no such key
             await keys.key_authenticate_async(_unknown_key())
         return answers
@@ -314,12 +328,8 @@ def test_misses_queued_past_the_bound_are_refused_not_queued(
     settings.GATEWAY_DB_CONNECTIONS = 2  # one reader: every miss after the first waits for it
 
     async def run() -> list[Any]:
-        async with await psycopg.AsyncConnection.connect(**pg_async._conninfo()) as holder:
-            await holder.execute("LOCK TABLE accounts_apikey IN ACCESS EXCLUSIVE MODE")
-            misses = [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))]
-            await _until_statements_wait_for_a_lock()  # the reader's, with the first miss
-            misses += [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))
-                       for _ in range(key_lookup.QUEUED_MAX)]  # fmt: skip
+        async with _keys_locked() as holder:
+            misses = await _misses_behind_a_waiting_read(key_lookup.QUEUED_MAX)
             one_more = asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))
             await asyncio.sleep(0)  # each call has run up to its wait for an answer
             assert one_more.done(), "a miss past the bound was queued"
