@@ -354,9 +354,7 @@ def word_heads_picks(
         return np.asarray(heads(x, labels[rows], tasks[rows], inner, outer, WORD_HEADS_C))
 
 
-# Router fits: without and with the task column, and without it and without word clusters
-# (``TrainerConfig.word_clusters``; the summary then has the paired gain of word clusters).
-COLUMN_FITS = ("without", "with", "without_plain")
+COLUMN_FITS = ("without", "with")  # router fits without and with the task column
 
 
 def run_seed(
@@ -365,7 +363,7 @@ def run_seed(
     sizes: tuple[int, int],
     seed: int,
     config: TrainerConfig,
-    columns: tuple[str, ...] = COLUMN_FITS[:2],
+    columns: tuple[str, ...] = COLUMN_FITS,
 ) -> dict[str, np.ndarray]:
     """One seed of one scenario: per test row, each policy's score (router fits for
     ``columns`` alone)."""
@@ -377,9 +375,8 @@ def run_seed(
     test_data = _training_data([prompts[i] for i in test], labels[test], pool.tasks[test].tolist())
     for column in columns:
         tasks = pool.tasks[train].tolist() if column == "with" else None
-        fit_config = replace(config, word_clusters=column != "without_plain")
         train_data = _training_data([prompts[i] for i in train], labels[train], tasks)
-        for policy, chosen in router_picks(train_data, test_data, fit_config).items():
+        for policy, chosen in router_picks(train_data, test_data, config).items():
             picks[f"{policy}_{column}_tasks"] = chosen
     return served_scores(labels[test], picks)
 
@@ -393,14 +390,7 @@ def scenario_summary(per_seed: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     pooled = {k: np.concatenate([run[k] for run in per_seed]) for k in per_seed[0]}
     out: dict[str, Any] = {k: round(float(v.mean()), 4) for k, v in pooled.items()}
     out["per_seed"] = {k: [round(float(run[k].mean()), 4) for run in per_seed] for k in pooled}
-    plain = "router_without_plain_tasks"
-    if plain in pooled and "router_without_tasks" in pooled:
-        gain = pooled["router_without_tasks"] - pooled[plain]
-        out[f"router_without_tasks - {plain}"] = {
-            "mean": round(float(gain.mean()), 4),
-            "ci95": _interval(gain),
-        }
-    for router in ("router_without_tasks", "router_with_tasks", plain):
+    for router in ("router_without_tasks", "router_with_tasks"):
         if router not in pooled:
             continue
         for floor in ("task_floor", "subtopic_floor"):
@@ -418,7 +408,7 @@ def benchmark(
     sizes: tuple[int, int],
     seeds: list[int],
     config: TrainerConfig,
-    columns: tuple[str, ...] = COLUMN_FITS[:2],
+    columns: tuple[str, ...] = COLUMN_FITS,
 ) -> dict[str, Any]:
     pool = prompt_pool(datasets)
     result: dict[str, Any] = {"train_rows": sizes[0], "test_rows": sizes[1], "seeds": seeds}
@@ -462,7 +452,7 @@ def table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> str:
     lines = ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
     for structure in scenarios:
         row = result[structure.name]
-        gaps = [row.get(f"router_{c}_tasks - task_floor") for c in COLUMN_FITS[:2]]
+        gaps = [row.get(f"router_{c}_tasks - task_floor") for c in COLUMN_FITS]
         cis = " / ".join(
             "—" if g is None else f"{g['mean']:+.4f} ({g['ci95'][0]:+.4f} … {g['ci95'][1]:+.4f})"
             for g in gaps
@@ -493,9 +483,8 @@ def main() -> None:
         "--columns",
         nargs="+",
         choices=COLUMN_FITS,
-        default=list(COLUMN_FITS[:2]),
-        help="router fits without and/or with the task column; without_plain: without it and "
-        "without word clusters (the summary then pairs the two fits without the column)",
+        default=list(COLUMN_FITS),
+        help="router fits without and/or with the task column",
     )
     args = parser.parse_args()
     config = TrainerConfig(threads=1)

@@ -154,15 +154,3 @@ def labelled(
         costs_known=False,
         tasks=tasks,
     )
-
-
-Untasked = tuple[TrainingData, list[str]]  # rows without their task column, and each row's task
-
-
-def per_task_floor(train: Untasked, test: Untasked) -> float:
-    """Each task's best model chosen on the training rows, scored on the held-out rows."""
-    (rows, tasks), (held_out, held_out_tasks) = train, test
-    names = np.asarray(tasks)
-    best = {t: int(np.argmax(rows.scores[names == t].mean(axis=0))) for t in set(tasks)}
-    picks = [best[t] for t in held_out_tasks]
-    return float(held_out.scores[np.arange(len(picks)), picks].mean())

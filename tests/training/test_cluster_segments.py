@@ -23,21 +23,13 @@ from tests.training.router_files import (
     assert_serving_decides_as_the_batch,
     reloaded,
 )
-from tests.training.task_prompts import (
-    Untasked,
-    holdout_report,
-    labelled,
-    per_task_floor,
-    task_prompt,
-)
+from tests.training.task_prompts import holdout_report, labelled, task_prompt
 from training.learner import artifacts
 from training.learner.clusters import clusters_fit
 from training.learner.segments import CLUSTERS_FAMILY, TOP_CENTROIDS
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
-# Word clusters (test_word_clusters.py) win out of fold on these kinds told apart by their
-# words; off here, so these tests keep covering the k-means families and their artifacts.
-CONFIG = TrainerConfig(folds=5, threads=1, boost_rounds=40, word_clusters=False)
+CONFIG = TrainerConfig(folds=5, threads=1, boost_rounds=40)
 MODELS = 7
 RIGHT, WRONG = 0.9, 0.4
 SUBJECT_WORDS = {  # an MMLU-like question's subject: its header and three of its words
@@ -71,7 +63,17 @@ def _data(seed: int, subjects_differ: bool = True) -> tuple[TrainingData, list[s
     return labelled(prompts, best, (RIGHT, WRONG), rng, models=MODELS), tasks
 
 
-Fitted = tuple[FitResult, Untasked, Untasked]
+def _per_task_floor(
+    train: tuple[TrainingData, list[str]], test: tuple[TrainingData, list[str]]
+) -> float:
+    """Each task's best model chosen on the training rows, scored on the held-out rows."""
+    (rows, tasks), (held_out, held_out_tasks) = train, test
+    best = {t: int(np.argmax(rows.scores[np.asarray(tasks) == t].mean(axis=0))) for t in TASK_ROWS}
+    picks = [best[t] for t in held_out_tasks]
+    return float(held_out.scores[np.arange(len(picks)), picks].mean())
+
+
+Fitted = tuple[FitResult, tuple[TrainingData, list[str]], tuple[TrainingData, list[str]]]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +106,7 @@ def test_the_sub_cluster_floor_beats_the_per_task_floor_where_global_clusters_do
 ) -> None:
     fit, train, (test, tasks) = fitted
     assert fit.families is not None
-    floor = per_task_floor(train, (test, tasks))
+    floor = _per_task_floor(train, (test, tasks))
     rows = np.arange(len(test.prompts))
     # What the router would serve without sub-clusters: the best plain k, fitted on every row.
     oof = fit.families.oof_scores
@@ -120,14 +122,14 @@ def test_the_sub_cluster_floor_beats_the_per_task_floor_where_global_clusters_do
     assert float(test.scores[rows, plain_incumbents].mean()) < floor + 0.02
 
 
-def test_without_a_task_column_tradeoff_zero_beats_theper_task_floor(fitted: Fitted) -> None:
+def test_without_a_task_column_tradeoff_zero_beats_the_per_task_floor(fitted: Fitted) -> None:
     fit, train, test = fitted
 
     score = float(holdout_report(fit.router, test[0])["curve"][0]["score"])
 
     # MMLU is a quarter of the rows; its subjects' best models gain 0.25 on each of them. (The
     # per-model heads learn the subject words here too: main's router also clears this bar.)
-    assert score > per_task_floor(train, test) + 0.05
+    assert score > _per_task_floor(train, test) + 0.05
 
 
 def test_where_no_cluster_has_sub_structure_plain_clusters_stay(fitted: Fitted) -> None:

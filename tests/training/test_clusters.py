@@ -16,9 +16,7 @@ from training.learner.report import report_build
 from training.learner.router import mix_key, mix_keys
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, _fold_ids, router_fit
 
-# Word clusters (test_word_clusters.py) win out of fold on these kinds told apart by their
-# words; off here, so these tests keep covering the k-means families and their artifacts.
-CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40, word_clusters=False)
+CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40)
 KINDS = (
     ["loop", "return", "print", "variable", "function", "list", "index"],
     ["river", "forest", "meadow", "lantern", "harbour", "violin", "comet"],

@@ -17,6 +17,7 @@ from bench.router_semisynthetic import (
     prompt_pool,
     reference_picks,
     run_seed,
+    scenario_summary,
     served_scores,
     split_rows,
 )
@@ -115,3 +116,14 @@ def test_a_tiny_run_beats_the_best_single_model_on_task_structure(pool: Pool) ->
 
     assert set(served) >= {"router_without_tasks", "router_with_tasks", "task_floor", "oracle"}
     assert served["router_without_tasks"].mean() > served["best_single"].mean()
+
+
+def test_a_run_without_the_task_column_fits_only_that_router(pool: Pool) -> None:
+    config = TrainerConfig(folds=2, boost_rounds=20, threads=1)
+
+    served = run_seed(pool, Structure(), (240, 160), 0, config, columns=("without",))
+    summary = scenario_summary([served])
+
+    assert "router_without_tasks" in served and "router_with_tasks" not in served
+    assert "router_without_tasks - task_floor" in summary
+    assert not any(key.startswith("router_with_tasks") for key in summary)

@@ -127,7 +127,6 @@ def clusters_fit(dense: np.ndarray, scores: np.ndarray, k: int, seed: int) -> Pr
 
 
 Family = int | str  # k clusters, or a named family of incumbents (segments.TASKS_FAMILY)
-WORDS_FAMILY = "words"  # k clusters of the prompts' content terms (word_clusters.py)
 
 
 @dataclass(frozen=True)
@@ -151,13 +150,10 @@ class ClusterChoice:
 
     def summary(self) -> dict[str, Any]:
         """The report's ``evaluation.incumbents``: the family chosen, its number of clusters
-        (k clusters, the top level's k of clusters+sub, or the word clusters') and every
-        family's out-of-fold mean score ("1": the overall best model, "2"…: k clusters, or the
-        named family)."""
+        (k clusters, or the top level's k of clusters+sub) and every family's out-of-fold mean
+        score ("1": the overall best model, "2"…: k clusters, or the named family)."""
         family: str = "none" if self.k == 1 else "clusters" if isinstance(self.k, int) else self.k
         k = self.k if family == "clusters" else self.top_k() if family == "clusters+sub" else None
-        if family == WORDS_FAMILY:
-            k = self.sizes[family]
         return {
             "family": family,
             "k": k,

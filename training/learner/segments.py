@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 from scipy import sparse
@@ -81,33 +80,12 @@ class PromptSegments:
     def top(self) -> str:
         return TOP_CLASSIFIER if self.top_centroids is None else TOP_CENTROIDS
 
-    @cached_property
-    def term_rows(self) -> int:
-        """Vocabulary rows up to the last nonzero one of ``term_weights``: word clusters weight
-        only the word block (``word_clusters.py``), and a prompt's terms past it add zeros."""
-        if self.term_weights is None:
-            return 0
-        return int(np.flatnonzero(self.term_weights.any(axis=1)).max(initial=-1)) + 1
-
-    @cached_property
-    def only_segment(self) -> np.ndarray | None:
-        """Each group's sub-segment when every group has exactly one (else None): then no
-        distances are needed."""
-        groups = int(self.owner.max()) + 1
-        if len(self.owner) != groups:
-            return None
-        only = np.empty(groups, dtype=np.int64)
-        only[self.owner] = np.arange(groups)
-        return only
-
     def _segments(self, term_logits: np.ndarray | None, dense: np.ndarray) -> np.ndarray:
         scaled = (np.atleast_2d(dense) - self.mean) / self.scale
         if term_logits is not None:  # by the classifier (``term_weights``)
             group = np.argmax(np.atleast_2d(term_logits) + self.bias, axis=1)
         else:
             group = nearest(scaled, np.asarray(self.top_centroids))
-        if self.only_segment is not None:
-            return np.asarray(self.only_segment[group], dtype=np.int64)
         distance = centroid_distances(scaled, self.centroids)
         distance = np.where(self.owner == group[:, None], distance, np.inf)
         return np.asarray(np.argmin(distance, axis=1), dtype=np.int64)
@@ -123,8 +101,7 @@ class PromptSegments:
         """One prompt's: ``index``/``values`` are its TF-IDF row (``Featurizer.tfidf``)."""
         term_logits = None
         if self.term_weights is not None:
-            kept = int(np.searchsorted(index, self.term_rows))  # ``index`` is sorted
-            term_logits = values[:kept] @ np.take(self.term_weights, index[:kept], axis=0)
+            term_logits = values @ np.take(self.term_weights, index, axis=0)
         return int(self.best[self._segments(term_logits, dense)[0]])
 
     def to_arrays(self) -> dict[str, np.ndarray]:

@@ -16,7 +16,6 @@ from scipy import sparse
 
 from training.learner import calibration
 from training.learner.clusters import (
-    WORDS_FAMILY,
     ClusterChoice,
     PromptClusters,
     clusters_choose,
@@ -42,7 +41,6 @@ from training.learner.segments import (
     segments_out_of_fold,
     task_ids,
 )
-from training.learner.word_clusters import word_clusters_choose, word_clusters_fit
 
 Progress = Callable[[str, float], None]  # (stage, overall progress 0..1)
 
@@ -69,9 +67,6 @@ class TrainerConfig:
     # Rows past which ``router_fit_sampled`` fits everything but the LightGBM heads on a uniform
     # sample (training/learner/sampling.py).
     sample_rows: int = 50_000
-    # Word clusters (word_clusters.py) compete out of fold where no task column does; off only
-    # to measure what they add (bench.router_semisynthetic --columns without_plain).
-    word_clusters: bool = True
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
 
 
@@ -180,8 +175,7 @@ def router_fit(
     fold_of = _fold_ids(n, folds, cfg.seed)
     parts = _out_of_fold_parts(data, tfidf, dense, fold_of, folds, cfg, report)
     calibrated = calibration.calibrate(parts, data.scores, np.arange(n))
-    words = len(featurizer.word_vocab)
-    clusters, segments, choice = _incumbent_family(tfidf, dense, data, fold_of, cfg, words)
+    clusters, segments, choice = _incumbent_family(tfidf, dense, data, fold_of, cfg.seed)
     incumbents = None if choice.k == 1 else choice.oof_incumbents
     mean_costs = data.costs.mean(axis=0)
     keys = mix_keys(data.prompts)
@@ -279,64 +273,37 @@ def _incumbent_family(
     dense: np.ndarray,
     data: TrainingData,
     fold_of: np.ndarray,
-    cfg: TrainerConfig,
-    words: int,
+    seed: int,
 ) -> tuple[PromptClusters | None, PromptSegments | None, ClusterChoice]:
     """The incumbents served — k-means clusters, task segments when the data names two tasks or
-    more, else clusters refined by sub-clusters or word clusters, or none (the overall best
-    model) — fitted on every row, and the out-of-fold choice between them (``ClusterChoice``);
-    ``words``: the width of the TF-IDF's word block, where word clusters look."""
+    more, else clusters refined by sub-clusters, or none (the overall best model) — fitted on
+    every row, and the out-of-fold choice between them (``ClusterChoice``)."""
     from threadpoolctl import threadpool_limits  # fit-time only
 
-    scores, seed = data.scores, cfg.seed
+    scores = data.scores
     # One thread: k-means' OpenMP threads spin-wait on a busy machine (see min_rows_per_thread).
     with threadpool_limits(limits=1):
         choice = clusters_choose(dense, scores, fold_of, seed)
         task, names = task_ids(data.tasks) if data.tasks is not None else (None, [])
-        top_k, words_k = choice.top_k(), 0
+        top_k = choice.top_k()
         if task is not None and len(names) >= 2:
             incumbents, size = segments_out_of_fold(tfidf, dense, scores, task, fold_of, seed)
             choice = choice.with_family(TASKS_FAMILY, incumbents, size, scores)
-        else:
-            choice, words_k = _untasked_families(tfidf, dense, scores, fold_of, choice, cfg, words)
+        elif top_k:
+            incumbents, size = cluster_segments_out_of_fold(
+                tfidf, dense, scores, top_k, fold_of, seed
+            )
+            # More segments than its k clusters even where no cluster splits: a tie keeps them.
+            size = max(size, top_k + 1)
+            choice = choice.with_family(CLUSTERS_FAMILY, incumbents, size, scores)
         if task is not None and choice.k == TASKS_FAMILY:
             segments = segments_fit(tfidf, dense, scores, task, len(names), fold_of, seed)
             return None, segments, choice
         if choice.k == CLUSTERS_FAMILY:
             return None, cluster_segments_fit(dense, scores, top_k, fold_of, seed), choice
-        if choice.k == WORDS_FAMILY:
-            return None, word_clusters_fit(tfidf, dense, scores, words_k, seed, words), choice
         if not isinstance(choice.k, int) or choice.k <= 1:
             return None, None, choice
         return clusters_fit(dense, scores, choice.k, seed), None, choice
-
-
-def _untasked_families(
-    tfidf: sparse.csr_matrix,
-    dense: np.ndarray,
-    scores: np.ndarray,
-    fold_of: np.ndarray,
-    choice: ClusterChoice,
-    cfg: TrainerConfig,
-    words: int,
-) -> tuple[ClusterChoice, int]:
-    """Without task segments: the choice with clusters+sub and word clusters among the
-    candidates (where at least two clusters fit), and the word clusters' k (0: none)."""
-    top_k, words_k = choice.top_k(), 0
-    if top_k:
-        incumbents, size = cluster_segments_out_of_fold(
-            tfidf, dense, scores, top_k, fold_of, cfg.seed
-        )
-        # More segments than its k clusters even where no cluster splits: a tie keeps them.
-        size = max(size, top_k + 1)
-        choice = choice.with_family(CLUSTERS_FAMILY, incumbents, size, scores)
-    if cfg.word_clusters:
-        words_k, incumbents, _ = word_clusters_choose(
-            tfidf, dense, scores, fold_of, cfg.seed, words
-        )
-        if words_k:
-            choice = choice.with_family(WORDS_FAMILY, incumbents, words_k, scores)
-    return choice, words_k
 
 
 __all__ = [
