@@ -27,7 +27,7 @@ from tests.training.router_files import (
 from tests.training.task_prompts import WORDS
 from training.learner import artifacts
 from training.learner.router import TrainedRouter, mix_keys
-from training.learner.segments import PromptSegments
+from training.learner.segments import PromptSegments, segments_fit
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 from training.predictor import Predictor
 
@@ -194,10 +194,13 @@ def test_a_policy_without_an_incumbent_bonus_skips_the_segment_lookup(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fit, test = fitted
-    assert fit.router.cluster_bonus is not None
-    bonus = np.zeros_like(fit.router.cluster_bonus)
+    train = _data(0)
+    tfidf, dense = fit.router.featurizer.transform_many(train.prompts)
+    task = np.array([t == "beta" for t in (train.tasks or [])], dtype=np.int64)
+    found = segments_fit(tfidf, dense, train.scores, task, 2, np.arange(len(task)) % 3, 0)
+    bonus = np.zeros(len(fit.router.tradeoffs))
     bonus[0] = 0.5  # tradeoff 0 lifts the incumbent, tradeoff 1 does not
-    router = replace(fit.router, cluster_bonus=bonus)
+    router = replace(fit.router, segments=found, cluster_bonus=bonus)
     predictor = Predictor(1, "checksum", router)
     lookups: list[int] = []
     real = PromptSegments.incumbent_one
