@@ -49,9 +49,8 @@ from training.learner.task_classifier import (
     TaskReading,
     classifier_fit,
     classifier_kinds,
-    kind_choose,
     posterior,
-    temperature_fit,
+    reading_choose,
 )
 
 TASKS_FAMILY = "tasks"  # the family's name among the clusters' k (``ClusterChoice``)
@@ -339,10 +338,19 @@ def segments_fit(
     reading = reading or TaskReading()
     mean, scale = standardisation(dense)
     term, bias = classifier_fit(tfidf, task, tasks, reading.kind)
-    *found, means = _sub_segments((dense - mean) / scale, scores, task, tasks, fold_of, seed)
-    temperature = None if reading.temperature is None else np.array([reading.temperature])
+    centroids, owner, best, means = _sub_segments(
+        (dense - mean) / scale, scores, task, tasks, fold_of, seed
+    )
     return PromptSegments(
-        mean, scale, *found, term_weights=term, bias=bias, means=means, temperature=temperature
+        mean,
+        scale,
+        centroids,
+        owner,
+        best,
+        term_weights=term,
+        bias=bias,
+        means=means,
+        temperature=None if reading.temperature is None else np.array([reading.temperature]),
     )
 
 
@@ -354,8 +362,10 @@ def cluster_segments_fit(
     mean, scale = standardisation(dense)
     scaled = (dense - mean) / scale
     top = kmeans_centroids(scaled, k, seed)
-    *found, _ = _sub_segments(scaled, scores, nearest(scaled, top), k, fold_of, seed)
-    return PromptSegments(mean, scale, *found, top_centroids=top)
+    centroids, owner, best, _ = _sub_segments(
+        scaled, scores, nearest(scaled, top), k, fold_of, seed
+    )
+    return PromptSegments(mean, scale, centroids, owner, best, top_centroids=top)
 
 
 def _out_of_fold(
@@ -386,11 +396,7 @@ def segments_out_of_fold(
 ) -> tuple[np.ndarray, int, TaskReading]:
     """Each row's segment-best model from task segments fitted without its fold (the
     sub-cluster numbers chosen on the other folds alone), the mean number of segments, and the
-    task reading those incumbents were served by: the classifier kind with the higher
-    out-of-fold accuracy (``task_classifier.kind_choose``), and its temperature when the soft
-    incumbent scores higher out of fold than the argmax task's best (ties: the argmax's).
-    The temperature is fitted on every row's out-of-fold logits, the folds' incumbents then
-    read with it: one number chosen on the rows it is judged on, as the family's k is."""
+    task reading (``task_classifier.reading_choose``) those incumbents were served by."""
     tasks, n = int(task.max()) + 1, len(dense)
     kinds = classifier_kinds(tfidf, tasks)
     logits = {kind: np.zeros((n, tasks)) for kind in kinds}
@@ -401,26 +407,26 @@ def segments_out_of_fold(
             tfidf[train], dense[train], scores[train], task[train], tasks, fold_of[train], seed
         )
         for kind in kinds:
+            other = kind != KIND_NB  # the fold's segments hold naive Bayes already
             term, bias = (
-                (found.term_weights, found.bias)
-                if kind == KIND_NB
-                else classifier_fit(tfidf[train], task[train], tasks, kind)
+                classifier_fit(tfidf[train], task[train], tasks, kind)
+                if other
+                else (found.term_weights, found.bias)
             )
             logits[kind][test] = np.asarray(tfidf[test] @ term) + bias
-        fitted.append((test, found))
-    kind = kind_choose(logits, task)
-    temperature = temperature_fit(logits[kind], task)
-    hard, soft = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    for test, found in fitted:
-        served = replace(found, bias=np.zeros(tasks))  # the logits carry the fold's bias
-        hard[test] = served._incumbents(logits[kind][test], dense[test])
-        soft_served = replace(served, temperature=np.array([temperature]))
-        soft[test] = soft_served._incumbents(logits[kind][test], dense[test])
-    rows = np.arange(n)
-    better = float(scores[rows, soft].mean()) > float(scores[rows, hard].mean())
-    reading = TaskReading(kind, temperature if better else None)
-    size = round(float(np.mean([len(found.best) for _, found in fitted])))
-    return (soft if better else hard), size, reading
+        # Its incumbents read from given logits (which carry the fold's bias) from now on.
+        fitted.append((test, replace(found, bias=np.zeros(tasks))))
+
+    def served(kind_logits: np.ndarray, temperature: float | None) -> np.ndarray:
+        soft = None if temperature is None else np.array([temperature])
+        incumbents = np.zeros(n, dtype=np.int64)
+        for test, found in fitted:
+            fold = replace(found, temperature=soft)
+            incumbents[test] = fold._incumbents(kind_logits[test], dense[test])
+        return incumbents
+
+    reading, incumbents = reading_choose(logits, task, scores, served)
+    return incumbents, round(float(np.mean([len(f.best) for _, f in fitted]))), reading
 
 
 def cluster_segments_out_of_fold(

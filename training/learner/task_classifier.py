@@ -19,6 +19,7 @@ a task posterior, which the soft incumbent weighs each task's means by (``segmen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,3 +108,24 @@ def temperature_fit(logits: np.ndarray, task: np.ndarray) -> float:
 
     found = minimize_scalar(loss, bounds=LOG_TEMPERATURE_BOUNDS, method="bounded")
     return float(np.exp(found.x))
+
+
+def reading_choose(
+    logits: dict[str, np.ndarray],
+    task: np.ndarray,
+    scores: np.ndarray,
+    served: Callable[[np.ndarray, float | None], np.ndarray],
+) -> tuple[TaskReading, np.ndarray]:
+    """The reading served, from each kind's out-of-fold logits and ``served(logits,
+    temperature)``, the rows' out-of-fold incumbents under a reading: the kind with the higher
+    accuracy (``kind_choose``), and its temperature when the soft incumbent scores higher than
+    the argmax task's best (ties: the argmax's); with those incumbents. The temperature is
+    fitted on every row's out-of-fold logits, then judged on the same rows: one number chosen
+    on the rows it is scored on, as the incumbents' family and k are."""
+    kind = kind_choose(logits, task)
+    temperature = temperature_fit(logits[kind], task)
+    hard, soft = served(logits[kind], None), served(logits[kind], temperature)
+    rows = np.arange(len(task))
+    if float(scores[rows, soft].mean()) > float(scores[rows, hard].mean()):
+        return TaskReading(kind, temperature), soft
+    return TaskReading(kind), hard
