@@ -125,6 +125,7 @@ OBSERVED_SHARE = 0.8
 WORD_HEADS_C = 1.0
 NEGATION = re.compile(r"\b(not|except|least|false|never|cannot)\b", re.I)
 CODE = re.compile(r"[()\[\]{}=<>]|\b(def|return|for|while|if|lambda|import|assert)\b")
+COLUMN_CHOICES = ("without", "with")  # the router fitted without / with the task column
 OPTION = re.compile(r"^\(?([A-E])[).:]\s*(.*)$")
 
 
@@ -354,27 +355,25 @@ def word_heads_picks(
         return np.asarray(heads(x, labels[rows], tasks[rows], inner, outer, WORD_HEADS_C))
 
 
-COLUMN_FITS = ("without", "with")  # router fits without and with the task column
-
-
 def run_seed(
     pool: Pool,
     structure: Structure,
     sizes: tuple[int, int],
     seed: int,
     config: TrainerConfig,
-    columns: tuple[str, ...] = COLUMN_FITS,
+    columns: tuple[str, ...] = COLUMN_CHOICES,
 ) -> dict[str, np.ndarray]:
-    """One seed of one scenario: per test row, each policy's score (router fits for
-    ``columns`` alone)."""
+    """One seed of one scenario: per test row, each policy's score (the router fitted
+    ``without`` and/or ``with`` the task column)."""
     labels = labels_draw(pool, structure, seed)
     train, test = split_rows(pool, *sizes, seed)
     prompts = pool.mc_prompts if structure.mc else pool.prompts
     picks = reference_picks(pool, structure, labels, train, test)
     picks["word_heads"] = word_heads_picks(prompts, labels, pool.tasks, train, test)
     test_data = _training_data([prompts[i] for i in test], labels[test], pool.tasks[test].tolist())
-    for column in columns:
-        tasks = pool.tasks[train].tolist() if column == "with" else None
+    for column, tasks in (("without", None), ("with", pool.tasks[train].tolist())):
+        if column not in columns:
+            continue
         train_data = _training_data([prompts[i] for i in train], labels[train], tasks)
         for policy, chosen in router_picks(train_data, test_data, config).items():
             picks[f"{policy}_{column}_tasks"] = chosen
@@ -408,15 +407,32 @@ def benchmark(
     sizes: tuple[int, int],
     seeds: list[int],
     config: TrainerConfig,
-    columns: tuple[str, ...] = COLUMN_FITS,
-) -> dict[str, Any]:
+    columns: tuple[str, ...] = COLUMN_CHOICES,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Each scenario's summary, and every policy's per-row scores (``scenario/policy``: the
+    test rows of all seeds pooled, in seed order)."""
     pool = prompt_pool(datasets)
     result: dict[str, Any] = {"train_rows": sizes[0], "test_rows": sizes[1], "seeds": seeds}
+    rows: dict[str, np.ndarray] = {}
     for structure in scenarios:
         per_seed = [run_seed(pool, structure, sizes, seed, config, columns) for seed in seeds]
         result[structure.name] = scenario_summary(per_seed)
+        for policy in per_seed[0]:
+            rows[f"{structure.name}/{policy}"] = np.concatenate([run[policy] for run in per_seed])
         print(structure.name, json.dumps(result[structure.name]), flush=True)
-    return result
+    return result, rows
+
+
+def against(rows: dict[str, np.ndarray], earlier: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per scenario and router column in both runs: this run's tradeoff-0 score less the
+    earlier run's (``--rows`` of another commit, same seeds and sizes: the same test rows), a
+    paired bootstrap 95% interval on the pooled rows."""
+    out: dict[str, Any] = {}
+    for key, now in rows.items():
+        if key.split("/")[1].startswith("router_") and key in earlier and "deviates" not in key:
+            gain = now - earlier[key]
+            out[key] = {"mean": round(float(gain.mean()), 4), "ci95": _interval(gain)}
+    return out
 
 
 COLUMNS = (
@@ -431,6 +447,10 @@ COLUMNS = (
     "oracle",
 )
 DEVIATING = ("router_without_tasks", "router_with_tasks", "word_heads", "observable")
+
+
+def _cell(row: dict[str, Any], key: str, form: str) -> str:
+    return format(row[key], form) if key in row else "—"
 
 
 def table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> str:
@@ -452,15 +472,13 @@ def table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> str:
     lines = ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
     for structure in scenarios:
         row = result[structure.name]
-        gaps = [row.get(f"router_{c}_tasks - task_floor") for c in COLUMN_FITS]
+        gaps = [row.get(f"router_{c}_tasks - task_floor") for c in ("without", "with")]
         cis = " / ".join(
-            "—" if g is None else f"{g['mean']:+.4f} ({g['ci95'][0]:+.4f} … {g['ci95'][1]:+.4f})"
+            f"{g['mean']:+.4f} ({g['ci95'][0]:+.4f} … {g['ci95'][1]:+.4f})" if g else "—"
             for g in gaps
         )
-        cells = " | ".join("—" if c not in row else f"{row[c]:.4f}" for c in COLUMNS)
-        off = " / ".join(
-            "—" if f"{c} deviates" not in row else f"{row[f'{c} deviates']:.1%}" for c in DEVIATING
-        )
+        cells = " | ".join(_cell(row, c, ".4f") for c in COLUMNS)
+        off = " / ".join(_cell(row, f"{c} deviates", ".1%") for c in DEVIATING)
         lines.append(f"| {structure.name} | {cells} | {cis} | {off} |")
     return "\n".join(lines)
 
@@ -477,24 +495,32 @@ def main() -> None:
         help="smoke: 400/200 rows, one seed, two scenarios, 3 folds and 40 boosting rounds",
     )
     parser.add_argument("--json", type=Path)
-    names = [structure.name for structure in SCENARIOS]
-    parser.add_argument("--scenarios", nargs="+", choices=names, default=names)
+    parser.add_argument("--only", nargs="+", choices=[s.name for s in SCENARIOS])
     parser.add_argument(
-        "--columns",
-        nargs="+",
-        choices=COLUMN_FITS,
-        default=list(COLUMN_FITS),
-        help="router fits without and/or with the task column",
+        "--column", choices=COLUMN_CHOICES, help="fit the router only without / with the column"
+    )
+    parser.add_argument("--rows", type=Path, help="save every policy's per-row scores (.npz)")
+    parser.add_argument(
+        "--against", type=Path, help="an earlier run's --rows: paired router differences"
     )
     args = parser.parse_args()
     config = TrainerConfig(threads=1)
-    scenarios = tuple(s for s in SCENARIOS if s.name in args.scenarios)
-    sizes, seeds = (args.train, args.test), args.seeds
+    scenarios, sizes, seeds = SCENARIOS, (args.train, args.test), args.seeds
+    if args.only:
+        scenarios = tuple(s for s in SCENARIOS if s.name in args.only)
     if args.quick:
         config = replace(config, folds=3, boost_rounds=40)
         scenarios, sizes, seeds = (SCENARIOS[0], SCENARIOS[3]), (400, 200), seeds[:1]
-    result = benchmark(args.datasets, scenarios, sizes, seeds, config, tuple(args.columns))
+    columns = (args.column,) if args.column else COLUMN_CHOICES
+    result, rows = benchmark(args.datasets, scenarios, sizes, seeds, config, columns)
     print(table(result, scenarios))
+    if args.against:
+        with np.load(args.against) as npz:
+            result["against"] = against(rows, {k: npz[k] for k in npz.files})
+        print(json.dumps(result["against"], indent=1))
+    if args.rows:
+        # Why the ignore below: numpy's savez stubs type **kwds as ArrayLike only.
+        np.savez(args.rows, **rows)  # type: ignore[arg-type]
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

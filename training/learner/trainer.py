@@ -287,7 +287,9 @@ def _incumbent_family(
         task, names = task_ids(data.tasks) if data.tasks is not None else (None, [])
         top_k = choice.top_k()
         if task is not None and len(names) >= 2:
-            incumbents, size = segments_out_of_fold(tfidf, dense, scores, task, fold_of, seed)
+            incumbents, size, reading = segments_out_of_fold(
+                tfidf, dense, scores, task, fold_of, seed
+            )
             choice = choice.with_family(TASKS_FAMILY, incumbents, size, scores)
         elif top_k:
             incumbents, size = cluster_segments_out_of_fold(
@@ -297,7 +299,7 @@ def _incumbent_family(
             size = max(size, top_k + 1)
             choice = choice.with_family(CLUSTERS_FAMILY, incumbents, size, scores)
         if task is not None and choice.k == TASKS_FAMILY:
-            segments = segments_fit(tfidf, dense, scores, task, len(names), fold_of, seed)
+            segments = segments_fit(tfidf, dense, scores, task, len(names), fold_of, seed, reading)
             return None, segments, choice
         if choice.k == CLUSTERS_FAMILY:
             return None, cluster_segments_fit(dense, scores, top_k, fold_of, seed), choice
