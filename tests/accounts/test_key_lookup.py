@@ -298,6 +298,47 @@ def test_a_cancelled_read_answers_every_request_waiting_on_it(
     assert all(isinstance(answer, OperationalError) for answer in answers), answers
 
 
+def test_a_read_that_raises_a_bug_answers_every_request_waiting_on_it(
+    clock: Clock, settings: Any, no_orm: None
+) -> None:
+    """A read that fails with an ordinary exception (a bug, not the database's error) answers
+    the request waiting on it and those queued behind it with that exception (none hangs); the
+    reader ends without raising it again, and the next miss reads again."""
+    settings.GATEWAY_DB_CONNECTIONS = 2  # one reader: the misses after the first queue behind it
+    bug = RuntimeError("a bug in the key read")
+    real_read = key_lookup._fetchall
+
+    # Injected, for want of a real trigger: nothing a request sends makes the read raise other
+    # than psycopg's, OS or timeout errors (a digest is a hex HMAC; the pool's own failures are
+    # psycopg's). The statement still runs for real and waits for the lock; the bug comes after.
+    async def read_then_bug(params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        await real_read(params)
+        raise bug
+
+    async def run() -> tuple[asyncio.Task[None], list[Any], int]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(key_lookup, "_fetchall", read_then_bug)
+            async with _keys_locked() as holder:
+                misses = await _misses_behind_a_waiting_read(4)
+                await asyncio.sleep(0)  # each has run up to its wait for an answer
+                (reader,) = key_lookup._Reads.readers
+                assert len(key_lookup._Reads.queued) == 4, "the misses did not queue behind it"
+                await holder.rollback()  # the lock goes: the read gets its rows, then the bug
+                calls = asyncio.gather(*misses, return_exceptions=True)
+                answers = await asyncio.wait_for(calls, 10)
+        await asyncio.wait({reader}, timeout=10)
+        before = key_lookup.key_lookup_count()
+        with pytest.raises(NotAuthenticated):  # read for real now: no such key
+            await asyncio.wait_for(keys.key_authenticate_async(_unknown_key()), 10)
+        return reader, answers, key_lookup.key_lookup_count() - before
+
+    reader, answers, statements = asyncio.run(run())
+    assert len(answers) == 5
+    assert all(answer is bug for answer in answers), answers
+    assert reader.done() and reader.exception() is None, "the reader raised the bug again"
+    assert statements == 1
+
+
 def test_a_flood_of_unknown_keys_never_evicts_the_keys_that_authenticate(
     clock: Clock, no_orm: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
