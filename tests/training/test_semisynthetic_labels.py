@@ -1,4 +1,4 @@
-"""The semi-synthetic benchmark's label generator (bench/router_semisynthetic.py) carries the
+"""The semi-synthetic benchmark's label generator (bench/semisynthetic_labels.py) carries the
 structure it documents: a different best model per task with close overall means, a different
 best model per subtopic, prompt-level structure the text partly shows, reproducible seeds; and
 one tiny end-to-end run of the benchmark's scenario loop."""
@@ -8,16 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.router_semisynthetic import (
+from bench.router_semisynthetic import reference_picks, run_seed, served_scores
+from bench.semisynthetic_labels import (
     FAMILIES,
     TASKS,
     Pool,
     Structure,
     labels_draw,
     prompt_pool,
-    reference_picks,
-    run_seed,
-    served_scores,
     split_rows,
 )
 from tests.training.conftest import SHARED_DATASETS

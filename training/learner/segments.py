@@ -46,6 +46,7 @@ from training.learner.clusters import (
 )
 
 TASKS_FAMILY = "tasks"  # the family's name among the clusters' k (``ClusterChoice``)
+SUBTASKS_FAMILY = "subtasks"  # ``parent/child`` task labels' children (``task_labels.py``)
 CLUSTERS_FAMILY = "clusters+sub"  # global k-means clusters refined by sub-clusters
 TOP_CLASSIFIER, TOP_CENTROIDS = "classifier", "centroids"  # how a prompt's top group is found
 SUB_GRID = (1, 2, 4, 8)  # sub-clusters tried per task (1: the task's best model)
@@ -239,6 +240,22 @@ def _sub_clusters_choose(
     return max(totals, key=lambda k: (totals[k], -k))
 
 
+def _group_priors(
+    scores: np.ndarray, group: np.ndarray, groups: int, parent_of: np.ndarray | None
+) -> np.ndarray:
+    """(groups, m) the means each group's bests are shrunk toward: these rows' overall means,
+    or with ``parent_of`` (each group's parent, -1: none) the parent's means (its rows' over
+    every child of it) shrunk toward the overall ones."""
+    overall = scores.mean(axis=0)
+    priors = np.tile(overall, (groups, 1))
+    if parent_of is None:
+        return priors
+    row_parent = parent_of[group]
+    for parent in np.unique(parent_of[parent_of >= 0]):
+        priors[parent_of == parent] = _shrunk_means(scores[row_parent == parent], overall)
+    return priors
+
+
 def _sub_segments(
     scaled: np.ndarray,
     scores: np.ndarray,
@@ -246,22 +263,29 @@ def _sub_segments(
     groups: int,
     fold_of: np.ndarray,
     seed: int,
+    parent_of: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every top-level group's sub-centroids, owners and best models, each group's number of
-    sub-clusters chosen over the rows' folds ``fold_of``."""
-    overall = scores.mean(axis=0)
-    # The inner CV's candidates are shrunk as the final fit's are (task toward overall means),
-    # with overall means of the rows outside the inner fold, so its k = 1 is the one served.
+    sub-clusters chosen over the rows' folds ``fold_of``; a group's means are shrunk toward
+    the overall means, or toward its parent's (``_group_priors``)."""
+    prior = _group_priors(scores, group, groups, parent_of)
+    # The inner CV's candidates are shrunk as the final fit's are (group toward its prior), with
+    # priors of the rows outside the inner fold, so its k = 1 is the one served.
     folds = np.unique(fold_of)  # one fold: k = 1 alone, no prior needed
-    priors = {int(f): scores[fold_of != f].mean(axis=0) for f in folds if len(folds) > 1}
+    priors = {
+        int(f): _group_priors(scores[fold_of != f], group[fold_of != f], groups, parent_of)
+        for f in folds
+        if len(folds) > 1
+    }
     centroids, owner, best = [], [], []
     for g in range(groups):
         rows = group == g
         if not rows.any():  # a task never predicted (NEVER bias) or an empty cluster
-            found = np.zeros((1, scaled.shape[1])), np.array([int(np.argmax(overall))])
+            found = np.zeros((1, scaled.shape[1])), np.array([int(np.argmax(prior[g]))])
         else:
-            k = _sub_clusters_choose(scaled[rows], scores[rows], fold_of[rows], priors, seed)
-            found = _task_segments(scaled[rows], scores[rows], overall, k, seed)
+            inner = {f: p[g] for f, p in priors.items()}
+            k = _sub_clusters_choose(scaled[rows], scores[rows], fold_of[rows], inner, seed)
+            found = _task_segments(scaled[rows], scores[rows], prior[g], k, seed)
         centroids.append(found[0])
         best.append(found[1])
         owner.append(np.full(len(found[1]), g, dtype=np.int64))
@@ -276,12 +300,15 @@ def segments_fit(
     tasks: int,
     fold_of: np.ndarray,
     seed: int,
+    parent_of: np.ndarray | None = None,
 ) -> PromptSegments:
     """The task classifier and every task's sub-segments fitted on these rows; each task's
-    number of sub-clusters chosen over the rows' folds ``fold_of``."""
+    number of sub-clusters chosen over the rows' folds ``fold_of``. With ``parent_of`` the
+    tasks are subtasks (``task_labels.py``), shrunk toward their parent task's means."""
     mean, scale = standardisation(dense)
     term, bias = _classifier(tfidf, task, tasks)
-    found = _sub_segments((dense - mean) / scale, scores, task, tasks, fold_of, seed)
+    scaled = (dense - mean) / scale
+    found = _sub_segments(scaled, scores, task, tasks, fold_of, seed, parent_of)
     return PromptSegments(mean, scale, *found, term_weights=term, bias=bias)
 
 
@@ -322,15 +349,15 @@ def segments_out_of_fold(
     task: np.ndarray,
     fold_of: np.ndarray,
     seed: int,
+    parent_of: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Each row's segment-best model from task segments fitted without its fold (the
     sub-cluster numbers chosen on the other folds alone), and the mean number of segments."""
     tasks = int(task.max()) + 1
 
     def fit(train: np.ndarray) -> PromptSegments:
-        return segments_fit(
-            tfidf[train], dense[train], scores[train], task[train], tasks, fold_of[train], seed
-        )
+        rows = (tfidf[train], dense[train], scores[train], task[train], tasks, fold_of[train])
+        return segments_fit(*rows, seed, parent_of)
 
     return _out_of_fold(fit, tfidf, dense, fold_of)
 
