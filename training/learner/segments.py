@@ -20,6 +20,10 @@ Whether tasks serve at all is chosen out of fold beside the k-means clusters
 (``segments_out_of_fold``: each fold's classifier, task bests, sub-cluster numbers and
 centroids fitted without it).
 
+Subtasks (``parent/child`` labels, ``task_labels.py``) are task segments over the children whose
+means are shrunk toward their parent's (``parent_of``, ``_group_priors``), a family of their own
+(``SUBTASKS_FAMILY``) beside the parent-level tasks.
+
 Without a task column the same sub-clusters refine the global k-means clusters instead
 (``CLUSTERS_FAMILY``, ``cluster_segments_fit``): the top level is the nearest of the k
 clusters' centroids, no classifier. *Why:* subjects inside one task (MMLU's) with their own best

@@ -47,22 +47,26 @@ def has_subtasks(labels: list[str]) -> bool:
 
 
 def subtasks_capped(labels: list[str], cap: int) -> list[str]:
-    """``subtask_labels`` with at most ``cap`` distinct values: the rarest subtasks fall back to
-    ``parent/(other subtasks)``, so a pooled row keeps its parent, as many as the cap needs."""
+    """``subtask_labels`` with at most ``cap`` distinct values where the parents allow it: the
+    rarest subtasks fall back to ``parent/(other subtasks)``, so a pooled row keeps its parent,
+    as many as the cap needs (past ``cap`` parents, ``segments.task_ids`` pools the rest)."""
     leaves = subtask_labels(labels)
     names, counts = np.unique(np.asarray(leaves, dtype=str), return_counts=True)
     if len(names) <= cap:
         return leaves
     order = [str(names[i]) for i in np.argsort(-counts, kind="stable")]
-    parent_of = dict(zip(order, parent_tasks(order), strict=True))
+    pooled = {name: _pooled(name) for name in order}
     for kept in range(cap, -1, -1):
-        pooled = {parent_of[name] for name in order[kept:]}
-        if kept + len(pooled) <= cap:
+        if len({*order[:kept], *(pooled[name] for name in order[kept:])}) <= cap:
             break
     keep = set(order[:kept])
-    return [
-        leaf if leaf in keep else f"{parent_of[leaf]}{SEPARATOR}{OTHER_SUBTASKS}" for leaf in leaves
-    ]
+    return [leaf if leaf in keep else pooled[leaf] for leaf in leaves]
+
+
+def _pooled(leaf: str) -> str:
+    """A subtask's label once pooled within its parent (a task without subtasks keeps its own)."""
+    parent, child = task_parts(leaf) if SEPARATOR in leaf else (leaf, "")
+    return f"{parent}{SEPARATOR}{OTHER_SUBTASKS}" if child else parent
 
 
 def parent_index(leaf_names: list[str], parent_names: list[str]) -> np.ndarray:

@@ -1,0 +1,183 @@
+"""Hierarchical task labels (``parent/child``, ``training/learner/task_labels.py``): subtasks
+shrunk toward their parent task compete out of fold with the parent-level tasks, and the report
+slices by the parent.
+
+Generated quality-only data, 7 equal-price models: an MMLU-like task of four subjects told apart
+only by two rare made-up words per question (k-means on the dense features does not see them),
+each subject with its own best model (subject s: model-s, right 85% against 50%), and GSM8K-,
+CMMLU- and HumanEval-like tasks with theirs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from tests.training.router_files import assert_serving_decides_as_the_batch, reloaded
+from tests.training.task_prompts import holdout_report, labelled, task_prompt
+from training.learner import artifacts
+from training.learner.report import report_build
+from training.learner.segments import SUBTASKS_FAMILY, TASKS_FAMILY, segments_fit
+from training.learner.task_labels import (
+    OTHER_SUBTASKS,
+    has_subtasks,
+    parent_tasks,
+    subtask_labels,
+    subtasks_capped,
+    task_parts,
+)
+from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
+
+CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40)
+SUBJECT_ROWS, OTHER_ROWS = 120, 60
+OTHERS = {"gsm8k": 4, "cmmlu": 5, "humaneval": 6}  # task -> its best model
+_LETTERS = np.random.default_rng(7).integers(0, 26, size=(4, 40, 7))
+SUBJECT_WORDS = [["".join(chr(97 + c) for c in word) for word in words] for words in _LETTERS]
+
+
+def _data(seed: int, labels: str = "subtasks") -> TrainingData:
+    """``labels``: "subtasks" (``mmlu/s<k>``), "tasks" (``mmlu``) or "noise" (each task split
+    at random in two subtasks that say nothing)."""
+    rng = np.random.default_rng(seed)
+    prompts, tasks, best = [], [], []
+    for s, words in enumerate(SUBJECT_WORDS):
+        for _ in range(SUBJECT_ROWS):
+            prompts.append(task_prompt("mmlu", rng, "physics", list(rng.choice(words, size=2))))
+            tasks.append(f"mmlu/s{s}" if labels == "subtasks" else "mmlu")
+            best.append(s)
+    for task, model in OTHERS.items():
+        prompts += [task_prompt(task, rng) for _ in range(OTHER_ROWS)]
+        tasks += [task] * OTHER_ROWS
+        best += [model] * OTHER_ROWS
+    if labels == "noise":
+        tasks = [
+            f"{t}/{'ab'[i]}" for t, i in zip(tasks, rng.integers(0, 2, len(tasks)), strict=True)
+        ]
+    return labelled(prompts, best, (0.85, 0.5), rng, tasks=tasks)
+
+
+def _tradeoff_zero(fit: FitResult, test: TrainingData) -> float:
+    return float(holdout_report(fit.router, test)["curve"][0]["score"])
+
+
+def _per_task_floor(train: TrainingData, test: TrainingData) -> float:
+    """Each parent task's best model on the training rows, scored on the held-out rows."""
+    assert train.tasks is not None and test.tasks is not None
+    tasks, test_tasks = np.asarray(parent_tasks(train.tasks)), parent_tasks(test.tasks)
+    best = {t: int(np.argmax(train.scores[tasks == t].mean(axis=0))) for t in set(test_tasks)}
+    picks = [best[t] for t in test_tasks]
+    return float(test.scores[np.arange(len(picks)), picks].mean())
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[FitResult, TrainingData, TrainingData]:
+    train, test = _data(0), _data(1)
+    return router_fit(train, CONFIG), train, test
+
+
+def test_subtask_labels_beat_the_per_task_floor_where_subjects_have_their_own_best(
+    fitted: tuple[FitResult, TrainingData, TrainingData],
+) -> None:
+    fit, train, test = fitted
+    parents_only = router_fit(_data(0, labels="tasks"), CONFIG)
+
+    assert fit.families is not None and fit.families.k == SUBTASKS_FAMILY
+    floor = _per_task_floor(train, test)
+    assert _tradeoff_zero(fit, test) > floor + 0.05
+    assert _tradeoff_zero(fit, test) > _tradeoff_zero(parents_only, test) + 0.03
+
+
+@pytest.mark.parametrize("labels", ["subtasks", "noise"])
+def test_subtasks_compete_out_of_fold_with_the_parent_level_tasks(labels: str) -> None:
+    fit = router_fit(_data(2, labels=labels), CONFIG)
+
+    assert fit.families is not None
+    out_of_fold = fit.families.summary()["out_of_fold"]
+    assert {TASKS_FAMILY, SUBTASKS_FAMILY} <= set(out_of_fold)
+    # The choice never loses out of fold to the parent-only policy (nor to any candidate).
+    assert out_of_fold[str(fit.families.k)] == max(out_of_fold.values())
+    if labels == "noise":  # subtasks that say nothing: a tie or a loss keeps the tasks
+        assert fit.families.k != SUBTASKS_FAMILY
+
+
+def test_a_rare_subtask_falls_back_to_its_parents_best_not_the_overall_best() -> None:
+    rng = np.random.default_rng(3)
+    rows = {"big/x": 200, "small/a": 40, "small/rare": 2}
+    tasks = [t for t, n in rows.items() for _ in range(n)]
+    scores = np.zeros((len(tasks), 2))
+    scores[:200, 0] = 1.0  # model 0 is best overall (the big task) ...
+    scores[200:240, 1] = 1.0  # ... model 1 on the small task's rows
+    scores[240:] = 1.0  # the rare subtask's two rows: both right, a tie
+    dense = rng.standard_normal((len(tasks), 3))
+    task = np.array([list(rows).index(t) for t in tasks])
+    fold_of = np.arange(len(tasks)) % 3
+    tfidf = sparse.csr_matrix(rng.random((len(tasks), 5)))
+    parent_of = np.array([0, 1, 1])  # big/x under "big", small/* under "small"
+
+    flat = segments_fit(tfidf, dense, scores, task, 3, fold_of, 0)
+    nested = segments_fit(tfidf, dense, scores, task, 3, fold_of, 0, parent_of)
+
+    assert flat.best[flat.owner == 2].tolist() == [0]  # shrunk toward the overall means
+    assert nested.best[nested.owner == 2].tolist() == [1]  # toward its parent's
+
+
+def test_the_report_slices_by_the_parent_task(
+    fitted: tuple[FitResult, TrainingData, TrainingData],
+) -> None:
+    fit, _, test = fitted
+    assert test.tasks is not None
+
+    def slices(tasks: list[str]) -> set[str]:
+        report = report_build(
+            router=fit.router,
+            predicted=fit.router.predict_many(test.prompts),
+            prompts=test.prompts,
+            scores=test.scores,
+            costs=test.costs,
+            evaluation={"method": "holdout"},
+            tasks=tasks,
+        )
+        return {row["slice"] for row in report["slices"]["rows"]}
+
+    assert slices(test.tasks) == {"mmlu", *OTHERS}
+    # One parent only: its children are the slices.
+    assert slices([t if t.startswith("mmlu") else "mmlu/other" for t in test.tasks]) == {
+        "mmlu/s0",
+        "mmlu/s1",
+        "mmlu/s2",
+        "mmlu/s3",
+        "mmlu/other",
+    }
+
+
+def test_serving_decides_as_the_batch_with_subtask_segments_and_after_a_reload(
+    fitted: tuple[FitResult, TrainingData, TrainingData],
+) -> None:
+    fit, _, test = fitted
+    restored = reloaded(artifacts.router_to_files(fit.router))
+
+    assert restored.segments is not None
+    for router in (fit.router, restored):
+        assert_serving_decides_as_the_batch(router, test.prompts[::11])
+
+
+def test_labels_split_at_the_first_separator_into_two_levels() -> None:
+    assert task_parts("mmlu/college_physics") == ("mmlu", "college_physics")
+    assert task_parts(" mmlu / a/b ") == ("mmlu", "a/b")
+    assert task_parts("/physics") == ("(none)", "physics")
+    assert subtask_labels(["gsm8k", "mmlu/", "mmlu / x"]) == ["gsm8k", "mmlu", "mmlu/x"]
+    assert parent_tasks(["gsm8k", "mmlu/x"]) == ["gsm8k", "mmlu"]
+    assert not has_subtasks(["a/x", "b/y", "c"])  # one child per parent: no level below
+    assert has_subtasks(["a/x", "a/y", "c"])
+
+
+def test_past_the_cap_the_rarest_subtasks_pool_within_their_parent() -> None:
+    labels = [*(["a/x"] * 5), *(["a/y"] * 4), "a/z", "b/u", "b/v", *(["c"] * 3)]
+
+    capped = subtasks_capped(labels, 4)
+
+    assert len(set(capped)) <= 4
+    assert capped.count("a/x") == 5 and capped.count("c") == 3
+    assert set(capped) - {"a/x", "c", "a/y"} <= {f"a/{OTHER_SUBTASKS}", f"b/{OTHER_SUBTASKS}"}
+    assert parent_tasks(capped) == parent_tasks(labels)
