@@ -18,18 +18,11 @@ from tests.training.router_files import assert_serving_decides_as_the_batch, rel
 from tests.training.task_prompts import holdout_report, labelled, task_prompt
 from training.learner import artifacts
 from training.learner.report import report_build
-from training.learner.segments import SUBTASKS_FAMILY, TASKS_FAMILY, segments_fit
-from training.learner.task_labels import (
-    OTHER_SUBTASKS,
-    has_subtasks,
-    parent_tasks,
-    subtask_labels,
-    subtasks_capped,
-    task_parts,
-)
+from training.learner.segments import segments_fit
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
 CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40)
+TASKS_FAMILY, SUBTASKS_FAMILY = "tasks", "subtasks"  # evaluation.incumbents.family
 SUBJECT_ROWS, OTHER_ROWS = 120, 60
 OTHERS = {"gsm8k": 4, "cmmlu": 5, "humaneval": 6}  # task -> its best model
 _LETTERS = np.random.default_rng(7).integers(0, 26, size=(4, 40, 7))
@@ -64,7 +57,8 @@ def _tradeoff_zero(fit: FitResult, test: TrainingData) -> float:
 def _per_task_floor(train: TrainingData, test: TrainingData) -> float:
     """Each parent task's best model on the training rows, scored on the held-out rows."""
     assert train.tasks is not None and test.tasks is not None
-    tasks, test_tasks = np.asarray(parent_tasks(train.tasks)), parent_tasks(test.tasks)
+    tasks = np.asarray([t.split("/")[0] for t in train.tasks])
+    test_tasks = [t.split("/")[0] for t in test.tasks]
     best = {t: int(np.argmax(train.scores[tasks == t].mean(axis=0))) for t in set(test_tasks)}
     picks = [best[t] for t in test_tasks]
     return float(test.scores[np.arange(len(picks)), picks].mean())
@@ -155,29 +149,9 @@ def test_serving_decides_as_the_batch_with_subtask_segments_and_after_a_reload(
     fitted: tuple[FitResult, TrainingData, TrainingData],
 ) -> None:
     fit, _, test = fitted
+    assert fit.families is not None and fit.families.k == SUBTASKS_FAMILY
     restored = reloaded(artifacts.router_to_files(fit.router))
 
     assert restored.segments is not None
     for router in (fit.router, restored):
         assert_serving_decides_as_the_batch(router, test.prompts[::11])
-
-
-def test_labels_split_at_the_first_separator_into_two_levels() -> None:
-    assert task_parts("mmlu/college_physics") == ("mmlu", "college_physics")
-    assert task_parts(" mmlu / a/b ") == ("mmlu", "a/b")
-    assert task_parts("/physics") == ("(none)", "physics")
-    assert subtask_labels(["gsm8k", "mmlu/", "mmlu / x"]) == ["gsm8k", "mmlu", "mmlu/x"]
-    assert parent_tasks(["gsm8k", "mmlu/x"]) == ["gsm8k", "mmlu"]
-    assert not has_subtasks(["a/x", "b/y", "c"])  # one child per parent: no level below
-    assert has_subtasks(["a/x", "a/y", "c"])
-
-
-def test_past_the_cap_the_rarest_subtasks_pool_within_their_parent() -> None:
-    labels = [*(["a/x"] * 5), *(["a/y"] * 4), "a/z", "b/u", "b/v", *(["c"] * 3)]
-
-    capped = subtasks_capped(labels, 4)
-
-    assert len(set(capped)) <= 4
-    assert capped.count("a/x") == 5 and capped.count("c") == 3
-    assert set(capped) - {"a/x", "c", "a/y"} <= {f"a/{OTHER_SUBTASKS}", f"b/{OTHER_SUBTASKS}"}
-    assert parent_tasks(capped) == parent_tasks(labels)
