@@ -17,6 +17,7 @@ from bench.semisynthetic_labels import (
     labels_draw,
     prompt_pool,
     split_rows,
+    subtask_labels,
 )
 from tests.training.conftest import SHARED_DATASETS
 from training.learner.trainer import TrainerConfig
@@ -104,6 +105,19 @@ def test_arc_prompts_take_mmlus_layout_in_the_multiple_choice_scenario(pool: Poo
     assert all(p.endswith("\nAnswer:") for p in arc)
     assert not any("Print only a single choice" in p for p in arc)
     assert sum("\nA. " in p for p in arc) > 0.95 * len(arc)
+
+
+def test_subtask_labels_name_each_prompts_subtopic_under_its_task(pool: Pool) -> None:
+    labels = subtask_labels(pool)
+
+    assert [label.split("/")[0] for label in labels] == pool.tasks.tolist()
+    assert len(set(labels)) == len(set(zip(pool.tasks.tolist(), pool.groups.tolist(), strict=True)))
+    assert {label for label in labels if label.startswith("mmlu/")} == {
+        "mmlu/math",
+        "mmlu/science",
+        "mmlu/society",
+        "mmlu/other",
+    }
 
 
 def test_a_tiny_run_beats_the_best_single_model_on_task_structure(pool: Pool) -> None:
