@@ -35,6 +35,9 @@ def label_like(column: pd.Series) -> bool:
     distinct = values.nunique()
     if distinct < 2 or distinct * 2 > len(column):
         return False
+    # A CSV is read as text: numbers are told by their parse.
+    if pd.to_numeric(values, errors="coerce").notna().all():
+        return False
     return bool(values.str.len().median() <= MAX_TASK_CHARS)
 
 

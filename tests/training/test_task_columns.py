@@ -71,12 +71,16 @@ def test_other_names_for_a_task_column_are_found_when_they_hold_labels(name: str
         [i % 3 for i in range(ROWS)],  # numbers
         [f"row-{i}" for i in range(ROWS)],  # an id unique to its row
         ["human"] * ROWS,  # one value
-        ["a long sentence of free text that is not a label at all, " * 3] * (ROWS // 2)
-        + ["another sentence"] * (ROWS // 2),  # free text
+        [f"{'a long sentence of free text, not a label at all; ' * 3}{i % 2}" for i in range(ROWS)],
     ],
 )
-def test_a_guarded_name_holding_no_labels_is_not_a_task_column(values: list[Any]) -> None:
-    assert _tasks(_frame(source=values, category=values)) is None
+def test_a_guarded_name_holding_no_labels_is_passed_over(values: list[Any]) -> None:
+    frame = synthetic_frame(ROWS)
+
+    # "dataset" is tried first and holds no labels; "category" (tried last) does.
+    tasks = _tasks(_frame(dataset=values, category=_kind(frame)))
+
+    assert tasks == _kind(frame).tolist()
 
 
 def test_a_subtask_column_without_a_task_column_is_a_clear_error() -> None:
