@@ -248,45 +248,48 @@ def table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> str:
         "router - per-task floor (no column / column), 95% CI",
         "rows off the per-task model (router no column / column / word logistic / observable)",
     )
-    lines = ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
+    lines = _header(titles)
     for structure in scenarios:
         row = result[structure.name]
-        gaps = [row[f"router_{c}_tasks - task_floor"] for c in ("without", "with")]
-        cis = " / ".join(
-            f"{g['mean']:+.4f} ({g['ci95'][0]:+.4f} … {g['ci95'][1]:+.4f})" for g in gaps
-        )
+        cis = " / ".join(_ci(row[f"router_{c}_tasks - task_floor"]) for c in ("without", "with"))
         cells = " | ".join(f"{row[c]:.4f}" for c in COLUMNS)
         off = " / ".join(f"{row[f'{c} deviates']:.1%}" for c in DEVIATING)
         lines.append(f"| {structure.name} | {cells} | {cis} | {off} |")
     return "\n".join(lines)
 
 
+def _header(titles: tuple[str, ...]) -> list[str]:
+    return ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
+
+
 def _ci(gain: dict[str, Any]) -> str:
     return f"{gain['mean']:+.4f} ({gain['ci95'][0]:+.4f} … {gain['ci95'][1]:+.4f})"
+
+
+SUBTASK_CELLS = ("router_with_tasks", "router_subtasks_tasks", "task_floor", "subtopic_floor")
+SUBTASK_GAPS = tuple(
+    f"router_subtasks_tasks - {c}" for c in ("task_floor", "router_with_tasks", "subtopic_floor")
+)
+SUBTASK_TITLES = (
+    "scenario",
+    "router (task column)",
+    "router (task/subtopic labels)",
+    "per-task floor",
+    "per-subtopic floor",
+    "subtask labels - per-task floor",
+    "subtask labels - task column",
+    "subtask labels - per-subtopic floor",
+)
 
 
 def subtasks_table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> str:
     """With ``--subtasks``: the router given ``task/subtopic`` labels against the same router
     given the task alone and the floors, paired 95% intervals."""
-    titles = (
-        "scenario",
-        "router (task column)",
-        "router (task/subtopic labels)",
-        "per-task floor",
-        "per-subtopic floor",
-        "subtask labels - per-task floor",
-        "subtask labels - task column",
-        "subtask labels - per-subtopic floor",
-    )
-    lines = ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
-    for structure in scenarios:
-        row = result[structure.name]
-        names = ("router_with_tasks", "router_subtasks_tasks", "task_floor", "subtopic_floor")
-        cells = " | ".join(f"{row[c]:.4f}" for c in names)
-        gaps = (f"router_subtasks_tasks - {c}" for c in ("task_floor", "router_with_tasks"))
-        cis = [*gaps, "router_subtasks_tasks - subtopic_floor"]
-        lines.append(f"| {structure.name} | {cells} | {' | '.join(_ci(row[c]) for c in cis)} |")
-    return "\n".join(lines)
+    rows = [
+        [name, *(f"{row[c]:.4f}" for c in SUBTASK_CELLS), *(_ci(row[g]) for g in SUBTASK_GAPS)]
+        for name, row in ((s.name, result[s.name]) for s in scenarios)
+    ]
+    return "\n".join([*_header(SUBTASK_TITLES), *("| " + " | ".join(r) + " |" for r in rows)])
 
 
 def main() -> None:

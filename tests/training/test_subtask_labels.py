@@ -17,7 +17,6 @@ from scipy import sparse
 from tests.training.router_files import assert_serving_decides_as_the_batch, reloaded
 from tests.training.task_prompts import holdout_report, labelled, task_prompt
 from training.learner import artifacts
-from training.learner.report import report_build
 from training.learner.segments import segments_fit
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
@@ -123,15 +122,7 @@ def test_the_report_slices_by_the_parent_task(
     assert test.tasks is not None
 
     def slices(tasks: list[str]) -> set[str]:
-        report = report_build(
-            router=fit.router,
-            predicted=fit.router.predict_many(test.prompts),
-            prompts=test.prompts,
-            scores=test.scores,
-            costs=test.costs,
-            evaluation={"method": "holdout"},
-            tasks=tasks,
-        )
+        report = holdout_report(fit.router, test, tasks)
         return {row["slice"] for row in report["slices"]["rows"]}
 
     assert slices(test.tasks) == {"mmlu", *OTHERS}
