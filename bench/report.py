@@ -356,7 +356,8 @@ keep-alive HTTP/1.1 on 127.0.0.1. Latency: {opts["requests_c1"]} sequential requ
 floor for a tail: the p99 of {opts["requests_c1"]} requests is its {_nth(opts["requests_c1"])}, and once one run's read
 2.35 ms where the others read 0.52–0.65. The "client latency p99" rows give each gateway's own
 p99 as the load generator saw it; their direct column is the median of the direct runs' p99s
-({_direct_p99s(results)}).
+({_direct_p99s(results)}). Each added row is a difference of two percentiles, so a higher
+percentile can read lower than a lower one when the direct runs' tail is the noisier of the two.
 Streaming TTFT is measured against one direct run. CPU is the server's whole
 process tree (from /proc) divided by the requests it served; memory is the peak summed RSS of its workers.
 
