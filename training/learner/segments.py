@@ -57,6 +57,11 @@ SUB_GRID = (1, 2, 4, 8)  # sub-clusters tried per task (1: the task's best model
 MAX_TASKS = 64  # past this many tasks the rarest are pooled into one
 NB_ALPHA = 0.1  # additive smoothing of the task classifier's term counts
 NEVER = -1e9  # the logit bias of a task the classifier saw no row of
+# Subtasks: the parent classifier's logits count this many times the children's, so a prompt's
+# parent decides first. Why two stages: on the semi-synthetic subtopics (MMLU/ARC/MBPP keyword
+# families, seed 0) one classifier over the 12 children was right on 64% of held-out prompts and
+# its incumbents 0.003 above the per-task floor; parent then child, 72% and 0.015 above.
+PARENT_WEIGHT = 100.0
 # Top-level groups a fit makes at most: ``task_ids`` pools tasks past MAX_TASKS into the last,
 # clusters+sub's top k is one of K_GRID; a stored version with more is refused at load.
 MAX_GROUPS = max(MAX_TASKS, K_GRID[-1])
@@ -202,6 +207,27 @@ def _classifier(
     return term, bias
 
 
+def _nested_classifier(
+    tfidf: sparse.csr_matrix, task: np.ndarray, tasks: int, parent_of: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(term weights, bias) of subtasks as one linear rule: ``PARENT_WEIGHT`` times the parent
+    classifier's (fitted on every row) plus each parent's own classifier of its children
+    (fitted on its rows alone), so the argmax is in effect the parent's, then its child's."""
+    parent_of = np.where(parent_of >= 0, parent_of, parent_of.max() + 1 + np.arange(tasks))
+    row_parent = parent_of[task]
+    parent_term, parent_bias = _classifier(tfidf, row_parent, int(parent_of.max()) + 1)
+    term = PARENT_WEIGHT * parent_term[:, parent_of].astype(np.float64)
+    bias = PARENT_WEIGHT * parent_bias[parent_of]
+    for parent in np.unique(parent_of):
+        children = np.flatnonzero(parent_of == parent)
+        rows = row_parent == parent
+        local = np.searchsorted(children, task[rows])
+        child_term, child_bias = _classifier(tfidf[rows], local, len(children))
+        term[:, children] += child_term
+        bias[children] += child_bias
+    return term.astype(np.float32), bias
+
+
 def _task_segments(
     scaled: np.ndarray, scores: np.ndarray, prior: np.ndarray, k: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -310,7 +336,10 @@ def segments_fit(
     number of sub-clusters chosen over the rows' folds ``fold_of``. With ``parent_of`` the
     tasks are subtasks (``task_labels.py``), shrunk toward their parent task's means."""
     mean, scale = standardisation(dense)
-    term, bias = _classifier(tfidf, task, tasks)
+    if parent_of is None:
+        term, bias = _classifier(tfidf, task, tasks)
+    else:
+        term, bias = _nested_classifier(tfidf, task, tasks, parent_of)
     scaled = (dense - mean) / scale
     found = _sub_segments(scaled, scores, task, tasks, fold_of, seed, parent_of)
     return PromptSegments(mean, scale, *found, term_weights=term, bias=bias)
