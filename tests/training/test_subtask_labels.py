@@ -17,7 +17,7 @@ from scipy import sparse
 from tests.training.router_files import assert_serving_decides_as_the_batch, reloaded
 from tests.training.task_prompts import holdout_report, labelled, task_prompt
 from training.learner import artifacts
-from training.learner.segments import segments_fit
+from training.learner.segments import PromptSegments, segments_fit
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
 CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40)
@@ -113,6 +113,32 @@ def test_a_rare_subtask_falls_back_to_its_parents_best_not_the_overall_best() ->
 
     assert flat.best[flat.owner == 2].tolist() == [0]  # shrunk toward the overall means
     assert nested.best[nested.owner == 2].tolist() == [1]  # toward its parent's
+
+
+def test_a_subtask_is_classified_within_the_parent_the_parent_classifier_picks() -> None:
+    rng = np.random.default_rng(4)
+    rows, terms = 300, 40
+    tfidf = sparse.csr_matrix(rng.random((rows, terms)) * (rng.random((rows, terms)) < 0.2))
+    leaf = rng.integers(0, 9, size=rows)  # noise: three parents of three children each
+    parent_of = np.repeat(np.arange(3), 3)
+    dense, scores = rng.standard_normal((rows, 3)), rng.random((rows, 2))
+    fold_of = np.arange(rows) % 3
+
+    nested = segments_fit(tfidf, dense, scores, leaf, 9, fold_of, 0, parent_of)
+    flat = segments_fit(tfidf, dense, scores, leaf, 9, fold_of, 0)
+    parents = segments_fit(tfidf, dense, scores, parent_of[leaf], 3, fold_of, 0)
+
+    fresh = sparse.csr_matrix(rng.random((500, terms)) * (rng.random((500, terms)) < 0.2))
+
+    def parent_picked(segments: PromptSegments, owner: np.ndarray) -> np.ndarray:
+        logits = fresh @ np.asarray(segments.term_weights) + np.asarray(segments.bias)
+        return np.asarray(owner[np.argmax(logits, axis=1)])
+
+    by_parents = parent_picked(parents, np.arange(3))
+    # measured 0.994 (where two parents' logits nearly tie the children's decide) and 0.696
+    assert (parent_picked(nested, parent_of) == by_parents).mean() > 0.97
+    flat_agrees = (parent_picked(flat, parent_of) == by_parents).mean()
+    assert flat_agrees < 0.85  # one stage: it strays
 
 
 def test_the_report_slices_by_the_parent_task(
