@@ -21,8 +21,9 @@ Whether tasks serve at all is chosen out of fold beside the k-means clusters
 centroids fitted without it).
 
 Subtasks (``parent/child`` labels, ``task_labels.py``) are task segments over the children whose
-means are shrunk toward their parent's (``parent_of``, ``_group_priors``), a family of their own
-(``SUBTASKS_FAMILY``) beside the parent-level tasks.
+means are shrunk toward their parent's (``parent_of``, ``_group_priors``) and whose classifier
+decides the parent first (``_nested_classifier``), a family of their own (``SUBTASKS_FAMILY``)
+beside the parent-level tasks.
 
 Without a task column the same sub-clusters refine the global k-means clusters instead
 (``CLUSTERS_FAMILY``, ``cluster_segments_fit``): the top level is the nearest of the k
