@@ -24,7 +24,8 @@ and the oracle (a right model whenever one exists) are ceilings; ``heads`` (the 
 router's predicted scores, without its policy) is a diagnostic, and ``word_heads`` a plain
 supervised reference given the task (``bench.router_floor.heads`` on word TF-IDF). Intervals: paired bootstrap 95%
 of the per-row router - per-task floor (and - per-subtopic floor), test rows of all seeds pooled.
-A full run (5 scenarios x 3 seeds x 2 fits of 2,000 rows) took 6.9 CPU minutes; ``--quick`` is a
+A full run (5 scenarios x 3 seeds x 2 fits of 2,000 rows) took 6.9 CPU minutes (``--subtasks
+--scenarios task task+subtopic task+subtopic+prompt``: 27 fits, 9.6 CPU minutes); ``--quick`` is a
 smoke run (400/200 rows, one seed, two scenarios, 3 folds and 40 boosting rounds).
 """
 
