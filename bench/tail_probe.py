@@ -191,7 +191,7 @@ def _dump_at_shutdown(send: Any) -> Any:
 
 
 def _settler_wrap(events: list[tuple[str, float, float]]) -> None:
-    from billing import outbox, settlement, wal
+    from billing import outbox, outbox_entries, settlement, wal
 
     def timed(module: Any, name: str, kind: str) -> None:
         inner = getattr(module, name)
@@ -207,7 +207,7 @@ def _settler_wrap(events: list[tuple[str, float, float]]) -> None:
 
         setattr(module, name, call)
 
-    timed(outbox, "usage_settle_batch", "settle")
+    timed(outbox_entries, "usage_settle_batch", "settle")
     timed(outbox, "_acknowledge_durable", "ack")
     timed(outbox, "wal_flush_force", "wal_flush")
     timed(wal, "wal_flush_force", "wal_flush")

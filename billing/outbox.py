@@ -32,17 +32,17 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, connections
+from django.db import connections
 
-from billing.drafts import UsageDraft, draft_decode, draft_encode
+from billing.drafts import UsageDraft, draft_encode
 from billing.outbox_consumers import GROUP, STREAM, consumer_name, consumers_forget, group_ensure
+from billing.outbox_entries import entries_settle
 from billing.services import reservation_mark_free_async
-from billing.settlement import usage_settle_async, usage_settle_batch, usage_settled_before
-from billing.wal import WAL_NUDGE_AFTER_S, wal_flush_force, wal_position, wal_wait_durable
+from billing.settlement import usage_settle_async
+from billing.wal import WAL_NUDGE_AFTER_S, wal_flush_force, wal_position
 
 logger = logging.getLogger(__name__)
 
-DEAD_STREAM = "rh:usage-dead"  # drafts the database refused; see _settle_entries
 BATCH_SIZE = 500
 # The settler's pause after a batch that did not fill. After a small batch (light traffic: CPU
 # to spare, and latency is what counts) it is short, so that each batch is a short burst of CPU
@@ -57,89 +57,6 @@ SETTLER_SMALL_BATCH = 32
 OUTBOX_COALESCE_S = 0.003
 CLAIM_IDLE_MS = 30_000
 CLAIM_EVERY_S = 10.0
-# Errors that come from a draft itself, not from the database or Redis being unreachable.
-UNSETTLABLE = (IntegrityError, DataError, ValueError, TypeError, KeyError, ArithmeticError)
-
-
-def _drafts(
-    client: Any, entries: list[Any]
-) -> tuple[list[bytes], list[tuple[bytes, bytes, UsageDraft]]]:
-    """The entries' ids, and (id, payload, draft) for each entry that still holds a draft; an
-    entry that cannot be read as a draft is set aside (``_dead_letter``), never retried."""
-    ids, drafts = [], []
-    for entry_id, fields in entries:
-        ids.append(entry_id)
-        if not fields:  # an entry deleted while pending has no fields: nothing to settle
-            continue
-        payload = fields.get(b"d", b"")
-        try:
-            drafts.append((entry_id, payload, draft_decode(payload)))
-        except UNSETTLABLE as exc:
-            _dead_letter(client, entry_id, payload, exc, generation_id="?")
-    return ids, drafts
-
-
-def _settle_entries(client: Any, entries: list[Any], *, wait_durable: bool) -> list[bytes]:
-    """Settle the drafts of ``entries``; returns the entry ids that may now be acknowledged.
-
-    A draft the database refuses (``UNSETTLABLE``: a constraint or a value it cannot store)
-    would fail every batch it is in, and a batch that fails is retried: one such draft would
-    stop settlement for everybody. So a refused batch is settled draft by draft, and a draft
-    refused on its own is moved to ``DEAD_STREAM`` (logged; ``manage.py usage_dead_letters``
-    lists and requeues them). Any other error (the database or Redis unreachable) propagates
-    and the whole batch is retried.
-
-    ``wait_durable``: return once what was settled is on disk, including a settlement only seen
-    here (``_settled_by_another``): the other settler committed without waiting for the disk,
-    and a draft acknowledged before its charge is flushed is lost with a database crash. Else
-    the caller waits for the WAL position it reads after this returns (``_acknowledge_durable``).
-    """
-    ids, drafts = _drafts(client, entries)
-    if not drafts:
-        return ids
-    try:
-        usage_settle_batch([draft for _, _, draft in drafts], wait_durable=wait_durable)
-    except UNSETTLABLE:
-        seen = False
-        for entry_id, payload, draft in drafts:
-            try:
-                usage_settle_batch([draft], wait_durable=wait_durable)
-            except UNSETTLABLE as exc:
-                if _settled_by_another(draft, exc):
-                    seen = True
-                else:
-                    _dead_letter(client, entry_id, payload, exc, generation_id=draft.generation_id)
-        if seen and wait_durable:
-            wal_wait_durable()
-    return ids
-
-
-def _settled_by_another(draft: UsageDraft, exc: Exception) -> bool:
-    """Whether ``exc`` only says that another settler settled ``draft`` meanwhile (it claimed
-    the draft from this one, or this one from it): then it is charged, to be acknowledged.
-
-    PostgreSQL makes a second claim of a generation id wait for the first's transaction and
-    refuses it once that committed: visible by now. Another ``IntegrityError`` (a row the draft
-    names is gone) leaves the generation id unclaimed: a refused draft."""
-    if not isinstance(exc, IntegrityError) or not usage_settled_before([draft.generation_id]):
-        return False
-    logger.info("usage draft %s was settled by another settler meanwhile", draft.generation_id)
-    return True
-
-
-def _dead_letter(
-    client: Any, entry_id: bytes, payload: bytes, exc: Exception, *, generation_id: str
-) -> None:
-    # Only the error's class and first line: database errors quote the values they refused,
-    # and a draft may carry a logged prompt.
-    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-    client.xadd(DEAD_STREAM, {"d": payload, "error": reason, "entry": entry_id})
-    logger.error(
-        "usage draft %s cannot be settled (%s); moved to %s for an operator",
-        generation_id,
-        type(exc).__name__,
-        DEAD_STREAM,
-    )
 
 
 class _Outbox:
@@ -300,7 +217,7 @@ def usage_settler_run(stop: threading.Event) -> None:
             if claim:
                 last_claim = time.monotonic()
             if entries:
-                ids = _settle_entries(client, entries, wait_durable=False)
+                ids = entries_settle(client, entries, wait_durable=False)
                 unacknowledged.append((wal_position(), ids, time.monotonic()))
             unacknowledged = _acknowledge_durable(client, unacknowledged)
             if len(entries) < BATCH_SIZE:  # a short burst of work, then let others run
@@ -381,7 +298,7 @@ def _acknowledge_durable(client: Any, unacknowledged: list[Unacknowledged]) -> l
 
 
 def _settle_sync(client: Any, entries: list[Any]) -> int:
-    ids = _settle_entries(client, entries, wait_durable=True)
+    ids = entries_settle(client, entries, wait_durable=True)
     if ids:
         pipe = client.pipeline(transaction=False)
         pipe.xack(STREAM, GROUP, *ids)

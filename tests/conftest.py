@@ -119,7 +119,8 @@ def _empty_usage_stream() -> None:
     import redis
     from django.core.cache import cache
 
-    from billing.outbox import DEAD_STREAM, STREAM
+    from billing.outbox import STREAM
+    from billing.outbox_entries import DEAD_STREAM
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:

@@ -7,9 +7,11 @@ reference; reads run for real against PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 import types
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,7 +26,7 @@ from billing import pg_async
 from routerhub import ttl_cache
 from routerhub.domain import NotAuthenticated
 from tests.conftest import require_postgres
-from tests.db_locks import LOCK_WAITS_SQL
+from tests.db_locks import LOCK_WAITS_SQL, gateway_sessions_terminate
 from tests.factories import key_make, member_add, organization_make
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -190,77 +192,110 @@ def test_concurrent_misses_are_read_together_each_key_once(clock: Clock, no_orm:
     assert [key.rpm for key in found] == [10] * 20 + [11 + i for i in range(10)]
 
 
+def _unknown_key() -> str:
+    return "rh-live-" + secrets.token_urlsafe(32)
+
+
+@contextlib.asynccontextmanager
+async def _keys_locked() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """The keys' table locked by another connection until it rolls back or the block ends: key
+    reads wait, each on its connection."""
+    async with await psycopg.AsyncConnection.connect(**pg_async._conninfo()) as holder:
+        await holder.execute("LOCK TABLE accounts_apikey IN ACCESS EXCLUSIVE MODE")
+        yield holder
+
+
+async def _misses_behind_a_waiting_read(count: int) -> list[asyncio.Future[Any]]:
+    """One miss whose read waits for the lock (``_keys_locked``), then ``count`` more."""
+    misses = [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))]
+    await _until_statements_wait_for_a_lock()
+    misses += [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))
+               for _ in range(count)]  # fmt: skip
+    return misses
+
+
+async def _until_statements_wait_for_a_lock(count: int = 1) -> None:
+    async with await psycopg.AsyncConnection.connect(
+        **pg_async._conninfo(), autocommit=True
+    ) as watcher:
+        deadline = time.monotonic() + 30
+        while (await (await watcher.execute(LOCK_WAITS_SQL)).fetchone())[0] < count:
+            assert time.monotonic() < deadline, "the key reads never waited for the lock"
+            await asyncio.sleep(0.01)
+
+
 def test_a_flood_of_unknown_keys_reads_on_at_most_half_the_connections(
-    clock: Clock, settings: Any, no_orm: None, monkeypatch: pytest.MonkeyPatch
+    clock: Clock, settings: Any, no_orm: None
 ) -> None:
     """Distinct random keys (nothing to share) wait for a slot: credit holds keep the rest of
-    the gateway's connections."""
+    the gateway's connections. The keys' table is locked, so that each statement reading keys
+    keeps its connection until the whole flood has arrived."""
     settings.GATEWAY_DB_CONNECTIONS = 4
-    reading, most = [0], [0]
-    fetchall = key_lookup._fetchall
 
-    async def counted(params: dict[str, Any]) -> Any:
-        reading[0] += 1
-        most[0] = max(most[0], reading[0])
-        try:
-            await asyncio.sleep(0.01)  # long enough for the others to queue behind it
-            return await fetchall(params)
-        finally:
-            reading[0] -= 1
-
-    monkeypatch.setattr(key_lookup, "_fetchall", counted)
-
-    async def flood() -> list[Any]:
-        answers = []
-        for _ in range(10):  # waves of 30, each arriving while the last is being read
-            plaintexts = ["rh-live-" + secrets.token_urlsafe(32) for _ in range(30)]
-            calls = [keys.key_authenticate_async(p) for p in plaintexts]
-            answers.append(asyncio.gather(*calls, return_exceptions=True))
-            await asyncio.sleep(0)
-        return [a for wave in await asyncio.gather(*answers) for a in wave]
+    async def flood() -> tuple[list[Any], list[Any]]:
+        async with _keys_locked() as holder:
+            waves = []
+            for _ in range(10):  # waves of 30, each arriving while the last is being read
+                calls = [keys.key_authenticate_async(_unknown_key()) for _ in range(30)]
+                waves.append(asyncio.gather(*calls, return_exceptions=True))
+                await asyncio.sleep(0)
+            await _until_statements_wait_for_a_lock(2)
+            holds = [pg_async.pg_fetchone("SELECT 1", {}) for _ in range(2)]
+            try:  # what credit holds do meanwhile: two connections are theirs
+                held: list[Any] = await asyncio.gather(*holds)
+            except psycopg.OperationalError as exc:  # no connection became free
+                held = [exc]
+            await holder.rollback()  # the lock goes: the queued misses are read
+            return held, [a for wave in await asyncio.gather(*waves) for a in wave]
 
     before = key_lookup.key_lookup_count()
-    answers = asyncio.run(flood())
+    held, answers = asyncio.run(flood())
+    assert held == [(1,), (1,)], "the key reads took the connections credit holds need"
     assert len(answers) == 300
     assert all(isinstance(answer, NotAuthenticated) for answer in answers)
-    assert most[0] <= 2
     assert key_lookup.key_lookup_count() - before < 30  # read in groups, not one by one
 
 
-def test_a_database_outage_is_djangos_operational_error(
-    clock: Clock, no_orm: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What the gateway answers with a retryable 503 (``routing.gateway.app``), as the ORM's."""
+def test_a_database_outage_is_djangos_operational_error(clock: Clock, no_orm: None) -> None:
+    """What the gateway answers with a retryable 503 (``routing.gateway.app``), as the ORM's:
+    the database ends the gateway's connections (a restart) and the next read fails on one."""
     from django.db import OperationalError
 
-    async def down(params: dict[str, Any]) -> Any:
-        raise psycopg.OperationalError("connection refused")
+    async def run() -> None:
+        with pytest.raises(NotAuthenticated):  # read on a connection of the gateway's, kept
+            await keys.key_authenticate_async(_unknown_key())
+        assert await asyncio.to_thread(gateway_sessions_terminate) >= 1
+        with pytest.raises(OperationalError):
+            await keys.key_authenticate_async(_unknown_key())
 
-    monkeypatch.setattr(key_lookup, "_fetchall", down)
-    with pytest.raises(OperationalError):
-        asyncio.run(keys.key_authenticate_async("rh-live-" + secrets.token_urlsafe(32)))
+    asyncio.run(run())
 
 
-def test_a_failed_read_answers_every_request_waiting_on_it(
-    clock: Clock, no_orm: None, monkeypatch: pytest.MonkeyPatch
+def test_a_cancelled_read_answers_every_request_waiting_on_it(
+    clock: Clock, settings: Any, no_orm: None
 ) -> None:
-    """Whatever a read raises, the requests waiting on it are answered (none hangs), and the
-    next miss reads again."""
+    """A read cancelled in flight (the worker shutting down cancels its tasks) answers the
+    requests waiting on it and those queued behind it, a 503 each (none hangs), and the next
+    miss reads again."""
+    from django.db import OperationalError
 
-    async def broken(params: dict[str, Any]) -> Any:
-        raise RuntimeError("a bug")
+    settings.GATEWAY_DB_CONNECTIONS = 2  # one reader: the misses after the first queue behind it
 
-    plaintexts = ["rh-live-" + secrets.token_urlsafe(32) for _ in range(5)]
+    async def run() -> list[Any]:
+        async with _keys_locked():
+            misses = await _misses_behind_a_waiting_read(4)
+            await asyncio.sleep(0)  # each has run up to its wait for an answer
+            for task in asyncio.all_tasks() - {asyncio.current_task(), *misses}:
+                task.cancel()  # the reader: all that is left besides the requests
+            calls = asyncio.gather(*misses, return_exceptions=True)
+            answers = await asyncio.wait_for(calls, 10)
+        with pytest.raises(NotAuthenticated):  # read for real now: no such key
+            await keys.key_authenticate_async(_unknown_key())
+        return answers
 
-    async def burst() -> list[Any]:
-        calls = (keys.key_authenticate_async(p) for p in plaintexts)
-        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(key_lookup, "_fetchall", broken)
-        answers = asyncio.run(burst())
-    assert all(isinstance(answer, RuntimeError) for answer in answers)
-    _unknown(plaintexts[0])  # read for real now: no such key
+    answers = asyncio.run(run())
+    assert len(answers) == 5
+    assert all(isinstance(answer, OperationalError) for answer in answers), answers
 
 
 def test_a_flood_of_unknown_keys_never_evicts_the_keys_that_authenticate(
@@ -282,20 +317,6 @@ def test_a_flood_of_unknown_keys_never_evicts_the_keys_that_authenticate(
     assert key_lookup.key_lookup_count() == before  # still cached: no statement
 
 
-def _unknown_key() -> str:
-    return "rh-live-" + secrets.token_urlsafe(32)
-
-
-async def _until_a_statement_waits_for_a_lock() -> None:
-    async with await psycopg.AsyncConnection.connect(
-        **pg_async._conninfo(), autocommit=True
-    ) as watcher:
-        deadline = time.monotonic() + 30
-        while (await (await watcher.execute(LOCK_WAITS_SQL)).fetchone()) == (0,):
-            assert time.monotonic() < deadline, "the key read never waited for the lock"
-            await asyncio.sleep(0.01)
-
-
 def test_misses_queued_past_the_bound_are_refused_not_queued(
     clock: Clock, settings: Any, no_orm: None
 ) -> None:
@@ -307,12 +328,8 @@ def test_misses_queued_past_the_bound_are_refused_not_queued(
     settings.GATEWAY_DB_CONNECTIONS = 2  # one reader: every miss after the first waits for it
 
     async def run() -> list[Any]:
-        async with await psycopg.AsyncConnection.connect(**pg_async._conninfo()) as holder:
-            await holder.execute("LOCK TABLE accounts_apikey IN ACCESS EXCLUSIVE MODE")
-            misses = [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))]
-            await _until_a_statement_waits_for_a_lock()  # the reader's, with the first miss
-            misses += [asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))
-                       for _ in range(key_lookup.QUEUED_MAX)]  # fmt: skip
+        async with _keys_locked() as holder:
+            misses = await _misses_behind_a_waiting_read(key_lookup.QUEUED_MAX)
             one_more = asyncio.ensure_future(keys.key_authenticate_async(_unknown_key()))
             await asyncio.sleep(0)  # each call has run up to its wait for an answer
             assert one_more.done(), "a miss past the bound was queued"

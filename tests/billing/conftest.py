@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from billing.outbox import DEAD_STREAM, GROUP, STREAM
+from billing.outbox import GROUP, STREAM
+from billing.outbox_entries import DEAD_STREAM
 from billing.services import ledger_post
 from tests.conftest import require_redis
 from tests.factories import organization_make

@@ -14,7 +14,8 @@ import pytest
 
 from billing.drafts import UsageDraft
 from billing.models import CreditAccount, UsageDecision, UsageRecord, UsageStep
-from billing.outbox import DEAD_STREAM, STREAM, usage_outbox_drain
+from billing.outbox import STREAM, usage_outbox_drain
+from billing.outbox_entries import DEAD_STREAM
 
 CREATED = "2026-12-05T10:00:00+00:00"
 

@@ -13,6 +13,7 @@ from django.db.models import Sum
 from accounts.models import ApiKey
 from billing.models import CreditAccount, LedgerEntry, Reservation, UsageRecord
 from billing.services import ledger_post
+from routing.gateway.request_shape import prompt_token_bound
 from tests.conftest import require_postgres
 from tests.factories import key_make, organization_make
 from tests.routing.conftest import _fresh_gateway_state, fake_server, gateway_server, world
@@ -29,9 +30,13 @@ BODY = {
 
 
 def slow_model(world: World) -> None:
-    # Every request stays in flight long enough for all 200 to hold credit at once.
+    # Every request stays in flight long enough for all 200 to hold credit at once, and reports
+    # the most tokens its hold allowed for, so it costs its hold exactly: one that finishes before
+    # the last is admitted (a loaded machine) frees nothing, and the count bound below is exact.
+    upstream = (f"gpt-4o-mini@delay=1500,report_prompt={prompt_token_bound(BODY)},"
+                f"report_completion={BODY['max_tokens']}")  # fmt: skip
     world.catalog({"models": [model("test/slow")],
-                   "endpoints": [endpoint("test/slow", "fake-openai", "gpt-4o-mini@delay=1500", "100", "200")]})  # fmt: skip
+                   "endpoints": [endpoint("test/slow", "fake-openai", upstream, "100", "200")]})  # fmt: skip
 
 
 def hold_per_request(world: World, key: str) -> Decimal:
@@ -103,7 +108,9 @@ def test_concurrent_requests_never_spend_past_the_balance_or_key_limit(
     statuses = [r.status_code for r in responses]
     refused = 402 if limit_on == "balance" else 403
     successes = [r for r in responses if r.status_code == 200]
-    assert len(successes) <= 50 and len(successes) >= 45  # all in flight at once: ~exactly 50
+    cost = Decimal(str(successes[0].json()["usage"]["cost"]))
+    assert cost == hold  # so a success that finished early freed nothing
+    assert 45 <= len(successes) <= 50  # all in flight at once: ~exactly 50
     assert statuses.count(refused) == 200 - len(successes), sorted(set(statuses))
     assert all(r.json()["error"]["code"] == refused for r in responses if r.status_code != 200)
     assert_books_balance(budgeted.pk, successes)

@@ -17,7 +17,6 @@ from billing.drafts import UsageDraft
 from billing.models import CreditAccount, LedgerEntry, UsageRecord
 from billing.outbox import (
     BATCH_SIZE,
-    DEAD_STREAM,
     GROUP,
     SETTLER_PAUSE_S,
     SETTLER_PAUSE_SHORT_S,
@@ -28,6 +27,7 @@ from billing.outbox import (
     usage_record_async,
     usage_settler_run,
 )
+from billing.outbox_entries import DEAD_STREAM
 from billing.services import ReservationRequest, credits_reserve
 from tests.routing.servers import SETTLE_TIMEOUT
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import connections
 
 from billing import pg_async
 from tests.conftest import require_postgres
+from tests.db_locks import gateway_sessions_terminate
 
 
 @pytest.fixture
@@ -24,15 +24,6 @@ def pool(transactional_db: None, settings: Any) -> Iterator[None]:
     pg_async.pg_close()
 
 
-def _terminate_gateway_sessions() -> int:
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE application_name = 'routerhub-gateway' AND datname = current_database()"
-        )
-        return int(cursor.fetchone()[0])
-
-
 def test_after_a_restart_one_statement_fails_and_every_old_connection_is_retired(
     pool: None,
 ) -> None:
@@ -40,7 +31,7 @@ def test_after_a_restart_one_statement_fails_and_every_old_connection_is_retired
         # Two connections in the pool, both idle.
         await asyncio.gather(*(pg_async.pg_fetchone("SELECT pg_sleep(0.1)", {}) for _ in range(2)))
         assert pg_async._State.pool is not None and len(pg_async._State.pool.idle) == 2
-        await asyncio.to_thread(_terminate_gateway_sessions)  # the database restarts
+        await asyncio.to_thread(gateway_sessions_terminate)  # the database restarts
         outcomes = []
         for _ in range(3):
             try:

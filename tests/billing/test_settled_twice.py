@@ -4,8 +4,8 @@ aside as refused. Settlers never share a consumer name, so that a settler re-rea
 pending drafts takes none of another live settler's, and consumers left behind are forgotten
 once nothing is pending for them (never before: that would drop their pending drafts); a
 failure to forget them (a Redis refusing scripts) costs nothing else. Real settlers on
-PostgreSQL and Redis; one settler's transaction is held open at a seam (``_HeldOpen``) while
-the other works."""
+PostgreSQL and Redis; one settler's batch waits inside its transaction for an account row that
+another transaction holds (``_HeldOpen``) while the other settler works."""
 
 from __future__ import annotations
 
@@ -17,17 +17,17 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Sum
 
-from billing import settlement
 from billing.drafts import UsageDraft
 from billing.models import CreditAccount, LedgerEntry, UsageRecord
-from billing.outbox import DEAD_STREAM, GROUP, STREAM, usage_outbox_drain, usage_settler_run
+from billing.outbox import GROUP, STREAM, usage_outbox_drain, usage_settler_run
 from billing.outbox_consumers import consumers_forget
+from billing.outbox_entries import DEAD_STREAM
 from billing.services import ReservationRequest, credits_reserve
 from tests.conftest import require_postgres
-from tests.db_locks import backend_pid, waiting_for
+from tests.db_locks import backend_pid, backends_waiting_for, waiting_for
 from tests.routing.servers import SETTLE_TIMEOUT, poll
 
 
@@ -76,38 +76,47 @@ class _AckOrder:
 
 
 class _HeldOpen:
-    """A settler (``usage_settler_run`` in a thread) whose first batch stops inside its
-    transaction, after its usage records are written and before the accounts are charged
-    (``usage_rollups_add``), until ``release``: the batch that outlives ``CLAIM_IDLE_MS``."""
+    """A settler (``usage_settler_run`` in a thread) whose first batch waits inside its
+    transaction, its usage records written (their generation ids claimed), for the account row
+    of ``organization``, which another transaction (a top-up, another settler) holds until
+    ``release``: the batch that outlives ``CLAIM_IDLE_MS``. ``pid``: the settler's backend."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.inside, self.release, self.stop = (
+    def __init__(self, organization: Any) -> None:
+        self.held, self.release, self.stop = (
             threading.Event(),
             threading.Event(),
             threading.Event(),
         )
-        self.pid = 0
+        self.holder_pid = self.pid = 0
+        self.holder = threading.Thread(target=self._hold, args=(organization.pk,), daemon=True)
         self.thread = threading.Thread(target=usage_settler_run, args=(self.stop,), daemon=True)
-        rollups_add = settlement.usage_rollups_add
 
-        def held(fresh: list[UsageDraft]) -> None:
-            rollups_add(fresh)
-            if threading.current_thread() is self.thread and not self.inside.is_set():
-                self.pid = backend_pid()
-                self.inside.set()
+    def _hold(self, organization_id: int) -> None:
+        try:
+            with transaction.atomic():
+                # NO KEY: what settlement's charge takes (FOR UPDATE) waits, a foreign key's
+                # check (FOR KEY SHARE) does not.
+                CreditAccount.objects.select_for_update(no_key=True).get(
+                    organization_id=organization_id
+                )
+                self.holder_pid = backend_pid()
+                self.held.set()
                 self.release.wait(SETTLE_TIMEOUT)
-
-        monkeypatch.setattr(settlement, "usage_rollups_add", held)
+        finally:
+            connection.close()
 
     def start(self) -> None:
+        self.holder.start()
+        assert self.held.wait(SETTLE_TIMEOUT)
         self.thread.start()
-        poll(self.inside.is_set)
+        [self.pid] = poll(lambda: backends_waiting_for(self.holder_pid))
 
     def end(self) -> None:
         self.release.set()
         self.stop.set()
-        self.thread.join(SETTLE_TIMEOUT)
-        assert not self.thread.is_alive()
+        for thread in (self.holder, self.thread):
+            thread.join(SETTLE_TIMEOUT)
+            assert not thread.is_alive()
 
 
 def _assert_charged_once(organization: Any, generation_id: str) -> None:
@@ -146,7 +155,7 @@ def test_a_draft_claimed_while_its_first_settler_is_still_at_it_is_charged_once_
     # at once, before the claimed draft's row waits for the first settler (had it waited, the
     # retries would start after that commit and find the draft settled).
     refused.model = "m" * 500
-    first, order = _HeldOpen(monkeypatch), _AckOrder(monkeypatch)
+    first, order = _HeldOpen(funded), _AckOrder(monkeypatch)
     twice_entry = _append(redis_client, twice)
     first.start()
     _append(redis_client, refused)
@@ -190,14 +199,14 @@ class _OneRound(threading.Event):
 
 
 def test_a_second_settler_in_the_same_process_takes_none_of_a_live_settlers_drafts(
-    redis_client: Any, funded: Any, monkeypatch: pytest.MonkeyPatch
+    redis_client: Any, funded: Any
 ) -> None:
     """A settler starts by re-reading its own pending drafts (those of a batch that failed). A
     second settler in the process (one started while the first still finished its batch after
     ``usage_settlers_stop`` gave up waiting) must not take the first's as its own: they are in
     the first's open transaction. Both consumers are forgotten when their settlers stop."""
     require_postgres()
-    first = _HeldOpen(monkeypatch)
+    first = _HeldOpen(funded)
     _append(redis_client, _draft(funded, "gen-live"))
     first.start()
     second = threading.Thread(target=usage_settler_run, args=(_OneRound(),), daemon=True)

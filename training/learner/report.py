@@ -86,7 +86,7 @@ def report_build(
     routed = scores[rows, picks[0]]
     gain = metrics.bootstrap_interval(routed - scores[:, best])
     report["tradeoff_zero_gain_ci95"] = [_r(gain[0], 4), _r(gain[1], 4)]
-    report["verdict"] = _verdict(report, gain, _priced(evaluation, mean_costs))
+    report["verdict"] = _verdict(report, gain, priced=_priced(evaluation, mean_costs))
     report["slices"] = _slices(router, prompts, tasks, routed, scores)
     if m == 2:
         report.update(_two_model_metrics(router, predicted, scores, display))
@@ -176,7 +176,7 @@ def _priced(evaluation: dict[str, Any], mean_costs: np.ndarray) -> bool:
     return bool(np.ptp(mean_costs) > 1e-12 * max(float(np.abs(mean_costs).max()), 1e-300))
 
 
-def _verdict(report: dict[str, Any], gain: tuple[float, float], priced: bool = True) -> str:
+def _verdict(report: dict[str, Any], gain: tuple[float, float], *, priced: bool) -> str:
     """A plain sentence: does routing beat the zero router (and the best model) on this data?
     Without prices (quality-only data) the zero router's only point that means anything is the
     best single model, so the sentence is about tradeoff 0 alone."""

@@ -1,10 +1,10 @@
 """``manage.py usage_dead_letters [--requeue]``: usage drafts the database refused to settle.
 
 A draft the database refuses on its own (a constraint, a value it cannot store) is moved out of
-the usage stream so it cannot hold back everybody else's settlement (``billing.outbox``). This
-lists them with the reason; once the cause is fixed (a migration, a code fix), ``--requeue``
-puts them back in the usage stream, where the settler settles them (idempotently: a draft
-settled meanwhile is not charged twice).
+the usage stream so it cannot hold back everybody else's settlement
+(``billing.outbox_entries``). This lists them with the reason; once the cause is fixed (a
+migration, a code fix), ``--requeue`` puts them back in the usage stream, where the settler
+settles them (idempotently: a draft settled meanwhile is not charged twice).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import orjson
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.outbox import DEAD_STREAM
 from billing.outbox_consumers import STREAM
+from billing.outbox_entries import DEAD_STREAM
 
 
 class Command(BaseCommand):
