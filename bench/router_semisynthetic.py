@@ -27,6 +27,9 @@ of the per-row router - per-task floor (and - per-subtopic floor), test rows of 
 A full run (5 scenarios x 3 seeds x 2 fits of 2,000 rows) took 6.9 CPU minutes (``--subtasks
 --scenarios task task+subtopic task+subtopic+prompt``: 27 fits, 9.6 CPU minutes); ``--quick`` is a
 smoke run (400/200 rows, one seed, two scenarios, 3 folds and 40 boosting rounds).
+``--only`` (alias ``--scenarios``) runs some scenarios, ``--column without|with`` one of the two
+fits; ``--rows`` saves every policy's per-row scores and ``--against`` an earlier run's file
+gives paired router differences (same seeds and sizes: the same test rows).
 """
 
 from __future__ import annotations
@@ -192,7 +195,7 @@ def scenario_summary(per_seed: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     for router in (f"router_{fit}_tasks" for fit in FITS if f"router_{fit}_tasks" in pooled):
         for floor in ("task_floor", "subtopic_floor"):
             out[f"{router} - {floor}"] = _gain(pooled[router] - pooled[floor])
-    if "router_subtasks_tasks" in pooled:
+    if "router_subtasks_tasks" in pooled and "router_with_tasks" in pooled:
         gain = pooled["router_subtasks_tasks"] - pooled["router_with_tasks"]
         out["router_subtasks_tasks - router_with_tasks"] = _gain(gain)
     return out
@@ -209,14 +212,32 @@ def benchmark(
     seeds: list[int],
     config: TrainerConfig,
     fits: tuple[str, ...] = FITS[:2],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Each scenario's summary, and every policy's per-row scores (``scenario/policy``: the
+    test rows of all seeds pooled, in seed order); the router fitted once per column of
+    ``fits`` (``FITS``)."""
     pool = prompt_pool(datasets)
     result: dict[str, Any] = {"train_rows": sizes[0], "test_rows": sizes[1], "seeds": seeds}
+    rows: dict[str, np.ndarray] = {}
     for structure in scenarios:
         per_seed = [run_seed(pool, structure, sizes, seed, config, fits) for seed in seeds]
         result[structure.name] = scenario_summary(per_seed)
+        for policy in per_seed[0]:
+            rows[f"{structure.name}/{policy}"] = np.concatenate([run[policy] for run in per_seed])
         print(structure.name, json.dumps(result[structure.name]), flush=True)
-    return result
+    return result, rows
+
+
+def against(rows: dict[str, np.ndarray], earlier: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per scenario and router column in both runs: this run's tradeoff-0 score less the
+    earlier run's (``--rows`` of another commit, same seeds and sizes: the same test rows), a
+    paired bootstrap 95% interval on the pooled rows."""
+    out: dict[str, Any] = {}
+    for key, now in rows.items():
+        if key.split("/")[1].startswith("router_") and key in earlier and "deviates" not in key:
+            gain = now - earlier[key]
+            out[key] = {"mean": round(float(gain.mean()), 4), "ci95": _interval(gain)}
+    return out
 
 
 COLUMNS = (
@@ -231,6 +252,10 @@ COLUMNS = (
     "oracle",
 )
 DEVIATING = ("router_without_tasks", "router_with_tasks", "word_heads", "observable")
+
+
+def _cell(row: dict[str, Any], key: str, form: str) -> str:
+    return format(row[key], form) if key in row else "—"
 
 
 def table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> str:
@@ -252,9 +277,10 @@ def table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> str:
     lines = _header(titles)
     for structure in scenarios:
         row = result[structure.name]
-        cis = " / ".join(_ci(row[f"router_{c}_tasks - task_floor"]) for c in ("without", "with"))
-        cells = " | ".join(f"{row[c]:.4f}" for c in COLUMNS)
-        off = " / ".join(f"{row[f'{c} deviates']:.1%}" for c in DEVIATING)
+        gaps = [row.get(f"router_{c}_tasks - task_floor") for c in ("without", "with")]
+        cis = " / ".join(_ci(g) if g else "—" for g in gaps)
+        cells = " | ".join(_cell(row, c, ".4f") for c in COLUMNS)
+        off = " / ".join(_cell(row, f"{c} deviates", ".1%") for c in DEVIATING)
         lines.append(f"| {structure.name} | {cells} | {cis} | {off} |")
     return "\n".join(lines)
 
@@ -287,7 +313,11 @@ def subtasks_table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> 
     """With ``--subtasks``: the router given ``task/subtopic`` labels against the same router
     given the task alone and the floors, paired 95% intervals."""
     rows = [
-        [name, *(f"{row[c]:.4f}" for c in SUBTASK_CELLS), *(_ci(row[g]) for g in SUBTASK_GAPS)]
+        [
+            name,
+            *(_cell(row, c, ".4f") for c in SUBTASK_CELLS),
+            *(_ci(row[g]) if g in row else "—" for g in SUBTASK_GAPS),
+        ]
         for name, row in ((s.name, result[s.name]) for s in scenarios)
     ]
     return "\n".join([*_header(SUBTASK_TITLES), *("| " + " | ".join(r) + " |" for r in rows)])
@@ -309,21 +339,43 @@ def main() -> None:
         action="store_true",
         help="a third fit per seed, the task column naming each prompt's subtopic (task/family)",
     )
-    parser.add_argument("--scenarios", nargs="+", help="scenario names (default: all)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--only",
+        "--scenarios",
+        dest="only",
+        nargs="+",
+        choices=[s.name for s in SCENARIOS],
+        help="these scenarios alone (default: all)",
+    )
+    parser.add_argument(
+        "--column", choices=FITS[:2], help="fit the router only without / with the column"
+    )
+    parser.add_argument("--rows", type=Path, help="save every policy's per-row scores (.npz)")
+    parser.add_argument(
+        "--against", type=Path, help="an earlier run's --rows: paired router differences"
+    )
     args = parser.parse_args()
     config = TrainerConfig(threads=1)
-    scenarios, sizes, seeds = SCENARIOS, (args.train, args.test), args.seeds
-    if args.scenarios:
-        scenarios = tuple(s for s in SCENARIOS if s.name in args.scenarios)
+    scenarios: tuple[Structure, ...] = SCENARIOS
+    sizes, seeds = (args.train, args.test), args.seeds
+    if args.only:
+        scenarios = tuple(s for s in SCENARIOS if s.name in args.only)
     if args.quick:
         config = replace(config, folds=3, boost_rounds=40)
         scenarios, sizes, seeds = (SCENARIOS[0], SCENARIOS[3]), (400, 200), seeds[:1]
-    fits = FITS if args.subtasks else FITS[:2]
-    result = benchmark(args.datasets, scenarios, sizes, seeds, config, fits)
+    fits = ((args.column,) if args.column else FITS[:2]) + (FITS[2:] if args.subtasks else ())
+    result, rows = benchmark(args.datasets, scenarios, sizes, seeds, config, fits)
     print(table(result, scenarios))
     if args.subtasks:
         print(subtasks_table(result, scenarios))
+    if args.against:
+        with np.load(args.against) as npz:
+            result["against"] = against(rows, {k: npz[k] for k in npz.files})
+        print(json.dumps(result["against"], indent=1))
+    if args.rows:
+        # Why the ignore below: numpy's savez stubs type **kwds as ArrayLike only.
+        np.savez(args.rows, **rows)  # type: ignore[arg-type]
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

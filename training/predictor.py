@@ -93,7 +93,13 @@ class Predictor:
         chosen = [index[m] for m in dict.fromkeys(names) if m in index]
         if not chosen:
             return []
-        predicted, incumbent = trained.predict_one_with_incumbent(prompt, chosen)
+        # The policy's arrays for these candidates are derived once per (tradeoff, candidates)
+        # (``TrainedRouter.utilities`` arithmetic; tests compare the two on a trained router);
+        # a policy without an incumbent bonus skips the prompt's segment or cluster lookup.
+        policy = trained.chosen_policy(tradeoff, chosen)
+        predicted, incumbent = trained.predict_one_with_incumbent(
+            prompt, chosen, incumbent_wanted=bool(policy.bonus)
+        )
         if prices is not None and all(trained.models[i] in prices for i in chosen):
             tokens = estimated_tokens(prompt)
             costs = np.array([prices[trained.models[i]] * tokens / 1e6 for i in chosen])
@@ -102,9 +108,6 @@ class Predictor:
         calibrated = predicted
         if bias:
             calibrated = predicted + np.array([bias.get(trained.models[i], 0.0) for i in chosen])
-        # The policy's arrays for these candidates are derived once per (tradeoff, candidates)
-        # (``TrainedRouter.utilities`` arithmetic; tests compare the two on a trained router).
-        policy = trained.chosen_policy(tradeoff, chosen)
         utility = trained.utility_one(calibrated, policy, mix_key(prompt), incumbent)
         order = np.lexsort((policy.mean_costs, -utility))
         return [

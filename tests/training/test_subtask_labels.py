@@ -10,6 +10,9 @@ CMMLU- and HumanEval-like tasks with theirs.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import sparse
@@ -17,7 +20,9 @@ from scipy import sparse
 from tests.training.router_files import assert_serving_decides_as_the_batch, reloaded
 from tests.training.task_prompts import holdout_report, labelled, task_prompt
 from training.learner import artifacts
-from training.learner.segments import PromptSegments, segments_fit
+from training.learner.router import TrainedRouter
+from training.learner.segments import PromptSegments, segments_fit, segments_out_of_fold
+from training.learner.task_classifier import KIND_LR, KIND_NB, TaskReading
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
 CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40)
@@ -172,3 +177,73 @@ def test_serving_decides_as_the_batch_with_subtask_segments_and_after_a_reload(
     assert restored.segments is not None
     for router in (fit.router, restored):
         assert_serving_decides_as_the_batch(router, test.prompts[::11])
+
+
+# Two subtasks of one parent told apart only on the marked half of their prompts (made-up words),
+# each with its own best model and model 2 second on both (as test_soft_incumbent's tasks).
+SOFT_CHANCES = np.array(
+    [[0.9, 0.3, 0.75, 0.5, 0.5, 0.5, 0.5], [0.3, 0.9, 0.75, 0.5, 0.5, 0.5, 0.5]]
+)
+
+
+def _soft_data(seed: int) -> TrainingData:
+    rng = np.random.default_rng(seed)
+    child = np.repeat([0, 1], 4 * OTHER_ROWS)
+    prompts = [
+        task_prompt("mmlu", rng, "physics", list(rng.choice(SUBJECT_WORDS[c], 2)) * (i % 2))
+        for i, c in enumerate(child)
+    ]
+    tasks = [f"mmlu/{'ab'[c]}" for c in child]
+    chance = [SOFT_CHANCES[child]]
+    for task, model in OTHERS.items():
+        prompts += [task_prompt(task, rng) for _ in range(OTHER_ROWS)]
+        tasks += [task] * OTHER_ROWS
+        chance.append(np.where(np.arange(7) == model, 0.85, 0.5)[None].repeat(OTHER_ROWS, 0))
+    scores = (rng.random((len(prompts), 7)) < np.vstack(chance)).astype(float)
+    return TrainingData(
+        prompts=prompts,
+        models=[f"model-{j}" for j in range(7)],
+        scores=scores,
+        costs=np.ones_like(scores),
+        binary=[True] * 7,
+        costs_known=False,
+        tasks=tasks,
+    )
+
+
+def test_subtasks_take_the_soft_incumbent_and_store_it_as_format_6() -> None:
+    fit, test = router_fit(_soft_data(5), CONFIG), _soft_data(6)
+    router = fit.router
+    segments = router.segments
+    assert fit.families is not None and fit.families.k == SUBTASKS_FAMILY
+    assert segments is not None and segments.soft and segments.means is not None
+    # The means stored are shrunk toward the parent's, and each sub-segment's best their argmax.
+    assert np.array_equal(np.argmax(segments.means, axis=1), segments.best)
+    hard = replace(router, segments=replace(segments, temperature=None))
+    rows = np.arange(len(test.prompts))
+
+    def floor(served: TrainedRouter) -> float:
+        return float(test.scores[rows, served.cluster_incumbents(test.prompts)].mean())
+
+    assert floor(router) > floor(hard) + 0.03  # measured 0.830 and 0.774
+    files = artifacts.router_to_files(router)
+    restored = reloaded(files)
+    assert json.loads(files[artifacts.ROUTER_FILE])["format_version"] == 6
+    assert np.array_equal(
+        restored.cluster_incumbents(test.prompts), router.cluster_incumbents(test.prompts)
+    )
+
+
+def test_subtasks_keep_the_two_stage_naive_bayes_rule() -> None:
+    rng = np.random.default_rng(8)
+    rows, terms = 120, 30
+    tfidf = sparse.csr_matrix(rng.random((rows, terms)) * (rng.random((rows, terms)) < 0.3))
+    leaf, parent_of = rng.integers(0, 4, size=rows), np.array([0, 0, 1, 1])
+    dense, scores = rng.standard_normal((rows, 3)), rng.random((rows, 2))
+    fold_of = np.arange(rows) % 3
+
+    *_, reading = segments_out_of_fold(tfidf, dense, scores, leaf, fold_of, 0, parent_of)
+
+    assert reading.kind == KIND_NB  # a logistic regression would be within budget here
+    with pytest.raises(ValueError, match="naive Bayes"):
+        segments_fit(tfidf, dense, scores, leaf, 4, fold_of, 0, parent_of, TaskReading(KIND_LR))

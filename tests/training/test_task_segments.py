@@ -244,6 +244,6 @@ def test_the_inner_cv_scores_the_task_best_the_final_fit_serves() -> None:
     fold_of = np.arange(len(scores)) % 3
     scaled = np.random.default_rng(0).normal(size=(len(scores), 3))
 
-    _, owner, best = segments._sub_segments(scaled, scores, group, 2, fold_of, seed=0)
+    _, owner, best, _ = segments._sub_segments(scaled, scores, group, 2, fold_of, seed=0)
 
     assert (owner == 0).sum() == 2 and 0 in best[owner == 0]

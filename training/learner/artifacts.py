@@ -23,7 +23,8 @@ from training.learner.embedding import EmbeddingUnavailableError
 from training.learner.featurizer import Featurizer
 from training.learner.forest import forest_from_boosters
 from training.learner.router import KIND_CONSTANT, ScoreHead, TrainedRouter
-from training.learner.segments import TOP_CLASSIFIER, PromptSegments, segments_from_arrays
+from training.learner.segment_arrays import segments_from_arrays
+from training.learner.segments import TOP_CLASSIFIER, PromptSegments
 from training.learner.serving_form import (
     SERVING_FILE,
     ServingForm,
@@ -33,8 +34,10 @@ from training.learner.serving_form import (
     serving_form_steps,
 )
 
-# 5: task segments or clusters with sub-clusters (segments.py; ``segment_top`` says which top
-# level, absent for tasks, so a release that knows only task segments refuses the other for its
+# 6: task segments with the soft incumbent (``segment_means`` and ``segment_temperature``),
+# written only then, so a release that would ignore them and serve the argmax task's best
+# refuses the version; 5: task segments or clusters with sub-clusters (segments.py;
+# ``segment_top`` says which top level, absent for tasks, so a release that knows only task segments refuses the other for its
 # missing classifier), written only then so a release without them refuses the version; 4: the featurizer appends a sentence embedding (written only then, so a release that cannot
 # compute it refuses the version instead of serving it with missing features); 3: prompt clusters
 # and a cluster-best bonus per tradeoff; 2: a policy table (λ and offsets per tradeoff); 1: one
@@ -42,6 +45,7 @@ from training.learner.serving_form import (
 FORMAT_VERSION = 3
 FORMAT_EMBEDDING = 4
 FORMAT_SEGMENTS = 5
+FORMAT_SOFT_SEGMENTS = 6
 ROUTER_FILE = "router.json"
 FEATURIZER_FILE = "featurizer.json"
 ARRAYS_FILE = "arrays.npz"
@@ -102,7 +106,7 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
         arrays["cluster_scale"] = router.clusters.scale
         arrays["cluster_centroids"] = router.clusters.centroids
     if router.segments is not None and router.cluster_bonus is not None:
-        meta["format_version"] = FORMAT_SEGMENTS
+        meta["format_version"] = FORMAT_SOFT_SEGMENTS if router.segments.soft else FORMAT_SEGMENTS
         meta["segments"] = True
         if router.segments.top != TOP_CLASSIFIER:  # absent: task segments, as first written
             meta["segment_top"] = router.segments.top
@@ -180,7 +184,8 @@ def router_load_steps(
             raise ArtifactError(f"artifact file {name} does not match its sha256")
         yield
     meta = json.loads(files[ROUTER_FILE])
-    if meta.get("format_version") not in (1, 2, FORMAT_VERSION, FORMAT_EMBEDDING, FORMAT_SEGMENTS):
+    known = (1, 2, FORMAT_VERSION, FORMAT_EMBEDDING, FORMAT_SEGMENTS, FORMAT_SOFT_SEGMENTS)
+    if meta.get("format_version") not in known:
         raise ArtifactError(f"unsupported artifact format {meta.get('format_version')!r}")
     arrays = {}
     with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
@@ -309,6 +314,7 @@ def _segments(
             featurizer.dense_size,
             len(meta["models"]),
             str(meta.get("segment_top", TOP_CLASSIFIER)),
+            soft=meta.get("format_version") == FORMAT_SOFT_SEGMENTS,
         )
     except ValueError as exc:
         raise ArtifactError(f"the version's task segments are malformed: {exc}") from exc

@@ -277,9 +277,10 @@ class TrainedRouter:
         return self.predict_one_with_incumbent(prompt, indices)[0]
 
     def predict_one_with_incumbent(
-        self, prompt: str, indices: list[int] | None = None
+        self, prompt: str, indices: list[int] | None = None, incumbent_wanted: bool = True
     ) -> tuple[np.ndarray, int | None]:
-        """``predict_one`` and the prompt's cluster- or segment-best model (None without)."""
+        """``predict_one`` and the prompt's cluster- or segment-best model (None without, or
+        when not ``incumbent_wanted``: a policy whose bonus is 0 never reads it)."""
         index, values = self.featurizer.tfidf(prompt)
         chosen = list(indices) if indices is not None else list(range(len(self.heads)))
         # The SVD projection and every linear head in one gather of the prompt's vocabulary
@@ -306,9 +307,9 @@ class TrainedRouter:
             heads["prior"] + heads["shrink"] * (mixed - heads["prior"]),
         )
         incumbent = None
-        if self.segments is not None:
+        if incumbent_wanted and self.segments is not None:
             incumbent = self.segments.incumbent_one(index, values, dense)
-        elif self.clusters is not None:
+        elif incumbent_wanted and self.clusters is not None:
             incumbent = int(self.clusters.incumbents(dense)[0])
         return scores[chosen], incumbent
 

@@ -9,21 +9,23 @@ model: per task, k-means sub-clusters with their own best, shrunk toward the tas
 (``SMOOTHING_ROWS``), their number chosen by an inner cross-validation on the training rows'
 folds with k = 1 (the task's best) always a candidate.
 
-Serving: the task is the argmax of a complement naive Bayes classifier's scores on the prompt's
-TF-IDF vector (a gather of the prompt's terms from a (vocabulary, tasks) matrix and a product),
-the sub-segment the nearest of that task's centroids in the standardised dense features. *Why
-naive Bayes:* its fit is one pass over the rows (a multinomial logistic regression on the TF-IDF
-and dense features took 140 CPU s for its five out-of-fold fits on 3,000 MMLU prompts with 57
-tasks), it picks out rare words that only one task uses, and on the tests' generated data it told
-two tasks in one format apart out of fold on every row where the logistic regression missed 3-6%.
+Serving: the task classifier (``task_classifier.py``: complement naive Bayes or a multinomial
+logistic regression, whichever reads the task better out of fold) is a linear rule on the
+prompt's TF-IDF vector (a gather of the prompt's terms from a (vocabulary, tasks) matrix and a
+product), the sub-segment the nearest of that task's centroids in the standardised dense
+features. The incumbent is the argmax task's sub-segment's best model, or (soft, when it scores
+higher out of fold) the model with the highest expected mean under the classifier's posterior
+(its logits over a temperature fitted out of fold): a prompt the classifier cannot place between
+two tasks gets the model best on both in expectation, not a coin toss between their bests.
 Whether tasks serve at all is chosen out of fold beside the k-means clusters
 (``segments_out_of_fold``: each fold's classifier, task bests, sub-cluster numbers and
 centroids fitted without it).
 
 Subtasks (``parent/child`` labels, ``task_labels.py``) are task segments over the children whose
 means are shrunk toward their parent's (``parent_of``, ``_group_priors``) and whose classifier
-decides the parent first (``_nested_classifier``), a family of their own (``SUBTASKS_FAMILY``)
-beside the parent-level tasks.
+decides the parent first (``task_classifier.nested_classifier_fit``: naive Bayes in two stages,
+no LR), a family of their own (``SUBTASKS_FAMILY``) beside the parent-level tasks; the soft
+incumbent weighs their posterior as it does the tasks'.
 
 Without a task column the same sub-clusters refine the global k-means clusters instead
 (``CLUSTERS_FAMILY``, ``cluster_segments_fit``): the top level is the nearest of the k
@@ -35,7 +37,7 @@ fold; here each cluster chooses its own number of sub-clusters, 1 where splittin
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import sparse
@@ -44,10 +46,18 @@ from training.learner.clusters import (
     K_GRID,
     ROWS_PER_CLUSTER,
     SMOOTHING_ROWS,
-    centroid_distances,
     kmeans_centroids,
     nearest,
     standardisation,
+)
+from training.learner.task_classifier import (
+    KIND_NB,
+    TaskReading,
+    classifier_fit,
+    classifier_kinds,
+    nested_classifier_fit,
+    posterior,
+    reading_choose,
 )
 
 TASKS_FAMILY = "tasks"  # the family's name among the clusters' k (``ClusterChoice``)
@@ -56,18 +66,11 @@ CLUSTERS_FAMILY = "clusters+sub"  # global k-means clusters refined by sub-clust
 TOP_CLASSIFIER, TOP_CENTROIDS = "classifier", "centroids"  # how a prompt's top group is found
 SUB_GRID = (1, 2, 4, 8)  # sub-clusters tried per task (1: the task's best model)
 MAX_TASKS = 64  # past this many tasks the rarest are pooled into one
-NB_ALPHA = 0.1  # additive smoothing of the task classifier's term counts
-NEVER = -1e9  # the logit bias of a task the classifier saw no row of
-# Subtasks: the parent classifier's logits count this many times the children's, so a prompt's
-# parent decides first. Why two stages: on the semi-synthetic subtopics (MMLU/ARC/MBPP keyword
-# families, seed 0) one classifier over the 12 children was right on 64% of held-out prompts and
-# its incumbents 0.003 above the per-task floor; parent then child, 72% and 0.015 above.
-PARENT_WEIGHT = 100.0
 # Top-level groups a fit makes at most: ``task_ids`` pools tasks past MAX_TASKS into the last,
 # clusters+sub's top k is one of K_GRID; a stored version with more is refused at load.
 MAX_GROUPS = max(MAX_TASKS, K_GRID[-1])
 ARRAYS = ("mean", "scale", "centroids", "owner", "best")  # both kinds of top level
-_DTYPES = {"term_weights": np.float32, "owner": np.int64, "best": np.int64}  # else float64
+SOFT_ARRAYS = ("means", "temperature")  # the soft incumbent's, with the classifier alone
 TOP_ARRAYS = {TOP_CLASSIFIER: ("term_weights", "bias"), TOP_CENTROIDS: ("top_centroids",)}
 
 
@@ -75,7 +78,9 @@ TOP_ARRAYS = {TOP_CLASSIFIER: ("term_weights", "bias"), TOP_CENTROIDS: ("top_cen
 class PromptSegments:
     """The prompt's top-level group — its predicted task (a linear rule on the TF-IDF vector)
     or its nearest global cluster — then the nearest of the group's sub-centroids; each
-    sub-segment's best model."""
+    sub-segment's best model. With a ``temperature`` (soft incumbent) the best model in
+    expectation over the task posterior instead: ``argmax_m Σ_g P(g | prompt) · means[s_g, m]``,
+    s_g the prompt's nearest sub-segment of task g."""
 
     mean: np.ndarray  # (d,) dense features' standardisation
     scale: np.ndarray  # (d,)
@@ -86,87 +91,69 @@ class PromptSegments:
     term_weights: np.ndarray | None = None
     bias: np.ndarray | None = None
     top_centroids: np.ndarray | None = None  # or by centroid: (groups, d) standardised
+    means: np.ndarray | None = None  # (segments, models) the shrunk means ``best`` is argmax of
+    temperature: np.ndarray | None = None  # (1,) of the logits; None: the argmax task's best
+    # Derived once: the centroids' squared norms (``clusters.centroid_distances``' first term),
+    # and each group's sub-segments (groups, most per group), padded with the group's first.
+    _square_norms: np.ndarray = field(init=False, repr=False, compare=False)
+    _members: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_square_norms", (self.centroids**2).sum(axis=1))
+        groups = int(self.owner.max()) + 1
+        members = [np.flatnonzero(self.owner == g) for g in range(groups)]
+        width = max(len(m) for m in members)
+        padded = [np.concatenate([m, np.full(width - len(m), m[0])]) for m in members]
+        object.__setattr__(self, "_members", np.asarray(padded, dtype=np.int64))
 
     @property
     def top(self) -> str:
         return TOP_CLASSIFIER if self.top_centroids is None else TOP_CENTROIDS
 
-    def _segments(self, term_logits: np.ndarray | None, dense: np.ndarray) -> np.ndarray:
+    @property
+    def soft(self) -> bool:
+        return self.temperature is not None and self.means is not None
+
+    def _incumbents(self, term_logits: np.ndarray | None, dense: np.ndarray) -> np.ndarray:
         scaled = (np.atleast_2d(dense) - self.mean) / self.scale
-        if term_logits is not None:  # by the classifier (``term_weights``)
-            group = np.argmax(np.atleast_2d(term_logits) + self.bias, axis=1)
-        else:
+        # |x - c|^2 less |x|^2, as ``clusters.centroid_distances`` computes it.
+        distance = self._square_norms - 2.0 * scaled @ self.centroids.T
+        if term_logits is None:  # by the nearest global cluster (``top_centroids``)
             group = nearest(scaled, np.asarray(self.top_centroids))
-        distance = centroid_distances(scaled, self.centroids)
+        elif self.soft:
+            return self._expected_best(np.atleast_2d(term_logits) + self.bias, distance)
+        else:  # by the classifier (``term_weights``)
+            group = np.argmax(np.atleast_2d(term_logits) + self.bias, axis=1)
         distance = np.where(self.owner == group[:, None], distance, np.inf)
-        return np.asarray(np.argmin(distance, axis=1), dtype=np.int64)
+        return np.asarray(self.best[np.argmin(distance, axis=1)], dtype=np.int64)
+
+    def _expected_best(self, logits: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        """The soft incumbent of each row from its logits (n, groups) and sub-centroid
+        distances (n, segments)."""
+        members = self._members
+        nearest_of = np.argmin(distance[:, members], axis=2)  # (n, groups): first on ties
+        chosen = np.take_along_axis(members[None], nearest_of[..., None], axis=2)[..., 0]
+        weights = posterior(logits, float(np.asarray(self.temperature)[0]))
+        expected = np.einsum("ng,ngm->nm", weights, np.asarray(self.means)[chosen])
+        return np.asarray(np.argmax(expected, axis=1), dtype=np.int64)
 
     def incumbents_many(self, tfidf: sparse.csr_matrix, dense: np.ndarray) -> np.ndarray:
         """The best model of each row's segment, from its TF-IDF row and dense features."""
         term_logits = None
         if self.term_weights is not None:
             term_logits = np.asarray(tfidf @ self.term_weights, dtype=np.float64)
-        return np.asarray(self.best[self._segments(term_logits, dense)], dtype=np.int64)
+        return self._incumbents(term_logits, dense)
 
     def incumbent_one(self, index: np.ndarray, values: np.ndarray, dense: np.ndarray) -> int:
         """One prompt's: ``index``/``values`` are its TF-IDF row (``Featurizer.tfidf``)."""
         term_logits = None
         if self.term_weights is not None:
             term_logits = values @ np.take(self.term_weights, index, axis=0)
-        return int(self.best[self._segments(term_logits, dense)[0]])
+        return int(self._incumbents(term_logits, dense)[0])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        names = (*ARRAYS, *TOP_ARRAYS[self.top])
+        names = (*ARRAYS, *TOP_ARRAYS[self.top], *(SOFT_ARRAYS if self.soft else ()))
         return {f"segment_{name}": getattr(self, name) for name in names}
-
-
-def segments_from_arrays(
-    arrays: dict[str, np.ndarray], vocabulary: int, dense_size: int, models: int, top: str
-) -> PromptSegments:
-    """Stored segments whose top level is ``top`` (``TOP_ARRAYS``), refused (``ValueError``)
-    unless every array has the dtype, shape and index range the version's featurizer and models
-    allow."""
-    if top not in TOP_ARRAYS:
-        raise ValueError(f"an unknown top level {top!r}")
-    loaded = {}
-    for name in (*ARRAYS, *TOP_ARRAYS[top]):
-        array = arrays.get(f"segment_{name}")
-        if array is None:
-            raise ValueError(f"segment_{name} is missing")
-        integral = name in ("owner", "best")
-        if array.dtype.kind != ("i" if integral else "f"):
-            raise ValueError(f"segment_{name} has dtype {array.dtype}")
-        # Checked after the cast: a finite float64 past float32's range becomes inf in it.
-        with np.errstate(over="ignore"):
-            array = np.asarray(array, dtype=_DTYPES.get(name, np.float64))
-        if not integral and not np.isfinite(array).all():
-            raise ValueError(f"segment_{name} is not finite")
-        loaded[name] = array
-    top_array = loaded["bias" if top == TOP_CLASSIFIER else "top_centroids"]
-    groups, count = top_array.shape[0] if top_array.ndim >= 1 else 0, loaded["best"].size
-    if groups > MAX_GROUPS or count > MAX_GROUPS * SUB_GRID[-1]:
-        raise ValueError(f"{groups} groups and {count} sub-segments: more than training makes")
-    shapes = {
-        "mean": (dense_size,),
-        "scale": (dense_size,),
-        "term_weights": (vocabulary, groups),
-        "bias": (groups,),
-        "top_centroids": (groups, dense_size),
-        "centroids": (count, dense_size),
-        "owner": (count,),
-        "best": (count,),
-    }
-    for name in loaded:
-        if loaded[name].shape != shapes[name]:
-            raise ValueError(f"segment_{name} is {loaded[name].shape}, expected {shapes[name]}")
-    owner, best = loaded["owner"], loaded["best"]
-    if not groups or (loaded["scale"] <= 0).any() or (best < 0).any() or (best >= models).any():
-        raise ValueError("segments without groups, with a zero scale or an unknown model")
-    if (owner < 0).any() or (owner >= groups).any() or len(np.unique(owner)) != groups:
-        raise ValueError("a sub-segment of no group, or a group without sub-segments")
-    if np.bincount(owner).max() > SUB_GRID[-1]:
-        raise ValueError(f"a group with more than {SUB_GRID[-1]} sub-segments")
-    return PromptSegments(**loaded)
 
 
 def task_ids(tasks: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -191,56 +178,23 @@ def _shrunk_means(scores: np.ndarray, prior: np.ndarray) -> np.ndarray:
     )
 
 
-def _classifier(
-    tfidf: sparse.csr_matrix, task: np.ndarray, tasks: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(term weights, bias) of a task classifier fitted on these rows."""
-    from sklearn.naive_bayes import ComplementNB  # fit-time only
-
-    term = np.zeros((tfidf.shape[1], tasks), dtype=np.float32)
-    bias = np.full(tasks, NEVER)
-    present = np.unique(task)
-    bias[present] = 0.0
-    if len(present) > 1:
-        # ComplementNB's decision for two classes or more: argmax of X @ feature_log_prob_.T.
-        model = ComplementNB(alpha=NB_ALPHA).fit(tfidf, task)
-        term[:, present] = np.asarray(model.feature_log_prob_).T
-    return term, bias
-
-
-def _nested_classifier(
-    tfidf: sparse.csr_matrix, task: np.ndarray, tasks: int, parent_of: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(term weights, bias) of subtasks as one linear rule: ``PARENT_WEIGHT`` times the parent
-    classifier's (fitted on every row) plus each parent's own classifier of its children
-    (fitted on its rows alone), so the argmax is in effect the parent's, then its child's."""
-    parent_of = np.where(parent_of >= 0, parent_of, parent_of.max() + 1 + np.arange(tasks))
-    row_parent = parent_of[task]
-    parent_term, parent_bias = _classifier(tfidf, row_parent, int(parent_of.max()) + 1)
-    term = PARENT_WEIGHT * parent_term[:, parent_of].astype(np.float64)
-    bias = PARENT_WEIGHT * parent_bias[parent_of]
-    for parent in np.unique(parent_of):
-        children = np.flatnonzero(parent_of == parent)
-        rows = row_parent == parent
-        local = np.searchsorted(children, task[rows])
-        child_term, child_bias = _classifier(tfidf[rows], local, len(children))
-        term[:, children] += child_term
-        bias[children] += child_bias
-    return term.astype(np.float32), bias
-
-
 def _task_segments(
     scaled: np.ndarray, scores: np.ndarray, prior: np.ndarray, k: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """One task's sub-centroids (k, d) and their best models (shrunk toward the task's
-    ``prior`` means); k = 1 is the task's best model alone."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One task's sub-centroids (k, d), their best models and the shrunk means (k, models)
+    they are the argmax of (shrunk toward the task's ``prior`` means); k = 1 is the task's
+    best model alone."""
     task_means = _shrunk_means(scores, prior)
     if k <= 1:
-        return np.zeros((1, scaled.shape[1])), np.array([int(np.argmax(task_means))])
+        return (
+            np.zeros((1, scaled.shape[1])),
+            np.array([int(np.argmax(task_means))]),
+            task_means[None],
+        )
     centroids = kmeans_centroids(scaled, k, seed)
     labels = nearest(scaled, centroids)
-    best = [int(np.argmax(_shrunk_means(scores[labels == c], task_means))) for c in range(k)]
-    return centroids, np.asarray(best, dtype=np.int64)
+    means = np.array([_shrunk_means(scores[labels == c], task_means) for c in range(k)])
+    return centroids, np.argmax(means, axis=1).astype(np.int64), means
 
 
 def _sub_clusters_choose(
@@ -265,7 +219,7 @@ def _sub_clusters_choose(
         for fold in folds:
             train, test = fold_of != fold, fold_of == fold
             prior = priors[int(fold)]
-            centroids, best = _task_segments(scaled[train], scores[train], prior, k, seed)
+            centroids, best, _ = _task_segments(scaled[train], scores[train], prior, k, seed)
             total += float(scores[test, best[nearest(scaled[test], centroids)]].sum())
         totals[k] = total
     return max(totals, key=lambda k: (totals[k], -k))
@@ -295,10 +249,10 @@ def _sub_segments(
     fold_of: np.ndarray,
     seed: int,
     parent_of: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every top-level group's sub-centroids, owners and best models, each group's number of
-    sub-clusters chosen over the rows' folds ``fold_of``; a group's means are shrunk toward
-    the overall means, or toward its parent's (``_group_priors``)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every top-level group's sub-centroids, owners, best models and shrunk means, each
+    group's number of sub-clusters chosen over the rows' folds ``fold_of``; a group's means are
+    shrunk toward the overall means, or toward its parent's (``_group_priors``)."""
     prior = _group_priors(scores, group, groups, parent_of)
     # The inner CV's candidates are shrunk as the final fit's are (group toward its prior), with
     # priors of the rows outside the inner fold, so its k = 1 is the one served.
@@ -308,19 +262,29 @@ def _sub_segments(
         for f in folds
         if len(folds) > 1
     }
-    centroids, owner, best = [], [], []
+    centroids, owner, best, means = [], [], [], []
     for g in range(groups):
         rows = group == g
         if not rows.any():  # a task never predicted (NEVER bias) or an empty cluster
-            found = np.zeros((1, scaled.shape[1])), np.array([int(np.argmax(prior[g]))])
+            found = (
+                np.zeros((1, scaled.shape[1])),
+                np.array([int(np.argmax(prior[g]))]),
+                prior[g][None],
+            )
         else:
             inner = {f: p[g] for f, p in priors.items()}
             k = _sub_clusters_choose(scaled[rows], scores[rows], fold_of[rows], inner, seed)
             found = _task_segments(scaled[rows], scores[rows], prior[g], k, seed)
         centroids.append(found[0])
         best.append(found[1])
+        means.append(found[2])
         owner.append(np.full(len(found[1]), g, dtype=np.int64))
-    return np.vstack(centroids), np.concatenate(owner), np.concatenate(best).astype(np.int64)
+    return (
+        np.vstack(centroids),
+        np.concatenate(owner),
+        np.concatenate(best).astype(np.int64),
+        np.vstack(means),
+    )
 
 
 def segments_fit(
@@ -332,18 +296,35 @@ def segments_fit(
     fold_of: np.ndarray,
     seed: int,
     parent_of: np.ndarray | None = None,
+    reading: TaskReading | None = None,
 ) -> PromptSegments:
-    """The task classifier and every task's sub-segments fitted on these rows; each task's
-    number of sub-clusters chosen over the rows' folds ``fold_of``. With ``parent_of`` the
-    tasks are subtasks (``task_labels.py``), shrunk toward their parent task's means."""
+    """The task classifier (``reading``'s kind; naive Bayes by default) and every task's
+    sub-segments fitted on these rows, each task's number of sub-clusters chosen over the
+    rows' folds ``fold_of``; the soft incumbent when ``reading`` has a temperature. With
+    ``parent_of`` the tasks are subtasks (``task_labels.py``): the two-stage naive Bayes rule
+    (``nested_classifier_fit``, whatever the kind), means shrunk toward the parent task's."""
+    reading = reading or TaskReading()
     mean, scale = standardisation(dense)
     if parent_of is None:
-        term, bias = _classifier(tfidf, task, tasks)
+        term, bias = classifier_fit(tfidf, task, tasks, reading.kind)
+    elif reading.kind == KIND_NB:
+        term, bias = nested_classifier_fit(tfidf, task, tasks, parent_of)
     else:
-        term, bias = _nested_classifier(tfidf, task, tasks, parent_of)
-    scaled = (dense - mean) / scale
-    found = _sub_segments(scaled, scores, task, tasks, fold_of, seed, parent_of)
-    return PromptSegments(mean, scale, *found, term_weights=term, bias=bias)
+        raise ValueError(f"subtasks are read by naive Bayes alone, not {reading.kind!r}")
+    centroids, owner, best, means = _sub_segments(
+        (dense - mean) / scale, scores, task, tasks, fold_of, seed, parent_of
+    )
+    return PromptSegments(
+        mean,
+        scale,
+        centroids,
+        owner,
+        best,
+        term_weights=term,
+        bias=bias,
+        means=means,
+        temperature=None if reading.temperature is None else np.array([reading.temperature]),
+    )
 
 
 def cluster_segments_fit(
@@ -354,8 +335,10 @@ def cluster_segments_fit(
     mean, scale = standardisation(dense)
     scaled = (dense - mean) / scale
     top = kmeans_centroids(scaled, k, seed)
-    found = _sub_segments(scaled, scores, nearest(scaled, top), k, fold_of, seed)
-    return PromptSegments(mean, scale, *found, top_centroids=top)
+    centroids, owner, best, _ = _sub_segments(
+        scaled, scores, nearest(scaled, top), k, fold_of, seed
+    )
+    return PromptSegments(mean, scale, centroids, owner, best, top_centroids=top)
 
 
 def _out_of_fold(
@@ -384,16 +367,40 @@ def segments_out_of_fold(
     fold_of: np.ndarray,
     seed: int,
     parent_of: np.ndarray | None = None,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, int, TaskReading]:
     """Each row's segment-best model from task segments fitted without its fold (the
-    sub-cluster numbers chosen on the other folds alone), and the mean number of segments."""
-    tasks = int(task.max()) + 1
-
-    def fit(train: np.ndarray) -> PromptSegments:
+    sub-cluster numbers chosen on the other folds alone), the mean number of segments, and the
+    task reading (``task_classifier.reading_choose``) those incumbents were served by. Subtasks
+    (``parent_of``) keep their two-stage naive Bayes rule: only its temperature is chosen."""
+    tasks, n = int(task.max()) + 1, len(dense)
+    kinds = classifier_kinds(tfidf, tasks) if parent_of is None else (KIND_NB,)
+    logits = {kind: np.zeros((n, tasks)) for kind in kinds}
+    fitted: list[tuple[np.ndarray, PromptSegments]] = []
+    for fold in range(int(fold_of.max()) + 1):
+        train, test = fold_of != fold, fold_of == fold
         rows = (tfidf[train], dense[train], scores[train], task[train], tasks, fold_of[train])
-        return segments_fit(*rows, seed, parent_of)
+        found = segments_fit(*rows, seed, parent_of)
+        for kind in kinds:
+            other = kind != KIND_NB  # the fold's segments hold naive Bayes already
+            term, bias = (
+                classifier_fit(tfidf[train], task[train], tasks, kind)
+                if other
+                else (found.term_weights, found.bias)
+            )
+            logits[kind][test] = np.asarray(tfidf[test] @ term) + bias
+        # Its incumbents read from given logits (which carry the fold's bias) from now on.
+        fitted.append((test, replace(found, bias=np.zeros(tasks))))
 
-    return _out_of_fold(fit, tfidf, dense, fold_of)
+    def served(kind_logits: np.ndarray, temperature: float | None) -> np.ndarray:
+        soft = None if temperature is None else np.array([temperature])
+        incumbents = np.zeros(n, dtype=np.int64)
+        for test, found in fitted:
+            fold = replace(found, temperature=soft)
+            incumbents[test] = fold._incumbents(kind_logits[test], dense[test])
+        return incumbents
+
+    reading, incumbents = reading_choose(logits, task, scores, served)
+    return incumbents, round(float(np.mean([len(f.best) for _, f in fitted]))), reading
 
 
 def cluster_segments_out_of_fold(

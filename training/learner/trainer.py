@@ -332,20 +332,21 @@ def _task_families(
     task, names = task_ids(parent_tasks(labels))
     tasks_size = 0
     if len(names) >= 2:
-        incumbents, tasks_size = segments_out_of_fold(tfidf, dense, scores, task, fold_of, seed)
+        found = segments_out_of_fold(tfidf, dense, scores, task, fold_of, seed)
+        incumbents, tasks_size, reading = found
         choice = choice.with_family(TASKS_FAMILY, incumbents, tasks_size, scores)
         finals[TASKS_FAMILY] = lambda: segments_fit(
-            tfidf, dense, scores, task, len(names), fold_of, seed
+            tfidf, dense, scores, task, len(names), fold_of, seed, reading=reading
         )
     if has_subtasks(labels):
         leaf, leaf_names = task_ids(subtasks_capped(labels, MAX_TASKS))
         parent_of = parent_index(leaf_names, names)
         fit = (tfidf, dense, scores, leaf)
-        incumbents, size = segments_out_of_fold(*fit, fold_of, seed, parent_of)
+        incumbents, size, leaf_reading = segments_out_of_fold(*fit, fold_of, seed, parent_of)
         size = max(size, tasks_size + 1)
         choice = choice.with_family(SUBTASKS_FAMILY, incumbents, size, scores)
         finals[SUBTASKS_FAMILY] = lambda: segments_fit(
-            *fit, len(leaf_names), fold_of, seed, parent_of
+            *fit, len(leaf_names), fold_of, seed, parent_of, leaf_reading
         )
     return choice, finals
 
