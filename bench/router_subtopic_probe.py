@@ -48,7 +48,7 @@ from threadpoolctl import threadpool_limits
 from bench.router import QUALITY_TASKS, _quality_models
 from bench.router_embeddings import quality_data
 from bench.router_floor import FOLDS, SMALL_TREES, question_texts, summary
-from bench.router_semisynthetic import (
+from bench.semisynthetic_labels import (
     SCENARIOS,
     Pool,
     Structure,

@@ -24,10 +24,10 @@ from training.dataset_files import (
     error_item,
     human_bytes,
     invalid,
-    printable,
     read_frame,
     sniff_format,
 )
+from training.task_columns import row_tasks, task_columns_plan
 
 __all__ = [
     "MAX_ERRORS",
@@ -43,9 +43,6 @@ __all__ = [
 
 MAX_MODEL_ID = 200  # what a usage record or a router's candidate list holds
 PROMPT_COLUMNS = ("prompt", "messages")
-# A column naming each row's task (RouterBench's ``eval_name``): the report slices by it.
-TASK_COLUMNS = ("eval_name", "task")
-MAX_TASK_CHARS = 100  # longer task names are cut: they label report slices
 
 
 @dataclass
@@ -83,6 +80,7 @@ class ColumnPlan:
     scores: dict[str, str]  # model id -> column
     costs: dict[str, str]
     task: str | None = None  # the column naming each row's task
+    subtask: str | None = None  # the column naming each row's subtask within its task
 
 
 def plan_columns(frame: pd.DataFrame, columns: dict[str, Any] | None, limits: Limits) -> ColumnPlan:
@@ -91,25 +89,18 @@ def plan_columns(frame: pd.DataFrame, columns: dict[str, Any] | None, limits: Li
     shown = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
     columns = columns or {}
     prompt = columns.get("prompt") or next((c for c in PROMPT_COLUMNS if c in names), None)
-    task = columns.get("task") or next((c for c in TASK_COLUMNS if c in names), None)
+    task, subtask, task_errors = task_columns_plan(frame, columns, shown)
     scores, costs = _model_columns(columns, names)
     errors = [
         *_prompt_errors(prompt, names, shown),
-        *_task_errors(task, names, shown),
+        *task_errors,
         *_mapping_errors(scores, costs, names),
         *_model_errors(scores, shown, limits),
     ]
     if errors:
         raise DatasetInvalidError(errors)
     assert prompt is not None
-    return ColumnPlan(prompt=prompt, scores=scores, costs=costs, task=task)
-
-
-def _task_errors(task: str | None, names: list[str], shown: str) -> list[dict[str, Any]]:
-    if task is None or task in names:
-        return []
-    message = f"columns.task names '{task}', which is not in the file. Columns found: {shown}"
-    return [error_item(message, column=task)]
+    return ColumnPlan(prompt=prompt, scores=scores, costs=costs, task=task, subtask=subtask)
 
 
 def _model_columns(
@@ -255,20 +246,10 @@ def dataset_parse(
     if plan.task is not None:
         # _clean keeps the first row of each distinct non-empty prompt, in order.
         first: dict[str, str] = {}
-        for text, name in zip(prompts, _task_names(frame[plan.task].tolist()), strict=True):
+        for text, name in zip(prompts, row_tasks(frame, plan.task, plan.subtask), strict=True):
             first.setdefault(text, name)
         parsed.tasks = [first[text] for text in parsed.prompts]
     return parsed
-
-
-def _task_names(values: list[Any]) -> list[str]:
-    """Each row's task as a short printable label; an empty cell is the task "(none)"."""
-    names = []
-    for value in values:
-        text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
-        text = printable(text.strip())[:MAX_TASK_CHARS]
-        names.append(text or "(none)")
-    return names
 
 
 def _parse_matrix(

@@ -50,9 +50,12 @@ def _holds_nul(value: Any) -> bool:
     {
         "type": "object",
         "description": "Which columns hold the prompt, scores and costs, and optionally each "
-        'row\'s task: {"prompt": "...", "scores": {"model": "column"}, "costs": {"model": '
-        '"column"}, "task": "..."} (a column named eval_name or task is found by itself); in '
-        "a multipart upload, the same object as JSON text.",
+        'row\'s task and subtask: {"prompt": "...", "scores": {"model": "column"}, "costs": '
+        '{"model": "column"}, "task": "...", "subtask": "..."} (a column named eval_name or '
+        "task is found by itself, and dataset, benchmark, source, subject or category when it "
+        "holds labels; subtask, subject or category beside a task column is its subtask). A "
+        "task value parent/child (e.g. mmlu/college_physics) names a subtask too. In a "
+        "multipart upload, the same object as JSON text.",
         "additionalProperties": True,
     }
 )
@@ -82,10 +85,10 @@ class DatasetCreateInput(serializers.Serializer[Any]):
     def validate_columns(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("must be a JSON object")
-        unknown = set(value) - {"prompt", "scores", "costs", "task"}
+        unknown = set(value) - {"prompt", "scores", "costs", "task", "subtask"}
         if unknown:
             raise serializers.ValidationError(f"unknown keys: {', '.join(sorted(unknown))}")
-        for key in ("prompt", "task"):
+        for key in ("prompt", "task", "subtask"):
             if key in value and not isinstance(value[key], str):
                 raise serializers.ValidationError(f"{key} must be a column name")
         for key in ("scores", "costs"):

@@ -118,8 +118,11 @@ def task_prompt(
     )
 
 
-def holdout_report(router: TrainedRouter, test: TrainingData) -> dict[str, Any]:
-    """The evaluation report of ``router`` on the held-out rows ``test``."""
+def holdout_report(
+    router: TrainedRouter, test: TrainingData, tasks: list[str] | None = None
+) -> dict[str, Any]:
+    """The evaluation report of ``router`` on the held-out rows ``test`` (sliced by ``tasks``
+    when given, else by cluster)."""
     return report_build(
         router=router,
         predicted=router.predict_many(test.prompts),
@@ -127,6 +130,7 @@ def holdout_report(router: TrainedRouter, test: TrainingData) -> dict[str, Any]:
         scores=test.scores,
         costs=test.costs,
         evaluation={"method": "holdout"},
+        tasks=tasks,
     )
 
 

@@ -1,4 +1,4 @@
-"""The semi-synthetic benchmark's label generator (bench/router_semisynthetic.py) carries the
+"""The semi-synthetic benchmark's label generator (bench/semisynthetic_labels.py) carries the
 structure it documents: a different best model per task with close overall means, a different
 best model per subtopic, prompt-level structure the text partly shows, reproducible seeds; and
 one tiny end-to-end run of the benchmark's scenario loop."""
@@ -8,18 +8,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.router_semisynthetic import (
+from bench.router_semisynthetic import reference_picks, run_seed, scenario_summary, served_scores
+from bench.semisynthetic_labels import (
     FAMILIES,
     TASKS,
     Pool,
     Structure,
     labels_draw,
     prompt_pool,
-    reference_picks,
-    run_seed,
-    scenario_summary,
-    served_scores,
     split_rows,
+    subtask_labels,
 )
 from tests.training.conftest import SHARED_DATASETS
 from training.learner.trainer import TrainerConfig
@@ -109,6 +107,19 @@ def test_arc_prompts_take_mmlus_layout_in_the_multiple_choice_scenario(pool: Poo
     assert sum("\nA. " in p for p in arc) > 0.95 * len(arc)
 
 
+def test_subtask_labels_name_each_prompts_subtopic_under_its_task(pool: Pool) -> None:
+    labels = subtask_labels(pool)
+
+    assert [label.split("/")[0] for label in labels] == pool.tasks.tolist()
+    assert len(set(labels)) == len(set(zip(pool.tasks.tolist(), pool.groups.tolist(), strict=True)))
+    assert {label for label in labels if label.startswith("mmlu/")} == {
+        "mmlu/math",
+        "mmlu/science",
+        "mmlu/society",
+        "mmlu/other",
+    }
+
+
 def test_a_tiny_run_beats_the_best_single_model_on_task_structure(pool: Pool) -> None:
     config = TrainerConfig(folds=2, boost_rounds=20, threads=1)
 
@@ -121,7 +132,7 @@ def test_a_tiny_run_beats_the_best_single_model_on_task_structure(pool: Pool) ->
 def test_a_run_without_the_task_column_fits_only_that_router(pool: Pool) -> None:
     config = TrainerConfig(folds=2, boost_rounds=20, threads=1)
 
-    served = run_seed(pool, Structure(), (240, 160), 0, config, columns=("without",))
+    served = run_seed(pool, Structure(), (240, 160), 0, config, fits=("without",))
     summary = scenario_summary([served])
 
     assert "router_without_tasks" in served and "router_with_tasks" not in served

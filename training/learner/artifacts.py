@@ -23,7 +23,8 @@ from training.learner.embedding import EmbeddingUnavailableError
 from training.learner.featurizer import Featurizer
 from training.learner.forest import forest_from_boosters
 from training.learner.router import KIND_CONSTANT, ScoreHead, TrainedRouter
-from training.learner.segments import TOP_CLASSIFIER, PromptSegments, segments_from_arrays
+from training.learner.segment_arrays import segments_from_arrays
+from training.learner.segments import TOP_CLASSIFIER, PromptSegments
 from training.learner.serving_form import (
     SERVING_FILE,
     ServingForm,

@@ -10,6 +10,7 @@ import numpy as np
 from training.learner import metrics
 from training.learner.calibration import TRADEOFF_GRID
 from training.learner.router import TrainedRouter, mix_keys
+from training.learner.task_labels import parent_tasks
 
 RANDOM_SEED = 0
 MAX_CLUSTERS = 8
@@ -214,7 +215,7 @@ def _slices(
     """Tradeoff 0 per slice: by the dataset's task column when it has one, else by cluster."""
     against = "tradeoff 0 against each slice's best single model, 95% bootstrap intervals"
     if tasks is not None:
-        groups, by = _largest_tasks(tasks), "task"
+        groups, by = _largest_tasks(_slice_level(tasks)), "task"
         note = f"the dataset's task column (at most {MAX_TASK_SLICES} tasks shown); {against}"
     else:
         groups, by = _clusters(router, prompts), "cluster"
@@ -224,6 +225,14 @@ def _slices(
         "note": note,
         "rows": metrics.slice_table(groups, routed, scores, router.models),
     }
+
+
+def _slice_level(tasks: list[str]) -> list[str]:
+    """``parent/child`` labels (``task_labels.py``) slice by the parent task when there are two
+    parents or more (a benchmark's few tasks, not its dozens of subjects of a few rows each),
+    else by the whole label."""
+    parents = parent_tasks(tasks)
+    return parents if len(set(parents)) >= 2 else tasks
 
 
 def _largest_tasks(tasks: list[str]) -> list[str]:

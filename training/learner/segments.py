@@ -21,6 +21,12 @@ Whether tasks serve at all is chosen out of fold beside the k-means clusters
 (``segments_out_of_fold``: each fold's classifier, task bests, sub-cluster numbers and
 centroids fitted without it).
 
+Subtasks (``parent/child`` labels, ``task_labels.py``) are task segments over the children whose
+means are shrunk toward their parent's (``parent_of``, ``_group_priors``) and whose classifier
+decides the parent first (``task_classifier.nested_classifier_fit``: naive Bayes in two stages,
+no LR), a family of their own (``SUBTASKS_FAMILY``) beside the parent-level tasks; the soft
+incumbent weighs their posterior as it does the tasks'.
+
 Without a task column the same sub-clusters refine the global k-means clusters instead
 (``CLUSTERS_FAMILY``, ``cluster_segments_fit``): the top level is the nearest of the k
 clusters' centroids, no classifier. *Why:* subjects inside one task (MMLU's) with their own best
@@ -49,11 +55,13 @@ from training.learner.task_classifier import (
     TaskReading,
     classifier_fit,
     classifier_kinds,
+    nested_classifier_fit,
     posterior,
     reading_choose,
 )
 
 TASKS_FAMILY = "tasks"  # the family's name among the clusters' k (``ClusterChoice``)
+SUBTASKS_FAMILY = "subtasks"  # ``parent/child`` task labels' children (``task_labels.py``)
 CLUSTERS_FAMILY = "clusters+sub"  # global k-means clusters refined by sub-clusters
 TOP_CLASSIFIER, TOP_CENTROIDS = "classifier", "centroids"  # how a prompt's top group is found
 SUB_GRID = (1, 2, 4, 8)  # sub-clusters tried per task (1: the task's best model)
@@ -63,7 +71,6 @@ MAX_TASKS = 64  # past this many tasks the rarest are pooled into one
 MAX_GROUPS = max(MAX_TASKS, K_GRID[-1])
 ARRAYS = ("mean", "scale", "centroids", "owner", "best")  # both kinds of top level
 SOFT_ARRAYS = ("means", "temperature")  # the soft incumbent's, with the classifier alone
-_DTYPES = {"term_weights": np.float32, "owner": np.int64, "best": np.int64}  # else float64
 TOP_ARRAYS = {TOP_CLASSIFIER: ("term_weights", "bias"), TOP_CENTROIDS: ("top_centroids",)}
 
 
@@ -149,71 +156,6 @@ class PromptSegments:
         return {f"segment_{name}": getattr(self, name) for name in names}
 
 
-def _array_loaded(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
-    """``segment_<name>`` with its dtype's kind checked, cast to the served dtype, finite."""
-    array = arrays.get(f"segment_{name}")
-    if array is None:
-        raise ValueError(f"segment_{name} is missing")
-    integral = name in ("owner", "best")
-    if array.dtype.kind != ("i" if integral else "f"):
-        raise ValueError(f"segment_{name} has dtype {array.dtype}")
-    # Checked after the cast: a finite float64 past float32's range becomes inf in it.
-    with np.errstate(over="ignore"):
-        array = np.asarray(array, dtype=_DTYPES.get(name, np.float64))
-    if not integral and not np.isfinite(array).all():
-        raise ValueError(f"segment_{name} is not finite")
-    return array
-
-
-def segments_from_arrays(
-    arrays: dict[str, np.ndarray],
-    vocabulary: int,
-    dense_size: int,
-    models: int,
-    top: str,
-    soft: bool = False,
-) -> PromptSegments:
-    """Stored segments whose top level is ``top`` (``TOP_ARRAYS``), refused (``ValueError``)
-    unless every array has the dtype, shape and index range the version's featurizer and models
-    allow; with ``soft`` (format 6) the soft incumbent's arrays (``SOFT_ARRAYS``) too, which only
-    the classifier has. A version without them serves the argmax task's best, as it always did."""
-    if top not in TOP_ARRAYS or (soft and top != TOP_CLASSIFIER):
-        raise ValueError(f"an unknown top level {top!r}, or {top!r} with a soft incumbent")
-    names = (*ARRAYS, *TOP_ARRAYS[top], *(SOFT_ARRAYS if soft else ()))
-    loaded = {name: _array_loaded(arrays, name) for name in names}
-    top_array = loaded["bias" if top == TOP_CLASSIFIER else "top_centroids"]
-    groups, count = top_array.shape[0] if top_array.ndim >= 1 else 0, loaded["best"].size
-    if groups > MAX_GROUPS or count > MAX_GROUPS * SUB_GRID[-1]:
-        raise ValueError(f"{groups} groups and {count} sub-segments: more than training makes")
-    shapes = {
-        "mean": (dense_size,),
-        "scale": (dense_size,),
-        "term_weights": (vocabulary, groups),
-        "bias": (groups,),
-        "top_centroids": (groups, dense_size),
-        "centroids": (count, dense_size),
-        "owner": (count,),
-        "best": (count,),
-        "means": (count, models),
-        "temperature": (1,),
-    }
-    for name in loaded:
-        if loaded[name].shape != shapes[name]:
-            raise ValueError(f"segment_{name} is {loaded[name].shape}, expected {shapes[name]}")
-    owner, best = loaded["owner"], loaded["best"]
-    if not groups or (loaded["scale"] <= 0).any() or (best < 0).any() or (best >= models).any():
-        raise ValueError("segments without groups, with a zero scale or an unknown model")
-    if (owner < 0).any() or (owner >= groups).any() or len(np.unique(owner)) != groups:
-        raise ValueError("a sub-segment of no group, or a group without sub-segments")
-    if np.bincount(owner).max() > SUB_GRID[-1]:
-        raise ValueError(f"a group with more than {SUB_GRID[-1]} sub-segments")
-    if soft and (
-        (loaded["temperature"] <= 0).any() or (np.argmax(loaded["means"], 1) != best).any()
-    ):
-        raise ValueError("a temperature that is not positive, or means whose best is not best")
-    return PromptSegments(**loaded)
-
-
 def task_ids(tasks: list[str]) -> tuple[np.ndarray, list[str]]:
     """Each row's task index (most rows first) and the task names; past ``MAX_TASKS`` tasks
     the rarest are pooled as one."""
@@ -283,6 +225,22 @@ def _sub_clusters_choose(
     return max(totals, key=lambda k: (totals[k], -k))
 
 
+def _group_priors(
+    scores: np.ndarray, group: np.ndarray, groups: int, parent_of: np.ndarray | None
+) -> np.ndarray:
+    """(groups, m) the means each group's bests are shrunk toward: these rows' overall means,
+    or with ``parent_of`` (each group's parent, -1: none) the parent's means (its rows' over
+    every child of it) shrunk toward the overall ones."""
+    overall = scores.mean(axis=0)
+    priors = np.tile(overall, (groups, 1))
+    if parent_of is None:
+        return priors
+    row_parent = parent_of[group]
+    for parent in np.unique(parent_of[parent_of >= 0]):
+        priors[parent_of == parent] = _shrunk_means(scores[row_parent == parent], overall)
+    return priors
+
+
 def _sub_segments(
     scaled: np.ndarray,
     scores: np.ndarray,
@@ -290,26 +248,33 @@ def _sub_segments(
     groups: int,
     fold_of: np.ndarray,
     seed: int,
+    parent_of: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every top-level group's sub-centroids, owners, best models and shrunk means, each
-    group's number of sub-clusters chosen over the rows' folds ``fold_of``."""
-    overall = scores.mean(axis=0)
-    # The inner CV's candidates are shrunk as the final fit's are (task toward overall means),
-    # with overall means of the rows outside the inner fold, so its k = 1 is the one served.
+    group's number of sub-clusters chosen over the rows' folds ``fold_of``; a group's means are
+    shrunk toward the overall means, or toward its parent's (``_group_priors``)."""
+    prior = _group_priors(scores, group, groups, parent_of)
+    # The inner CV's candidates are shrunk as the final fit's are (group toward its prior), with
+    # priors of the rows outside the inner fold, so its k = 1 is the one served.
     folds = np.unique(fold_of)  # one fold: k = 1 alone, no prior needed
-    priors = {int(f): scores[fold_of != f].mean(axis=0) for f in folds if len(folds) > 1}
+    priors = {
+        int(f): _group_priors(scores[fold_of != f], group[fold_of != f], groups, parent_of)
+        for f in folds
+        if len(folds) > 1
+    }
     centroids, owner, best, means = [], [], [], []
     for g in range(groups):
         rows = group == g
         if not rows.any():  # a task never predicted (NEVER bias) or an empty cluster
             found = (
                 np.zeros((1, scaled.shape[1])),
-                np.array([int(np.argmax(overall))]),
-                overall[None],
+                np.array([int(np.argmax(prior[g]))]),
+                prior[g][None],
             )
         else:
-            k = _sub_clusters_choose(scaled[rows], scores[rows], fold_of[rows], priors, seed)
-            found = _task_segments(scaled[rows], scores[rows], overall, k, seed)
+            inner = {f: p[g] for f, p in priors.items()}
+            k = _sub_clusters_choose(scaled[rows], scores[rows], fold_of[rows], inner, seed)
+            found = _task_segments(scaled[rows], scores[rows], prior[g], k, seed)
         centroids.append(found[0])
         best.append(found[1])
         means.append(found[2])
@@ -330,16 +295,24 @@ def segments_fit(
     tasks: int,
     fold_of: np.ndarray,
     seed: int,
+    parent_of: np.ndarray | None = None,
     reading: TaskReading | None = None,
 ) -> PromptSegments:
     """The task classifier (``reading``'s kind; naive Bayes by default) and every task's
     sub-segments fitted on these rows, each task's number of sub-clusters chosen over the
-    rows' folds ``fold_of``; the soft incumbent when ``reading`` has a temperature."""
+    rows' folds ``fold_of``; the soft incumbent when ``reading`` has a temperature. With
+    ``parent_of`` the tasks are subtasks (``task_labels.py``): the two-stage naive Bayes rule
+    (``nested_classifier_fit``, whatever the kind), means shrunk toward the parent task's."""
     reading = reading or TaskReading()
     mean, scale = standardisation(dense)
-    term, bias = classifier_fit(tfidf, task, tasks, reading.kind)
+    if parent_of is None:
+        term, bias = classifier_fit(tfidf, task, tasks, reading.kind)
+    elif reading.kind == KIND_NB:
+        term, bias = nested_classifier_fit(tfidf, task, tasks, parent_of)
+    else:
+        raise ValueError(f"subtasks are read by naive Bayes alone, not {reading.kind!r}")
     centroids, owner, best, means = _sub_segments(
-        (dense - mean) / scale, scores, task, tasks, fold_of, seed
+        (dense - mean) / scale, scores, task, tasks, fold_of, seed, parent_of
     )
     return PromptSegments(
         mean,
@@ -393,19 +366,20 @@ def segments_out_of_fold(
     task: np.ndarray,
     fold_of: np.ndarray,
     seed: int,
+    parent_of: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, TaskReading]:
     """Each row's segment-best model from task segments fitted without its fold (the
     sub-cluster numbers chosen on the other folds alone), the mean number of segments, and the
-    task reading (``task_classifier.reading_choose``) those incumbents were served by."""
+    task reading (``task_classifier.reading_choose``) those incumbents were served by. Subtasks
+    (``parent_of``) keep their two-stage naive Bayes rule: only its temperature is chosen."""
     tasks, n = int(task.max()) + 1, len(dense)
-    kinds = classifier_kinds(tfidf, tasks)
+    kinds = classifier_kinds(tfidf, tasks) if parent_of is None else (KIND_NB,)
     logits = {kind: np.zeros((n, tasks)) for kind in kinds}
     fitted: list[tuple[np.ndarray, PromptSegments]] = []
     for fold in range(int(fold_of.max()) + 1):
         train, test = fold_of != fold, fold_of == fold
-        found = segments_fit(
-            tfidf[train], dense[train], scores[train], task[train], tasks, fold_of[train], seed
-        )
+        rows = (tfidf[train], dense[train], scores[train], task[train], tasks, fold_of[train])
+        found = segments_fit(*rows, seed, parent_of)
         for kind in kinds:
             other = kind != KIND_NB  # the fold's segments hold naive Bayes already
             term, bias = (

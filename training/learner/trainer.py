@@ -17,6 +17,7 @@ from scipy import sparse
 from training.learner import calibration
 from training.learner.clusters import (
     ClusterChoice,
+    Family,
     PromptClusters,
     clusters_choose,
     clusters_fit,
@@ -33,6 +34,8 @@ from training.learner.router import (
 )
 from training.learner.segments import (
     CLUSTERS_FAMILY,
+    MAX_TASKS,
+    SUBTASKS_FAMILY,
     TASKS_FAMILY,
     PromptSegments,
     cluster_segments_fit,
@@ -40,6 +43,12 @@ from training.learner.segments import (
     segments_fit,
     segments_out_of_fold,
     task_ids,
+)
+from training.learner.task_labels import (
+    has_subtasks,
+    parent_index,
+    parent_tasks,
+    subtasks_capped,
 )
 
 Progress = Callable[[str, float], None]  # (stage, overall progress 0..1)
@@ -275,37 +284,71 @@ def _incumbent_family(
     fold_of: np.ndarray,
     seed: int,
 ) -> tuple[PromptClusters | None, PromptSegments | None, ClusterChoice]:
-    """The incumbents served — k-means clusters, task segments when the data names two tasks or
-    more, else clusters refined by sub-clusters, or none (the overall best model) — fitted on
-    every row, and the out-of-fold choice between them (``ClusterChoice``)."""
+    """The incumbents served — k-means clusters, task segments (or subtask segments) when the
+    data names two tasks or more, else clusters refined by sub-clusters, or none (the overall
+    best model) — fitted on every row, and the out-of-fold choice between them
+    (``ClusterChoice``)."""
     from threadpoolctl import threadpool_limits  # fit-time only
 
     scores = data.scores
     # One thread: k-means' OpenMP threads spin-wait on a busy machine (see min_rows_per_thread).
     with threadpool_limits(limits=1):
         choice = clusters_choose(dense, scores, fold_of, seed)
-        task, names = task_ids(data.tasks) if data.tasks is not None else (None, [])
         top_k = choice.top_k()
-        if task is not None and len(names) >= 2:
-            incumbents, size, reading = segments_out_of_fold(
-                tfidf, dense, scores, task, fold_of, seed
-            )
-            choice = choice.with_family(TASKS_FAMILY, incumbents, size, scores)
-        elif top_k:
+        finals: dict[Family, Callable[[], PromptSegments]] = {}
+        if data.tasks is not None:
+            choice, finals = _task_families(tfidf, dense, data.tasks, scores, fold_of, seed, choice)
+        if not finals and top_k:
             incumbents, size = cluster_segments_out_of_fold(
                 tfidf, dense, scores, top_k, fold_of, seed
             )
             # More segments than its k clusters even where no cluster splits: a tie keeps them.
             size = max(size, top_k + 1)
             choice = choice.with_family(CLUSTERS_FAMILY, incumbents, size, scores)
-        if task is not None and choice.k == TASKS_FAMILY:
-            segments = segments_fit(tfidf, dense, scores, task, len(names), fold_of, seed, reading)
-            return None, segments, choice
-        if choice.k == CLUSTERS_FAMILY:
-            return None, cluster_segments_fit(dense, scores, top_k, fold_of, seed), choice
+            finals[CLUSTERS_FAMILY] = lambda: cluster_segments_fit(
+                dense, scores, top_k, fold_of, seed
+            )
+        if choice.k in finals:
+            return None, finals[choice.k](), choice
         if not isinstance(choice.k, int) or choice.k <= 1:
             return None, None, choice
         return clusters_fit(dense, scores, choice.k, seed), None, choice
+
+
+def _task_families(
+    tfidf: sparse.csr_matrix,
+    dense: np.ndarray,
+    labels: list[str],
+    scores: np.ndarray,
+    fold_of: np.ndarray,
+    seed: int,
+    choice: ClusterChoice,
+) -> tuple[ClusterChoice, dict[Family, Callable[[], PromptSegments]]]:
+    """The choice with the task families as candidates — tasks (the labels' parent level) when
+    there are two or more, subtasks (``parent/child``, ``task_labels.py``) when a parent has two
+    children or more — and the final fit of each candidate. Subtasks have more segments than
+    the tasks, so a tie keeps the tasks: subtasks serve only where they win out of fold."""
+    finals: dict[Family, Callable[[], PromptSegments]] = {}
+    task, names = task_ids(parent_tasks(labels))
+    tasks_size = 0
+    if len(names) >= 2:
+        found = segments_out_of_fold(tfidf, dense, scores, task, fold_of, seed)
+        incumbents, tasks_size, reading = found
+        choice = choice.with_family(TASKS_FAMILY, incumbents, tasks_size, scores)
+        finals[TASKS_FAMILY] = lambda: segments_fit(
+            tfidf, dense, scores, task, len(names), fold_of, seed, reading=reading
+        )
+    if has_subtasks(labels):
+        leaf, leaf_names = task_ids(subtasks_capped(labels, MAX_TASKS))
+        parent_of = parent_index(leaf_names, names)
+        fit = (tfidf, dense, scores, leaf)
+        incumbents, size, leaf_reading = segments_out_of_fold(*fit, fold_of, seed, parent_of)
+        size = max(size, tasks_size + 1)
+        choice = choice.with_family(SUBTASKS_FAMILY, incumbents, size, scores)
+        finals[SUBTASKS_FAMILY] = lambda: segments_fit(
+            *fit, len(leaf_names), fold_of, seed, parent_of, leaf_reading
+        )
+    return choice, finals
 
 
 __all__ = [
