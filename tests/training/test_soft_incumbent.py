@@ -170,6 +170,9 @@ def test_a_format_5_version_without_the_soft_arrays_serves_the_argmax_tasks_best
         lambda a: a.pop("segment_means"),
         lambda a: a.pop("segment_temperature"),
         lambda a: a.update(segment_temperature=np.array([0.0])),
+        # positive, but no fit makes it: the logits / t overflow and every prompt got model 0
+        lambda a: a.update(segment_temperature=np.array([1e-310])),
+        lambda a: a.update(segment_temperature=np.array([np.inf])),
         lambda a: a.update(segment_temperature=np.array([1.0, 2.0])),
         lambda a: a.update(segment_means=a["segment_means"][:, :-1]),
         lambda a: a.update(segment_means=np.full_like(a["segment_means"], np.nan)),

@@ -15,6 +15,7 @@ from training.learner.segments import (
     TOP_CLASSIFIER,
     PromptSegments,
 )
+from training.learner.task_classifier import LOG_TEMPERATURE_BOUNDS
 
 _DTYPES = {"term_weights": np.float32, "owner": np.int64, "best": np.int64}  # else float64
 
@@ -78,7 +79,14 @@ def segments_from_arrays(
     if np.bincount(owner).max() > SUB_GRID[-1]:
         raise ValueError(f"a group with more than {SUB_GRID[-1]} sub-segments")
     if soft and (
-        (loaded["temperature"] <= 0).any() or (np.argmax(loaded["means"], 1) != best).any()
+        not _temperature_trained(loaded["temperature"])
+        or (np.argmax(loaded["means"], 1) != best).any()
     ):
-        raise ValueError("a temperature that is not positive, or means whose best is not best")
+        raise ValueError("a temperature training never fits, or means whose best is not best")
     return PromptSegments(**loaded)
+
+
+def _temperature_trained(temperature: np.ndarray) -> bool:
+    """Inside the bounds ``temperature_fit`` searches (a tiny one divides logits to infinities)."""
+    low, high = np.exp(LOG_TEMPERATURE_BOUNDS)
+    return bool(((temperature >= low * (1 - 1e-9)) & (temperature <= high * (1 + 1e-9))).all())

@@ -118,8 +118,8 @@ def kind_choose(logits: dict[str, np.ndarray], task: np.ndarray) -> str:
 
 def posterior(logits: np.ndarray, temperature: float) -> np.ndarray:
     """Softmax of ``logits`` (n, tasks) / ``temperature`` (a task with bias NEVER gets 0)."""
-    z = np.atleast_2d(logits) / temperature
-    z = np.exp(z - z.max(axis=1, keepdims=True))
+    z = np.atleast_2d(logits)
+    z = np.exp((z - z.max(axis=1, keepdims=True)) / temperature)
     return np.asarray(z / z.sum(axis=1, keepdims=True))
 
 
