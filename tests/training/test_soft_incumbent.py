@@ -25,7 +25,7 @@ from tests.training.router_files import (
     reloaded,
 )
 from tests.training.task_prompts import WORDS
-from training.learner import artifacts
+from training.learner import artifacts, segments
 from training.learner.router import TrainedRouter, mix_keys
 from training.learner.segments import PromptSegments, segments_fit
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
@@ -224,3 +224,19 @@ def test_a_policy_without_an_incumbent_bonus_skips_the_segment_lookup(
     for tradeoff, served in ((1.0, at_one), (0.0, at_zero)):
         picks = router.choose_many(predicted, tradeoff, mix_keys(prompts), incumbents)
         assert served == [router.models[i] for i in picks]
+
+
+@pytest.mark.parametrize("soft", [True, False])
+def test_incumbents_computed_in_chunks_of_rows_equal_those_of_the_whole_batch(
+    fitted: tuple[FitResult, TrainingData], monkeypatch: pytest.MonkeyPatch, soft: bool
+) -> None:
+    fit, test = fitted
+    router = fit.router if soft else _hard(fit.router)
+    assert router.segments is not None and router.segments.soft == soft
+    whole = router.cluster_incumbents(test.prompts)
+    assert whole is not None and len(np.unique(whole)) > 1  # a dropped or moved row shows
+
+    monkeypatch.setattr(segments, "CHUNK_ROWS", 7)  # not a divisor of the rows: a short last
+    chunked = router.cluster_incumbents(test.prompts)
+
+    assert chunked is not None and np.array_equal(chunked, whole)

@@ -66,6 +66,7 @@ CLUSTERS_FAMILY = "clusters+sub"  # global k-means clusters refined by sub-clust
 TOP_CLASSIFIER, TOP_CENTROIDS = "classifier", "centroids"  # how a prompt's top group is found
 SUB_GRID = (1, 2, 4, 8)  # sub-clusters tried per task (1: the task's best model)
 MAX_TASKS = 64  # past this many tasks the rarest are pooled into one
+CHUNK_ROWS = 8192  # rows whose incumbents are computed at a time: bounds the memory
 # Top-level groups a fit makes at most: ``task_ids`` pools tasks past MAX_TASKS into the last,
 # clusters+sub's top k is one of K_GRID; a stored version with more is refused at load.
 MAX_GROUPS = max(MAX_TASKS, K_GRID[-1])
@@ -115,15 +116,28 @@ class PromptSegments:
         return self.temperature is not None and self.means is not None
 
     def _incumbents(self, term_logits: np.ndarray | None, dense: np.ndarray) -> np.ndarray:
-        scaled = (np.atleast_2d(dense) - self.mean) / self.scale
+        """Each row's incumbent, ``CHUNK_ROWS`` rows at a time: the distances (rows, segments)
+        and the soft incumbent's (rows, groups, widest group) and (rows, groups, models)
+        intermediates would take gigabytes for a 500k-row batch of 64 tasks of 8 sub-segments
+        and 11 models taken whole; chunked, their memory does not grow with the rows."""
+        dense = np.atleast_2d(dense)
+        logits = None if term_logits is None else np.atleast_2d(term_logits)
+        found = np.empty(len(dense), dtype=np.int64)
+        for start in range(0, len(dense), CHUNK_ROWS):
+            rows = slice(start, start + CHUNK_ROWS)
+            found[rows] = self._incumbents_of(None if logits is None else logits[rows], dense[rows])
+        return found
+
+    def _incumbents_of(self, term_logits: np.ndarray | None, dense: np.ndarray) -> np.ndarray:
+        scaled = (dense - self.mean) / self.scale
         # |x - c|^2 less |x|^2, as ``clusters.centroid_distances`` computes it.
         distance = self._square_norms - 2.0 * scaled @ self.centroids.T
         if term_logits is None:  # by the nearest global cluster (``top_centroids``)
             group = nearest(scaled, np.asarray(self.top_centroids))
         elif self.soft:
-            return self._expected_best(np.atleast_2d(term_logits) + self.bias, distance)
+            return self._expected_best(term_logits + self.bias, distance)
         else:  # by the classifier (``term_weights``)
-            group = np.argmax(np.atleast_2d(term_logits) + self.bias, axis=1)
+            group = np.argmax(term_logits + self.bias, axis=1)
         distance = np.where(self.owner == group[:, None], distance, np.inf)
         return np.asarray(self.best[np.argmin(distance, axis=1)], dtype=np.int64)
 
