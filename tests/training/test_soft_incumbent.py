@@ -28,6 +28,7 @@ from tests.training.task_prompts import WORDS
 from training.learner import artifacts, segments
 from training.learner.router import TrainedRouter, mix_keys
 from training.learner.segments import PromptSegments, segments_fit
+from training.learner.task_classifier import TaskReading
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 from training.predictor import Predictor
 
@@ -240,3 +241,20 @@ def test_incumbents_computed_in_chunks_of_rows_equal_those_of_the_whole_batch(
     chunked = router.cluster_incumbents(test.prompts)
 
     assert chunked is not None and np.array_equal(chunked, whole)
+
+
+def test_the_report_names_the_task_classifier_and_the_soft_temperature(
+    fitted: tuple[FitResult, TrainingData],
+) -> None:
+    fit, _ = fitted
+    assert fit.families is not None and fit.router.segments is not None
+    temperature = float(np.asarray(fit.router.segments.temperature)[0])
+
+    reading = fit.families.summary()["task_reading"]  # the report's evaluation.incumbents
+
+    assert reading["tasks"]["classifier"] in {"naive_bayes", "logistic"}
+    assert reading["tasks"]["temperature"] == round(temperature, 4)
+    assert json.loads(json.dumps(reading)) == reading
+    argmax = TaskReading("logistic").summary()
+    assert argmax == {"classifier": "logistic", "temperature": "argmax"}
+    assert TaskReading(temperature=0.5).summary(nested=True)["classifier"] == "nested_naive_bayes"

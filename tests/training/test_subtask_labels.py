@@ -93,6 +93,9 @@ def test_subtasks_compete_out_of_fold_with_the_parent_level_tasks(labels: str) -
     assert fit.families is not None
     out_of_fold = fit.families.summary()["out_of_fold"]
     assert {TASKS_FAMILY, SUBTASKS_FAMILY} <= set(out_of_fold)
+    reading = fit.families.summary()["task_reading"]
+    assert reading[SUBTASKS_FAMILY]["classifier"] == "nested_naive_bayes"
+    assert reading[TASKS_FAMILY]["classifier"] in {"naive_bayes", "logistic"}
     # The choice never loses out of fold to the parent-only policy (nor to any candidate).
     assert out_of_fold[str(fit.families.k)] == max(out_of_fold.values())
     if labels == "noise":  # subtasks that say nothing: a tie or a loss keeps the tasks

@@ -138,6 +138,8 @@ class ClusterChoice:
     oof_by_k: dict[Family, np.ndarray] = field(default_factory=dict)
     # a named family's number of segments (k clusters have k): ties go to fewer
     sizes: dict[Family, int] = field(default_factory=dict)
+    # a task family's classifier and temperature (``TaskReading.summary``), for the report
+    readings: dict[Family, dict[str, Any]] = field(default_factory=dict)
 
     def size(self, family: Family) -> int:
         return self.sizes.get(family, family if isinstance(family, int) else 1 << 30)
@@ -151,13 +153,15 @@ class ClusterChoice:
     def summary(self) -> dict[str, Any]:
         """The report's ``evaluation.incumbents``: the family chosen, its number of clusters
         (k clusters, or the top level's k of clusters+sub) and every family's out-of-fold mean
-        score ("1": the overall best model, "2"…: k clusters, or the named family)."""
+        score ("1": the overall best model, "2"…: k clusters, or the named family), and each
+        task family's classifier and temperature (``task_reading``)."""
         family: str = "none" if self.k == 1 else "clusters" if isinstance(self.k, int) else self.k
         k = self.k if family == "clusters" else self.top_k() if family == "clusters+sub" else None
         return {
             "family": family,
             "k": k,
             "out_of_fold": {str(f): round(v, 4) for f, v in self.oof_scores.items()},
+            "task_reading": {str(f): reading for f, reading in self.readings.items()},
         }
 
     def chosen_on(self, scores: np.ndarray, rows: np.ndarray) -> tuple[Family, np.ndarray]:
@@ -169,9 +173,15 @@ class ClusterChoice:
         return k, self.oof_by_k[k]
 
     def with_family(
-        self, family: str, incumbents: np.ndarray, size: int, scores: np.ndarray
+        self,
+        family: str,
+        incumbents: np.ndarray,
+        size: int,
+        scores: np.ndarray,
+        reading: dict[str, Any] | None = None,
     ) -> ClusterChoice:
-        """The choice with one more family of out-of-fold incumbents among the candidates."""
+        """The choice with one more family of out-of-fold incumbents among the candidates (a
+        task family with its ``reading``: the report's account of its classifier)."""
         by_family = {**self.oof_by_k, family: incumbents}
         sizes = {**self.sizes, family: size}
         rows = np.arange(len(scores))
@@ -179,7 +189,8 @@ class ClusterChoice:
             scores, rows
         )
         oof_scores = {**self.oof_scores, family: float(scores[rows, incumbents].mean())}
-        return ClusterChoice(k, chosen, oof_scores, by_family, sizes)
+        readings = {**self.readings, **({family: reading} if reading is not None else {})}
+        return ClusterChoice(k, chosen, oof_scores, by_family, sizes, readings)
 
 
 def clusters_choose(

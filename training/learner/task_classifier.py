@@ -50,6 +50,16 @@ class TaskReading:
     kind: str = KIND_NB
     temperature: float | None = None
 
+    def summary(self, nested: bool = False) -> dict[str, str | float]:
+        """The report's account of it (``evaluation.incumbents.task_reading``): the classifier
+        (``nested_naive_bayes`` for subtasks' two-stage rule) and the temperature, or
+        "argmax" when the argmax task's best serves."""
+        temperature = "argmax" if self.temperature is None else round(self.temperature, 4)
+        return {
+            "classifier": "nested_naive_bayes" if nested else self.kind,
+            "temperature": temperature,
+        }
+
 
 def classifier_kinds(tfidf: sparse.csr_matrix, tasks: int) -> tuple[str, ...]:
     """The kinds worth fitting on these rows: naive Bayes always, the LR within its budget."""
@@ -107,6 +117,7 @@ def nested_classifier_fit(
 
 
 def accuracy(logits: np.ndarray, task: np.ndarray) -> float:
+    """The share of rows whose highest logit (n, tasks) is their own ``task``."""
     return float((np.argmax(logits, axis=1) == task).mean())
 
 

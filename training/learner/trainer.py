@@ -334,7 +334,7 @@ def _task_families(
     if len(names) >= 2:
         found = segments_out_of_fold(tfidf, dense, scores, task, fold_of, seed)
         incumbents, tasks_size, reading = found
-        choice = choice.with_family(TASKS_FAMILY, incumbents, tasks_size, scores)
+        choice = choice.with_family(TASKS_FAMILY, incumbents, tasks_size, scores, reading.summary())
         finals[TASKS_FAMILY] = lambda: segments_fit(
             tfidf, dense, scores, task, len(names), fold_of, seed, reading=reading
         )
@@ -344,7 +344,9 @@ def _task_families(
         fit = (tfidf, dense, scores, leaf)
         incumbents, size, leaf_reading = segments_out_of_fold(*fit, fold_of, seed, parent_of)
         size = max(size, tasks_size + 1)
-        choice = choice.with_family(SUBTASKS_FAMILY, incumbents, size, scores)
+        choice = choice.with_family(
+            SUBTASKS_FAMILY, incumbents, size, scores, leaf_reading.summary(nested=True)
+        )
         finals[SUBTASKS_FAMILY] = lambda: segments_fit(
             *fit, len(leaf_names), fold_of, seed, parent_of, leaf_reading
         )
