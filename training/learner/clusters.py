@@ -189,7 +189,9 @@ class ClusterChoice:
             scores, rows
         )
         oof_scores = {**self.oof_scores, family: float(scores[rows, incumbents].mean())}
-        readings = {**self.readings, **({family: reading} if reading is not None else {})}
+        readings = dict(self.readings)
+        if reading is not None:
+            readings[family] = reading
         return ClusterChoice(k, chosen, oof_scores, by_family, sizes, readings)
 
 
