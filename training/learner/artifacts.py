@@ -37,9 +37,11 @@ from training.learner.serving_form import (
 # 6: task segments with the soft incumbent (``segment_means`` and ``segment_temperature``),
 # written only then, so a release that would ignore them and serve the argmax task's best
 # refuses the version; 5: task segments or clusters with sub-clusters (segments.py;
-# ``segment_top`` says which top level, absent for tasks, so a release that knows only task segments refuses the other for its
-# missing classifier), written only then so a release without them refuses the version; 4: the featurizer appends a sentence embedding (written only then, so a release that cannot
-# compute it refuses the version instead of serving it with missing features); 3: prompt clusters
+# ``segment_top`` says which top level, absent for tasks, so a release that knows only task
+# segments refuses the other for its missing classifier), written only then so a release without
+# them refuses the version; 4: the featurizer appends a sentence embedding (written only then, so
+# a release that cannot compute it refuses the version instead of serving it with missing
+# features); 3: prompt clusters
 # and a cluster-best bonus per tradeoff; 2: a policy table (λ and offsets per tradeoff); 1: one
 # incumbent bonus. Older formats keep serving as they were trained.
 FORMAT_VERSION = 3

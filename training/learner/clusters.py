@@ -74,10 +74,14 @@ def clusters_from_arrays(
     return PromptClusters(**loaded, best=best_array.astype(np.int64))
 
 
-def centroid_distances(scaled: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+def centroid_distances(
+    scaled: np.ndarray, centroids: np.ndarray, square_norms: np.ndarray | None = None
+) -> np.ndarray:
     """(n, k) squared distances less |x|^2: |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 does
-    not change which centroid is nearest."""
-    return np.asarray((centroids**2).sum(axis=1) - 2.0 * np.atleast_2d(scaled) @ centroids.T)
+    not change which centroid is nearest; ``square_norms``: the |c|^2, when precomputed."""
+    if square_norms is None:
+        square_norms = (centroids**2).sum(axis=1)
+    return np.asarray(square_norms - 2.0 * np.atleast_2d(scaled) @ centroids.T)
 
 
 def nearest(scaled: np.ndarray, centroids: np.ndarray) -> np.ndarray:

@@ -46,6 +46,7 @@ from training.learner.clusters import (
     K_GRID,
     ROWS_PER_CLUSTER,
     SMOOTHING_ROWS,
+    centroid_distances,
     kmeans_centroids,
     nearest,
     standardisation,
@@ -94,7 +95,7 @@ class PromptSegments:
     top_centroids: np.ndarray | None = None  # or by centroid: (groups, d) standardised
     means: np.ndarray | None = None  # (segments, models) the shrunk means ``best`` is argmax of
     temperature: np.ndarray | None = None  # (1,) of the logits; None: the argmax task's best
-    # Derived once: the centroids' squared norms (``clusters.centroid_distances``' first term),
+    # Derived once: the centroids' squared norms (``centroid_distances``' ``square_norms``),
     # and each group's sub-segments (groups, most per group), padded with the group's first.
     _square_norms: np.ndarray = field(init=False, repr=False, compare=False)
     _members: np.ndarray = field(init=False, repr=False, compare=False)
@@ -130,8 +131,7 @@ class PromptSegments:
 
     def _incumbents_of(self, term_logits: np.ndarray | None, dense: np.ndarray) -> np.ndarray:
         scaled = (dense - self.mean) / self.scale
-        # |x - c|^2 less |x|^2, as ``clusters.centroid_distances`` computes it.
-        distance = self._square_norms - 2.0 * scaled @ self.centroids.T
+        distance = centroid_distances(scaled, self.centroids, self._square_norms)
         if term_logits is None:  # by the nearest global cluster (``top_centroids``)
             group = nearest(scaled, np.asarray(self.top_centroids))
         elif self.soft:
