@@ -134,6 +134,23 @@ def holdout_report(
     )
 
 
+def binary_data(
+    prompts: list[str], scores: np.ndarray, tasks: list[str] | None = None
+) -> TrainingData:
+    """Quality-only data of binary ``scores`` (rows, models) from models ``model-0``… of equal
+    price, whose costs are unknown."""
+    models = scores.shape[1]
+    return TrainingData(
+        prompts=prompts,
+        models=[f"model-{j}" for j in range(models)],
+        scores=scores,
+        costs=np.ones_like(scores),
+        binary=[True] * models,
+        costs_known=False,
+        tasks=tasks,
+    )
+
+
 def labelled(
     prompts: list[str],
     best: list[int],
@@ -149,12 +166,4 @@ def labelled(
     chance = np.full((len(prompts), models), wrong)
     chance[np.arange(len(prompts)), best] = right
     scores = (rng.random(chance.shape) < chance).astype(float)
-    return TrainingData(
-        prompts=prompts,
-        models=[f"model-{j}" for j in range(models)],
-        scores=scores,
-        costs=np.ones_like(scores),
-        binary=[True] * models,
-        costs_known=False,
-        tasks=tasks,
-    )
+    return binary_data(prompts, scores, tasks)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.training.task_prompts import binary_data
 from training.learner import artifacts
 from training.learner.clusters import clusters_choose
 from training.learner.report import report_build
@@ -34,14 +35,7 @@ def _data(rows: int = 450, seed: int = 0) -> tuple[TrainingData, np.ndarray]:
     kinds = np.arange(rows) % len(KINDS)
     prompts = [" ".join(rng.choice(KINDS[k], size=8)) + f" {i}" for i, k in enumerate(kinds)]
     scores = (rng.random((rows, ACCURACY.shape[1])) < ACCURACY[kinds]).astype(float)
-    data = TrainingData(
-        prompts=prompts,
-        models=[f"model-{j}" for j in range(ACCURACY.shape[1])],
-        scores=scores,
-        costs=np.ones_like(scores),
-        binary=[True] * ACCURACY.shape[1],
-        costs_known=False,
-    )
+    data = binary_data(prompts, scores)
     return data, kinds
 
 

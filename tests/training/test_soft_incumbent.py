@@ -24,7 +24,7 @@ from tests.training.router_files import (
     assert_serving_decides_as_the_batch,
     reloaded,
 )
-from tests.training.task_prompts import WORDS
+from tests.training.task_prompts import WORDS, binary_data
 from training.learner import artifacts, segments
 from training.learner.router import TrainedRouter, mix_keys
 from training.learner.segments import PromptSegments, segments_fit
@@ -59,15 +59,7 @@ def _data(seed: int) -> TrainingData:
     task = np.repeat([0, 1], ROWS)
     prompts = [_prompt(int(t), i % 2 == 0, rng) for i, t in enumerate(task)]
     scores = (rng.random((len(task), CHANCES.shape[1])) < CHANCES[task]).astype(float)
-    return TrainingData(
-        prompts=prompts,
-        models=[f"model-{j}" for j in range(CHANCES.shape[1])],
-        scores=scores,
-        costs=np.ones_like(scores),
-        binary=[True] * CHANCES.shape[1],
-        costs_known=False,
-        tasks=[("alpha", "beta")[t] for t in task],
-    )
+    return binary_data(prompts, scores, [("alpha", "beta")[t] for t in task])
 
 
 @pytest.fixture(scope="module")

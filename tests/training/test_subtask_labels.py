@@ -18,7 +18,7 @@ import pytest
 from scipy import sparse
 
 from tests.training.router_files import assert_serving_decides_as_the_batch, reloaded
-from tests.training.task_prompts import holdout_report, labelled, task_prompt
+from tests.training.task_prompts import binary_data, holdout_report, labelled, task_prompt
 from training.learner import artifacts
 from training.learner.router import TrainedRouter
 from training.learner.segments import PromptSegments, segments_fit, segments_out_of_fold
@@ -203,15 +203,7 @@ def _soft_data(seed: int) -> TrainingData:
         tasks += [task] * OTHER_ROWS
         chance.append(np.where(np.arange(7) == model, 0.85, 0.5)[None].repeat(OTHER_ROWS, 0))
     scores = (rng.random((len(prompts), 7)) < np.vstack(chance)).astype(float)
-    return TrainingData(
-        prompts=prompts,
-        models=[f"model-{j}" for j in range(7)],
-        scores=scores,
-        costs=np.ones_like(scores),
-        binary=[True] * 7,
-        costs_known=False,
-        tasks=tasks,
-    )
+    return binary_data(prompts, scores, tasks)
 
 
 def test_subtasks_take_the_soft_incumbent_and_store_it_as_format_6() -> None:

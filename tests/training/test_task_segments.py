@@ -23,7 +23,7 @@ from tests.training.router_files import (
     assert_serving_decides_as_the_batch,
     reloaded,
 )
-from tests.training.task_prompts import WORDS, holdout_report, labelled, task_prompt
+from tests.training.task_prompts import WORDS, binary_data, holdout_report, labelled, task_prompt
 from training.learner import artifacts, segments
 from training.learner.segments import MAX_GROUPS, SUB_GRID
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
@@ -128,14 +128,10 @@ def test_on_noise_with_a_task_column_tradeoff_zero_stays_at_the_best_single_mode
     rows = 600
     means = np.array([0.55, 0.6, 0.62, 0.66])  # the task column and the prompts say nothing
     scores = (rng.random((rows, len(means))) < means).astype(float)
-    data = TrainingData(
-        prompts=[" ".join(rng.choice(WORDS, size=8)) + f" {i}" for i in range(rows)],
-        models=[f"model-{j}" for j in range(len(means))],
-        scores=scores,
-        costs=np.ones_like(scores),
-        binary=[True] * len(means),
-        costs_known=False,
-        tasks=[f"task-{t}" for t in rng.integers(0, 4, size=rows)],
+    data = binary_data(
+        [" ".join(rng.choice(WORDS, size=8)) + f" {i}" for i in range(rows)],
+        scores,
+        [f"task-{t}" for t in rng.integers(0, 4, size=rows)],
     )
 
     fit = router_fit(data, CONFIG)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.training.task_prompts import TASKS, holdout_report, task_prompt
+from tests.training.task_prompts import TASKS, binary_data, holdout_report, task_prompt
 from training.learner.trainer import TrainerConfig, TrainingData, router_fit
 
 CONFIG = TrainerConfig(folds=3, threads=1, boost_rounds=40)
@@ -36,14 +36,7 @@ def _data(rows_per_task: int, seed: int) -> tuple[TrainingData, np.ndarray]:
     kinds = np.repeat(np.arange(len(TASKS)), rows_per_task)
     prompts = [task_prompt(TASKS[k], rng) for k in kinds]
     scores = (rng.random((len(kinds), ACCURACY.shape[1])) < ACCURACY[kinds]).astype(float)
-    data = TrainingData(
-        prompts=prompts,
-        models=[f"model-{j}" for j in range(ACCURACY.shape[1])],
-        scores=scores,
-        costs=np.ones_like(scores),
-        binary=[True] * ACCURACY.shape[1],
-        costs_known=False,
-    )
+    data = binary_data(prompts, scores)
     return data, kinds
 
 
