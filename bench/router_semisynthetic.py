@@ -26,10 +26,11 @@ supervised reference given the task (``bench.router_floor.heads`` on word TF-IDF
 of the per-row router - per-task floor (and - per-subtopic floor), test rows of all seeds pooled.
 A full run (5 scenarios x 3 seeds x 2 fits of 2,000 rows) took 6.9 CPU minutes (``--subtasks
 --scenarios task task+subtopic task+subtopic+prompt``: 27 fits, 9.6 CPU minutes); ``--quick`` is a
-smoke run (400/200 rows, one seed, two scenarios, 3 folds and 40 boosting rounds).
-``--only`` (alias ``--scenarios``) runs some scenarios, ``--column without|with`` one of the two
-fits; ``--rows`` saves every policy's per-row scores and ``--against`` an earlier run's file
-gives paired router differences (same seeds and sizes: the same test rows).
+smoke run (400/200 rows, one seed, two scenarios or ``--only``'s, 3 folds and 40 boosting
+rounds). ``--only`` (alias ``--scenarios``) runs some scenarios, ``--column without|with`` one of
+the two fits; ``--rows`` saves every policy's per-row scores (with the run's seeds and sizes) and
+``--against`` an earlier run's file gives paired router differences (refused unless its seeds
+and sizes are this run's: the same test rows).
 """
 
 from __future__ import annotations
@@ -323,7 +324,8 @@ def subtasks_table(result: dict[str, Any], scenarios: tuple[Structure, ...]) -> 
     return "\n".join([*_header(SUBTASK_TITLES), *("| " + " | ".join(r) + " |" for r in rows)])
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line (see the module's docstring)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -332,7 +334,8 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke: 400/200 rows, one seed, two scenarios, 3 folds and 40 boosting rounds",
+        help="smoke: 400/200 rows, one seed, 3 folds and 40 boosting rounds; two scenarios "
+        "unless --only names them",
     )
     parser.add_argument(
         "--subtasks",
@@ -355,27 +358,67 @@ def main() -> None:
     parser.add_argument(
         "--against", type=Path, help="an earlier run's --rows: paired router differences"
     )
-    args = parser.parse_args()
+    return parser
+
+
+def plan(
+    args: argparse.Namespace,
+) -> tuple[TrainerConfig, tuple[Structure, ...], tuple[int, int], list[int]]:
+    """The run's config, scenarios, (train, test) sizes and seeds: ``--quick`` shrinks the
+    sizes, seeds and fits, and keeps ``--only``'s scenarios when given (else two)."""
     config = TrainerConfig(threads=1)
     scenarios: tuple[Structure, ...] = SCENARIOS
-    sizes, seeds = (args.train, args.test), args.seeds
-    if args.only:
-        scenarios = tuple(s for s in SCENARIOS if s.name in args.only)
+    sizes, seeds = (args.train, args.test), list(args.seeds)
     if args.quick:
         config = replace(config, folds=3, boost_rounds=40)
         scenarios, sizes, seeds = (SCENARIOS[0], SCENARIOS[3]), (400, 200), seeds[:1]
+    if args.only:
+        scenarios = tuple(s for s in SCENARIOS if s.name in args.only)
+    return config, scenarios, sizes, seeds
+
+
+def pairing(seeds: list[int], sizes: tuple[int, int]) -> dict[str, np.ndarray]:
+    """What ``--rows`` saves beside the rows, so ``--against`` pairs only the same test rows."""
+    return {"meta/seeds": np.asarray(seeds), "meta/sizes": np.asarray(sizes)}
+
+
+def earlier_rows(path: Path, seeds: list[int], sizes: tuple[int, int]) -> dict[str, np.ndarray]:
+    """An earlier run's ``--rows``, refused (``ValueError``) unless it was saved with these
+    seeds and sizes: other test rows paired by key would give a meaningless difference."""
+    with np.load(path) as npz:
+        earlier = {k: npz[k] for k in npz.files}
+    for key, now in pairing(seeds, sizes).items():
+        if key not in earlier:
+            raise ValueError(f"{path} has no {key}: saved before seeds and sizes were recorded")
+        if not np.array_equal(earlier[key], now):
+            raise ValueError(
+                f"{path} was saved with {key.split('/')[1]} {earlier[key].tolist()}, this run "
+                f"has {now.tolist()}: its rows are not this run's test rows"
+            )
+    return {k: v for k, v in earlier.items() if not k.startswith("meta/")}
+
+
+def main() -> None:
+    parser = arguments()
+    args = parser.parse_args()
+    config, scenarios, sizes, seeds = plan(args)
+    earlier = None
+    if args.against:
+        try:
+            earlier = earlier_rows(args.against, seeds, sizes)
+        except ValueError as error:
+            parser.error(f"--against: {error}")
     fits = ((args.column,) if args.column else FITS[:2]) + (FITS[2:] if args.subtasks else ())
     result, rows = benchmark(args.datasets, scenarios, sizes, seeds, config, fits)
     print(table(result, scenarios))
     if args.subtasks:
         print(subtasks_table(result, scenarios))
-    if args.against:
-        with np.load(args.against) as npz:
-            result["against"] = against(rows, {k: npz[k] for k in npz.files})
+    if earlier is not None:
+        result["against"] = against(rows, earlier)
         print(json.dumps(result["against"], indent=1))
     if args.rows:
         # Why the ignore below: numpy's savez stubs type **kwds as ArrayLike only.
-        np.savez(args.rows, **rows)  # type: ignore[arg-type]
+        np.savez(args.rows, **rows, **pairing(seeds, sizes))  # type: ignore[arg-type]
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 
