@@ -197,6 +197,7 @@ def test_training_a_router_creates_an_active_version_with_a_report(
     incumbents = report["evaluation"]["incumbents"]  # the out-of-fold choice of the floor
     assert incumbents["family"] in {"none", "clusters", "tasks", "clusters+sub"}
     assert "1" in incumbents["out_of_fold"]  # the overall best model is always a candidate
+    assert incumbents["task_reading"] == {}  # no task column: no task classifier
     assert {m["id"] for m in report["models"]} == {"math-model", "prose-model"}
     assert {"oracle", "random", "curve", "aiq", "aiq_zero_router", "apgr", "cpt50", "cpt80"} <= set(
         report
