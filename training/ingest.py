@@ -42,6 +42,9 @@ __all__ = [
 ]
 
 MAX_MODEL_ID = 200  # what a usage record or a router's candidate list holds
+# Largest score or cost magnitude: the learner's stored heads are float32 (max ~3.4e38), and a
+# score near 1e300 became inf there, then a 500 in select.
+MAX_MAGNITUDE = 1e15
 PROMPT_COLUMNS = ("prompt", "messages")
 
 
@@ -288,7 +291,14 @@ def _parse_matrix(
                 shown = shown if len(shown) <= 40 else shown[:40] + "…"
                 add(f"Row {i + 1}: {shown!r} is not a {what} ({hint}).", i + 1, column)
                 continue
-            if number is not None:
+            if number is not None and abs(number) > MAX_MAGNITUDE:
+                add(
+                    f"Row {i + 1}: the {what} {number:g} is beyond ±{MAX_MAGNITUDE:g}; rescale "
+                    f"the column (scores to 0–1 or 0–100, costs to USD per request).",
+                    i + 1,
+                    column,
+                )
+            elif number is not None:
                 matrix[i, j] = number
     return matrix
 

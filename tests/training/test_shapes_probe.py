@@ -49,10 +49,10 @@ def strict_json(content: bytes) -> Any:
     return json.loads(content, parse_constant=refuse)
 
 
-def floor_tolerance(report: dict[str, Any]) -> float:
-    """Noise on the out-of-fold floor: 2% of the spread of the models' mean scores' scale."""
+def floor_tolerance(report: dict[str, Any], noise: float) -> float:
+    """Noise on the out-of-fold floor: ``noise`` times the scale of the scores (the largest mean)."""
     scores = [m["mean_score"] for m in report["models"]] + [report["oracle"]["score"]]
-    return 0.02 * max(abs(s) for s in scores) + 1e-6
+    return noise * max(abs(s) for s in scores) + 1e-6
 
 
 def upload_shape(client: APIClient, shape: Shape, capture: Any) -> dict[str, Any] | None:
@@ -80,7 +80,7 @@ def check_refusal(shape: Shape, dataset: dict[str, Any] | None) -> None:
 
 
 def train_and_check(
-    tenants: Any, client: APIClient, dataset: dict[str, Any], capture: Any, maximize: bool
+    tenants: Any, client: APIClient, dataset: dict[str, Any], capture: Any, shape: Shape
 ) -> None:
     assert dataset["status"] == "ready", dataset.get("errors")
     for model in dataset["models"]:
@@ -93,8 +93,10 @@ def train_and_check(
     run = strict_json(client.get(f"/api/v1/training-runs/{started.json()['id']}").content)
     assert run["status"] == "succeeded", run["error"]
     report = strict_json(client.get("/api/v1/routers/probe/versions/1/report").content)
-    floor = (report["curve"][0]["score"] - report["best_single"]["score"]) * (1 if maximize else -1)
-    tolerance = floor_tolerance(report)
+    floor = (report["curve"][0]["score"] - report["best_single"]["score"]) * (
+        1 if shape.maximize else -1
+    )
+    tolerance = floor_tolerance(report, shape.floor_noise)
     assert floor >= -tolerance, (floor, tolerance, report["best_single"], report["curve"][0])
     page = dashboard_client(tenants.member, tenants.organization).get(
         "/dashboard/routers/probe/versions/1/"
@@ -124,4 +126,4 @@ def test_shape(
         check_refusal(shape, dataset)
         return
     assert dataset is not None
-    train_and_check(tenants, client, dataset, django_capture_on_commit_callbacks, shape.maximize)
+    train_and_check(tenants, client, dataset, django_capture_on_commit_callbacks, shape)

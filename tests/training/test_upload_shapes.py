@@ -1,7 +1,8 @@
 """Regression tests for what the shapes probe (``test_shapes_probe.py``) found, through the API on
 real PostgreSQL with eager Celery: lower-is-better datasets (``maximize=false``) filled empty
 score cells with the model's best loss and ranked the cheapest stand-in cost to the best model;
-an 'N/A' score cell was refused without saying that an empty cell is how to leave a score out."""
+an 'N/A' score cell was refused without saying that an empty cell is how to leave a score out;
+scores near 1e300 were accepted, then overflowed the float32 heads (a 500 in select)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,17 @@ def test_an_na_score_cell_is_refused_naming_its_row_and_column_and_the_empty_cel
     assert (error["row"], error["column"]) == (8, "m1/score")
     assert "'N/A' is not a score" in error["message"]
     assert "leave the cell empty where the model has no score" in error["message"]
+
+
+def test_scores_near_1e300_are_refused_naming_the_cell_instead_of_a_500_in_select(
+    admin_api: APIClient, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Accepted before, they became inf in the float32 heads and select answered 500."""
+    shape = shape_named("scores near 1e300")
+
+    dataset = validated(admin_api, shape.content, django_capture_on_commit_callbacks)
+
+    assert dataset["status"] == "invalid"
+    error = dataset["errors"][0]
+    assert error["column"] == "m0/score" and error["row"] == 1
+    assert "is beyond ±1e+15; rescale the column" in error["message"]
