@@ -330,7 +330,24 @@ def more_shapes() -> list[Shape]:
                                                            "m2/score": base["m0/score"]})), "ready"),
         Shape("all scores equal", csv_of(base.assign(**dict.fromkeys(score_columns(base), 1))),
               "ready"),
+        Shape("tab-separated", base.drop(columns=["family"]).to_csv(index=False, sep="\t").encode(),
+              "ready", "evals.tsv"),
+        Shape("semicolon-separated", base.drop(columns=["family"]).to_csv(index=False, sep=";").encode(),
+              "ready"),
+        Shape("one row per task, found by name", csv_of(_tasks(base, [f"t{i}" for i in range(150)])),
+              "ready"),
+        Shape("Chinese task/subtask labels", csv_of(_tasks(base, [f"数学/{f}" for f in base["family"]])),
+              "ready"),
+        Shape("JSONL lines missing a model", _jsonl_missing(base), "ready", "evals.jsonl"),
     ]  # fmt: skip
+
+
+def _jsonl_missing(frame: pd.DataFrame) -> bytes:
+    records = frame.drop(columns=["family"]).to_dict(orient="records")
+    for i, record in enumerate(records):
+        if i % 7 == 0:
+            record.pop("m1/score")
+    return "\n".join(json.dumps(r) for r in records).encode()
 
 
 SHAPE_NAMES = [shape.name for shape in [*shapes(), *more_shapes()]]

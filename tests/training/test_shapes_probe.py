@@ -103,16 +103,27 @@ def train_and_check(
     )
     assert page.status_code == 200
     assert "NaN" not in page.content.decode() and ">nan<" not in page.content.decode()
+    run_page = dashboard_client(tenants.member, tenants.organization).get(
+        f"/dashboard/training-runs/{run['id']}/"
+    )
+    assert run_page.status_code == 200
+    select_everything(tenants, [m["id"] for m in dataset["models"]])
+
+
+def select_everything(tenants: Any, models: list[str]) -> None:
     inference = key_client(key_make(tenants.organization))
-    models = {m["id"] for m in dataset["models"]}
     for prompt in SELECT_PROMPTS:
-        for tradeoff in (0, 0.5, 1):
+        for tradeoff in (0, 0.5, 1, "quality", "balanced", "cost"):
             answer = inference.post("/api/v1/routers/probe/select", {
                 "messages": [{"role": "user", "content": prompt}], "tradeoff": tradeoff,
             }, format="json")  # fmt: skip
             assert answer.status_code == 200, answer.content[:500]
-            body = strict_json(answer.content)
-            assert body["chosen"] in models
+            assert strict_json(answer.content)["chosen"] in models
+    narrowed = inference.post("/api/v1/routers/probe/select", {
+        "messages": [{"role": "user", "content": "hi"}], "candidates": models[-2:],
+    }, format="json")  # fmt: skip
+    assert narrowed.status_code == 200, narrowed.content[:500]
+    assert strict_json(narrowed.content)["chosen"] in models[-2:]
 
 
 @pytest.mark.parametrize("name", SHAPE_NAMES)
@@ -122,6 +133,11 @@ def test_shape(
     shape = shape_named(name)
     client = key_client(key_make(tenants.organization, KeyScope.MANAGE))
     dataset = upload_shape(client, shape, django_capture_on_commit_callbacks)
+    if dataset is not None:
+        page = dashboard_client(tenants.member, tenants.organization).get(
+            f"/dashboard/datasets/{dataset['id']}/"
+        )
+        assert page.status_code == 200
     if shape.expect == "invalid":
         check_refusal(shape, dataset)
         return

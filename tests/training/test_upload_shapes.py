@@ -2,7 +2,8 @@
 real PostgreSQL with eager Celery: lower-is-better datasets (``maximize=false``) filled empty
 score cells with the model's best loss and ranked the cheapest stand-in cost to the best model;
 an 'N/A' score cell was refused without saying that an empty cell is how to leave a score out;
-scores near 1e300 were accepted, then overflowed the float32 heads (a 500 in select)."""
+scores near 1e300 were accepted, then overflowed the float32 heads (a 500 in select); tab- and
+semicolon-separated files were refused as one column."""
 
 from __future__ import annotations
 
@@ -109,3 +110,20 @@ def test_scores_near_1e300_are_refused_naming_the_cell_instead_of_a_500_in_selec
     error = dataset["errors"][0]
     assert error["column"] == "m0/score" and error["row"] == 1
     assert "is beyond ±1e+15; rescale the column" in error["message"]
+
+
+@pytest.mark.parametrize("shape_name", ["tab-separated", "semicolon-separated"])
+def test_a_tab_or_semicolon_separated_file_reads_like_its_comma_separated_twin(
+    admin_api: APIClient, django_capture_on_commit_callbacks: Any, shape_name: str
+) -> None:
+    """Refused before: one column named 'prompt\\tm0/score\\t…' and 'No prompt column'."""
+    twin = validated(admin_api, shape_named("binary 0/1 (control)").content,
+                     django_capture_on_commit_callbacks)  # fmt: skip
+    shape = shape_named(shape_name)
+
+    dataset = validated(admin_api, shape.content, django_capture_on_commit_callbacks,
+                        filename=shape.filename)  # fmt: skip
+
+    assert dataset["status"] == "ready", dataset["errors"]
+    assert dataset["rows"] == twin["rows"] == 150
+    assert dataset["models"] == twin["models"]
