@@ -84,32 +84,30 @@ def test_without_costs_the_lowest_loss_model_gets_the_highest_stand_in_cost(
     assert report["curve"][-1]["share"].get("m2", 0) == 1  # all cost, no quality: the worst
 
 
-def test_an_na_score_cell_is_refused_naming_its_row_and_column_and_the_empty_cell(
-    admin_api: APIClient, django_capture_on_commit_callbacks: Any
+@pytest.mark.parametrize(
+    ("shape_name", "row", "column", "says"),
+    [
+        # 'N/A' was refused before too, without saying how to leave a score out.
+        ("'N/A' cell", 8, "m1/score", "leave the cell empty where the model has no score"),
+        # Accepted before: they became inf in the float32 heads and select answered 500.
+        ("scores near 1e300", 1, "m0/score", "is beyond ±1e+15; rescale the column"),
+    ],
+)
+def test_a_cell_that_cannot_be_a_score_is_refused_naming_it_and_what_to_do(
+    admin_api: APIClient,
+    django_capture_on_commit_callbacks: Any,
+    shape_name: str,
+    row: int,
+    column: str,
+    says: str,
 ) -> None:
-    shape = shape_named("'N/A' cell")
-
-    dataset = validated(admin_api, shape.content, django_capture_on_commit_callbacks)
+    dataset = validated(admin_api, shape_named(shape_name).content,
+                        django_capture_on_commit_callbacks)  # fmt: skip
 
     assert dataset["status"] == "invalid"
     error = dataset["errors"][0]
-    assert (error["row"], error["column"]) == (8, "m1/score")
-    assert "'N/A' is not a score" in error["message"]
-    assert "leave the cell empty where the model has no score" in error["message"]
-
-
-def test_scores_near_1e300_are_refused_naming_the_cell_instead_of_a_500_in_select(
-    admin_api: APIClient, django_capture_on_commit_callbacks: Any
-) -> None:
-    """Accepted before, they became inf in the float32 heads and select answered 500."""
-    shape = shape_named("scores near 1e300")
-
-    dataset = validated(admin_api, shape.content, django_capture_on_commit_callbacks)
-
-    assert dataset["status"] == "invalid"
-    error = dataset["errors"][0]
-    assert error["column"] == "m0/score" and error["row"] == 1
-    assert "is beyond ±1e+15; rescale the column" in error["message"]
+    assert (error["row"], error["column"]) == (row, column)
+    assert says in error["message"]
 
 
 @pytest.mark.parametrize("shape_name", ["tab-separated", "semicolon-separated"])
