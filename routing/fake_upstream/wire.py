@@ -32,6 +32,7 @@ class Turn:
     prompt_texts: list[str] = field(default_factory=list)
     images: int = 0
     thinking: bool = False  # Anthropic extended thinking asked for: answer with a signed block
+    candidate_count: object = None  # Gemini's generationConfig.candidateCount, as sent
     # Counts to report whatever was counted ("prompt", "completion"): a broken provider.
     reported: JSON = field(default_factory=dict)
 
@@ -65,11 +66,11 @@ def _text(content: Any) -> str:
 def _images(content: Any) -> int:
     if not isinstance(content, list):
         return 0
-    kinds = ("image_url", "image", "inlineData", "fileData")
+    kinds = ("image_url", "image", "document", "file", "inlineData", "fileData")
     return sum(
         1
         for p in content
-        if isinstance(p, dict) and (p.get("type") in kinds or any(k in p for k in kinds[2:]))
+        if isinstance(p, dict) and (p.get("type") in kinds or any(k in p for k in kinds[4:]))
     )
 
 
