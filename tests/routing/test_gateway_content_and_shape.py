@@ -173,3 +173,16 @@ def test_what_messages_cannot_translate_is_refused_naming_it(
     assert raised.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
     assert named in raised.value.body["error"]["message"]  # type: ignore[index]
     assert world.upstream_requests() == []
+
+
+def test_the_anthropic_sdk_lists_and_retrieves_models(world: World) -> None:
+    client = anthropic_client(world)
+
+    listed = list(client.models.list())
+    one = client.models.retrieve("test/claude")
+
+    assert {"test/gpt", "test/claude", "test/gemini"} <= {model.id for model in listed}
+    assert all(model.type == "model" and model.created_at.year == 1970 for model in listed)
+    assert (one.id, one.display_name) == ("test/claude", "test/claude")
+    page = client.models.list()
+    assert (page.has_more, page.first_id, page.last_id) == (False, listed[0].id, listed[-1].id)
