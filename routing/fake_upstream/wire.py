@@ -97,9 +97,10 @@ def openai_turn(body: JSON, model: str) -> Turn:
     messages = body.get("messages") or []
     last = messages[-1] if messages else {}
     users = [m for m in messages if m.get("role") == "user"]
-    tools = [
+    tools = [  # OpenAI's custom tools (free-form input) are accepted; the fake calls none of them
         Tool(t["function"]["name"], t["function"].get("parameters") or {})
         for t in body.get("tools") or []
+        if t.get("type", "function") == "function"
     ]
     choice = body.get("tool_choice")
     forced = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None

@@ -10,6 +10,9 @@ from routing.providers.base import GATEWAY_PARAMETERS, JSON, content_part_kinds
 
 # Why a request no endpoint can honour is refused, after "supports '<param>' as requested".
 GAP_HINTS = {
+    "tools": ": the model calls no tools, or a tool of another type than function (custom, …) "
+    "went to a provider with function tools only (those pass only to OpenAI-style hosts). Choose "
+    "a model whose supported_parameters in GET /v1/models list tools, or send function tools.",
     "n": ": one choice per request there (Anthropic-style providers return one); send n "
     "requests, or choose a model whose supported_parameters in GET /v1/models list n.",
     "logprobs": ": that provider returns no log probabilities; leave logprobs out, or choose a "
@@ -37,6 +40,8 @@ class Needs:
     # Parameters whose loss changes the answer's shape (``choices[1]``, ``logprobs.content``),
     # honoured or refused even without ``require_parameters``: never dropped in silence.
     shape: frozenset[str] = field(default_factory=frozenset)
+    # A tool of another type than function (OpenAI's custom tools, …): only OpenAI's wire has them.
+    other_tools: bool = False
 
 
 def request_needs(body: JSON) -> Needs:
@@ -63,12 +68,18 @@ def request_needs(body: JSON) -> Needs:
         parameters=parameters,
         parts=parts,
         shape=frozenset(shape),
+        other_tools=any(
+            isinstance(tool, dict) and tool.get("type", "function") != "function"
+            for tool in body.get("tools") or []
+        ),
     )
 
 
 def capability_gap(endpoint: EndpointInfo, needs: Needs, require_parameters: bool) -> str | None:
     """The parameter this endpoint cannot honour, or None when it can serve the request."""
     if needs.tools and not endpoint.supports_tools:
+        return "tools"
+    if needs.other_tools and endpoint.api_style != "openai":
         return "tools"
     if needs.vision and not endpoint.supports_vision:
         return "messages"

@@ -82,6 +82,27 @@ def test_a_fallback_that_can_give_the_shape_serves_it(world: World) -> None:
     assert completion.choices[0].logprobs is not None and completion.choices[0].logprobs.content
 
 
+def test_a_custom_tool_goes_only_to_an_openai_style_host(world: World) -> None:
+    custom = {"type": "custom", "custom": {"name": "run_sql", "description": "Run a query"}}
+    client = openai_client(world)
+    client.chat.completions.create(
+        model="test/gpt",
+        tools=[custom],
+        messages=[{"role": "user", "content": "Hi"}],  # type: ignore[list-item]
+    )
+
+    assert world.last_upstream("/v1/chat/completions")["body"]["tools"] == [custom]
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(
+            model="test/claude",
+            tools=[custom],
+            messages=[{"role": "user", "content": "Hi"}],  # type: ignore[list-item]
+        )
+    assert raised.value.body["param"] == "tools"  # type: ignore[index]
+    assert "OpenAI-style" in raised.value.body["message"]  # type: ignore[index]
+    assert world.upstream_requests("/v1/messages") == []
+
+
 @pytest.mark.parametrize(("model", "path", "expected"), PDF_AS_SENT)
 def test_a_pdf_file_part_reaches_each_provider_in_its_format(
     world: World, model: str, path: str, expected: dict[str, Any]
