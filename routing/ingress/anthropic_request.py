@@ -176,8 +176,19 @@ def _shape_check(body: JSON, *, counting: bool = False) -> None:
         raise BadRequest("stop_sequences must be a list of strings.", param="stop_sequences")
 
 
+def _media_part(block: JSON) -> JSON | None:
+    """An image or document block → its OpenAI content part; None for other blocks."""
+    if block.get("type") == "image":
+        return {"type": "image_url", "image_url": {"url": _image_url(_object(block.get("source")))}}
+    if block.get("type") == "document":
+        return _document_part(block)
+    return None
+
+
 def _user_turn(content: Any) -> list[JSON]:
-    """One Anthropic user turn → tool messages (results first, as OpenAI requires) then a user message."""
+    """One Anthropic user turn → tool messages (results first, as OpenAI requires) then a user
+    message. A tool result's images and documents (a screenshot) join that user message: an
+    OpenAI tool message holds text only."""
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     tool_messages: list[JSON] = []
@@ -191,17 +202,14 @@ def _user_turn(content: Any) -> list[JSON]:
             tool_messages.append(
                 {"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text}
             )
+            inner = block.get("content")
+            for nested in inner if isinstance(inner, list) else []:
+                part = _media_part(_object(nested))
+                parts += [part] if part is not None else []
         elif kind == "text":
             parts.append({"type": "text", "text": block.get("text", "")})
-        elif kind == "image":
-            parts.append(
-                {
-                    "type": "image_url",
-                    "image_url": {"url": _image_url(_object(block.get("source")))},
-                }
-            )
-        elif kind == "document":
-            parts.append(_document_part(block))
+        elif (part := _media_part(block)) is not None:
+            parts.append(part)
     if parts:
         tool_messages.append({"role": "user", "content": parts})
     return tool_messages

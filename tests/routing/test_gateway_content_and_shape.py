@@ -207,3 +207,24 @@ def test_the_anthropic_sdk_lists_and_retrieves_models(world: World) -> None:
     assert (one.id, one.display_name) == ("test/claude", "test/claude")
     page = client.models.list()
     assert (page.has_more, page.first_id, page.last_id) == (False, listed[0].id, listed[-1].id)
+
+
+@pytest.mark.parametrize("model", ["test/gpt", "test/claude", "test/gemini"])
+def test_a_screenshot_in_a_tool_result_reaches_the_model(world: World, model: str) -> None:
+    png = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
+    tool = {"name": "screenshot", "description": "Take one", "input_schema": {"type": "object"}}
+    anthropic_client(world).messages.create(
+        model=model,
+        max_tokens=50,
+        tools=[tool],  # type: ignore[list-item]
+        messages=[
+            {"role": "user", "content": "What is on the screen?"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "screenshot", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                {"type": "text", "text": "Taken."}, {"type": "image", "source": png}]}]},
+        ],  # type: ignore[list-item]
+    )  # fmt: skip
+
+    sent = str(world.last_upstream()["body"])
+    assert "Taken." in sent and "iVBORw0KGgo=" in sent
