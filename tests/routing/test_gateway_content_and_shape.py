@@ -228,3 +228,22 @@ def test_a_screenshot_in_a_tool_result_reaches_the_model(world: World, model: st
 
     sent = str(world.last_upstream()["body"])
     assert "Taken." in sent and "iVBORw0KGgo=" in sent
+
+
+@pytest.mark.parametrize(("options", "param"), [
+    ({"web_search_options": {}}, "web_search_options"),
+    ({"extra_body": {"plugins": [{"id": "web", "max_results": 3}]}}, "plugins"),
+    ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+    ({"modalities": ["audio"]}, "modalities"),
+])  # fmt: skip
+def test_web_search_and_audio_output_are_refused_not_dropped(
+    world: World, options: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        openai_client(world).chat.completions.create(
+            model="test/gpt", messages=[{"role": "user", "content": "Hi"}], **options
+        )
+
+    assert raised.value.body["param"] == param  # type: ignore[index]
+    assert "not offered" in raised.value.body["message"]  # type: ignore[index]
+    assert world.upstream_requests() == []
