@@ -10,7 +10,7 @@ import numpy as np
 from training.learner import metrics
 from training.learner.calibration import TRADEOFF_GRID
 from training.learner.router import TrainedRouter, mix_keys
-from training.learner.task_labels import parent_tasks
+from training.learner.task_labels import task_levels
 
 RANDOM_SEED = 0
 MAX_CLUSTERS = 8
@@ -42,6 +42,7 @@ def report_build(
     evaluation: dict[str, Any],
     display: Callable[[float], float] = _identity,
     tasks: list[str] | None = None,
+    task_parents: list[str] | None = None,
     incumbents: np.ndarray | None = None,
     picks: np.ndarray | None = None,
 ) -> dict[str, Any]:
@@ -49,7 +50,8 @@ def report_build(
     ``scores`` are oriented higher-is-better; ``display`` maps them back to the dataset's
     units for the score fields (metrics such as APGR and AIQ stay in the oriented units).
     ``tasks`` (each row's task, when the dataset names one) are the report's slices, else
-    prompt clusters. ``incumbents``: the rows' cluster-best models (out-of-fold ones for
+    prompt clusters; ``task_parents`` their parent tasks (``task_labels.task_levels``).
+    ``incumbents``: the rows' cluster-best models (out-of-fold ones for
     out-of-fold rows; by default the router's clusters assign them). ``picks`` (tradeoffs, n):
     the rows' decisions (nested cross-validation, ``nested.py``) instead of the router's."""
     n, m = scores.shape
@@ -87,7 +89,8 @@ def report_build(
     gain = metrics.bootstrap_interval(routed - scores[:, best])
     report["tradeoff_zero_gain_ci95"] = [_r(gain[0], 4), _r(gain[1], 4)]
     report["verdict"] = _verdict(report, gain, priced=_priced(evaluation, mean_costs))
-    report["slices"] = _slices(router, prompts, tasks, routed, scores)
+    levels = None if tasks is None else task_levels(tasks, task_parents)
+    report["slices"] = _slices(router, prompts, levels, routed, scores)
     if m == 2:
         report.update(_two_model_metrics(router, predicted, scores, display))
         report["random"].update(_routellm_random(scores, best))
@@ -208,14 +211,15 @@ def _verdict(report: dict[str, Any], gain: tuple[float, float], *, priced: bool)
 def _slices(
     router: TrainedRouter,
     prompts: list[str],
-    tasks: list[str] | None,
+    tasks: tuple[list[str], list[str]] | None,
     routed: np.ndarray,
     scores: np.ndarray,
 ) -> dict[str, Any]:
-    """Tradeoff 0 per slice: by the dataset's task column when it has one, else by cluster."""
+    """Tradeoff 0 per slice: by the dataset's task column when it has one (``tasks``: each
+    row's parent task and label), else by cluster."""
     against = "tradeoff 0 against each slice's best single model, 95% bootstrap intervals"
     if tasks is not None:
-        groups, by = _largest_tasks(_slice_level(tasks)), "task"
+        groups, by = _largest_tasks(_slice_level(*tasks)), "task"
         note = f"the dataset's task column (at most {MAX_TASK_SLICES} tasks shown); {against}"
     else:
         groups, by = _clusters(router, prompts), "cluster"
@@ -227,12 +231,11 @@ def _slices(
     }
 
 
-def _slice_level(tasks: list[str]) -> list[str]:
+def _slice_level(parents: list[str], labels: list[str]) -> list[str]:
     """``parent/child`` labels (``task_labels.py``) slice by the parent task when there are two
     parents or more (a benchmark's few tasks, not its dozens of subjects of a few rows each),
     else by the whole label."""
-    parents = parent_tasks(tasks)
-    return parents if len(set(parents)) >= 2 else tasks
+    return parents if len(set(parents)) >= 2 else labels
 
 
 def _largest_tasks(tasks: list[str]) -> list[str]:
