@@ -249,14 +249,21 @@ def dataset_parse(
         raise DatasetInvalidError(errors)
     parsed = _clean(prompts, models, scores, costs, n, limits)
     if plan.task is not None:
-        # _clean keeps the first row of each distinct non-empty prompt, in order.
-        labels, parents = row_tasks(frame, plan.task, plan.subtask, plan.task_hierarchy)
-        first: dict[str, tuple[str, str]] = {}
-        for text, label, parent in zip(prompts, labels, parents, strict=True):
-            first.setdefault(text, (label, parent))
-        parsed.tasks = [first[text][0] for text in parsed.prompts]
-        parsed.task_parents = [first[text][1] for text in parsed.prompts]
+        parsed.tasks, parsed.task_parents = _kept_tasks(frame, plan, prompts, parsed.prompts)
     return parsed
+
+
+def _kept_tasks(
+    frame: pd.DataFrame, plan: ColumnPlan, prompts: list[str], kept: list[str]
+) -> tuple[list[str], list[str]]:
+    """Each kept prompt's (task label, parent task): its first row's, as ``_clean`` keeps the
+    first row of each distinct non-empty prompt, in order."""
+    assert plan.task is not None
+    labels, parents = row_tasks(frame, plan.task, plan.subtask, plan.task_hierarchy)
+    first: dict[str, tuple[str, str]] = {}
+    for text, label, parent in zip(prompts, labels, parents, strict=True):
+        first.setdefault(text, (label, parent))
+    return [first[text][0] for text in kept], [first[text][1] for text in kept]
 
 
 def _parse_matrix(

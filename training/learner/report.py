@@ -49,20 +49,18 @@ def report_build(
     """Report for ``predicted`` (n, m) on held-out rows with their actual ``scores``/``costs``.
     ``scores`` are oriented higher-is-better; ``display`` maps them back to the dataset's
     units for the score fields (metrics such as APGR and AIQ stay in the oriented units).
-    ``tasks`` (each row's task, when the dataset names one) are the report's slices, else
-    prompt clusters; ``task_parents`` their parent tasks (``task_labels.task_levels``).
-    ``incumbents``: the rows' cluster-best models (out-of-fold ones for
-    out-of-fold rows; by default the router's clusters assign them). ``picks`` (tradeoffs, n):
-    the rows' decisions (nested cross-validation, ``nested.py``) instead of the router's."""
+    ``tasks`` (each row's task when the dataset names one, ``task_parents`` its parent task:
+    ``task_labels.task_levels``) are the report's slices, else prompt clusters. ``incumbents``:
+    the rows' cluster-best models (out-of-fold ones for out-of-fold rows; by default the
+    router's clusters assign them). ``picks`` (tradeoffs, n): the rows' decisions (nested
+    cross-validation, ``nested.py``) instead of the router's."""
     n, m = scores.shape
-    rows = np.arange(n)
     models = router.models
     mean_scores, mean_costs = scores.mean(axis=0), costs.mean(axis=0)
     best = int(np.argmax(mean_scores))
     keys = mix_keys(prompts)
     if incumbents is None:
         incumbents = router.cluster_incumbents(prompts)
-
     if picks is None:
         picks = _decisions(router, predicted, keys, incumbents)
     curve, points = _curve(router, picks, scores, costs, display)
@@ -85,12 +83,11 @@ def report_build(
         ),
         "tradeoff_zero_gain": _r(points[0][1] - float(mean_scores[best])),
     }
-    routed = scores[rows, picks[0]]
+    routed = scores[np.arange(n), picks[0]]
     gain = metrics.bootstrap_interval(routed - scores[:, best])
     report["tradeoff_zero_gain_ci95"] = [_r(gain[0], 4), _r(gain[1], 4)]
     report["verdict"] = _verdict(report, gain, priced=_priced(evaluation, mean_costs))
-    levels = None if tasks is None else task_levels(tasks, task_parents)
-    report["slices"] = _slices(router, prompts, levels, routed, scores)
+    report["slices"] = _slices(router, prompts, tasks, task_parents, routed, scores)
     if m == 2:
         report.update(_two_model_metrics(router, predicted, scores, display))
         report["random"].update(_routellm_random(scores, best))
@@ -211,15 +208,15 @@ def _verdict(report: dict[str, Any], gain: tuple[float, float], *, priced: bool)
 def _slices(
     router: TrainedRouter,
     prompts: list[str],
-    tasks: tuple[list[str], list[str]] | None,
+    tasks: list[str] | None,
+    task_parents: list[str] | None,
     routed: np.ndarray,
     scores: np.ndarray,
 ) -> dict[str, Any]:
-    """Tradeoff 0 per slice: by the dataset's task column when it has one (``tasks``: each
-    row's parent task and label), else by cluster."""
+    """Tradeoff 0 per slice: by the dataset's task column when it has one, else by cluster."""
     against = "tradeoff 0 against each slice's best single model, 95% bootstrap intervals"
     if tasks is not None:
-        groups, by = _largest_tasks(_slice_level(*tasks)), "task"
+        groups, by = _largest_tasks(_slice_level(*task_levels(tasks, task_parents))), "task"
         note = f"the dataset's task column (at most {MAX_TASK_SLICES} tasks shown); {against}"
     else:
         groups, by = _clusters(router, prompts), "cluster"
