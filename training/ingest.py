@@ -27,7 +27,7 @@ from training.dataset_files import (
     read_frame,
     sniff_format,
 )
-from training.task_columns import row_tasks, task_columns_plan
+from training.task_columns import row_tasks, task_columns_plan, task_hierarchy_note
 
 __all__ = [
     "MAX_ERRORS",
@@ -250,6 +250,9 @@ def dataset_parse(
     parsed = _clean(prompts, models, scores, costs, n, limits)
     if plan.task is not None:
         parsed.tasks, parsed.task_parents = _kept_tasks(frame, plan, prompts, parsed.prompts)
+        automatic = plan.subtask is None and plan.task_hierarchy is None
+        note = task_hierarchy_note(parsed.tasks, parsed.task_parents) if automatic else None
+        parsed.warnings.extend([note] if note else [])
     return parsed
 
 

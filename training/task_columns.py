@@ -24,7 +24,12 @@ import numpy as np
 import pandas as pd
 
 from training.dataset_files import error_item, printable
-from training.learner.task_labels import parent_tasks, reads_as_hierarchy, subtask_labels
+from training.learner.task_labels import (
+    SEPARATOR,
+    parent_tasks,
+    reads_as_hierarchy,
+    subtask_labels,
+)
 
 TASK_COLUMNS = ("eval_name", "task")  # found by name, whatever they hold
 GUARDED_TASK_COLUMNS = ("dataset", "benchmark", "source", "subject", "category")
@@ -130,3 +135,20 @@ def row_tasks(
         return labels, tasks
     split = reads_as_hierarchy(tasks) if hierarchy is None else hierarchy
     return (subtask_labels(tasks), parent_tasks(tasks)) if split else (tasks, tasks)
+
+
+def task_hierarchy_note(labels: list[str], parents: list[str]) -> str | None:
+    """What the automatic rule made of task names holding a ``/`` (a warning on the dataset,
+    so its owner sees the decision and the option that reverses it); None without such names."""
+    if not any(SEPARATOR in label for label in labels):
+        return None
+    if labels != parents:
+        return (
+            f"Task names were split at '/' into {len(set(parents))} task(s) and their subtasks, "
+            "as they read as a task's subjects; set columns.task_hierarchy to false to keep "
+            "them whole."
+        )
+    return (
+        "Task names holding '/' were kept whole, as they read as dataset names (such as "
+        "openai/gsm8k), not a task's subjects; set columns.task_hierarchy to true to split them."
+    )

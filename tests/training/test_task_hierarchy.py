@@ -83,6 +83,20 @@ def test_the_task_hierarchy_option_overrides_the_automatic_rule_both_ways() -> N
     assert flat_labels == flat == set(SUBJECTS)
 
 
+def _warnings(frame: pd.DataFrame, **columns: Any) -> list[str]:
+    return dataset_parse(csv_bytes(frame), columns=columns or None).warnings
+
+
+def test_the_dataset_warns_what_the_automatic_rule_decided_and_how_to_reverse_it() -> None:
+    kept, split = _warnings(_named(PUBLISHED)), _warnings(_named(SUBJECTS))
+    told = _warnings(_named(PUBLISHED), task_hierarchy=False)
+    plain = _warnings(_named(["writing", "arithmetic"]))
+
+    assert any("kept whole" in w and "task_hierarchy to true" in w for w in kept)
+    assert any("split at '/' into 2 task(s)" in w and "to false" in w for w in split)
+    assert not any("task_hierarchy" in w for w in [*told, *plain])
+
+
 def test_with_a_subtask_column_a_task_name_holding_a_slash_stays_whole() -> None:
     frame = _named(["openai/gsm8k", "cais/mmlu"])
     frame["subject"] = [f"s{i % 3}" for i in range(len(frame))]
