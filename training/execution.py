@@ -304,6 +304,8 @@ def _evaluate(
         "rows": len(test_data.prompts),
         "cost_source": test_cost_source,
     }
+    if fit.families is not None:  # chosen out of fold on the training rows
+        evaluation["incumbents"] = fit.families.summary()
     report = report_build(
         router=fit.router,
         predicted=predicted,
