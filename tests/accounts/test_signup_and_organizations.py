@@ -12,7 +12,7 @@ from django.utils.html import escape
 
 from accounts.models import Membership, Organization, Role, User
 from accounts.services import membership_remove, membership_set_role
-from tests.factories import PASSWORD, member_add, organization_make, user_make
+from tests.factories import PASSWORD, dashboard_client, member_add, organization_make, user_make
 
 pytestmark = pytest.mark.django_db
 
@@ -93,11 +93,7 @@ def test_an_invitation_admits_nobody_once_its_sender_may_no_longer_invite(change
     founder = user_make()
     organization = organization_make(founder, "Team")
     leaving = member_add(organization, Role.OWNER)
-    client = Client()
-    client.force_login(leaving)
-    session = client.session
-    session["current_organization_id"] = organization.pk
-    session.save()
+    client = dashboard_client(leaving, organization)
     client.post("/dashboard/organization/", {"email": "alt@example.com", "role": "owner"})
     accept_path = _link(mail.outbox[-1].body)
     membership = Membership.objects.get(user=leaving, organization=organization)
