@@ -1,6 +1,6 @@
 """Router training benchmark: trains and evaluates through the service's own code path.
 
-    python -m bench.router --datasets ../shared/datasets [--only mmlu|arc|mbpp|quality] [--json out.json]
+    python -m bench.router --datasets ../shared/datasets [--only mmlu|arc|mbpp|quality|quality_all|quality_mmlu] [--json out.json]
 
 ``make bench`` calls ``routing_benchmarks`` instead (``bench.run_all``): routing decision latency
 (2 and 11 candidates) and training time, rows/second and peak memory at 1k, 14k and 100k rows
@@ -22,6 +22,8 @@ Data (fetch it yourself if you are not on the RouterHub development machine):
 - The quality-only benchmark is built here from the two RouterBench pairs: ARC + MBPP train
   rows with the cost columns dropped (train), the test rows likewise (test); tasks by
   ``eval_name``.
+- ``quality_mmlu`` is built from ``routellm_mmlu.csv``: each row's subject recovered from its
+  position (``bench/router_mmlu.py``), tasks ``mmlu/<subject>``, halves within each subject.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-MMLU_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
-MMLU_STRONG = "gpt-4-1106-preview"
+from bench.router_mmlu import MMLU_STRONG, MMLU_WEAK
+
 MMLU_PRICES = {MMLU_WEAK: 0.24, MMLU_STRONG: 24.7}  # RouteLLM paper, $ per 1M tokens blended
 ARC_NON_MODEL = {"Unnamed: 0", "sample_id", "prompt", "eval_name", "oracle_model_to_route_to"}
 LATENCY_ITERATIONS = 400
@@ -294,59 +296,85 @@ def _quality_models(datasets: Path, tasks: tuple[str, ...], count: int | None) -
 def quality_benchmark(datasets: Path, tasks: tuple[str, ...], count: int | None) -> dict[str, Any]:
     """Quality-only routing on the RouterBench ``tasks`` (train files -> test files, costs
     dropped) across ``count`` cheapest models (None: all)."""
-    import numpy as np
     import pandas as pd
+
+    models = _quality_models(datasets, tasks, count)
+    frames: dict[str, pd.DataFrame] = {}
+    for split in ("train", "test"):
+        parts = [pd.read_csv(datasets / f"routerbench_{t}_{split}.csv") for t in tasks]
+        frame = pd.concat([p[["prompt", "eval_name", *models]] for p in parts])
+        frames[split] = frame.drop_duplicates("prompt").reset_index(drop=True)
+    title = (
+        f"quality-only: RouterBench {' + '.join(tasks)}, "
+        f"{'all' if count is None else f'{count} cheapest'} models, costs dropped (train -> test)"
+    )
+    return quality_run(frames, models, "eval_name", "quality", title)
+
+
+def bench_quality_mmlu(datasets: Path) -> dict[str, Any]:
+    """Quality-only routing on RouteLLM's MMLU with its real subjects (``bench/router_mmlu.py``):
+    tasks ``mmlu/<subject>``, each subject split in halves (train, test; numpy seed 0), costs
+    dropped; against the best single model and the per-subject best (chosen on train)."""
+    from bench.router_mmlu import mmlu_quality_frames
+
+    title = "quality-only: RouteLLM MMLU, tasks mmlu/<subject> (57), halves within each subject"
+    return quality_run(
+        mmlu_quality_frames(datasets), [MMLU_WEAK, MMLU_STRONG], "task", "quality-mmlu", title
+    )
+
+
+def quality_run(
+    frames: dict[str, Any], models: list[str], task: str, slug: str, title: str
+) -> dict[str, Any]:
+    """Upload ``frames`` (train and test: prompt, ``task``, one score column per model) through
+    the service, train with the test file held out, and score tradeoff 0 against the best single
+    model and the per-task floor (each task's best model on the train rows), with intervals."""
+    import numpy as np
 
     from training.learner import metrics
 
     organization = _organization()
-    models = _quality_models(datasets, tasks, count)
-    columns = {"prompt": "prompt", "scores": {m: m for m in models}}
-    frames: dict[str, pd.DataFrame] = {}
+    columns = {"prompt": "prompt", "scores": {m: m for m in models}, "task": task}
     with tempfile.TemporaryDirectory(prefix="rh-bench-quality-") as tmp:
         uploads = {}
-        for split in ("train", "test"):
-            parts = [pd.read_csv(datasets / f"routerbench_{t}_{split}.csv") for t in tasks]
-            frame = pd.concat([p[["prompt", "eval_name", *models]] for p in parts])
-            frame = frame.drop_duplicates("prompt").reset_index(drop=True)
-            frames[split] = frame
-            path = Path(tmp) / f"quality_{split}.csv"
+        for split, frame in frames.items():
+            path = Path(tmp) / f"{slug}_{split}.csv"
             frame.to_csv(path, index=False)
             uploads[split] = _upload(organization, path, columns)
     version, wall = _train(
-        organization, "quality", models, uploads["train"], {"test_dataset": uploads["test"].pk}
+        organization, slug, models, uploads["train"], {"test_dataset": uploads["test"].pk}
     )
     report = version.report
-    test = frames["test"]
+    train, test = frames["train"], frames["test"]
     scores = test[models].fillna(0).to_numpy(float)
     picks = _tradeoff_zero_picks(version, test["prompt"].astype(str).tolist(), models)
     routed = scores[np.arange(len(test)), [models.index(m) for m in picks]]
-    train = frames["train"]
     task_best = {
-        task: models[int(np.argmax(train.loc[train["eval_name"] == task, models].fillna(0).mean()))]
-        for task in train["eval_name"].unique()
+        name: models[int(np.argmax(train.loc[train[task] == name, models].fillna(0).mean()))]
+        for name in train[task].unique()
     }
-    floor = scores[np.arange(len(test)), [models.index(task_best[t]) for t in test["eval_name"]]]
+    floor = scores[np.arange(len(test)), [models.index(task_best[t]) for t in test[task]]]
     best = int(np.argmax(scores.mean(axis=0)))
+
+    def interval(values: Any) -> list[float]:
+        return [round(v, 4) for v in metrics.bootstrap_interval(values)]
+
     return {
-        "benchmark": f"quality-only: RouterBench {' + '.join(tasks)}, "
-        f"{'all' if count is None else f'{count} cheapest'} models, costs dropped (train -> test)",
+        "benchmark": title,
         "models": models,
         "rows": len(test),
+        "train_rows": len(train),
         "tradeoff_0_score": round(float(routed.mean()), 4),
-        "tradeoff_0_ci95": [round(v, 4) for v in metrics.bootstrap_interval(routed)],
+        "tradeoff_0_ci95": interval(routed),
         "best_single": {"id": models[best], "score": round(float(scores[:, best].mean()), 4)},
         "per_task_best_floor": {"models": task_best, "score": round(float(floor.mean()), 4)},
-        "gain_over_best_single_ci95": [
-            round(v, 4) for v in metrics.bootstrap_interval(routed - scores[:, best])
-        ],
-        "gain_over_per_task_floor_ci95": [
-            round(v, 4) for v in metrics.bootstrap_interval(routed - floor)
-        ],
+        "gain_over_best_single_ci95": interval(routed - scores[:, best]),
+        "gain_over_per_task_floor_ci95": interval(routed - floor),
         "report_tradeoff_0_score": report["curve"][0]["score"],
+        "incumbents": report["evaluation"].get("incumbents"),
         "verdict": report["verdict"],
         "report_slices": report["slices"],
-        "slices": metrics.slice_table(test["eval_name"].tolist(), routed, scores, models),
+        "slices": metrics.slice_table(test[task].tolist(), routed, scores, models),
         "training_seconds": report["training_seconds"],
         "run_wall_seconds": round(wall, 2),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
@@ -477,6 +505,7 @@ BENCHES = {
     "mbpp": bench_mbpp,
     "quality": bench_quality,
     "quality_all": bench_quality_all,
+    "quality_mmlu": bench_quality_mmlu,
 }
 CHILD_ONLY = ("training", "arc_latency")
 

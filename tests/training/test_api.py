@@ -206,6 +206,30 @@ def test_training_a_router_creates_an_active_version_with_a_report(
     assert report["curve"][0]["score"] >= report["best_single"]["score"]
 
 
+def test_a_held_out_report_says_which_family_was_chosen_on_the_training_rows(
+    admin_api: APIClient, ready_dataset: dict[str, Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    admin_api.post("/api/v1/routers", {"slug": "r"}, format="json")
+
+    response = _train(
+        admin_api,
+        django_capture_on_commit_callbacks,
+        "r",
+        ready_dataset["id"],
+        folds=3,
+        test_dataset=ready_dataset["id"],
+    )
+
+    run = admin_api.get(f"/api/v1/training-runs/{response.json()['id']}").json()
+    assert run["status"] == "succeeded", run["error"]
+    report = admin_api.get("/api/v1/routers/r/versions/1/report").json()
+    assert report["evaluation"]["method"] == "holdout"
+    incumbents = report["evaluation"]["incumbents"]  # chosen out of fold on the training rows
+    assert incumbents["family"] in {"none", "clusters", "tasks", "clusters+sub"}
+    assert "1" in incumbents["out_of_fold"]
+    assert incumbents["task_reading"] == {}
+
+
 def test_later_versions_wait_for_activation_and_rollback_works(
     admin_api: APIClient, ready_dataset: dict[str, Any], django_capture_on_commit_callbacks: Any
 ) -> None:
