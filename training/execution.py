@@ -125,6 +125,7 @@ def training_data(
         binary=binary,
         costs_known=source != "rank",
         tasks=parsed.tasks,
+        task_parents=parsed.task_parents,
     )
     return data, orientation, source
 
@@ -289,6 +290,7 @@ def _evaluate(
             evaluation=evaluation,
             display=orientation.display,
             tasks=data.tasks,
+            task_parents=data.task_parents,
             incumbents=fit.oof_incumbents,
             picks=None if nested is None else nested.picks,
         )
@@ -313,6 +315,7 @@ def _evaluate(
         evaluation=evaluation,
         display=orientation.display,
         tasks=test_data.tasks,
+        task_parents=test_data.task_parents,
     )
     return report, _held_out(predicted, test_data, orientation)
 

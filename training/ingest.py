@@ -27,7 +27,7 @@ from training.dataset_files import (
     read_frame,
     sniff_format,
 )
-from training.task_columns import row_tasks, task_columns_plan
+from training.task_columns import row_tasks, task_columns_plan, task_hierarchy_note
 
 __all__ = [
     "MAX_ERRORS",
@@ -57,6 +57,9 @@ class ParsedDataset:
     warnings: list[str] = field(default_factory=list)
     empty_cells: dict[str, int] = field(default_factory=dict)
     tasks: list[str] | None = None  # each row's task when the file names one (report slices)
+    # each row's parent task (``task_labels.py``); None: labels split at their first "/" (a
+    # dataset stored before the hierarchy was decided at ingest)
+    task_parents: list[str] | None = None
 
     def summary(self) -> list[dict[str, Any]]:
         means = self.scores.mean(axis=0)
@@ -81,6 +84,7 @@ class ColumnPlan:
     costs: dict[str, str]
     task: str | None = None  # the column naming each row's task
     subtask: str | None = None  # the column naming each row's subtask within its task
+    task_hierarchy: bool | None = None  # task names split at "/" (None: when they read so)
 
 
 def plan_columns(frame: pd.DataFrame, columns: dict[str, Any] | None, limits: Limits) -> ColumnPlan:
@@ -100,7 +104,8 @@ def plan_columns(frame: pd.DataFrame, columns: dict[str, Any] | None, limits: Li
     if errors:
         raise DatasetInvalidError(errors)
     assert prompt is not None
-    return ColumnPlan(prompt=prompt, scores=scores, costs=costs, task=task, subtask=subtask)
+    hierarchy = columns.get("task_hierarchy")
+    return ColumnPlan(prompt, scores, costs, task=task, subtask=subtask, task_hierarchy=hierarchy)
 
 
 def _model_columns(
@@ -244,12 +249,24 @@ def dataset_parse(
         raise DatasetInvalidError(errors)
     parsed = _clean(prompts, models, scores, costs, n, limits)
     if plan.task is not None:
-        # _clean keeps the first row of each distinct non-empty prompt, in order.
-        first: dict[str, str] = {}
-        for text, name in zip(prompts, row_tasks(frame, plan.task, plan.subtask), strict=True):
-            first.setdefault(text, name)
-        parsed.tasks = [first[text] for text in parsed.prompts]
+        parsed.tasks, parsed.task_parents = _kept_tasks(frame, plan, prompts, parsed.prompts)
+        automatic = plan.subtask is None and plan.task_hierarchy is None
+        note = task_hierarchy_note(parsed.tasks, parsed.task_parents) if automatic else None
+        parsed.warnings.extend([note] if note else [])
     return parsed
+
+
+def _kept_tasks(
+    frame: pd.DataFrame, plan: ColumnPlan, prompts: list[str], kept: list[str]
+) -> tuple[list[str], list[str]]:
+    """Each kept prompt's (task label, parent task): its first row's, as ``_clean`` keeps the
+    first row of each distinct non-empty prompt, in order."""
+    assert plan.task is not None
+    labels, parents = row_tasks(frame, plan.task, plan.subtask, plan.task_hierarchy)
+    first: dict[str, tuple[str, str]] = {}
+    for text, label, parent in zip(prompts, labels, parents, strict=True):
+        first.setdefault(text, (label, parent))
+    return [first[text][0] for text in kept], [first[text][1] for text in kept]
 
 
 def _parse_matrix(
@@ -356,6 +373,8 @@ def normalized_to_parquet(parsed: ParsedDataset) -> bytes:
     data: dict[str, Any] = {"prompt": parsed.prompts}
     if parsed.tasks is not None:
         data["task"] = parsed.tasks
+    if parsed.task_parents is not None:
+        data["task_parent"] = parsed.task_parents
     for j in range(len(parsed.models)):
         data[f"score_{j}"] = parsed.scores[:, j]
         if parsed.costs is not None:
@@ -381,5 +400,10 @@ def normalized_from_parquet(content: bytes, models: list[str], binary: list[bool
         scores=scores,
         costs=costs,
         binary=list(binary),
-        tasks=[str(t) for t in frame["task"].tolist()] if "task" in frame.columns else None,
+        tasks=_text_column(frame, "task"),
+        task_parents=_text_column(frame, "task_parent"),
     )
+
+
+def _text_column(frame: pd.DataFrame, name: str) -> list[str] | None:
+    return [str(v) for v in frame[name].tolist()] if name in frame.columns else None

@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from training.models import Dataset, Router, RouterDriftCheck, RouterVersion, TrainingRun
+from training.task_columns import task_hierarchy_problem
 
 
 class DatasetOutput(serializers.ModelSerializer[Dataset]):
@@ -51,11 +52,15 @@ def _holds_nul(value: Any) -> bool:
         "type": "object",
         "description": "Which columns hold the prompt, scores and costs, and optionally each "
         'row\'s task and subtask: {"prompt": "...", "scores": {"model": "column"}, "costs": '
-        '{"model": "column"}, "task": "...", "subtask": "..."} (a column named eval_name or '
-        "task is found by itself, and dataset, benchmark, source, subject or category when it "
-        "holds labels; subtask, subject or category beside a task column is its subtask). A "
-        "task value parent/child (e.g. mmlu/college_physics) names a subtask too. In a "
-        "multipart upload, the same object as JSON text.",
+        '{"model": "column"}, "task": "...", "subtask": "...", "task_hierarchy": true|false} '
+        "(a column named eval_name or task is found by itself, and dataset, benchmark, source, "
+        "subject or category when it holds labels; subtask, subject or category beside a task "
+        "column is its subtask). Without a subtask column a task value parent/child names a "
+        "subtask when task_hierarchy is true, never when it is false (openai/gsm8k stays one "
+        "task), and when it is left out only where the names read as subjects of a task: "
+        "three distinct children per parent or more on average (mmlu/anatomy, mmlu/virology, "
+        "...). task_hierarchy cannot be given with subtask. In a multipart upload, the same "
+        "object as JSON text.",
         "additionalProperties": True,
     }
 )
@@ -85,12 +90,15 @@ class DatasetCreateInput(serializers.Serializer[Any]):
     def validate_columns(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("must be a JSON object")
-        unknown = set(value) - {"prompt", "scores", "costs", "task", "subtask"}
+        unknown = set(value) - {"prompt", "scores", "costs", "task", "subtask", "task_hierarchy"}
         if unknown:
             raise serializers.ValidationError(f"unknown keys: {', '.join(sorted(unknown))}")
         for key in ("prompt", "task", "subtask"):
             if key in value and not isinstance(value[key], str):
                 raise serializers.ValidationError(f"{key} must be a column name")
+        problem = task_hierarchy_problem(value)
+        if problem is not None:
+            raise serializers.ValidationError(problem)
         for key in ("scores", "costs"):
             mapping = value.get(key)
             if mapping is not None and not (

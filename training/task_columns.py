@@ -6,8 +6,14 @@ as labels (``label_like``: a column of numbers, of one value, of ids unique to t
 free text is some other column that happens to have the name). A subtask column is mapped
 (``columns.subtask``) or found beside the task column: ``subtask``, ``subject`` or ``category``,
 guarded the same way. A row's label is ``task/subtask`` (``training/learner/task_labels.py``: the
-learner's subtasks are shrunk toward their task; the report slices by task); a task cell holding
-``parent/child`` names a subtask by itself.
+learner's subtasks are shrunk toward their task; the report slices by task).
+
+Without a subtask column a task cell ``parent/child`` may name a subtask by itself:
+``columns.task_hierarchy`` true splits every task name at its first ``/``, false keeps them whole
+(and looks for no subtask column), and without it the names split only when they read as a
+hierarchy (``task_labels.reads_as_hierarchy``: ``mmlu/anatomy``, ``mmlu/virology``, … split;
+``openai/gsm8k``, ``cais/mmlu`` are names of datasets and stay whole). With a subtask column the
+task names stay whole: the column gives the level below them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,12 @@ import numpy as np
 import pandas as pd
 
 from training.dataset_files import error_item, printable
+from training.learner.task_labels import (
+    SEPARATOR,
+    parent_tasks,
+    reads_as_hierarchy,
+    subtask_labels,
+)
 
 TASK_COLUMNS = ("eval_name", "task")  # found by name, whatever they hold
 GUARDED_TASK_COLUMNS = ("dataset", "benchmark", "source", "subject", "category")
@@ -53,6 +65,25 @@ def _found_subtask(frame: pd.DataFrame, names: list[str], task: str) -> str | No
     return next((c for c in beside if label_like(frame[c])), None)
 
 
+def task_hierarchy_problem(columns: dict[str, Any]) -> str | None:
+    """What is wrong with ``columns.task_hierarchy``, if anything: it is a JSON boolean (left
+    out: the automatic rule), and not beside ``columns.subtask``, which names the level below
+    the tasks itself."""
+    if "task_hierarchy" not in columns:
+        return None
+    if not isinstance(columns["task_hierarchy"], bool):
+        return (
+            "task_hierarchy must be true (split task names at '/') or false (keep them whole); "
+            "leave it out to split only names that read as a task's subjects"
+        )
+    if "subtask" in columns:
+        return (
+            "give task_hierarchy or subtask, not both: a subtask column names the level below "
+            "the tasks, and task names are then kept whole"
+        )
+    return None
+
+
 def task_columns_plan(
     frame: pd.DataFrame, columns: dict[str, Any], shown: str
 ) -> tuple[str | None, str | None, list[dict[str, Any]]]:
@@ -60,7 +91,9 @@ def task_columns_plan(
     names = [str(c) for c in frame.columns]
     task = columns.get("task") or _found_task(frame, names)
     subtask = columns.get("subtask")
-    if subtask is None and task is not None and task in names:
+    # An explicit hierarchy setting says where the levels are: no column is guessed for them.
+    guessed = columns.get("task_hierarchy") is None
+    if subtask is None and guessed and task is not None and task in names:
         subtask = _found_subtask(frame, names, task)
     errors = []
     for key, column in (("task", task), ("subtask", subtask)):
@@ -72,6 +105,9 @@ def task_columns_plan(
     if subtask is not None and task is None:
         message = "columns.subtask needs a task column: name it 'task' or set columns.task."
         errors.append(error_item(message, column=subtask))
+    problem = task_hierarchy_problem(columns)
+    if problem is not None:
+        errors.append(error_item(f"columns.{problem}"))
     return task, subtask, errors
 
 
@@ -85,11 +121,34 @@ def _names(values: list[Any], empty: str) -> list[str]:
     return names
 
 
-def row_tasks(frame: pd.DataFrame, task: str, subtask: str | None) -> list[str]:
-    """Each row's task label (an empty cell is the task "(none)"); with a subtask column,
-    ``task/subtask`` where the subtask cell is not empty."""
+def row_tasks(
+    frame: pd.DataFrame, task: str, subtask: str | None, hierarchy: bool | None = None
+) -> tuple[list[str], list[str]]:
+    """Each row's (task label, parent task); an empty task cell is the task "(none)". With a
+    subtask column the label is ``task/subtask`` where the subtask cell is not empty, under the
+    whole task name; without one a task name splits at its first ``/`` when ``hierarchy`` says
+    so (None: when the names read as a hierarchy, ``reads_as_hierarchy``)."""
     tasks = _names(frame[task].tolist(), "(none)")
-    if subtask is None:
-        return tasks
-    children = _names(frame[subtask].tolist(), "")
-    return [f"{t}/{c}" if c else t for t, c in zip(tasks, children, strict=True)]
+    if subtask is not None:
+        children = _names(frame[subtask].tolist(), "")
+        labels = [f"{t}/{c}" if c else t for t, c in zip(tasks, children, strict=True)]
+        return labels, tasks
+    split = reads_as_hierarchy(tasks) if hierarchy is None else hierarchy
+    return (subtask_labels(tasks), parent_tasks(tasks)) if split else (tasks, tasks)
+
+
+def task_hierarchy_note(labels: list[str], parents: list[str]) -> str | None:
+    """What the automatic rule made of task names holding a ``/`` (a warning on the dataset,
+    so its owner sees the decision and the option that reverses it); None without such names."""
+    if not any(SEPARATOR in label for label in labels):
+        return None
+    if labels != parents:
+        return (
+            f"Task names were split at '/' into {len(set(parents))} task(s) and their subtasks, "
+            "as they read as a task's subjects; set columns.task_hierarchy to false to keep "
+            "them whole."
+        )
+    return (
+        "Task names holding '/' were kept whole, as they read as dataset names (such as "
+        "openai/gsm8k), not a task's subjects; set columns.task_hierarchy to true to split them."
+    )

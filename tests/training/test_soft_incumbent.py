@@ -82,7 +82,7 @@ def _hard(router: TrainedRouter) -> TrainedRouter:
 def _segments(temperature: float | None) -> PromptSegments:
     """Task 0 in two sub-segments (dense x < 0: model 0 best, x > 0: model 0 barely), task 1
     in one (model 1 best); model 2 second on task 0's first and on task 1."""
-    return PromptSegments(
+    return PromptSegments.build(
         mean=np.zeros(2),
         scale=np.ones(2),
         centroids=np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]),
@@ -111,6 +111,14 @@ def test_the_soft_incumbent_is_the_best_model_in_expectation_over_the_task_poste
     for i in range(len(dense)):
         row = tfidf.getrow(i)
         assert one.incumbent_one(row.indices, row.data, dense[i]) == soft[i]
+
+
+def test_built_segments_derive_each_groups_members_and_the_centroid_norms() -> None:
+    built = _segments(temperature=None)
+
+    # Task 0 owns sub-segments 0 and 1; task 1 only 2, padded with itself.
+    assert built.members.tolist() == [[0, 1], [2, 2]]
+    assert built.square_norms.tolist() == [1.0, 1.0, 0.0]
 
 
 def test_where_tasks_cannot_be_told_apart_the_soft_incumbent_is_chosen_and_pays(
@@ -187,7 +195,6 @@ def test_malformed_soft_arrays_are_refused_at_load(
 
 def test_a_policy_without_an_incumbent_bonus_skips_the_segment_lookup(
     fitted: tuple[FitResult, TrainingData],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fit, test = fitted
     train = _data(0)
@@ -198,21 +205,13 @@ def test_a_policy_without_an_incumbent_bonus_skips_the_segment_lookup(
     bonus[0] = 0.5  # tradeoff 0 lifts the incumbent, tradeoff 1 does not
     router = replace(fit.router, segments=found, cluster_bonus=bonus)
     predictor = Predictor(1, "checksum", router)
-    lookups: list[int] = []
-    real = PromptSegments.incumbent_one
-
-    def spy(self: PromptSegments, *args: np.ndarray) -> int:
-        lookups.append(1)
-        return real(self, *args)
-
-    monkeypatch.setattr(PromptSegments, "incumbent_one", spy)
     prompts = test.prompts[:5]
 
     at_one = [predictor.rank(p, 1.0)[0].model for p in prompts]
-    skipped = len(lookups)
+    skipped = router.incumbent_lookups
     at_zero = [predictor.rank(p, 0.0)[0].model for p in prompts]
 
-    assert skipped == 0 and len(lookups) == len(prompts)
+    assert skipped == 0 and router.incumbent_lookups == len(prompts)
     predicted, incumbents = router.predict_many(prompts), router.cluster_incumbents(prompts)
     for tradeoff, served in ((1.0, at_one), (0.0, at_zero)):
         picks = router.choose_many(predicted, tradeoff, mix_keys(prompts), incumbents)

@@ -155,6 +155,10 @@ def test_serving_decides_as_the_batch_with_segments_and_after_a_reload(
 
     for router in (fit.router, restored):
         assert_serving_decides_as_the_batch(router, prompts)
+    # What every lookup derives from the stored arrays is built again at load, the same.
+    assert fit.router.segments is not None
+    np.testing.assert_array_equal(restored.segments.members, fit.router.segments.members)
+    np.testing.assert_allclose(restored.segments.square_norms, fit.router.segments.square_norms)
 
 
 def _overflowing(weights: np.ndarray) -> np.ndarray:

@@ -130,7 +130,9 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
 def serving_file_of(router: TrainedRouter, files: dict[str, bytes]) -> bytes | None:
     """The serving form (``serving_form.py``) of the router as its files load: the forest of
     the boosters read back from their text, as a loaded version builds it on first use."""
-    with_trees = [i for i, h in enumerate(router.heads) if h.booster is not None and h.kind != KIND_CONSTANT]  # fmt: skip
+    with_trees = [
+        i for i, h in enumerate(router.heads) if h.booster is not None and h.kind != KIND_CONSTANT
+    ]
     boosters = [lgb.Booster(model_str=files[f"booster-{j}.txt"].decode()) for j in with_trees]
     featurizer = router.featurizer
     with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:

@@ -17,9 +17,9 @@ within its cost budget:
 - the same with each prompt's cluster-best model as the incumbent (``clusters.py``, fitted
   without the row's fold), up to a bonus that serves the per-cluster floor itself: a router
   whose heads miss a task's or a language's best model still reaches it.
-Predicted-gain mixes, the router and the cluster policies must earn their place: their out-of-fold gain over the hull
-at their cost, less 1.96 standard errors of that gain (paired per row), must still beat what a
-hashed mix or a single model reaches within the budget.
+Predicted-gain mixes, the router and the cluster policies must earn their place: their
+out-of-fold gain over the hull at their cost, less 1.96 standard errors of that gain (paired per
+row), must still beat what a hashed mix or a single model reaches within the budget.
 
 Tradeoff 0 is "best quality": the policy with the highest out-of-fold score, or, when costs are
 real (dataset or price list, not rank-based) and a single model costing at most half as much
@@ -134,7 +134,8 @@ def calibrate(parts: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> Calibr
 
 
 def shrinkage(predicted: np.ndarray, target: np.ndarray, prior: float) -> float:
-    """Least-squares factor toward the prior: prior + s·(p - prior) ≈ target, s in [MIN_SHRINK, 1]."""
+    """Least-squares factor toward the prior: prior + s·(p - prior) ≈ target, s in
+    [MIN_SHRINK, 1]."""
     centred = predicted - prior
     denominator = float(np.dot(centred, centred))
     if denominator <= 1e-12:

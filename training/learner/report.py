@@ -10,7 +10,7 @@ import numpy as np
 from training.learner import metrics
 from training.learner.calibration import TRADEOFF_GRID
 from training.learner.router import TrainedRouter, mix_keys
-from training.learner.task_labels import parent_tasks
+from training.learner.task_labels import task_levels
 
 RANDOM_SEED = 0
 MAX_CLUSTERS = 8
@@ -42,25 +42,25 @@ def report_build(
     evaluation: dict[str, Any],
     display: Callable[[float], float] = _identity,
     tasks: list[str] | None = None,
+    task_parents: list[str] | None = None,
     incumbents: np.ndarray | None = None,
     picks: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Report for ``predicted`` (n, m) on held-out rows with their actual ``scores``/``costs``.
     ``scores`` are oriented higher-is-better; ``display`` maps them back to the dataset's
     units for the score fields (metrics such as APGR and AIQ stay in the oriented units).
-    ``tasks`` (each row's task, when the dataset names one) are the report's slices, else
-    prompt clusters. ``incumbents``: the rows' cluster-best models (out-of-fold ones for
-    out-of-fold rows; by default the router's clusters assign them). ``picks`` (tradeoffs, n):
-    the rows' decisions (nested cross-validation, ``nested.py``) instead of the router's."""
+    ``tasks`` (each row's task when the dataset names one, ``task_parents`` its parent task:
+    ``task_labels.task_levels``) are the report's slices, else prompt clusters. ``incumbents``:
+    the rows' cluster-best models (out-of-fold ones for out-of-fold rows; by default the
+    router's clusters assign them). ``picks`` (tradeoffs, n): the rows' decisions (nested
+    cross-validation, ``nested.py``) instead of the router's."""
     n, m = scores.shape
-    rows = np.arange(n)
     models = router.models
     mean_scores, mean_costs = scores.mean(axis=0), costs.mean(axis=0)
     best = int(np.argmax(mean_scores))
     keys = mix_keys(prompts)
     if incumbents is None:
         incumbents = router.cluster_incumbents(prompts)
-
     if picks is None:
         picks = _decisions(router, predicted, keys, incumbents)
     curve, points = _curve(router, picks, scores, costs, display)
@@ -83,11 +83,11 @@ def report_build(
         ),
         "tradeoff_zero_gain": _r(points[0][1] - float(mean_scores[best])),
     }
-    routed = scores[rows, picks[0]]
+    routed = scores[np.arange(n), picks[0]]
     gain = metrics.bootstrap_interval(routed - scores[:, best])
     report["tradeoff_zero_gain_ci95"] = [_r(gain[0], 4), _r(gain[1], 4)]
     report["verdict"] = _verdict(report, gain, priced=_priced(evaluation, mean_costs))
-    report["slices"] = _slices(router, prompts, tasks, routed, scores)
+    report["slices"] = _slices(router, prompts, tasks, task_parents, routed, scores)
     if m == 2:
         report.update(_two_model_metrics(router, predicted, scores, display))
         report["random"].update(_routellm_random(scores, best))
@@ -209,13 +209,14 @@ def _slices(
     router: TrainedRouter,
     prompts: list[str],
     tasks: list[str] | None,
+    task_parents: list[str] | None,
     routed: np.ndarray,
     scores: np.ndarray,
 ) -> dict[str, Any]:
     """Tradeoff 0 per slice: by the dataset's task column when it has one, else by cluster."""
     against = "tradeoff 0 against each slice's best single model, 95% bootstrap intervals"
     if tasks is not None:
-        groups, by = _largest_tasks(_slice_level(tasks)), "task"
+        groups, by = _largest_tasks(_slice_level(*task_levels(tasks, task_parents))), "task"
         note = f"the dataset's task column (at most {MAX_TASK_SLICES} tasks shown); {against}"
     else:
         groups, by = _clusters(router, prompts), "cluster"
@@ -227,12 +228,11 @@ def _slices(
     }
 
 
-def _slice_level(tasks: list[str]) -> list[str]:
+def _slice_level(parents: list[str], labels: list[str]) -> list[str]:
     """``parent/child`` labels (``task_labels.py``) slice by the parent task when there are two
     parents or more (a benchmark's few tasks, not its dozens of subjects of a few rows each),
     else by the whole label."""
-    parents = parent_tasks(tasks)
-    return parents if len(set(parents)) >= 2 else tasks
+    return parents if len(set(parents)) >= 2 else labels
 
 
 def _largest_tasks(tasks: list[str]) -> list[str]:

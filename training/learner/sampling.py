@@ -63,6 +63,7 @@ def training_subset(data: TrainingData, rows: np.ndarray) -> TrainingData:
         binary=data.binary,
         costs_known=data.costs_known,
         tasks=[data.tasks[i] for i in rows] if data.tasks is not None else None,
+        task_parents=None if data.task_parents is None else [data.task_parents[i] for i in rows],
     )
 
 

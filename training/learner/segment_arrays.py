@@ -83,7 +83,7 @@ def segments_from_arrays(
         or (np.argmax(loaded["means"], 1) != best).any()
     ):
         raise ValueError("a temperature training never fits, or means whose best is not best")
-    return PromptSegments(**loaded)
+    return PromptSegments.build(**loaded)
 
 
 def _temperature_trained(temperature: np.ndarray) -> bool:

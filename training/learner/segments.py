@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -95,18 +96,32 @@ class PromptSegments:
     top_centroids: np.ndarray | None = None  # or by centroid: (groups, d) standardised
     means: np.ndarray | None = None  # (segments, models) the shrunk means ``best`` is argmax of
     temperature: np.ndarray | None = None  # (1,) of the logits; None: the argmax task's best
-    # Derived once: the centroids' squared norms (``centroid_distances``' ``square_norms``),
-    # and each group's sub-segments (groups, most per group), padded with the group's first.
-    _square_norms: np.ndarray = field(init=False, repr=False, compare=False)
-    _members: np.ndarray = field(init=False, repr=False, compare=False)
+    # Derived from the centroids and owners by ``build``, never stored: the centroids' squared
+    # norms (``centroid_distances``' ``square_norms``) and each group's sub-segments (groups,
+    # most per group), padded with the group's first. ``replace`` keeps them: change the
+    # centroids or owners through ``build``.
+    square_norms: np.ndarray = field(kw_only=True, repr=False, compare=False)
+    members: np.ndarray = field(kw_only=True, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_square_norms", (self.centroids**2).sum(axis=1))
-        groups = int(self.owner.max()) + 1
-        members = [np.flatnonzero(self.owner == g) for g in range(groups)]
-        width = max(len(m) for m in members)
-        padded = [np.concatenate([m, np.full(width - len(m), m[0])]) for m in members]
-        object.__setattr__(self, "_members", np.asarray(padded, dtype=np.int64))
+    @classmethod
+    def build(
+        cls,
+        mean: np.ndarray,
+        scale: np.ndarray,
+        centroids: np.ndarray,
+        owner: np.ndarray,
+        best: np.ndarray,
+        **optional: Any,
+    ) -> PromptSegments:
+        """Segments from their stored arrays (the fields above; ``optional``: the ones with a
+        default), with what every lookup derives from them computed once."""
+        groups = [np.flatnonzero(owner == g) for g in range(int(owner.max()) + 1)]
+        width = max(len(m) for m in groups)
+        padded = [np.concatenate([m, np.full(width - len(m), m[0])]) for m in groups]
+        members = np.asarray(padded, dtype=np.int64)
+        norms = (centroids**2).sum(axis=1)
+        arrays = (mean, scale, centroids, owner, best)
+        return cls(*arrays, **optional, square_norms=norms, members=members)
 
     @property
     def top(self) -> str:
@@ -131,7 +146,7 @@ class PromptSegments:
 
     def _incumbents_of(self, term_logits: np.ndarray | None, dense: np.ndarray) -> np.ndarray:
         scaled = (dense - self.mean) / self.scale
-        distance = centroid_distances(scaled, self.centroids, self._square_norms)
+        distance = centroid_distances(scaled, self.centroids, self.square_norms)
         if term_logits is None:  # by the nearest global cluster (``top_centroids``)
             group = nearest(scaled, np.asarray(self.top_centroids))
         elif self.soft:
@@ -144,7 +159,7 @@ class PromptSegments:
     def _expected_best(self, logits: np.ndarray, distance: np.ndarray) -> np.ndarray:
         """The soft incumbent of each row from its logits (n, groups) and sub-centroid
         distances (n, segments)."""
-        members = self._members
+        members = self.members
         nearest_of = np.argmin(distance[:, members], axis=2)  # (n, groups): first on ties
         chosen = np.take_along_axis(members[None], nearest_of[..., None], axis=2)[..., 0]
         weights = posterior(logits, float(np.asarray(self.temperature)[0]))
@@ -328,7 +343,7 @@ def segments_fit(
     centroids, owner, best, means = _sub_segments(
         (dense - mean) / scale, scores, task, tasks, fold_of, seed, parent_of
     )
-    return PromptSegments(
+    return PromptSegments.build(
         mean,
         scale,
         centroids,
@@ -352,7 +367,7 @@ def cluster_segments_fit(
     centroids, owner, best, _ = _sub_segments(
         scaled, scores, nearest(scaled, top), k, fold_of, seed
     )
-    return PromptSegments(mean, scale, centroids, owner, best, top_centroids=top)
+    return PromptSegments.build(mean, scale, centroids, owner, best, top_centroids=top)
 
 
 def _out_of_fold(

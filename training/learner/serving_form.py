@@ -138,8 +138,9 @@ def serving_file(featurizer_meta: dict[str, Any], vocabularies: tuple[dict[str, 
         arrays |= {"char_code_of": index.code_of, "char_keys": index.keys, "char_ids": index.ids}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
-    # Why the ignore below: numpy's savez stubs type **kwds as ArrayLike only.
-    np.savez(buffer, **{k: np.asarray(v, dtype=_dtype(k)) for k, v in arrays.items()})  # type: ignore[arg-type]
+    typed = {k: np.asarray(v, dtype=_dtype(k)) for k, v in arrays.items()}
+    # Why the ignore: numpy's savez stubs type **kwds as ArrayLike only.
+    np.savez(buffer, **typed)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 

@@ -7,9 +7,12 @@ A task label is split at its first ``SEPARATOR`` into the parent task and the su
 level, and subtasks whose bests are shrunk toward their parent's means; the report slices by the
 parent level when it has two tasks or more.
 
-*Why one string rather than a second list through the pipeline:* the stored dataset, its report
-slices and every caller keep one task per row; an upload with a subtask column joins the two at
-ingest (``training/ingest.py``).
+A ``/`` is not always a level: ``openai/gsm8k`` names one dataset. An upload decides once, at
+ingest (``training/task_columns.py``: ``columns.task_hierarchy``, else ``reads_as_hierarchy``),
+and stores each row's parent task beside its label (``parents`` below); labels given without
+their parents (datasets stored before that, the benchmarks) split at the first ``/`` as above.
+The label stays one string per row (the report slices and every caller keep one task per row);
+the parents only say where its level is.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ import numpy as np
 SEPARATOR = "/"
 NO_PARENT = "(none)"
 OTHER_SUBTASKS = "(other subtasks)"  # a parent's subtasks pooled past the cap on groups
+# Distinct children per parent, on average over the names holding a "/", for the automatic rule
+# to read the "/" as a level: a benchmark's subjects are many (MMLU 57, BBH 23), a publisher's
+# datasets few (``openai/gsm8k``, ``openai/humaneval``) beside other publishers' one each.
+MIN_CHILDREN_PER_PARENT = 3
 
 
 def task_parts(label: str) -> tuple[str, str]:
@@ -41,21 +48,45 @@ def subtask_labels(labels: list[str]) -> list[str]:
     return out
 
 
-def has_subtasks(labels: list[str]) -> bool:
+def reads_as_hierarchy(names: list[str]) -> bool:
+    """Whether task names' ``/`` reads as a level below the tasks: the names holding one have
+    ``MIN_CHILDREN_PER_PARENT`` distinct children per parent or more on average
+    (``mmlu/anatomy``, ``mmlu/college_physics``, ``mmlu/virology``), not a publisher's prefix
+    on a dataset or two each (``openai/gsm8k``, ``openai/humaneval``, ``cais/mmlu``)."""
+    children: dict[str, set[str]] = {}
+    for name in set(names):
+        parent, child = task_parts(name)
+        if SEPARATOR in name and child:
+            children.setdefault(parent, set()).add(child)
+    count = sum(len(found) for found in children.values())
+    return bool(children) and count >= MIN_CHILDREN_PER_PARENT * len(children)
+
+
+def task_levels(labels: list[str], parents: list[str] | None) -> tuple[list[str], list[str]]:
+    """(each row's parent task, each row's label as ``parent/subtask`` or ``parent``): the
+    labels as they are when their ``parents`` are given, else split at the first ``/``."""
+    if parents is None:
+        return parent_tasks(labels), subtask_labels(labels)
+    return list(parents), list(labels)
+
+
+def has_subtasks(labels: list[str], parents: list[str] | None = None) -> bool:
     """Whether some parent task is split into two labels or more (a level below the tasks)."""
-    return len(set(subtask_labels(labels))) > len(set(parent_tasks(labels)))
+    parents, leaves = task_levels(labels, parents)
+    return len(set(leaves)) > len(set(parents))
 
 
-def subtasks_capped(labels: list[str], cap: int) -> list[str]:
+def subtasks_capped(labels: list[str], cap: int, parents: list[str] | None = None) -> list[str]:
     """``subtask_labels`` with at most ``cap`` distinct values where the parents allow it: the
     rarest subtasks fall back to ``parent/(other subtasks)``, so a pooled row keeps its parent,
     as many as the cap needs (past ``cap`` parents, ``segments.task_ids`` pools the rest)."""
-    leaves = subtask_labels(labels)
+    parents, leaves = task_levels(labels, parents)
     names, counts = np.unique(np.asarray(leaves, dtype=str), return_counts=True)
     if len(names) <= cap:
         return leaves
+    parent_of = dict(zip(leaves, parents, strict=True))
     order = [str(names[i]) for i in np.argsort(-counts, kind="stable")]
-    pooled = {name: _pooled(name) for name in order}
+    pooled = {name: _pooled(name, parent_of[name]) for name in order}
     for kept in range(cap, -1, -1):
         if len({*order[:kept], *(pooled[name] for name in order[kept:])}) <= cap:
             break
@@ -63,14 +94,16 @@ def subtasks_capped(labels: list[str], cap: int) -> list[str]:
     return [leaf if leaf in keep else pooled[leaf] for leaf in leaves]
 
 
-def _pooled(leaf: str) -> str:
+def _pooled(leaf: str, parent: str) -> str:
     """A subtask's label once pooled within its parent (a task without subtasks keeps its own)."""
-    parent, child = task_parts(leaf) if SEPARATOR in leaf else (leaf, "")
-    return f"{parent}{SEPARATOR}{OTHER_SUBTASKS}" if child else parent
+    return f"{parent}{SEPARATOR}{OTHER_SUBTASKS}" if leaf != parent else parent
 
 
-def parent_index(leaf_names: list[str], parent_names: list[str]) -> np.ndarray:
-    """(leaves,) the index in ``parent_names`` of each leaf's parent (-1: none there, e.g. the
-    pooled "(other tasks)")."""
+def parent_index(
+    leaf_names: list[str], parent_names: list[str], leaf_parents: dict[str, str]
+) -> np.ndarray:
+    """(leaves,) the index in ``parent_names`` of each leaf's parent (``leaf_parents``; -1: none
+    there, e.g. the pooled "(other tasks)")."""
     where = {name: i for i, name in enumerate(parent_names)}
-    return np.array([where.get(p, -1) for p in parent_tasks(leaf_names)], dtype=np.int64)
+    parents = [leaf_parents.get(leaf, leaf) for leaf in leaf_names]
+    return np.array([where.get(p, -1) for p in parents], dtype=np.int64)

@@ -47,8 +47,8 @@ from training.learner.segments import (
 from training.learner.task_labels import (
     has_subtasks,
     parent_index,
-    parent_tasks,
     subtasks_capped,
+    task_levels,
 )
 
 Progress = Callable[[str, float], None]  # (stage, overall progress 0..1)
@@ -92,6 +92,9 @@ class TrainingData:
     costs_known: bool = True
     # each row's task when the dataset names one: report slices, and task segments (segments.py)
     tasks: list[str] | None = None
+    # each row's parent task (``task_labels.py``: where a label's level is); None: each label
+    # splits at its first "/"
+    task_parents: list[str] | None = None
 
 
 @dataclass
@@ -297,7 +300,8 @@ def _incumbent_family(
         top_k = choice.top_k()
         finals: dict[Family, Callable[[], PromptSegments]] = {}
         if data.tasks is not None:
-            choice, finals = _task_families(tfidf, dense, data.tasks, scores, fold_of, seed, choice)
+            labels = task_levels(data.tasks, data.task_parents)
+            choice, finals = _task_families(tfidf, dense, labels, scores, fold_of, seed, choice)
         if not finals and top_k:
             incumbents, size = cluster_segments_out_of_fold(
                 tfidf, dense, scores, top_k, fold_of, seed
@@ -318,7 +322,7 @@ def _incumbent_family(
 def _task_families(
     tfidf: sparse.csr_matrix,
     dense: np.ndarray,
-    labels: list[str],
+    labels: tuple[list[str], list[str]],
     scores: np.ndarray,
     fold_of: np.ndarray,
     seed: int,
@@ -327,9 +331,11 @@ def _task_families(
     """The choice with the task families as candidates — tasks (the labels' parent level) when
     there are two or more, subtasks (``parent/child``, ``task_labels.py``) when a parent has two
     children or more — and the final fit of each candidate. Subtasks have more segments than
-    the tasks, so a tie keeps the tasks: subtasks serve only where they win out of fold."""
+    the tasks, so a tie keeps the tasks: subtasks serve only where they win out of fold.
+    ``labels``: each row's (parent task, label) lists (``task_levels``)."""
     finals: dict[Family, Callable[[], PromptSegments]] = {}
-    task, names = task_ids(parent_tasks(labels))
+    parents, leaves = labels
+    task, names = task_ids(parents)
     tasks_size = 0
     if len(names) >= 2:
         found = segments_out_of_fold(tfidf, dense, scores, task, fold_of, seed)
@@ -338,9 +344,10 @@ def _task_families(
         finals[TASKS_FAMILY] = lambda: segments_fit(
             tfidf, dense, scores, task, len(names), fold_of, seed, reading=reading
         )
-    if has_subtasks(labels):
-        leaf, leaf_names = task_ids(subtasks_capped(labels, MAX_TASKS))
-        parent_of = parent_index(leaf_names, names)
+    if has_subtasks(leaves, parents):
+        capped = subtasks_capped(leaves, MAX_TASKS, parents)
+        leaf, leaf_names = task_ids(capped)
+        parent_of = parent_index(leaf_names, names, dict(zip(capped, parents, strict=True)))
         fit = (tfidf, dense, scores, leaf)
         incumbents, size, leaf_reading = segments_out_of_fold(*fit, fold_of, seed, parent_of)
         size = max(size, tasks_size + 1)

@@ -1,0 +1,200 @@
+"""Whether a ``/`` in a task name is a level below the tasks (``training/task_columns.py``,
+``task_labels.reads_as_hierarchy``): ``columns.task_hierarchy`` says so, else names split only
+where they read as a task's subjects; a dataset's own name with a publisher prefix
+(``openai/gsm8k``) stays one task, in the stored dataset, the learner and the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import KeyScope
+from tests.factories import key_client, key_make
+from tests.training.conftest import csv_bytes, synthetic_frame
+from tests.training.helpers import upload
+from training.ingest import (
+    DatasetInvalidError,
+    dataset_parse,
+    normalized_from_parquet,
+    normalized_to_parquet,
+)
+from training.learner.task_labels import reads_as_hierarchy
+
+ROWS = 60
+PUBLISHED = ["openai/gsm8k", "openai/humaneval", "cais/mmlu", "allenai/ai2_arc"]
+SUBJECTS = ["mmlu/anatomy", "mmlu/college_physics", "mmlu/virology", "gsm8k"]
+
+
+def _named(names: list[str], rows: int = ROWS) -> pd.DataFrame:
+    frame = synthetic_frame(rows).drop_duplicates("prompt").reset_index(drop=True)
+    frame["eval_name"] = [names[i % len(names)] for i in range(len(frame))]
+    return frame
+
+
+def _levels(frame: pd.DataFrame, **columns: Any) -> tuple[set[str], set[str]]:
+    """(the stored labels, their parent tasks) of an upload, after a round trip to Parquet."""
+    parsed = dataset_parse(csv_bytes(frame), columns=columns or None)
+    stored = normalized_from_parquet(normalized_to_parquet(parsed), parsed.models, parsed.binary)
+    assert stored.tasks is not None and stored.task_parents is not None
+    return set(stored.tasks), set(stored.task_parents)
+
+
+@pytest.mark.parametrize(
+    ("names", "splits"),
+    [
+        (PUBLISHED, False),  # publishers with one or two datasets each
+        (["openai/gsm8k", "openai/humaneval"], False),  # one publisher, two datasets
+        (["openai/gsm8k", "cais/mmlu", "allenai/ai2_arc"], False),  # one child per parent
+        (["gsm8k", "humaneval"], False),  # no "/" at all
+        (SUBJECTS, True),  # three subjects of one task beside a flat task
+        ([f"mmlu/s{i}" for i in range(57)] + [f"bbh/t{i}" for i in range(23)], True),
+        # 4 children of 2 parents: below 3 on average, flat (the safer mistake)
+        (["mmlu/anatomy", "mmlu/virology", "mmlu/law", "openai/gsm8k"], False),
+    ],
+)
+def test_names_split_at_the_slash_only_where_they_read_as_a_tasks_subjects(
+    names: list[str], splits: bool
+) -> None:
+    assert reads_as_hierarchy(names) is splits
+
+
+def test_publisher_prefixed_dataset_names_stay_one_task_each() -> None:
+    labels, parents = _levels(_named(PUBLISHED))
+
+    assert labels == parents == set(PUBLISHED)
+
+
+def test_subject_names_split_into_their_task_and_subject() -> None:
+    labels, parents = _levels(_named(SUBJECTS))
+
+    assert labels == set(SUBJECTS)
+    assert parents == {"mmlu", "gsm8k"}
+
+
+def test_the_task_hierarchy_option_overrides_the_automatic_rule_both_ways() -> None:
+    forced_labels, forced = _levels(_named(PUBLISHED), task_hierarchy=True)
+    flat_labels, flat = _levels(_named(SUBJECTS), task_hierarchy=False)
+
+    assert forced_labels == set(PUBLISHED) and forced == {"openai", "cais", "allenai"}
+    assert flat_labels == flat == set(SUBJECTS)
+
+
+def _warnings(frame: pd.DataFrame, **columns: Any) -> list[str]:
+    return dataset_parse(csv_bytes(frame), columns=columns or None).warnings
+
+
+def test_the_dataset_warns_what_the_automatic_rule_decided_and_how_to_reverse_it() -> None:
+    kept, split = _warnings(_named(PUBLISHED)), _warnings(_named(SUBJECTS))
+    told = _warnings(_named(PUBLISHED), task_hierarchy=False)
+    plain = _warnings(_named(["writing", "arithmetic"]))
+
+    assert any("kept whole" in w and "task_hierarchy to true" in w for w in kept)
+    assert any("split at '/' into 2 task(s)" in w and "to false" in w for w in split)
+    assert not any("task_hierarchy" in w for w in [*told, *plain])
+
+
+def test_with_a_subtask_column_a_task_name_holding_a_slash_stays_whole() -> None:
+    frame = _named(["openai/gsm8k", "cais/mmlu"])
+    frame["subject"] = [f"s{i % 3}" for i in range(len(frame))]
+
+    labels, parents = _levels(frame)
+
+    assert parents == {"openai/gsm8k", "cais/mmlu"}
+    assert "openai/gsm8k/s0" in labels
+
+
+def test_task_hierarchy_false_looks_for_no_subtask_column() -> None:
+    frame = _named(["writing", "arithmetic"])
+    frame["subject"] = [f"s{i % 3}" for i in range(len(frame))]
+
+    labels, parents = _levels(frame, task_hierarchy=False)
+
+    assert labels == parents == {"writing", "arithmetic"}
+
+
+def test_a_task_hierarchy_that_is_not_a_boolean_invalidates_the_dataset_by_itself() -> None:
+    # The dashboard's form reads the mapping as JSON without the API's checks.
+    with pytest.raises(DatasetInvalidError) as raised:
+        dataset_parse(csv_bytes(_named(PUBLISHED)), columns={"task_hierarchy": "no"})
+
+    assert "columns.task_hierarchy must be true" in raised.value.errors[0]["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["false", 1, None, ["x"]])
+def test_the_upload_api_refuses_a_task_hierarchy_that_is_not_a_boolean(
+    tenants: Any, media: Any, value: Any
+) -> None:
+    api: APIClient = key_client(key_make(tenants.organization, KeyScope.MANAGE))
+
+    response = upload(api, csv_bytes(_named(PUBLISHED)), columns={"task_hierarchy": value})
+
+    assert response.status_code == 400
+    assert "task_hierarchy must be true" in str(response.json())
+
+
+@pytest.mark.django_db
+def test_the_upload_api_refuses_task_hierarchy_beside_a_subtask_column(
+    tenants: Any, media: Any
+) -> None:
+    api: APIClient = key_client(key_make(tenants.organization, KeyScope.MANAGE))
+    columns = {"task": "eval_name", "subtask": "eval_name", "task_hierarchy": True}
+
+    response = upload(api, csv_bytes(_named(PUBLISHED)), columns=columns)
+
+    assert response.status_code == 400
+    assert "give task_hierarchy or subtask, not both" in str(response.json())
+
+
+def _report(api: APIClient, capture: Any, content: bytes, columns: Any, slug: str) -> Any:
+    with capture(execute=True):
+        response = upload(api, content, columns=columns)
+    assert response.status_code == 201, response.json()
+    assert response.json()["columns"] == (columns or {})  # stored with the dataset
+    api.post("/api/v1/routers", {"slug": slug}, format="json")
+    with capture(execute=True):
+        started = api.post(
+            f"/api/v1/routers/{slug}/train",
+            {"dataset": response.json()["id"], "options": {"folds": 3}},
+            format="json",
+        )
+    run = api.get(f"/api/v1/training-runs/{started.json()['id']}").json()
+    assert run["status"] == "succeeded", run["error"]
+    return api.get(f"/api/v1/routers/{slug}/versions/1/report").json()
+
+
+def _published() -> bytes:
+    frame = synthetic_frame(150).drop_duplicates("prompt")
+    writing = frame["prompt"].str.contains("#").to_numpy()
+    frame["eval_name"] = np.where(writing, "openai/humaneval", "openai/gsm8k")
+    frame.loc[frame.index[::5], "eval_name"] = "cais/mmlu"
+    return csv_bytes(frame)
+
+
+@pytest.mark.django_db
+def test_the_report_slices_publisher_prefixed_names_as_whole_tasks(
+    tenants: Any, media: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    # Before task_hierarchy these sliced as "openai" and "cais": two datasets in one slice.
+    api: APIClient = key_client(key_make(tenants.organization, KeyScope.MANAGE))
+
+    report = _report(api, django_capture_on_commit_callbacks, _published(), None, "auto")
+
+    slices = {row["slice"] for row in report["slices"]["rows"]}
+    assert slices == {"openai/gsm8k", "openai/humaneval", "cais/mmlu"}
+
+
+@pytest.mark.django_db
+def test_task_hierarchy_true_slices_the_report_by_the_names_before_the_slash(
+    tenants: Any, media: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    api: APIClient = key_client(key_make(tenants.organization, KeyScope.MANAGE))
+    columns = {"task_hierarchy": True}
+
+    report = _report(api, django_capture_on_commit_callbacks, _published(), columns, "forced")
+
+    assert {row["slice"] for row in report["slices"]["rows"]} == {"openai", "cais"}
