@@ -37,7 +37,7 @@ from training.learner.clusters import centroid_distances
 from training.learner.router import mix_keys, utilities
 from training.learner.segments import MAX_TASKS, PromptSegments, segments_fit, task_ids
 from training.learner.task_classifier import posterior, temperature_fit
-from training.learner.task_labels import has_subtasks, parent_index, parent_tasks, subtasks_capped
+from training.learner.task_labels import has_subtasks, parent_index, subtasks_capped, task_levels
 from training.learner.trainer import TrainerConfig, TrainingData, router_fit
 
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -60,9 +60,8 @@ def soft_means(
     """(rows, models) ``Σ_g P(g | x) · means[s_g, m]`` and the classifier's logits."""
     logits = np.asarray(tfidf @ seg.term_weights, dtype=np.float64) + seg.bias
     scaled = (dense - seg.mean) / seg.scale
-    square_norms = (seg.centroids**2).sum(axis=1)
-    distance = centroid_distances(scaled, seg.centroids, square_norms)
-    members = seg._members
+    distance = centroid_distances(scaled, seg.centroids, seg.square_norms)
+    members = seg.members
     nearest_of = np.argmin(distance[:, members], axis=2)
     chosen = np.take_along_axis(members[None], nearest_of[..., None], axis=2)[..., 0]
     weights = posterior(logits, temperature)
@@ -70,13 +69,16 @@ def soft_means(
 
 
 def family_ids(labels: list[str]) -> tuple[np.ndarray, int, np.ndarray | None]:
-    """Each row's segment id, their number and (subtasks) each one's parent, as the trainer."""
-    if has_subtasks(labels):
-        _, names = task_ids(parent_tasks(labels))
-        leaf, leaf_names = task_ids(subtasks_capped(labels, MAX_TASKS))
-        return leaf, len(leaf_names), parent_index(leaf_names, names)
-    task, names = task_ids(labels)
-    return task, len(names), None
+    """Each row's segment id, their number and (subtasks) each one's parent, as the trainer's
+    ``_task_families`` (labels split at their first "/")."""
+    parents, leaves = task_levels(labels, None)
+    task, names = task_ids(parents)
+    if not has_subtasks(leaves, parents):
+        return task, len(names), None
+    capped = subtasks_capped(leaves, MAX_TASKS, parents)
+    leaf, leaf_names = task_ids(capped)
+    parent_of = parent_index(leaf_names, names, dict(zip(capped, parents, strict=True)))
+    return leaf, len(leaf_names), parent_of
 
 
 def segment_means(split: Split, fit: Any, folds: int) -> tuple[np.ndarray, np.ndarray, float]:
