@@ -53,6 +53,7 @@ def gemini_turn(body: JSON, model: str) -> Turn:
         tool_result=orjson.dumps(responses[-1].get("response")).decode() if responses else "",
         json_schema=config.get("responseSchema") or config.get("responseJsonSchema"),
         json_mode=config.get("responseMimeType") == "application/json",
+        candidate_count=config.get("candidateCount"),
     )
 
 
@@ -77,6 +78,17 @@ def _gemini_candidate(parts: list[JSON], finish: str | None) -> JSON:
     return candidate
 
 
+def _candidate_count(turn: Turn) -> int:
+    """``generationConfig.candidateCount``: that many candidates (the same answer, as the fake
+    has one), each counted in ``candidatesTokenCount`` as Gemini does."""
+    count = turn.candidate_count
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 1 else 1
+
+
+def _gemini_candidates(parts: list[JSON], finish: str | None, count: int) -> list[JSON]:
+    return [_gemini_candidate(parts, finish) | {"index": index} for index in range(count)]
+
+
 def gemini_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | None) -> JSON:
     if answer.is_tool_call:
         parts: list[JSON] = [
@@ -87,9 +99,10 @@ def gemini_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | N
         text, reason = _truncate(answer.text, max_tokens)
         parts = [{"text": text}]
         finish, completion = ("MAX_TOKENS" if reason == "length" else "STOP"), count_tokens(text)
+    count = _candidate_count(turn)
     return {
-        "candidates": [_gemini_candidate(parts, finish)],
-        "usageMetadata": gemini_usage(turn, completion, cached),
+        "candidates": _gemini_candidates(parts, finish, count),
+        "usageMetadata": gemini_usage(turn, completion * count, cached),
         "modelVersion": turn.model,
         "responseId": "fake-response",
     }
@@ -106,13 +119,13 @@ def gemini_stream(
         if answer.is_tool_call
         else [[{"text": piece}] for piece in split_tokens(parts[0]["text"])]
     )
-    produced = 0
+    produced, count = 0, _candidate_count(turn)
     for position, piece_parts in enumerate(pieces):
         last = position == len(pieces) - 1
         produced += count_tokens(piece_parts[0].get("text", "")) if not answer.is_tool_call else 12
         data = {
-            "candidates": [_gemini_candidate(piece_parts, finish if last else None)],
-            "usageMetadata": gemini_usage(turn, produced, cached),
+            "candidates": _gemini_candidates(piece_parts, finish if last else None, count),
+            "usageMetadata": gemini_usage(turn, produced * count, cached),
             "modelVersion": turn.model,
             "responseId": "fake-response",
         }

@@ -32,6 +32,7 @@ class Turn:
     prompt_texts: list[str] = field(default_factory=list)
     images: int = 0
     thinking: bool = False  # Anthropic extended thinking asked for: answer with a signed block
+    candidate_count: object = None  # Gemini's generationConfig.candidateCount, as sent
     # Counts to report whatever was counted ("prompt", "completion"): a broken provider.
     reported: JSON = field(default_factory=dict)
 
@@ -65,11 +66,11 @@ def _text(content: Any) -> str:
 def _images(content: Any) -> int:
     if not isinstance(content, list):
         return 0
-    kinds = ("image_url", "image", "inlineData", "fileData")
+    kinds = ("image_url", "image", "document", "file", "inlineData", "fileData")
     return sum(
         1
         for p in content
-        if isinstance(p, dict) and (p.get("type") in kinds or any(k in p for k in kinds[2:]))
+        if isinstance(p, dict) and (p.get("type") in kinds or any(k in p for k in kinds[4:]))
     )
 
 
@@ -96,9 +97,10 @@ def openai_turn(body: JSON, model: str) -> Turn:
     messages = body.get("messages") or []
     last = messages[-1] if messages else {}
     users = [m for m in messages if m.get("role") == "user"]
-    tools = [
+    tools = [  # OpenAI's custom tools (free-form input) are accepted; the fake calls none of them
         Tool(t["function"]["name"], t["function"].get("parameters") or {})
         for t in body.get("tools") or []
+        if t.get("type", "function") == "function"
     ]
     choice = body.get("tool_choice")
     forced = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None

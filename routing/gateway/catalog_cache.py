@@ -41,6 +41,7 @@ class EndpointInfo:
     supports_embeddings: bool
     supported_parameters: frozenset[str]
     is_simulated: bool
+    content_kinds: frozenset[str] | None = None  # the adapter's (None: every kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,7 @@ def _endpoint_info(row: Endpoint) -> EndpointInfo:
         supports_embeddings=row.supports_embeddings,
         supported_parameters=_supported_parameters(row),
         is_simulated=provider.is_simulated,
+        content_kinds=ADAPTERS[provider.api_style].content_kinds,
     )
 
 

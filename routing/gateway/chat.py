@@ -28,9 +28,10 @@ from routing.gateway.exchange import (
 )
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
+from routing.gateway.needs import request_needs
 from routing.gateway.openrouter_request import openrouter_request
 from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
-from routing.gateway.planning import plan_request, request_needs
+from routing.gateway.planning import plan_request
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
     prompt_token_bound,

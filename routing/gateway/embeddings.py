@@ -38,7 +38,8 @@ from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import Exchange, authenticate, bill, exchange_run, record_success
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
-from routing.gateway.planning import Candidate, Needs, plan_request
+from routing.gateway.needs import Needs
+from routing.gateway.planning import Candidate, plan_request
 from routing.gateway.upstream import upstream_timeout, upstream_url
 from routing.providers import ADAPTERS
 from routing.providers.base import JSON, Target, UpstreamError, Usage

@@ -1,4 +1,6 @@
-"""``GET /v1/models``: the catalog in OpenAI's list format with OpenRouter's additions.
+"""``GET /v1/models``: the catalog in OpenAI's list format with OpenRouter's additions, and the
+fields of Anthropic's (``type``, ``display_name``, ``created_at``; ``has_more``, ``first_id``,
+``last_id``) so the ``anthropic`` SDK's ``models.list`` / ``retrieve`` read it too.
 
 Rendered once per catalog revision and served from memory.
 """
@@ -14,6 +16,8 @@ from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelIn
 from routing.gateway.http import GatewayRequest
 from routing.providers.base import JSON
 from routing.providers.embeddings import EMBEDDING_PARAMETERS
+
+_CREATED_AT = "1970-01-01T00:00:00Z"  # ``created: 0`` in Anthropic's RFC 3339 form
 
 
 def price_str(value: Decimal | None) -> str | None:
@@ -47,6 +51,9 @@ def model_item(model: ModelInfo) -> JSON:
         "object": "model",
         "created": 0,
         "owned_by": model.author,
+        "type": "model",
+        "display_name": model.name,
+        "created_at": _CREATED_AT,
         "name": model.name,
         "description": model.description,
         "context_length": model.context_length,
@@ -87,7 +94,11 @@ def _render(catalog: CatalogSnapshot) -> bytes:
             for m in sorted(catalog.models.values(), key=lambda m: m.id)
             if m.endpoints
         ]
-        _Rendered.body = orjson.dumps({"object": "list", "data": items})
+        ids = [item["id"] for item in items]
+        _Rendered.body = orjson.dumps(
+            {"object": "list", "data": items, "has_more": False,
+             "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None}
+        )  # fmt: skip
         _Rendered.revision = catalog.revision
     return _Rendered.body
 

@@ -38,6 +38,7 @@ from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
 from routing.gateway.exchange import Exchange, bill, exchange_run
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
+from routing.gateway.needs import request_needs
 from routing.gateway.pipeline_parallel import aggregate_body, aggregate_template, parallel_run
 from routing.gateway.pipeline_steps import (
     GATE_JUDGE_TEMPLATE,
@@ -51,7 +52,7 @@ from routing.gateway.pipeline_steps import (
     step_run,
 )
 from routing.gateway.pipeline_stream import stream_buffered, stream_live
-from routing.gateway.planning import Plan, plan_request, request_needs
+from routing.gateway.planning import Plan, plan_request
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
     output_token_bound,

@@ -10,7 +10,7 @@ the ranking becomes the model list, and its decision is the response's ``routing
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -28,8 +28,9 @@ from routing.budget import key_budget
 from routing.gateway import health
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelInfo
 from routing.gateway.credentials import OwnKey, byok_keys, platform_key
+from routing.gateway.needs import GAP_HINTS, Needs, capability_gap
 from routing.gateway.request_shape import prompt_token_floor
-from routing.providers.base import GATEWAY_PARAMETERS, JSON
+from routing.providers.base import JSON
 from routing.routellm import routellm_decide_async, routellm_model_parse
 from routing.router_policy import decision_explore
 from routing.routers import RouterDecision, messages_prompt, router_decide_async, router_options
@@ -60,41 +61,6 @@ class Plan:
     decision: RouterDecision | None = None  # what its decision log entry is made of
 
 
-@dataclass(frozen=True)
-class Needs:
-    """What the request requires of an endpoint."""
-
-    tools: bool
-    vision: bool
-    json_schema: bool
-    json_object: bool
-    stream: bool
-    parameters: frozenset[str] = field(default_factory=frozenset)
-    embeddings: bool = False  # /v1/embeddings: only embedding models, which chat never gets
-
-
-def request_needs(body: JSON) -> Needs:
-    response_format = body.get("response_format")
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
-    vision = any(
-        isinstance(part, dict) and part.get("type") == "image_url"
-        for message in body["messages"]
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-    )
-    parameters = frozenset(
-        name for name, value in body.items() if name not in GATEWAY_PARAMETERS and value is not None
-    )
-    return Needs(
-        tools=bool(body.get("tools")),
-        vision=vision,
-        json_schema=kind == "json_schema",
-        json_object=kind == "json_object",
-        stream=bool(body.get("stream")),
-        parameters=parameters,
-    )
-
-
 @dataclass(slots=True)
 class _PromptFit:
     """Whether the prompt and ``max_tokens`` fit an endpoint's context window. The upper bound
@@ -117,25 +83,6 @@ class _PromptFit:
         if self.floor < 0:
             self.floor = prompt_token_floor(self.body)
         return self.floor + output > window
-
-
-def _capability_gap(endpoint: EndpointInfo, needs: Needs, require_parameters: bool) -> str | None:
-    """The parameter this endpoint cannot honour, or None when it can serve the request."""
-    if needs.tools and not endpoint.supports_tools:
-        return "tools"
-    if needs.vision and not endpoint.supports_vision:
-        return "messages"
-    if needs.json_schema and not endpoint.supports_structured_output:
-        return "response_format"
-    if needs.json_object and not (endpoint.supports_json or endpoint.supports_structured_output):
-        return "response_format"
-    if needs.stream and not endpoint.supports_streaming:
-        return "stream"
-    if require_parameters:
-        missing = sorted(needs.parameters - endpoint.supported_parameters)
-        if missing:
-            return missing[0]
-    return None
 
 
 def _preferences(body: JSON) -> JSON:
@@ -390,9 +337,7 @@ class _Sieve:
             self.reasons.add(_EXCLUDED_BY_PREFERENCES)
         elif not _within_max_price(endpoint, self.prefs.get("max_price")):
             self.reasons.add(_ABOVE_MAX_PRICE)
-        elif (
-            missing := _capability_gap(endpoint, self.needs, self.require_parameters)
-        ) is not None:
+        elif (missing := capability_gap(endpoint, self.needs, self.require_parameters)) is not None:
             self.gap = self.gap or missing
         elif self.fit.overflows(endpoint):
             if self.too_small is None or endpoint.context_length > self.too_small.context_length:
@@ -405,7 +350,8 @@ class _Sieve:
         if self.gap is not None:
             # Some endpoint the preferences allow exists, but none can honour the request as given.
             return BadRequest(
-                f"No endpoint of the requested model(s) supports '{self.gap}' as requested.",
+                f"No endpoint of the requested model(s) supports '{self.gap}' as requested"
+                f"{GAP_HINTS.get(self.gap, '.')}",
                 param=self.gap,
             )
         if self.too_small is not None:

@@ -140,8 +140,31 @@ def _tools_validate(body: JSON) -> None:
             )
 
 
+def _not_offered(body: JSON) -> None:
+    """Refuse what no provider here would honour (it would be dropped, and the answer would
+    silently lack it): web search and audio output."""
+    plugins = body.get("plugins")
+    web_plugin = isinstance(plugins, list) and any(
+        isinstance(p, dict) and p.get("id") == "web" for p in plugins
+    )  # OpenRouter's; its other plugins (file-parser, …) change nothing here and pass
+    if body.get("web_search_options") is not None or web_plugin:
+        raise BadRequest(
+            "Web search is not offered by RouterHub (web_search_options, the web plugin, the "
+            ":online variant); search yourself and put the results in the messages.",
+            param="plugins" if web_plugin else "web_search_options",
+        )
+    modalities = body.get("modalities")
+    if body.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
+        raise BadRequest(
+            'Audio output is not offered by RouterHub; ask for text (modalities ["text"]) and '
+            "leave audio out.",
+            param="modalities" if body.get("audio") is None else "audio",
+        )
+
+
 def request_validate(body: JSON) -> None:
     _messages_validate(body.get("messages"))
+    _not_offered(body)
     for name in ("max_tokens", "max_completion_tokens", "n"):
         value = body.get(name)
         if value is not None and (

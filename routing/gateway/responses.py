@@ -35,6 +35,7 @@ _UNSUPPORTED = {
     "prompt": "prompt templates are not supported; send instructions and input.",
     "top_logprobs": "top_logprobs is not supported on /v1/responses; use /v1/chat/completions.",
 }
+_LOGPROBS_INCLUDE = "message.output_text.logprobs"
 # Accepted and without effect here: ``include`` asks for what is never produced here, the input
 # is never truncated by the gateway, and the rest only tag or tune OpenAI's own service.
 _IGNORED = (
@@ -112,6 +113,14 @@ def chat_body_from_response(body: JSON, earlier: list[JSON] | None = None) -> JS
     unknown = sorted(set(body) - _KNOWN)
     if unknown:
         raise BadRequest(f"Unknown parameter '{unknown[0]}' for /v1/responses.", param=unknown[0])
+    include = body.get("include")
+    if isinstance(include, list) and _LOGPROBS_INCLUDE in include:
+        # The other values ask for what is never produced here (and agents send them by default).
+        raise BadRequest(
+            f"include {_LOGPROBS_INCLUDE} is not supported on /v1/responses (its output_text "
+            "carries no logprobs); use /v1/chat/completions with logprobs.",
+            param="include",
+        )
     if not isinstance(body.get("store", False), bool):
         raise BadRequest("store must be true or false.", param="store")
     chat: JSON = {name: body[name] for name in _COPIED if name in body}

@@ -13,6 +13,12 @@ from routing.providers.base import JSON
 
 THINKING_TYPES = ("enabled", "adaptive", "disabled")
 MIN_THINKING_BUDGET = 1024  # Anthropic's floor for thinking.budget_tokens
+# The content blocks translated (the rest, server tools' blocks, search results, containers,
+# are refused rather than dropped), and the sources read for images and documents.
+_BLOCK_TYPES = frozenset(
+    {"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"}
+)
+_SOURCES = {"image": ("base64", "url"), "document": ("base64", "text", "content")}
 
 
 def _image_url(source: JSON) -> str:
@@ -80,6 +86,42 @@ def _thinking_check(body: JSON) -> None:
         )
 
 
+def _block_check(at: str, block: JSON, param: str) -> None:
+    """Refuse a block the translation would otherwise drop in silence, saying what to send."""
+    kind = block["type"]
+    if kind not in _BLOCK_TYPES:
+        raise BadRequest(
+            f"{at} is a {kind} block, which RouterHub does not translate; supported blocks: "
+            f"{', '.join(sorted(_BLOCK_TYPES))}.",
+            param=param,
+        )
+    source = _object(block.get("source"))
+    sources = _SOURCES.get(kind)
+    if sources is not None and source.get("type") not in sources:
+        raise BadRequest(
+            f"{at} is a {kind} block with a {source.get('type')!r} source; send it as "
+            f"{' or '.join(sources)} (files uploaded to a provider and URLs to documents are "
+            "not fetched here).",
+            param=param,
+        )
+
+
+def _document_part(block: JSON) -> JSON:
+    """A document block → an OpenAI ``file`` part (a PDF, inline) or text (a text source, or
+    a content source's text blocks), which every adapter sends on."""
+    source = _object(block.get("source"))
+    if source.get("type") == "base64":
+        media_type = source.get("media_type", "application/pdf")
+        file = {"file_data": f"data:{media_type};base64,{source.get('data', '')}"}
+        return {
+            "type": "file",
+            "file": file | {"filename": str(block.get("title") or "document.pdf")},
+        }
+    text = source.get("data") if source.get("type") == "text" else source.get("content")
+    title = f"{block['title']}\n\n" if block.get("title") else ""
+    return {"type": "text", "text": title + _block_text(text)}
+
+
 def _shape_check(body: JSON, *, counting: bool = False) -> None:
     """Refuse, naming the field, what the translation below cannot read."""
     turns = body.get("messages")
@@ -107,6 +149,7 @@ def _shape_check(body: JSON, *, counting: bool = False) -> None:
                 raise BadRequest(
                     f"{where}[{block_index}] is a text block: give text (a string).", param=where
                 )
+            _block_check(f"{where}[{block_index}]", block, where)
     for name in ("metadata", "tool_choice"):
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise BadRequest(f"{name} must be an object.", param=name)
@@ -116,6 +159,12 @@ def _shape_check(body: JSON, *, counting: bool = False) -> None:
     for index, tool in enumerate(tools or []):
         if not isinstance(tool.get("name"), str):
             raise BadRequest(f"tools[{index}] needs a name (a string).", param="tools")
+        if tool.get("type") not in (None, "custom"):
+            raise BadRequest(
+                f"tools[{index}] is Anthropic's server tool {tool['type']!r}, which RouterHub "
+                "does not run; give client tools (name, description, input_schema) only.",
+                param="tools",
+            )
         if tool.get("input_schema") is not None and not isinstance(tool["input_schema"], dict):
             raise BadRequest(
                 f"tools[{index}].input_schema must be a JSON Schema object.", param="tools"
@@ -127,8 +176,19 @@ def _shape_check(body: JSON, *, counting: bool = False) -> None:
         raise BadRequest("stop_sequences must be a list of strings.", param="stop_sequences")
 
 
+def _media_part(block: JSON) -> JSON | None:
+    """An image or document block → its OpenAI content part; None for other blocks."""
+    if block.get("type") == "image":
+        return {"type": "image_url", "image_url": {"url": _image_url(_object(block.get("source")))}}
+    if block.get("type") == "document":
+        return _document_part(block)
+    return None
+
+
 def _user_turn(content: Any) -> list[JSON]:
-    """One Anthropic user turn → tool messages (results first, as OpenAI requires) then a user message."""
+    """One Anthropic user turn → tool messages (results first, as OpenAI requires) then a user
+    message. A tool result's images and documents (a screenshot) join that user message: an
+    OpenAI tool message holds text only."""
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     tool_messages: list[JSON] = []
@@ -142,15 +202,14 @@ def _user_turn(content: Any) -> list[JSON]:
             tool_messages.append(
                 {"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text}
             )
+            inner = block.get("content")
+            for nested in inner if isinstance(inner, list) else []:
+                part = _media_part(_object(nested))
+                parts += [part] if part is not None else []
         elif kind == "text":
             parts.append({"type": "text", "text": block.get("text", "")})
-        elif kind == "image":
-            parts.append(
-                {
-                    "type": "image_url",
-                    "image_url": {"url": _image_url(_object(block.get("source")))},
-                }
-            )
+        elif (part := _media_part(block)) is not None:
+            parts.append(part)
     if parts:
         tool_messages.append({"role": "user", "content": parts})
     return tool_messages

@@ -8,6 +8,7 @@ with a forced tool whose input is the JSON answer (LiteLLM does the same).
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
@@ -61,7 +62,24 @@ def _user_blocks(content: Any) -> list[JSON]:
         elif part.get("type") == "image_url":
             image = part.get("image_url") or {}
             blocks.append(_image_block(image.get("url", "") if isinstance(image, dict) else image))
+        elif part.get("type") == "file":
+            blocks.append(_document_block(part.get("file") or {}))
     return blocks
+
+
+def _document_block(file: JSON) -> JSON:
+    """An OpenAI ``file`` part (inline ``file_data``, a data URL; planning sends no other kind
+    here) → Anthropic's document block: a PDF as base64, plain text as a text source."""
+    media_type, data = data_url_split(str(file.get("file_data", ""))) or ("application/pdf", "")
+    block: JSON = {"type": "document"}
+    if media_type == "text/plain":
+        text = base64.b64decode(data).decode(errors="replace")
+        block["source"] = {"type": "text", "media_type": media_type, "data": text}
+    else:
+        block["source"] = {"type": "base64", "media_type": media_type, "data": data}
+    if file.get("filename"):
+        block["title"] = str(file["filename"])
+    return block
 
 
 def _assistant_blocks(message: JSON) -> list[JSON]:
@@ -148,6 +166,7 @@ def _json_tool_schema(response_format: Any) -> JSON | None:
 
 class AnthropicAdapter(ProviderAdapter):
     style = "anthropic"
+    content_kinds = frozenset({"image_url", "file"})
     supported_parameters = COMMON_PARAMETERS | {
         "top_k",
         "parallel_tool_calls",

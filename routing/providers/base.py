@@ -154,6 +154,9 @@ class StreamDecoder(ABC):
 class ProviderAdapter(ABC):
     style: ClassVar[str]
     supported_parameters: ClassVar[frozenset[str]]
+    # The kinds of content part (``content_part_kinds``) it can send on; None: every kind, as
+    # they are (an OpenAI-compatible host reads OpenAI's own parts).
+    content_kinds: ClassVar[frozenset[str] | None] = None
 
     @abstractmethod
     def build_request(self, request: JSON, target: Target, *, stream: bool) -> UpstreamRequest:
@@ -234,6 +237,24 @@ def content_parts(content: Any) -> list[JSON]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     return [part for part in content if isinstance(part, dict)]
+
+
+def content_part_kinds(messages: Any) -> frozenset[str]:
+    """The kinds of non-text content part in OpenAI messages: a part's ``type``, except that a
+    ``file`` part is ``file`` with its bytes inline (``file_data``) and ``file_id`` when it only
+    names a file uploaded to some provider's Files API."""
+    kinds: set[str] = set()
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "file":
+                file = part.get("file")
+                inline = isinstance(file, dict) and isinstance(file.get("file_data"), str)
+                kinds.add("file" if inline else "file_id")
+            elif isinstance(kind, str) and kind != "text":
+                kinds.add(kind)
+    return frozenset(kinds)
 
 
 def data_url_split(url: str) -> tuple[str, str] | None:

@@ -72,6 +72,14 @@ def _parts(content: Any) -> list[JSON]:
                 parts.append({"inlineData": {"mimeType": inline[0], "data": inline[1]}})
             else:
                 parts.append({"fileData": {"mimeType": media_type_guess(url), "fileUri": url}})
+        elif part.get("type") == "file":
+            file = part.get("file") or {}
+            mime, data = data_url_split(str(file.get("file_data", ""))) or ("application/pdf", "")
+            parts.append({"inlineData": {"mimeType": mime, "data": data}})
+        elif part.get("type") == "input_audio":
+            audio = part.get("input_audio") or {}
+            mime = f"audio/{audio.get('format', 'wav')}"
+            parts.append({"inlineData": {"mimeType": mime, "data": audio.get("data", "")}})
     return parts
 
 
@@ -225,6 +233,7 @@ def _blocked(body: JSON) -> None:
 
 class GeminiAdapter(ProviderAdapter):
     style = "gemini"
+    content_kinds = frozenset({"image_url", "file", "input_audio"})
     supported_parameters = COMMON_PARAMETERS | {
         "seed",
         "n",

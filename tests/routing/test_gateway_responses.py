@@ -188,6 +188,8 @@ def test_streamed_function_call_arguments(world: World, model_id: str) -> None:
         ({"model": "test/gpt", "input": "x", "instructions": 3}, "instructions", "string"),
         ({"model": "test/gpt", "input": "x", "messages": []}, "messages", "Unknown parameter"),
         ({"model": "test/gpt", "input": "x", "top_logprobs": 3}, "top_logprobs", "not supported"),
+        ({"model": "test/gpt", "input": "x", "include": ["message.output_text.logprobs"]},
+         "include", "logprobs"),
         ({"model": "test/gpt", "input": "x", "reasoning": {"effort": 3}}, "reasoning", "effort"),
     ],
 )  # fmt: skip

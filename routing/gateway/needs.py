@@ -1,0 +1,100 @@
+"""What a chat request requires of an endpoint (tools, images, files, JSON schema, parameters that
+change the answer's shape), and whether an endpoint can honour it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from routing.gateway.catalog_cache import EndpointInfo
+from routing.providers.base import GATEWAY_PARAMETERS, JSON, content_part_kinds
+
+# Why a request no endpoint can honour is refused, after "supports '<param>' as requested".
+GAP_HINTS = {
+    "tools": ": the model calls no tools, or a tool of another type than function (custom, …) "
+    "went to a provider with function tools only (those pass only to OpenAI-style hosts). Choose "
+    "a model whose supported_parameters in GET /v1/models list tools, or send function tools.",
+    "n": ": one choice per request there (Anthropic-style providers return one); send n "
+    "requests, or choose a model whose supported_parameters in GET /v1/models list n.",
+    "logprobs": ": that provider returns no log probabilities; leave logprobs out, or choose a "
+    "model whose supported_parameters in GET /v1/models list logprobs.",
+    "messages": ": a content part (image, file, audio) its provider or model cannot read. A file "
+    "part needs its bytes inline (file_data, a data: URL): a file_id names a file only the host "
+    "it was uploaded to knows. Choose a model that reads it (GET /v1/models) or leave it out.",
+}
+_DOCUMENT_PARTS = frozenset({"file", "file_id"})  # PDFs are read as pages: vision models only
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the request requires of an endpoint."""
+
+    tools: bool
+    vision: bool
+    json_schema: bool
+    json_object: bool
+    stream: bool
+    parameters: frozenset[str] = field(default_factory=frozenset)
+    embeddings: bool = False  # /v1/embeddings: only embedding models, which chat never gets
+    # Content part kinds beside text (``content_part_kinds``): an adapter drops what it cannot send.
+    parts: frozenset[str] = field(default_factory=frozenset)
+    # Parameters whose loss changes the answer's shape (``choices[1]``, ``logprobs.content``),
+    # honoured or refused even without ``require_parameters``: never dropped in silence.
+    shape: frozenset[str] = field(default_factory=frozenset)
+    # A tool of another type than function (OpenAI's custom tools, …): only OpenAI's wire has them.
+    other_tools: bool = False
+
+
+def request_needs(body: JSON) -> Needs:
+    response_format = body.get("response_format")
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    vision = any(
+        isinstance(part, dict) and part.get("type") == "image_url"
+        for message in body["messages"]
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
+    parameters = frozenset(
+        name for name, value in body.items() if name not in GATEWAY_PARAMETERS and value is not None
+    )
+    parts = content_part_kinds(body["messages"])
+    shape = {"n"} if isinstance(body.get("n"), int) and body["n"] > 1 else set()
+    shape |= {"logprobs"} if body.get("logprobs") is True else set()
+    return Needs(
+        tools=bool(body.get("tools")),
+        vision=vision or bool(parts & _DOCUMENT_PARTS),
+        json_schema=kind == "json_schema",
+        json_object=kind == "json_object",
+        stream=bool(body.get("stream")),
+        parameters=parameters,
+        parts=parts,
+        shape=frozenset(shape),
+        other_tools=any(
+            isinstance(tool, dict) and tool.get("type", "function") != "function"
+            for tool in body.get("tools") or []
+        ),
+    )
+
+
+def capability_gap(endpoint: EndpointInfo, needs: Needs, require_parameters: bool) -> str | None:
+    """The parameter this endpoint cannot honour, or None when it can serve the request."""
+    if needs.tools and not endpoint.supports_tools:
+        return "tools"
+    if needs.other_tools and endpoint.api_style != "openai":
+        return "tools"
+    if needs.vision and not endpoint.supports_vision:
+        return "messages"
+    if needs.json_schema and not endpoint.supports_structured_output:
+        return "response_format"
+    if needs.json_object and not (endpoint.supports_json or endpoint.supports_structured_output):
+        return "response_format"
+    if needs.stream and not endpoint.supports_streaming:
+        return "stream"
+    if endpoint.content_kinds is not None and needs.parts - endpoint.content_kinds:
+        return "messages"
+    if needs.shape - endpoint.supported_parameters:
+        return min(needs.shape - endpoint.supported_parameters)
+    if require_parameters:
+        missing = sorted(needs.parameters - endpoint.supported_parameters)
+        if missing:
+            return missing[0]
+    return None
