@@ -160,7 +160,7 @@ def _dataset_read(dataset: Dataset) -> tuple[ingest.ParsedDataset, bytes]:
         with dataset.file.open("rb") as handle:
             content = handle.read()
         dataset.format = ingest.sniff_format(content[:8192])
-        parsed = ingest.dataset_parse(content, columns=dataset.columns)
+        parsed = ingest.dataset_parse(content, columns=dataset.columns, maximize=dataset.maximize)
         normalized = ingest.normalized_to_parquet(parsed)
         del content
     return parsed, normalized
