@@ -11,7 +11,8 @@ cannot be resolved (an exception). So both checks run in a small worker process 
 loop, started on first use, a plain ``python -c`` that imports ``re``, ``json`` and
 ``jsonschema``), one at a time, with a deadline of ``PIPELINE_REGEX_TIMEOUT`` seconds: past it
 the worker is killed (the next check starts a new one) and the gate counts as failed
-(``regex_gate_search`` and ``schema_gate_check`` return None). A schema that raises, or an
+(``regex_gate_search`` and ``schema_gate_check`` return None). A check queued behind others
+waits no longer than that deadline either (then it is None too, ``gate_timeout``). A schema that raises, or an
 answer nested past the 255 levels ``orjson`` writes (it reads 1024), is undecidable
 (``schema_gate_check`` returns ``UNDECIDABLE``). The worker exits when the gateway does (its
 stdin closes).
@@ -80,20 +81,29 @@ async def _check(ask: dict[str, Any], what: str) -> bool | str | None:
     except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels; it reads 1024)
         return UNDECIDABLE
     worker = _worker_for(asyncio.get_running_loop())
-    async with worker.lock:
-        try:
-            await _started(worker)  # outside the deadline: a process start is not the check's
-            async with asyncio.timeout(settings.PIPELINE_REGEX_TIMEOUT):
-                return await _ask(worker, line)
-        except (TimeoutError, OSError, ValueError):
-            logger.warning(
-                "%s ran past %ss; it counts as failed", what, settings.PIPELINE_REGEX_TIMEOUT
-            )
-            await _stop(worker)
-            return None
-        except asyncio.CancelledError:
-            _kill(worker)  # its answer would be read by the next check
-            raise
+    try:  # queued behind other checks: no longer than one check may take
+        async with asyncio.timeout(settings.PIPELINE_REGEX_TIMEOUT):
+            await worker.lock.acquire()
+    except TimeoutError:
+        logger.warning(
+            "%s waited past %ss for the gate worker", what, settings.PIPELINE_REGEX_TIMEOUT
+        )
+        return None
+    try:
+        await _started(worker)  # outside the deadline: a process start is not the check's
+        async with asyncio.timeout(settings.PIPELINE_REGEX_TIMEOUT):
+            return await _ask(worker, line)
+    except (TimeoutError, OSError, ValueError):
+        logger.warning(
+            "%s ran past %ss; it counts as failed", what, settings.PIPELINE_REGEX_TIMEOUT
+        )
+        await _stop(worker)
+        return None
+    except asyncio.CancelledError:
+        _kill(worker)  # its answer would be read by the next check
+        raise
+    finally:
+        worker.lock.release()
 
 
 def _worker_for(loop: asyncio.AbstractEventLoop) -> _Worker:

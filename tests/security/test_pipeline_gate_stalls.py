@@ -6,6 +6,7 @@ never backtracks."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import openai
 import orjson
 
 from accounts.models import KeyScope
+from routing.gateway.regex_gate import regex_gate_search
 from routing.models import Provider
 from routing.pipeline_gates import json_value
 from routing.services import provider_key_create
@@ -159,3 +161,17 @@ def test_an_answer_nested_too_deeply_to_send_is_undecidable_not_a_500(
         server.stop()
 
     assert gates == [("test/own", "undecidable"), ("test/gpt", "none")]
+
+
+def test_a_gate_queued_behind_a_stalled_one_times_out_instead_of_waiting(settings: Any) -> None:
+    # One worker per event loop, one check at a time: the queue's wait had no deadline, so the
+    # n-th gate behind stalled ones waited n deadlines (and answered). Now it waits one at most.
+    settings.PIPELINE_REGEX_TIMEOUT = 0.5
+
+    async def both() -> tuple[bool | None, bool | None]:
+        stalled = asyncio.create_task(regex_gate_search("^(a+)+$", "a" * 40 + "!"))
+        await asyncio.sleep(0)  # the stalled check takes the worker first
+        queued = await regex_gate_search("a", "a")
+        return await stalled, queued
+
+    assert asyncio.run(both()) == (None, None)
