@@ -4,6 +4,7 @@ change the answer's shape), and whether an endpoint can honour it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.providers.base import GATEWAY_PARAMETERS, JSON, content_part_kinds
@@ -46,7 +47,9 @@ def _part_readable(kind: str, endpoint: EndpointInfo) -> bool:
     return endpoint.content_kinds is None or kind in endpoint.content_kinds
 
 
-def _readable_part(part: JSON, endpoint: EndpointInfo) -> JSON:
+def _readable_part(part: Any, endpoint: EndpointInfo) -> Any:
+    if not isinstance(part, dict):
+        return part
     kind = next(iter(content_part_kinds([{"content": [part]}])), "text")
     if kind == "text" or _part_readable(kind, endpoint):
         return {k: v for k, v in part.items() if k != TOOL_MEDIA}
@@ -63,7 +66,9 @@ def readable_body(body: JSON, endpoint: EndpointInfo) -> JSON:
     messages = []
     for message in body["messages"]:
         content = message.get("content")
-        if isinstance(content, list) and any(p.get("type") != "text" for p in content):
+        if isinstance(content, list) and any(
+            isinstance(p, dict) and (p.get("type") != "text" or TOOL_MEDIA in p) for p in content
+        ):
             content = [_readable_part(part, endpoint) for part in content]
             message = message | {"content": content}
         messages.append(message)

@@ -257,7 +257,8 @@ def _user_turn(content: Any) -> list[JSON]:
             inner = block.get("content")
             for nested in inner if isinstance(inner, list) else []:
                 part = _media_part(_object(nested))
-                parts += [part | {TOOL_MEDIA: True}] if part is not None else []
+                if part is not None:  # a text document stays text; media is marked
+                    parts.append(part if part["type"] == "text" else part | {TOOL_MEDIA: True})
         elif kind == "text":
             parts.append({"type": "text", "text": block.get("text", "")})
         elif (part := _media_part(block)) is not None:

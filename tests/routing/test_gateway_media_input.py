@@ -115,7 +115,9 @@ def _agent_turns(user_text: str = "Go on") -> list[dict[str, Any]]:
         {"role": "assistant", "content": [
             {"type": "tool_use", "id": "toolu_1", "name": "screenshot", "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
-            {"type": "text", "text": "Taken."}, {"type": "image", "source": PNG}]},
+            {"type": "text", "text": "Taken."}, {"type": "image", "source": PNG},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                            "data": "Log."}}]},
             {"type": "text", "text": user_text}]},
     ]  # fmt: skip
 
@@ -133,7 +135,8 @@ def test_a_tool_result_screenshot_on_a_text_only_model_is_a_placeholder(world: W
         )
 
         sent = str(world.last_upstream()["body"])
-        assert "Taken." in sent and "[image omitted: this model reads no image input]" in sent
+        assert "Taken." in sent and "Log." in sent
+        assert "[image omitted: this model reads no image input]" in sent
         assert "iVBORw0KGgo=" not in sent and "_tool_result" not in sent
     assert len(world.upstream_requests()) == 3
 
@@ -147,7 +150,8 @@ def test_only_the_latest_turns_own_image_needs_a_vision_model(world: World) -> N
     ]
     client = openai_client(world)
     client.chat.completions.create(
-        model="test/plain", messages=history + [{"role": "user", "content": "And now?"}]  # type: ignore[arg-type]
+        model="test/plain",
+        messages=[*history, {"role": "user", "content": "And now?"}],  # type: ignore[arg-type]
     )
 
     assert "iVBORw0KGgo=" not in str(world.last_upstream()["body"])
@@ -164,7 +168,9 @@ def test_a_tool_result_screenshot_still_reaches_a_vision_model_unmarked(world: W
         messages=_agent_turns(),  # type: ignore[arg-type]
     )
 
-    content = world.last_upstream("/v1/chat/completions")["body"]["messages"][-1]["content"]
+    sent = world.last_upstream("/v1/chat/completions")["body"]
+    content = sent["messages"][-1]["content"]
+    assert "_tool_result" not in str(sent)
     assert {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}} in (
         content
     )

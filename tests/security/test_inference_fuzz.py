@@ -38,12 +38,22 @@ ROLES = st.sampled_from(["user", "assistant", "system", "tool", "developer", "fu
 # Inline media as clients send it, well-formed or not: base64 that is valid, unpadded or not
 # base64 at all, in data: URLs with any media type, or raw.
 BASE64 = st.sampled_from(["JVBERi0xLjQK", "abc", "iVBORw0KGgo=", "%%", ""]) | TEXT
-DATA_URL = st.builds(lambda t, d: f"data:{t};base64,{d}",
-                     st.sampled_from(["text/plain", "application/pdf", "image/png", "x"]), BASE64)
-FILE = st.fixed_dictionaries({}, optional={"file_data": DATA_URL | BASE64 | JSON,
-                                           "file_id": TEXT | JSON, "filename": TEXT | JSON})
-AUDIO = st.fixed_dictionaries({}, optional={"data": BASE64 | JSON,
-                                            "format": st.sampled_from(["wav", "mp3"]) | JSON})
+DATA_URL = st.builds(
+    lambda t, d: f"data:{t};base64,{d}",
+    st.sampled_from(["text/plain", "application/pdf", "image/png", "x"]),
+    BASE64,
+)
+FILE = st.fixed_dictionaries(
+    {},
+    optional={
+        "file_data": DATA_URL | BASE64 | JSON,
+        "file_id": TEXT | JSON,
+        "filename": TEXT | JSON,
+    },
+)
+AUDIO = st.fixed_dictionaries(
+    {}, optional={"data": BASE64 | JSON, "format": st.sampled_from(["wav", "mp3"]) | JSON}
+)
 CONTENT_PARTS = st.lists(
     st.fixed_dictionaries(
         {"type": st.sampled_from(["text", "image_url", "input_audio", "file", "x"])},
