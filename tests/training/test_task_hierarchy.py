@@ -1,7 +1,8 @@
 """Whether a ``/`` in a task name is a level below the tasks (``training/task_columns.py``,
-``task_labels.reads_as_hierarchy``): ``columns.task_hierarchy`` says so, else names split only
-where they read as a task's subjects; a dataset's own name with a publisher prefix
-(``openai/gsm8k``) stays one task, in the stored dataset, the learner and the report."""
+``task_labels.split_parents``): ``columns.task_hierarchy`` says so, else each parent's names split
+only where that parent has a task's subjects; a dataset's own name with a publisher prefix
+(``openai/gsm8k``) stays one task, in the stored dataset, the learner and the report, even beside
+a benchmark's many subjects."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import KeyScope
 from tests.factories import key_client, key_make
+from tests.migration.arena import arena_battles
 from tests.training.conftest import csv_bytes, synthetic_frame
 from tests.training.helpers import upload
 from training.ingest import (
@@ -22,11 +24,13 @@ from training.ingest import (
     normalized_from_parquet,
     normalized_to_parquet,
 )
-from training.learner.task_labels import reads_as_hierarchy
+from training.learner.task_labels import split_parents
 
 ROWS = 60
 PUBLISHED = ["openai/gsm8k", "openai/humaneval", "cais/mmlu", "allenai/ai2_arc"]
 SUBJECTS = ["mmlu/anatomy", "mmlu/college_physics", "mmlu/virology", "gsm8k"]
+# MMLU's 57 subjects beside two publishers' datasets: 59 children of 3 parents, 19.7 on average
+MIXED = [f"mmlu/s{i}" for i in range(57)] + ["openai/gsm8k", "cais/mmlu"]
 
 
 def _named(names: list[str], rows: int = ROWS) -> pd.DataFrame:
@@ -44,22 +48,32 @@ def _levels(frame: pd.DataFrame, **columns: Any) -> tuple[set[str], set[str]]:
 
 
 @pytest.mark.parametrize(
-    ("names", "splits"),
+    ("names", "split"),
     [
-        (PUBLISHED, False),  # publishers with one or two datasets each
-        (["openai/gsm8k", "openai/humaneval"], False),  # one publisher, two datasets
-        (["openai/gsm8k", "cais/mmlu", "allenai/ai2_arc"], False),  # one child per parent
-        (["gsm8k", "humaneval"], False),  # no "/" at all
-        (SUBJECTS, True),  # three subjects of one task beside a flat task
-        ([f"mmlu/s{i}" for i in range(57)] + [f"bbh/t{i}" for i in range(23)], True),
-        # 4 children of 2 parents: below 3 on average, flat (the safer mistake)
-        (["mmlu/anatomy", "mmlu/virology", "mmlu/law", "openai/gsm8k"], False),
+        (PUBLISHED, set()),  # publishers with one or two datasets each
+        (["openai/gsm8k", "openai/humaneval"], set()),  # one publisher, two datasets
+        (["openai/gsm8k", "cais/mmlu", "allenai/ai2_arc"], set()),  # one child per parent
+        (["gsm8k", "humaneval"], set()),  # no "/" at all
+        (SUBJECTS, {"mmlu"}),  # three subjects of one task beside a flat task
+        ([f"mmlu/s{i}" for i in range(57)] + [f"bbh/t{i}" for i in range(23)], {"mmlu", "bbh"}),
+        # each parent on its own: mmlu's subjects do not make openai's one dataset a level
+        (["mmlu/anatomy", "mmlu/virology", "mmlu/law", "openai/gsm8k"], {"mmlu"}),
+        (MIXED, {"mmlu"}),
+        (["mmlu / anatomy", "mmlu/virology", "mmlu/law", "mmlu/"], {"mmlu"}),  # spaces, no child
     ],
 )
-def test_names_split_at_the_slash_only_where_they_read_as_a_tasks_subjects(
-    names: list[str], splits: bool
+def test_a_parents_names_split_at_the_slash_only_where_it_has_a_tasks_subjects(
+    names: list[str], split: set[str]
 ) -> None:
-    assert reads_as_hierarchy(names) is splits
+    assert split_parents(names) == split
+
+
+def test_beside_many_subjects_dataset_names_stay_whole_in_the_stored_dataset() -> None:
+    # Decided on the average of all parents, openai and cais became parents again here.
+    labels, parents = _levels(_named(MIXED, rows=4 * len(MIXED)))
+
+    assert labels == set(MIXED)
+    assert parents == {"mmlu", "openai/gsm8k", "cais/mmlu"}
 
 
 def test_publisher_prefixed_dataset_names_stay_one_task_each() -> None:
@@ -95,6 +109,16 @@ def test_the_dataset_warns_what_the_automatic_rule_decided_and_how_to_reverse_it
     assert any("kept whole" in w and "task_hierarchy to true" in w for w in kept)
     assert any("split at '/' into 2 task(s)" in w and "to false" in w for w in split)
     assert not any("task_hierarchy" in w for w in [*told, *plain])
+
+
+def test_the_warning_names_what_split_and_what_stayed_whole_in_a_mixed_set() -> None:
+    mixed = _warnings(_named(MIXED, rows=4 * len(MIXED)))
+
+    said = [w for w in mixed if "task_hierarchy" in w]
+    assert len(said) == 1
+    assert "Task names under 'mmlu' were split at '/'" in said[0]
+    assert "'cais/mmlu', 'openai/gsm8k' were kept whole" in said[0]
+    assert "to false to keep every name whole, or to true to split them all" in said[0]
 
 
 def test_with_a_subtask_column_a_task_name_holding_a_slash_stays_whole() -> None:
@@ -198,3 +222,63 @@ def test_task_hierarchy_true_slices_the_report_by_the_names_before_the_slash(
     report = _report(api, django_capture_on_commit_callbacks, _published(), columns, "forced")
 
     assert {row["slice"] for row in report["slices"]["rows"]} == {"openai", "cais"}
+
+
+def _mixed() -> bytes:
+    """12 MMLU subjects beside two publishers' datasets: 14 children of 3 parents."""
+    frame = synthetic_frame(150).drop_duplicates("prompt").reset_index(drop=True)
+    frame["eval_name"] = [f"mmlu/s{i % 12}" for i in range(len(frame))]
+    frame.loc[frame.index[::5], "eval_name"] = "cais/mmlu"
+    frame.loc[frame.index[1::5], "eval_name"] = "openai/gsm8k"
+    return csv_bytes(frame)
+
+
+@pytest.mark.django_db
+def test_the_report_slices_a_benchmark_by_its_name_and_dataset_names_whole_beside_it(
+    tenants: Any, media: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    # Decided on the average of all parents, these sliced as "mmlu", "openai" and "cais".
+    api: APIClient = key_client(key_make(tenants.organization, KeyScope.MANAGE))
+
+    report = _report(api, django_capture_on_commit_callbacks, _mixed(), None, "mixed")
+
+    slices = {row["slice"] for row in report["slices"]["rows"]}
+    assert slices == {"mmlu", "openai/gsm8k", "cais/mmlu"}
+
+
+def test_task_hierarchy_without_a_task_column_invalidates_the_dataset() -> None:
+    frame = synthetic_frame(60).drop_duplicates("prompt")
+
+    with pytest.raises(DatasetInvalidError) as raised:
+        dataset_parse(csv_bytes(frame), columns={"task_hierarchy": True})
+
+    message = raised.value.errors[0]["message"]
+    assert "columns.task_hierarchy needs a task column, and this file has none" in message
+
+
+def test_task_hierarchy_on_a_battles_file_invalidates_the_dataset() -> None:
+    battles = arena_battles("strong-model", "weak-model")
+    battles["task"] = "openai/gsm8k"
+
+    with pytest.raises(DatasetInvalidError) as raised:
+        dataset_parse(csv_bytes(battles), columns={"task_hierarchy": False})
+
+    message = raised.value.errors[0]["message"]
+    assert "A battles file is not read by task: leave it out." in message
+
+
+@pytest.mark.django_db
+def test_an_uploaded_task_hierarchy_without_tasks_leaves_the_dataset_invalid_with_the_reason(
+    tenants: Any, media: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    # The file is read after the upload's 201, as for a columns.task naming no column.
+    api: APIClient = key_client(key_make(tenants.organization, KeyScope.MANAGE))
+    frame = synthetic_frame(60).drop_duplicates("prompt")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(api, csv_bytes(frame), columns={"task_hierarchy": True})
+    assert response.status_code == 201
+    dataset = api.get(f"/api/v1/datasets/{response.json()['id']}").json()
+
+    assert dataset["status"] == "invalid"
+    assert "task_hierarchy needs a task column" in dataset["errors"][0]["message"]
