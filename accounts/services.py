@@ -154,6 +154,20 @@ def invitation_accept(*, token: str, user: User) -> Membership:
             raise NotFound("This invitation does not exist, was used, or has expired.")
         if invitation.email.lower() != user.email.lower():
             raise InvalidInput(f"This invitation was sent to {invitation.email}; sign in as them.")
+        # An invitation carries its sender's authority, checked now as a key's is: one sent by
+        # an owner who was since removed or demoted admits nobody (else a removed owner's
+        # invitation to their own other address would make them an owner again).
+        senders = Membership.objects.filter(
+            organization_id=invitation.organization_id, role=Role.OWNER
+        )
+        if (
+            invitation.invited_by_id is None
+            or not senders.filter(user_id=invitation.invited_by_id).exists()
+        ):
+            raise NotPermitted(
+                "Whoever sent this invitation can no longer invite people to "
+                f"{invitation.organization.name}; ask an owner for a new one."
+            )
         invitation.accepted_at = timezone.now()
         invitation.save(update_fields=["accepted_at"])
         try:

@@ -250,7 +250,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
 def organization_switch(request: HttpRequest) -> HttpResponse:
     chosen = request.POST.get("organization", "")
     membership = Membership.objects.filter(
-        user=_person(request), organization_id=int(chosen) if chosen.isdigit() else 0
+        user=_person(request), organization_id=int(chosen) if chosen.isdecimal() else 0
     ).first()
     if membership is None:
         raise Http404

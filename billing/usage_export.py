@@ -117,9 +117,21 @@ class UsageCsv:
             yield chunk
 
 
+# A cell a spreadsheet would read as a formula (CSV injection, OWASP): key names are people's
+# text and a request's model names are its sender's. Quoted with a leading ', which spreadsheets
+# show as text and hide.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv_row(values: tuple[Any, ...]) -> list[Any]:
     row = list(values)
     row[_CREATED] = row[_CREATED].isoformat()
     row[_KEY_NAME] = row[_KEY_NAME] or ""
     row[_COST] = money_str(row[_COST])
-    return row
+    return [_csv_cell(value) for value in row]

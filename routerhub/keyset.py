@@ -130,7 +130,7 @@ class KeysetPagination(BasePagination):
         value = request.query_params.get(LIMIT_PARAM)
         if value is None:
             return self.default_limit
-        if not value.isdigit() or int(value) < 1:
+        if not value.isdecimal() or int(value) < 1:
             raise BadRequest("limit must be a positive integer.", param=LIMIT_PARAM)
         return min(int(value), self.max_limit)
 

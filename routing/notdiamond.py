@@ -138,6 +138,12 @@ def feedback_record(*, organization: Organization, body: dict[str, Any]) -> dict
             f"No model-select session '{session_id}' in this organization.", param="session_id"
         )
     model = next(iter(providers_parse([body.get("provider")], "provider")))
+    if model != session.chosen and model not in (session.candidates or []):
+        # Also what bounds it: any text here was stored, and past 200 characters a 500.
+        raise BadRequest(
+            f"provider must be one of the models this session ranked: {', '.join(session.candidates)}.",
+            param="provider",
+        )
     feedback = body.get("feedback")
     if (
         not isinstance(feedback, dict)

@@ -32,6 +32,7 @@ from training.serving import RouterVersion
 MODEL_NAME = re.compile(
     r"router-(?P<slug>[-a-zA-Z0-9_]+)-(?P<threshold>[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)"
 )
+MODEL_NAME_MAX = 80  # UsageRecord.router's width
 CALIBRATION_MAX_PROMPTS = 20_000
 _CACHE_SIZE = 64
 
@@ -47,6 +48,14 @@ def routellm_model_parse(model: str) -> tuple[str, float] | None:
     match = MODEL_NAME.fullmatch(model)
     if match is None:
         return None
+    if len(model) > MODEL_NAME_MAX:
+        # The name is the usage record's router: a longer one was served, then refused by the
+        # database at settlement (set aside, the request charged its whole hold by the sweep).
+        raise BadRequest(
+            f"A RouteLLM model name is at most {MODEL_NAME_MAX} characters; write the threshold "
+            "with fewer digits.",
+            param="model",
+        )
     threshold = float(match["threshold"])
     if not 0.0 <= threshold <= 1.0:
         raise BadRequest(

@@ -106,7 +106,10 @@ def provider_keys_page(request: HttpRequest) -> HttpResponse:
     form = ProviderKeyForm()
     if request.method == "POST":
         if request.POST.get("delete"):
-            key = tenant_object_or_404(ProviderKey.objects, organization, pk=request.POST["delete"])
+            chosen = request.POST["delete"]
+            if not chosen.isdecimal():
+                raise Http404
+            key = tenant_object_or_404(ProviderKey.objects, organization, pk=int(chosen))
             provider_key_delete(key=key)
             messages.success(request, f"Removed your {key.provider.name} key.")
             return redirect("provider-keys")

@@ -140,8 +140,8 @@ def read_frame(content: bytes, limits: Limits) -> tuple[str, pd.DataFrame]:
             _jsonl_check(content, limits)
             frame = pd.read_json(io.StringIO(_decode(content)), lines=True, dtype=False)
         else:
-            _csv_header_check(content, limits)
-            frame = _csv_read(_decode(content), limits)
+            separator = _csv_header_check(content, limits)
+            frame = _csv_read(_decode(content), limits, separator)
     except DatasetInvalidError:
         raise
     except (ValueError, pa.ArrowException, pd.errors.ParserError, OSError) as exc:
@@ -164,8 +164,10 @@ def _too_many_columns(found: int, limits: Limits, what: str = "columns") -> Data
     )
 
 
-def _csv_header_check(content: bytes, limits: Limits) -> None:
-    """Refuse a header line over ``max_header_bytes`` or with too many columns, unparsed."""
+def _csv_header_check(content: bytes, limits: Limits) -> str:
+    """Refuse a header line over ``max_header_bytes`` or with too many columns, unparsed; return
+    the separator: a comma, or a tab or semicolon when the header has one field split by commas
+    and more by it (a spreadsheet's TSV or a European locale's CSV)."""
     end = content.find(b"\n", 0, limits.max_header_bytes + 1)
     if end == -1 and len(content) > limits.max_header_bytes:
         full = content.find(b"\n")
@@ -177,13 +179,24 @@ def _csv_header_check(content: bytes, limits: Limits) -> None:
         )
     head = content[: len(content) if end == -1 else end + 1]
     text = head.decode("utf-8-sig", errors="replace")
-    names = next(csv.reader(io.StringIO(text)), [])
+    separator, names = ",", next(csv.reader(io.StringIO(text)), [])
+    for other in ("\t", ";") if len(names) == 1 else ():
+        split = next(csv.reader(io.StringIO(text), delimiter=other), [])
+        if len(split) > 1:
+            separator, names = other, split
+            break
     if len(names) > limits.max_columns:
         raise _too_many_columns(len(names), limits)
+    return separator
 
 
-def _csv_read(text: str, limits: Limits) -> pd.DataFrame:
-    options: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_filter": False}
+def _csv_read(text: str, limits: Limits, separator: str = ",") -> pd.DataFrame:
+    options: dict[str, Any] = {
+        "dtype": str,
+        "keep_default_na": False,
+        "na_filter": False,
+        "sep": separator,
+    }
     chunks, rows = [], 0
     with pd.read_csv(io.StringIO(text), chunksize=CSV_CHUNK_ROWS, **options) as reader:
         for chunk in reader:

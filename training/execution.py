@@ -91,9 +91,13 @@ def load_parsed(dataset: Dataset) -> ingest.ParsedDataset:
 
 
 def training_costs(
-    parsed: ingest.ParsedDataset, columns: list[int], options: dict[str, Any]
+    parsed: ingest.ParsedDataset,
+    columns: list[int],
+    options: dict[str, Any],
+    orientation: Orientation | None = None,
 ) -> tuple[np.ndarray, str]:
-    """Per-row USD costs from the dataset, else from ``options.prices``, else rank-based."""
+    """Per-row USD costs from the dataset, else from ``options.prices``, else rank-based (the
+    better a model's mean score in ``orientation``'s direction, the higher its rank)."""
     if parsed.costs is not None:
         return parsed.costs[:, columns], "dataset"
     models = [parsed.models[j] for j in columns]
@@ -105,7 +109,9 @@ def training_costs(
         tokens = np.array([estimated_tokens(p) for p in parsed.prompts])
         return np.outer(tokens, price) / 1e6, "prices_per_million_tokens"
     # Nothing known: assume the better a model scores, the more it costs (relative units 1..m).
-    ranks = np.argsort(np.argsort(parsed.scores[:, columns].mean(axis=0))) + 1.0
+    scores = parsed.scores[:, columns]
+    oriented = orientation.forward(scores) if orientation is not None else scores
+    ranks = np.argsort(np.argsort(oriented.mean(axis=0))) + 1.0
     return np.tile(ranks, (len(parsed.prompts), 1)), "rank"
 
 
@@ -116,7 +122,7 @@ def training_data(
     columns = [parsed.models.index(c) for c in candidates]
     binary = [parsed.binary[j] for j in columns]
     orientation = Orientation(maximize=dataset.maximize, all_binary=all(binary))
-    costs, source = training_costs(parsed, columns, options)
+    costs, source = training_costs(parsed, columns, options, orientation)
     data = TrainingData(
         prompts=parsed.prompts,
         models=list(candidates),

@@ -42,6 +42,9 @@ __all__ = [
 ]
 
 MAX_MODEL_ID = 200  # what a usage record or a router's candidate list holds
+# Largest score or cost magnitude: the learner's stored heads are float32 (max ~3.4e38), and a
+# score near 1e300 became inf there, then a 500 in select.
+MAX_MAGNITUDE = 1e15
 PROMPT_COLUMNS = ("prompt", "messages")
 
 
@@ -201,8 +204,13 @@ def dataset_parse(
     *,
     columns: dict[str, Any] | None = None,
     limits: Limits | None = None,
+    maximize: bool = True,
 ) -> ParsedDataset:
-    """Parse and validate an uploaded file; raise ``DatasetInvalidError`` with row/column errors."""
+    """Parse and validate an uploaded file; raise ``DatasetInvalidError`` with row/column errors.
+
+    ``maximize`` is the dataset's direction: an empty score cell counts as the model's worst
+    observed score, its lowest when higher is better and its highest when lower is.
+    """
     limits = limits or Limits.from_settings()
     _, frame = read_frame(content, limits)
     from training.preferences import is_preference_frame, preference_dataset_parse
@@ -218,23 +226,7 @@ def dataset_parse(
         if len(errors) < MAX_ERRORS:
             errors.append(error_item(message, row, column))
 
-    prompts: list[str] = []
-    for i, value in enumerate(frame[plan.prompt].tolist()):
-        try:
-            text = prompt_text(value, plan.prompt)
-        except (ValueError, TypeError) as exc:
-            add(f"Row {i + 1}: the prompt cannot be read ({exc}).", i + 1, plan.prompt)
-            text = ""
-        if len(text) > limits.max_cell_chars:
-            add(
-                f"Row {i + 1}: the prompt has {len(text):,} characters; the limit is "
-                f"{limits.max_cell_chars:,}.",
-                i + 1,
-                plan.prompt,
-            )
-            text = ""
-        prompts.append(text)
-
+    prompts = _read_prompts(frame, plan.prompt, limits, add)
     scores = _parse_matrix(frame, plan.scores, models, True, add)
     costs = _parse_matrix(frame, plan.costs, models, False, add) if plan.costs else None
     if costs is not None and np.any(costs < 0):
@@ -247,13 +239,34 @@ def dataset_parse(
             )
     if errors:
         raise DatasetInvalidError(errors)
-    parsed = _clean(prompts, models, scores, costs, n, limits)
+    parsed = _clean(prompts, models, scores, costs, n, limits, maximize)
     if plan.task is not None:
         parsed.tasks, parsed.task_parents = _kept_tasks(frame, plan, prompts, parsed.prompts)
         automatic = plan.subtask is None and plan.task_hierarchy is None
         note = task_hierarchy_note(parsed.tasks, parsed.task_parents) if automatic else None
         parsed.warnings.extend([note] if note else [])
     return parsed
+
+
+def _read_prompts(frame: pd.DataFrame, column: str, limits: Limits, add: Any) -> list[str]:
+    """Each row's prompt text ("" where it cannot be read or is too long, with the error)."""
+    prompts: list[str] = []
+    for i, value in enumerate(frame[column].tolist()):
+        try:
+            text = prompt_text(value, column)
+        except (ValueError, TypeError) as exc:
+            add(f"Row {i + 1}: the prompt cannot be read ({exc}).", i + 1, column)
+            text = ""
+        if len(text) > limits.max_cell_chars:
+            add(
+                f"Row {i + 1}: the prompt has {len(text):,} characters; the limit is "
+                f"{limits.max_cell_chars:,}.",
+                i + 1,
+                column,
+            )
+            text = ""
+        prompts.append(text)
+    return prompts
 
 
 def _kept_tasks(
@@ -278,7 +291,13 @@ def _parse_matrix(
 ) -> np.ndarray:
     matrix = np.full((len(frame), len(models)), np.nan)
     what = "score" if is_score else "cost"
-    hint = "use true/false, 0/1 or a number" if is_score else "use a number of USD"
+    hint = (
+        "use true/false, 0/1 or a number; leave the cell empty where the model has no score, "
+        "which counts as its worst"
+        if is_score
+        else "use a number of USD; leave the cell empty where it is unknown, which counts as "
+        "the model's mean cost"
+    )
     for j, model in enumerate(models):
         column = mapping[model]
         for i, value in enumerate(frame[column].tolist()):
@@ -289,7 +308,14 @@ def _parse_matrix(
                 shown = shown if len(shown) <= 40 else shown[:40] + "…"
                 add(f"Row {i + 1}: {shown!r} is not a {what} ({hint}).", i + 1, column)
                 continue
-            if number is not None:
+            if number is not None and abs(number) > MAX_MAGNITUDE:
+                add(
+                    f"Row {i + 1}: the {what} {number:g} is beyond ±{MAX_MAGNITUDE:g}; rescale "
+                    f"the column (scores to 0–1 or 0–100, costs to USD per request).",
+                    i + 1,
+                    column,
+                )
+            elif number is not None:
                 matrix[i, j] = number
     return matrix
 
@@ -320,6 +346,7 @@ def _clean(
     costs: np.ndarray | None,
     n: int,
     limits: Limits,
+    maximize: bool = True,
 ) -> ParsedDataset:
     """Drop empty and duplicate prompts, fill empty cells, and check there is enough left."""
     warnings: list[str] = []
@@ -343,10 +370,10 @@ def _clean(
         if gaps:
             empty_cells[model] = gaps
             # An empty score is a failed answer (RouterBench's convention): the worst observed.
-            column[np.isnan(column)] = observed.min()
+            worst = float(observed.min() if maximize else observed.max())
+            column[np.isnan(column)] = worst
             warnings.append(
-                f"{gaps} empty score cell(s) for '{model}' counted as its worst score "
-                f"({observed.min():g})."
+                f"{gaps} empty score cell(s) for '{model}' counted as its worst score ({worst:g})."
             )
         if costs is not None:
             cost_column = costs[:, j]

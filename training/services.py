@@ -160,7 +160,7 @@ def _dataset_read(dataset: Dataset) -> tuple[ingest.ParsedDataset, bytes]:
         with dataset.file.open("rb") as handle:
             content = handle.read()
         dataset.format = ingest.sniff_format(content[:8192])
-        parsed = ingest.dataset_parse(content, columns=dataset.columns)
+        parsed = ingest.dataset_parse(content, columns=dataset.columns, maximize=dataset.maximize)
         normalized = ingest.normalized_to_parquet(parsed)
         del content
     return parsed, normalized
@@ -313,7 +313,10 @@ def _validate_options(
     clean["price_unit"] = unit
     test_id = options.get("test_dataset")
     if test_id is not None:
-        test = Dataset.objects.filter(organization=organization, pk=test_id).first()
+        is_id = type(test_id) is int  # "abc" or a list was a 500 from the database lookup
+        test = (
+            Dataset.objects.filter(organization=organization, pk=test_id).first() if is_id else None
+        )
         if test is None:
             raise InvalidInput(
                 "options.test_dataset is not one of your datasets.", param="options.test_dataset"

@@ -67,12 +67,14 @@ class TopUpQuote:
 def topup_quote(amount: Decimal) -> TopUpQuote:
     """Validate a credit purchase and price it: the fee (rounded up to the cent) comes on top."""
     minimum, maximum = settings.TOPUP_MIN_AMOUNT, settings.TOPUP_MAX_AMOUNT
-    if amount != amount.quantize(CENT):
-        raise InvalidInput("amount must be in whole cents, like 25 or 25.50.", param="amount")
+    if not amount.is_finite():  # the dashboard's form sends any text Decimal() reads: "Infinity"
+        raise InvalidInput("amount must be a number of dollars, like 25.", param="amount")
     if amount < minimum:
         raise InvalidInput(f"amount must be at least ${minimum:,.2f}.", param="amount")
     if amount > maximum:
         raise InvalidInput(f"amount must be at most ${maximum:,.2f}.", param="amount")
+    if amount != amount.quantize(CENT):  # after the bounds: 1e999999 cannot be quantized
+        raise InvalidInput("amount must be in whole cents, like 25 or 25.50.", param="amount")
     amount = amount.quantize(CENT)
     fee = topup_fee(amount).quantize(CENT, rounding=ROUND_HALF_UP)
     return TopUpQuote(amount=amount, fee=fee, total=amount + fee)

@@ -67,6 +67,9 @@ USAGE_PROMPT_RETENTION_DAYS = env.int("USAGE_PROMPT_RETENTION_DAYS", default=0)
 # dropped daily (billing.partitions_ensure). 0 keeps every month (rollups keep totals either way).
 USAGE_RECORD_RETENTION_MONTHS = env.int("USAGE_RECORD_RETENTION_MONTHS", default=0)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+# The most one upstream answer (whole, streamed, or an error) may be once decoded: a tenant's own
+# host could otherwise send gigabytes, or a few kilobytes of gzip that decode to them.
+GATEWAY_MAX_RESPONSE_BYTES = env.int("GATEWAY_MAX_RESPONSE_BYTES", default=64 * 1024 * 1024)
 # /v1/responses with store (the default): days an answer stays retrievable and continuable by
 # previous_response_id (0: nothing is stored), and the largest stored conversation (JSON bytes);
 # a larger one is answered with store: false.

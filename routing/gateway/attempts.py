@@ -45,6 +45,8 @@ from routing.gateway.planning import Candidate
 from routing.gateway.request_shape import max_tokens_for
 from routing.gateway.trace import delta_texts
 from routing.gateway.upstream import (
+    body_chunks,
+    body_prefix,
     http_client,
     is_retryable_status,
     response_release,
@@ -65,6 +67,7 @@ from routing.providers.base import (
 )
 
 logger = logging.getLogger(__name__)
+ERROR_BODY_BYTES = 64 * 1024  # of a provider's error answer: its message is near the start
 
 
 def skip(ex: Exchange, endpoint: EndpointInfo) -> bool:
@@ -97,6 +100,8 @@ def transport_failed(ex: Exchange, endpoint: EndpointInfo, exc: Exception) -> No
     deadline) or could not connect."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         failed(ex, endpoint, "timeout")
+    elif isinstance(exc, httpx.DecodingError):  # past the size bound, or an encoding refused
+        failed(ex, endpoint, "malformed_response", str(exc))
     else:
         failed(ex, endpoint, "connection_error", str(exc) or type(exc).__name__)
 
@@ -236,7 +241,10 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
         transport_failed(ex, endpoint, exc)
         return None
     if response.status_code != 200:
-        raw = await response.aread()
+        try:
+            raw = await body_prefix(response, ERROR_BODY_BYTES)
+        except httpx.HTTPError as exc:  # a body that is not what its encoding says
+            raw = str(exc).encode()
         await response.aclose()
         response_release(response)
         rejected(
@@ -244,7 +252,7 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
         )
         return None
     decoder = adapter.stream_decoder(upstream)
-    events = sse_events(response.aiter_bytes()).__aiter__()
+    events = sse_events(body_chunks(response)).__aiter__()
     try:
         while True:
             event, data = await events.__anext__()

@@ -21,9 +21,15 @@ from routing.gateway import health
 from routing.gateway.attempts import attempt
 from routing.gateway.exchange import Exchange, bill, billable_usage, choices_chars
 from routing.gateway.planning import Plan
-from routing.gateway.regex_gate import regex_gate_search
+from routing.gateway.regex_gate import UNDECIDABLE, regex_gate_search, schema_gate_check
 from routing.gateway.request_shape import estimate_prompt_tokens, prompt_token_bound
-from routing.pipeline_gates import GATE_MAX_CHARS, gate_passes, judge_verdict, mean_logprob
+from routing.pipeline_gates import (
+    GATE_MAX_CHARS,
+    gate_passes,
+    json_value,
+    judge_verdict,
+    mean_logprob,
+)
 from routing.providers.base import JSON, Completion, Usage, text_of
 
 JUDGE_MAX_TOKENS = 16  # a verdict (PASS, FAIL, a score, a branch's number) is a word
@@ -164,17 +170,30 @@ async def post_gate(parent: Exchange, step: Step, outcome: Outcome, record: JSON
 
 
 async def gate_label(gate: JSON, outcome: Outcome, record: JSON) -> str:
-    """The outcome of a gate that needs no model call: passed, failed, gate_timeout (a regex
-    past ``PIPELINE_REGEX_TIMEOUT``) or undecidable (a logprob gate without logprobs)."""
+    """The outcome of a gate that needs no model call: passed, failed, gate_timeout (a regex or
+    JSON-schema check past ``PIPELINE_REGEX_TIMEOUT``) or undecidable (a logprob gate without
+    logprobs, a schema whose check raised). Regex and schema checks run out of process."""
     kind, text = gate["type"], outcome.text[:GATE_MAX_CHARS]
     if kind == "regex":
         found = await regex_gate_search(gate["pattern"], text)
         return "gate_timeout" if found is None else _label(found)
+    if kind == "json_schema":
+        return await _schema_label(gate["schema"], text)
     if kind == "logprob":
         mean = mean_logprob(outcome.choice)
         record["mean_logprob"] = mean
         return "undecidable" if mean is None else _label(mean >= gate["min_mean"])
     return _label(gate_passes(gate, text))
+
+
+async def _schema_label(schema: JSON, text: str) -> str:
+    value = json_value(text)
+    if value is None:
+        return "failed"  # not JSON: no schema passes it
+    checked = await schema_gate_check(schema, value[0])
+    if checked is None:
+        return "gate_timeout"
+    return _label(checked) if isinstance(checked, bool) else UNDECIDABLE
 
 
 def _label(passed: bool) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -27,20 +28,81 @@ class _NoCookies(httpx.Cookies):
         return None
 
 
+# Encodings whose decoding is bounded per network read (gzip and deflate expand a 64 KiB read to
+# at most ~64 MiB). zstd is not: one frame of a few bytes may declare gigabytes, and httpx
+# decodes whatever the server names, asked for or not.
+DECODED_ENCODINGS = frozenset({"identity", "gzip", "deflate"})
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+class ResponseTooLarge(httpx.DecodingError):
+    """An upstream answer past ``GATEWAY_MAX_RESPONSE_BYTES`` once decoded."""
+
+
+def encoding_check(response: httpx.Response) -> None:
+    """Refuse an answer in an encoding whose decoding is unbounded (before any of it is read)."""
+    named = response.headers.get("content-encoding", "")
+    encodings = {e.strip() for e in named.lower().split(",")} - {""}
+    if not encodings <= DECODED_ENCODINGS:
+        raise httpx.DecodingError(
+            f"the answer's Content-Encoding {named!r} is not one RouterHub decodes",
+            request=response.request,
+        )
+
+
+async def body_chunks(response: httpx.Response, limit: int | None = None) -> AsyncIterator[bytes]:
+    """The decoded answer, raising ``ResponseTooLarge`` past ``limit`` (by default
+    ``GATEWAY_MAX_RESPONSE_BYTES``) instead of reading on."""
+    limit = settings.GATEWAY_MAX_RESPONSE_BYTES if limit is None else limit
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise ResponseTooLarge(
+                f"the answer is larger than {limit} bytes", request=response.request
+            )
+        yield chunk
+
+
+async def body_prefix(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of the decoded answer (an error's text); the rest is not read."""
+    kept = b""
+    async for chunk in response.aiter_bytes():
+        kept += chunk[: limit - len(kept)]
+        if len(kept) >= limit:
+            break
+    return kept
+
+
 class Client(httpx.AsyncClient):
     """httpx's client without cookies (``_NoCookies``), leaving no reference cycle behind a
     response it has read: httpx binds each response's stream to the response
     (``BoundAsyncStream``), a cycle that kept the request's ~25 objects (request, response,
     headers, URL, streams) for the garbage collector — all the young collections a chat request
-    caused, a few of the slowest requests at c=1 (issue 21)."""
+    caused, a few of the slowest requests at c=1 (issue 21). Every answer is bounded: an
+    encoding outside ``DECODED_ENCODINGS`` is refused before it is read, and a whole answer past
+    ``GATEWAY_MAX_RESPONSE_BYTES`` raises ``ResponseTooLarge`` (a stream is read through
+    ``body_chunks``)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._cookies = _NoCookies()
+        self.headers["accept-encoding"] = ACCEPT_ENCODING
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        response = await super().send(request, **kwargs)
-        if not kwargs.get("stream"):
+        stream = kwargs.pop("stream", False)
+        response = await super().send(request, stream=True, **kwargs)
+        try:
+            encoding_check(response)
+            if not stream:
+                # What ``Response.aread`` does, with a limit.
+                response._content = b"".join([c async for c in body_chunks(response)])
+        except BaseException:
+            await response.aclose()
+            response_release(response)
+            raise
+        if not stream:
+            await response.aclose()
             response_release(response)  # read and closed: its stream has nothing left to give
         return response
 

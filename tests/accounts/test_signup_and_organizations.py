@@ -11,7 +11,8 @@ from django.test import Client
 from django.utils.html import escape
 
 from accounts.models import Membership, Organization, Role, User
-from tests.factories import PASSWORD, member_add, organization_make, user_make
+from accounts.services import membership_remove, membership_set_role
+from tests.factories import PASSWORD, dashboard_client, member_add, organization_make, user_make
 
 pytestmark = pytest.mark.django_db
 
@@ -83,6 +84,29 @@ def test_invitation_by_email_adds_the_member_with_the_role():
     assert Membership.objects.get(user=invitee, organization=organization).role == Role.ADMIN
     assert invitee_client.post(accept_path).status_code == 302  # used: no second membership
     assert Membership.objects.filter(user=invitee, organization=organization).count() == 1
+
+
+@pytest.mark.parametrize("change", ["removed", "demoted"])
+def test_an_invitation_admits_nobody_once_its_sender_may_no_longer_invite(change: str):
+    # An owner about to be removed invites their other address as owner: after the removal
+    # (or a demotion) the invitation must not make them an owner again.
+    founder = user_make()
+    organization = organization_make(founder, "Team")
+    leaving = member_add(organization, Role.OWNER)
+    client = dashboard_client(leaving, organization)
+    client.post("/dashboard/organization/", {"email": "alt@example.com", "role": "owner"})
+    accept_path = _link(mail.outbox[-1].body)
+    membership = Membership.objects.get(user=leaving, organization=organization)
+    if change == "removed":
+        membership_remove(organization=organization, membership_id=membership.pk)
+    else:
+        membership_set_role(organization=organization, membership_id=membership.pk, role="admin")
+
+    alt = Client()
+    alt.force_login(user_make("alt@example.com"))
+    alt.post(accept_path)
+
+    assert not Membership.objects.filter(user__email="alt@example.com").exists()
 
 
 def test_switcher_only_switches_to_organizations_the_user_belongs_to():

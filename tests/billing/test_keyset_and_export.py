@@ -71,6 +71,8 @@ def test_a_bad_cursor_or_limit_is_a_clear_400(tenants):  # type: ignore[no-untyp
     assert response.status_code == 400
     assert "cursor" in response.json()["error"]["message"]
     assert manage.get("/api/v1/ledger?limit=0").status_code == 400
+    # A superscript two is a digit to str.isdigit but not to int(): it was a 500.
+    assert manage.get("/api/v1/ledger?limit=%C2%B2").status_code == 400
 
 
 @pytest.fixture

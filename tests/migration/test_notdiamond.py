@@ -118,10 +118,14 @@ def test_feedback_is_per_session_and_per_organization(world: World) -> None:
 
     elsewhere = stranger.post(FEEDBACK, feedback, format="json")
     bad_value = inference.post(FEEDBACK, {**feedback, "feedback": {"accuracy": 7}}, format="json")
+    unranked = inference.post(FEEDBACK, {**feedback, "provider": {"provider": "x" * 300,
+                                                                  "model": "y"}}, format="json")  # fmt: skip
     recorded = inference.post(FEEDBACK, feedback, format="json")
 
     assert elsewhere.status_code == 404
     assert bad_value.status_code == 400
+    # A model the session did not rank (here one too long to store: it was a 500) is refused.
+    assert unranked.status_code == 400 and unranked.json()["error"]["param"] == "provider"
     assert recorded.status_code == 200
     assert SelectionSession.objects.get(id=session_id).feedback == {"accuracy": 0}
 

@@ -75,6 +75,10 @@ def test_threshold_zero_always_calls_strong_and_one_mostly_weak(world: World) ->
 
     assert served(world, "router-arena-0", prompts[0]).model == STRONG
     assert served(world, "router-arena-1.0", prompts[0]).model == WEAK
+    # The name becomes the usage record's router (80 characters): a longer one was served, then
+    # refused by the database at settlement, its usage never recorded (the sweep took its hold).
+    with pytest.raises(openai.BadRequestError, match="at most 80 characters"):
+        served(world, "router-arena-0." + "0" * 80 + "5", prompts[0])
     # A key allowed the router may call it by its RouteLLM name; one allowed another may not.
     allowed = world.key_for(allowed_models=["router/arena"])
     elsewhere = world.key_for(allowed_models=["router/other"])

@@ -172,7 +172,7 @@ def test_input_items_refuse_bad_paging_and_other_methods(world: World) -> None:
     auth = {"Authorization": f"Bearer {world.key}"}
 
     for query, param in [("limit=0", "limit"), ("limit=101", "limit"), ("order=up", "order"),
-                         ("after=nope", "after")]:  # fmt: skip
+                         ("after=nope", "after"), ("limit=%C2%B2", "limit")]:  # fmt: skip
         response = httpx.get(f"{url}?{query}", headers=auth)
         assert response.status_code == 400 and response.json()["error"]["param"] == param
     assert httpx.delete(url, headers=auth).status_code == 405

@@ -305,6 +305,20 @@ def test_invalid_options_are_rejected_with_the_option_named(
     assert "prose-model" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("test_dataset", ["abc", [1], {"id": 1}, 1.5, True])
+def test_a_test_dataset_that_is_not_an_id_is_a_400_not_a_500(
+    admin_api: APIClient, ready_dataset: dict[str, Any], test_dataset: Any
+) -> None:
+    admin_api.post("/api/v1/routers", {"slug": "r"}, format="json")
+    response = admin_api.post(
+        "/api/v1/routers/r/train",
+        {"dataset": ready_dataset["id"], "options": {"test_dataset": test_dataset}},
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["param"] == "options.test_dataset"
+
+
 def test_deleting_a_dataset_removes_it(admin_api: APIClient, ready_dataset: dict[str, Any]) -> None:
     assert admin_api.delete(f"/api/v1/datasets/{ready_dataset['id']}").status_code == 204
     assert admin_api.get(f"/api/v1/datasets/{ready_dataset['id']}").status_code == 404

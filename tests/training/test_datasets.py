@@ -184,7 +184,8 @@ def test_errors_are_capped_at_one_hundred(media: Any) -> None:
     assert dataset.errors[0] == {
         "row": 1,
         "column": "math-model/score",
-        "message": "Row 1: 'n/a' is not a score (use true/false, 0/1 or a number).",
+        "message": "Row 1: 'n/a' is not a score (use true/false, 0/1 or a number; leave the "
+        "cell empty where the model has no score, which counts as its worst).",
     }
 
 

@@ -18,7 +18,15 @@
   box.appendChild(datalist);
 
   // --- reading the first rows --------------------------------------------------------------------
+  // The separator as the server picks it: a comma, or a tab or semicolon when the header line
+  // holds no comma and some of those (a spreadsheet's TSV, a European locale's CSV).
+  const separator = (text) => {
+    const first = text.split(/\r?\n/, 1)[0];
+    if (first.includes(",")) return ",";
+    return first.includes("\t") ? "\t" : first.includes(";") ? ";" : ",";
+  };
   const parseCsv = (text) => {
+    const sep = separator(text);
     const rows = [];
     let row = [], cell = "", quoted = false;
     for (let i = 0; i < text.length; i++) {
@@ -26,7 +34,7 @@
       if (quoted) {
         if (c === '"' && text[i + 1] === '"') { cell += '"'; i++; } else if (c === '"') quoted = false; else cell += c;
       } else if (c === '"') quoted = true;
-      else if (c === ",") { row.push(cell); cell = ""; }
+      else if (c === sep) { row.push(cell); cell = ""; }
       else if (c === "\n" || c === "\r") {
         if (c === "\r" && text[i + 1] === "\n") i++;
         row.push(cell); rows.push(row); row = []; cell = "";

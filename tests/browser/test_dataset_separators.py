@@ -1,0 +1,54 @@
+"""A tab-separated export through the dashboard's column-mapping UI: the preview splits it as the
+server does, and the upload becomes ready (the UI read one column and mapped 'prompt\\tm0/score…'
+as the prompt, which the server then refused)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import TIMEOUT_MS, Browser, _browser, expect, log_in
+from tests.factories import PASSWORD, Tenants, tenants_make
+from tests.routing.servers import ServerThread
+from tests.training.shapes import base_frame
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def separators_browser(
+    chromium: Any, site: ServerThread, request: pytest.FixtureRequest
+) -> Iterator[Browser]:
+    yield from _browser(chromium, site, request, prefix="separators-")
+
+
+@pytest.fixture
+def acme(site: ServerThread) -> Tenants:
+    return tenants_make()
+
+
+def test_a_tab_separated_file_is_previewed_in_columns_and_uploads_ready(
+    separators_browser: Browser, acme: Tenants, tmp_path: Path
+) -> None:
+    path = tmp_path / "evals.tsv"
+    base_frame(rows=60).drop(columns=["family"]).to_csv(path, index=False, sep="\t")
+    page = separators_browser.page
+    log_in(separators_browser, acme.admin.email, PASSWORD)
+    page.goto("/dashboard/datasets/")
+
+    page.get_by_label("File").set_input_files(path)
+
+    expect(page.locator("#mapping")).to_be_visible()
+    expect(page.get_by_label("Column prompt holds")).to_have_value("prompt")
+    expect(page.get_by_label("Column m1/score holds")).to_have_value("score")
+    expect(page.get_by_label("Column m1/cost holds")).to_have_value("cost")
+    separators_browser.shot("tsv-mapping")
+    page.get_by_label("Name").fill("Tab-separated")
+    page.get_by_role("button", name="Upload").click()
+    expect(page).to_have_url(re.compile(r"/dashboard/datasets/\d+/$"))
+    expect(page.locator("h1 .badge")).to_have_text("ready", timeout=TIMEOUT_MS * 2)
+    assert separators_browser.errors == []

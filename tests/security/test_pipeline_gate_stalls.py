@@ -1,0 +1,119 @@
+"""A pipeline gate is a tenant's code run on every answer: none may stall the gateway's event loop
+(which serves every organization) or turn into a 500. JSON-schema gates run out of process under
+``PIPELINE_REGEX_TIMEOUT`` like regex gates (a schema's ``pattern`` is the same backtracking
+search), a schema that cannot be evaluated is ``undecidable``, and reading an answer as JSON
+never backtracks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from accounts.models import KeyScope
+from routing.pipeline_gates import json_value
+from tests.factories import key_client
+from tests.routing.world import World, base_catalog, endpoint, model
+
+DESCRIBE = "Describe green tea for a shop label"
+# ``^(a+)+$`` against 24 a's and a '!' takes ~2 s of backtracking in-process (doubling per 'a').
+EVIL_VALUE = "a" * 24 + "!"
+
+
+def cascade(world: World, slug: str, gate_schema: dict[str, Any]) -> None:
+    """A cheap step answering ``{"x": EVIL_VALUE}`` (its response_format's enum) under a
+    JSON-schema gate, then a dear step."""
+    data = base_catalog(world.fake_url)
+    data["models"].append(model("test/gpt-strong"))
+    data["endpoints"].append(endpoint("test/gpt-strong", "fake-openai-b", "gpt-5", "5", "20"))
+    world.catalog(data)
+    answer_schema = {"type": "object", "properties": {"x": {"enum": [EVIL_VALUE]}}}
+    steps = [
+        {"model": "test/gpt", "gate": {"type": "json_schema", "schema": gate_schema},
+         "response_format": {"type": "json_schema",
+                             "json_schema": {"name": "x", "schema": answer_schema}}},
+        {"model": "test/gpt-strong"},
+    ]  # fmt: skip
+    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+    created = admin.post(
+        "/api/v1/pipelines", {"slug": slug, "kind": "cascade", "steps": steps}, format="json"
+    )
+    assert created.status_code == 201, created.json()
+
+
+def served_gates(world: World, slug: str) -> list[tuple[str, str]]:
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    completion = client.chat.completions.create(
+        model=f"pipeline/{slug}", messages=[{"role": "user", "content": DESCRIBE}]
+    )
+    return [(s["model"], s["gate"]) for s in completion.model_extra["pipeline"]["steps"]]
+
+
+def test_a_catastrophic_schema_pattern_runs_out_of_process_under_the_deadline(
+    world: World, settings: Any
+) -> None:
+    settings.PIPELINE_REGEX_TIMEOUT = 0.2
+    cascade(world, "evil-pattern", {
+        "type": "object", "properties": {"x": {"type": "string", "pattern": "^(a+)+$"}}})  # fmt: skip
+
+    gates = served_gates(world, "evil-pattern")
+
+    # Before: the search ran on the event loop to its end (~2 s here, minutes at 30 characters)
+    # and the gate read "failed"; now the worker process is killed at the deadline.
+    assert gates == [("test/gpt", "gate_timeout"), ("test/gpt-strong", "none")]
+
+
+def test_a_schema_that_cannot_be_evaluated_is_undecidable_not_a_500(world: World) -> None:
+    # A $ref to a document that is not there (jsonschema refuses to fetch it: no request is
+    # made) raised from the gate, inside the gateway's request.
+    cascade(world, "remote-ref", {"$ref": "http://169.254.169.254/latest/meta-data"})
+
+    gates = served_gates(world, "remote-ref")
+
+    assert gates == [("test/gpt", "undecidable"), ("test/gpt-strong", "none")]
+
+
+def test_a_schema_gate_still_passes_and_fails_on_the_answer(world: World) -> None:
+    cascade(world, "plain", {"type": "object", "required": ["x"],
+                             "properties": {"x": {"type": "string", "pattern": "^a+!$"}}})  # fmt: skip
+    assert served_gates(world, "plain") == [("test/gpt", "passed")]
+
+    cascade(world, "plain-fails", {"type": "object", "required": ["y"]})
+    assert served_gates(world, "plain-fails") == [
+        ("test/gpt", "failed"),
+        ("test/gpt-strong", "none"),
+    ]
+
+
+READ_HOSTILE_ANSWERS = """
+from routing.pipeline_gates import json_value
+answers = ["```" + " " * 20_000 + "x", "```json" + "\\n" * 20_000 + "{", " ```" + "\\t " * 10_000]
+print([json_value(a) for a in answers])
+"""
+
+
+def test_reading_an_answer_as_json_never_backtracks() -> None:
+    # The fence regex this replaced took 176 s for a fence and 5,000 spaces (cubic) while
+    # holding the GIL, so it runs in a child process that the old code would not finish.
+    done = subprocess.run(
+        [sys.executable, "-c", READ_HOSTILE_ANSWERS],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "PYTHONPATH": "."},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    )
+    assert done.stdout.strip() == "[None, None, None]"
+
+
+def test_fenced_json_is_still_read() -> None:
+    assert json_value('```json\n{"a": 1}\n```') == ({"a": 1},)
+    assert json_value("  ```\n[1, 2]```  ") == ([1, 2],)
+    assert json_value('{"a": "```"}') == ({"a": "```"},)
+    assert json_value("``````") is None
+    assert json_value("```") is None
