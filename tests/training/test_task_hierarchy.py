@@ -207,31 +207,6 @@ def _published() -> bytes:
     return csv_bytes(frame)
 
 
-@pytest.mark.django_db
-def test_the_report_slices_publisher_prefixed_names_as_whole_tasks(
-    tenants: Any, media: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
-) -> None:
-    # Before task_hierarchy these sliced as "openai" and "cais": two datasets in one slice.
-    api: APIClient = key_client(key_make(tenants.organization, KeyScope.MANAGE))
-
-    report = _report(api, django_capture_on_commit_callbacks, _published(), None, "auto")
-
-    slices = {row["slice"] for row in report["slices"]["rows"]}
-    assert slices == {"openai/gsm8k", "openai/humaneval", "cais/mmlu"}
-
-
-@pytest.mark.django_db
-def test_task_hierarchy_true_slices_the_report_by_the_names_before_the_slash(
-    tenants: Any, media: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
-) -> None:
-    api: APIClient = key_client(key_make(tenants.organization, KeyScope.MANAGE))
-    columns = {"task_hierarchy": True}
-
-    report = _report(api, django_capture_on_commit_callbacks, _published(), columns, "forced")
-
-    assert {row["slice"] for row in report["slices"]["rows"]} == {"openai", "cais"}
-
-
 def _mixed() -> bytes:
     """12 MMLU subjects beside two publishers' datasets: 14 children of 3 parents."""
     frame = synthetic_frame(150).drop_duplicates("prompt").reset_index(drop=True)
@@ -242,16 +217,31 @@ def _mixed() -> bytes:
 
 
 @pytest.mark.django_db
-def test_the_report_slices_a_benchmark_by_its_name_and_dataset_names_whole_beside_it(
-    tenants: Any, media: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
+@pytest.mark.parametrize(
+    ("content", "columns", "slices"),
+    [
+        # Before task_hierarchy these sliced as "openai" and "cais": two datasets in one slice.
+        (_published(), None, {"openai/gsm8k", "openai/humaneval", "cais/mmlu"}),
+        (_published(), {"task_hierarchy": True}, {"openai", "cais"}),  # the names before "/"
+        # Decided on the average of all parents, these sliced as "mmlu", "openai" and "cais".
+        (_mixed(), None, {"mmlu", "openai/gsm8k", "cais/mmlu"}),
+    ],
+    ids=["publishers", "publishers-split", "benchmark-beside-datasets"],
+)
+def test_the_report_slices_by_the_parents_stored_at_validation(
+    tenants: Any,
+    media: Any,
+    eager_celery: None,
+    django_capture_on_commit_callbacks: Any,
+    content: bytes,
+    columns: Any,
+    slices: set[str],
 ) -> None:
-    # Decided on the average of all parents, these sliced as "mmlu", "openai" and "cais".
     api: APIClient = key_client(key_make(tenants.organization, KeyScope.MANAGE))
 
-    report = _report(api, django_capture_on_commit_callbacks, _mixed(), None, "mixed")
+    report = _report(api, django_capture_on_commit_callbacks, content, columns, "r")
 
-    slices = {row["slice"] for row in report["slices"]["rows"]}
-    assert slices == {"mmlu", "openai/gsm8k", "cais/mmlu"}
+    assert {row["slice"] for row in report["slices"]["rows"]} == slices
 
 
 def test_task_hierarchy_without_a_task_column_invalidates_the_dataset() -> None:
