@@ -31,6 +31,7 @@ import pandas as pd
 from training import ingest
 from training.cells import is_empty, parse_number, prompt_text
 from training.dataset_files import printable
+from training.task_columns import HIERARCHY_NEEDS_TASKS
 
 PREFERENCE_COLUMNS = ("model_a", "model_b", "winner")
 WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
@@ -289,6 +290,9 @@ def preference_dataset_parse(
     """A battles (or battles plus scores) file as a ``ParsedDataset`` of expected win rates."""
     names = [str(c) for c in frame.columns]
     columns = columns or {}
+    if "task_hierarchy" in columns:  # a battles file is not read by task
+        message = f"{HIERARCHY_NEEDS_TASKS} A battles file is not read by task: leave it out."
+        raise ingest.DatasetInvalidError([_error(message, None, None)])
     prompt = columns.get("prompt") or next((c for c in ingest.PROMPT_COLUMNS if c in names), None)
     if prompt is None or prompt not in names:
         raise ingest.DatasetInvalidError(

@@ -57,9 +57,10 @@ def _holds_nul(value: Any) -> bool:
         "subject or category when it holds labels; subtask, subject or category beside a task "
         "column is its subtask). Without a subtask column a task value parent/child names a "
         "subtask when task_hierarchy is true, never when it is false (openai/gsm8k stays one "
-        "task), and when it is left out only where the names read as subjects of a task: "
-        "three distinct children per parent or more on average (mmlu/anatomy, mmlu/virology, "
-        "...). task_hierarchy cannot be given with subtask. In a multipart upload, the same "
+        "task), and when it is left out each parent decides for its own names: they split "
+        "where it has three distinct children or more (mmlu/anatomy, mmlu/virology, ...), "
+        "others stay whole. task_hierarchy cannot be given with subtask, and a file without a "
+        "task column (or of battles) with it is invalid. In a multipart upload, the same "
         "object as JSON text.",
         "additionalProperties": True,
     }

@@ -10,9 +10,9 @@ learner's subtasks are shrunk toward their task; the report slices by task).
 
 Without a subtask column a task cell ``parent/child`` may name a subtask by itself:
 ``columns.task_hierarchy`` true splits every task name at its first ``/``, false keeps them whole
-(and looks for no subtask column), and without it the names split only when they read as a
-hierarchy (``task_labels.reads_as_hierarchy``: ``mmlu/anatomy``, ``mmlu/virology``, … split;
-``openai/gsm8k``, ``cais/mmlu`` are names of datasets and stay whole). With a subtask column the
+(and looks for no subtask column), and without it each parent decides for its own names: they
+split when it has three distinct children or more (``task_labels.split_parents``: ``mmlu/anatomy``,
+``mmlu/virology``, … split), else stay whole (``openai/gsm8k``, ``cais/mmlu``: dataset names). With a subtask column the
 task names stay whole: the column gives the level below them.
 """
 
@@ -25,16 +25,18 @@ import pandas as pd
 
 from training.dataset_files import error_item, printable
 from training.learner.task_labels import (
+    MIN_CHILDREN_PER_PARENT,
     SEPARATOR,
-    parent_tasks,
-    reads_as_hierarchy,
-    subtask_labels,
+    name_levels,
+    split_parents,
 )
 
 TASK_COLUMNS = ("eval_name", "task")  # found by name, whatever they hold
 GUARDED_TASK_COLUMNS = ("dataset", "benchmark", "source", "subject", "category")
 SUBTASK_COLUMNS = ("subtask", "subject", "category")
 MAX_TASK_CHARS = 100  # longer task names are cut: they label report slices
+# columns.task_hierarchy says how task names split: refused, not ignored, where there are none
+HIERARCHY_NEEDS_TASKS = "columns.task_hierarchy needs a task column, and this file has none."
 
 
 def label_like(column: pd.Series) -> bool:
@@ -108,6 +110,9 @@ def task_columns_plan(
     problem = task_hierarchy_problem(columns)
     if problem is not None:
         errors.append(error_item(f"columns.{problem}"))
+    elif task is None and "task_hierarchy" in columns:
+        message = f"{HIERARCHY_NEEDS_TASKS} Name it 'task' or set columns.task."
+        errors.append(error_item(message, column="task"))
     return task, subtask, errors
 
 
@@ -127,22 +132,35 @@ def row_tasks(
     """Each row's (task label, parent task); an empty task cell is the task "(none)". With a
     subtask column the label is ``task/subtask`` where the subtask cell is not empty, under the
     whole task name; without one a task name splits at its first ``/`` when ``hierarchy`` says
-    so (None: when the names read as a hierarchy, ``reads_as_hierarchy``)."""
+    so (None: when its parent has subjects enough, ``split_parents``, each parent on its own)."""
     tasks = _names(frame[task].tolist(), "(none)")
     if subtask is not None:
         children = _names(frame[subtask].tolist(), "")
         labels = [f"{t}/{c}" if c else t for t, c in zip(tasks, children, strict=True)]
         return labels, tasks
-    split = reads_as_hierarchy(tasks) if hierarchy is None else hierarchy
-    return (subtask_labels(tasks), parent_tasks(tasks)) if split else (tasks, tasks)
+    if hierarchy is False:
+        return tasks, tasks
+    return name_levels(tasks, split_parents(tasks) if hierarchy is None else None)
 
 
 def task_hierarchy_note(labels: list[str], parents: list[str]) -> str | None:
     """What the automatic rule made of task names holding a ``/`` (a warning on the dataset,
     so its owner sees the decision and the option that reverses it); None without such names."""
-    if not any(SEPARATOR in label for label in labels):
+    split = sorted(
+        {parent for label, parent in zip(labels, parents, strict=True) if label != parent}
+    )
+    kept = sorted({label for label, parent in zip(labels, parents, strict=True) if label == parent})
+    kept = [name for name in kept if SEPARATOR in name]
+    if not split and not kept:
         return None
-    if labels != parents:
+    if split and kept:
+        return (
+            f"Task names under {_listed(split)} were split at '/' into their subtasks, as each "
+            f"of these tasks has {MIN_CHILDREN_PER_PARENT} subjects or more; {_listed(kept)} "
+            "were kept whole, as they read as dataset names (such as openai/gsm8k). Set "
+            "columns.task_hierarchy to false to keep every name whole, or to true to split them all."
+        )
+    if split:
         return (
             f"Task names were split at '/' into {len(set(parents))} task(s) and their subtasks, "
             "as they read as a task's subjects; set columns.task_hierarchy to false to keep "
@@ -152,3 +170,9 @@ def task_hierarchy_note(labels: list[str], parents: list[str]) -> str | None:
         "Task names holding '/' were kept whole, as they read as dataset names (such as "
         "openai/gsm8k), not a task's subjects; set columns.task_hierarchy to true to split them."
     )
+
+
+def _listed(names: list[str], shown: int = 3) -> str:
+    """A few names for a warning: ``'a', 'b', 'c' and 2 more``."""
+    quoted = ", ".join(f"'{name}'" for name in names[:shown])
+    return quoted + (f" and {len(names) - shown} more" if len(names) > shown else "")

@@ -41,6 +41,7 @@ from routing.gateway.exchange import (
     record_success,
     response_head,
 )
+from routing.gateway.needs import readable_body
 from routing.gateway.planning import Candidate
 from routing.gateway.request_shape import max_tokens_for
 from routing.gateway.trace import delta_texts
@@ -61,6 +62,7 @@ from routing.providers.base import (
     StreamDecoder,
     Target,
     UpstreamError,
+    UpstreamRequest,
     Usage,
     sse_events,
     text_of,
@@ -159,12 +161,30 @@ def _target(ex: Exchange, candidate: Candidate) -> Target:
     )
 
 
+def _upstream_request(ex: Exchange, candidate: Candidate, *, stream: bool) -> UpstreamRequest:
+    """The provider's request. Validation refuses malformed content first; should a translation
+    still fail on what a client sent, that is a 400 naming the request, logged as a bug."""
+    endpoint = candidate.endpoint
+    body = readable_body(ex.body, endpoint)
+    try:
+        return ADAPTERS[endpoint.api_style].build_request(
+            body, _target(ex, candidate), stream=stream
+        )
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        logger.exception("could not translate %s for %s", ex.generation_id, endpoint.api_style)
+        raise BadRequest(
+            f"RouterHub could not translate this request for {endpoint.provider_slug} "
+            f"({type(exc).__name__}); check the content parts' shapes against API.md.",
+            param="messages",
+        ) from exc
+
+
 async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
     endpoint, ex.trying_byok = candidate.endpoint, candidate.is_byok
     if skip(ex, endpoint):
         return None
     adapter = ADAPTERS[endpoint.api_style]
-    upstream = adapter.build_request(ex.body, _target(ex, candidate), stream=False)
+    upstream = _upstream_request(ex, candidate, stream=False)
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(
@@ -226,7 +246,7 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
     if skip(ex, endpoint):
         return None
     adapter = ADAPTERS[endpoint.api_style]
-    upstream = adapter.build_request(ex.body, _target(ex, candidate), stream=True)
+    upstream = _upstream_request(ex, candidate, stream=True)
     client = client_for(candidate)
     request = client.build_request(
         "POST",

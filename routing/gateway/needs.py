@@ -4,9 +4,11 @@ change the answer's shape), and whether an endpoint can honour it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.providers.base import GATEWAY_PARAMETERS, JSON, content_part_kinds
+from routing.providers.media import TOOL_MEDIA
 
 # Why a request no endpoint can honour is refused, after "supports '<param>' as requested".
 GAP_HINTS = {
@@ -22,6 +24,55 @@ GAP_HINTS = {
     "it was uploaded to knows. Choose a model that reads it (GET /v1/models) or leave it out.",
 }
 _DOCUMENT_PARTS = frozenset({"file", "file_id"})  # PDFs are read as pages: vision models only
+
+
+_OMITTED = {"image_url": "image", "file": "file", "file_id": "file", "input_audio": "audio"}
+
+
+def _current_turn(messages: list[JSON]) -> list[JSON]:
+    """The latest turn's own media: messages after the last assistant message, without what a
+    tool returned. Only these must be readable; earlier turns' media (history) and tool results'
+    become placeholders where the model reads none (``readable_body``)."""
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    return [
+        {"content": [p for p in m["content"] if isinstance(p, dict) and not p.get(TOOL_MEDIA)]}
+        for m in messages[last + 1 :]
+        if isinstance(m.get("content"), list)
+    ]
+
+
+def _part_readable(kind: str, endpoint: EndpointInfo) -> bool:
+    if kind in ("image_url", "file", "file_id") and not endpoint.supports_vision:
+        return False
+    return endpoint.content_kinds is None or kind in endpoint.content_kinds
+
+
+def _readable_part(part: Any, endpoint: EndpointInfo) -> Any:
+    if not isinstance(part, dict):
+        return part
+    kind = next(iter(content_part_kinds([{"content": [part]}])), "text")
+    if kind == "text" or _part_readable(kind, endpoint):
+        return {k: v for k, v in part.items() if k != TOOL_MEDIA}
+    if kind == "file_id":
+        return {"type": "text", "text": "[file omitted: a file_id only its own host can read]"}
+    noun = _OMITTED.get(kind, kind)
+    return {"type": "text", "text": f"[{noun} omitted: this model reads no {noun} input]"}
+
+
+def readable_body(body: JSON, endpoint: EndpointInfo) -> JSON:
+    """The request as this endpoint gets it: media it cannot read (in earlier turns, in tool
+    results; planning refused the latest turn's own) replaced by a short text placeholder, and
+    the gateway's tool-result marks removed."""
+    messages = []
+    for message in body["messages"]:
+        content = message.get("content")
+        if isinstance(content, list) and any(
+            isinstance(p, dict) and (p.get("type") != "text" or TOOL_MEDIA in p) for p in content
+        ):
+            content = [_readable_part(part, endpoint) for part in content]
+            message = message | {"content": content}
+        messages.append(message)
+    return body | {"messages": messages}
 
 
 @dataclass(frozen=True)
@@ -47,16 +98,12 @@ class Needs:
 def request_needs(body: JSON) -> Needs:
     response_format = body.get("response_format")
     kind = response_format.get("type") if isinstance(response_format, dict) else None
-    vision = any(
-        isinstance(part, dict) and part.get("type") == "image_url"
-        for message in body["messages"]
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-    )
+    current = _current_turn(body["messages"])
+    vision = any(part.get("type") == "image_url" for m in current for part in m["content"])
     parameters = frozenset(
         name for name, value in body.items() if name not in GATEWAY_PARAMETERS and value is not None
     )
-    parts = content_part_kinds(body["messages"])
+    parts = content_part_kinds(current)
     shape = {"n"} if isinstance(body.get("n"), int) and body["n"] > 1 else set()
     shape |= {"logprobs"} if body.get("logprobs") is True else set()
     return Needs(

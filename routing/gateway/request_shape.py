@@ -12,6 +12,7 @@ from billing.metering import reservation_amount
 from routerhub.errors import BadRequest
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.providers.base import JSON, text_of
+from routing.providers.media import data_url_problem, is_base64
 from training.serving import HIGH_CHARS_PER_TOKEN, tokens_from_chars
 
 if TYPE_CHECKING:
@@ -50,7 +51,29 @@ def _part_problem(part: JSON) -> str | None:
             or (isinstance(image, dict) and isinstance(image.get("url"), str))
         ):
             return "is an image part: give image_url.url (a string)"
+    if kind == "file":
+        return _file_problem(part.get("file"))
+    if kind == "input_audio":
+        audio = part.get("input_audio")
+        if not isinstance(audio, dict) or not isinstance(audio.get("format"), str):
+            return "is an audio part: give input_audio.data (base64) and input_audio.format"
+        if not is_base64(audio.get("data")):
+            return "is an audio part: input_audio.data must be valid base64"
     return None
+
+
+def _file_problem(file: object) -> str | None:
+    """A file part names an uploaded file (``file_id``) or carries its bytes as a data URL."""
+    if not isinstance(file, dict):
+        return "is a file part: give file (an object with file_id or file_data)"
+    if file.get("filename") is not None and not isinstance(file["filename"], str):
+        return "is a file part: file.filename must be a string"
+    if file.get("file_data") is None:
+        if isinstance(file.get("file_id"), str):
+            return None
+        return "is a file part: give file.file_id (a string) or file.file_data (a data: URL)"
+    problem = data_url_problem(file["file_data"], "file.file_data")
+    return f"is a file part that {problem}" if problem else None
 
 
 def _tool_call_problem(call: object) -> str | None:

@@ -10,6 +10,7 @@ import orjson
 from routerhub.errors import BadRequest
 from routing.providers.anthropic import reasoning_detail
 from routing.providers.base import JSON
+from routing.providers.media import TOOL_MEDIA, is_base64
 
 THINKING_TYPES = ("enabled", "adaptive", "disabled")
 MIN_THINKING_BUDGET = 1024  # Anthropic's floor for thinking.budget_tokens
@@ -19,6 +20,9 @@ _BLOCK_TYPES = frozenset(
     {"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"}
 )
 _SOURCES = {"image": ("base64", "url"), "document": ("base64", "text", "content")}
+# Anthropic-defined tools the client runs (versioned types: bash_20250124, computer_20250124, …).
+_CLIENT_TOOL_PREFIXES = ("bash_", "text_editor_", "computer_", "memory_")
+_NESTED_TYPES = frozenset({"text", "image", "document"})  # what a tool_result's content holds
 
 
 def _image_url(source: JSON) -> str:
@@ -104,6 +108,45 @@ def _block_check(at: str, block: JSON, param: str) -> None:
             "not fetched here).",
             param=param,
         )
+    problem = _source_problem(source) if sources is not None else None
+    if problem:
+        raise BadRequest(f"{at}.source {problem}.", param=param)
+    if kind == "tool_result":
+        _nested_check(at, block.get("content"), param)
+
+
+def _source_problem(source: JSON) -> str | None:
+    """What is wrong with an image's or document's source (its type already checked)."""
+    kind = source["type"]
+    if kind == "base64":
+        if not isinstance(source.get("media_type"), str) or "/" not in source["media_type"]:
+            return "needs media_type (a string such as image/png or application/pdf)"
+        if not is_base64(source.get("data")):
+            return "needs data as valid base64"
+    elif kind == "url" and not isinstance(source.get("url"), str):
+        return "needs url (a string)"
+    elif kind == "text" and not isinstance(source.get("data"), str):
+        return "needs data (a string)"
+    return None
+
+
+def _nested_check(at: str, content: Any, param: str) -> None:
+    """A tool result's own blocks get the same checks; only text, images and documents nest."""
+    if content is None or isinstance(content, str):
+        return
+    if not _is_content(content):
+        raise BadRequest(f"{at}.content must be a string or a list of blocks.", param=param)
+    for index, nested in enumerate(content):
+        kind = nested.get("type")
+        if kind not in _NESTED_TYPES:
+            raise BadRequest(
+                f"{at}.content[{index}] is a {kind} block, which RouterHub does not translate "
+                f"inside a tool_result; supported there: {', '.join(sorted(_NESTED_TYPES))}.",
+                param=param,
+            )
+        if kind == "text" and not isinstance(nested.get("text"), str):
+            raise BadRequest(f"{at}.content[{index}] is a text block: give text.", param=param)
+        _block_check(f"{at}.content[{index}]", nested, param)
 
 
 def _document_part(block: JSON) -> JSON:
@@ -160,11 +203,7 @@ def _shape_check(body: JSON, *, counting: bool = False) -> None:
         if not isinstance(tool.get("name"), str):
             raise BadRequest(f"tools[{index}] needs a name (a string).", param="tools")
         if tool.get("type") not in (None, "custom"):
-            raise BadRequest(
-                f"tools[{index}] is Anthropic's server tool {tool['type']!r}, which RouterHub "
-                "does not run; give client tools (name, description, input_schema) only.",
-                param="tools",
-            )
+            raise BadRequest(f"tools[{index}] {_tool_type_problem(tool['type'])}", param="tools")
         if tool.get("input_schema") is not None and not isinstance(tool["input_schema"], dict):
             raise BadRequest(
                 f"tools[{index}].input_schema must be a JSON Schema object.", param="tools"
@@ -174,6 +213,19 @@ def _shape_check(body: JSON, *, counting: bool = False) -> None:
         isinstance(stops, list) and all(isinstance(stop, str) for stop in stops)
     ):
         raise BadRequest("stop_sequences must be a list of strings.", param="stop_sequences")
+
+
+def _tool_type_problem(kind: Any) -> str:
+    if isinstance(kind, str) and kind.startswith(_CLIENT_TOOL_PREFIXES):
+        return (
+            f"is the Anthropic-defined tool type {kind!r}: your client runs it, but RouterHub "
+            "cannot translate its built-in schema to other providers. Declare it as a custom "
+            "tool (name, description, input_schema) and run it as before."
+        )
+    return (
+        f"is Anthropic's server tool {kind!r}, which RouterHub does not run; give client tools "
+        "(name, description, input_schema) only."
+    )
 
 
 def _media_part(block: JSON) -> JSON | None:
@@ -205,7 +257,8 @@ def _user_turn(content: Any) -> list[JSON]:
             inner = block.get("content")
             for nested in inner if isinstance(inner, list) else []:
                 part = _media_part(_object(nested))
-                parts += [part] if part is not None else []
+                if part is not None:  # a text document stays text; media is marked
+                    parts.append(part if part["type"] == "text" else part | {TOOL_MEDIA: True})
         elif kind == "text":
             parts.append({"type": "text", "text": block.get("text", "")})
         elif (part := _media_part(block)) is not None:

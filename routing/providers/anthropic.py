@@ -63,7 +63,10 @@ def _user_blocks(content: Any) -> list[JSON]:
             image = part.get("image_url") or {}
             blocks.append(_image_block(image.get("url", "") if isinstance(image, dict) else image))
         elif part.get("type") == "file":
-            blocks.append(_document_block(part.get("file") or {}))
+            file = part.get("file") or {}
+            url = str(file.get("file_data", ""))
+            is_image = url.startswith("data:image/")  # a picture sent as a file: an image block
+            blocks.append(_image_block(url) if is_image else _document_block(file))
     return blocks
 
 

@@ -310,7 +310,7 @@ class GeminiAdapter(ProviderAdapter):
 class GeminiStreamDecoder(StreamDecoder):
     def __init__(self, request: UpstreamRequest) -> None:
         super().__init__(request)
-        self.calls_seen = 0
+        self.calls_seen: dict[int, int] = {}  # per candidate: its tool calls' indices
         self.started = False
 
     def feed(self, event: str | None, data: str) -> list[JSON]:
@@ -330,18 +330,20 @@ class GeminiStreamDecoder(StreamDecoder):
             self.usage = usage
         out: list[JSON] = []
         for candidate in chunk.get("candidates") or []:
-            fields, calls = _candidate_delta(candidate, self.calls_seen)
-            self.calls_seen += len(calls)
+            index = candidate.get("index", 0)
+            seen = self.calls_seen.get(index, 0)
+            fields, calls = _candidate_delta(candidate, seen)
+            self.calls_seen[index] = seen + len(calls)
             delta: JSON = dict(fields)
             if not self.started:
                 delta = {"role": "assistant", **delta}
                 self.started = True
             if calls:
                 delta["tool_calls"] = calls
-            finish = _finish(candidate, self.calls_seen > 0)
+            finish = _finish(candidate, self.calls_seen[index] > 0)
             if finish is not None:
                 self.finished = True
-            choice = {"index": candidate.get("index", 0), "delta": delta, "finish_reason": finish}
+            choice = {"index": index, "delta": delta, "finish_reason": finish}
             if finish is not None:
                 choice["native_finish_reason"] = candidate.get("finishReason")
             out.append(choice)

@@ -21,7 +21,7 @@ def test_messages_request_becomes_canonical_with_tool_results_before_user_text()
         "tools": [{"name": "lookup", "description": "Look up", "input_schema": {"type": "object"}}],
         "messages": [
             {"role": "user", "content": [{"type": "text", "text": "Find it"},
-                                         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]},
+                                         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]},
             {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "x"}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "found"},
                                          {"type": "text", "text": "thanks"}]},
@@ -33,7 +33,7 @@ def test_messages_request_becomes_canonical_with_tool_results_before_user_text()
     assert canonical["messages"] == [
         {"role": "system", "content": "Be kind."},
         {"role": "user", "content": [{"type": "text", "text": "Find it"},
-                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}]},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
         {"role": "assistant", "content": None, "tool_calls": [
             {"id": "toolu_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q":"x"}'}}]},
         {"role": "tool", "tool_call_id": "toolu_1", "content": "found"},

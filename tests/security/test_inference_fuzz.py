@@ -35,9 +35,30 @@ JSON = st.recursive(
 )  # fmt: skip
 TEXT = st.text(max_size=60)
 ROLES = st.sampled_from(["user", "assistant", "system", "tool", "developer", "function", ""]) | TEXT
+# Inline media as clients send it, well-formed or not: base64 that is valid, unpadded or not
+# base64 at all, in data: URLs with any media type, or raw.
+BASE64 = st.sampled_from(["JVBERi0xLjQK", "abc", "iVBORw0KGgo=", "%%", ""]) | TEXT
+DATA_URL = st.builds(
+    lambda t, d: f"data:{t};base64,{d}",
+    st.sampled_from(["text/plain", "application/pdf", "image/png", "x"]),
+    BASE64,
+)
+FILE = st.fixed_dictionaries(
+    {},
+    optional={
+        "file_data": DATA_URL | BASE64 | JSON,
+        "file_id": TEXT | JSON,
+        "filename": TEXT | JSON,
+    },
+)
+AUDIO = st.fixed_dictionaries(
+    {}, optional={"data": BASE64 | JSON, "format": st.sampled_from(["wav", "mp3"]) | JSON}
+)
 CONTENT_PARTS = st.lists(
-    st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", "input_audio", "x"])},
-                          optional={"text": TEXT | JSON, "image_url": JSON}),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["text", "image_url", "input_audio", "file", "x"])},
+        optional={"text": TEXT | JSON, "image_url": JSON, "file": FILE | JSON,
+                  "input_audio": AUDIO | JSON}),
     max_size=3,
 )  # fmt: skip
 PLAIN_MESSAGE = st.fixed_dictionaries(
@@ -91,10 +112,21 @@ CHAT_FIELDS = {
     "router": JSON,
     "metadata": JSON,
 }
-ANTHROPIC_BLOCK = st.fixed_dictionaries(
-    {"type": st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking"]) | TEXT},
-    optional={"text": TEXT | JSON, "source": JSON, "input": JSON, "id": TEXT, "content": JSON},
+SOURCE = st.fixed_dictionaries(
+    {"type": st.sampled_from(["base64", "text", "url", "content", "file"])},
+    optional={"media_type": st.sampled_from(["text/plain", "application/pdf", "image/png"]) | JSON,
+              "data": BASE64 | JSON, "url": TEXT | JSON, "content": JSON},
+)  # fmt: skip
+MEDIA_BLOCK = st.fixed_dictionaries(
+    {"type": st.sampled_from(["image", "document", "search_result"])},
+    optional={"source": SOURCE | JSON, "title": TEXT | JSON},
 )
+ANTHROPIC_BLOCK = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "document", "tool_use", "tool_result", "thinking"])
+     | TEXT},
+    optional={"text": TEXT | JSON, "source": SOURCE | JSON, "input": JSON, "id": TEXT,
+              "content": st.lists(MEDIA_BLOCK, max_size=2) | JSON},
+)  # fmt: skip
 HOSTILE_TURN = st.fixed_dictionaries(
     {"role": st.sampled_from(["user", "assistant"]) | TEXT},
     optional={"content": TEXT | st.lists(ANTHROPIC_BLOCK, max_size=3) | JSON},

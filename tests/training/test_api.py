@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
@@ -206,28 +207,40 @@ def test_training_a_router_creates_an_active_version_with_a_report(
     assert report["curve"][0]["score"] >= report["best_single"]["score"]
 
 
+def _tasked(seed: int) -> bytes:
+    """``synthetic_frame`` with its two kinds of prompts named as tasks (each has its own best
+    model, so a family of segments beats the overall best model out of fold)."""
+    frame = synthetic_frame(seed=seed)
+    frame["eval_name"] = np.where(frame["prompt"].str.contains("#"), "writing", "arithmetic")
+    return csv_bytes(frame)
+
+
 def test_a_held_out_report_says_which_family_was_chosen_on_the_training_rows(
-    admin_api: APIClient, ready_dataset: dict[str, Any], django_capture_on_commit_callbacks: Any
+    admin_api: APIClient, media: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
 ) -> None:
     admin_api.post("/api/v1/routers", {"slug": "r"}, format="json")
+    ids = []
+    for seed in (0, 1):  # the held-out rows are another dataset's
+        with django_capture_on_commit_callbacks(execute=True):
+            uploaded = upload(admin_api, _tasked(seed), filename=f"tasked-{seed}.csv")
+        ids.append(uploaded.json()["id"])
 
     response = _train(
-        admin_api,
-        django_capture_on_commit_callbacks,
-        "r",
-        ready_dataset["id"],
-        folds=3,
-        test_dataset=ready_dataset["id"],
+        admin_api, django_capture_on_commit_callbacks, "r", ids[0], folds=3, test_dataset=ids[1]
     )
 
     run = admin_api.get(f"/api/v1/training-runs/{response.json()['id']}").json()
     assert run["status"] == "succeeded", run["error"]
     report = admin_api.get("/api/v1/routers/r/versions/1/report").json()
     assert report["evaluation"]["method"] == "holdout"
+    assert report["evaluation"]["test_dataset"] == ids[1]
     incumbents = report["evaluation"]["incumbents"]  # chosen out of fold on the training rows
-    assert incumbents["family"] in {"none", "clusters", "tasks", "clusters+sub"}
-    assert "1" in incumbents["out_of_fold"]
-    assert incumbents["task_reading"] == {}
+    # Two clusters split the two kinds of prompts as the tasks do (a tie keeps the clusters),
+    # and both beat the overall best model out of fold on the training rows.
+    assert (incumbents["family"], incumbents["k"]) == ("clusters", 2)
+    out_of_fold = incumbents["out_of_fold"]
+    assert out_of_fold["2"] == out_of_fold["tasks"] > out_of_fold["1"] + 0.1
+    assert set(incumbents["task_reading"]) == {"tasks"}
 
 
 def test_later_versions_wait_for_activation_and_rollback_works(

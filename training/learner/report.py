@@ -216,7 +216,10 @@ def _slices(
     """Tradeoff 0 per slice: by the dataset's task column when it has one, else by cluster."""
     against = "tradeoff 0 against each slice's best single model, 95% bootstrap intervals"
     if tasks is not None:
-        groups, by = _largest_tasks(_slice_level(*task_levels(tasks, task_parents))), "task"
+        groups, by = (
+            _largest_tasks(_slice_level(task_levels(tasks, task_parents)[0], tasks)),
+            "task",
+        )
         note = f"the dataset's task column (at most {MAX_TASK_SLICES} tasks shown); {against}"
     else:
         groups, by = _clusters(router, prompts), "cluster"
@@ -231,7 +234,7 @@ def _slices(
 def _slice_level(parents: list[str], labels: list[str]) -> list[str]:
     """``parent/child`` labels (``task_labels.py``) slice by the parent task when there are two
     parents or more (a benchmark's few tasks, not its dozens of subjects of a few rows each),
-    else by the whole label."""
+    else by the whole label as stored (``mmlu / anatomy`` stays so)."""
     return parents if len(set(parents)) >= 2 else labels
 
 

@@ -8,8 +8,8 @@ level, and subtasks whose bests are shrunk toward their parent's means; the repo
 parent level when it has two tasks or more.
 
 A ``/`` is not always a level: ``openai/gsm8k`` names one dataset. An upload decides once, at
-ingest (``training/task_columns.py``: ``columns.task_hierarchy``, else ``reads_as_hierarchy``),
-and stores each row's parent task beside its label (``parents`` below); labels given without
+ingest (``training/task_columns.py``: ``columns.task_hierarchy``, else ``split_parents``, parent
+by parent), and stores each row's parent task beside its label (``parents`` below); labels without
 their parents (datasets stored before that, the benchmarks) split at the first ``/`` as above.
 The label stays one string per row (the report slices and every caller keep one task per row);
 the parents only say where its level is.
@@ -22,9 +22,9 @@ import numpy as np
 SEPARATOR = "/"
 NO_PARENT = "(none)"
 OTHER_SUBTASKS = "(other subtasks)"  # a parent's subtasks pooled past the cap on groups
-# Distinct children per parent, on average over the names holding a "/", for the automatic rule
-# to read the "/" as a level: a benchmark's subjects are many (MMLU 57, BBH 23), a publisher's
-# datasets few (``openai/gsm8k``, ``openai/humaneval``) beside other publishers' one each.
+# Distinct children a parent needs for the automatic rule to read its names' "/" as a level
+# (decided per parent): a benchmark's subjects are many (MMLU 57, BBH 23), a publisher's datasets
+# few (``openai/gsm8k``, ``openai/humaneval``).
 MIN_CHILDREN_PER_PARENT = 3
 
 
@@ -48,18 +48,33 @@ def subtask_labels(labels: list[str]) -> list[str]:
     return out
 
 
-def reads_as_hierarchy(names: list[str]) -> bool:
-    """Whether task names' ``/`` reads as a level below the tasks: the names holding one have
-    ``MIN_CHILDREN_PER_PARENT`` distinct children per parent or more on average
-    (``mmlu/anatomy``, ``mmlu/college_physics``, ``mmlu/virology``), not a publisher's prefix
-    on a dataset or two each (``openai/gsm8k``, ``openai/humaneval``, ``cais/mmlu``)."""
+def split_parents(names: list[str]) -> set[str]:
+    """The parents whose names' ``/`` reads as a level below the tasks, each decided on its own:
+    those with ``MIN_CHILDREN_PER_PARENT`` distinct children or more (``mmlu/anatomy``,
+    ``mmlu/college_physics``, ``mmlu/virology``), not a publisher's prefix on a dataset or two
+    (``openai/gsm8k``, ``cais/mmlu``), however many subjects another parent has beside them."""
     children: dict[str, set[str]] = {}
     for name in set(names):
         parent, child = task_parts(name)
         if SEPARATOR in name and child:
             children.setdefault(parent, set()).add(child)
-    count = sum(len(found) for found in children.values())
-    return bool(children) and count >= MIN_CHILDREN_PER_PARENT * len(children)
+    return {parent for parent, found in children.items() if len(found) >= MIN_CHILDREN_PER_PARENT}
+
+
+def name_levels(names: list[str], split: set[str] | None) -> tuple[list[str], list[str]]:
+    """(each name's label, its parent task): a name holding a ``/`` under a parent in ``split``
+    (None: every parent) as ``parent/subtask`` under its parent, any other name whole, its own
+    parent."""
+    labels, parents = [], []
+    for name in names:
+        parent, child = task_parts(name)
+        if SEPARATOR in name and (split is None or parent in split):
+            labels.append(f"{parent}{SEPARATOR}{child}" if child else parent)
+            parents.append(parent)
+        else:
+            labels.append(name)
+            parents.append(name)
+    return labels, parents
 
 
 def task_levels(labels: list[str], parents: list[str] | None) -> tuple[list[str], list[str]]:

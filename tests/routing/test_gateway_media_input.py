@@ -1,0 +1,186 @@
+"""Media a client sends, through the official ``openai`` and ``anthropic`` SDKs: malformed bytes are
+a 400 naming the field (never a 500), and media a text-only model cannot read in earlier turns or
+in tool results becomes a placeholder instead of refusing an agent's every later turn."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from routing.providers.base import UpstreamRequest
+from routing.providers.gemini import GeminiStreamDecoder
+from tests.routing.test_gateway_content_and_shape import _ask, anthropic_client, openai_client
+from tests.routing.world import World, base_catalog, endpoint, model
+
+PNG = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
+TOOL = {"name": "screenshot", "description": "Take one", "input_schema": {"type": "object"}}
+
+
+@pytest.mark.parametrize(("model_id", "part", "named"), [
+    ("test/claude", {"type": "file", "file": {"file_data": "data:text/plain;base64,abc"}},
+     "file.file_data whose data is not valid base64"),
+    ("test/gemini", {"type": "file", "file": {"file_data": "data:application/pdf;base64,%%"}},
+     "file.file_data whose data is not valid base64"),
+    ("test/claude", {"type": "file", "file": {"file_data": "JVBERi0xLjQK", "filename": "a.pdf"}},
+     "data: URL"),
+    ("test/claude", {"type": "file", "file": "x"}, "is a file part"),
+    ("test/gemini", {"type": "input_audio", "input_audio": "x"}, "input_audio.data"),
+    ("test/gemini", {"type": "input_audio", "input_audio": {"data": "abc", "format": "wav"}},
+     "valid base64"),
+])  # fmt: skip
+def test_malformed_chat_media_is_a_400_naming_the_field(
+    world: World, model_id: str, part: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        openai_client(world).chat.completions.create(model=model_id, messages=_ask(**part))  # type: ignore[arg-type]
+
+    assert raised.value.body["param"] == "messages"  # type: ignore[index]
+    assert "messages[0].content[1]" in raised.value.body["message"]  # type: ignore[index]
+    assert named in raised.value.body["message"]  # type: ignore[index]
+    assert world.upstream_requests() == []
+
+
+@pytest.mark.parametrize(("model_id", "block", "named"), [
+    ("test/claude", {"type": "document",
+                     "source": {"type": "base64", "media_type": "text/plain", "data": "abc"}},
+     "content[1].source needs data as valid base64"),
+    ("test/gemini", {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                 "data": 7}}, "source needs data"),
+    ("test/gpt", {"type": "image", "source": {"type": "base64", "data": "iVBORw0KGgo="}},
+     "source needs media_type"),
+    ("test/claude", {"type": "tool_result", "tool_use_id": "t", "content": [
+        {"type": "image", "source": {"type": "file", "file_id": "file_011"}}]}, "'file' source"),
+    ("test/claude", {"type": "tool_result", "tool_use_id": "t", "content": [
+        {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}]},
+     "content[1].content[0] is a document block with a 'url' source"),
+    ("test/claude", {"type": "tool_result", "tool_use_id": "t", "content": [
+        {"type": "search_result", "source": "https://example.com", "title": "t",
+         "content": [{"type": "text", "text": "x"}]}]}, "search_result block"),
+])  # fmt: skip
+def test_malformed_or_untranslatable_blocks_are_a_400_naming_them(
+    world: World, model_id: str, block: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        anthropic_client(world).messages.create(
+            model=model_id,
+            max_tokens=50,
+            messages=_ask(**block),  # type: ignore[arg-type]
+        )
+
+    assert raised.value.status_code == 400
+    assert named in raised.value.body["error"]["message"]  # type: ignore[index]
+    assert world.upstream_requests() == []
+
+
+def test_an_image_sent_as_a_file_reaches_anthropic_as_an_image(world: World) -> None:
+    file = {"type": "file", "file": {"file_data": "data:image/png;base64,iVBORw0KGgo="}}
+    openai_client(world).chat.completions.create(model="test/claude", messages=_ask(**file))  # type: ignore[arg-type]
+
+    content = world.last_upstream("/v1/messages")["body"]["messages"][-1]["content"]
+    assert {"type": "image", "source": PNG} in content
+
+
+def test_an_anthropic_client_tool_type_is_refused_with_what_to_do(world: World) -> None:
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        anthropic_client(world).messages.create(
+            model="test/claude",
+            max_tokens=50,
+            tools=[{"type": "bash_20250124", "name": "bash"}],
+            messages=[{"role": "user", "content": "ls"}],
+        )
+
+    message = raised.value.body["error"]["message"]  # type: ignore[index]
+    assert "Anthropic-defined tool type 'bash_20250124'" in message
+    assert "custom tool" in message and "server tool" not in message
+
+
+def _text_only(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["models"].append(model("test/plain", capabilities=["tools", "streaming"]))
+    catalog["endpoints"] += [
+        endpoint("test/plain", slug, upstream)
+        for slug, upstream in (("fake-openai", "gpt-4o-mini"), ("fake-anthropic", "claude-x"),
+                               ("fake-gemini", "gemini-2.5-flash"))
+    ]  # fmt: skip
+    world.catalog(catalog)
+
+
+def _agent_turns(user_text: str = "Go on") -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": "What is on the screen?"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "screenshot", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+            {"type": "text", "text": "Taken."}, {"type": "image", "source": PNG},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                            "data": "Log."}}]},
+            {"type": "text", "text": user_text}]},
+    ]  # fmt: skip
+
+
+def test_a_tool_result_screenshot_on_a_text_only_model_is_a_placeholder(world: World) -> None:
+    _text_only(world)
+    client = anthropic_client(world)
+    for provider in ("fake-openai", "fake-anthropic", "fake-gemini"):
+        client.messages.create(
+            model="test/plain",
+            max_tokens=50,
+            tools=[TOOL],  # type: ignore[list-item]
+            messages=_agent_turns(),  # type: ignore[arg-type]
+            extra_body={"provider": {"order": [provider], "allow_fallbacks": False}},
+        )
+
+        sent = str(world.last_upstream()["body"])
+        assert "Taken." in sent and "Log." in sent
+        assert "[image omitted: this model reads no image input]" in sent
+        assert "iVBORw0KGgo=" not in sent and "_tool_result" not in sent
+    assert len(world.upstream_requests()) == 3
+
+
+def test_only_the_latest_turns_own_image_needs_a_vision_model(world: World) -> None:
+    _text_only(world)
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "Look"}, image]},
+        {"role": "assistant", "content": "A cat."},
+    ]
+    client = openai_client(world)
+    client.chat.completions.create(
+        model="test/plain",
+        messages=[*history, {"role": "user", "content": "And now?"}],  # type: ignore[arg-type]
+    )
+
+    assert "iVBORw0KGgo=" not in str(world.last_upstream()["body"])
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="test/plain", messages=history[:1])  # type: ignore[arg-type]
+    assert raised.value.body["param"] == "messages"  # type: ignore[index]
+
+
+def test_a_tool_result_screenshot_still_reaches_a_vision_model_unmarked(world: World) -> None:
+    anthropic_client(world).messages.create(
+        model="test/gpt",
+        max_tokens=50,
+        tools=[TOOL],  # type: ignore[list-item]
+        messages=_agent_turns(),  # type: ignore[arg-type]
+    )
+
+    sent = world.last_upstream("/v1/chat/completions")["body"]
+    content = sent["messages"][-1]["content"]
+    assert "_tool_result" not in str(sent)
+    assert {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}} in (
+        content
+    )
+
+
+def test_gemini_stream_tool_call_indices_count_per_candidate() -> None:
+    decoder = GeminiStreamDecoder(UpstreamRequest(url="", headers={}, body={}))
+    call = {"functionCall": {"name": "f", "args": {}}}
+    chunk = {"candidates": [{"index": i, "content": {"parts": [call]}} for i in (0, 1)]}
+
+    choices = decoder.feed(None, json.dumps(chunk))
+
+    assert [[c["index"] for c in ch["delta"]["tool_calls"]] for ch in choices] == [[0], [0]]
