@@ -31,6 +31,16 @@ def acme(site: ServerThread) -> Tenants:
     return tenants_make()
 
 
+def uploaded_ready(tab: Browser, name: str) -> None:
+    """Upload the chosen file under ``name``; its page shows it ready, with no browser errors."""
+    page = tab.page
+    page.get_by_label("Name").fill(name)
+    page.get_by_role("button", name="Upload").click()
+    expect(page).to_have_url(re.compile(r"/dashboard/datasets/\d+/$"))
+    expect(page.locator("h1 .badge")).to_have_text("ready", timeout=TIMEOUT_MS * 2)
+    assert tab.errors == []
+
+
 def test_a_tab_separated_file_is_previewed_in_columns_and_uploads_ready(
     separators_browser: Browser, acme: Tenants, tmp_path: Path
 ) -> None:
@@ -47,11 +57,7 @@ def test_a_tab_separated_file_is_previewed_in_columns_and_uploads_ready(
     expect(page.get_by_label("Column m1/score holds")).to_have_value("score")
     expect(page.get_by_label("Column m1/cost holds")).to_have_value("cost")
     separators_browser.shot("tsv-mapping")
-    page.get_by_label("Name").fill("Tab-separated")
-    page.get_by_role("button", name="Upload").click()
-    expect(page).to_have_url(re.compile(r"/dashboard/datasets/\d+/$"))
-    expect(page.locator("h1 .badge")).to_have_text("ready", timeout=TIMEOUT_MS * 2)
-    assert separators_browser.errors == []
+    uploaded_ready(separators_browser, "Tab-separated")
 
 
 def test_a_quoted_comma_in_a_tab_separated_header_is_split_as_the_server_splits_it(
@@ -76,11 +82,7 @@ def test_a_quoted_comma_in_a_tab_separated_header_is_split_as_the_server_splits_
     expect(page.get_by_label("Column m1/score holds")).to_have_value("score")
     page.get_by_label("Column prompt, text holds").select_option("prompt")
     separators_browser.shot("quoted-comma-tsv-mapping")
-    page.get_by_label("Name").fill("Quoted comma")
-    page.get_by_role("button", name="Upload").click()
-    expect(page).to_have_url(re.compile(r"/dashboard/datasets/\d+/$"))
-    expect(page.locator("h1 .badge")).to_have_text("ready", timeout=TIMEOUT_MS * 2)
-    assert separators_browser.errors == []
+    uploaded_ready(separators_browser, "Quoted comma")
 
 
 def test_decimal_commas_in_a_semicolon_file_are_previewed_as_scores_and_costs(
@@ -100,8 +102,4 @@ def test_decimal_commas_in_a_semicolon_file_are_previewed_as_scores_and_costs(
 
     expect(page.get_by_label("Column m1/score holds")).to_have_value("score")
     expect(page.get_by_label("Column m1/cost holds")).to_have_value("cost")
-    page.get_by_label("Name").fill("Decimal commas")
-    page.get_by_role("button", name="Upload").click()
-    expect(page).to_have_url(re.compile(r"/dashboard/datasets/\d+/$"))
-    expect(page.locator("h1 .badge")).to_have_text("ready", timeout=TIMEOUT_MS * 2)
-    assert separators_browser.errors == []
+    uploaded_ready(separators_browser, "Decimal commas")
