@@ -20,8 +20,30 @@ def is_empty(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def parse_number(value: Any, *, allow_bool: bool) -> float | None:
-    """A float from a cell, ``None`` for an empty cell; ``ValueError`` when it is not a number."""
+class AmbiguousNumberError(ValueError):
+    """A cell that could be read as two different numbers; the message says how to write it."""
+
+
+def _decimal_comma(word: str) -> str:
+    """``0,75`` as ``0.75``: in a semicolon-separated file (a European locale's export) a comma is
+    the decimal mark. A cell with a comma and a dot, or several commas, holds thousands
+    separators (``1.234,5``, ``1,234,567``), and ``1.234`` elsewhere in its column would then be
+    a thousand times off: refused, saying what to write instead."""
+    if "," not in word:
+        return word
+    if "." in word or word.count(",") > 1:
+        raise AmbiguousNumberError(
+            "mixes thousands separators with a decimal comma; in a semicolon-separated file a "
+            "comma is the decimal mark: write the number without thousands separators "
+            "(1234,5 or 1234.5)"
+        )
+    return word.replace(",", ".")
+
+
+def parse_number(value: Any, *, allow_bool: bool, decimal_comma: bool = False) -> float | None:
+    """A float from a cell, ``None`` for an empty cell; ``ValueError`` when it is not a number.
+
+    ``decimal_comma`` (semicolon-separated files only) also reads ``0,75`` as 0.75."""
     if is_empty(value):
         return None
     if isinstance(value, bool | np.bool_):
@@ -36,7 +58,7 @@ def parse_number(value: Any, *, allow_bool: bool) -> float | None:
             return 1.0
         if allow_bool and word in FALSE_WORDS:
             return 0.0
-        number = float(word)
+        number = float(_decimal_comma(word) if decimal_comma else word)
     else:
         raise ValueError
     if not math.isfinite(number):

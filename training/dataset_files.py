@@ -118,8 +118,9 @@ def _decode(content: bytes) -> str:
         ) from exc
 
 
-def read_frame(content: bytes, limits: Limits) -> tuple[str, pd.DataFrame]:
-    """(format, DataFrame) from the file's bytes; raise ``DatasetInvalidError`` when unreadable.
+def read_frame(content: bytes, limits: Limits) -> tuple[str, pd.DataFrame, str]:
+    """(format, DataFrame, CSV separator or "") from the file's bytes; raise
+    ``DatasetInvalidError`` when unreadable.
 
     Columns, rows and sizes are checked from what the file declares (the CSV header line, each
     JSONL line's keys, the Parquet footer) before anything is decoded, and the rest is read in
@@ -132,7 +133,7 @@ def read_frame(content: bytes, limits: Limits) -> tuple[str, pd.DataFrame]:
         )
     if not content.strip():
         raise invalid("The file is empty.")
-    kind = sniff_format(content[:8192])
+    kind, separator = sniff_format(content[:8192]), ""
     try:
         if kind == "parquet":
             frame = _parquet_read(content, limits)
@@ -148,7 +149,7 @@ def read_frame(content: bytes, limits: Limits) -> tuple[str, pd.DataFrame]:
         raise invalid(f"Could not read the file as {kind.upper()}: {exc}".strip()) from exc
     if len(frame) > limits.max_rows:
         raise invalid(f"The file has {len(frame):,} rows; the limit is {limits.max_rows:,}.")
-    return kind, frame
+    return kind, frame, separator
 
 
 def _too_many_rows(limits: Limits) -> DatasetInvalidError:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.cells import parse_number, prompt_text
+from training.cells import AmbiguousNumberError, parse_number, prompt_text
 from training.dataset_files import (
     CONTROL_CHARACTERS,
     MAX_ERRORS,
@@ -212,7 +212,7 @@ def dataset_parse(
     observed score, its lowest when higher is better and its highest when lower is.
     """
     limits = limits or Limits.from_settings()
-    _, frame = read_frame(content, limits)
+    _, frame, separator = read_frame(content, limits)
     from training.preferences import is_preference_frame, preference_dataset_parse
 
     if is_preference_frame(frame):
@@ -227,8 +227,9 @@ def dataset_parse(
             errors.append(error_item(message, row, column))
 
     prompts = _read_prompts(frame, plan.prompt, limits, add)
-    scores = _parse_matrix(frame, plan.scores, models, True, add)
-    costs = _parse_matrix(frame, plan.costs, models, False, add) if plan.costs else None
+    comma = separator == ";"  # a European locale's export: "0,75" is 0.75
+    scores = _parse_matrix(frame, plan.scores, models, True, add, comma)
+    costs = _parse_matrix(frame, plan.costs, models, False, add, comma) if plan.costs else None
     if costs is not None and np.any(costs < 0):
         i, j = np.argwhere(costs < 0)[0]
         add(f"Row {i + 1}: costs cannot be negative.", int(i) + 1, plan.costs[models[j]])
@@ -288,6 +289,7 @@ def _parse_matrix(
     models: list[str],
     is_score: bool,
     add: Any,
+    decimal_comma: bool = False,
 ) -> np.ndarray:
     matrix = np.full((len(frame), len(models)), np.nan)
     what = "score" if is_score else "cost"
@@ -302,11 +304,16 @@ def _parse_matrix(
         column = mapping[model]
         for i, value in enumerate(frame[column].tolist()):
             try:
-                number = parse_number(value, allow_bool=is_score)
-            except (ValueError, TypeError):
+                number = parse_number(value, allow_bool=is_score, decimal_comma=decimal_comma)
+            except (ValueError, TypeError) as exc:
                 shown = str(value)
                 shown = shown if len(shown) <= 40 else shown[:40] + "…"
-                add(f"Row {i + 1}: {shown!r} is not a {what} ({hint}).", i + 1, column)
+                why = (
+                    str(exc)
+                    if isinstance(exc, AmbiguousNumberError)
+                    else f"is not a {what} ({hint})"
+                )
+                add(f"Row {i + 1}: {shown!r} {why}.", i + 1, column)
                 continue
             if number is not None and abs(number) > MAX_MAGNITUDE:
                 add(

@@ -106,10 +106,15 @@ COLUMN_MAPPINGS = st.one_of(
 
 
 @pytest.fixture
-def fuzz_settings(settings: Any) -> None:
+def fuzz_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Set once per test, not per example: each assignment to pytest-django's ``settings``
-    nests another override, and a thousand examples overflowed the stack."""
+    nests another override, and a thousand examples overflowed the stack. Eager on the Celery
+    app itself too: once an earlier test has read its configuration (``eager_celery``), the
+    Django setting no longer reaches it and uploads stayed 'validating'."""
+    from routerhub.celery import app
+
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    monkeypatch.setattr(app.conf, "task_always_eager", True)
     settings.DATASET_MIN_ROWS = 2
 
 
@@ -169,12 +174,10 @@ def test_any_uploaded_file_is_refused_clearly_or_validated(
 
 
 def test_control_characters_in_column_names_are_shown_escaped_never_a_500(
-    tenants: Any, settings: Any, django_capture_on_commit_callbacks: Any
+    tenants: Any, fuzz_settings: None, django_capture_on_commit_callbacks: Any
 ) -> None:
     """Found by the test above: PostgreSQL cannot store a NUL in text or JSON, and the errors
     quoted the file's column names."""
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    settings.DATASET_MIN_ROWS = 2
     client = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
     files = {  # JSONL: its keys may hold any character, escaped
         "no score columns": [{"prompt": p, "ju\x00nk": 1} for p in ("a", "b")],

@@ -18,32 +18,40 @@
   box.appendChild(datalist);
 
   // --- reading the first rows --------------------------------------------------------------------
-  // The separator as the server picks it: a comma, or a tab or semicolon when the header line
-  // holds no comma and some of those (a spreadsheet's TSV, a European locale's CSV).
-  const separator = (text) => {
-    const first = text.split(/\r?\n/, 1)[0];
-    if (first.includes(",")) return ",";
-    return first.includes("\t") ? "\t" : first.includes(";") ? ";" : ",";
-  };
-  const parseCsv = (text) => {
-    const sep = separator(text);
+  // Records of `text` split at `sep`, as Python's csv module and pandas read them: a quote opens a
+  // quoted cell only at the start of a cell (where a separator or line end inside it is text).
+  const records = (text, sep, limit) => {
     const rows = [];
-    let row = [], cell = "", quoted = false;
+    let row = [], cell = "", quoted = false, opened = false;
+    const end = () => { row.push(cell); cell = ""; opened = false; };
     for (let i = 0; i < text.length; i++) {
       const c = text[i];
       if (quoted) {
         if (c === '"' && text[i + 1] === '"') { cell += '"'; i++; } else if (c === '"') quoted = false; else cell += c;
-      } else if (c === '"') quoted = true;
-      else if (c === sep) { row.push(cell); cell = ""; }
+      } else if (c === '"' && cell === "" && !opened) { quoted = true; opened = true; }
+      else if (c === sep) end();
       else if (c === "\n" || c === "\r") {
         if (c === "\r" && text[i + 1] === "\n") i++;
-        row.push(cell); rows.push(row); row = []; cell = "";
-        if (rows.length > PREVIEW_ROWS) break;
+        end(); rows.push(row); row = [];
+        if (rows.length >= limit) return rows;
       } else cell += c;
     }
-    if (cell || row.length) { row.push(cell); rows.push(row); }
-    const [header = [], ...body] = rows;
-    return { header, rows: body.slice(0, PREVIEW_ROWS) };
+    if (cell || row.length) { end(); rows.push(row); }
+    return rows;
+  };
+  // The separator as the server picks it (training/dataset_files.py): a comma, or a tab or
+  // semicolon when the header line splits into one field by commas (quotes respected) and more
+  // by it: a spreadsheet's TSV, a European locale's CSV.
+  const separator = (text) => {
+    const first = text.split("\n", 1)[0];
+    const fields = (sep) => (records(first, sep, 1)[0] || []).length;
+    if (fields(",") > 1) return ",";
+    return ["\t", ";"].find((sep) => fields(sep) > 1) || ",";
+  };
+  const parseCsv = (text) => {
+    const sep = separator(text);
+    const [header = [], ...body] = records(text, sep, PREVIEW_ROWS + 1);
+    return { header, rows: body.slice(0, PREVIEW_ROWS), decimalComma: sep === ";" };
   };
   const parseJsonl = (text) => {
     const objects = text.split("\n").filter((l) => l.trim()).slice(0, PREVIEW_ROWS).map((l) => JSON.parse(l));
@@ -80,12 +88,15 @@
     const [best] = suggestions(name);
     return best && best[0] >= 0.5 ? best[1] : baseName(name);
   };
-  const looksNumeric = (values) => values.length > 0 && values.every((v) => v === "" || /^(true|false|[-+]?\d*\.?\d+(e[-+]?\d+)?)$/i.test(v.trim()));
-  const guessRole = (name, values, promptTaken) => {
+  // A semicolon-separated file may write 0,75 for 0.75, as the server reads it.
+  const looksNumeric = (values, decimalComma) => values.length > 0 && values.every((v) => v === "" ||
+    (decimalComma ? /^(true|false|[-+]?\d*[.,]?\d+(e[-+]?\d+)?)$/i : /^(true|false|[-+]?\d*\.?\d+(e[-+]?\d+)?)$/i).test(v.trim()));
+  const guessRole = (name, values, promptTaken, decimalComma) => {
     const lower = name.toLowerCase();
+    const numeric = looksNumeric(values, decimalComma);
     if (!promptTaken && PROMPT_NAMES.includes(lower)) return "prompt";
-    if (/(^|[\/_|\- ])(cost|price|usd|total_cost)$/.test(lower)) return looksNumeric(values) ? "cost" : "ignore";
-    if (looksNumeric(values)) return "score";
+    if (/(^|[\/_|\- ])(cost|price|usd|total_cost)$/.test(lower)) return numeric ? "cost" : "ignore";
+    if (numeric) return "score";
     return "ignore";
   };
 
@@ -184,10 +195,10 @@
     columnsField.value = JSON.stringify(mapping);
   };
 
-  const show = (header, rows) => {
+  const show = (header, rows, decimalComma = false) => {
     let promptTaken = false;
     state = header.map((name, i) => {
-      const role = guessRole(name, rows.map((r) => r[i] ?? ""), promptTaken);
+      const role = guessRole(name, rows.map((r) => r[i] ?? ""), promptTaken, decimalComma);
       promptTaken = promptTaken || role === "prompt";
       return { name, role, model: role === "score" || role === "cost" ? guessModel(name) : "" };
     });
@@ -207,8 +218,8 @@
       const jsonl = name.endsWith(".jsonl") || name.endsWith(".ndjson") || text.trimStart().startsWith("{");
       const other = name.endsWith(".parquet") || text.startsWith("PAR1") || text.trimStart().startsWith("[");
       if (other) return;  // no preview: the server reads and checks these
-      const { header, rows } = jsonl ? parseJsonl(text) : parseCsv(text);
-      if (header.length) show(header, rows);
+      const { header, rows, decimalComma } = jsonl ? parseJsonl(text) : parseCsv(text);
+      if (header.length) show(header, rows, decimalComma);
     } catch (error) {
       box.hidden = true;  // the server validates the file and says what is wrong with it
     }
