@@ -33,7 +33,7 @@ from accounts.tenancy import (
     tenant_object_or_404,
 )
 from routerhub.errors import ApiError
-from routerhub.text import validate_no_control_characters
+from routerhub.text import decimal_number, validate_no_control_characters
 
 View = Callable[..., HttpResponse]
 
@@ -250,7 +250,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
 def organization_switch(request: HttpRequest) -> HttpResponse:
     chosen = request.POST.get("organization", "")
     membership = Membership.objects.filter(
-        user=_person(request), organization_id=int(chosen) if chosen.isdecimal() else 0
+        user=_person(request), organization_id=decimal_number(chosen) or 0
     ).first()
     if membership is None:
         raise Http404

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any
@@ -119,12 +120,17 @@ class UsageCsv:
 
 # A cell a spreadsheet would read as a formula (CSV injection, OWASP): key names are people's
 # text and a request's model names are its sender's. Quoted with a leading ', which spreadsheets
-# show as text and hide.
+# show as text and hide. A plain number (a negative cost: "-0.50000000") is left a number.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+_PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 def _csv_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    if (
+        isinstance(value, str)
+        and value.startswith(_FORMULA_STARTS)
+        and not _PLAIN_NUMBER.fullmatch(value)
+    ):
         return "'" + value
     return value
 

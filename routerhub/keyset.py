@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from routerhub.errors import BadRequest
+from routerhub.text import decimal_number
 
 CURSOR_PARAM = "cursor"
 LIMIT_PARAM = "limit"
@@ -130,9 +131,10 @@ class KeysetPagination(BasePagination):
         value = request.query_params.get(LIMIT_PARAM)
         if value is None:
             return self.default_limit
-        if not value.isdecimal() or int(value) < 1:
+        limit = decimal_number(value)
+        if not limit:
             raise BadRequest("limit must be a positive integer.", param=LIMIT_PARAM)
-        return min(int(value), self.max_limit)
+        return min(limit, self.max_limit)
 
     def _link(self, cursor: str | None) -> str | None:
         if cursor is None:

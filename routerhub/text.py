@@ -32,3 +32,18 @@ def validate_no_control_characters(value: str) -> None:
 def one_line(text: str) -> str:
     """``text`` as one line: control characters become spaces, runs of spaces one space."""
     return " ".join("".join(" " if is_control(c) else c for c in text).split())
+
+
+# An id or count people type: at most 18 ASCII digits (below 2**63, a bigint key). Past 4,300
+# digits ``int`` raises ValueError, and "²" is a digit to ``str.isdigit`` but not to ``int``.
+MAX_NUMBER_DIGITS = 18
+
+
+def decimal_number(value: object) -> int | None:
+    """The non-negative integer ``value`` is (an ``int``, not a ``bool``) or spells in at most
+    ``MAX_NUMBER_DIGITS`` ASCII digits; None for anything else."""
+    if type(value) is int:
+        return value if value >= 0 else None
+    if isinstance(value, str) and 0 < len(value) <= MAX_NUMBER_DIGITS and value.isascii():
+        return int(value) if value.isdecimal() else None
+    return None

@@ -21,6 +21,7 @@ from accounts.tenancy import (
 )
 from billing.models import UsageRecord
 from routerhub.errors import ApiError
+from routerhub.text import decimal_number
 from routing.feedback import feedback_record, feedback_retrain
 from routing.model_stats import WINDOW, provider_stats
 from routing.models import Provider, ProviderKey
@@ -106,10 +107,10 @@ def provider_keys_page(request: HttpRequest) -> HttpResponse:
     form = ProviderKeyForm()
     if request.method == "POST":
         if request.POST.get("delete"):
-            chosen = request.POST["delete"]
-            if not chosen.isdecimal():
+            chosen = decimal_number(request.POST["delete"])
+            if chosen is None:
                 raise Http404
-            key = tenant_object_or_404(ProviderKey.objects, organization, pk=int(chosen))
+            key = tenant_object_or_404(ProviderKey.objects, organization, pk=chosen)
             provider_key_delete(key=key)
             messages.success(request, f"Removed your {key.provider.name} key.")
             return redirect("provider-keys")

@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from routerhub.domain import Conflict, InvalidInput, NotFound, TooLarge
 from routerhub.memory import memory_ceiling
+from routerhub.text import decimal_number
 from training import dispatch, ingest
 from training.models import (
     ACTIVE_STATUSES,
@@ -313,10 +314,8 @@ def _validate_options(
     clean["price_unit"] = unit
     test_id = options.get("test_dataset")
     if test_id is not None:
-        is_id = type(test_id) is int  # "abc" or a list was a 500 from the database lookup
-        test = (
-            Dataset.objects.filter(organization=organization, pk=test_id).first() if is_id else None
-        )
+        pk = decimal_number(test_id)  # "abc" or a list was a 500 from the lookup; "12" is 12
+        test = Dataset.objects.filter(organization=organization, pk=pk).first() if pk else None
         if test is None:
             raise InvalidInput(
                 "options.test_dataset is not one of your datasets.", param="options.test_dataset"

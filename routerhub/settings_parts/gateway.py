@@ -68,8 +68,10 @@ USAGE_PROMPT_RETENTION_DAYS = env.int("USAGE_PROMPT_RETENTION_DAYS", default=0)
 USAGE_RECORD_RETENTION_MONTHS = env.int("USAGE_RECORD_RETENTION_MONTHS", default=0)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 # The most one upstream answer (whole, streamed, or an error) may be once decoded: a tenant's own
-# host could otherwise send gigabytes, or a few kilobytes of gzip that decode to them.
-GATEWAY_MAX_RESPONSE_BYTES = env.int("GATEWAY_MAX_RESPONSE_BYTES", default=64 * 1024 * 1024)
+# host could otherwise send gigabytes, or a few kilobytes of gzip that decode to them. It must fit
+# the largest answer the API allows: /v1/embeddings takes 2,048 inputs, at 3,072 dimensions and up
+# to ~32 bytes a float as (pretty-printed) JSON that is ~192 MiB; 64 MiB refused it (a 502).
+GATEWAY_MAX_RESPONSE_BYTES = env.int("GATEWAY_MAX_RESPONSE_BYTES", default=256 * 1024 * 1024)
 # /v1/responses with store (the default): days an answer stays retrievable and continuable by
 # previous_response_id (0: nothing is stored), and the largest stored conversation (JSON bytes);
 # a larger one is answered with store: false.

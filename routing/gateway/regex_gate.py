@@ -11,9 +11,11 @@ cannot be resolved (an exception). So both checks run in a small worker process 
 loop, started on first use, a plain ``python -c`` that imports ``re``, ``json`` and
 ``jsonschema``), one at a time, with a deadline of ``PIPELINE_REGEX_TIMEOUT`` seconds: past it
 the worker is killed (the next check starts a new one) and the gate counts as failed
-(``regex_gate_search`` and ``schema_gate_check`` return None). A schema that raises is
-undecidable (``schema_gate_check`` returns ``UNDECIDABLE``). The worker exits when the gateway
-does (its stdin closes).
+(``regex_gate_search`` and ``schema_gate_check`` return None). A check queued behind others
+waits no longer than that deadline either (then it is None too, ``gate_timeout``). A schema that raises, or an
+answer nested past the 255 levels ``orjson`` writes (it reads 1024), is undecidable
+(``schema_gate_check`` returns ``UNDECIDABLE``). The worker exits when the gateway does (its
+stdin closes).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ _WORKER = (
     "    sys.stdout.write(answer)\n"
     "    sys.stdout.flush()\n"
 )
-UNDECIDABLE = "undecidable"  # the check raised (a $ref it cannot resolve, a recursion)
+UNDECIDABLE = "undecidable"  # the check raised (a $ref it cannot resolve, a recursion) or the
+# value is nested too deeply to be sent to the worker
 
 
 @dataclass
@@ -73,21 +76,34 @@ async def schema_gate_check(schema: Any, value: Any) -> bool | str | None:
 
 
 async def _check(ask: dict[str, Any], what: str) -> bool | str | None:
+    try:
+        line = orjson.dumps(ask) + b"\n"
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels; it reads 1024)
+        return UNDECIDABLE
     worker = _worker_for(asyncio.get_running_loop())
-    async with worker.lock:
-        try:
-            await _started(worker)  # outside the deadline: a process start is not the check's
-            async with asyncio.timeout(settings.PIPELINE_REGEX_TIMEOUT):
-                return await _ask(worker, ask)
-        except (TimeoutError, OSError, ValueError):
-            logger.warning(
-                "%s ran past %ss; it counts as failed", what, settings.PIPELINE_REGEX_TIMEOUT
-            )
-            await _stop(worker)
-            return None
-        except asyncio.CancelledError:
-            _kill(worker)  # its answer would be read by the next check
-            raise
+    try:  # queued behind other checks: no longer than one check may take
+        async with asyncio.timeout(settings.PIPELINE_REGEX_TIMEOUT):
+            await worker.lock.acquire()
+    except TimeoutError:
+        logger.warning(
+            "%s waited past %ss for the gate worker", what, settings.PIPELINE_REGEX_TIMEOUT
+        )
+        return None
+    try:
+        await _started(worker)  # outside the deadline: a process start is not the check's
+        async with asyncio.timeout(settings.PIPELINE_REGEX_TIMEOUT):
+            return await _ask(worker, line)
+    except (TimeoutError, OSError, ValueError):
+        logger.warning(
+            "%s ran past %ss; it counts as failed", what, settings.PIPELINE_REGEX_TIMEOUT
+        )
+        await _stop(worker)
+        return None
+    except asyncio.CancelledError:
+        _kill(worker)  # its answer would be read by the next check
+        raise
+    finally:
+        worker.lock.release()
 
 
 def _worker_for(loop: asyncio.AbstractEventLoop) -> _Worker:
@@ -109,16 +125,16 @@ async def _started(worker: _Worker) -> None:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
-    await _ask(worker, {"pattern": "", "text": ""})  # the interpreter is up, its imports done
+    await _ask(worker, b'{"pattern": "", "text": ""}\n')  # the interpreter is up, its imports done
 
 
 _ANSWERS: dict[bytes, bool | str] = {b"1\n": True, b"0\n": False, b"?\n": UNDECIDABLE}
 
 
-async def _ask(worker: _Worker, ask: dict[str, Any]) -> bool | str:
+async def _ask(worker: _Worker, line: bytes) -> bool | str:
     process = worker.process
     assert process is not None and process.stdin is not None and process.stdout is not None
-    process.stdin.write(orjson.dumps(ask) + b"\n")
+    process.stdin.write(line)
     await process.stdin.drain()
     answer = _ANSWERS.get(await process.stdout.readline())
     if answer is None:

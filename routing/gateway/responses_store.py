@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import BadRequest, NotFound
+from routerhub.text import decimal_number
 from routing.gateway.http import GatewayRequest
 from routing.models import StoredResponse
 from routing.providers.base import JSON
@@ -180,7 +181,7 @@ async def response_input_items(
 def _page_query(raw: bytes) -> tuple[int, str, str | None]:
     query = parse_qs(raw.decode("latin-1")[:_MAX_QUERY_CHARS])
     limit_text = query.get("limit", ["20"])[-1]
-    if not limit_text.isdecimal() or not 1 <= int(limit_text) <= _MAX_ITEMS_PAGE:
+    if not 1 <= (decimal_number(limit_text) or 0) <= _MAX_ITEMS_PAGE:
         raise BadRequest(f"limit must be an integer from 1 to {_MAX_ITEMS_PAGE}.", param="limit")
     order = query.get("order", ["desc"])[-1]
     if order not in ("asc", "desc"):

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import os
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,26 +29,63 @@ class _NoCookies(httpx.Cookies):
         return None
 
 
-# Encodings whose decoding is bounded per network read (gzip and deflate expand a 64 KiB read to
-# at most ~64 MiB). zstd is not: one frame of a few bytes may declare gigabytes, and httpx
-# decodes whatever the server names, asked for or not.
+# Encodings RouterHub decodes itself, in bounded pieces (``_decoded``): zlib is asked for at most
+# ``_PIECE`` bytes per call, so no read of the wire (the transport reads up to 256 KiB; gzip
+# expands ~1000x) becomes more than that in memory at once. zstd is refused: one frame of a few
+# bytes may declare gigabytes. At most one coding is allowed: ``gzip, gzip`` (decoded twice)
+# would multiply the expansion.
 DECODED_ENCODINGS = frozenset({"identity", "gzip", "deflate"})
 ACCEPT_ENCODING = "gzip, deflate"
+_PIECE = 64 * 1024
 
 
 class ResponseTooLarge(httpx.DecodingError):
     """An upstream answer past ``GATEWAY_MAX_RESPONSE_BYTES`` once decoded."""
 
 
-def encoding_check(response: httpx.Response) -> None:
-    """Refuse an answer in an encoding whose decoding is unbounded (before any of it is read)."""
+def encoding_check(response: httpx.Response) -> str:
+    """The answer's one coding (``identity``, ``gzip`` or ``deflate``); an encoding whose
+    decoding is unbounded, or more than one coding, is refused before any of it is read."""
     named = response.headers.get("content-encoding", "")
-    encodings = {e.strip() for e in named.lower().split(",")} - {""}
-    if not encodings <= DECODED_ENCODINGS:
+    codings = [e.strip() for e in named.lower().split(",") if e.strip() not in ("", "identity")]
+    if len(codings) > 1 or not set(codings) <= DECODED_ENCODINGS:
         raise httpx.DecodingError(
             f"the answer's Content-Encoding {named!r} is not one RouterHub decodes",
             request=response.request,
         )
+    return codings[0] if codings else "identity"
+
+
+async def _decoded(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The answer's bytes decoded in pieces of at most ``_PIECE`` bytes (httpx's own decoding
+    turns one read into its whole expansion before anyone can count it)."""
+    coding = encoding_check(response)
+    if coding == "identity":
+        async for raw in response.aiter_raw():
+            yield raw
+        return
+    wbits = zlib.MAX_WBITS | 16 if coding == "gzip" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    first = True
+    try:
+        async for raw in response.aiter_raw():
+            if first and coding == "deflate" and raw[:1] and raw[0] & 0x0F != 8:
+                inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as httpx reads it
+            first = False
+            while True:  # until the read is consumed and zlib holds nothing more for it
+                piece = inflater.decompress(raw, _PIECE)
+                raw = inflater.unconsumed_tail
+                if piece:
+                    yield piece
+                if not raw and len(piece) < _PIECE:
+                    break
+        tail = inflater.flush()
+    except zlib.error as exc:
+        raise httpx.DecodingError(
+            f"the answer is not valid {coding}: {exc}", request=response.request
+        ) from exc
+    if tail:
+        yield tail
 
 
 async def body_chunks(response: httpx.Response, limit: int | None = None) -> AsyncIterator[bytes]:
@@ -55,7 +93,7 @@ async def body_chunks(response: httpx.Response, limit: int | None = None) -> Asy
     ``GATEWAY_MAX_RESPONSE_BYTES``) instead of reading on."""
     limit = settings.GATEWAY_MAX_RESPONSE_BYTES if limit is None else limit
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in _decoded(response):
         size += len(chunk)
         if size > limit:
             raise ResponseTooLarge(
@@ -67,7 +105,7 @@ async def body_chunks(response: httpx.Response, limit: int | None = None) -> Asy
 async def body_prefix(response: httpx.Response, limit: int) -> bytes:
     """At most ``limit`` bytes of the decoded answer (an error's text); the rest is not read."""
     kept = b""
-    async for chunk in response.aiter_bytes():
+    async for chunk in _decoded(response):
         kept += chunk[: limit - len(kept)]
         if len(kept) >= limit:
             break

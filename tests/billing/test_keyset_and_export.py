@@ -73,6 +73,8 @@ def test_a_bad_cursor_or_limit_is_a_clear_400(tenants):  # type: ignore[no-untyp
     assert manage.get("/api/v1/ledger?limit=0").status_code == 400
     # A superscript two is a digit to str.isdigit but not to int(): it was a 500.
     assert manage.get("/api/v1/ledger?limit=%C2%B2").status_code == 400
+    # Past 4,300 digits int() raises ValueError: it was a 500.
+    assert manage.get(f"/api/v1/ledger?limit={'1' * 5000}").status_code == 400
 
 
 @pytest.fixture

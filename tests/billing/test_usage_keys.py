@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope
 from billing.drafts import UsageDraft
+from billing.models import UsageRecord
 from billing.settlement import usage_settle
 from tests.factories import dashboard_client, key_client, key_make
 
@@ -74,6 +75,17 @@ def test_usage_csv_cells_are_never_spreadsheet_formulas(tenants: Any) -> None:
     assert row["requested_model"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
     assert row["provider"] == "'-2+3"
     assert (row["model"], row["cost"]) == ("demo/small", "0.00000000")
+
+
+def test_usage_csv_leaves_negative_numbers_numbers(tenants: Any) -> None:
+    # A negative number starts with "-": it was quoted ("'-0.50000000"), text to a spreadsheet.
+    settled_with_key(tenants, "Refunds", generation_id="gen-csv-negative", provider="-12",
+                     requested_model="-1.5e3")  # fmt: skip
+    UsageRecord.objects.filter(generation_id="gen-csv-negative").update(cost=Decimal("-0.5"))
+
+    (row,) = exported(tenants)
+    assert (row["cost"], row["provider"]) == ("-0.50000000", "-12")
+    assert row["requested_model"] == "'-1.5e3"  # not a plain number: still quoted
 
 
 def test_playground_says_which_prices_each_cost_uses(tenants: Any) -> None:

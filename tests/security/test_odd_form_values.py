@@ -15,7 +15,11 @@ from tests.factories import dashboard_client
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("chosen", ["²", "x", ""])
+# A decimal string int() refuses (over 4,300 digits): it was a 500.
+LONG = pytest.param("1" * 5000, id="5000-digits")
+
+
+@pytest.mark.parametrize("chosen", ["²", "x", "", LONG])
 def test_switching_to_an_organization_that_is_not_a_number_is_a_404(
     tenants: Any, chosen: str
 ) -> None:
@@ -24,7 +28,7 @@ def test_switching_to_an_organization_that_is_not_a_number_is_a_404(
     assert response.status_code == 404
 
 
-@pytest.mark.parametrize("chosen", ["²", "x", "1; drop"])
+@pytest.mark.parametrize("chosen", ["²", "x", "1; drop", LONG])
 def test_deleting_a_provider_key_that_is_not_a_number_is_a_404(tenants: Any, chosen: str) -> None:
     client = dashboard_client(tenants.owner, tenants.organization)
     response = client.post("/dashboard/provider-keys/", {"delete": chosen})

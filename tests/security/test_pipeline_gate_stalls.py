@@ -6,6 +6,7 @@ never backtracks."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -13,11 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import orjson
 
 from accounts.models import KeyScope
+from routing.gateway.regex_gate import regex_gate_search
+from routing.models import Provider
 from routing.pipeline_gates import json_value
+from routing.services import provider_key_create
 from tests.factories import key_client
+from tests.routing.servers import ServerThread
 from tests.routing.world import World, base_catalog, endpoint, model
+from tests.security.test_upstream_answers_bounded import OwnHost
 
 DESCRIBE = "Describe green tea for a shop label"
 # ``^(a+)+$`` against 24 a's and a '!' takes ~2 s of backtracking in-process (doubling per 'a').
@@ -117,3 +124,54 @@ def test_fenced_json_is_still_read() -> None:
     assert json_value('{"a": "```"}') == ({"a": "```"},)
     assert json_value("``````") is None
     assert json_value("```") is None
+
+
+def test_an_answer_nested_too_deeply_to_send_is_undecidable_not_a_500(
+    world: World, settings: Any
+) -> None:
+    # orjson reads 1024 levels of nesting but writes only 255: sending the answer to the gate's
+    # worker raised JSONEncodeError (a TypeError) out of the gate, inside the request.
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True  # the tenant's own host listens on 127.0.0.1
+    deep = "[" * 300 + "]" * 300
+    answer = {"id": "chatcmpl-own", "object": "chat.completion", "created": 1, "model": "own",
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": deep},
+                           "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}}  # fmt: skip
+    host = OwnHost()
+    host.answer = ({"content-type": "application/json"}, orjson.dumps(answer))
+    server = ServerThread(host, lifespan="off").start()
+    try:
+        data = base_catalog(world.fake_url)
+        data["models"].append(model("test/own"))
+        data["endpoints"].append(endpoint("test/own", "fake-openai-b", "gpt-own"))
+        world.catalog(data)
+        provider_key_create(organization=world.organization,
+                            provider=Provider.objects.get(slug="fake-openai-b"),
+                            secret="sk-own-host-5151", base_url=f"{server.url}/v1")  # fmt: skip
+        steps = [{"model": "test/own", "gate": {"type": "json_schema", "schema": {"type": "array"}}},
+                 {"model": "test/gpt"}]  # fmt: skip
+        admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+        created = admin.post(
+            "/api/v1/pipelines", {"slug": "deep", "kind": "cascade", "steps": steps}, format="json"
+        )
+        assert created.status_code == 201, created.json()
+
+        gates = served_gates(world, "deep")
+    finally:
+        server.stop()
+
+    assert gates == [("test/own", "undecidable"), ("test/gpt", "none")]
+
+
+def test_a_gate_queued_behind_a_stalled_one_times_out_instead_of_waiting(settings: Any) -> None:
+    # One worker per event loop, one check at a time: the queue's wait had no deadline, so the
+    # n-th gate behind stalled ones waited n deadlines (and answered). Now it waits one at most.
+    settings.PIPELINE_REGEX_TIMEOUT = 0.5
+
+    async def both() -> tuple[bool | None, bool | None]:
+        stalled = asyncio.create_task(regex_gate_search("^(a+)+$", "a" * 40 + "!"))
+        await asyncio.sleep(0)  # the stalled check takes the worker first
+        queued = await regex_gate_search("a", "a")
+        return await stalled, queued
+
+    assert asyncio.run(both()) == (None, None)
