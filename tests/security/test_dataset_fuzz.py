@@ -110,11 +110,14 @@ def fuzz_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Set once per test, not per example: each assignment to pytest-django's ``settings``
     nests another override, and a thousand examples overflowed the stack. Eager on the Celery
     app itself too: once an earlier test has read its configuration (``eager_celery``), the
-    Django setting no longer reaches it and uploads stayed 'validating'."""
+    Django setting no longer reaches it and uploads stayed 'validating'. The app is patched
+    before the Django setting changes: if this is the first read of the app's configuration, it
+    would load the overridden setting, take it for the old value and leave every later test's
+    app eager (the real-worker tests then ran their tasks in the test process)."""
     from routerhub.celery import app
 
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     monkeypatch.setattr(app.conf, "task_always_eager", True)
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.DATASET_MIN_ROWS = 2
 
 
