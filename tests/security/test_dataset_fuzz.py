@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -106,19 +107,21 @@ COLUMN_MAPPINGS = st.one_of(
 
 
 @pytest.fixture
-def fuzz_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def fuzz_settings(settings: Any) -> Iterator[None]:
     """Set once per test, not per example: each assignment to pytest-django's ``settings``
     nests another override, and a thousand examples overflowed the stack. Eager on the Celery
-    app itself too: once an earlier test has read its configuration (``eager_celery``), the
-    Django setting no longer reaches it and uploads stayed 'validating'. The app is patched
-    before the Django setting changes: if this is the first read of the app's configuration, it
-    would load the overridden setting, take it for the old value and leave every later test's
-    app eager (the real-worker tests then ran their tasks in the test process)."""
+    app itself too: an earlier test that set the app's value explicitly (``eager_celery``)
+    shadows the Django setting. Afterwards the explicit value is removed, not set back: the
+    app then reads the Django setting live again, as it did before (setting it back would
+    shadow every later test's Django override, and restoring a value read under this test's
+    override left the real-worker tests' app eager)."""
     from routerhub.celery import app
 
-    monkeypatch.setattr(app.conf, "task_always_eager", True)
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.DATASET_MIN_ROWS = 2
+    app.conf.task_always_eager = True
+    yield
+    app.conf.changes.pop("task_always_eager", None)
 
 
 def strict_json(content: bytes) -> Any:
