@@ -40,6 +40,15 @@ _SORTS = ("price", "latency", "throughput")
 # Why endpoints were left out that only the request's own provider preferences decided.
 _EXCLUDED_BY_PREFERENCES = "excluded by provider.only/provider.ignore"
 _ABOVE_MAX_PRICE = "above provider.max_price"
+_NOT_IN_ORDER = "not in provider.order, and provider.allow_fallbacks is false"
+_PREFERENCE_REASONS = {_EXCLUDED_BY_PREFERENCES, _ABOVE_MAX_PRICE, _NOT_IN_ORDER}
+# OpenRouter's provider filters that the catalog has no facts for: honouring them is impossible,
+# dropping them would send the prompt where the client said not to, so asking is a 400.
+_UNKNOWN_FACTS = {
+    "data_collection": ("deny", "which providers retain or train on prompts"),
+    "zdr": (True, "which providers keep zero data"),
+    "enforce_distillable_text": (True, "which models' licences allow distillation"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +109,24 @@ def _preferences(body: JSON) -> JSON:
                 f"provider.{name} must be a list of provider slugs.", param=f"provider.{name}"
             )
     _max_price_check(prefs.get("max_price"))
+    _unhonoured_check(prefs)
     return prefs
+
+
+def _unhonoured_check(prefs: JSON) -> None:
+    for name, (value, facts) in _UNKNOWN_FACTS.items():
+        if prefs.get(name) == value:
+            raise BadRequest(
+                f"provider.{name} {value!r} cannot be honoured: RouterHub's catalog does not "
+                f"record {facts}. Leave it out and choose providers with provider.only.",
+                param=f"provider.{name}",
+            )
+    if prefs.get("quantizations"):
+        raise BadRequest(
+            "provider.quantizations cannot be honoured: every endpoint here is a provider's "
+            "own API and the catalog records no quantization. Leave it out.",
+            param="provider.quantizations",
+        )
 
 
 def _max_price_check(max_price: Any) -> None:
@@ -111,6 +137,13 @@ def _max_price_check(max_price: Any) -> None:
             "provider.max_price must be an object {prompt, completion} in USD per 1M tokens.",
             param="provider.max_price",
         )
+    for name in sorted(set(max_price) - {"prompt", "completion"}):
+        if max_price[name] is not None:
+            raise BadRequest(
+                f"provider.max_price.{name[:40]} cannot be honoured: RouterHub prices tokens "
+                "only; give prompt and completion (USD per 1M tokens).",
+                param=f"provider.max_price.{name[:40]}",
+            )
     for name in ("prompt", "completion"):
         value = max_price.get(name)
         if value is None:
@@ -319,7 +352,10 @@ class _Sieve:
 
     def add_model(self, model: ModelInfo, byok: dict[str, OwnKey]) -> None:
         eligible = [e for e in model.endpoints if self._eligible(e)]
-        for endpoint in _order(eligible, self.prefs):
+        ordered = _order(eligible, self.prefs)
+        if eligible and not ordered:
+            self.reasons.add(_NOT_IN_ORDER)
+        for endpoint in ordered:
             own = byok.get(endpoint.provider_slug)
             if own:
                 base_url = own.base_url if endpoint.api_style == "openai" else ""
@@ -359,11 +395,12 @@ class _Sieve:
         reasons = self.reasons
         described = "; ".join(sorted(reasons or {"no enabled endpoint"}))
         metadata = {"models": model_ids, "reasons": sorted(reasons)}
-        if reasons and reasons <= {_EXCLUDED_BY_PREFERENCES, _ABOVE_MAX_PRICE}:
+        if reasons and reasons <= _PREFERENCE_REASONS:
             # The request's own preferences leave nothing: sending it again cannot help.
             return BadRequest(
                 f"No endpoint of the requested model(s) is within the provider preferences: "
-                f"{described}; loosen provider.only, provider.ignore or provider.max_price.",
+                f"{described}; loosen provider.only, provider.ignore, provider.max_price or "
+                "provider.order.",
                 param="provider",
                 metadata=metadata,
             )

@@ -262,3 +262,45 @@ def test_rate_limit_headers_on_answers_and_429s(world: World) -> None:
     assert refused.headers["x-ratelimit-remaining"] == "0"
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
     assert "x-ratelimit-limit" not in unlimited.headers
+
+
+def test_provider_order_without_fallbacks_that_names_no_endpoint_is_a_400(world: World) -> None:
+    client = openrouter_client(world)
+    strict = {"order": ["openai", "anthropic"], "allow_fallbacks": False}  # OpenRouter's slugs
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="test/gpt", messages=[{"role": "user", "content": "x"}],
+                                       extra_body={"provider": strict})  # fmt: skip
+    served = client.chat.completions.create(
+        model="test/gpt", messages=[{"role": "user", "content": "x"}],
+        extra_body={"provider": strict | {"order": ["fake-openai"]}},
+    )  # fmt: skip
+
+    # It was a 503 "no enabled endpoint" with x-should-retry: false: the request's own fault.
+    assert refused.value.body["param"] == "provider"  # type: ignore[index]
+    assert "provider.order" in refused.value.message
+    assert served.model_extra["provider"] == "fake-openai"
+    assert len(world.upstream_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    ("preferences", "param"),
+    [({"data_collection": "deny"}, "provider.data_collection"), ({"zdr": True}, "provider.zdr"),
+     ({"quantizations": ["fp8"]}, "provider.quantizations"),
+     ({"max_price": {"prompt": 5, "request": 0.01}}, "provider.max_price.request")],
+)  # fmt: skip
+def test_provider_filters_without_catalog_facts_are_a_400(
+    world: World, preferences: dict[str, Any], param: str
+) -> None:
+    client = openrouter_client(world)
+    allowed = {"data_collection": "allow", "zdr": False, "quantizations": []}
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="test/gpt", messages=[{"role": "user", "content": "x"}],
+                                       extra_body={"provider": preferences})  # fmt: skip
+    served = client.chat.completions.create(model="test/gpt", messages=[{"role": "user", "content": "x"}],
+                                            extra_body={"provider": allowed})  # fmt: skip
+
+    # They were dropped in silence: the prompt went to a provider the client had excluded.
+    assert refused.value.body["param"] == param  # type: ignore[index]
+    assert served.model == "test/gpt" and len(world.upstream_requests()) == 1
