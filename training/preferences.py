@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 
 from training import ingest
+from training.arena_layouts import battles_frame, is_arena_frame
 from training.cells import is_empty, parse_number, prompt_text
 from training.dataset_files import printable
 from training.task_columns import HIERARCHY_NEEDS_TASKS
 
-PREFERENCE_COLUMNS = ("model_a", "model_b", "winner")
 WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
 MAX_COMPARISONS = 200_000  # ~0.3 GB of sparse design at 48 features
 REGULARIZATION = 1.0  # inverse L2 strength of the logistic fit
@@ -50,9 +50,9 @@ def _error(message: str, row: int | None, column: str | None) -> dict[str, Any]:
 
 
 def is_preference_frame(frame: pd.DataFrame) -> bool:
-    """Whether the file holds battles: it has all of ``model_a``, ``model_b`` and ``winner``."""
-    names = {str(c) for c in frame.columns}
-    return all(c in names for c in PREFERENCE_COLUMNS)
+    """Whether the file holds battles: ``model_a``, ``model_b`` and ``winner`` (or the 55k
+    file's one-hot outcome columns, ``training.arena_layouts``)."""
+    return is_arena_frame({str(c) for c in frame.columns})
 
 
 @dataclass
@@ -288,18 +288,20 @@ def preference_dataset_parse(
     frame: pd.DataFrame, columns: dict[str, Any] | None, limits: ingest.Limits
 ) -> ingest.ParsedDataset:
     """A battles (or battles plus scores) file as a ``ParsedDataset`` of expected win rates."""
-    names = [str(c) for c in frame.columns]
     columns = columns or {}
     if "task_hierarchy" in columns:  # a battles file is not read by task
         message = f"{HIERARCHY_NEEDS_TASKS} A battles file is not read by task: leave it out."
         raise ingest.DatasetInvalidError([_error(message, None, None)])
+    frame = battles_frame(frame, columns.get("prompt"))
+    names = [str(c) for c in frame.columns]
     prompt = columns.get("prompt") or next((c for c in ingest.PROMPT_COLUMNS if c in names), None)
     if prompt is None or prompt not in names:
         raise ingest.DatasetInvalidError(
             [
                 _error(
-                    "No prompt column: a battles file needs 'prompt' (or 'messages'), 'model_a', "
-                    "'model_b' and 'winner' columns, or set columns.prompt.",
+                    "No prompt column: a battles file needs 'prompt' (or 'messages', or "
+                    "'conversation_a'), 'model_a', 'model_b' and 'winner' columns, or set "
+                    "columns.prompt.",
                     None,
                     "prompt",
                 )
