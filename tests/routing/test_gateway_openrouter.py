@@ -304,3 +304,26 @@ def test_provider_filters_without_catalog_facts_are_a_400(
     # They were dropped in silence: the prompt went to a provider the client had excluded.
     assert refused.value.body["param"] == param  # type: ignore[index]
     assert served.model == "test/gpt" and len(world.upstream_requests()) == 1
+
+
+def test_openrouter_auto_is_the_platform_router_and_bare_names_find_their_model(
+    world: World,
+) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["models"].append(model("other/gpt"))
+    catalog["endpoints"].append(endpoint("other/gpt", "fake-openai-b", "gpt-4o-mini"))
+    world.catalog(catalog)
+    client = openrouter_client(world)
+    hi = [{"role": "user", "content": "Hi"}]
+
+    auto = client.chat.completions.create(model="openrouter/auto", messages=hi, extra_body={
+        "router": {"candidates": ["test/claude", "test/gemini"]}})  # fmt: skip
+    bare = client.chat.completions.create(model="claude", messages=hi)
+    with pytest.raises(openai.NotFoundError) as ambiguous:
+        client.chat.completions.create(model="gpt", messages=hi)
+
+    # Both were refused: an unknown model (openrouter/auto with router options a 400).
+    assert auto.model_extra["routing"]["router"] == "router/auto"
+    assert auto.model in ("test/claude", "test/gemini")
+    assert bare.model == "test/claude" and world.usage_record(bare.id).model == "test/claude"
+    assert "other/gpt, test/gpt" in ambiguous.value.message
