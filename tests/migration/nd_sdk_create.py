@@ -19,7 +19,10 @@ def main(args: dict[str, Any]) -> dict[str, Any]:
         LLMConfig(provider="openai", model=name, api_key=args["key"], base_url=args["base_url"])
         for name in ("gpt-4o", "gpt-4o-mini")
     ]
-    client = NotDiamond(llm_configs=configs, api_key=args["key"], nd_api_url=args["nd_url"])
+    # latency_tracking=False: RouterHub takes no latency reports (it measures endpoints itself),
+    # and the SDK's token counting would try to download tiktoken's tables.
+    client = NotDiamond(llm_configs=configs, api_key=args["key"], nd_api_url=args["nd_url"],
+                        latency_tracking=False)  # fmt: skip
     messages = [{"role": "user", "content": "Say hello."}]
     result, session_id, provider = client.chat.completions.create(
         messages=messages, tradeoff="cost", max_model_depth=2, hash_content=True
