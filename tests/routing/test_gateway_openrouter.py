@@ -319,6 +319,7 @@ def test_openrouter_auto_is_the_platform_router_and_bare_names_find_their_model(
     auto = client.chat.completions.create(model="openrouter/auto", messages=hi, extra_body={
         "router": {"candidates": ["test/claude", "test/gemini"]}})  # fmt: skip
     bare = client.chat.completions.create(model="claude", messages=hi)
+    variant = client.chat.completions.create(model="gemini:floor", messages=hi)
     with pytest.raises(openai.NotFoundError) as ambiguous:
         client.chat.completions.create(model="gpt", messages=hi)
 
@@ -326,4 +327,5 @@ def test_openrouter_auto_is_the_platform_router_and_bare_names_find_their_model(
     assert auto.model_extra["routing"]["router"] == "router/auto"
     assert auto.model in ("test/claude", "test/gemini")
     assert bare.model == "test/claude" and world.usage_record(bare.id).model == "test/claude"
+    assert variant.model == "test/gemini"
     assert "other/gpt, test/gpt" in ambiguous.value.message
