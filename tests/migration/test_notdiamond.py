@@ -23,6 +23,7 @@ from training.models import Router
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
 WEAK, STRONG = "test/gpt", "test/claude"
+WEAK_TOOLLESS = "test/gpt"  # the base catalog's first model, redeclared without tools
 PROMPTS = ["Compute 17 + 42 * 3.", "Write a short poem about the lantern at dawn. (#1000)"]
 SELECT = "/api/notdiamond/v2/modelRouter/modelSelect"
 FEEDBACK = "/api/notdiamond/v2/report/metrics/feedback"
@@ -172,3 +173,34 @@ def test_the_sdks_create_acreate_and_stream_call_the_model_through_routerhub(wor
     answers = {answer_text(name, "Say hello.") for name in ("gpt-4o", "gpt-4o-mini")}
     assert result["async_text"] in answers and result["stream_text"] in answers
     assert SelectionSession.objects.get(id=result["session_id"]).chosen == result["model"]
+
+
+TOOLS = [{"name": "calculate", "description": "Evaluate an arithmetic expression.",
+          "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}}}]  # fmt: skip
+
+
+def test_model_select_with_tools_offers_only_tool_callers_and_hash_content_stores_no_prompt(
+    world: World,
+) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["models"][0] = model(WEAK_TOOLLESS, capabilities=["json", "streaming"])
+    world.catalog(catalog)
+    slug = trained_router(world)  # test/gpt (right on arithmetic) and test/claude
+    world.organization.prompt_logging = True
+    world.organization.save(update_fields=["prompt_logging"])
+    args = {"key": world.key, "url": f"{world.gateway_url}/api/notdiamond", "prompt": PROMPTS[0],
+            "llm_providers": ["test/gpt", "test/claude"],
+            "calls": [{"preference_id": slug}, {"preference_id": slug, "tools": TOOLS},
+                      {"preference_id": slug, "hash_content": True}]}  # fmt: skip
+
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("nd_sdk_select.py"))],
+                          input=json.dumps(args), capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    (plain_id, plain), (tools_id, with_tools), (hashed_id, hashed) = json.loads(done.stdout)
+    # Tools went unread: the model that cannot call them was chosen, and every prompt stored.
+    assert plain == hashed == "test/gpt" and with_tools == "test/claude"
+    assert SelectionSession.objects.get(id=tools_id).candidates == ["test/claude"]
+    assert SelectionSession.objects.get(id=plain_id).prompt.endswith(PROMPTS[0])
+    assert SelectionSession.objects.get(id=hashed_id).prompt == ""
