@@ -329,3 +329,22 @@ def test_openrouter_auto_is_the_platform_router_and_bare_names_find_their_model(
     assert bare.model == "test/claude" and world.usage_record(bare.id).model == "test/claude"
     assert variant.model == "test/gemini"
     assert "other/gpt, test/gpt" in ambiguous.value.message
+
+
+def test_models_filtered_by_supported_parameters(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["models"][0] = model("test/gpt", capabilities=["json", "streaming"])  # no tools
+    world.catalog(catalog)
+
+    with_tools = get(world, "/models?supported_parameters=tools").json()["data"]
+    both = get(world, "/models?supported_parameters=tools,response_format").json()["data"]
+    everything = get(world, "/models").json()["data"]
+
+    # The filter was ignored: a client choosing a model for tool calls got one without tools.
+    assert "test/gpt" not in {m["id"] for m in with_tools}
+    assert (
+        {m["id"] for m in both}
+        == {m["id"] for m in with_tools}
+        == {m["id"] for m in everything if "tools" in m["supported_parameters"]}
+    )
+    assert len(everything) == 4
