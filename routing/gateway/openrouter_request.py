@@ -39,9 +39,8 @@ def openrouter_request(body: JSON, catalog: CatalogSnapshot) -> JSON:
     if "reasoning" in body:
         _reasoning_check(body["reasoning"])
     ids = _requested_ids(body)
-    if any(i not in catalog.models and "/" not in i for i in ids) or _AUTO in ids:
-        body = _names_resolved(body, catalog)
-        ids = _requested_ids(body)
+    body = model_names_resolved(body, catalog)
+    ids = _requested_ids(body)
     if any(":" in i and i not in catalog.models for i in ids):
         body = _variants_applied(body, ids, catalog)
         ids = _requested_ids(body)
@@ -59,7 +58,12 @@ def _requested_ids(body: JSON) -> list[str]:
     return [m for m in [body.get("model"), *extra] if isinstance(m, str)]
 
 
-def _names_resolved(body: JSON, catalog: CatalogSnapshot) -> JSON:
+def model_names_resolved(body: JSON, catalog: CatalogSnapshot) -> JSON:
+    """``body`` with ``openrouter/auto`` and names without their author (``model``,
+    ``models``) made catalog ids; the body itself when nothing needs it."""
+    ids = _requested_ids(body)
+    if not any(i not in catalog.models and "/" not in i for i in ids) and _AUTO not in ids:
+        return body
     body = dict(body)
     if isinstance(body.get("model"), str):
         body["model"] = _name_resolved(body["model"], catalog)
