@@ -6,7 +6,6 @@ under the policy is tests/browser's to show: any violation fails a browser test.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from django.test import Client
 from accounts.models import KeyScope
 from routerhub.security_headers import policy_with
 from tests.factories import key_client, key_make, session_client
+from tests.processes import production_environment
 
 pytestmark = pytest.mark.django_db
 
@@ -93,17 +93,7 @@ for proto in ("https", "http"):
     seen[proto] = {name: response.headers.get(name) for name in names}
 print(json.dumps(seen))
 """
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "routerhub.settings",
-        "ROUTERHUB_ENV": "production",
-        "ROUTERHUB_VAR_DIR": str(tmp_path),
-        "SECRET_KEY": "s" * 50,
-        "API_KEY_PEPPER": "p" * 50,
-        "ALLOWED_HOSTS": "routerhub.example",
-        "PROVIDER_KEYS_ENCRYPTION_KEYS": "x" * 43 + "=",
-        "BILLING_ENABLED": "false",
-        **extra,
-    }
+    env = production_environment(tmp_path, BILLING_ENABLED="false", **extra)
     return subprocess.run(
         [sys.executable, "-c", script],
         cwd=Path(__file__).resolve().parents[2],
