@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.utils.text import slugify
+
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import (
     NOT_RETRYABLE,
@@ -181,14 +183,25 @@ def endpoint_sort_key(endpoint: EndpointInfo, sort: str | None) -> Any:
     return (price, health.latency_ms(endpoint.id))
 
 
+def _provider_names(endpoint: EndpointInfo) -> set[str]:
+    """What a ``provider`` preference may call an endpoint's provider: its slug or its name, in
+    any case (OpenRouter's clients write ``"OpenAI"``, ``"google-ai-studio"``)."""
+    return {endpoint.provider_slug.lower(), slugify(endpoint.provider_name)}
+
+
+def _named(values: Any) -> set[str]:
+    return {slugify(str(v)) for v in values or []}
+
+
 def _order(endpoints: list[EndpointInfo], prefs: JSON) -> list[EndpointInfo]:
     ranked = sorted(endpoints, key=lambda e: endpoint_sort_key(e, prefs.get("sort")))
-    order = [str(slug) for slug in prefs.get("order") or []]
+    order = [slugify(str(name)) for name in prefs.get("order") or []]
     if order:
-        position = {slug: i for i, slug in enumerate(order)}
-        ranked.sort(key=lambda e: position.get(e.provider_slug, len(order)))
+        position = {name: i for i, name in reversed(list(enumerate(order)))}
+        place = {e.id: min(position.get(n, len(order)) for n in _provider_names(e)) for e in ranked}
+        ranked.sort(key=lambda e: place[e.id])
         if prefs.get("allow_fallbacks") is False:
-            ranked = [e for e in ranked if e.provider_slug in position]
+            ranked = [e for e in ranked if place[e.id] < len(order)]
     elif prefs.get("allow_fallbacks") is False:
         ranked = ranked[:1]
     return ranked
@@ -342,8 +355,8 @@ class _Sieve:
     def __init__(self, body: JSON, needs: Needs, fit: _PromptFit) -> None:
         self.prefs = _preferences(body)
         self.needs, self.fit = needs, fit
-        self.only = {str(s) for s in self.prefs.get("only") or []}
-        self.ignore = {str(s) for s in self.prefs.get("ignore") or []}
+        self.only = _named(self.prefs.get("only"))
+        self.ignore = _named(self.prefs.get("ignore"))
         self.require_parameters = bool(self.prefs.get("require_parameters"))
         self.candidates: list[Candidate] = []
         self.gap: str | None = None
@@ -368,8 +381,7 @@ class _Sieve:
             self.candidates.append(Candidate(endpoint, platform or None, False))
 
     def _eligible(self, endpoint: EndpointInfo) -> bool:
-        provider = endpoint.provider_slug
-        if (self.only and provider not in self.only) or provider in self.ignore:
+        if (self.only or self.ignore) and self._excluded(_provider_names(endpoint)):
             self.reasons.add(_EXCLUDED_BY_PREFERENCES)
         elif not _within_max_price(endpoint, self.prefs.get("max_price")):
             self.reasons.add(_ABOVE_MAX_PRICE)
@@ -381,6 +393,9 @@ class _Sieve:
         else:
             return True
         return False
+
+    def _excluded(self, names: set[str]) -> bool:
+        return bool((self.only and not names & self.only) or names & self.ignore)
 
     def why_none(self, model_ids: list[str]) -> ApiError:
         if self.gap is not None:

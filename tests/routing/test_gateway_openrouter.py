@@ -348,3 +348,24 @@ def test_models_filtered_by_supported_parameters(world: World) -> None:
         == {m["id"] for m in everything if "tools" in m["supported_parameters"]}
     )
     assert len(everything) == 4
+
+
+def test_provider_preferences_name_providers_by_slug_or_name_in_any_case(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["providers"][3]["name"] = "Budget Host"  # fake-openai-b
+    catalog["endpoints"].append(endpoint("test/gpt", "fake-openai-b", "gpt-4o-mini", "5", "5"))
+    world.catalog(catalog)
+    client = openrouter_client(world)
+
+    def served_by(preferences: dict[str, Any]) -> Any:
+        return client.chat.completions.create(
+            model="test/gpt", messages=[{"role": "user", "content": "x"}],
+            extra_body={"provider": preferences},
+        ).model_extra["provider"]  # fmt: skip
+
+    # Only exact slugs matched: "Budget Host" and "FAKE-OPENAI" named nothing (order and ignore
+    # were no-ops, only a 400).
+    assert served_by({"only": ["Budget Host"]}) == "fake-openai-b"
+    assert served_by({"order": ["budget host"], "allow_fallbacks": False}) == "fake-openai-b"
+    assert served_by({"ignore": ["FAKE-OPENAI"]}) == "fake-openai-b"
+    assert served_by({}) == "fake-openai"  # the cheaper one, when nothing is preferred
