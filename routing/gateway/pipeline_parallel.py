@@ -44,6 +44,7 @@ from routing.gateway.pipeline_steps import (
     step_account,
     step_call,
     step_run,
+    template_fill,
 )
 from routing.pipeline_gates import GATE_MAX_CHARS, answer_normalised
 from routing.providers.base import JSON
@@ -177,8 +178,8 @@ async def _aggregate_call(
     """Ask the judge (which answer?) or the synthesiser (write the answer); its call is a child
     record numbered after the branches. The branches are already accounted."""
     answers = "\n\n".join(f"[{i + 1}] {outcomes[i].text[:GATE_MAX_CHARS]}" for i in answered)
-    prompt = aggregate_template(spec).replace("{input}", request_input(ex.body["messages"]))
-    prompt = prompt.replace("{answers}", answers)
+    values = {"input": request_input(ex.body["messages"]), "answers": answers}
+    prompt = template_fill(aggregate_template(spec), values)
     called = await step_run(ex, aggregate, judge_body(aggregate.body, prompt))
     record = step_account(ex, called.ex, aggregate, spec["type"])
     info: JSON = {"type": spec["type"]}

@@ -10,6 +10,7 @@ synthesiser is n.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -37,6 +38,7 @@ GATE_JUDGE_TEMPLATE = (
     "You are grading an answer.\n\nQuestion:\n{input}\n\nAnswer:\n{answer}\n\n"
     "Reply PASS if the answer is correct and complete, otherwise FAIL. Reply with one word."
 )
+_FIELD = re.compile(r"\{(input|previous|answer|answers)\}")
 # The gate labels a step's record can carry; only "passed" (and "none": no gate) stop a cascade.
 PASSED = "passed"
 
@@ -216,8 +218,23 @@ async def _judged(parent: Exchange, step: Step, answer: str, gate: JSON) -> str:
 
 
 def gate_judge_prompt(gate: JSON, question: str, answer: str) -> str:
-    template = str(gate.get("template") or GATE_JUDGE_TEMPLATE)
-    return template.replace("{input}", question).replace("{answer}", answer)
+    return template_fill(judge_template(gate), {"input": question, "answer": answer})
+
+
+def judge_template(gate: JSON) -> str:
+    return str(gate.get("template") or GATE_JUDGE_TEMPLATE)
+
+
+def template_fill(template: str, values: dict[str, str]) -> str:
+    """``template`` with each ``{name}`` of ``values`` replaced in one pass: text put in is never
+    read for fields again (a question holding ``{answer}`` stays as it is, not the answer again,
+    which the hold did not count)."""
+    return _FIELD.sub(lambda match: values.get(match[1], match[0]), template)
+
+
+def template_copies(template: str, name: str) -> int:
+    """How often ``template`` puts ``{name}`` into a prompt: each copy is held for."""
+    return template.count("{" + name + "}")
 
 
 def judge_body(body: JSON, prompt: str) -> JSON:
