@@ -48,7 +48,7 @@ def organization_create(*, name: str, owner: User, personal: bool = False) -> Or
     )
     Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
     for dotted in settings.ORGANIZATION_CREATED_HOOKS:  # e.g. billing's starter credits
-        import_string(dotted)(organization=organization)
+        import_string(dotted)(organization=organization, owner=owner)
     return organization
 
 

@@ -292,7 +292,8 @@ API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=1.0)
 API_KEY_CACHE_MAX_ENTRIES = env.int("API_KEY_CACHE_MAX_ENTRIES", default=10_000)
 ORGANIZATION_SESSION_KEY = "current_organization_id"
 # Apps that accounts must not import act on a new organization through these (called with
-# organization=...) in organization_create's transaction: billing grants STARTER_CREDITS_USD.
+# organization=..., owner=...) in organization_create's transaction: billing grants
+# STARTER_CREDITS_USD (once per person).
 ORGANIZATION_CREATED_HOOKS: list[str] = ["billing.services.starter_credits_grant"]
 # Training's pages flag model ids that are not catalog models through routing's catalog (routing
 # imports training, not the other way): ids -> {unknown id: similar catalog ids}.
