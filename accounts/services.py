@@ -18,6 +18,7 @@ from django.utils.text import slugify
 
 from accounts.keys import key_cache_clear, key_mint
 from accounts.models import (
+    RESERVED_ORGANIZATION_SLUGS,
     ApiKey,
     Invitation,
     KeyScope,
@@ -35,7 +36,8 @@ INVITATION_LIFETIME = timedelta(days=7)
 def _unique_slug(base: str) -> str:
     root = slugify(base)[:40] or "org"
     slug = root
-    while Organization.objects.filter(slug=slug).exists():
+    # A reserved slug (the platform's) gets a suffix like a taken one.
+    while slug in RESERVED_ORGANIZATION_SLUGS or Organization.objects.filter(slug=slug).exists():
         slug = f"{root}-{secrets.token_hex(3)}"
     return slug
 
