@@ -30,7 +30,7 @@ from collections import Counter
 
 from django.conf import settings
 
-from routing.gateway.exchange import Exchange
+from routing.gateway.exchange import Exchange, bill, call_abandoned, partial_usage
 from routing.gateway.pipeline_steps import (
     JUDGE_MAX_TOKENS,
     PASSED,
@@ -154,6 +154,11 @@ def _account_branches(
         status = outcome.ex.draft.status
         if outcome.completion is None:
             gate = {"timed_out": "timeout", "cancelled": "cancelled"}.get(status, "no_answer")
+            if gate != "no_answer":  # stopped by the pipeline while a provider had its prompt
+                latency = outcome.ex.draft.latency_ms
+                call_abandoned(outcome.ex)
+                bill(outcome.ex, partial_usage(outcome.ex), status=status)
+                outcome.ex.draft.latency_ms = latency
         else:
             gate = "chosen" if index == served else "not_chosen"
         step_account(ex, outcome.ex, step, gate)
