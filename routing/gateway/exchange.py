@@ -72,6 +72,10 @@ class Exchange:
     # ``attempts`` while it waits; a failed attempt clears it): what a call stopped by its caller
     # is billed at (``call_abandoned``).
     sending: Candidate | None = None
+    # A pipeline's calls: each registers here how to account for it if the client leaves first
+    # (``pipeline_steps.child_exchange``); ``accounted`` once it is one of the request's steps.
+    on_abandon: list[Callable[[], None]] = field(default_factory=list)
+    accounted: bool = False
 
 
 # A scope entry only this server's own code can set (never a header): the key a dashboard
@@ -139,6 +143,8 @@ async def _until_disconnect(ex: Exchange, work: Coroutine[Any, Any, None]) -> No
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
+        for account in ex.on_abandon:  # a pipeline's calls: answers that came, calls in flight
+            account()
         call_abandoned(ex)
         bill(ex, partial_usage(ex), status="aborted", error_type="client_disconnected")
     finally:

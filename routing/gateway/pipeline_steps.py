@@ -14,13 +14,21 @@ import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 
 from billing.metering import UsageDraft, UsageFlag
 from routerhub.errors import UpstreamFailed
 from routerhub.money import money_str
 from routing.gateway import health
 from routing.gateway.attempts import attempt
-from routing.gateway.exchange import Exchange, bill, billable_usage, choices_chars
+from routing.gateway.exchange import (
+    Exchange,
+    bill,
+    billable_usage,
+    call_abandoned,
+    choices_chars,
+    partial_usage,
+)
 from routing.gateway.planning import Plan
 from routing.gateway.regex_gate import UNDECIDABLE, regex_gate_search, schema_gate_check
 from routing.gateway.request_shape import estimate_prompt_tokens, prompt_token_bound
@@ -78,7 +86,7 @@ def child_exchange(parent: Exchange, step: Step, body: JSON) -> Exchange:
         key_id=parent.key.id,
         status="failed",
     )
-    return Exchange(
+    child_ex = Exchange(
         parent.req,
         parent.key,
         body,
@@ -90,6 +98,23 @@ def child_exchange(parent: Exchange, step: Step, body: JSON) -> Exchange:
         child,
         prompt_bound=prompt_token_bound(body),
     )
+    parent.on_abandon.append(partial(_abandoned, parent, child_ex, step))
+    return child_ex
+
+
+def _abandoned(parent: Exchange, child_ex: Exchange, step: Step) -> None:
+    """The client left before this call was one of the request's steps: it becomes one now — an
+    answer that came as it was priced, a call a provider still had billed its prompt
+    (``call_abandoned``), a call that found no provider at no cost."""
+    if child_ex.accounted:
+        return
+    draft = child_ex.draft
+    if draft.status in ("failed", "timed_out"):
+        call_abandoned(child_ex)
+        if child_ex.endpoint is not None:
+            status = "cancelled" if draft.status == "failed" else draft.status
+            bill(child_ex, partial_usage(child_ex), status=status)
+    step_account(parent, child_ex, step, "cancelled")
 
 
 async def step_call(ex: Exchange) -> Outcome:
@@ -125,6 +150,7 @@ def step_account(parent: Exchange, child_ex: Exchange, step: Step, gate: str) ->
     """Add one call to the request's draft (a child record), exactly once, and return the record
     (its gate may still be filled in)."""
     child, draft = child_ex.draft, parent.draft
+    child_ex.accounted = True
     record = step_record(child_ex, step, gate)
     parent.attempts.extend(child_ex.attempts)  # the request's trace shows every call's fallbacks
     draft.steps.append(record)

@@ -96,3 +96,46 @@ def test_parallel_branches_stopped_by_the_pipeline_are_billed_their_prompts(
         assert steps[index].prompt_tokens > 0 and steps[index].cost > 0
     assert record.cost == sum(s.cost for s in steps.values())
     _assert_prompt_billed(world, record)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "series", "steps": [{"model": "test/gpt"}, {"model": "test/slow"}]},
+        {
+            "kind": "parallel",
+            "steps": [{"model": "test/gpt"}, {"model": "test/gpt"}, {"model": "test/slow"}],
+            "aggregate": {"type": "majority"},
+        },
+    ],
+    ids=["series", "parallel"],
+)
+def test_a_client_that_leaves_a_pipeline_is_billed_its_calls(
+    world: World, spec: dict[str, Any]
+) -> None:
+    """The answers that came and the prompt of the call in flight: before, a client leaving a
+    pipeline before its last call answered was billed nothing, whatever had been called."""
+    _slow_catalog(world, delay_ms=4000)
+    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+    assert (
+        admin.post("/api/v1/pipelines", {"slug": "left", **spec}, format="json").status_code == 201
+    )
+
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{world.gateway_url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {world.key}"},
+            json={"model": "pipeline/left", "messages": [{"role": "user", "content": PROMPT}]},
+            timeout=httpx.Timeout(10.0, read=1.5),
+        )
+
+    record = _record(world)
+    assert (record.status, record.error_type) == ("aborted", "client_disconnected")
+    steps = list(UsageStep.objects.filter(generation_id=record.generation_id).order_by("step"))
+    assert len(steps) == len(spec["steps"]) and all(s.cost > 0 for s in steps)
+    assert [s.status for s in steps][-1] == "cancelled" and steps[-1].completion_tokens == 0
+    assert record.cost == sum(s.cost for s in steps)
+    assert LedgerEntry.objects.get(idempotency_key=f"usage:{record.generation_id}").amount == (
+        -record.cost
+    )
+    assert Reservation.objects.get(generation_id=record.generation_id).amount >= record.cost
