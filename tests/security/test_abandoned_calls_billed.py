@@ -46,23 +46,40 @@ def _assert_prompt_billed(world: World, record: UsageRecord) -> None:
     assert Reservation.objects.get(generation_id=record.generation_id).amount >= record.cost
 
 
-@pytest.mark.parametrize("stream", [False, True])
+_REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "chat": ("/v1/chat/completions", {"messages": [{"role": "user", "content": PROMPT}]}),
+    "stream": (
+        "/v1/chat/completions",
+        {"stream": True, "messages": [{"role": "user", "content": PROMPT}]},
+    ),
+    "prompts": ("/v1/completions", {"prompt": [PROMPT, PROMPT[:200]]}),
+    "embeddings": ("/v1/embeddings", {"input": [PROMPT, PROMPT[:200]]}),
+}
+
+
+@pytest.mark.parametrize("kind", list(_REQUESTS))
 def test_a_client_that_leaves_before_the_answer_is_billed_the_prompt_it_sent(
-    world: World, stream: bool
+    world: World, kind: str
 ) -> None:
-    _slow_catalog(world, delay_ms=4000)
-    body: dict[str, Any] = {"model": "test/slow", "stream": stream}
-    body["messages"] = [{"role": "user", "content": PROMPT}]
+    data = base_catalog(world.fake_url)
+    capabilities = ["embeddings"] if kind == "embeddings" else None
+    data["models"].append(model("test/slow", capabilities))
+    upstream = "text-embedding-3-small" if kind == "embeddings" else "gpt-4o"
+    data["endpoints"].append(
+        endpoint("test/slow", "fake-openai-b", f"{upstream}@delay=4000", "15", "75")
+    )
+    world.catalog(data)
+    path, body = _REQUESTS[kind]
 
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(
-            f"{world.gateway_url}/v1/chat/completions",
+            f"{world.gateway_url}{path}",
             headers={"Authorization": f"Bearer {world.key}"},
-            json=body,
+            json={"model": "test/slow", **body},
             timeout=httpx.Timeout(10.0, read=1.0),
         ).read()
 
-    assert poll(lambda: world.upstream_requests("/v1/chat/completions"))  # the provider has it
+    assert poll(lambda: world.upstream_requests("/v1/"))  # the provider has it
     record = _record(world)
     assert (record.status, record.error_type) == ("aborted", "client_disconnected")
     assert record.model == "test/slow"
