@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +40,28 @@ def _signup(client: Client, name: str) -> Organization:
     return Membership.objects.get(user__email=email).organization
 
 
+def _at_once(threads: int, call: Callable[[int], object]) -> list[BaseException]:
+    """Run ``call(i)`` in ``threads`` threads released together; the exceptions they raised."""
+    barrier = threading.Barrier(threads)
+    failures: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            call(index)
+        except BaseException as exc:  # reported: a thread's failure must fail the test
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    started = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join(timeout=30)
+    return failures
+
+
 @pytest.mark.django_db
 def test_a_new_organization_starts_with_one_promotion_of_starter_credits(settings: Any) -> None:
     settings.STARTER_CREDITS_USD = Decimal("5")
@@ -66,23 +89,7 @@ def test_concurrent_grants_for_one_organization_credit_it_once(settings: Any) ->
     settings.STARTER_CREDITS_USD = Decimal("0")
     organization = organization_make()
     settings.STARTER_CREDITS_USD = Decimal("3")
-    barrier = threading.Barrier(4)
-    failures: list[BaseException] = []
-
-    def grant() -> None:
-        try:
-            barrier.wait(timeout=10)
-            starter_credits_grant(organization=organization)
-        except BaseException as exc:  # reported below: a thread's failure must fail the test
-            failures.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=grant) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    failures = _at_once(4, lambda _: starter_credits_grant(organization=organization))
 
     assert failures == []
     assert LedgerEntry.objects.filter(organization=organization).count() == 1
@@ -166,23 +173,7 @@ def test_concurrent_organizations_of_one_person_get_starter_credits_once(setting
     require_postgres()
     settings.STARTER_CREDITS_USD = Decimal("2")
     owner = user_make()
-    barrier = threading.Barrier(4)
-    failures: list[BaseException] = []
-
-    def create(index: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            organization_create(name=f"Parallel {index}", owner=owner)
-        except BaseException as exc:  # reported below: a thread's failure must fail the test
-            failures.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=create, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    failures = _at_once(4, lambda i: organization_create(name=f"Parallel {i}", owner=owner))
 
     assert failures == []
     assert Organization.objects.filter(memberships__user=owner).count() == 4
