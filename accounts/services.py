@@ -44,7 +44,16 @@ def _unique_slug(base: str) -> str:
 
 @transaction.atomic
 def organization_create(*, name: str, owner: User, personal: bool = False) -> Organization:
-    """Create an organization with ``owner`` as its first owner, then run the creation hooks."""
+    """Create an organization with ``owner`` as its first owner, then run the creation hooks.
+    A person owns at most ``ORGANIZATIONS_PER_PERSON_MAX`` (``NotPermitted`` past it; their row
+    is locked first, so organizations created at once cannot pass the count together)."""
+    list(User.objects.select_for_update().filter(pk=owner.pk).values_list("pk"))
+    owned = Membership.objects.filter(user=owner, role=Role.OWNER).count()
+    if owned >= settings.ORGANIZATIONS_PER_PERSON_MAX:
+        raise NotPermitted(
+            f"You own {owned} organizations, the most one person may "
+            "(ORGANIZATIONS_PER_PERSON_MAX); an operator can raise it."
+        )
     organization = Organization.objects.create(
         slug=_unique_slug(name), name=name, is_personal=personal
     )

@@ -32,6 +32,7 @@ from accounts.tenancy import (
     organization_required,
     tenant_object_or_404,
 )
+from routerhub.domain import NotPermitted
 from routerhub.errors import ApiError
 from routerhub.text import decimal_number, validate_no_control_characters
 
@@ -237,9 +238,13 @@ def organization_create(request: HttpRequest) -> HttpResponse:
         else:
             messages.error(request, " ".join(str(e) for e in form.errors["name"]))
         return redirect("organization")
-    organization = services.organization_create(
-        name=form.cleaned_data["name"], owner=_person(request)
-    )
+    try:
+        organization = services.organization_create(
+            name=form.cleaned_data["name"], owner=_person(request)
+        )
+    except NotPermitted as exc:
+        messages.error(request, exc.message)
+        return redirect("organization")
     request.session[settings.ORGANIZATION_SESSION_KEY] = organization.pk
     messages.success(request, f"Created {organization.name}; you are its owner.")
     return redirect("organization")

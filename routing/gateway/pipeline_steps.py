@@ -114,7 +114,9 @@ def _abandoned(parent: Exchange, child_ex: Exchange, step: Step) -> None:
         if child_ex.endpoint is not None:
             status = "cancelled" if draft.status == "failed" else draft.status
             bill(child_ex, partial_usage(child_ex), status=status)
-    step_account(parent, child_ex, step, "cancelled")
+    step_account(
+        parent, child_ex, step, "not_chosen" if draft.status == "succeeded" else "cancelled"
+    )
 
 
 async def step_call(ex: Exchange) -> Outcome:
