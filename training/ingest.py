@@ -96,7 +96,7 @@ def dataset_parse(
     from training.preferences import is_preference_frame, preference_dataset_parse
 
     if is_preference_frame(frame):
-        return preference_dataset_parse(frame, columns, limits)
+        return preference_dataset_parse(frame, columns, limits, decimal_comma=separator == ";")
     plan = plan_columns(frame, columns, limits)
     models = list(plan.scores)
     n = len(frame)
