@@ -14,7 +14,6 @@ A classifier group is named by the label most of its training rows carry, so a p
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -84,7 +83,7 @@ def _served_logits(
 
 def feedback_task_levels(
     router: TrainedRouter,
-    family: Any,
+    family: str | None,
     base: Levels,
     base_prompts: list[str],
     prompts: list[str],
@@ -97,27 +96,26 @@ def feedback_task_levels(
     labels = [base[0][i] for i in rows]
     parents = [base[1][i] for i in rows]
     tfidf = router.featurizer.tfidf_matrix(prompts)
-    subtasks = has_subtasks(labels, parents)
     top = _Grouping(parents, labels, parents)
-    if subtasks:
-        leaves, parent_of = _leaf_grouping(labels, parents)
-        if family == SUBTASKS_FAMILY:
-            served = _served_logits(router, tfidf, len(leaves.names))
-            if served is not None:
-                return _named(np.argmax(served, axis=1), leaves)
-    parent_logits = (
-        _served_logits(router, tfidf, len(top.names)) if family == TASKS_FAMILY else None
-    )
-    fitted = router.featurizer.tfidf_matrix([base_prompts[i] for i in rows])
-    if not subtasks:
-        if parent_logits is None:
+    served = None
+    if family == TASKS_FAMILY:
+        served = _served_logits(router, tfidf, len(top.names))
+    if not has_subtasks(labels, parents):
+        if served is None:
+            fitted = router.featurizer.tfidf_matrix([base_prompts[i] for i in rows])
             term, bias = classifier_fit(fitted, top.ids, len(top.names))
-            parent_logits = np.asarray(tfidf @ term) + bias
-        return _named(np.argmax(parent_logits, axis=1), top)
+            served = np.asarray(tfidf @ term) + bias
+        return _named(np.argmax(served, axis=1), top)
+    leaves, parent_of = _leaf_grouping(labels, parents)
+    if family == SUBTASKS_FAMILY:
+        served_leaves = _served_logits(router, tfidf, len(leaves.names))
+        if served_leaves is not None:
+            return _named(np.argmax(served_leaves, axis=1), leaves)
+    fitted = router.featurizer.tfidf_matrix([base_prompts[i] for i in rows])
     term, bias = nested_classifier_fit(fitted, leaves.ids, len(leaves.names), parent_of)
     leaf_logits = np.asarray(tfidf @ term) + bias
-    if parent_logits is not None:  # the served parent first, then its children by the rule
-        parent = [top.parents[g] for g in np.argmax(parent_logits, axis=1)]
+    if served is not None:  # the served parent first, then its children by the rule
+        parent = [top.parents[g] for g in np.argmax(served, axis=1)]
         outside = np.array([[p != q for q in leaves.parents] for p in parent])
         # A parent whose children were all pooled elsewhere keeps the rule's own reading.
         outside &= ~outside.all(axis=1, keepdims=True)
