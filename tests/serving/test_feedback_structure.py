@@ -199,4 +199,3 @@ def test_feedback_spans_a_graded_datasets_scale_and_the_training_options_are_kep
     previous = TrainingRun.objects.get(version=router.active_version)
     assert retrain.run.options == previous.options
     assert retrain.run.version.report["evaluation"]["cost_source"] == "prices_per_million_tokens"
-
