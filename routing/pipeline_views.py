@@ -18,6 +18,7 @@ from accounts.models import Organization, Role
 from accounts.tenancy import dashboard_membership, dashboard_organization, organization_required
 from accounts.tenancy import tenant_object_or_404 as owned
 from routerhub.errors import ApiError
+from routerhub.pages import dashboard_page
 from routing.models import Pipeline, PipelineKind
 from routing.pipeline_api import (
     pipeline_create,
@@ -98,7 +99,11 @@ def pipelines_page(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "routing/pipelines.html",
-        {"form": form, "pipelines": pipelines.order_by("slug"), "can_manage": _can_manage(request)},
+        {
+            "form": form,
+            "pipelines": dashboard_page(request, pipelines.order_by("slug")),
+            "can_manage": _can_manage(request),
+        },
     )
 
 
