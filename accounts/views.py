@@ -100,9 +100,9 @@ def keys_page(request: HttpRequest) -> HttpResponse:
         organization_id=organization.pk, key_ids=[key.pk for key in keys]
     )
     for key in keys:
-        # Why the ignore below: `spend` is not a field of ApiKey; the Keys page reads it from
-        # the instance (accounts does not import billing, settings.KEY_SPEND computes it).
-        key.spend = spend.get(key.pk)  # type: ignore[attr-defined]
+        # `spend` is not a field of ApiKey; the Keys page reads it from the instance (accounts
+        # does not import billing, settings.KEY_SPEND computes it).
+        key.spend = spend.get(key.pk)
     return render(
         request,
         "accounts/keys.html",

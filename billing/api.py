@@ -37,8 +37,8 @@ from billing.selectors import GROUPINGS, UsageFilter, key_usage, usage_aggregate
 from billing.usage_export import UsageCsv
 from routerhub.errors import BadRequest, NotFound
 from routerhub.keyset import KeysetPagination
-from routerhub.pagination import ResultsPagination
 from routerhub.money import ZERO, money_str
+from routerhub.pagination import ResultsPagination
 
 _money = serializers.CharField(allow_null=True)
 CurrentKeyOutput = inline_serializer(

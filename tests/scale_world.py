@@ -163,8 +163,11 @@ def _training(organization: Organization, n: int) -> dict[str, str]:
 def _pipelines(organization: Organization, n: int) -> dict[str, str]:
     pipelines = Pipeline.objects.bulk_create(
         # The first one shares the rich router's slug: /api/v1/pipelines/{slug} names it.
-        Pipeline(organization=organization, slug=marker("router" if i == 0 else "pipeline", i),
-                 name=marker("pipeline", i))
+        Pipeline(
+            organization=organization,
+            slug=marker("router" if i == 0 else "pipeline", i),
+            name=marker("pipeline", i),
+        )
         for i in range(n)
     )
     steps = [{"model": "demo/small"}, {"model": "demo/large"}]
@@ -267,5 +270,6 @@ def world_make(n: int) -> World:
     world.path_values.update(_pipelines(organization, n))
     world.path_values.update(_webhooks(organization, n))
     world.path_values.update(_usage(organization, owner, n, tag))
-    world.query_values = {"id": world.path_values["id"], "router": world.path_values["slug"]}
+    world.query_values = {"id": world.path_values["id"], "router": world.path_values["slug"],
+                          "group_by": "key", "limit": "50"}  # fmt: skip
     return world

@@ -50,6 +50,7 @@ NOT_MEASURED = {
 # Query parameters an endpoint needs to answer anything but a 400.
 QUERY = {
     "api/v1/generation": ("id",),
+    "api/v1/usage": ("group_by", "limit"),  # one group per key: as many as the keys
     "api/v1/pipelines/<slug:slug>/report": ("router",),
 }
 _CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
@@ -95,9 +96,7 @@ def _fetch(route: str, world: World) -> tuple[int, int, bytes, bool]:
     client.get(url, query)  # warm what is cached per process or organization
     with CaptureQueriesContext(connection) as queries:
         response = client.get(url, query)
-        content = (
-            b"".join(response.streaming_content) if response.streaming else response.content
-        )
+        content = b"".join(response.streaming_content) if response.streaming else response.content
     return response.status_code, len(queries), content, response.streaming
 
 

@@ -45,7 +45,9 @@ DRIFT_CHECKS_SHOWN = 60
 DATASET_CHOICES = 50
 
 
-class NewestChoices(forms.models.ModelChoiceIterator):
+# Why the ignore below: the stubs make ModelChoiceIterator generic; Django's class is not
+# subscriptable at run time.
+class NewestChoices(forms.models.ModelChoiceIterator):  # type: ignore[type-arg]
     """A dataset menu of the newest ``DATASET_CHOICES`` (one query), not every dataset."""
 
     def __iter__(self) -> Any:
