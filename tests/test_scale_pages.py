@@ -29,8 +29,7 @@ def test_the_switcher_keeps_the_current_organization_and_the_organization_page_p
 
     page = client.get("/dashboard/").content.decode()
     switcher = page[page.index('id="org-switch"') : page.index("</select>")]
-    listed = [page for page in (client.get("/dashboard/organization/", {"organizations_page": n})
-                                for n in (1, 2))]  # fmt: skip
+    listed = [client.get("/dashboard/organization/", {"organizations_page": n}) for n in (1, 2)]
 
     assert switcher.count("<option") == 20
     assert f'value="{current.pk}" selected' in switcher
