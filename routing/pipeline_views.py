@@ -136,7 +136,9 @@ def pipeline_page(request: HttpRequest, pipeline_slug: str) -> HttpResponse:
             "pipeline": pipeline,
             "version": version,
             "diagram": pipeline_diagram(version.kind, version.steps) if version else None,
-            "versions": pipeline.versions.all(),
+            "versions": dashboard_page(
+                request, pipeline.versions.order_by("-number"), param="versions_page"
+            ),
             "form": form,
             "can_manage": _can_manage(request),
             **_report_context(request, organization, pipeline),

@@ -109,6 +109,7 @@ def _shown(content: bytes) -> dict[str, int]:
     for before, index, after in _LINK.findall(content):
         shown.setdefault(f"{before.decode()}N{after.decode()}", set()).add(index)
     lengths = {kind: len(indexes) for kind, indexes in shown.items()}
+    lengths["(table rows)"] = content.count(b"<tr")  # rows with no marker (versions, checks)
     try:
         data = json.loads(content)
     except ValueError:
