@@ -5,6 +5,8 @@ to a temporary file past ``FILE_UPLOAD_MAX_MEMORY_SIZE``: without a cap in front
 could make the server write gigabytes to disk with one unauthenticated POST. This ASGI middleware
 refuses with 413 a body whose declared ``Content-Length`` is over the path's limit, before reading
 any of it, and stops reading a body without one (chunked) as soon as the bytes received pass it.
+A ``Content-Length`` that is not a decimal number of bytes is refused with 400
+(``declared_body_length``, which the gateway and the playground use too).
 
 The limit is ``REQUEST_MAX_BODY_BYTES``, except on the dataset upload paths (the API's, the
 dashboard's and Not Diamond's ``trainCustomRouter``), which take a file of up to
@@ -21,8 +23,9 @@ import orjson
 from django.conf import settings
 from django.urls import reverse
 
-from routerhub.errors import PayloadTooLarge
+from routerhub.errors import ApiError, BadRequest, PayloadTooLarge
 from routerhub.middleware import API_PREFIXES
+from routerhub.text import decimal_number
 
 Scope = dict[str, Any]
 Message = Mapping[str, Any]
@@ -54,24 +57,43 @@ def body_limit(method: str, path: str) -> int:
     return general
 
 
-def _declared_length(scope: Scope) -> int | None:
+def declared_body_length(value: str | bytes | None, *, limit: int) -> int | None:
+    """A request's ``Content-Length``, checked before any of the body is read: None without
+    one; ``BadRequest`` when it is not ASCII digits (``int`` reads "١٢" as 12 and fails on "²",
+    a 500 in Django's body reader); ``PayloadTooLarge`` over ``limit``, which a run of digits
+    longer than ``decimal_number`` reads always is (``int`` fails past 4,300 digits)."""
+    if value is None:
+        return None
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip(" \t")
+    if not (text.isascii() and text.isdecimal()):
+        raise BadRequest("The Content-Length header is not a number of bytes.")
+    length = decimal_number(text.lstrip("0") or "0")
+    if length is None or length > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    return length
+
+
+def _content_length(scope: Scope) -> bytes | None:
     for name, value in scope["headers"]:
-        if name.lower() == b"content-length" and value.strip().isdigit():
-            return int(value)
+        if name.lower() == b"content-length":
+            return bytes(value)
     return None
 
 
-async def _refuse(scope: Scope, send: Send, limit: int) -> None:
-    message = f"The request body is larger than {limit} bytes, the limit for {scope['path']}."
+def _too_large(scope: Scope, limit: int) -> PayloadTooLarge:
+    path = scope["path"]
+    return PayloadTooLarge(f"The request body is larger than {limit} bytes, the limit for {path}.")
+
+
+async def _refuse(scope: Scope, send: Send, error: ApiError) -> None:
     if scope["path"].startswith(API_PREFIXES):
-        error = PayloadTooLarge(message)
         body, content_type = orjson.dumps(error.body()), b"application/json"
     else:
-        body, content_type = message.encode(), b"text/plain; charset=utf-8"
+        body, content_type = error.message.encode(), b"text/plain; charset=utf-8"
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": error.status,
             # The rest of the body is never read: the connection cannot carry another request.
             "headers": [
                 (b"content-type", content_type),
@@ -91,9 +113,13 @@ def with_body_limits(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         limit = body_limit(scope["method"], scope["path"])
-        declared = _declared_length(scope)
-        if declared is not None and declared > limit:
-            await _refuse(scope, send, limit)
+        try:
+            declared_body_length(_content_length(scope), limit=limit)
+        except PayloadTooLarge:
+            await _refuse(scope, send, _too_large(scope, limit))
+            return
+        except ApiError as error:  # not a number of bytes
+            await _refuse(scope, send, error)
             return
         received = 0
         response_started = False
@@ -117,6 +143,6 @@ def with_body_limits(app: ASGIApp) -> ASGIApp:
         except _BodyTooLarge:
             if response_started:  # a view that answered before reading everything: nothing to add
                 return
-            await _refuse(scope, send, limit)
+            await _refuse(scope, send, _too_large(scope, limit))
 
     return application

@@ -25,6 +25,7 @@ from routerhub.settings_parts.environment import (
 )
 from routerhub.settings_parts.gateway import *  # noqa: F403
 from routerhub.settings_parts.lifecycle import *  # noqa: F403
+from routerhub.settings_parts.security import *  # noqa: F403
 from routerhub.settings_parts.training import *  # noqa: F403
 
 SECRET_KEY = _secret("SECRET_KEY")
@@ -74,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "routerhub.security_headers.ContentSecurityPolicyMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.CurrentOrganizationMiddleware",
     "routerhub.middleware.ApiErrorMiddleware",

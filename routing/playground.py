@@ -24,6 +24,7 @@ from django.views.decorators.http import require_POST
 from accounts.keys import AuthenticatedKey, key_authenticate_digest, key_mint
 from accounts.models import ApiKey, KeyScope, Membership
 from accounts.tenancy import session_membership
+from routerhub.body_limits import declared_body_length
 from routerhub.errors import ApiError, error_body
 from routing.gateway.app import gateway_app
 from routing.gateway.exchange import SESSION_KEY_SCOPE
@@ -80,10 +81,12 @@ def _error(status: int, type_: str, message: str) -> JsonResponse:
 
 @require_POST
 async def playground_chat(request: HttpRequest) -> HttpResponseBase:
-    declared = request.META.get("CONTENT_LENGTH") or "0"
-    if not declared.isdigit() or int(declared) > settings.REQUEST_MAX_BODY_BYTES:
-        limit = settings.REQUEST_MAX_BODY_BYTES
-        return _error(413, "payload_too_large", f"The request body is larger than {limit} bytes.")
+    try:
+        declared_body_length(
+            request.META.get("CONTENT_LENGTH"), limit=settings.REQUEST_MAX_BODY_BYTES
+        )
+    except ApiError as exc:
+        return JsonResponse(exc.body(), status=exc.status)
     if request.content_type != "application/json":
         return _error(415, "unsupported_media_type", "Send the chat request as application/json.")
     key = await sync_to_async(_session_key)(request)

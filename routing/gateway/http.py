@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from routerhub.body_limits import declared_body_length
 from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, error_body
 from routerhub.middleware import request_id_from
 from routing.ingress.anthropic import anthropic_error
@@ -80,9 +81,7 @@ class GatewayRequest:
         """The whole body, refused with 413 past ``limit`` (default ``GATEWAY_MAX_BODY_BYTES``)
         before more of it is read."""
         limit = settings.GATEWAY_MAX_BODY_BYTES if limit is None else limit
-        declared = self.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+        declared_body_length(self.headers.get("content-length"), limit=limit)
         chunks: list[bytes] = []
         size = 0
         while True:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -15,6 +14,7 @@ from accounts.models import KeyScope
 from billing.models import Payment, PaymentKind, PaymentStatus
 from billing.services import credit_account_for
 from tests.factories import key_client, key_make, session_client
+from tests.processes import production_environment
 
 pytestmark = pytest.mark.django_db
 
@@ -207,17 +207,7 @@ def test_admins_see_but_cannot_change_auto_top_up(tenants: Any):
 
 
 def _boot_production(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "BILLING_"))}
-    env = inherited | {
-        "DJANGO_SETTINGS_MODULE": "routerhub.settings",
-        "ROUTERHUB_ENV": "production",
-        "ROUTERHUB_VAR_DIR": str(tmp_path),
-        "SECRET_KEY": "s" * 50,
-        "API_KEY_PEPPER": "p" * 50,
-        "ALLOWED_HOSTS": "routerhub.example",
-        "PROVIDER_KEYS_ENCRYPTION_KEYS": "x" * 43 + "=",
-        **extra,
-    }
+    env = production_environment(tmp_path, **extra)
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=Path(__file__).resolve().parents[2],

@@ -189,6 +189,11 @@ def test_the_pay_page_hands_stripe_js_the_client_secret_only_to_owners(
     assert owner_page.status_code == 200
     assert client_secret in owner_page.content.decode()
     assert b"$10.80" in owner_page.content  # the fee is shown before paying
+    # Stripe.js from Stripe's host, the page's own code from /static/ (no inline script).
+    policy = owner_page["Content-Security-Policy"]
+    assert "script-src 'self' https://js.stripe.com" in policy
+    assert "frame-src 'self' https://js.stripe.com https://hooks.stripe.com" in policy
+    assert b"<script>" not in owner_page.content and b"billing/checkout.js" in owner_page.content
     assert admin_page.status_code == 403
     assert outsider_page.status_code == 404
 

@@ -149,6 +149,9 @@ class Browser:
     requests: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     shots: list[Path] = field(default_factory=list)
+    # What the Content-Security-Policy blocked (Chromium says so on the console): an inline
+    # script, handler or style attribute, or a foreign asset, that a page then lacks.
+    csp_violations: list[str] = field(default_factory=list)
 
     def shot(self, name: str) -> Path:
         path = SCREENSHOTS / f"{self.prefix}{len(self.shots) + 1:02d}-{name}.png"
@@ -190,13 +193,20 @@ def _browser(
     tab = Browser(page=page, base_url=site.url, prefix=prefix)
     context.on("request", lambda request: tab.requests.append(request.url))
     page.on("pageerror", lambda error: tab.errors.append(str(error)))
+    page.on("console", lambda message: _csp_violation(tab, message.text))
     try:
         yield tab
         report = getattr(request.node, "report_call", None)
         if report is not None and report.failed:
             page.screenshot(path=str(SCREENSHOTS / f"{prefix}FAILED-{request.node.name}.png"))
+        assert tab.csp_violations == [], f"the Content-Security-Policy blocked {tab.csp_violations}"
     finally:
         context.close()
+
+
+def _csp_violation(tab: Browser, text: str) -> None:
+    if "Content Security Policy" in text:
+        tab.csp_violations.append(f"{tab.page.url}: {text}")
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from accounts.models import KeyScope
+from tests.celery_conf import celery_conf
 from tests.factories import key_client, key_make
 
 pytestmark = pytest.mark.django_db
@@ -110,18 +111,12 @@ COLUMN_MAPPINGS = st.one_of(
 def fuzz_settings(settings: Any) -> Iterator[None]:
     """Set once per test, not per example: each assignment to pytest-django's ``settings``
     nests another override, and a thousand examples overflowed the stack. Eager on the Celery
-    app itself too: an earlier test that set the app's value explicitly (``eager_celery``)
-    shadows the Django setting. Afterwards the explicit value is removed, not set back: the
-    app then reads the Django setting live again, as it did before (setting it back would
-    shadow every later test's Django override, and restoring a value read under this test's
-    override left the real-worker tests' app eager)."""
-    from routerhub.celery import app
-
+    app itself too (``celery_conf``, which leaves the app as it found it): an earlier test's
+    explicit value would otherwise shadow the Django setting."""
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.DATASET_MIN_ROWS = 2
-    app.conf.task_always_eager = True
-    yield
-    app.conf.changes.pop("task_always_eager", None)
+    with celery_conf(task_always_eager=True):
+        yield
 
 
 def strict_json(content: bytes) -> Any:

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.celery_conf import celery_conf
+
 SHARED_DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 TRAINING_TESTS = Path(__file__).resolve().parent
 
@@ -74,8 +76,6 @@ def eager_celery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     """Celery tasks run in the test's process. Outside ``tests/training/`` (and without the
     ``real_training`` marker) a router's fit is shared by the runs with the same training
     input (``tests/shared_fits.py``): those tests are about what a trained router does."""
-    from routerhub.celery import app
-
     if TRAINING_TESTS not in request.node.path.parents and not request.node.get_closest_marker(
         "real_training"
     ):
@@ -85,10 +85,8 @@ def eager_celery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         monkeypatch.setattr(
             execution, "router_fit_sampled", shared_fit(execution.router_fit_sampled)
         )
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
+    with celery_conf(task_always_eager=True):
+        yield
 
 
 @pytest.fixture

@@ -194,7 +194,7 @@ def test_malformed_soft_arrays_are_refused_at_load(
 
 
 def test_a_policy_without_an_incumbent_bonus_skips_the_segment_lookup(
-    fitted: tuple[FitResult, TrainingData],
+    fitted: tuple[FitResult, TrainingData], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fit, test = fitted
     train = _data(0)
@@ -206,13 +206,22 @@ def test_a_policy_without_an_incumbent_bonus_skips_the_segment_lookup(
     router = replace(fit.router, segments=found, cluster_bonus=bonus)
     predictor = Predictor(1, "checksum", router)
     prompts = test.prompts[:5]
+    looked_up: list[int] = []  # the serving path keeps no count: the lookup is wrapped here
+    lookup = PromptSegments.incumbent_one
+
+    def counted(segments: PromptSegments, *args: np.ndarray) -> int:
+        looked_up.append(lookup(segments, *args))
+        return looked_up[-1]
+
+    monkeypatch.setattr(PromptSegments, "incumbent_one", counted)
 
     at_one = [predictor.rank(p, 1.0)[0].model for p in prompts]
-    skipped = router.incumbent_lookups
+    skipped = len(looked_up)
     at_zero = [predictor.rank(p, 0.0)[0].model for p in prompts]
 
-    assert skipped == 0 and router.incumbent_lookups == len(prompts)
+    assert skipped == 0 and len(looked_up) == len(prompts)
     predicted, incumbents = router.predict_many(prompts), router.cluster_incumbents(prompts)
+    assert incumbents is not None and looked_up == incumbents.tolist()
     for tradeoff, served in ((1.0, at_one), (0.0, at_zero)):
         picks = router.choose_many(predicted, tradeoff, mix_keys(prompts), incumbents)
         assert served == [router.models[i] for i in picks]

@@ -174,9 +174,6 @@ class TrainedRouter:
     _policies: dict[tuple[float, tuple[int, ...]], ChosenPolicy] = field(
         default_factory=dict, init=False, repr=False
     )
-    # Prompts whose segment or cluster ``predict_one_with_incumbent`` looked up, which a policy
-    # without an incumbent bonus skips (a diagnostic: increments racing in threads may be lost).
-    incumbent_lookups: int = field(default=0, init=False, repr=False, compare=False)
 
     def policy_index(self, tradeoff: float) -> int:
         """The table row serving ``tradeoff``: the nearest calibrated tradeoff."""
@@ -314,8 +311,6 @@ class TrainedRouter:
             incumbent = self.segments.incumbent_one(index, values, dense)
         elif incumbent_wanted and self.clusters is not None:
             incumbent = int(self.clusters.incumbents(dense)[0])
-        if incumbent is not None:
-            self.incumbent_lookups += 1
         return scores[chosen], incumbent
 
     def serving_form_use(self, forest: Forest | None, projection: np.ndarray) -> None:

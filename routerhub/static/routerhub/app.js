@@ -35,3 +35,7 @@ document.querySelectorAll("[data-menu-toggle]").forEach((button) => {
     menu.classList.toggle("open", open);
   });
 });
+// A select marked data-autosubmit sends its form when changed (a <noscript> button otherwise).
+document.addEventListener("change", (event) => {
+  if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
+});

@@ -22,6 +22,8 @@
   const syncTradeoff = () => { $("pg-tradeoff-value").textContent = Number(tradeoff.value).toFixed(2); };
   tradeoff.addEventListener("input", syncTradeoff);
   syncTradeoff();
+  // The parameters are read by the chat and compare forms; Enter in one of them sends nothing.
+  $("pg-settings").addEventListener("submit", (event) => event.preventDefault());
 
   // The request body: the conversation, the system prompt and the parameters that are set.
   const requestBody = (modelId, messages) => {
