@@ -246,6 +246,7 @@ async def _attempt(
     upstream = embedding_request(
         endpoint.api_style, request.inputs, target, request.dimensions, request.user
     )
+    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(

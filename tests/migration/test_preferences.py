@@ -141,6 +141,84 @@ def test_rows_with_an_empty_prompt_are_dropped_with_a_warning() -> None:
     assert "" not in parsed.prompts
 
 
+def _mixed(separator_decimal: str = ".") -> pd.DataFrame:
+    """Battles plus score rows whose scores are fractions (``0,75`` in a European export)."""
+    battles = arena_battles(STRONG, WEAK, rows=200)
+    scored = pd.DataFrame(
+        {
+            "prompt": [f"Summarise report number {i} on the {w}." for i, w in
+                       zip(range(40), ["harbour", "orchard", "glacier", "market"] * 10, strict=True)],
+            f"{STRONG}/score": ["0.75", "0.5"] * 20,
+            f"{WEAK}/score": ["0.25", "0.5"] * 20,
+        }
+    )  # fmt: skip
+    for column in (f"{STRONG}/score", f"{WEAK}/score"):
+        scored[column] = scored[column].str.replace(".", separator_decimal)
+    return pd.concat([battles, scored], ignore_index=True)
+
+
+def test_a_semicolon_battles_file_reads_decimal_commas_as_score_files_do() -> None:
+    european = _mixed(",").to_csv(index=False, sep=";").encode()
+
+    parsed = dataset_parse(european)
+
+    expected = dataset_parse(csv_bytes(_mixed(".")))
+    assert parsed.prompts == expected.prompts
+    np.testing.assert_allclose(parsed.scores, expected.scores, atol=1e-9)
+    assert "40 comparison(s) from score rows" in parsed.warnings[0]
+
+
+def test_a_battles_file_is_read_by_its_task_and_subtask_columns() -> None:
+    frame = arena_battles(STRONG, WEAK, rows=200)
+    frame["category"] = np.where([is_hard(p) for p in frame["prompt"]], "hard", "easy")
+    frame["area"] = [("algebra", "proofs", "geometry")[i % 3] for i in range(len(frame))]
+    # A repeated prompt keeps its first row's task, as in a score file.
+    first = {p: i for i, p in reversed(list(enumerate(frame["prompt"])))}
+
+    parsed = dataset_parse(csv_bytes(frame), columns={"task": "category", "subtask": "area"})
+
+    rows = [first[p] for p in parsed.prompts]
+    assert parsed.task_parents == [frame["category"][i] for i in rows]
+    assert parsed.tasks == [f"{frame['category'][i]}/{frame['area'][i]}" for i in rows]
+    found = dataset_parse(csv_bytes(frame.rename(columns={"category": "eval_name"})))
+    assert found.tasks == found.task_parents == parsed.task_parents  # found by its name
+
+
+def test_a_battles_file_maps_score_columns_and_refuses_cost_columns_by_name() -> None:
+    mixed = _mixed(".")
+    renamed = mixed.rename(columns={f"{STRONG}/score": "s1", f"{WEAK}/score": "s2"})
+    mapping = {"scores": {STRONG: "s1", WEAK: "s2"}}
+
+    parsed = dataset_parse(csv_bytes(renamed), columns=mapping)
+
+    np.testing.assert_allclose(parsed.scores, dataset_parse(csv_bytes(mixed)).scores, atol=1e-9)
+    with pytest.raises(DatasetInvalidError) as caught:
+        dataset_parse(csv_bytes(renamed), columns={**mapping, "costs": {STRONG: "s1"}})
+    assert "columns.costs is not read in a battles file" in messages_of(caught.value)
+    with pytest.raises(DatasetInvalidError) as caught:
+        dataset_parse(csv_bytes(renamed), columns={"scores": {STRONG: "s1", WEAK: "missing"}})
+    assert "Column 'missing' named in columns.scores is not in the file." in messages_of(
+        caught.value
+    )
+
+
+def test_an_uploaded_battles_file_with_a_task_column_trains_a_router_sliced_by_task(
+    transactional_db: None, media: object, eager_celery: None
+) -> None:
+    client: APIClient = key_client(key_make(organization_make(), scope=KeyScope.MANAGE))
+    frame = arena_battles(STRONG, WEAK, rows=200)
+    frame["kind"] = np.where([is_hard(p) for p in frame["prompt"]], "hard", "easy")
+
+    created = upload(client, csv_bytes(frame), filename="battles.csv", columns={"task": "kind"})
+    client.post("/api/v1/routers", {"slug": "arena"}, format="json")
+    run = client.post("/api/v1/routers/arena/train", {"dataset": created.json()["id"]}, "json")
+
+    assert run.status_code == 202, run.json()
+    report = client.get("/api/v1/routers/arena/versions/1/report").json()
+    assert report["slices"]["by"] == "task"
+    assert {row["slice"] for row in report["slices"]["rows"]} == {"hard", "easy"}
+
+
 def kaggle_55k(frame: pd.DataFrame) -> pd.DataFrame:
     """Kaggle's lmsys-arena-human-preference-55k layout: one-hot outcome, prompt as a JSON list."""
     return pd.DataFrame(
