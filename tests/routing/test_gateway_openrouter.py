@@ -369,3 +369,27 @@ def test_provider_preferences_name_providers_by_slug_or_name_in_any_case(world: 
     assert served_by({"order": ["budget host"], "allow_fallbacks": False}) == "fake-openai-b"
     assert served_by({"ignore": ["FAKE-OPENAI"]}) == "fake-openai-b"
     assert served_by({}) == "fake-openai"  # the cheaper one, when nothing is preferred
+
+
+def test_an_ambiguous_bare_name_falls_back_like_an_unknown_one_and_a_colon_id_is_found_whole(
+    world: World,
+) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["models"] += [model("other/gpt"), model("deepseek/r1:free")]
+    catalog["endpoints"] += [endpoint("other/gpt", "fake-openai-b", "gpt-4o-mini"),
+                             endpoint("deepseek/r1:free", "fake-openai", "gpt-4o-mini", "0", "0")]  # fmt: skip
+    world.catalog(catalog)
+    hi = [{"role": "user", "content": "Hi"}]
+
+    fallback = post_chat(world, {"model": "gpt", "models": ["test/claude"], "messages": hi})
+    in_models = post_chat(world, {"model": "test/claude", "models": ["gpt"], "messages": hi})
+    alone = post_chat(world, {"model": "gpt", "models": ["unknown-x"], "messages": hi})
+    colon = post_chat(world, {"model": "r1:free", "messages": hi})
+
+    # "gpt" (other/gpt, test/gpt) was a 404 before `models` was read, where "unknown-x" fell
+    # back; "r1:free" was read as "r1" with the :free variant, a 404.
+    assert fallback.status_code == 200 and fallback.json()["model"] == "test/claude"
+    assert in_models.status_code == 200 and in_models.json()["model"] == "test/claude"
+    assert alone.status_code == 404
+    assert "may be any of other/gpt, test/gpt" in alone.json()["error"]["message"]
+    assert colon.status_code == 200 and colon.json()["model"] == "deepseek/r1:free"
