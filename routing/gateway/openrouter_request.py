@@ -26,7 +26,7 @@ from typing import Any
 
 from routerhub.errors import BadRequest, NotFound
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo
-from routing.gateway.planning import endpoint_sort_key
+from routing.gateway.provider_preferences import endpoint_sort_key
 from routing.providers.base import JSON
 from routing.providers.reasoning import EFFORTS
 from routing.router_ranking import PLATFORM_ROUTER_SLUG

@@ -393,3 +393,28 @@ def test_an_ambiguous_bare_name_falls_back_like_an_unknown_one_and_a_colon_id_is
     assert alone.status_code == 404
     assert "may be any of other/gpt, test/gpt" in alone.json()["error"]["message"]
     assert colon.status_code == 200 and colon.json()["model"] == "deepseek/r1:free"
+
+
+def test_provider_preferences_prefer_a_slug_and_read_non_latin_names(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["providers"][0]["name"] = "東京ホスト"  # fake-openai, the cheaper one
+    catalog["providers"][3]["name"] = "大阪ホスト"  # fake-openai-b
+    catalog["endpoints"].append(endpoint("test/gpt", "fake-openai-b", "gpt-4o-mini", "5", "5"))
+    world.catalog(catalog)
+
+    def served_by(preferences: dict[str, Any]) -> Any:
+        response = post_chat(world, {"model": "test/gpt", "provider": preferences,
+                                     "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+        assert response.status_code == 200, response.text
+        return response.json()["provider"]
+
+    # Both names slugified to "": naming one selected every such provider (the cheaper served).
+    assert served_by({"only": ["大阪ホスト"]}) == "fake-openai-b"
+    assert served_by({"order": ["大阪ホスト"], "allow_fallbacks": False}) == "fake-openai-b"
+    assert served_by({"ignore": ["東京ホスト"]}) == "fake-openai-b"
+    nothing = post_chat(world, {"model": "test/gpt", "provider": {"only": ["!!"]},
+                                "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+    assert nothing.status_code == 400  # a name with nothing left names no provider
+    catalog["providers"][0]["name"] = "fake-openai-b"  # fake-openai named as the other's slug
+    world.catalog(catalog)
+    assert served_by({"only": ["fake-openai-b"]}) == "fake-openai-b"  # the slug, not the name
