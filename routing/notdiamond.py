@@ -104,8 +104,7 @@ def _tool_callers(candidates: list[str], tools: Any, catalog: CatalogSnapshot) -
     able = [
         m
         for m in candidates
-        if (info := catalog.models.get(m)) is None
-        or any(e.supports_tools for e in info.endpoints)
+        if (info := catalog.models.get(m)) is None or any(e.supports_tools for e in info.endpoints)
     ]
     if not able:
         raise BadRequest(
