@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import orjson
@@ -180,13 +181,32 @@ def _upstream_request(ex: Exchange, candidate: Candidate, *, stream: bool) -> Up
         ) from exc
 
 
+def sent_trace(ex: Exchange, candidate: Candidate) -> dict[str, Any]:
+    """httpx's ``trace`` request extension: ``ex.sending`` is set once the request has been
+    written to the provider's connection — not while connecting, in a TLS handshake or waiting
+    for a pooled connection, when the provider has nothing to bill — and cleared when its answer
+    is not a 200 (the provider refused it: nothing is billed, even while its error trickles in).
+    A cancellation leaves it set (``exchange.call_abandoned``); ``failed`` clears it."""
+    ex.sending = None  # a previous candidate's request is not this one's
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith(".send_request_body.complete"):
+            ex.sending = candidate
+        elif event.endswith(".receive_response_headers.complete"):
+            # httpcore: (version, status, reason, headers) on HTTP/1.1, (status, headers) on h2.
+            head = info.get("return_value") or ()
+            if next((v for v in head if isinstance(v, int)), 200) != 200:
+                ex.sending = None
+
+    return {"trace": trace}
+
+
 async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
     endpoint, ex.trying_byok = candidate.endpoint, candidate.is_byok
     if skip(ex, endpoint):
         return None
     adapter = ADAPTERS[endpoint.api_style]
     upstream = _upstream_request(ex, candidate, stream=False)
-    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(
@@ -194,6 +214,7 @@ async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
                 content=upstream.content(),
                 headers=upstream.headers,
                 timeout=upstream_timeout(),
+                extensions=sent_trace(ex, candidate),
             )
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)
@@ -256,14 +277,15 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
         content=upstream.content(),
         headers=upstream.headers,
         timeout=upstream_timeout(),
+        extensions=sent_trace(ex, candidate),
     )
-    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         response = await client.send(request, stream=True)
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)
         return None
     if response.status_code != 200:
+        ex.sending = None  # refused: not billed while its error body is read
         try:
             raw = await body_prefix(response, ERROR_BODY_BYTES)
         except httpx.HTTPError as exc:  # a body that is not what its encoding says
@@ -293,6 +315,7 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
             ex.first_byte_at = time.monotonic()
             return OpenStream(response, events, decoder, first)
         error, detail = "unusable_response", UNUSABLE
+    ex.sending = None  # failed: not billed while the connection closes
     await response.aclose()
     response_release(response)
     failed(ex, endpoint, error, scrubbed(detail, candidate))

@@ -31,6 +31,7 @@ from routing.gateway.attempts import (
     failed,
     rejected,
     scrubbed,
+    sent_trace,
     skip,
     transport_failed,
 )
@@ -246,7 +247,6 @@ async def _attempt(
     upstream = embedding_request(
         endpoint.api_style, request.inputs, target, request.dimensions, request.user
     )
-    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(
@@ -254,6 +254,7 @@ async def _attempt(
                 content=upstream.content(),
                 headers=upstream.headers,
                 timeout=upstream_timeout(),
+                extensions=sent_trace(ex, candidate),
             )
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)

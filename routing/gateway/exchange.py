@@ -69,8 +69,9 @@ class Exchange:
     # More fields for a stream's usage chunk (a pipeline step streamed live adds ``pipeline``).
     stream_tail: Callable[[], JSON] | None = None
     # The candidate whose provider has this call's request and has not answered yet (set by
-    # ``attempts`` while it waits; a failed attempt clears it): what a call stopped by its caller
-    # is billed at (``call_abandoned``).
+    # ``attempts.sent_trace`` once the request is written, not while connecting or waiting for a
+    # pooled connection; a refusal or failed attempt clears it): what a call stopped by its
+    # caller is billed at (``call_abandoned``).
     sending: Candidate | None = None
     # A pipeline's calls: each registers here how to account for it if the client leaves first
     # (``pipeline_steps.child_exchange``); ``accounted`` once it is one of the request's steps.
