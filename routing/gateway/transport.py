@@ -256,7 +256,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     await connection.wait(timeouts.get("read"))
                 if trace is not None:
                     head_seen = (b"HTTP/1.1", connection.status, b"", connection.headers)
-                    await trace("http11.receive_response_headers.complete", {"return_value": head_seen})
+                    await trace(
+                        "http11.receive_response_headers.complete", {"return_value": head_seen}
+                    )
             except httpx.RemoteProtocolError:
                 self.release(connection, reusable=False)
                 # A kept-alive connection the server closed just as we reused it: nothing of

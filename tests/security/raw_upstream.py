@@ -82,7 +82,9 @@ def refuses_slowly(status: int) -> Handler:
     def handler(server: RawUpstream, connection: socket.socket) -> None:
         server.read_request(connection)
         body = b'{"error": {"message": "overloaded, try again later"}}'
-        head = b"HTTP/1.1 %d Refused\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        head = (
+            b"HTTP/1.1 %d Refused\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        )
         try:
             connection.sendall(head % (status, len(body)))
             for byte in body:
