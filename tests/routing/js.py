@@ -42,8 +42,8 @@ def _node() -> str:
 
 def run_js(gateway: str, key: str, *steps: Step) -> list[Any]:
     """Each step's result. An error a case did not catch fails the test with its shape, and so
-    does an answer whose ``x-routerhub-dropped`` header says RouterHub dropped a field the SDK
-    sent: what an SDK sends by itself must be served, or refused, never ignored in silence."""
+    does an answer whose ``x-routerhub-dropped`` header names a field the SDK sent (the header
+    names the Anthropic-only fields an answer from another provider ignored)."""
     outcomes = run_js_raw(gateway, key, *steps)
     for step, outcome in zip(steps, outcomes, strict=True):
         assert "ok" in outcome, f"{step} raised {outcome.get('error')}"

@@ -1,8 +1,8 @@
 """The JavaScript SDKs against the live gateway and the fake upstream: openai-node,
 @anthropic-ai/sdk and the Vercel AI SDK (``ai`` with its OpenAI, OpenAI-compatible and
 Anthropic providers). Each test runs its cases in one ``node`` process (``tests/js/run.mjs``);
-every request a case makes is recorded, and an answer saying RouterHub dropped a field the SDK
-sent fails the test (``tests/routing/js.py``)."""
+every request a case makes is recorded, and an answer whose ``x-routerhub-dropped`` names a
+field the SDK sent fails the test (``tests/routing/js.py``)."""
 
 from __future__ import annotations
 
