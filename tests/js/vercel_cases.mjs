@@ -64,9 +64,10 @@ export async function stream(input) {
   };
 }
 
-export async function tools(input) {
-  const calls = [];
-  const result = await generateText({
+// The weather question with a tool the SDK runs itself, and up to two steps (call, answer);
+// each call's city is pushed to calls.
+function weatherAsked(input, calls) {
+  return {
     ...settings(input),
     prompt: "What is the weather in Lisbon?",
     tools: {
@@ -80,7 +81,12 @@ export async function tools(input) {
       }),
     },
     stopWhen: stepCountIs(2),
-  });
+  };
+}
+
+export async function tools(input) {
+  const calls = [];
+  const result = await generateText(weatherAsked(input, calls));
   return {
     calls,
     text: result.text,
@@ -102,21 +108,7 @@ export async function object(input) {
 
 export async function streamTools(input) {
   const calls = [];
-  const result = streamText({
-    ...settings(input),
-    prompt: "What is the weather in Lisbon?",
-    tools: {
-      get_weather: tool({
-        description: "Current weather for a city",
-        inputSchema: z.object({ city: z.string() }),
-        execute: async ({ city }) => {
-          calls.push(city);
-          return { temp_c: 19 };
-        },
-      }),
-    },
-    stopWhen: stepCountIs(2),
-  });
+  const result = streamText(weatherAsked(input, calls));
   const parts = [];
   for await (const part of result.fullStream) {
     if (part.type === "error") throw part.error;
