@@ -18,7 +18,7 @@ from accounts.tenant_api import TenantAPIView
 from routerhub.errors import NotFound
 from routing.feedback import feedback_retrain
 from routing.gateway.catalog_cache import catalog_get
-from routing.lifecycle_report import experiment_report
+from routing.lifecycle_report import experiment_report_json
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
     messages_prompt,
@@ -122,4 +122,4 @@ class RouterExperimentView(TenantAPIView):
         router = routers.filter(slug=slug).first()
         if router is None:
             raise NotFound(f"No router '{slug}' in this organization.", param="slug")
-        return Response(experiment_report(router))
+        return Response(experiment_report_json(router))

@@ -115,6 +115,24 @@ def test_a_shadow_decides_beside_the_active_version_without_changing_what_is_ser
     assert set(orjson.loads(math.predicted)) == {CHEAP, DEAR}
 
 
+def test_an_experiment_reports_before_its_first_decision_with_null_estimates(
+    world: World,
+) -> None:
+    manage, _ = train_router(world)
+    train_small_version(manage)
+    lifecycle(manage, shadow_version=2, shadow_share=0.2)
+
+    response = manage.get("/api/v1/routers/support/experiment")
+
+    assert response.status_code == 200  # was a 500: NaN and Infinity are not JSON
+    report = response.json()
+    assert (report["experiment"], report["decisions_logged"]) == ("shadow", 0)
+    nothing = {"estimate": None, "low": None, "high": None, "n": 0}
+    assert report["difference"]["score"] == nothing
+    assert report["versions"][0]["cost"] == nothing
+    assert report["verdict"] == {"better": False, "reason": "0 of 500 decisions"}
+
+
 def test_a_better_shadow_is_promoted_a_worse_one_is_not_and_rollback_is_audited(
     world: World,
 ) -> None:
