@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from billing.models import UsageGeneration, UsageRecord
-from routerhub.domain import NotFound
+from billing.selectors import generation_missing
 from routing.calibration import calibration_contribution
 from routing.models import Feedback
 from training import serving
@@ -49,8 +49,8 @@ def feedback_record(
         ).first()
     )
     if usage is None:
-        raise NotFound(
-            f"No generation {generation_id} in this organization.", param="generation_id"
+        raise generation_missing(
+            organization_id=organization_id, generation_id=generation_id, param="generation_id"
         )
     previous = Feedback.objects.filter(usage=guard).first()
     weight, weighted = calibration_contribution(

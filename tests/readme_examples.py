@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -24,6 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -141,19 +143,26 @@ class Live:
     bin_dir: Path  # holds the curl shim, first on PATH
     js_dir: Path  # a scratch folder whose node_modules is tests/js's
     shell_state: Path  # the variables and functions the bash blocks so far defined
+    curl_log: Path  # the curl shim's record of the current block's calls
 
     def substitute(self, code: str) -> str:
         return code.replace(README_BASE_URL, self.base_url)
 
     def environment(self) -> dict[str, str]:
         path = f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
-        return {**os.environ, **self.keys, "PATH": path}
+        return {**os.environ, **self.keys, "PATH": path, "README_CURL_LOG": str(self.curl_log)}
 
 
 def curl_shim_write(bin_dir: Path, real_curl: str) -> None:
-    """``curl`` that fails (exit 22, body shown) on an HTTP error, as a reader would notice one."""
+    """``curl`` that fails (exit 22, body shown) on an HTTP error, as a reader would notice one,
+    and records each call's arguments and answer in ``$README_CURL_LOG``."""
     shim = bin_dir / "curl"
-    shim.write_text(f'#!/bin/sh\nexec {real_curl} --fail-with-body --show-error "$@"\n')
+    shim.write_text(
+        "#!/bin/bash\nset -o pipefail\n"
+        'call="$README_CURL_LOG/$(date +%s%N)-$$"\n'
+        'printf "%s\\n" "$@" > "$call.args"\n'
+        f'{real_curl} --fail-with-body --show-error --silent "$@" | tee "$call.body"\n'
+    )
     shim.chmod(0o755)
 
 
@@ -170,7 +179,12 @@ def block_run(block: Block, live: Live, namespaces: dict[str, dict[str, Any]]) -
     """Run one block; return its output, or raise AssertionError saying how it failed."""
     code = live.substitute(block.code)
     if block.runner == "python":
-        return _python_run(block, code, namespaces.setdefault(block.section, {}))
+        namespace = namespaces.setdefault(block.section, {})
+        output = _python_run(block, code, namespace)
+        samples_check(block, [], namespace)
+        return output
+    for call in live.curl_log.glob("*"):
+        call.unlink()
     if block.runner == "bash":
         argv = ["bash", "-c", _shell_script(code, live.shell_state)]
     else:
@@ -178,7 +192,7 @@ def block_run(block: Block, live: Live, namespaces: dict[str, dict[str, Any]]) -
         script.write_text(code, encoding="utf-8")
         argv = ["node", str(script)]
     try:
-        done = subprocess.run(  # noqa: S603 - README's own examples, the point of this test
+        done = subprocess.run(  # README's own examples: the point of this test
             argv,
             cwd=ROOT,
             env=live.environment(),
@@ -194,6 +208,7 @@ def block_run(block: Block, live: Live, namespaces: dict[str, dict[str, Any]]) -
             f"{block.id} exited with {done.returncode}\n--- stdout\n{done.stdout[-4000:]}"
             f"\n--- stderr\n{done.stderr[-4000:]}"
         )
+    samples_check(block, curl_answers(live.curl_log), {})
     return done.stdout
 
 
@@ -210,7 +225,7 @@ def _shell_script(code: str, state: Path) -> str:
     """``code`` under ``set -euo pipefail``, after the previous blocks' definitions, saving its own."""
     return (
         f"__state='{state}'\n"
-        '__fresh="$(compgen -v | tr \'\\n\' \' \') __fresh __state __name"\n'
+        "__fresh=\"$(compgen -v | tr '\\n' ' ') __fresh __state __name\"\n"
         '[ -s "$__state" ] && . "$__state"\n'
         f"set -euo pipefail\n{code}{_SHELL_KEEP}"
     )
@@ -222,7 +237,7 @@ def _python_run(block: Block, code: str, namespace: dict[str, Any]) -> str:
     sys.path.insert(0, str(ROOT))
     try:
         with contextlib.redirect_stdout(output), contextlib.chdir(ROOT):
-            exec(compile(code, block.id, "exec"), namespace)  # noqa: S102 - README's own examples
+            exec(compile(code, block.id, "exec"), namespace)  # README's own examples
     except Exception as exc:
         raise AssertionError(
             f"{block.id} raised {type(exc).__name__}: {exc}\n--- stdout\n{output.getvalue()}"
@@ -230,3 +245,109 @@ def _python_run(block: Block, code: str, namespace: dict[str, Any]) -> str:
     finally:
         sys.path.remove(str(ROOT))
     return output.getvalue()
+
+
+# A sample answer: a `# {` comment (JSON, continued on `#` lines until its braces close) right
+# after the `print(name)` or the `curl` whose answer it shows. `...` elides fields and `{...}` an
+# object's content. The live answer must have the sample's fields (every field, where nothing is
+# elided); values are illustrative and not compared.
+_ELIDED = "..."
+
+
+@dataclass(frozen=True)
+class Sample:
+    after: str  # the command line the sample follows (for a curl, its first line)
+    text: str  # the sample as written, without the comment marks
+
+    def parsed(self) -> Any:
+        text = re.sub(r"\{\s*\.\.\.\s*\}", '{"...": "..."}', self.text)
+        text = re.sub(r",\s*\.\.\.\s*(?=[}\]])", ', "...": "..."', text)
+        return json.loads(text)
+
+
+def samples_find(code: str) -> list[Sample]:
+    """The sample answers in a block, each with the command it follows."""
+    lines = code.splitlines()
+    samples, index, command = [], 0, ""
+    while index < len(lines):
+        line = lines[index].strip()
+        if not line.startswith("# {"):
+            if line and not line.startswith("#") and not lines[index - 1].rstrip().endswith("\\"):
+                command = line  # a new command (not a continuation line)
+            index += 1
+            continue
+        parts = [line[1:].strip()]
+        while _unbalanced(" ".join(parts)) and index + 1 < len(lines):
+            index += 1
+            parts.append(lines[index].strip().lstrip("#").strip())
+        samples.append(Sample(after=command, text=" ".join(parts)))
+        index += 1
+    return samples
+
+
+def _unbalanced(text: str) -> bool:
+    return text.count("{") + text.count("[") > text.count("}") + text.count("]")
+
+
+def sample_problems(sample: Any, live: Any, where: str = "") -> list[str]:
+    """Fields of ``sample`` that ``live`` lacks (and, where nothing is elided, the reverse)."""
+    if isinstance(sample, dict) and isinstance(live, dict):
+        elided = _ELIDED in sample
+        fields = set(sample) - {_ELIDED}
+        path = where.rstrip(".") or "the answer"
+        problems = [f"{path} has no field {name!r}" for name in sorted(fields - set(live))]
+        if not elided:
+            problems += [
+                f"the sample of {path} lacks {name!r}" for name in sorted(set(live) - fields)
+            ]
+        for name in fields & set(live):
+            problems += sample_problems(sample[name], live[name], f"{where}{name}.")
+        return problems
+    if isinstance(sample, list) and isinstance(live, list):
+        return [p for s, v in zip(sample, live, strict=False) for p in sample_problems(s, v, where)]
+    if isinstance(sample, dict | list) and live is not None:
+        return [f"{where or 'the answer'} is {type(live).__name__}, the sample an object or list"]
+    return []
+
+
+def samples_check(block: Block, answers: list[tuple[str, Any]], namespace: dict[str, Any]) -> None:
+    """Each sample answer of ``block`` against what its command returned in the live run.
+
+    ``answers``: (URL, parsed body) of each curl call the block made, in order."""
+    for sample in samples_find(block.code):
+        live = _sample_live(sample, answers, namespace)
+        problems = sample_problems(sample.parsed(), live)
+        if problems:
+            raise AssertionError(
+                f"{block.id}: the sample answer after `{sample.after}` is stale: "
+                + "; ".join(problems)
+                + f"\n--- live answer\n{json.dumps(live)[:4000]}"
+            )
+
+
+def _sample_live(sample: Sample, answers: list[tuple[str, Any]], namespace: dict[str, Any]) -> Any:
+    printed = re.fullmatch(r"print\((\w+)\)", sample.after)
+    if printed:
+        value = namespace[printed.group(1)]
+        return value.model_dump() if hasattr(value, "model_dump") else value
+    url = re.search(re.escape(README_BASE_URL) + r"(\S*)", sample.after)
+    if "curl" not in sample.after or url is None:
+        raise AssertionError(f"a sample answer follows `{sample.after}`: not a curl or print(name)")
+    path = url.group(1).strip("'\"")
+    bodies = [body for called, body in answers if urlsplit(called).path == path]
+    if not bodies:
+        raise AssertionError(f"the block never called {path}, whose sample answer it shows")
+    return bodies[-1]
+
+
+def curl_answers(log_dir: Path) -> list[tuple[str, Any]]:
+    """(URL, JSON body) of each call the curl shim logged, oldest first; non-JSON bodies as None."""
+    answers = []
+    for args_file in sorted(log_dir.glob("*.args")):
+        url = next((a for a in args_file.read_text().splitlines() if "://" in a), "")
+        body = args_file.with_suffix(".body")
+        try:
+            answers.append((url, json.loads(body.read_bytes() or b"null")))
+        except (ValueError, FileNotFoundError):
+            answers.append((url, None))
+    return answers

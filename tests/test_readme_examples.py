@@ -26,6 +26,8 @@ from tests.readme_examples import (
     curl_shim_write,
     js_missing_packages,
     readme_text,
+    sample_problems,
+    samples_find,
 )
 from tests.routing.conftest import fake_server, gateway_server
 from tests.routing.servers import ServerThread, gateway_idle
@@ -57,6 +59,33 @@ def test_an_unmarked_block_that_cannot_run_is_reported_and_a_marked_one_is_not()
     assert [b.line for b in blocks_runnable(blocks)] == [14]
 
 
+def test_a_sample_answer_is_checked_for_the_fields_of_the_live_answer() -> None:
+    code = (
+        'curl -s http://127.0.0.1:8000/api/v1/routers/support/experiment \\\n  -H "X: y"\n'
+        '# {"experiment": "shadow", "versions": [{"version": 1, "ips": {...}}, {"version": 2, ...}],\n'
+        '#  "verdict": {...}}\n'
+    )
+    [sample] = samples_find(code)
+    live = {
+        "experiment": "ab",
+        "versions": [{"version": 1, "ips": {}}, {"version": 2}],
+        "verdict": {},
+    }
+
+    assert sample.after.startswith(
+        "curl -s http://127.0.0.1:8000/api/v1/routers/support/experiment"
+    )
+    assert sample_problems(sample.parsed(), live) == []  # values are not compared
+    assert sample_problems(sample.parsed(), live | {"method": "x"}) == [
+        "the sample of the answer lacks 'method'"
+    ]
+    renamed = {"experiment": "ab", "versions": [{"number": 1, "ips": {}}], "verdict": {}}
+    assert sample_problems(sample.parsed(), renamed) == [
+        "versions has no field 'version'",
+        "the sample of versions lacks 'number'",
+    ]
+
+
 @pytest.fixture
 def readme_live(
     transactional_db: None,
@@ -83,7 +112,15 @@ def readme_live(
         for name, value in keys.items():
             monkeypatch.setenv(name, value)
         try:
-            yield Live(gateway_server.url, keys, tmp_path / "bin", js_dir, tmp_path / "shell-state")
+            (tmp_path / "curl-log").mkdir()
+            yield Live(
+                gateway_server.url,
+                keys,
+                tmp_path / "bin",
+                js_dir,
+                shell_state=tmp_path / "shell-state",
+                curl_log=tmp_path / "curl-log",
+            )
         finally:
             gateway_idle()  # settlement runs after a response: let it end before the flush
 
