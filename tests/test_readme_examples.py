@@ -16,6 +16,7 @@ import pytest
 from django.core.management import call_command
 
 from tests.celery_conf import celery_conf
+from tests.log_hygiene import prompts_register_from
 from tests.readme_examples import (
     JS_PACKAGES,
     Live,
@@ -104,6 +105,7 @@ def readme_live(
     js_dir.mkdir()
     if JS_PACKAGES.is_dir():
         (js_dir / "node_modules").symlink_to(JS_PACKAGES)
+    fake_server.server.config.app.requests.clear()
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.DEMO_UPSTREAM_URL = fake_server.url
     settings.REDIS_URL = ""  # in-process limiter, as the gateway tests' world
@@ -123,6 +125,9 @@ def readme_live(
             )
         finally:
             gateway_idle()  # settlement runs after a response: let it end before the flush
+            # What the examples sent upstream is prompt text: the session's log scan looks for it.
+            for sent in list(fake_server.server.config.app.requests):
+                prompts_register_from(sent.get("body"))
 
 
 def _demo_keys() -> dict[str, str]:
