@@ -87,7 +87,11 @@ class RouterSelectView(TenantAPIView):
 
 
 class RouterFeedbackRetrainView(TenantAPIView):
-    """``POST /api/v1/routers/{slug}/retrain-from-feedback``: one click from feedback to a run."""
+    """``POST /api/v1/routers/{slug}/retrain-from-feedback``: one click from feedback to a run.
+
+    Answers at once with the queued run (stage ``building_dataset``), its dataset (``validating``
+    until a worker has built it) and the feedback rows it will use; 409 naming the run while the
+    router has one queued or running."""
 
     tenant_model = Router
     required_roles = {"POST": Role.ADMIN}
