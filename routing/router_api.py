@@ -96,7 +96,17 @@ class RouterFeedbackRetrainView(TenantAPIView):
     tenant_model = Router
     required_roles = {"POST": Role.ADMIN}
 
-    @extend_schema(request=None, responses={202: RetrainOutput})
+    @extend_schema(
+        request=None,
+        responses={202: RetrainOutput},
+        description=(
+            "Queues a retrain: the run is `queued` at stage `building_dataset` and the dataset "
+            "`validating` until a worker has built it from the newest feedback (at most "
+            "FEEDBACK_RETRAIN_MAX_ROWS, counted in `feedback_rows`). A dataset that does not "
+            "validate ends the run `failed` with the reason. 409 while the router has a run "
+            "queued or running (`metadata.run`)."
+        ),
+    )
     def post(self, request: Request, slug: str) -> Response:
         router = self.get_queryset().filter(slug=slug).select_related("active_version").first()
         if router is None:

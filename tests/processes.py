@@ -69,7 +69,16 @@ def training_workers(
         **extra,
     }
     command = [str(Path(sys.executable).parent / "celery"), "-A", "routerhub", "worker"]
-    command += ["-Q", "training", "-P", "solo", "--without-mingle", "--without-gossip", "-l", "info"]
+    command += [
+        "-Q",
+        "training",
+        "-P",
+        "solo",
+        "--without-mingle",
+        "--without-gossip",
+        "-l",
+        "info",
+    ]
     workers: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:

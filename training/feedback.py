@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from routerhub.domain import InvalidInput
 from training.execution import Orientation, load_parsed
 from training.feedback_tasks import Levels, feedback_task_levels
