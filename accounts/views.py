@@ -34,6 +34,7 @@ from accounts.tenancy import (
 )
 from routerhub.domain import NotPermitted
 from routerhub.errors import ApiError
+from routerhub.pages import dashboard_page
 from routerhub.text import decimal_number, validate_no_control_characters
 
 View = Callable[..., HttpResponse]
@@ -90,16 +91,19 @@ def keys_page(request: HttpRequest) -> HttpResponse:
                 organization=organization, created_by=_person(request), **form.cleaned_data
             )
             form = KeyForm()
-    keys = (
+    keys = dashboard_page(
+        request,
         ApiKey.objects.for_tenant(organization)
         .select_related("created_by")
-        .order_by("revoked_at", "-created_at")
+        .order_by("revoked_at", "-created_at", "-id"),
     )
-    spend = import_string(settings.KEY_SPEND)(organization_id=organization.pk)
+    spend = import_string(settings.KEY_SPEND)(
+        organization_id=organization.pk, key_ids=[key.pk for key in keys]
+    )
     for key in keys:
-        # Why the ignore below: `spend` is not a field of ApiKey; the Keys page reads it from
-        # the instance (accounts does not import billing, settings.KEY_SPEND computes it).
-        key.spend = spend.get(key.pk)  # type: ignore[attr-defined]
+        # `spend` is not a field of ApiKey; the Keys page reads it from the instance (accounts
+        # does not import billing, settings.KEY_SPEND computes it).
+        key.spend = spend.get(key.pk)
     return render(
         request,
         "accounts/keys.html",
@@ -197,8 +201,19 @@ def organization_page(request: HttpRequest) -> HttpResponse:
             "invite_form": invite_form,
             "org_form": OrganizationForm(),
             "settings_form": OrganizationSettingsForm(instance=organization),
-            "members": members.order_by("created_at"),
-            "invitations": invitations.order_by("-created_at"),
+            "members": dashboard_page(
+                request, members.order_by("created_at", "id"), param="members_page"
+            ),
+            "invitations": dashboard_page(
+                request, invitations.order_by("-created_at", "-id"), param="invitations_page"
+            ),
+            "my_organizations": dashboard_page(
+                request,
+                Membership.objects.filter(user=membership.user)
+                .select_related("organization")
+                .order_by("organization__name", "organization_id"),
+                param="organizations_page",
+            ),
             "is_owner": membership.has_role(Role.OWNER),
             "roles": Role.choices,
         },
