@@ -51,15 +51,10 @@ def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
-@contextmanager
-def training_workers(
-    media: Path, log_folder: Path, **extra: str
-) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    """A starter of real Celery workers on the ``training`` queue against the test database
-    (``extra``: environment on top); every worker started is killed when the block ends."""
-    from tests.log_hygiene import subprocess_log
-
-    env = os.environ | {
+def worker_environment(media: Path, **extra: str) -> dict[str, str]:
+    """The environment of a Celery worker on the test database, media and broker (not eager),
+    ``extra`` on top."""
+    return os.environ | {
         "ROUTERHUB_ENV": "test",
         "ROUTERHUB_VAR_DIR": str(settings.VAR_DIR),
         "MEDIA_ROOT": str(media),
@@ -68,6 +63,17 @@ def training_workers(
         "CELERY_TASK_ALWAYS_EAGER": "false",
         **extra,
     }
+
+
+@contextmanager
+def training_workers(
+    media: Path, log_folder: Path, **extra: str
+) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """A starter of real Celery workers on the ``training`` queue against the test database
+    (``extra``: environment on top); every worker started is killed when the block ends."""
+    from tests.log_hygiene import subprocess_log
+
+    env = worker_environment(media, **extra)
     command = [str(Path(sys.executable).parent / "celery"), "-A", "routerhub", "worker"]
     command += [
         "-Q",

@@ -161,12 +161,17 @@ def test_a_dataset_that_does_not_validate_fails_the_run_and_the_dataset_visibly(
     assert "The feedback dataset did not validate" in page
 
 
+def _queued(world: World) -> tuple[Any, dict[str, Any]]:
+    """The management client and the answer of a retrain queued (its build held)."""
+    manage, _ = train_router(world)
+    served_with_feedback(world)
+    return manage, manage.post("/api/v1/routers/support/retrain-from-feedback").json()
+
+
 def test_a_retrain_whose_build_never_came_is_failed_by_the_sweeper_with_the_reason(
     world: World, builds_held: list[int]
 ) -> None:
-    manage, _ = train_router(world)
-    served_with_feedback(world)
-    body = manage.post("/api/v1/routers/support/retrain-from-feedback").json()
+    _manage, body = _queued(world)
     run = TrainingRun.objects.get(pk=body["id"])
 
     assert feedback_jobs.feedback_builds_sweep(now=run.created_at) == []
@@ -182,9 +187,7 @@ def test_a_retrain_whose_build_never_came_is_failed_by_the_sweeper_with_the_reas
 def test_a_build_that_keeps_killing_its_worker_is_given_up_with_the_reason(
     world: World, builds_held: list[int]
 ) -> None:
-    manage, _ = train_router(world)
-    served_with_feedback(world)
-    body = manage.post("/api/v1/routers/support/retrain-from-feedback").json()
+    _manage, body = _queued(world)
     # Three deliveries counted and none finished: the worker died each time.
     Dataset.objects.filter(pk=body["dataset"]).update(validation_attempts=3)
 
@@ -199,9 +202,7 @@ def test_a_build_that_keeps_killing_its_worker_is_given_up_with_the_reason(
 def test_a_retrain_cancelled_before_its_build_leaves_no_dataset_validating(
     world: World, builds_held: list[int]
 ) -> None:
-    manage, _ = train_router(world)
-    served_with_feedback(world)
-    body = manage.post("/api/v1/routers/support/retrain-from-feedback").json()
+    manage, body = _queued(world)
     cancelled = manage.post(f"/api/v1/training-runs/{body['id']}/cancel")
     assert cancelled.status_code == 200, cancelled.json()
 
