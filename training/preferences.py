@@ -30,13 +30,13 @@ from typing import Any
 import pandas as pd
 
 from training import ingest
+from training.arena_layouts import battles_frame, is_arena_frame
 from training.bradley_terry import field_win_rates, strengths_fit
 from training.cells import AmbiguousNumberError, is_empty, parse_number, prompt_text
 from training.column_plan import model_columns
 from training.dataset_files import printable
 from training.task_columns import row_tasks, task_columns_plan, task_hierarchy_note
 
-PREFERENCE_COLUMNS = ("model_a", "model_b", "winner")
 WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
 
 AddError = Callable[[str, int | None, str | None], None]
@@ -49,9 +49,9 @@ def _error(message: str, row: int | None, column: str | None) -> dict[str, Any]:
 
 
 def is_preference_frame(frame: pd.DataFrame) -> bool:
-    """Whether the file holds battles: it has all of ``model_a``, ``model_b`` and ``winner``."""
-    names = {str(c) for c in frame.columns}
-    return all(c in names for c in PREFERENCE_COLUMNS)
+    """Whether the file holds battles: ``model_a``, ``model_b`` and ``winner`` (or the 55k
+    file's one-hot outcome columns, ``training.arena_layouts``)."""
+    return is_arena_frame({str(c) for c in frame.columns})
 
 
 @dataclass
@@ -240,8 +240,8 @@ def _plan(frame: pd.DataFrame, columns: dict[str, Any]) -> _Plan:
     errors: list[dict[str, Any]] = []
     if prompt is None or prompt not in names:
         message = (
-            "No prompt column: a battles file needs 'prompt' (or 'messages'), 'model_a', "
-            "'model_b' and 'winner' columns, or set columns.prompt."
+            "No prompt column: a battles file needs 'prompt' (or 'messages', or "
+            "'conversation_a'), 'model_a', 'model_b' and 'winner' columns, or set columns.prompt."
         )
         errors.append(_error(message, None, "prompt"))
     if "costs" in columns:
@@ -299,7 +299,9 @@ def preference_dataset_parse(
 ) -> ingest.ParsedDataset:
     """A battles (or battles plus scores) file as a ``ParsedDataset`` of expected win rates,
     read by the same ``columns`` options as a score file (``columns.costs`` refused) and the
-    same decimal commas in a semicolon file."""
+    same decimal commas in a semicolon file. Chatbot Arena's other layouts are read as battles
+    (``training.arena_layouts``)."""
+    frame = battles_frame(frame, (columns or {}).get("prompt"))
     plan = _plan(frame, columns or {})
     errors: list[dict[str, Any]] = []
 

@@ -217,3 +217,56 @@ def test_an_uploaded_battles_file_with_a_task_column_trains_a_router_sliced_by_t
     report = client.get("/api/v1/routers/arena/versions/1/report").json()
     assert report["slices"]["by"] == "task"
     assert {row["slice"] for row in report["slices"]["rows"]} == {"hard", "easy"}
+
+
+def kaggle_55k(frame: pd.DataFrame) -> pd.DataFrame:
+    """Kaggle's lmsys-arena-human-preference-55k layout: one-hot outcome, prompt as a JSON list."""
+    return pd.DataFrame(
+        {"id": range(len(frame)), "model_a": frame["model_a"], "model_b": frame["model_b"],
+         "prompt": [json.dumps([p]) for p in frame["prompt"]],
+         "response_a": '["An answer."]', "response_b": '["Another answer."]',
+         "winner_model_a": (frame["winner"] == "model_a").astype(int),
+         "winner_model_b": (frame["winner"] == "model_b").astype(int),
+         "winner_tie": frame["winner"].str.startswith("tie").astype(int)}
+    )  # fmt: skip
+
+
+def arena_conversations(frame: pd.DataFrame) -> bytes:
+    """lmsys/chatbot_arena_conversations as JSONL: no prompt column, the turns in conversations."""
+    rows = [
+        {"question_id": r["question_id"], "model_a": r["model_a"], "model_b": r["model_b"],
+         "winner": r["winner"], "turn": 1, "language": "English",
+         "conversation_a": [{"role": "user", "content": r["prompt"]},
+                            {"role": "assistant", "content": "An answer."}],
+         "conversation_b": [{"role": "user", "content": r["prompt"]},
+                            {"role": "assistant", "content": "Another answer."}]}
+        for r in frame.to_dict("records")
+    ]  # fmt: skip
+    return "\n".join(json.dumps(r) for r in rows).encode()
+
+
+def test_the_55k_and_arena_conversations_layouts_parse_as_the_same_battles() -> None:
+    frame = arena_battles(STRONG, WEAK, rows=160)
+    frame.loc[0, "prompt"] = "Écris un poème sur la mer.\nDeux lignes."  # escaped in the JSON list
+
+    as_battles = dataset_parse(csv_bytes(frame))
+    # Both were refused: "No score columns" (55k) and "No prompt column" (conversations).
+    for content in (csv_bytes(kaggle_55k(frame)), arena_conversations(frame)):
+        parsed = dataset_parse(content)
+        assert parsed.prompts == as_battles.prompts and parsed.models == as_battles.models
+        np.testing.assert_allclose(parsed.scores, as_battles.scores, atol=1e-9)
+    assert as_battles.prompts[0] == "Écris un poème sur la mer.\nDeux lignes."
+
+
+def test_a_55k_turn_list_joins_its_turns_and_a_bad_one_hot_row_is_named() -> None:
+    frame = kaggle_55k(arena_battles(STRONG, WEAK, rows=60))
+    frame.loc[0, "prompt"] = json.dumps(["First turn.", "Second turn."])
+    parsed = dataset_parse(csv_bytes(frame))
+    frame.loc[3, ["winner_model_a", "winner_model_b"]] = [1, 1]
+
+    with pytest.raises(DatasetInvalidError) as invalid:
+        dataset_parse(csv_bytes(frame))
+
+    assert "First turn.\nSecond turn." in parsed.prompts
+    assert invalid.value.errors[0]["row"] == 4
+    assert "exactly one 1 and two 0s (found 1, 1, 0)" in messages_of(invalid.value)
