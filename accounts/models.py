@@ -73,6 +73,12 @@ class Organization(models.Model):
         return self.slug
 
 
+# The organization whose router ``auto`` is every organization's ``router/auto``
+# (``routing.routers``), created by ``manage.py train_platform_router``. No person's organization
+# may take its slug (``services._unique_slug``), and one that has members is never it.
+PLATFORM_ORGANIZATION_SLUG = "routerhub-platform"
+RESERVED_ORGANIZATION_SLUGS = frozenset({PLATFORM_ORGANIZATION_SLUG})
+
 _Row = TypeVar("_Row", bound=models.Model)
 
 

@@ -18,6 +18,7 @@ from django.utils.text import slugify
 
 from accounts.keys import key_cache_clear, key_mint
 from accounts.models import (
+    RESERVED_ORGANIZATION_SLUGS,
     ApiKey,
     Invitation,
     KeyScope,
@@ -35,20 +36,30 @@ INVITATION_LIFETIME = timedelta(days=7)
 def _unique_slug(base: str) -> str:
     root = slugify(base)[:40] or "org"
     slug = root
-    while Organization.objects.filter(slug=slug).exists():
+    # A reserved slug (the platform's) gets a suffix like a taken one.
+    while slug in RESERVED_ORGANIZATION_SLUGS or Organization.objects.filter(slug=slug).exists():
         slug = f"{root}-{secrets.token_hex(3)}"
     return slug
 
 
 @transaction.atomic
 def organization_create(*, name: str, owner: User, personal: bool = False) -> Organization:
-    """Create an organization with ``owner`` as its first owner, then run the creation hooks."""
+    """Create an organization with ``owner`` as its first owner, then run the creation hooks.
+    A person owns at most ``ORGANIZATIONS_PER_PERSON_MAX`` (``NotPermitted`` past it; their row
+    is locked first, so organizations created at once cannot pass the count together)."""
+    list(User.objects.select_for_update().filter(pk=owner.pk).values_list("pk"))
+    owned = Membership.objects.filter(user=owner, role=Role.OWNER).count()
+    if owned >= settings.ORGANIZATIONS_PER_PERSON_MAX:
+        raise NotPermitted(
+            f"You own {owned} organizations, the most one person may "
+            "(ORGANIZATIONS_PER_PERSON_MAX); an operator can raise it."
+        )
     organization = Organization.objects.create(
         slug=_unique_slug(name), name=name, is_personal=personal
     )
     Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
     for dotted in settings.ORGANIZATION_CREATED_HOOKS:  # e.g. billing's starter credits
-        import_string(dotted)(organization=organization)
+        import_string(dotted)(organization=organization, owner=owner)
     return organization
 
 

@@ -32,7 +32,9 @@ from accounts.tenancy import (
     organization_required,
     tenant_object_or_404,
 )
+from routerhub.domain import NotPermitted
 from routerhub.errors import ApiError
+from routerhub.pages import dashboard_page
 from routerhub.text import decimal_number, validate_no_control_characters
 
 View = Callable[..., HttpResponse]
@@ -89,16 +91,19 @@ def keys_page(request: HttpRequest) -> HttpResponse:
                 organization=organization, created_by=_person(request), **form.cleaned_data
             )
             form = KeyForm()
-    keys = (
+    keys = dashboard_page(
+        request,
         ApiKey.objects.for_tenant(organization)
         .select_related("created_by")
-        .order_by("revoked_at", "-created_at")
+        .order_by("revoked_at", "-created_at", "-id"),
     )
-    spend = import_string(settings.KEY_SPEND)(organization_id=organization.pk)
+    spend = import_string(settings.KEY_SPEND)(
+        organization_id=organization.pk, key_ids=[key.pk for key in keys]
+    )
     for key in keys:
-        # Why the ignore below: `spend` is not a field of ApiKey; the Keys page reads it from
-        # the instance (accounts does not import billing, settings.KEY_SPEND computes it).
-        key.spend = spend.get(key.pk)  # type: ignore[attr-defined]
+        # `spend` is not a field of ApiKey; the Keys page reads it from the instance (accounts
+        # does not import billing, settings.KEY_SPEND computes it).
+        key.spend = spend.get(key.pk)
     return render(
         request,
         "accounts/keys.html",
@@ -196,8 +201,19 @@ def organization_page(request: HttpRequest) -> HttpResponse:
             "invite_form": invite_form,
             "org_form": OrganizationForm(),
             "settings_form": OrganizationSettingsForm(instance=organization),
-            "members": members.order_by("created_at"),
-            "invitations": invitations.order_by("-created_at"),
+            "members": dashboard_page(
+                request, members.order_by("created_at", "id"), param="members_page"
+            ),
+            "invitations": dashboard_page(
+                request, invitations.order_by("-created_at", "-id"), param="invitations_page"
+            ),
+            "my_organizations": dashboard_page(
+                request,
+                Membership.objects.filter(user=membership.user)
+                .select_related("organization")
+                .order_by("organization__name", "organization_id"),
+                param="organizations_page",
+            ),
             "is_owner": membership.has_role(Role.OWNER),
             "roles": Role.choices,
         },
@@ -237,9 +253,13 @@ def organization_create(request: HttpRequest) -> HttpResponse:
         else:
             messages.error(request, " ".join(str(e) for e in form.errors["name"]))
         return redirect("organization")
-    organization = services.organization_create(
-        name=form.cleaned_data["name"], owner=_person(request)
-    )
+    try:
+        organization = services.organization_create(
+            name=form.cleaned_data["name"], owner=_person(request)
+        )
+    except NotPermitted as exc:
+        messages.error(request, exc.message)
+        return redirect("organization")
     request.session[settings.ORGANIZATION_SESSION_KEY] = organization.pk
     messages.success(request, f"Created {organization.name}; you are its owner.")
     return redirect("organization")

@@ -33,11 +33,19 @@ from billing.openrouter_shapes import (
     is_free_tier,
     key_data,
 )
-from billing.selectors import GROUPINGS, UsageFilter, key_usage, usage_aggregate, usage_records
+from billing.selectors import (
+    GROUPINGS,
+    UsageFilter,
+    generation_missing,
+    key_usage,
+    usage_aggregate,
+    usage_records,
+)
 from billing.usage_export import UsageCsv
-from routerhub.errors import BadRequest, NotFound
+from routerhub.errors import BadRequest
 from routerhub.keyset import KeysetPagination
 from routerhub.money import ZERO, money_str
+from routerhub.pagination import ResultsPagination
 
 _money = serializers.CharField(allow_null=True)
 CurrentKeyOutput = inline_serializer(
@@ -242,6 +250,9 @@ UsageOutput = inline_serializer(
     "Usage",
     {
         "group_by": serializers.CharField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "count": serializers.IntegerField(),
         "results": inline_serializer(
             "UsageGroup",
             {
@@ -298,7 +309,9 @@ class GenerationView(TenantAPIView):
             raise BadRequest("Pass the generation id: ?id=gen-…", param="id")
         record = self.get_queryset().filter(generation_id=generation_id).first()
         if record is None:
-            raise NotFound(f"No generation {generation_id} in this organization.", param="id")
+            raise generation_missing(
+                organization_id=self.organization.pk, generation_id=generation_id, param="id"
+            )
         answer = generation_json(record) | {"data": generation_data(record)}
         steps = UsageStep.objects.filter(generation_id=record.generation_id)
         if steps:
@@ -345,10 +358,18 @@ class UsageQuery(serializers.Serializer[Any]):
         )
 
 
+class UsageGroupsPagination(ResultsPagination):
+    page_size = 1000  # three years of days in one page
+    max_page_size = 1000
+
+
 class UsageView(TenantAPIView):
-    """``GET /api/v1/usage``: aggregates grouped by day, model, key, router or provider."""
+    """``GET /api/v1/usage``: aggregates grouped by day, model, key, router or provider, up to
+    ``UsageGroupsPagination.page_size`` groups a page (an organization's keys or routers, or the
+    days of years, are more than one answer should hold)."""
 
     tenant_model = UsageRecord
+    pagination_class = UsageGroupsPagination
 
     @extend_schema(parameters=[UsageQuery], responses=UsageOutput)
     def get(self, request: Request) -> Response:
@@ -367,9 +388,11 @@ class UsageView(TenantAPIView):
                 "completion_tokens": row["completion_tokens"] or 0,
                 "cost": money_str(row["cost"] or ZERO),
             }
-            for row in rows
+            for row in self.paginate_queryset(rows) or []
         ]
-        return Response({"group_by": query.validated_data["group_by"], "results": results})
+        response = self.get_paginated_response(results)
+        response.data = {"group_by": query.validated_data["group_by"], **response.data}
+        return response
 
 
 class UsageExportView(TenantAPIView):

@@ -36,6 +36,28 @@ def _nice_ceiling(value: float) -> float:
     return float(next(step * magnitude for step in (1, 2, 2.5, 5, 10) if value <= step * magnitude))
 
 
+def _colours(totals: dict[str, Decimal]) -> tuple[list[str], dict[str, str]]:
+    """The legend's models (the costliest) and each one's colour; the rest share "other", whose
+    total ``totals`` gains."""
+    models = sorted(totals, key=lambda m: -totals[m])
+    top = models[: len(PALETTE) - 1]
+    colours = {m: PALETTE[i] for i, m in enumerate(top)}
+    if len(models) > len(top):
+        colours["other"] = PALETTE[-1]
+        totals["other"] = sum((totals[m] for m in models[len(top) :]), Decimal(0))
+    return top, colours
+
+
+def _others_merged(costs: dict[str, Decimal], colours: dict[str, str]) -> dict[str, Decimal]:
+    """A day's costs with the models outside the legend as one "other" bar segment: a day has
+    at most one segment per colour, however many models were used."""
+    merged: dict[str, Decimal] = {}
+    for model, cost in costs.items():
+        name = model if model in colours else "other"
+        merged[name] = merged.get(name, Decimal(0)) + cost
+    return merged
+
+
 def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> StackedBars:
     """Stacked bars of cost per day and model over the last ``days`` days."""
     start = today - timedelta(days=days - 1)
@@ -46,11 +68,10 @@ def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> Sta
         if isinstance(day, date) and day in by_day:
             by_day[day][model] = by_day[day].get(model, Decimal(0)) + cost
             totals[model] = totals.get(model, Decimal(0)) + cost
-    models = sorted(totals, key=lambda m: -totals[m])
-    top = models[: len(PALETTE) - 1]
-    colours = {m: PALETTE[i] for i, m in enumerate(top)}
-    if len(models) > len(top):
-        colours["other"] = PALETTE[-1]
+    grand_total = sum(totals.values(), Decimal(0))
+    top, colours = _colours(totals)
+    if "other" in colours:
+        by_day = {day: _others_merged(costs, colours) for day, costs in by_day.items()}
     peak = max((sum(v.values(), Decimal(0)) for v in by_day.values()), default=Decimal(0))
     ceiling = _nice_ceiling(float(peak))
     y_labels = [usd_label(ceiling * i / 4) for i in range(5)]
@@ -95,4 +116,4 @@ def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> Sta
     legend = [(m, colours[m]) for m in top] + (
         [("other", colours["other"])] if "other" in colours else []
     )
-    return StackedBars("".join(parts), legend, sum(totals.values(), Decimal(0)))
+    return StackedBars("".join(parts), legend, grand_total)

@@ -22,11 +22,12 @@ class KeySpend:
     requests: int
 
 
-def key_spend(*, organization_id: int) -> dict[int, KeySpend]:
-    """Each of the organization's keys that made requests: what it spent (one grouped query)."""
+def key_spend(*, organization_id: int, key_ids: list[int]) -> dict[int, KeySpend]:
+    """What each of ``key_ids`` (the organization's keys on one page) spent, for those that made
+    requests (one grouped query over their records only)."""
     since = timezone.now() - timedelta(days=RECENT_DAYS)
     rows = (
-        UsageRecord.objects.filter(organization_id=organization_id, key_id__isnull=False)
+        UsageRecord.objects.filter(organization_id=organization_id, key_id__in=key_ids)
         .values("key_id")
         .annotate(
             total=Sum("cost"),

@@ -22,7 +22,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F, Subquery
 from django.utils import timezone
 
-from accounts.models import Organization
+from accounts.models import Membership, Organization, Role, User
 from billing.holds import RESERVE_SQL, Held, hold_grouped
 from billing.models import (
     CreditAccount,
@@ -100,18 +100,39 @@ def ledger_post(
     )
 
 
-def starter_credits_grant(*, organization: Organization) -> LedgerEntry | None:
-    """Grant a new organization its STARTER_CREDITS_USD, once (the ledger key is per organization)."""
+def starter_credits_grant(
+    *, organization: Organization, owner: User | None = None
+) -> LedgerEntry | None:
+    """Grant STARTER_CREDITS_USD once per person: to the first organization its creator
+    (``owner``, else the organization's first owner) makes, never to the next ones (each new
+    organization was granted them: free credits without end for one confirmed address). The
+    ledger key names the person and their row is locked first, so organizations created at once
+    cannot both pass the check; an organization without an owner is keyed by itself."""
     amount = settings.STARTER_CREDITS_USD
     if amount <= 0:
         return None
-    return ledger_post(
-        organization=organization,
-        kind=LedgerKind.PROMOTION,
-        amount=amount,
-        idempotency_key=f"starter-credits:{organization.pk}",
-        description="Starter credits for a first request (demo models included)",
+    person = owner.pk if owner is not None else _first_owner_id(organization)
+    with transaction.atomic():
+        key = f"starter-credits:{organization.pk}"
+        if person is not None:
+            # Held until the caller's (organization_create's) transaction commits.
+            list(User.objects.select_for_update().filter(pk=person).values_list("pk"))
+            key = f"starter-credits:person:{person}"
+        return ledger_post(
+            organization=organization,
+            kind=LedgerKind.PROMOTION,
+            amount=amount,
+            idempotency_key=key,
+            description="Starter credits for a first request (demo models included)",
+        )
+
+
+def _first_owner_id(organization: Organization) -> int | None:
+    owners = Membership.objects.filter(organization=organization, role=Role.OWNER)
+    first: int | None = (
+        owners.order_by("created_at", "pk").values_list("user_id", flat=True).first()
     )
+    return first
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,19 @@ def credits_page(request: HttpRequest) -> HttpResponse:
     )
 
 
+KEY_CHOICES = 50
+
+
+def _key_choices(organization: Any, chosen: int | None) -> list[ApiKey]:
+    """The key filter's menu: the ``KEY_CHOICES`` most recently used inference keys and the one
+    chosen (an organization may have thousands; the usage API filters by any key id)."""
+    keys = ApiKey.objects.filter(organization=organization, scope=KeyScope.INFERENCE)
+    shown = list(keys.order_by(F("last_used_at").desc(nulls_last=True), "-id")[:KEY_CHOICES])
+    if chosen is not None and all(key.pk != chosen for key in shown):
+        shown += list(keys.filter(pk=chosen))
+    return sorted(shown, key=lambda key: (key.name, key.pk))
+
+
 @organization_required()
 def usage_page(request: HttpRequest) -> HttpResponse:
     organization = dashboard_organization(request)
@@ -96,9 +109,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
             "params": params,
             "query_string": urlencode(params),
             # Only inference keys send requests; management keys would filter to nothing.
-            "keys": ApiKey.objects.filter(
-                organization=organization, scope=KeyScope.INFERENCE
-            ).order_by("name"),
+            "keys": _key_choices(organization, filters.key_id),
             "models": sorted({row["group"] for row in by_model if row["group"]}),
             "statuses": UsageStatus.choices,
         },

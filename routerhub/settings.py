@@ -293,8 +293,12 @@ API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=1.0)
 # keys than a worker serves within one TTL (README, "100,000 keys").
 API_KEY_CACHE_MAX_ENTRIES = env.int("API_KEY_CACHE_MAX_ENTRIES", default=10_000)
 ORGANIZATION_SESSION_KEY = "current_organization_id"
+# Organizations one person may own: each brings its own training-run cap, rate limits and
+# datasets (and, with STARTER_CREDITS_USD, nothing more), so one address cannot multiply them.
+ORGANIZATIONS_PER_PERSON_MAX = env.int("ORGANIZATIONS_PER_PERSON_MAX", default=10)
 # Apps that accounts must not import act on a new organization through these (called with
-# organization=...) in organization_create's transaction: billing grants STARTER_CREDITS_USD.
+# organization=..., owner=...) in organization_create's transaction: billing grants
+# STARTER_CREDITS_USD (once per person).
 ORGANIZATION_CREATED_HOOKS: list[str] = ["billing.services.starter_credits_grant"]
 # Training's pages flag model ids that are not catalog models through routing's catalog (routing
 # imports training, not the other way): ids -> {unknown id: similar catalog ids}.

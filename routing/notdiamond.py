@@ -8,6 +8,8 @@ Not Diamond's Python SDK (``notdiamond``, ``NOTDIAMOND_API_URL`` or ``nd_api_url
   chooses among those that are its candidates, and the answer names them as they were sent;
 - ``tradeoff`` ``cost`` is tradeoff 1 (cheapest that keeps quality); ``latency`` is served the
   same way (RouterHub has no latency predictions: the cheaper models are the faster ones here);
+- ``tools`` keeps the candidates whose catalog endpoints can call tools; ``hash_content: true``
+  keeps the prompt out of the session even when the organization logs prompts;
 - a selection is a ``SelectionSession``; feedback is ``{metric: 0|1}`` on its session.
 """
 
@@ -25,7 +27,7 @@ from django.utils.text import slugify
 
 from accounts.models import Organization
 from routerhub.errors import BadRequest, NotFound
-from routing.gateway.catalog_cache import catalog_get
+from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
 from routing.models import SelectionSession
 from routing.routers import PLATFORM_ROUTER_SLUG, messages_prompt, router_decide, router_row
 from training import serving
@@ -78,8 +80,50 @@ def _depth(value: Any) -> int:
     return value
 
 
+def _candidates(offered: dict[str, dict[str, str]], row: Any, slug: str) -> list[str]:
+    if row is None or not row.candidates:
+        return list(offered)
+    candidates = [m for m in offered if m in row.candidates]
+    if not candidates:
+        raise BadRequest(
+            f"None of llm_providers ({', '.join(offered)}) is a candidate of router/{slug} "
+            f"({', '.join(row.candidates)}).",
+            param="llm_providers",
+        )
+    return candidates
+
+
+def _tool_callers(candidates: list[str], tools: Any, catalog: CatalogSnapshot) -> list[str]:
+    """With ``tools``, only the models that can call them (as Not Diamond chooses)."""
+    if tools is None or tools == []:
+        return candidates
+    if not isinstance(tools, list):
+        raise BadRequest("tools must be a list of OpenAI function tools.", param="tools")
+    able = [
+        m
+        for m in candidates
+        if (info := catalog.models.get(m)) is not None
+        and any(e.supports_tools for e in info.endpoints)
+    ]
+    if not able:
+        raise BadRequest(
+            f"None of the candidates ({', '.join(candidates)}) can call tools; leave tools out "
+            "or offer a model that supports them (GET /v1/models lists supported_parameters).",
+            param="tools",
+        )
+    return able
+
+
+def _hash_content(value: Any) -> bool:
+    if not isinstance(value, bool | None):
+        raise BadRequest("hash_content must be true or false.", param="hash_content")
+    return bool(value)
+
+
 def model_select(*, organization: Organization, body: dict[str, Any]) -> dict[str, Any]:
-    """Rank ``llm_providers`` with the router named by ``preference_id``; record the session."""
+    """Rank ``llm_providers`` with the router named by ``preference_id``; record the session.
+    With ``hash_content`` the prompt is never stored, whatever the organization's prompt
+    logging says (Not Diamond's promise for that flag: no readable content kept)."""
     offered = providers_parse(body.get("llm_providers"))
     slug = str(body.get("preference_id") or PLATFORM_ROUTER_SLUG)
     row = router_row(None if slug == PLATFORM_ROUTER_SLUG else organization.pk, slug)
@@ -89,18 +133,12 @@ def model_select(*, organization: Organization, body: dict[str, Any]) -> dict[st
             "slug (GET /api/v1/routers lists them).",
             param="preference_id",
         )
-    candidates = list(offered)
-    if row is not None and row.candidates:
-        candidates = [m for m in offered if m in row.candidates]
-        if not candidates:
-            raise BadRequest(
-                f"None of llm_providers ({', '.join(offered)}) is a candidate of router/{slug} "
-                f"({', '.join(row.candidates)}).",
-                param="llm_providers",
-            )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list of {role, content}.", param="messages")
+    hashed = _hash_content(body.get("hash_content"))
+    catalog = async_to_sync(catalog_get)()
+    candidates = _tool_callers(_candidates(offered, row, slug), body.get("tools"), catalog)
     prompt = messages_prompt(messages)
     decision = router_decide(
         organization_id=organization.pk,
@@ -108,7 +146,7 @@ def model_select(*, organization: Organization, body: dict[str, Any]) -> dict[st
         prompt=prompt,
         tradeoff=tradeoff_parse(body.get("tradeoff")),
         candidates=candidates,
-        catalog=async_to_sync(catalog_get)(),
+        catalog=catalog,
         row=row,
     )
     ranked = [m for m in decision.models if m in offered][: _depth(body.get("max_model_depth"))]
@@ -119,7 +157,7 @@ def model_select(*, organization: Organization, body: dict[str, Any]) -> dict[st
         version=decision.version,
         chosen=ranked[0],
         candidates=candidates,
-        prompt=prompt if organization.prompt_logging else "",
+        prompt=prompt if organization.prompt_logging and not hashed else "",
     )
     return {"providers": [offered[m] for m in ranked], "session_id": str(session.id)}
 

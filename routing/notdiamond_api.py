@@ -60,6 +60,14 @@ class ModelSelectView(TenantAPIView):
                 "tradeoff": serializers.ChoiceField(["cost", "latency"], required=False),
                 "preference_id": serializers.CharField(required=False, help_text="router slug"),
                 "max_model_depth": serializers.IntegerField(required=False, min_value=1),
+                "tools": serializers.ListField(
+                    child=serializers.DictField(),
+                    required=False,
+                    help_text="only models that can call tools are ranked",
+                ),
+                "hash_content": serializers.BooleanField(
+                    required=False, help_text="true: the prompt is never stored"
+                ),
             },
         ),
         responses=inline_serializer(

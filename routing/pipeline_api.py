@@ -186,8 +186,8 @@ class PipelineVersionListView(_PipelineScoped):
 
     @extend_schema(responses=PipelineVersionOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        versions = self.get_object().versions.all()
-        return Response(
+        versions = self.paginate_queryset(self.get_object().versions.order_by("-number"))
+        return self.get_paginated_response(
             [
                 {
                     "version": v.number,
@@ -196,7 +196,7 @@ class PipelineVersionListView(_PipelineScoped):
                     **v.options,
                     "created_at": v.created_at.isoformat(),
                 }
-                for v in versions
+                for v in versions or []
             ]
         )
 

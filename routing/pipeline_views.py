@@ -18,6 +18,7 @@ from accounts.models import Organization, Role
 from accounts.tenancy import dashboard_membership, dashboard_organization, organization_required
 from accounts.tenancy import tenant_object_or_404 as owned
 from routerhub.errors import ApiError
+from routerhub.pages import dashboard_page
 from routing.models import Pipeline, PipelineKind
 from routing.pipeline_api import (
     pipeline_create,
@@ -98,7 +99,11 @@ def pipelines_page(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "routing/pipelines.html",
-        {"form": form, "pipelines": pipelines.order_by("slug"), "can_manage": _can_manage(request)},
+        {
+            "form": form,
+            "pipelines": dashboard_page(request, pipelines.order_by("slug")),
+            "can_manage": _can_manage(request),
+        },
     )
 
 
@@ -131,7 +136,9 @@ def pipeline_page(request: HttpRequest, pipeline_slug: str) -> HttpResponse:
             "pipeline": pipeline,
             "version": version,
             "diagram": pipeline_diagram(version.kind, version.steps) if version else None,
-            "versions": pipeline.versions.all(),
+            "versions": dashboard_page(
+                request, pipeline.versions.order_by("-number"), param="versions_page"
+            ),
             "form": form,
             "can_manage": _can_manage(request),
             **_report_context(request, organization, pipeline),

@@ -30,6 +30,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from accounts.models import PLATFORM_ORGANIZATION_SLUG as PLATFORM_ORGANIZATION_SLUG
 from routerhub.domain import InvalidInput, NotFound
 from routerhub.ttl_cache import MISS, TtlCache, refresh_ahead
 from routing import router_policy as policy
@@ -47,8 +48,6 @@ from routing.router_request import tradeoff_parse as tradeoff_parse
 from training.serving import Router, RouterVersion
 
 logger = logging.getLogger(__name__)
-
-PLATFORM_ORGANIZATION_SLUG = "routerhub-platform"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +80,10 @@ def _load_row(organization_id: int | None, slug: str) -> RouterRow | None:
         "active_version", "shadow_version", "challenger_version"
     )
     if organization_id is None:
-        routers = routers.filter(organization__slug=PLATFORM_ORGANIZATION_SLUG)
+        # Never an organization of people: one that took the slug before it was reserved.
+        routers = routers.filter(
+            organization__slug=PLATFORM_ORGANIZATION_SLUG, organization__memberships__isnull=True
+        )
     else:
         routers = routers.filter(organization_id=organization_id)
     router = routers.filter(slug=slug).first()

@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -21,6 +22,7 @@ from accounts.tenancy import (
 )
 from billing.models import UsageRecord
 from routerhub.errors import ApiError
+from routerhub.pages import dashboard_page
 from routerhub.text import decimal_number
 from routing.feedback import feedback_record, feedback_retrain
 from routing.model_stats import WINDOW, provider_stats
@@ -47,12 +49,20 @@ def models_page(request: HttpRequest) -> HttpResponse:
     )
 
 
+ROUTER_CHOICES = 50
+
+
 @organization_required()
 def playground_page(request: HttpRequest) -> HttpResponse:
     """Chat with any model or router, or compare up to three, as the signed-in person
     (``routing.playground`` serves the requests)."""
     organization = dashboard_organization(request)
-    routers = Router.objects.for_tenant(organization).order_by("slug")
+    # The menu's routers: the ROUTER_CHOICES most recently activated (an organization may have
+    # thousands), by slug.
+    newest = Router.objects.for_tenant(organization).order_by(
+        F("activated_at").desc(nulls_last=True), "slug"
+    )
+    routers = sorted(newest[:ROUTER_CHOICES], key=lambda router: router.slug)
     # Embedding models answer /v1/embeddings only: the playground chats.
     models = [m for m in catalog_models_list(query="") if "embeddings" not in m.capabilities]
     callable_ids = models_callable_by(organization_id=organization.pk)
@@ -136,7 +146,7 @@ def provider_keys_page(request: HttpRequest) -> HttpResponse:
         "routing/provider_keys.html",
         {
             "form": form,
-            "keys": keys.order_by("provider__name"),
+            "keys": dashboard_page(request, keys.order_by("provider__name", "id")),
             "byok_fee": settings.BYOK_FEE_RATE * 100,
         },
     )
@@ -155,7 +165,9 @@ def router_retrain_from_feedback(request: HttpRequest, slug: str) -> HttpRespons
         messages.error(request, exc.message)
         return redirect("training-router", slug=slug)
     messages.success(
-        request, f"Training on {started.feedback_rows} feedback row(s) plus the previous data."
+        request,
+        f"Building a dataset from {started.feedback_rows} feedback row(s) plus the previous "
+        "data; training starts once it is built.",
     )
     return redirect("training-run", run_id=started.run.pk)
 

@@ -14,9 +14,11 @@ predicted win probability against the field, ``mean_k sigmoid(s(x,m) - s(x,k))``
 every model on every prompt, so the usual trainer (LightGBM score heads), ``select`` and the
 report apply unchanged.
 
-Bounded like other validation: at most ``MAX_COMPARISONS`` comparisons (a deterministic sample
-beyond that), ``MAX_ITERATIONS`` L-BFGS iterations over a sparse design of ``2·(d+1)`` non-zeros
-per comparison, inside the validation memory ceiling.
+The fit is ``training.bradley_terry``'s, bounded like other validation (``MAX_COMPARISONS``,
+``MAX_ITERATIONS``) and inside the validation memory ceiling. The file is read by the same
+``columns`` options as a score file (prompt, scores, task, subtask, task_hierarchy; a task column
+is found by its name as there) and the same decimal commas in a semicolon file; ``columns.costs``
+is refused (its scores are win rates; costs come from a run's ``options.prices``).
 """
 
 from __future__ import annotations
@@ -25,20 +27,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from training import ingest
-from training.cells import is_empty, parse_number, prompt_text
+from training.arena_layouts import battles_frame, is_arena_frame
+from training.bradley_terry import field_win_rates, strengths_fit
+from training.cells import AmbiguousNumberError, is_empty, parse_number, prompt_text
+from training.column_plan import model_columns
 from training.dataset_files import printable
-from training.task_columns import HIERARCHY_NEEDS_TASKS
+from training.task_columns import row_tasks, task_columns_plan, task_hierarchy_note
 
-PREFERENCE_COLUMNS = ("model_a", "model_b", "winner")
 WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
-MAX_COMPARISONS = 200_000  # ~0.3 GB of sparse design at 48 features
-REGULARIZATION = 1.0  # inverse L2 strength of the logistic fit
-MAX_ITERATIONS = 300
-SEED = 0
 
 AddError = Callable[[str, int | None, str | None], None]
 
@@ -50,9 +49,9 @@ def _error(message: str, row: int | None, column: str | None) -> dict[str, Any]:
 
 
 def is_preference_frame(frame: pd.DataFrame) -> bool:
-    """Whether the file holds battles: it has all of ``model_a``, ``model_b`` and ``winner``."""
-    names = {str(c) for c in frame.columns}
-    return all(c in names for c in PREFERENCE_COLUMNS)
+    """Whether the file holds battles: ``model_a``, ``model_b`` and ``winner`` (or the 55k
+    file's one-hot outcome columns, ``training.arena_layouts``)."""
+    return is_arena_frame({str(c) for c in frame.columns})
 
 
 @dataclass
@@ -65,16 +64,19 @@ class Comparisons:
     a: list[int] = field(default_factory=list)
     b: list[int] = field(default_factory=list)
     outcome: list[float] = field(default_factory=list)
+    first_rows: list[int] = field(default_factory=list)  # each prompt's first row (from 0)
     battles: int = 0
     ties: int = 0
     empty_prompts: int = 0
     _prompt_ids: dict[str, int] = field(default_factory=dict)
     _model_ids: dict[str, int] = field(default_factory=dict)
 
-    def prompt_id(self, text: str) -> int:
+    def prompt_id(self, text: str, row: int) -> int:
+        """The prompt's index, added with ``row`` (numbered from 1) as its first row if new."""
         if text not in self._prompt_ids:
             self._prompt_ids[text] = len(self.prompts)
             self.prompts.append(text)
+            self.first_rows.append(row - 1)
         return self._prompt_ids[text]
 
     def model_id(self, model: str) -> int:
@@ -153,17 +155,18 @@ def battle_add(
         return
     found.battles += 1
     found.ties += outcome == 0.5
-    found.add(found.prompt_id(prompt), found.model_id(model_a), found.model_id(model_b), outcome)
+    index = found.prompt_id(prompt, row)
+    found.add(index, found.model_id(model_a), found.model_id(model_b), outcome)
 
 
-def score_row_add(found: Comparisons, prompt: str, scores: dict[str, float]) -> None:
+def score_row_add(found: Comparisons, prompt: str, scores: dict[str, float], row: int) -> None:
     """One comparison per pair of models a score row scores: the higher score wins."""
     if not prompt.strip():
         found.empty_prompts += 1
         return
     if len(scores) < 2:
         return
-    index = found.prompt_id(prompt)
+    index = found.prompt_id(prompt, row)
     items = [(found.model_id(m), s) for m, s in scores.items()]
     for i, (a, score_a) in enumerate(items):
         for b, score_b in items[i + 1 :]:
@@ -177,8 +180,10 @@ def frame_comparisons(
     add: AddError,
     max_cell_chars: int,
     max_id: int,
+    decimal_comma: bool = False,
 ) -> Comparisons:
-    """Every battle and score row of the file as comparisons; errors go to ``add``."""
+    """Every battle and score row of the file as comparisons; errors go to ``add``
+    (``decimal_comma``: a semicolon file's ``0,75`` is 0.75, as in score files)."""
     found = Comparisons()
     records = frame.to_dict("records")
     for row, record in enumerate(records, start=1):
@@ -201,7 +206,10 @@ def frame_comparisons(
         scores: dict[str, float] = {}
         for model, column in score_columns.items():
             try:
-                value = parse_number(record[column], allow_bool=True)
+                value = parse_number(record[column], allow_bool=True, decimal_comma=decimal_comma)
+            except AmbiguousNumberError as exc:
+                add(f"Row {row}: {str(record[column])[:40]!r} {exc}.", row, column)
+                continue
             except (ValueError, TypeError):
                 add(f"Row {row}: {str(record[column])[:40]!r} is not a score.", row, column)
                 continue
@@ -209,103 +217,92 @@ def frame_comparisons(
                 scores[model] = value
         if not scores and not score_columns:
             add(f"Row {row}: winner is empty; give model_a, model_b or tie.", row, "winner")
-        score_row_add(found, prompt, scores)
+        score_row_add(found, prompt, scores, row)
     return found
 
 
-def _sample(found: Comparisons) -> np.ndarray:
-    """Indices of the comparisons to learn from: all, or an even deterministic sample."""
-    total = len(found.outcome)
-    if total <= MAX_COMPARISONS:
-        return np.arange(total)
-    return np.sort(np.random.default_rng(SEED).choice(total, MAX_COMPARISONS, replace=False))
+@dataclass
+class _Plan:
+    """The columns a battles file is read by: as a score file's (``column_plan``,
+    ``task_columns``), without cost columns."""
+
+    prompt: str
+    scores: dict[str, str]
+    task: str | None
+    subtask: str | None
+    hierarchy: bool | None
 
 
-def _design(dense: np.ndarray, prompts: np.ndarray, a: np.ndarray, b: np.ndarray, m: int) -> Any:
-    """Sparse rows ``phi(x) (x) e_a - phi(x) (x) e_b``: model ``a``'s strength minus model ``b``'s."""
-    from scipy import sparse
-
-    rows, width = len(prompts), dense.shape[1]
-    values = dense[prompts]
-    data = np.concatenate([values, -values], axis=1).reshape(-1)
-    columns = np.concatenate(
-        [a[:, None] * width + np.arange(width), b[:, None] * width + np.arange(width)], axis=1
-    ).reshape(-1)
-    indptr = np.arange(0, rows * 2 * width + 1, 2 * width)
-    return sparse.csr_matrix((data, columns, indptr), shape=(rows, m * width))
-
-
-def _prompt_features(prompts: list[str]) -> np.ndarray:
-    """The featurizer's dense features, standardised, with a constant for each model's bias."""
-    from training.learner.featurizer import featurizer_fit
-
-    _, _, dense = featurizer_fit(prompts)
-    spread = dense.std(axis=0)
-    scaled = (dense - dense.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
-    return np.hstack([scaled, np.ones((len(prompts), 1))])
-
-
-def strengths_fit(found: Comparisons) -> np.ndarray:
-    """(prompts, models) Bradley-Terry strengths ``s(x, m) = w_m . phi(x)`` for every pair.
-
-    A decided comparison is one row (every other one stated from the loser's side, so both
-    classes occur); a tie is two half-weight rows, one won by each side."""
-    from scipy import sparse
-    from sklearn.linear_model import LogisticRegression
-
-    features = _prompt_features(found.prompts)
-    chosen = _sample(found)
-    prompt = np.asarray(found.prompt_index)[chosen]
-    a, b = np.asarray(found.a)[chosen], np.asarray(found.b)[chosen]
-    outcome = np.asarray(found.outcome)[chosen]
-    m = len(found.models)
-    tie = outcome == 0.5
-    flip = (np.arange(len(outcome)) % 2 == 1) & ~tie
-    sign = np.where(flip, -1.0, 1.0)
-    design = sparse.diags(sign) @ _design(features, prompt, a, b, m)
-    rows = sparse.vstack([design, design[tie]])
-    target = np.concatenate(
-        [np.where(tie, 1.0, np.where(flip, 1.0 - outcome, outcome)), np.zeros(int(tie.sum()))]
-    )
-    weight = np.concatenate([np.where(tie, 0.5, 1.0), np.full(int(tie.sum()), 0.5)])
-    fit = LogisticRegression(C=REGULARIZATION, fit_intercept=False, max_iter=MAX_ITERATIONS)
-    fit.fit(rows, target, sample_weight=weight)
-    weights = fit.coef_.reshape(m, features.shape[1])
-    return np.asarray(features @ weights.T)
+def _plan(frame: pd.DataFrame, columns: dict[str, Any]) -> _Plan:
+    names = [str(c) for c in frame.columns]
+    shown = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
+    prompt = columns.get("prompt") or next((c for c in ingest.PROMPT_COLUMNS if c in names), None)
+    errors: list[dict[str, Any]] = []
+    if prompt is None or prompt not in names:
+        message = (
+            "No prompt column: a battles file needs 'prompt' (or 'messages', or "
+            "'conversation_a'), 'model_a', 'model_b' and 'winner' columns, or set columns.prompt."
+        )
+        errors.append(_error(message, None, "prompt"))
+    if "costs" in columns:
+        message = (
+            "columns.costs is not read in a battles file: its scores are win rates learned from "
+            "the comparisons, and a run's costs then come from options.prices (or each model's "
+            "rank). Leave columns.costs out."
+        )
+        errors.append(_error(message, None, None))
+    task, subtask, task_errors = task_columns_plan(frame, columns, shown)
+    errors.extend(task_errors)
+    mapped = {"scores": columns["scores"]} if "scores" in columns else {}
+    scores, _ = model_columns(mapped, names)
+    for column in scores.values():
+        if column not in names:
+            message = f"Column '{column}' named in columns.scores is not in the file."
+            errors.append(_error(message, None, column))
+    if errors:
+        raise ingest.DatasetInvalidError(errors)
+    assert prompt is not None
+    return _Plan(prompt, scores, task, subtask, columns.get("task_hierarchy"))
 
 
-def field_win_rates(strengths: np.ndarray) -> np.ndarray:
-    """Each model's mean win probability against every other model, per prompt, in 0..1."""
-    m = strengths.shape[1]
-    total = np.zeros_like(strengths)
-    for k in range(m):
-        total += 1.0 / (1.0 + np.exp(-(strengths - strengths[:, [k]])))
-    rates: np.ndarray = (total - 0.5) / (m - 1)  # drop the model's own 0.5 against itself
-    return rates
+def _unread_costs(frame: pd.DataFrame, plan: _Plan) -> list[str]:
+    """A warning naming the ``<model>/cost`` columns a battles file has and does not read."""
+    unread = [f"{m}/cost" for m in plan.scores if f"{m}/cost" in frame.columns]
+    if not unread:
+        return []
+    shown = ", ".join(unread[:3]) + (" …" if len(unread) > 3 else "")
+    return [
+        f"Cost columns are not read in a battles file ({shown}); give the run options.prices "
+        "for costs in USD."
+    ]
+
+
+def _with_tasks(
+    parsed: ingest.ParsedDataset, frame: pd.DataFrame, plan: _Plan, rows: list[int]
+) -> None:
+    """Each prompt's task and parent task from its first row, as a score file keeps them."""
+    if plan.task is None:
+        return
+    labels, parents = row_tasks(frame, plan.task, plan.subtask, plan.hierarchy)
+    parsed.tasks = [labels[r] for r in rows]
+    parsed.task_parents = [parents[r] for r in rows]
+    automatic = plan.subtask is None and plan.hierarchy is None
+    note = task_hierarchy_note(parsed.tasks, parsed.task_parents) if automatic else None
+    parsed.warnings.extend([note] if note else [])
 
 
 def preference_dataset_parse(
-    frame: pd.DataFrame, columns: dict[str, Any] | None, limits: ingest.Limits
+    frame: pd.DataFrame,
+    columns: dict[str, Any] | None,
+    limits: ingest.Limits,
+    decimal_comma: bool = False,
 ) -> ingest.ParsedDataset:
-    """A battles (or battles plus scores) file as a ``ParsedDataset`` of expected win rates."""
-    names = [str(c) for c in frame.columns]
-    columns = columns or {}
-    if "task_hierarchy" in columns:  # a battles file is not read by task
-        message = f"{HIERARCHY_NEEDS_TASKS} A battles file is not read by task: leave it out."
-        raise ingest.DatasetInvalidError([_error(message, None, None)])
-    prompt = columns.get("prompt") or next((c for c in ingest.PROMPT_COLUMNS if c in names), None)
-    if prompt is None or prompt not in names:
-        raise ingest.DatasetInvalidError(
-            [
-                _error(
-                    "No prompt column: a battles file needs 'prompt' (or 'messages'), 'model_a', "
-                    "'model_b' and 'winner' columns, or set columns.prompt.",
-                    None,
-                    "prompt",
-                )
-            ]
-        )
-    scores = {n[: -len("/score")]: n for n in names if n.endswith("/score") and len(n) > 6}
+    """A battles (or battles plus scores) file as a ``ParsedDataset`` of expected win rates,
+    read by the same ``columns`` options as a score file (``columns.costs`` refused) and the
+    same decimal commas in a semicolon file. Chatbot Arena's other layouts are read as battles
+    (``training.arena_layouts``)."""
+    frame = battles_frame(frame, (columns or {}).get("prompt"))
+    plan = _plan(frame, columns or {})
     errors: list[dict[str, Any]] = []
 
     def add(message: str, row: int | None, column: str | None) -> None:
@@ -313,7 +310,13 @@ def preference_dataset_parse(
             errors.append(_error(message, row, column))
 
     found = frame_comparisons(
-        frame, prompt, scores, add, limits.max_cell_chars, ingest.MAX_MODEL_ID
+        frame,
+        plan.prompt,
+        plan.scores,
+        add,
+        limits.max_cell_chars,
+        ingest.MAX_MODEL_ID,
+        decimal_comma,
     )
     if not errors:
         _coverage_check(found, limits, add)
@@ -321,14 +324,16 @@ def preference_dataset_parse(
         raise ingest.DatasetInvalidError(errors)
     rates = field_win_rates(strengths_fit(found))
     m = len(found.models)
-    return ingest.ParsedDataset(
+    parsed = ingest.ParsedDataset(
         prompts=found.prompts,
         models=found.models,
         scores=rates,
         costs=None,
         binary=[False] * m,
-        warnings=[*_empty_warning(found), _summary(found)],
+        warnings=[*_empty_warning(found), _summary(found), *_unread_costs(frame, plan)],
     )
+    _with_tasks(parsed, frame, plan, found.first_rows)
+    return parsed
 
 
 def _summary(found: Comparisons) -> str:

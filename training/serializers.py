@@ -60,8 +60,8 @@ def _holds_nul(value: Any) -> bool:
         "task), and when it is left out each parent decides for its own names: they split "
         "where it has three distinct children or more (mmlu/anatomy, mmlu/virology, ...), "
         "others stay whole. task_hierarchy cannot be given with subtask, and a file without a "
-        "task column (or of battles) with it is invalid. In a multipart upload, the same "
-        "object as JSON text.",
+        "task column with it is invalid. A battles file is read by the same keys except "
+        "costs, which it refuses. In a multipart upload, the same object as JSON text.",
         "additionalProperties": True,
     }
 )

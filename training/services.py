@@ -1,4 +1,5 @@
-"""Writes for training: datasets, routers, versions and training runs (start, cancel, sweep).
+"""Writes for training: routers, versions and training runs (start, cancel, sweep); datasets'
+writes live in ``training.dataset_services`` and are re-exported here.
 
 The body of a training run lives in ``training.execution``; Celery entry points in
 ``training.tasks`` only call these functions, and work is queued through ``training.dispatch``
@@ -14,18 +15,24 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Organization
-from routerhub.domain import Conflict, InvalidInput, NotFound, TooLarge
-from routerhub.memory import memory_ceiling
+from routerhub.domain import Conflict, InvalidInput, NotFound
 from routerhub.text import decimal_number
-from training import dispatch, ingest
+from training import dispatch
+from training.dataset_services import (
+    DatasetNotReady,
+    dataset_attempt,
+    dataset_create,
+    dataset_delete,
+    dataset_from_bytes,
+    dataset_parse,
+    dataset_refuse,
+    dataset_validate,
+)
 from training.models import (
     ACTIVE_STATUSES,
     Dataset,
@@ -37,179 +44,33 @@ from training.models import (
 )
 from training.run_events import training_run_announce
 
+__all__ = [
+    "DatasetNotReady",
+    "dataset_attempt",
+    "dataset_create",
+    "dataset_delete",
+    "dataset_from_bytes",
+    "dataset_parse",
+    "dataset_refuse",
+    "dataset_validate",
+    "options_validate",
+    "router_create",
+    "router_delete",
+    "router_update",
+    "training_run_cancel",
+    "training_run_record",
+    "training_run_start",
+    "training_runs_sweep",
+    "version_activate",
+]
+
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2
-# Deliveries of one dataset's validation that may end with the worker process gone (killed by the
-# kernel, the pod restarted) before the dataset is refused instead of delivered again.
-MAX_VALIDATION_ATTEMPTS = 3
 
 
 def heartbeat_stale_after() -> timedelta:
     return timedelta(seconds=float(settings.TRAINING_HEARTBEAT_STALE_SECONDS))
-
-
-# --- datasets -----------------------------------------------------------------------------------
-def dataset_create(
-    *,
-    organization: Organization,
-    name: str,
-    upload: UploadedFile[bytes],
-    columns: dict[str, Any] | None,
-    maximize: bool,
-) -> Dataset:
-    """Store an upload and queue its validation (after the transaction commits)."""
-    limits = ingest.Limits.from_settings()
-    if upload.size is not None and upload.size > limits.max_bytes:
-        raise TooLarge(
-            f"The file is {ingest.human_bytes(upload.size)}; "
-            f"the limit is {ingest.human_bytes(limits.max_bytes)}.",
-            param="file",
-        )
-    dataset = Dataset(
-        organization=organization,
-        name=name,
-        original_filename=(upload.name or "")[:255],
-        size_bytes=upload.size or 0,
-        columns=columns or {},
-        maximize=maximize,
-    )
-    dataset.file.save(f"{organization.pk}-{upload.name or 'dataset'}", upload, save=False)
-    dataset.save()
-    dispatch.dataset_validation_queue(dataset.pk)
-    return dataset
-
-
-class DatasetNotReady(Exception):
-    """A dataset stored and validated in one call did not validate; ``dataset.errors`` says why."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        super().__init__(f"dataset {dataset.pk} is {dataset.status}")
-        self.dataset = dataset
-
-    def problems(self, limit: int) -> str:
-        return "; ".join(error["message"] for error in self.dataset.errors[:limit])
-
-
-def dataset_from_bytes(
-    *,
-    organization: Organization,
-    name: str,
-    content: bytes,
-    columns: dict[str, Any] | None,
-    maximize: bool,
-) -> Dataset:
-    """Store a dataset RouterHub made itself and validate it here, not on a worker: a ready
-    dataset, or ``DatasetNotReady``."""
-    with transaction.atomic():
-        dataset = dataset_create(
-            organization=organization,
-            name=name,
-            upload=SimpleUploadedFile(name, content),
-            columns=columns,
-            maximize=maximize,
-        )
-    validated = dataset_validate(dataset_id=dataset.pk) or dataset
-    validated.refresh_from_db()
-    if validated.status != DatasetStatus.READY:
-        raise DatasetNotReady(validated)
-    return validated
-
-
-def dataset_validate(*, dataset_id: int) -> Dataset | None:
-    """Parse a ``validating`` dataset into ``ready`` or ``invalid``; safe to call twice.
-
-    Each call counts an attempt before reading anything: tasks are acknowledged late, so a file
-    whose processing kills the worker is delivered again, and after ``MAX_VALIDATION_ATTEMPTS``
-    such deliveries the dataset is refused rather than tried forever. The parse runs under a
-    memory ceiling (``DATASET_VALIDATION_MEMORY_BYTES``) so it fails with a reason instead.
-    """
-    counted = Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.VALIDATING).update(
-        validation_attempts=F("validation_attempts") + 1
-    )
-    dataset = Dataset.objects.filter(pk=dataset_id).first()
-    if dataset is None or not counted:
-        return dataset
-    if dataset.validation_attempts > MAX_VALIDATION_ATTEMPTS:
-        logger.warning(
-            "dataset %s: validation gave up after %s attempts", dataset_id, MAX_VALIDATION_ATTEMPTS
-        )
-        message = (
-            f"Processing this file stopped the worker {MAX_VALIDATION_ATTEMPTS} times, so "
-            "RouterHub gave up on it. Check its size, rows and columns against the "
-            "limits, or split it into smaller files."
-        )
-        return _dataset_finish(dataset, errors=[_file_error(message)])
-    try:
-        parsed, normalized = _dataset_read(dataset)
-    except Exception as exc:  # a malformed file must never crash the worker or stay validating
-        return _dataset_finish(dataset, errors=_validation_errors(dataset_id, exc))
-    parsed_name = default_storage.save(
-        f"datasets/parsed/{dataset.organization_id}-{dataset.pk}.parquet", ContentFile(normalized)
-    )
-    dataset.parsed_file.name = parsed_name
-    dataset.rows = len(parsed.prompts)
-    dataset.model_summary = parsed.summary()
-    dataset.has_costs = parsed.costs is not None
-    dataset.warnings = parsed.warnings
-    return _dataset_finish(dataset, errors=[])
-
-
-def _dataset_read(dataset: Dataset) -> tuple[ingest.ParsedDataset, bytes]:
-    """The uploaded file parsed and normalised to Parquet, under the validation memory budget."""
-    with memory_ceiling(int(settings.DATASET_VALIDATION_MEMORY_BYTES)):
-        with dataset.file.open("rb") as handle:
-            content = handle.read()
-        dataset.format = ingest.sniff_format(content[:8192])
-        parsed = ingest.dataset_parse(content, columns=dataset.columns, maximize=dataset.maximize)
-        normalized = ingest.normalized_to_parquet(parsed)
-        del content
-    return parsed, normalized
-
-
-def _validation_errors(dataset_id: int, exc: Exception) -> list[dict[str, Any]]:
-    """What the dataset page shows for a file whose reading failed (called while handling it)."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    if isinstance(exc, ingest.DatasetInvalidError):
-        return exc.errors
-    if isinstance(exc, MemoryError):
-        logger.warning("dataset %s: validation ran out of its memory budget", dataset_id)
-        budget = _binary_size(int(settings.DATASET_VALIDATION_MEMORY_BYTES))
-        message = (
-            f"Validating this file needed more than its memory budget ({budget}). Reduce its "
-            "rows, columns or cell sizes, or split it into smaller files."
-        )
-        return [_file_error(message)]
-    if isinstance(exc, SoftTimeLimitExceeded):
-        return [_file_error("Validating this file took too long; split it into smaller files.")]
-    logger.exception("dataset %s: unexpected validation failure", dataset_id)
-    return [_file_error(f"The file could not be read ({type(exc).__name__}: {exc}).")]
-
-
-def _binary_size(size: int) -> str:
-    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
-
-
-def _file_error(message: str) -> dict[str, Any]:
-    return {"row": None, "column": None, "message": message}
-
-
-def _dataset_finish(dataset: Dataset, *, errors: list[dict[str, Any]]) -> Dataset:
-    dataset.status = DatasetStatus.INVALID if errors else DatasetStatus.READY
-    dataset.errors = errors[: ingest.MAX_ERRORS]
-    dataset.validated_at = timezone.now()
-    dataset.save()
-    return dataset
-
-
-def dataset_delete(*, dataset: Dataset) -> None:
-    if TrainingRun.objects.filter(dataset=dataset, status__in=ACTIVE_STATUSES).exists():
-        raise Conflict("A training run is using this dataset; cancel it or wait for it to finish.")
-    for field in (dataset.file, dataset.parsed_file):
-        if field.name:
-            field.delete(save=False)
-    dataset.delete()
 
 
 # --- routers and versions -------------------------------------------------------------------------
@@ -282,7 +143,7 @@ def _version_warm(version: RouterVersion) -> None:
 
 
 # --- training runs ---------------------------------------------------------------------------------
-def _validate_options(
+def options_validate(
     options: dict[str, Any], candidates: list[str], organization: Organization
 ) -> dict[str, Any]:
     clean: dict[str, Any] = {}
@@ -355,7 +216,22 @@ def training_run_start(
         )
     if len(candidates) < 2:
         raise InvalidInput("A router needs at least 2 candidates to train.", param="candidates")
-    clean = _validate_options(options or {}, candidates, router.organization)
+    clean = options_validate(options or {}, candidates, router.organization)
+    run = training_run_record(router=router, dataset=dataset, candidates=candidates, options=clean)
+    dispatch.training_run_queue(run.pk)
+    return run
+
+
+def training_run_record(
+    *,
+    router: Router,
+    dataset: Dataset,
+    candidates: list[str],
+    options: dict[str, Any],
+    stage: str = "queued",
+) -> TrainingRun:
+    """Record a queued run (409 while the router has one queued or running, or the organization
+    has its maximum); queueing its work is the caller's."""
     try:
         with transaction.atomic():
             # Run starts of one organization take turns on its row, so the active-run count
@@ -366,17 +242,16 @@ def training_run_start(
             if not router.candidates:
                 router.candidates = candidates
                 router.save(update_fields=["candidates"])
-            run = TrainingRun.objects.create(
+            return TrainingRun.objects.create(
                 organization_id=router.organization_id,
                 router=router,
                 dataset=dataset,
-                options=clean,
+                options=options,
+                stage=stage,
             )
-            dispatch.training_run_queue(run.pk)
     except IntegrityError:
         _active_runs_check(router)
         raise
-    return run
 
 
 def _active_runs_check(router: Router) -> None:

@@ -27,6 +27,7 @@ from accounts.tenancy import (
     tenant_object_or_404,
 )
 from routerhub.errors import ApiError
+from routerhub.pages import dashboard_page
 from training import lifecycle, services
 from training.charts import cost_quality_svg, drift_svg
 from training.dataset_views import catalog_ids, train_form_for
@@ -41,6 +42,22 @@ from training.models import (
 )
 
 DRIFT_CHECKS_SHOWN = 60
+DATASET_CHOICES = 50
+
+
+# Why the ignore below: the stubs make ModelChoiceIterator generic; Django's class is not
+# subscriptable at run time.
+class NewestChoices(forms.models.ModelChoiceIterator):  # type: ignore[type-arg]
+    """A dataset menu of the newest ``DATASET_CHOICES`` (one query), not every dataset."""
+
+    def __iter__(self) -> Any:
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for dataset in self.queryset[:DATASET_CHOICES]:
+            yield self.choice(dataset)
+
+    def __len__(self) -> int:
+        return min(self.queryset.count(), DATASET_CHOICES) + (self.field.empty_label is not None)
 
 
 def _catalog_unknown_ids(model_ids: list[str]) -> dict[str, list[str]]:
@@ -97,7 +114,10 @@ class RouterForm(forms.Form):
 
 
 class TrainForm(forms.Form):
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
+    dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.none(),
+        help_text="The newest ready datasets; train on an older one from its own page.",
+    )
     folds = forms.IntegerField(min_value=2, max_value=10, initial=5)
     test_dataset = forms.ModelChoiceField(
         queryset=Dataset.objects.none(),
@@ -111,7 +131,10 @@ class TrainForm(forms.Form):
         for name in ("dataset", "test_dataset"):
             field = self.fields[name]
             assert isinstance(field, forms.ModelChoiceField)  # form.fields holds Field
-            field.queryset = ready.order_by("-created_at")
+            # Any ready dataset is accepted; the menu lists the newest DATASET_CHOICES of them
+            # (an older one is trained from its own page).
+            field.iterator = NewestChoices
+            field.queryset = ready.order_by("-created_at", "-id")
 
 
 @organization_required()
@@ -135,7 +158,9 @@ def datasets_page(request: HttpRequest) -> HttpResponse:
                 form.add_error("file", exc.message)
             else:
                 return redirect("training-dataset", dataset_id=dataset.pk)
-    datasets = Dataset.objects.for_tenant(organization).order_by("-created_at")
+    datasets = dashboard_page(
+        request, Dataset.objects.for_tenant(organization).order_by("-created_at", "-id")
+    )
     return render(
         request,
         "training/datasets.html",
@@ -220,7 +245,7 @@ def routers_page(request: HttpRequest) -> HttpResponse:
         "training/routers.html",
         {
             "form": form,
-            "routers": routers.order_by("slug"),
+            "routers": dashboard_page(request, routers.order_by("slug")),
             "can_manage": dashboard_membership(request).has_role(Role.ADMIN),
         },
     )
@@ -274,7 +299,12 @@ def router_page(request: HttpRequest, slug: str) -> HttpResponse:
             **_drift_context(router),
             "router": router,
             "form": form,
-            "versions": router.versions.all(),
+            # The report and drift reference (large JSON) are the version page's, not this list's.
+            "versions": dashboard_page(
+                request,
+                router.versions.defer("report", "drift_reference").order_by("-number"),
+                param="versions_page",
+            ),
             "runs": router.runs.select_related("dataset", "version").order_by("-created_at")[:20],
             "chart": cost_quality_svg(active.report) if active else "",
             "active": active,

@@ -83,6 +83,7 @@ def skip(ex: Exchange, endpoint: EndpointInfo) -> bool:
 
 
 def failed(ex: Exchange, endpoint: EndpointInfo, error: str, detail: str = "") -> None:
+    ex.sending = None  # the provider's failure: nothing of this attempt is billed
     if not ex.trying_byok:
         health.health_record_failure(endpoint.id)
     ex.attempts.append(
@@ -185,6 +186,7 @@ async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
         return None
     adapter = ADAPTERS[endpoint.api_style]
     upstream = _upstream_request(ex, candidate, stream=False)
+    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(
@@ -255,6 +257,7 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
         headers=upstream.headers,
         timeout=upstream_timeout(),
     )
+    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         response = await client.send(request, stream=True)
     except (httpx.HTTPError, TimeoutError) as exc:

@@ -29,7 +29,7 @@ from routing.gateway.exchange import (
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
 from routing.gateway.needs import request_needs
-from routing.gateway.openrouter_request import openrouter_request
+from routing.gateway.openrouter_request import model_names_resolved, openrouter_request
 from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
 from routing.gateway.planning import plan_request
 from routing.gateway.request_shape import (
@@ -70,9 +70,11 @@ async def messages_count_tokens(req: GatewayRequest) -> None:
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required (a string).", param="model")
     canonical = messages_request_to_canonical(body, counting=True)
+    catalog = await catalog_get()
+    model = model_names_resolved({"model": model}, catalog)["model"]  # as /v1/messages reads it
     if key.allowed_models and model not in key.allowed_models:
         raise Forbidden(f"This key may not use the model '{model}'.", param="model")
-    if not model.startswith("router/") and model not in (await catalog_get()).models:
+    if not model.startswith("router/") and model not in catalog.models:
         raise NotFound(f"Unknown model '{model}'; GET /v1/models lists them.", param="model")
     await rate_limit_admit(key, 0)
     count = {"input_tokens": estimate_prompt_tokens(canonical)}

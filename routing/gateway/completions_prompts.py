@@ -157,11 +157,13 @@ async def _attempt_all(
 ) -> list[Completion] | None:
     """Every prompt's answer from ``candidate``, or None if it failed any (a 4xx it gave any
     prompt is raised: another provider would refuse that prompt too)."""
+    ex.sending = candidate  # the parts' calls: what a client leaving is billed at (their prompts)
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(attempt(part, candidate)) for part in parts]
     except ExceptionGroup as failures:  # the first prompt's refusal, as one request would get it
         raise failures.exceptions[0] from None
+    ex.sending = None
     started = [part.first_byte_at for part in parts if part.first_byte_at is not None]
     ex.first_byte_at = ex.first_byte_at or min(started, default=None)
     completions = [task.result() for task in tasks]

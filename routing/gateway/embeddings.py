@@ -39,6 +39,7 @@ from routing.gateway.exchange import Exchange, authenticate, bill, exchange_run,
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
 from routing.gateway.needs import Needs
+from routing.gateway.openrouter_request import model_names_resolved
 from routing.gateway.planning import Candidate, plan_request
 from routing.gateway.upstream import upstream_timeout, upstream_url
 from routing.providers import ADAPTERS
@@ -155,13 +156,13 @@ async def embeddings(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=False)
     body = await req.json()
     request = embedding_input_parse(body)
+    catalog = await catalog_get()
+    body = model_names_resolved(body, catalog)  # OpenAI's own names: text-embedding-3-small
     if str(body.get("model") or "").startswith("router/"):
         raise BadRequest("Routers choose chat models; name an embedding model.", param="model")
     # An embedding model's context window bounds each input, not the request: no window check
     # across inputs (prompt_bound 0); a too-long input is the provider's 400.
-    plan = await plan_request(
-        body=body, key=key, catalog=await catalog_get(), needs=_NEEDS, prompt_bound=0
-    )
+    plan = await plan_request(body=body, key=key, catalog=catalog, needs=_NEEDS, prompt_bound=0)
     plan = replace(plan, candidates=[c for c in plan.candidates if _servable(c, request)])
     if not plan.candidates and request.tokens:
         raise BadRequest(
@@ -245,6 +246,7 @@ async def _attempt(
     upstream = embedding_request(
         endpoint.api_style, request.inputs, target, request.dimensions, request.user
     )
+    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(

@@ -25,7 +25,7 @@ from routing.gateway import health
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.gateway.http import GatewayRequest, InFlight
 from routing.gateway.limits import rate_limit_add_tokens, rate_limit_headers
-from routing.gateway.planning import Plan
+from routing.gateway.planning import Candidate, Plan
 from routing.gateway.request_shape import output_token_bound
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
 from routing.ingress.anthropic import anthropic_only_fields
@@ -68,6 +68,14 @@ class Exchange:
     answer_parts: list[str] = field(default_factory=list)  # kept only with prompt logging
     # More fields for a stream's usage chunk (a pipeline step streamed live adds ``pipeline``).
     stream_tail: Callable[[], JSON] | None = None
+    # The candidate whose provider has this call's request and has not answered yet (set by
+    # ``attempts`` while it waits; a failed attempt clears it): what a call stopped by its caller
+    # is billed at (``call_abandoned``).
+    sending: Candidate | None = None
+    # A pipeline's calls: each registers here how to account for it if the client leaves first
+    # (``pipeline_steps.child_exchange``); ``accounted`` once it is one of the request's steps.
+    on_abandon: list[Callable[[], None]] = field(default_factory=list)
+    accounted: bool = False
 
 
 # A scope entry only this server's own code can set (never a header): the key a dashboard
@@ -135,11 +143,24 @@ async def _until_disconnect(ex: Exchange, work: Coroutine[Any, Any, None]) -> No
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
+        for account in ex.on_abandon:  # a pipeline's calls: answers that came, calls in flight
+            account()
+        call_abandoned(ex)
         bill(ex, partial_usage(ex), status="aborted", error_type="client_disconnected")
     finally:
         watcher.cancel()
         if not task.done():
             task.cancel()
+
+
+def call_abandoned(ex: Exchange) -> None:
+    """A call its caller stopped (the client left, a pipeline's own timeout or aggregate) while
+    a provider had its request and no answer had come: the provider bills that prompt, so the
+    call is priced at that endpoint too — its prompt, estimated and flagged, as a stream cut short
+    is billed what it generated. Before, it was billed nothing and the platform paid the provider
+    for prompts sent as often as a client liked. An attempt that failed is never billed."""
+    if ex.endpoint is None and ex.sending is not None:
+        ex.endpoint, ex.is_byok = ex.sending.endpoint, ex.sending.is_byok
 
 
 def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> Decimal:

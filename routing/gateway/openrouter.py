@@ -3,7 +3,7 @@
 Inference paths are the ``/v1`` handlers themselves (``/api/v1/chat/completions`` is
 ``/v1/chat/completions``, and so on); the model listings are OpenRouter's shapes:
 ``GET /api/v1/models`` (``{"data": [model]}`` with ``architecture``, ``top_provider``, string
-prices per token) and ``GET /api/v1/models/{author}/{slug}/endpoints``. Paths RouterHub's own
+prices per token; ``?supported_parameters=tools,…`` keeps the models that support them all) and ``GET /api/v1/models/{author}/{slug}/endpoints``. Paths RouterHub's own
 platform API already owns (``/api/v1/key``, ``/api/v1/credits``, ``/api/v1/generation``) stay
 Django's views; they carry OpenRouter's ``data`` envelope beside their own fields.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -30,6 +31,7 @@ _INFERENCE: dict[str, Callable[[GatewayRequest], Awaitable[None]]] = {
     "/embeddings": embeddings.embeddings,
     "/responses": responses.responses,
 }
+_MAX_QUERY_CHARS = 2048
 _ENDPOINTS = re.compile(r"/api/v1/models/(?P<model>[^/]+/[^/]+)/endpoints")
 
 
@@ -53,7 +55,11 @@ async def openrouter(req: GatewayRequest, method_check: Callable[[str, str], Non
     method_check(req.method, "GET")
     catalog = await catalog_get()
     if path == f"{_PREFIX}/models":
-        await req.respond(200, _models_rendered(catalog))
+        wanted = _wanted_parameters(req.scope.get("query_string", b""))
+        if wanted:
+            await req.respond_json(200, {"data": _models_supporting(catalog, wanted)})
+        else:
+            await req.respond(200, _models_rendered(catalog))
         return
     match = _ENDPOINTS.fullmatch(path)
     assert match is not None, "openrouter_route chose this request"
@@ -160,6 +166,19 @@ def _model_with_endpoints(model: ModelInfo) -> JSON:
         model.endpoints, key=lambda e: (e.prices.prompt + e.prices.completion, e.provider_slug)
     )
     return head | {"endpoints": [_endpoint(model, e) for e in ordered]}
+
+
+def _wanted_parameters(raw: bytes) -> set[str]:
+    """OpenRouter's ``?supported_parameters=tools,response_format`` filter (every one needed)."""
+    query = parse_qs(raw.decode("latin-1")[:_MAX_QUERY_CHARS])
+    values = ",".join(query.get("supported_parameters", []))
+    return {name.strip() for name in values.split(",") if name.strip()}
+
+
+def _models_supporting(catalog: CatalogSnapshot, wanted: set[str]) -> list[JSON]:
+    models = sorted(catalog.models.values(), key=lambda m: m.id)
+    listed = [openrouter_model(m) for m in models if m.endpoints]
+    return [m for m in listed if wanted <= set(m["supported_parameters"])]
 
 
 class _Rendered:

@@ -11,13 +11,17 @@
   first known model is asked first, as OpenRouter falls back.
 - ``reasoning`` is checked here and translated per provider by the adapters
   (``routing.providers.reasoning``).
+- ``openrouter/auto`` (OpenRouter's Auto Router) is RouterHub's platform router ``router/auto``.
+- A provider's own name for a model (``gpt-4o``, no author) is the catalog model whose id ends
+  in ``/gpt-4o`` when exactly one does: SDKs pointed here from a provider's own API (Not
+  Diamond's ``create``, langchain's ``ChatOpenAI``) send names without the author.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from routerhub.errors import BadRequest
+from routerhub.errors import BadRequest, NotFound
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo
 from routing.gateway.planning import endpoint_sort_key
 from routing.providers.base import JSON
@@ -26,12 +30,16 @@ from routing.providers.reasoning import EFFORTS
 _SORT_VARIANTS = {"floor": "price", "nitro": "throughput"}
 _VARIANTS = ("floor", "nitro", "free", "thinking", "online")
 _PARTITIONS = ("model", "none")
+_AUTO = "openrouter/auto"
+PLATFORM_ROUTER = "router/auto"
 
 
 def openrouter_request(body: JSON, catalog: CatalogSnapshot) -> JSON:
     """``body`` with OpenRouter's conventions resolved (a copy when anything changes)."""
     if "reasoning" in body:
         _reasoning_check(body["reasoning"])
+    ids = _requested_ids(body)
+    body = model_names_resolved(body, catalog)
     ids = _requested_ids(body)
     if any(":" in i and i not in catalog.models for i in ids):
         body = _variants_applied(body, ids, catalog)
@@ -48,6 +56,40 @@ def _requested_ids(body: JSON) -> list[str]:
     models = body.get("models")
     extra = models if isinstance(models, list) else []
     return [m for m in [body.get("model"), *extra] if isinstance(m, str)]
+
+
+def model_names_resolved(body: JSON, catalog: CatalogSnapshot) -> JSON:
+    """``body`` with ``openrouter/auto`` and names without their author (``model``,
+    ``models``) made catalog ids; the body itself when nothing needs it."""
+    ids = _requested_ids(body)
+    if not any(i not in catalog.models and "/" not in i for i in ids) and _AUTO not in ids:
+        return body
+    body = dict(body)
+    if isinstance(body.get("model"), str):
+        body["model"] = _name_resolved(body["model"], catalog)
+    if isinstance(body.get("models"), list):
+        body["models"] = [_name_resolved(m, catalog) if isinstance(m, str) else m
+                          for m in body["models"]]  # fmt: skip
+    return body
+
+
+def _name_resolved(model_id: str, catalog: CatalogSnapshot) -> str:
+    if model_id in catalog.models:
+        return model_id
+    if model_id == _AUTO:
+        return PLATFORM_ROUTER
+    if "/" in model_id:
+        return model_id
+    name, colon, variant = model_id.partition(":")
+    matches = [m for m in catalog.models if m.partition("/")[2] == name]
+    if len(matches) > 1:
+        raise NotFound(
+            f"Unknown model '{model_id}'; it may be any of {', '.join(sorted(matches))}: "
+            "name one with its author.",
+            param="model",
+            metadata={"model": model_id, "matches": sorted(matches)},
+        )
+    return f"{matches[0]}{colon}{variant}" if matches else model_id
 
 
 def _split(model_id: str, catalog: CatalogSnapshot) -> tuple[str, str | None]:

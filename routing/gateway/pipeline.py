@@ -41,15 +41,17 @@ from routing.gateway.limits import rate_limit_admit
 from routing.gateway.needs import request_needs
 from routing.gateway.pipeline_parallel import aggregate_body, aggregate_template, parallel_run
 from routing.gateway.pipeline_steps import (
-    GATE_JUDGE_TEMPLATE,
     JUDGE_MAX_TOKENS,
     Outcome,
     Step,
     all_failed,
+    judge_template,
     post_gate,
     request_input,
     step_account,
     step_run,
+    template_copies,
+    template_fill,
 )
 from routing.gateway.pipeline_stream import stream_buffered, stream_live
 from routing.gateway.planning import Plan, plan_request
@@ -164,7 +166,7 @@ async def _calls_plan(
     count = len(version.steps)
     for index, spec in enumerate(version.steps):
         step_body = _step_body(body, spec, index, "", series=version.kind == "series")
-        extra = previous_bound * _BYTES_PER_TOKEN if _uses_previous(version, spec, index) else 0
+        extra = previous_bound * _BYTES_PER_TOKEN * _previous_copies(version, spec, index)
         step = await _call_plan(index, spec, step_body, key, catalog, extra)
         gate = spec.get("gate") or {}
         if gate.get("type") == "logprob":
@@ -172,10 +174,11 @@ async def _calls_plan(
         if gate.get("type") == "judge":
             judge_spec = {"model": gate["model"]}
             judge = {"model": gate["model"], "messages": [], "max_tokens": JUDGE_MAX_TOKENS}
+            template = judge_template(gate)  # each copy of a field is prompt text: held
             extra = (
-                input_bound
-                + len(str(gate.get("template") or GATE_JUDGE_TEMPLATE))
-                + (step.output_bound * _BYTES_PER_TOKEN)
+                input_bound * template_copies(template, "input")
+                + len(template.encode())
+                + step.output_bound * _BYTES_PER_TOKEN * template_copies(template, "answer")
             )
             step.judge = await _call_plan(count + index, judge_spec, judge, key, catalog, extra)
         previous_bound = step.output_bound
@@ -184,8 +187,13 @@ async def _calls_plan(
     options = version.options or {}
     if options.get("aggregate", {}).get("type") in ("judge", "synthesize"):
         spec = options["aggregate"]
-        answers = sum(s.output_bound for s in steps) * _BYTES_PER_TOKEN
-        extra = input_bound + len(aggregate_template(spec)) + answers + 16 * len(steps)
+        answers = sum(s.output_bound for s in steps) * _BYTES_PER_TOKEN + 16 * len(steps)
+        template = aggregate_template(spec)
+        extra = (
+            input_bound * template_copies(template, "input")
+            + len(template.encode())
+            + answers * template_copies(template, "answers")
+        )
         call = aggregate_body(body, spec)
         aggregate = await _call_plan(count, {"model": spec["model"]}, call, key, catalog, extra)
     return _Planned(steps, aggregate)
@@ -208,8 +216,11 @@ async def _call_plan(
     return Step(index, spec, body, plan, reserved, output_bound=output)
 
 
-def _uses_previous(version: PipelineVersion, spec: JSON, index: int) -> bool:
-    return version.kind == "series" and index > 0 and "{previous}" in _template(spec, index)
+def _previous_copies(version: PipelineVersion, spec: JSON, index: int) -> int:
+    """How many copies of the previous answer a series step's prompt holds."""
+    if version.kind != "series" or index == 0:
+        return 0
+    return template_copies(_template(spec, index), "previous")
 
 
 def _template(spec: JSON, index: int) -> str:
@@ -225,8 +236,8 @@ def _step_body(body: JSON, spec: JSON, index: int, previous: str, *, series: boo
         step_body["response_format"] = spec["response_format"]
     if series and (index > 0 or spec.get("template")):
         messages = body["messages"]
-        prompt = _template(spec, index).replace("{input}", request_input(messages))
-        prompt = prompt.replace("{previous}", previous)
+        values = {"input": request_input(messages), "previous": previous}
+        prompt = template_fill(_template(spec, index), values)
         system = [m for m in messages if m.get("role") in ("system", "developer")]
         step_body["messages"] = [*system, {"role": "user", "content": prompt}]
     return step_body

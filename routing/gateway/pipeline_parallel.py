@@ -30,7 +30,7 @@ from collections import Counter
 
 from django.conf import settings
 
-from routing.gateway.exchange import Exchange
+from routing.gateway.exchange import Exchange, bill, call_abandoned, partial_usage
 from routing.gateway.pipeline_steps import (
     JUDGE_MAX_TOKENS,
     PASSED,
@@ -44,6 +44,7 @@ from routing.gateway.pipeline_steps import (
     step_account,
     step_call,
     step_run,
+    template_fill,
 )
 from routing.pipeline_gates import GATE_MAX_CHARS, answer_normalised
 from routing.providers.base import JSON
@@ -153,6 +154,11 @@ def _account_branches(
         status = outcome.ex.draft.status
         if outcome.completion is None:
             gate = {"timed_out": "timeout", "cancelled": "cancelled"}.get(status, "no_answer")
+            if gate != "no_answer":  # stopped by the pipeline while a provider had its prompt
+                latency = outcome.ex.draft.latency_ms
+                call_abandoned(outcome.ex)
+                bill(outcome.ex, partial_usage(outcome.ex), status=status)
+                outcome.ex.draft.latency_ms = latency
         else:
             gate = "chosen" if index == served else "not_chosen"
         step_account(ex, outcome.ex, step, gate)
@@ -177,8 +183,8 @@ async def _aggregate_call(
     """Ask the judge (which answer?) or the synthesiser (write the answer); its call is a child
     record numbered after the branches. The branches are already accounted."""
     answers = "\n\n".join(f"[{i + 1}] {outcomes[i].text[:GATE_MAX_CHARS]}" for i in answered)
-    prompt = aggregate_template(spec).replace("{input}", request_input(ex.body["messages"]))
-    prompt = prompt.replace("{answers}", answers)
+    values = {"input": request_input(ex.body["messages"]), "answers": answers}
+    prompt = template_fill(aggregate_template(spec), values)
     called = await step_run(ex, aggregate, judge_body(aggregate.body, prompt))
     record = step_account(ex, called.ex, aggregate, spec["type"])
     info: JSON = {"type": spec["type"]}

@@ -10,16 +10,25 @@ synthesiser is n.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 
 from billing.metering import UsageDraft, UsageFlag
 from routerhub.errors import UpstreamFailed
 from routerhub.money import money_str
 from routing.gateway import health
 from routing.gateway.attempts import attempt
-from routing.gateway.exchange import Exchange, bill, billable_usage, choices_chars
+from routing.gateway.exchange import (
+    Exchange,
+    bill,
+    billable_usage,
+    call_abandoned,
+    choices_chars,
+    partial_usage,
+)
 from routing.gateway.planning import Plan
 from routing.gateway.regex_gate import UNDECIDABLE, regex_gate_search, schema_gate_check
 from routing.gateway.request_shape import estimate_prompt_tokens, prompt_token_bound
@@ -37,6 +46,7 @@ GATE_JUDGE_TEMPLATE = (
     "You are grading an answer.\n\nQuestion:\n{input}\n\nAnswer:\n{answer}\n\n"
     "Reply PASS if the answer is correct and complete, otherwise FAIL. Reply with one word."
 )
+_FIELD = re.compile(r"\{(input|previous|answer|answers)\}")
 # The gate labels a step's record can carry; only "passed" (and "none": no gate) stop a cascade.
 PASSED = "passed"
 
@@ -76,7 +86,7 @@ def child_exchange(parent: Exchange, step: Step, body: JSON) -> Exchange:
         key_id=parent.key.id,
         status="failed",
     )
-    return Exchange(
+    child_ex = Exchange(
         parent.req,
         parent.key,
         body,
@@ -87,6 +97,25 @@ def child_exchange(parent: Exchange, step: Step, body: JSON) -> Exchange:
         step.reserved,
         child,
         prompt_bound=prompt_token_bound(body),
+    )
+    parent.on_abandon.append(partial(_abandoned, parent, child_ex, step))
+    return child_ex
+
+
+def _abandoned(parent: Exchange, child_ex: Exchange, step: Step) -> None:
+    """The client left before this call was one of the request's steps: it becomes one now — an
+    answer that came as it was priced, a call a provider still had billed its prompt
+    (``call_abandoned``), a call that found no provider at no cost."""
+    if child_ex.accounted:
+        return
+    draft = child_ex.draft
+    if draft.status in ("failed", "timed_out"):
+        call_abandoned(child_ex)
+        if child_ex.endpoint is not None:
+            status = "cancelled" if draft.status == "failed" else draft.status
+            bill(child_ex, partial_usage(child_ex), status=status)
+    step_account(
+        parent, child_ex, step, "not_chosen" if draft.status == "succeeded" else "cancelled"
     )
 
 
@@ -123,6 +152,7 @@ def step_account(parent: Exchange, child_ex: Exchange, step: Step, gate: str) ->
     """Add one call to the request's draft (a child record), exactly once, and return the record
     (its gate may still be filled in)."""
     child, draft = child_ex.draft, parent.draft
+    child_ex.accounted = True
     record = step_record(child_ex, step, gate)
     parent.attempts.extend(child_ex.attempts)  # the request's trace shows every call's fallbacks
     draft.steps.append(record)
@@ -216,8 +246,23 @@ async def _judged(parent: Exchange, step: Step, answer: str, gate: JSON) -> str:
 
 
 def gate_judge_prompt(gate: JSON, question: str, answer: str) -> str:
-    template = str(gate.get("template") or GATE_JUDGE_TEMPLATE)
-    return template.replace("{input}", question).replace("{answer}", answer)
+    return template_fill(judge_template(gate), {"input": question, "answer": answer})
+
+
+def judge_template(gate: JSON) -> str:
+    return str(gate.get("template") or GATE_JUDGE_TEMPLATE)
+
+
+def template_fill(template: str, values: dict[str, str]) -> str:
+    """``template`` with each ``{name}`` of ``values`` replaced in one pass: text put in is never
+    read for fields again (a question holding ``{answer}`` stays as it is, not the answer again,
+    which the hold did not count)."""
+    return _FIELD.sub(lambda match: values.get(match[1], match[0]), template)
+
+
+def template_copies(template: str, name: str) -> int:
+    """How often ``template`` puts ``{name}`` into a prompt: each copy is held for."""
+    return template.count("{" + name + "}")
 
 
 def judge_body(body: JSON, prompt: str) -> JSON:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.utils.text import slugify
+
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import (
     NOT_RETRYABLE,
@@ -40,6 +42,15 @@ _SORTS = ("price", "latency", "throughput")
 # Why endpoints were left out that only the request's own provider preferences decided.
 _EXCLUDED_BY_PREFERENCES = "excluded by provider.only/provider.ignore"
 _ABOVE_MAX_PRICE = "above provider.max_price"
+_NOT_IN_ORDER = "not in provider.order, and provider.allow_fallbacks is false"
+_PREFERENCE_REASONS = {_EXCLUDED_BY_PREFERENCES, _ABOVE_MAX_PRICE, _NOT_IN_ORDER}
+# OpenRouter's provider filters that the catalog has no facts for: honouring them is impossible,
+# dropping them would send the prompt where the client said not to, so asking is a 400.
+_UNKNOWN_FACTS = {
+    "data_collection": ("deny", "which providers retain or train on prompts"),
+    "zdr": (True, "which providers keep zero data"),
+    "enforce_distillable_text": (True, "which models' licences allow distillation"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +111,24 @@ def _preferences(body: JSON) -> JSON:
                 f"provider.{name} must be a list of provider slugs.", param=f"provider.{name}"
             )
     _max_price_check(prefs.get("max_price"))
+    _unhonoured_check(prefs)
     return prefs
+
+
+def _unhonoured_check(prefs: JSON) -> None:
+    for name, (value, facts) in _UNKNOWN_FACTS.items():
+        if prefs.get(name) == value:
+            raise BadRequest(
+                f"provider.{name} {value!r} cannot be honoured: RouterHub's catalog does not "
+                f"record {facts}. Leave it out and choose providers with provider.only.",
+                param=f"provider.{name}",
+            )
+    if prefs.get("quantizations"):
+        raise BadRequest(
+            "provider.quantizations cannot be honoured: every endpoint here is a provider's "
+            "own API and the catalog records no quantization. Leave it out.",
+            param="provider.quantizations",
+        )
 
 
 def _max_price_check(max_price: Any) -> None:
@@ -111,6 +139,13 @@ def _max_price_check(max_price: Any) -> None:
             "provider.max_price must be an object {prompt, completion} in USD per 1M tokens.",
             param="provider.max_price",
         )
+    for name in sorted(set(max_price) - {"prompt", "completion"}):
+        if max_price[name] is not None:
+            raise BadRequest(
+                f"provider.max_price.{name[:40]} cannot be honoured: RouterHub prices tokens "
+                "only; give prompt and completion (USD per 1M tokens).",
+                param=f"provider.max_price.{name[:40]}",
+            )
     for name in ("prompt", "completion"):
         value = max_price.get(name)
         if value is None:
@@ -148,14 +183,25 @@ def endpoint_sort_key(endpoint: EndpointInfo, sort: str | None) -> Any:
     return (price, health.latency_ms(endpoint.id))
 
 
+def _provider_names(endpoint: EndpointInfo) -> set[str]:
+    """What a ``provider`` preference may call an endpoint's provider: its slug or its name, in
+    any case (OpenRouter's clients write ``"OpenAI"``, ``"google-ai-studio"``)."""
+    return {endpoint.provider_slug.lower(), slugify(endpoint.provider_name)}
+
+
+def _named(values: Any) -> set[str]:
+    return {slugify(str(v)) for v in values or []}
+
+
 def _order(endpoints: list[EndpointInfo], prefs: JSON) -> list[EndpointInfo]:
     ranked = sorted(endpoints, key=lambda e: endpoint_sort_key(e, prefs.get("sort")))
-    order = [str(slug) for slug in prefs.get("order") or []]
+    order = [slugify(str(name)) for name in prefs.get("order") or []]
     if order:
-        position = {slug: i for i, slug in enumerate(order)}
-        ranked.sort(key=lambda e: position.get(e.provider_slug, len(order)))
+        position = {name: i for i, name in reversed(list(enumerate(order)))}
+        place = {e.id: min(position.get(n, len(order)) for n in _provider_names(e)) for e in ranked}
+        ranked.sort(key=lambda e: place[e.id])
         if prefs.get("allow_fallbacks") is False:
-            ranked = [e for e in ranked if e.provider_slug in position]
+            ranked = [e for e in ranked if place[e.id] < len(order)]
     elif prefs.get("allow_fallbacks") is False:
         ranked = ranked[:1]
     return ranked
@@ -309,8 +355,8 @@ class _Sieve:
     def __init__(self, body: JSON, needs: Needs, fit: _PromptFit) -> None:
         self.prefs = _preferences(body)
         self.needs, self.fit = needs, fit
-        self.only = {str(s) for s in self.prefs.get("only") or []}
-        self.ignore = {str(s) for s in self.prefs.get("ignore") or []}
+        self.only = _named(self.prefs.get("only"))
+        self.ignore = _named(self.prefs.get("ignore"))
         self.require_parameters = bool(self.prefs.get("require_parameters"))
         self.candidates: list[Candidate] = []
         self.gap: str | None = None
@@ -319,7 +365,10 @@ class _Sieve:
 
     def add_model(self, model: ModelInfo, byok: dict[str, OwnKey]) -> None:
         eligible = [e for e in model.endpoints if self._eligible(e)]
-        for endpoint in _order(eligible, self.prefs):
+        ordered = _order(eligible, self.prefs)
+        if eligible and not ordered:
+            self.reasons.add(_NOT_IN_ORDER)
+        for endpoint in ordered:
             own = byok.get(endpoint.provider_slug)
             if own:
                 base_url = own.base_url if endpoint.api_style == "openai" else ""
@@ -332,8 +381,7 @@ class _Sieve:
             self.candidates.append(Candidate(endpoint, platform or None, False))
 
     def _eligible(self, endpoint: EndpointInfo) -> bool:
-        provider = endpoint.provider_slug
-        if (self.only and provider not in self.only) or provider in self.ignore:
+        if (self.only or self.ignore) and self._excluded(_provider_names(endpoint)):
             self.reasons.add(_EXCLUDED_BY_PREFERENCES)
         elif not _within_max_price(endpoint, self.prefs.get("max_price")):
             self.reasons.add(_ABOVE_MAX_PRICE)
@@ -345,6 +393,9 @@ class _Sieve:
         else:
             return True
         return False
+
+    def _excluded(self, names: set[str]) -> bool:
+        return bool((self.only and not names & self.only) or names & self.ignore)
 
     def why_none(self, model_ids: list[str]) -> ApiError:
         if self.gap is not None:
@@ -359,11 +410,12 @@ class _Sieve:
         reasons = self.reasons
         described = "; ".join(sorted(reasons or {"no enabled endpoint"}))
         metadata = {"models": model_ids, "reasons": sorted(reasons)}
-        if reasons and reasons <= {_EXCLUDED_BY_PREFERENCES, _ABOVE_MAX_PRICE}:
+        if reasons and reasons <= _PREFERENCE_REASONS:
             # The request's own preferences leave nothing: sending it again cannot help.
             return BadRequest(
                 f"No endpoint of the requested model(s) is within the provider preferences: "
-                f"{described}; loosen provider.only, provider.ignore or provider.max_price.",
+                f"{described}; loosen provider.only, provider.ignore, provider.max_price or "
+                "provider.order.",
                 param="provider",
                 metadata=metadata,
             )

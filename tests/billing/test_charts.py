@@ -75,3 +75,20 @@ def test_report_chart_model_labels_stay_clear_of_the_legend() -> None:
         end = start + len(text) * LABEL_CHAR_PX
         assert start >= LEFT and end <= WIDTH - RIGHT + 20, (x, anchor, text)  # legend from there
     assert "score 0.880 at $0.01 per request" in svg
+
+
+def test_spend_chart_draws_one_segment_per_colour_a_day_however_many_models() -> None:
+    """200 models every day of 30: the models outside the legend are one "other" segment a
+    day, so the drawing stays bounded (it had one segment per model and day: 6,000)."""
+    rows = [
+        {"day": TODAY - timedelta(days=d), "model": f"m/{m:03d}", "cost": Decimal(m + 1)}
+        for d in range(30)
+        for m in range(200)
+    ]
+
+    chart = spend_chart(rows, days=30, today=TODAY)
+
+    assert chart.svg.count("<rect") <= 30 * 8
+    assert chart.legend[-1][0] == "other" and len(chart.legend) == 8
+    assert chart.total == 30 * sum(Decimal(m + 1) for m in range(200))
+    assert "· other · $" in chart.svg

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -15,10 +16,11 @@ from django.db import connections
 from django.test import Client
 
 from accounts.models import Membership, Organization
+from accounts.services import organization_create
 from billing.models import CreditAccount, LedgerEntry, LedgerKind
 from billing.services import starter_credits_grant
 from tests.conftest import require_postgres
-from tests.factories import PASSWORD, dashboard_client, organization_make
+from tests.factories import PASSWORD, dashboard_client, organization_make, user_make
 from tests.routing.conftest import _fresh_gateway_state, fake_server, gateway_server
 from tests.routing.servers import ServerThread
 
@@ -36,6 +38,28 @@ def _signup(client: Client, name: str) -> Organization:
     client.post("/accounts/" + link.group(0).split("/accounts/", 1)[1])
     client.post("/accounts/login/", {"login": email, "password": PASSWORD})
     return Membership.objects.get(user__email=email).organization
+
+
+def _at_once(threads: int, call: Callable[[int], object]) -> list[BaseException]:
+    """Run ``call(i)`` in ``threads`` threads released together; the exceptions they raised."""
+    barrier = threading.Barrier(threads)
+    failures: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            call(index)
+        except BaseException as exc:  # reported: a thread's failure must fail the test
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    started = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join(timeout=30)
+    return failures
 
 
 @pytest.mark.django_db
@@ -65,23 +89,7 @@ def test_concurrent_grants_for_one_organization_credit_it_once(settings: Any) ->
     settings.STARTER_CREDITS_USD = Decimal("0")
     organization = organization_make()
     settings.STARTER_CREDITS_USD = Decimal("3")
-    barrier = threading.Barrier(4)
-    failures: list[BaseException] = []
-
-    def grant() -> None:
-        try:
-            barrier.wait(timeout=10)
-            starter_credits_grant(organization=organization)
-        except BaseException as exc:  # reported below: a thread's failure must fail the test
-            failures.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=grant) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    failures = _at_once(4, lambda _: starter_credits_grant(organization=organization))
 
     assert failures == []
     assert LedgerEntry.objects.filter(organization=organization).count() == 1
@@ -137,3 +145,37 @@ def test_a_fresh_signup_sends_a_first_request_on_starter_credits(
     assert response.json()["choices"][0]["message"]["content"]
     gateway_idle()
     usage_stream_settled(settings.REDIS_URL)
+
+
+@pytest.mark.django_db
+def test_starter_credits_come_once_per_person_not_per_organization_they_create(
+    settings: Any,
+) -> None:
+    """One signed-up person creating organization after organization (the dashboard's "New
+    organization" form) gets starter credits once: before, each new organization was granted
+    them, an unbounded supply of free credits for one confirmed address."""
+    settings.STARTER_CREDITS_USD = Decimal("5")
+    client = Client()
+    first = _signup(client, "farmer")
+
+    for name in ("Farm 1", "Farm 2", "Farm 3"):
+        assert client.post("/dashboard/organization/new", {"name": name}).status_code == 302
+    owned = Organization.objects.filter(memberships__user=first.memberships.get().user)
+
+    assert owned.count() == 4
+    balances = [CreditAccount.objects.get(organization=o).balance for o in owned.order_by("pk")]
+    assert balances == [Decimal("5"), Decimal("0"), Decimal("0"), Decimal("0")]
+    assert LedgerEntry.objects.filter(kind=LedgerKind.PROMOTION).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_organizations_of_one_person_get_starter_credits_once(settings: Any) -> None:
+    require_postgres()
+    settings.STARTER_CREDITS_USD = Decimal("2")
+    owner = user_make()
+    failures = _at_once(4, lambda i: organization_create(name=f"Parallel {i}", owner=owner))
+
+    assert failures == []
+    assert Organization.objects.filter(memberships__user=owner).count() == 4
+    assert LedgerEntry.objects.filter(kind=LedgerKind.PROMOTION).count() == 1
+    assert sum(a.balance for a in CreditAccount.objects.all()) == Decimal("2")

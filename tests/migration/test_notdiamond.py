@@ -13,15 +13,17 @@ from typing import Any
 import pytest
 
 from accounts.models import KeyScope
+from routing.fake_upstream.answers import answer_text
 from routing.models import SelectionSession
 from tests.factories import key_client, key_make, organization_make
-from tests.routing.world import World
+from tests.routing.world import World, base_catalog, endpoint, model
 from tests.training.conftest import synthetic_frame
 from training.models import Router
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
 WEAK, STRONG = "test/gpt", "test/claude"
+WEAK_TOOLLESS = "test/gpt"  # the base catalog's first model, redeclared without tools
 PROMPTS = ["Compute 17 + 42 * 3.", "Write a short poem about the lantern at dawn. (#1000)"]
 SELECT = "/api/notdiamond/v2/modelRouter/modelSelect"
 FEEDBACK = "/api/notdiamond/v2/report/metrics/feedback"
@@ -146,3 +148,59 @@ def test_custom_router_uploads_may_be_as_large_as_dataset_uploads(settings: Any)
 
     assert upload_limit == body_limit("POST", "/api/v1/datasets") > settings.REQUEST_MAX_BODY_BYTES
     assert body_limit("POST", SELECT) == settings.REQUEST_MAX_BODY_BYTES
+
+
+def test_the_sdks_create_acreate_and_stream_call_the_model_through_routerhub(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    for name in ("gpt-4o", "gpt-4o-mini"):
+        catalog["models"].append(model(f"openai/{name}"))
+        catalog["endpoints"].append(endpoint(f"openai/{name}", "fake-openai", name))
+    world.catalog(catalog)
+    script = Path(__file__).with_name("nd_sdk_create.py")
+    args = {"key": world.key, "base_url": f"{world.gateway_url}/v1",
+            "nd_url": f"{world.gateway_url}/api/notdiamond"}  # fmt: skip
+
+    done = subprocess.run([sys.executable, str(script)], input=json.dumps(args), timeout=120,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+
+    # The provider's own names (gpt-4o) were a 404: the catalog knows them as openai/gpt-4o.
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    served = [r["body"]["model"] for r in world.upstream_requests("/v1/chat/completions")]
+    assert len(served) == 3 and set(served) <= {"gpt-4o", "gpt-4o-mini"}
+    assert result["model"] in ("openai/gpt-4o", "openai/gpt-4o-mini")
+    assert result["text"] == answer_text(result["model"].split("/")[1], "Say hello.")
+    answers = {answer_text(name, "Say hello.") for name in ("gpt-4o", "gpt-4o-mini")}
+    assert result["async_text"] in answers and result["stream_text"] in answers
+    assert SelectionSession.objects.get(id=result["session_id"]).chosen == result["model"]
+
+
+TOOLS = [{"name": "calculate", "description": "Evaluate an arithmetic expression.",
+          "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}}}]  # fmt: skip
+
+
+def test_model_select_with_tools_offers_only_tool_callers_and_hash_content_stores_no_prompt(
+    world: World,
+) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["models"][0] = model(WEAK_TOOLLESS, capabilities=["json", "streaming"])
+    world.catalog(catalog)
+    slug = trained_router(world)  # test/gpt (right on arithmetic) and test/claude
+    world.organization.prompt_logging = True
+    world.organization.save(update_fields=["prompt_logging"])
+    args = {"key": world.key, "url": f"{world.gateway_url}/api/notdiamond", "prompt": PROMPTS[0],
+            "llm_providers": ["test/gpt", "test/claude"],
+            "calls": [{"preference_id": slug}, {"preference_id": slug, "tools": TOOLS},
+                      {"preference_id": slug, "hash_content": True}]}  # fmt: skip
+
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("nd_sdk_select.py"))],
+                          input=json.dumps(args), capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    (plain_id, plain), (tools_id, with_tools), (hashed_id, hashed) = json.loads(done.stdout)
+    # Tools went unread: the model that cannot call them was chosen, and every prompt stored.
+    assert plain == hashed == "test/gpt" and with_tools == "test/claude"
+    assert SelectionSession.objects.get(id=tools_id).candidates == ["test/claude"]
+    assert SelectionSession.objects.get(id=plain_id).prompt.endswith(PROMPTS[0])
+    assert SelectionSession.objects.get(id=hashed_id).prompt == ""

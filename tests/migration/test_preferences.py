@@ -139,3 +139,134 @@ def test_rows_with_an_empty_prompt_are_dropped_with_a_warning() -> None:
 
     assert parsed.warnings[0] == "Dropped 3 row(s) with an empty prompt."
     assert "" not in parsed.prompts
+
+
+def _mixed(separator_decimal: str = ".") -> pd.DataFrame:
+    """Battles plus score rows whose scores are fractions (``0,75`` in a European export)."""
+    battles = arena_battles(STRONG, WEAK, rows=200)
+    scored = pd.DataFrame(
+        {
+            "prompt": [f"Summarise report number {i} on the {w}." for i, w in
+                       zip(range(40), ["harbour", "orchard", "glacier", "market"] * 10, strict=True)],
+            f"{STRONG}/score": ["0.75", "0.5"] * 20,
+            f"{WEAK}/score": ["0.25", "0.5"] * 20,
+        }
+    )  # fmt: skip
+    for column in (f"{STRONG}/score", f"{WEAK}/score"):
+        scored[column] = scored[column].str.replace(".", separator_decimal)
+    return pd.concat([battles, scored], ignore_index=True)
+
+
+def test_a_semicolon_battles_file_reads_decimal_commas_as_score_files_do() -> None:
+    european = _mixed(",").to_csv(index=False, sep=";").encode()
+
+    parsed = dataset_parse(european)
+
+    expected = dataset_parse(csv_bytes(_mixed(".")))
+    assert parsed.prompts == expected.prompts
+    np.testing.assert_allclose(parsed.scores, expected.scores, atol=1e-9)
+    assert "40 comparison(s) from score rows" in parsed.warnings[0]
+
+
+def test_a_battles_file_is_read_by_its_task_and_subtask_columns() -> None:
+    frame = arena_battles(STRONG, WEAK, rows=200)
+    frame["category"] = np.where([is_hard(p) for p in frame["prompt"]], "hard", "easy")
+    frame["area"] = [("algebra", "proofs", "geometry")[i % 3] for i in range(len(frame))]
+    # A repeated prompt keeps its first row's task, as in a score file.
+    first = {p: i for i, p in reversed(list(enumerate(frame["prompt"])))}
+
+    parsed = dataset_parse(csv_bytes(frame), columns={"task": "category", "subtask": "area"})
+
+    rows = [first[p] for p in parsed.prompts]
+    assert parsed.task_parents == [frame["category"][i] for i in rows]
+    assert parsed.tasks == [f"{frame['category'][i]}/{frame['area'][i]}" for i in rows]
+    found = dataset_parse(csv_bytes(frame.rename(columns={"category": "eval_name"})))
+    assert found.tasks == found.task_parents == parsed.task_parents  # found by its name
+
+
+def test_a_battles_file_maps_score_columns_and_refuses_cost_columns_by_name() -> None:
+    mixed = _mixed(".")
+    renamed = mixed.rename(columns={f"{STRONG}/score": "s1", f"{WEAK}/score": "s2"})
+    mapping = {"scores": {STRONG: "s1", WEAK: "s2"}}
+
+    parsed = dataset_parse(csv_bytes(renamed), columns=mapping)
+
+    np.testing.assert_allclose(parsed.scores, dataset_parse(csv_bytes(mixed)).scores, atol=1e-9)
+    with pytest.raises(DatasetInvalidError) as caught:
+        dataset_parse(csv_bytes(renamed), columns={**mapping, "costs": {STRONG: "s1"}})
+    assert "columns.costs is not read in a battles file" in messages_of(caught.value)
+    with pytest.raises(DatasetInvalidError) as caught:
+        dataset_parse(csv_bytes(renamed), columns={"scores": {STRONG: "s1", WEAK: "missing"}})
+    assert "Column 'missing' named in columns.scores is not in the file." in messages_of(
+        caught.value
+    )
+
+
+def test_an_uploaded_battles_file_with_a_task_column_trains_a_router_sliced_by_task(
+    transactional_db: None, media: object, eager_celery: None
+) -> None:
+    client: APIClient = key_client(key_make(organization_make(), scope=KeyScope.MANAGE))
+    frame = arena_battles(STRONG, WEAK, rows=200)
+    frame["kind"] = np.where([is_hard(p) for p in frame["prompt"]], "hard", "easy")
+
+    created = upload(client, csv_bytes(frame), filename="battles.csv", columns={"task": "kind"})
+    client.post("/api/v1/routers", {"slug": "arena"}, format="json")
+    run = client.post("/api/v1/routers/arena/train", {"dataset": created.json()["id"]}, "json")
+
+    assert run.status_code == 202, run.json()
+    report = client.get("/api/v1/routers/arena/versions/1/report").json()
+    assert report["slices"]["by"] == "task"
+    assert {row["slice"] for row in report["slices"]["rows"]} == {"hard", "easy"}
+
+
+def kaggle_55k(frame: pd.DataFrame) -> pd.DataFrame:
+    """Kaggle's lmsys-arena-human-preference-55k layout: one-hot outcome, prompt as a JSON list."""
+    return pd.DataFrame(
+        {"id": range(len(frame)), "model_a": frame["model_a"], "model_b": frame["model_b"],
+         "prompt": [json.dumps([p]) for p in frame["prompt"]],
+         "response_a": '["An answer."]', "response_b": '["Another answer."]',
+         "winner_model_a": (frame["winner"] == "model_a").astype(int),
+         "winner_model_b": (frame["winner"] == "model_b").astype(int),
+         "winner_tie": frame["winner"].str.startswith("tie").astype(int)}
+    )  # fmt: skip
+
+
+def arena_conversations(frame: pd.DataFrame) -> bytes:
+    """lmsys/chatbot_arena_conversations as JSONL: no prompt column, the turns in conversations."""
+    rows = [
+        {"question_id": r["question_id"], "model_a": r["model_a"], "model_b": r["model_b"],
+         "winner": r["winner"], "turn": 1, "language": "English",
+         "conversation_a": [{"role": "user", "content": r["prompt"]},
+                            {"role": "assistant", "content": "An answer."}],
+         "conversation_b": [{"role": "user", "content": r["prompt"]},
+                            {"role": "assistant", "content": "Another answer."}]}
+        for r in frame.to_dict("records")
+    ]  # fmt: skip
+    return "\n".join(json.dumps(r) for r in rows).encode()
+
+
+def test_the_55k_and_arena_conversations_layouts_parse_as_the_same_battles() -> None:
+    frame = arena_battles(STRONG, WEAK, rows=160)
+    frame.loc[0, "prompt"] = "Écris un poème sur la mer.\nDeux lignes."  # escaped in the JSON list
+
+    as_battles = dataset_parse(csv_bytes(frame))
+    # Both were refused: "No score columns" (55k) and "No prompt column" (conversations).
+    for content in (csv_bytes(kaggle_55k(frame)), arena_conversations(frame)):
+        parsed = dataset_parse(content)
+        assert parsed.prompts == as_battles.prompts and parsed.models == as_battles.models
+        np.testing.assert_allclose(parsed.scores, as_battles.scores, atol=1e-9)
+    assert as_battles.prompts[0] == "Écris un poème sur la mer.\nDeux lignes."
+
+
+def test_a_55k_turn_list_joins_its_turns_and_a_bad_one_hot_row_is_named() -> None:
+    frame = kaggle_55k(arena_battles(STRONG, WEAK, rows=60))
+    frame.loc[0, "prompt"] = json.dumps(["First turn.", "Second turn."])
+    parsed = dataset_parse(csv_bytes(frame))
+    frame.loc[3, ["winner_model_a", "winner_model_b"]] = [1, 1]
+
+    with pytest.raises(DatasetInvalidError) as invalid:
+        dataset_parse(csv_bytes(frame))
+
+    assert "First turn.\nSecond turn." in parsed.prompts
+    assert invalid.value.errors[0]["row"] == 4
+    assert "exactly one 1 and two 0s (found 1, 1, 0)" in messages_of(invalid.value)

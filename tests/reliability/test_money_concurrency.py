@@ -156,11 +156,12 @@ def assert_books(organizations: dict[str, Organization], outcomes: list[Outcome]
             assert spent <= key.limit, f"{key.name} spent {spent} past its limit {key.limit}"
 
 
-def assert_abandoned_while_waiting_costs_nothing(
+def assert_abandoned_while_waiting_bills_the_prompt(
     gateway: LiveGateway, outcomes: list[Outcome]
 ) -> None:
     """Given up with credit held and the upstream still thinking: the gateway hangs up on the
-    upstream, records the request as aborted and releases the hold without a charge."""
+    upstream, records the request as aborted and charges the prompt the provider had (estimated,
+    within the hold), as the provider bills it; nothing of an answer."""
     waiting = [o for o in outcomes if o.call.abort == "waiting" and o.abandoned]
     tokens = {o.call.token for o in waiting}
     assert tokens, "no request was abandoned while the gateway held its credit"
@@ -170,9 +171,11 @@ def assert_abandoned_while_waiting_costs_nothing(
     records = UsageRecord.objects.filter(prompt__regex="|".join(sorted(tokens)))
     assert len(records) == len(tokens)
     for record in records:
-        assert (record.status, record.error_type, record.cost) == (
-            "aborted", "client_disconnected", 0)  # fmt: skip
-        assert Reservation.objects.get(generation_id=record.generation_id).state == "released"
+        assert (record.status, record.error_type) == ("aborted", "client_disconnected")
+        assert record.cost > 0 and record.prompt_tokens > 0 and record.completion_tokens == 0
+        assert "usage_estimated" in record.flag_list
+        hold = Reservation.objects.get(generation_id=record.generation_id)
+        assert hold.state == "settled" and hold.amount >= record.cost
 
 
 @pytest.mark.timeout(300)
@@ -198,4 +201,4 @@ def test_concurrent_requests_on_two_workers_never_overspend_and_bill_each_reques
     assert redis_client().xlen(STREAM) == 0
     assert reservations_sweep(now=timezone.now() + timedelta(days=1)) == 0  # nothing left held
     assert_books(organizations, outcomes)
-    assert_abandoned_while_waiting_costs_nothing(gateway, outcomes)
+    assert_abandoned_while_waiting_bills_the_prompt(gateway, outcomes)

@@ -11,7 +11,7 @@ from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from routing.fake_upstream.answers import answer_text
 from routing.fake_upstream.embeddings import embedding_vector
 from tests.routing.test_gateway_embeddings import _embedding_catalog
-from tests.routing.world import World
+from tests.routing.world import World, base_catalog, endpoint, model
 
 
 @tool
@@ -55,3 +55,21 @@ def test_openai_embeddings(world: World) -> None:
     expected = embedding_vector("text-embedding-3-small", "first text")
     assert documents[0] == pytest.approx(expected, rel=1e-6) and query == documents[0]
     assert len(documents) == 2
+
+
+def test_openai_embeddings_by_openais_own_model_name(world: World) -> None:
+    data = base_catalog(world.fake_url)
+    data["models"].append(model("openai/text-embedding-3-small", ["embeddings"]))
+    data["endpoints"].append(endpoint("openai/text-embedding-3-small", "fake-openai",
+                                      "text-embedding-3-small", "0.02", "0"))  # fmt: skip
+    world.catalog(data)
+    # OpenAI's own name, as RAG code written for OpenAI names it: no catalog author.
+    embeddings = OpenAIEmbeddings(model="text-embedding-3-small", base_url=f"{world.gateway_url}/v1",
+                                  api_key=world.key, max_retries=0,  # type: ignore[arg-type]
+                                  check_embedding_ctx_length=False)  # fmt: skip
+
+    vector = embeddings.embed_query("first text")  # was a 404 "Unknown model"
+
+    expected = embedding_vector("text-embedding-3-small", "first text")
+    assert vector == pytest.approx(expected, rel=1e-6)
+    assert world.last_upstream("/v1/embeddings")["body"]["model"] == "text-embedding-3-small"

@@ -395,3 +395,17 @@ def test_the_fake_upstream_speaks_anthropic_thinking_to_the_sdk_itself(world: Wo
     assert streamed.content[0] == message.content[0]  # signature included
     body = caught.value.body
     assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error"
+
+
+def test_count_tokens_reads_a_model_name_as_messages_does(world: World) -> None:
+    client = client_for(world)
+    messages: Any = [{"role": "user", "content": "Hello"}]
+
+    served = client.messages.create(model="claude", max_tokens=20, messages=messages)
+    count = client.messages.count_tokens(model="claude", messages=messages)  # was a 404
+
+    assert served.model == "test/claude"
+    assert (
+        count.input_tokens
+        == client.messages.count_tokens(model="test/claude", messages=messages).input_tokens
+    )

@@ -262,3 +262,110 @@ def test_rate_limit_headers_on_answers_and_429s(world: World) -> None:
     assert refused.headers["x-ratelimit-remaining"] == "0"
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
     assert "x-ratelimit-limit" not in unlimited.headers
+
+
+def test_provider_order_without_fallbacks_that_names_no_endpoint_is_a_400(world: World) -> None:
+    client = openrouter_client(world)
+    strict = {"order": ["openai", "anthropic"], "allow_fallbacks": False}  # OpenRouter's slugs
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="test/gpt", messages=[{"role": "user", "content": "x"}],
+                                       extra_body={"provider": strict})  # fmt: skip
+    served = client.chat.completions.create(
+        model="test/gpt", messages=[{"role": "user", "content": "x"}],
+        extra_body={"provider": strict | {"order": ["fake-openai"]}},
+    )  # fmt: skip
+
+    # It was a 503 "no enabled endpoint" with x-should-retry: false: the request's own fault.
+    assert refused.value.body["param"] == "provider"  # type: ignore[index]
+    assert "provider.order" in refused.value.message
+    assert served.model_extra["provider"] == "fake-openai"
+    assert len(world.upstream_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    ("preferences", "param"),
+    [({"data_collection": "deny"}, "provider.data_collection"), ({"zdr": True}, "provider.zdr"),
+     ({"quantizations": ["fp8"]}, "provider.quantizations"),
+     ({"max_price": {"prompt": 5, "request": 0.01}}, "provider.max_price.request")],
+)  # fmt: skip
+def test_provider_filters_without_catalog_facts_are_a_400(
+    world: World, preferences: dict[str, Any], param: str
+) -> None:
+    client = openrouter_client(world)
+    allowed = {"data_collection": "allow", "zdr": False, "quantizations": []}
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="test/gpt", messages=[{"role": "user", "content": "x"}],
+                                       extra_body={"provider": preferences})  # fmt: skip
+    served = client.chat.completions.create(model="test/gpt", messages=[{"role": "user", "content": "x"}],
+                                            extra_body={"provider": allowed})  # fmt: skip
+
+    # They were dropped in silence: the prompt went to a provider the client had excluded.
+    assert refused.value.body["param"] == param  # type: ignore[index]
+    assert served.model == "test/gpt" and len(world.upstream_requests()) == 1
+
+
+def test_openrouter_auto_is_the_platform_router_and_bare_names_find_their_model(
+    world: World,
+) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["models"].append(model("other/gpt"))
+    catalog["endpoints"].append(endpoint("other/gpt", "fake-openai-b", "gpt-4o-mini"))
+    world.catalog(catalog)
+    client = openrouter_client(world)
+    hi = [{"role": "user", "content": "Hi"}]
+
+    auto = client.chat.completions.create(model="openrouter/auto", messages=hi, extra_body={
+        "router": {"candidates": ["test/claude", "test/gemini"]}})  # fmt: skip
+    bare = client.chat.completions.create(model="claude", messages=hi)
+    variant = client.chat.completions.create(model="gemini:floor", messages=hi)
+    with pytest.raises(openai.NotFoundError) as ambiguous:
+        client.chat.completions.create(model="gpt", messages=hi)
+
+    # Both were refused: an unknown model (openrouter/auto with router options a 400).
+    assert auto.model_extra["routing"]["router"] == "router/auto"
+    assert auto.model in ("test/claude", "test/gemini")
+    assert bare.model == "test/claude" and world.usage_record(bare.id).model == "test/claude"
+    assert variant.model == "test/gemini"
+    assert "other/gpt, test/gpt" in ambiguous.value.message
+
+
+def test_models_filtered_by_supported_parameters(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["models"][0] = model("test/gpt", capabilities=["json", "streaming"])  # no tools
+    world.catalog(catalog)
+
+    with_tools = get(world, "/models?supported_parameters=tools").json()["data"]
+    both = get(world, "/models?supported_parameters=tools,response_format").json()["data"]
+    everything = get(world, "/models").json()["data"]
+
+    # The filter was ignored: a client choosing a model for tool calls got one without tools.
+    assert "test/gpt" not in {m["id"] for m in with_tools}
+    assert (
+        {m["id"] for m in both}
+        == {m["id"] for m in with_tools}
+        == {m["id"] for m in everything if "tools" in m["supported_parameters"]}
+    )
+    assert len(everything) == 4
+
+
+def test_provider_preferences_name_providers_by_slug_or_name_in_any_case(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["providers"][3]["name"] = "Budget Host"  # fake-openai-b
+    catalog["endpoints"].append(endpoint("test/gpt", "fake-openai-b", "gpt-4o-mini", "5", "5"))
+    world.catalog(catalog)
+    client = openrouter_client(world)
+
+    def served_by(preferences: dict[str, Any]) -> Any:
+        return client.chat.completions.create(
+            model="test/gpt", messages=[{"role": "user", "content": "x"}],
+            extra_body={"provider": preferences},
+        ).model_extra["provider"]  # fmt: skip
+
+    # Only exact slugs matched: "Budget Host" and "FAKE-OPENAI" named nothing (order and ignore
+    # were no-ops, only a 400).
+    assert served_by({"only": ["Budget Host"]}) == "fake-openai-b"
+    assert served_by({"order": ["budget host"], "allow_fallbacks": False}) == "fake-openai-b"
+    assert served_by({"ignore": ["FAKE-OPENAI"]}) == "fake-openai-b"
+    assert served_by({}) == "fake-openai"  # the cheaper one, when nothing is preferred

@@ -72,8 +72,8 @@ def test_key_spend_sums_each_keys_usage(world: World) -> None:
     second = post(world, HELLO).json()["id"]
     records = [world.usage_record(first), world.usage_record(second)]
 
-    spend = key_spend(organization_id=world.organization.pk)
-
     key = ApiKey.objects.get(organization=world.organization)
+    spend = key_spend(organization_id=world.organization.pk, key_ids=[key.pk])
+
     assert spend[key.pk].requests == 2
     assert spend[key.pk].total == spend[key.pk].recent == sum(r.cost for r in records)

@@ -246,7 +246,7 @@ def test_versions_members_and_duplicates(world: World) -> None:
 
     assert changed.status_code == 201
     assert (changed.json()["version"], changed.json()["kind"]) == (2, "series")
-    versions = admin.get(f"{URL}/p/versions").json()
+    versions = admin.get(f"{URL}/p/versions").json()["results"]
     assert [v["version"] for v in versions] == [2, 1]
     assert admin.get(URL).json()["results"][0]["model"] == "pipeline/p"
     member = member_add(world.organization, Role.MEMBER)

@@ -254,15 +254,19 @@ def test_task_hierarchy_without_a_task_column_invalidates_the_dataset() -> None:
     assert "columns.task_hierarchy needs a task column, and this file has none" in message
 
 
-def test_task_hierarchy_on_a_battles_file_invalidates_the_dataset() -> None:
+def test_task_hierarchy_on_a_battles_file_decides_as_in_a_score_file() -> None:
     battles = arena_battles("strong-model", "weak-model")
-    battles["task"] = "openai/gsm8k"
+    battles["task"] = ["mmlu/anatomy", "mmlu/virology", "mmlu/law"] * 133 + ["mmlu/law"]
 
+    whole = dataset_parse(csv_bytes(battles), columns={"task_hierarchy": False})
+    split = dataset_parse(csv_bytes(battles))
     with pytest.raises(DatasetInvalidError) as raised:
-        dataset_parse(csv_bytes(battles), columns={"task_hierarchy": False})
+        dataset_parse(csv_bytes(battles.drop(columns="task")), columns={"task_hierarchy": True})
 
+    assert whole.tasks is not None and whole.task_parents == whole.tasks
+    assert set(split.task_parents or []) == {"mmlu"} and split.tasks == whole.tasks
     message = raised.value.errors[0]["message"]
-    assert "A battles file is not read by task: leave it out." in message
+    assert "columns.task_hierarchy needs a task column, and this file has none" in message
 
 
 @pytest.mark.django_db

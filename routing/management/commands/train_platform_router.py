@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.models import Organization
+from accounts.models import Membership, Organization
 from routing.routers import PLATFORM_ORGANIZATION_SLUG, PLATFORM_ROUTER_SLUG
 from training import serving
 
@@ -34,6 +34,13 @@ class Command(BaseCommand):
         organization, _ = Organization.objects.get_or_create(
             slug=PLATFORM_ORGANIZATION_SLUG, defaults={"name": "RouterHub platform"}
         )
+        if Membership.objects.filter(organization=organization).exists():
+            # A person's organization that took the slug before it was reserved: its owners
+            # would read the platform's data and change what router/auto serves.
+            raise CommandError(
+                f"The organization '{PLATFORM_ORGANIZATION_SLUG}' has members: a person created "
+                "it, not this command. Give it another slug (Django admin) and run this again."
+            )
         maximize = not options["minimize"]
         dataset = self._dataset(organization, options["dataset"], columns, maximize)
         run_options: dict[str, Any] = {}

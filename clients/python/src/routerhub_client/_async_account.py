@@ -155,7 +155,9 @@ class UsageResource(AsyncResource):
     ) -> Usage:
         params = clean_params({"group_by": group_by, "start": start, "end": end, "key": key,
                                "model": model, "status": status})  # fmt: skip
-        return cast(Usage, await self._json("GET", "/api/v1/usage", params=params))
+        # Every page (up to 1,000 groups each), as one answer.
+        results = [group async for group in self._pages("/api/v1/usage", params)]
+        return {"group_by": group_by, "results": results}
 
     async def dataframe(self, **filters: Any) -> pd.DataFrame:
         """``get(**filters)`` as a pandas DataFrame (the ``pandas`` extra)."""

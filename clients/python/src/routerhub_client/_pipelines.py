@@ -92,7 +92,8 @@ class Pipelines(SyncResource):
         self._t.request("DELETE", f"/api/v1/pipelines/{slug}")
 
     def versions(self, slug: str) -> list[PipelineVersion]:
-        return cast(list[PipelineVersion], self._json("GET", f"/api/v1/pipelines/{slug}/versions"))
+        """Every version, newest first (the endpoint pages them: 50 a page by default)."""
+        return list(self._pages(f"/api/v1/pipelines/{slug}/versions"))
 
     def update(
         self,
@@ -142,8 +143,8 @@ class AsyncPipelines(AsyncResource):
         await self._t.request("DELETE", f"/api/v1/pipelines/{slug}")
 
     async def versions(self, slug: str) -> list[PipelineVersion]:
-        path = f"/api/v1/pipelines/{slug}/versions"
-        return cast(list[PipelineVersion], await self._json("GET", path))
+        """Every version, newest first (the endpoint pages them: 50 a page by default)."""
+        return [v async for v in self._pages(f"/api/v1/pipelines/{slug}/versions")]
 
     async def update(
         self,

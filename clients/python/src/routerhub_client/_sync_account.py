@@ -154,7 +154,8 @@ class UsageResource(SyncResource):
     ) -> Usage:
         params = clean_params({"group_by": group_by, "start": start, "end": end, "key": key,
                                "model": model, "status": status})  # fmt: skip
-        return cast(Usage, self._json("GET", "/api/v1/usage", params=params))
+        # Every page (up to 1,000 groups each), as one answer.
+        return {"group_by": group_by, "results": list(self._pages("/api/v1/usage", params))}
 
     def dataframe(self, **filters: Any) -> pd.DataFrame:
         """``get(**filters)`` as a pandas DataFrame (the ``pandas`` extra)."""

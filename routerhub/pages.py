@@ -1,0 +1,57 @@
+"""Numbered pages of a dashboard list (``page_links.html``): the organization's keys, members,
+datasets, routers, … A page is one ``COUNT`` and one ``LIMIT``/``OFFSET`` query however many rows
+the organization has, and shows at most ``PAGE_SIZE`` of them. (Lists that grow without end —
+usage, the ledger — page by keyset instead: ``routerhub.keyset``.)"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class DashboardPage:
+    rows: list[Any]
+    number: int
+    num_pages: int
+    count: int
+    previous_url: str | None
+    next_url: str | None
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+
+def _url(request: HttpRequest, param: str, number: int) -> str:
+    query = request.GET.copy()
+    query[param] = str(number)
+    return f"?{query.urlencode()}"
+
+
+def dashboard_page(
+    request: HttpRequest, rows: QuerySet[Any], *, param: str = "page", size: int = PAGE_SIZE
+) -> DashboardPage:
+    """The page of ``rows`` that ``?<param>=`` names; what is not a number (``²``, 5,000 digits)
+    is the first page, a number out of range the last (Django's ``get_page``)."""
+    page = Paginator(rows, size).get_page(request.GET.get(param))
+    number = page.number
+    return DashboardPage(
+        rows=list(page.object_list),
+        number=number,
+        num_pages=page.paginator.num_pages,
+        count=page.paginator.count,
+        previous_url=_url(request, param, number - 1) if page.has_previous() else None,
+        next_url=_url(request, param, number + 1) if page.has_next() else None,
+    )

@@ -1,0 +1,100 @@
+"""What the bounds of ``tests/test_scale_queries.py`` leave reachable: the rows past a page, the
+organizations past the switcher, the datasets past the train form's menu, the usage groups past
+an API page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from accounts.models import KeyScope, Membership, Organization, Role
+from tests.factories import dashboard_client, key_client, key_make, organization_make, user_make
+from training.models import Dataset, DatasetStatus
+from training.views import DATASET_CHOICES, TrainForm
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_switcher_keeps_the_current_organization_and_the_organization_page_pages_the_rest():
+    user = user_make()
+    current = organization_make(user, "Zulu last by name")
+    others = Organization.objects.bulk_create(
+        Organization(slug=f"many-{i}", name=f"Alpha {i:02d}") for i in range(60)
+    )
+    Membership.objects.bulk_create(
+        Membership(user=user, organization=o, role=Role.MEMBER) for o in others
+    )
+    client = dashboard_client(user, current)
+
+    page = client.get("/dashboard/").content.decode()
+    switcher = page[page.index('id="org-switch"') : page.index("</select>")]
+    listed = [client.get("/dashboard/organization/", {"organizations_page": n}) for n in (1, 2)]
+
+    assert switcher.count("<option") == 20
+    assert f'value="{current.pk}" selected' in switcher
+    assert 'href="/dashboard/organization/#your-organizations"' in page
+    names = set()
+    for response in listed:
+        names |= set(re.findall(r"Alpha \d\d", response.content.decode()))
+    assert names == {f"Alpha {i:02d}" for i in range(60)}
+
+
+def test_a_dataset_older_than_the_menu_still_trains():
+    organization = organization_make()
+    datasets = Dataset.objects.bulk_create(
+        Dataset(organization=organization, name=f"d{i}", file="x.csv", status=DatasetStatus.READY)
+        for i in range(DATASET_CHOICES + 5)
+    )
+    oldest = min(datasets, key=lambda d: (d.created_at, d.pk))
+
+    form = TrainForm(organization, data={"dataset": oldest.pk, "folds": 5})
+
+    assert str(form["dataset"]).count("<option") == DATASET_CHOICES + 1  # and the empty choice
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["dataset"] == oldest
+
+
+def test_the_keys_page_links_to_the_keys_past_its_first_page(tenants):
+    for i in range(55):
+        key_make(tenants.organization, name=f"paged-key-{i:02d}")
+    client = dashboard_client(tenants.owner, tenants.organization)
+
+    first = client.get("/dashboard/keys/").content.decode()
+    second = client.get("/dashboard/keys/", {"page": "2"}).content.decode()
+    bad = client.get("/dashboard/keys/", {"page": "²"})
+
+    shown = set(re.findall(r"paged-key-\d\d", first)) | set(re.findall(r"paged-key-\d\d", second))
+    assert len(shown) == 55
+    assert 'href="?page=2"' in first and 'href="?page=1"' in second
+    assert bad.status_code == 200  # not a page number: the first page
+
+
+def test_usage_groups_past_one_page_are_behind_next(tenants):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from accounts.models import ApiKey
+    from billing.models import UsageRollup, UsageRollupKeyDay
+
+    for i in range(7):
+        key_make(tenants.organization, name=f"k{i}")
+    today = timezone.now().date()
+    for model in (UsageRollup, UsageRollupKeyDay):
+        model.objects.bulk_create(
+            model(organization=tenants.organization, day=today - timedelta(days=1), key_id=k.pk,
+                  requests=1, cost=Decimal("0.01"), **({"model": "m", "status": "succeeded"}
+                                                       if model is UsageRollup else {}))
+            for k in ApiKey.objects.filter(organization=tenants.organization)
+        )  # fmt: skip
+    manage = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
+
+    first = manage.get("/api/v1/usage", {"group_by": "key", "limit": 5}).json()
+    second = manage.get(first["next"]).json()
+
+    assert first["group_by"] == second["group_by"] == "key"
+    assert len(first["results"]) == 5 and second["next"] is None
+    groups = [row["group"] for row in first["results"] + second["results"]]
+    assert len(groups) == len(set(groups)) == first["count"] >= 7

@@ -1,0 +1,173 @@
+"""Every dashboard page and every API list costs the same number of SQL queries for a large
+organization as for a small one, and shows a bounded number of rows.
+
+The pages and endpoints come from the URL resolver: a new one is measured without editing this
+file, and one whose path names a new kind of object fails until ``tests/scale_world.py`` says
+which object it is. Two organizations are built once for the module, one with ``SMALL`` and one
+with ``LARGE`` objects of every kind (keys, members, invitations, provider keys, datasets,
+routers and their versions, runs, events and drift checks, pipelines and versions, webhooks and
+deliveries, usage records and steps, feedback, ledger entries, payments, daily rollups); each
+one's owner also belongs to as many other organizations. Each URL is fetched once to warm the
+caches, then measured.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tests.factories import dashboard_client
+from tests.scale_world import World, world_make
+
+pytestmark = [pytest.mark.django_db, pytest.mark.services]
+
+SMALL, LARGE = 3, 120
+# A page (API lists: 50 by default; dashboard pages: 25 or 50, menus 20 or 50) shows at most
+# PAGE_CAP of one kind. A response may hold two such lists of one kind (the usage page's key
+# menu and its rows' keys), so what fails is showing every one of the LARGE objects of a kind:
+# LARGE is above two pages.
+PAGE_CAP = 50
+assert LARGE > 2 * PAGE_CAP
+# Exports hold every row by design: they must stream (rows read and sent a chunk at a time).
+EXPORTS = {"api/v1/usage/export.csv"}
+# Routes not measured here, and why.
+NOT_MEASURED = {
+    "admin/": "Django's admin: staff only, its change lists page by list_per_page",
+    "healthz": "no organization data",
+    "readyz": "no organization data",
+    "metrics": "process metrics, no organization data",
+    "api/schema/": "the OpenAPI document, no organization data",
+    "api/docs/": "the Swagger page, no organization data",
+    "billing/stripe/webhook": "Stripe's POST-only webhook",
+}
+# Query parameters an endpoint needs to answer anything but a 400.
+QUERY = {
+    "api/v1/generation": ("id",),
+    "api/v1/usage": ("group_by", "limit"),  # one group per key: as many as the keys
+    "api/v1/pipelines/<slug:slug>/report": ("router",),
+}
+_CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
+_MARKER = re.compile(rb"sc([a-z]+)(\d{3})x")
+# Links to one object each (``/dashboard/training-runs/17/``): a kind per path with its ids.
+_LINK = re.compile(rb'href="(/[^"?#]*?/)(\d+)(/[^"?#]*)?"')
+
+
+def _routes(patterns: list[Any], prefix: str = "") -> Iterator[str]:
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            yield from _routes(pattern.url_patterns, route)
+        elif isinstance(pattern, URLPattern):
+            yield route
+
+
+def measured_routes() -> list[str]:
+    return [
+        route
+        for route in dict.fromkeys(_routes(get_resolver().url_patterns))
+        if not any(route.startswith(skip) for skip in NOT_MEASURED)
+        # allauth's one-time links from emails (confirm, reset): a token, no lists
+        and "(?P<" not in route
+    ]
+
+
+def _url(route: str, world: World) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match[1]
+        assert name in world.path_values, (
+            f"/{route}: say which object path parameter {name!r} names in tests/scale_world.py"
+        )
+        return world.path_values[name]
+
+    return "/" + _CONVERTER.sub(value, route)
+
+
+def _fetch(route: str, world: World) -> tuple[int, int, bytes, bool]:
+    client = dashboard_client(world.owner, world.organization)
+    url = _url(route, world)
+    query = {name: world.query_values[name] for name in QUERY.get(route, ())}
+    client.get(url, query)  # warm what is cached per process or organization
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url, query)
+        content = b"".join(response.streaming_content) if response.streaming else response.content
+    return response.status_code, len(queries), content, response.streaming
+
+
+def _shown(content: bytes) -> dict[str, int]:
+    """Per kind of object, how many distinct ones the response shows; for JSON also the
+    longest list anywhere in it."""
+    shown: dict[str, set[bytes]] = {}
+    for kind, index in _MARKER.findall(content):
+        shown.setdefault(kind.decode(), set()).add(index)
+    for before, index, after in _LINK.findall(content):
+        shown.setdefault(f"{before.decode()}N{after.decode()}", set()).add(index)
+    lengths = {kind: len(indexes) for kind, indexes in shown.items()}
+    lengths["(table rows)"] = content.count(b"<tr")  # rows with no marker (versions, checks)
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return lengths
+    stack, longest = [data], 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            longest = max(longest, len(item))
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    lengths["(json list)"] = longest
+    return lengths
+
+
+@pytest.fixture(scope="module")
+def worlds(django_db_setup: None, django_db_blocker: Any) -> Iterator[tuple[World, World]]:
+    from tests.conftest import require_postgres
+    from tests.db_flush import flush_touched
+
+    require_postgres()  # the usage tables' triggers and partitions, and the flush, are its own
+    with django_db_blocker.unblock():
+        try:
+            yield world_make(SMALL), world_make(LARGE)
+        finally:
+            flush_touched()
+
+
+@pytest.mark.parametrize("route", measured_routes())
+def test_a_large_organization_costs_what_a_small_one_costs(
+    route: str, worlds: tuple[World, World]
+) -> None:
+    small, large = worlds
+    small_status, small_queries, _, _ = _fetch(route, small)
+    large_status, large_queries, content, streamed = _fetch(route, large)
+
+    assert small_status == large_status and small_status < 500, (small_status, large_status)
+    # Equal, not "a few more": each page reads its rows in a fixed number of queries (a count
+    # and a page; related rows joined or prefetched), whatever the organization holds.
+    assert large_queries == small_queries, (
+        f"{small_queries} queries with {SMALL} of each object, {large_queries} with {LARGE}"
+    )
+    if route in EXPORTS:
+        assert streamed, "an export must stream its rows"
+        return
+    unbounded = {kind: n for kind, n in _shown(content).items() if n >= LARGE}
+    assert unbounded == {}, f"lists without a bound (every one of {LARGE} shown): {unbounded}"
+
+
+def test_every_gateway_route_is_measured_or_bounded_by_construction() -> None:
+    """The lean ASGI app's routes are not in Django's resolver. Its only GET lists are the
+    model catalog (``/v1/models``, ``/api/v1/models``: the platform's, rendered once per catalog
+    revision, no organization rows) and a stored response's input items (one row read, paged by
+    ``limit`` ≤ 100: ``tests/routing/test_gateway_responses_store.py``). A new GET route fails
+    here until it is measured."""
+    from routing.gateway.app import _ROUTES
+
+    gets = {path for path, (method, _) in _ROUTES.items() if method == "GET"}
+
+    assert gets == {"/v1/models"}

@@ -1,0 +1,213 @@
+"""Writes for datasets: store an upload and queue its validation, validate it (under a memory
+ceiling, a bounded number of deliveries), delete it.
+
+Split from ``training.services``, which re-exports these functions for its callers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import Organization
+from routerhub.domain import Conflict, TooLarge
+from routerhub.memory import memory_ceiling
+from training import dispatch, ingest
+from training.models import ACTIVE_STATUSES, Dataset, DatasetStatus, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+# Deliveries of one dataset's validation that may end with the worker process gone (killed by the
+# kernel, the pod restarted) before the dataset is refused instead of delivered again.
+MAX_VALIDATION_ATTEMPTS = 3
+
+
+def dataset_create(
+    *,
+    organization: Organization,
+    name: str,
+    upload: UploadedFile[bytes],
+    columns: dict[str, Any] | None,
+    maximize: bool,
+) -> Dataset:
+    """Store an upload and queue its validation (after the transaction commits)."""
+    limits = ingest.Limits.from_settings()
+    if upload.size is not None and upload.size > limits.max_bytes:
+        raise TooLarge(
+            f"The file is {ingest.human_bytes(upload.size)}; "
+            f"the limit is {ingest.human_bytes(limits.max_bytes)}.",
+            param="file",
+        )
+    dataset = Dataset(
+        organization=organization,
+        name=name,
+        original_filename=(upload.name or "")[:255],
+        size_bytes=upload.size or 0,
+        columns=columns or {},
+        maximize=maximize,
+    )
+    dataset.file.save(f"{organization.pk}-{upload.name or 'dataset'}", upload, save=False)
+    dataset.save()
+    dispatch.dataset_validation_queue(dataset.pk)
+    return dataset
+
+
+class DatasetNotReady(Exception):
+    """A dataset stored and validated in one call did not validate; ``dataset.errors`` says why."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        super().__init__(f"dataset {dataset.pk} is {dataset.status}")
+        self.dataset = dataset
+
+    def problems(self, limit: int) -> str:
+        return "; ".join(error["message"] for error in self.dataset.errors[:limit])
+
+
+def dataset_from_bytes(
+    *,
+    organization: Organization,
+    name: str,
+    content: bytes,
+    columns: dict[str, Any] | None,
+    maximize: bool,
+) -> Dataset:
+    """Store a dataset RouterHub made itself and validate it here, not on a worker: a ready
+    dataset, or ``DatasetNotReady``."""
+    with transaction.atomic():
+        dataset = dataset_create(
+            organization=organization,
+            name=name,
+            upload=SimpleUploadedFile(name, content),
+            columns=columns,
+            maximize=maximize,
+        )
+    validated = dataset_validate(dataset_id=dataset.pk) or dataset
+    validated.refresh_from_db()
+    if validated.status != DatasetStatus.READY:
+        raise DatasetNotReady(validated)
+    return validated
+
+
+def dataset_validate(*, dataset_id: int) -> Dataset | None:
+    """Parse a ``validating`` dataset into ``ready`` or ``invalid``; safe to call twice.
+
+    Each call counts an attempt before reading anything (``dataset_attempt``). The parse runs
+    under a memory ceiling (``DATASET_VALIDATION_MEMORY_BYTES``) so it fails with a reason.
+    """
+    dataset, counted = dataset_attempt(dataset_id)
+    if dataset is None or not counted:
+        return dataset
+    return dataset_parse(dataset)
+
+
+def dataset_attempt(dataset_id: int) -> tuple[Dataset | None, bool]:
+    """Count one more delivery of a ``validating`` dataset's processing: the dataset, and
+    whether to process it (False: not validating any more, or refused now).
+
+    Tasks are acknowledged late, so work that kills the worker is delivered again, and after
+    ``MAX_VALIDATION_ATTEMPTS`` such deliveries the dataset is refused rather than tried forever.
+    """
+    counted = Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.VALIDATING).update(
+        validation_attempts=F("validation_attempts") + 1
+    )
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None or not counted:
+        return dataset, False
+    if dataset.validation_attempts > MAX_VALIDATION_ATTEMPTS:
+        logger.warning(
+            "dataset %s: validation gave up after %s attempts", dataset_id, MAX_VALIDATION_ATTEMPTS
+        )
+        message = (
+            f"Processing this file stopped the worker {MAX_VALIDATION_ATTEMPTS} times, so "
+            "RouterHub gave up on it. Check its size, rows and columns against the "
+            "limits, or split it into smaller files."
+        )
+        return dataset_refuse(dataset, message), False
+    return dataset, True
+
+
+def dataset_parse(dataset: Dataset) -> Dataset:
+    """Parse a counted dataset's file (``dataset_attempt``) into ``ready`` or ``invalid``."""
+    try:
+        parsed, normalized = _dataset_read(dataset)
+    except Exception as exc:  # a malformed file must never crash the worker or stay validating
+        return _dataset_finish(dataset, errors=_validation_errors(dataset.pk, exc))
+    parsed_name = default_storage.save(
+        f"datasets/parsed/{dataset.organization_id}-{dataset.pk}.parquet", ContentFile(normalized)
+    )
+    dataset.parsed_file.name = parsed_name
+    dataset.rows = len(parsed.prompts)
+    dataset.model_summary = parsed.summary()
+    dataset.has_costs = parsed.costs is not None
+    dataset.warnings = parsed.warnings
+    return _dataset_finish(dataset, errors=[])
+
+
+def dataset_refuse(dataset: Dataset, message: str) -> Dataset:
+    """Mark a dataset ``invalid`` with one file-level reason."""
+    return _dataset_finish(dataset, errors=[_file_error(message)])
+
+
+def _dataset_read(dataset: Dataset) -> tuple[ingest.ParsedDataset, bytes]:
+    """The uploaded file parsed and normalised to Parquet, under the validation memory budget."""
+    with memory_ceiling(int(settings.DATASET_VALIDATION_MEMORY_BYTES)):
+        with dataset.file.open("rb") as handle:
+            content = handle.read()
+        dataset.format = ingest.sniff_format(content[:8192])
+        parsed = ingest.dataset_parse(content, columns=dataset.columns, maximize=dataset.maximize)
+        normalized = ingest.normalized_to_parquet(parsed)
+        del content
+    return parsed, normalized
+
+
+def _validation_errors(dataset_id: int, exc: Exception) -> list[dict[str, Any]]:
+    """What the dataset page shows for a file whose reading failed (called while handling it)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if isinstance(exc, ingest.DatasetInvalidError):
+        return exc.errors
+    if isinstance(exc, MemoryError):
+        logger.warning("dataset %s: validation ran out of its memory budget", dataset_id)
+        budget = _binary_size(int(settings.DATASET_VALIDATION_MEMORY_BYTES))
+        message = (
+            f"Validating this file needed more than its memory budget ({budget}). Reduce its "
+            "rows, columns or cell sizes, or split it into smaller files."
+        )
+        return [_file_error(message)]
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return [_file_error("Validating this file took too long; split it into smaller files.")]
+    logger.exception("dataset %s: unexpected validation failure", dataset_id)
+    return [_file_error(f"The file could not be read ({type(exc).__name__}: {exc}).")]
+
+
+def _binary_size(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+
+
+def _file_error(message: str) -> dict[str, Any]:
+    return {"row": None, "column": None, "message": message}
+
+
+def _dataset_finish(dataset: Dataset, *, errors: list[dict[str, Any]]) -> Dataset:
+    dataset.status = DatasetStatus.INVALID if errors else DatasetStatus.READY
+    dataset.errors = errors[: ingest.MAX_ERRORS]
+    dataset.validated_at = timezone.now()
+    dataset.save()
+    return dataset
+
+
+def dataset_delete(*, dataset: Dataset) -> None:
+    if TrainingRun.objects.filter(dataset=dataset, status__in=ACTIVE_STATUSES).exists():
+        raise Conflict("A training run is using this dataset; cancel it or wait for it to finish.")
+    for field in (dataset.file, dataset.parsed_file):
+        if field.name:
+            field.delete(save=False)
+    dataset.delete()
