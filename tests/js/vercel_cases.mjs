@@ -157,3 +157,8 @@ export async function conversation(input) {
   const second = await generateText({ ...settings(input), messages });
   return { first: first.text, second: second.text };
 }
+
+export async function retried(input) {
+  const result = await generateText({ ...settings(input), maxRetries: 1, prompt: "hi" });
+  return { text: result.text };
+}
