@@ -15,7 +15,6 @@ import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import orjson
@@ -41,6 +40,7 @@ from routing.gateway.exchange import (
     partial_usage,
     record_success,
     response_head,
+    sent_trace,
 )
 from routing.gateway.needs import readable_body
 from routing.gateway.planning import Candidate
@@ -179,26 +179,6 @@ def _upstream_request(ex: Exchange, candidate: Candidate, *, stream: bool) -> Up
             f"({type(exc).__name__}); check the content parts' shapes against API.md.",
             param="messages",
         ) from exc
-
-
-def sent_trace(ex: Exchange, candidate: Candidate) -> dict[str, Any]:
-    """httpx's ``trace`` request extension: ``ex.sending`` is set once the request has been
-    written to the provider's connection — not while connecting, in a TLS handshake or waiting
-    for a pooled connection, when the provider has nothing to bill — and cleared when its answer
-    is not a 200 (the provider refused it: nothing is billed, even while its error trickles in).
-    A cancellation leaves it set (``exchange.call_abandoned``); ``failed`` clears it."""
-    ex.sending = None  # a previous candidate's request is not this one's
-
-    async def trace(event: str, info: dict[str, Any]) -> None:
-        if event.endswith(".send_request_body.complete"):
-            ex.sending = candidate
-        elif event.endswith(".receive_response_headers.complete"):
-            # httpcore: (version, status, reason, headers) on HTTP/1.1, (status, headers) on h2.
-            head = info.get("return_value") or ()
-            if next((v for v in head if isinstance(v, int)), 200) != 200:
-                ex.sending = None
-
-    return {"trace": trace}
 
 
 async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:

@@ -31,12 +31,18 @@ from routing.gateway.attempts import (
     failed,
     rejected,
     scrubbed,
-    sent_trace,
     skip,
     transport_failed,
 )
 from routing.gateway.catalog_cache import catalog_get
-from routing.gateway.exchange import Exchange, authenticate, bill, exchange_run, record_success
+from routing.gateway.exchange import (
+    Exchange,
+    authenticate,
+    bill,
+    exchange_run,
+    record_success,
+    sent_trace,
+)
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
 from routing.gateway.needs import Needs
