@@ -35,9 +35,16 @@ from billing.openrouter_shapes import (
     is_free_tier,
     key_data,
 )
-from billing.selectors import GROUPINGS, UsageFilter, key_usage, usage_aggregate, usage_records
+from billing.selectors import (
+    GROUPINGS,
+    UsageFilter,
+    generation_missing,
+    key_usage,
+    usage_aggregate,
+    usage_records,
+)
 from billing.usage_export import UsageCsv
-from routerhub.errors import BadRequest, NotFound
+from routerhub.errors import BadRequest
 from routerhub.keyset import KeysetPagination
 from routerhub.money import ZERO, money_str
 from routerhub.pagination import ResultsPagination
@@ -304,7 +311,9 @@ class GenerationView(TenantAPIView):
             raise BadRequest("Pass the generation id: ?id=gen-…", param="id")
         record = self.get_queryset().filter(generation_id=generation_id).first()
         if record is None:
-            raise NotFound(f"No generation {generation_id} in this organization.", param="id")
+            raise generation_missing(
+                organization_id=self.organization.pk, generation_id=generation_id, param="id"
+            )
         answer = generation_json(record) | {"data": generation_data(record)}
         steps = UsageStep.objects.filter(generation_id=record.generation_id)
         if steps:

@@ -11,9 +11,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import ApiKey
-from billing.models import KeySpendWindow, UsageRecord
+from billing.models import KeySpendWindow, Reservation, ReservationState, UsageRecord
 from billing.rollups import usage_totals
 from billing.windows import window_end, window_start
+from routerhub.domain import NotFound, Unavailable
 from routerhub.money import ZERO, money
 
 
@@ -118,3 +119,21 @@ def spend_by_day_and_model(*, organization_id: int, since: datetime) -> list[dic
         organization_id=organization_id, filters=UsageFilter(start=since), dims=("day", "model")
     )
     return sorted(rows, key=lambda row: (row["day"], row["model"]))
+
+
+def generation_missing(*, organization_id: int, generation_id: str, param: str) -> Exception:
+    """Why an organization's ``generation_id`` has no usage record: a request answered but not
+    yet settled (its hold is still open; settlement follows the answer, normally within a
+    second) is a retryable 503 with ``Retry-After``, anything else a 404."""
+    pending = Reservation.objects.filter(
+        organization_id=organization_id,
+        generation_id=generation_id,
+        state__in=[ReservationState.HELD, ReservationState.FREE],
+    ).exists()
+    if pending:
+        return Unavailable(
+            f"Generation {generation_id} is not settled yet: retry in a moment.",
+            param=param,
+            headers={"Retry-After": "1"},
+        )
+    return NotFound(f"No generation {generation_id} in this organization.", param=param)

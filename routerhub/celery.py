@@ -27,7 +27,11 @@ if settings.CELERY_BROKER_URL.startswith("filesystem://"):
 
 app.conf.update(
     task_default_queue="default",
-    task_routes={"training.tasks.*": {"queue": "training"}},
+    task_routes={
+        "training.tasks.*": {"queue": "training"},
+        # Builds a dataset from feedback (loads a version's data and predictor): training's work.
+        "routing.feedback_retrain_build": {"queue": "training"},
+    },
     task_ignore_result=True,
     task_acks_late=True,
     task_reject_on_worker_lost=True,

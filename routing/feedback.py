@@ -7,12 +7,17 @@ the router by the id the usage record names (``UsageRecord.router_id``), never b
 
 from __future__ import annotations
 
-from decimal import Decimal
+from datetime import datetime
+from functools import partial
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
+from django.db.models.functions import Length
 
 from billing.models import UsageGeneration, UsageRecord
-from routerhub.domain import NotFound
+from billing.selectors import generation_missing
+from routerhub.domain import InvalidInput
 from routing.calibration import calibration_contribution
 from routing.models import Feedback
 from training import serving
@@ -49,8 +54,8 @@ def feedback_record(
         ).first()
     )
     if usage is None:
-        raise NotFound(
-            f"No generation {generation_id} in this organization.", param="generation_id"
+        raise generation_missing(
+            organization_id=organization_id, generation_id=generation_id, param="generation_id"
         )
     previous = Feedback.objects.filter(usage=guard).first()
     weight, weighted = calibration_contribution(
@@ -67,38 +72,82 @@ def feedback_record(
     return feedback
 
 
-def router_feedback(router: serving.Router) -> list[serving.FeedbackExample]:
-    """Feedback with a kept prompt on requests the router served with one of its candidates."""
+def _router_feedback_rows(router: serving.Router, before: datetime | None) -> QuerySet[Feedback]:
+    """The organization's feedback on requests this router served with one of its candidates and
+    a kept prompt no longer than a dataset cell may be, newest first."""
+    served = (
+        UsageRecord.objects.filter(
+            organization_id=router.organization_id,
+            router_id=router.pk,
+            model__in=router.candidates,
+        )
+        .exclude(prompt="")
+        .annotate(prompt_chars=Length("prompt"))
+        .filter(prompt_chars__lte=int(settings.DATASET_MAX_CELL_CHARS))
+        .values("generation_id")
+    )
+    rows = Feedback.objects.filter(organization_id=router.organization_id, usage_id__in=served)
+    if before is not None:
+        rows = rows.filter(created_at__lte=before)
+    return rows.order_by("-created_at", "-pk")
+
+
+def router_feedback(
+    router: serving.Router, *, before: datetime | None = None, limit: int | None = None
+) -> list[serving.FeedbackExample]:
+    """The router's newest feedback (``_router_feedback_rows``) up to ``limit`` rows
+    (``FEEDBACK_RETRAIN_MAX_ROWS`` unless given): ids and scores first, then the prompts a
+    chunk at a time."""
+    limit = int(settings.FEEDBACK_RETRAIN_MAX_ROWS) if limit is None else limit
+    scores = list(_router_feedback_rows(router, before).values_list("usage_id", "score")[:limit])
+    examples = []
     # Feedback points at the generation's guard row; the records (partitioned by month: no
     # foreign key reaches them) are looked up by those generation ids, a chunk at a time.
-    scores = list(
-        Feedback.objects.filter(organization_id=router.organization_id)
-        .order_by("created_at")
-        .values_list("usage_id", "score")
-    )
-    records: dict[str, tuple[str, str, Decimal]] = {}
     for start in range(0, len(scores), _CHUNK):
-        chunk = [generation_id for generation_id, _ in scores[start : start + _CHUNK]]
-        found = (
-            UsageRecord.objects.filter(
-                organization_id=router.organization_id,
-                generation_id__in=chunk,
-                router_id=router.pk,
-                model__in=router.candidates,
-            )
-            .exclude(prompt="")
-            .values_list("generation_id", "prompt", "model", "cost")
-        )
-        for generation_id, prompt, model, cost in found:
-            records[generation_id] = (prompt, model, cost)
-    return [
-        serving.FeedbackExample(prompt=prompt, model=model, score=score, cost=float(cost))
-        for generation_id, score in scores
-        if generation_id in records
-        for prompt, model, cost in [records[generation_id]]
-    ]
+        chunk = dict(scores[start : start + _CHUNK])
+        found = UsageRecord.objects.filter(
+            organization_id=router.organization_id,
+            generation_id__in=list(chunk),
+            router_id=router.pk,
+            model__in=router.candidates,
+        ).values_list("generation_id", "prompt", "model", "cost")
+        records = {generation_id: (p, m, c) for generation_id, p, m, c in found}
+        examples += [
+            serving.FeedbackExample(prompt=p, model=m, score=score, cost=float(c))
+            for generation_id, score in chunk.items()
+            if generation_id in records
+            for p, m, c in [records[generation_id]]
+        ]
+    return examples
 
 
 def feedback_retrain(*, router: serving.Router) -> serving.FeedbackRetrain:
-    """Build the dataset version from the router's feedback and queue a training run on it."""
-    return serving.feedback_retrain(router=router, feedback=router_feedback(router))
+    """Queue a retrain of ``router`` from its feedback: cheap checks, the rows it will use
+    counted (bounded), its dataset and run recorded; a task on the training queue builds the
+    dataset and starts the run (``feedback_retrain_build``)."""
+    serving.feedback_retrain_check(router)
+    rows = _router_feedback_rows(router, None)
+    if not rows.exists():
+        raise InvalidInput(
+            f"No feedback yet on requests served by router/{router.slug} with their prompts; "
+            "send POST /api/v1/feedback for some generations first."
+        )
+    count = rows.values("pk")[: int(settings.FEEDBACK_RETRAIN_MAX_ROWS)].count()
+    with transaction.atomic():
+        started = serving.feedback_retrain_queue(router=router, feedback_rows=count)
+        transaction.on_commit(partial(_build_queue, started.run.pk))
+    return started
+
+
+def _build_queue(run_id: int) -> None:
+    from routing import tasks
+
+    tasks.feedback_retrain_build.delay(run_id)
+
+
+def feedback_retrain_build(run_id: int) -> str:
+    """The worker's part: build the retrain's dataset from the feedback given before it was
+    queued, and queue its training (``training.feedback_jobs``)."""
+    return serving.feedback_build(
+        run_id=run_id, read=lambda router, before: router_feedback(router, before=before)
+    )

@@ -205,6 +205,22 @@ def experiment_report(router: Router) -> dict[str, Any]:
     return report
 
 
+def experiment_report_json(router: Router) -> dict[str, Any]:
+    """``experiment_report`` as the API answers it: an estimate over no decisions (NaN) and an
+    interval over fewer than two (±inf) are null, which JSON can carry and NaN is not."""
+    return dict(_finite_or_null(experiment_report(router)))
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(item) for item in value]
+    return value
+
+
 def routers_promote_if_better() -> list[int]:
     """Apply the promotion rule to the routers that asked for it (at most
     ``ROUTER_PROMOTION_MAX_ROUTERS`` per run); returns the ids of the routers promoted."""

@@ -18,7 +18,7 @@ from accounts.tenant_api import TenantAPIView
 from routerhub.errors import NotFound
 from routing.feedback import feedback_retrain
 from routing.gateway.catalog_cache import catalog_get
-from routing.lifecycle_report import experiment_report
+from routing.lifecycle_report import experiment_report_json
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
     messages_prompt,
@@ -87,12 +87,26 @@ class RouterSelectView(TenantAPIView):
 
 
 class RouterFeedbackRetrainView(TenantAPIView):
-    """``POST /api/v1/routers/{slug}/retrain-from-feedback``: one click from feedback to a run."""
+    """``POST /api/v1/routers/{slug}/retrain-from-feedback``: one click from feedback to a run.
+
+    Answers at once with the queued run (stage ``building_dataset``), its dataset (``validating``
+    until a worker has built it) and the feedback rows it will use; 409 naming the run while the
+    router has one queued or running."""
 
     tenant_model = Router
     required_roles = {"POST": Role.ADMIN}
 
-    @extend_schema(request=None, responses={202: RetrainOutput})
+    @extend_schema(
+        request=None,
+        responses={202: RetrainOutput},
+        description=(
+            "Queues a retrain: the run is `queued` at stage `building_dataset` and the dataset "
+            "`validating` until a worker has built it from the newest feedback (at most "
+            "FEEDBACK_RETRAIN_MAX_ROWS, counted in `feedback_rows`). A dataset that does not "
+            "validate ends the run `failed` with the reason. 409 while the router has a run "
+            "queued or running (`metadata.run`)."
+        ),
+    )
     def post(self, request: Request, slug: str) -> Response:
         router = self.get_queryset().filter(slug=slug).select_related("active_version").first()
         if router is None:
@@ -122,4 +136,4 @@ class RouterExperimentView(TenantAPIView):
         router = routers.filter(slug=slug).first()
         if router is None:
             raise NotFound(f"No router '{slug}' in this organization.", param="slug")
-        return Response(experiment_report(router))
+        return Response(experiment_report_json(router))

@@ -165,7 +165,9 @@ def router_retrain_from_feedback(request: HttpRequest, slug: str) -> HttpRespons
         messages.error(request, exc.message)
         return redirect("training-router", slug=slug)
     messages.success(
-        request, f"Training on {started.feedback_rows} feedback row(s) plus the previous data."
+        request,
+        f"Building a dataset from {started.feedback_rows} feedback row(s) plus the previous "
+        "data; training starts once it is built.",
     )
     return redirect("training-run", run_id=started.run.pk)
 

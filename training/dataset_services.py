@@ -99,17 +99,28 @@ def dataset_from_bytes(
 def dataset_validate(*, dataset_id: int) -> Dataset | None:
     """Parse a ``validating`` dataset into ``ready`` or ``invalid``; safe to call twice.
 
-    Each call counts an attempt before reading anything: tasks are acknowledged late, so a file
-    whose processing kills the worker is delivered again, and after ``MAX_VALIDATION_ATTEMPTS``
-    such deliveries the dataset is refused rather than tried forever. The parse runs under a
-    memory ceiling (``DATASET_VALIDATION_MEMORY_BYTES``) so it fails with a reason instead.
+    Each call counts an attempt before reading anything (``dataset_attempt``). The parse runs
+    under a memory ceiling (``DATASET_VALIDATION_MEMORY_BYTES``) so it fails with a reason.
+    """
+    dataset, counted = dataset_attempt(dataset_id)
+    if dataset is None or not counted:
+        return dataset
+    return dataset_parse(dataset)
+
+
+def dataset_attempt(dataset_id: int) -> tuple[Dataset | None, bool]:
+    """Count one more delivery of a ``validating`` dataset's processing: the dataset, and
+    whether to process it (False: not validating any more, or refused now).
+
+    Tasks are acknowledged late, so work that kills the worker is delivered again, and after
+    ``MAX_VALIDATION_ATTEMPTS`` such deliveries the dataset is refused rather than tried forever.
     """
     counted = Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.VALIDATING).update(
         validation_attempts=F("validation_attempts") + 1
     )
     dataset = Dataset.objects.filter(pk=dataset_id).first()
     if dataset is None or not counted:
-        return dataset
+        return dataset, False
     if dataset.validation_attempts > MAX_VALIDATION_ATTEMPTS:
         logger.warning(
             "dataset %s: validation gave up after %s attempts", dataset_id, MAX_VALIDATION_ATTEMPTS
@@ -119,11 +130,16 @@ def dataset_validate(*, dataset_id: int) -> Dataset | None:
             "RouterHub gave up on it. Check its size, rows and columns against the "
             "limits, or split it into smaller files."
         )
-        return _dataset_finish(dataset, errors=[_file_error(message)])
+        return dataset_refuse(dataset, message), False
+    return dataset, True
+
+
+def dataset_parse(dataset: Dataset) -> Dataset:
+    """Parse a counted dataset's file (``dataset_attempt``) into ``ready`` or ``invalid``."""
     try:
         parsed, normalized = _dataset_read(dataset)
     except Exception as exc:  # a malformed file must never crash the worker or stay validating
-        return _dataset_finish(dataset, errors=_validation_errors(dataset_id, exc))
+        return _dataset_finish(dataset, errors=_validation_errors(dataset.pk, exc))
     parsed_name = default_storage.save(
         f"datasets/parsed/{dataset.organization_id}-{dataset.pk}.parquet", ContentFile(normalized)
     )
@@ -133,6 +149,11 @@ def dataset_validate(*, dataset_id: int) -> Dataset | None:
     dataset.has_costs = parsed.costs is not None
     dataset.warnings = parsed.warnings
     return _dataset_finish(dataset, errors=[])
+
+
+def dataset_refuse(dataset: Dataset, message: str) -> Dataset:
+    """Mark a dataset ``invalid`` with one file-level reason."""
+    return _dataset_finish(dataset, errors=[_file_error(message)])
 
 
 def _dataset_read(dataset: Dataset) -> tuple[ingest.ParsedDataset, bytes]:

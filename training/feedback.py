@@ -1,4 +1,5 @@
-"""Feedback → a new dataset version → a retrained router, in one call.
+"""Feedback → the rows of a new dataset version (``training.feedback_jobs`` builds and trains
+it on a worker).
 
 Feedback scores one model per prompt (the one that served it). The new dataset is the active
 version's training data plus one row per prompt with feedback: the served model's column holds
@@ -27,23 +28,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
-from django.utils import timezone
 
 from routerhub.domain import InvalidInput
-from training import services
 from training.execution import Orientation, load_parsed
 from training.feedback_tasks import Levels, feedback_task_levels
 from training.ingest import ParsedDataset
 from training.learner.task_labels import has_subtasks, task_levels
-from training.models import Dataset, DatasetStatus, Router, RouterVersion, TrainingRun
+from training.models import Router, RouterVersion
 from training.predictor import Predictor, predictor_for_version
-from training.serving import FeedbackExample, FeedbackRetrain
+from training.serving import FeedbackExample
 
 Row = dict[str, Any]
 
 
-def _feedback_check(router: Router, feedback: Sequence[FeedbackExample]) -> None:
+def feedback_retrain_check(router: Router) -> RouterVersion:
+    """The active version a retrain from feedback builds on (``InvalidInput`` saying what is
+    missing): cheap checks, no data read."""
     version = router.active_version
     if version is None or version.dataset is None:
         raise InvalidInput("Train the router once before retraining it from feedback.")
@@ -52,6 +52,18 @@ def _feedback_check(router: Router, feedback: Sequence[FeedbackExample]) -> None
             "Turn on prompt logging (Organization settings) first: feedback can only become "
             "training data for requests whose prompts were kept."
         )
+    missing = [m for m in router.candidates if m not in version.dataset.model_ids]
+    if missing:
+        raise InvalidInput(
+            f"The active version's dataset has no scores for: {', '.join(missing)}; retraining "
+            "from feedback builds on that data, so train the router on a dataset with them first.",
+            param="router",
+        )
+    return version
+
+
+def _feedback_check(router: Router, feedback: Sequence[FeedbackExample]) -> None:
+    feedback_retrain_check(router)
     if not feedback:
         raise InvalidInput(
             f"No feedback yet on requests served by router/{router.slug} with their prompts; "
@@ -225,43 +237,3 @@ def feedback_dataset(
         family = incumbents.get("family")
         tasks = feedback_task_levels(predictor.router, family, levels, base.prompts, new)
     return [*rebuild.base_rows(), *rebuild.new_rows(new, predictor, tasks)], mapping
-
-
-def _previous_options(router: Router, version: RouterVersion) -> dict[str, Any]:
-    """The options the active version was trained with (folds, prices, held-out dataset), so
-    the retrained version is measured and costed as it was; a held-out dataset no longer
-    ready is left out."""
-    run = TrainingRun.objects.filter(version=version).order_by("-pk").first()
-    options = dict(run.options) if run is not None else {}
-    test = options.get("test_dataset")
-    if test is None:
-        return options
-    ready = Dataset.objects.filter(
-        pk=test, organization_id=router.organization_id, status=DatasetStatus.READY
-    )
-    if not ready.exists():
-        options.pop("test_dataset")
-    return options
-
-
-def feedback_retrain(*, router: Router, feedback: Sequence[FeedbackExample]) -> FeedbackRetrain:
-    """Build the dataset version, validate it now, and queue a training run on it."""
-    rows, columns = feedback_dataset(router, feedback)
-    content = b"\n".join(orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) for row in rows)
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    name = f"{router.slug}-feedback-{stamp}.jsonl"
-    previous = router.active_version
-    assert previous is not None and previous.dataset is not None
-    try:
-        validated = services.dataset_from_bytes(
-            organization=router.organization,
-            name=name,
-            content=content,
-            columns=columns,
-            maximize=previous.dataset.maximize,
-        )
-    except services.DatasetNotReady as exc:
-        raise InvalidInput(f"The feedback dataset did not validate: {exc.problems(3)}") from None
-    options = _previous_options(router, previous)
-    run = services.training_run_start(router=router, dataset=validated, options=options)
-    return FeedbackRetrain(validated, run, len(feedback))

@@ -141,6 +141,7 @@ ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 # What people read for each stage id a run reports (training.execution, training.learner).
 STAGE_LABELS = {
     "queued": "Waiting for a worker",
+    "building_dataset": "Building the dataset from feedback",
     "starting": "Starting",
     "requeued": "Waiting for a worker again (the last one stopped)",
     "featurizing": "Reading the prompts",

@@ -25,9 +25,12 @@ from routerhub.text import decimal_number
 from training import dispatch
 from training.dataset_services import (
     DatasetNotReady,
+    dataset_attempt,
     dataset_create,
     dataset_delete,
     dataset_from_bytes,
+    dataset_parse,
+    dataset_refuse,
     dataset_validate,
 )
 from training.models import (
@@ -43,14 +46,19 @@ from training.run_events import training_run_announce
 
 __all__ = [
     "DatasetNotReady",
+    "dataset_attempt",
     "dataset_create",
     "dataset_delete",
     "dataset_from_bytes",
+    "dataset_parse",
+    "dataset_refuse",
     "dataset_validate",
+    "options_validate",
     "router_create",
     "router_delete",
     "router_update",
     "training_run_cancel",
+    "training_run_record",
     "training_run_start",
     "training_runs_sweep",
     "version_activate",
@@ -135,7 +143,7 @@ def _version_warm(version: RouterVersion) -> None:
 
 
 # --- training runs ---------------------------------------------------------------------------------
-def _validate_options(
+def options_validate(
     options: dict[str, Any], candidates: list[str], organization: Organization
 ) -> dict[str, Any]:
     clean: dict[str, Any] = {}
@@ -208,7 +216,22 @@ def training_run_start(
         )
     if len(candidates) < 2:
         raise InvalidInput("A router needs at least 2 candidates to train.", param="candidates")
-    clean = _validate_options(options or {}, candidates, router.organization)
+    clean = options_validate(options or {}, candidates, router.organization)
+    run = training_run_record(router=router, dataset=dataset, candidates=candidates, options=clean)
+    dispatch.training_run_queue(run.pk)
+    return run
+
+
+def training_run_record(
+    *,
+    router: Router,
+    dataset: Dataset,
+    candidates: list[str],
+    options: dict[str, Any],
+    stage: str = "queued",
+) -> TrainingRun:
+    """Record a queued run (409 while the router has one queued or running, or the organization
+    has its maximum); queueing its work is the caller's."""
     try:
         with transaction.atomic():
             # Run starts of one organization take turns on its row, so the active-run count
@@ -219,17 +242,16 @@ def training_run_start(
             if not router.candidates:
                 router.candidates = candidates
                 router.save(update_fields=["candidates"])
-            run = TrainingRun.objects.create(
+            return TrainingRun.objects.create(
                 organization_id=router.organization_id,
                 router=router,
                 dataset=dataset,
-                options=clean,
+                options=options,
+                stage=stage,
             )
-            dispatch.training_run_queue(run.pk)
     except IntegrityError:
         _active_runs_check(router)
         raise
-    return run
 
 
 def _active_runs_check(router: Router) -> None:

@@ -7,8 +7,9 @@ pandas; the predictor, services and feedback modules load on first use.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
@@ -47,7 +48,9 @@ __all__ = [
     "drift_sample_observe",
     "estimated_tokens",
     "experiment_started_at",
-    "feedback_retrain",
+    "feedback_build",
+    "feedback_retrain_check",
+    "feedback_retrain_queue",
     "predictor_for_version",
     "predictor_is_loaded",
     "promotion_candidates",
@@ -75,6 +78,9 @@ class FeedbackExample:
 
 @dataclass(frozen=True)
 class FeedbackRetrain:
+    """A queued retrain: its dataset (built on a worker), its run, and the feedback rows it will
+    use as counted when it was queued (at most ``FEEDBACK_RETRAIN_MAX_ROWS``)."""
+
     dataset: Dataset
     run: TrainingRun
     feedback_rows: int
@@ -101,11 +107,29 @@ def drift_sample_observe(version: RouterVersion, prompt: str) -> None:
     drift_samples.drift_sample_observe(version, prompt)
 
 
-def feedback_retrain(*, router: Router, feedback: Sequence[FeedbackExample]) -> FeedbackRetrain:
-    """A dataset version of the active data plus ``feedback``, and a queued run on it."""
+def feedback_retrain_check(router: Router) -> None:
+    """``InvalidInput`` when ``router`` cannot be retrained from feedback (cheap: no data read)."""
     from training import feedback as training_feedback
 
-    return training_feedback.feedback_retrain(router=router, feedback=feedback)
+    training_feedback.feedback_retrain_check(router)
+
+
+def feedback_retrain_queue(*, router: Router, feedback_rows: int) -> FeedbackRetrain:
+    """Record a retrain's dataset (built later) and its queued run, stage ``building_dataset``
+    (``training.feedback_jobs``); ``Conflict`` while the router has a run queued or running."""
+    from training import feedback_jobs
+
+    return feedback_jobs.feedback_retrain_queue(router=router, feedback_rows=feedback_rows)
+
+
+def feedback_build(
+    *, run_id: int, read: Callable[[Router, datetime], Sequence[FeedbackExample]]
+) -> str:
+    """Build a queued retrain's dataset from the feedback ``read`` gives (the router, feedback
+    up to the run's creation) and queue its training; failures end the run with the reason."""
+    from training import feedback_jobs
+
+    return feedback_jobs.feedback_build(run_id, read)
 
 
 def cascade_report(*, version: RouterVersion, steps: list[dict[str, Any]]) -> dict[str, Any]:

@@ -28,7 +28,9 @@ def training_run_execute(run_id: int) -> str:
 
 @shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
 def training_runs_sweep() -> list[int]:
-    return services.training_runs_sweep()
+    from training.feedback_jobs import feedback_builds_sweep
+
+    return services.training_runs_sweep() + feedback_builds_sweep()
 
 
 @shared_task(name="training.drift_check", acks_late=True, soft_time_limit=300, time_limit=360)

@@ -35,6 +35,12 @@ TRAINING_HARD_TIME_LIMIT = env.int(
     "TRAINING_HARD_TIME_LIMIT", default=TRAINING_SOFT_TIME_LIMIT + 120
 )
 TRAINING_HEARTBEAT_STALE_SECONDS = env.int("TRAINING_HEARTBEAT_STALE_SECONDS", default=120)
+# Retrain from feedback (training/feedback_jobs.py): the newest feedback rows one retrain reads,
+# the time limit of the task that builds its dataset, and how long a retrain may wait for its
+# dataset (queued behind other work, or its worker lost) before it is failed with that reason.
+FEEDBACK_RETRAIN_MAX_ROWS = env.int("FEEDBACK_RETRAIN_MAX_ROWS", default=20_000)
+FEEDBACK_RETRAIN_TIME_LIMIT = env.int("FEEDBACK_RETRAIN_TIME_LIMIT", default=900)
+FEEDBACK_RETRAIN_DEADLINE_SECONDS = env.int("FEEDBACK_RETRAIN_DEADLINE_SECONDS", default=6 * 3600)
 # Sentence-embedding features for routers trained from now on ("off" or "wordllama": the
 # wordllama package's packaged weights, nothing downloaded; training/learner/embedding.py). A
 # version records its featurizer, so changing this never changes how a saved version serves.

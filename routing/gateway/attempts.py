@@ -40,6 +40,7 @@ from routing.gateway.exchange import (
     partial_usage,
     record_success,
     response_head,
+    sent_trace,
 )
 from routing.gateway.needs import readable_body
 from routing.gateway.planning import Candidate
@@ -186,7 +187,6 @@ async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
         return None
     adapter = ADAPTERS[endpoint.api_style]
     upstream = _upstream_request(ex, candidate, stream=False)
-    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(
@@ -194,6 +194,7 @@ async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
                 content=upstream.content(),
                 headers=upstream.headers,
                 timeout=upstream_timeout(),
+                extensions=sent_trace(ex, candidate),
             )
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)
@@ -256,14 +257,15 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
         content=upstream.content(),
         headers=upstream.headers,
         timeout=upstream_timeout(),
+        extensions=sent_trace(ex, candidate),
     )
-    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         response = await client.send(request, stream=True)
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)
         return None
     if response.status_code != 200:
+        ex.sending = None  # refused: not billed while its error body is read
         try:
             raw = await body_prefix(response, ERROR_BODY_BYTES)
         except httpx.HTTPError as exc:  # a body that is not what its encoding says
@@ -293,6 +295,7 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
             ex.first_byte_at = time.monotonic()
             return OpenStream(response, events, decoder, first)
         error, detail = "unusable_response", UNUSABLE
+    ex.sending = None  # failed: not billed while the connection closes
     await response.aclose()
     response_release(response)
     failed(ex, endpoint, error, scrubbed(detail, candidate))
@@ -402,4 +405,29 @@ async def _emit(
     if encoder is not None:
         await ex.req.write(b"".join(encoder.chunk(choice) for choice in choices))
     else:
-        await ex.req.write(b"data: " + orjson.dumps(head | {"choices": choices}) + b"\n\n")
+        chunks = [head | {"choices": part} for part in finish_apart(choices)]
+        await ex.req.write(b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks))
+
+
+def finish_apart(choices: list[JSON]) -> list[list[JSON]]:
+    """The choices of one upstream event as OpenAI chunks. OpenAI ends a choice with a chunk of
+    its own (an empty delta and the ``finish_reason``); a provider that sends the last delta and
+    the finish together (Gemini) is sent as two chunks, the same way: openai-node's stream
+    helper ends a tool call (``tool_calls.function.arguments.done``) only on a finish that comes
+    after the call's deltas, so it never announced a Gemini tool call."""
+    if not any(c.get("finish_reason") and c.get("delta") for c in choices):
+        return [choices]
+    content: list[JSON] = []
+    finish: list[JSON] = []
+    for choice in choices:
+        if not (choice.get("finish_reason") and choice.get("delta")):
+            content.append(choice)
+            continue
+        ending = {"index": choice.get("index", 0), "delta": {}}
+        ending |= {k: choice[k] for k in ("finish_reason", "native_finish_reason") if k in choice}
+        content.append(
+            {k: v for k, v in choice.items() if k != "native_finish_reason"}
+            | {"finish_reason": None}
+        )
+        finish.append(ending)
+    return [content, finish]

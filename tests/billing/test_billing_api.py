@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope
 from billing.drafts import UsageDraft
-from billing.models import UsageGeneration, UsageRecord
+from billing.models import Reservation, UsageGeneration, UsageRecord
 from billing.services import (
     ReservationRequest,
     credits_reserve,
@@ -235,3 +235,28 @@ def test_feedback_validates_score_and_hides_other_organizations(billed):
 
     assert out_of_range.status_code == 400 and out_of_range.json()["error"]["param"] == "score"
     assert foreign.status_code == 404
+
+
+def test_a_request_answered_but_not_yet_settled_is_a_retryable_503_not_a_404(billed):
+    """Feedback (or the generation) asked for right after the answer, before settlement wrote
+    the usage record: README's client example does so. The hold says the request exists."""
+    tenants, inference, _, _ = billed
+    outsider = key_client(key_make(tenants.outsider_organization))
+    Reservation.objects.create(
+        organization=tenants.organization,
+        generation_id="gen-answered-not-settled",
+        amount=Decimal("0.01"),
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    body = {"generation_id": "gen-answered-not-settled", "score": 1}
+
+    feedback = inference.post("/api/v1/feedback", body, format="json")
+    generation = inference.get("/api/v1/generation", {"id": "gen-answered-not-settled"})
+    foreign = outsider.post("/api/v1/feedback", body, format="json")
+    unknown = inference.post("/api/v1/feedback", body | {"generation_id": "gen-no"}, format="json")
+
+    for response, param in ((feedback, "generation_id"), (generation, "id")):
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert response.json()["error"]["param"] == param
+        assert "not settled yet" in response.json()["error"]["message"]
+    assert foreign.status_code == 404 and unknown.status_code == 404

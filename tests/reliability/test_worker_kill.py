@@ -29,7 +29,7 @@ from bench.procs import tree
 from tests.conftest import require_postgres, require_redis
 from tests.factories import organization_make
 from tests.log_hygiene import subprocess_log
-from tests.processes import database_url
+from tests.processes import worker_environment
 from tests.training.conftest import csv_bytes, synthetic_frame
 from tests.training.helpers import big_training_run
 from training import services
@@ -55,15 +55,7 @@ def worker(media: Path, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         from tests.conftest import service_missing
 
         service_missing("needs a Redis broker: set CELERY_BROKER_URL=redis://127.0.0.1:6379/1")
-    env = os.environ | {
-        "ROUTERHUB_ENV": "test",
-        "ROUTERHUB_VAR_DIR": str(settings.VAR_DIR),
-        "MEDIA_ROOT": str(media),
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "TRAINING_HEARTBEAT_STALE_SECONDS": str(STALE_SECONDS),
-    }
+    env = worker_environment(media, TRAINING_HEARTBEAT_STALE_SECONDS=str(STALE_SECONDS))
     argv = [str(Path(sys.executable).parent / "celery"), "-A", "routerhub", "worker",
             "-Q", "default,training", "--concurrency", "1", "--without-mingle",
             "--without-gossip", "-l", "info"]  # fmt: skip

@@ -19,7 +19,7 @@ from tests.training.helpers import upload
 from training import services
 from training.execution import load_parsed
 from training.models import Dataset, Router, TrainingRun
-from training.serving import FeedbackExample, feedback_retrain
+from training.serving import FeedbackExample, feedback_build, feedback_retrain_queue
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
@@ -69,8 +69,12 @@ def _trained(
 
 
 def _retrained(router: Router, feedback: list[FeedbackExample], capture: Any) -> Any:
+    # The request records the retrain; a worker builds its dataset from the feedback routing
+    # reads (here: exactly ``feedback``) and queues the run, which the captured commit runs.
+    retrain = feedback_retrain_queue(router=router, feedback_rows=len(feedback))
     with capture(execute=True):
-        retrain = feedback_retrain(router=router, feedback=feedback)
+        feedback_build(run_id=retrain.run.pk, read=lambda _router, _before: feedback)
+    retrain.dataset.refresh_from_db()
     retrain.run.refresh_from_db()
     assert retrain.run.status == "succeeded", retrain.run.error
     return retrain

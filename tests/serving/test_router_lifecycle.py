@@ -65,6 +65,14 @@ def lifecycle(manage: APIClient, **changes: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
+def experiment_start(world: World, **changes: Any) -> APIClient:
+    """Version 1 serving, version 2 (30 rows) trained, and the experiment ``changes`` start."""
+    manage, _ = train_router(world)
+    train_small_version(manage)
+    lifecycle(manage, **changes)
+    return manage
+
+
 def dashboard_admin(world: World) -> tuple[Client, str]:
     client, admin = Client(), member_add(world.organization, Role.ADMIN)
     client.force_login(admin)
@@ -113,6 +121,22 @@ def test_a_shadow_decides_beside_the_active_version_without_changing_what_is_ser
     prose = logs[after[1].id]
     assert (prose.served_model, prose.shadow_model) == (DEAR, CHEAP)
     assert set(orjson.loads(math.predicted)) == {CHEAP, DEAR}
+
+
+def test_an_experiment_reports_before_its_first_decision_with_null_estimates(
+    world: World,
+) -> None:
+    manage = experiment_start(world, shadow_version=2, shadow_share=0.2)
+
+    response = manage.get("/api/v1/routers/support/experiment")
+
+    assert response.status_code == 200  # was a 500: NaN and Infinity are not JSON
+    report = response.json()
+    assert (report["experiment"], report["decisions_logged"]) == ("shadow", 0)
+    nothing = {"estimate": None, "low": None, "high": None, "n": 0}
+    assert report["difference"]["score"] == nothing
+    assert report["versions"][0]["cost"] == nothing
+    assert report["verdict"] == {"better": False, "reason": "0 of 500 decisions"}
 
 
 def test_a_better_shadow_is_promoted_a_worse_one_is_not_and_rollback_is_audited(
@@ -173,9 +197,7 @@ def test_a_better_shadow_is_promoted_a_worse_one_is_not_and_rollback_is_audited(
 def test_an_ab_split_serves_both_versions_and_reports_each_on_its_own_traffic(
     world: World,
 ) -> None:
-    manage, _ = train_router(world)
-    train_small_version(manage)
-    lifecycle(manage, challenger_version=2, challenger_share=0.5)
+    manage = experiment_start(world, challenger_version=2, challenger_share=0.5)
 
     served = serve_with_feedback(world, 24)
 

@@ -5,79 +5,27 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from tests.log_hygiene import subprocess_log
-from tests.processes import database_url
+from tests.processes import training_workers, until
 from tests.training.helpers import big_training_run
 from training import services
 from training.models import RunStatus, TrainingRun
-
-
-def _until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 @pytest.fixture
 def start_worker(media: Path, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     if connection.vendor == "sqlite" and ":memory:" in str(connection.settings_dict["NAME"]):
         pytest.skip("the worker needs a database file or server it can share with the test")
-    env = os.environ | {
-        "ROUTERHUB_ENV": "test",
-        "ROUTERHUB_VAR_DIR": str(settings.VAR_DIR),
-        "MEDIA_ROOT": str(media),
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-    }
-    workers: list[subprocess.Popen[bytes]] = []
-
-    def start() -> subprocess.Popen[bytes]:
-        log = subprocess_log("celery-worker", tmp_path).open("wb")
-        worker = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "celery"),
-                "-A",
-                "routerhub",
-                "worker",
-                "-Q",
-                "training",
-                "-P",
-                "solo",
-                "--without-mingle",
-                "--without-gossip",
-                "-l",
-                "info",
-            ],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=30)
+    with training_workers(media, tmp_path) as start:
+        yield start
 
 
 @pytest.mark.slow
@@ -96,13 +44,13 @@ def test_a_worker_killed_mid_training_leaves_a_run_that_is_retried_to_success(
         run.refresh_from_db()
         return run.status == RunStatus.RUNNING and run.stage in ("cross_validating", "fitting")
 
-    _until(mid_training, 240, "the worker to start training")
+    until(mid_training, 240, "the worker to start training")
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait(timeout=30)
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING  # the dead worker cannot say anything
 
-    _until(
+    until(
         lambda: run.pk in services.training_runs_sweep(stale_after=timedelta(seconds=1)),
         60,
         "the sweeper to notice the missing heartbeat",
@@ -117,7 +65,7 @@ def test_a_worker_killed_mid_training_leaves_a_run_that_is_retried_to_success(
         run.refresh_from_db()
         return run.is_finished
 
-    _until(finished, 400, "the retried run to finish")
+    until(finished, 400, "the retried run to finish")
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.attempts == 2
     assert run.version is not None
@@ -131,7 +79,7 @@ def test_cancelling_a_running_run_stops_it_at_the_next_checkpoint(
 ) -> None:
     run = big_training_run(rows=3000)
     start_worker()
-    _until(
+    until(
         lambda: TrainingRun.objects.get(pk=run.pk).status == RunStatus.RUNNING,
         240,
         "the worker to start training",
@@ -143,7 +91,7 @@ def test_cancelling_a_running_run_stops_it_at_the_next_checkpoint(
         run.refresh_from_db()
         return run.is_finished
 
-    _until(finished, 240, "the run to stop")
+    until(finished, 240, "the run to stop")
     assert run.status == RunStatus.CANCELLED
     assert run.version is None
     assert not run.router.versions.exists()

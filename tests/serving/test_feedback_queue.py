@@ -1,0 +1,213 @@
+"""Retrain from feedback answers at once: the request checks, counts and records, a task builds.
+
+What does not depend on a real worker is proved here (tasks eager where they run at all); the
+worker's side is in ``test_feedback_worker.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import Role
+from billing.models import UsageRecord
+from routing.feedback import feedback_record, feedback_retrain_build
+from tests.factories import member_add
+from tests.routing.world import World
+from tests.serving.test_router_serving import CHEAP, DEAR, train_router
+from training import feedback as training_feedback
+from training import feedback_jobs, predictor
+from training.execution import load_parsed
+from training.models import Dataset, Router, RunStatus, TrainingRun
+
+pytestmark = pytest.mark.usefixtures("eager_celery", "media")
+
+PROMPTS = ("Compute 8 + 5 * 3.", "Write two lines about rain on a tin roof.", "Compute 9 * 9 - 1.")
+
+
+def served_with_feedback(world: World, prompts: tuple[str, ...] = PROMPTS) -> Router:
+    """The trained router ``support`` with prompt logging on and feedback on one served request
+    per prompt, in ``prompts``' order (the last is the newest)."""
+    world.organization.prompt_logging = True
+    world.organization.save(update_fields=["prompt_logging"])
+    router = Router.objects.get(organization=world.organization, slug="support")
+    for i, prompt in enumerate(prompts):
+        UsageRecord.objects.create(
+            organization=world.organization,
+            generation_id=f"gen-fb-{i}",
+            model=(CHEAP, DEAR)[i % 2],
+            router="router/support",
+            router_id=router.pk,
+            status="succeeded",
+            prompt=prompt,
+            cost="0.001",
+            created_at=datetime.now(UTC),
+        )
+        feedback_record(
+            organization_id=world.organization.pk,
+            generation_id=f"gen-fb-{i}",
+            score=0.0,
+            key_id=None,
+        )
+    return router
+
+
+@pytest.fixture
+def nothing_heavy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading the feedback, a version's parsed data or its predictor fails the test."""
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the request must not read feedback, data or a predictor")
+
+    monkeypatch.setattr("routing.feedback.router_feedback", forbidden)
+    monkeypatch.setattr(training_feedback, "load_parsed", forbidden)
+    monkeypatch.setattr(training_feedback, "predictor_for_version", forbidden)
+    monkeypatch.setattr(predictor, "predictor_for_version", forbidden)
+
+
+@pytest.fixture
+def builds_held(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The build tasks the requests queue, held (as if no worker had taken them yet): their run
+    ids. (The world's database commits for real, so commit callbacks cannot be captured.)"""
+    held: list[int] = []
+    monkeypatch.setattr("routing.feedback._build_queue", held.append)
+    return held
+
+
+def test_the_request_reads_no_feedback_or_data_and_answers_with_the_queued_run(
+    world: World, nothing_heavy: None, builds_held: list[int]
+) -> None:
+    manage, _ = train_router(world)
+    served_with_feedback(world)
+
+    response = manage.post("/api/v1/routers/support/retrain-from-feedback")
+
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert body["status"] == "queued" and body["feedback_rows"] == 3
+    run = TrainingRun.objects.get(pk=body["id"])
+    assert run.stage == "building_dataset" and run.dataset_id == body["dataset"]
+    dataset = Dataset.objects.get(pk=body["dataset"])
+    assert dataset.status == "validating" and not dataset.file
+    assert builds_held == [run.pk]  # the build task, sent once the records are committed
+    page = manage.get(f"/api/v1/training-runs/{run.pk}").json()
+    assert page["status"] == "queued"
+
+
+def test_a_second_click_while_building_is_a_409_naming_the_run_and_records_nothing(
+    world: World, nothing_heavy: None, builds_held: list[int]
+) -> None:
+    manage, _ = train_router(world)
+    served_with_feedback(world)
+    admin = member_add(world.organization, Role.ADMIN)
+    browser = Client()
+    browser.force_login(admin)
+
+    first = manage.post("/api/v1/routers/support/retrain-from-feedback").json()
+    datasets = Dataset.objects.count()
+    second = manage.post("/api/v1/routers/support/retrain-from-feedback")
+    page = browser.post("/dashboard/routers/support/retrain-from-feedback", follow=True)
+
+    assert second.status_code == 409
+    error = second.json()["error"]
+    assert error["metadata"] == {"run": first["id"], "status": "queued"}
+    assert f"run {first['id']}" in error["message"]
+    assert f"already has a training run queued (run {first['id']})" in page.content.decode()
+    assert Dataset.objects.count() == datasets and builds_held == [first["id"]]
+
+
+def test_the_newest_feedback_up_to_the_cap_is_used_and_overlong_prompts_are_left_out(
+    world: World, settings: Any
+) -> None:
+    manage, _ = train_router(world)
+    settings.DATASET_MAX_CELL_CHARS = 200
+    served_with_feedback(world, (*PROMPTS, "Explain " + "very " * 60 + "slowly."))
+    settings.FEEDBACK_RETRAIN_MAX_ROWS = 2
+
+    response = manage.post("/api/v1/routers/support/retrain-from-feedback")
+
+    assert response.status_code == 202, response.json()
+    assert response.json()["feedback_rows"] == 2
+    dataset = Dataset.objects.get(pk=response.json()["dataset"])
+    assert dataset.status == "ready", dataset.errors
+    prompts = set(load_parsed(dataset).prompts)
+    assert {PROMPTS[1], PROMPTS[2]} <= prompts  # the newest two that fit a cell
+    assert PROMPTS[0] not in prompts and dataset.rows == 180 + 2
+    assert TrainingRun.objects.get(pk=response.json()["id"]).status == RunStatus.SUCCEEDED
+
+
+def test_a_dataset_that_does_not_validate_fails_the_run_and_the_dataset_visibly(
+    world: World, settings: Any
+) -> None:
+    manage, _ = train_router(world)
+    served_with_feedback(world)
+    settings.DATASET_MAX_ROWS = 181  # the 180 rows trained on fit; with 3 new prompts they do not
+    admin = member_add(world.organization, Role.ADMIN)
+    browser = Client()
+    browser.force_login(admin)
+
+    response = manage.post("/api/v1/routers/support/retrain-from-feedback")
+
+    assert response.status_code == 202, response.json()
+    run = manage.get(f"/api/v1/training-runs/{response.json()['id']}").json()
+    assert run["status"] == "failed"
+    assert run["error"].startswith("The feedback dataset did not validate:")
+    dataset = manage.get(f"/api/v1/datasets/{response.json()['dataset']}").json()
+    assert dataset["status"] == "invalid" and dataset["errors"]
+    page = browser.get(f"/dashboard/training-runs/{run['id']}/").content.decode()
+    assert "The feedback dataset did not validate" in page
+
+
+def _queued(world: World) -> tuple[Any, dict[str, Any]]:
+    """The management client and the answer of a retrain queued (its build held)."""
+    manage, _ = train_router(world)
+    served_with_feedback(world)
+    return manage, manage.post("/api/v1/routers/support/retrain-from-feedback").json()
+
+
+def test_a_retrain_whose_build_never_came_is_failed_by_the_sweeper_with_the_reason(
+    world: World, builds_held: list[int]
+) -> None:
+    _manage, body = _queued(world)
+    run = TrainingRun.objects.get(pk=body["id"])
+
+    assert feedback_jobs.feedback_builds_sweep(now=run.created_at) == []
+    later = run.created_at + timedelta(hours=6, seconds=1)
+    assert feedback_jobs.feedback_builds_sweep(now=later) == [run.pk]
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "was not built within 21600 s" in run.error
+    assert Dataset.objects.get(pk=body["dataset"]).status == "invalid"
+    assert feedback_retrain_build(run.pk) == RunStatus.FAILED  # a late delivery does nothing
+
+
+def test_a_build_that_keeps_killing_its_worker_is_given_up_with_the_reason(
+    world: World, builds_held: list[int]
+) -> None:
+    _manage, body = _queued(world)
+    # Three deliveries counted and none finished: the worker died each time.
+    Dataset.objects.filter(pk=body["dataset"]).update(validation_attempts=3)
+
+    status = feedback_retrain_build(body["id"])
+
+    run = TrainingRun.objects.get(pk=body["id"])
+    assert status == RunStatus.FAILED == run.status
+    assert "stopped the worker 3 times" in run.error
+    assert Dataset.objects.get(pk=body["dataset"]).status == "invalid"
+
+
+def test_a_retrain_cancelled_before_its_build_leaves_no_dataset_validating(
+    world: World, builds_held: list[int]
+) -> None:
+    manage, body = _queued(world)
+    cancelled = manage.post(f"/api/v1/training-runs/{body['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.json()
+
+    assert feedback_retrain_build(body["id"]) == RunStatus.CANCELLED
+
+    dataset = Dataset.objects.get(pk=body["dataset"])
+    assert dataset.status == "invalid"
+    assert dataset.errors[0]["message"] == "Not built: the retrain was cancelled first."

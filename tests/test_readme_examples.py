@@ -1,0 +1,171 @@
+"""Every README.md example runs as written against a live RouterHub seeded as ``make run`` seeds it.
+
+One server (the session's in-process gateway and fake upstream, ``manage.py seed_demo`` pointed at
+the fake upstream, training in-process) is shared by the blocks, which run in README's order:
+later examples use what earlier ones made (the ``support`` router), as a reader's would.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from tests.celery_conf import celery_conf
+from tests.log_hygiene import prompts_register_from
+from tests.readme_examples import (
+    JS_PACKAGES,
+    Live,
+    block_run,
+    blocks_parse,
+    blocks_runnable,
+    blocks_unaccounted,
+    curl_shim_write,
+    js_missing_packages,
+    readme_text,
+    sample_problems,
+    samples_find,
+)
+from tests.routing.conftest import fake_server, gateway_server
+from tests.routing.servers import ServerThread, gateway_idle
+
+__all__ = ["fake_server", "gateway_server"]
+
+BLOCKS = blocks_parse(readme_text())
+RUNNABLE = blocks_runnable(BLOCKS)
+
+
+def test_every_readme_block_is_run_or_marked_not_run() -> None:
+    assert blocks_unaccounted(BLOCKS) == []
+    assert len(RUNNABLE) >= 10  # the parser finds README's examples (18 today)
+
+
+def test_an_unmarked_block_that_cannot_run_is_reported_and_a_marked_one_is_not() -> None:
+    text = (
+        "## Setup\n```yaml\nkey: value\n```\n\n<!-- not-run: a sample answer -->\n```json\n{}\n```\n"
+        "<!-- not-run: -->\n```text\nx\n```\n```python\nprint(1)\n```\n"
+    )
+    blocks = blocks_parse(text)
+
+    problems = blocks_unaccounted(blocks)
+
+    assert [b.language for b in blocks] == ["yaml", "json", "text", "python"]
+    assert blocks[1].not_run == "a sample answer" and blocks[3].section == "Setup"
+    assert len(problems) == 2
+    assert "yaml@README.md:2" in problems[0] and "no reason" in problems[1]
+    assert [b.line for b in blocks_runnable(blocks)] == [14]
+
+
+def test_a_sample_answer_is_checked_for_the_fields_of_the_live_answer() -> None:
+    code = (
+        'curl -s http://127.0.0.1:8000/api/v1/routers/support/experiment \\\n  -H "X: y"\n'
+        '# {"experiment": "shadow", "versions": [{"version": 1, "ips": {...}}, {"version": 2, ...}],\n'
+        '#  "verdict": {...}}\n'
+    )
+    [sample] = samples_find(code)
+    live = {
+        "experiment": "ab",
+        "versions": [{"version": 1, "ips": {}}, {"version": 2}],
+        "verdict": {},
+    }
+
+    assert sample.after.startswith(
+        "curl -s http://127.0.0.1:8000/api/v1/routers/support/experiment"
+    )
+    assert sample_problems(sample.parsed(), live) == []  # values are not compared
+    assert sample_problems(sample.parsed(), live | {"method": "x"}) == [
+        "the sample of the answer lacks 'method'"
+    ]
+    renamed = {"experiment": "ab", "versions": [{"number": 1, "ips": {}}], "verdict": {}}
+    assert sample_problems(sample.parsed(), renamed) == [
+        "versions has no field 'version'",
+        "the sample of versions lacks 'number'",
+    ]
+
+
+@pytest.fixture
+def readme_live(
+    transactional_db: None,
+    settings: Any,
+    fake_server: ServerThread,
+    gateway_server: ServerThread,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Live]:
+    """The demo organization of ``make run``, its keys in README's variables, a live server."""
+    real_curl = shutil.which("curl")
+    assert real_curl, "the README's bash examples need curl"
+    (tmp_path / "bin").mkdir()
+    curl_shim_write(tmp_path / "bin", real_curl)
+    js_dir = tmp_path / "js"
+    js_dir.mkdir()
+    if JS_PACKAGES.is_dir():
+        (js_dir / "node_modules").symlink_to(JS_PACKAGES)
+    fake_server.server.config.app.requests.clear()
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.DEMO_UPSTREAM_URL = fake_server.url
+    settings.REDIS_URL = ""  # in-process limiter, as the gateway tests' world
+    with celery_conf(task_always_eager=True):
+        keys = _demo_keys()
+        for name, value in keys.items():
+            monkeypatch.setenv(name, value)
+        try:
+            (tmp_path / "curl-log").mkdir()
+            yield Live(
+                gateway_server.url,
+                keys,
+                tmp_path / "bin",
+                js_dir,
+                shell_state=tmp_path / "shell-state",
+                curl_log=tmp_path / "curl-log",
+            )
+        finally:
+            gateway_idle()  # settlement runs after a response: let it end before the flush
+            # What the examples sent upstream is prompt text: the session's log scan looks for it.
+            for sent in list(fake_server.server.config.app.requests):
+                prompts_register_from(sent.get("body"))
+
+
+def _demo_keys() -> dict[str, str]:
+    from accounts.models import KeyScope, Organization
+    from routing.gateway.catalog_cache import catalog_cache_clear
+    from tests.factories import key_make
+
+    call_command("seed_demo", verbosity=0)
+    catalog_cache_clear()
+    demo = Organization.objects.get(slug="demo")
+    return {
+        "ROUTERHUB_API_KEY": key_make(demo, name="README inference"),
+        "ROUTERHUB_MGMT_KEY": key_make(demo, scope=KeyScope.MANAGE, name="README management"),
+    }
+
+
+def test_readme_bash_and_python_examples_run_as_written(readme_live: Live) -> None:
+    """Every bash and python block, in README's order on one server; every failure is listed."""
+    namespaces: dict[str, dict[str, Any]] = {}
+    failures = []
+    for block in RUNNABLE:
+        if block.runner == "node":
+            continue
+        try:
+            block_run(block, readme_live, namespaces)
+        except AssertionError as failure:
+            failures.append(str(failure))
+    assert not failures, "\n\n".join(failures)
+
+
+JS_BLOCKS = [b for b in RUNNABLE if b.runner == "node"]
+
+
+@pytest.mark.parametrize("block", JS_BLOCKS, ids=[b.id for b in JS_BLOCKS])
+def test_readme_js_example_runs_as_written(block: Any, readme_live: Live) -> None:
+    missing = js_missing_packages(block)
+    if missing:
+        pytest.skip(
+            f"{block.id} imports {', '.join(missing)}: not installed under tests/js/node_modules"
+        )
+    block_run(block, readme_live, {})

@@ -1,0 +1,204 @@
+"""Retrain from feedback off the request: the request records a queued run and its dataset, a task
+on the training queue builds the dataset and starts the run.
+
+The request (``feedback_retrain_queue``) only checks and writes rows: a ``validating`` dataset
+with no file yet and a ``queued`` run at stage ``building_dataset`` (the router's one active run,
+so a second click is answered 409 naming it). The task (``feedback_build``, run by routing's
+``routing.feedback_retrain_build``, which reads the feedback) counts a delivery on the dataset
+before reading anything, builds the rows (``training.feedback``) under the training memory
+ceiling, stores and validates them, then moves the run to stage ``queued`` and queues its
+training. Whatever stops it ends the run ``failed`` and the dataset ``invalid`` with the reason:
+an exception or an invalid dataset at once, a worker killed over and over after
+``MAX_VALIDATION_ATTEMPTS`` deliveries, a task never delivered (or never finished) after
+``FEEDBACK_RETRAIN_DEADLINE_SECONDS`` (``feedback_builds_sweep``, with the training sweep).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from routerhub.domain import InvalidInput
+from routerhub.memory import memory_ceiling
+from training import dispatch, services
+from training.models import Dataset, DatasetStatus, Router, RouterVersion, RunStatus, TrainingRun
+from training.run_events import training_run_announce
+from training.serving import FeedbackExample, FeedbackRetrain
+
+logger = logging.getLogger(__name__)
+
+BUILDING = "building_dataset"
+
+# Reads the router's feedback given before a moment (the run's creation), newest first, bounded.
+FeedbackReader = Callable[[Router, datetime], Sequence[FeedbackExample]]
+
+
+def _previous_options(router: Router, version: RouterVersion) -> dict[str, Any]:
+    """The options the active version was trained with (folds, prices, held-out dataset), so
+    the retrained version is measured and costed as it was; a held-out dataset no longer
+    ready is left out."""
+    run = TrainingRun.objects.filter(version=version).order_by("-pk").first()
+    options = dict(run.options) if run is not None else {}
+    test = options.get("test_dataset")
+    if test is None:
+        return options
+    ready = Dataset.objects.filter(
+        pk=test, organization_id=router.organization_id, status=DatasetStatus.READY
+    )
+    if not ready.exists():
+        options.pop("test_dataset")
+    return options
+
+
+def feedback_retrain_queue(*, router: Router, feedback_rows: int) -> FeedbackRetrain:
+    """Record the retrain's dataset (``validating``, built later) and its queued run; the caller
+    queues ``feedback_build`` once this commits. ``Conflict`` while the router has a run."""
+    from training.feedback import feedback_retrain_check as check
+
+    version = check(router)
+    assert version.dataset is not None
+    candidates = list(router.candidates)
+    options = services.options_validate(
+        _previous_options(router, version), candidates, router.organization
+    )
+    name = f"{router.slug}-feedback-{timezone.now().strftime('%Y%m%d-%H%M%S')}.jsonl"
+    with transaction.atomic():
+        dataset = Dataset.objects.create(
+            organization_id=router.organization_id,
+            name=name,
+            original_filename=name,
+            format="jsonl",
+            maximize=version.dataset.maximize,
+        )
+        run = services.training_run_record(
+            router=router, dataset=dataset, candidates=candidates, options=options, stage=BUILDING
+        )
+    return FeedbackRetrain(dataset, run, feedback_rows)
+
+
+def feedback_build_fail(run_id: int, reason: str) -> bool:
+    """Fail a retrain still building its dataset, the dataset too, with ``reason``."""
+    with transaction.atomic():
+        failed = TrainingRun.objects.filter(
+            pk=run_id, status=RunStatus.QUEUED, stage=BUILDING
+        ).update(status=RunStatus.FAILED, error=reason[:2000], finished_at=timezone.now())
+        dataset = Dataset.objects.filter(runs__pk=run_id, status=DatasetStatus.VALIDATING).first()
+        if dataset is not None:
+            services.dataset_refuse(dataset, reason)
+    if failed:
+        logger.warning("feedback retrain %s failed: %s", run_id, reason)
+        training_run_announce(run_id)
+    return bool(failed)
+
+
+@dataclass(frozen=True)
+class _Build:
+    run: TrainingRun
+    dataset: Dataset
+
+
+def _claim(run_id: int) -> _Build | None:
+    """The retrain to build now, its delivery counted; None when there is nothing to do."""
+    run = (
+        TrainingRun.objects.select_related("router__organization", "router__active_version")
+        .filter(pk=run_id)
+        .first()
+    )
+    if run is None or run.dataset_id is None:
+        return None
+    if run.status != RunStatus.QUEUED or run.stage != BUILDING:
+        unbuilt = Dataset.objects.filter(
+            pk=run.dataset_id, status=DatasetStatus.VALIDATING, file=""
+        ).first()
+        if unbuilt is not None:  # cancelled (or failed) before it was built
+            services.dataset_refuse(unbuilt, f"Not built: the retrain was {run.status} first.")
+        return None
+    dataset, counted = services.dataset_attempt(run.dataset_id)
+    if dataset is None or not counted:
+        if dataset is not None and dataset.status == DatasetStatus.INVALID:
+            feedback_build_fail(run_id, f"The feedback dataset was not built: {_problems(dataset)}")
+        return None
+    return _Build(run, dataset)
+
+
+def _problems(dataset: Dataset) -> str:
+    return "; ".join(str(error["message"]) for error in dataset.errors[:3])
+
+
+def _reason(exc: BaseException) -> str:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if isinstance(exc, InvalidInput):
+        return exc.message
+    if isinstance(exc, SoftTimeLimitExceeded):
+        limit = settings.FEEDBACK_RETRAIN_TIME_LIMIT
+        return f"Building the feedback dataset exceeded its time limit ({limit} s)."
+    if isinstance(exc, MemoryError):
+        return "Building the feedback dataset ran out of memory; lower FEEDBACK_RETRAIN_MAX_ROWS."
+    return f"Building the feedback dataset failed ({type(exc).__name__}: {exc})"[:2000]
+
+
+def feedback_build(run_id: int, read: FeedbackReader) -> str:
+    """Build a queued retrain's dataset from ``read``'s feedback and queue its training; the
+    run's status afterwards. Safe to deliver twice (a run no longer building is left alone)."""
+    from training.feedback import feedback_dataset
+
+    build = _claim(run_id)
+    if build is None:
+        status = TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+        return str(status)
+    router, dataset = build.run.router, build.dataset
+    try:
+        with memory_ceiling(int(settings.TRAINING_MEMORY_BYTES)):
+            rows, columns = feedback_dataset(router, read(router, build.run.created_at))
+            content = b"\n".join(orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY) for r in rows)
+            del rows
+        dataset.file.save(f"{router.organization_id}-{dataset.name}", ContentFile(content), False)
+        dataset.columns, dataset.size_bytes = columns or {}, len(content)
+        dataset.save(update_fields=["file", "columns", "size_bytes"])
+        del content
+        dataset = services.dataset_parse(dataset)
+    except Exception as exc:  # recorded on the run and the dataset, never left building
+        if not isinstance(exc, InvalidInput):
+            logger.exception("feedback retrain %s: building its dataset failed", run_id)
+        feedback_build_fail(run_id, _reason(exc))
+        return RunStatus.FAILED
+    if dataset.status != DatasetStatus.READY:
+        feedback_build_fail(run_id, f"The feedback dataset did not validate: {_problems(dataset)}")
+        return RunStatus.FAILED
+    return _training_queue(build.run)
+
+
+def _training_queue(run: TrainingRun) -> str:
+    """Move the built retrain to stage ``queued`` and queue its training (unless cancelled)."""
+    with transaction.atomic():
+        moved = TrainingRun.objects.filter(
+            pk=run.pk, status=RunStatus.QUEUED, stage=BUILDING
+        ).update(stage="queued")
+        if moved:
+            dispatch.training_run_queue(run.pk)
+    return str(TrainingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first())
+
+
+def feedback_builds_sweep(*, now: datetime | None = None) -> list[int]:
+    """Fail retrains whose dataset was not built within ``FEEDBACK_RETRAIN_DEADLINE_SECONDS``
+    (the task lost, or its worker stopped and the delivery never came back)."""
+    limit = int(settings.FEEDBACK_RETRAIN_DEADLINE_SECONDS)
+    cutoff = (now or timezone.now()) - timedelta(seconds=limit)
+    stale = TrainingRun.objects.filter(
+        status=RunStatus.QUEUED, stage=BUILDING, created_at__lt=cutoff
+    ).values_list("pk", flat=True)
+    reason = (
+        f"The feedback dataset was not built within {limit} s of the request (no worker took "
+        "the task, or its worker stopped); retrain from feedback again."
+    )
+    return [run_id for run_id in list(stale[:100]) if feedback_build_fail(run_id, reason)]
