@@ -6,22 +6,32 @@ worker's side is in ``test_feedback_worker.py``.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from accounts.models import Role
 from billing.models import UsageRecord
-from routing.feedback import feedback_record, feedback_retrain_build
+from routerhub.errors import Conflict
+from routing.feedback import (
+    feedback_record,
+    feedback_retrain,
+    feedback_retrain_build,
+    router_feedback,
+)
+from tests.conftest import require_postgres
 from tests.factories import member_add
 from tests.routing.world import World
 from tests.serving.test_router_serving import CHEAP, DEAR, train_router
 from training import feedback as training_feedback
 from training import feedback_jobs, predictor
 from training.execution import load_parsed
-from training.models import Dataset, Router, RunStatus, TrainingRun
+from training.models import Dataset, Router, RouterVersion, RunStatus, TrainingRun
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
@@ -211,3 +221,97 @@ def test_a_retrain_cancelled_before_its_build_leaves_no_dataset_validating(
     dataset = Dataset.objects.get(pk=body["dataset"])
     assert dataset.status == "invalid"
     assert dataset.errors[0]["message"] == "Not built: the retrain was cancelled first."
+
+
+def test_the_sweep_leaves_a_build_a_worker_is_running_past_the_deadline_alone(
+    world: World, builds_held: list[int], settings: Any
+) -> None:
+    """The build taken just before the deadline: the sweep running while it reads the feedback
+    leaves it (its hard time limit from when it was taken), and the build trains; once that
+    limit has passed too with the build never finished, the sweep fails it."""
+    manage, body = _queued(world)
+    deadline = timedelta(seconds=settings.FEEDBACK_RETRAIN_DEADLINE_SECONDS + 1)
+    # It waited in the queue until the deadline (all the feedback is read: it came "later").
+    TrainingRun.objects.filter(pk=body["id"]).update(created_at=timezone.now() - deadline)
+    swept: list[list[int]] = []
+
+    def read(router: Router, before: datetime) -> Any:
+        swept.append(feedback_jobs.feedback_builds_sweep())
+        return router_feedback(router)
+
+    assert feedback_jobs.feedback_build(body["id"], read) == RunStatus.SUCCEEDED
+    assert swept == [[]]
+    assert Dataset.objects.get(pk=body["dataset"]).status == "ready"
+
+    body = manage.post("/api/v1/routers/support/retrain-from-feedback").json()
+    # This one waited as long, then the worker that took it died.
+    TrainingRun.objects.filter(pk=body["id"]).update(created_at=timezone.now() - deadline)
+
+    def killed(router: Router, before: datetime) -> Any:
+        raise WorkerKilled
+
+    with pytest.raises(WorkerKilled):
+        feedback_jobs.feedback_build(body["id"], killed)
+    assert feedback_jobs.feedback_builds_sweep() == []  # within the build's hard time limit
+    hard = timedelta(seconds=settings.FEEDBACK_RETRAIN_TIME_LIMIT + 61)
+    assert feedback_jobs.feedback_builds_sweep(now=timezone.now() + hard) == [body["id"]]
+    assert Dataset.objects.get(pk=body["dataset"]).status == "invalid"
+
+
+class WorkerKilled(BaseException):
+    """What the worker's death looks like from inside the task: nothing after it runs."""
+
+
+def test_a_delivery_after_a_worker_died_between_validating_and_queueing_trains_once(
+    world: World, builds_held: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _manage, body = _queued(world)
+    datasets, versions = Dataset.objects.count(), RouterVersion.objects.count()
+    queue = feedback_jobs._training_queue
+
+    def dies(run: TrainingRun) -> str:
+        raise WorkerKilled
+
+    monkeypatch.setattr(feedback_jobs, "_training_queue", dies)
+    with pytest.raises(WorkerKilled):
+        feedback_retrain_build(body["id"])
+    assert Dataset.objects.get(pk=body["dataset"]).status == "ready"
+    monkeypatch.setattr(feedback_jobs, "_training_queue", queue)
+
+    assert feedback_retrain_build(body["id"]) == RunStatus.SUCCEEDED  # the redelivery
+    assert feedback_retrain_build(body["id"]) == RunStatus.SUCCEEDED  # and one more: nothing
+    assert RouterVersion.objects.count() == versions + 1
+    assert Dataset.objects.count() == datasets
+
+
+def test_concurrent_clicks_in_their_own_transactions_queue_one_retrain_and_one_dataset(
+    world: World, builds_held: list[int]
+) -> None:
+    require_postgres()
+    train_router(world)
+    router_id = served_with_feedback(world).pk
+    datasets = Dataset.objects.count()
+    gate = threading.Barrier(6)
+    outcomes: list[Any] = [None] * 6
+
+    def click(i: int) -> None:
+        try:
+            router = Router.objects.select_related("active_version").get(pk=router_id)
+            gate.wait()
+            try:
+                outcomes[i] = feedback_retrain(router=router).run.pk
+            except Conflict as exc:
+                outcomes[i] = exc.metadata
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=click, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    started = [o for o in outcomes if isinstance(o, int)]
+    assert len(started) == 1 and builds_held == started, outcomes
+    assert outcomes.count({"run": started[0], "status": "queued"}) == 5, outcomes
+    assert Dataset.objects.count() == datasets + 1
