@@ -97,7 +97,7 @@ def test_the_request_reads_no_feedback_or_data_and_answers_with_the_queued_run(
 
     assert response.status_code == 202, response.json()
     body = response.json()
-    assert body["status"] == "queued" and body["feedback_rows"] == 3
+    assert body["status"] == "queued" and body["feedback_rows"] == 3 and body["warnings"] == []
     run = TrainingRun.objects.get(pk=body["id"])
     assert run.stage == "building_dataset" and run.dataset_id == body["dataset"]
     dataset = Dataset.objects.get(pk=body["dataset"])
