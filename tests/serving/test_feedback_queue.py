@@ -315,3 +315,28 @@ def test_concurrent_clicks_in_their_own_transactions_queue_one_retrain_and_one_d
     assert len(started) == 1 and builds_held == started, outcomes
     assert outcomes.count({"run": started[0], "status": "queued"}) == 5, outcomes
     assert Dataset.objects.count() == datasets + 1
+
+
+def test_an_option_left_out_is_named_on_the_dashboard_and_in_the_answer(
+    world: World, nothing_heavy: None, builds_held: list[int]
+) -> None:
+    """The version's run priced only CHEAP (DEAR came later): the click still queues, and says
+    the prices are not used, on the run page it lands on and in the API's answer."""
+    manage, _ = train_router(world)
+    router = served_with_feedback(world)
+    TrainingRun.objects.filter(version=router.active_version).update(
+        options={"folds": 3, "prices": {CHEAP: 1.0}}
+    )
+    admin = member_add(world.organization, Role.ADMIN)
+    browser = Client()
+    browser.force_login(admin)
+
+    page = browser.post("/dashboard/routers/support/retrain-from-feedback", follow=True)
+
+    run = TrainingRun.objects.get(router=router, status=RunStatus.QUEUED)
+    assert run.options == {"folds": 3, "price_unit": "per_million_tokens"}
+    note = f"prices is not used for this retrain: options.prices has no price for: {DEAR}"
+    assert note in page.content.decode()
+    manage.post(f"/api/v1/training-runs/{run.pk}/cancel")
+    body = manage.post("/api/v1/routers/support/retrain-from-feedback").json()
+    assert any(note in warning for warning in body["warnings"]), body
