@@ -25,7 +25,7 @@ from routing.feedback import (
     router_feedback,
 )
 from tests.conftest import require_postgres
-from tests.factories import member_add
+from tests.factories import member_add, organization_make
 from tests.routing.world import World
 from tests.serving.test_router_serving import CHEAP, DEAR, train_router
 from training import feedback as training_feedback
@@ -340,3 +340,38 @@ def test_an_option_left_out_is_named_on_the_dashboard_and_in_the_answer(
     manage.post(f"/api/v1/training-runs/{run.pk}/cancel")
     body = manage.post("/api/v1/routers/support/retrain-from-feedback").json()
     assert any(note in warning for warning in body["warnings"]), body
+
+
+def test_the_build_reads_only_this_routers_feedback_given_before_the_click(
+    world: World, builds_held: list[int]
+) -> None:
+    """Feedback given after the click, and another organization's feedback on a record naming
+    this router's id, are not read; what was counted is."""
+    _manage, body = _queued(world)
+    router = Router.objects.get(pk=TrainingRun.objects.get(pk=body["id"]).router_id)
+    other = organization_make()
+    late, foreign = "Compute 4 * 4 + 4, given later.", "Write about another tenant's secrets."
+    for organization, generation_id, prompt in (
+        (world.organization, "gen-late", late),
+        (other, "gen-foreign", foreign),
+    ):
+        UsageRecord.objects.create(
+            organization=organization,
+            generation_id=generation_id,
+            model=CHEAP,
+            router="router/support",
+            router_id=router.pk,
+            status="succeeded",
+            prompt=prompt,
+            cost="0.001",
+            created_at=datetime.now(UTC),
+        )
+        feedback_record(
+            organization_id=organization.pk, generation_id=generation_id, score=1.0, key_id=None
+        )
+
+    assert feedback_retrain_build(body["id"]) == RunStatus.SUCCEEDED
+
+    prompts = set(load_parsed(Dataset.objects.get(pk=body["dataset"])).prompts)
+    assert set(PROMPTS) <= prompts
+    assert late not in prompts and foreign not in prompts
