@@ -25,7 +25,19 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(BIN)/python -m pip install -q -e ./clients/python
 	@touch $(STAMP)
 
-install: $(STAMP)
+# The JavaScript SDKs the client tests run (tests/routing/test_clients_js.py), exactly as
+# tests/js/package-lock.json pins them. Without npm this says so and goes on: those tests then
+# skip, or fail under REQUIRE_SERVICES=1.
+JS_STAMP := tests/js/node_modules/.installed-stamp
+
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd tests/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed-stamp; \
+	else \
+	  echo "npm not found: not installing tests/js (the JavaScript SDK tests will skip; install Node.js 20+ to run them)"; \
+	fi
+
+install: $(STAMP) $(JS_STAMP)
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
@@ -84,4 +96,4 @@ soak: install
 	$(BIN)/python -m bench.soak --workers $(WORKERS) $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache staticfiles
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache staticfiles tests/js/node_modules

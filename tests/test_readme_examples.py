@@ -162,10 +162,10 @@ JS_BLOCKS = [b for b in RUNNABLE if b.runner == "node"]
 
 
 @pytest.mark.parametrize("block", JS_BLOCKS, ids=[b.id for b in JS_BLOCKS])
-def test_readme_js_example_runs_as_written(block: Any, request: pytest.FixtureRequest) -> None:
+def test_readme_js_example_runs_as_written(block: Any, readme_live: Live) -> None:
     missing = js_missing_packages(block)
     if missing:
         pytest.skip(
             f"{block.id} imports {', '.join(missing)}: not installed under tests/js/node_modules"
         )
-    block_run(block, request.getfixturevalue("readme_live"), {})
+    block_run(block, readme_live, {})

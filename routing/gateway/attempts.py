@@ -402,4 +402,29 @@ async def _emit(
     if encoder is not None:
         await ex.req.write(b"".join(encoder.chunk(choice) for choice in choices))
     else:
-        await ex.req.write(b"data: " + orjson.dumps(head | {"choices": choices}) + b"\n\n")
+        chunks = [head | {"choices": part} for part in finish_apart(choices)]
+        await ex.req.write(b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks))
+
+
+def finish_apart(choices: list[JSON]) -> list[list[JSON]]:
+    """The choices of one upstream event as OpenAI chunks. OpenAI ends a choice with a chunk of
+    its own (an empty delta and the ``finish_reason``); a provider that sends the last delta and
+    the finish together (Gemini) is sent as two chunks, the same way: openai-node's stream
+    helper ends a tool call (``tool_calls.function.arguments.done``) only on a finish that comes
+    after the call's deltas, so it never announced a Gemini tool call."""
+    if not any(c.get("finish_reason") and c.get("delta") for c in choices):
+        return [choices]
+    content: list[JSON] = []
+    finish: list[JSON] = []
+    for choice in choices:
+        if not (choice.get("finish_reason") and choice.get("delta")):
+            content.append(choice)
+            continue
+        ending = {"index": choice.get("index", 0), "delta": {}}
+        ending |= {k: choice[k] for k in ("finish_reason", "native_finish_reason") if k in choice}
+        content.append(
+            {k: v for k, v in choice.items() if k != "native_finish_reason"}
+            | {"finish_reason": None}
+        )
+        finish.append(ending)
+    return [content, finish]

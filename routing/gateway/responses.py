@@ -21,6 +21,7 @@ from routing.gateway.responses_answer import ResponseEventWriter, response_from_
 from routing.gateway.responses_store import (
     ResponseStore,
     conversation_before,
+    references_resolved,
     response_delete,
     response_get,
     response_input_items,
@@ -76,7 +77,7 @@ _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "develop
 
 async def responses(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=False)
-    body = await req.json()
+    body = await references_resolved(key, await req.json())
     earlier = await conversation_before(key, body)
     chat = chat_body_from_response(body, earlier)
     store = ResponseStore(key, body, earlier)

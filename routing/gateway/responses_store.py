@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 _PURGE_BATCH = 1000
 _MAX_ITEMS_PAGE = 100  # OpenAI's bound on an input_items page
 _MAX_QUERY_CHARS = 4096
+_MAX_REFERENCED_RESPONSES = 64  # stored responses one request's item_reference items may name
 
 
 class ResponseStore:
@@ -95,6 +96,52 @@ def _as_input(item: JSON) -> JSON:
     if item.get("type") == "function_call":
         return {name: item[name] for name in ("type", "call_id", "name", "arguments")}
     return {"type": "message", "role": "assistant", "content": item.get("content") or []}
+
+
+async def references_resolved(key: AuthenticatedKey, body: JSON) -> JSON:
+    """The body with each ``{"type": "item_reference", "id": …}`` input item replaced by the
+    stored item it names: the AI SDK's OpenAI provider (``store`` on by default) sends an
+    earlier answer's message back so. A stored answer's message is ``msg_<generation id>``,
+    found in the organization's response ``resp_<generation id>``; its other items
+    (``fc_<call id>``) are found once a message of the same response was. An id not stored
+    (never, ``store: false``, deleted, expired, another organization's) is a 404 naming it."""
+    input_ = body.get("input")
+    if not isinstance(input_, list) or not any(_is_reference(item) for item in input_):
+        return body
+    rows: dict[str, StoredResponse | None] = {}
+    items = []
+    for index, item in enumerate(input_):
+        if not _is_reference(item):
+            items.append(item)
+            continue
+        reference = item.get("id")
+        if not isinstance(reference, str):
+            raise BadRequest(f"input[{index}].id must be a string.", param="input")
+        if reference.startswith("msg_") and f"resp_{reference[4:]}" not in rows:
+            if len(rows) >= _MAX_REFERENCED_RESPONSES:
+                raise BadRequest(
+                    f"input refers to items of more than {_MAX_REFERENCED_RESPONSES} responses.",
+                    param="input",
+                )
+            rows[f"resp_{reference[4:]}"] = await _row(key, f"resp_{reference[4:]}")
+        items.append(_stored_item(rows, reference, index))
+    return body | {"input": items}
+
+
+def _is_reference(item: object) -> bool:
+    return isinstance(item, dict) and item.get("type") == "item_reference"
+
+
+def _stored_item(rows: dict[str, StoredResponse | None], reference: str, index: int) -> JSON:
+    for row in rows.values():
+        for item in (row.response.get("output") or []) if row is not None else []:
+            if item.get("id") == reference:
+                return _as_input(item)
+    raise NotFound(
+        f"input[{index}]: no stored item with id '{reference}' (items of responses created with "
+        "store: false, deleted or expired ones are not kept).",
+        param="input",
+    )
 
 
 async def conversation_before(key: AuthenticatedKey, body: JSON) -> list[JSON]:

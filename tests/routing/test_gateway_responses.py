@@ -175,7 +175,7 @@ def test_streamed_function_call_arguments(world: World, model_id: str) -> None:
         ({"model": "test/gpt"}, "input", "input is required"),
         ({"model": "test/gpt", "input": []}, "input", "input is required"),
         ({"model": "test/gpt", "input": [{"role": "robot", "content": "x"}]}, "input", "role"),
-        ({"model": "test/gpt", "input": [{"type": "item_reference", "id": "x"}]}, "input", "item_reference"),
+        ({"model": "test/gpt", "input": [{"type": "item_reference", "id": 7}]}, "input", "id must be a string"),
         ({"model": "test/gpt", "input": [{"role": "user", "content": [{"type": "input_file"}]}]}, "input", "content[0]"),
         ({"model": "test/gpt", "input": "x", "conversation": "conv_1"}, "conversation", "previous_response_id"),
         ({"model": "test/gpt", "input": "x", "store": "yes"}, "store", "true or false"),

@@ -16,7 +16,7 @@ from routing.gateway.responses_store import responses_purge
 from routing.models import StoredResponse
 from tests.factories import key_make, organization_make
 from tests.routing.test_gateway_responses import WEATHER_TOOL, client_for
-from tests.routing.world import World
+from tests.routing.world import World, world_make
 
 
 def test_a_response_is_stored_by_default_and_retrievable_then_deleted(world: World) -> None:
@@ -177,3 +177,57 @@ def test_input_items_refuse_bad_paging_and_other_methods(world: World) -> None:
         assert response.status_code == 400 and response.json()["error"]["param"] == param
     assert httpx.delete(url, headers=auth).status_code == 405
     assert httpx.get(url).status_code == 401
+
+
+def test_item_references_are_replaced_by_the_stored_items(world: World) -> None:
+    """``{"type": "item_reference", "id": "msg_…"}``, as the AI SDK's OpenAI provider sends an
+    earlier answer back; a function call of the same response by its ``fc_`` id too."""
+    client = client_for(world)
+    said = client.responses.create(model="test/gpt", input="My name is Ada.")
+    called = client.responses.create(
+        model="test/gpt", input="Weather in Paris?", tools=[WEATHER_TOOL], tool_choice="required"
+    )
+    message, call = said.output[0], called.output[0]
+    assert (message.type, call.type) == ("message", "function_call")
+
+    client.responses.create(
+        model="test/gpt",
+        input=[{"role": "user", "content": "My name is Ada."},
+               {"type": "item_reference", "id": message.id},
+               {"role": "user", "content": "What is my name?"}],
+    )  # fmt: skip
+
+    sent = world.last_upstream("/v1/chat/completions")["body"]["messages"]
+    assert sent[1] == {"role": "assistant", "content": [{"type": "text", "text": said.output_text}]}
+    with pytest.raises(openai.NotFoundError) as raised:  # its response was not referred to
+        client.responses.create(model="test/gpt", tools=[WEATHER_TOOL],
+                                input=[{"type": "item_reference", "id": call.id}])  # fmt: skip
+    assert f"no stored item with id '{call.id}'" in raised.value.message
+
+
+@pytest.mark.parametrize("case", ["unknown", "not stored", "other organization", "not a string"])
+def test_an_item_reference_to_nothing_stored_is_refused(world: World, case: str) -> None:
+    client = client_for(world)
+    reference: object = "msg_gen-0-nothing"
+    if case == "not stored":
+        reference = client.responses.create(model="test/gpt", input="hi", store=False).output[0].id
+    elif case == "other organization":
+        other = world_make(world.gateway_url, world.fake_url, world.fake)
+        reference = (
+            openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=other.key, max_retries=0)
+            .responses.create(model="test/gpt", input="secret")
+            .output[0]
+            .id
+        )
+    elif case == "not a string":
+        reference = 7
+    world.fake.requests.clear()
+
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.responses.create(
+            model="test/gpt", input=[{"type": "item_reference", "id": reference}]
+        )
+
+    assert raised.value.status_code == (400 if case == "not a string" else 404)
+    assert raised.value.body["param"] == "input"  # type: ignore[index]
+    assert world.upstream_requests() == []
