@@ -7,6 +7,7 @@ worker's side is in ``test_feedback_worker.py``.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,26 @@ pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 PROMPTS = ("Compute 8 + 5 * 3.", "Write two lines about rain on a tin roof.", "Compute 9 * 9 - 1.")
 
 
+def feedback_given(
+    organization: Any, router: Router, generation_id: str, prompt: str, model: str, score: float = 0
+) -> None:
+    """A request of ``organization`` recorded as served by ``router``'s id, and its feedback."""
+    UsageRecord.objects.create(
+        organization=organization,
+        generation_id=generation_id,
+        model=model,
+        router=f"router/{router.slug}",
+        router_id=router.pk,
+        status="succeeded",
+        prompt=prompt,
+        cost="0.001",
+        created_at=datetime.now(UTC),
+    )
+    feedback_record(
+        organization_id=organization.pk, generation_id=generation_id, score=score, key_id=None
+    )
+
+
 def served_with_feedback(world: World, prompts: tuple[str, ...] = PROMPTS) -> Router:
     """The trained router ``support`` with prompt logging on and feedback on one served request
     per prompt, in ``prompts``' order (the last is the newest)."""
@@ -45,23 +66,7 @@ def served_with_feedback(world: World, prompts: tuple[str, ...] = PROMPTS) -> Ro
     world.organization.save(update_fields=["prompt_logging"])
     router = Router.objects.get(organization=world.organization, slug="support")
     for i, prompt in enumerate(prompts):
-        UsageRecord.objects.create(
-            organization=world.organization,
-            generation_id=f"gen-fb-{i}",
-            model=(CHEAP, DEAR)[i % 2],
-            router="router/support",
-            router_id=router.pk,
-            status="succeeded",
-            prompt=prompt,
-            cost="0.001",
-            created_at=datetime.now(UTC),
-        )
-        feedback_record(
-            organization_id=world.organization.pk,
-            generation_id=f"gen-fb-{i}",
-            score=0.0,
-            key_id=None,
-        )
+        feedback_given(world.organization, router, f"gen-fb-{i}", prompt, (CHEAP, DEAR)[i % 2])
     return router
 
 
@@ -292,24 +297,20 @@ def test_concurrent_clicks_in_their_own_transactions_queue_one_retrain_and_one_d
     router_id = served_with_feedback(world).pk
     datasets = Dataset.objects.count()
     gate = threading.Barrier(6)
-    outcomes: list[Any] = [None] * 6
 
-    def click(i: int) -> None:
+    def click(_: int) -> Any:
         try:
             router = Router.objects.select_related("active_version").get(pk=router_id)
-            gate.wait()
+            gate.wait(timeout=30)
             try:
-                outcomes[i] = feedback_retrain(router=router).run.pk
+                return feedback_retrain(router=router).run.pk
             except Conflict as exc:
-                outcomes[i] = exc.metadata
+                return exc.metadata
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=click, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    with ThreadPoolExecutor(max_workers=6) as pool:  # each thread: its own connection
+        outcomes = list(pool.map(click, range(6)))
 
     started = [o for o in outcomes if isinstance(o, int)]
     assert len(started) == 1 and builds_held == started, outcomes
@@ -351,24 +352,8 @@ def test_the_build_reads_only_this_routers_feedback_given_before_the_click(
     router = Router.objects.get(pk=TrainingRun.objects.get(pk=body["id"]).router_id)
     other = organization_make()
     late, foreign = "Compute 4 * 4 + 4, given later.", "Write about another tenant's secrets."
-    for organization, generation_id, prompt in (
-        (world.organization, "gen-late", late),
-        (other, "gen-foreign", foreign),
-    ):
-        UsageRecord.objects.create(
-            organization=organization,
-            generation_id=generation_id,
-            model=CHEAP,
-            router="router/support",
-            router_id=router.pk,
-            status="succeeded",
-            prompt=prompt,
-            cost="0.001",
-            created_at=datetime.now(UTC),
-        )
-        feedback_record(
-            organization_id=organization.pk, generation_id=generation_id, score=1.0, key_id=None
-        )
+    feedback_given(world.organization, router, "gen-late", late, CHEAP, 1.0)
+    feedback_given(other, router, "gen-foreign", foreign, CHEAP, 1.0)
 
     assert feedback_retrain_build(body["id"]) == RunStatus.SUCCEEDED
 
