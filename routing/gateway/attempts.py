@@ -56,6 +56,7 @@ from routing.gateway.upstream import (
 )
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
+from routing.providers.cache_marks import marks_strip
 from routing.providers.base import (
     JSON,
     Completion,
@@ -167,6 +168,8 @@ def _upstream_request(ex: Exchange, candidate: Candidate, *, stream: bool) -> Up
     still fail on what a client sent, that is a 400 naming the request, logged as a bug."""
     endpoint = candidate.endpoint
     body = readable_body(ex.body, endpoint)
+    if endpoint.api_style != "anthropic":
+        body = marks_strip(body)  # no explicit prompt caching: dropped, and said so (README)
     try:
         return ADAPTERS[endpoint.api_style].build_request(
             body, _target(ex, candidate), stream=stream
