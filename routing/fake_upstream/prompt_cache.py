@@ -31,8 +31,7 @@ class CacheUse:
 
 
 def _blocks(body: JSON) -> Iterator[JSON]:
-    for tool in body.get("tools") or []:
-        yield tool
+    yield from body.get("tools") or []
     system = body.get("system")
     if isinstance(system, str):
         yield {"type": "text", "text": system}
@@ -53,7 +52,9 @@ def _tokens(block: JSON) -> int:
 
 def marks_refusal(body: JSON) -> str | None:
     """Anthropic's 400 for too many breakpoints."""
-    found = sum(1 for block in _blocks(body) if isinstance(block, dict) and "cache_control" in block)
+    found = sum(
+        1 for block in _blocks(body) if isinstance(block, dict) and "cache_control" in block
+    )
     if found > MAX_BREAKPOINTS:
         return (
             f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "

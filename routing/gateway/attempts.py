@@ -56,7 +56,6 @@ from routing.gateway.upstream import (
 )
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
-from routing.providers.cache_marks import marks_strip
 from routing.providers.base import (
     JSON,
     Completion,
@@ -68,6 +67,7 @@ from routing.providers.base import (
     sse_events,
     text_of,
 )
+from routing.providers.cache_marks import marks_strip
 
 logger = logging.getLogger(__name__)
 ERROR_BODY_BYTES = 64 * 1024  # of a provider's error answer: its message is near the start

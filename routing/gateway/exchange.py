@@ -242,7 +242,9 @@ def billable_usage(
         ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
         usage.prompt_tokens = ex.prompt_estimate
     usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
-    usage.cache_write_tokens = min(usage.cache_write_tokens, usage.prompt_tokens - usage.cached_tokens)
+    usage.cache_write_tokens = min(
+        usage.cache_write_tokens, usage.prompt_tokens - usage.cached_tokens
+    )
     usage.cache_write_1h_tokens = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     usage.reasoning_tokens = min(usage.reasoning_tokens, usage.completion_tokens)
     return usage

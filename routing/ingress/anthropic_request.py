@@ -334,6 +334,24 @@ def _tool_choice(choice: Any) -> Any:
     return kind if kind in ("auto", "none") else None
 
 
+def _tools(body: JSON) -> list[JSON]:
+    return [
+        _marked(
+            {
+                "type": "function",
+                "function": {
+                    "name": t.get("name", ""),
+                    "description": t.get("description", ""),
+                    "parameters": t.get("input_schema") or {"type": "object"},
+                },
+            },
+            t,
+        )
+        for t in body.get("tools") or []
+        if t.get("name") and t.get("type") in (None, "custom")
+    ]
+
+
 def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON:
     """An Anthropic Messages request → the canonical (OpenAI Chat Completions) request.
 
@@ -374,21 +392,7 @@ def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON
         canonical["stop"] = body["stop_sequences"]
     if (body.get("metadata") or {}).get("user_id"):
         canonical["user"] = body["metadata"]["user_id"]
-    tools = [
-        _marked(
-            {
-                "type": "function",
-                "function": {
-                    "name": t.get("name", ""),
-                    "description": t.get("description", ""),
-                    "parameters": t.get("input_schema") or {"type": "object"},
-                },
-            },
-            t,
-        )
-        for t in body.get("tools") or []
-        if t.get("name") and t.get("type") in (None, "custom")
-    ]
+    tools = _tools(body)
     if tools:
         canonical["tools"] = tools
     choice = _tool_choice(body.get("tool_choice"))

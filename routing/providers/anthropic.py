@@ -8,7 +8,6 @@ with a forced tool whose input is the JSON answer (LiteLLM does the same).
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import orjson
@@ -30,6 +29,7 @@ from routing.providers.base import (
     text_of,
 )
 from routing.providers.cache_marks import mark_of
+from routing.providers.media import document_block
 from routing.providers.reasoning import reasoning_excluded, thinking_budget
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -68,26 +68,11 @@ def _user_blocks(content: Any) -> list[JSON]:
             file = part.get("file") or {}
             url = str(file.get("file_data", ""))
             is_image = url.startswith("data:image/")  # a picture sent as a file: an image block
-            blocks.append(_image_block(url) if is_image else _document_block(file))
+            blocks.append(_image_block(url) if is_image else document_block(file))
         mark = mark_of(part)
         if mark and len(blocks) > count:
             blocks[-1]["cache_control"] = mark  # a prompt-caching breakpoint, as sent
     return blocks
-
-
-def _document_block(file: JSON) -> JSON:
-    """An OpenAI ``file`` part (inline ``file_data``, a data URL; planning sends no other kind
-    here) → Anthropic's document block: a PDF as base64, plain text as a text source."""
-    media_type, data = data_url_split(str(file.get("file_data", ""))) or ("application/pdf", "")
-    block: JSON = {"type": "document"}
-    if media_type == "text/plain":
-        text = base64.b64decode(data).decode(errors="replace")
-        block["source"] = {"type": "text", "media_type": media_type, "data": text}
-    else:
-        block["source"] = {"type": "base64", "media_type": media_type, "data": data}
-    if file.get("filename"):
-        block["title"] = str(file["filename"])
-    return block
 
 
 def _assistant_blocks(message: JSON) -> list[JSON]:
@@ -113,12 +98,9 @@ def _assistant_blocks(message: JSON) -> list[JSON]:
 
 
 def _system_blocks(message: JSON) -> list[JSON]:
-    blocks = [
-        block for block in _user_blocks(message.get("content")) if block["type"] == "text"
-    ]
-    mark = mark_of(message)
-    if mark and blocks:
-        blocks[-1]["cache_control"] = mark
+    blocks = [block for block in _user_blocks(message.get("content")) if block["type"] == "text"]
+    if mark_of(message) and blocks:
+        blocks[-1]["cache_control"] = mark_of(message)
     return blocks
 
 
@@ -191,6 +173,20 @@ def _json_tool_schema(response_format: Any) -> JSON | None:
     return None
 
 
+def _tools(request: JSON) -> list[JSON]:
+    return [
+        {
+            "name": tool["function"]["name"],
+            "description": tool["function"].get("description", ""),
+            "input_schema": tool["function"].get("parameters")
+            or {"type": "object", "properties": {}},
+        }
+        | ({"cache_control": mark_of(tool)} if mark_of(tool) else {})
+        for tool in request.get("tools") or []
+        if tool.get("type", "function") == "function" and tool.get("function")
+    ]
+
+
 class AnthropicAdapter(ProviderAdapter):
     style = "anthropic"
     content_kinds = frozenset({"image_url", "file"})
@@ -221,17 +217,7 @@ class AnthropicAdapter(ProviderAdapter):
             body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
         if request.get("user"):
             body["metadata"] = {"user_id": str(request["user"])}
-        tools = [
-            {
-                "name": tool["function"]["name"],
-                "description": tool["function"].get("description", ""),
-                "input_schema": tool["function"].get("parameters")
-                or {"type": "object", "properties": {}},
-            }
-            | ({"cache_control": mark_of(tool)} if mark_of(tool) else {})
-            for tool in request.get("tools") or []
-            if tool.get("type", "function") == "function" and tool.get("function")
-        ]
+        tools = _tools(request)
         tool_choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
         context: JSON = {}
         config = request.get("output_config")
@@ -331,10 +317,8 @@ def usage_from_anthropic(data: Any, previous: Usage | None = None) -> Usage | No
         )
         usage.cached_tokens, usage.cache_write_tokens = cache_read, cache_write
         by_ttl = data.get("cache_creation")  # {ephemeral_5m_input_tokens, ephemeral_1h_…}
-        hour = reported_tokens(by_ttl, "ephemeral_1h_input_tokens", usage) if isinstance(
-            by_ttl, dict
-        ) else 0
-        usage.cache_write_1h_tokens = min(hour, cache_write)
+        hour = by_ttl and reported_tokens(by_ttl, "ephemeral_1h_input_tokens", usage)
+        usage.cache_write_1h_tokens = min(hour or 0, cache_write)
     if "output_tokens" in data:
         usage.completion_tokens = reported_tokens(data, "output_tokens", usage)
     return usage

@@ -177,7 +177,10 @@ def test_marks_to_an_openai_upstream_are_dropped_and_said_so(world: World) -> No
 
     assert raw.headers["x-routerhub-dropped"] == "cache_control"
     sent = world.last_upstream("/v1/chat/completions")["body"]
-    assert sent["messages"][0] == {"role": "system", "content": [{"type": "text", "text": "Be brief."}]}
+    assert sent["messages"][0] == {
+        "role": "system",
+        "content": [{"type": "text", "text": "Be brief."}],
+    }
     assert "cache_control" not in str(sent)
 
 
