@@ -196,3 +196,36 @@ def test_an_hour_mark_holds_twice_the_prompt_price() -> None:
 
     assert held == money((10_000 * INPUT * 2 + 100 * OUTPUT) / M)
     assert held == all_written  # the worst case, exactly
+
+
+def test_tool_results_assistant_turns_and_message_marks_land_on_anthropic_blocks() -> None:
+    from routing.ingress.anthropic import messages_request_to_canonical
+    from routing.providers.anthropic import AnthropicAdapter
+    from routing.providers.base import Target
+
+    hour = {"type": "ephemeral", "ttl": "1h"}
+    canonical = messages_request_to_canonical({
+        "model": "test/claude", "max_tokens": 50, "messages": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Looking.", "cache_control": EPHEMERAL},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4C", "cache_control": hour},
+            ]},
+        ]})  # fmt: skip
+    canonical["messages"].append({"role": "user", "content": "Thanks", "cache_control": EPHEMERAL})
+    target = Target("https://up.example", "claude-sonnet-4-5", None, 50)
+
+    turns = AnthropicAdapter().build_request(canonical, target, stream=False).body["messages"]
+
+    assert turns[1]["content"][0] == {
+        "type": "text",
+        "text": "Looking.",
+        "cache_control": EPHEMERAL,
+    }
+    assert "cache_control" not in turns[1]["content"][1]  # the tool_use, unmarked
+    assert turns[2]["content"][0]["type"] == "tool_result"
+    assert turns[2]["content"][0]["cache_control"] == hour
+    assert turns[2]["content"][1] == {"type": "text", "text": "Thanks", "cache_control": EPHEMERAL}
