@@ -68,6 +68,15 @@ class Organization(models.Model):
         "key's window fills (routing.budget).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Who created it (``services.organization_create``): ORGANIZATIONS_PER_PERSON_MAX counts what
+    # a person created, not what they were invited to or promoted in.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="organizations_created",
+    )
 
     def __str__(self) -> str:
         return self.slug

@@ -44,18 +44,20 @@ def _unique_slug(base: str) -> str:
 
 @transaction.atomic
 def organization_create(*, name: str, owner: User, personal: bool = False) -> Organization:
-    """Create an organization with ``owner`` as its first owner, then run the creation hooks.
-    A person owns at most ``ORGANIZATIONS_PER_PERSON_MAX`` (``NotPermitted`` past it; their row
-    is locked first, so organizations created at once cannot pass the count together)."""
+    """Create an organization with ``owner`` as its creator and first owner, then run the
+    creation hooks. A person creates at most ``ORGANIZATIONS_PER_PERSON_MAX`` (``NotPermitted``
+    past it; their row is locked first, so organizations created at once cannot pass the count
+    together). Organizations they were invited to or promoted in are not counted: a consultant
+    owning ten clients' organizations still creates their own."""
     list(User.objects.select_for_update().filter(pk=owner.pk).values_list("pk"))
-    owned = Membership.objects.filter(user=owner, role=Role.OWNER).count()
-    if owned >= settings.ORGANIZATIONS_PER_PERSON_MAX:
+    created = Organization.objects.filter(created_by=owner).count()
+    if created >= settings.ORGANIZATIONS_PER_PERSON_MAX:
         raise NotPermitted(
-            f"You own {owned} organizations, the most one person may "
+            f"You have created {created} organizations, the most one person may "
             "(ORGANIZATIONS_PER_PERSON_MAX); an operator can raise it."
         )
     organization = Organization.objects.create(
-        slug=_unique_slug(name), name=name, is_personal=personal
+        slug=_unique_slug(name), name=name, is_personal=personal, created_by=owner
     )
     Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
     for dotted in settings.ORGANIZATION_CREATED_HOOKS:  # e.g. billing's starter credits

@@ -118,6 +118,8 @@ def starter_credits_grant(
             # Held until the caller's (organization_create's) transaction commits.
             list(User.objects.select_for_update().filter(pk=person).values_list("pk"))
             key = f"starter-credits:person:{person}"
+            if _granted_per_organization(person, organization):
+                return None
         return ledger_post(
             organization=organization,
             kind=LedgerKind.PROMOTION,
@@ -125,6 +127,15 @@ def starter_credits_grant(
             idempotency_key=key,
             description="Starter credits for a first request (demo models included)",
         )
+
+
+def _granted_per_organization(person: int, organization: Organization) -> bool:
+    """Whether the person got starter credits when they were granted per organization (ledger
+    key ``starter-credits:<organization>``): to this organization or to one they created. Without
+    this, everyone granted them then was granted them again with their next organization."""
+    created = Organization.objects.filter(created_by_id=person).values_list("pk", flat=True)
+    keys = [f"starter-credits:{pk}" for pk in {organization.pk, *created}]
+    return LedgerEntry.objects.filter(idempotency_key__in=keys).exists()
 
 
 def _first_owner_id(organization: Organization) -> int | None:

@@ -28,9 +28,11 @@ from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import PLATFORM_ORGANIZATION_SLUG as PLATFORM_ORGANIZATION_SLUG
+from accounts.models import Membership
 from routerhub.domain import InvalidInput, NotFound
 from routerhub.ttl_cache import MISS, TtlCache, refresh_ahead
 from routing import router_policy as policy
@@ -173,13 +175,18 @@ def _warm_soon(key: RowKey, row: RouterRow) -> None:
 def _warm_activated(since: datetime) -> datetime:
     """Load the versions activated after ``since`` of the routers this process serves, then
     publish their rows; returns the newest activation seen (the next ``since``)."""
-    activated = Router.objects.filter(activated_at__gt=since - _ACTIVATION_CLOCK_SKEW).values_list(
-        "organization_id", "organization__slug", "slug", "activated_at"
+    people = Membership.objects.filter(organization_id=OuterRef("organization_id"))
+    activated = (
+        Router.objects.filter(activated_at__gt=since - _ACTIVATION_CLOCK_SKEW)
+        .annotate(has_people=Exists(people))
+        .values_list("organization_id", "organization__slug", "has_people", "slug", "activated_at")
     )
     latest = since
-    for organization_id, organization_slug, slug, activated_at in activated:
+    for organization_id, organization_slug, has_people, slug, activated_at in activated:
         latest = max(latest, activated_at or latest)  # never None here (filtered on it)
-        key = (None if organization_slug == PLATFORM_ORGANIZATION_SLUG else organization_id, slug)
+        # The platform's as ``_load_row`` finds it: never an organization of people holding its slug.
+        platform = organization_slug == PLATFORM_ORGANIZATION_SLUG and not has_people
+        key = (None if platform else organization_id, slug)
         cached = _rows.get_stale(key)
         if cached is MISS:
             continue  # not served here: its first request loads it, as any first request does

@@ -40,6 +40,7 @@ from routing.gateway.exchange import (
     partial_usage,
     record_success,
     response_head,
+    sent_trace,
 )
 from routing.gateway.needs import readable_body
 from routing.gateway.planning import Candidate
@@ -189,7 +190,6 @@ async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
         return None
     adapter = ADAPTERS[endpoint.api_style]
     upstream = _upstream_request(ex, candidate, stream=False)
-    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(
@@ -197,6 +197,7 @@ async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
                 content=upstream.content(),
                 headers=upstream.headers,
                 timeout=upstream_timeout(),
+                extensions=sent_trace(ex, candidate),
             )
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)
@@ -259,14 +260,15 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
         content=upstream.content(),
         headers=upstream.headers,
         timeout=upstream_timeout(),
+        extensions=sent_trace(ex, candidate),
     )
-    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         response = await client.send(request, stream=True)
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)
         return None
     if response.status_code != 200:
+        ex.sending = None  # refused: not billed while its error body is read
         try:
             raw = await body_prefix(response, ERROR_BODY_BYTES)
         except httpx.HTTPError as exc:  # a body that is not what its encoding says
@@ -296,6 +298,7 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
             ex.first_byte_at = time.monotonic()
             return OpenStream(response, events, decoder, first)
         error, detail = "unusable_response", UNUSABLE
+    ex.sending = None  # failed: not billed while the connection closes
     await response.aclose()
     response_release(response)
     failed(ex, endpoint, error, scrubbed(detail, candidate))

@@ -125,6 +125,7 @@ def _prompts_text(bodies: list[JSON]) -> str:
 
 
 async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
+    ex.on_abandon.append(lambda: _prompts_sent(ex, parts))
     for candidate in ex.plan.candidates:
         completions = await _attempt_all(ex, parts, candidate)
         if completions is None:
@@ -157,19 +158,30 @@ async def _attempt_all(
 ) -> list[Completion] | None:
     """Every prompt's answer from ``candidate``, or None if it failed any (a 4xx it gave any
     prompt is raised: another provider would refuse that prompt too)."""
-    ex.sending = candidate  # the parts' calls: what a client leaving is billed at (their prompts)
+    for part in parts:  # what an earlier candidate had is not billed: that attempt failed
+        part.sending = None
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(attempt(part, candidate)) for part in parts]
     except ExceptionGroup as failures:  # the first prompt's refusal, as one request would get it
         raise failures.exceptions[0] from None
-    ex.sending = None
     started = [part.first_byte_at for part in parts if part.first_byte_at is not None]
     ex.first_byte_at = ex.first_byte_at or min(started, default=None)
     completions = [task.result() for task in tasks]
     if any(done is None for done in completions):
         return None
     return [done for done in completions if done is not None]
+
+
+def _prompts_sent(ex: Exchange, parts: list[Exchange]) -> None:
+    """A client left before the answer: the request is billed the prompts a provider has (each
+    part's ``sending``, set once its request was written and cleared if that call failed), at
+    that provider — not every prompt, nor any whose call failed or was never sent."""
+    sent = [part for part in parts if part.sending is not None]
+    if ex.endpoint is None and sent:
+        ex.sending = sent[0].sending
+        ex.prompt_estimate = sum(part.prompt_estimate for part in sent)
+        ex.prompt_bound = sum(part.prompt_bound for part in sent)
 
 
 def _usage_of(part: Exchange, ex: Exchange, completion: Completion) -> Usage:

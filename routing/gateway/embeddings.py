@@ -35,7 +35,14 @@ from routing.gateway.attempts import (
     transport_failed,
 )
 from routing.gateway.catalog_cache import catalog_get
-from routing.gateway.exchange import Exchange, authenticate, bill, exchange_run, record_success
+from routing.gateway.exchange import (
+    Exchange,
+    authenticate,
+    bill,
+    exchange_run,
+    record_success,
+    sent_trace,
+)
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
 from routing.gateway.needs import Needs
@@ -246,7 +253,6 @@ async def _attempt(
     upstream = embedding_request(
         endpoint.api_style, request.inputs, target, request.dimensions, request.user
     )
-    ex.sending = candidate  # cleared by failed(); a cancellation leaves it (call_abandoned)
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(
@@ -254,6 +260,7 @@ async def _attempt(
                 content=upstream.content(),
                 headers=upstream.headers,
                 timeout=upstream_timeout(),
+                extensions=sent_trace(ex, candidate),
             )
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)

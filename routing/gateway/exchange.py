@@ -70,8 +70,9 @@ class Exchange:
     # More fields for a stream's usage chunk (a pipeline step streamed live adds ``pipeline``).
     stream_tail: Callable[[], JSON] | None = None
     # The candidate whose provider has this call's request and has not answered yet (set by
-    # ``attempts`` while it waits; a failed attempt clears it): what a call stopped by its caller
-    # is billed at (``call_abandoned``).
+    # ``sent_trace`` once the request is written, not while connecting or waiting for a
+    # pooled connection; a refusal or failed attempt clears it): what a call stopped by its
+    # caller is billed at (``call_abandoned``).
     sending: Candidate | None = None
     # A pipeline's calls: each registers here how to account for it if the client leaves first
     # (``pipeline_steps.child_exchange``); ``accounted`` once it is one of the request's steps.
@@ -162,6 +163,26 @@ def call_abandoned(ex: Exchange) -> None:
     for prompts sent as often as a client liked. An attempt that failed is never billed."""
     if ex.endpoint is None and ex.sending is not None:
         ex.endpoint, ex.is_byok = ex.sending.endpoint, ex.sending.is_byok
+
+
+def sent_trace(ex: Exchange, candidate: Candidate) -> dict[str, Any]:
+    """httpx's ``trace`` request extension: ``ex.sending`` is set once the request has been
+    written to the provider's connection — not while connecting, in a TLS handshake or waiting
+    for a pooled connection, when the provider has nothing to bill — and cleared when its answer
+    is not a 200 (the provider refused it: nothing is billed, even while its error trickles in).
+    A cancellation leaves it set (``call_abandoned``); ``failed`` clears it."""
+    ex.sending = None  # a previous candidate's request is not this one's
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith(".send_request_body.complete"):
+            ex.sending = candidate
+        elif event.endswith(".receive_response_headers.complete"):
+            # httpcore: (version, status, reason, headers) on HTTP/1.1, (status, headers) on h2.
+            head = info.get("return_value") or ()
+            if next((v for v in head if isinstance(v, int)), 200) != 200:
+                ex.sending = None
+
+    return {"trace": trace}
 
 
 def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> Decimal:

@@ -113,7 +113,9 @@ def _abandoned(parent: Exchange, child_ex: Exchange, step: Step) -> None:
         call_abandoned(child_ex)
         if child_ex.endpoint is not None:
             status = "cancelled" if draft.status == "failed" else draft.status
+            latency = draft.latency_ms  # a timed-out branch's is its timeout, not the request's
             bill(child_ex, partial_usage(child_ex), status=status)
+            draft.latency_ms = latency or draft.latency_ms
     step_account(
         parent, child_ex, step, "not_chosen" if draft.status == "succeeded" else "cancelled"
     )

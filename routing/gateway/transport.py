@@ -7,7 +7,9 @@ half of the gateway's total. This transport keeps httpx as the client API (reque
 timeouts, content decoding, exceptions) and replaces only the wire: one ``transport.write`` per
 request, parser callbacks per response, no per-request socket polling. It speaks plain HTTP/1.1
 with keep-alive, chunked or sized bodies, TLS through httpx's SSL context, and flow control on
-streamed bodies. Proxies and HTTP/2 are not handled here: ``upstream.http_client`` uses httpx's
+streamed bodies. A request's ``trace`` extension hears httpcore's events for the moment the request
+has been written (``http11.send_request_body.complete``) and its answer's head has been read
+(``http11.receive_response_headers.complete``). Proxies and HTTP/2 are not handled here: ``upstream.http_client`` uses httpx's
 own transport when a proxy is configured.
 """
 
@@ -246,9 +248,17 @@ class LeanTransport(httpx.AsyncBaseTransport):
             connection = await self._acquire(origin, request, timeouts)
             reused = connection.served > 0
             connection.send(request, head, body)
+            trace = request.extensions.get("trace")
             try:
+                if trace is not None:  # httpcore's names for the same moments
+                    await trace("http11.send_request_body.complete", {"return_value": None})
                 while not connection.head_done:
                     await connection.wait(timeouts.get("read"))
+                if trace is not None:
+                    head_seen = (b"HTTP/1.1", connection.status, b"", connection.headers)
+                    await trace(
+                        "http11.receive_response_headers.complete", {"return_value": head_seen}
+                    )
             except httpx.RemoteProtocolError:
                 self.release(connection, reusable=False)
                 # A kept-alive connection the server closed just as we reused it: nothing of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import threading
 import uuid
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from django.apps import apps as django_apps
 from django.core import mail
 from django.db import connections
 from django.test import Client
@@ -18,7 +20,7 @@ from django.test import Client
 from accounts.models import Membership, Organization
 from accounts.services import organization_create
 from billing.models import CreditAccount, LedgerEntry, LedgerKind
-from billing.services import starter_credits_grant
+from billing.services import ledger_post, starter_credits_grant
 from tests.conftest import require_postgres
 from tests.factories import PASSWORD, dashboard_client, organization_make, user_make
 from tests.routing.conftest import _fresh_gateway_state, fake_server, gateway_server
@@ -179,3 +181,28 @@ def test_concurrent_organizations_of_one_person_get_starter_credits_once(setting
     assert Organization.objects.filter(memberships__user=owner).count() == 4
     assert LedgerEntry.objects.filter(kind=LedgerKind.PROMOTION).count() == 1
     assert sum(a.balance for a in CreditAccount.objects.all()) == Decimal("2")
+
+
+@pytest.mark.django_db
+def test_starter_credits_granted_per_organization_before_are_not_granted_again(
+    settings: Any,
+) -> None:
+    """Starter credits were once keyed by organization (``starter-credits:<organization>``): a
+    person granted them so, in an organization created before creators were recorded (the
+    migration's backfill names its founding member), gets none with their next organization."""
+    backfill = importlib.import_module("accounts.migrations.0006_organization_created_by")
+    settings.STARTER_CREDITS_USD = Decimal("0")
+    person, newcomer = user_make(), user_make()
+    legacy = organization_make(owner=person, name="Granted before")
+    Organization.objects.filter(pk=legacy.pk).update(created_by=None)
+    ledger_post(organization=legacy, kind=LedgerKind.PROMOTION, amount=Decimal("5"),
+                idempotency_key=f"starter-credits:{legacy.pk}")  # fmt: skip
+    backfill.creators_backfill(django_apps, None)
+    settings.STARTER_CREDITS_USD = Decimal("5")
+
+    later = organization_create(name="Next one", owner=person)
+    theirs = organization_create(name="A newcomer's", owner=newcomer)
+
+    assert not LedgerEntry.objects.filter(organization=later).exists()
+    assert CreditAccount.objects.get(organization=theirs).balance == Decimal("5")
+    assert LedgerEntry.objects.filter(kind=LedgerKind.PROMOTION).count() == 2

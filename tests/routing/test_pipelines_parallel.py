@@ -13,11 +13,12 @@ import openai
 import pytest
 
 from accounts.models import KeyScope
-from billing.models import CreditAccount, LedgerEntry, Reservation, UsageStep
+from billing.models import CreditAccount, LedgerEntry, Reservation, UsageRecord, UsageStep
 from billing.services import ledger_post
 from routing.fake_upstream.answers import answer_text
 from routing.fake_upstream.openai_extras import _token_logprobs
 from tests.factories import key_client
+from tests.routing.servers import poll
 from tests.routing.world import World, base_catalog, endpoint, model
 
 URL = "/api/v1/pipelines"
@@ -386,3 +387,25 @@ def test_child_records_sum_to_a_charge_the_balance_could_not_cover(
     assert sum((c.cost for c in children), Decimal(0)) == Decimal("0.05")
     assert children[0].cost == Decimal(str(completion.model_extra["pipeline"]["steps"][0]["cost"]))
     assert CreditAccount.objects.get(organization=world.organization).balance == 0
+
+
+def test_a_timed_out_branch_keeps_its_latency_when_the_client_leaves(
+    world: World, settings: Any
+) -> None:
+    """The client leaves while first_valid's gate still reads the first answer, after the slow
+    branch's timeout: that branch's record keeps its latency (the timeout), as when the pipeline
+    ends by itself; before, billing its prompt overwrote it with the whole request's time."""
+    settings.PIPELINE_REGEX_TIMEOUT = 5.0  # the gate's catastrophic search runs this long
+    catalog(world, evil="gpt-4o-mini@reply=" + "a" * 28 + "!", slow="gpt-4o-mini@timeout")
+    gate = {"type": "regex", "pattern": "^(a+)+$"}
+    created(world, "stalled", "parallel", [{"model": "test/evil"}, {"model": "test/slow"}],
+            aggregate={"type": "first_valid", "gate": gate}, branch_timeout_s=1)  # fmt: skip
+
+    stalled = {"model": "pipeline/stalled", "messages": [{"role": "user", "content": PROMPT}]}
+    world.client_leaves("/v1/chat/completions", stalled, after=2.5)
+
+    record = poll(lambda: UsageRecord.objects.filter(organization=world.organization).first())
+    assert record.error_type == "client_disconnected"
+    slow = UsageStep.objects.get(generation_id=record.generation_id, step=1)
+    assert (slow.status, slow.latency_ms) == ("timed_out", 1000)
+    assert slow.prompt_tokens > 0 and slow.cost > 0

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import httpx
+import pytest
+
 from accounts.models import Organization
 from billing.models import UsageRecord
 from billing.services import ledger_post
@@ -105,6 +108,19 @@ class World:
 
     def key_for(self, **fields: Any) -> str:
         return key_make(self.organization, **fields)
+
+    def client_leaves(self, path: str, body: dict[str, Any], *, after: float) -> None:
+        """POST ``body`` and leave once ``after`` seconds pass without an answer (an answer
+        before then fails the test, naming it)."""
+        with pytest.raises(httpx.ReadTimeout):
+            answer = httpx.post(
+                f"{self.gateway_url}{path}",
+                headers={"Authorization": f"Bearer {self.key}"},
+                json=body,
+                timeout=httpx.Timeout(10.0, read=after),
+            )
+            answer.read()
+            raise AssertionError(f"answered before the client left: {answer.text[:500]}")
 
 
 def world_make(gateway_url: str, fake_url: str, fake: Any, credits: str = "10") -> World:

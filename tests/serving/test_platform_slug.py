@@ -10,13 +10,16 @@ inside their organization, which they own.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import openai
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from accounts.models import PLATFORM_ORGANIZATION_SLUG, Organization, Role
+from routing import routers
 from routing.routers import router_cache_clear
 from tests.factories import dashboard_client, member_add, organization_make, user_make
 from tests.routing.world import World
@@ -93,3 +96,27 @@ def test_a_router_auto_of_an_organization_of_people_is_not_router_auto(
     router_cache_clear()
 
     assert _auto(world)["strategy"] == "heuristic"
+
+
+@pytest.mark.django_db
+def test_an_activation_in_an_organization_of_people_holding_the_slug_warms_their_router(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Activation warming keys a router by its organization as ``router_row`` does: the
+    squatter's "auto" is theirs, not the platform's (before, it was taken for the platform's:
+    the platform's row reloaded and theirs never warmed)."""
+    squatter = _squatted()
+    Router.objects.create(
+        organization=squatter, slug="auto", name="auto", candidates=[CHEAP, DEAR],
+        activated_at=timezone.now(),
+    )  # fmt: skip
+    router_cache_clear()
+    routers._rows.put((squatter.pk, "auto"), None)  # served here, before this activation
+    routers._rows.put((None, "auto"), None)
+    warmed: list[object] = []
+    monkeypatch.setattr(routers, "_warm_row", lambda key, row: warmed.append((key, row.slug)))
+
+    routers._warm_activated(timezone.now() - timedelta(minutes=1))
+
+    assert warmed == [((squatter.pk, "auto"), "auto")]
+    router_cache_clear()
