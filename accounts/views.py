@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -95,7 +96,7 @@ def keys_page(request: HttpRequest) -> HttpResponse:
         request,
         ApiKey.objects.for_tenant(organization)
         .select_related("created_by")
-        .order_by("revoked_at", "-created_at", "-id"),
+        .order_by(F("revoked_at").asc(nulls_first=True), "-created_at", "-id"),
     )
     spend = import_string(settings.KEY_SPEND)(
         organization_id=organization.pk, key_ids=[key.pk for key in keys]

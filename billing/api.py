@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
@@ -12,6 +13,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
 from accounts.models import ApiKey, Role
 from accounts.tenant_api import TenantAPIView
@@ -366,7 +368,9 @@ class UsageGroupsPagination(ResultsPagination):
 class UsageView(TenantAPIView):
     """``GET /api/v1/usage``: aggregates grouped by day, model, key, router or provider, up to
     ``UsageGroupsPagination.page_size`` groups a page (an organization's keys or routers, or the
-    days of years, are more than one answer should hold)."""
+    days of years, are more than one answer should hold). Without ``end``, the range ends at the
+    first page's request: its ``next`` and ``previous`` links carry that ``end``, so a group
+    first used while a client pages does not shift the groups between pages."""
 
     tenant_model = UsageRecord
     pagination_class = UsageGroupsPagination
@@ -375,9 +379,13 @@ class UsageView(TenantAPIView):
     def get(self, request: Request) -> Response:
         query = UsageQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
+        filters, now = query.usage_filter(), timezone.now()
+        fixed_end = filters.end is None and (filters.start is None or filters.start < now)
+        if fixed_end:
+            filters = replace(filters, end=now)
         rows = usage_aggregate(
             organization_id=self.organization.pk,
-            filters=query.usage_filter(),
+            filters=filters,
             group_by=query.validated_data["group_by"],
         )
         results = [
@@ -392,6 +400,11 @@ class UsageView(TenantAPIView):
         ]
         response = self.get_paginated_response(results)
         response.data = {"group_by": query.validated_data["group_by"], **response.data}
+        if fixed_end:
+            end = now.isoformat().replace("+00:00", "Z")
+            for link in ("next", "previous"):
+                if response.data[link]:
+                    response.data[link] = replace_query_param(response.data[link], "end", end)
         return response
 
 

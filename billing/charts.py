@@ -36,16 +36,20 @@ def _nice_ceiling(value: float) -> float:
     return float(next(step * magnitude for step in (1, 2, 2.5, 5, 10) if value <= step * magnitude))
 
 
-def _colours(totals: dict[str, Decimal]) -> tuple[list[str], dict[str, str]]:
-    """The legend's models (the costliest) and each one's colour; the rest share "other", whose
-    total ``totals`` gains."""
+def _colours(
+    totals: dict[str, Decimal],
+) -> tuple[list[str], dict[str, str], dict[str, Decimal]]:
+    """The legend's models (the costliest), each one's colour, and ``totals`` with "other" (the
+    models outside the legend, which share its colour) added when there are any; ``totals``
+    itself is left as it is."""
     models = sorted(totals, key=lambda m: -totals[m])
     top = models[: len(PALETTE) - 1]
     colours = {m: PALETTE[i] for i, m in enumerate(top)}
-    if len(models) > len(top):
-        colours["other"] = PALETTE[-1]
-        totals["other"] = sum((totals[m] for m in models[len(top) :]), Decimal(0))
-    return top, colours
+    if len(models) <= len(top):
+        return top, colours, dict(totals)
+    colours["other"] = PALETTE[-1]
+    other = sum((totals[m] for m in models[len(top) :]), Decimal(0))
+    return top, colours, totals | {"other": other}
 
 
 def _others_merged(costs: dict[str, Decimal], colours: dict[str, str]) -> dict[str, Decimal]:
@@ -69,7 +73,7 @@ def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> Sta
             by_day[day][model] = by_day[day].get(model, Decimal(0)) + cost
             totals[model] = totals.get(model, Decimal(0)) + cost
     grand_total = sum(totals.values(), Decimal(0))
-    top, colours = _colours(totals)
+    top, colours, totals = _colours(totals)
     if "other" in colours:
         by_day = {day: _others_merged(costs, colours) for day, costs in by_day.items()}
     peak = max((sum(v.values(), Decimal(0)) for v in by_day.values()), default=Decimal(0))

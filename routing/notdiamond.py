@@ -94,7 +94,9 @@ def _candidates(offered: dict[str, dict[str, str]], row: Any, slug: str) -> list
 
 
 def _tool_callers(candidates: list[str], tools: Any, catalog: CatalogSnapshot) -> list[str]:
-    """With ``tools``, only the models that can call them (as Not Diamond chooses)."""
+    """With ``tools``, the candidates that may call them (as Not Diamond chooses): a catalog
+    model only when one of its endpoints can; a model outside the catalog (``select`` ranks those
+    too) is kept, since nothing says it cannot."""
     if tools is None or tools == []:
         return candidates
     if not isinstance(tools, list):
@@ -102,8 +104,7 @@ def _tool_callers(candidates: list[str], tools: Any, catalog: CatalogSnapshot) -
     able = [
         m
         for m in candidates
-        if (info := catalog.models.get(m)) is not None
-        and any(e.supports_tools for e in info.endpoints)
+        if (info := catalog.models.get(m)) is None or any(e.supports_tools for e in info.endpoints)
     ]
     if not able:
         raise BadRequest(

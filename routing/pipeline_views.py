@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
@@ -27,6 +28,7 @@ from routing.pipeline_api import (
     pipeline_version_add,
 )
 from routing.pipeline_diagram import pipeline_diagram
+from routing.views import ROUTER_CHOICES
 from training.serving import Router, cost_quality_svg
 
 EXAMPLE = """{"kind": "cascade", "steps": [
@@ -155,10 +157,16 @@ def _report_context(
     if version is None or version.kind != PipelineKind.CASCADE:
         return {}
     trained = Router.objects.for_tenant(organization).filter(active_version__isnull=False)
-    slugs = list(trained.order_by("slug").values_list("slug", flat=True))
+    # The menu: the ROUTER_CHOICES most recently activated (an organization may have thousands)
+    # and the one shown, by slug; ?router= names any other.
+    newest = trained.order_by(F("activated_at").desc(nulls_last=True), "slug")
+    slugs = list(newest.values_list("slug", flat=True)[:ROUTER_CHOICES])
     named = [s["pre_gate"]["router"] for s in version.steps if s.get("pre_gate")]
     chosen = request.GET.get("router", "")[:60] or (named[0] if named else "")
     chosen = chosen or (slugs[0] if slugs else "")
+    if chosen and chosen not in slugs and trained.filter(slug=chosen).exists():
+        slugs.append(chosen)
+    slugs.sort()
     context: dict[str, Any] = {"report_routers": slugs, "report_router": chosen}
     if not chosen:
         context["report_error"] = "Train a router on a dataset with these steps' models first."

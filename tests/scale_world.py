@@ -171,15 +171,34 @@ def _pipelines(organization: Organization, n: int) -> dict[str, str]:
         for i in range(n)
     )
     steps = [{"model": "demo/small"}, {"model": "demo/large"}]
+    # The first pipeline's active version is a cascade gated by the rich router, so its
+    # /report answers (from the held-out rows ``_heldout`` keeps for that router's version).
+    gate = {"type": "router_score", "router": pipelines[0].slug, "min_score": 0.5}
+    cascade = [{"model": "demo/small", "pre_gate": gate}, {"model": "demo/large"}]
     versions = PipelineVersion.objects.bulk_create(
         PipelineVersion(pipeline=pipelines[0] if i < n else pipelines[i - n + 1],
-                        number=i + 1 if i < n else 1, kind="series", steps=steps)
+                        number=i + 1 if i < n else 1, kind="cascade" if i == n - 1 else "series",
+                        steps=cascade if i == n - 1 else steps)
         for i in range(2 * n - 1)
     )  # fmt: skip
     for pipeline, version in zip(pipelines, [versions[n - 1], *versions[n:]], strict=True):
         pipeline.active_version = version
     Pipeline.objects.bulk_update(pipelines, ["active_version"])
     return {"pipeline_slug": pipelines[0].slug}
+
+
+def _heldout(organization: Organization, tag: str) -> None:
+    """Held-out rows for the rich router's active version (under a prefix of this world's)."""
+    import numpy as np
+
+    from training.heldout import HeldOut, heldout_save
+
+    version = Router.objects.get(organization=organization, slug=marker("router", 0)).active_version
+    assert version is not None
+    version.artifact_prefix = f"scale/{tag}"
+    version.save(update_fields=["artifact_prefix"])
+    rows = np.random.default_rng(0).random((40, len(MODELS)))
+    heldout_save(version.artifact_prefix, HeldOut(list(MODELS), rows, rows.round(), rows / 1000))
 
 
 def _webhooks(organization: Organization, n: int) -> dict[str, str]:
@@ -268,8 +287,9 @@ def world_make(n: int) -> World:
     world.path_values.update(_people(organization, owner, n, tag))
     world.path_values.update(_training(organization, n))
     world.path_values.update(_pipelines(organization, n))
+    _heldout(organization, tag)
     world.path_values.update(_webhooks(organization, n))
     world.path_values.update(_usage(organization, owner, n, tag))
     world.query_values = {"id": world.path_values["id"], "router": world.path_values["slug"],
-                          "group_by": "key", "limit": "50"}  # fmt: skip
+                          "group_by": "key", "amount": "20"}  # fmt: skip
     return world

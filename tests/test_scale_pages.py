@@ -70,6 +70,24 @@ def test_the_keys_page_links_to_the_keys_past_its_first_page(tenants):
     assert bad.status_code == 200  # not a page number: the first page
 
 
+def test_the_keys_page_lists_active_keys_before_fifty_revoked_ones(tenants):
+    from django.utils import timezone
+
+    from accounts.models import ApiKey
+
+    for i in range(52):
+        key_make(tenants.organization, name=f"revoked-key-{i:02d}")
+    ApiKey.objects.filter(organization=tenants.organization).update(revoked_at=timezone.now())
+    key_make(tenants.organization, name="the-active-key")
+    client = dashboard_client(tenants.owner, tenants.organization)
+
+    first = client.get("/dashboard/keys/").content.decode()
+
+    # PostgreSQL sorts NULL revoked_at last ascending: page 1 was all revoked keys.
+    assert "the-active-key" in first
+    assert first.index("the-active-key") < first.index("revoked-key-")
+
+
 def test_usage_groups_past_one_page_are_behind_next(tenants):
     from datetime import timedelta
     from decimal import Decimal

@@ -3,9 +3,10 @@
 Inference paths are the ``/v1`` handlers themselves (``/api/v1/chat/completions`` is
 ``/v1/chat/completions``, and so on); the model listings are OpenRouter's shapes:
 ``GET /api/v1/models`` (``{"data": [model]}`` with ``architecture``, ``top_provider``, string
-prices per token; ``?supported_parameters=tools,…`` keeps the models that support them all) and ``GET /api/v1/models/{author}/{slug}/endpoints``. Paths RouterHub's own
-platform API already owns (``/api/v1/key``, ``/api/v1/credits``, ``/api/v1/generation``) stay
-Django's views; they carry OpenRouter's ``data`` envelope beside their own fields.
+prices per token; ``?supported_parameters=tools,…`` keeps the models that support them all) and
+``GET /api/v1/models/{author}/{slug}/endpoints``. Paths RouterHub's own platform API already owns
+(``/api/v1/key``, ``/api/v1/credits``, ``/api/v1/generation``) stay Django's views; they carry
+OpenRouter's ``data`` envelope beside their own fields.
 """
 
 from __future__ import annotations

@@ -12,9 +12,12 @@
 - ``reasoning`` is checked here and translated per provider by the adapters
   (``routing.providers.reasoning``).
 - ``openrouter/auto`` (OpenRouter's Auto Router) is RouterHub's platform router ``router/auto``.
-- A provider's own name for a model (``gpt-4o``, no author) is the catalog model whose id ends
-  in ``/gpt-4o`` when exactly one does: SDKs pointed here from a provider's own API (Not
-  Diamond's ``create``, langchain's ``ChatOpenAI``) send names without the author.
+- A provider's own name for a model (``gpt-4o``, no author) is the catalog model whose id after
+  its author (the text after the first ``/``) is ``gpt-4o`` when exactly one is: SDKs pointed
+  here from a provider's own API (Not Diamond's ``create``, langchain's ``ChatOpenAI``) send
+  names without the author. The whole name is matched first (``r1:free`` is ``deepseek/r1:free``),
+  then the name before a variant (``gpt-4o:floor``). A name several models share is a 404 naming
+  them unless another requested model is known; then it is skipped as an unknown one is.
 """
 
 from __future__ import annotations
@@ -23,22 +26,22 @@ from typing import Any
 
 from routerhub.errors import BadRequest, NotFound
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo
-from routing.gateway.planning import endpoint_sort_key
+from routing.gateway.provider_preferences import endpoint_sort_key
 from routing.providers.base import JSON
 from routing.providers.reasoning import EFFORTS
+from routing.router_ranking import PLATFORM_ROUTER_SLUG
 
 _SORT_VARIANTS = {"floor": "price", "nitro": "throughput"}
 _VARIANTS = ("floor", "nitro", "free", "thinking", "online")
 _PARTITIONS = ("model", "none")
 _AUTO = "openrouter/auto"
-PLATFORM_ROUTER = "router/auto"
+PLATFORM_ROUTER = f"router/{PLATFORM_ROUTER_SLUG}"
 
 
 def openrouter_request(body: JSON, catalog: CatalogSnapshot) -> JSON:
     """``body`` with OpenRouter's conventions resolved (a copy when anything changes)."""
     if "reasoning" in body:
         _reasoning_check(body["reasoning"])
-    ids = _requested_ids(body)
     body = model_names_resolved(body, catalog)
     ids = _requested_ids(body)
     if any(":" in i and i not in catalog.models for i in ids):
@@ -47,7 +50,7 @@ def openrouter_request(body: JSON, catalog: CatalogSnapshot) -> JSON:
     provider = body.get("provider")
     if isinstance(provider, dict) and isinstance(provider.get("sort"), dict):
         body = _sort_object_applied(body, provider, catalog)
-    if len(ids) > 1 and ids[0] not in catalog.models and not ids[0].startswith("router/"):
+    if len(ids) > 1 and not all(_known(i, catalog) for i in ids):
         body = _known_first(body, ids, catalog)
     return body
 
@@ -60,36 +63,59 @@ def _requested_ids(body: JSON) -> list[str]:
 
 def model_names_resolved(body: JSON, catalog: CatalogSnapshot) -> JSON:
     """``body`` with ``openrouter/auto`` and names without their author (``model``,
-    ``models``) made catalog ids; the body itself when nothing needs it."""
+    ``models``) made catalog ids; the body itself when nothing needs it. A name several catalog
+    models share is left as it is (an unknown model, skipped) when another requested model is
+    known, and is otherwise a 404 naming the models it may be."""
     ids = _requested_ids(body)
     if not any(i not in catalog.models and "/" not in i for i in ids) and _AUTO not in ids:
         return body
+    resolved = {i: _name_matches(i, catalog) for i in ids}
+    ambiguous = [i for i, (found, _) in resolved.items() if len(found) > 1]
+    if ambiguous and not any(len(found) == 1 and _known(found[0], catalog)
+                             for found, _ in resolved.values()):  # fmt: skip
+        matches = sorted(resolved[ambiguous[0]][0])
+        raise NotFound(
+            f"Unknown model '{ambiguous[0]}'; it may be any of {', '.join(matches)}: "
+            "name one with its author.",
+            param="model",
+            metadata={"model": ambiguous[0], "matches": matches},
+        )
+
+    def name(model_id: object) -> object:
+        if not isinstance(model_id, str):
+            return model_id
+        found, variant = resolved[model_id]
+        return f"{found[0]}{variant}" if len(found) == 1 else model_id
+
     body = dict(body)
-    if isinstance(body.get("model"), str):
-        body["model"] = _name_resolved(body["model"], catalog)
+    if "model" in body:
+        body["model"] = name(body["model"])
     if isinstance(body.get("models"), list):
-        body["models"] = [_name_resolved(m, catalog) if isinstance(m, str) else m
-                          for m in body["models"]]  # fmt: skip
+        body["models"] = [name(m) for m in body["models"]]
     return body
 
 
-def _name_resolved(model_id: str, catalog: CatalogSnapshot) -> str:
-    if model_id in catalog.models:
-        return model_id
+def _known(model_id: str, catalog: CatalogSnapshot) -> bool:
+    return model_id in catalog.models or model_id.startswith("router/")
+
+
+def _name_matches(model_id: str, catalog: CatalogSnapshot) -> tuple[list[str], str]:
+    """The ids ``model_id`` may name and the ``:variant`` it keeps: itself (a catalog id, one with
+    an author, or unknown), the platform router, or the catalog ids whose text after their
+    author is the whole name, else the name before a ``:variant``."""
     if model_id == _AUTO:
-        return PLATFORM_ROUTER
-    if "/" in model_id:
-        return model_id
+        return [PLATFORM_ROUTER], ""
+    if model_id in catalog.models or "/" in model_id:
+        base, colon, variant = model_id.rpartition(":")
+        if model_id not in catalog.models and colon and _known(base, catalog):
+            return [base], f":{variant}"  # known with its variant: test/gpt:floor
+        return [model_id], ""
+    whole = [m for m in catalog.models if m.partition("/")[2] == model_id]
+    if whole:
+        return whole, ""
     name, colon, variant = model_id.partition(":")
     matches = [m for m in catalog.models if m.partition("/")[2] == name]
-    if len(matches) > 1:
-        raise NotFound(
-            f"Unknown model '{model_id}'; it may be any of {', '.join(sorted(matches))}: "
-            "name one with its author.",
-            param="model",
-            metadata={"model": model_id, "matches": sorted(matches)},
-        )
-    return f"{matches[0]}{colon}{variant}" if matches else model_id
+    return (matches, f"{colon}{variant}") if matches else ([model_id], "")
 
 
 def _split(model_id: str, catalog: CatalogSnapshot) -> tuple[str, str | None]:

@@ -3,7 +3,8 @@
 A plan is an ordered list of candidates (endpoint + credential). Explicit models come from
 ``model`` then ``models``; each model's endpoints are filtered by the request's needs (tools,
 images, JSON schema, ``require_parameters``), the key's allowed models, ``provider`` preferences
-and available credentials, then ordered by ``provider.order`` / ``sort`` / price. A router
+and available credentials, then ordered by ``provider.order`` / ``sort`` / price (the preferences
+are read and applied by ``routing.gateway.provider_preferences``). A router
 (``router/<slug>``, ``router/auto``) ranks its candidates for the prompt (``routing.routers``):
 the ranking becomes the model list, and its decision is the response's ``routing`` object.
 """
@@ -11,10 +12,6 @@ the ranking becomes the model list, and its decision is the response's ``routing
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from typing import Any
-
-from django.utils.text import slugify
 
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import (
@@ -27,30 +24,27 @@ from routerhub.errors import (
     NotFound,
 )
 from routing.budget import key_budget
-from routing.gateway import health
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelInfo
 from routing.gateway.credentials import OwnKey, byok_keys, platform_key
 from routing.gateway.needs import GAP_HINTS, Needs, capability_gap
+from routing.gateway.provider_preferences import (
+    endpoints_ordered,
+    preferences_read,
+    provider_keys,
+    providers_named,
+    within_max_price,
+)
 from routing.gateway.request_shape import prompt_token_floor
 from routing.providers.base import JSON
 from routing.routellm import routellm_decide_async, routellm_model_parse
 from routing.router_policy import decision_explore
 from routing.routers import RouterDecision, messages_prompt, router_decide_async, router_options
 
-_PER_MILLION = Decimal(1_000_000)
-_SORTS = ("price", "latency", "throughput")
 # Why endpoints were left out that only the request's own provider preferences decided.
 _EXCLUDED_BY_PREFERENCES = "excluded by provider.only/provider.ignore"
 _ABOVE_MAX_PRICE = "above provider.max_price"
 _NOT_IN_ORDER = "not in provider.order, and provider.allow_fallbacks is false"
 _PREFERENCE_REASONS = {_EXCLUDED_BY_PREFERENCES, _ABOVE_MAX_PRICE, _NOT_IN_ORDER}
-# OpenRouter's provider filters that the catalog has no facts for: honouring them is impossible,
-# dropping them would send the prompt where the client said not to, so asking is a 400.
-_UNKNOWN_FACTS = {
-    "data_collection": ("deny", "which providers retain or train on prompts"),
-    "zdr": (True, "which providers keep zero data"),
-    "enforce_distillable_text": (True, "which models' licences allow distillation"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,117 +88,6 @@ class _PromptFit:
         if self.floor < 0:
             self.floor = prompt_token_floor(self.body)
         return self.floor + output > window
-
-
-def _preferences(body: JSON) -> JSON:
-    prefs = body.get("provider") or {}
-    if not isinstance(prefs, dict):
-        raise BadRequest("provider must be an object.", param="provider")
-    sort = prefs.get("sort")
-    if sort is not None and sort not in _SORTS:
-        raise BadRequest(
-            f"provider.sort must be one of {', '.join(_SORTS)}.", param="provider.sort"
-        )
-    for name in ("order", "only", "ignore"):
-        if prefs.get(name) is not None and not isinstance(prefs[name], list):
-            raise BadRequest(
-                f"provider.{name} must be a list of provider slugs.", param=f"provider.{name}"
-            )
-    _max_price_check(prefs.get("max_price"))
-    _unhonoured_check(prefs)
-    return prefs
-
-
-def _unhonoured_check(prefs: JSON) -> None:
-    for name, (value, facts) in _UNKNOWN_FACTS.items():
-        if prefs.get(name) == value:
-            raise BadRequest(
-                f"provider.{name} {value!r} cannot be honoured: RouterHub's catalog does not "
-                f"record {facts}. Leave it out and choose providers with provider.only.",
-                param=f"provider.{name}",
-            )
-    if prefs.get("quantizations"):
-        raise BadRequest(
-            "provider.quantizations cannot be honoured: every endpoint here is a provider's "
-            "own API and the catalog records no quantization. Leave it out.",
-            param="provider.quantizations",
-        )
-
-
-def _max_price_check(max_price: Any) -> None:
-    if max_price is None:
-        return
-    if not isinstance(max_price, dict):
-        raise BadRequest(
-            "provider.max_price must be an object {prompt, completion} in USD per 1M tokens.",
-            param="provider.max_price",
-        )
-    for name in sorted(set(max_price) - {"prompt", "completion"}):
-        if max_price[name] is not None:
-            raise BadRequest(
-                f"provider.max_price.{name[:40]} cannot be honoured: RouterHub prices tokens "
-                "only; give prompt and completion (USD per 1M tokens).",
-                param=f"provider.max_price.{name[:40]}",
-            )
-    for name in ("prompt", "completion"):
-        value = max_price.get(name)
-        if value is None:
-            continue
-        try:
-            price = Decimal(str(value))
-        except InvalidOperation:
-            price = Decimal("NaN")
-        if isinstance(value, bool) or not price.is_finite() or price < 0:
-            raise BadRequest(
-                f"provider.max_price.{name} must be a non-negative number (USD per 1M tokens).",
-                param=f"provider.max_price.{name}",
-            )
-
-
-def _within_max_price(endpoint: EndpointInfo, max_price: Any) -> bool:
-    if not isinstance(max_price, dict):
-        return True
-    for name, price in (
-        ("prompt", endpoint.prices.prompt),
-        ("completion", endpoint.prices.completion),
-    ):
-        limit = max_price.get(name)
-        if limit is not None and price * _PER_MILLION > Decimal(str(limit)):
-            return False
-    return True
-
-
-def endpoint_sort_key(endpoint: EndpointInfo, sort: str | None) -> Any:
-    price = endpoint.prices.prompt + endpoint.prices.completion
-    if sort == "latency":
-        return (health.latency_ms(endpoint.id), price)
-    if sort == "throughput":
-        return (-health.throughput(endpoint.id), price)
-    return (price, health.latency_ms(endpoint.id))
-
-
-def _provider_names(endpoint: EndpointInfo) -> set[str]:
-    """What a ``provider`` preference may call an endpoint's provider: its slug or its name, in
-    any case (OpenRouter's clients write ``"OpenAI"``, ``"google-ai-studio"``)."""
-    return {endpoint.provider_slug.lower(), slugify(endpoint.provider_name)}
-
-
-def _named(values: Any) -> set[str]:
-    return {slugify(str(v)) for v in values or []}
-
-
-def _order(endpoints: list[EndpointInfo], prefs: JSON) -> list[EndpointInfo]:
-    ranked = sorted(endpoints, key=lambda e: endpoint_sort_key(e, prefs.get("sort")))
-    order = [slugify(str(name)) for name in prefs.get("order") or []]
-    if order:
-        position = {name: i for i, name in reversed(list(enumerate(order)))}
-        place = {e.id: min(position.get(n, len(order)) for n in _provider_names(e)) for e in ranked}
-        ranked.sort(key=lambda e: place[e.id])
-        if prefs.get("allow_fallbacks") is False:
-            ranked = [e for e in ranked if place[e.id] < len(order)]
-    elif prefs.get("allow_fallbacks") is False:
-        ranked = ranked[:1]
-    return ranked
 
 
 def _model_ids(body: JSON) -> list[str]:
@@ -319,7 +202,8 @@ async def plan_request(
                 metadata={"model": model_id},
             )
         _kind_check(catalog.models[model_id], needs)
-    sieve = _Sieve(body, needs, _PromptFit(body, prompt_bound, _requested_output(body)))
+    fit = _PromptFit(body, prompt_bound, _requested_output(body))
+    sieve = _Sieve(body, needs, fit, [catalog.models[m] for m in model_ids])
     byok = await byok_keys(key.organization_id)
     for model_id in model_ids:
         if not allowed or model_id in allowed:
@@ -352,11 +236,14 @@ class _Sieve:
     """The endpoints of the requested models that can serve this request, in the preferences'
     order, with the reasons the others were left out (the error when none is left)."""
 
-    def __init__(self, body: JSON, needs: Needs, fit: _PromptFit) -> None:
-        self.prefs = _preferences(body)
+    def __init__(self, body: JSON, needs: Needs, fit: _PromptFit, models: list[ModelInfo]) -> None:
+        self.prefs = preferences_read(body)
         self.needs, self.fit = needs, fit
-        self.only = _named(self.prefs.get("only"))
-        self.ignore = _named(self.prefs.get("ignore"))
+        slugs = {e.provider_slug.lower() for model in models for e in model.endpoints}
+        only = self.prefs.get("only")  # naming nothing known, it leaves nothing
+        self.only = set(providers_named(only, slugs)) if only else None
+        self.ignore = set(providers_named(self.prefs.get("ignore"), slugs))
+        self.order = providers_named(self.prefs.get("order"), slugs)
         self.require_parameters = bool(self.prefs.get("require_parameters"))
         self.candidates: list[Candidate] = []
         self.gap: str | None = None
@@ -365,7 +252,7 @@ class _Sieve:
 
     def add_model(self, model: ModelInfo, byok: dict[str, OwnKey]) -> None:
         eligible = [e for e in model.endpoints if self._eligible(e)]
-        ordered = _order(eligible, self.prefs)
+        ordered = endpoints_ordered(eligible, self.prefs, self.order)
         if eligible and not ordered:
             self.reasons.add(_NOT_IN_ORDER)
         for endpoint in ordered:
@@ -381,9 +268,9 @@ class _Sieve:
             self.candidates.append(Candidate(endpoint, platform or None, False))
 
     def _eligible(self, endpoint: EndpointInfo) -> bool:
-        if (self.only or self.ignore) and self._excluded(_provider_names(endpoint)):
+        if (self.only is not None or self.ignore) and self._excluded(provider_keys(endpoint)):
             self.reasons.add(_EXCLUDED_BY_PREFERENCES)
-        elif not _within_max_price(endpoint, self.prefs.get("max_price")):
+        elif not within_max_price(endpoint, self.prefs.get("max_price")):
             self.reasons.add(_ABOVE_MAX_PRICE)
         elif (missing := capability_gap(endpoint, self.needs, self.require_parameters)) is not None:
             self.gap = self.gap or missing
@@ -394,8 +281,8 @@ class _Sieve:
             return True
         return False
 
-    def _excluded(self, names: set[str]) -> bool:
-        return bool((self.only and not names & self.only) or names & self.ignore)
+    def _excluded(self, names: frozenset[str]) -> bool:
+        return bool((self.only is not None and not names & self.only) or names & self.ignore)
 
     def why_none(self, model_ids: list[str]) -> ApiError:
         if self.gap is not None:

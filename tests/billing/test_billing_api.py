@@ -152,6 +152,25 @@ def test_usage_groups_by_model_key_router_and_day(billed):
     assert len(by_day) == 2 and sum(r["requests"] for r in by_day) == 3
 
 
+def test_usage_pages_end_where_the_first_page_was_asked(billed):
+    tenants, _, manage, _ = billed
+
+    first = manage.get("/api/v1/usage", {"group_by": "model", "limit": 1}).json()
+    _served(tenants.organization, None, "demo/aaa-new", "0.001")  # sorts before the others
+    second = manage.get(first["next"]).json()
+    back = manage.get(second["previous"]).json()
+    fresh = manage.get("/api/v1/usage", {"group_by": "model"}).json()
+
+    # Groups were recomputed per page: the new group shifted demo/large onto page 2 again.
+    assert [r["group"] for r in first["results"] + second["results"]] == [
+        "demo/large",
+        "demo/small",
+    ]
+    assert "end=" in first["next"] and second["next"] is None and second["count"] == 2
+    assert back["results"] == first["results"]
+    assert "demo/aaa-new" in {r["group"] for r in fresh["results"]}
+
+
 def test_usage_rejects_a_bad_group_and_an_inverted_range(billed):
     _, _, manage, _ = billed
 

@@ -92,3 +92,16 @@ def test_spend_chart_draws_one_segment_per_colour_a_day_however_many_models() ->
     assert chart.legend[-1][0] == "other" and len(chart.legend) == 8
     assert chart.total == 30 * sum(Decimal(m + 1) for m in range(200))
     assert "· other · $" in chart.svg
+
+
+def test_the_legend_helper_leaves_the_totals_it_is_given_as_they_are() -> None:
+    from billing.charts import _colours
+
+    totals = {f"m/{m:02d}": Decimal(m + 1) for m in range(12)}
+    given = dict(totals)
+
+    top, colours, with_other = _colours(totals)
+
+    assert totals == given  # it added "other" to the caller's dict
+    assert with_other == given | {"other": sum(Decimal(m + 1) for m in range(12 - len(top)))}
+    assert set(colours) == {*top, "other"}

@@ -60,3 +60,37 @@ def test_generation_feedback_usage_and_retrain(
     assert frame["cost"].sum() > 0
     assert len(export) == 3 and "gen-" in manage.usage.export_csv()
     assert retrain["feedback_rows"] == 3 and retrained["version"] == 2
+
+
+def test_usage_pages_followed_by_the_client_end_where_the_first_was_asked(world: World) -> None:
+    from datetime import timedelta
+    from decimal import Decimal
+
+    import httpx
+    from django.utils import timezone
+
+    from accounts.models import KeyScope
+    from billing.models import UsageRollupAllKeys
+    from tests.billing.test_billing_api import _served
+
+    yesterday = timezone.now().date() - timedelta(days=1)
+    UsageRollupAllKeys.objects.bulk_create(  # what group_by=model reads
+        UsageRollupAllKeys(organization=world.organization, day=yesterday, model=f"m/{i:04d}",
+                           status="succeeded", requests=1, cost=Decimal("0.01"))
+        for i in range(1001)
+    )  # fmt: skip
+    pages: list[str] = []
+
+    def between_pages(response: httpx.Response) -> None:
+        pages.append(str(response.request.url))
+        if len(pages) == 1:  # a model first used while the client pages, sorting first
+            _served(world.organization, None, "a-new/model", "0.001")
+
+    http = httpx.Client(timeout=30, event_hooks={"response": [between_pages]})
+    with RouterHub(base_url=world.gateway_url, api_key=world.key_for(scope=KeyScope.MANAGE),
+                   max_retries=0, http_client=http) as manage:  # fmt: skip
+        groups = [row["group"] for row in manage.usage.get(group_by="model")["results"]]
+
+    # Each page was computed again: the new group pushed m/0999 onto the second page too.
+    assert groups == [f"m/{i:04d}" for i in range(1001)]
+    assert len(pages) == 2 and "end=" in pages[1]

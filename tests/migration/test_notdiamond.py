@@ -204,3 +204,23 @@ def test_model_select_with_tools_offers_only_tool_callers_and_hash_content_store
     assert SelectionSession.objects.get(id=tools_id).candidates == ["test/claude"]
     assert SelectionSession.objects.get(id=plain_id).prompt.endswith(PROMPTS[0])
     assert SelectionSession.objects.get(id=hashed_id).prompt == ""
+
+
+def test_model_select_with_tools_keeps_candidates_outside_the_catalog(world: World) -> None:
+    slug = trained_router(world)  # test/gpt and test/claude
+    catalog = base_catalog(world.fake_url)
+    catalog["models"][0] = model(WEAK_TOOLLESS, capabilities=["json", "streaming"])
+    catalog["models"][1] |= {"enabled": False}
+    world.catalog(catalog)  # test/claude is now a candidate outside the catalog
+    inference = key_client(world.key)
+    body = {"messages": [{"role": "user", "content": PROMPTS[0]}], "tools": TOOLS,
+            "llm_providers": PROVIDERS, "preference_id": slug}  # fmt: skip
+
+    selected = inference.post(SELECT, body, format="json")
+    toolless = inference.post(SELECT, {**body, "llm_providers": PROVIDERS[:1]}, format="json")
+
+    # A candidate outside the catalog was dropped as unable to call tools: this was a 400.
+    assert selected.status_code == 200, selected.content
+    assert selected.json()["providers"] == [PROVIDERS[1]]
+    assert SelectionSession.objects.get(id=selected.json()["session_id"]).candidates == [STRONG]
+    assert toolless.status_code == 400 and toolless.json()["error"]["param"] == "tools"

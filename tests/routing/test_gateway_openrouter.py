@@ -369,3 +369,52 @@ def test_provider_preferences_name_providers_by_slug_or_name_in_any_case(world: 
     assert served_by({"order": ["budget host"], "allow_fallbacks": False}) == "fake-openai-b"
     assert served_by({"ignore": ["FAKE-OPENAI"]}) == "fake-openai-b"
     assert served_by({}) == "fake-openai"  # the cheaper one, when nothing is preferred
+
+
+def test_an_ambiguous_bare_name_falls_back_like_an_unknown_one_and_a_colon_id_is_found_whole(
+    world: World,
+) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["models"] += [model("other/gpt"), model("deepseek/r1:free")]
+    catalog["endpoints"] += [endpoint("other/gpt", "fake-openai-b", "gpt-4o-mini"),
+                             endpoint("deepseek/r1:free", "fake-openai", "gpt-4o-mini", "0", "0")]  # fmt: skip
+    world.catalog(catalog)
+    hi = [{"role": "user", "content": "Hi"}]
+
+    fallback = post_chat(world, {"model": "gpt", "models": ["test/claude"], "messages": hi})
+    in_models = post_chat(world, {"model": "test/claude", "models": ["gpt"], "messages": hi})
+    alone = post_chat(world, {"model": "gpt", "models": ["unknown-x"], "messages": hi})
+    colon = post_chat(world, {"model": "r1:free", "messages": hi})
+
+    # "gpt" (other/gpt, test/gpt) was a 404 before `models` was read, where "unknown-x" fell
+    # back; "r1:free" was read as "r1" with the :free variant, a 404.
+    assert fallback.status_code == 200 and fallback.json()["model"] == "test/claude"
+    assert in_models.status_code == 200 and in_models.json()["model"] == "test/claude"
+    assert alone.status_code == 404
+    assert "may be any of other/gpt, test/gpt" in alone.json()["error"]["message"]
+    assert colon.status_code == 200 and colon.json()["model"] == "deepseek/r1:free"
+
+
+def test_provider_preferences_prefer_a_slug_and_read_non_latin_names(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["providers"][0]["name"] = "東京ホスト"  # fake-openai, the cheaper one
+    catalog["providers"][3]["name"] = "大阪ホスト"  # fake-openai-b
+    catalog["endpoints"].append(endpoint("test/gpt", "fake-openai-b", "gpt-4o-mini", "5", "5"))
+    world.catalog(catalog)
+
+    def served_by(preferences: dict[str, Any]) -> Any:
+        response = post_chat(world, {"model": "test/gpt", "provider": preferences,
+                                     "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+        assert response.status_code == 200, response.text
+        return response.json()["provider"]
+
+    # Both names slugified to "": naming one selected every such provider (the cheaper served).
+    assert served_by({"only": ["大阪ホスト"]}) == "fake-openai-b"
+    assert served_by({"order": ["大阪ホスト"], "allow_fallbacks": False}) == "fake-openai-b"
+    assert served_by({"ignore": ["東京ホスト"]}) == "fake-openai-b"
+    nothing = post_chat(world, {"model": "test/gpt", "provider": {"only": ["!!"]},
+                                "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+    assert nothing.status_code == 400  # a name with nothing left names no provider
+    catalog["providers"][0]["name"] = "fake-openai-b"  # fake-openai named as the other's slug
+    world.catalog(catalog)
+    assert served_by({"only": ["fake-openai-b"]}) == "fake-openai-b"  # the slug, not the name
