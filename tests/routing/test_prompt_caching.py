@@ -229,3 +229,18 @@ def test_tool_results_assistant_turns_and_message_marks_land_on_anthropic_blocks
     assert turns[2]["content"][0]["type"] == "tool_result"
     assert turns[2]["content"][0]["cache_control"] == hour
     assert turns[2]["content"][1] == {"type": "text", "text": "Thanks", "cache_control": EPHEMERAL}
+
+
+def test_a_stream_keeps_its_hour_writes_and_a_malformed_breakdown_bills() -> None:
+    from routing.providers.anthropic import usage_from_anthropic
+
+    totals = {"input_tokens": 5, "cache_creation_input_tokens": 3000, "cache_read_input_tokens": 0}
+    start = usage_from_anthropic(
+        totals | {"output_tokens": 1, "cache_creation": {"ephemeral_1h_input_tokens": 2000}}
+    )
+    final = usage_from_anthropic(totals | {"output_tokens": 40}, start)  # message_delta
+    odd = usage_from_anthropic(totals | {"cache_creation": "5m"})
+
+    assert final is not None and odd is not None
+    assert (final.cache_write_tokens, final.cache_write_1h_tokens) == (3000, 2000)
+    assert (odd.cache_write_tokens, odd.cache_write_1h_tokens, odd.prompt_tokens) == (3000, 0, 3005)
