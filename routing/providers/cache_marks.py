@@ -35,6 +35,45 @@ def _places(body: JSON) -> Iterator[tuple[str, Any]]:
             yield f"messages[{index}].cache_control", message[MARK]
 
 
+def _message_sent(index: int, message: JSON) -> Iterator[tuple[str, Any]]:
+    """The marks of one message that reach Anthropic's blocks: a tool message's one block
+    holds one; a message's own mark sits on its last block, replacing that block's own."""
+    content = message.get("content")
+    parts = [
+        (f"messages[{index}].content[{at}].cache_control", part[MARK])
+        for at, part in enumerate(content if isinstance(content, list) else [])
+        if isinstance(part, dict) and MARK in part
+    ]
+    own = [(f"messages[{index}].cache_control", message[MARK])] if MARK in message else []
+    if message.get("role") == "tool":
+        yield from (own or parts)[-1:]
+        return
+    last_is_part = isinstance(content, list) and bool(content) and not message.get("tool_calls")
+    if own and last_is_part and isinstance(content[-1], dict) and MARK in content[-1]:
+        parts = parts[:-1]  # the message's mark replaces its last block's
+    yield from parts + own
+
+
+def _sent(body: JSON) -> Iterator[tuple[str, Any]]:
+    """(where, value) of the marks Anthropic receives, in its order: tools, system, messages."""
+    for index, tool in enumerate(body.get("tools") or []):
+        if isinstance(tool, dict) and MARK in tool:
+            yield f"tools[{index}].cache_control", tool[MARK]
+    messages = [
+        (index, message)
+        for index, message in enumerate(body.get("messages") or [])
+        if isinstance(message, dict)
+    ]
+    # The adapter lifts system messages into Anthropic's ``system``, ahead of every turn.
+    messages.sort(key=lambda item: item[1].get("role") not in ("system", "developer"))
+    for index, message in messages:
+        yield from _message_sent(index, message)
+
+
+def _ttl(mark: Any) -> str:
+    return str((mark.get("ttl") if isinstance(mark, dict) else None) or "5m")
+
+
 def mark_problem(mark: Any) -> str | None:
     """What is wrong with one ``cache_control`` value, as Anthropic reads it."""
     if not isinstance(mark, dict) or mark.get("type") != "ephemeral":
@@ -47,19 +86,30 @@ def mark_problem(mark: Any) -> str | None:
 
 
 def marks_problem(body: JSON) -> tuple[str, str] | None:
-    """(message, param) refusing the request's marks, or None: a malformed mark, or more than
-    Anthropic's ``MAX_BREAKPOINTS`` of them (Anthropic answers that with a 400 too)."""
+    """(message, param) refusing the request's marks, or None: a malformed mark, more than
+    Anthropic's ``MAX_BREAKPOINTS`` of them as sent, or a 1h mark after a 5m one (Anthropic
+    answers each with a 400 too)."""
     places = list(_places(body))
     for where, mark in places:
         problem = mark_problem(mark)
         if problem:
             return f"{where} {problem}.", where.partition("[")[0]
-    if len(places) > MAX_BREAKPOINTS:
+    sent = list(_sent(body))
+    if len(sent) > MAX_BREAKPOINTS:
         return (
             f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
-            f"Found {len(places)} ({', '.join(where for where, _ in places)}).",
+            f"Found {len(sent)} ({', '.join(where for where, _ in sent)}).",
             "cache_control",
         )
+    five = None
+    for where, mark in sent:
+        if _ttl(mark) == "1h" and five:
+            return (
+                f'{where} has ttl "1h" after {five} with ttl "5m": Anthropic requires hour '
+                "marks before five-minute ones, in the order tools, system, messages.",
+                "cache_control",
+            )
+        five = five or (where if _ttl(mark) == "5m" else None)
     return None
 
 

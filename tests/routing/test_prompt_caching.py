@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -64,12 +65,12 @@ def marked_request(document: str, ttl: str | None = None) -> dict[str, Any]:
             {"type": "text", "text": "You answer from the manual."},
             {"type": "text", "text": document, "cache_control": mark},
         ],
-        "tools": [TOOL | {"cache_control": EPHEMERAL}],
+        "tools": [TOOL | {"cache_control": mark}],  # Anthropic: 1h marks before 5m ones
         "messages": [
             {
                 "role": "user",
                 "content": [
-                    {"type": "text", "text": "Question one about owls", "cache_control": mark}
+                    {"type": "text", "text": "Question one about owls", "cache_control": EPHEMERAL}
                 ],
             }
         ],
@@ -141,6 +142,31 @@ def test_five_marks_are_refused_as_anthropic_refuses_them(world: World) -> None:
     assert world.upstream_requests("/v1/messages") == []
 
 
+def test_an_hour_mark_after_a_five_minute_one_is_refused_as_anthropic_refuses_it(
+    world: World,
+) -> None:
+    request = marked_request(long_context(), "1h")
+    request["tools"] = [TOOL | {"cache_control": EPHEMERAL}]  # 5m on tools, then 1h on system
+
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        messages_client(world).messages.create(**request)
+    assert world.upstream_requests("/v1/messages") == []  # refused before Anthropic
+    upstream = httpx.post(
+        f"{world.fake_url}/v1/messages",
+        json=request | {"model": "claude-sonnet-4-5"},
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+    )
+
+    error = refused.value.body["error"]  # type: ignore[index]
+    assert error["param"] == "cache_control"
+    assert 'has ttl "1h" after tools[0].cache_control with ttl "5m"' in error["message"]
+    assert upstream.status_code == 400
+    assert (
+        "system.1.cache_control.ttl: a ttl='1h' cache_control block must not come after"
+        in (upstream.json()["error"]["message"])
+    )
+
+
 def test_openrouter_marked_parts_reach_anthropic_and_report_reads_and_writes(world: World) -> None:
     document = long_context()
     messages: Any = [
@@ -208,11 +234,11 @@ def test_tool_results_assistant_turns_and_message_marks_land_on_anthropic_blocks
         "model": "test/claude", "max_tokens": 50, "messages": [
             {"role": "user", "content": "Weather in Oslo?"},
             {"role": "assistant", "content": [
-                {"type": "text", "text": "Looking.", "cache_control": EPHEMERAL},
+                {"type": "text", "text": "Looking.", "cache_control": hour},
                 {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}},
             ]},
             {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4C", "cache_control": hour},
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4C", "cache_control": EPHEMERAL},
             ]},
         ]})  # fmt: skip
     canonical["messages"].append({"role": "user", "content": "Thanks", "cache_control": EPHEMERAL})
@@ -223,11 +249,11 @@ def test_tool_results_assistant_turns_and_message_marks_land_on_anthropic_blocks
     assert turns[1]["content"][0] == {
         "type": "text",
         "text": "Looking.",
-        "cache_control": EPHEMERAL,
+        "cache_control": hour,
     }
     assert "cache_control" not in turns[1]["content"][1]  # the tool_use, unmarked
     assert turns[2]["content"][0]["type"] == "tool_result"
-    assert turns[2]["content"][0]["cache_control"] == hour
+    assert turns[2]["content"][0]["cache_control"] == EPHEMERAL
     assert turns[2]["content"][1] == {"type": "text", "text": "Thanks", "cache_control": EPHEMERAL}
 
 
