@@ -59,6 +59,8 @@ def _marked_paths(body: JSON) -> Iterator[tuple[str, Any]]:
         for index, block in enumerate(content if isinstance(content, list) else []):
             if isinstance(block, dict) and "cache_control" in block:
                 yield f"messages.{turn}.content.{index}", block["cache_control"]
+    if "cache_control" in body:  # automatic caching: the last cacheable block's breakpoint
+        yield "cache_control", body["cache_control"]
 
 
 def _order_refusal(body: JSON) -> str | None:
@@ -83,9 +85,7 @@ def _tokens(block: JSON) -> int:
 
 def marks_refusal(body: JSON) -> str | None:
     """Anthropic's 400 for too many breakpoints, or for an hour mark after a 5m one."""
-    found = sum(
-        1 for block in _blocks(body) if isinstance(block, dict) and "cache_control" in block
-    )
+    found = sum(1 for _ in _marked_paths(body))
     if found > MAX_BREAKPOINTS:
         return (
             f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "

@@ -217,6 +217,8 @@ class AnthropicAdapter(ProviderAdapter):
             body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
         if request.get("user"):
             body["metadata"] = {"user_id": str(request["user"])}
+        if mark_of(request):  # automatic caching: Anthropic marks the last cacheable block
+            body["cache_control"] = mark_of(request)
         tools = _tools(request)
         tool_choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
         context: JSON = {}

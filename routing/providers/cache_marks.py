@@ -1,8 +1,9 @@
 """Prompt-caching marks (``cache_control``) in the canonical (OpenAI) request.
 
 Where they sit, as OpenRouter takes them: on a content part (``{"type": "text", ...,
-"cache_control": {"type": "ephemeral"}}``), on a message (its last block is marked), and on a
-tool (``{"type": "function", "function": {...}, "cache_control": {...}}``). The Anthropic ingress
+"cache_control": {"type": "ephemeral"}}``), on a message (its last block is marked), on a
+tool (``{"type": "function", "function": {...}, "cache_control": {...}}``), and on the request
+itself (Anthropic's automatic caching: the last cacheable block is marked). The Anthropic ingress
 puts an Anthropic block's mark in the same places. Only the Anthropic adapter sends them on (in
 Anthropic's wire format); ``marks_strip`` takes them off for every other provider.
 """
@@ -33,6 +34,8 @@ def _places(body: JSON) -> Iterator[tuple[str, Any]]:
                 yield f"messages[{index}].content[{part_index}].cache_control", part[MARK]
         if MARK in message:
             yield f"messages[{index}].cache_control", message[MARK]
+    if MARK in body:
+        yield "cache_control", body[MARK]
 
 
 def _message_sent(index: int, message: JSON) -> Iterator[tuple[str, Any]]:
@@ -68,6 +71,8 @@ def _sent(body: JSON) -> Iterator[tuple[str, Any]]:
     messages.sort(key=lambda item: item[1].get("role") not in ("system", "developer"))
     for index, message in messages:
         yield from _message_sent(index, message)
+    if MARK in body:  # automatic caching: a breakpoint on the last cacheable block
+        yield "cache_control", body[MARK]
 
 
 def _ttl(mark: Any) -> str:
@@ -138,7 +143,7 @@ def marks_strip(body: JSON) -> JSON:
         if isinstance(message, dict) and isinstance(message.get("content"), list):
             message["content"] = [bare(part) for part in message["content"]]
         messages.append(message)
-    stripped = body | {"messages": messages}
+    stripped = {k: v for k, v in body.items() if k != MARK} | {"messages": messages}
     if body.get("tools"):
         stripped["tools"] = [bare(tool) for tool in body["tools"]]
     return stripped

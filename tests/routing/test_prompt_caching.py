@@ -270,3 +270,52 @@ def test_a_stream_keeps_its_hour_writes_and_a_malformed_breakdown_bills() -> Non
     assert final is not None and odd is not None
     assert (final.cache_write_tokens, final.cache_write_1h_tokens) == (3000, 2000)
     assert (odd.cache_write_tokens, odd.cache_write_1h_tokens, odd.prompt_tokens) == (3000, 0, 3005)
+
+
+def test_a_marked_call_keeps_its_mark_and_a_top_level_mark_reaches_anthropic(
+    world: World,
+) -> None:
+    request = {
+        "model": "test/claude",
+        "max_tokens": 50,
+        "cache_control": EPHEMERAL,  # Anthropic's automatic caching
+        "messages": [
+            {"role": "user", "content": "Weather in Oslo and Bergen?"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"},
+                 "cache_control": EPHEMERAL},
+                {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Bergen"}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4C"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "7C"},
+            ]},
+        ],
+        "tools": [TOOL],
+    }  # fmt: skip
+
+    messages_client(world).messages.create(**request)  # type: ignore[arg-type]
+
+    sent = world.last_upstream("/v1/messages")["body"]
+    assert sent["cache_control"] == EPHEMERAL
+    assert sent["messages"][1]["content"][-1]["cache_control"] == EPHEMERAL  # the turn's last
+
+
+def test_a_message_mark_and_its_last_parts_mark_are_one_breakpoint(world: World) -> None:
+    mark: Any = {"cache_control": EPHEMERAL}
+    messages: Any = [
+        {"role": "system", "content": [{"type": "text", "text": long_context()} | mark]},
+        {"role": "user", "content": [
+            {"type": "text", "text": "One"} | mark,
+            {"type": "text", "text": "Two"} | mark,
+            {"type": "text", "text": "Three"} | mark,
+        ]} | mark,
+    ]  # fmt: skip
+
+    answer = chat_client(world).chat.completions.create(
+        model="test/claude", messages=messages, max_tokens=20
+    )
+
+    assert answer.choices[0].message.content
+    sent = world.last_upstream("/v1/messages")["body"]
+    assert str(sent).count("cache_control") == 4  # the 4 Anthropic allows
