@@ -319,3 +319,26 @@ def test_a_message_mark_and_its_last_parts_mark_are_one_breakpoint(world: World)
     assert answer.choices[0].message.content
     sent = world.last_upstream("/v1/messages")["body"]
     assert str(sent).count("cache_control") == 4  # the 4 Anthropic allows
+
+
+def test_the_hold_reads_the_marks_once_for_many_anthropic_candidates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from routing.gateway import request_shape
+    from routing.gateway.catalog_cache import EndpointInfo
+    from routing.gateway.planning import Candidate
+
+    scans: list[int] = []
+    real = request_shape.longest_ttl
+    monkeypatch.setattr(request_shape, "longest_ttl", lambda body: scans.append(1) or real(body))
+    endpoint = EndpointInfo(
+        1, "test/claude", "fake-anthropic", "Fake", "anthropic", "https://up.example", "", {},
+        "claude-sonnet-4-5", TokenPrices(INPUT / M, OUTPUT / M, CACHED / M), 200_000, 8192,
+        True, True, True, True, True, False, frozenset(), False,
+    )  # fmt: skip
+    body = marked_request("A manual.", "1h")
+
+    held = request_shape.reservation_max(body, [Candidate(endpoint, None, False)] * 3, 10_000)
+
+    assert scans == [1]
+    assert held == money((10_000 * INPUT * 2 + 100 * OUTPUT) / M)
