@@ -51,8 +51,8 @@ def _message_sent(index: int, message: JSON) -> Iterator[tuple[str, Any]]:
     if message.get("role") == "tool":
         yield from (own or parts)[-1:]
         return
-    last_is_part = isinstance(content, list) and bool(content) and not message.get("tool_calls")
-    if own and last_is_part and isinstance(content[-1], dict) and MARK in content[-1]:
+    last = content[-1] if isinstance(content, list) and content else None
+    if own and not message.get("tool_calls") and isinstance(last, dict) and MARK in last:
         parts = parts[:-1]  # the message's mark replaces its last block's
     yield from parts + own
 
