@@ -14,9 +14,9 @@ import pytest
 from accounts.models import KeyScope, Role
 from routing.fake_upstream.answers import answer_text
 from routing.models import Pipeline
-from training.serving import Router
 from tests.factories import key_client, key_make, member_add, organization_make
 from tests.routing.world import World, base_catalog, endpoint, model
+from training.serving import Router
 
 URL = "/api/v1/pipelines/import"
 PROMPT = "Describe green tea for a shop label"

@@ -78,8 +78,9 @@ def _ubiops_body(
     aggregate: dict[str, Any] | None,
     branch_timeout_s: float | None,
 ) -> dict[str, Any]:
-    return clean_params({"slug": slug, "ubiops": ubiops, "deployments": deployments, "name": name,
-                         "aggregate": aggregate, "branch_timeout_s": branch_timeout_s})  # fmt: skip
+    body = {"slug": slug, "ubiops": ubiops, "deployments": deployments, "name": name,
+            "aggregate": aggregate, "branch_timeout_s": branch_timeout_s}  # fmt: skip
+    return {key: value for key, value in body.items() if value is not None}
 
 
 class Pipelines(SyncResource):
