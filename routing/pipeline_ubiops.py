@@ -161,7 +161,7 @@ def _attachments(attachments: Any, objects: dict[str, str]) -> dict[str, list[st
     for index, item in enumerate(attachments):
         param = f"ubiops.attachments[{index}]"
         destination = item.get("destination_name") if isinstance(item, dict) else None
-        if destination != END and destination not in objects:
+        if not isinstance(destination, str) or (destination != END and destination not in objects):
             raise _refuse(f"attachments[{index}]: unknown destination '{destination}'.", param)
         assert isinstance(item, dict)
         given = item.get("sources")
@@ -171,12 +171,12 @@ def _attachments(attachments: Any, objects: dict[str, str]) -> dict[str, list[st
             )
         for source in given:
             name = source.get("source_name") if isinstance(source, dict) else None
-            if name != START and name not in objects:
+            if not isinstance(name, str) or (name != START and name not in objects):
                 raise _refuse(f"attachments[{index}]: unknown source '{name}'.", param)
             if name == destination:
                 raise _refuse(f"object '{name}' is attached to itself (a cycle).", param)
-            if name not in sources.setdefault(str(destination), []):
-                sources[str(destination)].append(str(name))
+            if name not in sources.setdefault(destination, []):
+                sources[destination].append(name)
     return sources
 
 

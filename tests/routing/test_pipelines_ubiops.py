@@ -186,6 +186,10 @@ REFUSED = [
      "ubiops.objects.merge", "unknown model 'router/mine'"),
     ({**CHAIN, "objects": [deployment(str(i)) for i in range(65)]}, "ubiops.objects",
      "1 to 64 pipeline objects"),
+    ({**CHAIN, "attachments": [{"destination_name": ["draft"], "sources": []}]},
+     "ubiops.attachments[0]", "unknown destination"),
+    ({**CHAIN, "attachments": [{"destination_name": "draft", "sources": [{"source_name": {}}]}]},
+     "ubiops.attachments[0]", "unknown source"),
 ]  # fmt: skip
 
 
