@@ -40,7 +40,7 @@ from billing.drafts import UsageDraft
 from billing.models import UsageFlag
 from billing.outbox import usage_outbox_flush, usage_record_async
 from billing.pg_async import pg_close
-from billing.pricing import TokenPrices, reservation_amount, usage_cost
+from billing.pricing import CacheCounts, TokenPrices, reservation_amount, usage_cost
 from billing.services import ReservationRequest, credits_reserve_async
 from billing.window_spend import WindowSpend, window_spend
 
@@ -87,6 +87,10 @@ class TokenCounts(Protocol):
     def cached_tokens(self) -> int: ...
     @property
     def reasoning_tokens(self) -> int: ...
+    @property
+    def cache_write_tokens(self) -> int: ...
+    @property
+    def cache_write_1h_tokens(self) -> int: ...
 
 
 def generation_id_new() -> str:
@@ -130,6 +134,7 @@ def price(
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens,
+        cache=CacheCounts(write=usage.cache_write_tokens, write_1h=usage.cache_write_1h_tokens),
         is_byok=is_byok,
     )
     if cost > held:

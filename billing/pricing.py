@@ -19,23 +19,44 @@ class TokenPrices:
     cached_prompt: Decimal | None = None
 
 
+# Prompt-cache writes cost a multiple of the prompt price (Anthropic's "Prompt caching"
+# pricing: 1.25x for the 5-minute cache, 2x for the 1-hour one); the catalog has no write price.
+CACHE_WRITE_MULTIPLIER = {"5m": Decimal("1.25"), "1h": Decimal("2")}
+
+
+@dataclass(frozen=True, slots=True)
+class CacheCounts:
+    """The prompt tokens written to a provider's prompt cache (included in the prompt count);
+    ``write_1h`` is the part of ``write`` cached for an hour."""
+
+    write: int = 0
+    write_1h: int = 0
+
+
 def usage_cost(
     prices: TokenPrices,
     *,
     prompt_tokens: int,
     completion_tokens: int,
     cached_tokens: int = 0,
+    cache: CacheCounts = CacheCounts(),
     is_byok: bool = False,
 ) -> Decimal:
     """Cost of one request. ``completion_tokens`` already includes reasoning tokens (OpenAI's
     convention; adapters add a provider's separately reported thinking tokens into it).
+    Cache reads (``cached_tokens``) cost the endpoint's ``cached_prompt`` price, cache writes
+    (``cache``) the prompt price times ``CACHE_WRITE_MULTIPLIER``.
     Bring-your-own-key requests pay the provider directly and RouterHub only its fee on the
     equivalent list price."""
     cached = min(max(cached_tokens, 0), prompt_tokens)
+    written = min(max(cache.write, 0), prompt_tokens - cached)
+    hour = min(max(cache.write_1h, 0), written)
     cached_price = prices.prompt if prices.cached_prompt is None else prices.cached_prompt
     cost = (
-        (prompt_tokens - cached) * prices.prompt
+        (prompt_tokens - cached - written) * prices.prompt
         + cached * cached_price
+        + (written - hour) * prices.prompt * CACHE_WRITE_MULTIPLIER["5m"]
+        + hour * prices.prompt * CACHE_WRITE_MULTIPLIER["1h"]
         + completion_tokens * prices.completion
     )
     if is_byok:
@@ -44,10 +65,12 @@ def usage_cost(
 
 
 def reservation_amount(
-    prices: TokenPrices, *, prompt_tokens: int, max_output_tokens: int
+    prices: TokenPrices, *, prompt_tokens: int, max_output_tokens: int, cache_ttl: str | None = None
 ) -> Decimal:
-    """The most a request can cost: every prompt token uncached, every allowed output token used."""
-    return money(prompt_tokens * prices.prompt + max_output_tokens * prices.completion)
+    """The most a request can cost: every prompt token uncached, every allowed output token used;
+    with prompt-caching marks (``cache_ttl``, the longest asked for) every prompt token written."""
+    prompt_price = prices.prompt * CACHE_WRITE_MULTIPLIER.get(cache_ttl or "", Decimal(1))
+    return money(prompt_tokens * prompt_price + max_output_tokens * prices.completion)
 
 
 def topup_fee(amount: Decimal) -> Decimal:

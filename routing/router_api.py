@@ -47,6 +47,7 @@ RetrainOutput = inline_serializer(
         "status": serializers.CharField(),
         "dataset": serializers.IntegerField(),
         "feedback_rows": serializers.IntegerField(),
+        "warnings": serializers.ListField(child=serializers.CharField()),
     },
 )
 
@@ -103,8 +104,12 @@ class RouterFeedbackRetrainView(TenantAPIView):
             "Queues a retrain: the run is `queued` at stage `building_dataset` and the dataset "
             "`validating` until a worker has built it from the newest feedback (at most "
             "FEEDBACK_RETRAIN_MAX_ROWS, counted in `feedback_rows`). A dataset that does not "
-            "validate ends the run `failed` with the reason. 409 while the router has a run "
-            "queued or running (`metadata.run`)."
+            "validate ends the run `failed` and the dataset `invalid` with the reason (this was "
+            "a 400 when the request built it). The active version's training options are reused "
+            "where they still hold for the router's candidates; one that no longer does (prices "
+            "missing a candidate, a held-out dataset not ready or not scoring them all) is left "
+            "out and named in `warnings` (the dataset's warnings too). 409 while the router has "
+            "a run queued or running (`metadata.run`)."
         ),
     )
     def post(self, request: Request, slug: str) -> Response:
@@ -118,6 +123,7 @@ class RouterFeedbackRetrainView(TenantAPIView):
                 "status": started.run.status,
                 "dataset": started.dataset.pk,
                 "feedback_rows": started.feedback_rows,
+                "warnings": started.dataset.warnings,
             },
             status=202,
         )

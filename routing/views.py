@@ -169,6 +169,8 @@ def router_retrain_from_feedback(request: HttpRequest, slug: str) -> HttpRespons
         f"Building a dataset from {started.feedback_rows} feedback row(s) plus the previous "
         "data; training starts once it is built.",
     )
+    for note in started.dataset.warnings:  # the version's options this retrain leaves out
+        messages.warning(request, note)
     return redirect("training-run", run_id=started.run.pk)
 
 

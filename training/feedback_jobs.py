@@ -25,6 +25,7 @@ import orjson
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from routerhub.domain import InvalidInput
@@ -42,21 +43,27 @@ BUILDING = "building_dataset"
 FeedbackReader = Callable[[Router, datetime], Sequence[FeedbackExample]]
 
 
-def _previous_options(router: Router, version: RouterVersion) -> dict[str, Any]:
+def _previous_options(router: Router, version: RouterVersion) -> tuple[dict[str, Any], list[str]]:
     """The options the active version was trained with (folds, prices, held-out dataset), so
-    the retrained version is measured and costed as it was; a held-out dataset no longer
-    ready is left out."""
+    the retrained version is measured and costed as it was, each kept only while it still holds
+    for the router's candidates now; and a sentence for each one left out."""
     run = TrainingRun.objects.filter(version=version).order_by("-pk").first()
     options = dict(run.options) if run is not None else {}
-    test = options.get("test_dataset")
-    if test is None:
-        return options
-    ready = Dataset.objects.filter(
-        pk=test, organization_id=router.organization_id, status=DatasetStatus.READY
-    )
-    if not ready.exists():
-        options.pop("test_dataset")
-    return options
+    candidates, notes = list(router.candidates), []
+    # Prices must name every candidate and a held-out dataset must be ready and score them
+    # all: a candidate added since (or a dataset deleted or re-validated) drops that option.
+    for key in ("prices", "test_dataset"):
+        if options.get(key) is None:
+            continue
+        try:
+            services.options_validate({key: options[key]}, candidates, router.organization)
+        except InvalidInput as exc:
+            options.pop(key)
+            notes.append(
+                f"The active version's training option {key} is not used for this retrain: "
+                f"{exc.message}"
+            )
+    return services.options_validate(options, candidates, router.organization), notes
 
 
 def feedback_retrain_queue(*, router: Router, feedback_rows: int) -> FeedbackRetrain:
@@ -66,10 +73,7 @@ def feedback_retrain_queue(*, router: Router, feedback_rows: int) -> FeedbackRet
 
     version = check(router)
     assert version.dataset is not None
-    candidates = list(router.candidates)
-    options = services.options_validate(
-        _previous_options(router, version), candidates, router.organization
-    )
+    options, notes = _previous_options(router, version)  # decided before anything is written
     name = f"{router.slug}-feedback-{timezone.now().strftime('%Y%m%d-%H%M%S')}.jsonl"
     with transaction.atomic():
         dataset = Dataset.objects.create(
@@ -78,21 +82,28 @@ def feedback_retrain_queue(*, router: Router, feedback_rows: int) -> FeedbackRet
             original_filename=name,
             format="jsonl",
             maximize=version.dataset.maximize,
+            warnings=notes,
         )
         run = services.training_run_record(
-            router=router, dataset=dataset, candidates=candidates, options=options, stage=BUILDING
+            router=router,
+            dataset=dataset,
+            candidates=list(router.candidates),
+            options=options,
+            stage=BUILDING,
         )
     return FeedbackRetrain(dataset, run, feedback_rows)
 
 
-def feedback_build_fail(run_id: int, reason: str) -> bool:
-    """Fail a retrain still building its dataset, the dataset too, with ``reason``."""
+def feedback_build_fail(run_id: int, reason: str, where: Q | None = None) -> bool:
+    """Fail a retrain still building its dataset (and matching ``where``), the dataset too, with
+    ``reason``; a run building on (``where`` not matched) keeps its dataset validating."""
+    building = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, stage=BUILDING)
     with transaction.atomic():
-        failed = TrainingRun.objects.filter(
-            pk=run_id, status=RunStatus.QUEUED, stage=BUILDING
-        ).update(status=RunStatus.FAILED, error=reason[:2000], finished_at=timezone.now())
+        failed = building.filter(where or Q()).update(
+            status=RunStatus.FAILED, error=reason[:2000], finished_at=timezone.now()
+        )
         dataset = Dataset.objects.filter(runs__pk=run_id, status=DatasetStatus.VALIDATING).first()
-        if dataset is not None:
+        if dataset is not None and (failed or not building.exists()):
             services.dataset_refuse(dataset, reason)
     if failed:
         logger.warning("feedback retrain %s failed: %s", run_id, reason)
@@ -104,10 +115,12 @@ def feedback_build_fail(run_id: int, reason: str) -> bool:
 class _Build:
     run: TrainingRun
     dataset: Dataset
+    built: bool = False  # built and valid by an earlier delivery stopped before queueing training
 
 
 def _claim(run_id: int) -> _Build | None:
-    """The retrain to build now, its delivery counted; None when there is nothing to do."""
+    """The retrain to build now, taken (``heartbeat_at``: the sweep leaves it its time limit)
+    and its delivery counted; None when there is nothing to do."""
     run = (
         TrainingRun.objects.select_related("router__organization", "router__active_version")
         .filter(pk=run_id)
@@ -115,17 +128,23 @@ def _claim(run_id: int) -> _Build | None:
     )
     if run is None or run.dataset_id is None:
         return None
-    if run.status != RunStatus.QUEUED or run.stage != BUILDING:
+    taken = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, stage=BUILDING).update(
+        heartbeat_at=timezone.now()
+    )
+    if not taken:
         unbuilt = Dataset.objects.filter(
             pk=run.dataset_id, status=DatasetStatus.VALIDATING, file=""
         ).first()
         if unbuilt is not None:  # cancelled (or failed) before it was built
+            run.refresh_from_db(fields=["status"])
             services.dataset_refuse(unbuilt, f"Not built: the retrain was {run.status} first.")
         return None
     dataset, counted = services.dataset_attempt(run.dataset_id)
     if dataset is None or not counted:
         if dataset is not None and dataset.status == DatasetStatus.INVALID:
             feedback_build_fail(run_id, f"The feedback dataset was not built: {_problems(dataset)}")
+        if dataset is not None and dataset.status == DatasetStatus.READY:
+            return _Build(run, dataset, built=True)
         return None
     return _Build(run, dataset)
 
@@ -156,12 +175,16 @@ def feedback_build(run_id: int, read: FeedbackReader) -> str:
     if build is None:
         status = TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
         return str(status)
-    router, dataset = build.run.router, build.dataset
+    if build.built:
+        return _training_queue(build.run)
+    router, dataset, notes = build.run.router, build.dataset, list(build.dataset.warnings)
     try:
         with memory_ceiling(int(settings.TRAINING_MEMORY_BYTES)):
             rows, columns = feedback_dataset(router, read(router, build.run.created_at))
             content = b"\n".join(orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY) for r in rows)
             del rows
+        if dataset.file:  # written by a delivery whose worker stopped: replaced, not orphaned
+            dataset.file.delete(save=False)
         dataset.file.save(f"{router.organization_id}-{dataset.name}", ContentFile(content), False)
         dataset.columns, dataset.size_bytes = columns or {}, len(content)
         dataset.save(update_fields=["file", "columns", "size_bytes"])
@@ -175,6 +198,9 @@ def feedback_build(run_id: int, read: FeedbackReader) -> str:
     if dataset.status != DatasetStatus.READY:
         feedback_build_fail(run_id, f"The feedback dataset did not validate: {_problems(dataset)}")
         return RunStatus.FAILED
+    if notes:  # the options the request left out (``_previous_options``), then validation's
+        dataset.warnings = [*notes, *dataset.warnings]
+        dataset.save(update_fields=["warnings"])
     return _training_queue(build.run)
 
 
@@ -191,14 +217,18 @@ def _training_queue(run: TrainingRun) -> str:
 
 def feedback_builds_sweep(*, now: datetime | None = None) -> list[int]:
     """Fail retrains whose dataset was not built within ``FEEDBACK_RETRAIN_DEADLINE_SECONDS``
-    (the task lost, or its worker stopped and the delivery never came back)."""
+    (the task lost, or its worker stopped and the delivery never came back); a build a worker
+    took is left its hard time limit from then, so a running build is never failed under it."""
     limit = int(settings.FEEDBACK_RETRAIN_DEADLINE_SECONDS)
-    cutoff = (now or timezone.now()) - timedelta(seconds=limit)
-    stale = TrainingRun.objects.filter(
-        status=RunStatus.QUEUED, stage=BUILDING, created_at__lt=cutoff
-    ).values_list("pk", flat=True)
+    now = now or timezone.now()
+    running = now - timedelta(seconds=int(settings.FEEDBACK_RETRAIN_TIME_LIMIT) + 60)
+    where = Q(created_at__lt=now - timedelta(seconds=limit)) & (
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=running)
+    )
+    stale = TrainingRun.objects.filter(where, status=RunStatus.QUEUED, stage=BUILDING)
     reason = (
         f"The feedback dataset was not built within {limit} s of the request (no worker took "
         "the task, or its worker stopped); retrain from feedback again."
     )
-    return [run_id for run_id in list(stale[:100]) if feedback_build_fail(run_id, reason)]
+    ids = list(stale.values_list("pk", flat=True)[:100])
+    return [run_id for run_id in ids if feedback_build_fail(run_id, reason, where)]

@@ -3,7 +3,7 @@
 ``GET /_requests`` returns every request received (secrets masked) with what happened to it
 (``chunks_sent``, ``completed``, ``disconnected``, and ``fault``: what a ``fail_rate`` drew, ""
 for none); ``GET /_requests?after=N`` only those after the first N; ``DELETE /_requests`` clears
-the record.
+the record and the prompt cache (``prompt_cache``: Anthropic's, kept for ``cache_control`` marks).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import orjson
 from routing.fake_upstream import embeddings, gemini, openai_extras, wire
 from routing.fake_upstream.answers import Answer
 from routing.fake_upstream.faults import Fault, fault_draw, model_and_fault
+from routing.fake_upstream.prompt_cache import PromptCache, marks_refusal
 
 JSON = dict[str, Any]
 Scope = dict[str, Any]
@@ -45,6 +46,7 @@ class FakeUpstream:
     def __init__(self, latency_ms: int = 0) -> None:
         self.latency_ms = latency_ms
         self.requests: list[JSON] = []
+        self.prompt_cache = PromptCache()  # Anthropic's, honouring cache_control marks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -62,6 +64,7 @@ class FakeUpstream:
         if path == "/_requests":
             if method == "DELETE":
                 self.requests.clear()
+                self.prompt_cache = PromptCache()
             after = parse_qs(scope.get("query_string", b"").decode()).get("after", ["0"])[0]
             await _send_json(send, 200, {"requests": self.requests[int(after) :]})
             return
@@ -93,7 +96,9 @@ class FakeUpstream:
             )
             return
         style, raw_model, stream = route
-        refusal = wire.anthropic_refusal(body) if style == "anthropic" else None
+        refusal = (
+            wire.anthropic_refusal(body) or marks_refusal(body) if style == "anthropic" else None
+        )
         if refusal is not None:
             error = {"type": "invalid_request_error", "message": refusal}
             await _send_json(send, 400, {"type": "error", "error": error})
@@ -109,7 +114,7 @@ class FakeUpstream:
             echoed = _echo(headers, raw) if fault.echo else ""
             await _send_error(send, style, fault.status, echoed)
             return
-        response, events = _answer(style, model, body, fault, stream)
+        response, events = _answer(style, model, body, fault, stream, self.prompt_cache)
         if not stream:
             await _send_whole(response, fault, send)
             record["completed"] = True
@@ -236,7 +241,7 @@ def _route(method: str, path: str, query: str, body: JSON) -> tuple[str, str, bo
 
 
 def _answer(
-    style: str, model: str, body: JSON, fault: Fault, stream: bool
+    style: str, model: str, body: JSON, fault: Fault, stream: bool, cache: PromptCache
 ) -> tuple[JSON, Iterator[bytes]]:
     if style == "openai-embeddings":
         return embeddings.openai_embeddings(body, model, fault.reported), iter(())
@@ -262,6 +267,9 @@ def _answer(
         events = wire.openai_stream(turn, answer, cached, limit, include_usage)
         return openai_extras.openai_whole(whole, body), openai_extras.openai_stream(events, body)
     if style == "anthropic":
+        use = cache.use(body, model)
+        cached = max(cached, use.read)
+        turn.cache_writes = (use.write_5m, use.write_1h)
         limit = body.get("max_tokens")
         return wire.anthropic_response(turn, answer, cached, limit), wire.anthropic_stream(
             turn, answer, cached, limit

@@ -35,6 +35,7 @@ class Turn:
     candidate_count: object = None  # Gemini's generationConfig.candidateCount, as sent
     # Counts to report whatever was counted ("prompt", "completion"): a broken provider.
     reported: JSON = field(default_factory=dict)
+    cache_writes: tuple[int, int] = (0, 0)  # Anthropic prompt-cache writes: (5m, 1h) tokens
 
     def answer(self) -> Answer:
         return decide(
@@ -307,11 +308,14 @@ def thinking_of(turn: Turn) -> JSON:
 
 def anthropic_usage(turn: Turn, completion: int, cached: int) -> JSON:
     cached = min(cached, turn.prompt_tokens)
+    five = min(turn.cache_writes[0], turn.prompt_tokens - cached)
+    hour = min(turn.cache_writes[1], turn.prompt_tokens - cached - five)
     usage = {
-        "input_tokens": turn.prompt_tokens - cached,
+        "input_tokens": turn.prompt_tokens - cached - five - hour,
         "output_tokens": completion,
         "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": five + hour,
+        "cache_creation": {"ephemeral_5m_input_tokens": five, "ephemeral_1h_input_tokens": hour},
     }
     return _reported(turn, usage, prompt="input_tokens", completion="output_tokens")
 

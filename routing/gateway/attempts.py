@@ -68,6 +68,7 @@ from routing.providers.base import (
     sse_events,
     text_of,
 )
+from routing.providers.cache_marks import marks_strip
 
 logger = logging.getLogger(__name__)
 ERROR_BODY_BYTES = 64 * 1024  # of a provider's error answer: its message is near the start
@@ -168,6 +169,8 @@ def _upstream_request(ex: Exchange, candidate: Candidate, *, stream: bool) -> Up
     still fail on what a client sent, that is a 400 naming the request, logged as a bug."""
     endpoint = candidate.endpoint
     body = readable_body(ex.body, endpoint)
+    if endpoint.api_style != "anthropic":
+        body = marks_strip(body)  # no explicit prompt caching: dropped, and said so (README)
     try:
         return ADAPTERS[endpoint.api_style].build_request(
             body, _target(ex, candidate), stream=stream

@@ -30,6 +30,7 @@ from routing.gateway.request_shape import output_token_bound
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
 from routing.ingress.anthropic import anthropic_only_fields
 from routing.providers.base import JSON, StreamDecoder, Usage, text_of
+from routing.providers.cache_marks import has_marks
 from routing.router_policy import decision_log_entry
 from training.serving import tokens_from_chars
 
@@ -262,6 +263,10 @@ def billable_usage(
         ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
         usage.prompt_tokens = ex.prompt_estimate
     usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
+    usage.cache_write_tokens = min(
+        usage.cache_write_tokens, usage.prompt_tokens - usage.cached_tokens
+    )
+    usage.cache_write_1h_tokens = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     usage.reasoning_tokens = min(usage.reasoning_tokens, usage.completion_tokens)
     return usage
 
@@ -310,6 +315,8 @@ def answer_headers(ex: Exchange) -> dict[str, str]:
     headers = {"x-generation-id": ex.generation_id} | rate_limit_headers(ex.key)
     assert ex.endpoint is not None
     dropped = anthropic_only_fields(ex.body, ex.endpoint.api_style)
+    if ex.endpoint.api_style != "anthropic" and has_marks(ex.body):
+        dropped.append("cache_control")  # no explicit prompt caching there (README)
     if dropped:
         headers["x-routerhub-dropped"] = ", ".join(dropped)
     return headers

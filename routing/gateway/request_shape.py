@@ -12,6 +12,7 @@ from billing.metering import reservation_amount
 from routerhub.errors import BadRequest
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.providers.base import JSON, text_of
+from routing.providers.cache_marks import longest_ttl, marks_problem
 from routing.providers.media import data_url_problem, is_base64
 from training.serving import HIGH_CHARS_PER_TOKEN, tokens_from_chars
 
@@ -214,6 +215,9 @@ def request_validate(body: JSON) -> None:
     if schema is not None and not isinstance(schema, dict):
         raise BadRequest("response_format.json_schema must be an object.", param="response_format")
     _tools_validate(body)
+    problem = marks_problem(body)
+    if problem is not None:
+        raise BadRequest(problem[0], param=problem[1])
 
 
 def estimate_prompt_tokens(body: JSON) -> int:
@@ -303,5 +307,7 @@ def reservation_for(body: JSON, candidate: Candidate, prompt_bound: int) -> Deci
         candidate.endpoint.prices,
         prompt_tokens=prompt_bound,
         max_output_tokens=output_token_bound(body, candidate.endpoint),
+        # Only Anthropic endpoints get the marks: there a write may cost more than a prompt.
+        cache_ttl=longest_ttl(body) if candidate.endpoint.api_style == "anthropic" else None,
     )
     return amount * settings.BYOK_FEE_RATE if candidate.is_byok else amount

@@ -74,11 +74,16 @@ def anthropic_only_fields(request: JSON, api_style: str) -> list[str]:
 
 
 def anthropic_usage(usage: Usage) -> JSON:
+    written, hour = usage.cache_write_tokens, usage.cache_write_1h_tokens
     return {
-        "input_tokens": max(usage.prompt_tokens - usage.cached_tokens, 0),
+        "input_tokens": max(usage.prompt_tokens - usage.cached_tokens - written, 0),
         "output_tokens": usage.completion_tokens,
         "cache_read_input_tokens": usage.cached_tokens,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": written,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": written - hour,
+            "ephemeral_1h_input_tokens": hour,
+        },
     }
 
 

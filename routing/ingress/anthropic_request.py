@@ -41,6 +41,24 @@ def _block_text(content: Any) -> str:
     )
 
 
+def _marked(item: JSON, block: JSON) -> JSON:
+    """``item`` with ``block``'s prompt-caching mark, if it has one (checked on the canonical
+    request, ``routing.providers.cache_marks``)."""
+    return item | {"cache_control": block["cache_control"]} if "cache_control" in block else item
+
+
+def _system(system: Any) -> JSON:
+    """The system prompt as a canonical message: text, or text parts when a block is marked."""
+    if isinstance(system, list) and any("cache_control" in block for block in system):
+        parts = [
+            _marked({"type": "text", "text": str(block.get("text", ""))}, block)
+            for block in system
+            if block.get("type") == "text"
+        ]
+        return {"role": "system", "content": parts}
+    return {"role": "system", "content": _block_text(system)}
+
+
 def _object(value: Any) -> JSON:
     return value if isinstance(value, dict) else {}
 
@@ -252,7 +270,10 @@ def _user_turn(content: Any) -> list[JSON]:
             if block.get("is_error"):
                 text = f"Error: {text}"
             tool_messages.append(
-                {"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text}
+                _marked(
+                    {"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text},
+                    block,
+                )
             )
             inner = block.get("content")
             for nested in inner if isinstance(inner, list) else []:
@@ -260,9 +281,9 @@ def _user_turn(content: Any) -> list[JSON]:
                 if part is not None:  # a text document stays text; media is marked
                     parts.append(part if part["type"] == "text" else part | {TOOL_MEDIA: True})
         elif kind == "text":
-            parts.append({"type": "text", "text": block.get("text", "")})
+            parts.append(_marked({"type": "text", "text": block.get("text", "")}, block))
         elif (part := _media_part(block)) is not None:
-            parts.append(part)
+            parts.append(_marked(part, block))
     if parts:
         tool_messages.append({"role": "user", "content": parts})
     return tool_messages
@@ -271,15 +292,17 @@ def _user_turn(content: Any) -> list[JSON]:
 def _assistant_turn(content: Any) -> JSON:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
-    text: list[str] = []
+    text: list[JSON] = []
     calls: list[JSON] = []
     thinking: list[JSON] = []
+    mark: JSON = {}  # a tool call's mark: its message's (the call is the turn's last block)
     for block in content or []:
         if block.get("type") == "text":
-            text.append(block.get("text", ""))
+            text.append(_marked({"type": "text", "text": block.get("text", "")}, block))
         elif block.get("type") in ("thinking", "redacted_thinking"):
             thinking.append(block)  # Anthropic wants these back in the turn they came from
         elif block.get("type") == "tool_use":
+            mark = _marked({}, block)
             calls.append(
                 {
                     "id": block.get("id", ""),
@@ -290,7 +313,9 @@ def _assistant_turn(content: Any) -> JSON:
                     },
                 }
             )
-    message: JSON = {"role": "assistant", "content": "".join(text) if text else None}
+    marked = any("cache_control" in part for part in text)
+    joined = "".join(part["text"] for part in text) if text else None
+    message: JSON = {"role": "assistant", "content": text if marked else joined} | mark
     if calls:
         message["tool_calls"] = calls
     if thinking:
@@ -309,6 +334,24 @@ def _tool_choice(choice: Any) -> Any:
     return kind if kind in ("auto", "none") else None
 
 
+def _tools(body: JSON) -> list[JSON]:
+    return [
+        _marked(
+            {
+                "type": "function",
+                "function": {
+                    "name": t.get("name", ""),
+                    "description": t.get("description", ""),
+                    "parameters": t.get("input_schema") or {"type": "object"},
+                },
+            },
+            t,
+        )
+        for t in body.get("tools") or []
+        if t.get("name") and t.get("type") in (None, "custom")
+    ]
+
+
 def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON:
     """An Anthropic Messages request → the canonical (OpenAI Chat Completions) request.
 
@@ -319,7 +362,7 @@ def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON
     messages: list[JSON] = []
     system = body.get("system")
     if system:
-        messages.append({"role": "system", "content": _block_text(system)})
+        messages.append(_system(system))
     for turn in body["messages"]:
         if turn.get("role") == "assistant":
             messages.append(_assistant_turn(turn.get("content")))
@@ -349,18 +392,7 @@ def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON
         canonical["stop"] = body["stop_sequences"]
     if (body.get("metadata") or {}).get("user_id"):
         canonical["user"] = body["metadata"]["user_id"]
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": t.get("name", ""),
-                "description": t.get("description", ""),
-                "parameters": t.get("input_schema") or {"type": "object"},
-            },
-        }
-        for t in body.get("tools") or []
-        if t.get("name") and t.get("type") in (None, "custom")
-    ]
+    tools = _tools(body)
     if tools:
         canonical["tools"] = tools
     choice = _tool_choice(body.get("tool_choice"))

@@ -8,7 +8,6 @@ with a forced tool whose input is the JSON answer (LiteLLM does the same).
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import orjson
@@ -29,6 +28,8 @@ from routing.providers.base import (
     reported_tokens,
     text_of,
 )
+from routing.providers.cache_marks import mark_of
+from routing.providers.media import document_block
 from routing.providers.reasoning import reasoning_excluded, thinking_budget
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -57,6 +58,7 @@ def _image_block(url: str) -> JSON:
 def _user_blocks(content: Any) -> list[JSON]:
     blocks: list[JSON] = []
     for part in content_parts(content):
+        count = len(blocks)
         if part.get("type") == "text" and part.get("text"):
             blocks.append({"type": "text", "text": part["text"]})
         elif part.get("type") == "image_url":
@@ -66,23 +68,11 @@ def _user_blocks(content: Any) -> list[JSON]:
             file = part.get("file") or {}
             url = str(file.get("file_data", ""))
             is_image = url.startswith("data:image/")  # a picture sent as a file: an image block
-            blocks.append(_image_block(url) if is_image else _document_block(file))
+            blocks.append(_image_block(url) if is_image else document_block(file))
+        mark = mark_of(part)
+        if mark and len(blocks) > count:
+            blocks[-1]["cache_control"] = mark  # a prompt-caching breakpoint, as sent
     return blocks
-
-
-def _document_block(file: JSON) -> JSON:
-    """An OpenAI ``file`` part (inline ``file_data``, a data URL; planning sends no other kind
-    here) → Anthropic's document block: a PDF as base64, plain text as a text source."""
-    media_type, data = data_url_split(str(file.get("file_data", ""))) or ("application/pdf", "")
-    block: JSON = {"type": "document"}
-    if media_type == "text/plain":
-        text = base64.b64decode(data).decode(errors="replace")
-        block["source"] = {"type": "text", "media_type": media_type, "data": text}
-    else:
-        block["source"] = {"type": "base64", "media_type": media_type, "data": data}
-    if file.get("filename"):
-        block["title"] = str(file["filename"])
-    return block
 
 
 def _assistant_blocks(message: JSON) -> list[JSON]:
@@ -107,22 +97,34 @@ def _assistant_blocks(message: JSON) -> list[JSON]:
     return blocks
 
 
-def messages_to_anthropic(messages: list[JSON]) -> tuple[str, list[JSON]]:
-    """OpenAI messages → (system text, Anthropic turns with same-role turns merged)."""
-    system: list[str] = []
+def _system_blocks(message: JSON) -> list[JSON]:
+    blocks = [block for block in _user_blocks(message.get("content")) if block["type"] == "text"]
+    if mark_of(message) and blocks:
+        blocks[-1]["cache_control"] = mark_of(message)
+    return blocks
+
+
+def messages_to_anthropic(messages: list[JSON]) -> tuple[str | list[JSON], list[JSON]]:
+    """OpenAI messages → (system, Anthropic turns with same-role turns merged). The system is
+    text, or text blocks when a prompt-caching mark needs one to sit on."""
+    system: list[JSON] = []
+    texts: list[str] = []
     turns: list[JSON] = []
     for message in messages:
         role = message.get("role")
         if role in ("system", "developer"):
-            system.append(text_of(message.get("content")))
+            system.extend(_system_blocks(message))
+            texts.append(text_of(message.get("content")))
             continue
         if role == "tool":
+            marks = [mark_of(p) for p in content_parts(message.get("content")) if mark_of(p)]
             blocks = [
                 {
                     "type": "tool_result",
                     "tool_use_id": message.get("tool_call_id", ""),
                     "content": text_of(message.get("content")),
                 }
+                | ({"cache_control": marks[-1]} if marks else {})
             ]
             role = "user"
         elif role == "assistant":
@@ -132,11 +134,15 @@ def messages_to_anthropic(messages: list[JSON]) -> tuple[str, list[JSON]]:
             blocks = _user_blocks(message.get("content"))
         if not blocks:
             continue
+        if mark_of(message):  # a message's mark is its last block's (OpenRouter's convention)
+            blocks[-1]["cache_control"] = mark_of(message)
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
         else:
             turns.append({"role": role, "content": blocks})
-    return "\n\n".join(s for s in system if s), turns
+    if any("cache_control" in block for block in system):
+        return system, turns
+    return "\n\n".join(text for text in texts if text), turns
 
 
 def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
@@ -165,6 +171,20 @@ def _json_tool_schema(response_format: Any) -> JSON | None:
     if response_format.get("type") == "json_object":
         return {"type": "object"}
     return None
+
+
+def _tools(request: JSON) -> list[JSON]:
+    return [
+        {
+            "name": tool["function"]["name"],
+            "description": tool["function"].get("description", ""),
+            "input_schema": tool["function"].get("parameters")
+            or {"type": "object", "properties": {}},
+        }
+        | ({"cache_control": mark_of(tool)} if mark_of(tool) else {})
+        for tool in request.get("tools") or []
+        if tool.get("type", "function") == "function" and tool.get("function")
+    ]
 
 
 class AnthropicAdapter(ProviderAdapter):
@@ -197,16 +217,7 @@ class AnthropicAdapter(ProviderAdapter):
             body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
         if request.get("user"):
             body["metadata"] = {"user_id": str(request["user"])}
-        tools = [
-            {
-                "name": tool["function"]["name"],
-                "description": tool["function"].get("description", ""),
-                "input_schema": tool["function"].get("parameters")
-                or {"type": "object", "properties": {}},
-            }
-            for tool in request.get("tools") or []
-            if tool.get("type", "function") == "function" and tool.get("function")
-        ]
+        tools = _tools(request)
         tool_choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
         context: JSON = {}
         config = request.get("output_config")
@@ -304,7 +315,10 @@ def usage_from_anthropic(data: Any, previous: Usage | None = None) -> Usage | No
         usage.prompt_tokens = (
             reported_tokens(data, "input_tokens", usage) + cache_read + cache_write
         )
-        usage.cached_tokens = cache_read
+        usage.cached_tokens, usage.cache_write_tokens = cache_read, cache_write
+        by_ttl = data.get("cache_creation")  # {ephemeral_5m_input_tokens, ephemeral_1h_…}
+        hour = by_ttl and reported_tokens(by_ttl, "ephemeral_1h_input_tokens", usage)
+        usage.cache_write_1h_tokens = min(hour or 0, cache_write)
     if "output_tokens" in data:
         usage.completion_tokens = reported_tokens(data, "output_tokens", usage)
     return usage

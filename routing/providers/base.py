@@ -72,13 +72,20 @@ class Usage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     clamped: bool = False
+    # Prompt tokens written to a provider's prompt cache (Anthropic's cache_creation), of which
+    # ``cache_write_1h_tokens`` for an hour: billed at the write multipliers (billing.pricing).
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     def to_openai(self) -> JSON:
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "prompt_tokens_details": {
+                "cached_tokens": self.cached_tokens,
+                "cache_write_tokens": self.cache_write_tokens,  # OpenRouter's name
+            },
             "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
         }
 

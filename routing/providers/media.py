@@ -7,6 +7,8 @@ import base64
 import binascii
 from typing import Any
 
+from routing.providers.base import JSON, data_url_split
+
 
 def is_base64(data: Any) -> bool:
     """Whether ``data`` is a string of standard base64 (padding included), as every provider
@@ -41,3 +43,18 @@ def data_url_problem(url: Any, field: str) -> str | None:
 # agent's tool returned, which a model that cannot read it gets as a placeholder instead of a 400.
 # The gateway strips it before any adapter sees the request.
 TOOL_MEDIA = "_tool_result"
+
+
+def document_block(file: JSON) -> JSON:
+    """(Anthropic) An OpenAI ``file`` part (inline ``file_data``, a data URL; planning sends no other kind
+    here) → Anthropic's document block: a PDF as base64, plain text as a text source."""
+    media_type, data = data_url_split(str(file.get("file_data", ""))) or ("application/pdf", "")
+    block: JSON = {"type": "document"}
+    if media_type == "text/plain":
+        text = base64.b64decode(data).decode(errors="replace")
+        block["source"] = {"type": "text", "media_type": media_type, "data": text}
+    else:
+        block["source"] = {"type": "base64", "media_type": media_type, "data": data}
+    if file.get("filename"):
+        block["title"] = str(file["filename"])
+    return block

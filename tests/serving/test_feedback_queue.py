@@ -6,26 +6,57 @@ worker's side is in ``test_feedback_worker.py``.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from accounts.models import Role
 from billing.models import UsageRecord
-from routing.feedback import feedback_record, feedback_retrain_build
-from tests.factories import member_add
+from routerhub.errors import Conflict
+from routing.feedback import (
+    feedback_record,
+    feedback_retrain,
+    feedback_retrain_build,
+    router_feedback,
+)
+from tests.conftest import require_postgres
+from tests.factories import member_add, organization_make
 from tests.routing.world import World
 from tests.serving.test_router_serving import CHEAP, DEAR, train_router
 from training import feedback as training_feedback
 from training import feedback_jobs, predictor
 from training.execution import load_parsed
-from training.models import Dataset, Router, RunStatus, TrainingRun
+from training.models import Dataset, Router, RouterVersion, RunStatus, TrainingRun
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
 PROMPTS = ("Compute 8 + 5 * 3.", "Write two lines about rain on a tin roof.", "Compute 9 * 9 - 1.")
+
+
+def feedback_given(
+    organization: Any, router: Router, generation_id: str, prompt: str, model: str, score: float = 0
+) -> None:
+    """A request of ``organization`` recorded as served by ``router``'s id, and its feedback."""
+    UsageRecord.objects.create(
+        organization=organization,
+        generation_id=generation_id,
+        model=model,
+        router=f"router/{router.slug}",
+        router_id=router.pk,
+        status="succeeded",
+        prompt=prompt,
+        cost="0.001",
+        created_at=datetime.now(UTC),
+    )
+    feedback_record(
+        organization_id=organization.pk, generation_id=generation_id, score=score, key_id=None
+    )
 
 
 def served_with_feedback(world: World, prompts: tuple[str, ...] = PROMPTS) -> Router:
@@ -35,23 +66,7 @@ def served_with_feedback(world: World, prompts: tuple[str, ...] = PROMPTS) -> Ro
     world.organization.save(update_fields=["prompt_logging"])
     router = Router.objects.get(organization=world.organization, slug="support")
     for i, prompt in enumerate(prompts):
-        UsageRecord.objects.create(
-            organization=world.organization,
-            generation_id=f"gen-fb-{i}",
-            model=(CHEAP, DEAR)[i % 2],
-            router="router/support",
-            router_id=router.pk,
-            status="succeeded",
-            prompt=prompt,
-            cost="0.001",
-            created_at=datetime.now(UTC),
-        )
-        feedback_record(
-            organization_id=world.organization.pk,
-            generation_id=f"gen-fb-{i}",
-            score=0.0,
-            key_id=None,
-        )
+        feedback_given(world.organization, router, f"gen-fb-{i}", prompt, (CHEAP, DEAR)[i % 2])
     return router
 
 
@@ -87,7 +102,7 @@ def test_the_request_reads_no_feedback_or_data_and_answers_with_the_queued_run(
 
     assert response.status_code == 202, response.json()
     body = response.json()
-    assert body["status"] == "queued" and body["feedback_rows"] == 3
+    assert body["status"] == "queued" and body["feedback_rows"] == 3 and body["warnings"] == []
     run = TrainingRun.objects.get(pk=body["id"])
     assert run.stage == "building_dataset" and run.dataset_id == body["dataset"]
     dataset = Dataset.objects.get(pk=body["dataset"])
@@ -211,3 +226,137 @@ def test_a_retrain_cancelled_before_its_build_leaves_no_dataset_validating(
     dataset = Dataset.objects.get(pk=body["dataset"])
     assert dataset.status == "invalid"
     assert dataset.errors[0]["message"] == "Not built: the retrain was cancelled first."
+
+
+def test_the_sweep_leaves_a_build_a_worker_is_running_past_the_deadline_alone(
+    world: World, builds_held: list[int], settings: Any
+) -> None:
+    """The build taken just before the deadline: the sweep running while it reads the feedback
+    leaves it (its hard time limit from when it was taken), and the build trains; once that
+    limit has passed too with the build never finished, the sweep fails it."""
+    manage, body = _queued(world)
+    deadline = timedelta(seconds=settings.FEEDBACK_RETRAIN_DEADLINE_SECONDS + 1)
+    # It waited in the queue until the deadline (all the feedback is read: it came "later").
+    TrainingRun.objects.filter(pk=body["id"]).update(created_at=timezone.now() - deadline)
+    swept: list[list[int]] = []
+
+    def read(router: Router, before: datetime) -> Any:
+        swept.append(feedback_jobs.feedback_builds_sweep())
+        return router_feedback(router)
+
+    assert feedback_jobs.feedback_build(body["id"], read) == RunStatus.SUCCEEDED
+    assert swept == [[]]
+    assert Dataset.objects.get(pk=body["dataset"]).status == "ready"
+
+    body = manage.post("/api/v1/routers/support/retrain-from-feedback").json()
+    # This one waited as long, then the worker that took it died.
+    TrainingRun.objects.filter(pk=body["id"]).update(created_at=timezone.now() - deadline)
+
+    def killed(router: Router, before: datetime) -> Any:
+        raise WorkerKilled
+
+    with pytest.raises(WorkerKilled):
+        feedback_jobs.feedback_build(body["id"], killed)
+    assert feedback_jobs.feedback_builds_sweep() == []  # within the build's hard time limit
+    hard = timedelta(seconds=settings.FEEDBACK_RETRAIN_TIME_LIMIT + 61)
+    assert feedback_jobs.feedback_builds_sweep(now=timezone.now() + hard) == [body["id"]]
+    assert Dataset.objects.get(pk=body["dataset"]).status == "invalid"
+
+
+class WorkerKilled(BaseException):
+    """What the worker's death looks like from inside the task: nothing after it runs."""
+
+
+def test_a_delivery_after_a_worker_died_between_validating_and_queueing_trains_once(
+    world: World, builds_held: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _manage, body = _queued(world)
+    datasets, versions = Dataset.objects.count(), RouterVersion.objects.count()
+    queue = feedback_jobs._training_queue
+
+    def dies(run: TrainingRun) -> str:
+        raise WorkerKilled
+
+    monkeypatch.setattr(feedback_jobs, "_training_queue", dies)
+    with pytest.raises(WorkerKilled):
+        feedback_retrain_build(body["id"])
+    assert Dataset.objects.get(pk=body["dataset"]).status == "ready"
+    monkeypatch.setattr(feedback_jobs, "_training_queue", queue)
+
+    assert feedback_retrain_build(body["id"]) == RunStatus.SUCCEEDED  # the redelivery
+    assert feedback_retrain_build(body["id"]) == RunStatus.SUCCEEDED  # and one more: nothing
+    assert RouterVersion.objects.count() == versions + 1
+    assert Dataset.objects.count() == datasets
+
+
+def test_concurrent_clicks_in_their_own_transactions_queue_one_retrain_and_one_dataset(
+    world: World, builds_held: list[int]
+) -> None:
+    require_postgres()
+    train_router(world)
+    router_id = served_with_feedback(world).pk
+    datasets = Dataset.objects.count()
+    gate = threading.Barrier(6)
+
+    def click(_: int) -> Any:
+        try:
+            router = Router.objects.select_related("active_version").get(pk=router_id)
+            gate.wait(timeout=30)
+            try:
+                return feedback_retrain(router=router).run.pk
+            except Conflict as exc:
+                return exc.metadata
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:  # each thread: its own connection
+        outcomes = list(pool.map(click, range(6)))
+
+    started = [o for o in outcomes if isinstance(o, int)]
+    assert len(started) == 1 and builds_held == started, outcomes
+    assert outcomes.count({"run": started[0], "status": "queued"}) == 5, outcomes
+    assert Dataset.objects.count() == datasets + 1
+
+
+def test_an_option_left_out_is_named_on_the_dashboard_and_in_the_answer(
+    world: World, nothing_heavy: None, builds_held: list[int]
+) -> None:
+    """The version's run priced only CHEAP (DEAR came later): the click still queues, and says
+    the prices are not used, on the run page it lands on and in the API's answer."""
+    manage, _ = train_router(world)
+    router = served_with_feedback(world)
+    TrainingRun.objects.filter(version=router.active_version).update(
+        options={"folds": 3, "prices": {CHEAP: 1.0}}
+    )
+    admin = member_add(world.organization, Role.ADMIN)
+    browser = Client()
+    browser.force_login(admin)
+
+    page = browser.post("/dashboard/routers/support/retrain-from-feedback", follow=True)
+
+    run = TrainingRun.objects.get(router=router, status=RunStatus.QUEUED)
+    assert run.options == {"folds": 3, "price_unit": "per_million_tokens"}
+    note = f"prices is not used for this retrain: options.prices has no price for: {DEAR}"
+    assert note in page.content.decode()
+    manage.post(f"/api/v1/training-runs/{run.pk}/cancel")
+    body = manage.post("/api/v1/routers/support/retrain-from-feedback").json()
+    assert any(note in warning for warning in body["warnings"]), body
+
+
+def test_the_build_reads_only_this_routers_feedback_given_before_the_click(
+    world: World, builds_held: list[int]
+) -> None:
+    """Feedback given after the click, and another organization's feedback on a record naming
+    this router's id, are not read; what was counted is."""
+    _manage, body = _queued(world)
+    router = Router.objects.get(pk=TrainingRun.objects.get(pk=body["id"]).router_id)
+    other = organization_make()
+    late, foreign = "Compute 4 * 4 + 4, given later.", "Write about another tenant's secrets."
+    feedback_given(world.organization, router, "gen-late", late, CHEAP, 1.0)
+    feedback_given(other, router, "gen-foreign", foreign, CHEAP, 1.0)
+
+    assert feedback_retrain_build(body["id"]) == RunStatus.SUCCEEDED
+
+    prompts = set(load_parsed(Dataset.objects.get(pk=body["dataset"])).prompts)
+    assert set(PROMPTS) <= prompts
+    assert late not in prompts and foreign not in prompts

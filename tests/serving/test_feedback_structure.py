@@ -203,3 +203,37 @@ def test_feedback_spans_a_graded_datasets_scale_and_the_training_options_are_kep
     previous = TrainingRun.objects.get(version=router.active_version)
     assert retrain.run.options == previous.options
     assert retrain.run.version.report["evaluation"]["cost_source"] == "prices_per_million_tokens"
+
+
+@pytest.mark.django_db
+def test_options_that_no_longer_hold_for_the_candidates_are_left_out_with_a_warning(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Trained on A and B with their prices and a held-out set scoring A and B; the router has
+    since gained C (its base data scores C): the retrain runs without those two options and the
+    dataset says so, instead of failing on "options.prices has no price for: C"."""
+    third = "third-model"
+    frame = synthetic_frame(150)
+    frame[f"{third}/score"], frame[f"{third}/cost"] = frame[f"{MATH}/score"], 0.005
+    organization = organization_make()
+    with django_capture_on_commit_callbacks(execute=True):
+        held = services.dataset_create(
+            organization=organization,
+            name="held",
+            upload=SimpleUploadedFile("held.csv", csv_bytes(synthetic_frame(60, seed=1))),
+            columns=None,
+            maximize=True,
+        )
+    options = {"folds": 3, "prices": {MATH: 1.0, PROSE: 10.0}, "test_dataset": held.pk}
+    router = _trained(organization, frame, django_capture_on_commit_callbacks, options=options)
+    router.candidates = [MATH, PROSE, third]
+    router.save(update_fields=["candidates"])
+    feedback = [FeedbackExample(prompt=NEW_PROSE, model=PROSE, score=1.0, cost=0.01)]
+
+    retrain = _retrained(router, feedback, django_capture_on_commit_callbacks)
+
+    assert retrain.run.options == {"folds": 3, "price_unit": "per_million_tokens"}
+    notes = retrain.dataset.warnings
+    assert any("option prices" in n and f"no price for: {third}" in n for n in notes), notes
+    assert any("option test_dataset" in n and f"no scores for: {third}" in n for n in notes)
+    assert retrain.run.version.report["evaluation"]["cost_source"] != "prices_per_million_tokens"

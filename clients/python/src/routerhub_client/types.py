@@ -294,6 +294,7 @@ class FeedbackRetrain(TypedDict):
     status: str
     dataset: int
     feedback_rows: int
+    warnings: list[str]
 
 
 class RankedModel(TypedDict, total=False):
