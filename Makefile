@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@touch $(STAMP)
 
 # The JavaScript SDKs the client tests run (tests/routing/test_clients_js.py), exactly as
-# tests/js/package-lock.json pins them. Without npm this says so and goes on: those tests then
+# tests/js/package-lock.json pins them: only `make test` installs them (run, serve, worker and
+# migrate need no npm, offline too). Without npm this says so and goes on: those tests then
 # skip, or fail under REQUIRE_SERVICES=1.
 JS_STAMP := tests/js/node_modules/.installed-stamp
 
@@ -37,7 +38,7 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 	  echo "npm not found: not installing tests/js (the JavaScript SDK tests will skip; install Node.js 20+ to run them)"; \
 	fi
 
-install: $(STAMP) $(JS_STAMP)
+install: $(STAMP)
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
@@ -47,7 +48,7 @@ run: install
 	$(BIN)/python manage.py seed_demo
 	PORT=$(PORT) $(BIN)/python manage.py runlocal
 
-test: install
+test: install $(JS_STAMP)
 	@$(BIN)/python -m tests.browser_setup || true
 	ROUTERHUB_ENV=test $(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status

@@ -123,12 +123,15 @@ def spend_by_day_and_model(*, organization_id: int, since: datetime) -> list[dic
 
 def generation_missing(*, organization_id: int, generation_id: str, param: str) -> Exception:
     """Why an organization's ``generation_id`` has no usage record: a request answered but not
-    yet settled (its hold is still open; settlement follows the answer, normally within a
-    second) is a retryable 503 with ``Retry-After``, anything else a 404."""
+    yet settled (its hold is ``held`` and not expired; settlement follows the answer, normally
+    within a second) is a retryable 503 with ``Retry-After``, anything else a 404: a ``free``
+    hold (a request that failed before any answer) and an expired one (its draft lost; the sweep
+    runs every 15 minutes) are not worth a client's retrying."""
     pending = Reservation.objects.filter(
         organization_id=organization_id,
         generation_id=generation_id,
-        state__in=[ReservationState.HELD, ReservationState.FREE],
+        state=ReservationState.HELD,
+        expires_at__gt=timezone.now(),
     ).exists()
     if pending:
         return Unavailable(

@@ -17,14 +17,17 @@ from rest_framework.response import Response
 
 from accounts.models import Organization, Role
 from accounts.tenant_api import TenantAPIView
+from routerhub.body_limits import declared_body_length
 from routerhub.errors import BadRequest, Conflict, NotFound
 from routing.models import Pipeline, PipelineKind, PipelineVersion
 from routing.pipeline_rows import pipeline_rows_changed
 from routing.pipeline_spec import spec_validate
+from routing.pipeline_ubiops import ubiops_definition
 from routing.selectors import catalog_model_ids
 from training.serving import Router, cascade_report
 
 ADMIN_WRITES = {"POST": Role.ADMIN, "DELETE": Role.ADMIN}
+IMPORT_MAX_BYTES = 256 * 1024  # a UbiOps pipeline version export, checked before it is read
 
 
 class PipelineDefinition(serializers.Serializer[Any]):
@@ -49,8 +52,13 @@ class PipelineDefinition(serializers.Serializer[Any]):
     )
 
 
+def _slug_not_reserved(slug: str) -> None:
+    if slug == "import":
+        raise serializers.ValidationError("'import' is reserved (POST /api/v1/pipelines/import).")
+
+
 class PipelineInput(PipelineDefinition):
-    slug = serializers.SlugField(max_length=60)
+    slug = serializers.SlugField(max_length=60, validators=[_slug_not_reserved])
     name = serializers.CharField(max_length=120, required=False, allow_blank=True)
 
 
@@ -207,6 +215,65 @@ class PipelineVersionListView(_PipelineScoped):
         data.is_valid(raise_exception=True)
         kind, steps, options = pipeline_definition(self.organization, data.validated_data)
         pipeline_version_add(pipeline, kind, steps, options)
+        return Response(pipeline_json(pipeline), status=status.HTTP_201_CREATED)
+
+
+class UbiOpsImportInput(serializers.Serializer[Any]):
+    slug = serializers.SlugField(max_length=60, validators=[_slug_not_reserved])
+    name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    ubiops = serializers.DictField(
+        help_text="The UbiOps pipeline version as its API or export gives it: objects, "
+        "attachments and, optionally, input_type/input_fields and output_type/output_fields."
+    )
+    deployments = serializers.DictField(
+        child=serializers.CharField(max_length=200),
+        help_text="Each UbiOps deployment name (an object's reference_name) → a RouterHub "
+        "catalog model id or router/<slug> of this organization.",
+    )
+    aggregate = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text="A fan-out joined at pipeline_end: how to combine the answers (as a parallel "
+        "pipeline's aggregate). Joined by a deployment: synthesize (default) or judge with it.",
+    )
+    branch_timeout_s = serializers.FloatField(required=False, allow_null=True)
+
+
+def pipeline_import_ubiops(organization: Organization, values: dict[str, Any]) -> Pipeline:
+    """A new pipeline of ``organization`` equivalent to the UbiOps pipeline version in
+    ``values``; ``BadRequest`` naming the UbiOps object at fault, and nothing created."""
+    definition, origins = ubiops_definition(
+        values["ubiops"], values["deployments"], values.get("aggregate")
+    )
+    definition["branch_timeout_s"] = values.get("branch_timeout_s")
+    try:
+        return pipeline_create(
+            organization, slug=values["slug"], name=values.get("name", ""), definition=definition
+        )
+    except BadRequest as error:
+        param = error.param or ""
+        index = len(definition["steps"]) if param.startswith("aggregate") else None
+        if param.startswith("steps["):
+            index = int(param[len("steps[") :].split("]")[0])
+        if index is None or index >= len(origins):
+            raise
+        raise BadRequest(
+            f"object '{origins[index]}': {error.message}",
+            param=f"ubiops.objects.{origins[index]}",
+            metadata=error.metadata,
+        ) from None
+
+
+class PipelineImportView(_PipelineScoped):
+    """``POST`` a UbiOps pipeline version (objects + attachments) and a deployment → model
+    mapping: a new pipeline (series or parallel), or 400 naming what has no equivalent."""
+
+    @extend_schema(request=UbiOpsImportInput, responses={201: PipelineOutput})
+    def post(self, request: Request) -> Response:
+        declared_body_length(request.META.get("CONTENT_LENGTH"), limit=IMPORT_MAX_BYTES)
+        data = UbiOpsImportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        pipeline = pipeline_import_ubiops(self.organization, data.validated_data)
         return Response(pipeline_json(pipeline), status=status.HTTP_201_CREATED)
 
 

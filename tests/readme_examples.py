@@ -46,6 +46,7 @@ RUNNERS = {
 }
 _FENCE = re.compile(r"^(`{3,})\s*([\w+-]*)\s*$")
 _MARKER = re.compile(r"^<!--\s*not-run:\s*(.*?)\s*-->\s*$")
+_STDERR_OK = re.compile(r"^<!--\s*stderr-ok:\s*(.+?)\s*-->\s*$")
 _HEADING = re.compile(r"^#{1,6}\s+(.*)$")
 _JS_IMPORT = re.compile(r"""(?:\bfrom\s+|\bimport\s+|\brequire\()\s*["']([^"'./][^"']*)["']""")
 
@@ -57,6 +58,9 @@ class Block:
     code: str
     section: str  # the nearest heading above the block
     not_run: str | None  # the marker's reason, "" for a marker without one, None: no marker
+    # A node block may write to stderr only under a `<!-- stderr-ok: why -->` marker: the AI
+    # SDK's streamText logs an error there by default and exits 0.
+    stderr_ok: str | None = None
 
     @property
     def runner(self) -> str | None:
@@ -99,20 +103,21 @@ def blocks_parse(text: str) -> list[Block]:
                 language=fence.group(2),
                 code="\n".join(lines[index + 1 : end]) + "\n",
                 section=section,
-                not_run=_marker_before(lines, index),
+                not_run=_marker_before(lines, index, _MARKER),
+                stderr_ok=_marker_before(lines, index, _STDERR_OK),
             )
         )
         index = end + 1
     return blocks
 
 
-def _marker_before(lines: list[str], fence_index: int) -> str | None:
+def _marker_before(lines: list[str], fence_index: int, pattern: re.Pattern[str]) -> str | None:
     previous = fence_index - 1
     while previous >= 0 and not lines[previous].strip():
         previous -= 1
     if previous < 0:
         return None
-    marker = _MARKER.match(lines[previous].strip())
+    marker = pattern.match(lines[previous].strip())
     return marker.group(1) if marker else None
 
 
@@ -207,6 +212,12 @@ def block_run(block: Block, live: Live, namespaces: dict[str, dict[str, Any]]) -
         raise AssertionError(
             f"{block.id} exited with {done.returncode}\n--- stdout\n{done.stdout[-4000:]}"
             f"\n--- stderr\n{done.stderr[-4000:]}"
+        )
+    if block.runner == "node" and done.stderr.strip() and block.stderr_ok is None:
+        raise AssertionError(
+            f"{block.id} exited 0 but wrote to stderr (an error its code logged and went past; "
+            f"mark it `<!-- stderr-ok: why -->` if that is expected)\n--- stderr\n"
+            f"{done.stderr[-4000:]}"
         )
     samples_check(block, curl_answers(live.curl_log), {})
     return done.stdout

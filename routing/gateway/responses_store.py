@@ -27,7 +27,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from accounts.keys import AuthenticatedKey
-from routerhub.errors import BadRequest, NotFound
+from routerhub.errors import BadRequest, NotFound, PayloadTooLarge
 from routerhub.text import decimal_number
 from routing.gateway.http import GatewayRequest
 from routing.models import StoredResponse
@@ -39,6 +39,7 @@ _PURGE_BATCH = 1000
 _MAX_ITEMS_PAGE = 100  # OpenAI's bound on an input_items page
 _MAX_QUERY_CHARS = 4096
 _MAX_REFERENCED_RESPONSES = 64  # stored responses one request's item_reference items may name
+_SEARCHED_RESPONSES = 1000  # an fc_ reference is looked for among the newest live responses
 
 
 class ResponseStore:
@@ -102,14 +103,17 @@ async def references_resolved(key: AuthenticatedKey, body: JSON) -> JSON:
     """The body with each ``{"type": "item_reference", "id": …}`` input item replaced by the
     stored item it names: the AI SDK's OpenAI provider (``store`` on by default) sends an
     earlier answer's message back so. A stored answer's message is ``msg_<generation id>``,
-    found in the organization's response ``resp_<generation id>``; its other items
-    (``fc_<call id>``) are found once a message of the same response was. An id not stored
-    (never, ``store: false``, deleted, expired, another organization's) is a 404 naming it."""
+    found in the organization's response ``resp_<generation id>``; any other item id (``fc_<call
+    id>``) is looked up among the organization's ``_SEARCHED_RESPONSES`` newest live responses.
+    An id not stored (never, ``store: false``, deleted, expired, another organization's) is a
+    404 naming it; the same id twice is a 400 (OpenAI's "Duplicate item"), and the resolved
+    items together are bounded by ``GATEWAY_MAX_BODY_BYTES`` (413): a small body cannot expand
+    into an unbounded prompt."""
     input_ = body.get("input")
     if not isinstance(input_, list) or not any(_is_reference(item) for item in input_):
         return body
-    rows: dict[str, StoredResponse | None] = {}
-    items = []
+    stored = _StoredItems(key.organization_id)
+    items, seen, size = [], set(), 0
     for index, item in enumerate(input_):
         if not _is_reference(item):
             items.append(item)
@@ -117,14 +121,18 @@ async def references_resolved(key: AuthenticatedKey, body: JSON) -> JSON:
         reference = item.get("id")
         if not isinstance(reference, str):
             raise BadRequest(f"input[{index}].id must be a string.", param="input")
-        if reference.startswith("msg_") and f"resp_{reference[4:]}" not in rows:
-            if len(rows) >= _MAX_REFERENCED_RESPONSES:
-                raise BadRequest(
-                    f"input refers to items of more than {_MAX_REFERENCED_RESPONSES} responses.",
-                    param="input",
-                )
-            rows[f"resp_{reference[4:]}"] = await _row(key, f"resp_{reference[4:]}")
-        items.append(_stored_item(rows, reference, index))
+        if reference in seen:
+            raise BadRequest(f"Duplicate item found with id {reference}.", param="input")
+        seen.add(reference)
+        resolved, item_size = await stored.item(reference, index)
+        size += item_size
+        if size > settings.GATEWAY_MAX_BODY_BYTES:
+            raise PayloadTooLarge(
+                f"input: the referenced items come to more than {settings.GATEWAY_MAX_BODY_BYTES} "
+                "bytes (GATEWAY_MAX_BODY_BYTES); send fewer item_reference items.",
+                param="input",
+            )
+        items.append(resolved)
     return body | {"input": items}
 
 
@@ -132,16 +140,61 @@ def _is_reference(item: object) -> bool:
     return isinstance(item, dict) and item.get("type") == "item_reference"
 
 
-def _stored_item(rows: dict[str, StoredResponse | None], reference: str, index: int) -> JSON:
-    for row in rows.values():
-        for item in (row.response.get("output") or []) if row is not None else []:
-            if item.get("id") == reference:
-                return _as_input(item)
-    raise NotFound(
-        f"input[{index}]: no stored item with id '{reference}' (items of responses created with "
-        "store: false, deleted or expired ones are not kept).",
-        param="input",
+class _StoredItems:
+    """The output items of the stored responses one request's references named, by id (each
+    row's items indexed once, with their size as input items); at most
+    ``_MAX_REFERENCED_RESPONSES`` look-ups."""
+
+    def __init__(self, organization_id: int) -> None:
+        self._organization_id = organization_id
+        self._looked_up: set[str] = set()  # response ids (msg_ references) and other item ids
+        self._indexed: set[str] = set()  # rows whose items are in _by_id
+        self._by_id: dict[str, tuple[JSON, int]] = {}
+
+    async def item(self, reference: str, index: int) -> tuple[JSON, int]:
+        response_id = f"resp_{reference[4:]}" if reference.startswith("msg_") else None
+        if reference not in self._by_id and (response_id or reference) not in self._looked_up:
+            if len(self._looked_up) >= _MAX_REFERENCED_RESPONSES:
+                raise BadRequest(
+                    f"input refers to items of more than {_MAX_REFERENCED_RESPONSES} responses.",
+                    param="input",
+                )
+            self._looked_up.add(response_id or reference)
+            find = sync_to_async(_row_holding, thread_sensitive=False)
+            self._index(await find(self._organization_id, response_id, reference))
+        if reference not in self._by_id:
+            raise NotFound(
+                f"input[{index}]: no stored item with id '{reference}' (items of responses "
+                "created with store: false, deleted or expired ones are not kept).",
+                param="input",
+            )
+        return self._by_id[reference]
+
+    def _index(self, row: StoredResponse | None) -> None:
+        if row is None or row.id in self._indexed:
+            return
+        self._indexed.add(row.id)
+        for item in row.response.get("output") or []:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                as_input = _as_input(item)
+                self._by_id.setdefault(item["id"], (as_input, len(orjson.dumps(as_input))))
+
+
+def _row_holding(
+    organization_id: int, response_id: str | None, item_id: str
+) -> StoredResponse | None:
+    """The organization's live response ``response_id``, or (without one) the newest of its
+    ``_SEARCHED_RESPONSES`` newest live responses with an output item ``item_id``."""
+    if response_id is not None:
+        return _live_row(organization_id, response_id)
+    live = StoredResponse.objects.filter(
+        organization_id=organization_id, expires_at__gt=timezone.now()
     )
+    newest = live.order_by("-created_at").values("id")[:_SEARCHED_RESPONSES]
+    holding = StoredResponse.objects.filter(
+        id__in=newest, response__contains={"output": [{"id": item_id}]}
+    )
+    return holding.order_by("-created_at").first()
 
 
 async def conversation_before(key: AuthenticatedKey, body: JSON) -> list[JSON]:

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope
 from billing.drafts import UsageDraft
-from billing.models import Reservation, UsageGeneration, UsageRecord
+from billing.models import Reservation, ReservationState, UsageGeneration, UsageRecord
 from billing.services import (
     ReservationRequest,
     credits_reserve,
@@ -260,3 +260,25 @@ def test_a_request_answered_but_not_yet_settled_is_a_retryable_503_not_a_404(bil
         assert response.json()["error"]["param"] == param
         assert "not settled yet" in response.json()["error"]["message"]
     assert foreign.status_code == 404 and unknown.status_code == 404
+
+
+@pytest.mark.parametrize("hold", ["free", "expired"])
+def test_a_free_or_expired_hold_is_a_404_not_a_503(billed, hold: str) -> None:
+    """Only a live ``held`` hold settles soon: a ``free`` one (the request failed before any
+    answer) or one past its ``expires_at`` waits for the sweep, up to 15 minutes."""
+    tenants, inference, _, _ = billed
+    Reservation.objects.create(
+        organization=tenants.organization,
+        generation_id="gen-not-coming",
+        amount=Decimal("0.01"),
+        state=ReservationState.FREE if hold == "free" else ReservationState.HELD,
+        expires_at=timezone.now() + timedelta(minutes=5 if hold == "free" else -1),
+    )
+
+    feedback = inference.post(
+        "/api/v1/feedback", {"generation_id": "gen-not-coming", "score": 1}, format="json"
+    )
+    generation = inference.get("/api/v1/generation", {"id": "gen-not-coming"})
+
+    assert (feedback.status_code, generation.status_code) == (404, 404)
+    assert "Retry-After" not in generation.headers

@@ -59,7 +59,7 @@ def call_every_method(hub: RouterHub) -> None:
     list(hub.routers.events("r"))
     hub.pipelines.create("p", "cascade", []), hub.pipelines.get("p"), hub.pipelines.delete("p")
     list(hub.pipelines.list()), hub.pipelines.versions("p"), hub.pipelines.update("p", "series", [])
-    hub.pipelines.report("p", router="r")
+    hub.pipelines.report("p", router="r"), hub.pipelines.import_ubiops("p", {}, {})
     hub.training_runs.cancel(1)
     list(hub.routers.drift("r"))
     hub.webhooks.create("https://hooks.example.com", ["router.drift"]), hub.webhooks.get(1)

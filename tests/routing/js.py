@@ -1,6 +1,6 @@
 """Run cases of ``tests/js`` (the JavaScript SDKs) with ``node`` against the live gateway.
 
-``make install`` installs the pinned packages with ``npm ci`` (``tests/js/package-lock.json``).
+``make test`` installs the pinned packages with ``npm ci`` (``tests/js/package-lock.json``).
 Without node, or without them, the tests skip with the reason; under ``REQUIRE_SERVICES=1``
 they fail instead."""
 
@@ -34,7 +34,7 @@ def _node() -> str:
     ]
     if missing:
         service_missing(
-            f"tests/js/node_modules lacks {', '.join(missing)}: run `make install`"
+            f"tests/js/node_modules lacks {', '.join(missing)}: run `make test`"
             " (or `npm ci` in tests/js)"
         )
     return node

@@ -199,10 +199,49 @@ def test_item_references_are_replaced_by_the_stored_items(world: World) -> None:
 
     sent = world.last_upstream("/v1/chat/completions")["body"]["messages"]
     assert sent[1] == {"role": "assistant", "content": [{"type": "text", "text": said.output_text}]}
-    with pytest.raises(openai.NotFoundError) as raised:  # its response was not referred to
-        client.responses.create(model="test/gpt", tools=[WEATHER_TOOL],
-                                input=[{"type": "item_reference", "id": call.id}])  # fmt: skip
-    assert f"no stored item with id '{call.id}'" in raised.value.message
+    client.responses.create(  # an fc_ id alone (no msg_ of its response) is found too
+        model="test/gpt",
+        tools=[WEATHER_TOOL],
+        input=[{"role": "user", "content": "Weather in Paris?"},
+               {"type": "item_reference", "id": call.id},
+               {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+    )  # fmt: skip
+    sent = world.last_upstream("/v1/chat/completions")["body"]["messages"]
+    assert sent[1]["tool_calls"][0]["id"] == call.call_id
+
+
+def _long_stored_message(world: World, text: str) -> str:
+    """The id of a stored answer's message, its text replaced by ``text``."""
+    created = client_for(world).responses.create(model="test/gpt", input="hi")
+    row = StoredResponse.objects.get(id=created.id)
+    row.response["output"][0]["content"][0]["text"] = text
+    row.save()
+    return created.output[0].id
+
+
+@override_settings(GATEWAY_MAX_BODY_BYTES=8000)  # one referenced item below fits, two do not
+def test_item_references_are_refused_twice_or_beyond_the_size_limit(world: World) -> None:
+    """A small body of references cannot expand into a huge prompt: the same item twice is a
+    400 (OpenAI's "Duplicate item found"), and the referenced items together are bounded by
+    GATEWAY_MAX_BODY_BYTES (413), before anything is sent upstream."""
+    client = client_for(world)
+    first = _long_stored_message(world, "x" * 5000)
+    second = _long_stored_message(world, "y" * 5000)
+    world.fake.requests.clear()
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="test/gpt", input=[{"type": "item_reference", "id": first},
+                                                         {"type": "item_reference", "id": first}])  # fmt: skip
+    assert raised.value.message.endswith(f"Duplicate item found with id {first}.")
+    assert raised.value.body["param"] == "input"  # type: ignore[index]
+
+    client.responses.create(model="test/gpt", input=[{"type": "item_reference", "id": first}])
+    assert len(world.upstream_requests()) == 1
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.responses.create(model="test/gpt", input=[{"type": "item_reference", "id": first},
+                                                         {"type": "item_reference", "id": second}])  # fmt: skip
+    assert raised.value.status_code == 413
+    assert raised.value.body["param"] == "input"  # type: ignore[index]
+    assert len(world.upstream_requests()) == 1
 
 
 @pytest.mark.parametrize("case", ["unknown", "not stored", "other organization", "not a string"])

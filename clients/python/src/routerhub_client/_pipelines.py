@@ -70,6 +70,19 @@ def _definition(
     return {name: value for name, value in body.items() if value is not None}
 
 
+def _ubiops_body(
+    slug: str,
+    ubiops: dict[str, Any],
+    deployments: dict[str, str],
+    name: str | None,
+    aggregate: dict[str, Any] | None,
+    branch_timeout_s: float | None,
+) -> dict[str, Any]:
+    body = {"slug": slug, "ubiops": ubiops, "deployments": deployments, "name": name,
+            "aggregate": aggregate, "branch_timeout_s": branch_timeout_s}  # fmt: skip
+    return {key: value for key, value in body.items() if value is not None}
+
+
 class Pipelines(SyncResource):
     def create(
         self,
@@ -84,6 +97,21 @@ class Pipelines(SyncResource):
         definition = _definition(kind, steps, aggregate, branch_timeout_s)
         body = clean_params({"slug": slug, "name": name, **definition})
         return cast(Pipeline, self._json("POST", "/api/v1/pipelines", json=body))
+
+    def import_ubiops(
+        self,
+        slug: str,
+        ubiops: dict[str, Any],
+        deployments: dict[str, str],
+        *,
+        name: str | None = None,
+        aggregate: dict[str, Any] | None = None,
+        branch_timeout_s: float | None = None,
+    ) -> Pipeline:
+        """A new pipeline from a UbiOps pipeline version (its objects and attachments) and a
+        map of each UbiOps deployment name to a model id or ``router/<slug>``."""
+        body = _ubiops_body(slug, ubiops, deployments, name, aggregate, branch_timeout_s)
+        return cast(Pipeline, self._json("POST", "/api/v1/pipelines/import", json=body))
 
     def get(self, slug: str) -> Pipeline:
         return cast(Pipeline, self._json("GET", f"/api/v1/pipelines/{slug}"))
@@ -135,6 +163,21 @@ class AsyncPipelines(AsyncResource):
         definition = _definition(kind, steps, aggregate, branch_timeout_s)
         body = clean_params({"slug": slug, "name": name, **definition})
         return cast(Pipeline, await self._json("POST", "/api/v1/pipelines", json=body))
+
+    async def import_ubiops(
+        self,
+        slug: str,
+        ubiops: dict[str, Any],
+        deployments: dict[str, str],
+        *,
+        name: str | None = None,
+        aggregate: dict[str, Any] | None = None,
+        branch_timeout_s: float | None = None,
+    ) -> Pipeline:
+        """A new pipeline from a UbiOps pipeline version (its objects and attachments) and a
+        map of each UbiOps deployment name to a model id or ``router/<slug>``."""
+        body = _ubiops_body(slug, ubiops, deployments, name, aggregate, branch_timeout_s)
+        return cast(Pipeline, await self._json("POST", "/api/v1/pipelines/import", json=body))
 
     async def get(self, slug: str) -> Pipeline:
         return cast(Pipeline, await self._json("GET", f"/api/v1/pipelines/{slug}"))
