@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
@@ -368,9 +367,9 @@ class UsageGroupsPagination(ResultsPagination):
 class UsageView(TenantAPIView):
     """``GET /api/v1/usage``: aggregates grouped by day, model, key, router or provider, up to
     ``UsageGroupsPagination.page_size`` groups a page (an organization's keys or routers, or the
-    days of years, are more than one answer should hold). Without ``end``, the range ends at the
-    first page's request: its ``next`` and ``previous`` links carry that ``end``, so a group
-    first used while a client pages does not shift the groups between pages."""
+    days of years, are more than one answer should hold). Without ``end``, the first page reads the
+    open range and its ``next`` and ``previous`` links carry ``end=<its request time>``, so a
+    group first used while a client pages does not shift the groups between pages."""
 
     tenant_model = UsageRecord
     pagination_class = UsageGroupsPagination
@@ -380,9 +379,8 @@ class UsageView(TenantAPIView):
         query = UsageQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters, now = query.usage_filter(), timezone.now()
+        # The first page reads the open range (whole rollups); only the links fix its end.
         fixed_end = filters.end is None and (filters.start is None or filters.start < now)
-        if fixed_end:
-            filters = replace(filters, end=now)
         rows = usage_aggregate(
             organization_id=self.organization.pk,
             filters=filters,
