@@ -52,13 +52,8 @@ class PipelineDefinition(serializers.Serializer[Any]):
     )
 
 
-def _slug_not_reserved(slug: str) -> None:
-    if slug == "import":
-        raise serializers.ValidationError("'import' is reserved (POST /api/v1/pipelines/import).")
-
-
 class PipelineInput(PipelineDefinition):
-    slug = serializers.SlugField(max_length=60, validators=[_slug_not_reserved])
+    slug = serializers.SlugField(max_length=60)
     name = serializers.CharField(max_length=120, required=False, allow_blank=True)
 
 
@@ -111,12 +106,22 @@ def pipeline_definition(
     )
 
 
+RESERVED_SLUGS = frozenset({"import"})
+
+
 @transaction.atomic
 def pipeline_create(
     organization: Organization, *, slug: str, name: str, definition: dict[str, Any]
 ) -> Pipeline:
     """A new pipeline of ``organization`` with ``definition`` as its first, active version;
-    ``BadRequest`` naming what is wrong with the definition, ``Conflict`` for a taken slug."""
+    ``BadRequest`` naming what is wrong with the definition or a reserved slug (``import``: the
+    API's ``POST /api/v1/pipelines/import``; API and dashboard refuse it alike), ``Conflict`` for
+    a taken slug."""
+    if slug in RESERVED_SLUGS:
+        raise BadRequest(
+            f"The slug '{slug}' is reserved (POST /api/v1/pipelines/import); choose another.",
+            param="slug",
+        )
     kind, steps, options = pipeline_definition(organization, definition)
     if Pipeline.objects.filter(organization=organization, slug=slug).exists():
         raise Conflict(f"A pipeline with slug '{slug}' already exists.", param="slug")
@@ -219,7 +224,7 @@ class PipelineVersionListView(_PipelineScoped):
 
 
 class UbiOpsImportInput(serializers.Serializer[Any]):
-    slug = serializers.SlugField(max_length=60, validators=[_slug_not_reserved])
+    slug = serializers.SlugField(max_length=60)
     name = serializers.CharField(max_length=120, required=False, allow_blank=True)
     ubiops = serializers.DictField(
         help_text="The UbiOps pipeline version as its API or export gives it: objects, "
@@ -264,12 +269,14 @@ def pipeline_import_ubiops(organization: Organization, values: dict[str, Any]) -
         ) from None
 
 
-class PipelineImportView(_PipelineScoped):
+class PipelineImportView(PipelineDetailView):
     """``POST`` a UbiOps pipeline version (objects + attachments) and a deployment → model
-    mapping: a new pipeline (series or parallel), or 400 naming what has no equivalent."""
+    mapping: a new pipeline (series or parallel), or 400 naming what has no equivalent. The
+    detail view's other methods (``GET``, ``DELETE``) reach a pipeline whose slug is ``import``
+    (made before the slug was reserved): the URL passes ``slug="import"``."""
 
     @extend_schema(request=UbiOpsImportInput, responses={201: PipelineOutput})
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, slug: str = "import") -> Response:
         declared_body_length(request.META.get("CONTENT_LENGTH"), limit=IMPORT_MAX_BYTES)
         data = UbiOpsImportInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -265,3 +265,30 @@ def test_the_slug_import_is_reserved_for_the_endpoint(world: World) -> None:
     response = admin.post("/api/v1/pipelines", body, format="json")
 
     assert response.status_code == 400 and "reserved" in str(response.json())
+
+
+def test_a_pipeline_named_import_from_before_the_reservation_is_still_served(world: World) -> None:
+    """The slug is reserved where pipelines are made (``pipeline_create``: the API and the
+    dashboard form alike), yet a pipeline named ``import`` made before can still be read and
+    deleted at ``/api/v1/pipelines/import``, whose POST stays the import."""
+    from routing.pipeline_api import pipeline_create, pipeline_version_add
+    from tests.factories import dashboard_client
+
+    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+    old = Pipeline.objects.create(organization=world.organization, slug="import", name="Old")
+    pipeline_version_add(old, "series", [{"model": "test/gpt"}])
+    owner = world.organization.memberships.get(role=Role.OWNER).user
+    form = dashboard_client(owner, world.organization).post(
+        "/dashboard/pipelines/", {"slug": "import", "name": "", "definition": '{"kind": "series", '
+                                  '"steps": [{"model": "test/gpt"}]}'})  # fmt: skip
+    with pytest.raises(Exception, match="reserved") as raised:
+        pipeline_create(world.organization, slug="import", name="", definition={})
+
+    assert getattr(raised.value, "param", None) == "slug"
+    assert form.status_code == 200 and "reserved" in form.content.decode()
+    got = admin.get(URL)
+    assert got.status_code == 200 and got.json()["name"] == "Old", got.content
+    assert admin.put(URL, {}, format="json").status_code == 405
+    assert admin.delete(URL).status_code == 204
+    assert admin.get(URL).status_code == 404
+    assert not Pipeline.objects.exists()
