@@ -17,7 +17,7 @@ from rest_framework.response import Response
 
 from accounts.models import Organization, Role
 from accounts.tenant_api import TenantAPIView
-from routerhub.body_limits import declared_body_length
+from routerhub.body_limits import PIPELINE_IMPORT_MAX_BYTES, declared_body_length
 from routerhub.errors import BadRequest, Conflict, NotFound
 from routing.models import Pipeline, PipelineKind, PipelineVersion
 from routing.pipeline_rows import pipeline_rows_changed
@@ -27,7 +27,7 @@ from routing.selectors import catalog_model_ids
 from training.serving import Router, cascade_report
 
 ADMIN_WRITES = {"POST": Role.ADMIN, "DELETE": Role.ADMIN}
-IMPORT_MAX_BYTES = 256 * 1024  # a UbiOps pipeline version export, checked before it is read
+IMPORT_MAX_BYTES = PIPELINE_IMPORT_MAX_BYTES  # also bounds a chunked body (body_limits)
 
 
 class PipelineDefinition(serializers.Serializer[Any]):
