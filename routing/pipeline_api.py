@@ -257,7 +257,9 @@ def pipeline_import_ubiops(organization: Organization, values: dict[str, Any]) -
         )
     except BadRequest as error:
         param = error.param or ""
-        index = len(definition["steps"]) if param.startswith("aggregate") else None
+        # Only the aggregate's model is the joining deployment's; its other fields are the
+        # request's own ``aggregate``, named as it is.
+        index = len(definition["steps"]) if param == "aggregate.model" else None
         if param.startswith("steps["):
             index = int(param[len("steps[") :].split("]")[0])
         if index is None or index >= len(origins):
