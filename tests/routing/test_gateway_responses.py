@@ -302,4 +302,6 @@ def test_a_chat_call_without_an_id_gets_one_unique_to_its_answer() -> None:
     chat = {"id": "gen-7", "model": "m", "created": 0,
             "choices": [{"message": {"tool_calls": [call]}, "finish_reason": "tool_calls"}]}  # fmt: skip
     output = response_from_chat(chat, {})["output"]
-    assert [(item["id"], item["call_id"]) for item in output] == [("fc_call_gen-7_0", "call_gen-7_0")]
+    assert [(item["id"], item["call_id"]) for item in output] == [
+        ("fc_call_gen-7_0", "call_gen-7_0")
+    ]
