@@ -134,8 +134,9 @@ def dataset_attempt(dataset_id: int) -> tuple[Dataset | None, bool]:
     return dataset, True
 
 
-def dataset_parse(dataset: Dataset) -> Dataset:
-    """Parse a counted dataset's file (``dataset_attempt``) into ``ready`` or ``invalid``."""
+def dataset_parse(dataset: Dataset, notes: list[str] | None = None) -> Dataset:
+    """Parse a counted dataset's file (``dataset_attempt``) into ``ready`` or ``invalid``;
+    ``notes`` lead its warnings, saved in the same write (a redelivery finds them there)."""
     try:
         parsed, normalized = _dataset_read(dataset)
     except Exception as exc:  # a malformed file must never crash the worker or stay validating
@@ -147,7 +148,7 @@ def dataset_parse(dataset: Dataset) -> Dataset:
     dataset.rows = len(parsed.prompts)
     dataset.model_summary = parsed.summary()
     dataset.has_costs = parsed.costs is not None
-    dataset.warnings = parsed.warnings
+    dataset.warnings = [*(notes or []), *parsed.warnings]
     return _dataset_finish(dataset, errors=[])
 
 
@@ -197,10 +198,19 @@ def _file_error(message: str) -> dict[str, Any]:
 
 
 def _dataset_finish(dataset: Dataset, *, errors: list[dict[str, Any]]) -> Dataset:
-    dataset.status = DatasetStatus.INVALID if errors else DatasetStatus.READY
-    dataset.errors = errors[: ingest.MAX_ERRORS]
-    dataset.validated_at = timezone.now()
-    dataset.save()
+    """Write the outcome only while the dataset is still ``validating`` (its row locked): a
+    dataset refused meanwhile (a feedback build the sweep failed) never turns ``ready``."""
+    with transaction.atomic():
+        still = Dataset.objects.select_for_update().filter(
+            pk=dataset.pk, status=DatasetStatus.VALIDATING
+        )
+        if not still.exists():
+            dataset.refresh_from_db()
+            return dataset
+        dataset.status = DatasetStatus.INVALID if errors else DatasetStatus.READY
+        dataset.errors = errors[: ingest.MAX_ERRORS]
+        dataset.validated_at = timezone.now()
+        dataset.save()
     return dataset
 
 

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from routerhub.domain import InvalidInput
@@ -38,6 +39,9 @@ from training.serving import FeedbackExample, FeedbackRetrain
 logger = logging.getLogger(__name__)
 
 BUILDING = "building_dataset"
+# Beyond a build's hard time limit before the sweep fails it: the worker's limit timer starts
+# a little after the claim, and the claim's commit may reach the database late.
+CLAIM_MARGIN_SECONDS = 120
 
 # Reads the router's feedback given before a moment (the run's creation), newest first, bounded.
 FeedbackReader = Callable[[Router, datetime], Sequence[FeedbackExample]]
@@ -119,8 +123,9 @@ class _Build:
 
 
 def _claim(run_id: int) -> _Build | None:
-    """The retrain to build now, taken (``heartbeat_at``: the sweep leaves it its time limit)
-    and its delivery counted; None when there is nothing to do."""
+    """The retrain to build now, taken (``heartbeat_at``, written once here: the claim time,
+    database time, from which the sweep leaves the build its hard time limit and a margin) and
+    its delivery counted; None when there is nothing to do."""
     run = (
         TrainingRun.objects.select_related("router__organization", "router__active_version")
         .filter(pk=run_id)
@@ -129,7 +134,7 @@ def _claim(run_id: int) -> _Build | None:
     if run is None or run.dataset_id is None:
         return None
     taken = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, stage=BUILDING).update(
-        heartbeat_at=timezone.now()
+        heartbeat_at=Now()
     )
     if not taken:
         unbuilt = Dataset.objects.filter(
@@ -189,7 +194,7 @@ def feedback_build(run_id: int, read: FeedbackReader) -> str:
         dataset.columns, dataset.size_bytes = columns or {}, len(content)
         dataset.save(update_fields=["file", "columns", "size_bytes"])
         del content
-        dataset = services.dataset_parse(dataset)
+        dataset = services.dataset_parse(dataset, notes)  # the left-out options' notes too
     except Exception as exc:  # recorded on the run and the dataset, never left building
         if not isinstance(exc, InvalidInput):
             logger.exception("feedback retrain %s: building its dataset failed", run_id)
@@ -198,9 +203,6 @@ def feedback_build(run_id: int, read: FeedbackReader) -> str:
     if dataset.status != DatasetStatus.READY:
         feedback_build_fail(run_id, f"The feedback dataset did not validate: {_problems(dataset)}")
         return RunStatus.FAILED
-    if notes:  # the options the request left out (``_previous_options``), then validation's
-        dataset.warnings = [*notes, *dataset.warnings]
-        dataset.save(update_fields=["warnings"])
     return _training_queue(build.run)
 
 
@@ -215,13 +217,17 @@ def _training_queue(run: TrainingRun) -> str:
     return str(TrainingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first())
 
 
-def feedback_builds_sweep(*, now: datetime | None = None) -> list[int]:
+def feedback_builds_sweep(*, later: timedelta = timedelta(0)) -> list[int]:
     """Fail retrains whose dataset was not built within ``FEEDBACK_RETRAIN_DEADLINE_SECONDS``
     (the task lost, or its worker stopped and the delivery never came back); a build a worker
-    took is left its hard time limit from then, so a running build is never failed under it."""
+    took (``heartbeat_at``: its claim time) is left its hard time limit plus
+    ``CLAIM_MARGIN_SECONDS`` from then, so a running build is never failed under it. Both sides
+    read the database's clock (``Now()``), not two workers'; ``later``: the sweep as it would
+    run that much later."""
     limit = int(settings.FEEDBACK_RETRAIN_DEADLINE_SECONDS)
-    now = now or timezone.now()
-    running = now - timedelta(seconds=int(settings.FEEDBACK_RETRAIN_TIME_LIMIT) + 60)
+    now = Now() + later
+    hard = int(settings.FEEDBACK_RETRAIN_TIME_LIMIT) + 60  # the task's time_limit
+    running = now - timedelta(seconds=hard + CLAIM_MARGIN_SECONDS)
     where = Q(created_at__lt=now - timedelta(seconds=limit)) & (
         Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=running)
     )

@@ -1,24 +1,11 @@
 """Organizations record their creator (ORGANIZATIONS_PER_PERSON_MAX counts what a person
-created). Existing organizations are given the person of their founding membership: the one
-``organization_create`` made with the organization, its earliest."""
-
-from typing import Any
+created). The column only: nullable, no default, so adding it rewrites nothing and holds its
+ACCESS EXCLUSIVE lock for an instant. Existing organizations are filled in by 0007, in batches
+outside this migration's transaction."""
 
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
-from django.db.models import OuterRef, Subquery
-
-
-def creators_backfill(apps: Any, schema_editor: Any) -> None:
-    organization_model = apps.get_model("accounts", "Organization")
-    membership_model = apps.get_model("accounts", "Membership")
-    founding = membership_model.objects.filter(organization=OuterRef("pk")).order_by(
-        "created_at", "pk"
-    )
-    organization_model.objects.filter(created_by__isnull=True).update(
-        created_by=Subquery(founding.values("user")[:1])
-    )
 
 
 class Migration(migrations.Migration):
@@ -39,5 +26,4 @@ class Migration(migrations.Migration):
                 to=settings.AUTH_USER_MODEL,
             ),
         ),
-        migrations.RunPython(creators_backfill, migrations.RunPython.noop),
     ]

@@ -45,22 +45,53 @@ def _blocks(body: JSON) -> Iterator[JSON]:
             yield block | {"role": message.get("role")}
 
 
+def _marked_paths(body: JSON) -> Iterator[tuple[str, Any]]:
+    """(path, mark) of every marked block, in Anthropic's order, named as Anthropic names it."""
+    for index, tool in enumerate(body.get("tools") or []):
+        if isinstance(tool, dict) and "cache_control" in tool:
+            yield f"tools.{index}", tool["cache_control"]
+    system = body.get("system")
+    for index, block in enumerate(system if isinstance(system, list) else []):
+        if isinstance(block, dict) and "cache_control" in block:
+            yield f"system.{index}", block["cache_control"]
+    for turn, message in enumerate(body.get("messages") or []):
+        content = message.get("content") if isinstance(message, dict) else None
+        for index, block in enumerate(content if isinstance(content, list) else []):
+            if isinstance(block, dict) and "cache_control" in block:
+                yield f"messages.{turn}.content.{index}", block["cache_control"]
+    if "cache_control" in body:  # automatic caching: the last cacheable block's breakpoint
+        yield "cache_control", body["cache_control"]
+
+
+def _order_refusal(body: JSON) -> str | None:
+    """Anthropic's 400 for an hour mark after a five-minute one (tools, system, messages)."""
+    seen_5m = False
+    for path, mark in _marked_paths(body):
+        ttl = (mark.get("ttl") or "5m") if isinstance(mark, dict) else "5m"
+        if ttl == "1h" and seen_5m:
+            return (
+                f"{path}.cache_control.ttl: a ttl='1h' cache_control block must not come after "
+                "a ttl='5m' cache_control block. Note that blocks are processed in the "
+                "following order: `tools`, `system`, `messages`."
+            )
+        seen_5m = seen_5m or ttl == "5m"
+    return None
+
+
 def _tokens(block: JSON) -> int:
     text = block.get("text") or block.get("content") or block.get("description") or ""
     return count_tokens(text if isinstance(text, str) else orjson.dumps(text).decode()) + 4
 
 
 def marks_refusal(body: JSON) -> str | None:
-    """Anthropic's 400 for too many breakpoints."""
-    found = sum(
-        1 for block in _blocks(body) if isinstance(block, dict) and "cache_control" in block
-    )
+    """Anthropic's 400 for too many breakpoints, or for an hour mark after a 5m one."""
+    found = sum(1 for _ in _marked_paths(body))
     if found > MAX_BREAKPOINTS:
         return (
             f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
             f"Found {found}."
         )
-    return None
+    return _order_refusal(body)
 
 
 class PromptCache:

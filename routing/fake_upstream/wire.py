@@ -351,6 +351,14 @@ def anthropic_response(turn: Turn, answer: Answer, cached: int, max_tokens: int 
     }
 
 
+_DELTA_USAGE = (
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+)
+
+
 def _event(name: str, data: JSON) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
@@ -400,7 +408,8 @@ def anthropic_stream(
         {
             "type": "message_delta",
             "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": None},
-            "usage": {"output_tokens": whole["usage"]["output_tokens"]},
+            # Anthropic repeats the running input/cache totals here, without the breakdown.
+            "usage": {key: whole["usage"][key] for key in _DELTA_USAGE if key in whole["usage"]},
         },
     )
     yield _event("message_stop", {"type": "message_stop"})

@@ -36,7 +36,7 @@ from routing.gateway.request_shape import (
     estimate_prompt_tokens,
     prompt_token_bound,
     request_validate,
-    reservation_for,
+    reservation_max,
 )
 from routing.gateway.trace import answer_text
 from routing.ingress.anthropic import (
@@ -101,7 +101,7 @@ async def chat_serve(
     prompt_estimate = estimate_prompt_tokens(body)
     await rate_limit_admit(key, prompt_estimate)
     generation_id = metering.generation_id_new()
-    reserved = max(reservation_for(body, c, prompt_bound) for c in plan.candidates)
+    reserved = reservation_max(body, plan.candidates, prompt_bound)
     await metering.hold(key, generation_id, reserved)
     draft = UsageDraft(
         generation_id=generation_id,

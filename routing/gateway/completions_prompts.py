@@ -44,7 +44,7 @@ from routing.gateway.request_shape import (
     estimate_prompt_tokens,
     prompt_token_bound,
     request_validate,
-    reservation_for,
+    reservation_max,
 )
 from routing.gateway.trace import answer_text
 from routing.providers.base import JSON, Completion, Usage, text_of
@@ -82,7 +82,7 @@ async def serve_prompts(req: GatewayRequest, key: AuthenticatedKey, bodies: list
     generation_id = metering.generation_id_new()
     reserved = sum(
         (
-            max(reservation_for(body, c, bound) for c in plan.candidates)
+            reservation_max(body, plan.candidates, bound)
             for body, bound in zip(bodies, bounds, strict=True)
         ),
         start=Decimal(0),

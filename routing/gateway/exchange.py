@@ -170,12 +170,15 @@ def sent_trace(ex: Exchange, candidate: Candidate) -> dict[str, Any]:
     written to the provider's connection — not while connecting, in a TLS handshake or waiting
     for a pooled connection, when the provider has nothing to bill — and cleared when its answer
     is not a 200 (the provider refused it: nothing is billed, even while its error trickles in).
-    A cancellation leaves it set (``call_abandoned``); ``failed`` clears it."""
+    A cancellation leaves it set (``call_abandoned``); ``failed`` clears it, as does the
+    transport's ``send_request_body.failed`` when a reused connection proves dead."""
     ex.sending = None  # a previous candidate's request is not this one's
 
     async def trace(event: str, info: dict[str, Any]) -> None:
         if event.endswith(".send_request_body.complete"):
             ex.sending = candidate
+        elif event.endswith(".send_request_body.failed"):
+            ex.sending = None  # a dead kept-alive connection: sent again once one is free
         elif event.endswith(".receive_response_headers.complete"):
             # httpcore: (version, status, reason, headers) on HTTP/1.1, (status, headers) on h2.
             head = info.get("return_value") or ()

@@ -59,7 +59,7 @@ from routing.gateway.request_shape import (
     estimate_prompt_tokens,
     output_token_bound,
     prompt_token_bound,
-    reservation_for,
+    reservation_max,
 )
 from routing.ingress.anthropic import canonical_to_messages_response
 from routing.models import PipelineVersion
@@ -211,7 +211,7 @@ async def _call_plan(
     plan = await plan_request(
         body=body, key=key, catalog=catalog, needs=request_needs(body), prompt_bound=bound
     )
-    reserved = max(reservation_for(body, c, bound) for c in plan.candidates)
+    reserved = reservation_max(body, plan.candidates, bound)
     output = max(output_token_bound(body, c.endpoint) for c in plan.candidates)
     return Step(index, spec, body, plan, reserved, output_bound=output)
 

@@ -302,12 +302,21 @@ def output_token_bound(body: JSON, endpoint: EndpointInfo) -> int:
     return max_tokens_for(body, endpoint) * int(body.get("n") or 1)
 
 
-def reservation_for(body: JSON, candidate: Candidate, prompt_bound: int) -> Decimal:
+def reservation_for(
+    body: JSON, candidate: Candidate, prompt_bound: int, cache_ttl: str | None
+) -> Decimal:
+    """``cache_ttl``: ``longest_ttl(body)``, read once per request by ``reservation_max``."""
     amount = reservation_amount(
         candidate.endpoint.prices,
         prompt_tokens=prompt_bound,
         max_output_tokens=output_token_bound(body, candidate.endpoint),
         # Only Anthropic endpoints get the marks: there a write may cost more than a prompt.
-        cache_ttl=longest_ttl(body) if candidate.endpoint.api_style == "anthropic" else None,
+        cache_ttl=cache_ttl if candidate.endpoint.api_style == "anthropic" else None,
     )
     return amount * settings.BYOK_FEE_RATE if candidate.is_byok else amount
+
+
+def reservation_max(body: JSON, candidates: list[Candidate], prompt_bound: int) -> Decimal:
+    """The largest hold any candidate needs; the body's marks are scanned once, not per one."""
+    ttl = longest_ttl(body)
+    return max(reservation_for(body, c, prompt_bound, ttl) for c in candidates)

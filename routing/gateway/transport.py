@@ -259,11 +259,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     await trace(
                         "http11.receive_response_headers.complete", {"return_value": head_seen}
                     )
-            except httpx.RemoteProtocolError:
+            except httpx.RemoteProtocolError as error:
                 self.release(connection, reusable=False)
                 # A kept-alive connection the server closed just as we reused it: nothing of
-                # this request was processed, so it is safe to send it once more on a new one.
+                # this request was processed, so it is safe to send it once more on a new one —
+                # after saying it was not sent (the wait for a connection bills nothing).
                 if reused and not connection.received_any and attempt == 0:
+                    if trace is not None:
+                        await trace("http11.send_request_body.failed", {"exception": error})
                     continue
                 raise
             except BaseException:
@@ -279,6 +282,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def release(self, connection: _Connection, *, reusable: bool) -> None:
+        # An idle connection keeps nothing of its last request (its trace holds the Exchange).
+        connection._request = None
         if reusable and connection.keep_alive and not connection.lost and not self._closed:
             connection.idle_since = time.monotonic()
             self._idle.setdefault(connection.origin, []).append(connection)

@@ -302,7 +302,7 @@ def _assistant_turn(content: Any) -> JSON:
         elif block.get("type") in ("thinking", "redacted_thinking"):
             thinking.append(block)  # Anthropic wants these back in the turn they came from
         elif block.get("type") == "tool_use":
-            mark = _marked({}, block)
+            mark = _marked({}, block) or mark  # a later unmarked call keeps an earlier mark
             calls.append(
                 {
                     "id": block.get("id", ""),
@@ -400,4 +400,4 @@ def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON
         canonical["tool_choice"] = choice
     if (body.get("tool_choice") or {}).get("disable_parallel_tool_use"):
         canonical["parallel_tool_calls"] = False
-    return canonical
+    return _marked(canonical, body)  # a top-level mark: Anthropic's automatic caching

@@ -217,6 +217,8 @@ class AnthropicAdapter(ProviderAdapter):
             body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
         if request.get("user"):
             body["metadata"] = {"user_id": str(request["user"])}
+        if mark_of(request):  # automatic caching: Anthropic marks the last cacheable block
+            body["cache_control"] = mark_of(request)
         tools = _tools(request)
         tool_choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
         context: JSON = {}
@@ -316,9 +318,15 @@ def usage_from_anthropic(data: Any, previous: Usage | None = None) -> Usage | No
             reported_tokens(data, "input_tokens", usage) + cache_read + cache_write
         )
         usage.cached_tokens, usage.cache_write_tokens = cache_read, cache_write
-        by_ttl = data.get("cache_creation")  # {ephemeral_5m_input_tokens, ephemeral_1h_…}
-        hour = by_ttl and reported_tokens(by_ttl, "ephemeral_1h_input_tokens", usage)
-        usage.cache_write_1h_tokens = min(hour or 0, cache_write)
+        # {ephemeral_5m_input_tokens, ephemeral_1h_…}: only on the final body and on a stream's
+        # message_start; a stream's message_delta repeats the running totals without it, so
+        # the 1h share read earlier stands (never more than the writes now reported).
+        by_ttl = data.get("cache_creation")
+        if isinstance(by_ttl, dict):
+            hour = reported_tokens(by_ttl, "ephemeral_1h_input_tokens", usage)
+        else:
+            hour = usage.cache_write_1h_tokens
+        usage.cache_write_1h_tokens = min(hour, cache_write)
     if "output_tokens" in data:
         usage.completion_tokens = reported_tokens(data, "output_tokens", usage)
     return usage

@@ -1,8 +1,9 @@
 """Prompt-caching marks (``cache_control``) in the canonical (OpenAI) request.
 
 Where they sit, as OpenRouter takes them: on a content part (``{"type": "text", ...,
-"cache_control": {"type": "ephemeral"}}``), on a message (its last block is marked), and on a
-tool (``{"type": "function", "function": {...}, "cache_control": {...}}``). The Anthropic ingress
+"cache_control": {"type": "ephemeral"}}``), on a message (its last block is marked), on a
+tool (``{"type": "function", "function": {...}, "cache_control": {...}}``), and on the request
+itself (Anthropic's automatic caching: the last cacheable block is marked). The Anthropic ingress
 puts an Anthropic block's mark in the same places. Only the Anthropic adapter sends them on (in
 Anthropic's wire format); ``marks_strip`` takes them off for every other provider.
 """
@@ -33,6 +34,49 @@ def _places(body: JSON) -> Iterator[tuple[str, Any]]:
                 yield f"messages[{index}].content[{part_index}].cache_control", part[MARK]
         if MARK in message:
             yield f"messages[{index}].cache_control", message[MARK]
+    if MARK in body:
+        yield "cache_control", body[MARK]
+
+
+def _message_sent(index: int, message: JSON) -> Iterator[tuple[str, Any]]:
+    """The marks of one message that reach Anthropic's blocks: a tool message's one block
+    holds one; a message's own mark sits on its last block, replacing that block's own."""
+    content = message.get("content")
+    parts = [
+        (f"messages[{index}].content[{at}].cache_control", part[MARK])
+        for at, part in enumerate(content if isinstance(content, list) else [])
+        if isinstance(part, dict) and MARK in part
+    ]
+    own = [(f"messages[{index}].cache_control", message[MARK])] if MARK in message else []
+    if message.get("role") == "tool":
+        yield from (own or parts)[-1:]
+        return
+    last = content[-1] if isinstance(content, list) and content else None
+    if own and not message.get("tool_calls") and isinstance(last, dict) and MARK in last:
+        parts = parts[:-1]  # the message's mark replaces its last block's
+    yield from parts + own
+
+
+def _sent(body: JSON) -> Iterator[tuple[str, Any]]:
+    """(where, value) of the marks Anthropic receives, in its order: tools, system, messages."""
+    for index, tool in enumerate(body.get("tools") or []):
+        if isinstance(tool, dict) and MARK in tool:
+            yield f"tools[{index}].cache_control", tool[MARK]
+    messages = [
+        (index, message)
+        for index, message in enumerate(body.get("messages") or [])
+        if isinstance(message, dict)
+    ]
+    # The adapter lifts system messages into Anthropic's ``system``, ahead of every turn.
+    messages.sort(key=lambda item: item[1].get("role") not in ("system", "developer"))
+    for index, message in messages:
+        yield from _message_sent(index, message)
+    if MARK in body:  # automatic caching: a breakpoint on the last cacheable block
+        yield "cache_control", body[MARK]
+
+
+def _ttl(mark: Any) -> str:
+    return str((mark.get("ttl") if isinstance(mark, dict) else None) or "5m")
 
 
 def mark_problem(mark: Any) -> str | None:
@@ -47,19 +91,30 @@ def mark_problem(mark: Any) -> str | None:
 
 
 def marks_problem(body: JSON) -> tuple[str, str] | None:
-    """(message, param) refusing the request's marks, or None: a malformed mark, or more than
-    Anthropic's ``MAX_BREAKPOINTS`` of them (Anthropic answers that with a 400 too)."""
+    """(message, param) refusing the request's marks, or None: a malformed mark, more than
+    Anthropic's ``MAX_BREAKPOINTS`` of them as sent, or a 1h mark after a 5m one (Anthropic
+    answers each with a 400 too)."""
     places = list(_places(body))
     for where, mark in places:
         problem = mark_problem(mark)
         if problem:
             return f"{where} {problem}.", where.partition("[")[0]
-    if len(places) > MAX_BREAKPOINTS:
+    sent = list(_sent(body))
+    if len(sent) > MAX_BREAKPOINTS:
         return (
             f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
-            f"Found {len(places)} ({', '.join(where for where, _ in places)}).",
+            f"Found {len(sent)} ({', '.join(where for where, _ in sent)}).",
             "cache_control",
         )
+    five = None
+    for where, mark in sent:
+        if _ttl(mark) == "1h" and five:
+            return (
+                f'{where} has ttl "1h" after {five} with ttl "5m": Anthropic requires hour '
+                "marks before five-minute ones, in the order tools, system, messages.",
+                "cache_control",
+            )
+        five = five or (where if _ttl(mark) == "5m" else None)
     return None
 
 
@@ -88,7 +143,7 @@ def marks_strip(body: JSON) -> JSON:
         if isinstance(message, dict) and isinstance(message.get("content"), list):
             message["content"] = [bare(part) for part in message["content"]]
         messages.append(message)
-    stripped = body | {"messages": messages}
+    stripped = {k: v for k, v in body.items() if k != MARK} | {"messages": messages}
     if body.get("tools"):
         stripped["tools"] = [bare(tool) for tool in body["tools"]]
     return stripped

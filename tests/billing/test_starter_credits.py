@@ -190,7 +190,7 @@ def test_starter_credits_granted_per_organization_before_are_not_granted_again(
     """Starter credits were once keyed by organization (``starter-credits:<organization>``): a
     person granted them so, in an organization created before creators were recorded (the
     migration's backfill names its founding member), gets none with their next organization."""
-    backfill = importlib.import_module("accounts.migrations.0006_organization_created_by")
+    backfill = importlib.import_module("accounts.migrations.0007_organization_created_by_backfill")
     settings.STARTER_CREDITS_USD = Decimal("0")
     person, newcomer = user_make(), user_make()
     legacy = organization_make(owner=person, name="Granted before")

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -64,12 +65,12 @@ def marked_request(document: str, ttl: str | None = None) -> dict[str, Any]:
             {"type": "text", "text": "You answer from the manual."},
             {"type": "text", "text": document, "cache_control": mark},
         ],
-        "tools": [TOOL | {"cache_control": EPHEMERAL}],
+        "tools": [TOOL | {"cache_control": mark}],  # Anthropic: 1h marks before 5m ones
         "messages": [
             {
                 "role": "user",
                 "content": [
-                    {"type": "text", "text": "Question one about owls", "cache_control": mark}
+                    {"type": "text", "text": "Question one about owls", "cache_control": EPHEMERAL}
                 ],
             }
         ],
@@ -141,6 +142,31 @@ def test_five_marks_are_refused_as_anthropic_refuses_them(world: World) -> None:
     assert world.upstream_requests("/v1/messages") == []
 
 
+def test_an_hour_mark_after_a_five_minute_one_is_refused_as_anthropic_refuses_it(
+    world: World,
+) -> None:
+    request = marked_request(long_context(), "1h")
+    request["tools"] = [TOOL | {"cache_control": EPHEMERAL}]  # 5m on tools, then 1h on system
+
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        messages_client(world).messages.create(**request)
+    assert world.upstream_requests("/v1/messages") == []  # refused before Anthropic
+    upstream = httpx.post(
+        f"{world.fake_url}/v1/messages",
+        json=request | {"model": "claude-sonnet-4-5"},
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+    )
+
+    error = refused.value.body["error"]  # type: ignore[index]
+    assert error["param"] == "cache_control"
+    assert 'has ttl "1h" after tools[0].cache_control with ttl "5m"' in error["message"]
+    assert upstream.status_code == 400
+    assert (
+        "system.1.cache_control.ttl: a ttl='1h' cache_control block must not come after"
+        in (upstream.json()["error"]["message"])
+    )
+
+
 def test_openrouter_marked_parts_reach_anthropic_and_report_reads_and_writes(world: World) -> None:
     document = long_context()
     messages: Any = [
@@ -208,11 +234,11 @@ def test_tool_results_assistant_turns_and_message_marks_land_on_anthropic_blocks
         "model": "test/claude", "max_tokens": 50, "messages": [
             {"role": "user", "content": "Weather in Oslo?"},
             {"role": "assistant", "content": [
-                {"type": "text", "text": "Looking.", "cache_control": EPHEMERAL},
+                {"type": "text", "text": "Looking.", "cache_control": hour},
                 {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}},
             ]},
             {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4C", "cache_control": hour},
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4C", "cache_control": EPHEMERAL},
             ]},
         ]})  # fmt: skip
     canonical["messages"].append({"role": "user", "content": "Thanks", "cache_control": EPHEMERAL})
@@ -223,9 +249,96 @@ def test_tool_results_assistant_turns_and_message_marks_land_on_anthropic_blocks
     assert turns[1]["content"][0] == {
         "type": "text",
         "text": "Looking.",
-        "cache_control": EPHEMERAL,
+        "cache_control": hour,
     }
     assert "cache_control" not in turns[1]["content"][1]  # the tool_use, unmarked
     assert turns[2]["content"][0]["type"] == "tool_result"
-    assert turns[2]["content"][0]["cache_control"] == hour
+    assert turns[2]["content"][0]["cache_control"] == EPHEMERAL
     assert turns[2]["content"][1] == {"type": "text", "text": "Thanks", "cache_control": EPHEMERAL}
+
+
+def test_a_stream_keeps_its_hour_writes_and_a_malformed_breakdown_bills() -> None:
+    from routing.providers.anthropic import usage_from_anthropic
+
+    totals = {"input_tokens": 5, "cache_creation_input_tokens": 3000, "cache_read_input_tokens": 0}
+    start = usage_from_anthropic(
+        totals | {"output_tokens": 1, "cache_creation": {"ephemeral_1h_input_tokens": 2000}}
+    )
+    final = usage_from_anthropic(totals | {"output_tokens": 40}, start)  # message_delta
+    odd = usage_from_anthropic(totals | {"cache_creation": "5m"})
+
+    assert final is not None and odd is not None
+    assert (final.cache_write_tokens, final.cache_write_1h_tokens) == (3000, 2000)
+    assert (odd.cache_write_tokens, odd.cache_write_1h_tokens, odd.prompt_tokens) == (3000, 0, 3005)
+
+
+def test_a_marked_call_keeps_its_mark_and_a_top_level_mark_reaches_anthropic(
+    world: World,
+) -> None:
+    request = {
+        "model": "test/claude",
+        "max_tokens": 50,
+        "cache_control": EPHEMERAL,  # Anthropic's automatic caching
+        "messages": [
+            {"role": "user", "content": "Weather in Oslo and Bergen?"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"},
+                 "cache_control": EPHEMERAL},
+                {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Bergen"}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4C"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "7C"},
+            ]},
+        ],
+        "tools": [TOOL],
+    }  # fmt: skip
+
+    messages_client(world).messages.create(**request)  # type: ignore[arg-type]
+
+    sent = world.last_upstream("/v1/messages")["body"]
+    assert sent["cache_control"] == EPHEMERAL
+    assert sent["messages"][1]["content"][-1]["cache_control"] == EPHEMERAL  # the turn's last
+
+
+def test_a_message_mark_and_its_last_parts_mark_are_one_breakpoint(world: World) -> None:
+    mark: Any = {"cache_control": EPHEMERAL}
+    messages: Any = [
+        {"role": "system", "content": [{"type": "text", "text": long_context()} | mark]},
+        {"role": "user", "content": [
+            {"type": "text", "text": "One"} | mark,
+            {"type": "text", "text": "Two"} | mark,
+            {"type": "text", "text": "Three"} | mark,
+        ]} | mark,
+    ]  # fmt: skip
+
+    answer = chat_client(world).chat.completions.create(
+        model="test/claude", messages=messages, max_tokens=20
+    )
+
+    assert answer.choices[0].message.content
+    sent = world.last_upstream("/v1/messages")["body"]
+    assert str(sent).count("cache_control") == 4  # the 4 Anthropic allows
+
+
+def test_the_hold_reads_the_marks_once_for_many_anthropic_candidates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from routing.gateway import request_shape
+    from routing.gateway.catalog_cache import EndpointInfo
+    from routing.gateway.planning import Candidate
+
+    scans: list[int] = []
+    real = request_shape.longest_ttl
+    monkeypatch.setattr(request_shape, "longest_ttl", lambda body: scans.append(1) or real(body))
+    endpoint = EndpointInfo(
+        1, "test/claude", "fake-anthropic", "Fake", "anthropic", "https://up.example", "", {},
+        "claude-sonnet-4-5", TokenPrices(INPUT / M, OUTPUT / M, CACHED / M), 200_000, 8192,
+        True, True, True, True, True, False, frozenset(), False,
+    )  # fmt: skip
+    body = marked_request("A manual.", "1h")
+
+    held = request_shape.reservation_max(body, [Candidate(endpoint, None, False)] * 3, 10_000)
+
+    assert scans == [1]
+    assert held == money((10_000 * INPUT * 2 + 100 * OUTPUT) / M)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
+import types
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -90,6 +92,38 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced_transparently() -
             assert (await http.post(url, content=b"1")).text == "first"
             await asyncio.sleep(0)  # let the close reach the client... or not: both must work
             assert (await http.post(url, content=b"2")).text == "first"
+
+    assert run(handler, test)["connections"] == 2
+
+
+def test_a_dead_reused_connection_unsays_the_send_before_the_request_waits_again() -> None:
+    from routing.gateway.exchange import sent_trace
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok(b"answer"))
+        await writer.drain()
+        await read_request(reader)  # the second request on this connection: closed unanswered
+
+    async def test(url: str, stats: dict[str, Any]) -> None:
+        ex: Any = types.SimpleNamespace(sending=None)
+        billing_trace = sent_trace(ex, "the candidate")["trace"]
+        seen: list[tuple[str, Any]] = []
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            await billing_trace(event, info)
+            seen.append((event.partition(".")[2], ex.sending))
+
+        async with client() as http:
+            assert (await http.post(url, content=b"1")).text == "answer"
+            second = await http.post(url, content=b"2", extensions={"trace": trace})
+        assert second.text == "answer"
+        assert seen == [
+            ("send_request_body.complete", "the candidate"),  # on the dead connection
+            ("send_request_body.failed", None),  # nothing to bill while a connection is found
+            ("send_request_body.complete", "the candidate"),
+            ("receive_response_headers.complete", "the candidate"),
+        ]
 
     assert run(handler, test)["connections"] == 2
 
@@ -255,6 +289,13 @@ def _garbage_of_port(garbage: list[Any], port: int | None) -> list[str]:
     )
 
 
+class _Held:
+    """Stands for the Exchange a gateway request's trace holds (its body, with images)."""
+
+    body = b"an image"
+    event = ""
+
+
 def test_the_gateway_client_leaves_no_reference_cycle_behind_an_answer() -> None:
     from routing.gateway.upstream import _client_create, response_release
 
@@ -277,9 +318,23 @@ def test_the_gateway_client_leaves_no_reference_cycle_behind_an_answer() -> None
             await response.aclose()
             response_release(response)
 
+        kept: list[weakref.ref[Any]] = []
+
+        async def traced() -> None:  # as the gateway sends: a trace holding its Exchange
+            exchange = _Held()
+            kept.append(weakref.ref(exchange))
+
+            async def trace(event: str, info: dict[str, Any]) -> None:
+                exchange.event = event
+
+            response = await http.post(f"{url}/v1/x", content=b"{}", extensions={"trace": trace})
+            assert response.json() == {"choices": []}
+
         await whole()  # the connection is opened and pooled (it outlives the request)
         assert await _garbage_after(whole, url)() == []
         assert await _garbage_after(streamed, url)() == []
+        assert await _garbage_after(traced, url)() == []
+        assert kept[0]() is None  # the idle pooled connection keeps nothing of that request
         await http.aclose()
 
     run(handler, test)

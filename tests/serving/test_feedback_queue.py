@@ -189,9 +189,9 @@ def test_a_retrain_whose_build_never_came_is_failed_by_the_sweeper_with_the_reas
     _manage, body = _queued(world)
     run = TrainingRun.objects.get(pk=body["id"])
 
-    assert feedback_jobs.feedback_builds_sweep(now=run.created_at) == []
-    later = run.created_at + timedelta(hours=6, seconds=1)
-    assert feedback_jobs.feedback_builds_sweep(now=later) == [run.pk]
+    assert feedback_jobs.feedback_builds_sweep() == []
+    later = timedelta(hours=6, seconds=1)
+    assert feedback_jobs.feedback_builds_sweep(later=later) == [run.pk]
 
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and "was not built within 21600 s" in run.error
@@ -258,9 +258,50 @@ def test_the_sweep_leaves_a_build_a_worker_is_running_past_the_deadline_alone(
     with pytest.raises(WorkerKilled):
         feedback_jobs.feedback_build(body["id"], killed)
     assert feedback_jobs.feedback_builds_sweep() == []  # within the build's hard time limit
-    hard = timedelta(seconds=settings.FEEDBACK_RETRAIN_TIME_LIMIT + 61)
-    assert feedback_jobs.feedback_builds_sweep(now=timezone.now() + hard) == [body["id"]]
+    hard = timedelta(seconds=settings.FEEDBACK_RETRAIN_TIME_LIMIT + 61)  # the time_limit, +1 s
+    assert feedback_jobs.feedback_builds_sweep(later=hard) == []  # two clocks: a margin
+    margin = timedelta(seconds=feedback_jobs.CLAIM_MARGIN_SECONDS)
+    assert feedback_jobs.feedback_builds_sweep(later=hard + margin) == [body["id"]]
     assert Dataset.objects.get(pk=body["dataset"]).status == "invalid"
+
+
+def test_a_build_the_sweep_failed_meanwhile_never_turns_its_dataset_ready(
+    world: World, builds_held: list[int]
+) -> None:
+    _manage, body = _queued(world)
+
+    def read(router: Router, before: datetime) -> Any:  # the sweep fails it mid-build
+        assert feedback_jobs.feedback_build_fail(body["id"], "Not built in time.")
+        return router_feedback(router)
+
+    assert feedback_jobs.feedback_build(body["id"], read) == RunStatus.FAILED
+    dataset = Dataset.objects.get(pk=body["dataset"])
+    assert dataset.status == "invalid" and dataset.errors[0]["message"] == "Not built in time."
+
+
+def test_a_left_out_options_note_survives_a_worker_dying_after_validation(
+    world: World, builds_held: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manage, _ = train_router(world)
+    router = served_with_feedback(world)
+    TrainingRun.objects.filter(version=router.active_version).update(
+        options={"folds": 3, "prices": {CHEAP: 1.0}}
+    )
+    body = manage.post("/api/v1/routers/support/retrain-from-feedback").json()
+    parse = feedback_jobs.services.dataset_parse
+
+    def dies_after(*args: Any) -> Any:
+        parse(*args)
+        raise WorkerKilled
+
+    monkeypatch.setattr(feedback_jobs.services, "dataset_parse", dies_after)
+    with pytest.raises(WorkerKilled):
+        feedback_retrain_build(body["id"])
+    monkeypatch.setattr(feedback_jobs.services, "dataset_parse", parse)
+
+    assert feedback_retrain_build(body["id"]) == RunStatus.SUCCEEDED  # the redelivery
+    warnings = Dataset.objects.get(pk=body["dataset"]).warnings
+    assert any("prices is not used for this retrain" in w for w in warnings), warnings
 
 
 class WorkerKilled(BaseException):
