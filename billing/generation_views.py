@@ -13,7 +13,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from accounts.tenancy import dashboard_organization, organization_required
-from billing.models import Reservation, ReservationState, UsageRecord
+from billing.models import UsageRecord
+from billing.selectors import generation_pending
 
 _MAX_GENERATION_ID = 64
 
@@ -29,15 +30,7 @@ def generation_page(request: HttpRequest, generation_id: str) -> HttpResponse:
         .first()
     )
     if record is None:
-        pending = (
-            Reservation.objects.for_tenant(organization)
-            .filter(
-                generation_id=generation_id,
-                state__in=(ReservationState.HELD, ReservationState.FREE),
-            )
-            .exists()
-        )
-        if not pending:
+        if not generation_pending(organization_id=organization.pk, generation_id=generation_id):
             raise Http404("No such generation in this organization.")
         return render(request, "billing/generation_pending.html", {"generation_id": generation_id})
     return render(request, "billing/generation.html", _context(record, organization.prompt_logging))

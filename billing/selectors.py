@@ -121,18 +121,24 @@ def spend_by_day_and_model(*, organization_id: int, since: datetime) -> list[dic
     return sorted(rows, key=lambda row: (row["day"], row["model"]))
 
 
-def generation_missing(*, organization_id: int, generation_id: str, param: str) -> Exception:
-    """Why an organization's ``generation_id`` has no usage record: a request answered but not
-    yet settled (its hold is ``held`` and not expired; settlement follows the answer, normally
-    within a second) is a retryable 503 with ``Retry-After``, anything else a 404: a ``free``
-    hold (a request that failed before any answer) and an expired one (its draft lost; the sweep
-    runs every 15 minutes) are not worth a client's retrying."""
-    pending = Reservation.objects.filter(
+def generation_pending(*, organization_id: int, generation_id: str) -> bool:
+    """Whether ``generation_id`` has a live hold whose usage record is still to come (the API's
+    503 and the dashboard's "pending" page agree on this one test)."""
+    return Reservation.objects.filter(
         organization_id=organization_id,
         generation_id=generation_id,
-        state=ReservationState.HELD,
+        state__in=(ReservationState.HELD, ReservationState.FREE),
         expires_at__gt=timezone.now(),
     ).exists()
+
+
+def generation_missing(*, organization_id: int, generation_id: str, param: str) -> Exception:
+    """Why an organization's ``generation_id`` has no usage record: a request answered but not
+    yet settled (its hold is ``held``, or ``free`` for a zero-cost answer whose draft is queued,
+    and not expired; settlement follows the answer, normally within a second) is a retryable 503
+    with ``Retry-After``; anything else (no hold, or an expired one: its draft lost, the sweep
+    runs every 15 minutes) is a 404, not worth a client's retrying."""
+    pending = generation_pending(organization_id=organization_id, generation_id=generation_id)
     if pending:
         return Unavailable(
             f"Generation {generation_id} is not settled yet: retry in a moment.",

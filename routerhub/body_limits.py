@@ -10,7 +10,8 @@ A ``Content-Length`` that is not a decimal number of bytes is refused with 400
 
 The limit is ``REQUEST_MAX_BODY_BYTES``, except on the dataset upload paths (the API's, the
 dashboard's and Not Diamond's ``trainCustomRouter``), which take a file of up to
-``DATASET_MAX_BYTES`` plus the rest of the form.
+``DATASET_MAX_BYTES`` plus the rest of the form, and on the UbiOps import
+(``POST /api/v1/pipelines/import``), which takes at most ``PIPELINE_IMPORT_MAX_BYTES``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+PIPELINE_IMPORT_MAX_BYTES = 256 * 1024  # a UbiOps pipeline version export
+
+
 class _BodyTooLarge(Exception):
     """Raised from ``receive`` into Django's body reader: the client sent more than the limit."""
 
@@ -54,7 +58,14 @@ def body_limit(method: str, path: str) -> int:
     general = int(settings.REQUEST_MAX_BODY_BYTES)
     if method == "POST" and path in _dataset_upload_paths():
         return int(settings.DATASET_MAX_BYTES) + general  # the file, and the form's other fields
+    if method == "POST" and path == _pipeline_import_path():
+        return min(general, PIPELINE_IMPORT_MAX_BYTES)
     return general
+
+
+@functools.cache
+def _pipeline_import_path() -> str:
+    return reverse("api-pipeline-import")
 
 
 def declared_body_length(value: str | bytes | None, *, limit: int) -> int | None:

@@ -25,7 +25,12 @@ urlpatterns = [
         name="api-router-select",
     ),
     path("pipelines", pipeline_api.PipelineListView.as_view(), name="api-pipelines"),
-    path("pipelines/import", pipeline_api.PipelineImportView.as_view(), name="api-pipeline-import"),
+    path(  # POST imports; GET and DELETE reach a pipeline named "import" (made before the reservation)
+        "pipelines/import",
+        pipeline_api.PipelineImportView.as_view(),
+        {"slug": "import"},
+        name="api-pipeline-import",
+    ),
     path("pipelines/<slug:slug>", pipeline_api.PipelineDetailView.as_view(), name="api-pipeline"),
     path(
         "pipelines/<slug:slug>/versions",

@@ -207,6 +207,10 @@ class StoredResponse(TenantModel):
         "(what a request naming it as previous_response_id continues)."
     )
 
+    class Meta:
+        # An fc_ item reference searches an organization's newest responses.
+        indexes = [models.Index(fields=["organization", "-created_at"], name="stored_resp_org_new")]
+
     def __str__(self) -> str:
         return self.id
 

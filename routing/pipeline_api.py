@@ -17,7 +17,7 @@ from rest_framework.response import Response
 
 from accounts.models import Organization, Role
 from accounts.tenant_api import TenantAPIView
-from routerhub.body_limits import declared_body_length
+from routerhub.body_limits import PIPELINE_IMPORT_MAX_BYTES, declared_body_length
 from routerhub.errors import BadRequest, Conflict, NotFound
 from routing.models import Pipeline, PipelineKind, PipelineVersion
 from routing.pipeline_rows import pipeline_rows_changed
@@ -27,7 +27,7 @@ from routing.selectors import catalog_model_ids
 from training.serving import Router, cascade_report
 
 ADMIN_WRITES = {"POST": Role.ADMIN, "DELETE": Role.ADMIN}
-IMPORT_MAX_BYTES = 256 * 1024  # a UbiOps pipeline version export, checked before it is read
+IMPORT_MAX_BYTES = PIPELINE_IMPORT_MAX_BYTES  # also bounds a chunked body (body_limits)
 
 
 class PipelineDefinition(serializers.Serializer[Any]):
@@ -52,13 +52,8 @@ class PipelineDefinition(serializers.Serializer[Any]):
     )
 
 
-def _slug_not_reserved(slug: str) -> None:
-    if slug == "import":
-        raise serializers.ValidationError("'import' is reserved (POST /api/v1/pipelines/import).")
-
-
 class PipelineInput(PipelineDefinition):
-    slug = serializers.SlugField(max_length=60, validators=[_slug_not_reserved])
+    slug = serializers.SlugField(max_length=60)
     name = serializers.CharField(max_length=120, required=False, allow_blank=True)
 
 
@@ -111,12 +106,22 @@ def pipeline_definition(
     )
 
 
+RESERVED_SLUGS = frozenset({"import"})
+
+
 @transaction.atomic
 def pipeline_create(
     organization: Organization, *, slug: str, name: str, definition: dict[str, Any]
 ) -> Pipeline:
     """A new pipeline of ``organization`` with ``definition`` as its first, active version;
-    ``BadRequest`` naming what is wrong with the definition, ``Conflict`` for a taken slug."""
+    ``BadRequest`` naming what is wrong with the definition or a reserved slug (``import``: the
+    API's ``POST /api/v1/pipelines/import``; API and dashboard refuse it alike), ``Conflict`` for
+    a taken slug."""
+    if slug in RESERVED_SLUGS:
+        raise BadRequest(
+            f"The slug '{slug}' is reserved (POST /api/v1/pipelines/import); choose another.",
+            param="slug",
+        )
     kind, steps, options = pipeline_definition(organization, definition)
     if Pipeline.objects.filter(organization=organization, slug=slug).exists():
         raise Conflict(f"A pipeline with slug '{slug}' already exists.", param="slug")
@@ -219,7 +224,7 @@ class PipelineVersionListView(_PipelineScoped):
 
 
 class UbiOpsImportInput(serializers.Serializer[Any]):
-    slug = serializers.SlugField(max_length=60, validators=[_slug_not_reserved])
+    slug = serializers.SlugField(max_length=60)
     name = serializers.CharField(max_length=120, required=False, allow_blank=True)
     ubiops = serializers.DictField(
         help_text="The UbiOps pipeline version as its API or export gives it: objects, "
@@ -252,7 +257,9 @@ def pipeline_import_ubiops(organization: Organization, values: dict[str, Any]) -
         )
     except BadRequest as error:
         param = error.param or ""
-        index = len(definition["steps"]) if param.startswith("aggregate") else None
+        # Only the aggregate's model is the joining deployment's; its other fields are the
+        # request's own ``aggregate``, named as it is.
+        index = len(definition["steps"]) if param == "aggregate.model" else None
         if param.startswith("steps["):
             index = int(param[len("steps[") :].split("]")[0])
         if index is None or index >= len(origins):
@@ -264,12 +271,14 @@ def pipeline_import_ubiops(organization: Organization, values: dict[str, Any]) -
         ) from None
 
 
-class PipelineImportView(_PipelineScoped):
+class PipelineImportView(PipelineDetailView):
     """``POST`` a UbiOps pipeline version (objects + attachments) and a deployment → model
-    mapping: a new pipeline (series or parallel), or 400 naming what has no equivalent."""
+    mapping: a new pipeline (series or parallel), or 400 naming what has no equivalent. The
+    detail view's other methods (``GET``, ``DELETE``) reach a pipeline whose slug is ``import``
+    (made before the slug was reserved): the URL passes ``slug="import"``."""
 
     @extend_schema(request=UbiOpsImportInput, responses={201: PipelineOutput})
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, slug: str = "import") -> Response:
         declared_body_length(request.META.get("CONTENT_LENGTH"), limit=IMPORT_MAX_BYTES)
         data = UbiOpsImportInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -14,8 +14,9 @@ shapes have a RouterHub equivalent:
   ``pipeline_end`` itself, ``aggregate`` says how to combine them.
 
 Everything else is refused: operators (functions, conditions, variables, subrequests, errors),
-sub-pipelines, cycles, unattached objects, unmapped deployments, other shapes, and request or
-response fields that are not one text field.
+sub-pipelines, cycles, unattached objects, unmapped deployments, other shapes, request or
+response fields that are not one text field, and a joining deployment whose sources do not all
+map one and the same field.
 """
 
 from __future__ import annotations
@@ -79,7 +80,36 @@ def ubiops_definition(
             )
     if len(targets[START]) == 1:
         return _series(objects, sources, targets)
-    return _parallel(objects, sources, targets, aggregate)
+    definition, origins = _parallel(objects, sources, targets, aggregate)
+    if len(origins) > len(definition["steps"]):  # joined by a deployment: it synthesizes or judges
+        _join_mapping_check(export["attachments"], origins[-1])
+    return definition, origins
+
+
+def _join_mapping_check(attachments: list[Any], join: str) -> None:
+    """The joining deployment reads the branches' answers as one text: every source of its
+    attachments must map one field (``mapping``), the same for all, or the import is refused
+    naming the attachment (different fields would be lost in a generic synthesize)."""
+    seen: list[str] = []
+    for index, item in enumerate(attachments):
+        if item["destination_name"] != join:
+            continue
+        for source in item["sources"]:
+            mapping = source.get("mapping")
+            fields = [m.get("destination_field_name") for m in mapping or [] if isinstance(m, dict)]
+            if len(fields) != 1 or not isinstance(fields[0], str):
+                problem = f"source '{source['source_name']}' maps {len(fields)} fields"
+            elif seen and fields[0] != seen[0]:
+                problem = f"its sources map '{seen[0]}' and '{fields[0]}'"
+            else:
+                seen.append(fields[0])
+                continue
+            raise _refuse(
+                f"attachments[{index}]: object '{join}' joins the branches, so RouterHub passes "
+                f"it their answers as one text; every source must map to the same single input "
+                f"field, and {problem}.",
+                f"ubiops.attachments[{index}]",
+            )
 
 
 def _fields_check(export: dict[str, Any], side: str) -> None:

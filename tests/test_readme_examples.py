@@ -63,6 +63,32 @@ def test_an_unmarked_block_that_cannot_run_is_reported_and_a_marked_one_is_not()
     assert [b.line for b in blocks_runnable(blocks)] == [14]
 
 
+def test_a_stderr_ok_marker_without_a_reason_is_reported_not_ignored() -> None:
+    """``<!-- stderr-ok -->`` (no reason) was silently no marker at all: now it is an error of
+    "every block run or marked", and it lets no stderr through."""
+    text = "<!-- stderr-ok -->\n```js\nx\n```\n<!-- stderr-ok: logs -->\n```js\ny\n```\n"
+    blocks = blocks_parse(text)
+
+    assert [b.stderr_ok for b in blocks] == ["", "logs"]
+    assert blocks_unaccounted(blocks) == ["js@README.md:2: the stderr-ok marker gives no reason"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_a_node_warning_is_not_an_error_written_to_stderr(tmp_path: Path) -> None:
+    """Node's own warnings (deprecations, experimental features) are not the example's error:
+    node blocks run with ``NODE_NO_WARNINGS=1``; what the code itself writes still fails them."""
+    (tmp_path / "log").mkdir()
+    live = Live(base_url="http://127.0.0.1:9", keys={}, bin_dir=tmp_path, js_dir=tmp_path,
+                shell_state=tmp_path / "state", curl_log=tmp_path / "log")  # fmt: skip
+    warns = Block(line=1, language="js", section="s", not_run=None,
+                  code='process.emitWarning("old API");\nconsole.log("ok");\n')  # fmt: skip
+    logs = replace(warns, code='console.error("failed");\n')
+
+    assert block_run(warns, live, {}).strip() == "ok"
+    with pytest.raises(AssertionError, match="wrote to stderr"):
+        block_run(logs, live, {})
+
+
 def test_a_sample_answer_is_checked_for_the_fields_of_the_live_answer() -> None:
     code = (
         'curl -s http://127.0.0.1:8000/api/v1/routers/support/experiment \\\n  -H "X: y"\n'

@@ -21,9 +21,10 @@ def response_from_chat(chat: JSON, request: JSON) -> JSON:
     text = text_of(message.get("content"))
     if text:
         output.append(_message_item(chat["id"], text, "completed"))
-    for call in message.get("tool_calls") or []:
+    for position, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
-        item = _call_item(call.get("id", ""), function.get("name", ""), "completed")
+        call_id = call.get("id") or f"call_{chat['id']}_{position}"
+        item = _call_item(call_id, function.get("name", ""), "completed")
         output.append(item | {"arguments": function.get("arguments") or ""})
     response = _head(chat, request) | {"output": output}
     if chat.get("usage"):
@@ -177,7 +178,7 @@ class ResponseEventWriter:
             if delta.get("content"):
                 out += self._text_delta(chunk["id"], delta["content"])
             for call in delta.get("tool_calls") or []:
-                out += self._call_delta(call)
+                out += self._call_delta(chunk["id"], call)
         return out
 
     def _added(self, item: JSON) -> tuple[int, bytes]:
@@ -206,12 +207,13 @@ class ResponseEventWriter:
         )
         return out
 
-    def _call_delta(self, call: JSON) -> list[bytes]:
+    def _call_delta(self, generation_id: str, call: JSON) -> list[bytes]:
         out: list[bytes] = []
         position = call.get("index", 0)
         function = call.get("function") or {}
         if position not in self._calls:
-            call_id = call.get("id") or f"call_{position}"
+            # A made-up id is unique (an fc_ item reference finds its response by it).
+            call_id = call.get("id") or f"call_{generation_id}_{position}"
             item = _call_item(call_id, function.get("name") or "", "in_progress")
             index, added = self._added(item)
             self._calls[position] = index, item

@@ -40,6 +40,7 @@ _MAX_ITEMS_PAGE = 100  # OpenAI's bound on an input_items page
 _MAX_QUERY_CHARS = 4096
 _MAX_REFERENCED_RESPONSES = 64  # stored responses one request's item_reference items may name
 _SEARCHED_RESPONSES = 1000  # an fc_ reference is looked for among the newest live responses
+_MAX_SEARCHED_ITEMS = 8  # fc_ (not msg_) references one request may make: each is a search
 
 
 class ResponseStore:
@@ -104,7 +105,9 @@ async def references_resolved(key: AuthenticatedKey, body: JSON) -> JSON:
     stored item it names: the AI SDK's OpenAI provider (``store`` on by default) sends an
     earlier answer's message back so. A stored answer's message is ``msg_<generation id>``,
     found in the organization's response ``resp_<generation id>``; any other item id (``fc_<call
-    id>``) is looked up among the organization's ``_SEARCHED_RESPONSES`` newest live responses.
+    id>``) is looked up among the organization's ``_SEARCHED_RESPONSES`` newest live responses
+    (at most ``_MAX_SEARCHED_ITEMS`` such look-ups; an id several of them hold is a 400 unless
+    exactly one of them is a response this input's ``msg_`` references name).
     An id not stored (never, ``store: false``, deleted, expired, another organization's) is a
     404 naming it; the same id twice is a 400 (OpenAI's "Duplicate item"), and the resolved
     items together are bounded by ``GATEWAY_MAX_BODY_BYTES`` (413): a small body cannot expand
@@ -112,7 +115,12 @@ async def references_resolved(key: AuthenticatedKey, body: JSON) -> JSON:
     input_ = body.get("input")
     if not isinstance(input_, list) or not any(_is_reference(item) for item in input_):
         return body
-    stored = _StoredItems(key.organization_id)
+    preferred = {
+        f"resp_{item['id'][4:]}"
+        for item in input_
+        if _is_reference(item) and isinstance(item.get("id"), str) and item["id"][:4] == "msg_"
+    }
+    stored = _StoredItems(key.organization_id, preferred)
     items, seen, size = [], set(), 0
     for index, item in enumerate(input_):
         if not _is_reference(item):
@@ -143,11 +151,15 @@ def _is_reference(item: object) -> bool:
 class _StoredItems:
     """The output items of the stored responses one request's references named, by id (each
     row's items indexed once, with their size as input items); at most
-    ``_MAX_REFERENCED_RESPONSES`` look-ups."""
+    ``_MAX_REFERENCED_RESPONSES`` look-ups, of which at most ``_MAX_SEARCHED_ITEMS`` searches
+    (references other than ``msg_``). ``preferred``: the rows the request's ``msg_``
+    references name, which settle an item id several stored responses hold."""
 
-    def __init__(self, organization_id: int) -> None:
+    def __init__(self, organization_id: int, preferred: set[str]) -> None:
         self._organization_id = organization_id
+        self._preferred = preferred
         self._looked_up: set[str] = set()  # response ids (msg_ references) and other item ids
+        self._searches = 0
         self._indexed: set[str] = set()  # rows whose items are in _by_id
         self._by_id: dict[str, tuple[JSON, int]] = {}
 
@@ -160,8 +172,26 @@ class _StoredItems:
                     param="input",
                 )
             self._looked_up.add(response_id or reference)
-            find = sync_to_async(_row_holding, thread_sensitive=False)
-            self._index(await find(self._organization_id, response_id, reference))
+            if response_id is None:
+                self._searches += 1
+                if self._searches > _MAX_SEARCHED_ITEMS:
+                    raise BadRequest(
+                        f"input: more than {_MAX_SEARCHED_ITEMS} item_reference items other than "
+                        "messages (msg_…); send those items themselves, or continue with "
+                        "previous_response_id.",
+                        param="input",
+                    )
+            find = sync_to_async(_rows_holding, thread_sensitive=False)
+            rows = await find(self._organization_id, response_id, reference, self._preferred)
+            if len(rows) > 1:
+                raise BadRequest(
+                    f"input[{index}]: item '{reference}' is in more than one stored response; "
+                    "refer to its response's message (msg_…) too, send the item itself, or "
+                    "continue with previous_response_id.",
+                    param="input",
+                )
+            for row in rows:
+                self._index(row)
         if reference not in self._by_id:
             raise NotFound(
                 f"input[{index}]: no stored item with id '{reference}' (items of responses "
@@ -170,8 +200,8 @@ class _StoredItems:
             )
         return self._by_id[reference]
 
-    def _index(self, row: StoredResponse | None) -> None:
-        if row is None or row.id in self._indexed:
+    def _index(self, row: StoredResponse) -> None:
+        if row.id in self._indexed:
             return
         self._indexed.add(row.id)
         for item in row.response.get("output") or []:
@@ -180,13 +210,15 @@ class _StoredItems:
                 self._by_id.setdefault(item["id"], (as_input, len(orjson.dumps(as_input))))
 
 
-def _row_holding(
-    organization_id: int, response_id: str | None, item_id: str
-) -> StoredResponse | None:
-    """The organization's live response ``response_id``, or (without one) the newest of its
-    ``_SEARCHED_RESPONSES`` newest live responses with an output item ``item_id``."""
+def _rows_holding(
+    organization_id: int, response_id: str | None, item_id: str, preferred: set[str]
+) -> list[StoredResponse]:
+    """The organization's live response ``response_id``, or (without one) those of its
+    ``_SEARCHED_RESPONSES`` newest live responses with an output item ``item_id``: the newest
+    two (more than one is ambiguous), or the one of ``preferred`` holding it."""
     if response_id is not None:
-        return _live_row(organization_id, response_id)
+        row = _live_row(organization_id, response_id)
+        return [] if row is None else [row]
     live = StoredResponse.objects.filter(
         organization_id=organization_id, expires_at__gt=timezone.now()
     )
@@ -194,7 +226,12 @@ def _row_holding(
     holding = StoredResponse.objects.filter(
         id__in=newest, response__contains={"output": [{"id": item_id}]}
     )
-    return holding.order_by("-created_at").first()
+    rows = list(holding.order_by("-created_at")[:2])
+    if len(rows) > 1 and preferred:
+        chosen = list(holding.filter(id__in=preferred)[:2])
+        if len(chosen) == 1:
+            return chosen
+    return rows
 
 
 async def conversation_before(key: AuthenticatedKey, body: JSON) -> list[JSON]:

@@ -9,6 +9,7 @@ and are added to completion tokens here; usage in a stream is cumulative per chu
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import orjson
@@ -195,7 +196,9 @@ def _candidate_delta(candidate: JSON, call_offset: int = 0) -> tuple[JSON, list[
             calls.append(
                 {
                     "index": call_offset + len(calls),
-                    "id": call.get("id") or f"call_{call_offset + len(calls)}",
+                    # Gemini may send no id: a made-up one is unique, as OpenAI's are (an fc_
+                    # item reference finds its stored response by it).
+                    "id": call.get("id") or f"call_{secrets.token_hex(12)}",
                     "type": "function",
                     "function": {
                         "name": call.get("name", ""),

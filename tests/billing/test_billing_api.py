@@ -262,23 +262,29 @@ def test_a_request_answered_but_not_yet_settled_is_a_retryable_503_not_a_404(bil
     assert foreign.status_code == 404 and unknown.status_code == 404
 
 
-@pytest.mark.parametrize("hold", ["free", "expired"])
-def test_a_free_or_expired_hold_is_a_404_not_a_503(billed, hold: str) -> None:
-    """Only a live ``held`` hold settles soon: a ``free`` one (the request failed before any
-    answer) or one past its ``expires_at`` waits for the sweep, up to 15 minutes."""
+@pytest.mark.parametrize("state", [ReservationState.HELD, ReservationState.FREE])
+def test_a_live_hold_held_or_free_is_a_503_and_an_expired_one_a_404(billed, state) -> None:
+    """A zero-cost answer (a ``:free`` model) has its hold marked ``free`` just before its draft
+    is queued (``usage_record_async``): it settles as soon as a ``held`` one, so both are a 503
+    with ``Retry-After`` (the dashboard shows "being recorded"). Only a hold past its
+    ``expires_at`` (its draft lost; the sweep comes within 15 minutes) is a 404 in both."""
     tenants, inference, _, _ = billed
-    Reservation.objects.create(
-        organization=tenants.organization,
-        generation_id="gen-not-coming",
-        amount=Decimal("0.01"),
-        state=ReservationState.FREE if hold == "free" else ReservationState.HELD,
-        expires_at=timezone.now() + timedelta(minutes=5 if hold == "free" else -1),
-    )
+    for name, minutes in (("gen-live", 5), ("gen-expired", -1)):
+        Reservation.objects.create(
+            organization=tenants.organization,
+            generation_id=name,
+            amount=Decimal("0.01"),
+            state=state,
+            expires_at=timezone.now() + timedelta(minutes=minutes),
+        )
+    client = dashboard_client(tenants.owner, tenants.organization)
 
-    feedback = inference.post(
-        "/api/v1/feedback", {"generation_id": "gen-not-coming", "score": 1}, format="json"
-    )
-    generation = inference.get("/api/v1/generation", {"id": "gen-not-coming"})
-
-    assert (feedback.status_code, generation.status_code) == (404, 404)
-    assert "Retry-After" not in generation.headers
+    for name, code, page in (("gen-live", 503, 200), ("gen-expired", 404, 404)):
+        feedback = inference.post(
+            "/api/v1/feedback", {"generation_id": name, "score": 1}, format="json"
+        )
+        generation = inference.get("/api/v1/generation", {"id": name})
+        dashboard = client.get(f"/dashboard/generations/{name}/")
+        assert (feedback.status_code, generation.status_code) == (code, code), name
+        assert ("Retry-After" in generation.headers) == (code == 503)
+        assert dashboard.status_code == page, name

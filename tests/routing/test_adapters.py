@@ -275,6 +275,22 @@ def test_gemini_response_adds_thinking_tokens_to_completion_and_maps_function_ca
     assert (completion.usage.prompt_tokens, completion.usage.cached_tokens) == (20, 8)
 
 
+def test_gemini_made_up_call_ids_are_unique_across_answers_and_streams() -> None:
+    """Gemini may send a function call without an id: the one made up for it is unique, not
+    ``call_0`` in every answer (a Responses ``fc_`` item reference finds its answer by it)."""
+    call = {"functionCall": {"name": "get_weather", "args": {}}}
+    body = {"candidates": [{"content": {"role": "model", "parts": [call, call]}, "index": 0}]}
+    ids = []
+    for _ in range(2):
+        completion = GeminiAdapter().parse_response(body, UpstreamRequest("", {}, {}))
+        ids += [c["id"] for c in completion.choices[0]["message"]["tool_calls"]]
+        decoder = GeminiAdapter().stream_decoder(UpstreamRequest("", {}, {}))
+        for chunk in decoder.feed(None, orjson.dumps(body).decode()):
+            ids += [c["id"] for c in chunk["delta"]["tool_calls"]]
+
+    assert len(ids) == 8 and len(set(ids)) == 8
+
+
 def test_gemini_finish_reasons_translate() -> None:
     adapter = GeminiAdapter()
     for reason, finish in (

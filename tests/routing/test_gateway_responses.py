@@ -291,3 +291,17 @@ def test_a_function_call_output_given_as_parts_reaches_chat_as_text(world: World
     assert [call["id"] for call in messages[1]["tool_calls"]] == ["call_1", "call_2"]
     assert messages[2] == {"role": "tool", "tool_call_id": "call_1", "content": "Snow, -3 C"}
     assert response.output_text.startswith("Based on the tool result:")
+
+
+def test_a_chat_call_without_an_id_gets_one_unique_to_its_answer() -> None:
+    """An upstream that sends no call id: the Responses item made for it names the generation
+    (``fc_call_0`` in every such answer made ``fc_`` references ambiguous)."""
+    from routing.gateway.responses_answer import response_from_chat
+
+    call = {"type": "function", "function": {"name": "f", "arguments": "{}"}}
+    chat = {"id": "gen-7", "model": "m", "created": 0,
+            "choices": [{"message": {"tool_calls": [call]}, "finish_reason": "tool_calls"}]}  # fmt: skip
+    output = response_from_chat(chat, {})["output"]
+    assert [(item["id"], item["call_id"]) for item in output] == [
+        ("fc_call_gen-7_0", "call_gen-7_0")
+    ]

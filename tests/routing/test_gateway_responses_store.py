@@ -270,3 +270,68 @@ def test_an_item_reference_to_nothing_stored_is_refused(world: World, case: str)
     assert raised.value.status_code == (400 if case == "not a string" else 404)
     assert raised.value.body["param"] == "input"  # type: ignore[index]
     assert world.upstream_requests() == []
+
+
+def _stored_call(world: World, name: str, item_id: str, call_id: str, text: str = "") -> str:
+    """A stored response (``resp_<name>``) with a function call ``item_id`` (and a message
+    ``msg_<name>`` when ``text``), as an answer with a made-up call id was stored; its id."""
+    output: list[dict[str, object]] = []
+    if text:
+        output.append({"type": "message", "id": f"msg_{name}", "role": "assistant",
+                       "status": "completed", "content": [{"type": "output_text", "text": text}]})  # fmt: skip
+    output.append({"type": "function_call", "id": item_id, "call_id": call_id,
+                   "name": "get_weather", "arguments": "{}", "status": "completed"})  # fmt: skip
+    StoredResponse.objects.create(
+        organization=world.organization,
+        id=f"resp_{name}",
+        expires_at=timezone.now() + timedelta(days=1),
+        response={"id": f"resp_{name}", "object": "response", "output": output},
+        items=[],
+    )
+    return f"msg_{name}"
+
+
+def test_an_fc_reference_several_stored_responses_hold_is_refused_unless_its_message_is_named(
+    world: World,
+) -> None:
+    """``fc_call_0`` was in every answer whose Gemini call had no id: another conversation's
+    function call must never be sent. An ``fc_`` id several live responses hold is a 400 naming
+    ``input``, unless the input names one of them by its message (``msg_``), wherever it is."""
+    client = client_for(world)
+    mine = _stored_call(world, "gen-mine", "fc_call_0", "call_mine", text="Let me look.")
+    _stored_call(world, "gen-theirs", "fc_call_0", "call_theirs")
+    world.fake.requests.clear()
+    output = {"type": "function_call_output", "call_id": "call_mine", "output": "sunny"}
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="test/gpt", tools=[WEATHER_TOOL],
+                                input=[{"type": "item_reference", "id": "fc_call_0"}, output])  # fmt: skip
+    assert raised.value.body["param"] == "input"  # type: ignore[index]
+    assert "more than one stored response" in raised.value.message
+    assert world.upstream_requests() == []
+
+    client.responses.create(
+        model="test/gpt",
+        tools=[WEATHER_TOOL],
+        input=[{"role": "user", "content": "Weather?"},
+               {"type": "item_reference", "id": "fc_call_0"},
+               {"type": "item_reference", "id": mine}, output],
+    )  # fmt: skip
+    sent = world.last_upstream("/v1/chat/completions")["body"]["messages"]
+    assert [call["id"] for call in sent[1]["tool_calls"]] == ["call_mine"]
+
+
+def test_fc_references_beyond_eight_in_one_request_are_refused(world: World) -> None:
+    """Each ``fc_`` reference searches the organization's newest stored responses: at most 8 a
+    request (a 400 naming ``input``), before anything is sent upstream."""
+    client = client_for(world)
+    for n in range(9):
+        _stored_call(world, f"gen-{n}", f"fc_{n}", f"call_{n}")
+    references = [{"type": "item_reference", "id": f"fc_{n}"} for n in range(9)]
+    world.fake.requests.clear()
+    client.responses.create(model="test/gpt", tools=[WEATHER_TOOL], input=references[:8])
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="test/gpt", tools=[WEATHER_TOOL], input=references)
+    assert raised.value.body["param"] == "input"  # type: ignore[index]
+    assert "more than 8 item_reference items" in raised.value.message
+    assert len(world.upstream_requests()) == 1

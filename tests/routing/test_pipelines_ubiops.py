@@ -184,6 +184,19 @@ REFUSED = [
      "ubiops.objects.sub", "a RouterHub pipeline cannot call a pipeline"),
     ({**FAN, "objects": [*FAN["objects"][:2], deployment("merge", "router-dep")]},
      "ubiops.objects.merge", "unknown model 'router/mine'"),
+    ({**FAN, "attachments": [*FAN["attachments"][:2],
+                             {**attach("merge", "a", "b"), "sources": [
+                                 attach("merge", "a")["sources"][0],
+                                 {"source_name": "b", "mapping": [
+                                     {"source_field_name": "prompt",
+                                      "destination_field_name": "context"}]}]},
+                             FAN["attachments"][3]]},
+     "ubiops.attachments[2]", "its sources map 'prompt' and 'context'"),
+    ({**FAN, "attachments": [*FAN["attachments"][:2],
+                             {**attach("merge", "a", "b"), "sources": [
+                                 attach("merge", "a")["sources"][0], {"source_name": "b"}]},
+                             FAN["attachments"][3]]},
+     "ubiops.attachments[2]", "source 'b' maps 0 fields"),
     ({**CHAIN, "objects": [deployment(str(i)) for i in range(65)]}, "ubiops.objects",
      "1 to 64 pipeline objects"),
     ({**CHAIN, "attachments": [{"destination_name": ["draft"], "sources": []}]},
@@ -265,3 +278,42 @@ def test_the_slug_import_is_reserved_for_the_endpoint(world: World) -> None:
     response = admin.post("/api/v1/pipelines", body, format="json")
 
     assert response.status_code == 400 and "reserved" in str(response.json())
+
+
+def test_a_pipeline_named_import_from_before_the_reservation_is_still_served(world: World) -> None:
+    """The slug is reserved where pipelines are made (``pipeline_create``: the API and the
+    dashboard form alike), yet a pipeline named ``import`` made before can still be read and
+    deleted at ``/api/v1/pipelines/import``, whose POST stays the import."""
+    from routing.pipeline_api import pipeline_create, pipeline_version_add
+    from tests.factories import dashboard_client
+
+    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+    old = Pipeline.objects.create(organization=world.organization, slug="import", name="Old")
+    pipeline_version_add(old, "series", [{"model": "test/gpt"}])
+    owner = world.organization.memberships.get(role=Role.OWNER).user
+    form = dashboard_client(owner, world.organization).post(
+        "/dashboard/pipelines/", {"slug": "import", "name": "", "definition": '{"kind": "series", '
+                                  '"steps": [{"model": "test/gpt"}]}'})  # fmt: skip
+    with pytest.raises(Exception, match="reserved") as raised:
+        pipeline_create(world.organization, slug="import", name="", definition={})
+
+    assert getattr(raised.value, "param", None) == "slug"
+    assert form.status_code == 200 and "reserved" in form.content.decode()
+    got = admin.get(URL)
+    assert got.status_code == 200 and got.json()["name"] == "Old", got.content
+    assert admin.put(URL, {}, format="json").status_code == 405
+    assert admin.delete(URL).status_code == 204
+    assert admin.get(URL).status_code == 404
+    assert not Pipeline.objects.exists()
+
+
+def test_an_aggregate_error_of_a_deployment_join_names_the_users_aggregate(world: World) -> None:
+    """Joined by a deployment, the aggregate's model is that deployment's (an error in it names
+    the object), but the rest is the request's ``aggregate``: its errors name that field."""
+    catalog(world)
+
+    response = import_(world, "p", FAN, aggregate={"type": "synthesize", "template": "{nope}"})
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["param"] == "aggregate.template", response.json()
+    assert not Pipeline.objects.exists()

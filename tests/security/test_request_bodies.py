@@ -138,3 +138,21 @@ def test_the_dataset_upload_path_takes_a_file_of_its_maximum(server: LiveGateway
 
     assert response.status_code == 201, response.text[:500]
     assert response.json()["size_bytes"] == DATASET_MAX
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_pipeline_import_is_bounded_by_its_own_limit(
+    start_live_gateway: Callable[..., LiveGateway],
+) -> None:
+    """``POST /api/v1/pipelines/import`` takes 256 KiB, less than the general limit (1 MiB
+    here): a body without ``Content-Length`` is cut there too, not read whole (it was read to
+    the general limit, then answered 400 as JSON that does not parse)."""
+    live = start_live_gateway(no_catalog, REQUEST_MAX_BODY_BYTES=str(1024 * 1024))
+    key = key_make(organization_make(), scope=KeyScope.MANAGE)
+
+    reply = exchange(live.url, head("/api/v1/pipelines/import", key, None), chunked(600 * 1024))
+
+    status, _, rest = reply.partition(b"\r\n")
+    assert status == b"HTTP/1.1 413 Request Entity Too Large", reply[:300]
+    error = orjson.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+    assert f"larger than {256 * 1024} bytes" in error["message"]
