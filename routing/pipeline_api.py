@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Max, QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -271,6 +271,8 @@ def pipeline_import_ubiops(organization: Organization, values: dict[str, Any]) -
         ) from None
 
 
+# GET and DELETE here are /pipelines/{slug}'s for a pipeline named "import": documented there once.
+@extend_schema_view(get=extend_schema(exclude=True), delete=extend_schema(exclude=True))
 class PipelineImportView(PipelineDetailView):
     """``POST`` a UbiOps pipeline version (objects + attachments) and a deployment → model
     mapping: a new pipeline (series or parallel), or 400 naming what has no equivalent. The
