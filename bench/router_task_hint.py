@@ -56,7 +56,7 @@ def task_means(scores: np.ndarray, task: np.ndarray, count: int, k: float) -> np
     sizes = np.bincount(task, minlength=count)[:, None].astype(np.float64)
     weight = sizes + k
     safe = np.where(weight > 0, weight, 1.0)
-    return np.where(weight > 0, (sums + k * overall) / safe, overall)
+    return np.asarray(np.where(weight > 0, (sums + k * overall) / safe, overall))
 
 
 def oof_task_means(
@@ -95,7 +95,12 @@ def _stack_predict(models: list[Any], x: np.ndarray) -> np.ndarray:
 
 
 def stack_variants(
-    split: Split, fit: Any, task: np.ndarray, count: int, fold_of: np.ndarray, test_pred: Any
+    split: Split,
+    fit: Any,
+    task: tuple[np.ndarray, np.ndarray],
+    count: int,
+    fold_of: np.ndarray,
+    test_pred: np.ndarray,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per C: cross-fitted out-of-fold and test predictions of the task-aware stacker."""
     scores, test_task = split.scores[split.train], task[1]
@@ -112,7 +117,11 @@ def stack_variants(
 
 
 def blend_variants(
-    split: Split, fit: Any, task: tuple[np.ndarray, np.ndarray], count: int, fold_of: np.ndarray,
+    split: Split,
+    fit: Any,
+    task: tuple[np.ndarray, np.ndarray],
+    count: int,
+    fold_of: np.ndarray,
     test_pred: np.ndarray,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per (w, k): out-of-fold and test blends of the heads with the true task's means."""
@@ -212,14 +221,26 @@ def _summary(
         "router_now": round(float(test[outer, served].mean()), 4),
         "router_now_equals_heads_argmax": bool(np.array_equal(test[outer, served], got["heads"])),
         "heads": row("heads"),
-        "per_task_floor": {"out_of_fold": round(floor_oof, 4), "test": round(float(floor.mean()), 4)},
+        "per_task_floor": {
+            "out_of_fold": round(floor_oof, 4),
+            "test": round(float(floor.mean()), 4),
+        },
         "best_single": round(float(test[:, best].mean()), 4),
         **{kind: row(name) for kind, name in picks.items()},
+        "tasks_moved_by_chosen": _tasks_moved(split, got[picks["chosen"]] - got["heads"]),
         "oof_by_variant": {n: round(s, 4) for n, s in oof_score.items()},
         "test_by_variant": {n: round(float(g.mean()), 4) for n, g in got.items()},
         "router_fit_cpu_s": round(fit_cpu, 1),
         "stack_cpu_s": round(stack_cpu, 1),
     }
+
+
+def _tasks_moved(split: Split, gain: np.ndarray) -> list[list[Any]]:
+    """The held-out tasks where the chosen variant's score differs most from the heads':
+    [task, rows, net prompts gained], largest changes first (at most five)."""
+    label = np.asarray(split.labels)[split.test]
+    moved = [[str(t), int((label == t).sum()), int(gain[label == t].sum())] for t in set(label)]
+    return sorted((r for r in moved if r[2]), key=lambda r: (-abs(r[2]), r[0]))[:5]
 
 
 def main() -> None:
@@ -229,7 +250,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
     for seed in args.seeds:
-        split = mmlu_split(args.datasets, seed) if args.data == "mmlu" else quality_split(args.datasets)
+        split = (
+            mmlu_split(args.datasets, seed) if args.data == "mmlu" else quality_split(args.datasets)
+        )
         print(json.dumps(run(split, seed)), flush=True)
 
 
