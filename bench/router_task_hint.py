@@ -31,7 +31,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -41,6 +41,17 @@ from bench.router_segment_prior import Split, mmlu_split, quality_split
 from training.learner import metrics
 from training.learner.router import mix_keys
 from training.learner.trainer import TrainerConfig, TrainingData, _fold_ids, router_fit
+
+
+class Hinted(NamedTuple):
+    """What a task-hint variant is fitted from: task ids (train, test), their number (the last
+    one empty: a test task unseen in training), the trainer's folds, the test rows' heads."""
+
+    task: tuple[np.ndarray, np.ndarray]
+    count: int
+    fold_of: np.ndarray
+    test_pred: np.ndarray
+
 
 WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 PSEUDO_ROWS = (0.0, 5.0, 20.0)
@@ -94,15 +105,9 @@ def _stack_predict(models: list[Any], x: np.ndarray) -> np.ndarray:
     )
 
 
-def stack_variants(
-    split: Split,
-    fit: Any,
-    task: tuple[np.ndarray, np.ndarray],
-    count: int,
-    fold_of: np.ndarray,
-    test_pred: np.ndarray,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def stack_variants(split: Split, fit: Any, ctx: Hinted) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per C: cross-fitted out-of-fold and test predictions of the task-aware stacker."""
+    task, count, fold_of, test_pred = ctx
     scores, test_task = split.scores[split.train], task[1]
     x = _design(fit.oof_predicted, task[0], count)
     x_test = _design(test_pred, test_task, count)
@@ -116,15 +121,9 @@ def stack_variants(
     return found
 
 
-def blend_variants(
-    split: Split,
-    fit: Any,
-    task: tuple[np.ndarray, np.ndarray],
-    count: int,
-    fold_of: np.ndarray,
-    test_pred: np.ndarray,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def blend_variants(split: Split, fit: Any, ctx: Hinted) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per (w, k): out-of-fold and test blends of the heads with the true task's means."""
+    task, count, fold_of, test_pred = ctx
     scores = split.scores[split.train]
     found = {}
     for k in PSEUDO_ROWS:
@@ -177,9 +176,10 @@ def run(split: Split, seed: int) -> dict[str, Any]:
         served = fit.router.choose_many(predicted, 0.0, mix_keys(test_prompts), incumbents)
         task, count = _task_ids(split)
         variants = {"heads": (fit.oof_predicted, predicted)}
-        variants |= blend_variants(split, fit, task, count, fold_of, predicted)
+        ctx = Hinted(task, count, fold_of, predicted)
+        variants |= blend_variants(split, fit, ctx)
         hint_started = time.process_time()
-        variants |= stack_variants(split, fit, task, count, fold_of, predicted)
+        variants |= stack_variants(split, fit, ctx)
         stack_cpu = time.process_time() - hint_started
     return _summary(split, seed, served, variants, fit_cpu, stack_cpu)
 
