@@ -46,6 +46,7 @@ from routing.router_ranking import heuristic_decision, trained_decision
 from routing.router_request import TRADEOFF_NAMES as TRADEOFF_NAMES
 from routing.router_request import messages_prompt as messages_prompt
 from routing.router_request import router_options as router_options
+from routing.router_request import router_task as router_task
 from routing.router_request import tradeoff_parse as tradeoff_parse
 from training.serving import Router, RouterVersion
 
@@ -246,16 +247,18 @@ def router_decide(
     catalog: CatalogSnapshot | None,
     row: RouterRow | None,
     budget: KeyBudget | None = None,
+    task: str | None = None,
 ) -> RouterDecision:
     """Rank the router's candidates for ``prompt`` (``row`` from ``router_row``); a budget-aware
-    key's ``budget`` moves the tradeoff toward cheaper models (``routing.budget``)."""
+    key's ``budget`` moves the tradeoff toward cheaper models (``routing.budget``); ``task`` is
+    the request's task hint (``router_ranking.trained_decision``)."""
     started = time.perf_counter()
     slug = model_id.removeprefix("router/")
     is_platform = slug == PLATFORM_ROUTER_SLUG
     if row is None or row.version is None:
         if is_platform and catalog is not None:
             return _with_budget(
-                lambda t: heuristic_decision(catalog, t, candidates, prompt, started),
+                lambda t: heuristic_decision(catalog, t, candidates, prompt, started, task),
                 0.5 if tradeoff is None else tradeoff,
                 budget,
             )
@@ -273,7 +276,7 @@ def router_decide(
         )
     chosen = _narrow(list(row.candidates), candidates, model_id)
     return _with_budget(
-        lambda t: trained_decision(row, model_id, prompt, t, chosen, catalog, started),
+        lambda t: trained_decision(row, model_id, prompt, t, chosen, catalog, started, task),
         row.default_tradeoff if tradeoff is None else tradeoff,
         budget,
     )
@@ -298,6 +301,7 @@ async def router_decide_async(
     candidates: list[str] | None,
     catalog: CatalogSnapshot | None,
     budget: KeyBudget | None = None,
+    task: str | None = None,
 ) -> RouterDecision:
     slug = model_id.removeprefix("router/")
     owner = None if slug == PLATFORM_ROUTER_SLUG else organization_id
@@ -315,4 +319,5 @@ async def router_decide_async(
         catalog=catalog,
         row=row,
         budget=budget,
+        task=task,
     )

@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework import serializers
 
 from routing.models import ProviderKey
+from routing.router_request import MAX_TASK_CHARS
 
 
 class ProviderKeyCreateInput(serializers.Serializer[Any]):
@@ -40,6 +41,13 @@ class SelectInput(serializers.Serializer[Any]):
     prompt = serializers.CharField(required=False, allow_blank=False, trim_whitespace=False)
     tradeoff = serializers.JSONField(required=False, help_text="0..1 or quality|balanced|cost")
     candidates = serializers.ListField(child=serializers.CharField(), required=False)
+    task = serializers.CharField(
+        required=False,
+        max_length=MAX_TASK_CHARS,
+        help_text="the request's task (a label of the training data's task column, e.g. "
+        "mmlu/high_school_mathematics): a version with a task hint blends that task's mean "
+        "scores in; an unknown subtask falls back to its parent task",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "messages" not in attrs and "prompt" not in attrs:

@@ -30,6 +30,7 @@ from training.learner.clusters import PromptClusters
 from training.learner.featurizer import Featurizer
 from training.learner.forest import Forest, forest_from_boosters
 from training.learner.segments import PromptSegments
+from training.learner.task_hint import TaskHint
 
 KIND_BINARY = "binary"
 KIND_REGRESSION = "regression"
@@ -166,6 +167,8 @@ class TrainedRouter:
     # Task segments (segments.py): the incumbents instead of the clusters' when the training
     # data named tasks and they won out of fold; the bonus is ``cluster_bonus``.
     segments: PromptSegments | None = None
+    # The task-hint blend (task_hint.py) a request naming its task decides with (None: none).
+    task_hint: TaskHint | None = None
     _projection: np.ndarray | None = field(default=None, init=False, repr=False)
     _intercepts: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False, repr=False)
     _forest: Forest | None = field(default=None, init=False, repr=False)
