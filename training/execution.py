@@ -32,6 +32,7 @@ from training.learner import artifacts
 from training.learner.featurizer import FeaturizerConfig
 from training.learner.report import report_build
 from training.learner.sampling import router_fit_sampled, training_subset
+from training.learner.task_hint_report import task_hints_report
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData
 from training.lifecycle import router_event_record
 from training.models import (
@@ -323,6 +324,20 @@ def _evaluate(
         tasks=test_data.tasks,
         task_parents=test_data.task_parents,
     )
+    if test_data.tasks is not None and data.tasks is not None:
+        evaluation["task_hints"] = task_hints_report(
+            fit.router,
+            predicted,
+            (
+                test_data.prompts,
+                test_data.scores,
+                test_data.costs,
+                test_data.tasks,
+                test_data.task_parents,
+            ),
+            (data.scores, data.tasks, data.task_parents),
+            orientation.display,
+        )
     return report, _held_out(predicted, test_data, orientation)
 
 
