@@ -36,12 +36,21 @@ class ProviderKeyOutput(serializers.ModelSerializer[ProviderKey]):
         read_only_fields = fields
 
 
+class _TaskField(serializers.CharField):
+    """A task label: a string as sent (DRF's CharField would turn 7 into "7")."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 class SelectInput(serializers.Serializer[Any]):
     messages = serializers.ListField(child=serializers.DictField(), required=False, min_length=1)
     prompt = serializers.CharField(required=False, allow_blank=False, trim_whitespace=False)
     tradeoff = serializers.JSONField(required=False, help_text="0..1 or quality|balanced|cost")
     candidates = serializers.ListField(child=serializers.CharField(), required=False)
-    task = serializers.CharField(
+    task = _TaskField(
         required=False,
         max_length=MAX_TASK_CHARS,
         help_text="the request's task (a label of the training data's task column, e.g. "

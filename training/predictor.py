@@ -113,7 +113,10 @@ class Predictor:
         calibrated = predicted
         if bias:
             calibrated = predicted + np.array([bias.get(trained.models[i], 0.0) for i in chosen])
-        utility = trained.utility_one(calibrated, policy, mix_key(prompt), incumbent)
+        if task_row is not None and hint is not None:  # TrainedRouter.choose_hinted_many
+            utility = calibrated - policy.lam * policy.norm_costs
+        else:
+            utility = trained.utility_one(calibrated, policy, mix_key(prompt), incumbent)
         order = np.lexsort((policy.mean_costs, -utility))
         return [
             RankedModel(

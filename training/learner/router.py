@@ -261,6 +261,15 @@ class TrainedRouter:
         picks = np.argmax(utility - 1e-12 * normalized_costs(self.mean_costs), axis=-1)
         return np.asarray(picks, dtype=np.int64)
 
+    def choose_hinted_many(self, hinted: np.ndarray, tradeoff: float) -> np.ndarray:
+        """Chosen candidate per row of predictions blended with a task hint (``task_hint.py``):
+        ``score - λ · cost`` at the tradeoff's λ, without the policy's offsets, mixes and
+        incumbent bonus (calibrated on the unhinted heads; the hint stands for the task-level
+        structure they encode); ties go to the cheaper."""
+        norm = normalized_costs(self.mean_costs)
+        lam = float(self.lambdas[self.policy_index(tradeoff)])
+        return np.asarray(np.argmax(hinted - lam * norm - 1e-12 * norm, axis=-1), dtype=np.int64)
+
     def cluster_incumbents(self, prompts: list[str]) -> np.ndarray | None:
         """Each prompt's cluster- or segment-best model (None without either)."""
         if self.segments is not None:

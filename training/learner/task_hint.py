@@ -7,10 +7,14 @@ task cannot extrapolate (``w = 1`` is the per-task floor, ``w = 0`` the heads), 
 row is the same statistic over more rows (the fallback for an unknown subtask), and serving is one
 row lookup. It measured level with a per-model logistic stacker on MMLU (README, "Task hints").
 
+A hinted decision is ``score - λ · cost`` on the blended scores at the tradeoff's λ, without the
+policy's offsets, hashed mixes and incumbent bonus: those were calibrated on the unhinted heads
+(at tradeoff 0 an offset may exclude a model tied overall, which is the best of some task).
+
 Training (``task_hint_fit``) chooses ``w`` and the means' shrinkage ``k`` (pseudo-rows toward the
 overall mean) on the training rows only: the heads' out-of-fold predictions blended with each
-row's task means from the other folds, decided at tradeoff 0 with the version's own policy and
-out-of-fold incumbents. A blend is kept only where its out-of-fold gain over the heads is at least
+row's task means from the other folds, decided at tradeoff 0 as above, against the version's own
+decisions (its policy, out-of-fold incumbents) at tradeoff 0. A blend is kept only where its out-of-fold gain over the heads is at least
 ``MIN_GAIN_SE`` standard errors of the per-prompt differences (ties and noise: no hint, and the
 version decides exactly as without one).
 """
@@ -89,10 +93,11 @@ def task_hint_fit(
     scores: np.ndarray,
     oof_predicted: np.ndarray,
     fold_of: np.ndarray,
-    decide: Callable[[np.ndarray], np.ndarray],
+    decide: tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]],
 ) -> TaskHint | None:
-    """The blend chosen out of fold (module doc), or None where it does not beat the heads.
-    ``decide`` maps (n, models) predictions to each row's chosen model at tradeoff 0."""
+    """The blend chosen out of fold (module doc), or None where it does not beat the router.
+    ``decide``: (the router's decision, the hinted decision), each mapping (n, models)
+    predictions to each row's chosen model at tradeoff 0."""
     parent_of, leaves = task_levels(tasks, parents)
     names = sorted(set(leaves))
     if len(names) < 2 or len(names) > MAX_HINT_TASKS // 2:
@@ -100,12 +105,13 @@ def task_hint_fit(
     index = {name: i for i, name in enumerate(names)}
     ids = np.array([index[leaf] for leaf in leaves])
     rows = np.arange(len(scores))
-    heads = scores[rows, decide(oof_predicted)]
+    plain, hinted = decide
+    heads = scores[rows, plain(oof_predicted)]
     best: tuple[float, float, float] | None = None  # (gain, w, k)
     for k in PSEUDO_ROWS:
         means = _oof_means(scores, ids, len(names), fold_of, k)
         for w in WEIGHTS:
-            diff = scores[rows, decide((1 - w) * oof_predicted + w * means)] - heads
+            diff = scores[rows, hinted((1 - w) * oof_predicted + w * means)] - heads
             gain, se = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
             if gain > 0 and gain >= MIN_GAIN_SE * se and (best is None or gain > best[0] + 1e-12):
                 best = (gain, w, k)

@@ -67,7 +67,7 @@ def task_hints_report(
     incumbents = router.cluster_incumbents(prompts)
     hinted, applied = hinted_predictions(router, predicted, labels)
     plain = scores[rows, router.choose_many(predicted, 0.0, keys, incumbents)]
-    with_hint = scores[rows, router.choose_many(hinted, 0.0, keys, incumbents)]
+    with_hint = scores[rows, _hinted_picks(router, hinted, applied, 0.0, keys, incumbents)]
     floor = scores[rows, per_task_floor_picks(train_labels, train_scores, labels)]
     best = int(np.argmax(scores.mean(axis=0)))
 
@@ -85,24 +85,41 @@ def task_hints_report(
         "gain_over_no_hints_ci95": interval(with_hint - plain),
         "gain_over_per_task_floor_ci95": interval(with_hint - floor),
         "gain_over_best_single_ci95": interval(with_hint - scores[:, best]),
-        "curve_with_hints": _curve(router, hinted, keys, incumbents, scores, costs, display),
+        "curve_with_hints": _curve(
+            router, (hinted, applied), keys, incumbents, (scores, costs), display
+        ),
     }
     found["sentence"] = _sentence(found, hint is not None)
     return found
 
 
-def _curve(
+def _hinted_picks(
     router: TrainedRouter,
     hinted: np.ndarray,
+    applied: np.ndarray,
+    tradeoff: float,
     keys: np.ndarray,
     incumbents: np.ndarray | None,
-    scores: np.ndarray,
-    costs: np.ndarray,
+) -> np.ndarray:
+    """Each row's model at ``tradeoff``: the hinted decision where its task had a row, the
+    router's own elsewhere (as serving decides)."""
+    own = router.choose_many(hinted, tradeoff, keys, incumbents)
+    return np.where(applied, router.choose_hinted_many(hinted, tradeoff), own)
+
+
+def _curve(
+    router: TrainedRouter,
+    predicted: tuple[np.ndarray, np.ndarray],
+    keys: np.ndarray,
+    incumbents: np.ndarray | None,
+    actual: tuple[np.ndarray, np.ndarray],
     display: Callable[[float], float],
 ) -> list[dict[str, float]]:
-    rows, curve = np.arange(len(scores)), []
+    """The curve of the hinted decisions (``predicted``: hinted scores, rows hinted) on the
+    rows' ``actual`` (scores, costs)."""
+    (scores, costs), rows, curve = actual, np.arange(len(actual[0])), []
     for tradeoff in TRADEOFF_GRID:
-        picked = router.choose_many(hinted, float(tradeoff), keys, incumbents)
+        picked = _hinted_picks(router, *predicted, float(tradeoff), keys, incumbents)
         curve.append(
             {
                 "tradeoff": float(tradeoff),

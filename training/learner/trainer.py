@@ -237,8 +237,9 @@ def _task_hint(
     keys: np.ndarray,
     incumbents: np.ndarray | None,
 ) -> TaskHint | None:
-    """The task-hint blend where the data names tasks and it wins out of fold at tradeoff 0
-    (``task_hint.py``), decided by the router's own policy with out-of-fold incumbents."""
+    """The task-hint blend where the data names tasks and its decisions at tradeoff 0
+    (``TrainedRouter.choose_hinted_many``) beat the router's own (its policy, out-of-fold
+    incumbents) out of fold (``task_hint.py``)."""
     if data.tasks is None:
         return None
     return task_hint_fit(
@@ -247,7 +248,10 @@ def _task_hint(
         data.scores,
         oof_predicted,
         fold_of,
-        lambda predicted: router.choose_many(predicted, 0.0, keys, incumbents),
+        (
+            lambda predicted: router.choose_many(predicted, 0.0, keys, incumbents),
+            lambda hinted: router.choose_hinted_many(hinted, 0.0),
+        ),
     )
 
 
