@@ -113,7 +113,8 @@ class Predictor:
         calibrated = predicted
         if bias:
             calibrated = predicted + np.array([bias.get(trained.models[i], 0.0) for i in chosen])
-        if task_row is not None and hint is not None:  # TrainedRouter.choose_hinted_many
+        if task_row is not None and hint is not None and not hint.own_policy:
+            # TrainedRouter.choose_hinted_many
             utility = calibrated - policy.lam * policy.norm_costs
         else:
             utility = trained.utility_one(calibrated, policy, mix_key(prompt), incumbent)

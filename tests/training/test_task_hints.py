@@ -16,6 +16,7 @@ import pytest
 from tests.training.router_files import arrays_damage, reloaded
 from tests.training.task_prompts import WORDS, labelled, task_prompt
 from training.learner import artifacts
+from training.learner.router import mix_keys
 from training.learner.task_hint import TaskHint
 from training.learner.task_hint_report import per_task_floor_picks, task_hints_report
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
@@ -115,7 +116,11 @@ def test_the_artifact_reloads_the_hint_and_decides_the_same(
     router = reloaded(files)
     hint, stored = router.task_hint, fit.router.task_hint
     assert hint is not None and stored is not None
-    assert (hint.tasks, hint.weight) == (stored.tasks, stored.weight)
+    assert (hint.tasks, hint.weight, hint.own_policy) == (
+        stored.tasks,
+        stored.weight,
+        stored.own_policy,
+    )
     np.testing.assert_array_equal(hint.means, stored.means)
     assert (router.segments is None) == (fit.router.segments is None)
     if router.segments is not None and fit.router.segments is not None:
@@ -130,7 +135,11 @@ def test_the_artifact_reloads_the_hint_and_decides_the_same(
         hinted = np.vstack(
             [task_hint.blended(p, row, every) for p, row in zip(predicted, rows, strict=True)]
         )
-        picks.append(r.choose_hinted_many(hinted, 0.0))
+        if task_hint.own_policy:
+            incumbents = r.cluster_incumbents(test.prompts)
+            picks.append(r.choose_many(hinted, 0.0, mix_keys(test.prompts), incumbents))
+        else:
+            picks.append(r.choose_hinted_many(hinted, 0.0))
     np.testing.assert_array_equal(picks[0], picks[1])
 
 
@@ -177,6 +186,7 @@ def test_malformed_hint_arrays_are_refused_at_load(
         {"tasks": ["quiz", "quiz"]},
         {"tasks": "quiz"},
         {"tasks": ["x" * 201]},
+        {"policy": "offsets"},
     ],
 )
 def test_malformed_hint_fields_are_refused_at_load(

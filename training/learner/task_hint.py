@@ -7,9 +7,11 @@ task cannot extrapolate (``w = 1`` is the per-task floor, ``w = 0`` the heads), 
 row is the same statistic over more rows (the fallback for an unknown subtask), and serving is one
 row lookup. It measured level with a per-model logistic stacker on MMLU (README, "Task hints").
 
-A hinted decision is ``score - λ · cost`` on the blended scores at the tradeoff's λ, without the
-policy's offsets, hashed mixes and incumbent bonus: those were calibrated on the unhinted heads
-(at tradeoff 0 an offset may exclude a model tied overall, which is the best of some task).
+A hinted decision follows one of two rules, chosen out of fold with ``w`` and ``k``: the version's
+own policy (offsets, hashed mixes, incumbent bonus) on the blended scores (``own_policy``), or
+``score - λ · cost`` at the tradeoff's λ without them (``TrainedRouter.choose_hinted_many``):
+the policy was calibrated on the unhinted heads, and at tradeoff 0 an offset may exclude a model
+tied overall which is the best of some task. Ties go to the version's own policy.
 
 Training (``task_hint_fit``) chooses ``w`` and the means' shrinkage ``k`` (pseudo-rows toward the
 overall mean) on the training rows only: the heads' out-of-fold predictions blended with each
@@ -44,6 +46,7 @@ class TaskHint:
     means: np.ndarray
     weight: float
     pseudo_rows: float
+    own_policy: bool = True  # decide with the version's policy (else score - λ · cost only)
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -62,7 +65,12 @@ class TaskHint:
         return np.asarray((1.0 - self.weight) * predicted + self.weight * self.means[row, indices])
 
     def to_meta(self) -> dict[str, object]:
-        return {"tasks": list(self.tasks), "weight": self.weight, "pseudo_rows": self.pseudo_rows}
+        return {
+            "tasks": list(self.tasks),
+            "weight": self.weight,
+            "pseudo_rows": self.pseudo_rows,
+            "policy": "router" if self.own_policy else "lambda",
+        }
 
 
 def _means(scores: np.ndarray, ids: np.ndarray, count: int, k: float) -> np.ndarray:
@@ -96,7 +104,7 @@ def task_hint_fit(
     decide: tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]],
 ) -> TaskHint | None:
     """The blend chosen out of fold (module doc), or None where it does not beat the router.
-    ``decide``: (the router's decision, the hinted decision), each mapping (n, models)
+    ``decide``: (the version's policy, ``score - λ · cost``), each mapping (n, models)
     predictions to each row's chosen model at tradeoff 0."""
     parent_of, leaves = task_levels(tasks, parents)
     names = sorted(set(leaves))
@@ -105,19 +113,23 @@ def task_hint_fit(
     index = {name: i for i, name in enumerate(names)}
     ids = np.array([index[leaf] for leaf in leaves])
     rows = np.arange(len(scores))
-    plain, hinted = decide
-    heads = scores[rows, plain(oof_predicted)]
-    best: tuple[float, float, float] | None = None  # (gain, w, k)
+    heads = scores[rows, decide[0](oof_predicted)]
+    best: tuple[float, float, float, int] | None = None  # (gain, w, k, rule)
     for k in PSEUDO_ROWS:
         means = _oof_means(scores, ids, len(names), fold_of, k)
         for w in WEIGHTS:
-            diff = scores[rows, hinted((1 - w) * oof_predicted + w * means)] - heads
-            gain, se = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
-            if gain > 0 and gain >= MIN_GAIN_SE * se and (best is None or gain > best[0] + 1e-12):
-                best = (gain, w, k)
+            for rule, chooser in enumerate(decide):
+                diff = scores[rows, chooser((1 - w) * oof_predicted + w * means)] - heads
+                gain, se = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+                if (
+                    gain > 0
+                    and gain >= MIN_GAIN_SE * se
+                    and (best is None or gain > best[0] + 1e-12)
+                ):
+                    best = (gain, w, k, rule)
     if best is None:
         return None
-    _, w, k = best
+    _, w, k, rule = best
     extra = sorted({p for p in parent_of if p not in index})
     all_names = [*names, *extra]
     extra_id = {name: i for i, name in enumerate(extra)}
@@ -127,7 +139,7 @@ def task_hint_fit(
         mask = parent_ids >= 0
         parent_table = _means(scores[mask], parent_ids[mask], len(extra), k)
         table = np.vstack([table, parent_table])
-    return TaskHint(tuple(all_names), table, float(w), float(k))
+    return TaskHint(tuple(all_names), table, float(w), float(k), own_policy=rule == 0)
 
 
 def task_hint_from_meta(meta: object, means: np.ndarray | None, models: int) -> TaskHint:
@@ -146,6 +158,9 @@ def task_hint_from_meta(meta: object, means: np.ndarray | None, models: int) -> 
         raise ValueError(f"task_hint.weight {weight!r} is not in (0, 1]")
     if isinstance(k, bool) or not isinstance(k, int | float) or not 0 <= k < 1e6:
         raise ValueError(f"task_hint.pseudo_rows {k!r} is not a row count")
+    policy = meta.get("policy", "router")
+    if policy not in ("router", "lambda"):
+        raise ValueError(f"task_hint.policy {policy!r} is neither 'router' nor 'lambda'")
     if means.dtype.kind != "f" or means.shape != (len(tasks), models):
         raise ValueError(
             f"task_hint_means is {means.dtype} {means.shape}, expected float tasks×models"
@@ -153,4 +168,4 @@ def task_hint_from_meta(meta: object, means: np.ndarray | None, models: int) -> 
     table = np.asarray(means, dtype=np.float64)
     if not np.isfinite(table).all():
         raise ValueError("task_hint_means is not finite")
-    return TaskHint(tuple(tasks), table, float(weight), float(k))
+    return TaskHint(tuple(tasks), table, float(weight), float(k), own_policy=policy == "router")

@@ -76,7 +76,13 @@ def task_hints_report(
 
     hint = router.task_hint
     found: dict[str, Any] = {
-        "hint_model": None if hint is None else {"weight": hint.weight, "tasks": len(hint.tasks)},
+        "hint_model": None
+        if hint is None
+        else {
+            "weight": hint.weight,
+            "tasks": len(hint.tasks),
+            "policy": "router" if hint.own_policy else "lambda",
+        },
         "rows_hinted": int(applied.sum()),
         "tradeoff_zero_with_hints": _r(display(float(with_hint.mean()))),
         "tradeoff_zero_without_hints": _r(display(float(plain.mean()))),
@@ -104,6 +110,8 @@ def _hinted_picks(
     """Each row's model at ``tradeoff``: the hinted decision where its task had a row, the
     router's own elsewhere (as serving decides)."""
     own = router.choose_many(hinted, tradeoff, keys, incumbents)
+    if router.task_hint is None or router.task_hint.own_policy:
+        return own
     return np.where(applied, router.choose_hinted_many(hinted, tradeoff), own)
 
 
