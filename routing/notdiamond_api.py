@@ -2,6 +2,7 @@
 
 Shapes follow Not Diamond's Python SDK (``notdiamond`` 0.4): ``modelSelect`` answers
 ``{providers: [{provider, model}], session_id}``, feedback ``{session_id, provider, feedback}``,
+latency ``{session_id, provider, tokens_per_second}``,
 ``userPreferenceCreate`` and ``trainCustomRouter`` ``{preference_id}``. Authentication is a
 RouterHub API key as the bearer token: inference keys may select and report feedback, creating and
 training routers needs a management key of an admin (as ``/api/v1/routers`` does).
@@ -115,6 +116,40 @@ class FeedbackView(TenantAPIView):
     def post(self, request: Request) -> Response:
         return Response(
             notdiamond.feedback_record(organization=self.organization, body=_body(request))
+        )
+
+
+class LatencyView(TenantAPIView):
+    """Not Diamond's latency report: the SDK's measured tokens per second of a session's call."""
+
+    tenant_model = SelectionSession
+    inference_key_allowed = True
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="notdiamond_latency",
+        request=inline_serializer(
+            "NotDiamondLatency",
+            {
+                "session_id": serializers.UUIDField(),
+                "provider": _provider(),
+                "feedback": serializers.DictField(
+                    child=serializers.FloatField(), help_text='{"tokens_per_second": 42.0}'
+                ),
+            },
+        ),
+        responses=inline_serializer(
+            "NotDiamondLatencyRecorded",
+            {
+                "session_id": serializers.UUIDField(),
+                "provider": serializers.CharField(),
+                "tokens_per_second": serializers.FloatField(),
+            },
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        return Response(
+            notdiamond.latency_record(organization=self.organization, body=_body(request))
         )
 
 
