@@ -109,8 +109,9 @@ def _model_ids(body: JSON) -> list[str]:
 async def _route(
     model_id: str, body: JSON, key: AuthenticatedKey, catalog: CatalogSnapshot
 ) -> RouterDecision:
-    """Rank a router's candidates for this prompt; the ranking becomes the fallback chain."""
-    tradeoff, candidates = router_options(body)
+    """Rank a router's candidates for this prompt (only the request's ``models`` when it lists
+    them, OpenRouter-style); the ranking becomes the fallback chain."""
+    tradeoff, candidates, candidates_param = router_options(body)
     decision = await router_decide_async(
         organization_id=key.organization_id,
         model_id=model_id,
@@ -119,6 +120,7 @@ async def _route(
         candidates=candidates,
         catalog=catalog,
         budget=key_budget(key),
+        candidates_param=candidates_param,
     )
     servable = [m for m in decision.models if m in catalog.models]
     if not servable:
