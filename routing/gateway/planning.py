@@ -135,9 +135,9 @@ async def _route(
 
 def _names_of(model_id: str) -> set[str]:
     """The names a key's ``allowed_models`` may give this model by: RouteLLM's
-    ``router-<slug>-<threshold>`` is also ``router/<slug>``."""
+    ``router-<slug>-<threshold>`` (or ``-<P>%``) is also ``router/<slug>``."""
     routellm = routellm_model_parse(model_id)
-    return {model_id} if routellm is None else {model_id, f"router/{routellm[0]}"}
+    return {model_id} if routellm is None else {model_id, f"router/{routellm.slug}"}
 
 
 async def _decision(
@@ -149,8 +149,7 @@ async def _decision(
         return await routellm_decide_async(
             organization_id=key.organization_id,
             model_id=model_id,
-            slug=routellm[0],
-            threshold=routellm[1],
+            name=routellm,
             prompt=messages_prompt(body["messages"]),
         )
     if model_id.startswith("router/"):
