@@ -41,7 +41,9 @@ def _declared(fields: Any, kind: Any, param: str) -> Fields | None:
 def _sides(export: dict[str, Any]) -> tuple[dict[str, Fields | None], dict[str, Fields | None]]:
     """What each object gives (its outputs) and takes (its inputs), where declared."""
     gives: dict[str, Fields | None] = {
-        START: _declared(export.get("input_fields"), export.get("input_type"), "ubiops.input_fields")
+        START: _declared(
+            export.get("input_fields"), export.get("input_type"), "ubiops.input_fields"
+        )
     }
     takes: dict[str, Fields | None] = {
         END: _declared(

@@ -17,8 +17,8 @@ from accounts.models import Organization, User
 from routerhub.domain import InvalidInput
 from routing.egress import base_url_check
 from routing.models import (
-    ApiStyle,
     MODEL_CATEGORIES,
+    ApiStyle,
     CatalogModel,
     CatalogRevision,
     Endpoint,

@@ -191,7 +191,7 @@ def _best(catalog: CatalogSnapshot, model_id: str, by: str) -> Any:
 
 def _known_first(body: JSON, ids: list[str], catalog: CatalogSnapshot) -> JSON:
     known = [i for i in ids if i in catalog.models or i.startswith("router/")]
-    if not known or known == [ids[0]] and ids[0].startswith("router/"):
+    if not known or (known == [ids[0]] and ids[0].startswith("router/")):
         # Planning answers the 404 naming the first unknown model, or the router's: its
         # candidates (``models``) are all unknown.
         return body

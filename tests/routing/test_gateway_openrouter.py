@@ -460,7 +460,9 @@ def test_the_shipped_catalog_gives_every_category_it_names_a_known_name() -> Non
     named = {c for m in models for c in m.get("categories", [])}
 
     assert named and named <= set(MODEL_CATEGORIES)
-    assert "programming" in next(m for m in models if m["id"] == "mistralai/codestral")["categories"]
+    assert (
+        "programming" in next(m for m in models if m["id"] == "mistralai/codestral")["categories"]
+    )
 
 
 def test_a_router_with_a_models_list_ranks_only_those_models(world: World) -> None:
