@@ -85,25 +85,31 @@ class ModelSelectView(TenantAPIView):
         )
 
 
-class FeedbackView(TenantAPIView):
-    """Not Diamond's feedback: ``{metric: 0|1}`` for the model a model-select session chose."""
+class _SessionReportView(TenantAPIView):
+    """A report on a model-select session, sent with the key that selected."""
 
     tenant_model = SelectionSession
     inference_key_allowed = True
     parser_classes = [JSONParser]
 
+
+def _report(name: str, feedback_child: serializers.Field, example: str) -> Any:
+    return inline_serializer(
+        name,
+        {
+            "session_id": serializers.UUIDField(),
+            "provider": _provider(),
+            "feedback": serializers.DictField(child=feedback_child, help_text=example),
+        },
+    )
+
+
+class FeedbackView(_SessionReportView):
+    """Not Diamond's feedback: ``{metric: 0|1}`` for the model a model-select session chose."""
+
     @extend_schema(
         operation_id="notdiamond_feedback",
-        request=inline_serializer(
-            "NotDiamondFeedback",
-            {
-                "session_id": serializers.UUIDField(),
-                "provider": _provider(),
-                "feedback": serializers.DictField(
-                    child=serializers.IntegerField(), help_text='{"accuracy": 0|1}'
-                ),
-            },
-        ),
+        request=_report("NotDiamondFeedback", serializers.IntegerField(), '{"accuracy": 0|1}'),
         responses=inline_serializer(
             "NotDiamondFeedbackRecorded",
             {
@@ -119,24 +125,13 @@ class FeedbackView(TenantAPIView):
         )
 
 
-class LatencyView(TenantAPIView):
+class LatencyView(_SessionReportView):
     """Not Diamond's latency report: the SDK's measured tokens per second of a session's call."""
-
-    tenant_model = SelectionSession
-    inference_key_allowed = True
-    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="notdiamond_latency",
-        request=inline_serializer(
-            "NotDiamondLatency",
-            {
-                "session_id": serializers.UUIDField(),
-                "provider": _provider(),
-                "feedback": serializers.DictField(
-                    child=serializers.FloatField(), help_text='{"tokens_per_second": 42.0}'
-                ),
-            },
+        request=_report(
+            "NotDiamondLatency", serializers.FloatField(), '{"tokens_per_second": 42.0}'
         ),
         responses=inline_serializer(
             "NotDiamondLatencyRecorded",

@@ -109,12 +109,20 @@ def test_model_select_shapes_and_errors(world: World) -> None:
     assert no_messages.status_code == 400 and no_messages.json()["error"]["param"] == "messages"
 
 
-def test_feedback_is_per_session_and_per_organization(world: World) -> None:
+def selected_session(world: World, prompt: str) -> str:
+    """A model-select session on a trained router, made with the world's inference key."""
     slug = trained_router(world)
+    return key_client(world.key).post(  # type: ignore[no-any-return]
+        SELECT,
+        {"messages": [{"role": "user", "content": prompt}], "llm_providers": PROVIDERS,
+         "preference_id": slug},
+        format="json",
+    ).json()["session_id"]  # fmt: skip
+
+
+def test_feedback_is_per_session_and_per_organization(world: World) -> None:
     inference = key_client(world.key)
-    session_id = inference.post(SELECT, {"messages": [{"role": "user", "content": PROMPTS[1]}],
-                                         "llm_providers": PROVIDERS, "preference_id": slug},
-                                format="json").json()["session_id"]  # fmt: skip
+    session_id = selected_session(world, PROMPTS[1])
     stranger = key_client(key_make(organization_make(name="Other")))
     feedback = {"session_id": session_id, "provider": PROVIDERS[0], "feedback": {"accuracy": 0}}
 
@@ -230,11 +238,8 @@ def test_the_sdks_latency_report_is_stored_on_its_session(world: World) -> None:
     from notdiamond.llms.config import LLMConfig
     from notdiamond.llms.request import report_latency
 
-    slug = trained_router(world)
     inference = key_client(world.key)
-    session_id = inference.post(SELECT, {"messages": [{"role": "user", "content": PROMPTS[0]}],
-                                         "llm_providers": PROVIDERS, "preference_id": slug},
-                                format="json").json()["session_id"]  # fmt: skip
+    session_id = selected_session(world, PROMPTS[0])
     config = LLMConfig(provider="test", model="claude", is_custom=True, context_length=128000,
                        input_price=3.0, output_price=15.0, latency=1.0)  # fmt: skip
     url = f"{world.gateway_url}/api/notdiamond"
