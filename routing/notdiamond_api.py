@@ -93,7 +93,7 @@ class _SessionReportView(TenantAPIView):
     parser_classes = [JSONParser]
 
 
-def _report(name: str, feedback_child: serializers.Field, example: str) -> Any:
+def _report(name: str, feedback_child: serializers.Field[Any, Any, Any, Any], example: str) -> Any:
     return inline_serializer(
         name,
         {
