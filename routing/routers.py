@@ -222,18 +222,20 @@ async def routers_watch_activations() -> None:
 # --- decisions ---------------------------------------------------------------------------------
 
 
-def _narrow(row_candidates: list[str], requested: list[str] | None, router: str) -> list[str]:
+def _narrow(
+    row_candidates: list[str], requested: list[str] | None, router: str, param: str
+) -> list[str]:
     if requested is None:
         return row_candidates
     unknown = [c for c in requested if c not in row_candidates]
     if unknown:
         raise InvalidInput(
-            f"router.candidates must be among {router}'s candidates; unknown: {', '.join(unknown)}.",
-            param="router.candidates",
+            f"{param} must be among {router}'s candidates; unknown: {', '.join(unknown)}.",
+            param=param,
             metadata={"candidates": row_candidates},
         )
     if not requested:
-        raise InvalidInput("router.candidates must not be empty.", param="router.candidates")
+        raise InvalidInput(f"{param} must not be empty.", param=param)
     return requested
 
 
@@ -247,11 +249,13 @@ def router_decide(
     catalog: CatalogSnapshot | None,
     row: RouterRow | None,
     budget: KeyBudget | None = None,
+    candidates_param: str = "router.candidates",
     task: str | None = None,
 ) -> RouterDecision:
     """Rank the router's candidates for ``prompt`` (``row`` from ``router_row``); a budget-aware
-    key's ``budget`` moves the tradeoff toward cheaper models (``routing.budget``); ``task`` is
-    the request's task hint (``router_ranking.trained_decision``)."""
+    key's ``budget`` moves the tradeoff toward cheaper models (``routing.budget``).
+    ``candidates_param`` is the request field that named ``candidates``, for errors; ``task``
+    is the request's task hint (``router_ranking.trained_decision``)."""
     started = time.perf_counter()
     slug = model_id.removeprefix("router/")
     is_platform = slug == PLATFORM_ROUTER_SLUG
@@ -274,7 +278,7 @@ def router_decide(
             param="model",
             metadata={"model": model_id},
         )
-    chosen = _narrow(list(row.candidates), candidates, model_id)
+    chosen = _narrow(list(row.candidates), candidates, model_id, candidates_param)
     return _with_budget(
         lambda t: trained_decision(row, model_id, prompt, t, chosen, catalog, started, task),
         row.default_tradeoff if tradeoff is None else tradeoff,
@@ -301,6 +305,7 @@ async def router_decide_async(
     candidates: list[str] | None,
     catalog: CatalogSnapshot | None,
     budget: KeyBudget | None = None,
+    candidates_param: str = "router.candidates",
     task: str | None = None,
 ) -> RouterDecision:
     slug = model_id.removeprefix("router/")
@@ -319,5 +324,6 @@ async def router_decide_async(
         catalog=catalog,
         row=row,
         budget=budget,
+        candidates_param=candidates_param,
         task=task,
     )
