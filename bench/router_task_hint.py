@@ -1,5 +1,5 @@
-"""Task hints at serving time, learner-direct (issue 20): an experiment, not shipped (README,
-"Beating the per-task floor").
+"""Task hints at serving time, learner-direct (issue 20): the experiment that preceded the
+shipped form (``training/learner/task_hint.py``, the blend; README, "Beating the per-task floor").
 
     nice .venv/bin/python -m bench.router_task_hint --datasets ../shared/datasets \
         --data mmlu --seeds 0 1 2          # or --data quality
