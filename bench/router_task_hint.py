@@ -40,6 +40,7 @@ from threadpoolctl import threadpool_limits
 from bench.router_segment_prior import Split, mmlu_split, quality_split
 from training.learner import metrics
 from training.learner.router import mix_keys
+from training.learner.task_hint import oof_task_means, task_means
 from training.learner.trainer import TrainerConfig, TrainingData, _fold_ids, router_fit
 
 
@@ -56,29 +57,6 @@ class Hinted(NamedTuple):
 WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 PSEUDO_ROWS = (0.0, 5.0, 20.0)
 STACK_C = (0.01, 0.1, 1.0, 10.0)
-
-
-def task_means(scores: np.ndarray, task: np.ndarray, count: int, k: float) -> np.ndarray:
-    """(count, models) each task's mean score, shrunk toward the overall mean by ``k`` rows
-    (a task without rows gets the overall mean)."""
-    overall = scores.mean(axis=0)
-    sums = np.zeros((count, scores.shape[1]))
-    np.add.at(sums, task, scores)
-    sizes = np.bincount(task, minlength=count)[:, None].astype(np.float64)
-    weight = sizes + k
-    safe = np.where(weight > 0, weight, 1.0)
-    return np.asarray(np.where(weight > 0, (sums + k * overall) / safe, overall))
-
-
-def oof_task_means(
-    scores: np.ndarray, task: np.ndarray, count: int, fold_of: np.ndarray, k: float
-) -> np.ndarray:
-    """(rows, models) each train row's task mean from the other folds."""
-    out = np.zeros(scores.shape)
-    for fold in np.unique(fold_of):
-        a, b = fold_of != fold, fold_of == fold
-        out[b] = task_means(scores[a], task[a], count, k)[task[b]]
-    return out
 
 
 def _design(predicted: np.ndarray, task: np.ndarray, count: int) -> np.ndarray:

@@ -73,7 +73,7 @@ class TaskHint:
         }
 
 
-def _means(scores: np.ndarray, ids: np.ndarray, count: int, k: float) -> np.ndarray:
+def task_means(scores: np.ndarray, ids: np.ndarray, count: int, k: float) -> np.ndarray:
     """(count, models) each id's mean score shrunk toward the overall mean by ``k`` rows."""
     overall = scores.mean(axis=0)
     sums = np.zeros((count, scores.shape[1]))
@@ -85,13 +85,14 @@ def _means(scores: np.ndarray, ids: np.ndarray, count: int, k: float) -> np.ndar
     )
 
 
-def _oof_means(
+def oof_task_means(
     scores: np.ndarray, ids: np.ndarray, count: int, fold_of: np.ndarray, k: float
 ) -> np.ndarray:
+    """(rows, models) each row's task mean from the other folds."""
     out = np.zeros(scores.shape)
     for fold in np.unique(fold_of):
         a, b = fold_of != fold, fold_of == fold
-        out[b] = _means(scores[a], ids[a], count, k)[ids[b]]
+        out[b] = task_means(scores[a], ids[a], count, k)[ids[b]]
     return out
 
 
@@ -116,7 +117,7 @@ def task_hint_fit(
     heads = scores[rows, decide[0](oof_predicted)]
     best: tuple[float, float, float, int] | None = None  # (gain, w, k, rule)
     for k in PSEUDO_ROWS:
-        means = _oof_means(scores, ids, len(names), fold_of, k)
+        means = oof_task_means(scores, ids, len(names), fold_of, k)
         for w in WEIGHTS:
             for rule, chooser in enumerate(decide):
                 diff = scores[rows, chooser((1 - w) * oof_predicted + w * means)] - heads
@@ -134,10 +135,10 @@ def task_hint_fit(
     all_names = [*names, *extra]
     extra_id = {name: i for i, name in enumerate(extra)}
     parent_ids = np.array([extra_id.get(p, -1) for p in parent_of])
-    table = _means(scores, ids, len(names), k)
+    table = task_means(scores, ids, len(names), k)
     if extra:
         mask = parent_ids >= 0
-        parent_table = _means(scores[mask], parent_ids[mask], len(extra), k)
+        parent_table = task_means(scores[mask], parent_ids[mask], len(extra), k)
         table = np.vstack([table, parent_table])
     return TaskHint(tuple(all_names), table, float(w), float(k), own_policy=rule == 0)
 
