@@ -50,17 +50,21 @@ def _frame(rows: int = 300, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def _train(world: World) -> Any:
+def _train(world: World, options: dict[str, Any] | None = None) -> Any:
     manage = key_client(key_make(world.organization, scope=KeyScope.MANAGE))
     dataset = upload(manage, csv_bytes(_frame()), filename="quiz.csv").json()
     assert manage.get(f"/api/v1/datasets/{dataset['id']}").json()["status"] == "ready"
+    body: dict[str, Any] = {"dataset": dataset["id"]}
+    if options is not None:
+        test = upload(manage, csv_bytes(_frame(seed=1)), filename="quiz-test.csv").json()
+        body["options"] = {**options, "test_dataset": test["id"]}
     created = manage.post(
         "/api/v1/routers",
         {"slug": "quiz", "name": "Quiz", "candidates": [CHEAP, DEAR]},
         format="json",
     )
     assert created.status_code == 201, created.json()
-    run = manage.post("/api/v1/routers/quiz/train", {"dataset": dataset["id"]}, format="json")
+    run = manage.post("/api/v1/routers/quiz/train", body, format="json")
     assert manage.get(f"/api/v1/training-runs/{run.json()['id']}").json()["status"] == "succeeded"
     return manage
 
@@ -156,3 +160,18 @@ def test_the_task_on_chat_completions_changes_the_model_and_an_unknown_one_is_dr
     assert unknown.headers["x-routerhub-dropped"] == "router.task"
     routing = unknown.parse().model_extra["routing"]
     assert routing["task_hint"] == {"task": "poetry", "applied": None}
+
+
+def test_a_held_out_report_with_the_task_column_shows_what_the_hints_are_worth(
+    world: World,
+) -> None:
+    manage = _train(world, options={})
+    report = manage.get("/api/v1/routers/quiz/versions/1/report").json()
+    hints = report["evaluation"]["task_hints"]
+
+    assert hints["hint_model"] is not None and hints["rows_hinted"] == 300
+    assert hints["tradeoff_zero_with_hints"] > hints["tradeoff_zero_without_hints"] + 0.1
+    assert hints["tradeoff_zero_with_hints"] >= hints["per_task_floor"] - 0.02
+    assert hints["gain_over_no_hints_ci95"][0] > 0
+    assert len(hints["curve_with_hints"]) == len(report["curve"])
+    assert hints["sentence"].startswith("With each request's task as a hint")
