@@ -325,20 +325,26 @@ def _evaluate(
         task_parents=test_data.task_parents,
     )
     if test_data.tasks is not None and data.tasks is not None:
-        evaluation["task_hints"] = task_hints_report(
-            fit.router,
-            predicted,
-            (
-                test_data.prompts,
-                test_data.scores,
-                test_data.costs,
-                test_data.tasks,
-                test_data.task_parents,
-            ),
-            (data.scores, data.tasks, data.task_parents),
-            orientation.display,
-        )
+        evaluation["task_hints"] = _task_hints(fit, predicted, data, test_data, orientation)
     return report, _held_out(predicted, test_data, orientation)
+
+
+def _task_hints(
+    fit: FitResult,
+    predicted: np.ndarray,
+    data: TrainingData,
+    test: TrainingData,
+    orientation: Orientation,
+) -> dict[str, Any]:
+    """The held-out report's ``evaluation.task_hints`` (``task_hint_report.py``)."""
+    assert test.tasks is not None and data.tasks is not None
+    return task_hints_report(
+        fit.router,
+        predicted,
+        (test.prompts, test.scores, test.costs, test.tasks, test.task_parents),
+        (data.scores, data.tasks, data.task_parents),
+        orientation.display,
+    )
 
 
 def _held_out(predicted: np.ndarray, data: TrainingData, orientation: Orientation) -> HeldOut:

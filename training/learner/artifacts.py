@@ -52,6 +52,17 @@ FORMAT_EMBEDDING = 4
 FORMAT_SEGMENTS = 5
 FORMAT_SOFT_SEGMENTS = 6
 FORMAT_TASK_HINT = 7
+KNOWN_FORMATS = frozenset(
+    {
+        1,
+        2,
+        FORMAT_VERSION,
+        FORMAT_EMBEDDING,
+        FORMAT_SEGMENTS,
+        FORMAT_SOFT_SEGMENTS,
+        FORMAT_TASK_HINT,
+    }
+)
 ROUTER_FILE = "router.json"
 FEATURIZER_FILE = "featurizer.json"
 ARRAYS_FILE = "arrays.npz"
@@ -118,12 +129,7 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
             meta["segment_top"] = router.segments.top
         meta["cluster_bonus"] = [float(b) for b in router.cluster_bonus]
         arrays |= router.segments.to_arrays()
-    if router.task_hint is not None:
-        if router.segments is not None:
-            meta["segment_soft"] = bool(router.segments.soft)
-        meta["format_version"] = FORMAT_TASK_HINT
-        meta["task_hint"] = router.task_hint.to_meta()
-        arrays["task_hint_means"] = router.task_hint.means
+    _task_hint_store(router, meta, arrays)
     files[ROUTER_FILE] = json.dumps(meta, indent=1).encode()
     files[FEATURIZER_FILE] = json.dumps(router.featurizer.to_json()).encode()
     buffer = io.BytesIO()
@@ -135,6 +141,19 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
     if serving is not None:
         files[SERVING_FILE] = serving
     return files
+
+
+def _task_hint_store(
+    router: TrainedRouter, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> None:
+    """Format 7: the task hint's fields and means, and whether the segments are soft."""
+    if router.task_hint is None:
+        return
+    if router.segments is not None:
+        meta["segment_soft"] = bool(router.segments.soft)
+    meta["format_version"] = FORMAT_TASK_HINT
+    meta["task_hint"] = router.task_hint.to_meta()
+    arrays["task_hint_means"] = router.task_hint.means
 
 
 def serving_file_of(router: TrainedRouter, files: dict[str, bytes]) -> bytes | None:
@@ -198,9 +217,7 @@ def router_load_steps(
             raise ArtifactError(f"artifact file {name} does not match its sha256")
         yield
     meta = json.loads(files[ROUTER_FILE])
-    known = {1, 2, FORMAT_VERSION, FORMAT_EMBEDDING, FORMAT_SEGMENTS, FORMAT_SOFT_SEGMENTS}
-    known.add(FORMAT_TASK_HINT)
-    if meta.get("format_version") not in known:
+    if meta.get("format_version") not in KNOWN_FORMATS:
         raise ArtifactError(f"unsupported artifact format {meta.get('format_version')!r}")
     arrays = {}
     with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
