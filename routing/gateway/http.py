@@ -21,6 +21,30 @@ Send = Callable[[Message], Awaitable[None]]
 JSON = dict[str, Any]
 
 
+# orjson reads 1024 levels of nesting but writes only 255: a body it read deeper than that fails
+# when the gateway writes it again (the upstream request, its token bound), a 500 after the hold.
+# Refused at reading, with room under 255 for the envelopes the body is written inside.
+MAX_JSON_DEPTH = 128
+
+
+def nested_deeper_than(raw: bytes, data: Any, limit: int) -> bool:
+    """Whether ``data`` (read from ``raw``) nests lists and objects more than ``limit`` deep.
+    A body with fewer brackets than ``limit`` cannot (counted in C, the common case); else its
+    containers are walked level by level, stopping at ``limit``."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    layer = [data]
+    for _ in range(limit):
+        deeper: list[Any] = []
+        for node in layer:
+            children = node.values() if isinstance(node, dict) else node
+            deeper.extend(child for child in children if isinstance(child, dict | list))
+        if not deeper:
+            return False
+        layer = deeper
+    return True
+
+
 class InFlight:
     # Gateway requests this process is still handling, settlement included (it runs after the
     # response is sent): ``routing.gateway.app`` counts them.
@@ -104,6 +128,11 @@ class GatewayRequest:
             raise BadRequest(f"The body is not valid JSON: {exc}.") from None
         if not isinstance(data, dict):
             raise BadRequest("The body must be a JSON object.")
+        if nested_deeper_than(raw, data, MAX_JSON_DEPTH):
+            raise BadRequest(
+                f"The body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+                "flatten it (tool and response schemas included)."
+            )
         return data
 
     async def wait_disconnect(self) -> None:

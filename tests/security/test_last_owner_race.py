@@ -9,6 +9,7 @@ get there together; the barrier then times out and the first change goes on alon
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -39,10 +40,9 @@ def _run_together(monkeypatch: Any, changes: list[Callable[[], Any]]) -> list[Ba
 
     def check_then_meet(organization: Organization, membership: Membership) -> None:
         check(organization, membership)
-        try:
+        # A broken barrier: the other change is waiting for this one's lock; go on alone.
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=BARRIER_TIMEOUT_S)
-        except threading.BrokenBarrierError:
-            pass  # the other change is waiting for this one's lock: go on alone
 
     monkeypatch.setattr(services, "_ensure_another_owner", check_then_meet)
     outcomes: list[BaseException | None] = [None] * len(changes)
@@ -50,7 +50,7 @@ def _run_together(monkeypatch: Any, changes: list[Callable[[], Any]]) -> list[Ba
     def run(index: int) -> None:
         try:
             changes[index]()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
+        except BaseException as exc:  # reported to the test
             outcomes[index] = exc
         finally:
             connection.close()

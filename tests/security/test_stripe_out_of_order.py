@@ -51,7 +51,10 @@ def _succeeded(payment: Payment, **fields: Any) -> dict[str, Any]:
         "currency": "usd",
         "status": "succeeded",
         "latest_charge": "ch_ooo_1",
-        "metadata": {"payment_id": str(payment.pk), "organization_id": str(payment.organization_id)},
+        "metadata": {
+            "payment_id": str(payment.pk),
+            "organization_id": str(payment.organization_id),
+        },
         **fields,
     }
 
@@ -110,7 +113,9 @@ def test_a_refund_delivered_before_its_payment_leaves_what_the_refund_leaves(
 
 def test_a_refund_before_its_payment_takes_nothing_from_other_credits() -> None:
     organization = organization_make()
-    ledger_post(organization=organization, kind="promotion", amount=Decimal("5"), idempotency_key="p")
+    ledger_post(
+        organization=organization, kind="promotion", amount=Decimal("5"), idempotency_key="p"
+    )
     payment = _payment(organization)
 
     _deliver("charge.refunded", _refunded(payment, TOTAL_CENTS), "evt_ooo_refund")
@@ -135,7 +140,9 @@ def test_a_dispute_delivered_before_its_payment_holds_the_credits_until_it_is_wo
 def test_a_refund_of_a_charge_of_another_amount_credits_and_takes_nothing() -> None:
     """A charge that is not what we asked for was never credited: its refund moves nothing."""
     organization = organization_make()
-    ledger_post(organization=organization, kind="promotion", amount=Decimal("5"), idempotency_key="p")
+    ledger_post(
+        organization=organization, kind="promotion", amount=Decimal("5"), idempotency_key="p"
+    )
     payment = _payment(organization)
 
     _deliver("charge.refunded", _refunded(payment, 100, amount=100), "evt_ooo_refund")
