@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from routerhub.body_limits import declared_body_length
+from routerhub.body_limits import MAX_JSON_DEPTH, declared_body_length, nested_deeper_than
 from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, error_body
 from routerhub.middleware import request_id_from
 from routing.ingress.anthropic import anthropic_error
@@ -19,30 +19,6 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 JSON = dict[str, Any]
-
-
-# orjson reads 1024 levels of nesting but writes only 255: a body it read deeper than that fails
-# when the gateway writes it again (the upstream request, its token bound), a 500 after the hold.
-# Refused at reading, with room under 255 for the envelopes the body is written inside.
-MAX_JSON_DEPTH = 128
-
-
-def nested_deeper_than(raw: bytes, data: Any, limit: int) -> bool:
-    """Whether ``data`` (read from ``raw``) nests lists and objects more than ``limit`` deep.
-    A body with fewer brackets than ``limit`` cannot (counted in C, the common case); else its
-    containers are walked level by level, stopping at ``limit``."""
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False
-    layer = [data]
-    for _ in range(limit):
-        deeper: list[Any] = []
-        for node in layer:
-            children = node.values() if isinstance(node, dict) else node
-            deeper.extend(child for child in children if isinstance(child, dict | list))
-        if not deeper:
-            return False
-        layer = deeper
-    return True
 
 
 class InFlight:

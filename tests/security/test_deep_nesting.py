@@ -1,6 +1,6 @@
 """A body nested deeper than the gateway can write back out (orjson reads 1024 levels, writes 255)
-is a 400 naming the limit before anything is held or sent, over real HTTP; a deep but reasonable
-schema (60 levels) is still served. Before the limit, 400 levels inside ``tools``,
+is a 400 naming the limit before anything is held or sent, over real HTTP, and so is an API body
+(``/api/v1``); a deep but reasonable schema (60 levels) is still served. Before the limit, 400 levels inside ``tools``,
 ``response_format`` or ``metadata`` were a 500 (one of them after the credit hold)."""
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
+from accounts.models import KeyScope
 from billing.models import CreditHold, UsageRecord
-from routing.gateway.http import MAX_JSON_DEPTH, nested_deeper_than
+from routerhub.body_limits import MAX_JSON_DEPTH, nested_deeper_than
+from routing.models import Pipeline
+from tests.factories import key_client
 from tests.routing.world import World
 from tests.security.test_hostile_input import assert_error, chat_body, messages_body, post
 
@@ -93,3 +96,32 @@ def test_brackets_inside_strings_never_make_a_flat_body_too_deep() -> None:
     raw = orjson.dumps({"messages": [{"role": "user", "content": "[{" * 5000}]})
 
     assert nested_deeper_than(raw, orjson.loads(raw), MAX_JSON_DEPTH) is False
+
+
+def test_an_api_body_nested_past_the_limit_is_a_400_and_stores_nothing(world: World) -> None:
+    """The API's JSON parser (Python's json reads ~1000 levels) refuses the same depth: a pipeline
+    gate's 400-level schema was a 500 (its size check writes it with orjson), and a step's
+    400-level ``response_format`` was stored, a pipeline failing every call."""
+    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+    schema = _schema(400)
+    steps = {
+        "gate": {"model": "test/gpt", "gate": {"type": "json_schema", "schema": schema}},
+        "response-format": {
+            "model": "test/gpt",
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": schema},
+            },
+        },
+    }
+    answers = {}
+    for name, step in steps.items():
+        body = {"slug": f"deep-{name}", "kind": "cascade", "steps": [step, {"model": "test/gpt"}]}
+        response = admin.generic(
+            "POST", "/api/v1/pipelines", _encoded(body), content_type="application/json"
+        )
+        message = response.json()["error"]["message"]
+        answers[name] = (response.status_code, f"more than {MAX_JSON_DEPTH} levels" in message)
+
+    assert answers == dict.fromkeys(steps, (400, True))
+    assert not Pipeline.objects.exists()
