@@ -50,7 +50,7 @@ def nested_deeper_than(raw: bytes | None, data: Any, limit: int) -> bool:
     common case); else the containers are walked level by level, stopping at ``limit``."""
     if raw is not None and raw.count(b"[") + raw.count(b"{") <= limit:
         return False
-    layer = [data]
+    layer = [data] if isinstance(data, dict | list) else []
     for _ in range(limit):
         deeper: list[Any] = []
         for node in layer:
