@@ -58,6 +58,18 @@ def _decimal(name: str, default: str) -> Decimal:
     return value
 
 
+def positive_int(name: str, default: int) -> int:
+    """A whole number of at least 1: zero, a negative or a word stops the boot naming it."""
+    raw = str(env.str(name, default=str(default))).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be at least 1, not {value}")
+    return value
+
+
 def _secret(name: str) -> str:
     value = str(env.str(name, default=""))
     if value:
