@@ -32,6 +32,7 @@ from django.utils import timezone
 from routerhub.domain import InvalidInput
 from routerhub.memory import memory_ceiling
 from training import dispatch, services
+from training.dataset_services import MAX_VALIDATION_ATTEMPTS
 from training.models import Dataset, DatasetStatus, Router, RouterVersion, RunStatus, TrainingRun
 from training.run_events import training_run_announce
 from training.serving import FeedbackExample, FeedbackRetrain
@@ -116,6 +117,12 @@ def feedback_build_fail(run_id: int, reason: str, where: Q | None = None) -> boo
 
 
 CANCELLED_FIRST = "Not built: the retrain was cancelled first."
+GAVE_UP = (
+    f"Building this dataset from feedback stopped the worker {MAX_VALIDATION_ATTEMPTS} times "
+    "(killed, most often for memory), so RouterHub gave up on it. Lower "
+    "FEEDBACK_RETRAIN_MAX_ROWS or give the training worker more memory, then retrain from "
+    "feedback again."
+)
 
 
 def feedback_build_cancelled(run_id: int) -> None:
@@ -164,7 +171,7 @@ def _claim(run_id: int) -> _Build | None:
             run.refresh_from_db(fields=["status"])
             services.dataset_refuse(unbuilt, f"Not built: the retrain was {run.status} first.")
         return None
-    dataset, counted = services.dataset_attempt(run.dataset_id)
+    dataset, counted = services.dataset_attempt(run.dataset_id, gave_up=GAVE_UP)
     if dataset is None or not counted:
         if dataset is not None and dataset.status == DatasetStatus.INVALID:
             feedback_build_fail(run_id, f"The feedback dataset was not built: {_problems(dataset)}")
