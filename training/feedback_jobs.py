@@ -11,6 +11,8 @@ training. Whatever stops it ends the run ``failed`` and the dataset ``invalid`` 
 an exception or an invalid dataset at once, a worker killed over and over after
 ``MAX_VALIDATION_ATTEMPTS`` deliveries, a task never delivered (or never finished) after
 ``FEEDBACK_RETRAIN_DEADLINE_SECONDS`` (``feedback_builds_sweep``, with the training sweep).
+A cancel while it builds refuses its dataset in the cancel's transaction
+(``feedback_build_cancelled``): the build then neither turns it ready nor queues training.
 """
 
 from __future__ import annotations

@@ -136,7 +136,9 @@ def test_a_worker_killed_mid_build_leaves_the_retrain_to_the_sweep_which_fails_i
     run = trained.get(f"/api/v1/training-runs/{body['id']}").json()
     assert run["status"] == "failed" and "its worker stopped" in run["error"], run
     dataset = trained.get(f"/api/v1/datasets/{body['dataset']}").json()
-    assert dataset["status"] == "invalid" and "its worker stopped" in dataset["errors"][0]["message"]
+    assert (
+        dataset["status"] == "invalid" and "its worker stopped" in dataset["errors"][0]["message"]
+    )
 
 
 def test_a_build_whose_pool_process_is_killed_3_times_is_given_up_not_redelivered_forever(
