@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from routerhub.body_limits import declared_body_length
+from routerhub.body_limits import MAX_JSON_DEPTH, declared_body_length, nested_deeper_than
 from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, error_body
 from routerhub.middleware import request_id_from
 from routing.ingress.anthropic import anthropic_error
@@ -104,6 +104,11 @@ class GatewayRequest:
             raise BadRequest(f"The body is not valid JSON: {exc}.") from None
         if not isinstance(data, dict):
             raise BadRequest("The body must be a JSON object.")
+        if nested_deeper_than(raw, data, MAX_JSON_DEPTH):
+            raise BadRequest(
+                f"The body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+                "flatten it (tool and response schemas included)."
+            )
         return data
 
     async def wait_disconnect(self) -> None:
