@@ -24,6 +24,7 @@ does (their stdin closes); those of an event loop that has closed (a server thre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -182,7 +183,5 @@ def _forget(process: asyncio.subprocess.Process | None) -> None:
     (its pipes' file descriptors are closed when they are)."""
     if process is None:
         return
-    try:
+    with contextlib.suppress(RuntimeError):  # "Event loop is closed": pipes close when collected
         process._transport.close()  # type: ignore[attr-defined]
-    except RuntimeError:  # "Event loop is closed": the pipes close when collected
-        pass
