@@ -27,7 +27,7 @@ from routing.gateway.exchange import (
     response_head,
 )
 from routing.gateway.http import GatewayRequest
-from routing.gateway.limits import rate_limit_admit, rate_limit_count
+from routing.gateway.limits import rate_limit_add_tokens, rate_limit_admit
 from routing.gateway.needs import request_needs
 from routing.gateway.openrouter_request import model_names_resolved, openrouter_request
 from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
@@ -106,7 +106,10 @@ async def chat_serve(
         body=body, key=key, catalog=catalog, needs=needs, prompt_bound=prompt_bound
     )
     prompt_estimate = estimate_prompt_tokens(body)
-    await rate_limit_count(key, prompt_estimate, admitted=admitted)
+    if admitted:  # counted by the caller: only its prompt tokens are still to count
+        await rate_limit_add_tokens(key, prompt_estimate)
+    else:
+        await rate_limit_admit(key, prompt_estimate)
     generation_id = metering.generation_id_new()
     reserved = reservation_max(body, plan.candidates, prompt_bound)
     await metering.hold(key, generation_id, reserved)

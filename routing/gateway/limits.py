@@ -238,15 +238,6 @@ async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
     counters[1] += prompt_tokens
 
 
-async def rate_limit_count(key: AuthenticatedKey, prompt_tokens: int, *, admitted: bool) -> None:
-    """Admit the request with its prompt tokens (``rate_limit_admit``) or, when ``admitted``
-    (counted earlier with none), add its prompt tokens to the window."""
-    if admitted:
-        await rate_limit_add_tokens(key, prompt_tokens)
-    else:
-        await rate_limit_admit(key, prompt_tokens)
-
-
 async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
     """Add tokens generated after admission to the key's current window."""
     if not key.tpm or tokens <= 0:

@@ -12,9 +12,8 @@ cannot be resolved (an exception). So both checks run in small worker processes 
 a deadline of ``PIPELINE_REGEX_TIMEOUT`` seconds: past it the worker is killed and the gate
 counts as failed (``regex_gate_search`` and ``schema_gate_check`` return None). Each event loop
 has a pool of up to ``PIPELINE_GATE_WORKERS`` of them, started on first use and kept: a check
-takes an idle one, so one tenant's runaway pattern holds one worker for its deadline, not every
-other pipeline's gates (with a single worker they all waited behind it and failed). With every
-worker busy a check waits no longer than the deadline (then it is None too, ``gate_timeout``).
+takes an idle one, so one tenant's runaway pattern holds one worker for its deadline while the
+others check every other pipeline's gates. With every worker busy a check waits no longer than the deadline (then it is None too, ``gate_timeout``).
 A schema that raises, or an answer nested past the 255 levels ``orjson`` writes (it reads 1024),
 is undecidable (``schema_gate_check`` returns ``UNDECIDABLE``). Workers exit when the gateway
 does (their stdin closes); those of an event loop that has closed (a server thread's, or a
