@@ -39,10 +39,10 @@ from billing.selectors import (
     UsageFilter,
     generation_missing,
     key_usage,
-    usage_aggregate,
     usage_records,
 )
 from billing.usage_export import UsageCsv
+from billing.usage_groups import UsageGroups
 from routerhub.errors import BadRequest
 from routerhub.keyset import KeysetPagination
 from routerhub.money import ZERO, money_str
@@ -381,7 +381,7 @@ class UsageView(TenantAPIView):
         filters, now = query.usage_filter(), timezone.now()
         # The first page reads the open range (whole rollups); only the links fix its end.
         fixed_end = filters.end is None and (filters.start is None or filters.start < now)
-        rows = usage_aggregate(
+        rows = UsageGroups(
             organization_id=self.organization.pk,
             filters=filters,
             group_by=query.validated_data["group_by"],
@@ -390,11 +390,11 @@ class UsageView(TenantAPIView):
             {
                 "group": str(row["group"]) if row["group"] is not None else None,
                 "requests": row["requests"],
-                "prompt_tokens": row["prompt_tokens"] or 0,
-                "completion_tokens": row["completion_tokens"] or 0,
-                "cost": money_str(row["cost"] or ZERO),
+                "prompt_tokens": row["prompt_tokens"],
+                "completion_tokens": row["completion_tokens"],
+                "cost": money_str(row["cost"]),
             }
-            for row in self.paginate_queryset(rows) or []
+            for row in self.paginate_queryset(rows) or []  # type: ignore[arg-type]
         ]
         response = self.get_paginated_response(results)
         response.data = {"group_by": query.validated_data["group_by"], **response.data}

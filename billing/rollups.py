@@ -171,11 +171,10 @@ _RAW_GROUPS: dict[str, Any] = {
 
 def _grouped(
     rows: QuerySet[Any], groups: dict[str, Any], dims: Sequence[str], measures: dict[str, Any]
-) -> Iterable[dict[str, Any]]:
+) -> QuerySet[Any]:
     names = {f"g_{dim}": groups[dim] for dim in dims}
-    query = rows.annotate(**names).values(*names).annotate(**measures).order_by()
-    for row in query:
-        yield {dim: row[f"g_{dim}"] for dim in dims} | {m: row[m] for m in measures}
+    grouped: QuerySet[Any] = rows.annotate(**names).values(*names).annotate(**measures)
+    return grouped.order_by()
 
 
 _COLUMNS = {
@@ -230,8 +229,20 @@ def usage_totals(
     """Requests, prompt and completion tokens and cost per combination of ``dims`` (any of day,
     key (its id, 0 for none), model, provider, router), in no particular order. Without an
     organization, ``filters.key_id`` is required (one key's spend)."""
+    parts = usage_parts(organization_id=organization_id, filters=filters, dims=dims)
+    return _merge(
+        (({dim: row[f"g_{dim}"] for dim in dims} | row for row in part) for part in parts), dims
+    )
+
+
+def usage_parts(
+    *, organization_id: int | None, filters: UsageFilter, dims: Sequence[str]
+) -> list[QuerySet[Any]]:
+    """The queries whose rows, added up per group, are ``usage_totals``: the whole days' rollups
+    and the partial days' records, each grouped by ``dims`` (values ``g_<dim>`` and
+    ``_MEASURES``; one group may be in several of them)."""
     split = _split(filters.start, filters.end)
-    parts: list[Iterable[dict[str, Any]]] = []
+    parts: list[QuerySet[Any]] = []
     if split.first_day is None or split.end_day is None or split.first_day < split.end_day:
         rollups = _rollup_rows(filters, organization_id, dims)
         if split.first_day is not None:
@@ -244,7 +255,7 @@ def usage_totals(
         raw = _raw_rows(replace(filters, start=start, end=end), organization_id)
         counted: dict[str, Any] = {"requests": Count("id")} | {m: Sum(m) for m in _MEASURES[1:]}
         parts.append(_grouped(raw, _RAW_GROUPS, dims, counted))
-    return _merge(parts, dims)
+    return parts
 
 
 def _merge(parts: Iterable[Iterable[dict[str, Any]]], dims: Sequence[str]) -> list[dict[str, Any]]:

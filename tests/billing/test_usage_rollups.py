@@ -21,6 +21,8 @@ from billing.models import UsageRecord, UsageRollup, UsageRollupAllKeys, UsageRo
 from billing.selectors import UsageFilter, key_usage, usage_aggregate
 from billing.services import ledger_post
 from billing.settlement import UsageDraft, usage_settle_batch
+from billing.usage_groups import UsageGroups
+from routerhub.money import money
 from tests.conftest import require_postgres
 from tests.factories import key_client, key_make, organization_make
 
@@ -157,6 +159,19 @@ def test_usage_from_rollups_equals_usage_from_records(settled, window, group_by)
             == expected
         )
         assert expected or window == "inside one day"
+        groups = UsageGroups(organization_id=settled.pk, filters=filters, group_by=group_by)
+        paged = [row for start in range(0, 40, 2) for row in groups[start : start + 2]]
+        assert groups.count() == len(expected)
+        assert paged == [_normalised(row) for row in expected]  # the API's pages, in order
+
+
+def _normalised(row: dict[str, Any]) -> dict[str, Any]:
+    measures = ("prompt_tokens", "completion_tokens")
+    return (
+        {"group": row["group"], "requests": row["requests"]}
+        | {name: row[name] or 0 for name in measures}
+        | {"cost": money(row["cost"] or 0)}
+    )
 
 
 @pytest.mark.django_db
