@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     from billing.selectors import UsageFilter
 
 _DIMENSIONS = ("organization_id", "day", "key_id", "model", "provider", "router", "status")
-_MEASURES = ("requests", "prompt_tokens", "completion_tokens", "cost")
+_MEASURES = ("requests", "prompt_tokens", "completion_tokens", "cost", "cache_write_tokens")
 RollupKey = tuple[int, date, int, str, str, str, str]  # values of ``_DIMENSIONS``
-Totals = tuple[int, int, int, Decimal]  # values of ``_MEASURES``
+Totals = tuple[int, int, int, Decimal, int]  # values of ``_MEASURES``
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,10 @@ class _Table:
     def project(self, totals: Mapping[RollupKey, Totals]) -> dict[tuple[Any, ...], Totals]:
         kept = [_DIMENSIONS.index(d) for d in self.dimensions]
         out: dict[tuple[Any, ...], Totals] = {}
-        for key, (requests, prompt, completion, cost) in totals.items():
+        for key, (requests, prompt, completion, cost, written) in totals.items():
             short = tuple(key[i] for i in kept)
-            r, p, c, k = out.get(short, (0, 0, 0, ZERO))
-            out[short] = (r + requests, p + prompt, c + completion, k + cost)
+            r, p, c, k, w = out.get(short, (0, 0, 0, ZERO, 0))
+            out[short] = (r + requests, p + prompt, c + completion, k + cost, w + written)
         return out
 
 
@@ -112,19 +112,20 @@ def usage_rollups_add(drafts: Iterable[UsageDraft]) -> None:
     totals: dict[RollupKey, Totals] = {}
     for draft in drafts:
         key = _rollup_key(draft)
-        requests, prompt, completion, cost = totals.get(key, (0, 0, 0, ZERO))
+        requests, prompt, completion, cost, written = totals.get(key, (0, 0, 0, ZERO, 0))
         totals[key] = (
             requests + 1,
             prompt + draft.prompt_tokens,
             completion + draft.completion_tokens,
             cost + money(draft.cost),
+            written + draft.cache_write_tokens,
         )
     _upsert(totals)
 
 
 def usage_rollup_adjust(draft: UsageDraft, cost_change: Decimal) -> None:
     """Move a recorded request's cost in its rollups (settlement charged less than its cost)."""
-    _upsert({_rollup_key(draft): (0, 0, 0, cost_change)})
+    _upsert({_rollup_key(draft): (0, 0, 0, cost_change, 0)})
 
 
 # Read side ---------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ def _raw_rows(filters: UsageFilter, organization_id: int | None) -> QuerySet[Usa
 def usage_totals(
     *, organization_id: int | None, filters: UsageFilter, dims: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """Requests, prompt and completion tokens and cost per combination of ``dims`` (any of day,
+    """Requests, prompt and completion tokens, cost and cache writes per combination of ``dims`` (any of day,
     key (its id, 0 for none), model, provider, router), in no particular order. Without an
     organization, ``filters.key_id`` is required (one key's spend)."""
     split = _split(filters.start, filters.end)
@@ -248,7 +249,7 @@ def usage_totals(
 
 
 def _merge(parts: Iterable[Iterable[dict[str, Any]]], dims: Sequence[str]) -> list[dict[str, Any]]:
-    totals: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, 0, ZERO])
+    totals: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, 0, ZERO, 0])
     for part in parts:
         for row in part:
             total = totals[tuple(row[dim] for dim in dims)]

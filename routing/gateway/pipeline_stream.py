@@ -68,6 +68,7 @@ async def stream_buffered(ex: Exchange, body: JSON, usage: Usage) -> None:
     if ex.anthropic:
         encoder = MessagesStreamEncoder(ex.generation_id, body["model"])
         started = Usage(usage.prompt_tokens, 0, usage.cached_tokens)
+        started.cache_write_tokens = usage.cache_write_tokens
         out = encoder.start(started) + b"".join(encoder.chunk(choice) for choice in choices)
         await ex.req.write(out + encoder.finish(usage, body["usage"]["cost"]))
     else:
