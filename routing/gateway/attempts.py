@@ -30,7 +30,9 @@ from routing.gateway.catalog_cache import EndpointInfo
 from routing.gateway.exchange import (
     UNUSABLE,
     Exchange,
+    TimedOut,
     impossible,
+    prompt_estimate_usage,
     sent_trace,
 )
 from routing.gateway.needs import readable_body
@@ -87,11 +89,24 @@ def transport_failed(ex: Exchange, endpoint: EndpointInfo, exc: Exception) -> No
     """An attempt that got no response: it timed out (the connection's or the request's
     deadline) or could not connect."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        failed(ex, endpoint, "timeout")
+        timed_out(ex, endpoint)
     elif isinstance(exc, httpx.DecodingError):  # past the size bound, or an encoding refused
         failed(ex, endpoint, "malformed_response", str(exc))
     else:
         failed(ex, endpoint, "connection_error", str(exc) or type(exc).__name__)
+
+
+def timed_out(ex: Exchange, endpoint: EndpointInfo) -> None:
+    """A failed attempt that timed out. If the provider had the whole request by then
+    (``ex.sending``), it bills that prompt though it never answered: the attempt is charged its
+    prompt, estimated, at its endpoint (``exchange.timeouts_charge``), as a call abandoned while
+    the provider had it is. A timeout before the request was written (connecting, in the TLS
+    handshake, waiting for a pooled connection) is free, as every other failed attempt."""
+    sent = ex.sending if ex.sending is not None and ex.sending.endpoint is endpoint else None
+    failed(ex, endpoint, "timeout")
+    if sent is not None:
+        usage = prompt_estimate_usage(ex, endpoint)
+        ex.timed_out.append(TimedOut(ex.attempts[-1], sent, usage))
 
 
 def scrubbed(text: str, candidate: Candidate) -> str:

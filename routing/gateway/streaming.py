@@ -23,6 +23,7 @@ from routing.gateway.attempts import (
     rejected,
     scrubbed,
     skip,
+    timed_out,
     transport_failed,
     upstream_request,
 )
@@ -120,10 +121,14 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
             ex.first_byte_at = time.monotonic()
             return OpenStream(response, events, decoder, first)
         error, detail = "unusable_response", UNUSABLE
-    ex.sending = None  # failed: not billed while the connection closes
+    if error == "timeout":  # the provider has the request: its prompt is billed
+        timed_out(ex, endpoint)
+    else:
+        ex.sending = None  # failed: not billed while the connection closes
     await response.aclose()
     response_release(response)
-    failed(ex, endpoint, error, scrubbed(detail, candidate))
+    if error != "timeout":
+        failed(ex, endpoint, error, scrubbed(detail, candidate))
     return None
 
 
