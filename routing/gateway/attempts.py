@@ -70,7 +70,7 @@ def skip(ex: Exchange, endpoint: EndpointInfo) -> bool:
 
 
 def failed(ex: Exchange, endpoint: EndpointInfo, error: str, detail: str = "") -> None:
-    ex.sending = None  # the provider's failure: nothing of this attempt is billed
+    ex.sending = None  # the provider's failure: not billed (a sent timeout: ``timed_out``)
     if not ex.trying_byok:
         health.health_record_failure(endpoint.id)
     ex.attempts.append(

@@ -21,7 +21,7 @@ from accounts.keys import AuthenticatedKey, bearer_token, key_authenticate_async
 from billing import metering
 from billing.metering import UsageDraft, UsageFlag
 from routerhub.errors import ApiError, Forbidden, Unauthorized
-from routerhub.money import ZERO
+from routerhub.money import ZERO, money_str
 from routing.gateway import health
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.gateway.http import GatewayRequest, InFlight
@@ -235,7 +235,7 @@ def timeouts_charge(ex: Exchange) -> Decimal:
         usage, byok = timeout.usage, timeout.candidate.is_byok
         cost = metering.price(child, endpoint.prices, usage, is_byok=byok, held=ex.reserved)
         cost = min(cost, max(ex.reserved - draft.cost - added, ZERO))
-        timeout.entry["billed"] = {"prompt_tokens": usage.prompt_tokens, "cost": str(cost)}
+        timeout.entry["billed"] = {"prompt_tokens": usage.prompt_tokens, "cost": money_str(cost)}
         added += cost
     if sent:
         draft.flag(UsageFlag.USAGE_ESTIMATED)

@@ -121,14 +121,12 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
             ex.first_byte_at = time.monotonic()
             return OpenStream(response, events, decoder, first)
         error, detail = "unusable_response", UNUSABLE
-    if error == "timeout":  # the provider has the request: its prompt is billed
+    if error == "timeout":  # recorded before the connection closes, as a failure is
         timed_out(ex, endpoint)
     else:
-        ex.sending = None  # failed: not billed while the connection closes
+        failed(ex, endpoint, error, scrubbed(detail, candidate))
     await response.aclose()
     response_release(response)
-    if error != "timeout":
-        failed(ex, endpoint, error, scrubbed(detail, candidate))
     return None
 
 

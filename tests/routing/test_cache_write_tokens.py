@@ -11,7 +11,11 @@ import io
 from accounts.models import KeyScope, Role
 from routing.gateway.responses_answer import response_from_chat
 from tests.factories import dashboard_client, key_client, member_add
-from tests.routing.test_prompt_caching import long_context, marked_request, messages_client
+from tests.routing.test_prompt_caching import (
+    long_context,
+    marked_request,
+    messages_client,
+)
 from tests.routing.world import World
 
 
@@ -23,12 +27,20 @@ def test_cache_writes_are_their_own_column_and_are_shown_apart(world: World) -> 
     written = first.usage.cache_creation_input_tokens
     assert written and written > 1000
     record, later = world.usage_record(first.id), world.usage_record(second.id)
-    assert (record.cache_write_tokens, record.cached_tokens) == (written, 0)
-    assert (later.cache_write_tokens, later.cached_tokens) == (0, written)
-    assert record.prompt_tokens == first.usage.input_tokens + written  # writes are prompt tokens
+    assert (record.cache_write_tokens, record.cached_tokens) == (
+        written,
+        first.usage.cache_read_input_tokens,
+    )
+    assert (later.cache_write_tokens, later.cached_tokens) == (
+        0,
+        second.usage.cache_read_input_tokens,
+    )
+    assert later.cached_tokens >= written  # what the first call wrote, the second read
+    reads = first.usage.cache_read_input_tokens
+    assert record.prompt_tokens == first.usage.input_tokens + reads + written
 
     shown = key_client(world.key).get(f"/api/v1/generation?id={first.id}").json()
-    assert (shown["cache_write_tokens"], shown["cached_tokens"]) == (written, 0)
+    assert (shown["cache_write_tokens"], shown["cached_tokens"]) == (written, reads)
     manage = key_client(world.key_for(scope=KeyScope.MANAGE))
     rows = csv.DictReader(io.StringIO(manage.get("/api/v1/usage/export.csv").getvalue().decode()))
     exported = {row["id"]: row for row in rows}

@@ -10,7 +10,6 @@ platform the provider's bill, as often as a client liked.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -25,14 +24,6 @@ from tests.security.raw_upstream import RawUpstream, holds
 
 PROMPT = "Explain the migration routes of every whale species, ocean by ocean. " * 300
 M = Decimal(1_000_000)
-
-
-@pytest.fixture
-def raw_servers() -> Iterator[list[RawUpstream]]:
-    servers: list[RawUpstream] = []
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 def _catalog(world: World, *upstreams: tuple[str, str, str]) -> None:
