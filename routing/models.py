@@ -50,6 +50,13 @@ class Provider(models.Model):
         return self.slug
 
 
+# OpenRouter's model categories (``GET /api/v1/models?category=``), as its API lists them.
+MODEL_CATEGORIES = (
+    "programming", "roleplay", "marketing", "marketing/seo", "technology", "science",
+    "translation", "legal", "finance", "health", "trivia", "academia",
+)  # fmt: skip
+
+
 class CatalogModel(models.Model):
     """A model as clients name it (``openai/gpt-4o-mini``), served by one or more endpoints."""
 
@@ -69,6 +76,11 @@ class CatalogModel(models.Model):
     )
     is_simulated = models.BooleanField(default=False)
     enabled = models.BooleanField(default=True)
+    categories = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="OpenRouter's use-case categories (programming, translation, …) it suits.",
+    )
 
     class Meta:
         ordering = ("id",)
@@ -295,6 +307,11 @@ class SelectionSession(TenantModel):
     feedback_model = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     feedback_at = models.DateTimeField(null=True, blank=True)
+    # Not Diamond's latency report (``/v2/report/metrics/latency``): the SDK's measured output
+    # tokens per second of the call it made with ``latency_model`` (the last report kept).
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    latency_model = models.CharField(max_length=200, blank=True)
+    latency_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["organization", "-created_at"])]

@@ -10,12 +10,16 @@ Not Diamond's Python SDK (``notdiamond``, ``NOTDIAMOND_API_URL`` or ``nd_api_url
   same way (RouterHub has no latency predictions: the cheaper models are the faster ones here);
 - ``tools`` keeps the candidates whose catalog endpoints can call tools; ``hash_content: true``
   keeps the prompt out of the session even when the organization logs prompts;
-- a selection is a ``SelectionSession``; feedback is ``{metric: 0|1}`` on its session.
+- a selection is a ``SelectionSession``; feedback is ``{metric: 0|1}`` on its session;
+- a latency report (``report/metrics/latency``, sent by the SDK after each call it makes when
+  ``latency_tracking`` is on) stores its ``tokens_per_second`` and model on the session: a record
+  of what the client measured. Routing does not read it (RouterHub measures its endpoints itself).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import uuid
 from typing import Any
@@ -163,8 +167,10 @@ def model_select(*, organization: Organization, body: dict[str, Any]) -> dict[st
     return {"providers": [offered[m] for m in ranked], "session_id": str(session.id)}
 
 
-def feedback_record(*, organization: Organization, body: dict[str, Any]) -> dict[str, Any]:
-    """Store ``{metric: 0|1}`` for the model a session served."""
+def _session_and_model(
+    organization: Organization, body: dict[str, Any]
+) -> tuple[SelectionSession, str]:
+    """The organization's session ``body`` reports on and the ranked model it names."""
     try:
         session_id = uuid.UUID(str(body.get("session_id")))
     except ValueError:
@@ -183,6 +189,33 @@ def feedback_record(*, organization: Organization, body: dict[str, Any]) -> dict
             f"provider must be one of the models this session ranked: {', '.join(session.candidates)}.",
             param="provider",
         )
+    return session, model
+
+
+def latency_record(*, organization: Organization, body: dict[str, Any]) -> dict[str, Any]:
+    """Store the client-measured ``{"tokens_per_second": x}`` of a session's model call."""
+    session, model = _session_and_model(organization, body)
+    feedback = body.get("feedback")
+    speed = feedback.get("tokens_per_second") if isinstance(feedback, dict) else None
+    if (
+        not isinstance(speed, int | float)
+        or isinstance(speed, bool)
+        or not math.isfinite(speed)
+        or speed < 0
+    ):
+        raise BadRequest(
+            'feedback must be {"tokens_per_second": <a number, 0 or more>}.', param="feedback"
+        )
+    session.tokens_per_second = float(speed)
+    session.latency_model = model
+    session.latency_at = timezone.now()
+    session.save(update_fields=["tokens_per_second", "latency_model", "latency_at"])
+    return {"session_id": str(session.id), "provider": model, "tokens_per_second": float(speed)}
+
+
+def feedback_record(*, organization: Organization, body: dict[str, Any]) -> dict[str, Any]:
+    """Store ``{metric: 0|1}`` for the model a session served."""
+    session, model = _session_and_model(organization, body)
     feedback = body.get("feedback")
     if (
         not isinstance(feedback, dict)

@@ -2,6 +2,7 @@
 
 Shapes follow Not Diamond's Python SDK (``notdiamond`` 0.4): ``modelSelect`` answers
 ``{providers: [{provider, model}], session_id}``, feedback ``{session_id, provider, feedback}``,
+latency ``{session_id, provider, tokens_per_second}``,
 ``userPreferenceCreate`` and ``trainCustomRouter`` ``{preference_id}``. Authentication is a
 RouterHub API key as the bearer token: inference keys may select and report feedback, creating and
 training routers needs a management key of an admin (as ``/api/v1/routers`` does).
@@ -84,25 +85,31 @@ class ModelSelectView(TenantAPIView):
         )
 
 
-class FeedbackView(TenantAPIView):
-    """Not Diamond's feedback: ``{metric: 0|1}`` for the model a model-select session chose."""
+class _SessionReportView(TenantAPIView):
+    """A report on a model-select session, sent with the key that selected."""
 
     tenant_model = SelectionSession
     inference_key_allowed = True
     parser_classes = [JSONParser]
 
+
+def _report(name: str, feedback_child: serializers.Field[Any, Any, Any, Any], example: str) -> Any:
+    return inline_serializer(
+        name,
+        {
+            "session_id": serializers.UUIDField(),
+            "provider": _provider(),
+            "feedback": serializers.DictField(child=feedback_child, help_text=example),
+        },
+    )
+
+
+class FeedbackView(_SessionReportView):
+    """Not Diamond's feedback: ``{metric: 0|1}`` for the model a model-select session chose."""
+
     @extend_schema(
         operation_id="notdiamond_feedback",
-        request=inline_serializer(
-            "NotDiamondFeedback",
-            {
-                "session_id": serializers.UUIDField(),
-                "provider": _provider(),
-                "feedback": serializers.DictField(
-                    child=serializers.IntegerField(), help_text='{"accuracy": 0|1}'
-                ),
-            },
-        ),
+        request=_report("NotDiamondFeedback", serializers.IntegerField(), '{"accuracy": 0|1}'),
         responses=inline_serializer(
             "NotDiamondFeedbackRecorded",
             {
@@ -115,6 +122,29 @@ class FeedbackView(TenantAPIView):
     def post(self, request: Request) -> Response:
         return Response(
             notdiamond.feedback_record(organization=self.organization, body=_body(request))
+        )
+
+
+class LatencyView(_SessionReportView):
+    """Not Diamond's latency report: the SDK's measured tokens per second of a session's call."""
+
+    @extend_schema(
+        operation_id="notdiamond_latency",
+        request=_report(
+            "NotDiamondLatency", serializers.FloatField(), '{"tokens_per_second": 42.0}'
+        ),
+        responses=inline_serializer(
+            "NotDiamondLatencyRecorded",
+            {
+                "session_id": serializers.UUIDField(),
+                "provider": serializers.CharField(),
+                "tokens_per_second": serializers.FloatField(),
+            },
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        return Response(
+            notdiamond.latency_record(organization=self.organization, body=_body(request))
         )
 
 

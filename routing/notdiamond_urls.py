@@ -16,6 +16,11 @@ urlpatterns = [
         name="notdiamond-feedback",
     ),
     path(
+        "v2/report/metrics/latency",
+        notdiamond_api.LatencyView.as_view(),
+        name="notdiamond-latency",
+    ),
+    path(
         "v2/preferences/userPreferenceCreate",
         notdiamond_api.PreferenceCreateView.as_view(),
         name="notdiamond-preference-create",

@@ -13,7 +13,8 @@ shapes have a RouterHub equivalent:
   with its model; ``aggregate: {"type": "judge"}`` picks one with it instead); joined at
   ``pipeline_end`` itself, ``aggregate`` says how to combine them.
 
-Everything else is refused: operators (functions, conditions, variables, subrequests, errors),
+Attachment field mappings are checked against the fields the objects declare
+(``routing.pipeline_ubiops_fields``). Everything else is refused: operators (functions, conditions, variables, subrequests, errors),
 sub-pipelines, cycles, unattached objects, unmapped deployments, other shapes, request or
 response fields that are not one text field, and a joining deployment whose sources do not all
 map one and the same field.
@@ -24,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from routerhub.errors import BadRequest
+from routing.pipeline_ubiops_fields import mappings_check
 
 START, END = "pipeline_start", "pipeline_end"
 MAX_OBJECTS = 64
@@ -67,6 +69,7 @@ def ubiops_definition(
     _fields_check(export, "output")
     objects = _objects(export.get("objects"), deployments)
     sources = _attachments(export.get("attachments"), objects)
+    mappings_check(export)
     order = _topological(objects, sources)
     targets: dict[str, list[str]] = {name: [] for name in [START, *objects]}
     for destination in [*order, END]:

@@ -12,6 +12,10 @@ decides with; the lowest-scoring when costs are unknown). The strong-win rate of
 ``calibrate`` answers RouteLLM's ``calibrate_threshold``: the ``1 - strong_share`` quantile of the
 rates over the version's training prompts (at most ``CALIBRATION_MAX_PROMPTS``, an even sample), so
 that ``rate >= threshold`` sends ``strong_share`` of that traffic to the strong model.
+
+``router-<slug>-<P>%`` (``router-mf-30%``) names the share instead of the threshold: P percent of
+calls to the strong model (RouteLLM's ``--strong-model-pct``, as a percentage), served with the
+threshold ``calibrate`` gives the router's active version for that share.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from training import serving
 from training.serving import RouterVersion
 
 MODEL_NAME = re.compile(
-    r"router-(?P<slug>[-a-zA-Z0-9_]+)-(?P<threshold>[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)"
+    r"router-(?P<slug>[-a-zA-Z0-9_]+)-(?P<threshold>[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)(?P<pct>%)?"
 )
 MODEL_NAME_MAX = 80  # UsageRecord.router's width
 CALIBRATION_MAX_PROMPTS = 20_000
@@ -43,8 +47,18 @@ class Pair:
     weak: str
 
 
-def routellm_model_parse(model: str) -> tuple[str, float] | None:
-    """``(slug, threshold)`` of ``router-<slug>-<threshold>``, ``None`` for any other name."""
+@dataclass(frozen=True)
+class RouteLLMName:
+    """A parsed ``router-<slug>-<threshold>`` (``strong_share`` ``None``) or ``-<P>%`` name."""
+
+    slug: str
+    threshold: float | None
+    strong_share: float | None = None
+
+
+def routellm_model_parse(model: str) -> RouteLLMName | None:
+    """The parts of ``router-<slug>-<threshold>`` or ``router-<slug>-<P>%``, ``None`` for any
+    other name."""
     match = MODEL_NAME.fullmatch(model)
     if match is None:
         return None
@@ -56,14 +70,23 @@ def routellm_model_parse(model: str) -> tuple[str, float] | None:
             "with fewer digits.",
             param="model",
         )
-    threshold = float(match["threshold"])
-    if not 0.0 <= threshold <= 1.0:
+    value = float(match["threshold"])
+    if match["pct"]:
+        if not 0.0 <= value <= 100.0:
+            raise BadRequest(
+                f"The percentage in '{model}' must be from 0 to 100 (the share of calls to the "
+                "strong model).",
+                param="model",
+            )
+        return RouteLLMName(match["slug"], None, value / 100.0)
+    if not 0.0 <= value <= 1.0:
         raise BadRequest(
-            f"The threshold in '{model}' must be from 0 to 1 (a strong-win rate); "
-            "POST /api/v1/routers/{slug}/calibrate gives the one for a share of strong calls.",
+            f"The threshold in '{model}' must be from 0 to 1 (a strong-win rate), or name a "
+            f"share of strong calls as a percentage (router-{match['slug']}-30%); "
+            "POST /api/v1/routers/{slug}/calibrate gives the threshold for a share.",
             param="model",
         )
-    return match["slug"], threshold
+    return RouteLLMName(match["slug"], value)
 
 
 def version_pair(version: RouterVersion) -> Pair:
@@ -106,9 +129,11 @@ def strong_win_rates(version: RouterVersion, pair: Pair, prompts: list[str]) -> 
 
 
 async def routellm_decide_async(
-    *, organization_id: int, model_id: str, slug: str, threshold: float, prompt: str
+    *, organization_id: int, model_id: str, name: RouteLLMName, prompt: str
 ) -> RouterDecision:
-    """Strong first when the prompt's strong-win rate reaches ``threshold``, else weak first."""
+    """Strong first when the prompt's strong-win rate reaches the name's threshold (for a
+    percentage, the calibrated one), else weak first."""
+    slug = name.slug
     started = time.perf_counter()
     row = await router_row_async(organization_id, slug)
     if row is None or row.version is None:
@@ -120,6 +145,12 @@ async def routellm_decide_async(
         )
     version = row.version
     pair = await sync_to_async(_pair_cached, thread_sensitive=False)(version.pk)
+    threshold = name.threshold
+    if threshold is None:
+        assert name.strong_share is not None
+        threshold = await sync_to_async(share_threshold, thread_sensitive=False)(
+            version, name.strong_share
+        )
     rate = float(strong_win_rates(version, pair, [prompt])[0])
     strong = RankedChoice(pair.strong, rate, None)  # the strong entry carries the rate
     weak = RankedChoice(pair.weak, None, None)
@@ -161,10 +192,15 @@ def _calibration_rates(version: RouterVersion) -> tuple[Pair, np.ndarray]:
     return cached
 
 
-def routellm_calibrate(*, version: RouterVersion, strong_share: float) -> dict[str, object]:
+def share_threshold(version: RouterVersion, strong_share: float) -> float:
     """The threshold sending ``strong_share`` of the version's training prompts to strong."""
+    return float(np.quantile(_calibration_rates(version)[1], 1.0 - strong_share))
+
+
+def routellm_calibrate(*, version: RouterVersion, strong_share: float) -> dict[str, object]:
+    """``share_threshold`` with the pair and the share of the prompts it achieves."""
     pair, rates = _calibration_rates(version)
-    threshold = float(np.quantile(rates, 1.0 - strong_share))
+    threshold = share_threshold(version, strong_share)
     return {
         "threshold": threshold,
         "strong_share": strong_share,

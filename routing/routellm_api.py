@@ -19,8 +19,23 @@ class CalibrateInput(serializers.Serializer[Any]):
     strong_share = serializers.FloatField(
         min_value=0.0,
         max_value=1.0,
+        required=False,
         help_text="Share of traffic (0..1) to send to the strong model, e.g. 0.5.",
     )
+    strong_model_pct = serializers.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        required=False,
+        help_text="RouteLLM's name for strong_share (calibrate_threshold --strong-model-pct).",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = [attrs[n] for n in ("strong_share", "strong_model_pct") if n in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {"strong_share": "Give strong_share (or RouteLLM's strong_model_pct), once."}
+            )
+        return {"strong_share": given[0]}
 
 
 CalibrateOutput = inline_serializer(
@@ -28,6 +43,9 @@ CalibrateOutput = inline_serializer(
     {
         "threshold": serializers.FloatField(),
         "model": serializers.CharField(help_text="router-<slug>-<threshold>, ready to call"),
+        "share_model": serializers.CharField(
+            help_text="router-<slug>-<P>%: the same share, recalibrated on each new version"
+        ),
         "strong_share": serializers.FloatField(),
         "achieved_share": serializers.FloatField(),
         "strong_model": serializers.CharField(),
@@ -57,7 +75,13 @@ class RouterCalibrateView(TenantAPIView):
             )
         data = CalibrateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        answer = routellm_calibrate(
-            version=router.active_version, strong_share=data.validated_data["strong_share"]
+        share: float = data.validated_data["strong_share"]
+        answer = routellm_calibrate(version=router.active_version, strong_share=share)
+        percent = f"{share * 100:g}"
+        return Response(
+            {
+                "model": f"router-{slug}-{answer['threshold']}",
+                "share_model": f"router-{slug}-{percent}%",
+                **answer,
+            }
         )
-        return Response({"model": f"router-{slug}-{answer['threshold']}", **answer})

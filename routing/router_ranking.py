@@ -152,6 +152,13 @@ def heuristic_decision(
         and not info.is_embedding  # a router answers chat; embedding models cannot
         and (candidates is None or model_id in candidates)
     ]
+    if not pool and candidates is not None:
+        raise NotFound(
+            f"None of the candidates ({', '.join(candidates)}) is a catalog chat model; "
+            "GET /v1/models lists them.",
+            param="model",
+            metadata={"candidates": candidates},
+        )
     if not pool:
         raise NotFound("router/auto has no catalog model to choose from.", param="model")
     prices = blended_prices(catalog, [m.id for m in pool], prompt)

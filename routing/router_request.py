@@ -27,8 +27,10 @@ def tradeoff_parse(value: Any, *, param: str = "router.tradeoff") -> float | Non
     )
 
 
-def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None]:
-    """The request's ``router`` extension: ``{tradeoff, candidates}``."""
+def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None, str]:
+    """The request's ``router`` extension ``{tradeoff, candidates}`` and the parameter that named
+    the candidates: ``router.candidates``, or else OpenRouter's ``models`` list beside a router
+    model (the router ranks among those only; giving both is refused)."""
     options = body.get("router") or {}
     if not isinstance(options, dict):
         raise InvalidInput("router must be an object: {tradeoff, candidates}.", param="router")
@@ -39,7 +41,19 @@ def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None
         raise InvalidInput(
             "router.candidates must be a list of model ids.", param="router.candidates"
         )
-    return tradeoff_parse(options.get("tradeoff")), candidates
+    tradeoff = tradeoff_parse(options.get("tradeoff"))
+    models = body.get("models")
+    if not models:
+        return tradeoff, candidates, "router.candidates"
+    if candidates is not None:
+        raise InvalidInput(
+            "Give a router's candidates once: models (the router ranks among them) or "
+            "router.candidates, not both.",
+            param="models",
+        )
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise InvalidInput("models must be a list of model ids.", param="models")
+    return tradeoff, list(dict.fromkeys(models)), "models"
 
 
 def messages_prompt(messages: Any) -> str:

@@ -221,18 +221,20 @@ async def routers_watch_activations() -> None:
 # --- decisions ---------------------------------------------------------------------------------
 
 
-def _narrow(row_candidates: list[str], requested: list[str] | None, router: str) -> list[str]:
+def _narrow(
+    row_candidates: list[str], requested: list[str] | None, router: str, param: str
+) -> list[str]:
     if requested is None:
         return row_candidates
     unknown = [c for c in requested if c not in row_candidates]
     if unknown:
         raise InvalidInput(
-            f"router.candidates must be among {router}'s candidates; unknown: {', '.join(unknown)}.",
-            param="router.candidates",
+            f"{param} must be among {router}'s candidates; unknown: {', '.join(unknown)}.",
+            param=param,
             metadata={"candidates": row_candidates},
         )
     if not requested:
-        raise InvalidInput("router.candidates must not be empty.", param="router.candidates")
+        raise InvalidInput(f"{param} must not be empty.", param=param)
     return requested
 
 
@@ -246,9 +248,11 @@ def router_decide(
     catalog: CatalogSnapshot | None,
     row: RouterRow | None,
     budget: KeyBudget | None = None,
+    candidates_param: str = "router.candidates",
 ) -> RouterDecision:
     """Rank the router's candidates for ``prompt`` (``row`` from ``router_row``); a budget-aware
-    key's ``budget`` moves the tradeoff toward cheaper models (``routing.budget``)."""
+    key's ``budget`` moves the tradeoff toward cheaper models (``routing.budget``).
+    ``candidates_param`` is the request field that named ``candidates``, for errors."""
     started = time.perf_counter()
     slug = model_id.removeprefix("router/")
     is_platform = slug == PLATFORM_ROUTER_SLUG
@@ -271,7 +275,7 @@ def router_decide(
             param="model",
             metadata={"model": model_id},
         )
-    chosen = _narrow(list(row.candidates), candidates, model_id)
+    chosen = _narrow(list(row.candidates), candidates, model_id, candidates_param)
     return _with_budget(
         lambda t: trained_decision(row, model_id, prompt, t, chosen, catalog, started),
         row.default_tradeoff if tradeoff is None else tradeoff,
@@ -298,6 +302,7 @@ async def router_decide_async(
     candidates: list[str] | None,
     catalog: CatalogSnapshot | None,
     budget: KeyBudget | None = None,
+    candidates_param: str = "router.candidates",
 ) -> RouterDecision:
     slug = model_id.removeprefix("router/")
     owner = None if slug == PLATFORM_ROUTER_SLUG else organization_id
@@ -315,4 +320,5 @@ async def router_decide_async(
         catalog=catalog,
         row=row,
         budget=budget,
+        candidates_param=candidates_param,
     )

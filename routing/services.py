@@ -17,6 +17,7 @@ from accounts.models import Organization, User
 from routerhub.domain import InvalidInput
 from routing.egress import base_url_check
 from routing.models import (
+    MODEL_CATEGORIES,
     ApiStyle,
     CatalogModel,
     CatalogRevision,
@@ -45,6 +46,13 @@ def _capability_fields(capabilities: list[str]) -> dict[str, bool]:
     if unknown:
         raise ValueError(f"unknown capabilities {sorted(unknown)}")
     return {f"supports_{name}": name in capabilities for name in CAPABILITIES}
+
+
+def _categories(model_id: str, categories: list[str]) -> list[str]:
+    unknown = set(categories) - set(MODEL_CATEGORIES)
+    if unknown:
+        raise ValueError(f"{model_id}: unknown categories {sorted(unknown)}")
+    return list(categories)
 
 
 def _per_token(per_million: str | float) -> Decimal:
@@ -104,6 +112,7 @@ def _model_sync(item: dict[str, Any]) -> CatalogModel:
             "is_simulated": item.get("is_simulated", False),
             "enabled": item.get("enabled", True),
             **_capability_fields(item.get("capabilities", [])),
+            "categories": _categories(item["id"], item.get("categories", [])),
         },
     )
     return model

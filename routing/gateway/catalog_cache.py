@@ -55,6 +55,7 @@ class ModelInfo:
     is_simulated: bool
     endpoints: tuple[EndpointInfo, ...]
     is_embedding: bool = False  # served by /v1/embeddings only; chat never plans it
+    categories: tuple[str, ...] = ()  # OpenRouter's use-case categories (catalog.toml)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,7 @@ def _load(revision: int) -> CatalogSnapshot:
             is_simulated=model.is_simulated,
             endpoints=tuple(endpoints.get(model.id, ())),
             is_embedding=model.supports_embeddings,
+            categories=tuple(model.categories or ()),
         )
         for model in CatalogModel.objects.filter(enabled=True)
     }

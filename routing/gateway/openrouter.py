@@ -3,7 +3,9 @@
 Inference paths are the ``/v1`` handlers themselves (``/api/v1/chat/completions`` is
 ``/v1/chat/completions``, and so on); the model listings are OpenRouter's shapes:
 ``GET /api/v1/models`` (``{"data": [model]}`` with ``architecture``, ``top_provider``, string
-prices per token; ``?supported_parameters=tools,…`` keeps the models that support them all) and
+prices per token; ``?supported_parameters=tools,…`` keeps the models that support them all;
+``?category=programming`` keeps the models whose catalog ``categories`` include it, one of
+OpenRouter's twelve (another is a 400 naming ``category``, as OpenRouter's enum refuses it)) and
 ``GET /api/v1/models/{author}/{slug}/endpoints``. Paths RouterHub's own platform API already owns
 (``/api/v1/key``, ``/api/v1/credits``, ``/api/v1/generation``) stay Django's views; they carry
 OpenRouter's ``data`` envelope beside their own fields.
@@ -17,11 +19,12 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from routerhub.errors import NotFound
+from routerhub.errors import BadRequest, NotFound
 from routing.gateway import chat, completions, embeddings, health, responses
 from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo, ModelInfo, catalog_get
 from routing.gateway.http import GatewayRequest, Scope
 from routing.gateway.listing import price_str
+from routing.models import MODEL_CATEGORIES
 from routing.providers.base import JSON
 from routing.providers.embeddings import EMBEDDING_PARAMETERS
 
@@ -56,9 +59,13 @@ async def openrouter(req: GatewayRequest, method_check: Callable[[str, str], Non
     method_check(req.method, "GET")
     catalog = await catalog_get()
     if path == f"{_PREFIX}/models":
-        wanted = _wanted_parameters(req.scope.get("query_string", b""))
-        if wanted:
-            await req.respond_json(200, {"data": _models_supporting(catalog, wanted)})
+        query = _query(req.scope.get("query_string", b""))
+        wanted, category = _wanted_parameters(query), _category(query)
+        if wanted or category:
+            listed = _models_supporting(catalog, wanted)
+            if category:
+                listed = [m for m in listed if category in catalog.models[m["id"]].categories]
+            await req.respond_json(200, {"data": listed})
         else:
             await req.respond(200, _models_rendered(catalog))
         return
@@ -169,9 +176,25 @@ def _model_with_endpoints(model: ModelInfo) -> JSON:
     return head | {"endpoints": [_endpoint(model, e) for e in ordered]}
 
 
-def _wanted_parameters(raw: bytes) -> set[str]:
+def _query(raw: bytes) -> dict[str, list[str]]:
+    return parse_qs(raw.decode("latin-1")[:_MAX_QUERY_CHARS])
+
+
+def _category(query: dict[str, list[str]]) -> str | None:
+    """OpenRouter's ``?category=`` (one of ``MODEL_CATEGORIES``; empty is no filter)."""
+    values = [v.strip().lower() for v in query.get("category", []) if v.strip()]
+    if not values:
+        return None
+    if len(values) > 1 or values[0] not in MODEL_CATEGORIES:
+        raise BadRequest(
+            f"category must be one of {', '.join(MODEL_CATEGORIES)} (one at a time).",
+            param="category",
+        )
+    return values[0]
+
+
+def _wanted_parameters(query: dict[str, list[str]]) -> set[str]:
     """OpenRouter's ``?supported_parameters=tools,response_format`` filter (every one needed)."""
-    query = parse_qs(raw.decode("latin-1")[:_MAX_QUERY_CHARS])
     values = ",".join(query.get("supported_parameters", []))
     return {name.strip() for name in values.split(",") if name.strip()}
 

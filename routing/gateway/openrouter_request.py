@@ -8,7 +8,8 @@
   orders the ``model`` + ``models`` list by each model's best endpoint for ``by`` (RouterHub
   then tries each model's endpoints in turn, so endpoints of different models never interleave).
 - An unknown ``model`` (or ``models`` entry) is skipped when another in the list is known: the
-  first known model is asked first, as OpenRouter falls back.
+  first known model is asked first, as OpenRouter falls back. Beside a router ``model`` the
+  ``models`` are its candidates; when none of them is known the request is refused.
 - ``reasoning`` is checked here and translated per provider by the adapters
   (``routing.providers.reasoning``).
 - ``openrouter/auto`` (OpenRouter's Auto Router) is RouterHub's platform router ``router/auto``.
@@ -190,8 +191,10 @@ def _best(catalog: CatalogSnapshot, model_id: str, by: str) -> Any:
 
 def _known_first(body: JSON, ids: list[str], catalog: CatalogSnapshot) -> JSON:
     known = [i for i in ids if i in catalog.models or i.startswith("router/")]
-    if not known:
-        return body  # planning answers the 404 naming the first unknown model
+    if not known or (known == [ids[0]] and ids[0].startswith("router/")):
+        # Planning answers the 404 naming the first unknown model, or the router's: its
+        # candidates (``models``) are all unknown.
+        return body
     return body | {"model": known[0], "models": known[1:]}
 
 

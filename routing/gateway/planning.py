@@ -109,8 +109,9 @@ def _model_ids(body: JSON) -> list[str]:
 async def _route(
     model_id: str, body: JSON, key: AuthenticatedKey, catalog: CatalogSnapshot
 ) -> RouterDecision:
-    """Rank a router's candidates for this prompt; the ranking becomes the fallback chain."""
-    tradeoff, candidates = router_options(body)
+    """Rank a router's candidates for this prompt (only the request's ``models`` when it lists
+    them, OpenRouter-style); the ranking becomes the fallback chain."""
+    tradeoff, candidates, candidates_param = router_options(body)
     decision = await router_decide_async(
         organization_id=key.organization_id,
         model_id=model_id,
@@ -119,6 +120,7 @@ async def _route(
         candidates=candidates,
         catalog=catalog,
         budget=key_budget(key),
+        candidates_param=candidates_param,
     )
     servable = [m for m in decision.models if m in catalog.models]
     if not servable:
@@ -133,9 +135,9 @@ async def _route(
 
 def _names_of(model_id: str) -> set[str]:
     """The names a key's ``allowed_models`` may give this model by: RouteLLM's
-    ``router-<slug>-<threshold>`` is also ``router/<slug>``."""
+    ``router-<slug>-<threshold>`` (or ``-<P>%``) is also ``router/<slug>``."""
     routellm = routellm_model_parse(model_id)
-    return {model_id} if routellm is None else {model_id, f"router/{routellm[0]}"}
+    return {model_id} if routellm is None else {model_id, f"router/{routellm.slug}"}
 
 
 async def _decision(
@@ -147,8 +149,7 @@ async def _decision(
         return await routellm_decide_async(
             organization_id=key.organization_id,
             model_id=model_id,
-            slug=routellm[0],
-            threshold=routellm[1],
+            name=routellm,
             prompt=messages_prompt(body["messages"]),
         )
     if model_id.startswith("router/"):

@@ -109,12 +109,20 @@ def test_model_select_shapes_and_errors(world: World) -> None:
     assert no_messages.status_code == 400 and no_messages.json()["error"]["param"] == "messages"
 
 
-def test_feedback_is_per_session_and_per_organization(world: World) -> None:
+def selected_session(world: World, prompt: str) -> str:
+    """A model-select session on a trained router, made with the world's inference key."""
     slug = trained_router(world)
+    return key_client(world.key).post(  # type: ignore[no-any-return]
+        SELECT,
+        {"messages": [{"role": "user", "content": prompt}], "llm_providers": PROVIDERS,
+         "preference_id": slug},
+        format="json",
+    ).json()["session_id"]  # fmt: skip
+
+
+def test_feedback_is_per_session_and_per_organization(world: World) -> None:
     inference = key_client(world.key)
-    session_id = inference.post(SELECT, {"messages": [{"role": "user", "content": PROMPTS[1]}],
-                                         "llm_providers": PROVIDERS, "preference_id": slug},
-                                format="json").json()["session_id"]  # fmt: skip
+    session_id = selected_session(world, PROMPTS[1])
     stranger = key_client(key_make(organization_make(name="Other")))
     feedback = {"session_id": session_id, "provider": PROVIDERS[0], "feedback": {"accuracy": 0}}
 
@@ -224,3 +232,35 @@ def test_model_select_with_tools_keeps_candidates_outside_the_catalog(world: Wor
     assert selected.json()["providers"] == [PROVIDERS[1]]
     assert SelectionSession.objects.get(id=selected.json()["session_id"]).candidates == [STRONG]
     assert toolless.status_code == 400 and toolless.json()["error"]["param"] == "tools"
+
+
+def test_the_sdks_latency_report_is_stored_on_its_session(world: World) -> None:
+    from notdiamond.llms.config import LLMConfig
+    from notdiamond.llms.request import report_latency
+
+    inference = key_client(world.key)
+    session_id = selected_session(world, PROMPTS[0])
+    config = LLMConfig(provider="test", model="claude", is_custom=True, context_length=128000,
+                       input_price=3.0, output_price=15.0, latency=1.0)  # fmt: skip
+    url = f"{world.gateway_url}/api/notdiamond"
+
+    status = report_latency(session_id=session_id, llm_config=config, tokens_per_second=41.5,
+                            notdiamond_api_key=world.key, nd_api_url=url)  # fmt: skip
+    stranger = report_latency(session_id=session_id, llm_config=config, tokens_per_second=9.0,
+                              notdiamond_api_key=key_make(organization_make(name="Other")),
+                              nd_api_url=url)  # fmt: skip
+    latency = "/api/notdiamond/v2/report/metrics/latency"
+    body = {"session_id": session_id, "provider": PROVIDERS[0]}
+    negative = inference.post(latency, {**body, "feedback": {"tokens_per_second": -1}},
+                              format="json")  # fmt: skip
+    text = inference.post(latency, {**body, "feedback": {"tokens_per_second": "fast"}},
+                          format="json")  # fmt: skip
+
+    # The SDK reports after every call it makes (latency_tracking is on by default): was a 404.
+    assert status == 200
+    assert stranger == 404
+    assert negative.status_code == 400 and negative.json()["error"]["param"] == "feedback"
+    assert text.status_code == 400 and text.json()["error"]["param"] == "feedback"
+    session = SelectionSession.objects.get(id=session_id)
+    assert (session.tokens_per_second, session.latency_model) == (41.5, STRONG)
+    assert session.latency_at is not None and session.feedback is None

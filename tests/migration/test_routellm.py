@@ -106,3 +106,26 @@ def test_bad_thresholds_and_untrained_routers_are_clear_errors(world: World) -> 
         calibrate.status_code == 404
         and "no trained version" in calibrate.json()["error"]["message"]
     )
+
+
+def test_a_percentage_model_name_sends_that_share_to_the_strong_model(world: World) -> None:
+    manage, prompts = train_on_battles(world)
+
+    pct = manage.post("/api/v1/routers/arena/calibrate", {"strong_model_pct": 0.3},
+                      format="json").json()  # fmt: skip
+    both = manage.post("/api/v1/routers/arena/calibrate",
+                       {"strong_share": 0.3, "strong_model_pct": 0.3}, format="json")  # fmt: skip
+    completions = [served(world, "router-arena-30%", prompt) for prompt in prompts]
+    by_threshold = [served(world, pct["model"], prompt).model for prompt in prompts]
+    with pytest.raises(openai.BadRequestError, match="from 0 to 100"):
+        served(world, "router-arena-130%", prompts[0])
+
+    # RouteLLM's --strong-model-pct was a 400 (strong_share required) and router-arena-30% a
+    # 400 (a threshold above 1).
+    assert pct["share_model"] == "router-arena-30%" and pct["strong_share"] == 0.3
+    assert both.status_code == 400
+    assert [c.model for c in completions] == by_threshold
+    strong_share = sum(c.model == STRONG for c in completions) / len(completions)
+    assert abs(strong_share - 0.3) <= 0.03
+    assert completions[0].model_extra["routing"]["router"] == "router-arena-30%"
+    assert world.usage_record(completions[0].id).router == "router-arena-30%"

@@ -418,3 +418,72 @@ def test_provider_preferences_prefer_a_slug_and_read_non_latin_names(world: Worl
     catalog["providers"][0]["name"] = "fake-openai-b"  # fake-openai named as the other's slug
     world.catalog(catalog)
     assert served_by({"only": ["fake-openai-b"]}) == "fake-openai-b"  # the slug, not the name
+
+
+def test_models_filtered_by_category(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["models"][0]["categories"] = ["programming", "science"]  # test/gpt
+    catalog["models"][2]["categories"] = ["programming"]  # test/gemini
+    catalog["models"][3]["categories"] = ["translation"]  # test/gemini-pro
+    world.catalog(catalog)
+    client = openrouter_client(world)
+
+    programming = client.models.list(extra_query={"category": "programming"})
+    coding_tools = get(world, "/models?category=Programming&supported_parameters=tools").json()
+    legal = get(world, "/models?category=legal").json()["data"]
+    unknown = get(world, "/models?category=cooking")
+    everything = get(world, "/models?category=").json()["data"]
+
+    # The category was ignored: every model came back for every category.
+    assert sorted(m.id for m in programming.data) == ["test/gemini", "test/gpt"]
+    assert sorted(m["id"] for m in coding_tools["data"]) == ["test/gemini", "test/gpt"]
+    assert legal == []
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "category"
+    assert "programming" in unknown.json()["error"]["message"]
+    assert len(everything) == 4
+
+
+def test_an_unknown_category_in_the_catalog_file_is_refused_at_sync() -> None:
+    from routing.services import _categories
+
+    with pytest.raises(ValueError, match="coding"):
+        _categories("test/gpt", ["programming", "coding"])
+
+
+def test_the_shipped_catalog_gives_every_category_it_names_a_known_name() -> None:
+    import tomllib
+
+    from routing.models import MODEL_CATEGORIES
+    from routing.services import CATALOG_FILE
+
+    models = tomllib.loads(CATALOG_FILE.read_text())["models"]
+    named = {c for m in models for c in m.get("categories", [])}
+
+    assert named and named <= set(MODEL_CATEGORIES)
+    assert (
+        "programming" in next(m for m in models if m["id"] == "mistralai/codestral")["categories"]
+    )
+
+
+def test_a_router_with_a_models_list_ranks_only_those_models(world: World) -> None:
+    client = openrouter_client(world)
+    hi = [{"role": "user", "content": "Hi"}]
+    given = ["test/claude", "test/gemini-pro"]
+
+    answers = [
+        client.chat.completions.create(model=name, messages=hi, extra_body={"models": given})
+        for name in ("router/auto", "openrouter/auto")
+    ]
+    both = post_chat(world, {"model": "router/auto", "messages": hi, "models": given,
+                             "router": {"candidates": ["test/gpt"]}})  # fmt: skip
+    unknown_only = post_chat(world, {"model": "router/auto", "messages": hi,
+                                     "models": ["nope/model"]})  # fmt: skip
+
+    # The router ranked the whole catalog (the cheapest, test/gpt or test/gemini, was served)
+    # and the given models were only fallbacks after its ranking.
+    for answer in answers:
+        assert answer.model == "test/gemini-pro"  # the cheaper of the two given
+        ranked = [c["model"] for c in answer.model_extra["routing"]["ranked"]]
+        assert sorted(ranked) == sorted(given)
+    assert both.status_code == 400 and both.json()["error"]["param"] == "models"
+    assert unknown_only.status_code == 404

@@ -206,7 +206,45 @@ REFUSED = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("ubiops", "param", "message"), REFUSED)
+def mapped(out: str, into: str) -> list[dict[str, str]]:
+    return [{"source_field_name": out, "destination_field_name": into}]
+
+
+def chain_with(index: int, mapping: Any, **fields: Any) -> dict[str, Any]:
+    """CHAIN with attachment ``index``'s mapping replaced, and fields declared on its objects
+    (``draft_input_fields=[…]``: the deployment's own fields, as UbiOps' deployment details give
+    them)."""
+    attachments = [dict(a) for a in CHAIN["attachments"]]
+    source = attachments[index]["sources"][0]
+    attachments[index]["sources"] = [{**source, "mapping": mapping}]
+    objects = [dict(o) for o in CHAIN["objects"]]
+    for name, value in fields.items():
+        owner, side = name.split("_", 1)
+        next(o for o in objects if o["name"] == owner)[side] = value
+    return {**CHAIN, "objects": objects, "attachments": attachments}
+
+
+NUMBER = [{"name": "count", "data_type": "int"}]
+MAPPING_REFUSED = [
+    (chain_with(0, mapped("question", "prompt")), "ubiops.attachments[0]",
+     "'pipeline_start' has no output field 'question' (its fields: prompt)"),
+    (chain_with(2, mapped("prompt", "answer")), "ubiops.attachments[2]",
+     "'pipeline_end' has no input field 'answer' (its fields: prompt)"),
+    (chain_with(1, mapped("answer", "prompt"), draft_output_fields=TEXT), "ubiops.attachments[1]",
+     "(draft → refine): 'draft' has no output field 'answer'"),
+    (chain_with(1, mapped("prompt", "text"), refine_input_fields=TEXT), "ubiops.attachments[1]",
+     "'refine' has no input field 'text'"),
+    (chain_with(0, mapped("prompt", "count"), draft_input_fields=NUMBER),
+     "ubiops.attachments[0]", "field 'prompt' (string) of 'pipeline_start' is mapped to 'count' "
+     "(int) of 'draft'; the types must match"),
+    (chain_with(1, [{"source_field_name": "prompt"}]), "ubiops.attachments[1]",
+     "mapping must be a list"),
+    (chain_with(1, mapped("prompt", "prompt"), draft_output_fields="prompt"),
+     "ubiops.objects.draft.output_fields", "must be a list"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("ubiops", "param", "message"), REFUSED + MAPPING_REFUSED)
 def test_what_has_no_routerhub_equivalent_is_refused_naming_the_object(
     world: World, ubiops: dict[str, Any], param: str, message: str
 ) -> None:
@@ -317,3 +355,15 @@ def test_an_aggregate_error_of_a_deployment_join_names_the_users_aggregate(world
     assert response.status_code == 400, response.content
     assert response.json()["error"]["param"] == "aggregate.template", response.json()
     assert not Pipeline.objects.exists()
+
+
+def test_mappings_between_declared_fields_of_one_type_are_imported(world: World) -> None:
+    catalog(world)
+    declared = chain_with(1, mapped("answer", "prompt"), draft_input_fields=TEXT,
+                          draft_output_fields=[{"name": "answer", "data_type": "string"}],
+                          refine_input_fields=TEXT, refine_output_fields=TEXT)  # fmt: skip
+
+    response = import_(world, "p", declared)
+
+    assert response.status_code == 201, response.content
+    assert [s["model"] for s in response.json()["steps"]] == ["test/gpt", "test/writer"]

@@ -39,10 +39,12 @@ INFERENCE_OPERATIONS = {
     ("POST", "/api/v1/routers/{slug}/select"),
     ("POST", "/api/v1/feedback"),
     # README "Where this release extends or changes API.md": RouteLLM's calibrate_threshold and
-    # Not Diamond's model select and feedback are inference-time calls, like select and feedback.
+    # Not Diamond's model select, feedback and latency reports are inference-time calls, like
+    # select and feedback (its SDK reports latency with the key it selects with).
     ("POST", "/api/v1/routers/{slug}/calibrate"),
     ("POST", "/api/notdiamond/v2/modelRouter/modelSelect"),
     ("POST", "/api/notdiamond/v2/report/metrics/feedback"),
+    ("POST", "/api/notdiamond/v2/report/metrics/latency"),
 }
 
 # Required parameters that name no object: a harmless value.

@@ -324,6 +324,7 @@ class Calibration(TypedDict, total=False):
 
     threshold: float
     model: str  # "router-<slug>-<threshold>"
+    share_model: str  # "router-<slug>-<P>%": the share, recalibrated for each new version
     strong_share: float
     achieved_share: float
     strong_model: str
