@@ -74,6 +74,7 @@ def membership_set_role(*, organization: Organization, membership_id: int, role:
     """Change a member's role; their API keys act with the new role (at most the one they were
     created with) in every worker within ``API_KEY_CACHE_TTL`` (``keys.key_role``)."""
     with transaction.atomic():
+        _owners_lock(organization)
         membership = (
             Membership.objects.select_for_update()
             .filter(organization=organization, pk=membership_id)
@@ -93,6 +94,7 @@ def membership_remove(*, organization: Organization, membership_id: int) -> None
     """Remove a member and revoke every API key they created in the organization (inference keys
     too: a key never carries more authority than its creator)."""
     with transaction.atomic():
+        _owners_lock(organization)
         membership = (
             Membership.objects.select_for_update()
             .filter(organization=organization, pk=membership_id)
@@ -107,6 +109,17 @@ def membership_remove(*, organization: Organization, membership_id: int) -> None
             organization=organization, created_by_id=membership.user_id, revoked_at__isnull=True
         ).update(revoked_at=timezone.now())
     key_cache_clear()
+
+
+def _owners_lock(organization: Organization) -> None:
+    """Serialize the organization's role changes and removals (its row, ``FOR NO KEY UPDATE``:
+    rows referencing it are still written meanwhile). Without it, two owners demoting or removing
+    each other at once each find the other still an owner, and both commit: no owner left."""
+    list(
+        Organization.objects.select_for_update(no_key=True)
+        .filter(pk=organization.pk)
+        .values_list("pk")
+    )
 
 
 def _ensure_another_owner(organization: Organization, membership: Membership) -> None:

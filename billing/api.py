@@ -39,10 +39,10 @@ from billing.selectors import (
     UsageFilter,
     generation_missing,
     key_usage,
-    usage_aggregate,
     usage_records,
 )
 from billing.usage_export import UsageCsv
+from billing.usage_groups import UsageGroups
 from routerhub.errors import BadRequest
 from routerhub.keyset import KeysetPagination
 from routerhub.money import ZERO, money_str
@@ -216,7 +216,11 @@ _GENERATION_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
     "router_version": _int_or_null,
     "prompt_tokens": serializers.IntegerField(),
     "completion_tokens": serializers.IntegerField(),
-    "cached_tokens": serializers.IntegerField(),
+    "cached_tokens": serializers.IntegerField(help_text="Prompt tokens read from a cache."),
+    "cache_write_tokens": serializers.IntegerField(
+        help_text="Prompt tokens written to the provider's prompt cache (Anthropic's "
+        "cache_creation_input_tokens; part of prompt_tokens, priced at 1.25x/2x input)."
+    ),
     "reasoning_tokens": serializers.IntegerField(),
     "cost": serializers.CharField(),
     "latency_ms": _int_or_null,
@@ -261,6 +265,9 @@ UsageOutput = inline_serializer(
                 "requests": serializers.IntegerField(),
                 "prompt_tokens": serializers.IntegerField(),
                 "completion_tokens": serializers.IntegerField(),
+                "cache_write_tokens": serializers.IntegerField(
+                    help_text="Of prompt_tokens: written to a provider's prompt cache."
+                ),
                 "cost": serializers.CharField(),
             },
             many=True,
@@ -280,6 +287,7 @@ def generation_json(record: UsageRecord) -> dict[str, Any]:
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "cached_tokens": record.cached_tokens,
+        "cache_write_tokens": record.cache_write_tokens,
         "reasoning_tokens": record.reasoning_tokens,
         "cost": money_str(record.cost),
         "latency_ms": record.latency_ms,
@@ -381,7 +389,7 @@ class UsageView(TenantAPIView):
         filters, now = query.usage_filter(), timezone.now()
         # The first page reads the open range (whole rollups); only the links fix its end.
         fixed_end = filters.end is None and (filters.start is None or filters.start < now)
-        rows = usage_aggregate(
+        rows = UsageGroups(
             organization_id=self.organization.pk,
             filters=filters,
             group_by=query.validated_data["group_by"],
@@ -390,11 +398,12 @@ class UsageView(TenantAPIView):
             {
                 "group": str(row["group"]) if row["group"] is not None else None,
                 "requests": row["requests"],
-                "prompt_tokens": row["prompt_tokens"] or 0,
-                "completion_tokens": row["completion_tokens"] or 0,
-                "cost": money_str(row["cost"] or ZERO),
+                "prompt_tokens": row["prompt_tokens"],
+                "completion_tokens": row["completion_tokens"],
+                "cache_write_tokens": row["cache_write_tokens"],
+                "cost": money_str(row["cost"]),
             }
-            for row in self.paginate_queryset(rows) or []
+            for row in self.paginate_queryset(rows) or []  # type: ignore[arg-type]
         ]
         response = self.get_paginated_response(results)
         response.data = {"group_by": query.validated_data["group_by"], **response.data}

@@ -58,7 +58,7 @@ def key_usage(*, key: ApiKey) -> KeyUsage:
 
 
 GROUPINGS = {"day", "model", "key", "router", "provider"}
-_DELETED_KEY = "(deleted key)"
+DELETED_KEY = "(deleted key)"
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def usage_aggregate(
         )
         merged: dict[str, dict[str, Any]] = {}
         for row in rows:
-            name = names.get(row.pop("key"), _DELETED_KEY)
+            name = names.get(row.pop("key"), DELETED_KEY)
             if name in merged:
                 merged[name] = {m: merged[name][m] + row[m] for m in row}
             else:

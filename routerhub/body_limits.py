@@ -37,6 +37,30 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PIPELINE_IMPORT_MAX_BYTES = 256 * 1024  # a UbiOps pipeline version export
 
+# orjson reads 1024 levels of nesting but writes only 255: a body read deeper than that fails when
+# it is written again (the gateway's upstream request and token bound, a pipeline gate's schema
+# check, a stored pipeline step sent upstream), a 500. Refused at reading, by the gateway and by
+# the API's JSON parser (``routerhub.parsers``), with room under 255 for the envelopes around it.
+MAX_JSON_DEPTH = 128
+
+
+def nested_deeper_than(raw: bytes | None, data: Any, limit: int) -> bool:
+    """Whether ``data`` (read from ``raw``, when given) nests lists and objects more than
+    ``limit`` deep. A body with fewer brackets than ``limit`` cannot (counted in C, the gateway's
+    common case); else the containers are walked level by level, stopping at ``limit``."""
+    if raw is not None and raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    layer = [data] if isinstance(data, dict | list) else []
+    for _ in range(limit):
+        deeper: list[Any] = []
+        for node in layer:
+            children = node.values() if isinstance(node, dict) else node
+            deeper.extend(child for child in children if isinstance(child, dict | list))
+        if not deeper:
+            return False
+        layer = deeper
+    return True
+
 
 class _BodyTooLarge(Exception):
     """Raised from ``receive`` into Django's body reader: the client sent more than the limit."""

@@ -241,6 +241,12 @@ REST_FRAMEWORK = {
         "accounts.authentication.CsrfSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsOrganizationMember"],
+    # DRF's three, with a JSON parser that refuses bodies nested too deeply to write back.
+    "DEFAULT_PARSER_CLASSES": [
+        "routerhub.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "routerhub.pagination.ResultsPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "routerhub.errors.drf_exception_handler",

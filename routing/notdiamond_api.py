@@ -14,13 +14,14 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role
 from accounts.tenant_api import TenantAPIView
 from routerhub.errors import BadRequest
+from routerhub.parsers import JSONParser
 from routing import notdiamond
 from routing.models import SelectionSession
 from training.serving import Router

@@ -11,7 +11,6 @@ from django.db import transaction
 from django.db.models import Max, QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -19,6 +18,7 @@ from accounts.models import Organization, Role
 from accounts.tenant_api import TenantAPIView
 from routerhub.body_limits import PIPELINE_IMPORT_MAX_BYTES, declared_body_length
 from routerhub.errors import BadRequest, Conflict, NotFound
+from routerhub.parsers import JSONParser
 from routing.models import Pipeline, PipelineKind, PipelineVersion
 from routing.pipeline_rows import pipeline_rows_changed
 from routing.pipeline_spec import spec_validate

@@ -67,10 +67,11 @@ def worker_environment(media: Path, **extra: str) -> dict[str, str]:
 
 @contextmanager
 def training_workers(
-    media: Path, log_folder: Path, **extra: str
+    media: Path, log_folder: Path, *, prefork: bool = False, **extra: str
 ) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     """A starter of real Celery workers on the ``training`` queue against the test database
-    (``extra``: environment on top); every worker started is killed when the block ends."""
+    (``extra``: environment on top; ``prefork``: one pool process, as ``make worker`` runs,
+    instead of the solo pool); every worker started is killed when the block ends."""
     from tests.log_hygiene import subprocess_log
 
     env = worker_environment(media, **extra)
@@ -78,8 +79,7 @@ def training_workers(
     command += [
         "-Q",
         "training",
-        "-P",
-        "solo",
+        *(["--concurrency", "1"] if prefork else ["-P", "solo"]),
         "--without-mingle",
         "--without-gossip",
         "-l",

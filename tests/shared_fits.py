@@ -6,8 +6,8 @@ many train the same small router on the same rows (``tests/serving/test_router_s
 the eager Celery task, the claim, the evaluation and report, the artifacts saved to the test's
 own media storage with their checksums, the version row, activation and events. Only the fit
 (``router_fit_sampled``: featurizing, cross-validation, LightGBM) is computed once per key, the
-sha256 of the training data (prompts, models, scores, costs, flags, tasks) and the
-``TrainerConfig``, and each later run gets its own copy of the result (unpickled from memory;
+sha256 of every field of the training data (prompts, models, scores, costs, flags, tasks and
+their parent tasks) and the ``TrainerConfig``, and each later run gets its own copy of the result (unpickled from memory;
 never written anywhere). The fit is seeded, so the copy is what training again would produce.
 
 A later run still passes the fitting stage's cancel checkpoint (``progress``). Tests under
@@ -18,9 +18,12 @@ marked ``real_training`` and any training in another process fit for real.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import pickle
 from typing import Any
+
+import numpy as np
 
 from training.learner.trainer import STAGE_FITTING, FitResult, TrainerConfig, TrainingData
 
@@ -30,15 +33,22 @@ stats = {"fitted": 0, "shared": 0}
 
 
 def fit_key(data: TrainingData, config: TrainerConfig | None) -> str:
+    """The sha256 of every field of ``data`` (a field added later is keyed too) and the
+    ``TrainerConfig``: two inputs that could fit differently never share a key."""
     digest = hashlib.sha256()
-    for prompt in data.prompts:
-        digest.update(prompt.encode())
-        digest.update(b"\0")
-    for array in (data.scores, data.costs):
-        digest.update(repr((array.dtype.str, array.shape)).encode())
-        digest.update(array.tobytes())
-    meta = (data.models, data.binary, data.costs_known, data.tasks, config or TrainerConfig())
-    digest.update(repr(meta).encode())
+    for item in dataclasses.fields(data):
+        value = getattr(data, item.name)
+        digest.update(item.name.encode() + b"\0")
+        if isinstance(value, np.ndarray):
+            digest.update(repr((value.dtype.str, value.shape)).encode())
+            digest.update(value.tobytes())
+        elif item.name == "prompts":  # long: streamed rather than one repr
+            for prompt in value:
+                digest.update(prompt.encode() + b"\0")
+        else:
+            digest.update(repr(value).encode())
+        digest.update(b"\1")
+    digest.update(repr(config or TrainerConfig()).encode())
     return digest.hexdigest()
 
 

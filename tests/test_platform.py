@@ -135,6 +135,27 @@ def test_bad_setting_values_fail_fast(tmp_path):
     assert "TOPUP_FEE_RATE must be a decimal number" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("FEEDBACK_RETRAIN_MAX_ROWS", "0", "FEEDBACK_RETRAIN_MAX_ROWS must be at least 1, not 0"),
+        ("FEEDBACK_RETRAIN_TIME_LIMIT", "-5", "FEEDBACK_RETRAIN_TIME_LIMIT must be at least 1"),
+        (
+            "FEEDBACK_RETRAIN_DEADLINE_SECONDS",
+            "6h",
+            "FEEDBACK_RETRAIN_DEADLINE_SECONDS must be a whole number, not '6h'",
+        ),
+    ],
+)
+def test_feedback_retrain_settings_below_one_or_not_numbers_fail_fast(
+    tmp_path, name, value, message
+):
+    result = _boot({"ROUTERHUB_VAR_DIR": str(tmp_path), name: value})
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 def test_unknown_environment_name_fails_fast(tmp_path):
     result = _boot({"ROUTERHUB_VAR_DIR": str(tmp_path), "ROUTERHUB_ENV": "prod"})
 

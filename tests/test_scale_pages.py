@@ -116,3 +116,51 @@ def test_usage_groups_past_one_page_are_behind_next(tenants):
     assert len(first["results"]) == 5 and second["next"] is None
     groups = [row["group"] for row in first["results"] + second["results"]]
     assert len(groups) == len(set(groups)) == first["count"] >= 7
+
+
+def _usage_page_cost(organization, models: int):  # type: ignore[no-untyped-def]
+    """Statements run and rows they answered for page 2 (3 groups) of ``group_by=model``, with
+    ``models`` groups over 20 days in the organization's rollups."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from billing.models import UsageRollupAllKeys
+
+    today = timezone.now().date()
+    UsageRollupAllKeys.objects.bulk_create(
+        UsageRollupAllKeys(organization=organization, day=today - timedelta(days=1 + d),
+                           model=f"m/{m:03d}", provider="p", router="", status="succeeded",
+                           requests=1, cost=Decimal("0.01"))
+        for m in range(models) for d in range(20)
+    )  # fmt: skip
+    manage = key_client(key_make(organization, scope=KeyScope.MANAGE))
+    manage.get("/api/v1/key")  # the key's cache is warm: the page's statements alone remain
+    answered: list[int] = []
+
+    def counted(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        result = execute(sql, params, many, context)
+        answered.append(max(context["cursor"].rowcount, 0))
+        return result
+
+    with connection.execute_wrapper(counted):
+        body = manage.get("/api/v1/usage", {"group_by": "model", "limit": 3, "page": 2}).json()
+    return len(answered), sum(answered), body
+
+
+def test_a_usage_page_reads_its_own_groups_whatever_the_range_holds():
+    """The database adds up, orders and cuts the groups: a page fetches the same rows whether
+    the range holds 6 groups or 120 (before, every group of the range, each page)."""
+    few = _usage_page_cost(organization_make(name="Few"), 6)
+    many = _usage_page_cost(organization_make(name="Many"), 120)
+
+    assert few[:2] == many[:2]
+    assert few[1] <= 3 + 2  # the page, the count, and the tenant read
+    for body, total in ((few[2], 6), (many[2], 120)):
+        assert body["count"] == total
+        assert [row["group"] for row in body["results"]] == ["m/003", "m/004", "m/005"]
+        assert body["results"][0] == {"group": "m/003", "requests": 20, "prompt_tokens": 0,
+                                      "completion_tokens": 0, "cache_write_tokens": 0,
+                                      "cost": "0.20000000"}  # fmt: skip

@@ -7,13 +7,14 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role
 from accounts.tenant_api import TenantAPIView
 from routerhub.errors import BadRequest, NotFound
+from routerhub.parsers import JSONParser
 from training import lifecycle, services
 from training.models import Dataset, Router, RouterEventKind, RouterVersion, TrainingRun
 from training.serializers import (

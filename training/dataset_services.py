@@ -108,12 +108,13 @@ def dataset_validate(*, dataset_id: int) -> Dataset | None:
     return dataset_parse(dataset)
 
 
-def dataset_attempt(dataset_id: int) -> tuple[Dataset | None, bool]:
+def dataset_attempt(dataset_id: int, gave_up: str | None = None) -> tuple[Dataset | None, bool]:
     """Count one more delivery of a ``validating`` dataset's processing: the dataset, and
     whether to process it (False: not validating any more, or refused now).
 
     Tasks are acknowledged late, so work that kills the worker is delivered again, and after
-    ``MAX_VALIDATION_ATTEMPTS`` such deliveries the dataset is refused rather than tried forever.
+    ``MAX_VALIDATION_ATTEMPTS`` such deliveries the dataset is refused rather than tried forever,
+    with ``gave_up`` as the reason (an uploaded file's advice unless given).
     """
     counted = Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.VALIDATING).update(
         validation_attempts=F("validation_attempts") + 1
@@ -125,7 +126,7 @@ def dataset_attempt(dataset_id: int) -> tuple[Dataset | None, bool]:
         logger.warning(
             "dataset %s: validation gave up after %s attempts", dataset_id, MAX_VALIDATION_ATTEMPTS
         )
-        message = (
+        message = gave_up or (
             f"Processing this file stopped the worker {MAX_VALIDATION_ATTEMPTS} times, so "
             "RouterHub gave up on it. Check its size, rows and columns against the "
             "limits, or split it into smaller files."

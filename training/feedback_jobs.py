@@ -11,6 +11,8 @@ training. Whatever stops it ends the run ``failed`` and the dataset ``invalid`` 
 an exception or an invalid dataset at once, a worker killed over and over after
 ``MAX_VALIDATION_ATTEMPTS`` deliveries, a task never delivered (or never finished) after
 ``FEEDBACK_RETRAIN_DEADLINE_SECONDS`` (``feedback_builds_sweep``, with the training sweep).
+A cancel while it builds refuses its dataset in the cancel's transaction
+(``feedback_build_cancelled``): the build then neither turns it ready nor queues training.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from django.utils import timezone
 from routerhub.domain import InvalidInput
 from routerhub.memory import memory_ceiling
 from training import dispatch, services
+from training.dataset_services import MAX_VALIDATION_ATTEMPTS
 from training.models import Dataset, DatasetStatus, Router, RouterVersion, RunStatus, TrainingRun
 from training.run_events import training_run_announce
 from training.serving import FeedbackExample, FeedbackRetrain
@@ -115,6 +118,32 @@ def feedback_build_fail(run_id: int, reason: str, where: Q | None = None) -> boo
     return bool(failed)
 
 
+CANCELLED_FIRST = "Not built: the retrain was cancelled first."
+GAVE_UP = (
+    f"Building this dataset from feedback stopped the worker {MAX_VALIDATION_ATTEMPTS} times "
+    "(killed, most often for memory), so RouterHub gave up on it. Lower "
+    "FEEDBACK_RETRAIN_MAX_ROWS or give the training worker more memory, then retrain from "
+    "feedback again."
+)
+
+
+def feedback_build_cancelled(run_id: int) -> None:
+    """Refuse the dataset of a retrain cancelled while building it (called inside the cancel's
+    transaction, the run's row locked): ``validating``, or ``ready`` from a build that has not
+    queued the training yet, it turns ``invalid``; the build then finds the run cancelled and
+    its dataset refused (``_dataset_finish`` writes only a ``validating`` one) and stops."""
+    # A ready one was built but never trained on: not left usable (nothing else uses it).
+    unbuilt = Dataset.objects.filter(
+        runs__pk=run_id, status__in=(DatasetStatus.VALIDATING, DatasetStatus.READY)
+    )
+    ids = list(unbuilt.select_for_update().values_list("pk", flat=True))
+    Dataset.objects.filter(pk__in=ids).update(
+        status=DatasetStatus.INVALID,
+        errors=[{"row": None, "column": None, "message": CANCELLED_FIRST}],
+        validated_at=timezone.now(),
+    )
+
+
 @dataclass(frozen=True)
 class _Build:
     run: TrainingRun
@@ -144,7 +173,7 @@ def _claim(run_id: int) -> _Build | None:
             run.refresh_from_db(fields=["status"])
             services.dataset_refuse(unbuilt, f"Not built: the retrain was {run.status} first.")
         return None
-    dataset, counted = services.dataset_attempt(run.dataset_id)
+    dataset, counted = services.dataset_attempt(run.dataset_id, gave_up=GAVE_UP)
     if dataset is None or not counted:
         if dataset is not None and dataset.status == DatasetStatus.INVALID:
             feedback_build_fail(run_id, f"The feedback dataset was not built: {_problems(dataset)}")
@@ -178,8 +207,7 @@ def feedback_build(run_id: int, read: FeedbackReader) -> str:
 
     build = _claim(run_id)
     if build is None:
-        status = TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
-        return str(status)
+        return _status(run_id)
     if build.built:
         return _training_queue(build.run)
     router, dataset, notes = build.run.router, build.dataset, list(build.dataset.warnings)
@@ -199,11 +227,15 @@ def feedback_build(run_id: int, read: FeedbackReader) -> str:
         if not isinstance(exc, InvalidInput):
             logger.exception("feedback retrain %s: building its dataset failed", run_id)
         feedback_build_fail(run_id, _reason(exc))
-        return RunStatus.FAILED
-    if dataset.status != DatasetStatus.READY:
+        return _status(run_id)  # failed, or cancelled meanwhile
+    if dataset.status != DatasetStatus.READY:  # invalid, or refused by a cancel meanwhile
         feedback_build_fail(run_id, f"The feedback dataset did not validate: {_problems(dataset)}")
-        return RunStatus.FAILED
+        return _status(run_id)
     return _training_queue(build.run)
+
+
+def _status(run_id: int) -> str:
+    return str(TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first())
 
 
 def _training_queue(run: TrainingRun) -> str:
@@ -214,7 +246,7 @@ def _training_queue(run: TrainingRun) -> str:
         ).update(stage="queued")
         if moved:
             dispatch.training_run_queue(run.pk)
-    return str(TrainingRun.objects.filter(pk=run.pk).values_list("status", flat=True).first())
+    return _status(run.pk)
 
 
 def feedback_builds_sweep(*, later: timedelta = timedelta(0)) -> list[int]:

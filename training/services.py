@@ -279,11 +279,22 @@ def _active_runs_check(router: Router) -> None:
 
 
 def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
-    """Cancel a queued run at once; ask a running one to stop at its next checkpoint."""
-    now = timezone.now()
-    cancelled = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
-        status=RunStatus.CANCELLED, stage="cancelled", finished_at=now, cancel_requested=True
-    )
+    """Cancel a queued run at once; ask a running one to stop at its next checkpoint. A retrain
+    from feedback still building its dataset has that dataset refused in the same transaction
+    (``feedback_build_cancelled``), so its build can neither make it ready nor train."""
+    from training.feedback_jobs import BUILDING, feedback_build_cancelled
+
+    with transaction.atomic():
+        queued = TrainingRun.objects.select_for_update().filter(pk=run.pk, status=RunStatus.QUEUED)
+        stage = queued.values_list("stage", flat=True).first()
+        cancelled = queued.update(
+            status=RunStatus.CANCELLED,
+            stage="cancelled",
+            finished_at=timezone.now(),
+            cancel_requested=True,
+        )
+        if cancelled and stage == BUILDING:
+            feedback_build_cancelled(run.pk)
     if not cancelled:
         requested = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
             cancel_requested=True

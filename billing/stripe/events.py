@@ -86,31 +86,47 @@ def _share(payment: Payment, part_cents: int, total_cents: int) -> Decimal:
     return money(payment.amount * min(part_cents, total_cents) / total_cents)
 
 
+def _credit(payment: Payment, intent_id: str, paid_cents: int, currency: str) -> bool:
+    """Credit the payment's credits, once (``stripe:<intent id>``), if Stripe took what we asked
+    in our currency; else say why on the payment and credit nothing. False when not credited."""
+    expected = int((payment.amount + payment.fee) * 100)
+    if not intent_id or paid_cents != expected or currency.lower() != payment.currency:
+        logger.error("intent %s paid %s cents, expected %s", intent_id, paid_cents, expected)
+        payment.failure_message = f"Paid {paid_cents} cents, expected {expected}; not credited."
+        return False
+    ledger_post(
+        organization=payment.organization,
+        kind=LedgerKind.TOPUP,
+        amount=payment.amount,
+        idempotency_key=f"stripe:{intent_id}",
+        description=f"Credit purchase ({payment.get_kind_display().lower()})",
+        reference=intent_id,
+    )
+    if payment.status in (PaymentStatus.PENDING, PaymentStatus.FAILED, PaymentStatus.CANCELED):
+        payment.status, payment.failure_message = PaymentStatus.SUCCEEDED, ""
+    payment.paid_at = payment.paid_at or timezone.now()
+    return True
+
+
+def _credited_first(payment: Payment, paid_cents: int, currency: str) -> bool:
+    """Whether the payment's credits are in (``paid_at``), crediting them now if a refund or a
+    dispute arrived before ``payment_intent.succeeded`` (Stripe does not promise order; a charge
+    refunded or disputed was paid). That event then finds the credit made and adds nothing, and
+    what the refund or dispute takes back is taken from these credits, not from others."""
+    if payment.paid_at is not None:
+        return True
+    return _credit(payment, payment.stripe_payment_intent_id, paid_cents, currency)
+
+
 def _intent_succeeded(intent: StripeObject) -> Payment | None:
     payment = _payment_for_intent(intent)
     if payment is None:
         return None
     received = int(intent.get("amount_received") or intent.get("amount") or 0)
-    expected = int((payment.amount + payment.fee) * 100)
-    if received != expected or str(intent.get("currency", "")).lower() != payment.currency:
-        logger.error("intent %s paid %s cents, expected %s", intent["id"], received, expected)
-        payment.failure_message = f"Paid {received} cents, expected {expected}; not credited."
-        payment.save()
-        return payment
-    ledger_post(
-        organization=payment.organization,
-        kind=LedgerKind.TOPUP,
-        amount=payment.amount,
-        idempotency_key=f"stripe:{intent['id']}",
-        description=f"Credit purchase ({payment.get_kind_display().lower()})",
-        reference=intent["id"],
-    )
-    charge = _charge_of_intent(intent)
-    payment.stripe_charge_id = payment.stripe_charge_id or _id(charge)
-    payment.receipt_url = payment.receipt_url or str(charge.get("receipt_url") or "")
-    if payment.status in (PaymentStatus.PENDING, PaymentStatus.FAILED, PaymentStatus.CANCELED):
-        payment.status, payment.failure_message = PaymentStatus.SUCCEEDED, ""
-    payment.paid_at = payment.paid_at or timezone.now()
+    if _credit(payment, intent["id"], received, str(intent.get("currency", ""))):
+        charge = _charge_of_intent(intent)
+        payment.stripe_charge_id = payment.stripe_charge_id or _id(charge)
+        payment.receipt_url = payment.receipt_url or str(charge.get("receipt_url") or "")
     payment.save()
     return payment
 
@@ -161,7 +177,8 @@ def _charge_refunded(charge: StripeObject) -> Payment | None:
     # amount_refunded is cumulative: take back the difference to what earlier refunds took.
     target = _share(payment, refunded, total)
     debit = target - payment.refunded_credits
-    if debit > 0:
+    currency = str(charge.get("currency") or payment.currency)
+    if debit > 0 and _credited_first(payment, total, currency):
         ledger_post(
             organization=payment.organization,
             kind=LedgerKind.REFUND,
@@ -183,11 +200,11 @@ def _dispute_created(dispute: StripeObject) -> Payment | None:
     if payment is None:
         return None
     total = int((payment.amount + payment.fee) * 100)
-    disputed = min(
-        _share(payment, int(dispute.get("amount") or total), total),
-        payment.amount - payment.refunded_credits,
-    )
-    if disputed > 0:
+    amount = int(dispute.get("amount") or total)
+    disputed = min(_share(payment, amount, total), payment.amount - payment.refunded_credits)
+    # A dispute names the disputed amount, not the charge's: at most the charge is all it can be.
+    currency = str(dispute.get("currency") or payment.currency)
+    if disputed > 0 and _credited_first(payment, total if amount <= total else amount, currency):
         ledger_post(
             organization=payment.organization,
             kind=LedgerKind.ADJUSTMENT,

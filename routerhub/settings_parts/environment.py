@@ -7,6 +7,7 @@ import os
 import secrets
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -47,15 +48,25 @@ def _bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {raw!r}")
 
 
-def _decimal(name: str, default: str) -> Decimal:
-    raw = env.str(name, default=default)
+def _number(name: str, default: str, parse: Any, kind: str, least: Any, rule: str) -> Any:
+    """The setting parsed by ``parse``: not ``kind`` or below ``least`` stops the boot."""
+    raw = str(env.str(name, default=default)).strip()
     try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise ImproperlyConfigured(f"{name} must be a decimal number, not {raw!r}") from None
-    if value < 0:
-        raise ImproperlyConfigured(f"{name} must not be negative")
+        value = parse(raw)
+    except (ValueError, InvalidOperation):
+        raise ImproperlyConfigured(f"{name} must be {kind}, not {raw!r}") from None
+    if value < least:
+        raise ImproperlyConfigured(f"{name} {rule}, not {raw}")
     return value
+
+
+def _decimal(name: str, default: str) -> Decimal:
+    return Decimal(_number(name, default, Decimal, "a decimal number", 0, "must not be negative"))
+
+
+def positive_int(name: str, default: int) -> int:
+    """A whole number of at least 1: zero, a negative or a word stops the boot naming it."""
+    return int(_number(name, str(default), int, "a whole number", 1, "must be at least 1"))
 
 
 def _secret(name: str) -> str:

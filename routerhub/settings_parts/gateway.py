@@ -47,6 +47,11 @@ PIPELINE_MAX_BRANCHES = env.int("PIPELINE_MAX_BRANCHES", default=5)  # of one pa
 PIPELINE_BRANCH_TIMEOUT = env.float("PIPELINE_BRANCH_TIMEOUT", default=60.0)
 # Seconds a regex gate may run (in a worker process, killed past it: the gate then fails).
 PIPELINE_REGEX_TIMEOUT = env.float("PIPELINE_REGEX_TIMEOUT", default=0.5)
+# Gate worker processes per gateway worker (started on first use, ~15 MB each): checks beyond
+# them wait, so a tenant's runaway patterns hold at most this many at once.
+PIPELINE_GATE_WORKERS = env.int("PIPELINE_GATE_WORKERS", default=4)
+if PIPELINE_GATE_WORKERS < 1:
+    raise ImproperlyConfigured("PIPELINE_GATE_WORKERS must be at least 1")
 GATEWAY_MAX_CONNECTIONS = env.int("GATEWAY_MAX_CONNECTIONS", default=1000)
 # The gateway's own async PostgreSQL pool (per worker) for the credit reservation.
 GATEWAY_DB_CONNECTIONS = env.int("GATEWAY_DB_CONNECTIONS", default=4)

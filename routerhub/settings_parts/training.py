@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from routerhub.settings_parts.environment import env
+from routerhub.settings_parts.environment import env, positive_int
 
 DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=200 * 1024 * 1024)
 DATASET_MAX_ROWS = env.int("DATASET_MAX_ROWS", default=500_000)
@@ -38,9 +38,11 @@ TRAINING_HEARTBEAT_STALE_SECONDS = env.int("TRAINING_HEARTBEAT_STALE_SECONDS", d
 # Retrain from feedback (training/feedback_jobs.py): the newest feedback rows one retrain reads,
 # the time limit of the task that builds its dataset, and how long a retrain may wait for its
 # dataset (queued behind other work, or its worker lost) before it is failed with that reason.
-FEEDBACK_RETRAIN_MAX_ROWS = env.int("FEEDBACK_RETRAIN_MAX_ROWS", default=20_000)
-FEEDBACK_RETRAIN_TIME_LIMIT = env.int("FEEDBACK_RETRAIN_TIME_LIMIT", default=900)
-FEEDBACK_RETRAIN_DEADLINE_SECONDS = env.int("FEEDBACK_RETRAIN_DEADLINE_SECONDS", default=6 * 3600)
+# Each a whole number of at least 1, checked at boot (0 would read no feedback, or fail every
+# build at once).
+FEEDBACK_RETRAIN_MAX_ROWS = positive_int("FEEDBACK_RETRAIN_MAX_ROWS", 20_000)
+FEEDBACK_RETRAIN_TIME_LIMIT = positive_int("FEEDBACK_RETRAIN_TIME_LIMIT", 900)
+FEEDBACK_RETRAIN_DEADLINE_SECONDS = positive_int("FEEDBACK_RETRAIN_DEADLINE_SECONDS", 6 * 3600)
 # Sentence-embedding features for routers trained from now on ("off" or "wordllama": the
 # wordllama package's packaged weights, nothing downloaded; training/learner/embedding.py). A
 # version records its featurizer, so changing this never changes how a saved version serves.

@@ -13,7 +13,7 @@ from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
 from routerhub.errors import BadRequest, Forbidden, NotFound
-from routing.gateway.attempts import attempt, exhausted, open_stream, pump
+from routing.gateway.attempts import attempt, exhausted
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import (
     Exchange,
@@ -27,7 +27,7 @@ from routing.gateway.exchange import (
     response_head,
 )
 from routing.gateway.http import GatewayRequest
-from routing.gateway.limits import rate_limit_admit
+from routing.gateway.limits import rate_limit_add_tokens, rate_limit_admit
 from routing.gateway.needs import request_needs
 from routing.gateway.openrouter_request import model_names_resolved, openrouter_request
 from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
@@ -38,6 +38,7 @@ from routing.gateway.request_shape import (
     request_validate,
     reservation_max,
 )
+from routing.gateway.streaming import open_stream, pump
 from routing.gateway.trace import answer_text
 from routing.ingress.anthropic import (
     canonical_to_messages_response,
@@ -85,13 +86,20 @@ async def messages_count_tokens(req: GatewayRequest) -> None:
 
 
 async def chat_serve(
-    req: GatewayRequest, key: AuthenticatedKey, body: JSON, *, anthropic: bool
+    req: GatewayRequest,
+    key: AuthenticatedKey,
+    body: JSON,
+    *,
+    anthropic: bool,
+    admitted: bool = False,
 ) -> None:
+    """Serve one chat request. ``admitted``: the rate limiter already counted the request (its
+    caller refuses a key over its limit before costlier work); its prompt tokens are added here."""
     catalog = await catalog_get()
     body = openrouter_request(body, catalog)  # model variants, provider.sort objects, reasoning
     request_validate(body)
     if str(body.get("model") or "").startswith(PIPELINE_PREFIX):
-        await pipeline_serve(req, key, body, anthropic=anthropic)
+        await pipeline_serve(req, key, body, anthropic=anthropic, admitted=admitted)
         return
     needs = request_needs(body)
     prompt_bound = prompt_token_bound(body)
@@ -99,7 +107,10 @@ async def chat_serve(
         body=body, key=key, catalog=catalog, needs=needs, prompt_bound=prompt_bound
     )
     prompt_estimate = estimate_prompt_tokens(body)
-    await rate_limit_admit(key, prompt_estimate)
+    if admitted:  # counted by the caller: only its prompt tokens are still to count
+        await rate_limit_add_tokens(key, prompt_estimate)
+    else:
+        await rate_limit_admit(key, prompt_estimate)
     generation_id = metering.generation_id_new()
     reserved = reservation_max(body, plan.candidates, prompt_bound)
     await metering.hold(key, generation_id, reserved)

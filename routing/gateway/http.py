@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from routerhub.body_limits import declared_body_length
+from routerhub.body_limits import MAX_JSON_DEPTH, declared_body_length, nested_deeper_than
 from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, error_body
 from routerhub.middleware import request_id_from
 from routing.ingress.anthropic import anthropic_error
@@ -29,6 +29,32 @@ class InFlight:
 
 class ClientGone(Exception):
     """The client disconnected before its request was read; there is no one to answer."""
+
+
+def security_headers(scope: Scope, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """What Django's SecurityMiddleware and XFrameOptionsMiddleware add to its answers (README,
+    "Security headers"), for every gateway answer, JSON, SSE or error: nosniff (a browser never
+    reads an API answer as a page or a script), the Referrer-Policy, no framing, and HSTS when
+    configured and the request came over HTTPS (directly or, behind the proxy, by its header)."""
+    out = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")]
+    if settings.SECURE_REFERRER_POLICY:
+        out.append((b"referrer-policy", settings.SECURE_REFERRER_POLICY.encode()))
+    if settings.SECURE_HSTS_SECONDS and _is_secure(scope, headers):
+        hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        hsts += "; includeSubDomains" if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else ""
+        hsts += "; preload" if settings.SECURE_HSTS_PRELOAD else ""
+        out.append((b"strict-transport-security", hsts.encode()))
+    return out
+
+
+def _is_secure(scope: Scope, headers: dict[str, str]) -> bool:
+    """As Django's ``HttpRequest.is_secure``: the proxy's header when it sent one, else the scheme."""
+    proxy = settings.SECURE_PROXY_SSL_HEADER  # ("HTTP_X_FORWARDED_PROTO", "https")
+    if proxy:
+        value = headers.get(proxy[0].removeprefix("HTTP_").replace("_", "-").lower())
+        if value is not None:
+            return value.split(",", 1)[0].strip() == proxy[1]
+    return scope.get("scheme") == "https"
 
 
 class GatewayRequest:
@@ -104,6 +130,11 @@ class GatewayRequest:
             raise BadRequest(f"The body is not valid JSON: {exc}.") from None
         if not isinstance(data, dict):
             raise BadRequest("The body must be a JSON object.")
+        if nested_deeper_than(raw, data, MAX_JSON_DEPTH):
+            raise BadRequest(
+                f"The body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+                "flatten it (tool and response schemas included)."
+            )
         return data
 
     async def wait_disconnect(self) -> None:
@@ -119,6 +150,7 @@ class GatewayRequest:
             headers.append((b"request-id", self.request_id.encode()))
         for name, value in (extra or {}).items():
             headers.append((name.lower().encode(), value.encode()))
+        headers += security_headers(self.scope, self.headers)
         return headers
 
     async def respond(

@@ -21,11 +21,11 @@ from typing import Any
 import orjson
 from django.conf import settings
 from rest_framework.exceptions import APIException
-from rest_framework.parsers import JSONParser
 from rest_framework.utils.json import strict_constant
 
 from accounts.keys import bearer_token, key_authenticate_async
 from routerhub.errors import NotFound, drf_exception_handler
+from routerhub.parsers import JSONParser
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.http import GatewayRequest, Scope
 from routing.router_request import MAX_TASK_CHARS

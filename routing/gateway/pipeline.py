@@ -37,7 +37,7 @@ from routerhub.money import ZERO, money_str
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
 from routing.gateway.exchange import Exchange, bill, exchange_run
 from routing.gateway.http import GatewayRequest
-from routing.gateway.limits import rate_limit_admit
+from routing.gateway.limits import rate_limit_add_tokens, rate_limit_admit
 from routing.gateway.needs import request_needs
 from routing.gateway.pipeline_parallel import aggregate_body, aggregate_template, parallel_run
 from routing.gateway.pipeline_steps import (
@@ -73,7 +73,12 @@ _NOT_FORWARDED = ("models", "router", "stream", "stream_options")
 
 
 async def pipeline_serve(
-    req: GatewayRequest, key: AuthenticatedKey, body: JSON, *, anthropic: bool
+    req: GatewayRequest,
+    key: AuthenticatedKey,
+    body: JSON,
+    *,
+    anthropic: bool,
+    admitted: bool = False,
 ) -> None:
     """Serve one pipeline request: plan every call, hold once, run, respond, record once."""
     model = str(body["model"])
@@ -84,7 +89,10 @@ async def pipeline_serve(
     # A key allowed a pipeline may call its steps, as a key allowed a router may call its picks.
     planned = await _calls_plan(body, replace(key, allowed_models=()), version, await catalog_get())
     prompt_estimate = estimate_prompt_tokens(body)
-    await rate_limit_admit(key, prompt_estimate)
+    if admitted:  # counted by the caller: only its prompt tokens are still to count
+        await rate_limit_add_tokens(key, prompt_estimate)
+    else:
+        await rate_limit_admit(key, prompt_estimate)
     generation_id = metering.generation_id_new()
     await metering.hold(key, generation_id, planned.reserved)
     draft = UsageDraft(
@@ -345,6 +353,7 @@ async def _respond(ex: Exchange, version: PipelineVersion, served: Outcome, extr
     total = Usage(
         draft.prompt_tokens, draft.completion_tokens, draft.cached_tokens, draft.reasoning_tokens
     )
+    total.cache_write_tokens = draft.cache_write_tokens
     choices = served.completion.choices
     if not ex.body.get("logprobs"):  # asked of the provider for a logprob gate, not by the client
         choices = [{k: v for k, v in c.items() if k != "logprobs"} for c in choices]

@@ -7,20 +7,23 @@ not help; measured, it blocks the event loop as much). A JSON schema is no safer
 ``pattern`` and ``patternProperties`` are the same ``re`` searches (``^(a+)+$`` against 24
 characters held the loop 1.9 s, each added character doubles it), ``uniqueItems`` over an
 array of objects compares every pair, and a ``$ref`` can recurse or name a document that
-cannot be resolved (an exception). So both checks run in a small worker process (one per event
-loop, started on first use, a plain ``python -c`` that imports ``re``, ``json`` and
-``jsonschema``), one at a time, with a deadline of ``PIPELINE_REGEX_TIMEOUT`` seconds: past it
-the worker is killed (the next check starts a new one) and the gate counts as failed
-(``regex_gate_search`` and ``schema_gate_check`` return None). A check queued behind others
-waits no longer than that deadline either (then it is None too, ``gate_timeout``). A schema that raises, or an
-answer nested past the 255 levels ``orjson`` writes (it reads 1024), is undecidable
-(``schema_gate_check`` returns ``UNDECIDABLE``). The worker exits when the gateway does (its
-stdin closes).
+cannot be resolved (an exception). So both checks run in small worker processes (a plain
+``python -c`` that imports ``re``, ``json`` and ``jsonschema``), each one check at a time, with
+a deadline of ``PIPELINE_REGEX_TIMEOUT`` seconds: past it the worker is killed and the gate
+counts as failed (``regex_gate_search`` and ``schema_gate_check`` return None). Each event loop
+has a pool of up to ``PIPELINE_GATE_WORKERS`` of them, started on first use and kept: a check
+takes an idle one, so one tenant's runaway pattern holds one worker for its deadline while the
+others check every other pipeline's gates. With every worker busy a check waits no longer than the deadline (then it is None too, ``gate_timeout``).
+A schema that raises, or an answer nested past the 255 levels ``orjson`` writes (it reads 1024),
+is undecidable (``schema_gate_check`` returns ``UNDECIDABLE``). Workers exit when the gateway
+does (their stdin closes); those of an event loop that has closed (a server thread's, or a
+``async_to_sync`` call's) are killed when the next check runs on another loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -52,14 +55,22 @@ UNDECIDABLE = "undecidable"  # the check raised (a $ref it cannot resolve, a rec
 # value is nested too deeply to be sent to the worker
 
 
-@dataclass
+@dataclass(eq=False)  # one per process: compared and hashed by identity
 class _Worker:
-    loop: asyncio.AbstractEventLoop
     process: asyncio.subprocess.Process | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-_workers: dict[int, _Worker] = {}  # by id(event loop)
+@dataclass
+class _Pool:
+    """One event loop's workers: ``idle`` ones wait for a check; ``slots`` bounds them all."""
+
+    loop: asyncio.AbstractEventLoop
+    slots: asyncio.Semaphore
+    idle: list[_Worker] = field(default_factory=list)
+    running: set[_Worker] = field(default_factory=set)
+
+
+_pools: dict[int, _Pool] = {}  # by id(event loop)
 
 
 async def regex_gate_search(pattern: str, text: str) -> bool | None:
@@ -80,15 +91,17 @@ async def _check(ask: dict[str, Any], what: str) -> bool | str | None:
         line = orjson.dumps(ask) + b"\n"
     except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels; it reads 1024)
         return UNDECIDABLE
-    worker = _worker_for(asyncio.get_running_loop())
+    pool = _pool_for(asyncio.get_running_loop())
     try:  # queued behind other checks: no longer than one check may take
         async with asyncio.timeout(settings.PIPELINE_REGEX_TIMEOUT):
-            await worker.lock.acquire()
+            await pool.slots.acquire()
     except TimeoutError:
         logger.warning(
-            "%s waited past %ss for the gate worker", what, settings.PIPELINE_REGEX_TIMEOUT
+            "%s waited past %ss for a gate worker", what, settings.PIPELINE_REGEX_TIMEOUT
         )
         return None
+    worker = pool.idle.pop() if pool.idle else _Worker()
+    pool.running.add(worker)
     try:
         await _started(worker)  # outside the deadline: a process start is not the check's
         async with asyncio.timeout(settings.PIPELINE_REGEX_TIMEOUT):
@@ -103,14 +116,22 @@ async def _check(ask: dict[str, Any], what: str) -> bool | str | None:
         _kill(worker)  # its answer would be read by the next check
         raise
     finally:
-        worker.lock.release()
+        pool.running.discard(worker)
+        if worker.process is not None:
+            pool.idle.append(worker)
+        pool.slots.release()
 
 
-def _worker_for(loop: asyncio.AbstractEventLoop) -> _Worker:
-    worker = _workers.get(id(loop))
-    if worker is None or worker.loop is not loop:
-        worker = _workers[id(loop)] = _Worker(loop)
-    return worker
+def _pool_for(loop: asyncio.AbstractEventLoop) -> _Pool:
+    pool = _pools.get(id(loop))  # a pool holds its loop: the id is never another loop's
+    if pool is None:
+        for key, stale in list(_pools.items()):
+            if stale.loop.is_closed():  # nobody will ask its workers again
+                for worker in [*stale.idle, *stale.running]:
+                    _forget(_kill(worker))
+                del _pools[key]
+        pool = _pools[id(loop)] = _Pool(loop, asyncio.Semaphore(settings.PIPELINE_GATE_WORKERS))
+    return pool
 
 
 async def _started(worker: _Worker) -> None:
@@ -153,3 +174,13 @@ def _kill(worker: _Worker) -> asyncio.subprocess.Process | None:
     if process is not None and process.returncode is None:
         process.kill()
     return process
+
+
+def _forget(process: asyncio.subprocess.Process | None) -> None:
+    """Close a killed worker's transport whose event loop has closed: asyncio closes its pipes
+    by scheduling a call on that loop, which raises; marked closed, it is collected quietly
+    (its pipes' file descriptors are closed when they are)."""
+    if process is None:
+        return
+    with contextlib.suppress(RuntimeError):  # "Event loop is closed": pipes close when collected
+        process._transport.close()  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from routerhub.errors import BadRequest
 from routing.gateway.chat import chat_serve
 from routing.gateway.exchange import authenticate
 from routing.gateway.http import GatewayRequest, RewritingSend
+from routing.gateway.limits import rate_limit_admit
 from routing.gateway.responses_answer import ResponseEventWriter, response_from_chat
 from routing.gateway.responses_store import (
     ResponseStore,
@@ -77,7 +78,11 @@ _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "develop
 
 async def responses(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=False)
-    body = await references_resolved(key, await req.json())
+    body = await req.json()  # size-limited
+    # Counted before any stored item is read: a key over its limit costs no database look-up.
+    # Its prompt tokens are counted by ``chat_serve`` once the stored turns are known.
+    await rate_limit_admit(key, 0)
+    body = await references_resolved(key, body)
     earlier = await conversation_before(key, body)
     chat = chat_body_from_response(body, earlier)
     store = ResponseStore(key, body, earlier)
@@ -90,7 +95,7 @@ async def responses(req: GatewayRequest) -> None:
             store.flush,
         )
     )
-    await chat_serve(rewrite, key, chat, anthropic=False)
+    await chat_serve(rewrite, key, chat, anthropic=False, admitted=True)
 
 
 async def stored_response(req: GatewayRequest, response_id: str) -> None:

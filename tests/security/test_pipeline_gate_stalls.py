@@ -164,9 +164,10 @@ def test_an_answer_nested_too_deeply_to_send_is_undecidable_not_a_500(
 
 
 def test_a_gate_queued_behind_a_stalled_one_times_out_instead_of_waiting(settings: Any) -> None:
-    # One worker per event loop, one check at a time: the queue's wait had no deadline, so the
-    # n-th gate behind stalled ones waited n deadlines (and answered). Now it waits one at most.
+    # Every worker busy (here the only one), a check waits for one no longer than one deadline
+    # (the queue's wait had none: the n-th gate behind stalled ones waited n deadlines).
     settings.PIPELINE_REGEX_TIMEOUT = 0.5
+    settings.PIPELINE_GATE_WORKERS = 1
 
     async def both() -> tuple[bool | None, bool | None]:
         stalled = asyncio.create_task(regex_gate_search("^(a+)+$", "a" * 40 + "!"))

@@ -211,7 +211,9 @@ def test_a_build_that_keeps_killing_its_worker_is_given_up_with_the_reason(
     run = TrainingRun.objects.get(pk=body["id"])
     assert status == RunStatus.FAILED == run.status
     assert "stopped the worker 3 times" in run.error
-    assert Dataset.objects.get(pk=body["dataset"]).status == "invalid"
+    assert "Lower FEEDBACK_RETRAIN_MAX_ROWS" in run.error and "split it" not in run.error
+    dataset = Dataset.objects.get(pk=body["dataset"])
+    assert dataset.status == "invalid" and dataset.errors[0]["message"] in run.error
 
 
 def test_a_retrain_cancelled_before_its_build_leaves_no_dataset_validating(
