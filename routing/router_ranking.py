@@ -128,7 +128,7 @@ def trained_decision(
     predictor = serving.predictor_for_version(version)
     prices = blended_prices(catalog, candidates, prompt) if catalog is not None else None
     bias = row.bias if version.number == row.version.number else {}  # learned on the active one
-    task_row, applied = predictor.task_row(task)
+    task_row, applied, reason = predictor.task_row(task, tradeoff)
     ranked = predictor.rank(prompt, tradeoff, candidates, prices or None, bias or None, task_row)
     if not ranked:
         raise InvalidInput(
@@ -149,7 +149,7 @@ def trained_decision(
         strategy="trained",
         router_id=row.router_id,
         log=policy.decision_log_new(row, version, prompt, tradeoff, prices or None),
-        task_hint=None if task is None else {"task": task, "applied": applied},
+        task_hint=None if task is None else {"task": task, "applied": applied, "reason": reason},
     )
 
 
@@ -188,5 +188,7 @@ def heuristic_decision(
         ranked=[RankedChoice(m.id, None, prices[m.id] * tokens / 1e6) for m in ordered],
         latency_ms=(time.perf_counter() - started) * 1000,
         strategy="heuristic",
-        task_hint=None if task is None else {"task": task, "applied": None},
+        task_hint=None
+        if task is None
+        else {"task": task, "applied": None, "reason": "router/auto is not trained"},
     )

@@ -21,7 +21,7 @@ from tests.training.conftest import csv_bytes
 from tests.training.helpers import upload
 from tests.training.task_prompts import WORDS
 from training.models import RouterVersion
-from training.predictor import predictor_for_version
+from training.predictor import HINT_NOT_AT_TRADEOFF, NO_HINT_ROW, predictor_for_version
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
@@ -94,10 +94,10 @@ def test_the_task_on_select_decides_as_the_version_hint_says(world: World) -> No
         )
         assert lean.status_code == drf.status_code == 200, lean.text
         assert (
-            lean.json()["task_hint"] == drf.json()["task_hint"] == {"task": task, "applied": task}
+            lean.json()["task_hint"] == drf.json()["task_hint"] == {"task": task, "applied": task, "reason": None}
         )
         assert "x-routerhub-dropped" not in lean.headers
-        row, _ = predictor.task_row(task)
+        row, _, _ = predictor.task_row(task)
         expected = predictor.rank(PROMPT, 0.0, None, None, None, row)[0].model
         assert lean.json()["chosen"] == drf.json()["chosen"] == expected
         chosen[task] = expected
@@ -112,10 +112,30 @@ def test_an_unknown_task_decides_without_the_hint_and_says_so(world: World) -> N
 
     assert unknown.status_code == 200
     assert unknown.headers["x-routerhub-dropped"] == "task"
-    assert unknown.json()["task_hint"] == {"task": "poetry", "applied": None}
+    assert unknown.json()["task_hint"] == {
+        "task": "poetry",
+        "applied": None,
+        "reason": NO_HINT_ROW,
+    }
     assert unknown.json()["ranked"] == plain["ranked"]
-    assert parent.json()["task_hint"] == {"task": "quiz/zzz", "applied": "quiz"}
+    assert parent.json()["task_hint"] == {"task": "quiz/zzz", "applied": "quiz", "reason": None}
     assert "x-routerhub-dropped" not in parent.headers
+
+
+def test_away_from_tradeoff_zero_a_task_decides_as_without_it_and_says_so(world: World) -> None:
+    _train(world)
+    for tradeoff in (0.5, 1):
+        plain = _select(world, {"prompt": PROMPT, "tradeoff": tradeoff}).json()
+        for task in ("quiz/a", "quiz/b"):
+            hinted = _select(world, {"prompt": PROMPT, "tradeoff": tradeoff, "task": task})
+            assert hinted.status_code == 200, hinted.text
+            assert hinted.json()["ranked"] == plain["ranked"]  # never a dearer model
+            assert hinted.json()["task_hint"] == {
+                "task": task,
+                "applied": None,
+                "reason": HINT_NOT_AT_TRADEOFF,
+            }
+            assert hinted.headers["x-routerhub-dropped"] == "task"
 
 
 @pytest.mark.parametrize("task", ["x" * 201, 7, "", ["quiz/a"]])
@@ -155,11 +175,15 @@ def test_the_task_on_chat_completions_changes_the_model_and_an_unknown_one_is_dr
     a, b, unknown = chat("quiz/a"), chat("quiz/b"), chat("poetry")
 
     assert a.parse().model == CHEAP and b.parse().model == DEAR
-    assert a.parse().model_extra["routing"]["task_hint"] == {"task": "quiz/a", "applied": "quiz/a"}
+    assert a.parse().model_extra["routing"]["task_hint"] == {
+        "task": "quiz/a",
+        "applied": "quiz/a",
+        "reason": None,
+    }
     assert "x-routerhub-dropped" not in a.headers
     assert unknown.headers["x-routerhub-dropped"] == "router.task"
     routing = unknown.parse().model_extra["routing"]
-    assert routing["task_hint"] == {"task": "poetry", "applied": None}
+    assert routing["task_hint"] == {"task": "poetry", "applied": None, "reason": NO_HINT_ROW}
 
 
 def test_a_held_out_report_with_the_task_column_shows_what_the_hints_are_worth(
