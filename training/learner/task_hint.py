@@ -131,16 +131,25 @@ def task_hint_fit(
     if best is None:
         return None
     _, w, k, rule = best
-    extra = sorted({p for p in parent_of if p not in index})
-    all_names = [*names, *extra]
-    extra_id = {name: i for i, name in enumerate(extra)}
-    parent_ids = np.array([extra_id.get(p, -1) for p in parent_of])
+    return TaskHint(*_hint_table(names, parent_of, scores, ids, k), float(w), float(k), rule == 0)
+
+
+def _hint_table(
+    names: list[str], parent_of: list[str], scores: np.ndarray, ids: np.ndarray, k: float
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """(the labels then the parents that are not labels, their means): a label's row from its
+    own rows, a parent's (also where it is a label: ``T`` beside ``T/x``) from all its rows."""
+    parents = sorted(set(parent_of))
+    parent_id = {name: i for i, name in enumerate(parents)}
+    parent_table = task_means(scores, np.array([parent_id[p] for p in parent_of]), len(parents), k)
     table = task_means(scores, ids, len(names), k)
-    if extra:
-        mask = parent_ids >= 0
-        parent_table = task_means(scores[mask], parent_ids[mask], len(extra), k)
-        table = np.vstack([table, parent_table])
-    return TaskHint(tuple(all_names), table, float(w), float(k), own_policy=rule == 0)
+    index = {name: i for i, name in enumerate(names)}
+    extra = [p for p in parents if p not in index]
+    for name in parents:
+        if name in index:
+            table[index[name]] = parent_table[parent_id[name]]
+    table = np.vstack([table, *(parent_table[parent_id[p]][None] for p in extra)])
+    return (*names, *extra), table
 
 
 def task_hint_from_meta(meta: object, means: np.ndarray | None, models: int) -> TaskHint:
