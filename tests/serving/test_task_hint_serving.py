@@ -138,7 +138,7 @@ def test_away_from_tradeoff_zero_a_task_decides_as_without_it_and_says_so(world:
             assert hinted.headers["x-routerhub-dropped"] == "task"
 
 
-@pytest.mark.parametrize("task", ["x" * 201, 7, "", ["quiz/a"]])
+@pytest.mark.parametrize("task", ["x" * 201, 7, "", "  ", ["quiz/a"], "quiz/a\x00", "quiz\n/a"])
 def test_a_malformed_task_is_a_400_on_select_and_chat(world: World, task: Any) -> None:
     _train(world)
     selected = _select(world, {"prompt": PROMPT, "task": task})
@@ -157,6 +157,26 @@ def test_a_malformed_task_is_a_400_on_select_and_chat(world: World, task: Any) -
     )
     assert chat.status_code == 400, chat.text
     assert chat.json()["error"]["param"] == "router.task"
+
+
+def test_select_and_chat_read_a_task_with_surrounding_spaces_alike(world: World) -> None:
+    _train(world)
+    selected = _select(world, {"prompt": PROMPT, "tradeoff": 0, "task": " quiz/b "})
+    chat = httpx.post(
+        f"{world.gateway_url}/v1/chat/completions",
+        json={
+            "model": "router/quiz",
+            "messages": [{"role": "user", "content": PROMPT}],
+            "router": {"tradeoff": 0, "task": " quiz/b "},
+        },
+        headers={"Authorization": f"Bearer {world.key}"},
+        timeout=30,
+    )
+
+    assert selected.status_code == chat.status_code == 200, (selected.text, chat.text)
+    hint = {"task": "quiz/b", "applied": "quiz/b", "reason": None}
+    assert selected.json()["task_hint"] == chat.json()["routing"]["task_hint"] == hint
+    assert selected.json()["chosen"] == chat.json()["model"] == DEAR
 
 
 def test_the_task_on_chat_completions_changes_the_model_and_an_unknown_one_is_dropped(
