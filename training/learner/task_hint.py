@@ -33,6 +33,9 @@ from training.learner.task_labels import SEPARATOR, task_levels, task_parts
 WEIGHTS = tuple(round(float(w), 2) for w in np.linspace(0.1, 1.0, 10))
 PSEUDO_ROWS = (0.0, 5.0, 20.0)
 MIN_GAIN_SE = 1.0
+# Label shuffles of the null: the chosen gain must beat every one (permutation p < 1/31).
+NULL_SHUFFLES = 30
+NULL_SEED = 20
 MAX_TASK_CHARS = 200  # a hint longer than this is refused (400) before any lookup
 MAX_HINT_TASKS = 4096  # rows a stored table may have (labels and their parents)
 
@@ -113,25 +116,53 @@ def task_hint_fit(
         return None
     index = {name: i for i, name in enumerate(names)}
     ids = np.array([index[leaf] for leaf in leaves])
-    rows = np.arange(len(scores))
-    heads = scores[rows, decide[0](oof_predicted)]
-    best: tuple[float, float, float, int] | None = None  # (gain, w, k, rule)
-    for k in PSEUDO_ROWS:
-        means = oof_task_means(scores, ids, len(names), fold_of, k)
-        for w in WEIGHTS:
-            for rule, chooser in enumerate(decide):
-                diff = scores[rows, chooser((1 - w) * oof_predicted + w * means)] - heads
-                gain, se = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
-                if (
-                    gain > 0
-                    and gain >= MIN_GAIN_SE * se
-                    and (best is None or gain > best[0] + 1e-12)
-                ):
-                    best = (gain, w, k, rule)
+    heads = scores[np.arange(len(scores)), decide[0](oof_predicted)]
+    problem = (scores, oof_predicted, fold_of, heads, len(names))
+    best = _best_blend(ids, problem, decide, MIN_GAIN_SE)
     if best is None:
+        return None
+    # Null: the same search with the labels shuffled within each fold (labels that say nothing);
+    # the best of the configurations must beat the best it finds in every shuffle.
+    rng = np.random.default_rng(NULL_SEED)
+    null = []
+    for _ in range(NULL_SHUFFLES):
+        shuffled = ids.copy()
+        for fold in np.unique(fold_of):
+            at = np.flatnonzero(fold_of == fold)
+            shuffled[at] = rng.permutation(ids[at])
+        found = _best_blend(shuffled, problem, decide, None)
+        null.append(0.0 if found is None else found[0])
+    if best[0] <= max(null):
         return None
     _, w, k, rule = best
     return TaskHint(*_hint_table(names, parent_of, scores, ids, k), float(w), float(k), rule == 0)
+
+
+def _best_blend(
+    ids: np.ndarray,
+    problem: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+    decide: tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]],
+    min_se: float | None,
+) -> tuple[float, float, float, int] | None:
+    """(gain, w, k, rule) of the configuration whose decisions gain most over the ``heads``
+    out of fold, counting only gains above zero and (``min_se``) that many standard errors."""
+    scores, oof_predicted, fold_of, heads, count = problem
+    rows = np.arange(len(scores))
+    best: tuple[float, float, float, int] | None = None
+    for k in PSEUDO_ROWS:
+        means = oof_task_means(scores, ids, count, fold_of, k)
+        for w in WEIGHTS:
+            for rule, chooser in enumerate(decide):
+                diff = scores[rows, chooser((1 - w) * oof_predicted + w * means)] - heads
+                gain = float(diff.mean())
+                se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if min_se is not None else 0.0
+                if (
+                    gain > 0
+                    and gain >= (min_se or 0.0) * se
+                    and (best is None or gain > best[0] + 1e-12)
+                ):
+                    best = (gain, w, k, rule)
+    return best
 
 
 def _hint_table(
