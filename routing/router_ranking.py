@@ -148,7 +148,7 @@ def trained_decision(
         latency_ms=(time.perf_counter() - started) * 1000,
         strategy="trained",
         router_id=row.router_id,
-        log=policy.decision_log_new(row, version, prompt, tradeoff, prices or None),
+        log=policy.decision_log_new(row, version, prompt, tradeoff, prices or None, task),
         task_hint=None if task is None else {"task": task, "applied": applied, "reason": reason},
     )
 
