@@ -94,7 +94,9 @@ def test_the_task_on_select_decides_as_the_version_hint_says(world: World) -> No
         )
         assert lean.status_code == drf.status_code == 200, lean.text
         assert (
-            lean.json()["task_hint"] == drf.json()["task_hint"] == {"task": task, "applied": task, "reason": None}
+            lean.json()["task_hint"]
+            == drf.json()["task_hint"]
+            == {"task": task, "applied": task, "reason": None}
         )
         assert "x-routerhub-dropped" not in lean.headers
         row, _, _ = predictor.task_row(task)

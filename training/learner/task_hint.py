@@ -16,9 +16,13 @@ tied overall which is the best of some task. Ties go to the version's own policy
 Training (``task_hint_fit``) chooses ``w`` and the means' shrinkage ``k`` (pseudo-rows toward the
 overall mean) on the training rows only: the heads' out-of-fold predictions blended with each
 row's task means from the other folds, decided at tradeoff 0 as above, against the version's own
-decisions (its policy, out-of-fold incumbents) at tradeoff 0. A blend is kept only where its out-of-fold gain over the heads is at least
-``MIN_GAIN_SE`` standard errors of the per-prompt differences (ties and noise: no hint, and the
-version decides exactly as without one).
+decisions (its policy, out-of-fold incumbents) at tradeoff 0. A blend is kept only where its
+out-of-fold gain over the heads is at least ``MIN_GAIN_SE`` standard errors of the per-prompt
+differences and beats the best gain of the same search in each of ``NULL_SHUFFLES`` within-fold
+shuffles of the labels (the best of 60 configurations would pass the first test on noise labels;
+ties and noise: no hint, and the version decides exactly as without one). As ``w``, ``k`` and the
+rule are chosen at tradeoff 0, serving applies the hint only on that policy row
+(``TrainedRouter.hint_applies``); at other tradeoffs a request decides as without its task.
 """
 
 from __future__ import annotations
