@@ -129,3 +129,62 @@ def test_a_percentage_model_name_sends_that_share_to_the_strong_model(world: Wor
     assert abs(strong_share - 0.3) <= 0.03
     assert completions[0].model_extra["routing"]["router"] == "router-arena-30%"
     assert world.usage_record(completions[0].id).router == "router-arena-30%"
+
+
+def _cold_process() -> None:
+    """This process as one that never calibrated: no rates or routers in memory."""
+    from routing.routers import router_cache_clear
+    from training import routellm_rates
+
+    routellm_rates._calibrations.clear()
+    router_cache_clear()
+
+
+def test_a_percentage_name_serves_in_a_process_that_never_calibrated(world: World) -> None:
+    from training.models import RouteLLMCalibration, RouterVersion
+
+    manage, prompts = train_on_battles(world)
+    RouteLLMCalibration.objects.all().delete()  # nor stored: the first call computes them
+    _cold_process()
+
+    cold = [served(world, "router-arena-30%", prompt).model for prompt in prompts[:40]]
+    stored = RouteLLMCalibration.objects.get()
+    threshold = manage.post("/api/v1/routers/arena/calibrate", {"strong_share": 0.3},
+                            format="json").json()["model"]  # fmt: skip
+    by_threshold = [served(world, threshold, prompt).model for prompt in prompts[:40]]
+
+    # Was a 400 "needs a router version with at least 2 candidates": the routing cache's copy
+    # of the version (no report) was calibrated.
+    assert cold == by_threshold and STRONG in cold and WEAK in cold
+    assert stored.version_id == RouterVersion.objects.get().pk
+    assert RouteLLMCalibration.objects.count() == 1  # calibrate read the stored rates
+
+
+def test_percentage_names_outlive_the_dataset_and_follow_a_retrain(world: World) -> None:
+    from training.models import RouteLLMCalibration, RouterVersion
+
+    manage, prompts = train_on_battles(world)
+    dataset_id = RouterVersion.objects.get().dataset_id
+    manage.patch("/api/v1/routers/arena", {"auto_activate": True}, format="json")
+    rerun = manage.post("/api/v1/routers/arena/train", {"dataset": dataset_id}, format="json")
+    retrained = manage.get(f"/api/v1/training-runs/{rerun.json()['id']}").json()
+    stored_at_training = sorted(
+        RouteLLMCalibration.objects.values_list("version__number", flat=True)
+    )
+    _cold_process()
+    after_retrain = served(world, "router-arena-30%", prompts[0])
+    deleted = manage.delete(f"/api/v1/datasets/{dataset_id}")
+    _cold_process()
+    without_dataset = [served(world, "router-arena-30%", prompt) for prompt in prompts[:40]]
+    calibration = manage.post("/api/v1/routers/arena/calibrate", {"strong_share": 0.3},
+                              format="json")  # fmt: skip
+
+    # Both versions' rates were stored when they were trained; a percentage name on the new
+    # version and, once its dataset is deleted, on any version, needed a calibrate (then a 400).
+    assert retrained["status"] == "succeeded", retrained
+    assert stored_at_training == [1, 2]
+    assert world.usage_record(after_retrain.id).router_version == 2
+    assert deleted.status_code == 204, deleted.content
+    assert {c.model for c in without_dataset} == {STRONG, WEAK}
+    assert calibration.status_code == 200, calibration.json()
+    assert calibration.json()["version"] == 2
