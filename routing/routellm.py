@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import time
+from decimal import Decimal
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -72,7 +73,8 @@ def routellm_model_parse(model: str) -> RouteLLMName | None:
                 "strong model).",
                 param="model",
             )
-        return RouteLLMName(match["slug"], None, value / 100.0)
+        # In decimal: the name calibrate answers reads back its exact share.
+        return RouteLLMName(match["slug"], None, float(Decimal(match["threshold"]) / 100))
     if not 0.0 <= value <= 1.0:
         raise BadRequest(
             f"The threshold in '{model}' must be from 0 to 1 (a strong-win rate), or name a "

@@ -10,6 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import KeyScope
+from routing.routellm import routellm_model_parse
 from tests.factories import key_client, key_make
 from tests.migration.arena import arena_battles
 from tests.routing.world import World
@@ -115,6 +116,10 @@ def test_a_percentage_model_name_sends_that_share_to_the_strong_model(world: Wor
                       format="json").json()  # fmt: skip
     both = manage.post("/api/v1/routers/arena/calibrate",
                        {"strong_share": 0.3, "strong_model_pct": 0.3}, format="json")  # fmt: skip
+    digits = manage.post("/api/v1/routers/arena/calibrate", {"strong_share": 0.123456789},
+                         format="json").json()  # fmt: skip
+    tiny = manage.post("/api/v1/routers/arena/calibrate", {"strong_share": 1e-7},
+                       format="json").json()  # fmt: skip
     completions = [served(world, "router-arena-30%", prompt) for prompt in prompts]
     by_threshold = [served(world, pct["model"], prompt).model for prompt in prompts]
     with pytest.raises(openai.BadRequestError, match="from 0 to 100"):
@@ -124,6 +129,11 @@ def test_a_percentage_model_name_sends_that_share_to_the_strong_model(world: Wor
     # 400 (a threshold above 1).
     assert pct["share_model"] == "router-arena-30%" and pct["strong_share"] == 0.3
     assert both.status_code == 400
+    # Every digit of the share (was rounded to 6 significant digits: router-arena-12.3457%).
+    assert digits["share_model"] == "router-arena-12.3456789%"
+    assert routellm_model_parse(digits["share_model"]).strong_share == 0.123456789
+    assert tiny["share_model"] == "router-arena-0.00001%"
+    assert routellm_model_parse(tiny["share_model"]).strong_share == 1e-7
     assert [c.model for c in completions] == by_threshold
     strong_share = sum(c.model == STRONG for c in completions) / len(completions)
     assert abs(strong_share - 0.3) <= 0.03
@@ -188,3 +198,24 @@ def test_percentage_names_outlive_the_dataset_and_follow_a_retrain(world: World)
     assert {c.model for c in without_dataset} == {STRONG, WEAK}
     assert calibration.status_code == 200, calibration.json()
     assert calibration.json()["version"] == 2
+
+
+@pytest.mark.parametrize("path", ["/v1", "/api/v1"])
+def test_a_routellm_name_keeps_its_models_as_fallbacks_after_its_pair(
+    world: World, path: str
+) -> None:
+    _, prompts = train_on_battles(world)
+    client = openai.OpenAI(base_url=f"{world.gateway_url}{path}", api_key=world.key, max_retries=0)
+
+    completion = client.chat.completions.create(
+        model="router-arena-0.0",
+        messages=[{"role": "user", "content": prompts[0]}],
+        max_tokens=8,
+        extra_body={"models": ["nobody/unknown-model", WEAK]},
+    )
+
+    # Was served by test/gpt unrouted: the RouteLLM name counted as unknown and was dropped.
+    routing = completion.model_extra["routing"]
+    assert completion.model == STRONG  # threshold 0: the strong model first
+    assert routing["router"] == "router-arena-0.0" and routing["strategy"] == "routellm"
+    assert world.usage_record(completion.id).router == "router-arena-0.0"
