@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import re
 import time
-from decimal import Decimal
 from collections import OrderedDict
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 from asgiref.sync import sync_to_async
