@@ -162,4 +162,5 @@ def test_a_usage_page_reads_its_own_groups_whatever_the_range_holds():
         assert body["count"] == total
         assert [row["group"] for row in body["results"]] == ["m/003", "m/004", "m/005"]
         assert body["results"][0] == {"group": "m/003", "requests": 20, "prompt_tokens": 0,
-                                      "completion_tokens": 0, "cost": "0.20000000"}  # fmt: skip
+                                      "completion_tokens": 0, "cache_write_tokens": 0,
+                                      "cost": "0.20000000"}  # fmt: skip
