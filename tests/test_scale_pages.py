@@ -5,6 +5,7 @@ an API page."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 
@@ -163,3 +164,54 @@ def test_a_usage_page_reads_its_own_groups_whatever_the_range_holds():
         assert [row["group"] for row in body["results"]] == ["m/003", "m/004", "m/005"]
         assert body["results"][0] == {"group": "m/003", "requests": 20, "prompt_tokens": 0,
                                       "completion_tokens": 0, "cost": "0.20000000"}  # fmt: skip
+
+
+def _totals_cost(organization, days: int):  # type: ignore[no-untyped-def]
+    """Rows answered by a key's spend (``key_usage``: overall and per window) and the
+    organization's summary (``usage_summary``), with ``days`` daily rollup rows of the key, and
+    what they answered."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from billing.models import UsageRollupKeyDay
+    from accounts.models import ApiKey
+    from billing.selectors import UsageFilter, key_usage, usage_summary
+
+    key_make(organization, name="spender")
+    key = ApiKey.objects.get(organization=organization, name="spender")
+    today = timezone.now().date()
+    UsageRollupKeyDay.objects.bulk_create(
+        UsageRollupKeyDay(organization=organization, day=today - timedelta(days=d), key_id=key.pk,
+                          requests=2, prompt_tokens=3, cost=Decimal("0.01"))
+        for d in range(days)
+    )  # fmt: skip
+    answered: list[int] = []
+
+    def counted(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        result = execute(sql, params, many, context)
+        answered.append(max(context["cursor"].rowcount, 0))
+        return result
+
+    with connection.execute_wrapper(counted):
+        spent = key_usage(key=key)
+        summary = usage_summary(organization_id=organization.pk, filters=UsageFilter())
+    return len(answered), sum(answered), spent, summary
+
+
+def test_a_keys_spend_and_the_summary_are_added_up_by_the_database():
+    """Without a dimension, each part is one aggregate row, however many rollup rows it adds up
+    (before, one row per rollup row, added up in Python)."""
+    few = _totals_cost(organization_make(name="Few days"), 2)
+    many = _totals_cost(organization_make(name="Many days"), 60)
+
+    assert few[:2] == many[:2]
+    for (_, _, spent, summary), days in ((few, 2), (many, 60)):
+        assert spent.usage == Decimal("0.01") * days
+        assert spent.usage_daily == Decimal("0.01")  # today's row
+        assert summary == {"requests": 2 * days, "prompt_tokens": 3 * days,
+                           "completion_tokens": 0, "cost": Decimal("0.01") * days}  # fmt: skip
+    empty = _totals_cost(organization_make(name="No days"), 0)
+    assert empty[2].usage == 0 and empty[3] == {"requests": 0, "cost": 0}
