@@ -176,7 +176,8 @@ def _grouped(
     BY), ``found`` 0 when no row matched (``_merge`` skips it, as there would be no group)."""
     if not dims:  # a constant in values() groups by nothing: the database adds up every row
         measures = measures | {"found": Count("pk")}
-        return rows.annotate(g_=Value(1)).values("g_").annotate(**measures).order_by()
+        total: QuerySet[Any] = rows.annotate(g_=Value(1)).values("g_").annotate(**measures)
+        return total.order_by()
     names = {f"g_{dim}": groups[dim] for dim in dims}
     grouped: QuerySet[Any] = rows.annotate(**names).values(*names).annotate(**measures)
     return grouped.order_by()

@@ -119,6 +119,17 @@ def test_usage_groups_past_one_page_are_behind_next(tenants):
     assert len(groups) == len(set(groups)) == first["count"] >= 7
 
 
+def _rows_answered(answered: list[int]):  # type: ignore[no-untyped-def]
+    """An execute wrapper appending the rows each statement answered to ``answered``."""
+
+    def counted(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        result = execute(sql, params, many, context)
+        answered.append(max(context["cursor"].rowcount, 0))
+        return result
+
+    return counted
+
+
 def _usage_page_cost(organization, models: int):  # type: ignore[no-untyped-def]
     """Statements run and rows they answered for page 2 (3 groups) of ``group_by=model``, with
     ``models`` groups over 20 days in the organization's rollups."""
@@ -140,13 +151,7 @@ def _usage_page_cost(organization, models: int):  # type: ignore[no-untyped-def]
     manage = key_client(key_make(organization, scope=KeyScope.MANAGE))
     manage.get("/api/v1/key")  # the key's cache is warm: the page's statements alone remain
     answered: list[int] = []
-
-    def counted(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        result = execute(sql, params, many, context)
-        answered.append(max(context["cursor"].rowcount, 0))
-        return result
-
-    with connection.execute_wrapper(counted):
+    with connection.execute_wrapper(_rows_answered(answered)):
         body = manage.get("/api/v1/usage", {"group_by": "model", "limit": 3, "page": 2}).json()
     return len(answered), sum(answered), body
 
@@ -171,13 +176,12 @@ def _totals_cost(organization, days: int):  # type: ignore[no-untyped-def]
     organization's summary (``usage_summary``), with ``days`` daily rollup rows of the key, and
     what they answered."""
     from datetime import timedelta
-    from decimal import Decimal
 
     from django.db import connection
     from django.utils import timezone
 
-    from billing.models import UsageRollupKeyDay
     from accounts.models import ApiKey
+    from billing.models import UsageRollupKeyDay
     from billing.selectors import UsageFilter, key_usage, usage_summary
 
     key_make(organization, name="spender")
@@ -189,13 +193,7 @@ def _totals_cost(organization, days: int):  # type: ignore[no-untyped-def]
         for d in range(days)
     )  # fmt: skip
     answered: list[int] = []
-
-    def counted(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        result = execute(sql, params, many, context)
-        answered.append(max(context["cursor"].rowcount, 0))
-        return result
-
-    with connection.execute_wrapper(counted):
+    with connection.execute_wrapper(_rows_answered(answered)):
         spent = key_usage(key=key)
         summary = usage_summary(organization_id=organization.pk, filters=UsageFilter())
     return len(answered), sum(answered), spent, summary
