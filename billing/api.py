@@ -216,7 +216,11 @@ _GENERATION_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
     "router_version": _int_or_null,
     "prompt_tokens": serializers.IntegerField(),
     "completion_tokens": serializers.IntegerField(),
-    "cached_tokens": serializers.IntegerField(),
+    "cached_tokens": serializers.IntegerField(help_text="Prompt tokens read from a cache."),
+    "cache_write_tokens": serializers.IntegerField(
+        help_text="Prompt tokens written to the provider's prompt cache (Anthropic's "
+        "cache_creation_input_tokens; part of prompt_tokens, priced at 1.25x/2x input)."
+    ),
     "reasoning_tokens": serializers.IntegerField(),
     "cost": serializers.CharField(),
     "latency_ms": _int_or_null,
@@ -261,6 +265,9 @@ UsageOutput = inline_serializer(
                 "requests": serializers.IntegerField(),
                 "prompt_tokens": serializers.IntegerField(),
                 "completion_tokens": serializers.IntegerField(),
+                "cache_write_tokens": serializers.IntegerField(
+                    help_text="Of prompt_tokens: written to a provider's prompt cache."
+                ),
                 "cost": serializers.CharField(),
             },
             many=True,
@@ -280,6 +287,7 @@ def generation_json(record: UsageRecord) -> dict[str, Any]:
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "cached_tokens": record.cached_tokens,
+        "cache_write_tokens": record.cache_write_tokens,
         "reasoning_tokens": record.reasoning_tokens,
         "cost": money_str(record.cost),
         "latency_ms": record.latency_ms,
@@ -392,6 +400,7 @@ class UsageView(TenantAPIView):
                 "requests": row["requests"],
                 "prompt_tokens": row["prompt_tokens"],
                 "completion_tokens": row["completion_tokens"],
+                "cache_write_tokens": row["cache_write_tokens"],
                 "cost": money_str(row["cost"]),
             }
             for row in self.paginate_queryset(rows) or []  # type: ignore[arg-type]

@@ -37,6 +37,9 @@ class UsageDraft:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    # Prompt tokens written to the provider's prompt cache (Anthropic's cache_creation; part of
+    # ``prompt_tokens``, priced at the write multipliers).
+    cache_write_tokens: int = 0
     latency_ms: int | None = None
     ttft_ms: int | None = None
     error_type: str = ""

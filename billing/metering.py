@@ -148,6 +148,7 @@ def price(
     draft.is_byok, draft.cost = is_byok, cost
     draft.prompt_tokens, draft.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     draft.cached_tokens, draft.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
+    draft.cache_write_tokens = usage.cache_write_tokens
     return cost
 
 

@@ -2,8 +2,7 @@
 
 Invariants (enforced in SQL, see ``services``): ``balance >= 0``; ``reserved >= 0`` (``reserved`` is
 ``CreditHold.held - CreditAccount.released``: holds and the account live in separate rows, see
-``CreditHold``);
-``balance`` equals the sum of the organization's ledger amounts; every usage record with a
+``CreditHold``); ``balance`` equals the sum of the organization's ledger amounts; every usage record with a
 cost has exactly one ledger entry with ``idempotency_key = "usage:<generation id>"``.
 
 ``UsageRecord`` and ``LedgerEntry`` are partitioned by month of ``created_at`` in PostgreSQL
@@ -188,6 +187,7 @@ class UsageRecord(TenantModel):
     completion_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0, db_default=0)  # of prompt_tokens
     cost = models.DecimalField(**MONEY_FIELD, default=0)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -378,8 +378,8 @@ class StripeEvent(models.Model):
 
 
 class _DailyTotals(TenantModel):
-    """What every usage rollup adds up per organization and UTC day (settlement's upserts add to
-    these four); each rollup names its own dimensions and unique constraint."""
+    """What every usage rollup adds up per organization and UTC day (settlement's upserts add
+    to these measures); each rollup names its own dimensions and unique constraint."""
 
     # Each rollup's unique constraint leads with the organization: no second index for it.
     organization = models.ForeignKey(
@@ -390,6 +390,7 @@ class _DailyTotals(TenantModel):
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(**MONEY_FIELD, default=0)
+    cache_write_tokens = models.BigIntegerField(default=0, db_default=0)  # of prompt_tokens
 
     class Meta:
         abstract = True

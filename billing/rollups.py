@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     from billing.selectors import UsageFilter
 
 _DIMENSIONS = ("organization_id", "day", "key_id", "model", "provider", "router", "status")
-_MEASURES = ("requests", "prompt_tokens", "completion_tokens", "cost")
+MEASURES = ("requests", "prompt_tokens", "completion_tokens", "cost", "cache_write_tokens")
 RollupKey = tuple[int, date, int, str, str, str, str]  # values of ``_DIMENSIONS``
-Totals = tuple[int, int, int, Decimal]  # values of ``_MEASURES``
+Totals = tuple[int, int, int, Decimal, int]  # values of ``MEASURES``
 
 
 @dataclass(frozen=True)
@@ -51,23 +51,23 @@ class _Table:
     def upsert_sql(self, rows: int) -> str:
         """One ``INSERT … ON CONFLICT DO UPDATE`` of ``rows`` rows (distinct keys: a statement
         may not update one row twice), inserted and so locked in the order given."""
-        table, columns = self.model._meta.db_table, self.dimensions + _MEASURES
+        table, columns = self.model._meta.db_table, self.dimensions + MEASURES
         row = f"({', '.join(['%s'] * len(columns))})"
         # Table and column names are constants of this module, never input.
         return (
             f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
             f"VALUES {', '.join([row] * rows)} "
             f"ON CONFLICT ({', '.join(self.dimensions)}) DO UPDATE SET "
-            + ", ".join(f"{m} = {table}.{m} + EXCLUDED.{m}" for m in _MEASURES)
+            + ", ".join(f"{m} = {table}.{m} + EXCLUDED.{m}" for m in MEASURES)
         )
 
     def project(self, totals: Mapping[RollupKey, Totals]) -> dict[tuple[Any, ...], Totals]:
         kept = [_DIMENSIONS.index(d) for d in self.dimensions]
         out: dict[tuple[Any, ...], Totals] = {}
-        for key, (requests, prompt, completion, cost) in totals.items():
+        for key, (requests, prompt, completion, cost, written) in totals.items():
             short = tuple(key[i] for i in kept)
-            r, p, c, k = out.get(short, (0, 0, 0, ZERO))
-            out[short] = (r + requests, p + prompt, c + completion, k + cost)
+            r, p, c, k, w = out.get(short, (0, 0, 0, ZERO, 0))
+            out[short] = (r + requests, p + prompt, c + completion, k + cost, w + written)
         return out
 
 
@@ -112,19 +112,20 @@ def usage_rollups_add(drafts: Iterable[UsageDraft]) -> None:
     totals: dict[RollupKey, Totals] = {}
     for draft in drafts:
         key = _rollup_key(draft)
-        requests, prompt, completion, cost = totals.get(key, (0, 0, 0, ZERO))
+        requests, prompt, completion, cost, written = totals.get(key, (0, 0, 0, ZERO, 0))
         totals[key] = (
             requests + 1,
             prompt + draft.prompt_tokens,
             completion + draft.completion_tokens,
             cost + money(draft.cost),
+            written + draft.cache_write_tokens,
         )
     _upsert(totals)
 
 
 def usage_rollup_adjust(draft: UsageDraft, cost_change: Decimal) -> None:
     """Move a recorded request's cost in its rollups (settlement charged less than its cost)."""
-    _upsert({_rollup_key(draft): (0, 0, 0, cost_change)})
+    _upsert({_rollup_key(draft): (0, 0, 0, cost_change, 0)})
 
 
 # Read side ---------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ def _raw_rows(filters: UsageFilter, organization_id: int | None) -> QuerySet[Usa
 def usage_totals(
     *, organization_id: int | None, filters: UsageFilter, dims: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """Requests, prompt and completion tokens and cost per combination of ``dims`` (any of day,
+    """Requests, prompt and completion tokens, cost and cache writes per combination of ``dims`` (any of day,
     key (its id, 0 for none), model, provider, router), in no particular order. Without an
     organization, ``filters.key_id`` is required (one key's spend)."""
     parts = usage_parts(organization_id=organization_id, filters=filters, dims=dims)
@@ -246,7 +247,7 @@ def usage_parts(
 ) -> list[QuerySet[Any]]:
     """The queries whose rows, added up per group, are ``usage_totals``: the whole days' rollups
     and the partial days' records, each grouped by ``dims`` (values ``g_<dim>`` and
-    ``_MEASURES``; one group may be in several of them)."""
+    ``MEASURES``; one group may be in several of them)."""
     split = _split(filters.start, filters.end)
     parts: list[QuerySet[Any]] = []
     if split.first_day is None or split.end_day is None or split.first_day < split.end_day:
@@ -255,25 +256,25 @@ def usage_parts(
             rollups = rollups.filter(day__gte=split.first_day)
         if split.end_day is not None:
             rollups = rollups.filter(day__lt=split.end_day)
-        sums: dict[str, Any] = {m: Sum(m) for m in _MEASURES}
+        sums: dict[str, Any] = {m: Sum(m) for m in MEASURES}
         parts.append(_grouped(rollups, _ROLLUP_GROUPS, dims, sums))
     for start, end in split.raw:
         raw = _raw_rows(replace(filters, start=start, end=end), organization_id)
-        counted: dict[str, Any] = {"requests": Count("id")} | {m: Sum(m) for m in _MEASURES[1:]}
+        counted: dict[str, Any] = {"requests": Count("id")} | {m: Sum(m) for m in MEASURES[1:]}
         parts.append(_grouped(raw, _RAW_GROUPS, dims, counted))
     return parts
 
 
 def _merge(parts: Iterable[Iterable[dict[str, Any]]], dims: Sequence[str]) -> list[dict[str, Any]]:
-    totals: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, 0, ZERO])
+    totals: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, 0, ZERO, 0])
     for part in parts:
         for row in part:
             if row.get("found", 1) == 0:  # no dimension and no row: no group
                 continue
             total = totals[tuple(row[dim] for dim in dims)]
-            for i, measure in enumerate(_MEASURES):
+            for i, measure in enumerate(MEASURES):
                 total[i] += row[measure] or 0
     return [
-        dict(zip(dims, group, strict=True)) | dict(zip(_MEASURES, values, strict=True))
+        dict(zip(dims, group, strict=True)) | dict(zip(MEASURES, values, strict=True))
         for group, values in totals.items()
     ]

@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 _USAGE_COLUMNS = (
     "organization_id", "generation_id", "key_id", "model", "requested_model", "provider",
     "router", "router_id", "router_version", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type",
+    "cached_tokens", "reasoning_tokens", "cache_write_tokens", "cost", "latency_ms", "ttft_ms", "status", "error_type",
     "streamed", "is_byok", "prompt", "response", "trace", "flags", "created_at",
 )  # fmt: skip
 _usage_values = attrgetter(*_USAGE_COLUMNS)

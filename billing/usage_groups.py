@@ -17,17 +17,16 @@ from typing import Any
 from django.db import connection
 
 from accounts.models import ApiKey
-from billing.rollups import usage_parts
+from billing.rollups import MEASURES, usage_parts
 from billing.selectors import DELETED_KEY, UsageFilter
 from routerhub.money import ZERO, money
 
-_MEASURES = ("requests", "prompt_tokens", "completion_tokens", "cost")
 _TEXT_GROUPS = {"key", "model", "provider", "router"}
 
 
 class UsageGroups:
     """The organization's usage groups in the range, in group order (keys by name, days by date,
-    the rest by text in code point order); sliced, each row is ``{"group", *_MEASURES}``."""
+    the rest by text in code point order); sliced, each row is ``{"group", *MEASURES}``."""
 
     def __init__(self, *, organization_id: int, filters: UsageFilter, group_by: str) -> None:
         parts = usage_parts(organization_id=organization_id, filters=filters, dims=(group_by,))
@@ -62,7 +61,7 @@ def _grouped_sql(parts: list[Any], group_by: str) -> tuple[str, list[Any]]:
     selects, params = [], []
     for index, part in enumerate(parts):
         sql, part_params = part.query.sql_with_params()
-        columns = ", ".join(f"p{index}.{name}" for name in _MEASURES)
+        columns = ", ".join(f"p{index}.{name}" for name in MEASURES)
         # Names are this module's constants and a validated ``group_by``; values are parameters.
         select = f"SELECT p{index}.g_{group_by} AS g, {columns} FROM ({sql}) p{index}"  # noqa: S608
         selects.append(select)
@@ -78,12 +77,12 @@ def _grouped_sql(parts: list[Any], group_by: str) -> tuple[str, list[Any]]:
         params.insert(0, DELETED_KEY)
     else:
         union = f"{union}) u"
-    sums = ", ".join(f"SUM(u.{name})" for name in _MEASURES)
+    sums = ", ".join(f"SUM(u.{name})" for name in MEASURES)
     return f"SELECT {group} AS g, {sums} FROM ({union} GROUP BY 1", params  # noqa: S608
 
 
 def _measures(values: tuple[Any, ...]) -> dict[str, Any]:
-    requests, prompt, completion, cost = values
+    requests, prompt, completion, cost, cache_write = values
     if cost is not None and not isinstance(cost, Decimal):
         cost = Decimal(str(cost))  # SQLite's SUM of a decimal column is a float
     return {
@@ -91,4 +90,5 @@ def _measures(values: tuple[Any, ...]) -> dict[str, Any]:
         "prompt_tokens": int(prompt or 0),
         "completion_tokens": int(completion or 0),
         "cost": money(cost) if cost is not None else ZERO,
+        "cache_write_tokens": int(cache_write or 0),
     }

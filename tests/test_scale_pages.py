@@ -168,7 +168,8 @@ def test_a_usage_page_reads_its_own_groups_whatever_the_range_holds():
         assert body["count"] == total
         assert [row["group"] for row in body["results"]] == ["m/003", "m/004", "m/005"]
         assert body["results"][0] == {"group": "m/003", "requests": 20, "prompt_tokens": 0,
-                                      "completion_tokens": 0, "cost": "0.20000000"}  # fmt: skip
+                                      "completion_tokens": 0, "cache_write_tokens": 0,
+                                      "cost": "0.20000000"}  # fmt: skip
 
 
 def _totals_cost(organization, days: int):  # type: ignore[no-untyped-def]
@@ -210,6 +211,7 @@ def test_a_keys_spend_and_the_summary_are_added_up_by_the_database():
         assert spent.usage == Decimal("0.01") * days
         assert spent.usage_daily == Decimal("0.01")  # today's row
         assert summary == {"requests": 2 * days, "prompt_tokens": 3 * days,
-                           "completion_tokens": 0, "cost": Decimal("0.01") * days}  # fmt: skip
+                           "completion_tokens": 0, "cache_write_tokens": 0,
+                           "cost": Decimal("0.01") * days}  # fmt: skip
     empty = _totals_cost(organization_make(name="No days"), 0)
     assert empty[2].usage == 0 and empty[3] == {"requests": 0, "cost": 0}

@@ -1,10 +1,9 @@
-"""Trying candidates: one attempt at one endpoint, and a stream's opening and pumping.
+"""Trying candidates: one whole-answer attempt at one endpoint, and the bookkeeping of every
+attempt's failure (a stream's attempt, which uses the same bookkeeping, is ``streaming``'s).
 
 Every failure before the first byte reaches the client is recorded on the exchange
 (``failed``; the circuit breaker hears of platform endpoints' failures) and lets the caller try
-the next candidate; ``exhausted`` is the error when none answered. Once a stream has been
-opened (``open_stream``), ``pump`` relays it to the end: a failure from then on ends the stream
-with an error event, and what was generated is billed.
+the next candidate; ``exhausted`` is the error when none answered.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import httpx
 import orjson
@@ -26,7 +23,6 @@ from routerhub.errors import (
     NoProviderAvailable,
     UpstreamFailed,
     UpstreamTimeout,
-    error_body,
 )
 from routing.egress import tenant_http_client
 from routing.gateway import health
@@ -34,38 +30,27 @@ from routing.gateway.catalog_cache import EndpointInfo
 from routing.gateway.exchange import (
     UNUSABLE,
     Exchange,
-    answer_headers,
-    bill,
+    TimedOut,
     impossible,
-    partial_usage,
-    record_success,
-    response_head,
+    prompt_estimate_usage,
     sent_trace,
 )
 from routing.gateway.needs import readable_body
 from routing.gateway.planning import Candidate
 from routing.gateway.request_shape import max_tokens_for
-from routing.gateway.trace import delta_texts
 from routing.gateway.upstream import (
-    body_chunks,
-    body_prefix,
     http_client,
     is_retryable_status,
-    response_release,
     upstream_timeout,
     upstream_url,
 )
-from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
 from routing.providers.base import (
     JSON,
     Completion,
-    StreamDecoder,
     Target,
     UpstreamError,
     UpstreamRequest,
-    Usage,
-    sse_events,
     text_of,
 )
 from routing.providers.cache_marks import marks_strip
@@ -85,7 +70,7 @@ def skip(ex: Exchange, endpoint: EndpointInfo) -> bool:
 
 
 def failed(ex: Exchange, endpoint: EndpointInfo, error: str, detail: str = "") -> None:
-    ex.sending = None  # the provider's failure: nothing of this attempt is billed
+    ex.sending = None  # the provider's failure: not billed (a sent timeout: ``timed_out``)
     if not ex.trying_byok:
         health.health_record_failure(endpoint.id)
     ex.attempts.append(
@@ -104,11 +89,24 @@ def transport_failed(ex: Exchange, endpoint: EndpointInfo, exc: Exception) -> No
     """An attempt that got no response: it timed out (the connection's or the request's
     deadline) or could not connect."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        failed(ex, endpoint, "timeout")
+        timed_out(ex, endpoint)
     elif isinstance(exc, httpx.DecodingError):  # past the size bound, or an encoding refused
         failed(ex, endpoint, "malformed_response", str(exc))
     else:
         failed(ex, endpoint, "connection_error", str(exc) or type(exc).__name__)
+
+
+def timed_out(ex: Exchange, endpoint: EndpointInfo) -> None:
+    """A failed attempt that timed out. If the provider had the whole request by then
+    (``ex.sending``), it bills that prompt though it never answered: the attempt is charged its
+    prompt, estimated, at its endpoint (``exchange.timeouts_charge``), as a call abandoned while
+    the provider had it is. A timeout before the request was written (connecting, in the TLS
+    handshake, waiting for a pooled connection) is free, as every other failed attempt."""
+    sent = ex.sending if ex.sending is not None and ex.sending.endpoint is endpoint else None
+    failed(ex, endpoint, "timeout")
+    if sent is not None:
+        usage = prompt_estimate_usage(ex, endpoint)
+        ex.timed_out.append(TimedOut(ex.attempts[-1], sent, usage))
 
 
 def scrubbed(text: str, candidate: Candidate) -> str:
@@ -164,7 +162,7 @@ def _target(ex: Exchange, candidate: Candidate) -> Target:
     )
 
 
-def _upstream_request(ex: Exchange, candidate: Candidate, *, stream: bool) -> UpstreamRequest:
+def upstream_request(ex: Exchange, candidate: Candidate, *, stream: bool) -> UpstreamRequest:
     """The provider's request. Validation refuses malformed content first; should a translation
     still fail on what a client sent, that is a 400 naming the request, logged as a bug."""
     endpoint = candidate.endpoint
@@ -189,7 +187,7 @@ async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
     if skip(ex, endpoint):
         return None
     adapter = ADAPTERS[endpoint.api_style]
-    upstream = _upstream_request(ex, candidate, stream=False)
+    upstream = upstream_request(ex, candidate, stream=False)
     try:
         async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
             response = await client_for(candidate).post(
@@ -227,210 +225,3 @@ def choices_answer(choices: list[JSON]) -> bool:
         or (c.get("message") or {}).get("tool_calls")
         for c in choices
     )
-
-
-def deltas_answer(choices: list[JSON]) -> bool:
-    """Whether stream chunks hold anything to serve: text, reasoning or a tool call."""
-    return any(
-        (c.get("delta") or {}).get(name)
-        for c in choices
-        for name in ("content", "reasoning", "tool_calls")
-    )
-
-
-@dataclass
-class OpenStream:
-    response: httpx.Response
-    events: AsyncIterator[tuple[str | None, str]]
-    decoder: StreamDecoder
-    first: list[JSON]
-
-
-async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
-    """Connect and read until the first content arrives; any failure so far may fall back."""
-    endpoint, ex.trying_byok = candidate.endpoint, candidate.is_byok
-    if skip(ex, endpoint):
-        return None
-    adapter = ADAPTERS[endpoint.api_style]
-    upstream = _upstream_request(ex, candidate, stream=True)
-    client = client_for(candidate)
-    request = client.build_request(
-        "POST",
-        upstream_url(upstream.url),
-        content=upstream.content(),
-        headers=upstream.headers,
-        timeout=upstream_timeout(),
-        extensions=sent_trace(ex, candidate),
-    )
-    try:
-        response = await client.send(request, stream=True)
-    except (httpx.HTTPError, TimeoutError) as exc:
-        transport_failed(ex, endpoint, exc)
-        return None
-    if response.status_code != 200:
-        ex.sending = None  # refused: not billed while its error body is read
-        try:
-            raw = await body_prefix(response, ERROR_BODY_BYTES)
-        except httpx.HTTPError as exc:  # a body that is not what its encoding says
-            raw = str(exc).encode()
-        await response.aclose()
-        response_release(response)
-        rejected(
-            ex, endpoint, response.status_code, scrubbed(adapter.error_message(raw), candidate)
-        )
-        return None
-    decoder = adapter.stream_decoder(upstream)
-    events = sse_events(body_chunks(response)).__aiter__()
-    try:
-        while True:
-            event, data = await events.__anext__()
-            first = decoder.feed(event, data)
-            if first or decoder.finished:
-                break
-    except StopAsyncIteration:
-        error, detail = "empty_stream", "the stream ended before any content"
-    except httpx.TimeoutException:
-        error, detail = "timeout", ""
-    except (httpx.HTTPError, UpstreamError) as exc:
-        error, detail = "stream_error", str(exc)
-    else:
-        if not (decoder.finished and impossible(decoder.usage) and not deltas_answer(first)):
-            ex.first_byte_at = time.monotonic()
-            return OpenStream(response, events, decoder, first)
-        error, detail = "unusable_response", UNUSABLE
-    ex.sending = None  # failed: not billed while the connection closes
-    await response.aclose()
-    response_release(response)
-    failed(ex, endpoint, error, scrubbed(detail, candidate))
-    return None
-
-
-async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
-    """Relay the rest of the stream; from here on there is no fallback, only an SSE error."""
-    ex.endpoint, ex.is_byok, ex.decoder = candidate.endpoint, candidate.is_byok, opened.decoder
-    encoder = (
-        MessagesStreamEncoder(ex.generation_id, candidate.endpoint.model_id, ex.plan.routing)
-        if ex.anthropic
-        else None
-    )
-    await ex.req.start_stream(headers=answer_headers(ex))
-    if encoder is not None:
-        await ex.req.write(encoder.start(opened.decoder.usage))
-    head = response_head(ex, "chat.completion.chunk")
-    failure: Exception | None = None
-    try:
-        await _emit(ex, head, encoder, opened.first)
-        remaining = settings.GATEWAY_TOTAL_TIMEOUT - (time.monotonic() - ex.req.started)
-        async with asyncio.timeout(max(remaining, 1.0)):
-            while not opened.decoder.finished:
-                try:
-                    event, data = await opened.events.__anext__()
-                except StopAsyncIteration:
-                    if not ex.finish_reason_seen:
-                        # Closed cleanly, but before the provider said the answer was done.
-                        raise UpstreamError("the stream ended before the answer did") from None
-                    break
-                await _emit(ex, head, encoder, opened.decoder.feed(event, data))
-    except (httpx.HTTPError, UpstreamError, TimeoutError) as exc:
-        failure = exc
-    finally:
-        await opened.response.aclose()
-        response_release(opened.response)
-    if failure is not None:
-        if not candidate.is_byok:
-            health.health_record_failure(candidate.endpoint.id)
-        bill(ex, partial_usage(ex), status="failed", error_type="upstream_error_mid_stream")
-        message = f"The provider failed mid-stream: {failure or type(failure).__name__}"
-        await _stream_error(ex, candidate, encoder, message)
-        return
-    if not ex.answered and impossible(opened.decoder.usage):
-        # The provider said nothing and counted the impossible: an error, not a bill.
-        bill(ex, Usage(), status="failed", error_type="upstream_unusable_response")
-        await _stream_error(ex, candidate, encoder, UNUSABLE)
-        return
-    usage = partial_usage(ex)
-    cost = bill(ex, usage, status="succeeded")
-    if encoder is not None:
-        await ex.req.write(encoder.finish(usage, float(cost)))
-    elif usage_requested(ex.body):
-        tail = head | {
-            "choices": [],
-            "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
-        }
-        if ex.stream_tail is not None:
-            tail |= ex.stream_tail()
-        await ex.req.write(b"data: " + orjson.dumps(tail) + b"\n\ndata: [DONE]\n\n")
-    else:
-        await ex.req.write(b"data: [DONE]\n\n")
-    await ex.req.end()
-    record_success(ex, usage)
-
-
-def usage_requested(body: JSON) -> bool:
-    """Whether the client asked for the stream's usage chunk (``choices: []``), as OpenAI sends
-    it only then: ``stream_options.include_usage`` or OpenRouter's ``usage.include``. The
-    upstream is asked for usage either way: billing needs it, the client may not want it."""
-    stream_options, usage = body.get("stream_options"), body.get("usage")
-    return bool(
-        (isinstance(stream_options, dict) and stream_options.get("include_usage"))
-        or (isinstance(usage, dict) and usage.get("include"))
-    )
-
-
-async def _stream_error(
-    ex: Exchange, candidate: Candidate, encoder: MessagesStreamEncoder | None, message: str
-) -> None:
-    """End a started stream with an error event (API.md: the 502 of a stream)."""
-    message = scrubbed(message, candidate)
-    if encoder is not None:
-        await ex.req.write(MessagesStreamEncoder.error("api_error", message))
-    else:
-        metadata = {"provider": candidate.endpoint.provider_slug}
-        error = error_body(502, "upstream_error", message, None, metadata)
-        await ex.req.write(b"data: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n")
-    await ex.req.end()
-
-
-async def _emit(
-    ex: Exchange, head: JSON, encoder: MessagesStreamEncoder | None, choices: list[JSON]
-) -> None:
-    if not choices:
-        return
-    for choice in choices:
-        ex.finish_reason_seen = ex.finish_reason_seen or bool(choice.get("finish_reason"))
-        delta = choice.get("delta") or {}
-        ex.answered = ex.answered or deltas_answer([choice])
-        ex.generated_chars += len(delta.get("content") or "") + len(delta.get("reasoning") or "")
-        for call in delta.get("tool_calls") or []:
-            ex.generated_chars += len((call.get("function") or {}).get("arguments") or "")
-    if ex.key.prompt_logging:
-        ex.answer_parts.extend(delta_texts(choices))
-    if encoder is not None:
-        await ex.req.write(b"".join(encoder.chunk(choice) for choice in choices))
-    else:
-        chunks = [head | {"choices": part} for part in finish_apart(choices)]
-        await ex.req.write(b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks))
-
-
-def finish_apart(choices: list[JSON]) -> list[list[JSON]]:
-    """The choices of one upstream event as OpenAI chunks. OpenAI ends a choice with a chunk of
-    its own (an empty delta and the ``finish_reason``); a provider that sends the last delta and
-    the finish together (Gemini) is sent as two chunks, the same way: openai-node's stream
-    helper ends a tool call (``tool_calls.function.arguments.done``) only on a finish that comes
-    after the call's deltas, so it never announced a Gemini tool call."""
-    if not any(c.get("finish_reason") and c.get("delta") for c in choices):
-        return [choices]
-    content: list[JSON] = []
-    finish: list[JSON] = []
-    for choice in choices:
-        if not (choice.get("finish_reason") and choice.get("delta")):
-            content.append(choice)
-            continue
-        ending = {"index": choice.get("index", 0), "delta": {}}
-        ending |= {k: choice[k] for k in ("finish_reason", "native_finish_reason") if k in choice}
-        content.append(
-            {k: v for k, v in choice.items() if k != "native_finish_reason"}
-            | {"finish_reason": None}
-        )
-        finish.append(ending)
-    return [content, finish]

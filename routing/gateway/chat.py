@@ -13,7 +13,7 @@ from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
 from routerhub.errors import BadRequest, Forbidden, NotFound
-from routing.gateway.attempts import attempt, exhausted, open_stream, pump
+from routing.gateway.attempts import attempt, exhausted
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import (
     Exchange,
@@ -38,6 +38,7 @@ from routing.gateway.request_shape import (
     request_validate,
     reservation_max,
 )
+from routing.gateway.streaming import open_stream, pump
 from routing.gateway.trace import answer_text
 from routing.ingress.anthropic import (
     canonical_to_messages_response,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import suppress
@@ -20,7 +21,7 @@ from accounts.keys import AuthenticatedKey, bearer_token, key_authenticate_async
 from billing import metering
 from billing.metering import UsageDraft, UsageFlag
 from routerhub.errors import ApiError, Forbidden, Unauthorized
-from routerhub.money import ZERO
+from routerhub.money import ZERO, money_str
 from routing.gateway import health
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.gateway.http import GatewayRequest, InFlight
@@ -30,7 +31,7 @@ from routing.gateway.request_shape import output_token_bound
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
 from routing.ingress.anthropic import anthropic_only_fields
 from routing.providers.base import JSON, StreamDecoder, Usage, text_of
-from routing.providers.cache_marks import has_marks
+from routing.providers.cache_marks import cached_prefix_shares, has_marks
 from routing.router_policy import decision_log_entry
 from training.serving import tokens_from_chars
 
@@ -78,6 +79,20 @@ class Exchange:
     # (``pipeline_steps.child_exchange``); ``accounted`` once it is one of the request's steps.
     on_abandon: list[Callable[[], None]] = field(default_factory=list)
     accounted: bool = False
+    # Attempts that timed out after their request was written (``attempts.timed_out``): the
+    # provider bills their prompts, so each is charged its prompt estimate (``timeouts_charge``).
+    # Shared by a request's per-prompt exchanges (``dataclasses.replace`` keeps the list).
+    timed_out: list[TimedOut] = field(default_factory=list)
+
+
+@dataclass
+class TimedOut:
+    """One attempt that timed out with its request at the provider: its trace entry (where
+    what it is billed is shown), the candidate that had it, and its prompt's usage estimate."""
+
+    entry: JSON
+    candidate: Candidate
+    usage: Usage
 
 
 # A scope entry only this server's own code can set (never a header): the key a dashboard
@@ -114,6 +129,7 @@ async def exchange_run(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
         draft.error_type = draft.error_type or error.type
         raise
     finally:
+        timeouts_charge(ex)  # when no outcome was billed (every candidate failed)
         # The answer's tokens count against the key's tpm before settlement, which may wait
         # for the database: the key's next request must already see them.
         try:
@@ -200,7 +216,49 @@ def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> De
     if endpoint is None:
         return ZERO
     draft.model, draft.provider = endpoint.model_id, endpoint.provider_slug
-    return metering.price(draft, endpoint.prices, usage, is_byok=ex.is_byok, held=ex.reserved)
+    cost = metering.price(draft, endpoint.prices, usage, is_byok=ex.is_byok, held=ex.reserved)
+    return cost + timeouts_charge(ex)
+
+
+def timeouts_charge(ex: Exchange) -> Decimal:
+    """Add the prompts of attempts that timed out at a provider that had the request (each at
+    its own endpoint's price, estimated) to the draft's cost, and return what was added. They
+    take only what the hold has left after the rest of the charge, so estimates never take a
+    request past its hold; each is shown in its trace entry (``billed``). Once per request."""
+    sent = list(ex.timed_out)
+    ex.timed_out.clear()
+    draft = ex.draft
+    added = ZERO
+    for timeout in sent:
+        child = replace(draft, flags="", steps=[], decision=None)  # priced, never recorded
+        endpoint = timeout.candidate.endpoint
+        usage, byok = timeout.usage, timeout.candidate.is_byok
+        cost = metering.price(child, endpoint.prices, usage, is_byok=byok, held=ex.reserved)
+        cost = min(cost, max(ex.reserved - draft.cost - added, ZERO))
+        timeout.entry["billed"] = {"prompt_tokens": usage.prompt_tokens, "cost": money_str(cost)}
+        added += cost
+    if sent:
+        draft.flag(UsageFlag.USAGE_ESTIMATED)
+        if not draft.model:  # nothing else was billed: the record is the timed-out prompts'
+            last = sent[-1].candidate.endpoint
+            draft.model, draft.provider = last.model_id, last.provider_slug
+            draft.prompt_tokens = sum(t.usage.prompt_tokens for t in sent)
+            draft.cache_write_tokens = sum(t.usage.cache_write_tokens for t in sent)
+    draft.cost += added
+    return added
+
+
+def prompt_estimate_usage(ex: Exchange, endpoint: EndpointInfo) -> Usage:
+    """A prompt the provider had but did not count for us, estimated: to Anthropic with
+    prompt-caching marks, the part up to the last mark is a cache write (at the last ``1h``
+    mark's share for an hour), as Anthropic bills it — never more than the hold priced."""
+    usage = Usage(ex.prompt_estimate)
+    if endpoint.api_style == "anthropic" and has_marks(ex.body):
+        upto, upto_hour = cached_prefix_shares(ex.body)
+        usage.cache_write_tokens = min(math.ceil(ex.prompt_estimate * upto), ex.prompt_estimate)
+        hour = math.ceil(ex.prompt_estimate * upto_hour)
+        usage.cache_write_1h_tokens = min(hour, usage.cache_write_tokens)
+    return usage
 
 
 def record_success(ex: Exchange, usage: Usage) -> None:
@@ -240,7 +298,9 @@ def billable_usage(
     estimate = _completion_estimate(ex, generated_chars)
     if reported is None:
         ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
-        return Usage(ex.prompt_estimate, estimate)
+        usage = prompt_estimate_usage(ex, ex.endpoint)
+        usage.completion_tokens = estimate
+        return usage
     usage = replace(reported)
     window = ex.endpoint.context_length
     # A prompt count is impossible only above what the prompt can be: the hold's bound (its UTF-8

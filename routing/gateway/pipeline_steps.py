@@ -28,6 +28,7 @@ from routing.gateway.exchange import (
     call_abandoned,
     choices_chars,
     partial_usage,
+    timeouts_charge,
 )
 from routing.gateway.planning import Plan
 from routing.gateway.regex_gate import UNDECIDABLE, regex_gate_search, schema_gate_check
@@ -155,6 +156,7 @@ def step_account(parent: Exchange, child_ex: Exchange, step: Step, gate: str) ->
     (its gate may still be filled in)."""
     child, draft = child_ex.draft, parent.draft
     child_ex.accounted = True
+    timeouts_charge(child_ex)  # a call whose every candidate timed out with the request sent
     record = step_record(child_ex, step, gate)
     parent.attempts.extend(child_ex.attempts)  # the request's trace shows every call's fallbacks
     draft.steps.append(record)
@@ -162,6 +164,7 @@ def step_account(parent: Exchange, child_ex: Exchange, step: Step, gate: str) ->
     draft.prompt_tokens += child.prompt_tokens
     draft.completion_tokens += child.completion_tokens
     draft.cached_tokens += child.cached_tokens
+    draft.cache_write_tokens += child.cache_write_tokens
     draft.reasoning_tokens += child.reasoning_tokens
     draft.is_byok = draft.is_byok or child.is_byok
     for flag in filter(None, child.flags.split(",")):

@@ -2,7 +2,7 @@
 
 - **Live**: a cascade step without a post-call gate, when no step before it was called (each
   was skipped by its pre-call gate, or there was none), is relayed as the provider streams it
-  (``attempts.open_stream`` / ``pump``, as for a plain model); the usage chunk, when the client
+  (``streaming.open_stream`` / ``pump``, as for a plain model); the usage chunk, when the client
   asked for one, also carries the ``pipeline`` object. Nothing is known about a gated answer
   before it is whole, so every other case is
 - **buffered**: the pipeline runs to its end (post-call gates, series, parallel), then the
@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 import orjson
 
-from routing.gateway.attempts import open_stream, pump, usage_requested
 from routing.gateway.exchange import Exchange, bill, partial_usage
 from routing.gateway.limits import rate_limit_headers
 from routing.gateway.pipeline_steps import Step, child_exchange, step_account, step_record
+from routing.gateway.streaming import open_stream, pump, usage_requested
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers.base import JSON, Usage
 
@@ -68,6 +68,7 @@ async def stream_buffered(ex: Exchange, body: JSON, usage: Usage) -> None:
     if ex.anthropic:
         encoder = MessagesStreamEncoder(ex.generation_id, body["model"])
         started = Usage(usage.prompt_tokens, 0, usage.cached_tokens)
+        started.cache_write_tokens = usage.cache_write_tokens
         out = encoder.start(started) + b"".join(encoder.chunk(choice) for choice in choices)
         await ex.req.write(out + encoder.finish(usage, body["usage"]["cost"]))
     else:

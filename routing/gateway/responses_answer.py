@@ -64,11 +64,15 @@ def _head(chat: JSON, request: JSON) -> JSON:
 
 
 def _usage(usage: JSON) -> JSON:
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    details = usage.get("prompt_tokens_details") or {}
     reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens", 0)
     return {
         "input_tokens": usage.get("prompt_tokens", 0),
-        "input_tokens_details": {"cached_tokens": cached},
+        # cache_write_tokens: RouterHub's (OpenRouter's chat name), beside OpenAI's cached_tokens.
+        "input_tokens_details": {
+            "cached_tokens": details.get("cached_tokens", 0),
+            "cache_write_tokens": details.get("cache_write_tokens", 0),
+        },
         "output_tokens": usage.get("completion_tokens", 0),
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": usage.get("total_tokens", 0),

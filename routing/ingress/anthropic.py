@@ -13,7 +13,7 @@ import orjson
 from routing.ingress.anthropic_request import (
     messages_request_to_canonical as messages_request_to_canonical,
 )
-from routing.providers.anthropic import thinking_block
+from routing.providers.anthropic_messages import thinking_block
 from routing.providers.base import JSON, Usage, json_loads_lenient
 
 FINISH_TO_STOP = {

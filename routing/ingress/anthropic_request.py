@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from routerhub.errors import BadRequest
-from routing.providers.anthropic import reasoning_detail
+from routing.providers.anthropic_messages import reasoning_detail
 from routing.providers.base import JSON
 from routing.providers.media import TOOL_MEDIA, is_base64
 

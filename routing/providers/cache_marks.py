@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from routing.providers.base import JSON
 
 MARK = "cache_control"
@@ -155,3 +157,34 @@ def mark_of(item: Any) -> JSON | None:
     if not isinstance(mark, dict):
         return None
     return {"type": "ephemeral"} | ({"ttl": mark["ttl"]} if mark.get("ttl") else {})
+
+
+def _units(body: JSON) -> Iterator[tuple[int, Any]]:
+    """(size, mark or None) of the prompt's pieces in Anthropic's order (tools, system,
+    messages): a mark ends the cached prefix after its piece. Sizes are serialized bytes."""
+    for tool in body.get("tools") or []:
+        yield len(orjson.dumps(tool)), tool.get(MARK) if isinstance(tool, dict) else None
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    messages.sort(key=lambda message: message.get("role") not in ("system", "developer"))
+    for message in messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else [content]:
+            yield len(orjson.dumps(part)), part.get(MARK) if isinstance(part, dict) else None
+        rest = {k: v for k, v in message.items() if k not in ("content", MARK)}
+        yield len(orjson.dumps(rest)), message.get(MARK)
+    if MARK in body:  # automatic caching: the whole prompt up to its last cacheable block
+        yield 0, body[MARK]
+
+
+def cached_prefix_shares(body: JSON) -> tuple[float, float]:
+    """The shares of the prompt (by size) up to its last mark, and up to its last ``1h`` mark:
+    what a provider that had the request writes to its cache, at most (a prefix below
+    Anthropic's minimum, or one already cached, is written for less)."""
+    total = done = last = last_hour = 0
+    for size, mark in _units(body):
+        done += size
+        if isinstance(mark, dict):
+            last = done
+            last_hour = done if _ttl(mark) == "1h" else last_hour
+        total += size
+    return (last / total, last_hour / total) if total else (0.0, 0.0)

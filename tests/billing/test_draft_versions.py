@@ -44,8 +44,8 @@ def _newer_release_draft(organization_id: int) -> dict[str, Any]:
                   "shadow_model": "", "predicted": {"test/gpt": [0.9, 0.001]}},
     )  # fmt: skip
     payload = draft.to_json()
-    payload |= {"service_tier": "flex", "cache_write_tokens": 11, "carbon_g": 0.2}
-    payload["steps"][0]["cache_write_tokens"] = 3
+    payload |= {"service_tier": "flex", "energy_wh": 11, "carbon_g": 0.2}
+    payload["steps"][0]["energy_wh"] = 3
     payload["decision"]["context_bucket"] = "long"
     return payload
 
@@ -64,7 +64,7 @@ def test_a_draft_with_fields_this_release_does_not_know_settles_and_they_are_ign
     assert UsageDecision.objects.get(generation_id="gen-newer").served_version == 2
     assert CreditAccount.objects.get(organization=funded).balance == Decimal("9.7")
     assert redis_client.xlen(DEAD_STREAM) == 0
-    assert "['cache_write_tokens', 'carbon_g', 'service_tier']" in caplog.text
+    assert "['carbon_g', 'energy_wh', 'service_tier']" in caplog.text
 
 
 def test_a_draft_without_the_fields_this_release_added_settles_with_their_defaults(

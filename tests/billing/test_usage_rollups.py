@@ -52,7 +52,8 @@ def _raw_aggregate(
     rows = rows.annotate(group=group.get(group_by, F(group_by)))
     totals = rows.values("group").annotate(requests=Count("id"), prompt_tokens=Sum("prompt_tokens"),
                                            completion_tokens=Sum("completion_tokens"),
-                                           cost=Sum("cost"))  # fmt: skip
+                                           cost=Sum("cost"),
+                                           cache_write_tokens=Sum("cache_write_tokens"))  # fmt: skip
     return sorted((dict(row) for row in totals), key=lambda row: row["group"])
 
 
@@ -67,6 +68,7 @@ def _drafts(
             key_id=keys[i % len(keys)], status=("succeeded", "failed", "aborted")[i % 7 % 3],
             cost=Decimal(i % 5) / 1000, model=model, provider=provider,
             router="router/x" if i % 4 == 0 else "", prompt_tokens=10 + i, completion_tokens=i % 13,
+            cache_write_tokens=i % 3 * 4,
             created_at=base + timedelta(hours=5 * i + 0.25),
         ))  # fmt: skip
     return drafts
@@ -76,37 +78,38 @@ def _rollups_equal_records() -> None:
     """Every rollup row is the sum of exactly the records of its (organization, day, key, …)."""
     expected = {
         (r["organization_id"], r["day"], r["k"] or 0, r["model"], r["provider"], r["router"],
-         r["status"]): (r["n"], r["p"], r["c"], r["cost"])
+         r["status"]): (r["n"], r["p"], r["c"], r["cost"], r["w"])
         for r in UsageRecord.objects.annotate(day=TruncDate("created_at"), k=F("key_id"))
         .values("organization_id", "day", "k", "model", "provider", "router", "status")
-        .annotate(n=Count("id"), p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost"))
+        .annotate(n=Count("id"), p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost"),
+                  w=Sum("cache_write_tokens"))
     }  # fmt: skip
     actual = {
         (r.organization_id, r.day, r.key_id, r.model, r.provider, r.router, r.status):
-        (r.requests, r.prompt_tokens, r.completion_tokens, r.cost)
+        (r.requests, r.prompt_tokens, r.completion_tokens, r.cost, r.cache_write_tokens)
         for r in UsageRollup.objects.all()
     }  # fmt: skip
     assert actual == expected
     all_keys: dict[tuple[Any, ...], list[Any]] = {}
     for (organization, day, _, model, provider, router, status), totals in expected.items():
         row = all_keys.setdefault(
-            (organization, day, model, provider, router, status), [0, 0, 0, 0]
+            (organization, day, model, provider, router, status), [0, 0, 0, 0, 0]
         )
         for i, value in enumerate(totals):
             row[i] += value
     assert {
         (r.organization_id, r.day, r.model, r.provider, r.router, r.status):
-        [r.requests, r.prompt_tokens, r.completion_tokens, r.cost]
+        [r.requests, r.prompt_tokens, r.completion_tokens, r.cost, r.cache_write_tokens]
         for r in UsageRollupAllKeys.objects.all()
     } == all_keys  # fmt: skip
     key_days: dict[tuple[Any, ...], list[Any]] = {}
     for (organization, day, key, *_), totals in expected.items():
-        row = key_days.setdefault((organization, day, key), [0, 0, 0, 0])
+        row = key_days.setdefault((organization, day, key), [0, 0, 0, 0, 0])
         for i, value in enumerate(totals):
             row[i] += value
     assert {
         (r.organization_id, r.day, r.key_id):
-        [r.requests, r.prompt_tokens, r.completion_tokens, r.cost]
+        [r.requests, r.prompt_tokens, r.completion_tokens, r.cost, r.cache_write_tokens]
         for r in UsageRollupKeyDay.objects.all()
     } == key_days  # fmt: skip
 
@@ -166,7 +169,7 @@ def test_usage_from_rollups_equals_usage_from_records(settled, window, group_by)
 
 
 def _normalised(row: dict[str, Any]) -> dict[str, Any]:
-    measures = ("prompt_tokens", "completion_tokens")
+    measures = ("prompt_tokens", "completion_tokens", "cache_write_tokens")
     return (
         {"group": row["group"], "requests": row["requests"]}
         | {name: row[name] or 0 for name in measures}
@@ -256,6 +259,7 @@ def test_the_migration_fills_the_rollups_from_existing_records(settled):  # type
     migration = importlib.import_module("billing.migrations.0008_usage_rollups")
     for model in (UsageRollup, UsageRollupAllKeys, UsageRollupKeyDay):
         model.objects.all().delete()  # as before the migration: records without rollups
+    UsageRecord.objects.update(cache_write_tokens=0)  # nor that column (billing 0014)
 
     migration.rollups_backfill(None, type("SchemaEditor", (), {"connection": connection})())
 

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from tests.routing.conftest import _fresh_gateway_state, fake_server, gateway_server, world
+from collections.abc import Iterator
 
-__all__ = ["_fresh_gateway_state", "fake_server", "gateway_server", "world"]
+import pytest
+
+from tests.routing.conftest import _fresh_gateway_state, fake_server, gateway_server, world
+from tests.security.raw_upstream import RawUpstream
+
+__all__ = ["_fresh_gateway_state", "fake_server", "gateway_server", "raw_servers", "world"]
+
+
+@pytest.fixture
+def raw_servers() -> Iterator[list[RawUpstream]]:
+    """Upstreams a test starts from raw sockets (``raw_upstream``), stopped after it."""
+    servers: list[RawUpstream] = []
+    yield servers
+    for server in servers:
+        server.stop()

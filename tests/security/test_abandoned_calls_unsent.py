@@ -8,7 +8,6 @@ with several prompts billed them all even when one prompt's call had already fai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,14 +25,6 @@ from tests.security.raw_upstream import (
 )
 
 PROMPT = "Describe the tides of every sea on the planet, one by one. " * 300
-
-
-@pytest.fixture
-def raw_servers() -> Iterator[list[RawUpstream]]:
-    servers: list[RawUpstream] = []
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 def _raw_catalog(world: World, servers: list[RawUpstream], *urls: str) -> None:

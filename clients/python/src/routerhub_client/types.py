@@ -136,6 +136,7 @@ class Generation(TypedDict, total=False):
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
+    cache_write_tokens: int
     reasoning_tokens: int
     cost: str
     latency_ms: int | None
@@ -153,6 +154,7 @@ class UsageGroup(TypedDict):
     requests: int
     prompt_tokens: int
     completion_tokens: int
+    cache_write_tokens: int
     cost: str
 
 
