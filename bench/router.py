@@ -192,12 +192,19 @@ def _routerbench_columns(
     return models, columns
 
 
-def _tradeoff_zero_picks(version: Any, prompts: list[str], models: list[str]) -> list[str]:
-    """Each prompt's choice at tradeoff 0 through the predictor (as ``select`` decides)."""
+def _tradeoff_zero_picks(
+    version: Any, prompts: list[str], models: list[str], tasks: list[str] | None = None
+) -> list[str]:
+    """Each prompt's choice at tradeoff 0 through the predictor (as ``select`` decides), with
+    each prompt's task as its hint when ``tasks`` are given."""
     from training.predictor import predictor_for_version
 
     predictor = predictor_for_version(version)
-    return [predictor.rank(p, 0.0, models, None)[0].model for p in prompts]
+    hints = tasks or [None] * len(prompts)
+    return [
+        predictor.rank(p, 0.0, models, None, None, predictor.task_row(t)[0])[0].model
+        for p, t in zip(prompts, hints, strict=True)
+    ]
 
 
 def _curve_summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -355,6 +362,12 @@ def quality_run(
     }
     floor = scores[np.arange(len(test)), [models.index(task_best[t]) for t in test[task]]]
     best = int(np.argmax(scores.mean(axis=0)))
+    hinted_picks = _tradeoff_zero_picks(
+        version, test["prompt"].astype(str).tolist(), models, test[task].astype(str).tolist()
+    )
+    hinted = scores[np.arange(len(test)), [models.index(m) for m in hinted_picks]]
+    hints = dict(report["evaluation"].get("task_hints") or {})
+    hints.pop("curve_with_hints", None)
 
     def interval(values: Any) -> list[float]:
         return [round(v, 4) for v in metrics.bootstrap_interval(values)]
@@ -370,6 +383,10 @@ def quality_run(
         "per_task_best_floor": {"models": task_best, "score": round(float(floor.mean()), 4)},
         "gain_over_best_single_ci95": interval(routed - scores[:, best]),
         "gain_over_per_task_floor_ci95": interval(routed - floor),
+        "tradeoff_0_with_task_hints": round(float(hinted.mean()), 4),
+        "hinted_gain_over_per_task_floor_ci95": interval(hinted - floor),
+        "hinted_gain_over_unhinted_ci95": interval(hinted - routed),
+        "report_task_hints": hints,
         "report_tradeoff_0_score": report["curve"][0]["score"],
         "incumbents": report["evaluation"].get("incumbents"),
         "verdict": report["verdict"],

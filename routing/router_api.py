@@ -37,6 +37,12 @@ SelectOutput = inline_serializer(
         "ranked": serializers.ListField(child=serializers.DictField()),
         "latency_ms": serializers.FloatField(),
         "strategy": serializers.CharField(),
+        "task_hint": serializers.DictField(
+            required=False,
+            help_text="when the request named a task: {task, applied}; applied is the task "
+            "label the version decided with (the task's own or its parent's), null when it has "
+            "none for it (then also the header x-routerhub-dropped: task)",
+        ),
     },
 )
 
@@ -74,17 +80,10 @@ class RouterSelectView(TenantAPIView):
             candidates=body.get("candidates"),
             catalog=async_to_sync(catalog_get)(),
             row=row,
+            task=body.get("task"),
         )
-        routing = decision.as_routing()
-        return Response(
-            {
-                "chosen": routing["chosen"],
-                "version": routing["version"],
-                "ranked": routing["ranked"],
-                "latency_ms": routing["latency_ms"],
-                "strategy": routing["strategy"],
-            }
-        )
+        answer, headers = decision.as_selection()
+        return Response(answer, headers=headers)
 
 
 class RouterFeedbackRetrainView(TenantAPIView):

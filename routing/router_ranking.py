@@ -42,6 +42,8 @@ class RouterDecision:
     router_id: int | None = None  # recorded on the usage record: feedback joins on it
     budget: dict[str, Any] | None = None  # routing.budget of a budget-aware key
     log: policy.DecisionLog | None = None  # what the decision log keeps (router_policy)
+    # the request's task hint: {"task": as sent, "applied": the label decided with, or None}
+    task_hint: dict[str, str | None] | None = None
 
     @property
     def chosen(self) -> str:
@@ -57,7 +59,7 @@ class RouterDecision:
 
     def as_routing(self) -> dict[str, Any]:
         """The response's ``routing`` object of API.md."""
-        routing = {
+        routing: dict[str, Any] = {
             "router": self.router,
             "version": self.version,
             "chosen": self.chosen,
@@ -67,7 +69,18 @@ class RouterDecision:
         }
         if self.log is not None and self.log.explored:
             routing["explored"] = True
+        if self.task_hint is not None:
+            routing["task_hint"] = self.task_hint
         return routing if self.budget is None else routing | {"budget": self.budget}
+
+    def as_selection(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """``POST /api/v1/routers/{slug}/select``'s body and headers: ``task_hint`` when the
+        request named a task, and ``x-routerhub-dropped: task`` when it was decided without."""
+        routing = self.as_routing()
+        keys = ("chosen", "version", "ranked", "latency_ms", "strategy", "task_hint")
+        body = {k: routing[k] for k in keys if k in routing}
+        dropped = self.task_hint is not None and self.task_hint["applied"] is None
+        return body, {"x-routerhub-dropped": "task"} if dropped else {}
 
 
 def _ranked_json(choice: RankedChoice) -> dict[str, Any]:
@@ -104,16 +117,19 @@ def trained_decision(
     candidates: list[str],
     catalog: CatalogSnapshot | None,
     started: float,
+    task: str | None = None,
 ) -> RouterDecision:
     """Rank ``candidates`` with the version ``row`` serves this prompt (its active one, or a
     lifecycle policy's shadow or challenger), prices blended for the prompt when a catalog is
-    given, the active version's feedback calibration added to its scores."""
+    given, the active version's feedback calibration added to its scores; a ``task`` the
+    version has a hint row for (its own or its parent's) blends that task's means in."""
     assert row.version is not None
     version = policy.serving_version(row.version, row.lifecycle, row.router_id, prompt)
     predictor = serving.predictor_for_version(version)
     prices = blended_prices(catalog, candidates, prompt) if catalog is not None else None
     bias = row.bias if version.number == row.version.number else {}  # learned on the active one
-    ranked = predictor.rank(prompt, tradeoff, candidates, prices or None, bias or None)
+    task_row, applied = predictor.task_row(task)
+    ranked = predictor.rank(prompt, tradeoff, candidates, prices or None, bias or None, task_row)
     if not ranked:
         raise InvalidInput(
             f"None of the candidates were trained in {name} v{version.number}.",
@@ -133,6 +149,7 @@ def trained_decision(
         strategy="trained",
         router_id=row.router_id,
         log=policy.decision_log_new(row, version, prompt, tradeoff, prices or None),
+        task_hint=None if task is None else {"task": task, "applied": applied},
     )
 
 
@@ -142,6 +159,7 @@ def heuristic_decision(
     candidates: list[str] | None,
     prompt: str,
     started: float,
+    task: str | None = None,
 ) -> RouterDecision:
     """``router/auto`` before it is trained: capability fit (the gateway's plan drops models that
     cannot serve the request), then price — dearest first when quality matters more."""
@@ -170,4 +188,5 @@ def heuristic_decision(
         ranked=[RankedChoice(m.id, None, prices[m.id] * tokens / 1e6) for m in ordered],
         latency_ms=(time.perf_counter() - started) * 1000,
         strategy="heuristic",
+        task_hint=None if task is None else {"task": task, "applied": None},
     )

@@ -9,6 +9,7 @@ from routerhub.domain import InvalidInput
 from training import serving
 
 TRADEOFF_NAMES = {"quality": 0.0, "balanced": 0.5, "cost": 1.0}
+MAX_TASK_CHARS = 200  # a task hint's length (training/learner/task_hint.py stores no longer)
 _PROMPT_CHARS = 16_000  # featurize the last 16k characters: enough signal, bounded work
 
 
@@ -33,7 +34,9 @@ def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None
     model (the router ranks among those only; giving both is refused)."""
     options = body.get("router") or {}
     if not isinstance(options, dict):
-        raise InvalidInput("router must be an object: {tradeoff, candidates}.", param="router")
+        raise InvalidInput(
+            "router must be an object: {tradeoff, candidates, task}.", param="router"
+        )
     candidates = options.get("candidates")
     if candidates is not None and (
         not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates)
@@ -54,6 +57,22 @@ def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise InvalidInput("models must be a list of model ids.", param="models")
     return tradeoff, list(dict.fromkeys(models)), "models"
+
+
+def router_task(body: dict[str, Any]) -> str | None:
+    """The request's task hint, ``router: {"task": "mmlu/high_school_mathematics"}``: a
+    non-blank string of at most ``MAX_TASK_CHARS`` characters; None when absent."""
+    options = body.get("router")
+    task = options.get("task") if isinstance(options, dict) else None
+    if task is None:
+        return None
+    if not isinstance(task, str) or not task.strip() or len(task) > MAX_TASK_CHARS:
+        raise InvalidInput(
+            f"router.task must be a task label (a non-blank string of at most {MAX_TASK_CHARS} "
+            "characters), e.g. 'mmlu/high_school_mathematics'.",
+            param="router.task",
+        )
+    return task
 
 
 def messages_prompt(messages: Any) -> str:

@@ -46,6 +46,7 @@ from routing.router_ranking import heuristic_decision, trained_decision
 from routing.router_request import TRADEOFF_NAMES as TRADEOFF_NAMES
 from routing.router_request import messages_prompt as messages_prompt
 from routing.router_request import router_options as router_options
+from routing.router_request import router_task as router_task
 from routing.router_request import tradeoff_parse as tradeoff_parse
 from training.serving import Router, RouterVersion
 
@@ -249,17 +250,19 @@ def router_decide(
     row: RouterRow | None,
     budget: KeyBudget | None = None,
     candidates_param: str = "router.candidates",
+    task: str | None = None,
 ) -> RouterDecision:
     """Rank the router's candidates for ``prompt`` (``row`` from ``router_row``); a budget-aware
     key's ``budget`` moves the tradeoff toward cheaper models (``routing.budget``).
-    ``candidates_param`` is the request field that named ``candidates``, for errors."""
+    ``candidates_param`` is the request field that named ``candidates``, for errors; ``task``
+    is the request's task hint (``router_ranking.trained_decision``)."""
     started = time.perf_counter()
     slug = model_id.removeprefix("router/")
     is_platform = slug == PLATFORM_ROUTER_SLUG
     if row is None or row.version is None:
         if is_platform and catalog is not None:
             return _with_budget(
-                lambda t: heuristic_decision(catalog, t, candidates, prompt, started),
+                lambda t: heuristic_decision(catalog, t, candidates, prompt, started, task),
                 0.5 if tradeoff is None else tradeoff,
                 budget,
             )
@@ -277,7 +280,7 @@ def router_decide(
         )
     chosen = _narrow(list(row.candidates), candidates, model_id, candidates_param)
     return _with_budget(
-        lambda t: trained_decision(row, model_id, prompt, t, chosen, catalog, started),
+        lambda t: trained_decision(row, model_id, prompt, t, chosen, catalog, started, task),
         row.default_tradeoff if tradeoff is None else tradeoff,
         budget,
     )
@@ -303,6 +306,7 @@ async def router_decide_async(
     catalog: CatalogSnapshot | None,
     budget: KeyBudget | None = None,
     candidates_param: str = "router.candidates",
+    task: str | None = None,
 ) -> RouterDecision:
     slug = model_id.removeprefix("router/")
     owner = None if slug == PLATFORM_ROUTER_SLUG else organization_id
@@ -321,4 +325,5 @@ async def router_decide_async(
         row=row,
         budget=budget,
         candidates_param=candidates_param,
+        task=task,
     )

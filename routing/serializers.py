@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework import serializers
 
 from routing.models import ProviderKey
+from routing.router_request import MAX_TASK_CHARS
 
 
 class ProviderKeyCreateInput(serializers.Serializer[Any]):
@@ -35,11 +36,27 @@ class ProviderKeyOutput(serializers.ModelSerializer[ProviderKey]):
         read_only_fields = fields
 
 
+class _TaskField(serializers.CharField):
+    """A task label: a string as sent (DRF's CharField would turn 7 into "7")."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 class SelectInput(serializers.Serializer[Any]):
     messages = serializers.ListField(child=serializers.DictField(), required=False, min_length=1)
     prompt = serializers.CharField(required=False, allow_blank=False, trim_whitespace=False)
     tradeoff = serializers.JSONField(required=False, help_text="0..1 or quality|balanced|cost")
     candidates = serializers.ListField(child=serializers.CharField(), required=False)
+    task = _TaskField(
+        required=False,
+        max_length=MAX_TASK_CHARS,
+        help_text="the request's task (a label of the training data's task column, e.g. "
+        "mmlu/high_school_mathematics): a version with a task hint blends that task's mean "
+        "scores in; an unknown subtask falls back to its parent task",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "messages" not in attrs and "prompt" not in attrs:

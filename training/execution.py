@@ -32,6 +32,7 @@ from training.learner import artifacts
 from training.learner.featurizer import FeaturizerConfig
 from training.learner.report import report_build
 from training.learner.sampling import router_fit_sampled, training_subset
+from training.learner.task_hint_report import task_hints_report
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData
 from training.lifecycle import router_event_record
 from training.models import (
@@ -323,7 +324,27 @@ def _evaluate(
         tasks=test_data.tasks,
         task_parents=test_data.task_parents,
     )
+    if test_data.tasks is not None and data.tasks is not None:
+        evaluation["task_hints"] = _task_hints(fit, predicted, data, test_data, orientation)
     return report, _held_out(predicted, test_data, orientation)
+
+
+def _task_hints(
+    fit: FitResult,
+    predicted: np.ndarray,
+    data: TrainingData,
+    test: TrainingData,
+    orientation: Orientation,
+) -> dict[str, Any]:
+    """The held-out report's ``evaluation.task_hints`` (``task_hint_report.py``)."""
+    assert test.tasks is not None and data.tasks is not None
+    return task_hints_report(
+        fit.router,
+        predicted,
+        (test.prompts, test.scores, test.costs, test.tasks, test.task_parents),
+        (data.scores, data.tasks, data.task_parents),
+        orientation.display,
+    )
 
 
 def _held_out(predicted: np.ndarray, data: TrainingData, orientation: Orientation) -> HeldOut:

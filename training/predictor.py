@@ -75,6 +75,7 @@ class Predictor:
         candidates: list[str] | None = None,
         prices: dict[str, float] | None = None,
         bias: dict[str, float] | None = None,
+        task_row: int | None = None,
     ) -> list[RankedModel]:
         """Candidates best first for ``prompt`` at ``tradeoff`` (0 = quality … 1 = cheapest).
 
@@ -85,7 +86,8 @@ class Predictor:
         the costs the version was calibrated with, so a tradeoff means at serving what the
         version's report showed (training/learner/router.py). ``bias`` per model (the online
         feedback calibration, ``routing.calibration``) is added to the predicted scores the
-        decision uses; the scores returned are the version's own.
+        decision uses; the scores returned are the version's own. ``task_row`` (``task_row``)
+        blends the predictions with that task's means (``training/learner/task_hint.py``).
         """
         trained = self.router
         names = candidates if candidates is not None else trained.models
@@ -105,10 +107,17 @@ class Predictor:
             costs = np.array([prices[trained.models[i]] * tokens / 1e6 for i in chosen])
         else:
             costs = trained.mean_costs[chosen]
+        hint = trained.task_hint
+        if task_row is not None and hint is not None:
+            predicted = hint.blended(predicted, task_row, chosen)
         calibrated = predicted
         if bias:
             calibrated = predicted + np.array([bias.get(trained.models[i], 0.0) for i in chosen])
-        utility = trained.utility_one(calibrated, policy, mix_key(prompt), incumbent)
+        if task_row is not None and hint is not None and not hint.own_policy:
+            # TrainedRouter.choose_hinted_many
+            utility = calibrated - policy.lam * policy.norm_costs
+        else:
+            utility = trained.utility_one(calibrated, policy, mix_key(prompt), incumbent)
         order = np.lexsort((policy.mean_costs, -utility))
         return [
             RankedModel(
@@ -119,6 +128,13 @@ class Predictor:
             )
             for k in order
         ]
+
+    def task_row(self, task: str | None) -> tuple[int | None, str | None]:
+        """The version's task-hint row for a request's ``task`` and the label it serves (the
+        task's own or its parent's); (None, None) when there is no task, no hint or no row."""
+        hint = self.router.task_hint
+        row = None if task is None or hint is None else hint.row_of(task)
+        return (None, None) if row is None or hint is None else (row, hint.tasks[row])
 
 
 _cache: OrderedDict[tuple[int, str], Predictor] = OrderedDict()

@@ -380,6 +380,9 @@ def answer_headers(ex: Exchange) -> dict[str, str]:
     dropped = anthropic_only_fields(ex.body, ex.endpoint.api_style)
     if ex.endpoint.api_style != "anthropic" and has_marks(ex.body):
         dropped.append("cache_control")  # no explicit prompt caching there (README)
+    hint = (ex.plan.routing or {}).get("task_hint")
+    if hint is not None and hint["applied"] is None:
+        dropped.append("router.task")  # the version has no hint for it: decided without (README)
     if dropped:
         headers["x-routerhub-dropped"] = ", ".join(dropped)
     return headers

@@ -28,6 +28,7 @@ from routerhub.errors import NotFound, drf_exception_handler
 from routerhub.parsers import JSONParser
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.http import GatewayRequest, Scope
+from routing.router_request import MAX_TASK_CHARS
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
     messages_prompt,
@@ -93,18 +94,10 @@ async def router_select(req: GatewayRequest) -> None:
         tradeoff=tradeoff_parse(body.get("tradeoff"), param="tradeoff"),
         candidates=body.get("candidates"),
         catalog=await catalog_get(),
+        task=body.get("task"),
     )
-    routing = decision.as_routing()
-    await req.respond_json(
-        200,
-        {
-            "chosen": routing["chosen"],
-            "version": routing["version"],
-            "ranked": routing["ranked"],
-            "latency_ms": routing["latency_ms"],
-            "strategy": routing["strategy"],
-        },
-    )
+    answer, headers = decision.as_selection()
+    await req.respond_json(200, answer, headers=headers)
 
 
 async def _body(req: GatewayRequest) -> Any:
@@ -153,6 +146,11 @@ def _plainly_valid(data: Any) -> dict[str, Any] | None:
         ):
             return None
         out["tradeoff"] = tradeoff
+    if "task" in data:
+        task = data["task"]
+        if not _plain_text(task) or task != task.strip() or len(task) > MAX_TASK_CHARS:
+            return None
+        out["task"] = task
     if "candidates" in data:
         candidates = data["candidates"]
         if type(candidates) is not list or not all(

@@ -38,7 +38,13 @@ from routing.gateway.request_shape import prompt_token_floor
 from routing.providers.base import JSON
 from routing.routellm import routellm_decide_async, routellm_model_parse
 from routing.router_policy import decision_explore
-from routing.routers import RouterDecision, messages_prompt, router_decide_async, router_options
+from routing.routers import (
+    RouterDecision,
+    messages_prompt,
+    router_decide_async,
+    router_options,
+    router_task,
+)
 
 # Why endpoints were left out that only the request's own provider preferences decided.
 _EXCLUDED_BY_PREFERENCES = "excluded by provider.only/provider.ignore"
@@ -121,6 +127,7 @@ async def _route(
         catalog=catalog,
         budget=key_budget(key),
         candidates_param=candidates_param,
+        task=router_task(body),
     )
     servable = [m for m in decision.models if m in catalog.models]
     if not servable:

@@ -11,6 +11,7 @@ undecidable half the argmax task's best is a coin toss worth 0.6, model 2 is wor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -136,11 +137,17 @@ def test_a_soft_version_is_format_6_and_serves_as_the_batch_after_a_reload(
     fitted: tuple[FitResult, TrainingData],
 ) -> None:
     fit, test = fitted
-    files = artifacts.router_to_files(fit.router)
+    # without a task hint (task_hint.py; with one the format is 7, checked below)
+    files = artifacts.router_to_files(dataclasses.replace(fit.router, task_hint=None))
     restored = reloaded(files)
 
     assert json.loads(files[artifacts.ROUTER_FILE])["format_version"] == 6
     assert restored.segments is not None and restored.segments.soft
+    if fit.router.task_hint is not None:
+        hinted = artifacts.router_to_files(fit.router)
+        assert json.loads(hinted[artifacts.ROUTER_FILE])["format_version"] == 7
+        hinted_segments = reloaded(hinted).segments
+        assert hinted_segments is not None and hinted_segments.soft
     expected = fit.router.cluster_incumbents(test.prompts)
     assert np.array_equal(restored.cluster_incumbents(test.prompts), expected)
     for router in (fit.router, restored):
@@ -151,7 +158,7 @@ def test_a_format_5_version_without_the_soft_arrays_serves_the_argmax_tasks_best
     fitted: tuple[FitResult, TrainingData],
 ) -> None:
     fit, test = fitted
-    files = artifacts.router_to_files(fit.router)
+    files = artifacts.router_to_files(dataclasses.replace(fit.router, task_hint=None))
     meta = json.loads(files[artifacts.ROUTER_FILE])
     meta["format_version"] = artifacts.FORMAT_SEGMENTS
     files[artifacts.ROUTER_FILE] = json.dumps(meta).encode()

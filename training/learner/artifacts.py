@@ -33,8 +33,11 @@ from training.learner.serving_form import (
     serving_file,
     serving_form_steps,
 )
+from training.learner.task_hint import TaskHint, task_hint_from_meta
 
-# 6: task segments with the soft incumbent (``segment_means`` and ``segment_temperature``),
+# 7: a task-hint blend (``task_hint``, ``task_hint_means``; task_hint.py), written only then, so
+# a release that would ignore a request's task refuses the version; its segments say whether they
+# are soft in ``segment_soft``. 6: task segments with the soft incumbent (``segment_means`` and ``segment_temperature``),
 # written only then, so a release that would ignore them and serve the argmax task's best
 # refuses the version; 5: task segments or clusters with sub-clusters (segments.py;
 # ``segment_top`` says which top level, absent for tasks, so a release that knows only task
@@ -48,6 +51,18 @@ FORMAT_VERSION = 3
 FORMAT_EMBEDDING = 4
 FORMAT_SEGMENTS = 5
 FORMAT_SOFT_SEGMENTS = 6
+FORMAT_TASK_HINT = 7
+KNOWN_FORMATS = frozenset(
+    {
+        1,
+        2,
+        FORMAT_VERSION,
+        FORMAT_EMBEDDING,
+        FORMAT_SEGMENTS,
+        FORMAT_SOFT_SEGMENTS,
+        FORMAT_TASK_HINT,
+    }
+)
 ROUTER_FILE = "router.json"
 FEATURIZER_FILE = "featurizer.json"
 ARRAYS_FILE = "arrays.npz"
@@ -114,6 +129,7 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
             meta["segment_top"] = router.segments.top
         meta["cluster_bonus"] = [float(b) for b in router.cluster_bonus]
         arrays |= router.segments.to_arrays()
+    _task_hint_store(router, meta, arrays)
     files[ROUTER_FILE] = json.dumps(meta, indent=1).encode()
     files[FEATURIZER_FILE] = json.dumps(router.featurizer.to_json()).encode()
     buffer = io.BytesIO()
@@ -125,6 +141,19 @@ def router_to_files(router: TrainedRouter) -> dict[str, bytes]:
     if serving is not None:
         files[SERVING_FILE] = serving
     return files
+
+
+def _task_hint_store(
+    router: TrainedRouter, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> None:
+    """Format 7: the task hint's fields and means, and whether the segments are soft."""
+    if router.task_hint is None:
+        return
+    if router.segments is not None:
+        meta["segment_soft"] = bool(router.segments.soft)
+    meta["format_version"] = FORMAT_TASK_HINT
+    meta["task_hint"] = router.task_hint.to_meta()
+    arrays["task_hint_means"] = router.task_hint.means
 
 
 def serving_file_of(router: TrainedRouter, files: dict[str, bytes]) -> bytes | None:
@@ -188,8 +217,7 @@ def router_load_steps(
             raise ArtifactError(f"artifact file {name} does not match its sha256")
         yield
     meta = json.loads(files[ROUTER_FILE])
-    known = (1, 2, FORMAT_VERSION, FORMAT_EMBEDDING, FORMAT_SEGMENTS, FORMAT_SOFT_SEGMENTS)
-    if meta.get("format_version") not in known:
+    if meta.get("format_version") not in KNOWN_FORMATS:
         raise ArtifactError(f"unsupported artifact format {meta.get('format_version')!r}")
     arrays = {}
     with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
@@ -229,6 +257,7 @@ def router_load_steps(
         clusters=_clusters(meta, arrays, featurizer),
         cluster_bonus=_cluster_bonus(meta),
         segments=_segments(meta, arrays, featurizer),
+        task_hint=_task_hint(meta, arrays),
     )
     if form is not None:
         projection = yield from _projection_steps(form.projection)
@@ -318,10 +347,26 @@ def _segments(
             featurizer.dense_size,
             len(meta["models"]),
             str(meta.get("segment_top", TOP_CLASSIFIER)),
-            soft=meta.get("format_version") == FORMAT_SOFT_SEGMENTS,
+            soft=meta.get("format_version") == FORMAT_SOFT_SEGMENTS
+            or (
+                meta.get("format_version") == FORMAT_TASK_HINT and meta.get("segment_soft") is True
+            ),
         )
     except ValueError as exc:
         raise ArtifactError(f"the version's task segments are malformed: {exc}") from exc
+
+
+def _task_hint(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> TaskHint | None:
+    if "task_hint" not in meta:
+        return None
+    if meta.get("format_version") != FORMAT_TASK_HINT:
+        raise ArtifactError("the version's task hint needs artifact format 7")
+    try:
+        return task_hint_from_meta(
+            meta["task_hint"], arrays.get("task_hint_means"), len(meta["models"])
+        )
+    except ValueError as exc:
+        raise ArtifactError(f"the version's task hint is malformed: {exc}") from exc
 
 
 def _mixes(meta: dict[str, Any]) -> np.ndarray:

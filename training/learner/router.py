@@ -30,6 +30,7 @@ from training.learner.clusters import PromptClusters
 from training.learner.featurizer import Featurizer
 from training.learner.forest import Forest, forest_from_boosters
 from training.learner.segments import PromptSegments
+from training.learner.task_hint import TaskHint
 
 KIND_BINARY = "binary"
 KIND_REGRESSION = "regression"
@@ -166,6 +167,8 @@ class TrainedRouter:
     # Task segments (segments.py): the incumbents instead of the clusters' when the training
     # data named tasks and they won out of fold; the bonus is ``cluster_bonus``.
     segments: PromptSegments | None = None
+    # The task-hint blend (task_hint.py) a request naming its task decides with (None: none).
+    task_hint: TaskHint | None = None
     _projection: np.ndarray | None = field(default=None, init=False, repr=False)
     _intercepts: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False, repr=False)
     _forest: Forest | None = field(default=None, init=False, repr=False)
@@ -257,6 +260,15 @@ class TrainedRouter:
         utility = self.utilities(predicted, tradeoff, keys, None, incumbents)
         picks = np.argmax(utility - 1e-12 * normalized_costs(self.mean_costs), axis=-1)
         return np.asarray(picks, dtype=np.int64)
+
+    def choose_hinted_many(self, hinted: np.ndarray, tradeoff: float) -> np.ndarray:
+        """Chosen candidate per row of predictions blended with a task hint (``task_hint.py``):
+        ``score - λ · cost`` at the tradeoff's λ, without the policy's offsets, mixes and
+        incumbent bonus (calibrated on the unhinted heads; the hint stands for the task-level
+        structure they encode); ties go to the cheaper."""
+        norm = normalized_costs(self.mean_costs)
+        lam = float(self.lambdas[self.policy_index(tradeoff)])
+        return np.asarray(np.argmax(hinted - lam * norm - 1e-12 * norm, axis=-1), dtype=np.int64)
 
     def cluster_incumbents(self, prompts: list[str]) -> np.ndarray | None:
         """Each prompt's cluster- or segment-best model (None without either)."""

@@ -44,6 +44,7 @@ from training.learner.segments import (
     segments_out_of_fold,
     task_ids,
 )
+from training.learner.task_hint import TaskHint, task_hint_fit
 from training.learner.task_labels import (
     has_subtasks,
     parent_index,
@@ -217,6 +218,7 @@ def router_fit(
     nested = nested_evaluation(
         router, parts, data.scores, data.costs, data.costs_known, keys, fold_of, choice
     )
+    router.task_hint = _task_hint(router, data, calibrated.predicted, fold_of, keys, incumbents)
     return FitResult(
         router=router,
         oof_predicted=calibrated.predicted,
@@ -224,6 +226,32 @@ def router_fit(
         oof_incumbents=incumbents,
         nested=nested,
         families=choice,
+    )
+
+
+def _task_hint(
+    router: TrainedRouter,
+    data: TrainingData,
+    oof_predicted: np.ndarray,
+    fold_of: np.ndarray,
+    keys: np.ndarray,
+    incumbents: np.ndarray | None,
+) -> TaskHint | None:
+    """The task-hint blend where the data names tasks and its decisions at tradeoff 0
+    (``TrainedRouter.choose_hinted_many``) beat the router's own (its policy, out-of-fold
+    incumbents) out of fold (``task_hint.py``)."""
+    if data.tasks is None:
+        return None
+    return task_hint_fit(
+        data.tasks,
+        data.task_parents,
+        data.scores,
+        oof_predicted,
+        fold_of,
+        (
+            lambda predicted: router.choose_many(predicted, 0.0, keys, incumbents),
+            lambda hinted: router.choose_hinted_many(hinted, 0.0),
+        ),
     )
 
 
