@@ -42,7 +42,8 @@ class RouterDecision:
     router_id: int | None = None  # recorded on the usage record: feedback joins on it
     budget: dict[str, Any] | None = None  # routing.budget of a budget-aware key
     log: policy.DecisionLog | None = None  # what the decision log keeps (router_policy)
-    # the request's task hint: {"task": as sent, "applied": the label decided with, or None}
+    # the request's task hint: {"task": trimmed, "applied": the label decided with or None,
+    # "reason": why None (else None)}
     task_hint: dict[str, str | None] | None = None
 
     @property
