@@ -5,6 +5,7 @@ apart, so only the hint can pick each subtask's model."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from tests.serving.test_router_serving import CHEAP, DEAR
 from tests.training.conftest import csv_bytes
 from tests.training.helpers import upload
 from tests.training.task_prompts import WORDS
+from training.learner import artifacts
 from training.models import RouterVersion
 from training.predictor import HINT_NOT_AT_TRADEOFF, NO_HINT_ROW, predictor_for_version
 
@@ -221,3 +223,29 @@ def test_a_held_out_report_with_the_task_column_shows_what_the_hints_are_worth(
     assert hints["gain_over_no_hints_ci95"][0] > 0
     assert len(hints["curve_with_hints"]) == len(report["curve"])
     assert hints["sentence"].startswith("With each request's task as a hint")
+
+
+def test_a_version_whose_artifacts_cannot_load_is_never_stored(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = artifacts.router_to_files
+
+    def unloadable(router: Any) -> dict[str, bytes]:
+        files = real(router)
+        meta = json.loads(files[artifacts.ROUTER_FILE])
+        meta["task_hint"]["tasks"][0] = "x" * 201  # what a too-long label made before
+        files[artifacts.ROUTER_FILE] = json.dumps(meta).encode()
+        return files
+
+    monkeypatch.setattr(artifacts, "router_to_files", unloadable)
+    manage = key_client(key_make(world.organization, scope=KeyScope.MANAGE))
+    dataset = upload(manage, csv_bytes(_frame()), filename="quiz.csv").json()
+    manage.post(
+        "/api/v1/routers",
+        {"slug": "quiz", "name": "Quiz", "candidates": [CHEAP, DEAR]},
+        format="json",
+    )
+    run = manage.post("/api/v1/routers/quiz/train", {"dataset": dataset["id"]}, format="json")
+
+    assert manage.get(f"/api/v1/training-runs/{run.json()['id']}").json()["status"] == "failed"
+    assert not RouterVersion.objects.filter(router__slug="quiz").exists()
