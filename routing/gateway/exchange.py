@@ -187,10 +187,19 @@ def sent_trace(ex: Exchange, candidate: Candidate) -> dict[str, Any]:
     for a pooled connection, when the provider has nothing to bill — and cleared when its answer
     is not a 200 (the provider refused it: nothing is billed, even while its error trickles in).
     A cancellation leaves it set (``call_abandoned``); ``failed`` clears it, as does the
-    transport's ``send_request_body.failed`` when a reused connection proves dead."""
+    transport's ``send_request_body.failed`` when a reused connection proves dead. Through an
+    HTTPS proxy httpcore sends its ``CONNECT`` with the request's extensions, so this trace hears
+    the tunnel's own events too: httpcore names the request only in a step's ``.started`` event
+    (``info["request"]``), so the steps of a ``CONNECT`` are ignored up to their end."""
     ex.sending = None  # a previous candidate's request is not this one's
+    tunnel = False  # the step under way belongs to the proxy's CONNECT, not to the provider
 
     async def trace(event: str, info: dict[str, Any]) -> None:
+        nonlocal tunnel
+        if "request" in info:
+            tunnel = getattr(info["request"], "method", None) == b"CONNECT"
+        if tunnel:
+            return
         if event.endswith(".send_request_body.complete"):
             ex.sending = candidate
         elif event.endswith(".send_request_body.failed"):
