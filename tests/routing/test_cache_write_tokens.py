@@ -81,6 +81,24 @@ def test_a_pipeline_keeps_its_calls_cache_writes_apart(world: World) -> None:
     written = answer.usage.cache_creation_input_tokens
     assert written and written > 1000
     assert world.usage_record(answer.id).cache_write_tokens == written
+    assert answer.usage.cache_creation.ephemeral_1h_input_tokens == 0
+
+
+def test_a_pipeline_shows_its_calls_hour_long_cache_writes(world: World) -> None:
+    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+    steps = [{"model": "test/claude"}]
+    created = admin.post(
+        "/api/v1/pipelines", {"slug": "hour", "kind": "cascade", "steps": steps}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    answer = messages_client(world).messages.create(
+        **marked_request(long_context(), "1h") | {"model": "pipeline/hour"}
+    )
+    written = answer.usage.cache_creation_input_tokens
+    hour = answer.usage.cache_creation.ephemeral_1h_input_tokens
+    assert hour > 1000  # the tools and system, marked for an hour
+    assert hour + answer.usage.cache_creation.ephemeral_5m_input_tokens == written
+    assert world.usage_record(answer.id).cache_write_tokens == written
 
 
 def test_responses_usage_keeps_openai_reads_and_adds_writes_apart() -> None:
