@@ -61,5 +61,7 @@ def test_several_prompts_bill_and_show_every_cache_write(
     one, two = seen
     assert one[1:3] == (WRITTEN, WRITTEN)
     assert two[:3] == (2 * one[0], 2 * WRITTEN, 2 * WRITTEN)
-    assert two[3] == 2 * one[3]  # each prompt's hour write at 2×, not the plain input price
+    assert (
+        two[3] == 2 * one[3]
+    )  # each prompt's hour write at twice the input price, not the plain input price
     assert one[3] > Decimal(WRITTEN) * 10 / 1_000_000 * Decimal("1.5")
