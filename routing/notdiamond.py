@@ -195,22 +195,29 @@ def _session_and_model(
 def latency_record(*, organization: Organization, body: dict[str, Any]) -> dict[str, Any]:
     """Store the client-measured ``{"tokens_per_second": x}`` of a session's model call."""
     session, model = _session_and_model(organization, body)
-    feedback = body.get("feedback")
-    speed = feedback.get("tokens_per_second") if isinstance(feedback, dict) else None
-    if (
-        not isinstance(speed, int | float)
-        or isinstance(speed, bool)
-        or not math.isfinite(speed)
-        or speed < 0
-    ):
+    speed = _tokens_per_second(body.get("feedback"))
+    if speed is None:
         raise BadRequest(
             'feedback must be {"tokens_per_second": <a number, 0 or more>}.', param="feedback"
         )
-    session.tokens_per_second = float(speed)
+    session.tokens_per_second = speed
     session.latency_model = model
     session.latency_at = timezone.now()
     session.save(update_fields=["tokens_per_second", "latency_model", "latency_at"])
-    return {"session_id": str(session.id), "provider": model, "tokens_per_second": float(speed)}
+    return {"session_id": str(session.id), "provider": model, "tokens_per_second": speed}
+
+
+def _tokens_per_second(feedback: object) -> float | None:
+    """The report's speed as a finite float of 0 or more, ``None`` for anything else (an integer
+    too large for a float among them)."""
+    speed = feedback.get("tokens_per_second") if isinstance(feedback, dict) else None
+    if not isinstance(speed, int | float) or isinstance(speed, bool):
+        return None
+    try:
+        value = float(speed)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def feedback_record(*, organization: Organization, body: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,8 @@ decides with; the lowest-scoring when costs are unknown). The strong-win rate of
 
 ``calibrate`` answers RouteLLM's ``calibrate_threshold``: the ``1 - strong_share`` quantile of the
 rates over the version's training prompts (at most ``CALIBRATION_MAX_PROMPTS``, an even sample), so
-that ``rate >= threshold`` sends ``strong_share`` of that traffic to the strong model.
+that ``rate >= threshold`` sends ``strong_share`` of that traffic to the strong model. The rates are
+computed once per version and stored with it (training.routellm_rates).
 
 ``router-<slug>-<P>%`` (``router-mf-30%``) names the share instead of the threshold: P percent of
 calls to the strong model (RouteLLM's ``--strong-model-pct``, as a percentage), served with the
@@ -24,27 +25,21 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 from asgiref.sync import sync_to_async
 
 from routerhub.errors import BadRequest, NotFound
 from routing.routers import RankedChoice, RouterDecision, router_row_async
-from training import serving
+from training.routellm_rates import Pair, calibration_rates, strong_win_rates, version_pair
 from training.serving import RouterVersion
 
 MODEL_NAME = re.compile(
     r"router-(?P<slug>[-a-zA-Z0-9_]+)-(?P<threshold>[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)(?P<pct>%)?"
 )
 MODEL_NAME_MAX = 80  # UsageRecord.router's width
-CALIBRATION_MAX_PROMPTS = 20_000
 _CACHE_SIZE = 64
-
-
-@dataclass(frozen=True)
-class Pair:
-    strong: str
-    weak: str
 
 
 @dataclass(frozen=True)
@@ -78,7 +73,8 @@ def routellm_model_parse(model: str) -> RouteLLMName | None:
                 "strong model).",
                 param="model",
             )
-        return RouteLLMName(match["slug"], None, value / 100.0)
+        # In decimal: the name calibrate answers reads back its exact share.
+        return RouteLLMName(match["slug"], None, float(Decimal(match["threshold"]) / 100))
     if not 0.0 <= value <= 1.0:
         raise BadRequest(
             f"The threshold in '{model}' must be from 0 to 1 (a strong-win rate), or name a "
@@ -87,23 +83,6 @@ def routellm_model_parse(model: str) -> RouteLLMName | None:
             param="model",
         )
     return RouteLLMName(match["slug"], value)
-
-
-def version_pair(version: RouterVersion) -> Pair:
-    """The strong and weak models of a trained version (see the module doc)."""
-    report = version.report or {}
-    rows = [r for r in report.get("models", []) if r.get("id") in version.candidates]
-    if len(rows) < 2:
-        raise BadRequest("RouteLLM routing needs a router version with at least 2 candidates.")
-    maximize = version.dataset.maximize if version.dataset is not None else True
-    sign = 1.0 if maximize else -1.0
-    strong = max(rows, key=lambda r: sign * float(r["mean_score"]))
-    others = [r for r in rows if r is not strong]
-    if all(r.get("mean_cost") is not None for r in others):
-        weak = min(others, key=lambda r: float(r["mean_cost"]))
-    else:
-        weak = min(others, key=lambda r: sign * float(r["mean_score"]))
-    return Pair(strong=str(strong["id"]), weak=str(weak["id"]))
 
 
 _pairs: OrderedDict[int, Pair] = OrderedDict()
@@ -117,15 +96,6 @@ def _pair_cached(version_id: int) -> Pair:
         while len(_pairs) > _CACHE_SIZE:
             _pairs.popitem(last=False)
     return cached
-
-
-def strong_win_rates(version: RouterVersion, pair: Pair, prompts: list[str]) -> np.ndarray:
-    """The strong-win rate (0..1) of each prompt under ``version``."""
-    router = serving.predictor_for_version(version).router
-    strong, weak = router.models.index(pair.strong), router.models.index(pair.weak)
-    predicted = router.predict_many(prompts)
-    rates: np.ndarray = np.clip((1.0 + predicted[:, strong] - predicted[:, weak]) / 2.0, 0.0, 1.0)
-    return rates
 
 
 async def routellm_decide_async(
@@ -148,8 +118,9 @@ async def routellm_decide_async(
     threshold = name.threshold
     if threshold is None:
         assert name.strong_share is not None
+        # The copy of the routing cache has no report or dataset: the rates are the version's.
         threshold = await sync_to_async(share_threshold, thread_sensitive=False)(
-            version, name.strong_share
+            version.pk, version.checksum, name.strong_share
         )
     rate = float(strong_win_rates(version, pair, [prompt])[0])
     strong = RankedChoice(pair.strong, rate, None)  # the strong entry carries the rate
@@ -164,43 +135,15 @@ async def routellm_decide_async(
     )
 
 
-def _calibration_prompts(version: RouterVersion) -> list[str]:
-    if version.dataset is None:
-        raise BadRequest("The active version's dataset was deleted; retrain to calibrate.")
-    prompts = serving.dataset_prompts(version.dataset)
-    if len(prompts) > CALIBRATION_MAX_PROMPTS:
-        step = len(prompts) / CALIBRATION_MAX_PROMPTS
-        prompts = [prompts[int(i * step)] for i in range(CALIBRATION_MAX_PROMPTS)]
-    return prompts
-
-
-_calibrations: OrderedDict[tuple[int, str], tuple[Pair, np.ndarray]] = OrderedDict()
-
-
-def _calibration_rates(version: RouterVersion) -> tuple[Pair, np.ndarray]:
-    """The pair and the rates over the version's prompts, computed once per process."""
-    key = (version.pk, version.checksum)
-    cached = _calibrations.get(key)
-    if cached is None:
-        pair = version_pair(version)
-        cached = _calibrations[key] = (
-            pair,
-            strong_win_rates(version, pair, _calibration_prompts(version)),
-        )
-        while len(_calibrations) > _CACHE_SIZE // 8:  # up to 20,000 floats each
-            _calibrations.popitem(last=False)
-    return cached
-
-
-def share_threshold(version: RouterVersion, strong_share: float) -> float:
+def share_threshold(version_id: int, checksum: str, strong_share: float) -> float:
     """The threshold sending ``strong_share`` of the version's training prompts to strong."""
-    return float(np.quantile(_calibration_rates(version)[1], 1.0 - strong_share))
+    return float(np.quantile(calibration_rates(version_id, checksum)[1], 1.0 - strong_share))
 
 
 def routellm_calibrate(*, version: RouterVersion, strong_share: float) -> dict[str, object]:
     """``share_threshold`` with the pair and the share of the prompts it achieves."""
-    pair, rates = _calibration_rates(version)
-    threshold = share_threshold(version, strong_share)
+    pair, rates = calibration_rates(version.pk, version.checksum)
+    threshold = share_threshold(version.pk, version.checksum, strong_share)
     return {
         "threshold": threshold,
         "strong_share": strong_share,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -56,6 +57,14 @@ CalibrateOutput = inline_serializer(
 )
 
 
+def _percent(share: float) -> str:
+    """``share`` as a percentage with every digit of its shortest decimal form (0.123456789 is
+    12.3456789), plain notation, no trailing zeros: RouteLLM's percentage name reads back the
+    same share."""
+    text = format(Decimal(repr(share)) * 100, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 class RouterCalibrateView(TenantAPIView):
     """The strong-win-rate threshold that sends a share of the router's data to its strong model."""
 
@@ -77,7 +86,7 @@ class RouterCalibrateView(TenantAPIView):
         data.is_valid(raise_exception=True)
         share: float = data.validated_data["strong_share"]
         answer = routellm_calibrate(version=router.active_version, strong_share=share)
-        percent = f"{share * 100:g}"
+        percent = _percent(share)
         return Response(
             {
                 "model": f"router-{slug}-{answer['threshold']}",

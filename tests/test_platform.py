@@ -194,3 +194,54 @@ def test_probes_answer_whatever_the_host_header(client, settings):
 
     assert (health.status_code, ready.status_code) == (200, 200)
     assert other.status_code == 400
+
+
+@pytest.mark.parametrize("value", ["NaN", "sNaN", "Infinity", "-inf"])
+def test_non_finite_decimal_settings_fail_fast_naming_the_setting(tmp_path, value):
+    result = _boot({"ROUTERHUB_VAR_DIR": str(tmp_path), "TOPUP_FEE_RATE": value})
+
+    assert result.returncode != 0
+    assert f"TOPUP_FEE_RATE must be a decimal number, not {value!r}" in result.stderr
+
+
+_REDIS_BROKER = "redis://127.0.0.1:6380/15"
+_LIMITS_AND_VISIBILITY = """
+import django; django.setup()
+from routerhub.celery import app
+app.loader.import_default_modules()
+limits = [t.time_limit for t in app.tasks.values() if t.time_limit]
+print(max(limits), app.conf.broker_transport_options["visibility_timeout"])
+"""
+
+
+def test_a_redis_brokers_visibility_timeout_outlasts_every_task_time_limit(tmp_path):
+    # A retrain build limit past Kombu's 3600 s default: Redis would redeliver it while it runs.
+    env = {"CELERY_BROKER_URL": _REDIS_BROKER, "FEEDBACK_RETRAIN_TIME_LIMIT": "5000"}
+    result = subprocess.run(
+        [sys.executable, "-c", _LIMITS_AND_VISIBILITY],
+        cwd=ROOT,
+        env={**os.environ, "ROUTERHUB_VAR_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    longest, visibility = map(int, result.stdout.split())
+    assert longest == 5060
+    assert visibility >= longest + 300
+
+
+def test_a_redis_visibility_timeout_shorter_than_a_task_time_limit_fails_fast(tmp_path):
+    result = _boot(
+        {
+            "ROUTERHUB_VAR_DIR": str(tmp_path),
+            "CELERY_BROKER_URL": _REDIS_BROKER,
+            "TRAINING_HARD_TIME_LIMIT": "4000",
+            "CELERY_BROKER_VISIBILITY_TIMEOUT": "3600",
+        }
+    )
+
+    assert result.returncode != 0
+    assert "CELERY_BROKER_VISIBILITY_TIMEOUT must be at least 4300 s" in result.stderr
+    assert "TRAINING_HARD_TIME_LIMIT" in result.stderr

@@ -43,6 +43,7 @@ from training.models import (
     RunStatus,
     TrainingRun,
 )
+from training.routellm_rates import calibration_store_after_training
 from training.run_events import training_run_announce
 from training.tokens import estimated_tokens
 
@@ -269,7 +270,9 @@ def _train(run: TrainingRun, progress: Callable[[str, float], None]) -> RouterVe
     report["embeddings"] = fit.router.featurizer.config.embeddings  # ROUTER_EMBEDDINGS at training
     progress(STAGE_SAVING, 0.96)
     reference = drift_reference_build(fit.router.featurizer, data.prompts)
-    return _save_version(run, fit, report, held, reference)
+    version = _save_version(run, fit, report, held, reference)
+    calibration_store_after_training(version)  # RouteLLM's rates, kept if the dataset goes
+    return version
 
 
 def _evaluate(

@@ -253,3 +253,17 @@ class RouterDriftCheck(TenantModel):
     @property
     def above_threshold(self) -> bool:
         return self.score > self.threshold
+
+
+class RouteLLMCalibration(models.Model):
+    """A version's RouteLLM strong and weak models and strong-win rates over its training prompts
+    (training.routellm_rates), computed once and kept when the version's dataset is deleted."""
+
+    version = models.OneToOneField(
+        RouterVersion, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    checksum = models.CharField(max_length=64)  # the version's, when the rates were computed
+    strong = models.TextField()
+    weak = models.TextField()
+    rates = models.BinaryField()  # float64, sorted: at most CALIBRATION_MAX_PROMPTS of them
+    created_at = models.DateTimeField(auto_now_add=True)

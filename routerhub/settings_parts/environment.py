@@ -49,12 +49,15 @@ def _bool(name: str, default: bool) -> bool:
 
 
 def _number(name: str, default: str, parse: Any, kind: str, least: Any, rule: str) -> Any:
-    """The setting parsed by ``parse``: not ``kind`` or below ``least`` stops the boot."""
+    """The setting parsed by ``parse``: not ``kind`` (NaN and Infinity are not), or below
+    ``least``, stops the boot naming the setting."""
     raw = str(env.str(name, default=default)).strip()
     try:
         value = parse(raw)
     except (ValueError, InvalidOperation):
         raise ImproperlyConfigured(f"{name} must be {kind}, not {raw!r}") from None
+    if isinstance(value, Decimal) and not value.is_finite():  # NaN, Infinity
+        raise ImproperlyConfigured(f"{name} must be {kind}, not {raw!r}")
     if value < least:
         raise ImproperlyConfigured(f"{name} {rule}, not {raw}")
     return value

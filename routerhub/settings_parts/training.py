@@ -51,3 +51,27 @@ if ROUTER_EMBEDDINGS not in {"off", "wordllama"}:
     raise ImproperlyConfigured(
         f"ROUTER_EMBEDDINGS must be off or wordllama, not {ROUTER_EMBEDDINGS!r}"
     )
+
+# Redis hands a message its worker has not acknowledged within ``visibility_timeout`` to another
+# worker, and tasks acknowledge late (when they end): the timeout must outlast the longest task's
+# hard time limit, or a still-running training or retrain build also starts on a second worker.
+# Set from the limits (at least Kombu's 3600 s default); CELERY_BROKER_VISIBILITY_TIMEOUT may
+# raise it, and one that is too short for the limits stops the boot naming both.
+TASK_FIXED_TIME_LIMIT_MAX = 360  # the longest literal time_limit in the apps' tasks.py
+VISIBILITY_TIMEOUT_MARGIN_SECONDS = 300
+LONGEST_TASK_TIME_LIMIT = max(
+    TRAINING_HARD_TIME_LIMIT, FEEDBACK_RETRAIN_TIME_LIMIT + 60, TASK_FIXED_TIME_LIMIT_MAX
+)
+_BROKER_URL = str(env.str("CELERY_BROKER_URL", default="filesystem://"))
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, int] = {}
+if _BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://")):
+    _least = LONGEST_TASK_TIME_LIMIT + VISIBILITY_TIMEOUT_MARGIN_SECONDS
+    _visibility = positive_int("CELERY_BROKER_VISIBILITY_TIMEOUT", max(3600, _least))
+    if _visibility < _least:
+        raise ImproperlyConfigured(
+            f"CELERY_BROKER_VISIBILITY_TIMEOUT must be at least {_least} s (the longest task "
+            f"time limit, {LONGEST_TASK_TIME_LIMIT} s from TRAINING_HARD_TIME_LIMIT or "
+            f"FEEDBACK_RETRAIN_TIME_LIMIT + 60, plus {VISIBILITY_TIMEOUT_MARGIN_SECONDS} s), not "
+            f"{_visibility}: Redis would give a still-running task to a second worker"
+        )
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility}

@@ -9,7 +9,8 @@
   then tries each model's endpoints in turn, so endpoints of different models never interleave).
 - An unknown ``model`` (or ``models`` entry) is skipped when another in the list is known: the
   first known model is asked first, as OpenRouter falls back. Beside a router ``model`` the
-  ``models`` are its candidates; when none of them is known the request is refused.
+  ``models`` are its candidates; when none of them is known the request is refused. RouteLLM's
+  ``router-<slug>-<threshold>`` is known too: its ``models`` are fallbacks after its pair.
 - ``reasoning`` is checked here and translated per provider by the adapters
   (``routing.providers.reasoning``).
 - ``openrouter/auto`` (OpenRouter's Auto Router) is RouterHub's platform router ``router/auto``.
@@ -30,6 +31,7 @@ from routing.gateway.catalog_cache import CatalogSnapshot, EndpointInfo
 from routing.gateway.provider_preferences import endpoint_sort_key
 from routing.providers.base import JSON
 from routing.providers.reasoning import EFFORTS
+from routing.routellm import routellm_model_parse
 from routing.router_ranking import PLATFORM_ROUTER_SLUG
 
 _SORT_VARIANTS = {"floor": "price", "nitro": "throughput"}
@@ -97,7 +99,12 @@ def model_names_resolved(body: JSON, catalog: CatalogSnapshot) -> JSON:
 
 
 def _known(model_id: str, catalog: CatalogSnapshot) -> bool:
-    return model_id in catalog.models or model_id.startswith("router/")
+    """A catalog id or a router: ``router/<slug>`` or RouteLLM's ``router-<slug>-<threshold>``."""
+    return (
+        model_id in catalog.models
+        or model_id.startswith("router/")
+        or routellm_model_parse(model_id) is not None
+    )
 
 
 def _name_matches(model_id: str, catalog: CatalogSnapshot) -> tuple[list[str], str]:
@@ -190,10 +197,11 @@ def _best(catalog: CatalogSnapshot, model_id: str, by: str) -> Any:
 
 
 def _known_first(body: JSON, ids: list[str], catalog: CatalogSnapshot) -> JSON:
-    known = [i for i in ids if i in catalog.models or i.startswith("router/")]
+    known = [i for i in ids if _known(i, catalog)]
     if not known or (known == [ids[0]] and ids[0].startswith("router/")):
         # Planning answers the 404 naming the first unknown model, or the router's: its
-        # candidates (``models``) are all unknown.
+        # candidates (``models``) are all unknown. A RouteLLM name's ``models`` are fallbacks
+        # after its pair: the unknown ones are dropped as beside a catalog model.
         return body
     return body | {"model": known[0], "models": known[1:]}
 

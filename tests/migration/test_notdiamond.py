@@ -255,12 +255,16 @@ def test_the_sdks_latency_report_is_stored_on_its_session(world: World) -> None:
                               format="json")  # fmt: skip
     text = inference.post(latency, {**body, "feedback": {"tokens_per_second": "fast"}},
                           format="json")  # fmt: skip
+    huge = inference.post(latency, {**body, "feedback": {"tokens_per_second": 10**400}},
+                          format="json")  # fmt: skip
 
     # The SDK reports after every call it makes (latency_tracking is on by default): was a 404.
     assert status == 200
     assert stranger == 404
     assert negative.status_code == 400 and negative.json()["error"]["param"] == "feedback"
     assert text.status_code == 400 and text.json()["error"]["param"] == "feedback"
+    # An integer past a float's range: was a 500 (OverflowError) from the finiteness check.
+    assert huge.status_code == 400 and huge.json()["error"]["param"] == "feedback"
     session = SelectionSession.objects.get(id=session_id)
     assert (session.tokens_per_second, session.latency_model) == (41.5, STRONG)
     assert session.latency_at is not None and session.feedback is None
