@@ -66,13 +66,17 @@ def test_the_dashboard_shows_cache_writes_apart(world: World) -> None:
     assert f'<td class="num by-model-cache-writes">{written}</td>' in log
 
 
-def test_a_pipeline_keeps_its_calls_cache_writes_apart(world: World) -> None:
+def _pipeline(world: World, slug: str) -> None:
     admin = key_client(world.key_for(scope=KeyScope.MANAGE))
     steps = [{"model": "test/claude"}]
     created = admin.post(
-        "/api/v1/pipelines", {"slug": "cached", "kind": "cascade", "steps": steps}, format="json"
+        "/api/v1/pipelines", {"slug": slug, "kind": "cascade", "steps": steps}, format="json"
     )
     assert created.status_code == 201, created.content
+
+
+def test_a_pipeline_keeps_its_calls_cache_writes_apart(world: World) -> None:
+    _pipeline(world, "cached")
 
     answer = messages_client(world).messages.create(
         **marked_request(long_context()) | {"model": "pipeline/cached"}
@@ -85,12 +89,7 @@ def test_a_pipeline_keeps_its_calls_cache_writes_apart(world: World) -> None:
 
 
 def test_a_pipeline_shows_its_calls_hour_long_cache_writes(world: World) -> None:
-    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
-    steps = [{"model": "test/claude"}]
-    created = admin.post(
-        "/api/v1/pipelines", {"slug": "hour", "kind": "cascade", "steps": steps}, format="json"
-    )
-    assert created.status_code == 201, created.content
+    _pipeline(world, "hour")
     request = marked_request(long_context(), "1h") | {"model": "pipeline/hour"}
     del request["tools"]  # a tool cached for an hour would be read by the session's later tests
     answer = messages_client(world).messages.create(**request)

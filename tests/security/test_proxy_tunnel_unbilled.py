@@ -13,8 +13,8 @@ import pytest
 
 from billing.models import UsageRecord
 from tests.routing.servers import poll
-from tests.routing.world import base_catalog, endpoint, model, provider
 from tests.security.raw_upstream import RawUpstream, holds
+from tests.security.test_timeouts_billed import _catalog
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
@@ -51,12 +51,7 @@ def test_tls_handshake_timeout_behind_a_proxy_is_free(
     raw_servers += [target, proxy]
     monkeypatch.setenv("HTTPS_PROXY", proxy.url())
     monkeypatch.setattr(upstream._State, "client", None)  # a client built with the proxy
-    data = base_catalog(world.fake_url)
-    data["models"].append(model("test/slow"))
-    data["providers"].append(provider("slow-0", "openai", world.fake_url))
-    data["providers"][-1]["base_url"] = f"{target.url('https')}/v1"
-    data["endpoints"].append(endpoint("test/slow", "slow-0", "gpt-4o", "10", "50"))
-    world.catalog(data)
+    _catalog(world, (f"{target.url('https')}/v1", "gpt-4o", "10"))
     try:
         response = httpx.post(
             f"{world.gateway_url}/v1/chat/completions",

@@ -12,8 +12,9 @@ import httpx
 
 from billing.models import UsageRecord
 from tests.routing.servers import poll
-from tests.routing.world import World, base_catalog, endpoint, model, provider
+from tests.routing.world import World
 from tests.security.raw_upstream import RawUpstream, holds
+from tests.security.test_timeouts_billed import _catalog
 
 
 def test_an_upload_the_upstream_never_reads_is_not_billed(
@@ -23,12 +24,7 @@ def test_an_upload_the_upstream_never_reads_is_not_billed(
     server = RawUpstream(holds)  # accepts, never reads: the body fills the socket buffers
     server.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     raw_servers.append(server)
-    data = base_catalog(world.fake_url)
-    data["models"].append(model("test/slow"))
-    data["providers"].append(provider("slow-0", "openai", world.fake_url))
-    data["providers"][-1]["base_url"] = f"{server.url()}/v1"
-    data["endpoints"].append(endpoint("test/slow", "slow-0", "gpt-4o", "10", "50"))
-    world.catalog(data)
+    _catalog(world, (f"{server.url()}/v1", "gpt-4o", "10"))
     image = {"url": "data:image/png;base64," + "A" * (16 * 1024 * 1024)}
     content = [
         {"type": "text", "text": "describe " * 2000},
