@@ -111,10 +111,27 @@ def membership_remove(*, organization: Organization, membership_id: int) -> None
     key_cache_clear()
 
 
+def _sender_check(invitation: Invitation) -> None:
+    """An invitation carries its sender's authority, checked at acceptance as a key's is: one
+    sent by an owner who was since removed or demoted admits nobody (else a removed owner's
+    invitation to their own other address would make them an owner again)."""
+    senders = Membership.objects.filter(organization_id=invitation.organization_id, role=Role.OWNER)
+    if (
+        invitation.invited_by_id is None
+        or not senders.filter(user_id=invitation.invited_by_id).exists()
+    ):
+        raise NotPermitted(
+            "Whoever sent this invitation can no longer invite people to "
+            f"{invitation.organization.name}; ask an owner for a new one."
+        )
+
+
 def _owners_lock(organization: Organization) -> None:
-    """Serialize the organization's role changes and removals (its row, ``FOR NO KEY UPDATE``:
-    rows referencing it are still written meanwhile). Without it, two owners demoting or removing
-    each other at once each find the other still an owner, and both commit: no owner left."""
+    """Serialize the organization's role changes, removals and invitation acceptances (its row,
+    ``FOR NO KEY UPDATE``: rows referencing it are still written meanwhile). Without it, two
+    owners demoting or removing each other at once each find the other still an owner, and both
+    commit: no owner left; and an owner removed while their invitation is being accepted admits
+    someone after their removal committed."""
     list(
         Organization.objects.select_for_update(no_key=True)
         .filter(pk=organization.pk)
@@ -180,20 +197,11 @@ def invitation_accept(*, token: str, user: User) -> Membership:
             raise NotFound("This invitation does not exist, was used, or has expired.")
         if invitation.email.lower() != user.email.lower():
             raise InvalidInput(f"This invitation was sent to {invitation.email}; sign in as them.")
-        # An invitation carries its sender's authority, checked now as a key's is: one sent by
-        # an owner who was since removed or demoted admits nobody (else a removed owner's
-        # invitation to their own other address would make them an owner again).
-        senders = Membership.objects.filter(
-            organization_id=invitation.organization_id, role=Role.OWNER
-        )
-        if (
-            invitation.invited_by_id is None
-            or not senders.filter(user_id=invitation.invited_by_id).exists()
-        ):
-            raise NotPermitted(
-                "Whoever sent this invitation can no longer invite people to "
-                f"{invitation.organization.name}; ask an owner for a new one."
-            )
+        # The organization's owners lock (order: invitation, then organization, as no other
+        # path locks them the other way): the sender cannot be removed or demoted between the
+        # check below and this membership's commit.
+        _owners_lock(invitation.organization)
+        _sender_check(invitation)
         invitation.accepted_at = timezone.now()
         invitation.save(update_fields=["accepted_at"])
         try:

@@ -173,6 +173,12 @@ _RAW_GROUPS: dict[str, Any] = {
 def _grouped(
     rows: QuerySet[Any], groups: dict[str, Any], dims: Sequence[str], measures: dict[str, Any]
 ) -> QuerySet[Any]:
+    """``rows`` added up per combination of ``dims``; with none, one aggregate row (no GROUP
+    BY), ``found`` 0 when no row matched (``_merge`` skips it, as there would be no group)."""
+    if not dims:  # a constant in values() groups by nothing: the database adds up every row
+        measures = measures | {"found": Count("pk")}
+        total: QuerySet[Any] = rows.annotate(g_=Value(1)).values("g_").annotate(**measures)
+        return total.order_by()
     names = {f"g_{dim}": groups[dim] for dim in dims}
     grouped: QuerySet[Any] = rows.annotate(**names).values(*names).annotate(**measures)
     return grouped.order_by()
@@ -263,6 +269,8 @@ def _merge(parts: Iterable[Iterable[dict[str, Any]]], dims: Sequence[str]) -> li
     totals: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, 0, ZERO, 0])
     for part in parts:
         for row in part:
+            if row.get("found", 1) == 0:  # no dimension and no row: no group
+                continue
             total = totals[tuple(row[dim] for dim in dims)]
             for i, measure in enumerate(MEASURES):
                 total[i] += row[measure] or 0

@@ -42,6 +42,7 @@ PIPELINE_IMPORT_MAX_BYTES = 256 * 1024  # a UbiOps pipeline version export
 # check, a stored pipeline step sent upstream), a 500. Refused at reading, by the gateway and by
 # the API's JSON parser (``routerhub.parsers``), with room under 255 for the envelopes around it.
 MAX_JSON_DEPTH = 128
+JSON_TOO_DEEP = f"Nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; flatten it (schemas included)."
 
 
 def nested_deeper_than(raw: bytes | None, data: Any, limit: int) -> bool:

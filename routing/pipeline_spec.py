@@ -32,6 +32,7 @@ import orjson
 from django.conf import settings
 from jsonschema.exceptions import SchemaError
 
+from routerhub.body_limits import MAX_JSON_DEPTH, nested_deeper_than
 from routerhub.errors import BadRequest
 
 KINDS = ("cascade", "series", "parallel")
@@ -53,6 +54,12 @@ def spec_validate(
     wrong."""
     if not isinstance(spec, dict):
         raise BadRequest("A pipeline definition is an object {kind, steps}.", param="kind")
+    if nested_deeper_than(None, spec, MAX_JSON_DEPTH):  # a stored step is written again per call
+        raise BadRequest(
+            f"The definition nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+            "flatten it (schemas included).",
+            param="steps",
+        )
     kind = spec.get("kind")
     if kind not in KINDS:
         raise BadRequest(f"kind must be one of {', '.join(KINDS)}.", param="kind")

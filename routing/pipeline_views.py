@@ -18,6 +18,7 @@ from django.shortcuts import redirect, render
 from accounts.models import Organization, Role
 from accounts.tenancy import dashboard_membership, dashboard_organization, organization_required
 from accounts.tenancy import tenant_object_or_404 as owned
+from routerhub.body_limits import JSON_TOO_DEEP, MAX_JSON_DEPTH, nested_deeper_than
 from routerhub.errors import ApiError
 from routerhub.pages import dashboard_page
 from routing.models import Pipeline, PipelineKind
@@ -50,6 +51,10 @@ class DefinitionForm(forms.Form):
             value = json.loads(self.cleaned_data["definition"])
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from exc
+        except RecursionError as exc:
+            raise forms.ValidationError(JSON_TOO_DEEP) from exc
+        if nested_deeper_than(None, value, MAX_JSON_DEPTH):
+            raise forms.ValidationError(JSON_TOO_DEEP)
         if not isinstance(value, dict):
             raise forms.ValidationError("Must be a JSON object {kind, steps}.")
         return value

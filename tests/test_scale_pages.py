@@ -5,6 +5,7 @@ an API page."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 
@@ -118,6 +119,17 @@ def test_usage_groups_past_one_page_are_behind_next(tenants):
     assert len(groups) == len(set(groups)) == first["count"] >= 7
 
 
+def _rows_answered(answered: list[int]):  # type: ignore[no-untyped-def]
+    """An execute wrapper appending the rows each statement answered to ``answered``."""
+
+    def counted(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        result = execute(sql, params, many, context)
+        answered.append(max(context["cursor"].rowcount, 0))
+        return result
+
+    return counted
+
+
 def _usage_page_cost(organization, models: int):  # type: ignore[no-untyped-def]
     """Statements run and rows they answered for page 2 (3 groups) of ``group_by=model``, with
     ``models`` groups over 20 days in the organization's rollups."""
@@ -139,13 +151,7 @@ def _usage_page_cost(organization, models: int):  # type: ignore[no-untyped-def]
     manage = key_client(key_make(organization, scope=KeyScope.MANAGE))
     manage.get("/api/v1/key")  # the key's cache is warm: the page's statements alone remain
     answered: list[int] = []
-
-    def counted(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        result = execute(sql, params, many, context)
-        answered.append(max(context["cursor"].rowcount, 0))
-        return result
-
-    with connection.execute_wrapper(counted):
+    with connection.execute_wrapper(_rows_answered(answered)):
         body = manage.get("/api/v1/usage", {"group_by": "model", "limit": 3, "page": 2}).json()
     return len(answered), sum(answered), body
 
@@ -164,3 +170,48 @@ def test_a_usage_page_reads_its_own_groups_whatever_the_range_holds():
         assert body["results"][0] == {"group": "m/003", "requests": 20, "prompt_tokens": 0,
                                       "completion_tokens": 0, "cache_write_tokens": 0,
                                       "cost": "0.20000000"}  # fmt: skip
+
+
+def _totals_cost(organization, days: int):  # type: ignore[no-untyped-def]
+    """Rows answered by a key's spend (``key_usage``: overall and per window) and the
+    organization's summary (``usage_summary``), with ``days`` daily rollup rows of the key, and
+    what they answered."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from accounts.models import ApiKey
+    from billing.models import UsageRollupKeyDay
+    from billing.selectors import UsageFilter, key_usage, usage_summary
+
+    key_make(organization, name="spender")
+    key = ApiKey.objects.get(organization=organization, name="spender")
+    today = timezone.now().date()
+    UsageRollupKeyDay.objects.bulk_create(
+        UsageRollupKeyDay(organization=organization, day=today - timedelta(days=d), key_id=key.pk,
+                          requests=2, prompt_tokens=3, cost=Decimal("0.01"))
+        for d in range(days)
+    )  # fmt: skip
+    answered: list[int] = []
+    with connection.execute_wrapper(_rows_answered(answered)):
+        spent = key_usage(key=key)
+        summary = usage_summary(organization_id=organization.pk, filters=UsageFilter())
+    return len(answered), sum(answered), spent, summary
+
+
+def test_a_keys_spend_and_the_summary_are_added_up_by_the_database():
+    """Without a dimension, each part is one aggregate row, however many rollup rows it adds up
+    (before, one row per rollup row, added up in Python)."""
+    few = _totals_cost(organization_make(name="Few days"), 2)
+    many = _totals_cost(organization_make(name="Many days"), 60)
+
+    assert few[:2] == many[:2]
+    for (_, _, spent, summary), days in ((few, 2), (many, 60)):
+        assert spent.usage == Decimal("0.01") * days
+        assert spent.usage_daily == Decimal("0.01")  # today's row
+        assert summary == {"requests": 2 * days, "prompt_tokens": 3 * days,
+                           "completion_tokens": 0, "cache_write_tokens": 0,
+                           "cost": Decimal("0.01") * days}  # fmt: skip
+    empty = _totals_cost(organization_make(name="No days"), 0)
+    assert empty[2].usage == 0 and empty[3] == {"requests": 0, "cost": 0}

@@ -236,8 +236,12 @@ def training_run_record(
         with transaction.atomic():
             # Run starts of one organization take turns on its row, so the active-run count
             # below cannot be read by two requests at once; the partial unique index
-            # ``one_active_run_per_router`` backs the per-router rule in any case.
-            Organization.objects.select_for_update().only("pk").get(pk=router.organization_id)
+            # ``one_active_run_per_router`` backs the per-router rule in any case. ``FOR NO KEY
+            # UPDATE``: rows referencing the organization (usage, keys, ledger) are still written
+            # meanwhile, and no FOR KEY SHARE taken by such an insert deadlocks with it.
+            Organization.objects.select_for_update(no_key=True).only("pk").get(
+                pk=router.organization_id
+            )
             _active_runs_check(router)
             if not router.candidates:
                 router.candidates = candidates

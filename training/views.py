@@ -26,6 +26,7 @@ from accounts.tenancy import (
     organization_required,
     tenant_object_or_404,
 )
+from routerhub.body_limits import JSON_TOO_DEEP, MAX_JSON_DEPTH, nested_deeper_than
 from routerhub.errors import ApiError
 from routerhub.pages import dashboard_page
 from training import lifecycle, services
@@ -93,6 +94,10 @@ class DatasetUploadForm(forms.Form):
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc.msg}.") from exc
+        except RecursionError as exc:
+            raise forms.ValidationError(JSON_TOO_DEEP) from exc
+        if nested_deeper_than(None, value, MAX_JSON_DEPTH):
+            raise forms.ValidationError(JSON_TOO_DEEP)
         if not isinstance(value, dict):
             raise forms.ValidationError("Must be a JSON object.")
         return value

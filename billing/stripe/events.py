@@ -176,7 +176,12 @@ def _charge_refunded(charge: StripeObject) -> Payment | None:
     total, refunded = int(charge["amount"]), int(charge.get("amount_refunded") or 0)
     # amount_refunded is cumulative: take back the difference to what earlier refunds took.
     target = _share(payment, refunded, total)
-    debit = target - payment.refunded_credits
+    # Never the same money twice: what disputes of this charge took (net of any won back) is
+    # already gone; a refund takes at most what is left of the payment's credits.
+    debit = min(
+        target - payment.refunded_credits,
+        payment.amount - payment.refunded_credits - _disputes_took(payment),
+    )
     currency = str(charge.get("currency") or payment.currency)
     if debit > 0 and _credited_first(payment, total, currency):
         ledger_post(
@@ -195,16 +200,35 @@ def _charge_refunded(charge: StripeObject) -> Payment | None:
     return payment
 
 
+def _disputes_took(payment: Payment) -> Decimal:
+    """What the payment's disputes took from its credits, net of what won disputes gave back."""
+    if not payment.stripe_payment_intent_id:
+        return ZERO  # never credited (``_credit`` needs the intent), so nothing was taken
+    entries = LedgerEntry.objects.filter(
+        organization_id=payment.organization_id,
+        reference=payment.stripe_payment_intent_id,
+        idempotency_key__startswith="stripe:dispute",
+    )
+    return -sum((entry.amount for entry in entries), ZERO)
+
+
 def _dispute_created(dispute: StripeObject) -> Payment | None:
     payment = _payment_for_charge(_id(dispute.get("charge")), _id(dispute.get("payment_intent")))
     if payment is None:
         return None
+    if str(dispute.get("status") or "").startswith("warning_"):
+        # An inquiry (a retrieval request): Stripe withdraws no money, so no credits move; if the
+        # bank escalates it, Stripe opens a chargeback, a dispute of its own, which does.
+        return payment
+    if LedgerEntry.objects.filter(idempotency_key=f"stripe:dispute-won:{dispute['id']}").exists():
+        return payment  # its "won" was delivered first: nothing to take, and it is settled
     total = int((payment.amount + payment.fee) * 100)
     amount = int(dispute.get("amount") or total)
+    # A dispute names the disputed amount, not the charge's (currency fluctuation can make it
+    # larger): at most the charge is all it can be, and a disputed charge was paid in full.
     disputed = min(_share(payment, amount, total), payment.amount - payment.refunded_credits)
-    # A dispute names the disputed amount, not the charge's: at most the charge is all it can be.
     currency = str(dispute.get("currency") or payment.currency)
-    if disputed > 0 and _credited_first(payment, total if amount <= total else amount, currency):
+    if disputed > 0 and _credited_first(payment, total, currency):
         ledger_post(
             organization=payment.organization,
             kind=LedgerKind.ADJUSTMENT,
@@ -223,18 +247,19 @@ def _dispute_closed(dispute: StripeObject) -> Payment | None:
     if payment is None:
         return None
     if dispute.get("status") != "won":
-        return payment
+        return payment  # lost: what its creation took stays taken; warning_closed: none was
     taken = LedgerEntry.objects.filter(idempotency_key=f"stripe:dispute:{dispute['id']}").first()
-    if taken is not None and taken.amount < 0:
-        # Give back what the dispute actually took (less than asked if credits were spent).
-        ledger_post(
-            organization=payment.organization,
-            kind=LedgerKind.ADJUSTMENT,
-            amount=-taken.amount,
-            idempotency_key=f"stripe:dispute-won:{dispute['id']}",
-            description="Card dispute won",
-            reference=payment.stripe_payment_intent_id,
-        )
+    # Give back what the dispute actually took (less than asked if credits were spent; nothing
+    # when this arrives before its ``created``, whose handler then finds this entry and takes
+    # nothing: the order of the two events does not matter).
+    ledger_post(
+        organization=payment.organization,
+        kind=LedgerKind.ADJUSTMENT,
+        amount=-taken.amount if taken is not None else ZERO,
+        idempotency_key=f"stripe:dispute-won:{dispute['id']}",
+        description="Card dispute won",
+        reference=payment.stripe_payment_intent_id,
+    )
     payment.status = (
         PaymentStatus.PARTIALLY_REFUNDED if payment.refunded_credits else PaymentStatus.SUCCEEDED
     )

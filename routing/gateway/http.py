@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,17 +35,28 @@ class ClientGone(Exception):
 def security_headers(scope: Scope, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     """What Django's SecurityMiddleware and XFrameOptionsMiddleware add to its answers (README,
     "Security headers"), for every gateway answer, JSON, SSE or error: nosniff (a browser never
-    reads an API answer as a page or a script), the Referrer-Policy, no framing, and HSTS when
-    configured and the request came over HTTPS (directly or, behind the proxy, by its header)."""
-    out = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")]
-    if settings.SECURE_REFERRER_POLICY:
-        out.append((b"referrer-policy", settings.SECURE_REFERRER_POLICY.encode()))
+    reads an API answer as a page or a script), the Referrer-Policy, the
+    Cross-Origin-Opener-Policy, no framing, and HSTS when configured and the request came over
+    HTTPS (directly or, behind the proxy, by its header)."""
+    out = [*_constant_headers()]
     if settings.SECURE_HSTS_SECONDS and _is_secure(scope, headers):
         hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
         hsts += "; includeSubDomains" if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else ""
         hsts += "; preload" if settings.SECURE_HSTS_PRELOAD else ""
         out.append((b"strict-transport-security", hsts.encode()))
     return out
+
+
+@functools.cache
+def _constant_headers() -> tuple[tuple[bytes, bytes], ...]:
+    """The headers every answer carries, from the settings read at the first answer."""
+    out = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")]
+    if settings.SECURE_REFERRER_POLICY:
+        out.append((b"referrer-policy", settings.SECURE_REFERRER_POLICY.encode()))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        coop = settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode()
+        out.append((b"cross-origin-opener-policy", coop))
+    return tuple(out)
 
 
 def _is_secure(scope: Scope, headers: dict[str, str]) -> bool:

@@ -17,7 +17,7 @@ others check every other pipeline's gates. With every worker busy a check waits 
 A schema that raises, or an answer nested past the 255 levels ``orjson`` writes (it reads 1024),
 is undecidable (``schema_gate_check`` returns ``UNDECIDABLE``). Workers exit when the gateway
 does (their stdin closes); those of an event loop that has closed (a server thread's, or a
-``async_to_sync`` call's) are killed when the next check runs on another loop.
+``async_to_sync`` call's) are killed by the next check on any other loop.
 """
 
 from __future__ import annotations
@@ -123,13 +123,15 @@ async def _check(ask: dict[str, Any], what: str) -> bool | str | None:
 
 
 def _pool_for(loop: asyncio.AbstractEventLoop) -> _Pool:
-    pool = _pools.get(id(loop))  # a pool holds its loop: the id is never another loop's
-    if pool is None:
+    """The loop's pool (made on its first check); with other loops' pools about, the workers of
+    those whose loop has closed are killed first (nobody will ask them again)."""
+    if len(_pools) > 1 or id(loop) not in _pools:
         for key, stale in list(_pools.items()):
-            if stale.loop.is_closed():  # nobody will ask its workers again
+            if stale.loop.is_closed() and _pools.pop(key, None) is stale:  # one sweeper kills
                 for worker in [*stale.idle, *stale.running]:
                     _forget(_kill(worker))
-                del _pools[key]
+    pool = _pools.get(id(loop))  # a pool holds its loop: the id is never another loop's
+    if pool is None:
         pool = _pools[id(loop)] = _Pool(loop, asyncio.Semaphore(settings.PIPELINE_GATE_WORKERS))
     return pool
 

@@ -65,7 +65,9 @@ def marked_request(document: str, ttl: str | None = None) -> dict[str, Any]:
             {"type": "text", "text": "You answer from the manual."},
             {"type": "text", "text": document, "cache_control": mark},
         ],
-        "tools": [TOOL | {"cache_control": mark}],  # Anthropic: 1h marks before 5m ones
+        # The tool comes first in the cached prefix: the document's unique title keeps another
+        # test's cached tool from being read here. Anthropic: 1h marks before 5m ones.
+        "tools": [TOOL | {"description": document[:60], "cache_control": mark}],
         "messages": [
             {
                 "role": "user",

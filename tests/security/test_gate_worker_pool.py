@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,30 @@ def test_the_workers_of_a_closed_event_loop_are_killed(settings: Any) -> None:
     assert asyncio.run(regex_gate_search("tea", "black tea")) is True  # a new loop
 
     assert poll(lambda: not (gate_workers() & first_loops) or None)
+
+
+def test_a_check_on_a_loop_that_has_its_pool_kills_a_closed_loops_workers(settings: Any) -> None:
+    settings.PIPELINE_GATE_WORKERS = 2
+    long_lived = asyncio.new_event_loop()
+    thread = threading.Thread(target=long_lived.run_forever, daemon=True)
+    thread.start()
+
+    def on_long_lived(text: str) -> bool | None:
+        return asyncio.run_coroutine_threadsafe(regex_gate_search("tea", text), long_lived).result(
+            timeout=10
+        )
+
+    try:
+        assert on_long_lived("green tea") is True  # the long-lived loop's pool, kept
+        before = gate_workers()
+        assert asyncio.run(regex_gate_search("tea", "black tea")) is True  # its loop closes
+        closed_loops = gate_workers() - before
+        assert closed_loops  # the closed loop's worker, still running
+
+        assert on_long_lived("white tea") is True  # a loop whose pool already exists
+
+        assert poll(lambda: not (gate_workers() & closed_loops) or None)
+    finally:
+        long_lived.call_soon_threadsafe(long_lived.stop)
+        thread.join(timeout=10)
+        long_lived.close()  # its workers go with the next check on another loop

@@ -1,5 +1,5 @@
 """Every ``/v1`` answer of the lean ASGI gateway carries the security headers Django's answers
-carry (nosniff, Referrer-Policy, no framing; HSTS only over HTTPS when configured): JSON, a
+carry (nosniff, Referrer-Policy, Cross-Origin-Opener-Policy, no framing; HSTS only over HTTPS when configured): JSON, a
 streamed answer (which the ``openai`` SDK still reads as a stream) and errors, over real HTTP."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ def assert_secured(response: httpx.Response) -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "same-origin"
     assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cross-origin-opener-policy"] == "same-origin"  # Django's default
     assert "strict-transport-security" not in response.headers  # plain HTTP, not configured
 
 
@@ -56,3 +57,17 @@ def test_hsts_only_over_https_as_the_proxy_reports_it(world: World, settings: An
     assert "strict-transport-security" not in plain.headers
     assert proxied.headers["strict-transport-security"] == "max-age=3600"
     assert proxied.headers["x-content-type-options"] == "nosniff"
+
+
+def test_no_opener_policy_when_the_setting_is_unset(settings: Any) -> None:
+    from routing.gateway.http import _constant_headers, security_headers
+
+    settings.SECURE_CROSS_ORIGIN_OPENER_POLICY = None
+    _constant_headers.cache_clear()
+    try:
+        sent = dict(security_headers({"scheme": "http"}, {}))
+    finally:
+        _constant_headers.cache_clear()
+
+    assert b"cross-origin-opener-policy" not in sent
+    assert sent[b"x-content-type-options"] == b"nosniff"
