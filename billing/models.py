@@ -187,7 +187,7 @@ class UsageRecord(TenantModel):
     completion_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
-    cache_write_tokens = models.PositiveIntegerField(default=0, db_default=0)  # of prompt_tokens
+    cache_write_tokens = models.IntegerField(default=0, db_default=0)  # of prompt_tokens; no CHECK
     cost = models.DecimalField(**MONEY_FIELD, default=0)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)

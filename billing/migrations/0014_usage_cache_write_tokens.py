@@ -3,7 +3,9 @@
 """Prompt-cache writes (Anthropic's ``cache_creation_input_tokens``) kept apart: a usage record's
 ``cache_write_tokens`` (part of its ``prompt_tokens``) and the same measure in the daily rollups.
 Database defaults of 0: rows of earlier requests wrote no cache count, and a settler of the
-previous release (rolling deploy) inserts without the column."""
+previous release (rolling deploy) inserts without the column. Plain integers, no ``CHECK (>= 0)``:
+adding a checked column makes PostgreSQL scan the whole usage table under an exclusive lock
+(the gateway writes only counts it has clamped to >= 0)."""
 
 from django.db import migrations, models
 
@@ -18,7 +20,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='usagerecord',
             name='cache_write_tokens',
-            field=models.PositiveIntegerField(db_default=0, default=0),
+            field=models.IntegerField(db_default=0, default=0),
         ),
         migrations.AddField(
             model_name='usagerollup',

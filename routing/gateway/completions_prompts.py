@@ -195,5 +195,7 @@ def _summed(usages: list[Usage]) -> Usage:
         completion_tokens=sum(u.completion_tokens for u in usages),
         cached_tokens=sum(u.cached_tokens for u in usages),
         reasoning_tokens=sum(u.reasoning_tokens for u in usages),
+        cache_write_tokens=sum(u.cache_write_tokens for u in usages),
+        cache_write_1h_tokens=sum(u.cache_write_1h_tokens for u in usages),
         clamped=any(u.clamped for u in usages),
     )

@@ -75,6 +75,11 @@ class Exchange:
     # pooled connection; a refusal or failed attempt clears it): what a call stopped by its
     # caller is billed at (``call_abandoned``).
     sending: Candidate | None = None
+    # Set by ``bill``: the outcome is priced (a client leaving after that changes nothing).
+    billed: bool = False
+    # Of the draft's cache writes, those for an hour (the draft keeps only the total): what an
+    # Anthropic answer shows apart; a pipeline's request sums its calls'.
+    cache_write_1h_tokens: int = 0
     # A pipeline's calls: each registers here how to account for it if the client leaves first
     # (``pipeline_steps.child_exchange``); ``accounted`` once it is one of the request's steps.
     on_abandon: list[Callable[[], None]] = field(default_factory=list)
@@ -163,8 +168,9 @@ async def _until_disconnect(ex: Exchange, work: Coroutine[Any, Any, None]) -> No
             await task
         for account in ex.on_abandon:  # a pipeline's calls: answers that came, calls in flight
             account()
-        call_abandoned(ex)
-        bill(ex, partial_usage(ex), status="aborted", error_type="client_disconnected")
+        if not ex.billed:  # billed already: the client left during the answer's last write
+            call_abandoned(ex)
+            bill(ex, partial_usage(ex), status="aborted", error_type="client_disconnected")
     finally:
         watcher.cancel()
         if not task.done():
@@ -187,10 +193,19 @@ def sent_trace(ex: Exchange, candidate: Candidate) -> dict[str, Any]:
     for a pooled connection, when the provider has nothing to bill — and cleared when its answer
     is not a 200 (the provider refused it: nothing is billed, even while its error trickles in).
     A cancellation leaves it set (``call_abandoned``); ``failed`` clears it, as does the
-    transport's ``send_request_body.failed`` when a reused connection proves dead."""
+    transport's ``send_request_body.failed`` when a reused connection proves dead. Through an
+    HTTPS proxy httpcore sends its ``CONNECT`` with the request's extensions, so this trace hears
+    the tunnel's own events too: httpcore names the request only in a step's ``.started`` event
+    (``info["request"]``), so the steps of a ``CONNECT`` are ignored up to their end."""
     ex.sending = None  # a previous candidate's request is not this one's
+    tunnel = False  # the step under way belongs to the proxy's CONNECT, not to the provider
 
     async def trace(event: str, info: dict[str, Any]) -> None:
+        nonlocal tunnel
+        if "request" in info:
+            tunnel = getattr(info["request"], "method", None) == b"CONNECT"
+        if tunnel:
+            return
         if event.endswith(".send_request_body.complete"):
             ex.sending = candidate
         elif event.endswith(".send_request_body.failed"):
@@ -208,6 +223,7 @@ def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> De
     """Fill the usage draft for this outcome and return the cost (0 when nothing was served);
     what it costs is ``metering.price``'s to say."""
     draft = ex.draft
+    ex.billed = True
     draft.status, draft.error_type = status, error_type
     draft.latency_ms = int((time.monotonic() - ex.req.started) * 1000)
     if ex.first_byte_at is not None:
@@ -217,6 +233,7 @@ def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> De
         return ZERO
     draft.model, draft.provider = endpoint.model_id, endpoint.provider_slug
     cost = metering.price(draft, endpoint.prices, usage, is_byok=ex.is_byok, held=ex.reserved)
+    ex.cache_write_1h_tokens = usage.cache_write_1h_tokens
     return cost + timeouts_charge(ex)
 
 

@@ -354,6 +354,7 @@ async def _respond(ex: Exchange, version: PipelineVersion, served: Outcome, extr
         draft.prompt_tokens, draft.completion_tokens, draft.cached_tokens, draft.reasoning_tokens
     )
     total.cache_write_tokens = draft.cache_write_tokens
+    total.cache_write_1h_tokens = ex.cache_write_1h_tokens
     choices = served.completion.choices
     if not ex.body.get("logprobs"):  # asked of the provider for a logprob gate, not by the client
         choices = [{k: v for k, v in c.items() if k != "logprobs"} for c in choices]

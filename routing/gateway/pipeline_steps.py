@@ -165,6 +165,7 @@ def step_account(parent: Exchange, child_ex: Exchange, step: Step, gate: str) ->
     draft.completion_tokens += child.completion_tokens
     draft.cached_tokens += child.cached_tokens
     draft.cache_write_tokens += child.cache_write_tokens
+    parent.cache_write_1h_tokens += child_ex.cache_write_1h_tokens
     draft.reasoning_tokens += child.reasoning_tokens
     draft.is_byok = draft.is_byok or child.is_byok
     for flag in filter(None, child.flags.split(",")):

@@ -47,7 +47,10 @@ async def stream_live(
         try:
             await pump(child, candidate, opened)
         except asyncio.CancelledError:  # the client left: what was generated is billed
-            bill(child, partial_usage(child), status="aborted", error_type="client_disconnected")
+            if not child.billed:  # (not again if it left during the last write)
+                bill(
+                    child, partial_usage(child), status="aborted", error_type="client_disconnected"
+                )
             raise
         finally:
             step_account(parent, child, step, "none")
@@ -69,6 +72,7 @@ async def stream_buffered(ex: Exchange, body: JSON, usage: Usage) -> None:
         encoder = MessagesStreamEncoder(ex.generation_id, body["model"])
         started = Usage(usage.prompt_tokens, 0, usage.cached_tokens)
         started.cache_write_tokens = usage.cache_write_tokens
+        started.cache_write_1h_tokens = usage.cache_write_1h_tokens
         out = encoder.start(started) + b"".join(encoder.chunk(choice) for choice in choices)
         await ex.req.write(out + encoder.finish(usage, body["usage"]["cost"]))
     else:

@@ -8,7 +8,8 @@ timeouts, content decoding, exceptions) and replaces only the wire: one ``transp
 request, parser callbacks per response, no per-request socket polling. It speaks plain HTTP/1.1
 with keep-alive, chunked or sized bodies, TLS through httpx's SSL context, and flow control on
 streamed bodies. A request's ``trace`` extension hears httpcore's events for the moment the request
-has been written (``http11.send_request_body.complete``) and its answer's head has been read
+has been written — every byte of it out of the write buffer, within the write timeout
+(``http11.send_request_body.complete``, else ``.failed`` and ``WriteTimeout``) and its answer's head has been read
 (``http11.receive_response_headers.complete``). Proxies and HTTP/2 are not handled here: ``upstream.http_client`` uses httpx's
 own transport when a proxy is configured.
 """
@@ -53,11 +54,21 @@ class _Connection(asyncio.Protocol):
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
 
     # asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = transport  # type: ignore[assignment]
+        # Writing pauses while anything is unsent and resumes once all of it is (``drain``).
+        transport.set_write_buffer_limits(high=0, low=0)  # type: ignore[attr-defined]
+
+    def pause_writing(self) -> None:
+        pass  # ``drain`` reads the buffer's size; ``resume_writing`` wakes it
+
+    def resume_writing(self) -> None:
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         self.received_any = True
@@ -73,6 +84,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.resume_writing()  # nothing more will be sent: the answer's wait says what failed
         if self._parser is None or self.complete:
             return
         framed = any(
@@ -127,6 +139,27 @@ class _Connection(asyncio.Protocol):
         self.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             self.transport.write(body)
+
+    def unsent(self) -> int:
+        return 0 if self.transport is None else self.transport.get_write_buffer_size()
+
+    async def drain(self, timeout: float | None) -> None:
+        """Wait until the request's bytes have all left the write buffer (the body is sent),
+        raising ``WriteTimeout`` when ``timeout`` passes with none of them sent. A request
+        written at once (the usual case) does not wait."""
+        left = self.unsent()
+        while left and not self.lost:
+            waiter = self._drain_waiter = self._loop.create_future()
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                if self.unsent() >= left:
+                    raise httpx.WriteTimeout(
+                        "the upstream stopped reading the request", request=self._request
+                    ) from None
+            finally:
+                self._drain_waiter = None
+            left = self.unsent()
 
     def take(self) -> bytes | None:
         if not self._chunks:
@@ -207,6 +240,16 @@ class _Body(httpx.AsyncByteStream):
             )
 
 
+async def _drain(connection: _Connection, trace: Any, timeout: float | None) -> None:
+    """``connection.drain``; on ``WriteTimeout`` the trace hears the body was not sent."""
+    try:
+        await connection.drain(timeout)
+    except httpx.WriteTimeout as error:
+        if trace is not None:  # the provider never had the whole request
+            await trace("http11.send_request_body.failed", {"exception": error})
+        raise
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
     """A pool of keep-alive HTTP/1.1 connections per origin, at most ``max_connections`` open."""
 
@@ -250,6 +293,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
             connection.send(request, head, body)
             trace = request.extensions.get("trace")
             try:
+                if connection.unsent():  # a large body still going out: wait until it has
+                    await _drain(connection, trace, timeouts.get("write"))
                 if trace is not None:  # httpcore's names for the same moments
                     await trace("http11.send_request_body.complete", {"return_value": None})
                 while not connection.head_done:

@@ -66,13 +66,17 @@ def test_the_dashboard_shows_cache_writes_apart(world: World) -> None:
     assert f'<td class="num by-model-cache-writes">{written}</td>' in log
 
 
-def test_a_pipeline_keeps_its_calls_cache_writes_apart(world: World) -> None:
+def _pipeline(world: World, slug: str) -> None:
     admin = key_client(world.key_for(scope=KeyScope.MANAGE))
     steps = [{"model": "test/claude"}]
     created = admin.post(
-        "/api/v1/pipelines", {"slug": "cached", "kind": "cascade", "steps": steps}, format="json"
+        "/api/v1/pipelines", {"slug": slug, "kind": "cascade", "steps": steps}, format="json"
     )
     assert created.status_code == 201, created.content
+
+
+def test_a_pipeline_keeps_its_calls_cache_writes_apart(world: World) -> None:
+    _pipeline(world, "cached")
 
     answer = messages_client(world).messages.create(
         **marked_request(long_context()) | {"model": "pipeline/cached"}
@@ -80,6 +84,19 @@ def test_a_pipeline_keeps_its_calls_cache_writes_apart(world: World) -> None:
 
     written = answer.usage.cache_creation_input_tokens
     assert written and written > 1000
+    assert world.usage_record(answer.id).cache_write_tokens == written
+    assert answer.usage.cache_creation.ephemeral_1h_input_tokens == 0
+
+
+def test_a_pipeline_shows_its_calls_hour_long_cache_writes(world: World) -> None:
+    _pipeline(world, "hour")
+    request = marked_request(long_context(), "1h") | {"model": "pipeline/hour"}
+    del request["tools"]  # a tool cached for an hour would be read by the session's later tests
+    answer = messages_client(world).messages.create(**request)
+    written = answer.usage.cache_creation_input_tokens
+    hour = answer.usage.cache_creation.ephemeral_1h_input_tokens
+    assert hour > 1000  # the system prompt, marked for an hour
+    assert hour + answer.usage.cache_creation.ephemeral_5m_input_tokens == written
     assert world.usage_record(answer.id).cache_write_tokens == written
 
 
