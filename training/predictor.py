@@ -89,11 +89,9 @@ class Predictor:
         the costs the version was calibrated with, so a tradeoff means at serving what the
         version's report showed (training/learner/router.py). ``bias`` per model (the online
         feedback calibration, ``routing.calibration``) is added to the predicted scores the
-        decision uses. ``task_row`` (``task_row``) blends the predictions with that task's
-        means (``training/learner/task_hint.py``) where the hint applies (tradeoff 0's policy
-        row, ``TrainedRouter.hint_applies``; elsewhere it is ignored): the scores returned are
-        then the blended ones, otherwise the version's own (never with ``bias``).
-        """
+        decision uses. ``task_row`` (``task_row``) blends the task's means into the predictions
+        where the hint applies (``TrainedRouter.hint_applies``, else ignored): the scores
+        returned are then the blended ones, else the version's own (never with ``bias``)."""
         trained = self.router
         names = candidates if candidates is not None else trained.models
         index = self._index
