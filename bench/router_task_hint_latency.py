@@ -60,7 +60,7 @@ def main() -> None:
         while len(text) < 2048:
             text += rng.choice(prompts) + "\n"
         samples.append(text[:2048])
-    row, _ = predictor.task_row("mmlu/subject_7")
+    row, _, _ = predictor.task_row("mmlu/subject_7")
     timings: dict[str, list[float]] = {"without_task": [], "with_task": []}
     for i in range(ITERATIONS + 100):
         prompt = samples[i % len(samples)]

@@ -39,9 +39,10 @@ SelectOutput = inline_serializer(
         "strategy": serializers.CharField(),
         "task_hint": serializers.DictField(
             required=False,
-            help_text="when the request named a task: {task, applied}; applied is the task "
-            "label the version decided with (the task's own or its parent's), null when it has "
-            "none for it (then also the header x-routerhub-dropped: task)",
+            help_text="when the request named a task: {task, applied, reason}; applied is the "
+            "task label the version decided with (the task's own or its parent's), null when it "
+            "has none for it or the tradeoff is not 0 (hints apply at tradeoff 0 only), with "
+            "reason saying which (then also the header x-routerhub-dropped: task)",
         ),
     },
 )

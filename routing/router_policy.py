@@ -68,6 +68,7 @@ class DecisionLog:
     tradeoff: float
     prices: dict[str, float] | None
     shadow: RouterVersion | None
+    task: str | None = None  # the request's task: the shadow decides with it as served did
     greedy_model: str = ""
     servable: int = 0
     explored: bool = False
@@ -139,9 +140,10 @@ def decision_log_new(
     prompt: str,
     tradeoff: float,
     prices: dict[str, float] | None,
+    task: str | None = None,
 ) -> DecisionLog | None:
-    """The log of a decision by ``served`` for ``row``'s router, with the shadow sampled
-    (``shadow_share``), or None when the router has no policy."""
+    """The log of a decision by ``served`` for ``row``'s router (for a request naming ``task``),
+    with the shadow sampled (``shadow_share``), or None when the router has no policy."""
     policy = row.lifecycle
     if policy is None:
         return None
@@ -156,6 +158,7 @@ def decision_log_new(
         tradeoff=tradeoff,
         prices=prices,
         shadow=shadow,
+        task=task,
     )
 
 
@@ -203,11 +206,13 @@ _shadow_cap = _RateCap()
 
 
 def _shadow_choice(log: DecisionLog, models: list[str]) -> str:
-    """The shadow version's first choice among ``models`` (~1 ms of numpy), or "" when capped."""
+    """The shadow version's first choice among ``models`` (~1 ms of numpy), or "" when capped;
+    with the request's task hint where the shadow has a row for it (as serving decides)."""
     if log.shadow is None or not _shadow_cap.admit():
         return ""
     predictor = serving.predictor_for_version(log.shadow)
-    ranked = predictor.rank(log.prompt, log.tradeoff, models, log.prices)
+    task_row = predictor.task_row(log.task, log.tradeoff)[0]
+    ranked = predictor.rank(log.prompt, log.tradeoff, models, log.prices, None, task_row)
     return ranked[0].model if ranked else ""
 
 

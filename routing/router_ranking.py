@@ -42,7 +42,8 @@ class RouterDecision:
     router_id: int | None = None  # recorded on the usage record: feedback joins on it
     budget: dict[str, Any] | None = None  # routing.budget of a budget-aware key
     log: policy.DecisionLog | None = None  # what the decision log keeps (router_policy)
-    # the request's task hint: {"task": as sent, "applied": the label decided with, or None}
+    # the request's task hint: {"task": trimmed, "applied": the label decided with or None,
+    # "reason": why None (else None)}
     task_hint: dict[str, str | None] | None = None
 
     @property
@@ -128,7 +129,7 @@ def trained_decision(
     predictor = serving.predictor_for_version(version)
     prices = blended_prices(catalog, candidates, prompt) if catalog is not None else None
     bias = row.bias if version.number == row.version.number else {}  # learned on the active one
-    task_row, applied = predictor.task_row(task)
+    task_row, applied, reason = predictor.task_row(task, tradeoff)
     ranked = predictor.rank(prompt, tradeoff, candidates, prices or None, bias or None, task_row)
     if not ranked:
         raise InvalidInput(
@@ -148,8 +149,8 @@ def trained_decision(
         latency_ms=(time.perf_counter() - started) * 1000,
         strategy="trained",
         router_id=row.router_id,
-        log=policy.decision_log_new(row, version, prompt, tradeoff, prices or None),
-        task_hint=None if task is None else {"task": task, "applied": applied},
+        log=policy.decision_log_new(row, version, prompt, tradeoff, prices or None, task),
+        task_hint=None if task is None else {"task": task, "applied": applied, "reason": reason},
     )
 
 
@@ -188,5 +189,7 @@ def heuristic_decision(
         ranked=[RankedChoice(m.id, None, prices[m.id] * tokens / 1e6) for m in ordered],
         latency_ms=(time.perf_counter() - started) * 1000,
         strategy="heuristic",
-        task_hint=None if task is None else {"task": task, "applied": None},
+        task_hint=None
+        if task is None
+        else {"task": task, "applied": None, "reason": "router/auto is not trained"},
     )

@@ -60,19 +60,30 @@ def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None
 
 
 def router_task(body: dict[str, Any]) -> str | None:
-    """The request's task hint, ``router: {"task": "mmlu/high_school_mathematics"}``: a
-    non-blank string of at most ``MAX_TASK_CHARS`` characters; None when absent."""
+    """The request's task hint, ``router: {"task": "mmlu/high_school_mathematics"}``
+    (``task_label``); None when absent."""
     options = body.get("router")
     task = options.get("task") if isinstance(options, dict) else None
-    if task is None:
-        return None
-    if not isinstance(task, str) or not task.strip() or len(task) > MAX_TASK_CHARS:
+    return None if task is None else task_label(task, "router.task")
+
+
+def task_label(task: Any, param: str) -> str:
+    """A request's task (chat's ``router.task``, select's ``task``: one rule for both) without
+    its surrounding whitespace: a string, not blank, with no control character or lone
+    surrogate, of at most ``MAX_TASK_CHARS`` characters; else ``InvalidInput`` naming ``param``."""
+    label = task.strip() if isinstance(task, str) else None
+    if (
+        label is None
+        or not label
+        or len(label) > MAX_TASK_CHARS
+        or any(ord(c) < 32 or 127 <= ord(c) < 160 or 0xD800 <= ord(c) < 0xE000 for c in label)
+    ):
         raise InvalidInput(
-            f"router.task must be a task label (a non-blank string of at most {MAX_TASK_CHARS} "
-            "characters), e.g. 'mmlu/high_school_mathematics'.",
-            param="router.task",
+            f"{param} must be a task label (a non-blank string of at most {MAX_TASK_CHARS} "
+            "characters, no control characters), e.g. 'mmlu/high_school_mathematics'.",
+            param=param,
         )
-    return task
+    return label
 
 
 def messages_prompt(messages: Any) -> str:

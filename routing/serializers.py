@@ -7,8 +7,9 @@ from typing import Any
 
 from rest_framework import serializers
 
+from routerhub.domain import InvalidInput
 from routing.models import ProviderKey
-from routing.router_request import MAX_TASK_CHARS
+from routing.router_request import MAX_TASK_CHARS, task_label
 
 
 class ProviderKeyCreateInput(serializers.Serializer[Any]):
@@ -37,12 +38,13 @@ class ProviderKeyOutput(serializers.ModelSerializer[ProviderKey]):
 
 
 class _TaskField(serializers.CharField):
-    """A task label: a string as sent (DRF's CharField would turn 7 into "7")."""
+    """A task label (``router_request.task_label``, the rule chat's ``router.task`` follows)."""
 
     def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return str(super().to_internal_value(data))
+        try:
+            return task_label(data, "task")
+        except InvalidInput as exc:
+            raise serializers.ValidationError(exc.message) from None
 
 
 class SelectInput(serializers.Serializer[Any]):

@@ -398,6 +398,8 @@ def _save_version(
 ) -> RouterVersion:
     files = artifacts.router_to_files(fit.router)
     digests = artifacts.files_digests(files)
+    # loads as serving will (ArtifactError fails the run): no version that cannot load is stored
+    artifacts.router_from_files(files, digests, artifacts.manifest_checksum(digests))
     prefix = f"routers/{run.organization_id}/{run.router_id}/run-{run.pk}-a{run.attempts}"
     stored = {
         name: {

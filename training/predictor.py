@@ -33,6 +33,9 @@ from training.models import RouterVersion
 from training.tokens import estimated_tokens
 
 CACHE_SIZE = 32
+# Why a request's task decided nothing (``task_hint.reason`` in the answers).
+NO_HINT_ROW = "the version has no hint for this task"
+HINT_NOT_AT_TRADEOFF = "task hints apply at tradeoff 0 only (where they were chosen)"
 
 __all__ = [
     "ArtifactError",
@@ -86,9 +89,9 @@ class Predictor:
         the costs the version was calibrated with, so a tradeoff means at serving what the
         version's report showed (training/learner/router.py). ``bias`` per model (the online
         feedback calibration, ``routing.calibration``) is added to the predicted scores the
-        decision uses; the scores returned are the version's own. ``task_row`` (``task_row``)
-        blends the predictions with that task's means (``training/learner/task_hint.py``).
-        """
+        decision uses. ``task_row`` (``task_row``) blends the task's means into the predictions
+        where the hint applies (``TrainedRouter.hint_applies``, else ignored): the scores
+        returned are then the blended ones, else the version's own (never with ``bias``)."""
         trained = self.router
         names = candidates if candidates is not None else trained.models
         index = self._index
@@ -107,7 +110,7 @@ class Predictor:
             costs = np.array([prices[trained.models[i]] * tokens / 1e6 for i in chosen])
         else:
             costs = trained.mean_costs[chosen]
-        hint = trained.task_hint
+        hint = trained.task_hint if trained.hint_applies(tradeoff) else None
         if task_row is not None and hint is not None:
             predicted = hint.blended(predicted, task_row, chosen)
         calibrated = predicted
@@ -129,12 +132,22 @@ class Predictor:
             for k in order
         ]
 
-    def task_row(self, task: str | None) -> tuple[int | None, str | None]:
-        """The version's task-hint row for a request's ``task`` and the label it serves (the
-        task's own or its parent's); (None, None) when there is no task, no hint or no row."""
+    def task_row(
+        self, task: str | None, tradeoff: float = 0.0
+    ) -> tuple[int | None, str | None, str | None]:
+        """The version's task-hint row for a request's ``task`` at ``tradeoff``, the label it
+        serves (the task's own or its parent's) and, when there is a task but no row, why:
+        (None, None, reason) when the version has no hint row for it or the hint does not apply
+        at this tradeoff (``TrainedRouter.hint_applies``); (None, None, None) without a task."""
         hint = self.router.task_hint
         row = None if task is None or hint is None else hint.row_of(task)
-        return (None, None) if row is None or hint is None else (row, hint.tasks[row])
+        if task is None:
+            return None, None, None
+        if row is None or hint is None:
+            return None, None, NO_HINT_ROW
+        if not self.router.hint_applies(tradeoff):
+            return None, None, HINT_NOT_AT_TRADEOFF
+        return row, hint.tasks[row], None
 
 
 _cache: OrderedDict[tuple[int, str], Predictor] = OrderedDict()

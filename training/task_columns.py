@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from training.dataset_files import error_item, printable
+from training.learner.task_hint import MAX_TASK_CHARS as MAX_LABEL_CHARS
 from training.learner.task_labels import (
     MIN_CHILDREN_PER_PARENT,
     SEPARATOR,
@@ -136,7 +137,11 @@ def row_tasks(
     tasks = _names(frame[task].tolist(), "(none)")
     if subtask is not None:
         children = _names(frame[subtask].tolist(), "")
-        labels = [f"{t}/{c}" if c else t for t, c in zip(tasks, children, strict=True)]
+        # ``task/subtask`` cut to the longest label a stored task hint (and a request) may name
+        labels = [
+            f"{t}/{c[: MAX_LABEL_CHARS - len(t) - 1]}" if c else t
+            for t, c in zip(tasks, children, strict=True)
+        ]
         return labels, tasks
     if hierarchy is False:
         return tasks, tasks

@@ -25,11 +25,12 @@ from rest_framework.utils.json import strict_constant
 
 from accounts.keys import bearer_token, key_authenticate_async
 from routerhub.body_limits import MAX_JSON_DEPTH, nested_deeper_than
+from routerhub.domain import InvalidInput
 from routerhub.errors import NotFound, drf_exception_handler
 from routerhub.parsers import JSONParser
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.http import GatewayRequest, Scope
-from routing.router_request import MAX_TASK_CHARS
+from routing.router_request import task_label
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
     messages_prompt,
@@ -152,10 +153,10 @@ def _plainly_valid(data: Any) -> dict[str, Any] | None:
             return None
         out["tradeoff"] = tradeoff
     if "task" in data:
-        task = data["task"]
-        if not _plain_text(task) or task != task.strip() or len(task) > MAX_TASK_CHARS:
-            return None
-        out["task"] = task
+        try:
+            out["task"] = task_label(data["task"], "task")
+        except InvalidInput:
+            return None  # the view's serializer says why
     if "candidates" in data:
         candidates = data["candidates"]
         if type(candidates) is not list or not all(

@@ -84,8 +84,9 @@ def test_with_the_hint_tradeoff_zero_beats_the_router_without_it_and_reaches_the
     assert "tradeoff 0 scores" in str(found["sentence"])
 
 
-def test_noise_task_labels_fit_no_hint_and_decide_as_without() -> None:
-    train = _data(0, noise_labels=True)
+@pytest.mark.parametrize("seed", range(6))
+def test_noise_task_labels_fit_no_hint_and_decide_as_without(seed: int) -> None:
+    train = _data(seed, noise_labels=True)
     fit = router_fit(train, CONFIG)
 
     assert fit.router.task_hint is None

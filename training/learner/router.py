@@ -261,6 +261,12 @@ class TrainedRouter:
         picks = np.argmax(utility - 1e-12 * normalized_costs(self.mean_costs), axis=-1)
         return np.asarray(picks, dtype=np.int64)
 
+    def hint_applies(self, tradeoff: float) -> bool:
+        """Whether a task hint decides at ``tradeoff``: only on the policy row of tradeoff 0,
+        where its weight and rule were chosen (``task_hint.py``); elsewhere the version decides
+        without it."""
+        return self.task_hint is not None and self.policy_index(tradeoff) == self.policy_index(0.0)
+
     def choose_hinted_many(self, hinted: np.ndarray, tradeoff: float) -> np.ndarray:
         """Chosen candidate per row of predictions blended with a task hint (``task_hint.py``):
         ``score - λ · cost`` at the tradeoff's λ, without the policy's offsets, mixes and

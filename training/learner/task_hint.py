@@ -16,9 +16,13 @@ tied overall which is the best of some task. Ties go to the version's own policy
 Training (``task_hint_fit``) chooses ``w`` and the means' shrinkage ``k`` (pseudo-rows toward the
 overall mean) on the training rows only: the heads' out-of-fold predictions blended with each
 row's task means from the other folds, decided at tradeoff 0 as above, against the version's own
-decisions (its policy, out-of-fold incumbents) at tradeoff 0. A blend is kept only where its out-of-fold gain over the heads is at least
-``MIN_GAIN_SE`` standard errors of the per-prompt differences (ties and noise: no hint, and the
-version decides exactly as without one).
+decisions (its policy, out-of-fold incumbents) at tradeoff 0. A blend is kept only where its
+out-of-fold gain over the heads is at least ``MIN_GAIN_SE`` standard errors of the per-prompt
+differences and beats the best gain of the same search in each of ``NULL_SHUFFLES`` within-fold
+shuffles of the labels (the best of 60 configurations would pass the first test on noise labels;
+ties and noise: no hint, and the version decides exactly as without one). As ``w``, ``k`` and the
+rule are chosen at tradeoff 0, serving applies the hint only on that policy row
+(``TrainedRouter.hint_applies``); at other tradeoffs a request decides as without its task.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from training.learner.task_labels import SEPARATOR, task_levels, task_parts
 WEIGHTS = tuple(round(float(w), 2) for w in np.linspace(0.1, 1.0, 10))
 PSEUDO_ROWS = (0.0, 5.0, 20.0)
 MIN_GAIN_SE = 1.0
+# Label shuffles of the null: the chosen gain must beat every one (permutation p < 1/31).
+NULL_SHUFFLES = 30
+NULL_SEED = 20
 MAX_TASK_CHARS = 200  # a hint longer than this is refused (400) before any lookup
 MAX_HINT_TASKS = 4096  # rows a stored table may have (labels and their parents)
 
@@ -113,34 +120,71 @@ def task_hint_fit(
         return None
     index = {name: i for i, name in enumerate(names)}
     ids = np.array([index[leaf] for leaf in leaves])
+    heads = scores[np.arange(len(scores)), decide[0](oof_predicted)]
+    problem = (scores, oof_predicted, fold_of, heads, len(names))
+    best = _best_blend(ids, problem, decide, MIN_GAIN_SE)
+    if best is None:
+        return None
+    # Null: the same search with the labels shuffled within each fold (labels that say nothing);
+    # the best of the configurations must beat the best it finds in every shuffle.
+    rng = np.random.default_rng(NULL_SEED)
+    null = []
+    for _ in range(NULL_SHUFFLES):
+        shuffled = ids.copy()
+        for fold in np.unique(fold_of):
+            at = np.flatnonzero(fold_of == fold)
+            shuffled[at] = rng.permutation(ids[at])
+        found = _best_blend(shuffled, problem, decide, None)
+        null.append(0.0 if found is None else found[0])
+    if best[0] <= max(null):
+        return None
+    _, w, k, rule = best
+    return TaskHint(*_hint_table(names, parent_of, scores, ids, k), float(w), float(k), rule == 0)
+
+
+def _best_blend(
+    ids: np.ndarray,
+    problem: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+    decide: tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]],
+    min_se: float | None,
+) -> tuple[float, float, float, int] | None:
+    """(gain, w, k, rule) of the configuration whose decisions gain most over the ``heads``
+    out of fold, counting only gains above zero and (``min_se``) that many standard errors."""
+    scores, oof_predicted, fold_of, heads, count = problem
     rows = np.arange(len(scores))
-    heads = scores[rows, decide[0](oof_predicted)]
-    best: tuple[float, float, float, int] | None = None  # (gain, w, k, rule)
+    best: tuple[float, float, float, int] | None = None
     for k in PSEUDO_ROWS:
-        means = oof_task_means(scores, ids, len(names), fold_of, k)
+        means = oof_task_means(scores, ids, count, fold_of, k)
         for w in WEIGHTS:
             for rule, chooser in enumerate(decide):
                 diff = scores[rows, chooser((1 - w) * oof_predicted + w * means)] - heads
-                gain, se = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+                gain = float(diff.mean())
+                se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if min_se is not None else 0.0
                 if (
                     gain > 0
-                    and gain >= MIN_GAIN_SE * se
+                    and gain >= (min_se or 0.0) * se
                     and (best is None or gain > best[0] + 1e-12)
                 ):
                     best = (gain, w, k, rule)
-    if best is None:
-        return None
-    _, w, k, rule = best
-    extra = sorted({p for p in parent_of if p not in index})
-    all_names = [*names, *extra]
-    extra_id = {name: i for i, name in enumerate(extra)}
-    parent_ids = np.array([extra_id.get(p, -1) for p in parent_of])
+    return best
+
+
+def _hint_table(
+    names: list[str], parent_of: list[str], scores: np.ndarray, ids: np.ndarray, k: float
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """(the labels then the parents that are not labels, their means): a label's row from its
+    own rows, a parent's (also where it is a label: ``T`` beside ``T/x``) from all its rows."""
+    parents = sorted(set(parent_of))
+    parent_id = {name: i for i, name in enumerate(parents)}
+    parent_table = task_means(scores, np.array([parent_id[p] for p in parent_of]), len(parents), k)
     table = task_means(scores, ids, len(names), k)
-    if extra:
-        mask = parent_ids >= 0
-        parent_table = task_means(scores[mask], parent_ids[mask], len(extra), k)
-        table = np.vstack([table, parent_table])
-    return TaskHint(tuple(all_names), table, float(w), float(k), own_policy=rule == 0)
+    index = {name: i for i, name in enumerate(names)}
+    extra = [p for p in parents if p not in index]
+    for name in parents:
+        if name in index:
+            table[index[name]] = parent_table[parent_id[name]]
+    table = np.vstack([table, *(parent_table[parent_id[p]][None] for p in extra)])
+    return (*names, *extra), table
 
 
 def task_hint_from_meta(meta: object, means: np.ndarray | None, models: int) -> TaskHint:

@@ -92,7 +92,7 @@ def task_hints_report(
         "gain_over_per_task_floor_ci95": interval(with_hint - floor),
         "gain_over_best_single_ci95": interval(with_hint - scores[:, best]),
         "curve_with_hints": _curve(
-            router, (hinted, applied), keys, incumbents, (scores, costs), display
+            router, (predicted, hinted, applied), keys, incumbents, (scores, costs), display
         ),
     }
     found["sentence"] = _sentence(found, hint is not None)
@@ -108,7 +108,8 @@ def _hinted_picks(
     incumbents: np.ndarray | None,
 ) -> np.ndarray:
     """Each row's model at ``tradeoff``: the hinted decision where its task had a row, the
-    router's own elsewhere (as serving decides)."""
+    router's own elsewhere (as serving decides). ``hinted`` must be the unhinted predictions at
+    a tradeoff the hint does not apply at (``TrainedRouter.hint_applies``)."""
     own = router.choose_many(hinted, tradeoff, keys, incumbents)
     if router.task_hint is None or router.task_hint.own_policy:
         return own
@@ -117,17 +118,22 @@ def _hinted_picks(
 
 def _curve(
     router: TrainedRouter,
-    predicted: tuple[np.ndarray, np.ndarray],
+    predicted: tuple[np.ndarray, np.ndarray, np.ndarray],
     keys: np.ndarray,
     incumbents: np.ndarray | None,
     actual: tuple[np.ndarray, np.ndarray],
     display: Callable[[float], float],
 ) -> list[dict[str, float]]:
-    """The curve of the hinted decisions (``predicted``: hinted scores, rows hinted) on the
-    rows' ``actual`` (scores, costs)."""
+    """The curve of the decisions serving makes for requests naming their task (``predicted``:
+    unhinted scores, hinted scores, rows hinted) on the rows' ``actual`` (scores, costs): hinted
+    where the hint applies (tradeoff 0's policy row), the version's own elsewhere."""
     (scores, costs), rows, curve = actual, np.arange(len(actual[0])), []
+    plain, hinted, applied = predicted
     for tradeoff in TRADEOFF_GRID:
-        picked = _hinted_picks(router, *predicted, float(tradeoff), keys, incumbents)
+        if router.hint_applies(float(tradeoff)):
+            picked = _hinted_picks(router, hinted, applied, float(tradeoff), keys, incumbents)
+        else:
+            picked = router.choose_many(plain, float(tradeoff), keys, incumbents)
         curve.append(
             {
                 "tradeoff": float(tradeoff),
