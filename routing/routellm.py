@@ -26,14 +26,17 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from asgiref.sync import sync_to_async
 
 from routerhub.errors import BadRequest, NotFound
 from routing.routers import RankedChoice, RouterDecision, router_row_async
-from training.routellm_rates import Pair, calibration_rates, strong_win_rates, version_pair
-from training.serving import RouterVersion
+from training.serving import RouterVersion, calibration_rates, strong_win_rates, version_pair
+
+if TYPE_CHECKING:
+    from training.serving import Pair
 
 MODEL_NAME = re.compile(
     r"router-(?P<slug>[-a-zA-Z0-9_]+)-(?P<threshold>[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)(?P<pct>%)?"

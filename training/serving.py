@@ -28,7 +28,10 @@ from training.tokens import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from training.predictor import Predictor
+    from training.routellm_rates import Pair as Pair
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -41,6 +44,7 @@ __all__ = [
     "RouterVersion",
     "TrainingRun",
     "UploadNotReady",
+    "calibration_rates",
     "cascade_report",
     "cost_quality_svg",
     "dataset_from_file",
@@ -59,9 +63,11 @@ __all__ = [
     "router_lifecycle_update",
     "router_rollback",
     "router_train_now",
+    "strong_win_rates",
     "text_tokens",
     "tokens_from_chars",
     "train_on_upload",
+    "version_pair",
     "version_promote",
 ]
 
@@ -91,6 +97,27 @@ def predictor_for_version(version: RouterVersion, *, warmup: bool = False) -> Pr
     from training import predictor
 
     return predictor.predictor_for_version(version, warmup=warmup)
+
+
+def version_pair(version: RouterVersion) -> Pair:
+    """RouteLLM's strong and weak model of ``version`` (``training.routellm_rates``)."""
+    from training import routellm_rates
+
+    return routellm_rates.version_pair(version)
+
+
+def strong_win_rates(version: RouterVersion, pair: Pair, prompts: list[str]) -> np.ndarray:
+    """The strong-win rate (0..1) of each prompt under ``version``."""
+    from training import routellm_rates
+
+    return routellm_rates.strong_win_rates(version, pair, prompts)
+
+
+def calibration_rates(version_id: int, checksum: str) -> tuple[Pair, np.ndarray]:
+    """A version's RouteLLM pair and sorted strong-win rates, stored once per version."""
+    from training import routellm_rates
+
+    return routellm_rates.calibration_rates(version_id, checksum)
 
 
 def predictor_is_loaded(version: RouterVersion) -> bool:
