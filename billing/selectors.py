@@ -139,7 +139,12 @@ def generation_missing(*, organization_id: int, generation_id: str, param: str) 
     with ``Retry-After``; anything else (no hold, or an expired one: its draft lost, the sweep
     runs every 15 minutes) is a 404, not worth a client's retrying."""
     pending = generation_pending(organization_id=organization_id, generation_id=generation_id)
-    if pending:
+    # The settler commits the record and settles the hold at once: a caller whose record lookup
+    # ran just before that commit finds the hold settled here, and the record is there now.
+    settled_since = UsageRecord.objects.filter(
+        organization_id=organization_id, generation_id=generation_id
+    ).exists()
+    if pending or settled_since:
         return Unavailable(
             f"Generation {generation_id} is not settled yet: retry in a moment.",
             param=param,
