@@ -288,3 +288,19 @@ def test_a_live_hold_held_or_free_is_a_503_and_an_expired_one_a_404(billed, stat
         assert (feedback.status_code, generation.status_code) == (code, code), name
         assert ("Retry-After" in generation.headers) == (code == 503)
         assert dashboard.status_code == page, name
+
+
+def test_a_record_committed_after_the_callers_lookup_is_a_503_not_a_404(billed):
+    """The settler writes the record and settles the hold in one commit: a caller whose record
+    lookup ran just before it finds no pending hold, and must be told to retry, not 404."""
+    from billing.selectors import generation_missing
+    from routerhub.domain import NotFound, Unavailable
+
+    tenants, _, _, ids = billed
+    organization = tenants.organization
+
+    late = generation_missing(organization_id=organization.pk, generation_id=ids[1], param="id")
+    absent = generation_missing(organization_id=organization.pk, generation_id="gen-no", param="id")
+
+    assert isinstance(late, Unavailable) and late.headers == {"Retry-After": "1"}
+    assert isinstance(absent, NotFound)
