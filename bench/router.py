@@ -1,6 +1,7 @@
 """Router training benchmark: trains and evaluates through the service's own code path.
 
-    python -m bench.router --datasets ../shared/datasets [--only mmlu|arc|mbpp|quality|quality_all|quality_mmlu] [--json out.json]
+    python -m bench.router --datasets ../shared/datasets [--only mmlu|arc|mbpp|quality|quality_all|quality_mmlu]
+        [--split-seed N] [--json out.json]
 
 ``make bench`` calls ``routing_benchmarks`` instead (``bench.run_all``): routing decision latency
 (2 and 11 candidates) and training time, rows/second and peak memory at 1k, 14k and 100k rows
@@ -23,7 +24,9 @@ Data (fetch it yourself if you are not on the RouterHub development machine):
   rows with the cost columns dropped (train), the test rows likewise (test); tasks by
   ``eval_name``.
 - ``quality_mmlu`` is built from ``routellm_mmlu.csv``: each row's subject recovered from its
-  position (``bench/router_mmlu.py``), tasks ``mmlu/<subject>``, halves within each subject.
+  position (``bench/router_mmlu.py``), tasks ``mmlu/<subject>``, halves within each subject,
+  cross-fitted: trained on each half and tested on the other, both test halves pooled
+  (``bench/router_crossfit.py``); ``--split-seed`` picks the halves.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.router_mmlu import MMLU_STRONG, MMLU_WEAK
+from bench.router_mmlu import MMLU_STRONG, MMLU_WEAK, SPLIT_SEED
 
 MMLU_PRICES = {MMLU_WEAK: 0.24, MMLU_STRONG: 24.7}  # RouteLLM paper, $ per 1M tokens blended
 ARC_NON_MODEL = {"Unnamed: 0", "sample_id", "prompt", "eval_name", "oracle_model_to_route_to"}
@@ -318,15 +321,19 @@ def quality_benchmark(datasets: Path, tasks: tuple[str, ...], count: int | None)
     return quality_run(frames, models, "eval_name", "quality", title)
 
 
-def bench_quality_mmlu(datasets: Path) -> dict[str, Any]:
+def bench_quality_mmlu(datasets: Path, seed: int = SPLIT_SEED) -> dict[str, Any]:
     """Quality-only routing on RouteLLM's MMLU with its real subjects (``bench/router_mmlu.py``):
-    tasks ``mmlu/<subject>``, each subject split in halves (train, test; numpy seed 0), costs
-    dropped; against the best single model and the per-subject best (chosen on train)."""
+    tasks ``mmlu/<subject>``, each subject split in halves (numpy ``seed``), costs dropped,
+    cross-fitted (``quality_crossfit_run``: each half trains the fit that tests the other);
+    against the best single model and the per-subject best (chosen on each fit's train half)."""
     from bench.router_mmlu import mmlu_quality_frames
 
-    title = "quality-only: RouteLLM MMLU, tasks mmlu/<subject> (57), halves within each subject"
+    title = (
+        "quality-only: RouteLLM MMLU, tasks mmlu/<subject> (57), halves within each subject "
+        f"(split seed {seed})"
+    )
     return quality_crossfit_run(
-        mmlu_quality_frames(datasets), [MMLU_WEAK, MMLU_STRONG], "task", "quality-mmlu", title
+        mmlu_quality_frames(datasets, seed), [MMLU_WEAK, MMLU_STRONG], "task", "quality-mmlu", title
     )
 
 
@@ -570,6 +577,8 @@ def _run_one(name: str, datasets: Path, args: argparse.Namespace) -> dict[str, A
             return bench_training(datasets, args.rows_csv, args.folds, args.latency)
         if name == "arc_latency":
             return bench_arc_latency(datasets)
+        if name == "quality_mmlu":
+            return bench_quality_mmlu(datasets, args.split_seed)
         return BENCHES[name](datasets)
 
 
@@ -582,6 +591,9 @@ def main() -> None:
     parser.add_argument("--rows-csv", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--folds", type=int, default=5, help=argparse.SUPPRESS)
     parser.add_argument("--latency", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--split-seed", type=int, default=SPLIT_SEED, help="quality_mmlu's halves (default 0)"
+    )
     args = parser.parse_args()
     datasets = args.datasets.resolve()
     if not (datasets / "routellm_mmlu.csv").exists():
@@ -604,6 +616,8 @@ def main() -> None:
                 name,
                 "--datasets",
                 str(datasets),
+                "--split-seed",
+                str(args.split_seed),
             ],
             check=True,
             capture_output=True,
