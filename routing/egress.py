@@ -105,6 +105,16 @@ def base_url_check(url: str, *, param: str = "base_url", allow_private: bool | N
     return url.rstrip("/")
 
 
+def _public_address(host: str, infos: Iterable[tuple[Any, ...]]) -> str:
+    """The address to connect to for ``host`` (its resolver's answer), refused unless every
+    address of the answer is public."""
+    addresses = _addresses(infos)
+    refusal = _refusal(host, addresses)
+    if refusal is not None:
+        raise httpcore.ConnectError(f"refused: {refusal}")
+    return str(addresses[0])
+
+
 class _PublicAddressesOnly(httpcore.AsyncNetworkBackend):
     """Resolve, refuse non-public answers, then connect to the very address that was checked."""
 
@@ -128,15 +138,10 @@ class _PublicAddressesOnly(httpcore.AsyncNetworkBackend):
                 infos = await loop.run_in_executor(None, _resolve, host, port)
         except (OSError, UnicodeError, TimeoutError) as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        addresses = _addresses(infos)
-        refusal = _refusal(host, addresses)
-        if refusal is not None:
-            raise httpcore.ConnectError(f"refused: {refusal}")
         # TLS still verifies the certificate against ``host`` (httpcore passes the URL's host as
         # the server name), so connecting to the address changes nothing but what was checked.
-        return await self._inner.connect_tcp(
-            str(addresses[0]), port, timeout, local_address, socket_options
-        )
+        address = _public_address(host, infos)
+        return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -208,13 +213,10 @@ class _BoundedSync(httpcore.NetworkBackend):
         if self._allow_private:
             return host
         try:
-            addresses = _addresses(_resolve(host, port))
+            infos = _resolve(host, port)
         except (OSError, UnicodeError) as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        refusal = _refusal(host, addresses)
-        if refusal is not None:
-            raise httpcore.ConnectError(f"refused: {refusal}")
-        return str(addresses[0])
+        return _public_address(host, infos)
 
     def connect_tcp(
         self,
