@@ -177,8 +177,8 @@ def _stuck_attempts_end(now: datetime) -> None:
 
 
 def webhook_deliveries_retry_due(*, now: datetime | None = None) -> list[tuple[int, int]]:
-    """Queue the pending deliveries whose retry time has come (and put back attempts whose
-    worker died mid-send); returns the (delivery id, attempt) pairs queued."""
+    """Queue the pending deliveries whose retry time has come (after ending, as failed attempts,
+    those whose worker died mid-send); returns the (delivery id, attempt) pairs queued."""
     from webhooks import tasks
 
     now = now or timezone.now()
