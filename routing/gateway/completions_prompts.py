@@ -159,7 +159,7 @@ async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
         await ex.req.respond_json(200, response, headers=answer_headers(ex))
         record_success(ex, usage)
         return
-    raise _answers_said(exhausted(ex), ex, len(parts))
+    raise _answers_said(exhausted(ex), ex)
 
 
 async def _attempt_all(
@@ -219,7 +219,7 @@ def _answers_discarded(
     ex.timed_out.append(TimedOut(entry, candidate, usage, estimated=False))
 
 
-def _answers_said(error: ApiError, ex: Exchange, prompts: int) -> ApiError:
+def _answers_said(error: ApiError, ex: Exchange) -> ApiError:
     """Every candidate failed: ``error`` says which of them answered some prompts, billed."""
     for entry in ex.attempts:
         if "answered" in entry:
