@@ -1,7 +1,7 @@
 """Router training benchmark: trains and evaluates through the service's own code path.
 
     python -m bench.router --datasets ../shared/datasets [--only mmlu|arc|mbpp|quality|quality_all|quality_mmlu]
-        [--split-seed N] [--json out.json]
+        [--split-seed N] [--folds K] [--json out.json]
 
 ``make bench`` calls ``routing_benchmarks`` instead (``bench.run_all``): routing decision latency
 (2 and 11 candidates) and training time, rows/second and peak memory at 1k, 14k and 100k rows
@@ -24,9 +24,9 @@ Data (fetch it yourself if you are not on the RouterHub development machine):
   rows with the cost columns dropped (train), the test rows likewise (test); tasks by
   ``eval_name``.
 - ``quality_mmlu`` is built from ``routellm_mmlu.csv``: each row's subject recovered from its
-  position (``bench/router_mmlu.py``), tasks ``mmlu/<subject>``, halves within each subject,
-  cross-fitted: trained on each half and tested on the other, both test halves pooled
-  (``bench/router_crossfit.py``); ``--split-seed`` picks the halves.
+  position (``bench/router_mmlu.py``), tasks ``mmlu/<subject>``, cross-fitted over ``--folds``
+  folds (default 5) stratified within each subject: each fold tested by a fit trained on the
+  others, all test folds pooled (``bench/router_crossfit.py``); ``--split-seed`` picks the folds.
 """
 
 from __future__ import annotations
@@ -48,6 +48,18 @@ from bench.router_mmlu import MMLU_STRONG, MMLU_WEAK, SPLIT_SEED
 MMLU_PRICES = {MMLU_WEAK: 0.24, MMLU_STRONG: 24.7}  # RouteLLM paper, $ per 1M tokens blended
 ARC_NON_MODEL = {"Unnamed: 0", "sample_id", "prompt", "eval_name", "oracle_model_to_route_to"}
 LATENCY_ITERATIONS = 400
+# A cross-fitted benchmark's line on stderr as each fit ends (its summary, not its slices).
+PROGRESS_KEYS = (
+    "test_fold",
+    "rows",
+    "report_task_hints",
+    "tradeoff_0_score",
+    "tradeoff_0_with_task_hints",
+    "per_task_floor_score",
+    "hinted_gain_over_per_task_floor_ci95",
+    "gain_over_per_task_floor_ci95",
+    "training_seconds",
+)
 
 
 def _django(workdir: Path) -> None:
@@ -321,19 +333,27 @@ def quality_benchmark(datasets: Path, tasks: tuple[str, ...], count: int | None)
     return quality_run(frames, models, "eval_name", "quality", title)
 
 
-def bench_quality_mmlu(datasets: Path, seed: int = SPLIT_SEED) -> dict[str, Any]:
+def bench_quality_mmlu(datasets: Path, seed: int = SPLIT_SEED, folds: int = 5) -> dict[str, Any]:
     """Quality-only routing on RouteLLM's MMLU with its real subjects (``bench/router_mmlu.py``):
-    tasks ``mmlu/<subject>``, each subject split in halves (numpy ``seed``), costs dropped,
-    cross-fitted (``quality_crossfit_run``: each half trains the fit that tests the other);
-    against the best single model and the per-subject best (chosen on each fit's train half)."""
-    from bench.router_mmlu import mmlu_quality_frames
+    tasks ``mmlu/<subject>``, each subject's rows dealt into ``folds`` folds (numpy ``seed``),
+    costs dropped, cross-fitted (``quality_crossfit_run``: each fold tested by a fit trained on
+    the others); against the best single model and the per-subject best (chosen on each fit's
+    training folds)."""
+    from bench.router_crossfit import fold_frames, fold_ids
+    from bench.router_mmlu import mmlu_labelled
 
+    frame = mmlu_labelled(datasets / "routellm_mmlu.csv")
+    ids = fold_ids(frame["task"].to_numpy(), folds, seed)
     title = (
-        "quality-only: RouteLLM MMLU, tasks mmlu/<subject> (57), halves within each subject "
-        f"(split seed {seed})"
+        f"quality-only: RouteLLM MMLU, tasks mmlu/<subject> (57), {folds} folds within each "
+        f"subject (split seed {seed})"
     )
     return quality_crossfit_run(
-        mmlu_quality_frames(datasets, seed), [MMLU_WEAK, MMLU_STRONG], "task", "quality-mmlu", title
+        [fold_frames(frame, ids, fold) for fold in range(folds)],
+        [MMLU_WEAK, MMLU_STRONG],
+        "task",
+        "quality-mmlu",
+        title,
     )
 
 
@@ -350,30 +370,29 @@ def quality_run(
 
 
 def quality_crossfit_run(
-    frames: dict[str, Any], models: list[str], task: str, slug: str, title: str
+    fits: list[dict[str, Any]], models: list[str], task: str, slug: str, title: str
 ) -> dict[str, Any]:
-    """``quality_run`` both ways (``bench/router_crossfit.py``): train on ``frames["train"]``
-    and test on ``frames["test"]``, then the halves swapped; the summary pools both test halves
-    (every row scored once, by a fit that never saw it), and ``halves`` keeps each fit's own."""
-    from bench.router_crossfit import pooled, quality_summary, swapped
+    """``quality_fit`` once per fold (``bench/router_crossfit.py``): ``fits[i]`` trains on every
+    fold but i and tests on fold i; the summary pools all test folds (every row scored once, by
+    a fit that never saw it), and ``fits`` keeps each fit's own result and summary."""
+    from bench.router_crossfit import pooled, quality_summary
 
-    fits = [
-        quality_fit(frames, models, task, slug),
-        quality_fit(swapped(frames), models, task, f"{slug}-swapped"),
-    ]
-    halves = [
-        {"direction": name, **result, **quality_summary(rows, models)}
-        for name, (result, rows) in zip(("train -> test", "test -> train"), fits, strict=True)
-    ]
+    results = []
+    for fold, frames in enumerate(fits):
+        result, rows = quality_fit(frames, models, task, f"{slug}-fold-{fold}")
+        summary = {"test_fold": fold, **result, **quality_summary(rows, models)}
+        print(json.dumps({key: summary[key] for key in PROGRESS_KEYS}), file=sys.stderr, flush=True)
+        results.append((summary, rows))
     return {
         "benchmark": title,
-        "protocol": "cross-fitted: train -> test and test -> train, both test halves pooled",
+        "protocol": f"cross-fitted: {len(fits)} folds, each tested by a fit trained on the others, "
+        "all test folds pooled",
         "models": models,
-        "rows": sum(len(f) for f in frames.values()),
-        **quality_summary(pooled([rows for _, rows in fits]), models),
-        "training_seconds": [h["training_seconds"] for h in halves],
-        "peak_rss_mb": max(h["peak_rss_mb"] for h in halves),
-        "halves": halves,
+        "rows": sum(len(frames["test"]) for frames in fits),
+        **quality_summary(pooled([rows for _, rows in results]), models),
+        "training_seconds": [summary["training_seconds"] for summary, _ in results],
+        "peak_rss_mb": max(summary["peak_rss_mb"] for summary, _ in results),
+        "fits": [summary for summary, _ in results],
     }
 
 
@@ -578,7 +597,7 @@ def _run_one(name: str, datasets: Path, args: argparse.Namespace) -> dict[str, A
         if name == "arc_latency":
             return bench_arc_latency(datasets)
         if name == "quality_mmlu":
-            return bench_quality_mmlu(datasets, args.split_seed)
+            return bench_quality_mmlu(datasets, args.split_seed, args.folds)
         return BENCHES[name](datasets)
 
 
@@ -589,7 +608,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rows-csv", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--folds", type=int, default=5, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        help="quality_mmlu's cross-fitted folds (default 5; 2: the halves); bench.run_all's "
+        "training children: the run's cross-validation folds",
+    )
     parser.add_argument("--latency", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--split-seed", type=int, default=SPLIT_SEED, help="quality_mmlu's halves (default 0)"
@@ -618,6 +643,8 @@ def main() -> None:
                 str(datasets),
                 "--split-seed",
                 str(args.split_seed),
+                "--folds",
+                str(args.folds),
             ],
             check=True,
             capture_output=True,

@@ -1,12 +1,13 @@
-"""Tradeoff-0 summaries for the quality-only benchmarks (``bench/router.py``), one held-out half
-or cross-fitted over both.
+"""Tradeoff-0 summaries for the quality-only benchmarks (``bench/router.py``), one held-out split
+or cross-fitted over k folds.
 
-A held-out evaluation scores half the rows: the other half only trains. Cross-fitting (issue 20)
-trains once on half A and tests on B, once on B and tests on A, through the same service path,
-so every row is scored by a router (and a per-task floor, and a hint table) that never saw it,
-and the paired comparison has twice the rows. Nothing is chosen on the rows a fit is scored on:
-each fit's choices (the router's, the hint's ``w``, each task's best model) come from its own
-training half. The per-row differences of the two fits are pooled and bootstrapped together.
+A held-out evaluation scores only its test rows: the rest only train. Cross-fitting (issue 20)
+splits the rows into k folds stratified within each task (``fold_ids``) and runs k fits through
+the same service path, fit i training on every fold but i and testing on fold i, so every row is
+scored exactly once by a router (and a per-task floor, and a hint table) that never saw it.
+Nothing is chosen on the rows a fit is scored on: each fit's choices (the router's, the hint's
+``w``, each task's best model) come from its own training folds. The fits' per-row results are
+pooled and bootstrapped together. k = 2 is the two halves (train on A, test on B, and back).
 """
 
 from __future__ import annotations
@@ -20,13 +21,34 @@ import numpy as np
 ROW_KEYS = ("scores", "routed", "hinted", "floor")
 
 
-def swapped(frames: dict[str, Any]) -> dict[str, Any]:
-    """The other direction of a two-way split: train on the test half, test on the train half."""
-    return {"train": frames["test"], "test": frames["train"]}
+def fold_ids(tasks: Any, folds: int, seed: int) -> np.ndarray:
+    """Each row's fold in ``range(folds)``, stratified by task: each task's rows (in ``np.unique``
+    order) shuffled with numpy ``seed`` and cut into ``folds`` contiguous parts, the smaller parts
+    first, so fold 0 of 2 is the first half rounded down (``split_by_task``'s test half)."""
+    if folds < 2:
+        raise ValueError(f"cross-fitting needs at least 2 folds, not {folds}")
+    rng = np.random.default_rng(seed)
+    tasks = np.asarray(tasks)
+    ids = np.empty(len(tasks), dtype=np.int64)
+    for task in np.unique(tasks):
+        rows = np.flatnonzero(tasks == task)
+        rng.shuffle(rows)
+        for fold, part in enumerate(reversed(np.array_split(rows[::-1], folds))):
+            ids[part] = fold
+    return ids
+
+
+def fold_frames(frame: Any, ids: np.ndarray, fold: int) -> dict[str, Any]:
+    """Fit ``fold``'s frames: train on every other fold, test on this one (rows in file order)."""
+    test = ids == fold
+    return {
+        "train": frame[~test].reset_index(drop=True),
+        "test": frame[test].reset_index(drop=True),
+    }
 
 
 def pooled(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The fits' per-row arrays stacked (each row once: the halves are disjoint)."""
+    """The fits' per-row arrays stacked (each row once: the test folds are disjoint)."""
     return {key: np.concatenate([part[key] for part in parts]) for key in ROW_KEYS}
 
 

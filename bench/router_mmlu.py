@@ -115,22 +115,7 @@ def mmlu_labelled(path: Path) -> pd.DataFrame:
 
 def split_by_task(frame: pd.DataFrame, seed: int = SPLIT_SEED) -> dict[str, pd.DataFrame]:
     """Train and test halves stratified by ``task``: each task's rows shuffled (numpy seed
-    ``seed``), the first half (rounded down) to test, the rest to train."""
-    import numpy as np
+    ``seed``), the first half (rounded down) to test, the rest to train (``fold_ids``' 2 folds)."""
+    from bench.router_crossfit import fold_frames, fold_ids
 
-    rng = np.random.default_rng(seed)
-    tasks = frame["task"].to_numpy()
-    test = np.zeros(len(frame), dtype=bool)
-    for task in np.unique(tasks):
-        rows = np.flatnonzero(tasks == task)
-        rng.shuffle(rows)
-        test[rows[: len(rows) // 2]] = True
-    return {
-        "train": frame[~test].reset_index(drop=True),
-        "test": frame[test].reset_index(drop=True),
-    }
-
-
-def mmlu_quality_frames(datasets: Path, seed: int = SPLIT_SEED) -> dict[str, pd.DataFrame]:
-    """``routellm_mmlu.csv`` labelled by subject and split in halves within each subject."""
-    return split_by_task(mmlu_labelled(datasets / "routellm_mmlu.csv"), seed)
+    return fold_frames(frame, fold_ids(frame["task"].to_numpy(), 2, seed), 0)
