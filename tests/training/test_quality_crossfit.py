@@ -1,6 +1,7 @@
-"""The cross-fitted quality-only evaluation (bench/router_crossfit.py, issue 20): the two fits'
-test halves are the two halves of the data, each row is scored once, and pooling them is what
-gives the paired interval its power. Generated per-row results, no dataset, no training."""
+"""The cross-fitted quality-only evaluation (bench/router_crossfit.py, issue 20): the k fits'
+test folds are disjoint, stratified within each task and together the whole data, so each row is
+scored exactly once by a fit that never trained on it, and pooling them is what gives the paired
+interval its power. Generated frames and per-row results, no dataset, no training."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.router_crossfit import pooled, quality_summary, swapped
+from bench.router_crossfit import fold_frames, fold_ids, pooled, quality_summary
 from bench.router_mmlu import split_by_task
 
 MODELS = ["weak", "strong"]
@@ -29,22 +30,45 @@ def _half(rows: int, better: int, worse: int, seed: int) -> dict[str, np.ndarray
     return {"scores": scores, "routed": scores[:, 1].copy(), "hinted": hinted, "floor": floor}
 
 
-def test_the_swapped_fit_tests_on_the_rows_the_first_trained_on() -> None:
-    frame = pd.DataFrame(
-        {
-            "prompt": [f"q{i}" for i in range(40)],
-            "task": [f"mmlu/s{i % 3}" for i in range(40)],
-            "weak": 1.0,
-            "strong": 0.0,
-        }
+def _frame(sizes: tuple[int, ...]) -> pd.DataFrame:
+    tasks = [f"mmlu/s{t}" for t, size in enumerate(sizes) for _ in range(size)]
+    return pd.DataFrame(
+        {"prompt": [f"q{i}" for i in range(len(tasks))], "task": tasks, "weak": 1.0, "strong": 0.0}
     )
-    first = split_by_task(frame)
-    second = swapped(first)
 
-    tested = [*first["test"]["prompt"], *second["test"]["prompt"]]
-    assert sorted(tested) == sorted(frame["prompt"])  # every row scored once
-    assert set(second["train"]["prompt"]).isdisjoint(second["test"]["prompt"])
+
+def test_k_folds_score_every_row_once_in_disjoint_folds_stratified_within_each_task() -> None:
+    frame = _frame((23, 17, 40, 4))
+    ids = fold_ids(frame["task"].to_numpy(), 5, seed=3)
+    fits = [fold_frames(frame, ids, fold) for fold in range(5)]
+
+    tested = [prompt for fit in fits for prompt in fit["test"]["prompt"]]
+    assert sorted(tested) == sorted(frame["prompt"])  # every row scored exactly once
+    for fit in fits:  # each fit trains on every row but the ones it is scored on
+        assert set(fit["train"]["prompt"]).isdisjoint(fit["test"]["prompt"])
+        assert len(fit["train"]) + len(fit["test"]) == len(frame)
+    counts = pd.crosstab(frame["task"], ids)  # per task, the folds' sizes differ by at most 1
+    assert list(counts.columns) == [0, 1, 2, 3, 4]
+    assert ((counts.max(axis=1) - counts.min(axis=1)) <= 1).all()
+    assert counts.loc["mmlu/s3"].tolist() == [0, 1, 1, 1, 1]  # the smaller parts first
+    assert not np.array_equal(ids, fold_ids(frame["task"].to_numpy(), 5, seed=4))
+    assert np.array_equal(ids, fold_ids(frame["task"].to_numpy(), 5, seed=3))
+
+
+def test_two_folds_are_the_halves_and_the_second_fit_tests_on_what_the_first_trained_on() -> None:
+    frame = _frame((14, 13, 13))
+    ids = fold_ids(frame["task"].to_numpy(), 2, seed=0)
+    first, second = (fold_frames(frame, ids, fold) for fold in (0, 1))
+
+    assert first["test"].equals(split_by_task(frame, seed=0)["test"])
     assert list(second["train"]["prompt"]) == list(first["test"]["prompt"])
+    assert list(second["test"]["prompt"]) == list(first["train"]["prompt"])
+    assert len(first["test"]) == 7 + 6 + 6  # each task's half rounded down
+
+
+def test_fewer_than_two_folds_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        fold_ids(np.array(["mmlu/a"] * 4), 1, seed=0)
 
 
 def test_pooling_both_halves_narrows_the_interval_each_half_leaves_across_zero() -> None:
