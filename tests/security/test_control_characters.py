@@ -23,6 +23,10 @@ HOSTILE = [
     "Acme\tX",
     "Acme\x1b[31m",
     "Acme\u2028X",
+    "Acme\u202egnp.exe",  # right-to-left override: displays as "Acmeexe.png"
+    "Acme\u2066X\u2069",  # left-to-right isolate
+    "Acme\u202aX",  # left-to-right embedding
+    "Acme\x85X",  # C1: next line
 ]
 STORED = "Acme\r\nBcc: victim@example.com"
 
