@@ -2,7 +2,7 @@
 
 A control character there does harm: a CR/LF in an email subject makes ``send_mail`` raise
 ``BadHeaderError`` (or, elsewhere, forges a header), and a bidirectional override or isolate
-(U+202A–202E, U+2066–2069) makes what follows it display reversed — "Acme\u202egnp.exe" reads
+(U+202A to U+202E, U+2066 to U+2069) makes what follows it display reversed — "Acme\u202egnp.exe" reads
 as "Acmeexe.png" in a member list or an inbox. Names are refused with one at input, and
 ``one_line`` cleans what is already stored before it reaches a header.
 """
@@ -29,8 +29,8 @@ def validate_no_control_characters(value: str) -> None:
     control characters."""
     if any(is_control(char) for char in value):
         raise ValidationError(
-            "Names cannot contain line breaks, tabs, bidirectional overrides (U+202A–202E, "
-            "U+2066–2069) or other control characters.",
+            "Names cannot contain line breaks, tabs, bidirectional overrides (U+202A-U+202E, "
+            "U+2066-U+2069) or other control characters.",
             code="control_characters",
         )
 
