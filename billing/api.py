@@ -214,6 +214,18 @@ _GENERATION_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
     "provider": serializers.CharField(),
     "router": serializers.CharField(allow_null=True),
     "router_version": _int_or_null,
+    "task_hint": inline_serializer(
+        "GenerationTaskHint",
+        {
+            "task": serializers.CharField(),
+            "applied": serializers.CharField(allow_null=True),
+            "reason": serializers.CharField(allow_null=True),
+        },
+        allow_null=True,
+        help_text="The task the request named (router.task), as its routing decision used "
+        "it: applied is the label decided with (the task, or its parent), null with the "
+        "reason when it was decided without; null when the request named no task.",
+    ),
     "prompt_tokens": serializers.IntegerField(),
     "completion_tokens": serializers.IntegerField(),
     "cached_tokens": serializers.IntegerField(help_text="Prompt tokens read from a cache."),
@@ -284,6 +296,7 @@ def generation_json(record: UsageRecord) -> dict[str, Any]:
         "provider": record.provider,
         "router": record.router or None,
         "router_version": record.router_version,
+        "task_hint": record.task_hint,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "cached_tokens": record.cached_tokens,

@@ -13,6 +13,8 @@ import anthropic
 import openai
 import pytest
 
+from accounts.models import Role
+from tests.factories import dashboard_client, key_client, member_add
 from tests.routing.world import World
 from tests.serving.test_router_serving import CHEAP, DEAR
 from tests.serving.test_task_hint_serving import PROMPT, _train
@@ -76,6 +78,20 @@ def test_the_task_changes_the_model_on_every_api(world: World, call: Call) -> No
     assert "x-routerhub-dropped" not in a_headers
     assert unknown["task_hint"] == {"task": "poetry", "applied": None, "reason": NO_HINT_ROW}
     assert unknown_headers["x-routerhub-dropped"] == "router.task"
+    _assert_shown(world, a_headers["x-generation-id"], a_routing["task_hint"])
+    _assert_shown(world, unknown_headers["x-generation-id"], unknown["task_hint"])
+
+
+def _assert_shown(world: World, generation_id: str, hint: dict[str, Any]) -> None:
+    """The generation lookup and the dashboard's generation page show the request's task."""
+    world.usage_record(generation_id)  # settled
+    shown = key_client(world.key).get(f"/api/v1/generation?id={generation_id}").json()
+    owner = dashboard_client(member_add(world.organization, Role.OWNER), world.organization)
+    page = owner.get(f"/dashboard/generations/{generation_id}/").content.decode()
+
+    assert shown["task_hint"] == hint
+    assert f"Task hint <code>{hint['task']}</code>" in page
+    assert (f"decided with <code>{hint['applied']}</code>" in page) == (hint["applied"] is not None)
 
 
 @CALLS
