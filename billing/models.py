@@ -226,13 +226,6 @@ class UsageRecord(TenantModel):
         return data if isinstance(data, dict) else {}
 
     @property
-    def task_hint(self) -> dict[str, Any] | None:
-        """The request's task hint as its routing decision answered it (``{task, applied,
-        reason}``: ``router.task`` or select's ``task``), or None when it named no task."""
-        hint = (self.trace_data.get("routing") or {}).get("task_hint")
-        return hint if isinstance(hint, dict) else None
-
-    @property
     def flag_list(self) -> list[str]:
         return [flag for flag in self.flags.split(",") if flag]
 
