@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope
 from billing.models import UsageRecord, UsageRollup, UsageRollupAllKeys, UsageRollupKeyDay
-from billing.selectors import UsageFilter, key_usage, usage_aggregate
+from billing.selectors import UsageFilter, key_usage
 from billing.services import ledger_post
 from billing.settlement import UsageDraft, usage_settle_batch
 from billing.usage_groups import UsageGroups
@@ -157,10 +157,6 @@ def test_usage_from_rollups_equals_usage_from_records(settled, window, group_by)
     for extra in ({}, {"model": "demo/large"}, {"status": "failed"}, {"key_id": key}):
         filters = UsageFilter(**bounds, **extra)
         expected = _raw_aggregate(settled.pk, filters, group_by)
-        assert (
-            usage_aggregate(organization_id=settled.pk, filters=filters, group_by=group_by)
-            == expected
-        )
         assert expected or window == "inside one day"
         groups = UsageGroups(organization_id=settled.pk, filters=filters, group_by=group_by)
         paged = [row for start in range(0, 40, 2) for row in groups[start : start + 2]]
@@ -248,8 +244,10 @@ def test_concurrent_settlers_keep_rollups_equal_to_records() -> None:
     for organization in organizations:
         for group_by in GROUPS:
             filters = UsageFilter(start=now - timedelta(hours=7))
-            assert usage_aggregate(organization_id=organization.pk, filters=filters,
-                                   group_by=group_by) == _raw_aggregate(organization.pk, filters, group_by)  # fmt: skip
+            groups = UsageGroups(organization_id=organization.pk, filters=filters,
+                                 group_by=group_by)[0:1000]  # fmt: skip
+            expected = _raw_aggregate(organization.pk, filters, group_by)
+            assert groups == [_normalised(row) for row in expected]
 
 
 @pytest.mark.django_db
