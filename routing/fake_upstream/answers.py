@@ -36,7 +36,7 @@ def count_tokens(text: str) -> int:
 
 def split_tokens(text: str) -> list[str]:
     """Text as stream pieces that concatenate back to it exactly."""
-    pieces = re.findall(r"\s*\S+", text)
+    pieces = re.findall(r"\s*\S+|\s+$", text)  # trailing whitespace is a piece of its own
     return pieces or [text]
 
 
@@ -130,6 +130,16 @@ def value_for_schema(
     if kind == "boolean":
         return True
     return _string_for(name, hint)
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, str | None]:
+    """``text`` up to the earliest stop sequence in it (which is left out, as Anthropic and
+    OpenAI do), and that sequence; ``text`` and None when none occurs."""
+    found = [(text.find(stop), stop) for stop in stops if stop in text]
+    if not found:
+        return text, None
+    position, stop = min(found)
+    return text[:position], stop
 
 
 def _resolved(schema: Any, root: Any) -> Any:
