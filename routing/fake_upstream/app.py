@@ -105,8 +105,8 @@ class FakeUpstream:
             return
         unknown = gemini.gemini_schema_refusal(body) if style == "gemini" else None
         if unknown is not None:
-            error = {"code": 400, "message": unknown, "status": "INVALID_ARGUMENT"}
-            await _send_json(send, 400, {"error": error})
+            refused = {"code": 400, "message": unknown, "status": "INVALID_ARGUMENT"}
+            await _send_json(send, 400, {"error": refused})
             return
         model, fault = model_and_fault(raw_model, headers.get("x-fake-fault"))
         fault, drawn = fault_draw(fault, raw)

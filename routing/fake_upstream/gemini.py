@@ -86,7 +86,7 @@ def _unknown_key(schema: object) -> str | None:
         return None
     for key, value in schema.items():
         if key in _NOT_IN_SCHEMA_MESSAGE:
-            return key
+            return str(key)
         if key == "properties" and isinstance(value, dict):  # its keys are names, not keywords
             value = list(value.values())
         found = _unknown_key(value) if key not in ("enum", "required") else None
