@@ -310,141 +310,31 @@ class UsageDecision(models.Model):
         indexes = [models.Index(fields=["router_id", "-created_at"])]
 
 
-class PaymentKind(models.TextChoices):
-    CHECKOUT = "checkout", "Checkout"
-    AUTO_TOPUP = "auto_topup", "Automatic top-up"
+# The rest of the app's models live in sibling modules (this one stays within the size limit);
+# imported here, after what they use, so ``billing.models`` names every model as before.
+from billing.payment_models import Payment, PaymentKind, PaymentStatus, StripeEvent  # noqa: E402
+from billing.rollup_models import UsageRollup, UsageRollupAllKeys, UsageRollupKeyDay  # noqa: E402
 
-
-class PaymentStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELED = "canceled", "Canceled"
-    PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
-    REFUNDED = "refunded", "Refunded"
-    DISPUTED = "disputed", "Disputed"
-
-
-class Payment(TenantModel):
-    """A credit purchase through Stripe: ``amount`` of credits plus ``fee``, charged together.
-
-    Credits move only through the ledger (``stripe:<payment intent id>`` and friends); this row
-    is the receipt and the link between Stripe's objects and the organization.
-    """
-
-    kind = models.CharField(max_length=12, choices=PaymentKind.choices)
-    status = models.CharField(
-        max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
-    )
-    amount = models.DecimalField(**MONEY_FIELD, help_text="Credits bought (USD).")
-    fee = models.DecimalField(**MONEY_FIELD, help_text="Platform fee charged on top (USD).")
-    currency = models.CharField(max_length=3, default="usd")
-    stripe_payment_intent_id = models.CharField(max_length=255, blank=True)
-    stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
-    receipt_url = models.URLField(max_length=500, blank=True)
-    refunded_credits = models.DecimalField(
-        **MONEY_FIELD, default=0, help_text="Credits taken back for refunds so far."
-    )
-    failure_message = models.CharField(max_length=300, blank=True)
-    created_by = models.ForeignKey(
-        "accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    paid_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["organization", "-created_at"])]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["stripe_payment_intent_id"],
-                condition=~Q(stripe_payment_intent_id=""),
-                name="unique_payment_intent",
-            ),
-        ]
-
-
-class StripeEvent(models.Model):
-    """A Stripe webhook event already handled; its unique id makes redelivery a no-op."""
-
-    event_id = models.CharField(max_length=255, unique=True)
-    type = models.CharField(max_length=100)
-    organization = models.ForeignKey(
-        Organization, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    outcome = models.CharField(max_length=20, help_text="processed or ignored")
-    livemode = models.BooleanField(default=False)
-    received_at = models.DateTimeField(auto_now_add=True)
-
-
-class _DailyTotals(TenantModel):
-    """What every usage rollup adds up per organization and UTC day (settlement's upserts add
-    to these measures); each rollup names its own dimensions and unique constraint."""
-
-    # Each rollup's unique constraint leads with the organization: no second index for it.
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
-    )
-    day = models.DateField()
-    requests = models.BigIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    cost = models.DecimalField(**MONEY_FIELD, default=0)
-    cache_write_tokens = models.BigIntegerField(default=0, db_default=0)  # of prompt_tokens
-
-    class Meta:
-        abstract = True
-
-
-class UsageRollup(_DailyTotals):
-    """Usage per organization, UTC day, key, model, provider, router and status; added to by
-    settlement in the transaction that writes the usage records (``billing.rollups``), so it
-    always equals the sum of those records. ``key_id`` is the key's id at settlement (0: none),
-    kept without a foreign key so history outlives a deleted key, as the records' ``cost`` does."""
-
-    key_id = models.BigIntegerField(default=0)
-    model = models.CharField(max_length=200, blank=True)
-    provider = models.CharField(max_length=60, blank=True)
-    router = models.CharField(max_length=80, blank=True)
-    status = models.CharField(max_length=10, choices=UsageStatus.choices)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["organization", "day", "key_id", "model", "provider", "router", "status"],
-                name="usage_rollup_unique",
-            ),
-        ]
-
-
-class UsageRollupAllKeys(_DailyTotals):
-    """``UsageRollup`` summed over keys: what the usage API reads when it neither groups nor
-    filters by key (the common case), about 25 times fewer rows for an organization with 100 keys."""
-
-    model = models.CharField(max_length=200, blank=True)
-    provider = models.CharField(max_length=60, blank=True)
-    router = models.CharField(max_length=80, blank=True)
-    status = models.CharField(max_length=10, choices=UsageStatus.choices)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["organization", "day", "model", "provider", "router", "status"],
-                name="usage_rollup_all_keys_unique",
-            ),
-        ]
-
-
-class UsageRollupKeyDay(_DailyTotals):
-    """``UsageRollup`` summed per key and day only: a key's spend per window and usage grouped by
-    key without other filters (a few rows per key and day, however many models it used)."""
-
-    key_id = models.BigIntegerField(default=0)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["organization", "day", "key_id"], name="usage_rollup_key_day_unique"
-            ),
-        ]
-        indexes = [models.Index(fields=["key_id", "day"], name="usage_rollup_key_day")]
+__all__ = [
+    "CreditAccount",
+    "CreditHold",
+    "KeySpendWindow",
+    "LedgerEntry",
+    "LedgerIdempotency",
+    "LedgerKind",
+    "Payment",
+    "PaymentKind",
+    "PaymentStatus",
+    "Reservation",
+    "ReservationState",
+    "StripeEvent",
+    "UsageDecision",
+    "UsageFlag",
+    "UsageGeneration",
+    "UsageRecord",
+    "UsageRollup",
+    "UsageRollupAllKeys",
+    "UsageRollupKeyDay",
+    "UsageStatus",
+    "UsageStep",
+]

@@ -17,6 +17,7 @@ import functools
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,6 +105,16 @@ def base_url_check(url: str, *, param: str = "base_url", allow_private: bool | N
     return url.rstrip("/")
 
 
+def _public_address(host: str, infos: Iterable[tuple[Any, ...]]) -> str:
+    """The address to connect to for ``host`` (its resolver's answer), refused unless every
+    address of the answer is public."""
+    addresses = _addresses(infos)
+    refusal = _refusal(host, addresses)
+    if refusal is not None:
+        raise httpcore.ConnectError(f"refused: {refusal}")
+    return str(addresses[0])
+
+
 class _PublicAddressesOnly(httpcore.AsyncNetworkBackend):
     """Resolve, refuse non-public answers, then connect to the very address that was checked."""
 
@@ -127,25 +138,85 @@ class _PublicAddressesOnly(httpcore.AsyncNetworkBackend):
                 infos = await loop.run_in_executor(None, _resolve, host, port)
         except (OSError, UnicodeError, TimeoutError) as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        addresses = _addresses(infos)
-        refusal = _refusal(host, addresses)
-        if refusal is not None:
-            raise httpcore.ConnectError(f"refused: {refusal}")
         # TLS still verifies the certificate against ``host`` (httpcore passes the URL's host as
         # the server name), so connecting to the address changes nothing but what was checked.
-        return await self._inner.connect_tcp(
-            str(addresses[0]), port, timeout, local_address, socket_options
-        )
+        address = _public_address(host, infos)
+        return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
 
 
-class _PublicAddressesOnlySync(httpcore.NetworkBackend):
-    """``_PublicAddressesOnly`` for blocking clients (Celery tasks such as webhook deliveries)."""
+def _time_left(
+    deadline: float, total: float, timeout: float | None, error: type[Exception]
+) -> float:
+    """``timeout`` cut to what is left before ``deadline``; ``error`` once nothing is."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error(f"the exchange took longer than its {total:g} s bound")
+    return left if timeout is None else min(timeout, left)
 
-    def __init__(self) -> None:
+
+class _Deadline(httpcore.NetworkStream):
+    """A blocking stream whose every operation ends by ``deadline`` (``time.monotonic()``): a
+    host answering a byte at a time, each inside the per-read timeout, still cannot hold it."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: float, total: float) -> None:
+        self._inner, self._deadline, self._total = inner, deadline, total
+
+    def _left(self, timeout: float | None, error: type[Exception]) -> float:
+        return _time_left(self._deadline, self._total, timeout, error)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            return self._inner.read(max_bytes, self._left(timeout, httpcore.ReadTimeout))
+        except httpcore.ReadTimeout:
+            self._left(0, httpcore.ReadTimeout)  # says so when it was the bound that ran out
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        try:
+            self._inner.write(buffer, self._left(timeout, httpcore.WriteTimeout))
+        except httpcore.WriteTimeout:
+            self._left(0, httpcore.WriteTimeout)
+            raise
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        left = self._left(timeout, httpcore.ConnectTimeout)
+        inner = self._inner.start_tls(ssl_context, server_hostname, left)
+        return _Deadline(inner, self._deadline, self._total)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _BoundedSync(httpcore.NetworkBackend):
+    """The blocking backend of ``public_http_client_sync``: the connection and everything sent
+    and read on it end within ``total`` seconds of the client's creation, and unless
+    ``allow_private`` it connects only to public addresses, checked as ``_PublicAddressesOnly``
+    checks them (Celery tasks such as webhook deliveries)."""
+
+    def __init__(self, *, allow_private: bool, total: float) -> None:
         self._inner = httpcore.SyncBackend()
+        self._allow_private, self._total = allow_private, total
+        self._deadline = time.monotonic() + total
+
+    def _address(self, host: str, port: int) -> str:
+        if self._allow_private:
+            return host
+        try:
+            infos = _resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        return _public_address(host, infos)
 
     def connect_tcp(
         self,
@@ -155,16 +226,10 @@ class _PublicAddressesOnlySync(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        try:
-            addresses = _addresses(_resolve(host, port))
-        except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        refusal = _refusal(host, addresses)
-        if refusal is not None:
-            raise httpcore.ConnectError(f"refused: {refusal}")
-        return self._inner.connect_tcp(
-            str(addresses[0]), port, timeout, local_address, socket_options
-        )
+        address = self._address(host, port)
+        left = _time_left(self._deadline, self._total, timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(address, port, left, local_address, socket_options)
+        return _Deadline(stream, self._deadline, self._total)
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
@@ -176,14 +241,16 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def public_http_client_sync(*, allow_private: bool, timeout: float) -> httpx.Client:
-    """A blocking client that connects only to public addresses (unless ``allow_private``), checked
-    at connection time like ``tenant_http_client``; the caller closes it."""
+def public_http_client_sync(*, allow_private: bool, timeout: float, total: float) -> httpx.Client:
+    """A blocking client for one exchange with a tenant's host: each connect, write and read
+    within ``timeout``, all of them within ``total`` seconds from now, and only to public
+    addresses (unless ``allow_private``), checked at connection time like ``tenant_http_client``;
+    the caller closes it."""
     transport = httpx.HTTPTransport(verify=_ssl_context())
-    if not allow_private:
-        transport._pool = httpcore.ConnectionPool(
-            ssl_context=_ssl_context(), network_backend=_PublicAddressesOnlySync()
-        )
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=_ssl_context(),
+        network_backend=_BoundedSync(allow_private=allow_private, total=total),
+    )
     return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
 
 

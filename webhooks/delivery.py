@@ -6,7 +6,8 @@ queued for → ``sending``), so a task delivered twice sends once. Outcomes: a 2
 (at most ``WEBHOOK_RETRY_MAX_DELAY_SECONDS``) until ``WEBHOOK_MAX_ATTEMPTS``; anything else (a 4xx,
 a redirect, a refused private address) fails for good. Retries are not Celery countdowns: the
 beat sweep (``webhook_deliveries_retry_due``) queues rows whose ``next_retry_at`` has come, so a
-lost task or a restarted broker delays a retry instead of dropping it.
+lost task or a restarted broker delays a retry instead of dropping it. An attempt ends within
+``attempt_bound()`` however slowly the receiver answers, and one whose worker died counts.
 """
 
 from __future__ import annotations
@@ -69,14 +70,24 @@ def _claim(delivery_id: int, attempt: int) -> bool:
     )
 
 
-def _read_bounded(response: httpx.Response, deadline: float) -> bytes:
-    """At most WEBHOOK_RESPONSE_MAX_BYTES of the answer, and no reading past ``deadline``."""
+def _read_bounded(response: httpx.Response) -> bytes:
+    """At most WEBHOOK_RESPONSE_MAX_BYTES of the answer; a body still coming when the attempt's
+    bound ends is cut there (its status stands)."""
     limit, kept = settings.WEBHOOK_RESPONSE_MAX_BYTES, b""
-    for chunk in response.iter_raw():
-        kept += chunk[: limit - len(kept)]
-        if len(kept) >= limit or time.monotonic() > deadline:
-            break
+    try:
+        for chunk in response.iter_raw():
+            kept += chunk[: limit - len(kept)]
+            if len(kept) >= limit:
+                break
+    except httpx.TimeoutException:
+        pass
     return kept
+
+
+def attempt_bound() -> float:
+    """Seconds one attempt may take, connection to last byte read, however the receiver
+    answers (each connect, write and read also within ``WEBHOOK_TIMEOUT_SECONDS``)."""
+    return 3 * float(settings.WEBHOOK_TIMEOUT_SECONDS)
 
 
 def _send(delivery: WebhookDelivery) -> Outcome:
@@ -94,11 +105,11 @@ def _send(delivery: WebhookDelivery) -> Outcome:
     timeout = settings.WEBHOOK_TIMEOUT_SECONDS
     started = time.monotonic()
     client = public_http_client_sync(
-        allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS, timeout=timeout
+        allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS, timeout=timeout, total=attempt_bound()
     )
     try:
         with client.stream("POST", delivery.endpoint.url, content=body, headers=headers) as r:
-            excerpt = _read_bounded(r, started + 2 * timeout)
+            excerpt = _read_bounded(r)
             code = r.status_code
     except httpx.HTTPError as exc:
         error = str(exc) or type(exc).__name__
@@ -150,16 +161,28 @@ def webhook_delivery_attempt(*, delivery_id: int, attempt: int) -> str | None:
     return _record(delivery_id, attempt, outcome)
 
 
+def _stuck_attempts_end(now: datetime) -> None:
+    """An attempt still ``sending`` long past its bound lost its worker (a hard time limit, a
+    killed process): it counts as a failed attempt, retried now unless it was the last, so a
+    receiver that kills every attempt is not sent to forever."""
+    stuck = WebhookDelivery.objects.filter(
+        status=DeliveryStatus.SENDING,
+        last_attempt_at__lt=now - timedelta(seconds=4 * settings.WEBHOOK_TIMEOUT_SECONDS + 60),
+    )
+    error = "the attempt did not finish (its worker stopped)"
+    stuck.filter(attempts__gte=settings.WEBHOOK_MAX_ATTEMPTS).update(
+        status=DeliveryStatus.FAILED, next_retry_at=None, error=error
+    )
+    stuck.update(status=DeliveryStatus.PENDING, next_retry_at=now, error=error)
+
+
 def webhook_deliveries_retry_due(*, now: datetime | None = None) -> list[tuple[int, int]]:
-    """Queue the pending deliveries whose retry time has come (and put back attempts whose
-    worker died mid-send); returns the (delivery id, attempt) pairs queued."""
+    """Queue the pending deliveries whose retry time has come (after ending, as failed attempts,
+    those whose worker died mid-send); returns the (delivery id, attempt) pairs queued."""
     from webhooks import tasks
 
     now = now or timezone.now()
-    stuck_before = now - timedelta(seconds=4 * settings.WEBHOOK_TIMEOUT_SECONDS + 60)
-    WebhookDelivery.objects.filter(
-        status=DeliveryStatus.SENDING, last_attempt_at__lt=stuck_before
-    ).update(status=DeliveryStatus.PENDING, attempts=F("attempts") - 1)
+    _stuck_attempts_end(now)
     due = list(
         WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_retry_at__lte=now)
         .order_by("next_retry_at")

@@ -109,7 +109,7 @@ class FakeUpstream:
             await _send_json(send, 400, {"error": refused})
             return
         model, fault = model_and_fault(raw_model, headers.get("x-fake-fault"))
-        fault, drawn = fault_draw(fault, raw)
+        fault, drawn = fault_draw(fault, raw, raw_model)
         record.update(style=style, model=model, stream=stream, fault=drawn)
         if not await self._wait_out(fault, receive):
             record["disconnected"] = True  # the caller gave up: nobody to answer

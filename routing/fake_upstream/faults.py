@@ -17,7 +17,8 @@ some providers do: what the gateway must neither log nor hand to its client (the
 ``status=429``, ``timeout``, a cut connection (``disconnect_after=0..3``; a non-streamed
 answer is cut halfway through its body) or an early end (``end_after=0..3``); the draw
 depends only on the seed and the request body, so a request fails the same way whatever order
-requests arrive in.
+requests arrive in. ``x@status=500,when=BOOM`` injects its faults only into requests whose body
+contains ``BOOM`` (``_`` is a space), others are answered: one prompt of several failing.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Fault:
     reply: str = ""
     fail_rate: float = 0.0
     seed: int = 0
+    when: str = ""
 
 
 def fault_parse(spec: str) -> Fault:
@@ -86,11 +88,16 @@ def fault_parse(spec: str) -> Fault:
             fault.fail_rate = float(value)
         elif name == "seed":
             fault.seed = int(value)
+        elif name == "when":
+            fault.when = value.replace("_", " ")
     return fault
 
 
-def fault_draw(fault: Fault, body: bytes) -> tuple[Fault, str]:
-    """Resolve ``fail_rate`` for one request: the fault to inject and its spec ("" for none)."""
+def fault_draw(fault: Fault, body: bytes, model: str = "") -> tuple[Fault, str]:
+    """Resolve ``fail_rate`` and ``when`` for one request: the fault to inject and its spec ("" for
+    none). ``when`` looks at the body without ``model`` (the name with its fault suffix)."""
+    if fault.when and fault.when.encode() not in body.replace(model.encode(), b""):
+        return Fault(), ""
     if fault.fail_rate <= 0:
         return fault, ""
     digest = hashlib.sha256(str(fault.seed).encode() + b"\x1f" + body).digest()

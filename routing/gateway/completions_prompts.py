@@ -8,8 +8,12 @@ longest prompt: a window that holds it holds every prompt, each being sent alone
 
 The prompts of one candidate are sent together; the candidate serves the request only if it
 answers every prompt, otherwise the next candidate is tried with all of them, so that one
-endpoint (one price) serves the whole request. Answers a failing candidate did give are not
-served and not billed, as for any failed attempt. Choices come back in OpenAI's order:
+endpoint (one price) serves the whole request and the choices stay whole (clients such as
+LangChain slice them by position: a missing prompt would shift the others' answers). The answers
+a failing candidate did give are not served, but they are billed, once, at that endpoint with the
+usage it reported (the provider bills them; shown as ``billed`` in that candidate's trace entry),
+and when every candidate failed the error says how many prompts were answered and billed.
+Choices come back in OpenAI's order:
 ``index = prompt_index * n + i``. Several prompts are never streamed
 (``completions.chat_bodies_from_completion`` refuses it).
 """
@@ -23,10 +27,12 @@ from decimal import Decimal
 from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
+from routerhub.errors import ApiError
 from routing.gateway.attempts import attempt, exhausted
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import (
     Exchange,
+    TimedOut,
     answer_headers,
     bill,
     billable_usage,
@@ -132,7 +138,10 @@ async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
             continue
         ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
         usage = _summed(
-            [_usage_of(part, ex, done) for part, done in zip(parts, completions, strict=True)]
+            [
+                _usage_at(part, candidate, done)
+                for part, done in zip(parts, completions, strict=True)
+            ]
         )
         cost = bill(ex, usage, status="succeeded")
         n = int(ex.body.get("n") or 1)
@@ -150,7 +159,7 @@ async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
         await ex.req.respond_json(200, response, headers=answer_headers(ex))
         record_success(ex, usage)
         return
-    raise exhausted(ex)
+    raise _answers_said(exhausted(ex), ex)
 
 
 async def _attempt_all(
@@ -158,19 +167,68 @@ async def _attempt_all(
 ) -> list[Completion] | None:
     """Every prompt's answer from ``candidate``, or None if it failed any (a 4xx it gave any
     prompt is raised: another provider would refuse that prompt too)."""
-    for part in parts:  # what an earlier candidate had is not billed: that attempt failed
+    for part in parts:  # an earlier candidate's calls ended: what they answered is billed
         part.sending = None
+    tasks: list[asyncio.Task[Completion | None]] = []
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(attempt(part, candidate)) for part in parts]
     except ExceptionGroup as failures:  # the first prompt's refusal, as one request would get it
+        _answers_discarded(ex, parts, tasks, candidate)
         raise failures.exceptions[0] from None
     started = [part.first_byte_at for part in parts if part.first_byte_at is not None]
     ex.first_byte_at = ex.first_byte_at or min(started, default=None)
     completions = [task.result() for task in tasks]
     if any(done is None for done in completions):
+        _answers_discarded(ex, parts, tasks, candidate)
         return None
     return [done for done in completions if done is not None]
+
+
+def _answers_discarded(
+    ex: Exchange,
+    parts: list[Exchange],
+    tasks: list[asyncio.Task[Completion | None]],
+    candidate: Candidate,
+) -> None:
+    """The answers ``candidate`` gave before it failed another prompt: not served, but billed
+    once at its price and reported usage (``exchange.timeouts_charge`` adds them to the request's
+    charge), shown as ``billed`` in its last trace entry."""
+    answered = [
+        (part, done)
+        for part, task in zip(parts, tasks, strict=False)
+        if task.done() and not task.cancelled() and task.exception() is None
+        if (done := task.result()) is not None
+    ]
+    if not answered:
+        return
+    endpoint = candidate.endpoint
+    entry = next(
+        (
+            a
+            for a in reversed(ex.attempts)
+            if (a["provider"], a["model"]) == (endpoint.provider_slug, endpoint.model_id)
+        ),
+        None,
+    )
+    if entry is None:  # a refusal (4xx) leaves none: the answers get one of their own
+        entry = {"model": endpoint.model_id, "provider": endpoint.provider_slug, "error": "refused"}
+        ex.attempts.append(entry)
+    entry["answered"] = f"{len(answered)} of {len(parts)} prompts"
+    usage = _summed([_usage_at(part, candidate, done) for part, done in answered])
+    ex.timed_out.append(TimedOut(entry, candidate, usage, estimated=False))
+
+
+def _answers_said(error: ApiError, ex: Exchange) -> ApiError:
+    """Every candidate failed: ``error`` says which of them answered some prompts, billed."""
+    for entry in ex.attempts:
+        if "answered" in entry:
+            error.message += (
+                f" {entry['answered']} were answered by {entry['provider']} ({entry['model']}) and"
+                " are billed, but not served: a list of prompts is served whole or not at all."
+                " Send the failed prompts again, or the list, as a new request."
+            )
+    return error
 
 
 def _prompts_sent(ex: Exchange, parts: list[Exchange]) -> None:
@@ -184,8 +242,9 @@ def _prompts_sent(ex: Exchange, parts: list[Exchange]) -> None:
         ex.prompt_bound = sum(part.prompt_bound for part in sent)
 
 
-def _usage_of(part: Exchange, ex: Exchange, completion: Completion) -> Usage:
-    part.endpoint, part.is_byok = ex.endpoint, ex.is_byok
+def _usage_at(part: Exchange, candidate: Candidate, completion: Completion) -> Usage:
+    """A prompt's billable usage as ``candidate`` answered it."""
+    part.endpoint, part.is_byok = candidate.endpoint, candidate.is_byok
     return billable_usage(part, completion.usage, choices_chars(completion.choices))
 
 

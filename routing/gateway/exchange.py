@@ -93,11 +93,14 @@ class Exchange:
 @dataclass
 class TimedOut:
     """One attempt that timed out with its request at the provider: its trace entry (where
-    what it is billed is shown), the candidate that had it, and its prompt's usage estimate."""
+    what it is billed is shown), the candidate that had it, and its prompt's usage estimate.
+    Also, not ``estimated``: the answers a candidate gave to a list of prompts, discarded because
+    it failed another (``completions_prompts``), with the usage the provider reported."""
 
     entry: JSON
     candidate: Candidate
     usage: Usage
+    estimated: bool = True
 
 
 # A scope entry only this server's own code can set (never a header): the key a dashboard
@@ -241,7 +244,9 @@ def timeouts_charge(ex: Exchange) -> Decimal:
     """Add the prompts of attempts that timed out at a provider that had the request (each at
     its own endpoint's price, estimated) to the draft's cost, and return what was added. They
     take only what the hold has left after the rest of the charge, so estimates never take a
-    request past its hold; each is shown in its trace entry (``billed``). Once per request."""
+    request past its hold; each is shown in its trace entry (``billed``). Once per request. The
+    answers of a list of prompts discarded with a failed candidate are added the same way, at the
+    usage the provider reported (``TimedOut.estimated`` false)."""
     sent = list(ex.timed_out)
     ex.timed_out.clear()
     draft = ex.draft
@@ -252,15 +257,22 @@ def timeouts_charge(ex: Exchange) -> Decimal:
         usage, byok = timeout.usage, timeout.candidate.is_byok
         cost = metering.price(child, endpoint.prices, usage, is_byok=byok, held=ex.reserved)
         cost = min(cost, max(ex.reserved - draft.cost - added, ZERO))
-        timeout.entry["billed"] = {"prompt_tokens": usage.prompt_tokens, "cost": money_str(cost)}
+        billed = timeout.entry.setdefault("billed", {"prompt_tokens": 0, "cost": "0"})
+        billed["prompt_tokens"] += usage.prompt_tokens
+        if not timeout.estimated:
+            billed["completion_tokens"] = (
+                billed.get("completion_tokens", 0) + usage.completion_tokens
+            )
+        billed["cost"] = money_str(Decimal(billed["cost"]) + cost)
         added += cost
-    if sent:
+    if any(timeout.estimated for timeout in sent):
         draft.flag(UsageFlag.USAGE_ESTIMATED)
-        if not draft.model:  # nothing else was billed: the record is the timed-out prompts'
-            last = sent[-1].candidate.endpoint
-            draft.model, draft.provider = last.model_id, last.provider_slug
-            draft.prompt_tokens = sum(t.usage.prompt_tokens for t in sent)
-            draft.cache_write_tokens = sum(t.usage.cache_write_tokens for t in sent)
+    if sent and not draft.model:  # nothing else was billed: the record is these calls'
+        last = sent[-1].candidate.endpoint
+        draft.model, draft.provider = last.model_id, last.provider_slug
+        draft.prompt_tokens = sum(t.usage.prompt_tokens for t in sent)
+        draft.completion_tokens = sum(t.usage.completion_tokens for t in sent)
+        draft.cache_write_tokens = sum(t.usage.cache_write_tokens for t in sent)
     draft.cost += added
     return added
 

@@ -34,14 +34,20 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# ``registry``: a ``$ref`` resolves only inside the schema. jsonschema's default registry still
+# fetches any other URI with ``urlopen`` (deprecated, not yet removed): a tenant's gate could
+# have the gateway's host GET the cloud metadata address or an internal service, or read a file.
 _WORKER = (
     "import json, re, sys\n"
-    "import jsonschema\n"
+    "import jsonschema, referencing, referencing.exceptions\n"
+    "def refuse(uri):\n"
+    "    raise referencing.exceptions.NoSuchResource(ref=uri)\n"
+    "registry = referencing.Registry(retrieve=refuse)\n"
     "for line in sys.stdin:\n"
     "    ask = json.loads(line)\n"
     "    try:\n"
     "        if 'schema' in ask:\n"
-    "            v = jsonschema.Draft202012Validator(ask['schema'])\n"
+    "            v = jsonschema.Draft202012Validator(ask['schema'], registry=registry)\n"
     "            found = v.is_valid(ask['value'])\n"
     "        else:\n"
     "            found = re.search(ask['pattern'], ask['text']) is not None\n"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
+from django.db import OperationalError, connection
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -226,34 +229,77 @@ def test_a_hold_marked_free_is_released_by_its_draft_like_any_other():
 
 
 def _reserve_and_settle(organization_id: int, key: ApiKey | None, cost: Decimal) -> str:
+    request = ReservationRequest(
+        organization_id=organization_id,
+        generation_id=f"gen-{uuid.uuid4().hex}",
+        amount=cost,
+        key_id=key.pk if key else None,
+        key_limit=key.limit if key else None,
+        key_limit_reset=key.limit_reset if key else None,
+    )
     try:
-        request = ReservationRequest(
+        credits_reserve(request)
+    except InsufficientCredits:
+        return "402"
+    except KeyLimitReached:
+        return "403"
+    usage_settle(
+        UsageDraft(
+            generation_id=request.generation_id,
             organization_id=organization_id,
-            generation_id=f"gen-{uuid.uuid4().hex}",
-            amount=cost,
             key_id=key.pk if key else None,
-            key_limit=key.limit if key else None,
-            key_limit_reset=key.limit_reset if key else None,
+            status="succeeded",
+            cost=cost,
+            model="demo/small",
         )
+    )
+    return "200"
+
+
+# How long a racing thread waits for PostgreSQL to accept its connection: the server's
+# ``max_connections`` is shared with every other test run on the machine.
+_CONNECT_WITHIN_S = 20.0
+
+
+def _connect_when_admitted() -> None:
+    """Open this thread's connection, waiting while PostgreSQL refuses it for want of slots
+    ("too many clients": other test runs hold them), as a client retries the 503 it would get."""
+    deadline = time.monotonic() + _CONNECT_WITHIN_S
+    while True:
         try:
-            credits_reserve(request)
-        except InsufficientCredits:
-            return "402"
-        except KeyLimitReached:
-            return "403"
-        usage_settle(
-            UsageDraft(
-                generation_id=request.generation_id,
-                organization_id=organization_id,
-                key_id=key.pk if key else None,
-                status="succeeded",
-                cost=cost,
-                model="demo/small",
-            )
-        )
-        return "200"
-    finally:
-        connection.close()  # each pool thread has its own connection; give it back
+            connection.ensure_connection()
+            return
+        except OperationalError as exc:
+            if "too many" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)  # a slot frees when another run's connection closes: poll for it
+
+
+def _race(requests: int, threads: int, attempt: Callable[[], str]) -> list[str]:
+    """Make ``requests`` attempts from ``threads`` threads that each hold one connection for the
+    whole race and start together (a barrier once every thread is connected): connection setup
+    is not part of the race, and no attempt opens a connection of its own."""
+    ready = threading.Barrier(threads)
+    left = iter(range(requests))
+    claim = threading.Lock()
+    outcomes: list[str] = []
+
+    def racer() -> None:
+        try:
+            _connect_when_admitted()
+            ready.wait(timeout=_CONNECT_WITHIN_S + 10)
+            while True:
+                with claim:
+                    if next(left, None) is None:
+                        return
+                outcomes.append(attempt())
+        finally:
+            connection.close()  # each thread's own connection
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for started in [pool.submit(racer) for _ in range(threads)]:
+            started.result()
+    return outcomes
 
 
 @pytest.mark.django_db(transaction=True)
@@ -270,10 +316,7 @@ def test_200_concurrent_requests_never_overspend(limit_on):
         key_make(organization, limit=Decimal("0.50"), limit_reset="monthly")
         key = ApiKey.objects.get(organization=organization)
 
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        outcomes = list(
-            pool.map(lambda _: _reserve_and_settle(organization.pk, key, cost), range(200))
-        )
+    outcomes = _race(200, 32, lambda: _reserve_and_settle(organization.pk, key, cost))
 
     refused = "402" if limit_on == "balance" else "403"
     assert outcomes.count("200") == 50

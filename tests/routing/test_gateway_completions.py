@@ -175,3 +175,68 @@ def test_the_prompt_limit_is_a_setting(world: World, settings) -> None:  # type:
     assert (
         len(client_for(world).completions.create(model="test/gpt", prompt=PROMPTS[:2]).choices) == 2
     )
+
+
+def _one_prompt_fails(world: World, *, fallback: bool) -> None:
+    """``test/multi``: an endpoint that answers every prompt but one saying BOOM (a 500), then,
+    with ``fallback``, one that answers every prompt at another price."""
+    endpoints = [
+        endpoint("test/multi", "fake-openai", "gpt-4o-mini@status=500,when=BOOM", "1", "2")
+    ]
+    if fallback:
+        endpoints.append(endpoint("test/multi", "fake-openai-b", "gpt-4o-mini", "3", "5"))
+    world.catalog({"models": [model("test/multi")], "endpoints": endpoints})
+
+
+def test_prompts_answered_before_one_failed_are_billed_and_the_error_says_so(
+    world: World,
+) -> None:
+    _one_prompt_fails(world, fallback=False)
+    client = client_for(world)
+    with pytest.raises(openai.InternalServerError) as raised:
+        client.completions.create(model="test/multi", prompt=["Say hi", "BOOM now", "Say bye"])
+
+    error = raised.value.body
+    assert isinstance(error, dict)
+    assert "2 of 3 prompts were answered" in error["message"]
+    generation_id = error["metadata"]["generation_id"]
+    record = world.usage_record(generation_id)
+    # What the provider answered (and bills us) is billed once: each answered prompt at its
+    # price, as the same prompt asked alone costs.
+    alone = [client.completions.create(model="test/multi", prompt=p) for p in ("Say hi", "Say bye")]
+    assert (record.status, record.provider) == ("failed", "fake-openai")
+    assert record.cost == sum(world.usage_record(c.id).cost for c in alone) > 0
+    assert record.completion_tokens == sum(c.usage.completion_tokens for c in alone if c.usage)
+    (entry,) = LedgerEntry.objects.filter(idempotency_key=f"usage:{generation_id}")
+    assert entry.amount == -record.cost
+    assert Reservation.objects.get(generation_id=generation_id).state == "settled"
+    billed = [a.get("billed") for a in record.trace_data["fallbacks"]]
+    assert [b["cost"] for b in billed if b] and sum(
+        Decimal(b["cost"]) for b in billed if b
+    ) == record.cost
+
+
+def test_a_fallback_after_one_prompt_failed_bills_the_answers_it_replaced_once(
+    world: World,
+) -> None:
+    _one_prompt_fails(world, fallback=True)
+    client = client_for(world)
+    completion = client.completions.create(model="test/multi", prompt=["Say hi", "BOOM now"])
+
+    assert completion.model_extra["provider"] == "fake-openai-b"
+    assert [c.text for c in completion.choices] == [
+        answer_text("gpt-4o-mini", p) for p in ("Say hi", "BOOM now")
+    ]
+    record = world.usage_record(completion.id)
+    # The first endpoint's answer to "Say hi" (discarded: one endpoint serves the request) is
+    # billed at its price on top of the served answers, and shown in its trace entry.
+    first = client.completions.create(model="test/multi", prompt="Say hi")
+    assert first.model_extra["provider"] == "fake-openai"
+    served = Decimal(str(completion.usage.model_extra["cost"])) if completion.usage else None
+    discarded = world.usage_record(first.id).cost
+    assert served is not None and record.cost == served == discarded + (
+        Decimal(completion.usage.prompt_tokens * 3 + completion.usage.completion_tokens * 5)
+        / 1_000_000
+    )
+    assert LedgerEntry.objects.get(idempotency_key=f"usage:{completion.id}").amount == -record.cost
+    assert UsageRecord.objects.filter(generation_id=completion.id).count() == 1

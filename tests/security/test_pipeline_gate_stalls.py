@@ -10,6 +10,8 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import openai
 import orjson
 
 from accounts.models import KeyScope
-from routing.gateway.regex_gate import regex_gate_search
+from routing.gateway.regex_gate import UNDECIDABLE, regex_gate_search, schema_gate_check
 from routing.models import Provider
 from routing.pipeline_gates import json_value
 from routing.services import provider_key_create
@@ -75,8 +77,9 @@ def test_a_catastrophic_schema_pattern_runs_out_of_process_under_the_deadline(
 
 
 def test_a_schema_that_cannot_be_evaluated_is_undecidable_not_a_500(world: World) -> None:
-    # A $ref to a document that is not there (jsonschema refuses to fetch it: no request is
-    # made) raised from the gate, inside the gateway's request.
+    # A $ref to a document the gate will not fetch (no request is made: see
+    # test_a_schema_gate_never_fetches_a_ref_over_http_or_from_a_file) raised from the gate,
+    # inside the gateway's request.
     cascade(world, "remote-ref", {"$ref": "http://169.254.169.254/latest/meta-data"})
 
     gates = served_gates(world, "remote-ref")
@@ -176,3 +179,50 @@ def test_a_gate_queued_behind_a_stalled_one_times_out_instead_of_waiting(setting
         return await stalled, queued
 
     assert asyncio.run(both()) == (None, None)
+
+
+class _Documents(BaseHTTPRequestHandler):
+    """Answers every GET with a JSON schema and records the path: an internal service."""
+
+    paths: list[str] = []
+
+    def do_GET(self) -> None:
+        type(self).paths.append(self.path)
+        body = b'{"type": "object"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_schema_gate_never_fetches_a_ref_over_http_or_from_a_file(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.PIPELINE_REGEX_TIMEOUT = 5.0  # room for a fetch: the refusal is not the deadline
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Documents)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    internal = f"http://127.0.0.1:{server.server_address[1]}/latest/meta-data/iam"
+    on_disk = tmp_path / "credentials.json"
+    on_disk.write_text('{"type": "object"}')
+
+    async def checks() -> list[bool | str | None]:
+        return [
+            await schema_gate_check({"$ref": internal}, {"x": 1}),
+            await schema_gate_check({"$ref": on_disk.as_uri()}, {"x": 1}),
+            await schema_gate_check({"$defs": {"o": {"type": "object"}}, "$ref": "#/$defs/o"}, {}),
+        ]
+
+    try:
+        results = asyncio.run(checks())
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # Before: the gate worker fetched both (jsonschema's deprecated remote retrieval, urlopen:
+    # any URL a tenant named, the cloud metadata address or a file), and both "passed".
+    assert _Documents.paths == []
+    assert results == [UNDECIDABLE, UNDECIDABLE, True]
