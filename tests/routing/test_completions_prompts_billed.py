@@ -47,15 +47,13 @@ def _own_key(world: World) -> None:
     provider_key_create(organization=world.organization, provider=provider, secret="sk-own-9999")
 
 
-def _cost_alone(world: World, prompts: list[str]) -> tuple[Decimal, int]:
-    """What ``prompts`` cost asked one by one (cost, completion tokens): the answers billed."""
-    records = [
-        world.usage_record(client_for(world).completions.create(model="test/multi", prompt=p).id)
+def _asked_alone(world: World, prompts: list[str]) -> list[UsageRecord]:
+    """The records of ``prompts`` asked one by one: what their answers are billed."""
+    client = client_for(world)
+    return [
+        world.usage_record(client.completions.create(model="test/multi", prompt=p).id)
         for p in prompts
     ]
-    return sum((r.cost for r in records), start=Decimal(0)), sum(
-        r.completion_tokens for r in records
-    )
 
 
 def _assert_settled(record: UsageRecord) -> None:
@@ -96,11 +94,12 @@ def test_a_refused_prompt_bills_every_answer_the_others_got_and_the_400_says_so(
     generation_id = error["metadata"]["generation_id"]
     assert raised.value.response.headers["x-generation-id"] == generation_id
     record = world.usage_record(generation_id)
-    cost, completion_tokens = _cost_alone(world, answered)
+    alone = _asked_alone(world, answered)
     assert (record.status, record.error_type, record.provider) == (
         "failed", "bad_request", "fake-openai",
     )  # fmt: skip
-    assert record.cost == cost > 0 and record.completion_tokens == completion_tokens
+    assert record.cost == sum(r.cost for r in alone) > 0
+    assert record.completion_tokens == sum(r.completion_tokens for r in alone)
     (entry,) = record.trace_data["fallbacks"]
     assert entry["answered"] == f"{len(answered)} of {len(prompts)} prompts"
     assert Decimal(entry["billed"]["cost"]) == record.cost
@@ -154,10 +153,7 @@ def test_answers_an_own_key_gave_before_every_candidate_failed_are_billed_as_byo
     error = raised.value.body
     assert isinstance(error, dict)
     record = world.usage_record(error["metadata"]["generation_id"])
-    alone = [
-        world.usage_record(client_for(world).completions.create(model="test/multi", prompt=p).id)
-        for p in ("Say hi", "Say bye")
-    ]
+    alone = _asked_alone(world, ["Say hi", "Say bye"])
     assert all(r.is_byok and r.cached_tokens == 4 for r in alone)
     assert (record.status, record.is_byok) == ("failed", True)
     assert record.cached_tokens == 8
@@ -216,7 +212,10 @@ def _calls_under_way() -> int:
 
 
 def _leave_once(
-    world: World, leaving: tuple[ServerThread, LeavesWhen], prompts: list[str], gone: Callable[[], bool]
+    world: World,
+    leaving: tuple[ServerThread, LeavesWhen],
+    prompts: list[str],
+    gone: Callable[[], bool],
 ) -> UsageRecord:
     """POST ``prompts``, leave once ``gone()`` holds, and return the request's usage record."""
     server, app = leaving
@@ -235,8 +234,8 @@ def _leave_once(
 def test_a_client_leaving_mid_candidate_is_billed_the_answers_that_came_and_the_prompt_sent(
     world: World, settings, leaving: tuple[ServerThread, LeavesWhen]
 ) -> None:  # type: ignore[no-untyped-def]
-    """"Say hi" answered, "BOOM now" at the provider when the client leaves: the answer at its
-    reported usage plus the sent prompt's estimate. Before, both were billed as merely sent
+    """The client leaves with "Say hi" answered and "BOOM now" at the provider: billed the answer
+    at its reported usage plus the sent prompt's estimate. Before, both were billed as merely sent
     (their prompts estimated, the answer's completion tokens unbilled)."""
     settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0  # "BOOM now" is under way until the client leaves
     _multi(world, "gpt-4o-mini@timeout,when=BOOM")
@@ -251,13 +250,13 @@ def test_a_client_leaving_mid_candidate_is_billed_the_answers_that_came_and_the_
         lambda: len(sent("/v1/")) == 2 and _calls_under_way() == 1,  # "Say hi" answered
     )
 
-    cost, completion_tokens = _cost_alone(world, ["Say hi"])
+    (say_hi,) = _asked_alone(world, ["Say hi"])
     assert (record.status, record.error_type) == ("aborted", "client_disconnected")
     assert (record.prompt_tokens, record.completion_tokens) == (left_one.prompt_tokens, 0)
-    assert record.cost == cost + left_one.cost and left_one.cost > 0
+    assert record.cost == say_hi.cost + left_one.cost and left_one.cost > 0
     (entry,) = record.trace_data["fallbacks"]
     assert (entry["error"], entry["answered"]) == ("client_disconnected", "1 of 2 prompts")
     assert (Decimal(entry["billed"]["cost"]), entry["billed"]["completion_tokens"]) == (
-        cost, completion_tokens,
+        say_hi.cost, say_hi.completion_tokens,
     )  # fmt: skip
     _assert_settled(record)
