@@ -22,7 +22,7 @@ import pytest
 from billing.models import LedgerEntry, Reservation, UsageRecord
 from routing.models import Provider
 from routing.services import provider_key_create
-from tests.routing.servers import ServerThread, poll
+from tests.routing.servers import ServerThread, leaving_receive, poll
 from tests.routing.world import World, endpoint, model
 
 
@@ -172,24 +172,18 @@ class LeavesWhen:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        body_read, started = False, False
+        started = False
 
-        async def client_receive() -> dict[str, Any]:
-            nonlocal body_read
-            if not body_read:
-                message = await receive()
-                body_read = not message.get("more_body", False)
-                return message
+        async def left() -> None:
             while not self.gone():
                 await asyncio.sleep(0.005)
-            return {"type": "http.disconnect"}
 
         async def client_send(message: dict[str, Any]) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        await self.app(scope, client_receive, client_send)
+        await self.app(scope, leaving_receive(receive, left), client_send)
         if not started:  # the gateway answered nobody: close the exchange for the test's client
             await send({"type": "http.response.start", "status": 499, "headers": []})
             await send({"type": "http.response.body", "body": b""})
