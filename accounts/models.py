@@ -154,10 +154,16 @@ class Invitation(TenantModel):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     accepted_at = models.DateTimeField(null=True, blank=True)
+    # Set when an owner cancels it before it is accepted: its link then admits nobody.
+    cancelled_at = models.DateTimeField(null=True, blank=True)
 
     @property
     def is_open(self) -> bool:
-        return self.accepted_at is None and self.expires_at > timezone.now()
+        return (
+            self.accepted_at is None
+            and self.cancelled_at is None
+            and self.expires_at > timezone.now()
+        )
 
 
 class KeyScope(models.TextChoices):

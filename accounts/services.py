@@ -193,6 +193,11 @@ def invitation_accept(*, token: str, user: User) -> Membership:
             .filter(token_digest=_invitation_digest(token))
             .first()
         )
+        if invitation is not None and invitation.cancelled_at is not None:
+            raise NotPermitted(
+                f"This invitation to {invitation.organization.name} was cancelled by the "
+                "organization; ask an owner for a new one."
+            )
         if invitation is None or not invitation.is_open:
             raise NotFound("This invitation does not exist, was used, or has expired.")
         if invitation.email.lower() != user.email.lower():
@@ -211,6 +216,30 @@ def invitation_accept(*, token: str, user: User) -> Membership:
                 )
         except IntegrityError:
             return Membership.objects.get(user=user, organization=invitation.organization)
+
+
+def invitation_cancel(*, organization: Organization, invitation_id: int) -> Invitation:
+    """Cancel the organization's pending invitation: its link admits nobody from now on. The
+    row lock orders it with ``invitation_accept``: an invitation is either accepted or
+    cancelled, never both. An accepted one is a 409 (remove the member instead); cancelling
+    a cancelled one again changes nothing."""
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .filter(organization=organization, pk=invitation_id)
+            .first()
+        )
+        if invitation is None:
+            raise NotFound("No such invitation in this organization.")
+        if invitation.accepted_at is not None:
+            raise Conflict(
+                f"The invitation to {invitation.email} was already accepted; remove the "
+                "member instead."
+            )
+        if invitation.cancelled_at is None:
+            invitation.cancelled_at = timezone.now()
+            invitation.save(update_fields=["cancelled_at"])
+        return invitation
 
 
 @dataclass(frozen=True)

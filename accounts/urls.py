@@ -14,5 +14,10 @@ urlpatterns = [
     ),
     path("dashboard/organization/switch", views.organization_switch, name="organization-switch"),
     path("dashboard/members/<int:membership_id>", views.member_update, name="member-update"),
+    path(
+        "dashboard/invitations/<int:invitation_id>/cancel",
+        views.invitation_cancel,
+        name="invitation-cancel",
+    ),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation-accept"),
 ]

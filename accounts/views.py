@@ -194,7 +194,9 @@ def organization_page(request: HttpRequest) -> HttpResponse:
                 )
                 return redirect("organization")
     members = Membership.objects.for_tenant(organization).select_related("user")
-    invitations = Invitation.objects.for_tenant(organization).filter(accepted_at__isnull=True)
+    invitations = Invitation.objects.for_tenant(organization).filter(
+        accepted_at__isnull=True, cancelled_at__isnull=True
+    )
     return render(
         request,
         "accounts/organization.html",
@@ -241,6 +243,23 @@ def member_update(request: HttpRequest, membership_id: int) -> HttpResponse:
         if exc.status == 404:
             raise Http404 from exc
         messages.error(request, exc.message)
+    return redirect("organization")
+
+
+@require_POST
+@organization_required(Role.OWNER)  # who may invite may cancel
+def invitation_cancel(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    organization = dashboard_organization(request)
+    try:
+        invitation = services.invitation_cancel(
+            organization=organization, invitation_id=invitation_id
+        )
+    except ApiError as exc:
+        if exc.status == 404:
+            raise Http404 from exc
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Invitation to {invitation.email} cancelled.")
     return redirect("organization")
 
 

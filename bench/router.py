@@ -1,6 +1,7 @@
 """Router training benchmark: trains and evaluates through the service's own code path.
 
-    python -m bench.router --datasets ../shared/datasets [--only mmlu|arc|mbpp|quality|quality_all|quality_mmlu] [--json out.json]
+    python -m bench.router --datasets ../shared/datasets [--only mmlu|arc|mbpp|quality|quality_all|quality_mmlu]
+        [--split-seed N] [--json out.json]
 
 ``make bench`` calls ``routing_benchmarks`` instead (``bench.run_all``): routing decision latency
 (2 and 11 candidates) and training time, rows/second and peak memory at 1k, 14k and 100k rows
@@ -23,7 +24,9 @@ Data (fetch it yourself if you are not on the RouterHub development machine):
   rows with the cost columns dropped (train), the test rows likewise (test); tasks by
   ``eval_name``.
 - ``quality_mmlu`` is built from ``routellm_mmlu.csv``: each row's subject recovered from its
-  position (``bench/router_mmlu.py``), tasks ``mmlu/<subject>``, halves within each subject.
+  position (``bench/router_mmlu.py``), tasks ``mmlu/<subject>``, halves within each subject,
+  cross-fitted: trained on each half and tested on the other, both test halves pooled
+  (``bench/router_crossfit.py``); ``--split-seed`` picks the halves.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.router_mmlu import MMLU_STRONG, MMLU_WEAK
+from bench.router_mmlu import MMLU_STRONG, MMLU_WEAK, SPLIT_SEED
 
 MMLU_PRICES = {MMLU_WEAK: 0.24, MMLU_STRONG: 24.7}  # RouteLLM paper, $ per 1M tokens blended
 ARC_NON_MODEL = {"Unnamed: 0", "sample_id", "prompt", "eval_name", "oracle_model_to_route_to"}
@@ -74,7 +77,7 @@ def _peak_rss_mb() -> float:
 def _organization() -> Any:
     from accounts.models import Organization
 
-    return Organization.objects.create(slug="bench", name="Benchmark")
+    return Organization.objects.get_or_create(slug="bench", defaults={"name": "Benchmark"})[0]
 
 
 def _upload(organization: Any, path: Path, columns: dict[str, Any]) -> Any:
@@ -318,15 +321,19 @@ def quality_benchmark(datasets: Path, tasks: tuple[str, ...], count: int | None)
     return quality_run(frames, models, "eval_name", "quality", title)
 
 
-def bench_quality_mmlu(datasets: Path) -> dict[str, Any]:
+def bench_quality_mmlu(datasets: Path, seed: int = SPLIT_SEED) -> dict[str, Any]:
     """Quality-only routing on RouteLLM's MMLU with its real subjects (``bench/router_mmlu.py``):
-    tasks ``mmlu/<subject>``, each subject split in halves (train, test; numpy seed 0), costs
-    dropped; against the best single model and the per-subject best (chosen on train)."""
+    tasks ``mmlu/<subject>``, each subject split in halves (numpy ``seed``), costs dropped,
+    cross-fitted (``quality_crossfit_run``: each half trains the fit that tests the other);
+    against the best single model and the per-subject best (chosen on each fit's train half)."""
     from bench.router_mmlu import mmlu_quality_frames
 
-    title = "quality-only: RouteLLM MMLU, tasks mmlu/<subject> (57), halves within each subject"
-    return quality_run(
-        mmlu_quality_frames(datasets), [MMLU_WEAK, MMLU_STRONG], "task", "quality-mmlu", title
+    title = (
+        "quality-only: RouteLLM MMLU, tasks mmlu/<subject> (57), halves within each subject "
+        f"(split seed {seed})"
+    )
+    return quality_crossfit_run(
+        mmlu_quality_frames(datasets, seed), [MMLU_WEAK, MMLU_STRONG], "task", "quality-mmlu", title
     )
 
 
@@ -336,6 +343,45 @@ def quality_run(
     """Upload ``frames`` (train and test: prompt, ``task``, one score column per model) through
     the service, train with the test file held out, and score tradeoff 0 against the best single
     model and the per-task floor (each task's best model on the train rows), with intervals."""
+    from bench.router_crossfit import quality_summary
+
+    result, rows = quality_fit(frames, models, task, slug)
+    return {"benchmark": title, **result, **quality_summary(rows, models)}
+
+
+def quality_crossfit_run(
+    frames: dict[str, Any], models: list[str], task: str, slug: str, title: str
+) -> dict[str, Any]:
+    """``quality_run`` both ways (``bench/router_crossfit.py``): train on ``frames["train"]``
+    and test on ``frames["test"]``, then the halves swapped; the summary pools both test halves
+    (every row scored once, by a fit that never saw it), and ``halves`` keeps each fit's own."""
+    from bench.router_crossfit import pooled, quality_summary, swapped
+
+    fits = [
+        quality_fit(frames, models, task, slug),
+        quality_fit(swapped(frames), models, task, f"{slug}-swapped"),
+    ]
+    halves = [
+        {"direction": name, **result, **quality_summary(rows, models)}
+        for name, (result, rows) in zip(("train -> test", "test -> train"), fits, strict=True)
+    ]
+    return {
+        "benchmark": title,
+        "protocol": "cross-fitted: train -> test and test -> train, both test halves pooled",
+        "models": models,
+        "rows": sum(len(f) for f in frames.values()),
+        **quality_summary(pooled([rows for _, rows in fits]), models),
+        "training_seconds": [h["training_seconds"] for h in halves],
+        "peak_rss_mb": max(h["peak_rss_mb"] for h in halves),
+        "halves": halves,
+    }
+
+
+def quality_fit(
+    frames: dict[str, Any], models: list[str], task: str, slug: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One train -> test fit through the service: the report's side of ``quality_run``'s result,
+    and the test rows' per-row scores (``quality_summary``'s input)."""
     import numpy as np
 
     from training.learner import metrics
@@ -354,48 +400,45 @@ def quality_run(
     report = version.report
     train, test = frames["train"], frames["test"]
     scores = test[models].fillna(0).to_numpy(float)
-    picks = _tradeoff_zero_picks(version, test["prompt"].astype(str).tolist(), models)
-    routed = scores[np.arange(len(test)), [models.index(m) for m in picks]]
+    prompts = test["prompt"].astype(str).tolist()
     task_best = {
         name: models[int(np.argmax(train.loc[train[task] == name, models].fillna(0).mean()))]
         for name in train[task].unique()
     }
-    floor = scores[np.arange(len(test)), [models.index(task_best[t]) for t in test[task]]]
-    best = int(np.argmax(scores.mean(axis=0)))
-    hinted_picks = _tradeoff_zero_picks(
-        version, test["prompt"].astype(str).tolist(), models, test[task].astype(str).tolist()
-    )
-    hinted = scores[np.arange(len(test)), [models.index(m) for m in hinted_picks]]
+    rows = {
+        "scores": scores,
+        "routed": _picked(scores, models, _tradeoff_zero_picks(version, prompts, models)),
+        "floor": scores[np.arange(len(test)), [models.index(task_best[t]) for t in test[task]]],
+        "hinted": _picked(
+            scores,
+            models,
+            _tradeoff_zero_picks(version, prompts, models, test[task].astype(str).tolist()),
+        ),
+    }
     hints = dict(report["evaluation"].get("task_hints") or {})
     hints.pop("curve_with_hints", None)
-
-    def interval(values: Any) -> list[float]:
-        return [round(v, 4) for v in metrics.bootstrap_interval(values)]
-
-    return {
-        "benchmark": title,
+    result = {
         "models": models,
         "rows": len(test),
         "train_rows": len(train),
-        "tradeoff_0_score": round(float(routed.mean()), 4),
-        "tradeoff_0_ci95": interval(routed),
-        "best_single": {"id": models[best], "score": round(float(scores[:, best].mean()), 4)},
-        "per_task_best_floor": {"models": task_best, "score": round(float(floor.mean()), 4)},
-        "gain_over_best_single_ci95": interval(routed - scores[:, best]),
-        "gain_over_per_task_floor_ci95": interval(routed - floor),
-        "tradeoff_0_with_task_hints": round(float(hinted.mean()), 4),
-        "hinted_gain_over_per_task_floor_ci95": interval(hinted - floor),
-        "hinted_gain_over_unhinted_ci95": interval(hinted - routed),
+        "per_task_best_floor": {"models": task_best},
         "report_task_hints": hints,
         "report_tradeoff_0_score": report["curve"][0]["score"],
         "incumbents": report["evaluation"].get("incumbents"),
         "verdict": report["verdict"],
         "report_slices": report["slices"],
-        "slices": metrics.slice_table(test[task].tolist(), routed, scores, models),
+        "slices": metrics.slice_table(test[task].tolist(), rows["routed"], scores, models),
         "training_seconds": report["training_seconds"],
         "run_wall_seconds": round(wall, 2),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
     }
+    return result, rows
+
+
+def _picked(scores: Any, models: list[str], picks: list[str]) -> Any:
+    import numpy as np
+
+    return scores[np.arange(len(scores)), [models.index(m) for m in picks]]
 
 
 def bench_training(datasets: Path, csv_path: Path, folds: int, latency: bool) -> dict[str, Any]:
@@ -534,6 +577,8 @@ def _run_one(name: str, datasets: Path, args: argparse.Namespace) -> dict[str, A
             return bench_training(datasets, args.rows_csv, args.folds, args.latency)
         if name == "arc_latency":
             return bench_arc_latency(datasets)
+        if name == "quality_mmlu":
+            return bench_quality_mmlu(datasets, args.split_seed)
         return BENCHES[name](datasets)
 
 
@@ -546,6 +591,9 @@ def main() -> None:
     parser.add_argument("--rows-csv", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--folds", type=int, default=5, help=argparse.SUPPRESS)
     parser.add_argument("--latency", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--split-seed", type=int, default=SPLIT_SEED, help="quality_mmlu's halves (default 0)"
+    )
     args = parser.parse_args()
     datasets = args.datasets.resolve()
     if not (datasets / "routellm_mmlu.csv").exists():
@@ -568,6 +616,8 @@ def main() -> None:
                 name,
                 "--datasets",
                 str(datasets),
+                "--split-seed",
+                str(args.split_seed),
             ],
             check=True,
             capture_output=True,

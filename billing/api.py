@@ -1,4 +1,4 @@
-"""Billing API: the calling key, credits, ledger, generations and usage."""
+"""Billing API: the calling key, credits, ledger and usage (one generation: ``generation_api``)."""
 
 from __future__ import annotations
 
@@ -20,24 +20,19 @@ from billing.models import (
     CreditAccount,
     LedgerEntry,
     LedgerKind,
-    UsageFlag,
     UsageRecord,
     UsageStatus,
-    UsageStep,
 )
 from billing.openrouter_shapes import (
     CreditsData,
-    GenerationData,
     KeyData,
     credits_data,
-    generation_data,
     is_free_tier,
     key_data,
 )
 from billing.selectors import (
     GROUPINGS,
     UsageFilter,
-    generation_missing,
     key_usage,
     usage_records,
 )
@@ -206,51 +201,6 @@ class LedgerView(TenantAPIView):
         return self.get_paginated_response(LedgerEntryOutput(page, many=True).data)
 
 
-_int_or_null = serializers.IntegerField(allow_null=True)
-_GENERATION_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
-    "id": serializers.CharField(),
-    "model": serializers.CharField(),
-    "requested_model": serializers.CharField(),
-    "provider": serializers.CharField(),
-    "router": serializers.CharField(allow_null=True),
-    "router_version": _int_or_null,
-    "prompt_tokens": serializers.IntegerField(),
-    "completion_tokens": serializers.IntegerField(),
-    "cached_tokens": serializers.IntegerField(help_text="Prompt tokens read from a cache."),
-    "cache_write_tokens": serializers.IntegerField(
-        help_text="Prompt tokens written to the provider's prompt cache (Anthropic's "
-        "cache_creation_input_tokens; part of prompt_tokens, priced at 1.25x/2x input)."
-    ),
-    "reasoning_tokens": serializers.IntegerField(),
-    "cost": serializers.CharField(),
-    "latency_ms": _int_or_null,
-    "ttft_ms": _int_or_null,
-    "status": serializers.CharField(),
-    "error_type": serializers.CharField(allow_null=True),
-    "streamed": serializers.BooleanField(),
-    "is_byok": serializers.BooleanField(),
-    "flags": serializers.ListField(
-        child=serializers.ChoiceField(choices=UsageFlag.choices),
-        help_text="Billing that needs a look: over_hold (charged more than its hold), "
-        "shortfall (the balance ran out; cost is what was charged), usage_clamped "
-        "(the provider reported impossible usage; billed on an estimate), "
-        "usage_estimated (the provider reported none), reconciled_from_hold (the request's "
-        "usage never reached billing; charged its hold, the request's worst case).",
-    ),
-    "key_id": _int_or_null,
-    "created_at": serializers.DateTimeField(),
-    "steps": serializers.ListField(
-        child=serializers.DictField(),
-        required=False,
-        help_text="Only for a pipeline request: one child record per provider call "
-        "{step, model, provider, status, gate, prompt_tokens, completion_tokens, cost, "
-        "latency_ms}; their costs sum to cost.",
-    ),
-}
-GenerationOutput = inline_serializer("Generation", _GENERATION_FIELDS)
-GenerationEnvelopedOutput = inline_serializer(
-    "GenerationWithOpenRouterData", {**_GENERATION_FIELDS, "data": GenerationData}
-)
 UsageOutput = inline_serializer(
     "Usage",
     {
@@ -274,73 +224,6 @@ UsageOutput = inline_serializer(
         ),
     },
 )
-
-
-def generation_json(record: UsageRecord) -> dict[str, Any]:
-    return {
-        "id": record.generation_id,
-        "model": record.model,
-        "requested_model": record.requested_model,
-        "provider": record.provider,
-        "router": record.router or None,
-        "router_version": record.router_version,
-        "prompt_tokens": record.prompt_tokens,
-        "completion_tokens": record.completion_tokens,
-        "cached_tokens": record.cached_tokens,
-        "cache_write_tokens": record.cache_write_tokens,
-        "reasoning_tokens": record.reasoning_tokens,
-        "cost": money_str(record.cost),
-        "latency_ms": record.latency_ms,
-        "ttft_ms": record.ttft_ms,
-        "status": record.status,
-        "error_type": record.error_type or None,
-        "streamed": record.streamed,
-        "is_byok": record.is_byok,
-        "flags": record.flag_list,
-        "key_id": record.key_id,
-        "created_at": record.created_at.isoformat(),
-    }
-
-
-class GenerationView(TenantAPIView):
-    """``GET /api/v1/generation?id=gen-…``: one request's record."""
-
-    tenant_model = UsageRecord
-    inference_key_allowed = True
-
-    @extend_schema(
-        parameters=[OpenApiParameter("id", str, required=True)],
-        responses=GenerationEnvelopedOutput,
-    )
-    def get(self, request: Request) -> Response:
-        generation_id = request.query_params.get("id")
-        if not generation_id:
-            raise BadRequest("Pass the generation id: ?id=gen-…", param="id")
-        record = self.get_queryset().filter(generation_id=generation_id).first()
-        if record is None:
-            raise generation_missing(
-                organization_id=self.organization.pk, generation_id=generation_id, param="id"
-            )
-        answer = generation_json(record) | {"data": generation_data(record)}
-        steps = UsageStep.objects.filter(generation_id=record.generation_id)
-        if steps:
-            answer["steps"] = [_step_json(s) for s in steps]
-        return Response(answer)
-
-
-def _step_json(step: UsageStep) -> dict[str, Any]:
-    """One provider call of a pipeline request (a child record of its generation)."""
-    return {
-        "step": step.step,
-        "model": step.model,
-        "provider": step.provider,
-        "status": step.status,
-        "gate": step.gate,
-        "prompt_tokens": step.prompt_tokens,
-        "completion_tokens": step.completion_tokens,
-        "cost": money_str(step.cost),
-        "latency_ms": step.latency_ms,
-    }
 
 
 class UsageQuery(serializers.Serializer[Any]):

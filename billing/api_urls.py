@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import api
+from billing import api, generation_api
 from billing.stripe import api as stripe_api
 
 urlpatterns = [
@@ -16,7 +16,7 @@ urlpatterns = [
     path("credits/auto-topup", stripe_api.AutoTopupView.as_view(), name="api-auto-topup"),
     path("credits", api.CreditsView.as_view(), name="api-credits"),
     path("ledger", api.LedgerView.as_view(), name="api-ledger"),
-    path("generation", api.GenerationView.as_view(), name="api-generation"),
+    path("generation", generation_api.GenerationView.as_view(), name="api-generation"),
     path("usage", api.UsageView.as_view(), name="api-usage"),
     path("usage/export.csv", api.UsageExportView.as_view(), name="api-usage-export"),
 ]

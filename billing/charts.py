@@ -11,7 +11,9 @@ from html import escape
 from routerhub.money import money, usd_text
 
 LABEL_CHAR_PX = 6.5  # width of one character of the 11 px axis labels
+OTHER_MODELS = "other"  # the legend's last entry: the models outside it, added up
 PALETTE = ["#4f46e5", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444", "#8b5cf6", "#14b8a6", "#64748b"]
+LEGEND_MODELS = len(PALETTE) - 1  # the costliest models named in the legend; then "other"
 
 
 @dataclass(frozen=True)
@@ -42,14 +44,14 @@ def _colours(
     """The legend's models (the costliest), each one's colour, and ``totals`` with "other" (the
     models outside the legend, which share its colour) added when there are any; ``totals``
     itself is left as it is."""
-    models = sorted(totals, key=lambda m: -totals[m])
-    top = models[: len(PALETTE) - 1]
+    models = sorted((m for m in totals if m != OTHER_MODELS), key=lambda m: -totals[m])
+    top = models[:LEGEND_MODELS]
     colours = {m: PALETTE[i] for i, m in enumerate(top)}
-    if len(models) <= len(top):
+    if len(models) <= len(top) and OTHER_MODELS not in totals:  # rows may come added up
         return top, colours, dict(totals)
-    colours["other"] = PALETTE[-1]
-    other = sum((totals[m] for m in models[len(top) :]), Decimal(0))
-    return top, colours, totals | {"other": other}
+    colours[OTHER_MODELS] = PALETTE[-1]
+    other = sum((totals[m] for m in models[len(top) :]), totals.get(OTHER_MODELS, Decimal(0)))
+    return top, colours, totals | {OTHER_MODELS: other}
 
 
 def _others_merged(costs: dict[str, Decimal], colours: dict[str, str]) -> dict[str, Decimal]:
@@ -57,7 +59,7 @@ def _others_merged(costs: dict[str, Decimal], colours: dict[str, str]) -> dict[s
     at most one segment per colour, however many models were used."""
     merged: dict[str, Decimal] = {}
     for model, cost in costs.items():
-        name = model if model in colours else "other"
+        name = model if model in colours else OTHER_MODELS
         merged[name] = merged.get(name, Decimal(0)) + cost
     return merged
 
@@ -74,7 +76,7 @@ def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> Sta
             totals[model] = totals.get(model, Decimal(0)) + cost
     grand_total = sum(totals.values(), Decimal(0))
     top, colours, totals = _colours(totals)
-    if "other" in colours:
+    if OTHER_MODELS in colours:
         by_day = {day: _others_merged(costs, colours) for day, costs in by_day.items()}
     peak = max((sum(v.values(), Decimal(0)) for v in by_day.values()), default=Decimal(0))
     ceiling = _nice_ceiling(float(peak))
@@ -102,7 +104,7 @@ def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> Sta
         y = top_pad + plot_h
         day_total = escape(usd_text(money(sum(costs.values(), Decimal(0)))))
         for model, cost in sorted(costs.items(), key=lambda kv: -totals[kv[0]]):
-            colour = colours.get(model, colours.get("other", PALETTE[-1]))
+            colour = colours.get(model, colours.get(OTHER_MODELS, PALETTE[-1]))
             h = plot_h * float(cost) / ceiling
             y -= h
             parts.append(
@@ -118,6 +120,6 @@ def spend_chart(rows: list[dict[str, object]], *, days: int, today: date) -> Sta
             )
     parts.append("</svg>")
     legend = [(m, colours[m]) for m in top] + (
-        [("other", colours["other"])] if "other" in colours else []
+        [(OTHER_MODELS, colours[OTHER_MODELS])] if OTHER_MODELS in colours else []
     )
     return StackedBars("".join(parts), legend, grand_total)

@@ -1,4 +1,4 @@
-"""Reads for billing: balances, key spend, usage aggregates."""
+"""Reads for billing: balances, key spend, usage totals (groups: ``billing.usage_groups``)."""
 
 from __future__ import annotations
 
@@ -85,40 +85,10 @@ def usage_records(*, organization_id: int, filters: UsageFilter) -> QuerySet[Usa
     return rows
 
 
-def usage_aggregate(
-    *, organization_id: int, filters: UsageFilter, group_by: str
-) -> list[dict[str, Any]]:
-    """Requests, tokens and cost per day, model, key (by name), router or provider; from the
-    daily rollups, plus the usage records of partial days at the range's edges."""
-    rows = usage_totals(organization_id=organization_id, filters=filters, dims=(group_by,))
-    if group_by == "key":
-        names = dict(
-            ApiKey.objects.filter(pk__in={row["key"] for row in rows}).values_list("pk", "name")
-        )
-        merged: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            name = names.get(row.pop("key"), DELETED_KEY)
-            if name in merged:
-                merged[name] = {m: merged[name][m] + row[m] for m in row}
-            else:
-                merged[name] = row
-        return [{"group": name} | row for name, row in sorted(merged.items())]
-    grouped = [{"group": row.pop(group_by)} | row for row in rows]
-    return sorted(grouped, key=lambda row: row["group"])
-
-
 def usage_summary(*, organization_id: int, filters: UsageFilter) -> dict[str, Any]:
     """Requests and cost in the range (the overview's month)."""
     rows = usage_totals(organization_id=organization_id, filters=filters, dims=())
     return rows[0] if rows else {"requests": 0, "cost": ZERO}
-
-
-def spend_by_day_and_model(*, organization_id: int, since: datetime) -> list[dict[str, Any]]:
-    """Rows of (day, model, cost, requests) for the usage chart."""
-    rows = usage_totals(
-        organization_id=organization_id, filters=UsageFilter(start=since), dims=("day", "model")
-    )
-    return sorted(rows, key=lambda row: (row["day"], row["model"]))
 
 
 def generation_pending(*, organization_id: int, generation_id: str) -> bool:

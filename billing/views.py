@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -18,19 +19,20 @@ from django.views.decorators.http import require_POST
 from accounts.models import ApiKey, KeyScope, Role
 from accounts.tenancy import dashboard_membership, dashboard_organization, organization_required
 from billing.api import UsageQuery
-from billing.charts import spend_chart
+from billing.charts import LEGEND_MODELS, spend_chart
 from billing.models import CreditAccount, LedgerEntry, Payment, UsageStatus
 from billing.pricing import topup_fee
 from billing.selectors import (
+    GROUPINGS,
     UsageFilter,
-    spend_by_day_and_model,
-    usage_aggregate,
     usage_records,
     usage_summary,
 )
+from billing.usage_groups import UsageGroups, spend_by_day_top_models
 from routerhub.errors import ApiError
 from routerhub.keyset import keyset_page_for
 from routerhub.money import ZERO
+from routerhub.pages import dashboard_page
 
 CHART_DAYS = 30
 
@@ -38,7 +40,7 @@ CHART_DAYS = 30
 def spend_chart_for(organization_id: int) -> Any:
     today = timezone.now().date()
     since = timezone.now() - timedelta(days=CHART_DAYS)
-    rows = spend_by_day_and_model(organization_id=organization_id, since=since)
+    rows = spend_by_day_top_models(organization_id=organization_id, since=since, top=LEGEND_MODELS)
     return spend_chart(rows, days=CHART_DAYS, today=today)
 
 
@@ -88,29 +90,52 @@ def _key_choices(organization: Any, chosen: int | None) -> list[ApiKey]:
     return sorted(shown, key=lambda key: (key.name, key.pk))
 
 
+MODEL_CHOICES = 50
+GROUPS_PAGE = 50
+# The usage page's own parameters: its pages, not filters (the export link carries the filters).
+_PAGE_PARAMS = {"page", "cursor", "groups_page"}
+
+
+def _model_choices(organization_id: int, filters: UsageFilter) -> list[str]:
+    """The model filter's menu: the range's first ``MODEL_CHOICES`` models by name (its other
+    filters apply, the model filter not) and the one chosen; one statement, however many."""
+    others = UsageGroups(organization_id=organization_id,
+                         filters=replace(filters, model=None), group_by="model")  # fmt: skip
+    shown = [row["group"] for row in others[:MODEL_CHOICES] if row["group"]]
+    if filters.model and filters.model not in shown:
+        shown.append(filters.model)
+    return sorted(shown)
+
+
 @organization_required()
 def usage_page(request: HttpRequest) -> HttpResponse:
+    """The 30-day chart, the range's totals and its groups (by model unless ``group_by`` says
+    otherwise; a page of ``GROUPS_PAGE``, added up, ordered and cut by the database as
+    ``GET /api/v1/usage`` does) and the request log (keyset pages)."""
     organization = dashboard_organization(request)
-    params = {k: v for k, v in request.GET.items() if v and k not in {"page", "cursor"}}
-    query = UsageQuery(data=params)
+    params = {k: v for k, v in request.GET.items() if v and k not in _PAGE_PARAMS}
+    query = UsageQuery(data={"group_by": "model"} | params)
     valid = query.is_valid()
     filters = query.usage_filter() if valid else UsageFilter()
+    group_by = query.validated_data["group_by"] if valid else "model"
     records = usage_records(organization_id=organization.pk, filters=filters).select_related("key")
-    page = keyset_page_for(records, request.GET.get("cursor"), 50)
-    by_model = usage_aggregate(organization_id=organization.pk, filters=filters, group_by="model")
+    groups = UsageGroups(organization_id=organization.pk, filters=filters, group_by=group_by)
     return render(
         request,
         "billing/usage.html",
         {
             "chart": spend_chart_for(organization.pk),
-            "page": page,
-            "by_model": by_model,
+            "page": keyset_page_for(records, request.GET.get("cursor"), 50),
+            "groups": dashboard_page(request, groups, param="groups_page", size=GROUPS_PAGE),
+            "group_by": group_by,
+            "groupings": sorted(GROUPINGS),
+            "totals": usage_summary(organization_id=organization.pk, filters=filters),
             "errors": {} if valid else query.errors,
             "params": params,
             "query_string": urlencode(params),
             # Only inference keys send requests; management keys would filter to nothing.
             "keys": _key_choices(organization, filters.key_id),
-            "models": sorted({row["group"] for row in by_model if row["group"]}),
+            "models": _model_choices(organization.pk, filters),
             "statuses": UsageStatus.choices,
         },
     )

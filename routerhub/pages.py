@@ -6,13 +6,21 @@ usage, the ledger — page by keyset instead: ``routerhub.keyset``.)"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 PAGE_SIZE = 50
+
+
+class Pageable(Protocol):
+    """What pages like a queryset: a ``COUNT`` and a slice (``billing.usage_groups``)."""
+
+    def count(self) -> int: ...
+
+    def __getitem__(self, page: slice) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -41,11 +49,16 @@ def _url(request: HttpRequest, param: str, number: int) -> str:
 
 
 def dashboard_page(
-    request: HttpRequest, rows: QuerySet[Any], *, param: str = "page", size: int = PAGE_SIZE
+    request: HttpRequest,
+    rows: QuerySet[Any] | Pageable,
+    *,
+    param: str = "page",
+    size: int = PAGE_SIZE,
 ) -> DashboardPage:
     """The page of ``rows`` that ``?<param>=`` names; what is not a number (``²``, 5,000 digits)
     is the first page, a number out of range the last (Django's ``get_page``)."""
-    page = Paginator(rows, size).get_page(request.GET.get(param))
+    # Django's paginator reads ``count()`` and one slice of either (its stubs want a sequence).
+    page = Paginator(rows, size).get_page(request.GET.get(param))  # type: ignore[arg-type]
     number = page.number
     return DashboardPage(
         rows=list(page.object_list),

@@ -1,7 +1,9 @@
 """Names people type that end up in one-line places (email subjects, headers, tables).
 
 A control character there does harm: a CR/LF in an email subject makes ``send_mail`` raise
-``BadHeaderError`` (or, elsewhere, forges a header). Names are refused with one at input, and
+``BadHeaderError`` (or, elsewhere, forges a header), and a bidirectional override or isolate
+(U+202A to U+202E, U+2066 to U+2069) makes what follows it display reversed — "Acme\u202egnp.exe" reads
+as "Acmeexe.png" in a member list or an inbox. Names are refused with one at input, and
 ``one_line`` cleans what is already stored before it reaches a header.
 """
 
@@ -14,17 +16,21 @@ from django.core.exceptions import ValidationError
 # Cc: C0/C1 controls (CR, LF, NUL, ESC, DEL, NEL…); Zl/Zp: the Unicode line and paragraph
 # separators, which str.splitlines and some mail clients also break on.
 _CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+# The bidirectional embeddings, overrides and isolates: they reorder the text displayed after them.
+BIDI_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
 
 
 def is_control(char: str) -> bool:
-    return unicodedata.category(char) in _CONTROL_CATEGORIES
+    return char in BIDI_CONTROLS or unicodedata.category(char) in _CONTROL_CATEGORIES
 
 
 def validate_no_control_characters(value: str) -> None:
-    """Field validator for names: refuses line breaks, tabs and other control characters."""
+    """Field validator for names: refuses line breaks, tabs, bidirectional overrides and other
+    control characters."""
     if any(is_control(char) for char in value):
         raise ValidationError(
-            "Names cannot contain line breaks, tabs or other control characters.",
+            "Names cannot contain line breaks, tabs, bidirectional overrides (U+202A-U+202E, "
+            "U+2066-U+2069) or other control characters.",
             code="control_characters",
         )
 

@@ -19,6 +19,7 @@ from accounts.tenant_api import TenantAPIView
 from routerhub.body_limits import PIPELINE_IMPORT_MAX_BYTES, declared_body_length
 from routerhub.errors import BadRequest, Conflict, NotFound
 from routerhub.parsers import JSONParser
+from routerhub.text import validate_no_control_characters
 from routing.models import Pipeline, PipelineKind, PipelineVersion
 from routing.pipeline_rows import pipeline_rows_changed
 from routing.pipeline_spec import spec_validate
@@ -54,7 +55,12 @@ class PipelineDefinition(serializers.Serializer[Any]):
 
 class PipelineInput(PipelineDefinition):
     slug = serializers.SlugField(max_length=60)
-    name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    name = serializers.CharField(
+        max_length=120,
+        required=False,
+        allow_blank=True,
+        validators=[validate_no_control_characters],
+    )
 
 
 class PipelineOutput(serializers.Serializer[Any]):
@@ -225,7 +231,12 @@ class PipelineVersionListView(_PipelineScoped):
 
 class UbiOpsImportInput(serializers.Serializer[Any]):
     slug = serializers.SlugField(max_length=60)
-    name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    name = serializers.CharField(
+        max_length=120,
+        required=False,
+        allow_blank=True,
+        validators=[validate_no_control_characters],
+    )
     ubiops = serializers.DictField(
         help_text="The UbiOps pipeline version as its API or export gives it: objects, "
         "attachments and, optionally, input_type/input_fields and output_type/output_fields."

@@ -21,6 +21,7 @@ from accounts.tenancy import tenant_object_or_404 as owned
 from routerhub.body_limits import JSON_TOO_DEEP, MAX_JSON_DEPTH, nested_deeper_than
 from routerhub.errors import ApiError
 from routerhub.pages import dashboard_page
+from routerhub.text import validate_no_control_characters
 from routing.models import Pipeline, PipelineKind
 from routing.pipeline_api import (
     pipeline_create,
@@ -62,7 +63,9 @@ class DefinitionForm(forms.Form):
 
 class PipelineForm(DefinitionForm):
     slug = forms.SlugField(max_length=60, help_text="Called as model pipeline/<slug>.")
-    name = forms.CharField(max_length=120, required=False)
+    name = forms.CharField(
+        max_length=120, required=False, validators=[validate_no_control_characters]
+    )
     field_order = ("slug", "name", "definition")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework import serializers
 
 from routerhub.domain import InvalidInput
+from routerhub.text import validate_no_control_characters
 from routing.models import ProviderKey
 from routing.router_request import MAX_TASK_CHARS, task_label
 
@@ -17,7 +18,13 @@ class ProviderKeyCreateInput(serializers.Serializer[Any]):
     secret = serializers.CharField(
         write_only=True, min_length=8, max_length=2000, trim_whitespace=True
     )
-    name = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
+    name = serializers.CharField(
+        max_length=120,
+        required=False,
+        allow_blank=True,
+        default="",
+        validators=[validate_no_control_characters],
+    )
     base_url = serializers.CharField(
         max_length=300,
         required=False,

@@ -23,7 +23,7 @@ from accounts.tenancy import (
 from billing.models import UsageRecord
 from routerhub.errors import ApiError
 from routerhub.pages import dashboard_page
-from routerhub.text import decimal_number
+from routerhub.text import decimal_number, validate_no_control_characters
 from routing.feedback import feedback_record, feedback_retrain
 from routing.model_stats import WINDOW, provider_stats
 from routing.models import Provider, ProviderKey
@@ -93,7 +93,9 @@ class ProviderKeyForm(forms.Form):
         label="Provider API key",
         help_text="Stored encrypted; never shown again. Used before RouterHub's own keys.",
     )
-    name = forms.CharField(max_length=120, required=False)
+    name = forms.CharField(
+        max_length=120, required=False, validators=[validate_no_control_characters]
+    )
     base_url = forms.CharField(
         max_length=300,
         required=False,

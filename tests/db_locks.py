@@ -33,8 +33,11 @@ def waiting_for(pid: int) -> bool:
 
 
 def backends_waiting_for(pid: int) -> list[int]:
-    """The backends (their pids) waiting for a lock that backend ``pid`` holds."""
+    """The backends (their pids) waiting for a lock that backend ``pid`` holds. (Inside a
+    transaction PostgreSQL answers ``pg_stat_activity`` from a snapshot taken at its first read:
+    cleared, each poll sees the backends as they are.)"""
     with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid]
         )

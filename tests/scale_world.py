@@ -85,7 +85,7 @@ def _people(organization: Organization, owner: User, n: int, tag: str) -> dict[s
     token = f"invitation-token-{tag}"
     digests = [hashlib.sha256(token.encode()).hexdigest()]
     digests += [hashlib.sha256(f"{token}-{i}".encode()).hexdigest() for i in range(1, n)]
-    Invitation.objects.bulk_create(
+    invitations = Invitation.objects.bulk_create(
         Invitation(organization=organization, email=f"{marker('invite', i)}@example.com",
                    token_digest=d, invited_by=users[i], role=Role.MEMBER,
                    expires_at=timezone.now() + timedelta(days=7))
@@ -111,7 +111,8 @@ def _people(organization: Organization, owner: User, n: int, tag: str) -> dict[s
     )  # fmt: skip
     membership = Membership.objects.filter(organization=organization, user=users[0]).get()
     return {"key_id": str(keys[0].pk), "provider_key_id": str(provider_keys[0].pk),
-            "membership_id": str(membership.pk), "token": token}  # fmt: skip
+            "membership_id": str(membership.pk), "token": token,
+            "invitation_id": str(invitations[0].pk)}  # fmt: skip
 
 
 def _training(organization: Organization, n: int) -> dict[str, str]:

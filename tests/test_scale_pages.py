@@ -215,3 +215,55 @@ def test_a_keys_spend_and_the_summary_are_added_up_by_the_database():
                            "cost": Decimal("0.01") * days}  # fmt: skip
     empty = _totals_cost(organization_make(name="No days"), 0)
     assert empty[2].usage == 0 and empty[3] == {"requests": 0, "cost": 0}
+
+
+def _dashboard_usage_cost(organization, models: int):  # type: ignore[no-untyped-def]
+    """Statements run and rows they answered for the dashboard's usage page with ``models``
+    models over 20 days in the organization's rollups and a request of each today, and the
+    page."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from billing.models import UsageRecord, UsageRollupAllKeys
+
+    today, now = timezone.now().date(), timezone.now()
+    UsageRollupAllKeys.objects.bulk_create(
+        UsageRollupAllKeys(organization=organization, day=today - timedelta(days=1 + d),
+                           model=f"m/{m:03d}", provider="p", router="", status="succeeded",
+                           requests=1, cost=Decimal("0.01") * (m + 1))
+        for m in range(models) for d in range(20)
+    )  # fmt: skip
+    UsageRecord.objects.bulk_create(
+        UsageRecord(organization=organization, generation_id=f"gen-{organization.pk}-{m}",
+                    model=f"m/{m:03d}", provider="p", status="succeeded", cost=Decimal("0.01"),
+                    created_at=now - timedelta(seconds=m))
+        for m in range(models)
+    )  # fmt: skip
+    owner = organization.memberships.get().user
+    client = dashboard_client(owner, organization)
+    client.get("/dashboard/usage/")  # the session's and the organization's reads are warm
+    answered: list[int] = []
+    with connection.execute_wrapper(_rows_answered(answered)):
+        page = client.get("/dashboard/usage/")
+    return len(answered), sum(answered), page
+
+
+def test_the_dashboard_usage_page_reads_a_page_of_groups_whatever_the_range_holds():
+    """The usage page's groups, model menu and chart are added up, ordered and cut by the
+    database (``billing.usage_groups``): the same statements answer the same rows with 60 models
+    as with 240 (before, every model of the range, and every day of each, for the table, the
+    menu and the chart, added up in Python)."""
+    few = _dashboard_usage_cost(organization_make(user_make(), name="Few models"), 60)
+    many = _dashboard_usage_cost(organization_make(user_make(), name="Many models"), 240)
+
+    assert few[:2] == many[:2]
+    for _, _, page in (few, many):
+        groups = page.context["groups"]
+        assert [row["group"] for row in groups] == [f"m/{m:03d}" for m in range(50)]
+        assert len(page.context["models"]) == 50
+        html = page.content.decode()
+        assert 'href="?groups_page=2"' in html
+        assert html.count("<rect") <= 30 * 8 + 8  # 7 models and "other" a day, and the legend
+    assert many[2].context["groups"].count == 240

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import Organization, Role
 from accounts.tenancy import dashboard_organization, organization_required, tenant_object_or_404
 from routerhub.errors import ApiError
+from routerhub.text import validate_no_control_characters
 from training import services
 from training.models import Dataset, DatasetStatus, Router, TrainingRun
 
@@ -30,7 +31,9 @@ def catalog_ids() -> list[str]:
 
 class TrainFromDatasetForm(forms.Form):
     slug = forms.SlugField(max_length=60, help_text="Requests name it as router/<slug>.")
-    name = forms.CharField(max_length=120, required=False)
+    name = forms.CharField(
+        max_length=120, required=False, validators=[validate_no_control_characters]
+    )
     candidates = forms.MultipleChoiceField(
         widget=forms.CheckboxSelectMultiple, help_text="At least two of the dataset's models."
     )

@@ -13,10 +13,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -25,18 +23,14 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from routerhub.memory import memory_ceiling
-from training import ingest
 from training.drift import drift_reference_build
 from training.heldout import HeldOut, heldout_save
 from training.learner import artifacts
 from training.learner.featurizer import FeaturizerConfig
-from training.learner.report import report_build
-from training.learner.sampling import router_fit_sampled, training_subset
-from training.learner.task_hint_report import task_hints_report
-from training.learner.trainer import FitResult, TrainerConfig, TrainingData
+from training.learner.sampling import router_fit_sampled
+from training.learner.trainer import FitResult, TrainerConfig
 from training.lifecycle import router_event_record
 from training.models import (
-    Dataset,
     Router,
     RouterEventKind,
     RouterVersion,
@@ -44,8 +38,9 @@ from training.models import (
     TrainingRun,
 )
 from training.routellm_rates import calibration_store_after_training
+from training.run_data import training_data
+from training.run_evaluation import run_evaluate
 from training.run_events import training_run_announce
-from training.tokens import estimated_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -56,86 +51,6 @@ HEARTBEAT_SECONDS = 5.0
 
 class RunCancelledError(Exception):
     """The run was cancelled; raised at a checkpoint to unwind the training."""
-
-
-# --- preparing data ---------------------------------------------------------------------------------
-@dataclass
-class Orientation:
-    """Scores are turned higher-is-better for learning; ``display`` maps them back."""
-
-    maximize: bool
-    all_binary: bool
-
-    def forward(self, scores: np.ndarray) -> np.ndarray:
-        if self.maximize:
-            return scores
-        return 1.0 - scores if self.all_binary else -scores
-
-    def display(self, value: float) -> float:
-        if self.maximize:
-            return value
-        return 1.0 - value if self.all_binary else -value
-
-    def display_many(self, scores: np.ndarray) -> np.ndarray:
-        """``display`` of every score of an array."""
-        if self.maximize:
-            return scores
-        return np.asarray(1.0 - scores if self.all_binary else -scores)
-
-
-def load_parsed(dataset: Dataset) -> ingest.ParsedDataset:
-    with dataset.parsed_file.open("rb") as handle:
-        content = handle.read()
-    summary = dataset.model_summary
-    return ingest.normalized_from_parquet(
-        content, [m["id"] for m in summary], [bool(m.get("binary")) for m in summary]
-    )
-
-
-def training_costs(
-    parsed: ingest.ParsedDataset,
-    columns: list[int],
-    options: dict[str, Any],
-    orientation: Orientation | None = None,
-) -> tuple[np.ndarray, str]:
-    """Per-row USD costs from the dataset, else from ``options.prices``, else rank-based (the
-    better a model's mean score in ``orientation``'s direction, the higher its rank)."""
-    if parsed.costs is not None:
-        return parsed.costs[:, columns], "dataset"
-    models = [parsed.models[j] for j in columns]
-    prices = options.get("prices")
-    if prices:
-        price = np.array([prices[m] for m in models], dtype=np.float64)
-        if options.get("price_unit") == "per_request":
-            return np.tile(price, (len(parsed.prompts), 1)), "prices_per_request"
-        tokens = np.array([estimated_tokens(p) for p in parsed.prompts])
-        return np.outer(tokens, price) / 1e6, "prices_per_million_tokens"
-    # Nothing known: assume the better a model scores, the more it costs (relative units 1..m).
-    scores = parsed.scores[:, columns]
-    oriented = orientation.forward(scores) if orientation is not None else scores
-    ranks = np.argsort(np.argsort(oriented.mean(axis=0))) + 1.0
-    return np.tile(ranks, (len(parsed.prompts), 1)), "rank"
-
-
-def training_data(
-    dataset: Dataset, candidates: list[str], options: dict[str, Any]
-) -> tuple[TrainingData, Orientation, str]:
-    parsed = load_parsed(dataset)
-    columns = [parsed.models.index(c) for c in candidates]
-    binary = [parsed.binary[j] for j in columns]
-    orientation = Orientation(maximize=dataset.maximize, all_binary=all(binary))
-    costs, source = training_costs(parsed, columns, options, orientation)
-    data = TrainingData(
-        prompts=parsed.prompts,
-        models=list(candidates),
-        scores=orientation.forward(parsed.scores[:, columns]),
-        costs=costs,
-        binary=binary,
-        costs_known=source != "rank",
-        tasks=parsed.tasks,
-        task_parents=parsed.task_parents,
-    )
-    return data, orientation, source
 
 
 # --- run bookkeeping -------------------------------------------------------------------------------
@@ -265,7 +180,7 @@ def _train(run: TrainingRun, progress: Callable[[str, float], None]) -> RouterVe
     fit = router_fit_sampled(data, config, progress)
     train_seconds = time.monotonic() - started
     progress(STAGE_EVALUATING, 0.92)
-    report, held = _evaluate(fit, data, orientation, options, cost_source, candidates)
+    report, held = run_evaluate(fit, data, orientation, options, cost_source, candidates)
     report["training_seconds"] = round(train_seconds, 2)
     report["embeddings"] = fit.router.featurizer.config.embeddings  # ROUTER_EMBEDDINGS at training
     progress(STAGE_SAVING, 0.96)
@@ -273,117 +188,6 @@ def _train(run: TrainingRun, progress: Callable[[str, float], None]) -> RouterVe
     version = _save_version(run, fit, report, held, reference)
     calibration_store_after_training(version)  # RouteLLM's rates, kept if the dataset goes
     return version
-
-
-def _evaluate(
-    fit: FitResult,
-    data: TrainingData,
-    orientation: Orientation,
-    options: dict[str, Any],
-    cost_source: str,
-    candidates: list[str],
-) -> tuple[dict[str, Any], HeldOut]:
-    """The version's report and the held-out rows it was computed on."""
-    test_id = options.get("test_dataset")
-    if test_id is None:
-        total = len(data.prompts)
-        if fit.oof_rows is not None:  # trained past TrainerConfig.sample_rows
-            data = training_subset(data, fit.oof_rows)
-        nested = fit.nested
-        evaluation = _cross_validation_evaluation(fit, total, len(data.prompts), cost_source)
-        report = report_build(
-            router=fit.router,
-            predicted=fit.oof_predicted if nested is None else nested.predicted,
-            prompts=data.prompts,
-            scores=data.scores,
-            costs=data.costs,
-            evaluation=evaluation,
-            display=orientation.display,
-            tasks=data.tasks,
-            task_parents=data.task_parents,
-            incumbents=fit.oof_incumbents,
-            picks=None if nested is None else nested.picks,
-        )
-        return report, _held_out(fit.oof_predicted, data, orientation)
-    test = Dataset.objects.get(pk=test_id)
-    test_data, _, test_cost_source = training_data(test, candidates, options)
-    predicted = fit.router.predict_many(test_data.prompts)
-    evaluation = {
-        "method": "holdout",
-        "test_dataset": test.pk,
-        "rows": len(test_data.prompts),
-        "cost_source": test_cost_source,
-    }
-    if fit.families is not None:  # chosen out of fold on the training rows
-        evaluation["incumbents"] = fit.families.summary()
-    report = report_build(
-        router=fit.router,
-        predicted=predicted,
-        prompts=test_data.prompts,
-        scores=test_data.scores,
-        costs=test_data.costs,
-        evaluation=evaluation,
-        display=orientation.display,
-        tasks=test_data.tasks,
-        task_parents=test_data.task_parents,
-    )
-    if test_data.tasks is not None and data.tasks is not None:
-        evaluation["task_hints"] = _task_hints(fit, predicted, data, test_data, orientation)
-    return report, _held_out(predicted, test_data, orientation)
-
-
-def _task_hints(
-    fit: FitResult,
-    predicted: np.ndarray,
-    data: TrainingData,
-    test: TrainingData,
-    orientation: Orientation,
-) -> dict[str, Any]:
-    """The held-out report's ``evaluation.task_hints`` (``task_hint_report.py``)."""
-    assert test.tasks is not None and data.tasks is not None
-    return task_hints_report(
-        fit.router,
-        predicted,
-        (test.prompts, test.scores, test.costs, test.tasks, test.task_parents),
-        (data.scores, data.tasks, data.task_parents),
-        orientation.display,
-    )
-
-
-def _held_out(predicted: np.ndarray, data: TrainingData, orientation: Orientation) -> HeldOut:
-    return HeldOut(
-        models=list(data.models),
-        predicted=predicted,
-        scores=orientation.display_many(data.scores),
-        costs=data.costs,
-    )
-
-
-def _cross_validation_evaluation(
-    fit: FitResult, total: int, rows: int, cost_source: str
-) -> dict[str, Any]:
-    """The report's ``evaluation`` of a cross-validated run over ``rows`` of ``total`` rows."""
-    evaluation: dict[str, Any] = {
-        "dataset_rows": total,
-        "method": "cross_validation",
-        "folds": fit.folds,
-        "rows": rows,
-        "cost_source": cost_source,
-        "note": "out-of-fold predictions: every row is scored by models that never saw its "
-        "label (the featurizer is fitted on prompts only, without labels)",
-        "nested": "each fold's decisions use the blend, shrinkage, clusters and policy table "
-        "chosen on the other folds' out-of-fold rows only (nested cross-validation)"
-        if fit.nested is not None
-        else None,
-    }
-    if fit.families is not None:
-        evaluation["incumbents"] = fit.families.summary()
-    if fit.oof_rows is not None:
-        evaluation["sample"] = (
-            f"a uniform sample of {rows} of the {total} rows is featurized and "
-            "cross-validated; the LightGBM heads are then refitted on every row"
-        )
-    return evaluation
 
 
 HEADLINE_KEYS = ("apgr", "cpt50", "cpt80", "aiq", "aiq_zero_router", "cost_at_best_single_quality")

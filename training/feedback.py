@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 
 from routerhub.domain import InvalidInput
-from training.execution import Orientation, load_parsed
 from training.feedback_tasks import Levels, feedback_task_levels
 from training.ingest import ParsedDataset
 from training.learner.task_labels import has_subtasks, task_levels
 from training.models import Router, RouterVersion
 from training.predictor import Predictor, predictor_for_version
+from training.run_data import Orientation, load_parsed
 from training.serving import FeedbackExample
 
 Row = dict[str, Any]

@@ -4,7 +4,8 @@ training prompts (routing.routellm serves and calibrates with them).
 The rates behind ``calibrate`` and ``router-<slug>-<P>%`` are computed once per version: at
 training, else by the first call that needs them, under the version's row lock (concurrent first
 calls wait for that one), and stored as a ``RouteLLMCalibration`` row, so a deleted dataset
-leaves them servable. Each process keeps the last few in memory.
+leaves them servable. Each process keeps the last few in memory, loading each version once at
+a time and versions independently (one slow version's load holds up no other's lookups).
 """
 
 from __future__ import annotations
@@ -113,22 +114,46 @@ def _stored_or_computed(version_id: int, checksum: str) -> RouteLLMCalibration:
 
 
 _calibrations: OrderedDict[tuple[int, str], tuple[Pair, np.ndarray]] = OrderedDict()
-_lock = threading.Lock()
+# A lock per version being loaded, held only while it loads: the threads of one process wait for
+# one load of a version, not one each, and a slow load of one version (a computation, a row lock
+# of a calibration elsewhere) holds up no other. Entries live while their load does: at most one
+# per thread. ``_guard`` is held only to read or change the two dicts, never over a load.
+_loading: dict[tuple[int, str], threading.Lock] = {}
+_guard = threading.Lock()
+
+
+def _cached(key: tuple[int, str]) -> tuple[Pair, np.ndarray] | None:
+    with _guard:
+        cached = _calibrations.get(key)
+        if cached is not None:
+            _calibrations.move_to_end(key)
+        return cached
+
+
+def _load(key: tuple[int, str]) -> tuple[Pair, np.ndarray]:
+    row = _stored_or_computed(*key)
+    loaded = (Pair(row.strong, row.weak), np.frombuffer(bytes(row.rates), dtype=np.float64))
+    with _guard:
+        _calibrations[key] = loaded
+        while len(_calibrations) > _PROCESS_CACHE_SIZE:
+            _calibrations.popitem(last=False)
+    return loaded
 
 
 def calibration_rates(version_id: int, checksum: str) -> tuple[Pair, np.ndarray]:
     """The version's pair and sorted rates over its training prompts: from this process's
     memory, else stored, else computed once and stored."""
     key = (version_id, checksum)
-    cached = _calibrations.get(key)
+    cached = _cached(key)
     if cached is not None:
         return cached
-    with _lock:  # the threads of one process wait for one load, not one each
-        cached = _calibrations.get(key)
-        if cached is None:
-            row = _stored_or_computed(version_id, checksum)
-            rates = np.frombuffer(bytes(row.rates), dtype=np.float64)
-            cached = _calibrations[key] = (Pair(row.strong, row.weak), rates)
-            while len(_calibrations) > _PROCESS_CACHE_SIZE:
-                _calibrations.popitem(last=False)
-    return cached
+    with _guard:
+        lock = _loading.setdefault(key, threading.Lock())
+    with lock:
+        try:
+            cached = _cached(key)  # loaded by the thread this one waited for
+            return cached if cached is not None else _load(key)
+        finally:
+            with _guard:
+                if _loading.get(key) is lock:
+                    del _loading[key]

@@ -8,6 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from routerhub.text import validate_no_control_characters
 from training.models import Dataset, Router, RouterDriftCheck, RouterVersion, TrainingRun
 from training.task_columns import task_hierarchy_problem
 
@@ -84,7 +85,12 @@ class ColumnsField(serializers.Field[Any, Any, Any, Any]):
 
 class DatasetCreateInput(serializers.Serializer[Any]):
     file = serializers.FileField()
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    name = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        validators=[validate_no_control_characters],
+    )
     columns = ColumnsField(required=False)
     maximize = serializers.BooleanField(required=False, default=True)
 
@@ -135,7 +141,12 @@ class RouterOutput(serializers.ModelSerializer[Router]):
 
 class RouterInput(serializers.Serializer[Any]):
     slug = serializers.SlugField(max_length=60)
-    name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    name = serializers.CharField(
+        max_length=120,
+        required=False,
+        allow_blank=True,
+        validators=[validate_no_control_characters],
+    )
     candidates = serializers.ListField(
         child=serializers.CharField(max_length=200), required=False, max_length=64
     )

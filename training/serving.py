@@ -169,7 +169,7 @@ def cascade_report(*, version: RouterVersion, steps: list[dict[str, Any]]) -> di
 
 def dataset_prompts(dataset: Dataset) -> list[str]:
     """The prompts of a ready dataset, in its row order (reads its parsed file from storage)."""
-    from training.execution import load_parsed
+    from training.run_data import load_parsed
 
     return list(load_parsed(dataset).prompts)
 

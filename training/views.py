@@ -29,6 +29,7 @@ from accounts.tenancy import (
 from routerhub.body_limits import JSON_TOO_DEEP, MAX_JSON_DEPTH, nested_deeper_than
 from routerhub.errors import ApiError
 from routerhub.pages import dashboard_page
+from routerhub.text import validate_no_control_characters
 from training import lifecycle, services
 from training.charts import cost_quality_svg, drift_svg
 from training.dataset_views import catalog_ids, train_form_for
@@ -74,7 +75,9 @@ def _require_admin(request: HttpRequest) -> None:
 
 class DatasetUploadForm(forms.Form):
     file = forms.FileField(help_text="CSV, JSONL or Parquet, one row per prompt.")
-    name = forms.CharField(max_length=200, required=False)
+    name = forms.CharField(
+        max_length=200, required=False, validators=[validate_no_control_characters]
+    )
     columns = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
@@ -105,7 +108,9 @@ class DatasetUploadForm(forms.Form):
 
 class RouterForm(forms.Form):
     slug = forms.SlugField(max_length=60)
-    name = forms.CharField(max_length=120, required=False)
+    name = forms.CharField(
+        max_length=120, required=False, validators=[validate_no_control_characters]
+    )
     candidates = forms.CharField(
         required=False,
         help_text="Comma-separated model ids; empty takes every model of the dataset.",

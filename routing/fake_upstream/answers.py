@@ -36,7 +36,7 @@ def count_tokens(text: str) -> int:
 
 def split_tokens(text: str) -> list[str]:
     """Text as stream pieces that concatenate back to it exactly."""
-    pieces = re.findall(r"\s*\S+", text)
+    pieces = re.findall(r"\s*\S+|\s+$", text)  # trailing whitespace is a piece of its own
     return pieces or [text]
 
 
@@ -97,8 +97,14 @@ def answer_text(model: str, prompt: str) -> str:
     return " ".join(sentences)
 
 
-def value_for_schema(schema: Any, hint: str, name: str = "") -> Any:
-    """A value that satisfies a (simple) JSON schema, filled from ``hint``."""
+def value_for_schema(
+    schema: Any, hint: str, name: str = "", root: Any = None, depth: int = 0
+) -> Any:
+    """A value that satisfies a (simple) JSON schema, filled from ``hint``: local references
+    (``#/$defs/...``) are followed, the first non-null ``anyOf`` branch is taken, and arrays
+    nested deeper than eight levels (a recursive schema) are empty."""
+    root = schema if root is None else root
+    schema = _resolved(schema, root)
     if not isinstance(schema, dict):
         return hint
     if schema.get("enum"):
@@ -110,9 +116,13 @@ def value_for_schema(schema: Any, hint: str, name: str = "") -> Any:
         properties = schema.get("properties") or {}
         if not properties:
             return {"answer": hint}
-        return {key: value_for_schema(sub, hint, key) for key, sub in properties.items()}
+        return {
+            key: value_for_schema(sub, hint, key, root, depth + 1)
+            for key, sub in properties.items()
+        }
     if kind == "array":
-        return [value_for_schema(schema.get("items") or {"type": "string"}, hint, name)]
+        items = schema.get("items") or {"type": "string"}
+        return [value_for_schema(items, hint, name, root, depth + 1)] if depth < 8 else []
     if kind == "integer":
         return 1
     if kind == "number":
@@ -120,6 +130,37 @@ def value_for_schema(schema: Any, hint: str, name: str = "") -> Any:
     if kind == "boolean":
         return True
     return _string_for(name, hint)
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, str | None]:
+    """``text`` up to the earliest stop sequence in it (which is left out, as Anthropic and
+    OpenAI do), and that sequence; ``text`` and None when none occurs."""
+    found = [(text.find(stop), stop) for stop in stops if stop in text]
+    if not found:
+        return text, None
+    position, stop = min(found)
+    return text[:position], stop
+
+
+def _resolved(schema: Any, root: Any) -> Any:
+    """``schema`` with its ``$ref`` (a JSON pointer into ``root``) and ``anyOf`` followed; a
+    chain longer than ten steps (a reference cycle) ends as an empty schema."""
+    for _ in range(10):
+        if not isinstance(schema, dict):
+            return schema
+        if isinstance(schema.get("$ref"), str) and schema["$ref"].startswith("#/"):
+            target: Any = root
+            for part in schema["$ref"][2:].split("/"):
+                target = target.get(part) if isinstance(target, dict) else None
+            schema = target
+        elif isinstance(schema.get("anyOf"), list) and schema["anyOf"]:
+            typed = [
+                b for b in schema["anyOf"] if not (isinstance(b, dict) and b.get("type") == "null")
+            ]
+            schema = (typed or schema["anyOf"])[0]
+        else:
+            return schema
+    return {}
 
 
 def _string_for(name: str, hint: str) -> str:

@@ -103,6 +103,11 @@ class FakeUpstream:
             error = {"type": "invalid_request_error", "message": refusal}
             await _send_json(send, 400, {"type": "error", "error": error})
             return
+        unknown = gemini.gemini_schema_refusal(body) if style == "gemini" else None
+        if unknown is not None:
+            refused = {"code": 400, "message": unknown, "status": "INVALID_ARGUMENT"}
+            await _send_json(send, 400, {"error": refused})
+            return
         model, fault = model_and_fault(raw_model, headers.get("x-fake-fault"))
         fault, drawn = fault_draw(fault, raw, raw_model)
         record.update(style=style, model=model, stream=stream, fault=drawn)

@@ -28,7 +28,7 @@ def gemini_turn(body: JSON, model: str) -> Turn:
         if c.get("role", "user") == "user" and any("text" in p for p in c.get("parts") or [])
     ]
     tools = [
-        Tool(d["name"], d.get("parameters") or {})
+        Tool(d["name"], d.get("parametersJsonSchema") or d.get("parameters") or {})
         for t in body.get("tools") or []
         for d in t.get("functionDeclarations") or []
     ]
@@ -55,6 +55,44 @@ def gemini_turn(body: JSON, model: str) -> Turn:
         json_mode=config.get("responseMimeType") == "application/json",
         candidate_count=config.get("candidateCount"),
     )
+
+
+# JSON Schema keywords outside the OpenAPI subset of Gemini's ``Schema`` message (the type of
+# ``responseSchema`` and of a declaration's ``parameters``): the real API refuses the request
+# ("Invalid JSON payload received. Unknown name ..."). ``responseJsonSchema`` and
+# ``parametersJsonSchema`` take JSON Schema, references included.
+_NOT_IN_SCHEMA_MESSAGE = ("$ref", "$defs", "definitions", "additionalProperties", "$schema")
+
+
+def gemini_schema_refusal(body: JSON) -> str | None:
+    """Gemini's 400 for a JSON Schema keyword sent in an OpenAPI-subset schema field."""
+    config = body.get("generationConfig") or {}
+    schemas = [("generation_config.response_schema", config.get("responseSchema"))] + [
+        (f"tools[0].function_declarations[{i}].parameters", d.get("parameters"))
+        for t in body.get("tools") or []
+        for i, d in enumerate(t.get("functionDeclarations") or [])
+    ]
+    for where, schema in schemas:
+        name = _unknown_key(schema)
+        if name is not None:
+            return f"Invalid JSON payload received. Unknown name \"{name}\" at '{where}': Cannot find field."
+    return None
+
+
+def _unknown_key(schema: object) -> str | None:
+    if isinstance(schema, list):
+        return next((k for k in map(_unknown_key, schema) if k is not None), None)
+    if not isinstance(schema, dict):
+        return None
+    for key, value in schema.items():
+        if key in _NOT_IN_SCHEMA_MESSAGE:
+            return str(key)
+        if key == "properties" and isinstance(value, dict):  # its keys are names, not keywords
+            value = list(value.values())
+        found = _unknown_key(value) if key not in ("enum", "required") else None
+        if found is not None:
+            return found
+    return None
 
 
 def gemini_usage(turn: Turn, completion: int, cached: int) -> JSON:

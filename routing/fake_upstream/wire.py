@@ -11,7 +11,14 @@ from typing import Any
 
 import orjson
 
-from routing.fake_upstream.answers import Answer, Tool, count_tokens, decide, split_tokens
+from routing.fake_upstream.answers import (
+    Answer,
+    Tool,
+    count_tokens,
+    cut_at_stop,
+    decide,
+    split_tokens,
+)
 
 JSON = dict[str, Any]
 
@@ -36,6 +43,7 @@ class Turn:
     # Counts to report whatever was counted ("prompt", "completion"): a broken provider.
     reported: JSON = field(default_factory=dict)
     cache_writes: tuple[int, int] = (0, 0)  # Anthropic prompt-cache writes: (5m, 1h) tokens
+    stop_sequences: list[str] = field(default_factory=list)  # Anthropic's, honoured
 
     def answer(self) -> Answer:
         return decide(
@@ -275,6 +283,7 @@ def anthropic_turn(body: JSON, model: str) -> Turn:
         tool_result=_text(results[-1].get("content")) if results else "",
         json_schema=((body.get("output_config") or {}).get("format") or {}).get("schema"),
         thinking=(body.get("thinking") or {}).get("type") in ("enabled", "adaptive"),
+        stop_sequences=[s for s in body.get("stop_sequences") or [] if isinstance(s, str) and s],
     )
 
 
@@ -333,8 +342,10 @@ def anthropic_response(turn: Turn, answer: Answer, cached: int, max_tokens: int 
         stop, completion = "tool_use", 12
     else:
         text, finish = _truncate(answer.text, max_tokens)
+        text, matched = cut_at_stop(text, turn.stop_sequences)
         content = [{"type": "text", "text": text}]
         stop, completion = ("max_tokens" if finish == "length" else "end_turn"), count_tokens(text)
+        stop = "stop_sequence" if matched else stop
     if turn.thinking:
         thinking = thinking_of(turn)
         content.insert(0, thinking)
@@ -346,7 +357,7 @@ def anthropic_response(turn: Turn, answer: Answer, cached: int, max_tokens: int 
         "model": turn.model,
         "content": content,
         "stop_reason": stop,
-        "stop_sequence": None,
+        "stop_sequence": matched if stop == "stop_sequence" else None,
         "usage": anthropic_usage(turn, completion, cached),
     }
 
@@ -407,7 +418,7 @@ def anthropic_stream(
         "message_delta",
         {
             "type": "message_delta",
-            "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": None},
+            "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": whole["stop_sequence"]},
             # Anthropic repeats the running input/cache totals here, without the breakdown.
             "usage": {key: whole["usage"][key] for key in _DELTA_USAGE if key in whole["usage"]},
         },

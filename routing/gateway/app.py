@@ -105,7 +105,19 @@ async def _route(req: GatewayRequest) -> None:
         _allow(method, "GET")
         await listing.model_detail(req, path.removeprefix("/v1/models/"))
     else:
-        raise _RouteNotFound(f"No route matches {method} {req.path}.")
+        raise _RouteNotFound(f"No route matches {method} {req.path}.{_doubled_v1_hint(path)}")
+
+
+def _doubled_v1_hint(path: str) -> str:
+    """For ``/v1/v1/messages``: a base URL given with ``/v1`` to a client that adds it itself
+    (the anthropic SDK, litellm's ``anthropic/`` models)."""
+    single = path.removeprefix("/v1")
+    if not path.startswith("/v1/v1/") or single not in _ROUTES:
+        return ""
+    return (
+        f" The route is {single}: the client adds /v1 itself, so give it the base URL without "
+        "/v1 (the gateway's origin)."
+    )
 
 
 class _RouteNotFound(ApiError):

@@ -237,6 +237,10 @@ async def _emit(
         await ex.req.write(b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks))
 
 
+# What a choice's finishing chunk carries (the finish reason first, kept off the content).
+_ENDING_KEYS = ("finish_reason", "native_finish_reason", "stop_sequence")
+
+
 def finish_apart(choices: list[JSON]) -> list[list[JSON]]:
     """The choices of one upstream event as OpenAI chunks. OpenAI ends a choice with a chunk of
     its own (an empty delta and the ``finish_reason``); a provider that sends the last delta and
@@ -252,10 +256,9 @@ def finish_apart(choices: list[JSON]) -> list[list[JSON]]:
             content.append(choice)
             continue
         ending = {"index": choice.get("index", 0), "delta": {}}
-        ending |= {k: choice[k] for k in ("finish_reason", "native_finish_reason") if k in choice}
+        ending |= {k: choice[k] for k in _ENDING_KEYS if k in choice}
         content.append(
-            {k: v for k, v in choice.items() if k != "native_finish_reason"}
-            | {"finish_reason": None}
+            {k: v for k, v in choice.items() if k not in _ENDING_KEYS[1:]} | {"finish_reason": None}
         )
         finish.append(ending)
     return [content, finish]

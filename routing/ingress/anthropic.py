@@ -112,14 +112,24 @@ def canonical_to_messages_response(response: JSON, usage: Usage) -> JSON:
         "role": "assistant",
         "model": response["model"],
         "content": content,
-        "stop_reason": FINISH_TO_STOP.get(choice.get("finish_reason") or "stop", "end_turn"),
-        "stop_sequence": None,
+        **stop_fields(choice.get("finish_reason"), choice.get("stop_sequence")),
         "usage": anthropic_usage(usage) | {"cost": response["usage"]["cost"]},
         "provider": response.get("provider"),
     }
     if response.get("routing") is not None:
         answer["routing"] = response["routing"]
     return answer
+
+
+def stop_fields(finish_reason: str | None, stop_sequence: object) -> JSON:
+    """``stop_reason`` and ``stop_sequence``: the matched sequence when the provider named it
+    (Anthropic does), else the finish reason's Anthropic name and None."""
+    if isinstance(stop_sequence, str):
+        return {"stop_reason": "stop_sequence", "stop_sequence": stop_sequence}
+    return {
+        "stop_reason": FINISH_TO_STOP.get(finish_reason or "stop", "end_turn"),
+        "stop_sequence": None,
+    }
 
 
 def sse_event(name: str, payload: JSON) -> bytes:
@@ -138,6 +148,7 @@ class MessagesStreamEncoder:
         self.block_kind: str | None = None
         self.tool_blocks: dict[int, int] = {}  # OpenAI tool_calls index → block index
         self.finish_reason: str | None = None
+        self.stop_sequence: object = None
 
     def start(self, usage: Usage | None) -> bytes:
         self.started = True
@@ -218,13 +229,13 @@ class MessagesStreamEncoder:
                 )
         if choice.get("finish_reason"):
             self.finish_reason = choice["finish_reason"]
+            self.stop_sequence = choice.get("stop_sequence")
         return out
 
     def finish(self, usage: Usage, cost: float) -> bytes:
-        stop_reason = FINISH_TO_STOP.get(self.finish_reason or "stop", "end_turn")
         delta = {
             "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "delta": stop_fields(self.finish_reason, self.stop_sequence),
             "usage": anthropic_usage(usage) | {"cost": cost},
         }
         return (

@@ -82,6 +82,13 @@ def _tools(request: JSON) -> list[JSON]:
     ]
 
 
+def matched_stop(message: JSON) -> JSON:
+    """The choice's ``stop_sequence``: which of the request's stop sequences ended the answer,
+    as Anthropic names it (``stop_sequence`` next to ``stop_reason``); empty otherwise."""
+    matched = message.get("stop_sequence")
+    return {"stop_sequence": matched} if isinstance(matched, str) else {}
+
+
 class AnthropicAdapter(ProviderAdapter):
     style = "anthropic"
     content_kinds = frozenset({"image_url", "file"})
@@ -190,7 +197,7 @@ class AnthropicAdapter(ProviderAdapter):
             finish = "stop"
         if request.context.get("exclude_reasoning"):
             message.pop("reasoning", None)
-        native = {"native_finish_reason": body.get("stop_reason")}
+        native = {"native_finish_reason": body.get("stop_reason")} | matched_stop(body)
         return Completion(
             choices=[{"index": 0, "message": message, "finish_reason": finish} | native],
             usage=usage_from_anthropic(body.get("usage")),
@@ -260,9 +267,8 @@ class AnthropicStreamDecoder(StreamDecoder):
             finish = STOP_REASONS.get(reason, "stop")
             if finish == "tool_calls" and not self.saw_tool:
                 finish = "stop"
-            return [
-                {"index": 0, "delta": {}, "finish_reason": finish, "native_finish_reason": reason}
-            ]
+            ending = {"index": 0, "delta": {}, "finish_reason": finish}
+            return [ending | {"native_finish_reason": reason} | matched_stop(payload["delta"])]
         if kind == "message_stop":
             self.finished = True
         elif kind == "error":

@@ -46,18 +46,31 @@ FINISH_REASONS = {
     "MALFORMED_FUNCTION_CALL": "stop",
     "OTHER": "stop",
 }
-# JSON Schema keywords Gemini's OpenAPI-subset ``parameters`` rejects.
-_UNSUPPORTED_SCHEMA_KEYS = {"$schema", "additionalProperties", "strict", "$id", "title"}
+# Schemas go to Gemini's JSON Schema fields (``responseJsonSchema``, a declaration's
+# ``parametersJsonSchema``), which take references (``$defs``/``$ref``, as every nested pydantic
+# model has), ``anyOf`` and ``additionalProperties``; the OpenAPI-subset fields
+# (``responseSchema``, ``parameters``) refuse those. Only the meta keywords outside JSON
+# Schema's vocabulary there are left out.
+_UNSUPPORTED_SCHEMA_KEYS = {"$schema", "strict"}
 
 
 def schema_for_gemini(schema: Any) -> Any:
     if isinstance(schema, dict):
         return {
-            k: schema_for_gemini(v) for k, v in schema.items() if k not in _UNSUPPORTED_SCHEMA_KEYS
+            k: (schema_for_gemini(v) if k != "properties" else _properties_for_gemini(v))
+            for k, v in schema.items()
+            if k not in _UNSUPPORTED_SCHEMA_KEYS
         }
     if isinstance(schema, list):
         return [schema_for_gemini(v) for v in schema]
     return schema
+
+
+def _properties_for_gemini(properties: Any) -> Any:
+    """A ``properties`` map keeps every name (a field may be called ``strict``)."""
+    if not isinstance(properties, dict):
+        return schema_for_gemini(properties)
+    return {name: schema_for_gemini(sub) for name, sub in properties.items()}
 
 
 def _parts(content: Any) -> list[JSON]:
@@ -167,7 +180,7 @@ def _generation_config(request: JSON, target: Target) -> JSON:
         config["responseMimeType"] = "application/json"
         schema = (response_format.get("json_schema") or {}).get("schema")
         if response_format["type"] == "json_schema" and schema:
-            config["responseSchema"] = schema_for_gemini(schema)
+            config["responseJsonSchema"] = schema_for_gemini(schema)
     return config
 
 
@@ -255,7 +268,7 @@ class GeminiAdapter(ProviderAdapter):
                 "name": tool["function"]["name"],
                 "description": tool["function"].get("description", ""),
                 **(
-                    {"parameters": schema_for_gemini(tool["function"]["parameters"])}
+                    {"parametersJsonSchema": schema_for_gemini(tool["function"]["parameters"])}
                     if tool["function"].get("parameters")
                     else {}
                 ),

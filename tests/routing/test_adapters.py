@@ -228,10 +228,11 @@ def test_gemini_request_builds_contents_system_tools_and_names_tool_results() ->
         "stopSequences": ["X"],
     }
     declaration = sent["tools"][0]["functionDeclarations"][0]
-    assert declaration["parameters"] == {
+    assert declaration["parametersJsonSchema"] == {  # JSON Schema: additionalProperties kept
         "type": "object",
         "properties": {"city": {"type": "string"}},
         "required": ["city"],
+        "additionalProperties": False,
     }
     assert sent["toolConfig"] == {
         "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}

@@ -73,3 +73,28 @@ def test_openai_embeddings_by_openais_own_model_name(world: World) -> None:
     expected = embedding_vector("text-embedding-3-small", "first text")
     assert vector == pytest.approx(expected, rel=1e-6)
     assert world.last_upstream("/v1/embeddings")["body"]["model"] == "text-embedding-3-small"
+
+
+def test_chat_openai_in_chat_completions_mode_structured_streamed_tools_and_usage(
+    world: World,
+) -> None:
+    from pydantic import BaseModel
+
+    class Street(BaseModel):
+        name: str
+
+    class City(BaseModel):
+        name: str
+        streets: list[Street]
+
+    chat = ChatOpenAI(model="test/gemini", base_url=f"{world.gateway_url}/v1", api_key=world.key,
+                      max_retries=0, stream_usage=True)  # type: ignore[arg-type]  # fmt: skip
+    city = chat.with_structured_output(City).invoke("Invent a city")
+    chunks = list(chat.bind_tools([get_weather]).stream("What is the weather in Paris?"))
+    whole = chunks[0]
+    for chunk in chunks[1:]:
+        whole += chunk
+
+    assert isinstance(city, City) and isinstance(city.streets[0], Street)
+    assert whole.tool_calls[0]["args"] == {"city": "Paris"}  # type: ignore[attr-defined]
+    assert whole.usage_metadata is not None and whole.usage_metadata["total_tokens"] > 0

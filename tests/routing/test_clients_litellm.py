@@ -58,3 +58,31 @@ def test_openrouter_stream(world: World) -> None:
 
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
     assert text == answer_text("claude-sonnet-4-5", "Hi")
+
+
+def test_an_anthropic_model_through_messages_streamed_with_tools(world: World) -> None:
+    ask = {"api_base": world.gateway_url, "api_key": world.key}  # litellm adds /v1/messages
+    whole = litellm.completion(model="anthropic/test/claude",
+                               messages=[{"role": "user", "content": "What is 6*7?"}], **ask)  # fmt: skip
+    chunks = list(litellm.completion(model="anthropic/test/gpt", stream=True, tools=[{
+        "type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}], **ask))  # fmt: skip
+
+    assert whole.choices[0].message.content == answer_text("claude-sonnet-4-5", "What is 6*7?")
+    assert world.last_upstream("/v1/chat/completions")  # served through /v1/messages
+    arguments = "".join(
+        call.function.arguments or ""
+        for chunk in chunks
+        for call in chunk.choices[0].delta.tool_calls or []
+    )
+    assert arguments == '{"city":"Paris"}'
+
+
+def test_an_anthropic_model_given_the_v1_base_url_is_a_404_naming_the_fix(world: World) -> None:
+    with pytest.raises(litellm.NotFoundError) as caught:
+        litellm.completion(model="anthropic/test/claude", messages=[{"role": "user", "content": "hi"}],
+                           api_base=f"{world.gateway_url}/v1", api_key=world.key)  # fmt: skip
+
+    assert "The route is /v1/messages" in str(caught.value)
+    assert "base URL without /v1" in str(caught.value)

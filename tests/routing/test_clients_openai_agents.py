@@ -54,3 +54,31 @@ def test_an_agent_continues_a_stored_response(agents_client: World) -> None:
 
     sent = agents_client.last_upstream("/v1/chat/completions")["body"]["messages"]
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+
+
+def test_a_streamed_run_calls_a_tool_and_a_typed_output(agents_client: World) -> None:
+    import asyncio
+
+    from pydantic import BaseModel
+
+    class Forecast(BaseModel):
+        city: str
+        degrees: int
+
+    agent = Agent(
+        name="Weather", instructions="Use tools.", model="openai/test/claude", tools=[get_weather]
+    )
+    typed = Agent(name="Typed", instructions="Forecast.", model="openai/test/gemini",
+                  output_type=Forecast)  # fmt: skip
+
+    async def runs() -> tuple[object, list[str], object]:  # one event loop: one client's
+        run = Runner.run_streamed(agent, "What is the weather in Paris?")
+        kinds = [event.type async for event in run.stream_events()]
+        forecast = await Runner.run(typed, "Forecast for Paris")
+        return run.final_output, kinds, forecast.final_output
+
+    final, kinds, forecast = asyncio.run(runs())
+
+    assert isinstance(final, str) and final.startswith("Based on the tool result: sunny in")
+    assert {"raw_response_event", "run_item_stream_event"} <= set(kinds)
+    assert isinstance(forecast, Forecast)

@@ -51,3 +51,19 @@ def test_a_tool_call_and_its_result(openai_env: World) -> None:
     result = agent.run_sync("What is the weather in Paris?")
 
     assert len(calls) == 1 and result.output == "Based on the tool result: sunny"
+
+
+def test_run_stream_text_and_structured(openai_env: World) -> None:
+    import asyncio
+
+    async def streamed() -> tuple[list[str], object]:
+        async with Agent("openai:test/claude").run_stream("Tell me about tea") as run:
+            texts = [text async for text in run.stream_text()]
+        async with Agent("openai:test/gemini", output_type=City).run_stream("A city") as typed:
+            city = await typed.get_output()
+        return texts, city
+
+    texts, city = asyncio.run(streamed())
+
+    assert texts[-1] == answer_text("claude-sonnet-4-5", "Tell me about tea")
+    assert isinstance(city, City)

@@ -5,6 +5,7 @@ An organization named ``"Acme\\r\\nBcc: …"`` made every invitation a 500 (``Ba
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -23,6 +24,10 @@ HOSTILE = [
     "Acme\tX",
     "Acme\x1b[31m",
     "Acme\u2028X",
+    "Acme\u202egnp.exe",  # right-to-left override: displays as "Acmeexe.png"
+    "Acme\u2066X\u2069",  # left-to-right isolate
+    "Acme\u202aX",  # left-to-right embedding
+    "Acme\x85X",  # C1: next line
 ]
 STORED = "Acme\r\nBcc: victim@example.com"
 
@@ -95,3 +100,26 @@ def test_api_and_dashboard_refuse_key_names_with_control_characters(
         assert error["param"] == "name" and "control characters" in error["message"]
     assert "control characters" in page.content.decode()
     assert not ApiKey.objects.filter(name=name).exists()
+
+
+@pytest.mark.parametrize("name", ["Acme\u202egnp.exe", "Acme\u2067X\u2069", "Acme\r\nX"])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/routers", {"slug": "quiz"}),
+        (
+            "/api/v1/pipelines",
+            {"slug": "pipe", "kind": "cascade", "steps": [{"model": "test/gpt"}]},
+        ),
+        ("/api/v1/provider-keys", {"provider": "openai", "secret": "sk-test-12345678"}),
+    ],
+)
+def test_router_pipeline_and_provider_key_names_refuse_control_characters(
+    tenants: Tenants, name: str, path: str, body: dict[str, Any]
+) -> None:
+    client = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
+
+    response = client.post(path, {**body, "name": name}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert "control characters" in response.json()["error"]["message"]

@@ -510,6 +510,21 @@ def _owner_membership(t: Tenants) -> dict[str, Any]:
     return {"membership_id": Membership.objects.get(organization=t.organization, user=t.member).pk}
 
 
+@owner_object("invitation_id")
+def _owner_invitation(t: Tenants) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import Invitation
+
+    invitation = Invitation.objects.create(
+        organization=t.organization, email=f"{MARKER}@example.com", token_digest="0" * 64,
+        invited_by=t.owner, expires_at=timezone.now() + timedelta(days=7),
+    )  # fmt: skip
+    return {"invitation_id": invitation.pk}
+
+
 @owner_object("payment_id")
 def _owner_payment(t: Tenants) -> dict[str, Any]:
     from billing.models import Payment

@@ -31,8 +31,8 @@ from tests.routing.world import World
 from tests.serving.test_router_serving import CHEAP, DEAR, train_router
 from training import feedback as training_feedback
 from training import feedback_jobs, predictor
-from training.execution import load_parsed
 from training.models import Dataset, Router, RouterVersion, RunStatus, TrainingRun
+from training.run_data import load_parsed
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 

@@ -17,8 +17,8 @@ from tests.serving.test_router_serving import CHEAP, DEAR, MATH_PROMPT, PROSE_PR
 from tests.training.conftest import csv_bytes, synthetic_frame
 from tests.training.helpers import upload
 from training import services
-from training.execution import load_parsed
 from training.models import Dataset, Router, TrainingRun
+from training.run_data import load_parsed
 from training.serving import FeedbackExample, feedback_build, feedback_retrain_queue
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")

@@ -133,6 +133,7 @@ class Generation(TypedDict, total=False):
     provider: str
     router: str | None
     router_version: int | None
+    task_hint: dict[str, str | None] | None
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int

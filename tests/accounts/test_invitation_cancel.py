@@ -1,0 +1,77 @@
+"""Owners cancel pending invitations from the organization page: the link then admits nobody
+and says why; only those who may invite (owners) may cancel, and an accepted invitation stays
+accepted."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from accounts.models import Invitation, Membership
+from tests.factories import Tenants, dashboard_client, user_make
+
+pytestmark = pytest.mark.django_db
+
+
+def _invite(tenants: Tenants, email: str = "new@example.com") -> tuple[Invitation, str]:
+    """An invitation the owner sent from the dashboard, and its accept link's path."""
+    owner = dashboard_client(tenants.owner, tenants.organization)
+    owner.post("/dashboard/organization/", {"email": email, "role": "admin"})
+    match = re.search(r"https?://\S+", mail.outbox[-1].body)
+    assert match is not None
+    path = "/" + match.group(0).split("/", 3)[3]
+    return Invitation.objects.get(organization=tenants.organization, email=email), path
+
+
+def _invitee(email: str = "new@example.com") -> Client:
+    client = Client()
+    client.force_login(user_make(email))
+    return client
+
+
+def test_an_owner_cancels_a_pending_invitation_and_its_link_says_so(tenants: Tenants) -> None:
+    invitation, accept_path = _invite(tenants)
+    owner = dashboard_client(tenants.owner, tenants.organization)
+    assert f"invitation-cancel-{invitation.pk}" in owner.get("/dashboard/organization/").text
+
+    cancelled = owner.post(f"/dashboard/invitations/{invitation.pk}/cancel", follow=True)
+    accepted = _invitee().post(accept_path, follow=True)
+
+    assert cancelled.status_code == 200
+    assert "Invitation to new@example.com cancelled." in cancelled.text
+    assert "new@example.com" not in owner.get("/dashboard/organization/").text
+    assert "was cancelled by the organization; ask an owner for a new one" in accepted.text
+    assert not Membership.objects.filter(user__email="new@example.com").exists()
+
+
+@pytest.mark.parametrize("who", ["admin", "member", "outsider"])
+def test_only_an_owner_of_the_organization_may_cancel(tenants: Tenants, who: str) -> None:
+    invitation, accept_path = _invite(tenants)
+    user = getattr(tenants, who)
+    organization = tenants.outsider_organization if who == "outsider" else tenants.organization
+
+    response = dashboard_client(user, organization).post(
+        f"/dashboard/invitations/{invitation.pk}/cancel"
+    )
+
+    assert response.status_code == (404 if who == "outsider" else 403)
+    invitation.refresh_from_db()
+    assert invitation.cancelled_at is None
+    _invitee().post(accept_path)
+    assert Membership.objects.filter(user__email="new@example.com").exists()
+
+
+def test_an_accepted_invitation_cannot_be_cancelled(tenants: Tenants) -> None:
+    invitation, accept_path = _invite(tenants)
+    _invitee().post(accept_path)
+    owner = dashboard_client(tenants.owner, tenants.organization)
+
+    response = owner.post(f"/dashboard/invitations/{invitation.pk}/cancel", follow=True)
+
+    assert "already accepted; remove the member instead" in response.text
+    invitation.refresh_from_db()
+    assert invitation.accepted_at is not None and invitation.cancelled_at is None
+    assert Membership.objects.filter(user__email="new@example.com").exists()
