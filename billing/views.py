@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
@@ -38,8 +38,12 @@ CHART_DAYS = 30
 
 
 def spend_chart_for(organization_id: int) -> Any:
-    today = timezone.now().date()
-    since = timezone.now() - timedelta(days=CHART_DAYS)
+    """The last ``CHART_DAYS`` UTC days' spend chart. Its legend's models are the costliest of
+    exactly the days it draws (from the start of the first one: whole days, read from the
+    rollups), not of a window reaching into the day before them."""
+    today = timezone.now().astimezone(UTC).date()
+    first_day = today - timedelta(days=CHART_DAYS - 1)
+    since = datetime.combine(first_day, time.min, tzinfo=UTC)
     rows = spend_by_day_top_models(organization_id=organization_id, since=since, top=LEGEND_MODELS)
     return spend_chart(rows, days=CHART_DAYS, today=today)
 

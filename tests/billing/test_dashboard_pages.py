@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,6 +12,7 @@ from billing.charts import spend_chart
 from billing.drafts import UsageDraft
 from billing.services import ledger_post
 from billing.settlement import usage_settle
+from billing.views import spend_chart_for
 from tests.factories import dashboard_client
 
 pytestmark = pytest.mark.django_db
@@ -161,3 +162,31 @@ def test_credits_page_lists_receipts(tenants):
     receipts = html.split("<h2>Receipts</h2>")[1].split("<h2>Transactions</h2>")[0]
     assert "$50.00" in receipts and "$2.75" in receipts and "$52.75" in receipts
     assert "https://pay.example/r/1" in receipts
+
+
+def test_the_charts_legend_ranks_models_over_the_days_it_draws(tenants):
+    """The legend's seven models are the costliest of the 30 days drawn: a model used only on
+    the day before them (inside "the last 30 × 24 hours", outside the chart) takes no place."""
+    ledger_post(organization=tenants.organization, kind="promotion", amount=Decimal("2000"),
+                idempotency_key="p")  # fmt: skip
+    for index in range(8):  # m0 … m7, costs 10 … 3
+        _usage(tenants.organization, f"m{index}", str(10 - index), days_ago=3)
+    day_before = timezone.now().astimezone(UTC).date() - timedelta(days=30)
+    usage_settle(
+        UsageDraft(
+            generation_id="gen-zz-old",
+            organization_id=tenants.organization.pk,
+            key_id=None,
+            status="succeeded",
+            cost=Decimal("1000"),
+            model="zz-old",
+            provider="demo",
+            # The last moment of the day before the chart: after "now − 30 days".
+            created_at=datetime.combine(day_before, time.max, tzinfo=UTC),
+        )
+    )
+
+    chart = spend_chart_for(tenants.organization.pk)
+
+    assert [label for label, _ in chart.legend] == [f"m{i}" for i in range(7)] + ["other"]
+    assert chart.total == sum(Decimal(10 - i) for i in range(8))
