@@ -166,7 +166,7 @@ def test_credits_page_lists_receipts(tenants):
 
 def test_the_charts_legend_ranks_models_over_the_days_it_draws(tenants):
     """The legend's seven models are the costliest of the 30 days drawn: a model used only on
-    the day before them (inside "the last 30 × 24 hours", outside the chart) takes no place."""
+    the day before them (inside "the last 30 days of hours", outside the chart) takes no place."""
     ledger_post(organization=tenants.organization, kind="promotion", amount=Decimal("2000"),
                 idempotency_key="p")  # fmt: skip
     for index in range(8):  # m0 … m7, costs 10 … 3
@@ -181,7 +181,7 @@ def test_the_charts_legend_ranks_models_over_the_days_it_draws(tenants):
             cost=Decimal("1000"),
             model="zz-old",
             provider="demo",
-            # The last moment of the day before the chart: after "now − 30 days".
+            # The last moment of the day before the chart: after "now - 30 days".
             created_at=datetime.combine(day_before, time.max, tzinfo=UTC),
         )
     )
