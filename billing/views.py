@@ -111,20 +111,22 @@ def _model_choices(organization_id: int, filters: UsageFilter) -> list[str]:
     return sorted(shown)
 
 
-def _usage_query(params: dict[str, str]) -> tuple[UsageQuery, dict[str, Any]]:
-    """The usage page's query, validated, and its errors by parameter: a parameter that is not
-    valid (``group_by=junk``, ``key=abc``, an end before the start) is left out and reported,
-    the others still filter."""
+def _usage_query(
+    params: dict[str, str],
+) -> tuple[UsageQuery, dict[str, Any], dict[str, str]]:
+    """The usage page's query, validated, its errors by parameter and the parameters kept: a
+    parameter that is not valid (``group_by=junk``, ``key=abc``, an end before the start) is
+    left out and reported, the others still filter."""
     query = UsageQuery(data={"group_by": "model"} | params)
     if query.is_valid():
-        return query, {}
+        return query, {}, params
     errors = dict(query.errors)
     kept = {name: value for name, value in params.items() if name not in errors}
     query = UsageQuery(data={"group_by": "model"} | kept)
     if not query.is_valid():  # what is left is valid on its own; to be sure, filter nothing
         query = UsageQuery(data={"group_by": "model"})
         query.is_valid(raise_exception=True)
-    return query, errors
+    return query, errors, kept
 
 
 def _groups_page(request: HttpRequest) -> dict[str, str]:
@@ -139,9 +141,8 @@ def usage_page(request: HttpRequest) -> HttpResponse:
     ``GET /api/v1/usage`` does) and the request log (keyset pages)."""
     organization = dashboard_organization(request)
     params = {k: v for k, v in request.GET.items() if v and k not in _PAGE_PARAMS}
-    query, errors = _usage_query(params)
+    query, errors, kept = _usage_query(params)
     filters, group_by = query.usage_filter(), query.validated_data["group_by"]
-    kept = {name: value for name, value in params.items() if name not in errors}
     end = pinned_end(filters)
     records = usage_records(organization_id=organization.pk, filters=filters).select_related("key")
     groups = UsageGroups(organization_id=organization.pk, filters=filters, group_by=group_by)
