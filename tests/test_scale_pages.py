@@ -11,6 +11,7 @@ import pytest
 
 from accounts.models import KeyScope, Membership, Organization, Role
 from tests.factories import dashboard_client, key_client, key_make, organization_make, user_make
+from tests.rows_answered import RowsAnswered
 from training.models import Dataset, DatasetStatus
 from training.views import DATASET_CHOICES, TrainForm
 
