@@ -112,8 +112,8 @@ def _model_choices(organization_id: int, filters: UsageFilter) -> list[str]:
 
 
 def _usage_query(
-    params: dict[str, str],
-) -> tuple[UsageQuery, dict[str, Any], dict[str, str]]:
+    params: dict[str, Any],
+) -> tuple[UsageQuery, dict[str, Any], dict[str, Any]]:
     """The usage page's query, validated, its errors by parameter and the parameters kept: a
     parameter that is not valid (``group_by=junk``, ``key=abc``, an end before the start) is
     left out and reported, the others still filter."""
