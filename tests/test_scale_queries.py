@@ -67,6 +67,9 @@ READ_EXEMPT = {
     # One key per provider (a unique constraint): as many as the platform's providers, which the
     # worlds make one per provider key, not as many as the organization grows.
     ("dashboard/playground/", '"routing_providerkey"'),
+    # The provider menu (a ModelChoiceField, read through QuerySet.iterator()): the platform's
+    # enabled providers, which the worlds make one per provider key.
+    ("dashboard/provider-keys/", '"routing_provider"'),
 }
 # GET routes that answer a signed-in owner with other than 200, and why; any other GET route
 # must answer 200 (a POST-only route: 405 without GET in its Allow header).
