@@ -230,7 +230,8 @@ def test_a_client_leaving_mid_candidate_is_billed_the_answers_that_came_and_the_
 ) -> None:  # type: ignore[no-untyped-def]
     """The client leaves with "Say hi" answered and "BOOM now" at the provider: billed the answer
     at its reported usage plus the sent prompt's estimate. Before, both were billed as merely sent
-    (their prompts estimated, the answer's completion tokens unbilled)."""
+    (their prompts estimated, the answer's completion tokens unbilled); then the answer's cost was
+    billed but not its tokens (the record's tokens did not explain its cost)."""
     settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0  # "BOOM now" is under way until the client leaves
     _multi(world, "gpt-4o-mini@timeout,when=BOOM")
     sent = world.upstream_requests
@@ -246,7 +247,10 @@ def test_a_client_leaving_mid_candidate_is_billed_the_answers_that_came_and_the_
 
     (say_hi,) = _asked_alone(world, ["Say hi"])
     assert (record.status, record.error_type) == ("aborted", "client_disconnected")
-    assert (record.prompt_tokens, record.completion_tokens) == (left_one.prompt_tokens, 0)
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        left_one.prompt_tokens + say_hi.prompt_tokens, say_hi.completion_tokens,
+    )  # fmt: skip
+    assert say_hi.completion_tokens > 0
     assert record.cost == say_hi.cost + left_one.cost and left_one.cost > 0
     (entry,) = record.trace_data["fallbacks"]
     assert (entry["error"], entry["answered"]) == ("client_disconnected", "1 of 2 prompts")
