@@ -25,6 +25,7 @@ Choices come back in OpenAI's order:
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import replace
 from decimal import Decimal
 
@@ -207,7 +208,7 @@ def _answers_discarded(
     """The answers ``candidate`` gave before it failed another prompt or the client left: not
     served, but billed once at its price and reported usage (``exchange.timeouts_charge`` adds
     them to the request's charge), shown as ``billed`` in its last trace entry (one of its own,
-    saying ``error``, when its failure left none). An answered call is no longer one the provider
+    saying ``error``, when its failure left none or it refused). An answered call is no longer one the provider
     merely has (``_prompts_sent`` would bill its prompt again)."""
     answered = [
         (part, done) for part, task in zip(parts, tasks, strict=True) if (done := _answer(task))
@@ -225,7 +226,9 @@ def _answers_discarded(
         ),
         None,
     )
-    if entry is None:  # a refusal (4xx) or the client leaving records none
+    # A refusal (4xx) or the client leaving records none; a refusal is never another prompt's
+    # entry (a sibling that timed out has its own, billed its estimate).
+    if entry is None or error == "refused":
         entry = {"model": endpoint.model_id, "provider": endpoint.provider_slug, "error": error}
         ex.attempts.append(entry)
     entry["answered"] = f"{len(answered)} of {len(parts)} prompts"
@@ -242,7 +245,9 @@ def _answer(task: asyncio.Task[Completion | None]) -> Completion | None:
 
 def _answers_said(error: ApiError, ex: Exchange) -> ApiError:
     """The request failed (every candidate, or a refusal): ``error`` names its generation (the
-    usage record) and says which candidates answered some prompts, billed."""
+    usage record) and says which candidates answered some prompts, billed, and which had prompts
+    that timed out once sent (billed their estimate by ``exchange.timeouts_charge``, still to
+    come)."""
     error.metadata["generation_id"] = ex.generation_id
     error.headers["x-generation-id"] = ex.generation_id
     for entry in ex.attempts:
@@ -252,6 +257,14 @@ def _answers_said(error: ApiError, ex: Exchange) -> ApiError:
                 " are billed, but not served: a list of prompts is served whole or not at all."
                 " Send the failed prompts again, or the list, as a new request."
             )
+    sent = Counter((t.entry["provider"], t.entry["model"]) for t in ex.timed_out if t.estimated)
+    for (provider, model), count in sent.items():
+        prompts = "1 prompt" if count == 1 else f"{count} prompts"
+        error.message += (
+            f" {prompts} sent to {provider} ({model}) timed out unanswered and"
+            f" {'is' if count == 1 else 'are'} billed the prompt tokens, estimated"
+            " (the provider bills a prompt it received)."
+        )
     return error
 
 

@@ -138,6 +138,39 @@ def test_a_refusal_after_a_fallback_names_the_answers_of_every_endpoint_billed(
     _assert_settled(record)
 
 
+def test_a_refusal_beside_a_timed_out_prompt_has_its_own_entry_and_says_both_charges(
+    world: World, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """"BOOM now" is refused while "HANG on" times out at the same endpoint: the answer to
+    "Say hi" is shown in the refusal's own entry (before, in the timed-out prompt's, and no
+    ``refused`` entry), and the 400 says the timed-out prompt is billed too (before, it said only
+    the answer was, though the charge had both)."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 0.5
+    _multi(world, "gpt-4o-mini@status=400,when=BOOM|timeout,when=HANG")
+    with pytest.raises(openai.BadRequestError) as raised:
+        client_for(world).completions.create(
+            model="test/multi", prompt=["Say hi", "BOOM now", "HANG on"]
+        )
+
+    error = raised.value.body
+    assert isinstance(error, dict)
+    assert "1 of 3 prompts were answered by fake-openai (test/multi)" in error["message"]
+    assert (
+        "1 prompt sent to fake-openai (test/multi) timed out unanswered and is billed"
+        in error["message"]
+    )
+    record = world.usage_record(error["metadata"]["generation_id"])
+    timed_out, refused = record.trace_data["fallbacks"]
+    assert (timed_out["error"], refused["error"]) == ("timeout", "refused")
+    assert "answered" not in timed_out and refused["answered"] == "1 of 3 prompts"
+    (say_hi,) = _asked_alone(world, ["Say hi"])
+    assert Decimal(refused["billed"]["cost"]) == say_hi.cost
+    assert Decimal(timed_out["billed"]["cost"]) > 0
+    assert record.cost == say_hi.cost + Decimal(timed_out["billed"]["cost"])
+    assert record.prompt_tokens == say_hi.prompt_tokens + timed_out["billed"]["prompt_tokens"]
+    _assert_settled(record)
+
+
 def test_answers_an_own_key_gave_before_every_candidate_failed_are_billed_as_byok(
     world: World,
 ) -> None:
