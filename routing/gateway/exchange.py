@@ -176,8 +176,10 @@ async def _until_disconnect(ex: Exchange, work: Coroutine[Any, Any, None]) -> No
             bill(ex, partial_usage(ex), status="aborted", error_type="client_disconnected")
     finally:
         watcher.cancel()
-        if not task.done():
+        if not task.done():  # this handler was cancelled: the work says what it got, then ends
             task.cancel()
+            with suppress(asyncio.CancelledError, Exception):  # this cancellation goes on
+                await task
 
 
 def call_abandoned(ex: Exchange) -> None:

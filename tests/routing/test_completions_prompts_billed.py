@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from decimal import Decimal
 from typing import Any
 
@@ -141,7 +142,7 @@ def test_a_refusal_after_a_fallback_names_the_answers_of_every_endpoint_billed(
 def test_a_refusal_beside_a_timed_out_prompt_has_its_own_entry_and_says_both_charges(
     world: World, settings
 ) -> None:  # type: ignore[no-untyped-def]
-    """"BOOM now" is refused while "HANG on" times out at the same endpoint: the answer to
+    """The prompt "BOOM now" is refused while "HANG on" times out at the same endpoint: the answer to
     "Say hi" is shown in the refusal's own entry (before, in the timed-out prompt's, and no
     ``refused`` entry), and the 400 says the timed-out prompt is billed too (before, it said only
     the answer was, though the charge had both)."""
@@ -201,6 +202,9 @@ class LeavesWhen:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.gone: Callable[[], bool] = lambda: False
+        # Instead of the client leaving, the server cancels the request's handler (as at its
+        # shutdown, or a deadline of its own).
+        self.cancels = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -216,7 +220,14 @@ class LeavesWhen:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        await self.app(scope, leaving_receive(receive, left), client_send)
+        if self.cancels:
+            handler = asyncio.ensure_future(self.app(scope, receive, client_send))
+            await left()
+            handler.cancel()
+            with suppress(asyncio.CancelledError):
+                await handler
+        else:
+            await self.app(scope, leaving_receive(receive, left), client_send)
         if not started:  # the gateway answered nobody: close the exchange for the test's client
             await send({"type": "http.response.start", "status": 499, "headers": []})
             await send({"type": "http.response.body", "body": b""})
@@ -243,10 +254,13 @@ def _leave_once(
     leaving: tuple[ServerThread, LeavesWhen],
     prompts: list[str],
     gone: Callable[[], bool],
+    *,
+    cancels: bool = False,
 ) -> UsageRecord:
-    """POST ``prompts``, leave once ``gone()`` holds, and return the request's usage record."""
+    """POST ``prompts``, leave (or cancel the handler) once ``gone()`` holds, and return the
+    request's usage record."""
     server, app = leaving
-    app.gone = gone
+    app.gone, app.cancels = gone, cancels
     before = set(UsageRecord.objects.values_list("generation_id", flat=True))
     answer = httpx.post(
         f"{server.url}/v1/completions",
@@ -290,4 +304,29 @@ def test_a_client_leaving_mid_candidate_is_billed_the_answers_that_came_and_the_
     assert (Decimal(entry["billed"]["cost"]), entry["billed"]["completion_tokens"]) == (
         say_hi.cost, say_hi.completion_tokens,
     )  # fmt: skip
+    _assert_settled(record)
+
+
+def test_a_cancelled_handler_bills_the_answers_that_came(
+    world: World, settings, leaving: tuple[ServerThread, LeavesWhen]
+) -> None:  # type: ignore[no-untyped-def]
+    """The server cancels the request's handler itself with "Say hi" answered and "BOOM now" at
+    the provider: the answer is billed, as when the client leaves. Before, the work was cancelled
+    but not awaited, so the record was settled before it said what was answered: billed 0."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0
+    _multi(world, "gpt-4o-mini@timeout,when=BOOM")
+    sent = world.upstream_requests
+    record = _leave_once(
+        world,
+        leaving,
+        ["Say hi", "BOOM now"],
+        lambda: len(sent("/v1/")) == 2 and _calls_under_way() == 1,  # "Say hi" answered
+        cancels=True,
+    )
+
+    (say_hi,) = _asked_alone(world, ["Say hi"])
+    assert record.cost == say_hi.cost > 0
+    assert record.completion_tokens == say_hi.completion_tokens
+    (entry,) = record.trace_data["fallbacks"]
+    assert entry["answered"] == "1 of 2 prompts"
     _assert_settled(record)
