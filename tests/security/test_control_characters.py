@@ -56,6 +56,7 @@ def test_an_invitation_from_an_organization_with_a_line_break_in_its_name_is_sen
     assert response.status_code == 302
     [message] = mail.outbox
     assert message.subject == "[RouterHub] Join Acme Bcc: victim@example.com"
+    assert "invited you to Acme Bcc: victim@example.com on RouterHub" in message.body
     assert message.to == ["invitee@example.com"] and message.bcc == []
 
 
