@@ -33,7 +33,8 @@ def fit(args: dict[str, Any], call: dict[str, Any]) -> str:
 def outcome(args: dict[str, Any], call: dict[str, Any]) -> dict[str, str]:
     try:
         if "create" in call:
-            return {"preference_id": create_preference_id(args["key"], call["create"], args["nd_url"])}
+            made = create_preference_id(args["key"], call["create"], args["nd_url"])
+            return {"preference_id": made}
         return {"preference_id": fit(args, call)}
     except Exception as exc:  # the SDK raises Exception/ApiError with the answer's text
         return {"error": str(exc)}
