@@ -268,10 +268,13 @@ def timeouts_charge(ex: Exchange) -> Decimal:
     if any(timeout.estimated for timeout in sent):
         draft.flag(UsageFlag.USAGE_ESTIMATED)
     if sent and not draft.model:  # nothing else was billed: the record is these calls'
-        last = sent[-1].candidate.endpoint
-        draft.model, draft.provider = last.model_id, last.provider_slug
+        last = sent[-1].candidate
+        draft.model, draft.provider = last.endpoint.model_id, last.endpoint.provider_slug
+        draft.is_byok = last.is_byok  # as the fee its charge took says
         draft.prompt_tokens = sum(t.usage.prompt_tokens for t in sent)
         draft.completion_tokens = sum(t.usage.completion_tokens for t in sent)
+        draft.cached_tokens = sum(t.usage.cached_tokens for t in sent)
+        draft.reasoning_tokens = sum(t.usage.reasoning_tokens for t in sent)
         draft.cache_write_tokens = sum(t.usage.cache_write_tokens for t in sent)
     draft.cost += added
     return added
