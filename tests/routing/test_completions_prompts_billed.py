@@ -57,6 +57,17 @@ def _asked_alone(world: World, prompts: list[str]) -> list[UsageRecord]:
     ]
 
 
+def _error_of(
+    world: World, kind: type[openai.APIStatusError], prompts: list[str]
+) -> tuple[dict[str, Any], openai.APIStatusError]:
+    """The error body (and the error) of asking ``prompts`` in one request, which fails ``kind``."""
+    with pytest.raises(kind) as raised:
+        client_for(world).completions.create(model="test/multi", prompt=prompts)
+    error = raised.value.body
+    assert isinstance(error, dict)
+    return error, raised.value
+
+
 def _assert_settled(record: UsageRecord) -> None:
     (entry,) = LedgerEntry.objects.filter(idempotency_key=f"usage:{record.generation_id}")
     assert entry.amount == -record.cost
@@ -82,18 +93,14 @@ def test_a_refused_prompt_bills_every_answer_the_others_got_and_the_400_says_so(
     world: World, upstream: str, prompts: list[str]
 ) -> None:
     _multi(world, upstream)
-    with pytest.raises(openai.BadRequestError) as raised:
-        client_for(world).completions.create(model="test/multi", prompt=prompts)
-
-    error = raised.value.body
-    assert isinstance(error, dict)
+    error, raised = _error_of(world, openai.BadRequestError, prompts)
     answered = [p for p in prompts if "BOOM" not in p]
     assert (
         f"{len(answered)} of {len(prompts)} prompts were answered by fake-openai (test/multi)"
         " and are billed" in error["message"]
     )
     generation_id = error["metadata"]["generation_id"]
-    assert raised.value.response.headers["x-generation-id"] == generation_id
+    assert raised.response.headers["x-generation-id"] == generation_id
     record = world.usage_record(generation_id)
     alone = _asked_alone(world, answered)
     assert (record.status, record.error_type, record.provider) == (
@@ -123,11 +130,7 @@ def test_a_refusal_after_a_fallback_names_the_answers_of_every_endpoint_billed(
             ],
         }
     )
-    with pytest.raises(openai.BadRequestError) as raised:
-        client_for(world).completions.create(model="test/multi", prompt=["Say hi", "BOOM now"])
-
-    error = raised.value.body
-    assert isinstance(error, dict)
+    error, _ = _error_of(world, openai.BadRequestError, ["Say hi", "BOOM now"])
     for provider in ("fake-openai", "fake-openai-b"):
         assert f"1 of 2 prompts were answered by {provider} (test/multi)" in error["message"]
     record = world.usage_record(error["metadata"]["generation_id"])
@@ -148,13 +151,7 @@ def test_a_refusal_beside_a_timed_out_prompt_has_its_own_entry_and_says_both_cha
     the answer was, though the charge had both)."""
     settings.GATEWAY_FIRST_BYTE_TIMEOUT = 0.5
     _multi(world, "gpt-4o-mini@status=400,when=BOOM|timeout,when=HANG")
-    with pytest.raises(openai.BadRequestError) as raised:
-        client_for(world).completions.create(
-            model="test/multi", prompt=["Say hi", "BOOM now", "HANG on"]
-        )
-
-    error = raised.value.body
-    assert isinstance(error, dict)
+    error, _ = _error_of(world, openai.BadRequestError, ["Say hi", "BOOM now", "HANG on"])
     assert "1 of 3 prompts were answered by fake-openai (test/multi)" in error["message"]
     assert (
         "1 prompt sent to fake-openai (test/multi) timed out unanswered and is billed"
@@ -179,13 +176,7 @@ def test_answers_an_own_key_gave_before_every_candidate_failed_are_billed_as_byo
     as the same prompts asked one by one do (the organization's key replaces the platform's)."""
     _own_key(world)
     _multi(world, "gpt-4o-mini@status=500,when=BOOM|cached=4")
-    with pytest.raises(openai.InternalServerError) as raised:
-        client_for(world).completions.create(
-            model="test/multi", prompt=["Say hi", "BOOM now", "Say bye"]
-        )
-
-    error = raised.value.body
-    assert isinstance(error, dict)
+    error, _ = _error_of(world, openai.InternalServerError, ["Say hi", "BOOM now", "Say bye"])
     record = world.usage_record(error["metadata"]["generation_id"])
     alone = _asked_alone(world, ["Say hi", "Say bye"])
     assert all(r.is_byok and r.cached_tokens == 4 for r in alone)
