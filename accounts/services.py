@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.text import slugify
@@ -160,30 +161,60 @@ class CreatedInvitation:
 def invitation_create(
     *, organization: Organization, email: str, role: str, invited_by: User
 ) -> CreatedInvitation:
-    """Invite ``email`` to the organization and email them a single-use link."""
+    """Invite ``email`` to the organization and email them a single-use link. Inviting an email
+    that already has an open invitation replaces it: the earlier links are cancelled, so one
+    link (the newest, with the newest role) admits them."""
     email = email.strip().lower()
     if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
         raise Conflict(f"{email} is already a member of {organization.name}.")
     token = secrets.token_urlsafe(32)
-    invitation = Invitation.objects.create(
-        organization=organization,
-        email=email,
-        role=Role(role),
-        token_digest=_invitation_digest(token),
-        invited_by=invited_by,
-        expires_at=timezone.now() + INVITATION_LIFETIME,
-    )
+    now = timezone.now()
+    with transaction.atomic():
+        _open_invitations(organization, email).update(cancelled_at=now)
+        invitation = Invitation.objects.create(
+            organization=organization,
+            email=email,
+            role=Role(role),
+            token_digest=_invitation_digest(token),
+            invited_by=invited_by,
+            expires_at=now + INVITATION_LIFETIME,
+        )
     accept_url = f"{settings.SITE_URL}/invitations/{token}/"
+    name = one_line(organization.name)
     send_mail(
-        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Join {one_line(organization.name)}",
+        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Join {name}",
         message=(
-            f"{invited_by.email} invited you to {organization.name} on RouterHub as "
+            f"{invited_by.email} invited you to {name} on RouterHub as "
             f"{invitation.get_role_display().lower()}.\n\nAccept within 7 days: {accept_url}\n"
         ),
         from_email=None,
         recipient_list=[email],
     )
     return CreatedInvitation(invitation, accept_url)
+
+
+def _open_invitations(organization: Organization, email: str) -> QuerySet[Invitation]:
+    return Invitation.objects.filter(
+        organization=organization,
+        email__iexact=email,
+        accepted_at__isnull=True,
+        cancelled_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    )
+
+
+def _cancelled(invitation: Invitation) -> NotPermitted:
+    """Why a cancelled invitation's link admits nobody: replaced by a newer invitation to the
+    same email (a re-invite), or cancelled by an owner."""
+    if _open_invitations(invitation.organization, invitation.email).exists():
+        return NotPermitted(
+            f"This invitation to {invitation.organization.name} was replaced by a newer one; "
+            f"use the link in the latest email to {invitation.email}."
+        )
+    return NotPermitted(
+        f"This invitation to {invitation.organization.name} was cancelled by the "
+        "organization; ask an owner for a new one."
+    )
 
 
 def invitation_accept(*, token: str, user: User) -> Membership:
@@ -194,10 +225,7 @@ def invitation_accept(*, token: str, user: User) -> Membership:
             .first()
         )
         if invitation is not None and invitation.cancelled_at is not None:
-            raise NotPermitted(
-                f"This invitation to {invitation.organization.name} was cancelled by the "
-                "organization; ask an owner for a new one."
-            )
+            raise _cancelled(invitation)
         if invitation is None or not invitation.is_open:
             raise NotFound("This invitation does not exist, was used, or has expired.")
         if invitation.email.lower() != user.email.lower():

@@ -250,6 +250,16 @@ class UsageQuery(serializers.Serializer[Any]):
         )
 
 
+def pinned_end(filters: UsageFilter) -> str | None:
+    """The ``end`` that the links to a range's other pages of groups carry: the request time
+    when the range is open-ended (and has begun), so a group first used while someone pages
+    does not shift the groups between pages; ``None`` when the range has its own end."""
+    now = timezone.now()
+    if filters.end is not None or (filters.start is not None and filters.start >= now):
+        return None
+    return now.isoformat().replace("+00:00", "Z")
+
+
 class UsageGroupsPagination(ResultsPagination):
     page_size = 1000  # three years of days in one page
     max_page_size = 1000
@@ -269,9 +279,9 @@ class UsageView(TenantAPIView):
     def get(self, request: Request) -> Response:
         query = UsageQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        filters, now = query.usage_filter(), timezone.now()
+        filters = query.usage_filter()
         # The first page reads the open range (whole rollups); only the links fix its end.
-        fixed_end = filters.end is None and (filters.start is None or filters.start < now)
+        end = pinned_end(filters)
         rows = UsageGroups(
             organization_id=self.organization.pk,
             filters=filters,
@@ -290,8 +300,7 @@ class UsageView(TenantAPIView):
         ]
         response = self.get_paginated_response(results)
         response.data = {"group_by": query.validated_data["group_by"], **response.data}
-        if fixed_end:
-            end = now.isoformat().replace("+00:00", "Z")
+        if end:
             for link in ("next", "previous"):
                 if response.data[link]:
                     response.data[link] = replace_query_param(response.data[link], "end", end)

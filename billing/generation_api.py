@@ -17,62 +17,70 @@ from billing.selectors import generation_missing
 from routerhub.errors import BadRequest
 from routerhub.money import money_str
 
-_int_or_null = serializers.IntegerField(allow_null=True)
-_GENERATION_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
-    "id": serializers.CharField(),
-    "model": serializers.CharField(),
-    "requested_model": serializers.CharField(),
-    "provider": serializers.CharField(),
-    "router": serializers.CharField(allow_null=True),
-    "router_version": _int_or_null,
-    "task_hint": inline_serializer(
-        "GenerationTaskHint",
-        {
-            "task": serializers.CharField(),
-            "applied": serializers.CharField(allow_null=True),
-            "reason": serializers.CharField(allow_null=True),
-        },
-        allow_null=True,
-        help_text="The task the request named (router.task), as its routing decision used "
-        "it: applied is the label decided with (the task, or its parent), null with the "
-        "reason when it was decided without; null when the request named no task.",
-    ),
-    "prompt_tokens": serializers.IntegerField(),
-    "completion_tokens": serializers.IntegerField(),
-    "cached_tokens": serializers.IntegerField(help_text="Prompt tokens read from a cache."),
-    "cache_write_tokens": serializers.IntegerField(
-        help_text="Prompt tokens written to the provider's prompt cache (Anthropic's "
-        "cache_creation_input_tokens; part of prompt_tokens, priced at 1.25x/2x input)."
-    ),
-    "reasoning_tokens": serializers.IntegerField(),
-    "cost": serializers.CharField(),
-    "latency_ms": _int_or_null,
-    "ttft_ms": _int_or_null,
-    "status": serializers.CharField(),
-    "error_type": serializers.CharField(allow_null=True),
-    "streamed": serializers.BooleanField(),
-    "is_byok": serializers.BooleanField(),
-    "flags": serializers.ListField(
-        child=serializers.ChoiceField(choices=UsageFlag.choices),
-        help_text="Billing that needs a look: over_hold (charged more than its hold), "
-        "shortfall (the balance ran out; cost is what was charged), usage_clamped "
-        "(the provider reported impossible usage; billed on an estimate), "
-        "usage_estimated (the provider reported none), reconciled_from_hold (the request's "
-        "usage never reached billing; charged its hold, the request's worst case).",
-    ),
-    "key_id": _int_or_null,
-    "created_at": serializers.DateTimeField(),
-    "steps": serializers.ListField(
-        child=serializers.DictField(),
-        required=False,
-        help_text="Only for a pipeline request: one child record per provider call "
-        "{step, model, provider, status, gate, prompt_tokens, completion_tokens, cost, "
-        "latency_ms}; their costs sum to cost.",
-    ),
-}
-GenerationOutput = inline_serializer("Generation", _GENERATION_FIELDS)
+
+def _int_or_null() -> serializers.IntegerField:
+    return serializers.IntegerField(allow_null=True)
+
+
+def _generation_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+    """The record's fields, fresh instances each call: DRF's serializer metaclass pops declared
+    fields out of the dict it is given, so two serializers cannot share one."""
+    return {
+        "id": serializers.CharField(),
+        "model": serializers.CharField(),
+        "requested_model": serializers.CharField(),
+        "provider": serializers.CharField(),
+        "router": serializers.CharField(allow_null=True),
+        "router_version": _int_or_null(),
+        "task_hint": inline_serializer(
+            "GenerationTaskHint",
+            {
+                "task": serializers.CharField(),
+                "applied": serializers.CharField(allow_null=True),
+                "reason": serializers.CharField(allow_null=True),
+            },
+            allow_null=True,
+            help_text="The task the request named (router.task), as its routing decision used "
+            "it: applied is the label decided with (the task, or its parent), null with the "
+            "reason when it was decided without; null when the request named no task.",
+        ),
+        "prompt_tokens": serializers.IntegerField(),
+        "completion_tokens": serializers.IntegerField(),
+        "cached_tokens": serializers.IntegerField(help_text="Prompt tokens read from a cache."),
+        "cache_write_tokens": serializers.IntegerField(
+            help_text="Prompt tokens written to the provider's prompt cache (Anthropic's "
+            "cache_creation_input_tokens; part of prompt_tokens, priced at 1.25x/2x input)."
+        ),
+        "reasoning_tokens": serializers.IntegerField(),
+        "cost": serializers.CharField(),
+        "latency_ms": _int_or_null(),
+        "ttft_ms": _int_or_null(),
+        "status": serializers.CharField(),
+        "error_type": serializers.CharField(allow_null=True),
+        "streamed": serializers.BooleanField(),
+        "is_byok": serializers.BooleanField(),
+        "flags": serializers.ListField(
+            child=serializers.ChoiceField(choices=UsageFlag.choices),
+            help_text="Billing that needs a look: over_hold (charged more than its hold), "
+            "shortfall (the balance ran out; cost is what was charged), usage_clamped "
+            "(the provider reported impossible usage; billed on an estimate), "
+            "usage_estimated (the provider reported none), reconciled_from_hold (the request's "
+            "usage never reached billing; charged its hold, the request's worst case).",
+        ),
+        "key_id": _int_or_null(),
+        "created_at": serializers.DateTimeField(),
+        "steps": serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            help_text="Only for a pipeline request: one child record per provider call "
+            "{step, model, provider, status, gate, prompt_tokens, completion_tokens, cost, "
+            "latency_ms}; their costs sum to cost.",
+        ),
+    }
+
+
 GenerationEnvelopedOutput = inline_serializer(
-    "GenerationWithOpenRouterData", {**_GENERATION_FIELDS, "data": GenerationData}
+    "GenerationWithOpenRouterData", _generation_fields() | {"data": GenerationData}
 )
 
 

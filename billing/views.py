@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import ApiKey, KeyScope, Role
 from accounts.tenancy import dashboard_membership, dashboard_organization, organization_required
-from billing.api import UsageQuery
+from billing.api import UsageQuery, pinned_end
 from billing.charts import LEGEND_MODELS, spend_chart
 from billing.models import CreditAccount, LedgerEntry, Payment, UsageStatus
 from billing.pricing import topup_fee
@@ -38,8 +38,12 @@ CHART_DAYS = 30
 
 
 def spend_chart_for(organization_id: int) -> Any:
-    today = timezone.now().date()
-    since = timezone.now() - timedelta(days=CHART_DAYS)
+    """The last ``CHART_DAYS`` UTC days' spend chart. Its legend's models are the costliest of
+    exactly the days it draws (from the start of the first one: whole days, read from the
+    rollups), not of a window reaching into the day before them."""
+    today = timezone.now().astimezone(UTC).date()
+    first_day = today - timedelta(days=CHART_DAYS - 1)
+    since = datetime.combine(first_day, time.min, tzinfo=UTC)
     rows = spend_by_day_top_models(organization_id=organization_id, since=since, top=LEGEND_MODELS)
     return spend_chart(rows, days=CHART_DAYS, today=today)
 
@@ -107,6 +111,29 @@ def _model_choices(organization_id: int, filters: UsageFilter) -> list[str]:
     return sorted(shown)
 
 
+def _usage_query(
+    params: dict[str, Any],
+) -> tuple[UsageQuery, dict[str, Any], dict[str, Any]]:
+    """The usage page's query, validated, its errors by parameter and the parameters kept: a
+    parameter that is not valid (``group_by=junk``, ``key=abc``, an end before the start) is
+    left out and reported, the others still filter."""
+    query = UsageQuery(data={"group_by": "model"} | params)
+    if query.is_valid():
+        return query, {}, params
+    errors = dict(query.errors)
+    kept = {name: value for name, value in params.items() if name not in errors}
+    query = UsageQuery(data={"group_by": "model"} | kept)
+    if not query.is_valid():  # what is left is valid on its own; to be sure, filter nothing
+        query = UsageQuery(data={"group_by": "model"})
+        query.is_valid(raise_exception=True)
+    return query, errors, kept
+
+
+def _groups_page(request: HttpRequest) -> dict[str, str]:
+    number = request.GET.get("groups_page")
+    return {"groups_page": number} if number else {}
+
+
 @organization_required()
 def usage_page(request: HttpRequest) -> HttpResponse:
     """The 30-day chart, the range's totals and its groups (by model unless ``group_by`` says
@@ -114,10 +141,9 @@ def usage_page(request: HttpRequest) -> HttpResponse:
     ``GET /api/v1/usage`` does) and the request log (keyset pages)."""
     organization = dashboard_organization(request)
     params = {k: v for k, v in request.GET.items() if v and k not in _PAGE_PARAMS}
-    query = UsageQuery(data={"group_by": "model"} | params)
-    valid = query.is_valid()
-    filters = query.usage_filter() if valid else UsageFilter()
-    group_by = query.validated_data["group_by"] if valid else "model"
+    query, errors, kept = _usage_query(params)
+    filters, group_by = query.usage_filter(), query.validated_data["group_by"]
+    end = pinned_end(filters)
     records = usage_records(organization_id=organization.pk, filters=filters).select_related("key")
     groups = UsageGroups(organization_id=organization.pk, filters=filters, group_by=group_by)
     return render(
@@ -126,13 +152,21 @@ def usage_page(request: HttpRequest) -> HttpResponse:
         {
             "chart": spend_chart_for(organization.pk),
             "page": keyset_page_for(records, request.GET.get("cursor"), 50),
-            "groups": dashboard_page(request, groups, param="groups_page", size=GROUPS_PAGE),
+            "groups": dashboard_page(
+                request,
+                groups,
+                param="groups_page",
+                size=GROUPS_PAGE,
+                pin={"end": end} if end else None,
+            ),
             "group_by": group_by,
             "groupings": sorted(GROUPINGS),
             "totals": usage_summary(organization_id=organization.pk, filters=filters),
-            "errors": {} if valid else query.errors,
+            "errors": errors,
             "params": params,
-            "query_string": urlencode(params),
+            "query_string": urlencode(kept),
+            # The request log's pages keep the page of groups shown.
+            "log_query_string": urlencode(kept | _groups_page(request)),
             # Only inference keys send requests; management keys would filter to nothing.
             "keys": _key_choices(organization, filters.key_id),
             "models": _model_choices(organization.pk, filters),

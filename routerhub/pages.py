@@ -5,6 +5,7 @@ usage, the ledger — page by keyset instead: ``routerhub.keyset``.)"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,9 +43,10 @@ class DashboardPage:
         return bool(self.rows)
 
 
-def _url(request: HttpRequest, param: str, number: int) -> str:
+def _url(request: HttpRequest, param: str, number: int, pin: Mapping[str, str]) -> str:
     query = request.GET.copy()
-    query[param] = str(number)
+    for name, value in {**pin, param: str(number)}.items():
+        query[name] = value  # replaces: ``QueryDict.update`` would append
     return f"?{query.urlencode()}"
 
 
@@ -54,17 +56,19 @@ def dashboard_page(
     *,
     param: str = "page",
     size: int = PAGE_SIZE,
+    pin: Mapping[str, str] | None = None,
 ) -> DashboardPage:
     """The page of ``rows`` that ``?<param>=`` names; what is not a number (``²``, 5,000 digits)
-    is the first page, a number out of range the last (Django's ``get_page``)."""
+    is the first page, a number out of range the last (Django's ``get_page``). The links to the
+    pages beside it carry ``pin``'s parameters too (e.g. the ``end`` that fixes a range)."""
     # Django's paginator reads ``count()`` and one slice of either (its stubs want a sequence).
     page = Paginator(rows, size).get_page(request.GET.get(param))  # type: ignore[arg-type]
-    number = page.number
+    number, pin = page.number, pin or {}
     return DashboardPage(
         rows=list(page.object_list),
         number=number,
         num_pages=page.paginator.num_pages,
         count=page.paginator.count,
-        previous_url=_url(request, param, number - 1) if page.has_previous() else None,
-        next_url=_url(request, param, number + 1) if page.has_next() else None,
+        previous_url=_url(request, param, number - 1, pin) if page.has_previous() else None,
+        next_url=_url(request, param, number + 1, pin) if page.has_next() else None,
     )

@@ -13,8 +13,10 @@ Webhook deliveries (a tenant's receiver URL) use the same checks through
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import ipaddress
+import os
 import socket
 import ssl
 import time
@@ -198,25 +200,52 @@ class _Deadline(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
+class _Resolvers:
+    """The blocking client's name lookups: ``getaddrinfo`` takes no timeout, so it runs in one of
+    these threads and the caller stops waiting when its time is up (a stalled lookup holds a
+    thread, never the caller). Bounded: lookups past the pool's size wait their turn, within the
+    same timeout. One pool per process (a forked worker does not inherit its parent's threads)."""
+
+    pool: concurrent.futures.ThreadPoolExecutor | None = None
+    pid = 0
+
+    @classmethod
+    def submit(cls, host: str, port: int) -> concurrent.futures.Future[list[tuple[Any, ...]]]:
+        if cls.pool is None or cls.pid != os.getpid():
+            cls.pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="resolve")
+            cls.pid = os.getpid()
+        return cls.pool.submit(_resolve, host, port)
+
+
+def _resolve_within(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
+    """``_resolve(host, port)``, or ``httpcore.ConnectTimeout`` once ``timeout`` seconds pass
+    (``httpcore.ConnectError`` when the name does not resolve)."""
+    lookup = _Resolvers.submit(host, port)
+    try:
+        infos = lookup.result(timeout)
+    except TimeoutError:
+        lookup.cancel()
+        raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout:g} s") from None
+    except (OSError, UnicodeError) as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    if not infos:
+        raise httpcore.ConnectError(f"cannot resolve {host}: no address")
+    return infos
+
+
 class _BoundedSync(httpcore.NetworkBackend):
-    """The blocking backend of ``public_http_client_sync``: the connection and everything sent
-    and read on it end within ``total`` seconds of the client's creation, and unless
-    ``allow_private`` it connects only to public addresses, checked as ``_PublicAddressesOnly``
-    checks them (Celery tasks such as webhook deliveries)."""
+    """The blocking backend of ``public_http_client_sync``: the name lookup, the connection (to
+    one address of the answer) and everything sent and read on it end within ``total`` seconds
+    of the client's creation, and unless ``allow_private`` it connects only to public addresses,
+    checked as ``_PublicAddressesOnly`` checks them (Celery tasks such as webhook deliveries)."""
 
     def __init__(self, *, allow_private: bool, total: float) -> None:
         self._inner = httpcore.SyncBackend()
         self._allow_private, self._total = allow_private, total
         self._deadline = time.monotonic() + total
 
-    def _address(self, host: str, port: int) -> str:
-        if self._allow_private:
-            return host
-        try:
-            infos = _resolve(host, port)
-        except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        return _public_address(host, infos)
+    def _left(self, timeout: float | None) -> float:
+        return _time_left(self._deadline, self._total, timeout, httpcore.ConnectTimeout)
 
     def connect_tcp(
         self,
@@ -226,8 +255,11 @@ class _BoundedSync(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        address = self._address(host, port)
-        left = _time_left(self._deadline, self._total, timeout, httpcore.ConnectTimeout)
+        infos = _resolve_within(host, port, self._left(timeout))
+        # One address, as checked, within what is left: trying every address of the answer with
+        # the full timeout each would let a host's DNS answer stretch the bound.
+        address = str(infos[0][4][0]) if self._allow_private else _public_address(host, infos)
+        left = self._left(timeout)
         stream = self._inner.connect_tcp(address, port, left, local_address, socket_options)
         return _Deadline(stream, self._deadline, self._total)
 

@@ -25,12 +25,16 @@ import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
+from django.core.validators import slug_re
+from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Organization
 from routerhub.errors import BadRequest, NotFound
+from routerhub.text import one_line, validate_no_control_characters
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
 from routing.models import SelectionSession
 from routing.routers import PLATFORM_ROUTER_SLUG, messages_prompt, router_decide, router_row
@@ -239,10 +243,45 @@ def feedback_record(*, organization: Organization, body: dict[str, Any]) -> dict
     return {"session_id": str(session.id), "provider": model, "feedback": feedback}
 
 
-def preference_create(*, organization: Organization, name: str | None) -> dict[str, str]:
+MAX_NAME_CHARS = 120
+MAX_SLUG_CHARS = 60
+
+
+def preference_name(value: Any) -> str | None:
+    """``userPreferenceCreate``'s optional ``name``: the router's name, refused (400, ``name``)
+    unless text of at most 120 characters without control characters (routerhub.text)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_NAME_CHARS:
+        raise BadRequest(f"name must be text of at most {MAX_NAME_CHARS} characters.", param="name")
+    try:
+        validate_no_control_characters(value)
+    except ValidationError as exc:
+        raise BadRequest(f"name: {exc.messages[0]}", param="name") from None
+    return value
+
+
+def preference_id_parse(value: Any) -> str | None:
+    """``trainCustomRouter``'s optional ``preference_id``: a router slug (400 otherwise)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_SLUG_CHARS or not slug_re.match(value):
+        raise BadRequest(
+            f"preference_id must be a router slug: 1 to {MAX_SLUG_CHARS} letters, digits, "
+            "hyphens or underscores (the preference_id userPreferenceCreate answered).",
+            param="preference_id",
+        )
+    return value
+
+
+def _new_slug(name: str | None) -> str:
+    return f"{slugify(name or '')[:40] or 'notdiamond'}-{secrets.token_hex(4)}"
+
+
+def preference_create(*, organization: Organization, name: Any) -> dict[str, str]:
     """A new, untrained router; its slug is the preference id."""
-    base = slugify(name or "")[:40] or "notdiamond"
-    slug = f"{base}-{secrets.token_hex(4)}"
+    name = preference_name(name)
+    slug = _new_slug(name)
     router = serving.router_create(
         organization=organization, slug=slug, name=name or slug, candidates=[]
     )
@@ -256,25 +295,15 @@ def _flag(value: Any) -> bool:
 def custom_router_train(
     *, organization: Organization, upload: UploadedFile[Any], form: dict[str, Any]
 ) -> tuple[Router, TrainingRun]:
-    """``CustomRouter.fit``: store the joint CSV as a dataset, validate it and queue training."""
+    """``CustomRouter.fit``: store the joint CSV as a dataset and validate it, then (only then)
+    create the router ``preference_id`` names (a new one without it) and queue its training."""
     offered = providers_parse(form.get("llm_providers"))
-    slug = (
-        str(form.get("preference_id") or "")
-        or preference_create(organization=organization, name=None)["preference_id"]
-    )
-    router = Router.objects.filter(organization=organization, slug=slug).first()
-    if router is None:
-        router = serving.router_create(
-            organization=organization, slug=slug, name=slug, candidates=list(offered)
-        )
-    elif not router.candidates:
-        router.candidates = list(offered)
-        router.save(update_fields=["candidates"])
+    slug = preference_id_parse(form.get("preference_id")) or _new_slug(None)
     try:
-        run = serving.train_on_upload(
-            router=router,
+        dataset = serving.dataset_from_upload(
+            organization=organization,
             upload=upload,
-            name=upload.name or f"{slug}.csv",
+            name=one_line(upload.name or "")[:200] or f"{slug}.csv",
             prompt_column=str(form.get("prompt_column") or "prompt"),
             maximize=_flag(form.get("maximize", True)),
         )
@@ -284,4 +313,13 @@ def custom_router_train(
             param="dataset_file",
             metadata={"errors": exc.errors[:20]},
         ) from None
-    return router, run
+    with transaction.atomic():  # a router whose training cannot start is not kept
+        router = Router.objects.filter(organization=organization, slug=slug).first()
+        if router is None:
+            router = serving.router_create(
+                organization=organization, slug=slug, name=slug, candidates=list(offered)
+            )
+        elif not router.candidates:
+            router.candidates = list(offered)
+            router.save(update_fields=["candidates"])
+        return router, serving.training_start(router=router, dataset=dataset)

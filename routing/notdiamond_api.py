@@ -169,8 +169,6 @@ class PreferenceCreateView(TenantAPIView):
     )
     def post(self, request: Request) -> Response:
         name = _body(request).get("name")
-        if name is not None and (not isinstance(name, str) or len(name) > 120):
-            raise BadRequest("name must be text of at most 120 characters.", param="name")
         return Response(notdiamond.preference_create(organization=self.organization, name=name))
 
 

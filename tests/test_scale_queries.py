@@ -26,6 +26,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from billing.api import UsageGroupsPagination
 from tests.factories import dashboard_client
+from tests.rows_answered import RowsAnswered
 from tests.scale_world import World, world_make
 from training.views import DRIFT_CHECKS_SHOWN
 
@@ -66,6 +67,9 @@ READ_EXEMPT = {
     # One key per provider (a unique constraint): as many as the platform's providers, which the
     # worlds make one per provider key, not as many as the organization grows.
     ("dashboard/playground/", '"routing_providerkey"'),
+    # The provider menu (a ModelChoiceField, read through QuerySet.iterator()): the platform's
+    # enabled providers, which the worlds make one per provider key.
+    ("dashboard/provider-keys/", '"routing_provider"'),
 }
 # GET routes that answer a signed-in owner with other than 200, and why; any other GET route
 # must answer 200 (a POST-only route: 405 without GET in its Allow header).
@@ -118,33 +122,20 @@ def _url(route: str, world: World) -> str:
     return "/" + _CONVERTER.sub(value, route)
 
 
-def _answered(rows: list[tuple[int, str]]):  # type: ignore[no-untyped-def]
-    """An execute wrapper appending each statement's rows answered (and its text) to ``rows``."""
-
-    def counted(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        result = execute(sql, params, many, context)
-        rows.append((max(context["cursor"].rowcount, 0), sql))
-        return result
-
-    return counted
-
-
 def _fetch(route: str, world: World) -> tuple[int, int, bytes, bool, list[tuple[int, str]]]:
     client = dashboard_client(world.owner, world.organization)
     url = _url(route, world)
     query = {name: world.query_values[name] for name in QUERY.get(route, ())}
     client.get(url, query)  # warm what is cached per process or organization
-    answered: list[tuple[int, str]] = []
-    with (
-        CaptureQueriesContext(connection) as queries,
-        connection.execute_wrapper(_answered(answered)),
-    ):
+    answered = RowsAnswered()
+    with CaptureQueriesContext(connection) as queries, connection.execute_wrapper(answered):
         response = client.get(url, query)
         content = b"".join(response.streaming_content) if response.streaming else response.content
     status = response.status_code
     if status == 405 and "GET" not in response.get("Allow", "GET"):
         status = 0  # a route that takes no GET: nothing to measure
-    return status, len(queries), content, response.streaming, answered
+    statements = [(rows, sql) for rows, sql in answered.statements]
+    return status, len(queries), content, response.streaming, statements
 
 
 def _shown(content: bytes) -> dict[str, int]:
@@ -235,3 +226,21 @@ def test_every_gateway_route_is_measured_or_bounded_by_construction() -> None:
     gets = {path for path, (method, _) in _ROUTES.items() if method == "GET"}
 
     assert gets == {"/v1/models"}
+
+
+def test_rows_fetched_through_a_server_side_cursor_are_counted() -> None:
+    """``QuerySet.iterator()`` reads through a server-side cursor, whose ``rowcount`` is -1 (its
+    rows are fetched later, a chunk at a time): a page iterating every row is still caught."""
+    from accounts.models import Organization
+
+    Organization.objects.bulk_create(
+        Organization(name=f"iterated {i}", slug=f"iterated-{i}") for i in range(LARGE)
+    )
+    answered = RowsAnswered()
+
+    with connection.execute_wrapper(answered):
+        few = list(Organization.objects.order_by("pk")[:5])
+        every = [o.name for o in Organization.objects.order_by("pk").iterator(chunk_size=20)]
+
+    assert answered.rows == [len(few), len(every)]
+    assert len(every) >= LARGE > PAGE_CAP + 1  # over the bound a page's statements must keep

@@ -48,6 +48,7 @@ __all__ = [
     "cascade_report",
     "cost_quality_svg",
     "dataset_from_file",
+    "dataset_from_upload",
     "dataset_prompts",
     "drift_sample_observe",
     "estimated_tokens",
@@ -66,7 +67,7 @@ __all__ = [
     "strong_win_rates",
     "text_tokens",
     "tokens_from_chars",
-    "train_on_upload",
+    "training_start",
     "version_pair",
     "version_promote",
 ]
@@ -211,17 +212,17 @@ class UploadNotReady(ValueError):
         super().__init__("; ".join(str(error["message"]) for error in errors[:3]))
 
 
-def train_on_upload(
-    *, router: Router, upload: Any, name: str, prompt_column: str, maximize: bool
-) -> TrainingRun:
-    """Store ``upload`` as a dataset of the router's organization, validate it in this process
-    and queue the router's training on it; ``UploadNotReady`` when it does not validate."""
+def dataset_from_upload(
+    *, organization: Organization, upload: Any, name: str, prompt_column: str, maximize: bool
+) -> Dataset:
+    """Store ``upload`` as a dataset of ``organization`` and validate it in this process: the
+    ready dataset, or ``UploadNotReady`` (the dataset stays, failed, with its errors)."""
     from training import services
     from training.models import DatasetStatus
 
     with transaction.atomic():
         dataset = services.dataset_create(
-            organization=router.organization,
+            organization=organization,
             name=name,
             upload=upload,
             columns={"prompt": prompt_column},
@@ -231,7 +232,14 @@ def train_on_upload(
     validated.refresh_from_db()
     if validated.status != DatasetStatus.READY:
         raise UploadNotReady(validated.errors)
-    return services.training_run_start(router=router, dataset=validated)
+    return validated
+
+
+def training_start(*, router: Router, dataset: Dataset) -> TrainingRun:
+    """Queue the router's training on a ready dataset (``InvalidInput`` when it does not fit)."""
+    from training import services
+
+    return services.training_run_start(router=router, dataset=dataset)
 
 
 def router_train_now(

@@ -71,15 +71,16 @@ def _claim(delivery_id: int, attempt: int) -> bool:
 
 
 def _read_bounded(response: httpx.Response) -> bytes:
-    """At most WEBHOOK_RESPONSE_MAX_BYTES of the answer; a body still coming when the attempt's
-    bound ends is cut there (its status stands)."""
+    """At most WEBHOOK_RESPONSE_MAX_BYTES of the answer's body, which is only for the log: once
+    the status line and headers are in, the status is the outcome, and whatever ends the body
+    early (the attempt's bound, a read timeout, a dropped connection) cuts the excerpt there."""
     limit, kept = settings.WEBHOOK_RESPONSE_MAX_BYTES, b""
     try:
         for chunk in response.iter_raw():
             kept += chunk[: limit - len(kept)]
             if len(kept) >= limit:
                 break
-    except httpx.TimeoutException:
+    except httpx.TransportError:
         pass
     return kept
 
@@ -121,15 +122,21 @@ def _send(delivery: WebhookDelivery) -> Outcome:
     return Outcome(code, text, "", (time.monotonic() - started) * 1000)
 
 
-def _record(delivery_id: int, attempt: int, outcome: Outcome) -> str:
+def _record(delivery_id: int, attempt: int, outcome: Outcome, *, final: bool = False) -> str | None:
+    """Write attempt number ``attempt``'s outcome, unless the row has moved on (the sweep ended
+    the attempt as dead, and maybe a later attempt is under way: a late answer is not its);
+    the status written, or None when nothing was."""
     if outcome.succeeded:
         status, next_retry = DeliveryStatus.SUCCEEDED, None
-    elif outcome.retryable and attempt < settings.WEBHOOK_MAX_ATTEMPTS:
+    elif outcome.retryable and not final and attempt < settings.WEBHOOK_MAX_ATTEMPTS:
         status = DeliveryStatus.PENDING
         next_retry = timezone.now() + timedelta(seconds=retry_delay(attempt))
     else:
         status, next_retry = DeliveryStatus.FAILED, None
-    WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.SENDING).update(
+    mine = WebhookDelivery.objects.filter(
+        pk=delivery_id, status=DeliveryStatus.SENDING, attempts=attempt
+    )
+    written = mine.update(
         status=status,
         next_retry_at=next_retry,
         response_code=outcome.code,
@@ -137,7 +144,7 @@ def _record(delivery_id: int, attempt: int, outcome: Outcome) -> str:
         error=outcome.error,
         latency_ms=round(outcome.latency_ms, 1),
     )
-    return str(status)
+    return str(status) if written else None
 
 
 def webhook_delivery_attempt(*, delivery_id: int, attempt: int) -> str | None:
@@ -148,7 +155,7 @@ def webhook_delivery_attempt(*, delivery_id: int, attempt: int) -> str | None:
     delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
     if not delivery.endpoint.enabled:
         outcome = Outcome(None, "", "the endpoint was disabled", 0.0)
-        return _record(delivery_id, settings.WEBHOOK_MAX_ATTEMPTS, outcome)
+        return _record(delivery_id, attempt, outcome, final=True)
     outcome = _send(delivery)
     if not outcome.succeeded:
         # The URL and the answer's status only: never the signature or the payload.

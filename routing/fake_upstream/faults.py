@@ -19,6 +19,9 @@ answer is cut halfway through its body) or an early end (``end_after=0..3``); th
 depends only on the seed and the request body, so a request fails the same way whatever order
 requests arrive in. ``x@status=500,when=BOOM`` injects its faults only into requests whose body
 contains ``BOOM`` (``_`` is a space), others are answered: one prompt of several failing.
+Alternatives are separated by ``|``: ``x@status=400,when=BOOM|delay=300`` refuses at once a
+request saying BOOM and answers the others late; the first alternative whose ``when`` matches
+(or that has none) applies.
 """
 
 from __future__ import annotations
@@ -50,10 +53,12 @@ class Fault:
     fail_rate: float = 0.0
     seed: int = 0
     when: str = ""
+    otherwise: Fault | None = None  # the next alternative (``|``): for what this one misses
 
 
 def fault_parse(spec: str) -> Fault:
-    fault = Fault()
+    spec, _, rest = spec.partition("|")
+    fault = Fault(otherwise=fault_parse(rest) if rest else None)
     for item in spec.replace(";", ",").split(","):
         name, _, value = item.strip().partition("=")
         if name == "status":
@@ -97,7 +102,7 @@ def fault_draw(fault: Fault, body: bytes, model: str = "") -> tuple[Fault, str]:
     """Resolve ``fail_rate`` and ``when`` for one request: the fault to inject and its spec ("" for
     none). ``when`` looks at the body without ``model`` (the name with its fault suffix)."""
     if fault.when and fault.when.encode() not in body.replace(model.encode(), b""):
-        return Fault(), ""
+        return fault_draw(fault.otherwise, body, model) if fault.otherwise else (Fault(), "")
     if fault.fail_rate <= 0:
         return fault, ""
     digest = hashlib.sha256(str(fault.seed).encode() + b"\x1f" + body).digest()

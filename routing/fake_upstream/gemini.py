@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 
@@ -64,35 +64,62 @@ def gemini_turn(body: JSON, model: str) -> Turn:
 _NOT_IN_SCHEMA_MESSAGE = ("$ref", "$defs", "definitions", "additionalProperties", "$schema")
 
 
+_BESIDE_REF = {"$ref", "description", "default"}
+
+
 def gemini_schema_refusal(body: JSON) -> str | None:
-    """Gemini's 400 for a JSON Schema keyword sent in an OpenAPI-subset schema field."""
+    """Gemini's 400 for a schema it refuses: a JSON Schema keyword in an OpenAPI-subset field, a
+    ``$ref`` with more than a description or default beside it, ``responseJsonSchema`` without
+    the JSON MIME type or together with ``responseSchema``."""
     config = body.get("generationConfig") or {}
-    schemas = [("generation_config.response_schema", config.get("responseSchema"))] + [
+    declarations = [d for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
+    if "responseJsonSchema" in config and "responseSchema" in config:
+        return "response_schema and response_json_schema cannot both be set."
+    if "responseJsonSchema" in config and config.get("responseMimeType") != "application/json":
+        return "response_mime_type must be application/json when response_json_schema is set."
+    subset = [("generation_config.response_schema", config.get("responseSchema"))] + [
         (f"tools[0].function_declarations[{i}].parameters", d.get("parameters"))
-        for t in body.get("tools") or []
-        for i, d in enumerate(t.get("functionDeclarations") or [])
+        for i, d in enumerate(declarations)
     ]
-    for where, schema in schemas:
-        name = _unknown_key(schema)
+    for where, schema in subset:
+        name = _find(
+            schema, lambda node: next((k for k in node if k in _NOT_IN_SCHEMA_MESSAGE), None)
+        )
         if name is not None:
             return f"Invalid JSON payload received. Unknown name \"{name}\" at '{where}': Cannot find field."
+    for schema in [config.get("responseJsonSchema")] + [
+        d.get("parametersJsonSchema") for d in declarations
+    ]:
+        ref = _find(
+            schema,
+            lambda node: node["$ref"] if "$ref" in node and set(node) - _BESIDE_REF else None,
+        )
+        if ref is not None:
+            return (
+                f"Schema.ref '{str(ref).rsplit('/', 1)[-1]}' was set alongside unsupported fields. If a "
+                "schema node has Schema.ref set, then only description and default can be set alongside it."
+            )
     return None
 
 
-def _unknown_key(schema: object) -> str | None:
+def _find(schema: object, found_in: Callable[[JSON], object]) -> object:
+    """The first thing ``found_in`` finds in a schema node of ``schema``."""
     if isinstance(schema, list):
-        return next((k for k in map(_unknown_key, schema) if k is not None), None)
+        return next((k for k in (_find(s, found_in) for s in schema) if k is not None), None)
     if not isinstance(schema, dict):
         return None
+    found = found_in(schema)
     for key, value in schema.items():
-        if key in _NOT_IN_SCHEMA_MESSAGE:
-            return str(key)
-        if key == "properties" and isinstance(value, dict):  # its keys are names, not keywords
-            value = list(value.values())
-        found = _unknown_key(value) if key not in ("enum", "required") else None
         if found is not None:
-            return found
-    return None
+            break
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            value = list(value.values())  # its keys are names, not keywords
+        found = (
+            _find(value, found_in)
+            if key not in ("enum", "required", "default", "examples", "const")
+            else None
+        )
+    return found
 
 
 def gemini_usage(turn: Turn, completion: int, cached: int) -> JSON:

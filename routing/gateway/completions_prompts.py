@@ -12,7 +12,11 @@ endpoint (one price) serves the whole request and the choices stay whole (client
 LangChain slice them by position: a missing prompt would shift the others' answers). The answers
 a failing candidate did give are not served, but they are billed, once, at that endpoint with the
 usage it reported (the provider bills them; shown as ``billed`` in that candidate's trace entry),
-and when every candidate failed the error says how many prompts were answered and billed.
+and when every candidate failed the error says how many prompts were answered and billed. A
+refusal (4xx) of one prompt is raised only once the candidate's other calls have ended, so what
+it answered is billed whatever order the answers came in, and said so in the error (with the
+generation id); a client that leaves has the answers that came billed as answers and the prompts
+still at the provider as sent (``_prompts_sent``).
 Choices come back in OpenAI's order:
 ``index = prompt_index * n + i``. Several prompts are never streamed
 (``completions.chat_bodies_from_completion`` refuses it).
@@ -21,6 +25,7 @@ Choices come back in OpenAI's order:
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import replace
 from decimal import Decimal
 
@@ -165,24 +170,31 @@ async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
 async def _attempt_all(
     ex: Exchange, parts: list[Exchange], candidate: Candidate
 ) -> list[Completion] | None:
-    """Every prompt's answer from ``candidate``, or None if it failed any (a 4xx it gave any
-    prompt is raised: another provider would refuse that prompt too)."""
+    """Every prompt's answer from ``candidate``, or None if it failed any. A 4xx it gave any
+    prompt is raised (another provider would refuse that prompt too), but only once the other
+    prompts' calls have ended: the provider had them, so what it answered is billed — whatever
+    order the answers came in — and the error says so."""
     for part in parts:  # an earlier candidate's calls ended: what they answered is billed
         part.sending = None
-    tasks: list[asyncio.Task[Completion | None]] = []
+    since = len(ex.attempts)  # this candidate's trace entries come after
+    tasks = [asyncio.ensure_future(attempt(part, candidate)) for part in parts]
     try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(attempt(part, candidate)) for part in parts]
-    except ExceptionGroup as failures:  # the first prompt's refusal, as one request would get it
-        _answers_discarded(ex, parts, tasks, candidate)
-        raise failures.exceptions[0] from None
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    except asyncio.CancelledError:  # the client left: the answers that came are billed as such
+        _answers_discarded(ex, parts, tasks, candidate, since, "client_disconnected")
+        raise
     started = [part.first_byte_at for part in parts if part.first_byte_at is not None]
     ex.first_byte_at = ex.first_byte_at or min(started, default=None)
-    completions = [task.result() for task in tasks]
-    if any(done is None for done in completions):
-        _answers_discarded(ex, parts, tasks, candidate)
+    completions = [done for done in outcomes if isinstance(done, Completion)]
+    if len(completions) == len(parts):
+        return completions
+    errors = [error for error in outcomes if isinstance(error, BaseException)]
+    _answers_discarded(ex, parts, tasks, candidate, since, "refused" if errors else "failed")
+    if not errors:
         return None
-    return [done for done in completions if done is not None]
+    if isinstance(errors[0], ApiError):  # the first prompt's refusal, as one request would get it
+        raise _answers_said(errors[0], ex)
+    raise errors[0]
 
 
 def _answers_discarded(
@@ -190,37 +202,54 @@ def _answers_discarded(
     parts: list[Exchange],
     tasks: list[asyncio.Task[Completion | None]],
     candidate: Candidate,
+    since: int,
+    error: str,
 ) -> None:
-    """The answers ``candidate`` gave before it failed another prompt: not served, but billed
-    once at its price and reported usage (``exchange.timeouts_charge`` adds them to the request's
-    charge), shown as ``billed`` in its last trace entry."""
+    """The answers ``candidate`` gave before it failed another prompt or the client left: not
+    served, but billed once at its price and reported usage (``exchange.timeouts_charge`` adds
+    them to the request's charge), shown as ``billed`` in its last trace entry (one of its own,
+    saying ``error``, when its failure left none or it refused). An answered call is no longer one the provider
+    merely has (``_prompts_sent`` would bill its prompt again)."""
     answered = [
-        (part, done)
-        for part, task in zip(parts, tasks, strict=False)
-        if task.done() and not task.cancelled() and task.exception() is None
-        if (done := task.result()) is not None
+        (part, done) for part, task in zip(parts, tasks, strict=True) if (done := _answer(task))
     ]
+    for part, _ in answered:
+        part.sending = None
     if not answered:
         return
     endpoint = candidate.endpoint
     entry = next(
         (
             a
-            for a in reversed(ex.attempts)
+            for a in reversed(ex.attempts[since:])
             if (a["provider"], a["model"]) == (endpoint.provider_slug, endpoint.model_id)
         ),
         None,
     )
-    if entry is None:  # a refusal (4xx) leaves none: the answers get one of their own
-        entry = {"model": endpoint.model_id, "provider": endpoint.provider_slug, "error": "refused"}
+    # A refusal (4xx) or the client leaving records none; a refusal is never another prompt's
+    # entry (a sibling that timed out has its own, billed its estimate).
+    if entry is None or error == "refused":
+        entry = {"model": endpoint.model_id, "provider": endpoint.provider_slug, "error": error}
         ex.attempts.append(entry)
     entry["answered"] = f"{len(answered)} of {len(parts)} prompts"
     usage = _summed([_usage_at(part, candidate, done) for part, done in answered])
     ex.timed_out.append(TimedOut(entry, candidate, usage, estimated=False))
 
 
+def _answer(task: asyncio.Task[Completion | None]) -> Completion | None:
+    """A prompt's answer, if its call ended with one (not failed, cancelled or still running)."""
+    if not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
 def _answers_said(error: ApiError, ex: Exchange) -> ApiError:
-    """Every candidate failed: ``error`` says which of them answered some prompts, billed."""
+    """The request failed (every candidate, or a refusal): ``error`` names its generation (the
+    usage record) and says which candidates answered some prompts, billed, and which had prompts
+    that timed out once sent (billed their estimate by ``exchange.timeouts_charge``, still to
+    come)."""
+    error.metadata["generation_id"] = ex.generation_id
+    error.headers["x-generation-id"] = ex.generation_id
     for entry in ex.attempts:
         if "answered" in entry:
             error.message += (
@@ -228,13 +257,22 @@ def _answers_said(error: ApiError, ex: Exchange) -> ApiError:
                 " are billed, but not served: a list of prompts is served whole or not at all."
                 " Send the failed prompts again, or the list, as a new request."
             )
+    sent = Counter((t.entry["provider"], t.entry["model"]) for t in ex.timed_out if t.estimated)
+    for (provider, model), count in sent.items():
+        prompts = "1 prompt" if count == 1 else f"{count} prompts"
+        error.message += (
+            f" {prompts} sent to {provider} ({model}) timed out unanswered and"
+            f" {'is' if count == 1 else 'are'} billed the prompt tokens, estimated"
+            " (the provider bills a prompt it received)."
+        )
     return error
 
 
 def _prompts_sent(ex: Exchange, parts: list[Exchange]) -> None:
     """A client left before the answer: the request is billed the prompts a provider has (each
-    part's ``sending``, set once its request was written and cleared if that call failed), at
-    that provider — not every prompt, nor any whose call failed or was never sent."""
+    part's ``sending``, set once its request was written and cleared if that call failed or
+    was answered — ``_answers_discarded`` bills an answer as such), at that provider — not every
+    prompt, nor any whose call failed or was never sent."""
     sent = [part for part in parts if part.sending is not None]
     if ex.endpoint is None and sent:
         ex.sending = sent[0].sending

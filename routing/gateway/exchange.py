@@ -176,8 +176,10 @@ async def _until_disconnect(ex: Exchange, work: Coroutine[Any, Any, None]) -> No
             bill(ex, partial_usage(ex), status="aborted", error_type="client_disconnected")
     finally:
         watcher.cancel()
-        if not task.done():
+        if not task.done():  # this handler was cancelled: the work says what it got, then ends
             task.cancel()
+            with suppress(asyncio.CancelledError, Exception):  # this cancellation goes on
+                await task
 
 
 def call_abandoned(ex: Exchange) -> None:
@@ -246,7 +248,9 @@ def timeouts_charge(ex: Exchange) -> Decimal:
     take only what the hold has left after the rest of the charge, so estimates never take a
     request past its hold; each is shown in its trace entry (``billed``). Once per request. The
     answers of a list of prompts discarded with a failed candidate are added the same way, at the
-    usage the provider reported (``TimedOut.estimated`` false)."""
+    usage the provider reported (``TimedOut.estimated`` false), and to the draft's tokens too
+    unless it is the served answer: a record's tokens explain its cost (the one a client left,
+    billed the prompts still at the provider, also has the answers that came)."""
     sent = list(ex.timed_out)
     ex.timed_out.clear()
     draft = ex.draft
@@ -268,13 +272,23 @@ def timeouts_charge(ex: Exchange) -> Decimal:
     if any(timeout.estimated for timeout in sent):
         draft.flag(UsageFlag.USAGE_ESTIMATED)
     if sent and not draft.model:  # nothing else was billed: the record is these calls'
-        last = sent[-1].candidate.endpoint
-        draft.model, draft.provider = last.model_id, last.provider_slug
-        draft.prompt_tokens = sum(t.usage.prompt_tokens for t in sent)
-        draft.completion_tokens = sum(t.usage.completion_tokens for t in sent)
-        draft.cache_write_tokens = sum(t.usage.cache_write_tokens for t in sent)
+        last = sent[-1].candidate
+        draft.model, draft.provider = last.endpoint.model_id, last.endpoint.provider_slug
+        draft.is_byok = last.is_byok  # as the fee its charge took says
+        _tokens_add(draft, [t.usage for t in sent])
+    elif draft.status != "succeeded":  # not the served answer: its tokens explain its cost
+        _tokens_add(draft, [t.usage for t in sent if not t.estimated])
     draft.cost += added
     return added
+
+
+def _tokens_add(draft: UsageDraft, usages: list[Usage]) -> None:
+    """Add to the draft's tokens those of calls ``timeouts_charge`` adds to its cost."""
+    draft.prompt_tokens += sum(u.prompt_tokens for u in usages)
+    draft.completion_tokens += sum(u.completion_tokens for u in usages)
+    draft.cached_tokens += sum(u.cached_tokens for u in usages)
+    draft.reasoning_tokens += sum(u.reasoning_tokens for u in usages)
+    draft.cache_write_tokens += sum(u.cache_write_tokens for u in usages)
 
 
 def prompt_estimate_usage(ex: Exchange, endpoint: EndpointInfo) -> Usage:

@@ -22,7 +22,13 @@ import orjson
 from routing.gateway.exchange import Exchange, bill, partial_usage
 from routing.gateway.limits import rate_limit_headers
 from routing.gateway.pipeline_steps import Step, child_exchange, step_account, step_record
-from routing.gateway.streaming import open_stream, pump, usage_requested
+from routing.gateway.streaming import (
+    ENDING_KEYS,
+    finish_apart,
+    open_stream,
+    pump,
+    usage_requested,
+)
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers.base import JSON, Usage
 
@@ -93,16 +99,14 @@ def _as_delta(choice: JSON) -> JSON:
     streamed: JSON = {"index": choice.get("index", 0), "delta": delta}
     if choice.get("logprobs"):
         streamed["logprobs"] = choice["logprobs"]
+    streamed |= {k: choice[k] for k in ENDING_KEYS if choice.get(k) is not None}
     return streamed | {"finish_reason": choice.get("finish_reason") or "stop"}
 
 
 def _openai_chunks(ex: Exchange, body: JSON, choices: list[JSON]) -> list[bytes]:
     head = {name: body[name] for name in ("id", "created", "model", "provider")}
     head["object"] = "chat.completion.chunk"
-    content = [c | {"finish_reason": None} for c in choices]
-    finish = [
-        {"index": c["index"], "delta": {}, "finish_reason": c["finish_reason"]} for c in choices
-    ]
+    content, finish = finish_apart(choices)  # each choice has a delta and a finish reason
     chunks: list[JSON] = [
         head | {"choices": content, "pipeline": body["pipeline"]},
         head | {"choices": finish},

@@ -238,7 +238,7 @@ async def _emit(
 
 
 # What a choice's finishing chunk carries (the finish reason first, kept off the content).
-_ENDING_KEYS = ("finish_reason", "native_finish_reason", "stop_sequence")
+ENDING_KEYS = ("finish_reason", "native_finish_reason", "stop_sequence")
 
 
 def finish_apart(choices: list[JSON]) -> list[list[JSON]]:
@@ -256,9 +256,9 @@ def finish_apart(choices: list[JSON]) -> list[list[JSON]]:
             content.append(choice)
             continue
         ending = {"index": choice.get("index", 0), "delta": {}}
-        ending |= {k: choice[k] for k in _ENDING_KEYS if k in choice}
+        ending |= {k: choice[k] for k in ENDING_KEYS if k in choice}
         content.append(
-            {k: v for k, v in choice.items() if k not in _ENDING_KEYS[1:]} | {"finish_reason": None}
+            {k: v for k, v in choice.items() if k not in ENDING_KEYS[1:]} | {"finish_reason": None}
         )
         finish.append(ending)
     return [content, finish]

@@ -31,6 +31,7 @@ from routing.providers.base import (
     reported_tokens,
     text_of,
 )
+from routing.providers.gemini_schema import schema_for_gemini
 from routing.providers.reasoning import thinking_budget
 
 FINISH_REASONS = {
@@ -46,31 +47,6 @@ FINISH_REASONS = {
     "MALFORMED_FUNCTION_CALL": "stop",
     "OTHER": "stop",
 }
-# Schemas go to Gemini's JSON Schema fields (``responseJsonSchema``, a declaration's
-# ``parametersJsonSchema``), which take references (``$defs``/``$ref``, as every nested pydantic
-# model has), ``anyOf`` and ``additionalProperties``; the OpenAPI-subset fields
-# (``responseSchema``, ``parameters``) refuse those. Only the meta keywords outside JSON
-# Schema's vocabulary there are left out.
-_UNSUPPORTED_SCHEMA_KEYS = {"$schema", "strict"}
-
-
-def schema_for_gemini(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {
-            k: (schema_for_gemini(v) if k != "properties" else _properties_for_gemini(v))
-            for k, v in schema.items()
-            if k not in _UNSUPPORTED_SCHEMA_KEYS
-        }
-    if isinstance(schema, list):
-        return [schema_for_gemini(v) for v in schema]
-    return schema
-
-
-def _properties_for_gemini(properties: Any) -> Any:
-    """A ``properties`` map keeps every name (a field may be called ``strict``)."""
-    if not isinstance(properties, dict):
-        return schema_for_gemini(properties)
-    return {name: schema_for_gemini(sub) for name, sub in properties.items()}
 
 
 def _parts(content: Any) -> list[JSON]:

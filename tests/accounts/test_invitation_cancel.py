@@ -16,14 +16,17 @@ from tests.factories import Tenants, dashboard_client, user_make
 pytestmark = pytest.mark.django_db
 
 
-def _invite(tenants: Tenants, email: str = "new@example.com") -> tuple[Invitation, str]:
+def _invite(
+    tenants: Tenants, email: str = "new@example.com", role: str = "admin"
+) -> tuple[Invitation, str]:
     """An invitation the owner sent from the dashboard, and its accept link's path."""
     owner = dashboard_client(tenants.owner, tenants.organization)
-    owner.post("/dashboard/organization/", {"email": email, "role": "admin"})
+    owner.post("/dashboard/organization/", {"email": email, "role": role})
     match = re.search(r"https?://\S+", mail.outbox[-1].body)
     assert match is not None
     path = "/" + match.group(0).split("/", 3)[3]
-    return Invitation.objects.get(organization=tenants.organization, email=email), path
+    sent = Invitation.objects.filter(organization=tenants.organization, email=email.lower())
+    return sent.latest("pk"), path
 
 
 def _invitee(email: str = "new@example.com") -> Client:
@@ -75,3 +78,21 @@ def test_an_accepted_invitation_cannot_be_cancelled(tenants: Tenants) -> None:
     invitation.refresh_from_db()
     assert invitation.accepted_at is not None and invitation.cancelled_at is None
     assert Membership.objects.filter(user__email="new@example.com").exists()
+
+
+def test_inviting_an_email_again_replaces_its_open_invitation(tenants: Tenants) -> None:
+    """A re-invite (to resend the email or change the role) leaves one open invitation: the
+    newest; the earlier link says it was replaced."""
+    first, first_path = _invite(tenants)
+    second, second_path = _invite(tenants, "New@Example.com", role="member")
+    invitee = _invitee()
+
+    replaced = invitee.post(first_path, follow=True)
+    accepted = invitee.post(second_path, follow=True)
+
+    assert "was replaced by a newer one; use the link in the latest email" in replaced.text
+    assert accepted.status_code == 200
+    open_ = Invitation.objects.filter(organization=tenants.organization, cancelled_at=None)
+    assert list(open_.values_list("pk", flat=True)) == [second.pk] and first.pk != second.pk
+    membership = Membership.objects.get(user__email="new@example.com")
+    assert membership.role == "member"

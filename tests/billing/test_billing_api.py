@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from drf_spectacular.generators import SchemaGenerator
 
 from accounts.models import ApiKey, KeyScope
 from billing.drafts import UsageDraft
@@ -123,6 +124,25 @@ def test_generation_is_readable_with_an_inference_key(billed):
 
     assert body["id"] == ids[1] and body["model"] == "demo/large" and body["cost"] == "0.02000000"
     assert body["status"] == "succeeded" and body["streamed"] is False
+
+
+def _component(schema: dict, reference: dict) -> dict:
+    return schema["components"]["schemas"][reference["$ref"].rsplit("/", 1)[1]]
+
+
+def test_the_generation_schema_lists_every_field_the_answer_has(billed):
+    """The OpenAPI schema of GET /api/v1/generation names the fields the endpoint answers (its
+    envelope once listed only ``data``); ``steps`` comes only with a pipeline's records."""
+    _, inference, _, ids = billed
+    body = inference.get("/api/v1/generation", {"id": ids[1]}).json()
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    ok = schema["paths"]["/api/v1/generation"]["get"]["responses"]["200"]
+    component = _component(schema, ok["content"]["application/json"]["schema"])
+
+    assert set(component["properties"]) == set(body) | {"steps"}
+    assert set(component["required"]) == set(body)
+    data = _component(schema, component["properties"]["data"]["allOf"][0])
+    assert set(data["properties"]) == set(body["data"])
 
 
 def test_generation_of_another_organization_is_404(billed):

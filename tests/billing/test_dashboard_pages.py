@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import re
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from html import unescape
 
 import pytest
 from django.utils import timezone
@@ -11,7 +13,8 @@ from django.utils import timezone
 from billing.charts import spend_chart
 from billing.drafts import UsageDraft
 from billing.services import ledger_post
-from billing.settlement import usage_settle
+from billing.settlement import usage_settle, usage_settle_batch
+from billing.views import GROUPS_PAGE, spend_chart_for
 from tests.factories import dashboard_client
 
 pytestmark = pytest.mark.django_db
@@ -161,3 +164,107 @@ def test_credits_page_lists_receipts(tenants):
     receipts = html.split("<h2>Receipts</h2>")[1].split("<h2>Transactions</h2>")[0]
     assert "$50.00" in receipts and "$2.75" in receipts and "$52.75" in receipts
     assert "https://pay.example/r/1" in receipts
+
+
+def test_the_charts_legend_ranks_models_over_the_days_it_draws(tenants):
+    """The legend's seven models are the costliest of the 30 days drawn: a model used only on
+    the day before them (inside "the last 30 days of hours", outside the chart) takes no place."""
+    ledger_post(organization=tenants.organization, kind="promotion", amount=Decimal("2000"),
+                idempotency_key="p")  # fmt: skip
+    for index in range(8):  # m0 … m7, costs 10 … 3
+        _usage(tenants.organization, f"m{index}", str(10 - index), days_ago=3)
+    day_before = timezone.now().astimezone(UTC).date() - timedelta(days=30)
+    usage_settle(
+        UsageDraft(
+            generation_id="gen-zz-old",
+            organization_id=tenants.organization.pk,
+            key_id=None,
+            status="succeeded",
+            cost=Decimal("1000"),
+            model="zz-old",
+            provider="demo",
+            # The last moment of the day before the chart: after "now - 30 days".
+            created_at=datetime.combine(day_before, time.max, tzinfo=UTC),
+        )
+    )
+
+    chart = spend_chart_for(tenants.organization.pk)
+
+    assert [label for label, _ in chart.legend] == [f"m{i}" for i in range(7)] + ["other"]
+    assert chart.total == sum(Decimal(10 - i) for i in range(8))
+
+
+def _totals_requests(html: str) -> int:
+    found = re.search(r'id="usage-totals"><th>All</th><th class="num">(\d+)<', html)
+    assert found, "the usage totals row"
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("group_by", "junk", "is not a valid choice"),
+        ("key", "abc", "A valid integer is required"),
+        ("status", "x", "is not a valid choice"),
+    ],
+)
+def test_a_bad_usage_filter_is_reported_and_the_others_still_filter(tenants, name, value, message):
+    _usage(tenants.organization, "demo/old", "0", days_ago=5)
+    _usage(tenants.organization, "demo/a", "0")
+    _usage(tenants.organization, "demo/b", "0")
+    client = dashboard_client(tenants.member, tenants.organization)
+    start = (timezone.now() - timedelta(days=1)).date().isoformat()
+
+    html = client.get("/dashboard/usage/", {"start": start, name: value}).content.decode()
+
+    assert message in html  # next to its field
+    assert _totals_requests(html) == 2  # the start still applies: the old request is left out
+    assert f'/api/v1/usage/export.csv?start={start}"' in html  # the export leaves the bad one out
+
+
+def _models_used(organization, count: int, prefix: str = "m") -> None:
+    usage_settle_batch(
+        [
+            UsageDraft(
+                generation_id=f"gen-{prefix}{index:03}",
+                organization_id=organization.pk,
+                key_id=None,
+                status="succeeded",
+                cost=Decimal("0"),
+                model=f"{prefix}{index:03}",
+                provider="demo",
+                created_at=timezone.now(),
+            )
+            for index in range(count)
+        ]
+    )
+
+
+def _link(html: str, label: str) -> str:
+    found = re.search(rf'<a href="([^"]*)">{label}</a>', html)
+    assert found, label
+    return unescape(found.group(1))
+
+
+def test_usage_groups_pages_are_pinned_to_the_first_pages_request_time(tenants):
+    """As the API's links do: a model first used while someone pages does not shift the groups
+    between pages (page 2 shows the groups of page 1's range)."""
+    _models_used(tenants.organization, GROUPS_PAGE + 1)
+    client = dashboard_client(tenants.member, tenants.organization)
+
+    first = client.get("/dashboard/usage/").content.decode()
+    _models_used(tenants.organization, 1, prefix="z-new")  # sorts last: onto page 2
+    second = client.get("/dashboard/usage/" + _link(first, "Next →")).content.decode()
+
+    assert "end=" in _link(first, "Next →")
+    assert f"m{GROUPS_PAGE:03}" in second and "z-new000" not in second
+    assert _link(second, "← Previous").count("end=") == 1
+
+
+def test_the_request_logs_older_link_keeps_the_page_of_groups(tenants):
+    _models_used(tenants.organization, GROUPS_PAGE + 1)  # and as many requests: two log pages
+    client = dashboard_client(tenants.member, tenants.organization)
+
+    html = client.get("/dashboard/usage/", {"groups_page": "2"}).content.decode()
+
+    assert "groups_page=2" in _link(html, "Older →")

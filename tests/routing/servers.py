@@ -48,6 +48,23 @@ class ServerThread:
         gc.collect()
 
 
+def leaving_receive(receive: Any, until: Any) -> Any:
+    """An ASGI ``receive`` for a client that sends its whole request, then reports itself gone
+    (``http.disconnect``) once ``await until()`` returns: a client leaving at a chosen moment."""
+    body_read = False
+
+    async def client_receive() -> dict[str, Any]:
+        nonlocal body_read
+        if not body_read:
+            message: dict[str, Any] = await receive()
+            body_read = not message.get("more_body", False)
+            return message
+        await until()
+        return {"type": "http.disconnect"}
+
+    return client_receive
+
+
 def closed_port_url() -> str:
     """A URL on which nothing listens (connection refused)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -9,6 +9,7 @@ import pytest
 
 from routing.fake_upstream.answers import answer_text
 from tests.routing.test_gateway_openai_sdk import client_for as openai_client_for
+from tests.routing.test_pipelines import create as pipeline_create
 from tests.routing.world import World
 
 PROMPT = "Describe the sea"
@@ -70,3 +71,28 @@ def test_an_openai_client_gets_stop_and_the_sequence_on_the_choice(
 
     assert content == text and last.finish_reason == "stop"
     assert (last.model_extra or {})["stop_sequence"] == stop
+
+
+def test_a_gated_pipeline_keeps_the_stop_sequence_whole_and_streamed(world: World) -> None:
+    steps = [{"model": "test/claude", "gate": {"type": "regex", "pattern": "."}}]
+    assert pipeline_create(world, "stops", "cascade", steps).status_code == 201
+    ask: dict = {"model": "pipeline/stops", "max_tokens": 500, "stop_sequences": STOPS,
+                 "messages": [{"role": "user", "content": PROMPT}]}  # fmt: skip
+    text, stop = _expected()
+
+    message = _client(world).messages.create(**ask)
+    with _client(world).messages.stream(**ask) as stream:  # buffered: the gate reads it whole
+        streamed = stream.get_final_message()
+    chunks = list(
+        openai_client_for(world).chat.completions.create(
+            model="pipeline/stops", stop=STOPS, stream=True,
+            messages=[{"role": "user", "content": PROMPT}],
+        )
+    )  # fmt: skip
+
+    for answer in (message, streamed):  # streamed was "end_turn" and None
+        assert (answer.stop_reason, answer.stop_sequence) == ("stop_sequence", stop)
+        assert answer.content[0].text == text  # type: ignore[union-attr]
+    last = chunks[-1].choices[0]
+    assert last.finish_reason == "stop" and (last.model_extra or {})["stop_sequence"] == stop
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == text

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from billing.models import LedgerEntry, Reservation, UsageRecord
-from tests.routing.servers import ServerThread, poll
+from tests.routing.servers import ServerThread, leaving_receive, poll
 from tests.routing.world import World
 
 
@@ -33,17 +33,7 @@ class LeavesDuringLastWrite:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        last_write = asyncio.Event()
-        body_read = False
-
-        async def client_receive() -> dict[str, Any]:
-            nonlocal body_read
-            if not body_read:
-                message = await receive()
-                body_read = not message.get("more_body", False)
-                return message
-            await last_write.wait()  # the client is there until the last write starts
-            return {"type": "http.disconnect"}
+        last_write = asyncio.Event()  # the client is there until the last write starts
 
         async def client_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.body" and b"[DONE]" in message.get("body", b""):
@@ -51,7 +41,7 @@ class LeavesDuringLastWrite:
                 await asyncio.Event().wait()  # the client is gone: this write never completes
             await send(message)
 
-        await self.app(scope, client_receive, client_send)
+        await self.app(scope, leaving_receive(receive, last_write.wait), client_send)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,13 @@ HOSTILE = [
     "Acme\u2066X\u2069",  # left-to-right isolate
     "Acme\u202aX",  # left-to-right embedding
     "Acme\x85X",  # C1: next line
+    # Invisible format characters (Cf): two names that look the same
+    "Acme\u200b",  # zero-width space
+    "Ac\ufeffme",  # zero-width no-break space (BOM)
+    "Ac\u2060me",  # word joiner
+    "Ac\u00adme",  # soft hyphen
+    "Acme\u200eX",  # left-to-right mark
+    "Acme\u061cX",  # Arabic letter mark
 ]
 STORED = "Acme\r\nBcc: victim@example.com"
 
@@ -49,6 +56,7 @@ def test_an_invitation_from_an_organization_with_a_line_break_in_its_name_is_sen
     assert response.status_code == 302
     [message] = mail.outbox
     assert message.subject == "[RouterHub] Join Acme Bcc: victim@example.com"
+    assert "invited you to Acme Bcc: victim@example.com on RouterHub" in message.body
     assert message.to == ["invitee@example.com"] and message.bcc == []
 
 
@@ -79,6 +87,23 @@ def test_dashboard_refuses_organization_names_with_control_characters(
     assert "control characters" in renamed.content.decode()
     assert Organization.objects.filter(name=name).count() == 0
     assert Organization.objects.get(pk=tenants.organization.pk).name == "Acme"
+
+
+# "Acme 👩‍💻" (a ZWJ emoji sequence) and Persian "می‌خواهم" (a ZWNJ between its parts)
+@pytest.mark.parametrize(
+    "name", ["Acme \U0001f469\u200d\U0001f4bb", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"]
+)
+def test_names_keep_the_zero_width_joiners_emoji_and_scripts_need(
+    tenants: Tenants, name: str
+) -> None:
+    dashboard = dashboard_client(tenants.owner, tenants.organization)
+    manage = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
+
+    dashboard.post("/dashboard/organization/settings", {"name": name})
+    key = manage.post("/api/v1/keys", {"name": name}, format="json")
+
+    assert Organization.objects.get(pk=tenants.organization.pk).name == name
+    assert key.status_code == 201, key.content
 
 
 @pytest.mark.parametrize("name", HOSTILE)

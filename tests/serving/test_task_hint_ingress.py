@@ -98,7 +98,8 @@ def _assert_shown(world: World, generation_id: str, hint: dict[str, Any]) -> Non
 def test_a_malformed_task_is_a_400_naming_router_task_on_every_api(
     world: World, call: Call
 ) -> None:
-    for task in ("x" * 201, 7, "", ["quiz/a"], "quiz\n/a", "quiz\x85a"):
+    hidden = ("math\u202egnp", "a\u2028b", "a\u2066b\u2069", "quiz\u200b/a", "quiz/\ufeffa")
+    for task in ("x" * 201, 7, "", ["quiz/a"], "quiz\n/a", "quiz\x85a", *hidden):
         with pytest.raises((anthropic.BadRequestError, openai.BadRequestError)) as raised:
             call(world, {"task": task})
 

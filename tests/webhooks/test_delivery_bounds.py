@@ -1,7 +1,9 @@
 """A webhook receiver is a tenant's host, and the delivery worker is shared by every tenant: an
 attempt must end within its bound however the receiver answers (status line and headers dripped
 a byte at a time, each byte inside the per-read timeout), and an attempt whose worker dies (the
-task's hard time limit, a killed process) counts as an attempt, so it is not redelivered forever.
+task's hard time limit, a killed process) counts as an attempt, so it is not redelivered forever
+(but a live one is not counted, and a dead one answering late does not overwrite a newer one).
+Once a 2xx status is in, it is the outcome, however the body ends.
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ from django.utils import timezone
 from routerhub.celery import app
 from tests.celery_conf import celery_conf
 from tests.factories import tenants_make
+from tests.security.raw_upstream import RawUpstream
 from tests.webhooks.test_deliveries import emit, endpoint_create
-from webhooks.delivery import webhook_deliveries_retry_due, webhook_delivery_attempt
+from webhooks.delivery import (
+    Outcome,
+    _record,
+    webhook_deliveries_retry_due,
+    webhook_delivery_attempt,
+)
 from webhooks.models import WebhookDelivery
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
@@ -125,3 +133,89 @@ def test_an_attempt_whose_worker_dies_counts_and_is_not_redelivered_forever(
     assert (delivery.status, delivery.attempts) == ("failed", 3)
     assert "did not finish" in delivery.error
     assert webhook_delivery_attempt(delivery_id=first.pk, attempt=4) is None
+
+
+def stuck_after(settings: Any) -> timedelta:
+    """How long an attempt stays ``sending`` before the sweep counts it as dead (README): past
+    the task's hard time limit, so a live attempt is never counted twice."""
+    return timedelta(seconds=4 * settings.WEBHOOK_TIMEOUT_SECONDS + 60)
+
+
+def test_a_live_attempt_is_not_counted_dead_until_its_bound_has_long_passed(
+    django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    tenants = tenants_make()
+    endpoint_create(tenants.organization, "http://127.0.0.1:9/closed", ["router.promoted"])
+    first = emit(tenants.organization, django_capture_on_commit_callbacks)
+    started = timezone.now()
+    # A worker has claimed attempt 2 and is still sending it.
+    WebhookDelivery.objects.filter(pk=first.pk).update(
+        status="sending", attempts=2, last_attempt_at=started
+    )
+
+    just_before = webhook_deliveries_retry_due(
+        now=started + stuck_after(settings) - timedelta(seconds=1)
+    )
+    live = WebhookDelivery.objects.get(pk=first.pk)
+    just_after = webhook_deliveries_retry_due(
+        now=started + stuck_after(settings) + timedelta(seconds=1)
+    )
+    dead = WebhookDelivery.objects.get(pk=first.pk)
+
+    assert just_before == []
+    assert (live.status, live.attempts, live.error) == ("sending", 2, first.error)
+    # Counted: attempt 2 is over, and attempt 3 was queued (and made, eagerly, to a closed port).
+    assert just_after == [(first.pk, 3)]
+    assert (dead.status, dead.attempts) == ("pending", 3)
+
+
+def test_a_late_attempts_outcome_does_not_overwrite_a_newer_attempt(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    tenants = tenants_make()
+    endpoint_create(tenants.organization, "http://127.0.0.1:9/closed", ["router.promoted"])
+    first = emit(tenants.organization, django_capture_on_commit_callbacks)
+    # Attempt 2 was counted dead by the sweep, and attempt 3 is now being sent.
+    WebhookDelivery.objects.filter(pk=first.pk).update(status="sending", attempts=3)
+    late = Outcome(200, "ok", "", 12.0)  # attempt 2's worker answers after all
+
+    written = _record(first.pk, 2, late)
+    row = WebhookDelivery.objects.get(pk=first.pk)
+
+    # Before: attempt 2's success was written over attempt 3 (which then wrote its own outcome).
+    assert written is None
+    assert (row.status, row.attempts, row.response_code) == ("sending", 3, None)
+
+
+def answers_200_and_stalls(server: RawUpstream, connection: socket.socket) -> None:
+    """A 200 whose body stops after two of its ten bytes, and nothing more until the test ends."""
+    server.read_request(connection)
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok")
+    server.stopped.wait()
+
+
+def answers_200_and_hangs_up(server: RawUpstream, connection: socket.socket) -> None:
+    """A 200 whose body stops after two of its ten bytes: the connection is closed."""
+    server.read_request(connection)
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok")
+    connection.close()
+
+
+@pytest.mark.parametrize("answer", [answers_200_and_stalls, answers_200_and_hangs_up])
+def test_a_2xx_status_is_the_outcome_however_its_body_ends(
+    answer: Any, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    settings.WEBHOOK_TIMEOUT_SECONDS = 0.5
+    receiver = RawUpstream(answer)
+    try:
+        tenants = tenants_make()
+        endpoint_create(tenants.organization, f"{receiver.url()}/hooks", ["router.promoted"])
+        delivery = emit(tenants.organization, django_capture_on_commit_callbacks)
+    finally:
+        receiver.stop()
+
+    # The receiver said 200: it has the event, and a retry would deliver it twice. Before, a
+    # connection dropped mid-body made the 200 a retryable connection error.
+    assert len(receiver.bodies) == 1
+    assert (delivery.status, delivery.response_code) == ("succeeded", 200)
+    assert (delivery.response_excerpt, delivery.error) == ("ok", "")

@@ -1,0 +1,323 @@
+"""``/v1/completions`` with a list of prompts: what an endpoint answered is billed, whatever ends
+the request — a refusal (4xx) of another prompt, every endpoint failing, or the client leaving —
+and the client can see it (``metadata.generation_id``, ``x-generation-id``, the sentence saying
+how many prompts were answered and billed).
+
+The client leaving is driven deterministically: the gateway is served behind an ASGI wrapper
+whose ``receive`` reports the client gone once a condition on the gateway's own event loop holds
+(the provider calls still under way, ``attempts.attempt``), not after a delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from billing.models import LedgerEntry, Reservation, UsageRecord
+from routing.models import Provider
+from routing.services import provider_key_create
+from tests.routing.servers import ServerThread, leaving_receive, poll
+from tests.routing.world import World, endpoint, model
+
+
+def client_for(world: World) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+
+
+def _multi(world: World, upstream: str) -> None:
+    """``test/multi``: one endpoint at fake-openai (1 and 2 USD per 1M tokens), faults in
+    ``upstream`` (``routing.fake_upstream.faults``)."""
+    world.catalog(
+        {
+            "models": [model("test/multi")],
+            "endpoints": [endpoint("test/multi", "fake-openai", upstream, "1", "2")],
+        }
+    )
+
+
+def _own_key(world: World) -> None:
+    """The organization's own fake-openai key: called instead of the platform's."""
+    provider = Provider.objects.get(slug="fake-openai")
+    provider_key_create(organization=world.organization, provider=provider, secret="sk-own-9999")
+
+
+def _asked_alone(world: World, prompts: list[str]) -> list[UsageRecord]:
+    """The records of ``prompts`` asked one by one: what their answers are billed."""
+    client = client_for(world)
+    return [
+        world.usage_record(client.completions.create(model="test/multi", prompt=p).id)
+        for p in prompts
+    ]
+
+
+def _error_of(
+    world: World, kind: type[openai.APIStatusError], prompts: list[str]
+) -> tuple[dict[str, Any], openai.APIStatusError]:
+    """The error body (and the error) of asking ``prompts`` in one request, which fails ``kind``."""
+    with pytest.raises(kind) as raised:
+        client_for(world).completions.create(model="test/multi", prompt=prompts)
+    error = raised.value.body
+    assert isinstance(error, dict)
+    return error, raised.value
+
+
+def _assert_settled(record: UsageRecord) -> None:
+    (entry,) = LedgerEntry.objects.filter(idempotency_key=f"usage:{record.generation_id}")
+    assert entry.amount == -record.cost
+    assert Reservation.objects.get(generation_id=record.generation_id).state == "settled"
+    assert UsageRecord.objects.filter(generation_id=record.generation_id).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("upstream", "prompts"),
+    [
+        # The refusal comes last: the other answers are in when it does.
+        ("gpt-4o-mini@status=400,delay=300,when=BOOM", ["Say hi", "BOOM now", "Say bye"]),
+        # The refusal comes first, while the other calls are at the provider (before, they were
+        # cancelled and billed nothing: the charge depended on which answer came first).
+        (
+            "gpt-4o-mini@status=400,when=BOOM|delay=300",
+            ["BOOM now", "Say hi", "Say bye", "Tell me about tea"],
+        ),
+    ],
+    ids=["refused_last", "refused_first"],
+)
+def test_a_refused_prompt_bills_every_answer_the_others_got_and_the_400_says_so(
+    world: World, upstream: str, prompts: list[str]
+) -> None:
+    _multi(world, upstream)
+    error, raised = _error_of(world, openai.BadRequestError, prompts)
+    answered = [p for p in prompts if "BOOM" not in p]
+    assert (
+        f"{len(answered)} of {len(prompts)} prompts were answered by fake-openai (test/multi)"
+        " and are billed" in error["message"]
+    )
+    generation_id = error["metadata"]["generation_id"]
+    assert raised.response.headers["x-generation-id"] == generation_id
+    record = world.usage_record(generation_id)
+    alone = _asked_alone(world, answered)
+    assert (record.status, record.error_type, record.provider) == (
+        "failed", "bad_request", "fake-openai",
+    )  # fmt: skip
+    assert record.cost == sum(r.cost for r in alone) > 0
+    assert record.completion_tokens == sum(r.completion_tokens for r in alone)
+    (entry,) = record.trace_data["fallbacks"]
+    assert entry["answered"] == f"{len(answered)} of {len(prompts)} prompts"
+    assert Decimal(entry["billed"]["cost"]) == record.cost
+    _assert_settled(record)
+
+
+def test_a_refusal_after_a_fallback_names_the_answers_of_every_endpoint_billed(
+    world: World,
+) -> None:
+    """One endpoint fails "BOOM now" (a 500), the next refuses it (a 400): each one's answer to
+    "Say hi" is billed at its price, in its own trace entry, and the 400 says both."""
+    world.catalog(
+        {
+            "models": [model("test/multi")],
+            "endpoints": [
+                endpoint("test/multi", "fake-openai", "gpt-4o-mini@status=500,when=BOOM", "1", "2"),
+                endpoint(
+                    "test/multi", "fake-openai-b", "gpt-4o@status=400,delay=300,when=BOOM", "3", "5"
+                ),
+            ],
+        }
+    )
+    error, _ = _error_of(world, openai.BadRequestError, ["Say hi", "BOOM now"])
+    for provider in ("fake-openai", "fake-openai-b"):
+        assert f"1 of 2 prompts were answered by {provider} (test/multi)" in error["message"]
+    record = world.usage_record(error["metadata"]["generation_id"])
+    first, second = record.trace_data["fallbacks"]
+    assert (first["error"], second["error"]) == ("status_500", "refused")
+    assert first["answered"] == second["answered"] == "1 of 2 prompts"
+    assert record.cost == Decimal(first["billed"]["cost"]) + Decimal(second["billed"]["cost"])
+    assert Decimal(first["billed"]["cost"]) < Decimal(second["billed"]["cost"])  # 1+2 < 3+5
+    _assert_settled(record)
+
+
+def test_a_refusal_beside_a_timed_out_prompt_has_its_own_entry_and_says_both_charges(
+    world: World, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """The prompt "BOOM now" is refused while "HANG on" times out at the same endpoint: the answer to
+    "Say hi" is shown in the refusal's own entry (before, in the timed-out prompt's, and no
+    ``refused`` entry), and the 400 says the timed-out prompt is billed too (before, it said only
+    the answer was, though the charge had both)."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 0.5
+    _multi(world, "gpt-4o-mini@status=400,when=BOOM|timeout,when=HANG")
+    error, _ = _error_of(world, openai.BadRequestError, ["Say hi", "BOOM now", "HANG on"])
+    assert "1 of 3 prompts were answered by fake-openai (test/multi)" in error["message"]
+    assert (
+        "1 prompt sent to fake-openai (test/multi) timed out unanswered and is billed"
+        in error["message"]
+    )
+    record = world.usage_record(error["metadata"]["generation_id"])
+    timed_out, refused = record.trace_data["fallbacks"]
+    assert (timed_out["error"], refused["error"]) == ("timeout", "refused")
+    assert "answered" not in timed_out and refused["answered"] == "1 of 3 prompts"
+    (say_hi,) = _asked_alone(world, ["Say hi"])
+    assert Decimal(refused["billed"]["cost"]) == say_hi.cost
+    assert Decimal(timed_out["billed"]["cost"]) > 0
+    assert record.cost == say_hi.cost + Decimal(timed_out["billed"]["cost"])
+    assert record.prompt_tokens == say_hi.prompt_tokens + timed_out["billed"]["prompt_tokens"]
+    _assert_settled(record)
+
+
+def test_answers_an_own_key_gave_before_every_candidate_failed_are_billed_as_byok(
+    world: World,
+) -> None:
+    """The record made of discarded answers alone says whose key answered and what was cached,
+    as the same prompts asked one by one do (the organization's key replaces the platform's)."""
+    _own_key(world)
+    _multi(world, "gpt-4o-mini@status=500,when=BOOM|cached=4")
+    error, _ = _error_of(world, openai.InternalServerError, ["Say hi", "BOOM now", "Say bye"])
+    record = world.usage_record(error["metadata"]["generation_id"])
+    alone = _asked_alone(world, ["Say hi", "Say bye"])
+    assert all(r.is_byok and r.cached_tokens == 4 for r in alone)
+    assert (record.status, record.is_byok) == ("failed", True)
+    assert record.cached_tokens == 8
+    assert record.cost == sum(r.cost for r in alone) > 0
+    _assert_settled(record)
+
+
+class LeavesWhen:
+    """The gateway's ASGI app behind a client that leaves once ``gone()`` holds (checked on the
+    gateway's event loop, so it can look at the tasks under way there)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.gone: Callable[[], bool] = lambda: False
+        # Instead of the client leaving, the server cancels the request's handler (as at its
+        # shutdown, or a deadline of its own).
+        self.cancels = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def left() -> None:
+            while not self.gone():
+                await asyncio.sleep(0.005)
+
+        async def client_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        if self.cancels:
+            handler = asyncio.ensure_future(self.app(scope, receive, client_send))
+            await left()
+            handler.cancel()
+            with suppress(asyncio.CancelledError):
+                await handler
+        else:
+            await self.app(scope, leaving_receive(receive, left), client_send)
+        if not started:  # the gateway answered nobody: close the exchange for the test's client
+            await send({"type": "http.response.start", "status": 499, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.fixture(scope="module")
+def leaving() -> Iterator[tuple[ServerThread, LeavesWhen]]:
+    from routerhub.asgi import application
+
+    app = LeavesWhen(application)
+    server = ServerThread(app, lifespan="off").start()
+    yield server, app
+    server.stop()
+
+
+def _calls_under_way() -> int:
+    """Provider calls of a list of prompts (each ``attempts.attempt`` in its own task) under way
+    on the running loop."""
+    return sum(1 for task in asyncio.all_tasks() if task.get_coro().__qualname__ == "attempt")
+
+
+def _leave_once(
+    world: World,
+    leaving: tuple[ServerThread, LeavesWhen],
+    prompts: list[str],
+    gone: Callable[[], bool],
+    *,
+    cancels: bool = False,
+) -> UsageRecord:
+    """POST ``prompts``, leave (or cancel the handler) once ``gone()`` holds, and return the
+    request's usage record."""
+    server, app = leaving
+    app.gone, app.cancels = gone, cancels
+    before = set(UsageRecord.objects.values_list("generation_id", flat=True))
+    answer = httpx.post(
+        f"{server.url}/v1/completions",
+        headers={"Authorization": f"Bearer {world.key}"},
+        json={"model": "test/multi", "prompt": prompts},
+        timeout=30,
+    )
+    assert answer.status_code == 499  # the gateway answered nobody
+    return poll(lambda: UsageRecord.objects.exclude(generation_id__in=before).first())
+
+
+def test_a_client_leaving_mid_candidate_is_billed_the_answers_that_came_and_the_prompt_sent(
+    world: World, settings, leaving: tuple[ServerThread, LeavesWhen]
+) -> None:  # type: ignore[no-untyped-def]
+    """The client leaves with "Say hi" answered and "BOOM now" at the provider: billed the answer
+    at its reported usage plus the sent prompt's estimate. Before, both were billed as merely sent
+    (their prompts estimated, the answer's completion tokens unbilled); then the answer's cost was
+    billed but not its tokens (the record's tokens did not explain its cost)."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0  # "BOOM now" is under way until the client leaves
+    _multi(world, "gpt-4o-mini@timeout,when=BOOM")
+    sent = world.upstream_requests
+    # The prompt alone, left once the provider has it: what its prompt is billed.
+    left_one = _leave_once(world, leaving, ["BOOM now"], lambda: len(sent("/v1/")) == 1)
+    world.fake.requests.clear()
+    record = _leave_once(
+        world,
+        leaving,
+        ["Say hi", "BOOM now"],
+        lambda: len(sent("/v1/")) == 2 and _calls_under_way() == 1,  # "Say hi" answered
+    )
+
+    (say_hi,) = _asked_alone(world, ["Say hi"])
+    assert (record.status, record.error_type) == ("aborted", "client_disconnected")
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        left_one.prompt_tokens + say_hi.prompt_tokens, say_hi.completion_tokens,
+    )  # fmt: skip
+    assert say_hi.completion_tokens > 0
+    assert record.cost == say_hi.cost + left_one.cost and left_one.cost > 0
+    (entry,) = record.trace_data["fallbacks"]
+    assert (entry["error"], entry["answered"]) == ("client_disconnected", "1 of 2 prompts")
+    assert (Decimal(entry["billed"]["cost"]), entry["billed"]["completion_tokens"]) == (
+        say_hi.cost, say_hi.completion_tokens,
+    )  # fmt: skip
+    _assert_settled(record)
+
+
+def test_a_cancelled_handler_bills_the_answers_that_came(
+    world: World, settings, leaving: tuple[ServerThread, LeavesWhen]
+) -> None:  # type: ignore[no-untyped-def]
+    """The server cancels the request's handler itself with "Say hi" answered and "BOOM now" at
+    the provider: the answer is billed, as when the client leaves. Before, the work was cancelled
+    but not awaited, so the record was settled before it said what was answered: billed 0."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0
+    _multi(world, "gpt-4o-mini@timeout,when=BOOM")
+    sent = world.upstream_requests
+    record = _leave_once(
+        world,
+        leaving,
+        ["Say hi", "BOOM now"],
+        lambda: len(sent("/v1/")) == 2 and _calls_under_way() == 1,  # "Say hi" answered
+        cancels=True,
+    )
+
+    (say_hi,) = _asked_alone(world, ["Say hi"])
+    assert record.cost == say_hi.cost > 0
+    assert record.completion_tokens == say_hi.completion_tokens
+    (entry,) = record.trace_data["fallbacks"]
+    assert entry["answered"] == "1 of 2 prompts"
+    _assert_settled(record)

@@ -1,0 +1,86 @@
+"""The blocking tenant-host client (webhook deliveries) bounds its name lookup too: the C
+library's ``getaddrinfo`` takes no timeout, so a receiver's slow DNS held a worker for as long
+as the lookup took, before any connect, read or write timeout began. With private URLs allowed
+the lookup is bounded the same way, and the connection goes to the answer's first address only
+(trying each address with the full timeout let a long answer stretch the bound)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from routing.egress import public_http_client_sync
+from tests.security.raw_upstream import RawUpstream, reads_and_hangs
+
+STALLED = "stalled.example"
+
+
+class StallingResolver:
+    """``socket.getaddrinfo`` for ``STALLED`` blocks until the test releases it (then answers
+    127.0.0.1); every other name resolves as usual."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.finished = threading.Event()  # a stalled lookup returned
+        self.real = socket.getaddrinfo
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != STALLED:
+            return self.real(host, port, *args, **kwargs)
+        # Bounded so that the old code (which waited for the lookup) fails instead of hanging.
+        self.release.wait(15)
+        self.finished.set()
+        return self.real("127.0.0.1", port, *args, **kwargs)
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[StallingResolver]:
+    # There is no DNS server here to stall, so the C library's resolver is what is replaced.
+    stalling = StallingResolver()
+    monkeypatch.setattr(socket, "getaddrinfo", stalling)
+    yield stalling
+    stalling.release.set()
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_a_stalled_name_lookup_ends_as_a_connect_timeout(
+    resolver: StallingResolver, allow_private: bool
+) -> None:
+    client = public_http_client_sync(allow_private=allow_private, timeout=0.5, total=1.5)
+
+    # Before: the client waited for the lookup (here 15 s, then a refusal or a connection
+    # error); a resolver that never answered held the worker for good.
+    with client, pytest.raises(httpx.ConnectTimeout, match=f"resolving {STALLED}"):
+        client.post(f"http://{STALLED}:9/hooks", content=b"{}")
+    assert not resolver.finished.is_set()
+
+
+def test_with_private_urls_allowed_only_the_first_address_is_connected_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    receiver = RawUpstream(reads_and_hangs)
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "two.example":
+            return real(host, port, *args, **kwargs)
+        # First an address nothing listens on, then the receiver's.
+        return [
+            *real("127.0.0.2", port, *args, **kwargs),
+            *real("127.0.0.1", port, *args, **kwargs),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    client = public_http_client_sync(allow_private=True, timeout=0.5, total=1.5)
+    try:
+        # Before: every address was tried in turn, each with the full connect timeout.
+        with client, pytest.raises(httpx.ConnectError):
+            client.post(f"http://two.example:{receiver.port}/hooks", content=b"{}")
+    finally:
+        receiver.stop()
+    assert receiver.bodies == []
