@@ -248,9 +248,9 @@ def timeouts_charge(ex: Exchange) -> Decimal:
     take only what the hold has left after the rest of the charge, so estimates never take a
     request past its hold; each is shown in its trace entry (``billed``). Once per request. The
     answers of a list of prompts discarded with a failed candidate are added the same way, at the
-    usage the provider reported (``TimedOut.estimated`` false), and to the draft's tokens too
-    unless it is the served answer: a record's tokens explain its cost (the one a client left,
-    billed the prompts still at the provider, also has the answers that came)."""
+    usage the provider reported (``TimedOut.estimated`` false). Each is added to the draft's
+    tokens too, whatever the outcome: a record's tokens explain its cost (before, an estimate
+    beside an answer, a stream or a client leaving was in the cost alone)."""
     sent = list(ex.timed_out)
     ex.timed_out.clear()
     draft = ex.draft
@@ -275,9 +275,7 @@ def timeouts_charge(ex: Exchange) -> Decimal:
         last = sent[-1].candidate
         draft.model, draft.provider = last.endpoint.model_id, last.endpoint.provider_slug
         draft.is_byok = last.is_byok  # as the fee its charge took says
-        _tokens_add(draft, [t.usage for t in sent])
-    elif draft.status != "succeeded":  # not the served answer: its tokens explain its cost
-        _tokens_add(draft, [t.usage for t in sent if not t.estimated])
+    _tokens_add(draft, [t.usage for t in sent])
     draft.cost += added
     return added
 
