@@ -181,7 +181,7 @@ async def _attempt_all(
     try:
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     except asyncio.CancelledError:  # the client left: the answers that came are billed as such
-        _answers_discarded(ex, parts, tasks, candidate, since, "client_disconnected")
+        _answers_discarded(ex, parts, tasks, candidate, since, ex.cancelled_by)
         raise
     started = [part.first_byte_at for part in parts if part.first_byte_at is not None]
     ex.first_byte_at = ex.first_byte_at or min(started, default=None)

@@ -54,9 +54,8 @@ async def stream_live(
             await pump(child, candidate, opened)
         except asyncio.CancelledError:  # the client left: what was generated is billed
             if not child.billed:  # (not again if it left during the last write)
-                bill(
-                    child, partial_usage(child), status="aborted", error_type="client_disconnected"
-                )
+                error = parent.cancelled_by
+                bill(child, partial_usage(child), status="aborted", error_type=error)
             raise
         finally:
             step_account(parent, child, step, "none")

@@ -11,8 +11,7 @@ whose ``receive`` reports the client gone once a condition on the gateway's own 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from contextlib import suppress
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +22,7 @@ import pytest
 from billing.models import LedgerEntry, Reservation, UsageRecord
 from routing.models import Provider
 from routing.services import provider_key_create
-from tests.routing.servers import ServerThread, leaving_receive, poll
+from tests.routing.servers import LeavesWhen, ServerThread, poll
 from tests.routing.world import World, endpoint, model
 
 
@@ -186,54 +185,6 @@ def test_answers_an_own_key_gave_before_every_candidate_failed_are_billed_as_byo
     _assert_settled(record)
 
 
-class LeavesWhen:
-    """The gateway's ASGI app behind a client that leaves once ``gone()`` holds (checked on the
-    gateway's event loop, so it can look at the tasks under way there)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.gone: Callable[[], bool] = lambda: False
-        # Instead of the client leaving, the server cancels the request's handler (as at its
-        # shutdown, or a deadline of its own).
-        self.cancels = False
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = False
-
-        async def left() -> None:
-            while not self.gone():
-                await asyncio.sleep(0.005)
-
-        async def client_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        if self.cancels:
-            handler = asyncio.ensure_future(self.app(scope, receive, client_send))
-            await left()
-            handler.cancel()
-            with suppress(asyncio.CancelledError):
-                await handler
-        else:
-            await self.app(scope, leaving_receive(receive, left), client_send)
-        if not started:  # the gateway answered nobody: close the exchange for the test's client
-            await send({"type": "http.response.start", "status": 499, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-
-
-@pytest.fixture(scope="module")
-def leaving() -> Iterator[tuple[ServerThread, LeavesWhen]]:
-    from routerhub.asgi import application
-
-    app = LeavesWhen(application)
-    server = ServerThread(app, lifespan="off").start()
-    yield server, app
-    server.stop()
-
-
 def _calls_under_way() -> int:
     """Provider calls of a list of prompts (each ``attempts.attempt`` in its own task) under way
     on the running loop."""
@@ -263,13 +214,17 @@ def _leave_once(
     return poll(lambda: UsageRecord.objects.exclude(generation_id__in=before).first())
 
 
-def test_a_client_leaving_mid_candidate_is_billed_the_answers_that_came_and_the_prompt_sent(
-    world: World, settings, leaving: tuple[ServerThread, LeavesWhen]
+@pytest.mark.parametrize("stopped_by", ["client_disconnected", "server_cancelled"])
+def test_a_request_stopped_mid_candidate_is_billed_the_answers_that_came_and_the_prompt_sent(
+    world: World, settings, leaving: tuple[ServerThread, LeavesWhen], stopped_by: str
 ) -> None:  # type: ignore[no-untyped-def]
-    """The client leaves with "Say hi" answered and "BOOM now" at the provider: billed the answer
-    at its reported usage plus the sent prompt's estimate. Before, both were billed as merely sent
-    (their prompts estimated, the answer's completion tokens unbilled); then the answer's cost was
-    billed but not its tokens (the record's tokens did not explain its cost)."""
+    """The client leaves (or the server cancels the request's handler: its shutdown, a deadline
+    of its own) with "Say hi" answered and "BOOM now" at the provider: billed the answer at its
+    reported usage plus the sent prompt's estimate, the same whoever stopped it. Before, both were
+    billed as merely sent (their prompts estimated, the answer's completion tokens unbilled); then
+    the answer's cost was billed but not its tokens (the record's tokens did not explain its
+    cost); a cancelled handler first billed 0 (the record settled before the work said what was
+    answered), then the answer but not the prompt the provider still had."""
     settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0  # "BOOM now" is under way until the client leaves
     _multi(world, "gpt-4o-mini@timeout,when=BOOM")
     sent = world.upstream_requests
@@ -281,43 +236,19 @@ def test_a_client_leaving_mid_candidate_is_billed_the_answers_that_came_and_the_
         leaving,
         ["Say hi", "BOOM now"],
         lambda: len(sent("/v1/")) == 2 and _calls_under_way() == 1,  # "Say hi" answered
+        cancels=stopped_by == "server_cancelled",
     )
 
     (say_hi,) = _asked_alone(world, ["Say hi"])
-    assert (record.status, record.error_type) == ("aborted", "client_disconnected")
+    assert (record.status, record.error_type) == ("aborted", stopped_by)
     assert (record.prompt_tokens, record.completion_tokens) == (
         left_one.prompt_tokens + say_hi.prompt_tokens, say_hi.completion_tokens,
     )  # fmt: skip
     assert say_hi.completion_tokens > 0
     assert record.cost == say_hi.cost + left_one.cost and left_one.cost > 0
     (entry,) = record.trace_data["fallbacks"]
-    assert (entry["error"], entry["answered"]) == ("client_disconnected", "1 of 2 prompts")
+    assert (entry["error"], entry["answered"]) == (stopped_by, "1 of 2 prompts")
     assert (Decimal(entry["billed"]["cost"]), entry["billed"]["completion_tokens"]) == (
         say_hi.cost, say_hi.completion_tokens,
     )  # fmt: skip
-    _assert_settled(record)
-
-
-def test_a_cancelled_handler_bills_the_answers_that_came(
-    world: World, settings, leaving: tuple[ServerThread, LeavesWhen]
-) -> None:  # type: ignore[no-untyped-def]
-    """The server cancels the request's handler itself with "Say hi" answered and "BOOM now" at
-    the provider: the answer is billed, as when the client leaves. Before, the work was cancelled
-    but not awaited, so the record was settled before it said what was answered: billed 0."""
-    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0
-    _multi(world, "gpt-4o-mini@timeout,when=BOOM")
-    sent = world.upstream_requests
-    record = _leave_once(
-        world,
-        leaving,
-        ["Say hi", "BOOM now"],
-        lambda: len(sent("/v1/")) == 2 and _calls_under_way() == 1,  # "Say hi" answered
-        cancels=True,
-    )
-
-    (say_hi,) = _asked_alone(world, ["Say hi"])
-    assert record.cost == say_hi.cost > 0
-    assert record.completion_tokens == say_hi.completion_tokens
-    (entry,) = record.trace_data["fallbacks"]
-    assert entry["answered"] == "1 of 2 prompts"
     _assert_settled(record)
