@@ -182,14 +182,22 @@ def upstream_request(ex: Exchange, candidate: Candidate, *, stream: bool) -> Ups
         ) from exc
 
 
-async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
+async def attempt(
+    ex: Exchange, candidate: Candidate, deadline: float | None = None
+) -> Completion | None:
+    """One whole answer from ``candidate``, or None when it failed (recorded on ``ex``). The call
+    ends by ``GATEWAY_TOTAL_TIMEOUT`` from now, or by ``deadline`` (``time.monotonic()``) when
+    the request has one of its own: a timeout, billed its prompt if it was sent."""
     endpoint, ex.trying_byok = candidate.endpoint, candidate.is_byok
     if skip(ex, endpoint):
         return None
     adapter = ADAPTERS[endpoint.api_style]
     upstream = upstream_request(ex, candidate, stream=False)
+    seconds = settings.GATEWAY_TOTAL_TIMEOUT
+    if deadline is not None:
+        seconds = deadline - time.monotonic()
     try:
-        async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
+        async with asyncio.timeout(seconds):
             response = await client_for(candidate).post(
                 upstream_url(upstream.url),
                 content=upstream.content(),

@@ -252,3 +252,91 @@ def test_a_request_stopped_mid_candidate_is_billed_the_answers_that_came_and_the
         say_hi.cost, say_hi.completion_tokens,
     )  # fmt: skip
     _assert_settled(record)
+
+
+def _two_candidates(world: World, first: str, second: str) -> None:
+    """``test/multi`` at fake-openai (``first``, 1 and 2 USD per 1M tokens) then fake-openai-b
+    (``second``, 3 and 5), each upstream model telling the fake how to fail."""
+    world.catalog(
+        {
+            "models": [model("test/multi")],
+            "endpoints": [
+                endpoint("test/multi", "fake-openai", first, "1", "2"),
+                endpoint("test/multi", "fake-openai-b", second, "3", "5"),
+            ],
+        }
+    )
+
+
+def _calls_to(world: World, upstream_model: str) -> dict[str, dict[str, Any]]:
+    """The fake upstream's log of the calls to ``upstream_model``, by the prompt they asked."""
+    return {
+        r["body"]["messages"][-1]["content"]: r
+        for r in world.upstream_requests("/v1/")
+        if r.get("model") == upstream_model
+    }
+
+
+def test_candidates_share_one_deadline_for_a_slow_prompt(world: World, settings) -> None:  # type: ignore[no-untyped-def]
+    """Both endpoints stall on "SLOW down": the first has it until the request's deadline
+    (``GATEWAY_TOTAL_TIMEOUT``), then there is no time left for the second, which is never
+    called. Before, each endpoint had a whole GATEWAY_TOTAL_TIMEOUT of its own: the second got
+    both prompts, and the request took the timeout twice."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0  # only the request's total deadline cuts "SLOW"
+    settings.GATEWAY_TOTAL_TIMEOUT = 1.5
+    _two_candidates(world, "gpt-4o-mini@timeout,when=SLOW", "gpt-4o@timeout,when=SLOW")
+
+    error, raised = _error_of(world, openai.APIStatusError, ["Say hi", "SLOW down"])
+
+    assert raised.status_code == 408
+    assert _calls_to(world, "gpt-4o") == {}  # the second endpoint was never called
+    first = _calls_to(world, "gpt-4o-mini")
+    assert first["SLOW down"]["disconnected"] and first["Say hi"]["completed"]
+    record = world.usage_record(error["metadata"]["generation_id"])
+    assert (record.status, record.error_type) == ("failed", "upstream_timeout")
+    (entry,) = record.trace_data["fallbacks"]
+    assert (entry["provider"], entry["error"], entry["answered"]) == (
+        "fake-openai", "timeout", "1 of 2 prompts",
+    )  # fmt: skip
+    (say_hi,) = _asked_alone(world, ["Say hi"])
+    assert record.cost == Decimal(entry["billed"]["cost"]) > say_hi.cost  # the answer + "SLOW"
+    assert record.prompt_tokens == entry["billed"]["prompt_tokens"] > say_hi.prompt_tokens
+    _assert_settled(record)
+
+
+def test_a_refusal_after_a_fallback_comes_by_the_requests_deadline(world: World, settings) -> None:  # type: ignore[no-untyped-def]
+    """The first endpoint fails "BOOM now" (a 500) and answers "SLOW down" late; the second
+    refuses "BOOM now" (a 400) and would answer "SLOW down" later still, past the request's
+    deadline: the refusal comes then, "SLOW down" cut at the second endpoint and billed its
+    prompt, every answer given billed once. Before, the second endpoint had a whole
+    GATEWAY_TOTAL_TIMEOUT of its own: the refusal waited for its late answer."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0
+    settings.GATEWAY_TOTAL_TIMEOUT = (
+        2.5  # the first endpoint ends after 1 s, the second's would at 3
+    )
+    _two_candidates(
+        world,
+        "gpt-4o-mini@status=500,when=BOOM|delay=1000,when=SLOW",
+        "gpt-4o@status=400,when=BOOM|delay=2000,when=SLOW",
+    )
+
+    error, _ = _error_of(world, openai.BadRequestError, ["Say hi", "SLOW down", "BOOM now"])
+
+    assert "2 of 3 prompts were answered by fake-openai (test/multi)" in error["message"]
+    assert "1 of 3 prompts were answered by fake-openai-b (test/multi)" in error["message"]
+    assert (
+        "1 prompt sent to fake-openai-b (test/multi) timed out unanswered and is billed"
+        in error["message"]
+    )
+    assert _calls_to(world, "gpt-4o-mini")["SLOW down"]["completed"]
+    second = _calls_to(world, "gpt-4o")
+    assert second["SLOW down"]["disconnected"] and not second["SLOW down"]["completed"]
+    record = world.usage_record(error["metadata"]["generation_id"])
+    billed = {(e["provider"], e["error"]): e["billed"] for e in record.trace_data["fallbacks"]}
+    assert set(billed) == {
+        ("fake-openai", "status_500"), ("fake-openai-b", "timeout"), ("fake-openai-b", "refused"),
+    }  # fmt: skip
+    assert "completion_tokens" not in billed["fake-openai-b", "timeout"]  # a prompt, estimated
+    assert record.cost == sum(Decimal(b["cost"]) for b in billed.values())
+    assert record.prompt_tokens == sum(b["prompt_tokens"] for b in billed.values())
+    _assert_settled(record)
