@@ -191,7 +191,7 @@ async def _attempt_all(
     tasks = [asyncio.ensure_future(attempt(part, candidate, deadline)) for part in parts]
     try:
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    except asyncio.CancelledError:  # the client left: the answers that came are billed as such
+    except asyncio.CancelledError:  # the client left (or the server): answers that came billed
         _answers_discarded(ex, parts, tasks, candidate, since, ex.cancelled_by)
         raise
     started = [part.first_byte_at for part in parts if part.first_byte_at is not None]
