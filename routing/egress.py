@@ -320,3 +320,11 @@ def tenant_http_client() -> httpx.AsyncClient:
 def tenant_http_client_reset() -> None:
     """Forget the pooled client (its kept-alive connections were checked under old settings)."""
     _State.client = None
+
+
+def tenant_organizations_holding() -> int:
+    """How many organizations hold or await a slot of the own-host pool (``tenant_slots``)."""
+    if _State.client is None:
+        return 0
+    transport = _State.client._transport
+    return transport.slots.organizations() if isinstance(transport, FairTransport) else 0
