@@ -23,7 +23,7 @@ from routing.gateway.credentials import byok_cache_clear
 from routing.models import Provider
 from routing.services import provider_key_create
 from tests.factories import key_make, organization_make
-from tests.routing.servers import poll
+from tests.routing.servers import gateway_idle, poll
 from tests.routing.world import World
 
 CHUNK = {
@@ -43,7 +43,8 @@ STREAM_HEAD = (
 
 class StallingHost:
     """An organization's own host that answers a stream's head and first chunk, then either
-    holds the connection without another byte (``stall``) or drops it (``drop``)."""
+    holds the connection without another byte (``stall``) or drops it (``drop``); ``head``: the
+    answer's head alone, then nothing."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -74,7 +75,9 @@ class StallingHost:
                 body += connection.recv(65536)
             with self._lock:
                 self.accepted += 1
-            connection.sendall(STREAM_HEAD)
+            connection.sendall(
+                STREAM_HEAD if self.mode != "head" else STREAM_HEAD.split(b"data:")[0]
+            )
             if self.mode == "drop":
                 return  # the stream ends before the answer did: an upstream error
             connection.settimeout(0.05)
@@ -251,4 +254,25 @@ def test_a_slot_comes_back_after_the_upstream_fails(
 
     assert held_status == 200  # no failure kept the one slot
     assert refused_status == 429, refused_body
+    poll(lambda: tenant_organizations_holding() == 0)
+
+
+def test_a_slot_comes_back_when_the_client_leaves_before_the_first_chunk(
+    world: World, host: StallingHost, settings: Any
+) -> None:
+    settings.GATEWAY_TENANT_MAX_CONNECTIONS = 1
+    tenant_http_client_reset()
+    host.mode = "head"  # a 200 and its headers, then not one chunk: the stream is still opening
+    body = {"model": "test/gpt", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    world.client_leaves("/v1/chat/completions", body, after=0.5)
+    gateway_idle()  # the gateway has given up the request the client left
+
+    host.mode = "stall"
+    held = StreamingClient(world)
+    try:
+        held_status = held.answered()[0]
+    finally:
+        held.finish()
+
+    assert held_status == 200  # the opening stream's slot came back when its client left
     poll(lambda: tenant_organizations_holding() == 0)
