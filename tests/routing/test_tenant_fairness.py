@@ -11,20 +11,19 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
-from billing.services import ledger_post
 from routing.egress import tenant_http_client_reset, tenant_organizations_holding
 from routing.gateway.credentials import byok_cache_clear
 from routing.models import Provider
 from routing.services import provider_key_create
-from tests.factories import key_make, organization_make
+from tests.factories import funded_organization_make, key_make
 from tests.routing.servers import gateway_idle, poll
 from tests.routing.world import World
+from tests.security.raw_upstream import RawUpstream
 
 CHUNK = {
     "id": "chatcmpl-stall",
@@ -47,32 +46,16 @@ class StallingHost:
     answer's head alone, then nothing."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
         self.mode = "stall"
         self.accepted = 0  # requests read
         self.closed_by_gateway = 0  # stalled connections the gateway closed
-        self.done = threading.Event()
         self._lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.raw = RawUpstream(self._answer)
+        self.url = f"{self.raw.url()}/v1"
 
-    def _serve(self) -> None:
-        while not self.done.is_set():
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
-
-    def _answer(self, connection: socket.socket) -> None:
+    def _answer(self, raw: RawUpstream, connection: socket.socket) -> None:
         with connection:
-            received = b""
-            while b"\r\n\r\n" not in received:
-                received += connection.recv(65536)
-            head, _, body = received.partition(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            while len(body) < length:
-                body += connection.recv(65536)
+            raw.read_request(connection)
             with self._lock:
                 self.accepted += 1
             connection.sendall(
@@ -81,7 +64,7 @@ class StallingHost:
             if self.mode == "drop":
                 return  # the stream ends before the answer did: an upstream error
             connection.settimeout(0.05)
-            while not self.done.is_set():
+            while not raw.stopped.is_set():
                 try:
                     if connection.recv(1024) == b"":
                         with self._lock:
@@ -89,10 +72,8 @@ class StallingHost:
                         return
                 except TimeoutError:
                     continue
-
-    def stop(self) -> None:
-        self.done.set()
-        self.listener.close()
+                except OSError:  # closed by ``stop``
+                    return
 
 
 @pytest.fixture
@@ -110,7 +91,7 @@ def host(world: World, settings: Any) -> Iterator[StallingHost]:
     stalling = StallingHost()
     _own_host(world.organization, stalling.url)
     yield stalling
-    stalling.stop()
+    stalling.raw.stop()
     tenant_http_client_reset()  # the next test's pool is built under its own settings
 
 
@@ -171,20 +152,27 @@ class StreamingClient:
         self.thread.join(30)
 
 
-def _funded_organization() -> Any:
-    organization = organization_make()
-    ledger_post(organization=organization, kind="promotion", amount=Decimal("5"),
-                idempotency_key=f"grant-{organization.pk}")  # fmt: skip
-    return organization
+def _held_and_refused(world: World) -> tuple[int, tuple[int, Any]]:
+    """A stream of A's that takes its one slot and holds it, and meanwhile one more request: the
+    held stream's status and the other's outcome."""
+    held = StreamingClient(world)
+    try:
+        status = held.answered()[0]
+        return status, StreamingClient(world).answered()
+    finally:
+        held.finish()
 
 
 def test_a_stalling_organization_cannot_take_the_own_host_pool_from_another(
     world: World, host: StallingHost
 ) -> None:
-    other = _funded_organization()
+    other = funded_organization_make("5")
     _own_host(other, f"{world.fake_url}/v1")  # B's own host answers at once
     streams = [StreamingClient(world) for _ in range(4)]  # as many as the pool has connections
-    refused = lambda: sum(1 for s in streams if s.outcome and s.outcome[0] != 200)  # noqa: E731
+
+    def refused() -> int:
+        return sum(1 for s in streams if s.outcome and s.outcome[0] != 200)
+
     # Every connection A may take is held by its stalled streams (on the old code: all four).
     poll(lambda: host.accepted == 4 or (host.accepted == 2 and refused() == 2))
     try:
@@ -216,13 +204,7 @@ def test_a_slot_comes_back_when_the_client_leaves_mid_stream(
     first.finish()
     poll(lambda: host.closed_by_gateway == 1)
 
-    second = StreamingClient(world)
-    try:
-        second_status = second.answered()[0]
-        third = StreamingClient(world)
-        third_status, third_body = third.answered()
-    finally:
-        second.finish()
+    second_status, (third_status, third_body) = _held_and_refused(world)
 
     assert second_status == 200  # the slot the first stream held came back when its client left
     assert third_status == 429, third_body  # and there is one: the second holds it
@@ -245,12 +227,7 @@ def test_a_slot_comes_back_after_the_upstream_fails(
     assert host.accepted == 3
 
     host.mode = "stall"
-    held = StreamingClient(world)
-    try:
-        held_status = held.answered()[0]
-        refused_status, refused_body = StreamingClient(world).answered()
-    finally:
-        held.finish()
+    held_status, (refused_status, refused_body) = _held_and_refused(world)
 
     assert held_status == 200  # no failure kept the one slot
     assert refused_status == 429, refused_body
@@ -268,11 +245,8 @@ def test_a_slot_comes_back_when_the_client_leaves_before_the_first_chunk(
     gateway_idle()  # the gateway has given up the request the client left
 
     host.mode = "stall"
-    held = StreamingClient(world)
-    try:
-        held_status = held.answered()[0]
-    finally:
-        held.finish()
+    held_status, (refused_status, refused_body) = _held_and_refused(world)
 
     assert held_status == 200  # the opening stream's slot came back when its client left
+    assert refused_status == 429, refused_body
     poll(lambda: tenant_organizations_holding() == 0)
