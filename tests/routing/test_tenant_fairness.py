@@ -95,6 +95,14 @@ def host(world: World, settings: Any) -> Iterator[StallingHost]:
     tenant_http_client_reset()  # the next test's pool is built under its own settings
 
 
+@pytest.fixture
+def one_slot(host: StallingHost, settings: Any) -> StallingHost:
+    """The stalling host, and one slot per organization."""
+    settings.GATEWAY_TENANT_MAX_CONNECTIONS = 1
+    tenant_http_client_reset()
+    return host
+
+
 def _own_host(organization: Any, base_url: str) -> None:
     provider = Provider.objects.get(slug="fake-openai")
     provider_key_create(organization=organization, provider=provider,
@@ -195,10 +203,9 @@ def test_a_stalling_organization_cannot_take_the_own_host_pool_from_another(
 
 
 def test_a_slot_comes_back_when_the_client_leaves_mid_stream(
-    world: World, host: StallingHost, settings: Any
+    world: World, one_slot: StallingHost
 ) -> None:
-    settings.GATEWAY_TENANT_MAX_CONNECTIONS = 1
-    tenant_http_client_reset()
+    host = one_slot
     first = StreamingClient(world)
     assert first.answered()[0] == 200
     first.finish()
@@ -211,11 +218,8 @@ def test_a_slot_comes_back_when_the_client_leaves_mid_stream(
     poll(lambda: tenant_organizations_holding() == 0)
 
 
-def test_a_slot_comes_back_after_the_upstream_fails(
-    world: World, host: StallingHost, settings: Any
-) -> None:
-    settings.GATEWAY_TENANT_MAX_CONNECTIONS = 1
-    tenant_http_client_reset()
+def test_a_slot_comes_back_after_the_upstream_fails(world: World, one_slot: StallingHost) -> None:
+    host = one_slot
     host.mode = "drop"  # the stream's first chunk, then the connection closes
     for _ in range(2):
         dropped = StreamingClient(world, hold=False)
@@ -235,10 +239,9 @@ def test_a_slot_comes_back_after_the_upstream_fails(
 
 
 def test_a_slot_comes_back_when_the_client_leaves_before_the_first_chunk(
-    world: World, host: StallingHost, settings: Any
+    world: World, one_slot: StallingHost
 ) -> None:
-    settings.GATEWAY_TENANT_MAX_CONNECTIONS = 1
-    tenant_http_client_reset()
+    host = one_slot
     host.mode = "head"  # a 200 and its headers, then not one chunk: the stream is still opening
     body = {"model": "test/gpt", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     world.client_leaves("/v1/chat/completions", body, after=0.5)
