@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from http.cookies import CookieError, SimpleCookie
-from types import SimpleNamespace
 
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.sessions.backends.base import SessionBase
+from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from accounts.keys import bearer_token, key_authenticate
@@ -61,7 +61,11 @@ def _session(cookie_header: str | None) -> SessionBase | None:
 
 def _session_refusal(cookie_header: str | None) -> DomainError | None:
     session = _session(cookie_header)
-    user = get_user(SimpleNamespace(session=session)) if session is not None else None
+    user = None
+    if session is not None:
+        request = HttpRequest()  # what get_user reads: the session (and its auth hash)
+        request.session = session
+        user = get_user(request)
     if user is None or not user.is_authenticated:
         return NotAuthenticated("Sign in, or send an admin's management key, to upload a dataset.")
     memberships = Membership.objects.filter(user_id=user.pk)

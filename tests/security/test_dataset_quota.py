@@ -80,7 +80,9 @@ def test_uploads_sent_at_once_cannot_all_pass_the_same_count(settings: Any) -> N
         def run() -> None:
             try:
                 barrier.wait(timeout=30)
-                statuses.append(upload(key_client(plaintext), ROWS, filename=f"c{i}.csv").status_code)
+                statuses.append(
+                    upload(key_client(plaintext), ROWS, filename=f"c{i}.csv").status_code
+                )
             finally:
                 connection.close()
 

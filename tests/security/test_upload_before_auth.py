@@ -30,7 +30,11 @@ __all__ = ["start_live_gateway"]
 
 LIMIT = 64 * 1024  # REQUEST_MAX_BODY_BYTES of the server under test
 DATASET_MAX = 3 * 1024 * 1024  # its DATASET_MAX_BYTES
-UPLOAD_PATHS = ["/api/v1/datasets", "/dashboard/datasets/", "/api/notdiamond/v2/pzn/trainCustomRouter"]
+UPLOAD_PATHS = [
+    "/api/v1/datasets",
+    "/dashboard/datasets/",
+    "/api/notdiamond/v2/pzn/trainCustomRouter",
+]
 
 
 @pytest.fixture
@@ -81,7 +85,8 @@ def test_a_dataset_sized_body_from_a_caller_who_may_not_upload_is_refused_unread
         "a made-up key": ("Authorization: Bearer rh-mgmt-not-a-key\r\n", 401),
         "an inference key": (f"Authorization: Bearer {key_make(organization)}\r\n", 403),
         "a member's management key": (
-            f"Authorization: Bearer {key_make(organization, KeyScope.MANAGE, member)}\r\n", 403
+            f"Authorization: Bearer {key_make(organization, KeyScope.MANAGE, member)}\r\n",
+            403,
         ),
         "a member's session": (f"Cookie: {session_cookie(member, organization)}\r\n", 403),
         "a signed-out session cookie": (f"Cookie: {settings.SESSION_COOKIE_NAME}=junk\r\n", 401),
