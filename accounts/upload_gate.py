@@ -11,12 +11,13 @@ administer. Everyone else is refused from the headers, with the error the view w
 from __future__ import annotations
 
 from collections.abc import Iterable
-from http.cookies import CookieError, SimpleCookie
 
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.sessions.backends.base import SessionBase
+from django.db import connection
 from django.http import HttpRequest
+from django.http.cookie import parse_cookie
 from django.utils.module_loading import import_string
 
 from accounts.keys import bearer_token, key_authenticate
@@ -46,17 +47,12 @@ def _key_refusal(authorization: str) -> DomainError | None:
 
 
 def _session(cookie_header: str | None) -> SessionBase | None:
-    if not cookie_header:
-        return None
-    try:
-        cookies = SimpleCookie(cookie_header)
-    except CookieError:
-        return None
-    morsel = cookies.get(settings.SESSION_COOKIE_NAME)
-    if morsel is None or not morsel.value:
+    # Read as Django reads the Cookie header (``parse_cookie``: lenient where SimpleCookie fails).
+    session_key = parse_cookie(cookie_header or "").get(settings.SESSION_COOKIE_NAME)
+    if not session_key:
         return None
     store: type[SessionBase] = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
-    return store(morsel.value)
+    return store(session_key)
 
 
 def _session_refusal(cookie_header: str | None) -> DomainError | None:
@@ -80,9 +76,15 @@ def _session_refusal(cookie_header: str | None) -> DomainError | None:
 
 def upload_refusal(headers: Iterable[tuple[bytes, bytes]]) -> DomainError | None:
     """Why the request with these headers may not send a dataset-sized body (None: it may).
-    Synchronous (the ORM and the session store); call it in a thread from async code."""
+    Synchronous (the ORM and the session store); call it in a worker thread from async code
+    (``thread_sensitive=False``): it closes that thread's database connection when done."""
     headers = list(headers)
-    authorization = _header(headers, b"authorization")
-    if authorization:
-        return _key_refusal(authorization)
-    return _session_refusal(_header(headers, b"cookie"))
+    try:
+        authorization = _header(headers, b"authorization")
+        if authorization:
+            return _key_refusal(authorization)
+        return _session_refusal(_header(headers, b"cookie"))
+    finally:
+        # Asked outside Django's request cycle, which would otherwise return this thread's
+        # connection to the pool: return it here.
+        connection.close()

@@ -153,7 +153,7 @@ async def _upload_refusal(scope: Scope, declared: int | None, limit: int) -> Api
         return None
     from accounts.upload_gate import upload_refusal  # needs the apps loaded
 
-    return await sync_to_async(upload_refusal)(scope["headers"])
+    return await sync_to_async(upload_refusal, thread_sensitive=False)(scope["headers"])
 
 
 def with_body_limits(app: ASGIApp) -> ASGIApp:

@@ -21,13 +21,11 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import slug_re
@@ -36,6 +34,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Organization
+from billing.retention import prompts_expire
 from routerhub.errors import BadRequest, NotFound
 from routerhub.text import one_line, validate_no_control_characters
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
@@ -46,7 +45,6 @@ from training.serving import Router, TrainingRun
 
 MAX_PROVIDERS = 64
 TRADEOFFS = {"cost": 1.0, "latency": 1.0}
-_EXPIRE_BATCH = 5000
 
 
 def providers_parse(value: Any, param: str = "llm_providers") -> dict[str, dict[str, str]]:
@@ -329,20 +327,7 @@ def custom_router_train(
         return router, serving.training_start(router=router, dataset=dataset)
 
 
-def session_prompts_expire(*, now: datetime | None = None, budget_s: float = 60.0) -> int:
-    """Blank the prompts of sessions older than ``USAGE_PROMPT_RETENTION_DAYS``, as
-    ``billing.retention.prompts_expire`` does for usage records (the same promise: no prompt
-    kept past the retention); returns how many sessions were changed (0 with retention off)."""
-    days = settings.USAGE_PROMPT_RETENTION_DAYS
-    if days <= 0:
-        return 0
-    cutoff = (now or timezone.now()) - timedelta(days=days)
-    deadline = time.monotonic() + budget_s
-    changed = 0
-    while time.monotonic() < deadline:
-        expired = SelectionSession.objects.filter(created_at__lt=cutoff).exclude(prompt="")
-        batch = list(expired.values_list("id", flat=True)[:_EXPIRE_BATCH])
-        if not batch:
-            break
-        changed += SelectionSession.objects.filter(id__in=batch).update(prompt="")
-    return changed
+def session_prompts_expire(*, now: datetime | None = None) -> int:
+    """Blank the prompts of sessions older than ``USAGE_PROMPT_RETENTION_DAYS``, as for usage
+    records (the same promise: no prompt kept past the retention); how many were changed."""
+    return prompts_expire(now=now, model=SelectionSession)
