@@ -12,8 +12,7 @@ key or session is refused from the headers, before a byte of the body is read.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import orjson
@@ -24,28 +23,15 @@ from django.test import Client
 from accounts.models import KeyScope, Role
 from tests.factories import key_make, member_add, organization_make, user_make
 from tests.reliability.live_gateway import LiveGateway, start_live_gateway
-from tests.security.test_request_bodies import chunked, exchange, no_catalog, written_bytes
+from tests.security.test_request_bodies import DATASET_MAX, chunked, exchange, server, written_bytes
 
-__all__ = ["start_live_gateway"]
+__all__ = ["server", "start_live_gateway"]  # fixtures: the server of test_request_bodies
 
-LIMIT = 64 * 1024  # REQUEST_MAX_BODY_BYTES of the server under test
-DATASET_MAX = 3 * 1024 * 1024  # its DATASET_MAX_BYTES
 UPLOAD_PATHS = [
     "/api/v1/datasets",
     "/dashboard/datasets/",
     "/api/notdiamond/v2/pzn/trainCustomRouter",
 ]
-
-
-@pytest.fixture
-def server(start_live_gateway: Callable[..., LiveGateway], tmp_path: Path) -> LiveGateway:
-    return start_live_gateway(
-        no_catalog,
-        REQUEST_MAX_BODY_BYTES=str(LIMIT),
-        DATASET_MAX_BYTES=str(DATASET_MAX),
-        TMPDIR=str(tmp_path),
-        SECRET_KEY=settings.SECRET_KEY,  # sessions made here are read there
-    )
 
 
 def pieces(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
