@@ -163,7 +163,7 @@ SCOTLAND = "\U0001f3f4" + tags("gbsct") + "\U000e007f"
 LEGITIMATE = [
     f"Team {SCOTLAND}",
     f"\U0001f3f4{tags('gbeng')}\U000e007f\U0001f3f4{tags('gbwls')}\U000e007f Rugby",
-    f"Acme \u2764\ufe0f",  # red heart, emoji presentation (VS16)
+    "Acme \u2764\ufe0f",  # red heart, emoji presentation (VS16)
     "Acme \u2764\ufe0e",  # text presentation (VS15)
 ]
 # TAG characters outside a well-formed subdivision flag: invisible text ("ASCII smuggling")
