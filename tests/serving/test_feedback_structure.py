@@ -35,6 +35,16 @@ def _with_tasks(rows: int = 180) -> pd.DataFrame:
     return frame
 
 
+def _with_subtasks() -> pd.DataFrame:
+    """``_with_tasks`` where "writing" is split into subjects by the automatic rule and
+    "openai/gsm8k" is kept whole."""
+    frame = _with_tasks()
+    arithmetic = frame["eval_name"] == "arithmetic"
+    subject = np.array(["poems", "letters", "essays"])[(~arithmetic).cumsum() % 3]
+    frame["eval_name"] = np.where(arithmetic, "openai/gsm8k", "writing/" + subject)
+    return frame
+
+
 def _trained(
     organization: Organization,
     frame: pd.DataFrame,
@@ -126,12 +136,7 @@ def test_a_router_retrained_from_feedback_keeps_its_task_family_and_slices(world
 def test_subtasks_and_their_parents_are_kept_exactly_and_new_prompts_read_by_the_version(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    frame = _with_tasks()
-    # "writing" is split into subjects by the automatic rule; "openai/gsm8k" is kept whole.
-    arithmetic = frame["eval_name"] == "arithmetic"
-    subject = np.array(["poems", "letters", "essays"])[(~arithmetic).cumsum() % 3]
-    frame["eval_name"] = np.where(arithmetic, "openai/gsm8k", "writing/" + subject)
-    router = _trained(organization_make(), frame, django_capture_on_commit_callbacks)
+    router = _trained(organization_make(), _with_subtasks(), django_capture_on_commit_callbacks)
     base = load_parsed(router.active_version.dataset)
     repeated = base.prompts[1]
     feedback = [
@@ -269,11 +274,7 @@ def test_a_new_prompt_takes_the_task_its_request_named_over_the_versions_reading
 def test_a_hint_naming_a_parent_task_reads_the_subtask_within_it(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    frame = _with_tasks()
-    arithmetic = frame["eval_name"] == "arithmetic"
-    subject = np.array(["poems", "letters", "essays"])[(~arithmetic).cumsum() % 3]
-    frame["eval_name"] = np.where(arithmetic, "openai/gsm8k", "writing/" + subject)
-    router = _trained(organization_make(), frame, django_capture_on_commit_callbacks)
+    router = _trained(organization_make(), _with_subtasks(), django_capture_on_commit_callbacks)
     feedback = [
         FeedbackExample(prompt=NEW_MATH, model=PROSE, score=1.0, cost=0.02, task="writing"),
         FeedbackExample(prompt=NEW_PROSE, model=MATH, score=0.0, cost=0.002,
