@@ -30,6 +30,7 @@ from django.conf import settings
 
 from routerhub.domain import InvalidInput
 from routing.gateway.upstream import Client
+from routing.tenant_slots import FairTransport
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -292,7 +293,8 @@ class _State:
 
 
 def tenant_http_client() -> httpx.AsyncClient:
-    """The pooled client for tenant-chosen hosts (one per process and event loop)."""
+    """The pooled client for tenant-chosen hosts (one per process and event loop); a request
+    naming its organization (``tenant_slots.ORGANIZATION``) waits for one of its slots first."""
     loop = asyncio.get_running_loop()
     if _State.client is None or _State.loop is not loop:
         transport = httpx.AsyncHTTPTransport()
@@ -304,8 +306,13 @@ def tenant_http_client() -> httpx.AsyncClient:
             network_backend=_PublicAddressesOnly(),
         )
         # No cookie jar: one client serves every organization's hosts, so a cookie one tenant's
-        # host set would be sent with another tenant's requests to the same host.
-        _State.client = Client(transport=transport, follow_redirects=False)
+        # host set would be sent with another tenant's requests to the same host. Nor may one
+        # tenant's stalled hosts hold every connection: each organization gets at most
+        # GATEWAY_TENANT_MAX_CONNECTIONS of them at once (``tenant_slots``).
+        fair = FairTransport(
+            transport, settings.GATEWAY_TENANT_MAX_CONNECTIONS, settings.GATEWAY_CONNECT_TIMEOUT
+        )
+        _State.client = Client(transport=fair, follow_redirects=False)
         _State.loop = loop
     return _State.client
 
@@ -313,3 +320,11 @@ def tenant_http_client() -> httpx.AsyncClient:
 def tenant_http_client_reset() -> None:
     """Forget the pooled client (its kept-alive connections were checked under old settings)."""
     _State.client = None
+
+
+def tenant_organizations_holding() -> int:
+    """How many organizations hold or await a slot of the own-host pool (``tenant_slots``)."""
+    if _State.client is None:
+        return 0
+    transport = _State.client._transport
+    return transport.slots.organizations() if isinstance(transport, FairTransport) else 0

@@ -53,6 +53,13 @@ PIPELINE_GATE_WORKERS = env.int("PIPELINE_GATE_WORKERS", default=4)
 if PIPELINE_GATE_WORKERS < 1:
     raise ImproperlyConfigured("PIPELINE_GATE_WORKERS must be at least 1")
 GATEWAY_MAX_CONNECTIONS = env.int("GATEWAY_MAX_CONNECTIONS", default=1000)
+# Of those, what one organization's own hosts (a provider key's base_url) may hold at once per
+# process: a tenant whose host stalls cannot take every connection (routing/tenant_slots.py).
+GATEWAY_TENANT_MAX_CONNECTIONS = env.int(
+    "GATEWAY_TENANT_MAX_CONNECTIONS", default=max(1, GATEWAY_MAX_CONNECTIONS // 4)
+)
+if GATEWAY_TENANT_MAX_CONNECTIONS < 1:
+    raise ImproperlyConfigured("GATEWAY_TENANT_MAX_CONNECTIONS must be at least 1")
 # The gateway's own async PostgreSQL pool (per worker) for the credit reservation.
 GATEWAY_DB_CONNECTIONS = env.int("GATEWAY_DB_CONNECTIONS", default=4)
 GATEWAY_DB_TIMEOUT = env.float("GATEWAY_DB_TIMEOUT", default=3.0)
