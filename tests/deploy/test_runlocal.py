@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -89,7 +88,7 @@ def session_processes(session: int) -> list[str]:
     return found
 
 
-@contextmanager
+@contextlib.contextmanager
 def runlocal(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     """``manage.py runlocal`` in a session of its own and its output lines so far; when the block
     ends, Ctrl-C to it if it still runs, then SIGKILL to every process of its session."""
@@ -110,16 +109,12 @@ def runlocal(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], list[
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGINT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
         # Always: whatever it left behind (before the fix, the worker's pool and beat).
         for pgid in {int(line.split()[1]) for line in session_processes(server.pid)}:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         server.wait(timeout=10)
 
 

@@ -14,6 +14,7 @@ grace; none interrupts the stop half-way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -22,7 +23,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -139,7 +139,7 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM and SIGHUP stop the command as Ctrl-C does
 
 
-@contextmanager
+@contextlib.contextmanager
 def _signals_to(handler: Any) -> Iterator[None]:
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
@@ -151,10 +151,8 @@ def _signals_to(handler: Any) -> Iterator[None]:
 
 def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
     """``sig`` to the child's process group: the child and everything it started."""
-    try:
+    with contextlib.suppress(ProcessLookupError):  # nothing of the group is left
         os.killpg(child.pid, sig)
-    except ProcessLookupError:
-        pass  # nothing of the group is left
 
 
 class Command(BaseCommand):
