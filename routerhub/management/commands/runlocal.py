@@ -141,7 +141,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 @contextlib.contextmanager
 def _signals_to(handler: Any) -> Iterator[None]:
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    """``handler`` for the stop signals this process does not ignore (``nohup``: SIGHUP)."""
+    caught = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, handler) for sig in caught}
     try:
         yield
     finally:
