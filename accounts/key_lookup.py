@@ -40,7 +40,8 @@ _GROUP = 64  # digests one statement reads at most
 # behind a flood of unknown keys without bound.
 QUEUED_MAX = 16 * _GROUP
 
-# The active (not revoked) keys among the digests; each creator's membership role read live.
+# The active (not revoked) keys among the digests; each creator's membership role read live
+# (none for a creator an operator deactivated: ``User.is_active`` false, as for one who left).
 # The UPDATE touches only a key that authenticates (``keys.key_role``: a recorded creator still
 # a member, or no creator and no recorded role) whose last use is unknown or over a minute old.
 _SQL = """
@@ -48,8 +49,9 @@ WITH k AS (
   SELECT a.digest, a.id, a.organization_id, o.slug, a.scope, a.name, a.prefix,
          a.allowed_models, a.rpm, a.tpm, a."limit", a.limit_reset, a.expires_at,
          o.prompt_logging, a.created_by_id, a.created_by_role,
-         (SELECT m.role FROM accounts_membership m
+         (SELECT m.role FROM accounts_membership m JOIN accounts_user u ON u.id = m.user_id
            WHERE m.user_id = a.created_by_id AND m.organization_id = a.organization_id
+             AND u.is_active
            LIMIT 1) AS creator_role_now,
          a.budget_aware OR o.budget_aware_routing AS budget_aware,
          a.last_used_at

@@ -112,7 +112,8 @@ def key_role(
 ) -> Role | None:
     """The role a key acts with: the lower of the role its creator made it with and the role its
     creator holds now, so a key never carries more authority than the person behind it. ``None``
-    (the key authenticates nothing) once its creator left the organization or was deleted.
+    (the key authenticates nothing) once its creator left the organization, was deleted or was
+    deactivated (``User.is_active`` false: no role now, as the lookups read it).
 
     A key with no recorded role (made before roles were recorded, or by the platform itself)
     acts with the member role, the least privilege: inference and reads only."""
@@ -128,7 +129,7 @@ def _load(digest: str) -> AuthenticatedKey | None:
     """The ORM's read of a key (management API, dashboard, SQLite); the gateway's cache misses
     read it with ``key_lookup.key_row`` instead."""
     creator_role_now = Membership.objects.filter(
-        user=OuterRef("created_by"), organization=OuterRef("organization")
+        user=OuterRef("created_by"), organization=OuterRef("organization"), user__is_active=True
     ).values("role")[:1]
     row = (
         ApiKey.objects.filter(digest=digest, revoked_at__isnull=True)

@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Model
 from django.utils import timezone
 
 from billing.models import UsageRecord
@@ -19,21 +20,26 @@ from billing.models import UsageRecord
 BATCH_ROWS = 5000
 
 
-def prompts_expire(*, now: datetime | None = None, budget_s: float = 60.0) -> int:
-    """Blank expired prompts; returns how many records were changed (0 when retention is off)."""
+def prompts_expire(
+    *, now: datetime | None = None, budget_s: float = 60.0, model: type[Model] = UsageRecord
+) -> int:
+    """Blank expired prompts; returns how many rows were changed (0 when retention is off).
+    ``model``: any with ``created_at`` and ``prompt`` under the same promise (Not Diamond's
+    model-select sessions, ``routing.notdiamond.session_prompts_expire``)."""
     days = settings.USAGE_PROMPT_RETENTION_DAYS
     if days <= 0:
         return 0
     cutoff = (now or timezone.now()) - timedelta(days=days)
     deadline = time.monotonic() + budget_s
     changed = 0
+    rows = model._default_manager
     while time.monotonic() < deadline:
         batch = list(
-            UsageRecord.objects.filter(created_at__lt=cutoff)
+            rows.filter(created_at__lt=cutoff)
             .exclude(prompt="")
-            .values_list("id", flat=True)[:BATCH_ROWS]
+            .values_list("pk", flat=True)[:BATCH_ROWS]
         )
         if not batch:
             break
-        changed += UsageRecord.objects.filter(id__in=batch).update(prompt="")
+        changed += rows.filter(pk__in=batch).update(prompt="")
     return changed

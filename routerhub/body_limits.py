@@ -10,7 +10,9 @@ A ``Content-Length`` that is not a decimal number of bytes is refused with 400
 
 The limit is ``REQUEST_MAX_BODY_BYTES``, except on the dataset upload paths (the API's, the
 dashboard's and Not Diamond's ``trainCustomRouter``), which take a file of up to
-``DATASET_MAX_BYTES`` plus the rest of the form, and on the UbiOps import
+``DATASET_MAX_BYTES`` plus the rest of the form (only for a caller who may upload: an admin's
+management key or session, ``accounts.upload_gate``; anyone else is refused from the headers),
+and on the UbiOps import
 (``POST /api/v1/pipelines/import``), which takes at most ``PIPELINE_IMPORT_MAX_BYTES``.
 """
 
@@ -21,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.urls import reverse
 
@@ -141,6 +144,18 @@ async def _refuse(scope: Scope, send: Send, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _upload_refusal(scope: Scope, declared: int | None, limit: int) -> ApiError | None:
+    """A dataset-sized body (past the general limit, or of no declared length on a path that
+    takes one) is read only for a caller who may upload it (``accounts.upload_gate``): anyone
+    else is refused from the headers, before Django spools a byte of it to disk."""
+    general = int(settings.REQUEST_MAX_BODY_BYTES)
+    if limit <= general or (declared is not None and declared <= general):
+        return None
+    from accounts.upload_gate import upload_refusal  # needs the apps loaded
+
+    return await sync_to_async(upload_refusal, thread_sensitive=False)(scope["headers"])
+
+
 def with_body_limits(app: ASGIApp) -> ASGIApp:
     """Wrap Django's ASGI application so no request body over its limit reaches it."""
 
@@ -150,12 +165,16 @@ def with_body_limits(app: ASGIApp) -> ASGIApp:
             return
         limit = body_limit(scope["method"], scope["path"])
         try:
-            declared_body_length(_content_length(scope), limit=limit)
+            declared = declared_body_length(_content_length(scope), limit=limit)
         except PayloadTooLarge:
             await _refuse(scope, send, _too_large(scope, limit))
             return
         except ApiError as error:  # not a number of bytes
             await _refuse(scope, send, error)
+            return
+        refusal = await _upload_refusal(scope, declared, limit)
+        if refusal is not None:
+            await _refuse(scope, send, refusal)
             return
         received = 0
         response_started = False

@@ -47,6 +47,7 @@ app.conf.update(
         "sweep-training-runs": {"task": "training.tasks.training_runs_sweep", "schedule": 60.0},
         "budget-alerts": {"task": "billing.budget_alerts", "schedule": 900.0},
         "expire-prompts": {"task": "billing.expire_prompts", "schedule": 3600.0},
+        "expire-session-prompts": {"task": "routing.session_prompts_expire", "schedule": 3600.0},
         "ensure-partitions": {"task": "billing.partitions_ensure", "schedule": 86400.0},
         "purge-responses": {"task": "routing.responses_purge", "schedule": 3600.0},
         "promote-routers": {

@@ -22,6 +22,7 @@ import json
 import math
 import secrets
 import uuid
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -33,6 +34,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Organization
+from billing.retention import prompts_expire
 from routerhub.errors import BadRequest, NotFound
 from routerhub.text import one_line, validate_no_control_characters
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
@@ -323,3 +325,9 @@ def custom_router_train(
             router.candidates = list(offered)
             router.save(update_fields=["candidates"])
         return router, serving.training_start(router=router, dataset=dataset)
+
+
+def session_prompts_expire(*, now: datetime | None = None) -> int:
+    """Blank the prompts of sessions older than ``USAGE_PROMPT_RETENTION_DAYS``, as for usage
+    records (the same promise: no prompt kept past the retention); how many were changed."""
+    return prompts_expire(now=now, model=SelectionSession)

@@ -7,6 +7,7 @@ from django.conf import settings
 
 from routing.gateway.responses_store import responses_purge as _purge
 from routing.lifecycle_report import routers_promote_if_better as _promote
+from routing.notdiamond import session_prompts_expire as _sessions_expire
 
 
 @shared_task(  # type: ignore[untyped-decorator]  # celery ships no type hints
@@ -15,6 +16,14 @@ from routing.lifecycle_report import routers_promote_if_better as _promote
 def responses_purge() -> int:
     """Delete stored /v1/responses answers past their retention (a bounded number per run)."""
     return _purge()
+
+
+@shared_task(  # type: ignore[untyped-decorator]
+    name="routing.session_prompts_expire", acks_late=True, soft_time_limit=120, time_limit=180
+)
+def session_prompts_expire() -> int:
+    """Blank Not Diamond model-select sessions' prompts past USAGE_PROMPT_RETENTION_DAYS."""
+    return _sessions_expire()
 
 
 @shared_task(  # type: ignore[untyped-decorator]

@@ -45,7 +45,18 @@ class DatasetListView(TenantAPIView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(DatasetOutput(page, many=True).data)
 
-    @extend_schema(request=DatasetCreateInput, responses={201: DatasetOutput})
+    @extend_schema(
+        request=DatasetCreateInput,
+        responses={
+            201: DatasetOutput,
+            409: OpenApiResponse(
+                description="The organization's datasets would pass "
+                "DATASETS_MAX_BYTES_PER_ORGANIZATION (`error.metadata`: stored_bytes, size_bytes, "
+                "limit_bytes), or DATASETS_MAX_VALIDATING_PER_ORGANIZATION uploads wait for "
+                "validation (`error.metadata`: validating, limit); delete datasets or wait."
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = DatasetCreateInput(data=request.data)
         data.is_valid(raise_exception=True)

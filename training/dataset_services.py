@@ -13,8 +13,8 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 # Deliveries of one dataset's validation that may end with the worker process gone (killed by the
 # kernel, the pod restarted) before the dataset is refused instead of delivered again.
 MAX_VALIDATION_ATTEMPTS = 3
+# The first key of the advisory lock that counts an organization's uploads one at a time.
+_UPLOADS_LOCK = 0x5244  # "RD"
 
 
 def dataset_create(
@@ -37,8 +39,11 @@ def dataset_create(
     upload: UploadedFile[bytes],
     columns: dict[str, Any] | None,
     maximize: bool,
+    quota: bool = True,
 ) -> Dataset:
-    """Store an upload and queue its validation (after the transaction commits)."""
+    """Store an upload and queue its validation (after the transaction commits). ``quota``: the
+    organization's storage and validation limits apply (``_quota_check``); only datasets
+    RouterHub builds itself (``dataset_from_bytes``) are made without them."""
     limits = ingest.Limits.from_settings()
     if upload.size is not None and upload.size > limits.max_bytes:
         raise TooLarge(
@@ -54,10 +59,44 @@ def dataset_create(
         columns=columns or {},
         maximize=maximize,
     )
-    dataset.file.save(f"{organization.pk}-{upload.name or 'dataset'}", upload, save=False)
-    dataset.save()
+    with transaction.atomic():
+        if quota:
+            _quota_check(organization, dataset.size_bytes)
+        dataset.file.save(f"{organization.pk}-{upload.name or 'dataset'}", upload, save=False)
+        dataset.save()
     dispatch.dataset_validation_queue(dataset.pk)
     return dataset
+
+
+def _quota_check(organization: Organization, size: int) -> None:
+    """409 when a new upload of ``size`` bytes would take the organization's datasets past
+    ``DATASETS_MAX_BYTES_PER_ORGANIZATION``, or it already has
+    ``DATASETS_MAX_VALIDATING_PER_ORGANIZATION`` uploads validating. Uploads of one organization
+    are counted one at a time (a transaction-level advisory lock on its id, held until the new
+    row commits), so uploads sent at once cannot all pass the same count."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_UPLOADS_LOCK, organization.pk])
+    rows = Dataset.objects.filter(organization=organization)
+    validating_max = int(settings.DATASETS_MAX_VALIDATING_PER_ORGANIZATION)
+    validating = rows.filter(status=DatasetStatus.VALIDATING).count()
+    if validating >= validating_max:
+        raise Conflict(
+            f"Your organization has {validating} datasets waiting for validation; the limit is "
+            f"{validating_max} at once. Upload this one when one of them is ready or invalid.",
+            param="file",
+            metadata={"validating": validating, "limit": validating_max},
+        )
+    stored = int(rows.aggregate(total=Sum("size_bytes"))["total"] or 0)
+    quota = int(settings.DATASETS_MAX_BYTES_PER_ORGANIZATION)
+    if stored + size > quota:
+        raise Conflict(
+            f"Your organization's datasets hold {ingest.human_bytes(stored)} of its "
+            f"{ingest.human_bytes(quota)}; this file ({ingest.human_bytes(size)}) does not fit. "
+            "Delete datasets you no longer need first.",
+            param="file",
+            metadata={"stored_bytes": stored, "size_bytes": size, "limit_bytes": quota},
+        )
 
 
 class DatasetNotReady(Exception):
@@ -88,6 +127,7 @@ def dataset_from_bytes(
             upload=SimpleUploadedFile(name, content),
             columns=columns,
             maximize=maximize,
+            quota=False,
         )
     validated = dataset_validate(dataset_id=dataset.pk) or dataset
     validated.refresh_from_db()

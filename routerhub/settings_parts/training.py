@@ -26,6 +26,16 @@ TRAINING_MEMORY_BYTES = env.int("TRAINING_MEMORY_BYTES", default=6 * 1024 * 1024
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int(
     "CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=2 * 1024 * 1024
 )
+# What one organization's uploads may hold at once (training/dataset_services.py): their files'
+# bytes in all (a person who signs up administers their own organization, so without it anyone
+# could fill the media storage 200 MB at a time), and uploads waiting for or in validation (each
+# a worker task of up to 5 minutes on the queue every organization shares).
+DATASETS_MAX_BYTES_PER_ORGANIZATION = positive_int(
+    "DATASETS_MAX_BYTES_PER_ORGANIZATION", 10 * DATASET_MAX_BYTES
+)
+DATASETS_MAX_VALIDATING_PER_ORGANIZATION = positive_int(
+    "DATASETS_MAX_VALIDATING_PER_ORGANIZATION", 4
+)
 # Training runs queued or running at once per organization (one per router in any case).
 TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env.int(
     "TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION", default=4

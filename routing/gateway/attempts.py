@@ -21,6 +21,7 @@ from routerhub.errors import (
     ApiError,
     BadRequest,
     NoProviderAvailable,
+    RateLimited,
     UpstreamFailed,
     UpstreamTimeout,
 )
@@ -54,9 +55,11 @@ from routing.providers.base import (
     text_of,
 )
 from routing.providers.cache_marks import marks_strip
+from routing.tenant_slots import ORGANIZATION, TenantLimitReached
 
 logger = logging.getLogger(__name__)
 ERROR_BODY_BYTES = 64 * 1024  # of a provider's error answer: its message is near the start
+TENANT_LIMIT = "tenant_connection_limit"  # an attempt's error: GATEWAY_TENANT_MAX_CONNECTIONS
 
 
 def skip(ex: Exchange, endpoint: EndpointInfo) -> bool:
@@ -87,8 +90,10 @@ def failed(ex: Exchange, endpoint: EndpointInfo, error: str, detail: str = "") -
 
 def transport_failed(ex: Exchange, endpoint: EndpointInfo, exc: Exception) -> None:
     """An attempt that got no response: it timed out (the connection's or the request's
-    deadline) or could not connect."""
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    deadline) or could not connect, or its organization's own hosts were at their limit."""
+    if isinstance(exc, TenantLimitReached):  # nothing sent; another candidate may answer
+        failed(ex, endpoint, TENANT_LIMIT, str(exc))
+    elif isinstance(exc, httpx.TimeoutException | TimeoutError):
         timed_out(ex, endpoint)
     elif isinstance(exc, httpx.DecodingError):  # past the size bound, or an encoding refused
         failed(ex, endpoint, "malformed_response", str(exc))
@@ -140,6 +145,13 @@ def exhausted(ex: Exchange) -> ApiError:
             metadata=metadata,
             headers={"Retry-After": retry_after},
         )
+    if all(attempt["error"] == TENANT_LIMIT for attempt in ex.attempts):
+        # The organization's own concurrency to its own hosts, not a provider's fault: a 429.
+        return RateLimited(
+            ex.attempts[0]["detail"],
+            metadata=metadata,
+            headers={"Retry-After": "1"},
+        )
     if all(attempt["error"] == "timeout" for attempt in ex.attempts):
         return UpstreamTimeout("The provider did not answer in time.", metadata=metadata)
     tried = ", ".join(f"{a['provider']} ({a['error']})" for a in ex.attempts)
@@ -149,6 +161,15 @@ def exhausted(ex: Exchange) -> ApiError:
 def client_for(candidate: Candidate) -> httpx.AsyncClient:
     # A host the tenant chose is called through the client that refuses non-public addresses.
     return tenant_http_client() if candidate.base_url else http_client()
+
+
+def request_extensions(ex: Exchange, candidate: Candidate) -> dict[str, object]:
+    """The upstream request's extensions: the billing trace (``sent_trace``) and, for a host the
+    organization chose, whose request it is (``tenant_slots``: its share of the pool)."""
+    extensions = sent_trace(ex, candidate)
+    if candidate.base_url:
+        extensions[ORGANIZATION] = ex.key.organization_id
+    return extensions
 
 
 def _target(ex: Exchange, candidate: Candidate) -> Target:
@@ -182,20 +203,28 @@ def upstream_request(ex: Exchange, candidate: Candidate, *, stream: bool) -> Ups
         ) from exc
 
 
-async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
+async def attempt(
+    ex: Exchange, candidate: Candidate, deadline: float | None = None
+) -> Completion | None:
+    """One whole answer from ``candidate``, or None when it failed (recorded on ``ex``). The call
+    ends by ``GATEWAY_TOTAL_TIMEOUT`` from now, or by ``deadline`` (``time.monotonic()``) when
+    the request has one of its own: a timeout, billed its prompt if it was sent."""
     endpoint, ex.trying_byok = candidate.endpoint, candidate.is_byok
     if skip(ex, endpoint):
         return None
     adapter = ADAPTERS[endpoint.api_style]
     upstream = upstream_request(ex, candidate, stream=False)
+    seconds = settings.GATEWAY_TOTAL_TIMEOUT
+    if deadline is not None:
+        seconds = deadline - time.monotonic()
     try:
-        async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
+        async with asyncio.timeout(seconds):
             response = await client_for(candidate).post(
                 upstream_url(upstream.url),
                 content=upstream.content(),
                 headers=upstream.headers,
                 timeout=upstream_timeout(),
-                extensions=sent_trace(ex, candidate),
+                extensions=request_extensions(ex, candidate),
             )
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)

@@ -16,7 +16,9 @@ and when every candidate failed the error says how many prompts were answered an
 refusal (4xx) of one prompt is raised only once the candidate's other calls have ended, so what
 it answered is billed whatever order the answers came in, and said so in the error (with the
 generation id); a client that leaves has the answers that came billed as answers and the prompts
-still at the provider as sent (``_prompts_sent``).
+still at the provider as sent (``_prompts_sent``). The request has one deadline,
+``GATEWAY_TOTAL_TIMEOUT`` from its start, across candidates and prompts: a call still unanswered
+then times out (billed its prompt, as sent) and no further candidate is tried.
 Choices come back in OpenAI's order:
 ``index = prompt_index * n + i``. Several prompts are never streamed
 (``completions.chat_bodies_from_completion`` refuses it).
@@ -25,9 +27,12 @@ Choices come back in OpenAI's order:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import replace
 from decimal import Decimal
+
+from django.conf import settings
 
 from accounts.keys import AuthenticatedKey
 from billing import metering
@@ -137,8 +142,13 @@ def _prompts_text(bodies: list[JSON]) -> str:
 
 async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
     ex.on_abandon.append(lambda: _prompts_sent(ex, parts))
+    # One deadline for the whole request, every candidate's calls included: a slow prompt no
+    # longer takes GATEWAY_TOTAL_TIMEOUT at each candidate in turn.
+    deadline = ex.req.started + settings.GATEWAY_TOTAL_TIMEOUT
     for candidate in ex.plan.candidates:
-        completions = await _attempt_all(ex, parts, candidate)
+        if time.monotonic() >= deadline:
+            break  # no time left to try it: the request fails with what it has
+        completions = await _attempt_all(ex, parts, candidate, deadline)
         if completions is None:
             continue
         ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
@@ -168,20 +178,21 @@ async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
 
 
 async def _attempt_all(
-    ex: Exchange, parts: list[Exchange], candidate: Candidate
+    ex: Exchange, parts: list[Exchange], candidate: Candidate, deadline: float
 ) -> list[Completion] | None:
     """Every prompt's answer from ``candidate``, or None if it failed any. A 4xx it gave any
     prompt is raised (another provider would refuse that prompt too), but only once the other
-    prompts' calls have ended: the provider had them, so what it answered is billed — whatever
-    order the answers came in — and the error says so."""
+    prompts' calls have ended — by the request's ``deadline`` at the latest, a call still
+    unanswered then timing out (billed its prompt, as sent): the provider had them, so what it
+    answered is billed — whatever order the answers came in — and the error says so."""
     for part in parts:  # an earlier candidate's calls ended: what they answered is billed
         part.sending = None
     since = len(ex.attempts)  # this candidate's trace entries come after
-    tasks = [asyncio.ensure_future(attempt(part, candidate)) for part in parts]
+    tasks = [asyncio.ensure_future(attempt(part, candidate, deadline)) for part in parts]
     try:
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    except asyncio.CancelledError:  # the client left: the answers that came are billed as such
-        _answers_discarded(ex, parts, tasks, candidate, since, "client_disconnected")
+    except asyncio.CancelledError:  # the client left (or the server): answers that came billed
+        _answers_discarded(ex, parts, tasks, candidate, since, ex.cancelled_by)
         raise
     started = [part.first_byte_at for part in parts if part.first_byte_at is not None]
     ex.first_byte_at = ex.first_byte_at or min(started, default=None)

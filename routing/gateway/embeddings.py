@@ -30,6 +30,7 @@ from routing.gateway.attempts import (
     exhausted,
     failed,
     rejected,
+    request_extensions,
     scrubbed,
     skip,
     transport_failed,
@@ -41,7 +42,6 @@ from routing.gateway.exchange import (
     bill,
     exchange_run,
     record_success,
-    sent_trace,
 )
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_admit
@@ -260,7 +260,7 @@ async def _attempt(
                 content=upstream.content(),
                 headers=upstream.headers,
                 timeout=upstream_timeout(),
-                extensions=sent_trace(ex, candidate),
+                extensions=request_extensions(ex, candidate),
             )
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)

@@ -88,6 +88,8 @@ class Exchange:
     # provider bills their prompts, so each is charged its prompt estimate (``timeouts_charge``).
     # Shared by a request's per-prompt exchanges (``dataclasses.replace`` keeps the list).
     timed_out: list[TimedOut] = field(default_factory=list)
+    # Why the work was cancelled, once it is (``_until_disconnect``): the record's error_type.
+    cancelled_by: str = "client_disconnected"
 
 
 @dataclass
@@ -158,7 +160,9 @@ async def exchange_run(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
 
 
 async def _until_disconnect(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
-    """Run the upstream exchange, cancelling it (and billing what was generated) if the client goes."""
+    """Run the upstream exchange, cancelling it (and billing what was generated, and the prompt
+    a provider still has) if the client goes — or if this handler is cancelled (the server
+    shutting down, a deadline of its own): the provider bills that prompt all the same."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(ex.req.wait_disconnect())
     try:
@@ -169,17 +173,27 @@ async def _until_disconnect(ex: Exchange, work: Coroutine[Any, Any, None]) -> No
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
-        for account in ex.on_abandon:  # a pipeline's calls: answers that came, calls in flight
-            account()
-        if not ex.billed:  # billed already: the client left during the answer's last write
-            call_abandoned(ex)
-            bill(ex, partial_usage(ex), status="aborted", error_type="client_disconnected")
+        _abandoned(ex)
     finally:
         watcher.cancel()
         if not task.done():  # this handler was cancelled: the work says what it got, then ends
+            ex.cancelled_by = "server_cancelled"
             task.cancel()
             with suppress(asyncio.CancelledError, Exception):  # this cancellation goes on
                 await task
+            _abandoned(ex)
+
+
+def _abandoned(ex: Exchange) -> None:
+    """The work was stopped before its outcome was billed (``ex.cancelled_by`` says who stopped
+    it): bill what it got — a pipeline's calls, the answers that came, what a stream generated —
+    and the prompt a provider still had (``call_abandoned``), whoever stopped it. Before, a
+    handler the server cancelled (its shutdown) billed none of it: the provider still did."""
+    for account in ex.on_abandon:  # a pipeline's calls: answers that came, calls in flight
+        account()
+    if not ex.billed:  # billed already: the client left during the answer's last write
+        call_abandoned(ex)
+        bill(ex, partial_usage(ex), status="aborted", error_type=ex.cancelled_by)
 
 
 def call_abandoned(ex: Exchange) -> None:
@@ -248,9 +262,9 @@ def timeouts_charge(ex: Exchange) -> Decimal:
     take only what the hold has left after the rest of the charge, so estimates never take a
     request past its hold; each is shown in its trace entry (``billed``). Once per request. The
     answers of a list of prompts discarded with a failed candidate are added the same way, at the
-    usage the provider reported (``TimedOut.estimated`` false), and to the draft's tokens too
-    unless it is the served answer: a record's tokens explain its cost (the one a client left,
-    billed the prompts still at the provider, also has the answers that came)."""
+    usage the provider reported (``TimedOut.estimated`` false). Each is added to the draft's
+    tokens too, whatever the outcome: a record's tokens explain its cost (before, an estimate
+    beside an answer, a stream or a client leaving was in the cost alone)."""
     sent = list(ex.timed_out)
     ex.timed_out.clear()
     draft = ex.draft
@@ -275,9 +289,7 @@ def timeouts_charge(ex: Exchange) -> Decimal:
         last = sent[-1].candidate
         draft.model, draft.provider = last.endpoint.model_id, last.endpoint.provider_slug
         draft.is_byok = last.is_byok  # as the fee its charge took says
-        _tokens_add(draft, [t.usage for t in sent])
-    elif draft.status != "succeeded":  # not the served answer: its tokens explain its cost
-        _tokens_add(draft, [t.usage for t in sent if not t.estimated])
+    _tokens_add(draft, [t.usage for t in sent])
     draft.cost += added
     return added
 

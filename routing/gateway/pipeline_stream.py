@@ -52,11 +52,10 @@ async def stream_live(
         }
         try:
             await pump(child, candidate, opened)
-        except asyncio.CancelledError:  # the client left: what was generated is billed
+        except asyncio.CancelledError:  # the client left (or the server): what came is billed
             if not child.billed:  # (not again if it left during the last write)
-                bill(
-                    child, partial_usage(child), status="aborted", error_type="client_disconnected"
-                )
+                error = parent.cancelled_by
+                bill(child, partial_usage(child), status="aborted", error_type=error)
             raise
         finally:
             step_account(parent, child, step, "none")

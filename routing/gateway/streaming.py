@@ -21,6 +21,7 @@ from routing.gateway.attempts import (
     client_for,
     failed,
     rejected,
+    request_extensions,
     scrubbed,
     skip,
     timed_out,
@@ -36,7 +37,6 @@ from routing.gateway.exchange import (
     partial_usage,
     record_success,
     response_head,
-    sent_trace,
 )
 from routing.gateway.planning import Candidate
 from routing.gateway.trace import delta_texts
@@ -49,7 +49,14 @@ from routing.gateway.upstream import (
 )
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
-from routing.providers.base import JSON, StreamDecoder, UpstreamError, Usage, sse_events
+from routing.providers.base import (
+    JSON,
+    StreamDecoder,
+    UpstreamError,
+    UpstreamRequest,
+    Usage,
+    sse_events,
+)
 
 
 def deltas_answer(choices: list[JSON]) -> bool:
@@ -74,7 +81,6 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
     endpoint, ex.trying_byok = candidate.endpoint, candidate.is_byok
     if skip(ex, endpoint):
         return None
-    adapter = ADAPTERS[endpoint.api_style]
     upstream = upstream_request(ex, candidate, stream=True)
     client = client_for(candidate)
     request = client.build_request(
@@ -83,21 +89,37 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
         content=upstream.content(),
         headers=upstream.headers,
         timeout=upstream_timeout(),
-        extensions=sent_trace(ex, candidate),
+        extensions=request_extensions(ex, candidate),
     )
     try:
         response = await client.send(request, stream=True)
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)
         return None
+    try:
+        return await _first_content(ex, candidate, upstream, response)
+    except BaseException:  # cancelled (the client left): the connection (and its slot) go back
+        await _closed(response)
+        raise
+
+
+async def _closed(response: httpx.Response) -> None:
+    await response.aclose()
+    response_release(response)
+
+
+async def _first_content(
+    ex: Exchange, candidate: Candidate, upstream: UpstreamRequest, response: httpx.Response
+) -> OpenStream | None:
+    """Read until the first content; None, with the response closed, on any failure so far."""
+    endpoint, adapter = candidate.endpoint, ADAPTERS[candidate.endpoint.api_style]
     if response.status_code != 200:
         ex.sending = None  # refused: not billed while its error body is read
         try:
             raw = await body_prefix(response, ERROR_BODY_BYTES)
         except httpx.HTTPError as exc:  # a body that is not what its encoding says
             raw = str(exc).encode()
-        await response.aclose()
-        response_release(response)
+        await _closed(response)
         rejected(
             ex, endpoint, response.status_code, scrubbed(adapter.error_message(raw), candidate)
         )
@@ -125,8 +147,7 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
         timed_out(ex, endpoint)
     else:
         failed(ex, endpoint, error, scrubbed(detail, candidate))
-    await response.aclose()
-    response_release(response)
+    await _closed(response)
     return None
 
 
@@ -138,29 +159,8 @@ async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
         if ex.anthropic
         else None
     )
-    await ex.req.start_stream(headers=answer_headers(ex))
-    if encoder is not None:
-        await ex.req.write(encoder.start(opened.decoder.usage))
     head = response_head(ex, "chat.completion.chunk")
-    failure: Exception | None = None
-    try:
-        await _emit(ex, head, encoder, opened.first)
-        remaining = settings.GATEWAY_TOTAL_TIMEOUT - (time.monotonic() - ex.req.started)
-        async with asyncio.timeout(max(remaining, 1.0)):
-            while not opened.decoder.finished:
-                try:
-                    event, data = await opened.events.__anext__()
-                except StopAsyncIteration:
-                    if not ex.finish_reason_seen:
-                        # Closed cleanly, but before the provider said the answer was done.
-                        raise UpstreamError("the stream ended before the answer did") from None
-                    break
-                await _emit(ex, head, encoder, opened.decoder.feed(event, data))
-    except (httpx.HTTPError, UpstreamError, TimeoutError) as exc:
-        failure = exc
-    finally:
-        await opened.response.aclose()
-        response_release(opened.response)
+    failure = await _relay(ex, opened, head, encoder)
     if failure is not None:
         if not candidate.is_byok:
             health.health_record_failure(candidate.endpoint.id)
@@ -189,6 +189,35 @@ async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
         await ex.req.write(b"data: [DONE]\n\n")
     await ex.req.end()
     record_success(ex, usage)
+
+
+async def _relay(
+    ex: Exchange, opened: OpenStream, head: JSON, encoder: MessagesStreamEncoder | None
+) -> Exception | None:
+    """Start the client's stream and relay the provider's to its end; the provider's failure, if
+    it failed. However this ends (a cancellation too: the client left), the answer is closed, so
+    its connection and its organization's slot (``tenant_slots``) go back."""
+    try:
+        await ex.req.start_stream(headers=answer_headers(ex))
+        if encoder is not None:
+            await ex.req.write(encoder.start(opened.decoder.usage))
+        await _emit(ex, head, encoder, opened.first)
+        remaining = settings.GATEWAY_TOTAL_TIMEOUT - (time.monotonic() - ex.req.started)
+        async with asyncio.timeout(max(remaining, 1.0)):
+            while not opened.decoder.finished:
+                try:
+                    event, data = await opened.events.__anext__()
+                except StopAsyncIteration:
+                    if not ex.finish_reason_seen:
+                        # Closed cleanly, but before the provider said the answer was done.
+                        raise UpstreamError("the stream ended before the answer did") from None
+                    break
+                await _emit(ex, head, encoder, opened.decoder.feed(event, data))
+    except (httpx.HTTPError, UpstreamError, TimeoutError) as exc:
+        return exc
+    finally:
+        await _closed(opened.response)
+    return None
 
 
 def usage_requested(body: JSON) -> bool:

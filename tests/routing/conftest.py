@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.log_hygiene import prompts_register_from
-from tests.routing.servers import ServerThread, gateway_idle, usage_stream_settled
+from tests.routing.servers import LeavesWhen, ServerThread, gateway_idle, usage_stream_settled
 from tests.routing.world import PLATFORM_KEYS, World, world_make
 
 
@@ -26,6 +26,18 @@ def gateway_server() -> Iterator[ServerThread]:
 
     server = ServerThread(application).start()
     yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def leaving() -> Iterator[tuple[ServerThread, LeavesWhen]]:
+    """The gateway served behind ``LeavesWhen``: a client that leaves, or a server that cancels
+    the request's handler, at a moment the test chooses."""
+    from routerhub.asgi import application
+
+    app = LeavesWhen(application)
+    server = ServerThread(app, lifespan="off").start()
+    yield server, app
     server.stop()
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
 import threading
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import uvicorn
@@ -63,6 +66,47 @@ def leaving_receive(receive: Any, until: Any) -> Any:
         return {"type": "http.disconnect"}
 
     return client_receive
+
+
+class LeavesWhen:
+    """The gateway's ASGI app behind a client that leaves once ``gone()`` holds (checked on the
+    gateway's event loop, so it can look at the tasks under way there) — or, with ``cancels``,
+    behind a server that cancels the request's handler then (as at its shutdown, or a deadline
+    of its own). ``sent``: the response body the gateway has sent so far."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.gone: Callable[[], bool] = lambda: False
+        self.cancels = False
+        self.sent = bytearray()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+        self.sent.clear()
+
+        async def left() -> None:
+            while not self.gone():
+                await asyncio.sleep(0.005)
+
+        async def client_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            self.sent += message.get("body", b"")
+            await send(message)
+
+        if self.cancels:
+            handler = asyncio.ensure_future(self.app(scope, receive, client_send))
+            await left()
+            handler.cancel()
+            with suppress(asyncio.CancelledError):
+                await handler
+        else:
+            await self.app(scope, leaving_receive(receive, left), client_send)
+        if not started:  # the gateway answered nobody: close the exchange for the test's client
+            await send({"type": "http.response.start", "status": 499, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
 
 
 def closed_port_url() -> str:

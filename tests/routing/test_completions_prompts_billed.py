@@ -11,8 +11,7 @@ whose ``receive`` reports the client gone once a condition on the gateway's own 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from contextlib import suppress
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +22,7 @@ import pytest
 from billing.models import LedgerEntry, Reservation, UsageRecord
 from routing.models import Provider
 from routing.services import provider_key_create
-from tests.routing.servers import ServerThread, leaving_receive, poll
+from tests.routing.servers import LeavesWhen, ServerThread, poll
 from tests.routing.world import World, endpoint, model
 
 
@@ -186,54 +185,6 @@ def test_answers_an_own_key_gave_before_every_candidate_failed_are_billed_as_byo
     _assert_settled(record)
 
 
-class LeavesWhen:
-    """The gateway's ASGI app behind a client that leaves once ``gone()`` holds (checked on the
-    gateway's event loop, so it can look at the tasks under way there)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.gone: Callable[[], bool] = lambda: False
-        # Instead of the client leaving, the server cancels the request's handler (as at its
-        # shutdown, or a deadline of its own).
-        self.cancels = False
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = False
-
-        async def left() -> None:
-            while not self.gone():
-                await asyncio.sleep(0.005)
-
-        async def client_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        if self.cancels:
-            handler = asyncio.ensure_future(self.app(scope, receive, client_send))
-            await left()
-            handler.cancel()
-            with suppress(asyncio.CancelledError):
-                await handler
-        else:
-            await self.app(scope, leaving_receive(receive, left), client_send)
-        if not started:  # the gateway answered nobody: close the exchange for the test's client
-            await send({"type": "http.response.start", "status": 499, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-
-
-@pytest.fixture(scope="module")
-def leaving() -> Iterator[tuple[ServerThread, LeavesWhen]]:
-    from routerhub.asgi import application
-
-    app = LeavesWhen(application)
-    server = ServerThread(app, lifespan="off").start()
-    yield server, app
-    server.stop()
-
-
 def _calls_under_way() -> int:
     """Provider calls of a list of prompts (each ``attempts.attempt`` in its own task) under way
     on the running loop."""
@@ -263,13 +214,17 @@ def _leave_once(
     return poll(lambda: UsageRecord.objects.exclude(generation_id__in=before).first())
 
 
-def test_a_client_leaving_mid_candidate_is_billed_the_answers_that_came_and_the_prompt_sent(
-    world: World, settings, leaving: tuple[ServerThread, LeavesWhen]
+@pytest.mark.parametrize("stopped_by", ["client_disconnected", "server_cancelled"])
+def test_a_request_stopped_mid_candidate_is_billed_the_answers_that_came_and_the_prompt_sent(
+    world: World, settings, leaving: tuple[ServerThread, LeavesWhen], stopped_by: str
 ) -> None:  # type: ignore[no-untyped-def]
-    """The client leaves with "Say hi" answered and "BOOM now" at the provider: billed the answer
-    at its reported usage plus the sent prompt's estimate. Before, both were billed as merely sent
-    (their prompts estimated, the answer's completion tokens unbilled); then the answer's cost was
-    billed but not its tokens (the record's tokens did not explain its cost)."""
+    """The client leaves (or the server cancels the request's handler: its shutdown, a deadline
+    of its own) with "Say hi" answered and "BOOM now" at the provider: billed the answer at its
+    reported usage plus the sent prompt's estimate, the same whoever stopped it. Before, both were
+    billed as merely sent (their prompts estimated, the answer's completion tokens unbilled); then
+    the answer's cost was billed but not its tokens (the record's tokens did not explain its
+    cost); a cancelled handler first billed 0 (the record settled before the work said what was
+    answered), then the answer but not the prompt the provider still had."""
     settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0  # "BOOM now" is under way until the client leaves
     _multi(world, "gpt-4o-mini@timeout,when=BOOM")
     sent = world.upstream_requests
@@ -281,43 +236,107 @@ def test_a_client_leaving_mid_candidate_is_billed_the_answers_that_came_and_the_
         leaving,
         ["Say hi", "BOOM now"],
         lambda: len(sent("/v1/")) == 2 and _calls_under_way() == 1,  # "Say hi" answered
+        cancels=stopped_by == "server_cancelled",
     )
 
     (say_hi,) = _asked_alone(world, ["Say hi"])
-    assert (record.status, record.error_type) == ("aborted", "client_disconnected")
+    assert (record.status, record.error_type) == ("aborted", stopped_by)
     assert (record.prompt_tokens, record.completion_tokens) == (
         left_one.prompt_tokens + say_hi.prompt_tokens, say_hi.completion_tokens,
     )  # fmt: skip
     assert say_hi.completion_tokens > 0
     assert record.cost == say_hi.cost + left_one.cost and left_one.cost > 0
     (entry,) = record.trace_data["fallbacks"]
-    assert (entry["error"], entry["answered"]) == ("client_disconnected", "1 of 2 prompts")
+    assert (entry["error"], entry["answered"]) == (stopped_by, "1 of 2 prompts")
     assert (Decimal(entry["billed"]["cost"]), entry["billed"]["completion_tokens"]) == (
         say_hi.cost, say_hi.completion_tokens,
     )  # fmt: skip
     _assert_settled(record)
 
 
-def test_a_cancelled_handler_bills_the_answers_that_came(
-    world: World, settings, leaving: tuple[ServerThread, LeavesWhen]
-) -> None:  # type: ignore[no-untyped-def]
-    """The server cancels the request's handler itself with "Say hi" answered and "BOOM now" at
-    the provider: the answer is billed, as when the client leaves. Before, the work was cancelled
-    but not awaited, so the record was settled before it said what was answered: billed 0."""
-    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0
-    _multi(world, "gpt-4o-mini@timeout,when=BOOM")
-    sent = world.upstream_requests
-    record = _leave_once(
-        world,
-        leaving,
-        ["Say hi", "BOOM now"],
-        lambda: len(sent("/v1/")) == 2 and _calls_under_way() == 1,  # "Say hi" answered
-        cancels=True,
+def _two_candidates(world: World, first: str, second: str) -> None:
+    """``test/multi`` at fake-openai (``first``, 1 and 2 USD per 1M tokens) then fake-openai-b
+    (``second``, 3 and 5), each upstream model telling the fake how to fail."""
+    world.catalog(
+        {
+            "models": [model("test/multi")],
+            "endpoints": [
+                endpoint("test/multi", "fake-openai", first, "1", "2"),
+                endpoint("test/multi", "fake-openai-b", second, "3", "5"),
+            ],
+        }
     )
 
-    (say_hi,) = _asked_alone(world, ["Say hi"])
-    assert record.cost == say_hi.cost > 0
-    assert record.completion_tokens == say_hi.completion_tokens
+
+def _calls_to(world: World, upstream_model: str) -> dict[str, dict[str, Any]]:
+    """The fake upstream's log of the calls to ``upstream_model``, by the prompt they asked."""
+    return {
+        r["body"]["messages"][-1]["content"]: r
+        for r in world.upstream_requests("/v1/")
+        if r.get("model") == upstream_model
+    }
+
+
+def test_candidates_share_one_deadline_for_a_slow_prompt(world: World, settings) -> None:  # type: ignore[no-untyped-def]
+    """Both endpoints stall on "SLOW down": the first has it until the request's deadline
+    (``GATEWAY_TOTAL_TIMEOUT``), then there is no time left for the second, which is never
+    called. Before, each endpoint had a whole GATEWAY_TOTAL_TIMEOUT of its own: the second got
+    both prompts, and the request took the timeout twice."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0  # only the request's total deadline cuts "SLOW"
+    settings.GATEWAY_TOTAL_TIMEOUT = 1.5
+    _two_candidates(world, "gpt-4o-mini@timeout,when=SLOW", "gpt-4o@timeout,when=SLOW")
+
+    error, raised = _error_of(world, openai.APIStatusError, ["Say hi", "SLOW down"])
+
+    assert raised.status_code == 408
+    assert _calls_to(world, "gpt-4o") == {}  # the second endpoint was never called
+    first = _calls_to(world, "gpt-4o-mini")
+    assert first["SLOW down"]["disconnected"] and first["Say hi"]["completed"]
+    record = world.usage_record(error["metadata"]["generation_id"])
+    assert (record.status, record.error_type) == ("failed", "upstream_timeout")
     (entry,) = record.trace_data["fallbacks"]
-    assert entry["answered"] == "1 of 2 prompts"
+    assert (entry["provider"], entry["error"], entry["answered"]) == (
+        "fake-openai", "timeout", "1 of 2 prompts",
+    )  # fmt: skip
+    (say_hi,) = _asked_alone(world, ["Say hi"])
+    assert record.cost == Decimal(entry["billed"]["cost"]) > say_hi.cost  # the answer + "SLOW"
+    assert record.prompt_tokens == entry["billed"]["prompt_tokens"] > say_hi.prompt_tokens
+    _assert_settled(record)
+
+
+def test_a_refusal_after_a_fallback_comes_by_the_requests_deadline(world: World, settings) -> None:  # type: ignore[no-untyped-def]
+    """The first endpoint fails "BOOM now" (a 500) and answers "SLOW down" late; the second
+    refuses "BOOM now" (a 400) and would answer "SLOW down" later still, past the request's
+    deadline: the refusal comes then, "SLOW down" cut at the second endpoint and billed its
+    prompt, every answer given billed once. Before, the second endpoint had a whole
+    GATEWAY_TOTAL_TIMEOUT of its own: the refusal waited for its late answer."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0
+    settings.GATEWAY_TOTAL_TIMEOUT = (
+        2.5  # the first endpoint ends after 1 s, the second's would at 3
+    )
+    _two_candidates(
+        world,
+        "gpt-4o-mini@status=500,when=BOOM|delay=1000,when=SLOW",
+        "gpt-4o@status=400,when=BOOM|delay=2000,when=SLOW",
+    )
+
+    error, _ = _error_of(world, openai.BadRequestError, ["Say hi", "SLOW down", "BOOM now"])
+
+    assert "2 of 3 prompts were answered by fake-openai (test/multi)" in error["message"]
+    assert "1 of 3 prompts were answered by fake-openai-b (test/multi)" in error["message"]
+    assert (
+        "1 prompt sent to fake-openai-b (test/multi) timed out unanswered and is billed"
+        in error["message"]
+    )
+    assert _calls_to(world, "gpt-4o-mini")["SLOW down"]["completed"]
+    second = _calls_to(world, "gpt-4o")
+    assert second["SLOW down"]["disconnected"] and not second["SLOW down"]["completed"]
+    record = world.usage_record(error["metadata"]["generation_id"])
+    billed = {(e["provider"], e["error"]): e["billed"] for e in record.trace_data["fallbacks"]}
+    assert set(billed) == {
+        ("fake-openai", "status_500"), ("fake-openai-b", "timeout"), ("fake-openai-b", "refused"),
+    }  # fmt: skip
+    assert "completion_tokens" not in billed["fake-openai-b", "timeout"]  # a prompt, estimated
+    assert record.cost == sum(Decimal(b["cost"]) for b in billed.values())
+    assert record.prompt_tokens == sum(b["prompt_tokens"] for b in billed.values())
     _assert_settled(record)

@@ -6,10 +6,23 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.routing.conftest import _fresh_gateway_state, fake_server, gateway_server, world
+from tests.routing.conftest import (
+    _fresh_gateway_state,
+    fake_server,
+    gateway_server,
+    leaving,
+    world,
+)
 from tests.security.raw_upstream import RawUpstream
 
-__all__ = ["_fresh_gateway_state", "fake_server", "gateway_server", "raw_servers", "world"]
+__all__ = [
+    "_fresh_gateway_state",
+    "fake_server",
+    "gateway_server",
+    "leaving",
+    "raw_servers",
+    "world",
+]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from django.conf import settings
 
 from accounts.models import KeyScope
 from tests.factories import key_make, organization_make
@@ -104,6 +105,7 @@ def server(start_live_gateway: Callable[..., LiveGateway], tmp_path: Path) -> Li
         REQUEST_MAX_BODY_BYTES=str(LIMIT),
         DATASET_MAX_BYTES=str(DATASET_MAX),
         TMPDIR=str(tmp_path),
+        SECRET_KEY=settings.SECRET_KEY,  # sessions made in the tests are read there
     )
 
 
