@@ -126,13 +126,16 @@ def router_feedback(
     # foreign key reaches them) are looked up by those generation ids, a chunk at a time.
     for start in range(0, len(scores), _CHUNK):
         chunk = dict(scores[start : start + _CHUNK])
-        found = UsageRecord.objects.filter(
-            organization_id=router.organization_id,
-            generation_id__in=list(chunk),
-            router_id=router.pk,
-            model__in=router.candidates,
-        ).annotate(task_named=_TASK_HINT)
-        found = found.values_list("generation_id", "prompt", "model", "cost", "task_named")
+        found = (
+            UsageRecord.objects.filter(
+                organization_id=router.organization_id,
+                generation_id__in=list(chunk),
+                router_id=router.pk,
+                model__in=router.candidates,
+            )
+            .annotate(task_named=_TASK_HINT)
+            .values_list("generation_id", "prompt", "model", "cost", "task_named")
+        )
         records = {generation_id: (p, m, c, t) for generation_id, p, m, c, t in found}
         examples += [
             serving.FeedbackExample(prompt=p, model=m, score=score, cost=float(c), task=task)

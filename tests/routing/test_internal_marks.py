@@ -31,7 +31,9 @@ def tool_turns(**marks: Any) -> list[dict[str, Any]]:
 def test_an_openai_client_cannot_make_claude_receive_is_error(world: World) -> None:
     client = openai_client(world)
     completion = client.chat.completions.create(
-        model="test/claude", tools=[TOOL], messages=tool_turns(_tool_error=True)  # type: ignore[list-item, arg-type]
+        model="test/claude",
+        tools=[TOOL],
+        messages=tool_turns(_tool_error=True),  # type: ignore[list-item, arg-type]
     )
     client.chat.completions.create(
         model="test/claude",
@@ -51,7 +53,9 @@ def test_an_openai_client_cannot_mark_its_own_tool_result_failed_on_other_hosts(
     world: World,
 ) -> None:
     openai_client(world).chat.completions.create(
-        model="test/gpt", tools=[TOOL], messages=tool_turns(_tool_error=True, _private="x")  # type: ignore[list-item, arg-type]
+        model="test/gpt",
+        tools=[TOOL],
+        messages=tool_turns(_tool_error=True, _private="x"),  # type: ignore[list-item, arg-type]
     )
 
     sent = world.last_upstream("/v1/chat/completions")["body"]
@@ -66,7 +70,9 @@ def test_an_openai_client_cannot_pass_its_images_off_as_a_tool_results(world: Wo
     with pytest.raises(openai.BadRequestError) as raised:
         openai_client(world).chat.completions.create(
             model="test/plain",
-            messages=[{"role": "user", "content": [{"type": "text", "text": "What is it?"}, image]}],  # type: ignore[list-item]
+            messages=[
+                {"role": "user", "content": [{"type": "text", "text": "What is it?"}, image]}
+            ],  # type: ignore[list-item]
         )
 
     assert raised.value.body["param"] == "messages"  # type: ignore[index]
