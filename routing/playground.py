@@ -13,6 +13,7 @@ middleware protects the endpoint like every other dashboard form.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -165,10 +166,8 @@ class _Outbox:
 
     def leave(self) -> None:
         """From any thread (Django closes responses in one): the browser is gone."""
-        try:
+        with contextlib.suppress(RuntimeError):  # its loop is closed: nothing waits any more
             self.loop.call_soon_threadsafe(self.gone.set)
-        except RuntimeError:  # its loop is closed: nothing is waiting any more
-            pass
 
 
 class _Relayed(StreamingHttpResponse):

@@ -23,7 +23,7 @@ def test_a_deactivated_senders_invitation_admits_nobody() -> None:
     dashboard_client(sender, organization).post(
         "/dashboard/organization/", {"email": "alt@example.com", "role": "owner"}
     )
-    link = re.search(r"https?://\S+", mail.outbox[-1].body)
+    link = re.search(r"https?://\S+", str(mail.outbox[-1].body))
     assert link is not None
     accept_path = "/invitations/" + link.group(0).rstrip("/").rsplit("/", 1)[-1] + "/"
     sender.is_active = False

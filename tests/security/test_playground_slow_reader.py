@@ -11,13 +11,16 @@ response's content one event at a time."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import pytest
 
 from accounts.keys import key_authenticate_digest
 from accounts.models import Membership, Role
 from routing import playground
+from routing.gateway.app import gateway_app
 from tests.factories import member_add
 from tests.routing.world import World
 
@@ -51,8 +54,15 @@ def _counting(counted: _Counted, app: Any) -> Any:
     return gateway
 
 
+def _playground_key(world: World) -> Any:
+    user = member_add(world.organization, role=Role.MEMBER)
+    member = Membership.objects.get(user=user, organization=world.organization)
+    return key_authenticate_digest(playground.playground_key(member).digest)
+
+
 async def _slowly_read(key: Any, counted: _Counted) -> tuple[int, int, list[bytes]]:
     response = await playground.gateway_call(key, orjson.dumps(STREAM), request_id="")
+    assert isinstance(response.streaming_content, AsyncIterator)
     content = aiter(response.streaming_content)
     parts = [await anext(content)]  # the browser reads one event, then stalls
     for _ in range(500):  # until the gateway waits for room, or has sent everything
@@ -70,10 +80,8 @@ async def _slowly_read(key: Any, counted: _Counted) -> tuple[int, int, list[byte
 def test_a_slow_browser_holds_a_bounded_part_of_the_answer(world: World, monkeypatch: Any) -> None:
     monkeypatch.setattr(playground, "RELAY_MESSAGES_MAX", BOUND, raising=False)
     counted = _Counted()
-    monkeypatch.setattr(playground, "gateway_app", _counting(counted, playground.gateway_app))
-    user = member_add(world.organization, role=Role.MEMBER)
-    member = Membership.objects.get(user=user, organization=world.organization)
-    key = key_authenticate_digest(playground.playground_key(member).digest)
+    monkeypatch.setattr(playground, "gateway_app", _counting(counted, gateway_app))
+    key = _playground_key(world)
 
     stalled, total, parts = asyncio.run(_slowly_read(key, counted))
 
@@ -84,3 +92,34 @@ def test_a_slow_browser_holds_a_bounded_part_of_the_answer(world: World, monkeyp
     assert text.rstrip().endswith("data: [DONE]")
     generation_id = orjson.loads(text.split("data: ", 2)[1].split("\n", 1)[0])["id"]
     assert world.usage_record(generation_id).status == "succeeded"
+
+
+async def _leave(key: Any, counted: _Counted, *, read_first: bool) -> str:
+    response = await playground.gateway_call(key, orjson.dumps(STREAM), request_id="")
+    generation_id = response["x-generation-id"]
+    if read_first:  # the browser reads one event and leaves: the relay ends
+        assert isinstance(response.streaming_content, AsyncIterator)
+        content = response.streaming_content
+        await anext(content)
+        await content.aclose()  # type: ignore[attr-defined]
+    response.close()  # as Django does, the body never read when the browser left before it
+    for _ in range(1000):  # the gateway must not wait for room no one will make
+        if counted.finished:
+            break
+        await asyncio.sleep(0.01)
+    return generation_id
+
+
+@pytest.mark.parametrize("read_first", [True, False])
+def test_a_browser_that_leaves_lets_the_gateway_settle(
+    world: World, monkeypatch: Any, read_first: bool
+) -> None:
+    monkeypatch.setattr(playground, "RELAY_MESSAGES_MAX", BOUND, raising=False)
+    counted = _Counted()
+    monkeypatch.setattr(playground, "gateway_app", _counting(counted, gateway_app))
+    key = _playground_key(world)
+
+    generation_id = asyncio.run(_leave(key, counted, read_first=read_first))
+
+    assert counted.finished
+    assert world.usage_record(generation_id).status in {"aborted", "succeeded"}
