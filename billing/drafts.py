@@ -131,8 +131,14 @@ DECISION_FIELDS = (
     "shadow_version",
     "shadow_model",
     "predicted",
+    "task_hint",
 )
-DECISION_DEFAULTS: dict[str, Any] = {"shadow_version": None, "shadow_model": "", "predicted": {}}
+DECISION_DEFAULTS: dict[str, Any] = {
+    "shadow_version": None,
+    "shadow_model": "",
+    "predicted": {},
+    "task_hint": "",
+}
 DECISION_COLUMNS = ("generation_id", *DECISION_FIELDS, "created_at")
 
 

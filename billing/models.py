@@ -304,6 +304,10 @@ class UsageDecision(models.Model):
     # JSON text {model: [predicted score, expected cost USD]}: the served version's prediction
     # for every candidate (text, so settlement's raw insert stores it as it is)
     predicted = models.TextField(default="{}")
+    # The request's task hint (``router.task``, trimmed; at most 200 characters, as a request may
+    # name), "" without one. A database default: a settler of the previous release inserts
+    # without the column.
+    task_hint = models.CharField(max_length=200, blank=True, default="", db_default="")
     created_at = models.DateTimeField()
 
     class Meta:

@@ -12,14 +12,14 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Max
 
-from routerhub.text import is_control, one_line
+from routerhub.text import has_control, one_line
 
 BATCH = 1000
 UNNAMED = "Unnamed"  # a required name that was nothing but control characters
 
 
 def names_clean(model: Any, field: str = "name", *, batch: int = BATCH) -> int:
-    """Rewrite ``model.<field>`` with ``one_line`` where it holds a character ``is_control``
+    """Rewrite ``model.<field>`` with ``one_line`` where ``has_control`` finds a character it
     refuses; the number of rows rewritten."""
     blank = model._meta.get_field(field).blank
     top = model.objects.aggregate(top=Max("pk"))["top"] or 0
@@ -28,7 +28,7 @@ def names_clean(model: Any, field: str = "name", *, batch: int = BATCH) -> int:
         with transaction.atomic():
             rows = model.objects.filter(pk__gt=start, pk__lte=start + batch)
             for pk, value in rows.values_list("pk", field):
-                if any(map(is_control, value)):
+                if has_control(value):
                     clean = one_line(value) or ("" if blank else UNNAMED)
                     model.objects.filter(pk=pk).update(**{field: clean})
                     rewritten += 1

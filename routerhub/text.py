@@ -7,11 +7,16 @@ as "Acmeexe.png" in a member list or an inbox. Invisible format characters (zero
 U+200B, U+FEFF, word joiner U+2060, soft hyphen U+00AD, the direction marks U+200E/U+200F/U+061C…)
 let two different names look identical. Names are refused with any of them at input (only the
 zero-width joiner and non-joiner, U+200D and U+200C, stay: emoji sequences and Indic and Persian
-words need them), and ``one_line`` cleans what is already stored.
+words need them), and ``one_line`` cleans what is already stored. TAG characters (U+E0020 to
+U+E007F, Cf) spell ASCII invisibly ("ASCII smuggling"): they stay only as a subdivision flag
+spells them (England's: U+1F3F4, ``gbeng`` in tags, CANCEL TAG; only the three recommended
+flags), never on their own.
+Variation selectors (U+FE0E/U+FE0F) are marks (Mn), not format characters: they stay.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from django.core.exceptions import ValidationError
@@ -24,6 +29,16 @@ _BREAKING_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
 # them; ``one_line`` drops them. The joiners stay: they shape emoji and scripts, reorder nothing.
 _FORMAT_CATEGORY = "Cf"
 JOINERS = frozenset({"\u200c", "\u200d"})
+# A subdivision flag (UTS #51 emoji tag sequence): the black flag U+1F3F4, a subdivision id in
+# TAG characters and CANCEL TAG U+E007F. Only the three ids Unicode recommends for display
+# (RGI: England, Scotland, Wales) — every other id renders as a plain black flag, so its tags
+# would be a hidden channel of up to seven characters per flag.
+RGI_SUBDIVISIONS = ("gbeng", "gbsct", "gbwls")
+SUBDIVISION_FLAG = re.compile(
+    "\U0001f3f4(?:"
+    + "|".join("".join(chr(0xE0000 + ord(c)) for c in sub) for sub in RGI_SUBDIVISIONS)
+    + ")\U000e007f"
+)
 
 
 def _is_format(char: str) -> bool:
@@ -36,10 +51,16 @@ def is_control(char: str) -> bool:
     return unicodedata.category(char) in _BREAKING_CATEGORIES or _is_format(char)
 
 
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a character ``is_control`` refuses outside a subdivision flag
+    (``SUBDIVISION_FLAG``: its TAG characters are the one place they are allowed)."""
+    return any(map(is_control, SUBDIVISION_FLAG.sub("\U0001f3f4", text)))
+
+
 def validate_no_control_characters(value: str) -> None:
     """Field validator for names: refuses line breaks, tabs, bidirectional overrides, invisible
-    format characters and other control characters."""
-    if any(is_control(char) for char in value):
+    format characters (TAG characters outside a subdivision flag) and other control characters."""
+    if has_control(value):
         raise ValidationError(
             "Names cannot contain line breaks, tabs, bidirectional overrides (U+202A-U+202E, "
             "U+2066-U+2069), invisible format characters (zero-width spaces, U+FEFF, soft "
@@ -56,8 +77,11 @@ def _cleaned(char: str) -> str:
 
 def one_line(text: str) -> str:
     """``text`` as one line: control characters become spaces (invisible format characters are
-    dropped), runs of spaces one space."""
-    return " ".join("".join(map(_cleaned, text)).split())
+    dropped; a subdivision flag stays whole), runs of spaces one space."""
+    flags = [match.group() for match in SUBDIVISION_FLAG.finditer(text)]
+    pieces = ["".join(map(_cleaned, piece)) for piece in SUBDIVISION_FLAG.split(text)]
+    kept = pieces[0] + "".join(flag + piece for flag, piece in zip(flags, pieces[1:], strict=True))
+    return " ".join(kept.split())
 
 
 # An id or count people type: at most 18 ASCII digits (below 2**63, a bigint key). Past 4,300

@@ -8,6 +8,8 @@ so a DNS answer that changes between the two (rebinding) cannot reach an interna
 run models on private networks (and for tests, whose fake upstream listens on 127.0.0.1).
 Webhook deliveries (a tenant's receiver URL) use the same checks through
 ``public_http_client_sync``, under their own setting (``WEBHOOK_ALLOW_PRIVATE_URLS``).
+Every blocking name lookup (the save-time check, deliveries) runs in ``_Resolvers``' bounded
+pool and is abandoned at its deadline: ``getaddrinfo`` itself takes no timeout.
 """
 
 from __future__ import annotations
@@ -96,8 +98,18 @@ def base_url_check(url: str, *, param: str = "base_url", allow_private: bool | N
     if settings.ALLOW_PRIVATE_PROVIDER_URLS if allow_private is None else allow_private:
         return url.rstrip("/")
     default_port = 443 if parts.scheme == "https" else 80
+    # In the web request that saves the URL: bounded, so a slow or blackholed name answers 400
+    # instead of holding the worker (and, under ASGI, every sync view of it) for the resolver's
+    # full timeout.
+    timeout = settings.URL_CHECK_DNS_TIMEOUT_SECONDS
     try:
-        infos = _resolve(parts.hostname, port or default_port)
+        infos = _lookup(parts.hostname, port or default_port, timeout)
+    except TimeoutError:  # before OSError, its base class
+        raise InvalidInput(
+            f"{param}: could not resolve {parts.hostname} within {timeout:g} s; check the name "
+            "or try again.",
+            param=param,
+        ) from None
     except (OSError, UnicodeError):
         raise InvalidInput(
             f"{param}'s host {parts.hostname} does not resolve.", param=param
@@ -201,11 +213,16 @@ class _Deadline(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
+RESOLVER_THREADS = 4  # name lookups running at once per process; the rest wait their turn
+
+
 class _Resolvers:
-    """The blocking client's name lookups: ``getaddrinfo`` takes no timeout, so it runs in one of
-    these threads and the caller stops waiting when its time is up (a stalled lookup holds a
-    thread, never the caller). Bounded: lookups past the pool's size wait their turn, within the
-    same timeout. One pool per process (a forked worker does not inherit its parent's threads)."""
+    """Blocking name lookups (the blocking client's, and ``base_url_check``'s at save time):
+    ``getaddrinfo`` takes no timeout, so it runs in one of these threads and the caller stops
+    waiting when its time is up (a stalled lookup holds a thread, never the caller). Bounded:
+    lookups past ``RESOLVER_THREADS`` wait their turn, within the same timeout, so stalled names
+    hold at most that many threads. One pool per process (a forked worker does not inherit its
+    parent's threads)."""
 
     pool: concurrent.futures.ThreadPoolExecutor | None = None
     pid = 0
@@ -213,19 +230,30 @@ class _Resolvers:
     @classmethod
     def submit(cls, host: str, port: int) -> concurrent.futures.Future[list[tuple[Any, ...]]]:
         if cls.pool is None or cls.pid != os.getpid():
-            cls.pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="resolve")
+            cls.pool = concurrent.futures.ThreadPoolExecutor(
+                RESOLVER_THREADS, thread_name_prefix="resolve"
+            )
             cls.pid = os.getpid()
         return cls.pool.submit(_resolve, host, port)
+
+
+def _lookup(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
+    """``_resolve(host, port)`` in the pool, or ``TimeoutError`` once ``timeout`` seconds pass
+    (the lookup is abandoned: not started if it still waits for a thread)."""
+    lookup = _Resolvers.submit(host, port)
+    try:
+        return lookup.result(timeout)
+    except TimeoutError:
+        lookup.cancel()
+        raise
 
 
 def _resolve_within(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
     """``_resolve(host, port)``, or ``httpcore.ConnectTimeout`` once ``timeout`` seconds pass
     (``httpcore.ConnectError`` when the name does not resolve)."""
-    lookup = _Resolvers.submit(host, port)
     try:
-        infos = lookup.result(timeout)
+        infos = _lookup(host, port, timeout)
     except TimeoutError:
-        lookup.cancel()
         raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout:g} s") from None
     except (OSError, UnicodeError) as exc:
         raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc

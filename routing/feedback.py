@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import partial
 
+import orjson
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
@@ -110,15 +111,29 @@ def router_feedback(
             generation_id__in=list(chunk),
             router_id=router.pk,
             model__in=router.candidates,
-        ).values_list("generation_id", "prompt", "model", "cost")
-        records = {generation_id: (p, m, c) for generation_id, p, m, c in found}
+        ).values_list("generation_id", "prompt", "model", "cost", "trace")
+        records = {generation_id: (p, m, c, t) for generation_id, p, m, c, t in found}
         examples += [
-            serving.FeedbackExample(prompt=p, model=m, score=score, cost=float(c))
+            serving.FeedbackExample(
+                prompt=p, model=m, score=score, cost=float(c), task=_task_hint(trace)
+            )
             for generation_id, score in chunk.items()
             if generation_id in records
-            for p, m, c in [records[generation_id]]
+            for p, m, c, trace in [records[generation_id]]
         ]
     return examples
+
+
+def _task_hint(trace: str) -> str:
+    """The task the request named (``router.task``), as its trace kept it (every routed
+    request's, where the decision log keeps it only under a lifecycle policy); "" for none."""
+    if '"task_hint"' not in trace:  # most requests name none: no parse
+        return ""
+    data = orjson.loads(trace)
+    routing = data.get("routing") if isinstance(data, dict) else None
+    hint = routing.get("task_hint") if isinstance(routing, dict) else None
+    task = hint.get("task") if isinstance(hint, dict) else None
+    return task if isinstance(task, str) else ""
 
 
 def feedback_retrain(*, router: serving.Router) -> serving.FeedbackRetrain:

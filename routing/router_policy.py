@@ -237,4 +237,5 @@ def decision_log_entry(decision: RouterDecision | None, served_model: str) -> di
         "predicted": {
             c.model: [c.score, c.expected_cost] for c in (decision.ranked if decision else [])
         },
+        "task_hint": log.task or "",  # as the request named it (a feedback retrain reads it)
     }

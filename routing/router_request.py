@@ -8,7 +8,7 @@ from typing import Any
 
 from routerhub.domain import InvalidInput
 from routerhub.errors import Forbidden
-from routerhub.text import is_control
+from routerhub.text import has_control
 from training import serving
 
 TRADEOFF_NAMES = {"quality": 0.0, "balanced": 0.5, "cost": 1.0}
@@ -95,9 +95,9 @@ def task_label(task: Any, param: str) -> str:
     """A request's task (chat's ``router.task``, select's ``task``: one rule for both) without
     its surrounding whitespace: a string, not blank, of at most ``MAX_TASK_CHARS`` characters,
     with no control character, lone surrogate, bidi override or other invisible format
-    character (``routerhub.text.is_control``, as names); else ``InvalidInput`` naming ``param``."""
+    character (``routerhub.text.has_control``, as names); else ``InvalidInput`` naming ``param``."""
     label = task.strip() if isinstance(task, str) else None
-    if label is None or not label or len(label) > MAX_TASK_CHARS or any(map(is_control, label)):
+    if label is None or not label or len(label) > MAX_TASK_CHARS or has_control(label):
         raise InvalidInput(
             f"{param} must be a task label (a non-blank string of at most {MAX_TASK_CHARS} "
             "characters, no control characters or bidi overrides), "

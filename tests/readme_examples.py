@@ -11,17 +11,24 @@ Runs substitute only what README tells a reader to set: the base URL ``http://12
 are set in the environment. Blocks run from the repository root, in README's order. Bash blocks
 continue one shell (a block's variables and functions reach the next, as in a reader's
 terminal); python blocks of one section share one namespace.
+
+Python blocks run with httpx's default timeout (5 s, for a client or call given none) raised to
+``HTTPX_DEFAULT_TIMEOUT``: here the examples' validation and training run eagerly inside their
+requests, which a loaded CI machine can take longer than 5 s to answer (a timeout is not what
+the examples check; their calls and answers are unchanged).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,7 @@ README_BASE_URL = "http://127.0.0.1:8000"
 KEY_VARIABLES = ("ROUTERHUB_API_KEY", "ROUTERHUB_MGMT_KEY")
 README_MAX_BYTES = 2_000_000  # README is ~400 KB; refuse to parse anything far larger
 BLOCK_TIMEOUT = 60.0  # seconds one bash or node block may take
+HTTPX_DEFAULT_TIMEOUT = 60.0  # seconds, for python blocks' httpx calls that set none
 JS_PACKAGES = ROOT / "tests" / "js" / "node_modules"
 
 RUNNERS = {
@@ -245,12 +253,35 @@ def _shell_script(code: str, state: Path) -> str:
     )
 
 
+@contextlib.contextmanager
+def httpx_default_timeout(seconds: float) -> Iterator[None]:
+    """httpx's default timeout, of its clients and top-level calls, is ``seconds`` in the block."""
+    import httpx
+
+    calls = [httpx.Client.__init__, httpx.AsyncClient.__init__, inspect.unwrap(httpx.stream)]
+    calls += [getattr(httpx, name) for name in ("request", "get", "options", "head", "post")]
+    calls += [getattr(httpx, name) for name in ("put", "patch", "delete")]
+    defaults = [call.__kwdefaults__ for call in calls]
+    saved = [default["timeout"] for default in defaults]  # a KeyError: httpx changed
+    try:
+        for default in defaults:
+            default["timeout"] = httpx.Timeout(seconds)
+        yield
+    finally:
+        for default, timeout in zip(defaults, saved, strict=True):
+            default["timeout"] = timeout
+
+
 def _python_run(block: Block, code: str, namespace: dict[str, Any]) -> str:
     namespace.setdefault("__name__", "__readme__")
     output = io.StringIO()
     sys.path.insert(0, str(ROOT))
     try:
-        with contextlib.redirect_stdout(output), contextlib.chdir(ROOT):
+        with (
+            contextlib.redirect_stdout(output),
+            contextlib.chdir(ROOT),
+            httpx_default_timeout(HTTPX_DEFAULT_TIMEOUT),
+        ):
             exec(compile(code, block.id, "exec"), namespace)  # README's own examples
     except Exception as exc:
         raise AssertionError(

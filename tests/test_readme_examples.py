@@ -20,6 +20,7 @@ from tests.celery_conf import celery_conf
 from tests.conftest import service_missing
 from tests.log_hygiene import prompts_register_from
 from tests.readme_examples import (
+    HTTPX_DEFAULT_TIMEOUT,
     JS_PACKAGES,
     Block,
     Live,
@@ -87,6 +88,29 @@ def test_a_node_warning_is_not_an_error_written_to_stderr(tmp_path: Path) -> Non
     assert block_run(warns, live, {}).strip() == "ok"
     with pytest.raises(AssertionError, match="wrote to stderr"):
         block_run(logs, live, {})
+
+
+def test_python_blocks_httpx_calls_without_a_timeout_wait_longer_than_httpx_default(
+    tmp_path: Path,
+) -> None:
+    """README's httpx examples set no timeout: httpx's 5 s ended the eager training requests of
+    a loaded machine with ReadTimeout. In a python block the default is HTTPX_DEFAULT_TIMEOUT;
+    a timeout the code sets is kept, and outside the blocks httpx's own default is back."""
+    import httpx
+
+    live = Live(base_url="http://127.0.0.1:9", keys={}, bin_dir=tmp_path, js_dir=tmp_path,
+                shell_state=tmp_path / "state", curl_log=tmp_path / "log")  # fmt: skip
+    code = (
+        "import httpx\nimport inspect\n"
+        "print(httpx.Client().timeout.read, httpx.Client(timeout=2).timeout.read,\n"
+        "      inspect.signature(httpx.post).parameters['timeout'].default.read)\n"
+    )
+    block = Block(line=1, language="python", section="s", not_run=None, code=code)
+
+    output = block_run(block, live, {})
+
+    assert output.split() == [str(HTTPX_DEFAULT_TIMEOUT), "2", str(HTTPX_DEFAULT_TIMEOUT)]
+    assert httpx.Client().timeout.read == 5.0
 
 
 def test_a_sample_answer_is_checked_for_the_fields_of_the_live_answer() -> None:

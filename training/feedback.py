@@ -9,8 +9,9 @@ tried" for "wrong". Needs prompt logging: without stored prompts there is nothin
 
 The rebuilt dataset keeps what the router learned from its data's structure: every base row's
 task, subtask and parent task exactly (written as ``task``/``subtask`` cells with a ``columns``
-mapping under which validation reads them back unchanged), and each new prompt's task as the
-active version reads it (``feedback_tasks``); the dataset's direction (``maximize``), each
+mapping under which validation reads them back unchanged), and each new prompt's task as its
+request named it (a task hint the data knows) or else as the active version reads it
+(``feedback_tasks``); the dataset's direction (``maximize``), each
 model's binary-ness and units (feedback 0..1 spans a dataset's own score range; predictions are
 turned back from the learner's higher-is-better form), the costs, and the version's training
 options (prices, folds, held-out dataset). Feedback on a prompt the data already holds replaces
@@ -114,6 +115,7 @@ class _Merged:
 
     scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     costs: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    tasks: dict[str, str] = field(default_factory=dict)  # the first task hint given per prompt
 
     @classmethod
     def of(cls, feedback: Sequence[FeedbackExample], candidates: list[str]) -> _Merged:
@@ -123,6 +125,8 @@ class _Merged:
                 continue
             merged.scores.setdefault(item.prompt, {}).setdefault(item.model, []).append(item.score)
             merged.costs.setdefault(item.prompt, {}).setdefault(item.model, []).append(item.cost)
+            if item.task:
+                merged.tasks.setdefault(item.prompt, item.task)
         return merged
 
     def score(self, prompt: str, model: str) -> float | None:
@@ -235,5 +239,6 @@ def feedback_dataset(
     if levels is not None:
         incumbents = (version.report.get("evaluation") or {}).get("incumbents") or {}
         family = incumbents.get("family")
-        tasks = feedback_task_levels(predictor.router, family, levels, base.prompts, new)
+        hints = [rebuild.merged.tasks.get(prompt, "") for prompt in new]
+        tasks = feedback_task_levels(predictor.router, family, levels, base.prompts, new, hints)
     return [*rebuild.base_rows(), *rebuild.new_rows(new, predictor, tasks)], mapping

@@ -9,6 +9,8 @@ is read by the rule a task family would have been fitted with (``task_classifier
 two-stage for subtasks) on the rows the version was fitted on, through the version's featurizer.
 A classifier group is named by the label most of its training rows carry, so a pooled group
 (``(other tasks)``, ``parent/(other subtasks)``) still reads as one of the dataset's own labels.
+A prompt whose request named its task (``router.task``, kept in the generation's trace) takes
+that task instead where the dataset has it, or is read within the parent task it names.
 """
 
 from __future__ import annotations
@@ -81,17 +83,60 @@ def _served_logits(
     return np.asarray(np.asarray(tfidf @ segments.term_weights) + segments.bias)
 
 
+def _hinted_parent(hint: str, parents: set[str]) -> str | None:
+    """The dataset's parent task a request's task hint names: the hint itself, or the longest
+    parent it sits under (``writing/poems`` → ``writing``); None when it names none."""
+    if hint in parents:
+        return hint
+    under = [p for p in parents if hint.startswith(f"{p}/")]
+    return max(under, key=len) if under else None
+
+
+def _within(logits: np.ndarray, leaf_parents: list[str], wanted: list[str | None]) -> np.ndarray:
+    """``logits`` (prompts, leaves) with each prompt's leaves outside its ``wanted`` parent
+    ruled out; a prompt wanting none, or a parent none of whose leaves is a group, keeps all."""
+    outside = np.array([[w is not None and w != q for q in leaf_parents] for w in wanted])
+    outside &= ~outside.all(axis=1, keepdims=True)
+    return np.where(outside, -np.inf, logits)
+
+
 def feedback_task_levels(
     router: TrainedRouter,
     family: str | None,
     base: Levels,
     base_prompts: list[str],
     prompts: list[str],
+    hints: list[str] | None = None,
 ) -> Levels:
     """(label, parent) of each of ``prompts`` read by the version ``router`` (whose report's
-    incumbent family is ``family``), trained on ``base_prompts`` with ``base`` levels."""
+    incumbent family is ``family``), trained on ``base_prompts`` with ``base`` levels. A task
+    hint the request gave (``hints``, "" for none) decides instead where it names one of the
+    data's labels, or its parent task (the subtask then read within that parent); a hint
+    naming neither is a task the data never saw: the prompt is read as if it had none."""
     if not prompts:
         return [], []
+    hints = hints or [""] * len(prompts)
+    known = dict(zip(*base, strict=True))  # label → parent
+    wanted = [
+        known[h] if h in known else _hinted_parent(h, set(base[1])) if h else None for h in hints
+    ]
+    labels, parents = _read_levels(router, family, base, base_prompts, prompts, wanted)
+    for k, hint in enumerate(hints):
+        if hint and hint in known:
+            labels[k], parents[k] = hint, known[hint]
+    return labels, parents
+
+
+def _read_levels(
+    router: TrainedRouter,
+    family: str | None,
+    base: Levels,
+    base_prompts: list[str],
+    prompts: list[str],
+    wanted: list[str | None],
+) -> Levels:
+    """``feedback_task_levels`` without exact hints: each prompt's level as the version reads
+    it, within the parent task it is ``wanted`` in (None: any)."""
     rows = _fitted_rows(len(base_prompts))
     labels = [base[0][i] for i in rows]
     parents = [base[1][i] for i in rows]
@@ -105,22 +150,20 @@ def feedback_task_levels(
             fitted = router.featurizer.tfidf_matrix([base_prompts[i] for i in rows])
             term, bias = classifier_fit(fitted, top.ids, len(top.names))
             served = np.asarray(tfidf @ term) + bias
-        return _named(np.argmax(served, axis=1), top)
+        return _named(np.argmax(_within(served, top.parents, wanted), axis=1), top)
     leaves, parent_of = _leaf_grouping(labels, parents)
     if family == SUBTASKS_FAMILY:
         served_leaves = _served_logits(router, tfidf, len(leaves.names))
         if served_leaves is not None:
-            return _named(np.argmax(served_leaves, axis=1), leaves)
+            return _named(np.argmax(_within(served_leaves, leaves.parents, wanted), axis=1), leaves)
     fitted = router.featurizer.tfidf_matrix([base_prompts[i] for i in rows])
     term, bias = nested_classifier_fit(fitted, leaves.ids, len(leaves.names), parent_of)
     leaf_logits = np.asarray(tfidf @ term) + bias
-    if served is not None:  # the served parent first, then its children by the rule
-        parent = [top.parents[g] for g in np.argmax(served, axis=1)]
-        outside = np.array([[p != q for q in leaves.parents] for p in parent])
-        # A parent whose children were all pooled elsewhere keeps the rule's own reading.
-        outside &= ~outside.all(axis=1, keepdims=True)
-        leaf_logits = np.where(outside, -np.inf, leaf_logits)
-    return _named(np.argmax(leaf_logits, axis=1), leaves)
+    if served is not None:  # the served parent first (a hinted one instead), then its children
+        served_parents = [top.parents[g] for g in np.argmax(served, axis=1)]
+        wanted = [w or p for w, p in zip(wanted, served_parents, strict=True)]
+    # A parent whose children were all pooled elsewhere keeps the rule's own reading.
+    return _named(np.argmax(_within(leaf_logits, leaves.parents, wanted), axis=1), leaves)
 
 
 def _named(group: np.ndarray, grouping: _Grouping) -> Levels:

@@ -81,6 +81,7 @@ class FeedbackExample:
     model: str
     score: float  # 0 (bad) … 1 (good)
     cost: float  # USD
+    task: str = ""  # the request's task hint (``router.task``), "" when it named none
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,11 @@ ROUTER_PROMOTION_COST_TOLERANCE = env.float("ROUTER_PROMOTION_COST_TOLERANCE", d
 # Provider base URLs chosen by tenants (BYOK `base_url`) may resolve to private, loopback or
 # link-local addresses only when the operator allows it (routing.egress).
 ALLOW_PRIVATE_PROVIDER_URLS = _bool("ALLOW_PRIVATE_PROVIDER_URLS", default=False)
+# Saving a provider key's base_url or a webhook URL resolves its host inside the web request:
+# a lookup not answered within this many seconds is abandoned and the save refused (400).
+URL_CHECK_DNS_TIMEOUT_SECONDS = env.float("URL_CHECK_DNS_TIMEOUT_SECONDS", default=3.0)
+if URL_CHECK_DNS_TIMEOUT_SECONDS <= 0:
+    raise ImproperlyConfigured("URL_CHECK_DNS_TIMEOUT_SECONDS must be positive")
 # The local fake upstream that `make run` starts and the demo provider points at.
 DEMO_UPSTREAM_URL = env.str("DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001").rstrip("/")
 # Budget-aware routing (README "Budget-aware routing"): the share of a key's limit window below

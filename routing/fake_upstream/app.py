@@ -19,6 +19,7 @@ import orjson
 
 from routing.fake_upstream import embeddings, gemini, openai_extras, wire
 from routing.fake_upstream.answers import Answer
+from routing.fake_upstream.anthropic_refusals import anthropic_refusal
 from routing.fake_upstream.faults import Fault, fault_draw, model_and_fault
 from routing.fake_upstream.prompt_cache import PromptCache, marks_refusal
 
@@ -96,9 +97,7 @@ class FakeUpstream:
             )
             return
         style, raw_model, stream = route
-        refusal = (
-            wire.anthropic_refusal(body) or marks_refusal(body) if style == "anthropic" else None
-        )
+        refusal = anthropic_refusal(body) or marks_refusal(body) if style == "anthropic" else None
         if refusal is not None:
             error = {"type": "invalid_request_error", "message": refusal}
             await _send_json(send, 400, {"type": "error", "error": error})

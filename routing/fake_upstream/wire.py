@@ -280,32 +280,16 @@ def anthropic_turn(body: JSON, model: str) -> Turn:
         tools=tools if choice.get("type") != "none" else [],
         forced_tool=forced,
         last_is_tool_result=bool(results),
-        tool_result=_text(results[-1].get("content")) if results else "",
+        tool_result=_tool_result_text(results[-1]) if results else "",
         json_schema=((body.get("output_config") or {}).get("format") or {}).get("schema"),
         thinking=(body.get("thinking") or {}).get("type") in ("enabled", "adaptive"),
         stop_sequences=[s for s in body.get("stop_sequences") or [] if isinstance(s, str) and s],
     )
 
 
-def anthropic_refusal(body: JSON) -> str | None:
-    """What Anthropic answers 400 ``invalid_request_error`` to in ``thinking``, as it does."""
-    thinking = body.get("thinking")
-    if thinking is None:
-        return None
-    if not isinstance(thinking, dict) or thinking.get("type") not in (
-        "enabled",
-        "adaptive",
-        "disabled",
-    ):
-        return "thinking: Input tag does not match any of the expected tags"
-    budget, max_tokens = thinking.get("budget_tokens"), body.get("max_tokens")
-    if thinking["type"] != "enabled":
-        return None
-    if not isinstance(budget, int) or budget < 1024:
-        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
-    if isinstance(max_tokens, int) and budget >= max_tokens:
-        return "`max_tokens` must be greater than `thinking.budget_tokens`"
-    return None
+def _tool_result_text(block: JSON) -> str:
+    """A tool result as the fake model reads it: a failed tool's (``is_error``) says so first."""
+    return ("Error: " if block.get("is_error") is True else "") + _text(block.get("content"))
 
 
 def thinking_of(turn: Turn) -> JSON:

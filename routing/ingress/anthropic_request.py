@@ -9,7 +9,7 @@ import orjson
 
 from routerhub.errors import BadRequest
 from routing.providers.anthropic_messages import reasoning_detail
-from routing.providers.base import JSON
+from routing.providers.base import JSON, TOOL_ERROR
 from routing.providers.media import TOOL_MEDIA, is_base64
 
 THINKING_TYPES = ("enabled", "adaptive", "disabled")
@@ -130,6 +130,9 @@ def _block_check(at: str, block: JSON, param: str) -> None:
     if problem:
         raise BadRequest(f"{at}.source {problem}.", param=param)
     if kind == "tool_result":
+        failed = block.get("is_error")
+        if failed is not None and not isinstance(failed, bool):  # "false" is not false
+            raise BadRequest(f"{at}.is_error must be a boolean (true or false).", param=param)
         _nested_check(at, block.get("content"), param)
 
 
@@ -267,14 +270,11 @@ def _user_turn(content: Any) -> list[JSON]:
         kind = block.get("type")
         if kind == "tool_result":
             text = _block_text(block.get("content"))
-            if block.get("is_error"):
-                text = f"Error: {text}"
-            tool_messages.append(
-                _marked(
-                    {"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text},
-                    block,
-                )
-            )
+            message: JSON = {"role": "tool", "tool_call_id": block.get("tool_use_id", "")}
+            message["content"] = text
+            if block.get("is_error") is True:  # each adapter says it its own way (TOOL_ERROR)
+                message[TOOL_ERROR] = True
+            tool_messages.append(_marked(message, block))
             inner = block.get("content")
             for nested in inner if isinstance(inner, list) else []:
                 part = _media_part(_object(nested))

@@ -2,7 +2,7 @@
 OpenRouter's ``reasoning_details`` (the Anthropic ingress shares the latter pair).
 
 Anthropic wants the system prompt as a top-level field, tool results as ``tool_result`` blocks
-inside a user turn, and consecutive same-role turns merged; prompt-caching marks ride on the
+inside a user turn (a failed one with ``is_error``, as /v1/messages gave it), and consecutive same-role turns merged; prompt-caching marks ride on the
 block they end.
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from routing.providers.base import (
     JSON,
+    TOOL_ERROR,
     content_parts,
     data_url_split,
     json_loads_lenient,
@@ -101,6 +102,7 @@ def messages_to_anthropic(messages: list[JSON]) -> tuple[str | list[JSON], list[
                     "tool_use_id": message.get("tool_call_id", ""),
                     "content": text_of(message.get("content")),
                 }
+                | ({"is_error": True} if message.get(TOOL_ERROR) is True else {})
                 | ({"cache_control": marks[-1]} if marks else {})
             ]
             role = "user"

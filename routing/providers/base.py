@@ -224,6 +224,30 @@ def _sse_parse(raw: bytes) -> tuple[str | None, str] | None:
     return event, "\n".join(data)
 
 
+# Marks a tool message whose result is an error (an Anthropic ``tool_result`` with ``is_error``),
+# its content the result as the tool gave it: Anthropic gets ``is_error`` back, Gemini a
+# ``functionResponse`` whose response is ``{"error": …}``, and OpenAI's wire, which has no such
+# field, the text prefixed "Error: " (``tool_error_marked``).
+TOOL_ERROR = "_tool_error"
+
+
+def tool_error_marked(message: JSON) -> JSON:
+    """A message as OpenAI's wire carries it: without ``TOOL_ERROR``, an error's text first
+    saying "Error: " (the one way a chat model is told its tool failed)."""
+    if TOOL_ERROR not in message:
+        return message
+    failed = message[TOOL_ERROR] is True
+    message = {k: v for k, v in message.items() if k != TOOL_ERROR}
+    content = message.get("content")
+    if not failed or message.get("role") != "tool":
+        return message
+    if isinstance(content, list):
+        message["content"] = [{"type": "text", "text": "Error: "}, *content]
+    else:
+        message["content"] = f"Error: {text_of(content)}"
+    return message
+
+
 def text_of(content: Any) -> str:
     """The text of an OpenAI message content (a string or a list of parts)."""
     if content is None:

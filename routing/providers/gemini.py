@@ -17,6 +17,7 @@ import orjson
 from routing.providers.base import (
     COMMON_PARAMETERS,
     JSON,
+    TOOL_ERROR,
     Completion,
     ProviderAdapter,
     StreamDecoder,
@@ -73,6 +74,18 @@ def _parts(content: Any) -> list[JSON]:
     return parts
 
 
+def _function_response(message: JSON) -> JSON:
+    """A tool message → a ``functionResponse``'s response: the result's JSON object, else its
+    text as ``content``; a failed tool's (``TOOL_ERROR``) under ``error``, the key Gemini
+    reads as "the call failed, here is why" (``output`` and ``error`` are its named keys)."""
+    text = text_of(message.get("content"))
+    result = json_loads_lenient(text)
+    parsed = isinstance(result, dict) and "_unparsed_arguments" not in result
+    if message.get(TOOL_ERROR) is True:
+        return {"error": result if parsed else text}
+    return result if parsed else {"content": text}
+
+
 def messages_to_gemini(messages: list[JSON]) -> tuple[str, list[JSON]]:
     """OpenAI messages → (system text, Gemini contents with same-role turns merged)."""
     system: list[str] = []
@@ -98,9 +111,7 @@ def messages_to_gemini(messages: list[JSON]) -> tuple[str, list[JSON]]:
                 )
             gemini_role = "model"
         elif role == "tool":
-            result = json_loads_lenient(text_of(message.get("content")))
-            if not isinstance(result, dict) or "_unparsed_arguments" in result:
-                result = {"content": text_of(message.get("content"))}
+            result = _function_response(message)
             name = tool_names.get(message.get("tool_call_id", ""), message.get("name", "tool"))
             parts = [{"functionResponse": {"name": name, "response": result}}]
             gemini_role = "user"

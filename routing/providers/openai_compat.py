@@ -15,6 +15,7 @@ from routing.providers.base import (
     GATEWAY_PARAMETERS,
     JSON,
     OPENAI_PARAMETERS,
+    TOOL_ERROR,
     Completion,
     ProviderAdapter,
     StreamDecoder,
@@ -23,6 +24,7 @@ from routing.providers.base import (
     UpstreamRequest,
     Usage,
     reported_tokens,
+    tool_error_marked,
 )
 from routing.providers.reasoning import reasoning_effort
 
@@ -50,10 +52,11 @@ class OpenAICompatAdapter(ProviderAdapter):
 
     def build_request(self, request: JSON, target: Target, *, stream: bool) -> UpstreamRequest:
         # Signed Anthropic thinking (``reasoning_details``, from /v1/messages history) is
-        # Anthropic's alone: OpenAI refuses unknown message fields.
+        # Anthropic's alone, and a failed tool result's flag is said in its text: OpenAI
+        # refuses unknown message fields.
         messages = [
-            {k: v for k, v in m.items() if k != "reasoning_details"}
-            if isinstance(m, dict) and "reasoning_details" in m
+            tool_error_marked({k: v for k, v in m.items() if k != "reasoning_details"})
+            if isinstance(m, dict) and ("reasoning_details" in m or TOOL_ERROR in m)
             else m
             for m in request["messages"]
         ]

@@ -24,6 +24,7 @@ DECISION = {
     "shadow_version": 4,
     "shadow_model": "test/gpt",
     "predicted": {"test/gpt": [0.62, 0.0001], "test/claude": [0.8, 0.002]},
+    "task_hint": "mmlu/high_school_mathematics",
 }
 
 
@@ -66,3 +67,4 @@ def test_the_decision_is_settled_with_its_usage_through_the_outbox(redis_client,
     assert (row.greedy_model, row.propensity) == ("test/claude", 0.05)
     assert (row.shadow_version, row.shadow_model) == (4, "test/gpt")
     assert orjson.loads(row.predicted) == DECISION["predicted"]
+    assert row.task_hint == "mmlu/high_school_mathematics"

@@ -72,7 +72,7 @@ def test_a_draft_without_the_fields_this_release_added_settles_with_their_defaul
 ) -> None:
     # What a gateway before routers, BYOK, traces and pipelines' gates wrote: no router_id,
     # reasoning or first-token fields, a step without gate or latency, a decision without the
-    # shadow's choice or the predictions.
+    # shadow's choice, the predictions or the task hint.
     older = {
         "generation_id": "gen-older",
         "organization_id": funded.pk,
@@ -104,6 +104,7 @@ def test_a_draft_without_the_fields_this_release_added_settles_with_their_defaul
     assert (step.gate, step.latency_ms, step.cost) == ("", None, Decimal("0.25"))
     decision = UsageDecision.objects.get(generation_id="gen-older")
     assert (decision.shadow_version, decision.shadow_model, decision.predicted) == (None, "", "{}")
+    assert decision.task_hint == ""  # named by no request before the decision log kept it
     assert redis_client.xlen(DEAD_STREAM) == 0
 
 

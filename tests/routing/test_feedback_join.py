@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from billing.models import UsageRecord
@@ -52,3 +53,23 @@ def test_a_routers_feedback_is_what_its_requests_received():
 
     assert (example.prompt, example.model, example.score) == ("prompt of gen-1", "b", 0.25)
     assert example.cost == pytest.approx(0.001)
+
+
+def test_a_routers_feedback_carries_the_task_its_request_named():
+    organization = organization_make(user_make(), "Acme")
+    router = Router.objects.create(organization=organization, slug="support", candidates=["a", "b"])
+    named = served(router, "gen-named", "a")
+    # The trace a routed request keeps (routing.gateway.trace): the hint as it was decided with.
+    routing = {"router": "router/support", "task_hint": {"task": "writing", "applied": None,
+                                                         "reason": "no hint row"}}  # fmt: skip
+    UsageRecord.objects.filter(pk=named.pk).update(
+        trace=orjson.dumps({"routing": routing}).decode()
+    )
+    served(router, "gen-unnamed", "b")
+    for generation_id in ("gen-named", "gen-unnamed"):
+        feedback_record(organization_id=organization.pk, generation_id=generation_id, score=1.0,
+                        key_id=None)  # fmt: skip
+
+    tasks = {example.prompt: example.task for example in router_feedback(router)}
+
+    assert tasks == {"prompt of gen-named": "writing", "prompt of gen-unnamed": ""}

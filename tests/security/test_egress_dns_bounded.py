@@ -7,8 +7,6 @@ the lookup is bounded the same way, and the connection goes to the answer's firs
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,35 +14,9 @@ import pytest
 
 from routing.egress import public_http_client_sync
 from tests.security.raw_upstream import RawUpstream, reads_and_hangs
+from tests.security.stalling_resolver import STALLED, StallingResolver, resolver
 
-STALLED = "stalled.example"
-
-
-class StallingResolver:
-    """``socket.getaddrinfo`` for ``STALLED`` blocks until the test releases it (then answers
-    127.0.0.1); every other name resolves as usual."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.finished = threading.Event()  # a stalled lookup returned
-        self.real = socket.getaddrinfo
-
-    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if host != STALLED:
-            return self.real(host, port, *args, **kwargs)
-        # Bounded so that the old code (which waited for the lookup) fails instead of hanging.
-        self.release.wait(15)
-        self.finished.set()
-        return self.real("127.0.0.1", port, *args, **kwargs)
-
-
-@pytest.fixture
-def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[StallingResolver]:
-    # There is no DNS server here to stall, so the C library's resolver is what is replaced.
-    stalling = StallingResolver()
-    monkeypatch.setattr(socket, "getaddrinfo", stalling)
-    yield stalling
-    stalling.release.set()
+__all__ = ["resolver"]
 
 
 @pytest.mark.parametrize("allow_private", [False, True])

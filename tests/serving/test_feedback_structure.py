@@ -35,6 +35,16 @@ def _with_tasks(rows: int = 180) -> pd.DataFrame:
     return frame
 
 
+def _with_subtasks() -> pd.DataFrame:
+    """``_with_tasks`` where "writing" is split into subjects by the automatic rule and
+    "openai/gsm8k" is kept whole."""
+    frame = _with_tasks()
+    arithmetic = frame["eval_name"] == "arithmetic"
+    subject = np.array(["poems", "letters", "essays"])[(~arithmetic).cumsum() % 3]
+    frame["eval_name"] = np.where(arithmetic, "openai/gsm8k", "writing/" + subject)
+    return frame
+
+
 def _trained(
     organization: Organization,
     frame: pd.DataFrame,
@@ -126,12 +136,7 @@ def test_a_router_retrained_from_feedback_keeps_its_task_family_and_slices(world
 def test_subtasks_and_their_parents_are_kept_exactly_and_new_prompts_read_by_the_version(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    frame = _with_tasks()
-    # "writing" is split into subjects by the automatic rule; "openai/gsm8k" is kept whole.
-    arithmetic = frame["eval_name"] == "arithmetic"
-    subject = np.array(["poems", "letters", "essays"])[(~arithmetic).cumsum() % 3]
-    frame["eval_name"] = np.where(arithmetic, "openai/gsm8k", "writing/" + subject)
-    router = _trained(organization_make(), frame, django_capture_on_commit_callbacks)
+    router = _trained(organization_make(), _with_subtasks(), django_capture_on_commit_callbacks)
     base = load_parsed(router.active_version.dataset)
     repeated = base.prompts[1]
     feedback = [
@@ -237,3 +242,48 @@ def test_options_that_no_longer_hold_for_the_candidates_are_left_out_with_a_warn
     assert any("option prices" in n and f"no price for: {third}" in n for n in notes), notes
     assert any("option test_dataset" in n and f"no scores for: {third}" in n for n in notes)
     assert retrain.run.version.report["evaluation"]["cost_source"] != "prices_per_million_tokens"
+
+
+def _new_tasks(retrain: Any) -> dict[str, tuple[str, str]]:
+    rebuilt = load_parsed(retrain.dataset)
+    levels = zip(rebuilt.tasks, rebuilt.task_parents or rebuilt.tasks, strict=True)
+    return dict(zip(rebuilt.prompts, levels, strict=True))
+
+
+@pytest.mark.django_db
+def test_a_new_prompt_takes_the_task_its_request_named_over_the_versions_reading(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    router = _trained(organization_make(), _with_tasks(), django_capture_on_commit_callbacks)
+    unnamed, unknown = "Compute 12 + 5 * 3.", "Compute 40 + 2 * 9."
+    feedback = [
+        FeedbackExample(prompt=NEW_MATH, model=PROSE, score=1.0, cost=0.02, task="writing"),
+        FeedbackExample(prompt=unnamed, model=MATH, score=1.0, cost=0.002),
+        FeedbackExample(prompt=unknown, model=MATH, score=1.0, cost=0.002, task="poetry"),
+    ]
+
+    retrain = _retrained(router, feedback, django_capture_on_commit_callbacks)
+
+    tasks = _new_tasks(retrain)
+    assert tasks[unnamed] == ("arithmetic", "arithmetic")  # how the version reads arithmetic
+    assert tasks[NEW_MATH] == ("writing", "writing")  # the request said writing
+    assert tasks[unknown] == ("arithmetic", "arithmetic")  # a task the data never saw: read
+
+
+@pytest.mark.django_db
+def test_a_hint_naming_a_parent_task_reads_the_subtask_within_it(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    router = _trained(organization_make(), _with_subtasks(), django_capture_on_commit_callbacks)
+    feedback = [
+        FeedbackExample(prompt=NEW_MATH, model=PROSE, score=1.0, cost=0.02, task="writing"),
+        FeedbackExample(prompt=NEW_PROSE, model=MATH, score=0.0, cost=0.002,
+                        task="writing/letters"),
+    ]  # fmt: skip
+
+    retrain = _retrained(router, feedback, django_capture_on_commit_callbacks)
+
+    tasks = _new_tasks(retrain)
+    label, parent = tasks[NEW_MATH]  # the version reads it as openai/gsm8k
+    assert parent == "writing" and label.startswith("writing/")
+    assert tasks[NEW_PROSE] == ("writing/letters", "writing")

@@ -215,3 +215,17 @@ def test_an_ab_split_serves_both_versions_and_reports_each_on_its_own_traffic(
     assert "25 decision(s) logged, 24 with feedback" in page  # the repeated prompt has none
     both = manage.patch("/api/v1/routers/support/lifecycle", {"shadow_version": 2}, format="json")
     assert both.status_code == 409  # one experiment at a time
+
+
+def test_the_decision_log_keeps_the_task_a_request_named(world: World) -> None:
+    manage, _ = train_router(world)
+    lifecycle(manage, exploration_rate=0.05)  # a policy: its decisions are logged
+    math = prompts(1)[0][1]
+
+    named = chat(world, math, extra_body={"router": {"tradeoff": 0, "task": " arithmetic "}})
+    unnamed = chat(world, math, extra_body={"router": {"tradeoff": 0}})
+
+    for completion in (named, unnamed):
+        world.usage_record(completion.id)
+    logs = {d.generation_id: d.task_hint for d in UsageDecision.objects.all()}
+    assert logs == {named.id: "arithmetic", unnamed.id: ""}  # trimmed, as decided with

@@ -4,16 +4,25 @@ The web server listens on ``PORT`` (8000). The demo upstream listens on ``DEMO_U
 port when that is set, else on ``PORT + 1`` or, when that is taken, any free port; the demo
 providers are pointed at it before anything starts. Every port is checked, and every child seen
 listening, before the banner: a taken port stops the command with what to do instead.
+
+Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed) stop every child: each runs in a
+process group of its own; the child is sent SIGTERM and whatever is left of its group after
+``STOP_GRACE`` seconds SIGKILL, so the worker's pool and beat processes go with it even when
+its main process outlives the grace or exits first. A second signal while stopping skips the
+grace; none interrupts the stop half-way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +34,8 @@ from routing.demo import demo_upstream_register
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 START_TIMEOUT = 60.0  # seconds for the web server and the upstream to listen
+STOP_GRACE = 10.0  # seconds the children have to stop after SIGTERM, before SIGKILL
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def port_free(port: int) -> bool:
@@ -124,6 +135,28 @@ def local_processes(port: int, upstream_url: str | None = None) -> dict[str, lis
     return processes
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM and SIGHUP stop the command as Ctrl-C does
+
+
+@contextlib.contextmanager
+def _signals_to(handler: Any) -> Iterator[None]:
+    """``handler`` for the stop signals this process does not ignore (``nohup``: SIGHUP)."""
+    caught = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, handler) for sig in caught}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
+    """``sig`` to the child's process group: the child and everything it started."""
+    with contextlib.suppress(ProcessLookupError):  # nothing of the group is left
+        os.killpg(child.pid, sig)
+
+
 class Command(BaseCommand):
     help = "Serve the dashboard and API with a background worker until interrupted (Ctrl-C)."
 
@@ -134,10 +167,21 @@ class Command(BaseCommand):
         # The children read the same upstream URL from their settings.
         child_env = {**os.environ, "DEMO_UPSTREAM_URL": upstream_url}
         children: dict[str, subprocess.Popen[bytes]] = {}
+        with _signals_to(_interrupt):
+            self._serve(children, port, upstream_url, child_env)
+
+    def _serve(
+        self,
+        children: dict[str, subprocess.Popen[bytes]],
+        port: int,
+        upstream_url: str,
+        child_env: dict[str, str],
+    ) -> None:
         try:
             for name, argv in local_processes(port, upstream_url).items():
-                # our own interpreter and modules
-                children[name] = subprocess.Popen(argv, env=child_env)  # noqa: S603
+                # Our own interpreter and modules, each child in a process group of its own
+                # (stopped as a whole by _stop; the terminal's Ctrl-C reaches this command only).
+                children[name] = subprocess.Popen(argv, env=child_env, process_group=0)  # noqa: S603
             self._wait_listening(children, port, upstream_url)
         except BaseException:
             self._stop(children)
@@ -186,12 +230,19 @@ class Command(BaseCommand):
 
     @staticmethod
     def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for child in children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
+        """SIGTERM to each child, then SIGKILL to whatever is left of its group after
+        ``STOP_GRACE`` seconds (at once on a second signal); every child is waited for."""
+        hurry = threading.Event()
+        with _signals_to(lambda signum, frame: hurry.set()):
+            for child in children.values():
+                if child.poll() is None:  # the child alone: the worker stops its pool itself
+                    child.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE
+            while not hurry.is_set() and time.monotonic() < deadline:
+                if all(child.poll() is not None for child in children.values()):
+                    break
+                time.sleep(0.1)
+            for child in children.values():
+                # Always: a child that exited may leave processes it started (pool, beat).
+                _signal_group(child, signal.SIGKILL)
+                child.wait()
