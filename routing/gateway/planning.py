@@ -140,7 +140,7 @@ async def _route(
     return decision
 
 
-def _names_of(model_id: str) -> set[str]:
+def model_names(model_id: str) -> set[str]:
     """The names a key's ``allowed_models`` may give this model by: RouteLLM's
     ``router-<slug>-<threshold>`` (or ``-<P>%``) is also ``router/<slug>``."""
     routellm = routellm_model_parse(model_id)
@@ -157,7 +157,7 @@ def _named_allowed(allowed: set[str], body: JSON, model_ids: list[str]) -> None:
     named = [("model" if m == body.get("model") else "models", m) for m in model_ids]
     if isinstance(candidates, list):
         named += [("router.candidates", c) for c in candidates if isinstance(c, str)]
-    models_allowed_check(allowed, named, _names_of)
+    models_allowed_check(allowed, named, model_names)
 
 
 async def _decision(
