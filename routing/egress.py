@@ -107,8 +107,7 @@ def _save_time_lookup(host: str, port: int, param: str, tenant: object) -> list[
         ) from None
     except TimeoutError:  # before OSError, its base class
         raise InvalidInput(
-            f"{param}: could not resolve {host} within {timeout:g} s; check the name "
-            "or try again.",
+            f"{param}: could not resolve {host} within {timeout:g} s; check the name or try again.",
             param=param,
         ) from None
     except (OSError, UnicodeError):
@@ -241,9 +240,7 @@ class _Deadline(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
-def _resolve_within(
-    host: str, port: int, timeout: float, tenant: object
-) -> list[tuple[Any, ...]]:
+def _resolve_within(host: str, port: int, timeout: float, tenant: object) -> list[tuple[Any, ...]]:
     """``lookup(host, port)``, or ``httpcore.ConnectTimeout`` once ``timeout`` seconds pass
     (``httpcore.ConnectError`` when the name does not resolve or no lookup may start)."""
     try:

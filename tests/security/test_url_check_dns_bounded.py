@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from accounts.models import KeyScope
-from routing.resolvers import BUSY_RETRY_AFTER, RESOLVER_THREADS
 from routing.models import ProviderKey
+from routing.resolvers import BUSY_RETRY_AFTER, RESOLVER_THREADS
 from routing.services import catalog_sync_file
 from tests.factories import (
     dashboard_client,

@@ -9,7 +9,9 @@ Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed) stop every child: each
 process group of its own; the child is sent SIGTERM and whatever is left of its group after
 ``STOP_GRACE`` seconds SIGKILL, so the worker's pool and beat processes go with it even when
 its main process outlives the grace or exits first. A second signal while stopping skips the
-grace; none interrupts the stop half-way.
+grace; none interrupts the stop half-way. Should this command die without stopping them
+(SIGKILL), on Linux the kernel sends each child SIGTERM (``_lifeline``); the worker then stops
+its pool (whose processes also die with it: Celery gives them a parent-death SIGKILL) and beat.
 """
 
 from __future__ import annotations
