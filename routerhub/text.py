@@ -9,7 +9,8 @@ let two different names look identical. Names are refused with any of them at in
 zero-width joiner and non-joiner, U+200D and U+200C, stay: emoji sequences and Indic and Persian
 words need them), and ``one_line`` cleans what is already stored. TAG characters (U+E0020 to
 U+E007F, Cf) spell ASCII invisibly ("ASCII smuggling"): they stay only as a subdivision flag
-spells them (England's: U+1F3F4, ``gbeng`` in tags, CANCEL TAG), never on their own.
+spells them (England's: U+1F3F4, ``gbeng`` in tags, CANCEL TAG; only the three recommended
+flags), never on their own.
 Variation selectors (U+FE0E/U+FE0F) are marks (Mn), not format characters: they stay.
 """
 
@@ -28,13 +29,15 @@ _BREAKING_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
 # them; ``one_line`` drops them. The joiners stay: they shape emoji and scripts, reorder nothing.
 _FORMAT_CATEGORY = "Cf"
 JOINERS = frozenset({"\u200c", "\u200d"})
-# A subdivision flag (UTS #51 emoji tag sequence): the black flag U+1F3F4, a CLDR subdivision id
-# in TAG characters (a region, two letters or three digits, then one to four letters or digits,
-# lowercase) and CANCEL TAG U+E007F. Only that shape: any other run of tags is hidden text.
-_TAG_ALNUM = "\U000e0030-\U000e0039\U000e0061-\U000e007a"
+# A subdivision flag (UTS #51 emoji tag sequence): the black flag U+1F3F4, a subdivision id in
+# TAG characters and CANCEL TAG U+E007F. Only the three ids Unicode recommends for display
+# (RGI: England, Scotland, Wales) — every other id renders as a plain black flag, so its tags
+# would be a hidden channel of up to seven characters per flag.
+RGI_SUBDIVISIONS = ("gbeng", "gbsct", "gbwls")
 SUBDIVISION_FLAG = re.compile(
-    "\U0001f3f4(?:[\U000e0061-\U000e007a]{2}|[\U000e0030-\U000e0039]{3})"
-    f"[{_TAG_ALNUM}]{{1,4}}\U000e007f"
+    "\U0001f3f4(?:"
+    + "|".join("".join(chr(0xE0000 + ord(c)) for c in sub) for sub in RGI_SUBDIVISIONS)
+    + ")\U000e007f"
 )
 
 

@@ -176,6 +176,8 @@ SMUGGLED = [
     "Acme\U000e007f",  # a lone CANCEL TAG
     "Acme\U0001f3f4\U000e007f",  # an empty tag sequence
     f"{SCOTLAND}" + tags("x"),  # a tag trailing a well-formed flag
+    "Acme\U0001f3f4" + tags("sayyes") + "\U000e007f",  # subdivision-shaped, not a displayed flag
+    "Acme\U0001f3f4" + tags("usca") + "\U000e007f",  # a real id, but not recommended: hidden
 ]
 
 
