@@ -8,18 +8,15 @@ so a DNS answer that changes between the two (rebinding) cannot reach an interna
 run models on private networks (and for tests, whose fake upstream listens on 127.0.0.1).
 Webhook deliveries (a tenant's receiver URL) use the same checks through
 ``public_http_client_sync``, under their own setting (``WEBHOOK_ALLOW_PRIVATE_URLS``).
-Every blocking name lookup (the save-time check, deliveries) runs in ``_Resolvers``' bounded
-pool and is abandoned at its deadline: ``getaddrinfo`` itself takes no timeout.
+Every blocking name lookup (the save-time check, deliveries) is ``routing.resolvers.lookup``:
+bounded, abandoned at its deadline, at most one unfinished per organization.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import ipaddress
-import os
-import socket
 import ssl
 import time
 from collections.abc import Iterable
@@ -30,8 +27,9 @@ import httpcore
 import httpx
 from django.conf import settings
 
-from routerhub.domain import InvalidInput
+from routerhub.domain import InvalidInput, RateLimited, Unavailable
 from routing.gateway.upstream import Client
+from routing.resolvers import BUSY_RETRY_AFTER, NameStalled, ResolverBusy, lookup, resolve
 from routing.tenant_slots import FairTransport
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -76,14 +74,8 @@ def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[IPAddress]:
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
-def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
-    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-
-
-def base_url_check(url: str, *, param: str = "base_url", allow_private: bool | None = None) -> str:
-    """The URL, normalized, if the gateway may call it; else a ``InvalidInput`` naming ``param``.
-    ``allow_private`` defaults to ``settings.ALLOW_PRIVATE_PROVIDER_URLS``."""
-    url = url.strip()
+def _url_parts(url: str, param: str) -> tuple[str, int, str]:
+    """The host, port and scheme of a URL a tenant's host may be called at, else 400."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -95,26 +87,61 @@ def base_url_check(url: str, *, param: str = "base_url", allow_private: bool | N
         raise InvalidInput(
             f"{param} must not contain credentials, a query or a fragment.", param=param
         )
-    if settings.ALLOW_PRIVATE_PROVIDER_URLS if allow_private is None else allow_private:
-        return url.rstrip("/")
-    default_port = 443 if parts.scheme == "https" else 80
-    # In the web request that saves the URL: bounded, so a slow or blackholed name answers 400
-    # instead of holding the worker (and, under ASGI, every sync view of it) for the resolver's
-    # full timeout.
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80), parts.scheme
+
+
+def _save_time_lookup(host: str, port: int, param: str, tenant: object) -> list[tuple[Any, ...]]:
+    """``lookup`` inside the web request that saves the URL, its refusals in the caller's words:
+    a name that does not answer in time is a 400 naming it; a lookup that could not start (this
+    organization's earlier one unfinished, or every thread busy) a 429/503 to retry, never a
+    400 blaming a name that was not even tried."""
     timeout = settings.URL_CHECK_DNS_TIMEOUT_SECONDS
+    retry = {"Retry-After": str(BUSY_RETRY_AFTER)}
     try:
-        infos = _lookup(parts.hostname, port or default_port, timeout)
+        return lookup(host, port, timeout, tenant)
+    except NameStalled:  # before TimeoutError, its base class
+        raise InvalidInput(
+            f"{param}: could not resolve {host} within {timeout:g} s a moment ago; check the "
+            f"name or try again in a minute.",
+            param=param,
+        ) from None
     except TimeoutError:  # before OSError, its base class
         raise InvalidInput(
-            f"{param}: could not resolve {parts.hostname} within {timeout:g} s; check the name "
-            "or try again.",
+            f"{param}: could not resolve {host} within {timeout:g} s; check the name or try again.",
             param=param,
         ) from None
     except (OSError, UnicodeError):
-        raise InvalidInput(
-            f"{param}'s host {parts.hostname} does not resolve.", param=param
+        raise InvalidInput(f"{param}'s host {host} does not resolve.", param=param) from None
+    except ResolverBusy as busy:
+        if busy.tenant_host is None:
+            raise Unavailable(
+                f"Name resolver busy: {host} could not be looked up now; try again in "
+                f"{BUSY_RETRY_AFTER} s.",
+                param=param,
+                headers=retry,
+            ) from None
+        raise RateLimited(
+            f"{param}: this organization's earlier URL check (resolving {busy.tenant_host}) "
+            f"has not finished; try again in {BUSY_RETRY_AFTER} s, or check that name.",
+            param=param,
+            headers=retry,
         ) from None
-    refusal = _refusal(parts.hostname, _addresses(infos))
+
+
+def base_url_check(
+    url: str, *, param: str = "base_url", allow_private: bool | None = None, tenant: object = None
+) -> str:
+    """The URL, normalized, if the gateway may call it; else a ``InvalidInput`` naming ``param``
+    (``RateLimited``/``Unavailable`` when its host could not be looked up now). ``allow_private``
+    defaults to ``settings.ALLOW_PRIVATE_PROVIDER_URLS``; ``tenant`` (the organization's id)
+    allows it one unfinished lookup at a time."""
+    url = url.strip()
+    host, port, _ = _url_parts(url, param)
+    if settings.ALLOW_PRIVATE_PROVIDER_URLS if allow_private is None else allow_private:
+        return url.rstrip("/")
+    # In the web request that saves the URL: bounded, so a slow or blackholed name answers 400
+    # instead of holding the request's thread for the resolver's full timeout.
+    refusal = _refusal(host, _addresses(_save_time_lookup(host, port, param, tenant)))
     if refusal is not None:
         raise InvalidInput(f"{param} is not allowed: {refusal}.", param=param)
     return url.rstrip("/")
@@ -150,7 +177,7 @@ class _PublicAddressesOnly(httpcore.AsyncNetworkBackend):
         try:
             async with asyncio.timeout(timeout):
                 # The C library's resolver (as at save time), not the event loop's own (uvloop).
-                infos = await loop.run_in_executor(None, _resolve, host, port)
+                infos = await loop.run_in_executor(None, resolve, host, port)
         except (OSError, UnicodeError, TimeoutError) as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         # TLS still verifies the certificate against ``host`` (httpcore passes the URL's host as
@@ -213,49 +240,16 @@ class _Deadline(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
-RESOLVER_THREADS = 4  # name lookups running at once per process; the rest wait their turn
-
-
-class _Resolvers:
-    """Blocking name lookups (the blocking client's, and ``base_url_check``'s at save time):
-    ``getaddrinfo`` takes no timeout, so it runs in one of these threads and the caller stops
-    waiting when its time is up (a stalled lookup holds a thread, never the caller). Bounded:
-    lookups past ``RESOLVER_THREADS`` wait their turn, within the same timeout, so stalled names
-    hold at most that many threads. One pool per process (a forked worker does not inherit its
-    parent's threads)."""
-
-    pool: concurrent.futures.ThreadPoolExecutor | None = None
-    pid = 0
-
-    @classmethod
-    def submit(cls, host: str, port: int) -> concurrent.futures.Future[list[tuple[Any, ...]]]:
-        if cls.pool is None or cls.pid != os.getpid():
-            cls.pool = concurrent.futures.ThreadPoolExecutor(
-                RESOLVER_THREADS, thread_name_prefix="resolve"
-            )
-            cls.pid = os.getpid()
-        return cls.pool.submit(_resolve, host, port)
-
-
-def _lookup(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
-    """``_resolve(host, port)`` in the pool, or ``TimeoutError`` once ``timeout`` seconds pass
-    (the lookup is abandoned: not started if it still waits for a thread)."""
-    lookup = _Resolvers.submit(host, port)
+def _resolve_within(host: str, port: int, timeout: float, tenant: object) -> list[tuple[Any, ...]]:
+    """``lookup(host, port)``, or ``httpcore.ConnectTimeout`` once ``timeout`` seconds pass
+    (``httpcore.ConnectError`` when the name does not resolve or no lookup may start)."""
     try:
-        return lookup.result(timeout)
-    except TimeoutError:
-        lookup.cancel()
-        raise
-
-
-def _resolve_within(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
-    """``_resolve(host, port)``, or ``httpcore.ConnectTimeout`` once ``timeout`` seconds pass
-    (``httpcore.ConnectError`` when the name does not resolve)."""
-    try:
-        infos = _lookup(host, port, timeout)
+        infos = lookup(host, port, timeout, tenant)
+    except NameStalled:
+        raise httpcore.ConnectTimeout(f"resolving {host} timed out moments ago") from None
     except TimeoutError:
         raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout:g} s") from None
-    except (OSError, UnicodeError) as exc:
+    except (OSError, UnicodeError, ResolverBusy) as exc:
         raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
     if not infos:
         raise httpcore.ConnectError(f"cannot resolve {host}: no address")
@@ -268,9 +262,9 @@ class _BoundedSync(httpcore.NetworkBackend):
     of the client's creation, and unless ``allow_private`` it connects only to public addresses,
     checked as ``_PublicAddressesOnly`` checks them (Celery tasks such as webhook deliveries)."""
 
-    def __init__(self, *, allow_private: bool, total: float) -> None:
+    def __init__(self, *, allow_private: bool, total: float, tenant: object) -> None:
         self._inner = httpcore.SyncBackend()
-        self._allow_private, self._total = allow_private, total
+        self._allow_private, self._total, self._tenant = allow_private, total, tenant
         self._deadline = time.monotonic() + total
 
     def _left(self, timeout: float | None) -> float:
@@ -284,7 +278,7 @@ class _BoundedSync(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        infos = _resolve_within(host, port, self._left(timeout))
+        infos = _resolve_within(host, port, self._left(timeout), self._tenant)
         # One address, as checked, within what is left: trying every address of the answer with
         # the full timeout each would let a host's DNS answer stretch the bound.
         address = str(infos[0][4][0]) if self._allow_private else _public_address(host, infos)
@@ -302,15 +296,18 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def public_http_client_sync(*, allow_private: bool, timeout: float, total: float) -> httpx.Client:
+def public_http_client_sync(
+    *, allow_private: bool, timeout: float, total: float, tenant: object = None
+) -> httpx.Client:
     """A blocking client for one exchange with a tenant's host: each connect, write and read
     within ``timeout``, all of them within ``total`` seconds from now, and only to public
     addresses (unless ``allow_private``), checked at connection time like ``tenant_http_client``;
-    the caller closes it."""
+    ``tenant`` (the organization's id) has one unfinished name lookup at a time. The caller
+    closes it."""
     transport = httpx.HTTPTransport(verify=_ssl_context())
     transport._pool = httpcore.ConnectionPool(
         ssl_context=_ssl_context(),
-        network_backend=_BoundedSync(allow_private=allow_private, total=total),
+        network_backend=_BoundedSync(allow_private=allow_private, total=total, tenant=tenant),
     )
     return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
 

@@ -170,7 +170,7 @@ def provider_key_create(
             raise InvalidInput(
                 "base_url is only for OpenAI-compatible providers.", param="base_url"
             )
-        base_url = base_url_check(base_url)
+        base_url = base_url_check(base_url, tenant=organization.pk)
     key, _ = ProviderKey.objects.update_or_create(
         organization=organization,
         provider=provider,

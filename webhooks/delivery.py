@@ -106,7 +106,10 @@ def _send(delivery: WebhookDelivery) -> Outcome:
     timeout = settings.WEBHOOK_TIMEOUT_SECONDS
     started = time.monotonic()
     client = public_http_client_sync(
-        allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS, timeout=timeout, total=attempt_bound()
+        allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS,
+        timeout=timeout,
+        total=attempt_bound(),
+        tenant=delivery.endpoint.organization_id,  # one unfinished name lookup per organization
     )
     try:
         with client.stream("POST", delivery.endpoint.url, content=body, headers=headers) as r:

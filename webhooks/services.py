@@ -44,9 +44,11 @@ def _events_check(events: list[str]) -> list[str]:
     return list(dict.fromkeys(events))
 
 
-def webhook_url_check(url: str) -> str:
+def webhook_url_check(url: str, organization_id: int) -> str:
     """The URL if deliveries may reach it (public address unless WEBHOOK_ALLOW_PRIVATE_URLS)."""
-    return base_url_check(url, param="url", allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS)
+    return base_url_check(
+        url, param="url", allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS, tenant=organization_id
+    )
 
 
 def webhook_endpoint_create(
@@ -63,7 +65,7 @@ def webhook_endpoint_create(
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     endpoint = WebhookEndpoint.objects.create(
         organization=organization,
-        url=webhook_url_check(url),
+        url=webhook_url_check(url, organization.pk),
         events=_events_check(events),
         description=description,
         enabled=enabled,
@@ -77,7 +79,7 @@ def webhook_endpoint_update(
     *, endpoint: WebhookEndpoint, changes: dict[str, Any]
 ) -> WebhookEndpoint:
     if "url" in changes:
-        endpoint.url = webhook_url_check(changes["url"])
+        endpoint.url = webhook_url_check(changes["url"], endpoint.organization_id)
     if "events" in changes:
         endpoint.events = _events_check(changes["events"])
     for field in ("description", "enabled"):

@@ -1,8 +1,9 @@
-"""A name that never answers while a test runs: ``socket.getaddrinfo`` replaced in-process (there
-is no DNS server here to stall), each test on a fresh resolver pool of ``routing.egress``."""
+"""Names that never answer while a test runs: ``socket.getaddrinfo`` replaced in-process (there
+is no DNS server here to stall), each test on a fresh resolver pool of ``routing.resolvers``."""
 
 from __future__ import annotations
 
+import collections
 import socket
 import threading
 from collections.abc import Iterator
@@ -10,25 +11,29 @@ from typing import Any
 
 import pytest
 
-from routing.egress import _Resolvers
+from routing.resolvers import _Resolvers
 
-STALLED = "stalled.example"
+STALLED = "stalled.example"  # this name and every name under it (``a.stalled.example``)
 
 
 class StallingResolver:
-    """``socket.getaddrinfo`` for ``STALLED`` blocks until the test releases it (then answers
-    127.0.0.1); every other name resolves as usual."""
+    """``socket.getaddrinfo`` for ``STALLED`` names blocks until the test releases it (then
+    answers 127.0.0.1); every other name resolves as usual, as does a numeric-only call
+    (``AI_NUMERICHOST``: a name fails at once)."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
         self.finished = threading.Event()  # a stalled lookup returned
         self.entered = 0  # stalled lookups started
+        self.lock = threading.Lock()  # lookups run in several threads at once
         self.real = socket.getaddrinfo
 
     def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if host != STALLED:
+        numeric_only = kwargs.get("flags", 0) & socket.AI_NUMERICHOST  # never blocks: no lookup
+        if numeric_only or (host != STALLED and not str(host).endswith("." + STALLED)):
             return self.real(host, port, *args, **kwargs)
-        self.entered += 1
+        with self.lock:
+            self.entered += 1
         # Bounded so that the old code (which waited for the lookup) fails instead of hanging.
         self.release.wait(15)
         self.finished.set()
@@ -39,8 +44,12 @@ class StallingResolver:
 def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[StallingResolver]:
     stalling = StallingResolver()
     monkeypatch.setattr(socket, "getaddrinfo", stalling)
-    # A pool of its own: no thread another test's lookup holds, none of this test's left behind.
+    # A pool and bookkeeping of its own: no thread, organization or stalled name of another
+    # test, none of this test's left behind.
     monkeypatch.setattr(_Resolvers, "pool", None)
+    monkeypatch.setattr(_Resolvers, "running", 0)
+    monkeypatch.setattr(_Resolvers, "tenants", {})
+    monkeypatch.setattr(_Resolvers, "stalled", collections.OrderedDict())
     yield stalling
     stalling.release.set()
     if _Resolvers.pool is not None:

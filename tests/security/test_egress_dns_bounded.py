@@ -56,3 +56,26 @@ def test_with_private_urls_allowed_only_the_first_address_is_connected_to(
     finally:
         receiver.stop()
     assert receiver.bodies == []
+
+
+def test_an_organizations_second_delivery_lookup_fails_at_once_while_its_first_is_stalled(
+    resolver: StallingResolver,
+) -> None:
+    """Deliveries run in the same kind of pool (in each Celery child): one organization's
+    stalled receivers hold one thread of it, not all. Before: the second lookup took another
+    thread and waited out its timeout."""
+
+    def deliver(tenant: int, host: str) -> None:
+        client = public_http_client_sync(allow_private=False, timeout=0.5, total=1.5, tenant=tenant)
+        with client:
+            client.post(f"http://{host}:9/hooks", content=b"{}")
+
+    with pytest.raises(httpx.ConnectTimeout):
+        deliver(1, f"a.{STALLED}")
+    with pytest.raises(httpx.ConnectError, match=f"earlier lookup of a.{STALLED}") as refused:
+        deliver(1, f"b.{STALLED}")
+    assert not isinstance(refused.value, httpx.ConnectTimeout)  # refused, not waited for
+    assert resolver.entered == 1
+    with pytest.raises(httpx.ConnectTimeout):  # another organization's receiver is tried
+        deliver(2, f"c.{STALLED}")
+    assert resolver.entered == 2 and not resolver.finished.is_set()

@@ -9,12 +9,15 @@ Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed) stop every child: each
 process group of its own; the child is sent SIGTERM and whatever is left of its group after
 ``STOP_GRACE`` seconds SIGKILL, so the worker's pool and beat processes go with it even when
 its main process outlives the grace or exits first. A second signal while stopping skips the
-grace; none interrupts the stop half-way.
+grace; none interrupts the stop half-way. Should this command die without stopping them
+(SIGKILL), on Linux the kernel sends each child SIGTERM (``_lifeline``); the worker then stops
+its pool (whose processes also die with it: Celery gives them a parent-death SIGKILL) and beat.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -135,6 +138,35 @@ def local_processes(port: int, upstream_url: str | None = None) -> dict[str, lis
     return processes
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _prctl() -> Any:
+    """libc's ``prctl`` on Linux (looked up before any fork), else ``None``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _lifeline(prctl: Any, parent: int) -> Any:
+    """The children's ``preexec_fn``: on Linux the kernel sends the child SIGTERM when this
+    command dies, however it dies (SIGKILL, the OOM killer), as the stop signals' handler would.
+    A parent already gone before that was set is caught by ``getppid``. Elsewhere nothing: only
+    the stop signals' handler stops the children."""
+
+    def arm() -> None:
+        if prctl is None:
+            return
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)  # runlocal already died: start nothing
+
+    return arm
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM and SIGHUP stop the command as Ctrl-C does
 
@@ -149,6 +181,20 @@ def _signals_to(handler: Any) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _exited(child: subprocess.Popen[bytes]) -> int | None:
+    """The child's exit status once it has ended, without reaping it: until ``_stop`` has
+    signalled its group, its pid (the group's id) cannot be handed to another process."""
+    if child.returncode is not None or not hasattr(os, "waitid"):
+        return child.poll()
+    try:
+        info = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return child.poll()
+    if info is None:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
 def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
@@ -177,11 +223,15 @@ class Command(BaseCommand):
         upstream_url: str,
         child_env: dict[str, str],
     ) -> None:
+        lifeline = _lifeline(_prctl(), os.getpid())
         try:
             for name, argv in local_processes(port, upstream_url).items():
                 # Our own interpreter and modules, each child in a process group of its own
-                # (stopped as a whole by _stop; the terminal's Ctrl-C reaches this command only).
-                children[name] = subprocess.Popen(argv, env=child_env, process_group=0)  # noqa: S603
+                # (stopped as a whole by _stop; the terminal's Ctrl-C reaches this command only)
+                # and sent SIGTERM should this command die without stopping it (``_lifeline``).
+                children[name] = subprocess.Popen(  # noqa: S603
+                    argv, env=child_env, process_group=0, preexec_fn=lifeline
+                )
             self._wait_listening(children, port, upstream_url)
         except BaseException:
             self._stop(children)
@@ -196,8 +246,8 @@ class Command(BaseCommand):
         try:
             while True:
                 for name, child in children.items():
-                    if child.poll() is not None:
-                        self.stderr.write(f"{name} exited with {child.returncode}; stopping.")
+                    if (code := _exited(child)) is not None:
+                        self.stderr.write(f"{name} exited with {code}; stopping.")
                         raise KeyboardInterrupt
                 time.sleep(0.5)
         except KeyboardInterrupt:
@@ -215,9 +265,9 @@ class Command(BaseCommand):
         deadline = time.monotonic() + START_TIMEOUT
         while ports:
             for name, child in children.items():
-                if child.poll() is not None:
+                if (code := _exited(child)) is not None:
                     raise CommandError(
-                        f"{name} exited with {child.returncode} while starting "
+                        f"{name} exited with {code} while starting "
                         f"(its port: {ports.get(name, 'none')}); see its output above."
                     )
             ports = {name: p for name, p in ports.items() if not listening(p)}
@@ -235,14 +285,16 @@ class Command(BaseCommand):
         hurry = threading.Event()
         with _signals_to(lambda signum, frame: hurry.set()):
             for child in children.values():
-                if child.poll() is None:  # the child alone: the worker stops its pool itself
-                    child.send_signal(signal.SIGTERM)
+                if _exited(child) is None:  # the child alone: the worker stops its pool itself
+                    with contextlib.suppress(ProcessLookupError):  # not send_signal: it reaps
+                        os.kill(child.pid, signal.SIGTERM)
             deadline = time.monotonic() + STOP_GRACE
             while not hurry.is_set() and time.monotonic() < deadline:
-                if all(child.poll() is not None for child in children.values()):
+                if all(_exited(child) is not None for child in children.values()):
                     break
                 time.sleep(0.1)
             for child in children.values():
-                # Always: a child that exited may leave processes it started (pool, beat).
+                # Always: a child that exited may leave processes it started (pool, beat). Then
+                # reaped: not before, or its group's id could be another process's by now.
                 _signal_group(child, signal.SIGKILL)
                 child.wait()
