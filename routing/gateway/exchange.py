@@ -263,18 +263,22 @@ def timeouts_charge(ex: Exchange) -> Decimal:
     request past its hold; each is shown in its trace entry (``billed``). Once per request. The
     answers of a list of prompts discarded with a failed candidate are added the same way, at the
     usage the provider reported (``TimedOut.estimated`` false). Each is added to the draft's
-    tokens too, whatever the outcome: a record's tokens explain its cost (before, an estimate
-    beside an answer, a stream or a client leaving was in the cost alone)."""
+    tokens too, whatever the outcome, as far as it was charged (``_usage_charged``): a record's
+    tokens explain its cost (before, an estimate beside an answer, a stream or a client leaving
+    was in the cost alone; then one the hold left no room for was in the tokens in full)."""
     sent = list(ex.timed_out)
     ex.timed_out.clear()
     draft = ex.draft
     added = ZERO
+    charged: list[Usage] = []  # what each was charged for: part of it where the hold ran out
     for timeout in sent:
         child = replace(draft, flags="", steps=[], decision=None)  # priced, never recorded
         endpoint = timeout.candidate.endpoint
         usage, byok = timeout.usage, timeout.candidate.is_byok
-        cost = metering.price(child, endpoint.prices, usage, is_byok=byok, held=ex.reserved)
-        cost = min(cost, max(ex.reserved - draft.cost - added, ZERO))
+        full = metering.price(child, endpoint.prices, usage, is_byok=byok, held=ex.reserved)
+        cost = min(full, max(ex.reserved - draft.cost - added, ZERO))
+        usage = _usage_charged(usage, cost, full)
+        charged.append(usage)
         billed = timeout.entry.setdefault("billed", {"prompt_tokens": 0, "cost": "0"})
         billed["prompt_tokens"] += usage.prompt_tokens
         if not timeout.estimated:
@@ -289,9 +293,31 @@ def timeouts_charge(ex: Exchange) -> Decimal:
         last = sent[-1].candidate
         draft.model, draft.provider = last.endpoint.model_id, last.endpoint.provider_slug
         draft.is_byok = last.is_byok  # as the fee its charge took says
-    _tokens_add(draft, [t.usage for t in sent])
+    _tokens_add(draft, charged)
     draft.cost += added
     return added
+
+
+def _usage_charged(usage: Usage, cost: Decimal, full: Decimal) -> Usage:
+    """The part of ``usage`` (priced ``full``) that ``cost`` pays for, where the hold left less
+    than its price: each count scaled by ``cost / full``, rounded down (none when the hold had
+    nothing left). Its tokens are what the record, its trace and the key's tokens per minute
+    count: tokens nobody was charged for are not the request's."""
+    if cost >= full:
+        return usage
+    return Usage(
+        **{
+            name: int(getattr(usage, name) * cost // full)
+            for name in (
+                "prompt_tokens",
+                "completion_tokens",
+                "cached_tokens",
+                "reasoning_tokens",
+                "cache_write_tokens",
+                "cache_write_1h_tokens",
+            )
+        }
+    )
 
 
 def _tokens_add(draft: UsageDraft, usages: list[Usage]) -> None:
