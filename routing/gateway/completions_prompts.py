@@ -42,7 +42,6 @@ from routing.gateway.attempts import attempt, exhausted
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import (
     Exchange,
-    TimedOut,
     answer_headers,
     bill,
     billable_usage,
@@ -62,6 +61,7 @@ from routing.gateway.request_shape import (
     request_validate,
     reservation_max,
 )
+from routing.gateway.timeouts import TimedOut
 from routing.gateway.trace import answer_text
 from routing.providers.base import JSON, Completion, Usage, text_of
 from routing.routers import messages_prompt

@@ -18,10 +18,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis
 
+from accounts.models import ApiKey
 from billing.models import LedgerEntry, Reservation, UsageRecord
+from routing.gateway import limits
 from routing.models import Provider
 from routing.services import provider_key_create
+from tests.conftest import require_redis
 from tests.routing.servers import LeavesWhen, ServerThread, poll
 from tests.routing.world import World, endpoint, model
 
@@ -198,15 +202,16 @@ def _leave_once(
     gone: Callable[[], bool],
     *,
     cancels: bool = False,
+    key: str = "",
 ) -> UsageRecord:
-    """POST ``prompts``, leave (or cancel the handler) once ``gone()`` holds, and return the
-    request's usage record."""
+    """POST ``prompts`` (with ``key``, or the world's), leave (or cancel the handler) once
+    ``gone()`` holds, and return the request's usage record."""
     server, app = leaving
     app.gone, app.cancels = gone, cancels
     before = set(UsageRecord.objects.values_list("generation_id", flat=True))
     answer = httpx.post(
         f"{server.url}/v1/completions",
-        headers={"Authorization": f"Bearer {world.key}"},
+        headers={"Authorization": f"Bearer {key or world.key}"},
         json={"model": "test/multi", "prompt": prompts},
         timeout=30,
     )
@@ -252,6 +257,46 @@ def test_a_request_stopped_mid_candidate_is_billed_the_answers_that_came_and_the
         say_hi.cost, say_hi.completion_tokens,
     )  # fmt: skip
     _assert_settled(record)
+
+
+def _tpm_counted(key: ApiKey, redis_url: str) -> int:
+    """The tokens counted against ``key``'s tpm in every window: what Redis leased to this
+    process, less what its leases have not spent (negative: spent beyond them, still to lease)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        leased = sum(int(client.get(k) or 0) for k in client.keys(f"rh:{{rl:{key.pk}:*}}:t"))
+    finally:
+        client.close()
+    unspent = sum(
+        lease.tokens for (pk, _, _), lease in list(limits._leases.items()) if pk == key.pk
+    )
+    return leased - unspent
+
+
+def test_a_list_stopped_midway_counts_its_tokens_once_against_the_keys_tpm(
+    world: World, settings, leaving: tuple[ServerThread, LeavesWhen]
+) -> None:  # type: ignore[no-untyped-def]
+    """The client leaves with "Say hi" answered and "BOOM now" at the provider: the key's tpm
+    counts the request's tokens once — both prompts' estimates at admission, then what the record
+    has beyond them. Before, the correction after the request took away only the estimate of the
+    prompt still sent (``_prompts_sent`` had lowered it), counting "Say hi" twice."""
+    if not world.redis_url:
+        require_redis()
+    settings.REDIS_URL = world.redis_url  # the counters every worker shares
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0  # "BOOM now" is under way until the client leaves
+    _multi(world, "gpt-4o-mini@timeout,when=BOOM")
+    plaintext = world.key_for(tpm=10_000_000)
+    key = ApiKey.objects.filter(organization=world.organization).latest("pk")  # that one
+    sent = world.upstream_requests
+    record = _leave_once(
+        world,
+        leaving,
+        ["Say hi " * 40, "BOOM now"],
+        lambda: len(sent("/v1/")) == 2 and _calls_under_way() == 1,  # "Say hi" answered
+        key=plaintext,
+    )
+    assert record.completion_tokens > 0 and "usage_estimated" in record.flag_list
+    assert _tpm_counted(key, world.redis_url) == record.prompt_tokens + record.completion_tokens
 
 
 def _two_candidates(world: World, first: str, second: str) -> None:
