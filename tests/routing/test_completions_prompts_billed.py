@@ -335,6 +335,10 @@ def test_candidates_share_one_deadline_for_a_slow_prompt(world: World, settings)
 
     assert raised.status_code == 408
     assert _calls_to(world, "gpt-4o") == {}  # the second endpoint was never called
+    assert (
+        "1 more provider was not tried: the request's deadline (GATEWAY_TOTAL_TIMEOUT, 1.5 s)"
+        " had passed." in error["message"]
+    )  # before, it did not say so
     assert _calls_to(world, "gpt-4o-mini")["Say hi"]["completed"]
     # The fake sees the gateway hang up on its own loop, perhaps after the 408 came: wait for it.
     poll(lambda: _calls_to(world, "gpt-4o-mini")["SLOW down"]["disconnected"])
@@ -348,6 +352,25 @@ def test_candidates_share_one_deadline_for_a_slow_prompt(world: World, settings)
     assert record.cost == Decimal(entry["billed"]["cost"]) > say_hi.cost  # the answer + "SLOW"
     assert record.prompt_tokens == entry["billed"]["prompt_tokens"] > say_hi.prompt_tokens
     _assert_settled(record)
+
+
+def test_a_deadline_passed_before_any_provider_is_tried_says_so(world: World, settings) -> None:  # type: ignore[no-untyped-def]
+    """The request's deadline has passed once it is planned and held: no provider is called, and
+    the error is a 408 that says why. Before, it was a 503 saying every provider was paused."""
+    settings.GATEWAY_TOTAL_TIMEOUT = 1e-6  # over before the hold is taken
+    _two_candidates(world, "gpt-4o-mini", "gpt-4o")
+
+    error, raised = _error_of(world, openai.APIStatusError, ["Say hi", "Say bye"])
+
+    assert raised.status_code == 408, error
+    assert error["message"].startswith(
+        "No provider was tried: the request's deadline (GATEWAY_TOTAL_TIMEOUT, 1e-06 s) had passed."
+    )
+    assert "paused" not in error["message"] and "retry-after" not in raised.response.headers
+    assert world.upstream_requests("/v1/") == []
+    record = world.usage_record(error["metadata"]["generation_id"])
+    assert (record.status, record.cost, record.prompt_tokens) == ("failed", 0, 0)
+    assert Reservation.objects.get(generation_id=record.generation_id).state != "held"
 
 
 def test_a_refusal_after_a_fallback_comes_by_the_requests_deadline(world: World, settings) -> None:  # type: ignore[no-untyped-def]
