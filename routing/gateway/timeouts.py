@@ -83,8 +83,10 @@ def _usage_charged(usage: Usage, cost: Decimal, full: Decimal) -> Usage:
     count: tokens nobody was charged for are not the request's."""
     if cost >= full:
         return usage
-    counts = [f.name for f in fields(Usage) if f.name != "clamped"]
-    return Usage(**{name: int(getattr(usage, name) * cost // full) for name in counts})
+    scaled = replace(usage)
+    for name in (f.name for f in fields(Usage) if f.name != "clamped"):
+        setattr(scaled, name, int(getattr(usage, name) * cost // full))
+    return scaled
 
 
 def _tokens_add(draft: UsageDraft, usages: list[Usage]) -> None:
