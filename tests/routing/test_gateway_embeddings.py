@@ -134,7 +134,7 @@ def test_a_failing_provider_falls_back_to_the_gemini_format_billed_on_an_estimat
     record = world.usage_record(result.model_extra["id"])
     assert record.prompt_tokens == 3 + 2  # ceil(12 / 4) + ceil(7 / 4)
     assert "usage_estimated" in record.flags
-    assert record.cost == Decimal(7) * Decimal("0.15") / 1_000_000
+    assert record.cost == Decimal(5) * Decimal("0.15") / 1_000_000
 
 
 def test_token_arrays_go_to_openai_format_providers_only(world: World) -> None:

@@ -160,7 +160,8 @@ def test_timeouts_before_a_fallback_never_take_the_request_past_its_hold(
     for entry in fallbacks:  # each entry's tokens are what its charge paid for, rounded down
         tokens, cost = entry["prompt_tokens"], Decimal(entry["cost"])
         assert money(tokens * Decimal(100) / M) <= cost < money((tokens + 1) * Decimal(100) / M)
-    assert fallbacks[-1] == {"prompt_tokens": 0, "cost": "0.00000000"}  # the hold had run out
+    # The hold ran out at the last: it adds part of its estimate's tokens, or none.
+    assert fallbacks[-1]["prompt_tokens"] < fallbacks[0]["prompt_tokens"]
     served = answer.json()["usage"]
     assert record.prompt_tokens == served["prompt_tokens"] + sum(
         entry["prompt_tokens"] for entry in fallbacks
