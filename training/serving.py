@@ -21,7 +21,7 @@ from training.models import Dataset, Router, RouterEvent, RouterVersion, Trainin
 from training.tokens import (
     CHARS_PER_TOKEN,
     DEFAULT_OUTPUT_TOKENS,
-    HIGH_CHARS_PER_TOKEN,
+    billed_tokens,
     estimated_tokens,
     text_tokens,
     tokens_from_chars,
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CHARS_PER_TOKEN",
     "DEFAULT_OUTPUT_TOKENS",
-    "HIGH_CHARS_PER_TOKEN",
     "FeedbackExample",
     "FeedbackRetrain",
     "Router",
@@ -44,6 +43,7 @@ __all__ = [
     "RouterVersion",
     "TrainingRun",
     "UploadNotReady",
+    "billed_tokens",
     "calibration_rates",
     "cascade_report",
     "cost_quality_svg",

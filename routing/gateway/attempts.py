@@ -31,7 +31,6 @@ from routing.gateway.catalog_cache import EndpointInfo
 from routing.gateway.exchange import (
     UNUSABLE,
     Exchange,
-    TimedOut,
     impossible,
     prompt_estimate_usage,
     sent_trace,
@@ -39,6 +38,7 @@ from routing.gateway.exchange import (
 from routing.gateway.needs import readable_body
 from routing.gateway.planning import Candidate
 from routing.gateway.request_shape import max_tokens_for
+from routing.gateway.timeouts import TimedOut
 from routing.gateway.upstream import (
     http_client,
     is_retryable_status,

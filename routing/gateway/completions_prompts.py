@@ -18,7 +18,8 @@ it answered is billed whatever order the answers came in, and said so in the err
 generation id); a client that leaves has the answers that came billed as answers and the prompts
 still at the provider as sent (``_prompts_sent``). The request has one deadline,
 ``GATEWAY_TOTAL_TIMEOUT`` from its start, across candidates and prompts: a call still unanswered
-then times out (billed its prompt, as sent) and no further candidate is tried.
+then times out (billed its prompt, as sent) and no further candidate is tried (the error says
+how many were not, and a 408 says the deadline passed when none was).
 Choices come back in OpenAI's order:
 ``index = prompt_index * n + i``. Several prompts are never streamed
 (``completions.chat_bodies_from_completion`` refuses it).
@@ -37,12 +38,11 @@ from django.conf import settings
 from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
-from routerhub.errors import ApiError
+from routerhub.errors import ApiError, UpstreamTimeout
 from routing.gateway.attempts import attempt, exhausted
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import (
     Exchange,
-    TimedOut,
     answer_headers,
     bill,
     billable_usage,
@@ -62,6 +62,7 @@ from routing.gateway.request_shape import (
     request_validate,
     reservation_max,
 )
+from routing.gateway.timeouts import TimedOut
 from routing.gateway.trace import answer_text
 from routing.providers.base import JSON, Completion, Usage, text_of
 from routing.routers import messages_prompt
@@ -145,9 +146,11 @@ async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
     # One deadline for the whole request, every candidate's calls included: a slow prompt no
     # longer takes GATEWAY_TOTAL_TIMEOUT at each candidate in turn.
     deadline = ex.req.started + settings.GATEWAY_TOTAL_TIMEOUT
-    for candidate in ex.plan.candidates:
-        if time.monotonic() >= deadline:
-            break  # no time left to try it: the request fails with what it has
+    for tried, candidate in enumerate(ex.plan.candidates):
+        # No time left to try it (or too little for any provider to answer: a call started then
+        # would only be billed its prompt when it times out): fails with what it has.
+        if deadline - time.monotonic() < CALL_MIN_SECONDS:
+            raise _answers_said(_deadline_passed(ex, len(ex.plan.candidates) - tried), ex)
         completions = await _attempt_all(ex, parts, candidate, deadline)
         if completions is None:
             continue
@@ -252,6 +255,26 @@ def _answer(task: asyncio.Task[Completion | None]) -> Completion | None:
     if not task.done() or task.cancelled() or task.exception() is not None:
         return None
     return task.result()
+
+
+# A call needs this much of the request's deadline left to be started (no provider answers in
+# less); with less, the next candidate is not tried.
+CALL_MIN_SECONDS = 0.5
+_GONE = f"had passed (or was under {CALL_MIN_SECONDS:g} s away)"
+
+
+def _deadline_passed(ex: Exchange, untried: int) -> ApiError:
+    """The request's deadline passed with ``untried`` candidates left: the error says so. Before,
+    when it passed before any was tried (a slow plan or hold), it said every provider was paused
+    (a 503), and with some tried it did not say the others never were."""
+    passed = f"the request's deadline (GATEWAY_TOTAL_TIMEOUT, {settings.GATEWAY_TOTAL_TIMEOUT:g} s)"
+    if not ex.attempts:
+        metadata = {"attempts": ex.attempts, "generation_id": ex.generation_id}
+        return UpstreamTimeout(f"No provider was tried: {passed} {_GONE}.", metadata=metadata)
+    error = exhausted(ex)
+    others = "1 more provider was" if untried == 1 else f"{untried} more providers were"
+    error.message += f" {others} not tried: {passed} {_GONE}."
+    return error
 
 
 def _answers_said(error: ApiError, ex: Exchange) -> ApiError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import struct
 import time
 from dataclasses import dataclass, replace
@@ -52,7 +53,7 @@ from routing.gateway.upstream import upstream_timeout, upstream_url
 from routing.providers import ADAPTERS
 from routing.providers.base import JSON, Target, UpstreamError, Usage
 from routing.providers.embeddings import EMBEDDING_STYLES, embedding_request, embedding_response
-from training.serving import HIGH_CHARS_PER_TOKEN, tokens_from_chars
+from training.serving import billed_tokens
 
 MAX_INPUTS = 2048  # OpenAI's bound on input items per request
 MAX_INPUT_TOKENS = 300_000  # OpenAI's bound on the tokens of one request, for token arrays
@@ -83,15 +84,12 @@ class EmbeddingInput:
         return sum(len(str(text).encode()) for text in self.inputs)
 
     def estimate(self) -> int:
-        """≈3 characters a token (as chat's estimate), within the bound: what the rate limiter
-        admits on and what is billed when the provider reports no count."""
+        """Central, by script (as chat's estimate, ``billed_tokens``), within the bound: what the
+        rate limiter admits on and what is billed when the provider reports no count."""
         if self.tokens:
             return self.token_bound()
-        high = sum(
-            tokens_from_chars(len(str(text)), chars_per_token=HIGH_CHARS_PER_TOKEN)
-            for text in self.inputs
-        )
-        return min(high, self.token_bound())
+        central = sum(math.ceil(billed_tokens(str(text))) for text in self.inputs)
+        return min(central, self.token_bound())
 
 
 def _token_array(value: object) -> bool:

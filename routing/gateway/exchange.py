@@ -21,13 +21,14 @@ from accounts.keys import AuthenticatedKey, bearer_token, key_authenticate_async
 from billing import metering
 from billing.metering import UsageDraft, UsageFlag
 from routerhub.errors import ApiError, Forbidden, Unauthorized
-from routerhub.money import ZERO, money_str
+from routerhub.money import ZERO
 from routing.gateway import health
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.gateway.http import GatewayRequest, InFlight
 from routing.gateway.limits import rate_limit_add_tokens, rate_limit_headers
 from routing.gateway.planning import Candidate, Plan
 from routing.gateway.request_shape import output_token_bound
+from routing.gateway.timeouts import TimedOut, timeouts_charge
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
 from routing.ingress.anthropic import anthropic_only_fields
 from routing.providers.base import JSON, StreamDecoder, Usage, text_of
@@ -90,19 +91,14 @@ class Exchange:
     timed_out: list[TimedOut] = field(default_factory=list)
     # Why the work was cancelled, once it is (``_until_disconnect``): the record's error_type.
     cancelled_by: str = "client_disconnected"
+    # The prompt tokens ``rate_limit_admit`` counted against the key's tpm: what the tokens
+    # counted once it ends correct. Its own field: a list of prompts stopped midway lowers
+    # ``prompt_estimate`` to the prompts a provider still had (``_prompts_sent``), and the
+    # correction then counted the others twice.
+    admitted_tokens: int = field(init=False)
 
-
-@dataclass
-class TimedOut:
-    """One attempt that timed out with its request at the provider: its trace entry (where
-    what it is billed is shown), the candidate that had it, and its prompt's usage estimate.
-    Also, not ``estimated``: the answers a candidate gave to a list of prompts, discarded because
-    it failed another (``completions_prompts``), with the usage the provider reported."""
-
-    entry: JSON
-    candidate: Candidate
-    usage: Usage
-    estimated: bool = True
+    def __post_init__(self) -> None:
+        self.admitted_tokens = self.prompt_estimate
 
 
 # A scope entry only this server's own code can set (never a header): the key a dashboard
@@ -144,7 +140,7 @@ async def exchange_run(ex: Exchange, work: Coroutine[Any, Any, None]) -> None:
         # for the database: the key's next request must already see them.
         try:
             await rate_limit_add_tokens(
-                ex.key, draft.completion_tokens + draft.prompt_tokens - ex.prompt_estimate
+                ex.key, draft.completion_tokens + draft.prompt_tokens - ex.admitted_tokens
             )
         except Exception:
             logger.exception("could not count tokens of %s against the key's tpm", ex.generation_id)
@@ -254,53 +250,6 @@ def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> De
     cost = metering.price(draft, endpoint.prices, usage, is_byok=ex.is_byok, held=ex.reserved)
     ex.cache_write_1h_tokens = usage.cache_write_1h_tokens
     return cost + timeouts_charge(ex)
-
-
-def timeouts_charge(ex: Exchange) -> Decimal:
-    """Add the prompts of attempts that timed out at a provider that had the request (each at
-    its own endpoint's price, estimated) to the draft's cost, and return what was added. They
-    take only what the hold has left after the rest of the charge, so estimates never take a
-    request past its hold; each is shown in its trace entry (``billed``). Once per request. The
-    answers of a list of prompts discarded with a failed candidate are added the same way, at the
-    usage the provider reported (``TimedOut.estimated`` false). Each is added to the draft's
-    tokens too, whatever the outcome: a record's tokens explain its cost (before, an estimate
-    beside an answer, a stream or a client leaving was in the cost alone)."""
-    sent = list(ex.timed_out)
-    ex.timed_out.clear()
-    draft = ex.draft
-    added = ZERO
-    for timeout in sent:
-        child = replace(draft, flags="", steps=[], decision=None)  # priced, never recorded
-        endpoint = timeout.candidate.endpoint
-        usage, byok = timeout.usage, timeout.candidate.is_byok
-        cost = metering.price(child, endpoint.prices, usage, is_byok=byok, held=ex.reserved)
-        cost = min(cost, max(ex.reserved - draft.cost - added, ZERO))
-        billed = timeout.entry.setdefault("billed", {"prompt_tokens": 0, "cost": "0"})
-        billed["prompt_tokens"] += usage.prompt_tokens
-        if not timeout.estimated:
-            billed["completion_tokens"] = (
-                billed.get("completion_tokens", 0) + usage.completion_tokens
-            )
-        billed["cost"] = money_str(Decimal(billed["cost"]) + cost)
-        added += cost
-    if any(timeout.estimated for timeout in sent):
-        draft.flag(UsageFlag.USAGE_ESTIMATED)
-    if sent and not draft.model:  # nothing else was billed: the record is these calls'
-        last = sent[-1].candidate
-        draft.model, draft.provider = last.endpoint.model_id, last.endpoint.provider_slug
-        draft.is_byok = last.is_byok  # as the fee its charge took says
-    _tokens_add(draft, [t.usage for t in sent])
-    draft.cost += added
-    return added
-
-
-def _tokens_add(draft: UsageDraft, usages: list[Usage]) -> None:
-    """Add to the draft's tokens those of calls ``timeouts_charge`` adds to its cost."""
-    draft.prompt_tokens += sum(u.prompt_tokens for u in usages)
-    draft.completion_tokens += sum(u.completion_tokens for u in usages)
-    draft.cached_tokens += sum(u.cached_tokens for u in usages)
-    draft.reasoning_tokens += sum(u.reasoning_tokens for u in usages)
-    draft.cache_write_tokens += sum(u.cache_write_tokens for u in usages)
 
 
 def prompt_estimate_usage(ex: Exchange, endpoint: EndpointInfo) -> Usage:

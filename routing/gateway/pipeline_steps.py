@@ -28,11 +28,11 @@ from routing.gateway.exchange import (
     call_abandoned,
     choices_chars,
     partial_usage,
-    timeouts_charge,
 )
 from routing.gateway.planning import Plan
 from routing.gateway.regex_gate import UNDECIDABLE, regex_gate_search, schema_gate_check
 from routing.gateway.request_shape import estimate_prompt_tokens, prompt_token_bound
+from routing.gateway.timeouts import timeouts_charge
 from routing.pipeline_gates import (
     GATE_MAX_CHARS,
     gate_passes,

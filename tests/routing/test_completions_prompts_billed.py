@@ -18,10 +18,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis
 
+from accounts.models import ApiKey
 from billing.models import LedgerEntry, Reservation, UsageRecord
+from routing.gateway import limits
 from routing.models import Provider
 from routing.services import provider_key_create
+from tests.conftest import require_redis
 from tests.routing.servers import LeavesWhen, ServerThread, poll
 from tests.routing.world import World, endpoint, model
 
@@ -198,15 +202,16 @@ def _leave_once(
     gone: Callable[[], bool],
     *,
     cancels: bool = False,
+    key: str = "",
 ) -> UsageRecord:
-    """POST ``prompts``, leave (or cancel the handler) once ``gone()`` holds, and return the
-    request's usage record."""
+    """POST ``prompts`` (with ``key``, or the world's), leave (or cancel the handler) once
+    ``gone()`` holds, and return the request's usage record."""
     server, app = leaving
     app.gone, app.cancels = gone, cancels
     before = set(UsageRecord.objects.values_list("generation_id", flat=True))
     answer = httpx.post(
         f"{server.url}/v1/completions",
-        headers={"Authorization": f"Bearer {world.key}"},
+        headers={"Authorization": f"Bearer {key or world.key}"},
         json={"model": "test/multi", "prompt": prompts},
         timeout=30,
     )
@@ -254,6 +259,46 @@ def test_a_request_stopped_mid_candidate_is_billed_the_answers_that_came_and_the
     _assert_settled(record)
 
 
+def _tpm_counted(key: ApiKey, redis_url: str) -> int:
+    """The tokens counted against ``key``'s tpm in every window: what Redis leased to this
+    process, less what its leases have not spent (negative: spent beyond them, still to lease)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        leased = sum(int(client.get(k) or 0) for k in client.keys(f"rh:{{rl:{key.pk}:*}}:t"))
+    finally:
+        client.close()
+    unspent = sum(
+        lease.tokens for (pk, _, _), lease in list(limits._leases.items()) if pk == key.pk
+    )
+    return leased - unspent
+
+
+def test_a_list_stopped_midway_counts_its_tokens_once_against_the_keys_tpm(
+    world: World, settings, leaving: tuple[ServerThread, LeavesWhen]
+) -> None:  # type: ignore[no-untyped-def]
+    """The client leaves with "Say hi" answered and "BOOM now" at the provider: the key's tpm
+    counts the request's tokens once — both prompts' estimates at admission, then what the record
+    has beyond them. Before, the correction after the request took away only the estimate of the
+    prompt still sent (``_prompts_sent`` had lowered it), counting "Say hi" twice."""
+    if not world.redis_url:
+        require_redis()
+    settings.REDIS_URL = world.redis_url  # the counters every worker shares
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0  # "BOOM now" is under way until the client leaves
+    _multi(world, "gpt-4o-mini@timeout,when=BOOM")
+    plaintext = world.key_for(tpm=10_000_000)
+    key = ApiKey.objects.filter(organization=world.organization).latest("pk")  # that one
+    sent = world.upstream_requests
+    record = _leave_once(
+        world,
+        leaving,
+        ["Say hi " * 40, "BOOM now"],
+        lambda: len(sent("/v1/")) == 2 and _calls_under_way() == 1,  # "Say hi" answered
+        key=plaintext,
+    )
+    assert record.completion_tokens > 0 and "usage_estimated" in record.flag_list
+    assert _tpm_counted(key, world.redis_url) == record.prompt_tokens + record.completion_tokens
+
+
 def _two_candidates(world: World, first: str, second: str) -> None:
     """``test/multi`` at fake-openai (``first``, 1 and 2 USD per 1M tokens) then fake-openai-b
     (``second``, 3 and 5), each upstream model telling the fake how to fail."""
@@ -290,8 +335,13 @@ def test_candidates_share_one_deadline_for_a_slow_prompt(world: World, settings)
 
     assert raised.status_code == 408
     assert _calls_to(world, "gpt-4o") == {}  # the second endpoint was never called
-    first = _calls_to(world, "gpt-4o-mini")
-    assert first["SLOW down"]["disconnected"] and first["Say hi"]["completed"]
+    assert (
+        "1 more provider was not tried: the request's deadline (GATEWAY_TOTAL_TIMEOUT, 1.5 s)"
+        " had passed (or was under 0.5 s away)." in error["message"]
+    )  # before, it did not say so
+    assert _calls_to(world, "gpt-4o-mini")["Say hi"]["completed"]
+    # The fake sees the gateway hang up on its own loop, perhaps after the 408 came: wait for it.
+    poll(lambda: _calls_to(world, "gpt-4o-mini")["SLOW down"]["disconnected"])
     record = world.usage_record(error["metadata"]["generation_id"])
     assert (record.status, record.error_type) == ("failed", "upstream_timeout")
     (entry,) = record.trace_data["fallbacks"]
@@ -302,6 +352,26 @@ def test_candidates_share_one_deadline_for_a_slow_prompt(world: World, settings)
     assert record.cost == Decimal(entry["billed"]["cost"]) > say_hi.cost  # the answer + "SLOW"
     assert record.prompt_tokens == entry["billed"]["prompt_tokens"] > say_hi.prompt_tokens
     _assert_settled(record)
+
+
+def test_a_deadline_passed_before_any_provider_is_tried_says_so(world: World, settings) -> None:  # type: ignore[no-untyped-def]
+    """The request's deadline has passed once it is planned and held: no provider is called, and
+    the error is a 408 that says why. Before, it was a 503 saying every provider was paused."""
+    settings.GATEWAY_TOTAL_TIMEOUT = 1e-6  # over before the hold is taken
+    _two_candidates(world, "gpt-4o-mini", "gpt-4o")
+
+    error, raised = _error_of(world, openai.APIStatusError, ["Say hi", "Say bye"])
+
+    assert raised.status_code == 408, error
+    assert error["message"].startswith(
+        "No provider was tried: the request's deadline (GATEWAY_TOTAL_TIMEOUT, 1e-06 s)"
+        " had passed (or was under 0.5 s away)."
+    )
+    assert "paused" not in error["message"] and "retry-after" not in raised.response.headers
+    assert world.upstream_requests("/v1/") == []
+    record = world.usage_record(error["metadata"]["generation_id"])
+    assert (record.status, record.cost, record.prompt_tokens) == ("failed", 0, 0)
+    assert Reservation.objects.get(generation_id=record.generation_id).state != "held"
 
 
 def test_a_refusal_after_a_fallback_comes_by_the_requests_deadline(world: World, settings) -> None:  # type: ignore[no-untyped-def]
@@ -329,8 +399,8 @@ def test_a_refusal_after_a_fallback_comes_by_the_requests_deadline(world: World,
         in error["message"]
     )
     assert _calls_to(world, "gpt-4o-mini")["SLOW down"]["completed"]
-    second = _calls_to(world, "gpt-4o")
-    assert second["SLOW down"]["disconnected"] and not second["SLOW down"]["completed"]
+    poll(lambda: _calls_to(world, "gpt-4o")["SLOW down"]["disconnected"])
+    assert not _calls_to(world, "gpt-4o")["SLOW down"]["completed"]
     record = world.usage_record(error["metadata"]["generation_id"])
     billed = {(e["provider"], e["error"]): e["billed"] for e in record.trace_data["fallbacks"]}
     assert set(billed) == {

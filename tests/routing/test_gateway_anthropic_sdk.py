@@ -151,7 +151,7 @@ def test_count_tokens_answers_an_estimate_without_billing(world: World) -> None:
     count = client.messages.count_tokens(model="test/claude", system="Be brief.", messages=messages)
     raw = client.messages.with_raw_response.count_tokens(model="test/claude", messages=messages)
 
-    assert 600 <= count.input_tokens <= 1000  # ≈3 characters per token, on the high side
+    assert 450 <= count.input_tokens <= 600  # ≈4 ASCII characters a token (central)
     assert raw.headers["x-routerhub-token-count"] == "estimate"
     assert world.upstream_requests() == []  # nothing forwarded, so nothing billed
     assert not UsageRecord.objects.filter(organization=world.organization).exists()

@@ -138,7 +138,10 @@ def test_timeouts_before_a_fallback_never_take_the_request_past_its_hold(
     world: World, settings
 ) -> None:  # type: ignore[no-untyped-def]
     """Four dear providers time out, each with the whole prompt; the hold is one call's worst
-    case, so the prompts billed stop where the hold does."""
+    case, so the prompts billed stop where the hold does — and so do the record's tokens: a
+    timeout the hold left no room for adds none, one it left part of adds that part (before,
+    every estimate's tokens were added in full: the record said ~52% more tokens than its cost
+    paid for, and the key's tokens per minute counted them)."""
     settings.GATEWAY_FIRST_BYTE_TIMEOUT = 0.3
     fake = f"{world.fake_url}/v1"
     _catalog(world, *[(fake, "gpt-4o@timeout", "100")] * 4, (fake, "gpt-4o", "100"))
@@ -146,10 +149,22 @@ def test_timeouts_before_a_fallback_never_take_the_request_past_its_hold(
     answer = _send(world, "/v1/chat/completions", _CHAT, providers=5)
 
     assert answer.status_code == 200, answer.text[:300]
-    billed = [Decimal(f["billed"]["cost"]) for f in answer.json()["fallbacks"]]
+    fallbacks = [f["billed"] for f in answer.json()["fallbacks"]]
+    billed = [Decimal(f["cost"]) for f in fallbacks]
     assert len(billed) == 4 and billed[0] > 0
     record = _record(world)
     hold = Reservation.objects.get(generation_id=record.generation_id).amount
     assert sum(billed) < 4 * billed[0]  # the last ones took only what the hold had left
     assert record.cost == hold
     _ledger_matches_and_within_hold(record)
+    for entry in fallbacks:  # each entry's tokens are what its charge paid for, rounded down
+        tokens, cost = entry["prompt_tokens"], Decimal(entry["cost"])
+        assert money(tokens * Decimal(100) / M) <= cost < money((tokens + 1) * Decimal(100) / M)
+    # The hold ran out at the last: it adds part of its estimate's tokens, or none.
+    assert fallbacks[-1]["prompt_tokens"] < fallbacks[0]["prompt_tokens"]
+    served = answer.json()["usage"]
+    assert record.prompt_tokens == served["prompt_tokens"] + sum(
+        entry["prompt_tokens"] for entry in fallbacks
+    )
+    priced = (record.prompt_tokens * Decimal(100) + record.completion_tokens * Decimal(50)) / M
+    assert money(priced) <= record.cost < money(priced + Decimal(4 * 100) / M)
