@@ -111,7 +111,7 @@ def _quota_check(organization: Organization, size: int) -> None:
     are counted one at a time (a transaction-level advisory lock on its id, held until the new
     row commits), so uploads sent at once cannot all pass the same count. Datasets RouterHub
     builds itself (``system_built``) are not counted. The quota counts uploaded files' bytes
-    (``size_bytes``), not their parsed copies (``parsed_file``): see README, "Dataset quotas"."""
+    (``size_bytes``), not their parsed copies (``parsed_file``): README, settings table."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_UPLOADS_LOCK, organization.pk])
