@@ -319,7 +319,9 @@ class SelectionSession(TenantModel):
             models.Index(fields=["organization", "-created_at"]),
             # What the prompt retention (``session_prompts_expire``) reads each batch: the
             # sessions still holding a prompt, oldest first, as ``usage_prompt_kept`` for usage.
-            models.Index(fields=["created_at"], condition=~Q(prompt=""), name="session_prompt_kept"),
+            models.Index(
+                fields=["created_at"], condition=~Q(prompt=""), name="session_prompt_kept"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -143,7 +143,7 @@ def system_built() -> Q:
     from training.feedback_jobs import BUILDING
 
     building = TrainingRun.objects.filter(dataset=OuterRef("pk"), stage=BUILDING)
-    return Q(file__startswith=BUILT_PREFIX) | (Q(file="") & Exists(building))
+    return Q(file__startswith=BUILT_PREFIX) | Q(Exists(building), file="")
 
 
 class DatasetNotReady(Exception):

@@ -129,7 +129,9 @@ def test_the_file_is_stored_outside_the_transaction_and_the_quota_lock(
 
     def observed(storage: FileSystemStorage, name: str, content: Any) -> str:
         reserved = Dataset.objects.filter(organization=organization, size_bytes=len(ROWS))
-        seen.append((connection.in_atomic_block, _quota_lock_held(organization.pk), reserved.exists()))
+        seen.append(
+            (connection.in_atomic_block, _quota_lock_held(organization.pk), reserved.exists())
+        )
         return store(storage, name, content)
 
     monkeypatch.setattr(FileSystemStorage, "_save", observed)

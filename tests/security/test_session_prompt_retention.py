@@ -72,9 +72,13 @@ def test_the_retention_finds_kept_prompts_through_a_partial_index(settings: Any)
     old = timezone.now() - timedelta(days=60)
     SelectionSession.objects.bulk_create(
         SelectionSession(
-            id=uuid.uuid4(), organization=organization, router="router/r", chosen="a/b",
-            candidates=["a/b"], prompt="kept" if i % 200 == 0 else "",
-        )  # fmt: skip
+            id=uuid.uuid4(),
+            organization=organization,
+            router="router/r",
+            chosen="a/b",
+            candidates=["a/b"],
+            prompt="kept" if i % 200 == 0 else "",
+        )
         for i in range(10_000)
     )
     SelectionSession.objects.update(created_at=old)
