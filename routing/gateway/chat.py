@@ -34,6 +34,7 @@ from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
 from routing.gateway.planning import plan_request
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
+    internal_marks_stripped,
     prompt_token_bound,
     request_validate,
     reservation_max,
@@ -52,7 +53,7 @@ from routing.routers import messages_prompt
 
 async def chat_completions(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=False)
-    await chat_serve(req, key, await req.json(), anthropic=False)
+    await chat_serve(req, key, internal_marks_stripped(await req.json()), anthropic=False)
 
 
 async def messages(req: GatewayRequest) -> None:
