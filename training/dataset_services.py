@@ -89,8 +89,11 @@ def dataset_create(
 
 
 def built_file_save(dataset: Dataset, name: str, content: File[bytes]) -> None:
-    """Store the file of a dataset RouterHub builds itself under ``BUILT_PREFIX`` (not saved)."""
-    stored = dataset.file.storage.save(f"{BUILT_PREFIX}{name}", content, max_length=300)
+    """Store the file of a dataset RouterHub builds itself under ``BUILT_PREFIX`` (not saved);
+    its name leads with the dataset's id (S3 overwrites a file stored under the same name)."""
+    stored = dataset.file.storage.save(
+        f"{BUILT_PREFIX}{dataset.pk}-{name}", content, max_length=300
+    )
     dataset.file.name = stored
 
 
