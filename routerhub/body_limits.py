@@ -144,12 +144,27 @@ async def _refuse(scope: Scope, send: Send, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _gated(declared: int | None, limit: int) -> bool:
+    """Whether the body may pass the general limit, so ``accounts.upload_gate`` is asked first:
+    a dataset-sized limit and a body declared past the general one, or of no declared length."""
+    general = int(settings.REQUEST_MAX_BODY_BYTES)
+    return limit > general and (declared is None or declared > general)
+
+
+def _read_limit(declared: int | None, limit: int) -> int:
+    """The most bytes read of the body: the path's limit when the gate granted it (or it is no
+    more than the general one), else the general limit — a body declared small on an upload
+    path was never granted more, whatever the bytes that follow say."""
+    if _gated(declared, limit):
+        return limit
+    return min(limit, int(settings.REQUEST_MAX_BODY_BYTES))
+
+
 async def _upload_refusal(scope: Scope, declared: int | None, limit: int) -> ApiError | None:
     """A dataset-sized body (past the general limit, or of no declared length on a path that
     takes one) is read only for a caller who may upload it (``accounts.upload_gate``): anyone
     else is refused from the headers, before Django spools a byte of it to disk."""
-    general = int(settings.REQUEST_MAX_BODY_BYTES)
-    if limit <= general or (declared is not None and declared <= general):
+    if not _gated(declared, limit):
         return None
     from accounts.upload_gate import upload_refusal  # needs the apps loaded
 
@@ -176,6 +191,7 @@ def with_body_limits(app: ASGIApp) -> ASGIApp:
         if refusal is not None:
             await _refuse(scope, send, refusal)
             return
+        limit = _read_limit(declared, limit)
         received = 0
         response_started = False
 

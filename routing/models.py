@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from django.db.models import Q
 
 from accounts.models import ApiKey, TenantModel
 from billing.models import UsageGeneration
@@ -314,7 +315,14 @@ class SelectionSession(TenantModel):
     latency_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["organization", "-created_at"])]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"]),
+            # What the prompt retention (``session_prompts_expire``) reads each batch: the
+            # sessions still holding a prompt, oldest first, as ``usage_prompt_kept`` for usage.
+            models.Index(
+                fields=["created_at"], condition=~Q(prompt=""), name="session_prompt_kept"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.router} → {self.chosen} ({self.id})"

@@ -55,6 +55,10 @@ class DatasetListView(TenantAPIView):
                 "limit_bytes), or DATASETS_MAX_VALIDATING_PER_ORGANIZATION uploads wait for "
                 "validation (`error.metadata`: validating, limit); delete datasets or wait."
             ),
+            503: OpenApiResponse(
+                description="The file could not be stored (`param`: file); no dataset was kept, "
+                "send it again."
+            ),
         },
     )
     def post(self, request: Request) -> Response:

@@ -10,15 +10,15 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from accounts.models import Organization
-from routerhub.domain import Conflict, TooLarge
+from routerhub.domain import Conflict, TooLarge, Unavailable
 from routerhub.memory import memory_ceiling
 from training import dispatch, ingest
 from training.models import ACTIVE_STATUSES, Dataset, DatasetStatus, TrainingRun
@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 MAX_VALIDATION_ATTEMPTS = 3
 # The first key of the advisory lock that counts an organization's uploads one at a time.
 _UPLOADS_LOCK = 0x5244  # "RD"
+# Where the files of datasets RouterHub builds itself are stored (uploads: ``Dataset.file``'s
+# ``upload_to``); the organization's dataset limits leave them out (``system_built``).
+BUILT_PREFIX = "datasets/built/"
 
 
 def dataset_create(
@@ -43,7 +46,13 @@ def dataset_create(
 ) -> Dataset:
     """Store an upload and queue its validation (after the transaction commits). ``quota``: the
     organization's storage and validation limits apply (``_quota_check``); only datasets
-    RouterHub builds itself (``dataset_from_bytes``) are made without them."""
+    RouterHub builds itself (``dataset_from_bytes``) are made without them, stored under
+    ``BUILT_PREFIX`` so that the limits leave them out.
+
+    The row is written (its size reserved, the quota's lock released) and committed before the
+    file is stored: no lock or transaction waits on the storage (S3, up to
+    ``DATASET_MAX_BYTES``). A file that cannot be stored deletes its row again (``Unavailable``).
+    """
     limits = ingest.Limits.from_settings()
     if upload.size is not None and upload.size > limits.max_bytes:
         raise TooLarge(
@@ -62,10 +71,40 @@ def dataset_create(
     with transaction.atomic():
         if quota:
             _quota_check(organization, dataset.size_bytes)
-        dataset.file.save(f"{organization.pk}-{upload.name or 'dataset'}", upload, save=False)
         dataset.save()
+    filename = f"{organization.pk}-{upload.name or 'dataset'}"
+    try:
+        if quota:
+            dataset.file.save(filename, upload, save=False)
+        else:
+            built_file_save(dataset, filename, upload)
+        Dataset.objects.filter(pk=dataset.pk).update(file=dataset.file.name)
+    except Exception as exc:
+        _unstored_delete(dataset, exc)
+        raise Unavailable(
+            "The file could not be stored; nothing was kept. Try the upload again.", param="file"
+        ) from exc
     dispatch.dataset_validation_queue(dataset.pk)
     return dataset
+
+
+def built_file_save(dataset: Dataset, name: str, content: File[bytes]) -> None:
+    """Store the file of a dataset RouterHub builds itself under ``BUILT_PREFIX`` (not saved);
+    its name leads with the dataset's id (S3 overwrites a file stored under the same name)."""
+    stored = dataset.file.storage.save(
+        f"{BUILT_PREFIX}{dataset.pk}-{name}", content, max_length=300
+    )
+    dataset.file.name = stored
+
+
+def _unstored_delete(dataset: Dataset, exc: Exception) -> None:
+    """Undo a dataset whose file could not be stored: its row (and the file, if it was)."""
+    logger.warning("dataset %s: storing its file failed (%s); row deleted", dataset.pk, exc)
+    try:
+        if dataset.file.name:
+            dataset.file.delete(save=False)
+    finally:
+        Dataset.objects.filter(pk=dataset.pk).delete()
 
 
 def _quota_check(organization: Organization, size: int) -> None:
@@ -73,11 +112,13 @@ def _quota_check(organization: Organization, size: int) -> None:
     ``DATASETS_MAX_BYTES_PER_ORGANIZATION``, or it already has
     ``DATASETS_MAX_VALIDATING_PER_ORGANIZATION`` uploads validating. Uploads of one organization
     are counted one at a time (a transaction-level advisory lock on its id, held until the new
-    row commits), so uploads sent at once cannot all pass the same count."""
+    row commits), so uploads sent at once cannot all pass the same count. Datasets RouterHub
+    builds itself (``system_built``) are not counted. The quota counts uploaded files' bytes
+    (``size_bytes``), not their parsed copies (``parsed_file``): README, settings table."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_UPLOADS_LOCK, organization.pk])
-    rows = Dataset.objects.filter(organization=organization)
+    rows = Dataset.objects.filter(organization=organization).exclude(system_built())
     validating_max = int(settings.DATASETS_MAX_VALIDATING_PER_ORGANIZATION)
     validating = rows.filter(status=DatasetStatus.VALIDATING).count()
     if validating >= validating_max:
@@ -97,6 +138,15 @@ def _quota_check(organization: Organization, size: int) -> None:
             param="file",
             metadata={"stored_bytes": stored, "size_bytes": size, "limit_bytes": quota},
         )
+
+
+def system_built() -> Q:
+    """Datasets RouterHub builds itself (feedback retrains, ``dataset_from_bytes``): stored
+    under ``BUILT_PREFIX``, or a feedback retrain's not built yet (no file, its run building)."""
+    from training.feedback_jobs import BUILDING
+
+    building = TrainingRun.objects.filter(dataset=OuterRef("pk"), stage=BUILDING)
+    return Q(file__startswith=BUILT_PREFIX) | Q(Exists(building), file="")
 
 
 class DatasetNotReady(Exception):
@@ -120,15 +170,14 @@ def dataset_from_bytes(
 ) -> Dataset:
     """Store a dataset RouterHub made itself and validate it here, not on a worker: a ready
     dataset, or ``DatasetNotReady``."""
-    with transaction.atomic():
-        dataset = dataset_create(
-            organization=organization,
-            name=name,
-            upload=SimpleUploadedFile(name, content),
-            columns=columns,
-            maximize=maximize,
-            quota=False,
-        )
+    dataset = dataset_create(
+        organization=organization,
+        name=name,
+        upload=SimpleUploadedFile(name, content),
+        columns=columns,
+        maximize=maximize,
+        quota=False,
+    )
     validated = dataset_validate(dataset_id=dataset.pk) or dataset
     validated.refresh_from_db()
     if validated.status != DatasetStatus.READY:

@@ -34,7 +34,7 @@ from django.utils import timezone
 from routerhub.domain import InvalidInput
 from routerhub.memory import memory_ceiling
 from training import dispatch, services
-from training.dataset_services import MAX_VALIDATION_ATTEMPTS
+from training.dataset_services import MAX_VALIDATION_ATTEMPTS, built_file_save
 from training.models import Dataset, DatasetStatus, Router, RouterVersion, RunStatus, TrainingRun
 from training.run_events import training_run_announce
 from training.serving import FeedbackExample, FeedbackRetrain
@@ -218,7 +218,8 @@ def feedback_build(run_id: int, read: FeedbackReader) -> str:
             del rows
         if dataset.file:  # written by a delivery whose worker stopped: replaced, not orphaned
             dataset.file.delete(save=False)
-        dataset.file.save(f"{router.organization_id}-{dataset.name}", ContentFile(content), False)
+        # Under ``BUILT_PREFIX``: not counted in the organization's upload limits.
+        built_file_save(dataset, f"{router.organization_id}-{dataset.name}", ContentFile(content))
         dataset.columns, dataset.size_bytes = columns or {}, len(content)
         dataset.save(update_fields=["file", "columns", "size_bytes"])
         del content

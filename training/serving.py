@@ -221,14 +221,14 @@ def dataset_from_upload(
     from training import services
     from training.models import DatasetStatus
 
-    with transaction.atomic():
-        dataset = services.dataset_create(
-            organization=organization,
-            name=name,
-            upload=upload,
-            columns={"prompt": prompt_column},
-            maximize=maximize,
-        )
+    # Not inside a transaction: the quota's lock is released before the file is stored.
+    dataset = services.dataset_create(
+        organization=organization,
+        name=name,
+        upload=upload,
+        columns={"prompt": prompt_column},
+        maximize=maximize,
+    )
     validated = services.dataset_validate(dataset_id=dataset.pk) or dataset
     validated.refresh_from_db()
     if validated.status != DatasetStatus.READY:

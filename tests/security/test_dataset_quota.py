@@ -14,12 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.core.files.storage import FileSystemStorage
 from django.db import connection
 
 from accounts.models import KeyScope
+from tests.conftest import require_postgres
 from tests.factories import key_client, key_make, organization_make
+from tests.training.conftest import media
 from tests.training.helpers import upload
+from training.dataset_services import _UPLOADS_LOCK
 from training.models import Dataset, DatasetStatus
+
+__all__ = ["media"]  # the fixture
 
 ROWS = b"prompt,a/score,b/score\n" + b"".join(b"q%d,1,0\n" % i for i in range(40))
 
@@ -96,3 +102,64 @@ def test_uploads_sent_at_once_cannot_all_pass_the_same_count(settings: Any) -> N
 
     assert sorted(statuses) == [201, 201, 409, 409, 409, 409]
     assert Dataset.objects.filter(organization=organization).count() == 2
+
+
+def _quota_lock_held(organization_id: int) -> bool:
+    """Whether any session holds the advisory lock ``_quota_check`` takes for the organization."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = %s AND objid = %s",
+            [_UPLOADS_LOCK, organization_id],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_file_is_stored_outside_the_transaction_and_the_quota_lock(
+    monkeypatch: pytest.MonkeyPatch, media: Any
+) -> None:
+    """Storing a file (S3 in production, up to 200 MB) held the organization's upload lock and a
+    transaction open on the old code: every other upload of the organization waited on it, and
+    a database connection sat idle in a transaction for the whole transfer."""
+    require_postgres()
+    organization = organization_make()
+    seen: list[tuple[bool, bool, bool]] = []
+    store = FileSystemStorage._save
+
+    def observed(storage: FileSystemStorage, name: str, content: Any) -> str:
+        reserved = Dataset.objects.filter(organization=organization, size_bytes=len(ROWS))
+        seen.append(
+            (connection.in_atomic_block, _quota_lock_held(organization.pk), reserved.exists())
+        )
+        return store(storage, name, content)
+
+    monkeypatch.setattr(FileSystemStorage, "_save", observed)
+    response = upload(admin_api(organization), ROWS)
+
+    assert response.status_code == 201, response.content
+    # Not in a transaction, the lock free, and the row (its size reserved) already committed.
+    assert seen == [(False, False, True)]
+    assert Dataset.objects.get(pk=response.json()["id"]).file.name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_file_that_cannot_be_stored_keeps_no_row_and_takes_no_quota(
+    monkeypatch: pytest.MonkeyPatch, settings: Any, media: Any
+) -> None:
+    settings.DATASETS_MAX_BYTES_PER_ORGANIZATION = len(ROWS)
+    organization = organization_make()
+    api = admin_api(organization)
+
+    def unreachable(storage: FileSystemStorage, name: str, content: Any) -> str:
+        raise OSError("the storage is unreachable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(FileSystemStorage, "_save", unreachable)
+        failed = upload(api, ROWS, filename="lost.csv")
+
+    assert failed.status_code == 503, failed.content
+    error = failed.json()["error"]
+    assert error["param"] == "file" and "nothing was kept" in error["message"]
+    assert not Dataset.objects.filter(organization=organization).exists()
+    assert upload(api, ROWS, filename="again.csv").status_code == 201  # its room was freed

@@ -13,11 +13,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from routerhub.celery import app
 from routing.models import SelectionSession
 from routing.tasks import session_prompts_expire
+from tests.conftest import require_postgres
 from tests.factories import organization_make
 
 
@@ -56,3 +59,38 @@ def test_without_a_retention_session_prompts_are_kept(settings: Any) -> None:
     assert session_prompts_expire.apply().get() == 0
     row.refresh_from_db()
     assert row.prompt == "kept"
+
+
+@pytest.mark.django_db
+def test_the_retention_finds_kept_prompts_through_a_partial_index(settings: Any) -> None:
+    """Each batch's ``created_at < cutoff AND prompt <> ''`` read the whole table on the old code
+    (its only index leads with the organization): a sequential scan of every session, hourly and
+    per batch. ``session_prompt_kept`` indexes only the sessions still holding a prompt."""
+    require_postgres()
+    settings.USAGE_PROMPT_RETENTION_DAYS = 30
+    organization = organization_make()
+    old = timezone.now() - timedelta(days=60)
+    SelectionSession.objects.bulk_create(
+        SelectionSession(
+            id=uuid.uuid4(),
+            organization=organization,
+            router="router/r",
+            chosen="a/b",
+            candidates=["a/b"],
+            prompt="kept" if i % 200 == 0 else "",
+        )
+        for i in range(10_000)
+    )
+    SelectionSession.objects.update(created_at=old)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE routing_selectionsession")
+    with CaptureQueriesContext(connection) as queries:
+        assert session_prompts_expire.apply().get() == 50
+    batch_read = next(q["sql"] for q in queries if q["sql"].startswith("SELECT"))
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {batch_read}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "session_prompt_kept" in plan, plan
+    assert "Seq Scan" not in plan, plan
