@@ -113,7 +113,10 @@ def one_slot(host: StallingHost, settings: Any) -> StallingHost:
 
 
 def _own_host(
-    organization: Any, base_url: str, provider: str = "fake-openai", secret: str = "sk-own-secret-7777"
+    organization: Any,
+    base_url: str,
+    provider: str = "fake-openai",
+    secret: str = "sk-own-secret-7777",
 ) -> None:
     provider_key_create(organization=organization, provider=Provider.objects.get(slug=provider),
                         secret=secret, base_url=base_url)  # fmt: skip
