@@ -114,9 +114,12 @@ def membership_remove(*, organization: Organization, membership_id: int) -> None
 
 def _sender_check(invitation: Invitation) -> None:
     """An invitation carries its sender's authority, checked at acceptance as a key's is: one
-    sent by an owner who was since removed or demoted admits nobody (else a removed owner's
-    invitation to their own other address would make them an owner again)."""
-    senders = Membership.objects.filter(organization_id=invitation.organization_id, role=Role.OWNER)
+    sent by an owner who was since removed, demoted or deactivated (``User.is_active`` false,
+    gone as for ``key_lookup``) admits nobody (else a removed owner's invitation to their own
+    other address would make them an owner again)."""
+    senders = Membership.objects.filter(
+        organization_id=invitation.organization_id, role=Role.OWNER, user__is_active=True
+    )
     if (
         invitation.invited_by_id is None
         or not senders.filter(user_id=invitation.invited_by_id).exists()

@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from functools import partial
 
-import orjson
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
-from django.db.models.functions import Length
+from django.db.models import Case, JSONField, QuerySet, TextField, Value, When
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast, Coalesce, Length
 
 from billing.models import UsageGeneration, UsageRecord
 from billing.selectors import generation_missing
@@ -93,6 +93,26 @@ def _router_feedback_rows(router: serving.Router, before: datetime | None) -> Qu
     return rows.order_by("-created_at", "-pk")
 
 
+# The task the request named (``router.task``), as its trace kept it (every routed request's,
+# where the decision log keeps it only under a lifecycle policy); "" for none. Read in the
+# database: only the hint crosses the wire, never the trace (up to 20k characters a row), and only
+# a trace naming one is parsed as JSON (most requests name none).
+_TASK_HINT = Case(
+    When(
+        trace__contains='"task_hint"',
+        then=Coalesce(
+            KeyTextTransform(
+                "task",
+                KeyTransform("task_hint", KeyTransform("routing", Cast("trace", JSONField()))),
+            ),
+            Value(""),
+        ),
+    ),
+    default=Value(""),
+    output_field=TextField(),
+)
+
+
 def router_feedback(
     router: serving.Router, *, before: datetime | None = None, limit: int | None = None
 ) -> list[serving.FeedbackExample]:
@@ -106,34 +126,24 @@ def router_feedback(
     # foreign key reaches them) are looked up by those generation ids, a chunk at a time.
     for start in range(0, len(scores), _CHUNK):
         chunk = dict(scores[start : start + _CHUNK])
-        found = UsageRecord.objects.filter(
-            organization_id=router.organization_id,
-            generation_id__in=list(chunk),
-            router_id=router.pk,
-            model__in=router.candidates,
-        ).values_list("generation_id", "prompt", "model", "cost", "trace")
+        found = (
+            UsageRecord.objects.filter(
+                organization_id=router.organization_id,
+                generation_id__in=list(chunk),
+                router_id=router.pk,
+                model__in=router.candidates,
+            )
+            .annotate(task_named=_TASK_HINT)
+            .values_list("generation_id", "prompt", "model", "cost", "task_named")
+        )
         records = {generation_id: (p, m, c, t) for generation_id, p, m, c, t in found}
         examples += [
-            serving.FeedbackExample(
-                prompt=p, model=m, score=score, cost=float(c), task=_task_hint(trace)
-            )
+            serving.FeedbackExample(prompt=p, model=m, score=score, cost=float(c), task=task)
             for generation_id, score in chunk.items()
             if generation_id in records
-            for p, m, c, trace in [records[generation_id]]
+            for p, m, c, task in [records[generation_id]]
         ]
     return examples
-
-
-def _task_hint(trace: str) -> str:
-    """The task the request named (``router.task``), as its trace kept it (every routed
-    request's, where the decision log keeps it only under a lifecycle policy); "" for none."""
-    if '"task_hint"' not in trace:  # most requests name none: no parse
-        return ""
-    data = orjson.loads(trace)
-    routing = data.get("routing") if isinstance(data, dict) else None
-    hint = routing.get("task_hint") if isinstance(routing, dict) else None
-    task = hint.get("task") if isinstance(hint, dict) else None
-    return task if isinstance(task, str) else ""
 
 
 def feedback_retrain(*, router: serving.Router) -> serving.FeedbackRetrain:

@@ -22,6 +22,7 @@ import json
 import math
 import secrets
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,7 @@ from routerhub.errors import BadRequest, NotFound
 from routerhub.text import one_line, validate_no_control_characters
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
 from routing.models import SelectionSession
+from routing.router_request import models_allowed_check
 from routing.routers import PLATFORM_ROUTER_SLUG, messages_prompt, router_decide, router_row
 from training import serving
 from training.serving import Router, TrainingRun
@@ -131,11 +133,15 @@ def _hash_content(value: Any) -> bool:
     return bool(value)
 
 
-def model_select(*, organization: Organization, body: dict[str, Any]) -> dict[str, Any]:
+def model_select(
+    *, organization: Organization, body: dict[str, Any], allowed_models: Collection[str] = ()
+) -> dict[str, Any]:
     """Rank ``llm_providers`` with the router named by ``preference_id``; record the session.
     With ``hash_content`` the prompt is never stored, whatever the organization's prompt
-    logging says (Not Diamond's promise for that flag: no readable content kept)."""
+    logging says (Not Diamond's promise for that flag: no readable content kept). A key's
+    ``allowed_models`` hold for every model offered."""
     offered = providers_parse(body.get("llm_providers"))
+    models_allowed_check(allowed_models, (("llm_providers", m) for m in offered))
     slug = str(body.get("preference_id") or PLATFORM_ROUTER_SLUG)
     row = router_row(None if slug == PLATFORM_ROUTER_SLUG else organization.pk, slug)
     if row is None and slug != PLATFORM_ROUTER_SLUG:

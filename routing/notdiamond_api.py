@@ -81,8 +81,13 @@ class ModelSelectView(TenantAPIView):
         ),
     )
     def post(self, request: Request) -> Response:
+        key = self.tenant.key
         return Response(
-            notdiamond.model_select(organization=self.organization, body=_body(request))
+            notdiamond.model_select(
+                organization=self.organization,
+                body=_body(request),
+                allowed_models=key.allowed_models if key else (),
+            )
         )
 
 

@@ -13,7 +13,9 @@ middleware protects the endpoint like every other dashboard form.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -33,6 +35,8 @@ from routing.gateway.http import Message, Scope
 GATEWAY_PATH = "/v1/chat/completions"
 _FORWARDED_HEADERS = (b"x-generation-id", b"retry-after", b"x-should-retry", b"x-routerhub-dropped")
 _background: set[asyncio.Task[None]] = set()  # running gateway calls (settlement included)
+# Messages of an answer waiting for a slow browser at most (each one upstream event or body).
+RELAY_MESSAGES_MAX = 16
 
 
 def playground_key(membership: Membership) -> ApiKey:
@@ -100,25 +104,27 @@ async def gateway_call(
     key: AuthenticatedKey, body: bytes, *, request_id: str
 ) -> StreamingHttpResponse:
     """Run ``body`` through the gateway's chat path as ``key``; relay its answer as it comes."""
-    outbox: asyncio.Queue[Message] = asyncio.Queue()
-    gone = asyncio.Event()
-    body_sent = False
+    outbox = _Outbox()
 
     async def receive() -> Message:
-        nonlocal body_sent
-        if not body_sent:
-            body_sent = True
+        if not outbox.body_sent:
+            outbox.body_sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        await gone.wait()  # the browser left, or the answer was relayed in full
+        await outbox.gone.wait()  # the browser left, or the answer was relayed in full
         return {"type": "http.disconnect"}
 
-    task = asyncio.ensure_future(gateway_app(_scope(key, body, request_id), receive, outbox.put))
+    task = asyncio.ensure_future(gateway_app(_scope(key, body, request_id), receive, outbox.send))
     _background.add(task)
     task.add_done_callback(_background.discard)
-    start = await outbox.get()
+    try:
+        start = await outbox.queue.get()
+    except BaseException:  # cancelled: the browser left before the answer began
+        outbox.gone.set()
+        raise
     headers = dict(start["headers"])
-    response = StreamingHttpResponse(
-        _relay(outbox, gone),
+    response = _Relayed(
+        _relay(outbox),
+        outbox,
         status=start["status"],
         content_type=headers.get(b"content-type", b"application/json").decode("latin-1"),
     )
@@ -130,16 +136,63 @@ async def gateway_call(
     return response
 
 
-async def _relay(outbox: asyncio.Queue[Message], gone: asyncio.Event) -> AsyncIterator[bytes]:
+class _Outbox:
+    """The gateway's answer on its way to the browser. At most ``RELAY_MESSAGES_MAX`` messages
+    wait: the gateway's ``send`` waits for room, so a slow browser slows the upstream read (as
+    an ASGI server's ``send`` does for ``/v1``) instead of the answer piling up here. Once the
+    browser left (``gone``), sends are dropped: the gateway sees the disconnect and settles."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=RELAY_MESSAGES_MAX)
+        self.gone = asyncio.Event()
+        self.body_sent = False
+        self.loop = asyncio.get_running_loop()
+
+    async def send(self, message: Message) -> None:
+        if self.gone.is_set():
+            return
+        try:
+            self.queue.put_nowait(message)
+            return
+        except asyncio.QueueFull:
+            pass
+        put = asyncio.ensure_future(self.queue.put(message))
+        left = asyncio.ensure_future(self.gone.wait())
+        try:
+            await asyncio.wait((put, left), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            put.cancel()
+            left.cancel()
+
+    def leave(self) -> None:
+        """From any thread (Django closes responses in one): the browser is gone."""
+        with contextlib.suppress(RuntimeError):  # its loop is closed: nothing waits any more
+            self.loop.call_soon_threadsafe(self.gone.set)
+
+
+class _Relayed(StreamingHttpResponse):
+    """Closed without being read to its end (the browser left before its first byte), it still
+    lets the gateway go on to settle."""
+
+    def __init__(self, content: AsyncIterator[bytes], outbox: _Outbox, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._outbox = outbox
+
+    def close(self) -> None:
+        self._outbox.leave()
+        super().close()
+
+
+async def _relay(outbox: _Outbox) -> AsyncIterator[bytes]:
     try:
         while True:
-            message = await outbox.get()
+            message = await outbox.queue.get()
             if message.get("body"):
                 yield message["body"]
             if not message.get("more_body"):
                 return
     finally:
-        gone.set()  # a browser that left mid-stream is billed what was generated, as on /v1
+        outbox.gone.set()  # a browser that left mid-stream is billed what was generated, as on /v1
 
 
 def _scope(key: AuthenticatedKey, body: bytes, request_id: str) -> Scope:

@@ -19,6 +19,7 @@ from routerhub.errors import NotFound
 from routing.feedback import feedback_retrain
 from routing.gateway.catalog_cache import catalog_get
 from routing.lifecycle_report import experiment_report_json
+from routing.router_request import models_allowed_check
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
     messages_prompt,
@@ -72,6 +73,8 @@ class RouterSelectView(TenantAPIView):
         data.is_valid(raise_exception=True)
         body = data.validated_data
         prompt = body.get("prompt") or messages_prompt(body["messages"])
+        allowed = self.tenant.key.allowed_models if self.tenant.key else ()
+        models_allowed_check(allowed, (("candidates", c) for c in body.get("candidates") or ()))
         row = router_row(None if platform else self.organization.pk, slug)
         decision = router_decide(
             organization_id=self.organization.pk,

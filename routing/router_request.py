@@ -3,9 +3,11 @@ ranked on (``routing.routers`` decides with them)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from routerhub.domain import InvalidInput
+from routerhub.errors import Forbidden
 from routerhub.text import has_control
 from training import serving
 
@@ -58,6 +60,27 @@ def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise InvalidInput("models must be a list of model ids.", param="models")
     return tradeoff, list(dict.fromkeys(models)), "models"
+
+
+def models_allowed_check(
+    allowed_models: Collection[str],
+    named: Iterable[tuple[str, str]],
+    names: Callable[[str], set[str]] = lambda model_id: {model_id},
+) -> None:
+    """A 403 naming the first model a request names (``(param, model_id)`` pairs) that the key's
+    ``allowed_models`` do not allow; nothing when the key is unrestricted. ``names``: the names
+    a model may be allowed by (a RouteLLM name is also its ``router/<slug>``)."""
+    allowed = set(allowed_models)
+    if not allowed:
+        return
+    for param, model_id in named:
+        if not allowed & names(model_id):
+            where = "." if param == "model" else f" (named in {param})."
+            raise Forbidden(
+                f"This key may not use the model '{model_id}'{where}",
+                param=param,
+                metadata={"model": model_id, "allowed_models": sorted(allowed)},
+            )
 
 
 def router_task(body: dict[str, Any]) -> str | None:

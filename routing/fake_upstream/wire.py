@@ -19,6 +19,7 @@ from routing.fake_upstream.answers import (
     decide,
     split_tokens,
 )
+from routing.fake_upstream.anthropic_refusals import lax_bool
 
 JSON = dict[str, Any]
 
@@ -288,8 +289,10 @@ def anthropic_turn(body: JSON, model: str) -> Turn:
 
 
 def _tool_result_text(block: JSON) -> str:
-    """A tool result as the fake model reads it: a failed tool's (``is_error``) says so first."""
-    return ("Error: " if block.get("is_error") is True else "") + _text(block.get("content"))
+    """A tool result as the fake model reads it: a failed tool's (``is_error``, read leniently as
+    Anthropic's validation does) says so first."""
+    failed = lax_bool(block.get("is_error")) is True
+    return ("Error: " if failed else "") + _text(block.get("content"))
 
 
 def thinking_of(turn: Turn) -> JSON:

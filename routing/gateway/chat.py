@@ -12,7 +12,7 @@ from __future__ import annotations
 from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
-from routerhub.errors import BadRequest, Forbidden, NotFound
+from routerhub.errors import BadRequest, NotFound
 from routing.gateway.attempts import attempt, exhausted
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import (
@@ -31,9 +31,10 @@ from routing.gateway.limits import rate_limit_add_tokens, rate_limit_admit
 from routing.gateway.needs import request_needs
 from routing.gateway.openrouter_request import model_names_resolved, openrouter_request
 from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
-from routing.gateway.planning import plan_request
+from routing.gateway.planning import model_names, plan_request
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
+    internal_marks_stripped,
     prompt_token_bound,
     request_validate,
     reservation_max,
@@ -45,6 +46,7 @@ from routing.ingress.anthropic import (
     messages_request_to_canonical,
 )
 from routing.providers.base import JSON
+from routing.router_request import models_allowed_check
 from routing.routers import messages_prompt
 
 # --- entry points --------------------------------------------------------------------------------
@@ -52,7 +54,7 @@ from routing.routers import messages_prompt
 
 async def chat_completions(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=False)
-    await chat_serve(req, key, await req.json(), anthropic=False)
+    await chat_serve(req, key, internal_marks_stripped(await req.json()), anthropic=False)
 
 
 async def messages(req: GatewayRequest) -> None:
@@ -73,8 +75,7 @@ async def messages_count_tokens(req: GatewayRequest) -> None:
     canonical = messages_request_to_canonical(body, counting=True)
     catalog = await catalog_get()
     model = model_names_resolved({"model": model}, catalog)["model"]  # as /v1/messages reads it
-    if key.allowed_models and model not in key.allowed_models:
-        raise Forbidden(f"This key may not use the model '{model}'.", param="model")
+    models_allowed_check(key.allowed_models, [("model", model)], model_names)
     if not model.startswith("router/") and model not in catalog.models:
         raise NotFound(f"Unknown model '{model}'; GET /v1/models lists them.", param="model")
     await rate_limit_admit(key, 0)

@@ -30,7 +30,7 @@ from routerhub.errors import NotFound, drf_exception_handler
 from routerhub.parsers import JSONParser
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.http import GatewayRequest, Scope
-from routing.router_request import task_label
+from routing.router_request import models_allowed_check, task_label
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
     messages_prompt,
@@ -89,12 +89,14 @@ async def router_select(req: GatewayRequest) -> None:
         # A list item's errors are keyed by its index: an int key, rendered "0" as DRF does.
         await req.respond(response.status_code, orjson.dumps(response.data, option=_INT_KEYS))
         return
+    candidates = body.get("candidates")
+    models_allowed_check(key.allowed_models, (("candidates", c) for c in candidates or ()))
     decision = await router_decide_async(
         organization_id=key.organization_id,
         model_id=f"router/{slug}",
         prompt=body.get("prompt") or messages_prompt(body["messages"]),
         tradeoff=tradeoff_parse(body.get("tradeoff"), param="tradeoff"),
-        candidates=body.get("candidates"),
+        candidates=candidates,
         catalog=await catalog_get(),
         task=body.get("task"),
     )

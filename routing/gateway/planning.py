@@ -19,7 +19,6 @@ from routerhub.errors import (
     ApiError,
     BadRequest,
     ContextLengthExceeded,
-    Forbidden,
     NoProviderAvailable,
     NotFound,
 )
@@ -38,6 +37,7 @@ from routing.gateway.request_shape import prompt_token_floor
 from routing.providers.base import JSON
 from routing.routellm import routellm_decide_async, routellm_model_parse
 from routing.router_policy import decision_explore
+from routing.router_request import models_allowed_check
 from routing.routers import (
     RouterDecision,
     messages_prompt,
@@ -140,11 +140,24 @@ async def _route(
     return decision
 
 
-def _names_of(model_id: str) -> set[str]:
+def model_names(model_id: str) -> set[str]:
     """The names a key's ``allowed_models`` may give this model by: RouteLLM's
     ``router-<slug>-<threshold>`` (or ``-<P>%``) is also ``router/<slug>``."""
     routellm = routellm_model_parse(model_id)
     return {model_id} if routellm is None else {model_id, f"router/{routellm.slug}"}
+
+
+def _named_allowed(allowed: set[str], body: JSON, model_ids: list[str]) -> None:
+    """A key's ``allowed_models`` hold for every model the request names: ``model``, each
+    ``models`` entry (fallbacks, or a router's candidates) and ``router.candidates``. A router
+    the key may use picks among its own candidates; candidates the request names are the
+    request's choice, not the router's, and each must be allowed itself."""
+    options = body.get("router")
+    candidates = options.get("candidates") if isinstance(options, dict) else None
+    named = [("model" if m == body.get("model") else "models", m) for m in model_ids]
+    if isinstance(candidates, list):
+        named += [("router.candidates", c) for c in candidates if isinstance(c, str)]
+    models_allowed_check(allowed, named, model_names)
 
 
 async def _decision(
@@ -188,12 +201,8 @@ async def plan_request(
     the prompt and ``max_tokens`` are left out (``_PromptFit``)."""
     model_ids = _model_ids(body)
     allowed = set(key.allowed_models)
-    if allowed and not allowed & _names_of(model_ids[0]):
-        raise Forbidden(
-            f"This key may not use the model '{model_ids[0]}'.",
-            param="model",
-            metadata={"allowed_models": sorted(allowed)},
-        )
+    if allowed:
+        _named_allowed(allowed, body, model_ids)
     decision = await _decision(model_ids[0], body, key, catalog)
     if decision is not None:
         routed = [m for m in decision.models if m in catalog.models]

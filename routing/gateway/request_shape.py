@@ -186,6 +186,30 @@ def _not_offered(body: JSON) -> None:
         )
 
 
+def _public(item: object) -> object:
+    if not isinstance(item, dict):
+        return item
+    return {k: v for k, v in item.items() if not (isinstance(k, str) and k.startswith("_"))}
+
+
+def internal_marks_stripped(body: JSON) -> JSON:
+    """A client's chat request without the ``_``-prefixed keys on its messages and their content
+    parts: those name the gateway's own marks (``TOOL_ERROR``, ``TOOL_MEDIA``), which only its
+    ingresses set, never a client. Dropped silently, as clients' other unknown message keys are
+    ignored (SDKs and agent frameworks add their own). The other ingresses (``/v1/messages``,
+    ``/v1/responses``, ``/v1/completions``) build every message afresh from named fields."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return body
+    public = []
+    for message in messages:
+        message = _public(message)
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            message["content"] = [_public(part) for part in message["content"]]
+        public.append(message)
+    return body | {"messages": public}
+
+
 def request_validate(body: JSON) -> None:
     _messages_validate(body.get("messages"))
     _not_offered(body)

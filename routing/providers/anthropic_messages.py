@@ -2,8 +2,8 @@
 OpenRouter's ``reasoning_details`` (the Anthropic ingress shares the latter pair).
 
 Anthropic wants the system prompt as a top-level field, tool results as ``tool_result`` blocks
-inside a user turn (a failed one with ``is_error``, as /v1/messages gave it), and consecutive same-role turns merged; prompt-caching marks ride on the
-block they end.
+inside a user turn (a failed one with ``is_error``, as /v1/messages gave it), and consecutive
+same-role turns merged; prompt-caching marks ride on the block they end.
 """
 
 from __future__ import annotations

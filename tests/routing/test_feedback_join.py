@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from django.db import connection
 
 from billing.models import UsageRecord
 from routing.feedback import feedback_record, router_feedback
@@ -73,3 +74,31 @@ def test_a_routers_feedback_carries_the_task_its_request_named():
     tasks = {example.prompt: example.task for example in router_feedback(router)}
 
     assert tasks == {"prompt of gen-named": "writing", "prompt of gen-unnamed": ""}
+
+
+def test_retraining_reads_the_task_hint_in_the_database_never_the_whole_trace():
+    organization = organization_make(user_make(), "Acme")
+    router = Router.objects.create(organization=organization, slug="support", candidates=["a", "b"])
+    for index in range(3):
+        record = served(router, f"gen-{index}", "a")
+        routing = {"router": "router/support", "ranked": ["a", "b"] * 2000}  # a long trace
+        if index == 0:
+            routing["task_hint"] = {"task": "coding", "applied": "coding", "reason": None}
+        UsageRecord.objects.filter(pk=record.pk).update(
+            trace=orjson.dumps({"routing": routing}).decode()
+        )
+        feedback_record(organization_id=organization.pk, generation_id=f"gen-{index}",
+                        score=1.0, key_id=None)  # fmt: skip
+    columns: list[str] = []
+
+    def record_columns(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        result = execute(sql, params, many, context)
+        description = context["cursor"].description or []
+        columns.extend(column.name for column in description)
+        return result
+
+    with connection.execute_wrapper(record_columns):
+        tasks = {example.prompt: example.task for example in router_feedback(router)}
+
+    assert tasks == {"prompt of gen-0": "coding", "prompt of gen-1": "", "prompt of gen-2": ""}
+    assert "prompt" in columns and "trace" not in columns

@@ -1,0 +1,102 @@
+"""A key's ``allowed_models`` hold for every model a request names, on every ingress.
+
+The attack: a key allowed only ``router/auto`` sent ``models: ["test/claude"]`` beside it (or
+``router.candidates``) and the platform router, ranking among the request's own list, served
+exactly the model the key was kept from; a ``models`` fallback entry the key may not use was
+skipped silently. Each must be a 403 naming the model, with nothing sent upstream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.factories import key_client
+from tests.routing.world import World, base_catalog, endpoint, model
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def _post(world: World, path: str, body: dict[str, Any], key: str) -> httpx.Response:
+    return httpx.post(f"{world.gateway_url}{path}", json=body, timeout=10,
+                      headers={"authorization": f"Bearer {key}"})  # fmt: skip
+
+
+def _refused(answer: httpx.Response, model_id: str, param: str) -> None:
+    assert answer.status_code == 403, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == param and f"'{model_id}'" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"messages": HELLO}),
+        ("/v1/completions", {"prompt": "hello"}),
+        ("/v1/responses", {"input": "hello"}),
+    ],
+)
+def test_a_router_key_cannot_name_the_routers_candidates(
+    world: World, path: str, body: dict[str, Any]
+) -> None:
+    router_only = world.key_for(allowed_models=["router/auto"])
+
+    listed = _post(world, path, body | {"model": "router/auto", "models": ["test/claude"]},
+                   router_only)  # fmt: skip
+    candidates = _post(world, path, body | {"model": "router/auto",
+                       "router": {"candidates": ["test/claude"]}}, router_only)  # fmt: skip
+
+    _refused(listed, "test/claude", "models")
+    _refused(candidates, "test/claude", "router.candidates")
+    assert world.upstream_requests() == []
+
+
+def test_a_fallback_the_key_may_not_use_is_refused_not_skipped(world: World) -> None:
+    gpt_only = world.key_for(allowed_models=["test/gpt"])
+    both = world.key_for(allowed_models=["test/gpt", "router/auto", "test/claude"])
+    body = {"model": "test/gpt", "models": ["test/claude"], "messages": HELLO}
+
+    refused = _post(world, "/v1/chat/completions", body, gpt_only)
+    routed = _post(world, "/v1/chat/completions", body | {"model": "router/auto"}, both)
+    fallback = _post(world, "/v1/chat/completions", body, both)
+
+    _refused(refused, "test/claude", "models")
+    assert routed.status_code == 200 and routed.json()["model"] == "test/claude"
+    assert fallback.status_code == 200
+
+
+def test_embeddings_fallbacks_are_checked(world: World) -> None:
+    data = base_catalog(world.fake_url)
+    data["models"] += [model("test/embed", ["embeddings"]), model("test/embed-g", ["embeddings"])]
+    data["endpoints"] += [
+        endpoint("test/embed", "fake-openai", "text-embedding-3-small", "0.02", "0"),
+        endpoint("test/embed-g", "fake-gemini", "gemini-embedding-001", "0.15", "0"),
+    ]
+    world.catalog(data)
+    embed_only = world.key_for(allowed_models=["test/embed"])
+
+    answer = _post(world, "/v1/embeddings",
+                   {"model": "test/embed", "models": ["test/embed-g"], "input": "hi"},
+                   embed_only)  # fmt: skip
+
+    _refused(answer, "test/embed-g", "models")
+
+
+def test_selection_candidates_are_checked(world: World) -> None:
+    gpt_only = world.key_for(allowed_models=["test/gpt"])
+    select = {"messages": HELLO, "candidates": ["test/gpt", "test/claude"]}
+    offered = [{"provider": "test", "model": "gpt"}, {"provider": "test", "model": "claude"}]
+
+    lean = _post(world, "/api/v1/routers/auto/select", select, gpt_only)
+    drf = key_client(gpt_only).post("/api/v1/routers/auto/select", select, format="json")
+    nd = key_client(gpt_only).post("/api/notdiamond/v2/modelRouter/modelSelect",
+                                   {"messages": HELLO, "llm_providers": offered},
+                                   format="json")  # fmt: skip
+    allowed = _post(world, "/api/v1/routers/auto/select", select | {"candidates": ["test/gpt"]},
+                    gpt_only)  # fmt: skip
+
+    _refused(lean, "test/claude", "candidates")
+    assert drf.status_code == 403 and drf.json()["error"]["param"] == "candidates"
+    assert nd.status_code == 403 and nd.json()["error"]["param"] == "llm_providers"
+    assert allowed.status_code == 200 and allowed.json()["chosen"] == "test/gpt"
