@@ -335,7 +335,9 @@ def tenant_http_client() -> httpx.AsyncClient:
         # tenant's stalled hosts hold every connection: each organization gets at most
         # GATEWAY_TENANT_MAX_CONNECTIONS of them at once (``tenant_slots``).
         fair = FairTransport(
-            transport, settings.GATEWAY_TENANT_MAX_CONNECTIONS, settings.GATEWAY_CONNECT_TIMEOUT
+            transport,
+            settings.GATEWAY_TENANT_MAX_CONNECTIONS,
+            settings.GATEWAY_TENANT_SLOT_WAIT_SECONDS,
         )
         _State.client = Client(transport=fair, follow_redirects=False)
         _State.loop = loop

@@ -8,8 +8,11 @@ until they time out. ``FairTransport`` stands in front of the pool: a request of
 takes one of that organization's ``GATEWAY_TENANT_MAX_CONNECTIONS`` slots before it may take a
 connection, and gives it back when its answer is closed — read to the end, abandoned by the
 client, failed or cancelled (``_Held``). A request that finds its organization's slots all taken
-waits at most the pool timeout, then fails ``TenantLimitReached`` (an attempt failure: the next
-candidate is tried; when none is left the client gets a 429 naming the limit, ``attempts``).
+waits at most ``GATEWAY_TENANT_SLOT_WAIT_SECONDS`` (and never past its pool timeout: the wait is
+taken off what it may then wait for a pooled connection), then fails ``TenantLimitReached`` (an
+attempt failure: the next candidate is tried; when none is left the client gets a 429 naming the
+limit, ``attempts``). A request refused so once is refused at once for its organization's other
+own hosts (``REFUSED``): one request waits for a slot once, not once per candidate.
 
 Memory is bounded: an organization has an entry only while it holds or awaits a slot; the last
 one out removes it, so the table never holds more organizations than there are requests.
@@ -18,6 +21,7 @@ one out removes it, so the table never holds more organizations than there are r
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -25,12 +29,15 @@ import httpx
 # The request extension naming the organization whose own host a request goes to (the gateway's
 # attempts set it, ``attempts.request_extensions``); a request without it takes no slot.
 ORGANIZATION = "routerhub.organization"
+# Set (to the refusal's message) once a request of the organization was refused a slot: its later
+# candidates are refused at once with the same message instead of waiting again.
+REFUSED = "routerhub.organization_refused"
 LIMIT_SETTING = "GATEWAY_TENANT_MAX_CONNECTIONS"
 
 
 class TenantLimitReached(httpx.PoolTimeout):
     """An organization's own-host requests are all at its per-process limit, and none finished
-    within the pool timeout: nothing was sent (a pool timeout of its own)."""
+    within the slot wait: nothing was sent (a pool timeout of its own)."""
 
 
 class _Organization:
@@ -95,9 +102,8 @@ class _Held(httpx.AsyncByteStream):
         self._inner, self._release = inner, release
         self._released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._inner.__aiter__()  # the chunks as they come; ``aclose`` gives the slot back
 
     async def aclose(self) -> None:
         if not self._released:  # first, so that nothing below (a cancellation) can keep it
@@ -107,21 +113,22 @@ class _Held(httpx.AsyncByteStream):
 
 
 class FairTransport(httpx.AsyncBaseTransport):
-    """``inner`` (the pool), entered only with a slot of the request's organization."""
+    """``inner`` (the pool), entered only with a slot of the request's organization, waited for
+    at most ``slot_wait`` seconds."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, limit: int, pool_timeout: float) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, limit: int, slot_wait: float) -> None:
         self._inner = inner
         self.slots = OrganizationSlots(limit)
-        self._pool_timeout = pool_timeout  # for a request that names none
+        self._slot_wait = slot_wait
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         organization = request.extensions.get(ORGANIZATION)
         if organization is None:
             return await self._inner.handle_async_request(request)
-        timeout = (request.extensions.get("timeout") or {}).get("pool")
-        await self.slots.acquire(
-            organization, self._pool_timeout if timeout is None else timeout, request
-        )
+        refused = request.extensions.get(REFUSED)
+        if refused is not None:  # this request already waited for a slot, and was refused one
+            raise TenantLimitReached(refused, request=request)
+        await self._slot(organization, request)
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException:
@@ -130,6 +137,18 @@ class FairTransport(httpx.AsyncBaseTransport):
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _Held(response.stream, lambda: self.slots.release(organization))
         return response
+
+    async def _slot(self, organization: int, request: httpx.Request) -> None:
+        """Take a slot, and take the time it took off the request's pool timeout: a slot and a
+        pooled connection together are waited for at most the pool timeout."""
+        timeouts = dict(request.extensions.get("timeout") or {})
+        pool = timeouts.get("pool")
+        wait = self._slot_wait if pool is None else min(self._slot_wait, pool)
+        started = time.monotonic()
+        await self.slots.acquire(organization, wait, request)
+        if pool is not None:
+            timeouts["pool"] = max(0.0, pool - (time.monotonic() - started))
+            request.extensions = {**request.extensions, "timeout": timeouts}
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -55,11 +55,19 @@ if PIPELINE_GATE_WORKERS < 1:
 GATEWAY_MAX_CONNECTIONS = env.int("GATEWAY_MAX_CONNECTIONS", default=1000)
 # Of those, what one organization's own hosts (a provider key's base_url) may hold at once per
 # process: a tenant whose host stalls cannot take every connection (routing/tenant_slots.py).
+# Per organization, not per actor: one actor may own several organizations (README).
 GATEWAY_TENANT_MAX_CONNECTIONS = env.int(
-    "GATEWAY_TENANT_MAX_CONNECTIONS", default=max(1, GATEWAY_MAX_CONNECTIONS // 4)
+    "GATEWAY_TENANT_MAX_CONNECTIONS", default=max(1, GATEWAY_MAX_CONNECTIONS // 16)
 )
 if GATEWAY_TENANT_MAX_CONNECTIONS < 1:
     raise ImproperlyConfigured("GATEWAY_TENANT_MAX_CONNECTIONS must be at least 1")
+# Seconds a request waits for one of those slots before its attempt is refused (never longer than
+# its pool timeout, GATEWAY_CONNECT_TIMEOUT, which the wait is taken off).
+GATEWAY_TENANT_SLOT_WAIT_SECONDS = env.float(
+    "GATEWAY_TENANT_SLOT_WAIT_SECONDS", default=GATEWAY_CONNECT_TIMEOUT
+)
+if GATEWAY_TENANT_SLOT_WAIT_SECONDS < 0:
+    raise ImproperlyConfigured("GATEWAY_TENANT_SLOT_WAIT_SECONDS must not be negative")
 # The gateway's own async PostgreSQL pool (per worker) for the credit reservation.
 GATEWAY_DB_CONNECTIONS = env.int("GATEWAY_DB_CONNECTIONS", default=4)
 GATEWAY_DB_TIMEOUT = env.float("GATEWAY_DB_TIMEOUT", default=3.0)

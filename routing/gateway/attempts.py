@@ -55,7 +55,7 @@ from routing.providers.base import (
     text_of,
 )
 from routing.providers.cache_marks import marks_strip
-from routing.tenant_slots import ORGANIZATION, TenantLimitReached
+from routing.tenant_slots import ORGANIZATION, REFUSED, TenantLimitReached
 
 logger = logging.getLogger(__name__)
 ERROR_BODY_BYTES = 64 * 1024  # of a provider's error answer: its message is near the start
@@ -165,10 +165,14 @@ def client_for(candidate: Candidate) -> httpx.AsyncClient:
 
 def request_extensions(ex: Exchange, candidate: Candidate) -> dict[str, object]:
     """The upstream request's extensions: the billing trace (``sent_trace``) and, for a host the
-    organization chose, whose request it is (``tenant_slots``: its share of the pool)."""
+    organization chose, whose request it is (``tenant_slots``: its share of the pool) and, once
+    this request was refused a slot, the refusal (the candidate is refused at once, no new wait)."""
     extensions = sent_trace(ex, candidate)
     if candidate.base_url:
         extensions[ORGANIZATION] = ex.key.organization_id
+        refusal = next((a for a in ex.attempts if a["error"] == TENANT_LIMIT), None)
+        if refusal is not None:
+            extensions[REFUSED] = refusal["detail"]
     return extensions
 
 

@@ -3,26 +3,33 @@
 Every organization's own hosts (a provider key's ``base_url``) share one pooled client per
 process; an organization holds at most ``GATEWAY_TENANT_MAX_CONNECTIONS`` of its connections
 (``routing.tenant_slots``) for the whole life of an answer, and gives each back when the answer
-ends: read, failed upstream, or abandoned by the client mid-stream."""
+ends: read, failed upstream, or abandoned by the client mid-stream. A request waits for a slot
+once (``GATEWAY_TENANT_SLOT_WAIT_SECONDS``): refused, its other own-host candidates are refused at
+once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import CodeType
 from typing import Any
 
 import httpx
 import pytest
 
 from routing.egress import tenant_http_client_reset, tenant_organizations_holding
+from routing.gateway import streaming
+from routing.gateway.attempts import TENANT_LIMIT
 from routing.gateway.credentials import byok_cache_clear
 from routing.models import Provider
 from routing.services import provider_key_create
 from tests.factories import funded_organization_make, key_make
-from tests.routing.servers import gateway_idle, poll
-from tests.routing.world import World
+from tests.routing.servers import LeavesWhen, ServerThread, gateway_idle, poll
+from tests.routing.world import World, base_catalog, endpoint
 from tests.security.raw_upstream import RawUpstream
 
 CHUNK = {
@@ -78,14 +85,16 @@ class StallingHost:
 
 @pytest.fixture
 def host(world: World, settings: Any) -> Iterator[StallingHost]:
-    """A's own host stalls; the own-host pool is small: 4 connections, 2 per organization,
-    a 1 s wait for either; stalled streams are not timed out while the test runs."""
+    """A's own host stalls; the own-host pool is small: 4 connections, 2 per organization, a 1 s
+    wait for a slot (connecting, writing and the pool get 5 s: a loaded machine's Python host
+    thread may be slow to accept); stalled streams are not timed out while the test runs."""
     with httpx.Client() as client:  # the platform's pool exists before the settings shrink
         assert _chat(client, world, world.key).status_code == 200
     settings.ALLOW_PRIVATE_PROVIDER_URLS = True  # every host here listens on 127.0.0.1
     settings.GATEWAY_MAX_CONNECTIONS = 4
     settings.GATEWAY_TENANT_MAX_CONNECTIONS = 2
-    settings.GATEWAY_CONNECT_TIMEOUT = 1.0
+    settings.GATEWAY_CONNECT_TIMEOUT = 5.0
+    settings.GATEWAY_TENANT_SLOT_WAIT_SECONDS = 1.0
     settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0
     tenant_http_client_reset()
     stalling = StallingHost()
@@ -103,10 +112,14 @@ def one_slot(host: StallingHost, settings: Any) -> StallingHost:
     return host
 
 
-def _own_host(organization: Any, base_url: str) -> None:
-    provider = Provider.objects.get(slug="fake-openai")
-    provider_key_create(organization=organization, provider=provider,
-                        secret="sk-own-secret-7777", base_url=base_url)  # fmt: skip
+def _own_host(
+    organization: Any,
+    base_url: str,
+    provider: str = "fake-openai",
+    secret: str = "sk-own-secret-7777",
+) -> None:
+    provider_key_create(organization=organization, provider=Provider.objects.get(slug=provider),
+                        secret=secret, base_url=base_url)  # fmt: skip
     byok_cache_clear()
 
 
@@ -122,10 +135,12 @@ def _chat(client: httpx.Client, world: World, key: str) -> httpx.Response:
 class StreamingClient:
     """One of A's clients, streaming: it reads up to the first chunk and, if ``hold``, keeps its
     connection without reading on until ``finish`` (then leaves mid-stream), else reads to the
-    end. ``outcome``: (status, the data lines read, or the error body)."""
+    end. ``outcome``: (status, the data lines read, or the error body). ``gateway``: the
+    gateway's URL (the world's by default)."""
 
-    def __init__(self, world: World, *, hold: bool = True) -> None:
+    def __init__(self, world: World, *, hold: bool = True, gateway: str = "") -> None:
         self.world, self.hold, self.leave = world, hold, threading.Event()
+        self.gateway = gateway or world.gateway_url
         self.outcome: tuple[int, Any] | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -136,7 +151,7 @@ class StreamingClient:
             "stream": True,
             "messages": [{"role": "user", "content": "hi"}],
         }
-        url = f"{self.world.gateway_url}/v1/chat/completions"
+        url = f"{self.gateway}/v1/chat/completions"
         headers = {"Authorization": f"Bearer {self.world.key}"}
         with httpx.stream("POST", url, json=body, headers=headers, timeout=30) as response:
             if response.status_code != 200:
@@ -160,13 +175,13 @@ class StreamingClient:
         self.thread.join(30)
 
 
-def _held_and_refused(world: World) -> tuple[int, tuple[int, Any]]:
+def _held_and_refused(world: World, gateway: str = "") -> tuple[int, tuple[int, Any]]:
     """A stream of A's that takes its one slot and holds it, and meanwhile one more request: the
     held stream's status and the other's outcome."""
-    held = StreamingClient(world)
+    held = StreamingClient(world, gateway=gateway)
     try:
         status = held.answered()[0]
-        return status, StreamingClient(world).answered()
+        return status, StreamingClient(world, gateway=gateway).answered()
     finally:
         held.finish()
 
@@ -238,18 +253,87 @@ def test_a_slot_comes_back_after_the_upstream_fails(world: World, one_slot: Stal
     poll(lambda: tenant_organizations_holding() == 0)
 
 
+def _running(code: CodeType) -> bool:
+    """Whether a task of the running loop is inside a call of ``code`` (on its await chain)."""
+    for task in asyncio.all_tasks():
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            if getattr(awaited, "cr_code", None) is code:
+                return True
+            awaited = getattr(awaited, "cr_await", None)
+    return False
+
+
 def test_a_slot_comes_back_when_the_client_leaves_before_the_first_chunk(
-    world: World, one_slot: StallingHost
+    world: World, one_slot: StallingHost, leaving: tuple[ServerThread, LeavesWhen]
 ) -> None:
-    host = one_slot
+    host, (server, app) = one_slot, leaving
     host.mode = "head"  # a 200 and its headers, then not one chunk: the stream is still opening
+    # The client leaves once the gateway has the answer's head and waits for its first chunk:
+    # an answer open, its slot held, and no stream started to the client yet.
+    app.gone = lambda: host.accepted == 1 and _running(streaming._first_content.__code__)
     body = {"model": "test/gpt", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    world.client_leaves("/v1/chat/completions", body, after=0.5)
+    try:
+        left = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30,
+                          headers={"Authorization": f"Bearer {world.key}"})  # fmt: skip
+    finally:
+        app.gone = lambda: False
+    assert left.status_code == 499, left.text  # the gateway answered nobody
     gateway_idle()  # the gateway has given up the request the client left
 
     host.mode = "stall"
-    held_status, (refused_status, refused_body) = _held_and_refused(world)
+    held_status, (refused_status, refused_body) = _held_and_refused(world, server.url)
 
     assert held_status == 200  # the opening stream's slot came back when its client left
     assert refused_status == 429, refused_body
+    assert host.accepted == 2  # the refused request never reached the host
+    poll(lambda: tenant_organizations_holding() == 0)
+
+
+class _OnRefusal(logging.Handler):
+    """Calls ``then`` when the gateway logs an attempt refused a slot (its first)."""
+
+    def __init__(self, then: Callable[[], None]) -> None:
+        super().__init__(logging.INFO)
+        self.then = then
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if TENANT_LIMIT in record.getMessage():
+            self.then()
+
+
+def test_a_request_refused_its_slot_does_not_wait_again_for_another_own_host(
+    world: World, one_slot: StallingHost
+) -> None:
+    host = one_slot
+    catalog = base_catalog(world.fake_url)  # test/gpt on a second provider, after the first
+    catalog["endpoints"].append(endpoint("test/gpt", "fake-openai-b", "gpt-4o-mini", "5", "10"))
+    world.catalog(catalog)
+    _own_host(world.organization, f"{world.fake_url}/v1", "fake-openai-b", "sk-own-second-8888")
+    held = StreamingClient(world)  # the first candidate: the stalling host, the one slot held
+    assert held.answered()[0] == 200
+    # Once the first candidate is refused, the held stream's client leaves and its slot comes
+    # back: a second wait for the second candidate would get it (the old code's).
+    logger = logging.getLogger("routing.gateway.attempts")
+    handler, level = _OnRefusal(held.leave.set), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with httpx.Client() as client:
+            refused = _chat(client, world, world.key)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        held.finish()
+
+    assert refused.status_code == 429, refused.text
+    attempts = refused.json()["error"]["metadata"]["attempts"]
+    assert [(a["provider"], a["error"]) for a in attempts] == [
+        ("fake-openai", TENANT_LIMIT),
+        ("fake-openai-b", TENANT_LIMIT),
+    ]
+    assert attempts[1]["detail"] == attempts[0]["detail"]  # refused at once, for the same reason
+    assert host.accepted == 1  # the held stream alone
+    sent = world.upstream_requests("/v1/chat/completions")
+    assert [r for r in sent if r["headers"]["authorization"] == "***8888"] == []
     poll(lambda: tenant_organizations_holding() == 0)
