@@ -30,7 +30,6 @@ spend window counts the charge through the hold as for any request.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -159,23 +158,8 @@ async def record(draft: UsageDraft, *, alone: bool = False) -> None:
     for others' drafts to share its write (``billing.outbox``).
 
     Durable before it returns (the outbox's Redis stream, or settled directly without Redis).
-    A failure is logged, not raised: the reservation sweep then settles the hold. Shielded: a
-    caller cancelled during the hand-over (a server's shutdown cancelling its handlers) stops
-    waiting, but the hand-over goes on, and ``close`` waits for it. Before, it could stop midway
-    (a free request's hold marked free but its draft never appended: no usage record), or the
-    worker exit with its append unwritten."""
-    hand_over = asyncio.ensure_future(_hand_over(draft, alone))
-    _handing_over.add(hand_over)
-    hand_over.add_done_callback(_handing_over.discard)
-    await asyncio.shield(hand_over)
-
-
-# The hand-overs under way (strong references: a task only the loop refers to may be collected).
-_handing_over: set[asyncio.Future[None]] = set()
-HAND_OVER_WAIT_S = 5.0
-
-
-async def _hand_over(draft: UsageDraft, alone: bool) -> None:
+    A failure is logged, not raised: the reservation sweep then settles the hold.
+    """
     try:
         await usage_record_async(draft, coalesce=not alone)
     except Exception:
@@ -186,12 +170,7 @@ async def _hand_over(draft: UsageDraft, alone: bool) -> None:
 
 
 async def close() -> None:
-    """A gateway worker is stopping: finish its hand-overs (those of handlers cancelled midway
-    too, bounded), then close its billing connections."""
-    loop = asyncio.get_running_loop()
-    mine = {task for task in _handing_over if task.get_loop() is loop}
-    if mine:
-        await asyncio.wait(mine, timeout=HAND_OVER_WAIT_S)
+    """A gateway worker is stopping: finish its hand-overs, then close its billing connections."""
     try:
         await usage_outbox_flush()
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from django.db import InterfaceError, OperationalError
@@ -145,20 +144,6 @@ def _gc_tune() -> None:
     gc.set_threshold(20_000, 20, 50)
 
 
-# How long shutdown waits for handlers still running (uvicorn cancelled them after its graceful
-# timeout) before closing billing: they are settling what they got (``exchange.exchange_run``).
-HANDLERS_DRAIN_S = 5.0
-
-
-async def handlers_drain(timeout: float = HANDLERS_DRAIN_S) -> None:
-    """Wait (bounded) until no request is in flight: a handler cancelled at shutdown still bills
-    what it got (``server_cancelled``). Before, billing was closed under it, and the process
-    exited before its settlement was handed over: the prompt a provider had went unbilled."""
-    deadline = time.monotonic() + timeout
-    while InFlight.count > 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-
-
 async def gateway_lifespan(receive: Receive, send: Send) -> None:
     """ASGI lifespan for the whole server: keep routers warm while up, close the pooled
     clients on shutdown."""
@@ -177,7 +162,6 @@ async def gateway_lifespan(receive: Receive, send: Send) -> None:
             if warmer is not None:
                 warmer.cancel()
             await refresh_ahead_stop()
-            await handlers_drain()
             await metering.close()  # settle what this process has read before exiting
             await http_client_close()
             await rate_limit_close()

@@ -4,28 +4,16 @@ The web server listens on ``PORT`` (8000). The demo upstream listens on ``DEMO_U
 port when that is set, else on ``PORT + 1`` or, when that is taken, any free port; the demo
 providers are pointed at it before anything starts. Every port is checked, and every child seen
 listening, before the banner: a taken port stops the command with what to do instead.
-
-Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed) stop every child: each runs in a
-process group of its own; the child is sent SIGTERM and whatever is left of its group after
-``STOP_GRACE`` seconds SIGKILL, so the worker's pool and beat processes go with it even when
-its main process outlives the grace or exits first. A second signal while stopping skips the
-grace; none interrupts the stop half-way. Should this command die without stopping them
-(SIGKILL), on Linux the kernel sends each child SIGTERM (``_lifeline``); the worker then stops
-its pool (whose processes also die with it: Celery gives them a parent-death SIGKILL) and beat.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,8 +25,6 @@ from routing.demo import demo_upstream_register
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 START_TIMEOUT = 60.0  # seconds for the web server and the upstream to listen
-STOP_GRACE = 10.0  # seconds the children have to stop after SIGTERM, before SIGKILL
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def port_free(port: int) -> bool:
@@ -138,71 +124,6 @@ def local_processes(port: int, upstream_url: str | None = None) -> dict[str, lis
     return processes
 
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def _prctl() -> Any:
-    """libc's ``prctl`` on Linux (looked up before any fork), else ``None``."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-def _lifeline(prctl: Any, parent: int) -> Any:
-    """The children's ``preexec_fn``: on Linux the kernel sends the child SIGTERM when this
-    command dies, however it dies (SIGKILL, the OOM killer), as the stop signals' handler would.
-    A parent already gone before that was set is caught by ``getppid``. Elsewhere nothing: only
-    the stop signals' handler stops the children."""
-
-    def arm() -> None:
-        if prctl is None:
-            return
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)  # runlocal already died: start nothing
-
-    return arm
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # SIGTERM and SIGHUP stop the command as Ctrl-C does
-
-
-@contextlib.contextmanager
-def _signals_to(handler: Any) -> Iterator[None]:
-    """``handler`` for the stop signals this process does not ignore (``nohup``: SIGHUP)."""
-    caught = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
-    previous = {sig: signal.signal(sig, handler) for sig in caught}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def _exited(child: subprocess.Popen[bytes]) -> int | None:
-    """The child's exit status once it has ended, without reaping it: until ``_stop`` has
-    signalled its group, its pid (the group's id) cannot be handed to another process."""
-    if child.returncode is not None or not hasattr(os, "waitid"):
-        return child.poll()
-    try:
-        info = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return child.poll()
-    if info is None:
-        return None
-    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-
-
-def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
-    """``sig`` to the child's process group: the child and everything it started."""
-    with contextlib.suppress(ProcessLookupError):  # nothing of the group is left
-        os.killpg(child.pid, sig)
-
-
 class Command(BaseCommand):
     help = "Serve the dashboard and API with a background worker until interrupted (Ctrl-C)."
 
@@ -213,25 +134,10 @@ class Command(BaseCommand):
         # The children read the same upstream URL from their settings.
         child_env = {**os.environ, "DEMO_UPSTREAM_URL": upstream_url}
         children: dict[str, subprocess.Popen[bytes]] = {}
-        with _signals_to(_interrupt):
-            self._serve(children, port, upstream_url, child_env)
-
-    def _serve(
-        self,
-        children: dict[str, subprocess.Popen[bytes]],
-        port: int,
-        upstream_url: str,
-        child_env: dict[str, str],
-    ) -> None:
-        lifeline = _lifeline(_prctl(), os.getpid())
         try:
             for name, argv in local_processes(port, upstream_url).items():
-                # Our own interpreter and modules, each child in a process group of its own
-                # (stopped as a whole by _stop; the terminal's Ctrl-C reaches this command only)
-                # and sent SIGTERM should this command die without stopping it (``_lifeline``).
-                children[name] = subprocess.Popen(  # noqa: S603
-                    argv, env=child_env, process_group=0, preexec_fn=lifeline
-                )
+                # our own interpreter and modules
+                children[name] = subprocess.Popen(argv, env=child_env)  # noqa: S603
             self._wait_listening(children, port, upstream_url)
         except BaseException:
             self._stop(children)
@@ -246,8 +152,8 @@ class Command(BaseCommand):
         try:
             while True:
                 for name, child in children.items():
-                    if (code := _exited(child)) is not None:
-                        self.stderr.write(f"{name} exited with {code}; stopping.")
+                    if child.poll() is not None:
+                        self.stderr.write(f"{name} exited with {child.returncode}; stopping.")
                         raise KeyboardInterrupt
                 time.sleep(0.5)
         except KeyboardInterrupt:
@@ -265,9 +171,9 @@ class Command(BaseCommand):
         deadline = time.monotonic() + START_TIMEOUT
         while ports:
             for name, child in children.items():
-                if (code := _exited(child)) is not None:
+                if child.poll() is not None:
                     raise CommandError(
-                        f"{name} exited with {code} while starting "
+                        f"{name} exited with {child.returncode} while starting "
                         f"(its port: {ports.get(name, 'none')}); see its output above."
                     )
             ports = {name: p for name, p in ports.items() if not listening(p)}
@@ -280,21 +186,12 @@ class Command(BaseCommand):
 
     @staticmethod
     def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
-        """SIGTERM to each child, then SIGKILL to whatever is left of its group after
-        ``STOP_GRACE`` seconds (at once on a second signal); every child is waited for."""
-        hurry = threading.Event()
-        with _signals_to(lambda signum, frame: hurry.set()):
-            for child in children.values():
-                if _exited(child) is None:  # the child alone: the worker stops its pool itself
-                    with contextlib.suppress(ProcessLookupError):  # not send_signal: it reaps
-                        os.kill(child.pid, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_GRACE
-            while not hurry.is_set() and time.monotonic() < deadline:
-                if all(_exited(child) is not None for child in children.values()):
-                    break
-                time.sleep(0.1)
-            for child in children.values():
-                # Always: a child that exited may leave processes it started (pool, beat). Then
-                # reaped: not before, or its group's id could be another process's by now.
-                _signal_group(child, signal.SIGKILL)
-                child.wait()
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for child in children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
