@@ -13,7 +13,7 @@ from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
 from routerhub.errors import BadRequest, NotFound
-from routing.gateway.attempts import attempt, exhausted
+from routing.gateway.attempts import attempt, deadline_stop, exhausted
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import (
     Exchange,
@@ -144,7 +144,9 @@ async def chat_serve(
 
 
 async def _complete(ex: Exchange) -> None:
-    for candidate in ex.plan.candidates:
+    for tried, candidate in enumerate(ex.plan.candidates):
+        if (late := deadline_stop(ex, tried)) is not None:  # one deadline for every candidate
+            raise late
         completion = await attempt(ex, candidate)
         if completion is None:
             continue
@@ -165,7 +167,9 @@ async def _complete(ex: Exchange) -> None:
 
 
 async def _stream(ex: Exchange) -> None:
-    for candidate in ex.plan.candidates:
+    for tried, candidate in enumerate(ex.plan.candidates):
+        if (late := deadline_stop(ex, tried)) is not None:
+            raise late
         opened = await open_stream(ex, candidate)
         if opened is not None:
             await pump(ex, candidate, opened)
