@@ -216,3 +216,40 @@ def test_a_list_of_prompts_starts_no_candidate_with_under_half_a_second_left(
     assert (entry["error"], entry["answered"]) == ("status_500", "1 of 2 prompts")
     assert record.cost == Decimal(entry["billed"]["cost"]) > 0
     assert record.completion_tokens == entry["billed"]["completion_tokens"] > 0
+
+
+def test_a_pipelines_steps_share_the_requests_deadline(world: World, settings: Any) -> None:
+    """A cascade whose first step's two endpoints never answer: the first is cut at the
+    request's deadline, the second endpoint and the next step are never called, and the 408
+    says the deadline passed; the cut call's prompt is billed. Before, each endpoint of each step
+    had a whole GATEWAY_TOTAL_TIMEOUT: both were called, then the second step answered (200)."""
+    from accounts.models import KeyScope
+    from tests.factories import key_client
+
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0
+    settings.GATEWAY_TOTAL_TIMEOUT = 1.5
+    data = base_catalog(world.fake_url)
+    data["models"] += [model("test/slow"), model("test/strong")]
+    data["endpoints"] += [
+        endpoint("test/slow", "fake-openai", "gpt-4o-mini@timeout", "1", "2"),
+        endpoint("test/slow", "fake-openai-b", "gpt-4o@timeout", "3", "5"),
+        endpoint("test/strong", "fake-openai-b", "gpt-5", "5", "20"),
+    ]
+    world.catalog(data)
+    steps = [{"model": "test/slow", "gate": {"type": "non_empty"}}, {"model": "test/strong"}]
+    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+    created = admin.post("/api/v1/pipelines", {"slug": "late", "kind": "cascade", "steps": steps},
+                         format="json")  # fmt: skip
+    assert created.status_code == 201
+
+    messages = [{"role": "user", "content": "Say hi"}]
+    response = _post(
+        world, "/v1/chat/completions", {"model": "pipeline/late", "messages": messages}
+    )
+
+    assert response.status_code == 408, response.text
+    error = response.json()["error"]
+    assert "answered by the request's deadline (GATEWAY_TOTAL_TIMEOUT, 1.5 s)" in error["message"]
+    assert _called(world) == ["gpt-4o-mini"]
+    record = _settled(error["metadata"]["generation_id"])
+    assert record.cost > 0 and "usage_estimated" in record.flag_list
