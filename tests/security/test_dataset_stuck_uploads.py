@@ -36,6 +36,16 @@ def _age(*datasets: Any, seconds: int = 3601) -> None:
     Dataset.objects.filter(pk__in=[d.pk for d in datasets]).update(created_at=created)
 
 
+def _create(organization: Organization, name: str) -> Dataset:
+    return dataset_services.dataset_create(
+        organization=organization,
+        name=name,
+        upload=SimpleUploadedFile(name, ROWS),
+        columns=None,
+        maximize=True,
+    )
+
+
 def _died_while_storing(organization: Organization, monkeypatch: pytest.MonkeyPatch) -> Dataset:
     """An upload whose process ended between committing its row and storing its file."""
 
@@ -45,13 +55,7 @@ def _died_while_storing(organization: Organization, monkeypatch: pytest.MonkeyPa
     with monkeypatch.context() as patch:
         patch.setattr(FileSystemStorage, "save", dies)
         with pytest.raises(SystemExit):
-            dataset_services.dataset_create(
-                organization=organization,
-                name="big.csv",
-                upload=SimpleUploadedFile("big.csv", ROWS),
-                columns=None,
-                maximize=True,
-            )
+            _create(organization, "big.csv")
     return Dataset.objects.get(organization=organization, name="big.csv")
 
 
@@ -139,13 +143,7 @@ def test_an_upload_given_up_while_storing_keeps_nothing(
 
     monkeypatch.setattr(FileSystemStorage, "save", slow_save)
     with pytest.raises(Unavailable):
-        dataset_services.dataset_create(
-            organization=organization,
-            name="slow.csv",
-            upload=SimpleUploadedFile("slow.csv", ROWS),
-            columns=None,
-            maximize=True,
-        )
+        _create(organization, "slow.csv")
 
     assert not Dataset.objects.filter(organization=organization).exists()
     assert not [path for path in media.rglob("*") if path.is_file()]
