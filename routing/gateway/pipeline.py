@@ -32,7 +32,7 @@ from functools import partial
 from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
-from routerhub.errors import ApiError, BadRequest, Forbidden, NotFound
+from routerhub.errors import ApiError, BadRequest, NotFound
 from routerhub.money import ZERO, money_str
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
 from routing.gateway.exchange import Exchange, bill, exchange_run
@@ -54,7 +54,7 @@ from routing.gateway.pipeline_steps import (
     template_fill,
 )
 from routing.gateway.pipeline_stream import stream_buffered, stream_live
-from routing.gateway.planning import Plan, plan_request
+from routing.gateway.planning import Plan, model_names, plan_request
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
     output_token_bound,
@@ -65,6 +65,7 @@ from routing.ingress.anthropic import canonical_to_messages_response
 from routing.models import PipelineVersion
 from routing.pipeline_rows import pipeline_version_async
 from routing.providers.base import JSON, Usage
+from routing.router_request import models_allowed_check
 from routing.routers import messages_prompt, router_decide_async
 
 PIPELINE_PREFIX = "pipeline/"
@@ -83,8 +84,8 @@ async def pipeline_serve(
     """Serve one pipeline request: plan every call, hold once, run, respond, record once."""
     model = str(body["model"])
     _refuse_unsupported(body)
-    if key.allowed_models and model not in key.allowed_models:
-        raise Forbidden(f"This key may not use the model '{model}'.", param="model")
+    # Chat's rule and 403 (``models``/``router`` were refused above: ``model`` is all it names).
+    models_allowed_check(key.allowed_models, [("model", model)], model_names)
     version = await _active_version(key.organization_id, model.removeprefix(PIPELINE_PREFIX))
     # A key allowed a pipeline may call its steps, as a key allowed a router may call its picks.
     planned = await _calls_plan(body, replace(key, allowed_models=()), version, await catalog_get())
