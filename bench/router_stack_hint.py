@@ -46,6 +46,7 @@ from training.learner.task_hint import (
     NULL_SEED,
     NULL_SHUFFLES,
     _best_blend,
+    fold_shuffled,
     gain_accepted,
 )
 from training.learner.task_hint_report import (
@@ -105,10 +106,7 @@ def stack_choice(
     rng = np.random.default_rng(NULL_SEED)
     null_blend, null_stack = [], []
     for _ in range(NULL_SHUFFLES):
-        shuffled = ids.copy()
-        for fold in np.unique(fold_of):
-            at = np.flatnonzero(fold_of == fold)
-            shuffled[at] = rng.permutation(ids[at])
+        shuffled = fold_shuffled(ids, fold_of, rng)
         b = _best_blend(shuffled, blend_problem, decide, None)
         s = best_stack(shuffled, count, problem, decide, None)
         null_blend.append(0.0 if b is None else b[0])

@@ -130,10 +130,7 @@ def task_hint_fit(
     rng = np.random.default_rng(NULL_SEED)
     null = []
     for _ in range(NULL_SHUFFLES):
-        shuffled = ids.copy()
-        for fold in np.unique(fold_of):
-            at = np.flatnonzero(fold_of == fold)
-            shuffled[at] = rng.permutation(ids[at])
+        shuffled = fold_shuffled(ids, fold_of, rng)
         found = _best_blend(shuffled, problem, decide, None)
         null.append(0.0 if found is None else found[0])
     if best[0] <= max(null):
@@ -162,6 +159,15 @@ def _best_blend(
                 if gain is not None:
                     best = (gain, w, k, rule)
     return best
+
+
+def fold_shuffled(ids: np.ndarray, fold_of: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``ids`` with the labels shuffled within each fold (the null's labels, which say nothing)."""
+    shuffled = ids.copy()
+    for fold in np.unique(fold_of):
+        at = np.flatnonzero(fold_of == fold)
+        shuffled[at] = rng.permutation(ids[at])
+    return shuffled
 
 
 def gain_accepted(diff: np.ndarray, min_se: float | None, best_gain: float | None) -> float | None:
