@@ -219,6 +219,7 @@ def _target(ex: Exchange, candidate: Candidate) -> Target:
         api_key=candidate.api_key,
         max_tokens=max_tokens_for(ex.body, endpoint),
         options=endpoint.options,
+        failed_tools=ex.marks.failed_tools,
     )
 
 

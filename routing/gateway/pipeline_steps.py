@@ -100,6 +100,7 @@ def child_exchange(parent: Exchange, step: Step, body: JSON) -> Exchange:
         step.reserved,
         child,
         prompt_bound=prompt_token_bound(body),
+        marks=parent.marks,  # its messages are the request's (or new ones, which none names)
     )
     parent.on_abandon.append(partial(_abandoned, parent, child_ex, step))
     return child_ex
