@@ -184,21 +184,28 @@ async def _hand_over(draft: UsageDraft, alone: bool) -> None:
         )
 
 
+async def settled_within(settling: set[asyncio.Future[None]], timeout: float, what: str) -> None:
+    """At shutdown: wait at most ``timeout`` s for ``settling`` (handlers or hand-overs still
+    settling); past it, warn and go on — the reservation sweep charges their holds later."""
+    if not settling:
+        return
+    _, pending = await asyncio.wait(settling, timeout=timeout)
+    if pending:
+        logger.warning(
+            "shutdown: %d %s still settling after %.1f s (GATEWAY_SHUTDOWN_DRAIN_SECONDS); "
+            "going on, the reservation sweep settles their holds",
+            len(pending),
+            what,
+            timeout,
+        )
+
+
 async def close(timeout: float = 5.0) -> None:
     """A gateway worker is stopping: finish this loop's hand-overs (those of handlers cancelled
-    midway too; at most ``timeout`` s, then the reservation sweep settles their holds), then
-    close its billing connections."""
+    midway too; at most ``timeout`` s), then close its billing connections."""
     loop = asyncio.get_running_loop()
     mine = {task for task in _handing_over if task.get_loop() is loop}
-    if mine:
-        _, pending = await asyncio.wait(mine, timeout=timeout)
-        if pending:
-            logger.warning(
-                "shutdown: %d usage hand-over(s) unfinished after %.1f s; the reservation sweep "
-                "settles their holds",
-                len(pending),
-                timeout,
-            )
+    await settled_within(mine, timeout, "usage hand-over(s)")
     try:
         await usage_outbox_flush()
     finally:

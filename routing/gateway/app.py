@@ -39,23 +39,17 @@ _running: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Futur
 )
 
 
-def _handler_started() -> asyncio.Future[None]:
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    running = _running.setdefault(loop, set())
-    running.add(done)
-    done.add_done_callback(running.discard)
-    return done
-
-
 async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
     InFlight.count += 1
-    done = _handler_started()
+    loop = asyncio.get_running_loop()
+    running, done = _running.setdefault(loop, set()), loop.create_future()
+    running.add(done)
     try:
         await _handle(GatewayRequest(scope, receive, send))
     finally:
         InFlight.count -= 1
-        done.set_result(None)
+        running.discard(done)
+        done.set_result(None)  # no callback but a shutdown's wait: never needs a closed loop
 
 
 async def _handle(req: GatewayRequest) -> None:
@@ -172,16 +166,7 @@ async def handlers_drain(timeout: float) -> None:
     the worker exited first: the prompt a provider had went unbilled. Past the bound the shutdown
     goes on; the reservation sweep settles their holds."""
     running = set(_running.get(asyncio.get_running_loop(), ()))
-    if not running:
-        return
-    _, pending = await asyncio.wait(running, timeout=timeout)
-    if pending:
-        logger.warning(
-            "shutdown: %d request handler(s) still settling after %.1f s "
-            "(GATEWAY_SHUTDOWN_DRAIN_SECONDS); going on, the reservation sweep settles their holds",
-            len(pending),
-            timeout,
-        )
+    await metering.settled_within(running, timeout, "request handler(s)")
 
 
 async def gateway_lifespan(receive: Receive, send: Send) -> None:

@@ -104,7 +104,7 @@ def test_a_handler_that_never_settles_holds_the_shutdown_only_for_its_bound(
             await stuck
         return done
 
-    with caplog.at_level(logging.WARNING, logger="routing.gateway.app"):
+    with caplog.at_level(logging.WARNING):
         done_at_shutdown = asyncio.run(asyncio.wait_for(run(), HANG_GUARD_S))
 
     assert not done_at_shutdown  # the shutdown went on without it
@@ -131,7 +131,7 @@ def test_a_handler_left_running_on_another_loop_does_not_hold_this_shutdown(
         await _shut_down()
         return list(handlers["settled"])
 
-    with caplog.at_level(logging.WARNING, logger="routing.gateway.app"):
+    with caplog.at_level(logging.WARNING):
         settled_at_shutdown = asyncio.run(asyncio.wait_for(run(), HANG_GUARD_S))
 
     assert settled_at_shutdown == ["/mine"]
