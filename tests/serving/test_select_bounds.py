@@ -13,6 +13,7 @@ import pytest
 
 from routing import routers
 from routing.gateway import limits, planning
+from routing.gateway.provider_preferences import MAX_PROVIDER_NAMES
 from routing.models import SelectionSession
 from routing.router_request import MAX_CANDIDATES, MAX_MODELS, PROMPT_CHARS
 from tests.factories import key_client
@@ -99,6 +100,32 @@ def test_router_candidates_over_the_cap_are_a_400_on_chat_and_on_both_select_pat
     assert lean.status_code == view.status_code == 400
     assert lean.json() == view.json()
     assert view.json()["error"]["param"] == "candidates"
+
+
+@pytest.mark.parametrize(
+    ("field", "param"),
+    [
+        ({"provider": {"order": [f"p{i}" for i in range(MAX_PROVIDER_NAMES + 1)]}}, "provider.order"),
+        ({"provider": {"ignore": [f"p{i}" for i in range(MAX_PROVIDER_NAMES + 1)]}}, "provider.ignore"),
+        ({"tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(129)]}, "tools"),
+    ],
+)  # fmt: skip
+def test_provider_lists_and_tools_over_their_caps_are_a_400(
+    world: World, field: dict[str, Any], param: str
+) -> None:
+    """Each provider name is slugified (~7 µs): a 20 MB list was ~30 s of the event loop."""
+    before = len(world.fake.requests)
+    body = {"model": "test/gpt", "messages": [{"role": "user", "content": "hi"}], **field}
+
+    response = httpx.post(
+        f"{world.gateway_url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {world.key}"},
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert len(world.fake.requests) == before
 
 
 class _CountingId(str):
