@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from bench.router_stack_hint import _training_data
 from training.learner import metrics
 from training.learner.router import mix_keys
-from training.learner.task_hint import MIN_GAIN_SE, oof_task_means
+from training.learner.task_hint import MIN_GAIN_SE, gain_accepted, oof_task_means
 from training.learner.task_hint_report import (
     _hinted_picks,
     hinted_predictions,
@@ -72,13 +72,13 @@ def _fit(split: tuple[list[int], list[int]], data: tuple[Any, ...]) -> dict[str,
 
 
 def _gain_test(diff: np.ndarray) -> int:
-    """+1 where the mean of ``diff`` is above zero by ≥ ``MIN_GAIN_SE`` SEs, -1 below, else 0."""
+    """+1 where the mean of ``diff`` is above zero by >= ``MIN_GAIN_SE`` SEs
+    (``gain_accepted``), -1 where it is below zero by as much, else 0."""
     if len(diff) < 2:
         return 0
-    gain, se = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
-    if abs(gain) > 0 and abs(gain) >= MIN_GAIN_SE * se:
-        return 1 if gain > 0 else -1
-    return 0
+    if gain_accepted(diff, MIN_GAIN_SE, None) is not None:
+        return 1
+    return -1 if gain_accepted(-diff, MIN_GAIN_SE, None) is not None else 0
 
 
 def task_gates(ids: np.ndarray, count: int, diff: np.ndarray) -> dict[str, np.ndarray]:
