@@ -14,6 +14,7 @@ import pytest
 from routing import routers
 from routing.gateway import limits, planning
 from routing.gateway.provider_preferences import MAX_PROVIDER_NAMES
+from routing.gateway.request_shape import MAX_TOOLS
 from routing.models import SelectionSession
 from routing.router_request import MAX_CANDIDATES, MAX_MODELS, PROMPT_CHARS
 from tests.factories import key_client
@@ -106,8 +107,9 @@ def test_router_candidates_over_the_cap_are_a_400_on_chat_and_on_both_select_pat
     ("field", "param"),
     [
         ({"provider": {"order": [f"p{i}" for i in range(MAX_PROVIDER_NAMES + 1)]}}, "provider.order"),
+        ({"provider": {"only": [f"p{i}" for i in range(MAX_PROVIDER_NAMES + 1)]}}, "provider.only"),
         ({"provider": {"ignore": [f"p{i}" for i in range(MAX_PROVIDER_NAMES + 1)]}}, "provider.ignore"),
-        ({"tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(129)]}, "tools"),
+        ({"tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(MAX_TOOLS + 1)]}, "tools"),
     ],
 )  # fmt: skip
 def test_provider_lists_and_tools_over_their_caps_are_a_400(
