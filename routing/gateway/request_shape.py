@@ -12,7 +12,7 @@ from django.conf import settings
 from billing.metering import reservation_amount
 from routerhub.errors import BadRequest
 from routing.gateway.catalog_cache import EndpointInfo
-from routing.providers.base import JSON, text_of
+from routing.providers.base import JSON, parts_cap_problem, text_of
 from routing.providers.cache_marks import longest_ttl, marks_problem
 from routing.providers.media import data_url_problem, is_base64
 from training.serving import billed_tokens
@@ -97,6 +97,15 @@ def _tool_call_problem(call: object) -> str | None:
 def _messages_validate(messages_: object) -> None:
     if not isinstance(messages_, list) or not messages_:
         raise BadRequest("messages must be a non-empty list.", param="messages")
+    problem = parts_cap_problem(
+        [
+            (f"messages[{index}].content", len(m["content"]))
+            for index, m in enumerate(messages_)
+            if isinstance(m, dict) and isinstance(m.get("content"), list)
+        ]
+    )
+    if problem:
+        raise BadRequest(problem, param="messages")
     for index, message in enumerate(messages_):
         if not isinstance(message, dict) or message.get("role") not in _ROLES:
             raise BadRequest(
