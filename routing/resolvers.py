@@ -38,6 +38,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 RESOLVER_THREADS = 4  # name lookups running at once per process
@@ -117,18 +118,13 @@ class _Resolvers:
 
     @classmethod
     def _run(cls, host: str, port: int, tenant: object) -> Infos:
-        answered = False
-        try:
-            infos = resolve(host, port)
-            answered = True
-            return infos
-        finally:
-            with cls.lock:
-                cls.running -= 1
-                if tenant is not None:
-                    cls.tenants.pop(tenant, None)
-                if answered:
-                    cls.stalled.pop(host.lower(), None)
+        return _resolve_then(host, port, lambda: cls._forget(tenant))
+
+    @classmethod
+    def _forget(cls, tenant: object) -> None:
+        cls.running -= 1
+        if tenant is not None:
+            cls.tenants.pop(tenant, None)
 
     @classmethod
     def _forked(cls) -> None:
@@ -192,22 +188,32 @@ class _Gateway:
 
     @classmethod
     def _run(cls, key: tuple[str, int], host: str, port: int, tenant: object) -> Infos:
-        answered = False
-        try:
-            infos = resolve(host, port)
-            answered = True
-            return infos
-        finally:
-            with _Resolvers.lock:
-                cls.running -= 1
-                cls.flights.pop(key, None)
-                hosts = cls.tenants.get(tenant, [])
-                if host in hosts:
-                    hosts.remove(host)
-                if not hosts:
-                    cls.tenants.pop(tenant, None)
-                if answered:
-                    _Resolvers.stalled.pop(host.lower(), None)
+        return _resolve_then(host, port, lambda: cls._forget(key, host, tenant))
+
+    @classmethod
+    def _forget(cls, key: tuple[str, int], host: str, tenant: object) -> None:
+        cls.running -= 1
+        cls.flights.pop(key, None)
+        hosts = cls.tenants.get(tenant, [])
+        if host in hosts:
+            hosts.remove(host)
+        if not hosts:
+            cls.tenants.pop(tenant, None)
+
+
+def _resolve_then(host: str, port: int, forget: Callable[[], None]) -> Infos:
+    """``resolve`` in a pool's thread, then, under the lock, ``forget`` the lookup (its thread
+    given back) and, when the name answered, that it stalled."""
+    answered = False
+    try:
+        infos = resolve(host, port)
+        answered = True
+        return infos
+    finally:
+        with _Resolvers.lock:
+            forget()
+            if answered:
+                _Resolvers.stalled.pop(host.lower(), None)
 
 
 os.register_at_fork(after_in_child=_Resolvers._forked)
