@@ -75,6 +75,11 @@ GATEWAY_TENANT_SLOT_WAIT_SECONDS = env.float(
 )
 if GATEWAY_TENANT_SLOT_WAIT_SECONDS < 0:
     raise ImproperlyConfigured("GATEWAY_TENANT_SLOT_WAIT_SECONDS must not be negative")
+# At a worker's shutdown, seconds it waits for the handlers it cancelled to hand their usage over
+# (and again for those hand-overs), well below uvicorn/gunicorn's graceful timeout (30 s).
+GATEWAY_SHUTDOWN_DRAIN_SECONDS = env.float("GATEWAY_SHUTDOWN_DRAIN_SECONDS", default=5.0)
+if GATEWAY_SHUTDOWN_DRAIN_SECONDS < 0:
+    raise ImproperlyConfigured("GATEWAY_SHUTDOWN_DRAIN_SECONDS must not be negative")
 # The gateway's own async PostgreSQL pool (per worker) for the credit reservation.
 GATEWAY_DB_CONNECTIONS = env.int("GATEWAY_DB_CONNECTIONS", default=4)
 GATEWAY_DB_TIMEOUT = env.float("GATEWAY_DB_TIMEOUT", default=3.0)

@@ -336,6 +336,8 @@ def _lease(key: AuthenticatedKey, bucket: str, window: int) -> _Lease:
 
 
 async def rate_limit_close() -> None:
-    if _RedisState.client is not None:
+    """Close this loop's client only: one another loop made (another server in the process) is
+    its own, and closing it from here never finished (its connections answer that loop only)."""
+    if _RedisState.client is not None and _RedisState.loop is asyncio.get_running_loop():
         await _RedisState.client.aclose()
         _RedisState.client = None
