@@ -152,6 +152,15 @@ ALLOW_PRIVATE_PROVIDER_URLS = _bool("ALLOW_PRIVATE_PROVIDER_URLS", default=False
 URL_CHECK_DNS_TIMEOUT_SECONDS = env.float("URL_CHECK_DNS_TIMEOUT_SECONDS", default=3.0)
 if URL_CHECK_DNS_TIMEOUT_SECONDS <= 0:
     raise ImproperlyConfigured("URL_CHECK_DNS_TIMEOUT_SECONDS must be positive")
+# The gateway's connect-time lookups of tenants' own hosts (routing/resolvers.py): a pool of its
+# own per process, apart from the save-time checks' 4 threads; one organization holds at most
+# GATEWAY_DNS_PER_ORGANIZATION of its threads. Platform providers' hosts never use it.
+GATEWAY_DNS_THREADS = env.int("GATEWAY_DNS_THREADS", default=32)
+GATEWAY_DNS_PER_ORGANIZATION = env.int("GATEWAY_DNS_PER_ORGANIZATION", default=2)
+if not 1 <= GATEWAY_DNS_PER_ORGANIZATION <= GATEWAY_DNS_THREADS:
+    raise ImproperlyConfigured(
+        "GATEWAY_DNS_PER_ORGANIZATION must be at least 1 and at most GATEWAY_DNS_THREADS"
+    )
 # The local fake upstream that `make run` starts and the demo provider points at.
 DEMO_UPSTREAM_URL = env.str("DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001").rstrip("/")
 # Budget-aware routing (README "Budget-aware routing"): the share of a key's limit window below
