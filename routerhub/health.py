@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 
@@ -9,6 +10,11 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from routerhub.errors import error_json_response
+
+# Longest Authorization header compared: anything longer is refused unread.
+_AUTHORIZATION_MAX_CHARS = 1024
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -58,4 +64,24 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics of this process (no organization's data): behind ``METRICS_TOKEN``
+    when it is set, else public only where ``METRICS_PUBLIC`` (not production's default)."""
+    token = settings.METRICS_TOKEN
+    if not token and not settings.METRICS_PUBLIC:
+        return error_json_response(404, "not_found", "Not found.")
+    if token and not _bearer_matches(request, token):
+        response = error_json_response(
+            401, "unauthorized", "Send the metrics token as 'Authorization: Bearer <token>'."
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _bearer_matches(request: HttpRequest, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    if len(header) > _AUTHORIZATION_MAX_CHARS:
+        return False
+    scheme, _, sent = header.partition(" ")
+    # Constant time: how much of the token matched must not show in the response's timing.
+    return scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), token.encode())

@@ -8,18 +8,21 @@ so a DNS answer that changes between the two (rebinding) cannot reach an interna
 run models on private networks (and for tests, whose fake upstream listens on 127.0.0.1).
 Webhook deliveries (a tenant's receiver URL) use the same checks through
 ``public_http_client_sync``, under their own setting (``WEBHOOK_ALLOW_PRIVATE_URLS``).
-Every blocking name lookup (the save-time check, deliveries) is ``routing.resolvers.lookup``:
-bounded, abandoned at its deadline, at most one unfinished per organization.
+Every name lookup (the save-time check, deliveries, and the gateway's connections through
+``routing.resolvers.lookup_async``) runs in ``routing.resolvers``' bounded pool: abandoned at its
+deadline (``URL_CHECK_DNS_TIMEOUT_SECONDS`` at most), at most one unfinished per organization,
+never in the event loop's default executor (which one tenant's stalled names could fill).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,8 +32,8 @@ from django.conf import settings
 
 from routerhub.domain import InvalidInput, RateLimited, Unavailable
 from routing.gateway.upstream import Client
-from routing.resolvers import BUSY_RETRY_AFTER, NameStalled, ResolverBusy, lookup, resolve
-from routing.tenant_slots import FairTransport
+from routing.resolvers import BUSY_RETRY_AFTER, NameStalled, ResolverBusy, lookup, lookup_async
+from routing.tenant_slots import CONNECTING_ORGANIZATION, FairTransport
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -173,13 +176,12 @@ class _PublicAddressesOnly(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         if settings.ALLOW_PRIVATE_PROVIDER_URLS:
             return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                # The C library's resolver (as at save time), not the event loop's own (uvloop).
-                infos = await loop.run_in_executor(None, resolve, host, port)
-        except (OSError, UnicodeError, TimeoutError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        # The C library's resolver (as at save time), not the event loop's own (uvloop), in the
+        # bounded pool: one organization's stalled names wait for its own one lookup.
+        bound = settings.URL_CHECK_DNS_TIMEOUT_SECONDS
+        bound = bound if timeout is None else min(timeout, bound)
+        with _lookup_errors(host, bound):
+            infos = await lookup_async(host, port, bound, CONNECTING_ORGANIZATION.get())
         # TLS still verifies the certificate against ``host`` (httpcore passes the URL's host as
         # the server name), so connecting to the address changes nothing but what was checked.
         address = _public_address(host, infos)
@@ -240,17 +242,26 @@ class _Deadline(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
-def _resolve_within(host: str, port: int, timeout: float, tenant: object) -> list[tuple[Any, ...]]:
-    """``lookup(host, port)``, or ``httpcore.ConnectTimeout`` once ``timeout`` seconds pass
-    (``httpcore.ConnectError`` when the name does not resolve or no lookup may start)."""
+@contextlib.contextmanager
+def _lookup_errors(host: str, timeout: float) -> Iterator[None]:
+    """A failed ``lookup`` as httpcore's errors: ``ConnectTimeout`` once ``timeout`` seconds
+    passed (or the name stalled moments ago), ``ConnectError`` when the name does not resolve or
+    no lookup may start (the gateway's attempt fails: 502/504 when no candidate is left)."""
     try:
-        infos = lookup(host, port, timeout, tenant)
+        yield
     except NameStalled:
         raise httpcore.ConnectTimeout(f"resolving {host} timed out moments ago") from None
     except TimeoutError:
         raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout:g} s") from None
     except (OSError, UnicodeError, ResolverBusy) as exc:
         raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+
+
+def _resolve_within(host: str, port: int, timeout: float, tenant: object) -> list[tuple[Any, ...]]:
+    """``lookup(host, port)``, or ``httpcore.ConnectTimeout`` once ``timeout`` seconds pass
+    (``httpcore.ConnectError`` when the name does not resolve or no lookup may start)."""
+    with _lookup_errors(host, timeout):
+        infos = lookup(host, port, timeout, tenant)
     if not infos:
         raise httpcore.ConnectError(f"cannot resolve {host}: no address")
     return infos

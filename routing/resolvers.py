@@ -1,4 +1,5 @@
-"""Bounded blocking name lookups (``routing.egress``: save-time URL checks, webhook deliveries).
+"""Bounded blocking name lookups (``routing.egress``: save-time URL checks, webhook deliveries,
+and the gateway's connections to a tenant's own hosts through ``lookup_async``).
 
 ``getaddrinfo`` takes no timeout, so a lookup runs in one of ``RESOLVER_THREADS`` threads of the
 process and its caller stops waiting when its time is up; the thread stays busy until the
@@ -13,11 +14,17 @@ caller is ever blamed for someone else's stall:
   at once (``ResolverBusy`` with ``tenant_host``) until its earlier lookup ends;
 - a lookup never queues: with every thread busy it fails at once (``ResolverBusy``).
 
+``lookup_async`` (the gateway, on its event loop) differs in one rule: a connection finding its
+organization's lookup unfinished waits for that lookup (without a thread) and then starts its own,
+within its timeout, instead of failing at once, so a burst of one tenant's new connections is
+looked up one after the other rather than refused.
+
 All of it per process: a forked worker starts with a pool and bookkeeping of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures
 import os
@@ -39,11 +46,16 @@ class NameStalled(TimeoutError):
 
 
 class ResolverBusy(Exception):
-    """No lookup was started: ``tenant_host`` names the organization's own unfinished lookup,
-    or is ``None`` when every thread of the process is busy."""
+    """No lookup was started: ``tenant_host`` names the organization's own unfinished lookup
+    (``pending``), or is ``None`` when every thread of the process is busy."""
 
-    def __init__(self, host: str, tenant_host: str | None) -> None:
-        self.host, self.tenant_host = host, tenant_host
+    def __init__(
+        self,
+        host: str,
+        tenant_host: str | None,
+        pending: concurrent.futures.Future[Infos] | None = None,
+    ) -> None:
+        self.host, self.tenant_host, self.pending = host, tenant_host, pending
         if tenant_host is None:
             why = f"every one of the {RESOLVER_THREADS} name resolver threads is busy"
         else:
@@ -71,7 +83,8 @@ class _Resolvers:
     lock = threading.Lock()
     pool: concurrent.futures.ThreadPoolExecutor | None = None
     running = 0  # lookups started and not finished (each holds a thread)
-    tenants: dict[object, str] = {}  # organization -> the name its unfinished lookup resolves
+    # organization -> the name its unfinished lookup resolves, and that lookup
+    tenants: dict[object, tuple[str, concurrent.futures.Future[Infos]]] = {}
     stalled: collections.OrderedDict[str, float] = collections.OrderedDict()  # name -> until
 
     @classmethod
@@ -84,13 +97,14 @@ class _Resolvers:
         if until is not None and until > time.monotonic():
             raise NameStalled(f"{host} did not resolve in time moments ago")
         if tenant is not None and tenant in cls.tenants:
-            raise ResolverBusy(host, cls.tenants[tenant])
+            raise ResolverBusy(host, *cls.tenants[tenant])
         if cls.running >= RESOLVER_THREADS:
             raise ResolverBusy(host, None)
         cls.running += 1
-        if tenant is not None:
-            cls.tenants[tenant] = host
-        return cls.pool.submit(cls._run, host, port, tenant)
+        started = cls.pool.submit(cls._run, host, port, tenant)
+        if tenant is not None:  # before ``_run`` can end: it takes ``lock`` to forget it
+            cls.tenants[tenant] = (host, started)
+        return started
 
     @classmethod
     def _run(cls, host: str, port: int, tenant: object) -> Infos:
@@ -132,4 +146,32 @@ def lookup(host: str, port: int, timeout: float, tenant: object = None) -> Infos
         return started.result(timeout)
     except TimeoutError:
         _Resolvers._remember_stalled(host)
+        raise
+
+
+async def lookup_async(host: str, port: int, timeout: float, tenant: object = None) -> Infos:
+    """``lookup`` for a coroutine: the same pool and rules, awaited without blocking the event
+    loop; a lookup of ``tenant``'s own still unfinished is waited for (see the module's rules).
+    ``TimeoutError`` once ``timeout`` seconds pass, the lookup abandoned and its name stalled."""
+    numeric = _numeric(host, port)
+    if numeric is not None:
+        return numeric
+    started: concurrent.futures.Future[Infos] | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            while started is None:
+                try:
+                    with _Resolvers.lock:
+                        started = _Resolvers._start(host, port, tenant)
+                except ResolverBusy as busy:
+                    if busy.pending is None:
+                        raise
+                    # Not cancelled with this wait: the organization's lookup runs on.
+                    await asyncio.wait([asyncio.wrap_future(busy.pending)])
+            # Shielded: a caller that stops waiting leaves the thread to end the lookup (and
+            # give its place back); cancelling it before it ran would leave ``running`` counted.
+            return await asyncio.shield(asyncio.wrap_future(started))
+    except TimeoutError:
+        if started is not None:
+            _Resolvers._remember_stalled(host)  # only a name that was tried, never another's
         raise

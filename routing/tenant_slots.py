@@ -21,6 +21,7 @@ one out removes it, so the table never holds more organizations than there are r
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -33,6 +34,11 @@ ORGANIZATION = "routerhub.organization"
 # candidates are refused at once with the same message instead of waiting again.
 REFUSED = "routerhub.organization_refused"
 LIMIT_SETTING = "GATEWAY_TENANT_MAX_CONNECTIONS"
+# The organization whose request is opening a connection (set while ``FairTransport`` hands it to
+# the pool): the network backend's name lookup counts against it (``egress``, ``resolvers``).
+CONNECTING_ORGANIZATION: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "connecting_organization", default=None
+)
 
 
 class TenantLimitReached(httpx.PoolTimeout):
@@ -129,11 +135,14 @@ class FairTransport(httpx.AsyncBaseTransport):
         if refused is not None:  # this request already waited for a slot, and was refused one
             raise TenantLimitReached(refused, request=request)
         await self._slot(organization, request)
+        connecting = CONNECTING_ORGANIZATION.set(organization)
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException:
             self.slots.release(organization)
             raise
+        finally:
+            CONNECTING_ORGANIZATION.reset(connecting)
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _Held(response.stream, lambda: self.slots.release(organization))
         return response

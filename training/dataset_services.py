@@ -7,6 +7,7 @@ Split from ``training.services``, which re-exports these functions for its calle
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +34,9 @@ _UPLOADS_LOCK = 0x5244  # "RD"
 # Where the files of datasets RouterHub builds itself are stored (uploads: ``Dataset.file``'s
 # ``upload_to``); the organization's dataset limits leave them out (``system_built``).
 BUILT_PREFIX = "datasets/built/"
+# Stuck uploads one run of ``datasets_stuck_fail`` makes invalid at most (the next run, minutes
+# later, takes the rest).
+STUCK_BATCH = 500
 
 
 def dataset_create(
@@ -78,7 +82,11 @@ def dataset_create(
             dataset.file.save(filename, upload, save=False)
         else:
             built_file_save(dataset, filename, upload)
-        Dataset.objects.filter(pk=dataset.pk).update(file=dataset.file.name)
+        stored = Dataset.objects.filter(pk=dataset.pk, status=DatasetStatus.VALIDATING)
+        if not stored.update(file=dataset.file.name) and quota:
+            # Made invalid meanwhile by ``datasets_stuck_fail`` (storing took longer than
+            # DATASET_STUCK_VALIDATING_SECONDS), its size no longer counted: keep nothing.
+            raise RuntimeError("given up as stuck while its file was being stored")
     except Exception as exc:
         _unstored_delete(dataset, exc)
         raise Unavailable(
@@ -302,6 +310,52 @@ def _dataset_finish(dataset: Dataset, *, errors: list[dict[str, Any]]) -> Datase
         dataset.validated_at = timezone.now()
         dataset.save()
     return dataset
+
+
+def datasets_stuck_fail(*, batch: int = STUCK_BATCH) -> int:
+    """Make invalid, with the reason, uploads validating for over
+    ``DATASET_STUCK_VALIDATING_SECONDS`` whose file was never stored (the uploading process
+    died; their size is no longer counted) or whose validation never started (its task lost):
+    at most ``batch`` per call; how many. A validation that started (``validation_attempts``)
+    is never touched: its task's time limit and redeliveries end it. Each row is changed by one
+    conditional ``UPDATE``, so a worker counting its first attempt at the same moment either
+    counts first (and the row is left alone) or finds it no longer validating (and stops)."""
+    age = int(settings.DATASET_STUCK_VALIDATING_SECONDS)
+    stuck = (
+        Dataset.objects.filter(
+            status=DatasetStatus.VALIDATING,
+            created_at__lt=timezone.now() - timedelta(seconds=age),
+        )
+        .exclude(system_built())
+        .order_by("pk")
+    )
+    waited = f"{age // 60} minutes" if age >= 120 else f"{age} seconds"
+    reasons = [
+        (
+            Q(file=""),
+            {"size_bytes": 0},
+            f"The upload did not finish: its file was not stored within {waited}, so nothing "
+            "was kept. Delete this dataset and upload the file again.",
+        ),
+        (
+            Q(validation_attempts=0) & ~Q(file=""),
+            {},
+            f"Validation of this file did not start within {waited} (its task was lost). "
+            "Delete this dataset and upload the file again.",
+        ),
+    ]
+    failed = 0
+    for condition, changes, message in reasons:
+        ids = list(stuck.filter(condition).values_list("pk", flat=True)[: batch - failed])
+        failed += stuck.filter(condition, pk__in=ids).update(
+            status=DatasetStatus.INVALID,
+            errors=[_file_error(message)],
+            validated_at=timezone.now(),
+            **changes,
+        )
+    if failed:
+        logger.warning("datasets: %s stuck uploads made invalid", failed)
+    return failed
 
 
 def dataset_delete(*, dataset: Dataset) -> None:

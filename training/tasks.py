@@ -33,6 +33,14 @@ def training_runs_sweep() -> list[int]:
     return services.training_runs_sweep() + feedback_builds_sweep()
 
 
+@shared_task(name="training.datasets_stuck_fail", acks_late=True, soft_time_limit=60, time_limit=90)
+def datasets_stuck_fail() -> int:
+    # Named outside "training.tasks.*": a quick sweep, on the default queue.
+    from training.dataset_services import datasets_stuck_fail as fail
+
+    return fail()
+
+
 @shared_task(name="training.drift_check", acks_late=True, soft_time_limit=300, time_limit=360)
 def drift_check() -> int:
     # Named outside "training.tasks.*" so it runs on the default queue, not behind long trainings.

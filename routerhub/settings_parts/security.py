@@ -56,3 +56,11 @@ CONTENT_SECURITY_POLICY = env.str("CONTENT_SECURITY_POLICY", default=_DEFAULT_CS
 if not all(" " <= char <= "~" for char in CONTENT_SECURITY_POLICY):
     raise ImproperlyConfigured("CONTENT_SECURITY_POLICY must be printable ASCII on one line")
 CSP_EXCLUDED_PATHS = ("/admin/", "/api/docs/")
+
+# /metrics (process metrics: no organization's data). METRICS_TOKEN set: a scraper must send
+# ``Authorization: Bearer <token>`` (401 otherwise). Unset: public where METRICS_PUBLIC (default
+# outside production, so `make run` and tests scrape freely), else 404 (production's default).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="").strip()
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters")
+METRICS_PUBLIC = _bool("METRICS_PUBLIC", default=not PRODUCTION)

@@ -36,6 +36,10 @@ DATASETS_MAX_BYTES_PER_ORGANIZATION = positive_int(
 DATASETS_MAX_VALIDATING_PER_ORGANIZATION = positive_int(
     "DATASETS_MAX_VALIDATING_PER_ORGANIZATION", 4
 )
+# An upload still validating this long after it was made, with no file stored (its process died
+# while storing it) or whose validation never started (its task lost), is made invalid with the
+# reason by a periodic sweep (training.datasets_stuck_fail), freeing the organization's quotas.
+DATASET_STUCK_VALIDATING_SECONDS = positive_int("DATASET_STUCK_VALIDATING_SECONDS", 3600)
 # Training runs queued or running at once per organization (one per router in any case).
 TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env.int(
     "TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION", default=4
