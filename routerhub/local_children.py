@@ -91,7 +91,7 @@ def _group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # a pid reused by another user's process: alive, not ours to wait for
         return True
     return True
 
@@ -103,7 +103,8 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def groups_stop(pgids: list[int], grace: float = STOP_GRACE) -> None:
     """The watchdog's stop, with no children of its own to wait for: SIGTERM to each group,
-    SIGKILL to what is left of them after ``grace`` seconds."""
+    SIGKILL to what is left of them after ``grace`` seconds. A group's id is its leader's pid,
+    which the kernel does not hand out again while any process of the group lives."""
     for pgid in pgids:
         _signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
