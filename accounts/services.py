@@ -28,7 +28,7 @@ from accounts.models import (
     Role,
     User,
 )
-from routerhub.domain import Conflict, InvalidInput, NotFound, NotPermitted
+from routerhub.domain import Conflict, InvalidInput, NotFound, NotPermitted, RateLimited
 from routerhub.text import one_line
 
 INVITATION_LIFETIME = timedelta(days=7)
@@ -173,6 +173,9 @@ def invitation_create(
     token = secrets.token_urlsafe(32)
     now = timezone.now()
     with transaction.atomic():
+        # The organization's row lock makes invitations sent at once count each other.
+        _owners_lock(organization)
+        _invitation_limits_check(organization, email, now)
         _open_invitations(organization, email).update(cancelled_at=now)
         invitation = Invitation.objects.create(
             organization=organization,
@@ -194,6 +197,49 @@ def invitation_create(
         recipient_list=[email],
     )
     return CreatedInvitation(invitation, accept_url)
+
+
+def _invitation_limits_check(organization: Organization, email: str, now: datetime) -> None:
+    """Refuse an invitation email the platform's sender should not send: the same address again
+    within ``INVITATION_RESEND_COOLDOWN_SECONDS`` (429), more than
+    ``INVITATIONS_PER_ORGANIZATION_PER_HOUR`` (429), or past
+    ``INVITATIONS_OPEN_PER_ORGANIZATION_MAX`` open ones (409). Without them an owner mails any
+    address, any number of times, under an organization name they chose."""
+    sent = Invitation.objects.filter(organization=organization)
+    cooldown = timedelta(seconds=settings.INVITATION_RESEND_COOLDOWN_SECONDS)
+    last = (
+        sent.filter(email__iexact=email, created_at__gt=now - cooldown)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if last is not None:
+        wait = int((last + cooldown - now).total_seconds()) + 1
+        raise RateLimited(
+            f"An invitation was emailed to {email} {int((now - last).total_seconds()) // 60} "
+            f"min ago; send it again in {(wait + 59) // 60} min "
+            "(INVITATION_RESEND_COOLDOWN_SECONDS), or ask them to check their inbox.",
+            param="email",
+            headers={"Retry-After": str(wait)},
+        )
+    per_hour = settings.INVITATIONS_PER_ORGANIZATION_PER_HOUR
+    if sent.filter(created_at__gt=now - timedelta(hours=1)).count() >= per_hour:
+        raise RateLimited(
+            f"{organization.name} has sent {per_hour} invitations in the last hour, the most "
+            "allowed (INVITATIONS_PER_ORGANIZATION_PER_HOUR); try again later.",
+            param="email",
+            headers={"Retry-After": "3600"},
+        )
+    open_max = settings.INVITATIONS_OPEN_PER_ORGANIZATION_MAX
+    still_open = sent.filter(
+        accepted_at__isnull=True, cancelled_at__isnull=True, expires_at__gt=now
+    )
+    if still_open.exclude(email__iexact=email).count() >= open_max:
+        raise Conflict(
+            f"{organization.name} has {open_max} open invitations, the most allowed "
+            "(INVITATIONS_OPEN_PER_ORGANIZATION_MAX); cancel some before inviting more.",
+            param="email",
+        )
 
 
 def _open_invitations(organization: Organization, email: str) -> QuerySet[Invitation]:

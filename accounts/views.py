@@ -27,12 +27,14 @@ from accounts.models import (
     Role,
     User,
 )
+from accounts.serializers import ApiKeyCreateInput
 from accounts.tenancy import (
     dashboard_membership,
     dashboard_organization,
     organization_required,
     tenant_object_or_404,
 )
+from routerhub.api_forms import ApiCheckedForm
 from routerhub.domain import NotPermitted
 from routerhub.errors import ApiError
 from routerhub.pages import dashboard_page
@@ -47,7 +49,9 @@ def _person(request: HttpRequest) -> User:
     return request.user
 
 
-class KeyForm(forms.Form):
+class KeyForm(ApiCheckedForm):
+    """The API's ``POST /api/v1/keys`` as a form; ``ApiKeyCreateInput`` checks its limits."""
+
     name = forms.CharField(max_length=120, validators=[validate_no_control_characters])
     scope = forms.ChoiceField(choices=KeyScope.choices, initial=KeyScope.INFERENCE)
     limit = forms.DecimalField(
@@ -75,6 +79,9 @@ class KeyForm(forms.Form):
 
     def clean_limit_reset(self) -> str | None:
         return self.cleaned_data.get("limit_reset") or None
+
+    def api_input(self) -> type[ApiKeyCreateInput]:
+        return ApiKeyCreateInput
 
 
 @organization_required()

@@ -46,6 +46,8 @@ from training.learner.task_hint import (
     NULL_SEED,
     NULL_SHUFFLES,
     _best_blend,
+    fold_shuffled,
+    gain_accepted,
 )
 from training.learner.task_hint_report import (
     _hinted_picks,
@@ -77,13 +79,8 @@ def best_stack(
         stacked = _stack_oof(x, scores, fold_of, c)
         for rule, chooser in enumerate(decide):
             diff = scores[rows, chooser(stacked)] - heads
-            gain = float(diff.mean())
-            se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if min_se is not None else 0.0
-            if (
-                gain > 0
-                and gain >= (min_se or 0.0) * se
-                and (best is None or gain > best[0] + 1e-12)
-            ):
+            gain = gain_accepted(diff, min_se, None if best is None else best[0])
+            if gain is not None:
                 best = (gain, c, rule)
     return best
 
@@ -109,10 +106,7 @@ def stack_choice(
     rng = np.random.default_rng(NULL_SEED)
     null_blend, null_stack = [], []
     for _ in range(NULL_SHUFFLES):
-        shuffled = ids.copy()
-        for fold in np.unique(fold_of):
-            at = np.flatnonzero(fold_of == fold)
-            shuffled[at] = rng.permutation(ids[at])
+        shuffled = fold_shuffled(ids, fold_of, rng)
         b = _best_blend(shuffled, blend_problem, decide, None)
         s = best_stack(shuffled, count, problem, decide, None)
         null_blend.append(0.0 if b is None else b[0])

@@ -22,6 +22,7 @@ from routerhub.settings_parts.environment import (
     _bool,
     _secret,
     env,
+    positive_int,
 )
 from routerhub.settings_parts.gateway import *  # noqa: F403
 from routerhub.settings_parts.lifecycle import *  # noqa: F403
@@ -302,6 +303,12 @@ ORGANIZATION_SESSION_KEY = "current_organization_id"
 # Organizations one person may own: each brings its own training-run cap, rate limits and
 # datasets (and, with STARTER_CREDITS_USD, nothing more), so one address cannot multiply them.
 ORGANIZATIONS_PER_PERSON_MAX = env.int("ORGANIZATIONS_PER_PERSON_MAX", default=10)
+# Invitation emails carry an organization name its owner chose and go out from the platform's
+# sender: an organization sends at most this many an hour, has at most this many open at once,
+# and mails one address again only after the cooldown (accounts.services.invitation_create).
+INVITATIONS_PER_ORGANIZATION_PER_HOUR = positive_int("INVITATIONS_PER_ORGANIZATION_PER_HOUR", 20)
+INVITATIONS_OPEN_PER_ORGANIZATION_MAX = positive_int("INVITATIONS_OPEN_PER_ORGANIZATION_MAX", 100)
+INVITATION_RESEND_COOLDOWN_SECONDS = positive_int("INVITATION_RESEND_COOLDOWN_SECONDS", 600)
 # Apps that accounts must not import act on a new organization through these (called with
 # organization=..., owner=...) in organization_create's transaction: billing grants
 # STARTER_CREDITS_USD (once per person).

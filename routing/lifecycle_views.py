@@ -21,6 +21,7 @@ from accounts.tenancy import (
     organization_required,
     tenant_object_or_404,
 )
+from routerhub.api_forms import ApiCheckedForm
 from routerhub.errors import ApiError
 from routing.lifecycle_report import experiment_report
 from training import serving
@@ -29,8 +30,9 @@ from training.serving import Router, RouterEvent
 PROMOTIONS = [("never", "Never promote automatically"), ("if_better", "Promote if better")]
 
 
-class LifecycleForm(forms.Form):
-    """One experiment at a time: a shadow version or an A/B challenger (blank: none)."""
+class LifecycleForm(ApiCheckedForm):
+    """One experiment at a time: a shadow version or an A/B challenger (blank: none). The API's
+    ``LifecycleInput`` checks it (``serving.lifecycle_input``)."""
 
     shadow_version = forms.IntegerField(required=False, min_value=1)
     shadow_share = forms.FloatField(min_value=0, max_value=1)
@@ -39,6 +41,9 @@ class LifecycleForm(forms.Form):
     exploration_rate = forms.FloatField(min_value=0, max_value=1)
     promotion = forms.ChoiceField(choices=PROMOTIONS)
     promotion_min_decisions = forms.IntegerField(min_value=10, label="Decisions before promoting")
+
+    def api_input(self) -> type[Any]:
+        return serving.lifecycle_input()
 
 
 def _router(request: HttpRequest, slug: str) -> Router:

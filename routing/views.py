@@ -21,6 +21,7 @@ from accounts.tenancy import (
     tenant_object_or_404,
 )
 from billing.models import UsageRecord
+from routerhub.api_forms import ApiCheckedForm
 from routerhub.errors import ApiError
 from routerhub.pages import dashboard_page
 from routerhub.text import decimal_number, validate_no_control_characters
@@ -29,6 +30,7 @@ from routing.model_stats import WINDOW, provider_stats
 from routing.models import Provider, ProviderKey
 from routing.routers import PLATFORM_ROUTER_SLUG
 from routing.selectors import catalog_models_list, models_callable_by
+from routing.serializers import ProviderKeyCreateInput
 from routing.services import provider_key_create, provider_key_delete
 from training.serving import DEFAULT_OUTPUT_TOKENS, Router
 
@@ -84,7 +86,9 @@ def playground_page(request: HttpRequest) -> HttpResponse:
     )
 
 
-class ProviderKeyForm(forms.Form):
+class ProviderKeyForm(ApiCheckedForm):
+    """The API's ``POST /api/v1/provider-keys`` as a form; ``ProviderKeyCreateInput`` checks it."""
+
     provider = forms.ModelChoiceField(
         queryset=Provider.objects.none(), empty_label=None, to_field_name="slug"
     )
@@ -110,6 +114,12 @@ class ProviderKeyForm(forms.Form):
         provider = self.fields["provider"]
         assert isinstance(provider, forms.ModelChoiceField)  # form.fields holds Field
         provider.queryset = queryset
+
+    def api_input(self) -> type[ProviderKeyCreateInput]:
+        return ProviderKeyCreateInput
+
+    def api_data(self, cleaned: dict[str, Any]) -> dict[str, Any]:
+        return {**cleaned, "provider": cleaned["provider"].slug}
 
 
 @organization_required(Role.ADMIN)

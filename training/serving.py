@@ -56,6 +56,7 @@ __all__ = [
     "feedback_build",
     "feedback_retrain_check",
     "feedback_retrain_queue",
+    "lifecycle_input",
     "predictor_for_version",
     "predictor_is_loaded",
     "promotion_candidates",
@@ -322,3 +323,11 @@ def router_rollback(*, router: Router, actor: str) -> Router:
     from training import lifecycle
 
     return lifecycle.router_rollback(router=router, actor=actor)
+
+
+def lifecycle_input() -> type[Any]:
+    """The API's input serializer of lifecycle settings, which the dashboard's form checks with
+    too (loaded on first use: the gateway imports this module)."""
+    from training.lifecycle_api import LifecycleInput
+
+    return LifecycleInput

@@ -26,6 +26,7 @@ from accounts.tenancy import (
     organization_required,
     tenant_object_or_404,
 )
+from routerhub.api_forms import ApiCheckedForm
 from routerhub.body_limits import JSON_TOO_DEEP, MAX_JSON_DEPTH, nested_deeper_than
 from routerhub.errors import ApiError
 from routerhub.pages import dashboard_page
@@ -42,6 +43,7 @@ from training.models import (
     RouterVersion,
     TrainingRun,
 )
+from training.serializers import RouterInput
 
 DRIFT_CHECKS_SHOWN = 60
 DATASET_CHOICES = 50
@@ -106,7 +108,9 @@ class DatasetUploadForm(forms.Form):
         return value
 
 
-class RouterForm(forms.Form):
+class RouterForm(ApiCheckedForm):
+    """The API's ``POST /api/v1/routers`` as a form; ``RouterInput`` checks its candidates."""
+
     slug = forms.SlugField(max_length=60)
     name = forms.CharField(
         max_length=120, required=False, validators=[validate_no_control_characters]
@@ -121,6 +125,9 @@ class RouterForm(forms.Form):
     def clean_candidates(self) -> list[str]:
         raw = self.cleaned_data.get("candidates") or ""
         return [c.strip() for c in raw.split(",") if c.strip()]
+
+    def api_input(self) -> type[RouterInput]:
+        return RouterInput
 
 
 class TrainForm(forms.Form):

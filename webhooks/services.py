@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from accounts.models import Organization
 from routerhub.domain import InvalidInput
 from routing.egress import base_url_check
 from routing.provider_secrets import secret_decrypt, secret_encrypt
@@ -51,27 +52,39 @@ def webhook_url_check(url: str, organization_id: int) -> str:
     )
 
 
+def _endpoints_cap_check(organization: Any) -> None:
+    limit = settings.WEBHOOK_ENDPOINTS_PER_ORGANIZATION
+    if WebhookEndpoint.objects.filter(organization=organization).count() >= limit:
+        raise InvalidInput(
+            f"An organization has at most {limit} webhook endpoints "
+            "(WEBHOOK_ENDPOINTS_PER_ORGANIZATION); delete one first."
+        )
+
+
 def webhook_endpoint_create(
     *, organization: Any, url: str, events: list[str], description: str = "", enabled: bool = True
 ) -> CreatedEndpoint:
-    if (
-        WebhookEndpoint.objects.filter(organization=organization).count()
-        >= settings.WEBHOOK_ENDPOINTS_PER_ORGANIZATION
-    ):
-        raise InvalidInput(
-            f"An organization has at most {settings.WEBHOOK_ENDPOINTS_PER_ORGANIZATION} webhook "
-            "endpoints; delete one first."
-        )
+    """Add an endpoint, at most ``WEBHOOK_ENDPOINTS_PER_ORGANIZATION`` per organization. The
+    organization's row is locked before counting: without it, endpoints created at once each
+    count the others not yet committed and all pass the cap together."""
+    url = webhook_url_check(url, organization.pk)  # may resolve DNS: before the lock
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    endpoint = WebhookEndpoint.objects.create(
-        organization=organization,
-        url=webhook_url_check(url, organization.pk),
-        events=_events_check(events),
-        description=description,
-        enabled=enabled,
-        secret_encrypted=secret_encrypt(secret),
-        secret_hint=secret[-4:],
-    )
+    with transaction.atomic():
+        list(
+            Organization.objects.select_for_update(no_key=True)
+            .filter(pk=organization.pk)
+            .values_list("pk")
+        )
+        _endpoints_cap_check(organization)
+        endpoint = WebhookEndpoint.objects.create(
+            organization=organization,
+            url=url,
+            events=_events_check(events),
+            description=description,
+            enabled=enabled,
+            secret_encrypted=secret_encrypt(secret),
+            secret_hint=secret[-4:],
+        )
     return CreatedEndpoint(endpoint, secret)
 
 

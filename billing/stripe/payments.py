@@ -218,6 +218,13 @@ def auto_topup_configure(
         topup_quote(amount)
     if threshold is not None and threshold < 0:
         raise InvalidInput("threshold must not be negative.", param="threshold")
+    if threshold is not None and threshold > settings.TOPUP_MAX_AMOUNT:
+        # A threshold the balance never reaches would charge the card at every check.
+        raise InvalidInput(
+            f"threshold must be at most ${settings.TOPUP_MAX_AMOUNT:,.2f} (TOPUP_MAX_AMOUNT, "
+            "the largest top-up).",
+            param="threshold",
+        )
     account = credit_account_for(organization.pk)
     account.auto_topup_threshold = None if threshold is None else money(threshold)
     account.auto_topup_amount = None if amount is None else money(amount)
@@ -243,6 +250,14 @@ def _auto_topup_open(account: CreditAccount) -> Payment | None:
         if recent.filter(
             status=PaymentStatus.FAILED, created_at__gt=now - AUTO_TOPUP_RETRY_AFTER
         ).exists():
+            return None
+        # Succeeded ones count too (and refunded or disputed ones: charged all the same): a
+        # balance spent as fast as it is topped up would otherwise be charged at every check.
+        per_day = settings.AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY
+        charged = recent.filter(created_at__gt=now - timedelta(days=1)).exclude(
+            status__in=[PaymentStatus.FAILED, PaymentStatus.CANCELED]
+        )
+        if charged[:per_day].count() >= per_day:
             return None
         quote = topup_quote(amount.quantize(CENT))
         return Payment.objects.create(

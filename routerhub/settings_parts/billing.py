@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from routerhub.settings_parts.environment import PRODUCTION, ROUTERHUB_ENV, _bool, _decimal, env
+from routerhub.settings_parts.environment import (
+    PRODUCTION,
+    ROUTERHUB_ENV,
+    _bool,
+    _decimal,
+    env,
+    positive_int,
+)
 
 # Money: fees as fractions, amounts in USD.
 TOPUP_FEE_RATE = _decimal("TOPUP_FEE_RATE", default="0.055")
@@ -12,6 +19,8 @@ TOPUP_FEE_MINIMUM = _decimal("TOPUP_FEE_MINIMUM", default="0.80")
 BYOK_FEE_RATE = _decimal("BYOK_FEE_RATE", default="0.05")
 TOPUP_MIN_AMOUNT = _decimal("TOPUP_MIN_AMOUNT", default="5")
 TOPUP_MAX_AMOUNT = _decimal("TOPUP_MAX_AMOUNT", default="10000")
+# Automatic top-ups (succeeded or pending) one organization's card is charged within 24 hours.
+AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY = positive_int("AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY", 3)
 DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
 # Credits every new organization starts with (one "promotion" ledger entry), so a newcomer can
 # send a first request to the demo models without an operator or a card. On in development; 0

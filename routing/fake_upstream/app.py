@@ -148,6 +148,8 @@ class FakeUpstream:
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         try:
+            if fault.first_event_delay_ms:  # the head is out: the first content comes late
+                await asyncio.wait([watcher], timeout=fault.first_event_delay_ms / 1000)
             for event in events:
                 if record["disconnected"]:
                     return

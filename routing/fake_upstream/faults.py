@@ -19,6 +19,10 @@ answer is cut halfway through its body) or an early end (``end_after=0..3``); th
 depends only on the seed and the request body, so a request fails the same way whatever order
 requests arrive in. ``x@status=500,when=BOOM`` injects its faults only into requests whose body
 contains ``BOOM`` (``_`` is a space), others are answered: one prompt of several failing.
+Time, for deadline tests: ``x@delay=800`` answers after 800 ms and ``x@status=500,delay=800``
+fails after 800 ms, in the provider's own error shape (both hold the response's head too: the
+time to connect); ``x@first_event_delay=800`` sends a stream's 200 head at once and its first
+event 800 ms later (the time to first content). With ``when=`` they time one prompt or one model.
 Alternatives are separated by ``|``: ``x@status=400,when=BOOM|delay=300`` refuses at once a
 request saying BOOM and answers the others late; the first alternative whose ``when`` matches
 (or that has none) applies.
@@ -43,6 +47,7 @@ class Fault:
     end_after: int | None = None
     malformed: bool = False
     chunk_delay_ms: int = 0
+    first_event_delay_ms: int = 0
     hang_after: int | None = None
     cached_tokens: int = 0
     echo: bool = False
@@ -75,6 +80,8 @@ def fault_parse(spec: str) -> Fault:
             fault.malformed = True
         elif name == "chunk_delay":
             fault.chunk_delay_ms = int(value)
+        elif name == "first_event_delay":
+            fault.first_event_delay_ms = int(value)
         elif name == "hang_after":
             fault.hang_after = int(value)
         elif name == "cached":

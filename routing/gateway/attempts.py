@@ -4,6 +4,11 @@ attempt's failure (a stream's attempt, which uses the same bookkeeping, is ``str
 Every failure before the first byte reaches the client is recorded on the exchange
 (``failed``; the circuit breaker hears of platform endpoints' failures) and lets the caller try
 the next candidate; ``exhausted`` is the error when none answered.
+
+A request has one deadline, ``GATEWAY_TOTAL_TIMEOUT`` from its start, across every candidate
+(and every prompt of a list, every step of a pipeline): each call ends by it (``deadline_left``)
+and no call is started with under ``CALL_MIN_SECONDS`` of it left (``deadline_stop``). Before,
+a chat request, embeddings and a pipeline step gave each candidate a whole timeout of its own.
 """
 
 from __future__ import annotations
@@ -158,6 +163,36 @@ def exhausted(ex: Exchange) -> ApiError:
     return UpstreamFailed(f"Every provider failed: {tried}.", metadata=metadata)
 
 
+# A call needs this much of the request's deadline left to be started (no provider answers in
+# less, and a call started then would only be billed its prompt when it times out).
+CALL_MIN_SECONDS = 0.5
+_GONE = f"had passed (or was under {CALL_MIN_SECONDS:g} s away)"
+
+
+def deadline_left(ex: Exchange) -> float:
+    """Seconds left of the request's deadline (``GATEWAY_TOTAL_TIMEOUT`` from its start; a
+    pipeline's calls share their request's), possibly negative."""
+    return ex.req.started + float(settings.GATEWAY_TOTAL_TIMEOUT) - time.monotonic()
+
+
+def deadline_stop(ex: Exchange, tried: int) -> ApiError | None:
+    """The error ending the request before its candidate ``tried`` (counted from 0) when the
+    deadline leaves under ``CALL_MIN_SECONDS``; None when that call may start. The error is
+    ``exhausted``'s, saying how many candidates were not tried, or, none having been, a 408
+    saying the deadline passed (before, a 503 said every provider was paused)."""
+    if deadline_left(ex) >= CALL_MIN_SECONDS:
+        return None
+    untried = len(ex.plan.candidates) - tried
+    passed = f"the request's deadline (GATEWAY_TOTAL_TIMEOUT, {settings.GATEWAY_TOTAL_TIMEOUT:g} s)"
+    if not ex.attempts:
+        metadata = {"attempts": ex.attempts, "generation_id": ex.generation_id}
+        return UpstreamTimeout(f"No provider was tried: {passed} {_GONE}.", metadata=metadata)
+    error = exhausted(ex)
+    others = "1 more provider was" if untried == 1 else f"{untried} more providers were"
+    error.message += f" {others} not tried: {passed} {_GONE}."
+    return error
+
+
 def client_for(candidate: Candidate) -> httpx.AsyncClient:
     # A host the tenant chose is called through the client that refuses non-public addresses.
     return tenant_http_client() if candidate.base_url else http_client()
@@ -184,6 +219,7 @@ def _target(ex: Exchange, candidate: Candidate) -> Target:
         api_key=candidate.api_key,
         max_tokens=max_tokens_for(ex.body, endpoint),
         options=endpoint.options,
+        failed_tools=ex.marks.failed_tools,
     )
 
 
@@ -207,22 +243,16 @@ def upstream_request(ex: Exchange, candidate: Candidate, *, stream: bool) -> Ups
         ) from exc
 
 
-async def attempt(
-    ex: Exchange, candidate: Candidate, deadline: float | None = None
-) -> Completion | None:
+async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
     """One whole answer from ``candidate``, or None when it failed (recorded on ``ex``). The call
-    ends by ``GATEWAY_TOTAL_TIMEOUT`` from now, or by ``deadline`` (``time.monotonic()``) when
-    the request has one of its own: a timeout, billed its prompt if it was sent."""
+    ends by the request's deadline (``deadline_left``): a timeout, billed its prompt if sent."""
     endpoint, ex.trying_byok = candidate.endpoint, candidate.is_byok
     if skip(ex, endpoint):
         return None
     adapter = ADAPTERS[endpoint.api_style]
     upstream = upstream_request(ex, candidate, stream=False)
-    seconds = settings.GATEWAY_TOTAL_TIMEOUT
-    if deadline is not None:
-        seconds = deadline - time.monotonic()
     try:
-        async with asyncio.timeout(seconds):
+        async with asyncio.timeout(deadline_left(ex)):
             response = await client_for(candidate).post(
                 upstream_url(upstream.url),
                 content=upstream.content(),

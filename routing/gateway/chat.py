@@ -13,7 +13,7 @@ from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
 from routerhub.errors import BadRequest, NotFound
-from routing.gateway.attempts import attempt, exhausted
+from routing.gateway.attempts import attempt, deadline_stop, exhausted
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import (
     Exchange,
@@ -34,7 +34,7 @@ from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
 from routing.gateway.planning import model_names, plan_request
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
-    internal_marks_stripped,
+    private_keys_dropped,
     prompt_token_bound,
     request_validate,
     reservation_max,
@@ -43,9 +43,10 @@ from routing.gateway.streaming import open_stream, pump
 from routing.gateway.trace import answer_text
 from routing.ingress.anthropic import (
     canonical_to_messages_response,
+    messages_request_parsed,
     messages_request_to_canonical,
 )
-from routing.providers.base import JSON
+from routing.providers.base import JSON, NO_MARKS, IngressMarks
 from routing.router_request import models_allowed_check
 from routing.routers import messages_prompt
 
@@ -54,12 +55,13 @@ from routing.routers import messages_prompt
 
 async def chat_completions(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=False)
-    await chat_serve(req, key, internal_marks_stripped(await req.json()), anthropic=False)
+    await chat_serve(req, key, await req.json(), anthropic=False)
 
 
 async def messages(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=True)
-    await chat_serve(req, key, messages_request_to_canonical(await req.json()), anthropic=True)
+    canonical, marks = messages_request_parsed(await req.json())
+    await chat_serve(req, key, canonical, anthropic=True, marks=marks)
 
 
 async def messages_count_tokens(req: GatewayRequest) -> None:
@@ -93,16 +95,19 @@ async def chat_serve(
     *,
     anthropic: bool,
     admitted: bool = False,
+    marks: IngressMarks = NO_MARKS,
 ) -> None:
     """Serve one chat request. ``admitted``: the rate limiter already counted the request (its
-    caller refuses a key over its limit before costlier work); its prompt tokens are added here."""
+    caller refuses a key over its limit before costlier work); its prompt tokens are added here.
+    ``marks``: what the ingress knows of the messages beyond their shape (``IngressMarks``)."""
     catalog = await catalog_get()
     body = openrouter_request(body, catalog)  # model variants, provider.sort objects, reasoning
+    body = private_keys_dropped(body)
     request_validate(body)
     if str(body.get("model") or "").startswith(PIPELINE_PREFIX):
-        await pipeline_serve(req, key, body, anthropic=anthropic, admitted=admitted)
+        await pipeline_serve(req, key, body, anthropic=anthropic, admitted=admitted, marks=marks)
         return
-    needs = request_needs(body)
+    needs = request_needs(body, marks)
     prompt_bound = prompt_token_bound(body)
     plan = await plan_request(
         body=body, key=key, catalog=catalog, needs=needs, prompt_bound=prompt_bound
@@ -139,12 +144,15 @@ async def chat_serve(
         reserved,
         draft,
         prompt_bound=prompt_bound,
+        marks=marks,
     )
     await exchange_run(ex, _stream(ex) if needs.stream else _complete(ex))
 
 
 async def _complete(ex: Exchange) -> None:
-    for candidate in ex.plan.candidates:
+    for tried, candidate in enumerate(ex.plan.candidates):
+        if (late := deadline_stop(ex, tried)) is not None:  # one deadline for every candidate
+            raise late
         completion = await attempt(ex, candidate)
         if completion is None:
             continue
@@ -165,7 +173,9 @@ async def _complete(ex: Exchange) -> None:
 
 
 async def _stream(ex: Exchange) -> None:
-    for candidate in ex.plan.candidates:
+    for tried, candidate in enumerate(ex.plan.candidates):
+        if (late := deadline_stop(ex, tried)) is not None:
+            raise late
         opened = await open_stream(ex, candidate)
         if opened is not None:
             await pump(ex, candidate, opened)

@@ -28,18 +28,15 @@ Choices come back in OpenAI's order:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from dataclasses import replace
 from decimal import Decimal
 
-from django.conf import settings
-
 from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
-from routerhub.errors import ApiError, UpstreamTimeout
-from routing.gateway.attempts import attempt, exhausted
+from routerhub.errors import ApiError
+from routing.gateway.attempts import attempt, deadline_stop, exhausted
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import (
     Exchange,
@@ -143,15 +140,12 @@ def _prompts_text(bodies: list[JSON]) -> str:
 
 async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
     ex.on_abandon.append(lambda: _prompts_sent(ex, parts))
-    # One deadline for the whole request, every candidate's calls included: a slow prompt no
-    # longer takes GATEWAY_TOTAL_TIMEOUT at each candidate in turn.
-    deadline = ex.req.started + settings.GATEWAY_TOTAL_TIMEOUT
+    # One deadline for the whole request, every candidate's calls included (``attempts``): no
+    # call is started with too little of it left, and the request fails with what it has.
     for tried, candidate in enumerate(ex.plan.candidates):
-        # No time left to try it (or too little for any provider to answer: a call started then
-        # would only be billed its prompt when it times out): fails with what it has.
-        if deadline - time.monotonic() < CALL_MIN_SECONDS:
-            raise _answers_said(_deadline_passed(ex, len(ex.plan.candidates) - tried), ex)
-        completions = await _attempt_all(ex, parts, candidate, deadline)
+        if (late := deadline_stop(ex, tried)) is not None:
+            raise _answers_said(late, ex)
+        completions = await _attempt_all(ex, parts, candidate)
         if completions is None:
             continue
         ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
@@ -181,17 +175,17 @@ async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
 
 
 async def _attempt_all(
-    ex: Exchange, parts: list[Exchange], candidate: Candidate, deadline: float
+    ex: Exchange, parts: list[Exchange], candidate: Candidate
 ) -> list[Completion] | None:
     """Every prompt's answer from ``candidate``, or None if it failed any. A 4xx it gave any
     prompt is raised (another provider would refuse that prompt too), but only once the other
-    prompts' calls have ended — by the request's ``deadline`` at the latest, a call still
+    prompts' calls have ended — by the request's deadline at the latest, a call still
     unanswered then timing out (billed its prompt, as sent): the provider had them, so what it
     answered is billed — whatever order the answers came in — and the error says so."""
     for part in parts:  # an earlier candidate's calls ended: what they answered is billed
         part.sending = None
     since = len(ex.attempts)  # this candidate's trace entries come after
-    tasks = [asyncio.ensure_future(attempt(part, candidate, deadline)) for part in parts]
+    tasks = [asyncio.ensure_future(attempt(part, candidate)) for part in parts]
     try:
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     except asyncio.CancelledError:  # the client left (or the server): answers that came billed
@@ -255,26 +249,6 @@ def _answer(task: asyncio.Task[Completion | None]) -> Completion | None:
     if not task.done() or task.cancelled() or task.exception() is not None:
         return None
     return task.result()
-
-
-# A call needs this much of the request's deadline left to be started (no provider answers in
-# less); with less, the next candidate is not tried.
-CALL_MIN_SECONDS = 0.5
-_GONE = f"had passed (or was under {CALL_MIN_SECONDS:g} s away)"
-
-
-def _deadline_passed(ex: Exchange, untried: int) -> ApiError:
-    """The request's deadline passed with ``untried`` candidates left: the error says so. Before,
-    when it passed before any was tried (a slow plan or hold), it said every provider was paused
-    (a 503), and with some tried it did not say the others never were."""
-    passed = f"the request's deadline (GATEWAY_TOTAL_TIMEOUT, {settings.GATEWAY_TOTAL_TIMEOUT:g} s)"
-    if not ex.attempts:
-        metadata = {"attempts": ex.attempts, "generation_id": ex.generation_id}
-        return UpstreamTimeout(f"No provider was tried: {passed} {_GONE}.", metadata=metadata)
-    error = exhausted(ex)
-    others = "1 more provider was" if untried == 1 else f"{untried} more providers were"
-    error.message += f" {others} not tried: {passed} {_GONE}."
-    return error
 
 
 def _answers_said(error: ApiError, ex: Exchange) -> ApiError:

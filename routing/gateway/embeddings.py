@@ -28,6 +28,8 @@ from billing.metering import UsageDraft, UsageFlag, reservation_amount
 from routerhub.errors import NOT_RETRYABLE, BadRequest, NoProviderAvailable
 from routing.gateway.attempts import (
     client_for,
+    deadline_left,
+    deadline_stop,
     exhausted,
     failed,
     rejected,
@@ -204,7 +206,9 @@ def _hold(candidate: Candidate, prompt_tokens: int) -> Decimal:
 
 
 async def _embed(ex: Exchange, request: EmbeddingInput) -> None:
-    for candidate in ex.plan.candidates:
+    for tried, candidate in enumerate(ex.plan.candidates):
+        if (late := deadline_stop(ex, tried)) is not None:  # one deadline for every candidate
+            raise late
         vectors = await _attempt(ex, candidate, request)
         if vectors is None:
             continue
@@ -252,7 +256,7 @@ async def _attempt(
         endpoint.api_style, request.inputs, target, request.dimensions, request.user
     )
     try:
-        async with asyncio.timeout(settings.GATEWAY_TOTAL_TIMEOUT):
+        async with asyncio.timeout(deadline_left(ex)):
             response = await client_for(candidate).post(
                 upstream_url(upstream.url),
                 content=upstream.content(),

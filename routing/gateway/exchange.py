@@ -31,7 +31,7 @@ from routing.gateway.request_shape import output_token_bound
 from routing.gateway.timeouts import TimedOut, timeouts_charge
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
 from routing.ingress.anthropic import anthropic_only_fields
-from routing.providers.base import JSON, StreamDecoder, Usage, text_of
+from routing.providers.base import JSON, NO_MARKS, IngressMarks, StreamDecoder, Usage, text_of
 from routing.providers.cache_marks import cached_prefix_shares, has_marks
 from routing.router_policy import decision_log_entry
 from training.serving import tokens_from_chars
@@ -67,6 +67,9 @@ class Exchange:
     finish_reason_seen: bool = False
     # prompt_token_bound(body): the most tokens the prompt can be (0 where none was computed).
     prompt_bound: int = 0
+    # What the ingress knows of ``body``'s messages beyond their shape (a failed tool result, a
+    # tool's screenshot): beside them, never in them, so no key a client sends can pose as one.
+    marks: IngressMarks = NO_MARKS
     first_byte_at: float | None = None
     answer_parts: list[str] = field(default_factory=list)  # kept only with prompt logging
     # More fields for a stream's usage chunk (a pipeline step streamed live adds ``pipeline``).

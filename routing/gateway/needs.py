@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from routing.gateway.catalog_cache import EndpointInfo
-from routing.providers.base import GATEWAY_PARAMETERS, JSON, content_part_kinds
-from routing.providers.media import TOOL_MEDIA
+from routing.providers.base import (
+    GATEWAY_PARAMETERS,
+    JSON,
+    NO_MARKS,
+    IngressMarks,
+    content_part_kinds,
+)
 
 # Why a request no endpoint can honour is refused, after "supports '<param>' as requested".
 GAP_HINTS = {
@@ -29,13 +34,14 @@ _DOCUMENT_PARTS = frozenset({"file", "file_id"})  # PDFs are read as pages: visi
 _OMITTED = {"image_url": "image", "file": "file", "file_id": "file", "input_audio": "audio"}
 
 
-def _current_turn(messages: list[JSON]) -> list[JSON]:
+def _current_turn(messages: list[JSON], marks: IngressMarks) -> list[JSON]:
     """The latest turn's own media: messages after the last assistant message, without what a
-    tool returned. Only these must be readable; earlier turns' media (history) and tool results'
-    become placeholders where the model reads none (``readable_body``)."""
+    tool returned (``marks.tool_media``). Only these must be readable; earlier turns' media
+    (history) and tool results' become placeholders where the model reads none
+    (``readable_body``)."""
     last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
     return [
-        {"content": [p for p in m["content"] if isinstance(p, dict) and not p.get(TOOL_MEDIA)]}
+        {"content": [p for p in m["content"] if isinstance(p, dict) and not marks.is_tool_media(p)]}
         for m in messages[last + 1 :]
         if isinstance(m.get("content"), list)
     ]
@@ -52,7 +58,7 @@ def _readable_part(part: Any, endpoint: EndpointInfo) -> Any:
         return part
     kind = next(iter(content_part_kinds([{"content": [part]}])), "text")
     if kind == "text" or _part_readable(kind, endpoint):
-        return {k: v for k, v in part.items() if k != TOOL_MEDIA}
+        return part
     if kind == "file_id":
         return {"type": "text", "text": "[file omitted: a file_id only its own host can read]"}
     noun = _OMITTED.get(kind, kind)
@@ -61,13 +67,12 @@ def _readable_part(part: Any, endpoint: EndpointInfo) -> Any:
 
 def readable_body(body: JSON, endpoint: EndpointInfo) -> JSON:
     """The request as this endpoint gets it: media it cannot read (in earlier turns, in tool
-    results; planning refused the latest turn's own) replaced by a short text placeholder, and
-    the gateway's tool-result marks removed."""
+    results; planning refused the latest turn's own) replaced by a short text placeholder."""
     messages = []
     for message in body["messages"]:
         content = message.get("content")
         if isinstance(content, list) and any(
-            isinstance(p, dict) and (p.get("type") != "text" or TOOL_MEDIA in p) for p in content
+            isinstance(p, dict) and p.get("type") != "text" for p in content
         ):
             content = [_readable_part(part, endpoint) for part in content]
             message = message | {"content": content}
@@ -95,10 +100,11 @@ class Needs:
     other_tools: bool = False
 
 
-def request_needs(body: JSON) -> Needs:
+def request_needs(body: JSON, marks: IngressMarks = NO_MARKS) -> Needs:
+    """``marks``: the ingress's (``IngressMarks``; media a tool returned is not the turn's own)."""
     response_format = body.get("response_format")
     kind = response_format.get("type") if isinstance(response_format, dict) else None
-    current = _current_turn(body["messages"])
+    current = _current_turn(body["messages"], marks)
     vision = any(part.get("type") == "image_url" for m in current for part in m["content"])
     parameters = frozenset(
         name for name, value in body.items() if name not in GATEWAY_PARAMETERS and value is not None

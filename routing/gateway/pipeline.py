@@ -32,7 +32,7 @@ from functools import partial
 from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
-from routerhub.errors import ApiError, BadRequest, Forbidden, NotFound
+from routerhub.errors import ApiError, BadRequest, NotFound
 from routerhub.money import ZERO, money_str
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
 from routing.gateway.exchange import Exchange, bill, exchange_run
@@ -54,7 +54,7 @@ from routing.gateway.pipeline_steps import (
     template_fill,
 )
 from routing.gateway.pipeline_stream import stream_buffered, stream_live
-from routing.gateway.planning import Plan, plan_request
+from routing.gateway.planning import Plan, model_names, plan_request
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
     output_token_bound,
@@ -64,7 +64,8 @@ from routing.gateway.request_shape import (
 from routing.ingress.anthropic import canonical_to_messages_response
 from routing.models import PipelineVersion
 from routing.pipeline_rows import pipeline_version_async
-from routing.providers.base import JSON, Usage
+from routing.providers.base import JSON, NO_MARKS, IngressMarks, Usage
+from routing.router_request import models_allowed_check
 from routing.routers import messages_prompt, router_decide_async
 
 PIPELINE_PREFIX = "pipeline/"
@@ -79,15 +80,18 @@ async def pipeline_serve(
     *,
     anthropic: bool,
     admitted: bool = False,
+    marks: IngressMarks = NO_MARKS,
 ) -> None:
-    """Serve one pipeline request: plan every call, hold once, run, respond, record once."""
+    """Serve one pipeline request: plan every call, hold once, run, respond, record once. Its
+    calls share the request's ``marks`` (the messages they carry are the request's)."""
     model = str(body["model"])
     _refuse_unsupported(body)
-    if key.allowed_models and model not in key.allowed_models:
-        raise Forbidden(f"This key may not use the model '{model}'.", param="model")
+    # Chat's rule and 403 (``models``/``router`` were refused above: ``model`` is all it names).
+    models_allowed_check(key.allowed_models, [("model", model)], model_names)
     version = await _active_version(key.organization_id, model.removeprefix(PIPELINE_PREFIX))
     # A key allowed a pipeline may call its steps, as a key allowed a router may call its picks.
-    planned = await _calls_plan(body, replace(key, allowed_models=()), version, await catalog_get())
+    unrestricted = replace(key, allowed_models=())
+    planned = await _calls_plan(body, unrestricted, version, await catalog_get(), marks)
     prompt_estimate = estimate_prompt_tokens(body)
     if admitted:  # counted by the caller: only its prompt tokens are still to count
         await rate_limit_add_tokens(key, prompt_estimate)
@@ -116,6 +120,7 @@ async def pipeline_serve(
         planned.reserved,
         draft,
         prompt_bound=prompt_token_bound(body),
+        marks=marks,
     )
     await exchange_run(ex, _run(ex, version, planned))
 
@@ -165,7 +170,11 @@ class _Planned:
 
 
 async def _calls_plan(
-    body: JSON, key: AuthenticatedKey, version: PipelineVersion, catalog: CatalogSnapshot
+    body: JSON,
+    key: AuthenticatedKey,
+    version: PipelineVersion,
+    catalog: CatalogSnapshot,
+    marks: IngressMarks,
 ) -> _Planned:
     """Every call's candidates and worst-case cost, before anything is sent."""
     steps: list[Step] = []
@@ -175,7 +184,7 @@ async def _calls_plan(
     for index, spec in enumerate(version.steps):
         step_body = _step_body(body, spec, index, "", series=version.kind == "series")
         extra = previous_bound * _BYTES_PER_TOKEN * _previous_copies(version, spec, index)
-        step = await _call_plan(index, spec, step_body, key, catalog, extra)
+        step = await _call_plan(index, spec, step_body, key, catalog, extra, marks)
         gate = spec.get("gate") or {}
         if gate.get("type") == "logprob":
             step.body["logprobs"] = True  # asked of the provider; planned without it
@@ -188,7 +197,9 @@ async def _calls_plan(
                 + len(template.encode())
                 + step.output_bound * _BYTES_PER_TOKEN * template_copies(template, "answer")
             )
-            step.judge = await _call_plan(count + index, judge_spec, judge, key, catalog, extra)
+            step.judge = await _call_plan(
+                count + index, judge_spec, judge, key, catalog, extra, marks
+            )
         previous_bound = step.output_bound
         steps.append(step)
     aggregate = None
@@ -203,7 +214,9 @@ async def _calls_plan(
             + answers * template_copies(template, "answers")
         )
         call = aggregate_body(body, spec)
-        aggregate = await _call_plan(count, {"model": spec["model"]}, call, key, catalog, extra)
+        aggregate = await _call_plan(
+            count, {"model": spec["model"]}, call, key, catalog, extra, marks
+        )
     return _Planned(steps, aggregate)
 
 
@@ -214,11 +227,11 @@ async def _call_plan(
     key: AuthenticatedKey,
     catalog: CatalogSnapshot,
     extra_prompt_bytes: int,
+    marks: IngressMarks,
 ) -> Step:
     bound = prompt_token_bound(body) + extra_prompt_bytes
-    plan = await plan_request(
-        body=body, key=key, catalog=catalog, needs=request_needs(body), prompt_bound=bound
-    )
+    needs = request_needs(body, marks)
+    plan = await plan_request(body=body, key=key, catalog=catalog, needs=needs, prompt_bound=bound)
     reserved = reservation_max(body, plan.candidates, bound)
     output = max(output_token_bound(body, c.endpoint) for c in plan.candidates)
     return Step(index, spec, body, plan, reserved, output_bound=output)

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
 
+from django.conf import settings
+
 from billing.metering import UsageDraft, UsageFlag
-from routerhub.errors import UpstreamFailed
+from routerhub.errors import UpstreamFailed, UpstreamTimeout
 from routerhub.money import money_str
 from routing.gateway import health
-from routing.gateway.attempts import attempt
+from routing.gateway.attempts import CALL_MIN_SECONDS, attempt, deadline_left, deadline_stop
 from routing.gateway.exchange import (
     Exchange,
     bill,
@@ -98,6 +100,7 @@ def child_exchange(parent: Exchange, step: Step, body: JSON) -> Exchange:
         step.reserved,
         child,
         prompt_bound=prompt_token_bound(body),
+        marks=parent.marks,  # its messages are the request's (or new ones, which none names)
     )
     parent.on_abandon.append(partial(_abandoned, parent, child_ex, step))
     return child_ex
@@ -127,7 +130,9 @@ async def step_call(ex: Exchange) -> Outcome:
     (a parallel branch's timeout or aggregate), it has priced nothing: a whole answer is priced
     only once it has arrived, and nothing awaits after that."""
     started = time.monotonic()
-    for candidate in ex.plan.candidates:
+    for tried, candidate in enumerate(ex.plan.candidates):
+        if deadline_stop(ex, tried) is not None:  # the request's deadline, across its steps
+            break
         completion = await attempt(ex, candidate)
         if completion is None:
             continue
@@ -281,10 +286,18 @@ def _request_input(body: JSON) -> str:
     return request_input(body["messages"])
 
 
-def all_failed(ex: Exchange) -> UpstreamFailed:
+def all_failed(ex: Exchange) -> UpstreamFailed | UpstreamTimeout:
+    """No step answered: a 502, or a 408 when the request's deadline stopped it (``attempts``:
+    no call starts with under ``CALL_MIN_SECONDS`` of it left)."""
+    metadata = {"attempts": ex.attempts, "generation_id": ex.generation_id}
+    if deadline_left(ex) < CALL_MIN_SECONDS:
+        return UpstreamTimeout(
+            f"No step of {ex.plan.requested_model} answered by the request's deadline"
+            f" (GATEWAY_TOTAL_TIMEOUT, {settings.GATEWAY_TOTAL_TIMEOUT:g} s).",
+            metadata=metadata,
+        )
     return UpstreamFailed(
-        f"Every step of {ex.plan.requested_model} failed to answer.",
-        metadata={"attempts": ex.attempts, "generation_id": ex.generation_id},
+        f"Every step of {ex.plan.requested_model} failed to answer.", metadata=metadata
     )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import orjson
 
+from routing.gateway.attempts import deadline_stop
 from routing.gateway.exchange import Exchange, bill, partial_usage
 from routing.gateway.limits import rate_limit_headers
 from routing.gateway.pipeline_steps import Step, child_exchange, step_account, step_record
@@ -43,7 +44,9 @@ async def stream_live(
     kept = {name: parent.body[name] for name in _STREAM_FIELDS if name in parent.body}
     child = child_exchange(parent, step, step.body | kept)
     child.generation_id, child.anthropic = parent.generation_id, parent.anthropic
-    for candidate in child.plan.candidates:
+    for tried, candidate in enumerate(child.plan.candidates):
+        if deadline_stop(child, tried) is not None:  # the request's deadline (``attempts``)
+            break
         opened = await open_stream(child, candidate)
         if opened is None:
             continue

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import httpx
 import orjson
-from django.conf import settings
 
 from routerhub.errors import error_body
 from routing.gateway import health
 from routing.gateway.attempts import (
     ERROR_BODY_BYTES,
     client_for,
+    deadline_left,
     failed,
     rejected,
     request_extensions,
@@ -91,13 +91,21 @@ async def open_stream(ex: Exchange, candidate: Candidate) -> OpenStream | None:
         timeout=upstream_timeout(),
         extensions=request_extensions(ex, candidate),
     )
-    try:
-        response = await client.send(request, stream=True)
+    try:  # connecting and the first content are within the request's deadline (``attempts``)
+        async with asyncio.timeout(deadline_left(ex)):
+            response = await client.send(request, stream=True)
     except (httpx.HTTPError, TimeoutError) as exc:
         transport_failed(ex, endpoint, exc)
         return None
+    recorded = len(ex.attempts)
     try:
-        return await _first_content(ex, candidate, upstream, response)
+        async with asyncio.timeout(deadline_left(ex)):
+            return await _first_content(ex, candidate, upstream, response)
+    except TimeoutError:  # the deadline passed before the first content: as a read timeout
+        if len(ex.attempts) == recorded:  # (not if it came as a failure was being closed)
+            timed_out(ex, endpoint)
+        await _closed(response)
+        return None
     except BaseException:  # cancelled (the client left): the connection (and its slot) go back
         await _closed(response)
         raise
@@ -202,8 +210,7 @@ async def _relay(
         if encoder is not None:
             await ex.req.write(encoder.start(opened.decoder.usage))
         await _emit(ex, head, encoder, opened.first)
-        remaining = settings.GATEWAY_TOTAL_TIMEOUT - (time.monotonic() - ex.req.started)
-        async with asyncio.timeout(max(remaining, 1.0)):
+        async with asyncio.timeout(max(deadline_left(ex), 1.0)):
             while not opened.decoder.finished:
                 try:
                     event, data = await opened.events.__anext__()

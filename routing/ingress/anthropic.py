@@ -11,6 +11,9 @@ import orjson
 
 # The request side lives in anthropic_request; the gateway imports the codec from here.
 from routing.ingress.anthropic_request import (
+    messages_request_parsed as messages_request_parsed,
+)
+from routing.ingress.anthropic_request import (
     messages_request_to_canonical as messages_request_to_canonical,
 )
 from routing.providers.anthropic_messages import thinking_block

@@ -9,8 +9,8 @@ import orjson
 
 from routerhub.errors import BadRequest
 from routing.providers.anthropic_messages import reasoning_detail
-from routing.providers.base import JSON, TOOL_ERROR
-from routing.providers.media import TOOL_MEDIA, is_base64
+from routing.providers.base import JSON, IngressMarks
+from routing.providers.media import is_base64
 
 THINKING_TYPES = ("enabled", "adaptive", "disabled")
 MIN_THINKING_BUDGET = 1024  # Anthropic's floor for thinking.budget_tokens
@@ -258,10 +258,11 @@ def _media_part(block: JSON) -> JSON | None:
     return None
 
 
-def _user_turn(content: Any) -> list[JSON]:
+def _user_turn(content: Any, failed: set[str], media: list[JSON]) -> list[JSON]:
     """One Anthropic user turn → tool messages (results first, as OpenAI requires) then a user
     message. A tool result's images and documents (a screenshot) join that user message: an
-    OpenAI tool message holds text only."""
+    OpenAI tool message holds text only. Adds the failed results' ids to ``failed`` and those
+    media parts to ``media`` (``IngressMarks``)."""
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     tool_messages: list[JSON] = []
@@ -272,14 +273,17 @@ def _user_turn(content: Any) -> list[JSON]:
             text = _block_text(block.get("content"))
             message: JSON = {"role": "tool", "tool_call_id": block.get("tool_use_id", "")}
             message["content"] = text
-            if block.get("is_error") is True:  # each adapter says it its own way (TOOL_ERROR)
-                message[TOOL_ERROR] = True
+            failed_id = message["tool_call_id"]  # not a string: refused by request_validate
+            if block.get("is_error") is True and isinstance(failed_id, str):
+                failed.add(failed_id)  # each adapter says it its own way (``IngressMarks``)
             tool_messages.append(_marked(message, block))
             inner = block.get("content")
             for nested in inner if isinstance(inner, list) else []:
                 part = _media_part(_object(nested))
-                if part is not None:  # a text document stays text; media is marked
-                    parts.append(part if part["type"] == "text" else part | {TOOL_MEDIA: True})
+                if part is not None:
+                    parts.append(part)
+                if part is not None and part["type"] != "text":  # a text document stays text
+                    media.append(part)
         elif kind == "text":
             parts.append(_marked({"type": "text", "text": block.get("text", "")}, block))
         elif (part := _media_part(block)) is not None:
@@ -353,13 +357,21 @@ def _tools(body: JSON) -> list[JSON]:
 
 
 def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON:
-    """An Anthropic Messages request → the canonical (OpenAI Chat Completions) request.
+    """``messages_request_parsed`` without the marks."""
+    return messages_request_parsed(body, counting=counting)[0]
+
+
+def messages_request_parsed(body: JSON, *, counting: bool = False) -> tuple[JSON, IngressMarks]:
+    """An Anthropic Messages request → the canonical (OpenAI Chat Completions) request and what
+    its messages cannot say themselves (a failed tool result, a tool's screenshot).
 
     ``thinking`` and ``output_config`` stay as they are (only the Anthropic adapter forwards
     them, natively); ``output_config.format`` also becomes ``response_format``, which the
     other adapters serve. ``counting``: a count_tokens request, which has no ``max_tokens``."""
     _shape_check(body, counting=counting)
     messages: list[JSON] = []
+    failed: set[str] = set()
+    media: list[JSON] = []
     system = body.get("system")
     if system:
         messages.append(_system(system))
@@ -367,7 +379,7 @@ def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON
         if turn.get("role") == "assistant":
             messages.append(_assistant_turn(turn.get("content")))
         else:
-            messages.extend(_user_turn(turn.get("content")))
+            messages.extend(_user_turn(turn.get("content"), failed, media))
     canonical: JSON = {
         "model": body.get("model"),
         "messages": messages,
@@ -400,4 +412,5 @@ def messages_request_to_canonical(body: JSON, *, counting: bool = False) -> JSON
         canonical["tool_choice"] = choice
     if (body.get("tool_choice") or {}).get("disable_parallel_tool_use"):
         canonical["parallel_tool_calls"] = False
-    return _marked(canonical, body)  # a top-level mark: Anthropic's automatic caching
+    marks = IngressMarks(frozenset(failed), tuple(media))
+    return _marked(canonical, body), marks  # a top-level mark: Anthropic's automatic caching

@@ -101,7 +101,7 @@ class AnthropicAdapter(ProviderAdapter):
     }
 
     def build_request(self, request: JSON, target: Target, *, stream: bool) -> UpstreamRequest:
-        system, turns = messages_to_anthropic(request["messages"])
+        system, turns = messages_to_anthropic(request["messages"], target.failed_tools)
         body: JSON = {
             "model": target.upstream_model,
             "max_tokens": target.max_tokens,

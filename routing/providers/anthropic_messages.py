@@ -12,11 +12,11 @@ from typing import Any
 
 from routing.providers.base import (
     JSON,
-    TOOL_ERROR,
     content_parts,
     data_url_split,
     json_loads_lenient,
     text_of,
+    tool_failed,
 )
 from routing.providers.cache_marks import mark_of
 from routing.providers.media import document_block
@@ -82,9 +82,12 @@ def _system_blocks(message: JSON) -> list[JSON]:
     return blocks
 
 
-def messages_to_anthropic(messages: list[JSON]) -> tuple[str | list[JSON], list[JSON]]:
+def messages_to_anthropic(
+    messages: list[JSON], failed_tools: frozenset[str] = frozenset()
+) -> tuple[str | list[JSON], list[JSON]]:
     """OpenAI messages → (system, Anthropic turns with same-role turns merged). The system is
-    text, or text blocks when a prompt-caching mark needs one to sit on."""
+    text, or text blocks when a prompt-caching mark needs one to sit on. ``failed_tools``:
+    ``Target.failed_tools``."""
     system: list[JSON] = []
     texts: list[str] = []
     turns: list[JSON] = []
@@ -102,7 +105,7 @@ def messages_to_anthropic(messages: list[JSON]) -> tuple[str | list[JSON], list[
                     "tool_use_id": message.get("tool_call_id", ""),
                     "content": text_of(message.get("content")),
                 }
-                | ({"is_error": True} if message.get(TOOL_ERROR) is True else {})
+                | ({"is_error": True} if tool_failed(message, failed_tools) else {})
                 | ({"cache_control": marks[-1]} if marks else {})
             ]
             role = "user"

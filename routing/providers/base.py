@@ -114,6 +114,30 @@ class Target:
     api_key: str | None
     max_tokens: int
     options: JSON = field(default_factory=dict)
+    # The ``tool_call_id``s whose tool result is an error (``IngressMarks.failed_tools``).
+    failed_tools: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class IngressMarks:
+    """What an ingress knows of its canonical messages that their OpenAI shape cannot say,
+    carried beside them (``Exchange.marks``), never in them: JSON cannot spell a mark, so no key a
+    client sends can pose as one. ``failed_tools``: the ``tool_call_id``s whose tool result is an
+    error (an Anthropic ``tool_result`` with ``is_error``; its ids are unique in a conversation):
+    Anthropic gets ``is_error`` back, Gemini a ``functionResponse`` whose response is
+    ``{"error": …}``, and OpenAI's wire, which has no such field, the text prefixed "Error: "
+    (``tool_error_marked``). ``tool_media``: the content parts (these objects, by identity) the
+    Anthropic ingress lifted out of a tool result (a screenshot): media an agent's tool returned,
+    which a model that cannot read it gets as a placeholder instead of a 400 (``needs``)."""
+
+    failed_tools: frozenset[str] = frozenset()
+    tool_media: tuple[JSON, ...] = ()
+
+    def is_tool_media(self, part: object) -> bool:
+        return any(part is media for media in self.tool_media)
+
+
+NO_MARKS = IngressMarks()
 
 
 @dataclass(slots=True)
@@ -224,23 +248,18 @@ def _sse_parse(raw: bytes) -> tuple[str | None, str] | None:
     return event, "\n".join(data)
 
 
-# Marks a tool message whose result is an error (an Anthropic ``tool_result`` with ``is_error``),
-# its content the result as the tool gave it: Anthropic gets ``is_error`` back, Gemini a
-# ``functionResponse`` whose response is ``{"error": …}``, and OpenAI's wire, which has no such
-# field, the text prefixed "Error: " (``tool_error_marked``).
-TOOL_ERROR = "_tool_error"
+def tool_failed(message: JSON, failed_tools: frozenset[str]) -> bool:
+    """A tool message whose result is an error (``IngressMarks.failed_tools``)."""
+    return message.get("role") == "tool" and message.get("tool_call_id") in failed_tools
 
 
-def tool_error_marked(message: JSON) -> JSON:
-    """A message as OpenAI's wire carries it: without ``TOOL_ERROR``, an error's text first
-    saying "Error: " (the one way a chat model is told its tool failed)."""
-    if TOOL_ERROR not in message:
+def tool_error_marked(message: JSON, failed_tools: frozenset[str]) -> JSON:
+    """A message as OpenAI's wire carries it: a failed tool's text first saying "Error: " (the
+    one way a chat model is told its tool failed)."""
+    if not tool_failed(message, failed_tools):
         return message
-    failed = message[TOOL_ERROR] is True
-    message = {k: v for k, v in message.items() if k != TOOL_ERROR}
+    message = dict(message)
     content = message.get("content")
-    if not failed or message.get("role") != "tool":
-        return message
     if isinstance(content, list):
         message["content"] = [{"type": "text", "text": "Error: "}, *content]
     else:

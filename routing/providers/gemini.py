@@ -17,7 +17,6 @@ import orjson
 from routing.providers.base import (
     COMMON_PARAMETERS,
     JSON,
-    TOOL_ERROR,
     Completion,
     ProviderAdapter,
     StreamDecoder,
@@ -31,6 +30,7 @@ from routing.providers.base import (
     media_type_guess,
     reported_tokens,
     text_of,
+    tool_failed,
 )
 from routing.providers.gemini_schema import schema_for_gemini
 from routing.providers.reasoning import thinking_budget
@@ -74,20 +74,23 @@ def _parts(content: Any) -> list[JSON]:
     return parts
 
 
-def _function_response(message: JSON) -> JSON:
+def _function_response(message: JSON, failed: bool) -> JSON:
     """A tool message → a ``functionResponse``'s response: the result's JSON object, else its
-    text as ``content``; a failed tool's (``TOOL_ERROR``) under ``error``, the key Gemini
+    text as ``content``; a failed tool's (``Target.failed_tools``) under ``error``, the key Gemini
     reads as "the call failed, here is why" (``output`` and ``error`` are its named keys)."""
     text = text_of(message.get("content"))
     result = json_loads_lenient(text)
     parsed = isinstance(result, dict) and "_unparsed_arguments" not in result
-    if message.get(TOOL_ERROR) is True:
+    if failed:
         return {"error": result if parsed else text}
     return result if parsed else {"content": text}
 
 
-def messages_to_gemini(messages: list[JSON]) -> tuple[str, list[JSON]]:
-    """OpenAI messages → (system text, Gemini contents with same-role turns merged)."""
+def messages_to_gemini(
+    messages: list[JSON], failed_tools: frozenset[str] = frozenset()
+) -> tuple[str, list[JSON]]:
+    """OpenAI messages → (system text, Gemini contents with same-role turns merged).
+    ``failed_tools``: ``Target.failed_tools``."""
     system: list[str] = []
     contents: list[JSON] = []
     tool_names: dict[str, str] = {}
@@ -111,7 +114,7 @@ def messages_to_gemini(messages: list[JSON]) -> tuple[str, list[JSON]]:
                 )
             gemini_role = "model"
         elif role == "tool":
-            result = _function_response(message)
+            result = _function_response(message, tool_failed(message, failed_tools))
             name = tool_names.get(message.get("tool_call_id", ""), message.get("name", "tool"))
             parts = [{"functionResponse": {"name": name, "response": result}}]
             gemini_role = "user"
@@ -246,7 +249,7 @@ class GeminiAdapter(ProviderAdapter):
     }
 
     def build_request(self, request: JSON, target: Target, *, stream: bool) -> UpstreamRequest:
-        system, contents = messages_to_gemini(request["messages"])
+        system, contents = messages_to_gemini(request["messages"], target.failed_tools)
         body: JSON = {"contents": contents, "generationConfig": _generation_config(request, target)}
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}

@@ -39,12 +39,6 @@ def data_url_problem(url: Any, field: str) -> str | None:
     return None
 
 
-# Marks a content part the Anthropic ingress lifted out of a tool_result (a screenshot): media an
-# agent's tool returned, which a model that cannot read it gets as a placeholder instead of a 400.
-# The gateway strips it before any adapter sees the request.
-TOOL_MEDIA = "_tool_result"
-
-
 def document_block(file: JSON) -> JSON:
     """(Anthropic) An OpenAI ``file`` part (inline ``file_data``, a data URL; planning sends no other kind
     here) → Anthropic's document block: a PDF as base64, plain text as a text source."""

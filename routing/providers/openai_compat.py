@@ -15,7 +15,6 @@ from routing.providers.base import (
     GATEWAY_PARAMETERS,
     JSON,
     OPENAI_PARAMETERS,
-    TOOL_ERROR,
     Completion,
     ProviderAdapter,
     StreamDecoder,
@@ -55,8 +54,10 @@ class OpenAICompatAdapter(ProviderAdapter):
         # Anthropic's alone, and a failed tool result's flag is said in its text: OpenAI
         # refuses unknown message fields.
         messages = [
-            tool_error_marked({k: v for k, v in m.items() if k != "reasoning_details"})
-            if isinstance(m, dict) and ("reasoning_details" in m or TOOL_ERROR in m)
+            tool_error_marked(
+                {k: v for k, v in m.items() if k != "reasoning_details"}, target.failed_tools
+            )
+            if isinstance(m, dict) and ("reasoning_details" in m or m.get("role") == "tool")
             else m
             for m in request["messages"]
         ]

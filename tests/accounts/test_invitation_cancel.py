@@ -5,6 +5,7 @@ accepted."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -84,6 +85,10 @@ def test_inviting_an_email_again_replaces_its_open_invitation(tenants: Tenants) 
     """A re-invite (to resend the email or change the role) leaves one open invitation: the
     newest; the earlier link says it was replaced."""
     first, first_path = _invite(tenants)
+    # Past INVITATION_RESEND_COOLDOWN_SECONDS (10 min), when the same address may be mailed again.
+    Invitation.objects.filter(pk=first.pk).update(
+        created_at=first.created_at - timedelta(minutes=11)
+    )
     second, second_path = _invite(tenants, "New@Example.com", role="member")
     invitee = _invitee()
 

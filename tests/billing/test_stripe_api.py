@@ -178,6 +178,12 @@ def test_owners_turn_auto_top_up_on_and_off(tenants: Any):
         ({"threshold": "5", "amount": None}, "Set both threshold and amount"),
         ({"threshold": "5", "amount": "1"}, "amount must be at least $5.00."),
         ({"threshold": "-1", "amount": "10"}, "threshold must not be negative."),
+        # A threshold the balance never reaches would charge the card at every check.
+        (
+            {"threshold": "10000.01", "amount": "10"},
+            "threshold must be at most $10,000.00 (TOPUP_MAX_AMOUNT",
+        ),
+        ({"threshold": "999999999999", "amount": "10"}, "threshold must be at most $10,000.00"),
     ],
 )
 def test_auto_top_up_settings_are_validated(tenants: Any, body: dict[str, Any], message: str):

@@ -247,6 +247,33 @@ def test_a_declined_auto_top_up_is_recorded_and_not_retried_at_once(
     assert _balance(organization) == Decimal("0")
 
 
+def test_auto_top_up_charges_a_card_at_most_the_daily_cap_however_often_it_succeeds(
+    tenants: Any, localstripe: LocalStripe, fake_stripe: stripe.StripeClient
+):
+    """A balance that stays under the threshold after each top-up (spent at once, or a threshold
+    above any amount) is topped up AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY (3) times a day, not at
+    every run of the minute-by-minute check."""
+    organization = tenants.organization
+    account = credit_account_for(organization.pk)
+    account.auto_topup_threshold, account.auto_topup_amount = Decimal("10000"), Decimal("10")
+    account.save()
+    customer = stripe_customer_ensure(organization=organization)
+    fake_stripe.v1.payment_methods.attach("pm_card_visa", params={"customer": customer})
+    for _ in range(3):
+        assert auto_topups() == 1
+        payment = Payment.objects.filter(organization=organization).latest("pk")
+        _deliver_from_localstripe(
+            localstripe, "payment_intent.succeeded", payment.stripe_payment_intent_id
+        )
+
+    after_the_cap = auto_topups()
+
+    assert after_the_cap == 0
+    succeeded = Payment.objects.filter(organization=organization, status=PaymentStatus.SUCCEEDED)
+    assert succeeded.count() == Payment.objects.filter(organization=organization).count() == 3
+    assert _balance(organization) == Decimal("30")
+
+
 def test_auto_top_up_without_a_saved_card_charges_nothing(tenants: Any, localstripe: LocalStripe):
     organization = tenants.organization
     account = credit_account_for(organization.pk)

@@ -1,14 +1,17 @@
-"""The gateway's own message marks (``_``-prefixed: ``_tool_error``, ``_tool_result``) are set by
-its ingresses only: a client naming them on a message or a content part is not honoured, at any
-ingress (the official ``openai`` and ``anthropic`` SDKs, as agents send requests)."""
+"""The gateway's own message marks (a failed tool result, a tool's screenshot) are set by its
+ingresses only and carried beside the messages (``IngressMarks``), never in them: a client naming
+the keys they once were (``_tool_error``, ``_tool_result``) on a message or a content part is not
+honoured, at any ingress (the official ``openai`` and ``anthropic`` SDKs, as agents send them)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
+from routing.ingress.anthropic import messages_request_parsed
 from tests.routing.test_gateway_content_and_shape import anthropic_client, openai_client
 from tests.routing.test_gateway_media_input import _text_only
 from tests.routing.world import World
@@ -113,3 +116,70 @@ def test_marks_on_a_responses_request_are_not_honoured(world: World) -> None:
     assert sent["messages"][-1]["content"] == [
         {"type": "tool_result", "tool_use_id": "toolu_1", "content": "cold"}
     ]
+
+
+SCREENSHOT = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
+
+
+def test_the_anthropic_ingress_marks_travel_beside_its_messages_never_in_them() -> None:
+    """Old code wrote ``_tool_error``/``_tool_result`` keys into the canonical messages."""
+    failed = {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
+              "content": [{"type": "text", "text": "down"},
+                          {"type": "image", "source": SCREENSHOT}]}  # fmt: skip
+    body = {"model": "test/claude", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [failed, {"type": "image", "source": SCREENSHOT}]},
+    ]}  # fmt: skip
+
+    canonical, marks = messages_request_parsed(body)
+
+    messages = canonical["messages"]
+    parts = [p for m in messages if isinstance(m["content"], list) for p in m["content"]]
+    assert not [k for item in [*messages, *parts] for k in item if k.startswith("_")]
+    assert marks.failed_tools == {"toolu_1"}
+    tools_image, own_image = messages[-1]["content"]
+    assert tools_image == own_image  # alike, yet only the tool's is the tool's
+    assert marks.is_tool_media(tools_image) and not marks.is_tool_media(own_image)
+
+
+IMAGE_MARKED = {
+    "/v1/chat/completions": {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is it?"}, PNG | {"_tool_result": True}]}]},
+    "/v1/messages": {"max_tokens": 50, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is it?"},
+        {"type": "image", "source": SCREENSHOT, "_tool_result": True}], "_tool_result": True}]},
+    "/v1/responses": {"store": False, "input": [{"role": "user", "_tool_result": True, "content": [
+        {"type": "input_text", "text": "What is it?"},
+        {"type": "input_image", "image_url": PNG["image_url"]["url"], "_tool_result": True}]}]},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", list(IMAGE_MARKED))
+def test_no_ingress_takes_a_clients_image_for_a_tools(world: World, path: str) -> None:
+    """An image the client marks as a tool's is its own turn's on every ingress: a model that
+    reads no images refuses it (400 naming the messages, nothing sent), no placeholder."""
+    _text_only(world)
+    answer = httpx.post(f"{world.gateway_url}{path}", timeout=10,
+                        json=IMAGE_MARKED[path] | {"model": "test/plain"},
+                        headers={"authorization": f"Bearer {world.key}"})  # fmt: skip
+
+    assert answer.status_code == 400, answer.text
+    assert "image" in answer.text and world.upstream_requests() == []
+
+
+def test_a_failed_tool_result_with_an_id_that_is_no_string_is_a_400(world: World) -> None:
+    """Collecting the failed ids beside the messages must not trip on an id validation refuses."""
+    body = {"model": "test/claude", "max_tokens": 50, "messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": {"id": 1}, "is_error": True, "content": "x"}]},
+    ]}  # fmt: skip
+    answer = httpx.post(f"{world.gateway_url}/v1/messages", json=body, timeout=10,
+                        headers={"authorization": f"Bearer {world.key}"})  # fmt: skip
+
+    assert answer.status_code == 400, answer.text
+    assert "tool_call_id must be a string" in answer.text and world.upstream_requests() == []

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from accounts.models import KeyScope
 from tests.factories import key_client
 from tests.routing.world import World, base_catalog, endpoint, model
 
@@ -100,3 +101,32 @@ def test_selection_candidates_are_checked(world: World) -> None:
     assert drf.status_code == 403 and drf.json()["error"]["param"] == "candidates"
     assert nd.status_code == 403 and nd.json()["error"]["param"] == "llm_providers"
     assert allowed.status_code == 200 and allowed.json()["chosen"] == "test/gpt"
+
+
+def test_a_pipeline_is_held_to_the_same_allow_list_rule_as_chat(world: World) -> None:
+    """``pipeline/<slug>`` is refused exactly as chat refuses a model (the shared check: 403,
+    ``param`` and ``metadata.model`` naming it, nothing sent); a key allowed the pipeline may call
+    its steps (the contract, as a key allowed a router may call its picks)."""
+    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+    steps = [{"model": "test/claude"}]
+    created = admin.post("/api/v1/pipelines", {"slug": "p", "kind": "cascade", "steps": steps},
+                         format="json")  # fmt: skip
+    assert created.status_code == 201, created.content
+    step_only = world.key_for(allowed_models=["test/claude"])
+    body = {"model": "pipeline/p", "messages": HELLO}
+
+    refused = _post(world, "/v1/chat/completions", body, step_only)
+    refused_anthropic = _post(world, "/v1/messages", body | {"max_tokens": 16}, step_only)
+
+    for answer in (refused, refused_anthropic):
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["error"]["metadata"]["model"] == "pipeline/p"
+    _refused(refused, "pipeline/p", "model")
+    assert world.upstream_requests() == []
+    served = _post(
+        world, "/v1/chat/completions", body, world.key_for(allowed_models=["pipeline/p"])
+    )
+    assert (
+        served.status_code == 200
+        and served.json()["pipeline"]["steps"][0]["model"] == "test/claude"
+    )

@@ -9,20 +9,16 @@ get there together; the barrier then times out and the first change goes on alon
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from accounts import services
 from accounts.models import Membership, Organization, Role
 from routerhub.domain import Conflict
 from tests.factories import member_add, organization_make, user_make
-
-BARRIER_TIMEOUT_S = 2.0
+from tests.threads import meet_after, run_at_once
 
 
 def _two_owners() -> tuple[Organization, Membership, Membership]:
@@ -35,32 +31,8 @@ def _two_owners() -> tuple[Organization, Membership, Membership]:
 
 def _run_together(monkeypatch: Any, changes: list[Callable[[], Any]]) -> list[BaseException | None]:
     """Run ``changes`` in threads (one connection each), meeting after their owner checks."""
-    barrier = threading.Barrier(len(changes))
-    check = services._ensure_another_owner
-
-    def check_then_meet(organization: Organization, membership: Membership) -> None:
-        check(organization, membership)
-        # A broken barrier: the other change is waiting for this one's lock; go on alone.
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait(timeout=BARRIER_TIMEOUT_S)
-
-    monkeypatch.setattr(services, "_ensure_another_owner", check_then_meet)
-    outcomes: list[BaseException | None] = [None] * len(changes)
-
-    def run(index: int) -> None:
-        try:
-            changes[index]()
-        except BaseException as exc:  # reported to the test
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(changes))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return outcomes
+    meet_after(monkeypatch, services, "_ensure_another_owner", len(changes))
+    return run_at_once(changes)
 
 
 @pytest.mark.django_db(transaction=True)

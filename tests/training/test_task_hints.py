@@ -17,7 +17,7 @@ from tests.training.router_files import arrays_damage, reloaded
 from tests.training.task_prompts import WORDS, labelled, task_prompt
 from training.learner import artifacts
 from training.learner.router import mix_keys
-from training.learner.task_hint import TaskHint
+from training.learner.task_hint import TaskHint, gain_accepted
 from training.learner.task_hint_report import per_task_floor_picks, task_hints_report
 from training.learner.trainer import FitResult, TrainerConfig, TrainingData, router_fit
 
@@ -222,3 +222,15 @@ def test_blended_is_the_weighted_mean_of_heads_and_task_means() -> None:
     hint = TaskHint(("a", "b"), np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]]), 0.25, 0.0)
     blended = hint.blended(np.array([0.4, 0.8]), 1, [0, 1])
     np.testing.assert_allclose(blended, [0.3, 0.85])
+
+
+def test_a_gain_counts_above_zero_past_its_standard_errors_and_past_the_best() -> None:
+    """The one acceptance test the learner's blend and the bench's stacker share."""
+    steady = np.array([0.2, 0.3, 0.25, 0.25])
+    assert gain_accepted(steady, 2.0, None) == pytest.approx(0.25)
+    assert gain_accepted(np.array([-0.1, 0.0, 0.05, 0.0]), None, None) is None  # not above 0
+    noisy = np.array([1.0, -0.9, 1.0, -0.9])  # mean 0.05, SE ~0.55
+    assert gain_accepted(noisy, 1.0, None) is None
+    assert gain_accepted(noisy, None, None) == pytest.approx(0.05)
+    assert gain_accepted(steady, 2.0, 0.25) is None  # a tie with the best is not better
+    assert gain_accepted(steady, 2.0, 0.2) == pytest.approx(0.25)

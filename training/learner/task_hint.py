@@ -130,10 +130,7 @@ def task_hint_fit(
     rng = np.random.default_rng(NULL_SEED)
     null = []
     for _ in range(NULL_SHUFFLES):
-        shuffled = ids.copy()
-        for fold in np.unique(fold_of):
-            at = np.flatnonzero(fold_of == fold)
-            shuffled[at] = rng.permutation(ids[at])
+        shuffled = fold_shuffled(ids, fold_of, rng)
         found = _best_blend(shuffled, problem, decide, None)
         null.append(0.0 if found is None else found[0])
     if best[0] <= max(null):
@@ -158,15 +155,34 @@ def _best_blend(
         for w in WEIGHTS:
             for rule, chooser in enumerate(decide):
                 diff = scores[rows, chooser((1 - w) * oof_predicted + w * means)] - heads
-                gain = float(diff.mean())
-                se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if min_se is not None else 0.0
-                if (
-                    gain > 0
-                    and gain >= (min_se or 0.0) * se
-                    and (best is None or gain > best[0] + 1e-12)
-                ):
+                gain = gain_accepted(diff, min_se, None if best is None else best[0])
+                if gain is not None:
                     best = (gain, w, k, rule)
     return best
+
+
+def fold_shuffled(ids: np.ndarray, fold_of: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``ids`` with the labels shuffled within each fold (the null's labels, which say nothing)."""
+    shuffled = ids.copy()
+    for fold in np.unique(fold_of):
+        at = np.flatnonzero(fold_of == fold)
+        shuffled[at] = rng.permutation(ids[at])
+    return shuffled
+
+
+def gain_accepted(diff: np.ndarray, min_se: float | None, best_gain: float | None) -> float | None:
+    """The mean gain of per-row ``diff`` (decided minus baseline) if it counts: above zero, at
+    least ``min_se`` standard errors (no SE test when None) and above ``best_gain`` (if any) by
+    more than 1e-12; else None."""
+    gain = float(diff.mean())
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if min_se is not None else 0.0
+    if (
+        gain > 0
+        and gain >= (min_se or 0.0) * se
+        and (best_gain is None or gain > best_gain + 1e-12)
+    ):
+        return gain
+    return None
 
 
 def _hint_table(
