@@ -25,7 +25,7 @@ from tests.routing.world import World, base_catalog, endpoint, model
 _HI = [{"role": "user", "content": "Say hi"}]
 
 
-def _pipeline(world: World, kind: str, first: str, second: str = "") -> httpx.Response:
+def _pipeline(world: World, kind: str, first: str) -> httpx.Response:
     """``pipeline/p`` of two steps, test/weak (at ``first``'s fault) then test/strong."""
     from accounts.models import KeyScope
     from tests.factories import key_client
@@ -34,7 +34,7 @@ def _pipeline(world: World, kind: str, first: str, second: str = "") -> httpx.Re
     data["models"] += [model("test/weak"), model("test/strong")]
     data["endpoints"] += [
         endpoint("test/weak", "fake-openai", f"gpt-4o-mini@{first}", "1", "2"),
-        endpoint("test/strong", "fake-openai-b", f"gpt-5@{second}" if second else "gpt-5", "5", "20"),
+        endpoint("test/strong", "fake-openai-b", "gpt-5", "5", "20"),
     ]
     world.catalog(data)
     steps: list[dict[str, Any]] = [{"model": "test/weak"}, {"model": "test/strong"}]
@@ -161,3 +161,39 @@ def test_a_stream_cut_by_our_deadline_is_not_the_providers_failure(
     pk = Endpoint.objects.get(upstream_model="gpt-4o-mini@hang_after=2").pk
     assert health.breaker_open_for(pk) == 0
     poll(lambda: world.upstream_requests("/v1")[0]["disconnected"])
+
+
+def test_a_judges_time_is_kept_from_branches_timed_to_the_whole_deadline(
+    world: World, settings: Any, call_min: float
+) -> None:
+    """A parallel pipeline judged by a model, one branch never answering, ``branch_timeout_s``
+    the whole 10 s deadline (as a stored spec may have): the branches are cut with twice
+    CALL_MIN_SECONDS (6 s here) left, so the judge is still called and picks. Before, the
+    branch ran to the deadline and the judge was never called (its record ``failed``)."""
+    from accounts.models import KeyScope
+    from billing.models import UsageStep
+    from tests.factories import key_client
+
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0
+    settings.GATEWAY_TOTAL_TIMEOUT = 10.0
+    data = base_catalog(world.fake_url)
+    data["models"] += [model("test/fast"), model("test/stuck"), model("test/judge")]
+    data["endpoints"] += [
+        endpoint("test/fast", "fake-openai", "gpt-4o-mini", "1", "2"),
+        endpoint("test/stuck", "fake-openai-b", "gpt-4o@timeout", "3", "5"),
+        endpoint("test/judge", "fake-openai-b", "gpt-5@reply=1", "5", "20"),
+    ]
+    world.catalog(data)
+    spec = {"slug": "j", "kind": "parallel", "branch_timeout_s": 10,
+            "steps": [{"model": "test/fast"}, {"model": "test/stuck"}],
+            "aggregate": {"type": "judge", "model": "test/judge"}}  # fmt: skip
+    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+    assert admin.post("/api/v1/pipelines", spec, format="json").status_code == 201
+
+    response = _post(world, "/v1/chat/completions", {"model": "pipeline/j", "messages": _HI})
+
+    assert response.status_code == 200, response.text
+    generation_id = response.json()["id"]
+    _settled(generation_id)
+    judged = UsageStep.objects.get(generation_id=generation_id, model="test/judge")
+    assert (judged.status, judged.gate) == ("succeeded", "judge")
