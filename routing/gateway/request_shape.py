@@ -28,6 +28,7 @@ _MESSAGE_TOKENS = 16
 # tool-use prompt is 346 tokens, the largest published).
 _TOOL_PROMPT_TOKENS = 512
 _MAX_CHOICES = 128  # OpenAI's own bound on n; it also keeps the credit hold a sane number
+_MAX_TOOLS = 128  # OpenAI's own bound on functions; each is checked and translated per attempt
 _NUMBERS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 
 
@@ -134,6 +135,8 @@ def _tools_validate(body: JSON) -> None:
         isinstance(tools, list) and all(isinstance(tool, dict) for tool in tools)
     ):
         raise BadRequest("tools must be a list of objects.", param="tools")
+    if len(tools or ()) > _MAX_TOOLS:
+        raise BadRequest(f"tools may list at most {_MAX_TOOLS} tools.", param="tools")
     for index, tool in enumerate(tools or []):
         kind = tool.get("type", "function")
         if not isinstance(kind, str):
