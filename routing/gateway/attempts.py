@@ -166,11 +166,18 @@ def exhausted(ex: Exchange) -> ApiError:
 # A call needs this much of the request's deadline left to be started (no provider answers in
 # less, and a call started then would only be billed its prompt when it times out).
 CALL_MIN_SECONDS = 0.5
-_GONE = f"had passed (or was under {CALL_MIN_SECONDS:g} s away)"
+
+
+def deadline_passed() -> str:
+    """Why a call was not started (read when said: tests change ``CALL_MIN_SECONDS``)."""
+    return (
+        f"the request's deadline (GATEWAY_TOTAL_TIMEOUT, {settings.GATEWAY_TOTAL_TIMEOUT:g} s)"
+        f" had passed (or was under {CALL_MIN_SECONDS:g} s away)"
+    )
 
 
 def deadline_left(ex: Exchange) -> float:
-    """Seconds left of the request's deadline (``GATEWAY_TOTAL_TIMEOUT`` from its start; a
+    """Seconds left of the request's deadline (``GATEWAY_TOTAL_TIMEOUT`` from its arrival; a
     pipeline's calls share their request's), possibly negative."""
     return ex.req.started + float(settings.GATEWAY_TOTAL_TIMEOUT) - time.monotonic()
 
@@ -178,18 +185,18 @@ def deadline_left(ex: Exchange) -> float:
 def deadline_stop(ex: Exchange, tried: int) -> ApiError | None:
     """The error ending the request before its candidate ``tried`` (counted from 0) when the
     deadline leaves under ``CALL_MIN_SECONDS``; None when that call may start. The error is
-    ``exhausted``'s, saying how many candidates were not tried, or, none having been, a 408
-    saying the deadline passed (before, a 503 said every provider was paused)."""
+    ``exhausted``'s, saying how many candidates were not tried (a 503 with ``Retry-After`` when
+    every one before was paused by its circuit breaker: those were not tried either), or, none
+    having been tried nor paused, a 408 saying the deadline passed."""
     if deadline_left(ex) >= CALL_MIN_SECONDS:
         return None
     untried = len(ex.plan.candidates) - tried
-    passed = f"the request's deadline (GATEWAY_TOTAL_TIMEOUT, {settings.GATEWAY_TOTAL_TIMEOUT:g} s)"
-    if not ex.attempts:
+    if not ex.attempts and not ex.skipped_for:
         metadata = {"attempts": ex.attempts, "generation_id": ex.generation_id}
-        return UpstreamTimeout(f"No provider was tried: {passed} {_GONE}.", metadata=metadata)
+        return UpstreamTimeout(f"No provider was tried: {deadline_passed()}.", metadata=metadata)
     error = exhausted(ex)
     others = "1 more provider was" if untried == 1 else f"{untried} more providers were"
-    error.message += f" {others} not tried: {passed} {_GONE}."
+    error.message += f" {others} not tried: {deadline_passed()}."
     return error
 
 

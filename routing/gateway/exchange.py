@@ -56,6 +56,11 @@ class Exchange:
     draft: UsageDraft
     attempts: list[JSON] = field(default_factory=list)
     skipped_for: list[float] = field(default_factory=list)
+    # A pipeline's call stopped by the request's deadline (``attempts.deadline_stop``) before
+    # some candidate; on the request, the first step so stopped, named ("Step 2 (test/strong)",
+    # counted from 1) for ``pipeline_steps.all_failed``.
+    deadline_stopped: bool = False
+    stopped_step: str | None = None
     endpoint: EndpointInfo | None = None
     is_byok: bool = False
     decoder: StreamDecoder | None = None

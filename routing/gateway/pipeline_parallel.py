@@ -30,6 +30,8 @@ from collections import Counter
 
 from django.conf import settings
 
+from routing.gateway import attempts
+from routing.gateway.attempts import deadline_left
 from routing.gateway.exchange import Exchange, bill, call_abandoned, partial_usage
 from routing.gateway.pipeline_steps import (
     JUDGE_MAX_TOKENS,
@@ -82,6 +84,11 @@ async def parallel_run(
     object's ``aggregate`` (and ``passed`` for first_valid)."""
     spec = options["aggregate"]
     timeout = options.get("branch_timeout_s") or settings.PIPELINE_BRANCH_TIMEOUT
+    if aggregate is not None:
+        # The judge or synthesiser shares the request's deadline: twice CALL_MIN_SECONDS of it
+        # is kept for that call (a stored ``branch_timeout_s`` may be the whole deadline).
+        kept = deadline_left(ex) - 2 * attempts.CALL_MIN_SECONDS
+        timeout = min(timeout, max(kept, attempts.CALL_MIN_SECONDS))
     children = [child_exchange(ex, step, step.body) for step in steps]
     tasks = [asyncio.ensure_future(_branch(child, timeout)) for child in children]
     try:

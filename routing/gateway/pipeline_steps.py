@@ -22,7 +22,7 @@ from billing.metering import UsageDraft, UsageFlag
 from routerhub.errors import UpstreamFailed, UpstreamTimeout
 from routerhub.money import money_str
 from routing.gateway import health
-from routing.gateway.attempts import CALL_MIN_SECONDS, attempt, deadline_left, deadline_stop
+from routing.gateway.attempts import attempt, deadline_passed, deadline_stop
 from routing.gateway.exchange import (
     Exchange,
     bill,
@@ -132,6 +132,7 @@ async def step_call(ex: Exchange) -> Outcome:
     started = time.monotonic()
     for tried, candidate in enumerate(ex.plan.candidates):
         if deadline_stop(ex, tried) is not None:  # the request's deadline, across its steps
+            ex.deadline_stopped = True
             break
         completion = await attempt(ex, candidate)
         if completion is None:
@@ -164,6 +165,8 @@ def step_account(parent: Exchange, child_ex: Exchange, step: Step, gate: str) ->
     timeouts_charge(child_ex)  # a call whose every candidate timed out with the request sent
     record = step_record(child_ex, step, gate)
     parent.attempts.extend(child_ex.attempts)  # the request's trace shows every call's fallbacks
+    if child_ex.deadline_stopped and parent.stopped_step is None:
+        parent.stopped_step = f"Step {step.index + 1} ({step.spec['model']})"
     draft.steps.append(record)
     draft.cost += child.cost
     draft.prompt_tokens += child.prompt_tokens
@@ -287,18 +290,25 @@ def _request_input(body: JSON) -> str:
 
 
 def all_failed(ex: Exchange) -> UpstreamFailed | UpstreamTimeout:
-    """No step answered: a 502, or a 408 when the request's deadline stopped it (``attempts``:
-    no call starts with under ``CALL_MIN_SECONDS`` of it left)."""
+    """A step did not answer: a 502, or a 408 when the request's deadline stopped a call
+    (``attempts.deadline_stop``) and every call tried timed out, as chat's rule (``exhausted``):
+    endpoints that failed (a 500) near the deadline are a 502 that says what was not called."""
     metadata = {"attempts": ex.attempts, "generation_id": ex.generation_id}
-    if deadline_left(ex) < CALL_MIN_SECONDS:
+    model, stopped = ex.plan.requested_model, ex.stopped_step
+    answered = any(record["status"] == "succeeded" for record in ex.draft.steps)
+    not_called = f"{stopped} of {model} was not called: {deadline_passed()}."
+    if stopped is not None and all(a["error"] == "timeout" for a in ex.attempts):
+        if answered:  # a series' earlier steps answered (and are billed); this one was stopped
+            return UpstreamTimeout(not_called, metadata=metadata)
         return UpstreamTimeout(
-            f"No step of {ex.plan.requested_model} answered by the request's deadline"
+            f"No step of {model} answered by the request's deadline"
             f" (GATEWAY_TOTAL_TIMEOUT, {settings.GATEWAY_TOTAL_TIMEOUT:g} s).",
             metadata=metadata,
         )
-    return UpstreamFailed(
-        f"Every step of {ex.plan.requested_model} failed to answer.", metadata=metadata
-    )
+    message = f"Every step of {model} failed to answer."
+    if stopped is not None:
+        message += f" {not_called}"
+    return UpstreamFailed(message, metadata=metadata)
 
 
 def request_input(messages: list[JSON]) -> str:

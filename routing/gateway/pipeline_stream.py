@@ -46,6 +46,7 @@ async def stream_live(
     child.generation_id, child.anthropic = parent.generation_id, parent.anthropic
     for tried, candidate in enumerate(child.plan.candidates):
         if deadline_stop(child, tried) is not None:  # the request's deadline (``attempts``)
+            child.deadline_stopped = True
             break
         opened = await open_stream(child, candidate)
         if opened is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 import orjson
+from django.conf import settings
 
 from routerhub.errors import error_body
 from routing.gateway import health
@@ -170,10 +171,16 @@ async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
     head = response_head(ex, "chat.completion.chunk")
     failure = await _relay(ex, opened, head, encoder)
     if failure is not None:
-        if not candidate.is_byok:
+        ours = isinstance(failure, TimeoutError)  # our deadline, not the provider's failure
+        if not candidate.is_byok and not ours:
             health.health_record_failure(candidate.endpoint.id)
         bill(ex, partial_usage(ex), status="failed", error_type="upstream_error_mid_stream")
-        message = f"The provider failed mid-stream: {failure or type(failure).__name__}"
+        message = (
+            "The request's deadline (GATEWAY_TOTAL_TIMEOUT, "
+            f"{settings.GATEWAY_TOTAL_TIMEOUT:g} s) passed mid-stream."
+            if ours
+            else f"The provider failed mid-stream: {failure or type(failure).__name__}"
+        )
         await _stream_error(ex, candidate, encoder, message)
         return
     if not ex.answered and impossible(opened.decoder.usage):

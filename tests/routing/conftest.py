@@ -88,3 +88,13 @@ def world(
             # What this test sent upstream is prompt text: the session's log scan looks for it.
             for request in list(fake_server.server.config.app.requests):
                 prompts_register_from(request.get("body"))
+
+
+@pytest.fixture
+def call_min(monkeypatch: pytest.MonkeyPatch) -> float:
+    """No call starts with under 3 s of the request's deadline left (``CALL_MIN_SECONDS``, 0.5 s
+    in production): a deadline test's call not started has seconds of margin on a loaded host."""
+    from routing.gateway import attempts
+
+    monkeypatch.setattr(attempts, "CALL_MIN_SECONDS", 3.0)
+    return 3.0
