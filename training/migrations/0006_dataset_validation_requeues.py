@@ -10,6 +10,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="dataset",
             name="validation_requeues",
-            field=models.PositiveSmallIntegerField(default=0),
+            field=models.SmallIntegerField(default=0),
         ),
     ]
