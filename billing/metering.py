@@ -30,6 +30,7 @@ spend window counts the charge through the hold as for any request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -158,8 +159,22 @@ async def record(draft: UsageDraft, *, alone: bool = False) -> None:
     for others' drafts to share its write (``billing.outbox``).
 
     Durable before it returns (the outbox's Redis stream, or settled directly without Redis).
-    A failure is logged, not raised: the reservation sweep then settles the hold.
-    """
+    A failure is logged, not raised: the reservation sweep then settles the hold. Shielded: a
+    caller cancelled during the hand-over (a server's shutdown cancelling its handlers) stops
+    waiting, but the hand-over goes on, and ``close`` waits for it. Before, it could stop midway
+    (a free request's hold marked free but its draft never appended: no usage record), or the
+    worker exit with its append unwritten."""
+    hand_over = asyncio.ensure_future(_hand_over(draft, alone))
+    _handing_over.add(hand_over)
+    hand_over.add_done_callback(_handing_over.discard)
+    await asyncio.shield(hand_over)
+
+
+# The hand-overs under way (strong references: a task only the loop refers to may be collected).
+_handing_over: set[asyncio.Future[None]] = set()
+
+
+async def _hand_over(draft: UsageDraft, alone: bool) -> None:
     try:
         await usage_record_async(draft, coalesce=not alone)
     except Exception:
@@ -169,8 +184,28 @@ async def record(draft: UsageDraft, *, alone: bool = False) -> None:
         )
 
 
-async def close() -> None:
-    """A gateway worker is stopping: finish its hand-overs, then close its billing connections."""
+async def settled_within(settling: set[asyncio.Future[None]], timeout: float, what: str) -> None:
+    """At shutdown: wait at most ``timeout`` s for ``settling`` (handlers or hand-overs still
+    settling); past it, warn and go on — the reservation sweep charges their holds later."""
+    if not settling:
+        return
+    _, pending = await asyncio.wait(settling, timeout=timeout)
+    if pending:
+        logger.warning(
+            "shutdown: %d %s still settling after %.1f s (GATEWAY_SHUTDOWN_DRAIN_SECONDS); "
+            "going on, the reservation sweep settles their holds",
+            len(pending),
+            what,
+            timeout,
+        )
+
+
+async def close(timeout: float = 5.0) -> None:
+    """A gateway worker is stopping: finish this loop's hand-overs (those of handlers cancelled
+    midway too; at most ``timeout`` s), then close its billing connections."""
+    loop = asyncio.get_running_loop()
+    mine = {task for task in _handing_over if task.get_loop() is loop}
+    await settled_within(mine, timeout, "usage hand-over(s)")
     try:
         await usage_outbox_flush()
     finally:

@@ -8,11 +8,12 @@ so a DNS answer that changes between the two (rebinding) cannot reach an interna
 run models on private networks (and for tests, whose fake upstream listens on 127.0.0.1).
 Webhook deliveries (a tenant's receiver URL) use the same checks through
 ``public_http_client_sync``, under their own setting (``WEBHOOK_ALLOW_PRIVATE_URLS``).
-Every name lookup (the save-time check, deliveries, and the gateway's connections through
-``routing.resolvers.lookup_async``) runs in ``routing.resolvers``' bounded pool: abandoned at its
-deadline (``URL_CHECK_DNS_TIMEOUT_SECONDS`` at most), at most one unfinished per organization,
-never in the event loop's default executor (which one tenant's stalled names could fill).
-"""
+Every name lookup runs in one of ``routing.resolvers``' bounded pools, abandoned at its deadline
+(``URL_CHECK_DNS_TIMEOUT_SECONDS`` at most), never in the event loop's default executor (which
+one tenant's stalled names could fill): the save-time check and deliveries in the 4-thread one
+(one unfinished per organization), the gateway's connections to a tenant's own hosts in their
+own (``lookup_async``: ``GATEWAY_DNS_THREADS``, ``GATEWAY_DNS_PER_ORGANIZATION``). Platform
+providers' hosts are not looked up here at all."""
 
 from __future__ import annotations
 
@@ -177,11 +178,20 @@ class _PublicAddressesOnly(httpcore.AsyncNetworkBackend):
         if settings.ALLOW_PRIVATE_PROVIDER_URLS:
             return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
         # The C library's resolver (as at save time), not the event loop's own (uvloop), in the
-        # bounded pool: one organization's stalled names wait for its own one lookup.
+        # gateway's bounded pool (not the save-time one): connections to one name share its
+        # lookup; an organization holds at most GATEWAY_DNS_PER_ORGANIZATION threads. A lookup
+        # that cannot start fails this attempt only (the next candidate is tried).
         bound = settings.URL_CHECK_DNS_TIMEOUT_SECONDS
         bound = bound if timeout is None else min(timeout, bound)
         with _lookup_errors(host, bound):
-            infos = await lookup_async(host, port, bound, CONNECTING_ORGANIZATION.get())
+            infos = await lookup_async(
+                host,
+                port,
+                bound,
+                CONNECTING_ORGANIZATION.get(),
+                threads=settings.GATEWAY_DNS_THREADS,
+                per_tenant=settings.GATEWAY_DNS_PER_ORGANIZATION,
+            )
         # TLS still verifies the certificate against ``host`` (httpcore passes the URL's host as
         # the server name), so connecting to the address changes nothing but what was checked.
         address = _public_address(host, infos)

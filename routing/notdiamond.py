@@ -37,7 +37,7 @@ from django.utils.text import slugify
 from accounts.models import Organization
 from billing.retention import prompts_expire
 from routerhub.errors import BadRequest, NotFound
-from routerhub.text import one_line, validate_no_control_characters
+from routerhub.text import has_control, one_line, validate_no_control_characters
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
 from routing.models import SelectionSession
 from routing.router_request import models_allowed_check
@@ -46,6 +46,7 @@ from training import serving
 from training.serving import Router, TrainingRun
 
 MAX_PROVIDERS = 64
+MAX_METRIC_CHARS = 64  # a feedback metric's name (Not Diamond's are words: accuracy, …)
 TRADEOFFS = {"cost": 1.0, "latency": 1.0}
 
 
@@ -243,6 +244,14 @@ def feedback_record(*, organization: Organization, body: dict[str, Any]) -> dict
     ):
         raise BadRequest(
             'feedback must be one metric with 0 or 1, e.g. {"accuracy": 1}.', param="feedback"
+        )
+    metric = next(iter(feedback))
+    if not metric or len(metric) > MAX_METRIC_CHARS or has_control(metric):
+        # Stored on the session as it is: a name, not a document.
+        raise BadRequest(
+            f"feedback's metric must be a name of 1 to {MAX_METRIC_CHARS} characters without "
+            'control characters, e.g. {"accuracy": 1}.',
+            param="feedback",
         )
     session.feedback = feedback
     session.feedback_model = model

@@ -18,11 +18,11 @@ from accounts.tenant_api import TenantAPIView
 from routerhub.errors import NotFound
 from routing.feedback import feedback_retrain
 from routing.gateway.catalog_cache import catalog_get
+from routing.gateway.limits import select_admit_sync
 from routing.lifecycle_report import experiment_report_json
-from routing.router_request import models_allowed_check
+from routing.router_request import models_allowed_check, select_prompt
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
-    messages_prompt,
     router_decide,
     router_row,
     tradeoff_parse,
@@ -66,13 +66,14 @@ class RouterSelectView(TenantAPIView):
 
     @extend_schema(request=SelectInput, responses=SelectOutput)
     def post(self, request: Request, slug: str) -> Response:
+        select_admit_sync(self.tenant.key)  # its own bucket, apart from the key's rpm
         platform = slug == PLATFORM_ROUTER_SLUG
         if not platform and not self.get_queryset().filter(slug=slug).exists():
             raise NotFound(f"No router '{slug}' in this organization.", param="slug")
         data = SelectInput(data=request.data)
         data.is_valid(raise_exception=True)
         body = data.validated_data
-        prompt = body.get("prompt") or messages_prompt(body["messages"])
+        prompt = select_prompt(body)
         allowed = self.tenant.key.allowed_models if self.tenant.key else ()
         models_allowed_check(allowed, (("candidates", c) for c in body.get("candidates") or ()))
         row = router_row(None if platform else self.organization.pk, slug)

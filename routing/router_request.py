@@ -13,7 +13,21 @@ from training import serving
 
 TRADEOFF_NAMES = {"quality": 0.0, "balanced": 0.5, "cost": 1.0}
 MAX_TASK_CHARS = 200  # a task hint's length (training/learner/task_hint.py stores no longer)
-_PROMPT_CHARS = 16_000  # featurize the last 16k characters: enough signal, bounded work
+PROMPT_CHARS = 16_000  # featurize the last 16k characters: enough signal, bounded work
+# The most models one request may name: ``models`` (OpenRouter's fallback list; OpenRouter itself
+# takes a handful) and a router's ``candidates`` (a trained router's set, or the catalog's for
+# ``router/auto``). Past them, a 400: each name is looked up, and long lists cost event-loop time.
+MAX_MODELS = 32
+MAX_CANDIDATES = 256
+
+
+def model_list_check(value: Any, param: str, most: int) -> None:
+    """``InvalidInput`` (400, ``param``) when ``value`` is a list of more than ``most`` items."""
+    if isinstance(value, list) and len(value) > most:
+        raise InvalidInput(
+            f"{param} may name at most {most} models; this request names {len(value)}.",
+            param=param,
+        )
 
 
 def tradeoff_parse(value: Any, *, param: str = "router.tradeoff") -> float | None:
@@ -41,6 +55,7 @@ def router_options(body: dict[str, Any]) -> tuple[float | None, list[str] | None
             "router must be an object: {tradeoff, candidates, task}.", param="router"
         )
     candidates = options.get("candidates")
+    model_list_check(candidates, "router.candidates", MAX_CANDIDATES)
     if candidates is not None and (
         not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates)
     ):
@@ -113,4 +128,12 @@ def messages_prompt(messages: Any) -> str:
         text = serving.prompt_text(messages, "messages")
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"messages cannot be read: {exc}.", param="messages") from None
-    return text[-_PROMPT_CHARS:]
+    return text[-PROMPT_CHARS:]
+
+
+def select_prompt(body: dict[str, Any]) -> str:
+    """The text a select request is ranked on: its ``prompt`` or its ``messages``' text, trimmed
+    alike to the last ``PROMPT_CHARS`` characters (a longer prompt is accepted, as long messages
+    are; the body limit bounds both)."""
+    prompt = body.get("prompt")
+    return prompt[-PROMPT_CHARS:] if prompt else messages_prompt(body["messages"])

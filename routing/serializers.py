@@ -10,7 +10,7 @@ from rest_framework import serializers
 from routerhub.domain import InvalidInput
 from routerhub.text import validate_no_control_characters
 from routing.models import ProviderKey
-from routing.router_request import MAX_TASK_CHARS, task_label
+from routing.router_request import MAX_CANDIDATES, MAX_TASK_CHARS, PROMPT_CHARS, task_label
 
 
 class ProviderKeyCreateInput(serializers.Serializer[Any]):
@@ -62,9 +62,18 @@ class _TaskField(serializers.CharField):
 
 class SelectInput(serializers.Serializer[Any]):
     messages = serializers.ListField(child=serializers.DictField(), required=False, min_length=1)
-    prompt = serializers.CharField(required=False, allow_blank=False, trim_whitespace=False)
+    # No max_length: the body limit bounds a prompt, and one over PROMPT_CHARS is ranked on its
+    # last PROMPT_CHARS characters (router_request.select_prompt), as long messages are.
+    prompt = serializers.CharField(
+        required=False,
+        allow_blank=False,
+        trim_whitespace=False,
+        help_text=f"ranked on its last {PROMPT_CHARS} characters",
+    )
     tradeoff = serializers.JSONField(required=False, help_text="0..1 or quality|balanced|cost")
-    candidates = serializers.ListField(child=serializers.CharField(), required=False)
+    candidates = serializers.ListField(
+        child=serializers.CharField(), required=False, max_length=MAX_CANDIDATES
+    )
     task = _TaskField(
         required=False,
         max_length=MAX_TASK_CHARS,

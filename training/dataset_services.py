@@ -15,7 +15,7 @@ from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, Sum
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -83,10 +83,11 @@ def dataset_create(
         else:
             built_file_save(dataset, filename, upload)
         stored = Dataset.objects.filter(pk=dataset.pk, status=DatasetStatus.VALIDATING)
-        if not stored.update(file=dataset.file.name) and quota:
+        if not stored.update(file=dataset.file.name):
             # Made invalid meanwhile by ``datasets_stuck_fail`` (storing took longer than
-            # DATASET_STUCK_VALIDATING_SECONDS), its size no longer counted: keep nothing.
-            raise RuntimeError("given up as stuck while its file was being stored")
+            # DATASET_STUCK_VALIDATING_SECONDS), its size no longer counted, or deleted: keep
+            # nothing, queue nothing (a dataset RouterHub builds as much as an upload).
+            raise RuntimeError("no longer validating once its file was stored")
     except Exception as exc:
         _unstored_delete(dataset, exc)
         raise Unavailable(
@@ -312,50 +313,83 @@ def _dataset_finish(dataset: Dataset, *, errors: list[dict[str, Any]]) -> Datase
     return dataset
 
 
-def datasets_stuck_fail(*, batch: int = STUCK_BATCH) -> int:
-    """Make invalid, with the reason, uploads validating for over
-    ``DATASET_STUCK_VALIDATING_SECONDS`` whose file was never stored (the uploading process
-    died; their size is no longer counted) or whose validation never started (its task lost):
-    at most ``batch`` per call; how many. A validation that started (``validation_attempts``)
-    is never touched: its task's time limit and redeliveries end it. Each row is changed by one
-    conditional ``UPDATE``, so a worker counting its first attempt at the same moment either
-    counts first (and the row is left alone) or finds it no longer validating (and stops)."""
-    age = int(settings.DATASET_STUCK_VALIDATING_SECONDS)
-    stuck = (
-        Dataset.objects.filter(
-            status=DatasetStatus.VALIDATING,
-            created_at__lt=timezone.now() - timedelta(seconds=age),
-        )
-        .exclude(system_built())
-        .order_by("pk")
+def datasets_stuck_fail(*, batch: int | None = None) -> int:
+    """End uploads stuck ``validating`` past ``DATASET_STUCK_VALIDATING_SECONDS``, at most
+    ``batch`` (``STUCK_BATCH``) per call; how many were made invalid or queued again.
+
+    - No file stored (the uploading process died): made invalid, its size no longer counted.
+    - Stored, validation never started (``validation_attempts`` 0: it waits behind training runs
+      on the ``training`` queue, or its task was lost): its validation is queued again (safe to
+      run twice), once per period, ``DATASET_STUCK_REQUEUES`` times; made invalid only when it
+      still has not started one period after the last.
+
+    A validation that started is never touched: its task's time limit and redeliveries end it.
+    Each row changes by one conditional ``UPDATE``, so a worker counting its first attempt at
+    the same moment either counts first (the row left alone) or finds it no longer validating."""
+    batch = STUCK_BATCH if batch is None else batch
+    age = timedelta(seconds=int(settings.DATASET_STUCK_VALIDATING_SECONDS))
+    requeues = int(settings.DATASET_STUCK_REQUEUES)
+    now = timezone.now()
+    validating = Dataset.objects.filter(status=DatasetStatus.VALIDATING).exclude(system_built())
+    unstarted = validating.filter(validation_attempts=0).exclude(file="")
+    waited = _duration(age.total_seconds())
+    done = _stuck_invalid(
+        validating.filter(file="", created_at__lt=now - age),
+        batch,
+        f"The upload did not finish: its file was not stored within {waited}, so nothing was "
+        "kept. Delete this dataset and upload the file again.",
+        size_bytes=0,
     )
-    waited = f"{age // 60} minutes" if age >= 120 else f"{age} seconds"
-    reasons = [
-        (
-            Q(file=""),
-            {"size_bytes": 0},
-            f"The upload did not finish: its file was not stored within {waited}, so nothing "
-            "was kept. Delete this dataset and upload the file again.",
+    done += _stuck_invalid(
+        unstarted.filter(
+            validation_requeues__gte=requeues, created_at__lt=now - age * (requeues + 1)
         ),
-        (
-            Q(validation_attempts=0) & ~Q(file=""),
-            {},
-            f"Validation of this file did not start within {waited} (its task was lost). "
-            "Delete this dataset and upload the file again.",
-        ),
-    ]
-    failed = 0
-    for condition, changes, message in reasons:
-        ids = list(stuck.filter(condition).values_list("pk", flat=True)[: batch - failed])
-        failed += stuck.filter(condition, pk__in=ids).update(
-            status=DatasetStatus.INVALID,
-            errors=[_file_error(message)],
-            validated_at=timezone.now(),
-            **changes,
-        )
+        batch - done,
+        f"Validation of this file did not start within "
+        f"{_duration(age.total_seconds() * (requeues + 1))} (queued {requeues + 1} times). "
+        "Delete this dataset and upload the file again.",
+    )
+    for count in range(requeues):  # the count-th re-queue once (count + 1) periods have passed
+        due = unstarted.filter(validation_requeues=count, created_at__lt=now - age * (count + 1))
+        done += _stuck_requeue(due, batch - done)
+    return done
+
+
+def _duration(seconds: float) -> str:
+    return f"{int(seconds) // 60} minutes" if seconds >= 120 else f"{int(seconds)} seconds"
+
+
+def _stuck_ids(rows: QuerySet[Dataset], limit: int) -> list[int]:
+    return list(rows.order_by("pk").values_list("pk", flat=True)[: max(0, limit)])
+
+
+def _stuck_invalid(rows: QuerySet[Dataset], limit: int, message: str, **changes: Any) -> int:
+    failed = rows.filter(pk__in=_stuck_ids(rows, limit)).update(
+        status=DatasetStatus.INVALID,
+        errors=[_file_error(message)],
+        validated_at=timezone.now(),
+        **changes,
+    )
     if failed:
         logger.warning("datasets: %s stuck uploads made invalid", failed)
     return failed
+
+
+def _stuck_requeue(rows: QuerySet[Dataset], limit: int) -> int:
+    """Queue again the validation of ``rows``, at most ``limit``; only the rows this call counted
+    (locked, so none is counted twice) are queued."""
+    with transaction.atomic():
+        ids = list(
+            rows.order_by("pk")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[: max(0, limit)]
+        )
+        rows.filter(pk__in=ids).update(validation_requeues=F("validation_requeues") + 1)
+        for dataset_id in ids:
+            dispatch.dataset_validation_queue(dataset_id)
+    if ids:
+        logger.warning("datasets: validation of %s stuck uploads queued again", len(ids))
+    return len(ids)
 
 
 def dataset_delete(*, dataset: Dataset) -> None:

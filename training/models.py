@@ -35,6 +35,8 @@ class Dataset(TenantModel):
     parsed_file = models.FileField(upload_to="datasets/parsed/", max_length=300, blank=True)
     # Deliveries of the validation task so far (counted before the file is read).
     validation_attempts = models.PositiveSmallIntegerField(default=0)
+    # Times ``datasets_stuck_fail`` queued its validation again (stored, never started).
+    validation_requeues = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     validated_at = models.DateTimeField(null=True, blank=True)
 

@@ -7,7 +7,14 @@ import hashlib
 
 from django.core.exceptions import ImproperlyConfigured
 
-from routerhub.settings_parts.environment import PRODUCTION, _bool, _dev_secret, env
+from routerhub.settings_parts.environment import (
+    PRODUCTION,
+    _bool,
+    _dev_secret,
+    _number,
+    env,
+    positive_int,
+)
 
 # Platform credentials per provider, by the environment variable a catalog provider names.
 PROVIDER_API_KEY_ENVS = [
@@ -68,6 +75,11 @@ GATEWAY_TENANT_SLOT_WAIT_SECONDS = env.float(
 )
 if GATEWAY_TENANT_SLOT_WAIT_SECONDS < 0:
     raise ImproperlyConfigured("GATEWAY_TENANT_SLOT_WAIT_SECONDS must not be negative")
+# At a worker's shutdown, seconds it waits for the handlers it cancelled to hand their usage over
+# (and again for those hand-overs), well below uvicorn/gunicorn's graceful timeout (30 s).
+GATEWAY_SHUTDOWN_DRAIN_SECONDS = env.float("GATEWAY_SHUTDOWN_DRAIN_SECONDS", default=5.0)
+if GATEWAY_SHUTDOWN_DRAIN_SECONDS < 0:
+    raise ImproperlyConfigured("GATEWAY_SHUTDOWN_DRAIN_SECONDS must not be negative")
 # The gateway's own async PostgreSQL pool (per worker) for the credit reservation.
 GATEWAY_DB_CONNECTIONS = env.int("GATEWAY_DB_CONNECTIONS", default=4)
 GATEWAY_DB_TIMEOUT = env.float("GATEWAY_DB_TIMEOUT", default=3.0)
@@ -108,6 +120,13 @@ CATALOG_CACHE_TTL = env.float("CATALOG_CACHE_TTL", default=1.0)
 # Seconds a router row (its active version) is cached per process: activation and rollback
 # reach every worker within this time.
 ROUTER_CACHE_TTL = env.float("ROUTER_CACHE_TTL", default=0.5)
+# Router selects (/api/v1/routers/<slug>/select, Not Diamond's modelSelect) do not count against
+# a key's rpm (SDKs select before every call) but have a bucket of their own per key: the key's
+# rpm times this factor, or, for a key without rpm, this many a minute (0: unlimited).
+ROUTER_SELECT_RPM_FACTOR = positive_int("ROUTER_SELECT_RPM_FACTOR", default=10)
+ROUTER_SELECT_RPM_DEFAULT = int(
+    _number("ROUTER_SELECT_RPM_DEFAULT", "1200", int, "a whole number", 0, "must not be negative")
+)
 # Seconds a pipeline's active version is cached per process (routing.pipeline_rows): a new
 # version or a deletion reaches every worker within this time.
 PIPELINE_CACHE_TTL = env.float("PIPELINE_CACHE_TTL", default=0.5)
@@ -133,6 +152,15 @@ ALLOW_PRIVATE_PROVIDER_URLS = _bool("ALLOW_PRIVATE_PROVIDER_URLS", default=False
 URL_CHECK_DNS_TIMEOUT_SECONDS = env.float("URL_CHECK_DNS_TIMEOUT_SECONDS", default=3.0)
 if URL_CHECK_DNS_TIMEOUT_SECONDS <= 0:
     raise ImproperlyConfigured("URL_CHECK_DNS_TIMEOUT_SECONDS must be positive")
+# The gateway's connect-time lookups of tenants' own hosts (routing/resolvers.py): a pool of its
+# own per process, apart from the save-time checks' 4 threads; one organization holds at most
+# GATEWAY_DNS_PER_ORGANIZATION of its threads. Platform providers' hosts never use it.
+GATEWAY_DNS_THREADS = env.int("GATEWAY_DNS_THREADS", default=32)
+GATEWAY_DNS_PER_ORGANIZATION = env.int("GATEWAY_DNS_PER_ORGANIZATION", default=2)
+if not 1 <= GATEWAY_DNS_PER_ORGANIZATION <= GATEWAY_DNS_THREADS:
+    raise ImproperlyConfigured(
+        "GATEWAY_DNS_PER_ORGANIZATION must be at least 1 and at most GATEWAY_DNS_THREADS"
+    )
 # The local fake upstream that `make run` starts and the demo provider points at.
 DEMO_UPSTREAM_URL = env.str("DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001").rstrip("/")
 # Budget-aware routing (README "Budget-aware routing"): the share of a key's limit window below

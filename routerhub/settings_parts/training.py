@@ -36,10 +36,15 @@ DATASETS_MAX_BYTES_PER_ORGANIZATION = positive_int(
 DATASETS_MAX_VALIDATING_PER_ORGANIZATION = positive_int(
     "DATASETS_MAX_VALIDATING_PER_ORGANIZATION", 4
 )
-# An upload still validating this long after it was made, with no file stored (its process died
-# while storing it) or whose validation never started (its task lost), is made invalid with the
-# reason by a periodic sweep (training.datasets_stuck_fail), freeing the organization's quotas.
+# An upload still validating this long after it was made with no file stored (its process died
+# while storing it) is made invalid with the reason by a periodic sweep
+# (training.datasets_stuck_fail), freeing the organization's quotas.
+# A stored upload whose validation has not started (it waits behind training runs on the
+# `training` queue, or its task was lost) is not failed at that age: its validation is queued
+# again once per DATASET_STUCK_VALIDATING_SECONDS, and only after this many re-queues (and one
+# more period) is it made invalid.
 DATASET_STUCK_VALIDATING_SECONDS = positive_int("DATASET_STUCK_VALIDATING_SECONDS", 3600)
+DATASET_STUCK_REQUEUES = positive_int("DATASET_STUCK_REQUEUES", 4)
 # Training runs queued or running at once per organization (one per router in any case).
 TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env.int(
     "TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION", default=4

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from billing import metering
@@ -29,12 +31,25 @@ def requests_in_flight() -> int:
     return InFlight.count
 
 
+# Each event loop's handlers still running (a server's own: shutdown waits for them). Keyed by
+# loop, not a process-wide count: a test process runs several servers, and a handler another
+# one left running must never hold this one's shutdown.
+_running: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Future[None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
     InFlight.count += 1
+    loop = asyncio.get_running_loop()
+    running, done = _running.setdefault(loop, set()), loop.create_future()
+    running.add(done)
     try:
         await _handle(GatewayRequest(scope, receive, send))
     finally:
         InFlight.count -= 1
+        running.discard(done)
+        done.set_result(None)  # no callback but a shutdown's wait: never needs a closed loop
 
 
 async def _handle(req: GatewayRequest) -> None:
@@ -144,6 +159,16 @@ def _gc_tune() -> None:
     gc.set_threshold(20_000, 20, 50)
 
 
+async def handlers_drain(timeout: float) -> None:
+    """At shutdown, wait (at most ``timeout`` s) for this loop's handlers still running: those
+    uvicorn cancelled after its graceful timeout are settling what they got (billed
+    ``server_cancelled``, ``exchange.exchange_run``). Before, billing was closed under them and
+    the worker exited first: the prompt a provider had went unbilled. Past the bound the shutdown
+    goes on; the reservation sweep settles their holds."""
+    running = set(_running.get(asyncio.get_running_loop(), ()))
+    await metering.settled_within(running, timeout, "request handler(s)")
+
+
 async def gateway_lifespan(receive: Receive, send: Send) -> None:
     """ASGI lifespan for the whole server: keep routers warm while up, close the pooled
     clients on shutdown."""
@@ -162,7 +187,9 @@ async def gateway_lifespan(receive: Receive, send: Send) -> None:
             if warmer is not None:
                 warmer.cancel()
             await refresh_ahead_stop()
-            await metering.close()  # settle what this process has read before exiting
+            drain = settings.GATEWAY_SHUTDOWN_DRAIN_SECONDS
+            await handlers_drain(drain)
+            await metering.close(drain)  # settle what this process has read before exiting
             await http_client_close()
             await rate_limit_close()
             await send({"type": "lifespan.shutdown.complete"})

@@ -37,6 +37,7 @@ import math
 import time
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -131,8 +132,9 @@ class _RedisState:
     script: Any = None
 
 
-_local: dict[tuple[int, int], list[int]] = {}
-_leases: dict[tuple[int, str, int], _Lease] = {}
+_local: dict[tuple[int, str, int], list[int]] = {}  # (key id, bucket, window)
+_leases: dict[tuple[int, str, str, int], _Lease] = {}  # (key id, prefix, bucket, window)
+_SELECT = "s"  # the bucket of router selects (``rate_limit_admit_select``); "" is the key's own
 _last_warning = [0.0]
 
 
@@ -159,10 +161,10 @@ def _window() -> tuple[int, int]:
     return int(now // _WINDOW), max(1, math.ceil(_WINDOW - now % _WINDOW))
 
 
-def _keys(key: AuthenticatedKey, window: int) -> tuple[str, str]:
+def _keys(key: AuthenticatedKey, bucket: str, window: int) -> tuple[str, str]:
     # The prefix is random per key, so a reused database id never inherits old counters; the
     # braces keep both counters in one Redis Cluster slot for the script.
-    tag = f"{{rl:{key.id}:{key.prefix}:{window}}}"
+    tag = f"{{rl{bucket}:{key.id}:{key.prefix}:{window}}}"
     return f"rh:{tag}:r", f"rh:{tag}:t"
 
 
@@ -189,7 +191,20 @@ def rate_limit_headers(key: AuthenticatedKey) -> dict[str, str]:
     return headers
 
 
-def _raise(reason: int, key: AuthenticatedKey, retry_after: int) -> None:
+def _raise(reason: int, key: AuthenticatedKey, retry_after: int, bucket: str) -> None:
+    if bucket == _SELECT:
+        rpm = select_rpm(key)
+        raise RateLimited(
+            f"This key is limited to {rpm} router selects per minute (counted apart from its "
+            f"requests); retry after {retry_after} s.",
+            metadata={"select_rpm": rpm, "retry_after": retry_after},
+            headers={
+                "Retry-After": str(retry_after),
+                "x-ratelimit-limit-requests": str(rpm),
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": f"{retry_after}s",
+            },
+        )
     what = f"{key.rpm} requests" if reason == 1 else f"{key.tpm} tokens"
     spent = (
         {"x-ratelimit-remaining": "0", "x-ratelimit-remaining-requests": "0"}
@@ -205,20 +220,47 @@ def _raise(reason: int, key: AuthenticatedKey, retry_after: int) -> None:
 
 async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
     """Count one request (and its prompt tokens) or raise ``RateLimited`` (429, Retry-After)."""
-    if not key.rpm and not key.tpm:
+    await _admit(key, key.rpm or 0, key.tpm or 0, prompt_tokens, "")
+
+
+def select_rpm(key: AuthenticatedKey) -> int:
+    """The router selects a minute ``key`` may make (0: unlimited): ``ROUTER_SELECT_RPM_FACTOR``
+    times its rpm, else ``ROUTER_SELECT_RPM_DEFAULT``."""
+    if key.rpm:
+        return int(key.rpm * settings.ROUTER_SELECT_RPM_FACTOR)
+    return int(settings.ROUTER_SELECT_RPM_DEFAULT)
+
+
+async def rate_limit_admit_select(key: AuthenticatedKey) -> None:
+    """Count one router select in the key's select bucket, apart from its rpm (SDKs select
+    before every call), or raise ``RateLimited``: it bounds a loop of selects, each a ranking
+    and, for Not Diamond's modelSelect, a stored session."""
+    await _admit(key, select_rpm(key), 0, 0, _SELECT)
+
+
+def select_admit_sync(key: AuthenticatedKey | None) -> None:
+    """``rate_limit_admit_select`` for the DRF views; a signed-in person (no key) is not
+    counted: the dashboard's selects come one click at a time."""
+    if key is not None:
+        async_to_sync(rate_limit_admit_select)(key)
+
+
+async def _admit(
+    key: AuthenticatedKey, rpm: int, tpm: int, prompt_tokens: int, bucket: str
+) -> None:
+    if not rpm and not tpm:
         return
     window, retry_after = _window()
-    rpm, tpm = key.rpm or 0, key.tpm or 0
     if settings.REDIS_URL:
-        lease = _lease(key, window)
+        lease = _lease(key, bucket, window)
         while (rpm and lease.requests < 1) or (tpm and lease.tokens <= 0):
             reason = lease.short(rpm, tpm)
             if reason:
-                _raise(reason, key, retry_after)
+                _raise(reason, key, retry_after, bucket)
             fetching = lease.fetching
             if fetching is None or fetching.get_loop() is not asyncio.get_running_loop():
                 fetching = lease.fetching = asyncio.ensure_future(
-                    _lease_more(lease, key, window, prompt_tokens)
+                    _lease_more(lease, key, (rpm, tpm), (bucket, window), prompt_tokens)
                 )
             # Shielded: a request that goes away does not cancel the others' lease call.
             if not await asyncio.shield(fetching):
@@ -227,13 +269,13 @@ async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
         lease.tokens -= prompt_tokens if tpm else 0
         return
     if len(_local) > 10_000:
-        for stale in [k for k in _local if k[1] < window]:
+        for stale in [k for k in _local if k[2] < window]:
             del _local[stale]
-    counters = _local.setdefault((key.id, window), [0, 0])
+    counters = _local.setdefault((key.id, bucket, window), [0, 0])
     if rpm and counters[0] >= rpm:
-        _raise(1, key, retry_after)
+        _raise(1, key, retry_after, bucket)
     if tpm and counters[1] >= tpm:
-        _raise(2, key, retry_after)
+        _raise(2, key, retry_after, bucket)
     counters[0] += 1
     counters[1] += prompt_tokens
 
@@ -244,22 +286,27 @@ async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
         return
     window, _ = _window()
     if settings.REDIS_URL:
-        _lease(key, window).tokens -= tokens  # paid from the next slice this worker leases
+        _lease(key, "", window).tokens -= tokens  # paid from the next slice this worker leases
         return
-    _local.setdefault((key.id, window), [0, 0])[1] += tokens
+    _local.setdefault((key.id, "", window), [0, 0])[1] += tokens
 
 
 async def _lease_more(
-    lease: _Lease, key: AuthenticatedKey, window: int, prompt_tokens: int
+    lease: _Lease,
+    key: AuthenticatedKey,
+    limits: tuple[int, int],
+    where: tuple[str, int],
+    prompt_tokens: int,
 ) -> bool:
-    """Lease the next slice for ``lease`` (one Lua call); False when Redis is unreachable."""
-    rpm, tpm = key.rpm or 0, key.tpm or 0
+    """Lease the next slice for ``lease`` (one Lua call): ``limits`` are the bucket's rpm and
+    tpm, ``where`` the bucket and window; False when Redis is unreachable."""
+    (rpm, tpm), (bucket, window) = limits, where
     try:
         want_requests, want_tokens = lease.wants(rpm, tpm, prompt_tokens)
         _, script = _redis()
         try:
             granted = await script(
-                keys=list(_keys(key, window)),
+                keys=list(_keys(key, bucket, window)),
                 args=[rpm, tpm, want_requests, want_tokens, _WINDOW + 5],
             )
         except (RedisError, OSError) as exc:
@@ -278,17 +325,19 @@ async def _lease_more(
             lease.fetching = None
 
 
-def _lease(key: AuthenticatedKey, window: int) -> _Lease:
-    lease = _leases.get((key.id, key.prefix, window))
+def _lease(key: AuthenticatedKey, bucket: str, window: int) -> _Lease:
+    lease = _leases.get((key.id, key.prefix, bucket, window))
     if lease is None:
         if len(_leases) > 10_000:
-            for stale in [k for k in _leases if k[2] < window]:
+            for stale in [k for k in _leases if k[3] < window]:
                 del _leases[stale]
-        lease = _leases[(key.id, key.prefix, window)] = _Lease()
+        lease = _leases[(key.id, key.prefix, bucket, window)] = _Lease()
     return lease
 
 
 async def rate_limit_close() -> None:
-    if _RedisState.client is not None:
+    """Close this loop's client only: one another loop made (another server in the process) is
+    its own, and closing it from here never finished (its connections answer that loop only)."""
+    if _RedisState.client is not None and _RedisState.loop is asyncio.get_running_loop():
         await _RedisState.client.aclose()
         _RedisState.client = None

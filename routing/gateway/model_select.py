@@ -30,10 +30,15 @@ from routerhub.errors import NotFound, drf_exception_handler
 from routerhub.parsers import JSONParser
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.http import GatewayRequest, Scope
-from routing.router_request import models_allowed_check, task_label
+from routing.gateway.limits import rate_limit_admit_select
+from routing.router_request import (
+    MAX_CANDIDATES,
+    models_allowed_check,
+    select_prompt,
+    task_label,
+)
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
-    messages_prompt,
     router_decide_async,
     router_row_async,
     tradeoff_parse,
@@ -78,6 +83,7 @@ async def router_select(req: GatewayRequest) -> None:
     assert match is not None, "select_route chose this request"
     slug = match["slug"]
     key = await key_authenticate_async(bearer_token(req.headers.get("authorization")))
+    await rate_limit_admit_select(key)  # first, as the DRF view: a loop of selects is cheap to stop
     platform = slug == PLATFORM_ROUTER_SLUG
     if not platform and await router_row_async(key.organization_id, slug) is None:
         raise NotFound(f"No router '{slug}' in this organization.", param="slug")
@@ -94,7 +100,7 @@ async def router_select(req: GatewayRequest) -> None:
     decision = await router_decide_async(
         organization_id=key.organization_id,
         model_id=f"router/{slug}",
-        prompt=body.get("prompt") or messages_prompt(body["messages"]),
+        prompt=select_prompt(body),
         tradeoff=tradeoff_parse(body.get("tradeoff"), param="tradeoff"),
         candidates=candidates,
         catalog=await catalog_get(),
@@ -161,8 +167,10 @@ def _plainly_valid(data: Any) -> dict[str, Any] | None:
             return None  # the view's serializer says why
     if "candidates" in data:
         candidates = data["candidates"]
-        if type(candidates) is not list or not all(
-            _plain_text(c) and c == c.strip() for c in candidates
+        if (
+            type(candidates) is not list
+            or len(candidates) > MAX_CANDIDATES
+            or not all(_plain_text(c) and c == c.strip() for c in candidates)
         ):
             return None
         out["candidates"] = list(candidates)

@@ -33,6 +33,7 @@ from routing.providers.base import JSON
 from routing.providers.reasoning import EFFORTS
 from routing.routellm import routellm_model_parse
 from routing.router_ranking import PLATFORM_ROUTER_SLUG
+from routing.router_request import MAX_CANDIDATES, MAX_MODELS, model_list_check
 
 _SORT_VARIANTS = {"floor": "price", "nitro": "throughput"}
 _VARIANTS = ("floor", "nitro", "free", "thinking", "online")
@@ -69,6 +70,10 @@ def model_names_resolved(body: JSON, catalog: CatalogSnapshot) -> JSON:
     ``models``) made catalog ids; the body itself when nothing needs it. A name several catalog
     models share is left as it is (an unknown model, skipped) when another requested model is
     known, and is otherwise a 404 naming the models it may be."""
+    model_list_check(body.get("models"), "models", MAX_MODELS)  # before any name is looked up
+    options = body.get("router")
+    if isinstance(options, dict):
+        model_list_check(options.get("candidates"), "router.candidates", MAX_CANDIDATES)
     ids = _requested_ids(body)
     if not any(i not in catalog.models and "/" not in i for i in ids) and _AUTO not in ids:
         return body

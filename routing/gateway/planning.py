@@ -37,7 +37,7 @@ from routing.gateway.request_shape import prompt_token_floor
 from routing.providers.base import JSON
 from routing.routellm import routellm_decide_async, routellm_model_parse
 from routing.router_policy import decision_explore
-from routing.router_request import models_allowed_check
+from routing.router_request import MAX_MODELS, model_list_check, models_allowed_check
 from routing.routers import (
     RouterDecision,
     messages_prompt,
@@ -97,16 +97,15 @@ class _PromptFit:
 
 
 def _model_ids(body: JSON) -> list[str]:
-    ids: list[str] = []
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise BadRequest("model must be a string.", param="model")
     extra = body.get("models") or []
+    model_list_check(extra, "models", MAX_MODELS)
     if not isinstance(extra, list) or not all(isinstance(m, str) for m in extra):
         raise BadRequest("models must be a list of model ids.", param="models")
-    for candidate in [model, *extra]:
-        if candidate and candidate not in ids:
-            ids.append(candidate)
+    # dict.fromkeys: a linear dedup (a list's ``in`` made a long ``models`` list quadratic).
+    ids = [c for c in dict.fromkeys([model, *extra]) if c]
     if not ids:
         raise BadRequest("model is required.", param="model")
     return ids
@@ -208,7 +207,7 @@ async def plan_request(
         routed = [m for m in decision.models if m in catalog.models]
         if allowed:
             allowed |= set(routed)  # a key allowed a router may use what it picks
-        model_ids = routed + [m for m in model_ids[1:] if m not in routed]
+        model_ids = list(dict.fromkeys(routed + model_ids[1:]))
     elif "router" in body:
         raise BadRequest("router options only apply to model 'router/<slug>'.", param="router")
     for model_id in model_ids:

@@ -12,7 +12,7 @@ from django.conf import settings
 from billing.metering import reservation_amount
 from routerhub.errors import BadRequest
 from routing.gateway.catalog_cache import EndpointInfo
-from routing.providers.base import JSON, text_of
+from routing.providers.base import JSON, parts_cap_problem, text_of
 from routing.providers.cache_marks import longest_ttl, marks_problem
 from routing.providers.media import data_url_problem, is_base64
 from training.serving import billed_tokens
@@ -28,6 +28,9 @@ _MESSAGE_TOKENS = 16
 # tool-use prompt is 346 tokens, the largest published).
 _TOOL_PROMPT_TOKENS = 512
 _MAX_CHOICES = 128  # OpenAI's own bound on n; it also keeps the credit hold a sane number
+# Each tool is checked and translated per attempt. Not OpenAI's 128: Anthropic documents no cap
+# and clients with many MCP tools send hundreds (an upstream with a lower cap answers its own 400).
+MAX_TOOLS = 1024
 _NUMBERS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 
 
@@ -94,6 +97,15 @@ def _tool_call_problem(call: object) -> str | None:
 def _messages_validate(messages_: object) -> None:
     if not isinstance(messages_, list) or not messages_:
         raise BadRequest("messages must be a non-empty list.", param="messages")
+    problem = parts_cap_problem(
+        [
+            (f"messages[{index}].content", len(m["content"]))
+            for index, m in enumerate(messages_)
+            if isinstance(m, dict) and isinstance(m.get("content"), list)
+        ]
+    )
+    if problem:
+        raise BadRequest(problem, param="messages")
     for index, message in enumerate(messages_):
         if not isinstance(message, dict) or message.get("role") not in _ROLES:
             raise BadRequest(
@@ -134,6 +146,8 @@ def _tools_validate(body: JSON) -> None:
         isinstance(tools, list) and all(isinstance(tool, dict) for tool in tools)
     ):
         raise BadRequest("tools must be a list of objects.", param="tools")
+    if len(tools or ()) > MAX_TOOLS:
+        raise BadRequest(f"tools may list at most {MAX_TOOLS} tools.", param="tools")
     for index, tool in enumerate(tools or []):
         kind = tool.get("type", "function")
         if not isinstance(kind, str):

@@ -192,7 +192,8 @@ def _proxy_configured() -> bool:
 
 
 async def http_client_close() -> None:
-    if _State.client is not None:
+    """Close this loop's client only (one another loop made is that loop's own)."""
+    if _State.client is not None and _State.loop is asyncio.get_running_loop():
         await _State.client.aclose()
         _State.client = None
 

@@ -9,7 +9,7 @@ import orjson
 
 from routerhub.errors import BadRequest
 from routing.providers.anthropic_messages import reasoning_detail
-from routing.providers.base import JSON, IngressMarks
+from routing.providers.base import JSON, IngressMarks, parts_cap_problem
 from routing.providers.media import is_base64
 
 THINKING_TYPES = ("enabled", "adaptive", "disabled")
@@ -130,6 +130,12 @@ def _block_check(at: str, block: JSON, param: str) -> None:
     if problem:
         raise BadRequest(f"{at}.source {problem}.", param=param)
     if kind == "tool_result":
+        if not isinstance(block.get("tool_use_id"), str) or not block["tool_use_id"]:
+            raise BadRequest(  # Anthropic requires it; failure is marked per id
+                f"{at} is a tool_result block: give tool_use_id (a non-empty string: its "
+                "tool_use's id).",
+                param=param,
+            )
         failed = block.get("is_error")
         if failed is not None and not isinstance(failed, bool):  # "false" is not false
             raise BadRequest(f"{at}.is_error must be a boolean (true or false).", param=param)
@@ -203,6 +209,11 @@ def _shape_check(body: JSON, *, counting: bool = False) -> None:
             )
     if body.get("system") is not None and not _is_content(body["system"]):
         raise BadRequest("system must be a string or a list of text blocks.", param="system")
+    problem = parts_cap_problem(
+        [(f"messages[{i}].content", _blocks(t)) for i, t in enumerate(turns)]
+    )
+    if problem:
+        raise BadRequest(problem, param="messages")
     for where, content in [("system", body.get("system"))] + [
         (f"messages[{index}].content", turn.get("content")) for index, turn in enumerate(turns)
     ]:
@@ -234,6 +245,15 @@ def _shape_check(body: JSON, *, counting: bool = False) -> None:
         isinstance(stops, list) and all(isinstance(stop, str) for stop in stops)
     ):
         raise BadRequest("stop_sequences must be a list of strings.", param="stop_sequences")
+
+
+def _blocks(turn: JSON) -> int:
+    """A turn's content blocks, a tool_result's own included (they join its user message)."""
+    content = turn.get("content")
+    if not isinstance(content, list):
+        return 0
+    nested = (block.get("content") for block in content if block.get("type") == "tool_result")
+    return len(content) + sum(len(inner) for inner in nested if isinstance(inner, list))
 
 
 def _tool_type_problem(kind: Any) -> str:
@@ -271,11 +291,10 @@ def _user_turn(content: Any, failed: set[str], media: list[JSON]) -> list[JSON]:
         kind = block.get("type")
         if kind == "tool_result":
             text = _block_text(block.get("content"))
-            message: JSON = {"role": "tool", "tool_call_id": block.get("tool_use_id", "")}
+            message: JSON = {"role": "tool", "tool_call_id": block["tool_use_id"]}
             message["content"] = text
-            failed_id = message["tool_call_id"]  # not a string: refused by request_validate
-            if block.get("is_error") is True and isinstance(failed_id, str):
-                failed.add(failed_id)  # each adapter says it its own way (``IngressMarks``)
+            if block.get("is_error") is True:  # a non-empty string id (``_block_check``)
+                failed.add(block["tool_use_id"])  # each adapter says it its own way
             tool_messages.append(_marked(message, block))
             inner = block.get("content")
             for nested in inner if isinstance(inner, list) else []:

@@ -59,6 +59,29 @@ GATEWAY_PARAMETERS = frozenset(
 
 # More tokens than any model's context window holds: a count above it is a broken report.
 MAX_REPORTED_TOKENS = 10_000_000
+# Content parts (blocks) a message, and a request in all, may hold; an Anthropic tool_result's
+# own blocks count toward its turn (they join its user message). Clients send tens a message
+# (Anthropic takes 100 images a request, OpenAI 500); every part costs work per request.
+MAX_MESSAGE_PARTS = 1_000
+MAX_REQUEST_PARTS = 10_000
+
+
+def parts_cap_problem(counts: list[tuple[str, int]]) -> str | None:
+    """Why content parts counted ``(where, how many)`` a message are over the caps, if they are;
+    checked before any part is read."""
+    for where, count in counts:
+        if count > MAX_MESSAGE_PARTS:
+            return (
+                f"{where} holds {count} content parts; at most {MAX_MESSAGE_PARTS} a message "
+                "(MAX_MESSAGE_PARTS): split it over several requests, or join text parts."
+            )
+    total = sum(count for _, count in counts)
+    if total > MAX_REQUEST_PARTS:
+        return (
+            f"messages hold {total} content parts in all; at most {MAX_REQUEST_PARTS} a request "
+            "(MAX_REQUEST_PARTS): send fewer, or join text parts."
+        )
+    return None
 
 
 @dataclass(slots=True)
@@ -132,9 +155,15 @@ class IngressMarks:
 
     failed_tools: frozenset[str] = frozenset()
     tool_media: tuple[JSON, ...] = ()
+    # ``id``s of ``tool_media``, which keeps those objects alive (so the ids stay theirs): one
+    # set lookup a part, not a scan of every tool media object (O(N²) over a turn's parts).
+    _tool_media_ids: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_tool_media_ids", frozenset(map(id, self.tool_media)))
 
     def is_tool_media(self, part: object) -> bool:
-        return any(part is media for media in self.tool_media)
+        return id(part) in self._tool_media_ids
 
 
 NO_MARKS = IngressMarks()

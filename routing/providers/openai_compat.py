@@ -45,6 +45,15 @@ def usage_from_openai(data: Any) -> Usage | None:
     return usage
 
 
+def _wire_message(message: Any, failed_tools: frozenset[str]) -> Any:
+    """A message as OpenAI's wire takes it; the very object unless something must change."""
+    if not isinstance(message, dict):
+        return message
+    if "reasoning_details" in message:
+        message = {k: v for k, v in message.items() if k != "reasoning_details"}
+    return tool_error_marked(message, failed_tools)
+
+
 class OpenAICompatAdapter(ProviderAdapter):
     style = "openai"
     supported_parameters = OPENAI_PARAMETERS
@@ -53,14 +62,7 @@ class OpenAICompatAdapter(ProviderAdapter):
         # Signed Anthropic thinking (``reasoning_details``, from /v1/messages history) is
         # Anthropic's alone, and a failed tool result's flag is said in its text: OpenAI
         # refuses unknown message fields.
-        messages = [
-            tool_error_marked(
-                {k: v for k, v in m.items() if k != "reasoning_details"}, target.failed_tools
-            )
-            if isinstance(m, dict) and ("reasoning_details" in m or m.get("role") == "tool")
-            else m
-            for m in request["messages"]
-        ]
+        messages = [_wire_message(m, target.failed_tools) for m in request["messages"]]
         body: JSON = {"model": target.upstream_model, "messages": messages}
         for name, value in request.items():
             if name in OPENAI_PARAMETERS and name not in GATEWAY_PARAMETERS:

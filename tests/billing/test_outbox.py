@@ -13,6 +13,7 @@ from decimal import Decimal
 import orjson
 from asgiref.sync import sync_to_async
 
+from billing import metering
 from billing.drafts import UsageDraft
 from billing.models import CreditAccount, LedgerEntry, UsageRecord
 from billing.outbox import (
@@ -263,3 +264,31 @@ def test_the_reservation_sweep_settles_a_late_draft_at_its_cost_before_charging_
     assert (records[lost].cost, records[lost].flags) == (Decimal("0.5"), "reconciled_from_hold")
     assert CreditAccount.objects.get(organization=funded).balance == Decimal("9.3")
     assert redis_client.xlen(STREAM) == 0
+
+
+def test_a_hand_over_cancelled_midway_still_reaches_the_stream(redis_client, funded):
+    """A request's handler is cancelled (its server shutting down) while it hands a free draft
+    over — after its hold is marked free, before the draft is appended: the hand-over goes on,
+    and ``metering.close`` waits for it, so the draft is settled. Before, the cancellation
+    stopped it midway: the draft was never appended, and the request had no usage record."""
+    credits_reserve(
+        ReservationRequest(organization_id=funded.pk, generation_id="gen-cut", amount=Decimal("1"))
+    )
+    draft = _draft(funded, "gen-cut", cost="0")
+    draft.status = "aborted"
+
+    async def cancelled_then_closed() -> None:
+        handler = asyncio.ensure_future(metering.record(draft, alone=True))
+        await asyncio.sleep(0)  # the hand-over has started
+        handler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await handler
+        await metering.close()  # a worker's shutdown
+
+    asyncio.run(cancelled_then_closed())
+    usage_outbox_drain(idle_ms=0)  # what the stopped settler left, as the beat task would
+
+    record = UsageRecord.objects.get(generation_id="gen-cut")
+    assert (record.status, record.cost) == ("aborted", 0)
+    assert not LedgerEntry.objects.filter(idempotency_key="usage:gen-cut").exists()
+    assert CreditAccount.objects.get(organization=funded).reserved == 0

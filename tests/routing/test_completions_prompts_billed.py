@@ -268,7 +268,7 @@ def _tpm_counted(key: ApiKey, redis_url: str) -> int:
     finally:
         client.close()
     unspent = sum(
-        lease.tokens for (pk, _, _), lease in list(limits._leases.items()) if pk == key.pk
+        lease.tokens for (pk, _, _, _), lease in list(limits._leases.items()) if pk == key.pk
     )
     return leased - unspent
 

@@ -182,4 +182,5 @@ def test_a_failed_tool_result_with_an_id_that_is_no_string_is_a_400(world: World
                         headers={"authorization": f"Bearer {world.key}"})  # fmt: skip
 
     assert answer.status_code == 400, answer.text
-    assert "tool_call_id must be a string" in answer.text and world.upstream_requests() == []
+    assert "give tool_use_id (a non-empty string" in answer.text  # refused before translation
+    assert world.upstream_requests() == []

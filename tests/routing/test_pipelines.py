@@ -16,6 +16,8 @@ from accounts.models import KeyScope, Role
 from billing.models import CreditAccount, LedgerEntry, Reservation, UsageStep
 from routing.fake_upstream.answers import answer_text
 from tests.factories import key_client, key_make, member_add
+from tests.routing.test_gateway_media_input import TOOL as SCREENSHOT_TOOL
+from tests.routing.test_gateway_media_input import _agent_turns, _text_only
 from tests.routing.world import World, base_catalog, endpoint, model
 
 URL = "/api/v1/pipelines"
@@ -255,3 +257,26 @@ def test_versions_members_and_duplicates(world: World) -> None:
     refused = as_member.post(URL, {"slug": "q", "kind": "cascade", "steps": [{"model": "test/gpt"}]},
                              format="json")  # fmt: skip
     assert refused.status_code == 403
+
+
+def test_a_tool_screenshot_sent_to_a_pipeline_on_a_text_only_model_is_a_placeholder(
+    world: World,
+) -> None:
+    """As on a model: the step's model reads no images, so the tool's screenshot (media the
+    /v1/messages ingress lifted out of a tool_result) is sent as a placeholder, not refused."""
+    _text_only(world)
+    assert create(world, "plain", "cascade", [{"model": "test/plain"}]).status_code == 201
+    client = anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
+
+    message = client.messages.create(
+        model="pipeline/plain",
+        max_tokens=50,
+        tools=[SCREENSHOT_TOOL],  # type: ignore[list-item]
+        messages=_agent_turns(),  # type: ignore[arg-type]
+    )
+
+    assert message.model == "test/plain"
+    sent = str(world.last_upstream()["body"])
+    assert "[image omitted: this model reads no image input]" in sent
+    assert "Taken." in sent and "iVBORw0KGgo=" not in sent
+    assert len(world.upstream_requests()) == 1

@@ -13,14 +13,18 @@ and the two records must charge the same.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from accounts.models import KeyScope
-from billing.models import LedgerEntry, Reservation, UsageRecord, UsageStep
+from billing.models import CreditAccount, LedgerEntry, Reservation, UsageRecord, UsageStep
+from billing.outbox import usage_outbox_drain
+from routerhub.ttl_cache import _RefreshAhead, refresh_ahead_enable
 from tests.factories import key_client
 from tests.routing.servers import LeavesWhen, ServerThread, poll
 from tests.routing.world import World, base_catalog, endpoint, model
@@ -118,3 +122,81 @@ def test_a_handler_the_server_cancels_is_billed_as_a_client_leaving(
     (entry,) = LedgerEntry.objects.filter(idempotency_key=f"usage:{cancelled.generation_id}")
     assert entry.amount == -cancelled.cost
     assert Reservation.objects.get(generation_id=cancelled.generation_id).amount >= cancelled.cost
+
+
+def _shut_down_with_a_request_under_way(world: World, body: dict[str, Any]) -> dict[str, Any]:
+    """Serve the gateway's ASGI app (its lifespan included) on a loop of its own; POST ``body``,
+    and once the provider has it do what uvicorn does at shutdown once its graceful timeout is
+    over: cancel the request's handler, then run the lifespan's shutdown at once. Returns what
+    held when the shutdown completed — after which a worker process exits."""
+    from routerhub.asgi import application
+
+    payload = orjson.dumps(body)
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+        "headers": [(b"authorization", f"Bearer {world.key}".encode()),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode())],
+    }  # fmt: skip
+    seen: dict[str, Any] = {}
+
+    async def receive() -> dict[str, Any]:
+        if not seen.get("read"):
+            seen["read"] = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+        await asyncio.Event().wait()  # the client stays
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        seen.setdefault("sent", []).append(message)
+
+    async def run() -> None:
+        to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        lifespan = asyncio.ensure_future(
+            application({"type": "lifespan", "asgi": {"version": "3.0"}}, to_app.get, from_app.put)
+        )
+        await to_app.put({"type": "lifespan.startup"})
+        assert (await from_app.get())["type"] == "lifespan.startup.complete"
+        handler = asyncio.ensure_future(application(scope, receive, send))
+        while not world.upstream_requests("/v1/"):
+            await asyncio.sleep(0.01)
+        handler.cancel()  # uvicorn: "Cancel 1 running task(s), timeout graceful shutdown exceeded"
+        await to_app.put({"type": "lifespan.shutdown"})
+        assert (await from_app.get())["type"] == "lifespan.shutdown.complete"
+        seen["handler_done"] = handler.done()
+        await lifespan
+
+    refreshing = _RefreshAhead.enabled  # the lifespan turns it off for the whole process
+    try:
+        asyncio.run(asyncio.wait_for(run(), timeout=25))
+    finally:
+        refresh_ahead_enable(refreshing)
+    return seen
+
+
+def test_a_handler_cancelled_at_shutdown_is_settled_before_the_shutdown_completes(
+    world: World, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """A worker shutting down cancels a request whose provider has its prompt, then shuts its
+    app down: the shutdown waits for the cancelled handler to hand its usage over (billed as
+    ``server_cancelled``). Before, billing was closed under the handler and the shutdown
+    completed with it still settling: the process then exits, and the charge is lost."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0  # the provider has it until the request stops
+    _catalog(world, "gpt-4o@timeout")
+    before = set(UsageRecord.objects.values_list("generation_id", flat=True))
+
+    seen = _shut_down_with_a_request_under_way(world, {"model": "test/slow", **_CHAT})
+
+    assert seen["handler_done"]  # the shutdown waited for it (on this app's loop only)
+    usage_outbox_drain(idle_ms=0)  # what the stopped settler left, as the beat task would
+    record = poll(lambda: UsageRecord.objects.exclude(generation_id__in=before).first())
+    assert (record.status, record.error_type) == ("aborted", "server_cancelled")
+    assert record.prompt_tokens > 1000 and record.cost > 0
+    (entry,) = LedgerEntry.objects.filter(idempotency_key=f"usage:{record.generation_id}")
+    assert entry.amount == -record.cost
+    assert Reservation.objects.get(generation_id=record.generation_id).state == "settled"
+    assert CreditAccount.objects.get(organization=world.organization).reserved == 0
