@@ -4,14 +4,15 @@ The web server listens on ``PORT`` (8000). The demo upstream listens on ``DEMO_U
 port when that is set, else on ``PORT + 1`` or, when that is taken, any free port; the demo
 providers are pointed at it before anything starts. Every port is checked, and every child seen
 listening, before the banner: a taken port stops the command with what to do instead.
+
+Ctrl-C, SIGTERM and a closed terminal (SIGHUP) stop every child and the command, and should the
+command be killed outright its watchdog stops them: see ``routerhub.local_children``.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.management.commands.seed_demo import DEMO_EMAIL, DEMO_PASSWORD
+from routerhub.local_children import LocalChildren, StopRequested, stop_signals
 from routing.demo import demo_upstream_register
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -109,6 +111,11 @@ def local_processes(port: int, upstream_url: str | None = None) -> dict[str, lis
             "warning",
             "--schedule",
             str(settings.VAR_DIR / "celerybeat-schedule"),
+            # One local worker: no other workers to sync with at start (mingle) or to watch
+            # (gossip, heartbeats); each would only slow its start and its stop.
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
         ],
     }
     # The demo provider's simulated models (routing.demo) are answered by this fake upstream.
@@ -133,15 +140,21 @@ class Command(BaseCommand):
         demo_upstream_register(upstream_url)
         # The children read the same upstream URL from their settings.
         child_env = {**os.environ, "DEMO_UPSTREAM_URL": upstream_url}
-        children: dict[str, subprocess.Popen[bytes]] = {}
-        try:
-            for name, argv in local_processes(port, upstream_url).items():
-                # our own interpreter and modules
-                children[name] = subprocess.Popen(argv, env=child_env)  # noqa: S603
-            self._wait_listening(children, port, upstream_url)
-        except BaseException:
-            self._stop(children)
-            raise
+        with stop_signals():
+            children = LocalChildren()
+            try:
+                for name, argv in local_processes(port, upstream_url).items():
+                    children.start(name, argv, child_env)
+                self._wait_listening(children, port, upstream_url)
+                self._serve(children, port, upstream_url)
+            except KeyboardInterrupt as stop:
+                how = stop.signame if isinstance(stop, StopRequested) else "SIGINT"
+                self.stderr.write(f"\n{how} received: stopping {', '.join(children.processes)}.")
+            finally:
+                children.stop()
+        self.stderr.write("RouterHub stopped; no process of it is left running.")
+
+    def _serve(self, children: LocalChildren, port: int, upstream_url: str) -> None:
         url = f"http://127.0.0.1:{port}"
         self.stdout.write(
             f"\nRouterHub is running at {url}/  (API docs: {url}/api/docs/)\n"
@@ -149,33 +162,23 @@ class Command(BaseCommand):
             f"Demo upstream (simulated models): {upstream_url}\n"
             "Emails (signup confirmation, invitations) are printed here.\nPress Ctrl-C to stop.\n"
         )
-        try:
-            while True:
-                for name, child in children.items():
-                    if child.poll() is not None:
-                        self.stderr.write(f"{name} exited with {child.returncode}; stopping.")
-                        raise KeyboardInterrupt
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self._stop(children)
+        while (exited := children.exited()) is None:
+            time.sleep(0.5)
+        self.stderr.write(f"{exited[0]} exited with {exited[1]}; stopping.")
 
-    def _wait_listening(
-        self, children: dict[str, subprocess.Popen[bytes]], port: int, upstream_url: str
-    ) -> None:
+    def _wait_listening(self, children: LocalChildren, port: int, upstream_url: str) -> None:
         """Return once the web server (and a local demo upstream) accept connections."""
         ports = {"web": port}
-        if "demo-upstream" in children:
+        if "demo-upstream" in children.processes:
             ports["demo-upstream"] = urlsplit(upstream_url).port or 0
         deadline = time.monotonic() + START_TIMEOUT
         while ports:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    raise CommandError(
-                        f"{name} exited with {child.returncode} while starting "
-                        f"(its port: {ports.get(name, 'none')}); see its output above."
-                    )
+            if exited := children.exited():
+                name, code = exited
+                raise CommandError(
+                    f"{name} exited with {code} while starting "
+                    f"(its port: {ports.get(name, 'none')}); see its output above."
+                )
             ports = {name: p for name, p in ports.items() if not listening(p)}
             if ports and time.monotonic() > deadline:
                 raise CommandError(
@@ -183,15 +186,3 @@ class Command(BaseCommand):
                 )
             if ports:
                 time.sleep(0.2)
-
-    @staticmethod
-    def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for child in children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
