@@ -158,24 +158,34 @@ def _invitation_digest(token: str) -> str:
 @dataclass(frozen=True)
 class CreatedInvitation:
     invitation: Invitation
-    accept_url: str
+    accept_url: str  # "" when nothing was mailed (only the open invitation's role changed)
 
 
 def invitation_create(
     *, organization: Organization, email: str, role: str, invited_by: User
 ) -> CreatedInvitation:
     """Invite ``email`` to the organization and email them a single-use link. Inviting an email
-    that already has an open invitation replaces it: the earlier links are cancelled, so one
-    link (the newest, with the newest role) admits them."""
+    that already has an open invitation with another role changes that invitation's role, mails
+    nothing and needs no cooldown (its link admits with the new role); with the same role it
+    resends: the earlier links are cancelled, so one link (the newest) admits them.
+
+    Lock order, as in every invitation path: the organization's row, then invitation rows."""
     email = email.strip().lower()
-    if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
-        raise Conflict(f"{email} is already a member of {organization.name}.")
     token = secrets.token_urlsafe(32)
     now = timezone.now()
     with transaction.atomic():
-        # The organization's row lock makes invitations sent at once count each other.
+        # The organization's row lock makes invitations sent at once count each other, and
+        # orders this with an acceptance (which takes it before the invitation's row).
         _owners_lock(organization)
+        if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
+            raise Conflict(f"{email} is already a member of {organization.name}.")
+        open_ = list(_open_invitations(organization, email).select_for_update().order_by("-pk"))
+        if open_ and open_[0].role != role:
+            open_[0].role = Role(role)
+            open_[0].save(update_fields=["role"])
+            return CreatedInvitation(open_[0], "")
         _invitation_limits_check(organization, email, now)
+        _inviter_limit_check(invited_by, now)
         _open_invitations(organization, email).update(cancelled_at=now)
         invitation = Invitation.objects.create(
             organization=organization,
@@ -242,6 +252,23 @@ def _invitation_limits_check(organization: Organization, email: str, now: dateti
         )
 
 
+def _inviter_limit_check(invited_by: User, now: datetime) -> None:
+    """One person sends at most ``INVITATIONS_PER_PERSON_PER_HOUR`` invitation emails an hour,
+    all their organizations together (they may own ``ORGANIZATIONS_PER_PERSON_MAX``). Counted
+    under their row's lock (taken after the organization's, as nowhere the other way), so
+    invitations they send at once from two organizations count each other."""
+    list(User.objects.select_for_update(no_key=True).filter(pk=invited_by.pk).values_list("pk"))
+    per_hour = settings.INVITATIONS_PER_PERSON_PER_HOUR
+    sent = Invitation.objects.filter(invited_by=invited_by, created_at__gt=now - timedelta(hours=1))
+    if sent.count() >= per_hour:
+        raise RateLimited(
+            f"You have sent {per_hour} invitations in the last hour, all your organizations "
+            "together, the most allowed (INVITATIONS_PER_PERSON_PER_HOUR); try again later.",
+            param="email",
+            headers={"Retry-After": "3600"},
+        )
+
+
 def _open_invitations(organization: Organization, email: str) -> QuerySet[Invitation]:
     return Invitation.objects.filter(
         organization=organization,
@@ -267,22 +294,25 @@ def _cancelled(invitation: Invitation) -> NotPermitted:
 
 
 def invitation_accept(*, token: str, user: User) -> Membership:
+    """Join with the invitation's role. Locks, in the one order every invitation path takes:
+    the organization's row (read unlocked from the invitation first), then the invitation's row,
+    re-read and re-checked under both. (The invitation's row first deadlocked with a re-invite,
+    which holds the organization's row while it cancels or changes the open invitations.)"""
+    digest = _invitation_digest(token)
     with transaction.atomic():
-        invitation = (
-            Invitation.objects.select_for_update()
-            .filter(token_digest=_invitation_digest(token))
-            .first()
-        )
+        found = Invitation.objects.filter(token_digest=digest).select_related("organization")
+        first = found.first()
+        if first is not None:
+            # The owners lock: the sender cannot be removed or demoted between the check below
+            # and this membership's commit, nor a re-invite change the invitation meanwhile.
+            _owners_lock(first.organization)
+        invitation = found.select_for_update(of=("self",)).first()
         if invitation is not None and invitation.cancelled_at is not None:
             raise _cancelled(invitation)
         if invitation is None or not invitation.is_open:
             raise NotFound("This invitation does not exist, was used, or has expired.")
         if invitation.email.lower() != user.email.lower():
             raise InvalidInput(f"This invitation was sent to {invitation.email}; sign in as them.")
-        # The organization's owners lock (order: invitation, then organization, as no other
-        # path locks them the other way): the sender cannot be removed or demoted between the
-        # check below and this membership's commit.
-        _owners_lock(invitation.organization)
         _sender_check(invitation)
         invitation.accepted_at = timezone.now()
         invitation.save(update_fields=["accepted_at"])

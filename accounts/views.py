@@ -188,7 +188,7 @@ def organization_page(request: HttpRequest) -> HttpResponse:
         invite_form = InviteForm(request.POST)
         if invite_form.is_valid():
             try:
-                services.invitation_create(
+                created = services.invitation_create(
                     organization=organization,
                     invited_by=_person(request),
                     **invite_form.cleaned_data,
@@ -196,8 +196,14 @@ def organization_page(request: HttpRequest) -> HttpResponse:
             except ApiError as exc:
                 invite_form.add_error("email", exc.message)
             else:
+                email = created.invitation.email
                 messages.success(
-                    request, f"Invitation sent to {invite_form.cleaned_data['email']}."
+                    request,
+                    f"Invitation sent to {email}."
+                    if created.accept_url
+                    else f"The open invitation to {email} now has the role "
+                    f"{created.invitation.get_role_display().lower()}; its link (no new email) "
+                    "admits with it.",
                 )
                 return redirect("organization")
     members = Membership.objects.for_tenant(organization).select_related("user")

@@ -309,6 +309,8 @@ ORGANIZATIONS_PER_PERSON_MAX = env.int("ORGANIZATIONS_PER_PERSON_MAX", default=1
 INVITATIONS_PER_ORGANIZATION_PER_HOUR = positive_int("INVITATIONS_PER_ORGANIZATION_PER_HOUR", 20)
 INVITATIONS_OPEN_PER_ORGANIZATION_MAX = positive_int("INVITATIONS_OPEN_PER_ORGANIZATION_MAX", 100)
 INVITATION_RESEND_COOLDOWN_SECONDS = positive_int("INVITATION_RESEND_COOLDOWN_SECONDS", 600)
+# One person, all the organizations they own together (ORGANIZATIONS_PER_PERSON_MAX of them).
+INVITATIONS_PER_PERSON_PER_HOUR = positive_int("INVITATIONS_PER_PERSON_PER_HOUR", 40)
 # Apps that accounts must not import act on a new organization through these (called with
 # organization=..., owner=...) in organization_create's transaction: billing grants
 # STARTER_CREDITS_USD (once per person).

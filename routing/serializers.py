@@ -16,7 +16,13 @@ from routing.router_request import MAX_CANDIDATES, MAX_TASK_CHARS, PROMPT_CHARS,
 class ProviderKeyCreateInput(serializers.Serializer[Any]):
     provider = serializers.SlugField(help_text="Provider slug, e.g. 'openai' (see GET /v1/models).")
     secret = serializers.CharField(
-        write_only=True, min_length=8, max_length=2000, trim_whitespace=True
+        write_only=True,
+        min_length=8,
+        max_length=2000,
+        trim_whitespace=True,
+        error_messages={
+            "min_length": "This key looks too short: provider keys are at least 8 characters."
+        },
     )
     name = serializers.CharField(
         max_length=120,

@@ -14,6 +14,7 @@ class WebhookEvent(models.TextChoices):
     ROUTER_PROMOTED = "router.promoted", "Router version promoted"
     ROUTER_DRIFT = "router.drift", "Router drift alert"
     BUDGET_THRESHOLD = "budget.threshold", "Budget threshold crossed"
+    AUTO_TOPUP_CAPPED = "credits.auto_topup_capped", "Automatic top-up held back by the daily cap"
 
 
 class WebhookEndpoint(TenantModel):

@@ -19,8 +19,9 @@ from typing import Any
 
 import stripe
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.models import Membership, Organization, Role, User
@@ -29,6 +30,8 @@ from billing.pricing import topup_fee
 from billing.services import credit_account_for
 from routerhub.domain import InvalidInput, PaymentsUnavailable, UpstreamFailed
 from routerhub.money import money
+from webhooks.models import WebhookEvent
+from webhooks.services import webhook_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +222,10 @@ def auto_topup_configure(
     if threshold is not None and threshold < 0:
         raise InvalidInput("threshold must not be negative.", param="threshold")
     if threshold is not None and threshold > settings.TOPUP_MAX_AMOUNT:
-        # A threshold the balance never reaches would charge the card at every check.
+        # Bounds a mistyped threshold only: one above the balance after a top-up (threshold
+        # 10,000, amount 5) is still allowed (threshold >= amount is legitimate: 20 and 10), and
+        # the balance may never reach it. What stops the card being charged at every check is
+        # AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY in _auto_topup_open, which says when it holds.
         raise InvalidInput(
             f"threshold must be at most ${settings.TOPUP_MAX_AMOUNT:,.2f} (TOPUP_MAX_AMOUNT, "
             "the largest top-up).",
@@ -258,6 +264,7 @@ def _auto_topup_open(account: CreditAccount) -> Payment | None:
             status__in=[PaymentStatus.FAILED, PaymentStatus.CANCELED]
         )
         if charged[:per_day].count() >= per_day:
+            _auto_topup_capped(locked, charged, per_day)
             return None
         quote = topup_quote(amount.quantize(CENT))
         return Payment.objects.create(
@@ -266,6 +273,40 @@ def _auto_topup_open(account: CreditAccount) -> Payment | None:
             amount=quote.amount,
             fee=quote.fee,
         )
+
+
+def _auto_topup_capped(account: CreditAccount, charged: QuerySet[Payment], per_day: int) -> None:
+    """The daily cap holds a top-up back while the balance is under the threshold: log a warning
+    and emit ``credits.auto_topup_capped`` once per capped stretch (named by the oldest charge
+    counted; the cap lifts when it is a day old), not at every minute's check."""
+    oldest = charged.order_by("created_at").first()
+    if oldest is None:
+        return
+    resumes_at = oldest.created_at + timedelta(days=1)
+    if not cache.add(f"auto-topup-capped:{account.pk}:{oldest.pk}", 1, timeout=86_400):
+        return
+    dollars = {  # the stored values carry 8 places
+        name: str((getattr(account, field) or Decimal(0)).quantize(CENT))
+        for name, field in [
+            ("balance", "balance"),
+            ("threshold", "auto_topup_threshold"),
+            ("amount", "auto_topup_amount"),
+        ]
+    }
+    logger.warning(
+        "auto top-up of organization %s held back until %s: %s top-ups in 24 h "
+        "(AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY), balance %s under threshold %s",
+        account.pk,
+        resumes_at.isoformat(),
+        per_day,
+        dollars["balance"],
+        dollars["threshold"],
+    )
+    webhook_event_emit(
+        account.pk,
+        WebhookEvent.AUTO_TOPUP_CAPPED,
+        {**dollars, "topups_per_day": per_day, "resumes_at": resumes_at.isoformat()},
+    )
 
 
 def auto_topup_run(*, organization: Organization) -> Payment | None:

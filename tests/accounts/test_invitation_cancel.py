@@ -82,9 +82,9 @@ def test_an_accepted_invitation_cannot_be_cancelled(tenants: Tenants) -> None:
 
 
 def test_inviting_an_email_again_replaces_its_open_invitation(tenants: Tenants) -> None:
-    """A re-invite (to resend the email or change the role) leaves one open invitation: the
+    """A re-invite with the same role (to resend the email) leaves one open invitation: the
     newest; the earlier link says it was replaced."""
-    first, first_path = _invite(tenants)
+    first, first_path = _invite(tenants, role="member")
     # Past INVITATION_RESEND_COOLDOWN_SECONDS (10 min), when the same address may be mailed again.
     Invitation.objects.filter(pk=first.pk).update(
         created_at=first.created_at - timedelta(minutes=11)
@@ -99,5 +99,26 @@ def test_inviting_an_email_again_replaces_its_open_invitation(tenants: Tenants) 
     assert accepted.status_code == 200
     open_ = Invitation.objects.filter(organization=tenants.organization, cancelled_at=None)
     assert list(open_.values_list("pk", flat=True)) == [second.pk] and first.pk != second.pk
+    membership = Membership.objects.get(user__email="new@example.com")
+    assert membership.role == "member"
+
+
+def test_reinviting_with_another_role_changes_the_open_invitation_and_mails_nothing(
+    tenants: Tenants,
+) -> None:
+    """Within the resend cooldown too: the open invitation takes the new role and its link (the
+    one already mailed) admits with it. (Old code: a 429 naming the cooldown.)"""
+    first, first_path = _invite(tenants, role="admin")
+    owner = dashboard_client(tenants.owner, tenants.organization)
+
+    changed = owner.post(
+        "/dashboard/organization/", {"email": "New@Example.com", "role": "member"}, follow=True
+    )
+
+    assert "now has the role member; its link (no new email) admits with it" in changed.text
+    assert len(mail.outbox) == 1
+    open_ = Invitation.objects.filter(organization=tenants.organization, cancelled_at=None)
+    assert list(open_.values_list("pk", "role")) == [(first.pk, "member")]
+    assert _invitee().post(first_path, follow=True).status_code == 200
     membership = Membership.objects.get(user__email="new@example.com")
     assert membership.role == "member"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.models import KeyScope
 from routing.models import Provider, ProviderKey
-from tests.factories import dashboard_client
+from tests.factories import dashboard_client, key_client, key_make
 from training.models import Router
 
 pytestmark = pytest.mark.django_db
@@ -56,7 +57,15 @@ def test_a_too_short_provider_key_is_refused_next_to_the_field(tenants):
 
     assert page.status_code == 200
     # The API's own rule and message (ProviderKeyCreateInput checks the form, routerhub.api_forms)
-    assert "Ensure this field has at least 8 characters." in page.content.decode()
+    too_short = "This key looks too short: provider keys are at least 8 characters."
+    assert too_short in page.content.decode()
+    manager = key_client(
+        key_make(tenants.organization, scope=KeyScope.MANAGE, created_by=tenants.admin)
+    )
+    api = manager.post(
+        "/api/v1/provider-keys", {"provider": "openai-test", "secret": "short"}, "json"
+    )
+    assert api.status_code == 400 and too_short in api.content.decode()
     assert not ProviderKey.objects.exists()
 
 

@@ -8,6 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from tests.factories import dashboard_client
 from tests.training.conftest import csv_bytes, synthetic_frame
 from training import execution, services
 from training.models import Dataset, RunStatus
@@ -143,3 +144,26 @@ def test_members_cannot_post_and_outsiders_get_404(tenants: Any, trained: dict[s
         f"/dashboard/training-runs/{run.pk}/",
     ):
         assert outsider.get(url).status_code == 404, url
+
+
+def test_router_form_shows_the_apis_errors_that_name_no_field_of_the_form(
+    tenants: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """routerhub.api_forms puts a serializer error on a field the form lacks (or on none) in the
+    form's non-field errors: the page shows them, not only the per-field ones."""
+    from rest_framework import serializers
+
+    from training.serializers import RouterInput
+    from training.views import RouterForm
+
+    class Refusing(RouterInput):
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            raise serializers.ValidationError("this pair of settings is refused as a whole")
+
+    monkeypatch.setattr(RouterForm, "api_input", lambda self: Refusing)
+    admin = dashboard_client(tenants.admin, tenants.organization)
+
+    page = admin.post("/dashboard/routers/", {"slug": "pair", "default_tradeoff": "0.5"})
+
+    assert page.status_code == 200
+    assert "this pair of settings is refused as a whole" in page.content.decode()

@@ -14,7 +14,12 @@ from routerhub_client._http import clean_params
 from routerhub_client._sync_account import SyncResource
 
 WebhookEvent = Literal[
-    "training.finished", "training.failed", "router.promoted", "router.drift", "budget.threshold"
+    "training.finished",
+    "training.failed",
+    "router.promoted",
+    "router.drift",
+    "budget.threshold",
+    "credits.auto_topup_capped",
 ]
 
 
