@@ -125,7 +125,7 @@ ROUTER_CACHE_TTL = env.float("ROUTER_CACHE_TTL", default=0.5)
 # rpm times this factor, or, for a key without rpm, this many a minute (0: unlimited).
 ROUTER_SELECT_RPM_FACTOR = positive_int("ROUTER_SELECT_RPM_FACTOR", default=10)
 ROUTER_SELECT_RPM_DEFAULT = int(
-    _number("ROUTER_SELECT_RPM_DEFAULT", "1200", int, "a whole number", 0, "must not be negative")
+    _number("ROUTER_SELECT_RPM_DEFAULT", "6000", int, "a whole number", 0, "must not be negative")
 )
 # Seconds a pipeline's active version is cached per process (routing.pipeline_rows): a new
 # version or a deletion reaches every worker within this time.

@@ -14,9 +14,16 @@ from tests.training.conftest import csv_bytes, synthetic_frame
 from tests.training.helpers import upload
 
 pytestmark = [
-    pytest.mark.usefixtures("eager_celery", "media"),
+    pytest.mark.usefixtures("eager_celery", "media", "selects_unlimited"),
     pytest.mark.django_db(transaction=True),
 ]
+
+
+@pytest.fixture
+def selects_unlimited(settings: Any) -> None:
+    """The replay makes one select per held-out row per curve point (over a thousand within a
+    minute), past a key's select bucket (``ROUTER_SELECT_RPM_DEFAULT``)."""
+    settings.ROUTER_SELECT_RPM_DEFAULT = 0
 
 
 def _train_and_replay(manage: Any, names: dict[str, str]) -> None:
