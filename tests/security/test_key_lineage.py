@@ -9,17 +9,22 @@ that never expires, recorded only as the admin's. Revoking the leaked key left t
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts import key_lineage
 from accounts.key_lineage import LINEAGE_DEPTH_MAX
 from accounts.models import ApiKey, KeyScope, Role, User
+from tests.db_locks import backend_pid, waiting_for
 from tests.factories import Tenants, key_client, key_make, member_add, session_client
+from tests.routing.servers import poll
 
 SOON = timedelta(hours=1)
 CHAT = {"model": "test/gpt", "messages": [{"role": "user", "content": "hi"}]}
@@ -252,3 +257,55 @@ def test_the_gateway_refuses_a_child_once_its_parent_is_revoked(world: Any) -> N
     assert before.status_code == 200, before.text
     assert revoked.status_code == 200, revoked.content
     assert after.status_code == 401 and after.json()["error"]["type"] == "unauthorized", after.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_made_while_its_parent_is_revoked_is_revoked_with_it(
+    tenants: Tenants, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, parent = management_key(tenants)
+    inserted, commit = threading.Event(), threading.Event()
+    creator: dict[str, Any] = {}
+    create = key_lineage.api_key_create
+
+    def create_then_wait(**fields: Any) -> Any:
+        made = create(**fields)
+        creator["pid"], creator["key"] = backend_pid(), made.key.pk
+        inserted.set()
+        commit.wait(timeout=20)  # the child is written, not yet committed
+        return made
+
+    monkeypatch.setattr(key_lineage, "api_key_create", create_then_wait)
+
+    def make_child() -> None:
+        try:
+            key_lineage.api_key_create_bounded(
+                acting_key_id=parent.pk,
+                organization=tenants.organization,
+                created_by=tenants.admin,
+                created_by_role=Role.ADMIN,
+                requested={"name": "child"},
+            )
+        finally:
+            connection.close()
+
+    def revoke_parent() -> None:
+        try:
+            key_lineage.api_key_revoke(key=ApiKey.objects.get(pk=parent.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=make_child), threading.Thread(target=revoke_parent)]
+    threads[0].start()
+    assert inserted.wait(timeout=20)
+    threads[1].start()
+    # The revocation waits for the create's lock on the parent (on the old code it walked the
+    # tree at once, before the child committed, and left it live; the poll then fails).
+    try:
+        poll(lambda: waiting_for(creator["pid"]), timeout=10)
+    finally:
+        commit.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    assert ApiKey.objects.get(pk=creator["key"]).revoked_at is not None
