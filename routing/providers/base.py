@@ -51,6 +51,18 @@ OPENAI_PARAMETERS = COMMON_PARAMETERS | {
     "metadata",
     "store",
 }
+# OpenAI's ``service_tier`` values priced as the catalog prices: "auto" (the project's own tier,
+# the standard one on the platform's accounts) and "default". Flex and Priority processing cost
+# another price the catalog does not list, so the platform's keys never take them
+# (``platform_refusal``); an organization's own key sends any tier (it pays its provider).
+STANDARD_SERVICE_TIERS = frozenset({"auto", "default"})
+# What a provider keeps of a request (OpenAI's stored completions, tagged by ``metadata``):
+# sent only on an organization's own key, never on the platform's accounts, which keep nothing
+# of a tenant's prompts (README, "Provider parameters and retention").
+RETENTION_PARAMETERS = frozenset({"store", "metadata"})
+# Tool types every OpenAI-style host serves as the client's own tools: anything else is a host's
+# built-in tool (Groq's ``browser_search``, ``code_interpreter``), billed by the host per use.
+CLIENT_TOOL_TYPES = frozenset({"function", "custom"})
 # Parameters that only steer RouterHub (OpenRouter names); never forwarded upstream.
 GATEWAY_PARAMETERS = frozenset(
     {"model", "messages", "models", "provider", "router", "route", "transforms", "usage", "plugins"}
@@ -139,6 +151,8 @@ class Target:
     options: JSON = field(default_factory=dict)
     # The ``tool_call_id``s whose tool result is an error (``IngressMarks.failed_tools``).
     failed_tools: frozenset[str] = frozenset()
+    # The organization's own key (BYOK): what the provider bills or keeps is the tenant's choice.
+    own_key: bool = False
 
 
 @dataclass(frozen=True, slots=True)

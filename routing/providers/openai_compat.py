@@ -15,6 +15,8 @@ from routing.providers.base import (
     GATEWAY_PARAMETERS,
     JSON,
     OPENAI_PARAMETERS,
+    RETENTION_PARAMETERS,
+    STANDARD_SERVICE_TIERS,
     Completion,
     ProviderAdapter,
     StreamDecoder,
@@ -54,6 +56,15 @@ def _wire_message(message: Any, failed_tools: frozenset[str]) -> Any:
     return tool_error_marked(message, failed_tools)
 
 
+def _platform_only(body: JSON) -> None:
+    """On the platform's keys: nothing the provider would keep (``RETENTION_PARAMETERS``), and
+    no tier priced above the catalog (planning refuses one first; this is the last guard)."""
+    for name in RETENTION_PARAMETERS:
+        body.pop(name, None)
+    if body.get("service_tier") not in STANDARD_SERVICE_TIERS:
+        body.pop("service_tier", None)
+
+
 class OpenAICompatAdapter(ProviderAdapter):
     style = "openai"
     supported_parameters = OPENAI_PARAMETERS
@@ -67,6 +78,8 @@ class OpenAICompatAdapter(ProviderAdapter):
         for name, value in request.items():
             if name in OPENAI_PARAMETERS and name not in GATEWAY_PARAMETERS:
                 body[name] = value
+        if not target.own_key:
+            _platform_only(body)
         effort = reasoning_effort(request)  # OpenRouter's reasoning object
         if effort is not None and "reasoning_effort" not in body:
             body["reasoning_effort"] = effort
