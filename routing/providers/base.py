@@ -58,7 +58,7 @@ OPENAI_PARAMETERS = COMMON_PARAMETERS | {
 STANDARD_SERVICE_TIERS = frozenset({"auto", "default"})
 # What a provider keeps of a request (OpenAI's stored completions, tagged by ``metadata``):
 # sent only on an organization's own key, never on the platform's accounts, which keep nothing
-# of a tenant's prompts (README, "Provider parameters and retention").
+# of a tenant's prompts (README, "Parameters that change the price or what the provider keeps").
 RETENTION_PARAMETERS = frozenset({"store", "metadata"})
 # Tool types every OpenAI-style host serves as the client's own tools: anything else is a host's
 # built-in tool (Groq's ``browser_search``, ``code_interpreter``), billed by the host per use.

@@ -34,7 +34,9 @@ def post(world: World, body: dict[str, Any]) -> httpx.Response:
 
 def own_openai_key(world: World) -> None:
     provider = Provider.objects.get(slug="fake-openai")
-    provider_key_create(organization=world.organization, provider=provider, secret="sk-own-key-7777")
+    provider_key_create(
+        organization=world.organization, provider=provider, secret="sk-own-key-7777"
+    )
 
 
 @pytest.mark.parametrize("tier", ["priority", "flex", "scale"])
@@ -55,7 +57,9 @@ def test_a_tier_the_catalog_does_not_price_is_a_400_on_platform_keys(
 @pytest.mark.parametrize("tier", ["auto", "default"])
 def test_the_standard_tiers_are_sent_and_billed_at_list_price(world: World, tier: str) -> None:
     answer = client_for(world).chat.completions.create(
-        model="test/gpt", messages=HI, service_tier=tier  # type: ignore[arg-type]
+        model="test/gpt",
+        messages=HI,
+        service_tier=tier,  # type: ignore[arg-type]
     )
 
     assert world.last_upstream("/chat/completions")["body"]["service_tier"] == tier
