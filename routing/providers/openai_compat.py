@@ -47,6 +47,12 @@ def usage_from_openai(data: Any) -> Usage | None:
     return usage
 
 
+def _tier_served(data: JSON) -> str:
+    """The tier an answer (or a stream's usage chunk) says it was served at; "" when unsaid."""
+    tier = data.get("service_tier")
+    return tier[:32] if isinstance(tier, str) else ""
+
+
 def _wire_message(message: Any, failed_tools: frozenset[str]) -> Any:
     """A message as OpenAI's wire takes it; the very object unless something must change."""
     if not isinstance(message, dict):
@@ -118,11 +124,10 @@ class OpenAICompatAdapter(ProviderAdapter):
             )
         if not choices:
             raise UpstreamError("The provider returned no choices.")
-        return Completion(
-            choices=choices,
-            usage=usage_from_openai(body.get("usage")),
-            upstream_id=body.get("id", ""),
-        )
+        usage = usage_from_openai(body.get("usage"))
+        if usage is not None:
+            usage.service_tier = _tier_served(body)
+        return Completion(choices=choices, usage=usage, upstream_id=body.get("id", ""))
 
     def stream_decoder(self, request: UpstreamRequest) -> StreamDecoder:
         return OpenAIStreamDecoder(request)
@@ -148,6 +153,7 @@ class OpenAIStreamDecoder(StreamDecoder):
             )
         usage = usage_from_openai(chunk.get("usage"))
         if usage is not None:
+            usage.service_tier = _tier_served(chunk)
             self.usage = usage
         return [
             {

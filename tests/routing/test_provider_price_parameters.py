@@ -18,7 +18,7 @@ from billing.models import Reservation
 from routing.fake_upstream.answers import split_tokens
 from routing.models import Provider
 from routing.services import provider_key_create
-from tests.routing.world import World
+from tests.routing.world import World, base_catalog
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -160,3 +160,36 @@ def test_malformed_tier_or_prediction_is_a_400_naming_it(
 
     assert answer.status_code == 400 and answer.json()["error"]["param"] == param
     assert not world.upstream_requests("/chat/completions")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_served_at_an_unpriced_tier_is_flagged_for_review(
+    world: World, stream: bool
+) -> None:
+    """Billing reads the tier the answer says it was served at: on the platform's keys one the
+    catalog does not price (the platform's project set to Priority) is billed the standard price
+    and flagged ``unpriced_tier``. Before, nothing read it."""
+    catalog = base_catalog(world.fake_url)
+    catalog["endpoints"][0]["upstream_model"] = "gpt-4o-mini@tier=priority"
+    world.catalog(catalog)
+    body: dict[str, Any] = {"model": "test/gpt", "messages": HI, "stream": stream}
+
+    answer = post(world, body)
+
+    assert answer.status_code == 200, answer.text
+    record = world.usage_record(answer.headers["x-generation-id"])
+    assert record.flag_list == ["unpriced_tier"]
+    assert record.cost == Decimal(record.prompt_tokens + 2 * record.completion_tokens) / 10**6
+
+
+def test_an_own_keys_answer_at_any_tier_is_not_flagged(world: World) -> None:
+    catalog = base_catalog(world.fake_url)
+    catalog["endpoints"][0]["upstream_model"] = "gpt-4o-mini@tier=priority"
+    world.catalog(catalog)
+    own_openai_key(world)
+
+    answer = post(world, {"model": "test/gpt", "messages": HI})
+
+    assert answer.status_code == 200, answer.text
+    record = world.usage_record(answer.headers["x-generation-id"])
+    assert record.is_byok and record.flag_list == []
