@@ -38,6 +38,7 @@ from routing.providers.base import (
     IngressMarks,
     StreamDecoder,
     Usage,
+    fields_not_sent,
     text_of,
 )
 from routing.providers.cache_marks import cached_prefix_shares, has_marks
@@ -406,6 +407,7 @@ def answer_headers(ex: Exchange) -> dict[str, str]:
     headers = {"x-generation-id": ex.generation_id} | rate_limit_headers(ex.key)
     assert ex.endpoint is not None
     dropped = anthropic_only_fields(ex.body, ex.endpoint.api_style)
+    dropped += fields_not_sent(ex.body, ex.endpoint.api_style, ex.is_byok)
     if ex.endpoint.api_style != "anthropic" and has_marks(ex.body):
         dropped.append("cache_control")  # no explicit prompt caching there (README)
     hint = (ex.plan.routing or {}).get("task_hint")

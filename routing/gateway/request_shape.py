@@ -207,22 +207,27 @@ def _not_offered(body: JSON) -> None:
         )
 
 
-def platform_refusal(body: JSON) -> tuple[str, str] | None:
-    """Why the platform's provider keys cannot take this request, as (message, param): what the
-    provider would bill above the catalog's price. An organization's own key takes it (its
-    provider bills the organization); planning skips the platform's endpoints for it and answers
-    this 400 when nothing is left."""
+def platform_refusal(body: JSON, api_style: str) -> tuple[str, str] | None:
+    """Why the platform's provider keys cannot take this request to an endpoint of
+    ``api_style``, as (message, param): what the provider would bill above the catalog's price.
+    An organization's own key takes it (its provider bills the organization); planning skips
+    the platform's endpoints for it and answers this 400 when nothing is left. Only
+    OpenAI-style hosts are sent ``service_tier`` (the other adapters never send it, and the
+    answer's ``x-routerhub-dropped`` names it). Shapes chat refuses first (``request_validate``)
+    are not this function's: a ``tools`` that is not a list, or an item not an object, is
+    ignored here, as embeddings ignore chat's fields."""
     tier = body.get("service_tier")
-    if tier is not None and tier not in STANDARD_SERVICE_TIERS:
+    if api_style == "openai" and tier is not None and not _standard_tier(tier):
         return (
             f"service_tier '{tier}' is not offered on RouterHub's provider keys: the catalog "
-            "prices the standard tier only, which 'auto', 'default' or no service_tier give. "
-            "Other tiers (OpenAI's 'flex' and 'priority') need your organization's own "
-            "provider key (Provider keys), whose provider bills them to you.",
+            "prices the standard tier only, which 'auto', 'default', Groq's 'on_demand' or no "
+            "service_tier give. Other tiers (OpenAI's 'flex' and 'priority') need your "
+            "organization's own provider key (Provider keys), whose provider bills them to you.",
             "service_tier",
         )
-    for index, tool in enumerate(body.get("tools") or []):
-        kind = tool.get("type", "function")
+    tools = body.get("tools")
+    for index, tool in enumerate(tools if isinstance(tools, list) else []):
+        kind = tool.get("type", "function") if isinstance(tool, dict) else "function"
         if kind not in CLIENT_TOOL_TYPES:
             return (
                 f"tools[{index}] is a '{kind}' tool, a provider's built-in tool billed per use, "
@@ -231,6 +236,10 @@ def platform_refusal(body: JSON) -> tuple[str, str] | None:
                 "tools",
             )
     return None
+
+
+def _standard_tier(tier: object) -> bool:
+    return isinstance(tier, str) and tier in STANDARD_SERVICE_TIERS
 
 
 def _private(item: object) -> bool:
