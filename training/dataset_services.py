@@ -19,6 +19,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Organization
+from routerhub.deliveries import delivery_count
 from routerhub.domain import Conflict, TooLarge, Unavailable
 from routerhub.memory import memory_ceiling
 from training import dispatch, ingest
@@ -214,11 +215,12 @@ def dataset_attempt(dataset_id: int, gave_up: str | None = None) -> tuple[Datase
     ``MAX_VALIDATION_ATTEMPTS`` such deliveries the dataset is refused rather than tried forever,
     with ``gave_up`` as the reason (an uploaded file's advice unless given).
     """
-    counted = Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.VALIDATING).update(
-        validation_attempts=F("validation_attempts") + 1
+    counted = delivery_count(
+        Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.VALIDATING),
+        "validation_attempts",
     )
     dataset = Dataset.objects.filter(pk=dataset_id).first()
-    if dataset is None or not counted:
+    if dataset is None or counted is None:
         return dataset, False
     if dataset.validation_attempts > MAX_VALIDATION_ATTEMPTS:
         logger.warning(
