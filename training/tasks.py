@@ -36,9 +36,22 @@ def training_runs_sweep() -> list[int]:
 @shared_task(name="training.datasets_stuck_fail", acks_late=True, soft_time_limit=60, time_limit=90)
 def datasets_stuck_fail() -> int:
     # Named outside "training.tasks.*": a quick sweep, on the default queue.
-    from training.dataset_services import datasets_stuck_fail as fail
+    from training.dataset_sweeps import datasets_stuck_fail as fail
 
     return fail()
+
+
+@shared_task(
+    name="training.dataset_files_orphaned_delete",
+    acks_late=True,
+    soft_time_limit=300,
+    time_limit=360,
+)
+def dataset_files_orphaned_delete() -> int:
+    # Beside datasets_stuck_fail, on the default queue: a bounded number of deletions a run.
+    from training.dataset_sweeps import dataset_files_orphaned_delete as delete
+
+    return len(delete())
 
 
 @shared_task(name="training.drift_check", acks_late=True, soft_time_limit=300, time_limit=360)

@@ -45,6 +45,12 @@ DATASETS_MAX_VALIDATING_PER_ORGANIZATION = positive_int(
 # more period) is it made invalid.
 DATASET_STUCK_VALIDATING_SECONDS = positive_int("DATASET_STUCK_VALIDATING_SECONDS", 3600)
 DATASET_STUCK_REQUEUES = positive_int("DATASET_STUCK_REQUEUES", 4)
+# Stored dataset files no dataset points to (a process died between storing one and writing its
+# name on the row; an organization deleted) are deleted by an hourly sweep
+# (training.dataset_files_orphaned_delete) once last modified this long ago, at most this many a
+# run. The grace must outlast storing an upload and writing its row (seconds; a day is ample).
+DATASET_ORPHAN_GRACE_SECONDS = positive_int("DATASET_ORPHAN_GRACE_SECONDS", 86400)
+DATASET_ORPHAN_SWEEP_MAX = positive_int("DATASET_ORPHAN_SWEEP_MAX", 500)
 # Training runs queued or running at once per organization (one per router in any case).
 TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env.int(
     "TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION", default=4

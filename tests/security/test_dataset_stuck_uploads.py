@@ -1,4 +1,4 @@
-"""Uploads stuck validating (``training.dataset_services.datasets_stuck_fail``, every 5 minutes
+"""Uploads stuck validating (``training.dataset_sweeps.datasets_stuck_fail``, every 5 minutes
 from Celery beat): an upload's row is committed before its file is stored, so a process dying in
 between left a ``validating`` dataset without a file, and a lost validation task one that never
 validated; each counted against its organization's quotas for good (on the old code nothing
@@ -23,8 +23,8 @@ from routerhub.domain import Unavailable
 from tests.factories import key_client, key_make, organization_make
 from tests.training.conftest import media
 from tests.training.helpers import upload
-from training import dataset_services
-from training.dataset_services import datasets_stuck_fail
+from training import dataset_services, dataset_sweeps
+from training.dataset_sweeps import datasets_stuck_fail
 from training.models import Dataset, DatasetStatus
 
 __all__ = ["media"]  # the fixture
@@ -162,7 +162,7 @@ def test_one_run_fails_at_most_its_batch(media: Any, monkeypatch: pytest.MonkeyP
     organization = organization_make()
     # Read when the sweep runs (before: a default argument, bound when the module was loaded,
     # so this changed nothing and one run failed all three).
-    monkeypatch.setattr(dataset_services, "STUCK_BATCH", 2)
+    monkeypatch.setattr(dataset_sweeps, "STUCK_BATCH", 2)
     stuck = []
     for index in range(3):
         Dataset.objects.create(organization=organization, name=f"o{index}", size_bytes=10)
