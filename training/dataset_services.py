@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 MAX_VALIDATION_ATTEMPTS = 3
 # The first key of the advisory lock that counts an organization's uploads one at a time.
 _UPLOADS_LOCK = 0x5244  # "RD"
+# The validation task's time limits (training.tasks.dataset_validate): one that started and has
+# not finished this long after plus a grace was lost (``dataset_sweeps.datasets_stuck_fail``).
+VALIDATION_SOFT_LIMIT = 300
+VALIDATION_HARD_LIMIT = 360
 # Where the files of datasets RouterHub builds itself are stored (uploads: ``Dataset.file``'s
 # ``upload_to``); the organization's dataset limits leave them out (``system_built``).
 BUILT_PREFIX = "datasets/built/"
@@ -214,6 +218,7 @@ def dataset_attempt(dataset_id: int, gave_up: str | None = None) -> tuple[Datase
     counted = delivery_count(
         Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.VALIDATING),
         "validation_attempts",
+        validation_started_at=timezone.now(),
     )
     dataset = Dataset.objects.filter(pk=dataset_id).first()
     if dataset is None or counted is None:

@@ -12,11 +12,11 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from training import dispatch
-from training.dataset_services import file_error, system_built
+from training.dataset_services import VALIDATION_HARD_LIMIT, file_error, system_built
 from training.models import Dataset, DatasetStatus
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,11 @@ def datasets_stuck_fail(*, batch: int | None = None) -> int:
       run twice), once per period, ``DATASET_STUCK_REQUEUES`` times; made invalid only when it
       still has not started one period after the last.
 
-    A validation that started is never touched: its task's time limit and redeliveries end it.
+    - Validation started (counted) but neither finished nor delivered again within the task's
+      hard time limit plus a period after its latest attempt (``_validations_lost``): its
+      worker died and the broker's redelivery was lost too. Queued again, sharing the same
+      ``DATASET_STUCK_REQUEUES`` re-queues, then made invalid with the reason.
+
     Each row changes by one conditional ``UPDATE``, so a worker counting its first attempt at
     the same moment either counts first (the row left alone) or finds it no longer validating."""
     batch = STUCK_BATCH if batch is None else batch
@@ -69,7 +73,36 @@ def datasets_stuck_fail(*, batch: int | None = None) -> int:
     for count in range(requeues):  # the count-th re-queue once (count + 1) periods have passed
         due = unstarted.filter(validation_requeues=count, created_at__lt=now - age * (count + 1))
         done += _stuck_requeue(due, batch - done)
-    return done
+    return done + _validations_lost(validating, batch - done, now)
+
+
+def _validations_lost(validating: QuerySet[Dataset], limit: int, now: datetime) -> int:
+    """Started validations not finished ``VALIDATION_HARD_LIMIT`` + ``DATASET_STUCK_VALIDATING_
+    SECONDS`` after their latest attempt started (or re-queue): no live worker still has one
+    (the hard limit kills it), and the period outlasts the broker's own redelivery (Redis:
+    ``visibility_timeout``, an hour). Re-queued while ``validation_requeues`` is under
+    ``DATASET_STUCK_REQUEUES``, made invalid after; ``MAX_VALIDATION_ATTEMPTS`` still refuses
+    a file that keeps killing its worker."""
+    requeues = int(settings.DATASET_STUCK_REQUEUES)
+    period = int(settings.DATASET_STUCK_VALIDATING_SECONDS)
+    before = now - timedelta(seconds=VALIDATION_HARD_LIMIT + period)
+    lost = validating.filter(validation_attempts__gt=0).filter(
+        # Rows from before ``validation_started_at`` existed: their upload's time.
+        Q(validation_started_at__lt=before)
+        | Q(validation_started_at__isnull=True, created_at__lt=before)
+    )
+    done = _stuck_invalid(
+        lost.filter(validation_requeues__gte=requeues),
+        limit,
+        "Validation of this file started but never finished: its worker stopped and it was "
+        f"lost, also after being queued again ({_times(requeues)}). Delete this dataset and "
+        "upload the file again; if it happens again, split the file into smaller ones.",
+    )
+    return done + _stuck_requeue(lost.filter(validation_requeues__lt=requeues), limit - done)
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
 
 
 def _duration(seconds: float) -> str:
@@ -101,7 +134,9 @@ def _stuck_requeue(rows: QuerySet[Dataset], limit: int) -> int:
             .select_for_update(skip_locked=True)
             .values_list("pk", flat=True)[: max(0, limit)]
         )
-        rows.filter(pk__in=ids).update(validation_requeues=F("validation_requeues") + 1)
+        rows.filter(pk__in=ids).update(
+            validation_requeues=F("validation_requeues") + 1, validation_started_at=timezone.now()
+        )
         for dataset_id in ids:
             dispatch.dataset_validation_queue(dataset_id)
     if ids:

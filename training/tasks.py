@@ -7,13 +7,17 @@ import socket
 from celery import shared_task
 from django.conf import settings
 
-from training import execution, services
+from training import dataset_services, execution, services
 
 SOFT_LIMIT = settings.TRAINING_SOFT_TIME_LIMIT
 HARD_LIMIT = settings.TRAINING_HARD_TIME_LIMIT
 
 
-@shared_task(acks_late=True, soft_time_limit=300, time_limit=360)
+@shared_task(
+    acks_late=True,
+    soft_time_limit=dataset_services.VALIDATION_SOFT_LIMIT,
+    time_limit=dataset_services.VALIDATION_HARD_LIMIT,
+)
 def dataset_validate(dataset_id: int) -> str | None:
     dataset = services.dataset_validate(dataset_id=dataset_id)
     return None if dataset is None else dataset.status

@@ -42,7 +42,10 @@ DATASETS_MAX_VALIDATING_PER_ORGANIZATION = positive_int(
 # A stored upload whose validation has not started (it waits behind training runs on the
 # `training` queue, or its task was lost) is not failed at that age: its validation is queued
 # again once per DATASET_STUCK_VALIDATING_SECONDS, and only after this many re-queues (and one
-# more period) is it made invalid.
+# more period) is it made invalid. A validation that started but neither finished nor came back
+# (its worker died and the broker's redelivery was lost) is queued again the same way once the
+# task's hard time limit (360 s) plus this period has passed since its latest attempt, sharing
+# the same re-queues, then made invalid with the reason.
 DATASET_STUCK_VALIDATING_SECONDS = positive_int("DATASET_STUCK_VALIDATING_SECONDS", 3600)
 DATASET_STUCK_REQUEUES = positive_int("DATASET_STUCK_REQUEUES", 4)
 # Stored dataset files no dataset points to (a process died between storing one and writing its
