@@ -9,12 +9,14 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core import mail
 from django.test import Client, TestCase
 
+from accounts import services
 from accounts.models import Invitation, MailStatus, Membership
 from accounts.tasks import invitation_mail_send
 from tests.celery_conf import celery_conf
@@ -23,8 +25,13 @@ from tests.factories import (
     dashboard_client,
     invitation_token_mailed,
     mails_sent,
+    organization_make,
     user_make,
 )
+from tests.processes import training_workers, until
+from tests.training.conftest import media
+
+__all__ = ["media"]  # the fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -208,3 +215,45 @@ def test_the_limits_count_invitations_whose_mail_is_not_sent_yet(
 
     assert "INVITATIONS_PER_ORGANIZATION_PER_HOUR" in refused.text
     assert not Invitation.objects.filter(email="c@example.com").exists()
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_sends_the_mail_queued_on_commit_retrying_a_refusal(
+    media: Path, tmp_path: Path
+) -> None:
+    """Through the broker: the invitation commits, its task goes to the ``default`` queue, and
+    a Celery worker (its own process) sends it to an SMTP server that refuses the first
+    connection, after the retry's countdown."""
+    from routerhub.celery import app
+
+    server = SmtpServer(refusals=1)
+    owner = user_make()
+    organization = organization_make(owner, "Acme")
+    with app.connection_for_write() as connection:  # no earlier test's task for this worker
+        connection.default_channel.queue_purge("default")
+    with training_workers(
+        media,
+        tmp_path,
+        queue="default",
+        EMAIL_URL=f"smtp://127.0.0.1:{server.port}",
+        INVITATION_MAIL_RETRY_SECONDS="1",
+    ) as start:
+        with celery_conf(task_always_eager=False):
+            services.invitation_create(
+                organization=organization, email="new@example.com", role="member", invited_by=owner
+            )
+        invitation = Invitation.objects.get()
+        assert invitation.mail_status == MailStatus.QUEUED and server.connections == 0
+
+        start()
+        until(
+            lambda: Invitation.objects.get().mail_status != MailStatus.QUEUED,
+            25,
+            "the worker to send the invitation",
+        )
+    server.close()
+
+    invitation.refresh_from_db()
+    assert (invitation.mail_status, invitation.mail_attempts) == (MailStatus.SENT, 2)
+    assert server.connections == 2 and len(server.received) == 1
