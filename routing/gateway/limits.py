@@ -176,7 +176,7 @@ def rate_limit_headers(key: AuthenticatedKey) -> dict[str, str]:
     if not key.rpm and not key.tpm:
         return {}
     window, seconds = _window()
-    headers = {"x-ratelimit-reset": str((window + 1) * _WINDOW * 1000)}
+    headers = {"x-ratelimit-reset": _reset_ms(window)}
     if key.rpm:
         headers |= {
             "x-ratelimit-limit": str(key.rpm),
@@ -191,6 +191,11 @@ def rate_limit_headers(key: AuthenticatedKey) -> dict[str, str]:
     return headers
 
 
+def _reset_ms(window: int) -> str:
+    """The end of ``window`` in epoch milliseconds (OpenRouter's ``X-RateLimit-Reset``)."""
+    return str((window + 1) * _WINDOW * 1000)
+
+
 def _raise(reason: int, key: AuthenticatedKey, retry_after: int, bucket: str) -> None:
     if bucket == _SELECT:
         rpm = select_rpm(key)
@@ -203,6 +208,7 @@ def _raise(reason: int, key: AuthenticatedKey, retry_after: int, bucket: str) ->
                 "x-ratelimit-limit-requests": str(rpm),
                 "x-ratelimit-remaining-requests": "0",
                 "x-ratelimit-reset-requests": f"{retry_after}s",
+                "x-ratelimit-reset": _reset_ms(_window()[0]),
             },
         )
     what = f"{key.rpm} requests" if reason == 1 else f"{key.tpm} tokens"

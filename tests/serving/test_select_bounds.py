@@ -182,6 +182,8 @@ def test_selects_have_their_own_bucket_of_rpm_times_the_factor(world: World, set
     for over in (lean_over, view_over, nd_over):
         assert over.status_code == 429
         assert over.headers["retry-after"] == "30"
+        # The window's end in epoch ms, as the key's own 429 says it (OpenRouter's header).
+        assert over.headers["x-ratelimit-reset"] == str((limits._window()[0] + 1) * 60_000)
         error = over.json()["error"]
         assert error["type"] == "rate_limited" and "2 router selects" in error["message"]
     assert chat.status_code == 200  # selects do not count against the key's rpm
