@@ -21,13 +21,9 @@ from tests.conftest import require_redis
 
 
 @pytest.fixture
-def redis_limits(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def redis_limits(settings: Any, one_rate_limit_window: tuple[int, int]) -> Iterator[None]:
     if not settings.REDIS_URL:
         require_redis()
-    # One window for the whole test: a minute boundary between two admissions would start a
-    # fresh window and admit past the limit (seen once: 2,500 of 2,500 admitted at rpm 2,000).
-    frozen = limits._window()
-    monkeypatch.setattr(limits, "_window", lambda: frozen)
     saved = dict(limits._leases)
     yield
     limits._leases.clear()
@@ -120,8 +116,7 @@ def test_concurrent_requests_are_not_refused_while_the_window_has_quota(redis_li
 def concurrent_bursts(rpm: int, bursts: list[int]) -> list[int]:
     """Burst ``i`` sends ``bursts[i]`` admissions at once (``asyncio.gather`` over the real
     limiter on Redis) from worker ``i`` (its own lease table), one burst after the other; the
-    200s of each. Bursts that straddled a window boundary (fresh quota midway) are sent again
-    with a fresh key, once."""
+    200s of each (in one window: ``redis_limits``)."""
 
     async def one(key: AuthenticatedKey) -> bool:
         try:
@@ -130,21 +125,15 @@ def concurrent_bursts(rpm: int, bursts: list[int]) -> list[int]:
             return False
         return True
 
-    async def run(key: AuthenticatedKey) -> tuple[list[int], bool]:
-        window, _ = limits._window()
+    async def run(key: AuthenticatedKey) -> list[int]:
         served = []
         for requests in bursts:
             limits._leases.clear()  # the next worker's (empty) lease table
             served.append(sum(await asyncio.gather(*(one(key) for _ in range(requests)))))
-        same_window = limits._window()[0] == window
         await limits.rate_limit_close()
-        return served, same_window
+        return served
 
-    for _ in range(2):
-        served, same_window = asyncio.run(run(a_key(rpm=rpm)))
-        if same_window:
-            return served
-    raise AssertionError("two runs in a row straddled a minute boundary")
+    return asyncio.run(run(a_key(rpm=rpm)))
 
 
 def test_concurrent_bursts_under_the_limit_are_never_refused(redis_limits: None) -> None:

@@ -5,7 +5,6 @@ name is bounded."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
@@ -153,14 +152,7 @@ def test_model_ids_are_deduplicated_in_linear_comparisons() -> None:
     assert _CountingId.compared[0] <= 2 * MAX_MODELS  # the list's `in`: over 500
 
 
-@pytest.fixture
-def one_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every count in one rate-limit window (a minute's end mid-test would start a new one)."""
-    window = limits._window()[0] + 1_000_000 + uuid.uuid4().int % 1_000_000
-    monkeypatch.setattr(limits, "_window", lambda: (window, 30))
-
-
-@pytest.mark.usefixtures("one_window")
+@pytest.mark.usefixtures("one_rate_limit_window")
 def test_selects_have_their_own_bucket_of_rpm_times_the_factor(world: World, settings: Any) -> None:
     settings.ROUTER_SELECT_RPM_FACTOR = 2
     key = world.key_for(rpm=1)  # two selects a minute, one request
@@ -189,7 +181,7 @@ def test_selects_have_their_own_bucket_of_rpm_times_the_factor(world: World, set
     assert chat.status_code == 200  # selects do not count against the key's rpm
 
 
-@pytest.mark.usefixtures("one_window")
+@pytest.mark.usefixtures("one_rate_limit_window")
 def test_a_key_without_rpm_gets_the_default_select_ceiling(world: World, settings: Any) -> None:
     settings.ROUTER_SELECT_RPM_DEFAULT = 1
     nd_body = {"messages": [{"role": "user", "content": "hi"}], "llm_providers": PROVIDERS}
