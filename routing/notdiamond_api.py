@@ -23,7 +23,7 @@ from accounts.tenant_api import TenantAPIView
 from routerhub.errors import BadRequest
 from routerhub.parsers import JSONParser
 from routing import notdiamond
-from routing.gateway.limits import select_admit_sync
+from routing.gateway.select_limits import select_admit_sync
 from routing.models import SelectionSession
 from training.serving import Router
 

@@ -18,7 +18,7 @@ from accounts.tenant_api import TenantAPIView
 from routerhub.errors import NotFound
 from routing.feedback import feedback_retrain
 from routing.gateway.catalog_cache import catalog_get
-from routing.gateway.limits import select_admit_sync
+from routing.gateway.select_limits import select_admit_sync
 from routing.lifecycle_report import experiment_report_json
 from routing.router_request import models_allowed_check, select_prompt
 from routing.routers import (

@@ -34,11 +34,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -128,9 +128,9 @@ def _next_slice(previous: int, lasted: float, floor: int, cap: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class _Bucket:
+class Bucket:
     """A rate-limit bucket as its caller describes it: ``tag`` names its counters (one per key
-    and kind), ``rpm`` and ``tpm`` are its limits a minute (0: none). Its 429 says "{who} is
+    or person, and kind), ``rpm`` and ``tpm`` are its limits a minute (0: none). Its 429 says "{who} is
     limited to {rpm} {counts} per minute{note}" (or "{tpm} tokens") with ``metadata``."""
 
     tag: str
@@ -151,8 +151,20 @@ class _RedisState:
     script: Any = None
 
 
+class _SyncRedisState:
+    """The sync path's client (DRF views): one per process, thread-safe through its pool. Under
+    WSGI ``async_to_sync`` made an event loop, and so a client, per select, never closed."""
+
+    url = ""
+    client: Any = None
+    script: Any = None
+
+
 _local: dict[tuple[str, int], list[int]] = {}  # (bucket tag, window)
 _leases: dict[tuple[str, int], _Lease] = {}  # (bucket tag, window)
+# The sync path's leases, as another worker's: the event loop's may be mid-update in its thread.
+_sync_leases: dict[tuple[str, int], _Lease] = {}
+_sync_lock = threading.Lock()  # guards _sync_leases and, from sync callers, _local
 _last_warning = [0.0]
 
 
@@ -174,12 +186,24 @@ def _redis() -> tuple[Any, Any]:
     return _RedisState.client, _RedisState.script
 
 
+def _redis_sync() -> tuple[Any, Any]:
+    if _SyncRedisState.client is None or _SyncRedisState.url != settings.REDIS_URL:
+        import redis
+
+        if _SyncRedisState.client is not None:
+            _SyncRedisState.client.close()  # REDIS_URL changed (tests): its pool goes
+        _SyncRedisState.client = redis.Redis.from_url(settings.REDIS_URL)
+        _SyncRedisState.script = _SyncRedisState.client.register_script(_LEASE)  # the same Lua
+        _SyncRedisState.url = settings.REDIS_URL
+    return _SyncRedisState.client, _SyncRedisState.script
+
+
 def _window() -> tuple[int, int]:
     now = time.time()
     return int(now // _WINDOW), max(1, math.ceil(_WINDOW - now % _WINDOW))
 
 
-def _key_tag(key: AuthenticatedKey, kind: str) -> str:
+def key_tag(key: AuthenticatedKey, kind: str) -> str:
     """A key's bucket: ``kind`` "" is its own (rpm, tpm), "s" its router selects. The prefix is
     random per key, so a reused database id never inherits old counters."""
     return f"rl{kind}:{key.id}:{key.prefix}"
@@ -221,7 +245,7 @@ def _limit_headers(rpm: int, tpm: int, seconds: int, *, openrouter_names: bool) 
     return headers
 
 
-def _raise(reason: int, bucket: _Bucket, retry_after: int) -> None:
+def _raise(reason: int, bucket: Bucket, retry_after: int) -> None:
     """The 429 of ``bucket`` spent in requests (``reason`` 1) or tokens (2), in its own words."""
     what = f"{bucket.rpm} {bucket.counts}" if reason == 1 else f"{bucket.tpm} tokens"
     spent = {
@@ -243,50 +267,18 @@ def _raise(reason: int, bucket: _Bucket, retry_after: int) -> None:
 
 async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
     """Count one request (and its prompt tokens) or raise ``RateLimited`` (429, Retry-After)."""
-    own = _Bucket(
-        _key_tag(key, ""),
+    own = Bucket(
+        key_tag(key, ""),
         key.rpm or 0,
         key.tpm or 0,
         metadata={"rpm": key.rpm, "tpm": key.tpm},
         openrouter_names=True,
     )
-    await _admit(own, prompt_tokens)
+    await admit(own, prompt_tokens)
 
 
-def select_rpm(key: AuthenticatedKey) -> int:
-    """The router selects a minute ``key`` may make (0: unlimited): ``ROUTER_SELECT_RPM_FACTOR``
-    times its rpm, else ``ROUTER_SELECT_RPM_DEFAULT``."""
-    if key.rpm:
-        return int(key.rpm * settings.ROUTER_SELECT_RPM_FACTOR)
-    return int(settings.ROUTER_SELECT_RPM_DEFAULT)
-
-
-async def rate_limit_admit_select(key: AuthenticatedKey) -> None:
-    """Count one router select in the key's select bucket, apart from its rpm (SDKs select
-    before every call), or raise ``RateLimited``: it bounds a loop of selects, each a ranking
-    and, for Not Diamond's modelSelect, a stored session."""
-    await _admit(_select_bucket(key), 0)
-
-
-def _select_bucket(key: AuthenticatedKey) -> _Bucket:
-    rpm = select_rpm(key)
-    return _Bucket(
-        _key_tag(key, "s"),
-        rpm,
-        counts="router selects",
-        note=" (counted apart from its requests)",
-        metadata={"select_rpm": rpm},
-    )
-
-
-def select_admit_sync(key: AuthenticatedKey | None) -> None:
-    """``rate_limit_admit_select`` for the DRF views; a signed-in person (no key) is not
-    counted: the dashboard's selects come one click at a time."""
-    if key is not None:
-        async_to_sync(rate_limit_admit_select)(key)
-
-
-async def _admit(bucket: _Bucket, prompt_tokens: int) -> None:
+async def admit(bucket: Bucket, prompt_tokens: int) -> None:
+    """Count one request (and its prompt tokens) in ``bucket`` or raise its ``RateLimited``."""
     rpm, tpm = bucket.rpm, bucket.tpm
     if not rpm and not tpm:
         return
@@ -308,6 +300,44 @@ async def _admit(bucket: _Bucket, prompt_tokens: int) -> None:
         lease.requests -= 1 if rpm else 0
         lease.tokens -= prompt_tokens if tpm else 0
         return
+    _admit_local(bucket, prompt_tokens, window, retry_after)
+
+
+def admit_sync(bucket: Bucket) -> None:
+    """``admit`` without prompt tokens for sync callers, on the same counters, with no event
+    loop. Two threads may both lease for one bucket: like two workers, never past the limit
+    (Redis counts leases)."""
+    rpm, tpm = bucket.rpm, bucket.tpm
+    if not rpm and not tpm:
+        return
+    window, retry_after = _window()
+    if not settings.REDIS_URL:
+        with _sync_lock:
+            _admit_local(bucket, 0, window, retry_after)
+        return
+    while True:
+        with _sync_lock:
+            lease = _lease(bucket.tag, window, _sync_leases)
+            if not ((rpm and lease.requests < 1) or (tpm and lease.tokens <= 0)):
+                lease.requests -= 1 if rpm else 0
+                return
+            reason = lease.short(rpm, tpm)
+            if reason:
+                _raise(reason, bucket, retry_after)
+            wanted = lease.wants(rpm, tpm, 0)
+        try:
+            _, script = _redis_sync()
+            granted = script(keys=list(_keys(bucket.tag, window)), args=_lease_args(bucket, wanted))
+        except (RedisError, OSError) as exc:
+            _fail_open(exc)
+            return
+        with _sync_lock:
+            _granted(lease, bucket, wanted, granted)
+
+
+def _admit_local(bucket: Bucket, prompt_tokens: int, window: int, retry_after: int) -> None:
+    """Count in this process alone (no Redis)."""
+    rpm, tpm = bucket.rpm, bucket.tpm
     if len(_local) > 10_000:
         for stale in [k for k in _local if k[1] < window]:
             del _local[stale]
@@ -326,46 +356,55 @@ async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
         return
     window, _ = _window()
     if settings.REDIS_URL:
-        _lease(_key_tag(key, ""), window).tokens -= tokens  # paid from the next slice leased
+        _lease(key_tag(key, ""), window).tokens -= tokens  # paid from the next slice leased
         return
-    _local.setdefault((_key_tag(key, ""), window), [0, 0])[1] += tokens
+    _local.setdefault((key_tag(key, ""), window), [0, 0])[1] += tokens
 
 
-async def _lease_more(lease: _Lease, bucket: _Bucket, window: int, prompt_tokens: int) -> bool:
+async def _lease_more(lease: _Lease, bucket: Bucket, window: int, prompt_tokens: int) -> bool:
     """Lease the next slice of ``bucket`` in ``window`` for ``lease`` (one Lua call); False when
     Redis is unreachable."""
-    rpm, tpm = bucket.rpm, bucket.tpm
     try:
-        want_requests, want_tokens = lease.wants(rpm, tpm, prompt_tokens)
+        wanted = lease.wants(bucket.rpm, bucket.tpm, prompt_tokens)
         _, script = _redis()
         try:
             granted = await script(
-                keys=list(_keys(bucket.tag, window)),
-                args=[rpm, tpm, want_requests, want_tokens, _WINDOW + 5],
+                keys=list(_keys(bucket.tag, window)), args=_lease_args(bucket, wanted)
             )
         except (RedisError, OSError) as exc:
             _fail_open(exc)
             return False
-        lease.requests += int(granted[0])
-        lease.tokens += int(granted[1])
-        # Redis grants what is left when that is less than asked: nothing is left after it.
-        if int(granted[0]) < want_requests:
-            lease.requests_full_at = rpm
-        if int(granted[1]) < want_tokens:
-            lease.tokens_full_at = tpm
+        _granted(lease, bucket, wanted, granted)
         return True
     finally:
         if lease.fetching is asyncio.current_task():
             lease.fetching = None
 
 
-def _lease(tag: str, window: int) -> _Lease:
-    lease = _leases.get((tag, window))
+def _lease_args(bucket: Bucket, wanted: tuple[int, int]) -> list[int]:
+    return [bucket.rpm, bucket.tpm, wanted[0], wanted[1], _WINDOW + 5]
+
+
+def _granted(lease: _Lease, bucket: Bucket, wanted: tuple[int, int], granted: Any) -> None:
+    """Add what Redis granted to ``lease``."""
+    lease.requests += int(granted[0])
+    lease.tokens += int(granted[1])
+    # Redis grants what is left when that is less than asked: nothing is left after it.
+    if int(granted[0]) < wanted[0]:
+        lease.requests_full_at = bucket.rpm
+    if int(granted[1]) < wanted[1]:
+        lease.tokens_full_at = bucket.tpm
+
+
+def _lease(tag: str, window: int, table: dict[tuple[str, int], _Lease] | None = None) -> _Lease:
+    """``tag``'s lease in ``window`` from ``table`` (the event loop's, ``_leases``, by default)."""
+    table = _leases if table is None else table
+    lease = table.get((tag, window))
     if lease is None:
-        if len(_leases) > 10_000:
-            for stale in [k for k in _leases if k[1] < window]:
-                del _leases[stale]
-        lease = _leases[(tag, window)] = _Lease()
+        if len(table) > 10_000:
+            for stale in [k for k in table if k[1] < window]:
+                del table[stale]
+        lease = table[(tag, window)] = _Lease()
     return lease
 
 

@@ -17,6 +17,7 @@ import pytest
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import RateLimited
 from routing.gateway import limits
+from routing.gateway.select_limits import rate_limit_admit_select, select_admit_sync
 from tests.conftest import require_redis
 
 
@@ -256,3 +257,39 @@ def test_the_first_request_of_a_key_in_a_window_is_one_redis_round_trip(
 
     asyncio.run(run())
     assert sent == ["EVALSHA"] * 5
+
+
+def test_sync_selects_reuse_one_client_with_no_event_loop_and_share_the_async_count(
+    redis_limits: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DRF views' selects (``select_admit_sync``) under WSGI: before, ``async_to_sync`` made
+    an event loop, and so a Redis client, per select (never closed). Now one sync client serves
+    them, and they count in the same Redis bucket as the gateway's async selects."""
+    import redis
+    import redis.asyncio
+
+    settings.ROUTER_SELECT_RPM_DEFAULT = 3
+    key = a_key()  # no rpm: three selects a minute
+    asyncio.run(admit_select_async(key))  # the gateway's path: one of the three
+    made: list[str] = []
+    for cls in (redis.Redis, redis.asyncio.Redis):
+        init = cls.__init__
+
+        def counted(self: Any, *args: Any, init: Any = init, **kwargs: Any) -> None:
+            made.append(type(self).__module__)
+            init(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counted)
+
+    select_admit_sync(key)
+    select_admit_sync(key)
+    with pytest.raises(RateLimited) as refused:
+        select_admit_sync(key)
+
+    assert len(made) <= 1  # at most this process's first sync client; old code: one a select
+    assert refused.value.headers["x-ratelimit-limit-requests"] == "3"
+
+
+async def admit_select_async(key: AuthenticatedKey) -> None:
+    await rate_limit_admit_select(key)
+    await limits.rate_limit_close()
