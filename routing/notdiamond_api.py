@@ -83,7 +83,9 @@ class ModelSelectView(TenantAPIView):
     )
     def post(self, request: Request) -> Response:
         key = self.tenant.key
-        select_admit_sync(key)  # each select stores a session: bounded per key, apart from rpm
+        select_admit_sync(
+            key, user_id=request.user.pk
+        )  # each stores a session: bounded, apart from rpm
         return Response(
             notdiamond.model_select(
                 organization=self.organization,

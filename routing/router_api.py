@@ -66,7 +66,7 @@ class RouterSelectView(TenantAPIView):
 
     @extend_schema(request=SelectInput, responses=SelectOutput)
     def post(self, request: Request, slug: str) -> Response:
-        select_admit_sync(self.tenant.key)  # its own bucket, apart from the key's rpm
+        select_admit_sync(self.tenant.key, user_id=request.user.pk)  # apart from the key's rpm
         platform = slug == PLATFORM_ROUTER_SLUG
         if not platform and not self.get_queryset().filter(slug=slug).exists():
             raise NotFound(f"No router '{slug}' in this organization.", param="slug")

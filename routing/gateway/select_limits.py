@@ -1,6 +1,6 @@
 """Router selects' rate-limit buckets, apart from the key's rpm (SDKs select before every call):
-one per key, shared by ``select`` (both paths) and Not Diamond's ``modelSelect``; counted by
-``routing.gateway.limits``."""
+one per key, shared by ``select`` (both paths) and Not Diamond's ``modelSelect``, and one per
+signed-in person for the selects a dashboard session makes; counted by ``routing.gateway.limits``."""
 
 from __future__ import annotations
 
@@ -24,11 +24,24 @@ async def rate_limit_admit_select(key: AuthenticatedKey) -> None:
     await admit(_select_bucket(key), 0)
 
 
-def select_admit_sync(key: AuthenticatedKey | None) -> None:
-    """``rate_limit_admit_select`` for the DRF views (sync: no event loop); a signed-in person
-    (no key) is not counted: the dashboard's selects come one click at a time."""
+def select_admit_sync(key: AuthenticatedKey | None, *, user_id: int | None) -> None:
+    """``rate_limit_admit_select`` for the DRF views (sync: no event loop). Without a key, the
+    select of a signed-in person (``user_id``: a dashboard session) counts in a bucket of its
+    own, ``ROUTER_SELECT_RPM_DEFAULT`` a minute: a script can drive a session as well as a key."""
     if key is not None:
         admit_sync(_select_bucket(key))
+    elif user_id is not None:
+        rpm = int(settings.ROUTER_SELECT_RPM_DEFAULT)
+        admit_sync(
+            Bucket(
+                f"rlu:{user_id}",  # apart from every key's "rl…:<key id>:<prefix>"
+                rpm,
+                who="This account",
+                counts="router selects",
+                note=" (selects made signed in, counted per person)",
+                metadata={"select_rpm": rpm},
+            )
+        )
 
 
 def _select_bucket(key: AuthenticatedKey) -> Bucket:
