@@ -44,6 +44,7 @@ from redis.exceptions import RedisError
 
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import RateLimited
+from routerhub.redis_clients import redis_client, redis_client_async
 
 logger = logging.getLogger(__name__)
 
@@ -178,9 +179,7 @@ def _fail_open(exc: Exception) -> None:
 def _redis() -> tuple[Any, Any]:
     loop = asyncio.get_running_loop()
     if _RedisState.client is None or _RedisState.loop is not loop:
-        import redis.asyncio as redis_asyncio
-
-        _RedisState.client = redis_asyncio.from_url(settings.REDIS_URL)
+        _RedisState.client = redis_client_async()
         _RedisState.script = _RedisState.client.register_script(_LEASE)
         _RedisState.loop = loop
     return _RedisState.client, _RedisState.script
@@ -188,11 +187,9 @@ def _redis() -> tuple[Any, Any]:
 
 def _redis_sync() -> tuple[Any, Any]:
     if _SyncRedisState.client is None or _SyncRedisState.url != settings.REDIS_URL:
-        import redis
-
         if _SyncRedisState.client is not None:
             _SyncRedisState.client.close()  # REDIS_URL changed (tests): its pool goes
-        _SyncRedisState.client = redis.Redis.from_url(settings.REDIS_URL)
+        _SyncRedisState.client = redis_client()
         _SyncRedisState.script = _SyncRedisState.client.register_script(_LEASE)  # the same Lua
         _SyncRedisState.url = settings.REDIS_URL
     return _SyncRedisState.client, _SyncRedisState.script
