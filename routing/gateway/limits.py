@@ -131,8 +131,8 @@ def _next_slice(previous: int, lasted: float, floor: int, cap: int) -> int:
 @dataclass(frozen=True, slots=True)
 class Bucket:
     """A rate-limit bucket as its caller describes it: ``tag`` names its counters (one per key
-    or person, and kind), ``rpm`` and ``tpm`` are its limits a minute (0: none). Its 429 says "{who} is
-    limited to {rpm} {counts} per minute{note}" (or "{tpm} tokens") with ``metadata``."""
+    or person, and kind), ``rpm`` and ``tpm`` are its limits a minute (0: none). Its 429 says
+    "{who} is limited to {rpm} {counts} per minute{note}" (or "{tpm} tokens") with ``metadata``."""
 
     tag: str
     rpm: int
@@ -159,6 +159,7 @@ class _SyncRedisState:
     url = ""
     client: Any = None
     script: Any = None
+    lock = threading.Lock()  # two threads' first selects make one client
 
 
 _local: dict[tuple[str, int], list[int]] = {}  # (bucket tag, window)
@@ -186,13 +187,14 @@ def _redis() -> tuple[Any, Any]:
 
 
 def _redis_sync() -> tuple[Any, Any]:
-    if _SyncRedisState.client is None or _SyncRedisState.url != settings.REDIS_URL:
-        if _SyncRedisState.client is not None:
-            _SyncRedisState.client.close()  # REDIS_URL changed (tests): its pool goes
-        _SyncRedisState.client = redis_client()
-        _SyncRedisState.script = _SyncRedisState.client.register_script(_LEASE)  # the same Lua
-        _SyncRedisState.url = settings.REDIS_URL
-    return _SyncRedisState.client, _SyncRedisState.script
+    with _SyncRedisState.lock:
+        if _SyncRedisState.client is None or _SyncRedisState.url != settings.REDIS_URL:
+            if _SyncRedisState.client is not None:
+                _SyncRedisState.client.close()  # REDIS_URL changed (tests): its pool goes
+            _SyncRedisState.client = redis_client()
+            _SyncRedisState.script = _SyncRedisState.client.register_script(_LEASE)  # same Lua
+            _SyncRedisState.url = settings.REDIS_URL
+        return _SyncRedisState.client, _SyncRedisState.script
 
 
 def _window() -> tuple[int, int]:
