@@ -83,9 +83,8 @@ class ModelSelectView(TenantAPIView):
     )
     def post(self, request: Request) -> Response:
         key = self.tenant.key
-        select_admit_sync(
-            key, user_id=request.user.pk
-        )  # each stores a session: bounded, apart from rpm
+        # Each select stores a session: bounded per key (or person), apart from the key's rpm.
+        select_admit_sync(key, user_id=request.user.pk)
         return Response(
             notdiamond.model_select(
                 organization=self.organization,
