@@ -17,6 +17,8 @@ from routerhub.settings_parts.billing import *  # noqa: F403
 from routerhub.settings_parts.environment import (
     BASE_DIR,
     PRODUCTION,
+    REDIS_CONNECT_TIMEOUT,
+    REDIS_SOCKET_TIMEOUT,
     ROUTERHUB_ENV,
     VAR_DIR,
     _bool,
@@ -156,6 +158,10 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "rh",
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT,
+            },
         }
     }
 else:

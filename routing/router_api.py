@@ -18,11 +18,12 @@ from accounts.tenant_api import TenantAPIView
 from routerhub.errors import NotFound
 from routing.feedback import feedback_retrain
 from routing.gateway.catalog_cache import catalog_get
-from routing.gateway.limits import select_admit_sync
+from routing.gateway.select_limits import select_admit_sync
 from routing.lifecycle_report import experiment_report_json
 from routing.router_request import models_allowed_check, select_prompt
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
+    router_candidates_allowed,
     router_decide,
     router_row,
     tradeoff_parse,
@@ -66,7 +67,7 @@ class RouterSelectView(TenantAPIView):
 
     @extend_schema(request=SelectInput, responses=SelectOutput)
     def post(self, request: Request, slug: str) -> Response:
-        select_admit_sync(self.tenant.key)  # its own bucket, apart from the key's rpm
+        select_admit_sync(self.tenant.key, user_id=request.user.pk)  # apart from the key's rpm
         platform = slug == PLATFORM_ROUTER_SLUG
         if not platform and not self.get_queryset().filter(slug=slug).exists():
             raise NotFound(f"No router '{slug}' in this organization.", param="slug")
@@ -75,8 +76,10 @@ class RouterSelectView(TenantAPIView):
         body = data.validated_data
         prompt = select_prompt(body)
         allowed = self.tenant.key.allowed_models if self.tenant.key else ()
-        models_allowed_check(allowed, (("candidates", c) for c in body.get("candidates") or ()))
         row = router_row(None if platform else self.organization.pk, slug)
+        own = router_candidates_allowed(allowed, f"router/{slug}", row)
+        named = (("candidates", c) for c in body.get("candidates") or ())
+        models_allowed_check(allowed, named, router_candidates=own)
         decision = router_decide(
             organization_id=self.organization.pk,
             model_id=f"router/{slug}",

@@ -72,6 +72,20 @@ def positive_int(name: str, default: int) -> int:
     return int(_number(name, str(default), int, "a whole number", 1, "must be at least 1"))
 
 
+def positive_float(name: str, default: float) -> float:
+    """A number above 0 (a timeout: 0 would mean "never wait"); else the boot stops naming it."""
+    value = float(_number(name, str(default), float, "a number", 0, "must not be negative"))
+    if value == 0:
+        raise ImproperlyConfigured(f"{name} must be more than 0")
+    return value
+
+
+# Every Redis client's timeouts (routerhub/redis_clients.py, the cache, the Celery broker):
+# connecting, and waiting for a reply beyond what a blocking read blocks.
+REDIS_CONNECT_TIMEOUT = positive_float("REDIS_CONNECT_TIMEOUT", 2.0)
+REDIS_SOCKET_TIMEOUT = positive_float("REDIS_SOCKET_TIMEOUT", 5.0)
+
+
 def _secret(name: str) -> str:
     value = str(env.str(name, default=""))
     if value:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from routerhub.settings_parts.environment import env, positive_int
+from routerhub.settings_parts.environment import (
+    REDIS_CONNECT_TIMEOUT,
+    REDIS_SOCKET_TIMEOUT,
+    env,
+    positive_int,
+)
 
 DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=200 * 1024 * 1024)
 DATASET_MAX_ROWS = env.int("DATASET_MAX_ROWS", default=500_000)
@@ -91,7 +96,7 @@ LONGEST_TASK_TIME_LIMIT = max(
     TRAINING_HARD_TIME_LIMIT, FEEDBACK_RETRAIN_TIME_LIMIT + 60, TASK_FIXED_TIME_LIMIT_MAX
 )
 _BROKER_URL = str(env.str("CELERY_BROKER_URL", default="filesystem://"))
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, int] = {}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, float] = {}
 if _BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://")):
     _least = LONGEST_TASK_TIME_LIMIT + VISIBILITY_TIMEOUT_MARGIN_SECONDS
     _visibility = positive_int("CELERY_BROKER_VISIBILITY_TIMEOUT", max(3600, _least))
@@ -102,4 +107,9 @@ if _BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://")):
             f"FEEDBACK_RETRAIN_TIME_LIMIT + 60, plus {VISIBILITY_TIMEOUT_MARGIN_SECONDS} s), not "
             f"{_visibility}: Redis would give a still-running task to a second worker"
         )
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": _visibility,
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+        # A worker's BRPOP blocks 1 s (kombu's brpop_timeout): its reply may come that late.
+        "socket_timeout": REDIS_SOCKET_TIMEOUT + 1,
+    }
