@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0009_names_cleaned'),
+        ('accounts', '0010_apikey_created_by_key'),
     ]
 
     operations = [
