@@ -162,6 +162,8 @@ def test_feedback_retrain_settings_below_one_or_not_numbers_fail_fast(
         ("REDIS_CONNECT_TIMEOUT", "0", "REDIS_CONNECT_TIMEOUT must be more than 0"),
         ("REDIS_SOCKET_TIMEOUT", "-1", "REDIS_SOCKET_TIMEOUT must not be negative, not -1"),
         ("REDIS_SOCKET_TIMEOUT", "5s", "REDIS_SOCKET_TIMEOUT must be a number, not '5s'"),
+        ("REDIS_SOCKET_TIMEOUT", "nan", "REDIS_SOCKET_TIMEOUT must be a number, not 'nan'"),
+        ("REDIS_CONNECT_TIMEOUT", "inf", "REDIS_CONNECT_TIMEOUT must be a number, not 'inf'"),
     ],
 )
 def test_redis_timeouts_that_are_not_positive_numbers_fail_fast(tmp_path, name, value, message):

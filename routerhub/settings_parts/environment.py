@@ -3,6 +3,7 @@ environment this is, and the small typed helpers that refuse bad values at boot.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from decimal import Decimal, InvalidOperation
@@ -56,7 +57,7 @@ def _number(name: str, default: str, parse: Any, kind: str, least: Any, rule: st
         value = parse(raw)
     except (ValueError, InvalidOperation):
         raise ImproperlyConfigured(f"{name} must be {kind}, not {raw!r}") from None
-    if isinstance(value, Decimal) and not value.is_finite():  # NaN, Infinity
+    if not (value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)):
         raise ImproperlyConfigured(f"{name} must be {kind}, not {raw!r}")
     if value < least:
         raise ImproperlyConfigured(f"{name} {rule}, not {raw}")
