@@ -176,6 +176,7 @@ class UsageFlag(models.TextChoices):
     USAGE_CLAMPED = "usage_clamped", "Provider reported impossible usage: estimated"
     USAGE_ESTIMATED = "usage_estimated", "Provider reported no usage: estimated"
     RECONCILED_FROM_HOLD = "reconciled_from_hold", "Usage never arrived: charged its hold"
+    UNPRICED_TIER = "unpriced_tier", "Provider served a tier the catalog does not price"
 
 
 class UsageRecord(TenantModel):

@@ -33,7 +33,7 @@ from routing.gateway.provider_preferences import (
     providers_named,
     within_max_price,
 )
-from routing.gateway.request_shape import prompt_token_floor
+from routing.gateway.request_shape import platform_refusal, prompt_token_floor
 from routing.providers.base import JSON
 from routing.routellm import routellm_decide_async, routellm_model_parse
 from routing.router_policy import decision_explore
@@ -272,6 +272,10 @@ class _Sieve:
         self.ignore = set(providers_named(self.prefs.get("ignore"), slugs))
         self.order = providers_named(self.prefs.get("order"), slugs)
         self.require_parameters = bool(self.prefs.get("require_parameters"))
+        # What only an organization's own key may send (a tier or tool the catalog does not
+        # price): the platform's endpoints are left out, and this is the 400 if none is left.
+        self.platform_refusal = platform_refusal(body)
+        self.platform_refused = False
         self.candidates: list[Candidate] = []
         self.gap: str | None = None
         self.too_small: EndpointInfo | None = None  # the largest window the prompt overflowed
@@ -287,6 +291,9 @@ class _Sieve:
             if own:
                 base_url = own.base_url if endpoint.api_style == "openai" else ""
                 self.candidates.append(Candidate(endpoint, own.secret, True, base_url))
+                continue
+            if self.platform_refusal is not None:
+                self.platform_refused = True
                 continue
             platform = platform_key(endpoint.api_key_env)
             if platform is None:
@@ -321,6 +328,9 @@ class _Sieve:
             )
         if self.too_small is not None:
             return self._too_long(self.too_small)
+        if self.platform_refused and self.platform_refusal is not None:
+            message, param = self.platform_refusal
+            return BadRequest(message, param=param, metadata={"models": model_ids})
         reasons = self.reasons
         described = "; ".join(sorted(reasons or {"no enabled endpoint"}))
         metadata = {"models": model_ids, "reasons": sorted(reasons)}
