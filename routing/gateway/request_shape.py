@@ -12,6 +12,7 @@ from django.conf import settings
 from billing.metering import reservation_amount
 from routerhub.errors import BadRequest
 from routing.gateway.catalog_cache import EndpointInfo
+from routing.image_tokens import ImageAsk, image_tokens, image_url_ask
 from routing.providers.base import JSON, parts_cap_problem, text_of
 from routing.providers.cache_marks import longest_ttl, marks_problem
 from routing.providers.media import data_url_problem, is_base64
@@ -21,7 +22,9 @@ if TYPE_CHECKING:
     from routing.gateway.planning import Candidate  # planning reads this module's bounds
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-_IMAGE_TOKENS = 1600  # a large image on Anthropic; generous for OpenAI and Gemini tiles
+# An image's share of the context window (not of the bill): Anthropic's most for one image, more
+# than OpenAI's context tokens for one (gpt-4o-mini's extra image tokens are billed, not read).
+_IMAGE_TOKENS = 1600
 # Template tokens around one message (role markers, separators): OpenAI's is 3-4.
 _MESSAGE_TOKENS = 16
 # The system prompt a provider adds when tools or a response schema are given (Anthropic's
@@ -292,6 +295,25 @@ def estimate_prompt_tokens(body: JSON) -> int:
     return math.ceil(tokens) + images * _IMAGE_TOKENS
 
 
+def images_asked(body: JSON) -> list[ImageAsk]:
+    """The request's images: each one's size when its data URL's header says it, and detail."""
+    asks = []
+    for message in body.get("messages") or []:
+        for part in _parts(message) if isinstance(message, dict) else []:
+            if not isinstance(part, dict) or part.get("type") != "image_url":
+                continue
+            asks.append(image_url_ask(part.get("image_url")))
+    return asks
+
+
+def image_hold_tokens(images: list[ImageAsk], endpoint: EndpointInfo) -> int:
+    """The prompt tokens ``endpoint``'s provider may bill for ``images`` (``images_asked``) beyond the
+    ``_IMAGE_TOKENS`` each that ``prompt_token_bound`` counts (``routing.image_tokens``: the
+    image's real size from its data URL, else the model's most for one image). Before, every
+    image was held at 1,600 and gpt-4o-mini bills up to 48,169 for one: the rest went unheld."""
+    return sum(max(0, image_tokens(endpoint.image_tokens, ask) - _IMAGE_TOKENS) for ask in images)
+
+
 def prompt_token_bound(body: JSON) -> int:
     """The most prompt tokens this request can be counted as, for the credit hold.
 
@@ -300,8 +322,9 @@ def prompt_token_bound(body: JSON) -> int:
     count of everything that becomes prompt text — message texts and names, tool calls, tool
     results, tool definitions, a response schema and any other content part — plus each
     message's template tokens and the system prompt providers add for tools. An image is
-    counted as ``_IMAGE_TOKENS`` (Anthropic's most for one image): its tokens depend on its
-    pixels, not on the bytes of its URL."""
+    counted as ``_IMAGE_TOKENS`` (its share of a context window): its tokens depend on its
+    pixels, not on the bytes of its URL, and what a provider bills beyond that is each
+    endpoint's (``image_hold_tokens``, added to the hold and to what a count may be)."""
     total = 8
     images = 0
     for message in body["messages"]:
@@ -354,12 +377,17 @@ def output_token_bound(body: JSON, endpoint: EndpointInfo) -> int:
 
 
 def reservation_for(
-    body: JSON, candidate: Candidate, prompt_bound: int, cache_ttl: str | None
+    body: JSON,
+    candidate: Candidate,
+    prompt_bound: int,
+    cache_ttl: str | None,
+    images: list[ImageAsk],
 ) -> Decimal:
-    """``cache_ttl``: ``longest_ttl(body)``, read once per request by ``reservation_max``."""
+    """``cache_ttl``: ``longest_ttl(body)``, and ``images``: ``images_asked(body)``, read once per
+    request by ``reservation_max``."""
     amount = reservation_amount(
         candidate.endpoint.prices,
-        prompt_tokens=prompt_bound,
+        prompt_tokens=prompt_bound + image_hold_tokens(images, candidate.endpoint),
         max_output_tokens=output_token_bound(body, candidate.endpoint),
         # Only Anthropic endpoints get the marks: there a write may cost more than a prompt.
         cache_ttl=cache_ttl if candidate.endpoint.api_style == "anthropic" else None,
@@ -368,6 +396,7 @@ def reservation_for(
 
 
 def reservation_max(body: JSON, candidates: list[Candidate], prompt_bound: int) -> Decimal:
-    """The largest hold any candidate needs; the body's marks are scanned once, not per one."""
-    ttl = longest_ttl(body)
-    return max(reservation_for(body, c, prompt_bound, ttl) for c in candidates)
+    """The largest hold any candidate needs; the body's marks and images are read once, not per
+    candidate."""
+    ttl, images = longest_ttl(body), images_asked(body)
+    return max(reservation_for(body, c, prompt_bound, ttl, images) for c in candidates)
