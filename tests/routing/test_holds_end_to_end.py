@@ -4,7 +4,10 @@ reasons unseen, cut before its usage report, billed the time it generated."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import pytest
 
 from billing.models import Reservation, UsageFlag, UsageRecord
 from tests.routing.servers import poll
@@ -41,6 +44,35 @@ def test_high_detail_images_on_gpt_4o_mini_are_charged_within_their_hold(world: 
     assert record.prompt_tokens >= 2 * 48_169
     assert UsageFlag.OVER_HOLD not in record.flag_list
     assert record.cost <= Reservation.objects.get(generation_id=record.generation_id).amount
+
+
+@pytest.mark.parametrize(
+    ("provider_slug", "upstream", "formula", "documented"),
+    [
+        ("fake-anthropic", "claude-sonnet-4-5", {"kind": "area", "most": 1600}, 1_590),
+        ("fake-gemini", "gemini-2.5-flash", {"kind": "gemini", "per_tile": 258, "max_tiles": 36},
+         4 * 258),
+    ],
+)  # fmt: skip
+def test_an_image_to_anthropic_or_gemini_is_counted_by_its_formula_within_the_hold(
+    world: World, provider_slug: str, upstream: str, formula: dict[str, Any], documented: int
+) -> None:
+    """A 1092x1092 image: Anthropic documents ~1,590 tokens, Gemini 4 tiles of 258."""
+    world.catalog({
+        "models": [model("test/vision")],
+        "endpoints": [endpoint("test/vision", provider_slug, upstream, image_tokens=formula)],
+    })  # fmt: skip
+    content = [{"type": "text", "text": "describe"}, _image(png(1092, 1092))]
+    body = {"model": "test/vision", "max_tokens": 1,
+            "messages": [{"role": "user", "content": content}]}  # fmt: skip
+
+    answer = httpx.post(f"{world.gateway_url}/v1/chat/completions", json=body,
+                        headers={"Authorization": f"Bearer {world.key}"}, timeout=10)  # fmt: skip
+
+    assert answer.status_code == 200, answer.text
+    record = world.usage_record(answer.json()["id"])
+    assert record.prompt_tokens >= documented
+    assert UsageFlag.OVER_HOLD not in record.flag_list
 
 
 def test_images_a_provider_did_not_count_are_estimated_at_the_endpoints_formula(

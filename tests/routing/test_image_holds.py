@@ -201,3 +201,33 @@ def test_a_charge_far_above_its_hold_is_counted_and_still_charged(settings: Any)
 
         assert cost == Decimal("0.001") and UsageFlag.OVER_HOLD in draft.flags
         assert count() - before == expected
+
+
+@pytest.mark.django_db
+def test_the_catalog_gives_every_vision_model_an_image_formula_and_marks_hidden_reasoning() -> None:
+    from routing.gateway.catalog_cache import _endpoint_info
+    from routing.models import Endpoint
+    from routing.services import catalog_sync_file
+
+    catalog_sync_file()
+    mini = _endpoint_info(Endpoint.objects.get(model_id="openai/gpt-4o-mini"))
+
+    assert (mini.image_tokens.base, mini.image_tokens.per_tile) == (2833, 5667)
+    assert not mini.hidden_reasoning
+    assert Endpoint.objects.get(model_id="openai/o4-mini").hidden_reasoning
+    for row in Endpoint.objects.filter(supports_vision=True, provider__slug__in=["openai",
+                                       "anthropic", "google"]):  # fmt: skip
+        assert row.image_tokens, row
+
+
+def test_an_endpoints_own_image_formula_wins_over_its_models() -> None:
+    from routing.services import _metering_fields
+
+    model_entry = {"id": "m", "image_tokens": {"kind": "fixed", "tokens": 10}}
+    own = _metering_fields(model_entry) | _metering_fields(
+        {"image_tokens": {"kind": "fixed", "tokens": 20}, "hidden_reasoning": True}
+    )
+
+    assert own == {"image_tokens": {"kind": "fixed", "tokens": 20}, "hidden_reasoning": True}
+    with pytest.raises(ValueError, match="image_tokens"):
+        _metering_fields({"image_tokens": {"kind": "pixels"}})
