@@ -30,6 +30,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+# An image's share of a context window (not of the bill), what the gateway's prompt bound counts:
+# Anthropic's most for one image, more than OpenAI's context tokens for one (gpt-4o-mini's extra
+# image tokens are billed, not read).
+IMAGE_CONTEXT_TOKENS = 1600
 _KINDS = ("tiles", "patches", "area", "gemini", "fixed")
 _HEAD_BYTES = 65536  # a JPEG's size follows its EXIF/ICC segments; no image is decoded past this
 _PATCHES_MOST = 1536
@@ -195,6 +199,25 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
             return None
         at += 2 + length
     return None
+
+
+def images_asked(body: dict[str, Any]) -> list[ImageAsk]:
+    """A chat request's images (its ``image_url`` parts): each one's size when its data URL's
+    header says it, and its detail."""
+    asks = []
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                asks.append(image_url_ask(part.get("image_url")))
+    return asks
+
+
+def image_tokens_beyond_context(images: list[ImageAsk], rule: ImageTokens) -> int:
+    """The prompt tokens ``rule``'s provider may bill for ``images`` beyond the
+    ``IMAGE_CONTEXT_TOKENS`` each that the gateway's prompt bound counts: what its hold adds.
+    Before, every image was held at 1,600 and gpt-4o-mini bills up to 48,169 for one."""
+    return sum(max(0, image_tokens(rule, ask) - IMAGE_CONTEXT_TOKENS) for ask in images)
 
 
 def image_url_ask(image: object) -> ImageAsk:

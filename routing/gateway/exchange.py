@@ -29,11 +29,20 @@ from routing.gateway.catalog_cache import EndpointInfo
 from routing.gateway.http import GatewayRequest, InFlight
 from routing.gateway.limits import rate_limit_add_tokens, rate_limit_headers
 from routing.gateway.planning import Candidate, Plan
-from routing.gateway.request_shape import image_hold_tokens, images_asked, output_token_bound
+from routing.gateway.request_shape import output_token_bound
 from routing.gateway.timeouts import TimedOut, timeouts_charge
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
+from routing.image_tokens import image_tokens_beyond_context, images_asked
 from routing.ingress.anthropic import anthropic_only_fields
-from routing.providers.base import JSON, NO_MARKS, IngressMarks, StreamDecoder, Usage, text_of
+from routing.providers.base import (
+    JSON,
+    NO_MARKS,
+    STANDARD_TIERS_SERVED,
+    IngressMarks,
+    StreamDecoder,
+    Usage,
+    text_of,
+)
 from routing.providers.cache_marks import cached_prefix_shares, has_marks
 from routing.router_policy import decision_log_entry
 from training.serving import tokens_from_chars
@@ -86,9 +95,7 @@ class Exchange:
     # pooled connection; a refusal or failed attempt clears it): what a call stopped by its
     # caller is billed at (``call_abandoned``).
     sending: Candidate | None = None
-    # When ``sending`` was last set (monotonic): a cut stream to a model that reasons unseen is
-    # billed its generation time from here (``_hidden_reasoning``).
-    sent_at: float | None = None
+    sent_at: float | None = None  # when ``sending`` was set: ``_hidden_reasoning`` counts from it
     # Set by ``bill``: the outcome is priced (a client leaving after that changes nothing).
     billed: bool = False
     # Of the draft's cache writes, those for an hour (the draft keeps only the total): what an
@@ -261,13 +268,20 @@ def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> De
         return ZERO
     draft.model, draft.provider = endpoint.model_id, endpoint.provider_slug
     cost = metering.price(draft, endpoint.prices, usage, is_byok=ex.is_byok, held=ex.reserved)
+    if not ex.is_byok and usage.service_tier not in STANDARD_TIERS_SERVED:
+        logger.warning(
+            "generation %s was served at tier %r, which the catalog does not price; billed the "
+            "standard price (flag unpriced_tier)",
+            ex.generation_id,
+            usage.service_tier,
+        )
+        draft.flag(UsageFlag.UNPRICED_TIER)
     ex.cache_write_1h_tokens = usage.cache_write_1h_tokens
     return cost + timeouts_charge(ex)
 
 
 def prompt_estimate_at(ex: Exchange, endpoint: EndpointInfo) -> int:
-    """The prompt's estimate with its images at ``endpoint``'s formula, as the hold counts them
-    (``estimate_prompt_tokens`` counts 1,600 an image, the endpoint not yet known)."""
+    """The prompt's estimate with its images at ``endpoint``'s formula, as its hold has them."""
     return ex.prompt_estimate + _image_tokens_held(ex, endpoint)
 
 
@@ -315,15 +329,12 @@ def partial_usage(ex: Exchange) -> Usage:
 
 
 def _hidden_reasoning(ex: Exchange, endpoint: EndpointInfo) -> int:
-    """What a model that reasons unseen (OpenAI's o-series and gpt-5, Gemini 2.5) generated
-    since its request was sent, when it was stopped before its usage report: its time at the
-    endpoint's output speed, at most the output it was asked for. Before, such a stream was
-    billed its visible text only: nothing when stopped while reasoning, which can be minutes."""
-    if ex.sent_at is None:
-        return 0
+    """What a model that reasons unseen (o-series, gpt-5, Gemini 2.5) made since its request was
+    sent, stopped before its usage report: its time at the endpoint's speed, at most its output
+    bound. Before, only its visible text was billed: nothing when stopped while reasoning."""
     speed = endpoint.output_tokens_per_second or settings.GATEWAY_REASONING_TOKENS_PER_SECOND
-    tokens = math.ceil((time.monotonic() - ex.sent_at) * speed)
-    return min(tokens, output_token_bound(ex.body, endpoint))
+    elapsed = time.monotonic() - ex.sent_at if ex.sent_at is not None else 0.0
+    return min(math.ceil(elapsed * speed), output_token_bound(ex.body, endpoint))
 
 
 def billable_usage(
@@ -379,7 +390,9 @@ def billable_usage(
 
 def _image_tokens_held(ex: Exchange, endpoint: EndpointInfo) -> int:
     """The image tokens the hold counted for ``endpoint`` beyond ``prompt_bound``'s."""
-    return image_hold_tokens(images_asked(ex.body), endpoint) if ex.prompt_bound else 0
+    if not ex.prompt_bound:
+        return 0
+    return image_tokens_beyond_context(images_asked(ex.body), endpoint.image_tokens)
 
 
 def choices_chars(choices: list[JSON]) -> int:

@@ -12,8 +12,19 @@ from django.conf import settings
 from billing.metering import reservation_amount
 from routerhub.errors import BadRequest
 from routing.gateway.catalog_cache import EndpointInfo
-from routing.image_tokens import ImageAsk, image_tokens, image_url_ask
-from routing.providers.base import JSON, parts_cap_problem, text_of
+from routing.image_tokens import (
+    IMAGE_CONTEXT_TOKENS,
+    ImageAsk,
+    image_tokens_beyond_context,
+    images_asked,
+)
+from routing.providers.base import (
+    CLIENT_TOOL_TYPES,
+    JSON,
+    STANDARD_SERVICE_TIERS,
+    parts_cap_problem,
+    text_of,
+)
 from routing.providers.cache_marks import longest_ttl, marks_problem
 from routing.providers.media import data_url_problem, is_base64
 from training.serving import billed_tokens
@@ -22,9 +33,6 @@ if TYPE_CHECKING:
     from routing.gateway.planning import Candidate  # planning reads this module's bounds
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-# An image's share of the context window (not of the bill): Anthropic's most for one image, more
-# than OpenAI's context tokens for one (gpt-4o-mini's extra image tokens are billed, not read).
-_IMAGE_TOKENS = 1600
 # Template tokens around one message (role markers, separators): OpenAI's is 3-4.
 _MESSAGE_TOKENS = 16
 # The system prompt a provider adds when tools or a response schema are given (Anthropic's
@@ -204,6 +212,32 @@ def _not_offered(body: JSON) -> None:
         )
 
 
+def platform_refusal(body: JSON) -> tuple[str, str] | None:
+    """Why the platform's provider keys cannot take this request, as (message, param): what the
+    provider would bill above the catalog's price. An organization's own key takes it (its
+    provider bills the organization); planning skips the platform's endpoints for it and answers
+    this 400 when nothing is left."""
+    tier = body.get("service_tier")
+    if tier is not None and tier not in STANDARD_SERVICE_TIERS:
+        return (
+            f"service_tier '{tier}' is not offered on RouterHub's provider keys: the catalog "
+            "prices the standard tier only, which 'auto', 'default' or no service_tier give. "
+            "Other tiers (OpenAI's 'flex' and 'priority') need your organization's own "
+            "provider key (Provider keys), whose provider bills them to you.",
+            "service_tier",
+        )
+    for index, tool in enumerate(body.get("tools") or []):
+        kind = tool.get("type", "function")
+        if kind not in CLIENT_TOOL_TYPES:
+            return (
+                f"tools[{index}] is a '{kind}' tool, a provider's built-in tool billed per use, "
+                "which RouterHub's provider keys do not offer: give function (or custom) tools, "
+                "or use your organization's own provider key (Provider keys).",
+                "tools",
+            )
+    return None
+
+
 def _private(item: object) -> bool:
     return isinstance(item, dict) and any(isinstance(k, str) and k.startswith("_") for k in item)
 
@@ -254,6 +288,9 @@ def request_validate(body: JSON) -> None:
         value = body.get(name)
         if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
             raise BadRequest(f"{name} must be a number.", param=name)
+    if body.get("service_tier") is not None and not isinstance(body["service_tier"], str):
+        raise BadRequest("service_tier must be a string.", param="service_tier")
+    _prediction_validate(body.get("prediction"))
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise BadRequest("stream must be true or false.", param="stream")
     stop = body.get("stop")
@@ -271,6 +308,33 @@ def request_validate(body: JSON) -> None:
     problem = marks_problem(body)
     if problem is not None:
         raise BadRequest(problem[0], param=problem[1])
+
+
+def _prediction_validate(prediction: object) -> None:
+    """OpenAI's Predicted Outputs: ``{"type": "content", "content": text or text parts}``."""
+    if prediction is None:
+        return
+    content = prediction.get("content") if isinstance(prediction, dict) else None
+    parts_ok = isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        for p in content
+    )
+    if not (isinstance(content, str) or parts_ok):
+        raise BadRequest(
+            'prediction must be {"type": "content", "content": <text or a list of text parts>}.',
+            param="prediction",
+        )
+
+
+def prediction_token_bound(body: JSON, endpoint: EndpointInfo) -> int:
+    """The most output tokens a prediction can add per choice: OpenAI bills the prediction's
+    rejected tokens as completion tokens, beside the ``max_completion_tokens`` answer; none of a
+    prediction's tokens can be more than its UTF-8 bytes (``prompt_token_bound``'s reason). Only
+    OpenAI-style endpoints get ``prediction``."""
+    prediction = body.get("prediction")
+    if endpoint.api_style != "openai" or not isinstance(prediction, dict):
+        return 0
+    return len(text_of(prediction.get("content")).encode())
 
 
 def estimate_prompt_tokens(body: JSON) -> int:
@@ -292,26 +356,7 @@ def estimate_prompt_tokens(body: JSON) -> int:
             tokens += billed_tokens(orjson.dumps(call).decode())
     if body.get("tools"):
         tokens += billed_tokens(orjson.dumps(body["tools"]).decode())
-    return math.ceil(tokens) + images * _IMAGE_TOKENS
-
-
-def images_asked(body: JSON) -> list[ImageAsk]:
-    """The request's images: each one's size when its data URL's header says it, and detail."""
-    asks = []
-    for message in body.get("messages") or []:
-        for part in _parts(message) if isinstance(message, dict) else []:
-            if not isinstance(part, dict) or part.get("type") != "image_url":
-                continue
-            asks.append(image_url_ask(part.get("image_url")))
-    return asks
-
-
-def image_hold_tokens(images: list[ImageAsk], endpoint: EndpointInfo) -> int:
-    """The prompt tokens ``endpoint``'s provider may bill for ``images`` (``images_asked``) beyond the
-    ``_IMAGE_TOKENS`` each that ``prompt_token_bound`` counts (``routing.image_tokens``: the
-    image's real size from its data URL, else the model's most for one image). Before, every
-    image was held at 1,600 and gpt-4o-mini bills up to 48,169 for one: the rest went unheld."""
-    return sum(max(0, image_tokens(endpoint.image_tokens, ask) - _IMAGE_TOKENS) for ask in images)
+    return math.ceil(tokens) + images * IMAGE_CONTEXT_TOKENS
 
 
 def prompt_token_bound(body: JSON) -> int:
@@ -322,9 +367,9 @@ def prompt_token_bound(body: JSON) -> int:
     count of everything that becomes prompt text — message texts and names, tool calls, tool
     results, tool definitions, a response schema and any other content part — plus each
     message's template tokens and the system prompt providers add for tools. An image is
-    counted as ``_IMAGE_TOKENS`` (its share of a context window): its tokens depend on its
+    counted as ``IMAGE_CONTEXT_TOKENS`` (its share of a context window): its tokens depend on its
     pixels, not on the bytes of its URL, and what a provider bills beyond that is each
-    endpoint's (``image_hold_tokens``, added to the hold and to what a count may be)."""
+    endpoint's (``image_tokens_beyond_context``, added to the hold and to what a count may be)."""
     total = 8
     images = 0
     for message in body["messages"]:
@@ -347,7 +392,7 @@ def prompt_token_bound(body: JSON) -> int:
         total += len(orjson.dumps(extra))
     if extras:
         total += _TOOL_PROMPT_TOKENS
-    return total + images * _IMAGE_TOKENS
+    return total + images * IMAGE_CONTEXT_TOKENS
 
 
 def prompt_token_floor(body: JSON) -> int:
@@ -372,8 +417,10 @@ def max_tokens_for(body: JSON, endpoint: EndpointInfo) -> int:
 
 
 def output_token_bound(body: JSON, endpoint: EndpointInfo) -> int:
-    """The output tokens the provider is asked for at most: ``max_tokens`` per choice."""
-    return max_tokens_for(body, endpoint) * int(body.get("n") or 1)
+    """The output tokens the provider may bill at most: ``max_tokens`` per choice, plus the
+    rejected tokens of a ``prediction`` (``prediction_token_bound``)."""
+    per_choice = max_tokens_for(body, endpoint) + prediction_token_bound(body, endpoint)
+    return per_choice * int(body.get("n") or 1)
 
 
 def reservation_for(
@@ -387,7 +434,8 @@ def reservation_for(
     request by ``reservation_max``."""
     amount = reservation_amount(
         candidate.endpoint.prices,
-        prompt_tokens=prompt_bound + image_hold_tokens(images, candidate.endpoint),
+        prompt_tokens=prompt_bound
+        + image_tokens_beyond_context(images, candidate.endpoint.image_tokens),
         max_output_tokens=output_token_bound(body, candidate.endpoint),
         # Only Anthropic endpoints get the marks: there a write may cost more than a prompt.
         cache_ttl=cache_ttl if candidate.endpoint.api_style == "anthropic" else None,
