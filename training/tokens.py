@@ -5,7 +5,7 @@ free of heavy imports so gateway workers load it without LightGBM or pandas.
 Characters per token is a property of text, not of a tokenizer we run: about 4 for English
 (typical). ``billed_tokens`` is the gateway's central estimate of a prompt (the rate limiter
 admits on it, and it bills a prompt whose provider sent no count), by script. None is a bound;
-bounds come from UTF-8 bytes (``routing.gateway.request_shape.prompt_token_bound``).
+bounds come from UTF-8 bytes (``routing.gateway.token_bounds.prompt_token_bound``).
 """
 
 from __future__ import annotations

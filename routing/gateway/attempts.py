@@ -33,23 +33,18 @@ from routerhub.errors import (
 from routing.egress import tenant_http_client
 from routing.gateway import health
 from routing.gateway.catalog_cache import EndpointInfo
-from routing.gateway.exchange import (
-    UNUSABLE,
-    Exchange,
-    impossible,
-    prompt_estimate_usage,
-    sent_trace,
-)
+from routing.gateway.exchange import UNUSABLE, Exchange, sent_trace
 from routing.gateway.needs import readable_body
 from routing.gateway.planning import Candidate
-from routing.gateway.request_shape import max_tokens_for
 from routing.gateway.timeouts import TimedOut
+from routing.gateway.token_bounds import max_tokens_for
 from routing.gateway.upstream import (
     http_client,
     is_retryable_status,
     upstream_timeout,
     upstream_url,
 )
+from routing.gateway.usage_estimate import impossible, prompt_estimate_usage
 from routing.providers import ADAPTERS
 from routing.providers.base import (
     JSON,

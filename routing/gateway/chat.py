@@ -20,8 +20,6 @@ from routing.gateway.exchange import (
     answer_headers,
     authenticate,
     bill,
-    billable_usage,
-    choices_chars,
     exchange_run,
     record_success,
     response_head,
@@ -32,15 +30,11 @@ from routing.gateway.needs import request_needs
 from routing.gateway.openrouter_request import model_names_resolved, openrouter_request
 from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
 from routing.gateway.planning import model_names, plan_request
-from routing.gateway.request_shape import (
-    estimate_prompt_tokens,
-    private_keys_dropped,
-    prompt_token_bound,
-    request_validate,
-    reservation_max,
-)
+from routing.gateway.request_shape import private_keys_dropped, request_validate
 from routing.gateway.streaming import open_stream, pump
+from routing.gateway.token_bounds import estimate_prompt_tokens, prompt_token_bound, reservation_max
 from routing.gateway.trace import answer_text
+from routing.gateway.usage_estimate import billable_usage, choices_chars
 from routing.ingress.anthropic import (
     canonical_to_messages_response,
     messages_request_parsed,

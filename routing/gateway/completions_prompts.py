@@ -42,8 +42,6 @@ from routing.gateway.exchange import (
     Exchange,
     answer_headers,
     bill,
-    billable_usage,
-    choices_chars,
     exchange_run,
     record_success,
     response_head,
@@ -53,14 +51,11 @@ from routing.gateway.limits import rate_limit_admit
 from routing.gateway.needs import request_needs
 from routing.gateway.openrouter_request import openrouter_request
 from routing.gateway.planning import Candidate, plan_request
-from routing.gateway.request_shape import (
-    estimate_prompt_tokens,
-    prompt_token_bound,
-    request_validate,
-    reservation_max,
-)
+from routing.gateway.request_shape import request_validate
 from routing.gateway.timeouts import TimedOut
+from routing.gateway.token_bounds import estimate_prompt_tokens, prompt_token_bound, reservation_max
 from routing.gateway.trace import answer_text
+from routing.gateway.usage_estimate import billable_usage, choices_chars
 from routing.providers.base import JSON, Completion, Usage, text_of
 from routing.routers import messages_prompt
 

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-
-from django.conf import settings
 
 from accounts.keys import AuthenticatedKey, bearer_token, key_authenticate_async
 from billing import metering
@@ -29,10 +26,9 @@ from routing.gateway.catalog_cache import EndpointInfo
 from routing.gateway.http import GatewayRequest, InFlight
 from routing.gateway.limits import rate_limit_add_tokens, rate_limit_headers
 from routing.gateway.planning import Candidate, Plan
-from routing.gateway.request_shape import output_token_bound
 from routing.gateway.timeouts import TimedOut, timeouts_charge
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
-from routing.image_tokens import image_tokens_beyond_context, images_asked
+from routing.gateway.usage_estimate import partial_usage
 from routing.ingress.anthropic import anthropic_only_fields
 from routing.providers.base import (
     JSON,
@@ -42,11 +38,9 @@ from routing.providers.base import (
     StreamDecoder,
     Usage,
     fields_not_sent,
-    text_of,
 )
-from routing.providers.cache_marks import cached_prefix_shares, has_marks
+from routing.providers.cache_marks import has_marks
 from routing.router_policy import decision_log_entry
-from training.serving import tokens_from_chars
 
 logger = logging.getLogger(__name__)
 
@@ -281,25 +275,6 @@ def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> De
     return cost + timeouts_charge(ex)
 
 
-def prompt_estimate_at(ex: Exchange, endpoint: EndpointInfo) -> int:
-    """The prompt's estimate with its images at ``endpoint``'s formula, as its hold has them."""
-    return ex.prompt_estimate + _image_tokens_held(ex, endpoint)
-
-
-def prompt_estimate_usage(ex: Exchange, endpoint: EndpointInfo) -> Usage:
-    """A prompt the provider had but did not count for us, estimated: to Anthropic with
-    prompt-caching marks, the part up to the last mark is a cache write (at the last ``1h``
-    mark's share for an hour), as Anthropic bills it — never more than the hold priced."""
-    estimate = prompt_estimate_at(ex, endpoint)
-    usage = Usage(estimate)
-    if endpoint.api_style == "anthropic" and has_marks(ex.body):
-        upto, upto_hour = cached_prefix_shares(ex.body)
-        usage.cache_write_tokens = min(math.ceil(estimate * upto), estimate)
-        hour = math.ceil(estimate * upto_hour)
-        usage.cache_write_1h_tokens = min(hour, usage.cache_write_tokens)
-    return usage
-
-
 def record_success(ex: Exchange, usage: Usage) -> None:
     if ex.endpoint is None or ex.first_byte_at is None or ex.is_byok:
         return  # an organization's own key or host says nothing of the platform's endpoint
@@ -310,113 +285,6 @@ def record_success(ex: Exchange, usage: Usage) -> None:
         completion_tokens=usage.completion_tokens,
         duration_s=now - ex.req.started,
     )
-
-
-def partial_usage(ex: Exchange) -> Usage:
-    """What a stream produced so far: the provider's count when it sent one, else an estimate."""
-    reported = ex.decoder.usage if ex.decoder is not None else None
-    finished = ex.decoder is not None and ex.decoder.finished
-    usage = billable_usage(ex, reported, ex.generated_chars, finished=finished)
-    if ex.endpoint is not None:
-        # A stream cut short may carry an early, partial count (Anthropic's message_start).
-        usage.completion_tokens = max(
-            usage.completion_tokens, _completion_estimate(ex, ex.generated_chars)
-        )
-        if reported is None and ex.endpoint.hidden_reasoning:
-            hidden = _hidden_reasoning(ex, ex.endpoint)
-            usage.reasoning_tokens = max(0, hidden - usage.completion_tokens)
-            usage.completion_tokens = max(usage.completion_tokens, hidden)
-    return usage
-
-
-def _hidden_reasoning(ex: Exchange, endpoint: EndpointInfo) -> int:
-    """What a model that reasons unseen (o-series, gpt-5, Gemini 2.5) made since its request was
-    sent, stopped before its usage report: its time at the endpoint's speed, at most its output
-    bound. Before, only its visible text was billed: nothing when stopped while reasoning."""
-    speed = endpoint.output_tokens_per_second or settings.GATEWAY_REASONING_TOKENS_PER_SECOND
-    elapsed = time.monotonic() - ex.sent_at if ex.sent_at is not None else 0.0
-    return min(math.ceil(elapsed * speed), output_token_bound(ex.body, endpoint))
-
-
-def billable_usage(
-    ex: Exchange, reported: Usage | None, generated_chars: int, *, finished: bool = True
-) -> Usage:
-    """The provider's counts, to be billed at list price. A count it did not send, or one that
-    cannot be true (``Usage.clamped``, a prompt above its byte bound, no token for a
-    finished answer), is estimated from the text instead and the record flagged: never zero
-    for a served answer. Estimates stay within the hold's bounds; provider counts need not."""
-    if ex.endpoint is None:
-        return replace(reported) if reported is not None else Usage()
-    estimate = _completion_estimate(ex, generated_chars)
-    if reported is None:
-        ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
-        usage = prompt_estimate_usage(ex, ex.endpoint)
-        usage.completion_tokens = estimate
-        return usage
-    usage = replace(reported)
-    window = ex.endpoint.context_length
-    # A prompt count is impossible only above what the prompt can be: the hold's bound (its UTF-8
-    # bytes), or the window when no bound was computed. A count past a catalog window that is
-    # stale or too small is still what the provider served, and is billed as reported.
-    most = max(window, ex.prompt_bound)
-    if most and usage.prompt_tokens > most:  # images are read only then
-        most = max(window, ex.prompt_bound + _image_tokens_held(ex, ex.endpoint))
-    if most and usage.prompt_tokens > most:
-        usage.prompt_tokens, usage.clamped = 0, True
-    if window and usage.completion_tokens > window * int(ex.body.get("n") or 1):
-        usage.completion_tokens, usage.clamped = 0, True
-    if usage.completion_tokens == 0 and generated_chars and finished:
-        usage.clamped = True  # a cut stream's early count may still be 0
-    if usage.clamped:
-        logger.warning(
-            "generation %s: %s reported impossible usage; billed an estimate",
-            ex.generation_id,
-            ex.endpoint.provider_slug,
-        )
-        ex.draft.flag(UsageFlag.USAGE_CLAMPED)
-        # One impossible count discredits the report: no count is taken below its estimate.
-        usage.prompt_tokens = max(usage.prompt_tokens, prompt_estimate_at(ex, ex.endpoint))
-        usage.completion_tokens = max(usage.completion_tokens, estimate)
-    elif usage.prompt_tokens == 0:
-        ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
-        usage.prompt_tokens = prompt_estimate_at(ex, ex.endpoint)
-    usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
-    usage.cache_write_tokens = min(
-        usage.cache_write_tokens, usage.prompt_tokens - usage.cached_tokens
-    )
-    usage.cache_write_1h_tokens = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
-    usage.reasoning_tokens = min(usage.reasoning_tokens, usage.completion_tokens)
-    return usage
-
-
-def _image_tokens_held(ex: Exchange, endpoint: EndpointInfo) -> int:
-    """The image tokens the hold counted for ``endpoint`` beyond ``prompt_bound``'s."""
-    if not ex.prompt_bound:
-        return 0
-    return image_tokens_beyond_context(images_asked(ex.body), endpoint.image_tokens)
-
-
-def choices_chars(choices: list[JSON]) -> int:
-    """The characters of a whole answer's text and tool-call arguments (estimates bill them)."""
-    total = 0
-    for choice in choices:
-        message = choice.get("message") or {}
-        total += len(text_of(message.get("content")))
-        total += sum(
-            len((c.get("function") or {}).get("arguments") or "")
-            for c in message.get("tool_calls") or []
-        )
-    return total
-
-
-def _completion_estimate(ex: Exchange, generated_chars: int) -> int:
-    """≈4 characters a token, never more than the output the provider was asked for."""
-    assert ex.endpoint is not None
-    return min(tokens_from_chars(generated_chars), output_token_bound(ex.body, ex.endpoint))
-
-
-def impossible(usage: Usage | None) -> bool:
-    return usage is not None and usage.clamped
 
 
 def response_head(ex: Exchange, kind: str) -> JSON:

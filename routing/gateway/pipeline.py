@@ -55,7 +55,7 @@ from routing.gateway.pipeline_steps import (
 )
 from routing.gateway.pipeline_stream import stream_buffered, stream_live
 from routing.gateway.planning import Plan, model_names, plan_request
-from routing.gateway.request_shape import (
+from routing.gateway.token_bounds import (
     estimate_prompt_tokens,
     output_token_bound,
     prompt_token_bound,

@@ -32,7 +32,7 @@ from django.conf import settings
 
 from routing.gateway import attempts
 from routing.gateway.attempts import deadline_left
-from routing.gateway.exchange import Exchange, bill, call_abandoned, partial_usage
+from routing.gateway.exchange import Exchange, bill, call_abandoned
 from routing.gateway.pipeline_steps import (
     JUDGE_MAX_TOKENS,
     PASSED,
@@ -48,6 +48,7 @@ from routing.gateway.pipeline_steps import (
     step_run,
     template_fill,
 )
+from routing.gateway.usage_estimate import partial_usage
 from routing.pipeline_gates import GATE_MAX_CHARS, answer_normalised
 from routing.providers.base import JSON
 

@@ -23,18 +23,12 @@ from routerhub.errors import UpstreamFailed, UpstreamTimeout
 from routerhub.money import money_str
 from routing.gateway import health
 from routing.gateway.attempts import attempt, deadline_passed, deadline_stop
-from routing.gateway.exchange import (
-    Exchange,
-    bill,
-    billable_usage,
-    call_abandoned,
-    choices_chars,
-    partial_usage,
-)
+from routing.gateway.exchange import Exchange, bill, call_abandoned
 from routing.gateway.planning import Plan
 from routing.gateway.regex_gate import UNDECIDABLE, regex_gate_search, schema_gate_check
-from routing.gateway.request_shape import estimate_prompt_tokens, prompt_token_bound
 from routing.gateway.timeouts import timeouts_charge
+from routing.gateway.token_bounds import estimate_prompt_tokens, prompt_token_bound
+from routing.gateway.usage_estimate import billable_usage, choices_chars, partial_usage
 from routing.pipeline_gates import (
     GATE_MAX_CHARS,
     gate_passes,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import orjson
 
 from routing.gateway.attempts import deadline_stop
-from routing.gateway.exchange import Exchange, bill, partial_usage
+from routing.gateway.exchange import Exchange, bill
 from routing.gateway.limits import rate_limit_headers
 from routing.gateway.pipeline_steps import Step, child_exchange, step_account, step_record
 from routing.gateway.streaming import (
@@ -30,6 +30,7 @@ from routing.gateway.streaming import (
     pump,
     usage_requested,
 )
+from routing.gateway.usage_estimate import partial_usage
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers.base import JSON, Usage
 

@@ -33,7 +33,8 @@ from routing.gateway.provider_preferences import (
     providers_named,
     within_max_price,
 )
-from routing.gateway.request_shape import platform_refusal, prompt_token_floor
+from routing.gateway.request_shape import platform_refusal
+from routing.gateway.token_bounds import prompt_token_floor
 from routing.providers.base import JSON
 from routing.routellm import routellm_decide_async, routellm_model_parse
 from routing.router_policy import decision_explore

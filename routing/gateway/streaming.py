@@ -34,8 +34,6 @@ from routing.gateway.exchange import (
     Exchange,
     answer_headers,
     bill,
-    impossible,
-    partial_usage,
     record_success,
     response_head,
 )
@@ -48,6 +46,7 @@ from routing.gateway.upstream import (
     upstream_timeout,
     upstream_url,
 )
+from routing.gateway.usage_estimate import impossible, partial_usage
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
 from routing.providers.base import (

@@ -13,7 +13,7 @@ from django.db.models import Sum
 from accounts.models import ApiKey
 from billing.models import CreditAccount, LedgerEntry, Reservation, UsageRecord
 from billing.services import ledger_post
-from routing.gateway.request_shape import prompt_token_bound
+from routing.gateway.token_bounds import prompt_token_bound
 from tests.conftest import require_postgres
 from tests.factories import key_make, organization_make
 from tests.routing.conftest import _fresh_gateway_state, fake_server, gateway_server, world

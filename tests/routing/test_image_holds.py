@@ -18,7 +18,8 @@ from billing.metering import TokenPrices
 from routerhub.money import money
 from routing.gateway.catalog_cache import EndpointInfo
 from routing.gateway.planning import Candidate
-from routing.gateway.request_shape import prompt_token_bound, request_validate, reservation_max
+from routing.gateway.request_shape import request_validate
+from routing.gateway.token_bounds import prompt_token_bound, reservation_max
 from routing.image_tokens import (
     ImageAsk,
     base64_image_size,

@@ -326,13 +326,13 @@ def test_a_message_mark_and_its_last_parts_mark_are_one_breakpoint(world: World)
 def test_the_hold_reads_the_marks_once_for_many_anthropic_candidates(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from routing.gateway import request_shape
+    from routing.gateway import token_bounds
     from routing.gateway.catalog_cache import EndpointInfo
     from routing.gateway.planning import Candidate
 
     scans: list[int] = []
-    real = request_shape.longest_ttl
-    monkeypatch.setattr(request_shape, "longest_ttl", lambda body: scans.append(1) or real(body))
+    real = token_bounds.longest_ttl
+    monkeypatch.setattr(token_bounds, "longest_ttl", lambda body: scans.append(1) or real(body))
     endpoint = EndpointInfo(
         1, "test/claude", "fake-anthropic", "Fake", "anthropic", "https://up.example", "", {},
         "claude-sonnet-4-5", TokenPrices(INPUT / M, OUTPUT / M, CACHED / M), 200_000, 8192,
@@ -340,7 +340,7 @@ def test_the_hold_reads_the_marks_once_for_many_anthropic_candidates(
     )  # fmt: skip
     body = marked_request("A manual.", "1h")
 
-    held = request_shape.reservation_max(body, [Candidate(endpoint, None, False)] * 3, 10_000)
+    held = token_bounds.reservation_max(body, [Candidate(endpoint, None, False)] * 3, 10_000)
 
     assert scans == [1]
     assert held == money((10_000 * INPUT * 2 + 100 * OUTPUT) / M)

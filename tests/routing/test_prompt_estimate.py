@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from routing.gateway.request_shape import estimate_prompt_tokens, prompt_token_bound
+from routing.gateway.token_bounds import estimate_prompt_tokens, prompt_token_bound
 
 TEXTS = {
     "english": (
