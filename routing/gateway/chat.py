@@ -103,7 +103,7 @@ async def chat_serve(
     catalog = await catalog_get()
     body = openrouter_request(body, catalog)  # model variants, provider.sort objects, reasoning
     body = private_keys_dropped(body)
-    request_validate(body)
+    request_validate(body, parts_counted=marks.parts_counted)
     if str(body.get("model") or "").startswith(PIPELINE_PREFIX):
         await pipeline_serve(req, key, body, anthropic=anthropic, admitted=admitted, marks=marks)
         return

@@ -94,9 +94,7 @@ def _tool_call_problem(call: object) -> str | None:
     return None
 
 
-def _messages_validate(messages_: object) -> None:
-    if not isinstance(messages_, list) or not messages_:
-        raise BadRequest("messages must be a non-empty list.", param="messages")
+def _parts_cap_check(messages_: list[object]) -> None:
     problem = parts_cap_problem(
         [
             (f"messages[{index}].content", len(m["content"]))
@@ -106,6 +104,13 @@ def _messages_validate(messages_: object) -> None:
     )
     if problem:
         raise BadRequest(problem, param="messages")
+
+
+def _messages_validate(messages_: object, *, parts_counted: bool) -> None:
+    if not isinstance(messages_, list) or not messages_:
+        raise BadRequest("messages must be a non-empty list.", param="messages")
+    if not parts_counted:
+        _parts_cap_check(messages_)
     for index, message in enumerate(messages_):
         if not isinstance(message, dict) or message.get("role") not in _ROLES:
             raise BadRequest(
@@ -236,8 +241,10 @@ def _parts(message: JSON) -> list[object]:
     return content if isinstance(content, list) else []
 
 
-def request_validate(body: JSON) -> None:
-    _messages_validate(body.get("messages"))
+def request_validate(body: JSON, *, parts_counted: bool = False) -> None:
+    """Refuse what no adapter can send. ``parts_counted``: the ingress already held the content
+    parts to their caps (``IngressMarks.parts_counted``)."""
+    _messages_validate(body.get("messages"), parts_counted=parts_counted)
     _not_offered(body)
     for name in ("max_tokens", "max_completion_tokens", "n"):
         value = body.get(name)

@@ -153,14 +153,15 @@ def messages_request_check(body: JSON, *, counting: bool = False) -> None:
             )
     if body.get("system") is not None and not _is_content(body["system"]):
         raise BadRequest("system must be a string or a list of text blocks.", param="system")
-    problem = parts_cap_problem(
-        [(f"messages[{i}].content", _blocks(t)) for i, t in enumerate(turns)]
-    )
+    contents = [("system", body.get("system"))] + [
+        (f"messages[{index}].content", turn.get("content")) for index, turn in enumerate(turns)
+    ]
+    # The one count of this request's parts: its canonical messages hold no more, a message or
+    # in all, so the shared check does not count them again (``IngressMarks.parts_counted``).
+    problem = parts_cap_problem([(where, _parts(content)) for where, content in contents])
     if problem:
         raise BadRequest(problem, param="messages")
-    for where, content in [("system", body.get("system"))] + [
-        (f"messages[{index}].content", turn.get("content")) for index, turn in enumerate(turns)
-    ]:
+    for where, content in contents:
         for block_index, block in enumerate(content if isinstance(content, list) else []):
             if not isinstance(block.get("type"), str):
                 raise BadRequest(f"{where}[{block_index}] needs a type (a string).", param=where)
@@ -191,9 +192,9 @@ def messages_request_check(body: JSON, *, counting: bool = False) -> None:
         raise BadRequest("stop_sequences must be a list of strings.", param="stop_sequences")
 
 
-def _blocks(turn: JSON) -> int:
-    """A turn's content blocks, a tool_result's own included (they join its user message)."""
-    content = turn.get("content")
+def _parts(content: Any) -> int:
+    """The content blocks of a turn (or the system prompt), a tool_result's own included (they
+    join its user message)."""
     if not isinstance(content, list):
         return 0
     nested = (block.get("content") for block in content if block.get("type") == "tool_result")

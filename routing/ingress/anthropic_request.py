@@ -228,5 +228,5 @@ def messages_request_parsed(body: JSON, *, counting: bool = False) -> tuple[JSON
         canonical["tool_choice"] = choice
     if (body.get("tool_choice") or {}).get("disable_parallel_tool_use"):
         canonical["parallel_tool_calls"] = False
-    marks = IngressMarks(frozenset(failed), tuple(media))
+    marks = IngressMarks(frozenset(failed), tuple(media), parts_counted=True)
     return _marked(canonical, body), marks  # a top-level mark: Anthropic's automatic caching
