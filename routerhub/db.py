@@ -19,7 +19,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
+from psycopg.pq import TransactionStatus
 
 _T = TypeVar("_T")
 
@@ -44,8 +46,10 @@ def db_connections_drop_broken(*, test_all: bool = False) -> None:
     """Close this thread's connections that are unusable; the next query reconnects.
 
     Only connections that saw an error (or all, after an outage elsewhere) are tested, with one
-    ``SELECT 1``, so the hot path pays nothing while the database is healthy.
+    ``SELECT 1``, so the hot path pays nothing while the database is healthy. A connection left
+    outside autocommit since the last call is closed too (``connections_drop_half_open``).
     """
+    connections_drop_half_open()
     for conn in connections.all(initialized_only=True):
         if conn.connection is None or conn.in_atomic_block:
             continue
@@ -54,6 +58,33 @@ def db_connections_drop_broken(*, test_all: bool = False) -> None:
                 conn.errors_occurred = False
             else:
                 conn.close()
+
+
+def connections_drop_half_open() -> None:
+    """Close this thread's connections that sit in a transaction nobody will finish.
+
+    Between two calls no atomic block is open, so the driver must be idle and in autocommit. It is
+    not when ``connect()`` failed after opening the socket but before turning autocommit on (an
+    error in ``set_autocommit`` or ``init_connection_state``): Django keeps that connection, and
+    every later query on this thread would run in one implicit transaction that is never committed,
+    holding its locks for the thread's life (seen as a connection "idle in transaction" that blocked
+    the usage flush). Closing rolls such a transaction back; the next query reconnects properly.
+    Reads driver state only: no query.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.in_atomic_block and _outside_autocommit(conn):
+            conn.close()
+
+
+def _outside_autocommit(conn: BaseDatabaseWrapper) -> bool:
+    raw = conn.connection
+    autocommit = conn.settings_dict["AUTOCOMMIT"]
+    if conn.vendor == "postgresql":
+        idle = raw.info.transaction_status == TransactionStatus.IDLE
+        return not idle or raw.autocommit != autocommit
+    if conn.vendor == "sqlite":  # autocommit is isolation_level None (Django's sqlite backend)
+        return bool(raw.in_transaction) or (raw.isolation_level is None) != autocommit
+    return False
 
 
 def _connections_of_this_thread() -> None:
@@ -80,6 +111,8 @@ def _with_usable_connection(fn: Callable[..., _T], /, *args: Any, **kwargs: Any)
     except (OperationalError, InterfaceError):
         _Outages.generation += 1
         raise
+    finally:
+        connections_drop_half_open()
 
 
 class DatabaseThreadPool(ThreadPoolExecutor):
