@@ -9,7 +9,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts import services
+from accounts import key_lineage
 from accounts.models import ApiKey, Role
 from accounts.serializers import (
     ApiKeyCreatedOutput,
@@ -20,6 +20,13 @@ from accounts.serializers import (
 from accounts.tenant_api import TenantAPIView
 
 ADMIN_WRITES = {"POST": Role.ADMIN, "PATCH": Role.ADMIN, "DELETE": Role.ADMIN}
+BOUNDED = (
+    "Through a management key: no key, that key included, gets a later `expires_at`, a higher "
+    "`limit` (or shorter `limit_reset`), `rpm` or `tpm`, or a model outside `allowed_models` "
+    "than that key has (403 naming the field); a created key takes that key's where the body "
+    "leaves them out, and records it as `created_by_key`. A signed-in person's session may set "
+    "any value."
+)
 
 
 class ApiKeyListView(TenantAPIView):
@@ -28,23 +35,31 @@ class ApiKeyListView(TenantAPIView):
     serializer_class = ApiKeyOutput
 
     def scope_queryset(self, queryset: Any) -> Any:
-        return queryset.select_related("created_by").order_by("-created_at", "-id")
+        return queryset.select_related("created_by", "created_by_key").order_by(
+            "-created_at", "-id"
+        )
 
     @extend_schema(responses=ApiKeyOutput(many=True))
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(ApiKeyOutput(page, many=True).data)
 
-    @extend_schema(request=ApiKeyCreateInput, responses={201: ApiKeyCreatedOutput})
+    @extend_schema(
+        request=ApiKeyCreateInput,
+        responses={201: ApiKeyCreatedOutput},
+        description=BOUNDED,
+    )
     def post(self, request: Request) -> Response:
         data = ApiKeyCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        # A key made with a management key is its creator's and can do no more than that key.
-        created = services.api_key_create(
+        # A key made with a management key is its creator's and can do no more than that key
+        # (its role, expiry, limits and models; what the request leaves out, it inherits).
+        created = key_lineage.api_key_create_bounded(
+            acting_key_id=self.acting_key_id(),
             organization=self.organization,
             created_by=self.acting_person(),
             created_by_role=self.tenant.role,
-            **data.validated_data,
+            requested=dict(data.validated_data),
         )
         body = ApiKeyOutput(created.key).data | {"key": created.plaintext}
         return Response(body, status=status.HTTP_201_CREATED)
@@ -57,19 +72,27 @@ class ApiKeyDetailView(TenantAPIView):
     lookup_url_kwarg = "key_id"
     lookup_field = "pk"
 
+    def scope_queryset(self, queryset: Any) -> Any:
+        return queryset.select_related("created_by", "created_by_key")
+
     @extend_schema(responses=ApiKeyOutput)
     def get(self, request: Request, key_id: int) -> Response:
         return Response(ApiKeyOutput(self.get_object()).data)
 
-    @extend_schema(request=ApiKeyUpdateInput, responses=ApiKeyOutput)
+    @extend_schema(request=ApiKeyUpdateInput, responses=ApiKeyOutput, description=BOUNDED)
     def patch(self, request: Request, key_id: int) -> Response:
         key = self.get_object()
         data = ApiKeyUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        key = services.api_key_update(key=key, changes=dict(data.validated_data))
+        key = key_lineage.api_key_update_bounded(
+            acting_key_id=self.acting_key_id(), key=key, changes=dict(data.validated_data)
+        )
         return Response(ApiKeyOutput(key).data)
 
-    @extend_schema(responses={200: ApiKeyOutput})  # the revoked key (DELETE revokes, API.md)
+    @extend_schema(
+        responses={200: ApiKeyOutput},  # the revoked key (DELETE revokes, API.md)
+        description="Revokes the key and every key made with it (`created_by_key`), transitively.",
+    )
     def delete(self, request: Request, key_id: int) -> Response:
-        key = services.api_key_revoke(key=self.get_object())
+        key = key_lineage.api_key_revoke(key=self.get_object())
         return Response(ApiKeyOutput(key).data)

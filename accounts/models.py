@@ -194,6 +194,14 @@ class ApiKey(TenantModel):
         blank=True,
         help_text="The role its creator acted with; the key never acts above it (keys.key_role).",
     )
+    # The management key whose request made it (None: a person made it, or the platform).
+    # Revoking a key revokes the keys made from it, transitively (``accounts.key_lineage``).
+    created_by_key = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # How many keys stand between it and a person (0: a person made it); a key at
+    # ``key_lineage.LINEAGE_DEPTH_MAX`` makes no keys, so a revocation walks a bounded tree.
+    lineage_depth = models.SmallIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

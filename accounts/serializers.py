@@ -13,9 +13,21 @@ from routerhub.text import validate_no_control_characters
 MAX_ALLOWED_MODELS = 200
 
 
+class ApiKeyParentOutput(serializers.ModelSerializer[ApiKey]):
+    class Meta:
+        model = ApiKey
+        fields = ["id", "prefix"]
+
+
 class ApiKeyOutput(serializers.ModelSerializer[ApiKey]):
     created_by: serializers.SlugRelatedField[ApiKey] = serializers.SlugRelatedField(
         slug_field="email", read_only=True, allow_null=True
+    )
+    created_by_key = ApiKeyParentOutput(
+        read_only=True,
+        allow_null=True,
+        help_text="The management key whose request made this key (null: a person made it). "
+        "Revoking that key revokes this one.",
     )
     limit = serializers.DecimalField(
         max_digits=20, decimal_places=8, coerce_to_string=True, allow_null=True
@@ -30,6 +42,7 @@ class ApiKeyOutput(serializers.ModelSerializer[ApiKey]):
             "prefix",
             "scope",
             "created_by",
+            "created_by_key",
             "created_at",
             "last_used_at",
             "expires_at",
@@ -59,7 +72,13 @@ class _KeyFields(serializers.Serializer[Any]):
     limit_reset = serializers.ChoiceField(
         choices=LimitReset.choices, required=False, allow_null=True
     )
-    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="Null: never. Through a management key, it and limit, limit_reset, rpm, tpm "
+        "and allowed_models give no key (that key included) more than that key has (403 naming "
+        "the field); a create leaving them out takes that key's.",
+    )
     allowed_models = serializers.ListField(
         child=serializers.CharField(max_length=200),
         required=False,

@@ -146,8 +146,10 @@ def api_key_create(
     rpm: int | None = None,
     tpm: int | None = None,
     budget_aware: bool = False,
+    created_by_key: ApiKey | None = None,
 ) -> CreatedKey:
-    """Mint a key; the plaintext is returned here once and never stored.
+    """Mint a key; the plaintext is returned here once and never stored. ``created_by_key``:
+    the management key that made it (its bounds are ``key_lineage``'s to check).
 
     ``created_by_role`` is the role the creator acts with (a management key's, which may be below
     the person's); by default the creator's role in the organization. The key never acts above
@@ -166,6 +168,8 @@ def api_key_create(
         digest=minted.digest,
         created_by=created_by,
         created_by_role=created_by_role,
+        created_by_key=created_by_key,
+        lineage_depth=0 if created_by_key is None else created_by_key.lineage_depth + 1,
         limit=limit,
         limit_reset=limit_reset,
         expires_at=expires_at,
@@ -197,13 +201,4 @@ def api_key_update(*, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
         setattr(key, field, value)
     key.save(update_fields=sorted(changes))
     key_cache_clear()  # this process sees it now; others within API_KEY_CACHE_TTL
-    return key
-
-
-def api_key_revoke(*, key: ApiKey) -> ApiKey:
-    """Revoke a key; every worker rejects it within ``API_KEY_CACHE_TTL`` seconds."""
-    if key.revoked_at is None:
-        key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
-    key_cache_clear()
     return key

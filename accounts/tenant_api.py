@@ -42,6 +42,11 @@ class TenantAPIView(GenericAPIView[Any]):
             return None
         return User.objects.filter(pk=key.created_by_id).first()
 
+    def acting_key_id(self) -> int | None:
+        """The API key the request authenticated with; None for a signed-in person."""
+        key = self.tenant.key
+        return None if key is None else key.id
+
     def required_role(self) -> Role:
         return self.required_roles.get(self.request.method or "GET", Role.MEMBER)
 

@@ -16,7 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
 
-from accounts import invitations, services
+from accounts import invitations, key_lineage, services
 from accounts.models import (
     ApiKey,
     Invitation,
@@ -102,7 +102,7 @@ def keys_page(request: HttpRequest) -> HttpResponse:
     keys = dashboard_page(
         request,
         ApiKey.objects.for_tenant(organization)
-        .select_related("created_by")
+        .select_related("created_by", "created_by_key")
         .order_by(F("revoked_at").asc(nulls_first=True), "-created_at", "-id"),
     )
     spend = import_string(settings.KEY_SPEND)(
@@ -129,8 +129,11 @@ def keys_page(request: HttpRequest) -> HttpResponse:
 def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     organization = dashboard_organization(request)
     key = tenant_object_or_404(ApiKey.objects, organization, pk=key_id)
-    services.api_key_revoke(key=key)
-    messages.success(request, f"Key “{key.name}” revoked. Requests using it now get 401.")
+    key_lineage.api_key_revoke(key=key)
+    messages.success(
+        request,
+        f"Key “{key.name}” revoked, with the keys made with it. Requests using them now get 401.",
+    )
     return redirect("keys")
 
 

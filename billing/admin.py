@@ -37,7 +37,7 @@ class UsageRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "organization",
         "model",
         "provider",
-        "status",
+        "status_shown",
         "prompt_tokens",
         "completion_tokens",
         "cost",
@@ -48,6 +48,10 @@ class UsageRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ("generation_id", "model")
     list_select_related = ("organization",)
     exclude = ("prompt",)  # tenant text, kept only for the tenant's own training data
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, record: UsageRecord) -> str:
+        return record.status_label
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

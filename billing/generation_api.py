@@ -65,7 +65,9 @@ def _generation_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
             "shortfall (the balance ran out; cost is what was charged), usage_clamped "
             "(the provider reported impossible usage; billed on an estimate), "
             "usage_estimated (the provider reported none), reconciled_from_hold (the request's "
-            "usage never reached billing; charged its hold, the request's worst case).",
+            "usage never reached billing; charged its hold, the request's worst case), "
+            "unpriced_tier (the provider said it served a service tier the catalog does not "
+            "price, on RouterHub's keys; billed the standard price).",
         ),
         "key_id": _int_or_null(),
         "created_at": serializers.DateTimeField(),

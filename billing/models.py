@@ -155,7 +155,17 @@ class Reservation(TenantModel):
 class UsageStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
-    ABORTED = "aborted", "Aborted by client"
+    # Neutral: the client leaving and the server cancelling the handler both abort a request;
+    # the record's error_type says which (``UsageRecord.status_label``).
+    ABORTED = "aborted", "Aborted (client disconnected or server cancelled)"
+
+
+# What stopped an aborted request, as its record's ``error_type`` names it (the gateway's
+# ``Exchange.cancelled_by``); an aborted record without one of these shows the neutral label.
+ABORT_CAUSES = {
+    "client_disconnected": "Aborted: client disconnected",
+    "server_cancelled": "Aborted: server cancelled (shutdown or deadline)",
+}
 
 
 class UsageFlag(models.TextChoices):
@@ -166,6 +176,7 @@ class UsageFlag(models.TextChoices):
     USAGE_CLAMPED = "usage_clamped", "Provider reported impossible usage: estimated"
     USAGE_ESTIMATED = "usage_estimated", "Provider reported no usage: estimated"
     RECONCILED_FROM_HOLD = "reconciled_from_hold", "Usage never arrived: charged its hold"
+    UNPRICED_TIER = "unpriced_tier", "Provider served a tier the catalog does not price"
 
 
 class UsageRecord(TenantModel):
@@ -224,6 +235,17 @@ class UsageRecord(TenantModel):
             return {}
         data = json.loads(self.trace)
         return data if isinstance(data, dict) else {}
+
+    @property
+    def status_label(self) -> str:
+        """The status for people: an aborted request says who stopped it when the record knows."""
+        if self.status == UsageStatus.ABORTED and self.error_type in ABORT_CAUSES:
+            return ABORT_CAUSES[self.error_type]
+        return (
+            str(UsageStatus(self.status).label)
+            if self.status in UsageStatus.values
+            else self.status
+        )
 
     @property
     def flag_list(self) -> list[str]:

@@ -9,6 +9,8 @@ from typing import Any
 from django import forms
 from rest_framework import serializers
 
+from routerhub.errors import ApiError
+
 
 class ApiCheckedForm(forms.Form):
     """A form whose cleaned data, once its own fields are valid, goes through ``api_input()``;
@@ -26,7 +28,12 @@ class ApiCheckedForm(forms.Form):
         if self.errors:  # the form's own messages first
             return cleaned
         checked = self.api_input()(data=self.api_data(cleaned))
-        if not checked.is_valid():
+        try:
+            valid = checked.is_valid()
+        except ApiError as exc:  # a serializer applying its service's rule (AutoTopupInput)
+            self.add_error(exc.param if exc.param in self.fields else None, exc.message)
+            return cleaned
+        if not valid:
             for field, errors in checked.errors.items():
                 self.add_error(field if field in self.fields else None, _messages(errors))
         return cleaned

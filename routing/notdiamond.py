@@ -41,7 +41,13 @@ from routerhub.text import has_control, one_line, validate_no_control_characters
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
 from routing.models import SelectionSession
 from routing.router_request import models_allowed_check
-from routing.routers import PLATFORM_ROUTER_SLUG, messages_prompt, router_decide, router_row
+from routing.routers import (
+    PLATFORM_ROUTER_SLUG,
+    messages_prompt,
+    router_candidates_allowed,
+    router_decide,
+    router_row,
+)
 from training import serving
 from training.serving import Router, TrainingRun
 
@@ -140,9 +146,9 @@ def model_select(
     """Rank ``llm_providers`` with the router named by ``preference_id``; record the session.
     With ``hash_content`` the prompt is never stored, whatever the organization's prompt
     logging says (Not Diamond's promise for that flag: no readable content kept). A key's
-    ``allowed_models`` hold for every model offered."""
+    ``allowed_models`` hold for every model offered, save the router's own candidates when
+    the key may use the router (``models_allowed_check``)."""
     offered = providers_parse(body.get("llm_providers"))
-    models_allowed_check(allowed_models, (("llm_providers", m) for m in offered))
     slug = str(body.get("preference_id") or PLATFORM_ROUTER_SLUG)
     row = router_row(None if slug == PLATFORM_ROUTER_SLUG else organization.pk, slug)
     if row is None and slug != PLATFORM_ROUTER_SLUG:
@@ -151,6 +157,10 @@ def model_select(
             "slug (GET /api/v1/routers lists them).",
             param="preference_id",
         )
+    own = router_candidates_allowed(allowed_models, f"router/{slug}", row)
+    models_allowed_check(
+        allowed_models, (("llm_providers", m) for m in offered), router_candidates=own
+    )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list of {role, content}.", param="messages")

@@ -23,6 +23,7 @@ from routing.lifecycle_report import experiment_report_json
 from routing.router_request import models_allowed_check, select_prompt
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
+    router_candidates_allowed,
     router_decide,
     router_row,
     tradeoff_parse,
@@ -75,8 +76,10 @@ class RouterSelectView(TenantAPIView):
         body = data.validated_data
         prompt = select_prompt(body)
         allowed = self.tenant.key.allowed_models if self.tenant.key else ()
-        models_allowed_check(allowed, (("candidates", c) for c in body.get("candidates") or ()))
         row = router_row(None if platform else self.organization.pk, slug)
+        own = router_candidates_allowed(allowed, f"router/{slug}", row)
+        named = (("candidates", c) for c in body.get("candidates") or ())
+        models_allowed_check(allowed, named, router_candidates=own)
         decision = router_decide(
             organization_id=self.organization.pk,
             model_id=f"router/{slug}",

@@ -81,15 +81,20 @@ def models_allowed_check(
     allowed_models: Collection[str],
     named: Iterable[tuple[str, str]],
     names: Callable[[str], set[str]] = lambda model_id: {model_id},
+    *,
+    router_candidates: Collection[str] = (),
 ) -> None:
     """A 403 naming the first model a request names (``(param, model_id)`` pairs) that the key's
     ``allowed_models`` do not allow; nothing when the key is unrestricted. ``names``: the names
-    a model may be allowed by (a RouteLLM name is also its ``router/<slug>``)."""
+    a model may be allowed by (a RouteLLM name is also its ``router/<slug>``).
+    ``router_candidates``: what a router the key may use could pick on its own
+    (``routing.routers.router_candidates_allowed``); naming a subset of them narrows the router
+    and grants nothing new, so they pass. Anything else must be allowed itself."""
     allowed = set(allowed_models)
     if not allowed:
         return
     for param, model_id in named:
-        if not allowed & names(model_id):
+        if not allowed & names(model_id) and model_id not in router_candidates:
             where = "." if param == "model" else f" (named in {param})."
             raise Forbidden(
                 f"This key may not use the model '{model_id}'{where}",

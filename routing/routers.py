@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -237,6 +237,19 @@ def _narrow(
     if not requested:
         raise InvalidInput(f"{param} must not be empty.", param=param)
     return requested
+
+
+def router_candidates_allowed(
+    allowed_models: Collection[str], model_id: str, row: RouterRow | None
+) -> frozenset[str]:
+    """The candidates a key restricted to ``allowed_models`` may name for ``model_id``
+    (``router/<slug>``, ``row`` from ``router_row``) beyond its own allow-list: the router's
+    configured candidates, which it may pick unasked, when the key may use the router; else
+    none. Untrained ``router/auto`` without a row has none: it ranks the whole catalog, and
+    narrowing it would let a key allowed only ``router/auto`` call any catalog model by name."""
+    if model_id not in allowed_models or row is None:
+        return frozenset()
+    return frozenset(row.candidates)
 
 
 def router_decide(

@@ -72,7 +72,12 @@ class SelectInput(serializers.Serializer[Any]):
     )
     tradeoff = serializers.JSONField(required=False, help_text="0..1 or quality|balanced|cost")
     candidates = serializers.ListField(
-        child=serializers.CharField(), required=False, max_length=MAX_CANDIDATES
+        child=serializers.CharField(),
+        required=False,
+        max_length=MAX_CANDIDATES,
+        help_text="rank only these of the router's candidates; a key with allowed_models may "
+        "name the models it is allowed, or any of the router's own when it is allowed "
+        "router/<slug> (else a 403 naming the model)",
     )
     task = _TaskField(
         required=False,

@@ -14,7 +14,12 @@ from accounts.models import Role
 from accounts.tenant_api import TenantAPIView
 from billing.models import CreditAccount, Payment
 from billing.services import credit_account_for
-from billing.stripe.payments import auto_topup_configure, checkout_start, topup_quote
+from billing.stripe.payments import (
+    auto_topup_check,
+    auto_topup_configure,
+    checkout_start,
+    topup_quote,
+)
 from routerhub.money import money_str
 
 
@@ -79,8 +84,18 @@ class ReceiptOutput(serializers.ModelSerializer[Payment]):
 
 
 class AutoTopupInput(serializers.Serializer[Any]):
-    threshold = serializers.DecimalField(max_digits=20, decimal_places=8, allow_null=True)
+    threshold = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=8,
+        allow_null=True,
+        help_text="top up when the balance falls below this; less than amount",
+    )
     amount = serializers.DecimalField(max_digits=20, decimal_places=8, allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # InvalidInput, not a ValidationError: the 400 names the field as the service words it.
+        auto_topup_check(threshold=attrs.get("threshold"), amount=attrs.get("amount"))
+        return attrs
 
 
 class AutoTopupOutput(serializers.Serializer[Any]):

@@ -211,26 +211,44 @@ def payment_client_secret(*, payment: Payment) -> str:
     return str(intent.client_secret)
 
 
-def auto_topup_configure(
-    *, organization: Organization, threshold: Decimal | None, amount: Decimal | None
-) -> CreditAccount:
-    """Turn automatic top-up on (both values) or off (both ``None``)."""
+def auto_topup_check(*, threshold: Decimal | None, amount: Decimal | None) -> None:
+    """The rules of an auto top-up setting (``InvalidInput`` naming the field at fault): both
+    values or neither, an amount a top-up may buy, a threshold from 0 to ``TOPUP_MAX_AMOUNT``
+    and below the amount. ``AutoTopupInput`` (the API, and dashboard forms checked by it) and
+    ``auto_topup_configure`` apply them; settings saved before a rule are left as they are."""
     if (threshold is None) != (amount is None):
         raise InvalidInput("Set both threshold and amount, or neither to turn auto top-up off.")
-    if amount is not None:
-        topup_quote(amount)
-    if threshold is not None and threshold < 0:
+    if threshold is None or amount is None:
+        return
+    topup_quote(amount)
+    if threshold < 0:
         raise InvalidInput("threshold must not be negative.", param="threshold")
-    if threshold is not None and threshold > settings.TOPUP_MAX_AMOUNT:
-        # Bounds a mistyped threshold only: one above the balance after a top-up (threshold
-        # 10,000, amount 5) is still allowed (threshold >= amount is legitimate: 20 and 10), and
-        # the balance may never reach it. What stops the card being charged at every check is
-        # AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY in _auto_topup_open, which says when it holds.
+    if threshold > settings.TOPUP_MAX_AMOUNT:  # bounds a mistyped threshold
         raise InvalidInput(
             f"threshold must be at most ${settings.TOPUP_MAX_AMOUNT:,.2f} (TOPUP_MAX_AMOUNT, "
             "the largest top-up).",
             param="threshold",
         )
+    if threshold >= amount:
+        # Then one top-up need not lift the balance above the threshold (20 and 10 from 5: 15),
+        # the next minute's check charges the card again, and only the daily cap
+        # (AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY, _auto_topup_open) stopped it. Below the amount,
+        # a top-up leaves at least the amount (the balance never goes below 0): above it.
+        raise InvalidInput(
+            f"threshold (${threshold:,.2f}) must be less than amount (${amount:,.2f}): one "
+            "top-up must lift the balance above the threshold, else the card is charged again "
+            f"at the next check, up to {settings.AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY} times a "
+            "day (AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY).",
+            param="threshold",
+            metadata={"fields": ["threshold", "amount"]},
+        )
+
+
+def auto_topup_configure(
+    *, organization: Organization, threshold: Decimal | None, amount: Decimal | None
+) -> CreditAccount:
+    """Turn automatic top-up on (both values) or off (both ``None``); ``auto_topup_check``."""
+    auto_topup_check(threshold=threshold, amount=amount)
     account = credit_account_for(organization.pk)
     account.auto_topup_threshold = None if threshold is None else money(threshold)
     account.auto_topup_amount = None if amount is None else money(amount)

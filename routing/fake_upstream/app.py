@@ -271,7 +271,9 @@ def _answer(
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         whole = wire.openai_response(turn, answer, cached, limit)
         events = wire.openai_stream(turn, answer, cached, limit, include_usage)
-        return openai_extras.openai_whole(whole, body), openai_extras.openai_stream(events, body)
+        served = body | {"service_tier": fault.tier} if fault.tier else body
+        whole = openai_extras.openai_whole(whole, served)
+        return whole, openai_extras.openai_stream(events, served)
     if style == "anthropic":
         use = cache.use(body, model)
         cached = max(cached, use.read)

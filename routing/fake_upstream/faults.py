@@ -9,7 +9,8 @@ proxy or provider that closes a stream early); a non-streamed answer gets half i
 ``x@tokenizer=bytes`` counts the prompt as a token per UTF-8 byte (a byte-level BPE
 tokenizer's worst case); ``x@report_prompt=-5,report_completion=1.5`` reports those values
 (any JSON) as the prompt and completion counts, as a broken provider or host might;
-``x@empty`` answers with no content and no tool call; ``x@reply=PASS`` answers exactly that
+``x@tier=priority`` answers that ``service_tier`` whatever was asked (a project whose own tier is
+another); ``x@empty`` answers with no content and no tool call; ``x@reply=PASS`` answers exactly that
 text (a judge with a fixed verdict; ``_`` in the value is a space).
 ``x@status=401,echo`` makes the error message quote the credential and the request body, as
 some providers do: what the gateway must neither log nor hand to its client (the credential).
@@ -55,6 +56,7 @@ class Fault:
     reported: dict[str, Any] = field(default_factory=dict)
     empty: bool = False
     reply: str = ""
+    tier: str = ""
     fail_rate: float = 0.0
     seed: int = 0
     when: str = ""
@@ -94,6 +96,8 @@ def fault_parse(spec: str) -> Fault:
             fault.reported[name.removeprefix("report_")] = orjson.loads(value)
         elif name == "empty":
             fault.empty = True
+        elif name == "tier":
+            fault.tier = value
         elif name == "reply":
             fault.reply = value.replace("_", " ")
         elif name == "fail_rate":

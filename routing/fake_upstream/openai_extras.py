@@ -2,7 +2,10 @@
 ``wire.openai_stream``): ``n`` (that many identical choices, counted n times), ``logprobs`` with
 ``top_logprobs`` (a deterministic log probability per token, and that many alternatives), and
 ``reasoning_effort`` (hidden reasoning tokens counted in the usage, as OpenAI's reasoning models
-report them; a model the fake already makes reason keeps its own count)."""
+report them; a model the fake already makes reason keeps its own count), ``prediction`` (every
+predicted token rejected: the fake's answer never uses it, and OpenAI counts rejected prediction
+tokens in ``completion_tokens``) and ``service_tier`` (the tier served, said in the answer as
+OpenAI says it: "auto" is served as "default")."""
 
 from __future__ import annotations
 
@@ -66,14 +69,32 @@ def _usage(usage: JSON, body: JSON, n: int) -> JSON:
     if isinstance(effort, str) and not reasoning:  # a model that always reasons keeps its count
         reasoning = REASONING_TOKENS.get(effort, 0)
     visible = int(usage["completion_tokens"]) - int(details.get("reasoning_tokens", 0))
-    completion = visible * n + reasoning
+    rejected = _prediction_tokens(body)
+    completion = visible * n + reasoning + rejected * n
     details["reasoning_tokens"] = reasoning
+    if body.get("prediction") is not None:
+        details |= {"accepted_prediction_tokens": 0, "rejected_prediction_tokens": rejected * n}
     total = int(usage["prompt_tokens"]) + completion
     return usage | {
         "completion_tokens": completion,
         "total_tokens": total,
         "completion_tokens_details": details,
     }
+
+
+def _prediction_tokens(body: JSON) -> int:
+    prediction = body.get("prediction")
+    content = prediction.get("content") if isinstance(prediction, dict) else None
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return len(split_tokens(content)) if isinstance(content, str) else 0
+
+
+def _tier(body: JSON) -> JSON:
+    tier = body.get("service_tier")
+    if not isinstance(tier, str):
+        return {}
+    return {"service_tier": "default" if tier == "auto" else tier}
 
 
 def openai_whole(response: JSON, body: JSON) -> JSON:
@@ -84,7 +105,8 @@ def openai_whole(response: JSON, body: JSON) -> JSON:
     if logprobs is not None:
         first = first | {"logprobs": logprobs}
     choices = [first | {"index": index} for index in range(n)]
-    return response | {"choices": choices, "usage": _usage(response["usage"], body, n)}
+    usage = _usage(response["usage"], body, n)
+    return response | {"choices": choices, "usage": usage} | _tier(body)
 
 
 def openai_stream(chunks: Iterator[bytes], body: JSON) -> Iterator[bytes]:
@@ -105,4 +127,5 @@ def openai_stream(chunks: Iterator[bytes], body: JSON) -> Iterator[bytes]:
         chunk["choices"] = choices
         if chunk.get("usage"):
             chunk["usage"] = _usage(chunk["usage"], body, n)
+        chunk |= _tier(body)
         yield b"data: " + orjson.dumps(chunk) + b"\n\n"

@@ -227,6 +227,7 @@ def _target(ex: Exchange, candidate: Candidate) -> Target:
         max_tokens=max_tokens_for(ex.body, endpoint),
         options=endpoint.options,
         failed_tools=ex.marks.failed_tools,
+        own_key=candidate.is_byok,
     )
 
 

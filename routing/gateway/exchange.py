@@ -31,7 +31,15 @@ from routing.gateway.request_shape import output_token_bound
 from routing.gateway.timeouts import TimedOut, timeouts_charge
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
 from routing.ingress.anthropic import anthropic_only_fields
-from routing.providers.base import JSON, NO_MARKS, IngressMarks, StreamDecoder, Usage, text_of
+from routing.providers.base import (
+    JSON,
+    NO_MARKS,
+    STANDARD_TIERS_SERVED,
+    IngressMarks,
+    StreamDecoder,
+    Usage,
+    text_of,
+)
 from routing.providers.cache_marks import cached_prefix_shares, has_marks
 from routing.router_policy import decision_log_entry
 from training.serving import tokens_from_chars
@@ -256,6 +264,14 @@ def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> De
         return ZERO
     draft.model, draft.provider = endpoint.model_id, endpoint.provider_slug
     cost = metering.price(draft, endpoint.prices, usage, is_byok=ex.is_byok, held=ex.reserved)
+    if not ex.is_byok and usage.service_tier not in STANDARD_TIERS_SERVED:
+        logger.warning(
+            "generation %s was served at tier %r, which the catalog does not price; billed the "
+            "standard price (flag unpriced_tier)",
+            ex.generation_id,
+            usage.service_tier,
+        )
+        draft.flag(UsageFlag.UNPRICED_TIER)
     ex.cache_write_1h_tokens = usage.cache_write_1h_tokens
     return cost + timeouts_charge(ex)
 

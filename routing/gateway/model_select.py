@@ -39,6 +39,7 @@ from routing.router_request import (
 )
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
+    router_candidates_allowed,
     router_decide_async,
     router_row_async,
     tradeoff_parse,
@@ -85,7 +86,8 @@ async def router_select(req: GatewayRequest) -> None:
     key = await key_authenticate_async(bearer_token(req.headers.get("authorization")))
     await rate_limit_admit_select(key)  # first, as the DRF view: a loop of selects is cheap to stop
     platform = slug == PLATFORM_ROUTER_SLUG
-    if not platform and await router_row_async(key.organization_id, slug) is None:
+    row = await router_row_async(None if platform else key.organization_id, slug)
+    if not platform and row is None:
         raise NotFound(f"No router '{slug}' in this organization.", param="slug")
     try:
         body = _validated(await _body(req))
@@ -96,7 +98,9 @@ async def router_select(req: GatewayRequest) -> None:
         await req.respond(response.status_code, orjson.dumps(response.data, option=_INT_KEYS))
         return
     candidates = body.get("candidates")
-    models_allowed_check(key.allowed_models, (("candidates", c) for c in candidates or ()))
+    own = router_candidates_allowed(key.allowed_models, f"router/{slug}", row)
+    named = (("candidates", c) for c in candidates or ())
+    models_allowed_check(key.allowed_models, named, router_candidates=own)
     decision = await router_decide_async(
         organization_id=key.organization_id,
         model_id=f"router/{slug}",

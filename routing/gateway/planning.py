@@ -33,16 +33,19 @@ from routing.gateway.provider_preferences import (
     providers_named,
     within_max_price,
 )
-from routing.gateway.request_shape import prompt_token_floor
+from routing.gateway.request_shape import platform_refusal, prompt_token_floor
 from routing.providers.base import JSON
 from routing.routellm import routellm_decide_async, routellm_model_parse
 from routing.router_policy import decision_explore
 from routing.router_request import MAX_MODELS, model_list_check, models_allowed_check
 from routing.routers import (
+    PLATFORM_ROUTER_SLUG,
     RouterDecision,
     messages_prompt,
+    router_candidates_allowed,
     router_decide_async,
     router_options,
+    router_row_async,
     router_task,
 )
 
@@ -146,17 +149,25 @@ def model_names(model_id: str) -> set[str]:
     return {model_id} if routellm is None else {model_id, f"router/{routellm.slug}"}
 
 
-def _named_allowed(allowed: set[str], body: JSON, model_ids: list[str]) -> None:
+async def _named_allowed(
+    allowed: set[str], body: JSON, model_ids: list[str], key: AuthenticatedKey
+) -> None:
     """A key's ``allowed_models`` hold for every model the request names: ``model``, each
     ``models`` entry (fallbacks, or a router's candidates) and ``router.candidates``. A router
-    the key may use picks among its own candidates; candidates the request names are the
-    request's choice, not the router's, and each must be allowed itself."""
+    the key may use picks among its own candidates, and the request may narrow it to some of
+    them (that grants nothing it could not pick unasked); any other must be allowed itself."""
     options = body.get("router")
     candidates = options.get("candidates") if isinstance(options, dict) else None
     named = [("model" if m == body.get("model") else "models", m) for m in model_ids]
     if isinstance(candidates, list):
         named += [("router.candidates", c) for c in candidates if isinstance(c, str)]
-    models_allowed_check(allowed, named, model_names)
+    own: frozenset[str] = frozenset()
+    router = model_ids[0]
+    if router.startswith("router/") and len(named) > 1:
+        slug = router.removeprefix("router/")
+        owner = None if slug == PLATFORM_ROUTER_SLUG else key.organization_id
+        own = router_candidates_allowed(allowed, router, await router_row_async(owner, slug))
+    models_allowed_check(allowed, named, model_names, router_candidates=own)
 
 
 async def _decision(
@@ -201,7 +212,7 @@ async def plan_request(
     model_ids = _model_ids(body)
     allowed = set(key.allowed_models)
     if allowed:
-        _named_allowed(allowed, body, model_ids)
+        await _named_allowed(allowed, body, model_ids, key)
     decision = await _decision(model_ids[0], body, key, catalog)
     if decision is not None:
         routed = [m for m in decision.models if m in catalog.models]
@@ -261,6 +272,10 @@ class _Sieve:
         self.ignore = set(providers_named(self.prefs.get("ignore"), slugs))
         self.order = providers_named(self.prefs.get("order"), slugs)
         self.require_parameters = bool(self.prefs.get("require_parameters"))
+        # What only an organization's own key may send (a tier or tool the catalog does not
+        # price): the platform's endpoints are left out, and this is the 400 if none is left.
+        self.platform_refusal = platform_refusal(body)
+        self.platform_refused = False
         self.candidates: list[Candidate] = []
         self.gap: str | None = None
         self.too_small: EndpointInfo | None = None  # the largest window the prompt overflowed
@@ -276,6 +291,9 @@ class _Sieve:
             if own:
                 base_url = own.base_url if endpoint.api_style == "openai" else ""
                 self.candidates.append(Candidate(endpoint, own.secret, True, base_url))
+                continue
+            if self.platform_refusal is not None:
+                self.platform_refused = True
                 continue
             platform = platform_key(endpoint.api_key_env)
             if platform is None:
@@ -310,6 +328,9 @@ class _Sieve:
             )
         if self.too_small is not None:
             return self._too_long(self.too_small)
+        if self.platform_refused and self.platform_refusal is not None:
+            message, param = self.platform_refusal
+            return BadRequest(message, param=param, metadata={"models": model_ids})
         reasons = self.reasons
         described = "; ".join(sorted(reasons or {"no enabled endpoint"}))
         metadata = {"models": model_ids, "reasons": sorted(reasons)}

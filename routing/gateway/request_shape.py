@@ -12,7 +12,13 @@ from django.conf import settings
 from billing.metering import reservation_amount
 from routerhub.errors import BadRequest
 from routing.gateway.catalog_cache import EndpointInfo
-from routing.providers.base import JSON, parts_cap_problem, text_of
+from routing.providers.base import (
+    CLIENT_TOOL_TYPES,
+    JSON,
+    STANDARD_SERVICE_TIERS,
+    parts_cap_problem,
+    text_of,
+)
 from routing.providers.cache_marks import longest_ttl, marks_problem
 from routing.providers.media import data_url_problem, is_base64
 from training.serving import billed_tokens
@@ -206,6 +212,32 @@ def _not_offered(body: JSON) -> None:
         )
 
 
+def platform_refusal(body: JSON) -> tuple[str, str] | None:
+    """Why the platform's provider keys cannot take this request, as (message, param): what the
+    provider would bill above the catalog's price. An organization's own key takes it (its
+    provider bills the organization); planning skips the platform's endpoints for it and answers
+    this 400 when nothing is left."""
+    tier = body.get("service_tier")
+    if tier is not None and tier not in STANDARD_SERVICE_TIERS:
+        return (
+            f"service_tier '{tier}' is not offered on RouterHub's provider keys: the catalog "
+            "prices the standard tier only, which 'auto', 'default' or no service_tier give. "
+            "Other tiers (OpenAI's 'flex' and 'priority') need your organization's own "
+            "provider key (Provider keys), whose provider bills them to you.",
+            "service_tier",
+        )
+    for index, tool in enumerate(body.get("tools") or []):
+        kind = tool.get("type", "function")
+        if kind not in CLIENT_TOOL_TYPES:
+            return (
+                f"tools[{index}] is a '{kind}' tool, a provider's built-in tool billed per use, "
+                "which RouterHub's provider keys do not offer: give function (or custom) tools, "
+                "or use your organization's own provider key (Provider keys).",
+                "tools",
+            )
+    return None
+
+
 def _private(item: object) -> bool:
     return isinstance(item, dict) and any(isinstance(k, str) and k.startswith("_") for k in item)
 
@@ -258,6 +290,9 @@ def request_validate(body: JSON, *, parts_counted: bool = False) -> None:
         value = body.get(name)
         if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
             raise BadRequest(f"{name} must be a number.", param=name)
+    if body.get("service_tier") is not None and not isinstance(body["service_tier"], str):
+        raise BadRequest("service_tier must be a string.", param="service_tier")
+    _prediction_validate(body.get("prediction"))
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise BadRequest("stream must be true or false.", param="stream")
     stop = body.get("stop")
@@ -275,6 +310,33 @@ def request_validate(body: JSON, *, parts_counted: bool = False) -> None:
     problem = marks_problem(body)
     if problem is not None:
         raise BadRequest(problem[0], param=problem[1])
+
+
+def _prediction_validate(prediction: object) -> None:
+    """OpenAI's Predicted Outputs: ``{"type": "content", "content": text or text parts}``."""
+    if prediction is None:
+        return
+    content = prediction.get("content") if isinstance(prediction, dict) else None
+    parts_ok = isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        for p in content
+    )
+    if not (isinstance(content, str) or parts_ok):
+        raise BadRequest(
+            'prediction must be {"type": "content", "content": <text or a list of text parts>}.',
+            param="prediction",
+        )
+
+
+def prediction_token_bound(body: JSON, endpoint: EndpointInfo) -> int:
+    """The most output tokens a prediction can add per choice: OpenAI bills the prediction's
+    rejected tokens as completion tokens, beside the ``max_completion_tokens`` answer; none of a
+    prediction's tokens can be more than its UTF-8 bytes (``prompt_token_bound``'s reason). Only
+    OpenAI-style endpoints get ``prediction``."""
+    prediction = body.get("prediction")
+    if endpoint.api_style != "openai" or not isinstance(prediction, dict):
+        return 0
+    return len(text_of(prediction.get("content")).encode())
 
 
 def estimate_prompt_tokens(body: JSON) -> int:
@@ -356,8 +418,10 @@ def max_tokens_for(body: JSON, endpoint: EndpointInfo) -> int:
 
 
 def output_token_bound(body: JSON, endpoint: EndpointInfo) -> int:
-    """The output tokens the provider is asked for at most: ``max_tokens`` per choice."""
-    return max_tokens_for(body, endpoint) * int(body.get("n") or 1)
+    """The output tokens the provider may bill at most: ``max_tokens`` per choice, plus the
+    rejected tokens of a ``prediction`` (``prediction_token_bound``)."""
+    per_choice = max_tokens_for(body, endpoint) + prediction_token_bound(body, endpoint)
+    return per_choice * int(body.get("n") or 1)
 
 
 def reservation_for(

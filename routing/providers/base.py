@@ -51,6 +51,23 @@ OPENAI_PARAMETERS = COMMON_PARAMETERS | {
     "metadata",
     "store",
 }
+# OpenAI's ``service_tier`` values priced as the catalog prices: "auto" (the project's own tier,
+# the standard one on the platform's accounts) and "default". Flex and Priority processing cost
+# another price the catalog does not list, so the platform's keys never take them
+# (``platform_refusal``); an organization's own key sends any tier (it pays its provider).
+STANDARD_SERVICE_TIERS = frozenset({"auto", "default"})
+# The tiers an answer may say it was served at that the catalog's price is for: OpenAI's
+# "default", Groq's "on_demand" (its standard), and none said. Any other on the platform's keys
+# (a project whose own tier is another) is billed the catalog's price and flagged
+# ``unpriced_tier`` for a person to look at (``routing.gateway.exchange.bill``).
+STANDARD_TIERS_SERVED = frozenset({"", "default", "standard", "on_demand", "auto"})
+# What a provider keeps of a request (OpenAI's stored completions, tagged by ``metadata``):
+# sent only on an organization's own key, never on the platform's accounts, which keep nothing
+# of a tenant's prompts (README, "Parameters that change the price or what the provider keeps").
+RETENTION_PARAMETERS = frozenset({"store", "metadata"})
+# Tool types every OpenAI-style host serves as the client's own tools: anything else is a host's
+# built-in tool (Groq's ``browser_search``, ``code_interpreter``), billed by the host per use.
+CLIENT_TOOL_TYPES = frozenset({"function", "custom"})
 # Parameters that only steer RouterHub (OpenRouter names); never forwarded upstream.
 GATEWAY_PARAMETERS = frozenset(
     {"model", "messages", "models", "provider", "router", "route", "transforms", "usage", "plugins"}
@@ -99,6 +116,8 @@ class Usage:
     # ``cache_write_1h_tokens`` for an hour: billed at the write multipliers (billing.pricing).
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    # The tier the provider says it served (OpenAI's response ``service_tier``); "" unsaid.
+    service_tier: str = ""
 
     def to_openai(self) -> JSON:
         return {
@@ -139,6 +158,8 @@ class Target:
     options: JSON = field(default_factory=dict)
     # The ``tool_call_id``s whose tool result is an error (``IngressMarks.failed_tools``).
     failed_tools: frozenset[str] = frozenset()
+    # The organization's own key (BYOK): what the provider bills or keeps is the tenant's choice.
+    own_key: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ from routing.providers.base import (
     GATEWAY_PARAMETERS,
     JSON,
     OPENAI_PARAMETERS,
+    RETENTION_PARAMETERS,
+    STANDARD_SERVICE_TIERS,
     Completion,
     ProviderAdapter,
     StreamDecoder,
@@ -45,6 +47,12 @@ def usage_from_openai(data: Any) -> Usage | None:
     return usage
 
 
+def _tier_served(data: JSON) -> str:
+    """The tier an answer (or a stream's usage chunk) says it was served at; "" when unsaid."""
+    tier = data.get("service_tier")
+    return tier[:32] if isinstance(tier, str) else ""
+
+
 def _wire_message(message: Any, failed_tools: frozenset[str]) -> Any:
     """A message as OpenAI's wire takes it; the very object unless something must change."""
     if not isinstance(message, dict):
@@ -52,6 +60,15 @@ def _wire_message(message: Any, failed_tools: frozenset[str]) -> Any:
     if "reasoning_details" in message:
         message = {k: v for k, v in message.items() if k != "reasoning_details"}
     return tool_error_marked(message, failed_tools)
+
+
+def _platform_only(body: JSON) -> None:
+    """On the platform's keys: nothing the provider would keep (``RETENTION_PARAMETERS``), and
+    no tier priced above the catalog (planning refuses one first; this is the last guard)."""
+    for name in RETENTION_PARAMETERS:
+        body.pop(name, None)
+    if body.get("service_tier") not in STANDARD_SERVICE_TIERS:
+        body.pop("service_tier", None)
 
 
 class OpenAICompatAdapter(ProviderAdapter):
@@ -67,6 +84,8 @@ class OpenAICompatAdapter(ProviderAdapter):
         for name, value in request.items():
             if name in OPENAI_PARAMETERS and name not in GATEWAY_PARAMETERS:
                 body[name] = value
+        if not target.own_key:
+            _platform_only(body)
         effort = reasoning_effort(request)  # OpenRouter's reasoning object
         if effort is not None and "reasoning_effort" not in body:
             body["reasoning_effort"] = effort
@@ -105,11 +124,10 @@ class OpenAICompatAdapter(ProviderAdapter):
             )
         if not choices:
             raise UpstreamError("The provider returned no choices.")
-        return Completion(
-            choices=choices,
-            usage=usage_from_openai(body.get("usage")),
-            upstream_id=body.get("id", ""),
-        )
+        usage = usage_from_openai(body.get("usage"))
+        if usage is not None:
+            usage.service_tier = _tier_served(body)
+        return Completion(choices=choices, usage=usage, upstream_id=body.get("id", ""))
 
     def stream_decoder(self, request: UpstreamRequest) -> StreamDecoder:
         return OpenAIStreamDecoder(request)
@@ -135,6 +153,7 @@ class OpenAIStreamDecoder(StreamDecoder):
             )
         usage = usage_from_openai(chunk.get("usage"))
         if usage is not None:
+            usage.service_tier = _tier_served(chunk)
             self.usage = usage
         return [
             {

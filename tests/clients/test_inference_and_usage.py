@@ -3,6 +3,8 @@ says about it: the generation, feedback, usage (also as DataFrames) and retraini
 
 from __future__ import annotations
 
+import openai
+import pytest
 from routerhub_client import RouterHub
 
 from accounts.keys import key_cache_clear
@@ -25,6 +27,25 @@ def test_openai_sdk_is_configured_for_the_gateway(inference: RouterHub, world: W
     assert str(inference.openai.base_url) == f"{world.gateway_url}/v1/"
     sent = world.last_upstream("/chat/completions")
     assert sent["body"]["model"] == "gpt-4o-mini"
+
+
+def test_the_clients_openai_sdk_meets_the_platform_keys_price_and_retention_rules(
+    inference: RouterHub, world: World
+) -> None:
+    """``store``/``metadata`` never reach the platform's account; a tier it does not price is a
+    400 the SDK raises (README, "Parameters that change the price or what the provider keeps").
+    On the old code both were sent."""
+    chat = inference.openai.chat.completions
+    chat.create(model="test/gpt", messages=[{"role": "user", "content": "Say hi."}], store=True,
+                metadata={"ticket": "T-1"}, service_tier="auto")  # fmt: skip
+    sent = world.last_upstream("/chat/completions")["body"]
+    assert "store" not in sent and "metadata" not in sent and sent["service_tier"] == "auto"
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        chat.create(model="test/gpt", messages=[{"role": "user", "content": "Say hi."}],
+                    service_tier="priority")  # fmt: skip
+    assert caught.value.response.json()["error"]["param"] == "service_tier"
+    assert len(world.upstream_requests("/chat/completions")) == 1
 
 
 def test_generation_feedback_usage_and_retrain(

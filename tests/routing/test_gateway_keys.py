@@ -10,7 +10,7 @@ import openai
 import pytest
 from django.utils import timezone
 
-from accounts import services as account_services
+from accounts import key_lineage
 from accounts.models import ApiKey, KeyScope
 from tests.conftest import require_redis
 from tests.routing.world import World
@@ -33,7 +33,7 @@ def test_every_response_carries_a_request_id_and_echoes_a_safe_one(world: World)
 
 def test_missing_and_revoked_keys_are_401(world: World) -> None:
     revoked = world.key_for()
-    account_services.api_key_revoke(key=ApiKey.objects.get(prefix=revoked[:16]))
+    key_lineage.api_key_revoke(key=ApiKey.objects.get(prefix=revoked[:16]))
 
     missing = post(world, HELLO, key="")
     gone = post(world, HELLO, key=revoked)

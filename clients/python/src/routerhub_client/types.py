@@ -49,12 +49,18 @@ class CurrentKey(TypedDict, total=False):
     rate_limit: RateLimit
 
 
+class ApiKeyParent(TypedDict):
+    id: int
+    prefix: str
+
+
 class ApiKey(TypedDict, total=False):
     id: int
     name: str
     prefix: str
     scope: Scope
     created_by: str
+    created_by_key: ApiKeyParent | None  # the management key that made it; revoked with it
     created_at: str
     last_used_at: str | None
     expires_at: str | None

@@ -1,0 +1,169 @@
+"""Keys made by keys: a management key grants no more than it has, and revoking it revokes what
+it made (README, "A key acts as its creator, never more").
+
+A request authenticated by a management key may give a key (itself, one it creates, one it
+changes) no later expiry, no higher spend limit (nor a shorter window for it), rpm or tpm, and no
+model outside its own allow-list: 403 naming the field. What a create leaves out of those it
+takes from the acting key (its expiry, limit and window, rate limits and allowed models). The new
+key records the acting key (``ApiKey.created_by_key``). A person's session keeps the rights of
+their role: these bounds are a key's only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.keys import key_cache_clear
+from accounts.models import ApiKey, LimitReset, Organization, User
+from accounts.services import CreatedKey, api_key_create, api_key_update
+from routerhub.domain import NotAuthenticated, NotPermitted
+
+# Keys between a person and a key at most. A key this deep makes no keys: a revocation then
+# walks at most this many levels, each one indexed query (a CI job's key made by a deploy key
+# made by a person is 2).
+LINEAGE_DEPTH_MAX = 8
+
+# A window's length, in order. A child's window is at least as long as its parent's: 10 a month
+# never spends more than 10 a day in any day, but 10 a day spends 300 a month.
+_WINDOW_RANK: dict[str | None, int] = {
+    LimitReset.DAILY: 0,
+    LimitReset.WEEKLY: 1,
+    LimitReset.MONTHLY: 2,
+    None: 3,  # one window that never resets
+}
+_INHERITED = ("expires_at", "rpm", "tpm", "allowed_models")
+
+
+def api_key_create_bounded(
+    *,
+    acting_key_id: int | None,
+    organization: Organization,
+    created_by: User | None,
+    created_by_role: str | None,
+    requested: dict[str, Any],
+) -> CreatedKey:
+    """Create a key as the request asks; with ``acting_key_id`` (a management key's request),
+    within that key's bounds and recording it as the parent. The parent's row is locked until
+    the new key commits, so a revocation of the parent (which locks it first) sees the new key
+    and revokes it, or this create finds the parent revoked (401)."""
+    if acting_key_id is None:
+        return api_key_create(
+            organization=organization,
+            created_by=created_by,
+            created_by_role=created_by_role,
+            **requested,
+        )
+    with transaction.atomic():
+        parent = (
+            ApiKey.objects.select_for_update(no_key=True)
+            .filter(pk=acting_key_id, revoked_at__isnull=True)
+            .first()
+        )
+        if parent is None:
+            raise NotAuthenticated("Invalid or revoked API key.")
+        if parent.lineage_depth >= LINEAGE_DEPTH_MAX:
+            raise NotPermitted(
+                f"This key was made by a chain of {parent.lineage_depth} keys, the most allowed "
+                f"(LINEAGE_DEPTH_MAX {LINEAGE_DEPTH_MAX}); make the key with a key a person made."
+            )
+        fields = {name: getattr(parent, name) for name in _INHERITED} | requested
+        if "limit" not in requested:
+            fields |= {"limit": parent.limit, "limit_reset": parent.limit_reset}
+        grant_check(parent=parent, key=None, changes=fields)
+        return api_key_create(
+            organization=organization,
+            created_by=created_by,
+            created_by_role=created_by_role,
+            created_by_key=parent,
+            **fields,
+        )
+
+
+def api_key_update_bounded(
+    *, acting_key_id: int | None, key: ApiKey, changes: dict[str, Any]
+) -> ApiKey:
+    """Change a key as the request asks; with ``acting_key_id``, within that key's bounds (read
+    fresh, not from the key cache: a person's narrowing counts at once)."""
+    if acting_key_id is not None:
+        parent = ApiKey.objects.filter(pk=acting_key_id, revoked_at__isnull=True).first()
+        if parent is None:
+            raise NotAuthenticated("Invalid or revoked API key.")
+        grant_check(parent=parent, key=key, changes=changes)
+    return api_key_update(key=key, changes=changes)
+
+
+def grant_check(*, parent: ApiKey, key: ApiKey | None, changes: dict[str, Any]) -> None:
+    """Refuse (403 naming the field) ``changes`` that would give ``key`` (None: a key being
+    created) more than ``parent`` has. Only the fields changed are checked: renaming a key a
+    person made without limits is no grant."""
+    if "expires_at" in changes:
+        _expiry_check(parent.expires_at, changes["expires_at"])
+    if "limit" in changes or "limit_reset" in changes:
+        limit = changes.get("limit", key.limit if key else None)
+        window = changes.get("limit_reset", key.limit_reset if key else None)
+        _limit_check(parent, limit, window)
+    for field in ("rpm", "tpm"):
+        bound = getattr(parent, field)
+        if field in changes and bound is not None and not 0 < (changes[field] or 0) <= bound:
+            raise _refused(field, f"allows {bound} {field}")
+    if "allowed_models" in changes and parent.allowed_models:
+        extra = set(changes["allowed_models"] or ["any model"]) - set(parent.allowed_models)
+        if extra:
+            allowed = ", ".join(sorted(parent.allowed_models))
+            raise _refused("allowed_models", f"may call only {allowed}, not {min(extra)}")
+
+
+def _expiry_check(bound: datetime | None, asked: datetime | None) -> None:
+    if bound is not None and (asked is None or asked > bound):
+        raise _refused("expires_at", f"expires at {bound.isoformat()}")
+
+
+def _limit_check(parent: ApiKey, limit: Decimal | None, window: str | None) -> None:
+    if parent.limit is None:
+        return
+    has = f"may spend {parent.limit} USD {parent.limit_reset or 'in all'}"
+    if limit is None or limit > parent.limit:
+        raise _refused("limit", has)
+    if _WINDOW_RANK[window] < _WINDOW_RANK[parent.limit_reset]:
+        raise _refused("limit_reset", has)
+
+
+def _refused(field: str, has: str) -> NotPermitted:
+    return NotPermitted(
+        f"This management key {has}; a key it creates or changes, itself included, may have "
+        f"no more ({field}). A person with the role can grant more from the dashboard.",
+        param=field,
+    )
+
+
+def api_key_revoke(*, key: ApiKey) -> ApiKey:
+    """Revoke a key and every key made from it, their keys too (``LINEAGE_DEPTH_MAX`` levels),
+    in one transaction, rows locked level by level in primary-key order. Every worker rejects
+    them within ``API_KEY_CACHE_TTL`` seconds; this one at once. Revoked descendants are walked
+    too: a key a revoked key made before its revocation is found through it."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = ApiKey.objects.select_for_update(no_key=True)
+        tree = list(rows.filter(pk=key.pk).values_list("pk", flat=True))
+        level = tree
+        for _ in range(LINEAGE_DEPTH_MAX):
+            level = list(
+                rows.filter(created_by_key_id__in=level).order_by("pk").values_list("pk", flat=True)
+            )
+            if not level:
+                break
+            tree += level
+        ApiKey.objects.filter(pk__in=tree, revoked_at__isnull=True).update(revoked_at=now)
+    # Now, and again once committed (inside a caller's transaction): a reload that read the
+    # rows before the commit is dropped by the second clear, or not stored (``TtlCache``'s
+    # generation moved since it began).
+    key_cache_clear()
+    transaction.on_commit(key_cache_clear)
+    if key.revoked_at is None:
+        key.revoked_at = now
+    return key
