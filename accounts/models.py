@@ -146,8 +146,17 @@ class Membership(models.Model):
         return role_allows(self.role, role)
 
 
+class MailStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
 class Invitation(TenantModel):
-    email = models.EmailField()
+    email = models.EmailField()  # as typed (trimmed, lowercased): the address mailed and admitted
+    # The per-address cooldown's key (accounts.invitation_mail.email_limit_key): variants that
+    # reach one inbox (Gmail dots, +tags) share it. "" on rows written before it existed.
+    email_key = models.CharField(max_length=254, default="", db_default="", blank=True)
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     token_digest = models.CharField(max_length=64, unique=True)
     invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
@@ -156,6 +165,15 @@ class Invitation(TenantModel):
     accepted_at = models.DateTimeField(null=True, blank=True)
     # Set when an owner cancels it before it is accepted: its link then admits nobody.
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    # The invitation email, sent by a task after the invitation commits (accounts.tasks). The
+    # database defaults are for rows the previous release inserts during a rolling deploy: it
+    # mailed inside the request.
+    mail_status = models.CharField(
+        max_length=6, choices=MailStatus.choices, default=MailStatus.QUEUED, db_default="sent"
+    )
+    # Deliveries of the mail task so far, counted before sending (routerhub.deliveries).
+    mail_attempts = models.SmallIntegerField(default=0, db_default=0)
+    mail_error = models.CharField(max_length=300, default="", db_default="", blank=True)
 
     @property
     def is_open(self) -> bool:

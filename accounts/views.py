@@ -202,8 +202,9 @@ def organization_page(request: HttpRequest) -> HttpResponse:
                 email = created.invitation.email
                 messages.success(
                     request,
-                    f"Invitation sent to {email}."
-                    if created.accept_url
+                    f"Invitation to {email} created; its email is on its way (its state "
+                    "shows under Pending invitations)."
+                    if created.queued
                     else f"The open invitation to {email} now has the role "
                     f"{created.invitation.get_role_display().lower()}; its link (no new email) "
                     "admits with it.",

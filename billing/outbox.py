@@ -40,6 +40,7 @@ from billing.outbox_entries import entries_settle
 from billing.services import reservation_mark_free_async
 from billing.settlement import usage_settle_async
 from billing.wal import WAL_NUDGE_AFTER_S, wal_flush_force, wal_position
+from routerhub.redis_clients import redis_client, redis_client_async
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ SETTLER_SMALL_BATCH = 32
 OUTBOX_COALESCE_S = 0.003
 CLAIM_IDLE_MS = 30_000
 CLAIM_EVERY_S = 10.0
+READ_BLOCK_MS = 1000  # a settler's XREADGROUP waits this long for new drafts
 
 
 class _Outbox:
@@ -64,9 +66,7 @@ class _Outbox:
     ``USAGE_SETTLER=worker``, this process's settler (``usage_settler_run`` in a thread)."""
 
     def __init__(self) -> None:
-        import redis.asyncio
-
-        self.client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        self.client = redis_client_async()
         self.outgoing: list[tuple[bytes, asyncio.Future[None]]] = []
         self.writer: asyncio.Task[None] | None = None
         self.now = False  # the next write starts without waiting for companions
@@ -196,11 +196,9 @@ def usage_settler_run(stop: threading.Event) -> None:
     with a restarted Redis's data is created again; connections a database restart broke are
     dropped before the next batch.
     """
-    import redis
-
     from routerhub.db import db_connections_drop_broken
 
-    client = redis.Redis.from_url(settings.REDIS_URL)
+    client = redis_client(block_s=READ_BLOCK_MS / 1000)
     consumer = f"settler-{consumer_name()}"
     group_ready, last_claim, own_pending = False, 0.0, True
     unacknowledged: list[Unacknowledged] = []
@@ -262,7 +260,9 @@ def _settler_read(client: Any, consumer: str, *, own_pending: bool, claim: bool)
         _, claimed, *_ = client.xautoclaim(STREAM, GROUP, consumer, CLAIM_IDLE_MS, count=BATCH_SIZE)
         if claimed:
             return list(claimed)
-    response = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=BATCH_SIZE, block=1000)
+    response = client.xreadgroup(
+        GROUP, consumer, {STREAM: ">"}, count=BATCH_SIZE, block=READ_BLOCK_MS
+    )
     return [e for _, batch in response or [] for e in batch]
 
 
@@ -311,9 +311,7 @@ def usage_outbox_drain(*, idle_ms: int = CLAIM_IDLE_MS) -> int:
     """Settle drafts orphaned by dead settlers, or never read; returns how many were handled."""
     if not settings.REDIS_URL:
         return 0
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
+    client = redis_client()
     group_ensure(client)
     consumer = f"drainer-{consumer_name()}"
     handled = 0

@@ -46,6 +46,10 @@ app.conf.update(
         "auto-topups": {"task": "billing.auto_topups", "schedule": 60.0},
         "sweep-training-runs": {"task": "training.tasks.training_runs_sweep", "schedule": 60.0},
         "fail-stuck-datasets": {"task": "training.datasets_stuck_fail", "schedule": 300.0},
+        "delete-orphaned-dataset-files": {
+            "task": "training.dataset_files_orphaned_delete",
+            "schedule": 3600.0,
+        },
         "budget-alerts": {"task": "billing.budget_alerts", "schedule": 900.0},
         "expire-prompts": {"task": "billing.expire_prompts", "schedule": 3600.0},
         "expire-session-prompts": {"task": "routing.session_prompts_expire", "schedule": 3600.0},

@@ -17,6 +17,8 @@ from routerhub.settings_parts.billing import *  # noqa: F403
 from routerhub.settings_parts.environment import (
     BASE_DIR,
     PRODUCTION,
+    REDIS_CONNECT_TIMEOUT,
+    REDIS_SOCKET_TIMEOUT,
     ROUTERHUB_ENV,
     VAR_DIR,
     _bool,
@@ -156,6 +158,10 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "rh",
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT,
+            },
         }
     }
 else:
@@ -311,6 +317,14 @@ INVITATIONS_OPEN_PER_ORGANIZATION_MAX = positive_int("INVITATIONS_OPEN_PER_ORGAN
 INVITATION_RESEND_COOLDOWN_SECONDS = positive_int("INVITATION_RESEND_COOLDOWN_SECONDS", 600)
 # One person, all the organizations they own together (ORGANIZATIONS_PER_PERSON_MAX of them).
 INVITATIONS_PER_PERSON_PER_HOUR = positive_int("INVITATIONS_PER_PERSON_PER_HOUR", 40)
+# Invitation emails are sent by a task after the invitation commits (accounts.tasks): at most
+# this many deliveries of one mail (SMTP errors retried after RETRY_SECONDS · 2^(n-1), at most
+# 15 minutes, plus jitter; a delivery whose worker died counts), then the invitation shows
+# "mail failed — resend". EMAIL_TIMEOUT bounds each SMTP socket operation (Django's default:
+# none), so one attempt ends well inside the task's time limit.
+INVITATION_MAIL_MAX_ATTEMPTS = positive_int("INVITATION_MAIL_MAX_ATTEMPTS", 5)
+INVITATION_MAIL_RETRY_SECONDS = positive_int("INVITATION_MAIL_RETRY_SECONDS", 30)
+EMAIL_TIMEOUT = positive_int("EMAIL_TIMEOUT", 20)
 # Apps that accounts must not import act on a new organization through these (called with
 # organization=..., owner=...) in organization_create's transaction: billing grants
 # STARTER_CREDITS_USD (once per person).

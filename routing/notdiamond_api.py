@@ -23,7 +23,7 @@ from accounts.tenant_api import TenantAPIView
 from routerhub.errors import BadRequest
 from routerhub.parsers import JSONParser
 from routing import notdiamond
-from routing.gateway.limits import select_admit_sync
+from routing.gateway.select_limits import select_admit_sync
 from routing.models import SelectionSession
 from training.serving import Router
 
@@ -83,7 +83,8 @@ class ModelSelectView(TenantAPIView):
     )
     def post(self, request: Request) -> Response:
         key = self.tenant.key
-        select_admit_sync(key)  # each select stores a session: bounded per key, apart from rpm
+        # Each select stores a session: bounded per key (or person), apart from the key's rpm.
+        select_admit_sync(key, user_id=request.user.pk)
         return Response(
             notdiamond.model_select(
                 organization=self.organization,

@@ -18,7 +18,7 @@ from accounts.tenant_api import TenantAPIView
 from routerhub.errors import NotFound
 from routing.feedback import feedback_retrain
 from routing.gateway.catalog_cache import catalog_get
-from routing.gateway.limits import select_admit_sync
+from routing.gateway.select_limits import select_admit_sync
 from routing.lifecycle_report import experiment_report_json
 from routing.router_request import models_allowed_check, select_prompt
 from routing.routers import (
@@ -67,7 +67,7 @@ class RouterSelectView(TenantAPIView):
 
     @extend_schema(request=SelectInput, responses=SelectOutput)
     def post(self, request: Request, slug: str) -> Response:
-        select_admit_sync(self.tenant.key)  # its own bucket, apart from the key's rpm
+        select_admit_sync(self.tenant.key, user_id=request.user.pk)  # apart from the key's rpm
         platform = slug == PLATFORM_ROUTER_SLUG
         if not platform and not self.get_queryset().filter(slug=slug).exists():
             raise NotFound(f"No router '{slug}' in this organization.", param="slug")

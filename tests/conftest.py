@@ -87,6 +87,21 @@ def _fresh_key_cache() -> Iterator[None]:
 
 
 @pytest.fixture
+def one_rate_limit_window(monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """Every rate-limit count of the test in one window, 30 s before its end: a minute's end
+    mid-test would start a fresh window and admit past the limit (seen: 2,500 of 2,500 admitted
+    at rpm 2,000, and a playground 429 that never came). The window is a random one far ahead,
+    so no counters another test or run left in Redis share it. Returns (window, seconds left)."""
+    import secrets
+
+    from routing.gateway import limits
+
+    frozen = (limits._window()[0] + 1_000_000 + secrets.randbelow(1_000_000), 30)
+    monkeypatch.setattr(limits, "_window", lambda: frozen)
+    return frozen
+
+
+@pytest.fixture
 def tenants(db: None):  # type: ignore[no-untyped-def]
     from tests.factories import tenants_make
 

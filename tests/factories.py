@@ -4,6 +4,8 @@ clients."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -15,10 +17,30 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.models import KeyScope, Membership, Organization, Role, User
 from billing.services import ledger_post
+from tests.celery_conf import celery_conf
 from tests.log_hygiene import secret_register
 
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-staple"
+
+
+@contextmanager
+def mails_sent() -> Iterator[None]:
+    """Celery eager, and the block's on-commit callbacks run when it ends (at once when nothing
+    wraps the block in a transaction): the invitation emails it queued are in ``mail.outbox``
+    when it ends, sent by the mail task as a worker sends them."""
+    from django.test import TestCase
+
+    with celery_conf(task_always_eager=True), TestCase.captureOnCommitCallbacks(execute=True):
+        yield
+
+
+def invitation_token_mailed(email: str) -> str:
+    """The token of the accept link in the newest invitation email to ``email``."""
+    from django.core import mail
+
+    [body, *_] = [m.body for m in reversed(mail.outbox) if email in m.to]
+    return str(body).split("/invitations/", 1)[1].split("/", 1)[0]
 
 
 def user_make(email: str | None = None) -> User:

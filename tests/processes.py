@@ -67,18 +67,24 @@ def worker_environment(media: Path, **extra: str) -> dict[str, str]:
 
 @contextmanager
 def training_workers(
-    media: Path, log_folder: Path, *, prefork: bool = False, **extra: str
+    media: Path,
+    log_folder: Path,
+    *,
+    prefork: bool = False,
+    queue: str = "training",
+    **extra: str,
 ) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    """A starter of real Celery workers on the ``training`` queue against the test database
-    (``extra``: environment on top; ``prefork``: one pool process, as ``make worker`` runs,
-    instead of the solo pool); every worker started is killed when the block ends."""
+    """A starter of real Celery workers on the ``training`` queue (or ``queue``) against the
+    test database (``extra``: environment on top; ``prefork``: one pool process, as ``make
+    worker`` runs, instead of the solo pool); every worker started is killed when the block
+    ends."""
     from tests.log_hygiene import subprocess_log
 
     env = worker_environment(media, **extra)
     command = [str(Path(sys.executable).parent / "celery"), "-A", "routerhub", "worker"]
     command += [
         "-Q",
-        "training",
+        queue,
         *(["--concurrency", "1"] if prefork else ["-P", "solo"]),
         "--without-mingle",
         "--without-gossip",

@@ -156,6 +156,24 @@ def test_feedback_retrain_settings_below_one_or_not_numbers_fail_fast(
     assert message in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("REDIS_CONNECT_TIMEOUT", "0", "REDIS_CONNECT_TIMEOUT must be more than 0"),
+        ("REDIS_SOCKET_TIMEOUT", "-1", "REDIS_SOCKET_TIMEOUT must not be negative, not -1"),
+        ("REDIS_SOCKET_TIMEOUT", "5s", "REDIS_SOCKET_TIMEOUT must be a number, not '5s'"),
+        ("REDIS_SOCKET_TIMEOUT", "nan", "REDIS_SOCKET_TIMEOUT must be a number, not 'nan'"),
+        ("REDIS_CONNECT_TIMEOUT", "inf", "REDIS_CONNECT_TIMEOUT must be a number, not 'inf'"),
+    ],
+)
+def test_redis_timeouts_that_are_not_positive_numbers_fail_fast(tmp_path, name, value, message):
+    """0 would mean a client that never waits; the defaults bound every Redis client's waits."""
+    result = _boot({"ROUTERHUB_VAR_DIR": str(tmp_path), name: value})
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 def test_unknown_environment_name_fails_fast(tmp_path):
     result = _boot({"ROUTERHUB_VAR_DIR": str(tmp_path), "ROUTERHUB_ENV": "prod"})
 

@@ -7,7 +7,6 @@ Split from ``training.services``, which re-exports these functions for its calle
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,10 +14,11 @@ from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
 from accounts.models import Organization
+from routerhub.deliveries import delivery_count
 from routerhub.domain import Conflict, TooLarge, Unavailable
 from routerhub.memory import memory_ceiling
 from training import dispatch, ingest
@@ -31,12 +31,13 @@ logger = logging.getLogger(__name__)
 MAX_VALIDATION_ATTEMPTS = 3
 # The first key of the advisory lock that counts an organization's uploads one at a time.
 _UPLOADS_LOCK = 0x5244  # "RD"
+# The validation task's time limits (training.tasks.dataset_validate): one that started and has
+# not finished this long after plus a grace was lost (``dataset_sweeps.datasets_stuck_fail``).
+VALIDATION_SOFT_LIMIT = 300
+VALIDATION_HARD_LIMIT = 360
 # Where the files of datasets RouterHub builds itself are stored (uploads: ``Dataset.file``'s
 # ``upload_to``); the organization's dataset limits leave them out (``system_built``).
 BUILT_PREFIX = "datasets/built/"
-# Stuck uploads one run of ``datasets_stuck_fail`` makes invalid at most (the next run, minutes
-# later, takes the rest).
-STUCK_BATCH = 500
 
 
 def dataset_create(
@@ -214,11 +215,13 @@ def dataset_attempt(dataset_id: int, gave_up: str | None = None) -> tuple[Datase
     ``MAX_VALIDATION_ATTEMPTS`` such deliveries the dataset is refused rather than tried forever,
     with ``gave_up`` as the reason (an uploaded file's advice unless given).
     """
-    counted = Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.VALIDATING).update(
-        validation_attempts=F("validation_attempts") + 1
+    counted = delivery_count(
+        Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.VALIDATING),
+        "validation_attempts",
+        validation_started_at=timezone.now(),
     )
     dataset = Dataset.objects.filter(pk=dataset_id).first()
-    if dataset is None or not counted:
+    if dataset is None or counted is None:
         return dataset, False
     if dataset.validation_attempts > MAX_VALIDATION_ATTEMPTS:
         logger.warning(
@@ -253,7 +256,7 @@ def dataset_parse(dataset: Dataset, notes: list[str] | None = None) -> Dataset:
 
 def dataset_refuse(dataset: Dataset, message: str) -> Dataset:
     """Mark a dataset ``invalid`` with one file-level reason."""
-    return _dataset_finish(dataset, errors=[_file_error(message)])
+    return _dataset_finish(dataset, errors=[file_error(message)])
 
 
 def _dataset_read(dataset: Dataset) -> tuple[ingest.ParsedDataset, bytes]:
@@ -281,18 +284,18 @@ def _validation_errors(dataset_id: int, exc: Exception) -> list[dict[str, Any]]:
             f"Validating this file needed more than its memory budget ({budget}). Reduce its "
             "rows, columns or cell sizes, or split it into smaller files."
         )
-        return [_file_error(message)]
+        return [file_error(message)]
     if isinstance(exc, SoftTimeLimitExceeded):
-        return [_file_error("Validating this file took too long; split it into smaller files.")]
+        return [file_error("Validating this file took too long; split it into smaller files.")]
     logger.exception("dataset %s: unexpected validation failure", dataset_id)
-    return [_file_error(f"The file could not be read ({type(exc).__name__}: {exc}).")]
+    return [file_error(f"The file could not be read ({type(exc).__name__}: {exc}).")]
 
 
 def _binary_size(size: int) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
 
 
-def _file_error(message: str) -> dict[str, Any]:
+def file_error(message: str) -> dict[str, Any]:
     return {"row": None, "column": None, "message": message}
 
 
@@ -311,85 +314,6 @@ def _dataset_finish(dataset: Dataset, *, errors: list[dict[str, Any]]) -> Datase
         dataset.validated_at = timezone.now()
         dataset.save()
     return dataset
-
-
-def datasets_stuck_fail(*, batch: int | None = None) -> int:
-    """End uploads stuck ``validating`` past ``DATASET_STUCK_VALIDATING_SECONDS``, at most
-    ``batch`` (``STUCK_BATCH``) per call; how many were made invalid or queued again.
-
-    - No file stored (the uploading process died): made invalid, its size no longer counted.
-    - Stored, validation never started (``validation_attempts`` 0: it waits behind training runs
-      on the ``training`` queue, or its task was lost): its validation is queued again (safe to
-      run twice), once per period, ``DATASET_STUCK_REQUEUES`` times; made invalid only when it
-      still has not started one period after the last.
-
-    A validation that started is never touched: its task's time limit and redeliveries end it.
-    Each row changes by one conditional ``UPDATE``, so a worker counting its first attempt at
-    the same moment either counts first (the row left alone) or finds it no longer validating."""
-    batch = STUCK_BATCH if batch is None else batch
-    age = timedelta(seconds=int(settings.DATASET_STUCK_VALIDATING_SECONDS))
-    requeues = int(settings.DATASET_STUCK_REQUEUES)
-    now = timezone.now()
-    validating = Dataset.objects.filter(status=DatasetStatus.VALIDATING).exclude(system_built())
-    unstarted = validating.filter(validation_attempts=0).exclude(file="")
-    waited = _duration(age.total_seconds())
-    done = _stuck_invalid(
-        validating.filter(file="", created_at__lt=now - age),
-        batch,
-        f"The upload did not finish: its file was not stored within {waited}, so nothing was "
-        "kept. Delete this dataset and upload the file again.",
-        size_bytes=0,
-    )
-    done += _stuck_invalid(
-        unstarted.filter(
-            validation_requeues__gte=requeues, created_at__lt=now - age * (requeues + 1)
-        ),
-        batch - done,
-        f"Validation of this file did not start within "
-        f"{_duration(age.total_seconds() * (requeues + 1))} (queued {requeues + 1} times). "
-        "Delete this dataset and upload the file again.",
-    )
-    for count in range(requeues):  # the count-th re-queue once (count + 1) periods have passed
-        due = unstarted.filter(validation_requeues=count, created_at__lt=now - age * (count + 1))
-        done += _stuck_requeue(due, batch - done)
-    return done
-
-
-def _duration(seconds: float) -> str:
-    return f"{int(seconds) // 60} minutes" if seconds >= 120 else f"{int(seconds)} seconds"
-
-
-def _stuck_ids(rows: QuerySet[Dataset], limit: int) -> list[int]:
-    return list(rows.order_by("pk").values_list("pk", flat=True)[: max(0, limit)])
-
-
-def _stuck_invalid(rows: QuerySet[Dataset], limit: int, message: str, **changes: Any) -> int:
-    failed = rows.filter(pk__in=_stuck_ids(rows, limit)).update(
-        status=DatasetStatus.INVALID,
-        errors=[_file_error(message)],
-        validated_at=timezone.now(),
-        **changes,
-    )
-    if failed:
-        logger.warning("datasets: %s stuck uploads made invalid", failed)
-    return failed
-
-
-def _stuck_requeue(rows: QuerySet[Dataset], limit: int) -> int:
-    """Queue again the validation of ``rows``, at most ``limit``; only the rows this call counted
-    (locked, so none is counted twice) are queued."""
-    with transaction.atomic():
-        ids = list(
-            rows.order_by("pk")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[: max(0, limit)]
-        )
-        rows.filter(pk__in=ids).update(validation_requeues=F("validation_requeues") + 1)
-        for dataset_id in ids:
-            dispatch.dataset_validation_queue(dataset_id)
-    if ids:
-        logger.warning("datasets: validation of %s stuck uploads queued again", len(ids))
-    return len(ids)
 
 
 def dataset_delete(*, dataset: Dataset) -> None:

@@ -71,9 +71,9 @@ def _flush_forever() -> None:
 
 def _redis() -> Any:
     if _State.client is None:
-        import redis
+        from routerhub.redis_clients import redis_client
 
-        _State.client = redis.Redis.from_url(settings.REDIS_URL)
+        _State.client = redis_client()
     return _State.client
 
 

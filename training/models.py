@@ -38,6 +38,10 @@ class Dataset(TenantModel):
     # Times ``datasets_stuck_fail`` queued its validation again (stored, never started). Not
     # Positive…: an added column's CHECK is validated by a full scan under ACCESS EXCLUSIVE.
     validation_requeues = models.SmallIntegerField(default=0)
+    # When its latest validation attempt started, or ``datasets_stuck_fail`` last queued it
+    # again: a started validation not finished within the task's time limit plus a grace after
+    # it was lost (its worker gone, the redelivery too).
+    validation_started_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     validated_at = models.DateTimeField(null=True, blank=True)
 

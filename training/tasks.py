@@ -7,13 +7,17 @@ import socket
 from celery import shared_task
 from django.conf import settings
 
-from training import execution, services
+from training import dataset_services, execution, services
 
 SOFT_LIMIT = settings.TRAINING_SOFT_TIME_LIMIT
 HARD_LIMIT = settings.TRAINING_HARD_TIME_LIMIT
 
 
-@shared_task(acks_late=True, soft_time_limit=300, time_limit=360)
+@shared_task(
+    acks_late=True,
+    soft_time_limit=dataset_services.VALIDATION_SOFT_LIMIT,
+    time_limit=dataset_services.VALIDATION_HARD_LIMIT,
+)
 def dataset_validate(dataset_id: int) -> str | None:
     dataset = services.dataset_validate(dataset_id=dataset_id)
     return None if dataset is None else dataset.status
@@ -36,9 +40,22 @@ def training_runs_sweep() -> list[int]:
 @shared_task(name="training.datasets_stuck_fail", acks_late=True, soft_time_limit=60, time_limit=90)
 def datasets_stuck_fail() -> int:
     # Named outside "training.tasks.*": a quick sweep, on the default queue.
-    from training.dataset_services import datasets_stuck_fail as fail
+    from training.dataset_sweeps import datasets_stuck_fail as fail
 
     return fail()
+
+
+@shared_task(
+    name="training.dataset_files_orphaned_delete",
+    acks_late=True,
+    soft_time_limit=300,
+    time_limit=360,
+)
+def dataset_files_orphaned_delete() -> int:
+    # Beside datasets_stuck_fail, on the default queue: a bounded number of deletions a run.
+    from training.dataset_sweeps import dataset_files_orphaned_delete as delete
+
+    return len(delete())
 
 
 @shared_task(name="training.drift_check", acks_late=True, soft_time_limit=300, time_limit=360)

@@ -3,6 +3,7 @@ environment this is, and the small typed helpers that refuse bad values at boot.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from decimal import Decimal, InvalidOperation
@@ -56,7 +57,7 @@ def _number(name: str, default: str, parse: Any, kind: str, least: Any, rule: st
         value = parse(raw)
     except (ValueError, InvalidOperation):
         raise ImproperlyConfigured(f"{name} must be {kind}, not {raw!r}") from None
-    if isinstance(value, Decimal) and not value.is_finite():  # NaN, Infinity
+    if not (value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)):
         raise ImproperlyConfigured(f"{name} must be {kind}, not {raw!r}")
     if value < least:
         raise ImproperlyConfigured(f"{name} {rule}, not {raw}")
@@ -70,6 +71,20 @@ def _decimal(name: str, default: str) -> Decimal:
 def positive_int(name: str, default: int) -> int:
     """A whole number of at least 1: zero, a negative or a word stops the boot naming it."""
     return int(_number(name, str(default), int, "a whole number", 1, "must be at least 1"))
+
+
+def positive_float(name: str, default: float) -> float:
+    """A number above 0 (a timeout: 0 would mean "never wait"); else the boot stops naming it."""
+    value = float(_number(name, str(default), float, "a number", 0, "must not be negative"))
+    if value == 0:
+        raise ImproperlyConfigured(f"{name} must be more than 0")
+    return value
+
+
+# Every Redis client's timeouts (routerhub/redis_clients.py, the cache, the Celery broker):
+# connecting, and waiting for a reply beyond what a blocking read blocks.
+REDIS_CONNECT_TIMEOUT = positive_float("REDIS_CONNECT_TIMEOUT", 2.0)
+REDIS_SOCKET_TIMEOUT = positive_float("REDIS_SOCKET_TIMEOUT", 5.0)
 
 
 def _secret(name: str) -> str:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from routerhub.settings_parts.environment import env, positive_int
+from routerhub.settings_parts.environment import (
+    REDIS_CONNECT_TIMEOUT,
+    REDIS_SOCKET_TIMEOUT,
+    env,
+    positive_int,
+)
 
 DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=200 * 1024 * 1024)
 DATASET_MAX_ROWS = env.int("DATASET_MAX_ROWS", default=500_000)
@@ -42,9 +47,18 @@ DATASETS_MAX_VALIDATING_PER_ORGANIZATION = positive_int(
 # A stored upload whose validation has not started (it waits behind training runs on the
 # `training` queue, or its task was lost) is not failed at that age: its validation is queued
 # again once per DATASET_STUCK_VALIDATING_SECONDS, and only after this many re-queues (and one
-# more period) is it made invalid.
+# more period) is it made invalid. A validation that started but neither finished nor came back
+# (its worker died and the broker's redelivery was lost) is queued again the same way once the
+# task's hard time limit (360 s) plus this period has passed since its latest attempt, sharing
+# the same re-queues, then made invalid with the reason.
 DATASET_STUCK_VALIDATING_SECONDS = positive_int("DATASET_STUCK_VALIDATING_SECONDS", 3600)
 DATASET_STUCK_REQUEUES = positive_int("DATASET_STUCK_REQUEUES", 4)
+# Stored dataset files no dataset points to (a process died between storing one and writing its
+# name on the row; an organization deleted) are deleted by an hourly sweep
+# (training.dataset_files_orphaned_delete) once last modified this long ago, at most this many a
+# run. The grace must outlast storing an upload and writing its row (seconds; a day is ample).
+DATASET_ORPHAN_GRACE_SECONDS = positive_int("DATASET_ORPHAN_GRACE_SECONDS", 86400)
+DATASET_ORPHAN_SWEEP_MAX = positive_int("DATASET_ORPHAN_SWEEP_MAX", 500)
 # Training runs queued or running at once per organization (one per router in any case).
 TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env.int(
     "TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION", default=4
@@ -82,7 +96,7 @@ LONGEST_TASK_TIME_LIMIT = max(
     TRAINING_HARD_TIME_LIMIT, FEEDBACK_RETRAIN_TIME_LIMIT + 60, TASK_FIXED_TIME_LIMIT_MAX
 )
 _BROKER_URL = str(env.str("CELERY_BROKER_URL", default="filesystem://"))
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, int] = {}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, float] = {}
 if _BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://")):
     _least = LONGEST_TASK_TIME_LIMIT + VISIBILITY_TIMEOUT_MARGIN_SECONDS
     _visibility = positive_int("CELERY_BROKER_VISIBILITY_TIMEOUT", max(3600, _least))
@@ -93,4 +107,9 @@ if _BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://")):
             f"FEEDBACK_RETRAIN_TIME_LIMIT + 60, plus {VISIBILITY_TIMEOUT_MARGIN_SECONDS} s), not "
             f"{_visibility}: Redis would give a still-running task to a second worker"
         )
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": _visibility,
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+        # A worker's BRPOP blocks 1 s (kombu's brpop_timeout): its reply may come that late.
+        "socket_timeout": REDIS_SOCKET_TIMEOUT + 1,
+    }

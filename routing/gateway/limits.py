@@ -34,15 +34,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import RateLimited
+from routerhub.redis_clients import redis_client, redis_client_async
 
 logger = logging.getLogger(__name__)
 
@@ -126,15 +128,45 @@ def _next_slice(previous: int, lasted: float, floor: int, cap: int) -> int:
     return min(cap, max(floor, previous * 2 if fast else int(previous * _LEASE_PERIOD_S / lasted)))
 
 
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A rate-limit bucket as its caller describes it: ``tag`` names its counters (one per key
+    or person, and kind), ``rpm`` and ``tpm`` are its limits a minute (0: none). Its 429 says
+    "{who} is limited to {rpm} {counts} per minute{note}" (or "{tpm} tokens") with ``metadata``."""
+
+    tag: str
+    rpm: int
+    tpm: int = 0
+    who: str = "This key"
+    counts: str = "requests"
+    note: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # OpenRouter's x-ratelimit-limit and -remaining name the key's own request limit: only the
+    # key's own bucket sends them.
+    openrouter_names: bool = False
+
+
 class _RedisState:
     loop: asyncio.AbstractEventLoop | None = None
     client: Any = None
     script: Any = None
 
 
-_local: dict[tuple[int, str, int], list[int]] = {}  # (key id, bucket, window)
-_leases: dict[tuple[int, str, str, int], _Lease] = {}  # (key id, prefix, bucket, window)
-_SELECT = "s"  # the bucket of router selects (``rate_limit_admit_select``); "" is the key's own
+class _SyncRedisState:
+    """The sync path's client (DRF views): one per process, thread-safe through its pool. Under
+    WSGI ``async_to_sync`` made an event loop, and so a client, per select, never closed."""
+
+    url = ""
+    client: Any = None
+    script: Any = None
+    lock = threading.Lock()  # two threads' first selects make one client
+
+
+_local: dict[tuple[str, int], list[int]] = {}  # (bucket tag, window)
+_leases: dict[tuple[str, int], _Lease] = {}  # (bucket tag, window)
+# The sync path's leases, as another worker's: the event loop's may be mid-update in its thread.
+_sync_leases: dict[tuple[str, int], _Lease] = {}
+_sync_lock = threading.Lock()  # guards _sync_leases and, from sync callers, _local
 _last_warning = [0.0]
 
 
@@ -148,12 +180,21 @@ def _fail_open(exc: Exception) -> None:
 def _redis() -> tuple[Any, Any]:
     loop = asyncio.get_running_loop()
     if _RedisState.client is None or _RedisState.loop is not loop:
-        import redis.asyncio as redis_asyncio
-
-        _RedisState.client = redis_asyncio.from_url(settings.REDIS_URL)
+        _RedisState.client = redis_client_async()
         _RedisState.script = _RedisState.client.register_script(_LEASE)
         _RedisState.loop = loop
     return _RedisState.client, _RedisState.script
+
+
+def _redis_sync() -> tuple[Any, Any]:
+    with _SyncRedisState.lock:
+        if _SyncRedisState.client is None or _SyncRedisState.url != settings.REDIS_URL:
+            if _SyncRedisState.client is not None:
+                _SyncRedisState.client.close()  # REDIS_URL changed (tests): its pool goes
+            _SyncRedisState.client = redis_client()
+            _SyncRedisState.script = _SyncRedisState.client.register_script(_LEASE)  # same Lua
+            _SyncRedisState.url = settings.REDIS_URL
+        return _SyncRedisState.client, _SyncRedisState.script
 
 
 def _window() -> tuple[int, int]:
@@ -161,11 +202,15 @@ def _window() -> tuple[int, int]:
     return int(now // _WINDOW), max(1, math.ceil(_WINDOW - now % _WINDOW))
 
 
-def _keys(key: AuthenticatedKey, bucket: str, window: int) -> tuple[str, str]:
-    # The prefix is random per key, so a reused database id never inherits old counters; the
-    # braces keep both counters in one Redis Cluster slot for the script.
-    tag = f"{{rl{bucket}:{key.id}:{key.prefix}:{window}}}"
-    return f"rh:{tag}:r", f"rh:{tag}:t"
+def key_tag(key: AuthenticatedKey, kind: str) -> str:
+    """A key's bucket: ``kind`` "" is its own (rpm, tpm), "s" its router selects. The prefix is
+    random per key, so a reused database id never inherits old counters."""
+    return f"rl{kind}:{key.id}:{key.prefix}"
+
+
+def _keys(tag: str, window: int) -> tuple[str, str]:
+    # The braces keep both counters in one Redis Cluster slot for the script.
+    return f"rh:{{{tag}:{window}}}:r", f"rh:{{{tag}:{window}}}:t"
 
 
 def rate_limit_headers(key: AuthenticatedKey) -> dict[str, str]:
@@ -176,91 +221,77 @@ def rate_limit_headers(key: AuthenticatedKey) -> dict[str, str]:
     if not key.rpm and not key.tpm:
         return {}
     window, seconds = _window()
-    headers = {"x-ratelimit-reset": str((window + 1) * _WINDOW * 1000)}
-    if key.rpm:
-        headers |= {
-            "x-ratelimit-limit": str(key.rpm),
-            "x-ratelimit-limit-requests": str(key.rpm),
-            "x-ratelimit-reset-requests": f"{seconds}s",
-        }
-    if key.tpm:
-        headers |= {
-            "x-ratelimit-limit-tokens": str(key.tpm),
-            "x-ratelimit-reset-tokens": f"{seconds}s",
-        }
+    return {"x-ratelimit-reset": _reset_ms(window)} | _limit_headers(
+        key.rpm or 0, key.tpm or 0, seconds, openrouter_names=True
+    )
+
+
+def _reset_ms(window: int) -> str:
+    """The end of ``window`` in epoch milliseconds (OpenRouter's ``X-RateLimit-Reset``)."""
+    return str((window + 1) * _WINDOW * 1000)
+
+
+def _limit_headers(rpm: int, tpm: int, seconds: int, *, openrouter_names: bool) -> dict[str, str]:
+    headers = {}
+    if rpm:
+        if openrouter_names:
+            headers["x-ratelimit-limit"] = str(rpm)
+        headers["x-ratelimit-limit-requests"] = str(rpm)
+        headers["x-ratelimit-reset-requests"] = f"{seconds}s"
+    if tpm:
+        headers["x-ratelimit-limit-tokens"] = str(tpm)
+        headers["x-ratelimit-reset-tokens"] = f"{seconds}s"
     return headers
 
 
-def _raise(reason: int, key: AuthenticatedKey, retry_after: int, bucket: str) -> None:
-    if bucket == _SELECT:
-        rpm = select_rpm(key)
-        raise RateLimited(
-            f"This key is limited to {rpm} router selects per minute (counted apart from its "
-            f"requests); retry after {retry_after} s.",
-            metadata={"select_rpm": rpm, "retry_after": retry_after},
-            headers={
-                "Retry-After": str(retry_after),
-                "x-ratelimit-limit-requests": str(rpm),
-                "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": f"{retry_after}s",
-            },
-        )
-    what = f"{key.rpm} requests" if reason == 1 else f"{key.tpm} tokens"
-    spent = (
-        {"x-ratelimit-remaining": "0", "x-ratelimit-remaining-requests": "0"}
-        if reason == 1
-        else {"x-ratelimit-remaining-tokens": "0"}
+def _raise(reason: int, bucket: Bucket, retry_after: int) -> None:
+    """The 429 of ``bucket`` spent in requests (``reason`` 1) or tokens (2), in its own words."""
+    what = f"{bucket.rpm} {bucket.counts}" if reason == 1 else f"{bucket.tpm} tokens"
+    spent = {
+        "x-ratelimit-remaining-requests" if reason == 1 else "x-ratelimit-remaining-tokens": "0"
+    }
+    if reason == 1 and bucket.openrouter_names:
+        spent["x-ratelimit-remaining"] = "0"
+    limit_headers = _limit_headers(
+        bucket.rpm, bucket.tpm, retry_after, openrouter_names=bucket.openrouter_names
     )
     raise RateLimited(
-        f"This key is limited to {what} per minute; retry after {retry_after} s.",
-        metadata={"rpm": key.rpm, "tpm": key.tpm, "retry_after": retry_after},
-        headers={"Retry-After": str(retry_after)} | rate_limit_headers(key) | spent,
+        f"{bucket.who} is limited to {what} per minute{bucket.note}; retry after {retry_after} s.",
+        metadata=bucket.metadata | {"retry_after": retry_after},
+        headers={"Retry-After": str(retry_after), "x-ratelimit-reset": _reset_ms(_window()[0])}
+        | limit_headers
+        | spent,
     )
 
 
 async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
     """Count one request (and its prompt tokens) or raise ``RateLimited`` (429, Retry-After)."""
-    await _admit(key, key.rpm or 0, key.tpm or 0, prompt_tokens, "")
+    own = Bucket(
+        key_tag(key, ""),
+        key.rpm or 0,
+        key.tpm or 0,
+        metadata={"rpm": key.rpm, "tpm": key.tpm},
+        openrouter_names=True,
+    )
+    await admit(own, prompt_tokens)
 
 
-def select_rpm(key: AuthenticatedKey) -> int:
-    """The router selects a minute ``key`` may make (0: unlimited): ``ROUTER_SELECT_RPM_FACTOR``
-    times its rpm, else ``ROUTER_SELECT_RPM_DEFAULT``."""
-    if key.rpm:
-        return int(key.rpm * settings.ROUTER_SELECT_RPM_FACTOR)
-    return int(settings.ROUTER_SELECT_RPM_DEFAULT)
-
-
-async def rate_limit_admit_select(key: AuthenticatedKey) -> None:
-    """Count one router select in the key's select bucket, apart from its rpm (SDKs select
-    before every call), or raise ``RateLimited``: it bounds a loop of selects, each a ranking
-    and, for Not Diamond's modelSelect, a stored session."""
-    await _admit(key, select_rpm(key), 0, 0, _SELECT)
-
-
-def select_admit_sync(key: AuthenticatedKey | None) -> None:
-    """``rate_limit_admit_select`` for the DRF views; a signed-in person (no key) is not
-    counted: the dashboard's selects come one click at a time."""
-    if key is not None:
-        async_to_sync(rate_limit_admit_select)(key)
-
-
-async def _admit(
-    key: AuthenticatedKey, rpm: int, tpm: int, prompt_tokens: int, bucket: str
-) -> None:
+async def admit(bucket: Bucket, prompt_tokens: int) -> None:
+    """Count one request (and its prompt tokens) in ``bucket`` or raise its ``RateLimited``."""
+    rpm, tpm = bucket.rpm, bucket.tpm
     if not rpm and not tpm:
         return
     window, retry_after = _window()
     if settings.REDIS_URL:
-        lease = _lease(key, bucket, window)
+        lease = _lease(bucket.tag, window)
         while (rpm and lease.requests < 1) or (tpm and lease.tokens <= 0):
             reason = lease.short(rpm, tpm)
             if reason:
-                _raise(reason, key, retry_after, bucket)
+                _raise(reason, bucket, retry_after)
             fetching = lease.fetching
             if fetching is None or fetching.get_loop() is not asyncio.get_running_loop():
                 fetching = lease.fetching = asyncio.ensure_future(
-                    _lease_more(lease, key, (rpm, tpm), (bucket, window), prompt_tokens)
+                    _lease_more(lease, bucket, window, prompt_tokens)
                 )
             # Shielded: a request that goes away does not cancel the others' lease call.
             if not await asyncio.shield(fetching):
@@ -268,14 +299,52 @@ async def _admit(
         lease.requests -= 1 if rpm else 0
         lease.tokens -= prompt_tokens if tpm else 0
         return
+    _admit_local(bucket, prompt_tokens, window, retry_after)
+
+
+def admit_sync(bucket: Bucket) -> None:
+    """``admit`` without prompt tokens for sync callers, on the same counters, with no event
+    loop. Two threads may both lease for one bucket: like two workers, never past the limit
+    (Redis counts leases)."""
+    rpm, tpm = bucket.rpm, bucket.tpm
+    if not rpm and not tpm:
+        return
+    window, retry_after = _window()
+    if not settings.REDIS_URL:
+        with _sync_lock:
+            _admit_local(bucket, 0, window, retry_after)
+        return
+    while True:
+        with _sync_lock:
+            lease = _lease(bucket.tag, window, _sync_leases)
+            if not ((rpm and lease.requests < 1) or (tpm and lease.tokens <= 0)):
+                lease.requests -= 1 if rpm else 0
+                return
+            reason = lease.short(rpm, tpm)
+            if reason:
+                _raise(reason, bucket, retry_after)
+            wanted = lease.wants(rpm, tpm, 0)
+        try:
+            _, script = _redis_sync()
+            granted = script(keys=list(_keys(bucket.tag, window)), args=_lease_args(bucket, wanted))
+        except (RedisError, OSError) as exc:
+            _fail_open(exc)
+            return
+        with _sync_lock:
+            _granted(lease, bucket, wanted, granted)
+
+
+def _admit_local(bucket: Bucket, prompt_tokens: int, window: int, retry_after: int) -> None:
+    """Count in this process alone (no Redis)."""
+    rpm, tpm = bucket.rpm, bucket.tpm
     if len(_local) > 10_000:
-        for stale in [k for k in _local if k[2] < window]:
+        for stale in [k for k in _local if k[1] < window]:
             del _local[stale]
-    counters = _local.setdefault((key.id, bucket, window), [0, 0])
+    counters = _local.setdefault((bucket.tag, window), [0, 0])
     if rpm and counters[0] >= rpm:
-        _raise(1, key, retry_after, bucket)
+        _raise(1, bucket, retry_after)
     if tpm and counters[1] >= tpm:
-        _raise(2, key, retry_after, bucket)
+        _raise(2, bucket, retry_after)
     counters[0] += 1
     counters[1] += prompt_tokens
 
@@ -286,52 +355,55 @@ async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
         return
     window, _ = _window()
     if settings.REDIS_URL:
-        _lease(key, "", window).tokens -= tokens  # paid from the next slice this worker leases
+        _lease(key_tag(key, ""), window).tokens -= tokens  # paid from the next slice leased
         return
-    _local.setdefault((key.id, "", window), [0, 0])[1] += tokens
+    _local.setdefault((key_tag(key, ""), window), [0, 0])[1] += tokens
 
 
-async def _lease_more(
-    lease: _Lease,
-    key: AuthenticatedKey,
-    limits: tuple[int, int],
-    where: tuple[str, int],
-    prompt_tokens: int,
-) -> bool:
-    """Lease the next slice for ``lease`` (one Lua call): ``limits`` are the bucket's rpm and
-    tpm, ``where`` the bucket and window; False when Redis is unreachable."""
-    (rpm, tpm), (bucket, window) = limits, where
+async def _lease_more(lease: _Lease, bucket: Bucket, window: int, prompt_tokens: int) -> bool:
+    """Lease the next slice of ``bucket`` in ``window`` for ``lease`` (one Lua call); False when
+    Redis is unreachable."""
     try:
-        want_requests, want_tokens = lease.wants(rpm, tpm, prompt_tokens)
+        wanted = lease.wants(bucket.rpm, bucket.tpm, prompt_tokens)
         _, script = _redis()
         try:
             granted = await script(
-                keys=list(_keys(key, bucket, window)),
-                args=[rpm, tpm, want_requests, want_tokens, _WINDOW + 5],
+                keys=list(_keys(bucket.tag, window)), args=_lease_args(bucket, wanted)
             )
         except (RedisError, OSError) as exc:
             _fail_open(exc)
             return False
-        lease.requests += int(granted[0])
-        lease.tokens += int(granted[1])
-        # Redis grants what is left when that is less than asked: nothing is left after it.
-        if int(granted[0]) < want_requests:
-            lease.requests_full_at = rpm
-        if int(granted[1]) < want_tokens:
-            lease.tokens_full_at = tpm
+        _granted(lease, bucket, wanted, granted)
         return True
     finally:
         if lease.fetching is asyncio.current_task():
             lease.fetching = None
 
 
-def _lease(key: AuthenticatedKey, bucket: str, window: int) -> _Lease:
-    lease = _leases.get((key.id, key.prefix, bucket, window))
+def _lease_args(bucket: Bucket, wanted: tuple[int, int]) -> list[int]:
+    return [bucket.rpm, bucket.tpm, wanted[0], wanted[1], _WINDOW + 5]
+
+
+def _granted(lease: _Lease, bucket: Bucket, wanted: tuple[int, int], granted: Any) -> None:
+    """Add what Redis granted to ``lease``."""
+    lease.requests += int(granted[0])
+    lease.tokens += int(granted[1])
+    # Redis grants what is left when that is less than asked: nothing is left after it.
+    if int(granted[0]) < wanted[0]:
+        lease.requests_full_at = bucket.rpm
+    if int(granted[1]) < wanted[1]:
+        lease.tokens_full_at = bucket.tpm
+
+
+def _lease(tag: str, window: int, table: dict[tuple[str, int], _Lease] | None = None) -> _Lease:
+    """``tag``'s lease in ``window`` from ``table`` (the event loop's, ``_leases``, by default)."""
+    table = _leases if table is None else table
+    lease = table.get((tag, window))
     if lease is None:
-        if len(_leases) > 10_000:
-            for stale in [k for k in _leases if k[3] < window]:
-                del _leases[stale]
-        lease = _leases[(key.id, key.prefix, bucket, window)] = _Lease()
+        if len(table) > 10_000:
+            for stale in [k for k in table if k[1] < window]:
+                del table[stale]
+        lease = table[(tag, window)] = _Lease()
     return lease
 
 

@@ -30,7 +30,7 @@ from routerhub.errors import NotFound, drf_exception_handler
 from routerhub.parsers import JSONParser
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.http import GatewayRequest, Scope
-from routing.gateway.limits import rate_limit_admit_select
+from routing.gateway.select_limits import rate_limit_admit_select
 from routing.router_request import (
     MAX_CANDIDATES,
     models_allowed_check,

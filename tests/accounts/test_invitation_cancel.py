@@ -12,7 +12,7 @@ from django.core import mail
 from django.test import Client
 
 from accounts.models import Invitation, Membership
-from tests.factories import Tenants, dashboard_client, user_make
+from tests.factories import Tenants, dashboard_client, mails_sent, user_make
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,8 @@ def _invite(
 ) -> tuple[Invitation, str]:
     """An invitation the owner sent from the dashboard, and its accept link's path."""
     owner = dashboard_client(tenants.owner, tenants.organization)
-    owner.post("/dashboard/organization/", {"email": email, "role": role})
+    with mails_sent():
+        owner.post("/dashboard/organization/", {"email": email, "role": role})
     match = re.search(r"https?://\S+", mail.outbox[-1].body)
     assert match is not None
     path = "/" + match.group(0).split("/", 3)[3]
@@ -111,9 +112,10 @@ def test_reinviting_with_another_role_changes_the_open_invitation_and_mails_noth
     first, first_path = _invite(tenants, role="admin")
     owner = dashboard_client(tenants.owner, tenants.organization)
 
-    changed = owner.post(
-        "/dashboard/organization/", {"email": "New@Example.com", "role": "member"}, follow=True
-    )
+    with mails_sent():
+        changed = owner.post(
+            "/dashboard/organization/", {"email": "New@Example.com", "role": "member"}, follow=True
+        )
 
     assert "now has the role member; its link (no new email) admits with it" in changed.text
     assert len(mail.outbox) == 1

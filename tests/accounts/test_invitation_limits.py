@@ -12,15 +12,17 @@ from typing import Any
 import pytest
 from django.core import mail
 
+from accounts.invitation_limits import email_limit_key
 from accounts.models import Invitation
-from tests.factories import Tenants, dashboard_client
+from tests.factories import Tenants, dashboard_client, mails_sent
 
 pytestmark = pytest.mark.django_db
 
 
 def _invite(tenants: Tenants, email: str) -> Any:
     owner = dashboard_client(tenants.owner, tenants.organization)
-    return owner.post("/dashboard/organization/", {"email": email, "role": "member"})
+    with mails_sent():
+        return owner.post("/dashboard/organization/", {"email": email, "role": "member"})
 
 
 def test_the_invitation_past_the_hourly_limit_is_refused_and_not_mailed(
@@ -77,3 +79,44 @@ def test_the_same_address_is_mailed_again_only_after_the_cooldown(tenants: Tenan
     assert len(mail.outbox) == 2
     first.refresh_from_db()
     assert first.cancelled_at is not None  # the re-invite replaced it
+
+
+@pytest.mark.parametrize(
+    ("first", "variant"),
+    [
+        ("ann.lee@gmail.com", "annlee@gmail.com"),
+        ("annlee@gmail.com", "Ann.Lee+work@googlemail.com"),
+        ("ann@example.com", "ann+x@example.com"),
+    ],
+)
+def test_an_address_variant_reaching_the_same_inbox_waits_for_the_cooldown(
+    tenants: Tenants, first: str, variant: str
+) -> None:
+    """Gmail ignores dots and +tags (and googlemail.com is gmail.com); +tags reach the same
+    inbox at most providers. Old code: each variant was a new address, mailed at once."""
+    _invite(tenants, first)
+
+    too_soon = _invite(tenants, variant)
+
+    assert too_soon.status_code == 200
+    assert "INVITATION_RESEND_COOLDOWN_SECONDS" in too_soon.text
+    assert len(mail.outbox) == 1
+    # Stored as typed (the address mailed and admitted); only the limit's key is normalised.
+    assert Invitation.objects.get().email == first
+
+
+def test_the_cooldown_key_normalises_only_what_reaches_one_inbox() -> None:
+    assert email_limit_key(" A.B+Tag@GoogleMail.com ") == "ab@gmail.com"
+    assert email_limit_key("a.b+tag@example.com") == "a.b@example.com"
+    assert email_limit_key("a.b@gmail.com.evil.example") == "a.b@gmail.com.evil.example"
+
+
+def test_an_invitation_written_before_the_key_existed_still_holds_the_cooldown(
+    tenants: Tenants,
+) -> None:
+    _invite(tenants, "old@example.com")
+    Invitation.objects.update(email_key="")  # as the previous release wrote it
+
+    too_soon = _invite(tenants, "Old@Example.com")
+
+    assert "INVITATION_RESEND_COOLDOWN_SECONDS" in too_soon.text and len(mail.outbox) == 1

@@ -12,7 +12,14 @@ from django.utils.html import escape
 
 from accounts.models import Membership, Organization, Role, User
 from accounts.services import membership_remove, membership_set_role
-from tests.factories import PASSWORD, dashboard_client, member_add, organization_make, user_make
+from tests.factories import (
+    PASSWORD,
+    dashboard_client,
+    mails_sent,
+    member_add,
+    organization_make,
+    user_make,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +82,8 @@ def test_invitation_by_email_adds_the_member_with_the_role():
     session["current_organization_id"] = organization.pk
     session.save()
 
-    owner_client.post("/dashboard/organization/", {"email": "new@example.com", "role": "admin"})
+    with mails_sent():
+        owner_client.post("/dashboard/organization/", {"email": "new@example.com", "role": "admin"})
 
     accept_path = _link(mail.outbox[-1].body)
     invitee_client = Client()
@@ -94,7 +102,8 @@ def test_an_invitation_admits_nobody_once_its_sender_may_no_longer_invite(change
     organization = organization_make(founder, "Team")
     leaving = member_add(organization, Role.OWNER)
     client = dashboard_client(leaving, organization)
-    client.post("/dashboard/organization/", {"email": "alt@example.com", "role": "owner"})
+    with mails_sent():
+        client.post("/dashboard/organization/", {"email": "alt@example.com", "role": "owner"})
     accept_path = _link(mail.outbox[-1].body)
     membership = Membership.objects.get(user=leaving, organization=organization)
     if change == "removed":

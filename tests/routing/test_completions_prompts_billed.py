@@ -268,7 +268,9 @@ def _tpm_counted(key: ApiKey, redis_url: str) -> int:
     finally:
         client.close()
     unspent = sum(
-        lease.tokens for (pk, _, _, _), lease in list(limits._leases.items()) if pk == key.pk
+        lease.tokens
+        for (tag, _), lease in list(limits._leases.items())
+        if tag.startswith(f"rl:{key.pk}:")  # the key's own bucket: rl:<id>:<prefix>
     )
     return leased - unspent
 

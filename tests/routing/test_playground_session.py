@@ -17,7 +17,6 @@ from django.test import Client
 
 from accounts.models import ApiKey, Membership, Role
 from billing.models import LedgerEntry, UsageRecord
-from routing.gateway import limits
 from tests.factories import member_add, organization_make
 from tests.routing.world import World
 
@@ -112,14 +111,10 @@ def test_signed_out_is_401_and_a_removed_member_cannot_spend(world: World) -> No
     assert UsageRecord.objects.count() == 1
 
 
-def test_the_playground_key_is_rate_limited_like_any_key(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Both requests count in one rate-limit window, frozen: across a minute boundary the
-    second would start a fresh window and be admitted (the flake this test had). Leftover Redis
-    counters cannot matter: the counters are named by the key's random prefix."""
-    frozen = limits._window()
-    monkeypatch.setattr(limits, "_window", lambda: frozen)
+@pytest.mark.usefixtures("one_rate_limit_window")  # across a minute's end: the flake it had
+def test_the_playground_key_is_rate_limited_like_any_key(world: World) -> None:
+    """Both requests count in one rate-limit window. Leftover Redis counters cannot matter: the
+    counters are named by the key's random prefix."""
     http, _ = session(world)
     assert http.post(CHAT, json=HELLO).status_code == 200
     ApiKey.objects.filter(is_playground=True).update(rpm=1)

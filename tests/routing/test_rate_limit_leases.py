@@ -17,17 +17,14 @@ import pytest
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import RateLimited
 from routing.gateway import limits
+from routing.gateway.select_limits import rate_limit_admit_select, select_admit_sync
 from tests.conftest import require_redis
 
 
 @pytest.fixture
-def redis_limits(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def redis_limits(settings: Any, one_rate_limit_window: tuple[int, int]) -> Iterator[None]:
     if not settings.REDIS_URL:
         require_redis()
-    # One window for the whole test: a minute boundary between two admissions would start a
-    # fresh window and admit past the limit (seen once: 2,500 of 2,500 admitted at rpm 2,000).
-    frozen = limits._window()
-    monkeypatch.setattr(limits, "_window", lambda: frozen)
     saved = dict(limits._leases)
     yield
     limits._leases.clear()
@@ -120,8 +117,7 @@ def test_concurrent_requests_are_not_refused_while_the_window_has_quota(redis_li
 def concurrent_bursts(rpm: int, bursts: list[int]) -> list[int]:
     """Burst ``i`` sends ``bursts[i]`` admissions at once (``asyncio.gather`` over the real
     limiter on Redis) from worker ``i`` (its own lease table), one burst after the other; the
-    200s of each. Bursts that straddled a window boundary (fresh quota midway) are sent again
-    with a fresh key, once."""
+    200s of each (in one window: ``redis_limits``)."""
 
     async def one(key: AuthenticatedKey) -> bool:
         try:
@@ -130,21 +126,15 @@ def concurrent_bursts(rpm: int, bursts: list[int]) -> list[int]:
             return False
         return True
 
-    async def run(key: AuthenticatedKey) -> tuple[list[int], bool]:
-        window, _ = limits._window()
+    async def run(key: AuthenticatedKey) -> list[int]:
         served = []
         for requests in bursts:
             limits._leases.clear()  # the next worker's (empty) lease table
             served.append(sum(await asyncio.gather(*(one(key) for _ in range(requests)))))
-        same_window = limits._window()[0] == window
         await limits.rate_limit_close()
-        return served, same_window
+        return served
 
-    for _ in range(2):
-        served, same_window = asyncio.run(run(a_key(rpm=rpm)))
-        if same_window:
-            return served
-    raise AssertionError("two runs in a row straddled a minute boundary")
+    return asyncio.run(run(a_key(rpm=rpm)))
 
 
 def test_concurrent_bursts_under_the_limit_are_never_refused(redis_limits: None) -> None:
@@ -267,3 +257,39 @@ def test_the_first_request_of_a_key_in_a_window_is_one_redis_round_trip(
 
     asyncio.run(run())
     assert sent == ["EVALSHA"] * 5
+
+
+def test_sync_selects_reuse_one_client_with_no_event_loop_and_share_the_async_count(
+    redis_limits: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DRF views' selects (``select_admit_sync``) under WSGI: before, ``async_to_sync`` made
+    an event loop, and so a Redis client, per select (never closed). Now one sync client serves
+    them, and they count in the same Redis bucket as the gateway's async selects."""
+    import redis
+    import redis.asyncio
+
+    settings.ROUTER_SELECT_RPM_DEFAULT = 3
+    key = a_key()  # no rpm: three selects a minute
+    asyncio.run(admit_select_async(key))  # the gateway's path: one of the three
+    made: list[str] = []
+    for cls in (redis.Redis, redis.asyncio.Redis):
+        init = cls.__init__
+
+        def counted(self: Any, *args: Any, init: Any = init, **kwargs: Any) -> None:
+            made.append(type(self).__module__)
+            init(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counted)
+
+    select_admit_sync(key, user_id=None)
+    select_admit_sync(key, user_id=None)
+    with pytest.raises(RateLimited) as refused:
+        select_admit_sync(key, user_id=None)
+
+    assert len(made) <= 1  # at most this process's first sync client; old code: one a select
+    assert refused.value.headers["x-ratelimit-limit-requests"] == "3"
+
+
+async def admit_select_async(key: AuthenticatedKey) -> None:
+    await rate_limit_admit_select(key)
+    await limits.rate_limit_close()

@@ -17,7 +17,7 @@ from billing.tasks import budget_alerts_check
 from routerhub.domain import InvalidInput
 from routerhub.text import one_line
 from routing.router_request import task_label
-from tests.factories import Tenants, dashboard_client, key_client, key_make
+from tests.factories import Tenants, dashboard_client, key_client, key_make, mails_sent
 
 pytestmark = pytest.mark.django_db
 HOSTILE = [
@@ -52,9 +52,10 @@ def test_an_invitation_from_an_organization_with_a_line_break_in_its_name_is_sen
 ) -> None:
     store_name(tenants.organization, STORED)
 
-    response = dashboard_client(tenants.owner, tenants.organization).post(
-        "/dashboard/organization/", {"email": "invitee@example.com", "role": "member"}
-    )
+    with mails_sent():
+        response = dashboard_client(tenants.owner, tenants.organization).post(
+            "/dashboard/organization/", {"email": "invitee@example.com", "role": "member"}
+        )
 
     assert response.status_code == 302
     [message] = mail.outbox

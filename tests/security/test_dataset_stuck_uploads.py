@@ -1,11 +1,14 @@
-"""Uploads stuck validating (``training.dataset_services.datasets_stuck_fail``, every 5 minutes
+"""Uploads stuck validating (``training.dataset_sweeps.datasets_stuck_fail``, every 5 minutes
 from Celery beat): an upload's row is committed before its file is stored, so a process dying in
 between left a ``validating`` dataset without a file, and a lost validation task one that never
 validated; each counted against its organization's quotas for good (on the old code nothing
 ended them). Now, past ``DATASET_STUCK_VALIDATING_SECONDS``, one without a file is made invalid
 with the reason; a stored one whose validation has not started (it may only be waiting behind
 training runs on the ``training`` queue) is queued again, ``DATASET_STUCK_REQUEUES`` times, one
-period apart, and made invalid only after that; a validation that started is never touched."""
+period apart, and made invalid only after that. A validation that started and was lost (its
+worker died, and the broker's redelivery too) is queued again once its task's hard time limit
+plus a period has passed since its latest attempt, sharing the same re-queues, then made invalid
+(on the old code a started validation was never touched: validating for good)."""
 
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ from routerhub.domain import Unavailable
 from tests.factories import key_client, key_make, organization_make
 from tests.training.conftest import media
 from tests.training.helpers import upload
-from training import dataset_services
-from training.dataset_services import datasets_stuck_fail
+from training import dataset_services, dataset_sweeps
+from training.dataset_sweeps import datasets_stuck_fail
 from training.models import Dataset, DatasetStatus
 
 __all__ = ["media"]  # the fixture
@@ -162,7 +165,7 @@ def test_one_run_fails_at_most_its_batch(media: Any, monkeypatch: pytest.MonkeyP
     organization = organization_make()
     # Read when the sweep runs (before: a default argument, bound when the module was loaded,
     # so this changed nothing and one run failed all three).
-    monkeypatch.setattr(dataset_services, "STUCK_BATCH", 2)
+    monkeypatch.setattr(dataset_sweeps, "STUCK_BATCH", 2)
     stuck = []
     for index in range(3):
         Dataset.objects.create(organization=organization, name=f"o{index}", size_bytes=10)
@@ -221,3 +224,53 @@ def test_the_sweep_runs_from_beat_on_the_default_queue() -> None:
     assert scheduled["training.datasets_stuck_fail"] == 300.0
     assert "training.datasets_stuck_fail" in app.tasks
     assert app.amqp.router.route({}, "training.datasets_stuck_fail")["queue"].name == "default"
+
+
+def _started_ago(dataset: Dataset, seconds: float) -> None:
+    started = timezone.now() - timedelta(seconds=seconds)
+    Dataset.objects.filter(pk=dataset.pk).update(validation_started_at=started)
+
+
+def test_a_started_validation_whose_redelivery_was_lost_is_queued_again_then_failed(
+    settings: Any, media: Any, queued: list[int]
+) -> None:
+    settings.DATASET_STUCK_REQUEUES = 1
+    api = key_client(key_make(organization_make(), scope=KeyScope.MANAGE))
+    dataset = Dataset.objects.get(pk=upload(api, ROWS).json()["id"])
+    queued.clear()
+    assert dataset_services.dataset_attempt(dataset.pk)[1]  # a worker started it, then died
+    _age(dataset, seconds=10 * 3600)
+    lost_after = dataset_services.VALIDATION_HARD_LIMIT + 3600  # hard limit + a period
+    _started_ago(dataset, lost_after - 60)
+    assert datasets_stuck_fail() == 0  # the broker may still deliver it again
+
+    _started_ago(dataset, lost_after + 1)
+    assert datasets_stuck_fail() == 1  # old code: 0, validating for good
+
+    assert queued == [dataset.pk]
+    dataset.refresh_from_db()
+    assert dataset.status == DatasetStatus.VALIDATING and dataset.validation_requeues == 1
+    assert datasets_stuck_fail() == 0  # once per period: the re-queue restarted its clock
+    _started_ago(dataset, lost_after + 1)  # the re-queued task was lost as well
+
+    assert datasets_stuck_fail() == 1
+
+    dataset.refresh_from_db()
+    assert dataset.status == DatasetStatus.INVALID and queued == [dataset.pk]
+    assert "started but never finished" in dataset.errors[0]["message"]
+    assert "queued again (once)" in dataset.errors[0]["message"]
+
+
+def test_a_lost_validation_queued_again_validates_when_delivered(
+    settings: Any, media: Any, queued: list[int]
+) -> None:
+    api = key_client(key_make(organization_make(), scope=KeyScope.MANAGE))
+    dataset = Dataset.objects.get(pk=upload(api, ROWS).json()["id"])
+    assert dataset_services.dataset_attempt(dataset.pk)[1]
+    _started_ago(dataset, dataset_services.VALIDATION_HARD_LIMIT + 3601)
+    assert datasets_stuck_fail() == 1
+
+    dataset_services.dataset_validate(dataset_id=dataset.pk)  # the re-queued delivery
+
+    dataset.refresh_from_db()
+    assert dataset.status == DatasetStatus.READY and dataset.validation_attempts == 2

@@ -12,7 +12,7 @@ from django.core import mail
 from django.test import Client
 
 from accounts.models import Invitation, Membership, Role
-from tests.factories import dashboard_client, member_add, organization_make, user_make
+from tests.factories import dashboard_client, mails_sent, member_add, organization_make, user_make
 
 pytestmark = pytest.mark.django_db
 
@@ -20,9 +20,10 @@ pytestmark = pytest.mark.django_db
 def test_a_deactivated_senders_invitation_admits_nobody() -> None:
     organization = organization_make(user_make(), "Team")
     sender = member_add(organization, Role.OWNER)
-    dashboard_client(sender, organization).post(
-        "/dashboard/organization/", {"email": "alt@example.com", "role": "owner"}
-    )
+    with mails_sent():
+        dashboard_client(sender, organization).post(
+            "/dashboard/organization/", {"email": "alt@example.com", "role": "owner"}
+        )
     link = re.search(r"https?://\S+", str(mail.outbox[-1].body))
     assert link is not None
     accept_path = "/invitations/" + link.group(0).rstrip("/").rsplit("/", 1)[-1] + "/"

@@ -5,11 +5,11 @@ name is bounded."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
 import pytest
+from rest_framework.test import APIClient
 
 from routing import routers
 from routing.gateway import limits, planning
@@ -17,7 +17,7 @@ from routing.gateway.provider_preferences import MAX_PROVIDER_NAMES
 from routing.gateway.request_shape import MAX_TOOLS
 from routing.models import SelectionSession
 from routing.router_request import MAX_CANDIDATES, MAX_MODELS, PROMPT_CHARS
-from tests.factories import key_client
+from tests.factories import key_client, member_add
 from tests.routing.world import World
 
 SELECT = "/api/v1/routers/auto/select"  # the platform router: ranked by the heuristic here
@@ -153,14 +153,7 @@ def test_model_ids_are_deduplicated_in_linear_comparisons() -> None:
     assert _CountingId.compared[0] <= 2 * MAX_MODELS  # the list's `in`: over 500
 
 
-@pytest.fixture
-def one_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every count in one rate-limit window (a minute's end mid-test would start a new one)."""
-    window = limits._window()[0] + 1_000_000 + uuid.uuid4().int % 1_000_000
-    monkeypatch.setattr(limits, "_window", lambda: (window, 30))
-
-
-@pytest.mark.usefixtures("one_window")
+@pytest.mark.usefixtures("one_rate_limit_window")
 def test_selects_have_their_own_bucket_of_rpm_times_the_factor(world: World, settings: Any) -> None:
     settings.ROUTER_SELECT_RPM_FACTOR = 2
     key = world.key_for(rpm=1)  # two selects a minute, one request
@@ -182,12 +175,14 @@ def test_selects_have_their_own_bucket_of_rpm_times_the_factor(world: World, set
     for over in (lean_over, view_over, nd_over):
         assert over.status_code == 429
         assert over.headers["retry-after"] == "30"
+        # The window's end in epoch ms, as the key's own 429 says it (OpenRouter's header).
+        assert over.headers["x-ratelimit-reset"] == str((limits._window()[0] + 1) * 60_000)
         error = over.json()["error"]
         assert error["type"] == "rate_limited" and "2 router selects" in error["message"]
     assert chat.status_code == 200  # selects do not count against the key's rpm
 
 
-@pytest.mark.usefixtures("one_window")
+@pytest.mark.usefixtures("one_rate_limit_window")
 def test_a_key_without_rpm_gets_the_default_select_ceiling(world: World, settings: Any) -> None:
     settings.ROUTER_SELECT_RPM_DEFAULT = 1
     nd_body = {"messages": [{"role": "user", "content": "hi"}], "llm_providers": PROVIDERS}
@@ -198,6 +193,41 @@ def test_a_key_without_rpm_gets_the_default_select_ceiling(world: World, setting
 
     assert first.status_code == 200 and over.status_code == 429
     assert SelectionSession.objects.filter(organization=world.organization).count() == 1
+
+
+def signed_in(world: World) -> APIClient:
+    """A dashboard session of a new member of the world's organization (no key)."""
+    client = APIClient()
+    client.force_login(member_add(world.organization))
+    session = client.session
+    session["current_organization_id"] = world.organization.pk
+    session.save()
+    return client
+
+
+@pytest.mark.usefixtures("one_rate_limit_window")
+def test_selects_made_signed_in_have_a_bucket_per_person(world: World, settings: Any) -> None:
+    """The dashboard's selects (a session, no key) were not counted at all."""
+    settings.ROUTER_SELECT_RPM_DEFAULT = 2
+    person, someone_else = signed_in(world), signed_in(world)
+    nd_body = {"messages": [{"role": "user", "content": "hi"}], "llm_providers": PROVIDERS}
+
+    first = person.post(SELECT, {"prompt": "hi"}, format="json")
+    second = person.post(ND_SELECT, nd_body, format="json")
+    over = person.post(SELECT, {"prompt": "hi"}, format="json")
+    nd_over = person.post(ND_SELECT, nd_body, format="json")
+    other = someone_else.post(SELECT, {"prompt": "hi"}, format="json")
+    keyed = key_client(world.key).post(SELECT, {"prompt": "hi"}, format="json")
+
+    assert [first.status_code, second.status_code] == [200, 200], second.content
+    for refused in (over, nd_over):
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "30"
+        assert refused.headers["x-ratelimit-limit-requests"] == "2"
+        assert refused.headers["x-ratelimit-reset"] == str((limits._window()[0] + 1) * 60_000)
+        error = refused.json()["error"]
+        assert error["type"] == "rate_limited" and "2 router selects" in error["message"]
+    assert other.status_code == keyed.status_code == 200  # buckets of their own
 
 
 def test_a_feedback_metric_name_is_bounded(world: World) -> None:

@@ -30,9 +30,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.REDIS_URL:
             raise CommandError("REDIS_URL is not set: without Redis there is no usage stream.")
-        import redis
+        from routerhub.redis_clients import redis_client
 
-        client = redis.Redis.from_url(settings.REDIS_URL)
+        client = redis_client()
         # Why the ignore below: redis-py types xrange as Awaitable | list for its sync and async
         # clients; this client is sync.
         entries: list[Any] = client.xrange(DEAD_STREAM)  # type: ignore[assignment]

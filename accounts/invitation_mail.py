@@ -1,0 +1,127 @@
+"""Invitation emails, sent by a task (``accounts.tasks``) once the invitation has committed, not
+inside the owner's request.
+
+Each delivery of the task is counted on the invitation before sending (``mail_attempts``,
+``routerhub.deliveries``) and mints the link's token then: only its digest is stored, and no
+token travels through the broker (the task takes the invitation's id). The newest mail's link
+is the one that admits. An SMTP error (or the time limit) is retried with backoff until
+``INVITATION_MAIL_MAX_ATTEMPTS`` deliveries, a refused recipient or an unexpected error at
+once; then ``mail_status`` is ``failed`` with the reason and the dashboard offers "resend".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import secrets
+import smtplib
+from dataclasses import dataclass
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import Invitation, MailStatus
+from routerhub.deliveries import delivery_count
+from routerhub.text import one_line
+
+logger = logging.getLogger(__name__)
+
+RETRY_MAX_SECONDS = 900.0
+
+
+def invitation_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def invitation_mail_queue(invitation_id: int) -> None:
+    """Send the invitation's email from a worker once the current transaction commits. Robust:
+    a broker that refuses the task leaves the invitation ``queued`` (re-invite to resend)
+    rather than failing a request whose invitation has committed."""
+    from accounts import tasks
+
+    transaction.on_commit(lambda: tasks.invitation_mail_send.delay(invitation_id), robust=True)
+
+
+@dataclass(frozen=True)
+class MailAttempt:
+    status: str  # MailStatus, or "skipped": nothing to send (sent, cancelled, accepted, expired)
+    retry_in: float | None = None  # seconds: the task retries after them
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before the delivery after failed attempt ``attempt`` (1-based), with jitter so
+    mails failing together do not retry together."""
+    base = float(settings.INVITATION_MAIL_RETRY_SECONDS)
+    return float(min(base * 2 ** (attempt - 1), RETRY_MAX_SECONDS) + random.uniform(0, base))
+
+
+def _pending(invitation_id: int) -> QuerySet[Invitation]:
+    return Invitation.objects.filter(
+        pk=invitation_id,
+        mail_status=MailStatus.QUEUED,
+        accepted_at__isnull=True,
+        cancelled_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    )
+
+
+def invitation_mail_send(*, invitation_id: int) -> MailAttempt:
+    """One delivery of an invitation's email; safe to deliver twice (a sent, cancelled or
+    accepted invitation is left alone)."""
+    attempt = delivery_count(_pending(invitation_id), "mail_attempts")
+    if attempt is None:
+        return MailAttempt("skipped")
+    most = int(settings.INVITATION_MAIL_MAX_ATTEMPTS)
+    if attempt > most:
+        reason = f"gave up after {most} attempts (the worker stopped while sending)"
+        return _mail_failed(invitation_id, reason)
+    token = secrets.token_urlsafe(32)
+    if not _pending(invitation_id).update(token_digest=invitation_digest(token)):
+        return MailAttempt("skipped")
+    invitation = Invitation.objects.select_related("organization", "invited_by").get(
+        pk=invitation_id
+    )
+    try:
+        _send(invitation, token)
+    except (OSError, SoftTimeLimitExceeded) as exc:  # smtplib.SMTPException is an OSError
+        reason = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, smtplib.SMTPRecipientsRefused) or attempt >= most:
+            return _mail_failed(invitation_id, reason)
+        logger.warning("invitation %s: mail attempt %s failed (%s)", invitation_id, attempt, reason)
+        Invitation.objects.filter(pk=invitation_id).update(mail_error=reason[:300])
+        return MailAttempt(MailStatus.QUEUED, retry_delay(attempt))
+    except Exception as exc:  # a bug must not leave it "queued" for ever: failed, with the reason
+        logger.exception("invitation %s: mail failed unexpectedly", invitation_id)
+        return _mail_failed(invitation_id, type(exc).__name__)
+    Invitation.objects.filter(pk=invitation_id, mail_status=MailStatus.QUEUED).update(
+        mail_status=MailStatus.SENT, mail_error=""
+    )
+    return MailAttempt(MailStatus.SENT)
+
+
+def _mail_failed(invitation_id: int, reason: str) -> MailAttempt:
+    logger.warning("invitation %s: mail failed for good (%s)", invitation_id, reason)
+    Invitation.objects.filter(pk=invitation_id, mail_status=MailStatus.QUEUED).update(
+        mail_status=MailStatus.FAILED, mail_error=reason[:300]
+    )
+    return MailAttempt(MailStatus.FAILED)
+
+
+def _send(invitation: Invitation, token: str) -> None:
+    accept_url = f"{settings.SITE_URL}/invitations/{token}/"
+    name = one_line(invitation.organization.name)
+    sender = invitation.invited_by.email if invitation.invited_by else "An owner"
+    send_mail(
+        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Join {name}",
+        message=(
+            f"{sender} invited you to {name} on RouterHub as "
+            f"{invitation.get_role_display().lower()}.\n\nAccept within 7 days: {accept_url}\n"
+        ),
+        from_email=None,
+        recipient_list=[invitation.email],
+    )

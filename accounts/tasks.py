@@ -1,0 +1,30 @@
+"""Celery entry points for accounts; they only call services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+
+from accounts import invitation_mail
+
+
+@shared_task(  # type: ignore[untyped-decorator]  # celery ships no type hints
+    name="accounts.invitation_mail_send",
+    bind=True,
+    acks_late=True,
+    # One attempt: EMAIL_TIMEOUT bounds each SMTP operation; a hung server meets the soft limit,
+    # which counts as a failed attempt (retried).
+    soft_time_limit=60,
+    time_limit=90,
+    # Celery's count only backs up the invitation's own (mail_attempts, which also counts
+    # deliveries whose worker died): it never ends the retries first.
+    max_retries=settings.INVITATION_MAIL_MAX_ATTEMPTS,
+)
+def invitation_mail_send(self: Any, invitation_id: int) -> str:
+    """Send one invitation's email; retried with backoff on SMTP errors, then marked failed."""
+    attempt = invitation_mail.invitation_mail_send(invitation_id=invitation_id)
+    if attempt.retry_in is not None:
+        raise self.retry(countdown=attempt.retry_in)
+    return attempt.status

@@ -1,0 +1,117 @@
+"""Stored dataset files nothing points to (``training.dataset_sweeps.dataset_files_orphaned_delete``,
+hourly from Celery beat): an upload whose process died after its file was stored but before its
+row named it left the file in the storage for good (the stuck sweep makes the row invalid, with
+no file to delete). Now such files, past ``DATASET_ORPHAN_GRACE_SECONDS``, are deleted, at most
+``DATASET_ORPHAN_SWEEP_MAX`` a run; files a dataset points to, and recent ones, are kept. On the
+test storage (``FileSystemStorage`` in a temporary media folder), listed through Django's API."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from routerhub.celery import app
+from tests.factories import organization_make
+from tests.training.conftest import media
+from training import dataset_services
+from training.dataset_sweeps import dataset_files_orphaned_delete, datasets_stuck_fail
+from training.models import Dataset, DatasetStatus
+
+__all__ = ["media"]  # the fixture
+
+ROWS = b"prompt,a/score,b/score\n" + b"".join(b"q%d,1,0\n" % i for i in range(40))
+pytestmark = pytest.mark.django_db
+DAY = 86400
+
+
+def _stored(media: Path) -> set[str]:
+    return {path.relative_to(media).as_posix() for path in media.rglob("*") if path.is_file()}
+
+
+def _age(media: Path, name: str, seconds: int = DAY + 60) -> None:
+    then = time.time() - seconds
+    os.utime(media / name, (then, then))
+
+
+def _died_after_storing(monkeypatch: pytest.MonkeyPatch) -> Dataset:
+    """An upload whose process ended after storing its file, before its row named the file."""
+    organization = organization_make()
+    real_save = FileSystemStorage.save
+
+    def stores_then_dies(storage: FileSystemStorage, *args: Any, **kwargs: Any) -> str:
+        real_save(storage, *args, **kwargs)
+        raise SystemExit("the pod was killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FileSystemStorage, "save", stores_then_dies)
+        with pytest.raises(SystemExit):
+            dataset_services.dataset_create(organization=organization, name="lost.csv",
+                                            upload=SimpleUploadedFile("lost.csv", ROWS),
+                                            columns=None, maximize=True)  # fmt: skip
+    return Dataset.objects.get(organization=organization)
+
+
+def test_an_uploads_file_its_row_never_named_is_deleted_after_the_grace(
+    media: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    lost = _died_after_storing(monkeypatch)
+    [orphan] = _stored(media)
+    assert lost.file.name == "" and orphan.startswith("datasets/uploads/")
+    Dataset.objects.filter(pk=lost.pk).update(created_at=lost.created_at.replace(year=2000))
+    assert datasets_stuck_fail() == 1  # the row made invalid: it never named the file
+
+    assert dataset_files_orphaned_delete() == []  # still within the grace
+    _age(media, orphan)
+    # Old code: nothing ever deleted it (the file stayed in the storage, counted by nobody).
+    assert dataset_files_orphaned_delete() == [orphan]
+
+    assert _stored(media) == set()
+    lost.refresh_from_db()
+    assert lost.status == DatasetStatus.INVALID
+
+
+def test_files_a_dataset_points_to_and_recent_files_are_kept(media: Path, settings: Any) -> None:
+    organization = organization_make()
+    kept = dataset_services.dataset_create(organization=organization, name="kept.csv",
+                                           upload=SimpleUploadedFile("kept.csv", ROWS),
+                                           columns=None, maximize=True)  # fmt: skip
+    dataset_services.dataset_validate(dataset_id=kept.pk)
+    kept.refresh_from_db()
+    assert kept.status == DatasetStatus.READY and kept.parsed_file.name
+    recent = default_storage.save("datasets/parsed/9-9.parquet", ContentFile(b"x"))
+    for name in (kept.file.name, kept.parsed_file.name):
+        _age(media, name, seconds=30 * DAY)
+
+    assert dataset_files_orphaned_delete() == []
+
+    assert _stored(media) == {kept.file.name, kept.parsed_file.name, recent}
+
+
+def test_one_run_deletes_at_most_its_bound(media: Path, settings: Any) -> None:
+    settings.DATASET_ORPHAN_SWEEP_MAX = 2
+    names = [
+        default_storage.save(f"datasets/{folder}/{index}-old.csv", ContentFile(b"x"))
+        for index, folder in enumerate(["uploads/2026/01", "built", "parsed"])
+    ]
+    outside = default_storage.save("routers/1/1/run-1-a1/model.txt", ContentFile(b"x"))
+    for name in [*names, outside]:
+        _age(media, name)
+
+    first, second = dataset_files_orphaned_delete(), dataset_files_orphaned_delete()
+
+    assert (len(first), len(second)) == (2, 1) and set(first + second) == set(names)
+    assert _stored(media) == {outside}  # only dataset folders are swept
+
+
+def test_the_orphan_sweep_runs_from_beat_on_the_default_queue() -> None:
+    name = "training.dataset_files_orphaned_delete"
+    scheduled = {entry["task"]: entry["schedule"] for entry in app.conf.beat_schedule.values()}
+    assert scheduled[name] == 3600.0 and name in app.tasks
+    assert app.amqp.router.route({}, name)["queue"].name == "default"

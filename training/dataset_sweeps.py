@@ -1,0 +1,188 @@
+"""Periodic sweeps of datasets (Celery beat, on the default queue): uploads stuck
+``validating`` (``datasets_stuck_fail``) and stored files no dataset points to any more
+(``dataset_files_orphaned_delete``). Each is bounded per run; the next run takes the rest."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from training import dispatch
+from training.dataset_services import VALIDATION_HARD_LIMIT, file_error, system_built
+from training.models import Dataset, DatasetStatus
+
+logger = logging.getLogger(__name__)
+
+# Stuck uploads one run of ``datasets_stuck_fail`` makes invalid at most (the next run, minutes
+# later, takes the rest).
+STUCK_BATCH = 500
+# Where dataset files are stored: uploads (``Dataset.file``'s ``upload_to``), the files of
+# datasets RouterHub builds (``dataset_services.BUILT_PREFIX``) and parsed copies
+# (``Dataset.parsed_file``). Nothing else is stored under them.
+DATASET_FILE_FOLDERS = ("datasets/uploads/", "datasets/built/", "datasets/parsed/")
+
+
+def datasets_stuck_fail(*, batch: int | None = None) -> int:
+    """End uploads stuck ``validating`` past ``DATASET_STUCK_VALIDATING_SECONDS``, at most
+    ``batch`` (``STUCK_BATCH``) per call; how many were made invalid or queued again.
+
+    - No file stored (the uploading process died): made invalid, its size no longer counted.
+    - Stored, validation never started (``validation_attempts`` 0: it waits behind training runs
+      on the ``training`` queue, or its task was lost): its validation is queued again (safe to
+      run twice), once per period, ``DATASET_STUCK_REQUEUES`` times; made invalid only when it
+      still has not started one period after the last.
+
+    - Validation started (counted) but neither finished nor delivered again within the task's
+      hard time limit plus a period after its latest attempt (``_validations_lost``): its
+      worker died and the broker's redelivery was lost too. Queued again, sharing the same
+      ``DATASET_STUCK_REQUEUES`` re-queues, then made invalid with the reason.
+
+    Each row changes by one conditional ``UPDATE``, so a worker counting its first attempt at
+    the same moment either counts first (the row left alone) or finds it no longer validating."""
+    batch = STUCK_BATCH if batch is None else batch
+    age = timedelta(seconds=int(settings.DATASET_STUCK_VALIDATING_SECONDS))
+    requeues = int(settings.DATASET_STUCK_REQUEUES)
+    now = timezone.now()
+    validating = Dataset.objects.filter(status=DatasetStatus.VALIDATING).exclude(system_built())
+    unstarted = validating.filter(validation_attempts=0).exclude(file="")
+    waited = _duration(age.total_seconds())
+    done = _stuck_invalid(
+        validating.filter(file="", created_at__lt=now - age),
+        batch,
+        f"The upload did not finish: its file was not stored within {waited}, so nothing was "
+        "kept. Delete this dataset and upload the file again.",
+        size_bytes=0,
+    )
+    done += _stuck_invalid(
+        unstarted.filter(
+            validation_requeues__gte=requeues, created_at__lt=now - age * (requeues + 1)
+        ),
+        batch - done,
+        f"Validation of this file did not start within "
+        f"{_duration(age.total_seconds() * (requeues + 1))} (queued {requeues + 1} times). "
+        "Delete this dataset and upload the file again.",
+    )
+    for count in range(requeues):  # the count-th re-queue once (count + 1) periods have passed
+        due = unstarted.filter(validation_requeues=count, created_at__lt=now - age * (count + 1))
+        done += _stuck_requeue(due, batch - done)
+    return done + _validations_lost(validating, batch - done, now)
+
+
+def _validations_lost(validating: QuerySet[Dataset], limit: int, now: datetime) -> int:
+    """Started validations not finished ``VALIDATION_HARD_LIMIT`` + ``DATASET_STUCK_VALIDATING_
+    SECONDS`` after their latest attempt started (or re-queue): no live worker still has one
+    (the hard limit kills it), and the period outlasts the broker's own redelivery (Redis:
+    ``visibility_timeout``, an hour). Re-queued while ``validation_requeues`` is under
+    ``DATASET_STUCK_REQUEUES``, made invalid after; ``MAX_VALIDATION_ATTEMPTS`` still refuses
+    a file that keeps killing its worker."""
+    requeues = int(settings.DATASET_STUCK_REQUEUES)
+    period = int(settings.DATASET_STUCK_VALIDATING_SECONDS)
+    before = now - timedelta(seconds=VALIDATION_HARD_LIMIT + period)
+    lost = validating.filter(validation_attempts__gt=0).filter(
+        # Rows from before ``validation_started_at`` existed: their upload's time.
+        Q(validation_started_at__lt=before)
+        | Q(validation_started_at__isnull=True, created_at__lt=before)
+    )
+    done = _stuck_invalid(
+        lost.filter(validation_requeues__gte=requeues),
+        limit,
+        "Validation of this file started but never finished: its worker stopped and it was "
+        f"lost, also after being queued again ({_times(requeues)}). Delete this dataset and "
+        "upload the file again; if it happens again, split the file into smaller ones.",
+    )
+    return done + _stuck_requeue(lost.filter(validation_requeues__lt=requeues), limit - done)
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
+def _duration(seconds: float) -> str:
+    return f"{int(seconds) // 60} minutes" if seconds >= 120 else f"{int(seconds)} seconds"
+
+
+def _stuck_ids(rows: QuerySet[Dataset], limit: int) -> list[int]:
+    return list(rows.order_by("pk").values_list("pk", flat=True)[: max(0, limit)])
+
+
+def _stuck_invalid(rows: QuerySet[Dataset], limit: int, message: str, **changes: Any) -> int:
+    failed = rows.filter(pk__in=_stuck_ids(rows, limit)).update(
+        status=DatasetStatus.INVALID,
+        errors=[file_error(message)],
+        validated_at=timezone.now(),
+        **changes,
+    )
+    if failed:
+        logger.warning("datasets: %s stuck uploads made invalid", failed)
+    return failed
+
+
+def _stuck_requeue(rows: QuerySet[Dataset], limit: int) -> int:
+    """Queue again the validation of ``rows``, at most ``limit``; only the rows this call counted
+    (locked, so none is counted twice) are queued."""
+    with transaction.atomic():
+        ids = list(
+            rows.order_by("pk")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[: max(0, limit)]
+        )
+        rows.filter(pk__in=ids).update(
+            validation_requeues=F("validation_requeues") + 1, validation_started_at=timezone.now()
+        )
+        for dataset_id in ids:
+            dispatch.dataset_validation_queue(dataset_id)
+    if ids:
+        logger.warning("datasets: validation of %s stuck uploads queued again", len(ids))
+    return len(ids)
+
+
+def dataset_files_orphaned_delete(*, now: datetime | None = None) -> list[str]:
+    """Delete stored dataset files no dataset row points to (``file`` or ``parsed_file``) and
+    last modified more than ``DATASET_ORPHAN_GRACE_SECONDS`` ago, at most
+    ``DATASET_ORPHAN_SWEEP_MAX`` per run; the names deleted.
+
+    Such a file is left when a process dies between storing it and writing its name on the row
+    (an upload's file, a validation's parsed copy), or when an organization is deleted with its
+    datasets. The grace keeps a file being stored right now, whose row is written a moment
+    later. The storage is listed through Django's storage API (local files or S3 alike) before
+    the rows are read, so a row written meanwhile is seen."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=int(settings.DATASET_ORPHAN_GRACE_SECONDS))
+    most = int(settings.DATASET_ORPHAN_SWEEP_MAX)
+    stored = [name for folder in DATASET_FILE_FOLDERS for name in _stored_names(folder)]
+    referenced: set[str] = set()
+    for file_name, parsed_name in Dataset.objects.values_list("file", "parsed_file").iterator(
+        chunk_size=2000
+    ):
+        referenced.update((file_name, parsed_name))
+    deleted: list[str] = []
+    for name in stored:
+        if len(deleted) >= most:
+            break
+        if name in referenced or default_storage.get_modified_time(name) >= cutoff:
+            continue
+        default_storage.delete(name)
+        deleted.append(name)
+    if deleted:
+        logger.warning("datasets: %s stored files no dataset points to deleted", len(deleted))
+    return deleted
+
+
+def _stored_names(folder: str) -> Iterator[str]:
+    """Every file stored under ``folder`` (a path ending in "/"), its subfolders included."""
+    try:
+        subfolders, files = default_storage.listdir(folder)
+    except FileNotFoundError:  # nothing stored there yet (local storage; S3 lists nothing)
+        return
+    for file_name in sorted(files):
+        yield f"{folder}{file_name}"
+    for subfolder in sorted(subfolders):
+        yield from _stored_names(f"{folder}{subfolder}/")
