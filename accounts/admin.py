@@ -7,7 +7,10 @@ from typing import Any
 from allauth.account.adapter import get_adapter
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from accounts import key_lineage
 from accounts.models import ApiKey, Invitation, Membership, Organization, User
 
 # The `type: ignore[type-arg]` on admin classes below: Django's admin classes are generic only in
@@ -54,9 +57,21 @@ class OrganizationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Keys, for operators. A key's parent and depth are what its creation recorded (an editable
+    parent would be a menu of every organization's keys), and revoking goes through the action,
+    which revokes the keys made from them too (``key_lineage.api_key_revoke``)."""
+
     list_display = ["prefix", "name", "organization", "scope", "created_at", "revoked_at"]
-    readonly_fields = ["digest", "prefix"]
+    readonly_fields = ["digest", "prefix", "created_by_key", "lineage_depth", "revoked_at"]
     search_fields = ["prefix", "name"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke (with the keys made from them)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        keys = list(queryset.order_by("pk"))
+        for key in keys:
+            key_lineage.api_key_revoke(key=key)
+        self.message_user(request, f"{len(keys)} key(s) revoked, with the keys made from them.")
 
 
 admin.site.register(Invitation)

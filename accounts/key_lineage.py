@@ -15,7 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.keys import key_cache_clear
@@ -37,6 +38,17 @@ _WINDOW_RANK: dict[str | None, int] = {
     None: 3,  # one window that never resets
 }
 _INHERITED = ("expires_at", "rpm", "tpm", "allowed_models")
+
+# The ids of a key's tree (``%s``; the key itself is level 0) down to level ``%s``, from level
+# ``%s`` on, walked through ``created_by_key`` in the database: no list of ids goes through
+# Python.
+_TREE_SQL = (
+    "WITH RECURSIVE tree (id, level) AS ("
+    " SELECT id, 0 FROM accounts_apikey WHERE id = %s"
+    " UNION ALL SELECT child.id, tree.level + 1 FROM accounts_apikey child"
+    " JOIN tree ON child.created_by_key_id = tree.id WHERE tree.level < %s"
+    ") SELECT id FROM tree WHERE level >= %s"
+)
 
 
 def api_key_create_bounded(
@@ -148,16 +160,13 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     too: a key a revoked key made before its revocation is found through it."""
     now = timezone.now()
     with transaction.atomic():
-        rows = ApiKey.objects.select_for_update(no_key=True)
-        tree = list(rows.filter(pk=key.pk).values_list("pk", flat=True))
-        level = tree
-        for _ in range(LINEAGE_DEPTH_MAX):
-            level = list(
-                rows.filter(created_by_key_id__in=level).order_by("pk").values_list("pk", flat=True)
-            )
-            if not level:
+        # One statement per level, each a new snapshot: a create holds its parent's lock until it
+        # commits, so once a level is locked the next level's statement sees every key made from
+        # it. Ids stay in the database (a recursive CTE), however wide the tree.
+        for level in range(LINEAGE_DEPTH_MAX + 1):
+            if not _level_lock(key.pk, level):
                 break
-            tree += level
+        tree = RawSQL(_TREE_SQL, [key.pk, LINEAGE_DEPTH_MAX, 0])  # noqa: S611  (a constant)
         ApiKey.objects.filter(pk__in=tree, revoked_at__isnull=True).update(revoked_at=now)
     # Now, and again once committed (inside a caller's transaction): a reload that read the
     # rows before the commit is dropped by the second clear, or not stored (``TtlCache``'s
@@ -167,3 +176,19 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = now
     return key
+
+
+def _level_lock(root_id: int, level: int) -> int:
+    """Lock the keys ``level`` levels below ``root_id`` in primary-key order (``FOR NO KEY
+    UPDATE`` on PostgreSQL; SQLite has no row locks, it locks the file on write); how many
+    there are. A key is older than the keys made from it, so the tree's root has its smallest
+    id: ``membership_remove``, locking a person's keys in primary-key order, takes the root
+    first too and cannot hold a key this walk waits for while waiting for one it holds."""
+    lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else ""
+    sql = (
+        "SELECT count(*) FROM (SELECT id FROM accounts_apikey WHERE id IN ("  # noqa: S608
+        f"{_TREE_SQL}) ORDER BY id{lock}) locked"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [root_id, level, level])
+        return int(cursor.fetchone()[0])

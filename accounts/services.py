@@ -99,9 +99,13 @@ def membership_remove(*, organization: Organization, membership_id: int) -> None
         if membership.role == Role.OWNER:
             _ensure_another_owner(organization, membership)
         membership.delete()
-        ApiKey.objects.filter(
-            organization=organization, created_by_id=membership.user_id, revoked_at__isnull=True
-        ).update(revoked_at=timezone.now())
+        keys = ApiKey.objects.filter(organization=organization, created_by_id=membership.user_id)
+        # Locked first in primary-key order (the revoked ones too: a revocation walks through
+        # them), as ``key_lineage.api_key_revoke`` locks a tree from its root (its smallest id)
+        # down: an UPDATE alone locks rows in disk order, and could take a key made by a key
+        # before that key while a revocation holds the other and waits for this one (deadlock).
+        list(keys.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
+        keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
     key_cache_clear()
 
 

@@ -37,6 +37,9 @@ import time
 from decimal import Decimal
 from typing import Protocol
 
+from django.conf import settings
+from prometheus_client import Counter
+
 from billing.drafts import UsageDraft
 from billing.models import UsageFlag
 from billing.outbox import usage_outbox_flush, usage_record_async
@@ -146,11 +149,38 @@ def price(
             held,
         )
         draft.flag(UsageFlag.OVER_HOLD)
+        _far_over_hold(draft, cost, held)
     draft.is_byok, draft.cost = is_byok, cost
     draft.prompt_tokens, draft.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     draft.cached_tokens, draft.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
     draft.cache_write_tokens = usage.cache_write_tokens
     return cost
+
+
+# Charges far above their holds: a provider counting what the hold did not foresee (an image
+# formula, hidden reasoning), which settlement may cap at the balance — the platform pays the rest.
+FAR_OVER_HOLD = Counter(
+    "routerhub_charges_far_over_hold",
+    "Charges at least BILLING_OVER_HOLD_ALERT_MULTIPLE times their hold, by provider.",
+    ["provider"],
+)
+
+
+def _far_over_hold(draft: UsageDraft, cost: Decimal, held: Decimal) -> None:
+    """Count and log a charge many times its hold: charged all the same (the tokens are spent),
+    but a hold that far off is a formula to fix."""
+    if cost < held * settings.BILLING_OVER_HOLD_ALERT_MULTIPLE:
+        return
+    FAR_OVER_HOLD.labels(provider=draft.provider or "unknown").inc()
+    logger.error(
+        "generation %s (%s via %s) costs %s, %.1fx its hold %s: the hold misjudges it",
+        draft.generation_id,
+        draft.model,
+        draft.provider,
+        cost,
+        cost / held if held else float("inf"),
+        held,
+    )
 
 
 async def record(draft: UsageDraft, *, alone: bool = False) -> None:

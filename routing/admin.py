@@ -70,9 +70,10 @@ class EndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "input_price",
         "output_price",
         "price_checked",
+        "hidden_reasoning",
         "enabled",
     )
-    list_filter = ("provider", "enabled")
+    list_filter = ("provider", "enabled", "hidden_reasoning")
     search_fields = ("model__id", "upstream_model")
     list_select_related = ("model", "provider")
 

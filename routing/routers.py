@@ -245,9 +245,10 @@ def router_candidates_allowed(
     """The candidates a key restricted to ``allowed_models`` may name for ``model_id``
     (``router/<slug>``, ``row`` from ``router_row``) beyond its own allow-list: the router's
     configured candidates, which it may pick unasked, when the key may use the router; else
-    none. Untrained ``router/auto`` without a row has none: it ranks the whole catalog, and
-    narrowing it would let a key allowed only ``router/auto`` call any catalog model by name."""
-    if model_id not in allowed_models or row is None:
+    none. An untrained router has none, row or not: untrained ``router/auto`` ranks the whole
+    catalog (``router_decide``), even when a failed first training left its row, and narrowing
+    it would let a key allowed only ``router/auto`` call any catalog model by name."""
+    if model_id not in allowed_models or row is None or row.version is None:
         return frozenset()
     return frozenset(row.candidates)
 

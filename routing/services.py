@@ -16,6 +16,7 @@ from django.db.models import F
 from accounts.models import Organization, User
 from routerhub.domain import InvalidInput
 from routing.egress import base_url_check
+from routing.image_tokens import image_rule
 from routing.models import (
     MODEL_CATEGORIES,
     ApiStyle,
@@ -74,11 +75,13 @@ def catalog_sync(*, data: dict[str, Any]) -> CatalogSyncResult:
     """
     providers = {item["slug"]: _provider_sync(item) for item in data.get("providers", [])}
     models = {item["id"]: _model_sync(item) for item in data.get("models", [])}
+    metering = {item["id"]: _metering_fields(item) for item in data.get("models", [])}
     endpoints = 0
     for item in data.get("endpoints", []):
         model = models.get(item["model"]) or CatalogModel.objects.get(pk=item["model"])
         provider = providers.get(item["provider"]) or Provider.objects.get(slug=item["provider"])
-        _endpoint_sync(item, provider, model)
+        own = metering.get(item["model"], {}) | _metering_fields(item)  # the endpoint's wins
+        _endpoint_sync(item | own, provider, model)
         endpoints += 1
     catalog_revision_bump()
     return CatalogSyncResult(len(providers), len(models), endpoints)
@@ -118,8 +121,20 @@ def _model_sync(item: dict[str, Any]) -> CatalogModel:
     return model
 
 
+_METERING = ("image_tokens", "hidden_reasoning", "output_tokens_per_second")
+
+
+def _metering_fields(item: dict[str, Any]) -> dict[str, Any]:
+    """What prices a model's images and its cut streams, as its entry (or an endpoint's) gives
+    it; an endpoint's own values win over its model's."""
+    fields = {name: item[name] for name in _METERING if name in item}
+    image_rule(fields.get("image_tokens"))  # ValueError for a description that is no formula
+    return fields
+
+
 def _endpoint_sync(item: dict[str, Any], provider: Provider, model: CatalogModel) -> None:
-    """One endpoint; capabilities it does not list are its model's."""
+    """One endpoint; capabilities it does not list are its model's; image formula, hidden
+    reasoning and output speed its model's entry's unless it gives its own."""
     capabilities = item.get("capabilities")
     checked = item.get("checked")
     Endpoint.objects.update_or_create(
@@ -137,6 +152,9 @@ def _endpoint_sync(item: dict[str, Any], provider: Provider, model: CatalogModel
             "price_source": item.get("source", ""),
             "price_checked": date.fromisoformat(str(checked)) if checked else None,
             "enabled": item.get("enabled", True),
+            "image_tokens": item.get("image_tokens", {}),
+            "hidden_reasoning": item.get("hidden_reasoning", False),
+            "output_tokens_per_second": item.get("output_tokens_per_second", 0),
             **(
                 _capability_fields(capabilities)
                 if capabilities is not None

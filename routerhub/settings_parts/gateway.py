@@ -112,6 +112,11 @@ RESPONSES_STORE_MAX_BYTES = env.int("RESPONSES_STORE_MAX_BYTES", default=1024 * 
 COMPLETIONS_MAX_PROMPTS = env.int("COMPLETIONS_MAX_PROMPTS", default=16)  # per /v1/completions
 # max_tokens sent upstream (and reserved for) when the client gives none.
 GATEWAY_DEFAULT_MAX_TOKENS = env.int("GATEWAY_DEFAULT_MAX_TOKENS", default=4096)
+# A stream to a model that reasons unseen (catalog hidden_reasoning) cut short before its usage
+# report is billed this many output tokens a second since its request was sent (an endpoint's
+# output_tokens_per_second wins), at most its max_tokens: below the published speeds of OpenAI's
+# o-series and gpt-5 and Gemini 2.5 (~80-250/s), so a client is not billed more than was made.
+GATEWAY_REASONING_TOKENS_PER_SECOND = positive_int("GATEWAY_REASONING_TOKENS_PER_SECOND", 50)
 # Circuit breaker: skip an endpoint after N failures within the window, for the cooldown.
 GATEWAY_BREAKER_FAILURES = env.int("GATEWAY_BREAKER_FAILURES", default=3)
 GATEWAY_BREAKER_WINDOW = env.float("GATEWAY_BREAKER_WINDOW", default=10.0)

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 import orjson
 
 from routing.fake_upstream.answers import Answer, Tool, count_tokens, split_tokens
+from routing.fake_upstream.images import media_tokens
 from routing.fake_upstream.wire import (
     JSON,
     Turn,
-    _images,
     _prompt_tokens,
     _reported,
     _text,
@@ -40,13 +40,13 @@ def gemini_turn(body: JSON, model: str) -> Turn:
     texts = [_text((body.get("systemInstruction") or {}).get("parts"))] + [
         _text(c.get("parts")) for c in contents
     ]
-    images = sum(_images(c.get("parts")) for c in contents)
+    media = sum(media_tokens(c.get("parts"), model) for c in contents)
     return Turn(
         model=model,
         prompt=_text(users[-1]["parts"]) if users else "",
-        prompt_tokens=_prompt_tokens(texts, images),
+        prompt_tokens=_prompt_tokens(texts, media),
         prompt_texts=texts,
-        images=images,
+        media_tokens=media,
         tools=tools if calling.get("mode") != "NONE" else [],
         forced_tool=forced,
         last_is_tool_result=bool(responses),

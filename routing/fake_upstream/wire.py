@@ -20,6 +20,7 @@ from routing.fake_upstream.answers import (
     split_tokens,
 )
 from routing.fake_upstream.anthropic_refusals import lax_bool
+from routing.fake_upstream.images import media_tokens
 
 JSON = dict[str, Any]
 
@@ -38,7 +39,7 @@ class Turn:
     json_schema: JSON | None = None
     json_mode: bool = False
     prompt_texts: list[str] = field(default_factory=list)
-    images: int = 0
+    media_tokens: int = 0  # the prompt's images (by the model's formula) and other media
     thinking: bool = False  # Anthropic extended thinking asked for: answer with a signed block
     candidate_count: object = None  # Gemini's generationConfig.candidateCount, as sent
     # Counts to report whatever was counted ("prompt", "completion"): a broken provider.
@@ -73,25 +74,14 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _images(content: Any) -> int:
-    if not isinstance(content, list):
-        return 0
-    kinds = ("image_url", "image", "document", "file", "inlineData", "fileData")
-    return sum(
-        1
-        for p in content
-        if isinstance(p, dict) and (p.get("type") in kinds or any(k in p for k in kinds[4:]))
-    )
-
-
-def _prompt_tokens(texts: list[str], images: int) -> int:
-    return sum(count_tokens(t) + 4 for t in texts) + 85 * images + 3
+def _prompt_tokens(texts: list[str], media: int) -> int:
+    return sum(count_tokens(t) + 4 for t in texts) + media + 3
 
 
 def byte_prompt_tokens(turn: Turn) -> int:
     """The prompt counted as a byte-level BPE tokenizer's worst case, a token per UTF-8 byte
     (real tokenizers give CJK text and emoji one or more tokens per character)."""
-    return sum(len(t.encode()) + 4 for t in turn.prompt_texts) + 85 * turn.images + 3
+    return sum(len(t.encode()) + 4 for t in turn.prompt_texts) + turn.media_tokens + 3
 
 
 def _reported(turn: Turn, usage: JSON, *, prompt: str, completion: str) -> JSON:
@@ -121,13 +111,13 @@ def openai_turn(body: JSON, model: str) -> Turn:
         (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
     )
     texts = [_text(m.get("content")) for m in messages]
-    images = sum(_images(m.get("content")) for m in messages)
+    media = sum(media_tokens(m.get("content"), model) for m in messages)
     return Turn(
         model=model,
         prompt=_text(users[-1].get("content")) if users else "",
-        prompt_tokens=_prompt_tokens(texts, images),
+        prompt_tokens=_prompt_tokens(texts, media),
         prompt_texts=texts,
-        images=images,
+        media_tokens=media,
         tools=tools if choice != "none" else [],
         forced_tool=forced,
         last_is_tool_result=last.get("role") == "tool",
@@ -271,13 +261,13 @@ def anthropic_turn(body: JSON, model: str) -> Turn:
         else (tools[0].name if choice.get("type") == "any" and tools else None)
     )
     texts = [_text(body.get("system"))] + [_text(m.get("content")) for m in messages]
-    images = sum(_images(m.get("content")) for m in messages)
+    media = sum(media_tokens(m.get("content"), model) for m in messages)
     return Turn(
         model=model,
         prompt=user_text,
-        prompt_tokens=_prompt_tokens(texts, images),
+        prompt_tokens=_prompt_tokens(texts, media),
         prompt_texts=texts,
-        images=images,
+        media_tokens=media,
         tools=tools if choice.get("type") != "none" else [],
         forced_tool=forced,
         last_is_tool_result=bool(results),

@@ -7,6 +7,7 @@ process both happen in the background ahead of expiry (``routerhub.ttl_cache.ref
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +16,11 @@ from django.conf import settings
 
 from billing.metering import TokenPrices
 from routerhub.ttl_cache import MISS, TtlCache, refresh_ahead
+from routing.image_tokens import UNDESCRIBED, ImageTokens, image_rule
 from routing.models import CatalogModel, CatalogRevision, Endpoint
 from routing.providers import ADAPTERS
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,9 @@ class EndpointInfo:
     supported_parameters: frozenset[str]
     is_simulated: bool
     content_kinds: frozenset[str] | None = None  # the adapter's (None: every kind)
+    image_tokens: ImageTokens = UNDESCRIBED  # how the provider counts an image
+    hidden_reasoning: bool = False  # bills reasoning it never streams (a cut stream: its time)
+    output_tokens_per_second: int = 0  # 0: GATEWAY_REASONING_TOKENS_PER_SECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +106,19 @@ def _endpoint_info(row: Endpoint) -> EndpointInfo:
         supported_parameters=_supported_parameters(row),
         is_simulated=provider.is_simulated,
         content_kinds=ADAPTERS[provider.api_style].content_kinds,
+        image_tokens=_image_rule(row),
+        hidden_reasoning=row.hidden_reasoning,
+        output_tokens_per_second=row.output_tokens_per_second,
     )
+
+
+def _image_rule(row: Endpoint) -> ImageTokens:
+    """The endpoint's image formula; one mistyped in admin holds as an undescribed one."""
+    try:
+        return image_rule(row.image_tokens)
+    except ValueError:
+        logger.warning("endpoint %s: image_tokens %r is no formula", row.pk, row.image_tokens)
+        return UNDESCRIBED
 
 
 def _revision() -> int:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+
 from accounts.keys import AuthenticatedKey, bearer_token, key_authenticate_async
 from billing import metering
 from billing.metering import UsageDraft, UsageFlag
@@ -30,6 +32,7 @@ from routing.gateway.planning import Candidate, Plan
 from routing.gateway.request_shape import output_token_bound
 from routing.gateway.timeouts import TimedOut, timeouts_charge
 from routing.gateway.trace import MAX_RESPONSE_CHARS, trace_json
+from routing.image_tokens import image_tokens_beyond_context, images_asked
 from routing.ingress.anthropic import anthropic_only_fields
 from routing.providers.base import (
     JSON,
@@ -38,6 +41,7 @@ from routing.providers.base import (
     IngressMarks,
     StreamDecoder,
     Usage,
+    fields_not_sent,
     text_of,
 )
 from routing.providers.cache_marks import cached_prefix_shares, has_marks
@@ -92,6 +96,7 @@ class Exchange:
     # pooled connection; a refusal or failed attempt clears it): what a call stopped by its
     # caller is billed at (``call_abandoned``).
     sending: Candidate | None = None
+    sent_at: float | None = None  # when ``sending`` was set: ``_hidden_reasoning`` counts from it
     # Set by ``bill``: the outcome is priced (a client leaving after that changes nothing).
     billed: bool = False
     # Of the draft's cache writes, those for an hour (the draft keeps only the total): what an
@@ -238,7 +243,7 @@ def sent_trace(ex: Exchange, candidate: Candidate) -> dict[str, Any]:
         if tunnel:
             return
         if event.endswith(".send_request_body.complete"):
-            ex.sending = candidate
+            ex.sending, ex.sent_at = candidate, time.monotonic()
         elif event.endswith(".send_request_body.failed"):
             ex.sending = None  # a dead kept-alive connection: sent again once one is free
         elif event.endswith(".receive_response_headers.complete"):
@@ -276,15 +281,21 @@ def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> De
     return cost + timeouts_charge(ex)
 
 
+def prompt_estimate_at(ex: Exchange, endpoint: EndpointInfo) -> int:
+    """The prompt's estimate with its images at ``endpoint``'s formula, as its hold has them."""
+    return ex.prompt_estimate + _image_tokens_held(ex, endpoint)
+
+
 def prompt_estimate_usage(ex: Exchange, endpoint: EndpointInfo) -> Usage:
     """A prompt the provider had but did not count for us, estimated: to Anthropic with
     prompt-caching marks, the part up to the last mark is a cache write (at the last ``1h``
     mark's share for an hour), as Anthropic bills it — never more than the hold priced."""
-    usage = Usage(ex.prompt_estimate)
+    estimate = prompt_estimate_at(ex, endpoint)
+    usage = Usage(estimate)
     if endpoint.api_style == "anthropic" and has_marks(ex.body):
         upto, upto_hour = cached_prefix_shares(ex.body)
-        usage.cache_write_tokens = min(math.ceil(ex.prompt_estimate * upto), ex.prompt_estimate)
-        hour = math.ceil(ex.prompt_estimate * upto_hour)
+        usage.cache_write_tokens = min(math.ceil(estimate * upto), estimate)
+        hour = math.ceil(estimate * upto_hour)
         usage.cache_write_1h_tokens = min(hour, usage.cache_write_tokens)
     return usage
 
@@ -311,7 +322,20 @@ def partial_usage(ex: Exchange) -> Usage:
         usage.completion_tokens = max(
             usage.completion_tokens, _completion_estimate(ex, ex.generated_chars)
         )
+        if reported is None and ex.endpoint.hidden_reasoning:
+            hidden = _hidden_reasoning(ex, ex.endpoint)
+            usage.reasoning_tokens = max(0, hidden - usage.completion_tokens)
+            usage.completion_tokens = max(usage.completion_tokens, hidden)
     return usage
+
+
+def _hidden_reasoning(ex: Exchange, endpoint: EndpointInfo) -> int:
+    """What a model that reasons unseen (o-series, gpt-5, Gemini 2.5) made since its request was
+    sent, stopped before its usage report: its time at the endpoint's speed, at most its output
+    bound. Before, only its visible text was billed: nothing when stopped while reasoning."""
+    speed = endpoint.output_tokens_per_second or settings.GATEWAY_REASONING_TOKENS_PER_SECOND
+    elapsed = time.monotonic() - ex.sent_at if ex.sent_at is not None else 0.0
+    return min(math.ceil(elapsed * speed), output_token_bound(ex.body, endpoint))
 
 
 def billable_usage(
@@ -334,7 +358,10 @@ def billable_usage(
     # A prompt count is impossible only above what the prompt can be: the hold's bound (its UTF-8
     # bytes), or the window when no bound was computed. A count past a catalog window that is
     # stale or too small is still what the provider served, and is billed as reported.
-    if max(window, ex.prompt_bound) and usage.prompt_tokens > max(window, ex.prompt_bound):
+    most = max(window, ex.prompt_bound)
+    if most and usage.prompt_tokens > most:  # images are read only then
+        most = max(window, ex.prompt_bound + _image_tokens_held(ex, ex.endpoint))
+    if most and usage.prompt_tokens > most:
         usage.prompt_tokens, usage.clamped = 0, True
     if window and usage.completion_tokens > window * int(ex.body.get("n") or 1):
         usage.completion_tokens, usage.clamped = 0, True
@@ -348,11 +375,11 @@ def billable_usage(
         )
         ex.draft.flag(UsageFlag.USAGE_CLAMPED)
         # One impossible count discredits the report: no count is taken below its estimate.
-        usage.prompt_tokens = max(usage.prompt_tokens, ex.prompt_estimate)
+        usage.prompt_tokens = max(usage.prompt_tokens, prompt_estimate_at(ex, ex.endpoint))
         usage.completion_tokens = max(usage.completion_tokens, estimate)
     elif usage.prompt_tokens == 0:
         ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
-        usage.prompt_tokens = ex.prompt_estimate
+        usage.prompt_tokens = prompt_estimate_at(ex, ex.endpoint)
     usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
     usage.cache_write_tokens = min(
         usage.cache_write_tokens, usage.prompt_tokens - usage.cached_tokens
@@ -360,6 +387,13 @@ def billable_usage(
     usage.cache_write_1h_tokens = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     usage.reasoning_tokens = min(usage.reasoning_tokens, usage.completion_tokens)
     return usage
+
+
+def _image_tokens_held(ex: Exchange, endpoint: EndpointInfo) -> int:
+    """The image tokens the hold counted for ``endpoint`` beyond ``prompt_bound``'s."""
+    if not ex.prompt_bound:
+        return 0
+    return image_tokens_beyond_context(images_asked(ex.body), endpoint.image_tokens)
 
 
 def choices_chars(choices: list[JSON]) -> int:
@@ -406,6 +440,7 @@ def answer_headers(ex: Exchange) -> dict[str, str]:
     headers = {"x-generation-id": ex.generation_id} | rate_limit_headers(ex.key)
     assert ex.endpoint is not None
     dropped = anthropic_only_fields(ex.body, ex.endpoint.api_style)
+    dropped += fields_not_sent(ex.body, ex.endpoint.api_style, ex.is_byok)
     if ex.endpoint.api_style != "anthropic" and has_marks(ex.body):
         dropped.append("cache_control")  # no explicit prompt caching there (README)
     hint = (ex.plan.routing or {}).get("task_hint")

@@ -274,8 +274,9 @@ class _Sieve:
         self.require_parameters = bool(self.prefs.get("require_parameters"))
         # What only an organization's own key may send (a tier or tool the catalog does not
         # price): the platform's endpoints are left out, and this is the 400 if none is left.
-        self.platform_refusal = platform_refusal(body)
-        self.platform_refused = False
+        # Embeddings send neither (``providers.embeddings``): chat's refusals are not theirs.
+        self.body = body
+        self.platform_refused: tuple[str, str] | None = None
         self.candidates: list[Candidate] = []
         self.gap: str | None = None
         self.too_small: EndpointInfo | None = None  # the largest window the prompt overflowed
@@ -287,13 +288,14 @@ class _Sieve:
         if eligible and not ordered:
             self.reasons.add(_NOT_IN_ORDER)
         for endpoint in ordered:
-            own = byok.get(endpoint.provider_slug)
+            own, style = byok.get(endpoint.provider_slug), endpoint.api_style
             if own:
-                base_url = own.base_url if endpoint.api_style == "openai" else ""
+                base_url = own.base_url if style == "openai" else ""
                 self.candidates.append(Candidate(endpoint, own.secret, True, base_url))
                 continue
-            if self.platform_refusal is not None:
-                self.platform_refused = True
+            refusal = None if self.needs.embeddings else platform_refusal(self.body, style)
+            if refusal is not None:
+                self.platform_refused = refusal
                 continue
             platform = platform_key(endpoint.api_key_env)
             if platform is None:
@@ -328,8 +330,8 @@ class _Sieve:
             )
         if self.too_small is not None:
             return self._too_long(self.too_small)
-        if self.platform_refused and self.platform_refusal is not None:
-            message, param = self.platform_refusal
+        if self.platform_refused is not None:
+            message, param = self.platform_refused
             return BadRequest(message, param=param, metadata={"models": model_ids})
         reasons = self.reasons
         described = "; ".join(sorted(reasons or {"no enabled endpoint"}))

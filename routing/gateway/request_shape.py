@@ -12,6 +12,12 @@ from django.conf import settings
 from billing.metering import reservation_amount
 from routerhub.errors import BadRequest
 from routing.gateway.catalog_cache import EndpointInfo
+from routing.image_tokens import (
+    IMAGE_CONTEXT_TOKENS,
+    ImageAsk,
+    image_tokens_beyond_context,
+    images_asked,
+)
 from routing.providers.base import (
     CLIENT_TOOL_TYPES,
     JSON,
@@ -27,7 +33,6 @@ if TYPE_CHECKING:
     from routing.gateway.planning import Candidate  # planning reads this module's bounds
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-_IMAGE_TOKENS = 1600  # a large image on Anthropic; generous for OpenAI and Gemini tiles
 # Template tokens around one message (role markers, separators): OpenAI's is 3-4.
 _MESSAGE_TOKENS = 16
 # The system prompt a provider adds when tools or a response schema are given (Anthropic's
@@ -212,22 +217,27 @@ def _not_offered(body: JSON) -> None:
         )
 
 
-def platform_refusal(body: JSON) -> tuple[str, str] | None:
-    """Why the platform's provider keys cannot take this request, as (message, param): what the
-    provider would bill above the catalog's price. An organization's own key takes it (its
-    provider bills the organization); planning skips the platform's endpoints for it and answers
-    this 400 when nothing is left."""
+def platform_refusal(body: JSON, api_style: str) -> tuple[str, str] | None:
+    """Why the platform's provider keys cannot take this request to an endpoint of
+    ``api_style``, as (message, param): what the provider would bill above the catalog's price.
+    An organization's own key takes it (its provider bills the organization); planning skips
+    the platform's endpoints for it and answers this 400 when nothing is left. Only
+    OpenAI-style hosts are sent ``service_tier`` (the other adapters never send it, and the
+    answer's ``x-routerhub-dropped`` names it). Shapes chat refuses first (``request_validate``)
+    are not this function's: a ``tools`` that is not a list, or an item not an object, is
+    ignored here, as embeddings ignore chat's fields."""
     tier = body.get("service_tier")
-    if tier is not None and tier not in STANDARD_SERVICE_TIERS:
+    if api_style == "openai" and tier is not None and not _standard_tier(tier):
         return (
             f"service_tier '{tier}' is not offered on RouterHub's provider keys: the catalog "
-            "prices the standard tier only, which 'auto', 'default' or no service_tier give. "
-            "Other tiers (OpenAI's 'flex' and 'priority') need your organization's own "
-            "provider key (Provider keys), whose provider bills them to you.",
+            "prices the standard tier only, which 'auto', 'default', Groq's 'on_demand' or no "
+            "service_tier give. Other tiers (OpenAI's 'flex' and 'priority') need your "
+            "organization's own provider key (Provider keys), whose provider bills them to you.",
             "service_tier",
         )
-    for index, tool in enumerate(body.get("tools") or []):
-        kind = tool.get("type", "function")
+    tools = body.get("tools")
+    for index, tool in enumerate(tools if isinstance(tools, list) else []):
+        kind = tool.get("type", "function") if isinstance(tool, dict) else "function"
         if kind not in CLIENT_TOOL_TYPES:
             return (
                 f"tools[{index}] is a '{kind}' tool, a provider's built-in tool billed per use, "
@@ -236,6 +246,10 @@ def platform_refusal(body: JSON) -> tuple[str, str] | None:
                 "tools",
             )
     return None
+
+
+def _standard_tier(tier: object) -> bool:
+    return isinstance(tier, str) and tier in STANDARD_SERVICE_TIERS
 
 
 def _private(item: object) -> bool:
@@ -358,7 +372,7 @@ def estimate_prompt_tokens(body: JSON) -> int:
             tokens += billed_tokens(orjson.dumps(call).decode())
     if body.get("tools"):
         tokens += billed_tokens(orjson.dumps(body["tools"]).decode())
-    return math.ceil(tokens) + images * _IMAGE_TOKENS
+    return math.ceil(tokens) + images * IMAGE_CONTEXT_TOKENS
 
 
 def prompt_token_bound(body: JSON) -> int:
@@ -369,8 +383,9 @@ def prompt_token_bound(body: JSON) -> int:
     count of everything that becomes prompt text — message texts and names, tool calls, tool
     results, tool definitions, a response schema and any other content part — plus each
     message's template tokens and the system prompt providers add for tools. An image is
-    counted as ``_IMAGE_TOKENS`` (Anthropic's most for one image): its tokens depend on its
-    pixels, not on the bytes of its URL."""
+    counted as ``IMAGE_CONTEXT_TOKENS`` (its share of a context window): its tokens depend on its
+    pixels, not on the bytes of its URL, and what a provider bills beyond that is each
+    endpoint's (``image_tokens_beyond_context``, added to the hold and to what a count may be)."""
     total = 8
     images = 0
     for message in body["messages"]:
@@ -393,7 +408,7 @@ def prompt_token_bound(body: JSON) -> int:
         total += len(orjson.dumps(extra))
     if extras:
         total += _TOOL_PROMPT_TOKENS
-    return total + images * _IMAGE_TOKENS
+    return total + images * IMAGE_CONTEXT_TOKENS
 
 
 def prompt_token_floor(body: JSON) -> int:
@@ -425,12 +440,18 @@ def output_token_bound(body: JSON, endpoint: EndpointInfo) -> int:
 
 
 def reservation_for(
-    body: JSON, candidate: Candidate, prompt_bound: int, cache_ttl: str | None
+    body: JSON,
+    candidate: Candidate,
+    prompt_bound: int,
+    cache_ttl: str | None,
+    images: list[ImageAsk],
 ) -> Decimal:
-    """``cache_ttl``: ``longest_ttl(body)``, read once per request by ``reservation_max``."""
+    """``cache_ttl``: ``longest_ttl(body)``, and ``images``: ``images_asked(body)``, read once per
+    request by ``reservation_max``."""
     amount = reservation_amount(
         candidate.endpoint.prices,
-        prompt_tokens=prompt_bound,
+        prompt_tokens=prompt_bound
+        + image_tokens_beyond_context(images, candidate.endpoint.image_tokens),
         max_output_tokens=output_token_bound(body, candidate.endpoint),
         # Only Anthropic endpoints get the marks: there a write may cost more than a prompt.
         cache_ttl=cache_ttl if candidate.endpoint.api_style == "anthropic" else None,
@@ -439,6 +460,7 @@ def reservation_for(
 
 
 def reservation_max(body: JSON, candidates: list[Candidate], prompt_bound: int) -> Decimal:
-    """The largest hold any candidate needs; the body's marks are scanned once, not per one."""
-    ttl = longest_ttl(body)
-    return max(reservation_for(body, c, prompt_bound, ttl) for c in candidates)
+    """The largest hold any candidate needs; the body's marks and images are read once, not per
+    candidate."""
+    ttl, images = longest_ttl(body), images_asked(body)
+    return max(reservation_for(body, c, prompt_bound, ttl, images) for c in candidates)

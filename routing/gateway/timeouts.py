@@ -84,7 +84,7 @@ def _usage_charged(usage: Usage, cost: Decimal, full: Decimal) -> Usage:
     if cost >= full:
         return usage
     scaled = replace(usage)
-    for name in (f.name for f in fields(Usage) if f.name != "clamped"):
+    for name in (f.name for f in fields(Usage) if f.type in ("int", int)):  # counts, not flags
         setattr(scaled, name, int(getattr(usage, name) * cost // full))
     return scaled
 

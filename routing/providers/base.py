@@ -51,11 +51,12 @@ OPENAI_PARAMETERS = COMMON_PARAMETERS | {
     "metadata",
     "store",
 }
-# OpenAI's ``service_tier`` values priced as the catalog prices: "auto" (the project's own tier,
-# the standard one on the platform's accounts) and "default". Flex and Priority processing cost
-# another price the catalog does not list, so the platform's keys never take them
-# (``platform_refusal``); an organization's own key sends any tier (it pays its provider).
-STANDARD_SERVICE_TIERS = frozenset({"auto", "default"})
+# ``service_tier`` values priced as the catalog prices: "auto" (the project's own tier, the
+# standard one on the platform's accounts), OpenAI's "default" and Groq's "on_demand". Flex and
+# Priority processing cost another price the catalog does not list, so the platform's keys
+# never take them to an OpenAI-style host (``platform_refusal``; no other adapter sends a tier);
+# an organization's own key sends any tier (it pays its provider).
+STANDARD_SERVICE_TIERS = frozenset({"auto", "default", "on_demand"})
 # The tiers an answer may say it was served at that the catalog's price is for: OpenAI's
 # "default", Groq's "on_demand" (its standard), and none said. Any other on the platform's keys
 # (a project whose own tier is another) is billed the catalog's price and flagged
@@ -65,6 +66,21 @@ STANDARD_TIERS_SERVED = frozenset({"", "default", "standard", "on_demand", "auto
 # sent only on an organization's own key, never on the platform's accounts, which keep nothing
 # of a tenant's prompts (README, "Parameters that change the price or what the provider keeps").
 RETENTION_PARAMETERS = frozenset({"store", "metadata"})
+
+
+def fields_not_sent(request: JSON, api_style: str, own_key: bool) -> list[str]:
+    """The price and retention fields of ``request`` an endpoint of ``api_style`` is not sent,
+    for the answer's ``x-routerhub-dropped``: ``store`` and ``metadata`` on the platform's keys
+    (``RETENTION_PARAMETERS``), and all three to hosts other than OpenAI-style, whose adapters
+    have no such fields (Anthropic's ``metadata`` is built from ``user``). ``store: false``
+    asks for what not sending it gives: not named."""
+    if api_style == "openai":
+        names = [] if own_key else ["store", "metadata"]
+    else:
+        names = ["service_tier", "store", "metadata"]
+    return [name for name in names if request.get(name) not in (None, False)]
+
+
 # Tool types every OpenAI-style host serves as the client's own tools: anything else is a host's
 # built-in tool (Groq's ``browser_search``, ``code_interpreter``), billed by the host per use.
 CLIENT_TOOL_TYPES = frozenset({"function", "custom"})

@@ -301,3 +301,24 @@ def test_a_model_no_provider_can_embed_is_a_permanent_503_without_retry_after(
     assert "retry-after" not in response.headers
     assert response.headers["x-should-retry"] == "false"
     assert not world.upstream_requests()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"tools": 5}, {"tools": ["a"]}, {"tools": [{"type": "browser_search"}]},
+     {"service_tier": "priority"}, {"service_tier": 7}, {"service_tier": ["flex"]}],
+)  # fmt: skip
+def test_chat_only_fields_are_ignored_by_embeddings(world: World, extra: dict[str, Any]) -> None:
+    """Embeddings send no tools or tier upstream: chat's platform refusals are not theirs.
+    Before, a stray ``tools`` was a 500 and a tier a 400 (and before that, ignored)."""
+    _embedding_catalog(world)
+
+    answer = _post(world, {"model": "test/embed", "input": "hello"} | extra)
+
+    assert answer.status_code == 200, answer.text
+    sent = world.last_upstream("/v1/embeddings")["body"]
+    assert sent == {
+        "model": "text-embedding-3-small",
+        "input": ["hello"],
+        "encoding_format": "float",
+    }

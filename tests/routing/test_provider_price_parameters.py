@@ -18,7 +18,7 @@ from billing.models import Reservation
 from routing.fake_upstream.answers import split_tokens
 from routing.models import Provider
 from routing.services import provider_key_create
-from tests.routing.world import World, base_catalog
+from tests.routing.world import World, base_catalog, endpoint, model
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -54,8 +54,9 @@ def test_a_tier_the_catalog_does_not_price_is_a_400_on_platform_keys(
     assert not world.upstream_requests("/chat/completions")
 
 
-@pytest.mark.parametrize("tier", ["auto", "default"])
+@pytest.mark.parametrize("tier", ["auto", "default", "on_demand"])
 def test_the_standard_tiers_are_sent_and_billed_at_list_price(world: World, tier: str) -> None:
+    """Groq's standard tier is ``on_demand`` (Groq is a platform provider): a 400 before."""
     answer = client_for(world).chat.completions.create(
         model="test/gpt",
         messages=HI,
@@ -84,10 +85,15 @@ def test_an_organizations_own_key_sends_any_tier_and_retention_parameters(world:
 
 
 def test_an_own_key_beside_a_platform_endpoint_serves_the_tier_alone(world: World) -> None:
-    """The platform's endpoint of another model is left out, not refused: the own key serves."""
+    """The platform's (OpenAI-style) endpoint of another model is left out, not refused: the own
+    key serves."""
+    catalog = base_catalog(world.fake_url)
+    catalog["models"].append(model("test/llama"))
+    catalog["endpoints"].append(endpoint("test/llama", "fake-openai-b", "llama-3.3-70b"))
+    world.catalog(catalog)
     own_openai_key(world)
 
-    answer = post(world, {"model": "test/claude", "models": ["test/gpt"], "messages": HI,
+    answer = post(world, {"model": "test/llama", "models": ["test/gpt"], "messages": HI,
                           "service_tier": "flex"})  # fmt: skip
 
     assert answer.status_code == 200, answer.text
@@ -97,18 +103,51 @@ def test_an_own_key_beside_a_platform_endpoint_serves_the_tier_alone(world: Worl
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_store_and_metadata_are_not_sent_on_platform_keys(world: World, stream: bool) -> None:
-    """Before, the platform's OpenAI account kept the tenant's prompts (stored completions)."""
-    client = client_for(world)
-    request: dict[str, Any] = {"model": "test/gpt", "messages": HI, "store": True,
-                               "metadata": {"customer": "acme"}}  # fmt: skip
+    """Before, the platform's OpenAI account kept the tenant's prompts (stored completions); then
+    they were left out in silence: now ``x-routerhub-dropped`` names them."""
+    raw = client_for(world).chat.completions.with_raw_response.create(
+        model="test/gpt", messages=HI, store=True, metadata={"customer": "acme"}, stream=stream
+    )
     if stream:
-        list(client.chat.completions.create(**request, stream=True))
-    else:
-        client.chat.completions.create(**request)
+        list(raw.parse())  # type: ignore[call-overload]
 
     sent = world.last_upstream("/chat/completions")["body"]
     assert "store" not in sent and "metadata" not in sent
     assert sent["messages"] == HI
+    assert raw.headers["x-routerhub-dropped"] == "store, metadata"
+
+
+def test_own_keys_are_sent_store_and_metadata_and_say_nothing_dropped(world: World) -> None:
+    own_openai_key(world)
+
+    raw = client_for(world).chat.completions.with_raw_response.create(
+        model="test/gpt", messages=HI, store=False, metadata={"customer": "acme"}
+    )
+
+    assert world.last_upstream("/chat/completions")["body"]["metadata"] == {"customer": "acme"}
+    assert "x-routerhub-dropped" not in raw.headers
+    plain = client_for(world).chat.completions.with_raw_response.create(
+        model="test/claude", messages=HI, store=False
+    )
+    assert (
+        "x-routerhub-dropped" not in plain.headers
+    )  # store: false asks for what not sending gives
+
+
+@pytest.mark.parametrize("model", ["test/claude", "test/gemini"])
+def test_a_tier_is_not_sent_to_anthropic_or_gemini_and_said_dropped(
+    world: World, model: str
+) -> None:
+    """Their adapters never send ``service_tier``: nothing to refuse, so no 400 as before; the
+    answer names it (and ``store``/``metadata``, which they never send either) as dropped."""
+    raw = client_for(world).chat.completions.with_raw_response.create(
+        model=model, messages=HI, service_tier="priority", metadata={"a": "b"}
+    )
+
+    assert raw.parse().model == model
+    sent = world.upstream_requests()[-1]["body"]
+    assert "service_tier" not in str(sent) and "metadata" not in sent
+    assert raw.headers["x-routerhub-dropped"] == "service_tier, metadata"
 
 
 def test_a_prediction_is_held_for_and_its_rejected_tokens_billed(world: World) -> None:

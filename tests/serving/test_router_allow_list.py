@@ -12,9 +12,12 @@ import httpx
 import openai
 import pytest
 
+from accounts.models import PLATFORM_ORGANIZATION_SLUG, Organization
+from routing.routers import router_cache_clear
 from tests.factories import key_client
 from tests.routing.world import World
 from tests.serving.test_router_serving import CHEAP, DEAR, train_router
+from training.models import Router
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
@@ -109,4 +112,24 @@ def test_a_key_allowed_a_model_but_not_the_router_gains_nothing(world: World) ->
     _refused(answers["candidates"], CHEAP, "candidates")
     _refused(answers["drf"], CHEAP, "candidates")
     _refused(answers["llm_providers"], CHEAP, "llm_providers")
+    assert world.upstream_requests() == []
+
+
+@pytest.mark.parametrize("param", ["router.candidates", "models"])
+def test_an_untrained_platform_router_row_grants_no_candidates(world: World, param: str) -> None:
+    # A failed first training (training.serving.router_train_now) leaves router/auto's row with
+    # candidates but no version: it still ranks the whole catalog, so its candidates grant nothing.
+    platform = Organization.objects.create(slug=PLATFORM_ORGANIZATION_SLUG, name="Platform")
+    Router.objects.create(
+        organization=platform, slug="auto", name="Platform", candidates=[CHEAP, OUTSIDE]
+    )
+    router_cache_clear()
+    auto_only = world.key_for(allowed_models=["router/auto"])
+    body: dict[str, Any] = {"model": "router/auto", "messages": HELLO}
+    body |= {"models": [OUTSIDE]} if param == "models" else {"router": {"candidates": [OUTSIDE]}}
+
+    answer = httpx.post(f"{world.gateway_url}/v1/chat/completions", json=body,
+                        headers={"authorization": f"Bearer {auto_only}"}, timeout=10)  # fmt: skip
+
+    _refused(answer, OUTSIDE, param)
     assert world.upstream_requests() == []
