@@ -32,9 +32,9 @@ from routing.gateway.needs import request_needs
 from routing.gateway.openrouter_request import model_names_resolved, openrouter_request
 from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
 from routing.gateway.planning import model_names, plan_request
+from routing.gateway.private_keys import private_keys_dropped
 from routing.gateway.request_shape import (
     estimate_prompt_tokens,
-    private_keys_dropped,
     prompt_token_bound,
     request_validate,
     reservation_max,
