@@ -16,7 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
 
-from accounts import key_lineage, services
+from accounts import invitations, key_lineage, services
 from accounts.models import (
     ApiKey,
     Invitation,
@@ -191,7 +191,7 @@ def organization_page(request: HttpRequest) -> HttpResponse:
         invite_form = InviteForm(request.POST)
         if invite_form.is_valid():
             try:
-                created = services.invitation_create(
+                created = invitations.invitation_create(
                     organization=organization,
                     invited_by=_person(request),
                     **invite_form.cleaned_data,
@@ -211,7 +211,7 @@ def organization_page(request: HttpRequest) -> HttpResponse:
                 )
                 return redirect("organization")
     members = Membership.objects.for_tenant(organization).select_related("user")
-    invitations = Invitation.objects.for_tenant(organization).filter(
+    pending = Invitation.objects.for_tenant(organization).filter(
         accepted_at__isnull=True, cancelled_at__isnull=True
     )
     return render(
@@ -225,7 +225,7 @@ def organization_page(request: HttpRequest) -> HttpResponse:
                 request, members.order_by("created_at", "id"), param="members_page"
             ),
             "invitations": dashboard_page(
-                request, invitations.order_by("-created_at", "-id"), param="invitations_page"
+                request, pending.order_by("-created_at", "-id"), param="invitations_page"
             ),
             "my_organizations": dashboard_page(
                 request,
@@ -268,7 +268,7 @@ def member_update(request: HttpRequest, membership_id: int) -> HttpResponse:
 def invitation_cancel(request: HttpRequest, invitation_id: int) -> HttpResponse:
     organization = dashboard_organization(request)
     try:
-        invitation = services.invitation_cancel(
+        invitation = invitations.invitation_cancel(
             organization=organization, invitation_id=invitation_id
         )
     except ApiError as exc:
@@ -325,7 +325,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     if request.method != "POST":
         return render(request, "accounts/invitation.html", {"token": token})
     try:
-        membership = services.invitation_accept(token=token, user=_person(request))
+        membership = invitations.invitation_accept(token=token, user=_person(request))
     except ApiError as exc:
         messages.error(request, exc.message)
         return redirect("dashboard")

@@ -311,7 +311,7 @@ ORGANIZATION_SESSION_KEY = "current_organization_id"
 ORGANIZATIONS_PER_PERSON_MAX = env.int("ORGANIZATIONS_PER_PERSON_MAX", default=10)
 # Invitation emails carry an organization name its owner chose and go out from the platform's
 # sender: an organization sends at most this many an hour, has at most this many open at once,
-# and mails one address again only after the cooldown (accounts.services.invitation_create).
+# and mails one address again only after the cooldown (accounts.invitations.invitation_create).
 INVITATIONS_PER_ORGANIZATION_PER_HOUR = positive_int("INVITATIONS_PER_ORGANIZATION_PER_HOUR", 20)
 INVITATIONS_OPEN_PER_ORGANIZATION_MAX = positive_int("INVITATIONS_OPEN_PER_ORGANIZATION_MAX", 100)
 INVITATION_RESEND_COOLDOWN_SECONDS = positive_int("INVITATION_RESEND_COOLDOWN_SECONDS", 600)

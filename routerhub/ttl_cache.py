@@ -136,7 +136,12 @@ async def _reload(cache: TtlCache[K, V], key: K, load: Load[K, V], generation: i
 
 
 async def refresh_ahead_stop(timeout: float = 5.0) -> None:
-    """On shutdown: stop starting reloads and let the ones in flight finish (bounded)."""
+    """On shutdown: stop starting reloads and let this loop's in flight finish (bounded). Another
+    event loop's (another server in the process) are its own shutdown's: waited for from here,
+    each held this stop to its whole bound, never woken by a task done on another thread."""
     _RefreshAhead.enabled = False
-    if _RefreshAhead.tasks:
-        await asyncio.wait(set(_RefreshAhead.tasks), timeout=timeout)
+    loop = asyncio.get_running_loop()
+    # A copy first (one C call under the GIL): other loops' threads add and discard meanwhile.
+    mine = {task for task in set(_RefreshAhead.tasks) if task.get_loop() is loop}
+    if mine:
+        await asyncio.wait(mine, timeout=timeout)

@@ -4,7 +4,7 @@
 Anthropic's messages are pydantic's ("Input should be a valid boolean"); its validation is taken
 to be pydantic's lax mode, which reads "true", 1, "no", … as booleans (``lax_bool``), so the fake
 accepts those too. RouterHub's own 400 on any ``is_error`` that is not ``true``/``false``
-(``routing.ingress.anthropic_request``) is its stricter contract, not Anthropic's."""
+(``routing.ingress.anthropic_checks``) is its stricter contract, not Anthropic's."""
 
 from __future__ import annotations
 

@@ -30,7 +30,8 @@ from routing.gateway.needs import request_needs
 from routing.gateway.openrouter_request import model_names_resolved, openrouter_request
 from routing.gateway.pipeline import PIPELINE_PREFIX, pipeline_serve
 from routing.gateway.planning import model_names, plan_request
-from routing.gateway.request_shape import private_keys_dropped, request_validate
+from routing.gateway.private_keys import private_keys_dropped
+from routing.gateway.request_shape import request_validate
 from routing.gateway.streaming import open_stream, pump
 from routing.gateway.token_bounds import estimate_prompt_tokens, prompt_token_bound, reservation_max
 from routing.gateway.trace import answer_text
@@ -97,7 +98,7 @@ async def chat_serve(
     catalog = await catalog_get()
     body = openrouter_request(body, catalog)  # model variants, provider.sort objects, reasoning
     body = private_keys_dropped(body)
-    request_validate(body)
+    request_validate(body, parts_counted=marks.parts_counted)
     if str(body.get("model") or "").startswith(PIPELINE_PREFIX):
         await pipeline_serve(req, key, body, anthropic=anthropic, admitted=admitted, marks=marks)
         return

@@ -2,10 +2,11 @@
 ``/v1/responses`` (all arrive here through ``chat.chat_serve``).
 
 One request, several provider calls, billed as ``billing.metering`` describes: every call is
-planned before anything is sent (the steps, a judge gate's judge, a parallel pipeline's judge or
-synthesiser), the request holds ONCE the sum of their worst cases, each call is priced on a
-child draft of its own (``pipeline_steps``), and the request's draft carries the calls as
-``steps`` (``UsageStep`` child records) and their total as its cost — the one charge.
+planned before anything is sent (``pipeline_plan``: the steps, a judge gate's judge, a parallel
+pipeline's judge or synthesiser), the request holds ONCE the sum of their worst cases, each
+call is priced on a child draft of its own (``pipeline_steps``), and the request's draft carries
+the calls as ``steps`` (``UsageStep`` child records) and their total as its cost — the one
+charge.
 
 - **cascade**: call the steps in order; stop at the first answer that passes its step's gate
   (``pipeline_steps.post_gate``); a step whose providers all fail escalates too. When no answer
@@ -25,8 +26,7 @@ is buffered, then sent as a stream).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from decimal import Decimal
+from dataclasses import replace
 from functools import partial
 
 from accounts.keys import AuthenticatedKey
@@ -34,32 +34,25 @@ from billing import metering
 from billing.metering import UsageDraft
 from routerhub.errors import ApiError, BadRequest, NotFound
 from routerhub.money import ZERO, money_str
-from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
+from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import Exchange, bill, exchange_run
 from routing.gateway.http import GatewayRequest
 from routing.gateway.limits import rate_limit_add_tokens, rate_limit_admit
-from routing.gateway.needs import request_needs
-from routing.gateway.pipeline_parallel import aggregate_body, aggregate_template, parallel_run
+from routing.gateway.pipeline_parallel import parallel_run
+from routing.gateway.pipeline_plan import Planned, calls_plan, step_body
 from routing.gateway.pipeline_steps import (
-    JUDGE_MAX_TOKENS,
     Outcome,
     Step,
     all_failed,
-    judge_template,
     post_gate,
-    request_input,
     step_account,
     step_run,
-    template_copies,
-    template_fill,
 )
 from routing.gateway.pipeline_stream import stream_buffered, stream_live
-from routing.gateway.planning import Plan, model_names, plan_request
+from routing.gateway.planning import Plan, model_names
 from routing.gateway.token_bounds import (
     estimate_prompt_tokens,
-    output_token_bound,
     prompt_token_bound,
-    reservation_max,
 )
 from routing.ingress.anthropic import canonical_to_messages_response
 from routing.models import PipelineVersion
@@ -69,8 +62,6 @@ from routing.router_request import models_allowed_check
 from routing.routers import messages_prompt, router_decide_async
 
 PIPELINE_PREFIX = "pipeline/"
-_BYTES_PER_TOKEN = 4  # an earlier answer's tokens, as prompt bytes of a later call
-_NOT_FORWARDED = ("models", "router", "stream", "stream_options")
 
 
 async def pipeline_serve(
@@ -91,7 +82,7 @@ async def pipeline_serve(
     version = await _active_version(key.organization_id, model.removeprefix(PIPELINE_PREFIX))
     # A key allowed a pipeline may call its steps, as a key allowed a router may call its picks.
     unrestricted = replace(key, allowed_models=())
-    planned = await _calls_plan(body, unrestricted, version, await catalog_get(), marks)
+    planned = await calls_plan(body, unrestricted, version, await catalog_get(), marks)
     prompt_estimate = estimate_prompt_tokens(body)
     if admitted:  # counted by the caller: only its prompt tokens are still to count
         await rate_limit_add_tokens(key, prompt_estimate)
@@ -125,7 +116,7 @@ async def pipeline_serve(
     await exchange_run(ex, _run(ex, version, planned))
 
 
-async def _run(ex: Exchange, version: PipelineVersion, planned: _Planned) -> None:
+async def _run(ex: Exchange, version: PipelineVersion, planned: Planned) -> None:
     if version.kind == "parallel":
         served, extra = await parallel_run(ex, planned.steps, version.options, planned.aggregate)
     elif version.kind == "series":
@@ -155,113 +146,6 @@ async def _active_version(organization_id: int, slug: str) -> PipelineVersion:
             param="model",
         )
     return version
-
-
-@dataclass
-class _Planned:
-    steps: list[Step]
-    aggregate: Step | None  # a parallel pipeline's judge or synthesiser
-
-    @property
-    def reserved(self) -> Decimal:
-        """The hold: every call's worst case, judges and the aggregate's call included."""
-        calls = [*self.steps, *(s.judge for s in self.steps if s.judge), self.aggregate]
-        return sum((call.reserved for call in calls if call is not None), ZERO)
-
-
-async def _calls_plan(
-    body: JSON,
-    key: AuthenticatedKey,
-    version: PipelineVersion,
-    catalog: CatalogSnapshot,
-    marks: IngressMarks,
-) -> _Planned:
-    """Every call's candidates and worst-case cost, before anything is sent."""
-    steps: list[Step] = []
-    previous_bound = 0  # the most tokens the previous step can answer (series)
-    input_bound = prompt_token_bound(body)  # what {input} can be
-    count = len(version.steps)
-    for index, spec in enumerate(version.steps):
-        step_body = _step_body(body, spec, index, "", series=version.kind == "series")
-        extra = previous_bound * _BYTES_PER_TOKEN * _previous_copies(version, spec, index)
-        step = await _call_plan(index, spec, step_body, key, catalog, extra, marks)
-        gate = spec.get("gate") or {}
-        if gate.get("type") == "logprob":
-            step.body["logprobs"] = True  # asked of the provider; planned without it
-        if gate.get("type") == "judge":
-            judge_spec = {"model": gate["model"]}
-            judge = {"model": gate["model"], "messages": [], "max_tokens": JUDGE_MAX_TOKENS}
-            template = judge_template(gate)  # each copy of a field is prompt text: held
-            extra = (
-                input_bound * template_copies(template, "input")
-                + len(template.encode())
-                + step.output_bound * _BYTES_PER_TOKEN * template_copies(template, "answer")
-            )
-            step.judge = await _call_plan(
-                count + index, judge_spec, judge, key, catalog, extra, marks
-            )
-        previous_bound = step.output_bound
-        steps.append(step)
-    aggregate = None
-    options = version.options or {}
-    if options.get("aggregate", {}).get("type") in ("judge", "synthesize"):
-        spec = options["aggregate"]
-        answers = sum(s.output_bound for s in steps) * _BYTES_PER_TOKEN + 16 * len(steps)
-        template = aggregate_template(spec)
-        extra = (
-            input_bound * template_copies(template, "input")
-            + len(template.encode())
-            + answers * template_copies(template, "answers")
-        )
-        call = aggregate_body(body, spec)
-        aggregate = await _call_plan(
-            count, {"model": spec["model"]}, call, key, catalog, extra, marks
-        )
-    return _Planned(steps, aggregate)
-
-
-async def _call_plan(
-    index: int,
-    spec: JSON,
-    body: JSON,
-    key: AuthenticatedKey,
-    catalog: CatalogSnapshot,
-    extra_prompt_bytes: int,
-    marks: IngressMarks,
-) -> Step:
-    bound = prompt_token_bound(body) + extra_prompt_bytes
-    needs = request_needs(body, marks)
-    plan = await plan_request(body=body, key=key, catalog=catalog, needs=needs, prompt_bound=bound)
-    reserved = reservation_max(body, plan.candidates, bound)
-    output = max(output_token_bound(body, c.endpoint) for c in plan.candidates)
-    return Step(index, spec, body, plan, reserved, output_bound=output)
-
-
-def _previous_copies(version: PipelineVersion, spec: JSON, index: int) -> int:
-    """How many copies of the previous answer a series step's prompt holds."""
-    if version.kind != "series" or index == 0:
-        return 0
-    return template_copies(_template(spec, index), "previous")
-
-
-def _template(spec: JSON, index: int) -> str:
-    return str(spec.get("template") or ("{previous}" if index else "{input}"))
-
-
-def _step_body(body: JSON, spec: JSON, index: int, previous: str, *, series: bool) -> JSON:
-    """The request a step sends: the client's, with the step's model (and, in a series, the
-    step's prompt: the system messages kept, then its template as the one user message)."""
-    step_body = {name: value for name, value in body.items() if name not in _NOT_FORWARDED}
-    step_body["model"] = spec["model"]
-    if spec.get("response_format") is not None:
-        step_body["response_format"] = spec["response_format"]
-    if series and (index > 0 or spec.get("template")):
-        messages = body["messages"]
-        values = {"input": request_input(messages), "previous": previous}
-        prompt = template_fill(_template(spec, index), values)
-        system = [m for m in messages if m.get("role") in ("system", "developer")]
-        step_body["messages"] = [*system, {"role": "user", "content": prompt}]
-    return step_body
 
 
 # --- running the steps ---------------------------------------------------------------------------
@@ -348,7 +232,7 @@ async def _series(ex: Exchange, steps: list[Step]) -> tuple[Outcome, JSON]:
     outputs: dict[int, str] = {}
     outcome: Outcome | None = None
     for step in steps:
-        body = _step_body(ex.body, step.spec, step.index, previous, series=True)
+        body = step_body(ex.body, step.spec, step.index, previous, series=True)
         outcome = await step_run(ex, step, body)
         step_account(ex, outcome.ex, step, "none" if outcome.completion else "no_answer")
         if outcome.completion is None:

@@ -80,9 +80,7 @@ def _tool_call_problem(call: object) -> str | None:
     return None
 
 
-def _messages_validate(messages_: object) -> None:
-    if not isinstance(messages_, list) or not messages_:
-        raise BadRequest("messages must be a non-empty list.", param="messages")
+def _parts_cap_check(messages_: list[object]) -> None:
     problem = parts_cap_problem(
         [
             (f"messages[{index}].content", len(m["content"]))
@@ -92,6 +90,13 @@ def _messages_validate(messages_: object) -> None:
     )
     if problem:
         raise BadRequest(problem, param="messages")
+
+
+def _messages_validate(messages_: object, *, parts_counted: bool) -> None:
+    if not isinstance(messages_, list) or not messages_:
+        raise BadRequest("messages must be a non-empty list.", param="messages")
+    if not parts_counted:
+        _parts_cap_check(messages_)
     for index, message in enumerate(messages_):
         if not isinstance(message, dict) or message.get("role") not in _ROLES:
             raise BadRequest(
@@ -222,43 +227,10 @@ def _standard_tier(tier: object) -> bool:
     return isinstance(tier, str) and tier in STANDARD_SERVICE_TIERS
 
 
-def _private(item: object) -> bool:
-    return isinstance(item, dict) and any(isinstance(k, str) and k.startswith("_") for k in item)
-
-
-def _public(item: object) -> object:
-    """``item`` without its ``_``-prefixed keys; the very object when it has none."""
-    if not isinstance(item, dict) or not _private(item):
-        return item
-    return {k: v for k, v in item.items() if not (isinstance(k, str) and k.startswith("_"))}
-
-
-def private_keys_dropped(body: JSON) -> JSON:
-    """The request without ``_``-prefixed keys on its messages and their content parts, on every
-    ingress: never sent upstream, dropped silently as clients' other unknown message keys are
-    ignored (SDKs and agent frameworks add their own). They mean nothing to the gateway: its own
-    marks are never keys (``IngressMarks``, carried beside the messages). Messages and parts
-    without such keys stay the very objects the ingress made."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not any(
-        _private(m) or (isinstance(m, dict) and any(map(_private, _parts(m)))) for m in messages
-    ):
-        return body
-    public = []
-    for message in messages:
-        if isinstance(message, dict) and any(map(_private, _parts(message))):
-            message = message | {"content": [_public(part) for part in message["content"]]}
-        public.append(_public(message))
-    return body | {"messages": public}
-
-
-def _parts(message: JSON) -> list[object]:
-    content = message.get("content")
-    return content if isinstance(content, list) else []
-
-
-def request_validate(body: JSON) -> None:
-    _messages_validate(body.get("messages"))
+def request_validate(body: JSON, *, parts_counted: bool = False) -> None:
+    """Refuse what no adapter can send. ``parts_counted``: the ingress already held the content
+    parts to their caps (``IngressMarks.parts_counted``)."""
+    _messages_validate(body.get("messages"), parts_counted=parts_counted)
     _not_offered(body)
     for name in ("max_tokens", "max_completion_tokens", "n"):
         value = body.get(name)

@@ -188,10 +188,14 @@ class IngressMarks:
     ``{"error": …}``, and OpenAI's wire, which has no such field, the text prefixed "Error: "
     (``tool_error_marked``). ``tool_media``: the content parts (these objects, by identity) the
     Anthropic ingress lifted out of a tool result (a screenshot): media an agent's tool returned,
-    which a model that cannot read it gets as a placeholder instead of a 400 (``needs``)."""
+    which a model that cannot read it gets as a placeholder instead of a 400 (``needs``).
+    ``parts_counted``: the ingress counted the content parts against the caps on the client's
+    own blocks, which hold at least as many a message and in all as the canonical messages, so
+    the shared request check (``request_shape``) does not count them a second time."""
 
     failed_tools: frozenset[str] = frozenset()
     tool_media: tuple[JSON, ...] = ()
+    parts_counted: bool = False
     # ``id``s of ``tool_media``, which keeps those objects alive (so the ids stay theirs): one
     # set lookup a part, not a scan of every tool media object (O(N²) over a turn's parts).
     _tool_media_ids: frozenset[int] = field(init=False, repr=False, compare=False)

@@ -16,7 +16,7 @@ import pytest
 from django.core import mail
 from django.test import Client, TestCase
 
-from accounts import services
+from accounts import invitations
 from accounts.models import Invitation, MailStatus, Membership
 from accounts.tasks import invitation_mail_send
 from tests.celery_conf import celery_conf
@@ -240,7 +240,7 @@ def test_a_real_worker_sends_the_mail_queued_on_commit_retrying_a_refusal(
         INVITATION_MAIL_RETRY_SECONDS="1",
     ) as start:
         with celery_conf(task_always_eager=False):
-            services.invitation_create(
+            invitations.invitation_create(
                 organization=organization, email="new@example.com", role="member", invited_by=owner
             )
         invitation = Invitation.objects.get()

@@ -12,7 +12,7 @@ import pytest
 from django.core import mail
 from django.db import OperationalError
 
-from accounts import services
+from accounts import invitations
 from accounts.models import Invitation, Membership
 from routerhub.domain import RateLimited
 from tests.factories import invitation_token_mailed, mails_sent, organization_make, user_make
@@ -29,13 +29,13 @@ def test_a_reinvite_and_an_acceptance_at_once_both_complete(monkeypatch: Any) ->
     owner, invitee = user_make(), user_make()
     organization = organization_make(owner, "Acme")
     with mails_sent():
-        created = services.invitation_create(
+        created = invitations.invitation_create(
             organization=organization, email=invitee.email, role="member", invited_by=owner
         )
     token = invitation_token_mailed(invitee.email)
     # Past INVITATION_RESEND_COOLDOWN_SECONDS, as the old code refused a re-invite before it.
     Invitation.objects.update(created_at=created.invitation.created_at - timedelta(minutes=11))
-    barrier, accepting, lock = threading.Barrier(2), threading.local(), services._owners_lock
+    barrier, accepting, lock = threading.Barrier(2), threading.local(), invitations.owners_lock
 
     def owners_lock(locked: Any) -> None:
         if getattr(accepting, "yes", False):  # meet the re-invite holding the lock, then wait
@@ -45,14 +45,14 @@ def test_a_reinvite_and_an_acceptance_at_once_both_complete(monkeypatch: Any) ->
             lock(locked)
             barrier.wait(timeout=BARRIER_TIMEOUT_S)
 
-    monkeypatch.setattr(services, "_owners_lock", owners_lock)
+    monkeypatch.setattr(invitations, "owners_lock", owners_lock)
 
     def accept() -> Membership:
         accepting.yes = True
-        return services.invitation_accept(token=token, user=invitee)
+        return invitations.invitation_accept(token=token, user=invitee)
 
     def reinvite() -> Any:
-        return services.invitation_create(
+        return invitations.invitation_create(
             organization=organization, email=invitee.email, role="admin", invited_by=owner
         )
 
@@ -74,10 +74,10 @@ def test_invitations_sent_at_once_do_not_pass_the_hourly_limit(
     settings.INVITATIONS_PER_ORGANIZATION_PER_HOUR = 1
     owner = user_make()
     organization = organization_make(owner, "Acme")
-    meet_after(monkeypatch, services, "invitation_limits_check", 2)
+    meet_after(monkeypatch, invitations, "invitation_limits_check", 2)
 
     def invite(index: int) -> Any:
-        return lambda: services.invitation_create(
+        return lambda: invitations.invitation_create(
             organization=organization,
             email=f"person{index}@example.com",
             role="member",
@@ -103,12 +103,12 @@ def test_one_person_sends_at_most_the_per_person_limit_across_organizations(
     first, second = organization_make(owner, "One"), organization_make(owner, "Two")
     with mails_sent():
         for organization, email in [(first, "a@example.com"), (second, "b@example.com")]:
-            services.invitation_create(
+            invitations.invitation_create(
                 organization=organization, email=email, role="member", invited_by=owner
             )
 
     with mails_sent(), pytest.raises(RateLimited) as refused:
-        services.invitation_create(
+        invitations.invitation_create(
             organization=second, email="c@example.com", role="member", invited_by=owner
         )
 
@@ -116,7 +116,7 @@ def test_one_person_sends_at_most_the_per_person_limit_across_organizations(
     assert len(mail.outbox) == 2
     Invitation.objects.update(created_at=Invitation.objects.first().created_at - timedelta(hours=2))
     with mails_sent():
-        services.invitation_create(
+        invitations.invitation_create(
             organization=second, email="c@example.com", role="member", invited_by=owner
         )
     assert len(mail.outbox) == 3

@@ -17,13 +17,9 @@ import pytest
 from django.contrib.messages import get_messages
 from django.db import connections
 
+from accounts.invitations import invitation_accept, invitation_create
 from accounts.models import Membership, Organization, Role
-from accounts.services import (
-    invitation_accept,
-    invitation_create,
-    membership_set_role,
-    organization_create,
-)
+from accounts.services import membership_set_role, organization_create
 from routerhub.domain import NotPermitted
 from tests.conftest import require_postgres
 from tests.factories import (

@@ -12,9 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
+from routing.gateway import request_shape
 from routing.gateway.needs import request_needs
+from routing.ingress import anthropic_checks
 from routing.ingress.anthropic import messages_request_parsed
-from routing.providers.base import MAX_MESSAGE_PARTS, MAX_REQUEST_PARTS, IngressMarks, Target
+from routing.providers.base import (
+    MAX_MESSAGE_PARTS,
+    MAX_REQUEST_PARTS,
+    IngressMarks,
+    Target,
+    parts_cap_problem,
+)
 from routing.providers.openai_compat import OpenAICompatAdapter
 from tests.routing.world import World
 
@@ -93,6 +101,54 @@ def test_content_parts_are_capped_a_message_and_a_request(world: World, path: st
     assert f"{MAX_REQUEST_PARTS + 1} content parts in all" in over_all.text
     assert at_cap.status_code == 200, at_cap.text
     assert len(world.upstream_requests()) == 1
+
+
+@pytest.mark.parametrize("marked", [False, True])
+def test_the_system_prompts_blocks_count_toward_the_caps_on_messages(
+    world: World, marked: bool
+) -> None:
+    """Its blocks are checked one by one like a turn's. Old code counted them only when one was
+    marked (the canonical system message then holds parts), naming ``messages[0].content``."""
+    text = {"type": "text", "text": "a"}
+    system = [text] * MAX_MESSAGE_PARTS + [
+        text | ({"cache_control": {"type": "ephemeral"}} if marked else {})
+    ]
+    turns = [{"role": "user", "content": [text] * MAX_MESSAGE_PARTS},
+             {"role": "assistant", "content": "ok"}] * (MAX_REQUEST_PARTS // MAX_MESSAGE_PARTS)  # fmt: skip
+    base = {"model": "test/gpt", "max_tokens": 10}
+
+    over_one = _post(world, "/v1/messages", base | {"system": system, "messages": turns[:1]})
+    over_all = _post(world, "/v1/messages", base | {"system": [text], "messages": turns[:-1]})
+
+    assert over_one.status_code == 400 and "MAX_MESSAGE_PARTS" in over_one.text
+    assert f"system holds {MAX_MESSAGE_PARTS + 1} content parts" in over_one.text
+    assert over_all.status_code == 400 and "MAX_REQUEST_PARTS" in over_all.text
+    assert f"{MAX_REQUEST_PARTS + 1} content parts in all" in over_all.text
+    assert world.upstream_requests() == []
+
+
+def test_messages_counts_its_parts_once(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``/v1/messages`` counts on the client's blocks, before translation, and the shared check
+    does not count the canonical messages again (old code counted both)."""
+    counted: list[str] = []
+
+    def counting(where: str) -> Any:
+        def count(counts: list[tuple[str, int]]) -> str | None:
+            counted.append(where)
+            return parts_cap_problem(counts)
+
+        return count
+
+    monkeypatch.setattr(anthropic_checks, "parts_cap_problem", counting("ingress"))
+    monkeypatch.setattr(request_shape, "parts_cap_problem", counting("shared"))
+    turn = {"role": "user", "content": [{"type": "text", "text": "a"}] * MAX_MESSAGE_PARTS}
+    body = {"model": "test/gpt", "max_tokens": 10, "messages": [turn]}
+
+    answer = _post(world, "/v1/messages", body)
+    assert answer.status_code == 200, answer.text
+    assert counted == ["ingress"]
+    assert _post(world, "/v1/chat/completions", body).status_code == 200
+    assert counted == ["ingress", "shared"]
 
 
 @pytest.mark.parametrize("tool_use_id", [None, ""])

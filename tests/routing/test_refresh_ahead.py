@@ -8,6 +8,7 @@ The cache's clock is replaced through the module's own ``time`` reference (never
 from __future__ import annotations
 
 import asyncio
+import threading
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -177,6 +178,53 @@ def test_a_failed_reload_leaves_the_entry_to_expire_as_before(
     asyncio.run(request())
     assert cache.get("a") == 1
     assert cache.reload_due("a")  # the next request may try again
+
+
+def test_stopping_waits_for_this_loops_reloads_only(clock: Clock, refreshing: None) -> None:
+    """A reload in flight on another event loop (another server in the process) is its own
+    shutdown's: this loop's stop waits for its own reload, then returns with the other still
+    running, neither awaited nor cancelled. Old code waited for it too: the other reload
+    finished (released after 5 s) before the stop returned (at its 20 s bound)."""
+    cache: TtlCache[str, int] = TtlCache(lambda: 10.0)
+    cache.put("own", 1)
+    cache.put("other", 1)
+    clock.now += 9.0  # both due
+    release, started, order = threading.Event(), threading.Event(), []
+
+    async def other_load(_: str) -> int:
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 20.0)
+        order.append("other loop's reload done")
+        return 2
+
+    async def other_server() -> None:
+        ttl_cache.refresh_ahead(cache, "other", other_load)
+        started.set()
+        while cache.get("other") != 2:  # serving on until its reload is stored
+            await asyncio.sleep(0.01)
+
+    async def own_load(_: str) -> int:
+        return 2
+
+    async def own_shutdown() -> None:
+        ttl_cache.refresh_ahead(cache, "own", own_load)
+        await ttl_cache.refresh_ahead_stop(timeout=20.0)
+        order.append("stopped")
+
+    other = threading.Thread(target=asyncio.run, args=(other_server(),))
+    other.start()
+    assert started.wait(timeout=10.0)
+    watchdog = threading.Timer(5.0, release.set)  # old code: holds the stop until then
+    watchdog.start()
+    try:
+        asyncio.run(own_shutdown())
+    finally:
+        release.set()
+        watchdog.cancel()
+        other.join(timeout=20.0)
+
+    assert order == ["stopped", "other loop's reload done"]
+    assert cache.get("own") == 2  # its own reload was waited for
+    assert cache.get("other") == 2  # stored on its own loop: not cancelled
 
 
 def test_a_router_row_in_steady_use_is_reloaded_before_it_expires(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from accounts import services
+from accounts import invitations, services
 from accounts.models import Invitation, Membership, Role
 from tests.factories import (
     invitation_token_mailed,
@@ -38,7 +38,7 @@ def test_an_owner_removed_while_their_invitation_is_accepted_never_commits_in_be
     member_add(organization, Role.OWNER)  # another owner: the sender may be removed
     other_address = user_make()
     with mails_sent():
-        services.invitation_create(
+        invitations.invitation_create(
             organization=organization, email=other_address.email, role=Role.OWNER, invited_by=sender
         )
     token = invitation_token_mailed(other_address.email)
@@ -47,19 +47,19 @@ def test_an_owner_removed_while_their_invitation_is_accepted_never_commits_in_be
     removal_done = threading.Event()
     checked = threading.Event()
     removed_in_between: list[bool] = []
-    check = services._sender_check
+    check = invitations._sender_check
 
     def check_then_wait(invitation: Invitation) -> None:
         check(invitation)
         checked.set()
         removed_in_between.append(removal_done.wait(timeout=WAIT_S))
 
-    monkeypatch.setattr(services, "_sender_check", check_then_wait)
+    monkeypatch.setattr(invitations, "_sender_check", check_then_wait)
     outcomes: dict[str, Any] = {}
 
     def accept() -> None:
         try:
-            outcomes["accept"] = services.invitation_accept(token=token, user=other_address).role
+            outcomes["accept"] = invitations.invitation_accept(token=token, user=other_address).role
         finally:
             connection.close()
 
