@@ -67,7 +67,8 @@ class ImageAsk:
 
 
 def image_rule(description: Any) -> ImageTokens:
-    """The catalog's description as a formula; ValueError when it is not one (sync refuses it)."""
+    """The catalog's description as a formula; ValueError when it is not one (sync refuses it,
+    the gateway's catalog cache holds it as ``UNDESCRIBED``)."""
     if not description:
         return UNDESCRIBED
     if not isinstance(description, dict) or description.get("kind") not in _KINDS:
@@ -77,9 +78,20 @@ def image_rule(description: Any) -> ImageTokens:
         rule = ImageTokens(description["kind"], **fields)
     except TypeError as error:
         raise ValueError(f"image_tokens {description!r}: {error}") from None
-    numbers = (rule.base, rule.per_tile, rule.multiplier, rule.most, rule.max_tiles, rule.tokens)
-    if any(not isinstance(n, int | float) or n < 0 for n in numbers):
-        raise ValueError(f"image_tokens {description!r}: numbers must be non-negative")
+    counts = (rule.base, rule.per_tile, rule.most, rule.max_tiles, rule.tokens)
+    # Token counts are whole: a float one would make a count a float, which no Decimal price
+    # multiplies. Only the multiplier is a ratio (finite and positive when given).
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts):
+        raise ValueError(f"image_tokens {description!r}: counts must be non-negative integers")
+    multiplier = rule.multiplier
+    if isinstance(multiplier, bool) or not isinstance(multiplier, int | float):
+        raise ValueError(f"image_tokens {description!r}: multiplier must be a number")
+    if (
+        not math.isfinite(multiplier)
+        or multiplier < 0
+        or ("multiplier" in fields and not multiplier)
+    ):
+        raise ValueError(f"image_tokens {description!r}: multiplier must be finite and above 0")
     return rule
 
 

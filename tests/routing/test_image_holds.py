@@ -176,9 +176,29 @@ def test_a_catalog_description_that_is_no_formula_is_refused() -> None:
         {"kind": "pixels"},
         {"kind": "tiles", "bogus": 1},
         {"kind": "tiles", "base": -1},
+        # A decimal count made an image's tokens a float, which a Decimal price cannot multiply.
+        {"kind": "area", "most": 1600.0},
+        {"kind": "gemini", "per_tile": 258.0, "max_tiles": 36},
+        {"kind": "gemini", "per_tile": 258, "max_tiles": float("inf")},
+        {"kind": "fixed", "tokens": True},
+        {"kind": "patches", "multiplier": float("nan")},
+        {"kind": "patches", "multiplier": float("inf")},
+        {"kind": "patches", "multiplier": 0},
+        {"kind": "patches", "multiplier": "1.62"},
     ):
         with pytest.raises(ValueError, match="image_tokens"):
             image_rule(description)
+    assert image_rule({"kind": "patches", "multiplier": 1.62}).multiplier == 1.62
+
+
+@pytest.mark.django_db
+def test_a_decimal_count_saved_in_admin_holds_as_an_undescribed_formula() -> None:
+    from routing.gateway.catalog_cache import _image_rule
+    from routing.image_tokens import UNDESCRIBED
+    from routing.models import Endpoint
+
+    for description in ({"kind": "area", "most": 1600.0}, {"kind": "patches", "multiplier": 1e999}):
+        assert _image_rule(Endpoint(image_tokens=description)) is UNDESCRIBED
 
 
 def test_a_charge_far_above_its_hold_is_counted_and_still_charged(settings: Any) -> None:
