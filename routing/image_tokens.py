@@ -17,7 +17,11 @@ guide):
 - ``area`` (Anthropic): width x height / 750 once the long side is at most 1,568 px, and never
   more than ``most`` (1,600: larger images are scaled down first).
 - ``gemini``: 258 for an image of at most 384x384; else tiles of a crop unit (the short side / 1.5,
-  kept within 256-768 px), ``per_tile`` each; ``max_tiles`` when the size is unknown.
+  kept within 256-768 px), ``per_tile`` each; ``max_tiles`` when the size is unknown, and at most
+  ``max_tiles`` for any size (a larger image is assumed downscaled to fit, like the others').
+
+Every formula counts an image of known size at most what it counts one of unknown size: the
+unknown-size count is each image's worst case, whatever its header claims.
 - ``fixed``: ``tokens`` an image, whatever its size (a model whose formula is unpublished).
 """
 
@@ -83,6 +87,8 @@ def image_rule(description: Any) -> ImageTokens:
     # multiplies. Only the multiplier is a ratio (finite and positive when given).
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts):
         raise ValueError(f"image_tokens {description!r}: counts must be non-negative integers")
+    if rule.kind == "gemini" and not rule.max_tiles:
+        raise ValueError(f"image_tokens {description!r}: gemini needs max_tiles above 0")
     multiplier = rule.multiplier
     if isinstance(multiplier, bool) or not isinstance(multiplier, int | float):
         raise ValueError(f"image_tokens {description!r}: multiplier must be a number")
@@ -107,7 +113,10 @@ def image_tokens(rule: ImageTokens, ask: ImageAsk) -> int:
         return math.ceil(patches * rule.multiplier)
     if rule.kind == "area":
         return rule.most if ask.size is None else min(_area_tokens(*ask.size), rule.most)
-    tiles = rule.max_tiles if ask.size is None else _gemini_tiles(*ask.size)
+    # Gemini scales a large image down before tiling it; we assume to no more than ``max_tiles``
+    # (its unknown-size count), so a known size (or a hostile header's 2^31 x 2^31) never holds
+    # more than an unknown one: every formula's count is at most its unknown-size count.
+    tiles = rule.max_tiles if ask.size is None else min(_gemini_tiles(*ask.size), rule.max_tiles)
     return rule.per_tile * tiles
 
 

@@ -125,6 +125,27 @@ def test_each_formula_counts_at_least_what_its_provider_documents(
     assert image_tokens(_catalog_rule(model_id), ImageAsk(size, "high")) >= documented
 
 
+def test_no_known_size_counts_more_than_its_formulas_unknown_size_worst_case() -> None:
+    """A known 8000x8000 made 121 Gemini tiles (unknown: 36), and a PNG header claiming
+    2^31 x 2^31 about 2e15 tokens: a 402 for any request with a Gemini candidate."""
+    from routing.image_tokens import UNDESCRIBED
+
+    with CATALOG_FILE.open("rb") as handle:
+        catalog = tomllib.load(handle)
+    described = [m["image_tokens"] for m in catalog["models"] if m.get("image_tokens")]
+    rules = {image_rule(d) for d in described} | {UNDESCRIBED}
+    edge = 2**31
+    sizes = [(w, h) for w in (1, 385, 768, 2048, 8000, edge) for h in (1, 384, 1024, 8000, edge)]
+    for rule in rules:
+        for detail in ("auto", "high", "low"):
+            worst = image_tokens(rule, ImageAsk(None, detail))
+            assert max(image_tokens(rule, ImageAsk(size, detail)) for size in sizes) <= worst
+    gemini = _endpoint("google/gemini-2.5-flash", "gemini", "0.3", "2.5")
+    hostile = png(edge, edge)
+    assert data_url_image_size(hostile) == (edge, edge)
+    assert _held(_body(_image(hostile)), gemini) == _held(_body(_image("https://x/a.png")), gemini)
+
+
 def test_an_anthropic_image_of_unknown_size_is_held_at_anthropics_most() -> None:
     endpoint = _endpoint("anthropic/claude-sonnet-4.5", "anthropic", "3", "15")
     body = _body(_image("https://example.com/a.png"))
@@ -185,6 +206,7 @@ def test_a_catalog_description_that_is_no_formula_is_refused() -> None:
         {"kind": "patches", "multiplier": float("inf")},
         {"kind": "patches", "multiplier": 0},
         {"kind": "patches", "multiplier": "1.62"},
+        {"kind": "gemini", "per_tile": 258},  # no max_tiles: every image would count 0
     ):
         with pytest.raises(ValueError, match="image_tokens"):
             image_rule(description)
