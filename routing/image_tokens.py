@@ -41,6 +41,10 @@ IMAGE_CONTEXT_TOKENS = 1600
 _KINDS = ("tiles", "patches", "area", "gemini", "fixed")
 _HEAD_BYTES = 65536  # a JPEG's size follows its EXIF/ICC segments; no image is decoded past this
 _PATCHES_MOST = 1536
+# An image of unknown size in an estimate: a typical photo's 1024x1024 at the model's formula
+# (gpt-4o-mini 25,501 at high detail, gpt-4o 765, Claude 1,399, Gemini 1,032): central, where
+# the hold's unknown-size count is the most.
+TYPICAL_SIZE = (1024, 1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +243,14 @@ def image_tokens_beyond_context(images: list[ImageAsk], rule: ImageTokens) -> in
     ``IMAGE_CONTEXT_TOKENS`` each that the gateway's prompt bound counts: what its hold adds.
     Before, every image was held at 1,600 and gpt-4o-mini bills up to 48,169 for one."""
     return sum(max(0, image_tokens(rule, ask) - IMAGE_CONTEXT_TOKENS) for ask in images)
+
+
+def image_tokens_estimate(images: list[ImageAsk], rule: ImageTokens) -> int:
+    """The tokens ``rule``'s provider most likely counts for ``images``, what a call is billed
+    when it sent no count: each image's real size's count, or ``TYPICAL_SIZE``'s when its size is
+    unknown (a URL). The worst case (the model's most for one image) is the hold's, never billed:
+    gpt-4o-mini's 48,169 for a small URL image, Gemini's 9,288 where it documents 258."""
+    return sum(image_tokens(rule, ImageAsk(a.size or TYPICAL_SIZE, a.detail)) for a in images)
 
 
 def image_url_ask(image: object) -> ImageAsk:

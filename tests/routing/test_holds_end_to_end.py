@@ -17,15 +17,15 @@ from tests.routing.world import World, endpoint, model
 MINI = {"kind": "tiles", "base": 2833, "per_tile": 5667}  # gpt-4o-mini's, as in catalog.toml
 
 
-def _two_images_on(world: World, upstream: str) -> UsageRecord:
+def _two_images_on(world: World, upstream: str, url: str = "", count: int = 2) -> UsageRecord:
     """The reviewer's request: two 768x2048 high-detail images, max_tokens 1, on gpt-4o-mini."""
     world.catalog({
         "models": [model("test/mini-vision")],
         "endpoints": [endpoint("test/mini-vision", "fake-openai", upstream, "0.15", "0.60",
                                image_tokens=MINI)],
     })  # fmt: skip
-    image = _image(png(768, 2048), "high")
-    content = [{"type": "text", "text": "describe"}, image, image]
+    image = _image(url or png(768, 2048), "high")
+    content = [{"type": "text", "text": "describe"}, *[image] * count]
     body = {"model": "test/mini-vision", "max_tokens": 1,
             "messages": [{"role": "user", "content": content}]}  # fmt: skip
 
@@ -84,6 +84,27 @@ def test_images_a_provider_did_not_count_are_estimated_at_the_endpoints_formula(
     assert UsageFlag.USAGE_ESTIMATED in record.flag_list
     assert record.prompt_tokens >= 2 * 48_169
     assert record.cost <= Reservation.objects.get(generation_id=record.generation_id).amount
+
+
+def test_a_url_image_a_provider_did_not_count_is_billed_a_typical_size_not_the_worst_case(
+    world: World,
+) -> None:
+    """Its size unknown, the hold counts gpt-4o-mini's most (48,169); the bill, a typical
+    1024x1024 (25,501 at high detail). Before, the worst case was billed."""
+    record = _two_images_on(world, "gpt-4o-mini@report_prompt=0", "https://x.test/a.png", 1)
+
+    assert UsageFlag.USAGE_ESTIMATED in record.flag_list
+    assert 25_501 <= record.prompt_tokens < 25_501 + 100
+
+
+def test_a_provider_count_up_to_a_url_images_worst_case_is_billed_as_reported(
+    world: World,
+) -> None:
+    """An impossible count is still judged against the hold's worst case, not the estimate."""
+    record = _two_images_on(world, "gpt-4o-mini@report_prompt=45000", "https://x.test/a.png", 1)
+
+    assert record.prompt_tokens == 45_000
+    assert UsageFlag.USAGE_CLAMPED not in record.flag_list
 
 
 def test_a_stream_cut_while_a_model_reasons_unseen_is_billed_its_generation_time(
