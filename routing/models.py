@@ -112,17 +112,20 @@ class Endpoint(models.Model):
     enabled = models.BooleanField(default=True)
     image_tokens = models.JSONField(
         default=dict,
+        db_default={},
         blank=True,
         help_text="How the provider counts an image's tokens (routing.image_tokens); "
         "{} for a fixed 4,160.",
     )
     hidden_reasoning = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="Generates reasoning tokens it bills but never streams (OpenAI o-series and "
         "gpt-5, Gemini 2.5 without thoughts): a stream cut short is billed by its time.",
     )
     output_tokens_per_second = models.SmallIntegerField(
         default=0,
+        db_default=0,
         help_text="Output tokens a second billed for a cut stream's hidden reasoning "
         "(0: GATEWAY_REASONING_TOKENS_PER_SECOND).",
     )

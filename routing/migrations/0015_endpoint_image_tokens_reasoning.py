@@ -13,6 +13,7 @@ class Migration(migrations.Migration):
             model_name="endpoint",
             name="hidden_reasoning",
             field=models.BooleanField(
+                db_default=False,
                 default=False,
                 help_text="Generates reasoning tokens it bills but never streams (OpenAI o-series and gpt-5, Gemini 2.5 without thoughts): a stream cut short is billed by its time.",
             ),
@@ -22,6 +23,7 @@ class Migration(migrations.Migration):
             name="image_tokens",
             field=models.JSONField(
                 blank=True,
+                db_default={},
                 default=dict,
                 help_text="How the provider counts an image's tokens (routing.image_tokens); {} for a fixed 4,160.",
             ),
@@ -30,6 +32,7 @@ class Migration(migrations.Migration):
             model_name="endpoint",
             name="output_tokens_per_second",
             field=models.SmallIntegerField(
+                db_default=0,
                 default=0,
                 help_text="Output tokens a second billed for a cut stream's hidden reasoning (0: GATEWAY_REASONING_TOKENS_PER_SECOND).",
             ),

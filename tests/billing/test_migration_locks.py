@@ -1,6 +1,8 @@
 """Adding a column to a table keeps to a catalogue change: no ``ADD COLUMN`` carries a ``CHECK``
 constraint, which PostgreSQL validates by scanning every row under the ``ACCESS EXCLUSIVE`` lock
-the ``ALTER TABLE`` holds — on the usage table, minutes of a stopped gateway."""
+the ``ALTER TABLE`` holds — on the usage table, minutes of a stopped gateway. And an added
+column keeps its database default (``db_default``): a ``DROP DEFAULT`` after it makes an old pod's
+insert, which does not name the column, fail on ``NOT NULL`` during a rolling deploy."""
 
 from __future__ import annotations
 
@@ -17,23 +19,39 @@ RELEASED_WITH_A_CHECK = {
     ("training", "0002_dataset_validation_attempts_one_active_run"),
     ("training", "0003_router_lifecycle_and_audit_log"),
 }
+# Released already, before a rolling deploy mattered: left as they are.
+RELEASED_DROPPING_A_DEFAULT = {
+    ("routing", "0002_provider_key_base_url"),
+    ("routing", "0003_catalog_embeddings"),
+    ("routing", "0008_pipeline_parallel_kind_and_options"),
+    ("routing", "0012_selection_latency_and_model_categories"),
+    ("training", "0002_dataset_validation_attempts_one_active_run"),
+    ("training", "0003_router_drift_reference_and_checks"),
+    ("training", "0006_dataset_validation_requeues"),
+}
 APPS = ("accounts", "billing", "routing", "training", "webhooks")
 
 
-def _added_columns_with_a_check() -> list[str]:
+def _statements_matching(pattern: str, released: set[tuple[str, str]]) -> list[str]:
     loader = MigrationLoader(connection, ignore_no_migrations=True)
     found = []
     for app, name in sorted(loader.disk_migrations):
-        if app not in APPS or (app, name) in RELEASED_WITH_A_CHECK:
+        if app not in APPS or (app, name) in released:
             continue
         out = io.StringIO()
         call_command("sqlmigrate", app, name, stdout=out, no_color=True)
         for statement in out.getvalue().split(";"):
-            if re.search(r"ADD COLUMN .*CHECK", statement, re.S):
+            if re.search(pattern, statement, re.S):
                 found.append(f"{app}.{name}: {statement.strip()[:200]}")
     return found
 
 
 @pytest.mark.django_db
 def test_no_added_column_carries_a_check() -> None:
-    assert _added_columns_with_a_check() == []
+    assert _statements_matching(r"ADD COLUMN .*CHECK", RELEASED_WITH_A_CHECK) == []
+
+
+@pytest.mark.django_db
+def test_no_migration_drops_a_columns_default() -> None:
+    """routing 0015 added three NOT NULL columns, then dropped their defaults."""
+    assert _statements_matching(r"DROP DEFAULT", RELEASED_DROPPING_A_DEFAULT) == []
