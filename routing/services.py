@@ -122,6 +122,7 @@ def _model_sync(item: dict[str, Any]) -> CatalogModel:
 
 
 _METERING = ("image_tokens", "hidden_reasoning", "output_tokens_per_second")
+_SPEED_MOST = 32767  # output_tokens_per_second's SmallIntegerField
 
 
 def _metering_fields(item: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +130,13 @@ def _metering_fields(item: dict[str, Any]) -> dict[str, Any]:
     it; an endpoint's own values win over its model's."""
     fields = {name: item[name] for name in _METERING if name in item}
     image_rule(fields.get("image_tokens"))  # ValueError for a description that is no formula
+    speed = fields.get("output_tokens_per_second", 0)
+    # A smallint column: a larger value failed the sync with a database error, not this one.
+    if isinstance(speed, bool) or not isinstance(speed, int) or not 0 <= speed <= _SPEED_MOST:
+        raise ValueError(
+            f"{item.get('id') or item.get('model')}: output_tokens_per_second {speed!r} must be "
+            f"an integer from 0 to {_SPEED_MOST}"
+        )
     return fields
 
 

@@ -74,8 +74,11 @@ def partial_usage(ex: Exchange) -> Usage:
 
 def _hidden_reasoning(ex: Exchange, endpoint: EndpointInfo) -> int:
     """What a model that reasons unseen (o-series, gpt-5, Gemini 2.5) made since its request was
-    sent, stopped before its usage report: its time at the endpoint's speed, at most its output
-    bound. Before, only its visible text was billed: nothing when stopped while reasoning."""
+    sent, when no usage report came: its time at the endpoint's speed, at most its output bound.
+    Every ``partial_usage`` without a report: a stream its client left or the server cancelled,
+    one whose upstream failed mid-stream, one that completed without a usage chunk, and a
+    pipeline's branches (cancelled, timed out, or finished so). Before, only its visible text
+    was billed: nothing when stopped while reasoning."""
     speed = endpoint.output_tokens_per_second or settings.GATEWAY_REASONING_TOKENS_PER_SECOND
     elapsed = time.monotonic() - ex.sent_at if ex.sent_at is not None else 0.0
     return min(math.ceil(elapsed * speed), output_token_bound(ex.body, endpoint))

@@ -274,3 +274,18 @@ def test_an_endpoints_own_image_formula_wins_over_its_models() -> None:
     assert own == {"image_tokens": {"kind": "fixed", "tokens": 20}, "hidden_reasoning": True}
     with pytest.raises(ValueError, match="image_tokens"):
         _metering_fields({"image_tokens": {"kind": "pixels"}})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("speed", [40_000, -1, 12.5, "fast"])
+def test_an_output_speed_out_of_its_columns_range_is_refused_at_sync(speed: object) -> None:
+    """40,000 failed the sync with a database error (a smallint column) instead of this one."""
+    from routing.services import catalog_sync
+    from tests.routing.world import endpoint, model, provider
+
+    entry = endpoint("test/fast", "fast-provider", "fast", output_tokens_per_second=speed)
+    data = {"providers": [provider("fast-provider", "openai", "https://up.example")],
+            "models": [model("test/fast")], "endpoints": [entry]}  # fmt: skip
+
+    with pytest.raises(ValueError, match="output_tokens_per_second"):
+        catalog_sync(data=data)
