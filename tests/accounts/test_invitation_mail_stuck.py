@@ -1,0 +1,87 @@
+"""A lost invitation mail task (a broker that refused the publish at commit, an older release's
+worker that dropped the task) must not leave the invitation "mail queued" for ever: a beat
+sweep queues it again, bounded per run and by ``INVITATION_MAIL_MAX_ATTEMPTS`` (then failed),
+and the dashboard offers "resend" for it, outside the cooldown."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.test import TestCase
+from django.utils import timezone
+
+from accounts.invitation_mail import invitation_mails_stuck_requeue
+from accounts.models import Invitation, MailStatus
+from tests.factories import Tenants, dashboard_client, mails_sent
+
+pytestmark = pytest.mark.django_db
+
+
+def _lost_invitation(tenants: Tenants, email: str = "new@example.com") -> Invitation:
+    """An invitation whose mail task was never delivered, created 20 minutes ago."""
+    owner = dashboard_client(tenants.owner, tenants.organization)
+    with TestCase.captureOnCommitCallbacks():  # the task is never published: lost
+        owner.post("/dashboard/organization/", {"email": email, "role": "member"})
+    invitation = Invitation.objects.get(email=email)
+    Invitation.objects.filter(pk=invitation.pk).update(
+        created_at=timezone.now() - timedelta(minutes=20)
+    )
+    return invitation
+
+
+def test_a_lost_mail_task_is_queued_again_by_the_sweep(tenants: Tenants, settings: Any) -> None:
+    settings.INVITATION_MAIL_STUCK_SECONDS = 900
+    invitation = _lost_invitation(tenants)
+    fresh = _lost_invitation(tenants, "fresh@example.com")
+    Invitation.objects.filter(pk=fresh.pk).update(created_at=timezone.now())
+
+    with mails_sent():
+        assert invitation_mails_stuck_requeue() == 1  # old code: no such sweep
+
+    invitation.refresh_from_db()
+    assert invitation.mail_status == MailStatus.SENT
+    assert [m.to for m in mail.outbox] == [["new@example.com"]]
+    fresh.refresh_from_db()
+    assert fresh.mail_status == MailStatus.QUEUED  # not late yet: left alone
+    with mails_sent():
+        assert invitation_mails_stuck_requeue() == 0  # sent: nothing more
+
+
+def test_the_sweep_is_bounded_per_run_and_by_the_attempts(tenants: Tenants, settings: Any) -> None:
+    settings.INVITATION_MAIL_STUCK_SWEEP_MAX = 1
+    settings.INVITATION_MAIL_MAX_ATTEMPTS = 3
+    first = _lost_invitation(tenants, "a@example.com")
+    second = _lost_invitation(tenants, "b@example.com")
+    with TestCase.captureOnCommitCallbacks() as queued:  # lost again
+        assert invitation_mails_stuck_requeue() == 1
+    assert len(queued) == 1
+    first.refresh_from_db()
+    assert (first.mail_attempts, first.mail_status) == (1, MailStatus.QUEUED)
+    later = timezone.now() + timedelta(minutes=5)  # the first queued again just now
+    with TestCase.captureOnCommitCallbacks():
+        assert invitation_mails_stuck_requeue(now=later) == 1  # the second one, its turn
+    Invitation.objects.filter(pk=first.pk).update(mail_attempts=2)
+    with TestCase.captureOnCommitCallbacks() as queued:
+        assert invitation_mails_stuck_requeue(now=later + timedelta(minutes=20)) == 0
+    assert queued == []
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.mail_status == MailStatus.FAILED and second.mail_attempts == 1
+
+
+def test_a_stuck_mail_offers_resend_outside_the_cooldown(tenants: Tenants) -> None:
+    invitation = _lost_invitation(tenants)
+    owner = dashboard_client(tenants.owner, tenants.organization)
+    page = owner.get("/dashboard/organization/").text
+    # Old code: "mail queued" for ever, no resend button.
+    assert f'id="invitation-resend-{invitation.pk}"' in page and "mail stuck" in page
+
+    with mails_sent():
+        answer = owner.post(
+            "/dashboard/organization/", {"email": "new@example.com", "role": "member"}
+        )
+    assert answer.status_code == 302  # old code: 429, the cooldown counted the stuck one
+    assert [m.to for m in mail.outbox] == [["new@example.com"]]
