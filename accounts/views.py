@@ -20,6 +20,7 @@ from accounts import invitations, key_lineage, services
 from accounts.models import (
     ApiKey,
     Invitation,
+    MailStatus,
     KeyScope,
     LimitReset,
     Membership,
@@ -206,8 +207,12 @@ def organization_page(request: HttpRequest) -> HttpResponse:
                     "shows under Pending invitations)."
                     if created.queued
                     else f"The open invitation to {email} now has the role "
-                    f"{created.invitation.get_role_display().lower()}; its link (no new email) "
-                    "admits with it.",
+                    f"{created.invitation.get_role_display().lower()}; "
+                    + (
+                        "its link (no new email) admits with it."
+                        if created.invitation.mail_status == MailStatus.SENT
+                        else "its email, still on its way, carries it."
+                    ),
                 )
                 return redirect("organization")
     members = Membership.objects.for_tenant(organization).select_related("user")

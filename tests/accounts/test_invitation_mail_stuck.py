@@ -85,3 +85,41 @@ def test_a_stuck_mail_offers_resend_outside_the_cooldown(tenants: Tenants) -> No
         )
     assert answer.status_code == 302  # old code: 429, the cooldown counted the stuck one
     assert [m.to for m in mail.outbox] == [["new@example.com"]]
+
+
+@pytest.mark.parametrize("state", ["failed", "stuck"])
+def test_a_role_change_on_an_invitation_never_mailed_mails_it(
+    tenants: Tenants, state: str
+) -> None:
+    """No link reached them: the role change resends (old code: nothing sent, and the page
+    said "its link (no new email) admits with it")."""
+    invitation = _lost_invitation(tenants)
+    if state == "failed":
+        Invitation.objects.filter(pk=invitation.pk).update(
+            mail_status=MailStatus.FAILED, created_at=timezone.now()
+        )
+    owner = dashboard_client(tenants.owner, tenants.organization)
+    with mails_sent():
+        answer = owner.post(
+            "/dashboard/organization/", {"email": "new@example.com", "role": "admin"}, follow=True
+        )
+    assert "its email is on its way" in answer.text and "no new email" not in answer.text
+    [message] = mail.outbox
+    assert message.to == ["new@example.com"] and "as admin" in message.body
+    open_ = Invitation.objects.filter(cancelled_at=None, accepted_at=None)
+    assert list(open_.values_list("role", "mail_status")) == [("admin", MailStatus.SENT)]
+
+
+def test_a_role_change_while_the_mail_is_on_its_way_says_the_mail_carries_it(
+    tenants: Tenants,
+) -> None:
+    invitation = _lost_invitation(tenants)
+    Invitation.objects.filter(pk=invitation.pk).update(created_at=timezone.now())
+    owner = dashboard_client(tenants.owner, tenants.organization)
+    with TestCase.captureOnCommitCallbacks() as queued:
+        answer = owner.post(
+            "/dashboard/organization/", {"email": "new@example.com", "role": "admin"}, follow=True
+        )
+    assert "its email, still on its way, carries it" in answer.text and queued == []
+    invitation.refresh_from_db()
+    assert invitation.role == "admin"
