@@ -20,9 +20,9 @@ from accounts import invitations, key_lineage, services
 from accounts.models import (
     ApiKey,
     Invitation,
-    MailStatus,
     KeyScope,
     LimitReset,
+    MailStatus,
     Membership,
     Organization,
     Role,

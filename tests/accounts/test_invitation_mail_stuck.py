@@ -88,9 +88,7 @@ def test_a_stuck_mail_offers_resend_outside_the_cooldown(tenants: Tenants) -> No
 
 
 @pytest.mark.parametrize("state", ["failed", "stuck"])
-def test_a_role_change_on_an_invitation_never_mailed_mails_it(
-    tenants: Tenants, state: str
-) -> None:
+def test_a_role_change_on_an_invitation_never_mailed_mails_it(tenants: Tenants, state: str) -> None:
     """No link reached them: the role change resends (old code: nothing sent, and the page
     said "its link (no new email) admits with it")."""
     invitation = _lost_invitation(tenants)
