@@ -27,7 +27,7 @@ from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts.models import Invitation, MailStatus
+from accounts.models import Invitation, MailStatus, Membership, Role
 from routerhub.deliveries import delivery_count
 from routerhub.text import one_line
 
@@ -38,6 +38,20 @@ RETRY_MAX_SECONDS = 900.0
 
 def invitation_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def invitation_sender_may_invite(invitation: Invitation) -> bool:
+    """Whether whoever sent the invitation is still an active owner of its organization: its
+    authority, checked when the mail is sent and again at acceptance
+    (``invitations._sender_check``)."""
+    return invitation.invited_by_id is not None and (
+        Membership.objects.filter(
+            organization_id=invitation.organization_id,
+            user_id=invitation.invited_by_id,
+            role=Role.OWNER,
+            user__is_active=True,
+        ).exists()
+    )
 
 
 def invitation_mail_queue(invitation_id: int) -> None:
@@ -83,6 +97,10 @@ def invitation_mail_send(*, invitation_id: int) -> MailAttempt:
     if attempt > most:
         reason = f"gave up after {most} attempts (the worker stopped while sending)"
         return _mail_failed(invitation_id, reason)
+    if not invitation_sender_may_invite(Invitation.objects.get(pk=invitation_id)):
+        # Removed, demoted or deactivated since inviting: no mail goes out in their name (its
+        # link would admit nobody); an owner may invite them again.
+        return _mail_failed(invitation_id, "whoever sent it can no longer invite people")
     token = secrets.token_urlsafe(32)
     if not _pending(invitation_id).update(token_digest=invitation_digest(token)):
         return MailAttempt("skipped")

@@ -13,7 +13,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.invitation_limits import email_limit_key, invitation_limits_check, inviter_limit_check
-from accounts.invitation_mail import invitation_digest, invitation_mail_queue
+from accounts.invitation_mail import (
+    invitation_digest,
+    invitation_mail_queue,
+    invitation_sender_may_invite,
+)
 from accounts.models import Invitation, MailStatus, Membership, Organization, Role, User
 from accounts.services import owners_lock
 from routerhub.domain import Conflict, InvalidInput, NotFound, NotPermitted
@@ -25,14 +29,9 @@ def _sender_check(invitation: Invitation) -> None:
     """An invitation carries its sender's authority, checked at acceptance as a key's is: one
     sent by an owner who was since removed, demoted or deactivated (``User.is_active`` false,
     gone as for ``key_lookup``) admits nobody (else a removed owner's invitation to their own
-    other address would make them an owner again)."""
-    senders = Membership.objects.filter(
-        organization_id=invitation.organization_id, role=Role.OWNER, user__is_active=True
-    )
-    if (
-        invitation.invited_by_id is None
-        or not senders.filter(user_id=invitation.invited_by_id).exists()
-    ):
+    other address would make them an owner again). The mail task checks it too, before
+    sending."""
+    if not invitation_sender_may_invite(invitation):
         raise NotPermitted(
             "Whoever sent this invitation can no longer invite people to "
             f"{invitation.organization.name}; ask an owner for a new one."

@@ -1,7 +1,8 @@
 """A lost invitation mail task (a broker that refused the publish at commit, an older release's
 worker that dropped the task) must not leave the invitation "mail queued" for ever: a beat
 sweep queues it again, bounded per run and by ``INVITATION_MAIL_MAX_ATTEMPTS`` (then failed),
-and the dashboard offers "resend" for it, outside the cooldown."""
+and the dashboard offers "resend" for it, outside the cooldown. A role change on an invitation
+no mail reached resends it; a sender who can no longer invite has no mail sent in their name."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.test import TestCase
 from django.utils import timezone
 
 from accounts.invitation_mail import invitation_mails_stuck_requeue
-from accounts.models import Invitation, MailStatus
+from accounts.models import Invitation, MailStatus, Membership, User
 from tests.factories import Tenants, dashboard_client, mails_sent
 
 pytestmark = pytest.mark.django_db
@@ -121,3 +122,28 @@ def test_a_role_change_while_the_mail_is_on_its_way_says_the_mail_carries_it(
     assert "its email, still on its way, carries it" in answer.text and queued == []
     invitation.refresh_from_db()
     assert invitation.role == "admin"
+
+
+@pytest.mark.parametrize("change", ["removed", "deactivated", "demoted"])
+def test_no_mail_goes_out_for_a_sender_who_can_no_longer_invite(
+    tenants: Tenants, change: str
+) -> None:
+    owner = dashboard_client(tenants.owner, tenants.organization)
+    with TestCase.captureOnCommitCallbacks() as queued:
+        owner.post("/dashboard/organization/", {"email": "new@example.com", "role": "member"})
+    sender = Membership.objects.filter(user=tenants.owner, organization=tenants.organization)
+    if change == "removed":
+        sender.delete()
+    elif change == "deactivated":
+        User.objects.filter(pk=tenants.owner.pk).update(is_active=False)
+    else:
+        sender.update(role="admin")
+
+    with mails_sent():
+        queued[0]()
+
+    # Old code: mailed in their name; its link would then have admitted nobody.
+    assert mail.outbox == []
+    invitation = Invitation.objects.get(email="new@example.com")
+    assert invitation.mail_status == MailStatus.FAILED
+    assert "can no longer invite" in invitation.mail_error
