@@ -32,18 +32,24 @@ def email_limit_key(email: str) -> str:
 def invitation_limits_check(organization: Organization, email: str, now: datetime) -> None:
     """Refuse an invitation email the platform's sender should not send: the same inbox again
     (``email_limit_key``) within ``INVITATION_RESEND_COOLDOWN_SECONDS`` (429; an invitation
-    whose mail failed does not count, so "resend" works), more than
+    whose mail failed, or is stuck queued (``Invitation.mail_stuck``), does not count, so
+    "resend" works), more than
     ``INVITATIONS_PER_ORGANIZATION_PER_HOUR`` (429), or past
     ``INVITATIONS_OPEN_PER_ORGANIZATION_MAX`` open ones (409). Without them an owner mails any
     address, any number of times, under an organization name they chose."""
     sent = Invitation.objects.filter(organization=organization)
     cooldown = timedelta(seconds=settings.INVITATION_RESEND_COOLDOWN_SECONDS)
+    stuck = now - timedelta(seconds=settings.INVITATION_MAIL_STUCK_SECONDS)
     # Rows written before ``email_key`` existed (or by the previous release during a deploy)
     # have "": they match by the address as typed, as before.
     same_inbox = Q(email_key=email_limit_key(email)) | Q(email_key="", email__iexact=email)
     last = (
         sent.filter(same_inbox, created_at__gt=now - cooldown)
         .exclude(mail_status=MailStatus.FAILED)
+        .exclude(
+            Q(mail_status=MailStatus.QUEUED)
+            & (Q(mail_due_at__lt=stuck) | Q(mail_due_at__isnull=True, created_at__lt=stuck))
+        )
         .order_by("-created_at")
         .values_list("created_at", flat=True)
         .first()

@@ -17,15 +17,17 @@ import random
 import secrets
 import smtplib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts.models import Invitation, MailStatus
+from accounts.models import Invitation, MailStatus, Membership, Role
 from routerhub.deliveries import delivery_count
 from routerhub.text import one_line
 
@@ -38,10 +40,25 @@ def invitation_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def invitation_sender_may_invite(invitation: Invitation) -> bool:
+    """Whether whoever sent the invitation is still an active owner of its organization: its
+    authority, checked when the mail is sent and again at acceptance
+    (``invitations._sender_check``)."""
+    return invitation.invited_by_id is not None and (
+        Membership.objects.filter(
+            organization_id=invitation.organization_id,
+            user_id=invitation.invited_by_id,
+            role=Role.OWNER,
+            user__is_active=True,
+        ).exists()
+    )
+
+
 def invitation_mail_queue(invitation_id: int) -> None:
     """Send the invitation's email from a worker once the current transaction commits. Robust:
-    a broker that refuses the task leaves the invitation ``queued`` (re-invite to resend)
-    rather than failing a request whose invitation has committed."""
+    a broker that refuses the task leaves the invitation ``queued`` rather than failing a
+    request whose invitation has committed; ``invitation_mails_stuck_requeue`` queues it again
+    (and the dashboard offers "resend") once it is ``INVITATION_MAIL_STUCK_SECONDS`` late."""
     from accounts import tasks
 
     transaction.on_commit(lambda: tasks.invitation_mail_send.delay(invitation_id), robust=True)
@@ -80,6 +97,10 @@ def invitation_mail_send(*, invitation_id: int) -> MailAttempt:
     if attempt > most:
         reason = f"gave up after {most} attempts (the worker stopped while sending)"
         return _mail_failed(invitation_id, reason)
+    if not invitation_sender_may_invite(Invitation.objects.get(pk=invitation_id)):
+        # Removed, demoted or deactivated since inviting: no mail goes out in their name (its
+        # link would admit nobody); an owner may invite them again.
+        return _mail_failed(invitation_id, "whoever sent it can no longer invite people")
     token = secrets.token_urlsafe(32)
     if not _pending(invitation_id).update(token_digest=invitation_digest(token)):
         return MailAttempt("skipped")
@@ -93,8 +114,11 @@ def invitation_mail_send(*, invitation_id: int) -> MailAttempt:
         if isinstance(exc, smtplib.SMTPRecipientsRefused) or attempt >= most:
             return _mail_failed(invitation_id, reason)
         logger.warning("invitation %s: mail attempt %s failed (%s)", invitation_id, attempt, reason)
-        Invitation.objects.filter(pk=invitation_id).update(mail_error=reason[:300])
-        return MailAttempt(MailStatus.QUEUED, retry_delay(attempt))
+        retry_in = retry_delay(attempt)
+        Invitation.objects.filter(pk=invitation_id).update(
+            mail_error=reason[:300], mail_due_at=timezone.now() + timedelta(seconds=retry_in)
+        )
+        return MailAttempt(MailStatus.QUEUED, retry_in)
     except Exception as exc:  # a bug must not leave it "queued" for ever: failed, with the reason
         logger.exception("invitation %s: mail failed unexpectedly", invitation_id)
         return _mail_failed(invitation_id, type(exc).__name__)
@@ -102,6 +126,41 @@ def invitation_mail_send(*, invitation_id: int) -> MailAttempt:
         mail_status=MailStatus.SENT, mail_error=""
     )
     return MailAttempt(MailStatus.SENT)
+
+
+def invitation_mails_stuck_requeue(*, now: datetime | None = None) -> int:
+    """Queue again the mails of open invitations still ``queued``
+    ``INVITATION_MAIL_STUCK_SECONDS`` after their task was due (``mail_due_at``, else
+    ``created_at``): the task was lost (a broker that refused the publish at commit, a worker of
+    an older release that dropped a task it did not know). At most
+    ``INVITATION_MAIL_STUCK_SWEEP_MAX`` a run; the mails queued again. The lost delivery counts
+    as an attempt (``mail_attempts``), so a mail whose tasks keep being lost ends ``failed``
+    (resend) after ``INVITATION_MAIL_MAX_ATTEMPTS``, as one that keeps failing does."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=int(settings.INVITATION_MAIL_STUCK_SECONDS))
+    rows = Invitation.objects.alias(due=Coalesce("mail_due_at", "created_at")).filter(
+        due__lt=cutoff,
+        mail_status=MailStatus.QUEUED,
+        accepted_at__isnull=True,
+        cancelled_at__isnull=True,
+        expires_at__gt=now,
+    )
+    last = int(settings.INVITATION_MAIL_MAX_ATTEMPTS) - 1  # the lost one, then one delivery
+    with transaction.atomic():
+        ids = list(
+            rows.order_by("pk")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[: int(settings.INVITATION_MAIL_STUCK_SWEEP_MAX)]
+        )
+        spent = rows.filter(pk__in=ids, mail_attempts__gte=last)
+        spent.update(mail_status=MailStatus.FAILED, mail_error="the mail task was lost")
+        again = list(rows.filter(pk__in=ids).values_list("pk", flat=True))
+        rows.filter(pk__in=again).update(mail_attempts=F("mail_attempts") + 1, mail_due_at=now)
+        for invitation_id in again:
+            invitation_mail_queue(invitation_id)
+    if ids:
+        logger.warning("invitations: %s lost mail tasks queued again or failed", len(ids))
+    return len(again)
 
 
 def _mail_failed(invitation_id: int, reason: str) -> MailAttempt:

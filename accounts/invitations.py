@@ -13,8 +13,12 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.invitation_limits import email_limit_key, invitation_limits_check, inviter_limit_check
-from accounts.invitation_mail import invitation_digest, invitation_mail_queue
-from accounts.models import Invitation, Membership, Organization, Role, User
+from accounts.invitation_mail import (
+    invitation_digest,
+    invitation_mail_queue,
+    invitation_sender_may_invite,
+)
+from accounts.models import Invitation, MailStatus, Membership, Organization, Role, User
 from accounts.services import owners_lock
 from routerhub.domain import Conflict, InvalidInput, NotFound, NotPermitted
 
@@ -25,14 +29,9 @@ def _sender_check(invitation: Invitation) -> None:
     """An invitation carries its sender's authority, checked at acceptance as a key's is: one
     sent by an owner who was since removed, demoted or deactivated (``User.is_active`` false,
     gone as for ``key_lookup``) admits nobody (else a removed owner's invitation to their own
-    other address would make them an owner again)."""
-    senders = Membership.objects.filter(
-        organization_id=invitation.organization_id, role=Role.OWNER, user__is_active=True
-    )
-    if (
-        invitation.invited_by_id is None
-        or not senders.filter(user_id=invitation.invited_by_id).exists()
-    ):
+    other address would make them an owner again). The mail task checks it too, before
+    sending."""
+    if not invitation_sender_may_invite(invitation):
         raise NotPermitted(
             "Whoever sent this invitation can no longer invite people to "
             f"{invitation.organization.name}; ask an owner for a new one."
@@ -52,8 +51,9 @@ def invitation_create(
     commits (``accounts.invitation_mail``: the invitation's ``mail_status`` says how it went).
     The limits count here, in the request. Inviting an email that already has an open
     invitation with another role changes that invitation's role, mails nothing and needs no
-    cooldown (its link admits with the new role); with the same role it resends: the earlier
-    links are cancelled, so one link (the newest) admits them.
+    cooldown (its link, mailed or still to be, admits with the new role) — unless its mail
+    failed or is stuck (``mail_stuck``): no link reached them, so it resends, as with the same
+    role: the earlier links are cancelled, so one link (the newest) admits them.
 
     Lock order, as in every invitation path: the organization's row, then invitation rows."""
     email = email.strip().lower()
@@ -65,7 +65,7 @@ def invitation_create(
         if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
             raise Conflict(f"{email} is already a member of {organization.name}.")
         open_ = list(_open_invitations(organization, email).select_for_update().order_by("-pk"))
-        if open_ and open_[0].role != role:
+        if open_ and open_[0].role != role and _mail_pending(open_[0]):
             open_[0].role = Role(role)
             open_[0].save(update_fields=["role"])
             return CreatedInvitation(open_[0], queued=False)
@@ -84,6 +84,13 @@ def invitation_create(
         )
         invitation_mail_queue(invitation.pk)
     return CreatedInvitation(invitation, queued=True)
+
+
+def _mail_pending(invitation: Invitation) -> bool:
+    """Its mail was sent, or is on its way (queued, not stuck): it carries a role change."""
+    return invitation.mail_status == MailStatus.SENT or (
+        invitation.mail_status == MailStatus.QUEUED and not invitation.mail_stuck
+    )
 
 
 def _open_invitations(organization: Organization, email: str) -> QuerySet[Invitation]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, ClassVar, Self, TypeVar
 
 from django.conf import settings
@@ -154,7 +155,7 @@ class MailStatus(models.TextChoices):
 
 class Invitation(TenantModel):
     email = models.EmailField()  # as typed (trimmed, lowercased): the address mailed and admitted
-    # The per-address cooldown's key (accounts.invitation_mail.email_limit_key): variants that
+    # The per-address cooldown's key (accounts.invitation_limits.email_limit_key): variants that
     # reach one inbox (Gmail dots, +tags) share it. "" on rows written before it existed.
     email_key = models.CharField(max_length=254, default="", db_default="", blank=True)
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
@@ -174,6 +175,11 @@ class Invitation(TenantModel):
     # Deliveries of the mail task so far, counted before sending (routerhub.deliveries).
     mail_attempts = models.SmallIntegerField(default=0, db_default=0)
     mail_error = models.CharField(max_length=300, default="", db_default="", blank=True)
+    # When the mail task is next due (a retry's countdown, a re-queue); null: at created_at.
+    # Still ``queued`` INVITATION_MAIL_STUCK_SECONDS past it, the task was lost (a broker that
+    # refused it, a worker of an older release that dropped it): the sweep queues it again and
+    # the dashboard offers "resend" (accounts.invitation_mail.invitation_mails_stuck_requeue).
+    mail_due_at = models.DateTimeField(null=True, blank=True)
 
     @property
     def is_open(self) -> bool:
@@ -182,6 +188,13 @@ class Invitation(TenantModel):
             and self.cancelled_at is None
             and self.expires_at > timezone.now()
         )
+
+    @property
+    def mail_stuck(self) -> bool:
+        """Its mail still queued long past when its task was due: the task was lost."""
+        due = self.mail_due_at or self.created_at
+        stuck = timedelta(seconds=settings.INVITATION_MAIL_STUCK_SECONDS)
+        return self.mail_status == MailStatus.QUEUED and due < timezone.now() - stuck
 
 
 class KeyScope(models.TextChoices):

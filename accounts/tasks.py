@@ -28,3 +28,9 @@ def invitation_mail_send(self: Any, invitation_id: int) -> str:
     if attempt.retry_in is not None:
         raise self.retry(countdown=attempt.retry_in)
     return attempt.status
+
+
+@shared_task(name="accounts.invitation_mails_stuck_requeue")  # type: ignore[untyped-decorator]
+def invitation_mails_stuck_requeue() -> int:
+    """Beat: queue again invitation mails whose task was lost (bounded per run)."""
+    return invitation_mail.invitation_mails_stuck_requeue()

@@ -22,6 +22,7 @@ from accounts.models import (
     Invitation,
     KeyScope,
     LimitReset,
+    MailStatus,
     Membership,
     Organization,
     Role,
@@ -180,6 +181,22 @@ class OrganizationForm(forms.Form):
     )
 
 
+def _invited_message(created: invitations.CreatedInvitation) -> str:
+    email = created.invitation.email
+    if created.queued:
+        return (
+            f"Invitation to {email} created; its email is on its way (its state shows under "
+            "Pending invitations)."
+        )
+    mail = (
+        "its link (no new email) admits with it."
+        if created.invitation.mail_status == MailStatus.SENT
+        else "its email, still on its way, carries it."
+    )
+    role = created.invitation.get_role_display().lower()
+    return f"The open invitation to {email} now has the role {role}; {mail}"
+
+
 @organization_required()
 def organization_page(request: HttpRequest) -> HttpResponse:
     membership = dashboard_membership(request)
@@ -199,16 +216,7 @@ def organization_page(request: HttpRequest) -> HttpResponse:
             except ApiError as exc:
                 invite_form.add_error("email", exc.message)
             else:
-                email = created.invitation.email
-                messages.success(
-                    request,
-                    f"Invitation to {email} created; its email is on its way (its state "
-                    "shows under Pending invitations)."
-                    if created.queued
-                    else f"The open invitation to {email} now has the role "
-                    f"{created.invitation.get_role_display().lower()}; its link (no new email) "
-                    "admits with it.",
-                )
+                messages.success(request, _invited_message(created))
                 return redirect("organization")
     members = Membership.objects.for_tenant(organization).select_related("user")
     pending = Invitation.objects.for_tenant(organization).filter(

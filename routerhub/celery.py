@@ -50,6 +50,10 @@ app.conf.update(
             "task": "training.dataset_files_orphaned_delete",
             "schedule": 3600.0,
         },
+        "requeue-stuck-invitation-mails": {
+            "task": "accounts.invitation_mails_stuck_requeue",
+            "schedule": 300.0,
+        },
         "budget-alerts": {"task": "billing.budget_alerts", "schedule": 900.0},
         "expire-prompts": {"task": "billing.expire_prompts", "schedule": 3600.0},
         "expire-session-prompts": {"task": "routing.session_prompts_expire", "schedule": 3600.0},

@@ -324,6 +324,12 @@ INVITATIONS_PER_PERSON_PER_HOUR = positive_int("INVITATIONS_PER_PERSON_PER_HOUR"
 # none), so one attempt ends well inside the task's time limit.
 INVITATION_MAIL_MAX_ATTEMPTS = positive_int("INVITATION_MAIL_MAX_ATTEMPTS", 5)
 INVITATION_MAIL_RETRY_SECONDS = positive_int("INVITATION_MAIL_RETRY_SECONDS", 30)
+# A mail still queued this long after its task was due was lost (a broker that refused the
+# publish, an older release's worker that dropped the task): a beat sweep queues it again (at
+# most INVITATION_MAIL_STUCK_SWEEP_MAX a run; failed once it has had MAX_ATTEMPTS deliveries)
+# and the dashboard offers "resend" for it.
+INVITATION_MAIL_STUCK_SECONDS = positive_int("INVITATION_MAIL_STUCK_SECONDS", 900)
+INVITATION_MAIL_STUCK_SWEEP_MAX = positive_int("INVITATION_MAIL_STUCK_SWEEP_MAX", 100)
 EMAIL_TIMEOUT = positive_int("EMAIL_TIMEOUT", 20)
 # Apps that accounts must not import act on a new organization through these (called with
 # organization=..., owner=...) in organization_create's transaction: billing grants

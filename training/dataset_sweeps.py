@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
@@ -28,6 +30,10 @@ STUCK_BATCH = 500
 # datasets RouterHub builds (``dataset_services.BUILT_PREFIX``) and parsed copies
 # (``Dataset.parsed_file``). Nothing else is stored under them.
 DATASET_FILE_FOLDERS = ("datasets/uploads/", "datasets/built/", "datasets/parsed/")
+# The orphan sweep: where in the listing the next run starts (a cache key), and how many listed
+# names it checks against the rows at a time.
+ORPHAN_CURSOR = "datasets:orphan-sweep:offset"
+ORPHAN_BATCH = 500
 
 
 def datasets_stuck_fail(*, batch: int | None = None) -> int:
@@ -152,28 +158,53 @@ def dataset_files_orphaned_delete(*, now: datetime | None = None) -> list[str]:
     Such a file is left when a process dies between storing it and writing its name on the row
     (an upload's file, a validation's parsed copy), or when an organization is deleted with its
     datasets. The grace keeps a file being stored right now, whose row is written a moment
-    later. The storage is listed through Django's storage API (local files or S3 alike) before
-    the rows are read, so a row written meanwhile is seen."""
+    later. The storage is listed through Django's storage API (local files or S3 alike), lazily:
+    a run examines at most ``DATASET_ORPHAN_EXAMINE_MAX`` files, from where the previous run
+    stopped (``ORPHAN_CURSOR`` in the cache; from the start when it is lost), each batch listed
+    before its rows are read, so a row written meanwhile is seen. A file gone between the
+    listing and its turn (deleted by its dataset meanwhile) is passed over, not the run's end."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=int(settings.DATASET_ORPHAN_GRACE_SECONDS))
-    most = int(settings.DATASET_ORPHAN_SWEEP_MAX)
-    stored = [name for folder in DATASET_FILE_FOLDERS for name in _stored_names(folder)]
-    referenced: set[str] = set()
-    for file_name, parsed_name in Dataset.objects.values_list("file", "parsed_file").iterator(
-        chunk_size=2000
-    ):
-        referenced.update((file_name, parsed_name))
+    most, examine = int(settings.DATASET_ORPHAN_SWEEP_MAX), int(settings.DATASET_ORPHAN_EXAMINE_MAX)
+    start = int(cache.get(ORPHAN_CURSOR, 0))
+    names = islice(
+        (name for folder in DATASET_FILE_FOLDERS for name in _stored_names(folder)),
+        start,
+        start + examine,
+    )
     deleted: list[str] = []
-    for name in stored:
-        if len(deleted) >= most:
-            break
-        if name in referenced or default_storage.get_modified_time(name) >= cutoff:
-            continue
-        default_storage.delete(name)
-        deleted.append(name)
+    examined = 0
+    while len(deleted) < most and (batch := list(islice(names, ORPHAN_BATCH))):
+        referenced = _referenced(batch)
+        for name in batch:
+            if len(deleted) >= most:
+                break
+            examined += 1
+            if name not in referenced and _orphan_delete(name, cutoff):
+                deleted.append(name)
+    done = examined < examine and len(deleted) < most  # the listing's end: start again
+    cache.set(ORPHAN_CURSOR, 0 if done else start + examined - len(deleted), timeout=None)
     if deleted:
         logger.warning("datasets: %s stored files no dataset points to deleted", len(deleted))
     return deleted
+
+
+def _referenced(names: list[str]) -> set[str]:
+    """Those of ``names`` a dataset points to."""
+    rows = Dataset.objects.filter(Q(file__in=names) | Q(parsed_file__in=names))
+    return {name for pair in rows.values_list("file", "parsed_file") for name in pair}
+
+
+def _orphan_delete(name: str, cutoff: datetime) -> bool:
+    """Delete the unreferenced file ``name`` if last modified before ``cutoff``; whether it was."""
+    try:
+        if default_storage.get_modified_time(name) >= cutoff:
+            return False
+        default_storage.delete(name)
+    except OSError as exc:  # FileNotFoundError: deleted since it was listed
+        logger.info("datasets: orphan sweep passed over %s (%s)", name, exc)
+        return False
+    return True
 
 
 def _stored_names(folder: str) -> Iterator[str]:

@@ -59,6 +59,8 @@ DATASET_STUCK_REQUEUES = positive_int("DATASET_STUCK_REQUEUES", 4)
 # run. The grace must outlast storing an upload and writing its row (seconds; a day is ample).
 DATASET_ORPHAN_GRACE_SECONDS = positive_int("DATASET_ORPHAN_GRACE_SECONDS", 86400)
 DATASET_ORPHAN_SWEEP_MAX = positive_int("DATASET_ORPHAN_SWEEP_MAX", 500)
+# Stored files one run of the orphan sweep examines at most (the next run goes on from there).
+DATASET_ORPHAN_EXAMINE_MAX = positive_int("DATASET_ORPHAN_EXAMINE_MAX", 5000)
 # Training runs queued or running at once per organization (one per router in any case).
 TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION = env.int(
     "TRAINING_MAX_ACTIVE_RUNS_PER_ORGANIZATION", default=4

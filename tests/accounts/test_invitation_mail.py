@@ -257,3 +257,27 @@ def test_a_real_worker_sends_the_mail_queued_on_commit_retrying_a_refusal(
     invitation.refresh_from_db()
     assert (invitation.mail_status, invitation.mail_attempts) == (MailStatus.SENT, 2)
     assert server.connections == 2 and len(server.received) == 1
+
+
+def test_a_delivery_again_mints_a_new_link_and_the_earlier_one_stops_admitting(
+    tenants: Tenants,
+) -> None:
+    """A task delivered again after it mailed (its worker died before marking it sent) mails a
+    new link: the newest mail admits, the earlier link no longer does."""
+    with mails_sent():
+        _invite(tenants)
+    invitation = Invitation.objects.get(email="new@example.com")
+    first = invitation_token_mailed("new@example.com")
+    Invitation.objects.filter(pk=invitation.pk).update(mail_status=MailStatus.QUEUED)
+
+    with mails_sent():
+        invitation_mail_send.delay(invitation.pk)
+
+    second = invitation_token_mailed("new@example.com")
+    assert len(mail.outbox) == 2 and first != second
+    invitee = Client()
+    invitee.force_login(user_make("new@example.com"))
+    assert "does not exist" in invitee.post(f"/invitations/{first}/", follow=True).text
+    assert not Membership.objects.filter(user__email="new@example.com").exists()
+    assert invitee.post(f"/invitations/{second}/").status_code == 302
+    assert Membership.objects.filter(user__email="new@example.com").exists()

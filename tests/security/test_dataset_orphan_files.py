@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -21,7 +22,11 @@ from routerhub.celery import app
 from tests.factories import organization_make
 from tests.training.conftest import media
 from training import dataset_services
-from training.dataset_sweeps import dataset_files_orphaned_delete, datasets_stuck_fail
+from training.dataset_sweeps import (
+    ORPHAN_CURSOR,
+    dataset_files_orphaned_delete,
+    datasets_stuck_fail,
+)
 from training.models import Dataset, DatasetStatus
 
 __all__ = ["media"]  # the fixture
@@ -29,6 +34,11 @@ __all__ = ["media"]  # the fixture
 ROWS = b"prompt,a/score,b/score\n" + b"".join(b"q%d,1,0\n" % i for i in range(40))
 pytestmark = pytest.mark.django_db
 DAY = 86400
+
+
+@pytest.fixture(autouse=True)
+def _sweep_from_the_start() -> None:
+    cache.delete(ORPHAN_CURSOR)
 
 
 def _stored(media: Path) -> set[str]:
@@ -115,3 +125,35 @@ def test_the_orphan_sweep_runs_from_beat_on_the_default_queue() -> None:
     scheduled = {entry["task"]: entry["schedule"] for entry in app.conf.beat_schedule.values()}
     assert scheduled[name] == 3600.0 and name in app.tasks
     assert app.amqp.router.route({}, name)["queue"].name == "default"
+
+
+def test_a_run_examines_a_bounded_number_and_the_next_goes_on(media: Path, settings: Any) -> None:
+    settings.DATASET_ORPHAN_EXAMINE_MAX = 2
+    recent = [default_storage.save(f"datasets/uploads/{c}.csv", ContentFile(b"x")) for c in "ab"]
+    orphan = default_storage.save("datasets/parsed/c.csv", ContentFile(b"x"))
+    _age(media, orphan)
+
+    # Old code: the whole listing read at once, the orphan deleted by the first run.
+    assert dataset_files_orphaned_delete() == []  # the two recent files examined, kept
+    assert dataset_files_orphaned_delete() == [orphan]
+    assert dataset_files_orphaned_delete() == []  # the listing's end: from the start again
+    assert _stored(media) == set(recent)
+
+
+def test_a_file_gone_since_the_listing_is_passed_over(
+    media: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [default_storage.save(f"datasets/built/{c}.csv", ContentFile(b"x")) for c in "ab"]
+    for name in names:
+        _age(media, name)
+    real = FileSystemStorage.get_modified_time
+
+    def gone_first(storage: FileSystemStorage, name: str) -> Any:
+        if name == names[0]:
+            os.remove(media / name)  # deleted by its dataset after the listing
+        return real(storage, name)
+
+    monkeypatch.setattr(FileSystemStorage, "get_modified_time", gone_first)
+    # Old code: FileNotFoundError, the run aborted before the second file.
+    assert dataset_files_orphaned_delete() == [names[1]]
+    assert _stored(media) == set()
