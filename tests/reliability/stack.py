@@ -93,9 +93,9 @@ class PrivateRedis:
             argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
-        import redis
+        from routerhub.redis_clients import redis_client
 
-        client = redis.Redis(port=self.port, socket_timeout=1)
+        client = redis_client(f"redis://127.0.0.1:{self.port}/0")
         poll(lambda: self._pings(client), timeout=20, interval=0.05)
         client.close()
         return self
@@ -359,9 +359,9 @@ def books(database_url: str) -> Books:
 def settled(redis_url: str, database_url: str, expected: set[str], timeout: float) -> Books:
     """The books once the usage stream is empty, no hold is left and every ``expected`` id has
     its record, or as they stand after ``timeout`` s (the caller's assertions say what is off)."""
-    import redis
+    from routerhub.redis_clients import redis_client
 
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     deadline = time.monotonic() + timeout
     try:
         while True:
