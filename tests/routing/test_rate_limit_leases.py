@@ -329,3 +329,41 @@ async def admit_selects_async(key: AuthenticatedKey, selects: int) -> None:
     for _ in range(selects):
         await rate_limit_admit_select(key)
     await limits.rate_limit_close()
+
+
+def test_threads_and_the_event_loop_sharing_a_lease_admit_exactly_the_limit(
+    redis_limits: None, settings: Any
+) -> None:
+    """Four DRF threads and the event loop select at once on one key's bucket (one lease, one
+    lock): together they admit exactly its 50 selects a minute, no update of the lease lost."""
+    import threading
+
+    settings.ROUTER_SELECT_RPM_DEFAULT = 50
+    key = a_key()
+    admitted: list[int] = []
+
+    def sync_selects() -> None:
+        for _ in range(30):
+            try:
+                select_admit_sync(key, user_id=None)
+                admitted.append(1)
+            except RateLimited:
+                pass
+
+    async def async_selects() -> None:
+        for _ in range(30):
+            try:
+                await rate_limit_admit_select(key)
+                admitted.append(1)
+            except RateLimited:
+                pass
+        await limits.rate_limit_close()
+
+    threads = [threading.Thread(target=sync_selects) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    asyncio.run(async_selects())
+    for thread in threads:
+        thread.join(20)
+
+    assert len(admitted) == 50
