@@ -46,9 +46,7 @@ def test_a_settings_change_keeps_a_rollback_made_after_the_router_was_read() -> 
 def test_the_api_answers_the_router_as_written() -> None:
     router = _router_on_version_2()
     manage = key_client(key_make(router.organization, scope=KeyScope.MANAGE))
-    lifecycle.version_switch(
-        router=router, number=3, kind=RouterEventKind.ACTIVATED, actor="test"
-    )
+    lifecycle.version_switch(router=router, number=3, kind=RouterEventKind.ACTIVATED, actor="test")
 
     answer = manage.patch("/api/v1/routers/r", {"slug": "r2", "name": "N"}, format="json")
 
