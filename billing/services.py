@@ -151,8 +151,8 @@ def _inbox_reference(person: int) -> str:
     email = User.objects.filter(pk=person).values_list("email", flat=True).first() or ""
     if not email.strip():
         return ""
-    digest = salted_hmac(_STARTER_INBOX_SALT, email_limit_key(email), algorithm="sha256")
-    digest = digest.hexdigest()[:40]
+    inbox = salted_hmac(_STARTER_INBOX_SALT, email_limit_key(email), algorithm="sha256")
+    digest = inbox.hexdigest()[:40]
     return f"starter-credits:inbox:{digest}"
 
 
