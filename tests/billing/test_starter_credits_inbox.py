@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import threading
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
-from django.db import connections
 
+from accounts.models import User
 from billing.models import CreditAccount, LedgerEntry, LedgerKind
 from tests.conftest import require_postgres
 from tests.factories import organization_make, user_make
+from tests.threads import run_at_once
 
 
 def _balance(email: str) -> Decimal:
@@ -45,23 +47,14 @@ def test_variants_signing_up_at_once_are_granted_once(settings: Any) -> None:
     require_postgres()
     settings.STARTER_CREDITS_USD = Decimal("5")
     users = [user_make(f"trent+{i}@example.com") for i in range(4)]
-    barrier, failures = threading.Barrier(len(users)), []
+    barrier = threading.Barrier(len(users))
 
-    def sign_up(index: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            organization_make(users[index])
-        except BaseException as exc:  # reported: a thread's failure must fail the test
-            failures.append(exc)
-        finally:
-            connections.close_all()
+    def sign_up(user: User) -> None:
+        barrier.wait(timeout=10)
+        organization_make(user)
 
-    threads = [threading.Thread(target=sign_up, args=(i,)) for i in range(len(users))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    outcomes = run_at_once([partial(sign_up, user) for user in users])
 
-    assert failures == []
+    assert outcomes == [None] * len(users)
     grants = LedgerEntry.objects.filter(kind=LedgerKind.PROMOTION)
     assert [entry.amount for entry in grants] == [Decimal("5")]
