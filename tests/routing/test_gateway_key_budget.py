@@ -3,8 +3,6 @@ budget, ``billing.key_windows``), read with the key in the gateway's one lookup 
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import httpx
 
 from accounts.key_lookup import key_lookup_count
