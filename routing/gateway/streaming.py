@@ -133,7 +133,8 @@ async def _first_content(
         )
         return None
     decoder = adapter.stream_decoder(upstream)
-    events = sse_events(body_chunks(response)).__aiter__()
+    max_event = settings.GATEWAY_MAX_SSE_EVENT_BYTES
+    events = sse_events(body_chunks(response), max_event=max_event).__aiter__()
     try:
         while True:
             event, data = await events.__anext__()
