@@ -95,13 +95,18 @@ def _mid_stream_error(world: World, lines: list[bytes]) -> str:
     data = [orjson.loads(line.removeprefix(b"data: ")) for line in lines if line != b"data: [DONE]"]
     assert data[0]["choices"][0]["delta"]["content"] == "Hello"
     assert lines[-1] == b"data: [DONE]"
-    generation_id = data[0]["id"]
+    _billed_as_failed_mid_stream(world, data[0]["id"])
+    return str(data[-1]["error"]["message"])
+
+
+def _billed_as_failed_mid_stream(world: World, generation_id: str) -> None:
+    """Billed once for what was answered ("Hello"), as failed mid-stream, the hold settled."""
     record = world.usage_record(generation_id)
     assert record.status == "failed" and record.error_type == "upstream_error_mid_stream"
+    assert record.completion_tokens > 0 and record.cost > 0
     assert Reservation.objects.get(generation_id=generation_id).state == "settled"
     ledger = LedgerEntry.objects.get(idempotency_key=f"usage:{generation_id}")
     assert ledger.amount == -record.cost
-    return str(data[-1]["error"]["message"])
 
 
 def test_an_event_past_the_bound_mid_stream_fails_the_stream(
@@ -174,3 +179,35 @@ def test_events_are_read_alike_however_the_stream_is_cut() -> None:
 
     with pytest.raises(UpstreamError, match="larger than 64 bytes"):
         asyncio.run(read_endless())
+
+
+def test_a_tool_call_index_that_is_not_a_number_is_a_malformed_stream(
+    world: World, own_host: StreamingHost
+) -> None:
+    # Before: the Messages encoder's TypeError (an unhashable index) escaped the relay: the
+    # stream was cut without an error event and the answered text billed 0, its hold released.
+    call = {"index": {}, "id": "call_1", "type": "function",
+            "function": {"name": "f", "arguments": "{}"}}  # fmt: skip
+    own_host.stream = FIRST + _chunk({"tool_calls": [call]}, None) + END
+    body = {"model": "test/own", "max_tokens": 16, "stream": True,
+            "messages": [{"role": "user", "content": "Say hello."}]}  # fmt: skip
+    with httpx.stream("POST", f"{world.gateway_url}/v1/messages", json=body,
+                      headers={"x-api-key": world.key, "anthropic-version": "2023-06-01"},
+                      timeout=30) as response:  # fmt: skip
+        lines = [line for line in response.iter_lines() if line]
+
+    assert lines[-2] == "event: error" and "malformed stream chunk" in lines[-1]
+    generation_id = orjson.loads(lines[1].removeprefix("data: "))["message"]["id"]
+    _billed_as_failed_mid_stream(world, generation_id)
+
+
+def test_a_choice_that_is_not_an_object_is_a_malformed_stream(
+    world: World, own_host: StreamingHost
+) -> None:
+    # Before: the decoder's AttributeError escaped the relay, as above.
+    own_host.stream = FIRST + b'data: {"choices": [1]}\n\n' + END
+
+    status, lines = _streamed(world)
+
+    assert status == 200
+    assert "malformed stream chunk" in _mid_stream_error(world, lines)
