@@ -18,28 +18,17 @@ import orjson
 import pytest
 
 from billing.models import LedgerEntry, Reservation
-from routing.models import Provider
 from routing.providers.base import UpstreamError, sse_events
-from routing.services import provider_key_create
-from tests.routing.servers import ServerThread
-from tests.routing.world import World, endpoint, model
+from tests.routing.world import World
+from tests.security.test_upstream_answers_bounded import own_host_serving, stream_chunk
 
 EVENT_LIMIT = 1024 * 1024
 PIECE = 4096  # the host writes its (gzipped) stream in pieces of this size
 
 
-def _chunk(delta: dict[str, Any], finish: str | None, usage: dict[str, int] | None = None) -> bytes:
-    body: dict[str, Any] = {"id": "chatcmpl-own", "object": "chat.completion.chunk",
-                            "created": 1, "model": "own",
-                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
-    if usage is not None:
-        body["usage"] = usage
-    return b"data: " + orjson.dumps(body) + b"\n\n"
-
-
-FIRST = _chunk({"role": "assistant", "content": "Hello"}, None)
+FIRST = stream_chunk({"role": "assistant", "content": "Hello"}, None)
 END = (
-    _chunk({}, "stop", {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12})
+    stream_chunk({}, "stop", {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12})
     + b"data: [DONE]\n\n"
 )
 # One event of 3 MiB (three times the bound) that ends only after it: ~3 KiB of gzip.
@@ -68,25 +57,20 @@ class StreamingHost:
 
 @pytest.fixture
 def own_host(world: World, settings: Any) -> Iterator[StreamingHost]:
-    settings.ALLOW_PRIVATE_PROVIDER_URLS = True  # the host listens on 127.0.0.1
     settings.GATEWAY_MAX_SSE_EVENT_BYTES = EVENT_LIMIT
     app = StreamingHost()
-    server = ServerThread(app, lifespan="off").start()
-    world.catalog({"models": [model("test/own")],
-                   "endpoints": [endpoint("test/own", "fake-openai", "gpt-4o-mini")]})  # fmt: skip
-    provider_key_create(organization=world.organization, provider=Provider.objects.get(slug="fake-openai"),
-                        secret="sk-own-host-7373", base_url=f"{server.url}/v1")  # fmt: skip
-    try:
+    with own_host_serving(world, settings, app):
         yield app
-    finally:
-        server.stop()
 
 
-def _streamed(world: World) -> tuple[int, list[bytes]]:
+def _streamed(
+    world: World, path: str = "/v1/chat/completions", headers: dict[str, str] | None = None
+) -> tuple[int, list[bytes]]:
     body = {"model": "test/own", "max_tokens": 16, "stream": True,
             "messages": [{"role": "user", "content": "Say hello."}]}  # fmt: skip
-    with httpx.stream("POST", f"{world.gateway_url}/v1/chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {world.key}"}, timeout=30) as response:  # fmt: skip
+    headers = headers or {"Authorization": f"Bearer {world.key}"}
+    with httpx.stream("POST", f"{world.gateway_url}{path}", json=body, headers=headers,
+                      timeout=30) as response:  # fmt: skip
         return response.status_code, [line.encode() for line in response.iter_lines() if line]
 
 
@@ -142,7 +126,7 @@ def test_an_event_that_is_not_utf8_is_a_malformed_stream(
 ) -> None:
     # Before: the UnicodeDecodeError escaped the relay (not an upstream error): the stream was
     # cut without an error event.
-    own_host.stream = FIRST + _chunk({"content": "ok"}, None).replace(b"ok", b"o\xffk") + END
+    own_host.stream = FIRST + stream_chunk({"content": "ok"}, None).replace(b"ok", b"o\xffk") + END
 
     status, lines = _streamed(world)
 
@@ -188,16 +172,14 @@ def test_a_tool_call_index_that_is_not_a_number_is_a_malformed_stream(
     # stream was cut without an error event and the answered text billed 0, its hold released.
     call = {"index": {}, "id": "call_1", "type": "function",
             "function": {"name": "f", "arguments": "{}"}}  # fmt: skip
-    own_host.stream = FIRST + _chunk({"tool_calls": [call]}, None) + END
-    body = {"model": "test/own", "max_tokens": 16, "stream": True,
-            "messages": [{"role": "user", "content": "Say hello."}]}  # fmt: skip
-    with httpx.stream("POST", f"{world.gateway_url}/v1/messages", json=body,
-                      headers={"x-api-key": world.key, "anthropic-version": "2023-06-01"},
-                      timeout=30) as response:  # fmt: skip
-        lines = [line for line in response.iter_lines() if line]
+    own_host.stream = FIRST + stream_chunk({"tool_calls": [call]}, None) + END
+    anthropic = {"x-api-key": world.key, "anthropic-version": "2023-06-01"}
 
-    assert lines[-2] == "event: error" and "malformed stream chunk" in lines[-1]
-    generation_id = orjson.loads(lines[1].removeprefix("data: "))["message"]["id"]
+    status, lines = _streamed(world, "/v1/messages", anthropic)
+
+    assert status == 200
+    assert lines[-2] == b"event: error" and b"malformed stream chunk" in lines[-1]
+    generation_id = orjson.loads(lines[1].removeprefix(b"data: "))["message"]["id"]
     _billed_as_failed_mid_stream(world, generation_id)
 
 
