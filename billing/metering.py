@@ -234,7 +234,10 @@ async def close(timeout: float = 5.0) -> None:
     """A gateway worker is stopping: finish this loop's hand-overs (those of handlers cancelled
     midway too; at most ``timeout`` s), then close its billing connections."""
     loop = asyncio.get_running_loop()
-    mine = {task for task in _handing_over if task.get_loop() is loop}
+    # A copy first (one C call under the GIL): other loops' threads (another server in the
+    # process) add and discard hand-overs meanwhile; iterating the set itself could raise
+    # "Set changed size during iteration" and skip the drain (as in ``ttl_cache``).
+    mine = {task for task in set(_handing_over) if task.get_loop() is loop}
     await settled_within(mine, timeout, "usage hand-over(s)")
     try:
         await usage_outbox_flush()
