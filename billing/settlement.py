@@ -29,7 +29,8 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import connection, models, transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from billing.drafts import DECISION_COLUMNS, STEP_FIELDS, UsageDraft, decision_rows
@@ -186,7 +187,10 @@ def _release_windows(holds: Sequence[_Hold], spent: dict[str, Decimal]) -> None:
     for (key_id, start), (held, cost) in sorted(windows.items(), key=lambda w: w[0][0]):
         # Only the window the hold was taken in: a window that rolled over was reset without it.
         KeySpendWindow.objects.filter(key_id=key_id, window_start=start).update(
-            reserved=F("reserved") - held, spent=F("spent") + cost
+            # Never below zero: a window repaired, or reset by an older pod, may no longer
+            # count this hold.
+            reserved=Greatest(F("reserved") - held, Value(ZERO)),
+            spent=F("spent") + cost,
         )
 
 
