@@ -16,7 +16,7 @@ import openai
 import orjson
 import pytest
 
-from tests.routing.world import World, base_catalog, endpoint, model
+from tests.routing.world import World, base_catalog, embedding_models
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -70,13 +70,7 @@ def test_a_tier_to_anthropic_is_said_dropped_on_responses_as_on_chat(
 
 
 def _embedding_catalog(world: World) -> None:
-    data = base_catalog(world.fake_url)
-    data["models"] += [model("test/embed", ["embeddings"]), model("test/embed-g", ["embeddings"])]
-    data["endpoints"] += [
-        endpoint("test/embed", "fake-openai", "text-embedding-3-small", "0.02", "0"),
-        endpoint("test/embed-g", "fake-gemini", "gemini-embedding-001", "0.15", "0"),
-    ]
-    world.catalog(data)
+    world.catalog(embedding_models(base_catalog(world.fake_url)))
 
 
 @pytest.mark.parametrize(
