@@ -4,7 +4,10 @@ inside the owner's request.
 Each delivery of the task is counted on the invitation before sending (``mail_attempts``,
 ``routerhub.deliveries``) and mints the link's token then: only its digest is stored, and no
 token travels through the broker (the task takes the invitation's id). The newest mail's link
-is the one that admits. An SMTP error (or the time limit) is retried with backoff until
+is the one that admits. Each queueing writes a ticket on the row (``mail_ticket``) that its task
+carries; the task claims the row only while its ticket is the row's, so a task the stuck-mail
+sweep superseded (still waiting in a backed-up queue when the sweep queued the mail again)
+sends nothing: one mail per queued send. An SMTP error (or the time limit) is retried with backoff until
 ``INVITATION_MAIL_MAX_ATTEMPTS`` deliveries, a refused recipient or an unexpected error at
 once; then ``mail_status`` is ``failed`` with the reason and the dashboard offers "resend".
 """
@@ -54,14 +57,17 @@ def invitation_sender_may_invite(invitation: Invitation) -> bool:
     )
 
 
-def invitation_mail_queue(invitation_id: int) -> None:
-    """Send the invitation's email from a worker once the current transaction commits. Robust:
+def invitation_mail_queue(invitation_id: int, ticket: int) -> None:
+    """Send the invitation's email from a worker once the current transaction commits, by a task
+    carrying ``ticket``, the row's ``mail_ticket`` (written by the caller). Robust:
     a broker that refuses the task leaves the invitation ``queued`` rather than failing a
     request whose invitation has committed; ``invitation_mails_stuck_requeue`` queues it again
     (and the dashboard offers "resend") once it is ``INVITATION_MAIL_STUCK_SECONDS`` late."""
     from accounts import tasks
 
-    transaction.on_commit(lambda: tasks.invitation_mail_send.delay(invitation_id), robust=True)
+    transaction.on_commit(
+        lambda: tasks.invitation_mail_send.delay(invitation_id, ticket), robust=True
+    )
 
 
 @dataclass(frozen=True)
@@ -87,10 +93,14 @@ def _pending(invitation_id: int) -> QuerySet[Invitation]:
     )
 
 
-def invitation_mail_send(*, invitation_id: int) -> MailAttempt:
-    """One delivery of an invitation's email; safe to deliver twice (a sent, cancelled or
-    accepted invitation is left alone)."""
-    attempt = delivery_count(_pending(invitation_id), "mail_attempts")
+def invitation_mail_send(*, invitation_id: int, ticket: int = 0) -> MailAttempt:
+    """One delivery of an invitation's email by the task queued with ``ticket`` (0: the first
+    queueing, and a task published by the previous release, which carried none); safe to
+    deliver twice (a sent, cancelled or accepted invitation is left alone), and a superseded
+    task (the row's ``mail_ticket`` moved on) sends nothing. The claim (one conditional
+    ``UPDATE``) also makes the mail due now, so the sweep leaves it alone while it sends."""
+    claim = _pending(invitation_id).filter(mail_ticket=ticket)
+    attempt = delivery_count(claim, "mail_attempts", mail_due_at=timezone.now())
     if attempt is None:
         return MailAttempt("skipped")
     most = int(settings.INVITATION_MAIL_MAX_ATTEMPTS)
@@ -102,7 +112,7 @@ def invitation_mail_send(*, invitation_id: int) -> MailAttempt:
         # link would admit nobody); an owner may invite them again.
         return _mail_failed(invitation_id, "whoever sent it can no longer invite people")
     token = secrets.token_urlsafe(32)
-    if not _pending(invitation_id).update(token_digest=invitation_digest(token)):
+    if not claim.update(token_digest=invitation_digest(token)):
         return MailAttempt("skipped")
     invitation = Invitation.objects.select_related("organization", "invited_by").get(
         pk=invitation_id
@@ -135,7 +145,9 @@ def invitation_mails_stuck_requeue(*, now: datetime | None = None) -> int:
     an older release that dropped a task it did not know). At most
     ``INVITATION_MAIL_STUCK_SWEEP_MAX`` a run; the mails queued again. The lost delivery counts
     as an attempt (``mail_attempts``), so a mail whose tasks keep being lost ends ``failed``
-    (resend) after ``INVITATION_MAIL_MAX_ATTEMPTS``, as one that keeps failing does."""
+    (resend) after ``INVITATION_MAIL_MAX_ATTEMPTS``, as one that keeps failing does. Each gets
+    a new ``mail_ticket``: a "lost" task that was only waiting in a backed-up queue is
+    superseded and sends nothing when it runs."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=int(settings.INVITATION_MAIL_STUCK_SECONDS))
     rows = Invitation.objects.alias(due=Coalesce("mail_due_at", "created_at")).filter(
@@ -155,9 +167,12 @@ def invitation_mails_stuck_requeue(*, now: datetime | None = None) -> int:
         spent = rows.filter(pk__in=ids, mail_attempts__gte=last)
         spent.update(mail_status=MailStatus.FAILED, mail_error="the mail task was lost")
         again = list(rows.filter(pk__in=ids).values_list("pk", flat=True))
-        rows.filter(pk__in=again).update(mail_attempts=F("mail_attempts") + 1, mail_due_at=now)
-        for invitation_id in again:
-            invitation_mail_queue(invitation_id)
+        rows.filter(pk__in=again).update(
+            mail_attempts=F("mail_attempts") + 1, mail_ticket=F("mail_ticket") + 1, mail_due_at=now
+        )
+        tickets = Invitation.objects.filter(pk__in=again).values_list("pk", "mail_ticket")
+        for invitation_id, ticket in tickets:
+            invitation_mail_queue(invitation_id, ticket)
     if ids:
         logger.warning("invitations: %s lost mail tasks queued again or failed", len(ids))
     return len(again)

@@ -82,7 +82,7 @@ def invitation_create(
             invited_by=invited_by,
             expires_at=now + INVITATION_LIFETIME,
         )
-        invitation_mail_queue(invitation.pk)
+        invitation_mail_queue(invitation.pk, invitation.mail_ticket)
     return CreatedInvitation(invitation, queued=True)
 
 

@@ -180,6 +180,10 @@ class Invitation(TenantModel):
     # refused it, a worker of an older release that dropped it): the sweep queues it again and
     # the dashboard offers "resend" (accounts.invitation_mail.invitation_mails_stuck_requeue).
     mail_due_at = models.DateTimeField(null=True, blank=True)
+    # Which queued send may deliver the mail: each queueing writes it (0 when created, one more
+    # each time the sweep queues it again) and its task carries it; a task whose ticket is no
+    # longer the row's was superseded and sends nothing (accounts.invitation_mail).
+    mail_ticket = models.SmallIntegerField(default=0, db_default=0)
 
     @property
     def is_open(self) -> bool:

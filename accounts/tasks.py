@@ -22,9 +22,10 @@ from accounts import invitation_mail
     # deliveries whose worker died): it never ends the retries first.
     max_retries=settings.INVITATION_MAIL_MAX_ATTEMPTS,
 )
-def invitation_mail_send(self: Any, invitation_id: int) -> str:
-    """Send one invitation's email; retried with backoff on SMTP errors, then marked failed."""
-    attempt = invitation_mail.invitation_mail_send(invitation_id=invitation_id)
+def invitation_mail_send(self: Any, invitation_id: int, ticket: int = 0) -> str:
+    """Send one invitation's email; retried with backoff on SMTP errors (the retry carries the
+    same ticket), then marked failed. A task superseded by a newer queueing sends nothing."""
+    attempt = invitation_mail.invitation_mail_send(invitation_id=invitation_id, ticket=ticket)
     if attempt.retry_in is not None:
         raise self.retry(countdown=attempt.retry_in)
     return attempt.status

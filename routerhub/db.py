@@ -13,6 +13,7 @@ and a thread that waits for the pool while the database is down would answer lat
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +25,8 @@ from django.db.utils import load_backend
 from psycopg.pq import TransactionStatus
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger(__name__)
 
 
 class _Outages:
@@ -84,7 +87,29 @@ def _outside_autocommit(conn: BaseDatabaseWrapper) -> bool:
         return not idle or raw.autocommit != autocommit
     if conn.vendor == "sqlite":  # autocommit is isolation_level None (Django's sqlite backend)
         return bool(raw.in_transaction) or (raw.isolation_level is None) != autocommit
-    return False
+    return _outside_autocommit_generic(conn, autocommit)
+
+
+_vendors_told: set[str] = set()
+
+
+def _outside_autocommit_generic(conn: BaseDatabaseWrapper, autocommit: bool) -> bool:
+    """Another backend (not PostgreSQL or SQLite): its driver's autocommit when the driver shows
+    it (a ``get_autocommit()``, as MySQLdb's, or an ``autocommit`` attribute, as most DB-API
+    drivers'), and Django's record of it (``conn.autocommit``, set only once the driver took
+    it). A transaction open in autocommit is not visible generically: said once a vendor."""
+    if conn.vendor not in _vendors_told:
+        _vendors_told.add(conn.vendor)
+        logger.warning(
+            "database vendor %r: between the gateway's calls only its autocommit is checked, "
+            "not an open transaction (routerhub.db reads PostgreSQL's and SQLite's)",
+            conn.vendor,
+        )
+    getter = getattr(conn.connection, "get_autocommit", None)
+    driver = getter() if callable(getter) else getattr(conn.connection, "autocommit", None)
+    if driver is None or callable(driver):  # not shown (or a setter method): Django's record
+        driver = conn.autocommit
+    return bool(driver) != autocommit or bool(conn.autocommit) != autocommit
 
 
 def _connections_of_this_thread() -> None:

@@ -15,7 +15,8 @@ def delivery_count(rows: QuerySet[Any], field: str, **changes: Any) -> int | Non
     counter ``field``, with ``changes`` written in the same statement); the count now, or None
     when no row matched (the work was done or ended meanwhile: nothing to do). ``rows`` should
     select by the state that still needs the work, so a redelivery of finished work counts
-    nothing."""
+    nothing, and by the claim the task was queued with (e.g. the invitation's ``mail_ticket``),
+    so a task a newer queueing superseded counts nothing and does nothing."""
     if not rows.update(**{field: F(field) + 1}, **changes):
         return None
     count = rows.values_list(field, flat=True).first()

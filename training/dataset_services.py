@@ -67,7 +67,8 @@ def dataset_create(
         )
     dataset = Dataset(
         organization=organization,
-        name=name,
+        # A name taken from the file's (up to 255 characters) fits the column (a 500 past it).
+        name=name[: Dataset._meta.get_field("name").max_length],
         original_filename=(upload.name or "")[:255],
         size_bytes=upload.size or 0,
         columns=columns or {},

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
@@ -34,6 +36,16 @@ DATASET_FILE_FOLDERS = ("datasets/uploads/", "datasets/built/", "datasets/parsed
 # names it checks against the rows at a time.
 ORPHAN_CURSOR = "datasets:orphan-sweep:offset"
 ORPHAN_BATCH = 500
+# Errors that are bugs or a misconfiguration, not one file's trouble: the orphan sweep lets them
+# end the run (the task fails, with its traceback) instead of skipping every file quietly.
+PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
+    TypeError,
+    AttributeError,
+    NameError,
+    ImportError,
+    AssertionError,
+    ImproperlyConfigured,
+)
 
 
 def datasets_stuck_fail(*, batch: int | None = None) -> int:
@@ -162,7 +174,8 @@ def dataset_files_orphaned_delete(*, now: datetime | None = None) -> list[str]:
     a run examines at most ``DATASET_ORPHAN_EXAMINE_MAX`` files, from where the previous run
     stopped (``ORPHAN_CURSOR`` in the cache; from the start when it is lost), each batch listed
     before its rows are read, so a row written meanwhile is seen. A file gone between the
-    listing and its turn (deleted by its dataset meanwhile) is passed over, not the run's end."""
+    listing and its turn (deleted by its dataset meanwhile) is passed over, not the run's end,
+    and so is one the storage fails on (``_orphan_delete``)."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=int(settings.DATASET_ORPHAN_GRACE_SECONDS))
     most, examine = int(settings.DATASET_ORPHAN_SWEEP_MAX), int(settings.DATASET_ORPHAN_EXAMINE_MAX)
@@ -196,15 +209,36 @@ def _referenced(names: list[str]) -> set[str]:
 
 
 def _orphan_delete(name: str, cutoff: datetime) -> bool:
-    """Delete the unreferenced file ``name`` if last modified before ``cutoff``; whether it was."""
+    """Delete the unreferenced file ``name`` if last modified before ``cutoff``; whether it was.
+
+    Any error of the storage on this file passes it over (logged with its name; the next runs
+    try it again): an ``OSError`` of local files (``FileNotFoundError``: deleted since it was
+    listed), and whatever a remote backend raises — django-storages' S3 raises botocore's
+    ``ClientError``/``BotoCoreError``, which are not ``OSError`` and used to end the run at the
+    first refused file. Only the error's type (and an S3 error code) is logged, not its text,
+    which for a remote backend may carry an endpoint or request details. ``PROGRAMMING_ERRORS``
+    are not one file's trouble: they end the run."""
     try:
         if default_storage.get_modified_time(name) >= cutoff:
             return False
         default_storage.delete(name)
-    except OSError as exc:  # FileNotFoundError: deleted since it was listed
-        logger.info("datasets: orphan sweep passed over %s (%s)", name, exc)
+    except PROGRAMMING_ERRORS:
+        raise
+    except Exception as exc:
+        level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
+        logger.log(level, "datasets: orphan sweep passed over %s (%s)", name, _error_kind(exc))
         return False
     return True
+
+
+def _error_kind(exc: Exception) -> str:
+    """The storage error's type, and its code when the backend gives one (S3's ``Error.Code``,
+    an ``OSError``'s errno name): nothing from its message."""
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    if isinstance(exc, OSError) and exc.errno is not None:
+        code = errno.errorcode.get(exc.errno, str(exc.errno))
+    return type(exc).__name__ + (f" {str(code)[:40]}" if code else "")
 
 
 def _stored_names(folder: str) -> Iterator[str]:

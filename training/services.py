@@ -95,16 +95,29 @@ def router_create(
     )
 
 
+ROUTER_SETTINGS = ("slug", "name", "candidates", "default_tradeoff", "auto_activate")
+
+
 def router_update(*, router: Router, changes: dict[str, Any]) -> Router:
-    if "slug" in changes and changes["slug"] != router.slug:
-        taken = Router.objects.filter(organization_id=router.organization_id, slug=changes["slug"])
-        if taken.exists():
-            raise Conflict(f"A router with slug '{changes['slug']}' already exists.", param="slug")
-    for field in ("slug", "name", "candidates", "default_tradeoff", "auto_activate"):
-        if field in changes:
-            setattr(router, field, changes[field])
-    router.save()
-    return router
+    """Change a router's own settings: only those changed are written, on its locked row, so a
+    version activated, rolled back or put in an experiment since ``router`` was read stays (a
+    whole-row save of that read put the version it had back, undoing a rollback)."""
+    fields = [field for field in ROUTER_SETTINGS if field in changes]
+    with transaction.atomic():
+        locked = Router.objects.select_for_update().get(pk=router.pk)
+        if "slug" in changes and changes["slug"] != locked.slug:
+            taken = Router.objects.filter(
+                organization_id=locked.organization_id, slug=changes["slug"]
+            )
+            if taken.exists():
+                raise Conflict(
+                    f"A router with slug '{changes['slug']}' already exists.", param="slug"
+                )
+        for field in fields:
+            setattr(locked, field, changes[field])
+        if fields:
+            locked.save(update_fields=fields)
+    return locked
 
 
 def router_delete(*, router: Router) -> None:

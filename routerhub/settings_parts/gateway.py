@@ -13,6 +13,7 @@ from routerhub.settings_parts.environment import (
     _dev_secret,
     _number,
     env,
+    positive_float,
     positive_int,
 )
 
@@ -132,6 +133,10 @@ ROUTER_SELECT_RPM_FACTOR = positive_int("ROUTER_SELECT_RPM_FACTOR", default=10)
 ROUTER_SELECT_RPM_DEFAULT = int(
     _number("ROUTER_SELECT_RPM_DEFAULT", "6000", int, "a whole number", 0, "must not be negative")
 )
+# Seconds the rate limiter leaves Redis alone after a connection error or timeout (it fails open
+# meanwhile), before one request probes it again: without it every request of an outage paid up
+# to REDIS_CONNECT_TIMEOUT (routing/gateway/limits_redis.py).
+RATE_LIMIT_REDIS_BACKOFF_SECONDS = positive_float("RATE_LIMIT_REDIS_BACKOFF_SECONDS", 5.0)
 # Seconds a pipeline's active version is cached per process (routing.pipeline_rows): a new
 # version or a deletion reaches every worker within this time.
 PIPELINE_CACHE_TTL = env.float("PIPELINE_CACHE_TTL", default=0.5)

@@ -292,3 +292,24 @@ def test_a_hand_over_cancelled_midway_still_reaches_the_stream(redis_client, fun
     assert (record.status, record.cost) == ("aborted", 0)
     assert not LedgerEntry.objects.filter(idempotency_key="usage:gen-cut").exists()
     assert CreditAccount.objects.get(organization=funded).reserved == 0
+
+
+def test_close_drains_while_another_loop_adds_hand_overs(redis_client):
+    """``metering.close`` picks its loop's hand-overs from the process-wide set, which other
+    loops' threads change meanwhile: one starts a hand-over while close looks through the set
+    (here, deterministically, from the ``get_loop`` close calls). Before, close iterated the set
+    itself: "RuntimeError: Set changed size during iteration", the worker's drain skipped."""
+    elsewhere = asyncio.new_event_loop()
+
+    class OtherLoopsHandOver:
+        def get_loop(self) -> asyncio.AbstractEventLoop:
+            metering._handing_over.add(asyncio.Future(loop=elsewhere))  # another thread's
+            return elsewhere
+
+    before = set(metering._handing_over)
+    metering._handing_over.add(OtherLoopsHandOver())  # type: ignore[arg-type]
+    try:
+        asyncio.run(metering.close(timeout=1))
+    finally:
+        metering._handing_over.intersection_update(before)
+        elsewhere.close()

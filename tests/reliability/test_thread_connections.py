@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
 
 from accounts.models import Organization
-from routerhub.db import DatabaseThreadPool, _outside_autocommit
+from routerhub.db import DatabaseThreadPool, _outside_autocommit, _vendors_told
 from tests.factories import organization_make
 
 
@@ -111,3 +112,51 @@ def test_sqlite_connections_outside_autocommit_are_recognised() -> None:
         assert _outside_autocommit(sqlite)
     finally:
         sqlite.close()
+
+
+class _Driver:
+    """A driver connection of a backend ``routerhub.db`` has no special case for."""
+
+    def __init__(self, autocommit: bool | None) -> None:
+        if autocommit is not None:
+            self.autocommit = autocommit
+
+
+class _MySQLdbLike:
+    def __init__(self, autocommit: bool) -> None:
+        self._on = autocommit
+
+    def autocommit(self, on: bool) -> None:  # MySQLdb's setter, a method
+        self._on = on
+
+    def get_autocommit(self) -> bool:
+        return self._on
+
+
+@pytest.mark.parametrize(
+    ("driver", "django_record", "outside"),
+    [
+        (_Driver(autocommit=True), True, False),
+        (_Driver(autocommit=False), True, True),  # old code: False, "fine"
+        (_MySQLdbLike(autocommit=False), True, True),  # old code: False
+        (_MySQLdbLike(autocommit=True), True, False),
+        (_Driver(autocommit=None), False, True),  # no driver state: Django's record; old: False
+        (_Driver(autocommit=None), True, False),
+    ],
+)
+def test_another_vendors_connection_outside_autocommit_is_recognised(
+    driver: object, django_record: bool, outside: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backend other than PostgreSQL or SQLite (a fake connection wrapper here) is checked by
+    its driver's autocommit, else Django's record of it; before, any other vendor was "fine"."""
+    conn = SimpleNamespace(
+        vendor="fakevendor",
+        connection=driver,
+        settings_dict={"AUTOCOMMIT": True},
+        autocommit=django_record,
+    )
+    _vendors_told.discard("fakevendor")
+    assert _outside_autocommit(conn) is outside  # type: ignore[arg-type]
+    assert _outside_autocommit(conn) is outside  # type: ignore[arg-type]
+    told = [r for r in caplog.records if "fakevendor" in r.getMessage()]
+    assert len(told) == 1  # once a vendor

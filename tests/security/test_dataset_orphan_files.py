@@ -157,3 +157,57 @@ def test_a_file_gone_since_the_listing_is_passed_over(
     # Old code: FileNotFoundError, the run aborted before the second file.
     assert dataset_files_orphaned_delete() == [names[1]]
     assert _stored(media) == set()
+
+
+class StorageRefused(Exception):
+    """What a remote storage raises, not an ``OSError`` (django-storages' S3: botocore's
+    ``ClientError``, with its ``response``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.response = {"Error": {"Code": "AccessDenied", "Message": message}}
+
+
+def test_a_file_the_storage_fails_on_is_passed_over_and_the_rest_are_swept(
+    media: Path, settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    names = [default_storage.save(f"datasets/built/{c}.csv", ContentFile(b"x")) for c in "abc"]
+    for name in names:
+        _age(media, name)
+    real_delete, real_modified = FileSystemStorage.delete, FileSystemStorage.get_modified_time
+
+    def refuses_a(storage: FileSystemStorage, name: str) -> None:
+        if name == names[0]:
+            raise StorageRefused("denied for key AKIAEXAMPLESECRET")
+        real_delete(storage, name)
+
+    def refuses_b(storage: FileSystemStorage, name: str) -> Any:
+        if name == names[1]:
+            raise StorageRefused("endpoint https://user:secret@s3.example")
+        return real_modified(storage, name)
+
+    monkeypatch.setattr(FileSystemStorage, "delete", refuses_a)
+    monkeypatch.setattr(FileSystemStorage, "get_modified_time", refuses_b)
+    # Old code: StorageRefused ended the run at the first file; the others were never swept.
+    assert dataset_files_orphaned_delete() == [names[2]]
+    assert _stored(media) == set(names[:2])
+    logged = caplog.text
+    assert names[0] in logged and names[1] in logged and "StorageRefused AccessDenied" in logged
+    assert "SECRET" not in logged.upper()
+
+
+def test_a_programming_error_in_the_sweep_is_not_passed_over(
+    media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug is not one file's trouble: it ends the run (the task fails with its traceback)
+    rather than skipping every file quietly. Guards the chosen behaviour."""
+    name = default_storage.save("datasets/built/a.csv", ContentFile(b"x"))
+    _age(media, name)
+
+    def broken(storage: FileSystemStorage, name: str) -> Any:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(FileSystemStorage, "get_modified_time", broken)
+    with pytest.raises(TypeError):
+        dataset_files_orphaned_delete()
+    assert _stored(media) == {name}

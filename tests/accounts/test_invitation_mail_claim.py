@@ -1,0 +1,91 @@
+"""One mail per queued send: when the default queue backs up past
+``INVITATION_MAIL_STUCK_SECONDS``, the stuck-mail sweep queues a mail again while its first task
+is still waiting; the two tasks may then run at once (two workers). Each queueing writes a
+ticket on the row (``mail_ticket``) that its task carries, and a task claims the row only while
+its ticket is the row's: the superseded one sends nothing, so one mail (one link) goes out.
+Old code: both sent, two mails with two tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import pytest
+from django.core import mail
+from django.core.mail.backends.locmem import EmailBackend
+from django.core.mail.message import EmailMessage
+from django.test import Client, TestCase
+from django.utils import timezone
+
+from accounts.invitation_mail import invitation_mails_stuck_requeue
+from accounts.models import Invitation, MailStatus, Membership
+from tests.celery_conf import celery_conf
+from tests.factories import Tenants, dashboard_client, invitation_token_mailed, user_make
+
+pytestmark = pytest.mark.django_db
+
+
+class OverlappingBackend(EmailBackend):
+    """The locmem backend; while the first message is being sent, ``meanwhile`` runs (another
+    worker running the other task at that moment), once."""
+
+    meanwhile: ClassVar[list[Callable[[], Any]]] = []
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        while OverlappingBackend.meanwhile:
+            OverlappingBackend.meanwhile.pop()()
+        return super().send_messages(email_messages)
+
+
+def _two_tasks_for_one_invitation(tenants: Tenants) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """The invitation's first task, still waiting in a backed-up queue 20 minutes on, and the
+    task the sweep queued again for it (neither has run)."""
+    owner = dashboard_client(tenants.owner, tenants.organization)
+    with TestCase.captureOnCommitCallbacks() as first:
+        owner.post("/dashboard/organization/", {"email": "new@example.com", "role": "member"})
+    Invitation.objects.update(created_at=timezone.now() - timedelta(minutes=20))
+    with TestCase.captureOnCommitCallbacks() as again:
+        assert invitation_mails_stuck_requeue() == 1
+    return first[0], again[0]
+
+
+@pytest.mark.parametrize("order", ["first task sends first", "swept task sends first"])
+def test_a_mail_queued_again_while_its_first_task_waits_goes_out_once(
+    tenants: Tenants, settings: Any, order: str
+) -> None:
+    settings.INVITATION_MAIL_STUCK_SECONDS = 900
+    settings.EMAIL_BACKEND = f"{__name__}.OverlappingBackend"
+    first, swept = _two_tasks_for_one_invitation(tenants)
+    running, meanwhile = (first, swept) if order == "first task sends first" else (swept, first)
+
+    OverlappingBackend.meanwhile[:] = [meanwhile]
+    with celery_conf(task_always_eager=True):
+        running()
+        OverlappingBackend.meanwhile.clear()  # it had nothing to send: the other runs after
+        meanwhile()
+
+    assert len(mail.outbox) == 1  # old code: 2, each with its own link
+    invitation = Invitation.objects.get()
+    assert invitation.mail_status == MailStatus.SENT
+    invitee = Client()
+    invitee.force_login(user_make("new@example.com"))
+    assert invitee.post(f"/invitations/{invitation_token_mailed('new@example.com')}/").status_code
+    assert Membership.objects.filter(user__email="new@example.com").exists()
+
+
+def test_a_superseded_task_does_nothing_and_the_swept_one_still_sends(tenants: Tenants) -> None:
+    first, swept = _two_tasks_for_one_invitation(tenants)
+    invitation = Invitation.objects.get()
+    assert (invitation.mail_ticket, invitation.mail_attempts) == (1, 1)
+
+    with celery_conf(task_always_eager=True):
+        first()  # the stale task: its ticket lost, it neither counts, mints nor sends
+        invitation.refresh_from_db()
+        assert (invitation.mail_attempts, mail.outbox) == (1, [])
+        assert invitation.mail_status == MailStatus.QUEUED
+        swept()
+
+    invitation.refresh_from_db()
+    assert (invitation.mail_status, invitation.mail_attempts) == (MailStatus.SENT, 2)
+    assert [m.to for m in mail.outbox] == [["new@example.com"]]

@@ -1,0 +1,58 @@
+"""A router's settings change (``PATCH /api/v1/routers/{slug}``) writes only what it changes, on
+the router's locked row: a version activated, rolled back or put in an experiment between the
+request's read of the router and its write stays as it is. (It saved the whole row it had read:
+a rollback of a bad version made meanwhile was undone, the bad version served again.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import KeyScope
+from tests.factories import key_client, key_make, organization_make
+from training import lifecycle, services
+from training.models import Router, RouterEventKind, RouterVersion
+
+pytestmark = pytest.mark.django_db
+
+
+def _router_on_version_2() -> Router:
+    organization = organization_make()
+    router = Router.objects.create(organization=organization, slug="r", candidates=["a", "b"])
+    for number in (1, 2, 3):
+        RouterVersion.objects.create(
+            router=router, number=number, candidates=["a", "b"], artifact_prefix="x", checksum="c"
+        )
+    router.active_version = router.versions.get(number=2)
+    router.save()
+    return router
+
+
+def test_a_settings_change_keeps_a_rollback_made_after_the_router_was_read() -> None:
+    router = _router_on_version_2()
+    as_read = Router.objects.select_related("active_version").get(pk=router.pk)  # the PATCH's read
+    lifecycle.router_rollback(router=router, actor="test")  # version 2 was bad: back to 1
+    lifecycle.router_lifecycle_update(
+        router=router, changes={"challenger_version": 3}, actor="test"
+    )
+
+    services.router_update(router=as_read, changes={"name": "Renamed", "default_tradeoff": 0.7})
+
+    router.refresh_from_db()
+    assert router.active_version is not None and router.active_version.number == 1
+    assert router.challenger_version is not None and router.challenger_version.number == 3
+    assert (router.name, router.default_tradeoff) == ("Renamed", 0.7)
+
+
+def test_the_api_answers_the_router_as_written() -> None:
+    router = _router_on_version_2()
+    manage = key_client(key_make(router.organization, scope=KeyScope.MANAGE))
+    lifecycle.version_switch(router=router, number=3, kind=RouterEventKind.ACTIVATED, actor="test")
+
+    answer = manage.patch("/api/v1/routers/r", {"slug": "r2", "name": "N"}, format="json")
+
+    assert answer.status_code == 200, answer.json()
+    assert (answer.json()["slug"], answer.json()["name"]) == ("r2", "N")
+    assert answer.json()["active_version"] == 3
+    taken = Router.objects.create(organization=router.organization, slug="r3")
+    refused = manage.patch("/api/v1/routers/r2", {"slug": taken.slug}, format="json")
+    assert refused.status_code == 409
