@@ -62,12 +62,16 @@ def invitation_mail_queue(invitation_id: int, ticket: int) -> None:
     carrying ``ticket``, the row's ``mail_ticket`` (written by the caller). Robust:
     a broker that refuses the task leaves the invitation ``queued`` rather than failing a
     request whose invitation has committed; ``invitation_mails_stuck_requeue`` queues it again
-    (and the dashboard offers "resend") once it is ``INVITATION_MAIL_STUCK_SECONDS`` late."""
+    (and the dashboard offers "resend") once it is ``INVITATION_MAIL_STUCK_SECONDS`` late.
+
+    Ticket 0 (the first queueing) is published without it: during a rolling deploy a worker of
+    the previous release, whose task takes only the invitation's id, runs it (with the ticket
+    it raised ``TypeError``, was acknowledged, and the mail waited for the sweep); this
+    release's task reads a missing ticket as 0."""
     from accounts import tasks
 
-    transaction.on_commit(
-        lambda: tasks.invitation_mail_send.delay(invitation_id, ticket), robust=True
-    )
+    args = (invitation_id,) if ticket == 0 else (invitation_id, ticket)
+    transaction.on_commit(lambda: tasks.invitation_mail_send.delay(*args), robust=True)
 
 
 @dataclass(frozen=True)

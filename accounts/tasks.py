@@ -24,7 +24,9 @@ from accounts import invitation_mail
 )
 def invitation_mail_send(self: Any, invitation_id: int, ticket: int = 0) -> str:
     """Send one invitation's email; retried with backoff on SMTP errors (the retry carries the
-    same ticket), then marked failed. A task superseded by a newer queueing sends nothing."""
+    same ticket), then marked failed. A task superseded by a newer queueing sends nothing. The
+    first queueing publishes no ticket (``invitation_mail_queue``: the previous release's task
+    took the id alone), read here as 0."""
     attempt = invitation_mail.invitation_mail_send(invitation_id=invitation_id, ticket=ticket)
     if attempt.retry_in is not None:
         raise self.retry(countdown=attempt.retry_in)

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
+from celery.signals import before_task_publish
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.core.mail.message import EmailMessage
@@ -123,3 +124,32 @@ def test_a_superseded_task_does_nothing_and_the_swept_one_still_sends(tenants: T
     invitation.refresh_from_db()
     assert (invitation.mail_status, invitation.mail_attempts) == (MailStatus.SENT, 2)
     assert [m.to for m in mail.outbox] == [["new@example.com"]]
+
+
+def test_the_first_queueing_publishes_only_the_invitation_id(
+    tenants: Tenants, settings: Any
+) -> None:
+    """Rolling deploy: a worker of the previous release runs ``invitation_mail_send(invitation_id)``
+    and raised ``TypeError`` on a ticket it does not take (acknowledged: the mail waited for the
+    sweep). The first queueing (ticket 0) publishes the id alone, which both releases' tasks
+    take; a queueing by the sweep carries its ticket. Old code: ``[id, 0]`` first."""
+    settings.INVITATION_MAIL_STUCK_SECONDS = 900
+    published: list[tuple[str, list[Any]]] = []
+
+    def record(sender: str, body: Any, **_: Any) -> None:
+        published.append((sender, list(body[0])))  # Celery's message protocol 2: (args, ...)
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        owner = dashboard_client(tenants.owner, tenants.organization)
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            owner.post("/dashboard/organization/", {"email": "new@example.com", "role": "member"})
+        invitation = Invitation.objects.get()
+        Invitation.objects.update(created_at=timezone.now() - timedelta(minutes=20))
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            assert invitation_mails_stuck_requeue() == 1
+    finally:
+        before_task_publish.disconnect(record)
+
+    sent = "accounts.invitation_mail_send"
+    assert published == [(sent, [invitation.pk]), (sent, [invitation.pk, 1])]
