@@ -7,9 +7,11 @@ token travels through the broker (the task takes the invitation's id). The newes
 is the one that admits. Each queueing writes a ticket on the row (``mail_ticket``) that its task
 carries; the task claims the row only while its ticket is the row's, so a task the stuck-mail
 sweep superseded (still waiting in a backed-up queue when the sweep queued the mail again)
-sends nothing: one mail per queued send. An SMTP error (or the time limit) is retried with backoff until
-``INVITATION_MAIL_MAX_ATTEMPTS`` deliveries, a refused recipient or an unexpected error at
-once; then ``mail_status`` is ``failed`` with the reason and the dashboard offers "resend".
+sends nothing: one mail per queued send (a redelivery of the same task, after its worker died
+past the SMTP send, may send again; the newest link admits). An SMTP error (or the time limit)
+is retried with backoff until ``INVITATION_MAIL_MAX_ATTEMPTS`` deliveries, a refused recipient
+or an unexpected error at once; then ``mail_status`` is ``failed`` with the reason and the
+dashboard offers "resend".
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from accounts import invitation_mail
     acks_late=True,
     # One attempt: EMAIL_TIMEOUT bounds each SMTP operation; a hung server meets the soft limit,
     # which counts as a failed attempt (retried).
-    soft_time_limit=60,
-    time_limit=90,
+    soft_time_limit=settings.INVITATION_MAIL_SOFT_TIME_LIMIT,
+    time_limit=settings.INVITATION_MAIL_TIME_LIMIT,
     # Celery's count only backs up the invitation's own (mail_attempts, which also counts
     # deliveries whose worker died): it never ends the retries first.
     max_retries=settings.INVITATION_MAIL_MAX_ATTEMPTS,
