@@ -265,6 +265,7 @@ def test_a_request_answered_but_not_yet_settled_is_a_retryable_503_not_a_404(bil
     Reservation.objects.create(
         organization=tenants.organization,
         generation_id="gen-answered-not-settled",
+        key=ApiKey.objects.get(organization=tenants.organization, name="app"),
         amount=Decimal("0.01"),
         expires_at=timezone.now() + timedelta(minutes=5),
     )
@@ -293,6 +294,7 @@ def test_a_live_hold_held_or_free_is_a_503_and_an_expired_one_a_404(billed, stat
         Reservation.objects.create(
             organization=tenants.organization,
             generation_id=name,
+            key=ApiKey.objects.get(organization=tenants.organization, name="app"),
             amount=Decimal("0.01"),
             state=state,
             expires_at=timezone.now() + timedelta(minutes=minutes),

@@ -1,0 +1,106 @@
+"""An inference key rates and reads only the requests it (or a key it made) sent.
+
+Feedback feeds the router's online calibration and its retraining: a low-trust key of the
+organization must not rate (nor read) the other keys' requests, nor replace what a person said
+from the dashboard. Management keys and sessions keep the organization's rights."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import ApiKey, KeyScope
+from billing.drafts import UsageDraft
+from billing.models import UsageGeneration
+from billing.services import ReservationRequest, credits_reserve, ledger_post
+from billing.settlement import usage_settle
+from routing.models import Feedback
+from tests.factories import dashboard_client, key_client, key_make
+
+pytestmark = pytest.mark.django_db
+
+
+def _served(organization, key: ApiKey, name: str) -> str:
+    generation_id = f"gen-per-key-{name}"
+    credits_reserve(
+        ReservationRequest(
+            organization_id=organization.pk, generation_id=generation_id, amount=Decimal("0.01")
+        )
+    )
+    usage_settle(
+        UsageDraft(
+            generation_id=generation_id,
+            organization_id=organization.pk,
+            key_id=key.pk,
+            status="succeeded",
+            cost=Decimal("0.01"),
+            model="demo/small",
+            provider="demo",
+            prompt_tokens=10,
+            completion_tokens=5,
+            created_at=timezone.now(),
+        )
+    )
+    return generation_id
+
+
+@pytest.fixture
+def keys(tenants):
+    organization = tenants.organization
+    ledger_post(
+        organization=organization, kind="promotion", amount=Decimal("10"), idempotency_key="g"
+    )
+    plain = {name: key_make(organization, name=name) for name in ("alice", "bob")}
+    # A key made by alice's key (as a key alice's once made while it could): alice answers for it.
+    alice = ApiKey.objects.get(organization=organization, name="alice")
+    plain["child"] = key_make(organization, name="child", created_by_key=alice)
+    served = {
+        name: _served(organization, ApiKey.objects.get(organization=organization, name=name), name)
+        for name in plain
+    }
+    clients = {name: key_client(text) for name, text in plain.items()}
+    clients["manage"] = key_client(key_make(organization, scope=KeyScope.MANAGE))
+    return tenants, clients, served
+
+
+def _rate(client, generation_id: str, score: float = 0.0):
+    return client.post(
+        "/api/v1/feedback", {"generation_id": generation_id, "score": score}, format="json"
+    )
+
+
+def test_an_inference_key_rates_only_requests_it_or_a_key_it_made_sent(keys):
+    _, clients, served = keys
+
+    foreign = _rate(clients["bob"], served["alice"])
+    unknown = _rate(clients["bob"], "gen-per-key-nobody")
+
+    assert foreign.status_code == 404, foreign.json()
+    # The same answer as an id that does not exist: the id is not confirmed.
+    assert foreign.json()["error"]["message"] == unknown.json()["error"]["message"].replace(
+        "gen-per-key-nobody", served["alice"]
+    )
+    assert not Feedback.objects.filter(usage_id=served["alice"]).exists()
+    assert _rate(clients["child"], served["alice"]).status_code == 404  # not up the lineage
+    assert _rate(clients["alice"], served["alice"]).status_code == 201
+    assert _rate(clients["alice"], served["child"]).status_code == 201  # down it
+    assert _rate(clients["manage"], served["bob"], 1.0).status_code == 201
+    assert UsageGeneration.objects.get(pk=served["bob"]).feedback.score == 1.0
+
+
+def test_an_inference_key_never_replaces_a_persons_dashboard_feedback(keys):
+    tenants, clients, served = keys
+    person = dashboard_client(tenants.owner, tenants.organization)
+
+    given = person.post(f"/dashboard/feedback/{served['alice']}", {"score": "good"})
+    assert given.status_code == 302
+    replaced = _rate(clients["alice"], served["alice"], 0.0)
+
+    assert replaced.status_code == 409, replaced.json()
+    assert replaced.json()["error"]["param"] == "generation_id"
+    assert UsageGeneration.objects.get(pk=served["alice"]).feedback.score == 1.0
+    # A management key (and the person) keep the right to change it.
+    assert _rate(clients["manage"], served["alice"], 0.5).status_code == 201
+    assert UsageGeneration.objects.get(pk=served["alice"]).feedback.score == 0.5
