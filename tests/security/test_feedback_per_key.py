@@ -6,6 +6,7 @@ from the dashboard. Management keys and sessions keep the organization's rights.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, KeyScope
 from billing.drafts import UsageDraft
-from billing.models import UsageGeneration
+from billing.models import Reservation, UsageGeneration
 from billing.services import ReservationRequest, credits_reserve, ledger_post
 from billing.settlement import usage_settle
 from routing.models import Feedback
@@ -104,3 +105,28 @@ def test_an_inference_key_never_replaces_a_persons_dashboard_feedback(keys):
     # A management key (and the person) keep the right to change it.
     assert _rate(clients["manage"], served["alice"], 0.5).status_code == 201
     assert UsageGeneration.objects.get(pk=served["alice"]).feedback.score == 0.5
+
+
+def test_an_inference_key_reads_only_requests_it_or_a_key_it_made_sent(keys):
+    tenants, clients, served = keys
+    # Another key's request answered, not yet settled: a 404 too, never a 503 confirming it.
+    bob = ApiKey.objects.get(organization=tenants.organization, name="bob")
+    Reservation.objects.create(
+        organization=tenants.organization,
+        generation_id="gen-per-key-pending",
+        key=bob,
+        amount=Decimal("0.01"),
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+
+    def read(name: str, generation_id: str) -> int:
+        return clients[name].get("/api/v1/generation", {"id": generation_id}).status_code
+
+    assert read("bob", served["alice"]) == 404
+    assert read("alice", "gen-per-key-pending") == 404
+    assert read("child", served["alice"]) == 404
+    assert read("alice", served["alice"]) == 200 and read("alice", served["child"]) == 200
+    assert read("bob", "gen-per-key-pending") == 503
+    assert read("manage", served["bob"]) == 200 and read("manage", served["alice"]) == 200
+    owner = dashboard_client(tenants.owner, tenants.organization)
+    assert owner.get(f"/dashboard/generations/{served['bob']}/").status_code == 200
