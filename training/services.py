@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from routerhub.domain import Conflict, InvalidInput, NotFound
+from routerhub.row_update import row_update
 from routerhub.text import decimal_number
 from training import dispatch
 from training.dataset_services import (
@@ -102,9 +103,8 @@ def router_update(*, router: Router, changes: dict[str, Any]) -> Router:
     """Change a router's own settings: only those changed are written, on its locked row, so a
     version activated, rolled back or put in an experiment since ``router`` was read stays (a
     whole-row save of that read put the version it had back, undoing a rollback)."""
-    fields = [field for field in ROUTER_SETTINGS if field in changes]
-    with transaction.atomic():
-        locked = Router.objects.select_for_update().get(pk=router.pk)
+
+    def check(locked: Router) -> None:
         if "slug" in changes and changes["slug"] != locked.slug:
             taken = Router.objects.filter(
                 organization_id=locked.organization_id, slug=changes["slug"]
@@ -113,11 +113,8 @@ def router_update(*, router: Router, changes: dict[str, Any]) -> Router:
                 raise Conflict(
                     f"A router with slug '{changes['slug']}' already exists.", param="slug"
                 )
-        for field in fields:
-            setattr(locked, field, changes[field])
-        if fields:
-            locked.save(update_fields=fields)
-    return locked
+
+    return row_update(router, changes=changes, fields=ROUTER_SETTINGS, check=check)
 
 
 def router_delete(*, router: Router) -> None:
