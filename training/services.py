@@ -33,6 +33,7 @@ from training.dataset_services import (
     dataset_parse,
     dataset_refuse,
     dataset_validate,
+    datasets_lock,
 )
 from training.models import (
     ACTIVE_STATUSES,
@@ -253,6 +254,9 @@ def training_run_record(
                 pk=router.organization_id
             )
             _active_runs_check(router)
+            used = [dataset.pk] + ([options["test_dataset"]] if options.get("test_dataset") else [])
+            if datasets_lock(used) < len(set(used)):
+                raise NotFound("The dataset was deleted meanwhile.", param="dataset")
             if not router.candidates:
                 router.candidates = candidates
                 router.save(update_fields=["candidates"])
