@@ -19,7 +19,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import Organization
+from accounts.models import ApiKey, Organization
 from routerhub.domain import Conflict, InvalidInput, NotFound
 from routerhub.row_update import row_update
 from routerhub.text import decimal_number
@@ -114,8 +114,37 @@ def router_update(*, router: Router, changes: dict[str, Any]) -> Router:
                 raise Conflict(
                     f"A router with slug '{changes['slug']}' already exists.", param="slug"
                 )
+            _slug_keys_check(locked)
 
     return row_update(router, changes=changes, fields=ROUTER_SETTINGS, check=check)
+
+
+_KEYS_NAMED_MAX = 10
+
+
+def _slug_keys_check(router: Router) -> None:
+    """409 naming the keys (prefix and name) not revoked whose ``allowed_models`` name
+    ``router/<slug>``: renamed, the router would be refused to them, and a router made later with
+    the old slug would be served to them. Expired keys count (an expiry can be extended)."""
+    model = f"router/{router.slug}"
+    keys = list(
+        ApiKey.objects.filter(
+            organization_id=router.organization_id,
+            revoked_at__isnull=True,
+            allowed_models__contains=[model],
+        )
+        .order_by("pk")
+        .values("prefix", "name")[: _KEYS_NAMED_MAX + 1]
+    )
+    if keys:
+        named = ", ".join(f"{k['prefix']}… ({k['name']})" for k in keys[:_KEYS_NAMED_MAX])
+        more = " and more" if len(keys) > _KEYS_NAMED_MAX else ""
+        raise Conflict(
+            f"Keys allowed {model} would lose it with the old slug: {named}{more}. Change "
+            "their allowed_models, or revoke them, before renaming the router.",
+            param="slug",
+            metadata={"keys": keys[:_KEYS_NAMED_MAX]},
+        )
 
 
 def router_delete(*, router: Router) -> None:
