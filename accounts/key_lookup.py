@@ -40,6 +40,23 @@ _GROUP = 64  # digests one statement reads at most
 # behind a flood of unknown keys without bound.
 QUEUED_MAX = 16 * _GROUP
 
+# The key's ancestors (``created_by_key``, transitively) with a spend limit, as one JSON text
+# ``[[id, limit, limit_reset, prefix, name], ...]``: its spend counts in their windows too
+# (``billing.key_windows``). Evaluated only for a key a key made: for every other key (all keys
+# a person made) the CASE reads nothing more. The chain is immutable and at most
+# ``key_lineage.LINEAGE_DEPTH_MAX`` long; the level bound is only a guard (a key's parent is
+# older than it, so the walk ends at a key a person made). Revoked ancestors need no filter: a
+# revocation revokes the keys made from it. ``{parent}`` is the outer row's
+# ``created_by_key_id``.
+ANCESTOR_LIMITS_SQL = """CASE WHEN {parent} IS NULL THEN NULL ELSE (
+    WITH RECURSIVE up (id, parent, level) AS (
+      SELECT p.id, p.created_by_key_id, 1 FROM accounts_apikey p WHERE p.id = {parent}
+      UNION ALL SELECT p.id, p.created_by_key_id, up.level + 1
+        FROM accounts_apikey p JOIN up ON p.id = up.parent WHERE up.level < 16)
+    SELECT json_agg(json_build_array(p.id, p."limit"::text, p.limit_reset, p.prefix, p.name)
+                    ORDER BY p.id)::text
+      FROM up JOIN accounts_apikey p ON p.id = up.id WHERE p."limit" IS NOT NULL) END"""
+
 # The active (not revoked) keys among the digests; each creator's membership role read live
 # (none for a creator an operator deactivated: ``User.is_active`` false, as for one who left).
 # The UPDATE touches only a key that authenticates (``keys.key_role``: a recorded creator still
@@ -54,6 +71,7 @@ WITH k AS (
              AND u.is_active
            LIMIT 1) AS creator_role_now,
          a.budget_aware OR o.budget_aware_routing AS budget_aware,
+         {ancestors} AS ancestors,
          a.last_used_at
     FROM accounts_apikey a JOIN accounts_organization o ON o.id = a.organization_id
    WHERE a.digest = ANY(%(digests)s::varchar[]) AND a.revoked_at IS NULL
@@ -69,15 +87,15 @@ WITH k AS (
 )
 SELECT digest, id, organization_id, slug, scope, name, prefix, allowed_models, rpm, tpm,
        "limit", limit_reset, expires_at, prompt_logging, created_by_id, created_by_role,
-       creator_role_now, budget_aware
+       creator_role_now, budget_aware, ancestors
   FROM k
-"""
+""".replace("{ancestors}", ANCESTOR_LIMITS_SQL.format(parent="a.created_by_key_id"))
 
 # The name of each column of a row of ``_SQL`` after its digest.
 COLUMNS = (
     *("id", "organization_id", "slug", "scope", "name", "prefix", "allowed_models", "rpm"),
     *("tpm", "limit", "limit_reset", "expires_at", "prompt_logging", "created_by_id"),
-    *("created_by_role", "creator_role_now", "budget_aware"),
+    *("created_by_role", "creator_role_now", "budget_aware", "ancestors"),
 )
 
 Row = dict[str, Any]

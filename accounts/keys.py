@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import OuterRef, Subquery
@@ -29,6 +30,7 @@ from django.utils import timezone
 
 from accounts.key_lookup import key_lookup_available, key_row
 from accounts.models import ROLE_RANK, ApiKey, KeyScope, Membership, Role
+from billing.windows import LimitBound
 from routerhub.domain import NotAuthenticated
 from routerhub.ttl_cache import MISS, TtlCache, refresh_ahead
 
@@ -59,6 +61,9 @@ class AuthenticatedKey:
     # Router requests move toward cheaper models as the limit window fills (the key's own
     # setting or its organization's; routing.budget).
     budget_aware: bool = False
+    # The limits of the keys it was made from (``created_by_key``, transitively): its spend
+    # counts against each (``billing.key_windows``). Empty for a key a person made.
+    ancestors: tuple[LimitBound, ...] = ()
 
     @property
     def is_management(self) -> bool:
@@ -158,6 +163,7 @@ def _load(digest: str) -> AuthenticatedKey | None:
             "created_by_role": row.created_by_role,
             "creator_role_now": row.creator_role_now,
             "budget_aware": row.budget_aware or row.organization.budget_aware_routing,
+            "ancestors": _ancestor_limits(row.created_by_key_id),
         }
     )
     now = timezone.now()
@@ -167,6 +173,34 @@ def _load(digest: str) -> AuthenticatedKey | None:
         # Written at most once a minute per key and worker; exact to the minute is enough.
         ApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
     return key
+
+
+def _ancestor_limits(parent_id: int | None) -> list[list[Any]] | None:
+    """``key_lookup.ANCESTOR_LIMITS_SQL`` through the ORM (the management API, the dashboard,
+    SQLite): one query per ancestor, for a key a key made only."""
+    limits: list[list[Any]] = []
+    while parent_id is not None:
+        parent = ApiKey.objects.filter(pk=parent_id).values(*_ANCESTOR_FIELDS).first()
+        if parent is None:
+            break
+        if parent["limit"] is not None:
+            limits.append([parent[name] for name in _ANCESTOR_FIELDS[:-1]])
+        parent_id = parent["created_by_key_id"]
+    return limits or None
+
+
+_ANCESTOR_FIELDS = ("id", "limit", "limit_reset", "prefix", "name", "created_by_key_id")
+
+
+def _ancestor_bounds(limits: str | list[list[Any]] | None) -> tuple[LimitBound, ...]:
+    """The ancestors' limits of a key's row (``ANCESTOR_LIMITS_SQL``'s JSON text, or a list)."""
+    if not limits:
+        return ()
+    rows = orjson.loads(limits) if isinstance(limits, str) else limits
+    return tuple(
+        LimitBound(key_id, Decimal(limit), reset, f"{prefix}… ({name!r})")
+        for key_id, limit, reset, prefix, name in sorted(rows)
+    )
 
 
 async def _load_async(digest: str) -> AuthenticatedKey | None:
@@ -204,6 +238,7 @@ def _key_from(row: dict[str, Any]) -> AuthenticatedKey | None:
         role=role,
         created_by_id=row["created_by_id"],
         budget_aware=bool(row["budget_aware"]),
+        ancestors=_ancestor_bounds(row["ancestors"]),
     )
 
 

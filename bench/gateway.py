@@ -108,9 +108,9 @@ def recreate_database(name: str) -> None:
 
 
 def flush_redis() -> None:
-    import redis
+    from routerhub.redis_clients import redis_client
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    redis_client(REDIS_URL).flushdb()
 
 
 def run_py(args: list[str], env: dict[str, str], log_path: Path) -> str:
@@ -144,9 +144,9 @@ def setup_routerhub_db(env: dict[str, str], out: Path) -> tuple[str, dict[str, A
 
 def wait_settled(timeout: float = 60.0) -> float:
     """Wait (bounded) until the usage stream is empty: every draft settled and deleted."""
-    import redis
+    from routerhub.redis_clients import redis_client
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis_client(REDIS_URL)
     started = time.monotonic()
     time.sleep(0.5)
     while time.monotonic() - started < timeout:

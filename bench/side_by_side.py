@@ -76,7 +76,7 @@ def old_and_new(old: str, workers: int, out: Path) -> Iterator[Versions]:
 
 def _serve(name: str, tree: Path, env: dict[str, str], database: str, redis_url: str,
            workers: int, out: Path) -> tuple[Proc, gateway.Target]:  # fmt: skip
-    import redis
+    from routerhub.redis_clients import redis_client
 
     env = env | {
         "DATABASE_URL": f"postgres://{gateway.PG['user']}@{gateway.PG['host']}:"
@@ -84,7 +84,7 @@ def _serve(name: str, tree: Path, env: dict[str, str], database: str, redis_url:
         "REDIS_URL": redis_url,
     }
     gateway.recreate_database(database)
-    redis.Redis.from_url(redis_url).flushdb()
+    redis_client(redis_url).flushdb()
     py = str(gateway.PY)
     subprocess.run([py, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=tree,
                    check=True, capture_output=True)  # fmt: skip

@@ -94,9 +94,9 @@ def recreate_database(url: str) -> None:
 
 def wait_settled(redis_url: str, timeout: float = 120.0) -> float:
     """Seconds until the usage stream is empty (every draft settled and deleted), bounded."""
-    import redis
+    from routerhub.redis_clients import redis_client
 
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     started = time.monotonic()
     try:
         while time.monotonic() - started < timeout:
@@ -149,9 +149,9 @@ def soak(opts: Options) -> dict[str, Any]:
         }
         log(f"database {opts.database_url}: drop, create, migrate, seed")
         recreate_database(opts.database_url)
-        import redis
+        from routerhub.redis_clients import redis_client
 
-        redis.Redis.from_url(opts.redis_url).flushdb()
+        redis_client(opts.redis_url).flushdb()
         run_py(["manage.py", "migrate", "--noinput", "-v", "0"], env, out / "setup.log")
         seeded = run_py(["-m", "bench.seed", "--seed"], env, out / "setup.log")
         key = str(json.loads(seeded.splitlines()[-1])["key"])

@@ -47,6 +47,7 @@ from billing.pg_async import pg_close
 from billing.pricing import CacheCounts, TokenPrices, reservation_amount, usage_cost
 from billing.services import ReservationRequest, credits_reserve_async
 from billing.window_spend import WindowSpend, window_spend
+from billing.windows import LimitBound
 
 __all__ = [
     "Payer",
@@ -78,6 +79,8 @@ class Payer(Protocol):
     def limit(self) -> Decimal | None: ...
     @property
     def limit_reset(self) -> str | None: ...
+    @property
+    def ancestors(self) -> tuple[LimitBound, ...]: ...
 
 
 class TokenCounts(Protocol):
@@ -103,7 +106,8 @@ def generation_id_new() -> str:
 
 
 async def hold(payer: Payer, generation_id: str, amount: Decimal) -> None:
-    """Hold ``amount`` of the organization's credits (and of the key's limit) for one request."""
+    """Hold ``amount`` of the organization's credits (and of the key's limit, and of the limits
+    of the keys it was made from: ``billing.key_windows``) for one request."""
     await credits_reserve_async(
         ReservationRequest(
             organization_id=payer.organization_id,
@@ -112,6 +116,7 @@ async def hold(payer: Payer, generation_id: str, amount: Decimal) -> None:
             key_id=payer.id,
             key_limit=payer.limit,
             key_limit_reset=payer.limit_reset,
+            ancestors=payer.ancestors,
         )
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,10 +26,10 @@ from django.utils.crypto import salted_hmac
 from accounts.invitation_limits import email_limit_key
 from accounts.models import Membership, Organization, Role, User
 from billing.holds import RESERVE_SQL, Held, hold_grouped
+from billing.key_windows import key_windows_reserve
 from billing.models import (
     CreditAccount,
     CreditHold,
-    KeySpendWindow,
     LedgerEntry,
     LedgerKind,
     Reservation,
@@ -37,20 +37,13 @@ from billing.models import (
 )
 from billing.pg_async import pg_fetchone
 from billing.settlement import reservations_reconcile, reservations_release
-from billing.window_spend import (
-    WindowSpend,
-    budget_threshold_emit,
-    threshold_crossed,
-    window_spend_note,
-)
-from billing.windows import window_start
-from routerhub.errors import InsufficientCredits, KeyLimitReached, ServiceUnavailable
+from billing.windows import LimitBound
+from routerhub.errors import InsufficientCredits, ServiceUnavailable
 from routerhub.money import ZERO, money, money_str
 
 logger = logging.getLogger(__name__)
 
 RESERVATION_TTL = timedelta(minutes=15)
-_ONE_WINDOW = datetime(1970, 1, 1, tzinfo=UTC)
 # The first key of the advisory lock that grants one inbox's starter credits one at a time.
 _STARTER_INBOX_LOCK = 0x5343  # "SC"
 _STARTER_INBOX_SALT = "billing.starter-credits.inbox"
@@ -191,51 +184,8 @@ class ReservationRequest:
     key_id: int | None = None
     key_limit: Decimal | None = None
     key_limit_reset: str | None = None
-
-
-def _reserve_key_window(request: ReservationRequest, now: datetime) -> datetime | None:
-    """Hold ``amount`` inside the key's limit window, resetting the window when it rolled over."""
-    assert request.key_id is not None and request.key_limit is not None
-    current = window_start(request.key_limit_reset, now)
-    KeySpendWindow.objects.get_or_create(key_id=request.key_id, defaults={"window_start": current})
-    window = KeySpendWindow.objects.select_for_update().get(key_id=request.key_id)
-    if window.window_start != current:
-        # The window rolled: spend and holds of the old window no longer count against this one.
-        window.window_start, window.spent, window.reserved = current, ZERO, ZERO
-    if window.spent + window.reserved + request.amount > request.key_limit:
-        window_spend_note(request.key_id, current, window.spent + window.reserved)
-        raise KeyLimitReached(
-            "This key has reached its credit limit for the current window.",
-            metadata={
-                "limit": money_str(request.key_limit),
-                "remaining": money_str(
-                    max(ZERO, request.key_limit - window.spent - window.reserved)
-                ),
-                "needed": money_str(request.amount),
-                "reset": request.key_limit_reset,
-            },
-        )
-    window.reserved += request.amount
-    _threshold_check(request, window)
-    window.save()
-    window_spend_note(request.key_id, current, window.spent + window.reserved)
-    return current
-
-
-def _threshold_check(request: ReservationRequest, window: KeySpendWindow) -> None:
-    """Emit ``budget.threshold`` when this hold takes the window past the share, once per window
-    (marked on the locked window row, committed with the hold; emitted after that commit)."""
-    assert request.key_id is not None and request.key_limit is not None
-    used = window.spent + window.reserved
-    # A limit that never resets has one window, marked with the epoch.
-    marker = window.window_start or _ONE_WINDOW
-    if window.threshold_emitted_for == marker or not threshold_crossed(used, request.key_limit):
-        return
-    window.threshold_emitted_for = marker
-    spend = WindowSpend(request.key_limit_reset, window.window_start, used, request.key_limit)
-    budget_threshold_emit(
-        organization_id=request.organization_id, key_id=request.key_id, spend=spend
-    )
+    # The limits of the key's ancestors (``billing.key_windows``): its spend counts in them too.
+    ancestors: tuple[LimitBound, ...] = ()
 
 
 # What a refused hold reports as available (402's metadata).
@@ -264,9 +214,10 @@ def _available(organization_id: int) -> Decimal:
 def _one_statement(request: ReservationRequest) -> bool:
     """The reservation strategy, decided here and nowhere else.
 
-    * A key with a credit limit (or a database other than PostgreSQL): ``_reserve_in_transaction``,
-      an ORM transaction that updates the hold row, then locks the key's spend window, then
-      inserts the reservation (the lock order of ``billing.settlement``: account, hold, window).
+    * A key with a credit limit, or made by a key with one (``billing.key_windows``), or a
+      database other than PostgreSQL: ``_reserve_in_transaction``, an ORM transaction that
+      updates the hold row, then locks the spend windows (in key id order), then inserts the
+      reservation (the lock order of ``billing.settlement``: account, hold, windows).
     * Otherwise (the common case): ``billing.holds.RESERVE_SQL``, one statement that holds and
       records. From the gateway's event loop it runs on the gateway's own connections
       (``billing.pg_async``, ``credits_reserve_async``), in one statement with the holds of
@@ -274,7 +225,12 @@ def _one_statement(request: ReservationRequest) -> bool:
       (``credits_reserve``).
     """
     on_postgres = connections.settings["default"]["ENGINE"].endswith("postgresql")
-    return on_postgres and not (request.key_id is not None and request.key_limit is not None)
+    return on_postgres and not _key_windows(request)
+
+
+def _key_windows(request: ReservationRequest) -> bool:
+    """Whether the hold counts in a key spend window: the key's own, or an ancestor's."""
+    return bool(request.ancestors) or (request.key_id is not None and request.key_limit is not None)
 
 
 def _reserve_params(request: ReservationRequest) -> dict[str, Any]:
@@ -308,7 +264,6 @@ def credits_reserve(request: ReservationRequest) -> None:
 @transaction.atomic
 def _reserve_in_transaction(request: ReservationRequest) -> None:
     amount, now = money(request.amount), timezone.now()
-    with_key_limit = request.key_id is not None and request.key_limit is not None
     # The account is read, not locked (``CreditHold``): a settler's open transaction never
     # holds this up; ``balance + released`` only grows, so the snapshot is conservative.
     covered = CreditAccount.objects.filter(pk=request.organization_id).values(
@@ -319,13 +274,16 @@ def _reserve_in_transaction(request: ReservationRequest) -> None:
     ).update(held=F("held") + amount)
     if not held:
         raise _insufficient(_available(request.organization_id), amount)
-    key_window = _reserve_key_window(request, now) if with_key_limit else None
+    key_window, ancestor_windows = (
+        key_windows_reserve(request, now) if _key_windows(request) else (None, None)
+    )
     Reservation.objects.create(
         organization_id=request.organization_id,
         generation_id=request.generation_id,
         key_id=request.key_id,
         amount=amount,
         key_window_start=key_window,
+        ancestor_windows=ancestor_windows,
         expires_at=now + RESERVATION_TTL,
     )
 

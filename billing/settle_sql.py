@@ -47,7 +47,7 @@ SET state = CASE
 FROM locked
 WHERE hold.id = locked.id AND hold.state IN (%(held)s, %(free)s)
 RETURNING hold.id, hold.organization_id, hold.generation_id, hold.key_id, hold.amount,
-          hold.key_window_start
+          hold.key_window_start, hold.ancestor_windows
 """
 
 _SETTLED_SQL = (
@@ -71,7 +71,8 @@ def generations_settled(generation_ids: Sequence[str]) -> set[str]:
 
 def holds_settle(generation_ids: Sequence[str], paid: Iterable[str]) -> list[tuple[Any, ...]]:
     """Lock the open holds of ``generation_ids`` and mark them settled (those in ``paid``) or
-    released; returns (pk, organization, generation id, key, amount, key window start) each."""
+    released; returns (pk, organization, generation id, key, amount, key window start,
+    ancestor windows) each."""
     params = {
         "generations": _json_list(generation_ids),
         "paid": _json_list(paid),

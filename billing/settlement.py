@@ -33,6 +33,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.drafts import DECISION_COLUMNS, STEP_FIELDS, UsageDraft, decision_rows
+from billing.key_windows import hold_windows
 from billing.models import (
     CreditAccount,
     CreditHold,
@@ -83,6 +84,7 @@ class _Hold:
     key_id: int | None
     amount: Decimal
     key_window_start: datetime | None
+    ancestor_windows: Any  # ``billing.key_windows.hold_windows``
 
 
 _OPEN = (ReservationState.HELD, ReservationState.FREE)  # holds not yet settled or released
@@ -174,16 +176,14 @@ def _lock_accounts(organization_ids: set[int]) -> dict[int, Decimal]:
 
 
 def _release_windows(holds: Sequence[_Hold], spent: dict[str, Decimal]) -> None:
-    windows: dict[tuple[int, datetime], tuple[Decimal, Decimal]] = defaultdict(lambda: (ZERO, ZERO))
+    """Release the holds from their keys' windows and count their charges there: the key's own
+    and its ancestors' (``billing.key_windows``), updated in key id order."""
+    windows: dict[tuple[int, Any], tuple[Decimal, Decimal]] = defaultdict(lambda: (ZERO, ZERO))
     for hold in holds:
-        if hold.key_id is None or hold.key_window_start is None:
-            continue
-        held, cost = windows[(hold.key_id, hold.key_window_start)]
-        windows[(hold.key_id, hold.key_window_start)] = (
-            held + hold.amount,
-            cost + spent.get(hold.generation_id, ZERO),
-        )
-    for (key_id, start), (held, cost) in sorted(windows.items()):
+        for window in hold_windows(hold.key_id, hold.key_window_start, hold.ancestor_windows):
+            held, cost = windows[window]
+            windows[window] = (held + hold.amount, cost + spent.get(hold.generation_id, ZERO))
+    for (key_id, start), (held, cost) in sorted(windows.items(), key=lambda w: w[0][0]):
         # Only the window the hold was taken in: a window that rolled over was reset without it.
         KeySpendWindow.objects.filter(key_id=key_id, window_start=start).update(
             reserved=F("reserved") - held, spent=F("spent") + cost

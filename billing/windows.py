@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class LimitBound:
+    """A spend limit a key's spend counts against besides its own: that of a key up its
+    ``created_by_key`` lineage (a hierarchical budget, ``billing.key_windows``)."""
+
+    key_id: int
+    limit: Decimal
+    reset: str | None  # daily, weekly, monthly; None: one window that never resets
+    label: str  # the key's prefix and name, for a refusal (never its secret)
 
 
 def window_start(reset: str | None, now: datetime) -> datetime | None:

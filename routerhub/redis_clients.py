@@ -2,7 +2,8 @@
 ``REDIS_SOCKET_TIMEOUT`` for each reply. Without them a Redis address that drops packets instead
 of refusing (a firewall, a host gone behind a route) held the caller for minutes on connect (the
 kernel's SYN retries), and one that stops answering held it forever on a reply: the rate
-limiter, meant to fail open, hung every request instead."""
+limiter, meant to fail open, hung every request instead. Scripts (``bench/``) use them
+too: importing ``routerhub`` points ``DJANGO_SETTINGS_MODULE`` at its settings."""
 
 from __future__ import annotations
 

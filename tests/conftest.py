@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,6 +87,16 @@ def _fresh_key_cache() -> Iterator[None]:
     key_cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _redis_not_backed_off() -> Iterator[None]:
+    """No test inherits the rate limiter's back-off from one that pointed it at a dead Redis:
+    the next would admit uncounted for RATE_LIMIT_REDIS_BACKOFF_SECONDS."""
+    yield
+    limits_redis = sys.modules.get("routing.gateway.limits_redis")
+    if limits_redis is not None:
+        limits_redis._Outage.since, limits_redis._Outage.retry_at = None, 0.0
+
+
 @pytest.fixture
 def one_rate_limit_window(monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
     """Every rate-limit count of the test in one window, 30 s before its end: a minute's end
@@ -136,8 +147,9 @@ def _empty_usage_stream() -> None:
 
     from billing.outbox import STREAM
     from billing.outbox_entries import DEAD_STREAM
+    from routerhub.redis_clients import redis_client
 
-    client = redis.Redis.from_url(settings.REDIS_URL)
+    client = redis_client(settings.REDIS_URL)
     try:
         client.delete(STREAM, DEAD_STREAM)
         # Nor another run's cached answers (provider stats, cascade reports): they name rows by

@@ -164,6 +164,9 @@ def test_feedback_retrain_settings_below_one_or_not_numbers_fail_fast(
         ("REDIS_SOCKET_TIMEOUT", "5s", "REDIS_SOCKET_TIMEOUT must be a number, not '5s'"),
         ("REDIS_SOCKET_TIMEOUT", "nan", "REDIS_SOCKET_TIMEOUT must be a number, not 'nan'"),
         ("REDIS_CONNECT_TIMEOUT", "inf", "REDIS_CONNECT_TIMEOUT must be a number, not 'inf'"),
+        ("RATE_LIMIT_REDIS_BACKOFF_SECONDS", "0", "RATE_LIMIT_REDIS_BACKOFF_SECONDS must be more"),
+        ("RATE_LIMIT_REDIS_BACKOFF_SECONDS", "inf", "BACKOFF_SECONDS must be a number, not 'inf'"),
+        ("RATE_LIMIT_REDIS_BACKOFF_SECONDS", "nan", "BACKOFF_SECONDS must be a number, not 'nan'"),
     ],
 )
 def test_redis_timeouts_that_are_not_positive_numbers_fail_fast(tmp_path, name, value, message):

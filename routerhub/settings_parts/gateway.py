@@ -13,6 +13,7 @@ from routerhub.settings_parts.environment import (
     _dev_secret,
     _number,
     env,
+    positive_float,
     positive_int,
 )
 
@@ -104,6 +105,10 @@ GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1
 # the largest answer the API allows: /v1/embeddings takes 2,048 inputs, at 3,072 dimensions and up
 # to ~32 bytes a float as (pretty-printed) JSON that is ~192 MiB; 64 MiB refused it (a 502).
 GATEWAY_MAX_RESPONSE_BYTES = env.int("GATEWAY_MAX_RESPONSE_BYTES", default=256 * 1024 * 1024)
+# The most one event of an upstream stream may be (a stream is read an event at a time): one that
+# never ends was a buffer growing to GATEWAY_MAX_RESPONSE_BYTES. Chunks are a few KB (~1.7 KB a
+# token with top_logprobs 20); 16 MiB holds a whole long answer or tool call sent as one event.
+GATEWAY_MAX_SSE_EVENT_BYTES = env.int("GATEWAY_MAX_SSE_EVENT_BYTES", default=16 * 1024 * 1024)
 # /v1/responses with store (the default): days an answer stays retrievable and continuable by
 # previous_response_id (0: nothing is stored), and the largest stored conversation (JSON bytes);
 # a larger one is answered with store: false.
@@ -132,6 +137,10 @@ ROUTER_SELECT_RPM_FACTOR = positive_int("ROUTER_SELECT_RPM_FACTOR", default=10)
 ROUTER_SELECT_RPM_DEFAULT = int(
     _number("ROUTER_SELECT_RPM_DEFAULT", "6000", int, "a whole number", 0, "must not be negative")
 )
+# Seconds the rate limiter leaves Redis alone after a connection error or timeout (it fails open
+# meanwhile), before one request probes it again: without it every request of an outage paid up
+# to REDIS_CONNECT_TIMEOUT (routing/gateway/limits_redis.py).
+RATE_LIMIT_REDIS_BACKOFF_SECONDS = positive_float("RATE_LIMIT_REDIS_BACKOFF_SECONDS", 5.0)
 # Seconds a pipeline's active version is cached per process (routing.pipeline_rows): a new
 # version or a deletion reaches every worker within this time.
 PIPELINE_CACHE_TTL = env.float("PIPELINE_CACHE_TTL", default=0.5)

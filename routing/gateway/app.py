@@ -17,7 +17,7 @@ from routerhub.errors import ApiError, ServiceUnavailable, error_body
 from routerhub.ttl_cache import refresh_ahead_enable, refresh_ahead_stop
 from routing.gateway import chat, completions, embeddings, listing, model_select, responses
 from routing.gateway.http import ClientGone, GatewayRequest, InFlight, Receive, Scope, Send
-from routing.gateway.limits import rate_limit_close
+from routing.gateway.limits_redis import rate_limit_close
 from routing.gateway.openrouter import openrouter, openrouter_route
 from routing.gateway.upstream import http_client_close
 from routing.ingress.anthropic import anthropic_error

@@ -19,20 +19,23 @@ worker's CPU; a busy key now costs one round trip per slice. Concurrent requests
 one worker share that worker's lease: one lease call is in flight per key and worker, the others
 wait for it and take from its slice (when each leased a slice of its own, a burst of 450 took the
 whole minute's quota of a 1000 rpm key into one worker, unused, and the other worker's requests
-got 429). Once Redis grants less than asked, the window is fully leased: the worker refuses that
-key's requests without asking again until the window ends.
+got 429). The event loop and the sync callers' threads (DRF views) share one lease table, so
+a process holds one lease per key and window, not one per path. Once Redis grants less than
+asked, the window is fully leased: the worker refuses that key's requests without asking again
+until the window ends.
 
-When Redis is unreachable the limits **fail open**: requests are admitted uncounted (a warning is
-logged at most every 10 s per process) until Redis answers again, when counting resumes in the
-current window. A window this worker already knows to be used up stays refused until it ends:
-the key really did spend that minute's quota. Rate limits protect capacity, not money: credits and key spend limits are held
+When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
+answers again, when counting resumes in the current window. After a connection error or timeout
+the process leaves Redis alone for ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes
+it (``routing.gateway.limits_redis``): before, every request paid up to
+``REDIS_CONNECT_TIMEOUT`` while Redis was down. A window this worker already knows to be used up
+stays refused until it ends: the key really did spend that minute's quota. Rate limits protect capacity, not money: credits and key spend limits are held
 in PostgreSQL, so an outage of Redis can never let a key spend beyond its balance or limit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import threading
 import time
@@ -44,29 +47,18 @@ from redis.exceptions import RedisError
 
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import RateLimited
-from routerhub.redis_clients import redis_client, redis_client_async
-
-logger = logging.getLogger(__name__)
+from routing.gateway.limits_redis import (
+    lease_client,
+    lease_client_sync,
+    redis_answered,
+    redis_backed_off,
+    redis_failed,
+)
+from routing.gateway.limits_redis import rate_limit_close as rate_limit_close  # re-exported
 
 _WINDOW = 60
-_WARN_EVERY_S = 10.0
 _LEASE_CAP = 0.01  # of the limit, per lease
 _LEASE_PERIOD_S = 1.0  # a slice spent within this grows the next one; else it is sized to it
-# KEYS: requests and tokens leased in this window. ARGV: rpm, tpm, requests wanted, tokens
-# wanted, ttl. Grants what is wanted, or what is left of the limit; 0 for an unlimited dimension.
-_LEASE = """
-local function lease(key, limit, want, ttl)
-  if limit <= 0 or want <= 0 then return 0 end
-  local leased = tonumber(redis.call('GET', key) or '0')
-  local grant = math.min(want, limit - leased)
-  if grant <= 0 then return 0 end
-  redis.call('INCRBY', key, grant)
-  redis.call('EXPIRE', key, ttl)
-  return grant
-end
-return {lease(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[3]), ARGV[5]),
-        lease(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[4]), ARGV[5])}
-"""
 
 
 class _Lease:
@@ -146,55 +138,12 @@ class Bucket:
     openrouter_names: bool = False
 
 
-class _RedisState:
-    loop: asyncio.AbstractEventLoop | None = None
-    client: Any = None
-    script: Any = None
-
-
-class _SyncRedisState:
-    """The sync path's client (DRF views): one per process, thread-safe through its pool. Under
-    WSGI ``async_to_sync`` made an event loop, and so a client, per select, never closed."""
-
-    url = ""
-    client: Any = None
-    script: Any = None
-    lock = threading.Lock()  # two threads' first selects make one client
-
-
 _local: dict[tuple[str, int], list[int]] = {}  # (bucket tag, window)
 _leases: dict[tuple[str, int], _Lease] = {}  # (bucket tag, window)
-# The sync path's leases, as another worker's: the event loop's may be mid-update in its thread.
-_sync_leases: dict[tuple[str, int], _Lease] = {}
-_sync_lock = threading.Lock()  # guards _sync_leases and, from sync callers, _local
-_last_warning = [0.0]
-
-
-def _fail_open(exc: Exception) -> None:
-    now = time.monotonic()
-    if now - _last_warning[0] >= _WARN_EVERY_S:
-        _last_warning[0] = now
-        logger.warning("rate limits unavailable (Redis: %s); admitting requests uncounted", exc)
-
-
-def _redis() -> tuple[Any, Any]:
-    loop = asyncio.get_running_loop()
-    if _RedisState.client is None or _RedisState.loop is not loop:
-        _RedisState.client = redis_client_async()
-        _RedisState.script = _RedisState.client.register_script(_LEASE)
-        _RedisState.loop = loop
-    return _RedisState.client, _RedisState.script
-
-
-def _redis_sync() -> tuple[Any, Any]:
-    with _SyncRedisState.lock:
-        if _SyncRedisState.client is None or _SyncRedisState.url != settings.REDIS_URL:
-            if _SyncRedisState.client is not None:
-                _SyncRedisState.client.close()  # REDIS_URL changed (tests): its pool goes
-            _SyncRedisState.client = redis_client()
-            _SyncRedisState.script = _SyncRedisState.client.register_script(_LEASE)  # same Lua
-            _SyncRedisState.url = settings.REDIS_URL
-        return _SyncRedisState.client, _SyncRedisState.script
+# Guards _leases and _local: the event loop and sync callers' threads (DRF views under
+# WSGI) share them. Held for a few field updates only, never across a Redis call, so taking it on
+# the event loop waits at most for another thread's bookkeeping.
+_lock = threading.Lock()
 
 
 def _window() -> tuple[int, int]:
@@ -282,9 +231,15 @@ async def admit(bucket: Bucket, prompt_tokens: int) -> None:
     if not rpm and not tpm:
         return
     window, retry_after = _window()
-    if settings.REDIS_URL:
-        lease = _lease(bucket.tag, window)
-        while (rpm and lease.requests < 1) or (tpm and lease.tokens <= 0):
+    if not settings.REDIS_URL:
+        with _lock:
+            _admit_local(bucket, prompt_tokens, window, retry_after)
+        return
+    while True:
+        with _lock:
+            lease = _lease(bucket.tag, window)
+            if _take(lease, rpm, tpm, prompt_tokens):
+                return
             reason = lease.short(rpm, tpm)
             if reason:
                 _raise(reason, bucket, retry_after)
@@ -293,45 +248,53 @@ async def admit(bucket: Bucket, prompt_tokens: int) -> None:
                 fetching = lease.fetching = asyncio.ensure_future(
                     _lease_more(lease, bucket, window, prompt_tokens)
                 )
-            # Shielded: a request that goes away does not cancel the others' lease call.
-            if not await asyncio.shield(fetching):
-                return  # Redis unreachable: fail open
-        lease.requests -= 1 if rpm else 0
-        lease.tokens -= prompt_tokens if tpm else 0
-        return
-    _admit_local(bucket, prompt_tokens, window, retry_after)
+        # Shielded: a request that goes away does not cancel the others' lease call.
+        if not await asyncio.shield(fetching):
+            return  # Redis unreachable: fail open
 
 
 def admit_sync(bucket: Bucket) -> None:
-    """``admit`` without prompt tokens for sync callers, on the same counters, with no event
-    loop. Two threads may both lease for one bucket: like two workers, never past the limit
+    """``admit`` without prompt tokens for sync callers, on the same counters and leases, with
+    no event loop. A thread does not wait for a lease call in flight on the event loop (or in
+    another thread): it leases too, and both slices land in the one lease, never past the limit
     (Redis counts leases)."""
     rpm, tpm = bucket.rpm, bucket.tpm
     if not rpm and not tpm:
         return
     window, retry_after = _window()
     if not settings.REDIS_URL:
-        with _sync_lock:
+        with _lock:
             _admit_local(bucket, 0, window, retry_after)
         return
     while True:
-        with _sync_lock:
-            lease = _lease(bucket.tag, window, _sync_leases)
-            if not ((rpm and lease.requests < 1) or (tpm and lease.tokens <= 0)):
-                lease.requests -= 1 if rpm else 0
+        with _lock:
+            lease = _lease(bucket.tag, window)
+            if _take(lease, rpm, tpm, 0):
                 return
             reason = lease.short(rpm, tpm)
             if reason:
                 _raise(reason, bucket, retry_after)
             wanted = lease.wants(rpm, tpm, 0)
+        if redis_backed_off():
+            return  # Redis backed off: fail open
         try:
-            _, script = _redis_sync()
+            _, script = lease_client_sync()
             granted = script(keys=list(_keys(bucket.tag, window)), args=_lease_args(bucket, wanted))
         except (RedisError, OSError) as exc:
-            _fail_open(exc)
+            redis_failed(exc)
             return
-        with _sync_lock:
+        redis_answered()
+        with _lock:
             _granted(lease, bucket, wanted, granted)
+
+
+def _take(lease: _Lease, rpm: int, tpm: int, prompt_tokens: int) -> bool:
+    """Admit one request from ``lease`` if it has quota of each limited dimension."""
+    if (rpm and lease.requests < 1) or (tpm and lease.tokens <= 0):
+        return False
+    lease.requests -= 1 if rpm else 0
+    lease.tokens -= prompt_tokens if tpm else 0
+    return True
 
 
 def _admit_local(bucket: Bucket, prompt_tokens: int, window: int, retry_after: int) -> None:
@@ -354,30 +317,37 @@ async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
     if not key.tpm or tokens <= 0:
         return
     window, _ = _window()
-    if settings.REDIS_URL:
-        _lease(key_tag(key, ""), window).tokens -= tokens  # paid from the next slice leased
-        return
-    _local.setdefault((key_tag(key, ""), window), [0, 0])[1] += tokens
+    with _lock:
+        if settings.REDIS_URL:
+            _lease(key_tag(key, ""), window).tokens -= tokens  # paid from the next slice leased
+            return
+        _local.setdefault((key_tag(key, ""), window), [0, 0])[1] += tokens
 
 
 async def _lease_more(lease: _Lease, bucket: Bucket, window: int, prompt_tokens: int) -> bool:
     """Lease the next slice of ``bucket`` in ``window`` for ``lease`` (one Lua call); False when
-    Redis is unreachable."""
+    Redis is unreachable or backed off."""
     try:
-        wanted = lease.wants(bucket.rpm, bucket.tpm, prompt_tokens)
-        _, script = _redis()
+        with _lock:
+            wanted = lease.wants(bucket.rpm, bucket.tpm, prompt_tokens)
+        if redis_backed_off():
+            return False
+        _, script = lease_client()
         try:
             granted = await script(
                 keys=list(_keys(bucket.tag, window)), args=_lease_args(bucket, wanted)
             )
         except (RedisError, OSError) as exc:
-            _fail_open(exc)
+            redis_failed(exc)
             return False
-        _granted(lease, bucket, wanted, granted)
+        redis_answered()
+        with _lock:
+            _granted(lease, bucket, wanted, granted)
         return True
     finally:
-        if lease.fetching is asyncio.current_task():
-            lease.fetching = None
+        with _lock:
+            if lease.fetching is asyncio.current_task():
+                lease.fetching = None
 
 
 def _lease_args(bucket: Bucket, wanted: tuple[int, int]) -> list[int]:
@@ -395,21 +365,12 @@ def _granted(lease: _Lease, bucket: Bucket, wanted: tuple[int, int], granted: An
         lease.tokens_full_at = bucket.tpm
 
 
-def _lease(tag: str, window: int, table: dict[tuple[str, int], _Lease] | None = None) -> _Lease:
-    """``tag``'s lease in ``window`` from ``table`` (the event loop's, ``_leases``, by default)."""
-    table = _leases if table is None else table
-    lease = table.get((tag, window))
+def _lease(tag: str, window: int) -> _Lease:
+    """``tag``'s lease in ``window``, for the event loop and sync callers alike (under ``_lock``)."""
+    lease = _leases.get((tag, window))
     if lease is None:
-        if len(table) > 10_000:
-            for stale in [k for k in table if k[1] < window]:
-                del table[stale]
-        lease = table[(tag, window)] = _Lease()
+        if len(_leases) > 10_000:
+            for stale in [k for k in _leases if k[1] < window]:
+                del _leases[stale]
+        lease = _leases[(tag, window)] = _Lease()
     return lease
-
-
-async def rate_limit_close() -> None:
-    """Close this loop's client only: one another loop made (another server in the process) is
-    its own, and closing it from here never finished (its connections answer that loop only)."""
-    if _RedisState.client is not None and _RedisState.loop is asyncio.get_running_loop():
-        await _RedisState.client.aclose()
-        _RedisState.client = None

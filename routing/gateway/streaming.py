@@ -57,6 +57,7 @@ from routing.providers.base import (
     Usage,
     sse_events,
 )
+from routing.providers.stream_checks import choices_fed
 
 
 def deltas_answer(choices: list[JSON]) -> bool:
@@ -133,11 +134,12 @@ async def _first_content(
         )
         return None
     decoder = adapter.stream_decoder(upstream)
-    events = sse_events(body_chunks(response)).__aiter__()
+    max_event = settings.GATEWAY_MAX_SSE_EVENT_BYTES
+    events = sse_events(body_chunks(response), max_event=max_event).__aiter__()
     try:
         while True:
             event, data = await events.__anext__()
-            first = decoder.feed(event, data)
+            first = choices_fed(decoder, event, data)
             if first or decoder.finished:
                 break
     except StopAsyncIteration:
@@ -225,7 +227,7 @@ async def _relay(
                         # Closed cleanly, but before the provider said the answer was done.
                         raise UpstreamError("the stream ended before the answer did") from None
                     break
-                await _emit(ex, head, encoder, opened.decoder.feed(event, data))
+                await _emit(ex, head, encoder, choices_fed(opened.decoder, event, data))
     except (httpx.HTTPError, UpstreamError, TimeoutError) as exc:
         return exc
     finally:

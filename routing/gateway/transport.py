@@ -28,6 +28,9 @@ import httpx
 
 _HIGH_WATER = 256 * 1024  # pause reading a streamed body when this much is unread
 _LOW_WATER = 64 * 1024
+# The most an answer's head (status line and headers, interim 1xx heads included) may be: what
+# httpcore's h11 allows (``MAX_INCOMPLETE_EVENT_SIZE``), the transport this one replaced.
+MAX_HEAD_BYTES = 100 * 1024
 _Origin = tuple[bytes, str, int]
 
 
@@ -48,6 +51,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
+        self._head_bytes = 0  # what the answer's head took so far (``MAX_HEAD_BYTES``)
         self.complete = False
         self.error: Exception | None = None
         self.received_any = False
@@ -81,6 +85,16 @@ class _Connection(asyncio.Protocol):
             self._fail(
                 httpx.RemoteProtocolError(f"invalid HTTP response: {exc}", request=self._request)
             )
+        if not self.head_done:  # every byte so far is head: httptools bounds none of it
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._head_too_large()
+
+    def _head_too_large(self) -> None:
+        message = f"the answer's head is larger than {MAX_HEAD_BYTES} bytes"
+        self._fail(httpx.RemoteProtocolError(message, request=self._request))
+        self._parser = None  # nothing more is read or kept; the connection is not reused
+        self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -133,6 +147,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self.status, self.headers, self.head_done, self.complete = 0, [], False, False
         self.error, self.received_any, self.keep_alive = None, False, False
+        self._head_bytes = 0
         self._chunks.clear()
         self._buffered = 0
         assert self.transport is not None

@@ -284,23 +284,36 @@ class ProviderAdapter(ABC):
         return str(error or data)[:500]
 
 
-async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str | None, str]]:
-    """Parse a ``text/event-stream`` body into ``(event, data)`` pairs (data lines joined)."""
-    buffer = b""
+async def sse_events(
+    chunks: AsyncIterator[bytes], *, max_event: int
+) -> AsyncIterator[tuple[str | None, str]]:
+    """Parse a ``text/event-stream`` body into ``(event, data)`` pairs (data lines joined).
+
+    Linear in the stream: each read is searched once, from where the last search ended (a
+    buffer searched again from its start at every read made one endless event of a tenant's
+    own host — 256 MiB from a few KiB of gzip — hours of the event loop every organization
+    shares). An event past ``max_event`` bytes raises ``UpstreamError`` instead of growing."""
+    buffer = bytearray()
+    carried_cr = False  # a read that ended in "\r": the next may begin with its "\n"
     async for chunk in chunks:
-        buffer += chunk
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        while True:
-            end = buffer.find(b"\n\n")
-            if end < 0:
-                break
-            raw, buffer = buffer[:end], buffer[end + 2 :]
-            parsed = _sse_parse(raw)
+        if carried_cr:
+            chunk = b"\r" + chunk
+        carried_cr = chunk.endswith(b"\r")
+        searched = max(len(buffer) - 1, 0)  # a "\n" ending the last read may end an event
+        buffer += (chunk[:-1] if carried_cr else chunk).replace(b"\r\n", b"\n")
+        start = 0
+        while (end := buffer.find(b"\n\n", searched)) >= 0:
+            parsed = _sse_parse(bytes(buffer[start:end]))
+            start = searched = end + 2
             if parsed is not None:
                 yield parsed
+        del buffer[:start]
+        if len(buffer) > max_event:
+            raise UpstreamError(f"an event of the stream is larger than {max_event} bytes")
+    if carried_cr:
+        buffer += b"\r"
     if buffer.strip():
-        parsed = _sse_parse(buffer)
+        parsed = _sse_parse(bytes(buffer))
         if parsed is not None:
             yield parsed
 
@@ -308,7 +321,11 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str | 
 def _sse_parse(raw: bytes) -> tuple[str | None, str] | None:
     event: str | None = None
     data: list[str] = []
-    for line in raw.decode().split("\n"):
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise UpstreamError("The provider sent a stream event that is not UTF-8.") from None
+    for line in text.split("\n"):
         if line.startswith("data:"):
             data.append(line[5:].removeprefix(" "))
         elif line.startswith("event:"):

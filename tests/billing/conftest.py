@@ -22,7 +22,9 @@ def redis_client(settings: Any) -> Iterator[Any]:
     require_redis()
     import redis
 
-    client = redis.Redis.from_url(settings.REDIS_URL)
+    from routerhub.redis_clients import redis_client as timed_client
+
+    client = timed_client(settings.REDIS_URL)
     client.delete(STREAM, DEAD_STREAM)
     with contextlib.suppress(redis.ResponseError):
         client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)

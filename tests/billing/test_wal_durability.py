@@ -12,11 +12,11 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis
 from django.db import connection, transaction
 
 from billing.outbox import STREAM, _acknowledge_durable
 from billing.wal import wal_position, wal_wait_durable
+from routerhub.redis_clients import redis_client
 from tests.conftest import require_postgres
 from tests.factories import organization_make
 
@@ -56,7 +56,7 @@ def test_the_durability_wait_forces_the_flush_of_wal_the_wal_writer_leaves_behin
 def test_the_settler_acknowledges_a_batch_whose_flush_the_wal_writer_leaves_behind(
     unflushed_wal_of_another_session: None, settings: Any
 ) -> None:
-    client: Any = redis.Redis.from_url(settings.REDIS_URL)
+    client: Any = redis_client(settings.REDIS_URL)
     entry_id = client.xadd(STREAM, {"probe": "1"})
     try:
         waiting = [(wal_position(), [entry_id], time.monotonic() - 1.0)]

@@ -31,9 +31,9 @@ WORKERS = 2
 
 
 def redis_client() -> Any:
-    import redis
+    from routerhub.redis_clients import redis_client
 
-    return redis.Redis.from_url(settings.REDIS_URL)
+    return redis_client(settings.REDIS_URL)
 
 
 @dataclass

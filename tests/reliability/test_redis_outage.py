@@ -120,7 +120,7 @@ def test_a_redis_crash_fails_rate_limits_open_and_loses_no_usage(
 def test_a_redis_that_comes_back_empty_gets_its_usage_stream_settled_again(
     services: tuple[PrivatePostgres, PrivateRedis], tmp_path: Path
 ) -> None:
-    import redis as redis_py
+    from routerhub.redis_clients import redis_client
 
     postgres, redis = services
     database = postgres.url("routerhub")
@@ -138,7 +138,7 @@ def test_a_redis_that_comes_back_empty_gets_its_usage_stream_settled_again(
 
         served = set(before.ok_ids()) | set(after.ok_ids())
         books = settled(redis.url(), database, served, timeout=SETTLE_TIMEOUT)
-        client = redis_py.Redis.from_url(redis.url())
+        client = redis_client(redis.url())
         groups = client.xinfo_groups("rh:usage-stream")
         client.close()
 
@@ -172,7 +172,8 @@ def test_requests_whose_drafts_a_redis_without_persistence_lost_are_charged_thei
     regression: it released them uncharged); a request that failed before any answer keeps a
     free release; the lost draft of a charged request, arriving after all, charges nothing more."""
     import psycopg
-    import redis as redis_py
+
+    from routerhub.redis_clients import redis_client
 
     postgres, redis = services
     database = postgres.url("routerhub")
@@ -188,7 +189,7 @@ def test_requests_whose_drafts_a_redis_without_persistence_lost_are_charged_thei
             assert refused.status_code == 502, refused.text
             served = [a.json()["id"] for a in answers]
             failed = refused.json()["error"]["metadata"]["generation_id"]
-            stream = redis_py.Redis.from_url(redis.url())
+            stream = redis_client(redis.url())
             poll(lambda: stream.xlen(USAGE_STREAM) == 41, timeout=15)
             late = next(fields for _, fields in stream.xrange(USAGE_STREAM)
                         if served[0].encode() in fields[b"d"])  # fmt: skip
@@ -212,13 +213,13 @@ def test_requests_whose_drafts_a_redis_without_persistence_lost_are_charged_thei
             before_late = books(database)
 
             # The lost draft shows up after all (an operator restores it): charged nothing more.
-            stream = redis_py.Redis.from_url(redis.url())
+            stream = redis_client(redis.url())
             stream.xadd(USAGE_STREAM, late)
             stream.close()
         finally:
             os.kill(settler, signal.SIGCONT)
         after_late = settled(redis.url(), database, set(served), timeout=SETTLE_TIMEOUT)
-        stream = redis_py.Redis.from_url(redis.url())
+        stream = redis_client(redis.url())
         dead_letters = stream.xlen("rh:usage-dead")
         stream.close()
 

@@ -155,11 +155,10 @@ def usage_stream_settled(redis_url: str, *, timeout: float = SETTLE_TIMEOUT) -> 
     tests (and live servers) that follow."""
     if not redis_url:
         return
-    import redis
-
     from billing.outbox import STREAM, usage_settlers_stop
+    from routerhub.redis_clients import redis_client
 
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     try:
         poll(lambda: client.xlen(STREAM) == 0, timeout=timeout)
     except AssertionError:

@@ -336,7 +336,7 @@ def test_sse_parser_handles_crlf_multiline_data_and_split_chunks() -> None:
             yield piece
 
     async def collect() -> list[tuple[str | None, str]]:
-        return [event async for event in sse_events(chunks())]
+        return [event async for event in sse_events(chunks(), max_event=1024)]
 
     assert asyncio.run(collect()) == [("a", '{"x": 1}'), (None, "line1\nline2"), (None, "[DONE]")]
 

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import redis
 
 from accounts.models import ApiKey
 from billing.models import LedgerEntry, Reservation, UsageRecord
+from routerhub.redis_clients import redis_client
 from routing.gateway import limits
 from routing.models import Provider
 from routing.services import provider_key_create
@@ -262,7 +262,7 @@ def test_a_request_stopped_mid_candidate_is_billed_the_answers_that_came_and_the
 def _tpm_counted(key: ApiKey, redis_url: str) -> int:
     """The tokens counted against ``key``'s tpm in every window: what Redis leased to this
     process, less what its leases have not spent (negative: spent beyond them, still to lease)."""
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     try:
         leased = sum(int(client.get(k) or 0) for k in client.keys(f"rh:{{rl:{key.pk}:*}}:t"))
     finally:

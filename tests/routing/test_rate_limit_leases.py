@@ -16,7 +16,8 @@ import pytest
 
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import RateLimited
-from routing.gateway import limits
+from routerhub.redis_clients import redis_client
+from routing.gateway import limits, limits_redis
 from routing.gateway.select_limits import rate_limit_admit_select, select_admit_sync
 from tests.conftest import require_redis
 
@@ -240,7 +241,7 @@ def test_the_first_request_of_a_key_in_a_window_is_one_redis_round_trip(
 
     async def run() -> None:
         await limits.rate_limit_admit(a_key(rpm=1000, tpm=100_000), 10)  # loads the script
-        client, _ = limits._redis()
+        client, _ = limits_redis.lease_client()
         execute = client.execute_command
 
         async def counted(*args: Any, **options: Any) -> Any:
@@ -293,3 +294,76 @@ def test_sync_selects_reuse_one_client_with_no_event_loop_and_share_the_async_co
 async def admit_select_async(key: AuthenticatedKey) -> None:
     await rate_limit_admit_select(key)
     await limits.rate_limit_close()
+
+
+def test_the_sync_and_async_paths_draw_from_one_lease(
+    redis_limits: None, one_rate_limit_window: tuple[int, int], settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A process holds one lease per bucket: a slice the gateway's selects leased is spent by
+    the DRF views' (sync) selects, and theirs by the gateway's, without asking Redis again.
+    Before, each path kept a lease table of its own: two partial leases per bucket and process,
+    each quota left unused by the other at the window's end."""
+    settings.ROUTER_SELECT_RPM_DEFAULT = 1000  # slices of up to 10
+    monkeypatch.setattr(limits, "time", _Clock())  # slices double: no time passes between them
+    key = a_key()
+    requests_key, _ = limits._keys(limits.key_tag(key, "s"), one_rate_limit_window[0])
+    client = redis_client()
+
+    def leased() -> int:
+        return int(client.get(requests_key) or 0)
+
+    asyncio.run(admit_selects_async(key, 2))  # slices of 1 and 2: one select left in the lease
+    assert leased() == 3
+    select_admit_sync(key, user_id=None)  # spends it
+    assert leased() == 3  # old code: the sync path leased a slice of its own (4)
+    select_admit_sync(key, user_id=None)  # the lease is spent: the next slice (4) holds 3 more
+    assert leased() == 7
+    asyncio.run(admit_selects_async(key, 3))  # the event loop spends those three
+
+    assert leased() == 7
+    client.close()
+
+
+async def admit_selects_async(key: AuthenticatedKey, selects: int) -> None:
+    for _ in range(selects):
+        await rate_limit_admit_select(key)
+    await limits.rate_limit_close()
+
+
+def test_threads_and_the_event_loop_sharing_a_lease_admit_exactly_the_limit(
+    redis_limits: None, settings: Any
+) -> None:
+    """Four DRF threads and the event loop select at once on one key's bucket (one lease, one
+    lock): together they admit exactly its 50 selects a minute, no update of the lease lost."""
+    import threading
+
+    settings.ROUTER_SELECT_RPM_DEFAULT = 50
+    key = a_key()
+    admitted: list[int] = []
+
+    def sync_selects() -> None:
+        for _ in range(30):
+            try:
+                select_admit_sync(key, user_id=None)
+                admitted.append(1)
+            except RateLimited:
+                pass
+
+    async def async_selects() -> None:
+        for _ in range(30):
+            try:
+                await rate_limit_admit_select(key)
+                admitted.append(1)
+            except RateLimited:
+                pass
+        await limits.rate_limit_close()
+
+    threads = [threading.Thread(target=sync_selects) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    asyncio.run(async_selects())
+    for thread in threads:
+        thread.join(20)
+
+    assert len(admitted) == 50

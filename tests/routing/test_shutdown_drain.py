@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from routing.gateway import app as gateway
-from routing.gateway import limits, upstream
+from routing.gateway import limits, limits_redis, upstream
 
 HANG_GUARD_S = 20  # far above any bound the tests set: reaching it means the shutdown hung
 
@@ -146,7 +146,7 @@ def test_a_shutdown_leaves_the_clients_another_loop_opened(
     Before, it closed the Redis client from the wrong loop, and that never finished."""
 
     async def connect() -> tuple[Any, Any]:
-        client, _script = limits._redis()
+        client, _script = limits_redis.lease_client()
         await client.ping()
         return client, upstream.http_client()
 
@@ -154,7 +154,7 @@ def test_a_shutdown_leaves_the_clients_another_loop_opened(
 
     asyncio.run(asyncio.wait_for(_shut_down(), HANG_GUARD_S))
 
-    assert (limits._RedisState.client, upstream._State.client) == (redis_client, http_client)
+    assert (limits_redis._RedisState.client, upstream._State.client) == (redis_client, http_client)
     assert asyncio.run_coroutine_threadsafe(redis_client.ping(), other_loop).result(10)
     asyncio.run_coroutine_threadsafe(limits.rate_limit_close(), other_loop).result(10)
     asyncio.run_coroutine_threadsafe(upstream.http_client_close(), other_loop).result(10)

@@ -53,9 +53,9 @@ def redis_dump(url: str) -> str:
     """Every value in the test's Redis database (cache, rate limits, usage outbox)."""
     if not url:
         return ""
-    import redis
+    from routerhub.redis_clients import redis_client
 
-    client = redis.Redis.from_url(url)
+    client = redis_client(url)
     parts: list[str] = []
     for key in client.scan_iter(count=1000):
         kind = client.type(key).decode()

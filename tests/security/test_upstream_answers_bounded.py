@@ -11,6 +11,7 @@ import gzip
 import tracemalloc
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -35,7 +36,9 @@ COMPLETION = {
 }  # fmt: skip
 
 
-def _chunk(delta: dict[str, Any], finish: str | None, usage: dict[str, int] | None = None) -> bytes:
+def stream_chunk(
+    delta: dict[str, Any], finish: str | None, usage: dict[str, int] | None = None
+) -> bytes:
     body: dict[str, Any] = {"id": "chatcmpl-own", "object": "chat.completion.chunk",
                             "created": 1, "model": "own",
                             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
@@ -45,8 +48,8 @@ def _chunk(delta: dict[str, Any], finish: str | None, usage: dict[str, int] | No
 
 
 STREAM = (
-    _chunk({"role": "assistant", "content": "Hello there."}, None)
-    + _chunk({}, "stop", COMPLETION["usage"])
+    stream_chunk({"role": "assistant", "content": "Hello there."}, None)
+    + stream_chunk({}, "stop", COMPLETION["usage"])
     + b"data: [DONE]\n\n"
 )
 
@@ -70,20 +73,27 @@ class OwnHost:
         await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture
-def own_host(world: World, settings: Any) -> Iterator[OwnHost]:
+@contextmanager
+def own_host_serving(world: World, settings: Any, app: Any) -> Iterator[None]:
+    """``app`` serving ``test/own`` as the organization's own OpenAI-compatible host."""
     settings.ALLOW_PRIVATE_PROVIDER_URLS = True  # the host listens on 127.0.0.1
-    settings.GATEWAY_MAX_RESPONSE_BYTES = LIMIT
-    app = OwnHost()
     server = ServerThread(app, lifespan="off").start()
     world.catalog({"models": [model("test/own")],
                    "endpoints": [endpoint("test/own", "fake-openai", "gpt-4o-mini")]})  # fmt: skip
     provider_key_create(organization=world.organization, provider=Provider.objects.get(slug="fake-openai"),
                         secret="sk-own-host-5151", base_url=f"{server.url}/v1")  # fmt: skip
     try:
-        yield app
+        yield
     finally:
         server.stop()
+
+
+@pytest.fixture
+def own_host(world: World, settings: Any) -> Iterator[OwnHost]:
+    settings.GATEWAY_MAX_RESPONSE_BYTES = LIMIT
+    app = OwnHost()
+    with own_host_serving(world, settings, app):
+        yield app
 
 
 def ask(world: World, *, stream: bool) -> httpx.Response:

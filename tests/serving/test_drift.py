@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import redis
 from django.conf import settings as django_settings
 from django.test import Client
 
 from accounts.models import KeyScope, Role
+from routerhub.redis_clients import redis_client
 from routing.routers import router_decide, router_row
 from tests.conftest import require_postgres, require_redis
 from tests.factories import key_client, key_make, member_add, organization_make
@@ -64,7 +64,7 @@ def drifting(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     version = router_train_now(
         organization=organization, slug="support", name="Support", dataset=dataset, options={}
     )
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    client = redis_client(django_settings.REDIS_URL)
     client.delete(drift_samples.drift_samples_key(version.pk))
     client.close()
     return organization

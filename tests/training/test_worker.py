@@ -37,7 +37,9 @@ def test_a_worker_killed_mid_training_leaves_a_run_that_is_retried_to_success(
     from routerhub.celery import app
 
     assert not app.conf.task_always_eager
-    run = big_training_run(rows=3000)
+    # As many rows as tests/reliability/test_worker_kill.py's: seconds of training to kill,
+    # and the retry trains them all again.
+    run = big_training_run(rows=1500)
     worker = start_worker()
 
     def mid_training() -> bool:

@@ -1,0 +1,131 @@
+"""A hold's key spend windows: the key's own limit and the limits of the keys up its lineage.
+
+A key a management key made (``accounts.key_lineage``) spends against its own limit and against
+the limit of every key it descends from (a hierarchical budget; README, "A key acts as its
+creator, never more"): a management key allowed 10 USD a day cannot mint 100 keys of 10 USD a
+day each and so spend 1,000; together, its keys and itself spend at most 10 in its window.
+
+A hold of such a key locks the spend window (``KeySpendWindow``) of the key and of each ancestor
+with a limit, in key id order (an ancestor is older than the keys made from it, so the root comes
+first; settlement updates windows in the same order), in the transaction that holds the credits.
+Each window is checked and charged as the key's own always was; the hold records the ancestors'
+windows (``Reservation.ancestor_windows``) so that settlement releases the hold and counts the
+charge in each of them (``billing.settlement``). A key no key made (every key a person made) has
+no ancestors: its hold is the one statement or the one window it always was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from billing.models import KeySpendWindow
+from billing.window_spend import (
+    WindowSpend,
+    budget_threshold_emit,
+    threshold_crossed,
+    window_spend_note,
+)
+from billing.windows import LimitBound, window_start
+from routerhub.errors import KeyLimitReached
+from routerhub.money import ZERO, money_str
+
+if TYPE_CHECKING:
+    from billing.services import ReservationRequest
+
+# A limit that never resets has one window, marked with the epoch.
+_ONE_WINDOW = datetime(1970, 1, 1, tzinfo=UTC)
+
+AncestorWindows = list[list[Any]]  # [[key id, window start in ISO 8601 or None], ...]
+
+
+def key_windows_reserve(
+    request: ReservationRequest, now: datetime
+) -> tuple[datetime | None, AncestorWindows | None]:
+    """Hold ``request.amount`` in the window of the key (when it has a limit) and of each
+    ancestor with one; returns the key's window start and the ancestors' windows to record on
+    the reservation (None: no ancestor has a limit). Raises ``KeyLimitReached`` (403) naming the
+    key, or the ancestor, whose window it would exceed: the caller's transaction then rolls back
+    what was held in the others."""
+    bounds = list(request.ancestors)
+    if request.key_id is not None and request.key_limit is not None:
+        bounds.append(LimitBound(request.key_id, request.key_limit, request.key_limit_reset, ""))
+    own: datetime | None = None
+    ancestors: AncestorWindows = []
+    for bound in sorted(bounds, key=lambda b: b.key_id):
+        start = _window_reserve(request, bound, now)
+        if bound.key_id == request.key_id:
+            own = start
+        else:
+            ancestors.append([bound.key_id, start.isoformat() if start else None])
+    return own, ancestors or None
+
+
+def _window_reserve(
+    request: ReservationRequest, bound: LimitBound, now: datetime
+) -> datetime | None:
+    """Hold ``amount`` inside one key's limit window, resetting the window when it rolled over."""
+    current = window_start(bound.reset, now)
+    KeySpendWindow.objects.get_or_create(key_id=bound.key_id, defaults={"window_start": current})
+    window = KeySpendWindow.objects.select_for_update().get(key_id=bound.key_id)
+    if window.window_start != current:
+        # The window rolled: spend and holds of the old window no longer count against this one.
+        window.window_start, window.spent, window.reserved = current, ZERO, ZERO
+    if window.spent + window.reserved + request.amount > bound.limit:
+        window_spend_note(bound.key_id, current, window.spent + window.reserved)
+        raise _limit_reached(request, bound, window)
+    window.reserved += request.amount
+    _threshold_check(request, bound, window)
+    window.save()
+    window_spend_note(bound.key_id, current, window.spent + window.reserved)
+    return current
+
+
+def _limit_reached(
+    request: ReservationRequest, bound: LimitBound, window: KeySpendWindow
+) -> KeyLimitReached:
+    message = "This key has reached its credit limit for the current window."
+    metadata = {
+        "limit": money_str(bound.limit),
+        "remaining": money_str(max(ZERO, bound.limit - window.spent - window.reserved)),
+        "needed": money_str(request.amount),
+        "reset": bound.reset,
+    }
+    if bound.key_id != request.key_id:
+        message = (
+            f"The key {bound.label} this key was made from has reached its credit limit for the "
+            "current window: a key made by a key spends against that key's limit too."
+        )
+        metadata["limited_by"] = bound.label
+    return KeyLimitReached(message, metadata=metadata)
+
+
+def _threshold_check(
+    request: ReservationRequest, bound: LimitBound, window: KeySpendWindow
+) -> None:
+    """Emit ``budget.threshold`` when this hold takes the window past the share, once per window
+    (marked on the locked window row, committed with the hold; emitted after that commit)."""
+    used = window.spent + window.reserved
+    marker = window.window_start or _ONE_WINDOW
+    if window.threshold_emitted_for == marker or not threshold_crossed(used, bound.limit):
+        return
+    window.threshold_emitted_for = marker
+    spend = WindowSpend(bound.reset, window.window_start, used, bound.limit)
+    budget_threshold_emit(organization_id=request.organization_id, key_id=bound.key_id, spend=spend)
+
+
+def hold_windows(
+    key_id: int | None, key_window_start: datetime | None, ancestor_windows: Any
+) -> Iterator[tuple[int, datetime | None]]:
+    """The windows a hold counts in, as (key id, window start): the key's own (when it was
+    held in one) and its ancestors' (``ancestor_windows``, as stored: a list, or its JSON text
+    from a raw cursor)."""
+    if key_id is not None and key_window_start is not None:
+        yield key_id, key_window_start
+    if isinstance(ancestor_windows, str):
+        ancestor_windows = orjson.loads(ancestor_windows)
+    for ancestor_id, start in ancestor_windows or ():
+        yield ancestor_id, datetime.fromisoformat(start) if start else None

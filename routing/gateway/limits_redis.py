@@ -1,0 +1,148 @@
+"""The rate limiter's Redis (``routing.gateway.limits``): its lease script, its clients (one per
+event loop, one for sync callers) and the per-process back-off while Redis is unreachable.
+
+During an outage every lease call used to pay up to ``REDIS_CONNECT_TIMEOUT`` (2 s) before the
+limiter failed open, on every request. Now a connection error or timeout backs Redis off for
+``RATE_LIMIT_REDIS_BACKOFF_SECONDS``: requests are admitted uncounted without trying it (the
+limits fail open, as before), then one request probes it, and the others keep skipping until
+that probe ends. The outage is logged once as it starts and once as it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from routerhub.redis_clients import redis_client, redis_client_async
+
+logger = logging.getLogger(__name__)
+
+_WARN_EVERY_S = 10.0
+# KEYS: requests and tokens leased in this window. ARGV: rpm, tpm, requests wanted, tokens
+# wanted, ttl. Grants what is wanted, or what is left of the limit; 0 for an unlimited dimension.
+_LEASE = """
+local function lease(key, limit, want, ttl)
+  if limit <= 0 or want <= 0 then return 0 end
+  local leased = tonumber(redis.call('GET', key) or '0')
+  local grant = math.min(want, limit - leased)
+  if grant <= 0 then return 0 end
+  redis.call('INCRBY', key, grant)
+  redis.call('EXPIRE', key, ttl)
+  return grant
+end
+return {lease(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[3]), ARGV[5]),
+        lease(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[4]), ARGV[5])}
+"""
+
+
+class _RedisState:
+    loop: asyncio.AbstractEventLoop | None = None
+    client: Any = None
+    script: Any = None
+
+
+class _SyncRedisState:
+    """The sync path's client (DRF views): one per process, thread-safe through its pool. Under
+    WSGI ``async_to_sync`` made an event loop, and so a client, per select, never closed."""
+
+    url = ""
+    client: Any = None
+    script: Any = None
+    lock = threading.Lock()  # two threads' first selects make one client
+
+
+class _Outage:
+    """This process's view of Redis: unreachable since ``since`` (None: it answers); no lease
+    call before ``retry_at`` (monotonic). ``lock`` is held for these few fields only."""
+
+    since: float | None = None
+    retry_at = 0.0
+    last_warning = 0.0
+    lock = threading.Lock()
+
+
+def lease_client() -> tuple[Any, Any]:
+    """The running loop's client and its lease script (a loop's connections answer it only)."""
+    loop = asyncio.get_running_loop()
+    if _RedisState.client is None or _RedisState.loop is not loop:
+        _RedisState.client = redis_client_async()
+        _RedisState.script = _RedisState.client.register_script(_LEASE)
+        _RedisState.loop = loop
+    return _RedisState.client, _RedisState.script
+
+
+def lease_client_sync() -> tuple[Any, Any]:
+    """The sync callers' client and its lease script (the same Lua as the event loop's)."""
+    with _SyncRedisState.lock:
+        if _SyncRedisState.client is None or _SyncRedisState.url != settings.REDIS_URL:
+            if _SyncRedisState.client is not None:
+                _SyncRedisState.client.close()  # REDIS_URL changed (tests): its pool goes
+            _SyncRedisState.client = redis_client()
+            _SyncRedisState.script = _SyncRedisState.client.register_script(_LEASE)
+            _SyncRedisState.url = settings.REDIS_URL
+        return _SyncRedisState.client, _SyncRedisState.script
+
+
+async def rate_limit_close() -> None:
+    """Close this loop's client only: one another loop made (another server in the process) is
+    its own, and closing it from here never finished (its connections answer that loop only)."""
+    if _RedisState.client is not None and _RedisState.loop is asyncio.get_running_loop():
+        await _RedisState.client.aclose()
+        _RedisState.client = None
+
+
+def redis_backed_off() -> bool:
+    """True while Redis is backed off (the caller fails open without trying it). The first
+    caller past the back-off probes it; the others keep skipping until that probe ends, so an
+    outage costs one connect timeout per back-off, not one per request or per key."""
+    if _Outage.since is None:
+        return False
+    with _Outage.lock:
+        now = time.monotonic()
+        if _Outage.since is None or now >= _Outage.retry_at:
+            _Outage.retry_at = now + settings.RATE_LIMIT_REDIS_BACKOFF_SECONDS
+            return False
+        return True
+
+
+def redis_failed(exc: Exception) -> None:
+    """A lease call failed and its request is admitted uncounted. A connection error or timeout
+    backs Redis off and logs the outage once; another Redis error logs at most every 10 s."""
+    now = time.monotonic()
+    if not isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+        with _Outage.lock:
+            warn = now - _Outage.last_warning >= _WARN_EVERY_S
+            _Outage.last_warning = now if warn else _Outage.last_warning
+        if warn:
+            logger.warning("rate limits unavailable (Redis: %s); admitting requests uncounted", exc)
+        return
+    backoff = settings.RATE_LIMIT_REDIS_BACKOFF_SECONDS
+    with _Outage.lock:
+        started = _Outage.since is None
+        _Outage.since = now if started else _Outage.since
+        _Outage.retry_at = now + backoff
+    if started:
+        logger.warning(
+            "rate limits unavailable (Redis unreachable: %s); admitting requests uncounted, and"
+            " trying Redis again every %s s",
+            exc,
+            backoff,
+        )
+
+
+def redis_answered() -> None:
+    """A lease call succeeded: the outage, if there was one, ends (logged once)."""
+    if _Outage.since is None:
+        return
+    with _Outage.lock:
+        since, _Outage.since, _Outage.retry_at = _Outage.since, None, 0.0
+    if since is not None:
+        logger.warning(
+            "Redis answers again after %.0f s; rate limits count again", time.monotonic() - since
+        )

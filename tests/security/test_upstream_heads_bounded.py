@@ -1,0 +1,87 @@
+"""An answer's head (status line and headers) from a catalog provider is bounded before any of it
+is kept: the gateway's lean transport (the platform's providers; tenants' own hosts go through
+httpcore) kept every header the parser gave it, and the parser buffered a header line however
+long, until the head ended or the first-byte timeout (60 s) passed — 20 MB of ``a:b`` lines
+became 260 MB of the worker every organization shares. httpcore's h11 (tenants' hosts, and every
+provider behind a proxy) refuses a head past 100 KiB; the lean transport now does too."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from routing.gateway.transport import MAX_HEAD_BYTES
+from tests.routing.world import World, base_catalog, endpoint, model, provider
+from tests.security.raw_upstream import RawUpstream
+
+COMPLETION = orjson.dumps({
+    "id": "chatcmpl-own", "object": "chat.completion", "created": 1, "model": "own",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there."},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+})  # fmt: skip
+HEAD_BYTES = 4 * 1024 * 1024  # forty times the bound
+
+
+def _many_headers() -> bytes:
+    line = b"x-padding: " + b"p" * 85 + b"\r\n"  # 100 bytes
+    return line * (HEAD_BYTES // len(line))
+
+
+def _one_endless_header() -> bytes:
+    return b"x-padding: " + b"p" * HEAD_BYTES + b"\r\n"
+
+
+def _answers_with(padding: bytes) -> Callable[[RawUpstream, socket.socket], None]:
+    """Reads the request and answers 200 with ``padding`` among its headers (then its body)."""
+
+    def handler(server: RawUpstream, connection: socket.socket) -> None:
+        server.read_request(connection)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        tail = b"Content-Length: %d\r\n\r\n%s" % (len(COMPLETION), COMPLETION)
+        try:
+            connection.sendall(head + padding + tail)
+        except OSError:
+            return  # the gateway stopped reading
+
+    return handler
+
+
+def _ask(world: World, raw_servers: list[RawUpstream], padding: bytes) -> Any:
+    server = RawUpstream(_answers_with(padding))
+    raw_servers.append(server)
+    data = base_catalog(world.fake_url)
+    data["models"].append(model("test/raw"))
+    data["providers"].append(provider("raw-0", "openai", world.fake_url))
+    data["providers"][-1]["base_url"] = f"{server.url()}/v1"
+    data["endpoints"].append(endpoint("test/raw", "raw-0", "gpt-4o"))
+    world.catalog(data)
+    body = {"model": "test/raw", "max_tokens": 16,
+            "messages": [{"role": "user", "content": "Say hello."}]}  # fmt: skip
+    return httpx.post(f"{world.gateway_url}/v1/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {world.key}"}, timeout=30)  # fmt: skip
+
+
+def test_an_ordinary_head_is_read(world: World, raw_servers: list[RawUpstream]) -> None:
+    response = _ask(world, raw_servers, b"x-padding: " + b"p" * 8000 + b"\r\n")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "Hello there."
+
+
+@pytest.mark.parametrize("padding", [_many_headers, _one_endless_header])
+def test_a_head_past_the_bound_fails_the_attempt(
+    world: World, raw_servers: list[RawUpstream], padding: Callable[[], bytes]
+) -> None:
+    # Before: every header was kept (the endless one by the parser) and the answer served, 200.
+    response = _ask(world, raw_servers, padding())
+
+    assert response.status_code == 502, response.text
+    attempts = response.json()["error"]["metadata"]["attempts"]
+    assert [a["error"] for a in attempts] == ["connection_error"]
+    assert f"the answer's head is larger than {MAX_HEAD_BYTES} bytes" in attempts[0]["detail"]
