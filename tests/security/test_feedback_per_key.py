@@ -12,58 +12,37 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from accounts.models import ApiKey, KeyScope
-from billing.drafts import UsageDraft
+from accounts.models import ApiKey, KeyScope, Membership, Role
 from billing.models import Reservation, UsageGeneration
-from billing.services import ReservationRequest, credits_reserve, ledger_post
-from billing.settlement import usage_settle
 from routing.models import Feedback
-from tests.factories import dashboard_client, key_client, key_make
+from tests.factories import (
+    dashboard_client,
+    funded_organization_make,
+    key_client,
+    key_make,
+    usage_served,
+)
 
 pytestmark = pytest.mark.django_db
 
 
-def _served(organization, key: ApiKey, name: str) -> str:
-    generation_id = f"gen-per-key-{name}"
-    credits_reserve(
-        ReservationRequest(
-            organization_id=organization.pk, generation_id=generation_id, amount=Decimal("0.01")
-        )
-    )
-    usage_settle(
-        UsageDraft(
-            generation_id=generation_id,
-            organization_id=organization.pk,
-            key_id=key.pk,
-            status="succeeded",
-            cost=Decimal("0.01"),
-            model="demo/small",
-            provider="demo",
-            prompt_tokens=10,
-            completion_tokens=5,
-            created_at=timezone.now(),
-        )
-    )
-    return generation_id
-
-
 @pytest.fixture
-def keys(tenants):
-    organization = tenants.organization
-    ledger_post(
-        organization=organization, kind="promotion", amount=Decimal("10"), idempotency_key="g"
-    )
+def keys(db):
+    organization = funded_organization_make("10")
+    owner = Membership.objects.get(organization=organization, role=Role.OWNER).user
     plain = {name: key_make(organization, name=name) for name in ("alice", "bob")}
     # A key made by alice's key (as a key alice's once made while it could): alice answers for it.
     alice = ApiKey.objects.get(organization=organization, name="alice")
     plain["child"] = key_make(organization, name="child", created_by_key=alice)
     served = {
-        name: _served(organization, ApiKey.objects.get(organization=organization, name=name), name)
+        name: usage_served(
+            organization, ApiKey.objects.get(organization=organization, name=name), name, "0.01"
+        )
         for name in plain
     }
     clients = {name: key_client(text) for name, text in plain.items()}
     clients["manage"] = key_client(key_make(organization, scope=KeyScope.MANAGE))
-    return tenants, clients, served
+    return organization, owner, clients, served
 
 
 def _rate(client, generation_id: str, score: float = 0.0):
@@ -73,15 +52,15 @@ def _rate(client, generation_id: str, score: float = 0.0):
 
 
 def test_an_inference_key_rates_only_requests_it_or_a_key_it_made_sent(keys):
-    _, clients, served = keys
+    _, _, clients, served = keys
 
     foreign = _rate(clients["bob"], served["alice"])
-    unknown = _rate(clients["bob"], "gen-per-key-nobody")
+    unknown = _rate(clients["bob"], "gen-nobody")
 
     assert foreign.status_code == 404, foreign.json()
     # The same answer as an id that does not exist: the id is not confirmed.
     assert foreign.json()["error"]["message"] == unknown.json()["error"]["message"].replace(
-        "gen-per-key-nobody", served["alice"]
+        "gen-nobody", served["alice"]
     )
     assert not Feedback.objects.filter(usage_id=served["alice"]).exists()
     assert _rate(clients["child"], served["alice"]).status_code == 404  # not up the lineage
@@ -92,8 +71,8 @@ def test_an_inference_key_rates_only_requests_it_or_a_key_it_made_sent(keys):
 
 
 def test_an_inference_key_never_replaces_a_persons_dashboard_feedback(keys):
-    tenants, clients, served = keys
-    person = dashboard_client(tenants.owner, tenants.organization)
+    organization, owner, clients, served = keys
+    person = dashboard_client(owner, organization)
 
     given = person.post(f"/dashboard/feedback/{served['alice']}", {"score": "good"})
     assert given.status_code == 302
@@ -108,11 +87,11 @@ def test_an_inference_key_never_replaces_a_persons_dashboard_feedback(keys):
 
 
 def test_an_inference_key_reads_only_requests_it_or_a_key_it_made_sent(keys):
-    tenants, clients, served = keys
+    organization, owner, clients, served = keys
     # Another key's request answered, not yet settled: a 404 too, never a 503 confirming it.
-    bob = ApiKey.objects.get(organization=tenants.organization, name="bob")
+    bob = ApiKey.objects.get(organization=organization, name="bob")
     Reservation.objects.create(
-        organization=tenants.organization,
+        organization=organization,
         generation_id="gen-per-key-pending",
         key=bob,
         amount=Decimal("0.01"),
@@ -128,5 +107,5 @@ def test_an_inference_key_reads_only_requests_it_or_a_key_it_made_sent(keys):
     assert read("alice", served["alice"]) == 200 and read("alice", served["child"]) == 200
     assert read("bob", "gen-per-key-pending") == 503
     assert read("manage", served["bob"]) == 200 and read("manage", served["alice"]) == 200
-    owner = dashboard_client(tenants.owner, tenants.organization)
+    owner = dashboard_client(owner, organization)
     assert owner.get(f"/dashboard/generations/{served['bob']}/").status_code == 200
