@@ -22,12 +22,16 @@ def row_update(
     changes: dict[str, Any],
     fields: Iterable[str],
     check: Callable[[_Row], None] | None = None,
+    gone: Exception | None = None,
 ) -> _Row:
     """Write ``changes`` to ``instance``'s row, locked, and return the row as written: only the
     names in ``fields`` whose value differs from the locked row's are written (with any
-    ``auto_now`` field). ``check`` sees the locked row first and may raise to refuse."""
+    ``auto_now`` field). ``check`` sees the locked row first and may raise to refuse; a row deleted since it was
+    read raises ``gone`` (else the model's ``DoesNotExist``)."""
     with transaction.atomic():
-        locked = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
+        locked = type(instance)._default_manager.select_for_update().filter(pk=instance.pk).first()
+        if locked is None:
+            raise gone or type(instance).DoesNotExist()
         if check is not None:
             check(locked)
         written = [f for f in fields if f in changes and getattr(locked, f) != changes[f]]
