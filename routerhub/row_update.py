@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models, transaction
 
 _Row = TypeVar("_Row", bound=models.Model)
@@ -27,11 +28,11 @@ def row_update(
     """Write ``changes`` to ``instance``'s row, locked, and return the row as written: only the
     names in ``fields`` whose value differs from the locked row's are written (with any
     ``auto_now`` field). ``check`` sees the locked row first and may raise to refuse; a row deleted since it was
-    read raises ``gone`` (else the model's ``DoesNotExist``)."""
+    read raises ``gone`` (else ``ObjectDoesNotExist``)."""
     with transaction.atomic():
         locked = type(instance)._default_manager.select_for_update().filter(pk=instance.pk).first()
         if locked is None:
-            raise gone or type(instance).DoesNotExist()
+            raise gone or ObjectDoesNotExist(f"{type(instance).__name__} {instance.pk} is gone.")
         if check is not None:
             check(locked)
         written = [f for f in fields if f in changes and getattr(locked, f) != changes[f]]
