@@ -27,7 +27,7 @@ until the window ends.
 When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
 answers again, when counting resumes in the current window. After a connection error or timeout
 the process leaves Redis alone for ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes
-it (``routing.gateway.limits_redis``): before, every request paid up to
+it, one probe at a time (``routing.gateway.limits_redis``): before, every request paid up to
 ``REDIS_CONNECT_TIMEOUT`` while Redis was down. A window this worker already knows to be used up
 stays refused until it ends: the key really did spend that minute's quota. Rate limits protect capacity, not money: credits and key spend limits are held
 in PostgreSQL, so an outage of Redis can never let a key spend beyond its balance or limit.
