@@ -3,6 +3,7 @@ mail task sends: per address (a cooldown), per organization and per person (an h
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -13,20 +14,35 @@ from routerhub.domain import Conflict, RateLimited
 
 # Gmail ignores dots in the local part and delivers googlemail.com to the same inbox.
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+# A quoted local part's escapes (RFC 5321 quoted-pair): ``\x`` is ``x``.
+_QUOTED_PAIR = re.compile(r"\\(.)")
 
 
 def email_limit_key(email: str) -> str:
-    """The inbox an address reaches, for the per-address cooldown: lowercased, a ``+tag``
+    """The inbox an address reaches, for the per-address cooldown (and the once-per-inbox
+    starter credits): a quoted local part unquoted (``"m\\allory"@`` is ``mallory@``), the
+    domain IDNA-encoded (``bücher.de`` is ``xn--bcher-kva.de``), both casefolded, a ``+tag``
     dropped (any domain: most providers deliver ``a+x@`` to ``a@``), and for Gmail the dots
-    of the local part dropped and googlemail.com read as gmail.com. Only the limit uses it:
+    of the local part dropped and googlemail.com read as gmail.com. Only the limits use it:
     invitations are stored, mailed and accepted with the address as typed."""
-    local, at, domain = email.strip().lower().rpartition("@")
+    local, at, domain = email.strip().rpartition("@")
     if not at:
-        return email.strip().lower()
-    local = local.split("+", 1)[0]
+        return email.strip().casefold()
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        local = _QUOTED_PAIR.sub(r"\1", local[1:-1])
+    local = local.casefold().split("+", 1)[0]
+    domain = _idna(domain.casefold().rstrip("."))
     if domain in _GMAIL_DOMAINS:
         local, domain = local.replace(".", ""), "gmail.com"
     return f"{local}@{domain}"
+
+
+def _idna(domain: str) -> str:
+    """The domain's ASCII (IDNA) form; as given when it has none (an invalid label)."""
+    try:
+        return domain.encode("idna").decode("ascii").casefold()
+    except UnicodeError:
+        return domain
 
 
 def invitation_limits_check(organization: Organization, email: str, now: datetime) -> None:

@@ -12,11 +12,21 @@ from routerhub.money import ZERO, money
 
 @dataclass(frozen=True, slots=True)
 class TokenPrices:
-    """USD per token (not per million) of one endpoint."""
+    """USD per token (not per million) of one endpoint. ``long_context``: the prices of a
+    request whose prompt is over ``long_context_threshold`` tokens (Gemini 2.5 Pro's prompts
+    over 200k), which price the whole request, prompt and completion, as the provider bills."""
 
     prompt: Decimal
     completion: Decimal
     cached_prompt: Decimal | None = None
+    long_context: TokenPrices | None = None
+    long_context_threshold: int = 0
+
+    def at(self, prompt_tokens: int) -> TokenPrices:
+        """The prices of a request of ``prompt_tokens`` (cached ones included)."""
+        if self.long_context is not None and prompt_tokens > self.long_context_threshold:
+            return self.long_context
+        return self
 
 
 # Prompt-cache writes cost a multiple of the prompt price (Anthropic's "Prompt caching"
@@ -48,6 +58,7 @@ def usage_cost(
     (``cache``) the prompt price times ``CACHE_WRITE_MULTIPLIER``.
     Bring-your-own-key requests pay the provider directly and RouterHub only its fee on the
     equivalent list price."""
+    prices = prices.at(prompt_tokens)
     cached = min(max(cached_tokens, 0), prompt_tokens)
     written = min(max(cache.write, 0), prompt_tokens - cached)
     hour = min(max(cache.write_1h, 0), written)
@@ -68,7 +79,9 @@ def reservation_amount(
     prices: TokenPrices, *, prompt_tokens: int, max_output_tokens: int, cache_ttl: str | None = None
 ) -> Decimal:
     """The most a request can cost: every prompt token uncached, every allowed output token used;
-    with prompt-caching marks (``cache_ttl``, the longest asked for) every prompt token written."""
+    with prompt-caching marks (``cache_ttl``, the longest asked for) every prompt token written;
+    at the long-context prices when the prompt's bound is over their threshold."""
+    prices = prices.at(prompt_tokens)
     prompt_price = prices.prompt * CACHE_WRITE_MULTIPLIER.get(cache_ttl or "", Decimal(1))
     return money(prompt_tokens * prompt_price + max_output_tokens * prices.completion)
 

@@ -37,6 +37,7 @@ from billing.models import (
 )
 from billing.pg_async import pg_fetchone
 from billing.settlement import reservations_reconcile, reservations_release
+from billing.starter_verification import address_verified, verified_grants
 from billing.windows import LimitBound
 from routerhub.errors import InsufficientCredits, ServiceUnavailable
 from routerhub.money import ZERO, money, money_str
@@ -107,7 +108,7 @@ def starter_credits_grant(
     ledger key names the person and their row is locked first, so organizations created at once
     cannot both pass the check; an organization without an owner is keyed by itself. Once per
     inbox too: a person whose address reaches an inbox already granted (``_inbox_reference``)
-    gets none."""
+    gets none. Only once the address is verified (``billing.starter_verification``)."""
     amount = settings.STARTER_CREDITS_USD
     if amount <= 0:
         return None
@@ -120,6 +121,11 @@ def starter_credits_grant(
             list(User.objects.select_for_update().filter(pk=person).values_list("pk"))
             key = f"starter-credits:person:{person}"
             if _granted_per_organization(person, organization):
+                return None
+            if not address_verified(person):
+                # Granted when it is (``billing.starter_verification``): not before, or an
+                # unconfirmed sign-up of someone's ``+tag`` variant took their inbox's grant.
+                credit_account_for(organization.pk)
                 return None
             inbox = _inbox_reference(person)
             if inbox and _inbox_granted(inbox):
@@ -156,7 +162,8 @@ def _inbox_granted(reference: str) -> bool:
         with connection.cursor() as cursor:
             sql = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
             cursor.execute(sql, [_STARTER_INBOX_LOCK, reference])
-    return LedgerEntry.objects.filter(reference=reference, kind=LedgerKind.PROMOTION).exists()
+    grants = LedgerEntry.objects.filter(reference=reference, kind=LedgerKind.PROMOTION)
+    return grants.filter(verified_grants()).exists()
 
 
 def _granted_per_organization(person: int, organization: Organization) -> bool:

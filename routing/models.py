@@ -129,6 +129,13 @@ class Endpoint(models.Model):
         help_text="Output tokens a second billed for a cut stream's hidden reasoning "
         "(0: GATEWAY_REASONING_TOKENS_PER_SECOND).",
     )
+    long_context = models.JSONField(
+        default=dict,
+        db_default={},
+        blank=True,
+        help_text="Prices of a request whose prompt is over a threshold, USD per token: "
+        '{"threshold": 200000, "input": ..., "output": ..., "cached_input": ...}; {} for none.',
+    )
 
     class Meta:
         ordering = ("model_id", "provider__slug")

@@ -163,6 +163,7 @@ def _endpoint_sync(item: dict[str, Any], provider: Provider, model: CatalogModel
             "image_tokens": item.get("image_tokens", {}),
             "hidden_reasoning": item.get("hidden_reasoning", False),
             "output_tokens_per_second": item.get("output_tokens_per_second", 0),
+            "long_context": _long_context(item),
             **(
                 _capability_fields(capabilities)
                 if capabilities is not None
@@ -170,6 +171,21 @@ def _endpoint_sync(item: dict[str, Any], provider: Provider, model: CatalogModel
             ),
         },
     )
+
+
+def _long_context(item: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint's long-context tier (``{threshold, input, output, cached_input}``, USD per
+    1M tokens in the file) stored per token, as its other prices; {} when it has none."""
+    tier = item.get("long_context")
+    if tier is None:
+        return {}
+    threshold = tier.get("threshold") if isinstance(tier, dict) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+        raise ValueError(f"{item['model']}: long_context needs a positive integer threshold")
+    if tier.get("input") is None or tier.get("output") is None:
+        raise ValueError(f"{item['model']}: long_context needs input and output prices")
+    prices = {n: str(_per_token(tier[n])) for n in ("input", "output", "cached_input") if n in tier}
+    return {"threshold": threshold, **prices}
 
 
 def catalog_sync_file(*, path: Path = CATALOG_FILE) -> CatalogSyncResult:

@@ -101,10 +101,13 @@ ROUTER_SETTINGS = ("slug", "name", "candidates", "default_tradeoff", "auto_activ
 def router_update(*, router: Router, changes: dict[str, Any]) -> Router:
     """Change a router's own settings: only those changed are written, on its locked row, so a
     version activated, rolled back or put in an experiment since ``router`` was read stays (a
-    whole-row save of that read put the version it had back, undoing a rollback)."""
+    whole-row save of that read put the version it had back, undoing a rollback). A router
+    deleted since is NotFound (a 404, not a 500)."""
     fields = [field for field in ROUTER_SETTINGS if field in changes]
     with transaction.atomic():
-        locked = Router.objects.select_for_update().get(pk=router.pk)
+        locked = Router.objects.select_for_update().filter(pk=router.pk).first()
+        if locked is None:  # deleted since the request read it: a 404, as the view answers
+            raise NotFound(f"No router '{router.slug}' in this organization.", param="slug")
         if "slug" in changes and changes["slug"] != locked.slug:
             taken = Router.objects.filter(
                 organization_id=locked.organization_id, slug=changes["slug"]
@@ -133,7 +136,9 @@ def version_activate(*, router: Router, number: int) -> Router:
     """Make version ``number`` the one serving uses (also how a rollback is done), loaded into
     this process first thing after the commit: its first decision here reads no storage."""
     with transaction.atomic():
-        locked = Router.objects.select_for_update().get(pk=router.pk)
+        locked = Router.objects.select_for_update().filter(pk=router.pk).first()
+        if locked is None:  # deleted since the request read it: a 404, as the view answers
+            raise NotFound(f"No router '{router.slug}' in this organization.", param="slug")
         version = RouterVersion.objects.filter(router=locked, number=number).first()
         if version is None:
             raise NotFound(f"Router '{router.slug}' has no version {number}.")

@@ -44,7 +44,7 @@ from routing.gateway.upstream import (
     upstream_timeout,
     upstream_url,
 )
-from routing.gateway.usage_estimate import impossible, prompt_estimate_usage
+from routing.gateway.usage_estimate import impossible, timed_out_usage
 from routing.providers import ADAPTERS
 from routing.providers.base import (
     JSON,
@@ -104,14 +104,14 @@ def transport_failed(ex: Exchange, endpoint: EndpointInfo, exc: Exception) -> No
 def timed_out(ex: Exchange, endpoint: EndpointInfo) -> None:
     """A failed attempt that timed out. If the provider had the whole request by then
     (``ex.sending``), it bills that prompt though it never answered: the attempt is charged its
-    prompt, estimated, at its endpoint (``exchange.timeouts_charge``), as a call abandoned while
+    prompt, estimated (and a ``hidden_reasoning`` model's reasoning for its time,
+    ``timed_out_usage``), at its endpoint (``exchange.timeouts_charge``), as a call abandoned while
     the provider had it is. A timeout before the request was written (connecting, in the TLS
     handshake, waiting for a pooled connection) is free, as every other failed attempt."""
     sent = ex.sending if ex.sending is not None and ex.sending.endpoint is endpoint else None
     failed(ex, endpoint, "timeout")
     if sent is not None:
-        usage = prompt_estimate_usage(ex, endpoint)
-        ex.timed_out.append(TimedOut(ex.attempts[-1], sent, usage))
+        ex.timed_out.append(TimedOut(ex.attempts[-1], sent, timed_out_usage(ex, endpoint)))
 
 
 def scrubbed(text: str, candidate: Candidate) -> str:

@@ -8,7 +8,8 @@ process both happen in the background ahead of expiry (``routerhub.ttl_cache.ref
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -94,7 +95,7 @@ def _endpoint_info(row: Endpoint) -> EndpointInfo:
         api_key_env=provider.api_key_env,
         options=dict(provider.options or {}),
         upstream_model=row.upstream_model,
-        prices=TokenPrices(row.input_price, row.output_price, row.cached_input_price),
+        prices=_prices(row),
         context_length=row.context_length,
         max_output=row.max_output,
         supports_tools=row.supports_tools,
@@ -110,6 +111,26 @@ def _endpoint_info(row: Endpoint) -> EndpointInfo:
         hidden_reasoning=row.hidden_reasoning,
         output_tokens_per_second=row.output_tokens_per_second,
     )
+
+
+def _prices(row: Endpoint) -> TokenPrices:
+    """The endpoint's prices, with its long-context tier (``routing.services._long_context``'s
+    form); a tier mistyped in admin is logged and left out."""
+    base = TokenPrices(row.input_price, row.output_price, row.cached_input_price)
+    tier = row.long_context or {}
+    if not tier:
+        return base
+    try:
+        cached = tier.get("cached_input")
+        long = TokenPrices(
+            Decimal(tier["input"]),
+            Decimal(tier["output"]),
+            None if cached is None else Decimal(cached),
+        )
+        return replace(base, long_context=long, long_context_threshold=int(tier["threshold"]))
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        logger.warning("endpoint %s: long_context %r is no price tier", row.pk, tier)
+        return base
 
 
 def _image_rule(row: Endpoint) -> ImageTokens:

@@ -158,6 +158,8 @@ async def _complete(ex: Exchange) -> None:
             "choices": completion.choices,
             "usage": usage.to_openai() | {"cost": float(cost), "is_byok": ex.is_byok},
         }
+        if completion.service_tier:  # the tier served, as OpenAI says it
+            response["service_tier"] = completion.service_tier
         body = canonical_to_messages_response(response, usage) if ex.anthropic else response
         if ex.key.prompt_logging:
             ex.answer_parts.append(answer_text(completion.choices))

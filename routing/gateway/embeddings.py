@@ -51,6 +51,7 @@ from routing.gateway.limits import rate_limit_admit
 from routing.gateway.needs import Needs
 from routing.gateway.openrouter_request import model_names_resolved
 from routing.gateway.planning import Candidate, plan_request
+from routing.gateway.request_shape import service_tier_validate
 from routing.gateway.upstream import upstream_timeout, upstream_url
 from routing.providers import ADAPTERS
 from routing.providers.base import JSON, Target, UpstreamError, Usage
@@ -163,6 +164,7 @@ async def embeddings(req: GatewayRequest) -> None:
     key = await authenticate(req, anthropic=False)
     body = await req.json()
     request = embedding_input_parse(body)
+    service_tier_validate(body)  # a standard tier only on the platform's keys (planning)
     catalog = await catalog_get()
     body = model_names_resolved(body, catalog)  # OpenAI's own names: text-embedding-3-small
     if str(body.get("model") or "").startswith("router/"):
@@ -233,7 +235,10 @@ async def _embed(ex: Exchange, request: EmbeddingInput) -> None:
         }
         if ex.attempts:
             body["fallbacks"] = ex.attempts
-        await ex.req.respond_json(200, body, headers={"x-generation-id": ex.generation_id})
+        headers = {"x-generation-id": ex.generation_id}
+        if ex.body.get("service_tier") is not None:  # no embeddings API takes a tier
+            headers["x-routerhub-dropped"] = "service_tier"
+        await ex.req.respond_json(200, body, headers=headers)
         record_success(ex, usage)
         return
     raise exhausted(ex)

@@ -33,7 +33,7 @@ from routing.gateway.provider_preferences import (
     providers_named,
     within_max_price,
 )
-from routing.gateway.request_shape import platform_refusal
+from routing.gateway.request_shape import platform_refusal, tier_refusal
 from routing.gateway.token_bounds import prompt_token_floor
 from routing.providers.base import JSON
 from routing.routellm import routellm_decide_async, routellm_model_parse
@@ -275,7 +275,8 @@ class _Sieve:
         self.require_parameters = bool(self.prefs.get("require_parameters"))
         # What only an organization's own key may send (a tier or tool the catalog does not
         # price): the platform's endpoints are left out, and this is the 400 if none is left.
-        # Embeddings send neither (``providers.embeddings``): chat's refusals are not theirs.
+        # Embeddings send neither (``providers.embeddings``): they refuse a tier as chat does (a
+        # standard one is served, not sent, and named in x-routerhub-dropped), not chat's tools.
         self.body = body
         self.platform_refused: tuple[str, str] | None = None
         self.candidates: list[Candidate] = []
@@ -294,7 +295,9 @@ class _Sieve:
                 base_url = own.base_url if style == "openai" else ""
                 self.candidates.append(Candidate(endpoint, own.secret, True, base_url))
                 continue
-            refusal = None if self.needs.embeddings else platform_refusal(self.body, style)
+            refusal = (tier_refusal if self.needs.embeddings else platform_refusal)(
+                self.body, style
+            )
             if refusal is not None:
                 self.platform_refused = refusal
                 continue

@@ -200,16 +200,10 @@ def platform_refusal(body: JSON, api_style: str) -> tuple[str, str] | None:
     OpenAI-style hosts are sent ``service_tier`` (the other adapters never send it, and the
     answer's ``x-routerhub-dropped`` names it). Shapes chat refuses first (``request_validate``)
     are not this function's: a ``tools`` that is not a list, or an item not an object, is
-    ignored here, as embeddings ignore chat's fields."""
-    tier = body.get("service_tier")
-    if api_style == "openai" and tier is not None and not _standard_tier(tier):
-        return (
-            f"service_tier '{tier}' is not offered on RouterHub's provider keys: the catalog "
-            "prices the standard tier only, which 'auto', 'default', Groq's 'on_demand' or no "
-            "service_tier give. Other tiers (OpenAI's 'flex' and 'priority') need your "
-            "organization's own provider key (Provider keys), whose provider bills them to you.",
-            "service_tier",
-        )
+    ignored here, as embeddings ignore chat's tools (their tier is ``tier_refusal``'s)."""
+    refusal = tier_refusal(body, api_style)
+    if refusal is not None:
+        return refusal
     tools = body.get("tools")
     for index, tool in enumerate(tools if isinstance(tools, list) else []):
         kind = tool.get("type", "function") if isinstance(tool, dict) else "function"
@@ -221,6 +215,28 @@ def platform_refusal(body: JSON, api_style: str) -> tuple[str, str] | None:
                 "tools",
             )
     return None
+
+
+def tier_refusal(body: JSON, api_style: str) -> tuple[str, str] | None:
+    """Why the platform's provider keys cannot take ``body``'s ``service_tier`` to an endpoint
+    of ``api_style`` (``platform_refusal``'s part that embeddings and responses share): only a
+    standard tier on an OpenAI-style host, which is the catalog's price."""
+    tier = body.get("service_tier")
+    if api_style == "openai" and tier is not None and not _standard_tier(tier):
+        return (
+            f"service_tier '{tier}' is not offered on RouterHub's provider keys: the catalog "
+            "prices the standard tier only, which 'auto', 'default', Groq's 'on_demand' or no "
+            "service_tier give. Other tiers (OpenAI's 'flex' and 'priority') need your "
+            "organization's own provider key (Provider keys), whose provider bills them to you.",
+            "service_tier",
+        )
+    return None
+
+
+def service_tier_validate(body: JSON) -> None:
+    """A ``service_tier`` is a string (chat, responses and embeddings alike)."""
+    if body.get("service_tier") is not None and not isinstance(body["service_tier"], str):
+        raise BadRequest("service_tier must be a string.", param="service_tier")
 
 
 def _standard_tier(tier: object) -> bool:
@@ -244,8 +260,7 @@ def request_validate(body: JSON, *, parts_counted: bool = False) -> None:
         value = body.get(name)
         if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
             raise BadRequest(f"{name} must be a number.", param=name)
-    if body.get("service_tier") is not None and not isinstance(body["service_tier"], str):
-        raise BadRequest("service_tier must be a string.", param="service_tier")
+    service_tier_validate(body)
     _prediction_validate(body.get("prediction"))
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise BadRequest("stream must be true or false.", param="stream")

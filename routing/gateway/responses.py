@@ -44,7 +44,6 @@ _IGNORED = (
     "include",
     "truncation",
     "metadata",
-    "service_tier",
     "safety_identifier",
     "prompt_cache_key",
     "prompt_cache_retention",
@@ -59,6 +58,7 @@ _COPIED = (
     "parallel_tool_calls",
     "user",
     "stream",
+    "service_tier",  # chat's rules: a standard tier on the platform's keys (request_shape)
     *sorted(GATEWAY_PARAMETERS - {"messages", "usage"}),
 )
 _TRANSLATED = (

@@ -34,8 +34,8 @@ def response_from_chat(chat: JSON, request: JSON) -> JSON:
 
 def _head(chat: JSON, request: JSON) -> JSON:
     """A response's fields apart from its output, status and usage: ids, the model that served
-    it (and ``provider``, ``fallbacks``, ``routing``, ``pipeline`` as chat gives them), the
-    request's settings."""
+    it (and ``provider``, ``fallbacks``, ``routing``, ``pipeline`` and the ``service_tier``
+    served as chat gives them), the request's settings."""
     head: JSON = {
         "id": f"resp_{chat['id']}",
         "object": "response",
@@ -57,7 +57,7 @@ def _head(chat: JSON, request: JSON) -> JSON:
         "error": None,
         "incomplete_details": None,
     }
-    for name in ("provider", "fallbacks", "routing", "pipeline"):
+    for name in ("provider", "fallbacks", "routing", "pipeline", "service_tier"):
         if name in chat:
             head[name] = chat[name]
     return head
@@ -174,6 +174,8 @@ class ResponseEventWriter:
             ]
         if chunk.get("usage"):
             self._usage = _usage(chunk["usage"])
+        if "service_tier" in chunk:  # the tier served, said once the provider said it
+            self._head["service_tier"] = chunk["service_tier"]
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue  # Responses has one answer (n is not a Responses parameter)

@@ -263,6 +263,8 @@ async def _stream_error(
 async def _emit(
     ex: Exchange, head: JSON, encoder: MessagesStreamEncoder | None, choices: list[JSON]
 ) -> None:
+    if ex.decoder is not None and ex.decoder.service_tier:
+        head["service_tier"] = ex.decoder.service_tier  # the tier served: this chunk on, as OpenAI
     if not choices:
         return
     for choice in choices:

@@ -59,7 +59,7 @@ def timeouts_charge(ex: Exchange) -> Decimal:
         charged.append(usage)
         billed = timeout.entry.setdefault("billed", {"prompt_tokens": 0, "cost": "0"})
         billed["prompt_tokens"] += usage.prompt_tokens
-        if not timeout.estimated:
+        if not timeout.estimated or usage.completion_tokens:  # hidden reasoning's estimate
             billed["completion_tokens"] = (
                 billed.get("completion_tokens", 0) + usage.completion_tokens
             )

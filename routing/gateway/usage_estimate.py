@@ -55,6 +55,18 @@ def prompt_estimate_usage(ex: Exchange, endpoint: EndpointInfo) -> Usage:
     return usage
 
 
+def timed_out_usage(ex: Exchange, endpoint: EndpointInfo) -> Usage:
+    """A call that timed out with its request at the provider (``attempts.timed_out``): its
+    prompt, estimated, and to a ``hidden_reasoning`` model the reasoning it did meanwhile
+    (``_hidden_reasoning``), which the provider bills though nothing came back. Before, the
+    prompt alone: a reasoning model that thought past the deadline cost the platform its
+    thinking."""
+    usage = prompt_estimate_usage(ex, endpoint)
+    if endpoint.hidden_reasoning:
+        usage.completion_tokens = usage.reasoning_tokens = _hidden_reasoning(ex, endpoint)
+    return usage
+
+
 def partial_usage(ex: Exchange) -> Usage:
     """What a stream produced so far: the provider's count when it sent one, else an estimate."""
     reported = ex.decoder.usage if ex.decoder is not None else None
@@ -77,8 +89,9 @@ def _hidden_reasoning(ex: Exchange, endpoint: EndpointInfo) -> int:
     sent, when no usage report came: its time at the endpoint's speed, at most its output bound.
     Every ``partial_usage`` without a report: a stream its client left or the server cancelled,
     one whose upstream failed mid-stream, one that completed without a usage chunk, and a
-    pipeline's branches (cancelled, timed out, or finished so). Before, only its visible text
-    was billed: nothing when stopped while reasoning."""
+    pipeline's branches (cancelled, timed out, or finished so); and a call that timed out once
+    sent (``timed_out_usage``). Before, only its visible text was billed: nothing when stopped
+    while reasoning."""
     speed = endpoint.output_tokens_per_second or settings.GATEWAY_REASONING_TOKENS_PER_SECOND
     elapsed = time.monotonic() - ex.sent_at if ex.sent_at is not None else 0.0
     return min(math.ceil(elapsed * speed), output_token_bound(ex.body, endpoint))

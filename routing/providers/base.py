@@ -229,6 +229,9 @@ class Completion:
     choices: list[JSON]
     usage: Usage | None
     upstream_id: str = ""
+    # The tier the provider says it served (OpenAI's ``service_tier``), passed on to the
+    # client as OpenAI gives it; "" unsaid.
+    service_tier: str = ""
 
 
 class UpstreamError(Exception):
@@ -246,6 +249,7 @@ class StreamDecoder(ABC):
         self.request = request
         self.usage: Usage | None = None
         self.finished = False
+        self.service_tier = ""  # the tier a chunk said it was served at (``Completion``'s)
 
     @abstractmethod
     def feed(self, event: str | None, data: str) -> list[JSON]:

@@ -125,9 +125,10 @@ class OpenAICompatAdapter(ProviderAdapter):
         if not choices:
             raise UpstreamError("The provider returned no choices.")
         usage = usage_from_openai(body.get("usage"))
+        tier = _tier_served(body)
         if usage is not None:
-            usage.service_tier = _tier_served(body)
-        return Completion(choices=choices, usage=usage, upstream_id=body.get("id", ""))
+            usage.service_tier = tier
+        return Completion(choices, usage, body.get("id", ""), service_tier=tier)
 
     def stream_decoder(self, request: UpstreamRequest) -> StreamDecoder:
         return OpenAIStreamDecoder(request)
@@ -151,9 +152,10 @@ class OpenAIStreamDecoder(StreamDecoder):
             raise UpstreamError(
                 str(error.get("message", error) if isinstance(error, dict) else error)
             )
+        self.service_tier = _tier_served(chunk) or self.service_tier
         usage = usage_from_openai(chunk.get("usage"))
         if usage is not None:
-            usage.service_tier = _tier_served(chunk)
+            usage.service_tier = self.service_tier
             self.usage = usage
         return [
             {

@@ -111,6 +111,17 @@ def test_the_cooldown_key_normalises_only_what_reaches_one_inbox() -> None:
     assert email_limit_key("a.b@gmail.com.evil.example") == "a.b@gmail.com.evil.example"
 
 
+def test_the_cooldown_key_reads_quoted_local_parts_idn_domains_and_casefolds() -> None:
+    # Each was one more key for one inbox (Django's EmailValidator accepts the quoted forms).
+    assert email_limit_key('"mallory"@gmail.com') == "mallory@gmail.com"
+    assert email_limit_key('"m\\allory"@gmail.com') == "mallory@gmail.com"
+    assert email_limit_key('"Mal.Lory+x"@GoogleMail.com') == "mallory@gmail.com"
+    assert email_limit_key("a@bücher.de") == email_limit_key("a@xn--bcher-kva.de")
+    assert email_limit_key("a@BÜCHER.de.") == "a@xn--bcher-kva.de"
+    assert email_limit_key("STRASSE@example.com") == email_limit_key("straße@example.com")
+    assert email_limit_key("a@bad..domain") == "a@bad..domain"  # no IDNA form: as given
+
+
 def test_an_invitation_written_before_the_key_existed_still_holds_the_cooldown(
     tenants: Tenants,
 ) -> None:

@@ -10,6 +10,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
+from accounts.models import User
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -56,3 +57,15 @@ def test_check_your_email_page_says_where_mail_goes_when_it_is_only_printed(
 
     assert "This server does not send email" in page and "make run" in page
     assert "spam folder" not in page
+
+
+def test_signup_refuses_a_quoted_address_and_says_how_to_write_it() -> None:
+    email = f'"ada.{uuid.uuid4().hex[:8]}"@example.com'  # Django's EmailValidator accepts it
+
+    response = Client().post(
+        "/accounts/signup/", {"email": email, "password1": PASSWORD, "password2": PASSWORD}
+    )
+
+    assert response.status_code == 200
+    assert "without quotes" in response.content.decode()
+    assert not User.objects.filter(email=email).exists()

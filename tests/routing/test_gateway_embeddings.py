@@ -305,12 +305,11 @@ def test_a_model_no_provider_can_embed_is_a_permanent_503_without_retry_after(
 
 @pytest.mark.parametrize(
     "extra",
-    [{"tools": 5}, {"tools": ["a"]}, {"tools": [{"type": "browser_search"}]},
-     {"service_tier": "priority"}, {"service_tier": 7}, {"service_tier": ["flex"]}],
+    [{"tools": 5}, {"tools": ["a"]}, {"tools": [{"type": "browser_search"}]}],
 )  # fmt: skip
 def test_chat_only_fields_are_ignored_by_embeddings(world: World, extra: dict[str, Any]) -> None:
-    """Embeddings send no tools or tier upstream: chat's platform refusals are not theirs.
-    Before, a stray ``tools`` was a 500 and a tier a 400 (and before that, ignored)."""
+    """Embeddings send no tools upstream: chat's tool refusals are not theirs. Before, a stray
+    ``tools`` was a 500. (A ``service_tier`` follows chat's rules: test_service_tier_served.)"""
     _embedding_catalog(world)
 
     answer = _post(world, {"model": "test/embed", "input": "hello"} | extra)

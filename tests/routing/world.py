@@ -80,6 +80,17 @@ def base_catalog(fake_url: str) -> dict[str, Any]:
     }
 
 
+def embedding_models(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with test/embed on an OpenAI-style host ($0.02/M) and test/embed-g on Gemini's
+    ($0.15/M), one endpoint each."""
+    data["models"] += [model("test/embed", ["embeddings"]), model("test/embed-g", ["embeddings"])]
+    data["endpoints"] += [
+        endpoint("test/embed", "fake-openai", "text-embedding-3-small", "0.02", "0"),
+        endpoint("test/embed-g", "fake-gemini", "gemini-embedding-001", "0.15", "0"),
+    ]
+    return data
+
+
 @dataclass
 class World:
     gateway_url: str

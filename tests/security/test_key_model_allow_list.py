@@ -14,7 +14,7 @@ import pytest
 
 from accounts.models import KeyScope
 from tests.factories import key_client
-from tests.routing.world import World, base_catalog, endpoint, model
+from tests.routing.world import World, base_catalog, embedding_models
 
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -68,13 +68,7 @@ def test_a_fallback_the_key_may_not_use_is_refused_not_skipped(world: World) -> 
 
 
 def test_embeddings_fallbacks_are_checked(world: World) -> None:
-    data = base_catalog(world.fake_url)
-    data["models"] += [model("test/embed", ["embeddings"]), model("test/embed-g", ["embeddings"])]
-    data["endpoints"] += [
-        endpoint("test/embed", "fake-openai", "text-embedding-3-small", "0.02", "0"),
-        endpoint("test/embed-g", "fake-gemini", "gemini-embedding-001", "0.15", "0"),
-    ]
-    world.catalog(data)
+    world.catalog(embedding_models(base_catalog(world.fake_url)))
     embed_only = world.key_for(allowed_models=["test/embed"])
 
     answer = _post(world, "/v1/embeddings",

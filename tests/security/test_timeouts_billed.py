@@ -168,3 +168,54 @@ def test_timeouts_before_a_fallback_never_take_the_request_past_its_hold(
     )
     priced = (record.prompt_tokens * Decimal(100) + record.completion_tokens * Decimal(50)) / M
     assert money(priced) <= record.cost < money(priced + Decimal(4 * 100) / M)
+
+
+def _reasoning_catalog(world: World, base_url: str, upstream: str) -> None:
+    """``test/slow`` as a ``hidden_reasoning`` model reasoning 1,000 tokens a second."""
+    data = base_catalog(world.fake_url)
+    data["models"].append(model("test/slow") | {"hidden_reasoning": True})
+    data["providers"].append(provider("slow-0", "openai", world.fake_url) | {"base_url": base_url})
+    data["endpoints"].append(
+        endpoint("test/slow", "slow-0", upstream, "10", "50", output_tokens_per_second=1000)
+    )
+    world.catalog(data)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reasoning_model_that_times_out_bills_its_reasoning_time(
+    world: World, settings, stream: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """A ``hidden_reasoning`` model reasons (and its provider bills it) until the timeout: the
+    attempt is billed its prompt and its time at the endpoint's speed, within the request's
+    ``max_tokens``, as reasoning tokens (before: the prompt alone, 0 completion tokens)."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 0.5
+    _reasoning_catalog(world, f"{world.fake_url}/v1", "o4-mini@timeout")
+    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 5000}
+
+    answer = _send(world, "/v1/chat/completions", body | {"stream": stream}, providers=1)
+
+    assert answer.status_code == 408, answer.text[:300]
+    record = _record(world)
+    assert (record.status, record.error_type) == ("failed", "upstream_timeout")
+    assert 0 < record.completion_tokens <= 5000
+    assert record.reasoning_tokens == record.completion_tokens
+    priced = record.prompt_tokens * Decimal(10) + record.completion_tokens * Decimal(50)
+    assert record.cost == money(priced / M)
+    assert "usage_estimated" in record.flag_list
+    _ledger_matches_and_within_hold(record)
+
+
+def test_a_reasoning_model_never_reached_bills_nothing(
+    world: World, settings, raw_servers: list[RawUpstream]
+) -> None:  # type: ignore[no-untyped-def]
+    """A TLS handshake that never ends: the provider never had the request, so neither its
+    prompt nor any reasoning time is billed."""
+    settings.GATEWAY_CONNECT_TIMEOUT = 0.5
+    raw_servers.append(RawUpstream(holds))
+    _reasoning_catalog(world, f"{raw_servers[0].url('https')}/v1", "o4-mini")
+
+    answer = _send(world, "/v1/chat/completions", _CHAT, providers=1)
+
+    assert answer.status_code == 408, answer.text[:300]
+    record = _record(world)
+    assert (record.cost, record.prompt_tokens, record.completion_tokens) == (0, 0, 0)

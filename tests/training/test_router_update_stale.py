@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import KeyScope
+from routerhub.domain import NotFound
 from tests.factories import key_client, key_make, organization_make
 from training import lifecycle, services
 from training.models import Router, RouterEventKind, RouterVersion
@@ -41,6 +42,16 @@ def test_a_settings_change_keeps_a_rollback_made_after_the_router_was_read() -> 
     assert router.active_version is not None and router.active_version.number == 1
     assert router.challenger_version is not None and router.challenger_version.number == 3
     assert (router.name, router.default_tradeoff) == ("Renamed", 0.7)
+
+
+def test_a_settings_change_racing_a_delete_is_not_found_not_a_server_error() -> None:
+    router = _router_on_version_2()
+    as_read = Router.objects.get(pk=router.pk)  # the PATCH's read, before the DELETE commits
+    services.router_delete(router=router)
+
+    with pytest.raises(NotFound):  # a 404, as the view answers a router it cannot find
+        services.router_update(router=as_read, changes={"name": "Renamed"})
+    assert not Router.objects.filter(pk=as_read.pk).exists()
 
 
 def test_the_api_answers_the_router_as_written() -> None:

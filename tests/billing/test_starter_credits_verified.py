@@ -1,0 +1,85 @@
+"""Starter credits go to a verified address only: granted at signup, before the address was
+confirmed, anyone took someone else's once-per-inbox grant by signing up their ``+tag``
+variant and never confirming it (``billing.starter_verification``)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from allauth.account.models import EmailAddress
+from django.core import mail
+from django.test import Client
+
+from accounts.models import Membership, Organization
+from billing.models import CreditAccount, LedgerEntry, LedgerKind
+from billing.services import _inbox_reference, ledger_post
+from tests.factories import PASSWORD, organization_make, user_make
+
+
+def _sign_up(email: str) -> Organization:
+    Client().post(
+        "/accounts/signup/", {"email": email, "password1": PASSWORD, "password2": PASSWORD}
+    )
+    return Membership.objects.get(user__email=email).organization
+
+
+def _confirm(email: str) -> None:
+    link = re.search(r"https?://\S+", mail.outbox[-1].body)
+    assert link and email in mail.outbox[-1].to, mail.outbox[-1].to
+    Client().post("/accounts/" + link.group(0).split("/accounts/", 1)[1])
+
+
+def _balance(organization: Organization) -> Decimal:
+    return CreditAccount.objects.get(organization=organization).balance
+
+
+@pytest.mark.django_db
+def test_an_unconfirmed_variant_does_not_take_the_real_inboxs_starter_credits(
+    settings: Any,
+) -> None:
+    settings.STARTER_CREDITS_USD = Decimal("5")
+    victim = f"victim{uuid.uuid4().hex[:8]}@example.com"  # allauth's per-address mail limits
+
+    attacker = _sign_up(victim.replace("@", "+x@"))  # never confirmed
+    real = _sign_up(victim)
+    assert (_balance(attacker), _balance(real)) == (Decimal("0"), Decimal("0"))
+    _confirm(victim)
+
+    assert (_balance(attacker), _balance(real)) == (Decimal("0"), Decimal("5"))
+    assert EmailAddress.objects.get(email=victim).verified
+
+
+@pytest.mark.django_db
+def test_without_email_verification_signup_is_granted_at_once(settings: Any) -> None:
+    settings.STARTER_CREDITS_USD = Decimal("5")
+    settings.ACCOUNT_EMAIL_VERIFICATION = "none"
+
+    organization = _sign_up(f"dev{uuid.uuid4().hex[:8]}@example.com")
+
+    assert _balance(organization) == Decimal("5")
+
+
+@pytest.mark.django_db
+def test_a_grant_to_an_unverified_address_does_not_count_for_the_inbox(settings: Any) -> None:
+    settings.STARTER_CREDITS_USD = Decimal("0")
+    attacker = user_make("carol+x@example.com")
+    EmailAddress.objects.filter(user=attacker).update(verified=False)
+    taken = organization_make(attacker)
+    # As an earlier release granted it: at signup, before the address was confirmed.
+    ledger_post(
+        organization=taken,
+        kind=LedgerKind.PROMOTION,
+        amount=Decimal("5"),
+        idempotency_key=f"starter-credits:person:{attacker.pk}",
+        reference=_inbox_reference(attacker.pk),
+    )
+    settings.STARTER_CREDITS_USD = Decimal("5")
+
+    organization = organization_make(user_make("carol@example.com"))
+
+    assert _balance(organization) == Decimal("5")
+    assert LedgerEntry.objects.filter(kind=LedgerKind.PROMOTION).count() == 2

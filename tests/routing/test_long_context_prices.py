@@ -1,0 +1,85 @@
+"""A price tier by prompt length (catalog.toml's ``long_context``): Gemini 2.5 Pro bills a request
+whose prompt is over 200k tokens at $2.50 in / $15 out, not $1.25 / $10. The gateway holds at
+the tier its prompt's bound falls in and bills at the tier of the provider's count. Before, every
+prompt was billed (and held) at the ≤200k price: a 210k-token prompt cost the platform twice what
+it charged. The fake upstream counts the prompt a token per UTF-8 byte (``@tokenizer=bytes``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from billing.models import Reservation
+from routerhub.money import money
+from routing.gateway.catalog_cache import _endpoint_info
+from routing.models import Endpoint
+from routing.services import _long_context, catalog_sync_file
+from tests.routing.world import World, base_catalog, endpoint, model
+
+M = Decimal(1_000_000)
+TIER = {"threshold": 200_000, "input": "2.50", "cached_input": "0.25", "output": "15.00"}
+
+
+def _catalog(world: World) -> None:
+    data = base_catalog(world.fake_url)
+    data["models"].append(model("test/long") | {"context_length": 1_048_576})
+    data["endpoints"].append(
+        endpoint("test/long", "fake-gemini", "gemini-2.5-pro@tokenizer=bytes", "1.25", "10",
+                 long_context=TIER)
+    )  # fmt: skip
+    world.catalog(data)
+
+
+@pytest.mark.parametrize(
+    ("prompt_bytes", "prices"),
+    [(210_000, (Decimal("2.50"), Decimal(15))), (150_000, (Decimal("1.25"), Decimal(10)))],
+)
+def test_a_prompt_over_the_threshold_is_billed_and_held_at_the_long_context_price(
+    world: World, prompt_bytes: int, prices: tuple[Decimal, Decimal]
+) -> None:
+    _catalog(world)
+    prompt = ("whales " * (prompt_bytes // 7 + 1))[:prompt_bytes]
+
+    answer = httpx.post(
+        f"{world.gateway_url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {world.key}"},
+        json={"model": "test/long", "messages": [{"role": "user", "content": prompt}],
+              "max_tokens": 50},
+        timeout=30,
+    )  # fmt: skip
+
+    assert answer.status_code == 200, answer.text[:300]
+    usage = answer.json()["usage"]
+    assert (usage["prompt_tokens"] > 200_000) == (prompt_bytes > 200_000)
+    record = world.usage_record(answer.json()["id"])
+    expected = money(
+        (usage["prompt_tokens"] * prices[0] + usage["completion_tokens"] * prices[1]) / M
+    )
+    assert record.cost == expected == money(Decimal(str(usage["cost"])))
+    hold = Reservation.objects.get(generation_id=record.generation_id).amount
+    assert record.cost <= hold and "over_hold" not in record.flag_list
+    assert hold >= money((prompt_bytes * prices[0] + 50 * prices[1]) / M)
+
+
+@pytest.mark.django_db
+def test_the_catalog_prices_gemini_2_5_pro_long_prompts_at_googles_tier() -> None:
+    catalog_sync_file()
+    pro = _endpoint_info(Endpoint.objects.get(model_id="google/gemini-2.5-pro"))
+
+    short, long = pro.prices.at(200_000), pro.prices.at(200_001)
+    assert (short.prompt * M, short.completion * M) == (Decimal("1.25"), Decimal(10))
+    assert long.cached_prompt is not None
+    assert (long.prompt * M, long.cached_prompt * M, long.completion * M) == (
+        Decimal("2.5"), Decimal("0.25"), Decimal(15),
+    )  # fmt: skip
+    flash = _endpoint_info(Endpoint.objects.get(model_id="google/gemini-2.5-flash"))
+    assert flash.prices.at(900_000) == flash.prices  # no tier: one price
+
+
+def test_a_malformed_long_context_tier_fails_the_sync() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        _long_context({"model": "m", "long_context": {"input": "2", "output": "3"}})
+    with pytest.raises(ValueError, match="input and output"):
+        _long_context({"model": "m", "long_context": {"threshold": 10, "input": "2"}})
