@@ -29,6 +29,7 @@ from billing.outbox import usage_outbox_drain
 from billing.partitions import partitions_ensure, usage_partitions_drop
 from billing.retention import prompts_expire
 from billing.services import credit_account_for, reservations_sweep
+from billing.window_repair import key_windows_reconcile as windows_reconcile
 from routerhub.money import ZERO
 from routerhub.text import one_line
 from webhooks.models import WebhookEvent
@@ -51,6 +52,15 @@ def sweep_reservations() -> int:
         )
         return reservations_sweep(charge=False)
     return reservations_sweep()
+
+
+@shared_task(
+    name="billing.key_windows_reconcile", acks_late=True, soft_time_limit=60, time_limit=90
+)
+def key_windows_reconcile() -> int:
+    """Set a bounded batch of key spend windows' ``reserved`` to their open holds
+    (``billing.window_repair``); returns how many it corrected."""
+    return windows_reconcile()
 
 
 @shared_task(name="billing.drain_usage_outbox", acks_late=True, soft_time_limit=120, time_limit=180)

@@ -42,6 +42,10 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     beat_schedule={
         "sweep-reservations": {"task": "billing.sweep_reservations", "schedule": 60.0},
+        "reconcile-key-windows": {
+            "task": "billing.key_windows_reconcile",
+            "schedule": settings.KEY_WINDOWS_RECONCILE_SECONDS,
+        },
         "drain-usage-outbox": {"task": "billing.drain_usage_outbox", "schedule": 30.0},
         "auto-topups": {"task": "billing.auto_topups", "schedule": 60.0},
         "sweep-training-runs": {"task": "training.tasks.training_runs_sweep", "schedule": 60.0},

@@ -24,6 +24,10 @@ TOPUP_MIN_AMOUNT = _decimal("TOPUP_MIN_AMOUNT", default="5")
 TOPUP_MAX_AMOUNT = _decimal("TOPUP_MAX_AMOUNT", default="10000")
 # Automatic top-ups (succeeded or pending) one organization's card is charged within 24 hours.
 AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY = positive_int("AUTO_TOPUPS_PER_ORGANIZATION_PER_DAY", 3)
+# Key spend windows whose reserved amount is reconciled with their open holds: how often, and
+# how many windows a run (billing.window_repair).
+KEY_WINDOWS_RECONCILE_SECONDS = positive_int("KEY_WINDOWS_RECONCILE_SECONDS", 300)
+KEY_WINDOWS_RECONCILE_BATCH = positive_int("KEY_WINDOWS_RECONCILE_BATCH", 500)
 DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
 # Credits every new organization starts with (one "promotion" ledger entry), so a newcomer can
 # send a first request to the demo models without an operator or a card. On in development; 0
