@@ -98,3 +98,26 @@ def rows_copy(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]])
     ):
         for row in rows:
             copy.write_row(row)
+
+
+# Releases holds from one key spend window and counts their charges there, never below zero;
+# returns whether the window held less than the holds (the release was clamped at zero).
+_WINDOW_RELEASE_SQL = """
+UPDATE billing_keyspendwindow AS w
+SET reserved = GREATEST(w.reserved - %(held)s, 0), spent = w.spent + %(cost)s
+FROM (SELECT reserved FROM billing_keyspendwindow
+      WHERE key_id = %(key)s AND window_start IS NOT DISTINCT FROM %(start)s FOR UPDATE) AS before
+WHERE w.key_id = %(key)s AND w.window_start IS NOT DISTINCT FROM %(start)s
+RETURNING before.reserved < %(held)s
+"""
+
+
+def window_release(key_id: int, start: Any, held: Any, cost: Any) -> bool:
+    """Release ``held`` from the key's window ``start`` and count ``cost`` there (PostgreSQL);
+    whether that was clamped at zero."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _WINDOW_RELEASE_SQL, {"key": key_id, "start": start, "held": held, "cost": cost}
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])

@@ -89,3 +89,18 @@ def test_a_run_reconciles_a_bounded_batch_and_the_next_goes_on_after_it() -> Non
     assert [_window(k)[1] for k in keys] == [0, Decimal("0.5")]
     assert reconcile_batch(batch=1) == 1
     assert [_window(k)[1] for k in keys] == [0, 0]
+
+
+def test_settlement_warns_with_the_key_id_when_a_window_held_less_than_it_releases(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plaintext, key = _lifetime_key("1")
+    held = _hold(plaintext, "0.2")
+    _inflate(key.pk, "0.1")  # a window that no longer counts all of the hold
+
+    with caplog.at_level("WARNING", logger="billing.settlement"):
+        _settle(plaintext, held, "0.1")
+    assert _window(key) == (Decimal("0.1"), 0)  # never below zero
+    assert [r.getMessage() for r in caplog.records if r.name == "billing.settlement"] == [
+        f"key spend windows held less than the holds released for keys [{key.pk}]"
+    ]
