@@ -193,3 +193,30 @@ def test_a_choice_that_is_not_an_object_is_a_malformed_stream(
 
     assert status == 200
     assert "malformed stream chunk" in _mid_stream_error(world, lines)
+
+
+def test_content_as_a_list_of_parts_is_relayed(world: World, own_host: StreamingHost) -> None:
+    # Mistral's Magistral models stream ``delta.content`` as a list of parts (thinking, text,
+    # reference). Before: every such chunk was "a delta whose text is not a string", a malformed
+    # stream, though the same content unstreamed was read.
+    thinking = {"type": "thinking", "thinking": [{"type": "text", "text": "Hmm."}]}
+    parts = [{"type": "text", "text": "Hi"}, {"type": "reference", "reference_ids": [1]}]
+    own_host.stream = (
+        stream_chunk({"role": "assistant", "content": ""}, None)
+        + stream_chunk({"content": [thinking]}, None)
+        + stream_chunk({"content": parts}, None)
+        + stream_chunk({"content": [{"type": "unknown"}]}, None)
+        + stream_chunk({"content": " Hello"}, None)
+        + END
+    )
+
+    status, lines = _streamed(world)
+
+    assert status == 200
+    assert lines[-1] == b"data: [DONE]"
+    data = [orjson.loads(line.removeprefix(b"data: ")) for line in lines[:-1]]
+    assert not [chunk for chunk in data if "error" in chunk]
+    deltas = [chunk["choices"][0]["delta"] for chunk in data if chunk.get("choices")]
+    assert "".join(delta.get("content") or "" for delta in deltas) == "Hi Hello"
+    assert "".join(delta.get("reasoning") or "" for delta in deltas) == "Hmm."
+    assert world.usage_record(data[0]["id"]).status == "succeeded"
