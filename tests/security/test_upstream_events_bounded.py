@@ -83,6 +83,16 @@ def _mid_stream_error(world: World, lines: list[bytes]) -> str:
     return str(data[-1]["error"]["message"])
 
 
+def _messages_stream_fails_malformed(world: World) -> None:
+    """A /v1/messages stream ends with a malformed-chunk error event, billed as failed."""
+    anthropic = {"x-api-key": world.key, "anthropic-version": "2023-06-01"}
+    status, lines = _streamed(world, "/v1/messages", anthropic)
+    assert status == 200
+    assert lines[-2] == b"event: error" and b"malformed stream chunk" in lines[-1]
+    generation_id = orjson.loads(lines[1].removeprefix(b"data: "))["message"]["id"]
+    _billed_as_failed_mid_stream(world, generation_id)
+
+
 def _billed_as_failed_mid_stream(world: World, generation_id: str) -> None:
     """Billed once for what was answered ("Hello"), as failed mid-stream, the hold settled."""
     record = world.usage_record(generation_id)
@@ -173,14 +183,8 @@ def test_a_tool_call_index_that_is_not_a_number_is_a_malformed_stream(
     call = {"index": {}, "id": "call_1", "type": "function",
             "function": {"name": "f", "arguments": "{}"}}  # fmt: skip
     own_host.stream = FIRST + stream_chunk({"tool_calls": [call]}, None) + END
-    anthropic = {"x-api-key": world.key, "anthropic-version": "2023-06-01"}
 
-    status, lines = _streamed(world, "/v1/messages", anthropic)
-
-    assert status == 200
-    assert lines[-2] == b"event: error" and b"malformed stream chunk" in lines[-1]
-    generation_id = orjson.loads(lines[1].removeprefix(b"data: "))["message"]["id"]
-    _billed_as_failed_mid_stream(world, generation_id)
+    _messages_stream_fails_malformed(world)
 
 
 def test_a_choice_that_is_not_an_object_is_a_malformed_stream(
@@ -229,14 +233,8 @@ def test_reasoning_details_that_are_not_objects_are_a_malformed_stream(
     # cut without an error event and the answered text billed 0. Now the chunk check refuses it,
     # and any shape the check misses fails the same way where the encoder reads it.
     own_host.stream = FIRST + stream_chunk({"reasoning_details": [1]}, None) + END
-    anthropic = {"x-api-key": world.key, "anthropic-version": "2023-06-01"}
 
-    status, lines = _streamed(world, "/v1/messages", anthropic)
-
-    assert status == 200
-    assert lines[-2] == b"event: error" and b"malformed stream chunk" in lines[-1]
-    generation_id = orjson.loads(lines[1].removeprefix(b"data: "))["message"]["id"]
-    _billed_as_failed_mid_stream(world, generation_id)
+    _messages_stream_fails_malformed(world)
 
 
 def test_a_chunk_our_decoder_cannot_read_is_logged_without_its_content(
