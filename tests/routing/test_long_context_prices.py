@@ -83,3 +83,28 @@ def test_a_malformed_long_context_tier_fails_the_sync() -> None:
         _long_context({"model": "m", "long_context": {"input": "2", "output": "3"}})
     with pytest.raises(ValueError, match="input and output"):
         _long_context({"model": "m", "long_context": {"threshold": 10, "input": "2"}})
+
+
+def test_a_list_of_prompts_is_billed_each_prompt_at_its_own_tier(world: World) -> None:
+    """Two 120k-token prompts on /v1/completions are two calls under the 200k threshold, as the
+    hold and Google price them. Before, their summed 240k tokens' tier: $0.601 on a $0.301 hold."""
+    _catalog(world)
+    prompt = ("whales " * (120_000 // 7 + 1))[:120_000]
+
+    answer = httpx.post(
+        f"{world.gateway_url}/v1/completions",
+        headers={"Authorization": f"Bearer {world.key}"},
+        json={"model": "test/long", "prompt": [prompt, prompt], "max_tokens": 50},
+        timeout=30,
+    )
+
+    assert answer.status_code == 200, answer.text[:300]
+    usage = answer.json()["usage"]
+    assert usage["prompt_tokens"] > 200_000
+    record = world.usage_record(answer.json()["id"])
+    expected = money(
+        (usage["prompt_tokens"] * Decimal("1.25") + usage["completion_tokens"] * 10) / M
+    )
+    assert abs(record.cost - expected) <= Decimal("0.000002")  # each prompt rounded on its own
+    hold = Reservation.objects.get(generation_id=record.generation_id).amount
+    assert record.cost <= hold and "over_hold" not in record.flag_list
