@@ -22,8 +22,9 @@ M = Decimal(1_000_000)
 TIER = {"threshold": 200_000, "input": "2.50", "cached_input": "0.25", "output": "15.00"}
 
 
-def _catalog(world: World) -> None:
+def _catalog(world: World, *extra: dict[str, object]) -> None:
     data = base_catalog(world.fake_url)
+    data["endpoints"].extend(extra)
     data["models"].append(model("test/long") | {"context_length": 1_048_576})
     data["endpoints"].append(
         endpoint("test/long", "fake-gemini", "gemini-2.5-pro@tokenizer=bytes", "1.25", "10",
@@ -108,3 +109,24 @@ def test_a_list_of_prompts_is_billed_each_prompt_at_its_own_tier(world: World) -
     assert abs(record.cost - expected) <= Decimal("0.000002")  # each prompt rounded on its own
     hold = Reservation.objects.get(generation_id=record.generation_id).amount
     assert record.cost <= hold and "over_hold" not in record.flag_list
+
+
+@pytest.mark.parametrize("provider", [{"max_price": {"prompt": 2}}, {"sort": "price"}])
+def test_max_price_and_price_sorting_compare_the_prompts_tier(
+    world: World, provider: dict[str, object]
+) -> None:
+    """A 210k-token prompt is priced $2.50 in at the Gemini-2.5-Pro-like endpoint, above a
+    max_price of 2 and dearer than a flat $1.50 one. Before, its ≤200k $1.25 was compared."""
+    _catalog(world, endpoint("test/long", "fake-openai-b", "gpt-4o@tokenizer=bytes", "1.50", "12"))
+    prompt = ("whales " * (210_000 // 7 + 1))[:210_000]
+
+    answer = httpx.post(
+        f"{world.gateway_url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {world.key}"},
+        json={"model": "test/long", "messages": [{"role": "user", "content": prompt}],
+              "max_tokens": 50, "provider": provider},
+        timeout=30,
+    )  # fmt: skip
+
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["provider"] == "fake-openai-b"
