@@ -6,16 +6,22 @@ it charged. The fake upstream counts the prompt a token per UTF-8 byte (``@token
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import httpx
 import pytest
+from django.contrib import admin
+from django.forms.models import model_to_dict
+from django.test import RequestFactory
 
 from billing.models import Reservation
 from routerhub.money import money
+from routing.admin import EndpointAdmin
 from routing.gateway.catalog_cache import _endpoint_info
 from routing.models import Endpoint
 from routing.services import _long_context, catalog_sync_file
+from tests.factories import user_make
 from tests.routing.world import World, base_catalog, endpoint, model
 
 M = Decimal(1_000_000)
@@ -84,6 +90,49 @@ def test_a_malformed_long_context_tier_fails_the_sync() -> None:
         _long_context({"model": "m", "long_context": {"input": "2", "output": "3"}})
     with pytest.raises(ValueError, match="input and output"):
         _long_context({"model": "m", "long_context": {"threshold": 10, "input": "2"}})
+    # Cached long prompts need a cached price when the short tier has one.
+    with pytest.raises(ValueError, match="cached_input"):
+        _long_context(
+            {"model": "m", "cached_input": "0.1", "long_context": {"threshold": 10, "input": "2",
+                                                                   "output": "3"}}
+        )  # fmt: skip
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("tier", "named"),
+    [
+        (
+            {"threshold": 0, "input": "0.0000025", "output": "0.000015", "cached_input": "0"},
+            "threshold",
+        ),
+        ({"threshold": 200_000, "input": "0.0000025", "output": "0.000015"}, "cached_input"),
+        ({"threshold": 200_000, "inptu": "0.0000025", "output": "0.000015"}, "unknown keys"),
+        ({"threshold": 200_000, "input": "x", "output": "0.000015", "cached_input": "0"}, "input"),
+    ],
+)
+def test_the_admin_refuses_a_tier_the_gateway_cannot_price(
+    tier: dict[str, object], named: str
+) -> None:
+    """Before, a mistyped tier was saved and only logged by the gateway (billed at the short
+    tier); now the admin's form shows the error on long_context."""
+    catalog_sync_file()
+    row = Endpoint.objects.get(model_id="google/gemini-2.5-pro")
+    assert row.cached_input_price is not None
+    request = RequestFactory().get("/")
+    request.user = user_make()
+    request.user.is_staff = request.user.is_superuser = True
+    form_class = EndpointAdmin(Endpoint, admin.site).get_form(request, row)
+    data = model_to_dict(row) | {"long_context": json.dumps(tier)}
+    data = {k: "" if v is None else v for k, v in data.items()}
+
+    form = form_class(data=data, instance=row)
+
+    assert not form.is_valid()
+    assert named in str(form.errors["long_context"])
+    row.long_context = {"threshold": 200_000, "input": "0.0000025", "output": "0.000015",
+                        "cached_input": "0.00000025"}  # fmt: skip
+    row.full_clean()
 
 
 def test_a_list_of_prompts_is_billed_each_prompt_at_its_own_tier(world: World) -> None:
