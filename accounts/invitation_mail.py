@@ -7,9 +7,11 @@ token travels through the broker (the task takes the invitation's id). The newes
 is the one that admits. Each queueing writes a ticket on the row (``mail_ticket``) that its task
 carries; the task claims the row only while its ticket is the row's, so a task the stuck-mail
 sweep superseded (still waiting in a backed-up queue when the sweep queued the mail again)
-sends nothing: one mail per queued send. An SMTP error (or the time limit) is retried with backoff until
-``INVITATION_MAIL_MAX_ATTEMPTS`` deliveries, a refused recipient or an unexpected error at
-once; then ``mail_status`` is ``failed`` with the reason and the dashboard offers "resend".
+sends nothing: one mail per queued send (a redelivery of the same task, after its worker died
+past the SMTP send, may send again; the newest link admits). An SMTP error (or the time limit)
+is retried with backoff until ``INVITATION_MAIL_MAX_ATTEMPTS`` deliveries, a refused recipient
+or an unexpected error at once; then ``mail_status`` is ``failed`` with the reason and the
+dashboard offers "resend".
 """
 
 from __future__ import annotations
@@ -62,12 +64,16 @@ def invitation_mail_queue(invitation_id: int, ticket: int) -> None:
     carrying ``ticket``, the row's ``mail_ticket`` (written by the caller). Robust:
     a broker that refuses the task leaves the invitation ``queued`` rather than failing a
     request whose invitation has committed; ``invitation_mails_stuck_requeue`` queues it again
-    (and the dashboard offers "resend") once it is ``INVITATION_MAIL_STUCK_SECONDS`` late."""
+    (and the dashboard offers "resend") once it is ``INVITATION_MAIL_STUCK_SECONDS`` late.
+
+    Ticket 0 (the first queueing) is published without it: during a rolling deploy a worker of
+    the previous release, whose task takes only the invitation's id, runs it (with the ticket
+    it raised ``TypeError``, was acknowledged, and the mail waited for the sweep); this
+    release's task reads a missing ticket as 0."""
     from accounts import tasks
 
-    transaction.on_commit(
-        lambda: tasks.invitation_mail_send.delay(invitation_id, ticket), robust=True
-    )
+    args = (invitation_id,) if ticket == 0 else (invitation_id, ticket)
+    transaction.on_commit(lambda: tasks.invitation_mail_send.delay(*args), robust=True)
 
 
 @dataclass(frozen=True)

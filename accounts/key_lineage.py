@@ -51,6 +51,13 @@ _TREE_SQL = (
 )
 
 
+def key_tree(key_id: int) -> RawSQL:
+    """The ids of ``key_id`` and every key made from it (``LINEAGE_DEPTH_MAX`` levels down), as a
+    subquery (``filter(key_id__in=key_tree(k))``): what a key answers for (its own requests, and
+    those of the keys it made)."""
+    return RawSQL(_TREE_SQL, [key_id, LINEAGE_DEPTH_MAX, 0])  # noqa: S611  (a constant)
+
+
 def api_key_create_bounded(
     *,
     acting_key_id: int | None,
@@ -166,7 +173,7 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
         for level in range(LINEAGE_DEPTH_MAX + 1):
             if not _level_lock(key.pk, level):
                 break
-        tree = RawSQL(_TREE_SQL, [key.pk, LINEAGE_DEPTH_MAX, 0])  # noqa: S611  (a constant)
+        tree = key_tree(key.pk)
         ApiKey.objects.filter(pk__in=tree, revoked_at__isnull=True).update(revoked_at=now)
     # Now, and again once committed (inside a caller's transaction): a reload that read the
     # rows before the commit is dropped by the second clear, or not stored (``TtlCache``'s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -39,6 +40,7 @@ from routerhub.api_forms import ApiCheckedForm
 from routerhub.domain import NotPermitted
 from routerhub.errors import ApiError
 from routerhub.pages import dashboard_page
+from routerhub.row_update import row_update
 from routerhub.text import decimal_number, validate_no_control_characters
 
 View = Callable[..., HttpResponse]
@@ -160,6 +162,14 @@ class OrganizationSettingsForm(forms.ModelForm):  # type: ignore[type-arg]
             "toward cheaper models as their window fills.",
         }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Each field carries the value the page showed (``initial-<name>``): what the person
+        # changed is what differs from it, not from the row as it is now (a concurrent change to
+        # another setting is not undone by a form that still shows the old value).
+        for field in self.fields.values():
+            field.show_hidden_initial = True
+
 
 @require_POST
 @organization_required(Role.OWNER)
@@ -167,7 +177,13 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
     organization = dashboard_organization(request)
     form = OrganizationSettingsForm(request.POST, instance=organization)
     if form.is_valid():
-        form.save()
+        # Only what the person changed, on the locked row: a concurrent change to another
+        # setting (or column) stays (``form.save()`` wrote back the whole row it read).
+        row_update(
+            organization,
+            changes={field: form.cleaned_data[field] for field in form.changed_data},
+            fields=OrganizationSettingsForm.Meta.fields,
+        )
         messages.success(request, "Settings saved.")
     else:
         for field, errors in form.errors.items():

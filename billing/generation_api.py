@@ -121,12 +121,22 @@ def generation_json(record: UsageRecord) -> dict[str, Any]:
 
 
 class GenerationView(TenantAPIView):
-    """``GET /api/v1/generation?id=gen-…``: one request's record."""
+    """``GET /api/v1/generation?id=gen-…``: one request's record. An inference key reads only
+    the requests it (or a key it made) sent: another's id is a 404, as another organization's."""
 
     tenant_model = UsageRecord
     inference_key_allowed = True
 
+    def scope_queryset(self, queryset: Any) -> Any:
+        served_by = self.served_by()
+        return queryset if served_by is None else queryset.filter(key_id__in=served_by)
+
     @extend_schema(
+        description=(
+            "One request's record. An inference key reads only requests it sent, or a key it "
+            "made sent; any other id is a 404 (as another organization's). Management keys and "
+            "sessions read every request of the organization."
+        ),
         parameters=[OpenApiParameter("id", str, required=True)],
         responses=GenerationEnvelopedOutput,
     )
@@ -137,7 +147,10 @@ class GenerationView(TenantAPIView):
         record = self.get_queryset().filter(generation_id=generation_id).first()
         if record is None:
             raise generation_missing(
-                organization_id=self.organization.pk, generation_id=generation_id, param="id"
+                organization_id=self.organization.pk,
+                generation_id=generation_id,
+                param="id",
+                served_by=self.served_by(),
             )
         answer = generation_json(record) | {"data": generation_data(record)}
         steps = UsageStep.objects.filter(generation_id=record.generation_id)

@@ -26,7 +26,9 @@ from psycopg import AsyncConnection
 
 from billing import pg_async
 
-# The hold row is updated (and locked); the account row is read without a lock, from the
+# A hold records no key window (``'[]'``: none, as every hold recorded since
+# ``billing.key_windows`` says; NULL marks a hold taken before). The hold row is updated (and
+# locked); the account row is read without a lock, from the
 # statement's snapshot: ``balance + released`` never decreases (``billing.models.CreditHold``),
 # so a settlement committing meanwhile can only make the check stricter, and a hold never
 # waits for a settler's open transaction.
@@ -39,8 +41,10 @@ WITH held AS (
     RETURNING hold.organization_id
 )
 INSERT INTO billing_reservation
-    (organization_id, generation_id, key_id, amount, key_window_start, state, created_at, expires_at)
-SELECT organization_id, %(generation)s, %(key)s, %(amount)s, NULL, 'held', %(now)s, %(expires)s
+    (organization_id, generation_id, key_id, amount, key_window_start, ancestor_windows, state,
+     created_at, expires_at)
+SELECT organization_id, %(generation)s, %(key)s, %(amount)s, NULL, '[]', 'held', %(now)s,
+    %(expires)s
 FROM held
 RETURNING id
 """
@@ -77,8 +81,9 @@ held AS (
     RETURNING hold.organization_id
 )
 INSERT INTO billing_reservation
-    (organization_id, generation_id, key_id, amount, key_window_start, state, created_at, expires_at)
-SELECT organization_id, generation_id, key_id, amount, NULL, 'held', %(now)s, %(expires)s
+    (organization_id, generation_id, key_id, amount, key_window_start, ancestor_windows, state,
+     created_at, expires_at)
+SELECT organization_id, generation_id, key_id, amount, NULL, '[]', 'held', %(now)s, %(expires)s
 FROM granted WHERE organization_id IN (SELECT organization_id FROM held)
 RETURNING generation_id
 """

@@ -12,16 +12,25 @@ Each window is checked and charged as the key's own always was; the hold records
 windows (``Reservation.ancestor_windows``) so that settlement releases the hold and counts the
 charge in each of them (``billing.settlement``). A key no key made (every key a person made) has
 no ancestors: its hold is the one statement or the one window it always was.
+
+The key's own window is recorded in ``key_window_start`` when its limit resets; a limit that never
+resets has no start to record there (NULL would read as "no window"), so that window is recorded
+in ``ancestor_windows`` like an ancestor's, as ``[key id, null]``. Before, it was recorded nowhere
+and settlement never released it: its holds piled up until the key was refused far short of its
+limit. Every hold taken since records a list (``[]`` for none, also ``billing.holds``); a hold
+with none (NULL) was taken before, and counts in its key's never-resetting window when the key's
+limit never resets now (``legacy_never_reset``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from accounts.models import ApiKey
 from billing.models import KeySpendWindow
 from billing.window_spend import (
     WindowSpend,
@@ -47,21 +56,21 @@ def key_windows_reserve(
 ) -> tuple[datetime | None, AncestorWindows | None]:
     """Hold ``request.amount`` in the window of the key (when it has a limit) and of each
     ancestor with one; returns the key's window start and the ancestors' windows to record on
-    the reservation (None: no ancestor has a limit). Raises ``KeyLimitReached`` (403) naming the
+    the reservation (the key's own too when its limit never resets; module docstring). Raises ``KeyLimitReached`` (403) naming the
     key, or the ancestor, whose window it would exceed: the caller's transaction then rolls back
     what was held in the others."""
     bounds = list(request.ancestors)
     if request.key_id is not None and request.key_limit is not None:
         bounds.append(LimitBound(request.key_id, request.key_limit, request.key_limit_reset, ""))
     own: datetime | None = None
-    ancestors: AncestorWindows = []
+    windows: AncestorWindows = []
     for bound in sorted(bounds, key=lambda b: b.key_id):
         start = _window_reserve(request, bound, now)
-        if bound.key_id == request.key_id:
+        if bound.key_id == request.key_id and start is not None:
             own = start
-        else:
-            ancestors.append([bound.key_id, start.isoformat() if start else None])
-    return own, ancestors or None
+        else:  # an ancestor's window, or the key's own that never resets
+            windows.append([bound.key_id, start.isoformat() if start else None])
+    return own, windows
 
 
 def _window_reserve(
@@ -71,9 +80,14 @@ def _window_reserve(
     current = window_start(bound.reset, now)
     KeySpendWindow.objects.get_or_create(key_id=bound.key_id, defaults={"window_start": current})
     window = KeySpendWindow.objects.select_for_update().get(key_id=bound.key_id)
-    if window.window_start != current:
+    if _later(current, window.window_start):
         # The window rolled: spend and holds of the old window no longer count against this one.
         window.window_start, window.spent, window.reserved = current, ZERO, ZERO
+    # A start earlier than the row's (a reset period made longer, while a key's cached lineage
+    # still carries the old one) does not reset it: that would forgive the spend in it, and the
+    # holds in it would then be released from a window that no longer counts them. The hold
+    # counts in the row's window.
+    current = window.window_start
     if window.spent + window.reserved + request.amount > bound.limit:
         window_spend_note(bound.key_id, current, window.spent + window.reserved)
         raise _limit_reached(request, bound, window)
@@ -84,22 +98,28 @@ def _window_reserve(
     return current
 
 
+def _later(start: datetime | None, than: datetime | None) -> bool:
+    """Whether window ``start`` begins after ``than`` (a window that never resets, None, is the
+    earliest)."""
+    return (start or _ONE_WINDOW) > (than or _ONE_WINDOW)
+
+
 def _limit_reached(
     request: ReservationRequest, bound: LimitBound, window: KeySpendWindow
 ) -> KeyLimitReached:
-    message = "This key has reached its credit limit for the current window."
-    metadata = {
-        "limit": money_str(bound.limit),
-        "remaining": money_str(max(ZERO, bound.limit - window.spent - window.reserved)),
-        "needed": money_str(request.amount),
-        "reset": bound.reset,
-    }
+    metadata = {"needed": money_str(request.amount), "reset": bound.reset}
     if bound.key_id != request.key_id:
+        # Not the ancestor's limit nor what is left of it: that is spent by the whole tree, and
+        # a key's holder could watch its siblings' spend through it. The period only says when
+        # to try again.
         message = (
             f"The key {bound.label} this key was made from has reached its credit limit for the "
             "current window: a key made by a key spends against that key's limit too."
         )
-        metadata["limited_by"] = bound.label
+        return KeyLimitReached(message, metadata={**metadata, "limited_by": bound.label})
+    message = "This key has reached its credit limit for the current window."
+    remaining = max(ZERO, bound.limit - window.spent - window.reserved)
+    metadata |= {"limit": money_str(bound.limit), "remaining": money_str(remaining)}
     return KeyLimitReached(message, metadata=metadata)
 
 
@@ -118,14 +138,38 @@ def _threshold_check(
 
 
 def hold_windows(
-    key_id: int | None, key_window_start: datetime | None, ancestor_windows: Any
+    key_id: int | None,
+    key_window_start: datetime | None,
+    ancestor_windows: Any,
+    never_reset: Collection[int] = (),
 ) -> Iterator[tuple[int, datetime | None]]:
     """The windows a hold counts in, as (key id, window start): the key's own (when it was
-    held in one) and its ancestors' (``ancestor_windows``, as stored: a list, or its JSON text
-    from a raw cursor)."""
+    held in one that resets) and those in ``ancestor_windows`` (its ancestors', and its own
+    that never resets; as stored: a list, or its JSON text from a raw cursor). A hold taken
+    before windows were always recorded (NULL) whose key is in ``never_reset``
+    (``legacy_never_reset``) counts in that key's never-resetting window."""
     if key_id is not None and key_window_start is not None:
         yield key_id, key_window_start
+    legacy = ancestor_windows is None and key_window_start is None
+    if key_id is not None and legacy and key_id in never_reset:
+        yield key_id, None
     if isinstance(ancestor_windows, str):
         ancestor_windows = orjson.loads(ancestor_windows)
     for ancestor_id, start in ancestor_windows or ():
         yield ancestor_id, datetime.fromisoformat(start) if start else None
+
+
+def legacy_never_reset(holds: Iterable[tuple[int | None, datetime | None, Any]]) -> set[int]:
+    """Of the keys of ``holds`` (key id, key window start, ancestor windows) that recorded no
+    windows (taken before they were always recorded), those whose limit never resets now: such
+    a hold was held in that window (or, if the limit was set after the hold, in none: the window
+    is then released of it all the same, never below zero; ``billing.settlement``). One query,
+    and only while such holds remain."""
+    candidates = {k for k, start, windows in holds if k and start is None and windows is None}
+    if not candidates:
+        return set()
+    return set(
+        ApiKey.objects.filter(
+            pk__in=candidates, limit__isnull=False, limit_reset__isnull=True
+        ).values_list("pk", flat=True)
+    )

@@ -144,9 +144,9 @@ class Reservation(TenantModel):
     key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, related_name="+")
     amount = models.DecimalField(**MONEY_FIELD)
     key_window_start = models.DateTimeField(null=True)
-    # The windows of the key's ancestors with a limit this hold counts against too,
-    # ``[[key id, window start (ISO 8601) or null], ...]`` (``billing.key_windows``); null for a
-    # key with none (every key made by a person).
+    # The windows of the key's ancestors with a limit this hold counts against too, and the
+    # key's own when its limit never resets, ``[[key id, window start (ISO 8601) or null], ...]``
+    # (``billing.key_windows``); ``[]`` for none; null only on holds taken before.
     ancestor_windows = models.JSONField(null=True, blank=True)
     state = models.CharField(max_length=10, choices=ReservationState.choices, default="held")
     created_at = models.DateTimeField(auto_now_add=True)

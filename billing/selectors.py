@@ -91,30 +91,42 @@ def usage_summary(*, organization_id: int, filters: UsageFilter) -> dict[str, An
     return rows[0] if rows else {"requests": 0, "cost": ZERO}
 
 
-def generation_pending(*, organization_id: int, generation_id: str) -> bool:
+def generation_pending(
+    *, organization_id: int, generation_id: str, served_by: Any | None = None
+) -> bool:
     """Whether ``generation_id`` has a live hold whose usage record is still to come (the API's
-    503 and the dashboard's "pending" page agree on this one test)."""
-    return Reservation.objects.filter(
+    503 and the dashboard's "pending" page agree on this one test); with ``served_by`` (a
+    subquery of key ids), only a hold one of those keys made counts."""
+    holds = Reservation.objects.filter(
         organization_id=organization_id,
         generation_id=generation_id,
         state__in=(ReservationState.HELD, ReservationState.FREE),
         expires_at__gt=timezone.now(),
-    ).exists()
+    )
+    return (holds if served_by is None else holds.filter(key_id__in=served_by)).exists()
 
 
-def generation_missing(*, organization_id: int, generation_id: str, param: str) -> Exception:
+def generation_missing(
+    *, organization_id: int, generation_id: str, param: str, served_by: Any | None = None
+) -> Exception:
     """Why an organization's ``generation_id`` has no usage record: a request answered but not
     yet settled (its hold is ``held``, or ``free`` for a zero-cost answer whose draft is queued,
     and not expired; settlement follows the answer, normally within a second) is a retryable 503
     with ``Retry-After``; anything else (no hold, or an expired one: its draft lost, the sweep
-    runs every 15 minutes) is a 404, not worth a client's retrying."""
-    pending = generation_pending(organization_id=organization_id, generation_id=generation_id)
+    runs every 15 minutes) is a 404, not worth a client's retrying. ``served_by`` (an inference
+    key's ``TenantAPIView.served_by``) counts only those keys' requests: another key's is a 404,
+    never a 503 that would confirm the id."""
+    pending = generation_pending(
+        organization_id=organization_id, generation_id=generation_id, served_by=served_by
+    )
     # The settler commits the record and settles the hold at once: a caller whose record lookup
     # ran just before that commit finds the hold settled here, and the record is there now.
-    settled_since = UsageRecord.objects.filter(
+    records = UsageRecord.objects.filter(
         organization_id=organization_id, generation_id=generation_id
-    ).exists()
-    if pending or settled_since:
+    )
+    if served_by is not None:
+        records = records.filter(key_id__in=served_by)
+    if pending or records.exists():
         return Unavailable(
             f"Generation {generation_id} is not settled yet: retry in a moment.",
             param=param,

@@ -282,7 +282,7 @@ def _reserve_in_transaction(request: ReservationRequest) -> None:
     if not held:
         raise _insufficient(_available(request.organization_id), amount)
     key_window, ancestor_windows = (
-        key_windows_reserve(request, now) if _key_windows(request) else (None, None)
+        key_windows_reserve(request, now) if _key_windows(request) else (None, [])
     )
     Reservation.objects.create(
         organization_id=request.organization_id,

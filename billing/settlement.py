@@ -29,11 +29,12 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import connection, models, transaction
-from django.db.models import F
+from django.db.models import DecimalField, F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from billing.drafts import DECISION_COLUMNS, STEP_FIELDS, UsageDraft, decision_rows
-from billing.key_windows import hold_windows
+from billing.key_windows import hold_windows, legacy_never_reset
 from billing.models import (
     CreditAccount,
     CreditHold,
@@ -87,6 +88,7 @@ class _Hold:
     ancestor_windows: Any  # ``billing.key_windows.hold_windows``
 
 
+_ZERO_MONEY = Value(ZERO, output_field=DecimalField())
 _OPEN = (ReservationState.HELD, ReservationState.FREE)  # holds not yet settled or released
 
 
@@ -179,14 +181,20 @@ def _release_windows(holds: Sequence[_Hold], spent: dict[str, Decimal]) -> None:
     """Release the holds from their keys' windows and count their charges there: the key's own
     and its ancestors' (``billing.key_windows``), updated in key id order."""
     windows: dict[tuple[int, Any], tuple[Decimal, Decimal]] = defaultdict(lambda: (ZERO, ZERO))
+    never_reset = legacy_never_reset(
+        (h.key_id, h.key_window_start, h.ancestor_windows) for h in holds
+    )
     for hold in holds:
-        for window in hold_windows(hold.key_id, hold.key_window_start, hold.ancestor_windows):
+        recorded = (hold.key_id, hold.key_window_start, hold.ancestor_windows, never_reset)
+        for window in hold_windows(*recorded):
             held, cost = windows[window]
             windows[window] = (held + hold.amount, cost + spent.get(hold.generation_id, ZERO))
     for (key_id, start), (held, cost) in sorted(windows.items(), key=lambda w: w[0][0]):
         # Only the window the hold was taken in: a window that rolled over was reset without it.
+        # Never below zero: a hold from before windows were recorded may not have been in it,
+        # and a window reset by an older pod may no longer count it.
         KeySpendWindow.objects.filter(key_id=key_id, window_start=start).update(
-            reserved=F("reserved") - held, spent=F("spent") + cost
+            reserved=Greatest(F("reserved") - held, _ZERO_MONEY), spent=F("spent") + cost
         )
 
 

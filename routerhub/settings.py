@@ -324,11 +324,25 @@ INVITATIONS_PER_PERSON_PER_HOUR = positive_int("INVITATIONS_PER_PERSON_PER_HOUR"
 # none), so one attempt ends well inside the task's time limit.
 INVITATION_MAIL_MAX_ATTEMPTS = positive_int("INVITATION_MAIL_MAX_ATTEMPTS", 5)
 INVITATION_MAIL_RETRY_SECONDS = positive_int("INVITATION_MAIL_RETRY_SECONDS", 30)
+# The mail task's time limits (accounts.tasks reads them): a hung SMTP server meets the soft
+# one, a failed attempt (retried); the hard one ends the worker's process.
+INVITATION_MAIL_SOFT_TIME_LIMIT = 60
+INVITATION_MAIL_TIME_LIMIT = 90
 # A mail still queued this long after its task was due was lost (a broker that refused the
 # publish, an older release's worker that dropped the task): a beat sweep queues it again (at
 # most INVITATION_MAIL_STUCK_SWEEP_MAX a run; failed once it has had MAX_ATTEMPTS deliveries)
 # and the dashboard offers "resend" for it.
+# The sweep must not take for lost a mail whose task is still sending (the claim makes it due
+# when it starts; the hard time limit ends it): at least that limit plus a margin for clocks.
 INVITATION_MAIL_STUCK_SECONDS = positive_int("INVITATION_MAIL_STUCK_SECONDS", 900)
+_STUCK_LEAST = INVITATION_MAIL_TIME_LIMIT + 60
+if INVITATION_MAIL_STUCK_SECONDS < _STUCK_LEAST:
+    raise ImproperlyConfigured(
+        f"INVITATION_MAIL_STUCK_SECONDS must be at least {_STUCK_LEAST} (the mail task's "
+        f"{INVITATION_MAIL_TIME_LIMIT} s hard time limit plus 60 s), not "
+        f"{INVITATION_MAIL_STUCK_SECONDS}: the sweep would queue again a mail its task is still "
+        "sending, and a second mail could go out"
+    )
 INVITATION_MAIL_STUCK_SWEEP_MAX = positive_int("INVITATION_MAIL_STUCK_SWEEP_MAX", 100)
 EMAIL_TIMEOUT = positive_int("EMAIL_TIMEOUT", 20)
 # Apps that accounts must not import act on a new organization through these (called with

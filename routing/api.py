@@ -83,7 +83,16 @@ class FeedbackView(TenantAPIView):
     tenant_model = Feedback
     inference_key_allowed = True
 
-    @extend_schema(request=FeedbackInput, responses={201: FeedbackInput})
+    @extend_schema(
+        description=(
+            "Quality feedback on a served request; sending it again replaces it. An inference "
+            "key rates only requests it sent, or a key it made sent (any other id is a 404, as "
+            "an unknown one), and never replaces feedback a person gave from the dashboard "
+            "(409). Management keys and sessions rate any request of the organization."
+        ),
+        request=FeedbackInput,
+        responses={201: FeedbackInput},
+    )
     def post(self, request: Request) -> Response:
         data = FeedbackInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -91,6 +100,7 @@ class FeedbackView(TenantAPIView):
             organization_id=self.organization.pk,
             key_id=self.tenant.key.id if self.tenant.key else None,
             user_id=request.user.pk if self.tenant.key is None else None,
+            served_by=self.served_by(),
             **data.validated_data,
         )
         body = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -18,7 +19,7 @@ from django.db.models.functions import Cast, Coalesce, Length
 
 from billing.models import UsageGeneration, UsageRecord
 from billing.selectors import generation_missing
-from routerhub.domain import InvalidInput
+from routerhub.domain import Conflict, InvalidInput
 from routing.calibration import calibration_contribution
 from routing.models import Feedback
 from training import serving
@@ -35,10 +36,15 @@ def feedback_record(
     comment: str = "",
     key_id: int | None,
     user_id: int | None = None,
+    served_by: Any | None = None,
 ) -> Feedback:
     """Store (or replace) the feedback on a served request of this organization, and fold it into
     the serving router version's online calibration (``routing.calibration``) with the weight
-    its sender (the key, else the dashboard user) has left today."""
+    its sender (the key, else the dashboard user) has left today.
+
+    ``served_by`` (an inference key's ``TenantAPIView.served_by``): only a request one of those
+    keys sent may be rated (another is a 404, as an unknown id), and feedback a person gave
+    (no key) is not replaced (409)."""
     # Locked: feedback on one generation is written one at a time (the first creates the row).
     # Feedback points at the generation's guard row; the record (partitioned by month) is read
     # in its own month's partition.
@@ -47,18 +53,24 @@ def feedback_record(
         .filter(organization_id=organization_id, generation_id=generation_id)
         .first()
     )
-    usage = (
-        None
-        if guard is None
-        else UsageRecord.objects.filter(
-            generation_id=generation_id, created_at=guard.created_at
-        ).first()
-    )
+    records = UsageRecord.objects.filter(generation_id=generation_id)
+    if served_by is not None:
+        records = records.filter(key_id__in=served_by)
+    usage = None if guard is None else records.filter(created_at=guard.created_at).first()
     if usage is None:
         raise generation_missing(
-            organization_id=organization_id, generation_id=generation_id, param="generation_id"
+            organization_id=organization_id,
+            generation_id=generation_id,
+            param="generation_id",
+            served_by=served_by,
         )
     previous = Feedback.objects.filter(usage=guard).first()
+    if served_by is not None and previous is not None and previous.key_id is None:
+        raise Conflict(
+            f"A person gave feedback on {generation_id} from the dashboard; an inference key "
+            "does not replace it.",
+            param="generation_id",
+        )
     weight, weighted = calibration_contribution(
         usage=usage,
         score=score,

@@ -95,6 +95,7 @@ def _redis_not_backed_off() -> Iterator[None]:
     limits_redis = sys.modules.get("routing.gateway.limits_redis")
     if limits_redis is not None:
         limits_redis._Outage.since, limits_redis._Outage.retry_at = None, 0.0
+        limits_redis._Outage.probing_since = None
 
 
 @pytest.fixture

@@ -12,11 +12,15 @@ from typing import Any
 
 from allauth.account.models import EmailAddress
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import services
-from accounts.models import KeyScope, Membership, Organization, Role, User
-from billing.services import ledger_post
+from accounts.models import ApiKey, KeyScope, Membership, Organization, Role, User
+from billing.drafts import UsageDraft
+from billing.models import UsageRecord
+from billing.services import ReservationRequest, credits_reserve, ledger_post
+from billing.settlement import usage_settle
 from tests.celery_conf import celery_conf
 from tests.log_hygiene import secret_register
 
@@ -137,3 +141,31 @@ def tenants_make() -> Tenants:
     outsider = user_make()
     outsider_organization = organization_make(outsider, "Outsider Inc")
     return Tenants(owner, admin, member, organization, outsider, outsider_organization)
+
+
+def usage_served(
+    organization, key: ApiKey | None, model: str, cost: str, when=None, router: str = ""
+) -> str:
+    """A request served and settled for ``organization`` (by ``key``): its generation id."""
+    generation_id = f"gen-{model.replace('/', '-')}-{UsageRecord.objects.count()}"
+    credits_reserve(
+        ReservationRequest(
+            organization_id=organization.pk, generation_id=generation_id, amount=Decimal(cost)
+        )
+    )
+    usage_settle(
+        UsageDraft(
+            generation_id=generation_id,
+            organization_id=organization.pk,
+            key_id=key.pk if key else None,
+            status="succeeded",
+            cost=Decimal(cost),
+            model=model,
+            provider="demo",
+            router=router,
+            prompt_tokens=100,
+            completion_tokens=50,
+            created_at=when or timezone.now(),
+        )
+    )
+    return generation_id

@@ -266,3 +266,16 @@ def test_a_redis_visibility_timeout_shorter_than_a_task_time_limit_fails_fast(tm
     assert result.returncode != 0
     assert "CELERY_BROKER_VISIBILITY_TIMEOUT must be at least 4300 s" in result.stderr
     assert "TRAINING_HARD_TIME_LIMIT" in result.stderr
+
+
+def test_an_invitation_mail_stuck_age_within_the_mail_tasks_time_limit_fails_fast(tmp_path):
+    """Below the mail task's hard time limit (plus 60 s) the sweep would take for lost a mail
+    its task is still sending. Old code: any value of at least 1 booted."""
+    result = _boot({"ROUTERHUB_VAR_DIR": str(tmp_path), "INVITATION_MAIL_STUCK_SECONDS": "149"})
+
+    assert result.returncode != 0
+    assert "INVITATION_MAIL_STUCK_SECONDS must be at least 150 (the mail task's 90 s" in (
+        result.stderr
+    )
+    ok = _boot({"ROUTERHUB_VAR_DIR": str(tmp_path), "INVITATION_MAIL_STUCK_SECONDS": "150"})
+    assert ok.returncode == 0, ok.stderr

@@ -143,7 +143,17 @@ class RouterDetailView(_RouterScoped):
     def get(self, request: Request, slug: str) -> Response:
         return Response(RouterOutput(self.get_object()).data)
 
-    @extend_schema(request=RouterInput, responses=RouterOutput)
+    @extend_schema(
+        description=(
+            "Change a router's settings; only the fields sent are written. A new `slug` is a "
+            "409 naming the keys (prefix and name) whose `allowed_models` name "
+            "`router/<current slug>` while any such key is not revoked: change or revoke them "
+            "first (renamed, the router would be refused to them, and a router made later with "
+            "the old slug served to them)."
+        ),
+        request=RouterInput,
+        responses=RouterOutput,
+    )
     def patch(self, request: Request, slug: str) -> Response:
         router = self.get_object()
         data = RouterInput(data=request.data, partial=True)

@@ -318,9 +318,32 @@ def _dataset_finish(dataset: Dataset, *, errors: list[dict[str, Any]]) -> Datase
 
 
 def dataset_delete(*, dataset: Dataset) -> None:
-    if TrainingRun.objects.filter(dataset=dataset, status__in=ACTIVE_STATUSES).exists():
-        raise Conflict("A training run is using this dataset; cancel it or wait for it to finish.")
-    for field in (dataset.file, dataset.parsed_file):
-        if field.name:
-            field.delete(save=False)
-    dataset.delete()
+    """Delete a dataset no queued or running run uses (as its data or ``test_dataset``; else a
+    409), its files once the delete commits. Its row is locked first, as a run being recorded on
+    it locks it (``training_run_record``): that run has committed and is seen here, or it waits
+    and then finds the dataset gone (a check then delete let a run started at the same moment
+    train on deleted files)."""
+    with transaction.atomic():
+        locked = Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+        if locked is None:
+            return
+        in_use = Q(dataset=locked) | Q(options__test_dataset=locked.pk)
+        if TrainingRun.objects.filter(in_use, status__in=ACTIVE_STATUSES).exists():
+            raise Conflict(
+                "A training run is using this dataset; cancel it or wait for it to finish."
+            )
+        files = [field for field in (locked.file, locked.parsed_file) if field.name]
+        locked.delete()
+
+        def files_delete() -> None:
+            for field in files:
+                field.delete(save=False)
+
+        transaction.on_commit(files_delete)
+
+
+def datasets_lock(dataset_ids: list[int]) -> int:
+    """Lock these datasets' rows (a run being recorded on them; ``dataset_delete`` locks them
+    too), in primary-key order; how many are still there."""
+    rows = Dataset.objects.select_for_update(no_key=True).filter(pk__in=dataset_ids)
+    return len(rows.order_by("pk").values_list("pk", flat=True))

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
@@ -46,6 +47,13 @@ PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
     AssertionError,
     ImproperlyConfigured,
 )
+# What ends the orphan sweep's run instead of passing over one file: bugs, the process's own
+# trouble (memory, recursion) and Celery's soft time limit (an ``Exception`` too: swallowed, the
+# run went on into the hard limit's kill, its cursor never saved).
+RUN_ENDING_ERRORS = (*PROGRAMMING_ERRORS, MemoryError, RecursionError, SoftTimeLimitExceeded)
+# Storage errors in a row after which the orphan sweep stops its run (a storage refusing every
+# file: one summary line instead of a warning per file examined).
+STORAGE_ERRORS_IN_A_ROW_MAX = 10
 
 
 def datasets_stuck_fail(*, batch: int | None = None) -> int:
@@ -175,7 +183,10 @@ def dataset_files_orphaned_delete(*, now: datetime | None = None) -> list[str]:
     stopped (``ORPHAN_CURSOR`` in the cache; from the start when it is lost), each batch listed
     before its rows are read, so a row written meanwhile is seen. A file gone between the
     listing and its turn (deleted by its dataset meanwhile) is passed over, not the run's end,
-    and so is one the storage fails on (``_orphan_delete``)."""
+    and so is one the storage fails on (``_orphan_delete``). The run stops early, saving where
+    it got to, after ``STORAGE_ERRORS_IN_A_ROW_MAX`` storage errors in a row (a storage refusing
+    everything: one summary line, not a warning per file) and at the task's soft time limit
+    (a slow storage: the hard limit would kill it before the cursor is saved)."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=int(settings.DATASET_ORPHAN_GRACE_SECONDS))
     most, examine = int(settings.DATASET_ORPHAN_SWEEP_MAX), int(settings.DATASET_ORPHAN_EXAMINE_MAX)
@@ -185,21 +196,51 @@ def dataset_files_orphaned_delete(*, now: datetime | None = None) -> list[str]:
         start,
         start + examine,
     )
-    deleted: list[str] = []
-    examined = 0
-    while len(deleted) < most and (batch := list(islice(names, ORPHAN_BATCH))):
-        referenced = _referenced(batch)
-        for name in batch:
-            if len(deleted) >= most:
-                break
-            examined += 1
-            if name not in referenced and _orphan_delete(name, cutoff):
-                deleted.append(name)
-    done = examined < examine and len(deleted) < most  # the listing's end: start again
-    cache.set(ORPHAN_CURSOR, 0 if done else start + examined - len(deleted), timeout=None)
-    if deleted:
-        logger.warning("datasets: %s stored files no dataset points to deleted", len(deleted))
-    return deleted
+    run = _OrphanRun(cutoff, most)
+    try:
+        run.sweep(names)
+    except SoftTimeLimitExceeded:
+        run.stopped = "the task's soft time limit"
+    done = run.stopped is None and run.examined < examine and len(run.deleted) < most
+    cursor = 0 if done else start + run.examined - len(run.deleted)  # deleted: no longer listed
+    cache.set(ORPHAN_CURSOR, cursor, timeout=None)
+    if run.stopped:
+        logger.warning(
+            "datasets: orphan sweep stopped after %s files (%s); the next run goes on from there",
+            run.examined,
+            run.stopped,
+        )
+    if run.deleted:
+        logger.warning("datasets: %s stored files no dataset points to deleted", len(run.deleted))
+    return run.deleted
+
+
+class _OrphanRun:
+    """One run's progress: the files examined (each counted once done with, so one the soft
+    limit interrupts is examined again next run) and deleted, and why it stopped early."""
+
+    def __init__(self, cutoff: datetime, most: int) -> None:
+        self.cutoff, self.most = cutoff, most
+        self.deleted: list[str] = []
+        self.examined = 0
+        self.failed_in_a_row = 0
+        self.stopped: str | None = None
+
+    def sweep(self, names: Iterator[str]) -> None:
+        while len(self.deleted) < self.most and (batch := list(islice(names, ORPHAN_BATCH))):
+            referenced = _referenced(batch)
+            for name in batch:
+                if len(self.deleted) >= self.most:
+                    return
+                outcome = "kept" if name in referenced else _orphan_delete(name, self.cutoff)
+                self.examined += 1
+                if outcome == "deleted":
+                    self.deleted.append(name)
+                failed = outcome not in {"deleted", "kept"}
+                self.failed_in_a_row = self.failed_in_a_row + 1 if failed else 0
+                if self.failed_in_a_row >= STORAGE_ERRORS_IN_A_ROW_MAX:
+                    self.stopped = f"{self.failed_in_a_row} storage errors in a row, last {outcome}"
+                    return
 
 
 def _referenced(names: list[str]) -> set[str]:
@@ -208,34 +249,53 @@ def _referenced(names: list[str]) -> set[str]:
     return {name for pair in rows.values_list("file", "parsed_file") for name in pair}
 
 
-def _orphan_delete(name: str, cutoff: datetime) -> bool:
-    """Delete the unreferenced file ``name`` if last modified before ``cutoff``; whether it was.
+def _orphan_delete(name: str, cutoff: datetime) -> str:
+    """Delete the unreferenced file ``name`` if last modified before ``cutoff``: "deleted",
+    "kept" (recent, or already gone), else the storage's error (``_error_kind``).
 
     Any error of the storage on this file passes it over (logged with its name; the next runs
-    try it again): an ``OSError`` of local files (``FileNotFoundError``: deleted since it was
-    listed), and whatever a remote backend raises — django-storages' S3 raises botocore's
-    ``ClientError``/``BotoCoreError``, which are not ``OSError`` and used to end the run at the
-    first refused file. Only the error's type (and an S3 error code) is logged, not its text,
-    which for a remote backend may carry an endpoint or request details. ``PROGRAMMING_ERRORS``
-    are not one file's trouble: they end the run."""
+    try it again): an ``OSError`` of local files, and whatever a remote backend raises —
+    django-storages' S3 raises botocore's ``ClientError``/``BotoCoreError``, which are not
+    ``OSError`` and used to end the run at the first refused file. A file not found
+    (``FileNotFoundError``, S3's 404/``NoSuchKey``: deleted since it was listed) is logged as
+    INFO, already gone. Only the error's type (and an S3 error code) is logged, not its text,
+    which for a remote backend may carry an endpoint or request details. ``RUN_ENDING_ERRORS``
+    are not one file's trouble: they end the run. ``ValueError`` and ``LookupError`` are not
+    among them: storage backends raise them for one file's name (Django's ``safe_join``, a
+    backend's parsing of one odd key), and a bug raising them on every file still stops the run
+    after ``STORAGE_ERRORS_IN_A_ROW_MAX`` of them, with its summary line."""
     try:
         if default_storage.get_modified_time(name) >= cutoff:
-            return False
+            return "kept"
         default_storage.delete(name)
-    except PROGRAMMING_ERRORS:
+    except RUN_ENDING_ERRORS:
         raise
     except Exception as exc:
-        level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
-        logger.log(level, "datasets: orphan sweep passed over %s (%s)", name, _error_kind(exc))
-        return False
-    return True
+        kind = _error_kind(exc)
+        if _not_found(exc):
+            logger.info("datasets: orphan sweep: %s already gone (%s)", name, kind)
+            return "kept"
+        logger.warning("datasets: orphan sweep passed over %s (%s)", name, kind)
+        return kind
+    return "deleted"
+
+
+def _not_found(exc: Exception) -> bool:
+    """Whether the storage says the file is not there (local: ``FileNotFoundError``; S3: a
+    ``ClientError`` whose code is 404 or ``NoSuchKey``)."""
+    return isinstance(exc, FileNotFoundError) or _s3_code(exc) in {"404", "NoSuchKey"}
+
+
+def _s3_code(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return None if code is None else str(code)
 
 
 def _error_kind(exc: Exception) -> str:
     """The storage error's type, and its code when the backend gives one (S3's ``Error.Code``,
     an ``OSError``'s errno name): nothing from its message."""
-    response = getattr(exc, "response", None)
-    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    code = _s3_code(exc)
     if isinstance(exc, OSError) and exc.errno is not None:
         code = errno.errorcode.get(exc.errno, str(exc.errno))
     return type(exc).__name__ + (f" {str(code)[:40]}" if code else "")

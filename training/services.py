@@ -19,8 +19,9 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import Organization
+from accounts.models import ApiKey, Organization
 from routerhub.domain import Conflict, InvalidInput, NotFound
+from routerhub.row_update import row_update
 from routerhub.text import decimal_number
 from training import dispatch
 from training.dataset_services import (
@@ -32,6 +33,7 @@ from training.dataset_services import (
     dataset_parse,
     dataset_refuse,
     dataset_validate,
+    datasets_lock,
 )
 from training.models import (
     ACTIVE_STATUSES,
@@ -103,11 +105,8 @@ def router_update(*, router: Router, changes: dict[str, Any]) -> Router:
     version activated, rolled back or put in an experiment since ``router`` was read stays (a
     whole-row save of that read put the version it had back, undoing a rollback). A router
     deleted since is NotFound (a 404, not a 500)."""
-    fields = [field for field in ROUTER_SETTINGS if field in changes]
-    with transaction.atomic():
-        locked = Router.objects.select_for_update().filter(pk=router.pk).first()
-        if locked is None:  # deleted since the request read it: a 404, as the view answers
-            raise NotFound(f"No router '{router.slug}' in this organization.", param="slug")
+
+    def check(locked: Router) -> None:
         if "slug" in changes and changes["slug"] != locked.slug:
             taken = Router.objects.filter(
                 organization_id=locked.organization_id, slug=changes["slug"]
@@ -116,11 +115,38 @@ def router_update(*, router: Router, changes: dict[str, Any]) -> Router:
                 raise Conflict(
                     f"A router with slug '{changes['slug']}' already exists.", param="slug"
                 )
-        for field in fields:
-            setattr(locked, field, changes[field])
-        if fields:
-            locked.save(update_fields=fields)
-    return locked
+            _slug_keys_check(locked)
+
+    gone = NotFound(f"No router '{router.slug}' in this organization.", param="slug")
+    return row_update(router, changes=changes, fields=ROUTER_SETTINGS, check=check, gone=gone)
+
+
+_KEYS_NAMED_MAX = 10
+
+
+def _slug_keys_check(router: Router) -> None:
+    """409 naming the keys (prefix and name) not revoked whose ``allowed_models`` name
+    ``router/<slug>``: renamed, the router would be refused to them, and a router made later with
+    the old slug would be served to them. Expired keys count (an expiry can be extended)."""
+    model = f"router/{router.slug}"
+    keys = list(
+        ApiKey.objects.filter(
+            organization_id=router.organization_id,
+            revoked_at__isnull=True,
+            allowed_models__contains=[model],
+        )
+        .order_by("pk")
+        .values("prefix", "name")[: _KEYS_NAMED_MAX + 1]
+    )
+    if keys:
+        named = ", ".join(f"{k['prefix']}… ({k['name']})" for k in keys[:_KEYS_NAMED_MAX])
+        more = " and more" if len(keys) > _KEYS_NAMED_MAX else ""
+        raise Conflict(
+            f"Keys allowed {model} would lose it with the old slug: {named}{more}. Change "
+            "their allowed_models, or revoke them, before renaming the router.",
+            param="slug",
+            metadata={"keys": keys[:_KEYS_NAMED_MAX]},
+        )
 
 
 def router_delete(*, router: Router) -> None:
@@ -261,6 +287,9 @@ def training_run_record(
                 pk=router.organization_id
             )
             _active_runs_check(router)
+            used = [dataset.pk] + ([options["test_dataset"]] if options.get("test_dataset") else [])
+            if datasets_lock(used) < len(set(used)):
+                raise NotFound("The dataset was deleted meanwhile.", param="dataset")
             if not router.candidates:
                 router.candidates = candidates
                 router.save(update_fields=["candidates"])

@@ -19,6 +19,7 @@ from django.db import transaction
 
 from accounts.models import Organization
 from routerhub.domain import InvalidInput
+from routerhub.row_update import row_update
 from routing.egress import base_url_check
 from routing.provider_secrets import secret_decrypt, secret_encrypt
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -91,15 +92,14 @@ def webhook_endpoint_create(
 def webhook_endpoint_update(
     *, endpoint: WebhookEndpoint, changes: dict[str, Any]
 ) -> WebhookEndpoint:
+    """Change the fields ``changes`` names, on the endpoint's locked row (``row_update``): a
+    concurrent change to another field (a dashboard toggle during a ``PATCH``) stays."""
+    changes = dict(changes)
     if "url" in changes:
-        endpoint.url = webhook_url_check(changes["url"], endpoint.organization_id)
+        changes["url"] = webhook_url_check(changes["url"], endpoint.organization_id)
     if "events" in changes:
-        endpoint.events = _events_check(changes["events"])
-    for field in ("description", "enabled"):
-        if field in changes:
-            setattr(endpoint, field, changes[field])
-    endpoint.save()
-    return endpoint
+        changes["events"] = _events_check(changes["events"])
+    return row_update(endpoint, changes=changes, fields=("url", "events", "description", "enabled"))
 
 
 def webhook_endpoint_secret(endpoint: WebhookEndpoint) -> str:

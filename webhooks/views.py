@@ -63,7 +63,9 @@ def webhook_toggle(request: HttpRequest, webhook_id: int) -> HttpResponse:
     endpoint = tenant_object_or_404(
         WebhookEndpoint.objects, dashboard_organization(request), pk=webhook_id
     )
-    services.webhook_endpoint_update(endpoint=endpoint, changes={"enabled": not endpoint.enabled})
+    endpoint = services.webhook_endpoint_update(
+        endpoint=endpoint, changes={"enabled": not endpoint.enabled}
+    )
     messages.success(request, f"{endpoint.url} {'enabled' if endpoint.enabled else 'disabled'}.")
     return redirect("webhooks")
 

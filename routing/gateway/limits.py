@@ -27,7 +27,7 @@ until the window ends.
 When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
 answers again, when counting resumes in the current window. After a connection error or timeout
 the process leaves Redis alone for ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes
-it (``routing.gateway.limits_redis``): before, every request paid up to
+it, one probe at a time (``routing.gateway.limits_redis``): before, every request paid up to
 ``REDIS_CONNECT_TIMEOUT`` while Redis was down. A window this worker already knows to be used up
 stays refused until it ends: the key really did spend that minute's quota. Rate limits protect capacity, not money: credits and key spend limits are held
 in PostgreSQL, so an outage of Redis can never let a key spend beyond its balance or limit.
@@ -244,10 +244,11 @@ async def admit(bucket: Bucket, prompt_tokens: int) -> None:
             if reason:
                 _raise(reason, bucket, retry_after)
             fetching = lease.fetching
-            if fetching is None or fetching.get_loop() is not asyncio.get_running_loop():
-                fetching = lease.fetching = asyncio.ensure_future(
-                    _lease_more(lease, bucket, window, prompt_tokens)
-                )
+            loop, start = asyncio.get_running_loop(), None
+            if fetching is None or fetching.get_loop() is not loop:
+                fetching = start = lease.fetching = loop.create_future()
+        if start is not None:  # outside _lock: an eager task runs _lease_more (it takes _lock) now
+            _start(_lease_more(lease, bucket, window, prompt_tokens, start))
         # Shielded: a request that goes away does not cancel the others' lease call.
         if not await asyncio.shield(fetching):
             return  # Redis unreachable: fail open
@@ -324,29 +325,46 @@ async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
         _local.setdefault((key_tag(key, ""), window), [0, 0])[1] += tokens
 
 
-async def _lease_more(lease: _Lease, bucket: Bucket, window: int, prompt_tokens: int) -> bool:
-    """Lease the next slice of ``bucket`` in ``window`` for ``lease`` (one Lua call); False when
-    Redis is unreachable or backed off."""
+_lease_calls: set[asyncio.Task[None]] = set()  # the lease calls in flight (the loop holds weakly)
+
+
+def _start(call: Any) -> None:
+    task = asyncio.ensure_future(call)
+    _lease_calls.add(task)
+    task.add_done_callback(_lease_calls.discard)
+
+
+async def _lease_more(
+    lease: _Lease, bucket: Bucket, window: int, prompt_tokens: int, done: asyncio.Future[bool]
+) -> None:
+    """Lease the next slice of ``bucket`` in ``window`` for ``lease`` (one Lua call); ``done``
+    (``lease.fetching``) is set False when Redis is unreachable or backed off."""
     try:
         with _lock:
             wanted = lease.wants(bucket.rpm, bucket.tpm, prompt_tokens)
-        if redis_backed_off():
-            return False
-        _, script = lease_client()
-        try:
-            granted = await script(
-                keys=list(_keys(bucket.tag, window)), args=_lease_args(bucket, wanted)
-            )
-        except (RedisError, OSError) as exc:
-            redis_failed(exc)
-            return False
-        redis_answered()
-        with _lock:
-            _granted(lease, bucket, wanted, granted)
-        return True
+        leased = False
+        if not redis_backed_off():
+            _, script = lease_client()
+            try:
+                granted = await script(
+                    keys=list(_keys(bucket.tag, window)), args=_lease_args(bucket, wanted)
+                )
+            except (RedisError, OSError) as exc:
+                redis_failed(exc)
+            else:
+                redis_answered()
+                with _lock:
+                    _granted(lease, bucket, wanted, granted)
+                leased = True
+        done.set_result(leased)
+    except Exception as exc:  # its waiters raise it
+        done.set_exception(exc)
+    except BaseException:
+        done.cancel()
+        raise
     finally:
         with _lock:
-            if lease.fetching is asyncio.current_task():
+            if lease.fetching is done:
                 lease.fetching = None
 
 

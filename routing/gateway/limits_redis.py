@@ -5,7 +5,10 @@ During an outage every lease call used to pay up to ``REDIS_CONNECT_TIMEOUT`` (2
 limiter failed open, on every request. Now a connection error or timeout backs Redis off for
 ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``: requests are admitted uncounted without trying it (the
 limits fail open, as before), then one request probes it, and the others keep skipping until
-that probe ends. The outage is logged once as it starts and once as it ends."""
+that probe ends: one probe is in flight per process, across threads and the event loop, however
+long it takes (a Redis that accepts but never replies costs it a reply timeout,
+``REDIS_SOCKET_TIMEOUT``, as long as the default back-off). The outage is logged once as it
+starts and once as it ends."""
 
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from routerhub.redis_clients import redis_client, redis_client_async
 logger = logging.getLogger(__name__)
 
 _WARN_EVERY_S = 10.0
+# Longer than any probe: a connect and a reply timeout, each retried by redis-py (3 times).
+_PROBE_STALE_S = 60.0
 # KEYS: requests and tokens leased in this window. ARGV: rpm, tpm, requests wanted, tokens
 # wanted, ttl. Grants what is wanted, or what is left of the limit; 0 for an unlimited dimension.
 _LEASE = """
@@ -63,6 +68,7 @@ class _Outage:
 
     since: float | None = None
     retry_at = 0.0
+    probing_since: float | None = None  # the probe in flight; its failure or answer ends it
     last_warning = 0.0
     lock = threading.Lock()
 
@@ -99,16 +105,23 @@ async def rate_limit_close() -> None:
 
 def redis_backed_off() -> bool:
     """True while Redis is backed off (the caller fails open without trying it). The first
-    caller past the back-off probes it; the others keep skipping until that probe ends, so an
-    outage costs one connect timeout per back-off, not one per request or per key."""
+    caller past the back-off probes it; the others keep skipping until that probe ends (its
+    failure or answer: ``redis_failed``, ``redis_answered``), so an outage costs one probe at a
+    time, not one per request or per key: against a Redis that accepts but never replies, one
+    request per back-off waits a reply timeout. (Before, the next probe was due one back-off
+    after this one started, as long as a reply timeout: hung probes overlapped and stalled the
+    key's requests.) A probe that never ended (cancelled) frees the next after ``_PROBE_STALE_S``."""
     if _Outage.since is None:
         return False
     with _Outage.lock:
         now = time.monotonic()
-        if _Outage.since is None or now >= _Outage.retry_at:
-            _Outage.retry_at = now + settings.RATE_LIMIT_REDIS_BACKOFF_SECONDS
+        if _Outage.since is None:
             return False
-        return True
+        probing = _Outage.probing_since is not None and now - _Outage.probing_since < _PROBE_STALE_S
+        if probing or now < _Outage.retry_at:
+            return True
+        _Outage.probing_since = now
+        return False
 
 
 def redis_failed(exc: Exception) -> None:
@@ -117,6 +130,7 @@ def redis_failed(exc: Exception) -> None:
     now = time.monotonic()
     if not isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
         with _Outage.lock:
+            _Outage.probing_since = None  # Redis answered the probe, with an error
             warn = now - _Outage.last_warning >= _WARN_EVERY_S
             _Outage.last_warning = now if warn else _Outage.last_warning
         if warn:
@@ -127,6 +141,7 @@ def redis_failed(exc: Exception) -> None:
         started = _Outage.since is None
         _Outage.since = now if started else _Outage.since
         _Outage.retry_at = now + backoff
+        _Outage.probing_since = None
     if started:
         logger.warning(
             "rate limits unavailable (Redis unreachable: %s); admitting requests uncounted, and"
@@ -142,6 +157,7 @@ def redis_answered() -> None:
         return
     with _Outage.lock:
         since, _Outage.since, _Outage.retry_at = _Outage.since, None, 0.0
+        _Outage.probing_since = None
     if since is not None:
         logger.warning(
             "Redis answers again after %.0f s; rate limits count again", time.monotonic() - since

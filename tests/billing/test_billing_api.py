@@ -15,44 +15,13 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
 from accounts.models import ApiKey, KeyScope
-from billing.drafts import UsageDraft
-from billing.models import Reservation, ReservationState, UsageGeneration, UsageRecord
+from billing.models import Reservation, ReservationState, UsageGeneration
 from billing.services import (
-    ReservationRequest,
-    credits_reserve,
     ledger_post,
 )
-from billing.settlement import usage_settle
-from tests.factories import dashboard_client, key_client, key_make
+from tests.factories import dashboard_client, key_client, key_make, usage_served
 
 pytestmark = pytest.mark.django_db
-
-
-def _served(
-    organization, key: ApiKey | None, model: str, cost: str, when=None, router: str = ""
-) -> str:
-    generation_id = f"gen-{model.replace('/', '-')}-{UsageRecord.objects.count()}"
-    credits_reserve(
-        ReservationRequest(
-            organization_id=organization.pk, generation_id=generation_id, amount=Decimal(cost)
-        )
-    )
-    usage_settle(
-        UsageDraft(
-            generation_id=generation_id,
-            organization_id=organization.pk,
-            key_id=key.pk if key else None,
-            status="succeeded",
-            cost=Decimal(cost),
-            model=model,
-            provider="demo",
-            router=router,
-            prompt_tokens=100,
-            completion_tokens=50,
-            created_at=when or timezone.now(),
-        )
-    )
-    return generation_id
 
 
 @pytest.fixture
@@ -65,9 +34,9 @@ def billed(tenants):
     key = ApiKey.objects.get(organization=organization, name="app")
     yesterday = timezone.now() - timedelta(days=1)
     ids = [
-        _served(organization, key, "demo/small", "0.001", yesterday),
-        _served(organization, key, "demo/large", "0.02"),
-        _served(organization, None, "demo/small", "0.003", router="router/support"),
+        usage_served(organization, key, "demo/small", "0.001", yesterday),
+        usage_served(organization, key, "demo/large", "0.02"),
+        usage_served(organization, None, "demo/small", "0.003", router="router/support"),
     ]
     manage = key_client(key_make(organization, scope=KeyScope.MANAGE))
     return tenants, key_client(plaintext), manage, ids
@@ -176,7 +145,7 @@ def test_usage_pages_end_where_the_first_page_was_asked(billed):
     tenants, _, manage, _ = billed
 
     first = manage.get("/api/v1/usage", {"group_by": "model", "limit": 1}).json()
-    _served(tenants.organization, None, "demo/aaa-new", "0.001")  # sorts before the others
+    usage_served(tenants.organization, None, "demo/aaa-new", "0.001")  # sorts before the others
     second = manage.get(first["next"]).json()
     back = manage.get(second["previous"]).json()
     fresh = manage.get("/api/v1/usage", {"group_by": "model"}).json()
@@ -265,6 +234,7 @@ def test_a_request_answered_but_not_yet_settled_is_a_retryable_503_not_a_404(bil
     Reservation.objects.create(
         organization=tenants.organization,
         generation_id="gen-answered-not-settled",
+        key=ApiKey.objects.get(organization=tenants.organization, name="app"),
         amount=Decimal("0.01"),
         expires_at=timezone.now() + timedelta(minutes=5),
     )
@@ -293,6 +263,7 @@ def test_a_live_hold_held_or_free_is_a_503_and_an_expired_one_a_404(billed, stat
         Reservation.objects.create(
             organization=tenants.organization,
             generation_id=name,
+            key=ApiKey.objects.get(organization=tenants.organization, name="app"),
             amount=Decimal("0.01"),
             state=state,
             expires_at=timezone.now() + timedelta(minutes=minutes),

@@ -92,7 +92,7 @@ def test_usage_pages_followed_by_the_client_end_where_the_first_was_asked(world:
 
     from accounts.models import KeyScope
     from billing.models import UsageRollupAllKeys
-    from tests.billing.test_billing_api import _served
+    from tests.factories import usage_served as _served
 
     yesterday = timezone.now().date() - timedelta(days=1)
     UsageRollupAllKeys.objects.bulk_create(  # what group_by=model reads

@@ -7,7 +7,7 @@ import httpx
 
 from accounts.key_lookup import key_lookup_count
 from accounts.models import ApiKey, KeyScope
-from billing.models import Reservation, UsageRecord
+from billing.models import KeySpendWindow, Reservation, UsageRecord
 from routerhub.money import money
 from tests.factories import key_client
 from tests.routing.servers import poll
@@ -53,3 +53,22 @@ def test_two_children_of_a_management_key_cannot_together_spend_past_its_limit(
     assert error["metadata"]["limited_by"].startswith(parent[:16])
     total = UsageRecord.objects.filter(key__prefix__in=[c[:16] for c in children])
     assert sum(r.cost for r in total) == spent <= limit and spent == cost
+
+
+def test_a_key_whose_limit_never_resets_spends_it_all_over_http(world: World) -> None:
+    """Its window is released at each settlement (``billing.key_windows``): before, each hold
+    stayed in it and the key was refused at its second request, having spent a fraction."""
+    first = post(world, world.key)
+    cost = settled(world, first).cost
+    hold = Reservation.objects.get(generation_id=first.json()["id"]).amount
+    assert hold > 2 * cost  # a hold well beyond what the request costs
+    key = world.key_for(limit=money(hold + 2 * cost), limit_reset=None)
+
+    spent = [settled(world, post(world, key)).cost for _ in range(3)]  # the last: c + c + h
+    refused = post(world, key)
+
+    assert refused.status_code == 403 and refused.json()["error"]["type"] == "key_limit_reached"
+    window = KeySpendWindow.objects.get(key__prefix=key[:16])
+    assert (window.spent, window.reserved) == (sum(spent), 0)
+    remaining = key_client(key).get("/api/v1/key").json()["limit_remaining"]
+    assert money(remaining) == money(hold + 2 * cost) - sum(spent)

@@ -148,3 +148,40 @@ def test_counting_resumes_once_a_probe_reaches_redis(
             admit(key)
 
     assert any("Redis answers again" in r.getMessage() for r in caplog.records)
+
+
+def test_one_probe_at_a_time_even_when_it_outlasts_the_backoff(
+    dropping_redis: DroppingRedis, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """A probe of a Redis that accepts but never replies lasts a reply timeout (5 s, as long as
+    the back-off). A thread's probe is parked there (a hook in its client) while the back-off
+    runs out again: the event loop's request skips Redis instead of probing beside it. Before,
+    the next probe was due one back-off after the first started, and they overlapped."""
+    clock = _Clock()
+    monkeypatch.setattr(limits_redis, "time", clock)
+    settings.ROUTER_SELECT_RPM_FACTOR = 1
+    admit(a_key(rpm=1))  # the connection is dropped: Redis backed off
+    clock.now += 5.0
+    probing, release = threading.Event(), threading.Event()
+    client_sync = limits.lease_client_sync
+
+    def parked_client() -> tuple[Any, Any]:
+        probing.set()
+        release.wait(20)
+        return client_sync()
+
+    monkeypatch.setattr(limits, "lease_client_sync", parked_client)
+    prober = threading.Thread(
+        target=select_admit_sync, args=(a_key(rpm=1),), kwargs={"user_id": None}
+    )
+    prober.start()
+    assert probing.wait(20)
+    before = dropping_redis.connections
+    clock.now += 5.0  # the probe hangs past the back-off
+    admit(a_key(rpm=1))  # a second caller past retry_at: must not probe
+    skipped = dropping_redis.connections == before
+    release.set()
+    prober.join(20)
+
+    assert skipped  # old code: a second probe beside the hung one
+    assert dropping_redis.connections > before  # the parked probe did try Redis

@@ -331,39 +331,38 @@ async def admit_selects_async(key: AuthenticatedKey, selects: int) -> None:
     await limits.rate_limit_close()
 
 
-def test_threads_and_the_event_loop_sharing_a_lease_admit_exactly_the_limit(
-    redis_limits: None, settings: Any
+def test_a_lease_call_is_started_outside_the_lock_so_an_eager_task_cannot_deadlock(
+    redis_limits: None,
 ) -> None:
-    """Four DRF threads and the event loop select at once on one key's bucket (one lease, one
-    lock): together they admit exactly its 50 selects a minute, no update of the lease lost."""
+    """An eager task factory (``asyncio.eager_task_factory``, Python 3.12+) runs a task's first
+    step inside ``create_task``: ``_lease_more`` takes ``_lock`` at once, so a task started while
+    the loop thread holds it (the old code) deadlocked on the non-reentrant lock. Structurally on
+    every Python: no task is created while ``_lock`` is held (one thread here, so held means held
+    by the loop thread); and on 3.12+ with the real eager factory, in a thread that must end."""
     import threading
 
-    settings.ROUTER_SELECT_RPM_DEFAULT = 50
-    key = a_key()
-    admitted: list[int] = []
+    created_under_lock: list[str] = []
 
-    def sync_selects() -> None:
-        for _ in range(30):
-            try:
-                select_admit_sync(key, user_id=None)
-                admitted.append(1)
-            except RateLimited:
-                pass
+    def watching_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        if limits._lock.locked():
+            created_under_lock.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
 
-    async def async_selects() -> None:
-        for _ in range(30):
-            try:
-                await rate_limit_admit_select(key)
-                admitted.append(1)
-            except RateLimited:
-                pass
-        await limits.rate_limit_close()
+    def run(factory: Any) -> None:
+        async def requests() -> None:
+            asyncio.get_running_loop().set_task_factory(factory)
+            key = a_key(rpm=1000)
+            for _ in range(3):
+                await limits.rate_limit_admit(key, 0)
+            await limits.rate_limit_close()
 
-    threads = [threading.Thread(target=sync_selects) for _ in range(4)]
-    for thread in threads:
+        asyncio.run(requests())
+
+    run(watching_factory)
+    assert created_under_lock == []  # old code: ["_lease_more", …]
+    eager = getattr(asyncio, "eager_task_factory", None)
+    if eager is not None:
+        thread = threading.Thread(target=run, args=(eager,), daemon=True)
         thread.start()
-    asyncio.run(async_selects())
-    for thread in threads:
         thread.join(20)
-
-    assert len(admitted) == 50
+        assert not thread.is_alive()  # old code: the loop thread waits on its own lock forever

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage
@@ -24,6 +25,7 @@ from tests.training.conftest import media
 from training import dataset_services
 from training.dataset_sweeps import (
     ORPHAN_CURSOR,
+    STORAGE_ERRORS_IN_A_ROW_MAX,
     dataset_files_orphaned_delete,
     datasets_stuck_fail,
 )
@@ -163,9 +165,9 @@ class StorageRefused(Exception):
     """What a remote storage raises, not an ``OSError`` (django-storages' S3: botocore's
     ``ClientError``, with its ``response``)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: str = "AccessDenied") -> None:
         super().__init__(message)
-        self.response = {"Error": {"Code": "AccessDenied", "Message": message}}
+        self.response = {"Error": {"Code": code, "Message": message}}
 
 
 def test_a_file_the_storage_fails_on_is_passed_over_and_the_rest_are_swept(
@@ -196,18 +198,90 @@ def test_a_file_the_storage_fails_on_is_passed_over_and_the_rest_are_swept(
     assert "SECRET" not in logged.upper()
 
 
+@pytest.mark.parametrize("error", [TypeError, MemoryError, RecursionError])
 def test_a_programming_error_in_the_sweep_is_not_passed_over(
-    media: Path, monkeypatch: pytest.MonkeyPatch
+    media: Path, monkeypatch: pytest.MonkeyPatch, error: type[Exception]
 ) -> None:
-    """A bug is not one file's trouble: it ends the run (the task fails with its traceback)
-    rather than skipping every file quietly. Guards the chosen behaviour."""
+    """A bug (or the process's own trouble: memory, recursion) is not one file's trouble: it
+    ends the run (the task fails with its traceback) rather than skipping every file quietly.
+    Old code: MemoryError and RecursionError were passed over as a storage error."""
     name = default_storage.save("datasets/built/a.csv", ContentFile(b"x"))
     _age(media, name)
 
     def broken(storage: FileSystemStorage, name: str) -> Any:
-        raise TypeError("a bug")
+        raise error("a bug")
 
     monkeypatch.setattr(FileSystemStorage, "get_modified_time", broken)
-    with pytest.raises(TypeError):
+    with pytest.raises(error):
         dataset_files_orphaned_delete()
     assert _stored(media) == {name}
+
+
+def test_the_soft_time_limit_stops_the_run_and_saves_where_it_got_to(
+    media: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Celery's ``SoftTimeLimitExceeded`` is an ``Exception``: the storage-error catch swallowed
+    it and the run went on (a slow S3) into the hard limit's kill, its cursor never saved. Now
+    the run stops there and saves its cursor; the interrupted file is examined again next run.
+    Old code: the limit passed over as one file's error, the next file deleted, cursor 0."""
+    kept = default_storage.save("datasets/built/a.csv", ContentFile(b"x"))  # recent: kept
+    slow, orphan = (
+        default_storage.save(f"datasets/built/{c}.csv", ContentFile(b"x")) for c in "bc"
+    )
+    _age(media, slow)
+    _age(media, orphan)
+    real = FileSystemStorage.get_modified_time
+
+    def times_out(storage: FileSystemStorage, name: str) -> Any:
+        if name == slow:
+            raise SoftTimeLimitExceeded()
+        return real(storage, name)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FileSystemStorage, "get_modified_time", times_out)
+        assert dataset_files_orphaned_delete() == []
+    assert cache.get(ORPHAN_CURSOR) == 1  # after the kept file: the slow one is next
+    assert "stopped after 1 files (the task's soft time limit)" in caplog.text
+    assert dataset_files_orphaned_delete() == [slow, orphan]
+    assert _stored(media) == {kept}
+
+
+def test_a_storage_refusing_every_file_stops_the_run_with_one_summary_line(
+    media: Path, settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Old code: a warning for every file examined (up to ``DATASET_ORPHAN_EXAMINE_MAX``, 5000
+    a run) and the cursor back at the start."""
+    names = [
+        default_storage.save(f"datasets/built/{i:02}.csv", ContentFile(b"x")) for i in range(14)
+    ]
+    for name in names:
+        _age(media, name)
+
+    def refuses(storage: FileSystemStorage, name: str) -> None:
+        raise StorageRefused("slow down")
+
+    monkeypatch.setattr(FileSystemStorage, "delete", refuses)
+    assert dataset_files_orphaned_delete() == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == STORAGE_ERRORS_IN_A_ROW_MAX + 1
+    assert "10 storage errors in a row, last StorageRefused AccessDenied" in warnings[-1]
+    assert cache.get(ORPHAN_CURSOR) == STORAGE_ERRORS_IN_A_ROW_MAX  # the next run goes on
+    assert _stored(media) == set(names)
+
+
+def test_a_file_the_storage_says_is_not_found_is_already_gone_not_a_warning(
+    media: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """S3's HEAD of a key deleted since the listing: a ``ClientError`` with code 404. Old code:
+    a warning, as for a refused file."""
+    name = default_storage.save("datasets/built/a.csv", ContentFile(b"x"))
+    _age(media, name)
+
+    def gone(storage: FileSystemStorage, name: str) -> Any:
+        raise StorageRefused("Not Found", code="404")
+
+    monkeypatch.setattr(FileSystemStorage, "get_modified_time", gone)
+    caplog.set_level("INFO", logger="training.dataset_sweeps")
+    assert dataset_files_orphaned_delete() == []
+    [record] = [r for r in caplog.records if r.name == "training.dataset_sweeps"]
+    assert record.levelname == "INFO" and "already gone (StorageRefused 404)" in record.getMessage()

@@ -33,10 +33,13 @@ PROMPTS = [
 TRADEOFFS = [i / 20 for i in range(21)]
 
 
-def copies_of(record: UsageRecord, n: int, tag: str) -> list[str]:
-    """``n`` usage records like ``record`` (served by the same router version and model)."""
+def copies_of(record: UsageRecord, n: int, tag: str, key_id: int | None = None) -> list[str]:
+    """``n`` usage records like ``record`` (served by the same router version and model; by the
+    key ``key_id`` when given: an inference key rates only what it served)."""
     fields = {f.attname: getattr(record, f.attname) for f in UsageRecord._meta.concrete_fields}
     fields.pop("id")
+    if key_id is not None:
+        fields["key_id"] = key_id
     rows = [UsageRecord(**(fields | {"generation_id": f"gen-{tag}-{i}"})) for i in range(n)]
     UsageRecord.objects.bulk_create(rows)
     return [row.generation_id for row in rows]
@@ -101,8 +104,10 @@ def test_one_key_cannot_swing_routing_and_many_keys_can(world: World) -> None:
     assert all(margins[i] <= -bias + 1e-9 for i in moved_by_one)
     assert Feedback.objects.filter(calibration_weight__gt=0).count() == w  # the rest weigh 0
 
-    for generation_id in copies_of(record, 25, "crowd"):
-        post_bad(key_client(key_make(world.organization)), generation_id)
+    for i in range(25):  # each key of the crowd rates a request it served
+        plaintext = key_make(world.organization)
+        crowd_key = ApiKey.objects.get(prefix=plaintext[:16]).pk
+        post_bad(key_client(plaintext), copies_of(record, 1, f"crowd-{i}", crowd_key)[0])
 
     crowd_bias = calibration_bias(record.router_id, record.router_version)[DEAR]
     assert crowd_bias == pytest.approx(-b)

@@ -1,0 +1,84 @@
+"""A dataset deleted while a training run on it is being recorded: the two take turns on the
+dataset's row. The run recorded first makes the delete a 409 and the files stay. (The delete
+checked for active runs, then deleted the files: a run started at the same moment, committed
+after the check, trained on files already gone.)"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from routerhub.domain import Conflict
+from tests.db_locks import backend_pid, waiting_for
+from tests.factories import organization_make
+from tests.threads import run_at_once
+from training import services
+from training.models import Dataset, DatasetStatus, Router, TrainingRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEADLINE_S = 20.0
+
+
+def _dataset(organization) -> Dataset:
+    dataset = Dataset(organization=organization, name="d", status=DatasetStatus.READY)
+    dataset.file.save("d.csv", ContentFile(b"prompt,a/score,b/score\nhi,1,0\n"), save=False)
+    dataset.parsed_file.save("d.parquet", ContentFile(b"parsed"), save=False)
+    dataset.save()
+    return dataset
+
+
+def test_a_run_recorded_while_its_dataset_is_deleted_keeps_the_files(media) -> None:
+    organization = organization_make()
+    router = Router.objects.create(organization=organization, slug="r", candidates=["a", "b"])
+    dataset = _dataset(organization)
+    paths = [dataset.file.path, dataset.parsed_file.path]
+    recording, commit, done = threading.Event(), threading.Event(), threading.Event()
+    pids: list[int] = []
+
+    def record() -> None:  # a run start, its transaction still open
+        with transaction.atomic():
+            services.training_run_record(
+                router=router, dataset=dataset, candidates=["a", "b"], options={}
+            )
+            pids.append(backend_pid())
+            recording.set()
+            assert commit.wait(DEADLINE_S)
+
+    def delete() -> None:
+        assert recording.wait(DEADLINE_S)
+        try:
+            services.dataset_delete(dataset=Dataset.objects.get(pk=dataset.pk))
+        finally:
+            done.set()
+
+    def release() -> None:  # once the delete waits on the run's transaction (or, unlocked,
+        # went through), let the run commit
+        assert recording.wait(DEADLINE_S)
+        deadline = time.monotonic() + DEADLINE_S
+        while not (waiting_for(pids[0]) or done.is_set()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        commit.set()
+
+    recorded, deleted, _ = run_at_once([record, delete, release])
+
+    assert recorded is None
+    assert isinstance(deleted, Conflict), deleted
+    assert TrainingRun.objects.filter(dataset=dataset).count() == 1
+    assert all(os.path.exists(path) for path in paths)
+
+
+def test_a_dataset_no_run_uses_is_deleted_with_its_files(media) -> None:
+    organization = organization_make()
+    dataset = _dataset(organization)
+    paths = [dataset.file.path, dataset.parsed_file.path]
+
+    services.dataset_delete(dataset=dataset)
+
+    assert not Dataset.objects.filter(pk=dataset.pk).exists()
+    assert not any(os.path.exists(path) for path in paths)

@@ -1,0 +1,32 @@
+"""A webhook endpoint's change (``PATCH /api/v1/webhooks/{id}``, the dashboard's toggle) writes only
+the fields it changes, on the endpoint's locked row: a toggle made between a ``PATCH``'s read of
+the endpoint and its write stays. (It saved the whole row it had read: an endpoint an admin had
+just disabled was enabled again by a description change.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import dashboard_client, tenants_make
+from webhooks.models import WebhookEndpoint
+from webhooks.services import webhook_endpoint_create, webhook_endpoint_update
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_change_keeps_a_toggle_made_after_the_endpoint_was_read() -> None:
+    tenants = tenants_make()
+    endpoint = webhook_endpoint_create(
+        organization=tenants.organization,
+        url="https://hooks.example.com/a",
+        events=["router.drift"],
+    ).endpoint
+    as_read = WebhookEndpoint.objects.get(pk=endpoint.pk)  # the PATCH's read
+    admin = dashboard_client(tenants.owner, tenants.organization)
+    assert admin.post(f"/dashboard/webhooks/{endpoint.pk}/toggle").status_code == 302  # disabled
+
+    written = webhook_endpoint_update(endpoint=as_read, changes={"description": "billing"})
+
+    endpoint.refresh_from_db()
+    assert (endpoint.enabled, endpoint.description) == (False, "billing")
+    assert (written.enabled, written.description) == (False, "billing")
