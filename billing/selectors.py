@@ -107,7 +107,12 @@ def generation_pending(
 
 
 def generation_missing(
-    *, organization_id: int, generation_id: str, param: str, served_by: Any | None = None
+    *,
+    organization_id: int,
+    generation_id: str,
+    param: str,
+    served_by: Any | None = None,
+    action: str = "read",
 ) -> Exception:
     """Why an organization's ``generation_id`` has no usage record: a request answered but not
     yet settled (its hold is ``held``, or ``free`` for a zero-cost answer whose draft is queued,
@@ -115,7 +120,8 @@ def generation_missing(
     with ``Retry-After``; anything else (no hold, or an expired one: its draft lost, the sweep
     runs every 15 minutes) is a 404, not worth a client's retrying. ``served_by`` (an inference
     key's ``TenantAPIView.served_by``) counts only those keys' requests: another key's is a 404,
-    never a 503 that would confirm the id."""
+    never a 503 that would confirm the id, and its message names the rule (``action`` the
+    caller's verb) without saying whether the id exists."""
     pending = generation_pending(
         organization_id=organization_id, generation_id=generation_id, served_by=served_by
     )
@@ -131,5 +137,11 @@ def generation_missing(
             f"Generation {generation_id} is not settled yet: retry in a moment.",
             param=param,
             headers={"Retry-After": "1"},
+        )
+    if served_by is not None:
+        return NotFound(
+            f"No generation {generation_id} sent by this key or keys it made; {action} it with "
+            "the key that sent it or a management key.",
+            param=param,
         )
     return NotFound(f"No generation {generation_id} in this organization.", param=param)

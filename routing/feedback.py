@@ -63,6 +63,7 @@ def feedback_record(
             generation_id=generation_id,
             param="generation_id",
             served_by=served_by,
+            action="rate",
         )
     previous = Feedback.objects.filter(usage=guard).first()
     if served_by is not None and previous is not None and previous.key_id is None:
