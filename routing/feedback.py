@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -17,6 +16,7 @@ from django.db.models import Case, JSONField, QuerySet, TextField, Value, When
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, Length
 
+from accounts.key_lineage import key_answers_for
 from billing.models import UsageGeneration, UsageRecord
 from billing.selectors import generation_missing
 from routerhub.domain import Conflict, InvalidInput
@@ -36,7 +36,7 @@ def feedback_record(
     comment: str = "",
     key_id: int | None,
     user_id: int | None = None,
-    served_by: Any | None = None,
+    served_by: int | None = None,
 ) -> Feedback:
     """Store (or replace) the feedback on a served request of this organization, and fold it into
     the serving router version's online calibration (``routing.calibration``) with the weight
@@ -54,9 +54,9 @@ def feedback_record(
         .first()
     )
     records = UsageRecord.objects.filter(generation_id=generation_id)
-    if served_by is not None:
-        records = records.filter(key_id__in=served_by)
     usage = None if guard is None else records.filter(created_at=guard.created_at).first()
+    if usage is not None and served_by is not None and not key_answers_for(served_by, usage.key_id):
+        usage = None  # another key's request: a 404, as an unknown id
     if usage is None:
         raise generation_missing(
             organization_id=organization_id,
