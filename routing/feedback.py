@@ -17,6 +17,7 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, Length
 
 from accounts.key_lineage import key_answers_for
+from accounts.models import ApiKey, KeyScope
 from billing.models import UsageGeneration, UsageRecord
 from billing.selectors import generation_missing
 from routerhub.domain import Conflict, InvalidInput
@@ -44,7 +45,7 @@ def feedback_record(
 
     ``served_by`` (an inference key's ``TenantAPIView.served_by``): only a request one of those
     keys sent may be rated (another is a 404, as an unknown id), and feedback a person gave
-    (no key) is not replaced (409)."""
+    (no key) or a management key gave is not replaced (409)."""
     # Locked: feedback on one generation is written one at a time (the first creates the row).
     # Feedback points at the generation's guard row; the record (partitioned by month) is read
     # in its own month's partition.
@@ -66,12 +67,8 @@ def feedback_record(
             action="rate",
         )
     previous = Feedback.objects.filter(usage=guard).first()
-    if served_by is not None and previous is not None and previous.key_id is None:
-        raise Conflict(
-            f"A person gave feedback on {generation_id} from the dashboard; an inference key "
-            "does not replace it.",
-            param="generation_id",
-        )
+    if served_by is not None and previous is not None:
+        _replace_check(previous, generation_id)
     weight, weighted = calibration_contribution(
         usage=usage,
         score=score,
@@ -84,6 +81,21 @@ def feedback_record(
     feedback.calibration_weight, feedback.calibration_residual = weight, weighted
     feedback.save()
     return feedback
+
+
+def _replace_check(previous: Feedback, generation_id: str) -> None:
+    """An inference key does not replace feedback a person (no key) or a management key gave
+    (409): the organization's word stands over a key's."""
+    if previous.key_id is None:
+        given_by = "A person gave feedback on {} from the dashboard"
+    elif ApiKey.objects.filter(pk=previous.key_id, scope=KeyScope.MANAGE).exists():
+        given_by = "A management key gave feedback on {}"
+    else:
+        return
+    raise Conflict(
+        f"{given_by.format(generation_id)}; an inference key does not replace it.",
+        param="generation_id",
+    )
 
 
 def _router_feedback_rows(router: serving.Router, before: datetime | None) -> QuerySet[Feedback]:

@@ -117,3 +117,17 @@ def test_an_inference_key_reads_only_requests_it_or_a_key_it_made_sent(keys):
     assert read("manage", served["bob"]) == 200 and read("manage", served["alice"]) == 200
     owner = dashboard_client(owner, organization)
     assert owner.get(f"/dashboard/generations/{served['bob']}/").status_code == 200
+
+
+def test_an_inference_key_never_replaces_a_management_keys_feedback(keys):
+    _, _, clients, served = keys
+
+    assert _rate(clients["manage"], served["alice"], 1.0).status_code == 201
+    replaced = _rate(clients["alice"], served["alice"], 0.0)
+
+    assert replaced.status_code == 409, replaced.json()
+    assert "management key" in replaced.json()["error"]["message"]
+    assert UsageGeneration.objects.get(pk=served["alice"]).feedback.score == 1.0
+    # An inference key's own feedback it replaces, as before.
+    assert _rate(clients["alice"], served["child"], 1.0).status_code == 201
+    assert _rate(clients["alice"], served["child"], 0.0).status_code == 201
