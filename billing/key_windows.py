@@ -80,9 +80,14 @@ def _window_reserve(
     current = window_start(bound.reset, now)
     KeySpendWindow.objects.get_or_create(key_id=bound.key_id, defaults={"window_start": current})
     window = KeySpendWindow.objects.select_for_update().get(key_id=bound.key_id)
-    if window.window_start != current:
+    if _later(current, window.window_start):
         # The window rolled: spend and holds of the old window no longer count against this one.
         window.window_start, window.spent, window.reserved = current, ZERO, ZERO
+    # A start earlier than the row's (a reset period made longer, while a key's cached lineage
+    # still carries the old one) does not reset it: that would forgive the spend in it, and the
+    # holds in it would then be released from a window that no longer counts them. The hold
+    # counts in the row's window.
+    current = window.window_start
     if window.spent + window.reserved + request.amount > bound.limit:
         window_spend_note(bound.key_id, current, window.spent + window.reserved)
         raise _limit_reached(request, bound, window)
@@ -93,22 +98,28 @@ def _window_reserve(
     return current
 
 
+def _later(start: datetime | None, than: datetime | None) -> bool:
+    """Whether window ``start`` begins after ``than`` (a window that never resets, None, is the
+    earliest)."""
+    return (start or _ONE_WINDOW) > (than or _ONE_WINDOW)
+
+
 def _limit_reached(
     request: ReservationRequest, bound: LimitBound, window: KeySpendWindow
 ) -> KeyLimitReached:
-    message = "This key has reached its credit limit for the current window."
-    metadata = {
-        "limit": money_str(bound.limit),
-        "remaining": money_str(max(ZERO, bound.limit - window.spent - window.reserved)),
-        "needed": money_str(request.amount),
-        "reset": bound.reset,
-    }
+    metadata = {"needed": money_str(request.amount), "reset": bound.reset}
     if bound.key_id != request.key_id:
+        # Not the ancestor's limit nor what is left of it: that is spent by the whole tree, and
+        # a key's holder could watch its siblings' spend through it. The period only says when
+        # to try again.
         message = (
             f"The key {bound.label} this key was made from has reached its credit limit for the "
             "current window: a key made by a key spends against that key's limit too."
         )
-        metadata["limited_by"] = bound.label
+        return KeyLimitReached(message, metadata={**metadata, "limited_by": bound.label})
+    message = "This key has reached its credit limit for the current window."
+    remaining = max(ZERO, bound.limit - window.spent - window.reserved)
+    metadata |= {"limit": money_str(bound.limit), "remaining": money_str(remaining)}
     return KeyLimitReached(message, metadata=metadata)
 
 

@@ -191,7 +191,8 @@ def _release_windows(holds: Sequence[_Hold], spent: dict[str, Decimal]) -> None:
             windows[window] = (held + hold.amount, cost + spent.get(hold.generation_id, ZERO))
     for (key_id, start), (held, cost) in sorted(windows.items(), key=lambda w: w[0][0]):
         # Only the window the hold was taken in: a window that rolled over was reset without it.
-        # Never below zero: a hold from before windows were recorded may not have been in it.
+        # Never below zero: a hold from before windows were recorded may not have been in it,
+        # and a window reset by an older pod may no longer count it.
         KeySpendWindow.objects.filter(key_id=key_id, window_start=start).update(
             reserved=Greatest(F("reserved") - held, _ZERO_MONEY), spent=F("spent") + cost
         )

@@ -17,13 +17,15 @@ import pytest
 from django.db import connection, transaction
 from django.db.models import Model
 
+from accounts.keys import key_authenticate
 from accounts.models import ApiKey
 from billing.drafts import UsageDraft
 from billing.models import CreditAccount, CreditHold, KeySpendWindow
 from billing.services import ReservationRequest, credits_reserve
 from billing.settlement import usage_settle_batch
+from tests.billing.test_key_budget_lineage import _child, _hold, _organization, _root, _window
 from tests.conftest import require_postgres
-from tests.db_locks import waiting_on_a_lock
+from tests.db_locks import LOCK_WAITS_SQL, waiting_on_a_lock
 from tests.factories import funded_organization_make, key_make
 from tests.routing.servers import poll
 
@@ -120,3 +122,51 @@ def test_a_limited_keys_reservation_waits_for_the_hold_row_before_it_touches_the
     reserver.join(60)
 
     assert KeySpendWindow.objects.get(key_id=key.pk).reserved == Decimal("2")
+
+
+def _lock_waits() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(LOCK_WAITS_SQL)
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_childs_hold_and_a_settlement_of_its_tree_take_the_windows_in_one_order() -> None:
+    """A child's hold and a settlement over its parent's and its own windows both take them in
+    key id order (parent first). Held up at the parent's window, a hold that took the child's
+    first would wait there holding it; the settlement, first in line for the parent's, would
+    then wait for the child's: PostgreSQL's deadlock error for one of them."""
+    require_postgres()
+    _, parent = _root(_organization(), limit=Decimal("5"), limit_reset="daily")
+    child, child_row = _child(parent)
+    held = _hold(child, "1")  # both windows exist, holding 1
+    key = key_authenticate(child)
+    request = ReservationRequest(organization_id=key.organization_id,
+                                 generation_id=f"gen-{uuid.uuid4().hex}", amount=Decimal("1"),
+                                 key_id=key.id, key_limit=key.limit,
+                                 key_limit_reset=key.limit_reset, ancestors=key.ancestors)  # fmt: skip
+    draft = UsageDraft(generation_id=held, organization_id=key.organization_id,
+                       key_id=key.id, status="succeeded", cost=Decimal("0.5"))  # fmt: skip
+    errors: list[Exception] = []
+
+    def guarded(work: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except Exception as error:  # the deadlock, raised in its thread
+                errors.append(error)
+
+        return run
+
+    with _account_held(parent.pk, KeySpendWindow):  # the parent's window row
+        settler = _in_thread(guarded(lambda: usage_settle_batch([draft])))
+        poll(lambda: _lock_waits() >= 1)
+        reserver = _in_thread(guarded(lambda: credits_reserve(request)))
+        poll(lambda: _lock_waits() >= 2)
+    settler.join(60)
+    reserver.join(60)
+
+    assert errors == []
+    assert _window(parent) == (Decimal("0.5"), Decimal("1"))
+    assert _window(child_row) == (Decimal("0.5"), Decimal("1"))

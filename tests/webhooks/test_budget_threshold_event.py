@@ -19,6 +19,8 @@ from accounts.models import ApiKey
 from billing import window_spend
 from billing.models import KeySpendWindow, Reservation
 from billing.services import ReservationRequest, credits_reserve, ledger_post
+from tests.billing.test_key_budget_lineage import _child, _organization, _root
+from tests.billing.test_key_budget_lineage import _hold as _lineage_hold
 from tests.factories import key_make, tenants_make
 from tests.routing.servers import poll
 from tests.webhooks.receiver import Receiver
@@ -142,3 +144,24 @@ def test_a_hold_that_rolls_back_emits_nothing_and_the_next_crossing_does(
     credits_reserve(_hold(key, "0.4"))
     [event] = _events(receiver, 1)
     assert event["data"]["spent"] == "0.90000000"
+
+
+def test_an_ancestors_event_fires_when_its_trees_spend_crosses_the_share(
+    receiver_factory: MakeReceiver,
+) -> None:
+    """README: an ancestor's window counts its whole tree, and its ``budget.threshold`` event
+    fires when the tree's spend crosses the share, though no key of the tree crossed its own."""
+    organization = _organization()
+    receiver = receiver_factory([200])
+    webhook_endpoint_create(
+        organization=organization, url=receiver.url, events=["budget.threshold"]
+    )
+    _, parent = _root(organization, limit=Decimal("1"), limit_reset="daily")
+    first, _ = _child(parent)  # each takes its parent's limit: 1 a day
+    second, _ = _child(parent)
+
+    _lineage_hold(first, "0.5")
+    _lineage_hold(second, "0.4")  # each key at half or less; the tree at 90 %
+
+    [event] = _events(receiver, 1)
+    assert event["data"]["key_id"] == parent.pk and event["data"]["spent"] == "0.90000000"
