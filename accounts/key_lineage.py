@@ -58,6 +58,30 @@ def key_tree(key_id: int) -> RawSQL:
     return RawSQL(_TREE_SQL, [key_id, LINEAGE_DEPTH_MAX, 0])  # noqa: S611  (a constant)
 
 
+# Whether key ``%s`` is key ``%s`` or one of its makers (``created_by_key``, up to
+# ``LINEAGE_DEPTH_MAX`` levels up): one pk lookup a level, however wide the caller's tree.
+_MAKERS_SQL = (
+    "WITH RECURSIVE up (id, parent, level) AS ("
+    " SELECT id, created_by_key_id, 0 FROM accounts_apikey WHERE id = %s"
+    " UNION ALL SELECT k.id, k.created_by_key_id, up.level + 1 FROM accounts_apikey k"
+    " JOIN up ON k.id = up.parent WHERE up.level < %s"
+    ") SELECT 1 FROM up WHERE id = %s"
+)
+
+
+def key_answers_for(key_id: int, sender_id: int | None) -> bool:
+    """Whether ``key_id`` answers for a request ``sender_id`` sent: it sent it, or made (through
+    at most ``LINEAGE_DEPTH_MAX`` keys) the key that did; the same keys as ``key_tree(key_id)``,
+    walked up from the sender instead of down from the caller."""
+    if sender_id is None:
+        return False
+    if sender_id == key_id:
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(_MAKERS_SQL, [sender_id, LINEAGE_DEPTH_MAX, key_id])
+        return cursor.fetchone() is not None
+
+
 def api_key_create_bounded(
     *,
     acting_key_id: int | None,

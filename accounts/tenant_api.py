@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.db.models import Model, QuerySet
-from django.db.models.expressions import RawSQL
 from rest_framework.generics import GenericAPIView
 
-from accounts.key_lineage import key_tree
 from accounts.models import Organization, Role, User
 from accounts.tenancy import Tenant, tenant_for_request
 
@@ -49,12 +47,12 @@ class TenantAPIView(GenericAPIView[Any]):
         key = self.tenant.key
         return None if key is None else key.id
 
-    def served_by(self) -> RawSQL | None:
-        """Whose requests (generations) this caller may see and rate: an inference key only its
-        own and those of keys it made (``accounts.key_lineage.key_tree``), as a subquery of key
-        ids; None (the organization's all) for a management key or a person's session."""
+    def served_by(self) -> int | None:
+        """Whose requests (generations) this caller may see and rate: an inference key's id (its
+        own requests and those of keys it made, ``accounts.key_lineage.key_answers_for``); None
+        (the organization's all) for a management key or a person's session."""
         key = self.tenant.key
-        return key_tree(key.id) if key is not None and not key.is_management else None
+        return key.id if key is not None and not key.is_management else None
 
     def required_role(self) -> Role:
         return self.required_roles.get(self.request.method or "GET", Role.MEMBER)

@@ -10,6 +10,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.key_lineage import key_answers_for
 from accounts.tenant_api import TenantAPIView
 from billing.models import UsageFlag, UsageRecord, UsageStep
 from billing.openrouter_shapes import GenerationData, generation_data
@@ -127,10 +128,6 @@ class GenerationView(TenantAPIView):
     tenant_model = UsageRecord
     inference_key_allowed = True
 
-    def scope_queryset(self, queryset: Any) -> Any:
-        served_by = self.served_by()
-        return queryset if served_by is None else queryset.filter(key_id__in=served_by)
-
     @extend_schema(
         description=(
             "One request's record. An inference key reads only requests it sent, or a key it "
@@ -145,12 +142,15 @@ class GenerationView(TenantAPIView):
         if not generation_id:
             raise BadRequest("Pass the generation id: ?id=gen-…", param="id")
         record = self.get_queryset().filter(generation_id=generation_id).first()
+        served_by = self.served_by()
+        if record is not None and served_by is not None:
+            record = record if key_answers_for(served_by, record.key_id) else None
         if record is None:
             raise generation_missing(
                 organization_id=self.organization.pk,
                 generation_id=generation_id,
                 param="id",
-                served_by=self.served_by(),
+                served_by=served_by,
             )
         answer = generation_json(record) | {"data": generation_data(record)}
         steps = UsageStep.objects.filter(generation_id=record.generation_id)

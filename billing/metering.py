@@ -34,6 +34,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -48,6 +49,7 @@ from billing.pricing import CacheCounts, TokenPrices, reservation_amount, usage_
 from billing.services import ReservationRequest, credits_reserve_async
 from billing.window_spend import WindowSpend, window_spend
 from billing.windows import LimitBound
+from routerhub.money import ZERO
 
 __all__ = [
     "Payer",
@@ -98,6 +100,8 @@ class TokenCounts(Protocol):
     def cache_write_tokens(self) -> int: ...
     @property
     def cache_write_1h_tokens(self) -> int: ...
+    @property
+    def parts(self) -> Sequence[TokenCounts]: ...
 
 
 def generation_id_new() -> str:
@@ -138,14 +142,9 @@ def price(
     for, and a provider may count more (hidden reasoning, a tenant's own host). Such a charge is
     flagged ``over_hold`` and logged; settlement takes it as far as the balance goes.
     """
-    cost = usage_cost(
-        prices,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-        cache=CacheCounts(write=usage.cache_write_tokens, write_1h=usage.cache_write_1h_tokens),
-        is_byok=is_byok,
-    )
+    # Calls summed (``parts``) are priced each at its own tier: two 120k-token prompts are two
+    # calls under a 200k threshold, not one over it (before, their sum's tier: twice the hold).
+    cost = sum((_call_cost(prices, call, is_byok) for call in usage.parts or (usage,)), ZERO)
     if cost > held:
         logger.warning(
             "generation %s costs %s, above its hold %s; charged in full (flag over_hold)",
@@ -160,6 +159,17 @@ def price(
     draft.cached_tokens, draft.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
     draft.cache_write_tokens = usage.cache_write_tokens
     return cost
+
+
+def _call_cost(prices: TokenPrices, usage: TokenCounts, is_byok: bool) -> Decimal:
+    return usage_cost(
+        prices,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        cache=CacheCounts(write=usage.cache_write_tokens, write_1h=usage.cache_write_1h_tokens),
+        is_byok=is_byok,
+    )
 
 
 # Charges far above their holds: a provider counting what the hold did not foresee (an image

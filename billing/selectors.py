@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts.key_lineage import key_answers_for
 from accounts.models import ApiKey
 from billing.models import KeySpendWindow, Reservation, ReservationState, UsageRecord
 from billing.rollups import usage_totals
@@ -92,22 +93,29 @@ def usage_summary(*, organization_id: int, filters: UsageFilter) -> dict[str, An
 
 
 def generation_pending(
-    *, organization_id: int, generation_id: str, served_by: Any | None = None
+    *, organization_id: int, generation_id: str, served_by: int | None = None
 ) -> bool:
     """Whether ``generation_id`` has a live hold whose usage record is still to come (the API's
-    503 and the dashboard's "pending" page agree on this one test); with ``served_by`` (a
-    subquery of key ids), only a hold one of those keys made counts."""
+    503 and the dashboard's "pending" page agree on this one test); with ``served_by`` (an
+    inference key's id), only a hold that key or a key it made holds counts."""
     holds = Reservation.objects.filter(
         organization_id=organization_id,
         generation_id=generation_id,
         state__in=(ReservationState.HELD, ReservationState.FREE),
         expires_at__gt=timezone.now(),
     )
-    return (holds if served_by is None else holds.filter(key_id__in=served_by)).exists()
+    if served_by is None:
+        return holds.exists()
+    return _sent_by(served_by, holds.values_list("key_id", flat=True))
 
 
 def generation_missing(
-    *, organization_id: int, generation_id: str, param: str, served_by: Any | None = None
+    *,
+    organization_id: int,
+    generation_id: str,
+    param: str,
+    served_by: int | None = None,
+    action: str = "read",
 ) -> Exception:
     """Why an organization's ``generation_id`` has no usage record: a request answered but not
     yet settled (its hold is ``held``, or ``free`` for a zero-cost answer whose draft is queued,
@@ -115,7 +123,8 @@ def generation_missing(
     with ``Retry-After``; anything else (no hold, or an expired one: its draft lost, the sweep
     runs every 15 minutes) is a 404, not worth a client's retrying. ``served_by`` (an inference
     key's ``TenantAPIView.served_by``) counts only those keys' requests: another key's is a 404,
-    never a 503 that would confirm the id."""
+    never a 503 that would confirm the id, and its message names the rule (``action`` the
+    caller's verb) without saying whether the id exists."""
     pending = generation_pending(
         organization_id=organization_id, generation_id=generation_id, served_by=served_by
     )
@@ -124,12 +133,26 @@ def generation_missing(
     records = UsageRecord.objects.filter(
         organization_id=organization_id, generation_id=generation_id
     )
-    if served_by is not None:
-        records = records.filter(key_id__in=served_by)
-    if pending or records.exists():
+    if served_by is None:
+        recorded = records.exists()
+    else:
+        recorded = _sent_by(served_by, records.values_list("key_id", flat=True))
+    if pending or recorded:
         return Unavailable(
             f"Generation {generation_id} is not settled yet: retry in a moment.",
             param=param,
             headers={"Retry-After": "1"},
         )
+    if served_by is not None:
+        return NotFound(
+            f"No generation {generation_id} sent by this key or keys it made; {action} it with "
+            "the key that sent it or a management key.",
+            param=param,
+        )
     return NotFound(f"No generation {generation_id} in this organization.", param=param)
+
+
+def _sent_by(key_id: int, senders: Any) -> bool:
+    """Whether one of ``senders`` (the keys of one generation's rows: a few) is ``key_id`` or a
+    key it made."""
+    return any(key_answers_for(key_id, sender) for sender in set(senders[:16]))

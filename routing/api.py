@@ -86,9 +86,11 @@ class FeedbackView(TenantAPIView):
     @extend_schema(
         description=(
             "Quality feedback on a served request; sending it again replaces it. An inference "
-            "key rates only requests it sent, or a key it made sent (any other id is a 404, as "
-            "an unknown one), and never replaces feedback a person gave from the dashboard "
-            "(409). Management keys and sessions rate any request of the organization."
+            "key rates only requests it sent, or a key it made sent: any other id, another "
+            "key's of the organization included (a second rating service, a key rotated in), "
+            "is a 404 as an unknown one; rate it with the key that sent it or a management "
+            "key. An inference key never replaces feedback a person (dashboard, session) or a "
+            "management key gave (409). Management keys and sessions rate any request of the organization."
         ),
         request=FeedbackInput,
         responses={201: FeedbackInput},

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -17,6 +16,8 @@ from django.db.models import Case, JSONField, QuerySet, TextField, Value, When
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, Length
 
+from accounts.key_lineage import key_answers_for
+from accounts.models import ApiKey, KeyScope
 from billing.models import UsageGeneration, UsageRecord
 from billing.selectors import generation_missing
 from routerhub.domain import Conflict, InvalidInput
@@ -36,7 +37,7 @@ def feedback_record(
     comment: str = "",
     key_id: int | None,
     user_id: int | None = None,
-    served_by: Any | None = None,
+    served_by: int | None = None,
 ) -> Feedback:
     """Store (or replace) the feedback on a served request of this organization, and fold it into
     the serving router version's online calibration (``routing.calibration``) with the weight
@@ -44,7 +45,7 @@ def feedback_record(
 
     ``served_by`` (an inference key's ``TenantAPIView.served_by``): only a request one of those
     keys sent may be rated (another is a 404, as an unknown id), and feedback a person gave
-    (no key) is not replaced (409)."""
+    (no key) or a management key gave is not replaced (409)."""
     # Locked: feedback on one generation is written one at a time (the first creates the row).
     # Feedback points at the generation's guard row; the record (partitioned by month) is read
     # in its own month's partition.
@@ -54,23 +55,20 @@ def feedback_record(
         .first()
     )
     records = UsageRecord.objects.filter(generation_id=generation_id)
-    if served_by is not None:
-        records = records.filter(key_id__in=served_by)
     usage = None if guard is None else records.filter(created_at=guard.created_at).first()
+    if usage is not None and served_by is not None and not key_answers_for(served_by, usage.key_id):
+        usage = None  # another key's request: a 404, as an unknown id
     if usage is None:
         raise generation_missing(
             organization_id=organization_id,
             generation_id=generation_id,
             param="generation_id",
             served_by=served_by,
+            action="rate",
         )
     previous = Feedback.objects.filter(usage=guard).first()
-    if served_by is not None and previous is not None and previous.key_id is None:
-        raise Conflict(
-            f"A person gave feedback on {generation_id} from the dashboard; an inference key "
-            "does not replace it.",
-            param="generation_id",
-        )
+    if served_by is not None and previous is not None:
+        _replace_check(previous, generation_id)
     weight, weighted = calibration_contribution(
         usage=usage,
         score=score,
@@ -83,6 +81,21 @@ def feedback_record(
     feedback.calibration_weight, feedback.calibration_residual = weight, weighted
     feedback.save()
     return feedback
+
+
+def _replace_check(previous: Feedback, generation_id: str) -> None:
+    """An inference key does not replace feedback a person (no key) or a management key gave
+    (409): the organization's word stands over a key's."""
+    if previous.key_id is None:
+        given_by = "A person gave feedback on {} from the dashboard"
+    elif ApiKey.objects.filter(pk=previous.key_id, scope=KeyScope.MANAGE).exists():
+        given_by = "A management key gave feedback on {}"
+    else:
+        return
+    raise Conflict(
+        f"{given_by.format(generation_id)}; an inference key does not replace it.",
+        param="generation_id",
+    )
 
 
 def _router_feedback_rows(router: serving.Router, before: datetime | None) -> QuerySet[Feedback]:

@@ -7,8 +7,10 @@ million tokens for people, and ``catalog_sync`` divides. Any change to a catalog
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -145,6 +147,49 @@ class Endpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} via {self.provider.slug}"
+
+    def clean(self) -> None:
+        """A long-context tier the gateway can price: before, one mistyped in admin was saved,
+        logged and left out (the request billed at the short tier)."""
+        problem = long_context_problem(
+            self.long_context, cached=self.cached_input_price is not None
+        )
+        if problem is not None:
+            raise ValidationError({"long_context": problem})
+
+
+def long_context_problem(tier: Any, *, cached: bool) -> str | None:
+    """What is wrong with an endpoint's long-context tier (``Endpoint.long_context``, or the
+    catalog file's per-1M form), if anything; {} is none. ``cached``: the base price has a
+    cached-input price, so the tier needs one too (else cached long prompts would be billed at
+    the full long input price, or a missing key priced at the short tier's)."""
+    if tier in (None, {}):
+        return None
+    if not isinstance(tier, dict):
+        return "long_context must be an object: {threshold, input, output, cached_input}"
+    if unknown := sorted(set(tier) - {"threshold", "input", "output", "cached_input"}):
+        return (
+            f"long_context has unknown keys {unknown[:4]}: threshold, input, output, cached_input"
+        )
+    threshold = tier.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+        return "long_context needs a positive integer threshold"
+    if tier.get("input") is None or tier.get("output") is None:
+        return "long_context needs input and output prices"
+    if cached and tier.get("cached_input") is None:
+        return "long_context needs cached_input: the endpoint has a cached input price"
+    for name in ("input", "output", "cached_input"):
+        if name in tier and not _price_ok(tier[name]):
+            return f"long_context.{name} must be a non-negative price"
+    return None
+
+
+def _price_ok(value: object) -> bool:
+    try:
+        price = Decimal(str(value))
+    except ArithmeticError:
+        return False
+    return not isinstance(value, bool) and price.is_finite() and price >= 0
 
 
 class CatalogRevision(models.Model):

@@ -25,6 +25,7 @@ from routing.models import (
     Endpoint,
     Provider,
     ProviderKey,
+    long_context_problem,
 )
 from routing.provider_secrets import secret_encrypt, secret_reencrypt
 
@@ -177,15 +178,13 @@ def _long_context(item: dict[str, Any]) -> dict[str, Any]:
     """An endpoint's long-context tier (``{threshold, input, output, cached_input}``, USD per
     1M tokens in the file) stored per token, as its other prices; {} when it has none."""
     tier = item.get("long_context")
-    if tier is None:
+    if tier is None or tier == {}:
         return {}
-    threshold = tier.get("threshold") if isinstance(tier, dict) else None
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-        raise ValueError(f"{item['model']}: long_context needs a positive integer threshold")
-    if tier.get("input") is None or tier.get("output") is None:
-        raise ValueError(f"{item['model']}: long_context needs input and output prices")
+    problem = long_context_problem(tier, cached=item.get("cached_input") is not None)
+    if problem is not None:
+        raise ValueError(f"{item['model']}: {problem}")
     prices = {n: str(_per_token(tier[n])) for n in ("input", "output", "cached_input") if n in tier}
-    return {"threshold": threshold, **prices}
+    return {"threshold": tier["threshold"], **prices}
 
 
 def catalog_sync_file(*, path: Path = CATALOG_FILE) -> CatalogSyncResult:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Organization
-from routerhub.domain import InvalidInput
+from routerhub.domain import InvalidInput, NotFound
 from routerhub.row_update import row_update
 from routing.egress import base_url_check
 from routing.provider_secrets import secret_decrypt, secret_encrypt
@@ -93,13 +93,16 @@ def webhook_endpoint_update(
     *, endpoint: WebhookEndpoint, changes: dict[str, Any]
 ) -> WebhookEndpoint:
     """Change the fields ``changes`` names, on the endpoint's locked row (``row_update``): a
-    concurrent change to another field (a dashboard toggle during a ``PATCH``) stays."""
+    concurrent change to another field (a dashboard toggle during a ``PATCH``) stays; an endpoint
+    deleted since it was read is a 404 (``NotFound``)."""
     changes = dict(changes)
     if "url" in changes:
         changes["url"] = webhook_url_check(changes["url"], endpoint.organization_id)
     if "events" in changes:
         changes["events"] = _events_check(changes["events"])
-    return row_update(endpoint, changes=changes, fields=("url", "events", "description", "enabled"))
+    gone = NotFound(f"No webhook endpoint {endpoint.pk} in this organization.", param="id")
+    fields = ("url", "events", "description", "enabled")
+    return row_update(endpoint, changes=changes, fields=fields, gone=gone)
 
 
 def webhook_endpoint_secret(endpoint: WebhookEndpoint) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import Role
 from accounts.tenancy import dashboard_organization, organization_required, tenant_object_or_404
+from routerhub.domain import NotFound
 from routerhub.errors import ApiError
 from routerhub.text import validate_no_control_characters
 from webhooks import services
@@ -63,9 +64,12 @@ def webhook_toggle(request: HttpRequest, webhook_id: int) -> HttpResponse:
     endpoint = tenant_object_or_404(
         WebhookEndpoint.objects, dashboard_organization(request), pk=webhook_id
     )
-    endpoint = services.webhook_endpoint_update(
-        endpoint=endpoint, changes={"enabled": not endpoint.enabled}
-    )
+    try:
+        endpoint = services.webhook_endpoint_update(
+            endpoint=endpoint, changes={"enabled": not endpoint.enabled}
+        )
+    except NotFound as gone:  # deleted since it was read
+        raise Http404(str(gone)) from gone
     messages.success(request, f"{endpoint.url} {'enabled' if endpoint.enabled else 'disabled'}.")
     return redirect("webhooks")
 

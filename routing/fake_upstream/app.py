@@ -273,7 +273,7 @@ def _answer(
         events = wire.openai_stream(turn, answer, cached, limit, include_usage)
         served = body | {"service_tier": fault.tier} if fault.tier else body
         whole = openai_extras.openai_whole(whole, served)
-        return whole, openai_extras.openai_stream(events, served)
+        return whole, openai_extras.openai_stream(events, served, fault.tier_in)
     if style == "anthropic":
         use = cache.use(body, model)
         cached = max(cached, use.read)

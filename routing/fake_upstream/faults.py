@@ -10,7 +10,8 @@ proxy or provider that closes a stream early); a non-streamed answer gets half i
 tokenizer's worst case); ``x@report_prompt=-5,report_completion=1.5`` reports those values
 (any JSON) as the prompt and completion counts, as a broken provider or host might;
 ``x@tier=priority`` answers that ``service_tier`` whatever was asked (a project whose own tier is
-another); ``x@empty`` answers with no content and no tool call; ``x@reply=PASS`` answers exactly that
+another); ``x@tier_in=first`` / ``x@tier_in=usage`` says it in a stream's first chunk only, or
+in its final usage chunk only (a provider that reports it once); ``x@empty`` answers with no content and no tool call; ``x@reply=PASS`` answers exactly that
 text (a judge with a fixed verdict; ``_`` in the value is a space).
 ``x@status=401,echo`` makes the error message quote the credential and the request body, as
 some providers do: what the gateway must neither log nor hand to its client (the credential).
@@ -57,6 +58,7 @@ class Fault:
     empty: bool = False
     reply: str = ""
     tier: str = ""
+    tier_in: str = ""  # "first" or "usage": the one stream chunk that says service_tier
     fail_rate: float = 0.0
     seed: int = 0
     when: str = ""
@@ -98,6 +100,8 @@ def fault_parse(spec: str) -> Fault:
             fault.empty = True
         elif name == "tier":
             fault.tier = value
+        elif name == "tier_in":
+            fault.tier_in = value
         elif name == "reply":
             fault.reply = value.replace("_", " ")
         elif name == "fail_rate":

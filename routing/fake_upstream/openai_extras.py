@@ -109,10 +109,11 @@ def openai_whole(response: JSON, body: JSON) -> JSON:
     return response | {"choices": choices, "usage": usage} | _tier(body)
 
 
-def openai_stream(chunks: Iterator[bytes], body: JSON) -> Iterator[bytes]:
-    """A stream with the same options applied, chunk by chunk."""
+def openai_stream(chunks: Iterator[bytes], body: JSON, tier_in: str = "") -> Iterator[bytes]:
+    """A stream with the same options applied, chunk by chunk; ``tier_in`` (``first``,
+    ``usage``): the one chunk that says ``service_tier`` (every chunk when "")."""
     n = _choices_wanted(body)
-    for raw in chunks:
+    for position, raw in enumerate(chunks):
         payload = raw.removeprefix(b"data: ").strip()
         if payload == b"[DONE]":
             yield raw
@@ -127,5 +128,10 @@ def openai_stream(chunks: Iterator[bytes], body: JSON) -> Iterator[bytes]:
         chunk["choices"] = choices
         if chunk.get("usage"):
             chunk["usage"] = _usage(chunk["usage"], body, n)
-        chunk |= _tier(body)
+        if (
+            not tier_in
+            or (tier_in == "first" and position == 0)
+            or (tier_in == "usage" and chunk.get("usage"))
+        ):
+            chunk |= _tier(body)
         yield b"data: " + orjson.dumps(chunk) + b"\n\n"

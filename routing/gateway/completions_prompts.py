@@ -34,7 +34,7 @@ from decimal import Decimal
 
 from accounts.keys import AuthenticatedKey
 from billing import metering
-from billing.metering import UsageDraft
+from billing.metering import UsageDraft, UsageFlag
 from routerhub.errors import ApiError
 from routing.gateway.attempts import attempt, deadline_stop, exhausted
 from routing.gateway.catalog_cache import catalog_get
@@ -42,6 +42,7 @@ from routing.gateway.exchange import (
     Exchange,
     answer_headers,
     bill,
+    call_abandoned,
     exchange_run,
     record_success,
     response_head,
@@ -55,7 +56,7 @@ from routing.gateway.request_shape import request_validate
 from routing.gateway.timeouts import TimedOut
 from routing.gateway.token_bounds import estimate_prompt_tokens, prompt_token_bound, reservation_max
 from routing.gateway.trace import answer_text
-from routing.gateway.usage_estimate import billable_usage, choices_chars
+from routing.gateway.usage_estimate import billable_usage, choices_chars, timed_out_usage
 from routing.providers.base import JSON, Completion, Usage, text_of
 from routing.routers import messages_prompt
 
@@ -275,12 +276,19 @@ def _prompts_sent(ex: Exchange, parts: list[Exchange]) -> None:
     """A client left before the answer: the request is billed the prompts a provider has (each
     part's ``sending``, set once its request was written and cleared if that call failed or
     was answered — ``_answers_discarded`` bills an answer as such), at that provider — not every
-    prompt, nor any whose call failed or was never sent."""
+    prompt, nor any whose call failed or was never sent — each estimated and priced at its own
+    tier (``_summed``); before, their summed estimate's tier."""
     sent = [part for part in parts if part.sending is not None]
-    if ex.endpoint is None and sent:
-        ex.sending = sent[0].sending
-        ex.prompt_estimate = sum(part.prompt_estimate for part in sent)
-        ex.prompt_bound = sum(part.prompt_bound for part in sent)
+    if ex.endpoint is not None or not sent:
+        return
+    ex.sending = sent[0].sending
+    ex.prompt_estimate = sum(part.prompt_estimate for part in sent)
+    ex.prompt_bound = sum(part.prompt_bound for part in sent)
+    call_abandoned(ex)
+    assert ex.endpoint is not None
+    ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
+    usage = _summed([timed_out_usage(part, ex.endpoint) for part in sent])
+    bill(ex, usage, status="aborted", error_type=ex.cancelled_by)
 
 
 def _usage_at(part: Exchange, candidate: Candidate, completion: Completion) -> Usage:
@@ -298,4 +306,5 @@ def _summed(usages: list[Usage]) -> Usage:
         cache_write_tokens=sum(u.cache_write_tokens for u in usages),
         cache_write_1h_tokens=sum(u.cache_write_1h_tokens for u in usages),
         clamped=any(u.clamped for u in usages),
+        parts=tuple(usages),  # each prompt priced at its own tier (``metering.price``)
     )

@@ -286,7 +286,7 @@ class _Sieve:
 
     def add_model(self, model: ModelInfo, byok: dict[str, OwnKey]) -> None:
         eligible = [e for e in model.endpoints if self._eligible(e)]
-        ordered = endpoints_ordered(eligible, self.prefs, self.order)
+        ordered = endpoints_ordered(eligible, self.prefs, self.order, self.fit.bound)
         if eligible and not ordered:
             self.reasons.add(_NOT_IN_ORDER)
         for endpoint in ordered:
@@ -310,7 +310,7 @@ class _Sieve:
     def _eligible(self, endpoint: EndpointInfo) -> bool:
         if (self.only is not None or self.ignore) and self._excluded(provider_keys(endpoint)):
             self.reasons.add(_EXCLUDED_BY_PREFERENCES)
-        elif not within_max_price(endpoint, self.prefs.get("max_price")):
+        elif not within_max_price(endpoint, self.prefs.get("max_price"), self.fit.bound):
             self.reasons.add(_ABOVE_MAX_PRICE)
         elif (missing := capability_gap(endpoint, self.needs, self.require_parameters)) is not None:
             self.gap = self.gap or missing

@@ -107,21 +107,23 @@ def _max_price_check(max_price: Any) -> None:
             )
 
 
-def within_max_price(endpoint: EndpointInfo, max_price: Any) -> bool:
+def within_max_price(endpoint: EndpointInfo, max_price: Any, prompt_bound: int = 0) -> bool:
+    """Whether ``endpoint``'s prices for this prompt (its long-context tier when the prompt's
+    bound is over the threshold, as the hold prices it) are within ``provider.max_price``."""
     if not isinstance(max_price, dict):
         return True
-    for name, price in (
-        ("prompt", endpoint.prices.prompt),
-        ("completion", endpoint.prices.completion),
-    ):
+    prices = endpoint.prices.at(prompt_bound)
+    for name, price in (("prompt", prices.prompt), ("completion", prices.completion)):
         limit = max_price.get(name)
         if limit is not None and price * _PER_MILLION > Decimal(str(limit)):
             return False
     return True
 
 
-def endpoint_sort_key(endpoint: EndpointInfo, sort: str | None) -> Any:
-    price = endpoint.prices.prompt + endpoint.prices.completion
+def endpoint_sort_key(endpoint: EndpointInfo, sort: str | None, prompt_bound: int = 0) -> Any:
+    """Sorted by price at the prompt's tier (``within_max_price``), or by health first."""
+    prices = endpoint.prices.at(prompt_bound)
+    price = prices.prompt + prices.completion
     if sort == "latency":
         return (health.latency_ms(endpoint.id), price)
     if sort == "throughput":
@@ -153,12 +155,12 @@ def providers_named(values: Any, slugs: set[str]) -> list[str]:
 
 
 def endpoints_ordered(
-    endpoints: list[EndpointInfo], prefs: JSON, order: list[str]
+    endpoints: list[EndpointInfo], prefs: JSON, order: list[str], prompt_bound: int = 0
 ) -> list[EndpointInfo]:
     """``endpoints`` in ``provider.sort``'s order, the providers ``order`` (``provider.order``
     read by ``providers_named``) names first; with ``allow_fallbacks`` false, only those (or
     only the first, without an order)."""
-    ranked = sorted(endpoints, key=lambda e: endpoint_sort_key(e, prefs.get("sort")))
+    ranked = sorted(endpoints, key=lambda e: endpoint_sort_key(e, prefs.get("sort"), prompt_bound))
     if prefs.get("order"):
         position = {key: i for i, key in reversed(list(enumerate(order)))}
         place = {e.id: min(position.get(k, len(order)) for k in provider_keys(e)) for e in ranked}

@@ -7,6 +7,8 @@ from routing.providers.base import (
     CLIENT_TOOL_TYPES,
     JSON,
     STANDARD_SERVICE_TIERS,
+    data_url_split,
+    media_type_guess,
     parts_cap_problem,
 )
 from routing.providers.cache_marks import marks_problem
@@ -42,6 +44,7 @@ def _part_problem(part: JSON) -> str | None:
             or (isinstance(image, dict) and isinstance(image.get("url"), str))
         ):
             return "is an image part: give image_url.url (a string)"
+        return _image_type_problem(image if isinstance(image, str) else image["url"])
     if kind == "file":
         return _file_problem(part.get("file"))
     if kind == "input_audio":
@@ -51,6 +54,20 @@ def _part_problem(part: JSON) -> str | None:
         if not is_base64(audio.get("data")):
             return "is an audio part: input_audio.data must be valid base64"
     return None
+
+
+def _image_type_problem(url: str) -> str | None:
+    """An image part must be an image: Gemini reads its type from a data URL (or a URL's
+    extension) and would read a PDF's pages at 258 tokens each, while the hold counts one image
+    (OpenAI and Anthropic refuse it). A document goes in a ``file`` part, held by its bytes."""
+    inline = data_url_split(url)
+    media_type = inline[0] if inline is not None else media_type_guess(url)
+    if media_type.lower().startswith("image/"):
+        return None
+    return (
+        f"is an image part of type {media_type[:60]!r}, not an image: send a PDF or other"
+        " document as a file part (file.file_data, a data: URL)"
+    )
 
 
 def _file_problem(file: object) -> str | None:

@@ -57,7 +57,7 @@ from routing.providers.base import (
     Usage,
     sse_events,
 )
-from routing.providers.stream_checks import choices_fed
+from routing.providers.stream_checks import choices_fed, chunk_read
 
 
 def deltas_answer(choices: list[JSON]) -> bool:
@@ -277,7 +277,8 @@ async def _emit(
     if ex.key.prompt_logging:
         ex.answer_parts.extend(delta_texts(choices))
     if encoder is not None:
-        await ex.req.write(b"".join(encoder.chunk(choice) for choice in choices))
+        encoded = chunk_read(lambda: b"".join(encoder.chunk(c) for c in choices), "Messages")
+        await ex.req.write(encoded)
     else:
         chunks = [head | {"choices": part} for part in finish_apart(choices)]
         await ex.req.write(b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks))

@@ -29,7 +29,8 @@ import httpx
 _HIGH_WATER = 256 * 1024  # pause reading a streamed body when this much is unread
 _LOW_WATER = 64 * 1024
 # The most an answer's head (status line and headers, interim 1xx heads included) may be: what
-# httpcore's h11 allows (``MAX_INCOMPLETE_EVENT_SIZE``), the transport this one replaced.
+# httpcore's h11 allows (``MAX_INCOMPLETE_EVENT_SIZE``), the transport this one replaced. A chunked
+# body's trailers (and chunk framing) are held to it too: the bytes read since the body's last piece.
 MAX_HEAD_BYTES = 100 * 1024
 _Origin = tuple[bytes, str, int]
 
@@ -52,6 +53,8 @@ class _Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
         self._head_bytes = 0  # what the answer's head took so far (``MAX_HEAD_BYTES``)
+        self._body_pieces = 0
+        self._since_body = 0  # bytes read since the body's last piece: framing, trailers
         self.complete = False
         self.error: Exception | None = None
         self.received_any = False
@@ -79,6 +82,7 @@ class _Connection(asyncio.Protocol):
         if self._parser is None or self.complete:
             self.keep_alive = False  # bytes nobody asked for: never reuse this connection
             return
+        head_done, pieces = self.head_done, self._body_pieces
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -89,9 +93,14 @@ class _Connection(asyncio.Protocol):
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._head_too_large()
+        elif head_done and not self.complete and self._parser is not None:
+            # After the head, httptools buffers trailers (and chunk extensions) unbounded too.
+            self._since_body = 0 if self._body_pieces != pieces else self._since_body + len(data)
+            if self._since_body > MAX_HEAD_BYTES:
+                self._head_too_large("trailers are")
 
-    def _head_too_large(self) -> None:
-        message = f"the answer's head is larger than {MAX_HEAD_BYTES} bytes"
+    def _head_too_large(self, what: str = "head is") -> None:
+        message = f"the answer's {what} larger than {MAX_HEAD_BYTES} bytes"
         self._fail(httpx.RemoteProtocolError(message, request=self._request))
         self._parser = None  # nothing more is read or kept; the connection is not reused
         self.close()
@@ -116,7 +125,8 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks ------------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self.head_done:  # a chunked body's trailers are not kept
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
@@ -127,6 +137,7 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        self._body_pieces += 1
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > _HIGH_WATER and not self._paused and self.transport is not None:
@@ -147,7 +158,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self.status, self.headers, self.head_done, self.complete = 0, [], False, False
         self.error, self.received_any, self.keep_alive = None, False, False
-        self._head_bytes = 0
+        self._head_bytes = self._body_pieces = self._since_body = 0
         self._chunks.clear()
         self._buffered = 0
         assert self.transport is not None
@@ -291,16 +302,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
             url.host,
             url.port or (443 if url.scheme == "https" else 80),
         )
-        head = b"".join(
-            [
-                request.method.encode(),
-                b" ",
-                url.raw_path,
-                b" HTTP/1.1\r\n",
-                *(b"%s: %s\r\n" % pair for pair in request.headers.raw),
-                b"\r\n",
-            ]
-        )
+        fields = b"".join(b"%s: %s\r\n" % pair for pair in request.headers.raw)
+        head = b"%s %s HTTP/1.1\r\n%s\r\n" % (request.method.encode(), url.raw_path, fields)
         body = await request.aread()
         for attempt in range(2):
             connection = await self._acquire(origin, request, timeouts)

@@ -134,6 +134,9 @@ class Usage:
     cache_write_1h_tokens: int = 0
     # The tier the provider says it served (OpenAI's response ``service_tier``); "" unsaid.
     service_tier: str = ""
+    # The calls these counts sum (a list of prompts on /v1/completions): each is priced at its
+    # own prompt's long-context tier (``metering.price``), as the hold and the provider price it.
+    parts: tuple[Usage, ...] = ()
 
     def to_openai(self) -> JSON:
         return {

@@ -25,6 +25,7 @@ from routing.providers.base import (
     UpstreamRequest,
     Usage,
     reported_tokens,
+    text_of,
     tool_error_marked,
 )
 from routing.providers.reasoning import reasoning_effort
@@ -160,7 +161,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         return [
             {
                 "index": choice.get("index", 0),
-                "delta": choice.get("delta") or {},
+                "delta": _delta_of(choice.get("delta") or {}),
                 "finish_reason": choice.get("finish_reason"),
                 **(
                     {"native_finish_reason": choice["finish_reason"]}
@@ -171,3 +172,24 @@ class OpenAIStreamDecoder(StreamDecoder):
             }
             for choice in chunk.get("choices") or []
         ]
+
+
+def _delta_of(delta: Any) -> Any:
+    """A delta whose ``content`` is a list of parts (Mistral's Magistral models) as the canonical
+    strings: its text parts are its ``content``, its thinking parts its ``reasoning``; parts of
+    any other type (``reference``) are left out."""
+    if not isinstance(delta, dict) or not isinstance(delta.get("content"), list):
+        return delta
+    parts = delta["content"]
+    text = text_of(parts)
+    thinking = "".join(
+        text_of(part.get("thinking"))
+        for part in parts
+        if isinstance(part, dict) and part.get("type") == "thinking"
+    )
+    delta = {name: value for name, value in delta.items() if name != "content"}
+    if text:
+        delta["content"] = text
+    if thinking:
+        delta["reasoning"] = (delta.get("reasoning") or "") + thinking
+    return delta

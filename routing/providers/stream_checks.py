@@ -6,22 +6,39 @@ escapes the relay and cuts the client's stream with what was answered billed 0."
 
 from __future__ import annotations
 
+import logging
+import traceback
+from collections.abc import Callable
+from typing import TypeVar
+
 from routing.providers.base import JSON, StreamDecoder, UpstreamError
 
+log = logging.getLogger(__name__)
 _TEXTS = ("role", "content", "reasoning", "refusal")
+_T = TypeVar("_T")
 
 
 def choices_fed(decoder: StreamDecoder, event: str | None, data: str) -> list[JSON]:
     """``decoder.feed(event, data)``, its choices checked (``UpstreamError`` if malformed)."""
-    try:
-        choices = decoder.feed(event, data)
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
-        problem: str | None = f"it could not be read ({type(exc).__name__})"
-    else:
-        problem = _choices_problem(choices)
+    choices = chunk_read(lambda: decoder.feed(event, data), type(decoder).__name__)
+    problem = _choices_problem(choices)
     if problem is not None:
         raise UpstreamError(f"The provider sent a malformed stream chunk: {problem}.")
     return choices
+
+
+def chunk_read(read: Callable[[], _T], reader: str) -> _T:
+    """``read()`` (a decoder or encoder reading a stream chunk); an error reading it is a
+    malformed stream (``UpstreamError``). It may as well be a bug of ours, so it is logged — the
+    exception's type and where it was raised, never its message: that may quote the chunk."""
+    try:
+        return read()
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = " < ".join(f"{f.filename}:{f.lineno} {f.name}" for f in reversed(frames))
+        log.warning("%s could not read a stream chunk: %s at %s", reader, type(exc).__name__, where)
+        problem = f"it could not be read ({type(exc).__name__})"
+        raise UpstreamError(f"The provider sent a malformed stream chunk: {problem}.") from None
 
 
 def _is_index(value: object) -> bool:
@@ -41,10 +58,21 @@ def _choices_problem(choices: object) -> str | None:
             return "a delta whose text is not a string"
         if not isinstance(choice.get("finish_reason") or "", str):
             return "a finish_reason that is not a string"
+        if not _details_valid(delta.get("reasoning_details")):
+            return "reasoning_details that are not a list of objects with string signatures"
         problem = _calls_problem(delta.get("tool_calls"))
         if problem is not None:
             return problem
     return None
+
+
+def _details_valid(details: object) -> bool:
+    if details is None:
+        return True
+    return isinstance(details, list) and all(
+        isinstance(detail, dict) and isinstance(detail.get("signature") or "", str)
+        for detail in details
+    )
 
 
 def _calls_problem(calls: object) -> str | None:

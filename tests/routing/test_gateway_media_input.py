@@ -31,6 +31,11 @@ TOOL = {"name": "screenshot", "description": "Take one", "input_schema": {"type"
     ("test/gemini", {"type": "input_audio", "input_audio": "x"}, "input_audio.data"),
     ("test/gemini", {"type": "input_audio", "input_audio": {"data": "abc", "format": "wav"}},
      "valid base64"),
+    # Gemini would read a PDF as pages (258 tokens each) that the hold counted as one image.
+    ("test/gemini", {"type": "image_url", "image_url": {"url": "data:application/pdf;base64,JVBE"}},
+     "'application/pdf', not an image: send a PDF or other document as a file part"),
+    ("test/gemini", {"type": "image_url", "image_url": "https://example.com/report.PDF?x=1"},
+     "'application/pdf', not an image"),
 ])  # fmt: skip
 def test_malformed_chat_media_is_a_400_naming_the_field(
     world: World, model_id: str, part: dict[str, Any], named: str

@@ -262,3 +262,37 @@ def test_a_pipelines_steps_share_the_requests_deadline(world: World, settings: A
     assert _called(world) == ["gpt-4o-mini"]
     record = _settled(error["metadata"]["generation_id"])
     assert record.cost > 0 and "usage_estimated" in record.flag_list
+
+
+def test_a_timed_out_reasoning_call_shows_the_reasoning_it_is_billed(
+    world: World, settings: Any
+) -> None:
+    """A model that reasons unseen, timing out with the request: its fallback entry shows the
+    reasoning billed (``timeouts.timeouts_charge``), as the record's tokens count it."""
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0
+    settings.GATEWAY_TOTAL_TIMEOUT = 2.0
+    world.catalog(
+        {
+            "models": [model("test/slow")],
+            "endpoints": [
+                endpoint(
+                    "test/slow",
+                    "fake-openai",
+                    "o3@timeout",
+                    "2",
+                    "8",
+                    hidden_reasoning=True,
+                    output_tokens_per_second=100,
+                ),
+            ],
+        }
+    )
+
+    response = _chat(world)
+
+    assert response.status_code == 408, response.text
+    record = _settled(response.json()["error"]["metadata"]["generation_id"])
+    (entry,) = record.trace_data["fallbacks"]
+    assert entry["billed"]["completion_tokens"] > 0  # ~2 s at 100 tokens a second
+    assert record.completion_tokens == entry["billed"]["completion_tokens"]
+    assert record.cost == Decimal(entry["billed"]["cost"])

@@ -121,3 +121,29 @@ def test_chat_says_the_tier_served_whole_and_streamed(world: World) -> None:
     assert chunks[-1].usage is not None  # the usage chunk says it too
     plain = _post(world, "/v1/chat/completions", {"model": "test/gpt", "messages": HI})
     assert "service_tier" not in plain.json()  # unsaid upstream, unsaid here
+
+
+@pytest.mark.parametrize(("said_in", "from_chunk"), [("first", 0), ("usage", -1)])
+def test_a_tier_said_once_is_said_from_that_chunk_on(
+    world: World, said_in: str, from_chunk: int
+) -> None:
+    """A provider saying the tier in one chunk only: every later chunk says it too (the adapter
+    remembers it, ``openai_compat``), the usage chunk included; none before it does."""
+    data = base_catalog(world.fake_url)
+    data["models"].append(data["models"][0] | {"id": "test/once", "name": "test/once"})
+    data["endpoints"].append(
+        data["endpoints"][0]
+        | {"model": "test/once", "upstream_model": f"gpt-4o-mini@tier_in={said_in}"}
+    )
+    world.catalog(data)
+
+    answer = _post(world, "/v1/chat/completions", {
+        "model": "test/once", "messages": HI, "service_tier": "default", "stream": True,
+        "stream_options": {"include_usage": True}})  # fmt: skip
+
+    assert answer.status_code == 200, answer.text
+    chunks = _events(answer)
+    first = range(len(chunks))[from_chunk]
+    assert len(chunks) > 2 and chunks[-1].get("usage")
+    assert all(chunk.get("service_tier") == "default" for chunk in chunks[first:])
+    assert not any("service_tier" in chunk for chunk in chunks[:first])

@@ -62,6 +62,12 @@ def test_an_inference_key_rates_only_requests_it_or_a_key_it_made_sent(keys):
     assert foreign.json()["error"]["message"] == unknown.json()["error"]["message"].replace(
         "gen-nobody", served["alice"]
     )
+    # It names the rule: a second key of the organization (a replacement after rotation, a
+    # separate rating service) learns which key to rate with.
+    assert foreign.json()["error"]["message"] == (
+        f"No generation {served['alice']} sent by this key or keys it made; rate it with the "
+        "key that sent it or a management key."
+    )
     assert not Feedback.objects.filter(usage_id=served["alice"]).exists()
     assert _rate(clients["child"], served["alice"]).status_code == 404  # not up the lineage
     assert _rate(clients["alice"], served["alice"]).status_code == 201
@@ -102,6 +108,8 @@ def test_an_inference_key_reads_only_requests_it_or_a_key_it_made_sent(keys):
         return clients[name].get("/api/v1/generation", {"id": generation_id}).status_code
 
     assert read("bob", served["alice"]) == 404
+    message = clients["bob"].get("/api/v1/generation", {"id": "gen-x"}).json()["error"]["message"]
+    assert message.startswith("No generation gen-x sent by this key or keys it made; read it")
     assert read("alice", "gen-per-key-pending") == 404
     assert read("child", served["alice"]) == 404
     assert read("alice", served["alice"]) == 200 and read("alice", served["child"]) == 200
@@ -109,3 +117,17 @@ def test_an_inference_key_reads_only_requests_it_or_a_key_it_made_sent(keys):
     assert read("manage", served["bob"]) == 200 and read("manage", served["alice"]) == 200
     owner = dashboard_client(owner, organization)
     assert owner.get(f"/dashboard/generations/{served['bob']}/").status_code == 200
+
+
+def test_an_inference_key_never_replaces_a_management_keys_feedback(keys):
+    _, _, clients, served = keys
+
+    assert _rate(clients["manage"], served["alice"], 1.0).status_code == 201
+    replaced = _rate(clients["alice"], served["alice"], 0.0)
+
+    assert replaced.status_code == 409, replaced.json()
+    assert "management key" in replaced.json()["error"]["message"]
+    assert UsageGeneration.objects.get(pk=served["alice"]).feedback.score == 1.0
+    # An inference key's own feedback it replaces, as before.
+    assert _rate(clients["alice"], served["child"], 1.0).status_code == 201
+    assert _rate(clients["alice"], served["child"], 0.0).status_code == 201

@@ -83,6 +83,16 @@ def _mid_stream_error(world: World, lines: list[bytes]) -> str:
     return str(data[-1]["error"]["message"])
 
 
+def _messages_stream_fails_malformed(world: World) -> None:
+    """A /v1/messages stream ends with a malformed-chunk error event, billed as failed."""
+    anthropic = {"x-api-key": world.key, "anthropic-version": "2023-06-01"}
+    status, lines = _streamed(world, "/v1/messages", anthropic)
+    assert status == 200
+    assert lines[-2] == b"event: error" and b"malformed stream chunk" in lines[-1]
+    generation_id = orjson.loads(lines[1].removeprefix(b"data: "))["message"]["id"]
+    _billed_as_failed_mid_stream(world, generation_id)
+
+
 def _billed_as_failed_mid_stream(world: World, generation_id: str) -> None:
     """Billed once for what was answered ("Hello"), as failed mid-stream, the hold settled."""
     record = world.usage_record(generation_id)
@@ -173,14 +183,8 @@ def test_a_tool_call_index_that_is_not_a_number_is_a_malformed_stream(
     call = {"index": {}, "id": "call_1", "type": "function",
             "function": {"name": "f", "arguments": "{}"}}  # fmt: skip
     own_host.stream = FIRST + stream_chunk({"tool_calls": [call]}, None) + END
-    anthropic = {"x-api-key": world.key, "anthropic-version": "2023-06-01"}
 
-    status, lines = _streamed(world, "/v1/messages", anthropic)
-
-    assert status == 200
-    assert lines[-2] == b"event: error" and b"malformed stream chunk" in lines[-1]
-    generation_id = orjson.loads(lines[1].removeprefix(b"data: "))["message"]["id"]
-    _billed_as_failed_mid_stream(world, generation_id)
+    _messages_stream_fails_malformed(world)
 
 
 def test_a_choice_that_is_not_an_object_is_a_malformed_stream(
@@ -193,3 +197,60 @@ def test_a_choice_that_is_not_an_object_is_a_malformed_stream(
 
     assert status == 200
     assert "malformed stream chunk" in _mid_stream_error(world, lines)
+
+
+def test_content_as_a_list_of_parts_is_relayed(world: World, own_host: StreamingHost) -> None:
+    # Mistral's Magistral models stream ``delta.content`` as a list of parts (thinking, text,
+    # reference). Before: every such chunk was "a delta whose text is not a string", a malformed
+    # stream, though the same content unstreamed was read.
+    thinking = {"type": "thinking", "thinking": [{"type": "text", "text": "Hmm."}]}
+    parts = [{"type": "text", "text": "Hi"}, {"type": "reference", "reference_ids": [1]}]
+    own_host.stream = (
+        stream_chunk({"role": "assistant", "content": ""}, None)
+        + stream_chunk({"content": [thinking]}, None)
+        + stream_chunk({"content": parts}, None)
+        + stream_chunk({"content": [{"type": "unknown"}]}, None)
+        + stream_chunk({"content": " Hello"}, None)
+        + END
+    )
+
+    status, lines = _streamed(world)
+
+    assert status == 200
+    assert lines[-1] == b"data: [DONE]"
+    data = [orjson.loads(line.removeprefix(b"data: ")) for line in lines[:-1]]
+    assert not [chunk for chunk in data if "error" in chunk]
+    deltas = [chunk["choices"][0]["delta"] for chunk in data if chunk.get("choices")]
+    assert "".join(delta.get("content") or "" for delta in deltas) == "Hi Hello"
+    assert "".join(delta.get("reasoning") or "" for delta in deltas) == "Hmm."
+    assert world.usage_record(data[0]["id"]).status == "succeeded"
+
+
+def test_reasoning_details_that_are_not_objects_are_a_malformed_stream(
+    world: World, own_host: StreamingHost
+) -> None:
+    # Before: the Messages encoder's AttributeError (``1.get``) escaped the relay: the stream was
+    # cut without an error event and the answered text billed 0. Now the chunk check refuses it,
+    # and any shape the check misses fails the same way where the encoder reads it.
+    own_host.stream = FIRST + stream_chunk({"reasoning_details": [1]}, None) + END
+
+    _messages_stream_fails_malformed(world)
+
+
+def test_a_chunk_our_decoder_cannot_read_is_logged_without_its_content(
+    world: World, own_host: StreamingHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The error may be a bug of ours (it trips the provider's health as a malformed stream):
+    # before, nothing was logged. The log names the exception and where, never the chunk.
+    own_host.stream = FIRST + b'data: {"choices": [1], "model": "marker-7f3a"}\n\n' + END
+
+    with caplog.at_level("WARNING", logger="routing.providers.stream_checks"):
+        status, lines = _streamed(world)
+
+    assert status == 200
+    assert "malformed stream chunk" in _mid_stream_error(world, lines)
+    [record] = [r for r in caplog.records if r.name == "routing.providers.stream_checks"]
+    assert record.levelname == "WARNING"
+    assert "OpenAIStreamDecoder" in record.getMessage() and "AttributeError" in record.getMessage()
+    assert "openai_compat.py" in record.getMessage()
+    assert "marker-7f3a" not in caplog.text

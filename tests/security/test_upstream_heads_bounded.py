@@ -37,23 +37,31 @@ def _one_endless_header() -> bytes:
     return b"x-padding: " + b"p" * HEAD_BYTES + b"\r\n"
 
 
-def _answers_with(padding: bytes) -> Callable[[RawUpstream, socket.socket], None]:
-    """Reads the request and answers 200 with ``padding`` among its headers (then its body)."""
+def _answers_with(
+    padding: bytes, *, trailers: bool = False
+) -> Callable[[RawUpstream, socket.socket], None]:
+    """Reads the request and answers 200 with ``padding`` among its headers (then its body), or
+    with ``trailers``, as the trailers of a chunked body."""
 
     def handler(server: RawUpstream, connection: socket.socket) -> None:
         server.read_request(connection)
         head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-        tail = b"Content-Length: %d\r\n\r\n%s" % (len(COMPLETION), COMPLETION)
+        answer = head + padding + b"Content-Length: %d\r\n\r\n%s" % (len(COMPLETION), COMPLETION)
+        if trailers:
+            body = b"%x\r\n%s\r\n0\r\n%s\r\n" % (len(COMPLETION), COMPLETION, padding)
+            answer = head + b"Transfer-Encoding: chunked\r\n\r\n" + body
         try:
-            connection.sendall(head + padding + tail)
+            connection.sendall(answer)
         except OSError:
             return  # the gateway stopped reading
 
     return handler
 
 
-def _ask(world: World, raw_servers: list[RawUpstream], padding: bytes) -> Any:
-    server = RawUpstream(_answers_with(padding))
+def _ask(
+    world: World, raw_servers: list[RawUpstream], padding: bytes, *, trailers: bool = False
+) -> Any:
+    server = RawUpstream(_answers_with(padding, trailers=trailers))
     raw_servers.append(server)
     data = base_catalog(world.fake_url)
     data["models"].append(model("test/raw"))
@@ -85,3 +93,25 @@ def test_a_head_past_the_bound_fails_the_attempt(
     attempts = response.json()["error"]["metadata"]["attempts"]
     assert [a["error"] for a in attempts] == ["connection_error"]
     assert f"the answer's head is larger than {MAX_HEAD_BYTES} bytes" in attempts[0]["detail"]
+
+
+def test_a_chunked_body_with_trailers_is_read(world: World, raw_servers: list[RawUpstream]) -> None:
+    response = _ask(world, raw_servers, b"x-checksum: abc\r\n", trailers=True)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "Hello there."
+    assert "x-checksum" not in response.headers
+
+
+@pytest.mark.parametrize("padding", [_many_headers, _one_endless_header])
+def test_trailers_past_the_bound_fail_the_attempt(
+    world: World, raw_servers: list[RawUpstream], padding: Callable[[], bytes]
+) -> None:
+    # Before: httptools handed the chunked body's trailers to ``on_header`` after the head and
+    # every one was kept (4 MiB of them, or one endless line buffered by the parser); 200.
+    response = _ask(world, raw_servers, padding(), trailers=True)
+
+    assert response.status_code == 502, response.text
+    attempts = response.json()["error"]["metadata"]["attempts"]
+    assert [a["error"] for a in attempts] == ["connection_error"]
+    assert f"the answer's trailers are larger than {MAX_HEAD_BYTES} bytes" in attempts[0]["detail"]

@@ -1,5 +1,6 @@
 """A dataset deleted while a training run on it is being recorded: the two take turns on the
-dataset's row. The run recorded first makes the delete a 409 and the files stay. (The delete
+dataset's row. The run recorded first makes the delete a 409 and the files stay; the delete
+first makes the run's start a 404. (The delete
 checked for active runs, then deleted the files: a run started at the same moment, committed
 after the check, trained on files already gone.)"""
 
@@ -13,7 +14,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from routerhub.domain import Conflict
+from routerhub.domain import Conflict, NotFound
 from tests.db_locks import backend_pid, waiting_for
 from tests.factories import organization_make
 from tests.threads import run_at_once
@@ -82,3 +83,52 @@ def test_a_dataset_no_run_uses_is_deleted_with_its_files(media) -> None:
 
     assert not Dataset.objects.filter(pk=dataset.pk).exists()
     assert not any(os.path.exists(path) for path in paths)
+
+
+def test_a_dataset_an_active_run_tests_on_is_not_deleted(media) -> None:
+    organization = organization_make()
+    router = Router.objects.create(organization=organization, slug="r", candidates=["a", "b"])
+    data, held_out = _dataset(organization), _dataset(organization)
+    services.training_run_record(
+        router=router, dataset=data, candidates=["a", "b"], options={"test_dataset": held_out.pk}
+    )
+
+    with pytest.raises(Conflict):
+        services.dataset_delete(dataset=held_out)
+
+    assert Dataset.objects.filter(pk=held_out.pk).exists()
+    assert os.path.exists(held_out.file.path) and os.path.exists(held_out.parsed_file.path)
+
+
+def test_a_run_started_while_its_dataset_is_being_deleted_is_a_404(media) -> None:
+    organization = organization_make()
+    router = Router.objects.create(organization=organization, slug="r", candidates=["a", "b"])
+    dataset = _dataset(organization)
+    deleting, commit = threading.Event(), threading.Event()
+    pids: list[int] = []
+
+    def delete() -> None:  # the delete first, its transaction still open
+        with transaction.atomic():
+            services.dataset_delete(dataset=Dataset.objects.get(pk=dataset.pk))
+            pids.append(backend_pid())
+            deleting.set()
+            assert commit.wait(DEADLINE_S)
+
+    def record() -> None:
+        assert deleting.wait(DEADLINE_S)
+        services.training_run_record(
+            router=router, dataset=dataset, candidates=["a", "b"], options={}
+        )
+
+    def release() -> None:  # once the run start waits on the delete's transaction, commit it
+        assert deleting.wait(DEADLINE_S)
+        deadline = time.monotonic() + DEADLINE_S
+        while not waiting_for(pids[0]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        commit.set()
+
+    deleted, recorded, _ = run_at_once([delete, record, release])
+
+    assert deleted is None
+    assert isinstance(recorded, NotFound), recorded
+    assert not TrainingRun.objects.filter(router=router).exists()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from routerhub.domain import NotFound
+from routerhub.errors import http_of
 from tests.factories import dashboard_client, tenants_make
 from webhooks.models import WebhookEndpoint
 from webhooks.services import webhook_endpoint_create, webhook_endpoint_update
@@ -14,13 +16,17 @@ from webhooks.services import webhook_endpoint_create, webhook_endpoint_update
 pytestmark = pytest.mark.django_db
 
 
-def test_a_change_keeps_a_toggle_made_after_the_endpoint_was_read() -> None:
-    tenants = tenants_make()
-    endpoint = webhook_endpoint_create(
+def _endpoint(tenants) -> WebhookEndpoint:
+    return webhook_endpoint_create(
         organization=tenants.organization,
         url="https://hooks.example.com/a",
         events=["router.drift"],
     ).endpoint
+
+
+def test_a_change_keeps_a_toggle_made_after_the_endpoint_was_read() -> None:
+    tenants = tenants_make()
+    endpoint = _endpoint(tenants)
     as_read = WebhookEndpoint.objects.get(pk=endpoint.pk)  # the PATCH's read
     admin = dashboard_client(tenants.owner, tenants.organization)
     assert admin.post(f"/dashboard/webhooks/{endpoint.pk}/toggle").status_code == 302  # disabled
@@ -30,3 +36,15 @@ def test_a_change_keeps_a_toggle_made_after_the_endpoint_was_read() -> None:
     endpoint.refresh_from_db()
     assert (endpoint.enabled, endpoint.description) == (False, "billing")
     assert (written.enabled, written.description) == (False, "billing")
+
+
+def test_a_change_to_an_endpoint_deleted_after_it_was_read_is_a_404() -> None:
+    endpoint = _endpoint(tenants_make())
+    as_read = WebhookEndpoint.objects.get(pk=endpoint.pk)  # the PATCH's (or toggle's) read
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).delete()  # a delete racing it
+
+    with pytest.raises(NotFound) as gone:
+        webhook_endpoint_update(endpoint=as_read, changes={"description": "billing"})
+
+    assert http_of(gone.value)[0] == 404
+    assert gone.value.param == "id"
