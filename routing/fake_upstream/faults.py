@@ -9,6 +9,7 @@ proxy or provider that closes a stream early); a non-streamed answer gets half i
 ``x@tokenizer=bytes`` counts the prompt as a token per UTF-8 byte (a byte-level BPE
 tokenizer's worst case); ``x@report_prompt=-5,report_completion=1.5`` reports those values
 (any JSON) as the prompt and completion counts, as a broken provider or host might;
+``x@shape=refusal`` reshapes a whole OpenAI answer (``openai_shapes``);
 ``x@tier=priority`` answers that ``service_tier`` whatever was asked (a project whose own tier is
 another); ``x@tier_in=first`` / ``x@tier_in=usage`` says it in a stream's first chunk only, or
 in its final usage chunk only (a provider that reports it once); ``x@empty`` answers with no content and no tool call; ``x@reply=PASS`` answers exactly that
@@ -58,6 +59,7 @@ class Fault:
     empty: bool = False
     reply: str = ""
     tier: str = ""
+    shape: str = ""  # a whole OpenAI answer's message shape (``openai_shapes.message_shaped``)
     tier_in: str = ""  # "first" or "usage": the one stream chunk that says service_tier
     fail_rate: float = 0.0
     seed: int = 0
@@ -100,6 +102,8 @@ def fault_parse(spec: str) -> Fault:
             fault.empty = True
         elif name == "tier":
             fault.tier = value
+        elif name == "shape":
+            fault.shape = value
         elif name == "tier_in":
             fault.tier_in = value
         elif name == "reply":
