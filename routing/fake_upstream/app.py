@@ -265,7 +265,7 @@ def _answer(
     turn.reported = fault.reported
     answer = Answer() if fault.empty else turn.answer()
     if fault.reply:
-        answer = Answer(text=fault.reply)
+        answer = Answer(text=" ".join([fault.reply] * fault.repeat))
     if style == "openai":
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

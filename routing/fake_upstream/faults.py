@@ -13,7 +13,9 @@ tokenizer's worst case); ``x@report_prompt=-5,report_completion=1.5`` reports th
 ``x@tier=priority`` answers that ``service_tier`` whatever was asked (a project whose own tier is
 another); ``x@tier_in=first`` / ``x@tier_in=usage`` says it in a stream's first chunk only, or
 in its final usage chunk only (a provider that reports it once); ``x@empty`` answers with no content and no tool call; ``x@reply=PASS`` answers exactly that
-text (a judge with a fixed verdict; ``_`` in the value is a space).
+text (a judge with a fixed verdict; ``_`` in the value is a space), ``x@reply=W,repeat=8`` that
+text 8 times, space-separated (a word of 150 letters is one token to the fake: an answer of
+long tokens).
 ``x@status=401,echo`` makes the error message quote the credential and the request body, as
 some providers do: what the gateway must neither log nor hand to its client (the credential).
 ``x@fail_rate=0.3,seed=7`` fails 30% of requests at random, each with one of ``status=500``,
@@ -58,6 +60,7 @@ class Fault:
     reported: dict[str, Any] = field(default_factory=dict)
     empty: bool = False
     reply: str = ""
+    repeat: int = 1  # the reply's copies, space-separated (a long answer in a short model name)
     tier: str = ""
     shape: str = ""  # a whole OpenAI answer's message shape (``openai_shapes.message_shaped``)
     tier_in: str = ""  # "first" or "usage": the one stream chunk that says service_tier
@@ -108,6 +111,8 @@ def fault_parse(spec: str) -> Fault:
             fault.tier_in = value
         elif name == "reply":
             fault.reply = value.replace("_", " ")
+        elif name == "repeat":
+            fault.repeat = int(value)
         elif name == "fail_rate":
             fault.fail_rate = float(value)
         elif name == "seed":
