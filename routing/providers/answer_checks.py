@@ -42,12 +42,12 @@ def parts_read(parts: list[Any]) -> JSON:
     return read
 
 
-def message_read(message: Any) -> JSON:
+def message_read(sent: Any) -> JSON:
     """A whole answer's message, checked and canonical (module docstring); ``UpstreamError``
     saying what is wrong when it has no shape the wire formats allow."""
-    if not isinstance(message, dict):
+    if not isinstance(sent, dict):
         raise _malformed("a message that is not an object")
-    message = dict(message)
+    message: JSON = dict(sent)
     message.setdefault("role", "assistant")
     content = message.get("content")
     try:
