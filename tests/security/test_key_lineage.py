@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -175,6 +176,40 @@ def test_a_management_key_cannot_widen_a_key_it_changes(tenants: Tenants) -> Non
 
     assert refused(widened, "expires_at") and refused(unlimited, "limit")
     assert renamed.status_code == 200  # a change that grants nothing
+
+
+@pytest.mark.django_db
+def test_a_bounded_management_key_cannot_widen_a_key_it_did_not_make(tenants: Tenants) -> None:
+    # The attack: a key limited to 10 USD lifts another key of its holder's from 1 USD to 10;
+    # that key's spend never counts against it (it is not in its lineage), so the holder spends
+    # 10 USD more for every such key (each field was a 200 on the old code).
+    expires = timezone.now() + SOON
+    bounds = {"limit": "10", "rpm": 100, "tpm": 1000, "allowed_models": ["test/gpt", "test/claude"]}
+    client, _ = management_key(tenants, expires_at=expires, **bounds)
+    others = key_make(tenants.organization, expires_at=expires - timedelta(minutes=30),
+                      limit="1", rpm=10, tpm=100, allowed_models=["test/gpt"])  # fmt: skip
+    other = ApiKey.objects.get(prefix=others[:16])
+    url = f"/api/v1/keys/{other.pk}"
+    widen = {
+        "limit": {"limit": "10"},
+        "expires_at": {"expires_at": expires.isoformat()},
+        "rpm": {"rpm": 100},
+        "tpm": {"tpm": 1000},
+        "allowed_models": {"allowed_models": ["test/gpt", "test/claude"]},
+    }
+
+    answers = {field: client.patch(url, body, format="json") for field, body in widen.items()}
+    narrowed = client.patch(url, {"limit": "0.5", "rpm": 5}, format="json")
+    child = client.post("/api/v1/keys", {"name": "child", "limit": "1"}, format="json")
+    raised = client.patch(f"/api/v1/keys/{child.json()['id']}", {"limit": "10"}, format="json")
+
+    for field, response in answers.items():
+        assert refused(response, field), (field, response.content)
+    assert narrowed.status_code == 200, narrowed.content
+    other.refresh_from_db()
+    assert (other.limit, other.rpm, other.allowed_models) == (Decimal("0.5"), 5, ["test/gpt"])
+    # Its own child's spend counts against it: that one it may raise up to its own bounds.
+    assert raised.status_code == 200, raised.content
 
 
 @pytest.mark.django_db
