@@ -26,7 +26,8 @@ BOUNDED = (
     "than that key has (403 naming the field); a created key takes that key's where the body "
     "leaves them out, and records it as `created_by_key`. A key it did not make (outside its "
     "lineage) it may narrow, but where it is bounded itself give no more than that key has now. "
-    "A signed-in person's session may set any value."
+    "A signed-in person's session may set any value. An earlier `expires_at` holds for the keys "
+    "made from the key too."
 )
 
 

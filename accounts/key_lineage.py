@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -139,7 +140,19 @@ def api_key_update_bounded(
         grant_check(parent=parent, key=key, changes=changes)
         if not key_answers_for(parent.pk, key.pk):
             outside_lineage_check(parent=parent, key=key, changes=changes)
-    return api_key_update(key=key, changes=changes)
+    expires = changes.get("expires_at")
+    with transaction.atomic():
+        key = api_key_update(key=key, changes=changes)
+        if expires is not None:
+            # The keys made from it expire no later than it (``grant_check`` at their creation);
+            # an earlier expiry holds for them too, else they would outlive it.
+            made = ApiKey.objects.filter(pk__in=key_tree(key.pk)).exclude(pk=key.pk)
+            made.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=expires)).update(
+                expires_at=expires
+            )
+    key_cache_clear()
+    transaction.on_commit(key_cache_clear)  # inside a caller's transaction: once it commits too
+    return key
 
 
 def outside_lineage_check(*, parent: ApiKey, key: ApiKey, changes: dict[str, Any]) -> None:

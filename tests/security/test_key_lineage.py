@@ -213,6 +213,31 @@ def test_a_bounded_management_key_cannot_widen_a_key_it_did_not_make(tenants: Te
 
 
 @pytest.mark.django_db
+def test_an_earlier_expiry_holds_for_the_keys_made_from_the_key(tenants: Tenants) -> None:
+    # The attack: a contractor's management key makes a key, then an owner ends the contractor's
+    # access by moving its expiry to tonight; the key it made kept no expiry (old code).
+    client, parent = management_key(tenants)
+    child = client.post("/api/v1/keys", {"name": "child", "scope": "manage"}, format="json")
+    grandchild = key_client(child.json()["key"]).post(
+        "/api/v1/keys", {"name": "grandchild"}, format="json"
+    )
+    later = key_make(tenants.organization, expires_at=timezone.now() + SOON * 48)
+    tonight = timezone.now() + SOON
+
+    moved = browser(tenants.owner, tenants).patch(
+        f"/api/v1/keys/{parent.pk}", {"expires_at": tonight.isoformat()}, format="json"
+    )
+
+    assert moved.status_code == 200, moved.content
+    for made in (child, grandchild):
+        assert ApiKey.objects.get(pk=made.json()["id"]).expires_at == tonight
+    shown = key_client(child.json()["key"]).get("/api/v1/key").json()["expires_at"]
+    assert shown.replace("Z", "+00:00") == tonight.isoformat()
+    # A key not made from it keeps its own.
+    assert ApiKey.objects.get(prefix=later[:16]).expires_at > tonight
+
+
+@pytest.mark.django_db
 def test_a_person_still_sets_any_expiry_and_limit(tenants: Tenants) -> None:
     _, key = management_key(tenants, expires_at=timezone.now() + SOON, limit="10")
     admin = browser(tenants.admin, tenants)
