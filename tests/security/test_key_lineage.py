@@ -37,6 +37,17 @@ def management_key(tenants: Tenants, **fields: Any) -> tuple[APIClient, ApiKey]:
     return key_client(plaintext), ApiKey.objects.get(prefix=plaintext[:16])
 
 
+def key_chain(tenants: Tenants) -> tuple[ApiKey, Any, Any]:
+    """An admin's management key, the management key it made and the key that one made (the
+    two creates' answers)."""
+    client, parent = management_key(tenants)
+    child = client.post("/api/v1/keys", {"name": "child", "scope": "manage"}, format="json")
+    grandchild = key_client(child.json()["key"]).post(
+        "/api/v1/keys", {"name": "grandchild"}, format="json"
+    )
+    return parent, child, grandchild
+
+
 def refused(response: Any, field: str) -> bool:
     error = response.json()["error"]
     return response.status_code == 403 and error["param"] == field and field in error["message"]
@@ -216,11 +227,7 @@ def test_a_bounded_management_key_cannot_widen_a_key_it_did_not_make(tenants: Te
 def test_an_earlier_expiry_holds_for_the_keys_made_from_the_key(tenants: Tenants) -> None:
     # The attack: a contractor's management key makes a key, then an owner ends the contractor's
     # access by moving its expiry to tonight; the key it made kept no expiry (old code).
-    client, parent = management_key(tenants)
-    child = client.post("/api/v1/keys", {"name": "child", "scope": "manage"}, format="json")
-    grandchild = key_client(child.json()["key"]).post(
-        "/api/v1/keys", {"name": "grandchild"}, format="json"
-    )
+    parent, child, grandchild = key_chain(tenants)
     later = key_make(tenants.organization, expires_at=timezone.now() + SOON * 48)
     tonight = timezone.now() + SOON
 
@@ -256,11 +263,7 @@ def test_a_person_still_sets_any_expiry_and_limit(tenants: Tenants) -> None:
 
 @pytest.mark.django_db
 def test_revoking_a_key_revokes_the_keys_made_with_it_transitively(tenants: Tenants) -> None:
-    client, parent = management_key(tenants)
-    child = client.post("/api/v1/keys", {"name": "child", "scope": "manage"}, format="json")
-    grandchild = key_client(child.json()["key"]).post(
-        "/api/v1/keys", {"name": "grandchild"}, format="json"
-    )
+    parent, child, grandchild = key_chain(tenants)
     sibling = key_make(tenants.organization, KeyScope.MANAGE, tenants.admin)
     assert key_client(grandchild.json()["key"]).get("/api/v1/key").status_code == 200  # cached
 
