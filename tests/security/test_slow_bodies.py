@@ -5,33 +5,18 @@ deadline), holding every slot of ``limit_concurrency`` and the buffered bytes fo
 
 from __future__ import annotations
 
-import socket
-from urllib.parse import urlsplit
-
 import orjson
 
 from tests.routing.world import World
+from tests.security.test_request_bodies import exchange, head
 
 
 def _trickled(world: World, path: str) -> bytes:
-    """Send the head and the first bytes of a body declared whole, then nothing: what comes
-    back within 10 s (nothing, on the old code)."""
-    address = urlsplit(world.gateway_url)
+    """Send the head and the first bytes of a body declared whole, then nothing: the answer
+    (none on the old code: the read timed out)."""
     body = orjson.dumps({"model": "test/gpt", "messages": [{"role": "user", "content": "hi"}]})
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {address.hostname}\r\n"
-        f"Authorization: Bearer {world.key}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode()
-    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
-        sock.sendall(head + body[:5])
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except TimeoutError:
-            pass
-        return answer
+    closing = head(path, world.key, len(body)).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+    return exchange(world.gateway_url, closing, [body[:5]])
 
 
 def test_a_body_that_stops_arriving_is_refused_with_a_408(world: World, settings) -> None:
