@@ -46,21 +46,51 @@ _WARN_EVERY_S = 10.0
 _PROBE_STALE_S = 60.0
 # Redis's answer to a connection past its ``maxclients``: a refusal, not an outage.
 _MAXCLIENTS = "max number of clients reached"
-# KEYS: requests and tokens leased in this window. ARGV: rpm, tpm, requests wanted, tokens
-# wanted, ttl. Grants what is wanted, or what is left of the limit; 0 for an unlimited dimension.
+# KEYS: per bucket (a key and the keys it was made from), its requests and tokens leased in this
+# window. ARGV: ttl, then per bucket rpm, tpm, requests wanted, tokens wanted (0: none). Grants
+# each what is wanted or what is left of its limit, all in one step: when any bucket wanted has
+# nothing left, nothing is leased from any (no quota taken for a request that cannot go), and
+# the script answers 0 for the buckets spent and -1 for the others. 0 for a dimension not wanted.
 _LEASE = """
-local function lease(key, limit, want, ttl)
-  if limit <= 0 or want <= 0 then return 0 end
-  local leased = tonumber(redis.call('GET', key) or '0')
-  local grant = math.min(want, limit - leased)
-  if grant <= 0 then return 0 end
-  redis.call('INCRBY', key, grant)
-  redis.call('EXPIRE', key, ttl)
-  return grant
+local grants, short = {}, false
+for i = 1, #KEYS do
+  local j, d = math.floor((i - 1) / 2), (i - 1) % 2
+  local limit, want = tonumber(ARGV[2 + 4 * j + d]), tonumber(ARGV[4 + 4 * j + d])
+  local grant = 0
+  if limit > 0 and want > 0 then
+    grant = math.min(want, limit - tonumber(redis.call('GET', KEYS[i]) or '0'))
+    if grant <= 0 then grant, short = 0, true end
+  end
+  grants[i] = grant
 end
-return {lease(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[3]), ARGV[5]),
-        lease(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[4]), ARGV[5])}
+for i = 1, #KEYS do
+  if short and grants[i] > 0 then
+    grants[i] = -1
+  elseif grants[i] > 0 then
+    redis.call('INCRBY', KEYS[i], grants[i])
+    redis.call('EXPIRE', KEYS[i], ARGV[1])
+  end
+end
+return grants
 """
+
+
+def lease_keys(tag: str, window: int) -> tuple[str, str]:
+    """A bucket's counters in ``window``: requests and tokens leased."""
+    # The braces keep both counters in one Redis Cluster slot. A chain's script reads several
+    # buckets: under Cluster they would need one slot; RouterHub's client is a single Redis.
+    return f"rh:{{{tag}:{window}}}:r", f"rh:{{{tag}:{window}}}:t"
+
+
+def lease_input(
+    limits: list[tuple[str, int, int]], window: int, wanted: list[tuple[int, int]], ttl: int
+) -> tuple[list[str], list[int]]:
+    """The lease script's KEYS and ARGV for buckets (tag, rpm, tpm) wanting (requests, tokens)."""
+    keys = [key for tag, _, _ in limits for key in lease_keys(tag, window)]
+    args = [ttl]
+    for (_, rpm, tpm), (requests, tokens) in zip(limits, wanted, strict=True):
+        args += [rpm, tpm, requests, tokens]
+    return keys, args
 
 
 class _RedisState:

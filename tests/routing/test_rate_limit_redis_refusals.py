@@ -9,11 +9,9 @@ killed by its PID; the silent one a loopback listener that accepts and never rep
 from __future__ import annotations
 
 import asyncio
-import secrets
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,16 +24,9 @@ from routerhub.errors import RateLimited
 from routing.gateway import limits, limits_redis
 from routing.gateway.select_limits import select_admit_sync
 from tests.conftest import require_redis, service_missing
+from tests.routing.test_rate_limit_backoff import DroppingRedis, a_key
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def a_key(rpm: int) -> AuthenticatedKey:
-    return AuthenticatedKey(
-        id=1, organization_id=1, organization_slug="o", scope="inference", name="k",
-        prefix=secrets.token_hex(6), allowed_models=(), rpm=rpm, tpm=None, limit=None,
-        limit_reset=None, expires_at=None,
-    )  # fmt: skip
 
 
 def free_port() -> int:
@@ -116,7 +107,7 @@ def test_a_busy_pool_is_bounded_and_does_not_back_the_limiter_off(
     settings.RATE_LIMIT_REDIS_MAX_CONNECTIONS = 1
     settings.REDIS_SOCKET_TIMEOUT = 0.3
     key = a_key(rpm=1)
-    requests_key, _ = limits._keys(limits.key_tag(key, ""), one_rate_limit_window[0])
+    requests_key, _ = limits_redis.lease_keys(limits.key_tag(key, ""), one_rate_limit_window[0])
 
     async def run() -> tuple[int, bool]:
         client, _ = limits_redis.lease_client()
@@ -138,37 +129,9 @@ def test_a_busy_pool_is_bounded_and_does_not_back_the_limiter_off(
     assert not backed_off
 
 
-class SilentRedis:
-    """Accepts connections, counts them, never replies."""
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
-        self.accepted: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted.append(conn)
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self.thread.join(5)
-        for conn in self.accepted:
-            conn.close()
-
-
 @pytest.fixture
-def silent_redis(settings: Any, one_rate_limit_window: tuple[int, int]) -> Iterator[SilentRedis]:
-    server = SilentRedis()
+def silent_redis(settings: Any, one_rate_limit_window: tuple[int, int]) -> Iterator[DroppingRedis]:
+    server = DroppingRedis(silent=True)
     # redis-py reads retry options from the URL (and they win over the client's arguments).
     settings.REDIS_URL = f"{server.url}?retry_on_timeout=true"
     settings.REDIS_CONNECT_TIMEOUT = 0.3
@@ -177,15 +140,15 @@ def silent_redis(settings: Any, one_rate_limit_window: tuple[int, int]) -> Itera
     server.close()
 
 
-def test_a_probe_is_one_attempt_on_both_paths(silent_redis: SilentRedis, settings: Any) -> None:
+def test_a_probe_is_one_attempt_on_both_paths(silent_redis: DroppingRedis, settings: Any) -> None:
     """One lease call against a Redis that never replies opens one connection and waits one
     reply timeout, whatever retries ``REDIS_URL`` asks redis-py for. Old code: the client took
     them (here one retry: two connections, two reply timeouts per probe)."""
     settings.ROUTER_SELECT_RPM_FACTOR = 1
     admit(a_key(rpm=1))
-    async_attempts = len(silent_redis.accepted)
+    async_attempts = silent_redis.connections
     limits_redis._Outage.since, limits_redis._Outage.retry_at = None, 0.0  # not backed off
     select_admit_sync(a_key(rpm=1), user_id=None)
 
     assert async_attempts == 1
-    assert len(silent_redis.accepted) == 2
+    assert silent_redis.connections == 2
