@@ -14,17 +14,11 @@ import anthropic
 import openai
 import pytest
 
+from tests.routing.test_gateway_anthropic_sdk import LOOKUP_TOOL
+from tests.routing.test_gateway_openai_sdk import WEATHER_TOOL
 from tests.routing.world import World
 
-WEATHER = {
-    "name": "get_weather",
-    "description": "Current weather for a city",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
+WEATHER: dict[str, Any] = WEATHER_TOOL["function"]
 CLOCK = WEATHER | {"name": "get_time", "description": "Local time in a city"}
 # A 1x1 PNG, as the SDKs' image examples send it: base64 inside the request.
 PIXEL = base64.b64encode(
@@ -136,7 +130,7 @@ def test_system_blocks_an_image_and_a_forced_tool_reach_gemini(world: World) -> 
         model="test/gemini",
         max_tokens=100,
         system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
-        tools=[{"name": "get_weather", "description": "w", "input_schema": WEATHER["parameters"]}],
+        tools=[LOOKUP_TOOL],  # type: ignore[list-item]
         tool_choice={"type": "tool", "name": "get_weather"},
         messages=[
             {
