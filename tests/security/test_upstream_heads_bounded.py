@@ -11,20 +11,16 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from routing.gateway.transport import MAX_HEAD_BYTES
 from tests.routing.world import World, base_catalog, endpoint, model, provider
+from tests.security.own_host import COMPLETION as OWN_COMPLETION
+from tests.security.own_host import ask
 from tests.security.raw_upstream import RawUpstream
 
-COMPLETION = orjson.dumps({
-    "id": "chatcmpl-own", "object": "chat.completion", "created": 1, "model": "own",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there."},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-})  # fmt: skip
+COMPLETION = orjson.dumps(OWN_COMPLETION)
 HEAD_BYTES = 4 * 1024 * 1024  # forty times the bound
 
 
@@ -81,10 +77,7 @@ def _ask(
     data["providers"][-1]["base_url"] = f"{server.url()}/v1"
     data["endpoints"].append(endpoint("test/raw", "raw-0", "gpt-4o"))
     world.catalog(data)
-    body = {"model": "test/raw", "max_tokens": 16,
-            "messages": [{"role": "user", "content": "Say hello."}]}  # fmt: skip
-    return httpx.post(f"{world.gateway_url}/v1/chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {world.key}"}, timeout=30)  # fmt: skip
+    return ask(world, stream=False, model_id="test/raw")
 
 
 def test_an_ordinary_head_is_read(world: World, raw_servers: list[RawUpstream]) -> None:
