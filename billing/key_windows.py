@@ -20,12 +20,16 @@ and settlement never released it: its holds piled up until the key was refused f
 limit. Every hold taken since records a list (``[]`` for none, also ``billing.holds``); a hold
 with none (NULL) was taken before, and counts in its key's never-resetting window when the key's
 limit never resets now (``legacy_never_reset``).
+
+A window's start is its epoch: a row starts over only at a later start (``window_rolled``), never
+back to an earlier one nor to NULL, so the start a hold recorded names the one window it was
+taken in, and a release (``billing.settlement``) finds that window or none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -38,27 +42,25 @@ from billing.window_spend import (
     threshold_crossed,
     window_spend_note,
 )
-from billing.windows import LimitBound, window_start
+from billing.windows import ONE_WINDOW, LimitBound, window_rolled, window_start
 from routerhub.errors import KeyLimitReached
 from routerhub.money import ZERO, money_str
 
 if TYPE_CHECKING:
     from billing.services import ReservationRequest
 
-# A limit that never resets has one window, marked with the epoch.
-_ONE_WINDOW = datetime(1970, 1, 1, tzinfo=UTC)
-
 AncestorWindows = list[list[Any]]  # [[key id, window start in ISO 8601 or None], ...]
 
 
 def key_windows_reserve(
     request: ReservationRequest, now: datetime
-) -> tuple[datetime | None, AncestorWindows | None]:
+) -> tuple[datetime | None, AncestorWindows]:
     """Hold ``request.amount`` in the window of the key (when it has a limit) and of each
     ancestor with one; returns the key's window start and the ancestors' windows to record on
-    the reservation (the key's own too when its limit never resets; module docstring). Raises ``KeyLimitReached`` (403) naming the
-    key, or the ancestor, whose window it would exceed: the caller's transaction then rolls back
-    what was held in the others."""
+    the reservation (the key's own too when its limit never resets; module docstring).
+
+    Raises ``KeyLimitReached`` (403) naming the key, or the ancestor, whose window it would
+    exceed: the caller's transaction then rolls back what was held in the others."""
     bounds = list(request.ancestors)
     if request.key_id is not None and request.key_limit is not None:
         bounds.append(LimitBound(request.key_id, request.key_limit, request.key_limit_reset, ""))
@@ -80,7 +82,7 @@ def _window_reserve(
     current = window_start(bound.reset, now)
     KeySpendWindow.objects.get_or_create(key_id=bound.key_id, defaults={"window_start": current})
     window = KeySpendWindow.objects.select_for_update().get(key_id=bound.key_id)
-    if _later(current, window.window_start):
+    if window_rolled(current, window.window_start):
         # The window rolled: spend and holds of the old window no longer count against this one.
         window.window_start, window.spent, window.reserved = current, ZERO, ZERO
     # A start earlier than the row's (a reset period made longer, while a key's cached lineage
@@ -96,12 +98,6 @@ def _window_reserve(
     window.save()
     window_spend_note(bound.key_id, current, window.spent + window.reserved)
     return current
-
-
-def _later(start: datetime | None, than: datetime | None) -> bool:
-    """Whether window ``start`` begins after ``than`` (a window that never resets, None, is the
-    earliest)."""
-    return (start or _ONE_WINDOW) > (than or _ONE_WINDOW)
 
 
 def _limit_reached(
@@ -129,7 +125,7 @@ def _threshold_check(
     """Emit ``budget.threshold`` when this hold takes the window past the share, once per window
     (marked on the locked window row, committed with the hold; emitted after that commit)."""
     used = window.spent + window.reserved
-    marker = window.window_start or _ONE_WINDOW
+    marker = window.window_start or ONE_WINDOW
     if window.threshold_emitted_for == marker or not threshold_crossed(used, bound.limit):
         return
     window.threshold_emitted_for = marker

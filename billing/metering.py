@@ -126,11 +126,18 @@ async def hold(payer: Payer, generation_id: str, amount: Decimal) -> None:
 
 
 def limit_window(payer: Payer) -> WindowSpend | None:
-    """What the payer's limit window has used, as this process's last hold of it saw it
-    (``billing.window_spend``): memory only, for budget-aware routing. None without a limit."""
-    if payer.limit is None:
-        return None
-    return window_spend(payer.id, payer.limit, payer.limit_reset)
+    """The fullest of the payer's limit windows (the largest share used; its own and its
+    ancestors', ``billing.key_windows``: a hold is refused by whichever fills first), as this
+    process's last holds saw them (``billing.window_spend``): memory only, for budget-aware
+    routing. None when neither the payer nor an ancestor has a limit."""
+    windows = [
+        window_spend(bound.key_id, bound.limit, bound.reset, ancestor=True)
+        for bound in payer.ancestors
+    ]
+    if payer.limit is not None:
+        windows.append(window_spend(payer.id, payer.limit, payer.limit_reset))
+    # Ties go to the key's own window (last, and max keeps the first of equals: reversed).
+    return max(reversed(windows), key=lambda w: w.share, default=None)
 
 
 def price(

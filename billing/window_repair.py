@@ -10,6 +10,18 @@ in the cache, from the start again at the end), ``reserved`` to the sum of the o
 (``held``/``free``) that count in each, as settlement decides it (``hold_windows``). ``spent``
 is never touched.
 
+Why ``spent`` is not rebuilt (the old settlement never counted the charges of the holds it
+jammed, so a lifetime key's ``spent`` is low by them): no durable row says which settled holds
+were in the window. Those holds recorded no window (``key_window_start`` and
+``ancestor_windows`` NULL, or an ancestors-only list), exactly as a hold of the same key taken
+while it had no limit, which counts in no window; neither the window row (no creation time) nor
+the key (no history of its limit) says when the lifetime limit began. Summing every such hold's
+usage record would charge the window with what the key spent before it had a limit (a key used
+a year unlimited, then given 10 USD, would be refused at once); summing none is what the window
+has now. Usage records may also be gone (``USAGE_RECORD_RETENTION_MONTHS``). The one trace of the
+jammed holds, ``reserved`` above the open holds, is their amounts (not their costs) and is what
+this task overwrites. A window's spend is therefore only ever added to by settlement.
+
 The windows are locked in key id order (the global lock order: windows come last, in key id
 order; tests/billing/test_lock_order.py) before the holds are read, so a hold being taken (its
 window row locked until its reservation commits) or settled (its window row updated after its

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.windows import window_start
+from billing.windows import window_rolled, window_start
 from routerhub.money import ZERO, money_str
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_event_emit
@@ -41,6 +41,9 @@ class WindowSpend:
     start: datetime | None
     used: Decimal
     limit: Decimal
+    # An ancestor's window (``billing.key_windows``), not the key's own: routing says so
+    # without telling that key's limit and spend (README, hierarchical budget).
+    ancestor: bool = False
 
     @property
     def share(self) -> float:
@@ -62,14 +65,21 @@ def window_spend_note(key_id: int, start: datetime | None, used: Decimal) -> Non
 
 
 def window_spend(
-    key_id: int, limit: Decimal, reset: str | None, now: datetime | None = None
+    key_id: int,
+    limit: Decimal,
+    reset: str | None,
+    now: datetime | None = None,
+    *,
+    ancestor: bool = False,
 ) -> WindowSpend:
     """The key's current window as this process's last hold saw it (empty when none was seen
     in this window). Memory only: no I/O."""
     start = window_start(reset, now or timezone.now())
     seen = _readings.get(key_id)
-    used = seen[1] if seen is not None and seen[0] == start else ZERO
-    return WindowSpend(reset=reset, start=start, used=used, limit=limit)
+    # The hold's rule (``window_rolled``): a key whose limit stopped resetting carries on the
+    # window its row was in; a reading from an earlier period's window is empty now.
+    used = seen[1] if seen is not None and not window_rolled(start, seen[0]) else ZERO
+    return WindowSpend(reset=reset, start=start, used=used, limit=limit, ancestor=ancestor)
 
 
 def window_spend_clear() -> None:

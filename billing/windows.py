@@ -30,6 +30,18 @@ def window_start(reset: str | None, now: datetime) -> datetime | None:
     return None
 
 
+# A limit that never resets has one window, marked with the epoch.
+ONE_WINDOW = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def window_rolled(current: datetime | None, row_start: datetime | None) -> bool:
+    """Whether a key's window row (or a reading of it) that started at ``row_start`` is over
+    when its period now starts at ``current``: only a later start rolls a window. An earlier or
+    no start (a period made longer, or one that never resets) carries the row's window on, with
+    its spend and holds (``billing.key_windows``); reads must agree with the holds on this."""
+    return (current or ONE_WINDOW) > (row_start or ONE_WINDOW)
+
+
 def window_end(reset: str | None, now: datetime) -> datetime | None:
     start = window_start(reset, now)
     if start is None:

@@ -34,17 +34,21 @@ class KeyBudget:
     spent: Decimal  # spent plus held
     limit: Decimal
     share: float  # spent / limit, 0..1
+    ancestor: bool = False  # the fullest window is an ancestor's (``metering.limit_window``)
 
     def effective(self, requested: float) -> float:
         return budget_tradeoff(requested, self.share)
 
     def as_routing(self, requested: float, effective: float) -> dict[str, Any]:
-        """The response's ``routing.budget``."""
+        """The response's ``routing.budget``. An ancestor's window shows its share only: its
+        ``limit`` and ``spent`` are its whole tree's, which a key's holder is not told."""
+        amounts: dict[str, str | None] = {"limited_by": "ancestor"}
+        if not self.ancestor:
+            amounts = {"spent": money_str(self.spent), "limit": money_str(self.limit)}
         return {
             "window": self.window,
             "window_start": self.window_start,
-            "spent": money_str(self.spent),
-            "limit": money_str(self.limit),
+            **amounts,
             "share": round(self.share, 4),
             "requested_tradeoff": requested,
             "effective_tradeoff": round(effective, 4),
@@ -62,10 +66,10 @@ def budget_tradeoff(requested: float, share: float, start: float | None = None) 
 
 
 def key_budget(key: AuthenticatedKey) -> KeyBudget | None:
-    """A budget-aware key's limit window as this process's holds last saw it (no I/O); None for
-    a key that did not opt in or has no limit."""
+    """A budget-aware key's fullest limit window, its own or an ancestor's, as this process's
+    holds last saw it (no I/O); None for a key that did not opt in or has no limit to fill."""
     window = metering.limit_window(key) if key.budget_aware else None
     if window is None:
         return None
     start = window.start.isoformat() if window.start else None
-    return KeyBudget(window.reset, start, window.used, window.limit, window.share)
+    return KeyBudget(window.reset, start, window.used, window.limit, window.share, window.ancestor)

@@ -384,6 +384,12 @@ class SelectionSession(TenantModel):
     tokens_per_second = models.FloatField(null=True, blank=True)
     latency_model = models.CharField(max_length=200, blank=True)
     latency_at = models.DateTimeField(null=True, blank=True)
+    # The key that selected; None for a person signed in (and sessions from before routing
+    # 0017). An inference key reports only on sessions it or a key it made selected, as
+    # ``POST /api/v1/feedback`` rates only its own requests.
+    key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         indexes = [

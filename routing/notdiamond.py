@@ -10,7 +10,9 @@ Not Diamond's Python SDK (``notdiamond``, ``NOTDIAMOND_API_URL`` or ``nd_api_url
   same way (RouterHub has no latency predictions: the cheaper models are the faster ones here);
 - ``tools`` keeps the candidates whose catalog endpoints can call tools; ``hash_content: true``
   keeps the prompt out of the session even when the organization logs prompts;
-- a selection is a ``SelectionSession``; feedback is ``{metric: 0|1}`` on its session;
+- a selection is a ``SelectionSession``; feedback is ``{metric: 0|1}`` on its session; an
+  inference key reports (feedback, latency) only on sessions it or a key it made selected, as
+  ``POST /api/v1/feedback`` rates only such keys' requests (another's is a 404 like an unknown id);
 - a latency report (``report/metrics/latency``, sent by the SDK after each call it makes when
   ``latency_tracking`` is on) stores its ``tokens_per_second`` and model on the session: a record
   of what the client measured. Routing does not read it (RouterHub measures its endpoints itself).
@@ -34,6 +36,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from accounts.key_lineage import key_answers_for
 from accounts.models import Organization
 from billing.retention import prompts_expire
 from routerhub.errors import BadRequest, NotFound
@@ -141,9 +144,14 @@ def _hash_content(value: Any) -> bool:
 
 
 def model_select(
-    *, organization: Organization, body: dict[str, Any], allowed_models: Collection[str] = ()
+    *,
+    organization: Organization,
+    body: dict[str, Any],
+    allowed_models: Collection[str] = (),
+    key_id: int | None = None,
 ) -> dict[str, Any]:
-    """Rank ``llm_providers`` with the router named by ``preference_id``; record the session.
+    """Rank ``llm_providers`` with the router named by ``preference_id``; record the session,
+    with ``key_id``, the key that selected (None: a person signed in).
     With ``hash_content`` the prompt is never stored, whatever the organization's prompt
     logging says (Not Diamond's promise for that flag: no readable content kept). A key's
     ``allowed_models`` hold for every model offered, save the router's own candidates when
@@ -186,14 +194,17 @@ def model_select(
         chosen=ranked[0],
         candidates=candidates,
         prompt=prompt if organization.prompt_logging and not hashed else "",
+        key_id=key_id,
     )
     return {"providers": [offered[m] for m in ranked], "session_id": str(session.id)}
 
 
 def _session_and_model(
-    organization: Organization, body: dict[str, Any]
+    organization: Organization, body: dict[str, Any], served_by: int | None
 ) -> tuple[SelectionSession, str]:
-    """The organization's session ``body`` reports on and the ranked model it names."""
+    """The organization's session ``body`` reports on and the ranked model it names.
+    ``served_by`` (an inference key's ``TenantAPIView.served_by``): only a session that key or
+    a key it made selected; another is a 404 worded as for an unknown id."""
     try:
         session_id = uuid.UUID(str(body.get("session_id")))
     except ValueError:
@@ -201,6 +212,14 @@ def _session_and_model(
             "session_id must be the id modelSelect returned.", param="session_id"
         ) from None
     session = SelectionSession.objects.filter(organization=organization, id=session_id).first()
+    if session is not None and served_by is not None:
+        session = session if key_answers_for(served_by, session.key_id) else None
+    if session is None and served_by is not None:
+        raise NotFound(
+            f"No model-select session '{session_id}' selected by this key or keys it made; "
+            "report on it with the key that selected it or a management key.",
+            param="session_id",
+        )
     if session is None:
         raise NotFound(
             f"No model-select session '{session_id}' in this organization.", param="session_id"
@@ -215,9 +234,12 @@ def _session_and_model(
     return session, model
 
 
-def latency_record(*, organization: Organization, body: dict[str, Any]) -> dict[str, Any]:
-    """Store the client-measured ``{"tokens_per_second": x}`` of a session's model call."""
-    session, model = _session_and_model(organization, body)
+def latency_record(
+    *, organization: Organization, body: dict[str, Any], served_by: int | None = None
+) -> dict[str, Any]:
+    """Store the client-measured ``{"tokens_per_second": x}`` of a session's model call
+    (``served_by``: as ``_session_and_model``)."""
+    session, model = _session_and_model(organization, body, served_by)
     speed = _tokens_per_second(body.get("feedback"))
     if speed is None:
         raise BadRequest(
@@ -243,9 +265,12 @@ def _tokens_per_second(feedback: object) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def feedback_record(*, organization: Organization, body: dict[str, Any]) -> dict[str, Any]:
-    """Store ``{metric: 0|1}`` for the model a session served."""
-    session, model = _session_and_model(organization, body)
+def feedback_record(
+    *, organization: Organization, body: dict[str, Any], served_by: int | None = None
+) -> dict[str, Any]:
+    """Store ``{metric: 0|1}`` for the model a session served (``served_by``: as
+    ``_session_and_model``)."""
+    session, model = _session_and_model(organization, body, served_by)
     feedback = body.get("feedback")
     if (
         not isinstance(feedback, dict)

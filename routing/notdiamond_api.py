@@ -90,12 +90,15 @@ class ModelSelectView(TenantAPIView):
                 organization=self.organization,
                 body=_body(request),
                 allowed_models=key.allowed_models if key else (),
+                key_id=key.id if key else None,
             )
         )
 
 
 class _SessionReportView(TenantAPIView):
-    """A report on a model-select session, sent with the key that selected."""
+    """A report on a model-select session: an inference key reports only on sessions it or a
+    key it made selected (another is a 404, as an unknown id); management keys and people on
+    any of the organization's."""
 
     tenant_model = SelectionSession
     inference_key_allowed = True
@@ -113,11 +116,20 @@ def _report(name: str, feedback_child: serializers.Field[Any, Any, Any, Any], ex
     )
 
 
+_REPORT_RULE = (
+    "An inference key reports only on sessions it or a key it made selected (as "
+    "`POST /api/v1/feedback` rates only such keys' requests): another key's session is a 404 "
+    "like an unknown one, naming the key to use (the one that selected, or a management key). "
+    "Management keys and signed-in people report on any session of the organization."
+)
+
+
 class FeedbackView(_SessionReportView):
     """Not Diamond's feedback: ``{metric: 0|1}`` for the model a model-select session chose."""
 
     @extend_schema(
         operation_id="notdiamond_feedback",
+        description=_REPORT_RULE,
         request=_report("NotDiamondFeedback", serializers.IntegerField(), '{"accuracy": 0|1}'),
         responses=inline_serializer(
             "NotDiamondFeedbackRecorded",
@@ -130,7 +142,9 @@ class FeedbackView(_SessionReportView):
     )
     def post(self, request: Request) -> Response:
         return Response(
-            notdiamond.feedback_record(organization=self.organization, body=_body(request))
+            notdiamond.feedback_record(
+                organization=self.organization, body=_body(request), served_by=self.served_by()
+            )
         )
 
 
@@ -139,6 +153,7 @@ class LatencyView(_SessionReportView):
 
     @extend_schema(
         operation_id="notdiamond_latency",
+        description=_REPORT_RULE,
         request=_report(
             "NotDiamondLatency", serializers.FloatField(), '{"tokens_per_second": 42.0}'
         ),
@@ -153,7 +168,9 @@ class LatencyView(_SessionReportView):
     )
     def post(self, request: Request) -> Response:
         return Response(
-            notdiamond.latency_record(organization=self.organization, body=_body(request))
+            notdiamond.latency_record(
+                organization=self.organization, body=_body(request), served_by=self.served_by()
+            )
         )
 
 

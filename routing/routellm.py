@@ -21,7 +21,6 @@ threshold ``calibrate`` gives the router's active version for that share.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -32,16 +31,13 @@ import numpy as np
 from asgiref.sync import sync_to_async
 
 from routerhub.errors import BadRequest, NotFound
+from routerhub.router_names import ROUTELLM_MODEL_NAME, ROUTELLM_MODEL_NAME_MAX
 from routing.routers import RankedChoice, RouterDecision, router_row_async
 from training.serving import RouterVersion, calibration_rates, strong_win_rates, version_pair
 
 if TYPE_CHECKING:
     from training.serving import Pair
 
-MODEL_NAME = re.compile(
-    r"router-(?P<slug>[-a-zA-Z0-9_]+)-(?P<threshold>[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)(?P<pct>%)?"
-)
-MODEL_NAME_MAX = 80  # UsageRecord.router's width
 _CACHE_SIZE = 64
 
 
@@ -57,15 +53,15 @@ class RouteLLMName:
 def routellm_model_parse(model: str) -> RouteLLMName | None:
     """The parts of ``router-<slug>-<threshold>`` or ``router-<slug>-<P>%``, ``None`` for any
     other name."""
-    match = MODEL_NAME.fullmatch(model)
+    match = ROUTELLM_MODEL_NAME.fullmatch(model)
     if match is None:
         return None
-    if len(model) > MODEL_NAME_MAX:
+    if len(model) > ROUTELLM_MODEL_NAME_MAX:
         # The name is the usage record's router: a longer one was served, then refused by the
         # database at settlement (set aside, the request charged its whole hold by the sweep).
         raise BadRequest(
-            f"A RouteLLM model name is at most {MODEL_NAME_MAX} characters; write the threshold "
-            "with fewer digits.",
+            f"A RouteLLM model name is at most {ROUTELLM_MODEL_NAME_MAX} characters; write the "
+            "threshold with fewer digits.",
             param="model",
         )
     value = float(match["threshold"])

@@ -147,9 +147,10 @@ class RouterDetailView(_RouterScoped):
         description=(
             "Change a router's settings; only the fields sent are written. A new `slug` is a "
             "409 naming the keys (prefix and name) whose `allowed_models` name "
-            "`router/<current slug>` while any such key is not revoked: change or revoke them "
-            "first (renamed, the router would be refused to them, and a router made later with "
-            "the old slug served to them)."
+            "`router/<current slug>` or a RouteLLM name of it (`router-<current slug>-<threshold>`"
+            ", `-<P>%`) while any such key is not revoked: change or revoke them first (renamed, "
+            "the router would be refused to them, and a router made later with the old slug "
+            "served to them)."
         ),
         request=RouterInput,
         responses=RouterOutput,
@@ -161,7 +162,21 @@ class RouterDetailView(_RouterScoped):
         router = services.router_update(router=router, changes=dict(data.validated_data))
         return Response(RouterOutput(router).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        description=(
+            "Delete a router, its versions and their files. A 409 while it has a queued or "
+            "running training run, or while keys not revoked name it in their `allowed_models` "
+            "(`router/<slug>`, `router-<slug>-<threshold>`, `-<P>%`): a router made later with "
+            "this slug would be theirs. Change or revoke them first."
+        ),
+        responses={
+            204: None,
+            409: OpenApiResponse(
+                description="A training run is in progress, or keys name the router "
+                "(`error.param`: slug; `error.metadata.keys`: `[{prefix, name}]`, at most 10)."
+            ),
+        },
+    )
     def delete(self, request: Request, slug: str) -> Response:
         services.router_delete(router=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -7,12 +7,13 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from accounts.models import KeyScope
+from accounts.models import ApiKey, KeyScope
 from routing.fake_upstream.answers import answer_text
 from routing.models import SelectionSession
 from tests.factories import key_client, key_make, organization_make
@@ -268,3 +269,53 @@ def test_the_sdks_latency_report_is_stored_on_its_session(world: World) -> None:
     session = SelectionSession.objects.get(id=session_id)
     assert (session.tokens_per_second, session.latency_model) == (41.5, STRONG)
     assert session.latency_at is not None and session.feedback is None
+
+
+def test_only_the_key_that_selected_or_its_makers_report_on_a_session(world: World) -> None:
+    from notdiamond.llms.config import LLMConfig
+    from notdiamond.llms.request import report_latency
+    from notdiamond.metrics.request import feedback_request
+
+    maker_key = world.key_for(name="maker")
+    maker = ApiKey.objects.get(organization=world.organization, name="maker")
+    selector = world.key_for(name="selector", created_by_key=maker)
+    sibling = world.key_for(name="rating service")
+    trained_router(world)
+    body = {"messages": [{"role": "user", "content": PROMPTS[0]}], "llm_providers": PROVIDERS,
+            "preference_id": "nd"}  # fmt: skip
+    session_id = key_client(selector).post(SELECT, body, format="json").json()["session_id"]
+    config = LLMConfig(provider="test", model="gpt", is_custom=True, context_length=128000,
+                       input_price=1.0, output_price=2.0, latency=1.0)  # fmt: skip
+    url = f"{world.gateway_url}/api/notdiamond"
+
+    def sdk_feedback(key: str, value: int) -> bool:
+        return feedback_request(session_id=session_id, llm_config=config,  # type: ignore[no-any-return]
+                                feedback_payload={"accuracy": value}, notdiamond_api_key=key,
+                                nd_api_url=url)  # fmt: skip
+
+    by_sibling = sdk_feedback(sibling, 0)
+    sibling_latency = report_latency(session_id=session_id, llm_config=config,
+                                     tokens_per_second=9.0, notdiamond_api_key=sibling,
+                                     nd_api_url=url)  # fmt: skip
+    report = {"session_id": session_id, "provider": PROVIDERS[0], "feedback": {"accuracy": 0}}
+    refused = key_client(sibling).post(FEEDBACK, report, format="json")
+    unknown = key_client(sibling).post(FEEDBACK, {**report, "session_id": str(uuid.uuid4())},
+                                       format="json")  # fmt: skip
+    untouched = SelectionSession.objects.get(id=session_id)
+    by_selector = sdk_feedback(selector, 1)
+    by_maker = sdk_feedback(maker_key, 0)
+    by_management = sdk_feedback(world.key_for(scope=KeyScope.MANAGE), 1)
+
+    # Any inference key of the organization reported on any session: was True and 200.
+    assert by_sibling is False and sibling_latency == 404
+    assert (untouched.feedback, untouched.tokens_per_second) == (None, None)
+    error = refused.json()["error"]
+    assert refused.status_code == unknown.status_code == 404 and error["param"] == "session_id"
+    assert "report on it with the key that selected it or a management key" in error["message"]
+    # Worded as for an unknown id: the answer does not tell whether the session exists.
+    unknown_message = unknown.json()["error"]["message"]
+    assert error["message"].replace(session_id, "ID") == unknown_message.replace(
+        unknown_message.split("'")[1], "ID"
+    )
+    assert by_selector is True and by_maker is True and by_management is True
+    assert SelectionSession.objects.get(id=session_id).feedback == {"accuracy": 1}

@@ -318,8 +318,9 @@ class RoutingBudget(TypedDict, total=False):
 
     window: str | None
     window_start: str | None
-    spent: str  # spent plus held in the window, USD
+    spent: str  # spent plus held in the window, USD (absent for an ancestor's window)
     limit: str
+    limited_by: str  # "ancestor": the fullest window is a key's this key was made from
     share: float
     requested_tradeoff: float
     effective_tradeoff: float
