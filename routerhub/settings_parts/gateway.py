@@ -141,6 +141,10 @@ ROUTER_SELECT_RPM_DEFAULT = int(
 # meanwhile), before one request probes it again: without it every request of an outage paid up
 # to REDIS_CONNECT_TIMEOUT (routing/gateway/limits_redis.py).
 RATE_LIMIT_REDIS_BACKOFF_SECONDS = positive_float("RATE_LIMIT_REDIS_BACKOFF_SECONDS", 5.0)
+# Connections each process's rate limiter (its event loop's client) opens to Redis at most; a
+# lease call finding them all busy waits up to REDIS_SOCKET_TIMEOUT, then its request is admitted
+# uncounted, without backing Redis off (routing/gateway/limits_redis.py). Was unbounded.
+RATE_LIMIT_REDIS_MAX_CONNECTIONS = positive_int("RATE_LIMIT_REDIS_MAX_CONNECTIONS", 64)
 # Seconds a pipeline's active version is cached per process (routing.pipeline_rows): a new
 # version or a deletion reaches every worker within this time.
 PIPELINE_CACHE_TTL = env.float("PIPELINE_CACHE_TTL", default=0.5)

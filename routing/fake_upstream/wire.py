@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from routing.fake_upstream import openai_shapes
 from routing.fake_upstream.answers import (
     Answer,
     Tool,
@@ -157,6 +158,9 @@ def openai_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | N
         message["tool_calls"] = [_openai_call(answer)]
         finish = "tool_calls"
     completion = count_tokens(text) if not answer.is_tool_call else 12
+    if openai_shapes.is_magistral(turn.model) and not answer.is_tool_call:
+        message["content"] = openai_shapes.magistral_parts(text)
+        completion += count_tokens(openai_shapes.thought_of(text))
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -208,9 +212,13 @@ def openai_stream(
         finish, completion = "tool_calls", 12
     else:
         text, finish = _truncate(answer.text, max_tokens)
-        for piece in split_tokens(text):
-            yield chunk({"content": piece})
         completion = count_tokens(text)
+        magistral = openai_shapes.is_magistral(turn.model)
+        if magistral:  # Mistral's thinking chunk first, then text chunks, all as lists
+            yield chunk({"content": [openai_shapes.thinking_part(text)]})
+            completion += count_tokens(openai_shapes.thought_of(text))
+        for piece in split_tokens(text):
+            yield chunk({"content": [{"type": "text", "text": piece}] if magistral else piece})
     yield chunk({}, finish)
     if include_usage:
         yield (

@@ -73,10 +73,14 @@ def partial_usage(ex: Exchange) -> Usage:
     finished = ex.decoder is not None and ex.decoder.finished
     usage = billable_usage(ex, reported, ex.generated_chars, finished=finished)
     if ex.endpoint is not None:
-        # A stream cut short may carry an early, partial count (Anthropic's message_start).
-        usage.completion_tokens = max(
-            usage.completion_tokens, _completion_estimate(ex, ex.generated_chars)
-        )
+        if not finished:
+            # A stream cut short may carry an early, partial count (Anthropic's message_start).
+            # A finished stream's count is final, billed as reported as its whole answer's is:
+            # before, the larger of it and a 4-characters-a-token estimate, so a streamed
+            # answer cost (and said in its usage chunk) more than the same answer unstreamed.
+            usage.completion_tokens = max(
+                usage.completion_tokens, _completion_estimate(ex, ex.generated_chars)
+            )
         if reported is None and ex.endpoint.hidden_reasoning:
             hidden = _hidden_reasoning(ex, ex.endpoint)
             usage.reasoning_tokens = max(0, hidden - usage.completion_tokens)
