@@ -46,7 +46,7 @@ from billing.models import UsageFlag
 from billing.outbox import usage_outbox_flush, usage_record_async
 from billing.pg_async import pg_close
 from billing.pricing import CacheCounts, TokenPrices, reservation_amount, usage_cost
-from billing.services import ReservationRequest, credits_reserve_async
+from billing.services import ReservationRequest, credits_available_async, credits_reserve_async
 from billing.window_spend import WindowSpend, window_spend
 from billing.windows import LimitBound
 from routerhub.money import ZERO
@@ -123,6 +123,12 @@ async def hold(payer: Payer, generation_id: str, amount: Decimal) -> None:
             ancestors=payer.ancestors,
         )
     )
+
+
+async def unheld(payer: Payer) -> Decimal:
+    """The payer's organization's credits beyond every hold: what a charge above its hold can
+    still take (``over_hold``) before settlement would cap it (``shortfall``)."""
+    return await credits_available_async(payer.organization_id)
 
 
 def limit_window(payer: Payer) -> WindowSpend | None:

@@ -318,6 +318,12 @@ async def credits_reserve_async(request: ReservationRequest) -> None:
     raise _insufficient(ZERO if row is None else row[0], money(request.amount))
 
 
+async def credits_available_async(organization_id: int) -> Decimal:
+    """What the organization's balance has beyond every hold on it (a snapshot, unlocked)."""
+    row = await pg_fetchone(_AVAILABLE_SQL, {"organization": organization_id})
+    return ZERO if row is None else money(row[0])
+
+
 _FREE_SQL = """
 UPDATE billing_reservation SET state = 'free'
 WHERE generation_id = %(generation)s AND state = 'held'

@@ -32,7 +32,7 @@ from functools import partial
 from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
-from routerhub.errors import ApiError, BadRequest, NotFound, UpstreamFailed
+from routerhub.errors import ApiError, BadRequest, InsufficientCredits, NotFound
 from routerhub.money import ZERO, money_str
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import Exchange, bill, exchange_run
@@ -234,7 +234,7 @@ async def _series(ex: Exchange, steps: list[Step]) -> tuple[Outcome, JSON]:
     outcome: Outcome | None = None
     for position, step in enumerate(steps):
         body = step_body(ex.body, step.spec, step.index, previous, series=True)
-        step = _held_for(ex, step, body, later=steps[position + 1 :])
+        step = await _held_for(ex, step, body, later=steps[position + 1 :])
         outcome = await step_run(ex, step, body)
         step_account(ex, outcome.ex, step, "none" if outcome.completion else "no_answer")
         if outcome.completion is None:
@@ -244,27 +244,56 @@ async def _series(ex: Exchange, steps: list[Step]) -> tuple[Outcome, JSON]:
     return outcome, {"outputs": outputs}
 
 
-def _held_for(ex: Exchange, step: Step, body: JSON, later: list[Step]) -> Step:
+async def _held_for(ex: Exchange, step: Step, body: JSON, later: list[Step]) -> Step:
     """``step`` held for the prompt it sends, now that its ``{previous}`` is known. The plan held
     the previous answer at 4 bytes a token; a prompt is bounded by its UTF-8 bytes (a token per
-    byte, ``prompt_token_bound``), and an answer of longer tokens (runs of spaces, repeated
-    characters) is more. Such a step takes what it needs of the request's hold that earlier
-    steps left unspent (never what later steps are held for), so its charge stays within its
-    hold; when that cannot cover it the step is not called (a 502 naming it). Before, it was
-    called on its planned share and charged above it (``over_hold``)."""
+    byte, ``prompt_token_bound``), so ordinary prose (about 4.5 bytes a token) and long tokens
+    (runs of spaces, repeated characters) both need more. Such a step takes what it needs of
+    the request's hold that earlier steps left unspent (never what they spent, never what later
+    steps are held for). When that cannot cover it, the step is still called on what it has
+    and a charge above that is flagged ``over_hold`` (``metering.price``), as before holds were
+    borrowed: an answerable request is never refused for the hold's estimate. Only when the
+    balance beyond every hold cannot cover the difference is it refused (402, the step recorded
+    as not called; the earlier steps are billed)."""
     needed = reservation_max(body, step.plan.candidates, prompt_token_bound(body))
     if needed <= step.reserved:
         return step
     spare = ex.reserved - ex.draft.cost - sum((s.reserved for s in later), ZERO)
-    if needed > spare:
-        raise UpstreamFailed(
-            f"Step {step.index + 1} ({step.spec['model']}) of {ex.plan.requested_model} was not"
-            " called: the previous step's answer, of tokens longer than the 4 bytes a token the"
-            " request's hold planned for, makes a prompt larger than the hold covers. The"
-            " earlier steps are billed; retry, or give the pipeline fewer steps after it.",
-            metadata={"attempts": ex.attempts, "generation_id": ex.generation_id},
+    if needed <= spare:
+        return replace(step, reserved=needed)
+    has = max(spare, step.reserved)
+    available = await metering.unheld(ex.key)
+    if needed - has > available:
+        _not_called(ex, step)
+        raise InsufficientCredits(
+            f"Insufficient credits for step {step.index + 1} ({step.spec['model']}) of"
+            f" {ex.plan.requested_model}: the previous step's answer makes its prompt larger"
+            " than the request's hold planned for. The earlier steps are billed; add credits"
+            " or lower max_tokens.",
+            metadata={
+                "available": money_str(max(ZERO, available)),
+                "needed": money_str(needed - has),
+                "generation_id": ex.generation_id,
+            },
         )
-    return replace(step, reserved=needed)
+    return replace(step, reserved=has)
+
+
+def _not_called(ex: Exchange, step: Step) -> None:
+    """A step refused before its call: recorded (no call, no cost) so the trace shows it."""
+    ex.draft.steps.append(
+        {
+            "step": step.index,
+            "model": step.spec["model"],
+            "provider": "",
+            "status": "failed",
+            "gate": "not_called",
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cost": money_str(ZERO),
+            "latency_ms": None,
+        }
+    )
 
 
 async def _respond(ex: Exchange, version: PipelineVersion, served: Outcome, extra: JSON) -> None:
