@@ -5,7 +5,8 @@ A model whose name says ``magistral`` answers as Mistral's Magistral models do: 
 a list of chunks, a ``thinking`` chunk (its ``thinking`` a list of text chunks, Mistral's
 ``ThinkChunk``) before the ``text`` chunk, whole and streamed. ``x@shape=<name>`` reshapes a
 whole answer's message: ``parts`` (text parts), ``refusal`` (no content, a ``refusal``),
-``object`` (content an object) and ``bad_call`` (a tool call's function a string) — the last two
+``custom_call`` (an OpenAI custom tool call, no ``function``), ``object`` (content an object)
+and ``bad_call`` (a tool call's function a string) — the last two
 are outside every wire format (a broken host)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 JSON = dict[str, Any]
 
 REFUSAL = "I can't help with that request."
+SQL = "SELECT name FROM owls WHERE wingspan > 1.5"
 
 
 def thought_of(text: str) -> str:
@@ -44,6 +46,9 @@ def message_shaped(message: JSON, shape: str) -> JSON:
         return message | {"content": None, "refusal": REFUSAL}
     if shape == "object":
         return message | {"content": {"type": "text", "text": text}}
+    if shape == "custom_call":  # OpenAI's custom tool call: free-form input, no function
+        call = {"id": "call_1", "type": "custom", "custom": {"name": "run_sql", "input": SQL}}
+        return message | {"content": None, "tool_calls": [call]}
     if shape == "bad_call":  # a function that is no object
         return message | {"tool_calls": [{"id": "call_1", "type": "function", "function": "f"}]}
     return message

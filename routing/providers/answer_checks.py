@@ -87,11 +87,17 @@ def _calls_check(calls: Any) -> None:
     if not isinstance(calls, list):
         raise TypeError("tool_calls that are not a list")
     for call in calls:
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict):
-            raise TypeError("a tool call that is not an object with a function object")
-        for value in (call.get("id"), function.get("name"), function.get("arguments")):
-            _string(value)
+        if not isinstance(call, dict):
+            raise TypeError("a tool call that is not an object")
+        _string(call.get("id"))
+        # OpenAI's ``custom`` tool calls carry ``custom: {name, input}`` and no ``function``
+        # (a client tool the gateway accepts, ``base.CLIENT_TOOL_TYPES``), as streamed ones do.
+        for kind, fields in (("function", ("name", "arguments")), ("custom", ("name", "input"))):
+            body = call.get(kind)
+            if body is not None and not isinstance(body, dict):
+                raise TypeError(f"a tool call whose {kind} is not an object")
+            for name in fields:
+                _string((body or {}).get(name))
 
 
 def _details_check(details: Any) -> None:

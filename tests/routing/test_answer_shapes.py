@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from routing.fake_upstream.answers import answer_text
-from routing.fake_upstream.openai_shapes import REFUSAL, thought_of
+from routing.fake_upstream.openai_shapes import REFUSAL, SQL, thought_of
 from tests.routing.world import World, base_catalog, endpoint, model
 
 PROMPT = "Tell me about owls"
@@ -72,6 +72,17 @@ def test_null_content_with_a_tool_call_is_a_tool_use_block(world: World) -> None
 
     assert [b.type for b in message.content] == ["tool_use"]
     assert message.stop_reason == "tool_use"
+
+
+def test_a_custom_tool_call_is_served_and_billed(world: World) -> None:
+    _catalog(world, "gpt-4o-mini@shape=custom_call")
+    tool = {"type": "custom", "custom": {"name": "run_sql", "description": "Run one query"}}
+
+    completion = _chat(world, tools=[tool])
+
+    call = completion.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert (call.type, call.custom.name, call.custom.input) == ("custom", "run_sql", SQL)  # type: ignore[union-attr]
+    assert world.usage_record(completion.id).cost > 0
 
 
 @pytest.mark.parametrize("shape", ["object", "bad_call"])
