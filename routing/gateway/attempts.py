@@ -284,10 +284,11 @@ async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
 
 
 def choices_answer(choices: list[JSON]) -> bool:
-    """Whether a whole answer holds anything to serve: text, reasoning or a tool call."""
+    """Whether a whole answer holds anything to serve: text, reasoning, a refusal or a tool
+    call."""
+    names = ("reasoning", "reasoning_content", "refusal", "tool_calls")
     return any(
         text_of((c.get("message") or {}).get("content"))
-        or (c.get("message") or {}).get("reasoning")
-        or (c.get("message") or {}).get("tool_calls")
+        or any((c.get("message") or {}).get(name) for name in names)
         for c in choices
     )

@@ -168,9 +168,14 @@ def choices_chars(choices: list[JSON]) -> int:
     for choice in choices:
         message = choice.get("message") or {}
         total += len(text_of(message.get("content")))
-        total += sum(len(text_of(message.get(name))) for name in ("reasoning", "reasoning_content"))
+        names = ("reasoning", "reasoning_content", "refusal")
+        total += sum(len(text_of(message.get(name))) for name in names)
         total += sum(
-            len((c.get("function") or {}).get("arguments") or "")
+            len(
+                (c.get("function") or {}).get("arguments")
+                or (c.get("custom") or {}).get("input")
+                or ""
+            )
             for c in message.get("tool_calls") or []
         )
     return total

@@ -63,6 +63,29 @@ def test_a_refusal_is_a_text_block_stopped_as_a_refusal(world: World) -> None:
     assert _chat(world).choices[0].message.refusal == REFUSAL
 
 
+@pytest.mark.parametrize("shape", ["refusal", "custom_call"])
+def test_a_refusal_or_custom_call_counted_as_no_tokens_is_billed_an_estimate(
+    world: World, shape: str
+) -> None:
+    _catalog(world, f"gpt-4o-mini@shape={shape},report_completion=0")
+
+    completion = _chat(world)
+
+    message = completion.choices[0].message
+    assert message.refusal == REFUSAL if shape == "refusal" else message.tool_calls
+    record = world.usage_record(completion.id)
+    assert record.completion_tokens > 0 and "usage_clamped" in record.flag_list
+
+
+def test_a_refusal_with_an_impossible_count_is_served_not_unusable(world: World) -> None:
+    _catalog(world, "gpt-4o-mini@shape=refusal,report_completion=-5")
+
+    completion = _chat(world)
+
+    assert completion.choices[0].message.refusal == REFUSAL
+    assert world.usage_record(completion.id).cost > 0
+
+
 def test_null_content_with_a_tool_call_is_a_tool_use_block(world: World) -> None:
     _catalog(world, "gpt-4o-mini")
     tool = {"name": "get_weather", "description": "Weather for a city", "input_schema": {
