@@ -274,6 +274,7 @@ def _answer(
             message = whole["choices"][0]["message"]
             whole["choices"][0]["message"] = openai_shapes.message_shaped(message, fault.shape)
         events = wire.openai_stream(turn, answer, cached, limit, include_usage)
+        events = openai_shapes.stream_shaped(events, fault.shape)
         served = body | {"service_tier": fault.tier} if fault.tier else body
         whole = openai_extras.openai_whole(whole, served)
         return whole, openai_extras.openai_stream(events, served, fault.tier_in)

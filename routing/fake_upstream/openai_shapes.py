@@ -4,14 +4,18 @@ gateway's reading of them is tested over HTTP (``wire.openai_response`` and ``op
 A model whose name says ``magistral`` answers as Mistral's Magistral models do: ``content`` is
 a list of chunks, a ``thinking`` chunk (its ``thinking`` a list of text chunks, Mistral's
 ``ThinkChunk``) before the ``text`` chunk, whole and streamed. ``x@shape=<name>`` reshapes a
-whole answer's message: ``parts`` (text parts), ``refusal`` (no content, a ``refusal``),
-``custom_call`` (an OpenAI custom tool call, no ``function``), ``object`` (content an object)
+whole answer's message: ``parts`` (text parts), ``refusal`` (no content, a ``refusal``; streamed
+too, as ``refusal`` deltas),
+``reasoned_refusal`` (a refusal after ``reasoning``), ``custom_call`` (an OpenAI custom tool call, no ``function``), ``object`` (content an object)
 and ``bad_call`` (a tool call's function a string) — the last two
 are outside every wire format (a broken host)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+import orjson
 
 JSON = dict[str, Any]
 
@@ -44,6 +48,8 @@ def message_shaped(message: JSON, shape: str) -> JSON:
         return message | {"content": [{"type": "text", "text": text}]}
     if shape == "refusal":
         return message | {"content": None, "refusal": REFUSAL}
+    if shape == "reasoned_refusal":  # a reasoning model's refusal: its reasoning kept
+        return message | {"content": None, "reasoning": thought_of(REFUSAL), "refusal": REFUSAL}
     if shape == "object":
         return message | {"content": {"type": "text", "text": text}}
     if shape == "custom_call":  # OpenAI's custom tool call: free-form input, no function
@@ -52,3 +58,23 @@ def message_shaped(message: JSON, shape: str) -> JSON:
     if shape == "bad_call":  # a function that is no object
         return message | {"tool_calls": [{"id": "call_1", "type": "function", "function": "f"}]}
     return message
+
+
+def stream_shaped(events: Iterator[bytes], shape: str) -> Iterator[bytes]:
+    """A streamed answer as ``x@shape=`` has it: ``refusal`` streams ``REFUSAL`` as ``refusal``
+    deltas (two pieces) in place of the text, as OpenAI streams a refusal."""
+    said = False
+    for event in events:
+        if shape != "refusal" or not event.startswith(b"data: {"):
+            yield event
+            continue
+        data = orjson.loads(event.removeprefix(b"data: "))
+        choice = (data.get("choices") or [{}])[0]
+        if "content" not in (choice.get("delta") or {}):
+            yield event
+            continue
+        if not said:
+            said, half = True, len(REFUSAL) // 2
+            for piece in (REFUSAL[:half], REFUSAL[half:]):
+                choice["delta"] = {"refusal": piece}
+                yield b"data: " + orjson.dumps(data) + b"\n\n"

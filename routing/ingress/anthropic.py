@@ -99,7 +99,8 @@ def canonical_to_messages_response(response: JSON, usage: Usage) -> JSON:
         content.append({"type": "thinking", "thinking": message["reasoning"], "signature": ""})
     if message.get("content"):
         content.append({"type": "text", "text": message["content"]})
-    refused = not content and bool(message.get("refusal"))
+    # Thinking before a refusal is still a refusal: only answer text outranks it.
+    refused = not message.get("content") and bool(message.get("refusal"))
     if refused:  # OpenAI's refusal field: said as text, stopped as Anthropic's refusal
         content.append({"type": "text", "text": message["refusal"]})
     for call in message.get("tool_calls") or []:
@@ -158,6 +159,8 @@ class MessagesStreamEncoder:
         self.tool_blocks: dict[int, int] = {}  # OpenAI tool_calls index → block index
         self.finish_reason: str | None = None
         self.stop_sequence: object = None
+        self.refused = False  # a refusal streamed and no answer text: stopped as a refusal
+        self.texted = False
 
     def start(self, usage: Usage | None) -> bytes:
         self.started = True
@@ -216,10 +219,13 @@ class MessagesStreamEncoder:
                         "thinking", {"type": "thinking", "thinking": "", "signature": ""}
                     )
                 out += self._delta({"type": "signature_delta", "signature": detail["signature"]})
-        if delta.get("content"):
-            if self.block_kind != "text":
-                out += self._open_block("text", {"type": "text", "text": ""})
-            out += self._delta({"type": "text_delta", "text": delta["content"]})
+        for name in ("content", "refusal"):  # OpenAI's refusal, said as text (the whole path)
+            if delta.get(name):
+                if self.block_kind != "text":
+                    out += self._open_block("text", {"type": "text", "text": ""})
+                out += self._delta({"type": "text_delta", "text": delta[name]})
+                self.texted = self.texted or name == "content"
+                self.refused = self.refused or name == "refusal"
         for call in delta.get("tool_calls") or []:
             position = call.get("index", 0)
             function = call.get("function") or {}
@@ -244,7 +250,10 @@ class MessagesStreamEncoder:
     def finish(self, usage: Usage, cost: float) -> bytes:
         delta = {
             "type": "message_delta",
-            "delta": stop_fields(self.finish_reason, self.stop_sequence),
+            "delta": stop_fields(
+                "content_filter" if self.refused and not self.texted else self.finish_reason,
+                self.stop_sequence,
+            ),
             "usage": anthropic_usage(usage) | {"cost": cost},
         }
         return (

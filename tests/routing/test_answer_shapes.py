@@ -63,6 +63,29 @@ def test_a_refusal_is_a_text_block_stopped_as_a_refusal(world: World) -> None:
     assert _chat(world).choices[0].message.refusal == REFUSAL
 
 
+def test_a_streamed_refusal_is_a_text_block_stopped_as_a_refusal(world: World) -> None:
+    _catalog(world, "gpt-4o-mini@shape=refusal")
+    client = anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
+
+    with client.messages.stream(
+        model="test/shaped", max_tokens=200, messages=[{"role": "user", "content": PROMPT}]
+    ) as stream:
+        message = stream.get_final_message()
+
+    assert [(b.type, getattr(b, "text", "")) for b in message.content] == [("text", REFUSAL)]
+    assert message.stop_reason == "refusal"
+
+
+def test_a_refusal_after_reasoning_is_still_a_refusal(world: World) -> None:
+    _catalog(world, "gpt-4o-mini@shape=reasoned_refusal")
+
+    message = _messages(world)
+
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert getattr(message.content[1], "text", "") == REFUSAL
+    assert message.stop_reason == "refusal"
+
+
 @pytest.mark.parametrize("shape", ["refusal", "custom_call"])
 def test_a_refusal_or_custom_call_counted_as_no_tokens_is_billed_an_estimate(
     world: World, shape: str
