@@ -18,9 +18,14 @@ def response_from_chat(chat: JSON, request: JSON) -> JSON:
     choice = (chat.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     output: list[JSON] = []
-    text = text_of(message.get("content"))
-    if text:
-        output.append(_message_item(chat["id"], text, "completed"))
+    text, refusal = text_of(message.get("content")), message.get("refusal")
+    if text or refusal:
+        item = _message_item(chat["id"], text, "completed")
+        if refusal:  # OpenAI's refusal content part, after any text
+            item["content"] = item["content"][: 1 if text else 0] + [
+                {"type": "refusal", "refusal": refusal}
+            ]
+        output.append(item)
     for position, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
         call_id = call.get("id") or f"call_{chat['id']}_{position}"

@@ -76,6 +76,18 @@ def test_a_streamed_refusal_is_a_text_block_stopped_as_a_refusal(world: World) -
     assert message.stop_reason == "refusal"
 
 
+def test_a_refusal_is_a_refusal_part_on_responses(world: World) -> None:
+    _catalog(world, "gpt-4o-mini@shape=refusal")
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+
+    response = client.responses.create(model="test/shaped", input=PROMPT)
+
+    message = response.output[0]
+    assert message.type == "message"
+    assert [(p.type, getattr(p, "refusal", "")) for p in message.content] == [("refusal", REFUSAL)]
+    assert world.usage_record(response.id.removeprefix("resp_")).cost > 0
+
+
 def test_a_refusal_after_reasoning_is_still_a_refusal(world: World) -> None:
     _catalog(world, "gpt-4o-mini@shape=reasoned_refusal")
 
