@@ -22,9 +22,8 @@ def response_from_chat(chat: JSON, request: JSON) -> JSON:
     if text or refusal:
         item = _message_item(chat["id"], text, "completed")
         if refusal:  # OpenAI's refusal content part, after any text
-            item["content"] = item["content"][: 1 if text else 0] + [
-                {"type": "refusal", "refusal": refusal}
-            ]
+            part = {"type": "refusal", "refusal": refusal}
+            item["content"] = [*item["content"][: 1 if text else 0], part]
         output.append(item)
     for position, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
