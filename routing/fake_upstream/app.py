@@ -270,13 +270,12 @@ def _answer(
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         whole = wire.openai_response(turn, answer, cached, limit)
-        if fault.shape:
-            message = whole["choices"][0]["message"]
-            whole["choices"][0]["message"] = openai_shapes.message_shaped(message, fault.shape)
         events = wire.openai_stream(turn, answer, cached, limit, include_usage)
         events = openai_shapes.stream_shaped(events, fault.shape)
         served = body | {"service_tier": fault.tier} if fault.tier else body
         whole = openai_extras.openai_whole(whole, served)
+        if fault.shape:
+            whole = openai_shapes.whole_shaped(whole, fault.shape)
         return whole, openai_extras.openai_stream(events, served, fault.tier_in)
     if style == "anthropic":
         use = cache.use(body, model)

@@ -6,7 +6,9 @@ a list of chunks, a ``thinking`` chunk (its ``thinking`` a list of text chunks, 
 ``ThinkChunk``) before the ``text`` chunk, whole and streamed. ``x@shape=<name>`` reshapes a
 whole answer's message: ``parts`` (text parts), ``refusal`` (no content, a ``refusal``; streamed
 too, as ``refusal`` deltas),
-``reasoned_refusal`` (a refusal after ``reasoning``), ``custom_call`` (an OpenAI custom tool call, no ``function``), ``object`` (content an object)
+``reasoned_refusal`` (a refusal after ``reasoning``), ``custom_call`` (an OpenAI custom tool call, no ``function``), ``object_args`` (Mistral's
+tool call arguments an object), ``null_text`` (a text part's text null), ``number_refusal``, ``list_reasoning``,
+``number_finish`` (a finish_reason 1) and ``string_choice`` (a choice that is a string), ``object`` (content an object)
 and ``bad_call`` (a tool call's function a string) — the last two
 are outside every wire format (a broken host)."""
 
@@ -55,6 +57,16 @@ def message_shaped(message: JSON, shape: str) -> JSON:
     if shape == "custom_call":  # OpenAI's custom tool call: free-form input, no function
         call = {"id": "call_1", "type": "custom", "custom": {"name": "run_sql", "input": SQL}}
         return message | {"content": None, "tool_calls": [call]}
+    if shape == "object_args":  # Mistral: a tool call's arguments an object
+        function = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+        call = {"id": "call_1", "type": "function", "function": function}
+        return message | {"content": None, "tool_calls": [call]}
+    if shape == "null_text":  # a text part whose text is null
+        return message | {"content": [{"type": "text", "text": None}]}
+    if shape == "number_refusal":
+        return message | {"refusal": 5}
+    if shape == "list_reasoning":
+        return message | {"reasoning": ["a", "b"]}
     if shape == "bad_call":  # a function that is no object
         return message | {"tool_calls": [{"id": "call_1", "type": "function", "function": "f"}]}
     return message
@@ -78,3 +90,14 @@ def stream_shaped(events: Iterator[bytes], shape: str) -> Iterator[bytes]:
             for piece in (REFUSAL[:half], REFUSAL[half:]):
                 choice["delta"] = {"refusal": piece}
                 yield b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def whole_shaped(whole: JSON, shape: str) -> JSON:
+    """A whole answer as ``x@shape=`` has it, its message reshaped (``message_shaped``) or,
+    for ``number_finish`` and ``string_choice``, its choice."""
+    choice = whole["choices"][0]
+    if shape == "number_finish":
+        return whole | {"choices": [choice | {"finish_reason": 1}]}
+    if shape == "string_choice":
+        return whole | {"choices": ["stop"]}
+    return whole | {"choices": [choice | {"message": message_shaped(choice["message"], shape)}]}

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from routing.providers.base import JSON, UpstreamError, text_of
 
 _TEXTS = ("reasoning", "refusal")
@@ -24,7 +26,7 @@ def parts_read(parts: list[Any]) -> JSON:
     ``reasoning``, refusal parts ``refusal``; the fields with no text are left out. Raises
     ``TypeError`` on a part whose text is not text (the callers make it a malformed answer)."""
     read: JSON = {}
-    texts = {"content": text_of(parts), "reasoning": "", "refusal": ""}
+    texts = {"content": "", "reasoning": "", "refusal": ""}
     for part in parts:
         if not isinstance(part, dict):
             raise TypeError("a content part that is not an object")
@@ -34,8 +36,9 @@ def parts_read(parts: list[Any]) -> JSON:
             texts["reasoning"] += thinking if isinstance(thinking, str) else text_of(thinking)
         elif kind == "refusal":
             texts["refusal"] += _string(part.get("refusal"))
-        elif kind == "text":
-            _string(part.get("text"))
+        elif kind == "text" and not isinstance(part.get("text"), str):
+            raise TypeError("a text part whose text is not a string")
+    texts["content"] = text_of(parts)  # its parts checked first: a null text says so
     for name, text in texts.items():
         if text:
             read[name] = text
@@ -96,6 +99,9 @@ def _calls_check(calls: Any) -> None:
             body = call.get(kind)
             if body is not None and not isinstance(body, dict):
                 raise TypeError(f"a tool call whose {kind} is not an object")
+            if kind == "function" and isinstance((body or {}).get("arguments"), dict):
+                # Mistral's SDK types arguments as Dict or str: an object is its JSON text.
+                body["arguments"] = orjson.dumps(body["arguments"]).decode()  # type: ignore[index]
             for name in fields:
                 _string((body or {}).get(name))
 

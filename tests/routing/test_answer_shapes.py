@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import anthropic
 import openai
+import orjson
 import pytest
 
 from routing.fake_upstream.answers import answer_text
@@ -143,7 +144,21 @@ def test_a_custom_tool_call_is_served_and_billed(world: World) -> None:
     assert world.usage_record(completion.id).cost > 0
 
 
-@pytest.mark.parametrize("shape", ["object", "bad_call"])
+def test_a_tool_call_whose_arguments_are_an_object_is_served_as_json_text(world: World) -> None:
+    _catalog(world, "mistral-small-latest@shape=object_args")
+
+    completion = _chat(world)
+
+    call = completion.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert orjson.loads(call.function.arguments) == {"city": "Oslo"}  # type: ignore[union-attr]
+    assert world.usage_record(completion.id).cost > 0
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["object", "bad_call", "null_text", "number_refusal", "list_reasoning", "number_finish",
+     "string_choice"],
+)  # fmt: skip
 def test_an_answer_outside_the_wire_formats_is_a_502_billed_nothing(
     world: World, shape: str
 ) -> None:
@@ -155,7 +170,8 @@ def test_an_answer_outside_the_wire_formats_is_a_502_billed_nothing(
     assert raised.value.status_code == 502
     error = raised.value.body["error"]  # type: ignore[index]
     assert error["metadata"]["attempts"][0]["error"] == "malformed_response"
-    assert "malformed answer" in error["metadata"]["attempts"][0]["detail"]
+    detail = error["metadata"]["attempts"][0]["detail"]
+    assert "malformed answer" in detail and "expected str instance" not in detail  # Python's
     record = world.usage_record(error["metadata"]["generation_id"])
     assert (record.status, record.cost) == ("failed", 0)
 
