@@ -233,7 +233,9 @@ class UsageQuery(serializers.Serializer[Any]):
     start = serializers.DateTimeField(required=False, input_formats=["iso-8601", "%Y-%m-%d"])
     end = serializers.DateTimeField(required=False, input_formats=["iso-8601", "%Y-%m-%d"])
     group_by = serializers.ChoiceField(choices=sorted(GROUPINGS), default="day")
-    model = serializers.CharField(required=False)
+    # A model id is at most 200 characters (``UsageRecord.model``, a key's ``allowed_models``):
+    # a longer filter matches nothing, and was read whole (a URL's length) into the query.
+    model = serializers.CharField(required=False, max_length=200)
     # A key id is a bigint: past it PostgreSQL refused the rollups' query (a 500).
     key = serializers.IntegerField(
         required=False,

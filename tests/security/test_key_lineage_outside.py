@@ -1,0 +1,230 @@
+"""A bounded management key only narrows the keys it did not make, on every field; an earlier
+expiry reaches a key being made under the key meanwhile; the Django admin does not move a key's
+expiry or organization around the lineage rules (``accounts.key_lineage``, the second review).
+
+The attack: a management key limited to 10 USD, with no expiry, models or rate limits of its own,
+dropped another key's expiry, model allow-list or rpm (200 on the old code: the per-field check
+only held where the acting key was bounded on that very field).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from accounts import key_lineage
+from accounts.models import ApiKey
+from tests.db_locks import backend_pid, waiting_for
+from tests.factories import Tenants, key_make
+from tests.routing.servers import poll
+from tests.security.test_key_lineage import SOON, management_key, refused
+from tests.security.test_key_lineage_revoke import child_make, operator_client
+
+# field → (the acting key's only bound, on another field; the other key's bound; the widening).
+WIDENINGS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
+    "expires_at": ({"limit": "10"}, {"expires_at": SOON}, {"expires_at": None}),
+    "allowed_models": ({"limit": "10"}, {"allowed_models": ["test/free"]}, {"allowed_models": []}),
+    "rpm": ({"limit": "10"}, {"rpm": 1}, {"rpm": None}),
+    "tpm": ({"allowed_models": ["test/gpt"]}, {"tpm": 100}, {"tpm": 101}),
+    "limit": ({"rpm": 100}, {"limit": "1"}, {"limit": None}),
+    "limit_reset": (
+        {"expires_at": SOON},
+        {"limit": "1", "limit_reset": "monthly"},
+        {"limit_reset": "daily"},
+    ),
+}
+
+
+def when(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with an ``expires_at`` given as a timedelta made a time from now."""
+    return {
+        name: timezone.now() + value if isinstance(value, timedelta) else value
+        for name, value in fields.items()
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", list(WIDENINGS))
+def test_a_key_bounded_on_one_field_cannot_widen_another_key_on_any_field(
+    tenants: Tenants, field: str
+) -> None:
+    bound, others, widening = WIDENINGS[field]
+    client, _ = management_key(tenants, **when(bound))
+    unbounded, _ = management_key(tenants)
+    other = ApiKey.objects.get(prefix=key_make(tenants.organization, **when(others))[:16])
+    url = f"/api/v1/keys/{other.pk}"
+    before = getattr(other, field)
+
+    widened = client.patch(url, widening, format="json")
+    other.refresh_from_db()
+    kept = getattr(other, field)
+    by_unbounded = unbounded.patch(url, widening, format="json")
+
+    assert refused(widened, field), widened.content  # 200 on the old code
+    assert kept == before
+    # A key with no bound at all may, as the person who made it: it holds nothing back.
+    assert by_unbounded.status_code == 200, by_unbounded.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_made_while_its_parents_expiry_moves_expires_with_it(
+    tenants: Tenants, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, root = management_key(tenants)
+    child = child_make(tenants, root)
+    ApiKey.objects.filter(pk=child.pk).update(expires_at=timezone.now() + SOON * 48)
+    tonight = timezone.now() + SOON
+    inserted, commit = threading.Event(), threading.Event()
+    creator: dict[str, Any] = {}
+    create = key_lineage.api_key_create
+
+    def create_then_wait(**fields: Any) -> Any:
+        made = create(**fields)
+        creator["pid"], creator["key"] = backend_pid(), made.key.pk
+        inserted.set()
+        commit.wait(timeout=20)  # the grandchild is written (48 h, its parent's), not committed
+        return made
+
+    monkeypatch.setattr(key_lineage, "api_key_create", create_then_wait)
+
+    def make_grandchild() -> None:
+        try:
+            child_make(tenants, child)  # holds the child's row lock until it commits
+        finally:
+            connection.close()
+
+    def move_roots_expiry() -> None:
+        try:
+            key_lineage.api_key_update_bounded(
+                acting_key_id=None,
+                key=ApiKey.objects.get(pk=root.pk),
+                changes={"expires_at": tonight},
+            )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=make_grandchild), threading.Thread(target=move_roots_expiry)]
+    threads[0].start()
+    assert inserted.wait(timeout=20)
+    threads[1].start()
+    # The expiry's update waits for the create's lock on the child (on the old code too, but
+    # its UPDATE had read the tree at its start, without the grandchild, and left it 48 h).
+    try:
+        poll(lambda: waiting_for(creator["pid"]), timeout=10)
+    finally:
+        commit.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    expiries = ApiKey.objects.filter(pk__in=[child.pk, creator["key"]]).order_by("pk")
+    assert list(expiries.values_list("expires_at", flat=True)) == [tonight, tonight]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_moving_a_roots_expiry_while_a_key_below_it_is_revoked_does_not_deadlock(
+    tenants: Tenants,
+) -> None:
+    _, root = management_key(tenants)
+    child = child_make(tenants, root)
+    child_make(tenants, child)
+    # The child's row written again since: in disk order it now follows the key made from it.
+    ApiKey.objects.filter(pk=child.pk).update(last_used_at=timezone.now())
+    child_locked, go = threading.Event(), threading.Event()
+    pids: dict[str, int] = {}
+    outcomes: dict[str, BaseException | None] = {"revoke": None, "expiry": None}
+
+    def pause_after_child_lock(execute: Any, sql: str, *args: Any) -> Any:
+        result = execute(sql, *args)
+        if "FOR NO KEY UPDATE" in sql and not child_locked.is_set():
+            child_locked.set()
+            go.wait(timeout=20)  # the child is locked, the level below not yet
+        return result
+
+    def revoke() -> None:
+        pids["revoke"] = backend_pid()
+        with connection.execute_wrapper(pause_after_child_lock):
+            key_lineage.api_key_revoke(key=ApiKey.objects.get(pk=child.pk))
+
+    def expiry() -> None:
+        with connection.cursor() as cursor:
+            # A small table's plan: a scan in disk order (forced, not left to the statistics).
+            cursor.execute("SET enable_indexscan = off")
+            cursor.execute("SET enable_bitmapscan = off")
+        key_lineage.api_key_update_bounded(
+            acting_key_id=None,
+            key=ApiKey.objects.get(pk=root.pk),
+            changes={"expires_at": timezone.now() + SOON},
+        )
+
+    def run(name: str, call: Any) -> None:
+        try:
+            call()
+        except BaseException as exc:  # reported below
+            outcomes[name] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=("revoke", revoke))]
+    threads.append(threading.Thread(target=run, args=("expiry", expiry)))
+    threads[0].start()
+    try:
+        assert child_locked.wait(timeout=20)
+        threads[1].start()
+        # The expiry's walk waits for the revocation's lock on the child (on the old code its
+        # UPDATE held the grandchild first, which the revocation then waits for: a deadlock).
+        poll(lambda: waiting_for(pids["revoke"]), timeout=10)
+    finally:
+        go.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    assert outcomes == {"revoke": None, "expiry": None}
+    assert ApiKey.objects.filter(revoked_at=None, created_by_key=child).count() == 0
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_a_keys_expiry_and_organization_read_only(tenants: Tenants) -> None:
+    _, parent = management_key(tenants, expires_at=timezone.now() + SOON)
+    child = child_make(tenants, parent)
+    admin = operator_client()
+    url = f"/admin/accounts/apikey/{parent.pk}/change/"
+
+    page = admin.get(url).content.decode()
+    moved = {"organization": tenants.outsider_organization.pk, "expires_at_0": "2099-01-01"}
+    form = {"name": "renamed", "scope": parent.scope, "allowed_models": "[]"}
+    posted = admin.post(url, form | moved | {"expires_at_1": "00:00:00"})
+    added = admin.get("/admin/accounts/apikey/add/")
+
+    for field in ("organization", "expires_at_0"):
+        assert f'name="{field}"' not in page, field  # editable on the old code
+    assert posted.status_code == 302, posted.content[:2000]
+    parent.refresh_from_db()
+    assert parent.name == "renamed"  # the form still saves what it may change
+    assert (parent.organization_id, parent.expires_at) == (
+        tenants.organization.pk,
+        child.expires_at,
+    )
+    assert added.status_code == 403
+
+
+@pytest.mark.django_db
+def test_an_earlier_expiry_leaves_revoked_keys_below_as_they_were(tenants: Tenants) -> None:
+    _, root = management_key(tenants)
+    revoked, live = child_make(tenants, root), child_make(tenants, root)
+    key_lineage.api_key_revoke(key=revoked)
+    tonight = timezone.now() + SOON
+
+    key_lineage.api_key_update_bounded(
+        acting_key_id=None, key=ApiKey.objects.get(pk=root.pk), changes={"expires_at": tonight}
+    )
+
+    revoked.refresh_from_db()
+    live.refresh_from_db()
+    # A revoked key's row is not written again: it ended at its
+    # revocation, and keeps what it had then (the old code moved its expiry too).
+    assert (revoked.expires_at, live.expires_at) == (None, tonight)
