@@ -10,7 +10,8 @@ only held where the acting key was bounded on that very field).
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,10 +20,14 @@ from django.utils import timezone
 
 from accounts import key_lineage
 from accounts.models import ApiKey
-from tests.db_locks import backend_pid, waiting_for
+from tests.db_locks import (
+    backend_pid,
+    pause_after_first_row_lock,
+    race_behind,
+    scans_in_disk_order,
+)
 from tests.factories import Tenants, key_make
-from tests.routing.servers import poll
-from tests.security.test_key_lineage import SOON, management_key, refused
+from tests.security.test_key_lineage import SOON, creates_paused, management_key, refused
 from tests.security.test_key_lineage_revoke import child_make, operator_client
 
 # field → (the acting key's only bound, on another field; the other key's bound; the widening).
@@ -71,6 +76,13 @@ def test_a_key_bounded_on_one_field_cannot_widen_another_key_on_any_field(
     assert by_unbounded.status_code == 200, by_unbounded.content
 
 
+def expiry_move(key: ApiKey, expires: datetime) -> Callable[[], object]:
+    """A person's session moving ``key``'s expiry (``PATCH /api/v1/keys/{id}``), to run later."""
+    return lambda: key_lineage.api_key_update_bounded(
+        acting_key_id=None, key=ApiKey.objects.get(pk=key.pk), changes={"expires_at": expires}
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_key_made_while_its_parents_expiry_moves_expires_with_it(
     tenants: Tenants, monkeypatch: pytest.MonkeyPatch
@@ -79,48 +91,20 @@ def test_a_key_made_while_its_parents_expiry_moves_expires_with_it(
     child = child_make(tenants, root)
     ApiKey.objects.filter(pk=child.pk).update(expires_at=timezone.now() + SOON * 48)
     tonight = timezone.now() + SOON
-    inserted, commit = threading.Event(), threading.Event()
-    creator: dict[str, Any] = {}
-    create = key_lineage.api_key_create
+    inserted, commit, creator = creates_paused(monkeypatch)
 
-    def create_then_wait(**fields: Any) -> Any:
-        made = create(**fields)
-        creator["pid"], creator["key"] = backend_pid(), made.key.pk
-        inserted.set()
-        commit.wait(timeout=20)  # the grandchild is written (48 h, its parent's), not committed
-        return made
+    # The grandchild's create holds the child's row lock until it commits; the expiry's update
+    # waits for it (on the old code too, but its UPDATE had read the tree at its start, without
+    # the grandchild, and left it 48 h).
+    outcomes = race_behind(
+        lambda: child_make(tenants, child),
+        expiry_move(root, tonight),
+        holding=inserted,
+        release=commit,
+        holder_pid=lambda: creator["pid"],
+    )
 
-    monkeypatch.setattr(key_lineage, "api_key_create", create_then_wait)
-
-    def make_grandchild() -> None:
-        try:
-            child_make(tenants, child)  # holds the child's row lock until it commits
-        finally:
-            connection.close()
-
-    def move_roots_expiry() -> None:
-        try:
-            key_lineage.api_key_update_bounded(
-                acting_key_id=None,
-                key=ApiKey.objects.get(pk=root.pk),
-                changes={"expires_at": tonight},
-            )
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=make_grandchild), threading.Thread(target=move_roots_expiry)]
-    threads[0].start()
-    assert inserted.wait(timeout=20)
-    threads[1].start()
-    # The expiry's update waits for the create's lock on the child (on the old code too, but
-    # its UPDATE had read the tree at its start, without the grandchild, and left it 48 h).
-    try:
-        poll(lambda: waiting_for(creator["pid"]), timeout=10)
-    finally:
-        commit.set()
-        for thread in threads:
-            thread.join(timeout=30)
-
+    assert outcomes == {"holder": None, "waiter": None}
     expiries = ApiKey.objects.filter(pk__in=[child.pk, creator["key"]]).order_by("pk")
     assert list(expiries.values_list("expires_at", flat=True)) == [tonight, tonight]
 
@@ -136,54 +120,23 @@ def test_moving_a_roots_expiry_while_a_key_below_it_is_revoked_does_not_deadlock
     ApiKey.objects.filter(pk=child.pk).update(last_used_at=timezone.now())
     child_locked, go = threading.Event(), threading.Event()
     pids: dict[str, int] = {}
-    outcomes: dict[str, BaseException | None] = {"revoke": None, "expiry": None}
-
-    def pause_after_child_lock(execute: Any, sql: str, *args: Any) -> Any:
-        result = execute(sql, *args)
-        if "FOR NO KEY UPDATE" in sql and not child_locked.is_set():
-            child_locked.set()
-            go.wait(timeout=20)  # the child is locked, the level below not yet
-        return result
 
     def revoke() -> None:
         pids["revoke"] = backend_pid()
-        with connection.execute_wrapper(pause_after_child_lock):
+        with connection.execute_wrapper(pause_after_first_row_lock(child_locked, go)):
             key_lineage.api_key_revoke(key=ApiKey.objects.get(pk=child.pk))
 
     def expiry() -> None:
-        with connection.cursor() as cursor:
-            # A small table's plan: a scan in disk order (forced, not left to the statistics).
-            cursor.execute("SET enable_indexscan = off")
-            cursor.execute("SET enable_bitmapscan = off")
-        key_lineage.api_key_update_bounded(
-            acting_key_id=None,
-            key=ApiKey.objects.get(pk=root.pk),
-            changes={"expires_at": timezone.now() + SOON},
-        )
+        scans_in_disk_order()
+        expiry_move(root, timezone.now() + SOON)()
 
-    def run(name: str, call: Any) -> None:
-        try:
-            call()
-        except BaseException as exc:  # reported below
-            outcomes[name] = exc
-        finally:
-            connection.close()
+    # The expiry's walk waits for the revocation's lock on the child (on the old code its
+    # UPDATE held the grandchild first, which the revocation then waited for: a deadlock).
+    outcomes = race_behind(
+        revoke, expiry, holding=child_locked, release=go, holder_pid=lambda: pids["revoke"]
+    )
 
-    threads = [threading.Thread(target=run, args=("revoke", revoke))]
-    threads.append(threading.Thread(target=run, args=("expiry", expiry)))
-    threads[0].start()
-    try:
-        assert child_locked.wait(timeout=20)
-        threads[1].start()
-        # The expiry's walk waits for the revocation's lock on the child (on the old code its
-        # UPDATE held the grandchild first, which the revocation then waits for: a deadlock).
-        poll(lambda: waiting_for(pids["revoke"]), timeout=10)
-    finally:
-        go.set()
-        for thread in threads:
-            thread.join(timeout=30)
-
-    assert outcomes == {"revoke": None, "expiry": None}
+    assert outcomes == {"holder": None, "waiter": None}
     assert ApiKey.objects.filter(revoked_at=None, created_by_key=child).count() == 0
 
 
