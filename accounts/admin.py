@@ -62,7 +62,9 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     which revokes the keys made from them too (``key_lineage.api_key_revoke``). A key's expiry
     and organization are shown, not edited: an expiry set here would not reach the keys made
     from it (the dashboard and API move it through ``key_lineage``), and a key moved to another
-    organization would take its lineage across organizations."""
+    organization would take its lineage across organizations. The person who made a key and the role
+    they made it with are shown, not edited: a key never acts above that role (``keys.key_role``),
+    and the person field would offer every user of every organization."""
 
     list_display = ["prefix", "name", "organization", "scope", "created_at", "revoked_at"]
     readonly_fields = [
@@ -70,6 +72,8 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "prefix",
         "organization",
         "expires_at",
+        "created_by",
+        "created_by_role",
         "created_by_key",
         "lineage_depth",
         "revoked_at",

@@ -141,7 +141,7 @@ def test_moving_a_roots_expiry_while_a_key_below_it_is_revoked_does_not_deadlock
 
 
 @pytest.mark.django_db
-def test_the_admin_shows_a_keys_expiry_and_organization_read_only(tenants: Tenants) -> None:
+def test_the_admin_shows_a_keys_expiry_organization_and_maker_read_only(tenants: Tenants) -> None:
     _, parent = management_key(tenants, expires_at=timezone.now() + SOON)
     child = child_make(tenants, parent)
     admin = operator_client()
@@ -153,7 +153,7 @@ def test_the_admin_shows_a_keys_expiry_and_organization_read_only(tenants: Tenan
     posted = admin.post(url, form | moved | {"expires_at_1": "00:00:00"})
     added = admin.get("/admin/accounts/apikey/add/")
 
-    for field in ("organization", "expires_at_0"):
+    for field in ("organization", "expires_at_0", "created_by", "created_by_role"):
         assert f'name="{field}"' not in page, field  # editable on the old code
     assert posted.status_code == 302, posted.content[:2000]
     parent.refresh_from_db()
