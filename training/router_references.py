@@ -5,8 +5,6 @@ them: a router made later with the same slug would silently be theirs."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.apps import apps
 from django.db.models import Q
 
@@ -44,7 +42,7 @@ def _keys_naming(router: Router) -> list[dict[str, str]]:
     return keys
 
 
-def _pipelines_naming(router: Router) -> list[dict[str, Any]]:
+def _pipelines_naming(router: Router) -> list[dict[str, str]]:
     """The pipelines (slug and name, at most ``NAMED_MAX`` + 1) whose active version, the one
     served (a new version replaces it; none is activated again), calls ``router``: a step's
     ``model`` or its pre-gate's ``router`` (``routing.pipeline_spec``)."""
@@ -55,7 +53,8 @@ def _pipelines_naming(router: Router) -> list[dict[str, Any]]:
         **{steps: [{"pre_gate": {"router": router.slug}}]}
     )
     rows = pipeline_model.objects.filter(organization_id=router.organization_id).filter(named)
-    return list(rows.order_by("pk").values("slug", "name")[: NAMED_MAX + 1])
+    named_rows = rows.order_by("pk").values_list("slug", "name")[: NAMED_MAX + 1]
+    return [{"slug": slug, "name": name} for slug, name in named_rows]
 
 
 def _listed(labels: list[str]) -> str:
