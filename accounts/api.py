@@ -24,8 +24,10 @@ BOUNDED = (
     "Through a management key: no key, that key included, gets a later `expires_at`, a higher "
     "`limit` (or shorter `limit_reset`), `rpm` or `tpm`, or a model outside `allowed_models` "
     "than that key has (403 naming the field); a created key takes that key's where the body "
-    "leaves them out, and records it as `created_by_key`. A signed-in person's session may set "
-    "any value."
+    "leaves them out, and records it as `created_by_key`. A key it did not make (outside its "
+    "lineage) it may narrow, but where it is bounded itself give no more than that key has now. "
+    "A signed-in person's session may set any value. An earlier `expires_at` holds for the keys "
+    "made from the key too."
 )
 
 

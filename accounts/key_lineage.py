@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -137,7 +138,52 @@ def api_key_update_bounded(
         if parent is None:
             raise NotAuthenticated("Invalid or revoked API key.")
         grant_check(parent=parent, key=key, changes=changes)
-    return api_key_update(key=key, changes=changes)
+        if not key_answers_for(parent.pk, key.pk):
+            outside_lineage_check(parent=parent, key=key, changes=changes)
+    expires = changes.get("expires_at")
+    with transaction.atomic():
+        key = api_key_update(key=key, changes=changes)
+        if expires is not None:
+            # The keys made from it expire no later than it (``grant_check`` at their creation);
+            # an earlier expiry holds for them too, else they would outlive it.
+            made = ApiKey.objects.filter(pk__in=key_tree(key.pk)).exclude(pk=key.pk)
+            made.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=expires)).update(
+                expires_at=expires
+            )
+    key_cache_clear()
+    transaction.on_commit(key_cache_clear)  # inside a caller's transaction: once it commits too
+    return key
+
+
+def outside_lineage_check(*, parent: ApiKey, key: ApiKey, changes: dict[str, Any]) -> None:
+    """A key ``parent`` did not make (nor made itself) spends outside ``parent``'s budget: where
+    ``parent`` is bounded (expiry, limit, rpm, tpm, models), it may narrow such a key but give
+    it no more than it has now (403 naming the field). Else a key limited to 10 USD would lift
+    any other key from 1 USD to 10, whose spend never counts against it."""
+    if parent.expires_at is not None and "expires_at" in changes:
+        _expiry_check(key.expires_at, changes["expires_at"], outside=True)
+    if (
+        parent.limit is not None
+        and key.limit is not None
+        and ("limit" in changes or "limit_reset" in changes)
+    ):
+        limit = changes.get("limit", key.limit)
+        window = changes.get("limit_reset", key.limit_reset)
+        _limit_check(key, limit, window, outside=True)
+    for field in ("rpm", "tpm"):
+        bound, bounded = getattr(key, field), getattr(parent, field) is not None
+        if (
+            bounded
+            and bound is not None
+            and field in changes
+            and not 0 < (changes[field] or 0) <= bound
+        ):
+            raise _refused(field, f"allows {bound} {field}", outside=True)
+    if "allowed_models" in changes and parent.allowed_models and key.allowed_models:
+        extra = set(changes["allowed_models"] or ["any model"]) - set(key.allowed_models)
+        if extra:
+            has = f"may call only {', '.join(sorted(key.allowed_models))}, not {min(extra)}"
+            raise _refused("allowed_models", has, outside=True)
 
 
 def grant_check(*, parent: ApiKey, key: ApiKey | None, changes: dict[str, Any]) -> None:
@@ -161,22 +207,31 @@ def grant_check(*, parent: ApiKey, key: ApiKey | None, changes: dict[str, Any]) 
             raise _refused("allowed_models", f"may call only {allowed}, not {min(extra)}")
 
 
-def _expiry_check(bound: datetime | None, asked: datetime | None) -> None:
+def _expiry_check(bound: datetime | None, asked: datetime | None, *, outside: bool = False) -> None:
     if bound is not None and (asked is None or asked > bound):
-        raise _refused("expires_at", f"expires at {bound.isoformat()}")
+        raise _refused("expires_at", f"expires at {bound.isoformat()}", outside=outside)
 
 
-def _limit_check(parent: ApiKey, limit: Decimal | None, window: str | None) -> None:
+def _limit_check(
+    parent: ApiKey, limit: Decimal | None, window: str | None, *, outside: bool = False
+) -> None:
     if parent.limit is None:
         return
     has = f"may spend {parent.limit} USD {parent.limit_reset or 'in all'}"
     if limit is None or limit > parent.limit:
-        raise _refused("limit", has)
+        raise _refused("limit", has, outside=outside)
     if _WINDOW_RANK[window] < _WINDOW_RANK[parent.limit_reset]:
-        raise _refused("limit_reset", has)
+        raise _refused("limit_reset", has, outside=outside)
 
 
-def _refused(field: str, has: str) -> NotPermitted:
+def _refused(field: str, has: str, *, outside: bool = False) -> NotPermitted:
+    if outside:  # ``has`` is the changed key's own bound (``outside_lineage_check``)
+        return NotPermitted(
+            f"That key {has}, and this management key, bounded itself, did not make it: it may "
+            f"narrow it, not give it more ({field}), as its spend does not count against this "
+            "key. A person with the role can grant more from the dashboard.",
+            param=field,
+        )
     return NotPermitted(
         f"This management key {has}; a key it creates or changes, itself included, may have "
         f"no more ({field}). A person with the role can grant more from the dashboard.",

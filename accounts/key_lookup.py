@@ -40,9 +40,10 @@ _GROUP = 64  # digests one statement reads at most
 # behind a flood of unknown keys without bound.
 QUEUED_MAX = 16 * _GROUP
 
-# The key's ancestors (``created_by_key``, transitively) with a spend limit, as one JSON text
-# ``[[id, limit, limit_reset, prefix, name], ...]``: its spend counts in their windows too
-# (``billing.key_windows``). Evaluated only for a key a key made: for every other key (all keys
+# The key's ancestors (``created_by_key``, transitively) with a spend or rate limit, as one JSON
+# text ``[[id, limit, limit_reset, prefix, name, rpm, tpm], ...]``: its spend counts in their
+# windows too (``billing.key_windows``), its requests and tokens in their rpm and tpm
+# (``routing.gateway.limits``). Evaluated only for a key a key made: for every other key (all keys
 # a person made) the CASE reads nothing more. The chain is immutable and at most
 # ``key_lineage.LINEAGE_DEPTH_MAX`` long; the level bound is only a guard (a key's parent is
 # older than it, so the walk ends at a key a person made). Revoked ancestors need no filter: a
@@ -53,9 +54,10 @@ ANCESTOR_LIMITS_SQL = """CASE WHEN {parent} IS NULL THEN NULL ELSE (
       SELECT p.id, p.created_by_key_id, 1 FROM accounts_apikey p WHERE p.id = {parent}
       UNION ALL SELECT p.id, p.created_by_key_id, up.level + 1
         FROM accounts_apikey p JOIN up ON p.id = up.parent WHERE up.level < 16)
-    SELECT json_agg(json_build_array(p.id, p."limit"::text, p.limit_reset, p.prefix, p.name)
-                    ORDER BY p.id)::text
-      FROM up JOIN accounts_apikey p ON p.id = up.id WHERE p."limit" IS NOT NULL) END"""
+    SELECT json_agg(json_build_array(p.id, p."limit"::text, p.limit_reset, p.prefix, p.name,
+                                     p.rpm, p.tpm) ORDER BY p.id)::text
+      FROM up JOIN accounts_apikey p ON p.id = up.id
+     WHERE p."limit" IS NOT NULL OR p.rpm IS NOT NULL OR p.tpm IS NOT NULL) END"""
 
 # The active (not revoked) keys among the digests; each creator's membership role read live
 # (none for a creator an operator deactivated: ``User.is_active`` false, as for one who left).

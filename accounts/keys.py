@@ -40,6 +40,17 @@ _LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
+class RateBound:
+    """The rate limits of a key up a key's ``created_by_key`` lineage (a hierarchical rate)."""
+
+    key_id: int
+    prefix: str  # with the id, the key's rate-limit bucket (``limits.key_tag``)
+    rpm: int | None
+    tpm: int | None
+    label: str  # its prefix and name, for a refusal (never its secret)
+
+
+@dataclass(frozen=True, slots=True)
 class AuthenticatedKey:
     """What a request needs to know about its key; immutable and safe to share across tasks."""
 
@@ -64,6 +75,8 @@ class AuthenticatedKey:
     # The limits of the keys it was made from (``created_by_key``, transitively): its spend
     # counts against each (``billing.key_windows``). Empty for a key a person made.
     ancestors: tuple[LimitBound, ...] = ()
+    # Their rpm and tpm: its requests and tokens count against each (``routing.gateway.limits``).
+    rate_ancestors: tuple[RateBound, ...] = ()
 
     @property
     def is_management(self) -> bool:
@@ -183,24 +196,34 @@ def _ancestor_limits(parent_id: int | None) -> list[list[Any]] | None:
         parent = ApiKey.objects.filter(pk=parent_id).values(*_ANCESTOR_FIELDS).first()
         if parent is None:
             break
-        if parent["limit"] is not None:
+        if any(parent[name] is not None for name in ("limit", "rpm", "tpm")):
             limits.append([parent[name] for name in _ANCESTOR_FIELDS[:-1]])
         parent_id = parent["created_by_key_id"]
     return limits or None
 
 
-_ANCESTOR_FIELDS = ("id", "limit", "limit_reset", "prefix", "name", "created_by_key_id")
+_ANCESTOR_FIELDS = (
+    *("id", "limit", "limit_reset", "prefix", "name", "rpm", "tpm"),
+    "created_by_key_id",
+)
 
 
-def _ancestor_bounds(limits: str | list[list[Any]] | None) -> tuple[LimitBound, ...]:
-    """The ancestors' limits of a key's row (``ANCESTOR_LIMITS_SQL``'s JSON text, or a list)."""
+def _ancestor_bounds(
+    limits: str | list[list[Any]] | None,
+) -> tuple[tuple[LimitBound, ...], tuple[RateBound, ...]]:
+    """The ancestors' spend limits and rate limits of a key's row (``ANCESTOR_LIMITS_SQL``'s
+    JSON text, or a list), each in key id order."""
     if not limits:
-        return ()
+        return (), ()
     rows = orjson.loads(limits) if isinstance(limits, str) else limits
-    return tuple(
-        LimitBound(key_id, Decimal(limit), reset, f"{prefix}… ({name!r})")
-        for key_id, limit, reset, prefix, name in sorted(rows)
-    )
+    spend, rate = [], []
+    for key_id, limit, reset, prefix, name, rpm, tpm in sorted(rows):
+        label = f"{prefix}… ({name!r})"
+        if limit is not None:
+            spend.append(LimitBound(key_id, Decimal(limit), reset, label))
+        if rpm or tpm:
+            rate.append(RateBound(key_id, prefix, rpm, tpm, label))
+    return tuple(spend), tuple(rate)
 
 
 async def _load_async(digest: str) -> AuthenticatedKey | None:
@@ -221,6 +244,7 @@ def _key_from(row: dict[str, Any]) -> AuthenticatedKey | None:
     )
     if role is None:
         return None
+    ancestors, rate_ancestors = _ancestor_bounds(row["ancestors"])
     return AuthenticatedKey(
         id=row["id"],
         organization_id=row["organization_id"],
@@ -238,7 +262,8 @@ def _key_from(row: dict[str, Any]) -> AuthenticatedKey | None:
         role=role,
         created_by_id=row["created_by_id"],
         budget_aware=bool(row["budget_aware"]),
-        ancestors=_ancestor_bounds(row["ancestors"]),
+        ancestors=ancestors,
+        rate_ancestors=rate_ancestors,
     )
 
 

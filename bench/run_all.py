@@ -7,8 +7,9 @@ Gateway overhead (bench.gateway) against the fake upstream and LiteLLM's proxy, 
 latency of ``router/<slug>`` over a plain model through the same production server, and the
 settlement check (usage records and ledger after the run); then routing decision latency and
 training throughput from ``bench/router.py`` (``routing_benchmarks``), after every server has
-stopped so the training runs do not share the machine with the gateways. Numbers are written,
-never asserted.
+stopped so the training runs do not share the machine with the gateways; last, what checking a
+stream's chunks costs beside a plain ``json.loads`` (``bench.chunk_checks``, in process). Numbers
+are written, never asserted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import gateway, litellm_proxy, report, select_endpoint
+from bench import chunk_checks, gateway, litellm_proxy, report, select_endpoint
 from bench import router as router_bench
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_select
         else select_benchmark(args.datasets, args.workers)
     )
+    results["chunk_checks"] = chunk_checks.run()  # in process, after every server stopped
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     report.write_json(results, args.output)
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.routing_text(results))
     print()
     print(report.select_text(results))
+    print()
+    print(chunk_checks.text(results["chunk_checks"]))
     print(f"\nLiteLLM database mode: {results['gateway']['litellm']['database']} "
           f"({results['gateway']['litellm']['note']})")  # fmt: skip
     if not args.no_readme:

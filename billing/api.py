@@ -226,12 +226,21 @@ UsageOutput = inline_serializer(
 )
 
 
+KEY_ID_EXPECTED = "Must be a key's id, as GET /api/v1/keys lists them."
+
+
 class UsageQuery(serializers.Serializer[Any]):
     start = serializers.DateTimeField(required=False, input_formats=["iso-8601", "%Y-%m-%d"])
     end = serializers.DateTimeField(required=False, input_formats=["iso-8601", "%Y-%m-%d"])
     group_by = serializers.ChoiceField(choices=sorted(GROUPINGS), default="day")
     model = serializers.CharField(required=False)
-    key = serializers.IntegerField(required=False)
+    # A key id is a bigint: past it PostgreSQL refused the rollups' query (a 500).
+    key = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        error_messages=dict.fromkeys(("min_value", "max_value"), KEY_ID_EXPECTED),
+    )
     status = serializers.ChoiceField(choices=UsageStatus.choices, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -42,15 +42,21 @@ class Position:
 
     @classmethod
     def decode(cls, cursor: str) -> Position:
+        invalid = BadRequest(
+            "Invalid cursor: pass the `next` or `previous` URL of a page as it is.",
+            param=CURSOR_PARAM,
+        )
         try:
             padded = cursor + "=" * (-len(cursor) % 4)
             at, pk, backwards = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            return cls(datetime.fromisoformat(at), int(pk), bool(backwards))
-        except (ValueError, TypeError, binascii.Error) as exc:
-            raise BadRequest(
-                "Invalid cursor: pass the `next` or `previous` URL of a page as it is.",
-                param=CURSOR_PARAM,
-            ) from exc
+            created_at = datetime.fromisoformat(at)
+        except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
+            raise invalid from exc
+        # Only what ``encode`` writes: an id as a bigint (``1e400`` was an OverflowError, a 500)
+        # and an aware time (a naive one was compared in the server's zone, with a warning).
+        if type(pk) is not int or not 0 <= pk < 2**63 or created_at.tzinfo is None:
+            raise invalid
+        return cls(created_at, pk, bool(backwards))
 
 
 def keyset_page(

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from routing.fake_upstream import embeddings, gemini, openai_extras, wire
+from routing.fake_upstream import embeddings, gemini, openai_extras, openai_shapes, wire
 from routing.fake_upstream.answers import Answer
 from routing.fake_upstream.anthropic_refusals import anthropic_refusal
 from routing.fake_upstream.faults import Fault, fault_draw, model_and_fault
@@ -265,11 +265,14 @@ def _answer(
     turn.reported = fault.reported
     answer = Answer() if fault.empty else turn.answer()
     if fault.reply:
-        answer = Answer(text=fault.reply)
+        answer = Answer(text=" ".join([fault.reply] * fault.repeat))
     if style == "openai":
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         whole = wire.openai_response(turn, answer, cached, limit)
+        if fault.shape:
+            message = whole["choices"][0]["message"]
+            whole["choices"][0]["message"] = openai_shapes.message_shaped(message, fault.shape)
         events = wire.openai_stream(turn, answer, cached, limit, include_usage)
         served = body | {"service_tier": fault.tier} if fault.tier else body
         whole = openai_extras.openai_whole(whole, served)

@@ -9,10 +9,13 @@ proxy or provider that closes a stream early); a non-streamed answer gets half i
 ``x@tokenizer=bytes`` counts the prompt as a token per UTF-8 byte (a byte-level BPE
 tokenizer's worst case); ``x@report_prompt=-5,report_completion=1.5`` reports those values
 (any JSON) as the prompt and completion counts, as a broken provider or host might;
+``x@shape=refusal`` reshapes a whole OpenAI answer (``openai_shapes``);
 ``x@tier=priority`` answers that ``service_tier`` whatever was asked (a project whose own tier is
 another); ``x@tier_in=first`` / ``x@tier_in=usage`` says it in a stream's first chunk only, or
 in its final usage chunk only (a provider that reports it once); ``x@empty`` answers with no content and no tool call; ``x@reply=PASS`` answers exactly that
-text (a judge with a fixed verdict; ``_`` in the value is a space).
+text (a judge with a fixed verdict; ``_`` in the value is a space), ``x@reply=W,repeat=8`` that
+text 8 times, space-separated (a word of 150 letters is one token to the fake: an answer of
+long tokens).
 ``x@status=401,echo`` makes the error message quote the credential and the request body, as
 some providers do: what the gateway must neither log nor hand to its client (the credential).
 ``x@fail_rate=0.3,seed=7`` fails 30% of requests at random, each with one of ``status=500``,
@@ -57,7 +60,9 @@ class Fault:
     reported: dict[str, Any] = field(default_factory=dict)
     empty: bool = False
     reply: str = ""
+    repeat: int = 1  # the reply's copies, space-separated (a long answer in a short model name)
     tier: str = ""
+    shape: str = ""  # a whole OpenAI answer's message shape (``openai_shapes.message_shaped``)
     tier_in: str = ""  # "first" or "usage": the one stream chunk that says service_tier
     fail_rate: float = 0.0
     seed: int = 0
@@ -100,10 +105,14 @@ def fault_parse(spec: str) -> Fault:
             fault.empty = True
         elif name == "tier":
             fault.tier = value
+        elif name == "shape":
+            fault.shape = value
         elif name == "tier_in":
             fault.tier_in = value
         elif name == "reply":
             fault.reply = value.replace("_", " ")
+        elif name == "repeat":
+            fault.repeat = int(value)
         elif name == "fail_rate":
             fault.fail_rate = float(value)
         elif name == "seed":

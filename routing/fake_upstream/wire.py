@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from routing.fake_upstream import openai_shapes
 from routing.fake_upstream.answers import (
     Answer,
     Tool,
@@ -127,8 +128,17 @@ def openai_turn(body: JSON, model: str) -> Turn:
     )
 
 
+def deepseek_thought(turn: Turn) -> str:
+    """The reasoning a ``*reasoner*`` model streams as ``reasoning_content`` before its answer,
+    as DeepSeek's does (no other model has any): long enough to be worth reading alone."""
+    return (
+        " ".join(["Step: weigh the question once more."] * 20) if "reasoner" in turn.model else ""
+    )
+
+
 def openai_usage(turn: Turn, completion: int, cached: int) -> JSON:
     reasoning = 5 if turn.model.startswith(("o1", "o3", "o4")) or "reason" in turn.model else 0
+    reasoning = count_tokens(deepseek_thought(turn)) or reasoning
     usage = {
         "prompt_tokens": turn.prompt_tokens,
         "completion_tokens": completion + reasoning,
@@ -153,10 +163,15 @@ def _openai_call(answer: Answer) -> JSON:
 def openai_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | None) -> JSON:
     text, finish = _truncate(answer.text, max_tokens)
     message: JSON = {"role": "assistant", "content": text if not answer.is_tool_call else None}
+    if deepseek_thought(turn):
+        message["reasoning_content"] = deepseek_thought(turn)
     if answer.is_tool_call:
         message["tool_calls"] = [_openai_call(answer)]
         finish = "tool_calls"
     completion = count_tokens(text) if not answer.is_tool_call else 12
+    if openai_shapes.is_magistral(turn.model) and not answer.is_tool_call:
+        message["content"] = openai_shapes.magistral_parts(text)
+        completion += count_tokens(openai_shapes.thought_of(text))
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -182,6 +197,9 @@ def openai_stream(
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
+    thought = deepseek_thought(turn)
+    for piece in split_tokens(thought) if thought else []:  # DeepSeek's reasoner thinks first
+        yield chunk({"reasoning_content": piece})
     if answer.is_tool_call:
         call = _openai_call(answer)
         yield chunk(
@@ -208,9 +226,13 @@ def openai_stream(
         finish, completion = "tool_calls", 12
     else:
         text, finish = _truncate(answer.text, max_tokens)
-        for piece in split_tokens(text):
-            yield chunk({"content": piece})
         completion = count_tokens(text)
+        magistral = openai_shapes.is_magistral(turn.model)
+        if magistral:  # Mistral's thinking chunk first, then text chunks, all as lists
+            yield chunk({"content": [openai_shapes.thinking_part(text)]})
+            completion += count_tokens(openai_shapes.thought_of(text))
+        for piece in split_tokens(text):
+            yield chunk({"content": [{"type": "text", "text": piece}] if magistral else piece})
     yield chunk({}, finish)
     if include_usage:
         yield (

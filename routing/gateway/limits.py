@@ -24,6 +24,11 @@ a process holds one lease per key and window, not one per path. Once Redis grant
 asked, the window is fully leased: the worker refuses that key's requests without asking again
 until the window ends.
 
+A key made by a key (``created_by_key``) counts in the buckets of every key up its lineage too
+(``key_buckets``): its children cannot multiply a key's rate. A request takes from each bucket's
+lease or from none, and the slices a chain lacks are leased in one Lua call, all or nothing. The
+chain comes with the key from its one lookup statement and is cached with it.
+
 When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
 answers again, when counting resumes in the current window. After a connection error or timeout
 the process leaves Redis alone for ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes
@@ -47,9 +52,11 @@ from redis.exceptions import RedisError
 
 from accounts.keys import AuthenticatedKey
 from routerhub.errors import RateLimited
+from routing.gateway.limits_lease import Lease as _Lease
 from routing.gateway.limits_redis import (
     lease_client,
     lease_client_sync,
+    lease_input,
     redis_answered,
     redis_backed_off,
     redis_failed,
@@ -57,67 +64,6 @@ from routing.gateway.limits_redis import (
 from routing.gateway.limits_redis import rate_limit_close as rate_limit_close  # re-exported
 
 _WINDOW = 60
-_LEASE_CAP = 0.01  # of the limit, per lease
-_LEASE_PERIOD_S = 1.0  # a slice spent within this grows the next one; else it is sized to it
-
-
-class _Lease:
-    """This worker's unspent slice of one key's window (tokens may run into debt: completion
-    tokens are only known after admission; the next slice pays the debt first)."""
-
-    __slots__ = (
-        "fetching",
-        "leased_at",
-        "request_slice",
-        "requests",
-        "requests_full_at",
-        "token_slice",
-        "tokens",
-        "tokens_full_at",
-    )
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.tokens = 0
-        self.request_slice = 1
-        self.token_slice = 0
-        self.leased_at = -1.0
-        # The lease call in flight, shared by every request of this key in this worker; its
-        # result is False when Redis was unreachable.
-        self.fetching: asyncio.Future[bool] | None = None
-        # The rpm (tpm) at which Redis granted less than asked: the window is fully leased.
-        self.requests_full_at = 0
-        self.tokens_full_at = 0
-
-    def short(self, rpm: int, tpm: int) -> int:
-        """1 (2) when a request needs quota of rpm (tpm) that the window no longer has; else 0."""
-        if rpm and self.requests < 1 and self.requests_full_at == rpm:
-            return 1
-        if tpm and self.tokens <= 0 and self.tokens_full_at == tpm:
-            return 2
-        return 0
-
-    def wants(self, rpm: int, tpm: int, prompt_tokens: int) -> tuple[int, int]:
-        now = time.monotonic()
-        lasted = now - self.leased_at  # how long the last slice lasted (huge on the first)
-        self.leased_at = now
-        want_requests = want_tokens = 0
-        if rpm and self.requests < 1:
-            cap = max(1, int(rpm * _LEASE_CAP))
-            self.request_slice = _next_slice(self.request_slice, lasted, 1, cap)
-            want_requests = self.request_slice
-        if tpm and self.tokens <= 0:
-            cap = max(1, int(tpm * _LEASE_CAP))
-            floor = max(1, prompt_tokens)
-            self.token_slice = _next_slice(self.token_slice, lasted, floor, cap)
-            want_tokens = self.token_slice - self.tokens  # and the debt
-        return want_requests, want_tokens
-
-
-def _next_slice(previous: int, lasted: float, floor: int, cap: int) -> int:
-    """Double a slice spent within ``_LEASE_PERIOD_S``; else what the last pace spends in it."""
-    fast = lasted < _LEASE_PERIOD_S
-    return min(cap, max(floor, previous * 2 if fast else int(previous * _LEASE_PERIOD_S / lasted)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +82,9 @@ class Bucket:
     # OpenRouter's x-ratelimit-limit and -remaining name the key's own request limit: only the
     # key's own bucket sends them.
     openrouter_names: bool = False
+    # The bucket of a key this key was made from (its label): its 429 names that key, and not its
+    # limits nor what is left of them (the whole tree spends them; ``_raise``).
+    made_from: str = ""
 
 
 _local: dict[tuple[str, int], list[int]] = {}  # (bucket tag, window)
@@ -155,11 +104,6 @@ def key_tag(key: AuthenticatedKey, kind: str) -> str:
     """A key's bucket: ``kind`` "" is its own (rpm, tpm), "s" its router selects. The prefix is
     random per key, so a reused database id never inherits old counters."""
     return f"rl{kind}:{key.id}:{key.prefix}"
-
-
-def _keys(tag: str, window: int) -> tuple[str, str]:
-    # The braces keep both counters in one Redis Cluster slot for the script.
-    return f"rh:{{{tag}:{window}}}:r", f"rh:{{{tag}:{window}}}:t"
 
 
 def rate_limit_headers(key: AuthenticatedKey) -> dict[str, str]:
@@ -195,6 +139,18 @@ def _limit_headers(rpm: int, tpm: int, seconds: int, *, openrouter_names: bool) 
 
 def _raise(reason: int, bucket: Bucket, retry_after: int) -> None:
     """The 429 of ``bucket`` spent in requests (``reason`` 1) or tokens (2), in its own words."""
+    reset = {"Retry-After": str(retry_after), "x-ratelimit-reset": _reset_ms(_window()[0])}
+    if bucket.made_from:
+        # Not the ancestor's limit nor its remainder: its whole tree spends them, and a key's
+        # holder could watch its siblings' pace through them (as ``billing.key_windows``).
+        what = "requests" if reason == 1 else "tokens"
+        raise RateLimited(
+            f"The key {bucket.made_from} this key was made from has used its {what} per minute:"
+            f" a key made by a key counts against that key's rate limits too; retry after"
+            f" {retry_after} s.",
+            metadata={"limited_by": bucket.made_from, "retry_after": retry_after},
+            headers=reset,
+        )
     what = f"{bucket.rpm} {bucket.counts}" if reason == 1 else f"{bucket.tpm} tokens"
     spent = {
         "x-ratelimit-remaining-requests" if reason == 1 else "x-ratelimit-remaining-tokens": "0"
@@ -207,14 +163,14 @@ def _raise(reason: int, bucket: Bucket, retry_after: int) -> None:
     raise RateLimited(
         f"{bucket.who} is limited to {what} per minute{bucket.note}; retry after {retry_after} s.",
         metadata=bucket.metadata | {"retry_after": retry_after},
-        headers={"Retry-After": str(retry_after), "x-ratelimit-reset": _reset_ms(_window()[0])}
-        | limit_headers
-        | spent,
+        headers=reset | limit_headers | spent,
     )
 
 
-async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
-    """Count one request (and its prompt tokens) or raise ``RateLimited`` (429, Retry-After)."""
+def key_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
+    """The key's own rpm/tpm bucket and those of the keys it was made from (nearest first), each
+    counting its requests and tokens: a key made by a key cannot multiply that key's rate. The
+    chain comes with the key from its one lookup statement (``accounts.key_lookup``), cached."""
     own = Bucket(
         key_tag(key, ""),
         key.rpm or 0,
@@ -222,33 +178,48 @@ async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
         metadata={"rpm": key.rpm, "tpm": key.tpm},
         openrouter_names=True,
     )
-    await admit(own, prompt_tokens)
+    made_from = [
+        Bucket(f"rl:{up.key_id}:{up.prefix}", up.rpm or 0, up.tpm or 0, made_from=up.label)
+        for up in reversed(key.rate_ancestors)
+    ]
+    return (own, *made_from)
+
+
+async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
+    """Count one request (and its prompt tokens) or raise ``RateLimited`` (429, Retry-After)."""
+    await admit_chain(key_buckets(key), prompt_tokens)
 
 
 async def admit(bucket: Bucket, prompt_tokens: int) -> None:
     """Count one request (and its prompt tokens) in ``bucket`` or raise its ``RateLimited``."""
-    rpm, tpm = bucket.rpm, bucket.tpm
-    if not rpm and not tpm:
+    await admit_chain((bucket,), prompt_tokens)
+
+
+async def admit_chain(buckets: tuple[Bucket, ...], prompt_tokens: int) -> None:
+    """Count one request in every bucket of ``buckets`` or in none, raising the ``RateLimited``
+    of the first one spent. A chain's missing slices are leased in one Lua call; concurrent
+    requests of one chain in one worker share the call in flight (on its first bucket's lease)."""
+    buckets = tuple(b for b in buckets if b.rpm or b.tpm)
+    if not buckets:
         return
     window, retry_after = _window()
     if not settings.REDIS_URL:
         with _lock:
-            _admit_local(bucket, prompt_tokens, window, retry_after)
+            _admit_local(buckets, prompt_tokens, window, retry_after)
         return
     while True:
         with _lock:
-            lease = _lease(bucket.tag, window)
-            if _take(lease, rpm, tpm, prompt_tokens):
+            leases = [_lease(b.tag, window) for b in buckets]
+            if _take(leases, buckets, prompt_tokens):
                 return
-            reason = lease.short(rpm, tpm)
-            if reason:
-                _raise(reason, bucket, retry_after)
-            fetching = lease.fetching
+            _refuse_spent(leases, buckets, retry_after)
+            head = leases[0]
+            fetching = head.fetching
             loop, start = asyncio.get_running_loop(), None
             if fetching is None or fetching.get_loop() is not loop:
-                fetching = start = lease.fetching = loop.create_future()
+                fetching = start = head.fetching = loop.create_future()
         if start is not None:  # outside _lock: an eager task runs _lease_more (it takes _lock) now
-            _start(_lease_more(lease, bucket, window, prompt_tokens, start))
+            _start(_lease_more(leases, buckets, window, prompt_tokens, start))
         # Shielded: a request that goes away does not cancel the others' lease call.
         if not await asyncio.shield(fetching):
             return  # Redis unreachable: fail open
@@ -259,70 +230,88 @@ def admit_sync(bucket: Bucket) -> None:
     no event loop. A thread does not wait for a lease call in flight on the event loop (or in
     another thread): it leases too, and both slices land in the one lease, never past the limit
     (Redis counts leases)."""
-    rpm, tpm = bucket.rpm, bucket.tpm
-    if not rpm and not tpm:
+    if not bucket.rpm and not bucket.tpm:
         return
+    buckets = (bucket,)
     window, retry_after = _window()
     if not settings.REDIS_URL:
         with _lock:
-            _admit_local(bucket, 0, window, retry_after)
+            _admit_local(buckets, 0, window, retry_after)
         return
     while True:
         with _lock:
-            lease = _lease(bucket.tag, window)
-            if _take(lease, rpm, tpm, 0):
+            leases = [_lease(bucket.tag, window)]
+            if _take(leases, buckets, 0):
                 return
-            reason = lease.short(rpm, tpm)
-            if reason:
-                _raise(reason, bucket, retry_after)
-            wanted = lease.wants(rpm, tpm, 0)
+            _refuse_spent(leases, buckets, retry_after)
+            wanted = _wanted(leases, buckets, 0)
         if redis_backed_off():
             return  # Redis backed off: fail open
         try:
             _, script = lease_client_sync()
-            granted = script(keys=list(_keys(bucket.tag, window)), args=_lease_args(bucket, wanted))
+            granted = script(*lease_input(_limits(buckets), window, wanted, ttl=_WINDOW + 5))
         except (RedisError, OSError) as exc:
             redis_failed(exc)
             return
         redis_answered()
         with _lock:
-            _granted(lease, bucket, wanted, granted)
+            _granted(leases, buckets, wanted, granted)
 
 
-def _take(lease: _Lease, rpm: int, tpm: int, prompt_tokens: int) -> bool:
-    """Admit one request from ``lease`` if it has quota of each limited dimension."""
-    if (rpm and lease.requests < 1) or (tpm and lease.tokens <= 0):
+def _has(lease: _Lease, bucket: Bucket) -> bool:
+    return not ((bucket.rpm and lease.requests < 1) or (bucket.tpm and lease.tokens <= 0))
+
+
+def _take(leases: list[_Lease], buckets: tuple[Bucket, ...], prompt_tokens: int) -> bool:
+    """Admit one request from every lease if each has quota of each limited dimension."""
+    if not all(_has(lease, b) for lease, b in zip(leases, buckets, strict=True)):
         return False
-    lease.requests -= 1 if rpm else 0
-    lease.tokens -= prompt_tokens if tpm else 0
+    for lease, b in zip(leases, buckets, strict=True):
+        lease.requests -= 1 if b.rpm else 0
+        lease.tokens -= prompt_tokens if b.tpm else 0
     return True
 
 
-def _admit_local(bucket: Bucket, prompt_tokens: int, window: int, retry_after: int) -> None:
-    """Count in this process alone (no Redis)."""
-    rpm, tpm = bucket.rpm, bucket.tpm
+def _refuse_spent(leases: list[_Lease], buckets: tuple[Bucket, ...], retry_after: int) -> None:
+    """Raise the 429 of the first bucket whose window this worker knows is spent."""
+    for lease, bucket in zip(leases, buckets, strict=True):
+        reason = lease.short(bucket.rpm, bucket.tpm)
+        if reason:
+            _raise(reason, bucket, retry_after)
+
+
+def _admit_local(
+    buckets: tuple[Bucket, ...], prompt_tokens: int, window: int, retry_after: int
+) -> None:
+    """Count in this process alone (no Redis): in every bucket, or refuse without counting."""
     if len(_local) > 10_000:
         for stale in [k for k in _local if k[1] < window]:
             del _local[stale]
-    counters = _local.setdefault((bucket.tag, window), [0, 0])
-    if rpm and counters[0] >= rpm:
-        _raise(1, bucket, retry_after)
-    if tpm and counters[1] >= tpm:
-        _raise(2, bucket, retry_after)
-    counters[0] += 1
-    counters[1] += prompt_tokens
+    counters = [_local.setdefault((b.tag, window), [0, 0]) for b in buckets]
+    for bucket, (requests, tokens) in zip(buckets, counters, strict=True):
+        if bucket.rpm and requests >= bucket.rpm:
+            _raise(1, bucket, retry_after)
+        if bucket.tpm and tokens >= bucket.tpm:
+            _raise(2, bucket, retry_after)
+    for counted in counters:
+        counted[0] += 1
+        counted[1] += prompt_tokens
 
 
 async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
-    """Add tokens generated after admission to the key's current window."""
-    if not key.tpm or tokens <= 0:
+    """Add tokens generated after admission to the current window of the key and of each key
+    it was made from with a tpm."""
+    if tokens <= 0:
         return
     window, _ = _window()
     with _lock:
-        if settings.REDIS_URL:
-            _lease(key_tag(key, ""), window).tokens -= tokens  # paid from the next slice leased
-            return
-        _local.setdefault((key_tag(key, ""), window), [0, 0])[1] += tokens
+        for bucket in key_buckets(key):
+            if not bucket.tpm:
+                continue
+            if settings.REDIS_URL:
+                _lease(bucket.tag, window).tokens -= tokens  # paid from the next slice leased
+            else:
+                _local.setdefault((bucket.tag, window), [0, 0])[1] += tokens
 
 
 _lease_calls: set[asyncio.Task[None]] = set()  # the lease calls in flight (the loop holds weakly)
@@ -335,26 +324,28 @@ def _start(call: Any) -> None:
 
 
 async def _lease_more(
-    lease: _Lease, bucket: Bucket, window: int, prompt_tokens: int, done: asyncio.Future[bool]
+    leases: list[_Lease],
+    buckets: tuple[Bucket, ...],
+    window: int,
+    prompt_tokens: int,
+    done: asyncio.Future[bool],
 ) -> None:
-    """Lease the next slice of ``bucket`` in ``window`` for ``lease`` (one Lua call); ``done``
-    (``lease.fetching``) is set False when Redis is unreachable or backed off."""
+    """Lease the next slices of ``buckets`` in ``window`` (one Lua call); ``done`` (the first
+    lease's ``fetching``) is set False when Redis is unreachable or backed off."""
     try:
         with _lock:
-            wanted = lease.wants(bucket.rpm, bucket.tpm, prompt_tokens)
+            wanted = _wanted(leases, buckets, prompt_tokens)
         leased = False
         if not redis_backed_off():
             _, script = lease_client()
             try:
-                granted = await script(
-                    keys=list(_keys(bucket.tag, window)), args=_lease_args(bucket, wanted)
-                )
+                granted = await script(*lease_input(_limits(buckets), window, wanted, _WINDOW + 5))
             except (RedisError, OSError) as exc:
                 redis_failed(exc)
             else:
                 redis_answered()
                 with _lock:
-                    _granted(lease, bucket, wanted, granted)
+                    _granted(leases, buckets, wanted, granted)
                 leased = True
         done.set_result(leased)
     except Exception as exc:  # its waiters raise it
@@ -364,23 +355,40 @@ async def _lease_more(
         raise
     finally:
         with _lock:
-            if lease.fetching is done:
-                lease.fetching = None
+            if leases[0].fetching is done:
+                leases[0].fetching = None
 
 
-def _lease_args(bucket: Bucket, wanted: tuple[int, int]) -> list[int]:
-    return [bucket.rpm, bucket.tpm, wanted[0], wanted[1], _WINDOW + 5]
+def _wanted(
+    leases: list[_Lease], buckets: tuple[Bucket, ...], prompt_tokens: int
+) -> list[tuple[int, int]]:
+    """The slices each lease needs (none for one that still has quota), under ``_lock``."""
+    now = time.monotonic()
+    return [
+        (0, 0) if _has(lease, b) else lease.wants(b.rpm, b.tpm, prompt_tokens, now)
+        for lease, b in zip(leases, buckets, strict=True)
+    ]
 
 
-def _granted(lease: _Lease, bucket: Bucket, wanted: tuple[int, int], granted: Any) -> None:
-    """Add what Redis granted to ``lease``."""
-    lease.requests += int(granted[0])
-    lease.tokens += int(granted[1])
-    # Redis grants what is left when that is less than asked: nothing is left after it.
-    if int(granted[0]) < wanted[0]:
-        lease.requests_full_at = bucket.rpm
-    if int(granted[1]) < wanted[1]:
-        lease.tokens_full_at = bucket.tpm
+def _limits(buckets: tuple[Bucket, ...]) -> list[tuple[str, int, int]]:
+    return [(b.tag, b.rpm, b.tpm) for b in buckets]
+
+
+def _granted(
+    leases: list[_Lease], buckets: tuple[Bucket, ...], wanted: list[tuple[int, int]], granted: Any
+) -> None:
+    """Add what Redis granted to each lease. A dimension granted less than asked has nothing
+    left in the window; -1: not leased, because another bucket of the chain had nothing left."""
+    for i, (lease, bucket) in enumerate(zip(leases, buckets, strict=True)):
+        requests, tokens = int(granted[2 * i]), int(granted[2 * i + 1])
+        if requests >= 0:
+            lease.requests += requests
+            lease.requests_full_at = (
+                bucket.rpm if requests < wanted[i][0] else lease.requests_full_at
+            )
+        if tokens >= 0:
+            lease.tokens += tokens
+            lease.tokens_full_at = bucket.tpm if tokens < wanted[i][1] else lease.tokens_full_at
 
 
 def _lease(tag: str, window: int) -> _Lease:

@@ -8,7 +8,18 @@ limits fail open, as before), then one request probes it, and the others keep sk
 that probe ends: one probe is in flight per process, across threads and the event loop, however
 long it takes (a Redis that accepts but never replies costs it a reply timeout,
 ``REDIS_SOCKET_TIMEOUT``, as long as the default back-off). The outage is logged once as it
-starts and once as it ends."""
+starts and once as it ends.
+
+Only a Redis that does not answer is an outage. A server that answers with a refusal, its
+``maxclients`` reached ("max number of clients reached", which a flood of connections elsewhere
+can provoke), is up: its open connections still count, so that request alone is admitted
+uncounted and nothing backs off (before, the refusal flipped the whole process into uncounted
+admission for the back-off). Likewise when this process's own pool of
+``RATE_LIMIT_REDIS_MAX_CONNECTIONS`` is busy past ``REDIS_SOCKET_TIMEOUT`` (it was unbounded:
+a burst of distinct keys opened a connection each). Every lease call is a single attempt, so a
+probe lasts at most a connect and a reply timeout: redis-py retries when ``REDIS_URL``'s query
+asks it to (``retry_on_timeout``, ``retry_on_error``: they win over the client's arguments), and
+the ``Redis()`` constructor's own default is 3 retries with sleeps of up to seconds."""
 
 from __future__ import annotations
 
@@ -18,32 +29,68 @@ import threading
 import time
 from typing import Any
 
+import redis
+import redis.asyncio
 from django.conf import settings
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from routerhub.redis_clients import redis_client, redis_client_async
+from routerhub.redis_clients import redis_timeouts
 
 logger = logging.getLogger(__name__)
 
 _WARN_EVERY_S = 10.0
-# Longer than any probe: a connect and a reply timeout, each retried by redis-py (3 times).
+# Longer than any probe: a connect and a reply timeout (a lease call is never retried).
 _PROBE_STALE_S = 60.0
-# KEYS: requests and tokens leased in this window. ARGV: rpm, tpm, requests wanted, tokens
-# wanted, ttl. Grants what is wanted, or what is left of the limit; 0 for an unlimited dimension.
+# Redis's answer to a connection past its ``maxclients``: a refusal, not an outage.
+_MAXCLIENTS = "max number of clients reached"
+# KEYS: per bucket (a key and the keys it was made from), its requests and tokens leased in this
+# window. ARGV: ttl, then per bucket rpm, tpm, requests wanted, tokens wanted (0: none). Grants
+# each what is wanted or what is left of its limit, all in one step: when any bucket wanted has
+# nothing left, nothing is leased from any (no quota taken for a request that cannot go), and
+# the script answers 0 for the buckets spent and -1 for the others. 0 for a dimension not wanted.
 _LEASE = """
-local function lease(key, limit, want, ttl)
-  if limit <= 0 or want <= 0 then return 0 end
-  local leased = tonumber(redis.call('GET', key) or '0')
-  local grant = math.min(want, limit - leased)
-  if grant <= 0 then return 0 end
-  redis.call('INCRBY', key, grant)
-  redis.call('EXPIRE', key, ttl)
-  return grant
+local grants, short = {}, false
+for i = 1, #KEYS do
+  local j, d = math.floor((i - 1) / 2), (i - 1) % 2
+  local limit, want = tonumber(ARGV[2 + 4 * j + d]), tonumber(ARGV[4 + 4 * j + d])
+  local grant = 0
+  if limit > 0 and want > 0 then
+    grant = math.min(want, limit - tonumber(redis.call('GET', KEYS[i]) or '0'))
+    if grant <= 0 then grant, short = 0, true end
+  end
+  grants[i] = grant
 end
-return {lease(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[3]), ARGV[5]),
-        lease(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[4]), ARGV[5])}
+for i = 1, #KEYS do
+  if short and grants[i] > 0 then
+    grants[i] = -1
+  elseif grants[i] > 0 then
+    redis.call('INCRBY', KEYS[i], grants[i])
+    redis.call('EXPIRE', KEYS[i], ARGV[1])
+  end
+end
+return grants
 """
+
+
+def lease_keys(tag: str, window: int) -> tuple[str, str]:
+    """A bucket's counters in ``window``: requests and tokens leased."""
+    # The braces keep both counters in one Redis Cluster slot. A chain's script reads several
+    # buckets: under Cluster they would need one slot; RouterHub's client is a single Redis.
+    return f"rh:{{{tag}:{window}}}:r", f"rh:{{{tag}:{window}}}:t"
+
+
+def lease_input(
+    limits: list[tuple[str, int, int]], window: int, wanted: list[tuple[int, int]], ttl: int
+) -> tuple[list[str], list[int]]:
+    """The lease script's KEYS and ARGV for buckets (tag, rpm, tpm) wanting (requests, tokens)."""
+    keys = [key for tag, _, _ in limits for key in lease_keys(tag, window)]
+    args = [ttl]
+    for (_, rpm, tpm), (requests, tokens) in zip(limits, wanted, strict=True):
+        args += [rpm, tpm, requests, tokens]
+    return keys, args
 
 
 class _RedisState:
@@ -73,11 +120,70 @@ class _Outage:
     lock = threading.Lock()
 
 
+class PoolExhausted(MaxConnectionsError):
+    """Every connection of this process's limiter pool stayed busy past the wait."""
+
+
+class _AsyncPool(redis.asyncio.BlockingConnectionPool):
+    """At most ``max_connections``; a caller waits ``timeout`` for one, then ``PoolExhausted``
+    (redis-py says a plain ``ConnectionError``, the same as a Redis that is down)."""
+
+    async def get_connection(self, *args: Any, **options: Any) -> Any:
+        try:
+            return await super().get_connection(*args, **options)  # type: ignore[no-untyped-call]
+        except RedisConnectionError as exc:
+            if isinstance(exc.__cause__, TimeoutError):
+                raise PoolExhausted(f"all {self.max_connections} connections busy") from exc
+            raise
+
+
+class _RefusalHeard:
+    """Keeps the server's refusal when it closes a new connection before the handshake's write
+    went out: asyncio has already read its answer ("-ERR max number of clients reached"), but
+    redis-py reports only "Connection lost" (in most such connects, measured; the sync client
+    reads the answer). The stream holds the answer beside the broken pipe, readable only in its
+    buffer: should a Python version rename it, a refusal reads as an outage, as before."""
+
+    _reader: asyncio.StreamReader | None
+
+    async def _send_packed_command(self, command: Any) -> None:
+        try:
+            await super()._send_packed_command(command)  # type: ignore[misc]
+        except OSError:
+            if _MAXCLIENTS.encode() in bytes(getattr(self._reader, "_buffer", b"")):
+                raise RedisConnectionError(_MAXCLIENTS) from None
+            raise
+
+
+def _single_attempt() -> dict[str, Any]:
+    """A lease call is one attempt within the client's timeouts (module docstring)."""
+    return {"retry": redis.asyncio.retry.Retry(NoBackoff(), 0), **redis_timeouts()}
+
+
+def _client_async() -> redis.asyncio.Redis:
+    pool = _AsyncPool.from_url(
+        settings.REDIS_URL,
+        max_connections=settings.RATE_LIMIT_REDIS_MAX_CONNECTIONS,
+        timeout=settings.REDIS_SOCKET_TIMEOUT,
+        **_single_attempt(),
+    )
+    base = pool.connection_class  # TCP, TLS or a Unix socket, as the URL says
+    pool.connection_class = type(f"Limiter{base.__name__}", (_RefusalHeard, base), {})
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
+def _client_sync() -> redis.Redis:
+    # Threads (the DRF views) bound the sync client's connections; they are never retried either.
+    return redis.Redis.from_url(
+        settings.REDIS_URL, retry=redis.retry.Retry(NoBackoff(), 0), **redis_timeouts()
+    )
+
+
 def lease_client() -> tuple[Any, Any]:
     """The running loop's client and its lease script (a loop's connections answer it only)."""
     loop = asyncio.get_running_loop()
     if _RedisState.client is None or _RedisState.loop is not loop:
-        _RedisState.client = redis_client_async()
+        _RedisState.client = _client_async()
         _RedisState.script = _RedisState.client.register_script(_LEASE)
         _RedisState.loop = loop
     return _RedisState.client, _RedisState.script
@@ -89,7 +195,7 @@ def lease_client_sync() -> tuple[Any, Any]:
         if _SyncRedisState.client is None or _SyncRedisState.url != settings.REDIS_URL:
             if _SyncRedisState.client is not None:
                 _SyncRedisState.client.close()  # REDIS_URL changed (tests): its pool goes
-            _SyncRedisState.client = redis_client()
+            _SyncRedisState.client = _client_sync()
             _SyncRedisState.script = _SyncRedisState.client.register_script(_LEASE)
             _SyncRedisState.url = settings.REDIS_URL
         return _SyncRedisState.client, _SyncRedisState.script
@@ -126,11 +232,14 @@ def redis_backed_off() -> bool:
 
 def redis_failed(exc: Exception) -> None:
     """A lease call failed and its request is admitted uncounted. A connection error or timeout
-    backs Redis off and logs the outage once; another Redis error logs at most every 10 s."""
+    backs Redis off and logs the outage once; a refusal (``redis_refused``) or another Redis
+    error backs nothing off and logs at most every 10 s."""
     now = time.monotonic()
-    if not isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+    if redis_refused(exc) or not isinstance(
+        exc, RedisConnectionError | RedisTimeoutError | OSError
+    ):
         with _Outage.lock:
-            _Outage.probing_since = None  # Redis answered the probe, with an error
+            _Outage.probing_since = None  # Redis answered the probe (or was never asked)
             warn = now - _Outage.last_warning >= _WARN_EVERY_S
             _Outage.last_warning = now if warn else _Outage.last_warning
         if warn:
@@ -149,6 +258,12 @@ def redis_failed(exc: Exception) -> None:
             exc,
             backoff,
         )
+
+
+def redis_refused(exc: Exception) -> bool:
+    """Whether a connection error says Redis is up but refused this connection (its
+    ``maxclients``), or this process's pool had none free: neither is an outage."""
+    return isinstance(exc, MaxConnectionsError) or _MAXCLIENTS in str(exc)
 
 
 def redis_answered() -> None:

@@ -32,7 +32,7 @@ from functools import partial
 from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
-from routerhub.errors import ApiError, BadRequest, NotFound
+from routerhub.errors import ApiError, BadRequest, NotFound, UpstreamFailed
 from routerhub.money import ZERO, money_str
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import Exchange, bill, exchange_run
@@ -53,6 +53,7 @@ from routing.gateway.planning import Plan, model_names
 from routing.gateway.token_bounds import (
     estimate_prompt_tokens,
     prompt_token_bound,
+    reservation_max,
 )
 from routing.ingress.anthropic import canonical_to_messages_response
 from routing.models import PipelineVersion
@@ -231,8 +232,9 @@ async def _series(ex: Exchange, steps: list[Step]) -> tuple[Outcome, JSON]:
     previous = ""
     outputs: dict[int, str] = {}
     outcome: Outcome | None = None
-    for step in steps:
+    for position, step in enumerate(steps):
         body = step_body(ex.body, step.spec, step.index, previous, series=True)
+        step = _held_for(ex, step, body, later=steps[position + 1 :])
         outcome = await step_run(ex, step, body)
         step_account(ex, outcome.ex, step, "none" if outcome.completion else "no_answer")
         if outcome.completion is None:
@@ -240,6 +242,29 @@ async def _series(ex: Exchange, steps: list[Step]) -> tuple[Outcome, JSON]:
         previous = outputs[step.index] = outcome.text
     assert outcome is not None  # a pipeline has at least one step
     return outcome, {"outputs": outputs}
+
+
+def _held_for(ex: Exchange, step: Step, body: JSON, later: list[Step]) -> Step:
+    """``step`` held for the prompt it sends, now that its ``{previous}`` is known. The plan held
+    the previous answer at 4 bytes a token; a prompt is bounded by its UTF-8 bytes (a token per
+    byte, ``prompt_token_bound``), and an answer of longer tokens (runs of spaces, repeated
+    characters) is more. Such a step takes what it needs of the request's hold that earlier
+    steps left unspent (never what later steps are held for), so its charge stays within its
+    hold; when that cannot cover it the step is not called (a 502 naming it). Before, it was
+    called on its planned share and charged above it (``over_hold``)."""
+    needed = reservation_max(body, step.plan.candidates, prompt_token_bound(body))
+    if needed <= step.reserved:
+        return step
+    spare = ex.reserved - ex.draft.cost - sum((s.reserved for s in later), ZERO)
+    if needed > spare:
+        raise UpstreamFailed(
+            f"Step {step.index + 1} ({step.spec['model']}) of {ex.plan.requested_model} was not"
+            " called: the previous step's answer, of tokens longer than the 4 bytes a token the"
+            " request's hold planned for, makes a prompt larger than the hold covers. The"
+            " earlier steps are billed; retry, or give the pipeline fewer steps after it.",
+            metadata={"attempts": ex.attempts, "generation_id": ex.generation_id},
+        )
+    return replace(step, reserved=needed)
 
 
 async def _respond(ex: Exchange, version: PipelineVersion, served: Outcome, extra: JSON) -> None:

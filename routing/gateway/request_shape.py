@@ -189,7 +189,7 @@ def _tools_validate(body: JSON) -> None:
 
 def _not_offered(body: JSON) -> None:
     """Refuse what no provider here would honour (it would be dropped, and the answer would
-    silently lack it): web search and audio output."""
+    silently lack it): web search, audio output and the deprecated ``functions``."""
     plugins = body.get("plugins")
     web_plugin = isinstance(plugins, list) and any(
         isinstance(p, dict) and p.get("id") == "web" for p in plugins
@@ -200,6 +200,16 @@ def _not_offered(body: JSON) -> None:
             ":online variant); search yourself and put the results in the messages.",
             param="plugins" if web_plugin else "web_search_options",
         )
+    for name in ("functions", "function_call"):
+        # OpenAI's deprecated function calling: dropped, a client offering functions would get
+        # text where it waits for a function_call (as the "function" role is refused).
+        if body.get(name) is not None:
+            raise BadRequest(
+                f"{name} (OpenAI's deprecated function calling) is not supported; send the "
+                'functions as tools ({"type": "function", "function": {...}}) and function_call '
+                "as tool_choice.",
+                param=name,
+            )
     modalities = body.get("modalities")
     if body.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
         raise BadRequest(

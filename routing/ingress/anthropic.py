@@ -99,13 +99,16 @@ def canonical_to_messages_response(response: JSON, usage: Usage) -> JSON:
         content.append({"type": "thinking", "thinking": message["reasoning"], "signature": ""})
     if message.get("content"):
         content.append({"type": "text", "text": message["content"]})
+    refused = not content and bool(message.get("refusal"))
+    if refused:  # OpenAI's refusal field: said as text, stopped as Anthropic's refusal
+        content.append({"type": "text", "text": message["refusal"]})
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         content.append(
             {
                 "type": "tool_use",
-                "id": call.get("id", ""),
-                "name": function.get("name", ""),
+                "id": call.get("id") or "",
+                "name": function.get("name") or "",
                 "input": json_loads_lenient(function.get("arguments") or ""),
             }
         )
@@ -115,7 +118,10 @@ def canonical_to_messages_response(response: JSON, usage: Usage) -> JSON:
         "role": "assistant",
         "model": response["model"],
         "content": content,
-        **stop_fields(choice.get("finish_reason"), choice.get("stop_sequence")),
+        **stop_fields(
+            "content_filter" if refused else choice.get("finish_reason"),
+            choice.get("stop_sequence"),
+        ),
         "usage": anthropic_usage(usage) | {"cost": response["usage"]["cost"]},
         "provider": response.get("provider"),
     }

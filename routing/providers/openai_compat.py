@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from routing.providers.answer_checks import finish_reason_read, message_read, parts_read
 from routing.providers.base import (
     GATEWAY_PARAMETERS,
     JSON,
@@ -25,7 +26,6 @@ from routing.providers.base import (
     UpstreamRequest,
     Usage,
     reported_tokens,
-    text_of,
     tool_error_marked,
 )
 from routing.providers.reasoning import reasoning_effort
@@ -111,15 +111,15 @@ class OpenAICompatAdapter(ProviderAdapter):
             raise UpstreamError(str((body["error"] or {}).get("message", body["error"])))
         choices = []
         for index, choice in enumerate(body.get("choices") or []):
-            message = dict(choice.get("message") or {})
-            message.setdefault("role", "assistant")
-            message.setdefault("content", None)
+            if not isinstance(choice, dict):
+                raise UpstreamError("The provider sent a malformed answer: a choice not an object.")
+            finish_reason = finish_reason_read(choice)
             choices.append(
                 {
                     "index": choice.get("index", index),
-                    "message": message,
-                    "finish_reason": choice.get("finish_reason"),
-                    "native_finish_reason": choice.get("finish_reason"),
+                    "message": message_read(choice.get("message") or {}),
+                    "finish_reason": finish_reason,
+                    "native_finish_reason": finish_reason,
                     **({"logprobs": choice["logprobs"]} if choice.get("logprobs") else {}),
                 }
             )
@@ -176,20 +176,12 @@ class OpenAIStreamDecoder(StreamDecoder):
 
 def _delta_of(delta: Any) -> Any:
     """A delta whose ``content`` is a list of parts (Mistral's Magistral models) as the canonical
-    strings: its text parts are its ``content``, its thinking parts its ``reasoning``; parts of
-    any other type (``reference``) are left out."""
+    strings (``answer_checks.parts_read``: text parts its ``content``, thinking parts its
+    ``reasoning``), as a whole answer's message is read."""
     if not isinstance(delta, dict) or not isinstance(delta.get("content"), list):
         return delta
-    parts = delta["content"]
-    text = text_of(parts)
-    thinking = "".join(
-        text_of(part.get("thinking"))
-        for part in parts
-        if isinstance(part, dict) and part.get("type") == "thinking"
-    )
+    read = parts_read(delta["content"])
     delta = {name: value for name, value in delta.items() if name != "content"}
-    if text:
-        delta["content"] = text
-    if thinking:
-        delta["reasoning"] = (delta.get("reasoning") or "") + thinking
+    for name, text in read.items():
+        delta[name] = (delta.get(name) or "") + text if name != "content" else text
     return delta

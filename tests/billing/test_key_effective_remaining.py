@@ -24,8 +24,16 @@ from accounts.services import api_key_update
 from billing.selectors import key_limit_remaining
 from billing.window_spend import window_spend_clear
 from routing.budget import key_budget
-from tests.billing import test_key_budget_lineage as lineage
-from tests.billing.test_never_reset_key_limit import _lifetime_key
+from tests.billing.key_budgets import (
+    budget_organization_make,
+    child_key_make,
+    key_hold,
+    key_refusal,
+    key_settle,
+    key_window,
+    lifetime_key_make,
+    manage_key_make,
+)
 from tests.factories import key_client
 
 pytestmark = pytest.mark.django_db
@@ -39,15 +47,15 @@ def _remaining(plaintext: str) -> tuple[Decimal | None, float | None]:
 
 
 def test_a_childs_limit_remaining_is_the_least_its_ancestors_windows_leave() -> None:
-    _, parent = lineage._root(lineage._organization(), limit=Decimal("1"), limit_reset="daily")
-    child, child_row = lineage._child(parent)  # 1 a day, its parent's
-    sibling, _ = lineage._child(parent)
-    lineage._settle(sibling, lineage._hold(sibling, "0.5"), "0.4")
-    lineage._hold(sibling, "0.3")  # open
+    _, parent = manage_key_make(budget_organization_make(), limit=Decimal("1"), limit_reset="daily")
+    child, child_row = child_key_make(parent)  # 1 a day, its parent's
+    sibling, _ = child_key_make(parent)
+    key_settle(sibling, key_hold(sibling, "0.5"), "0.4")
+    key_hold(sibling, "0.3")  # open
 
     # Its own window is empty; its parent's leaves 1 - 0.4 - 0.3.
     assert _remaining(child) == (Decimal("0.3"), 0.3)
-    lineage._refused_by(child, "0.31")
+    key_refusal(child, "0.31")
     # A key with no limit of its own (a person may set that) is bounded by its parent's all
     # the same: it reported none.
     api_key_update(key=child_row, changes={"limit": None, "limit_reset": None})
@@ -55,18 +63,20 @@ def test_a_childs_limit_remaining_is_the_least_its_ancestors_windows_leave() -> 
 
 
 def test_a_childs_own_window_counts_when_it_is_the_tightest() -> None:
-    _, parent = lineage._root(lineage._organization(), limit=Decimal("5"), limit_reset="monthly")
-    child, _ = lineage._child(parent, limit=Decimal("1"), limit_reset="monthly")
-    lineage._settle(child, lineage._hold(child, "0.5"), "0.5")
+    _, parent = manage_key_make(
+        budget_organization_make(), limit=Decimal("5"), limit_reset="monthly"
+    )
+    child, _ = child_key_make(parent, limit=Decimal("1"), limit_reset="monthly")
+    key_settle(child, key_hold(child, "0.5"), "0.5")
 
     assert _remaining(child) == (Decimal("0.5"), 0.5)
 
 
 def test_the_chain_and_its_windows_are_read_in_one_query() -> None:
-    _, root = lineage._root(lineage._organization(), limit=Decimal("3"), limit_reset="weekly")
-    _, middle = lineage._child(root, scope=KeyScope.MANAGE)
-    grandchild, row = lineage._child(middle)
-    lineage._hold(grandchild, "0.5")
+    _, root = manage_key_make(budget_organization_make(), limit=Decimal("3"), limit_reset="weekly")
+    _, middle = child_key_make(root, scope=KeyScope.MANAGE)
+    grandchild, row = child_key_make(middle)
+    key_hold(grandchild, "0.5")
 
     with CaptureQueriesContext(connection) as read:
         remaining = key_limit_remaining(key=row, now=timezone.now())
@@ -75,17 +85,17 @@ def test_the_chain_and_its_windows_are_read_in_one_query() -> None:
 
 
 def test_limit_remaining_after_daily_becomes_lifetime_is_what_the_holds_allow() -> None:
-    plaintext, key = _lifetime_key("1")
+    plaintext, key = lifetime_key_make("1")
     ApiKey.objects.filter(pk=key.pk).update(limit_reset="daily")
-    lineage._settle(plaintext, lineage._hold(plaintext, "0.3"), "0.2")
-    lineage._hold(plaintext, "0.1")  # open
+    key_settle(plaintext, key_hold(plaintext, "0.3"), "0.2")
+    key_hold(plaintext, "0.1")  # open
     ApiKey.objects.filter(pk=key.pk).update(limit_reset=None)
     key_cache_clear()
 
     # The window its row is in carries on as the lifetime one: 1 - 0.2 - 0.1 (it said 1).
     assert _remaining(plaintext) == (Decimal("0.7"), 0.7)
-    lineage._refused_by(plaintext, "0.71")
-    lineage._hold(plaintext, "0.7")
+    key_refusal(plaintext, "0.71")
+    key_hold(plaintext, "0.7")
     assert _remaining(plaintext) == (Decimal("0"), 0.0)
 
 
@@ -93,16 +103,16 @@ def test_a_lifetime_hold_releases_nothing_from_the_window_after_a_daily_period()
     """null -> daily -> null: the daily hold rolled the row to today's start, and a start only
     ever moves later, so the old lifetime hold (recorded ``[key, null]``) names no window now
     and its release finds none: nothing is released from, or charged to, the new one."""
-    plaintext, key = _lifetime_key("1")
-    lifetime = lineage._hold(plaintext, "0.5")
+    plaintext, key = lifetime_key_make("1")
+    lifetime = key_hold(plaintext, "0.5")
     ApiKey.objects.filter(pk=key.pk).update(limit_reset="daily")
-    lineage._hold(plaintext, "0.2")
+    key_hold(plaintext, "0.2")
     ApiKey.objects.filter(pk=key.pk).update(limit_reset=None)
-    lineage._hold(plaintext, "0.1")
+    key_hold(plaintext, "0.1")
 
-    lineage._settle(plaintext, lifetime, "0.5")
+    key_settle(plaintext, lifetime, "0.5")
 
-    assert lineage._window(key) == (0, Decimal("0.3"))
+    assert key_window(key) == (0, Decimal("0.3"))
     assert _remaining(plaintext) == (Decimal("0.7"), 0.7)
 
 
@@ -115,27 +125,27 @@ def _routing_budget(plaintext: str) -> dict[str, Any]:
 
 def test_budget_aware_routing_reads_the_fullest_window_and_hides_an_ancestors_amounts() -> None:
     window_spend_clear()
-    _, parent = lineage._root(lineage._organization(), limit=Decimal("1"), limit_reset="daily")
-    child, child_row = lineage._child(parent, limit=Decimal("1"), limit_reset="daily")
+    _, parent = manage_key_make(budget_organization_make(), limit=Decimal("1"), limit_reset="daily")
+    child, child_row = child_key_make(parent, limit=Decimal("1"), limit_reset="daily")
     ApiKey.objects.filter(pk=child_row.pk).update(budget_aware=True)
-    sibling, _ = lineage._child(parent)
-    lineage._hold(child, "0.1")  # its own window: 10%
-    lineage._hold(sibling, "0.8")  # its parent's: 90%, as this process's hold saw it
+    sibling, _ = child_key_make(parent)
+    key_hold(child, "0.1")  # its own window: 10%
+    key_hold(sibling, "0.8")  # its parent's: 90%, as this process's hold saw it
 
     routing = _routing_budget(child)
 
     assert routing["share"] == 0.9 and routing["effective_tradeoff"] > 0.8
     assert routing["limited_by"] == "ancestor" and "limit" not in routing
     assert "spent" not in routing
-    lineage._hold(child, "0.05")  # both windows fill; the parent's (0.95) stays the fuller
+    key_hold(child, "0.05")  # both windows fill; the parent's (0.95) stays the fuller
     assert _routing_budget(child)["share"] == 0.95
 
 
 def test_budget_aware_routing_after_daily_becomes_lifetime_reads_the_window_carried_on() -> None:
     window_spend_clear()
-    plaintext, key = _lifetime_key("1")
+    plaintext, key = lifetime_key_make("1")
     ApiKey.objects.filter(pk=key.pk).update(limit_reset="daily", budget_aware=True)
-    lineage._hold(plaintext, "0.8")
+    key_hold(plaintext, "0.8")
     ApiKey.objects.filter(pk=key.pk).update(limit_reset=None)
 
     routing = _routing_budget(plaintext)

@@ -30,9 +30,11 @@ pytestmark = pytest.mark.timeout(30)
 
 
 class DroppingRedis:
-    """A listener that accepts each connection, counts it and closes it before any reply."""
+    """A listener that accepts each connection, counts it and closes it before any reply (or,
+    ``silent``, keeps it open and never replies)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, silent: bool = False) -> None:
+        self.silent, self.held = silent, list[socket.socket]()
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
@@ -49,12 +51,17 @@ class DroppingRedis:
             except OSError:
                 return  # closed
             self.connections += 1  # before the close the client sees: exact once it returns
-            conn.close()
+            if self.silent:
+                self.held.append(conn)
+            else:
+                conn.close()
 
     def close(self) -> None:
         self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         self.thread.join(5)
+        for conn in self.held:
+            conn.close()
 
 
 @pytest.fixture

@@ -307,7 +307,7 @@ def test_the_sync_and_async_paths_draw_from_one_lease(
     settings.ROUTER_SELECT_RPM_DEFAULT = 1000  # slices of up to 10
     monkeypatch.setattr(limits, "time", _Clock())  # slices double: no time passes between them
     key = a_key()
-    requests_key, _ = limits._keys(limits.key_tag(key, "s"), one_rate_limit_window[0])
+    requests_key, _ = limits_redis.lease_keys(limits.key_tag(key, "s"), one_rate_limit_window[0])
     client = redis_client()
 
     def leased() -> int:

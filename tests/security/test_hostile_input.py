@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from collections.abc import Iterator
@@ -10,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from django.utils.html import escape
 
 from accounts.models import KeyScope
-from tests.factories import key_client, key_make
+from billing.api import KEY_ID_EXPECTED
+from tests.factories import dashboard_client, key_client, key_make
 from tests.routing.world import World
 
 CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
@@ -287,6 +290,44 @@ def test_api_refuses_malformed_json_with_400(manager: Any, body: bytes) -> None:
 
     assert response.status_code == 400, response.content[:300]
     assert response.json()["error"]["code"] == 400
+
+
+def cursor_of(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+BAD_CURSORS = {
+    "infinite-id": '["2026-01-01T00:00:00+00:00", 1e400, 0]',
+    "id-past-bigint": '["2026-01-01T00:00:00+00:00", 9223372036854775808, 0]',
+    "id-as-text": '["2026-01-01T00:00:00+00:00", "12", 0]',
+    "naive-time": '["2026-01-01T00:00:00", 1, 0]',
+    "nested": "[" * 3000,
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", list(BAD_CURSORS.values()), ids=list(BAD_CURSORS))
+def test_a_hand_made_cursor_is_a_400_naming_it(manager: Any, raw: str) -> None:
+    response = manager.get("/api/v1/ledger", {"cursor": cursor_of(raw)})
+
+    assert response.status_code == 400, response.content[:300]  # 1e400 was a 500
+    assert response.json()["error"]["param"] == "cursor"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", ["9223372036854775808", "99999999999999999999", "0", "-1"])
+def test_a_usage_key_filter_past_a_key_id_is_a_400_naming_it(
+    manager: Any, tenants: Any, key: str
+) -> None:
+    api = manager.get("/api/v1/usage", {"key": key, "group_by": "model"})
+    page = dashboard_client(tenants.owner, tenants.organization).get(
+        "/dashboard/usage/", {"key": key}
+    )
+
+    assert api.status_code == 400, api.content[:300]  # past a bigint both were a 500
+    assert api.json()["error"]["param"] == "key"
+    assert api.json()["error"]["message"].endswith(KEY_ID_EXPECTED)
+    assert page.status_code == 200 and escape(KEY_ID_EXPECTED) in page.content.decode()
 
 
 @pytest.mark.django_db

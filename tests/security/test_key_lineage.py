@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -34,6 +35,17 @@ def management_key(tenants: Tenants, **fields: Any) -> tuple[APIClient, ApiKey]:
     """An admin's management key (made by her, as in the dashboard) and its row."""
     plaintext = key_make(tenants.organization, KeyScope.MANAGE, tenants.admin, **fields)
     return key_client(plaintext), ApiKey.objects.get(prefix=plaintext[:16])
+
+
+def key_chain(tenants: Tenants) -> tuple[ApiKey, Any, Any]:
+    """An admin's management key, the management key it made and the key that one made (the
+    two creates' answers)."""
+    client, parent = management_key(tenants)
+    child = client.post("/api/v1/keys", {"name": "child", "scope": "manage"}, format="json")
+    grandchild = key_client(child.json()["key"]).post(
+        "/api/v1/keys", {"name": "grandchild"}, format="json"
+    )
+    return parent, child, grandchild
 
 
 def refused(response: Any, field: str) -> bool:
@@ -178,6 +190,61 @@ def test_a_management_key_cannot_widen_a_key_it_changes(tenants: Tenants) -> Non
 
 
 @pytest.mark.django_db
+def test_a_bounded_management_key_cannot_widen_a_key_it_did_not_make(tenants: Tenants) -> None:
+    # The attack: a key limited to 10 USD lifts another key of its holder's from 1 USD to 10;
+    # that key's spend never counts against it (it is not in its lineage), so the holder spends
+    # 10 USD more for every such key (each field was a 200 on the old code).
+    expires = timezone.now() + SOON
+    bounds = {"limit": "10", "rpm": 100, "tpm": 1000, "allowed_models": ["test/gpt", "test/claude"]}
+    client, _ = management_key(tenants, expires_at=expires, **bounds)
+    others = key_make(tenants.organization, expires_at=expires - timedelta(minutes=30),
+                      limit="1", rpm=10, tpm=100, allowed_models=["test/gpt"])  # fmt: skip
+    other = ApiKey.objects.get(prefix=others[:16])
+    url = f"/api/v1/keys/{other.pk}"
+    widen = {
+        "limit": {"limit": "10"},
+        "expires_at": {"expires_at": expires.isoformat()},
+        "rpm": {"rpm": 100},
+        "tpm": {"tpm": 1000},
+        "allowed_models": {"allowed_models": ["test/gpt", "test/claude"]},
+    }
+
+    answers = {field: client.patch(url, body, format="json") for field, body in widen.items()}
+    narrowed = client.patch(url, {"limit": "0.5", "rpm": 5}, format="json")
+    child = client.post("/api/v1/keys", {"name": "child", "limit": "1"}, format="json")
+    raised = client.patch(f"/api/v1/keys/{child.json()['id']}", {"limit": "10"}, format="json")
+
+    for field, response in answers.items():
+        assert refused(response, field), (field, response.content)
+    assert narrowed.status_code == 200, narrowed.content
+    other.refresh_from_db()
+    assert (other.limit, other.rpm, other.allowed_models) == (Decimal("0.5"), 5, ["test/gpt"])
+    # Its own child's spend counts against it: that one it may raise up to its own bounds.
+    assert raised.status_code == 200, raised.content
+
+
+@pytest.mark.django_db
+def test_an_earlier_expiry_holds_for_the_keys_made_from_the_key(tenants: Tenants) -> None:
+    # The attack: a contractor's management key makes a key, then an owner ends the contractor's
+    # access by moving its expiry to tonight; the key it made kept no expiry (old code).
+    parent, child, grandchild = key_chain(tenants)
+    later = key_make(tenants.organization, expires_at=timezone.now() + SOON * 48)
+    tonight = timezone.now() + SOON
+
+    moved = browser(tenants.owner, tenants).patch(
+        f"/api/v1/keys/{parent.pk}", {"expires_at": tonight.isoformat()}, format="json"
+    )
+
+    assert moved.status_code == 200, moved.content
+    for made in (child, grandchild):
+        assert ApiKey.objects.get(pk=made.json()["id"]).expires_at == tonight
+    shown = key_client(child.json()["key"]).get("/api/v1/key").json()["expires_at"]
+    assert shown.replace("Z", "+00:00") == tonight.isoformat()
+    # A key not made from it keeps its own.
+    assert ApiKey.objects.get(prefix=later[:16]).expires_at > tonight
+
+
+@pytest.mark.django_db
 def test_a_person_still_sets_any_expiry_and_limit(tenants: Tenants) -> None:
     _, key = management_key(tenants, expires_at=timezone.now() + SOON, limit="10")
     admin = browser(tenants.admin, tenants)
@@ -196,11 +263,7 @@ def test_a_person_still_sets_any_expiry_and_limit(tenants: Tenants) -> None:
 
 @pytest.mark.django_db
 def test_revoking_a_key_revokes_the_keys_made_with_it_transitively(tenants: Tenants) -> None:
-    client, parent = management_key(tenants)
-    child = client.post("/api/v1/keys", {"name": "child", "scope": "manage"}, format="json")
-    grandchild = key_client(child.json()["key"]).post(
-        "/api/v1/keys", {"name": "grandchild"}, format="json"
-    )
+    parent, child, grandchild = key_chain(tenants)
     sibling = key_make(tenants.organization, KeyScope.MANAGE, tenants.admin)
     assert key_client(grandchild.json()["key"]).get("/api/v1/key").status_code == 200  # cached
 

@@ -1,0 +1,68 @@
+"""A worker's lease of one rate-limit bucket's window (``routing.gateway.limits``): the slice
+of quota it took from Redis and has not spent, and how large its next slice is."""
+
+from __future__ import annotations
+
+import asyncio
+
+_LEASE_CAP = 0.01  # of the limit, per lease
+_LEASE_PERIOD_S = 1.0  # a slice spent within this grows the next one; else it is sized to it
+
+
+class Lease:
+    """This worker's unspent slice of one key's window (tokens may run into debt: completion
+    tokens are only known after admission; the next slice pays the debt first)."""
+
+    __slots__ = (
+        "fetching",
+        "leased_at",
+        "request_slice",
+        "requests",
+        "requests_full_at",
+        "token_slice",
+        "tokens",
+        "tokens_full_at",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.tokens = 0
+        self.request_slice = 1
+        self.token_slice = 0
+        self.leased_at = -1.0
+        # The lease call in flight, shared by every request of this key in this worker; its
+        # result is False when Redis was unreachable.
+        self.fetching: asyncio.Future[bool] | None = None
+        # The rpm (tpm) at which Redis granted less than asked: the window is fully leased.
+        self.requests_full_at = 0
+        self.tokens_full_at = 0
+
+    def short(self, rpm: int, tpm: int) -> int:
+        """1 (2) when a request needs quota of rpm (tpm) that the window no longer has; else 0."""
+        if rpm and self.requests < 1 and self.requests_full_at == rpm:
+            return 1
+        if tpm and self.tokens <= 0 and self.tokens_full_at == tpm:
+            return 2
+        return 0
+
+    def wants(self, rpm: int, tpm: int, prompt_tokens: int, now: float) -> tuple[int, int]:
+        """The slices to lease now (``now``: the limiter's monotonic clock)."""
+        lasted = now - self.leased_at  # how long the last slice lasted (huge on the first)
+        self.leased_at = now
+        want_requests = want_tokens = 0
+        if rpm and self.requests < 1:
+            cap = max(1, int(rpm * _LEASE_CAP))
+            self.request_slice = _next_slice(self.request_slice, lasted, 1, cap)
+            want_requests = self.request_slice
+        if tpm and self.tokens <= 0:
+            cap = max(1, int(tpm * _LEASE_CAP))
+            floor = max(1, prompt_tokens)
+            self.token_slice = _next_slice(self.token_slice, lasted, floor, cap)
+            want_tokens = self.token_slice - self.tokens  # and the debt
+        return want_requests, want_tokens
+
+
+def _next_slice(previous: int, lasted: float, floor: int, cap: int) -> int:
+    """Double a slice spent within ``_LEASE_PERIOD_S``; else what the last pace spends in it."""
+    fast = lasted < _LEASE_PERIOD_S
+    return min(cap, max(floor, previous * 2 if fast else int(previous * _LEASE_PERIOD_S / lasted)))

@@ -1,0 +1,108 @@
+"""A whole OpenAI-format answer's message checked and put in canonical form before it is billed
+(``OpenAICompatAdapter.parse_response``), as ``stream_checks`` does for a stream's chunks.
+
+Every shape OpenAI's and Mistral's wire formats allow is read: ``content`` a string, null (a
+tool call, a refusal) or a list of parts — ``text`` and ``refusal`` parts, and Mistral's
+``thinking`` parts (Magistral: a ``ThinkChunk`` whose ``thinking`` is a list of text chunks) —
+parts of other types (Mistral's ``reference``) left out, as the stream path leaves them. The
+canonical message has string ``content``, ``reasoning`` and ``refusal``, so every encoder after
+it (Messages, Responses, billing's counts) reads one shape. Anything else is an
+``UpstreamError``: a malformed answer, tried on the next candidate and never billed, as a body
+that is not JSON is — never an exception after billing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from routing.providers.base import JSON, UpstreamError, text_of
+
+_TEXTS = ("reasoning", "refusal")
+
+
+def parts_read(parts: list[Any]) -> JSON:
+    """A list ``content`` as canonical strings: text parts are ``content``, thinking parts
+    ``reasoning``, refusal parts ``refusal``; the fields with no text are left out. Raises
+    ``TypeError`` on a part whose text is not text (the callers make it a malformed answer)."""
+    read: JSON = {}
+    texts = {"content": text_of(parts), "reasoning": "", "refusal": ""}
+    for part in parts:
+        if not isinstance(part, dict):
+            raise TypeError("a content part that is not an object")
+        kind = part.get("type")
+        if kind == "thinking":
+            thinking = part.get("thinking")
+            texts["reasoning"] += thinking if isinstance(thinking, str) else text_of(thinking)
+        elif kind == "refusal":
+            texts["refusal"] += _string(part.get("refusal"))
+        elif kind == "text":
+            _string(part.get("text"))
+    for name, text in texts.items():
+        if text:
+            read[name] = text
+    return read
+
+
+def message_read(sent: Any) -> JSON:
+    """A whole answer's message, checked and canonical (module docstring); ``UpstreamError``
+    saying what is wrong when it has no shape the wire formats allow."""
+    if not isinstance(sent, dict):
+        raise _malformed("a message that is not an object")
+    message: JSON = dict(sent)
+    message.setdefault("role", "assistant")
+    content = message.get("content")
+    try:
+        if isinstance(content, list):
+            read = parts_read(content)
+            message["content"] = read.pop("content", None)
+            for name, text in read.items():
+                message[name] = (_string(message.get(name)) or "") + text
+        elif content is not None and not isinstance(content, str):
+            raise TypeError("content that is neither text, null nor a list of parts")
+        for name in _TEXTS:
+            _string(message.get(name))
+        _calls_check(message.get("tool_calls"))
+        _details_check(message.get("reasoning_details"))
+    except TypeError as exc:
+        raise _malformed(str(exc)) from None
+    message.setdefault("content", None)
+    return message
+
+
+def finish_reason_read(choice: JSON) -> str | None:
+    reason = choice.get("finish_reason")
+    if reason is not None and not isinstance(reason, str):
+        raise _malformed("a finish_reason that is not a string")
+    return reason
+
+
+def _string(value: Any) -> str:
+    if value is not None and not isinstance(value, str):
+        raise TypeError("a text field that is not a string")
+    return value or ""
+
+
+def _calls_check(calls: Any) -> None:
+    if calls is None:
+        return
+    if not isinstance(calls, list):
+        raise TypeError("tool_calls that are not a list")
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise TypeError("a tool call that is not an object with a function object")
+        for value in (call.get("id"), function.get("name"), function.get("arguments")):
+            _string(value)
+
+
+def _details_check(details: Any) -> None:
+    if details is None:
+        return
+    if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
+        raise TypeError("reasoning_details that are not a list of objects")
+    for detail in details:
+        for name in ("text", "signature", "data"):
+            _string(detail.get(name))
+
+
+def _malformed(problem: str) -> UpstreamError:
+    return UpstreamError(f"The provider sent a malformed answer: {problem}.")

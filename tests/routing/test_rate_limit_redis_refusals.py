@@ -1,0 +1,154 @@
+"""Only a Redis that does not answer backs the rate limiter off (``routing/gateway/limits_redis.py``):
+a Redis at its ``maxclients`` refuses the connection but is up, and this process's own bounded
+pool being busy says nothing about Redis; either fails open for its request alone. A lease call is
+one attempt: redis-py's retries made one probe of a Redis that never replies four reply timeouts.
+
+The full Redis is a throwaway ``redis-server`` on a free port with ``maxclients 1``, started and
+killed by its PID; the silent one a loopback listener that accepts and never replies."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from accounts.keys import AuthenticatedKey
+from routerhub.errors import RateLimited
+from routing.gateway import limits, limits_redis
+from routing.gateway.select_limits import select_admit_sync
+from tests.conftest import require_redis, service_missing
+from tests.routing.test_rate_limit_backoff import DroppingRedis, a_key
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def free_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = int(probe.getsockname()[1])
+    probe.close()
+    return port
+
+
+@pytest.fixture
+def full_redis(settings: Any, one_rate_limit_window: tuple[int, int]) -> Iterator[redis.Redis]:
+    """A real Redis at its ``maxclients`` (1): the returned client holds the one connection."""
+    if shutil.which("redis-server") is None:
+        service_missing("needs redis-server on PATH")
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--maxclients", "1",
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    holder = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                holder.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+        yield holder
+    finally:
+        holder.close()
+        server.kill()
+        server.wait(10)
+
+
+def admit(key: AuthenticatedKey, times: int = 1) -> None:
+    async def run() -> None:
+        try:
+            for _ in range(times):
+                await limits.rate_limit_admit(key, 0)
+        finally:
+            await limits.rate_limit_close()
+
+    asyncio.run(run())
+
+
+def test_a_redis_at_its_maxclients_does_not_back_the_limiter_off(
+    full_redis: redis.Redis, settings: Any
+) -> None:
+    """Both paths fail open for the refused request alone; once a connection is free, the next
+    request is counted at once. Old code: the refusal backed Redis off for the whole process
+    (``_Outage.since`` set), and the request after it was admitted uncounted."""
+    settings.ROUTER_SELECT_RPM_FACTOR = 1
+    key = a_key(rpm=1)
+    admit(key, times=2)  # refused by Redis: uncounted, so both admitted
+    select_admit_sync(key, user_id=None)
+
+    assert limits_redis._Outage.since is None
+    full_redis.config_set("maxclients", 10)  # room again
+    admit(key)  # counted: the key's one request this minute
+    with pytest.raises(RateLimited):
+        admit(key)
+
+
+def test_a_busy_pool_is_bounded_and_does_not_back_the_limiter_off(
+    settings: Any, one_rate_limit_window: tuple[int, int]
+) -> None:
+    """With ``RATE_LIMIT_REDIS_MAX_CONNECTIONS`` 1 held by another call, a lease call waits at
+    most ``REDIS_SOCKET_TIMEOUT`` and its request is admitted uncounted, Redis not backed off.
+    Old code: the pool was unbounded (the lease call opened a second connection and counted)."""
+    if not settings.REDIS_URL:
+        require_redis()
+    settings.RATE_LIMIT_REDIS_MAX_CONNECTIONS = 1
+    settings.REDIS_SOCKET_TIMEOUT = 0.3
+    key = a_key(rpm=1)
+    requests_key, _ = limits_redis.lease_keys(limits.key_tag(key, ""), one_rate_limit_window[0])
+
+    async def run() -> tuple[int, bool]:
+        client, _ = limits_redis.lease_client()
+        held = await client.connection_pool.get_connection()
+        try:
+            await limits.rate_limit_admit(key, 0)
+        finally:
+            await client.connection_pool.release(held)
+        leased = int(await client.get(requests_key) or 0)
+        backed_off = limits_redis._Outage.since is not None
+        await limits.rate_limit_admit(key, 0)  # a connection is free: counted
+        with pytest.raises(RateLimited):
+            await limits.rate_limit_admit(key, 0)
+        await limits.rate_limit_close()
+        return leased, backed_off
+
+    leased, backed_off = asyncio.run(run())
+    assert leased == 0  # old code: 1 (a second connection leased)
+    assert not backed_off
+
+
+@pytest.fixture
+def silent_redis(settings: Any, one_rate_limit_window: tuple[int, int]) -> Iterator[DroppingRedis]:
+    server = DroppingRedis(silent=True)
+    # redis-py reads retry options from the URL (and they win over the client's arguments).
+    settings.REDIS_URL = f"{server.url}?retry_on_timeout=true"
+    settings.REDIS_CONNECT_TIMEOUT = 0.3
+    settings.REDIS_SOCKET_TIMEOUT = 0.3
+    yield server
+    server.close()
+
+
+def test_a_probe_is_one_attempt_on_both_paths(silent_redis: DroppingRedis, settings: Any) -> None:
+    """One lease call against a Redis that never replies opens one connection and waits one
+    reply timeout, whatever retries ``REDIS_URL`` asks redis-py for. Old code: the client took
+    them (here one retry: two connections, two reply timeouts per probe)."""
+    settings.ROUTER_SELECT_RPM_FACTOR = 1
+    admit(a_key(rpm=1))
+    async_attempts = silent_redis.connections
+    limits_redis._Outage.since, limits_redis._Outage.retry_at = None, 0.0  # not backed off
+    select_admit_sync(a_key(rpm=1), user_id=None)
+
+    assert async_attempts == 1
+    assert silent_redis.connections == 2
