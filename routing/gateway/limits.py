@@ -29,7 +29,9 @@ A key made by a key (``created_by_key``) counts in the buckets of every key up i
 lease or from none, and the slices a chain lacks are leased in one Lua call, all or nothing. The
 chain comes with the key from its one lookup statement and is cached with it.
 
-When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
+When Redis refuses a lease call (its ``maxclients``) or this process's limiter pool has no
+connection free, the request is counted in this process alone (``_admit_local``): the limits
+hold per process rather than not at all. When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
 answers again, when counting resumes in the current window. After a connection error or timeout
 the process leaves Redis alone for ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes
 it, one probe at a time (``routing.gateway.limits_redis``): before, every request paid up to

@@ -12,11 +12,14 @@ starts and once as it ends.
 
 Only a Redis that does not answer is an outage. A server that answers with a refusal, its
 ``maxclients`` reached ("max number of clients reached", which a flood of connections elsewhere
-can provoke), is up: its open connections still count, so that request alone is admitted
-uncounted and nothing backs off (before, the refusal flipped the whole process into uncounted
-admission for the back-off). Likewise when this process's own pool of
-``RATE_LIMIT_REDIS_MAX_CONNECTIONS`` is busy past ``REDIS_SOCKET_TIMEOUT`` (it was unbounded:
-a burst of distinct keys opened a connection each). Every lease call is a single attempt, so a
+can provoke), is up: its open connections still count, so that request alone is counted in
+this process (its chain's buckets, as without Redis) and nothing backs off (before, the refusal
+flipped the whole process into uncounted admission for the back-off). Likewise when this
+process's own pool of ``RATE_LIMIT_REDIS_MAX_CONNECTIONS`` is busy past
+``RATE_LIMIT_REDIS_POOL_WAIT_SECONDS`` (it was unbounded: a burst of distinct keys opened a
+connection each; then its wait was ``REDIS_SOCKET_TIMEOUT`` and such requests were admitted
+uncounted: thousands of requests of keys a key made, each chain its own lease call, made a
+parent's rpm stop binding and every request wait 5 s). Every lease call is a single attempt, so a
 probe lasts at most a connect and a reply timeout: redis-py retries when ``REDIS_URL``'s query
 asks it to (``retry_on_timeout``, ``retry_on_error``: they win over the client's arguments), and
 the ``Redis()`` constructor's own default is 3 retries with sleeps of up to seconds."""
