@@ -81,6 +81,10 @@ class TooLarge(DomainError):
     """An input is over its size limit."""
 
 
+class RequestTimeout(DomainError):
+    """The client did not send its request in time."""
+
+
 class RateLimited(DomainError):
     """Too many requests or tokens in the current window."""
 

@@ -32,6 +32,7 @@ HTTP_OF: dict[type[DomainError], tuple[int, str]] = {
     domain.NotPermitted: (403, "forbidden"),
     domain.KeyLimitReached: (403, "key_limit_reached"),
     domain.NotFound: (404, "not_found"),
+    domain.RequestTimeout: (408, "request_timeout"),
     domain.UpstreamTimeout: (408, "upstream_timeout"),
     domain.Conflict: (409, "conflict"),
     domain.TooLarge: (413, "payload_too_large"),
@@ -62,6 +63,7 @@ NotFound = domain.NotFound
 Conflict = domain.Conflict
 UpstreamTimeout = domain.UpstreamTimeout
 PayloadTooLarge = domain.TooLarge
+RequestTimeout = domain.RequestTimeout
 RateLimited = domain.RateLimited
 UpstreamFailed = domain.UpstreamFailed
 NoProviderAvailable = domain.NoProviderAvailable

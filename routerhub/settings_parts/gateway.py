@@ -100,6 +100,9 @@ USAGE_PROMPT_RETENTION_DAYS = env.int("USAGE_PROMPT_RETENTION_DAYS", default=0)
 # dropped daily (billing.partitions_ensure). 0 keeps every month (rollups keep totals either way).
 USAGE_RECORD_RETENTION_MONTHS = env.int("USAGE_RECORD_RETENTION_MONTHS", default=0)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+# How long a /v1 request may take to send its body, from its start (408 past it): 20 MB in 60 s
+# is ~2.7 Mbit/s. uvicorn has no deadline of its own for a body.
+GATEWAY_BODY_READ_SECONDS = env.float("GATEWAY_BODY_READ_SECONDS", default=60.0)
 # The most one upstream answer (whole, streamed, or an error) may be once decoded: a tenant's own
 # host could otherwise send gigabytes, or a few kilobytes of gzip that decode to them. It must fit
 # the largest answer the API allows: /v1/embeddings takes 2,048 inputs, at 3,072 dimensions and up

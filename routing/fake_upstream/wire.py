@@ -128,8 +128,17 @@ def openai_turn(body: JSON, model: str) -> Turn:
     )
 
 
+def deepseek_thought(turn: Turn) -> str:
+    """The reasoning a ``*reasoner*`` model streams as ``reasoning_content`` before its answer,
+    as DeepSeek's does (no other model has any): long enough to be worth reading alone."""
+    return (
+        " ".join(["Step: weigh the question once more."] * 20) if "reasoner" in turn.model else ""
+    )
+
+
 def openai_usage(turn: Turn, completion: int, cached: int) -> JSON:
     reasoning = 5 if turn.model.startswith(("o1", "o3", "o4")) or "reason" in turn.model else 0
+    reasoning = count_tokens(deepseek_thought(turn)) or reasoning
     usage = {
         "prompt_tokens": turn.prompt_tokens,
         "completion_tokens": completion + reasoning,
@@ -154,6 +163,8 @@ def _openai_call(answer: Answer) -> JSON:
 def openai_response(turn: Turn, answer: Answer, cached: int, max_tokens: int | None) -> JSON:
     text, finish = _truncate(answer.text, max_tokens)
     message: JSON = {"role": "assistant", "content": text if not answer.is_tool_call else None}
+    if deepseek_thought(turn):
+        message["reasoning_content"] = deepseek_thought(turn)
     if answer.is_tool_call:
         message["tool_calls"] = [_openai_call(answer)]
         finish = "tool_calls"
@@ -186,6 +197,9 @@ def openai_stream(
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
+    thought = deepseek_thought(turn)
+    for piece in split_tokens(thought) if thought else []:  # DeepSeek's reasoner thinks first
+        yield chunk({"reasoning_content": piece})
     if answer.is_tool_call:
         call = _openai_call(answer)
         yield chunk(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ import orjson
 from django.conf import settings
 
 from routerhub.body_limits import MAX_JSON_DEPTH, declared_body_length, nested_deeper_than
-from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, error_body
+from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, RequestTimeout, error_body
 from routerhub.middleware import request_id_from
 from routing.ingress.anthropic import anthropic_error
 
@@ -120,6 +121,20 @@ class GatewayRequest:
         before more of it is read."""
         limit = settings.GATEWAY_MAX_BODY_BYTES if limit is None else limit
         declared_body_length(self.headers.get("content-length"), limit=limit)
+        # uvicorn reads a body without a deadline: a byte now and then held a connection slot
+        # (and what had come) for ever, as many as the worker takes.
+        seconds = settings.GATEWAY_BODY_READ_SECONDS
+        left = seconds - (time.monotonic() - self.started)
+        try:
+            async with asyncio.timeout(max(left, 0.0)):
+                return await self._body_read(limit)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The request body did not arrive within {seconds:g} s "
+                "(GATEWAY_BODY_READ_SECONDS); send it whole, without pauses."
+            ) from None
+
+    async def _body_read(self, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:

@@ -112,7 +112,40 @@ def prompt_token_floor(body: JSON) -> int:
     bound: one token can be a run of 16+ identical characters, spaces or digits. Text without
     spaces (Chinese, Japanese, one long URL) counts as few words: it is never refused early,
     only sent; templates, tools and images add tokens this floor leaves out."""
-    return sum(len(text_of(message.get("content")).split()) for message in body["messages"])
+    return sum(word_count(text_of(message.get("content"))) for message in body["messages"])
+
+
+# What ``str.split()`` splits at: ASCII's whitespace and separators (a byte table, 1 = space),
+# and, by the high byte of a UTF-16 code unit, the low bytes that are whitespace in its block
+# (all of Unicode's whitespace is below U+3001).
+_ASCII_SPACES = bytes(int(value < 0x80 and chr(value).isspace()) for value in range(256))
+_SPACE_BLOCKS = sorted({c >> 8 for c in range(0x3001) if chr(c).isspace()})
+_SPACE_GROUPS = [
+    (
+        high,
+        bytes(int(value == high) for value in range(256)),
+        bytes(int(chr(high << 8 | value).isspace()) for value in range(256)),
+    )
+    for high in _SPACE_BLOCKS
+]
+
+
+def word_count(text: str) -> int:
+    """``len(text.split())``, counted in C: a text's code units marked 1 where whitespace, then
+    the words' starts (a space followed by anything else). Before, ``split()`` made a string
+    per word on the event loop: a 20 MB prompt past every window took ~1 s and ~400 MB."""
+    if text.isascii():
+        marks = text.encode().translate(_ASCII_SPACES)
+    else:
+        units = text.encode("utf-16-be", "surrogatepass")
+        highs, lows = units[0::2], units[1::2]
+        spaces = 0
+        for high, in_block, space_low in _SPACE_GROUPS:
+            if highs.find(high) != -1:
+                block = int.from_bytes(highs.translate(in_block))
+                spaces |= block & int.from_bytes(lows.translate(space_low))
+        marks = spaces.to_bytes(len(highs))
+    return marks.count(b"\x01\x00") + (marks[:1] == b"\x00")
 
 
 def max_tokens_for(body: JSON, endpoint: EndpointInfo) -> int:

@@ -71,7 +71,9 @@ def partial_usage(ex: Exchange) -> Usage:
     """What a stream produced so far: the provider's count when it sent one, else an estimate."""
     reported = ex.decoder.usage if ex.decoder is not None else None
     finished = ex.decoder is not None and ex.decoder.finished
-    usage = billable_usage(ex, reported, ex.generated_chars, finished=finished)
+    # What the provider generated: what was relayed and what was read but not (excluded thinking).
+    generated = ex.generated_chars + (ex.decoder.unrelayed_chars if ex.decoder else 0)
+    usage = billable_usage(ex, reported, generated, finished=finished)
     if ex.endpoint is not None:
         if not finished:
             # A stream cut short may carry an early, partial count (Anthropic's message_start).
@@ -79,7 +81,7 @@ def partial_usage(ex: Exchange) -> Usage:
             # before, the larger of it and a 4-characters-a-token estimate, so a streamed
             # answer cost (and said in its usage chunk) more than the same answer unstreamed.
             usage.completion_tokens = max(
-                usage.completion_tokens, _completion_estimate(ex, ex.generated_chars)
+                usage.completion_tokens, _completion_estimate(ex, generated)
             )
         if reported is None and ex.endpoint.hidden_reasoning:
             hidden = _hidden_reasoning(ex, ex.endpoint)
@@ -166,6 +168,7 @@ def choices_chars(choices: list[JSON]) -> int:
     for choice in choices:
         message = choice.get("message") or {}
         total += len(text_of(message.get("content")))
+        total += sum(len(text_of(message.get(name))) for name in ("reasoning", "reasoning_content"))
         total += sum(
             len((c.get("function") or {}).get("arguments") or "")
             for c in message.get("tool_calls") or []

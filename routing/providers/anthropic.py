@@ -302,6 +302,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         if kind == "text_delta":
             out: JSON = {"content": delta.get("text", "")}
         elif kind == "thinking_delta" and self.exclude_reasoning:
+            self.unrelayed_chars += len(delta.get("thinking") or "")
             return []
         elif kind == "thinking_delta":
             out = {"reasoning": delta.get("thinking", "")}

@@ -253,6 +253,9 @@ class StreamDecoder(ABC):
         self.usage: Usage | None = None
         self.finished = False
         self.service_tier = ""  # the tier a chunk said it was served at (``Completion``'s)
+        # Characters the provider generated and this decoder did not relay (thinking the request
+        # excluded): billed like relayed ones when the stream is cut before its usage report.
+        self.unrelayed_chars = 0
 
     @abstractmethod
     def feed(self, event: str | None, data: str) -> list[JSON]:

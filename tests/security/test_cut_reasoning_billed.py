@@ -1,0 +1,63 @@
+"""A stream cut while its model reasons is billed the reasoning the provider generated, in every
+shape a provider streams it: DeepSeek's ``reasoning_content`` (relayed to the client as it came)
+and Anthropic's thinking the request excluded (``reasoning.exclude``: read, never relayed).
+Before, neither counted: a client that read DeepSeek's reasoning and left before the usage chunk
+got it free, and excluded thinking cut short billed one output token."""
+
+from __future__ import annotations
+
+from billing.models import Reservation, UsageFlag, UsageRecord
+from routing.fake_upstream.answers import split_tokens
+from tests.routing.servers import poll
+from tests.routing.world import World, endpoint, model
+from training.tokens import tokens_from_chars
+
+
+def _record(world: World, model_id: str) -> UsageRecord:
+    return poll(
+        lambda: UsageRecord.objects.filter(organization=world.organization, model=model_id).first()
+    )
+
+
+def test_deepseek_reasoning_read_before_the_client_leaves_is_billed(world: World) -> None:
+    """The fake's reasoner streams 20 sentences of ``reasoning_content`` (140 pieces), then
+    stalls after 81 events: the role chunk and 80 pieces of reasoning reached the client."""
+    world.catalog({
+        "models": [model("test/reasoner")],
+        "endpoints": [endpoint("test/reasoner", "fake-openai", "deepseek-reasoner@hang_after=81")],
+    })  # fmt: skip
+    body = {"model": "test/reasoner", "stream": True, "max_tokens": 2000,
+            "messages": [{"role": "user", "content": "Why is the sky blue?"}]}  # fmt: skip
+
+    world.client_leaves("/v1/chat/completions", body, after=0.5)
+
+    record = _record(world, "test/reasoner")
+    thought = " ".join(["Step: weigh the question once more."] * 20)
+    relayed = "".join(split_tokens(thought)[:80])
+    assert (record.status, record.error_type) == ("aborted", "client_disconnected")
+    assert record.completion_tokens >= tokens_from_chars(len(relayed))  # old code: 0
+    assert UsageFlag.USAGE_ESTIMATED in record.flag_list
+    assert record.cost <= Reservation.objects.get(generation_id=record.generation_id).amount
+
+
+def test_excluded_anthropic_thinking_cut_short_is_billed(world: World) -> None:
+    """Anthropic streams the thinking whatever ``exclude`` says (the gateway drops it); the fake
+    stalls after message_start, ping, the block's start and 20 thinking deltas."""
+    world.catalog({
+        "models": [model("test/claude-think")],
+        "endpoints": [endpoint("test/claude-think", "fake-anthropic",
+                               "claude-sonnet-4-5@hang_after=23", "3", "15")],
+    })  # fmt: skip
+    prompt = "Explain, with care and at length, why the sky is blue in the daytime and red at dusk."
+    body = {"model": "test/claude-think", "stream": True, "max_tokens": 4000,
+            "reasoning": {"max_tokens": 2000, "exclude": True},
+            "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
+
+    world.client_leaves("/v1/chat/completions", body, after=0.5)
+
+    record = _record(world, "test/claude-think")
+    thought = f"The user asks: {prompt[:80]}. I will answer plainly."
+    streamed = "".join(split_tokens(thought)[:20])
+    assert (record.status, record.error_type) == ("aborted", "client_disconnected")
+    assert record.completion_tokens >= tokens_from_chars(len(streamed))  # old code: 1
+    assert record.cost <= Reservation.objects.get(generation_id=record.generation_id).amount
