@@ -145,9 +145,13 @@ ROUTER_SELECT_RPM_DEFAULT = int(
 # to REDIS_CONNECT_TIMEOUT (routing/gateway/limits_redis.py).
 RATE_LIMIT_REDIS_BACKOFF_SECONDS = positive_float("RATE_LIMIT_REDIS_BACKOFF_SECONDS", 5.0)
 # Connections each process's rate limiter (its event loop's client) opens to Redis at most; a
-# lease call finding them all busy waits up to REDIS_SOCKET_TIMEOUT, then its request is admitted
-# uncounted, without backing Redis off (routing/gateway/limits_redis.py). Was unbounded.
+# lease call finding them all busy waits up to RATE_LIMIT_REDIS_POOL_WAIT_SECONDS, then its
+# request is counted in this process alone, without backing Redis off
+# (routing/gateway/limits_redis.py). Was unbounded.
 RATE_LIMIT_REDIS_MAX_CONNECTIONS = positive_int("RATE_LIMIT_REDIS_MAX_CONNECTIONS", 64)
+# Seconds a lease call waits for a free connection of that pool. Was REDIS_SOCKET_TIMEOUT (5 s):
+# a flood of distinct keys made every request wait it, then admitted them uncounted.
+RATE_LIMIT_REDIS_POOL_WAIT_SECONDS = positive_float("RATE_LIMIT_REDIS_POOL_WAIT_SECONDS", 0.1)
 # Seconds a pipeline's active version is cached per process (routing.pipeline_rows): a new
 # version or a deletion reaches every worker within this time.
 PIPELINE_CACHE_TTL = env.float("PIPELINE_CACHE_TTL", default=0.5)
