@@ -63,10 +63,19 @@ CurrentKeyOutput = inline_serializer(
                 "name": serializers.CharField(),
             },
         ),
-        "limit": _money,
-        "limit_remaining": _money,
-        "limit_reset": serializers.CharField(allow_null=True),
-        "limit_reset_at": serializers.DateTimeField(allow_null=True),
+        "limit": serializers.CharField(allow_null=True, help_text="The key's own limit."),
+        "limit_remaining": serializers.CharField(
+            allow_null=True,
+            help_text="What the key can still spend: the least its own window and each of its "
+            "ancestors' (keys it was made from) leave.",
+        ),
+        "limit_reset": serializers.CharField(
+            allow_null=True, help_text="The key's own limit's period."
+        ),
+        "limit_reset_at": serializers.DateTimeField(
+            allow_null=True,
+            help_text="When the window limit_remaining comes from ends (null: never).",
+        ),
         "usage": _money,
         "usage_daily": _money,
         "usage_weekly": _money,

@@ -262,10 +262,10 @@ def test_a_real_worker_sends_the_mail_queued_on_commit_retrying_a_refusal(
 def test_a_delivery_again_mints_a_new_link_and_the_earlier_one_stops_admitting(
     tenants: Tenants,
 ) -> None:
-    """Guards existing behaviour (not a regression test: it passes on the code before it was
-    written). A task delivered again after it mailed (its worker died before marking it sent;
-    the same queued send, so the same ``mail_ticket``) mails a new link: the newest mail admits,
-    the earlier link no longer does."""
+    """A task delivered again after it mailed (its worker died before marking it sent; the same
+    queued send, so the same ``mail_ticket``) mails a new link: the newest mail admits, the
+    earlier link no longer does. Written after the behaviour (it passed on the code before it);
+    it fails when a delivery keeps the earlier token's digest instead of storing its own."""
     with mails_sent():
         _invite(tenants)
     invitation = Invitation.objects.get(email="new@example.com")

@@ -23,7 +23,13 @@ from billing.drafts import UsageDraft
 from billing.models import CreditAccount, CreditHold, KeySpendWindow
 from billing.services import ReservationRequest, credits_reserve
 from billing.settlement import usage_settle_batch
-from tests.billing.test_key_budget_lineage import _child, _hold, _organization, _root, _window
+from tests.billing.key_budgets import (
+    budget_organization_make,
+    child_key_make,
+    key_hold,
+    key_window,
+    manage_key_make,
+)
 from tests.conftest import require_postgres
 from tests.db_locks import LOCK_WAITS_SQL, waiting_on_a_lock
 from tests.factories import funded_organization_make, key_make
@@ -138,9 +144,9 @@ def test_a_childs_hold_and_a_settlement_of_its_tree_take_the_windows_in_one_orde
     first would wait there holding it; the settlement, first in line for the parent's, would
     then wait for the child's: PostgreSQL's deadlock error for one of them."""
     require_postgres()
-    _, parent = _root(_organization(), limit=Decimal("5"), limit_reset="daily")
-    child, child_row = _child(parent)
-    held = _hold(child, "1")  # both windows exist, holding 1
+    _, parent = manage_key_make(budget_organization_make(), limit=Decimal("5"), limit_reset="daily")
+    child, child_row = child_key_make(parent)
+    held = key_hold(child, "1")  # both windows exist, holding 1
     key = key_authenticate(child)
     request = ReservationRequest(organization_id=key.organization_id,
                                  generation_id=f"gen-{uuid.uuid4().hex}", amount=Decimal("1"),
@@ -168,5 +174,5 @@ def test_a_childs_hold_and_a_settlement_of_its_tree_take_the_windows_in_one_orde
     reserver.join(60)
 
     assert errors == []
-    assert _window(parent) == (Decimal("0.5"), Decimal("1"))
-    assert _window(child_row) == (Decimal("0.5"), Decimal("1"))
+    assert key_window(parent) == (Decimal("0.5"), Decimal("1"))
+    assert key_window(child_row) == (Decimal("0.5"), Decimal("1"))

@@ -22,90 +22,89 @@ from billing.drafts import UsageDraft
 from billing.models import KeySpendWindow, Reservation
 from billing.services import reservations_sweep
 from billing.settlement import usage_settle
-from tests.billing.test_key_budget_lineage import (
-    _child,
-    _hold,
-    _organization,
-    _refused_by,
-    _root,
-    _settle,
-    _window,
+from tests.billing.key_budgets import (
+    budget_organization_make,
+    child_key_make,
+    key_hold,
+    key_refusal,
+    key_settle,
+    key_window,
+    lifetime_key_make,
+    manage_key_make,
 )
 from tests.factories import key_client, key_make
 
 pytestmark = pytest.mark.django_db
 
 
-def _lifetime_key(limit: str = "1") -> tuple[str, ApiKey]:
-    plaintext = key_make(_organization(), limit=Decimal(limit), limit_reset=None)
-    return plaintext, ApiKey.objects.get(prefix=plaintext[:16])
-
-
 def test_a_never_resetting_key_works_until_it_has_really_spent_its_limit() -> None:
-    plaintext, key = _lifetime_key("1")
+    plaintext, key = lifetime_key_make("1")
     charges = []
     for _ in range(7):  # 7 holds of 0.25 (1.75 in all) that each really cost 0.10
-        _settle(plaintext, _hold(plaintext, "0.25"), "0.1")
+        key_settle(plaintext, key_hold(plaintext, "0.25"), "0.1")
         charges.append(Decimal("0.1"))
-        assert _window(key) == (sum(charges), 0)
+        assert key_window(key) == (sum(charges), 0)
 
     body = key_client(plaintext).get("/api/v1/key").json()
     assert Decimal(body["limit_remaining"]) == Decimal("0.3")
     assert Decimal(body["usage"]) == Decimal("0.7")
-    _refused_by(plaintext, "0.31")
-    _settle(plaintext, _hold(plaintext, "0.3"), "0.3")  # the last 0.30 of its 1 USD
+    key_refusal(plaintext, "0.31")
+    key_settle(plaintext, key_hold(plaintext, "0.3"), "0.3")  # the last 0.30 of its 1 USD
 
-    assert _window(key) == (Decimal("1"), 0)
-    assert _refused_by(plaintext, "0.01")["remaining"] == "0.00000000"
+    assert key_window(key) == (Decimal("1"), 0)
+    assert key_refusal(plaintext, "0.01")["remaining"] == "0.00000000"
     assert Decimal(key_client(plaintext).get("/api/v1/key").json()["limit_remaining"]) == 0
 
 
 def test_the_sweep_releases_and_charges_a_never_resetting_window() -> None:
-    plaintext, key = _lifetime_key("1")
-    free, lost = _hold(plaintext, "0.2"), _hold(plaintext, "0.3")
+    plaintext, key = lifetime_key_make("1")
+    free, lost = key_hold(plaintext, "0.2"), key_hold(plaintext, "0.3")
     expired = timezone.now() - timedelta(seconds=1)
     Reservation.objects.filter(generation_id=free).update(state="free", expires_at=expired)
     Reservation.objects.filter(generation_id=lost).update(expires_at=expired)
 
     assert reservations_sweep() == 2
     # Released for free; charged at its hold (its usage never arrived).
-    assert _window(key) == (Decimal("0.3"), 0)
+    assert key_window(key) == (Decimal("0.3"), 0)
 
 
 def test_a_child_with_its_own_lifetime_limit_releases_its_own_and_its_parents() -> None:
-    _, parent = _root(_organization(), limit=Decimal("2"), limit_reset=None)
-    child, child_row = _child(parent, limit=Decimal("1"), limit_reset=None)
+    _, parent = manage_key_make(budget_organization_make(), limit=Decimal("2"), limit_reset=None)
+    child, child_row = child_key_make(parent, limit=Decimal("1"), limit_reset=None)
 
-    _settle(child, _hold(child, "0.5"), "0.1")
+    key_settle(child, key_hold(child, "0.5"), "0.1")
 
-    assert _window(parent) == (Decimal("0.1"), 0) and _window(child_row) == (Decimal("0.1"), 0)
+    assert key_window(parent) == (Decimal("0.1"), 0) and key_window(child_row) == (
+        Decimal("0.1"),
+        0,
+    )
 
 
 def test_a_hold_taken_before_the_fix_settles_in_the_window_its_key_never_resets() -> None:
     """Rolling deploy: old code recorded no window at all (``ancestor_windows`` NULL)."""
-    plaintext, key = _lifetime_key("1")
-    old = _hold(plaintext, "0.5")
+    plaintext, key = lifetime_key_make("1")
+    old = key_hold(plaintext, "0.5")
     Reservation.objects.filter(generation_id=old).update(ancestor_windows=None)
     # A hold of a key that had no limit yet when it was taken: in no window.
-    unlimited, other = _lifetime_key("1")
+    unlimited, other = lifetime_key_make("1")
     ApiKey.objects.filter(pk=other.pk).update(limit=None)
-    before_limit = _hold(unlimited, "0.5")
+    before_limit = key_hold(unlimited, "0.5")
     Reservation.objects.filter(generation_id=before_limit).update(ancestor_windows=None)
     ApiKey.objects.filter(pk=other.pk).update(limit=Decimal("1"))
-    _hold(unlimited, "0.2")  # its window, from here on
+    key_hold(unlimited, "0.2")  # its window, from here on
 
-    _settle(plaintext, old, "0.1")
-    _settle(unlimited, before_limit, "0.1")
+    key_settle(plaintext, old, "0.1")
+    key_settle(unlimited, before_limit, "0.1")
 
-    assert _window(key) == (Decimal("0.1"), 0)
+    assert key_window(key) == (Decimal("0.1"), 0)
     # Released never below zero; its charge counts (the key spent it).
-    assert _window(other) == (Decimal("0.1"), 0)
+    assert key_window(other) == (Decimal("0.1"), 0)
 
 
 def test_holds_of_keys_without_a_limit_record_none_and_settle_without_a_key_lookup() -> None:
-    organization = _organization()
+    organization = budget_organization_make()
     plaintext = key_make(organization)
-    held = _hold(plaintext, "0.5")
+    held = key_hold(plaintext, "0.5")
 
     assert Reservation.objects.get(generation_id=held).ancestor_windows == []
     key = ApiKey.objects.get(prefix=plaintext[:16])

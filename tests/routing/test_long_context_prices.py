@@ -109,11 +109,11 @@ def test_a_malformed_long_context_tier_fails_the_sync() -> None:
         ({"threshold": 200_000, "input": "0.0000025", "output": "0.000015"}, "cached_input"),
         ({"threshold": 200_000, "inptu": "0.0000025", "output": "0.000015"}, "unknown keys"),
         ({"threshold": 200_000, "input": "x", "output": "0.000015", "cached_input": "0"}, "input"),
+        ({"threshold": 200_000, "input": "0.0000025", "cached_input": "0"}, "input and output"),
+        ([200_000, "0.0000025", "0.000015"], "must be an object"),
     ],
 )
-def test_the_admin_refuses_a_tier_the_gateway_cannot_price(
-    tier: dict[str, object], named: str
-) -> None:
+def test_the_admin_refuses_a_tier_the_gateway_cannot_price(tier: object, named: str) -> None:
     """Before, a mistyped tier was saved and only logged by the gateway (billed at the short
     tier); now the admin's form shows the error on long_context."""
     catalog_sync_file()

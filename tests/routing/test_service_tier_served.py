@@ -127,8 +127,10 @@ def test_chat_says_the_tier_served_whole_and_streamed(world: World) -> None:
 def test_a_tier_said_once_is_said_from_that_chunk_on(
     world: World, said_in: str, from_chunk: int
 ) -> None:
-    """A provider saying the tier in one chunk only: every later chunk says it too (the adapter
-    remembers it, ``openai_compat``), the usage chunk included; none before it does."""
+    """A provider saying the tier in one chunk only: every later chunk says it too, the usage
+    chunk included, and none before it does. The stream's head keeps it (``streaming._emit``
+    sets it on the one head every later chunk and the usage chunk copy): this fails when each
+    chunk gets a fresh head, not when the decoder forgets the tier (the next test's case)."""
     data = base_catalog(world.fake_url)
     data["models"].append(data["models"][0] | {"id": "test/once", "name": "test/once"})
     data["endpoints"].append(
@@ -147,3 +149,20 @@ def test_a_tier_said_once_is_said_from_that_chunk_on(
     assert len(chunks) > 2 and chunks[-1].get("usage")
     assert all(chunk.get("service_tier") == "default" for chunk in chunks[first:])
     assert not any("service_tier" in chunk for chunk in chunks[:first])
+
+
+def test_an_unpriced_tier_said_in_the_first_chunk_only_is_flagged(world: World) -> None:
+    """The decoder remembers a tier said once (``openai_compat``) for the usage the provider
+    reports later without it, so billing reads the tier served: a stream served at ``priority``
+    that says so in its first chunk only is flagged ``unpriced_tier`` (fails when the decoder
+    forgets it: the usage then says no tier, read as the standard one, and nothing is flagged)."""
+    catalog = base_catalog(world.fake_url)
+    catalog["endpoints"][0]["upstream_model"] = "gpt-4o-mini@tier=priority,tier_in=first"
+    world.catalog(catalog)
+
+    answer = _post(world, "/v1/chat/completions", {"model": "test/gpt", "messages": HI,
+                                                   "stream": True})  # fmt: skip
+
+    assert answer.status_code == 200, answer.text
+    assert _events(answer)[0]["service_tier"] == "priority"
+    assert world.usage_record(answer.headers["x-generation-id"]).flag_list == ["unpriced_tier"]

@@ -26,7 +26,7 @@ from routing.services import provider_key_create
 from tests.factories import key_client
 from tests.routing.servers import ServerThread
 from tests.routing.world import World, base_catalog, endpoint, model
-from tests.security.test_upstream_answers_bounded import OwnHost
+from tests.security.own_host import OwnHost
 
 DESCRIBE = "Describe green tea for a shop label"
 # ``^(a+)+$`` against 24 a's and a '!' takes ~2 s of backtracking in-process (doubling per 'a').

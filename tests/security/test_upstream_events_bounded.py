@@ -20,7 +20,7 @@ import pytest
 from billing.models import LedgerEntry, Reservation
 from routing.providers.base import UpstreamError, sse_events
 from tests.routing.world import World
-from tests.security.test_upstream_answers_bounded import own_host_serving, stream_chunk
+from tests.security.own_host import own_host_serving, stream_chunk
 
 EVENT_LIMIT = 1024 * 1024
 PIECE = 4096  # the host writes its (gzipped) stream in pieces of this size

@@ -11,20 +11,16 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from routing.gateway.transport import MAX_HEAD_BYTES
 from tests.routing.world import World, base_catalog, endpoint, model, provider
+from tests.security.own_host import COMPLETION as OWN_COMPLETION
+from tests.security.own_host import ask
 from tests.security.raw_upstream import RawUpstream
 
-COMPLETION = orjson.dumps({
-    "id": "chatcmpl-own", "object": "chat.completion", "created": 1, "model": "own",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there."},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-})  # fmt: skip
+COMPLETION = orjson.dumps(OWN_COMPLETION)
 HEAD_BYTES = 4 * 1024 * 1024  # forty times the bound
 
 
@@ -37,19 +33,26 @@ def _one_endless_header() -> bytes:
     return b"x-padding: " + b"p" * HEAD_BYTES + b"\r\n"
 
 
+def _chunked(body: bytes, piece: int) -> bytes:
+    return b"".join(
+        b"%x\r\n%s\r\n" % (len(body[at : at + piece]), body[at : at + piece])
+        for at in range(0, len(body), piece)
+    )
+
+
 def _answers_with(
-    padding: bytes, *, trailers: bool = False
+    padding: bytes, *, trailers: bool = False, body: bytes = COMPLETION
 ) -> Callable[[RawUpstream, socket.socket], None]:
-    """Reads the request and answers 200 with ``padding`` among its headers (then its body), or
-    with ``trailers``, as the trailers of a chunked body."""
+    """Reads the request and answers 200 with ``padding`` among its headers (then ``body``), or
+    with ``trailers``, as the trailers of ``body`` chunked in 64 KiB pieces."""
 
     def handler(server: RawUpstream, connection: socket.socket) -> None:
         server.read_request(connection)
         head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-        answer = head + padding + b"Content-Length: %d\r\n\r\n%s" % (len(COMPLETION), COMPLETION)
+        answer = head + padding + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
         if trailers:
-            body = b"%x\r\n%s\r\n0\r\n%s\r\n" % (len(COMPLETION), COMPLETION, padding)
-            answer = head + b"Transfer-Encoding: chunked\r\n\r\n" + body
+            chunks = _chunked(body, 64 * 1024) + b"0\r\n%s\r\n" % padding
+            answer = head + b"Transfer-Encoding: chunked\r\n\r\n" + chunks
         try:
             connection.sendall(answer)
         except OSError:
@@ -59,9 +62,14 @@ def _answers_with(
 
 
 def _ask(
-    world: World, raw_servers: list[RawUpstream], padding: bytes, *, trailers: bool = False
+    world: World,
+    raw_servers: list[RawUpstream],
+    padding: bytes,
+    *,
+    trailers: bool = False,
+    body: bytes = COMPLETION,
 ) -> Any:
-    server = RawUpstream(_answers_with(padding, trailers=trailers))
+    server = RawUpstream(_answers_with(padding, trailers=trailers, body=body))
     raw_servers.append(server)
     data = base_catalog(world.fake_url)
     data["models"].append(model("test/raw"))
@@ -69,10 +77,7 @@ def _ask(
     data["providers"][-1]["base_url"] = f"{server.url()}/v1"
     data["endpoints"].append(endpoint("test/raw", "raw-0", "gpt-4o"))
     world.catalog(data)
-    body = {"model": "test/raw", "max_tokens": 16,
-            "messages": [{"role": "user", "content": "Say hello."}]}  # fmt: skip
-    return httpx.post(f"{world.gateway_url}/v1/chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {world.key}"}, timeout=30)  # fmt: skip
+    return ask(world, stream=False, model_id="test/raw")
 
 
 def test_an_ordinary_head_is_read(world: World, raw_servers: list[RawUpstream]) -> None:
@@ -96,7 +101,13 @@ def test_a_head_past_the_bound_fails_the_attempt(
 
 
 def test_a_chunked_body_with_trailers_is_read(world: World, raw_servers: list[RawUpstream]) -> None:
-    response = _ask(world, raw_servers, b"x-checksum: abc\r\n", trailers=True)
+    """Trailers are counted from the body's last piece, not from the head: a chunked body ten
+    times ``MAX_HEAD_BYTES`` long (JSON padded with spaces, read in several reads) with a trailer
+    is served (fails when every byte after the head counts towards the trailers' bound). That a
+    trailer is not kept as a header is not seen from here: the answer's headers are read before."""
+    long_body = COMPLETION + b" " * (10 * MAX_HEAD_BYTES)
+
+    response = _ask(world, raw_servers, b"x-checksum: abc\r\n", trailers=True, body=long_body)
 
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == "Hello there."

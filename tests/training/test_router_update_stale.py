@@ -5,6 +5,9 @@ a rollback of a bad version made meanwhile was undone, the bad version served ag
 
 from __future__ import annotations
 
+from typing import Any
+from unittest import mock
+
 import pytest
 
 from accounts.models import KeyScope
@@ -55,11 +58,24 @@ def test_a_settings_change_racing_a_delete_is_not_found_not_a_server_error() -> 
 
 
 def test_the_api_answers_the_router_as_written() -> None:
+    """The PATCH answers the row it wrote (``row_update``'s locked re-read), not the router it
+    read: version 3, activated between the two, is what it says is active (fails when the view
+    answers the router as read: version 2)."""
     router = _router_on_version_2()
     manage = key_client(key_make(router.organization, scope=KeyScope.MANAGE))
-    lifecycle.version_switch(router=router, number=3, kind=RouterEventKind.ACTIVATED, actor="test")
+    update = services.router_update
 
-    answer = manage.patch("/api/v1/routers/r", {"slug": "r2", "name": "N"}, format="json")
+    def activated_meanwhile(**kwargs: Any) -> Router:
+        lifecycle.version_switch(
+            router=Router.objects.get(pk=router.pk),
+            number=3,
+            kind=RouterEventKind.ACTIVATED,
+            actor="test",
+        )
+        return update(**kwargs)
+
+    with mock.patch.object(services, "router_update", activated_meanwhile):
+        answer = manage.patch("/api/v1/routers/r", {"slug": "r2", "name": "N"}, format="json")
 
     assert answer.status_code == 200, answer.json()
     assert (answer.json()["slug"], answer.json()["name"]) == ("r2", "N")

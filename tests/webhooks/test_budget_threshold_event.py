@@ -19,8 +19,12 @@ from accounts.models import ApiKey
 from billing import window_spend
 from billing.models import KeySpendWindow, Reservation
 from billing.services import ReservationRequest, credits_reserve, ledger_post
-from tests.billing.test_key_budget_lineage import _child, _organization, _root
-from tests.billing.test_key_budget_lineage import _hold as _lineage_hold
+from tests.billing.key_budgets import (
+    budget_organization_make,
+    child_key_make,
+    key_hold,
+    manage_key_make,
+)
 from tests.factories import key_make, tenants_make
 from tests.routing.servers import poll
 from tests.webhooks.receiver import Receiver
@@ -151,17 +155,17 @@ def test_an_ancestors_event_fires_when_its_trees_spend_crosses_the_share(
 ) -> None:
     """README: an ancestor's window counts its whole tree, and its ``budget.threshold`` event
     fires when the tree's spend crosses the share, though no key of the tree crossed its own."""
-    organization = _organization()
+    organization = budget_organization_make()
     receiver = receiver_factory([200])
     webhook_endpoint_create(
         organization=organization, url=receiver.url, events=["budget.threshold"]
     )
-    _, parent = _root(organization, limit=Decimal("1"), limit_reset="daily")
-    first, _ = _child(parent)  # each takes its parent's limit: 1 a day
-    second, _ = _child(parent)
+    _, parent = manage_key_make(organization, limit=Decimal("1"), limit_reset="daily")
+    first, _ = child_key_make(parent)  # each takes its parent's limit: 1 a day
+    second, _ = child_key_make(parent)
 
-    _lineage_hold(first, "0.5")
-    _lineage_hold(second, "0.4")  # each key at half or less; the tree at 90 %
+    key_hold(first, "0.5")
+    key_hold(second, "0.4")  # each key at half or less; the tree at 90 %
 
     [event] = _events(receiver, 1)
     assert event["data"]["key_id"] == parent.pk and event["data"]["spent"] == "0.90000000"
