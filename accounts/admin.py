@@ -59,12 +59,32 @@ class OrganizationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Keys, for operators. A key's parent and depth are what its creation recorded (an editable
     parent would be a menu of every organization's keys), and revoking goes through the action,
-    which revokes the keys made from them too (``key_lineage.api_key_revoke``)."""
+    which revokes the keys made from them too (``key_lineage.api_key_revoke``). A key's expiry
+    and organization are shown, not edited: an expiry set here would not reach the keys made
+    from it (the dashboard and API move it through ``key_lineage``), and a key moved to another
+    organization would take its lineage across organizations. The person who made a key and the role
+    they made it with are shown, not edited: a key never acts above that role (``keys.key_role``),
+    and the person field would offer every user of every organization."""
 
     list_display = ["prefix", "name", "organization", "scope", "created_at", "revoked_at"]
-    readonly_fields = ["digest", "prefix", "created_by_key", "lineage_depth", "revoked_at"]
+    readonly_fields = [
+        "digest",
+        "prefix",
+        "organization",
+        "expires_at",
+        "created_by",
+        "created_by_role",
+        "created_by_key",
+        "lineage_depth",
+        "revoked_at",
+    ]
     search_fields = ["prefix", "name"]
     actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A key is minted by the dashboard or the API: this form makes no digest nor prefix
+        # (read-only above), and with its organization read-only it could not save one.
+        return False
 
     @admin.action(description="Revoke (with the keys made from them)")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -25,7 +25,8 @@ BOUNDED = (
     "`limit` (or shorter `limit_reset`), `rpm` or `tpm`, or a model outside `allowed_models` "
     "than that key has (403 naming the field); a created key takes that key's where the body "
     "leaves them out, and records it as `created_by_key`. A key it did not make (outside its "
-    "lineage) it may narrow, but where it is bounded itself give no more than that key has now. "
+    "lineage) it may narrow, but if it has any bound itself (`expires_at`, `limit`, `rpm`, "
+    "`tpm` or `allowed_models`) give it no more, on any field, than that key has now. "
     "A signed-in person's session may set any value. An earlier `expires_at` holds for the keys "
     "made from the key too."
 )

@@ -144,46 +144,59 @@ def api_key_update_bounded(
     with transaction.atomic():
         key = api_key_update(key=key, changes=changes)
         if expires is not None:
-            # The keys made from it expire no later than it (``grant_check`` at their creation);
-            # an earlier expiry holds for them too, else they would outlive it.
-            made = ApiKey.objects.filter(pk__in=key_tree(key.pk)).exclude(pk=key.pk)
-            made.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=expires)).update(
-                expires_at=expires
-            )
+            _expiry_propagate(key.pk, expires)
     key_cache_clear()
     transaction.on_commit(key_cache_clear)  # inside a caller's transaction: once it commits too
     return key
 
 
+def _expiry_propagate(root_id: int, expires: datetime) -> None:
+    """The keys made from ``root_id`` expire no later than it (``grant_check`` at their
+    creation): an earlier expiry holds for them too, else they would outlive it. The tree is
+    locked level by level first, as ``api_key_revoke`` locks it: an UPDATE's subquery is read
+    once, at its start, and missed a key a create was committing under a locked parent (which
+    then kept its later expiry); and it locked rows in disk order, against the primary-key order
+    of a revocation or a member's removal (a deadlock)."""
+    for level in range(1, LINEAGE_DEPTH_MAX + 1):
+        if not _level_lock(root_id, level):
+            break
+    later = Q(expires_at__isnull=True) | Q(expires_at__gt=expires)
+    made = ApiKey.objects.filter(later, pk__in=key_tree(root_id), revoked_at__isnull=True)
+    made.exclude(pk=root_id).update(expires_at=expires)
+
+
 def outside_lineage_check(*, parent: ApiKey, key: ApiKey, changes: dict[str, Any]) -> None:
-    """A key ``parent`` did not make (nor made itself) spends outside ``parent``'s budget: where
-    ``parent`` is bounded (expiry, limit, rpm, tpm, models), it may narrow such a key but give
-    it no more than it has now (403 naming the field). Else a key limited to 10 USD would lift
-    any other key from 1 USD to 10, whose spend never counts against it."""
-    if parent.expires_at is not None and "expires_at" in changes:
+    """A key ``parent`` did not make (nor made itself) spends outside ``parent``'s budget: when
+    ``parent`` is bounded at all (expiry, limit, rpm, tpm or models), it may narrow such a key
+    but give it no more than it has now, on every field (403 naming the field). Else a key
+    limited to 10 USD would lift any other key from 1 USD to 10, whose spend never counts
+    against it; and a key bounded on one field only would lift another key's bound on a field
+    where it has none (its expiry, models, rate limits). An unbounded key may, as its maker."""
+    if not _bounded(parent):
+        return
+    if "expires_at" in changes:
         _expiry_check(key.expires_at, changes["expires_at"], outside=True)
-    if (
-        parent.limit is not None
-        and key.limit is not None
-        and ("limit" in changes or "limit_reset" in changes)
-    ):
+    if key.limit is not None and ("limit" in changes or "limit_reset" in changes):
         limit = changes.get("limit", key.limit)
         window = changes.get("limit_reset", key.limit_reset)
         _limit_check(key, limit, window, outside=True)
     for field in ("rpm", "tpm"):
-        bound, bounded = getattr(key, field), getattr(parent, field) is not None
-        if (
-            bounded
-            and bound is not None
-            and field in changes
-            and not 0 < (changes[field] or 0) <= bound
-        ):
+        bound = getattr(key, field)
+        if bound is not None and field in changes and not 0 < (changes[field] or 0) <= bound:
             raise _refused(field, f"allows {bound} {field}", outside=True)
-    if "allowed_models" in changes and parent.allowed_models and key.allowed_models:
+    if "allowed_models" in changes and key.allowed_models:
         extra = set(changes["allowed_models"] or ["any model"]) - set(key.allowed_models)
         if extra:
             has = f"may call only {', '.join(sorted(key.allowed_models))}, not {min(extra)}"
             raise _refused("allowed_models", has, outside=True)
+
+
+def _bounded(key: ApiKey) -> bool:
+    """Whether ``key`` has any bound a key it makes inherits (``limit_reset`` bounds only
+    with a ``limit``)."""
+    return bool(key.allowed_models) or any(
+        getattr(key, field) is not None for field in ("expires_at", "limit", "rpm", "tpm")
+    )
 
 
 def grant_check(*, parent: ApiKey, key: ApiKey | None, changes: dict[str, Any]) -> None:

@@ -63,10 +63,19 @@ CurrentKeyOutput = inline_serializer(
                 "name": serializers.CharField(),
             },
         ),
-        "limit": _money,
-        "limit_remaining": _money,
-        "limit_reset": serializers.CharField(allow_null=True),
-        "limit_reset_at": serializers.DateTimeField(allow_null=True),
+        "limit": serializers.CharField(allow_null=True, help_text="The key's own limit."),
+        "limit_remaining": serializers.CharField(
+            allow_null=True,
+            help_text="What the key can still spend: the least its own window and each of its "
+            "ancestors' (keys it was made from) leave.",
+        ),
+        "limit_reset": serializers.CharField(
+            allow_null=True, help_text="The key's own limit's period."
+        ),
+        "limit_reset_at": serializers.DateTimeField(
+            allow_null=True,
+            help_text="When the window limit_remaining comes from ends (null: never).",
+        ),
         "usage": _money,
         "usage_daily": _money,
         "usage_weekly": _money,
@@ -233,7 +242,9 @@ class UsageQuery(serializers.Serializer[Any]):
     start = serializers.DateTimeField(required=False, input_formats=["iso-8601", "%Y-%m-%d"])
     end = serializers.DateTimeField(required=False, input_formats=["iso-8601", "%Y-%m-%d"])
     group_by = serializers.ChoiceField(choices=sorted(GROUPINGS), default="day")
-    model = serializers.CharField(required=False)
+    # A model id is at most 200 characters (``UsageRecord.model``, a key's ``allowed_models``):
+    # a longer filter matches nothing, and was read whole (a URL's length) into the query.
+    model = serializers.CharField(required=False, max_length=200)
     # A key id is a bigint: past it PostgreSQL refused the rollups' query (a 500).
     key = serializers.IntegerField(
         required=False,

@@ -42,7 +42,16 @@ from billing.window_spend import (
     threshold_crossed,
     window_spend_note,
 )
-from billing.windows import ONE_WINDOW, LimitBound, window_rolled, window_start
+from billing.windows import (
+    ONE_WINDOW,
+    LimitBound,
+    WindowLeft,
+    window_end,
+    window_left,
+    window_rolled,
+    window_start,
+    window_tightest,
+)
 from routerhub.errors import KeyLimitReached
 from routerhub.money import ZERO, money_str
 
@@ -66,8 +75,14 @@ def key_windows_reserve(
         bounds.append(LimitBound(request.key_id, request.key_limit, request.key_limit_reset, ""))
     own: datetime | None = None
     windows: AncestorWindows = []
-    for bound in sorted(bounds, key=lambda b: b.key_id):
-        start = _window_reserve(request, bound, now)
+    seen: dict[int, WindowLeft] = {}  # what each window read so far left before this hold
+    ordered = sorted(bounds, key=lambda b: b.key_id)
+    for bound in ordered:
+        try:
+            start = _window_reserve(request, bound, now, seen)
+        except KeyLimitReached as refused:
+            refused.metadata |= _what_is_left(ordered, seen, now)
+            raise
         if bound.key_id == request.key_id and start is not None:
             own = start
         else:  # an ancestor's window, or the key's own that never resets
@@ -75,10 +90,33 @@ def key_windows_reserve(
     return own, windows
 
 
+def _what_is_left(
+    bounds: list[LimitBound], seen: dict[int, WindowLeft], now: datetime
+) -> dict[str, str | None]:
+    """A refusal's ``remaining`` and ``reset_at``: what the key can still spend (the tightest of
+    all its windows, as ``GET /api/v1/key`` says it) and when that window ends. Never an
+    ancestor's limit nor spend as such (README, hierarchical budget). The windows after the
+    refusing one (higher key ids) are read unlocked: this transaction holds nothing in them."""
+    rest = [bound for bound in bounds if bound.key_id not in seen]
+    rows = {
+        row.key_id: (row.window_start, row.spent + row.reserved)
+        for row in KeySpendWindow.objects.filter(key_id__in=[b.key_id for b in rest])
+    }
+    unread = (window_left(b.limit, b.reset, rows.get(b.key_id), now) for b in rest)
+    # Never None: the refusing window was seen.
+    tightest = window_tightest([*seen.values(), *unread], now) or WindowLeft(ZERO, None)
+    end = window_end(tightest.reset, now)
+    return {
+        "remaining": money_str(tightest.remaining),
+        "reset_at": end.isoformat() if end else None,
+    }
+
+
 def _window_reserve(
-    request: ReservationRequest, bound: LimitBound, now: datetime
+    request: ReservationRequest, bound: LimitBound, now: datetime, seen: dict[int, WindowLeft]
 ) -> datetime | None:
-    """Hold ``amount`` inside one key's limit window, resetting the window when it rolled over."""
+    """Hold ``amount`` inside one key's limit window, resetting the window when it rolled over;
+    notes in ``seen`` what the window left before it."""
     current = window_start(bound.reset, now)
     KeySpendWindow.objects.get_or_create(key_id=bound.key_id, defaults={"window_start": current})
     window = KeySpendWindow.objects.select_for_update().get(key_id=bound.key_id)
@@ -90,9 +128,12 @@ def _window_reserve(
     # holds in it would then be released from a window that no longer counts them. The hold
     # counts in the row's window.
     current = window.window_start
+    seen[bound.key_id] = WindowLeft(
+        max(ZERO, bound.limit - window.spent - window.reserved), bound.reset
+    )
     if window.spent + window.reserved + request.amount > bound.limit:
         window_spend_note(bound.key_id, current, window.spent + window.reserved)
-        raise _limit_reached(request, bound, window)
+        raise _limit_reached(request, bound)
     window.reserved += request.amount
     _threshold_check(request, bound, window)
     window.save()
@@ -100,23 +141,18 @@ def _window_reserve(
     return current
 
 
-def _limit_reached(
-    request: ReservationRequest, bound: LimitBound, window: KeySpendWindow
-) -> KeyLimitReached:
+def _limit_reached(request: ReservationRequest, bound: LimitBound) -> KeyLimitReached:
     metadata = {"needed": money_str(request.amount), "reset": bound.reset}
     if bound.key_id != request.key_id:
-        # Not the ancestor's limit nor what is left of it: that is spent by the whole tree, and
-        # a key's holder could watch its siblings' spend through it. The period only says when
-        # to try again.
+        # Not the ancestor's limit nor its spend; the caller adds what this key can still spend
+        # (``_what_is_left``), which ``GET /api/v1/key`` tells its holder anyway.
         message = (
             f"The key {bound.label} this key was made from has reached its credit limit for the "
             "current window: a key made by a key spends against that key's limit too."
         )
         return KeyLimitReached(message, metadata={**metadata, "limited_by": bound.label})
     message = "This key has reached its credit limit for the current window."
-    remaining = max(ZERO, bound.limit - window.spent - window.reserved)
-    metadata |= {"limit": money_str(bound.limit), "remaining": money_str(remaining)}
-    return KeyLimitReached(message, metadata=metadata)
+    return KeyLimitReached(message, metadata={**metadata, "limit": money_str(bound.limit)})
 
 
 def _threshold_check(

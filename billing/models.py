@@ -179,6 +179,7 @@ class UsageFlag(models.TextChoices):
     SHORTFALL = "shortfall", "Balance ran out: charged less than its cost"
     USAGE_CLAMPED = "usage_clamped", "Provider reported impossible usage: estimated"
     USAGE_ESTIMATED = "usage_estimated", "Provider reported no usage: estimated"
+    USAGE_FLOORED = "usage_floored", "Own host reported less than estimated: estimate billed"
     RECONCILED_FROM_HOLD = "reconciled_from_hold", "Usage never arrived: charged its hold"
     UNPRICED_TIER = "unpriced_tier", "Provider served a tier the catalog does not price"
 

@@ -15,7 +15,13 @@ from accounts.key_lineage import key_answers_for
 from accounts.models import ApiKey
 from billing.models import KeySpendWindow, Reservation, ReservationState, UsageRecord
 from billing.rollups import usage_totals
-from billing.windows import window_end, window_rolled, window_start
+from billing.windows import (
+    WindowLeft,
+    window_end,
+    window_left,
+    window_start,
+    window_tightest,
+)
 from routerhub.domain import NotFound, Unavailable
 from routerhub.money import ZERO, money
 
@@ -41,18 +47,21 @@ def _spent_since(key_id: int, since: datetime | None) -> Decimal:
 def key_usage(*, key: ApiKey) -> KeyUsage:
     """Spend of a key overall and per window, and what its limits leave (reservations count)."""
     now = timezone.now()
+    tightest = key_limit_remaining(key=key, now=now)
     return KeyUsage(
         usage=_spent_since(key.pk, None),
         usage_daily=_spent_since(key.pk, window_start("daily", now)),
         usage_weekly=_spent_since(key.pk, window_start("weekly", now)),
         usage_monthly=_spent_since(key.pk, window_start("monthly", now)),
-        limit_remaining=key_limit_remaining(key=key, now=now),
-        limit_reset_at=window_end(key.limit_reset, now) if key.limit is not None else None,
+        # Both from the tightest window, the key's own or an ancestor's: a lifetime child under
+        # a daily parent has 0.1 left until the parent's day ends, not for ever.
+        limit_remaining=tightest.remaining if tightest else None,
+        limit_reset_at=window_end(tightest.reset, now) if tightest else None,
     )
 
 
-# The key and its ancestors (``created_by_key``, transitively; at most
-# ``key_lineage.LINEAGE_DEPTH_MAX`` steps, the level bound only a guard), as a subquery.
+# The key and its ancestors (``created_by_key``, transitively), as a subquery. Chains are at
+# most ``key_lineage.LINEAGE_DEPTH_MAX`` (8) deep; the 16-step bound is only a guard.
 _CHAIN_SQL = """WITH RECURSIVE up (id, parent, level) AS (
     SELECT k.id, k.created_by_key_id, 0 FROM accounts_apikey k WHERE k.id = %s
     UNION ALL SELECT p.id, p.created_by_key_id, up.level + 1
@@ -60,30 +69,36 @@ _CHAIN_SQL = """WITH RECURSIVE up (id, parent, level) AS (
   SELECT id FROM up"""
 
 
-def key_limit_remaining(*, key: ApiKey, now: datetime) -> Decimal | None:
+def key_limit_remaining(*, key: ApiKey, now: datetime) -> WindowLeft | None:
     """What the key may still hold: the least any of its limit windows leaves, its own and its
-    ancestors' (``billing.key_windows``: a hold is refused by the tightest); None when none of
-    them has a limit. One query: the chain with each limited key's window row."""
+    ancestors' (``billing.key_windows``: a hold is refused by the tightest), with that window's
+    period; None when none of them has a limit. One query: the chain with each limited key's
+    window row."""
     if key.limit is None and key.created_by_key_id is None:
         return None
     chain = RawSQL(_CHAIN_SQL, [key.pk])  # noqa: S611 -- a constant; the id is a parameter
-    keys = ApiKey.objects.filter(pk__in=chain, limit__isnull=False)
+    keys = ApiKey.objects.filter(pk__in=chain)
     if key.created_by_key_id is None:  # a key a person made: its own row, no walk
         keys = ApiKey.objects.filter(pk=key.pk)
     window = KeySpendWindow.objects.filter(key_id=OuterRef("pk"))
-    rows = keys.annotate(
-        w_start=Subquery(window.values("window_start")),
-        w_used=Subquery(window.values(used=F("spent") + F("reserved"))),
-    ).values_list("limit", "limit_reset", "w_start", "w_used")
-    remaining: Decimal | None = None
-    for limit, reset, start, used in rows:
-        # A row whose window is over counts nothing; a key whose limit stopped resetting
-        # carries its row's window on (``window_rolled``, as the holds count it).
-        if used is None or window_rolled(window_start(reset, now), start):
-            used = ZERO
-        left = max(ZERO, limit - used)
-        remaining = left if remaining is None else min(remaining, left)
-    return remaining
+    # The limits as the rows have them now: a PATCH may have removed one since ``key`` was read.
+    rows = (
+        keys.filter(limit__isnull=False)
+        .annotate(
+            w_start=Subquery(window.values("window_start")),
+            w_used=Subquery(window.values(used=F("spent") + F("reserved"))),
+        )
+        .values_list("limit", "limit_reset", "w_start", "w_used")
+    )
+    # A key whose limit stopped resetting carries its row's window on, as the holds count it.
+    return window_tightest(
+        (
+            window_left(limit, reset, None if used is None else (start, used), now)
+            for limit, reset, start, used in rows
+            if limit is not None  # filtered out above; for the type
+        ),
+        now,
+    )
 
 
 GROUPINGS = {"day", "model", "key", "router", "provider"}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
+from routerhub.money import ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +54,37 @@ def window_end(reset: str | None, now: datetime) -> datetime | None:
     if reset == "weekly":
         return start + timedelta(days=7)
     return (start + timedelta(days=32)).replace(day=1)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowLeft:
+    """What one key's limit window leaves and the period it resets on (None: never)."""
+
+    remaining: Decimal
+    reset: str | None
+
+
+def window_left(
+    limit: Decimal, reset: str | None, row: tuple[datetime | None, Decimal] | None, now: datetime
+) -> WindowLeft:
+    """What a limit leaves of a window row (its start and spent plus held; None: no row yet), by
+    the holds' rule: a window that is over counts nothing (``window_rolled``)."""
+    used = ZERO if row is None or window_rolled(window_start(reset, now), row[0]) else row[1]
+    return WindowLeft(max(ZERO, limit - used), reset)
+
+
+def window_tightest(windows: Iterable[WindowLeft], now: datetime) -> WindowLeft | None:
+    """The window that leaves the least (a hold is refused by it); of two that leave the same,
+    the one that resets later or never, as what is left grows only when both have reset."""
+    tightest: WindowLeft | None = None
+    for window in windows:
+        if tightest is None or _tighter(window, tightest, now):
+            tightest = window
+    return tightest
+
+
+def _tighter(window: WindowLeft, than: WindowLeft, now: datetime) -> bool:
+    if window.remaining != than.remaining:
+        return window.remaining < than.remaining
+    end, than_end = window_end(window.reset, now), window_end(than.reset, now)
+    return than_end is not None and (end is None or end > than_end)

@@ -14,20 +14,26 @@ dashboard's and Not Diamond's ``trainCustomRouter``), which take a file of up to
 management key or session, ``accounts.upload_gate``; anyone else is refused from the headers),
 and on the UbiOps import
 (``POST /api/v1/pipelines/import``), which takes at most ``PIPELINE_IMPORT_MAX_BYTES``.
+
+A body must also keep arriving (``BodyPace``, which the gateway uses too): uvicorn reads one
+without a deadline, so an unauthenticated client trickling a byte now and then held a connection
+slot for ever. Past the pace it is a 408, the connection closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.urls import reverse
 
-from routerhub.errors import ApiError, BadRequest, PayloadTooLarge
+from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, RequestTimeout
 from routerhub.middleware import API_PREFIXES
 from routerhub.text import decimal_number
 
@@ -36,6 +42,7 @@ Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+M = TypeVar("M", bound=Mapping[str, Any])  # an ASGI message, as this module or the gateway types it
 
 
 PIPELINE_IMPORT_MAX_BYTES = 256 * 1024  # a UbiOps pipeline version export
@@ -64,6 +71,41 @@ def nested_deeper_than(raw: bytes | None, data: Any, limit: int) -> bool:
             return False
         layer = deeper
     return True
+
+
+class BodyPace:
+    """How long each read of one request body may wait: at most ``REQUEST_BODY_IDLE_SECONDS``
+    for the next bytes, and the whole body in by the later of ``REQUEST_BODY_GRACE_SECONDS`` and
+    its length (declared, else the most it may be) at ``REQUEST_BODY_MIN_BYTES_PER_SECOND``,
+    counted from ``started`` (the request's arrival). Past either, ``RequestTimeout`` (408)."""
+
+    __slots__ = ("_deadline", "_idle")
+
+    def __init__(self, *, expected: int, started: float) -> None:
+        rate = float(settings.REQUEST_BODY_MIN_BYTES_PER_SECOND)
+        grace = float(settings.REQUEST_BODY_GRACE_SECONDS)
+        self._idle = float(settings.REQUEST_BODY_IDLE_SECONDS)
+        self._deadline = started + max(grace, expected / rate)
+
+    async def receive(self, receive: Callable[[], Awaitable[M]]) -> M:
+        """The next message of the body, or ``RequestTimeout`` when it is too slow to come."""
+        left = self._deadline - time.monotonic()
+        idle = self._idle <= left
+        try:
+            async with asyncio.timeout(max(min(self._idle, left), 0.0)):
+                return await receive()
+        except TimeoutError:
+            if idle:
+                raise RequestTimeout(
+                    f"No bytes of the request body arrived for {self._idle:g} s "
+                    "(REQUEST_BODY_IDLE_SECONDS); send it without pauses."
+                ) from None
+            raise RequestTimeout(
+                "The request body arrived too slowly: slower on average than "
+                f"{settings.REQUEST_BODY_MIN_BYTES_PER_SECOND:g} bytes/s "
+                "(REQUEST_BODY_MIN_BYTES_PER_SECOND) past REQUEST_BODY_GRACE_SECONDS "
+                f"({settings.REQUEST_BODY_GRACE_SECONDS:g} s)."
+            ) from None
 
 
 class _BodyTooLarge(Exception):
@@ -178,6 +220,7 @@ def with_body_limits(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
+        started = time.monotonic()
         limit = body_limit(scope["method"], scope["path"])
         try:
             declared = declared_body_length(_content_length(scope), limit=limit)
@@ -192,16 +235,21 @@ def with_body_limits(app: ASGIApp) -> ASGIApp:
             await _refuse(scope, send, refusal)
             return
         limit = _read_limit(declared, limit)
+        pace = BodyPace(expected=limit if declared is None else declared, started=started)
         received = 0
+        body_done = False
         response_started = False
 
         async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # Django's disconnect listener, for as long as the response takes
+                return await receive()
+            message = await pace.receive(receive)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise _BodyTooLarge
+                body_done = not message.get("more_body")
             return message
 
         async def send_tracked(message: Message) -> None:
@@ -215,5 +263,8 @@ def with_body_limits(app: ASGIApp) -> ASGIApp:
             if response_started:  # a view that answered before reading everything: nothing to add
                 return
             await _refuse(scope, send, _too_large(scope, limit))
+        except RequestTimeout as error:
+            if not response_started:
+                await _refuse(scope, send, error)
 
     return application

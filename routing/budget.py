@@ -40,11 +40,15 @@ class KeyBudget:
         return budget_tradeoff(requested, self.share)
 
     def as_routing(self, requested: float, effective: float) -> dict[str, Any]:
-        """The response's ``routing.budget``. An ancestor's window shows its share only: its
-        ``limit`` and ``spent`` are its whole tree's, which a key's holder is not told."""
-        amounts: dict[str, str | None] = {"limited_by": "ancestor"}
+        """The response's ``routing.budget``; ``window_of`` says whose window it is. An
+        ancestor's shows its share, not its whole tree's ``limit`` and ``spent`` as such."""
+        amounts: dict[str, str | None] = {"window_of": "ancestor"}
         if not self.ancestor:
-            amounts = {"spent": money_str(self.spent), "limit": money_str(self.limit)}
+            amounts = {
+                "window_of": "key",
+                "spent": money_str(self.spent),
+                "limit": money_str(self.limit),
+            }
         return {
             "window": self.window,
             "window_start": self.window_start,

@@ -384,12 +384,23 @@ class SelectionSession(TenantModel):
     tokens_per_second = models.FloatField(null=True, blank=True)
     latency_model = models.CharField(max_length=200, blank=True)
     latency_at = models.DateTimeField(null=True, blank=True)
-    # The key that selected; None for a person signed in (and sessions from before routing
-    # 0017). An inference key reports only on sessions it or a key it made selected, as
-    # ``POST /api/v1/feedback`` rates only its own requests.
+    # The key that selected; None for a person signed in. An inference key reports only on
+    # sessions it or a key it made selected, as ``POST /api/v1/feedback`` rates only its own
+    # requests. No database constraint: adding one locked ``accounts_apikey`` (the gateway's key
+    # lookup writes it) for the migration; the ORM still nulls it when a key is deleted.
     key = models.ForeignKey(
-        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        ApiKey,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,  # ``session_key``, built concurrently (routing 0017)
     )
+    # Whether ``key`` was recorded: False for sessions from before routing 0017 and those an
+    # old pod wrote during the rolling deploy (the database default), which keep the
+    # organization-wide rule for reports; True for every session this code writes.
+    key_recorded = models.BooleanField(default=True, db_default=False)
 
     class Meta:
         indexes = [
@@ -399,6 +410,7 @@ class SelectionSession(TenantModel):
             models.Index(
                 fields=["created_at"], condition=~Q(prompt=""), name="session_prompt_kept"
             ),
+            models.Index(fields=["key"], name="session_key"),
         ]
 
     def __str__(self) -> str:

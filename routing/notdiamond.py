@@ -212,7 +212,10 @@ def _session_and_model(
             "session_id must be the id modelSelect returned.", param="session_id"
         ) from None
     session = SelectionSession.objects.filter(organization=organization, id=session_id).first()
-    if session is not None and served_by is not None:
+    if session is not None and served_by is not None and session.key_recorded:
+        # A session without its key recorded (selected before routing 0017, or by an old pod
+        # during the deploy) keeps the organization-wide rule: refusing it would refuse the
+        # key that did select it.
         session = session if key_answers_for(served_by, session.key_id) else None
     if session is None and served_by is not None:
         raise NotFound(

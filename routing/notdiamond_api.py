@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -124,6 +124,22 @@ _REPORT_RULE = (
 )
 
 
+def _report_responses(ok: Any, value: str) -> dict[int, Any]:
+    """A report's success and the errors it answers (``{"error": …}``, ``routerhub.schema``)."""
+    return {
+        200: ok,
+        400: OpenApiResponse(
+            description="`session_id` is not the id modelSelect returned, `provider` is not a "
+            f"model the session ranked, or `feedback` is not {value} (`error.param` names it)."
+        ),
+        404: OpenApiResponse(
+            description="No such session in the organization, or (an inference key) one that "
+            "neither this key nor a key it made selected: worded alike, naming the key to use "
+            "(`error.param`: session_id)."
+        ),
+    }
+
+
 class FeedbackView(_SessionReportView):
     """Not Diamond's feedback: ``{metric: 0|1}`` for the model a model-select session chose."""
 
@@ -131,13 +147,16 @@ class FeedbackView(_SessionReportView):
         operation_id="notdiamond_feedback",
         description=_REPORT_RULE,
         request=_report("NotDiamondFeedback", serializers.IntegerField(), '{"accuracy": 0|1}'),
-        responses=inline_serializer(
-            "NotDiamondFeedbackRecorded",
-            {
-                "session_id": serializers.UUIDField(),
-                "provider": serializers.CharField(),
-                "feedback": serializers.DictField(),
-            },
+        responses=_report_responses(
+            inline_serializer(
+                "NotDiamondFeedbackRecorded",
+                {
+                    "session_id": serializers.UUIDField(),
+                    "provider": serializers.CharField(),
+                    "feedback": serializers.DictField(),
+                },
+            ),
+            "`{metric: 0|1}`",
         ),
     )
     def post(self, request: Request) -> Response:
@@ -157,13 +176,16 @@ class LatencyView(_SessionReportView):
         request=_report(
             "NotDiamondLatency", serializers.FloatField(), '{"tokens_per_second": 42.0}'
         ),
-        responses=inline_serializer(
-            "NotDiamondLatencyRecorded",
-            {
-                "session_id": serializers.UUIDField(),
-                "provider": serializers.CharField(),
-                "tokens_per_second": serializers.FloatField(),
-            },
+        responses=_report_responses(
+            inline_serializer(
+                "NotDiamondLatencyRecorded",
+                {
+                    "session_id": serializers.UUIDField(),
+                    "provider": serializers.CharField(),
+                    "tokens_per_second": serializers.FloatField(),
+                },
+            ),
+            "`{tokens_per_second: x}` with x a finite number ≥ 0",
         ),
     )
     def post(self, request: Request) -> Response:

@@ -4,7 +4,13 @@ gateway's own sessions ended, as a database restart ends them."""
 
 from __future__ import annotations
 
-from django.db import connections
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection, connections
+
+from tests.routing.servers import poll
 
 # Backends of the test database waiting for a heavyweight lock (a row or a table).
 LOCK_WAITS_SQL = (
@@ -52,3 +58,61 @@ def gateway_sessions_terminate() -> int:
             " WHERE application_name = 'routerhub-gateway' AND datname = current_database()"
         )
         return int(cursor.fetchone()[0])
+
+
+def race_behind(
+    holder: Callable[[], object],
+    waiter: Callable[[], object],
+    *,
+    holding: threading.Event,
+    release: threading.Event,
+    holder_pid: Callable[[], int],
+) -> dict[str, BaseException | None]:
+    """Run ``holder`` in a thread until it sets ``holding`` (it holds a lock and waits for
+    ``release``), then ``waiter`` in another until it waits for a lock of ``holder_pid()``'s;
+    then release both and join them: what each raised (None: it returned), by ``holder`` and
+    ``waiter``. Each thread closes its own connection."""
+    outcomes: dict[str, BaseException | None] = {"holder": None, "waiter": None}
+
+    def run(name: str, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except BaseException as exc:  # the caller asserts on it
+            outcomes[name] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=("holder", holder))]
+    threads.append(threading.Thread(target=run, args=("waiter", waiter)))
+    threads[0].start()
+    try:
+        assert holding.wait(timeout=20)
+        threads[1].start()
+        poll(lambda: waiting_for(holder_pid()), timeout=10)
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    return outcomes
+
+
+def pause_after_first_row_lock(locked: threading.Event, go: threading.Event) -> Any:
+    """An ``execute_wrapper`` that, after the connection's first ``FOR NO KEY UPDATE``
+    statement, sets ``locked`` and waits for ``go``: a lineage walk holding its first level only."""
+
+    def wrapper(execute: Any, sql: str, *args: Any) -> Any:
+        result = execute(sql, *args)
+        if "FOR NO KEY UPDATE" in sql and not locked.is_set():
+            locked.set()
+            go.wait(timeout=20)
+        return result
+
+    return wrapper
+
+
+def scans_in_disk_order() -> None:
+    """This connection's plans scan tables in disk order, as a small table's do (forced, so a
+    test does not depend on the planner's statistics)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_indexscan = off")
+        cursor.execute("SET enable_bitmapscan = off")

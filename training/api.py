@@ -148,9 +148,10 @@ class RouterDetailView(_RouterScoped):
             "Change a router's settings; only the fields sent are written. A new `slug` is a "
             "409 naming the keys (prefix and name) whose `allowed_models` name "
             "`router/<current slug>` or a RouteLLM name of it (`router-<current slug>-<threshold>`"
-            ", `-<P>%`) while any such key is not revoked: change or revoke them first (renamed, "
-            "the router would be refused to them, and a router made later with the old slug "
-            "served to them)."
+            ", `-<P>%`) while any such key is not revoked, and the pipelines whose active version "
+            "calls the router (a step's `router/<slug>` or `router_score` pre-gate): change or "
+            "revoke the keys, give the pipelines a version without it, first (renamed, the router "
+            "would be refused to them, and a router made later with the old slug served to them)."
         ),
         request=RouterInput,
         responses=RouterOutput,
@@ -166,14 +167,16 @@ class RouterDetailView(_RouterScoped):
         description=(
             "Delete a router, its versions and their files. A 409 while it has a queued or "
             "running training run, or while keys not revoked name it in their `allowed_models` "
-            "(`router/<slug>`, `router-<slug>-<threshold>`, `-<P>%`): a router made later with "
-            "this slug would be theirs. Change or revoke them first."
+            "(`router/<slug>`, `router-<slug>-<threshold>`, `-<P>%`), or while pipelines' "
+            "active versions call it (a step's `router/<slug>` or `router_score` pre-gate): a "
+            "router made later with this slug would be theirs. Change them first."
         ),
         responses={
             204: None,
             409: OpenApiResponse(
-                description="A training run is in progress, or keys name the router "
-                "(`error.param`: slug; `error.metadata.keys`: `[{prefix, name}]`, at most 10)."
+                description="A training run is in progress, or keys or pipelines name the router "
+                "(`error.param`: slug; `error.metadata.keys`: `[{prefix, name}]`, "
+                "`error.metadata.pipelines`: `[{slug, name}]`, at most 10 each)."
             ),
         },
     )

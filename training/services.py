@@ -17,12 +17,10 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import ApiKey, Organization
+from accounts.models import Organization
 from routerhub.domain import Conflict, InvalidInput, NotFound
-from routerhub.router_names import names_router
 from routerhub.row_update import row_update
 from routerhub.text import decimal_number
 from training import dispatch
@@ -46,6 +44,7 @@ from training.models import (
     RunStatus,
     TrainingRun,
 )
+from training.router_references import router_references_check
 from training.run_events import training_run_announce
 
 __all__ = [
@@ -117,68 +116,41 @@ def router_update(*, router: Router, changes: dict[str, Any]) -> Router:
                 raise Conflict(
                     f"A router with slug '{changes['slug']}' already exists.", param="slug"
                 )
-            _router_keys_check(locked, action="renaming", outcome="would lose it with the old slug")
+            router_references_check(
+                locked, action="renaming", outcome="would lose it with the old slug"
+            )
 
     gone = NotFound(f"No router '{router.slug}' in this organization.", param="slug")
     return row_update(router, changes=changes, fields=ROUTER_SETTINGS, check=check, gone=gone)
 
 
-_KEYS_NAMED_MAX = 10
-
-
-def _keys_naming(router: Router) -> list[dict[str, str]]:
-    """The keys (prefix and name, at most ``_KEYS_NAMED_MAX`` + 1) not revoked whose
-    ``allowed_models`` name ``router``: ``router/<slug>`` or a RouteLLM name of it
-    (``routerhub.router_names``). Expired keys count (an expiry can be extended)."""
-    slug = router.slug
-    # The database narrows to keys whose list holds the exact name or text like a RouteLLM
-    # name's start (case-insensitively, and ``router-a-b-0.5`` names ``a-b``, not ``a``):
-    # each is then read as the gateway reads it.
-    named = Q(allowed_models__contains=[f"router/{slug}"]) | Q(
-        allowed_models__icontains=f'"router-{slug}-'
-    )
-    rows = (
-        ApiKey.objects.filter(organization_id=router.organization_id, revoked_at__isnull=True)
-        .filter(named)
-        .order_by("pk")
-        .values_list("prefix", "name", "allowed_models")
-    )
-    keys: list[dict[str, str]] = []
-    for prefix, name, allowed in rows.iterator(chunk_size=100):
-        if any(isinstance(m, str) and names_router(m, slug) for m in allowed or ()):
-            keys.append({"prefix": prefix, "name": name})
-            if len(keys) > _KEYS_NAMED_MAX:
-                break
-    return keys
-
-
-def _router_keys_check(router: Router, *, action: str, outcome: str) -> None:
-    """409 naming the keys that name ``router`` (``_keys_naming``) before ``action``: a key's
-    authority is the router it was given, never one made later with the same slug."""
-    keys = _keys_naming(router)
-    if keys:
-        named = ", ".join(f"{k['prefix']}… ({k['name']})" for k in keys[:_KEYS_NAMED_MAX])
-        more = " and more" if len(keys) > _KEYS_NAMED_MAX else ""
-        raise Conflict(
-            f"Keys allowed router/{router.slug} (or router-{router.slug}-<threshold>) {outcome}: "
-            f"{named}{more}. Change their allowed_models, or revoke them, before {action} the "
-            "router.",
-            param="slug",
-            metadata={"keys": keys[:_KEYS_NAMED_MAX]},
-        )
-
-
 def router_delete(*, router: Router) -> None:
-    """Delete ``router`` and its versions' files: a 409 while it has a run in progress, or while
-    keys not revoked name it in their ``allowed_models`` (a router made later with this slug
-    would be theirs)."""
-    if router.runs.filter(status__in=ACTIVE_STATUSES).exists():
-        raise Conflict("A training run is in progress for this router; cancel it first.")
-    _router_keys_check(
-        router, action="deleting", outcome="would be given any router made later with its slug"
-    )
-    paths = [f["path"] for v in router.versions.all() for f in v.artifact_files.values()]
-    router.delete()
+    """Delete ``router`` and, once that commits, its versions' files: a 409 while it has a run in
+    progress, or while keys or pipelines name it (``router_references_check``: a router made
+    later with this slug would be theirs). Checked and deleted on the locked row, so a run
+    started meanwhile (its insert waits on the row) or a rename cannot slip between the two."""
+    with transaction.atomic():
+        locked = _router_locked(router)
+        if locked.runs.filter(status__in=ACTIVE_STATUSES).exists():
+            raise Conflict("A training run is in progress for this router; cancel it first.")
+        router_references_check(
+            locked, action="deleting", outcome="would be given any router made later with its slug"
+        )
+        paths = [f["path"] for v in locked.versions.all() for f in v.artifact_files.values()]
+        locked.delete()
+        transaction.on_commit(partial(_files_delete, paths))
+
+
+def _router_locked(router: Router) -> Router:
+    """``router``'s row, locked until the transaction ends; deleted since the request read it: a
+    404, as the view answers."""
+    locked = Router.objects.select_for_update().filter(pk=router.pk).first()
+    if locked is None:
+        raise NotFound(f"No router '{router.slug}' in this organization.", param="slug")
+    return locked
+
+
+def _files_delete(paths: list[str]) -> None:
     for path in paths:
         default_storage.delete(path)
 
@@ -187,9 +159,7 @@ def version_activate(*, router: Router, number: int) -> Router:
     """Make version ``number`` the one serving uses (also how a rollback is done), loaded into
     this process first thing after the commit: its first decision here reads no storage."""
     with transaction.atomic():
-        locked = Router.objects.select_for_update().filter(pk=router.pk).first()
-        if locked is None:  # deleted since the request read it: a 404, as the view answers
-            raise NotFound(f"No router '{router.slug}' in this organization.", param="slug")
+        locked = _router_locked(router)
         version = RouterVersion.objects.filter(router=locked, number=number).first()
         if version is None:
             raise NotFound(f"Router '{router.slug}' has no version {number}.")

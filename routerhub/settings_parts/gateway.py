@@ -100,9 +100,14 @@ USAGE_PROMPT_RETENTION_DAYS = env.int("USAGE_PROMPT_RETENTION_DAYS", default=0)
 # dropped daily (billing.partitions_ensure). 0 keeps every month (rollups keep totals either way).
 USAGE_RECORD_RETENTION_MONTHS = env.int("USAGE_RECORD_RETENTION_MONTHS", default=0)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
-# How long a /v1 request may take to send its body, from its start (408 past it): 20 MB in 60 s
-# is ~2.7 Mbit/s. uvicorn has no deadline of its own for a body.
-GATEWAY_BODY_READ_SECONDS = env.float("GATEWAY_BODY_READ_SECONDS", default=60.0)
+# How slowly any request body (/v1 and Django's paths alike, routerhub.body_limits.BodyPace) may
+# arrive, 408 past it: uvicorn has no deadline of its own for a body. A read that brings nothing
+# for REQUEST_BODY_IDLE_SECONDS ends it; and the whole body must be in by the later of
+# REQUEST_BODY_GRACE_SECONDS and its length at REQUEST_BODY_MIN_BYTES_PER_SECOND from the
+# request's start (20 MB at 64 KiB/s is 305 s: a 2 Mbit/s link is not refused).
+REQUEST_BODY_IDLE_SECONDS = positive_float("REQUEST_BODY_IDLE_SECONDS", 30.0)
+REQUEST_BODY_GRACE_SECONDS = positive_float("REQUEST_BODY_GRACE_SECONDS", 60.0)
+REQUEST_BODY_MIN_BYTES_PER_SECOND = positive_float("REQUEST_BODY_MIN_BYTES_PER_SECOND", 64 * 1024)
 # The most one upstream answer (whole, streamed, or an error) may be once decoded: a tenant's own
 # host could otherwise send gigabytes, or a few kilobytes of gzip that decode to them. It must fit
 # the largest answer the API allows: /v1/embeddings takes 2,048 inputs, at 3,072 dimensions and up
@@ -145,9 +150,13 @@ ROUTER_SELECT_RPM_DEFAULT = int(
 # to REDIS_CONNECT_TIMEOUT (routing/gateway/limits_redis.py).
 RATE_LIMIT_REDIS_BACKOFF_SECONDS = positive_float("RATE_LIMIT_REDIS_BACKOFF_SECONDS", 5.0)
 # Connections each process's rate limiter (its event loop's client) opens to Redis at most; a
-# lease call finding them all busy waits up to REDIS_SOCKET_TIMEOUT, then its request is admitted
-# uncounted, without backing Redis off (routing/gateway/limits_redis.py). Was unbounded.
+# lease call finding them all busy waits up to RATE_LIMIT_REDIS_POOL_WAIT_SECONDS, then its
+# request is counted in this process alone, without backing Redis off
+# (routing/gateway/limits_redis.py). Was unbounded.
 RATE_LIMIT_REDIS_MAX_CONNECTIONS = positive_int("RATE_LIMIT_REDIS_MAX_CONNECTIONS", 64)
+# Seconds a lease call waits for a free connection of that pool. Was REDIS_SOCKET_TIMEOUT (5 s):
+# a flood of distinct keys made every request wait it, then admitted them uncounted.
+RATE_LIMIT_REDIS_POOL_WAIT_SECONDS = positive_float("RATE_LIMIT_REDIS_POOL_WAIT_SECONDS", 0.1)
 # Seconds a pipeline's active version is cached per process (routing.pipeline_rows): a new
 # version or a deletion reaches every worker within this time.
 PIPELINE_CACHE_TTL = env.float("PIPELINE_CACHE_TTL", default=0.5)

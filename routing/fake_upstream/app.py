@@ -282,13 +282,25 @@ def _answer(
         cached = max(cached, use.read)
         turn.cache_writes = (use.write_5m, use.write_1h)
         limit = body.get("max_tokens")
-        return wire.anthropic_response(turn, answer, cached, limit), wire.anthropic_stream(
-            turn, answer, cached, limit
-        )
+        events = wire.anthropic_stream(turn, answer, cached, limit)
+        if not fault.delta_usage:
+            events = _without_delta_usage(events)
+        return wire.anthropic_response(turn, answer, cached, limit), events
     limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
     return gemini.gemini_response(turn, answer, cached, limit), gemini.gemini_stream(
         turn, answer, cached, limit
     )
+
+
+def _without_delta_usage(events: Iterator[bytes]) -> Iterator[bytes]:
+    """An Anthropic stream whose message_delta has no usage (``delta_usage=none``)."""
+    for event in events:
+        if event.startswith(b"event: message_delta\n"):
+            head, _, data = event.partition(b"\ndata: ")
+            payload = orjson.loads(data)
+            payload.pop("usage", None)
+            event = head + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+        yield event
 
 
 async def _send_raw(

@@ -9,7 +9,8 @@ proxy or provider that closes a stream early); a non-streamed answer gets half i
 ``x@tokenizer=bytes`` counts the prompt as a token per UTF-8 byte (a byte-level BPE
 tokenizer's worst case); ``x@report_prompt=-5,report_completion=1.5`` reports those values
 (any JSON) as the prompt and completion counts, as a broken provider or host might;
-``x@shape=refusal`` reshapes a whole OpenAI answer (``openai_shapes``);
+``x@delta_usage=none`` sends an Anthropic stream's message_delta without its usage (its final
+count: only message_start's early one arrives); ``x@shape=refusal`` reshapes a whole OpenAI answer (``openai_shapes``);
 ``x@tier=priority`` answers that ``service_tier`` whatever was asked (a project whose own tier is
 another); ``x@tier_in=first`` / ``x@tier_in=usage`` says it in a stream's first chunk only, or
 in its final usage chunk only (a provider that reports it once); ``x@empty`` answers with no content and no tool call; ``x@reply=PASS`` answers exactly that
@@ -62,6 +63,7 @@ class Fault:
     reply: str = ""
     repeat: int = 1  # the reply's copies, space-separated (a long answer in a short model name)
     tier: str = ""
+    delta_usage: bool = True  # an Anthropic stream's message_delta carries its usage
     shape: str = ""  # a whole OpenAI answer's message shape (``openai_shapes.message_shaped``)
     tier_in: str = ""  # "first" or "usage": the one stream chunk that says service_tier
     fail_rate: float = 0.0
@@ -103,6 +105,8 @@ def fault_parse(spec: str) -> Fault:
             fault.reported[name.removeprefix("report_")] = orjson.loads(value)
         elif name == "empty":
             fault.empty = True
+        elif name == "delta_usage":
+            fault.delta_usage = value != "none"
         elif name == "tier":
             fault.tier = value
         elif name == "shape":

@@ -152,6 +152,7 @@ async def _complete(ex: Exchange) -> None:
         if completion is None:
             continue
         ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
+        ex.own_host = bool(candidate.base_url)
         usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
         cost = bill(ex, usage, status="succeeded")
         response = response_head(ex, "chat.completion") | {

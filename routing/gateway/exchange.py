@@ -69,6 +69,9 @@ class Exchange:
     stopped_step: str | None = None
     endpoint: EndpointInfo | None = None
     is_byok: bool = False
+    # The organization's own host (a key with a ``base_url``) counts its own tokens, on which the
+    # fee is taken: they are billed no lower than their estimates (``billable_usage``).
+    own_host: bool = False
     decoder: StreamDecoder | None = None
     generated_chars: int = 0
     answered: bool = False  # a stream relayed content, reasoning or a tool call
@@ -215,6 +218,7 @@ def call_abandoned(ex: Exchange) -> None:
     for prompts sent as often as a client liked. An attempt that failed is never billed."""
     if ex.endpoint is None and ex.sending is not None:
         ex.endpoint, ex.is_byok = ex.sending.endpoint, ex.sending.is_byok
+        ex.own_host = bool(ex.sending.base_url)
 
 
 def sent_trace(ex: Exchange, candidate: Candidate) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -11,8 +10,13 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from routerhub.body_limits import MAX_JSON_DEPTH, declared_body_length, nested_deeper_than
-from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, RequestTimeout, error_body
+from routerhub.body_limits import (
+    MAX_JSON_DEPTH,
+    BodyPace,
+    declared_body_length,
+    nested_deeper_than,
+)
+from routerhub.errors import ApiError, BadRequest, PayloadTooLarge, error_body
 from routerhub.middleware import request_id_from
 from routing.ingress.anthropic import anthropic_error
 
@@ -76,6 +80,7 @@ class GatewayRequest:
     __slots__ = (
         "_receive",
         "_send",
+        "closing",
         "headers",
         "method",
         "path",
@@ -98,6 +103,7 @@ class GatewayRequest:
         self.request_id = request_id_from(self.headers.get("x-request-id"))
         self.response_started = False
         self.response_complete = False
+        self.closing = False  # the body was refused unread: the answer closes the connection
         self.started = time.monotonic()
 
     def relayed(self, rewrite: Callable[[Send], Send]) -> GatewayRequest:
@@ -118,27 +124,23 @@ class GatewayRequest:
 
     async def body(self, *, limit: int | None = None) -> bytes:
         """The whole body, refused with 413 past ``limit`` (default ``GATEWAY_MAX_BODY_BYTES``)
-        before more of it is read."""
+        before more of it is read, and with 408 when it arrives too slowly (``BodyPace``)."""
         limit = settings.GATEWAY_MAX_BODY_BYTES if limit is None else limit
-        declared_body_length(self.headers.get("content-length"), limit=limit)
-        # uvicorn reads a body without a deadline: a byte now and then held a connection slot
-        # (and what had come) for ever, as many as the worker takes.
-        seconds = settings.GATEWAY_BODY_READ_SECONDS
-        left = seconds - (time.monotonic() - self.started)
         try:
-            async with asyncio.timeout(max(left, 0.0)):
-                return await self._body_read(limit)
-        except TimeoutError:
-            raise RequestTimeout(
-                f"The request body did not arrive within {seconds:g} s "
-                "(GATEWAY_BODY_READ_SECONDS); send it whole, without pauses."
-            ) from None
+            declared = declared_body_length(self.headers.get("content-length"), limit=limit)
+            expected = limit if declared is None else declared
+            return await self._body_read(limit, BodyPace(expected=expected, started=self.started))
+        except ApiError:
+            # What is left of the body is never read: kept open, uvicorn would go on reading it
+            # (a byte now and then held the connection slot for ever) before the next request.
+            self.closing = True
+            raise
 
-    async def _body_read(self, limit: int) -> bytes:
+    async def _body_read(self, limit: int, pace: BodyPace) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await self._receive()
+            message = await pace.receive(self._receive)
             if message["type"] == "http.disconnect":
                 raise ClientGone("the client went away while sending the body")
             chunk = message.get("body", b"")
@@ -178,6 +180,8 @@ class GatewayRequest:
         for name, value in (extra or {}).items():
             headers.append((name.lower().encode(), value.encode()))
         headers += security_headers(self.scope, self.headers)
+        if self.closing:
+            headers.append((b"connection", b"close"))
         return headers
 
     async def respond(

@@ -29,11 +29,14 @@ A key made by a key (``created_by_key``) counts in the buckets of every key up i
 lease or from none, and the slices a chain lacks are leased in one Lua call, all or nothing. The
 chain comes with the key from its one lookup statement and is cached with it.
 
-When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
-answers again, when counting resumes in the current window. After a connection error or timeout
-the process leaves Redis alone for ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes
-it, one probe at a time (``routing.gateway.limits_redis``): before, every request paid up to
-``REDIS_CONNECT_TIMEOUT`` while Redis was down. A window this worker already knows to be used up
+When Redis refuses a lease call (its ``maxclients``) or this process's limiter pool has no
+connection free, the request is counted in this process alone (``_admit_local``): the limits
+hold per process rather than not at all. When Redis is unreachable the limits **fail open**:
+requests are admitted uncounted until Redis answers again, when counting resumes in the current
+window. After a connection error or timeout the process leaves Redis alone for
+``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes it, one probe at a time
+(``routing.gateway.limits_redis``): before, every request paid up to ``REDIS_CONNECT_TIMEOUT``
+while Redis was down. A window this worker already knows to be used up
 stays refused until it ends: the key really did spend that minute's quota. Rate limits protect capacity, not money: credits and key spend limits are held
 in PostgreSQL, so an outage of Redis can never let a key spend beyond its balance or limit.
 """
@@ -50,16 +53,17 @@ from typing import Any
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from accounts.keys import AuthenticatedKey
+from accounts.keys import AuthenticatedKey, RateBound
 from routerhub.errors import RateLimited
 from routing.gateway.limits_lease import Lease as _Lease
+from routing.gateway.limits_lease import Leasing
 from routing.gateway.limits_redis import (
     lease_client,
     lease_client_sync,
     lease_input,
     redis_answered,
-    redis_backed_off,
     redis_failed,
+    redis_turn,
 )
 from routing.gateway.limits_redis import rate_limit_close as rate_limit_close  # re-exported
 
@@ -100,10 +104,15 @@ def _window() -> tuple[int, int]:
     return int(now // _WINDOW), max(1, math.ceil(_WINDOW - now % _WINDOW))
 
 
-def key_tag(key: AuthenticatedKey, kind: str) -> str:
-    """A key's bucket: ``kind`` "" is its own (rpm, tpm), "s" its router selects. The prefix is
-    random per key, so a reused database id never inherits old counters."""
-    return f"rl{kind}:{key.id}:{key.prefix}"
+def key_tag(key: AuthenticatedKey, kind: str, up: RateBound | None = None) -> str:
+    """A key's bucket (or that of ``up``, a key it was made from): ``kind`` "" is its own (rpm,
+    tpm), "s" its router selects. The prefix is random per key, so a reused database id never
+    inherits old counters. The braces are a Redis Cluster hash tag, the tree's first key with a
+    rate limit: a chain's script reads every bucket of the chain, and under Cluster (or a proxy)
+    keys in different slots were CROSSSLOT, failing open every request of a key made by a key."""
+    tree = key.rate_ancestors[0].key_id if key.rate_ancestors else key.id
+    key_id, prefix = (key.id, key.prefix) if up is None else (up.key_id, up.prefix)
+    return f"{{tree{tree}}}:rl{kind}:{key_id}:{prefix}"
 
 
 def rate_limit_headers(key: AuthenticatedKey) -> dict[str, str]:
@@ -143,12 +152,16 @@ def _raise(reason: int, bucket: Bucket, retry_after: int) -> None:
     if bucket.made_from:
         # Not the ancestor's limit nor its remainder: its whole tree spends them, and a key's
         # holder could watch its siblings' pace through them (as ``billing.key_windows``).
-        what = "requests" if reason == 1 else "tokens"
+        what = bucket.counts if reason == 1 else "tokens"
         raise RateLimited(
             f"The key {bucket.made_from} this key was made from has used its {what} per minute:"
             f" a key made by a key counts against that key's rate limits too; retry after"
             f" {retry_after} s.",
-            metadata={"limited_by": bucket.made_from, "retry_after": retry_after},
+            metadata={
+                "limited_by": bucket.made_from,
+                "limited_on": "requests" if reason == 1 else "tokens",  # what ran out, no numbers
+                "retry_after": retry_after,
+            },
             headers=reset,
         )
     what = f"{bucket.rpm} {bucket.counts}" if reason == 1 else f"{bucket.tpm} tokens"
@@ -179,7 +192,7 @@ def key_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
         openrouter_names=True,
     )
     made_from = [
-        Bucket(f"rl:{up.key_id}:{up.prefix}", up.rpm or 0, up.tpm or 0, made_from=up.label)
+        Bucket(key_tag(key, "", up), up.rpm or 0, up.tpm or 0, made_from=up.label)
         for up in reversed(key.rate_ancestors)
     ]
     return (own, *made_from)
@@ -188,11 +201,6 @@ def key_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
 async def rate_limit_admit(key: AuthenticatedKey, prompt_tokens: int) -> None:
     """Count one request (and its prompt tokens) or raise ``RateLimited`` (429, Retry-After)."""
     await admit_chain(key_buckets(key), prompt_tokens)
-
-
-async def admit(bucket: Bucket, prompt_tokens: int) -> None:
-    """Count one request (and its prompt tokens) in ``bucket`` or raise its ``RateLimited``."""
-    await admit_chain((bucket,), prompt_tokens)
 
 
 async def admit_chain(buckets: tuple[Bucket, ...], prompt_tokens: int) -> None:
@@ -221,18 +229,23 @@ async def admit_chain(buckets: tuple[Bucket, ...], prompt_tokens: int) -> None:
         if start is not None:  # outside _lock: an eager task runs _lease_more (it takes _lock) now
             _start(_lease_more(leases, buckets, window, prompt_tokens, start))
         # Shielded: a request that goes away does not cancel the others' lease call.
-        if not await asyncio.shield(fetching):
+        leasing = await asyncio.shield(fetching)
+        if leasing == "uncounted":
             return  # Redis unreachable: fail open
+        if leasing == "in-process":
+            with _lock:  # Redis refused, or the pool was busy: limits hold per process
+                _admit_local(buckets, prompt_tokens, window, retry_after)
+            return
 
 
-def admit_sync(bucket: Bucket) -> None:
-    """``admit`` without prompt tokens for sync callers, on the same counters and leases, with
-    no event loop. A thread does not wait for a lease call in flight on the event loop (or in
-    another thread): it leases too, and both slices land in the one lease, never past the limit
-    (Redis counts leases)."""
-    if not bucket.rpm and not bucket.tpm:
+def admit_sync(buckets: tuple[Bucket, ...]) -> None:
+    """``admit_chain`` without prompt tokens for sync callers, on the same counters and leases,
+    with no event loop. A thread does not wait for a lease call in flight on the event loop (or
+    in another thread): it leases too, and both slices land in the one lease, never past the
+    limit (Redis counts leases)."""
+    buckets = tuple(b for b in buckets if b.rpm or b.tpm)
+    if not buckets:
         return
-    buckets = (bucket,)
     window, retry_after = _window()
     if not settings.REDIS_URL:
         with _lock:
@@ -240,18 +253,21 @@ def admit_sync(bucket: Bucket) -> None:
         return
     while True:
         with _lock:
-            leases = [_lease(bucket.tag, window)]
+            leases = [_lease(b.tag, window) for b in buckets]
             if _take(leases, buckets, 0):
                 return
             _refuse_spent(leases, buckets, retry_after)
             wanted = _wanted(leases, buckets, 0)
-        if redis_backed_off():
+        turn = redis_turn()
+        if turn is None:
             return  # Redis backed off: fail open
         try:
             _, script = lease_client_sync()
             granted = script(*lease_input(_limits(buckets), window, wanted, ttl=_WINDOW + 5))
         except (RedisError, OSError) as exc:
-            redis_failed(exc)
+            if redis_failed(exc, turn):
+                with _lock:  # Redis refused: limits hold per process
+                    _admit_local(buckets, 0, window, retry_after)
             return
         redis_answered()
         with _lock:
@@ -301,8 +317,8 @@ def _admit_local(
 async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
     """Add tokens generated after admission to the current window of the key and of each key
     it was made from with a tpm."""
-    if tokens <= 0:
-        return
+    if tokens <= 0 or not (key.tpm or any(up.tpm for up in key.rate_ancestors)):
+        return  # nothing to count: no buckets built, no lock taken
     window, _ = _window()
     with _lock:
         for bucket in key_buckets(key):
@@ -328,26 +344,27 @@ async def _lease_more(
     buckets: tuple[Bucket, ...],
     window: int,
     prompt_tokens: int,
-    done: asyncio.Future[bool],
+    done: asyncio.Future[Leasing],
 ) -> None:
     """Lease the next slices of ``buckets`` in ``window`` (one Lua call); ``done`` (the first
-    lease's ``fetching``) is set False when Redis is unreachable or backed off."""
+    lease's ``fetching``) says how it ended (``Leasing``)."""
     try:
         with _lock:
             wanted = _wanted(leases, buckets, prompt_tokens)
-        leased = False
-        if not redis_backed_off():
+        leasing: Leasing = "uncounted"  # Redis backed off
+        turn = redis_turn()
+        if turn is not None:
             _, script = lease_client()
             try:
                 granted = await script(*lease_input(_limits(buckets), window, wanted, _WINDOW + 5))
             except (RedisError, OSError) as exc:
-                redis_failed(exc)
+                leasing = "in-process" if redis_failed(exc, turn) else "uncounted"
             else:
                 redis_answered()
                 with _lock:
                     _granted(leases, buckets, wanted, granted)
-                leased = True
-        done.set_result(leased)
+                leasing = "leased"
+        done.set_result(leasing)
     except Exception as exc:  # its waiters raise it
         done.set_exception(exc)
     except BaseException:

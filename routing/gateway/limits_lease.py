@@ -4,6 +4,12 @@ of quota it took from Redis and has not spent, and how large its next slice is."
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
+
+# How a lease call ended: its slices leased; Redis unreachable (the requests waiting on it are
+# admitted uncounted); or Redis refused it, or the pool had no connection free (they are counted
+# in this process alone).
+Leasing = Literal["leased", "uncounted", "in-process"]
 
 _LEASE_CAP = 0.01  # of the limit, per lease
 _LEASE_PERIOD_S = 1.0  # a slice spent within this grows the next one; else it is sized to it
@@ -30,9 +36,8 @@ class Lease:
         self.request_slice = 1
         self.token_slice = 0
         self.leased_at = -1.0
-        # The lease call in flight, shared by every request of this key in this worker; its
-        # result is False when Redis was unreachable.
-        self.fetching: asyncio.Future[bool] | None = None
+        # The lease call in flight, shared by every request of this key in this worker.
+        self.fetching: asyncio.Future[Leasing] | None = None
         # The rpm (tpm) at which Redis granted less than asked: the window is fully leased.
         self.requests_full_at = 0
         self.tokens_full_at = 0

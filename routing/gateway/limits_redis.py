@@ -12,11 +12,14 @@ starts and once as it ends.
 
 Only a Redis that does not answer is an outage. A server that answers with a refusal, its
 ``maxclients`` reached ("max number of clients reached", which a flood of connections elsewhere
-can provoke), is up: its open connections still count, so that request alone is admitted
-uncounted and nothing backs off (before, the refusal flipped the whole process into uncounted
-admission for the back-off). Likewise when this process's own pool of
-``RATE_LIMIT_REDIS_MAX_CONNECTIONS`` is busy past ``REDIS_SOCKET_TIMEOUT`` (it was unbounded:
-a burst of distinct keys opened a connection each). Every lease call is a single attempt, so a
+can provoke), is up: its open connections still count, so that request alone is counted in
+this process (its chain's buckets, as without Redis) and nothing backs off (before, the refusal
+flipped the whole process into uncounted admission for the back-off). Likewise when this
+process's own pool of ``RATE_LIMIT_REDIS_MAX_CONNECTIONS`` is busy past
+``RATE_LIMIT_REDIS_POOL_WAIT_SECONDS`` (it was unbounded: a burst of distinct keys opened a
+connection each; then its wait was ``REDIS_SOCKET_TIMEOUT`` and such requests were admitted
+uncounted: thousands of requests of keys a key made, each chain its own lease call, made a
+parent's rpm stop binding and every request wait 5 s). Every lease call is a single attempt, so a
 probe lasts at most a connect and a reply timeout: redis-py retries when ``REDIS_URL``'s query
 asks it to (``retry_on_timeout``, ``retry_on_error``: they win over the client's arguments), and
 the ``Redis()`` constructor's own default is 3 retries with sleeps of up to seconds."""
@@ -27,6 +30,7 @@ import asyncio
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -76,10 +80,9 @@ return grants
 
 
 def lease_keys(tag: str, window: int) -> tuple[str, str]:
-    """A bucket's counters in ``window``: requests and tokens leased."""
-    # The braces keep both counters in one Redis Cluster slot. A chain's script reads several
-    # buckets: under Cluster they would need one slot; RouterHub's client is a single Redis.
-    return f"rh:{{{tag}:{window}}}:r", f"rh:{{{tag}:{window}}}:t"
+    """A bucket's counters in ``window``: requests and tokens leased. ``tag`` carries its Redis
+    Cluster hash tag (``limits.bucket_tag``): a chain's script reads all its buckets in one slot."""
+    return f"rh:{tag}:{window}:r", f"rh:{tag}:{window}:t"
 
 
 def lease_input(
@@ -137,45 +140,36 @@ class _AsyncPool(redis.asyncio.BlockingConnectionPool):
             raise
 
 
-class _RefusalHeard:
-    """Keeps the server's refusal when it closes a new connection before the handshake's write
-    went out: asyncio has already read its answer ("-ERR max number of clients reached"), but
-    redis-py reports only "Connection lost" (in most such connects, measured; the sync client
-    reads the answer). The stream holds the answer beside the broken pipe, readable only in its
-    buffer: should a Python version rename it, a refusal reads as an outage, as before."""
-
-    _reader: asyncio.StreamReader | None
-
-    async def _send_packed_command(self, command: Any) -> None:
-        try:
-            await super()._send_packed_command(command)  # type: ignore[misc]
-        except OSError:
-            if _MAXCLIENTS.encode() in bytes(getattr(self._reader, "_buffer", b"")):
-                raise RedisConnectionError(_MAXCLIENTS) from None
-            raise
-
-
-def _single_attempt() -> dict[str, Any]:
-    """A lease call is one attempt within the client's timeouts (module docstring)."""
-    return {"retry": redis.asyncio.retry.Retry(NoBackoff(), 0), **redis_timeouts()}
-
-
 def _client_async() -> redis.asyncio.Redis:
+    # A lease call is one attempt within the client's timeouts (module docstring).
     pool = _AsyncPool.from_url(
         settings.REDIS_URL,
         max_connections=settings.RATE_LIMIT_REDIS_MAX_CONNECTIONS,
-        timeout=settings.REDIS_SOCKET_TIMEOUT,
-        **_single_attempt(),
+        timeout=settings.RATE_LIMIT_REDIS_POOL_WAIT_SECONDS,
+        retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+        **_one_handshake_command(),
+        **redis_timeouts(),
     )
-    base = pool.connection_class  # TCP, TLS or a Unix socket, as the URL says
-    pool.connection_class = type(f"Limiter{base.__name__}", (_RefusalHeard, base), {})
     return redis.asyncio.Redis(connection_pool=pool)
+
+
+def _one_handshake_command() -> dict[str, Any]:
+    """A new connection sends one command and reads its answer: a server at its ``maxclients``
+    writes its refusal and closes, and redis-py reads the refusal as that answer (its own
+    ``ConnectionError("max number of clients reached")``). redis-py's default handshake sends
+    two CLIENT SETINFO back to back: the second write hit the closed socket and asyncio reported
+    "Connection lost", the refusal unread (an outage). With no command at all, the pool found
+    the refusal waiting on a new connection and said "Connection not ready" (an outage too)."""
+    return {"client_name": "routerhub-rate-limiter", "driver_info": None}
 
 
 def _client_sync() -> redis.Redis:
     # Threads (the DRF views) bound the sync client's connections; they are never retried either.
     return redis.Redis.from_url(
-        settings.REDIS_URL, retry=redis.retry.Retry(NoBackoff(), 0), **redis_timeouts()
+        settings.REDIS_URL,
+        retry=redis.retry.Retry(NoBackoff(), 0),
+        **_one_handshake_command(),
+        **redis_timeouts(),
     )
 
 
@@ -209,8 +203,16 @@ async def rate_limit_close() -> None:
         _RedisState.client = None
 
 
-def redis_backed_off() -> bool:
-    """True while Redis is backed off (the caller fails open without trying it). The first
+@dataclass(frozen=True, slots=True)
+class RedisTurn:
+    """A lease call allowed to try Redis: ``probe`` is when it started probing an outage (the
+    one probe in flight), None for a call while Redis answers."""
+
+    probe: float | None = None
+
+
+def redis_turn() -> RedisTurn | None:
+    """None while Redis is backed off (the caller fails open without trying it). The first
     caller past the back-off probes it; the others keep skipping until that probe ends (its
     failure or answer: ``redis_failed``, ``redis_answered``), so an outage costs one probe at a
     time, not one per request or per key: against a Redis that accepts but never replies, one
@@ -218,39 +220,44 @@ def redis_backed_off() -> bool:
     after this one started, as long as a reply timeout: hung probes overlapped and stalled the
     key's requests.) A probe that never ended (cancelled) frees the next after ``_PROBE_STALE_S``."""
     if _Outage.since is None:
-        return False
+        return _ANSWERING
     with _Outage.lock:
         now = time.monotonic()
         if _Outage.since is None:
-            return False
+            return _ANSWERING
         probing = _Outage.probing_since is not None and now - _Outage.probing_since < _PROBE_STALE_S
         if probing or now < _Outage.retry_at:
-            return True
+            return None
         _Outage.probing_since = now
-        return False
+        return RedisTurn(now)
 
 
-def redis_failed(exc: Exception) -> None:
-    """A lease call failed and its request is admitted uncounted. A connection error or timeout
-    backs Redis off and logs the outage once; a refusal (``redis_refused``) or another Redis
-    error backs nothing off and logs at most every 10 s."""
+_ANSWERING = RedisTurn()
+
+
+def redis_failed(exc: Exception, turn: RedisTurn) -> bool:
+    """A lease call (``turn``) failed. True when Redis is up but refused it, or this process's
+    pool had no connection free (``redis_refused``): the caller counts its request in-process.
+    False: its request is admitted uncounted; a connection error or timeout backs Redis off and
+    logs the outage once, another Redis error backs nothing off (both log at most every 10 s).
+    Only the probe's own failure ends the probe: an ordinary call's refusal, ending while a
+    probe hangs, used to let a second probe start beside it."""
     now = time.monotonic()
-    if redis_refused(exc) or not isinstance(
-        exc, RedisConnectionError | RedisTimeoutError | OSError
-    ):
-        with _Outage.lock:
-            _Outage.probing_since = None  # Redis answered the probe (or was never asked)
-            warn = now - _Outage.last_warning >= _WARN_EVERY_S
-            _Outage.last_warning = now if warn else _Outage.last_warning
-        if warn:
-            logger.warning("rate limits unavailable (Redis: %s); admitting requests uncounted", exc)
-        return
+    refused = redis_refused(exc)
+    outage = not refused and isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
     backoff = settings.RATE_LIMIT_REDIS_BACKOFF_SECONDS
     with _Outage.lock:
-        started = _Outage.since is None
-        _Outage.since = now if started else _Outage.since
-        _Outage.retry_at = now + backoff
-        _Outage.probing_since = None
+        if turn.probe is not None and _Outage.probing_since == turn.probe:
+            _Outage.probing_since = None
+        started = outage and _Outage.since is None
+        if outage:
+            _Outage.since = now if started else _Outage.since
+            _Outage.retry_at = now + backoff
+        warn = not outage and now - _Outage.last_warning >= _WARN_EVERY_S
+        _Outage.last_warning = now if warn else _Outage.last_warning
+    if warn:
+        counted = "counting requests in this process" if refused else "admitting requests uncounted"
+        logger.warning("rate limits unavailable (Redis: %s); %s", exc, counted)
     if started:
         logger.warning(
             "rate limits unavailable (Redis unreachable: %s); admitting requests uncounted, and"
@@ -258,6 +265,7 @@ def redis_failed(exc: Exception) -> None:
             exc,
             backoff,
         )
+    return refused
 
 
 def redis_refused(exc: Exception) -> bool:

@@ -132,6 +132,7 @@ async def step_call(ex: Exchange) -> Outcome:
         if completion is None:
             continue
         ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
+        ex.own_host = bool(candidate.base_url)
         usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
         bill(ex, usage, status="succeeded")
         if not candidate.is_byok and ex.first_byte_at is not None:

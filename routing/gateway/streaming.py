@@ -179,6 +179,7 @@ async def _first_content(
 async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
     """Relay the rest of the stream; from here on there is no fallback, only an SSE error."""
     ex.endpoint, ex.is_byok, ex.decoder = candidate.endpoint, candidate.is_byok, opened.decoder
+    ex.own_host = bool(candidate.base_url)
     encoder = (
         MessagesStreamEncoder(ex.generation_id, candidate.endpoint.model_id, ex.plan.routing)
         if ex.anthropic

@@ -1,5 +1,6 @@
-"""What a call is billed for: the provider's counts at list price, or, where it sent none or
-one that cannot be true, an estimate within the hold's bounds (flagged on the record)."""
+"""What a call is billed for: the provider's counts at list price, or, where it sent none, one
+that cannot be true or (from an organization's own host) one below its estimate, an estimate
+within the hold's bounds (flagged on the record)."""
 
 from __future__ import annotations
 
@@ -70,16 +71,16 @@ def timed_out_usage(ex: Exchange, endpoint: EndpointInfo) -> Usage:
 def partial_usage(ex: Exchange) -> Usage:
     """What a stream produced so far: the provider's count when it sent one, else an estimate."""
     reported = ex.decoder.usage if ex.decoder is not None else None
-    finished = ex.decoder is not None and ex.decoder.finished
+    final = ex.decoder is not None and ex.decoder.usage_final
     # What the provider generated: what was relayed and what was read but not (excluded thinking).
     generated = ex.generated_chars + (ex.decoder.unrelayed_chars if ex.decoder else 0)
-    usage = billable_usage(ex, reported, generated, finished=finished)
+    usage = billable_usage(ex, reported, generated, final=final)
     if ex.endpoint is not None:
-        if not finished:
-            # A stream cut short may carry an early, partial count (Anthropic's message_start).
-            # A finished stream's count is final, billed as reported as its whole answer's is:
-            # before, the larger of it and a 4-characters-a-token estimate, so a streamed
-            # answer cost (and said in its usage chunk) more than the same answer unstreamed.
+        if not final:
+            # A stream without its final count (cut short, or ended without one) may carry an
+            # early, partial one (Anthropic's message_start). A final count is billed as reported,
+            # as a whole answer's is: before, the larger of it and a 4-characters-a-token
+            # estimate, so a streamed answer cost more than the same answer unstreamed.
             usage.completion_tokens = max(
                 usage.completion_tokens, _completion_estimate(ex, generated)
             )
@@ -104,12 +105,13 @@ def _hidden_reasoning(ex: Exchange, endpoint: EndpointInfo) -> int:
 
 
 def billable_usage(
-    ex: Exchange, reported: Usage | None, generated_chars: int, *, finished: bool = True
+    ex: Exchange, reported: Usage | None, generated_chars: int, *, final: bool = True
 ) -> Usage:
     """The provider's counts, to be billed at list price. A count it did not send, or one that
-    cannot be true (``Usage.clamped``, a prompt above its byte bound, no token for a
-    finished answer), is estimated from the text instead and the record flagged: never zero
-    for a served answer. Estimates stay within the hold's bounds; provider counts need not."""
+    cannot be true (``Usage.clamped``, a prompt above its byte bound, no token in the final
+    count of an answer), is estimated from the text instead and the record flagged: never zero
+    for a served answer; an own host's counts are billed no lower than their estimates
+    (``_own_host_floor``). Estimates stay within the hold's bounds; provider counts need not."""
     if ex.endpoint is None:
         return replace(reported) if reported is not None else Usage()
     estimate = _completion_estimate(ex, generated_chars)
@@ -130,7 +132,7 @@ def billable_usage(
         usage.prompt_tokens, usage.clamped = 0, True
     if window and usage.completion_tokens > window * int(ex.body.get("n") or 1):
         usage.completion_tokens, usage.clamped = 0, True
-    if usage.completion_tokens == 0 and generated_chars and finished:
+    if usage.completion_tokens == 0 and generated_chars and final:
         usage.clamped = True  # a cut stream's early count may still be 0
     if usage.clamped:
         logger.warning(
@@ -145,6 +147,8 @@ def billable_usage(
     elif usage.prompt_tokens == 0:
         ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
         usage.prompt_tokens = prompt_estimate_at(ex, ex.endpoint)
+    if ex.own_host and not usage.clamped:
+        _own_host_floor(ex, usage, estimate)
     usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
     usage.cache_write_tokens = min(
         usage.cache_write_tokens, usage.prompt_tokens - usage.cached_tokens
@@ -152,6 +156,20 @@ def billable_usage(
     usage.cache_write_1h_tokens = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     usage.reasoning_tokens = min(usage.reasoning_tokens, usage.completion_tokens)
     return usage
+
+
+def _own_host_floor(ex: Exchange, usage: Usage, completion_estimate: int) -> None:
+    """An organization's own host counts its own tokens, and its fee is a share of their price:
+    each count is billed no lower than its estimate, the record flagged where one was raised.
+    A provider's own host is billed as it counts. Before, a host that reported 1 prompt and 1
+    completion token took the fee to almost nothing, on whole and streamed answers alike."""
+    assert ex.endpoint is not None
+    prompt_estimate = prompt_estimate_at(ex, ex.endpoint)
+    if usage.prompt_tokens >= prompt_estimate and usage.completion_tokens >= completion_estimate:
+        return
+    ex.draft.flag(UsageFlag.USAGE_FLOORED)
+    usage.prompt_tokens = max(usage.prompt_tokens, prompt_estimate)
+    usage.completion_tokens = max(usage.completion_tokens, completion_estimate)
 
 
 def _image_tokens_held(ex: Exchange, endpoint: EndpointInfo) -> int:

@@ -260,7 +260,9 @@ class AnthropicStreamDecoder(StreamDecoder):
         if kind == "content_block_delta":
             return self._block_delta(payload.get("index", 0), payload.get("delta") or {})
         if kind == "message_delta":
-            self.usage = usage_from_anthropic(payload.get("usage"), self.usage)
+            final = payload.get("usage")
+            self.usage = usage_from_anthropic(final, self.usage)
+            self.usage_final = isinstance(final, dict) and "output_tokens" in final
             reason = (payload.get("delta") or {}).get("stop_reason")
             if reason is None:
                 return []

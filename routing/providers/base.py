@@ -252,6 +252,9 @@ class StreamDecoder(ABC):
         self.request = request
         self.usage: Usage | None = None
         self.finished = False
+        # The provider sent its final count (not only an early one, as Anthropic's message_start
+        # is): billed as reported. ``finished`` alone is not that: a stream may end without one.
+        self.usage_final = False
         self.service_tier = ""  # the tier a chunk said it was served at (``Completion``'s)
         # Characters the provider generated and this decoder did not relay (thinking the request
         # excluded): billed like relayed ones when the stream is cut before its usage report.

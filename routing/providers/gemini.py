@@ -353,4 +353,6 @@ class GeminiStreamDecoder(StreamDecoder):
             if finish is not None:
                 choice["native_finish_reason"] = candidate.get("finishReason")
             out.append(choice)
+        # Each chunk carries a running count: the final one comes with, or after, the finish.
+        self.usage_final = self.usage_final or (usage is not None and self.finished)
         return out

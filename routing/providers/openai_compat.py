@@ -139,6 +139,7 @@ class OpenAIStreamDecoder(StreamDecoder):
     def feed(self, event: str | None, data: str) -> list[JSON]:
         if data == "[DONE]":
             self.finished = True
+            self.usage_final = self.usage is not None  # some hosts send a running count per chunk
             return []
         if not data:
             return []

@@ -44,7 +44,8 @@ def test_two_children_of_a_key_together_spend_no_more_than_its_limit() -> None:
     held = key_hold(first, "0.6")
     refused = key_refusal(second, "0.6")  # its own window is empty; its parent's is not
 
-    assert refused["limited_by"].startswith(parent.prefix) and "remaining" not in refused
+    assert refused["limited_by"].startswith(parent.prefix) and "limit" not in refused
+    assert refused["remaining"] == "0.40000000"  # what it can spend, not the parent's limit
     assert parent.prefix in refused["message"] and "made from" in refused["message"]
     key_settle(first, held, "0.5")
     assert key_window(parent) == (Decimal("0.5"), 0)

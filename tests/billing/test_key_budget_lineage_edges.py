@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from billing.models import KeySpendWindow, Reservation
-from billing.windows import window_start
+from billing.windows import window_end, window_start
 from tests.billing.key_budgets import (
     budget_organization_make,
     child_key_make,
@@ -25,20 +25,39 @@ from tests.billing.key_budgets import (
 pytestmark = pytest.mark.django_db
 
 
-def test_an_ancestors_refusal_does_not_tell_the_trees_spend() -> None:
+def test_an_ancestors_refusal_tells_what_the_key_can_spend_not_the_trees_limit() -> None:
+    """Policy: a key's holder may know what it can still spend (``GET /api/v1/key`` says it), so
+    the refusal says it too, with when that window ends; the ancestor's ``limit`` and spend are
+    not given as such (they were withheld along with what is left, which protected nothing)."""
     _, parent = manage_key_make(budget_organization_make(), limit=Decimal("1"), limit_reset="daily")
     first, _ = child_key_make(parent)
-    second, _ = child_key_make(parent, limit=Decimal("0.3"), limit_reset="daily")
-    key_hold(first, "0.6")  # a sibling's spend
+    second, _ = child_key_make(parent, limit=Decimal("0.3"), limit_reset="weekly")
+    key_hold(first, "0.8")  # a sibling's spend: the parent's day leaves 0.2
+
+    refused = key_refusal(second, "0.25")
+
+    assert refused["limited_by"].startswith(parent.prefix) and refused["reset"] == "daily"
+    assert refused["needed"] == "0.25000000" and refused["remaining"] == "0.20000000"
+    assert refused["reset_at"] == window_end("daily", timezone.now()).isoformat()
+    assert "limit" not in refused and "spent" not in refused
+
+
+def test_an_ancestors_refusal_reports_the_keys_own_window_when_it_is_tighter() -> None:
+    """The parent refuses first (windows are locked in key id order); the key's own week, read
+    after, leaves less: that is what it can spend, until the week ends."""
+    _, parent = manage_key_make(budget_organization_make(), limit=Decimal("1"), limit_reset="daily")
+    first, _ = child_key_make(parent)
+    second, _ = child_key_make(parent, limit=Decimal("0.3"), limit_reset="weekly")
+    key_hold(first, "0.6")  # the parent's day leaves 0.4
 
     refused = key_refusal(second, "0.5")
 
-    assert refused["limited_by"].startswith(parent.prefix) and refused["reset"] == "daily"
-    assert refused["needed"] == "0.50000000"
-    assert "remaining" not in refused and "limit" not in refused
-    # Its own limit still says what is left of its own window.
-    own = key_refusal(second, "0.35")
+    assert refused["limited_by"].startswith(parent.prefix)
+    assert refused["remaining"] == "0.30000000"
+    assert refused["reset_at"] == window_end("weekly", timezone.now()).isoformat()
+    own = key_refusal(second, "0.35")  # its own limit: as before, with its limit
     assert own["remaining"] == "0.30000000" and own["limit"] == "0.30000000"
+    assert own["reset_at"] == window_end("weekly", timezone.now()).isoformat()
 
 
 def test_a_lengthened_reset_does_not_forgive_the_window() -> None:

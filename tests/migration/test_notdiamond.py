@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from accounts.models import ApiKey, KeyScope
 from routing.fake_upstream.answers import answer_text
@@ -28,6 +29,7 @@ WEAK_TOOLLESS = "test/gpt"  # the base catalog's first model, redeclared without
 PROMPTS = ["Compute 17 + 42 * 3.", "Write a short poem about the lantern at dawn. (#1000)"]
 SELECT = "/api/notdiamond/v2/modelRouter/modelSelect"
 FEEDBACK = "/api/notdiamond/v2/report/metrics/feedback"
+LATENCY = "/api/notdiamond/v2/report/metrics/latency"
 PROVIDERS = [{"provider": "test", "model": "gpt"}, {"provider": "test", "model": "claude"}]
 
 
@@ -319,3 +321,62 @@ def test_only_the_key_that_selected_or_its_makers_report_on_a_session(world: Wor
     )
     assert by_selector is True and by_maker is True and by_management is True
     assert SelectionSession.objects.get(id=session_id).feedback == {"accuracy": 1}
+
+
+def _session_insert_as_an_old_pod(organization_id: int) -> str:
+    """A session as code before routing 0017 writes it: neither ``key_id`` nor ``key_recorded``
+    named, so the database's defaults fill them."""
+    session_id = str(uuid.uuid4())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO routing_selectionsession (id, organization_id, router, chosen, candidates,"
+            " prompt, feedback_model, latency_model, created_at)"
+            " VALUES (%s, %s, 'router/nd', %s, %s, '', '', '', now())",
+            [session_id, organization_id, WEAK, json.dumps([WEAK, STRONG])],
+        )
+    return session_id
+
+
+@pytest.mark.django_db
+def test_sessions_without_their_key_recorded_keep_the_organization_wide_rule() -> None:
+    organization = organization_make(name="Deploying")
+    other = key_make(organization)
+    key_make(organization, name="selector")
+    selector_row = ApiKey.objects.get(organization=organization, name="selector")
+    old = _session_insert_as_an_old_pod(organization.pk)
+    new = SelectionSession.objects.create(
+        id=uuid.uuid4(), organization=organization, router="router/nd", chosen=WEAK,
+        candidates=[WEAK, STRONG], key=selector_row,
+    )  # fmt: skip
+    report = {"provider": PROVIDERS[0], "feedback": {"accuracy": 1}}
+    latency = {"provider": PROVIDERS[0], "feedback": {"tokens_per_second": 7.5}}
+
+    old_feedback = key_client(other).post(FEEDBACK, {**report, "session_id": old}, format="json")
+    old_latency = key_client(other).post(LATENCY, {**latency, "session_id": old}, format="json")
+    new_feedback = key_client(other).post(FEEDBACK, {**report, "session_id": str(new.id)},
+                                          format="json")  # fmt: skip
+    selector_row.delete()
+
+    # Pre-0017 sessions (and an old pod's during the deploy) have no key: the organization's
+    # inference keys were refused on them (a 404) by the per-key rule.
+    stored = SelectionSession.objects.get(id=old)
+    assert stored.key_recorded is False and new.key_recorded is True
+    assert old_feedback.status_code == 200 and old_latency.status_code == 200
+    assert (stored.feedback, stored.tokens_per_second) == ({"accuracy": 1}, 7.5)
+    assert new_feedback.status_code == 404
+    # No database constraint on the key (routing 0017): the ORM still forgets a deleted key.
+    assert SelectionSession.objects.get(id=new.id).key_id is None
+
+
+@pytest.mark.django_db
+def test_the_schema_says_when_a_report_is_a_404_or_a_400(client: Any) -> None:
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    for path in (FEEDBACK, LATENCY):
+        responses = schema["paths"][path]["post"]["responses"]
+        # Only the generic "No such object in this organization." on the old code.
+        assert "nor a key it made selected" in responses["404"]["description"]
+        assert "not a model the session ranked" in responses["400"]["description"]
+        assert responses["404"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }

@@ -14,6 +14,7 @@ import anthropic
 import openai
 import pytest
 
+from routing.fake_upstream.answers import count_tokens
 from tests.routing.test_gateway_anthropic_sdk import LOOKUP_TOOL
 from tests.routing.test_gateway_openai_sdk import WEATHER_TOOL
 from tests.routing.world import World
@@ -64,7 +65,12 @@ def test_a_streamed_answer_counts_and_costs_what_the_same_answer_unstreamed_does
         usage.prompt_tokens,
         usage.completion_tokens,
     )
-    assert world.usage_record(chunks[0].id).cost == world.usage_record(whole.id).cost
+    # The fake's own count (a token a word), not a 4-characters-a-token estimate of both.
+    assert usage.completion_tokens == count_tokens(whole.choices[0].message.content or "")
+    records = [world.usage_record(chunks[0].id), world.usage_record(whole.id)]
+    assert [r.completion_tokens for r in records] == [usage.completion_tokens] * 2
+    assert [r.flag_list for r in records] == [[], []]
+    assert records[0].cost == records[1].cost
 
 
 def test_an_anthropic_stream_ends_with_the_count_its_message_has(world: World) -> None:
@@ -78,6 +84,8 @@ def test_an_anthropic_stream_ends_with_the_count_its_message_has(world: World) -
 
     assert final.content[0].text == whole.content[0].text  # type: ignore[union-attr]
     assert final.usage.output_tokens == whole.usage.output_tokens
+    assert whole.usage.output_tokens == count_tokens(whole.content[0].text)  # type: ignore[union-attr]
+    assert world.usage_record(final.id).flag_list == []
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -105,6 +105,7 @@ def test_a_childs_tokens_count_against_its_parents_tpm(limiter: str) -> None:
     outcomes = admitted(child, 3, prompt_tokens=10, answer_tokens=50)
 
     assert [o is None for o in outcomes] == [True, True, False]
+    assert outcomes[-1] is not None and outcomes[-1].metadata["limited_on"] == "tokens"
 
 
 def test_an_ancestors_refusal_does_not_tell_its_limits(limiter: str) -> None:
@@ -116,7 +117,8 @@ def test_an_ancestors_refusal_does_not_tell_its_limits(limiter: str) -> None:
 
     assert refused is not None
     assert set(refused.headers) == {"Retry-After", "x-ratelimit-reset"}
-    assert set(refused.metadata) == {"limited_by", "retry_after"}
+    assert set(refused.metadata) == {"limited_by", "limited_on", "retry_after"}
+    assert refused.metadata["limited_on"] == "requests"  # what ran out, not how much
     told = refused.message.replace(refused.metadata["limited_by"], "")
     assert "7" not in told.replace(str(refused.metadata["retry_after"]), "")
     assert refused.metadata["limited_by"].startswith(parent.prefix)

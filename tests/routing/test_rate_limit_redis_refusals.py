@@ -25,6 +25,7 @@ from routing.gateway import limits, limits_redis
 from routing.gateway.select_limits import select_admit_sync
 from tests.conftest import require_redis, service_missing
 from tests.routing.test_rate_limit_backoff import DroppingRedis, a_key
+from tests.routing.test_rate_limit_lineage import a_key as lineage_key
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -81,12 +82,14 @@ def admit(key: AuthenticatedKey, times: int = 1) -> None:
 def test_a_redis_at_its_maxclients_does_not_back_the_limiter_off(
     full_redis: redis.Redis, settings: Any
 ) -> None:
-    """Both paths fail open for the refused request alone; once a connection is free, the next
-    request is counted at once. Old code: the refusal backed Redis off for the whole process
-    (``_Outage.since`` set), and the request after it was admitted uncounted."""
+    """Both paths count the refused request in this process alone; once a connection is free,
+    the next request is counted in Redis at once. Old code: the refusal backed Redis off for the
+    whole process (``_Outage.since`` set), and the request after it was admitted uncounted."""
     settings.ROUTER_SELECT_RPM_FACTOR = 1
     key = a_key(rpm=1)
-    admit(key, times=2)  # refused by Redis: uncounted, so both admitted
+    admit(key)  # refused by Redis: counted in this process
+    with pytest.raises(RateLimited):
+        admit(key)  # the process's count holds the rpm (before: admitted uncounted)
     select_admit_sync(key, user_id=None)
 
     assert limits_redis._Outage.since is None
@@ -100,8 +103,9 @@ def test_a_busy_pool_is_bounded_and_does_not_back_the_limiter_off(
     settings: Any, one_rate_limit_window: tuple[int, int]
 ) -> None:
     """With ``RATE_LIMIT_REDIS_MAX_CONNECTIONS`` 1 held by another call, a lease call waits at
-    most ``REDIS_SOCKET_TIMEOUT`` and its request is admitted uncounted, Redis not backed off.
-    Old code: the pool was unbounded (the lease call opened a second connection and counted)."""
+    most ``RATE_LIMIT_REDIS_POOL_WAIT_SECONDS`` and its request is counted in this process, Redis
+    not backed off. Old code: the pool was unbounded (the lease call opened a second connection
+    and counted)."""
     if not settings.REDIS_URL:
         require_redis()
     settings.RATE_LIMIT_REDIS_MAX_CONNECTIONS = 1
@@ -118,7 +122,7 @@ def test_a_busy_pool_is_bounded_and_does_not_back_the_limiter_off(
             await client.connection_pool.release(held)
         leased = int(await client.get(requests_key) or 0)
         backed_off = limits_redis._Outage.since is not None
-        await limits.rate_limit_admit(key, 0)  # a connection is free: counted
+        await limits.rate_limit_admit(key, 0)  # a connection is free: counted in Redis
         with pytest.raises(RateLimited):
             await limits.rate_limit_admit(key, 0)
         await limits.rate_limit_close()
@@ -127,6 +131,40 @@ def test_a_busy_pool_is_bounded_and_does_not_back_the_limiter_off(
     leased, backed_off = asyncio.run(run())
     assert leased == 0  # old code: 1 (a second connection leased)
     assert not backed_off
+
+
+def test_a_busy_pool_still_holds_a_parents_rpm_in_the_process(
+    settings: Any, one_rate_limit_window: tuple[int, int]
+) -> None:
+    """Children of an rpm-1 key, each its own lease call, find the one connection held: each
+    request is counted in this process (its chain's buckets), so one of three is admitted. Old
+    code: all three admitted uncounted after waiting ``REDIS_SOCKET_TIMEOUT`` each (a flood of
+    keys with tiny limits made the parent's rpm stop binding)."""
+    if not settings.REDIS_URL:
+        require_redis()
+    settings.RATE_LIMIT_REDIS_MAX_CONNECTIONS = 1
+    settings.REDIS_SOCKET_TIMEOUT = 0.3  # the old code's pool wait
+    parent = lineage_key(rpm=1)
+    children = [lineage_key(rpm=5, made_by=parent) for _ in range(3)]
+
+    async def run() -> int:
+        client, _ = limits_redis.lease_client()
+        held = await client.connection_pool.get_connection()
+        admitted = 0
+        try:
+            for child in children:
+                try:
+                    await limits.rate_limit_admit(child, 0)
+                    admitted += 1
+                except RateLimited:
+                    pass
+        finally:
+            await client.connection_pool.release(held)
+            await limits.rate_limit_close()
+        return admitted
+
+    assert asyncio.run(run()) <= 1  # old code: 3
+    assert limits_redis._Outage.since is None
 
 
 @pytest.fixture

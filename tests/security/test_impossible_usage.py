@@ -17,9 +17,11 @@ from routing.models import Provider
 from routing.services import provider_key_create
 from tests.routing.servers import poll
 from tests.routing.world import World, endpoint, model
+from training.tokens import tokens_from_chars
 
 NEGATIVE = "report_prompt=-5,report_completion=-3"
 PROMPT = "Explain in a few words why the sky is blue."
+MAX_TOKENS = 64  # the output bound: an estimate of the answer's tokens is at most this
 
 
 def own_host(world: World, settings: Any, fault: str) -> str:
@@ -41,7 +43,7 @@ def platform_model(world: World, style: str, fault: str) -> str:
 
 def ask(world: World, model_id: str, *, stream: bool) -> tuple[int, str, list[dict[str, Any]]]:
     """Status, generation id and (for a stream) its events, or ([the JSON body]) otherwise."""
-    body = {"model": model_id, "max_tokens": 64, "stream": stream,
+    body = {"model": model_id, "max_tokens": MAX_TOKENS, "stream": stream,
             "messages": [{"role": "user", "content": PROMPT}]}  # fmt: skip
     response = httpx.post(f"{world.gateway_url}/v1/chat/completions", json=body,
                           headers={"Authorization": f"Bearer {world.key}"}, timeout=30)  # fmt: skip
@@ -135,3 +137,36 @@ def test_no_answer_with_impossible_usage_is_a_502_and_not_billed(
     poll(lambda: not Reservation.objects.filter(state="held").exists())
     account = CreditAccount.objects.get(organization=world.organization)
     assert account.balance == before and account.reserved == Decimal(0)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_own_host_reporting_too_few_tokens_is_billed_its_estimates_and_flagged(
+    world: World, settings: Any, stream: bool
+) -> None:
+    """An own host counts its own tokens, and the fee is a share of their price: its counts are
+    billed no lower than their estimates. Before, it reported 1 and 1 and the fee was ~0."""
+    model_id = own_host(world, settings, "report_prompt=1,report_completion=1")
+
+    status, generation_id, events = ask(world, model_id, stream=stream)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.status == "succeeded" and record.is_byok
+    assert record.flag_list == ["usage_floored"]
+    assert record.prompt_tokens >= tokens_from_chars(len(PROMPT)) > 1
+    text = answer_text(events, stream=stream)
+    assert record.completion_tokens == min(tokens_from_chars(len(text)), MAX_TOKENS) > 1
+    assert LedgerEntry.objects.get(idempotency_key=f"usage:{generation_id}").amount == -record.cost
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_provider_reporting_few_tokens_is_billed_as_it_counts(world: World, stream: bool) -> None:
+    """The platform's own providers are billed their counts, however far below an estimate."""
+    model_id = platform_model(world, "anthropic", "report_prompt=1,report_completion=1")
+
+    status, generation_id, events = ask(world, model_id, stream=stream)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert (record.prompt_tokens, record.completion_tokens) == (1, 1)
+    assert record.flag_list == []

@@ -19,11 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
-from rest_framework.test import APIClient
+from rest_framework.response import Response
+from rest_framework.test import APIClient, APIRequestFactory, force_authenticate
 
 from accounts import services
 from accounts.models import ROLE_RANK, KeyScope, Membership, Organization, Role, User
+from accounts.tenant_api import TenantAPIView
 from tests.factories import Tenants, key_client, key_make, session_client
 
 pytestmark = pytest.mark.django_db
@@ -441,13 +444,51 @@ def test_owner_inference_key_gets_403_on_every_management_operation(sweep: Sweep
     sweep.assert_clean()
 
 
+# Operations a management key may not call, only a signed-in person (``people_only``): none
+# today, a management key acts with its creator's role on every operation. A view that sets it
+# is named here, and its 403 is then swept below.
+PEOPLE_ONLY_OPERATIONS: set[tuple[str, str]] = set()
+
+
 def test_owner_management_key_gets_403_on_people_only_operations(sweep: Sweep):
     caller = Caller(key_client(key_make(sweep.tenants.organization, scope=KeyScope.MANAGE)))
+    people_only = {
+        (operation.method, operation.path)
+        for operation in sweep.operations
+        if getattr(view_of(fill(operation, sweep.objects)[0]), "people_only", False)
+    }
+
     for operation in sweep.operations:
-        url, _ = fill(operation, sweep.objects)
-        if getattr(view_of(url), "people_only", False):
+        if (operation.method, operation.path) in people_only:
             sweep.expect(caller, operation, 403, "forbidden")
+
+    assert people_only == PEOPLE_ONLY_OPERATIONS
     assert not sweep.failures, "\n".join(sweep.failures)
+
+
+class PeopleOnlyView(TenantAPIView):
+    """A stand-in for a people-only operation (none is, ``PEOPLE_ONLY_OPERATIONS``)."""
+
+    people_only = True
+
+    def get(self, request: Any) -> Response:
+        return Response({"organization": self.organization.pk})
+
+
+def test_a_people_only_view_refuses_a_management_key_and_serves_a_person(sweep: Sweep):
+    tenants = sweep.tenants
+    view = PeopleOnlyView.as_view()
+    key = key_make(tenants.organization, scope=KeyScope.MANAGE)
+    by_key = view(APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Bearer {key}"))
+    request = APIRequestFactory().get("/")
+    request.session = SessionStore()
+    force_authenticate(request, user=tenants.owner)
+    by_person = view(request)
+
+    assert by_key.status_code == 403, by_key.data
+    assert "needs a signed-in person" in by_key.data["error"]["message"]
+    assert by_person.status_code == 200, by_person.data
+    assert by_person.data == {"organization": tenants.organization.pk}
 
 
 # --- the gateway (/v1 is not in the platform schema) ---------------------------------------------

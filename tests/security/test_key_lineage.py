@@ -16,16 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
-from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import key_lineage
 from accounts.key_lineage import LINEAGE_DEPTH_MAX
 from accounts.models import ApiKey, KeyScope, Role, User
-from tests.db_locks import backend_pid, waiting_for
+from tests.db_locks import backend_pid, race_behind
 from tests.factories import Tenants, key_client, key_make, member_add, session_client
-from tests.routing.servers import poll
 
 SOON = timedelta(hours=1)
 CHAT = {"model": "test/gpt", "messages": [{"role": "user", "content": "hi"}]}
@@ -322,11 +320,12 @@ def test_the_gateway_refuses_a_child_once_its_parent_is_revoked(world: Any) -> N
     assert after.status_code == 401 and after.json()["error"]["type"] == "unauthorized", after.text
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_key_made_while_its_parent_is_revoked_is_revoked_with_it(
-    tenants: Tenants, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _, parent = management_key(tenants)
+def creates_paused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Event, threading.Event, dict[str, Any]]:
+    """``key_lineage``'s next create pauses once its key is written, not yet committed (its
+    parent's row still locked): it sets the first event, records its backend's pid and the
+    key's id (``pid``, ``key``), and waits for the second."""
     inserted, commit = threading.Event(), threading.Event()
     creator: dict[str, Any] = {}
     create = key_lineage.api_key_create
@@ -335,40 +334,38 @@ def test_a_key_made_while_its_parent_is_revoked_is_revoked_with_it(
         made = create(**fields)
         creator["pid"], creator["key"] = backend_pid(), made.key.pk
         inserted.set()
-        commit.wait(timeout=20)  # the child is written, not yet committed
+        commit.wait(timeout=20)
         return made
 
     monkeypatch.setattr(key_lineage, "api_key_create", create_then_wait)
+    return inserted, commit, creator
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_made_while_its_parent_is_revoked_is_revoked_with_it(
+    tenants: Tenants, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, parent = management_key(tenants)
+    inserted, commit, creator = creates_paused(monkeypatch)
 
     def make_child() -> None:
-        try:
-            key_lineage.api_key_create_bounded(
-                acting_key_id=parent.pk,
-                organization=tenants.organization,
-                created_by=tenants.admin,
-                created_by_role=Role.ADMIN,
-                requested={"name": "child"},
-            )
-        finally:
-            connection.close()
+        key_lineage.api_key_create_bounded(
+            acting_key_id=parent.pk,
+            organization=tenants.organization,
+            created_by=tenants.admin,
+            created_by_role=Role.ADMIN,
+            requested={"name": "child"},
+        )
 
-    def revoke_parent() -> None:
-        try:
-            key_lineage.api_key_revoke(key=ApiKey.objects.get(pk=parent.pk))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=make_child), threading.Thread(target=revoke_parent)]
-    threads[0].start()
-    assert inserted.wait(timeout=20)
-    threads[1].start()
     # The revocation waits for the create's lock on the parent (on the old code it walked the
     # tree at once, before the child committed, and left it live; the poll then fails).
-    try:
-        poll(lambda: waiting_for(creator["pid"]), timeout=10)
-    finally:
-        commit.set()
-        for thread in threads:
-            thread.join(timeout=30)
+    outcomes = race_behind(
+        make_child,
+        lambda: key_lineage.api_key_revoke(key=ApiKey.objects.get(pk=parent.pk)),
+        holding=inserted,
+        release=commit,
+        holder_pid=lambda: creator["pid"],
+    )
 
+    assert outcomes == {"holder": None, "waiter": None}
     assert ApiKey.objects.get(pk=creator["key"]).revoked_at is not None

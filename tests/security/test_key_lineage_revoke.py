@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from typing import Any
 
 import pytest
 from django.db import connection
@@ -17,9 +16,13 @@ from django.utils import timezone
 
 from accounts import key_lineage, services
 from accounts.models import ApiKey, Membership, Role
-from tests.db_locks import backend_pid, waiting_for
+from tests.db_locks import (
+    backend_pid,
+    pause_after_first_row_lock,
+    race_behind,
+    scans_in_disk_order,
+)
 from tests.factories import Tenants, user_make
-from tests.routing.servers import poll
 from tests.security.test_key_lineage import browser, management_key
 
 WIDE = 2_000
@@ -72,51 +75,23 @@ def test_removing_a_member_while_their_key_is_revoked_does_not_deadlock(
     membership = Membership.objects.get(organization=tenants.organization, user=tenants.admin)
     root_locked, go = threading.Event(), threading.Event()
     pids: dict[str, int] = {}
-    outcomes: dict[str, BaseException | None] = {"revoke": None, "remove": None}
-
-    def pause_after_root_lock(execute: Any, sql: str, *args: Any) -> Any:
-        result = execute(sql, *args)
-        if "FOR NO KEY UPDATE" in sql and not root_locked.is_set():
-            root_locked.set()
-            go.wait(timeout=20)  # the root is locked, the levels below not yet
-        return result
 
     def revoke() -> None:
         pids["revoke"] = backend_pid()
-        with connection.execute_wrapper(pause_after_root_lock):
+        with connection.execute_wrapper(pause_after_first_row_lock(root_locked, go)):
             key_lineage.api_key_revoke(key=ApiKey.objects.get(pk=root.pk))
 
     def remove() -> None:
-        with connection.cursor() as cursor:
-            # The plan a small organization's keys get: a scan in disk order (forced, so the
-            # test does not depend on the planner's statistics).
-            cursor.execute("SET enable_indexscan = off")
-            cursor.execute("SET enable_bitmapscan = off")
+        scans_in_disk_order()  # the plan a small organization's keys get
         services.membership_remove(organization=tenants.organization, membership_id=membership.pk)
 
-    def run(name: str, call: Any) -> None:
-        try:
-            call()
-        except BaseException as exc:  # reported below
-            outcomes[name] = exc
-        finally:
-            connection.close()
+    # The removal waits for the revocation's lock on the root (on the old code, holding the
+    # keys below it, which the revocation then waits for: "deadlock detected").
+    outcomes = race_behind(
+        revoke, remove, holding=root_locked, release=go, holder_pid=lambda: pids["revoke"]
+    )
 
-    threads = [threading.Thread(target=run, args=("revoke", revoke))]
-    threads.append(threading.Thread(target=run, args=("remove", remove)))
-    threads[0].start()
-    try:
-        assert root_locked.wait(timeout=20)
-        threads[1].start()
-        # The removal waits for the revocation's lock on the root (on the old code, holding the
-        # keys below it, which the revocation then waits for: "deadlock detected").
-        poll(lambda: waiting_for(pids["revoke"]), timeout=10)
-    finally:
-        go.set()
-        for thread in threads:
-            thread.join(timeout=30)
-
-    assert outcomes == {"revoke": None, "remove": None}
+    assert outcomes == {"holder": None, "waiter": None}
     assert live(tenants) == 0
 
 

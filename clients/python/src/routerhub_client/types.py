@@ -37,6 +37,9 @@ class CurrentKey(TypedDict, total=False):
     scope: Scope
     role: str
     organization: KeyOrganization
+    # ``limit``/``limit_reset``: the key's own setting. ``limit_remaining``/``limit_reset_at``:
+    # the tightest window it spends against, its own or an ancestor's (a key made by a key), so
+    # a lifetime limit of 5 under a daily parent can show 0.10 left until the parent's day ends.
     limit: str | None
     limit_remaining: str | None
     limit_reset: str | None
@@ -320,7 +323,9 @@ class RoutingBudget(TypedDict, total=False):
     window_start: str | None
     spent: str  # spent plus held in the window, USD (absent for an ancestor's window)
     limit: str
-    limited_by: str  # "ancestor": the fullest window is a key's this key was made from
+    # "key": the key's own window; "ancestor": a key's this key was made from (no spent/limit).
+    # Not the 403's ``metadata.limited_by``, which names the refusing ancestor's prefix.
+    window_of: Literal["ancestor", "key"]
     share: float
     requested_tradeoff: float
     effective_tradeoff: float
