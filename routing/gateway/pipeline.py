@@ -170,20 +170,22 @@ async def _predicted_score(ex: Exchange, gate: JSON, model: str) -> float | None
 
 def _skipped(ex: Exchange, step: Step, score: float) -> None:
     """A step its pre-call gate skipped: recorded (no call, no cost) with the predicted score."""
-    ex.draft.steps.append(
-        {
-            "step": step.index,
-            "model": step.spec["model"],
-            "provider": "",
-            "status": "skipped",
-            "gate": "predicted_fail",
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "cost": money_str(ZERO),
-            "latency_ms": None,
-            "predicted_score": score,
-        }
-    )
+    ex.draft.steps.append(_uncalled(step, "skipped", "predicted_fail") | {"predicted_score": score})
+
+
+def _uncalled(step: Step, status: str, gate: str) -> JSON:
+    """The record of a step that was not called: no provider, no tokens, no cost."""
+    return {
+        "step": step.index,
+        "model": step.spec["model"],
+        "provider": "",
+        "status": status,
+        "gate": gate,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost": money_str(ZERO),
+        "latency_ms": None,
+    }
 
 
 async def _cascade(
@@ -281,19 +283,7 @@ async def _held_for(ex: Exchange, step: Step, body: JSON, later: list[Step]) -> 
 
 def _not_called(ex: Exchange, step: Step) -> None:
     """A step refused before its call: recorded (no call, no cost) so the trace shows it."""
-    ex.draft.steps.append(
-        {
-            "step": step.index,
-            "model": step.spec["model"],
-            "provider": "",
-            "status": "failed",
-            "gate": "not_called",
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "cost": money_str(ZERO),
-            "latency_ms": None,
-        }
-    )
+    ex.draft.steps.append(_uncalled(step, "failed", "not_called"))
 
 
 async def _respond(ex: Exchange, version: PipelineVersion, served: Outcome, extra: JSON) -> None:
