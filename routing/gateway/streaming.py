@@ -46,7 +46,7 @@ from routing.gateway.upstream import (
     upstream_timeout,
     upstream_url,
 )
-from routing.gateway.usage_estimate import impossible, partial_usage
+from routing.gateway.usage_estimate import impossible, partial_usage, reasoning_chars
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
 from routing.providers.base import (
@@ -64,6 +64,7 @@ from routing.providers.stream_checks import choices_fed, chunk_read
 # ``content`` and ``reasoning`` counted: a stream cut before its usage chunk gave the reasoning
 # it had relayed free.
 _BILLED_TEXT = ("content", "reasoning", "reasoning_content", "refusal")
+_PLAIN_TEXT = ("content", "refusal")  # the reasoning fields are counted once: reasoning_chars
 
 
 def deltas_answer(choices: list[JSON]) -> bool:
@@ -75,7 +76,8 @@ def deltas_answer(choices: list[JSON]) -> bool:
 
 def delta_chars(delta: JSON) -> int:
     """The characters of generated text in one stream delta (billed when no count comes)."""
-    total = sum(len(text) for name in _BILLED_TEXT if isinstance(text := delta.get(name), str))
+    total = sum(len(text) for name in _PLAIN_TEXT if isinstance(text := delta.get(name), str))
+    total += reasoning_chars(delta)
     for call in delta.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):

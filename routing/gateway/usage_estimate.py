@@ -180,14 +180,21 @@ def _image_tokens_held(ex: Exchange, endpoint: EndpointInfo) -> int:
     return image_tokens_beyond_context(images_asked(ex.body), endpoint.image_tokens)
 
 
+def reasoning_chars(part: JSON) -> int:
+    """The reasoning of a message or a stream delta, counted once: some servers (vLLM between
+    two releases) send the same text as both ``reasoning`` and ``reasoning_content``; both were
+    added, billing it twice. The longer is counted (one may be a summary of the other)."""
+    names = ("reasoning", "reasoning_content")
+    return max((len(t) for name in names if isinstance(t := part.get(name), str)), default=0)
+
+
 def choices_chars(choices: list[JSON]) -> int:
     """The characters of a whole answer's text and tool-call arguments (estimates bill them)."""
     total = 0
     for choice in choices:
         message = choice.get("message") or {}
         total += len(text_of(message.get("content")))
-        names = ("reasoning", "reasoning_content", "refusal")
-        total += sum(len(text_of(message.get(name))) for name in names)
+        total += len(text_of(message.get("refusal"))) + reasoning_chars(message)
         total += sum(
             len(
                 (c.get("function") or {}).get("arguments")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from billing.models import Reservation, UsageFlag, UsageRecord
 from routing.fake_upstream.answers import split_tokens
+from routing.gateway.streaming import delta_chars
+from routing.gateway.usage_estimate import choices_chars
 from tests.routing.servers import poll
 from tests.routing.world import World, endpoint, model
 from training.tokens import tokens_from_chars
@@ -61,3 +63,16 @@ def test_excluded_anthropic_thinking_cut_short_is_billed(world: World) -> None:
     assert (record.status, record.error_type) == ("aborted", "client_disconnected")
     assert record.completion_tokens >= tokens_from_chars(len(streamed))  # old code: 1
     assert record.cost <= Reservation.objects.get(generation_id=record.generation_id).amount
+
+
+def test_reasoning_sent_under_both_names_is_counted_once() -> None:
+    """vLLM (between two releases) sends the same reasoning as ``reasoning`` and as
+    ``reasoning_content``: an estimate counts it once, in a stream delta and in a whole answer
+    (both were added before: twice the reasoning billed)."""
+    thought = "x" * 100
+    both = {"reasoning": thought, "reasoning_content": thought}
+
+    assert delta_chars(both) == 100
+    assert delta_chars(both | {"content": "abc"}) == 103
+    assert choices_chars([{"message": both | {"content": "abc"}}]) == 103
+    assert delta_chars({"reasoning_content": thought}) == 100  # either name alone still counts
