@@ -264,13 +264,14 @@ def _tpm_counted(key: ApiKey, redis_url: str) -> int:
     process, less what its leases have not spent (negative: spent beyond them, still to lease)."""
     client = redis_client(redis_url)
     try:
-        leased = sum(int(client.get(k) or 0) for k in client.keys(f"rh:{{rl:{key.pk}:*}}:t"))
+        pattern = f"rh:{{tree*}}:rl:{key.pk}:*:t"  # the key's own bucket in each window
+        leased = sum(int(client.get(k) or 0) for k in client.keys(pattern))
     finally:
         client.close()
     unspent = sum(
         lease.tokens
         for (tag, _), lease in list(limits._leases.items())
-        if tag.startswith(f"rl:{key.pk}:")  # the key's own bucket: rl:<id>:<prefix>
+        if f"}}:rl:{key.pk}:" in tag  # the key's own bucket: {tree<id>}:rl:<id>:<prefix>
     )
     return leased - unspent
 
