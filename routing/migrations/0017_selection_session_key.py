@@ -4,11 +4,34 @@ Non-atomic, so no step holds a lock past its own statement: the column is added 
 foreign key constraint (one would take a lock on ``accounts_apikey``, which the gateway's key
 lookup updates on every request, until the migration commits), ``key_recorded`` is a catalogue
 change (a constant ``DEFAULT``), and the index is built ``CONCURRENTLY`` (a plain ``CREATE
-INDEX`` blocks every write to the sessions table for the whole build)."""
+INDEX`` blocks every write to the sessions table for the whole build) — on PostgreSQL; SQLite
+(``make run``'s embedded database) has no ``CONCURRENTLY`` and takes a plain index."""
 
 import django.db.models.deletion
 from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
+
+
+class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
+    """``CREATE INDEX CONCURRENTLY`` on PostgreSQL, a plain index on other databases (Django's
+    operation passes ``concurrently=True`` to every vendor's schema editor: SQLite's refuses it,
+    and ``migrate`` failed there)."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+        else:
+            migrations.AddIndex.database_forwards(
+                self, app_label, schema_editor, from_state, to_state
+            )
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+        else:
+            migrations.AddIndex.database_backwards(
+                self, app_label, schema_editor, from_state, to_state
+            )
 
 
 class Migration(migrations.Migration):
@@ -38,7 +61,7 @@ class Migration(migrations.Migration):
             name="key_recorded",
             field=models.BooleanField(db_default=False, default=True),
         ),
-        AddIndexConcurrently(
+        AddIndexConcurrentlyOnPostgres(
             model_name="selectionsession",
             index=models.Index(fields=["key"], name="session_key"),
         ),
