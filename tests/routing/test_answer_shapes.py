@@ -12,6 +12,7 @@ import pytest
 
 from routing.fake_upstream.answers import answer_text
 from routing.fake_upstream.openai_shapes import REFUSAL, SQL, thought_of
+from routing.gateway.responses_answer import STOPPED_AS_REFUSAL
 from tests.routing.world import World, base_catalog, endpoint, model
 
 PROMPT = "Tell me about owls"
@@ -194,3 +195,56 @@ def test_magistral_thinking_parts_are_reasoning_whole_as_streamed(world: World) 
         ("thinking", thought_of(text)),
         ("text", text),
     ]
+
+
+def _streamed_response_events(world: World) -> tuple[list[str], openai.types.responses.Response]:
+    """The stream's event types and the response its last event carries (``response.completed``
+    or ``response.incomplete``)."""
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    events = list(client.responses.create(model="test/shaped", input=PROMPT, stream=True))
+    last = events[-1]
+    assert last.type in ("response.completed", "response.incomplete")
+    return [event.type for event in events], last.response
+
+
+def test_a_streamed_refusal_is_a_refusal_part_on_responses(world: World) -> None:
+    """OpenAI's ``refusal`` deltas are Responses' refusal events and a ``refusal`` part, as a
+    whole answer's (before, the stream had no message at all)."""
+    _catalog(world, "gpt-4o-mini@shape=refusal")
+
+    kinds, response = _streamed_response_events(world)
+
+    assert "response.refusal.delta" in kinds and "response.refusal.done" in kinds
+    assert "response.output_text.delta" not in kinds
+    message = response.output[0]
+    assert message.type == "message"
+    assert [(p.type, getattr(p, "refusal", "")) for p in message.content] == [("refusal", REFUSAL)]
+
+
+def _anthropic_catalog(world: World) -> None:
+    data = base_catalog(world.fake_url)
+    data["models"].append(model("test/shaped"))
+    data["endpoints"].append(
+        endpoint("test/shaped", "fake-anthropic", "claude-sonnet-4-5@shape=refusal")
+    )
+    world.catalog(data)
+
+
+def test_an_anthropic_stop_as_a_refusal_is_a_refusal_part_whole_and_streamed(world: World) -> None:
+    """Anthropic's ``stop_reason: refusal`` ends the message with a ``refusal`` part after the
+    text it sent, whole and streamed (``response.refusal.delta``/``done``)."""
+    _anthropic_catalog(world)
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    text = answer_text("claude-sonnet-4-5", PROMPT)
+
+    whole = client.responses.create(model="test/shaped", input=PROMPT)
+    kinds, streamed = _streamed_response_events(world)
+
+    assert whole.status == streamed.status == "incomplete"  # as before: content_filter
+    for response in (whole, streamed):
+        parts = [
+            (p.type, getattr(p, "text", getattr(p, "refusal", "")))
+            for p in response.output[0].content
+        ]
+        assert parts == [("output_text", text), ("refusal", STOPPED_AS_REFUSAL)]
+    assert kinds.count("response.refusal.done") == 1
