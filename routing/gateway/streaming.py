@@ -225,6 +225,16 @@ async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
     record_success(ex, usage)
 
 
+def _started_usage(ex: Exchange, usage: Usage | None) -> Usage:
+    """``message_start``'s usage: the provider's once it counted the prompt (Anthropic's own
+    message_start), else the prompt estimate the request holds — an OpenAI-style provider
+    counts only at the end, and ``message_delta`` then carries its count, which the anthropic
+    SDK keeps over this one (before, message_start said 0 input tokens)."""
+    if usage is not None and usage.prompt_tokens > 0:
+        return usage
+    return Usage(prompt_tokens=ex.prompt_estimate)
+
+
 async def _relay(
     ex: Exchange, opened: OpenStream, head: JSON, encoder: MessagesStreamEncoder | None
 ) -> Exception | None:
@@ -234,7 +244,7 @@ async def _relay(
     try:
         await ex.req.start_stream(headers=answer_headers(ex))
         if encoder is not None:
-            await ex.req.write(encoder.start(opened.decoder.usage))
+            await ex.req.write(encoder.start(_started_usage(ex, opened.decoder.usage)))
         await _emit(ex, head, encoder, opened.first)
         async with asyncio.timeout(max(deadline_left(ex), 1.0)):
             while not opened.decoder.finished:
