@@ -12,22 +12,28 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
 
+from billing import metering
 from billing.metering import UsageDraft, UsageFlag
-from routerhub.errors import UpstreamFailed, UpstreamTimeout
-from routerhub.money import money_str
+from routerhub.errors import InsufficientCredits, UpstreamFailed, UpstreamTimeout
+from routerhub.money import ZERO, money_str
 from routing.gateway import health
 from routing.gateway.attempts import attempt, deadline_passed, deadline_stop
 from routing.gateway.exchange import Exchange, bill, call_abandoned
 from routing.gateway.planning import Plan
 from routing.gateway.regex_gate import UNDECIDABLE, regex_gate_search, schema_gate_check
 from routing.gateway.timeouts import timeouts_charge
-from routing.gateway.token_bounds import estimate_prompt_tokens, prompt_token_bound
+from routing.gateway.token_bounds import (
+    estimate_prompt_tokens,
+    prompt_token_bound,
+    reservation_max,
+)
 from routing.gateway.usage_estimate import billable_usage, choices_chars, partial_usage
 from routing.pipeline_gates import (
     GATE_MAX_CHARS,
@@ -152,6 +158,58 @@ async def step_run(parent: Exchange, step: Step, body: JSON | None = None) -> Ou
     return await step_call(child_exchange(parent, step, step.body if body is None else body))
 
 
+async def step_held_for(ex: Exchange, step: Step, body: JSON, later: Sequence[Step]) -> Step:
+    """``step`` held for the prompt it sends, ``body``, now that the earlier answers it embeds
+    are known: a series step's ``{previous}``, a judge gate's ``{answer}``, a parallel judge's
+    or synthesiser's ``{answers}``. The plan held each answer at 4 bytes a token; a prompt is
+    bounded by its UTF-8 bytes (a token per byte, ``prompt_token_bound``), so ordinary prose
+    (about 4.5 bytes a token) and long tokens (runs of spaces, repeated characters) both need
+    more. Such a call takes what it needs of the request's hold that earlier calls left unspent
+    (never what they spent, never what the ``later`` calls are held for). When that cannot
+    cover it, it is still called on what it has and a charge above that is flagged
+    ``over_hold`` (``metering.price``), as before holds were borrowed: an answerable request is
+    never refused for the hold's estimate. Only when the balance beyond every hold cannot cover
+    the difference is it refused (402, the call recorded as not called; the earlier calls are
+    billed)."""
+    needed = reservation_max(body, step.plan.candidates, prompt_token_bound(body))
+    if needed <= step.reserved:
+        return step
+    spare = ex.reserved - ex.draft.cost - sum((s.reserved for s in later), ZERO)
+    if needed <= spare:
+        return replace(step, reserved=needed)
+    has = max(spare, step.reserved)
+    available = await metering.unheld(ex.key)
+    if needed - has > available:
+        ex.draft.steps.append(uncalled_record(step, "failed", "not_called"))
+        raise InsufficientCredits(
+            f"Insufficient credits for step {step.index + 1} ({step.spec['model']}) of"
+            f" {ex.plan.requested_model}: the earlier answers it is sent make its prompt larger"
+            " than the request's hold planned for. The earlier steps are billed; add credits"
+            " or lower max_tokens.",
+            metadata={
+                "available": money_str(max(ZERO, available)),
+                "needed": money_str(needed - has),
+                "generation_id": ex.generation_id,
+            },
+        )
+    return replace(step, reserved=has)
+
+
+def uncalled_record(step: Step, status: str, gate: str) -> JSON:
+    """The record of a step that was not called: no provider, no tokens, no cost."""
+    return {
+        "step": step.index,
+        "model": step.spec["model"],
+        "provider": "",
+        "status": status,
+        "gate": gate,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost": money_str(ZERO),
+        "latency_ms": None,
+    }
+
+
 def step_account(parent: Exchange, child_ex: Exchange, step: Step, gate: str) -> JSON:
     """Add one call to the request's draft (a child record), exactly once, and return the record
     (its gate may still be filled in)."""
@@ -192,16 +250,19 @@ def step_record(child_ex: Exchange, step: Step, gate: str) -> JSON:
     }
 
 
-async def post_gate(parent: Exchange, step: Step, outcome: Outcome, record: JSON) -> bool:
+async def post_gate(
+    parent: Exchange, step: Step, outcome: Outcome, record: JSON, later: Sequence[Step] = ()
+) -> bool:
     """Check a cascade step's answer against its gate, write the outcome on its record (passed,
     failed, or why the gate could not pass: gate_timeout, undecidable, judge_garbage,
-    judge_failed) and return whether it passed. No gate: it passes."""
+    judge_failed) and return whether it passed. No gate: it passes. A judge is held for its
+    prompt (``step_held_for``) beside the ``later`` steps' holds."""
     gate = step.spec.get("gate")
     if gate is None:
         record["gate"] = "none"
         return True
     if gate["type"] == "judge":
-        label = await _judged(parent, step, outcome.text[:GATE_MAX_CHARS], gate)
+        label = await _judged(parent, step, outcome.text[:GATE_MAX_CHARS], gate, later)
     else:
         label = await gate_label(gate, outcome, record)
     record["gate"] = label
@@ -239,12 +300,15 @@ def _label(passed: bool) -> str:
     return PASSED if passed else "failed"
 
 
-async def _judged(parent: Exchange, step: Step, answer: str, gate: JSON) -> str:
+async def _judged(
+    parent: Exchange, step: Step, answer: str, gate: JSON, later: Sequence[Step]
+) -> str:
     """Ask the step's judge about its answer; its call is a child record of its own."""
-    judge = step.judge
-    assert judge is not None  # planned with the step
+    assert step.judge is not None  # planned with the step
     prompt = gate_judge_prompt(gate, _request_input(parent.body), answer)
-    outcome = await step_run(parent, judge, judge_body(judge.body, prompt))
+    body = judge_body(step.judge.body, prompt)
+    judge = await step_held_for(parent, step.judge, body, later)
+    outcome = await step_run(parent, judge, body)
     record = step_account(parent, outcome.ex, judge, "judge")
     record["judges_step"] = step.index
     if outcome.completion is None:

@@ -1,14 +1,18 @@
 """A series step's hold covers the prompt it sends: the previous answer, held at 4 bytes a
 token when planned, may be tokens of many more bytes (the fake's word of 150 letters is one
-token), and a provider counting a token per byte (``x@tokenizer=bytes``) bills that. Served
-through the ``openai`` SDK against the fake upstream."""
+token), and a provider counting a token per byte (``x@tokenizer=bytes``) bills that. A judge
+gate's ``{answer}`` and a parallel judge's or synthesiser's ``{answers}`` are held by the same
+rule (``pipeline_steps.step_held_for``). Served through the ``openai`` SDK against the fake
+upstream."""
 
 from __future__ import annotations
 
 import openai
 import pytest
 
+from accounts.models import KeyScope
 from billing.models import Reservation, UsageStep
+from tests.factories import key_client
 from tests.routing.test_pipelines import DESCRIBE, client_for, create
 from tests.routing.world import World, base_catalog, endpoint, model
 
@@ -131,3 +135,60 @@ def test_a_step_the_balance_cannot_cover_is_refused_and_recorded(world: World) -
     assert world.usage_record(generation_id).cost > 0  # step 1 is billed
     refused = UsageStep.objects.get(generation_id=generation_id, step=1)
     assert (refused.gate, refused.cost) == ("not_called", 0)
+
+
+def _long_answers_catalog(world: World) -> None:
+    data = base_catalog(world.fake_url)
+    data["models"] += [model("test/long-tokens"), model("test/bytes")]
+    data["endpoints"] += [
+        endpoint("test/long-tokens", "fake-openai", f"gpt-5@reply={LONG_WORD},repeat=8", "5", "20"),
+        endpoint("test/bytes", "fake-openai-b", "gpt-4o-mini@tokenizer=bytes", "1", "2"),
+    ]
+    world.catalog(data)
+
+
+def _assert_within_hold(world: World, generation_id: str) -> None:
+    record = world.usage_record(generation_id)
+    assert "over_hold" not in record.flag_list, (record.cost, record.flags)
+    assert Reservation.objects.get(generation_id=generation_id).amount >= record.cost
+
+
+def test_a_judge_fed_an_answer_of_long_tokens_is_charged_within_its_hold(world: World) -> None:
+    """A judge gate's ``{answer}`` is held as the series' ``{previous}`` is: at its bytes once
+    known (before, at 4 bytes a token: the judge's charge went over its hold)."""
+    _long_answers_catalog(world)
+    gate = {"type": "judge", "model": "test/bytes", "min_score": 0.5}
+    steps = [{"model": "test/long-tokens", "gate": gate}, {"model": "test/long-tokens"}]
+    assert create(world, "judged", "cascade", steps).status_code == 201
+
+    completion = client_for(world).chat.completions.create(
+        model="pipeline/judged", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
+    )
+
+    _assert_within_hold(world, completion.id)  # waits for the record
+    judge = UsageStep.objects.get(generation_id=completion.id, step=2)  # n + the judged step
+    assert judge.prompt_tokens > len(LONG_WORD) * 8  # a token per byte of the answer judged
+
+
+def test_a_synthesiser_fed_answers_of_long_tokens_is_charged_within_its_hold(
+    world: World,
+) -> None:
+    """A parallel aggregate's ``{answers}`` is held at their bytes once known (before, at 4 bytes
+    a token: the synthesiser's charge went over its hold)."""
+    _long_answers_catalog(world)
+    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+    spec = {
+        "slug": "synth",
+        "kind": "parallel",
+        "steps": [{"model": "test/long-tokens"}, {"model": "test/long-tokens"}],
+        "aggregate": {"type": "synthesize", "model": "test/bytes"},
+    }
+    assert admin.post("/api/v1/pipelines", spec, format="json").status_code == 201
+
+    completion = client_for(world).chat.completions.create(
+        model="pipeline/synth", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
+    )
+
+    _assert_within_hold(world, completion.id)  # waits for the record
+    synthesiser = UsageStep.objects.get(generation_id=completion.id, step=2)
+    assert synthesiser.prompt_tokens > 2 * len(LONG_WORD) * 8  # both answers, a token per byte
