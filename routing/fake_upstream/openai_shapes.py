@@ -4,7 +4,8 @@ gateway's reading of them is tested over HTTP (``wire.openai_response`` and ``op
 A model whose name says ``magistral`` answers as Mistral's Magistral models do: ``content`` is
 a list of chunks, a ``thinking`` chunk (its ``thinking`` a list of text chunks, Mistral's
 ``ThinkChunk``) before the ``text`` chunk, whole and streamed. ``x@shape=<name>`` reshapes a
-whole answer's message: ``parts`` (text parts), ``refusal`` (no content, a ``refusal``; streamed
+whole answer's message: ``parts`` (text parts), ``media_parts`` (a text part, an ``image_url``
+part as image models send, and Mistral's ``reference`` part), ``refusal`` (no content, a ``refusal``; streamed
 too, as ``refusal`` deltas),
 ``reasoned_refusal`` (a refusal after ``reasoning``), ``custom_call`` (an OpenAI custom tool call, no ``function``), ``object_args`` (Mistral's
 tool call arguments an object), ``null_text`` (a text part's text null), ``number_refusal``, ``list_reasoning``,
@@ -22,6 +23,8 @@ import orjson
 JSON = dict[str, Any]
 
 REFUSAL = "I can't help with that request."
+IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+REFERENCE_PART = {"type": "reference", "reference_ids": [1, 2]}  # Mistral: its tool results
 SQL = "SELECT name FROM owls WHERE wingspan > 1.5"
 
 
@@ -48,6 +51,8 @@ def message_shaped(message: JSON, shape: str) -> JSON:
     text = message.get("content")
     if shape == "parts" and isinstance(text, str):
         return message | {"content": [{"type": "text", "text": text}]}
+    if shape == "media_parts" and isinstance(text, str):
+        return message | {"content": [{"type": "text", "text": text}, IMAGE_PART, REFERENCE_PART]}
     if shape == "refusal":
         return message | {"content": None, "refusal": REFUSAL}
     if shape == "reasoned_refusal":  # a reasoning model's refusal: its reasoning kept

@@ -178,11 +178,13 @@ class OpenAIStreamDecoder(StreamDecoder):
 def _delta_of(delta: Any) -> Any:
     """A delta whose ``content`` is a list of parts (Mistral's Magistral models) as the canonical
     strings (``answer_checks.parts_read``: text parts its ``content``, thinking parts its
-    ``reasoning``), as a whole answer's message is read."""
+    ``reasoning``, image parts its ``images``), as a whole answer's message is read."""
     if not isinstance(delta, dict) or not isinstance(delta.get("content"), list):
         return delta
     read = parts_read(delta["content"])
     delta = {name: value for name, value in delta.items() if name != "content"}
+    if "images" in read:  # OpenRouter's streamed images field, as a whole answer's
+        delta["images"] = [*(delta.get("images") or []), *read.pop("images")]
     for name, text in read.items():
         delta[name] = (delta.get(name) or "") + text if name != "content" else text
     return delta

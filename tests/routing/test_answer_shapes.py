@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from routing.fake_upstream.answers import answer_text
-from routing.fake_upstream.openai_shapes import REFUSAL, SQL, thought_of
+from routing.fake_upstream.openai_shapes import IMAGE_PART, REFUSAL, SQL, thought_of
 from routing.gateway.responses_answer import STOPPED_AS_REFUSAL
 from tests.routing.world import World, base_catalog, endpoint, model
 
@@ -248,3 +248,16 @@ def test_an_anthropic_stop_as_a_refusal_is_a_refusal_part_whole_and_streamed(wor
         ]
         assert parts == [("output_text", text), ("refusal", STOPPED_AS_REFUSAL)]
     assert kinds.count("response.refusal.done") == 1
+
+
+def test_an_image_part_is_kept_as_images_and_a_reference_part_left_out(world: World) -> None:
+    """A list ``content``'s ``image_url`` part (an image model's answer) is served in the
+    message's ``images`` (OpenRouter's chat field), the text as ``content``; Mistral's
+    ``reference`` part has no place in chat and is left out (before, the image was dropped)."""
+    _catalog(world, "gpt-4o-mini@shape=media_parts")
+
+    message = _chat(world).choices[0].message
+
+    assert message.content == answer_text("gpt-4o-mini", PROMPT)
+    assert (message.model_extra or {})["images"] == [IMAGE_PART]
+    assert "reference" not in orjson.dumps(message.model_dump()).decode()
