@@ -21,7 +21,12 @@ from django.conf import settings
 
 from billing import metering
 from billing.metering import UsageDraft, UsageFlag
-from routerhub.errors import InsufficientCredits, UpstreamFailed, UpstreamTimeout
+from routerhub.errors import (
+    InsufficientCredits,
+    KeyLimitReached,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
 from routerhub.money import ZERO, money_str
 from routing.gateway import health
 from routing.gateway.attempts import attempt, deadline_passed, deadline_stop
@@ -168,9 +173,11 @@ async def step_held_for(ex: Exchange, step: Step, body: JSON, later: Sequence[St
     (never what they spent, never what the ``later`` calls are held for). When that cannot
     cover it, it is still called on what it has and a charge above that is flagged
     ``over_hold`` (``metering.price``), as before holds were borrowed: an answerable request is
-    never refused for the hold's estimate. Only when the balance beyond every hold cannot cover
-    the difference is it refused (402, the call recorded as not called; the earlier calls are
-    billed)."""
+    never refused for the hold's estimate. Only when what the payer can hold beyond every hold
+    cannot cover the difference is it refused, the call recorded as not called and the earlier
+    calls billed: 402 when the organization's credits fall short, 403 when the key's limit
+    windows do (its own or an ancestor's: ``metering.unheld``; before, only the credits were
+    looked at, and a key near its limit ran a call past it)."""
     needed = reservation_max(body, step.plan.candidates, prompt_token_bound(body))
     if needed <= step.reserved:
         return step
@@ -179,20 +186,38 @@ async def step_held_for(ex: Exchange, step: Step, body: JSON, later: Sequence[St
         return replace(step, reserved=needed)
     has = max(spare, step.reserved)
     available = await metering.unheld(ex.key)
-    if needed - has > available:
+    if needed - has > available.amount:
         ex.draft.steps.append(uncalled_record(step, "failed", "not_called"))
-        raise InsufficientCredits(
-            f"Insufficient credits for step {step.index + 1} ({step.spec['model']}) of"
-            f" {ex.plan.requested_model}: the earlier answers it is sent make its prompt larger"
-            " than the request's hold planned for. The earlier steps are billed; add credits"
-            " or lower max_tokens.",
-            metadata={
-                "available": money_str(max(ZERO, available)),
-                "needed": money_str(needed - has),
-                "generation_id": ex.generation_id,
-            },
-        )
+        raise _beyond_holds(ex, step, available, needed - has)
     return replace(step, reserved=has)
+
+
+def _beyond_holds(
+    ex: Exchange, step: Step, available: metering.Unheld, needed: Decimal
+) -> InsufficientCredits | KeyLimitReached:
+    """The refusal of a call the payer cannot cover beyond its holds: 402 when the organization's
+    credits fall short, 403 ``key_limit_reached`` when the key's limit windows do (as its hold
+    would have been refused)."""
+    call = f"step {step.index + 1} ({step.spec['model']}) of {ex.plan.requested_model}"
+    why = (
+        "the earlier answers it is sent make its prompt larger than the request's hold planned"
+        " for. The earlier steps are billed"
+    )
+    metadata = {
+        "available": money_str(max(ZERO, available.amount)),
+        "needed": money_str(needed),
+        "generation_id": ex.generation_id,
+    }
+    if available.key_limited:
+        return KeyLimitReached(
+            f"This key's credit limit cannot cover {call}: {why}; raise the key's limit or lower"
+            " max_tokens.",
+            metadata=metadata,
+        )
+    return InsufficientCredits(
+        f"Insufficient credits for {call}: {why}; add credits or lower max_tokens.",
+        metadata=metadata,
+    )
 
 
 def uncalled_record(step: Step, status: str, gate: str) -> JSON:

@@ -7,11 +7,14 @@ upstream."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import openai
 import pytest
 
 from accounts.models import KeyScope
 from billing.models import Reservation, UsageStep
+from routerhub.money import money
 from tests.factories import key_client
 from tests.routing.test_pipelines import DESCRIBE, client_for, create
 from tests.routing.world import World, base_catalog, endpoint, model
@@ -20,7 +23,8 @@ LONG_WORD = "a" * 150
 LONG_PROMPT = DESCRIBE + " Please keep it short." * 100  # held at its bytes, counted ~1 in 4
 
 
-def _series(world: World) -> None:
+def _long_answers_catalog(world: World) -> None:
+    """``test/long-tokens`` answers 8 tokens of 150 bytes; ``test/bytes`` counts a token a byte."""
     data = base_catalog(world.fake_url)
     data["models"] += [model("test/long-tokens"), model("test/bytes")]
     data["endpoints"] += [
@@ -28,6 +32,10 @@ def _series(world: World) -> None:
         endpoint("test/bytes", "fake-openai-b", "gpt-4o-mini@tokenizer=bytes", "1", "2"),
     ]
     world.catalog(data)
+
+
+def _series(world: World) -> None:
+    _long_answers_catalog(world)
     steps = [{"model": "test/long-tokens"}, {"model": "test/bytes"}]
     assert create(world, "long", "series", steps).status_code == 201
 
@@ -137,16 +145,6 @@ def test_a_step_the_balance_cannot_cover_is_refused_and_recorded(world: World) -
     assert (refused.gate, refused.cost) == ("not_called", 0)
 
 
-def _long_answers_catalog(world: World) -> None:
-    data = base_catalog(world.fake_url)
-    data["models"] += [model("test/long-tokens"), model("test/bytes")]
-    data["endpoints"] += [
-        endpoint("test/long-tokens", "fake-openai", f"gpt-5@reply={LONG_WORD},repeat=8", "5", "20"),
-        endpoint("test/bytes", "fake-openai-b", "gpt-4o-mini@tokenizer=bytes", "1", "2"),
-    ]
-    world.catalog(data)
-
-
 def _assert_within_hold(world: World, generation_id: str) -> None:
     record = world.usage_record(generation_id)
     assert "over_hold" not in record.flag_list, (record.cost, record.flags)
@@ -192,3 +190,32 @@ def test_a_synthesiser_fed_answers_of_long_tokens_is_charged_within_its_hold(
     _assert_within_hold(world, completion.id)  # waits for the record
     synthesiser = UsageStep.objects.get(generation_id=completion.id, step=2)
     assert synthesiser.prompt_tokens > 2 * len(LONG_WORD) * 8  # both answers, a token per byte
+
+
+def test_a_step_beyond_the_keys_limit_is_refused_though_the_credits_cover_it(
+    world: World,
+) -> None:
+    """The credits beyond every hold cover step 2's larger prompt, its key's limit window does
+    not: refused with the 403 a hold past the limit gets, step 2 not called and recorded (before,
+    only the organization's credits were looked at: step 2 ran past the key's limit)."""
+    _series(world)
+    ask = {"model": "pipeline/long", "max_tokens": 8}
+    ask["messages"] = [{"role": "user", "content": DESCRIBE}]
+    unlimited = client_for(world).chat.completions.create(**ask)  # type: ignore[call-overload]
+    hold = Reservation.objects.get(generation_id=unlimited.id).amount
+    assert "over_hold" in world.usage_record(unlimited.id).flag_list  # the credits covered it
+    key = world.key_for(limit=money(hold + Decimal("0.00000100")), limit_reset="daily")
+    limited = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=key, max_retries=0)
+    sent = len(world.upstream_requests("/v1/chat/completions"))
+
+    with pytest.raises(openai.APIStatusError) as raised:
+        limited.chat.completions.create(**ask)
+
+    assert raised.value.status_code == 403
+    assert raised.value.body["type"] == "key_limit_reached"  # type: ignore[index]
+    assert "step 2 (test/bytes) of pipeline/long" in raised.value.message
+    assert len(world.upstream_requests("/v1/chat/completions")) == sent + 1  # step 1 only
+    generation_id = raised.value.body["metadata"]["generation_id"]  # type: ignore[index]
+    assert 0 < world.usage_record(generation_id).cost <= hold  # step 1, within the limit
+    refused = UsageStep.objects.get(generation_id=generation_id, step=1)
+    assert (refused.gate, refused.cost) == ("not_called", 0)
