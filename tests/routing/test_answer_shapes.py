@@ -261,3 +261,33 @@ def test_an_image_part_is_kept_as_images_and_a_reference_part_left_out(world: Wo
     assert message.content == answer_text("gpt-4o-mini", PROMPT)
     assert (message.model_extra or {})["images"] == [IMAGE_PART]
     assert "reference" not in orjson.dumps(message.model_dump()).decode()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_conversation_continues_after_a_refusal_on_responses(world: World, stream: bool) -> None:
+    """A refused answer's ``refusal`` part is taken back as the assistant's turn, by
+    ``previous_response_id`` and replayed as input (as openai-agents does); before, both 400."""
+    _catalog(world, "gpt-4o-mini@shape=refusal")
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    if stream:
+        refused = list(client.responses.create(model="test/shaped", input=PROMPT, stream=True))
+        first = refused[-1].response  # type: ignore[union-attr]
+    else:
+        first = client.responses.create(model="test/shaped", input=PROMPT)
+    assert first.output[0].content[0].type == "refusal"  # type: ignore[union-attr]
+    _catalog(world, "gpt-4o-mini")
+
+    chained = client.responses.create(
+        model="test/shaped", input="Then tell me about cats", previous_response_id=first.id
+    )
+    replayed = client.responses.create(
+        model="test/shaped",
+        input=[
+            {"role": "user", "content": PROMPT},
+            *[item.model_dump(exclude_none=True) for item in first.output],
+            {"role": "user", "content": "Then tell me about cats"},
+        ],  # type: ignore[list-item]
+    )
+
+    assert chained.status == replayed.status == "completed"
+    assert chained.output_text and chained.output_text == replayed.output_text
