@@ -6,7 +6,7 @@ a list of chunks, a ``thinking`` chunk (its ``thinking`` a list of text chunks, 
 ``ThinkChunk``) before the ``text`` chunk, whole and streamed. ``x@shape=<name>`` reshapes a
 whole answer's message: ``parts`` (text parts), ``media_parts`` (a text part, an ``image_url``
 part as image models send, and Mistral's ``reference`` part), ``refusal`` (no content, a ``refusal``; streamed
-too, as ``refusal`` deltas),
+too, as ``refusal`` deltas), ``text_refusal`` (streamed: the first text delta, then ``refusal`` deltas),
 ``reasoned_refusal`` (a refusal after ``reasoning``), ``custom_call`` (an OpenAI custom tool call, no ``function``), ``object_args`` (Mistral's
 tool call arguments an object), ``null_text`` (a text part's text null), ``number_refusal``, ``list_reasoning``,
 ``number_finish`` (a finish_reason 1) and ``string_choice`` (a choice that is a string), ``object`` (content an object)
@@ -79,15 +79,20 @@ def message_shaped(message: JSON, shape: str) -> JSON:
 
 def stream_shaped(events: Iterator[bytes], shape: str) -> Iterator[bytes]:
     """A streamed answer as ``x@shape=`` has it: ``refusal`` streams ``REFUSAL`` as ``refusal``
-    deltas (two pieces) in place of the text, as OpenAI streams a refusal."""
-    said = False
+    deltas (two pieces) in place of the text, as OpenAI streams a refusal; ``text_refusal``
+    the same after the first text delta (text, then a refusal)."""
+    said, texts = False, 0
     for event in events:
-        if shape != "refusal" or not event.startswith(b"data: {"):
+        if shape not in ("refusal", "text_refusal") or not event.startswith(b"data: {"):
             yield event
             continue
         data = orjson.loads(event.removeprefix(b"data: "))
         choice = (data.get("choices") or [{}])[0]
         if "content" not in (choice.get("delta") or {}):
+            yield event
+            continue
+        texts += bool(choice["delta"]["content"])
+        if shape == "text_refusal" and texts <= 1:  # up to and with the first text
             yield event
             continue
         if not said:

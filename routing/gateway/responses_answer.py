@@ -10,10 +10,10 @@ import orjson
 
 from routing.providers.base import JSON, text_of
 
+# Anthropic's ``stop_reason: refusal`` (its classifiers stopped the answer) has no words of its
+# own: it is chat's ``content_filter``, here ``incomplete`` for ``content_filter`` (OpenAI's own
+# signal), with no refusal part made up for it.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
-# Anthropic's ``stop_reason: refusal`` (its classifiers stopped the answer) says no words of its
-# own: its Responses ``refusal`` part says this, after whatever text came before the stop.
-STOPPED_AS_REFUSAL = "The provider stopped this answer as a refusal (stop_reason refusal)."
 
 
 def response_from_chat(chat: JSON, request: JSON) -> JSON:
@@ -21,7 +21,7 @@ def response_from_chat(chat: JSON, request: JSON) -> JSON:
     choice = (chat.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     output: list[JSON] = []
-    text, refusal = text_of(message.get("content")), message.get("refusal") or _stopped(choice)
+    text, refusal = text_of(message.get("content")), message.get("refusal")
     if text or refusal:
         item = _message_item(chat["id"], text, "completed")
         if refusal:  # OpenAI's refusal content part, after any text
@@ -37,11 +37,6 @@ def response_from_chat(chat: JSON, request: JSON) -> JSON:
     if chat.get("usage"):
         response["usage"] = _usage(chat["usage"])
     return _with_status(response, choice.get("finish_reason"))
-
-
-def _stopped(choice: JSON) -> str | None:
-    """The refusal part's text for an answer Anthropic stopped as a refusal (None otherwise)."""
-    return STOPPED_AS_REFUSAL if choice.get("native_finish_reason") == "refusal" else None
 
 
 def _head(chat: JSON, request: JSON) -> JSON:
@@ -144,6 +139,7 @@ class ResponseEventWriter:
         self._output: list[JSON] = []
         self._message: tuple[int, JSON] | None = None  # output index, item
         self._parts: list[list[str]] = []  # the message's parts so far: [kind, text]
+        self._closed = 0  # how many of them have had their done events
         self._calls: dict[int, tuple[int, JSON]] = {}  # chat's tool call index → the same
         self._finish_reason: str | None = None
         self._usage: JSON | None = None
@@ -202,8 +198,6 @@ class ResponseEventWriter:
                 out += self._part_delta(chunk["id"], "output_text", delta["content"])
             if isinstance(delta.get("refusal"), str) and delta["refusal"]:
                 out += self._part_delta(chunk["id"], "refusal", delta["refusal"])
-            if _stopped(choice) and not any(kind == "refusal" for kind, _ in self._parts):
-                out += self._part_delta(chunk["id"], "refusal", STOPPED_AS_REFUSAL)
             for call in delta.get("tool_calls") or []:
                 out += self._call_delta(chunk["id"], call)
         return out
@@ -226,6 +220,7 @@ class ResponseEventWriter:
             out.append(added)
         index, item = self._message
         if not self._parts or self._parts[-1][0] != kind:
+            out += self._parts_closed(item)  # the part before ends before this one starts
             self._parts.append([kind, ""])
             where = self._part_where(len(self._parts) - 1)
             out.append(
@@ -245,12 +240,14 @@ class ResponseEventWriter:
         index, item = self._message
         return {"item_id": item["id"], "output_index": index, "content_index": content_index}
 
-    def _parts_done(self, item: JSON) -> list[bytes]:
-        """Each part's done events (``output_text.done`` or ``refusal.done``, then
-        ``content_part.done``), the message's content set to its whole parts."""
+    def _parts_closed(self, item: JSON) -> list[bytes]:
+        """The done events (``output_text.done`` or ``refusal.done``, then ``content_part.done``)
+        of each part not yet closed, the message's content set to its parts so far: a part is
+        closed before the next is added, as OpenAI streams them, and the last at the end."""
         out: list[bytes] = []
         item["content"] = [_part(kind, text) for kind, text in self._parts]
-        for content_index, (kind, text) in enumerate(self._parts):
+        for content_index in range(self._closed, len(self._parts)):
+            kind, text = self._parts[content_index]
             where = self._part_where(content_index)
             if kind == "refusal":
                 out.append(self._event("response.refusal.done", where | {"refusal": text}))
@@ -259,6 +256,7 @@ class ResponseEventWriter:
                 out.append(self._event("response.output_text.done", done))
             part = item["content"][content_index]
             out.append(self._event("response.content_part.done", where | {"part": part}))
+        self._closed = len(self._parts)
         return out
 
     def _call_delta(self, generation_id: str, call: JSON) -> list[bytes]:
@@ -289,7 +287,7 @@ class ResponseEventWriter:
             item["status"] = "completed" if response["status"] == "completed" else "incomplete"
             where = {"item_id": item["id"], "output_index": index}
             if item["type"] == "message":
-                out += self._parts_done(item)
+                out += self._parts_closed(item)
             else:
                 done = where | {"name": item["name"], "arguments": item["arguments"]}
                 out.append(self._event("response.function_call_arguments.done", done))

@@ -12,7 +12,6 @@ import pytest
 
 from routing.fake_upstream.answers import answer_text
 from routing.fake_upstream.openai_shapes import IMAGE_PART, REFUSAL, SQL, thought_of
-from routing.gateway.responses_answer import STOPPED_AS_REFUSAL
 from tests.routing.world import World, base_catalog, endpoint, model
 
 PROMPT = "Tell me about owls"
@@ -230,24 +229,28 @@ def _anthropic_catalog(world: World) -> None:
     world.catalog(data)
 
 
-def test_an_anthropic_stop_as_a_refusal_is_a_refusal_part_whole_and_streamed(world: World) -> None:
-    """Anthropic's ``stop_reason: refusal`` ends the message with a ``refusal`` part after the
-    text it sent, whole and streamed (``response.refusal.delta``/``done``)."""
+def test_an_anthropic_stop_as_a_refusal_is_incomplete_for_content_filter_whole_and_streamed(
+    world: World,
+) -> None:
+    """Anthropic's ``stop_reason: refusal`` is ``incomplete`` for ``content_filter`` (OpenAI's
+    signal) with the text sent before the stop and no made-up refusal part, whole and streamed,
+    as chat says ``content_filter`` with ``refusal`` None."""
     _anthropic_catalog(world)
     client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
     text = answer_text("claude-sonnet-4-5", PROMPT)
 
     whole = client.responses.create(model="test/shaped", input=PROMPT)
     kinds, streamed = _streamed_response_events(world)
+    chat = _chat(world).choices[0]
 
-    assert whole.status == streamed.status == "incomplete"  # as before: content_filter
+    assert whole.status == streamed.status == "incomplete"
     for response in (whole, streamed):
-        parts = [
-            (p.type, getattr(p, "text", getattr(p, "refusal", "")))
-            for p in response.output[0].content
-        ]
-        assert parts == [("output_text", text), ("refusal", STOPPED_AS_REFUSAL)]
-    assert kinds.count("response.refusal.done") == 1
+        assert response.incomplete_details is not None
+        assert response.incomplete_details.reason == "content_filter"
+        parts = [(p.type, getattr(p, "text", None)) for p in response.output[0].content]
+        assert parts == [("output_text", text)]
+    assert "response.refusal.delta" not in kinds and "response.refusal.done" not in kinds
+    assert chat.finish_reason == "content_filter" and chat.message.refusal is None
 
 
 def test_an_image_part_is_kept_as_images_and_a_reference_part_left_out(world: World) -> None:
@@ -291,3 +294,36 @@ def test_a_conversation_continues_after_a_refusal_on_responses(world: World, str
 
     assert chained.status == replayed.status == "completed"
     assert chained.output_text and chained.output_text == replayed.output_text
+
+
+def test_streamed_text_then_a_refusal_closes_the_text_part_before_the_refusal_part(
+    world: World,
+) -> None:
+    """Text streamed before a refusal: part 0's done events come before part 1 is added (as
+    OpenAI streams parts, one open at a time); before, part 1 was added while 0 was open."""
+    _catalog(world, "gpt-4o-mini@shape=text_refusal")
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+
+    events = list(client.responses.create(model="test/shaped", input=PROMPT, stream=True))
+
+    order = [(event.type, getattr(event, "content_index", None)) for event in events]
+    assert order == [
+        ("response.created", None),
+        ("response.in_progress", None),
+        ("response.output_item.added", None),
+        ("response.content_part.added", 0),
+        ("response.output_text.delta", 0),
+        ("response.output_text.done", 0),
+        ("response.content_part.done", 0),
+        ("response.content_part.added", 1),
+        ("response.refusal.delta", 1),
+        ("response.refusal.delta", 1),
+        ("response.refusal.done", 1),
+        ("response.content_part.done", 1),
+        ("response.output_item.done", None),
+        ("response.completed", None),
+    ]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    message = events[-1].response.output[0]  # type: ignore[union-attr]
+    assert [p.type for p in message.content] == ["output_text", "refusal"]  # type: ignore[union-attr]
+    assert message.content[1].refusal == REFUSAL  # type: ignore[union-attr]
