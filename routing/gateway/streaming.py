@@ -46,7 +46,12 @@ from routing.gateway.upstream import (
     upstream_timeout,
     upstream_url,
 )
-from routing.gateway.usage_estimate import impossible, partial_usage, reasoning_chars
+from routing.gateway.usage_estimate import (
+    impossible,
+    partial_usage,
+    prompt_estimate_at,
+    reasoning_chars,
+)
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
 from routing.providers.base import (
@@ -232,7 +237,9 @@ def _started_usage(ex: Exchange, usage: Usage | None) -> Usage:
     SDK keeps over this one (before, message_start said 0 input tokens)."""
     if usage is not None and usage.prompt_tokens > 0:
         return usage
-    return Usage(prompt_tokens=ex.prompt_estimate)
+    # The estimate billing uses (images at the endpoint's formula), not the hold's worst case.
+    estimate = prompt_estimate_at(ex, ex.endpoint) if ex.endpoint else ex.prompt_estimate
+    return Usage(prompt_tokens=estimate)
 
 
 async def _relay(

@@ -431,3 +431,21 @@ def test_a_streamed_answer_from_an_openai_style_provider_starts_with_the_prompt_
     assert counted > 20
     assert start.message.usage.input_tokens > 20  # the estimate: near the count, never 0
     assert delta.usage.input_tokens == final.usage.input_tokens == counted
+
+
+def test_a_streamed_image_prompt_starts_with_the_estimate_billing_uses(world: World) -> None:
+    """``message_start``'s estimate counts an image at the endpoint's formula for its size, as
+    billing estimates it (``usage_estimate.prompt_estimate_at``), not the hold's flat 1,600."""
+    client = client_for(world)
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                          "data": "iVBORw0KGgo="}}  # fmt: skip
+    ask: Any = {"model": "test/gpt", "max_tokens": 100, "messages": [
+        {"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}]}  # fmt: skip
+
+    with client.messages.stream(**ask) as stream:
+        start = next(e for e in stream if e.type == "message_start")
+        list(stream)
+
+    # gpt-4o-mini counts an image as at least 2,833 tokens (its low-detail base); before, the
+    # flat 1,600 plus the text: 1,611.
+    assert start.message.usage.input_tokens > 2833
