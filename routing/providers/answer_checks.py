@@ -77,7 +77,7 @@ def message_read(sent: Any) -> JSON:
             read = parts_read(content)
             message["content"] = read.pop("content", None)
             if "images" in read:  # after the host's own, as they came
-                message["images"] = [*_list(message.get("images")), *read.pop("images")]
+                message["images"] = [*images_list(message.get("images")), *read.pop("images")]
             for name, text in read.items():
                 message[name] = (_string(message.get(name)) or "") + text
         elif content is not None and not isinstance(content, str):
@@ -99,9 +99,12 @@ def finish_reason_read(choice: JSON) -> str | None:
     return reason
 
 
-def _list(value: Any) -> list[Any]:
-    if value is not None and not isinstance(value, list):
-        raise TypeError("images that are not a list")
+def images_list(value: Any) -> list[Any]:
+    """A host's own ``images`` (whole or streamed): a list of objects (``TypeError`` if not)."""
+    if value is not None and not (
+        isinstance(value, list) and all(isinstance(image, dict) for image in value)
+    ):
+        raise TypeError("images that are not a list of objects")
     return value or []
 
 
