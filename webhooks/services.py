@@ -12,10 +12,12 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Organization
 from routerhub.domain import InvalidInput, NotFound
@@ -109,6 +111,13 @@ def webhook_endpoint_secret(endpoint: WebhookEndpoint) -> str:
     return secret_decrypt(bytes(endpoint.secret_encrypted))
 
 
+def requeue_after() -> float:
+    """Seconds after an attempt is queued before the sweep queues it again, its task taken for
+    lost: the longest an attempt may run (its task's hard limit), the bound the sweep also
+    waits before counting a ``sending`` attempt dead."""
+    return 4 * float(settings.WEBHOOK_TIMEOUT_SECONDS) + 60
+
+
 def _event_payload(organization_id: int, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": f"evt_{uuid.uuid4().hex}",
@@ -138,6 +147,9 @@ def webhook_event_emit(
     if not endpoints:
         return []
     payload = _event_payload(organization_id, event_type, data)
+    # The first attempts are queued after commit: the retry sweep leaves them to those tasks
+    # and queues one only if its task was lost (not queued, or gone with the broker).
+    requeue = timezone.now() + timedelta(seconds=requeue_after())
     deliveries = WebhookDelivery.objects.bulk_create(
         WebhookDelivery(
             organization_id=organization_id,
@@ -145,6 +157,7 @@ def webhook_event_emit(
             event_id=payload["id"],
             event_type=event_type,
             payload=payload,
+            next_retry_at=requeue,
         )
         for endpoint in endpoints
     )
