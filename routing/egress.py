@@ -51,12 +51,14 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 
 
 def address_is_public(address: IPAddress) -> bool:
-    """False for private, loopback, link-local (cloud metadata), unique-local, shared (CGNAT),
-    multicast, reserved and unspecified addresses, IPv4 and IPv6 alike."""
+    """False for private, loopback, link-local (cloud metadata), unique-local, site-local,
+    shared (CGNAT), multicast, reserved and unspecified addresses, IPv4 and IPv6 alike."""
     if isinstance(address, ipaddress.IPv6Address):
         inner = _embedded_ipv4(address)
         if inner is not None:
             return address_is_public(inner)
+        if address.is_site_local:  # fec0::/10: deprecated, yet still routed inside some networks
+            return False
     return address.is_global and not (
         address.is_multicast or address.is_reserved or address.is_link_local
     )
@@ -68,7 +70,7 @@ def _refusal(host: str, addresses: Iterable[IPAddress]) -> str | None:
         return None
     return (
         f"{host} resolves to {', '.join(blocked)}, which is not a public address "
-        "(private, loopback, link-local, unique-local, multicast or reserved)"
+        "(private, loopback, link-local, unique-local, site-local, multicast or reserved)"
     )
 
 

@@ -39,6 +39,7 @@ REFUSED = {
     "ipv6-loopback": "http://[::1]:8001/v1",
     "ipv6-unique-local": "http://[fd12:3456::1]/v1",
     "ipv6-link-local": "http://[fe80::1]/v1",
+    "ipv6-site-local": "http://[fec0::1]/v1",
     "ipv6-multicast": "http://[ff02::1]/v1",
     "ipv4-mapped-loopback": "http://[::ffff:127.0.0.1]/v1",
     "ipv4-mapped-metadata": "http://[::ffff:a9fe:a9fe]/v1",
