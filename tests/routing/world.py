@@ -133,6 +133,23 @@ class World:
             answer.read()
             raise AssertionError(f"answered before the client left: {answer.text[:500]}")
 
+    def client_reads_then_leaves(self, path: str, body: dict[str, Any], *, events: int) -> None:
+        """POST ``body`` (a stream), read its first ``events`` SSE events, then leave; a stream
+        that ends or stalls (10 s) before them fails the test."""
+        read = 0
+        with httpx.stream(
+            "POST",
+            f"{self.gateway_url}{path}",
+            headers={"Authorization": f"Bearer {self.key}"},
+            json=body,
+            timeout=10.0,
+        ) as answer:
+            for line in answer.iter_lines():
+                read += line.startswith("data:")
+                if read == events:
+                    return
+        raise AssertionError(f"the stream ended after {read} of {events} events")
+
 
 def world_make(gateway_url: str, fake_url: str, fake: Any, credits: str = "10") -> World:
     organization = organization_make(name="Gateway Org")
