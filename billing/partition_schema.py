@@ -94,6 +94,14 @@ def guard_triggers_install(cursor: Any, vendor: str) -> None:
             cursor.execute(statement)
 
 
+_GUARDED_TABLES = {
+    "billing_usagerecord",
+    "billing_usagegeneration",
+    "billing_ledgerentry",
+    "billing_ledgeridempotency",
+}
+
+
 def sqlite_guards_restore(*, using: str = "default", **_: Any) -> None:
     """After every ``migrate`` on SQLite (``post_migrate``): the uniqueness triggers again, and
     the claims of rows written while one was missing. SQLite cannot alter a column in place, so
@@ -109,6 +117,10 @@ def sqlite_guards_restore(*, using: str = "default", **_: Any) -> None:
     if connection.vendor != "sqlite":
         return
     with connection.cursor() as cursor:
+        # A partial migrate (``migrate contenttypes``, ``migrate billing 0009``) on a fresh
+        # database: the tables (billing 0010/0011) are not there yet, and 0011 installs them.
+        if not _GUARDED_TABLES.issubset(connection.introspection.table_names(cursor)):
+            return
         guard_triggers_install(cursor, connection.vendor)
         for statement in GUARD_BACKFILL:
             cursor.execute(statement)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from tests.deploy.test_runlocal import _free_port, _manage, _migrated_env, migrated
+from tests.deploy.test_runlocal import _free_port, _local_env, _manage, _migrated_env, migrated
 
 __all__ = ["migrated"]  # the module's fixture: one migration for this module's tests
 
@@ -54,3 +54,10 @@ def test_a_settled_request_can_be_rated_on_make_runs_database(
     done = _manage(env, "shell", "-c", RATE_A_SETTLED_REQUEST)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "FEEDBACK 1.0" in done.stdout
+
+
+def test_a_partial_migrate_of_a_fresh_database_succeeds(tmp_path: Path) -> None:
+    """``post_migrate`` runs after ``migrate contenttypes`` too: billing's tables are not there."""
+    env = _local_env(tmp_path, _free_port())
+    done = _manage(env, "migrate", "contenttypes", "--noinput")
+    assert done.returncode == 0, done.stderr[-3000:]
