@@ -45,7 +45,8 @@ ERROR_STATUSES = {
 
 
 # The gateway's routes matched by prefix in ``routing.gateway.app._route`` and
-# ``routing.gateway.openrouter`` (the exact ones are read from their tables).
+# ``routing.gateway.openrouter`` (the exact ones are read from their tables). Written out here;
+# tests/test_schema_routes.py routes each through ``_route`` and checks every prefix is named.
 _GATEWAY_PREFIXED = (
     "GET, DELETE /v1/responses/{id}",
     "GET /v1/responses/{id}/input_items",
