@@ -18,7 +18,7 @@ README = REPO_ROOT / "README.md"
 # Where the process's environment is read: Django's settings, the production server's config and
 # make run's command (PORT, DEMO_UPSTREAM_URL).
 SOURCES = [
-    REPO_ROOT / "routerhub" / "settings.py",
+    *sorted((REPO_ROOT / "routerhub").glob("settings*.py")),
     *sorted((REPO_ROOT / "routerhub" / "settings_parts").glob("*.py")),
     REPO_ROOT / "deploy" / "gunicorn.conf.py",
     REPO_ROOT / "routerhub" / "management" / "commands" / "runlocal.py",
@@ -28,17 +28,43 @@ READERS = re.compile(
     r"^(env\.\w+|env|os\.environ\.get|os\.getenv|_bool|_number|_decimal|_secret|_int"
     r"|positive_int|positive_float)$"
 )
+# In the settings modules any call with an upper-case literal first argument counts as a read (a
+# new helper needs no listing here), except these, which are not environment reads.
+SETTINGS_SOURCES = {
+    *(REPO_ROOT / "routerhub").glob("settings*.py"),
+    *(REPO_ROOT / "routerhub" / "settings_parts").glob("*.py"),
+}
+NOT_READS = {"DATABASES['default'].setdefault"}
 # Read, but not RouterHub's configuration: Django's own bootstrap variable.
 NOT_CONFIGURATION = {"DJANGO_SETTINGS_MODULE"}
+# Read by a library, not by a settings module: httpx's proxy variables (trust_env), on which
+# routing/gateway/upstream.py's ``_proxy_configured`` also picks the transport. Documented.
+UPSTREAM = REPO_ROOT / "routing" / "gateway" / "upstream.py"
+LIBRARY_READS = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"}
 NAME = re.compile(r"[A-Z][A-Z0-9_]{2,}")
 
 
-def variables_read(source: str) -> set[str]:
-    """The variables ``source`` reads: a reader called with a literal name, ``os.environ["X"]``,
-    and the names listed in ``PROVIDER_API_KEY_ENVS`` (read in a loop)."""
+def _is_read(call: ast.Call, any_call: bool) -> bool:
+    function = ast.unparse(call.func)
+    if READERS.match(function):
+        return True
+    first = call.args[0]
+    return (
+        any_call
+        and function not in NOT_READS
+        and isinstance(first, ast.Constant)
+        and isinstance(first.value, str)
+        and NAME.fullmatch(first.value) is not None
+    )
+
+
+def variables_read(source: str, any_call: bool = False) -> set[str]:
+    """The variables ``source`` reads: a reader called with a literal name (with ``any_call``,
+    any call with an upper-case literal first argument), ``os.environ["X"]``, and the names
+    listed in ``PROVIDER_API_KEY_ENVS`` (read in a loop)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call) and node.args and READERS.match(ast.unparse(node.func)):
+        if isinstance(node, ast.Call) and node.args and _is_read(node, any_call):
             first = node.args[0]
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
                 found.add(first.value)
@@ -85,11 +111,31 @@ def test_the_parsers_find_reads_and_rows() -> None:
     }
     readme = "x\n## Configuration\n| v | d | m |\n|---|---|---|\n| `A_B`, `C_D` | `1`, `2` | m `E_F` |\n\n## Next\n| `G_H` | 1 | m |\n"
     assert documented_variables(readme) == {"A_B": "`1`, `2`", "C_D": "`1`, `2`"}
+    settings_source = 'A = new_helper("SIX_READ", 1)\nB = other("lower", "NOT_READ")\n'
+    assert variables_read(settings_source, any_call=True) == {"SIX_READ"}
+    assert variables_read(settings_source) == set()
+
+
+def _all_read() -> set[str]:
+    return set().union(
+        *(variables_read(path.read_text(), path in SETTINGS_SOURCES) for path in SOURCES)
+    )
+
+
+def test_the_library_reads_are_the_proxy_variables_upstream_checks_and_are_documented() -> None:
+    checked = {
+        node.value.upper()
+        for node in ast.walk(ast.parse(UPSTREAM.read_text()))
+        if isinstance(node, ast.Constant) and str(node.value).endswith("_proxy")
+    }
+    assert checked == LIBRARY_READS - {"NO_PROXY"}, f"upstream.py checks {sorted(checked)}"
+    missing = sorted(LIBRARY_READS - set(documented_variables(README.read_text())))
+    assert not missing, f"read by httpx but not in README's Configuration: {missing}"
 
 
 def test_every_variable_read_is_documented_with_a_default() -> None:
     documented = documented_variables(README.read_text())
-    read = set().union(*(variables_read(path.read_text()) for path in SOURCES))
+    read = _all_read()
     assert len(read) > 100  # the parser finds the settings' reads
     missing = sorted(read - set(documented))
     assert not missing, f"read from the environment but not in README's Configuration: {missing}"
@@ -99,6 +145,5 @@ def test_every_variable_read_is_documented_with_a_default() -> None:
 
 def test_every_documented_variable_is_read() -> None:
     documented = documented_variables(README.read_text())
-    read = set().union(*(variables_read(path.read_text()) for path in SOURCES))
-    unread = sorted(set(documented) - read)
+    unread = sorted(set(documented) - _all_read() - LIBRARY_READS)
     assert not unread, f"README's Configuration documents variables nothing reads: {unread}"
