@@ -21,7 +21,8 @@ from routing.image_tokens import (
     image_tokens_estimate,
     images_asked,
 )
-from routing.providers.base import JSON, Usage, text_of
+from routing.providers.answer_checks import generated_chars
+from routing.providers.base import JSON, Usage
 from routing.providers.cache_marks import cached_prefix_shares, has_marks
 from training.serving import tokens_from_chars
 
@@ -180,30 +181,9 @@ def _image_tokens_held(ex: Exchange, endpoint: EndpointInfo) -> int:
     return image_tokens_beyond_context(images_asked(ex.body), endpoint.image_tokens)
 
 
-def reasoning_chars(part: JSON) -> int:
-    """The reasoning of a message or a stream delta, counted once: some servers (vLLM between
-    two releases) send the same text as both ``reasoning`` and ``reasoning_content``; both were
-    added, billing it twice. The longer is counted (one may be a summary of the other)."""
-    names = ("reasoning", "reasoning_content")
-    return max((len(t) for name in names if isinstance(t := part.get(name), str)), default=0)
-
-
 def choices_chars(choices: list[JSON]) -> int:
-    """The characters of a whole answer's text and tool-call arguments (estimates bill them)."""
-    total = 0
-    for choice in choices:
-        message = choice.get("message") or {}
-        total += len(text_of(message.get("content")))
-        total += len(text_of(message.get("refusal"))) + reasoning_chars(message)
-        total += sum(
-            len(
-                (c.get("function") or {}).get("arguments")
-                or (c.get("custom") or {}).get("input")
-                or ""
-            )
-            for c in message.get("tool_calls") or []
-        )
-    return total
+    """The characters a whole answer's model generated (``answer_checks.generated_chars``)."""
+    return sum(generated_chars(choice.get("message") or {}) for choice in choices)
 
 
 def _completion_estimate(ex: Exchange, generated_chars: int) -> int:

@@ -1,0 +1,75 @@
+"""What an organization's own host is billed when its counts are missing or too low: an estimate
+of what its model generated, the same for an answer streamed or whole, and — on chat and on
+embeddings alike — never below the estimate when the host counts too few tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from billing.models import UsageFlag, UsageRecord
+from tests.routing.servers import poll
+from tests.routing.world import World
+from tests.security.own_host import OwnHost, own_host_serving, stream_chunk
+
+# A function call with a long name and a custom (free-form) call with a long input: before, a
+# whole answer counted no tool name and a stream no custom input.
+CALLS = [
+    {"id": "call_1", "type": "function",
+     "function": {"name": "look_up_the_weather_in_a_city_by_its_full_name" * 4,
+                  "arguments": '{"city": "Paris"}'}},
+    {"id": "call_2", "type": "custom",
+     "custom": {"name": "run_sql", "input": "SELECT name FROM cities WHERE country = 'FR'" * 8}},
+]  # fmt: skip
+
+
+@pytest.fixture
+def own_host(world: World, settings: Any) -> Iterator[OwnHost]:
+    app = OwnHost()
+    with own_host_serving(world, settings, app):
+        yield app
+
+
+def _billed(world: World, generation_id: str) -> UsageRecord:
+    return poll(lambda: UsageRecord.objects.filter(generation_id=generation_id).first())
+
+
+def _chat(world: World, *, stream: bool) -> UsageRecord:
+    body = {"model": "test/own", "max_tokens": 2000, "stream": stream,
+            "messages": [{"role": "user", "content": "Weather in Paris? And its cities."}]}  # fmt: skip
+    served = httpx.post(f"{world.gateway_url}/v1/chat/completions", json=body,
+                        headers={"Authorization": f"Bearer {world.key}"}, timeout=30)  # fmt: skip
+    assert served.status_code == 200, served.text
+    return _billed(world, served.headers["x-generation-id"])
+
+
+def test_a_streamed_and_a_whole_answer_are_estimated_alike(world: World, own_host: OwnHost) -> None:
+    """The same tool-calling answer, sent without usage, whole then streamed."""
+    message = {"role": "assistant", "content": None, "tool_calls": CALLS}
+    whole = {"id": "chatcmpl-own", "object": "chat.completion", "created": 1, "model": "own",
+             "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}  # fmt: skip
+    own_host.answer = ({"content-type": "application/json"}, orjson.dumps(whole))
+    whole_record = _chat(world, stream=False)
+    deltas = [{"role": "assistant"}] + [
+        {"tool_calls": [call | {"index": i}]} for i, call in enumerate(CALLS)
+    ]
+    events = [stream_chunk(d, None) for d in deltas] + [stream_chunk({}, "tool_calls")]
+    own_host.answer = (
+        {"content-type": "text/event-stream"},
+        b"".join(events) + b"data: [DONE]\n\n",
+    )
+    streamed_record = _chat(world, stream=True)
+
+    generated = sum(len(c[c["type"]]["name"]) for c in CALLS) + len(
+        CALLS[0]["function"]["arguments"]
+    )
+    generated += len(CALLS[1]["custom"]["input"])
+    assert UsageFlag.USAGE_ESTIMATED in whole_record.flag_list
+    assert UsageFlag.USAGE_ESTIMATED in streamed_record.flag_list
+    # Old code: the whole answer 93 tokens (no names), the stream 51 (no custom input).
+    assert whole_record.completion_tokens == streamed_record.completion_tokens
+    assert whole_record.completion_tokens >= generated // 4
