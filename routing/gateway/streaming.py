@@ -160,8 +160,8 @@ async def _first_content(
 
 async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
     """Relay the rest of the stream; from here on there is no fallback, only an SSE error."""
-    ex.endpoint, ex.is_byok, ex.decoder = candidate.endpoint, candidate.is_byok, opened.decoder
-    ex.own_host = bool(candidate.base_url)
+    ex.served_by(candidate)
+    ex.decoder = opened.decoder
     encoder = (
         MessagesStreamEncoder(ex.generation_id, candidate.endpoint.model_id, ex.plan.routing)
         if ex.anthropic

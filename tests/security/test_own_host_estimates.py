@@ -13,7 +13,7 @@ import pytest
 
 from billing.models import UsageFlag, UsageRecord
 from tests.routing.servers import poll
-from tests.routing.world import World
+from tests.routing.world import World, base_catalog, endpoint, model
 from tests.security.own_host import OwnHost, own_host_serving, stream_chunk
 
 # A function call with a long name and a custom (free-form) call with a long input: before, a
@@ -73,3 +73,30 @@ def test_a_streamed_and_a_whole_answer_are_estimated_alike(world: World, own_hos
     # Old code: the whole answer 93 tokens (no names), the stream 51 (no custom input).
     assert whole_record.completion_tokens == streamed_record.completion_tokens
     assert whole_record.completion_tokens >= generated // 4
+
+
+def test_an_own_hosts_embeddings_count_is_billed_no_lower_than_the_estimate(
+    world: World, own_host: OwnHost
+) -> None:
+    """An own host counting 1 prompt token for eight inputs is billed the estimate, flagged, as a
+    chat answer's count is (old code: 1 token billed, no flag)."""
+    data = base_catalog(world.fake_url)
+    data["models"] += [model("test/own"), model("test/own-embed", ["embeddings"])]
+    data["endpoints"] += [endpoint("test/own", "fake-openai", "gpt-4o-mini"),
+                          endpoint("test/own-embed", "fake-openai", "text-embedding-3-small")]  # fmt: skip
+    world.catalog(data)
+    answer = {"object": "list", "model": "text-embedding-3-small",
+              "data": [{"object": "embedding", "index": i, "embedding": [0.5, -0.5]} for i in range(8)],
+              "usage": {"prompt_tokens": 1, "total_tokens": 1}}  # fmt: skip
+    own_host.answer = ({"content-type": "application/json"}, orjson.dumps(answer))
+    inputs = [f"A sentence of some length about owls, number {i}." for i in range(8)]
+
+    served = httpx.post(f"{world.gateway_url}/v1/embeddings",
+                        json={"model": "test/own-embed", "input": inputs},
+                        headers={"Authorization": f"Bearer {world.key}"}, timeout=30)  # fmt: skip
+
+    assert served.status_code == 200, served.text
+    record = _billed(world, served.headers["x-generation-id"])
+    assert record.prompt_tokens >= sum(len(text) for text in inputs) // 4  # old code: 1
+    assert served.json()["usage"]["prompt_tokens"] == record.prompt_tokens
+    assert UsageFlag.USAGE_FLOORED in record.flag_list
