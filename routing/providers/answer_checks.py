@@ -26,6 +26,7 @@ REASONING_FIELDS = ("reasoning", "reasoning_content")
 TEXT_FIELDS = ("content", "refusal", *REASONING_FIELDS)
 # A tool call's generated parts: OpenAI's ``function`` calls and its ``custom`` (free-form) ones.
 CALL_FIELDS = (("function", ("name", "arguments")), ("custom", ("name", "input")))
+DETAIL_FIELDS = ("text", "signature", "data")  # a reasoning_details entry's strings
 
 
 def generated_chars(part: JSON) -> int:
@@ -151,7 +152,7 @@ def _details_check(details: Any) -> None:
     if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
         raise TypeError("reasoning_details that are not a list of objects")
     for detail in details:
-        for name in ("text", "signature", "data"):
+        for name in DETAIL_FIELDS:
             _string(detail.get(name))
 
 
