@@ -273,6 +273,8 @@ async def _emit(
     if ex.key.prompt_logging:
         ex.answer_parts.extend(delta_texts(choices))
     if encoder is not None:
+        # Not our own stream to trust: the encoder reads the provider's choices, and a shape the
+        # chunk checks miss must fail as a malformed stream, not escape the relay (6678fc6).
         encoded = chunk_read(lambda: b"".join(encoder.chunk(c) for c in choices), "Messages")
         await ex.req.write(encoded)
     else:
