@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from billing.models import Reservation, UsageFlag, UsageRecord
 from routing.fake_upstream.answers import split_tokens
-from routing.gateway.streaming import delta_chars
 from routing.gateway.usage_estimate import choices_chars
+from routing.providers.answer_checks import generated_chars as delta_chars
 from tests.routing.servers import poll
 from tests.routing.world import World, endpoint, model
 from training.tokens import tokens_from_chars
