@@ -20,15 +20,11 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from accounts.key_chain import LINEAGE_DEPTH_MAX, chain_up_sql
 from accounts.keys import key_cache_clear
 from accounts.models import ApiKey, LimitReset, Organization, User
 from accounts.services import CreatedKey, api_key_create, api_key_update
 from routerhub.domain import NotAuthenticated, NotPermitted
-
-# Keys between a person and a key at most. A key this deep makes no keys: a revocation then
-# walks at most this many levels, each one indexed query (a CI job's key made by a deploy key
-# made by a person is 2).
-LINEAGE_DEPTH_MAX = 8
 
 # A window's length, in order. A child's window is at least as long as its parent's: 10 a month
 # never spends more than 10 a day in any day, but 10 a day spends 300 a month.
@@ -61,13 +57,7 @@ def key_tree(key_id: int) -> RawSQL:
 
 # Whether key ``%s`` is key ``%s`` or one of its makers (``created_by_key``, up to
 # ``LINEAGE_DEPTH_MAX`` levels up): one pk lookup a level, however wide the caller's tree.
-_MAKERS_SQL = (
-    "WITH RECURSIVE up (id, parent, level) AS ("
-    " SELECT id, created_by_key_id, 0 FROM accounts_apikey WHERE id = %s"
-    " UNION ALL SELECT k.id, k.created_by_key_id, up.level + 1 FROM accounts_apikey k"
-    " JOIN up ON k.id = up.parent WHERE up.level < %s"
-    ") SELECT 1 FROM up WHERE id = %s"
-)
+_MAKERS_SQL = chain_up_sql("%s") + " SELECT 1 FROM up WHERE id = %s"  # noqa: S608
 
 
 def key_answers_for(key_id: int, sender_id: int | None) -> bool:
@@ -79,7 +69,7 @@ def key_answers_for(key_id: int, sender_id: int | None) -> bool:
     if sender_id == key_id:
         return True
     with connection.cursor() as cursor:
-        cursor.execute(_MAKERS_SQL, [sender_id, LINEAGE_DEPTH_MAX, key_id])
+        cursor.execute(_MAKERS_SQL, [sender_id, key_id])
         return cursor.fetchone() is not None
 
 
