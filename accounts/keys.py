@@ -41,7 +41,9 @@ _LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 @dataclass(frozen=True, slots=True)
 class RateBound:
-    """The rate limits of a key up a key's ``created_by_key`` lineage (a hierarchical rate)."""
+    """A key up a key's ``created_by_key`` lineage and its rate limits (a hierarchical rate;
+    None: no limit). Every ancestor is one, limited or not: its router selects are limited
+    without an rpm too (``select_limits``), and the root names the tree (``limits.key_tag``)."""
 
     key_id: int
     prefix: str  # with the id, the key's rate-limit bucket (``limits.key_tag``)
@@ -75,7 +77,8 @@ class AuthenticatedKey:
     # The limits of the keys it was made from (``created_by_key``, transitively): its spend
     # counts against each (``billing.key_windows``). Empty for a key a person made.
     ancestors: tuple[LimitBound, ...] = ()
-    # Their rpm and tpm: its requests and tokens count against each (``routing.gateway.limits``).
+    # Each of them with its rpm and tpm, root first: its requests and tokens count against each
+    # limit, its selects in each one's select bucket (``routing.gateway.limits``).
     rate_ancestors: tuple[RateBound, ...] = ()
 
     @property
@@ -196,8 +199,7 @@ def _ancestor_limits(parent_id: int | None) -> list[list[Any]] | None:
         parent = ApiKey.objects.filter(pk=parent_id).values(*_ANCESTOR_FIELDS).first()
         if parent is None:
             break
-        if any(parent[name] is not None for name in ("limit", "rpm", "tpm")):
-            limits.append([parent[name] for name in _ANCESTOR_FIELDS[:-1]])
+        limits.append([parent[name] for name in _ANCESTOR_FIELDS[:-1]])
         parent_id = parent["created_by_key_id"]
     return limits or None
 
@@ -211,8 +213,8 @@ _ANCESTOR_FIELDS = (
 def _ancestor_bounds(
     limits: str | list[list[Any]] | None,
 ) -> tuple[tuple[LimitBound, ...], tuple[RateBound, ...]]:
-    """The ancestors' spend limits and rate limits of a key's row (``ANCESTOR_LIMITS_SQL``'s
-    JSON text, or a list), each in key id order."""
+    """The ancestors' spend limits (those with one) and rate limits (all: ``RateBound``) of a
+    key's row (``ANCESTOR_LIMITS_SQL``'s JSON text, or a list), each in key id order."""
     if not limits:
         return (), ()
     rows = orjson.loads(limits) if isinstance(limits, str) else limits
@@ -221,8 +223,7 @@ def _ancestor_bounds(
         label = f"{prefix}… ({name!r})"
         if limit is not None:
             spend.append(LimitBound(key_id, Decimal(limit), reset, label))
-        if rpm or tpm:
-            rate.append(RateBound(key_id, prefix, rpm, tpm, label))
+        rate.append(RateBound(key_id, prefix, rpm, tpm, label))
     return tuple(spend), tuple(rate)
 
 

@@ -107,9 +107,11 @@ def _window() -> tuple[int, int]:
 def key_tag(key: AuthenticatedKey, kind: str, up: RateBound | None = None) -> str:
     """A key's bucket (or that of ``up``, a key it was made from): ``kind`` "" is its own (rpm,
     tpm), "s" its router selects. The prefix is random per key, so a reused database id never
-    inherits old counters. The braces are a Redis Cluster hash tag, the tree's first key with a
-    rate limit: a chain's script reads every bucket of the chain, and under Cluster (or a proxy)
-    keys in different slots were CROSSSLOT, failing open every request of a key made by a key."""
+    inherits old counters. The braces are a Redis Cluster hash tag, the lineage's root (its first
+    ancestor, or the key itself): a chain's script reads every bucket of the chain, and under
+    Cluster (or a proxy) keys in different slots were CROSSSLOT, failing open every request of a
+    key made by a key. The root, not the first key with a rate limit: an ancestor given (or
+    relieved of) an rpm moved the tag and restarted the subtree's counters for the minute."""
     tree = key.rate_ancestors[0].key_id if key.rate_ancestors else key.id
     key_id, prefix = (key.id, key.prefix) if up is None else (up.key_id, up.prefix)
     return f"{{tree{tree}}}:rl{kind}:{key_id}:{prefix}"
@@ -194,6 +196,7 @@ def key_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
     made_from = [
         Bucket(key_tag(key, "", up), up.rpm or 0, up.tpm or 0, made_from=up.label)
         for up in reversed(key.rate_ancestors)
+        if up.rpm or up.tpm
     ]
     return (own, *made_from)
 

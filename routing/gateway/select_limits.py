@@ -50,8 +50,10 @@ def select_admit_sync(key: AuthenticatedKey | None, *, user_id: int | None) -> N
 
 
 def select_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
-    """The key's select bucket and those of the keys it was made from with a rate limit
-    (nearest first), each allowed ``select_rpm`` of that key."""
+    """The key's select bucket and those of every key it was made from (nearest first), each
+    allowed ``select_rpm`` of that key: a key without an rpm has ``ROUTER_SELECT_RPM_DEFAULT``,
+    which its children's selects count against too (they were skipped: each child of such a key
+    had that many of its own)."""
     rpm = select_rpm(key)
     own = Bucket(
         key_tag(key, "s"),

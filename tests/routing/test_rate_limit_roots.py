@@ -1,0 +1,87 @@
+"""A tree of keys is named by its root (``routing.gateway.limits.key_tag``) and its selects count
+up the whole chain (``select_limits.select_buckets``), the keys read as the gateway reads them
+(``accounts.key_lookup``'s statement, and the ORM's read)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from accounts import keys
+from accounts.models import ApiKey, Organization
+from routerhub.errors import RateLimited
+from routing.gateway import limits
+from routing.gateway.select_limits import rate_limit_admit_select
+from tests.conftest import require_postgres
+from tests.factories import key_make, organization_make
+from tests.routing.test_rate_limit_lineage import admitted, limiter
+
+pytestmark = [pytest.mark.timeout(30), pytest.mark.django_db(transaction=True)]
+__all__ = ["limiter"]  # the fixture, parametrized over Redis and in-process
+
+
+def _made(organization: Organization, name: str, by: str | None, **fields: Any) -> str:
+    """A key named ``name`` made by the key named ``by``; its digest."""
+    key_make(organization, name=name, **fields)
+    key = ApiKey.objects.get(organization=organization, name=name)
+    if by is not None:
+        parent = ApiKey.objects.get(organization=organization, name=by)
+        ApiKey.objects.filter(pk=key.pk).update(created_by_key=parent)
+    return key.digest
+
+
+def _read(digest: str) -> keys.AuthenticatedKey:
+    """The key as the gateway's statement reads it, checked against the ORM's read."""
+    require_postgres()
+    key = asyncio.run(keys._load_async(digest))
+    assert key is not None and key == keys._load(digest)
+    return key
+
+
+def test_an_ancestor_given_an_rpm_keeps_the_childs_count_for_the_minute(limiter: str) -> None:
+    """Old code: the tag was the first ancestor with a rate limit, so the parent's new rpm moved
+    the child's counters to a new tag and the child got its 2 requests again."""
+    organization = organization_make()
+    _made(organization, "parent", None)
+    digest = _made(organization, "child", "parent", rpm=2)
+    assert admitted(_read(digest), 2) == [None, None]
+
+    ApiKey.objects.filter(organization=organization, name="parent").update(rpm=10)
+    child = _read(digest)
+    refused = admitted(child, 1)[0]
+
+    assert [up.rpm for up in child.rate_ancestors] == [10]
+    assert isinstance(refused, RateLimited) and "limited to 2 requests" in refused.message
+
+
+def test_a_key_without_an_rpm_bounds_the_selects_of_the_keys_made_from_it(
+    limiter: str, settings: Any
+) -> None:
+    """Old code: the lookup read only ancestors with a limit, so a middle key without an rpm had
+    no select bucket in its children's chains: each child had its own ``ROUTER_SELECT_RPM_DEFAULT``
+    while the middle key had that many."""
+    settings.ROUTER_SELECT_RPM_DEFAULT = 2
+    organization = organization_make()
+    _made(organization, "root", None, rpm=100)
+    _made(organization, "middle", "root")
+    first = _read(_made(organization, "first", "middle"))
+    second = _read(_made(organization, "second", "middle"))
+    middle = ApiKey.objects.get(organization=organization, name="middle")
+
+    async def run() -> list[str]:
+        outcomes = []
+        for key in (first, second, second):
+            try:
+                await rate_limit_admit_select(key)
+                outcomes.append("admitted")
+            except RateLimited as refused:
+                outcomes.append(refused.metadata["limited_by"])
+        await limits.rate_limit_close()
+        return outcomes
+
+    outcomes = asyncio.run(run())
+
+    assert outcomes[:2] == ["admitted", "admitted"]
+    assert outcomes[2].startswith(middle.prefix)
