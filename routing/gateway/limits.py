@@ -30,8 +30,8 @@ lease or from none, and the slices a chain lacks are leased in one Lua call, all
 chain comes with the key from its one lookup statement and is cached with it.
 
 When Redis refuses a lease call (its ``maxclients``) or this process's limiter pool has no
-connection free, the request is counted in this process alone (``_admit_local``): the limits
-hold per process rather than not at all. When Redis is unreachable the limits **fail open**:
+connection free, the request is counted in this process alone (``_admit_local``, with what the
+process took from its leases in the window): the limits hold per process rather than not at all. When Redis is unreachable the limits **fail open**:
 requests are admitted uncounted until Redis answers again, when counting resumes in the current
 window. After a connection error or timeout the process leaves Redis alone for
 ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes it, one probe at a time
@@ -288,6 +288,8 @@ def _take(leases: list[_Lease], buckets: tuple[Bucket, ...], prompt_tokens: int)
     for lease, b in zip(leases, buckets, strict=True):
         lease.requests -= 1 if b.rpm else 0
         lease.tokens -= prompt_tokens if b.tpm else 0
+        lease.taken_requests += 1
+        lease.taken_tokens += prompt_tokens
     return True
 
 
@@ -302,12 +304,17 @@ def _refuse_spent(leases: list[_Lease], buckets: tuple[Bucket, ...], retry_after
 def _admit_local(
     buckets: tuple[Bucket, ...], prompt_tokens: int, window: int, retry_after: int
 ) -> None:
-    """Count in this process alone (no Redis): in every bucket, or refuse without counting."""
+    """Count in this process alone (no Redis, or Redis refused): in every bucket, or refuse
+    without counting. What the process admitted from its Redis leases in the window counts too:
+    an rpm-1 key's leased request, then one Redis refused, were 2 in the minute."""
     if len(_local) > 10_000:
         for stale in [k for k in _local if k[1] < window]:
             del _local[stale]
     counters = [_local.setdefault((b.tag, window), [0, 0]) for b in buckets]
     for bucket, (requests, tokens) in zip(buckets, counters, strict=True):
+        lease = _leases.get((bucket.tag, window))
+        if lease is not None:
+            requests, tokens = requests + lease.taken_requests, tokens + lease.taken_tokens
         if bucket.rpm and requests >= bucket.rpm:
             _raise(1, bucket, retry_after)
         if bucket.tpm and tokens >= bucket.tpm:
@@ -328,7 +335,9 @@ async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
             if not bucket.tpm:
                 continue
             if settings.REDIS_URL:
-                _lease(bucket.tag, window).tokens -= tokens  # paid from the next slice leased
+                lease = _lease(bucket.tag, window)
+                lease.tokens -= tokens  # paid from the next slice leased
+                lease.taken_tokens += tokens
             else:
                 _local.setdefault((bucket.tag, window), [0, 0])[1] += tokens
 
