@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -80,6 +80,10 @@ class AuthenticatedKey:
     # Each of them with its rpm and tpm, root first: its requests and tokens count against each
     # limit, its selects in each one's select bucket (``routing.gateway.limits``).
     rate_ancestors: tuple[RateBound, ...] = ()
+    # Its rate-limit buckets, built on first use and kept with the cached key, not per request
+    # (``routing.gateway.limits``, ``select_limits``); not part of its value, and a copy
+    # (``dataclasses.replace``) starts empty.
+    buckets: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def is_management(self) -> bool:

@@ -185,7 +185,15 @@ def _raise(reason: int, bucket: Bucket, retry_after: int) -> None:
 def key_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
     """The key's own rpm/tpm bucket and those of the keys it was made from (nearest first), each
     counting its requests and tokens: a key made by a key cannot multiply that key's rate. The
-    chain comes with the key from its one lookup statement (``accounts.key_lookup``), cached."""
+    chain comes with the key from its one lookup statement (``accounts.key_lookup``), cached;
+    so are the buckets, with the key (``AuthenticatedKey.buckets``), built on its first use."""
+    buckets: tuple[Bucket, ...] | None = key.buckets.get("rate")
+    if buckets is None:
+        buckets = key.buckets["rate"] = _key_buckets(key)
+    return buckets
+
+
+def _key_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
     own = Bucket(
         key_tag(key, ""),
         key.rpm or 0,

@@ -53,7 +53,15 @@ def select_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
     """The key's select bucket and those of every key it was made from (nearest first), each
     allowed ``select_rpm`` of that key: a key without an rpm has ``ROUTER_SELECT_RPM_DEFAULT``,
     which its children's selects count against too (they were skipped: each child of such a key
-    had that many of its own)."""
+    had that many of its own). Built once per key and settings (``AuthenticatedKey.buckets``)."""
+    settled = ("select", settings.ROUTER_SELECT_RPM_FACTOR, settings.ROUTER_SELECT_RPM_DEFAULT)
+    buckets: tuple[Bucket, ...] | None = key.buckets.get(settled)
+    if buckets is None:
+        buckets = key.buckets[settled] = _select_buckets(key)
+    return buckets
+
+
+def _select_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
     rpm = select_rpm(key)
     own = Bucket(
         key_tag(key, "s"),
