@@ -56,32 +56,55 @@ def test_an_ancestor_given_an_rpm_keeps_the_childs_count_for_the_minute(limiter:
     assert isinstance(refused, RateLimited) and "limited to 2 requests" in refused.message
 
 
-def test_a_key_without_an_rpm_bounds_the_selects_of_the_keys_made_from_it(
-    limiter: str, settings: Any
-) -> None:
-    """Old code: the lookup read only ancestors with a limit, so a middle key without an rpm had
-    no select bucket in its children's chains: each child had its own ``ROUTER_SELECT_RPM_DEFAULT``
-    while the middle key had that many."""
-    settings.ROUTER_SELECT_RPM_DEFAULT = 2
-    organization = organization_make()
-    _made(organization, "root", None, rpm=100)
-    _made(organization, "middle", "root")
-    first = _read(_made(organization, "first", "middle"))
-    second = _read(_made(organization, "second", "middle"))
-    middle = ApiKey.objects.get(organization=organization, name="middle")
+def _selects(*made: keys.AuthenticatedKey) -> list[str]:
+    """Each key's select in turn: "admitted", or the ``limited_by`` of its 429 ("" for its own)."""
 
     async def run() -> list[str]:
         outcomes = []
-        for key in (first, second, second):
+        for key in made:
             try:
                 await rate_limit_admit_select(key)
                 outcomes.append("admitted")
             except RateLimited as refused:
-                outcomes.append(refused.metadata["limited_by"])
+                outcomes.append(refused.metadata.get("limited_by", ""))
         await limits.rate_limit_close()
         return outcomes
 
-    outcomes = asyncio.run(run())
+    return asyncio.run(run())
 
-    assert outcomes[:2] == ["admitted", "admitted"]
-    assert outcomes[2].startswith(middle.prefix)
+
+def test_an_rpm_less_root_does_not_cap_the_selects_of_the_keys_made_from_it(
+    limiter: str, settings: Any
+) -> None:
+    """The reviewer's scenario. Old code: the rpm-less root had a select bucket of
+    ``ROUTER_SELECT_RPM_DEFAULT`` (2) that every key made from it shared, so ``a`` (rpm 5: 50
+    selects) got 2, then a 429 naming the root, and ``b`` and ``c`` none."""
+    settings.ROUTER_SELECT_RPM_FACTOR, settings.ROUTER_SELECT_RPM_DEFAULT = 10, 2
+    organization = organization_make()
+    _made(organization, "root", None)
+    a = _read(_made(organization, "a", "root", rpm=5))
+    b = _read(_made(organization, "b", "root"))
+    c = _read(_made(organization, "c", "root"))
+
+    assert _selects(a, a, a, a, a, b, b, c, c) == ["admitted"] * 9
+    assert _selects(b) == [""]  # b's own default bucket, not the root's
+
+
+def test_a_key_without_an_rpm_passes_its_childrens_selects_up_to_the_keys_with_one(
+    limiter: str, settings: Any
+) -> None:
+    """The rpm-less middle key bounds no selects (each child has its own default), and the root
+    above it, read through it by the lookup, bounds them all: its rpm 3 times factor 1. (This test
+    asserted the middle key's default shared by its children: the rule the fix removed.)"""
+    settings.ROUTER_SELECT_RPM_FACTOR, settings.ROUTER_SELECT_RPM_DEFAULT = 1, 2
+    organization = organization_make()
+    _made(organization, "root", None, rpm=3)
+    _made(organization, "middle", "root")
+    first = _read(_made(organization, "first", "middle"))
+    second = _read(_made(organization, "second", "middle"))
+    root = ApiKey.objects.get(organization=organization, name="root")
+
+    outcomes = _selects(first, first, second, second)
+
+    assert outcomes[:3] == ["admitted"] * 3
+    assert outcomes[3].startswith(root.prefix)
