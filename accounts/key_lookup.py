@@ -41,14 +41,14 @@ _GROUP = 64  # digests one statement reads at most
 # behind a flood of unknown keys without bound.
 QUEUED_MAX = 16 * _GROUP
 
-# The key's ancestors (``created_by_key``, transitively), every one, as one JSON text
-# ``[[id, limit, limit_reset, prefix, name, rpm, tpm], ...]``: its spend counts in their limit
-# windows too (``billing.key_windows``), its requests and tokens in their rpm and tpm, its
-# router selects in their select buckets, which a key without an rpm has too; the first (the
-# smallest id) is the lineage's root, its rate counters' hash tag (``routing.gateway.limits``). Evaluated only for a key a key made: for every other key (all keys
-# a person made) the CASE reads nothing more. The walk is ``key_chain.chain_up_sql``. Revoked
-# ancestors need no filter: a revocation revokes the keys made from it. ``{parent}`` is the
-# outer row's ``created_by_key_id``.
+# The key's ancestors (``created_by_key``, transitively), every one, as one JSON text ``[[id, limit,
+# limit_reset, prefix, name, rpm, tpm], ...]``: its spend counts in their limit windows too
+# (``billing.key_windows``), its requests and tokens in their rpm and tpm, its router selects in the
+# select buckets of those with an rpm (``select_limits``); the first (the smallest id) is the
+# lineage's root, its rate counters' hash tag (``routing.gateway.limits``), so the rpm-less ones are
+# read too. Evaluated only for a key a key made: for every other key (all keys a person made) the
+# CASE reads nothing more. The walk is ``key_chain.chain_up_sql``. Revoked ancestors need no filter:
+# a revocation revokes the keys made from it. ``{parent}`` is the outer row's ``created_by_key_id``.
 ANCESTOR_LIMITS_SQL = """CASE WHEN {parent} IS NULL THEN NULL ELSE (
     {chain}
     SELECT json_agg(json_build_array(p.id, p."limit"::text, p.limit_reset, p.prefix, p.name,

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from accounts.key_chain import LINEAGE_DEPTH_MAX
 from accounts.key_lookup import key_lookup_available, key_row
 from accounts.models import ROLE_RANK, ApiKey, KeyScope, Membership, Role
 from billing.windows import LimitBound
@@ -42,8 +43,8 @@ _LAST_USED_RESOLUTION = timedelta(seconds=60)
 @dataclass(frozen=True, slots=True)
 class RateBound:
     """A key up a key's ``created_by_key`` lineage and its rate limits (a hierarchical rate;
-    None: no limit). Every ancestor is one, limited or not: its router selects are limited
-    without an rpm too (``select_limits``), and the root names the tree (``limits.key_tag``)."""
+    None: no limit). Every ancestor is one, limited or not: the root names the tree
+    (``limits.key_tag``); only those with an rpm bound selects (``select_limits``)."""
 
     key_id: int
     prefix: str  # with the id, the key's rate-limit bucket (``limits.key_tag``)
@@ -78,7 +79,7 @@ class AuthenticatedKey:
     # counts against each (``billing.key_windows``). Empty for a key a person made.
     ancestors: tuple[LimitBound, ...] = ()
     # Each of them with its rpm and tpm, root first: its requests and tokens count against each
-    # limit, its selects in each one's select bucket (``routing.gateway.limits``).
+    # limit, its selects in the select bucket of each one with an rpm (``select_limits``).
     rate_ancestors: tuple[RateBound, ...] = ()
     # Its rate-limit buckets, built on first use and kept with the cached key, not per request
     # (``routing.gateway.limits``, ``select_limits``); not part of its value, and a copy
@@ -197,9 +198,10 @@ def _load(digest: str) -> AuthenticatedKey | None:
 
 def _ancestor_limits(parent_id: int | None) -> list[list[Any]] | None:
     """``key_lookup.ANCESTOR_LIMITS_SQL`` through the ORM (the management API, the dashboard,
-    SQLite): one query per ancestor, for a key a key made only."""
+    SQLite): one query per ancestor, for a key a key made only; at most ``LINEAGE_DEPTH_MAX``
+    of them, as the statement's walk (``key_chain.chain_up_sql``) reads."""
     limits: list[list[Any]] = []
-    while parent_id is not None:
+    while parent_id is not None and len(limits) < LINEAGE_DEPTH_MAX:
         parent = ApiKey.objects.filter(pk=parent_id).values(*_ANCESTOR_FIELDS).first()
         if parent is None:
             break

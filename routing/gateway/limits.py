@@ -31,14 +31,15 @@ chain comes with the key from its one lookup statement and is cached with it.
 
 When Redis refuses a lease call (its ``maxclients``) or this process's limiter pool has no
 connection free, the request is counted in this process alone (``_admit_local``, with what the
-process took from its leases in the window): the limits hold per process rather than not at all. When Redis is unreachable the limits **fail open**:
-requests are admitted uncounted until Redis answers again, when counting resumes in the current
-window. After a connection error or timeout the process leaves Redis alone for
-``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes it, one probe at a time
-(``routing.gateway.limits_redis``): before, every request paid up to ``REDIS_CONNECT_TIMEOUT``
-while Redis was down. A window this worker already knows to be used up
-stays refused until it ends: the key really did spend that minute's quota. Rate limits protect capacity, not money: credits and key spend limits are held
-in PostgreSQL, so an outage of Redis can never let a key spend beyond its balance or limit.
+process took from its leases in the window): the limits hold per process rather than not at all.
+When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
+answers again, when counting resumes in the current window. After a connection error or timeout the
+process leaves Redis alone for ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes it, one
+probe at a time (``routing.gateway.limits_redis``): before, every request paid up to
+``REDIS_CONNECT_TIMEOUT`` while Redis was down. A window this worker already knows to be used up
+stays refused until it ends: the key really did spend that minute's quota. Rate limits protect
+capacity, not money: credits and key spend limits are held in PostgreSQL, so an outage of Redis can
+never let a key spend beyond its balance or limit.
 """
 
 from __future__ import annotations

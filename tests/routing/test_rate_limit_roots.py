@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from accounts import keys
+from accounts.key_chain import LINEAGE_DEPTH_MAX
 from accounts.models import ApiKey, Organization
 from routerhub.errors import RateLimited
 from routing.gateway import limits
@@ -108,3 +109,17 @@ def test_a_key_without_an_rpm_passes_its_childrens_selects_up_to_the_keys_with_o
 
     assert outcomes[:3] == ["admitted"] * 3
     assert outcomes[3].startswith(root.prefix)
+
+
+def test_the_orm_reads_as_many_ancestors_as_the_statement() -> None:
+    """Past ``LINEAGE_DEPTH_MAX`` (a guard: the API makes no deeper chain) both reads stop at the
+    same ancestor. Old code: the ORM's loop had no bound, so it read all 10 and the statement 8."""
+    organization = organization_make()
+    _made(organization, "k0", None)
+    for level in range(1, LINEAGE_DEPTH_MAX + 2):
+        _made(organization, f"k{level}", f"k{level - 1}")
+    deepest = _made(organization, "deepest", f"k{LINEAGE_DEPTH_MAX + 1}")
+
+    key = _read(deepest)
+
+    assert len(key.rate_ancestors) == LINEAGE_DEPTH_MAX
