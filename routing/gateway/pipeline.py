@@ -225,7 +225,8 @@ async def _series(ex: Exchange, steps: list[Step]) -> tuple[Outcome, JSON]:
     outcome: Outcome | None = None
     for position, step in enumerate(steps):
         body = step_body(ex.body, step.spec, step.index, previous, series=True)
-        step = await step_held_for(ex, step, body, later=steps[position + 1 :])
+        if position:  # the first step sends the prompt the plan held: nothing to re-hold
+            step = await step_held_for(ex, step, body, later=steps[position + 1 :])
         outcome = await step_run(ex, step, body)
         step_account(ex, outcome.ex, step, "none" if outcome.completion else "no_answer")
         if outcome.completion is None:

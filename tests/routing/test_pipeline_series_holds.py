@@ -16,7 +16,7 @@ from accounts.models import KeyScope
 from billing.models import Reservation, UsageStep
 from routerhub.money import money
 from tests.factories import key_client
-from tests.routing.test_pipelines import DESCRIBE, client_for, create
+from tests.routing.test_pipelines import DESCRIBE
 from tests.routing.world import World, base_catalog, endpoint, model
 
 LONG_WORD = "a" * 150
@@ -37,13 +37,13 @@ def _long_answers_catalog(world: World) -> None:
 def _series(world: World) -> None:
     _long_answers_catalog(world)
     steps = [{"model": "test/long-tokens"}, {"model": "test/bytes"}]
-    assert create(world, "long", "series", steps).status_code == 201
+    assert world.pipeline_create("long", "series", steps).status_code == 201
 
 
 def test_a_step_fed_an_answer_of_long_tokens_is_charged_within_its_hold(world: World) -> None:
     _series(world)
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/long", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
     )
 
@@ -57,7 +57,7 @@ def test_a_step_fed_an_answer_of_long_tokens_is_charged_within_its_hold(world: W
 def test_a_step_the_requests_hold_cannot_cover_is_called_and_flagged(world: World) -> None:
     _series(world)
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/long", max_tokens=8, messages=[{"role": "user", "content": DESCRIBE}]
     )
 
@@ -73,7 +73,7 @@ def _steps(world: World, *endpoints: tuple[str, str, str, str]) -> None:
         data["endpoints"].append(endpoint(name, "fake-openai", upstream, input_, output))
     world.catalog(data)
     steps = [{"model": name} for name, *_ in endpoints]
-    assert create(world, "series", "series", steps).status_code == 201
+    assert world.pipeline_create("series", "series", steps).status_code == 201
 
 
 def test_a_step_fed_ordinary_prose_that_hit_max_tokens_is_served(world: World) -> None:
@@ -84,7 +84,7 @@ def test_a_step_fed_ordinary_prose_that_hit_max_tokens_is_served(world: World) -
         ("test/priced", "gpt-4o-mini", "5", "10"),
     )
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/series", max_tokens=60, messages=[{"role": "user", "content": DESCRIBE}]
     )
 
@@ -100,7 +100,7 @@ def test_a_step_never_borrows_what_a_later_step_is_held_for(world: World) -> Non
         ("test/dear", "gpt-5", "200", "800"),  # a hold that would cover step 2 many times
     )
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": DESCRIBE}]
     )
 
@@ -116,7 +116,7 @@ def test_a_step_never_borrows_what_earlier_steps_spent(world: World) -> None:
         ("test/bytes", "gpt-4o-mini@tokenizer=bytes", "50", "100"),
     )
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
     )
 
@@ -132,7 +132,7 @@ def test_a_step_the_balance_cannot_cover_is_refused_and_recorded(world: World) -
     )
 
     with pytest.raises(openai.APIStatusError) as raised:
-        client_for(world).chat.completions.create(
+        world.openai_client().chat.completions.create(
             model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": DESCRIBE}]
         )
 
@@ -157,9 +157,9 @@ def test_a_judge_fed_an_answer_of_long_tokens_is_charged_within_its_hold(world: 
     _long_answers_catalog(world)
     gate = {"type": "judge", "model": "test/bytes", "min_score": 0.5}
     steps = [{"model": "test/long-tokens", "gate": gate}, {"model": "test/long-tokens"}]
-    assert create(world, "judged", "cascade", steps).status_code == 201
+    assert world.pipeline_create("judged", "cascade", steps).status_code == 201
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/judged", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
     )
 
@@ -183,7 +183,7 @@ def test_a_synthesiser_fed_answers_of_long_tokens_is_charged_within_its_hold(
     }
     assert admin.post("/api/v1/pipelines", spec, format="json").status_code == 201
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/synth", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
     )
 
@@ -201,7 +201,7 @@ def test_a_step_beyond_the_keys_limit_is_refused_though_the_credits_cover_it(
     _series(world)
     ask = {"model": "pipeline/long", "max_tokens": 8}
     ask["messages"] = [{"role": "user", "content": DESCRIBE}]
-    unlimited = client_for(world).chat.completions.create(**ask)  # type: ignore[call-overload]
+    unlimited = world.openai_client().chat.completions.create(**ask)  # type: ignore[call-overload]
     hold = Reservation.objects.get(generation_id=unlimited.id).amount
     assert "over_hold" in world.usage_record(unlimited.id).flag_list  # the credits covered it
     key = world.key_for(limit=money(hold + Decimal("0.00000100")), limit_reset="daily")
