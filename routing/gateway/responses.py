@@ -236,11 +236,20 @@ def _chat_part(part: object, where: str, assistant: bool = False) -> JSON:
 
 
 def _tool_output(output: object, where: str) -> str:
-    """A function call's output as chat's tool message content: text (images are dropped)."""
+    """A function call's output as chat's tool message content: text only, as chat's tool
+    message (``request_shape``): an image is a 400 naming it (before, dropped unsaid)."""
     content = _chat_content(output, f"{where}.output")
     if isinstance(content, str):
         return content
-    return "".join(part["text"] for part in content if part["type"] == "text")
+    for index, part in enumerate(content):
+        if part["type"] != "text":
+            raise BadRequest(
+                f"{where}.output[{index}] is a function_call_output's image: a tool's output "
+                "holds text only here; send what the tool returned besides text in a user "
+                "message after the function_call_output items.",
+                param="input",
+            )
+    return "".join(part["text"] for part in content)
 
 
 def _chat_tools(tools: object) -> list[JSON]:
