@@ -94,8 +94,13 @@ class ApiKeyDetailView(TenantAPIView):
 
     @extend_schema(
         responses={200: ApiKeyOutput},  # the revoked key (DELETE revokes, API.md)
-        description="Revokes the key and every key made with it (`created_by_key`), transitively.",
+        description="Revokes the key and every key made with it (`created_by_key`), transitively. "
+        "A management key that is bounded (`expires_at`, `limit`, `rpm`, `tpm` or "
+        "`allowed_models`) or was made by a key revokes only itself and the keys made from it "
+        "(403 for any other); a person's session, any key of the organization.",
     )
     def delete(self, request: Request, key_id: int) -> Response:
-        key = key_lineage.api_key_revoke(key=self.get_object())
+        key = self.get_object()
+        key_lineage.revoke_check(acting_key_id=self.acting_key_id(), key=key)
+        key = key_lineage.api_key_revoke(key=key)
         return Response(ApiKeyOutput(key).data)

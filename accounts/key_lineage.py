@@ -252,6 +252,26 @@ def _refused(field: str, has: str, *, outside: bool = False) -> NotPermitted:
     )
 
 
+def revoke_check(*, acting_key_id: int | None, key: ApiKey) -> None:
+    """A management key that is bounded (``_bounded``) or was made by a key revokes only keys of
+    its own lineage: itself and the keys made from it, transitively (``key_tree``); any other
+    key is a 403 saying why. It answers for its tree only, and another key's revocation would
+    stop a budget it holds no part of. A person's session (None) keeps their role's rights; an
+    unbounded key a person made acts as that person, as for ``outside_lineage_check``."""
+    if acting_key_id is None or key_answers_for(acting_key_id, key.pk):
+        return
+    acting = ApiKey.objects.filter(pk=acting_key_id).first()
+    if acting is None or not (_bounded(acting) or acting.created_by_key_id is not None):
+        return
+    why = "is bounded" if _bounded(acting) else "was made by another key"
+    raise NotPermitted(
+        f"This management key {why}: it revokes only itself and the keys made from it, and it "
+        f"did not make key {key.prefix}…. A person with the role can revoke it from the "
+        "dashboard.",
+        param="key_id",
+    )
+
+
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
     """Revoke a key and every key made from it, their keys too (``LINEAGE_DEPTH_MAX`` levels),
     in one transaction, rows locked level by level in primary-key order. Every worker rejects
