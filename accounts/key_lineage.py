@@ -131,23 +131,41 @@ def api_key_create_bounded(
 def api_key_update_bounded(
     *, acting_key_id: int | None, key: ApiKey, changes: dict[str, Any]
 ) -> ApiKey:
-    """Change a key as the request asks; with ``acting_key_id``, within that key's bounds (read
-    fresh, not from the key cache: a person's narrowing counts at once)."""
-    if acting_key_id is not None:
-        parent = ApiKey.objects.filter(pk=acting_key_id, revoked_at__isnull=True).first()
-        if parent is None:
-            raise NotAuthenticated("Invalid or revoked API key.")
-        grant_check(parent=parent, key=key, changes=changes)
-        if not key_answers_for(parent.pk, key.pk):
-            outside_lineage_check(parent=parent, key=key, changes=changes)
+    """Change a key as the request asks; with ``acting_key_id``, within that key's bounds, checked
+    in the transaction that writes, on the acting key's and the key's rows locked (in id order,
+    as a revocation locks a tree) and read fresh, not from the key cache: a person's narrowing
+    of either counts at once, and one committing meanwhile is waited for (read before the
+    transaction, a narrowing could slip between the check and the write)."""
     expires = changes.get("expires_at")
     with transaction.atomic():
+        if acting_key_id is not None:
+            parent = _pair_lock(acting_key_id, key)
+            grant_check(parent=parent, key=key, changes=changes)
+            if not key_answers_for(parent.pk, key.pk):
+                outside_lineage_check(parent=parent, key=key, changes=changes)
         key = api_key_update(key=key, changes=changes)
         if expires is not None:
             _expiry_propagate(key.pk, expires)
     key_cache_clear()
     transaction.on_commit(key_cache_clear)  # inside a caller's transaction: once it commits too
     return key
+
+
+_BOUNDS = ("expires_at", "limit", "limit_reset", "rpm", "tpm", "allowed_models")
+
+
+def _pair_lock(acting_key_id: int, key: ApiKey) -> ApiKey:
+    """Lock the acting key's row and ``key``'s in id order; the acting key as locked (401 when
+    revoked), and ``key``'s bounds refreshed from its locked row."""
+    rows = ApiKey.objects.select_for_update(no_key=True).filter(pk__in={acting_key_id, key.pk})
+    locked = {row.pk: row for row in rows.order_by("pk")}
+    parent = locked.get(acting_key_id)
+    if parent is None or parent.revoked_at is not None:
+        raise NotAuthenticated("Invalid or revoked API key.")
+    if key.pk in locked:
+        for field in _BOUNDS:
+            setattr(key, field, getattr(locked[key.pk], field))
+    return parent
 
 
 def _expiry_propagate(root_id: int, expires: datetime) -> None:
