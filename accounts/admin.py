@@ -7,6 +7,7 @@ from typing import Any
 from allauth.account.adapter import get_adapter
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -85,6 +86,13 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # A key is minted by the dashboard or the API: this form makes no digest nor prefix
         # (read-only above), and with its organization read-only it could not save one.
         return False
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        # A narrower allow-list reaches the keys made from the key, as through the API.
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if change and "allowed_models" in form.changed_data:
+                key_lineage.tree_narrow(obj.pk, None, obj.allowed_models or None)
 
     @admin.action(description="Revoke (with the keys made from them)")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

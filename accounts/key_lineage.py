@@ -144,8 +144,7 @@ def api_key_update_bounded(
             if not key_answers_for(parent.pk, key.pk):
                 outside_lineage_check(parent=parent, key=key, changes=changes)
         key = api_key_update(key=key, changes=changes)
-        if expires is not None:
-            _expiry_propagate(key.pk, expires)
+        tree_narrow(key.pk, expires, changes.get("allowed_models") or None)
     key_cache_clear()
     transaction.on_commit(key_cache_clear)  # inside a caller's transaction: once it commits too
     return key
@@ -168,19 +167,44 @@ def _pair_lock(acting_key_id: int, key: ApiKey) -> ApiKey:
     return parent
 
 
-def _expiry_propagate(root_id: int, expires: datetime) -> None:
-    """The keys made from ``root_id`` expire no later than it (``grant_check`` at their
-    creation): an earlier expiry holds for them too, else they would outlive it. The tree is
-    locked level by level first, as ``api_key_revoke`` locks it: an UPDATE's subquery is read
-    once, at its start, and missed a key a create was committing under a locked parent (which
-    then kept its later expiry); and it locked rows in disk order, against the primary-key order
-    of a revocation or a member's removal (a deadlock)."""
+# What a key made from a key whose models were narrowed keeps when none of its own remain: a
+# name no model has (an empty list would mean any model).
+NO_MODEL = "(none)"
+
+
+def tree_narrow(root_id: int, expires: datetime | None, models: list[str] | None) -> None:
+    """The keys made from ``root_id`` hold no more than it: an earlier expiry (``expires``) and
+    a narrower allow-list (``models``, non-empty) reach them too, else they would outlive it or
+    keep models taken from it. The tree is locked level by level first, as ``api_key_revoke``
+    locks it: an UPDATE's subquery is read once, at its start, and missed a key a create was
+    committing under a locked parent (which then kept what it had); and it locked rows in disk
+    order, against the primary-key order of a revocation or a member's removal (a deadlock).
+    Call it in the transaction that changed the root."""
+    if expires is None and not models:
+        return
     for level in range(1, LINEAGE_DEPTH_MAX + 1):
         if not _level_lock(root_id, level):
             break
-    later = Q(expires_at__isnull=True) | Q(expires_at__gt=expires)
-    made = ApiKey.objects.filter(later, pk__in=key_tree(root_id), revoked_at__isnull=True)
-    made.exclude(pk=root_id).update(expires_at=expires)
+    made = ApiKey.objects.filter(pk__in=key_tree(root_id), revoked_at__isnull=True)
+    made = made.exclude(pk=root_id)
+    if expires is not None:
+        later = Q(expires_at__isnull=True) | Q(expires_at__gt=expires)
+        made.filter(later).update(expires_at=expires)
+    if models:
+        _models_narrow(made, models)
+
+
+def _models_narrow(made: Any, models: list[str]) -> None:
+    """Each key of ``made`` keeps only the models of its own list also in ``models`` (a key
+    allowed any model, all of ``models``; none left, ``NO_MODEL``): a request is checked
+    against its key's list only, so the list is the tree's intersection, as GET shows it."""
+    allowed, changed = set(models), []
+    for key in made.only("pk", "allowed_models").order_by("pk").iterator(chunk_size=500):
+        kept = [m for m in (key.allowed_models or models) if m in allowed] or [NO_MODEL]
+        if kept != key.allowed_models:
+            key.allowed_models = kept
+            changed.append(key)
+    ApiKey.objects.bulk_update(changed, ["allowed_models"], batch_size=500)
 
 
 def outside_lineage_check(*, parent: ApiKey, key: ApiKey, changes: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from tests.db_locks import backend_pid, waiting_for
 from tests.factories import Tenants, key_client, key_make
 from tests.routing.servers import poll
 from tests.security.test_key_lineage import browser, management_key
-from tests.security.test_key_lineage_revoke import child_make
+from tests.security.test_key_lineage_revoke import child_make, operator_client
 
 
 def _other_key(tenants: Tenants) -> ApiKey:
@@ -128,3 +128,54 @@ def test_a_grant_waits_for_a_narrowing_of_the_acting_key_committing_meanwhile(
     # Old code: checked against rpm 100 before its transaction, it gave the child 50.
     assert isinstance(outcome["grant"], NotPermitted), outcome
     assert child.rpm == 100
+
+
+@pytest.mark.django_db
+def test_narrowing_a_keys_models_narrows_the_keys_made_from_it(tenants: Tenants) -> None:
+    _, parent = management_key(tenants, allowed_models=["test/gpt", "test/free"])
+    child = child_make(tenants, parent)  # inherits both
+    grandchild = child_make(tenants, child)
+    key_lineage.api_key_update_bounded(
+        acting_key_id=child.pk, key=grandchild, changes={"allowed_models": ["test/gpt"]}
+    )
+    person = browser(tenants.admin, tenants)
+
+    narrowed = person.patch(
+        f"/api/v1/keys/{parent.pk}", {"allowed_models": ["test/free"]}, format="json"
+    )
+    shown = person.get(f"/api/v1/keys/{child.pk}").json()["allowed_models"]
+    grandchild.refresh_from_db()
+
+    assert narrowed.status_code == 200, narrowed.content
+    assert shown == ["test/free"]  # ["test/gpt", "test/free"] on the old code
+    # Nothing of its own list is left: a name no model has, not [] (which allows any model).
+    assert grandchild.allowed_models == [key_lineage.NO_MODEL]
+
+
+@pytest.mark.django_db
+def test_widening_a_keys_models_leaves_the_keys_made_from_it(tenants: Tenants) -> None:
+    _, parent = management_key(tenants, allowed_models=["test/gpt"])
+    child = child_make(tenants, parent)
+
+    widened = browser(tenants.admin, tenants).patch(
+        f"/api/v1/keys/{parent.pk}", {"allowed_models": []}, format="json"
+    )
+    child.refresh_from_db()
+
+    assert widened.status_code == 200, widened.content
+    assert child.allowed_models == ["test/gpt"]
+
+
+@pytest.mark.django_db
+def test_narrowing_a_keys_models_in_the_admin_narrows_the_keys_made_from_it(
+    tenants: Tenants,
+) -> None:
+    _, parent = management_key(tenants, allowed_models=["test/gpt", "test/free"])
+    child = child_make(tenants, parent)
+    form = {"name": parent.name, "scope": parent.scope, "allowed_models": '["test/free"]'}
+
+    posted = operator_client().post(f"/admin/accounts/apikey/{parent.pk}/change/", form)
+    child.refresh_from_db()
+
+    assert posted.status_code == 302, posted.content[:2000]
+    assert child.allowed_models == ["test/free"]  # both on the old code
