@@ -25,6 +25,7 @@ from accounts.models import (
     User,
 )
 from routerhub.domain import Conflict, InvalidInput, NotFound, NotPermitted
+from routerhub.router_names import routers_named_lock
 
 
 def _unique_slug(base: str) -> str:
@@ -164,24 +165,26 @@ def api_key_create(
             raise NotPermitted(f"{created_by.email} is not a member of {organization.name}.")
         created_by_role = membership.role
     minted = key_mint(scope=scope)
-    key = ApiKey.objects.create(
-        organization=organization,
-        name=name,
-        scope=scope,
-        prefix=minted.prefix,
-        digest=minted.digest,
-        created_by=created_by,
-        created_by_role=created_by_role,
-        created_by_key=created_by_key,
-        lineage_depth=0 if created_by_key is None else created_by_key.lineage_depth + 1,
-        limit=limit,
-        limit_reset=limit_reset,
-        expires_at=expires_at,
-        allowed_models=allowed_models or [],
-        rpm=rpm,
-        tpm=tpm,
-        budget_aware=budget_aware,
-    )
+    with transaction.atomic():  # the routers it names locked until it commits (a delete waits)
+        routers_named_lock(organization.pk, allowed_models or ())
+        key = ApiKey.objects.create(
+            organization=organization,
+            name=name,
+            scope=scope,
+            prefix=minted.prefix,
+            digest=minted.digest,
+            created_by=created_by,
+            created_by_role=created_by_role,
+            created_by_key=created_by_key,
+            lineage_depth=0 if created_by_key is None else created_by_key.lineage_depth + 1,
+            limit=limit,
+            limit_reset=limit_reset,
+            expires_at=expires_at,
+            allowed_models=allowed_models or [],
+            rpm=rpm,
+            tpm=tpm,
+            budget_aware=budget_aware,
+        )
     return CreatedKey(key, minted.plaintext)
 
 
@@ -201,8 +204,11 @@ def api_key_update(*, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
     unknown = set(changes) - _UPDATABLE
     if unknown:
         raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))}.", param=min(unknown))
-    for field, value in changes.items():
-        setattr(key, field, value)
-    key.save(update_fields=sorted(changes))
+    with transaction.atomic():  # the routers it names locked until it commits (a delete waits)
+        if "allowed_models" in changes:
+            routers_named_lock(key.organization_id, changes["allowed_models"] or ())
+        for field, value in changes.items():
+            setattr(key, field, value)
+        key.save(update_fields=sorted(changes))
     key_cache_clear()  # this process sees it now; others within API_KEY_CACHE_TTL
     return key
