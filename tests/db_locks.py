@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 from tests.routing.servers import poll
 
@@ -116,3 +116,43 @@ def scans_in_disk_order() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SET enable_indexscan = off")
         cursor.execute("SET enable_bitmapscan = off")
+
+
+def while_uncommitted(write: Callable[[], object], other: Callable[[], object]) -> object:
+    """Run ``write`` in a transaction held open (a thread), then ``other`` in another thread
+    until it waits for a lock of that transaction or ends; then commit and join both: what
+    ``other`` raised (None: it returned). On code where ``other`` takes no lock ``write`` holds,
+    it just runs to its end before the commit."""
+    holding, release = threading.Event(), threading.Event()
+    pids: list[int] = []
+    outcome: dict[str, BaseException | None] = {"other": None}
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                pids.append(backend_pid())
+                write()
+                holding.set()
+                release.wait(timeout=20)
+        finally:
+            connection.close()
+
+    def run() -> None:
+        try:
+            other()
+        except BaseException as exc:  # the caller asserts on it
+            outcome["other"] = exc
+        finally:
+            connection.close()
+
+    holder, runner = threading.Thread(target=hold), threading.Thread(target=run)
+    holder.start()
+    try:
+        assert holding.wait(timeout=20)
+        runner.start()
+        poll(lambda: waiting_for(pids[0]) or not runner.is_alive(), timeout=10)
+    finally:
+        release.set()
+        holder.join(timeout=30)
+        runner.join(timeout=30)
+    return outcome["other"]

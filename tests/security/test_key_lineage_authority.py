@@ -5,18 +5,14 @@ update hold on the rows as they are locked (``accounts.key_lineage``, the tenth 
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection, transaction
 from django.test import Client
 
 from accounts import key_lineage
 from accounts.models import ApiKey
 from routerhub.domain import NotPermitted
-from tests.db_locks import backend_pid, waiting_for
+from tests.db_locks import while_uncommitted
 from tests.factories import Tenants, key_client, key_make
-from tests.routing.servers import poll
 from tests.security.test_key_lineage import browser, management_key
 from tests.security.test_key_lineage_revoke import child_make, operator_client
 
@@ -88,45 +84,19 @@ def test_a_grant_waits_for_a_narrowing_of_the_acting_key_committing_meanwhile(
 ) -> None:
     _, parent = management_key(tenants, rpm=100)
     child = child_make(tenants, parent)
-    holding, release = threading.Event(), threading.Event()
-    pids: list[int] = []
-    outcome: dict[str, BaseException | None] = {"grant": None}
 
     def narrow() -> None:  # a person's session narrowing the acting key, not yet committed
-        try:
-            with transaction.atomic():
-                pids.append(backend_pid())
-                ApiKey.objects.filter(pk=parent.pk).update(rpm=10)
-                holding.set()
-                release.wait(timeout=20)
-        finally:
-            connection.close()
+        ApiKey.objects.filter(pk=parent.pk).update(rpm=10)
 
     def grant() -> None:
-        try:
-            key = ApiKey.objects.get(pk=child.pk)
-            key_lineage.api_key_update_bounded(
-                acting_key_id=parent.pk, key=key, changes={"rpm": 50}
-            )
-        except BaseException as exc:  # asserted below
-            outcome["grant"] = exc
-        finally:
-            connection.close()
+        key = ApiKey.objects.get(pk=child.pk)
+        key_lineage.api_key_update_bounded(acting_key_id=parent.pk, key=key, changes={"rpm": 50})
 
-    holder, waiter = threading.Thread(target=narrow), threading.Thread(target=grant)
-    holder.start()
-    try:
-        assert holding.wait(timeout=20)
-        waiter.start()
-        poll(lambda: waiting_for(pids[0]) or not waiter.is_alive(), timeout=10)
-    finally:
-        release.set()
-        holder.join(timeout=30)
-        waiter.join(timeout=30)
+    refused = while_uncommitted(narrow, grant)
     child.refresh_from_db()
 
     # Old code: checked against rpm 100 before its transaction, it gave the child 50.
-    assert isinstance(outcome["grant"], NotPermitted), outcome
+    assert isinstance(refused, NotPermitted), refused
     assert child.rpm == 100
 
 

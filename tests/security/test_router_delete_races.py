@@ -5,59 +5,23 @@ leaving it a router made later with the same slug (the tenth review)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
-from django.db import connection, transaction
 
 from accounts import services
 from routerhub.domain import Conflict
 from routing.models import Pipeline, PipelineKind
 from routing.pipeline_api import pipeline_version_add
-from tests.db_locks import backend_pid, waiting_for
+from tests.db_locks import while_uncommitted
 from tests.factories import Tenants
-from tests.routing.servers import poll
 from training import services as training
 from training.models import Router
 
 
 def delete_while_uncommitted(write: Callable[[], object], router: Router) -> object:
-    """Run ``write`` in a transaction held open, then ``router``'s delete in another thread until
-    it waits for that transaction or ends; commit; what the delete raised (None: it deleted)."""
-    holding, release = threading.Event(), threading.Event()
-    pids: list[int] = []
-    outcome: dict[str, BaseException | None] = {"delete": None}
-
-    def hold() -> None:
-        try:
-            with transaction.atomic():
-                pids.append(backend_pid())
-                write()
-                holding.set()
-                release.wait(timeout=20)
-        finally:
-            connection.close()
-
-    def delete() -> None:
-        try:
-            training.router_delete(router=Router.objects.get(pk=router.pk))
-        except BaseException as exc:  # asserted by the caller
-            outcome["delete"] = exc
-        finally:
-            connection.close()
-
-    holder, deleter = threading.Thread(target=hold), threading.Thread(target=delete)
-    holder.start()
-    try:
-        assert holding.wait(timeout=20)
-        deleter.start()
-        poll(lambda: waiting_for(pids[0]) or not deleter.is_alive(), timeout=10)
-    finally:
-        release.set()
-        holder.join(timeout=30)
-        deleter.join(timeout=30)
-    return outcome["delete"]
+    """``router``'s delete run while ``write``'s transaction is open: what the delete raised."""
+    return while_uncommitted(write, lambda: training.router_delete(router=router))
 
 
 @pytest.mark.django_db(transaction=True)
