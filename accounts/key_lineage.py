@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from accounts.keys import key_cache_clear
 from accounts.models import ApiKey, LimitReset, Organization, User
-from accounts.services import CreatedKey, api_key_create, api_key_update
+from accounts.services import KEY_LOCK_ORDER, CreatedKey, api_key_create, api_key_update
 from routerhub.domain import NotAuthenticated, NotPermitted
 
 # Keys between a person and a key at most. A key this deep makes no keys: a revocation then
@@ -132,8 +132,8 @@ def api_key_update_bounded(
     *, acting_key_id: int | None, key: ApiKey, changes: dict[str, Any]
 ) -> ApiKey:
     """Change a key as the request asks; with ``acting_key_id``, within that key's bounds, checked
-    in the transaction that writes, on the acting key's and the key's rows locked (in id order,
-    as a revocation locks a tree) and read fresh, not from the key cache: a person's narrowing
+    in the transaction that writes, on the acting key's and the key's rows locked (in
+    ``KEY_LOCK_ORDER``, as a revocation locks a tree) and read fresh, not from the key cache: a person's narrowing
     of either counts at once, and one committing meanwhile is waited for (read before the
     transaction, a narrowing could slip between the check and the write)."""
     expires = changes.get("expires_at")
@@ -154,10 +154,12 @@ _BOUNDS = ("expires_at", "limit", "limit_reset", "rpm", "tpm", "allowed_models")
 
 
 def _pair_lock(acting_key_id: int, key: ApiKey) -> ApiKey:
-    """Lock the acting key's row and ``key``'s in id order; the acting key as locked (401 when
-    revoked), and ``key``'s bounds refreshed from its locked row."""
+    """Lock the acting key's row and ``key``'s in ``KEY_LOCK_ORDER``; the acting key as locked (401
+    when revoked), and ``key``'s bounds refreshed from its locked row. In id order, a key made
+    by a key could be locked before a shallower key with a larger id: a revocation holding that
+    one would then wait for it at the next level (a deadlock)."""
     rows = ApiKey.objects.select_for_update(no_key=True).filter(pk__in={acting_key_id, key.pk})
-    locked = {row.pk: row for row in rows.order_by("pk")}
+    locked = {row.pk: row for row in rows.order_by(*KEY_LOCK_ORDER)}
     parent = locked.get(acting_key_id)
     if parent is None or parent.revoked_at is not None:
         raise NotAuthenticated("Invalid or revoked API key.")
@@ -342,9 +344,9 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
 def _level_lock(root_id: int, level: int) -> int:
     """Lock the keys ``level`` levels below ``root_id`` in primary-key order (``FOR NO KEY
     UPDATE`` on PostgreSQL; SQLite has no row locks, it locks the file on write); how many
-    there are. A key is older than the keys made from it, so the tree's root has its smallest
-    id: ``membership_remove``, locking a person's keys in primary-key order, takes the root
-    first too and cannot hold a key this walk waits for while waiting for one it holds."""
+    there are. Level by level, a walk takes keys in ``KEY_LOCK_ORDER`` (a level's keys share their
+    ``lineage_depth``), as ``membership_remove`` and ``_pair_lock`` take theirs: none of them
+    can hold a key this walk waits for while waiting for one it holds."""
     lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else ""
     sql = (
         "SELECT count(*) FROM (SELECT id FROM accounts_apikey WHERE id IN ("  # noqa: S608

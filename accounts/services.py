@@ -85,6 +85,13 @@ def membership_set_role(*, organization: Organization, membership_id: int, role:
     return membership
 
 
+# The one order every statement locking several keys takes them in: a revocation or a narrowing
+# locks a tree level by level (``key_lineage._level_lock``), each level in primary-key order, so
+# the keys nearer a root first, whatever their ids; taken in another order, two transactions
+# could each hold a key the other waits for.
+KEY_LOCK_ORDER = ("lineage_depth", "pk")
+
+
 def membership_remove(*, organization: Organization, membership_id: int) -> None:
     """Remove a member and revoke every API key they created in the organization (inference keys
     too: a key never carries more authority than its creator)."""
@@ -101,11 +108,13 @@ def membership_remove(*, organization: Organization, membership_id: int) -> None
             _ensure_another_owner(organization, membership)
         membership.delete()
         keys = ApiKey.objects.filter(organization=organization, created_by_id=membership.user_id)
-        # Locked first in primary-key order (the revoked ones too: a revocation walks through
-        # them), as ``key_lineage.api_key_revoke`` locks a tree from its root (its smallest id)
-        # down: an UPDATE alone locks rows in disk order, and could take a key made by a key
-        # before that key while a revocation holds the other and waits for this one (deadlock).
-        list(keys.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
+        # Locked first in ``KEY_LOCK_ORDER`` (the revoked ones too: a revocation walks through
+        # them), as ``key_lineage.api_key_revoke`` locks a tree from its root down, level by
+        # level: an UPDATE alone locks rows in disk order, and id order could take a key made by
+        # a key before a shallower key with a larger id; either way, while a revocation holds
+        # the other and waits for this one (deadlock).
+        locking = keys.select_for_update(no_key=True).order_by(*KEY_LOCK_ORDER)
+        list(locking.values_list("pk", flat=True))
         keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
     key_cache_clear()
 

@@ -96,15 +96,21 @@ def race_behind(
     return outcomes
 
 
-def pause_after_first_row_lock(locked: threading.Event, go: threading.Event) -> Any:
-    """An ``execute_wrapper`` that, after the connection's first ``FOR NO KEY UPDATE``
-    statement, sets ``locked`` and waits for ``go``: a lineage walk holding its first level only."""
+def pause_after_first_row_lock(
+    locked: threading.Event, go: threading.Event, *, statements: int = 1
+) -> Any:
+    """An ``execute_wrapper`` that, after the connection's first ``statements`` ``FOR NO KEY
+    UPDATE`` statements, sets ``locked`` and waits for ``go``: a lineage walk holding its first
+    level only (its root), or its first ``statements`` levels."""
+    seen = [0]
 
     def wrapper(execute: Any, sql: str, *args: Any) -> Any:
         result = execute(sql, *args)
         if "FOR NO KEY UPDATE" in sql and not locked.is_set():
-            locked.set()
-            go.wait(timeout=20)
+            seen[0] += 1
+            if seen[0] == statements:
+                locked.set()
+                go.wait(timeout=20)
         return result
 
     return wrapper
