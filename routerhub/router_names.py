@@ -4,7 +4,8 @@
 Here, outside both apps, because routing serves the names (``routing.routellm``) and training
 guards a router's slug against the keys whose ``allowed_models`` name it
 (``training.services``): training importing routing would make a cycle. The writes of those
-names lock the routers they name (``routers_named_lock``), so a delete cannot miss them.
+names lock the routers they name (``routers_named_lock``), so a delete cannot miss a write
+still committing (a write after the delete names a slug with no router, as any may).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def routers_named_lock(organization_id: int, names: Iterable[object]) -> None:
     caller's transaction ends; call it in the transaction that writes the names. A router's
     delete or rename locks its row (``FOR UPDATE``) and then looks for the keys and pipelines
     naming it (``training.router_references``): one that comes later waits for this write to
-    commit and sees it; one that came first has deleted or renamed the row, which these names
-    then no longer reach. SQLite has no row locks (a write locks the database)."""
+    commit and sees it. One that came first has deleted or renamed the row: this write then
+    commits naming a slug with no router, as any key may, and a router made later with that
+    slug is what they name. SQLite has no row locks (a write locks the database)."""
     slugs = sorted(router_slugs_named(names))
     if not slugs:
         return
