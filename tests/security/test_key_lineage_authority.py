@@ -12,9 +12,9 @@ from accounts import key_lineage
 from accounts.models import ApiKey
 from routerhub.domain import NotPermitted
 from tests.db_locks import while_uncommitted
-from tests.factories import Tenants, key_client, key_make
+from tests.factories import Tenants, child_key_make, key_client, key_make
 from tests.security.test_key_lineage import browser, management_key
-from tests.security.test_key_lineage_revoke import child_make, operator_client
+from tests.security.test_key_lineage_revoke import operator_client
 
 
 def _other_key(tenants: Tenants) -> ApiKey:
@@ -33,8 +33,8 @@ def test_a_bounded_or_key_made_key_revokes_only_its_own_lineage(
         acting = ApiKey.objects.get(pk=made.json()["id"])
     else:
         client, acting = management_key(tenants, limit="10")
-    other, own = _other_key(tenants), child_make(tenants, acting)
-    grandchild = child_make(tenants, own)
+    other, own = _other_key(tenants), child_key_make(acting)[1]
+    grandchild = child_key_make(own)[1]
 
     refused = client.delete(f"/api/v1/keys/{other.pk}")
     other.refresh_from_db()
@@ -83,7 +83,7 @@ def test_a_grant_waits_for_a_narrowing_of_the_acting_key_committing_meanwhile(
     tenants: Tenants,
 ) -> None:
     _, parent = management_key(tenants, rpm=100)
-    child = child_make(tenants, parent)
+    child = child_key_make(parent)[1]
 
     def narrow() -> None:  # a person's session narrowing the acting key, not yet committed
         ApiKey.objects.filter(pk=parent.pk).update(rpm=10)
@@ -103,8 +103,8 @@ def test_a_grant_waits_for_a_narrowing_of_the_acting_key_committing_meanwhile(
 @pytest.mark.django_db
 def test_narrowing_a_keys_models_narrows_the_keys_made_from_it(tenants: Tenants) -> None:
     _, parent = management_key(tenants, allowed_models=["test/gpt", "test/free"])
-    child = child_make(tenants, parent)  # inherits both
-    grandchild = child_make(tenants, child)
+    child = child_key_make(parent)[1]  # inherits both
+    grandchild = child_key_make(child)[1]
     key_lineage.api_key_update_bounded(
         acting_key_id=child.pk, key=grandchild, changes={"allowed_models": ["test/gpt"]}
     )
@@ -125,7 +125,7 @@ def test_narrowing_a_keys_models_narrows_the_keys_made_from_it(tenants: Tenants)
 @pytest.mark.django_db
 def test_widening_a_keys_models_leaves_the_keys_made_from_it(tenants: Tenants) -> None:
     _, parent = management_key(tenants, allowed_models=["test/gpt"])
-    child = child_make(tenants, parent)
+    child = child_key_make(parent)[1]
 
     widened = browser(tenants.admin, tenants).patch(
         f"/api/v1/keys/{parent.pk}", {"allowed_models": []}, format="json"
@@ -141,7 +141,7 @@ def test_narrowing_a_keys_models_in_the_admin_narrows_the_keys_made_from_it(
     tenants: Tenants,
 ) -> None:
     _, parent = management_key(tenants, allowed_models=["test/gpt", "test/free"])
-    child = child_make(tenants, parent)
+    child = child_key_make(parent)[1]
     form = {"name": parent.name, "scope": parent.scope, "allowed_models": '["test/free"]'}
 
     posted = operator_client().post(f"/admin/accounts/apikey/{parent.pk}/change/", form)
