@@ -23,7 +23,7 @@ from django.utils import timezone
 from accounts.key_chain import LINEAGE_DEPTH_MAX, chain_up_sql
 from accounts.keys import key_cache_clear
 from accounts.models import ApiKey, LimitReset, Organization, User
-from accounts.services import CreatedKey, api_key_create, api_key_update
+from accounts.services import KEY_LOCK_ORDER, CreatedKey, api_key_create, api_key_update
 from routerhub.domain import NotAuthenticated, NotPermitted
 
 # A window's length, in order. A child's window is at least as long as its parent's: 10 a month
@@ -121,36 +121,80 @@ def api_key_create_bounded(
 def api_key_update_bounded(
     *, acting_key_id: int | None, key: ApiKey, changes: dict[str, Any]
 ) -> ApiKey:
-    """Change a key as the request asks; with ``acting_key_id``, within that key's bounds (read
-    fresh, not from the key cache: a person's narrowing counts at once)."""
-    if acting_key_id is not None:
-        parent = ApiKey.objects.filter(pk=acting_key_id, revoked_at__isnull=True).first()
-        if parent is None:
-            raise NotAuthenticated("Invalid or revoked API key.")
-        grant_check(parent=parent, key=key, changes=changes)
-        if not key_answers_for(parent.pk, key.pk):
-            grant_check(parent=parent, key=key, changes=changes, outside=True)
+    """Change a key as the request asks; with ``acting_key_id``, within that key's bounds, checked
+    in the transaction that writes, on the acting key's and the key's rows locked (in
+    ``KEY_LOCK_ORDER``, as a revocation locks a tree) and read fresh, not from the key cache: a
+    person's narrowing of either counts at once, and one committing meanwhile is waited for
+    (read before the transaction, a narrowing could slip between the check and the write)."""
     expires = changes.get("expires_at")
     with transaction.atomic():
+        if acting_key_id is not None:
+            parent = _pair_lock(acting_key_id, key)
+            grant_check(parent=parent, key=key, changes=changes)
+            if not key_answers_for(parent.pk, key.pk):
+                grant_check(parent=parent, key=key, changes=changes, outside=True)
         key = api_key_update(key=key, changes=changes)
-        if expires is not None:
-            _expiry_propagate(key.pk, expires)
+        tree_narrow(key.pk, expires, changes.get("allowed_models") or None)
     key_cache_clear()
     transaction.on_commit(key_cache_clear)  # inside a caller's transaction: once it commits too
     return key
 
 
-def _expiry_propagate(root_id: int, expires: datetime) -> None:
-    """The keys made from ``root_id`` expire no later than it (``grant_check`` at their
-    creation): an earlier expiry holds for them too, else they would outlive it. The tree is
-    locked level by level first, as ``api_key_revoke`` locks it: an UPDATE's subquery is read
-    once, at its start, and missed a key a create was committing under a locked parent (which
-    then kept its later expiry); and it locked rows in disk order, against the primary-key order
-    of a revocation or a member's removal (a deadlock)."""
+_BOUNDS = ("expires_at", "limit", "limit_reset", "rpm", "tpm", "allowed_models")
+
+
+def _pair_lock(acting_key_id: int, key: ApiKey) -> ApiKey:
+    """Lock the acting key's row and ``key``'s in ``KEY_LOCK_ORDER``; the acting key as locked
+    (401 when revoked), and ``key``'s bounds refreshed from its locked row. In id order, a key made
+    by a key could be locked before a shallower key with a larger id: a revocation holding that
+    one would then wait for it at the next level (a deadlock)."""
+    rows = ApiKey.objects.select_for_update(no_key=True).filter(pk__in={acting_key_id, key.pk})
+    locked = {row.pk: row for row in rows.order_by(*KEY_LOCK_ORDER)}
+    parent = locked.get(acting_key_id)
+    if parent is None or parent.revoked_at is not None:
+        raise NotAuthenticated("Invalid or revoked API key.")
+    if key.pk in locked:
+        for field in _BOUNDS:
+            setattr(key, field, getattr(locked[key.pk], field))
+    return parent
+
+
+# What a key made from a key whose models were narrowed keeps when none of its own remain: a
+# name no model has (an empty list would mean any model).
+NO_MODEL = "(none)"
+
+
+def tree_narrow(root_id: int, expires: datetime | None, models: list[str] | None) -> None:
+    """The keys made from ``root_id`` hold no more than it: an earlier expiry (``expires``) and
+    a narrower allow-list (``models``, non-empty) reach them too, else they would outlive it or
+    keep models taken from it. The tree is locked level by level first, as ``api_key_revoke``
+    locks it: an UPDATE's subquery is read once, at its start, and missed a key a create was
+    committing under a locked parent (which then kept what it had); and it locked rows in disk
+    order, against the primary-key order of a revocation or a member's removal (a deadlock).
+    Call it in the transaction that changed the root."""
+    if expires is None and not models:
+        return
     _tree_lock(root_id, first_level=1)
-    later = Q(expires_at__isnull=True) | Q(expires_at__gt=expires)
-    made = ApiKey.objects.filter(later, pk__in=key_tree(root_id), revoked_at__isnull=True)
-    made.exclude(pk=root_id).update(expires_at=expires)
+    made = ApiKey.objects.filter(pk__in=key_tree(root_id), revoked_at__isnull=True)
+    made = made.exclude(pk=root_id)
+    if expires is not None:
+        later = Q(expires_at__isnull=True) | Q(expires_at__gt=expires)
+        made.filter(later).update(expires_at=expires)
+    if models:
+        _models_narrow(made, models)
+
+
+def _models_narrow(made: Any, models: list[str]) -> None:
+    """Each key of ``made`` keeps only the models of its own list also in ``models`` (a key
+    allowed any model, all of ``models``; none left, ``NO_MODEL``): a request is checked
+    against its key's list only, so the list is the tree's intersection, as GET shows it."""
+    allowed, changed = set(models), []
+    for key in made.only("pk", "allowed_models").order_by("pk").iterator(chunk_size=500):
+        kept = [m for m in (key.allowed_models or models) if m in allowed] or [NO_MODEL]
+        if kept != key.allowed_models:
+            key.allowed_models = kept
+            changed.append(key)
+    ApiKey.objects.bulk_update(changed, ["allowed_models"], batch_size=500)
 
 
 def _bounded(key: ApiKey) -> bool:
@@ -230,6 +274,26 @@ def _refused(field: str, has: str, *, outside: bool = False) -> NotPermitted:
     )
 
 
+def revoke_check(*, acting_key_id: int | None, key: ApiKey) -> None:
+    """A management key that is bounded (``_bounded``) or was made by a key revokes only keys of
+    its own lineage: itself and the keys made from it, transitively (``key_tree``); any other
+    key is a 403 saying why. It answers for its tree only, and another key's revocation would
+    stop a budget it holds no part of. A person's session (None) keeps their role's rights; an
+    unbounded key a person made acts as that person, as for ``grant_check(outside=True)``."""
+    if acting_key_id is None or key_answers_for(acting_key_id, key.pk):
+        return
+    acting = ApiKey.objects.filter(pk=acting_key_id).first()
+    if acting is None or not (_bounded(acting) or acting.created_by_key_id is not None):
+        return
+    why = "is bounded" if _bounded(acting) else "was made by another key"
+    raise NotPermitted(
+        f"This management key {why}: it revokes only itself and the keys made from it, and it "
+        f"did not make key {key.prefix}…. A person with the role can revoke it from the "
+        "dashboard.",
+        param="key_id",
+    )
+
+
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
     """Revoke a key and every key made from it, their keys too (``LINEAGE_DEPTH_MAX`` levels),
     in one transaction, rows locked level by level in primary-key order. Every worker rejects
@@ -265,9 +329,9 @@ def _tree_lock(root_id: int, *, first_level: int) -> None:
 def _level_lock(root_id: int, level: int) -> int:
     """Lock the keys ``level`` levels below ``root_id`` in primary-key order (``FOR NO KEY
     UPDATE`` on PostgreSQL; SQLite has no row locks, it locks the file on write); how many
-    there are. A key is older than the keys made from it, so the tree's root has its smallest
-    id: ``membership_remove``, locking a person's keys in primary-key order, takes the root
-    first too and cannot hold a key this walk waits for while waiting for one it holds."""
+    there are. Level by level, a walk takes keys in ``KEY_LOCK_ORDER`` (a level's keys share
+    their ``lineage_depth``), as ``membership_remove`` and ``_pair_lock`` take theirs: none of them
+    can hold a key this walk waits for while waiting for one it holds."""
     lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else ""
     sql = (
         "SELECT count(*) FROM (SELECT id FROM accounts_apikey WHERE id IN ("  # noqa: S608
