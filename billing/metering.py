@@ -35,26 +35,32 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.utils import timezone
 from prometheus_client import Counter
 
+from accounts.models import ApiKey
 from billing.drafts import UsageDraft
 from billing.models import UsageFlag
 from billing.outbox import usage_outbox_flush, usage_record_async
 from billing.pg_async import pg_close
 from billing.pricing import CacheCounts, TokenPrices, reservation_amount, usage_cost
+from billing.selectors import key_limit_remaining
 from billing.services import ReservationRequest, credits_available_async, credits_reserve_async
 from billing.window_spend import WindowSpend, window_spend
-from billing.windows import LimitBound
+from billing.windows import LimitBound, WindowLeft
 from routerhub.money import ZERO
 
 __all__ = [
     "Payer",
     "TokenCounts",
     "TokenPrices",
+    "Unheld",
     "UsageDraft",
     "UsageFlag",
     "WindowSpend",
@@ -125,10 +131,33 @@ async def hold(payer: Payer, generation_id: str, amount: Decimal) -> None:
     )
 
 
-async def unheld(payer: Payer) -> Decimal:
-    """The payer's organization's credits beyond every hold: what a charge above its hold can
-    still take (``over_hold``) before settlement would cap it (``shortfall``)."""
-    return await credits_available_async(payer.organization_id)
+@dataclass(frozen=True, slots=True)
+class Unheld:
+    """What a payer can still hold beyond every hold: ``amount``, and whether its key's limit
+    windows (its own or an ancestor's) bound it rather than the organization's credits."""
+
+    amount: Decimal
+    key_limited: bool
+
+
+async def unheld(payer: Payer) -> Unheld:
+    """What a charge above the payer's hold can still take (``over_hold``): the least of its
+    organization's credits beyond every hold (beyond them settlement would cap it:
+    ``shortfall``) and what its key's limit windows leave, its own and its ancestors' (the
+    windows a hold is refused by, ``billing.key_windows``; read as ``GET /api/v1/key`` reads
+    them, ``billing.selectors.key_limit_remaining``)."""
+    credits = await credits_available_async(payer.organization_id)
+    if payer.limit is None and not payer.ancestors:
+        return Unheld(credits, key_limited=False)
+    window = await sync_to_async(_key_window_left, thread_sensitive=False)(payer.id)
+    if window is None or window.remaining >= credits:
+        return Unheld(credits, key_limited=False)
+    return Unheld(window.remaining, key_limited=True)
+
+
+def _key_window_left(key_id: int) -> WindowLeft | None:
+    key = ApiKey.objects.filter(pk=key_id).first()
+    return None if key is None else key_limit_remaining(key=key, now=timezone.now())
 
 
 def limit_window(payer: Payer) -> WindowSpend | None:

@@ -4,11 +4,17 @@
 Anthropic's messages are pydantic's ("Input should be a valid boolean"); its validation is taken
 to be pydantic's lax mode, which reads "true", 1, "no", … as booleans (``lax_bool``), so the fake
 accepts those too. RouterHub's own 400 on any ``is_error`` that is not ``true``/``false``
-(``routing.ingress.anthropic_checks``) is its stricter contract, not Anthropic's."""
+(``routing.ingress.anthropic_checks``) is its stricter contract, not Anthropic's.
+
+Also the answer Anthropic's classifiers stop (``x@shape=refusal`` on the Anthropic wire):
+``stop_reason: refusal``, whole and streamed (``stopped_as_refusal``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+import orjson
 
 JSON = dict[str, Any]
 
@@ -67,3 +73,20 @@ def anthropic_refusal(body: JSON) -> str | None:
     if isinstance(max_tokens, int) and budget >= max_tokens:
         return "`max_tokens` must be greater than `thinking.budget_tokens`"
     return None
+
+
+def stopped_as_refusal(whole: JSON, events: Iterator[bytes]) -> tuple[JSON, Iterator[bytes]]:
+    """An answer and its stream as Anthropic sends them when it stops one as a refusal: the
+    text so far, then ``stop_reason: refusal``."""
+
+    def stream() -> Iterator[bytes]:
+        for event in events:
+            if not event.startswith(b"event: message_delta\n"):
+                yield event
+                continue
+            head, _, data = event.partition(b"\ndata: ")
+            payload = orjson.loads(data)
+            payload["delta"] |= {"stop_reason": "refusal", "stop_sequence": None}
+            yield head + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+    return whole | {"stop_reason": "refusal", "stop_sequence": None}, stream()

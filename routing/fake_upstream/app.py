@@ -19,7 +19,7 @@ import orjson
 
 from routing.fake_upstream import embeddings, gemini, openai_extras, openai_shapes, wire
 from routing.fake_upstream.answers import Answer
-from routing.fake_upstream.anthropic_refusals import anthropic_refusal
+from routing.fake_upstream.anthropic_refusals import anthropic_refusal, stopped_as_refusal
 from routing.fake_upstream.faults import Fault, fault_draw, model_and_fault
 from routing.fake_upstream.prompt_cache import PromptCache, marks_refusal
 
@@ -285,7 +285,8 @@ def _answer(
         events = wire.anthropic_stream(turn, answer, cached, limit)
         if not fault.delta_usage:
             events = _without_delta_usage(events)
-        return wire.anthropic_response(turn, answer, cached, limit), events
+        whole = wire.anthropic_response(turn, answer, cached, limit)
+        return stopped_as_refusal(whole, events) if fault.shape == "refusal" else (whole, events)
     limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
     return gemini.gemini_response(turn, answer, cached, limit), gemini.gemini_stream(
         turn, answer, cached, limit

@@ -10,7 +10,8 @@ proxy or provider that closes a stream early); a non-streamed answer gets half i
 tokenizer's worst case); ``x@report_prompt=-5,report_completion=1.5`` reports those values
 (any JSON) as the prompt and completion counts, as a broken provider or host might;
 ``x@delta_usage=none`` sends an Anthropic stream's message_delta without its usage (its final
-count: only message_start's early one arrives); ``x@shape=refusal`` reshapes a whole OpenAI answer (``openai_shapes``);
+count: only message_start's early one arrives); ``x@shape=refusal`` reshapes a whole OpenAI
+answer (``openai_shapes``) and stops an Anthropic one with ``stop_reason: refusal``;
 ``x@tier=priority`` answers that ``service_tier`` whatever was asked (a project whose own tier is
 another); ``x@tier_in=first`` / ``x@tier_in=usage`` says it in a stream's first chunk only, or
 in its final usage chunk only (a provider that reports it once); ``x@empty`` answers with no content and no tool call; ``x@reply=PASS`` answers exactly that

@@ -4,8 +4,9 @@ gateway's reading of them is tested over HTTP (``wire.openai_response`` and ``op
 A model whose name says ``magistral`` answers as Mistral's Magistral models do: ``content`` is
 a list of chunks, a ``thinking`` chunk (its ``thinking`` a list of text chunks, Mistral's
 ``ThinkChunk``) before the ``text`` chunk, whole and streamed. ``x@shape=<name>`` reshapes a
-whole answer's message: ``parts`` (text parts), ``refusal`` (no content, a ``refusal``; streamed
-too, as ``refusal`` deltas),
+whole answer's message: ``parts`` (text parts), ``media_parts`` (a text part, an ``image_url``
+part as image models send, and Mistral's ``reference`` part), ``refusal`` (no content, a ``refusal``; streamed
+too, as ``refusal`` deltas), ``text_refusal`` (streamed: the first text delta, then ``refusal`` deltas),
 ``reasoned_refusal`` (a refusal after ``reasoning``), ``custom_call`` (an OpenAI custom tool call, no ``function``), ``object_args`` (Mistral's
 tool call arguments an object), ``null_text`` (a text part's text null), ``number_refusal``, ``list_reasoning``,
 ``number_finish`` (a finish_reason 1) and ``string_choice`` (a choice that is a string), ``object`` (content an object)
@@ -22,6 +23,8 @@ import orjson
 JSON = dict[str, Any]
 
 REFUSAL = "I can't help with that request."
+IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+REFERENCE_PART = {"type": "reference", "reference_ids": [1, 2]}  # Mistral: its tool results
 SQL = "SELECT name FROM owls WHERE wingspan > 1.5"
 
 
@@ -48,6 +51,8 @@ def message_shaped(message: JSON, shape: str) -> JSON:
     text = message.get("content")
     if shape == "parts" and isinstance(text, str):
         return message | {"content": [{"type": "text", "text": text}]}
+    if shape == "media_parts" and isinstance(text, str):
+        return message | {"content": [{"type": "text", "text": text}, IMAGE_PART, REFERENCE_PART]}
     if shape == "refusal":
         return message | {"content": None, "refusal": REFUSAL}
     if shape == "reasoned_refusal":  # a reasoning model's refusal: its reasoning kept
@@ -76,15 +81,20 @@ def message_shaped(message: JSON, shape: str) -> JSON:
 
 def stream_shaped(events: Iterator[bytes], shape: str) -> Iterator[bytes]:
     """A streamed answer as ``x@shape=`` has it: ``refusal`` streams ``REFUSAL`` as ``refusal``
-    deltas (two pieces) in place of the text, as OpenAI streams a refusal."""
-    said = False
+    deltas (two pieces) in place of the text, as OpenAI streams a refusal; ``text_refusal``
+    the same after the first text delta (text, then a refusal)."""
+    said, texts = False, 0
     for event in events:
-        if shape != "refusal" or not event.startswith(b"data: {"):
+        if shape not in ("refusal", "text_refusal") or not event.startswith(b"data: {"):
             yield event
             continue
         data = orjson.loads(event.removeprefix(b"data: "))
         choice = (data.get("choices") or [{}])[0]
         if "content" not in (choice.get("delta") or {}):
+            yield event
+            continue
+        texts += bool(choice["delta"]["content"])
+        if shape == "text_refusal" and texts <= 1:  # up to and with the first text
             yield event
             continue
         if not said:

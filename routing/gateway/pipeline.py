@@ -32,8 +32,7 @@ from functools import partial
 from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
-from routerhub.errors import ApiError, BadRequest, InsufficientCredits, NotFound
-from routerhub.money import ZERO, money_str
+from routerhub.errors import ApiError, BadRequest, NotFound
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import Exchange, bill, exchange_run
 from routing.gateway.http import GatewayRequest
@@ -46,14 +45,15 @@ from routing.gateway.pipeline_steps import (
     all_failed,
     post_gate,
     step_account,
+    step_held_for,
     step_run,
+    uncalled_record,
 )
 from routing.gateway.pipeline_stream import stream_buffered, stream_live
 from routing.gateway.planning import Plan, model_names
 from routing.gateway.token_bounds import (
     estimate_prompt_tokens,
     prompt_token_bound,
-    reservation_max,
 )
 from routing.ingress.anthropic import canonical_to_messages_response
 from routing.models import PipelineVersion
@@ -170,22 +170,9 @@ async def _predicted_score(ex: Exchange, gate: JSON, model: str) -> float | None
 
 def _skipped(ex: Exchange, step: Step, score: float) -> None:
     """A step its pre-call gate skipped: recorded (no call, no cost) with the predicted score."""
-    ex.draft.steps.append(_uncalled(step, "skipped", "predicted_fail") | {"predicted_score": score})
-
-
-def _uncalled(step: Step, status: str, gate: str) -> JSON:
-    """The record of a step that was not called: no provider, no tokens, no cost."""
-    return {
-        "step": step.index,
-        "model": step.spec["model"],
-        "provider": "",
-        "status": status,
-        "gate": gate,
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "cost": money_str(ZERO),
-        "latency_ms": None,
-    }
+    ex.draft.steps.append(
+        uncalled_record(step, "skipped", "predicted_fail") | {"predicted_score": score}
+    )
 
 
 async def _cascade(
@@ -195,7 +182,7 @@ async def _cascade(
     a post-call gate, the first one called, was streamed live to the client."""
     served: Outcome | None = None
     passed = False
-    for step in steps:
+    for position, step in enumerate(steps):
         pre_gate = step.spec.get("pre_gate")
         if pre_gate is not None:
             score = await _predicted_score(ex, pre_gate, step.spec["model"])
@@ -212,7 +199,9 @@ async def _cascade(
         if outcome.completion is None:
             continue
         served = outcome
-        passed = await post_gate(ex, step, outcome, record)
+        later = steps[position + 1 :]  # their calls and their judges keep their holds
+        held = [*later, *(s.judge for s in later if s.judge is not None)]
+        passed = await post_gate(ex, step, outcome, record, held)
         if passed:
             break
     if served is None:
@@ -237,7 +226,7 @@ async def _series(ex: Exchange, steps: list[Step]) -> tuple[Outcome, JSON]:
     for position, step in enumerate(steps):
         body = step_body(ex.body, step.spec, step.index, previous, series=True)
         if position:  # the first step sends the prompt the plan held: nothing to re-hold
-            step = await _held_for(ex, step, body, later=steps[position + 1 :])
+            step = await step_held_for(ex, step, body, later=steps[position + 1 :])
         outcome = await step_run(ex, step, body)
         step_account(ex, outcome.ex, step, "none" if outcome.completion else "no_answer")
         if outcome.completion is None:
@@ -245,48 +234,6 @@ async def _series(ex: Exchange, steps: list[Step]) -> tuple[Outcome, JSON]:
         previous = outputs[step.index] = outcome.text
     assert outcome is not None  # a pipeline has at least one step
     return outcome, {"outputs": outputs}
-
-
-async def _held_for(ex: Exchange, step: Step, body: JSON, later: list[Step]) -> Step:
-    """``step`` held for the prompt it sends, now that its ``{previous}`` is known. The plan held
-    the previous answer at 4 bytes a token; a prompt is bounded by its UTF-8 bytes (a token per
-    byte, ``prompt_token_bound``), so ordinary prose (about 4.5 bytes a token) and long tokens
-    (runs of spaces, repeated characters) both need more. Such a step takes what it needs of
-    the request's hold that earlier steps left unspent (never what they spent, never what later
-    steps are held for). When that cannot cover it, the step is still called on what it has
-    and a charge above that is flagged ``over_hold`` (``metering.price``), as before holds were
-    borrowed: an answerable request is never refused for the hold's estimate. Only when the
-    balance beyond every hold cannot cover the difference is it refused (402, the step recorded
-    as not called; the earlier steps are billed). Not for the first step: its body and bound
-    are the plan's own (``pipeline_plan``: no ``{previous}``, no extra bytes), so the bound
-    computed again equalled its hold and it was returned as it was."""
-    needed = reservation_max(body, step.plan.candidates, prompt_token_bound(body))
-    if needed <= step.reserved:
-        return step
-    spare = ex.reserved - ex.draft.cost - sum((s.reserved for s in later), ZERO)
-    if needed <= spare:
-        return replace(step, reserved=needed)
-    has = max(spare, step.reserved)
-    available = await metering.unheld(ex.key)
-    if needed - has > available:
-        _not_called(ex, step)
-        raise InsufficientCredits(
-            f"Insufficient credits for step {step.index + 1} ({step.spec['model']}) of"
-            f" {ex.plan.requested_model}: the previous step's answer makes its prompt larger"
-            " than the request's hold planned for. The earlier steps are billed; add credits"
-            " or lower max_tokens.",
-            metadata={
-                "available": money_str(max(ZERO, available)),
-                "needed": money_str(needed - has),
-                "generation_id": ex.generation_id,
-            },
-        )
-    return replace(step, reserved=has)
-
-
-def _not_called(ex: Exchange, step: Step) -> None:
-    """A step refused before its call: recorded (no call, no cost) so the trace shows it."""
-    ex.draft.steps.append(_uncalled(step, "failed", "not_called"))
 
 
 async def _respond(ex: Exchange, version: PipelineVersion, served: Outcome, extra: JSON) -> None:

@@ -45,6 +45,7 @@ from routing.gateway.pipeline_steps import (
     request_input,
     step_account,
     step_call,
+    step_held_for,
     step_run,
     template_fill,
 )
@@ -192,8 +193,9 @@ async def _aggregate_call(
     record numbered after the branches. The branches are already accounted."""
     answers = "\n\n".join(f"[{i + 1}] {outcomes[i].text[:GATE_MAX_CHARS]}" for i in answered)
     values = {"input": request_input(ex.body["messages"]), "answers": answers}
-    prompt = template_fill(aggregate_template(spec), values)
-    called = await step_run(ex, aggregate, judge_body(aggregate.body, prompt))
+    body = judge_body(aggregate.body, template_fill(aggregate_template(spec), values))
+    aggregate = await step_held_for(ex, aggregate, body, later=())  # the request's last call
+    called = await step_run(ex, aggregate, body)
     record = step_account(ex, called.ex, aggregate, spec["type"])
     info: JSON = {"type": spec["type"]}
     served = answered[0]  # when the judge's reply is garbage, or the synthesiser has none

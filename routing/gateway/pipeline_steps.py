@@ -12,22 +12,33 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
 
+from billing import metering
 from billing.metering import UsageDraft, UsageFlag
-from routerhub.errors import UpstreamFailed, UpstreamTimeout
-from routerhub.money import money_str
+from routerhub.errors import (
+    InsufficientCredits,
+    KeyLimitReached,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
+from routerhub.money import ZERO, money_str
 from routing.gateway import health
 from routing.gateway.attempts import attempt, deadline_passed, deadline_stop
 from routing.gateway.exchange import Exchange, bill, call_abandoned
 from routing.gateway.planning import Plan
 from routing.gateway.regex_gate import UNDECIDABLE, regex_gate_search, schema_gate_check
 from routing.gateway.timeouts import timeouts_charge
-from routing.gateway.token_bounds import estimate_prompt_tokens, prompt_token_bound
+from routing.gateway.token_bounds import (
+    estimate_prompt_tokens,
+    prompt_token_bound,
+    reservation_max,
+)
 from routing.gateway.usage_estimate import billable_usage, choices_chars, partial_usage
 from routing.pipeline_gates import (
     GATE_MAX_CHARS,
@@ -151,6 +162,78 @@ async def step_run(parent: Exchange, step: Step, body: JSON | None = None) -> Ou
     return await step_call(child_exchange(parent, step, step.body if body is None else body))
 
 
+async def step_held_for(ex: Exchange, step: Step, body: JSON, later: Sequence[Step]) -> Step:
+    """``step`` held for the prompt it sends, ``body``, now that the earlier answers it embeds
+    are known: a series step's ``{previous}``, a judge gate's ``{answer}``, a parallel judge's
+    or synthesiser's ``{answers}``. The plan held each answer at 4 bytes a token; a prompt is
+    bounded by its UTF-8 bytes (a token per byte, ``prompt_token_bound``), so ordinary prose
+    (about 4.5 bytes a token) and long tokens (runs of spaces, repeated characters) both need
+    more. Such a call takes what it needs of the request's hold that earlier calls left unspent
+    (never what they spent, never what the ``later`` calls are held for). When that cannot
+    cover it, it is still called on what it has and a charge above that is flagged
+    ``over_hold`` (``metering.price``), as before holds were borrowed: an answerable request is
+    never refused for the hold's estimate. Only when what the payer can hold beyond every hold
+    cannot cover the difference is it refused, the call recorded as not called and the earlier
+    calls billed: 402 when the organization's credits fall short, 403 when the key's limit
+    windows do (its own or an ancestor's: ``metering.unheld``; before, only the credits were
+    looked at, and a key near its limit ran a call past it)."""
+    needed = reservation_max(body, step.plan.candidates, prompt_token_bound(body))
+    if needed <= step.reserved:
+        return step
+    spare = ex.reserved - ex.draft.cost - sum((s.reserved for s in later), ZERO)
+    if needed <= spare:
+        return replace(step, reserved=needed)
+    has = max(spare, step.reserved)
+    available = await metering.unheld(ex.key)
+    if needed - has > available.amount:
+        ex.draft.steps.append(uncalled_record(step, "failed", "not_called"))
+        raise _beyond_holds(ex, step, available, needed - has)
+    return replace(step, reserved=has)
+
+
+def _beyond_holds(
+    ex: Exchange, step: Step, available: metering.Unheld, needed: Decimal
+) -> InsufficientCredits | KeyLimitReached:
+    """The refusal of a call the payer cannot cover beyond its holds: 402 when the organization's
+    credits fall short, 403 ``key_limit_reached`` when the key's limit windows do (as its hold
+    would have been refused)."""
+    call = f"step {step.index + 1} ({step.spec['model']}) of {ex.plan.requested_model}"
+    why = (
+        "the earlier answers it is sent make its prompt larger than the request's hold planned"
+        " for. The earlier steps are billed"
+    )
+    metadata = {
+        "available": money_str(max(ZERO, available.amount)),
+        "needed": money_str(needed),
+        "generation_id": ex.generation_id,
+    }
+    if available.key_limited:
+        return KeyLimitReached(
+            f"This key's credit limit cannot cover {call}: {why}; raise the key's limit or lower"
+            " max_tokens.",
+            metadata=metadata,
+        )
+    return InsufficientCredits(
+        f"Insufficient credits for {call}: {why}; add credits or lower max_tokens.",
+        metadata=metadata,
+    )
+
+
+def uncalled_record(step: Step, status: str, gate: str) -> JSON:
+    """The record of a step that was not called: no provider, no tokens, no cost."""
+    return {
+        "step": step.index,
+        "model": step.spec["model"],
+        "provider": "",
+        "status": status,
+        "gate": gate,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost": money_str(ZERO),
+        "latency_ms": None,
+    }
+
+
 def step_account(parent: Exchange, child_ex: Exchange, step: Step, gate: str) -> JSON:
     """Add one call to the request's draft (a child record), exactly once, and return the record
     (its gate may still be filled in)."""
@@ -191,16 +274,19 @@ def step_record(child_ex: Exchange, step: Step, gate: str) -> JSON:
     }
 
 
-async def post_gate(parent: Exchange, step: Step, outcome: Outcome, record: JSON) -> bool:
+async def post_gate(
+    parent: Exchange, step: Step, outcome: Outcome, record: JSON, later: Sequence[Step] = ()
+) -> bool:
     """Check a cascade step's answer against its gate, write the outcome on its record (passed,
     failed, or why the gate could not pass: gate_timeout, undecidable, judge_garbage,
-    judge_failed) and return whether it passed. No gate: it passes."""
+    judge_failed) and return whether it passed. No gate: it passes. A judge is held for its
+    prompt (``step_held_for``) beside the ``later`` steps' holds."""
     gate = step.spec.get("gate")
     if gate is None:
         record["gate"] = "none"
         return True
     if gate["type"] == "judge":
-        label = await _judged(parent, step, outcome.text[:GATE_MAX_CHARS], gate)
+        label = await _judged(parent, step, outcome.text[:GATE_MAX_CHARS], gate, later)
     else:
         label = await gate_label(gate, outcome, record)
     record["gate"] = label
@@ -238,12 +324,15 @@ def _label(passed: bool) -> str:
     return PASSED if passed else "failed"
 
 
-async def _judged(parent: Exchange, step: Step, answer: str, gate: JSON) -> str:
+async def _judged(
+    parent: Exchange, step: Step, answer: str, gate: JSON, later: Sequence[Step]
+) -> str:
     """Ask the step's judge about its answer; its call is a child record of its own."""
-    judge = step.judge
-    assert judge is not None  # planned with the step
+    assert step.judge is not None  # planned with the step
     prompt = gate_judge_prompt(gate, _request_input(parent.body), answer)
-    outcome = await step_run(parent, judge, judge_body(judge.body, prompt))
+    body = judge_body(step.judge.body, prompt)
+    judge = await step_held_for(parent, step.judge, body, later)
+    outcome = await step_run(parent, judge, body)
     record = step_account(parent, outcome.ex, judge, "judge")
     record["judges_step"] = step.index
     if outcome.completion is None:

@@ -56,6 +56,19 @@ def _part_problem(part: JSON) -> str | None:
     return None
 
 
+def _tool_part_problem(message: JSON, part: JSON) -> str | None:
+    """A tool message's non-text part: OpenAI's chat format carries text only there, so an
+    OpenAI-style host would refuse it and the Anthropic and Gemini adapters, which send a tool
+    result's text, would drop it unsaid. (``/v1/messages`` moves a ``tool_result``'s images to
+    the user turn that follows, where every provider reads them.)"""
+    if message.get("role") != "tool" or part.get("type") == "text":
+        return None
+    return (
+        f"is a tool message's {part.get('type')} part: a tool message holds text only; send "
+        "what the tool returned besides text in a user message after the tool messages"
+    )
+
+
 def _image_type_problem(url: str) -> str | None:
     """An image part must be an image: Gemini reads its type from a data URL (or a URL's
     extension) and would read a PDF's pages at 258 tokens each, while the hold counts one image
@@ -127,7 +140,7 @@ def _messages_validate(messages_: object, *, parts_counted: bool) -> None:
                 param="messages",
             )
         for part_index, part in enumerate(content if isinstance(content, list) else []):
-            problem = _part_problem(part)
+            problem = _part_problem(part) or _tool_part_problem(message, part)
             if problem:
                 raise BadRequest(
                     f"messages[{index}].content[{part_index}] {problem}.", param="messages"

@@ -172,7 +172,8 @@ def _messages_from_input(earlier: list[JSON], input_: object) -> list[JSON]:
                 raise BadRequest(
                     f"{where}.role must be user, assistant, system or developer.", param="input"
                 )
-            messages.append({"role": role, "content": _chat_content(item.get("content"), where)})
+            content = _chat_content(item.get("content"), where, role == "assistant")
+            messages.append({"role": role, "content": content})
         elif kind == "function_call":
             function = {
                 "name": _string(item, "name", where),
@@ -204,35 +205,51 @@ def _string(item: JSON, name: str, where: str) -> str:
     return value
 
 
-def _chat_content(content: object, where: str) -> str | list[JSON]:
+def _chat_content(content: object, where: str, assistant: bool = False) -> str | list[JSON]:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         raise BadRequest(f"{where}.content must be a string or a list of parts.", param="input")
-    return [_chat_part(part, f"{where}.content[{index}]") for index, part in enumerate(content)]
+    return [
+        _chat_part(part, f"{where}.content[{index}]", assistant)
+        for index, part in enumerate(content)
+    ]
 
 
-def _chat_part(part: object, where: str) -> JSON:
+def _chat_part(part: object, where: str, assistant: bool = False) -> JSON:
     if isinstance(part, dict):
         kind = part.get("type")
         if kind in ("input_text", "output_text") and isinstance(part.get("text"), str):
             return {"type": "text", "text": part["text"]}
+        if assistant and kind == "refusal" and isinstance(part.get("refusal"), str):
+            # An earlier answer's refusal, sent back (previous_response_id, or its output
+            # replayed as input): the assistant turn's text, which every upstream format takes.
+            return {"type": "text", "text": part["refusal"]}
         if kind == "input_image" and isinstance(part.get("image_url"), str):
             detail = part.get("detail") if isinstance(part.get("detail"), str) else "auto"
             return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": detail}}
     raise BadRequest(
-        f"{where} must be an input_text or output_text part with text, or an "
-        "input_image part with image_url (a string).",
+        f"{where} must be an input_text or output_text part with text, an "
+        "input_image part with image_url (a string), or (an assistant's) a refusal part.",
         param="input",
     )
 
 
 def _tool_output(output: object, where: str) -> str:
-    """A function call's output as chat's tool message content: text (images are dropped)."""
+    """A function call's output as chat's tool message content: text only, as chat's tool
+    message (``request_shape``): an image is a 400 naming it (before, dropped unsaid)."""
     content = _chat_content(output, f"{where}.output")
     if isinstance(content, str):
         return content
-    return "".join(part["text"] for part in content if part["type"] == "text")
+    for index, part in enumerate(content):
+        if part["type"] != "text":
+            raise BadRequest(
+                f"{where}.output[{index}] is a function_call_output's image: a tool's output "
+                "holds text only here; send what the tool returned besides text in a user "
+                "message after the function_call_output items.",
+                param="input",
+            )
+    return "".join(part["text"] for part in content)
 
 
 def _chat_tools(tools: object) -> list[JSON]:

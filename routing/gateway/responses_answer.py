@@ -10,6 +10,9 @@ import orjson
 
 from routing.providers.base import JSON, text_of
 
+# Anthropic's ``stop_reason: refusal`` (its classifiers stopped the answer) has no words of its
+# own: it is chat's ``content_filter``, here ``incomplete`` for ``content_filter`` (OpenAI's own
+# signal), with no refusal part made up for it.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
@@ -95,6 +98,11 @@ def _text_part(text: str) -> JSON:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
+def _part(kind: str, text: str) -> JSON:
+    """A message's content part: ``output_text`` or ``refusal``."""
+    return _text_part(text) if kind == "output_text" else {"type": "refusal", "refusal": text}
+
+
 def _message_item(generation_id: str, text: str, status: str) -> JSON:
     return {
         "type": "message",
@@ -130,7 +138,8 @@ class ResponseEventWriter:
         self._head: JSON | None = None  # set by the first chunk; None again after an error
         self._output: list[JSON] = []
         self._message: tuple[int, JSON] | None = None  # output index, item
-        self._text = ""  # the message's text so far
+        self._parts: list[list[str]] = []  # the message's parts so far: [kind, text]
+        self._closed = 0  # how many of them have had their done events
         self._calls: dict[int, tuple[int, JSON]] = {}  # chat's tool call index → the same
         self._finish_reason: str | None = None
         self._usage: JSON | None = None
@@ -186,7 +195,9 @@ class ResponseEventWriter:
             self._finish_reason = choice.get("finish_reason") or self._finish_reason
             delta = choice.get("delta") or {}
             if delta.get("content"):
-                out += self._text_delta(chunk["id"], delta["content"])
+                out += self._part_delta(chunk["id"], "output_text", delta["content"])
+            if isinstance(delta.get("refusal"), str) and delta["refusal"]:
+                out += self._part_delta(chunk["id"], "refusal", delta["refusal"])
             for call in delta.get("tool_calls") or []:
                 out += self._call_delta(chunk["id"], call)
         return out
@@ -198,23 +209,54 @@ class ResponseEventWriter:
             "response.output_item.added", {"output_index": index, "item": item}
         )
 
-    def _text_delta(self, generation_id: str, text: str) -> list[bytes]:
+    def _part_delta(self, generation_id: str, kind: str, text: str) -> list[bytes]:
+        """``text`` added to the message's last part, or to a new part of ``kind`` (output_text
+        or refusal: OpenAI streams a refusal as its own part, ``response.refusal.delta``)."""
         out: list[bytes] = []
         if self._message is None:
             item = _message_item(generation_id, "", "in_progress") | {"content": []}
             index, added = self._added(item)
             self._message = index, item
-            where = {"item_id": item["id"], "output_index": index, "content_index": 0}
-            part_added = self._event(
-                "response.content_part.added", where | {"part": _text_part("")}
-            )
-            out += [added, part_added]
+            out.append(added)
         index, item = self._message
-        self._text += text
-        where = {"item_id": item["id"], "output_index": index, "content_index": 0}
-        out.append(
-            self._event("response.output_text.delta", where | {"delta": text, "logprobs": []})
-        )
+        if not self._parts or self._parts[-1][0] != kind:
+            out += self._parts_closed(item)  # the part before ends before this one starts
+            self._parts.append([kind, ""])
+            where = self._part_where(len(self._parts) - 1)
+            out.append(
+                self._event("response.content_part.added", where | {"part": _part(kind, "")})
+            )
+        self._parts[-1][1] += text
+        where = self._part_where(len(self._parts) - 1)
+        if kind == "refusal":
+            out.append(self._event("response.refusal.delta", where | {"delta": text}))
+        else:
+            delta = where | {"delta": text, "logprobs": []}
+            out.append(self._event("response.output_text.delta", delta))
+        return out
+
+    def _part_where(self, content_index: int) -> JSON:
+        assert self._message is not None
+        index, item = self._message
+        return {"item_id": item["id"], "output_index": index, "content_index": content_index}
+
+    def _parts_closed(self, item: JSON) -> list[bytes]:
+        """The done events (``output_text.done`` or ``refusal.done``, then ``content_part.done``)
+        of each part not yet closed, the message's content set to its parts so far: a part is
+        closed before the next is added, as OpenAI streams them, and the last at the end."""
+        out: list[bytes] = []
+        item["content"] = [_part(kind, text) for kind, text in self._parts]
+        for content_index in range(self._closed, len(self._parts)):
+            kind, text = self._parts[content_index]
+            where = self._part_where(content_index)
+            if kind == "refusal":
+                out.append(self._event("response.refusal.done", where | {"refusal": text}))
+            else:
+                done = where | {"text": text, "logprobs": []}
+                out.append(self._event("response.output_text.done", done))
+            part = item["content"][content_index]
+            out.append(self._event("response.content_part.done", where | {"part": part}))
+        self._closed = len(self._parts)
         return out
 
     def _call_delta(self, generation_id: str, call: JSON) -> list[bytes]:
@@ -245,14 +287,7 @@ class ResponseEventWriter:
             item["status"] = "completed" if response["status"] == "completed" else "incomplete"
             where = {"item_id": item["id"], "output_index": index}
             if item["type"] == "message":
-                item["content"] = [_text_part(self._text)]
-                where |= {"content_index": 0}
-                text_done = where | {"text": self._text, "logprobs": []}
-                part_done = where | {"part": item["content"][0]}
-                out += [
-                    self._event("response.output_text.done", text_done),
-                    self._event("response.content_part.done", part_done),
-                ]
+                out += self._parts_closed(item)
             else:
                 done = where | {"name": item["name"], "arguments": item["arguments"]}
                 out.append(self._event("response.function_call_arguments.done", done))

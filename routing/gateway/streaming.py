@@ -46,7 +46,7 @@ from routing.gateway.upstream import (
     upstream_timeout,
     upstream_url,
 )
-from routing.gateway.usage_estimate import impossible, partial_usage
+from routing.gateway.usage_estimate import impossible, partial_usage, prompt_estimate_at
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
 from routing.providers.answer_checks import generated_chars, has_answer
@@ -205,6 +205,18 @@ async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
     record_success(ex, usage)
 
 
+def _started_usage(ex: Exchange, usage: Usage | None) -> Usage:
+    """``message_start``'s usage: the provider's once it counted the prompt (Anthropic's own
+    message_start), else the prompt estimate the request holds — an OpenAI-style provider
+    counts only at the end, and ``message_delta`` then carries its count, which the anthropic
+    SDK keeps over this one (before, message_start said 0 input tokens)."""
+    if usage is not None and usage.prompt_tokens > 0:
+        return usage
+    # The estimate billing uses (images at the endpoint's formula), not the hold's worst case.
+    estimate = prompt_estimate_at(ex, ex.endpoint) if ex.endpoint else ex.prompt_estimate
+    return Usage(prompt_tokens=estimate)
+
+
 async def _relay(
     ex: Exchange, opened: OpenStream, head: JSON, encoder: MessagesStreamEncoder | None
 ) -> Exception | None:
@@ -214,7 +226,7 @@ async def _relay(
     try:
         await ex.req.start_stream(headers=answer_headers(ex))
         if encoder is not None:
-            await ex.req.write(encoder.start(opened.decoder.usage))
+            await ex.req.write(encoder.start(_started_usage(ex, opened.decoder.usage)))
         await _emit(ex, head, encoder, opened.first)
         async with asyncio.timeout(max(deadline_left(ex), 1.0)):
             while not opened.decoder.finished:

@@ -3,10 +3,17 @@
 
 Every shape OpenAI's and Mistral's wire formats allow is read: ``content`` a string, null (a
 tool call, a refusal) or a list of parts — ``text`` and ``refusal`` parts, and Mistral's
-``thinking`` parts (Magistral: a ``ThinkChunk`` whose ``thinking`` is a list of text chunks) —
-parts of other types (Mistral's ``reference``) left out, as the stream path leaves them. The
-canonical message has string ``content``, ``reasoning`` and ``refusal``, so every encoder after
-it (Messages, Responses, billing's counts) reads one shape. Anything else is an
+``thinking`` parts (Magistral: a ``ThinkChunk`` whose ``thinking`` is a list of text chunks).
+The canonical message has string ``content``, ``reasoning`` and ``refusal``, so every encoder
+after it (Messages, Responses, billing's counts) reads one shape.
+
+Parts that are not text, mapped to where OpenAI's chat format can carry them:
+- ``image_url`` (an image a model answers with) → the message's ``images``, OpenRouter's chat
+  field for generated images (``[{"type": "image_url", "image_url": {"url": …}}]``), after any
+  ``images`` the host sent there itself;
+- Mistral's ``reference`` (ids of its own tool results or documents, meaningless elsewhere) and
+  any other type: left out — chat has no place for them.
+A stream's list ``content`` is read the same way (``openai_compat._delta_of``). Anything else is an
 ``UpstreamError``: a malformed answer, tried on the next candidate and never billed, as a body
 that is not JSON is — never an exception after billing."""
 
@@ -68,11 +75,14 @@ def parts_read(parts: list[Any]) -> JSON:
     ``TypeError`` on a part whose text is not text (the callers make it a malformed answer)."""
     read: JSON = {}
     texts = {"content": "", "reasoning": "", "refusal": ""}
+    images: list[JSON] = []
     for part in parts:
         if not isinstance(part, dict):
             raise TypeError("a content part that is not an object")
         kind = part.get("type")
-        if kind == "thinking":
+        if kind == "image_url":
+            images.append(_image(part.get("image_url")))
+        elif kind == "thinking":
             thinking = part.get("thinking")
             texts["reasoning"] += thinking if isinstance(thinking, str) else text_of(thinking)
         elif kind == "refusal":
@@ -83,7 +93,16 @@ def parts_read(parts: list[Any]) -> JSON:
     for name, text in texts.items():
         if text:
             read[name] = text
+    if images:
+        read["images"] = images
     return read
+
+
+def _image(image: Any) -> JSON:
+    """An ``image_url`` part's image as an ``images`` entry; its ``url`` must be text."""
+    if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+        raise TypeError("an image_url part without a url")
+    return {"type": "image_url", "image_url": image}
 
 
 def message_read(sent: Any) -> JSON:
@@ -98,6 +117,8 @@ def message_read(sent: Any) -> JSON:
         if isinstance(content, list):
             read = parts_read(content)
             message["content"] = read.pop("content", None)
+            if "images" in read:  # after the host's own, as they came
+                message["images"] = [*images_list(message.get("images")), *read.pop("images")]
             for name, text in read.items():
                 message[name] = (_string(message.get(name)) or "") + text
         elif content is not None and not isinstance(content, str):
@@ -117,6 +138,15 @@ def finish_reason_read(choice: JSON) -> str | None:
     if reason is not None and not isinstance(reason, str):
         raise _malformed("a finish_reason that is not a string")
     return reason
+
+
+def images_list(value: Any) -> list[Any]:
+    """A host's own ``images`` (whole or streamed): a list of objects (``TypeError`` if not)."""
+    if value is not None and not (
+        isinstance(value, list) and all(isinstance(image, dict) for image in value)
+    ):
+        raise TypeError("images that are not a list of objects")
+    return value or []
 
 
 def _string(value: Any) -> str:

@@ -11,7 +11,12 @@ from typing import Any
 
 import orjson
 
-from routing.providers.answer_checks import finish_reason_read, message_read, parts_read
+from routing.providers.answer_checks import (
+    finish_reason_read,
+    images_list,
+    message_read,
+    parts_read,
+)
 from routing.providers.base import (
     GATEWAY_PARAMETERS,
     JSON,
@@ -178,11 +183,15 @@ class OpenAIStreamDecoder(StreamDecoder):
 def _delta_of(delta: Any) -> Any:
     """A delta whose ``content`` is a list of parts (Mistral's Magistral models) as the canonical
     strings (``answer_checks.parts_read``: text parts its ``content``, thinking parts its
-    ``reasoning``), as a whole answer's message is read."""
+    ``reasoning``, image parts its ``images``), as a whole answer's message is read."""
+    if isinstance(delta, dict) and "images" in delta:
+        images_list(delta["images"])  # a TypeError: a malformed stream (stream_checks)
     if not isinstance(delta, dict) or not isinstance(delta.get("content"), list):
         return delta
     read = parts_read(delta["content"])
     delta = {name: value for name, value in delta.items() if name != "content"}
+    if "images" in read:  # OpenRouter's streamed images field, as a whole answer's
+        delta["images"] = [*images_list(delta.get("images")), *read.pop("images")]
     for name, text in read.items():
         delta[name] = (delta.get(name) or "") + text if name != "content" else text
     return delta

@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import orjson
+import pytest
 
 from routing.providers.anthropic import AnthropicAdapter, usage_from_anthropic
-from routing.providers.base import Target, UpstreamRequest, sse_events
+from routing.providers.base import Target, UpstreamError, UpstreamRequest, sse_events
 from routing.providers.gemini import GeminiAdapter, usage_from_gemini
 from routing.providers.openai_compat import OpenAICompatAdapter, usage_from_openai
+from routing.providers.stream_checks import choices_fed
 
 TARGET = Target(
     base_url="https://up.example/v1",
@@ -381,3 +383,18 @@ def test_anthropic_forwards_thinking_and_native_structured_output_only_when_well
     assert "tools" not in forwarded  # structured outputs, not the forced-tool emulation
     assert "thinking" not in garbled and "output_config" not in garbled
     assert garbled["tool_choice"] == {"type": "tool", "name": "json_response"}
+
+
+def test_streamed_images_not_a_list_of_objects_are_a_malformed_stream() -> None:
+    """A delta's ``images`` is checked as a whole answer's (a list of objects): a string was
+    spread into its characters beside list content, and passed on as it came otherwise."""
+    decoder = OpenAICompatAdapter().stream_decoder(UpstreamRequest("", {}, {}))
+    text = [{"type": "text", "text": "hi"}]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
+    for delta in ({"images": "abc", "content": text}, {"images": "abc"}, {"images": ["abc"]}):
+        chunk = {"id": "g", "choices": [{"index": 0, "delta": delta}]}
+        with pytest.raises(UpstreamError, match="malformed stream chunk"):
+            choices_fed(decoder, None, orjson.dumps(chunk).decode())
+    good = {"id": "g", "choices": [{"index": 0, "delta": {"images": [image], "content": text}}]}
+    fed = choices_fed(decoder, None, orjson.dumps(good).decode())
+    assert fed[0]["delta"]["images"] == [image] and fed[0]["delta"]["content"] == "hi"

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from routing.fake_upstream.answers import answer_text
-from routing.fake_upstream.openai_shapes import REFUSAL, SQL, thought_of
+from routing.fake_upstream.openai_shapes import IMAGE_PART, REFUSAL, SQL, thought_of
 from tests.routing.world import World, base_catalog, endpoint, model
 
 PROMPT = "Tell me about owls"
@@ -194,3 +194,136 @@ def test_magistral_thinking_parts_are_reasoning_whole_as_streamed(world: World) 
         ("thinking", thought_of(text)),
         ("text", text),
     ]
+
+
+def _streamed_response_events(world: World) -> tuple[list[str], openai.types.responses.Response]:
+    """The stream's event types and the response its last event carries (``response.completed``
+    or ``response.incomplete``)."""
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    events = list(client.responses.create(model="test/shaped", input=PROMPT, stream=True))
+    last = events[-1]
+    assert last.type in ("response.completed", "response.incomplete")
+    return [event.type for event in events], last.response
+
+
+def test_a_streamed_refusal_is_a_refusal_part_on_responses(world: World) -> None:
+    """OpenAI's ``refusal`` deltas are Responses' refusal events and a ``refusal`` part, as a
+    whole answer's (before, the stream had no message at all)."""
+    _catalog(world, "gpt-4o-mini@shape=refusal")
+
+    kinds, response = _streamed_response_events(world)
+
+    assert "response.refusal.delta" in kinds and "response.refusal.done" in kinds
+    assert "response.output_text.delta" not in kinds
+    message = response.output[0]
+    assert message.type == "message"
+    assert [(p.type, getattr(p, "refusal", "")) for p in message.content] == [("refusal", REFUSAL)]
+
+
+def _anthropic_catalog(world: World) -> None:
+    data = base_catalog(world.fake_url)
+    data["models"].append(model("test/shaped"))
+    data["endpoints"].append(
+        endpoint("test/shaped", "fake-anthropic", "claude-sonnet-4-5@shape=refusal")
+    )
+    world.catalog(data)
+
+
+def test_an_anthropic_stop_as_a_refusal_is_incomplete_for_content_filter_whole_and_streamed(
+    world: World,
+) -> None:
+    """Anthropic's ``stop_reason: refusal`` is ``incomplete`` for ``content_filter`` (OpenAI's
+    signal) with the text sent before the stop and no made-up refusal part, whole and streamed,
+    as chat says ``content_filter`` with ``refusal`` None."""
+    _anthropic_catalog(world)
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    text = answer_text("claude-sonnet-4-5", PROMPT)
+
+    whole = client.responses.create(model="test/shaped", input=PROMPT)
+    kinds, streamed = _streamed_response_events(world)
+    chat = _chat(world).choices[0]
+
+    assert whole.status == streamed.status == "incomplete"
+    for response in (whole, streamed):
+        assert response.incomplete_details is not None
+        assert response.incomplete_details.reason == "content_filter"
+        parts = [(p.type, getattr(p, "text", None)) for p in response.output[0].content]
+        assert parts == [("output_text", text)]
+    assert "response.refusal.delta" not in kinds and "response.refusal.done" not in kinds
+    assert chat.finish_reason == "content_filter" and chat.message.refusal is None
+
+
+def test_an_image_part_is_kept_as_images_and_a_reference_part_left_out(world: World) -> None:
+    """A list ``content``'s ``image_url`` part (an image model's answer) is served in the
+    message's ``images`` (OpenRouter's chat field), the text as ``content``; Mistral's
+    ``reference`` part has no place in chat and is left out (before, the image was dropped)."""
+    _catalog(world, "gpt-4o-mini@shape=media_parts")
+
+    message = _chat(world).choices[0].message
+
+    assert message.content == answer_text("gpt-4o-mini", PROMPT)
+    assert (message.model_extra or {})["images"] == [IMAGE_PART]
+    assert "reference" not in orjson.dumps(message.model_dump()).decode()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_conversation_continues_after_a_refusal_on_responses(world: World, stream: bool) -> None:
+    """A refused answer's ``refusal`` part is taken back as the assistant's turn, by
+    ``previous_response_id`` and replayed as input (as openai-agents does); before, both 400."""
+    _catalog(world, "gpt-4o-mini@shape=refusal")
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    if stream:
+        refused = list(client.responses.create(model="test/shaped", input=PROMPT, stream=True))
+        first = refused[-1].response  # type: ignore[union-attr]
+    else:
+        first = client.responses.create(model="test/shaped", input=PROMPT)
+    assert first.output[0].content[0].type == "refusal"  # type: ignore[union-attr]
+    _catalog(world, "gpt-4o-mini")
+
+    chained = client.responses.create(
+        model="test/shaped", input="Then tell me about cats", previous_response_id=first.id
+    )
+    replayed = client.responses.create(
+        model="test/shaped",
+        input=[
+            {"role": "user", "content": PROMPT},
+            *[item.model_dump(exclude_none=True) for item in first.output],
+            {"role": "user", "content": "Then tell me about cats"},
+        ],  # type: ignore[list-item]
+    )
+
+    assert chained.status == replayed.status == "completed"
+    assert chained.output_text and chained.output_text == replayed.output_text
+
+
+def test_streamed_text_then_a_refusal_closes_the_text_part_before_the_refusal_part(
+    world: World,
+) -> None:
+    """Text streamed before a refusal: part 0's done events come before part 1 is added (as
+    OpenAI streams parts, one open at a time); before, part 1 was added while 0 was open."""
+    _catalog(world, "gpt-4o-mini@shape=text_refusal")
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+
+    events = list(client.responses.create(model="test/shaped", input=PROMPT, stream=True))
+
+    order = [(event.type, getattr(event, "content_index", None)) for event in events]
+    assert order == [
+        ("response.created", None),
+        ("response.in_progress", None),
+        ("response.output_item.added", None),
+        ("response.content_part.added", 0),
+        ("response.output_text.delta", 0),
+        ("response.output_text.done", 0),
+        ("response.content_part.done", 0),
+        ("response.content_part.added", 1),
+        ("response.refusal.delta", 1),
+        ("response.refusal.delta", 1),
+        ("response.refusal.done", 1),
+        ("response.content_part.done", 1),
+        ("response.output_item.done", None),
+        ("response.completed", None),
+    ]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    message = events[-1].response.output[0]  # type: ignore[union-attr]
+    assert [p.type for p in message.content] == ["output_text", "refusal"]  # type: ignore[union-attr]
+    assert message.content[1].refusal == REFUSAL  # type: ignore[union-attr]

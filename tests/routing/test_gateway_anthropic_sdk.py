@@ -409,3 +409,43 @@ def test_count_tokens_reads_a_model_name_as_messages_does(world: World) -> None:
         count.input_tokens
         == client.messages.count_tokens(model="test/claude", messages=messages).input_tokens
     )
+
+
+def test_a_streamed_answer_from_an_openai_style_provider_starts_with_the_prompt_estimate(
+    world: World,
+) -> None:
+    """An OpenAI-style provider counts the prompt only at the end: ``message_start`` carries the
+    gateway's prompt estimate (before, 0) and ``message_delta`` the provider's count, which the
+    anthropic SDK keeps in the final message."""
+    client = client_for(world)
+    ask: Any = {"model": "test/gpt", "max_tokens": 100,
+                "messages": [{"role": "user", "content": "Tell me about owls " * 20}]}  # fmt: skip
+
+    counted = client.messages.create(**ask).usage.input_tokens
+    with client.messages.stream(**ask) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+
+    start = next(e for e in events if e.type == "message_start")
+    delta = next(e for e in events if e.type == "message_delta")
+    assert counted > 20
+    assert start.message.usage.input_tokens > 20  # the estimate: near the count, never 0
+    assert delta.usage.input_tokens == final.usage.input_tokens == counted
+
+
+def test_a_streamed_image_prompt_starts_with_the_estimate_billing_uses(world: World) -> None:
+    """``message_start``'s estimate counts an image at the endpoint's formula for its size, as
+    billing estimates it (``usage_estimate.prompt_estimate_at``), not the hold's flat 1,600."""
+    client = client_for(world)
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                          "data": "iVBORw0KGgo="}}  # fmt: skip
+    ask: Any = {"model": "test/gpt", "max_tokens": 100, "messages": [
+        {"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}]}  # fmt: skip
+
+    with client.messages.stream(**ask) as stream:
+        start = next(e for e in stream if e.type == "message_start")
+        list(stream)
+
+    # gpt-4o-mini counts an image as at least 2,833 tokens (its low-detail base); before, the
+    # flat 1,600 plus the text: 1,611.
+    assert start.message.usage.input_tokens > 2833

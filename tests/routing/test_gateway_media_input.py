@@ -189,3 +189,30 @@ def test_gemini_stream_tool_call_indices_count_per_candidate() -> None:
     choices = decoder.feed(None, json.dumps(chunk))
 
     assert [[c["index"] for c in ch["delta"]["tool_calls"]] for ch in choices] == [[0], [0]]
+
+
+@pytest.mark.parametrize("model_id", ["test/gpt", "test/claude", "test/gemini"])
+def test_an_image_in_a_chat_tool_message_is_a_400_naming_it(world: World, model_id: str) -> None:
+    """A chat tool message holds text only: an image there is a 400 naming the part, nothing
+    sent (before, an OpenAI-style host was sent what OpenAI refuses, and Claude and Gemini got
+    the tool's text with the image silently dropped). ``/v1/messages`` moves a tool_result's
+    image to the next user turn (``test_a_tool_result_screenshot_still_reaches_a_vision_model_unmarked``)."""
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "screenshot", "arguments": "{}"},
+    }
+    messages: Any = [
+        {"role": "user", "content": "What is on the screen?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "Taken."}, image]},
+    ]  # fmt: skip
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        world.openai_client().chat.completions.create(model=model_id, messages=messages)
+
+    assert raised.value.body["param"] == "messages"  # type: ignore[index]
+    message = raised.value.body["message"]  # type: ignore[index]
+    assert "messages[2].content[1] is a tool message's image_url part" in message
+    assert world.upstream_requests() == []

@@ -301,3 +301,24 @@ def test_a_chat_call_without_an_id_gets_one_unique_to_its_answer() -> None:
     assert [(item["id"], item["call_id"]) for item in output] == [
         ("fc_call_gen-7_0", "call_gen-7_0")
     ]
+
+
+def test_a_function_call_output_with_an_image_is_a_400_naming_it(world: World) -> None:
+    """An ``input_image`` in a function_call_output is refused as chat's tool message image is
+    (before, dropped unsaid: the model answered without the image), nothing sent upstream."""
+    sent = len(world.upstream_requests("/v1/chat/completions"))
+    with pytest.raises(openai.BadRequestError) as raised:
+        world.openai_client().responses.create(
+            model="test/gpt", tools=[WEATHER_TOOL],
+            input=[
+                {"role": "user", "content": "What is the weather in Oslo?"},
+                {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_1",
+                 "output": [{"type": "input_text", "text": "Snow"},
+                            {"type": "input_image", "image_url": "data:image/png;base64,AA=="}]},
+            ],
+        )  # fmt: skip
+
+    assert raised.value.body["param"] == "input"  # type: ignore[index]
+    assert "input[2].output[1]" in raised.value.body["message"]  # type: ignore[index]
+    assert len(world.upstream_requests("/v1/chat/completions")) == sent

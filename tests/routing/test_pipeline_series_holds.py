@@ -1,14 +1,21 @@
 """A series step's hold covers the prompt it sends: the previous answer, held at 4 bytes a
 token when planned, may be tokens of many more bytes (the fake's word of 150 letters is one
-token), and a provider counting a token per byte (``x@tokenizer=bytes``) bills that. Served
-through the ``openai`` SDK against the fake upstream."""
+token), and a provider counting a token per byte (``x@tokenizer=bytes``) bills that. A judge
+gate's ``{answer}`` and a parallel judge's or synthesiser's ``{answers}`` are held by the same
+rule (``pipeline_steps.step_held_for``). Served through the ``openai`` SDK against the fake
+upstream."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import openai
 import pytest
 
+from accounts.models import KeyScope
 from billing.models import Reservation, UsageStep
+from routerhub.money import money
+from tests.factories import key_client
 from tests.routing.test_pipelines import DESCRIBE
 from tests.routing.world import World, base_catalog, endpoint, model
 
@@ -16,7 +23,8 @@ LONG_WORD = "a" * 150
 LONG_PROMPT = DESCRIBE + " Please keep it short." * 100  # held at its bytes, counted ~1 in 4
 
 
-def _series(world: World) -> None:
+def _long_answers_catalog(world: World) -> None:
+    """``test/long-tokens`` answers 8 tokens of 150 bytes; ``test/bytes`` counts a token a byte."""
     data = base_catalog(world.fake_url)
     data["models"] += [model("test/long-tokens"), model("test/bytes")]
     data["endpoints"] += [
@@ -24,6 +32,10 @@ def _series(world: World) -> None:
         endpoint("test/bytes", "fake-openai-b", "gpt-4o-mini@tokenizer=bytes", "1", "2"),
     ]
     world.catalog(data)
+
+
+def _series(world: World) -> None:
+    _long_answers_catalog(world)
     steps = [{"model": "test/long-tokens"}, {"model": "test/bytes"}]
     assert world.pipeline_create("long", "series", steps).status_code == 201
 
@@ -129,5 +141,81 @@ def test_a_step_the_balance_cannot_cover_is_refused_and_recorded(world: World) -
     assert len(world.upstream_requests("/v1/chat/completions")) == 1
     generation_id = raised.value.body["metadata"]["generation_id"]  # type: ignore[index]
     assert world.usage_record(generation_id).cost > 0  # step 1 is billed
+    refused = UsageStep.objects.get(generation_id=generation_id, step=1)
+    assert (refused.gate, refused.cost) == ("not_called", 0)
+
+
+def _assert_within_hold(world: World, generation_id: str) -> None:
+    record = world.usage_record(generation_id)
+    assert "over_hold" not in record.flag_list, (record.cost, record.flags)
+    assert Reservation.objects.get(generation_id=generation_id).amount >= record.cost
+
+
+def test_a_judge_fed_an_answer_of_long_tokens_is_charged_within_its_hold(world: World) -> None:
+    """A judge gate's ``{answer}`` is held as the series' ``{previous}`` is: at its bytes once
+    known (before, at 4 bytes a token: the judge's charge went over its hold)."""
+    _long_answers_catalog(world)
+    gate = {"type": "judge", "model": "test/bytes", "min_score": 0.5}
+    steps = [{"model": "test/long-tokens", "gate": gate}, {"model": "test/long-tokens"}]
+    assert world.pipeline_create("judged", "cascade", steps).status_code == 201
+
+    completion = world.openai_client().chat.completions.create(
+        model="pipeline/judged", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
+    )
+
+    _assert_within_hold(world, completion.id)  # waits for the record
+    judge = UsageStep.objects.get(generation_id=completion.id, step=2)  # n + the judged step
+    assert judge.prompt_tokens > len(LONG_WORD) * 8  # a token per byte of the answer judged
+
+
+def test_a_synthesiser_fed_answers_of_long_tokens_is_charged_within_its_hold(
+    world: World,
+) -> None:
+    """A parallel aggregate's ``{answers}`` is held at their bytes once known (before, at 4 bytes
+    a token: the synthesiser's charge went over its hold)."""
+    _long_answers_catalog(world)
+    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
+    spec = {
+        "slug": "synth",
+        "kind": "parallel",
+        "steps": [{"model": "test/long-tokens"}, {"model": "test/long-tokens"}],
+        "aggregate": {"type": "synthesize", "model": "test/bytes"},
+    }
+    assert admin.post("/api/v1/pipelines", spec, format="json").status_code == 201
+
+    completion = world.openai_client().chat.completions.create(
+        model="pipeline/synth", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
+    )
+
+    _assert_within_hold(world, completion.id)  # waits for the record
+    synthesiser = UsageStep.objects.get(generation_id=completion.id, step=2)
+    assert synthesiser.prompt_tokens > 2 * len(LONG_WORD) * 8  # both answers, a token per byte
+
+
+def test_a_step_beyond_the_keys_limit_is_refused_though_the_credits_cover_it(
+    world: World,
+) -> None:
+    """The credits beyond every hold cover step 2's larger prompt, its key's limit window does
+    not: refused with the 403 a hold past the limit gets, step 2 not called and recorded (before,
+    only the organization's credits were looked at: step 2 ran past the key's limit)."""
+    _series(world)
+    ask = {"model": "pipeline/long", "max_tokens": 8}
+    ask["messages"] = [{"role": "user", "content": DESCRIBE}]
+    unlimited = world.openai_client().chat.completions.create(**ask)  # type: ignore[call-overload]
+    hold = Reservation.objects.get(generation_id=unlimited.id).amount
+    assert "over_hold" in world.usage_record(unlimited.id).flag_list  # the credits covered it
+    key = world.key_for(limit=money(hold + Decimal("0.00000100")), limit_reset="daily")
+    limited = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=key, max_retries=0)
+    sent = len(world.upstream_requests("/v1/chat/completions"))
+
+    with pytest.raises(openai.APIStatusError) as raised:
+        limited.chat.completions.create(**ask)
+
+    assert raised.value.status_code == 403
+    assert raised.value.body["type"] == "key_limit_reached"  # type: ignore[index]
+    assert "step 2 (test/bytes) of pipeline/long" in raised.value.message
+    assert len(world.upstream_requests("/v1/chat/completions")) == sent + 1  # step 1 only
+    generation_id = raised.value.body["metadata"]["generation_id"]  # type: ignore[index]
+    assert 0 < world.usage_record(generation_id).cost <= hold  # step 1, within the limit
     refused = UsageStep.objects.get(generation_id=generation_id, step=1)
     assert (refused.gate, refused.cost) == ("not_called", 0)
