@@ -36,6 +36,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -53,7 +54,7 @@ from billing.pricing import CacheCounts, TokenPrices, reservation_amount, usage_
 from billing.selectors import key_limit_remaining
 from billing.services import ReservationRequest, credits_available_async, credits_reserve_async
 from billing.window_spend import WindowSpend, window_spend
-from billing.windows import LimitBound, WindowLeft
+from billing.windows import LimitBound, WindowLeft, window_end
 from routerhub.money import ZERO
 
 __all__ = [
@@ -138,6 +139,9 @@ class Unheld:
 
     amount: Decimal
     key_limited: bool
+    # When ``key_limited``: the binding window's period and its end (None: it never resets).
+    reset: str | None = None
+    reset_at: datetime | None = None
 
 
 async def unheld(payer: Payer) -> Unheld:
@@ -152,7 +156,8 @@ async def unheld(payer: Payer) -> Unheld:
     window = await sync_to_async(_key_window_left, thread_sensitive=False)(payer.id)
     if window is None or window.remaining >= credits:
         return Unheld(credits, key_limited=False)
-    return Unheld(window.remaining, key_limited=True)
+    end = window_end(window.reset, timezone.now())
+    return Unheld(window.remaining, key_limited=True, reset=window.reset, reset_at=end)
 
 
 def _key_window_left(key_id: int) -> WindowLeft | None:

@@ -208,9 +208,17 @@ def _beyond_holds(
         "generation_id": ex.generation_id,
     }
     if available.key_limited:
+        # What every ``key_limit_reached`` says (README, hierarchical budget): what this key
+        # can still spend and when that window ends; never an ancestor's limit or spend.
+        end = available.reset_at
+        metadata |= {
+            "remaining": metadata["available"],
+            "reset": available.reset,
+            "reset_at": end.isoformat() if end else None,
+        }
         return KeyLimitReached(
-            f"This key's credit limit cannot cover {call}: {why}; raise the key's limit or lower"
-            " max_tokens.",
+            f"This key's credit limit (its own or that of a key it was made from) cannot cover"
+            f" {call}: {why}; raise the limit or lower max_tokens.",
             metadata=metadata,
         )
     return InsufficientCredits(

@@ -7,10 +7,12 @@ upstream."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 import openai
 import pytest
+from django.utils import timezone
 
 from accounts.models import KeyScope
 from billing.models import Reservation, UsageStep
@@ -215,7 +217,13 @@ def test_a_step_beyond_the_keys_limit_is_refused_though_the_credits_cover_it(
     assert raised.value.body["type"] == "key_limit_reached"  # type: ignore[index]
     assert "step 2 (test/bytes) of pipeline/long" in raised.value.message
     assert len(world.upstream_requests("/v1/chat/completions")) == sent + 1  # step 1 only
-    generation_id = raised.value.body["metadata"]["generation_id"]  # type: ignore[index]
+    metadata = raised.value.body["metadata"]  # type: ignore[index]
+    generation_id = metadata["generation_id"]
     assert 0 < world.usage_record(generation_id).cost <= hold  # step 1, within the limit
+    # What every key_limit_reached carries (README, hierarchical budget): what the key can still
+    # spend and when its window ends.
+    assert Decimal(metadata["remaining"]) == Decimal(metadata["available"])
+    assert metadata["reset"] == "daily"
+    assert datetime.fromisoformat(metadata["reset_at"]) > timezone.now()
     refused = UsageStep.objects.get(generation_id=generation_id, step=1)
     assert (refused.gate, refused.cost) == ("not_called", 0)
