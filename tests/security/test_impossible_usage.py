@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from billing.models import CreditAccount, LedgerEntry, Reservation, UsageRecord
+from billing.pricing import TokenPrices, usage_cost
 from routing.models import Provider
 from routing.services import provider_key_create
 from tests.routing.servers import poll
@@ -24,11 +25,11 @@ PROMPT = "Explain in a few words why the sky is blue."
 MAX_TOKENS = 64  # the output bound: an estimate of the answer's tokens is at most this
 
 
-def own_host(world: World, settings: Any, fault: str) -> str:
+def own_host(world: World, settings: Any, fault: str, **prices: str) -> str:
     """A model served by the organization's own OpenAI-compatible host, answering with ``fault``."""
     settings.ALLOW_PRIVATE_PROVIDER_URLS = True  # the "own host" is the local fake upstream
     world.catalog({"models": [model("test/own")],
-                   "endpoints": [endpoint("test/own", "fake-openai", f"gpt-4o-mini@{fault}")]})  # fmt: skip
+                   "endpoints": [endpoint("test/own", "fake-openai", f"gpt-4o-mini@{fault}", **prices)]})  # fmt: skip
     provider_key_create(organization=world.organization, provider=Provider.objects.get(slug="fake-openai"),
                         secret="sk-own-host-4242", base_url=f"{world.fake_url}/v1")  # fmt: skip
     return "test/own"
@@ -170,3 +171,23 @@ def test_a_provider_reporting_few_tokens_is_billed_as_it_counts(world: World, st
     record = world.usage_record(generation_id)
     assert (record.prompt_tokens, record.completion_tokens) == (1, 1)
     assert record.flag_list == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_own_host_reporting_its_prompt_cached_pays_the_fee_on_the_whole_prompt(
+    world: World, settings: Any, stream: bool
+) -> None:
+    """The fee is a share of the list price: an own host reporting every prompt token read from
+    its cache (a tenth of the price here) does not shrink it. Before, billed at the cached price."""
+    model_id = own_host(world, settings, "cached=100000", cached_input="0.1")
+
+    status, generation_id, events = ask(world, model_id, stream=stream)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.is_byok and record.cached_tokens == 0
+    prices = TokenPrices(Decimal("1e-6"), Decimal("2e-6"), Decimal("1e-7"))
+    full = usage_cost(prices, prompt_tokens=record.prompt_tokens,
+                      completion_tokens=record.completion_tokens, is_byok=True)  # fmt: skip
+    assert record.cost == full > 0
+    assert LedgerEntry.objects.get(idempotency_key=f"usage:{generation_id}").amount == -record.cost
