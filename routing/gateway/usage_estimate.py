@@ -167,7 +167,9 @@ def _own_host_floor(ex: Exchange, usage: Usage, completion_estimate: int) -> Non
     completion token took the fee to almost nothing, on whole and streamed answers alike."""
     assert ex.endpoint is not None
     prompt_estimate = prompt_estimate_at(ex, ex.endpoint)
-    if usage.prompt_tokens >= prompt_estimate and usage.completion_tokens >= completion_estimate:
+    share = settings.BILLING_OWN_HOST_FLOOR_SHARE  # an honest tokenizer's counts pass (README)
+    prompt_low = usage.prompt_tokens < prompt_estimate * share
+    if not prompt_low and usage.completion_tokens >= completion_estimate * share:
         return
     ex.draft.flag(UsageFlag.USAGE_FLOORED)
     usage.prompt_tokens = max(usage.prompt_tokens, prompt_estimate)

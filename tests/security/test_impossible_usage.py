@@ -14,6 +14,8 @@ import pytest
 
 from billing.models import CreditAccount, LedgerEntry, Reservation, UsageRecord
 from billing.pricing import TokenPrices, usage_cost
+from routing.fake_upstream.answers import count_tokens
+from routing.gateway.token_bounds import estimate_prompt_tokens
 from routing.models import Provider
 from routing.services import provider_key_create
 from tests.routing.servers import poll
@@ -191,3 +193,42 @@ def test_an_own_host_reporting_its_prompt_cached_pays_the_fee_on_the_whole_promp
                       completion_tokens=record.completion_tokens, is_byok=True)  # fmt: skip
     assert record.cost == full > 0
     assert LedgerEntry.objects.get(idempotency_key=f"usage:{generation_id}").amount == -record.cost
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_honest_own_host_is_billed_its_counts_unflagged(
+    world: World, settings: Any, stream: bool
+) -> None:
+    """Characters ÷ 4 is rough: a host counting with a real tokenizer (the fake's), below the
+    estimate but above BILLING_OWN_HOST_FLOOR_SHARE (½) of it, is billed as it counts. Before,
+    every count below the estimate was floored and flagged."""
+    model_id = own_host(world, settings, "chunk_delay=0")  # no fault: its own counts
+
+    status, generation_id, events = ask(world, model_id, stream=stream)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.flag_list == [] and record.is_byok
+    text = answer_text(events, stream=stream)
+    # The fake counts words (and 4 template tokens a message, 3 a prompt), as it reports them.
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        count_tokens(PROMPT) + 7, count_tokens(text))  # fmt: skip
+    assert record.completion_tokens < tokens_from_chars(len(text))  # below the old floor
+
+
+@pytest.mark.parametrize(("share", "floored"), [(0.6, False), (0.4, True)])
+def test_an_own_host_is_floored_only_below_the_share_of_its_estimate(
+    world: World, settings: Any, share: float, floored: bool
+) -> None:
+    """Above half the prompt's estimate: billed as reported; below it: billed the estimate."""
+    body = {"messages": [{"role": "user", "content": PROMPT}]}
+    estimate = estimate_prompt_tokens(body)
+    reported = round(estimate * share)
+    model_id = own_host(world, settings, f"report_prompt={reported}")
+
+    status, generation_id, events = ask(world, model_id, stream=False)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.flag_list == (["usage_floored"] if floored else [])
+    assert record.prompt_tokens == (estimate if floored else reported)
