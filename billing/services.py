@@ -9,6 +9,7 @@ generation id so it happens once however often it is retried.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection, connections, transaction
-from django.db.models import F, Subquery
+from django.db.models import F, Q, Subquery
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -48,6 +49,7 @@ RESERVATION_TTL = timedelta(minutes=15)
 # The first key of the advisory lock that grants one inbox's starter credits one at a time.
 _STARTER_INBOX_LOCK = 0x5343  # "SC"
 _STARTER_INBOX_SALT = "billing.starter-credits.inbox"
+_INBOX = "starter-credits:inbox:"
 
 
 def credit_account_for(organization_id: int) -> CreditAccount:
@@ -108,7 +110,7 @@ def starter_credits_grant(
     ledger key names the person and their row is locked first, so organizations created at once
     cannot both pass the check; an organization without an owner is keyed by itself. Once per
     inbox too: a person whose address reaches an inbox already granted (``_inbox_reference``)
-    gets none. Only once the address is verified (``billing.starter_verification``)."""
+    gets none, nor one whose domain had STARTER_CREDITS_PER_DOMAIN grants. Only once the address is verified (``billing.starter_verification``)."""
     amount = settings.STARTER_CREDITS_USD
     if amount <= 0:
         return None
@@ -127,8 +129,9 @@ def starter_credits_grant(
                 # unconfirmed sign-up of someone's ``+tag`` variant took their inbox's grant.
                 credit_account_for(organization.pk)
                 return None
+            address = _inbox_of(person)
             inbox = _inbox_reference(person)
-            if inbox and _inbox_granted(inbox):
+            if address and (_inbox_granted(address) or _domain_granted_enough(address)):
                 credit_account_for(organization.pk)  # a balance of 0, as a second grant leaves
                 return None
         return ledger_post(
@@ -141,29 +144,69 @@ def starter_credits_grant(
         )
 
 
-def _inbox_reference(person: int) -> str:
-    """The ledger reference of a person's starter grant: the inbox their address reaches
-    (``email_limit_key``: +tags, Gmail's dots and googlemail.com read away), hashed. Each
-    variant of one address confirms from one mailbox, and was a new person granted again. An
-    HMAC under SECRET_KEY: the ledger API shows references, and a bare hash of an address is
-    confirmed by guessing it."""
+def _inbox_of(person: int) -> str:
+    """The inbox a person's address reaches (``email_limit_key``: +tags, Gmail's dots and
+    googlemail.com read away): each variant of one address confirms from one mailbox, and was a
+    new person granted again. Empty: no address."""
     email = User.objects.filter(pk=person).values_list("email", flat=True).first() or ""
-    if not email.strip():
+    return email_limit_key(email) if email.strip() else ""
+
+
+def _inbox_reference(person: int) -> str:
+    """The ledger reference of a person's starter grant: their inbox, an HMAC (the ledger API shows
+    references, and a bare hash of an address is confirmed by guessing it) under
+    API_KEY_PEPPER, which never rotates (under SECRET_KEY before: its rotation made every inbox
+    granted until then new), then its domain, hashed (``_domain_granted_enough``)."""
+    inbox = _inbox_of(person)
+    if not inbox:
         return ""
-    inbox = salted_hmac(_STARTER_INBOX_SALT, email_limit_key(email), algorithm="sha256")
-    digest = inbox.hexdigest()[:40]
-    return f"starter-credits:inbox:{digest}"
+    return f"{_inbox_prefix(inbox, settings.API_KEY_PEPPER)}:{_domain_digest(inbox)}"
 
 
-def _inbox_granted(reference: str) -> bool:
+def _inbox_prefix(inbox: str, secret: str) -> str:
+    digest = salted_hmac(_STARTER_INBOX_SALT, inbox, secret=secret, algorithm="sha256")
+    return f"{_INBOX}{digest.hexdigest()[:40]}"
+
+
+def _domain_digest(inbox: str) -> str:
+    return hashlib.sha256(inbox.rpartition("@")[2].encode()).hexdigest()[:16]
+
+
+def _inbox_granted(inbox: str) -> bool:
     """Whether the inbox was granted starter credits; the grants to one inbox take turns (a
-    transaction-level advisory lock), so variants signing up at once cannot all pass."""
+    transaction-level advisory lock), so variants signing up at once cannot all pass. A grant
+    of an earlier release is keyed under SECRET_KEY (or, since rotated, a SECRET_KEY_FALLBACKS
+    entry) alone: the reference was the inbox's HMAC under it."""
+    current = _inbox_prefix(inbox, settings.API_KEY_PEPPER)
+    _take_turns(current)
+    former = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    found = Q(reference__startswith=f"{current}:")
+    for secret in former:
+        found |= Q(reference=_inbox_prefix(inbox, secret))
+    grants = LedgerEntry.objects.filter(found, kind=LedgerKind.PROMOTION)
+    return grants.filter(verified_grants()).exists()
+
+
+def _domain_granted_enough(inbox: str) -> bool:
+    """Whether the inbox's domain had its STARTER_CREDITS_PER_DOMAIN verified grants: a
+    catch-all domain confirms any address for one person. Open domains (one person's mailbox an
+    address, ``STARTER_CREDITS_OPEN_DOMAINS``) never have. Grants of earlier releases, whose
+    references name no domain, are not counted."""
+    if inbox.rpartition("@")[2] in settings.STARTER_CREDITS_OPEN_DOMAINS:
+        return False
+    domain = _domain_digest(inbox)
+    _take_turns(domain)
+    grants = LedgerEntry.objects.filter(
+        kind=LedgerKind.PROMOTION, reference__startswith=_INBOX, reference__endswith=f":{domain}"
+    )
+    return grants.filter(verified_grants()).count() >= settings.STARTER_CREDITS_PER_DOMAIN
+
+
+def _take_turns(name: str) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             sql = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
-            cursor.execute(sql, [_STARTER_INBOX_LOCK, reference])
-    grants = LedgerEntry.objects.filter(reference=reference, kind=LedgerKind.PROMOTION)
-    return grants.filter(verified_grants()).exists()
+            cursor.execute(sql, [_STARTER_INBOX_LOCK, name])
 
 
 def _granted_per_organization(person: int, organization: Organization) -> bool:

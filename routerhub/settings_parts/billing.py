@@ -42,6 +42,36 @@ DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
 STARTER_CREDITS_USD = _decimal(
     "STARTER_CREDITS_USD", default="5" if ROUTERHUB_ENV == "development" else "0"
 )
+# Starter grants to verified addresses of one email domain (IDNA, casefolded), at most: a
+# catch-all domain confirms any number of addresses for one person. Domains
+# where each address is its own person's mailbox are exempt (STARTER_CREDITS_OPEN_DOMAINS).
+STARTER_CREDITS_PER_DOMAIN = positive_int("STARTER_CREDITS_PER_DOMAIN", 3)
+STARTER_CREDITS_OPEN_DOMAINS = frozenset(
+    d.strip().casefold()
+    for d in env.list(
+        "STARTER_CREDITS_OPEN_DOMAINS",
+        default=[
+            "gmail.com",
+            "outlook.com",
+            "hotmail.com",
+            "live.com",
+            "yahoo.com",
+            "icloud.com",
+            "me.com",
+            "aol.com",
+            "proton.me",
+            "protonmail.com",
+            "gmx.com",
+            "gmx.de",
+            "web.de",
+            "yandex.ru",
+            "mail.ru",
+            "qq.com",
+            "163.com",
+            "naver.com",
+        ],
+    )
+)
 
 # Stripe top-ups. Card payments are on when BILLING_ENABLED (default: in production), and then
 # every key below must be set. STRIPE_API_BASE points the stripe library at a fake server
