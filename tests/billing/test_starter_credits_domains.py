@@ -11,14 +11,10 @@ from typing import Any
 import pytest
 
 from accounts.invitation_limits import email_limit_key
-from billing.models import CreditAccount, LedgerEntry, LedgerKind
+from billing.models import LedgerEntry, LedgerKind
 from billing.services import _inbox_prefix, ledger_post
+from tests.billing.test_starter_credits_inbox import _balance  # a person's first organization's
 from tests.factories import organization_make, user_make
-
-
-def _balance(email: str) -> Decimal:
-    organization = organization_make(user_make(email))
-    return CreditAccount.objects.get(organization=organization).balance
 
 
 @pytest.mark.django_db
