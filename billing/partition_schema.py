@@ -94,6 +94,38 @@ def guard_triggers_install(cursor: Any, vendor: str) -> None:
             cursor.execute(statement)
 
 
+_GUARDED_TABLES = {
+    "billing_usagerecord",
+    "billing_usagegeneration",
+    "billing_ledgerentry",
+    "billing_ledgeridempotency",
+}
+
+
+def sqlite_guards_restore(*, using: str = "default", **_: Any) -> None:
+    """After every ``migrate`` on SQLite (``post_migrate``): the uniqueness triggers again, and
+    the claims of rows written while one was missing. SQLite cannot alter a column in place, so
+    Django rebuilds a table for a later migration's change (a copy, the old table dropped), and
+    the old table's triggers go with it: on a fresh ``make run`` database, migrated in one go,
+    ``billing_usagerecord``'s claim trigger was gone, so usage was recorded without its
+    ``billing_usagegeneration`` row and feedback on every request was a 503 "not settled yet"
+    for good. Both steps are idempotent; PostgreSQL
+    keeps its triggers through ``ALTER TABLE`` and is left alone."""
+    from django.db import connections
+
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        # A partial migrate (``migrate contenttypes``, ``migrate billing 0009``) on a fresh
+        # database: the tables (billing 0010/0011) are not there yet, and 0011 installs them.
+        if not _GUARDED_TABLES.issubset(connection.introspection.table_names(cursor)):
+            return
+        guard_triggers_install(cursor, connection.vendor)
+        for statement in GUARD_BACKFILL:
+            cursor.execute(statement)
+
+
 def _one(cursor: Any, sql: str, params: list[Any] | None = None) -> Any:
     cursor.execute(sql, params or [])
     return cursor.fetchone()[0]

@@ -33,6 +33,8 @@ ERROR_STATUSES = {
     "403": "The key's scope or the member's role does not allow this.",
     "404": "No such object in this organization.",
     "405": "Method not allowed.",
+    "408": "The request body arrived too slowly (REQUEST_BODY_IDLE_SECONDS, "
+    "REQUEST_BODY_MIN_BYTES_PER_SECOND).",
     "409": "The object's state does not allow this now.",
     "413": "The request body or file is too large.",
     "415": "Unsupported content type.",
@@ -42,10 +44,45 @@ ERROR_STATUSES = {
 }
 
 
+# The gateway's routes matched by prefix in ``routing.gateway.app._route`` and
+# ``routing.gateway.openrouter`` (the exact ones are read from their tables). Written out here;
+# tests/test_schema_routes.py routes each through ``_route`` and checks every prefix is named.
+_GATEWAY_PREFIXED = (
+    "GET, DELETE /v1/responses/{id}",
+    "GET /v1/responses/{id}/input_items",
+    "GET /v1/models/{id}",
+    "GET /api/v1/models/{author}/{slug}/endpoints",
+)
+
+
+def gateway_routes() -> list[str]:
+    """``METHOD /path`` of every route the gateway's ASGI app serves ahead of Django: none is an
+    operation of this schema (Django does not route them)."""
+    from routing.gateway import app, openrouter
+
+    exact = [f"{method} {path}" for path, (method, _) in app._ROUTES.items()]
+    openrouters = [f"POST {openrouter._PREFIX}{path}" for path in openrouter._INFERENCE]
+    return [*exact, *openrouters, f"GET {openrouter._PREFIX}/models", *_GATEWAY_PREFIXED]
+
+
+def gateway_description(description: str) -> str:
+    """The schema's description, naming the gateway's routes this schema leaves out."""
+    routes = "\n".join(f"- `{route}`" for route in gateway_routes())
+    return (
+        f"{description}\n\nNot in this schema: the inference gateway's routes, which take and "
+        "answer the OpenAI, Anthropic and OpenRouter formats (their SDKs are the reference; "
+        "statuses as API.md's inference section: 400, 401, 402, 403, 404, 408, 413, 429, 502, "
+        f"503; errors in this error format, Anthropic's on /v1/messages):\n{routes}"
+    )
+
+
 def add_error_responses(
     result: dict[str, Any], generator: Any, request: Any, public: bool
 ) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: the error component and responses everywhere."""
+    """drf-spectacular postprocessing hook: the error component and responses everywhere, and
+    the gateway's routes named in the description."""
+    info = result.setdefault("info", {})
+    info["description"] = gateway_description(str(info.get("description", "")))
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for item in result.get("paths", {}).values():

@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts import services
+from accounts import key_lineage, services
 from accounts.models import ApiKey, KeyScope, Membership, Organization, Role, User
 from billing.drafts import UsageDraft
 from billing.models import UsageRecord
@@ -91,6 +91,29 @@ def key_make(
         organization=organization, created_by=created_by, scope=scope, **fields
     ).plaintext
     return secret_register(plaintext, "API key")
+
+
+def key_row_make(
+    organization: Organization,
+    scope: str = KeyScope.INFERENCE,
+    created_by: User | None = None,
+    **fields: Any,
+) -> tuple[str, ApiKey]:
+    """``key_make``'s key and its row."""
+    plaintext = key_make(organization, scope, created_by, **fields)
+    return plaintext, ApiKey.objects.get(prefix=plaintext[:16])
+
+
+def child_key_make(parent: ApiKey, **requested: Any) -> tuple[str, ApiKey]:
+    """A key ``parent`` made, as ``POST /api/v1/keys`` makes it (``api_key_create_bounded``)."""
+    created = key_lineage.api_key_create_bounded(
+        acting_key_id=parent.pk,
+        organization=parent.organization,
+        created_by=parent.created_by,
+        created_by_role=parent.created_by_role,
+        requested={"name": f"child {next(_counter)}", **requested},
+    )
+    return secret_register(created.plaintext, "API key"), created.key
 
 
 def key_client(plaintext: str) -> APIClient:

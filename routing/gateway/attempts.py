@@ -46,13 +46,13 @@ from routing.gateway.upstream import (
 )
 from routing.gateway.usage_estimate import impossible, timed_out_usage
 from routing.providers import ADAPTERS
+from routing.providers.answer_checks import has_answer
 from routing.providers.base import (
     JSON,
     Completion,
     Target,
     UpstreamError,
     UpstreamRequest,
-    text_of,
 )
 from routing.providers.cache_marks import marks_strip
 from routing.tenant_slots import ORGANIZATION, REFUSED, TenantLimitReached
@@ -286,9 +286,4 @@ async def attempt(ex: Exchange, candidate: Candidate) -> Completion | None:
 def choices_answer(choices: list[JSON]) -> bool:
     """Whether a whole answer holds anything to serve: text, reasoning, a refusal or a tool
     call."""
-    names = ("reasoning", "reasoning_content", "refusal", "tool_calls")
-    return any(
-        text_of((c.get("message") or {}).get("content"))
-        or any((c.get("message") or {}).get(name) for name in names)
-        for c in choices
-    )
+    return any(has_answer(c.get("message") or {}) for c in choices)

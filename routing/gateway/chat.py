@@ -151,8 +151,7 @@ async def _complete(ex: Exchange) -> None:
         completion = await attempt(ex, candidate)
         if completion is None:
             continue
-        ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
-        ex.own_host = bool(candidate.base_url)
+        ex.served_by(candidate)
         usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
         cost = bill(ex, usage, status="succeeded")
         response = response_head(ex, "chat.completion") | {

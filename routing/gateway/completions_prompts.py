@@ -144,8 +144,7 @@ async def _complete_all(ex: Exchange, parts: list[Exchange]) -> None:
         completions = await _attempt_all(ex, parts, candidate)
         if completions is None:
             continue
-        ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
-        ex.own_host = bool(candidate.base_url)
+        ex.served_by(candidate)
         usage = _summed(
             [
                 _usage_at(part, candidate, done)
@@ -294,8 +293,7 @@ def _prompts_sent(ex: Exchange, parts: list[Exchange]) -> None:
 
 def _usage_at(part: Exchange, candidate: Candidate, completion: Completion) -> Usage:
     """A prompt's billable usage as ``candidate`` answered it."""
-    part.endpoint, part.is_byok = candidate.endpoint, candidate.is_byok
-    part.own_host = bool(candidate.base_url)
+    part.served_by(candidate)
     return billable_usage(part, completion.usage, choices_chars(completion.choices))
 
 

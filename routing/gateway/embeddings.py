@@ -53,6 +53,7 @@ from routing.gateway.openrouter_request import model_names_resolved
 from routing.gateway.planning import Candidate, plan_request
 from routing.gateway.request_shape import service_tier_validate
 from routing.gateway.upstream import upstream_timeout, upstream_url
+from routing.gateway.usage_estimate import own_host_floor
 from routing.providers import ADAPTERS
 from routing.providers.base import JSON, Target, UpstreamError, Usage
 from routing.providers.embeddings import EMBEDDING_STYLES, embedding_request, embedding_response
@@ -214,7 +215,7 @@ async def _embed(ex: Exchange, request: EmbeddingInput) -> None:
         vectors = await _attempt(ex, candidate, request)
         if vectors is None:
             continue
-        ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
+        ex.served_by(candidate)
         usage = _billable_usage(ex, vectors[1], request)
         cost = bill(ex, usage, status="succeeded")
         body: JSON = {
@@ -288,7 +289,8 @@ async def _attempt(
 
 def _billable_usage(ex: Exchange, reported: Usage | None, request: EmbeddingInput) -> Usage:
     """The provider's prompt count; the estimate (flagged) when it sent none or one that cannot
-    be true (impossible values, more tokens than token arrays hold)."""
+    be true (impossible values, more tokens than token arrays hold); an own host's count no
+    lower than the estimate (``own_host_floor``), as on chat."""
     if reported is None or reported.prompt_tokens == 0:
         ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
         return Usage(prompt_tokens=ex.prompt_estimate)
@@ -298,7 +300,9 @@ def _billable_usage(ex: Exchange, reported: Usage | None, request: EmbeddingInpu
     if request.tokens and reported.prompt_tokens > request.token_bound():
         ex.draft.flag(UsageFlag.USAGE_CLAMPED)
         return Usage(prompt_tokens=request.token_bound())
-    return Usage(prompt_tokens=reported.prompt_tokens)
+    usage = Usage(prompt_tokens=reported.prompt_tokens)
+    own_host_floor(ex, usage, ex.prompt_estimate, 0)
+    return usage
 
 
 def _encoded(vector: list[float], encoding: str) -> list[float] | str:

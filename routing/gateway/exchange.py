@@ -118,6 +118,13 @@ class Exchange:
     def __post_init__(self) -> None:
         self.admitted_tokens = self.prompt_estimate
 
+    def served_by(self, candidate: Candidate) -> None:
+        """``candidate`` is the one this call is billed at: its endpoint, whether the key is the
+        organization's own, and whether the host is (``own_host``: billed no lower than the
+        estimates), set together so no path bills an own host's counts unfloored."""
+        self.endpoint, self.is_byok = candidate.endpoint, candidate.is_byok
+        self.own_host = bool(candidate.base_url)
+
 
 # A scope entry only this server's own code can set (never a header): the key a dashboard
 # session's playground request acts with (``routing.playground``).
@@ -217,8 +224,7 @@ def call_abandoned(ex: Exchange) -> None:
     is billed what it generated. Before, it was billed nothing and the platform paid the provider
     for prompts sent as often as a client liked. An attempt that failed is never billed."""
     if ex.endpoint is None and ex.sending is not None:
-        ex.endpoint, ex.is_byok = ex.sending.endpoint, ex.sending.is_byok
-        ex.own_host = bool(ex.sending.base_url)
+        ex.served_by(ex.sending)
 
 
 def sent_trace(ex: Exchange, candidate: Candidate) -> dict[str, Any]:

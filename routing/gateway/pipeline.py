@@ -236,7 +236,8 @@ async def _series(ex: Exchange, steps: list[Step]) -> tuple[Outcome, JSON]:
     outcome: Outcome | None = None
     for position, step in enumerate(steps):
         body = step_body(ex.body, step.spec, step.index, previous, series=True)
-        step = await _held_for(ex, step, body, later=steps[position + 1 :])
+        if position:  # the first step sends the prompt the plan held: nothing to re-hold
+            step = await _held_for(ex, step, body, later=steps[position + 1 :])
         outcome = await step_run(ex, step, body)
         step_account(ex, outcome.ex, step, "none" if outcome.completion else "no_answer")
         if outcome.completion is None:
@@ -256,7 +257,9 @@ async def _held_for(ex: Exchange, step: Step, body: JSON, later: list[Step]) -> 
     and a charge above that is flagged ``over_hold`` (``metering.price``), as before holds were
     borrowed: an answerable request is never refused for the hold's estimate. Only when the
     balance beyond every hold cannot cover the difference is it refused (402, the step recorded
-    as not called; the earlier steps are billed)."""
+    as not called; the earlier steps are billed). Not for the first step: its body and bound
+    are the plan's own (``pipeline_plan``: no ``{previous}``, no extra bytes), so the bound
+    computed again equalled its hold and it was returned as it was."""
     needed = reservation_max(body, step.plan.candidates, prompt_token_bound(body))
     if needed <= step.reserved:
         return step

@@ -131,8 +131,7 @@ async def step_call(ex: Exchange) -> Outcome:
         completion = await attempt(ex, candidate)
         if completion is None:
             continue
-        ex.endpoint, ex.is_byok = candidate.endpoint, candidate.is_byok
-        ex.own_host = bool(candidate.base_url)
+        ex.served_by(candidate)
         usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
         bill(ex, usage, status="succeeded")
         if not candidate.is_byok and ex.first_byte_at is not None:

@@ -32,6 +32,7 @@ from routing.gateway.streaming import (
 )
 from routing.gateway.usage_estimate import partial_usage
 from routing.ingress.anthropic import MessagesStreamEncoder
+from routing.providers.answer_checks import TEXT_FIELDS
 from routing.providers.base import JSON, Usage
 
 _STREAM_FIELDS = ("stream", "stream_options", "usage")
@@ -94,7 +95,7 @@ def _as_delta(choice: JSON) -> JSON:
     """A whole answer's choice as one stream chunk's choice."""
     message = choice.get("message") or {}
     delta: JSON = {"role": "assistant"}
-    for name in ("content", "reasoning", "refusal"):
+    for name in TEXT_FIELDS:  # as a stream relays them (before: reasoning_content left out)
         if message.get(name):
             delta[name] = message[name]
     calls = message.get("tool_calls") or []

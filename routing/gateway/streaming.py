@@ -46,9 +46,10 @@ from routing.gateway.upstream import (
     upstream_timeout,
     upstream_url,
 )
-from routing.gateway.usage_estimate import impossible, partial_usage, reasoning_chars
+from routing.gateway.usage_estimate import impossible, partial_usage
 from routing.ingress.anthropic import MessagesStreamEncoder
 from routing.providers import ADAPTERS
+from routing.providers.answer_checks import generated_chars, has_answer
 from routing.providers.base import (
     JSON,
     StreamDecoder,
@@ -59,31 +60,10 @@ from routing.providers.base import (
 )
 from routing.providers.stream_checks import choices_fed, chunk_read
 
-# The text fields of a delta a provider bills as output: DeepSeek's (and vLLM's) reasoning comes
-# as ``reasoning_content``, relayed as it came; OpenAI's refusals as ``refusal``. Before, only
-# ``content`` and ``reasoning`` counted: a stream cut before its usage chunk gave the reasoning
-# it had relayed free.
-_BILLED_TEXT = ("content", "reasoning", "reasoning_content", "refusal")
-_PLAIN_TEXT = ("content", "refusal")  # the reasoning fields are counted once: reasoning_chars
-
 
 def deltas_answer(choices: list[JSON]) -> bool:
     """Whether stream chunks hold anything to serve: text, reasoning or a tool call."""
-    return any(
-        (c.get("delta") or {}).get(name) for c in choices for name in (*_BILLED_TEXT, "tool_calls")
-    )
-
-
-def delta_chars(delta: JSON) -> int:
-    """The characters of generated text in one stream delta (billed when no count comes)."""
-    total = sum(len(text) for name in _PLAIN_TEXT if isinstance(text := delta.get(name), str))
-    total += reasoning_chars(delta)
-    for call in delta.get("tool_calls") or []:
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            parts = (function.get("name"), function.get("arguments"))
-            total += sum(len(part) for part in parts if isinstance(part, str))
-    return total
+    return any(has_answer(c.get("delta") or {}) for c in choices)
 
 
 @dataclass
@@ -180,8 +160,8 @@ async def _first_content(
 
 async def pump(ex: Exchange, candidate: Candidate, opened: OpenStream) -> None:
     """Relay the rest of the stream; from here on there is no fallback, only an SSE error."""
-    ex.endpoint, ex.is_byok, ex.decoder = candidate.endpoint, candidate.is_byok, opened.decoder
-    ex.own_host = bool(candidate.base_url)
+    ex.served_by(candidate)
+    ex.decoder = opened.decoder
     encoder = (
         MessagesStreamEncoder(ex.generation_id, candidate.endpoint.model_id, ex.plan.routing)
         if ex.anthropic
@@ -289,10 +269,12 @@ async def _emit(
         ex.finish_reason_seen = ex.finish_reason_seen or bool(choice.get("finish_reason"))
         delta = choice.get("delta") or {}
         ex.answered = ex.answered or deltas_answer([choice])
-        ex.generated_chars += delta_chars(delta)
+        ex.generated_chars += generated_chars(delta)
     if ex.key.prompt_logging:
         ex.answer_parts.extend(delta_texts(choices))
     if encoder is not None:
+        # Not our own stream to trust: the encoder reads the provider's choices, and a shape the
+        # chunk checks miss must fail as a malformed stream, not escape the relay (6678fc6).
         encoded = chunk_read(lambda: b"".join(encoder.chunk(c) for c in choices), "Messages")
         await ex.req.write(encoded)
     else:

@@ -21,7 +21,8 @@ from routing.image_tokens import (
     image_tokens_estimate,
     images_asked,
 )
-from routing.providers.base import JSON, Usage, text_of
+from routing.providers.answer_checks import generated_chars
+from routing.providers.base import JSON, Usage
 from routing.providers.cache_marks import cached_prefix_shares, has_marks
 from training.serving import tokens_from_chars
 
@@ -111,7 +112,7 @@ def billable_usage(
     cannot be true (``Usage.clamped``, a prompt above its byte bound, no token in the final
     count of an answer), is estimated from the text instead and the record flagged: never zero
     for a served answer; an own host's counts are billed no lower than their estimates
-    (``_own_host_floor``). Estimates stay within the hold's bounds; provider counts need not."""
+    (``own_host_floor``). Estimates stay within the hold's bounds; provider counts need not."""
     if ex.endpoint is None:
         return replace(reported) if reported is not None else Usage()
     estimate = _completion_estimate(ex, generated_chars)
@@ -142,13 +143,12 @@ def billable_usage(
         )
         ex.draft.flag(UsageFlag.USAGE_CLAMPED)
         # One impossible count discredits the report: no count is taken below its estimate.
-        usage.prompt_tokens = max(usage.prompt_tokens, prompt_estimate_at(ex, ex.endpoint))
-        usage.completion_tokens = max(usage.completion_tokens, estimate)
+        _floor(usage, prompt_estimate_at(ex, ex.endpoint), estimate)
     elif usage.prompt_tokens == 0:
         ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
         usage.prompt_tokens = prompt_estimate_at(ex, ex.endpoint)
     if ex.own_host and not usage.clamped:
-        _own_host_floor(ex, usage, estimate)
+        own_host_floor(ex, usage, prompt_estimate_at(ex, ex.endpoint), estimate)
     if ex.own_host:  # its cache is its own: the fee is on list price (README, "own host")
         usage.cached_tokens = usage.cache_write_tokens = usage.cache_write_1h_tokens = 0
     usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
@@ -160,20 +160,29 @@ def billable_usage(
     return usage
 
 
-def _own_host_floor(ex: Exchange, usage: Usage, completion_estimate: int) -> None:
-    """An organization's own host counts its own tokens, and its fee is a share of their price:
-    each count is billed no lower than its estimate, the record flagged where one was raised.
-    A provider's own host is billed as it counts. Before, a host that reported 1 prompt and 1
-    completion token took the fee to almost nothing, on whole and streamed answers alike."""
-    assert ex.endpoint is not None
-    prompt_estimate = prompt_estimate_at(ex, ex.endpoint)
-    share = settings.BILLING_OWN_HOST_FLOOR_SHARE  # an honest tokenizer's counts pass (README)
-    prompt_low = usage.prompt_tokens < prompt_estimate * share
-    if not prompt_low and usage.completion_tokens >= completion_estimate * share:
+def own_host_floor(
+    ex: Exchange, usage: Usage, prompt_estimate: int, completion_estimate: int
+) -> None:
+    """An organization's own host (``ex.own_host``) counts its own tokens, and its fee is a
+    share of their price: each count is billed no lower than its estimate, the record flagged
+    where one was raised — on chat, completions and embeddings alike. A provider's own host is
+    billed as it counts. Before, a host that reported 1 prompt and 1 completion token took the
+    fee to almost nothing (embeddings had no floor at all)."""
+    if not ex.own_host:
         return
-    ex.draft.flag(UsageFlag.USAGE_FLOORED)
-    usage.prompt_tokens = max(usage.prompt_tokens, prompt_estimate)
-    usage.completion_tokens = max(usage.completion_tokens, completion_estimate)
+    share = settings.BILLING_OWN_HOST_FLOOR_SHARE  # an honest tokenizer's counts pass (README)
+    low = usage.prompt_tokens < prompt_estimate * share
+    if low or usage.completion_tokens < completion_estimate * share:
+        _floor(usage, prompt_estimate, completion_estimate)
+        ex.draft.flag(UsageFlag.USAGE_FLOORED)
+
+
+def _floor(usage: Usage, prompt_tokens: int, completion_tokens: int) -> bool:
+    """``usage``'s counts raised to at least these; whether one was."""
+    raised = usage.prompt_tokens < prompt_tokens or usage.completion_tokens < completion_tokens
+    usage.prompt_tokens = max(usage.prompt_tokens, prompt_tokens)
+    usage.completion_tokens = max(usage.completion_tokens, completion_tokens)
+    return raised
 
 
 def _image_tokens_held(ex: Exchange, endpoint: EndpointInfo) -> int:
@@ -184,30 +193,9 @@ def _image_tokens_held(ex: Exchange, endpoint: EndpointInfo) -> int:
     return image_tokens_beyond_context(images_asked(ex.body), endpoint.image_tokens)
 
 
-def reasoning_chars(part: JSON) -> int:
-    """The reasoning of a message or a stream delta, counted once: some servers (vLLM between
-    two releases) send the same text as both ``reasoning`` and ``reasoning_content``; both were
-    added, billing it twice. The longer is counted (one may be a summary of the other)."""
-    names = ("reasoning", "reasoning_content")
-    return max((len(t) for name in names if isinstance(t := part.get(name), str)), default=0)
-
-
 def choices_chars(choices: list[JSON]) -> int:
-    """The characters of a whole answer's text and tool-call arguments (estimates bill them)."""
-    total = 0
-    for choice in choices:
-        message = choice.get("message") or {}
-        total += len(text_of(message.get("content")))
-        total += len(text_of(message.get("refusal"))) + reasoning_chars(message)
-        total += sum(
-            len(
-                (c.get("function") or {}).get("arguments")
-                or (c.get("custom") or {}).get("input")
-                or ""
-            )
-            for c in message.get("tool_calls") or []
-        )
-    return total
+    """The characters a whole answer's model generated (``answer_checks.generated_chars``)."""
+    return sum(generated_chars(choice.get("message") or {}) for choice in choices)
 
 
 def _completion_estimate(ex: Exchange, generated_chars: int) -> int:

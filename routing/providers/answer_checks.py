@@ -18,7 +18,47 @@ import orjson
 
 from routing.providers.base import JSON, UpstreamError, text_of
 
-_TEXTS = ("reasoning", "refusal")
+# The fields of a message or stream delta that hold what the model generated, the one list every
+# reader takes them from (the checks here and in ``stream_checks``, billing's estimates, what
+# counts as an answer). DeepSeek's and vLLM's reasoning comes as ``reasoning_content`` (vLLM,
+# between two releases, as both names: the same text, counted once).
+REASONING_FIELDS = ("reasoning", "reasoning_content")
+TEXT_FIELDS = ("content", "refusal", *REASONING_FIELDS)
+# A tool call's generated parts: OpenAI's ``function`` calls and its ``custom`` (free-form) ones.
+CALL_FIELDS = (("function", ("name", "arguments")), ("custom", ("name", "input")))
+DETAIL_FIELDS = ("text", "signature", "data")  # a reasoning_details entry's strings
+
+
+def generated_chars(part: JSON) -> int:
+    """The characters a model generated in a whole answer's message or a stream delta, as the
+    estimates bill them when no count comes: text, refusal, reasoning (its two names counted
+    once: the longer, one may be a summary of the other) and every tool call's name and
+    arguments (``custom`` calls: their ``input``). Before, a whole answer counted no tool name
+    and a stream no ``custom`` input: the same answer billed differently streamed or not."""
+    total = len(_text(part.get("content"))) + len(_text(part.get("refusal")))
+    total += max((len(_str_or_empty(part.get(name))) for name in REASONING_FIELDS), default=0)
+    for call in part.get("tool_calls") or []:
+        for kind, fields in CALL_FIELDS:
+            body = call.get(kind) if isinstance(call, dict) else None
+            if isinstance(body, dict):
+                total += sum(len(_str_or_empty(body.get(name))) for name in fields)
+    return total
+
+
+def has_answer(part: JSON) -> bool:
+    """Whether a message or a stream delta holds anything to serve: text, reasoning, a refusal
+    or a tool call."""
+    return bool(_text(part.get("content"))) or any(
+        part.get(name) for name in (*TEXT_FIELDS[1:], "tool_calls")
+    )
+
+
+def _str_or_empty(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _text(content: Any) -> str:
+    return text_of(content) if isinstance(content, list) else _str_or_empty(content)
 
 
 def parts_read(parts: list[Any]) -> JSON:
@@ -61,7 +101,7 @@ def message_read(sent: Any) -> JSON:
                 message[name] = (_string(message.get(name)) or "") + text
         elif content is not None and not isinstance(content, str):
             raise TypeError("content that is neither text, null nor a list of parts")
-        for name in _TEXTS:
+        for name in TEXT_FIELDS[1:]:
             _string(message.get(name))
         _calls_check(message.get("tool_calls"))
         _details_check(message.get("reasoning_details"))
@@ -95,7 +135,7 @@ def _calls_check(calls: Any) -> None:
         _string(call.get("id"))
         # OpenAI's ``custom`` tool calls carry ``custom: {name, input}`` and no ``function``
         # (a client tool the gateway accepts, ``base.CLIENT_TOOL_TYPES``), as streamed ones do.
-        for kind, fields in (("function", ("name", "arguments")), ("custom", ("name", "input"))):
+        for kind, fields in CALL_FIELDS:
             body = call.get(kind)
             if body is not None and not isinstance(body, dict):
                 raise TypeError(f"a tool call whose {kind} is not an object")
@@ -112,7 +152,7 @@ def _details_check(details: Any) -> None:
     if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
         raise TypeError("reasoning_details that are not a list of objects")
     for detail in details:
-        for name in ("text", "signature", "data"):
+        for name in DETAIL_FIELDS:
             _string(detail.get(name))
 
 

@@ -11,10 +11,14 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
+from routing.providers.answer_checks import CALL_FIELDS, DETAIL_FIELDS, TEXT_FIELDS
 from routing.providers.base import JSON, StreamDecoder, UpstreamError
 
 log = logging.getLogger(__name__)
-_TEXTS = ("role", "content", "reasoning", "refusal")
+# The fields a whole answer's checks read (``answer_checks``), and the delta's role. Before, its
+# own list: ``reasoning_content``, a custom tool call and a reasoning detail's text and data went
+# unchecked in a stream (relayed whatever they were) though a whole answer refused them.
+_TEXTS = ("role", *TEXT_FIELDS)
 _T = TypeVar("_T")
 
 
@@ -59,7 +63,7 @@ def _choices_problem(choices: object) -> str | None:
         if not isinstance(choice.get("finish_reason") or "", str):
             return "a finish_reason that is not a string"
         if not _details_valid(delta.get("reasoning_details")):
-            return "reasoning_details that are not a list of objects with string signatures"
+            return "reasoning_details that are not a list of objects with string texts"
         problem = _calls_problem(delta.get("tool_calls"))
         if problem is not None:
             return problem
@@ -70,7 +74,8 @@ def _details_valid(details: object) -> bool:
     if details is None:
         return True
     return isinstance(details, list) and all(
-        isinstance(detail, dict) and isinstance(detail.get("signature") or "", str)
+        isinstance(detail, dict)
+        and all(isinstance(detail.get(name) or "", str) for name in DETAIL_FIELDS)
         for detail in details
     )
 
@@ -83,9 +88,12 @@ def _calls_problem(calls: object) -> str | None:
     for call in calls:
         if not isinstance(call, dict) or not _is_index(call.get("index", 0)):
             return "a tool call that is not an object with an integer index"
-        function = call.get("function") or {}
-        if not isinstance(function, dict) or not isinstance(call.get("id") or "", str):
-            return "a tool call whose function is not an object or whose id is not a string"
-        if not all(isinstance(function.get(name) or "", str) for name in ("name", "arguments")):
-            return "a tool call whose name or arguments are not strings"
+        if not isinstance(call.get("id") or "", str):
+            return "a tool call whose id is not a string"
+        for kind, fields in CALL_FIELDS:
+            body = call.get(kind) or {}
+            if not isinstance(body, dict):
+                return f"a tool call whose {kind} is not an object"
+            if not all(isinstance(body.get(name) or "", str) for name in fields):
+                return f"a tool call whose {' or '.join(fields)} are not strings"
     return None

@@ -29,9 +29,6 @@ from tests.factories import (
     user_make,
 )
 from tests.processes import training_workers, until
-from tests.training.conftest import media
-
-__all__ = ["media"]  # the fixture
 
 pytestmark = pytest.mark.django_db
 

@@ -10,11 +10,9 @@ from django.core.management import call_command
 from accounts.models import ApiKey, KeyScope, Organization
 from billing.models import CreditAccount, LedgerEntry, UsageRecord
 from tests.factories import dashboard_client
-from tests.training.conftest import media
 from training.models import Router, TrainingRun
 
 pytestmark = pytest.mark.django_db
-__all__ = ["media"]  # the fixture: datasets and router files in a temporary folder
 
 
 def _counts(organization: Organization) -> tuple[int, ...]:

@@ -4,13 +4,11 @@ goes through ``metering.hold``'s request with the key as it authenticates)."""
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from accounts import key_lineage
 from accounts.keys import AuthenticatedKey, key_authenticate, key_cache_clear
 from accounts.models import ApiKey, KeyScope, Organization
 from billing import metering
@@ -19,7 +17,7 @@ from billing.models import KeySpendWindow
 from billing.services import ReservationRequest, credits_reserve
 from billing.settlement import usage_settle
 from routerhub.errors import KeyLimitReached
-from tests.factories import funded_organization_make, key_make
+from tests.factories import funded_organization_make, key_row_make
 
 
 def budget_organization_make() -> Organization:
@@ -29,26 +27,12 @@ def budget_organization_make() -> Organization:
 
 def manage_key_make(organization: Organization, **fields: Any) -> tuple[str, ApiKey]:
     """A management key a person made."""
-    plaintext = key_make(organization, KeyScope.MANAGE, **fields)
-    return plaintext, ApiKey.objects.get(prefix=plaintext[:16])
+    return key_row_make(organization, KeyScope.MANAGE, **fields)
 
 
 def lifetime_key_make(limit: str = "1") -> tuple[str, ApiKey]:
     """A key a person made whose own limit never resets (``limit_reset`` null)."""
-    plaintext = key_make(budget_organization_make(), limit=Decimal(limit), limit_reset=None)
-    return plaintext, ApiKey.objects.get(prefix=plaintext[:16])
-
-
-def child_key_make(parent: ApiKey, **requested: Any) -> tuple[str, ApiKey]:
-    """A key ``parent`` made through the management API's service."""
-    created = key_lineage.api_key_create_bounded(
-        acting_key_id=parent.pk,
-        organization=parent.organization,
-        created_by=parent.created_by,
-        created_by_role=parent.created_by_role,
-        requested={"name": f"child {uuid.uuid4().hex[:6]}", **requested},
-    )
-    return created.plaintext, created.key
+    return key_row_make(budget_organization_make(), limit=Decimal(limit), limit_reset=None)
 
 
 def key_hold(plaintext: str, amount: str) -> str:

@@ -23,7 +23,6 @@ from billing.models import KeySpendWindow, Reservation
 from billing.services import reservations_sweep
 from tests.billing.key_budgets import (
     budget_organization_make,
-    child_key_make,
     key_hold,
     key_refusal,
     key_reserve,
@@ -31,7 +30,7 @@ from tests.billing.key_budgets import (
     key_window,
     manage_key_make,
 )
-from tests.factories import key_make
+from tests.factories import child_key_make, key_make
 
 pytestmark = pytest.mark.django_db
 

@@ -14,13 +14,13 @@ from billing.models import KeySpendWindow, Reservation
 from billing.windows import window_end, window_start
 from tests.billing.key_budgets import (
     budget_organization_make,
-    child_key_make,
     key_hold,
     key_refusal,
     key_settle,
     key_window,
     manage_key_make,
 )
+from tests.factories import child_key_make
 
 pytestmark = pytest.mark.django_db
 

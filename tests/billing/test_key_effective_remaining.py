@@ -29,7 +29,6 @@ from billing.windows import window_end, window_start
 from routing.budget import key_budget
 from tests.billing.key_budgets import (
     budget_organization_make,
-    child_key_make,
     key_hold,
     key_refusal,
     key_settle,
@@ -37,7 +36,7 @@ from tests.billing.key_budgets import (
     lifetime_key_make,
     manage_key_make,
 )
-from tests.factories import key_client
+from tests.factories import child_key_make, key_client
 
 pytestmark = pytest.mark.django_db
 

@@ -19,13 +19,13 @@ from billing.window_repair import CURSOR
 from billing.window_repair import key_windows_reconcile as reconcile_batch
 from tests.billing.key_budgets import (
     budget_organization_make,
-    child_key_make,
     key_hold,
     key_settle,
     key_window,
     lifetime_key_make,
     manage_key_make,
 )
+from tests.factories import child_key_make
 
 pytestmark = pytest.mark.django_db
 

@@ -25,14 +25,13 @@ from billing.services import ReservationRequest, credits_reserve
 from billing.settlement import usage_settle_batch
 from tests.billing.key_budgets import (
     budget_organization_make,
-    child_key_make,
     key_hold,
     key_window,
     manage_key_make,
 )
 from tests.conftest import require_postgres
 from tests.db_locks import LOCK_WAITS_SQL, waiting_on_a_lock
-from tests.factories import funded_organization_make, key_make
+from tests.factories import child_key_make, funded_organization_make, key_make
 from tests.routing.servers import poll
 
 

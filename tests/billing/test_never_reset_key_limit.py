@@ -24,7 +24,6 @@ from billing.services import reservations_sweep
 from billing.settlement import usage_settle
 from tests.billing.key_budgets import (
     budget_organization_make,
-    child_key_make,
     key_hold,
     key_refusal,
     key_settle,
@@ -32,7 +31,7 @@ from tests.billing.key_budgets import (
     lifetime_key_make,
     manage_key_make,
 )
-from tests.factories import key_client, key_make
+from tests.factories import child_key_make, key_client, key_make
 
 pytestmark = pytest.mark.django_db
 

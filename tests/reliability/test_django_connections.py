@@ -19,9 +19,7 @@ import pytest
 from accounts.models import KeyScope
 from tests.factories import key_make, organization_make
 from tests.processes import database_url
-from tests.reliability.live_gateway import WORKERS, LiveGateway, start_live_gateway
-
-__all__ = ["start_live_gateway"]
+from tests.reliability.live_gateway import WORKERS, LiveGateway
 
 APP_NAME = "rh-connection-bound-test"  # marks the servers' connections in pg_stat_activity
 POOL_SIZE = 3

@@ -30,12 +30,10 @@ from tests.reliability.books import (
     records_by_token,
     settled_while_running,
 )
-from tests.reliability.live_gateway import LiveGateway, redis_client, start_live_gateway
+from tests.reliability.live_gateway import LiveGateway, redis_client
 from tests.reliability.traffic import TOKEN, Call, Outcome, fire
 from tests.routing.servers import poll
 from tests.routing.world import endpoint, model, provider
-
-__all__ = ["start_live_gateway"]
 
 REQUESTS = 500
 # Each request holds ~0.0095 and costs ~0.004 (less when abandoned). Whatever the timing, alpha

@@ -27,12 +27,10 @@ from tests.reliability.books import (
     records_by_token,
     settled_while_running,
 )
-from tests.reliability.live_gateway import LiveGateway, start_live_gateway
+from tests.reliability.live_gateway import LiveGateway
 from tests.reliability.traffic import TOKEN, Call, Outcome, fire
 from tests.routing.servers import poll
 from tests.routing.world import endpoint, model, provider
-
-__all__ = ["start_live_gateway"]
 
 REQUESTS = 200
 PRIMARY, FALLBACK = "chaotic", "steady"  # provider slugs

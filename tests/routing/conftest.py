@@ -9,6 +9,9 @@ import pytest
 from tests.log_hygiene import prompts_register_from
 from tests.routing.servers import LeavesWhen, ServerThread, gateway_idle, usage_stream_settled
 from tests.routing.world import PLATFORM_KEYS, World, world_make
+from tests.security.stalling_resolver import resolver
+
+__all__ = ["resolver"]  # the fixture (tests/security's), for the DNS tests here
 
 
 @pytest.fixture(scope="session")

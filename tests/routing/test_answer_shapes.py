@@ -25,7 +25,7 @@ def _catalog(world: World, upstream: str) -> None:
 
 
 def _messages(world: World, **extra: object) -> anthropic.types.Message:
-    client = anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
+    client = world.anthropic_client()
     return client.messages.create(
         model="test/shaped",
         max_tokens=200,
@@ -35,7 +35,7 @@ def _messages(world: World, **extra: object) -> anthropic.types.Message:
 
 
 def _chat(world: World, **extra: object) -> openai.types.chat.ChatCompletion:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
     return client.chat.completions.create(
         model="test/shaped",
         messages=[{"role": "user", "content": PROMPT}],
@@ -66,7 +66,7 @@ def test_a_refusal_is_a_text_block_stopped_as_a_refusal(world: World) -> None:
 
 def test_a_streamed_refusal_is_a_text_block_stopped_as_a_refusal(world: World) -> None:
     _catalog(world, "gpt-4o-mini@shape=refusal")
-    client = anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
+    client = world.anthropic_client()
 
     with client.messages.stream(
         model="test/shaped", max_tokens=200, messages=[{"role": "user", "content": PROMPT}]
@@ -79,7 +79,7 @@ def test_a_streamed_refusal_is_a_text_block_stopped_as_a_refusal(world: World) -
 
 def test_a_refusal_is_a_refusal_part_on_responses(world: World) -> None:
     _catalog(world, "gpt-4o-mini@shape=refusal")
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     response = client.responses.create(model="test/shaped", input=PROMPT)
 

@@ -4,20 +4,13 @@ OpenAI-format clients get ``finish_reason`` "stop" and the same sequence on the 
 
 from __future__ import annotations
 
-import anthropic
 import pytest
 
 from routing.fake_upstream.answers import answer_text
-from tests.routing.test_gateway_openai_sdk import client_for as openai_client_for
-from tests.routing.test_pipelines import create as pipeline_create
 from tests.routing.world import World
 
 PROMPT = "Describe the sea"
 STOPS = ["zebra", "trade-offs", "assumptions"]
-
-
-def _client(world: World) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
 
 
 def _expected() -> tuple[str, str]:
@@ -32,8 +25,8 @@ def test_the_stop_sequence_that_ended_an_answer_is_named(world: World) -> None:
                  "messages": [{"role": "user", "content": PROMPT}]}  # fmt: skip
     text, stop = _expected()
 
-    message = _client(world).messages.create(**ask)
-    with _client(world).messages.stream(**ask) as stream:
+    message = world.anthropic_client().messages.create(**ask)
+    with world.anthropic_client().messages.stream(**ask) as stream:
         streamed = stream.get_final_message()
 
     assert world.last_upstream("/v1/messages")["body"]["stop_sequences"] == STOPS
@@ -43,7 +36,7 @@ def test_the_stop_sequence_that_ended_an_answer_is_named(world: World) -> None:
 
 
 def test_an_answer_no_stop_sequence_ended_is_an_end_turn(world: World) -> None:
-    message = _client(world).messages.create(
+    message = world.anthropic_client().messages.create(
         model="test/claude", max_tokens=500, stop_sequences=["zebra"],
         messages=[{"role": "user", "content": PROMPT}],
     )  # fmt: skip
@@ -59,7 +52,7 @@ def test_an_openai_client_gets_stop_and_the_sequence_on_the_choice(
     ask: dict = {"model": "test/claude", "stop": STOPS,
                  "messages": [{"role": "user", "content": PROMPT}]}  # fmt: skip
     text, stop = _expected()
-    client = openai_client_for(world)
+    client = world.openai_client()
 
     if stream:
         chunks = list(client.chat.completions.create(**ask, stream=True))
@@ -75,16 +68,18 @@ def test_an_openai_client_gets_stop_and_the_sequence_on_the_choice(
 
 def test_a_gated_pipeline_keeps_the_stop_sequence_whole_and_streamed(world: World) -> None:
     steps = [{"model": "test/claude", "gate": {"type": "regex", "pattern": "."}}]
-    assert pipeline_create(world, "stops", "cascade", steps).status_code == 201
+    assert world.pipeline_create("stops", "cascade", steps).status_code == 201
     ask: dict = {"model": "pipeline/stops", "max_tokens": 500, "stop_sequences": STOPS,
                  "messages": [{"role": "user", "content": PROMPT}]}  # fmt: skip
     text, stop = _expected()
 
-    message = _client(world).messages.create(**ask)
-    with _client(world).messages.stream(**ask) as stream:  # buffered: the gate reads it whole
+    message = world.anthropic_client().messages.create(**ask)
+    with world.anthropic_client().messages.stream(
+        **ask
+    ) as stream:  # buffered: the gate reads it whole
         streamed = stream.get_final_message()
     chunks = list(
-        openai_client_for(world).chat.completions.create(
+        world.openai_client().chat.completions.create(
             model="pipeline/stops", stop=STOPS, stream=True,
             messages=[{"role": "user", "content": PROMPT}],
         )

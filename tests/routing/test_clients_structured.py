@@ -11,7 +11,6 @@ import pytest
 from pydantic import BaseModel, Field
 from pydantic_ai import Agent
 
-from tests.routing.test_gateway_openai_sdk import client_for
 from tests.routing.world import World
 
 MODELS = ["test/gpt", "test/claude", "test/gemini"]
@@ -43,7 +42,7 @@ def test_the_schema_of_a_nested_model_has_references() -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_chat_completions_parse_with_a_nested_model(world: World, model: str) -> None:
-    completion = client_for(world).chat.completions.parse(
+    completion = world.openai_client().chat.completions.parse(
         model=model, response_format=City, messages=[{"role": "user", "content": "Invent a city"}]
     )
 
@@ -56,7 +55,7 @@ def test_chat_completions_parse_with_a_nested_model(world: World, model: str) ->
 
 @pytest.mark.parametrize("model", MODELS)
 def test_a_streamed_parse_with_a_nested_model(world: World, model: str) -> None:
-    with client_for(world).chat.completions.stream(
+    with world.openai_client().chat.completions.stream(
         model=model, response_format=City, messages=[{"role": "user", "content": "Invent a city"}]
     ) as stream:
         final = stream.get_final_completion()
@@ -66,7 +65,7 @@ def test_a_streamed_parse_with_a_nested_model(world: World, model: str) -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_a_tool_whose_arguments_are_a_nested_model(world: World, model: str) -> None:
-    completion = client_for(world).chat.completions.parse(
+    completion = world.openai_client().chat.completions.parse(
         model=model,
         tools=[openai.pydantic_function_tool(City, name="save_city")],
         messages=[{"role": "user", "content": "Use the tool to save a city"}],
@@ -94,7 +93,7 @@ def test_a_pydantic_ai_agent_with_a_nested_output_type(
 def test_a_raw_pydantic_schema_with_a_described_nested_model(world: World) -> None:
     schema = Town.model_json_schema()  # as sent without the SDK's strict rewrite
     assert set(schema["properties"]["main_street"]) == {"$ref", "description", "examples"}
-    client, ask = client_for(world), [{"role": "user", "content": "Invent a town"}]
+    client, ask = world.openai_client(), [{"role": "user", "content": "Invent a town"}]
 
     completion = client.chat.completions.create(
         model="test/gemini", messages=ask,
@@ -122,7 +121,7 @@ def test_draft_07_definitions_and_nullable_reach_gemini_as_json_schema(world: Wo
                              "note": {"type": "string", "nullable": True}},
               "required": ["street", "note"]}  # fmt: skip
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="test/gemini", messages=[{"role": "user", "content": "Invent a street"}],
         response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
     )  # fmt: skip

@@ -10,7 +10,6 @@ import asyncio
 import base64
 from typing import Any
 
-import anthropic
 import openai
 import pytest
 
@@ -32,14 +31,6 @@ MODELS = ["test/gpt", "test/claude", "test/gemini"]
 PROMPT = "Tell me about tea and why people drink it"
 
 
-def openai_client(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
-def anthropic_client(world: World) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
-
-
 @pytest.mark.parametrize("model", MODELS)
 def test_a_streamed_answer_counts_and_costs_what_the_same_answer_unstreamed_does(
     world: World, model: str
@@ -47,7 +38,7 @@ def test_a_streamed_answer_counts_and_costs_what_the_same_answer_unstreamed_does
     """The provider's final count is billed as reported, streamed or not. Before, a finished
     stream was billed the larger of it and a 4-characters-a-token estimate: the same answer
     cost more streamed, and its usage chunk said so."""
-    client = openai_client(world)
+    client = world.openai_client()
     messages: Any = [{"role": "user", "content": PROMPT}]
 
     whole = client.chat.completions.create(model=model, messages=messages)
@@ -74,7 +65,7 @@ def test_a_streamed_answer_counts_and_costs_what_the_same_answer_unstreamed_does
 
 
 def test_an_anthropic_stream_ends_with_the_count_its_message_has(world: World) -> None:
-    client = anthropic_client(world)
+    client = world.anthropic_client()
     request: Any = {"model": "test/claude", "max_tokens": 300,
                     "messages": [{"role": "user", "content": PROMPT}]}  # fmt: skip
 
@@ -92,7 +83,7 @@ def test_an_anthropic_stream_ends_with_the_count_its_message_has(world: World) -
 def test_deprecated_functions_are_refused_naming_tools(world: World, model: str) -> None:
     """Before, ``functions`` were dropped: the client got text where it waited for a call."""
     with pytest.raises(openai.BadRequestError) as refused:
-        openai_client(world).chat.completions.create(
+        world.openai_client().chat.completions.create(
             model=model,
             messages=[{"role": "user", "content": "Weather in Oslo?"}],
             functions=[WEATHER],  # type: ignore[list-item]
@@ -117,7 +108,7 @@ def test_results_of_parallel_calls_reach_anthropic_as_one_user_turn(world: World
         {"role": "tool", "tool_call_id": "call_1", "content": "noon"},
     ]
 
-    answer = openai_client(world).chat.completions.create(
+    answer = world.openai_client().chat.completions.create(
         model="test/claude",
         messages=messages,
         tools=[{"type": "function", "function": WEATHER}, {"type": "function", "function": CLOCK}],
@@ -134,7 +125,7 @@ def test_results_of_parallel_calls_reach_anthropic_as_one_user_turn(world: World
 
 
 def test_system_blocks_an_image_and_a_forced_tool_reach_gemini(world: World) -> None:
-    message = anthropic_client(world).messages.create(
+    message = world.anthropic_client().messages.create(
         model="test/gemini",
         max_tokens=100,
         system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
@@ -168,7 +159,7 @@ def test_system_blocks_an_image_and_a_forced_tool_reach_gemini(world: World) -> 
 
 
 def test_a_streamed_function_call_continues_by_previous_response_id(world: World) -> None:
-    client = openai_client(world)
+    client = world.openai_client()
     tools: Any = [{"type": "function", "strict": True, **WEATHER}]
 
     with client.responses.stream(model="test/claude", input="Weather in Oslo?", tools=tools,

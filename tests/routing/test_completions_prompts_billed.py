@@ -30,10 +30,6 @@ from tests.routing.servers import LeavesWhen, ServerThread, poll
 from tests.routing.world import World, endpoint, model
 
 
-def client_for(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
 def _multi(world: World, upstream: str) -> None:
     """``test/multi``: one endpoint at fake-openai (1 and 2 USD per 1M tokens), faults in
     ``upstream`` (``routing.fake_upstream.faults``)."""
@@ -53,7 +49,7 @@ def _own_key(world: World) -> None:
 
 def _asked_alone(world: World, prompts: list[str]) -> list[UsageRecord]:
     """The records of ``prompts`` asked one by one: what their answers are billed."""
-    client = client_for(world)
+    client = world.openai_client()
     return [
         world.usage_record(client.completions.create(model="test/multi", prompt=p).id)
         for p in prompts
@@ -65,7 +61,7 @@ def _error_of(
 ) -> tuple[dict[str, Any], openai.APIStatusError]:
     """The error body (and the error) of asking ``prompts`` in one request, which fails ``kind``."""
     with pytest.raises(kind) as raised:
-        client_for(world).completions.create(model="test/multi", prompt=prompts)
+        world.openai_client().completions.create(model="test/multi", prompt=prompts)
     error = raised.value.body
     assert isinstance(error, dict)
     return error, raised.value

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import openai
-
 from routing.fake_upstream.answers import answer_text, split_tokens
 from routing.fake_upstream.openai_extras import REASONING_TOKENS
 from tests.routing.world import World
 
 
-def client_for(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
 def test_n_choices_are_answered_and_billed(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     one = client.chat.completions.create(
         model="test/gpt", messages=[{"role": "user", "content": "Hi"}]
     )
@@ -37,7 +31,7 @@ def test_n_choices_are_answered_and_billed(world: World) -> None:
 
 
 def test_n_choices_stream_interleaved(world: World) -> None:
-    stream = client_for(world).chat.completions.create(
+    stream = world.openai_client().chat.completions.create(
         model="test/gpt", messages=[{"role": "user", "content": "Hi"}], n=2, stream=True
     )
     texts = ["", ""]
@@ -49,7 +43,7 @@ def test_n_choices_stream_interleaved(world: World) -> None:
 
 
 def test_logprobs_with_top_logprobs_whole_and_streamed(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     answer = client.chat.completions.create(model="test/gpt", logprobs=True, top_logprobs=2,
                                             messages=[{"role": "user", "content": "Hi"}])  # fmt: skip
     stream = client.chat.completions.create(model="test/gpt", logprobs=True, top_logprobs=2, stream=True,
@@ -65,7 +59,7 @@ def test_logprobs_with_top_logprobs_whole_and_streamed(world: World) -> None:
 
 
 def test_reasoning_effort_is_counted_as_reasoning_tokens(world: World) -> None:
-    answer = client_for(world).chat.completions.create(
+    answer = world.openai_client().chat.completions.create(
         model="test/gpt", reasoning_effort="high", messages=[{"role": "user", "content": "Hi"}]
     )
 

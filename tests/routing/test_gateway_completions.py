@@ -14,12 +14,8 @@ from routing.fake_upstream.answers import answer_text
 from tests.routing.world import World, endpoint, model
 
 
-def client_for(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
 def test_sdk_completion_is_a_text_completion_billed_as_chat(world: World) -> None:
-    completion = client_for(world).completions.create(
+    completion = world.openai_client().completions.create(
         model="test/gpt", prompt="What is 6*7?", max_tokens=50, temperature=0.1
     )
 
@@ -41,7 +37,9 @@ def test_sdk_completion_is_a_text_completion_billed_as_chat(world: World) -> Non
 
 
 def test_a_prompt_list_of_one_works_through_the_gemini_format(world: World) -> None:
-    completion = client_for(world).completions.create(model="test/gemini", prompt=["Hello there"])
+    completion = world.openai_client().completions.create(
+        model="test/gemini", prompt=["Hello there"]
+    )
 
     assert completion.choices[0].text == answer_text("gemini-2.5-flash", "Hello there")
     assert completion.model_extra["provider"] == "fake-gemini"
@@ -49,7 +47,7 @@ def test_a_prompt_list_of_one_works_through_the_gemini_format(world: World) -> N
 
 def test_streamed_completion_yields_text_chunks_and_a_usage_chunk(world: World) -> None:
     chunks = list(
-        client_for(world).completions.create(
+        world.openai_client().completions.create(
             model="test/gpt", prompt="Tell me about tea", stream=True,
             stream_options={"include_usage": True},
         )
@@ -101,7 +99,7 @@ def test_bad_completion_requests_get_a_400_naming_the_field(
 def test_an_unknown_model_is_a_404_in_the_api_error_format(world: World) -> None:
     world.catalog({"models": [], "endpoints": [], "providers": []})
     with pytest.raises(openai.NotFoundError) as raised:
-        client_for(world).completions.create(model="test/nothing", prompt="hi")
+        world.openai_client().completions.create(model="test/nothing", prompt="hi")
 
     assert "Unknown model 'test/nothing'" in raised.value.message
 
@@ -110,7 +108,7 @@ PROMPTS = ["What is 6*7?", "Hello there", "Tell me about tea"]
 
 
 def test_a_prompt_list_is_one_generation_with_a_choice_per_prompt_and_n(world: World) -> None:
-    completion = client_for(world).completions.create(model="test/gpt", prompt=PROMPTS, n=2,
+    completion = world.openai_client().completions.create(model="test/gpt", prompt=PROMPTS, n=2,
                                                       max_tokens=40)  # fmt: skip
 
     assert completion.object == "text_completion" and completion.id.startswith("gen-")
@@ -133,7 +131,7 @@ def test_a_prompt_list_is_one_generation_with_a_choice_per_prompt_and_n(world: W
 
 
 def test_a_prompt_list_costs_the_sum_of_its_prompts_asked_one_by_one(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     together = client.completions.create(model="test/gemini", prompt=PROMPTS, max_tokens=40)
     alone = [
         client.completions.create(model="test/gemini", prompt=p, max_tokens=40) for p in PROMPTS
@@ -154,7 +152,7 @@ def test_a_prompt_list_falls_back_as_a_whole_to_the_next_endpoint(world: World) 
         endpoint("test/multi", "fake-openai", "gpt-4o-mini@status=503", "0.5", "0.5"),
         endpoint("test/multi", "fake-openai-b", "gpt-4o-mini")]})  # fmt: skip
 
-    completion = client_for(world).completions.create(model="test/multi", prompt=PROMPTS[:2])
+    completion = world.openai_client().completions.create(model="test/multi", prompt=PROMPTS[:2])
 
     assert completion.model_extra["provider"] == "fake-openai-b"
     assert [c.text for c in completion.choices] == [
@@ -169,11 +167,12 @@ def test_a_prompt_list_falls_back_as_a_whole_to_the_next_endpoint(world: World) 
 def test_the_prompt_limit_is_a_setting(world: World, settings) -> None:  # type: ignore[no-untyped-def]
     settings.COMPLETIONS_MAX_PROMPTS = 2
     with pytest.raises(openai.BadRequestError) as raised:
-        client_for(world).completions.create(model="test/gpt", prompt=PROMPTS)
+        world.openai_client().completions.create(model="test/gpt", prompt=PROMPTS)
 
     assert "at most 2 per request" in raised.value.message
     assert (
-        len(client_for(world).completions.create(model="test/gpt", prompt=PROMPTS[:2]).choices) == 2
+        len(world.openai_client().completions.create(model="test/gpt", prompt=PROMPTS[:2]).choices)
+        == 2
     )
 
 
@@ -192,7 +191,7 @@ def test_prompts_answered_before_one_failed_are_billed_and_the_error_says_so(
     world: World,
 ) -> None:
     _one_prompt_fails(world, fallback=False)
-    client = client_for(world)
+    client = world.openai_client()
     with pytest.raises(openai.InternalServerError) as raised:
         client.completions.create(model="test/multi", prompt=["Say hi", "BOOM now", "Say bye"])
 
@@ -220,7 +219,7 @@ def test_a_fallback_after_one_prompt_failed_bills_the_answers_it_replaced_once(
     world: World,
 ) -> None:
     _one_prompt_fails(world, fallback=True)
-    client = client_for(world)
+    client = world.openai_client()
     completion = client.completions.create(model="test/multi", prompt=["Say hi", "BOOM now"])
 
     assert completion.model_extra["provider"] == "fake-openai-b"

@@ -26,20 +26,12 @@ PDF_AS_SENT = [
 AUDIO = base64.b64encode(b"RIFF....WAVE").decode()
 
 
-def openai_client(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
-def anthropic_client(world: World) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
-
-
 def _ask(**parts: Any) -> list[dict[str, Any]]:
     return [{"role": "user", "content": [{"type": "text", "text": "Summarize this"}, parts]}]
 
 
 def test_n_choices_from_gemini_are_its_candidates(world: World) -> None:
-    completion = openai_client(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="test/gemini", n=3, messages=[{"role": "user", "content": "Hi"}]
     )
 
@@ -58,7 +50,7 @@ def test_a_shape_the_provider_cannot_give_is_a_400_naming_it(
     world: World, model: str, options: dict[str, Any], param: str
 ) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
-        openai_client(world).chat.completions.create(
+        world.openai_client().chat.completions.create(
             model=model, messages=[{"role": "user", "content": "Hi"}], **options
         )
 
@@ -69,7 +61,7 @@ def test_a_shape_the_provider_cannot_give_is_a_400_naming_it(
 
 
 def test_a_fallback_that_can_give_the_shape_serves_it(world: World) -> None:
-    completion = openai_client(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="test/claude",
         n=2,
         logprobs=True,
@@ -84,7 +76,7 @@ def test_a_fallback_that_can_give_the_shape_serves_it(world: World) -> None:
 
 def test_a_custom_tool_goes_only_to_an_openai_style_host(world: World) -> None:
     custom = {"type": "custom", "custom": {"name": "run_sql", "description": "Run a query"}}
-    client = openai_client(world)
+    client = world.openai_client()
     client.chat.completions.create(
         model="test/gpt",
         tools=[custom],
@@ -108,7 +100,7 @@ def test_a_pdf_file_part_reaches_each_provider_in_its_format(
     world: World, model: str, path: str, expected: dict[str, Any]
 ) -> None:
     file = {"type": "file", "file": {"file_data": PDF, "filename": "report.pdf"}}
-    openai_client(world).chat.completions.create(model=model, messages=_ask(**file))  # type: ignore[arg-type]
+    world.openai_client().chat.completions.create(model=model, messages=_ask(**file))  # type: ignore[arg-type]
 
     sent = world.last_upstream(path)["body"]
     turns = sent.get("messages") or sent.get("contents")
@@ -117,7 +109,7 @@ def test_a_pdf_file_part_reaches_each_provider_in_its_format(
 
 def test_audio_reaches_gemini_inline_and_is_refused_for_anthropic(world: World) -> None:
     audio = {"type": "input_audio", "input_audio": {"data": AUDIO, "format": "wav"}}
-    client = openai_client(world)
+    client = world.openai_client()
     client.chat.completions.create(model="test/gemini", messages=_ask(**audio))  # type: ignore[arg-type]
 
     parts = world.last_upstream(":generateContent")["body"]["contents"][-1]["parts"]
@@ -132,7 +124,7 @@ def test_audio_reaches_gemini_inline_and_is_refused_for_anthropic(world: World) 
 def test_a_file_id_only_its_host_knows_is_refused(world: World, model: str) -> None:
     file = {"type": "file", "file": {"file_id": "file-abc123"}}
     with pytest.raises(openai.BadRequestError) as raised:
-        openai_client(world).chat.completions.create(model=model, messages=_ask(**file))  # type: ignore[arg-type]
+        world.openai_client().chat.completions.create(model=model, messages=_ask(**file))  # type: ignore[arg-type]
 
     assert "file_data" in raised.value.body["message"]  # type: ignore[index]
     assert world.upstream_requests() == []
@@ -147,7 +139,7 @@ def test_a_pdf_document_block_reaches_each_provider(
         "title": "report.pdf",
         "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"},
     }
-    anthropic_client(world).messages.create(
+    world.anthropic_client().messages.create(
         model=model,
         max_tokens=50,
         messages=_ask(**document),  # type: ignore[arg-type]
@@ -164,7 +156,7 @@ def test_a_text_document_block_is_sent_as_text(world: World) -> None:
         "title": "Notes",
         "source": {"type": "text", "media_type": "text/plain", "data": "The launch is on Friday."},
     }
-    anthropic_client(world).messages.create(
+    world.anthropic_client().messages.create(
         model="test/gpt",
         max_tokens=50,
         messages=_ask(**document),  # type: ignore[arg-type]
@@ -189,7 +181,7 @@ def test_what_messages_cannot_translate_is_refused_naming_it(
 ) -> None:
     body: dict[str, Any] = {"messages": [{"role": "user", "content": "Hi"}]} | request_part
     with pytest.raises(anthropic.BadRequestError) as raised:
-        anthropic_client(world).messages.create(model="test/claude", max_tokens=50, **body)
+        world.anthropic_client().messages.create(model="test/claude", max_tokens=50, **body)
 
     assert raised.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
     assert named in raised.value.body["error"]["message"]  # type: ignore[index]
@@ -197,7 +189,7 @@ def test_what_messages_cannot_translate_is_refused_naming_it(
 
 
 def test_the_anthropic_sdk_lists_and_retrieves_models(world: World) -> None:
-    client = anthropic_client(world)
+    client = world.anthropic_client()
 
     listed = list(client.models.list())
     one = client.models.retrieve("test/claude")
@@ -213,7 +205,7 @@ def test_the_anthropic_sdk_lists_and_retrieves_models(world: World) -> None:
 def test_a_screenshot_in_a_tool_result_reaches_the_model(world: World, model: str) -> None:
     png = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
     tool = {"name": "screenshot", "description": "Take one", "input_schema": {"type": "object"}}
-    anthropic_client(world).messages.create(
+    world.anthropic_client().messages.create(
         model=model,
         max_tokens=50,
         tools=[tool],  # type: ignore[list-item]
@@ -240,7 +232,7 @@ def test_web_search_and_audio_output_are_refused_not_dropped(
     world: World, options: dict[str, Any], param: str
 ) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
-        openai_client(world).chat.completions.create(
+        world.openai_client().chat.completions.create(
             model="test/gpt", messages=[{"role": "user", "content": "Hi"}], **options
         )
 

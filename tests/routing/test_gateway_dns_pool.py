@@ -20,9 +20,7 @@ from routing.models import Provider
 from routing.services import provider_key_create
 from tests.routing.servers import poll
 from tests.routing.world import World, base_catalog, endpoint
-from tests.security.stalling_resolver import STALLED, StallingResolver, resolver
-
-__all__ = ["resolver"]
+from tests.security.stalling_resolver import STALLED, StallingResolver
 
 
 @pytest.fixture

@@ -33,10 +33,6 @@ def _embedding_catalog(
     world.catalog(data)
 
 
-def client_for(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
 def _post(world: World, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(f"{world.gateway_url}/v1/embeddings", json=body, timeout=10,
                       headers={"authorization": f"Bearer {world.key}"})  # fmt: skip
@@ -48,7 +44,7 @@ def _float32(values: list[float]) -> list[float]:
 
 def test_sdk_embeds_a_string_and_a_list_with_its_default_base64_encoding(world: World) -> None:
     _embedding_catalog(world)
-    client = client_for(world)
+    client = world.openai_client()
 
     one = client.embeddings.create(model="test/embed", input="hello world")
     many = client.embeddings.create(model="test/embed", input=["first text", "second, longer text"])
@@ -74,7 +70,7 @@ def test_sdk_embeds_a_string_and_a_list_with_its_default_base64_encoding(world: 
 def test_float_encoding_and_dimensions_reach_the_provider(world: World) -> None:
     _embedding_catalog(world)
 
-    result = client_for(world).embeddings.create(
+    result = world.openai_client().embeddings.create(
         model="test/embed", input=["a cat"], encoding_format="float", dimensions=8
     )
 
@@ -90,7 +86,7 @@ def test_embeddings_are_billed_per_input_token_at_the_catalog_price(world: World
     _embedding_catalog(world)
     texts = ["the quick brown fox", "jumps over the lazy dog"] * 50
 
-    result = client_for(world).embeddings.create(model="test/embed", input=texts)
+    result = world.openai_client().embeddings.create(model="test/embed", input=texts)
 
     tokens = sum(count_tokens(t) for t in texts)
     generation_id = result.model_extra["id"]
@@ -116,7 +112,7 @@ def test_a_failing_provider_falls_back_to_the_gemini_format_billed_on_an_estimat
 ) -> None:
     _embedding_catalog(world, first_upstream="text-embedding-3-small@status=503")
 
-    result = client_for(world).embeddings.create(
+    result = world.openai_client().embeddings.create(
         model="test/embed", input=["one document", "another"], encoding_format="float"
     )
 
@@ -141,7 +137,7 @@ def test_token_arrays_go_to_openai_format_providers_only(world: World) -> None:
     _embedding_catalog(world)
 
     # What LangChain's OpenAIEmbeddings sends by default: tiktoken ids, base64 encoding.
-    served = client_for(world).embeddings.create(model="test/embed", input=[[1, 2, 3], [4, 5]])
+    served = world.openai_client().embeddings.create(model="test/embed", input=[[1, 2, 3], [4, 5]])
     refused = _post(world, {"model": "test/embed-g", "input": [1, 2, 3]})
 
     assert served.model_extra["provider"] == "fake-openai" and len(served.data) == 2
@@ -186,7 +182,7 @@ def test_chat_never_plans_an_embedding_model(world: World) -> None:
     _embedding_catalog(world)
 
     with pytest.raises(openai.BadRequestError) as raised:
-        client_for(world).chat.completions.create(
+        world.openai_client().chat.completions.create(
             model="test/embed", messages=[{"role": "user", "content": "hi"}]
         )
 
@@ -202,7 +198,7 @@ def test_demo_embedding_model_serves_deterministic_unit_vectors_through_both_for
 
     demo_upstream_register(world.fake_url)
     world.catalog({})  # clear the gateway's catalog cache
-    client = client_for(world)
+    client = world.openai_client()
 
     first = client.embeddings.create(model="demo/embed", input="same text", encoding_format="float")
     again = client.embeddings.create(model="demo/embed", input="same text", encoding_format="float")
@@ -233,7 +229,7 @@ def test_models_list_marks_embedding_models(world: World) -> None:
 
 def test_router_auto_never_ranks_an_embedding_model(world: World) -> None:
     _embedding_catalog(world)  # test/embed is the catalog's cheapest model
-    client = client_for(world)
+    client = world.openai_client()
 
     completion = client.chat.completions.create(
         model="router/auto",

@@ -12,10 +12,6 @@ from tests.routing.servers import closed_port_url, poll
 from tests.routing.world import World, endpoint, model, provider
 
 
-def client_for(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
 def flaky_catalog(world: World, failing_upstream: str, *, base_url: str | None = None) -> None:
     """``test/flaky``: a cheap failing OpenAI-style endpoint first, a dearer healthy Anthropic one after."""
     failing = provider("failing", "openai", world.fake_url)
@@ -42,7 +38,7 @@ def test_request_falls_back_when_the_first_endpoint_fails(
     settings.GATEWAY_FIRST_BYTE_TIMEOUT = 0.5
     flaky_catalog(world, f"gpt@{fault}")
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="test/flaky", messages=[{"role": "user", "content": "hi"}]
     )
 
@@ -58,7 +54,7 @@ def test_request_falls_back_when_the_first_endpoint_fails(
 def test_request_falls_back_when_the_first_endpoint_refuses_connections(world: World) -> None:
     flaky_catalog(world, "gpt", base_url=f"{closed_port_url()}/v1")
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="test/flaky", messages=[{"role": "user", "content": "hi"}]
     )
 
@@ -70,7 +66,7 @@ def test_stream_falls_back_before_the_first_byte(world: World) -> None:
     flaky_catalog(world, "gpt@status=502")
 
     chunks = list(
-        client_for(world).chat.completions.create(
+        world.openai_client().chat.completions.create(
             model="test/flaky",
             messages=[{"role": "user", "content": "hi"}],
             stream=True,
@@ -90,7 +86,7 @@ def test_models_list_falls_back_to_the_next_model(world: World) -> None:
         }
     )
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="test/broken",
         messages=[{"role": "user", "content": "hi"}],
         extra_body={"models": ["test/gemini"]},
@@ -105,7 +101,7 @@ def test_all_endpoints_failing_is_a_502_in_the_error_format(world: World) -> Non
         endpoint("test/down", "fake-openai", "gpt@status=500"), endpoint("test/down", "fake-gemini", "gem@status=503", "5", "5")]})  # fmt: skip
 
     with pytest.raises(openai.APIStatusError) as caught:
-        client_for(world).chat.completions.create(
+        world.openai_client().chat.completions.create(
             model="test/down", messages=[{"role": "user", "content": "hi"}]
         )
 
@@ -137,7 +133,7 @@ def test_client_errors_from_upstream_are_not_retried(world: World) -> None:
     flaky_catalog(world, "gpt@status=400")
 
     with pytest.raises(openai.BadRequestError) as caught:
-        client_for(world).chat.completions.create(
+        world.openai_client().chat.completions.create(
             model="test/flaky", messages=[{"role": "user", "content": "hi"}]
         )
 
@@ -148,7 +144,7 @@ def test_client_errors_from_upstream_are_not_retried(world: World) -> None:
 def test_circuit_breaker_skips_an_endpoint_that_keeps_failing(world: World, settings) -> None:  # type: ignore[no-untyped-def]
     settings.GATEWAY_BREAKER_FAILURES = 2
     flaky_catalog(world, "gpt@status=500")
-    client = client_for(world)
+    client = world.openai_client()
 
     for _ in range(3):
         client.chat.completions.create(

@@ -13,7 +13,7 @@ import pytest
 
 from routing.providers.base import UpstreamRequest
 from routing.providers.gemini import GeminiStreamDecoder
-from tests.routing.test_gateway_content_and_shape import _ask, anthropic_client, openai_client
+from tests.routing.test_gateway_content_and_shape import _ask
 from tests.routing.world import World, base_catalog, endpoint, model
 
 PNG = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
@@ -41,7 +41,7 @@ def test_malformed_chat_media_is_a_400_naming_the_field(
     world: World, model_id: str, part: dict[str, Any], named: str
 ) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
-        openai_client(world).chat.completions.create(model=model_id, messages=_ask(**part))  # type: ignore[arg-type]
+        world.openai_client().chat.completions.create(model=model_id, messages=_ask(**part))  # type: ignore[arg-type]
 
     assert raised.value.body["param"] == "messages"  # type: ignore[index]
     assert "messages[0].content[1]" in raised.value.body["message"]  # type: ignore[index]
@@ -70,7 +70,7 @@ def test_malformed_or_untranslatable_blocks_are_a_400_naming_them(
     world: World, model_id: str, block: dict[str, Any], named: str
 ) -> None:
     with pytest.raises(anthropic.BadRequestError) as raised:
-        anthropic_client(world).messages.create(
+        world.anthropic_client().messages.create(
             model=model_id,
             max_tokens=50,
             messages=_ask(**block),  # type: ignore[arg-type]
@@ -83,7 +83,7 @@ def test_malformed_or_untranslatable_blocks_are_a_400_naming_them(
 
 def test_an_image_sent_as_a_file_reaches_anthropic_as_an_image(world: World) -> None:
     file = {"type": "file", "file": {"file_data": "data:image/png;base64,iVBORw0KGgo="}}
-    openai_client(world).chat.completions.create(model="test/claude", messages=_ask(**file))  # type: ignore[arg-type]
+    world.openai_client().chat.completions.create(model="test/claude", messages=_ask(**file))  # type: ignore[arg-type]
 
     content = world.last_upstream("/v1/messages")["body"]["messages"][-1]["content"]
     assert {"type": "image", "source": PNG} in content
@@ -91,7 +91,7 @@ def test_an_image_sent_as_a_file_reaches_anthropic_as_an_image(world: World) -> 
 
 def test_an_anthropic_client_tool_type_is_refused_with_what_to_do(world: World) -> None:
     with pytest.raises(anthropic.BadRequestError) as raised:
-        anthropic_client(world).messages.create(
+        world.anthropic_client().messages.create(
             model="test/claude",
             max_tokens=50,
             tools=[{"type": "bash_20250124", "name": "bash"}],
@@ -129,7 +129,7 @@ def _agent_turns(user_text: str = "Go on") -> list[dict[str, Any]]:
 
 def test_a_tool_result_screenshot_on_a_text_only_model_is_a_placeholder(world: World) -> None:
     _text_only(world)
-    client = anthropic_client(world)
+    client = world.anthropic_client()
     for provider in ("fake-openai", "fake-anthropic", "fake-gemini"):
         client.messages.create(
             model="test/plain",
@@ -153,7 +153,7 @@ def test_only_the_latest_turns_own_image_needs_a_vision_model(world: World) -> N
         {"role": "user", "content": [{"type": "text", "text": "Look"}, image]},
         {"role": "assistant", "content": "A cat."},
     ]
-    client = openai_client(world)
+    client = world.openai_client()
     client.chat.completions.create(
         model="test/plain",
         messages=[*history, {"role": "user", "content": "And now?"}],  # type: ignore[arg-type]
@@ -166,7 +166,7 @@ def test_only_the_latest_turns_own_image_needs_a_vision_model(world: World) -> N
 
 
 def test_a_tool_result_screenshot_still_reaches_a_vision_model_unmarked(world: World) -> None:
-    anthropic_client(world).messages.create(
+    world.anthropic_client().messages.create(
         model="test/gpt",
         max_tokens=50,
         tools=[TOOL],  # type: ignore[list-item]

@@ -26,14 +26,10 @@ WEATHER_TOOL = {
 }
 
 
-def client_for(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
 def test_completion_through_openai_compatible_upstream_reports_model_provider_and_cost(
     world: World,
 ) -> None:
-    client = client_for(world)
+    client = world.openai_client()
 
     completion = client.chat.completions.create(
         model="test/gpt",
@@ -66,7 +62,7 @@ def test_completion_through_openai_compatible_upstream_reports_model_provider_an
 
 
 def test_streaming_ends_with_a_usage_chunk_holding_cost_when_asked(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
 
     chunks = list(
         client.chat.completions.create(
@@ -140,7 +136,7 @@ def test_async_client_non_streaming_through_gemini(world: World) -> None:
 
 @pytest.mark.parametrize("model", ["test/gpt", "test/claude", "test/gemini"])
 def test_tool_call_and_tool_result_round_trip(world: World, model: str) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     question = {"role": "user", "content": "What is the weather in Lisbon?"}
 
     first = client.chat.completions.create(model=model, messages=[question], tools=[WEATHER_TOOL])
@@ -159,7 +155,7 @@ def test_tool_call_and_tool_result_round_trip(world: World, model: str) -> None:
 
 
 def test_tool_result_reaches_anthropic_as_a_tool_result_block(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     call = {
         "id": "toolu_abc",
         "type": "function",
@@ -193,7 +189,7 @@ def test_tool_result_reaches_anthropic_as_a_tool_result_block(world: World) -> N
 
 
 def test_streamed_tool_call_from_gemini_arrives_whole(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
 
     chunks = list(client.chat.completions.create(model="test/gemini", messages=[{"role": "user", "content": "Weather in Rome?"}],
                                                  tools=[WEATHER_TOOL], stream=True))  # fmt: skip
@@ -206,7 +202,7 @@ def test_streamed_tool_call_from_gemini_arrives_whole(world: World) -> None:
 
 @pytest.mark.parametrize("model", ["test/gpt", "test/claude", "test/gemini"])
 def test_json_mode_returns_valid_json(world: World, model: str) -> None:
-    client = client_for(world)
+    client = world.openai_client()
 
     completion = client.chat.completions.create(
         model=model,
@@ -218,7 +214,7 @@ def test_json_mode_returns_valid_json(world: World, model: str) -> None:
 
 
 def test_json_schema_through_anthropic_is_answered_with_the_schema(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     schema = {
         "type": "object",
         "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -237,7 +233,7 @@ def test_json_schema_through_anthropic_is_answered_with_the_schema(world: World)
 
 
 def test_images_reach_gemini_inline_and_anthropic_as_url_sources(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     content = [{"type": "text", "text": "What is in the picture?"},
                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
                {"type": "image_url", "image_url": {"url": "https://images.example/dog.png"}}]  # fmt: skip
@@ -262,7 +258,7 @@ def test_images_reach_gemini_inline_and_anthropic_as_url_sources(world: World) -
 
 
 def test_gemini_thinking_tokens_are_billed_as_completion_tokens(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
 
     completion = client.chat.completions.create(
         model="test/gemini-pro", messages=[{"role": "user", "content": "Think"}]
@@ -279,7 +275,7 @@ def test_gemini_thinking_tokens_are_billed_as_completion_tokens(world: World) ->
 
 
 def test_requested_max_tokens_is_clamped_to_the_endpoint_maximum(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
 
     client.chat.completions.create(
         model="test/gpt", messages=[{"role": "user", "content": "hi"}], max_completion_tokens=10**6

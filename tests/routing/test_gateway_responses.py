@@ -25,16 +25,12 @@ WEATHER_TOOL = {
 }  # fmt: skip
 
 
-def client_for(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
 def generation_of(response_id: str) -> str:
     return response_id.removeprefix("resp_")
 
 
 def test_sdk_response_from_a_string_is_billed_exactly_as_chat(world: World) -> None:
-    response = client_for(world).responses.create(
+    response = world.openai_client().responses.create(
         model="test/gpt", input="What is 6*7?", max_output_tokens=50, temperature=0.1
     )
 
@@ -60,7 +56,7 @@ def test_sdk_response_from_a_string_is_billed_exactly_as_chat(world: World) -> N
 
 
 def test_instructions_and_input_items_become_chat_messages(world: World) -> None:
-    response = client_for(world).responses.create(
+    response = world.openai_client().responses.create(
         model="test/claude",
         instructions="Answer briefly.",
         input=[
@@ -83,7 +79,7 @@ def test_instructions_and_input_items_become_chat_messages(world: World) -> None
 
 
 def test_function_tool_round_trip(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     first = client.responses.create(
         model="test/gpt", input="What is the weather in Paris?", tools=[WEATHER_TOOL],
         tool_choice="auto",
@@ -123,7 +119,7 @@ class City(BaseModel):
 
 
 def test_structured_output_parses_with_text_format(world: World) -> None:
-    parsed = client_for(world).responses.parse(
+    parsed = world.openai_client().responses.parse(
         model="test/gpt", input="Describe a city", text_format=City
     )
 
@@ -135,7 +131,7 @@ def test_structured_output_parses_with_text_format(world: World) -> None:
 
 
 def test_streamed_text_is_the_responses_event_stream(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     with client.responses.stream(model="test/gpt", input="Tell me about tea") as stream:
         events = list(stream)
         final = stream.get_final_response()
@@ -157,7 +153,7 @@ def test_streamed_text_is_the_responses_event_stream(world: World) -> None:
 
 @pytest.mark.parametrize("model_id", ["test/gpt", "test/claude", "test/gemini"])
 def test_streamed_function_call_arguments(world: World, model_id: str) -> None:
-    stream = client_for(world).responses.create(
+    stream = world.openai_client().responses.create(
         model=model_id, input="What is the weather in Paris?", tools=[WEATHER_TOOL], stream=True
     )
     events = list(stream)
@@ -207,7 +203,7 @@ def test_bad_responses_requests_get_a_400_naming_the_field(
 
 
 def test_a_response_cut_at_max_output_tokens_is_incomplete(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     whole = client.responses.create(
         model="test/gpt", input="Tell me about tea", max_output_tokens=3
     )
@@ -222,7 +218,7 @@ def test_a_response_cut_at_max_output_tokens_is_incomplete(world: World) -> None
 
 
 def test_routed_responses_carry_the_routing_object(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     whole = client.responses.create(model="router/auto", input="hi")
     with client.responses.stream(model="router/auto", input="hi") as stream:
         created = next(e for e in stream if e.type == "response.created")
@@ -240,7 +236,7 @@ def test_a_mid_stream_failure_is_an_error_event_the_sdk_raises(world: World) -> 
     events: list[Any] = []
 
     with pytest.raises(openai.APIError) as raised:
-        for event in client_for(world).responses.create(model="test/cut", input="Tell a long story",
+        for event in world.openai_client().responses.create(model="test/cut", input="Tell a long story",
                                                         stream=True):  # fmt: skip
             events.append(event)
 
@@ -253,7 +249,7 @@ def test_a_mid_stream_failure_is_an_error_event_the_sdk_raises(world: World) -> 
 
 def test_an_unknown_model_is_a_404_in_the_api_error_format(world: World) -> None:
     with pytest.raises(openai.NotFoundError) as raised:
-        client_for(world).responses.create(model="test/nothing", input="hi")
+        world.openai_client().responses.create(model="test/nothing", input="hi")
 
     assert "Unknown model 'test/nothing'" in raised.value.message
 
@@ -262,7 +258,7 @@ def test_usage_reports_reasoning_and_cached_tokens_in_the_responses_names(world:
     world.catalog({"models": [model("test/o3")], "endpoints": [
         endpoint("test/o3", "fake-openai", "o3-mini@cached=10")]})  # fmt: skip
 
-    response = client_for(world).responses.create(model="test/o3", input="What is 6*7?",
+    response = world.openai_client().responses.create(model="test/o3", input="What is 6*7?",
                                                    reasoning={"effort": "high"})  # fmt: skip
 
     assert world.last_upstream("/v1/chat/completions")["body"]["reasoning_effort"] == "high"
@@ -275,7 +271,7 @@ def test_usage_reports_reasoning_and_cached_tokens_in_the_responses_names(world:
 
 
 def test_a_function_call_output_given_as_parts_reaches_chat_as_text(world: World) -> None:
-    response = client_for(world).responses.create(
+    response = world.openai_client().responses.create(
         model="test/gpt", tools=[WEATHER_TOOL],
         input=[
             {"role": "user", "content": "What is the weather in Oslo?"},

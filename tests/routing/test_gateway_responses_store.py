@@ -15,12 +15,12 @@ from routing.fake_upstream.answers import answer_text
 from routing.gateway.responses_store import responses_purge
 from routing.models import StoredResponse
 from tests.factories import key_make, organization_make
-from tests.routing.test_gateway_responses import WEATHER_TOOL, client_for
+from tests.routing.test_gateway_responses import WEATHER_TOOL
 from tests.routing.world import World, world_make
 
 
 def test_a_response_is_stored_by_default_and_retrievable_then_deleted(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     created = client.responses.create(model="test/gpt", input="What is 6*7?")
 
     assert created.store is True
@@ -34,7 +34,7 @@ def test_a_response_is_stored_by_default_and_retrievable_then_deleted(world: Wor
 
 
 def test_store_false_is_not_retrievable(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     created = client.responses.create(model="test/gpt", input="hi", store=False)
 
     assert created.store is False
@@ -44,7 +44,7 @@ def test_store_false_is_not_retrievable(world: World) -> None:
 
 
 def test_previous_response_id_sends_the_stored_turns_as_context(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     first = client.responses.create(
         model="test/gpt", input="My name is Ada.", instructions="Be brief."
     )
@@ -68,7 +68,7 @@ def test_previous_response_id_sends_the_stored_turns_as_context(world: World) ->
 
 
 def test_a_streamed_response_is_stored_before_its_completed_event(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     with client.responses.stream(model="test/gpt", input="Stream me") as stream:
         for event in stream:
             if event.type == "response.completed":  # the row exists when this event arrives
@@ -82,7 +82,7 @@ def test_a_streamed_response_is_stored_before_its_completed_event(world: World) 
 def test_function_calls_and_their_outputs_continue_through_previous_response_id(
     world: World,
 ) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     first = client.responses.create(
         model="test/gpt", input="Weather in Paris?", tools=[WEATHER_TOOL], tool_choice="required"
     )
@@ -101,7 +101,7 @@ def test_function_calls_and_their_outputs_continue_through_previous_response_id(
 
 
 def test_another_organizations_response_is_not_found(world: World) -> None:
-    created = client_for(world).responses.create(model="test/gpt", input="secret")
+    created = world.openai_client().responses.create(model="test/gpt", input="secret")
     other = openai.OpenAI(base_url=f"{world.gateway_url}/v1", max_retries=0,
                           api_key=key_make(organization_make(name="Other")))  # fmt: skip
 
@@ -118,7 +118,7 @@ def test_another_organizations_response_is_not_found(world: World) -> None:
 
 
 def test_expired_responses_are_not_found_and_purged(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     created = client.responses.create(model="test/gpt", input="old")
     StoredResponse.objects.filter(id=created.id).update(
         expires_at=timezone.now() - timedelta(seconds=1)
@@ -133,7 +133,7 @@ def test_expired_responses_are_not_found_and_purged(world: World) -> None:
 
 @override_settings(RESPONSES_STORE_MAX_BYTES=2000)
 def test_a_conversation_over_the_size_limit_is_answered_but_not_stored(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     small = client.responses.create(model="test/gpt", input="short")
     large = client.responses.create(model="test/gpt", input="long " * 500)
 
@@ -143,13 +143,13 @@ def test_a_conversation_over_the_size_limit_is_answered_but_not_stored(world: Wo
 
 @override_settings(RESPONSES_RETENTION_DAYS=0)
 def test_a_retention_of_zero_stores_nothing(world: World) -> None:
-    created = client_for(world).responses.create(model="test/gpt", input="hi")
+    created = world.openai_client().responses.create(model="test/gpt", input="hi")
 
     assert created.store is False and not StoredResponse.objects.exists()
 
 
 def test_input_items_list_the_turns_a_response_answered_page_by_page(world: World) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     first = client.responses.create(model="test/gpt", input="What is 6*7?")
     second = client.responses.create(model="test/gpt", previous_response_id=first.id,
                                      input=[{"role": "user", "content": "And 7*8?"}])  # fmt: skip
@@ -167,7 +167,7 @@ def test_input_items_list_the_turns_a_response_answered_page_by_page(world: Worl
 
 
 def test_input_items_refuse_bad_paging_and_other_methods(world: World) -> None:
-    created = client_for(world).responses.create(model="test/gpt", input="hi")
+    created = world.openai_client().responses.create(model="test/gpt", input="hi")
     url = f"{world.gateway_url}/v1/responses/{created.id}/input_items"
     auth = {"Authorization": f"Bearer {world.key}"}
 
@@ -182,7 +182,7 @@ def test_input_items_refuse_bad_paging_and_other_methods(world: World) -> None:
 def test_item_references_are_replaced_by_the_stored_items(world: World) -> None:
     """``{"type": "item_reference", "id": "msg_…"}``, as the AI SDK's OpenAI provider sends an
     earlier answer back; a function call of the same response by its ``fc_`` id too."""
-    client = client_for(world)
+    client = world.openai_client()
     said = client.responses.create(model="test/gpt", input="My name is Ada.")
     called = client.responses.create(
         model="test/gpt", input="Weather in Paris?", tools=[WEATHER_TOOL], tool_choice="required"
@@ -212,7 +212,7 @@ def test_item_references_are_replaced_by_the_stored_items(world: World) -> None:
 
 def _long_stored_message(world: World, text: str) -> str:
     """The id of a stored answer's message, its text replaced by ``text``."""
-    created = client_for(world).responses.create(model="test/gpt", input="hi")
+    created = world.openai_client().responses.create(model="test/gpt", input="hi")
     row = StoredResponse.objects.get(id=created.id)
     row.response["output"][0]["content"][0]["text"] = text
     row.save()
@@ -224,7 +224,7 @@ def test_item_references_are_refused_twice_or_beyond_the_size_limit(world: World
     """A small body of references cannot expand into a huge prompt: the same item twice is a
     400 (OpenAI's "Duplicate item found"), and the referenced items together are bounded by
     GATEWAY_MAX_BODY_BYTES (413), before anything is sent upstream."""
-    client = client_for(world)
+    client = world.openai_client()
     first = _long_stored_message(world, "x" * 5000)
     second = _long_stored_message(world, "y" * 5000)
     world.fake.requests.clear()
@@ -246,7 +246,7 @@ def test_item_references_are_refused_twice_or_beyond_the_size_limit(world: World
 
 @pytest.mark.parametrize("case", ["unknown", "not stored", "other organization", "not a string"])
 def test_an_item_reference_to_nothing_stored_is_refused(world: World, case: str) -> None:
-    client = client_for(world)
+    client = world.openai_client()
     reference: object = "msg_gen-0-nothing"
     if case == "not stored":
         reference = client.responses.create(model="test/gpt", input="hi", store=False).output[0].id
@@ -297,7 +297,7 @@ def test_an_fc_reference_several_stored_responses_hold_is_refused_unless_its_mes
     """``fc_call_0`` was in every answer whose Gemini call had no id: another conversation's
     function call must never be sent. An ``fc_`` id several live responses hold is a 400 naming
     ``input``, unless the input names one of them by its message (``msg_``), wherever it is."""
-    client = client_for(world)
+    client = world.openai_client()
     mine = _stored_call(world, "gen-mine", "fc_call_0", "call_mine", text="Let me look.")
     _stored_call(world, "gen-theirs", "fc_call_0", "call_theirs")
     world.fake.requests.clear()
@@ -323,7 +323,7 @@ def test_an_fc_reference_several_stored_responses_hold_is_refused_unless_its_mes
 def test_fc_references_beyond_eight_in_one_request_are_refused(world: World) -> None:
     """Each ``fc_`` reference searches the organization's newest stored responses: at most 8 a
     request (a 400 naming ``input``), before anything is sent upstream."""
-    client = client_for(world)
+    client = world.openai_client()
     for n in range(9):
         _stored_call(world, f"gen-{n}", f"fc_{n}", f"call_{n}")
     references = [{"type": "item_reference", "id": f"fc_{n}"} for n in range(9)]

@@ -26,7 +26,7 @@ def three_way(world: World, capabilities: list[str] | None = None) -> None:
 
 
 def ask(world: World, **extra: object) -> openai.types.chat.ChatCompletion:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
     return client.chat.completions.create(
         model="test/multi", messages=HELLO, extra_body=extra or None
     )  # type: ignore[arg-type]
@@ -112,7 +112,7 @@ def _latency(world: World, slug: str) -> float:
 def test_tools_only_go_to_endpoints_with_tool_support(world: World) -> None:
     three_way(world, capabilities=["streaming"])
 
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
     completion = client.chat.completions.create(model="test/multi", messages=HELLO, tools=[TOOL])  # type: ignore[list-item]
 
     assert served_by(completion) == "fake-gemini"
@@ -121,7 +121,7 @@ def test_tools_only_go_to_endpoints_with_tool_support(world: World) -> None:
 def test_a_request_no_endpoint_can_honour_is_400(world: World) -> None:
     world.catalog({"models": [model("test/plain", capabilities=["streaming"])],
                    "endpoints": [endpoint("test/plain", "fake-openai", "gpt-4o-mini")]})  # fmt: skip
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="test/plain", messages=HELLO, tools=[TOOL])  # type: ignore[list-item]
@@ -131,7 +131,7 @@ def test_a_request_no_endpoint_can_honour_is_400(world: World) -> None:
 
 def test_require_parameters_skips_endpoints_that_would_drop_one(world: World) -> None:
     three_way(world)
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     dropped = client.chat.completions.create(model="test/multi", messages=HELLO, logit_bias={"50256": -100},
                                              extra_body={"provider": {"ignore": ["fake-openai"]}})  # fmt: skip
@@ -146,7 +146,7 @@ def test_require_parameters_skips_endpoints_that_would_drop_one(world: World) ->
 
 def test_models_endpoint_lists_the_catalog_with_pricing(world: World) -> None:
     three_way(world)
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     listed = {m.id: m for m in client.models.list()}
     raw = httpx.get(f"{world.gateway_url}/v1/models").json()

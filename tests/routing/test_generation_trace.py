@@ -8,7 +8,7 @@ from django.core.cache import cache
 from accounts.models import ApiKey
 from billing.key_spend import key_spend
 from routing.model_stats import provider_stats
-from tests.routing.test_gateway_faults import client_for, flaky_catalog
+from tests.routing.test_gateway_faults import flaky_catalog
 from tests.routing.world import World
 
 HELLO = {"model": "test/gpt", "messages": [{"role": "user", "content": "hello"}]}
@@ -22,7 +22,7 @@ def post(world: World, body: dict) -> httpx.Response:  # type: ignore[type-arg]
 def test_fallbacks_tried_are_kept_and_count_against_the_provider_uptime(world: World) -> None:
     flaky_catalog(world, "gpt@status=503")
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="test/flaky", messages=[{"role": "user", "content": "hi"}]
     )
 

@@ -12,7 +12,6 @@ import openai
 import pytest
 
 from routing.ingress.anthropic import messages_request_parsed
-from tests.routing.test_gateway_content_and_shape import anthropic_client, openai_client
 from tests.routing.test_gateway_media_input import _text_only
 from tests.routing.world import World
 
@@ -32,7 +31,7 @@ def tool_turns(**marks: Any) -> list[dict[str, Any]]:
 
 
 def test_an_openai_client_cannot_make_claude_receive_is_error(world: World) -> None:
-    client = openai_client(world)
+    client = world.openai_client()
     completion = client.chat.completions.create(
         model="test/claude",
         tools=[TOOL],
@@ -55,7 +54,7 @@ def test_an_openai_client_cannot_make_claude_receive_is_error(world: World) -> N
 def test_an_openai_client_cannot_mark_its_own_tool_result_failed_on_other_hosts(
     world: World,
 ) -> None:
-    openai_client(world).chat.completions.create(
+    world.openai_client().chat.completions.create(
         model="test/gpt",
         tools=[TOOL],
         messages=tool_turns(_tool_error=True, _private="x"),  # type: ignore[list-item, arg-type]
@@ -71,7 +70,7 @@ def test_an_openai_client_cannot_pass_its_images_off_as_a_tool_results(world: Wo
     _text_only(world)
     image = PNG | {"_tool_result": True}
     with pytest.raises(openai.BadRequestError) as raised:
-        openai_client(world).chat.completions.create(
+        world.openai_client().chat.completions.create(
             model="test/plain",
             messages=[
                 {"role": "user", "content": [{"type": "text", "text": "What is it?"}, image]}
@@ -84,7 +83,7 @@ def test_an_openai_client_cannot_pass_its_images_off_as_a_tool_results(world: Wo
 
 def test_marks_on_a_messages_request_are_not_honoured(world: World) -> None:
     result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "cold"}
-    anthropic_client(world).messages.create(
+    world.anthropic_client().messages.create(
         model="test/claude",
         max_tokens=50,
         tools=[{"name": "get_weather", "input_schema": {"type": "object"}}],
@@ -100,7 +99,7 @@ def test_marks_on_a_messages_request_are_not_honoured(world: World) -> None:
 
 
 def test_marks_on_a_responses_request_are_not_honoured(world: World) -> None:
-    openai_client(world).responses.create(
+    world.openai_client().responses.create(
         model="test/claude",
         store=False,
         input=[

@@ -14,7 +14,7 @@ from accounts.models import KeyScope
 from routing.models import Pipeline, PipelineVersion
 from tests.factories import key_client
 from tests.routing.servers import poll
-from tests.routing.test_pipelines import URL, client_for, create
+from tests.routing.test_pipelines import URL
 from tests.routing.world import World
 from tests.statements import statements_everywhere
 
@@ -22,7 +22,7 @@ PIPELINE_TABLE = '"routing_pipeline'  # routing_pipeline and routing_pipelinever
 
 
 def ask(world: World, slug: str) -> Any:
-    return client_for(world).chat.completions.create(
+    return world.openai_client().chat.completions.create(
         model=f"pipeline/{slug}", messages=[{"role": "user", "content": "Name a green tea"}]
     )
 
@@ -37,7 +37,7 @@ def pipeline_reads(statements: list[str]) -> list[str]:
 
 def test_a_warm_pipeline_request_reads_no_pipeline_row(world: World, settings: Any) -> None:
     settings.PIPELINE_CACHE_TTL = 60.0  # no reload falls due during the test
-    assert create(world, "warm", "cascade", [{"model": "test/gpt"}]).status_code == 201
+    assert world.pipeline_create("warm", "cascade", [{"model": "test/gpt"}]).status_code == 201
 
     with statements_everywhere() as cold:
         ask(world, "warm")
@@ -51,7 +51,7 @@ def test_a_warm_pipeline_request_reads_no_pipeline_row(world: World, settings: A
 
 def test_a_new_version_is_served_by_the_next_request(world: World, settings: Any) -> None:
     settings.PIPELINE_CACHE_TTL = 60.0  # only the commit's own invalidation can explain it
-    assert create(world, "evolving", "cascade", [{"model": "test/gpt"}]).status_code == 201
+    assert world.pipeline_create("evolving", "cascade", [{"model": "test/gpt"}]).status_code == 201
     assert served_version(world, "evolving") == 1
     admin = key_client(world.key_for(scope=KeyScope.MANAGE))
 
@@ -71,7 +71,7 @@ def test_a_change_committed_elsewhere_is_served_within_the_cache_ttl(
     world: World, settings: Any
 ) -> None:
     settings.PIPELINE_CACHE_TTL = 0.3
-    assert create(world, "shared", "cascade", [{"model": "test/gpt"}]).status_code == 201
+    assert world.pipeline_create("shared", "cascade", [{"model": "test/gpt"}]).status_code == 201
     assert served_version(world, "shared") == 1
     # What another process's commit looks like from here: rows change, this cache is not told.
     pipeline = Pipeline.objects.get(organization=world.organization, slug="shared")
@@ -85,7 +85,7 @@ def test_a_change_committed_elsewhere_is_served_within_the_cache_ttl(
 
 def test_a_deleted_pipeline_is_not_found_on_the_next_request(world: World, settings: Any) -> None:
     settings.PIPELINE_CACHE_TTL = 60.0
-    assert create(world, "going", "cascade", [{"model": "test/gpt"}]).status_code == 201
+    assert world.pipeline_create("going", "cascade", [{"model": "test/gpt"}]).status_code == 201
     assert served_version(world, "going") == 1
     admin = key_client(world.key_for(scope=KeyScope.MANAGE))
 

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from billing.models import Reservation, UsageStep
-from tests.routing.test_pipelines import DESCRIBE, client_for, create
+from tests.routing.test_pipelines import DESCRIBE
 from tests.routing.world import World, base_catalog, endpoint, model
 
 LONG_WORD = "a" * 150
@@ -25,13 +25,13 @@ def _series(world: World) -> None:
     ]
     world.catalog(data)
     steps = [{"model": "test/long-tokens"}, {"model": "test/bytes"}]
-    assert create(world, "long", "series", steps).status_code == 201
+    assert world.pipeline_create("long", "series", steps).status_code == 201
 
 
 def test_a_step_fed_an_answer_of_long_tokens_is_charged_within_its_hold(world: World) -> None:
     _series(world)
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/long", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
     )
 
@@ -45,7 +45,7 @@ def test_a_step_fed_an_answer_of_long_tokens_is_charged_within_its_hold(world: W
 def test_a_step_the_requests_hold_cannot_cover_is_called_and_flagged(world: World) -> None:
     _series(world)
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/long", max_tokens=8, messages=[{"role": "user", "content": DESCRIBE}]
     )
 
@@ -61,7 +61,7 @@ def _steps(world: World, *endpoints: tuple[str, str, str, str]) -> None:
         data["endpoints"].append(endpoint(name, "fake-openai", upstream, input_, output))
     world.catalog(data)
     steps = [{"model": name} for name, *_ in endpoints]
-    assert create(world, "series", "series", steps).status_code == 201
+    assert world.pipeline_create("series", "series", steps).status_code == 201
 
 
 def test_a_step_fed_ordinary_prose_that_hit_max_tokens_is_served(world: World) -> None:
@@ -72,7 +72,7 @@ def test_a_step_fed_ordinary_prose_that_hit_max_tokens_is_served(world: World) -
         ("test/priced", "gpt-4o-mini", "5", "10"),
     )
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/series", max_tokens=60, messages=[{"role": "user", "content": DESCRIBE}]
     )
 
@@ -88,7 +88,7 @@ def test_a_step_never_borrows_what_a_later_step_is_held_for(world: World) -> Non
         ("test/dear", "gpt-5", "200", "800"),  # a hold that would cover step 2 many times
     )
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": DESCRIBE}]
     )
 
@@ -104,7 +104,7 @@ def test_a_step_never_borrows_what_earlier_steps_spent(world: World) -> None:
         ("test/bytes", "gpt-4o-mini@tokenizer=bytes", "50", "100"),
     )
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
     )
 
@@ -120,7 +120,7 @@ def test_a_step_the_balance_cannot_cover_is_refused_and_recorded(world: World) -
     )
 
     with pytest.raises(openai.APIStatusError) as raised:
-        client_for(world).chat.completions.create(
+        world.openai_client().chat.completions.create(
             model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": DESCRIBE}]
         )
 

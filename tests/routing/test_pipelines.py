@@ -7,7 +7,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import anthropic
 import openai
 import orjson
 import pytest
@@ -32,15 +31,6 @@ def strong_catalog(world: World) -> None:
     world.catalog(data)
 
 
-def create(world: World, slug: str, kind: str, steps: list[dict[str, Any]]) -> Any:
-    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
-    return admin.post(URL, {"slug": slug, "kind": kind, "steps": steps}, format="json")
-
-
-def client_for(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
 def assert_children_sum_to_the_charge(world: World, generation_id: str, steps: int) -> None:
     record = world.usage_record(generation_id)
     children = list(UsageStep.objects.filter(generation_id=generation_id))
@@ -62,9 +52,9 @@ def test_cascade_escalates_when_the_cheap_answer_fails_its_json_gate(world: Worl
             "type": "object", "required": ["answer"]}},
          "response_format": {"type": "json_object"}},
     ]  # fmt: skip
-    assert create(world, "json-cascade", "cascade", steps).status_code == 201
+    assert world.pipeline_create("json-cascade", "cascade", steps).status_code == 201
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/json-cascade", messages=[{"role": "user", "content": DESCRIBE}]
     )
 
@@ -91,9 +81,9 @@ def test_cascade_escalates_when_the_cheap_answer_fails_its_json_gate(world: Worl
 def test_cascade_stops_at_the_first_answer_that_passes(world: World) -> None:
     strong_catalog(world)
     steps = [{"model": "test/gpt", "gate": {"type": "non_empty"}}, {"model": "test/gpt-strong"}]
-    assert create(world, "cheap-first", "cascade", steps).status_code == 201
+    assert world.pipeline_create("cheap-first", "cascade", steps).status_code == 201
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/cheap-first", messages=[{"role": "user", "content": DESCRIBE}]
     )
 
@@ -112,9 +102,9 @@ def test_a_step_whose_provider_fails_escalates_and_costs_nothing(world: World) -
     ]
     world.catalog(data)
     steps = [{"model": "test/broken", "gate": {"type": "non_empty"}}, {"model": "test/gpt-strong"}]
-    assert create(world, "fallback", "cascade", steps).status_code == 201
+    assert world.pipeline_create("fallback", "cascade", steps).status_code == 201
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/fallback", messages=[{"role": "user", "content": DESCRIBE}]
     )
 
@@ -131,9 +121,9 @@ def test_series_feeds_each_answer_to_the_next_step_and_returns_the_outputs(
     strong_catalog(world)
     template = "Refine this draft answer to '{input}': {previous}"
     steps = [{"model": "test/gpt"}, {"model": "test/gpt-strong", "template": template}]
-    assert create(world, "draft-refine", "series", steps).status_code == 201
+    assert world.pipeline_create("draft-refine", "series", steps).status_code == 201
 
-    completion = client_for(world).chat.completions.create(
+    completion = world.openai_client().chat.completions.create(
         model="pipeline/draft-refine",
         messages=[
             {"role": "system", "content": "Be brief."},
@@ -163,9 +153,11 @@ def test_series_feeds_each_answer_to_the_next_step_and_returns_the_outputs(
 def test_the_responses_api_serves_a_pipeline_with_its_pipeline_object(world: World) -> None:
     strong_catalog(world)
     steps = [{"model": "test/gpt", "gate": {"type": "json"}}, {"model": "test/gpt-strong"}]
-    assert create(world, "via-responses", "cascade", steps).status_code == 201
+    assert world.pipeline_create("via-responses", "cascade", steps).status_code == 201
 
-    response = client_for(world).responses.create(model="pipeline/via-responses", input=DESCRIBE)
+    response = world.openai_client().responses.create(
+        model="pipeline/via-responses", input=DESCRIBE
+    )
 
     assert response.output_text == answer_text("gpt-5", DESCRIBE)
     assert [s["gate"] for s in response.model_extra["pipeline"]["steps"]] == ["failed", "none"]
@@ -175,8 +167,8 @@ def test_the_responses_api_serves_a_pipeline_with_its_pipeline_object(world: Wor
 def test_the_anthropic_sdk_is_served_a_pipeline_as_a_message(world: World) -> None:
     strong_catalog(world)
     steps = [{"model": "test/gpt", "gate": {"type": "json"}}, {"model": "test/gpt-strong"}]
-    assert create(world, "via-messages", "cascade", steps).status_code == 201
-    client = anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
+    assert world.pipeline_create("via-messages", "cascade", steps).status_code == 201
+    client = world.anthropic_client()
 
     message = client.messages.create(
         model="pipeline/via-messages",
@@ -194,8 +186,8 @@ def test_the_anthropic_sdk_is_served_a_pipeline_as_a_message(world: World) -> No
 def test_a_pipeline_request_that_cannot_be_served_is_refused_before_any_hold(
     world: World,
 ) -> None:
-    assert create(world, "one", "cascade", [{"model": "test/gpt"}]).status_code == 201
-    client = client_for(world)
+    assert world.pipeline_create("one", "cascade", [{"model": "test/gpt"}]).status_code == 201
+    client = world.openai_client()
 
     with pytest.raises(openai.BadRequestError, match="router does not apply to a pipeline"):
         client.chat.completions.create(
@@ -232,7 +224,7 @@ def test_bad_definitions_are_refused_with_what_is_wrong(
 ) -> None:
     settings.PIPELINE_MAX_STEPS = 2
 
-    response = create(world, "bad", kind, steps)
+    response = world.pipeline_create("bad", kind, steps)
 
     assert response.status_code == 400, response.content
     assert message in str(response.json()), response.json()
@@ -240,8 +232,8 @@ def test_bad_definitions_are_refused_with_what_is_wrong(
 
 def test_versions_members_and_duplicates(world: World) -> None:
     admin = key_client(world.key_for(scope=KeyScope.MANAGE))
-    assert create(world, "p", "cascade", [{"model": "test/gpt"}]).status_code == 201
-    assert create(world, "p", "cascade", [{"model": "test/gpt"}]).status_code == 409
+    assert world.pipeline_create("p", "cascade", [{"model": "test/gpt"}]).status_code == 201
+    assert world.pipeline_create("p", "cascade", [{"model": "test/gpt"}]).status_code == 409
 
     changed = admin.post(f"{URL}/p/versions", {"kind": "series", "steps": [
         {"model": "test/gpt"}, {"model": "test/claude"}]}, format="json")  # fmt: skip
@@ -265,8 +257,8 @@ def test_a_tool_screenshot_sent_to_a_pipeline_on_a_text_only_model_is_a_placehol
     """As on a model: the step's model reads no images, so the tool's screenshot (media the
     /v1/messages ingress lifted out of a tool_result) is sent as a placeholder, not refused."""
     _text_only(world)
-    assert create(world, "plain", "cascade", [{"model": "test/plain"}]).status_code == 201
-    client = anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
+    assert world.pipeline_create("plain", "cascade", [{"model": "test/plain"}]).status_code == 201
+    client = world.anthropic_client()
 
     message = client.messages.create(
         model="pipeline/plain",

@@ -8,16 +8,12 @@ import time
 from decimal import Decimal
 from typing import Any
 
-import anthropic
-import openai
 import pytest
 
-from accounts.models import KeyScope
 from billing.models import CreditAccount, LedgerEntry, Reservation, UsageRecord, UsageStep
 from billing.services import ledger_post
 from routing.fake_upstream.answers import answer_text
 from routing.fake_upstream.openai_extras import _token_logprobs
-from tests.factories import key_client
 from tests.routing.servers import poll
 from tests.routing.world import World, base_catalog, endpoint, model
 
@@ -36,22 +32,13 @@ def catalog(world: World, **upstreams: str) -> None:
     world.catalog(data)
 
 
-def create(world: World, slug: str, kind: str, steps: list[dict[str, Any]], **more: Any) -> Any:
-    admin = key_client(world.key_for(scope=KeyScope.MANAGE))
-    return admin.post(URL, {"slug": slug, "kind": kind, "steps": steps, **more}, format="json")
-
-
 def created(world: World, slug: str, kind: str, steps: list[dict[str, Any]], **more: Any) -> None:
-    response = create(world, slug, kind, steps, **more)
+    response = world.pipeline_create(slug, kind, steps, **more)
     assert response.status_code == 201, response.content
 
 
-def client_for(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
 def ask(world: World, slug: str, **more: Any) -> Any:
-    return client_for(world).chat.completions.create(
+    return world.openai_client().chat.completions.create(
         model=f"pipeline/{slug}", messages=[{"role": "user", "content": PROMPT}], **more
     )
 
@@ -187,18 +174,20 @@ def test_a_synthesiser_writes_the_served_answer_from_every_branch(world: World) 
 def test_parallel_definitions_are_checked_at_creation(world: World, settings: Any) -> None:
     settings.PIPELINE_MAX_BRANCHES = 2
     three = [{"model": "test/gpt"}] * 3
-    too_many = create(world, "wide", "parallel", three, aggregate={"type": "majority"})
+    too_many = world.pipeline_create("wide", "parallel", three, aggregate={"type": "majority"})
     assert too_many.status_code == 400
     assert "at most 2 branches (PIPELINE_MAX_BRANCHES)" in str(too_many.json())
-    no_aggregate = create(world, "bare", "parallel", [{"model": "test/gpt"}])
+    no_aggregate = world.pipeline_create("bare", "parallel", [{"model": "test/gpt"}])
     assert "aggregate.type is required" in str(no_aggregate.json())
-    judge = create(world, "j", "parallel", [{"model": "test/gpt"}],
+    judge = world.pipeline_create("j", "parallel", [{"model": "test/gpt"}],
                    aggregate={"type": "judge", "model": "test/nope"})  # fmt: skip
     assert "unknown model 'test/nope'" in str(judge.json())
-    gated = create(world, "g", "parallel", [{"model": "test/gpt", "gate": {"type": "json"}}],
+    gated = world.pipeline_create("g", "parallel", [{"model": "test/gpt", "gate": {"type": "json"}}],
                    aggregate={"type": "fastest"})  # fmt: skip
     assert "only cascade steps have gates" in str(gated.json())
-    cascade = create(world, "c", "cascade", [{"model": "test/gpt"}], aggregate={"type": "fastest"})
+    cascade = world.pipeline_create(
+        "c", "cascade", [{"model": "test/gpt"}], aggregate={"type": "fastest"}
+    )
     assert "only parallel pipelines" in str(cascade.json())
 
 
@@ -274,7 +263,7 @@ def test_a_catastrophic_regex_fails_its_gate_without_holding_the_gateway(
     created(world, "regex", "cascade", [{"model": "test/gpt", "gate": gate},
                                         {"model": "test/strong"}])  # fmt: skip
     created(world, "plain", "cascade", [{"model": "test/gpt"}])
-    client = client_for(world)
+    client = world.openai_client()
 
     started = time.monotonic()
     completion = ask(world, "regex")
@@ -348,7 +337,7 @@ def test_anthropic_and_responses_streams_of_a_pipeline_are_well_formed(world: Wo
     catalog(world, strong="gpt-5")
     created(world, "gated", "cascade",
             [{"model": "test/gpt", "gate": {"type": "json"}}, {"model": "test/strong"}])  # fmt: skip
-    messages = anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
+    messages = world.anthropic_client()
 
     with messages.messages.stream(model="pipeline/gated", max_tokens=300,
                                   messages=[{"role": "user", "content": PROMPT}]) as stream:  # fmt: skip
@@ -357,7 +346,7 @@ def test_anthropic_and_responses_streams_of_a_pipeline_are_well_formed(world: Wo
     assert message.content[0].text == STRONG  # type: ignore[union-attr]
     assert message.usage.output_tokens > 0
     assert_children_sum_to_the_charge(world, message.id)
-    events = list(client_for(world).responses.create(
+    events = list(world.openai_client().responses.create(
         model="pipeline/gated", input=PROMPT, stream=True))  # fmt: skip
     done = events[-1]
     assert done.type == "response.completed"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import openai
 import pytest
 
 from accounts.models import KeyScope, Role
@@ -73,7 +72,7 @@ def import_(world: World, slug: str, ubiops: Any, **more: Any) -> Any:
 
 
 def ask(world: World, slug: str) -> Any:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
     return client.chat.completions.create(
         model=f"pipeline/{slug}", messages=[{"role": "user", "content": PROMPT}]
     )

@@ -10,7 +10,6 @@ from typing import Any
 
 import anthropic
 import httpx
-import openai
 import pytest
 
 from billing.pricing import CacheCounts, TokenPrices, reservation_amount, usage_cost
@@ -26,14 +25,6 @@ TOOL = {
     "description": "Current weather for a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
 }
-
-
-def messages_client(world: World) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
-
-
-def chat_client(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
 
 
 def long_context() -> str:
@@ -83,9 +74,9 @@ def test_marks_reach_anthropic_and_the_second_call_reads_at_the_cached_price(
     world: World,
 ) -> None:
     request = marked_request(long_context())
-    first = messages_client(world).messages.create(**request)
+    first = world.anthropic_client().messages.create(**request)
     sent = world.last_upstream("/v1/messages")["body"]
-    second = messages_client(world).messages.create(**request)
+    second = world.anthropic_client().messages.create(**request)
 
     assert sent["system"] == [
         {"type": "text", "text": "You answer from the manual."},
@@ -105,7 +96,7 @@ def test_marks_reach_anthropic_and_the_second_call_reads_at_the_cached_price(
 
 
 def test_an_hour_mark_writes_at_twice_the_input_price_streamed(world: World) -> None:
-    with messages_client(world).messages.stream(**marked_request(long_context(), "1h")) as stream:
+    with world.anthropic_client().messages.stream(**marked_request(long_context(), "1h")) as stream:
         final = stream.get_final_message()
 
     sent = world.last_upstream("/v1/messages")["body"]
@@ -136,7 +127,7 @@ def test_five_marks_are_refused_as_anthropic_refuses_them(world: World) -> None:
     ]  # fmt: skip
 
     with pytest.raises(anthropic.BadRequestError) as refused:
-        messages_client(world).messages.create(**request)
+        world.anthropic_client().messages.create(**request)
 
     error = refused.value.body["error"]  # type: ignore[index]
     assert error["param"] == "cache_control"
@@ -151,7 +142,7 @@ def test_an_hour_mark_after_a_five_minute_one_is_refused_as_anthropic_refuses_it
     request["tools"] = [TOOL | {"cache_control": EPHEMERAL}]  # 5m on tools, then 1h on system
 
     with pytest.raises(anthropic.BadRequestError) as refused:
-        messages_client(world).messages.create(**request)
+        world.anthropic_client().messages.create(**request)
     assert world.upstream_requests("/v1/messages") == []  # refused before Anthropic
     upstream = httpx.post(
         f"{world.fake_url}/v1/messages",
@@ -175,7 +166,7 @@ def test_openrouter_marked_parts_reach_anthropic_and_report_reads_and_writes(wor
         {"role": "system", "content": [{"type": "text", "text": document, "cache_control": EPHEMERAL}]},
         {"role": "user", "content": [{"type": "text", "text": "Question about owls", "cache_control": EPHEMERAL}]},
     ]  # fmt: skip
-    client = chat_client(world)
+    client = world.openai_client()
     first = client.chat.completions.create(model="test/claude", messages=messages, max_tokens=50)
     sent = world.last_upstream("/v1/messages")["body"]
     second = client.chat.completions.create(model="test/claude", messages=messages, max_tokens=50)
@@ -199,7 +190,7 @@ def test_marks_to_an_openai_upstream_are_dropped_and_said_so(world: World) -> No
         {"role": "system", "content": [{"type": "text", "text": "Be brief.", "cache_control": EPHEMERAL}]},
         {"role": "user", "content": "Hello"},
     ]  # fmt: skip
-    raw = chat_client(world).chat.completions.with_raw_response.create(
+    raw = world.openai_client().chat.completions.with_raw_response.create(
         model="test/gpt", messages=messages, max_tokens=20
     )
 
@@ -296,7 +287,7 @@ def test_a_marked_call_keeps_its_mark_and_a_top_level_mark_reaches_anthropic(
         "tools": [TOOL],
     }  # fmt: skip
 
-    messages_client(world).messages.create(**request)  # type: ignore[arg-type]
+    world.anthropic_client().messages.create(**request)  # type: ignore[arg-type]
 
     sent = world.last_upstream("/v1/messages")["body"]
     assert sent["cache_control"] == EPHEMERAL
@@ -314,7 +305,7 @@ def test_a_message_mark_and_its_last_parts_mark_are_one_breakpoint(world: World)
         ]} | mark,
     ]  # fmt: skip
 
-    answer = chat_client(world).chat.completions.create(
+    answer = world.openai_client().chat.completions.create(
         model="test/claude", messages=messages, max_tokens=20
     )
 

@@ -124,7 +124,7 @@ def test_byok_key_is_used_before_the_platform_key_and_billed_as_byok(
     provider_key_create(
         organization=world.organization, provider=provider, secret="sk-own-key-9999"
     )
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     completion = client.chat.completions.create(
         model="test/gpt", messages=[{"role": "user", "content": "hi"}]
@@ -142,7 +142,7 @@ def test_byok_key_is_used_before_the_platform_key_and_billed_as_byok(
 
 def test_provider_without_any_credential_is_unavailable(world: World, settings) -> None:  # type: ignore[no-untyped-def]
     settings.PROVIDER_API_KEYS = {}
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(

@@ -23,10 +23,6 @@ from tests.routing.world import World, base_catalog, endpoint, model
 HI = [{"role": "user", "content": "Hi"}]
 
 
-def client_for(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
 def post(world: World, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(f"{world.gateway_url}/v1/chat/completions", json=body, timeout=30,
                       headers={"Authorization": f"Bearer {world.key}"})  # fmt: skip
@@ -45,7 +41,7 @@ def test_a_tier_the_catalog_does_not_price_is_a_400_on_platform_keys(
 ) -> None:
     """Before, "priority" went to OpenAI (≈2x its price) and was billed the standard price."""
     with pytest.raises(openai.BadRequestError) as caught:
-        client_for(world).chat.completions.create(model="test/gpt", messages=HI,
+        world.openai_client().chat.completions.create(model="test/gpt", messages=HI,
                                                   service_tier=tier)  # type: ignore[arg-type]  # fmt: skip
 
     error = caught.value.response.json()["error"]
@@ -57,7 +53,7 @@ def test_a_tier_the_catalog_does_not_price_is_a_400_on_platform_keys(
 @pytest.mark.parametrize("tier", ["auto", "default", "on_demand"])
 def test_the_standard_tiers_are_sent_and_billed_at_list_price(world: World, tier: str) -> None:
     """Groq's standard tier is ``on_demand`` (Groq is a platform provider): a 400 before."""
-    answer = client_for(world).chat.completions.create(
+    answer = world.openai_client().chat.completions.create(
         model="test/gpt",
         messages=HI,
         service_tier=tier,  # type: ignore[arg-type]
@@ -73,7 +69,7 @@ def test_the_standard_tiers_are_sent_and_billed_at_list_price(world: World, tier
 def test_an_organizations_own_key_sends_any_tier_and_retention_parameters(world: World) -> None:
     own_openai_key(world)
 
-    answer = client_for(world).chat.completions.create(
+    answer = world.openai_client().chat.completions.create(
         model="test/gpt", messages=HI, service_tier="priority", store=True, metadata={"app": "x"}
     )
 
@@ -105,7 +101,7 @@ def test_an_own_key_beside_a_platform_endpoint_serves_the_tier_alone(world: Worl
 def test_store_and_metadata_are_not_sent_on_platform_keys(world: World, stream: bool) -> None:
     """Before, the platform's OpenAI account kept the tenant's prompts (stored completions); then
     they were left out in silence: now ``x-routerhub-dropped`` names them."""
-    raw = client_for(world).chat.completions.with_raw_response.create(
+    raw = world.openai_client().chat.completions.with_raw_response.create(
         model="test/gpt", messages=HI, store=True, metadata={"customer": "acme"}, stream=stream
     )
     if stream:
@@ -120,13 +116,13 @@ def test_store_and_metadata_are_not_sent_on_platform_keys(world: World, stream: 
 def test_own_keys_are_sent_store_and_metadata_and_say_nothing_dropped(world: World) -> None:
     own_openai_key(world)
 
-    raw = client_for(world).chat.completions.with_raw_response.create(
+    raw = world.openai_client().chat.completions.with_raw_response.create(
         model="test/gpt", messages=HI, store=False, metadata={"customer": "acme"}
     )
 
     assert world.last_upstream("/chat/completions")["body"]["metadata"] == {"customer": "acme"}
     assert "x-routerhub-dropped" not in raw.headers
-    plain = client_for(world).chat.completions.with_raw_response.create(
+    plain = world.openai_client().chat.completions.with_raw_response.create(
         model="test/claude", messages=HI, store=False
     )
     assert (
@@ -140,7 +136,7 @@ def test_a_tier_is_not_sent_to_anthropic_or_gemini_and_said_dropped(
 ) -> None:
     """Their adapters never send ``service_tier``: nothing to refuse, so no 400 as before; the
     answer names it (and ``store``/``metadata``, which they never send either) as dropped."""
-    raw = client_for(world).chat.completions.with_raw_response.create(
+    raw = world.openai_client().chat.completions.with_raw_response.create(
         model=model, messages=HI, service_tier="priority", metadata={"a": "b"}
     )
 
@@ -154,7 +150,7 @@ def test_a_prediction_is_held_for_and_its_rejected_tokens_billed(world: World) -
     """OpenAI bills rejected prediction tokens as completion tokens, beside max_tokens' answer:
     the hold covers them. Before, the hold was max_tokens' alone and the charge exceeded it."""
     predicted = "def add(a, b):\n    return a + b\n" * 40
-    answer = client_for(world).chat.completions.create(
+    answer = world.openai_client().chat.completions.create(
         model="test/gpt",
         messages=HI,
         max_tokens=5,

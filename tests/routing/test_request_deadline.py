@@ -209,7 +209,7 @@ def test_a_list_of_prompts_starts_no_candidate_with_under_call_min_seconds_left(
     settings.GATEWAY_FIRST_BYTE_TIMEOUT = 30.0
     settings.GATEWAY_TOTAL_TIMEOUT = 6.0
     _candidates(world, "status=500,delay=3500,when=SLOW", "")
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     with pytest.raises(openai.APIStatusError) as raised:
         client.completions.create(model="test/slow", prompt=["Say hi", "SLOW down"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import openai
 import orjson
 import pytest
 
@@ -43,7 +42,7 @@ def test_responses_refuse_a_tier_the_catalog_does_not_price(world: World, tier: 
 
 
 def test_responses_send_a_standard_tier_and_say_the_tier_served(world: World) -> None:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     response = client.responses.create(model="test/gpt", input="Hi", service_tier="auto")
 
@@ -106,7 +105,7 @@ def test_embeddings_name_the_tier_they_do_not_send(world: World, model_id: str, 
 
 
 def test_chat_says_the_tier_served_whole_and_streamed(world: World) -> None:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     completion = client.chat.completions.create(model="test/gpt", messages=HI, service_tier="auto")
     chunks = list(

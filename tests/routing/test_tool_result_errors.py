@@ -31,7 +31,7 @@ def conversation(result: dict[str, Any]) -> list[Any]:
 
 
 def ask(world: World, model: str, result: dict[str, Any]) -> anthropic.types.Message:
-    client = anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
+    client = world.anthropic_client()
     return client.messages.create(
         model=model, max_tokens=200, tools=[TOOL], messages=conversation(result)
     )  # type: ignore[arg-type]

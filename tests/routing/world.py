@@ -6,14 +6,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import anthropic
 import httpx
+import openai
 import pytest
 
-from accounts.models import Organization
+from accounts.models import KeyScope, Organization
 from billing.models import UsageRecord
 from billing.services import ledger_post
 from routing.services import catalog_sync
-from tests.factories import key_make, organization_make
+from tests.factories import key_client, key_make, organization_make
 from tests.log_hygiene import secret_register
 from tests.routing.servers import poll
 
@@ -120,6 +122,26 @@ class World:
     def key_for(self, **fields: Any) -> str:
         return key_make(self.organization, **fields)
 
+    def openai_client(self, key: str | None = None) -> openai.OpenAI:
+        """The OpenAI SDK on the gateway's ``/v1``, without retries (a test sees every answer)."""
+        return openai.OpenAI(
+            base_url=f"{self.gateway_url}/v1", api_key=key or self.key, max_retries=0
+        )
+
+    def anthropic_client(self, key: str | None = None) -> anthropic.Anthropic:
+        """The Anthropic SDK on the gateway, without retries."""
+        return anthropic.Anthropic(
+            base_url=self.gateway_url, api_key=key or self.key, max_retries=0
+        )
+
+    def pipeline_create(
+        self, slug: str, kind: str, steps: list[dict[str, Any]], **more: Any
+    ) -> Any:
+        """``POST /api/v1/pipelines`` with a management key of the organization: the answer."""
+        admin = key_client(self.key_for(scope=KeyScope.MANAGE))
+        spec = {"slug": slug, "kind": kind, "steps": steps, **more}
+        return admin.post("/api/v1/pipelines", spec, format="json")
+
     def client_leaves(self, path: str, body: dict[str, Any], *, after: float) -> None:
         """POST ``body`` and leave once ``after`` seconds pass without an answer (an answer
         before then fails the test, naming it)."""
@@ -132,6 +154,17 @@ class World:
             )
             answer.read()
             raise AssertionError(f"answered before the client left: {answer.text[:500]}")
+
+    def client_reads_then_leaves(self, path: str, body: dict[str, Any], *, events: int) -> None:
+        """POST ``body`` (a stream), read its first ``events`` SSE events, then leave; a stream
+        that ends or stalls (10 s) before them fails the test."""
+        read, url, headers = 0, f"{self.gateway_url}{path}", {"Authorization": f"Bearer {self.key}"}
+        with httpx.stream("POST", url, headers=headers, json=body, timeout=10.0) as answer:
+            for line in answer.iter_lines():
+                read += line.startswith("data:")
+                if read == events:
+                    return
+        raise AssertionError(f"the stream ended after {read} of {events} events")
 
 
 def world_make(gateway_url: str, fake_url: str, fake: Any, credits: str = "10") -> World:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.reliability.live_gateway import start_live_gateway
 from tests.routing.conftest import (
     _fresh_gateway_state,
     fake_server,
@@ -14,13 +15,19 @@ from tests.routing.conftest import (
     world,
 )
 from tests.security.raw_upstream import RawUpstream
+from tests.security.stalling_resolver import resolver
+from tests.training.conftest import media
 
+# Fixtures defined elsewhere that tests here ask for by name (none imports them itself).
 __all__ = [
     "_fresh_gateway_state",
     "fake_server",
     "gateway_server",
     "leaving",
+    "media",
     "raw_servers",
+    "resolver",
+    "start_live_gateway",
     "world",
 ]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import openai
 import pytest
 
 from accounts.models import KeyScope
@@ -92,7 +91,7 @@ def test_parallel_branches_stopped_by_the_pipeline_are_billed_their_prompts(
         "branch_timeout_s": 1,
     }
     assert admin.post("/api/v1/pipelines", spec, format="json").status_code == 201
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     completion = client.chat.completions.create(
         model="pipeline/race", messages=[{"role": "user", "content": PROMPT}]

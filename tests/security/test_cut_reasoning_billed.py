@@ -10,8 +10,8 @@ import base64
 
 from billing.models import Reservation, UsageFlag, UsageRecord
 from routing.fake_upstream.answers import split_tokens
-from routing.gateway.streaming import delta_chars
 from routing.gateway.usage_estimate import choices_chars
+from routing.providers.answer_checks import generated_chars as delta_chars
 from tests.routing.servers import poll
 from tests.routing.world import World, endpoint, model
 from training.tokens import tokens_from_chars
@@ -25,7 +25,8 @@ def _record(world: World, model_id: str) -> UsageRecord:
 
 def test_deepseek_reasoning_read_before_the_client_leaves_is_billed(world: World) -> None:
     """The fake's reasoner streams 20 sentences of ``reasoning_content`` (140 pieces), then
-    stalls after 81 events: the role chunk and 80 pieces of reasoning reached the client."""
+    stalls after 81 events: the client reads the role chunk and 80 pieces of reasoning, then
+    leaves. Billed exactly those 80 pieces: more would be reasoning counted twice."""
     world.catalog({
         "models": [model("test/reasoner")],
         "endpoints": [endpoint("test/reasoner", "fake-openai", "deepseek-reasoner@hang_after=81")],
@@ -33,20 +34,22 @@ def test_deepseek_reasoning_read_before_the_client_leaves_is_billed(world: World
     body = {"model": "test/reasoner", "stream": True, "max_tokens": 2000,
             "messages": [{"role": "user", "content": "Why is the sky blue?"}]}  # fmt: skip
 
-    world.client_leaves("/v1/chat/completions", body, after=0.5)
+    world.client_reads_then_leaves("/v1/chat/completions", body, events=81)
 
     record = _record(world, "test/reasoner")
     thought = " ".join(["Step: weigh the question once more."] * 20)
     relayed = "".join(split_tokens(thought)[:80])
     assert (record.status, record.error_type) == ("aborted", "client_disconnected")
-    assert record.completion_tokens >= tokens_from_chars(len(relayed))  # old code: 0
+    assert record.completion_tokens == tokens_from_chars(len(relayed))  # old code: 0
     assert UsageFlag.USAGE_ESTIMATED in record.flag_list
     assert record.cost <= Reservation.objects.get(generation_id=record.generation_id).amount
 
 
 def test_excluded_anthropic_thinking_cut_short_is_billed(world: World) -> None:
     """Anthropic streams the thinking whatever ``exclude`` says (the gateway drops it); the fake
-    stalls after message_start, ping, the block's start and 20 thinking deltas."""
+    stalls after message_start, ping, the block's start and 20 thinking deltas. Nothing of them
+    reaches the client, so it leaves once the stream has stalled for 0.5 s (no event to wait
+    on). Billed exactly those 20 deltas: more would be thinking counted twice."""
     world.catalog({
         "models": [model("test/claude-think")],
         "endpoints": [endpoint("test/claude-think", "fake-anthropic",
@@ -63,7 +66,7 @@ def test_excluded_anthropic_thinking_cut_short_is_billed(world: World) -> None:
     thought = f"The user asks: {prompt[:80]}. I will answer plainly."
     streamed = "".join(split_tokens(thought)[:20])
     assert (record.status, record.error_type) == ("aborted", "client_disconnected")
-    assert record.completion_tokens >= tokens_from_chars(len(streamed))  # old code: 1
+    assert record.completion_tokens == tokens_from_chars(len(streamed))  # old code: 1
     assert record.cost <= Reservation.objects.get(generation_id=record.generation_id).amount
 
 

@@ -21,7 +21,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from routerhub.celery import app
 from tests.factories import organization_make
-from tests.training.conftest import media
 from training import dataset_services
 from training.dataset_sweeps import (
     ORPHAN_CURSOR,
@@ -30,8 +29,6 @@ from training.dataset_sweeps import (
     datasets_stuck_fail,
 )
 from training.models import Dataset, DatasetStatus
-
-__all__ = ["media"]  # the fixture
 
 ROWS = b"prompt,a/score,b/score\n" + b"".join(b"q%d,1,0\n" % i for i in range(40))
 pytestmark = pytest.mark.django_db

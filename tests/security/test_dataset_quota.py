@@ -20,12 +20,9 @@ from django.db import connection
 from accounts.models import KeyScope
 from tests.conftest import require_postgres
 from tests.factories import key_client, key_make, organization_make
-from tests.training.conftest import media
 from tests.training.helpers import upload
 from training.dataset_services import _UPLOADS_LOCK
 from training.models import Dataset, DatasetStatus
-
-__all__ = ["media"]  # the fixture
 
 ROWS = b"prompt,a/score,b/score\n" + b"".join(b"q%d,1,0\n" % i for i in range(40))
 

@@ -24,13 +24,10 @@ from accounts.models import KeyScope, Organization
 from routerhub.celery import app
 from routerhub.domain import Unavailable
 from tests.factories import key_client, key_make, organization_make
-from tests.training.conftest import media
 from tests.training.helpers import upload
 from training import dataset_services, dataset_sweeps
 from training.dataset_sweeps import datasets_stuck_fail
 from training.models import Dataset, DatasetStatus
-
-__all__ = ["media"]  # the fixture
 
 ROWS = b"prompt,a/score,b/score\n" + b"".join(b"q%d,1,0\n" % i for i in range(40))
 pytestmark = pytest.mark.django_db

@@ -14,9 +14,7 @@ import pytest
 
 from routing.egress import public_http_client_sync
 from tests.security.raw_upstream import RawUpstream, reads_and_hangs
-from tests.security.stalling_resolver import STALLED, StallingResolver, resolver
-
-__all__ = ["resolver"]
+from tests.security.stalling_resolver import STALLED, StallingResolver
 
 
 @pytest.mark.parametrize("allow_private", [False, True])

@@ -18,9 +18,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.reliability.live_gateway import LiveGateway, start_live_gateway
-
-__all__ = ["start_live_gateway"]
+from tests.reliability.live_gateway import LiveGateway
 
 THROTTLED = "Too many failed login attempts"
 

@@ -18,9 +18,7 @@ from django.test import override_settings
 from routerhub.domain import InvalidInput
 from routing import egress, resolvers
 from routing.tenant_slots import ORGANIZATION
-from tests.security.stalling_resolver import SLOW, STALLED, StallingResolver, resolver
-
-__all__ = ["resolver"]
+from tests.security.stalling_resolver import SLOW, STALLED, StallingResolver
 
 EXECUTOR_THREADS = 4  # the default executor's size here (min(32, CPUs + 4) in production)
 

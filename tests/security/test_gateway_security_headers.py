@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import openai
 
 from tests.routing.world import World
 
@@ -39,7 +38,7 @@ def test_json_streamed_and_error_answers_carry_the_security_headers(world: World
     assert models.status_code == 200
     for response in (answered, sse, refused, unauthorized, models):
         assert_secured(response)
-    sdk = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    sdk = world.openai_client()
     chunks = list(sdk.chat.completions.create(**CHAT, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 

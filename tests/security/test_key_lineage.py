@@ -23,7 +23,7 @@ from accounts import key_lineage
 from accounts.key_lineage import LINEAGE_DEPTH_MAX
 from accounts.models import ApiKey, KeyScope, Role, User
 from tests.db_locks import backend_pid, race_behind
-from tests.factories import Tenants, key_client, key_make, member_add, session_client
+from tests.factories import Tenants, key_client, key_make, key_row_make, member_add, session_client
 
 SOON = timedelta(hours=1)
 CHAT = {"model": "test/gpt", "messages": [{"role": "user", "content": "hi"}]}
@@ -31,8 +31,8 @@ CHAT = {"model": "test/gpt", "messages": [{"role": "user", "content": "hi"}]}
 
 def management_key(tenants: Tenants, **fields: Any) -> tuple[APIClient, ApiKey]:
     """An admin's management key (made by her, as in the dashboard) and its row."""
-    plaintext = key_make(tenants.organization, KeyScope.MANAGE, tenants.admin, **fields)
-    return key_client(plaintext), ApiKey.objects.get(prefix=plaintext[:16])
+    plaintext, key = key_row_make(tenants.organization, KeyScope.MANAGE, tenants.admin, **fields)
+    return key_client(plaintext), key
 
 
 def key_chain(tenants: Tenants) -> tuple[ApiKey, Any, Any]:
@@ -177,7 +177,7 @@ def test_a_child_key_has_at_most_its_parents_limits_and_models(tenants: Tenants)
 @pytest.mark.django_db
 def test_a_management_key_cannot_widen_a_key_it_changes(tenants: Tenants) -> None:
     client, _ = management_key(tenants, expires_at=timezone.now() + SOON, limit="10")
-    persons = ApiKey.objects.get(prefix=key_make(tenants.organization)[:16])  # no limits
+    _, persons = key_row_make(tenants.organization)  # no limits
 
     widened = client.patch(f"/api/v1/keys/{persons.pk}", {"expires_at": None}, format="json")
     unlimited = client.patch(f"/api/v1/keys/{persons.pk}", {"limit": None}, format="json")

@@ -26,9 +26,9 @@ from tests.db_locks import (
     race_behind,
     scans_in_disk_order,
 )
-from tests.factories import Tenants, key_make
+from tests.factories import Tenants, child_key_make, key_row_make
 from tests.security.test_key_lineage import SOON, creates_paused, management_key, refused
-from tests.security.test_key_lineage_revoke import child_make, operator_client
+from tests.security.test_key_lineage_revoke import operator_client
 
 # field → (the acting key's only bound, on another field; the other key's bound; the widening).
 WIDENINGS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
@@ -61,7 +61,7 @@ def test_a_key_bounded_on_one_field_cannot_widen_another_key_on_any_field(
     bound, others, widening = WIDENINGS[field]
     client, _ = management_key(tenants, **when(bound))
     unbounded, _ = management_key(tenants)
-    other = ApiKey.objects.get(prefix=key_make(tenants.organization, **when(others))[:16])
+    _, other = key_row_make(tenants.organization, **when(others))
     url = f"/api/v1/keys/{other.pk}"
     before = getattr(other, field)
 
@@ -88,7 +88,7 @@ def test_a_key_made_while_its_parents_expiry_moves_expires_with_it(
     tenants: Tenants, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, root = management_key(tenants)
-    child = child_make(tenants, root)
+    child = child_key_make(root)[1]
     ApiKey.objects.filter(pk=child.pk).update(expires_at=timezone.now() + SOON * 48)
     tonight = timezone.now() + SOON
     inserted, commit, creator = creates_paused(monkeypatch)
@@ -97,7 +97,7 @@ def test_a_key_made_while_its_parents_expiry_moves_expires_with_it(
     # waits for it (on the old code too, but its UPDATE had read the tree at its start, without
     # the grandchild, and left it 48 h).
     outcomes = race_behind(
-        lambda: child_make(tenants, child),
+        lambda: child_key_make(child)[1],
         expiry_move(root, tonight),
         holding=inserted,
         release=commit,
@@ -114,8 +114,8 @@ def test_moving_a_roots_expiry_while_a_key_below_it_is_revoked_does_not_deadlock
     tenants: Tenants,
 ) -> None:
     _, root = management_key(tenants)
-    child = child_make(tenants, root)
-    child_make(tenants, child)
+    child = child_key_make(root)[1]
+    child_key_make(child)[1]
     # The child's row written again since: in disk order it now follows the key made from it.
     ApiKey.objects.filter(pk=child.pk).update(last_used_at=timezone.now())
     child_locked, go = threading.Event(), threading.Event()
@@ -143,7 +143,7 @@ def test_moving_a_roots_expiry_while_a_key_below_it_is_revoked_does_not_deadlock
 @pytest.mark.django_db
 def test_the_admin_shows_a_keys_expiry_organization_and_maker_read_only(tenants: Tenants) -> None:
     _, parent = management_key(tenants, expires_at=timezone.now() + SOON)
-    child = child_make(tenants, parent)
+    child = child_key_make(parent)[1]
     admin = operator_client()
     url = f"/admin/accounts/apikey/{parent.pk}/change/"
 
@@ -168,7 +168,7 @@ def test_the_admin_shows_a_keys_expiry_organization_and_maker_read_only(tenants:
 @pytest.mark.django_db
 def test_an_earlier_expiry_leaves_revoked_keys_below_as_they_were(tenants: Tenants) -> None:
     _, root = management_key(tenants)
-    revoked, live = child_make(tenants, root), child_make(tenants, root)
+    revoked, live = child_key_make(root)[1], child_key_make(root)[1]
     key_lineage.api_key_revoke(key=revoked)
     tonight = timezone.now() + SOON
 

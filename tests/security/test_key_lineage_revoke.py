@@ -22,22 +22,10 @@ from tests.db_locks import (
     race_behind,
     scans_in_disk_order,
 )
-from tests.factories import Tenants, user_make
+from tests.factories import Tenants, child_key_make, user_make
 from tests.security.test_key_lineage import browser, management_key
 
 WIDE = 2_000
-
-
-def child_make(tenants: Tenants, parent: ApiKey) -> ApiKey:
-    """A key made by ``parent``'s request, as ``POST /api/v1/keys`` makes it."""
-    made = key_lineage.api_key_create_bounded(
-        acting_key_id=parent.pk,
-        organization=tenants.organization,
-        created_by=tenants.admin,
-        created_by_role=Role.ADMIN,
-        requested={"name": "child"},
-    )
-    return made.key
 
 
 def tree_make(tenants: Tenants, width: int) -> ApiKey:
@@ -50,12 +38,13 @@ def tree_make(tenants: Tenants, width: int) -> ApiKey:
             prefix=f"rh_test_{i}",
             digest=secrets.token_hex(32),
             created_by=tenants.admin,
+            created_by_role=Role.ADMIN,  # as a key made by the admin's key's request
             created_by_key=root,
             lineage_depth=1,
         )
         for i in range(width)
     )
-    child_make(tenants, ApiKey.objects.filter(created_by_key=root).earliest("pk"))
+    child_key_make(ApiKey.objects.filter(created_by_key=root).earliest("pk"))
     return root
 
 
@@ -68,7 +57,7 @@ def test_removing_a_member_while_their_key_is_revoked_does_not_deadlock(
     tenants: Tenants,
 ) -> None:
     _, root = management_key(tenants)
-    child_make(tenants, child_make(tenants, root))
+    child_key_make(child_key_make(root)[1])
     # The root's row written again since (its last use): in disk order it now follows the keys
     # made from it, as in a table that has been in use.
     ApiKey.objects.filter(pk=root.pk).update(last_used_at=timezone.now())
@@ -123,7 +112,7 @@ def test_revoking_a_key_on_the_dashboard_revokes_the_keys_made_with_it(
     tenants: Tenants,
 ) -> None:
     _, parent = management_key(tenants)
-    child_make(tenants, child_make(tenants, parent))
+    child_key_make(child_key_make(parent)[1])
 
     response = browser(tenants.admin, tenants).post(f"/dashboard/keys/{parent.pk}/revoke")
 
@@ -143,7 +132,7 @@ def operator_client() -> Client:
 @pytest.mark.django_db
 def test_the_admin_action_revokes_keys_with_the_keys_made_from_them(tenants: Tenants) -> None:
     _, parent = management_key(tenants)
-    child_make(tenants, child_make(tenants, parent))
+    child_key_make(child_key_make(parent)[1])
 
     response = operator_client().post(
         "/admin/accounts/apikey/",
@@ -157,7 +146,7 @@ def test_the_admin_action_revokes_keys_with_the_keys_made_from_them(tenants: Ten
 @pytest.mark.django_db
 def test_the_admin_shows_a_keys_parent_depth_and_revocation_read_only(tenants: Tenants) -> None:
     _, parent = management_key(tenants)
-    child = child_make(tenants, parent)
+    _, child = child_key_make(parent)
 
     page = operator_client().get(f"/admin/accounts/apikey/{child.pk}/change/").content.decode()
 

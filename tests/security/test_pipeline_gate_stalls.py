@@ -15,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import openai
 import orjson
 
 from accounts.models import KeyScope
@@ -55,7 +54,7 @@ def cascade(world: World, slug: str, gate_schema: dict[str, Any]) -> None:
 
 
 def served_gates(world: World, slug: str) -> list[tuple[str, str]]:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
     completion = client.chat.completions.create(
         model=f"pipeline/{slug}", messages=[{"role": "user", "content": DESCRIBE}]
     )

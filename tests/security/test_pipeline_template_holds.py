@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import openai
-
 from accounts.models import KeyScope
 from billing.models import Reservation, UsageStep
 from tests.factories import key_client
@@ -38,7 +36,7 @@ def _create(world: World, spec: dict[str, Any]) -> None:
 
 
 def _ask(world: World, slug: str, prompt: str = "Describe green tea for a shop label") -> str:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
     completion = client.chat.completions.create(
         model=f"pipeline/{slug}",
         messages=[{"role": "user", "content": prompt}],

@@ -21,9 +21,7 @@ from django.conf import settings
 
 from accounts.models import KeyScope
 from tests.factories import key_make, organization_make
-from tests.reliability.live_gateway import LiveGateway, start_live_gateway
-
-__all__ = ["start_live_gateway"]
+from tests.reliability.live_gateway import LiveGateway
 
 LIMIT = 64 * 1024  # REQUEST_MAX_BODY_BYTES of the server under test
 DATASET_MAX = 3 * 1024 * 1024  # its DATASET_MAX_BYTES: above the general limit, and spooled

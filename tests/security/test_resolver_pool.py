@@ -12,9 +12,7 @@ from typing import Any
 import pytest
 
 from routing import resolvers
-from tests.security.stalling_resolver import StallingResolver, resolver
-
-__all__ = ["resolver"]
+from tests.security.stalling_resolver import StallingResolver
 
 
 def test_concurrent_first_lookups_make_one_pool(

@@ -22,10 +22,10 @@ from django.test import Client
 
 from accounts.models import KeyScope, Role
 from tests.factories import key_make, member_add, organization_make, user_make
-from tests.reliability.live_gateway import LiveGateway, start_live_gateway
+from tests.reliability.live_gateway import LiveGateway
 from tests.security.test_request_bodies import DATASET_MAX, chunked, exchange, server, written_bytes
 
-__all__ = ["server", "start_live_gateway"]  # fixtures: the server of test_request_bodies
+__all__ = ["server"]  # the fixture: the server of test_request_bodies
 
 UPLOAD_PATHS = [
     "/api/v1/datasets",

@@ -11,10 +11,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import KeyScope
 from tests.factories import dashboard_client, key_client, key_make
-from tests.training.conftest import csv_bytes, media, synthetic_frame
+from tests.training.conftest import csv_bytes, synthetic_frame
 from training.models import Dataset
 
-__all__ = ["media"]  # the fixture: uploads go to a temporary MEDIA_ROOT
 pytestmark = pytest.mark.django_db
 LONG = "q" * 240 + ".csv"
 

@@ -237,6 +237,29 @@ def test_reasoning_details_that_are_not_objects_are_a_malformed_stream(
     _messages_stream_fails_malformed(world)
 
 
+_CUSTOM_CALL = {"index": 0, "id": "c", "type": "custom",
+                "custom": {"name": "run_sql", "input": ["SELECT 1"]}}  # fmt: skip
+_REFUSED_WHOLE = [
+    {"reasoning_content": {"text": "Hmm."}},
+    {"tool_calls": [_CUSTOM_CALL]},
+    {"reasoning_details": [{"type": "reasoning.text", "text": ["Hmm."]}]},
+]
+
+
+@pytest.mark.parametrize("delta", _REFUSED_WHOLE)
+def test_what_a_whole_answer_refuses_a_stream_refuses_too(
+    world: World, own_host: StreamingHost, delta: dict[str, object]
+) -> None:
+    # One check of an answer's fields, streamed or whole (``answer_checks``' field lists).
+    # Before: the stream's own list skipped these, relayed to the client as they came.
+    own_host.stream = FIRST + stream_chunk(delta, None) + END
+
+    status, lines = _streamed(world)
+
+    assert status == 200
+    assert "malformed stream chunk" in _mid_stream_error(world, lines)
+
+
 def test_a_chunk_our_decoder_cannot_read_is_logged_without_its_content(
     world: World, own_host: StreamingHost, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -25,11 +25,9 @@ from tests.factories import (
     organization_make,
     tenants_make,
 )
-from tests.security.stalling_resolver import STALLED, StallingResolver, resolver
+from tests.security.stalling_resolver import STALLED, StallingResolver
 from webhooks.models import WebhookEndpoint
 from webhooks.services import webhook_endpoint_create
-
-__all__ = ["resolver"]
 
 pytestmark = pytest.mark.django_db
 

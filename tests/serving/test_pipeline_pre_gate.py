@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
 
 def ask(world: World, prompt: str) -> openai.types.chat.ChatCompletion:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
     return client.chat.completions.create(
         model="pipeline/predicted", messages=[{"role": "user", "content": prompt}]
     )

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
 
 def auto(world: World, prompt: str, tradeoff: float) -> openai.types.chat.ChatCompletion:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
     return client.chat.completions.create(
         model="router/auto",
         messages=[{"role": "user", "content": prompt}],

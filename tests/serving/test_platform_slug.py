@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import openai
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
@@ -31,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
 
 def _auto(world: World) -> dict[str, object]:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
     reply = client.chat.completions.create(
         model="router/auto",
         messages=[{"role": "user", "content": MATH_PROMPT}],

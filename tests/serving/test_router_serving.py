@@ -50,7 +50,7 @@ def train_router(
 
 
 def chat(world: World, prompt: str, **extra: Any) -> Any:
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
     return client.chat.completions.create(
         model="router/support", messages=[{"role": "user", "content": prompt}], **extra
     )
@@ -147,7 +147,7 @@ def test_unknown_and_untrained_routers_are_clear_404s(world: World) -> None:
         {"slug": "fresh", "name": "Fresh", "candidates": [CHEAP, DEAR]},
         format="json",
     )
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     with pytest.raises(openai.NotFoundError) as unknown:
         client.chat.completions.create(

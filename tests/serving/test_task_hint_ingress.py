@@ -28,7 +28,7 @@ Call = Callable[[World, dict[str, Any]], tuple[str, dict[str, Any], Any]]
 
 
 def _messages(world: World, router: dict[str, Any]) -> tuple[str, dict[str, Any], Any]:
-    client = anthropic.Anthropic(base_url=world.gateway_url, api_key=world.key, max_retries=0)
+    client = world.anthropic_client()
     raw = client.messages.with_raw_response.create(
         model="router/quiz",
         max_tokens=32,
@@ -39,12 +39,8 @@ def _messages(world: World, router: dict[str, Any]) -> tuple[str, dict[str, Any]
     return message.model, message.model_extra["routing"], raw.headers
 
 
-def _openai(world: World) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
-
-
 def _responses(world: World, router: dict[str, Any]) -> tuple[str, dict[str, Any], Any]:
-    raw = _openai(world).responses.with_raw_response.create(
+    raw = world.openai_client().responses.with_raw_response.create(
         model="router/quiz", input=PROMPT, extra_body={"router": router}
     )
     response = raw.parse()
@@ -52,7 +48,7 @@ def _responses(world: World, router: dict[str, Any]) -> tuple[str, dict[str, Any
 
 
 def _completions(world: World, router: dict[str, Any]) -> tuple[str, dict[str, Any], Any]:
-    raw = _openai(world).completions.with_raw_response.create(
+    raw = world.openai_client().completions.with_raw_response.create(
         model="router/quiz", prompt=PROMPT, max_tokens=32, extra_body={"router": router}
     )
     completion = raw.parse()

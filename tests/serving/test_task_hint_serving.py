@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import openai
 import pandas as pd
 import pytest
 
@@ -187,7 +186,7 @@ def test_the_task_on_chat_completions_changes_the_model_and_an_unknown_one_is_dr
     world: World,
 ) -> None:
     _train(world)
-    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0)
+    client = world.openai_client()
 
     def chat(task: str) -> Any:
         return client.chat.completions.with_raw_response.create(

@@ -12,6 +12,9 @@ import pandas as pd
 import pytest
 
 from tests.celery_conf import celery_conf
+from tests.routing.conftest import gateway_server
+
+__all__ = ["gateway_server"]  # the fixture (tests/routing's), for the run-concurrency tests
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 TRAINING_TESTS = Path(__file__).resolve().parent

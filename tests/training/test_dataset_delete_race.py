@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
 from django.core.files.base import ContentFile
@@ -17,6 +16,7 @@ from django.db import transaction
 from routerhub.domain import Conflict, NotFound
 from tests.db_locks import backend_pid, waiting_for
 from tests.factories import organization_make
+from tests.routing.servers import poll
 from tests.threads import run_at_once
 from training import services
 from training.models import Dataset, DatasetStatus, Router, TrainingRun
@@ -59,15 +59,16 @@ def test_a_run_recorded_while_its_dataset_is_deleted_keeps_the_files(media) -> N
             done.set()
 
     def release() -> None:  # once the delete waits on the run's transaction (or, unlocked,
-        # went through), let the run commit
-        assert recording.wait(DEADLINE_S)
-        deadline = time.monotonic() + DEADLINE_S
-        while not (waiting_for(pids[0]) or done.is_set()) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        commit.set()
+        # went through), let the run commit; neither before the deadline fails the test
+        try:
+            assert recording.wait(DEADLINE_S)
+            poll(lambda: waiting_for(pids[0]) or done.is_set(), timeout=DEADLINE_S)
+        finally:
+            commit.set()  # the run's thread ends either way; the failure is reported below
 
-    recorded, deleted, _ = run_at_once([record, delete, release])
+    recorded, deleted, released = run_at_once([record, delete, release])
 
+    assert released is None, released
     assert recorded is None
     assert isinstance(deleted, Conflict), deleted
     assert TrainingRun.objects.filter(dataset=dataset).count() == 1
@@ -120,15 +121,17 @@ def test_a_run_started_while_its_dataset_is_being_deleted_is_a_404(media) -> Non
             router=router, dataset=dataset, candidates=["a", "b"], options={}
         )
 
-    def release() -> None:  # once the run start waits on the delete's transaction, commit it
-        assert deleting.wait(DEADLINE_S)
-        deadline = time.monotonic() + DEADLINE_S
-        while not waiting_for(pids[0]) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        commit.set()
+    def release() -> None:  # once the run start waits on the delete's transaction, commit it;
+        # a run start that never waits before the deadline fails the test
+        try:
+            assert deleting.wait(DEADLINE_S)
+            poll(lambda: waiting_for(pids[0]), timeout=DEADLINE_S)
+        finally:
+            commit.set()  # the delete's thread ends either way; the failure is reported below
 
-    deleted, recorded, _ = run_at_once([delete, record, release])
+    deleted, recorded, released = run_at_once([delete, record, release])
 
+    assert released is None, released
     assert deleted is None
     assert isinstance(recorded, NotFound), recorded
     assert not TrainingRun.objects.filter(router=router).exists()

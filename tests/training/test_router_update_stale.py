@@ -5,18 +5,24 @@ a rollback of a bad version made meanwhile was undone, the bad version served ag
 
 from __future__ import annotations
 
+import threading
 from typing import Any
-from unittest import mock
 
 import pytest
+from django.db import transaction
 
 from accounts.models import KeyScope
 from routerhub.domain import NotFound
+from tests.db_locks import backend_pid, waiting_for
 from tests.factories import key_client, key_make, organization_make
+from tests.routing.servers import poll
+from tests.threads import run_at_once
 from training import lifecycle, services
 from training.models import Router, RouterEventKind, RouterVersion
 
 pytestmark = pytest.mark.django_db
+
+DEADLINE_S = 20.0
 
 
 def _router_on_version_2() -> Router:
@@ -57,26 +63,43 @@ def test_a_settings_change_racing_a_delete_is_not_found_not_a_server_error() -> 
     assert not Router.objects.filter(pk=as_read.pk).exists()
 
 
+@pytest.mark.django_db(transaction=True)  # two connections: the switch's and the PATCH's
 def test_the_api_answers_the_router_as_written() -> None:
     """The PATCH answers the row it wrote (``row_update``'s locked re-read), not the router it
-    read: version 3, activated between the two, is what it says is active (fails when the view
-    answers the router as read: version 2)."""
+    read: version 3, activated by a switch whose transaction holds the router's row while the
+    PATCH reads it, is what it says is active (fails when the view answers the router as read:
+    version 2)."""
     router = _router_on_version_2()
     manage = key_client(key_make(router.organization, scope=KeyScope.MANAGE))
-    update = services.router_update
+    switching, commit = threading.Event(), threading.Event()
+    pids: list[int] = []
+    answers: list[Any] = []
 
-    def activated_meanwhile(**kwargs: Any) -> Router:
-        lifecycle.version_switch(
-            router=Router.objects.get(pk=router.pk),
-            number=3,
-            kind=RouterEventKind.ACTIVATED,
-            actor="test",
+    def switch() -> None:  # version 3 activated, its transaction still open
+        with transaction.atomic():
+            lifecycle.version_switch(
+                router=router, number=3, kind=RouterEventKind.ACTIVATED, actor="test"
+            )
+            pids.append(backend_pid())
+            switching.set()
+            assert commit.wait(DEADLINE_S)
+
+    def patch() -> None:  # reads version 2 (committed), then waits on the switch's row lock
+        assert switching.wait(DEADLINE_S)
+        answers.append(
+            manage.patch("/api/v1/routers/r", {"slug": "r2", "name": "N"}, format="json")
         )
-        return update(**kwargs)
 
-    with mock.patch.object(services, "router_update", activated_meanwhile):
-        answer = manage.patch("/api/v1/routers/r", {"slug": "r2", "name": "N"}, format="json")
+    def release() -> None:  # once the PATCH waits on the switch's transaction, commit it
+        try:
+            assert switching.wait(DEADLINE_S)
+            poll(lambda: waiting_for(pids[0]), timeout=DEADLINE_S)
+        finally:
+            commit.set()
 
+    assert run_at_once([switch, patch, release]) == [None, None, None]
+
+    answer = answers[0]
     assert answer.status_code == 200, answer.json()
     assert (answer.json()["slug"], answer.json()["name"]) == ("r2", "N")
     assert answer.json()["active_version"] == 3

@@ -17,13 +17,10 @@ from accounts.models import KeyScope, Organization
 from routerhub.errors import Conflict
 from tests.conftest import require_postgres
 from tests.factories import key_make, organization_make
-from tests.routing.conftest import gateway_server
 from tests.routing.servers import ServerThread
 from tests.training.conftest import csv_bytes, synthetic_frame
 from training import services
 from training.models import Dataset, DatasetStatus, Router, RunStatus, TrainingRun
-
-__all__ = ["gateway_server"]
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -19,13 +19,8 @@ from accounts.models import ApiKey
 from billing import window_spend
 from billing.models import KeySpendWindow, Reservation
 from billing.services import ReservationRequest, credits_reserve, ledger_post
-from tests.billing.key_budgets import (
-    budget_organization_make,
-    child_key_make,
-    key_hold,
-    manage_key_make,
-)
-from tests.factories import key_make, tenants_make
+from tests.billing.key_budgets import budget_organization_make, key_hold, manage_key_make
+from tests.factories import child_key_make, key_make, tenants_make
 from tests.routing.servers import poll
 from tests.webhooks.receiver import Receiver
 from webhooks.models import WebhookDelivery
