@@ -9,7 +9,6 @@ generation id so it happens once however often it is retried.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,11 +19,9 @@ import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection, connections, transaction
-from django.db.models import F, Q, Subquery
+from django.db.models import F, Subquery
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 
-from accounts.invitation_limits import email_limit_key
 from accounts.models import Membership, Organization, Role, User
 from billing.holds import RESERVE_SQL, Held, hold_grouped
 from billing.key_windows import key_windows_reserve
@@ -38,7 +35,8 @@ from billing.models import (
 )
 from billing.pg_async import pg_fetchone
 from billing.settlement import reservations_reconcile, reservations_release
-from billing.starter_verification import address_verified, verified_grants
+from billing.starter_inbox import domain_granted_enough, inbox_granted, inbox_of
+from billing.starter_verification import address_verified
 from billing.windows import LimitBound
 from routerhub.errors import InsufficientCredits, ServiceUnavailable
 from routerhub.money import ZERO, money, money_str
@@ -47,9 +45,6 @@ logger = logging.getLogger(__name__)
 
 RESERVATION_TTL = timedelta(minutes=15)
 # The first key of the advisory lock that grants one inbox's starter credits one at a time.
-_STARTER_INBOX_LOCK = 0x5343  # "SC"
-_STARTER_INBOX_SALT = "billing.starter-credits.inbox"
-_INBOX = "starter-credits:inbox:"
 
 
 def credit_account_for(organization_id: int) -> CreditAccount:
@@ -109,7 +104,7 @@ def starter_credits_grant(
     organization was granted them: free credits without end for one confirmed address). The
     ledger key names the person and their row is locked first, so organizations created at once
     cannot both pass the check; an organization without an owner is keyed by itself. Once per
-    inbox too: a person whose address reaches an inbox already granted (``_inbox_reference``)
+    inbox too: a person whose address reaches an inbox already granted (``billing.starter_inbox``)
     gets none, nor one whose domain had STARTER_CREDITS_PER_DOMAIN grants. Only once the address is verified (``billing.starter_verification``)."""
     amount = settings.STARTER_CREDITS_USD
     if amount <= 0:
@@ -129,9 +124,9 @@ def starter_credits_grant(
                 # unconfirmed sign-up of someone's ``+tag`` variant took their inbox's grant.
                 credit_account_for(organization.pk)
                 return None
-            address = _inbox_of(person)
-            inbox = _inbox_reference(person)
-            if address and (_inbox_granted(address) or _domain_granted_enough(address)):
+            found = inbox_of(person)
+            inbox = found.reference if found else ""
+            if found and (inbox_granted(found) or domain_granted_enough(found)):
                 credit_account_for(organization.pk)  # a balance of 0, as a second grant leaves
                 return None
         return ledger_post(
@@ -142,71 +137,6 @@ def starter_credits_grant(
             description="Starter credits for a first request (demo models included)",
             reference=inbox,
         )
-
-
-def _inbox_of(person: int) -> str:
-    """The inbox a person's address reaches (``email_limit_key``: +tags, Gmail's dots and
-    googlemail.com read away): each variant of one address confirms from one mailbox, and was a
-    new person granted again. Empty: no address."""
-    email = User.objects.filter(pk=person).values_list("email", flat=True).first() or ""
-    return email_limit_key(email) if email.strip() else ""
-
-
-def _inbox_reference(person: int) -> str:
-    """The ledger reference of a person's starter grant: their inbox, an HMAC (the ledger API shows
-    references, and a bare hash of an address is confirmed by guessing it) under
-    API_KEY_PEPPER, which never rotates (under SECRET_KEY before: its rotation made every inbox
-    granted until then new), then its domain, hashed (``_domain_granted_enough``)."""
-    inbox = _inbox_of(person)
-    if not inbox:
-        return ""
-    return f"{_inbox_prefix(inbox, settings.API_KEY_PEPPER)}:{_domain_digest(inbox)}"
-
-
-def _inbox_prefix(inbox: str, secret: str) -> str:
-    digest = salted_hmac(_STARTER_INBOX_SALT, inbox, secret=secret, algorithm="sha256")
-    return f"{_INBOX}{digest.hexdigest()[:40]}"
-
-
-def _domain_digest(inbox: str) -> str:
-    return hashlib.sha256(inbox.rpartition("@")[2].encode()).hexdigest()[:16]
-
-
-def _inbox_granted(inbox: str) -> bool:
-    """Whether the inbox was granted starter credits; the grants to one inbox take turns (a
-    transaction-level advisory lock), so variants signing up at once cannot all pass. A grant
-    of an earlier release is keyed under SECRET_KEY (or, since rotated, a SECRET_KEY_FALLBACKS
-    entry) alone: the reference was the inbox's HMAC under it."""
-    current = _inbox_prefix(inbox, settings.API_KEY_PEPPER)
-    _take_turns(current)
-    former = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
-    found = Q(reference__startswith=f"{current}:")
-    for secret in former:
-        found |= Q(reference=_inbox_prefix(inbox, secret))
-    grants = LedgerEntry.objects.filter(found, kind=LedgerKind.PROMOTION)
-    return grants.filter(verified_grants()).exists()
-
-
-def _domain_granted_enough(inbox: str) -> bool:
-    """Whether the inbox's domain had its STARTER_CREDITS_PER_DOMAIN verified grants: a
-    catch-all domain confirms any address for one person. Open domains (one person's mailbox an
-    address, ``STARTER_CREDITS_OPEN_DOMAINS``) never have. Grants of earlier releases, whose
-    references name no domain, are not counted."""
-    if inbox.rpartition("@")[2] in settings.STARTER_CREDITS_OPEN_DOMAINS:
-        return False
-    domain = _domain_digest(inbox)
-    _take_turns(domain)
-    grants = LedgerEntry.objects.filter(
-        kind=LedgerKind.PROMOTION, reference__startswith=_INBOX, reference__endswith=f":{domain}"
-    )
-    return grants.filter(verified_grants()).count() >= settings.STARTER_CREDITS_PER_DOMAIN
-
-
-def _take_turns(name: str) -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            sql = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
-            cursor.execute(sql, [_STARTER_INBOX_LOCK, name])
 
 
 def _granted_per_organization(person: int, organization: Organization) -> bool:

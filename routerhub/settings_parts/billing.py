@@ -42,7 +42,8 @@ DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
 STARTER_CREDITS_USD = _decimal(
     "STARTER_CREDITS_USD", default="5" if ROUTERHUB_ENV == "development" else "0"
 )
-# Starter grants to verified addresses of one email domain (IDNA, casefolded), at most: a
+# Starter grants to verified addresses of one registrable email domain (eTLD+1, punycode; its
+# subdomains included), at most: a
 # catch-all domain confirms any number of addresses for one person. Domains
 # where each address is its own person's mailbox are exempt (STARTER_CREDITS_OPEN_DOMAINS).
 STARTER_CREDITS_PER_DOMAIN = positive_int("STARTER_CREDITS_PER_DOMAIN", 3)
@@ -69,9 +70,26 @@ STARTER_CREDITS_OPEN_DOMAINS = frozenset(
             "qq.com",
             "163.com",
             "naver.com",
+            "gmx.net",
+            "mac.com",
+            "pm.me",
+            "protonmail.ch",
+            "msn.com",
+            "hotmail.co.uk",
+            "hotmail.fr",
+            "outlook.de",
+            "yahoo.co.jp",
+            "yahoo.co.uk",
+            "ymail.com",
+            "t-online.de",
+            "126.com",
+            "yandex.com",
         ],
     )
 )
+# The window STARTER_CREDITS_PER_DOMAIN counts over, in days: a company domain is not capped
+# forever.
+STARTER_CREDITS_DOMAIN_WINDOW_DAYS = positive_int("STARTER_CREDITS_DOMAIN_WINDOW_DAYS", 30)
 
 # Stripe top-ups. Card payments are on when BILLING_ENABLED (default: in production), and then
 # every key below must be set. STRIPE_API_BASE points the stripe library at a fake server
