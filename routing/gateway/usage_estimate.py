@@ -149,8 +149,6 @@ def billable_usage(
         usage.prompt_tokens = prompt_estimate_at(ex, ex.endpoint)
     if ex.own_host and not usage.clamped:
         own_host_floor(ex, usage, prompt_estimate_at(ex, ex.endpoint), estimate)
-    if ex.own_host:  # its cache is its own: the fee is on list price (README, "own host")
-        usage.cached_tokens = usage.cache_write_tokens = usage.cache_write_1h_tokens = 0
     usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
     usage.cache_write_tokens = min(
         usage.cache_write_tokens, usage.prompt_tokens - usage.cached_tokens

@@ -180,14 +180,18 @@ def test_an_own_host_reporting_its_prompt_cached_pays_the_fee_on_the_whole_promp
     world: World, settings: Any, stream: bool
 ) -> None:
     """The fee is a share of the list price: an own host reporting every prompt token read from
-    its cache (a tenth of the price here) does not shrink it. Before, billed at the cached price."""
+    its cache (a tenth of the price here) does not shrink it. Before, billed at the cached price.
+    Its counts are kept, in the record and the answer (the branch's first fix zeroed them)."""
     model_id = own_host(world, settings, "cached=100000", cached_input="0.1")
 
     status, generation_id, events = ask(world, model_id, stream=stream)
 
     assert status == 200, events
     record = world.usage_record(generation_id)
-    assert record.is_byok and record.cached_tokens == 0
+    assert record.is_byok and record.cached_tokens == record.prompt_tokens > 0
+    if not stream:  # a stream sends usage only when asked (stream_options)
+        shown = events[0]["usage"]["prompt_tokens_details"]["cached_tokens"]
+        assert shown == record.cached_tokens
     prices = TokenPrices(Decimal("1e-6"), Decimal("2e-6"), Decimal("1e-7"))
     full = usage_cost(prices, prompt_tokens=record.prompt_tokens,
                       completion_tokens=record.completion_tokens, is_byok=True)  # fmt: skip
