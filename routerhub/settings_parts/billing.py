@@ -21,8 +21,8 @@ BYOK_FEE_RATE = _decimal("BYOK_FEE_RATE", default="0.05")
 # A charge this many times its hold or more is counted in routerhub_charges_far_over_hold_total
 # and logged as an error (a provider counting what the hold does not foresee): it is charged.
 BILLING_OVER_HOLD_ALERT_MULTIPLE = _decimal("BILLING_OVER_HOLD_ALERT_MULTIPLE", default="4")
-# An organization's own host is floored (billed its estimates, flagged usage_floored) only when a
-# count it reports is below this share of its estimate: characters ÷ 4 is rough, and an honest
+# Each count an organization's own host reports is billed no lower than this share of its
+# estimate (flagged usage_floored where one was raised): characters ÷ 4 is rough, and an honest
 # tokenizer may count a third fewer; a host reporting 1 token is below any share.
 BILLING_OWN_HOST_FLOOR_SHARE = positive_float("BILLING_OWN_HOST_FLOOR_SHARE", 0.5)
 if BILLING_OWN_HOST_FLOOR_SHARE > 1:

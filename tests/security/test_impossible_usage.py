@@ -5,6 +5,7 @@ nor sets its price: the answer is served and billed on an estimate from the text
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -156,9 +157,12 @@ def test_an_own_host_reporting_too_few_tokens_is_billed_its_estimates_and_flagge
     record = world.usage_record(generation_id)
     assert record.status == "succeeded" and record.is_byok
     assert record.flag_list == ["usage_floored"]
-    assert record.prompt_tokens >= tokens_from_chars(len(PROMPT)) > 1
+    # Each count raised to its share (BILLING_OWN_HOST_FLOOR_SHARE, ½) of its estimate.
+    assert record.prompt_tokens >= math.ceil(tokens_from_chars(len(PROMPT)) / 2) > 1
     text = answer_text(events, stream=stream)
-    assert record.completion_tokens == min(tokens_from_chars(len(text)), MAX_TOKENS) > 1
+    assert (
+        record.completion_tokens == math.ceil(min(tokens_from_chars(len(text)), MAX_TOKENS) / 2) > 1
+    )
     assert LedgerEntry.objects.get(idempotency_key=f"usage:{generation_id}").amount == -record.cost
 
 
@@ -224,7 +228,8 @@ def test_an_honest_own_host_is_billed_its_counts_unflagged(
 def test_an_own_host_is_floored_only_below_the_share_of_its_estimate(
     world: World, settings: Any, share: float, floored: bool
 ) -> None:
-    """Above half the prompt's estimate: billed as reported; below it: billed the estimate."""
+    """Above half the prompt's estimate: billed as reported; below it: billed half the estimate,
+    continuously (before, the whole estimate: a report at 0.49 billed twice one at 0.5)."""
     body = {"messages": [{"role": "user", "content": PROMPT}]}
     estimate = estimate_prompt_tokens(body)
     reported = round(estimate * share)
@@ -235,4 +240,31 @@ def test_an_own_host_is_floored_only_below_the_share_of_its_estimate(
     assert status == 200, events
     record = world.usage_record(generation_id)
     assert record.flag_list == (["usage_floored"] if floored else [])
-    assert record.prompt_tokens == (estimate if floored else reported)
+    assert record.prompt_tokens == (math.ceil(estimate / 2) if floored else reported)
+
+
+def test_a_count_just_below_the_share_is_billed_just_above_it(world: World, settings: Any) -> None:
+    """Continuous: a prompt reported one token below half its estimate is billed half of it, one
+    more token (before, the whole estimate: about twice a report at half)."""
+    estimate = estimate_prompt_tokens({"messages": [{"role": "user", "content": PROMPT}]})
+    reported = math.ceil(estimate / 2) - 1
+    model_id = own_host(world, settings, f"report_prompt={reported}")
+
+    status, generation_id, events = ask(world, model_id, stream=False)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.flag_list == ["usage_floored"] and record.prompt_tokens == reported + 1
+
+
+def test_an_honest_completion_is_not_raised_for_a_low_prompt(world: World, settings: Any) -> None:
+    """Each count is floored alone: a prompt reported at 1 does not raise the host's honest
+    completion count to its estimate (before, both were raised once either was low)."""
+    model_id = own_host(world, settings, "report_prompt=1")
+
+    status, generation_id, events = ask(world, model_id, stream=False)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.flag_list == ["usage_floored"]
+    assert record.completion_tokens == count_tokens(answer_text(events, stream=False))
