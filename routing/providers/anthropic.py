@@ -297,8 +297,9 @@ class AnthropicStreamDecoder(StreamDecoder):
         if block.get("type") == "redacted_thinking":
             data = block.get("data", "")
             # Billed in full by Anthropic, and encrypted, so no relayed text counts it: its
-            # length (at least the thinking's) is billed if the stream is cut before its count.
-            self.unrelayed_chars += len(data) if isinstance(data, str) else 0
+            # ciphertext's bytes (base64's ¾) estimate the thinking's characters, billed if the
+            # stream is cut before its count.
+            self.unrelayed_chars += len(data) * 3 // 4 if isinstance(data, str) else 0
             detail = {"type": "reasoning.encrypted", "data": data}
             return [{"index": 0, "delta": {"reasoning_details": [detail]}, "finish_reason": None}]
         return []
