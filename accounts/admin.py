@@ -7,11 +7,13 @@ from typing import Any
 from allauth.account.adapter import get_adapter
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import key_lineage
 from accounts.models import ApiKey, Invitation, Membership, Organization, User
+from routerhub.router_names import routers_named_lock
 
 # The `type: ignore[type-arg]` on admin classes below: Django's admin classes are generic only in
 # django-stubs, and subscripting them at run time fails without django-stubs-ext, a dev-only tool.
@@ -85,6 +87,15 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # A key is minted by the dashboard or the API: this form makes no digest nor prefix
         # (read-only above), and with its organization read-only it could not save one.
         return False
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        # A narrower allow-list reaches the keys made from the key, as through the API.
+        with transaction.atomic():
+            if "allowed_models" in form.changed_data:  # the routers it names (a delete waits)
+                routers_named_lock(obj.organization_id, obj.allowed_models or ())
+            super().save_model(request, obj, form, change)
+            if change and "allowed_models" in form.changed_data:
+                key_lineage.tree_narrow(obj.pk, None, obj.allowed_models or None)
 
     @admin.action(description="Revoke (with the keys made from them)")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,7 +28,9 @@ BOUNDED = (
     "lineage) it may narrow, but if it has any bound itself (`expires_at`, `limit`, `rpm`, "
     "`tpm` or `allowed_models`) give it no more, on any field, than that key has now. "
     "A signed-in person's session may set any value. An earlier `expires_at` holds for the keys "
-    "made from the key too."
+    "made from the key too, transitively; so does a narrower `allowed_models`: each keeps only "
+    "its models also in the new list (one allowed any model, the new list), and a key left "
+    'with none shows `["(none)"]`, a name no model has (it can call no model).'
 )
 
 
@@ -93,9 +95,21 @@ class ApiKeyDetailView(TenantAPIView):
         return Response(ApiKeyOutput(key).data)
 
     @extend_schema(
-        responses={200: ApiKeyOutput},  # the revoked key (DELETE revokes, API.md)
-        description="Revokes the key and every key made with it (`created_by_key`), transitively.",
+        responses={  # the revoked key (DELETE revokes, API.md)
+            200: ApiKeyOutput,
+            403: OpenApiResponse(
+                description="The role may not revoke keys, or the acting management key is "
+                "bounded or was made by a key and the key is outside its lineage (`param`: "
+                "key_id)."
+            ),
+        },
+        description="Revokes the key and every key made with it (`created_by_key`), transitively. "
+        "A management key that is bounded (`expires_at`, `limit`, `rpm`, `tpm` or "
+        "`allowed_models`) or was made by a key revokes only itself and the keys made from it "
+        "(403 for any other); a person's session, any key of the organization.",
     )
     def delete(self, request: Request, key_id: int) -> Response:
-        key = key_lineage.api_key_revoke(key=self.get_object())
+        key = self.get_object()
+        key_lineage.revoke_check(acting_key_id=self.acting_key_id(), key=key)
+        key = key_lineage.api_key_revoke(key=key)
         return Response(ApiKeyOutput(key).data)

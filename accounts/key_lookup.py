@@ -31,6 +31,7 @@ import psycopg
 from django.conf import settings
 from django.db import OperationalError, connections
 
+from accounts.key_chain import chain_up_sql
 from billing import pg_async
 
 logger = logging.getLogger(__name__)
@@ -40,24 +41,21 @@ _GROUP = 64  # digests one statement reads at most
 # behind a flood of unknown keys without bound.
 QUEUED_MAX = 16 * _GROUP
 
-# The key's ancestors (``created_by_key``, transitively) with a spend or rate limit, as one JSON
-# text ``[[id, limit, limit_reset, prefix, name, rpm, tpm], ...]``: its spend counts in their
-# windows too (``billing.key_windows``), its requests and tokens in their rpm and tpm
-# (``routing.gateway.limits``). Evaluated only for a key a key made: for every other key (all keys
-# a person made) the CASE reads nothing more. The chain is immutable and at most
-# ``key_lineage.LINEAGE_DEPTH_MAX`` long; the level bound is only a guard (a key's parent is
-# older than it, so the walk ends at a key a person made). Revoked ancestors need no filter: a
-# revocation revokes the keys made from it. ``{parent}`` is the outer row's
-# ``created_by_key_id``.
+# The key's ancestors (``created_by_key``, transitively), every one, as one JSON text ``[[id, limit,
+# limit_reset, prefix, name, rpm, tpm], ...]``: its spend counts in their limit windows too
+# (``billing.key_windows``), its requests and tokens in their rpm and tpm, its router selects in the
+# select buckets of those with an rpm (``select_limits``); the first (the smallest id) is the
+# lineage's root, its rate counters' hash tag (``routing.gateway.limits``), so the rpm-less ones are
+# read too. Evaluated only for a key a key made: for every other key (all keys a person made) the
+# CASE reads nothing more. The walk is ``key_chain.chain_up_sql``. Revoked ancestors need no filter:
+# a revocation revokes the keys made from it. ``{parent}`` is the outer row's ``created_by_key_id``.
 ANCESTOR_LIMITS_SQL = """CASE WHEN {parent} IS NULL THEN NULL ELSE (
-    WITH RECURSIVE up (id, parent, level) AS (
-      SELECT p.id, p.created_by_key_id, 1 FROM accounts_apikey p WHERE p.id = {parent}
-      UNION ALL SELECT p.id, p.created_by_key_id, up.level + 1
-        FROM accounts_apikey p JOIN up ON p.id = up.parent WHERE up.level < 16)
+    {chain}
     SELECT json_agg(json_build_array(p.id, p."limit"::text, p.limit_reset, p.prefix, p.name,
                                      p.rpm, p.tpm) ORDER BY p.id)::text
-      FROM up JOIN accounts_apikey p ON p.id = up.id
-     WHERE p."limit" IS NOT NULL OR p.rpm IS NOT NULL OR p.tpm IS NOT NULL) END"""
+      FROM up JOIN accounts_apikey p ON p.id = up.id) END""".replace(
+    "{chain}", chain_up_sql("{parent}", level=1)
+)
 
 # The active (not revoked) keys among the digests; each creator's membership role read live
 # (none for a creator an operator deactivated: ``User.is_active`` false, as for one who left).

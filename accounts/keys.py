@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from accounts.key_chain import LINEAGE_DEPTH_MAX
 from accounts.key_lookup import key_lookup_available, key_row
 from accounts.models import ROLE_RANK, ApiKey, KeyScope, Membership, Role
 from billing.windows import LimitBound
@@ -41,7 +42,9 @@ _LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 @dataclass(frozen=True, slots=True)
 class RateBound:
-    """The rate limits of a key up a key's ``created_by_key`` lineage (a hierarchical rate)."""
+    """A key up a key's ``created_by_key`` lineage and its rate limits (a hierarchical rate;
+    None: no limit). Every ancestor is one, limited or not: the root names the tree
+    (``limits.key_tag``); only those with an rpm bound selects (``select_limits``)."""
 
     key_id: int
     prefix: str  # with the id, the key's rate-limit bucket (``limits.key_tag``)
@@ -75,8 +78,13 @@ class AuthenticatedKey:
     # The limits of the keys it was made from (``created_by_key``, transitively): its spend
     # counts against each (``billing.key_windows``). Empty for a key a person made.
     ancestors: tuple[LimitBound, ...] = ()
-    # Their rpm and tpm: its requests and tokens count against each (``routing.gateway.limits``).
+    # Each of them with its rpm and tpm, root first: its requests and tokens count against each
+    # limit, its selects in the select bucket of each one with an rpm (``select_limits``).
     rate_ancestors: tuple[RateBound, ...] = ()
+    # Its rate-limit buckets, built on first use and kept with the cached key, not per request
+    # (``routing.gateway.limits``, ``select_limits``); not part of its value, and a copy
+    # (``dataclasses.replace``) starts empty.
+    buckets: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def is_management(self) -> bool:
@@ -190,14 +198,14 @@ def _load(digest: str) -> AuthenticatedKey | None:
 
 def _ancestor_limits(parent_id: int | None) -> list[list[Any]] | None:
     """``key_lookup.ANCESTOR_LIMITS_SQL`` through the ORM (the management API, the dashboard,
-    SQLite): one query per ancestor, for a key a key made only."""
+    SQLite): one query per ancestor, for a key a key made only; at most ``LINEAGE_DEPTH_MAX``
+    of them, as the statement's walk (``key_chain.chain_up_sql``) reads."""
     limits: list[list[Any]] = []
-    while parent_id is not None:
+    while parent_id is not None and len(limits) < LINEAGE_DEPTH_MAX:
         parent = ApiKey.objects.filter(pk=parent_id).values(*_ANCESTOR_FIELDS).first()
         if parent is None:
             break
-        if any(parent[name] is not None for name in ("limit", "rpm", "tpm")):
-            limits.append([parent[name] for name in _ANCESTOR_FIELDS[:-1]])
+        limits.append([parent[name] for name in _ANCESTOR_FIELDS[:-1]])
         parent_id = parent["created_by_key_id"]
     return limits or None
 
@@ -211,8 +219,8 @@ _ANCESTOR_FIELDS = (
 def _ancestor_bounds(
     limits: str | list[list[Any]] | None,
 ) -> tuple[tuple[LimitBound, ...], tuple[RateBound, ...]]:
-    """The ancestors' spend limits and rate limits of a key's row (``ANCESTOR_LIMITS_SQL``'s
-    JSON text, or a list), each in key id order."""
+    """The ancestors' spend limits (those with one) and rate limits (all: ``RateBound``) of a
+    key's row (``ANCESTOR_LIMITS_SQL``'s JSON text, or a list), each in key id order."""
     if not limits:
         return (), ()
     rows = orjson.loads(limits) if isinstance(limits, str) else limits
@@ -221,8 +229,7 @@ def _ancestor_bounds(
         label = f"{prefix}… ({name!r})"
         if limit is not None:
             spend.append(LimitBound(key_id, Decimal(limit), reset, label))
-        if rpm or tpm:
-            rate.append(RateBound(key_id, prefix, rpm, tpm, label))
+        rate.append(RateBound(key_id, prefix, rpm, tpm, label))
     return tuple(spend), tuple(rate)
 
 

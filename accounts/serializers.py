@@ -33,6 +33,14 @@ class ApiKeyOutput(serializers.ModelSerializer[ApiKey]):
         max_digits=20, decimal_places=8, coerce_to_string=True, allow_null=True
     )
     is_active = serializers.BooleanField(read_only=True)
+    allowed_models = serializers.ListField(
+        child=serializers.CharField(),
+        allow_null=True,
+        read_only=True,
+        help_text="The models it may call (empty or null: any). A narrowing of the key it was "
+        'made from spreads to it; `["(none)"]`: none of its models were left, it can call no '
+        "model.",
+    )
 
     class Meta:
         model = ApiKey

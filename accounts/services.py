@@ -25,6 +25,7 @@ from accounts.models import (
     User,
 )
 from routerhub.domain import Conflict, InvalidInput, NotFound, NotPermitted
+from routerhub.router_names import routers_named_lock
 
 
 def _unique_slug(base: str) -> str:
@@ -84,6 +85,13 @@ def membership_set_role(*, organization: Organization, membership_id: int, role:
     return membership
 
 
+# The one order every statement locking several keys takes them in: a revocation or a narrowing
+# locks a tree level by level (``key_lineage._level_lock``), each level in primary-key order, so
+# the keys nearer a root first, whatever their ids; taken in another order, two transactions
+# could each hold a key the other waits for.
+KEY_LOCK_ORDER = ("lineage_depth", "pk")
+
+
 def membership_remove(*, organization: Organization, membership_id: int) -> None:
     """Remove a member and revoke every API key they created in the organization (inference keys
     too: a key never carries more authority than its creator)."""
@@ -100,11 +108,13 @@ def membership_remove(*, organization: Organization, membership_id: int) -> None
             _ensure_another_owner(organization, membership)
         membership.delete()
         keys = ApiKey.objects.filter(organization=organization, created_by_id=membership.user_id)
-        # Locked first in primary-key order (the revoked ones too: a revocation walks through
-        # them), as ``key_lineage.api_key_revoke`` locks a tree from its root (its smallest id)
-        # down: an UPDATE alone locks rows in disk order, and could take a key made by a key
-        # before that key while a revocation holds the other and waits for this one (deadlock).
-        list(keys.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
+        # Locked first in ``KEY_LOCK_ORDER`` (the revoked ones too: a revocation walks through
+        # them), as ``key_lineage.api_key_revoke`` locks a tree from its root down, level by
+        # level: an UPDATE alone locks rows in disk order, and id order could take a key made by
+        # a key before a shallower key with a larger id; either way, while a revocation holds
+        # the other and waits for this one (deadlock).
+        locking = keys.select_for_update(no_key=True).order_by(*KEY_LOCK_ORDER)
+        list(locking.values_list("pk", flat=True))
         keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
     key_cache_clear()
 
@@ -164,24 +174,26 @@ def api_key_create(
             raise NotPermitted(f"{created_by.email} is not a member of {organization.name}.")
         created_by_role = membership.role
     minted = key_mint(scope=scope)
-    key = ApiKey.objects.create(
-        organization=organization,
-        name=name,
-        scope=scope,
-        prefix=minted.prefix,
-        digest=minted.digest,
-        created_by=created_by,
-        created_by_role=created_by_role,
-        created_by_key=created_by_key,
-        lineage_depth=0 if created_by_key is None else created_by_key.lineage_depth + 1,
-        limit=limit,
-        limit_reset=limit_reset,
-        expires_at=expires_at,
-        allowed_models=allowed_models or [],
-        rpm=rpm,
-        tpm=tpm,
-        budget_aware=budget_aware,
-    )
+    with transaction.atomic():  # the routers it names locked until it commits (a delete waits)
+        routers_named_lock(organization.pk, allowed_models or ())
+        key = ApiKey.objects.create(
+            organization=organization,
+            name=name,
+            scope=scope,
+            prefix=minted.prefix,
+            digest=minted.digest,
+            created_by=created_by,
+            created_by_role=created_by_role,
+            created_by_key=created_by_key,
+            lineage_depth=0 if created_by_key is None else created_by_key.lineage_depth + 1,
+            limit=limit,
+            limit_reset=limit_reset,
+            expires_at=expires_at,
+            allowed_models=allowed_models or [],
+            rpm=rpm,
+            tpm=tpm,
+            budget_aware=budget_aware,
+        )
     return CreatedKey(key, minted.plaintext)
 
 
@@ -201,8 +213,11 @@ def api_key_update(*, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
     unknown = set(changes) - _UPDATABLE
     if unknown:
         raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))}.", param=min(unknown))
-    for field, value in changes.items():
-        setattr(key, field, value)
-    key.save(update_fields=sorted(changes))
+    with transaction.atomic():  # the routers it names locked until it commits (a delete waits)
+        if "allowed_models" in changes:
+            routers_named_lock(key.organization_id, changes["allowed_models"] or ())
+        for field, value in changes.items():
+            setattr(key, field, value)
+        key.save(update_fields=sorted(changes))
     key_cache_clear()  # this process sees it now; others within API_KEY_CACHE_TTL
     return key

@@ -11,6 +11,7 @@ from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from accounts.key_chain import chain_up_sql
 from accounts.key_lineage import key_answers_for
 from accounts.models import ApiKey
 from billing.models import KeySpendWindow, Reservation, ReservationState, UsageRecord
@@ -60,13 +61,8 @@ def key_usage(*, key: ApiKey) -> KeyUsage:
     )
 
 
-# The key and its ancestors (``created_by_key``, transitively), as a subquery. Chains are at
-# most ``key_lineage.LINEAGE_DEPTH_MAX`` (8) deep; the 16-step bound is only a guard.
-_CHAIN_SQL = """WITH RECURSIVE up (id, parent, level) AS (
-    SELECT k.id, k.created_by_key_id, 0 FROM accounts_apikey k WHERE k.id = %s
-    UNION ALL SELECT p.id, p.created_by_key_id, up.level + 1
-      FROM accounts_apikey p JOIN up ON p.id = up.parent WHERE up.level < 16)
-  SELECT id FROM up"""
+# The key and its ancestors (``created_by_key``, transitively), as a subquery.
+_CHAIN_SQL = chain_up_sql("%s") + " SELECT id FROM up"  # noqa: S608 -- constants
 
 
 def key_limit_remaining(*, key: ApiKey, now: datetime) -> WindowLeft | None:

@@ -7,7 +7,7 @@ too: importing ``routerhub`` points ``DJANGO_SETTINGS_MODULE`` at its settings."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import redis.asyncio
 
 
-def redis_timeouts(*, block_s: float = 0.0) -> dict[str, float]:
+def redis_timeouts(*, block_s: float = 0.0) -> dict[str, Any]:
     """The timeouts for a client whose longest command blocks ``block_s`` on the server
     (``XREADGROUP … BLOCK``, ``BRPOP``): its reply may come that much later."""
     return {
@@ -36,8 +36,4 @@ def redis_client_async(url: str = "") -> redis.asyncio.Redis:
     """An asyncio client of ``url`` (``REDIS_URL`` by default), for the event loop using it."""
     import redis.asyncio
 
-    return redis.asyncio.Redis.from_url(
-        url or settings.REDIS_URL,
-        socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
-        socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-    )
+    return redis.asyncio.Redis.from_url(url or settings.REDIS_URL, **redis_timeouts())

@@ -50,13 +50,28 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
+# Ranges Python 3.11's is_global counts global though they are not publicly reachable: IPv6
+# site-local (deprecated, yet still routed inside some networks), RFC 9637's IPv6 documentation
+# range, and IPv4's IETF protocol assignments but for their two global anycast addresses.
+# (IPv4-mapped forms of these reach the check as their IPv4 address: _embedded_ipv4.)
+_NOT_PUBLIC = (
+    ipaddress.IPv6Network("fec0::/10"),
+    ipaddress.IPv6Network("3fff::/20"),
+    ipaddress.IPv4Network("192.0.0.0/24"),
+)
+_PUBLIC_IN_NOT_PUBLIC = frozenset(map(ipaddress.IPv4Address, ("192.0.0.9", "192.0.0.10")))
+
+
 def address_is_public(address: IPAddress) -> bool:
-    """False for private, loopback, link-local (cloud metadata), unique-local, shared (CGNAT),
-    multicast, reserved and unspecified addresses, IPv4 and IPv6 alike."""
+    """False for private, loopback, link-local (cloud metadata), unique-local, site-local,
+    documentation, shared (CGNAT), multicast, reserved and unspecified addresses, IPv4 and IPv6
+    alike."""
     if isinstance(address, ipaddress.IPv6Address):
         inner = _embedded_ipv4(address)
         if inner is not None:
             return address_is_public(inner)
+    if address not in _PUBLIC_IN_NOT_PUBLIC and any(address in net for net in _NOT_PUBLIC):
+        return False
     return address.is_global and not (
         address.is_multicast or address.is_reserved or address.is_link_local
     )
@@ -68,7 +83,7 @@ def _refusal(host: str, addresses: Iterable[IPAddress]) -> str | None:
         return None
     return (
         f"{host} resolves to {', '.join(blocked)}, which is not a public address "
-        "(private, loopback, link-local, unique-local, multicast or reserved)"
+        "(private, loopback, link-local, unique-local, site-local, multicast or reserved)"
     )
 
 

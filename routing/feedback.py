@@ -68,7 +68,8 @@ def feedback_record(
         )
     previous = Feedback.objects.filter(usage=guard).first()
     if served_by is not None and previous is not None:
-        _replace_check(previous, generation_id)
+        subject = generation_id if previous.key_id else f"{generation_id} from the dashboard"
+        feedback_replace_check(previous.key_id, subject, param="generation_id")
     weight, weighted = calibration_contribution(
         usage=usage,
         score=score,
@@ -83,18 +84,19 @@ def feedback_record(
     return feedback
 
 
-def _replace_check(previous: Feedback, generation_id: str) -> None:
-    """An inference key does not replace feedback a person (no key) or a management key gave
-    (409): the organization's word stands over a key's."""
-    if previous.key_id is None:
-        given_by = "A person gave feedback on {} from the dashboard"
-    elif ApiKey.objects.filter(pk=previous.key_id, scope=KeyScope.MANAGE).exists():
+def feedback_replace_check(given_by_key_id: int | None, subject: str, *, param: str) -> None:
+    """An inference key does not replace feedback a person (``given_by_key_id`` None) or a
+    management key gave (409, naming ``subject``): the organization's word stands over a key's.
+    Native feedback's rule, and Not Diamond's session feedback's (``routing.notdiamond``)."""
+    if given_by_key_id is None:
+        given_by = "A person gave feedback on {}"
+    elif ApiKey.objects.filter(pk=given_by_key_id, scope=KeyScope.MANAGE).exists():
         given_by = "A management key gave feedback on {}"
     else:
         return
     raise Conflict(
-        f"{given_by.format(generation_id)}; an inference key does not replace it.",
-        param="generation_id",
+        f"{given_by.format(subject)}; an inference key does not replace it.",
+        param=param,
     )
 
 

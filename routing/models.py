@@ -401,6 +401,13 @@ class SelectionSession(TenantModel):
     # old pod wrote during the rolling deploy (the database default), which keep the
     # organization-wide rule for reports; True for every session this code writes.
     key_recorded = models.BooleanField(default=True, db_default=False)
+    # Who gave ``feedback``: the id of the key, None for a person signed in (an id, not a foreign
+    # key: a key's deletion must not turn its feedback into a person's). An inference key does
+    # not replace a person's or a management key's (``routing.feedback.feedback_replace_check``).
+    feedback_key_id = models.BigIntegerField(null=True, blank=True)
+    # Whether ``feedback_key_id`` was recorded: False for feedback from before routing 0018 or
+    # from an old pod during the deploy (the database default), which any reporter may replace.
+    feedback_key_recorded = models.BooleanField(default=True, db_default=False)
 
     class Meta:
         indexes = [

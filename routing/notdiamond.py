@@ -41,6 +41,7 @@ from accounts.models import Organization
 from billing.retention import prompts_expire
 from routerhub.errors import BadRequest, NotFound
 from routerhub.text import has_control, one_line, validate_no_control_characters
+from routing.feedback import feedback_replace_check
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
 from routing.models import SelectionSession
 from routing.router_request import models_allowed_check
@@ -200,18 +201,20 @@ def model_select(
 
 
 def _session_and_model(
-    organization: Organization, body: dict[str, Any], served_by: int | None
+    organization: Organization, body: dict[str, Any], served_by: int | None, *, lock: bool = False
 ) -> tuple[SelectionSession, str]:
-    """The organization's session ``body`` reports on and the ranked model it names.
-    ``served_by`` (an inference key's ``TenantAPIView.served_by``): only a session that key or
-    a key it made selected; another is a 404 worded as for an unknown id."""
+    """The organization's session ``body`` reports on and the ranked model it names (``lock``:
+    its row locked until the caller's transaction ends). ``served_by`` (an inference key's
+    ``TenantAPIView.served_by``): only a session that key or a key it made selected; another is
+    a 404 worded as for an unknown id."""
     try:
         session_id = uuid.UUID(str(body.get("session_id")))
     except ValueError:
         raise BadRequest(
             "session_id must be the id modelSelect returned.", param="session_id"
         ) from None
-    session = SelectionSession.objects.filter(organization=organization, id=session_id).first()
+    sessions = SelectionSession.objects.select_for_update() if lock else SelectionSession.objects
+    session = sessions.filter(organization=organization, id=session_id).first()
     if session is not None and served_by is not None and session.key_recorded:
         # A session without its key recorded (selected before routing 0017, or by an old pod
         # during the deploy) keeps the organization-wide rule: refusing it would refuse the
@@ -268,12 +271,19 @@ def _tokens_per_second(feedback: object) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
+@transaction.atomic
 def feedback_record(
-    *, organization: Organization, body: dict[str, Any], served_by: int | None = None
+    *,
+    organization: Organization,
+    body: dict[str, Any],
+    served_by: int | None = None,
+    key_id: int | None = None,
 ) -> dict[str, Any]:
     """Store ``{metric: 0|1}`` for the model a session served (``served_by``: as
-    ``_session_and_model``)."""
-    session, model = _session_and_model(organization, body, served_by)
+    ``_session_and_model``), given by ``key_id`` (None: a person). An inference key does not
+    replace a person's or a management key's feedback (409), native feedback's rule
+    (``feedback_replace_check``), checked on the session's locked row."""
+    session, model = _session_and_model(organization, body, served_by, lock=True)
     feedback = body.get("feedback")
     if (
         not isinstance(feedback, dict)
@@ -291,10 +301,13 @@ def feedback_record(
             'control characters, e.g. {"accuracy": 1}.',
             param="feedback",
         )
-    session.feedback = feedback
-    session.feedback_model = model
+    if served_by is not None and session.feedback is not None and session.feedback_key_recorded:
+        feedback_replace_check(session.feedback_key_id, f"session {session.id}", param="session_id")
+    session.feedback, session.feedback_model = feedback, model
     session.feedback_at = timezone.now()
-    session.save(update_fields=["feedback", "feedback_model", "feedback_at"])
+    session.feedback_key_id, session.feedback_key_recorded = key_id, True
+    written = ["feedback", "feedback_model", "feedback_at", "feedback_key_id"]
+    session.save(update_fields=[*written, "feedback_key_recorded"])
     return {"session_id": str(session.id), "provider": model, "feedback": feedback}
 
 

@@ -145,7 +145,8 @@ class FeedbackView(_SessionReportView):
 
     @extend_schema(
         operation_id="notdiamond_feedback",
-        description=_REPORT_RULE,
+        description=f"{_REPORT_RULE} An inference key does not replace feedback a person or a "
+        "management key gave on the session (409, as `POST /api/v1/feedback`).",
         request=_report("NotDiamondFeedback", serializers.IntegerField(), '{"accuracy": 0|1}'),
         responses=_report_responses(
             inline_serializer(
@@ -157,12 +158,21 @@ class FeedbackView(_SessionReportView):
                 },
             ),
             "`{metric: 0|1}`",
-        ),
+        )
+        | {
+            409: OpenApiResponse(
+                description="An inference key's report on a session whose feedback a person "
+                "or a management key gave (`error.param`: session_id)."
+            )
+        },
     )
     def post(self, request: Request) -> Response:
         return Response(
             notdiamond.feedback_record(
-                organization=self.organization, body=_body(request), served_by=self.served_by()
+                organization=self.organization,
+                body=_body(request),
+                served_by=self.served_by(),
+                key_id=self.acting_key_id(),
             )
         )
 

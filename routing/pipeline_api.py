@@ -19,6 +19,7 @@ from accounts.tenant_api import TenantAPIView
 from routerhub.body_limits import PIPELINE_IMPORT_MAX_BYTES, declared_body_length
 from routerhub.errors import BadRequest, Conflict, NotFound
 from routerhub.parsers import JSONParser
+from routerhub.router_names import routers_named_lock
 from routerhub.text import validate_no_control_characters
 from routing.models import Pipeline, PipelineKind, PipelineVersion
 from routing.pipeline_rows import pipeline_rows_changed
@@ -143,6 +144,7 @@ def pipeline_version_add(
     """A new version of ``pipeline``, active from now on (in every serving process within
     ``PIPELINE_CACHE_TTL``; in this one as it commits)."""
     Pipeline.objects.select_for_update().filter(pk=pipeline.pk).first()  # numbers in order
+    routers_named_lock(pipeline.organization_id, _routers_called(steps))  # a delete waits
     last = pipeline.versions.aggregate(last=Max("number"))["last"] or 0
     version = PipelineVersion.objects.create(
         pipeline=pipeline, number=last + 1, kind=kind, steps=steps, options=options or {}
@@ -151,6 +153,18 @@ def pipeline_version_add(
     pipeline.save(update_fields=["active_version"])
     pipeline_rows_changed()
     return version
+
+
+def _routers_called(steps: list[Any]) -> list[str]:
+    """The ``router/<slug>`` names a version's steps call: a step's model, its pre-gate's router."""
+    names = []
+    for step in steps:
+        if isinstance(step, dict):
+            names.append(step.get("model"))
+            gate = step.get("pre_gate")
+            if isinstance(gate, dict) and isinstance(gate.get("router"), str):
+                names.append(f"router/{gate['router']}")
+    return [name for name in names if isinstance(name, str)]
 
 
 @transaction.atomic

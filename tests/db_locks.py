@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 from tests.routing.servers import poll
 
@@ -96,15 +96,21 @@ def race_behind(
     return outcomes
 
 
-def pause_after_first_row_lock(locked: threading.Event, go: threading.Event) -> Any:
-    """An ``execute_wrapper`` that, after the connection's first ``FOR NO KEY UPDATE``
-    statement, sets ``locked`` and waits for ``go``: a lineage walk holding its first level only."""
+def pause_after_first_row_lock(
+    locked: threading.Event, go: threading.Event, *, statements: int = 1
+) -> Any:
+    """An ``execute_wrapper`` that, after the connection's first ``statements`` ``FOR NO KEY
+    UPDATE`` statements, sets ``locked`` and waits for ``go``: a lineage walk holding its first
+    level only (its root), or its first ``statements`` levels."""
+    seen = [0]
 
     def wrapper(execute: Any, sql: str, *args: Any) -> Any:
         result = execute(sql, *args)
         if "FOR NO KEY UPDATE" in sql and not locked.is_set():
-            locked.set()
-            go.wait(timeout=20)
+            seen[0] += 1
+            if seen[0] == statements:
+                locked.set()
+                go.wait(timeout=20)
         return result
 
     return wrapper
@@ -116,3 +122,43 @@ def scans_in_disk_order() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SET enable_indexscan = off")
         cursor.execute("SET enable_bitmapscan = off")
+
+
+def while_uncommitted(write: Callable[[], object], other: Callable[[], object]) -> object:
+    """Run ``write`` in a transaction held open (a thread), then ``other`` in another thread
+    until it waits for a lock of that transaction or ends; then commit and join both: what
+    ``other`` raised (None: it returned). On code where ``other`` takes no lock ``write`` holds,
+    it just runs to its end before the commit."""
+    holding, release = threading.Event(), threading.Event()
+    pids: list[int] = []
+    outcome: dict[str, BaseException | None] = {"other": None}
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                pids.append(backend_pid())
+                write()
+                holding.set()
+                release.wait(timeout=20)
+        finally:
+            connection.close()
+
+    def run() -> None:
+        try:
+            other()
+        except BaseException as exc:  # the caller asserts on it
+            outcome["other"] = exc
+        finally:
+            connection.close()
+
+    holder, runner = threading.Thread(target=hold), threading.Thread(target=run)
+    holder.start()
+    try:
+        assert holding.wait(timeout=20)
+        runner.start()
+        poll(lambda: waiting_for(pids[0]) or not runner.is_alive(), timeout=10)
+    finally:
+        release.set()
+        holder.join(timeout=30)
+        runner.join(timeout=30)
+    return outcome["other"]

@@ -6,8 +6,12 @@ queued for → ``sending``), so a task delivered twice sends once. Outcomes: a 2
 (at most ``WEBHOOK_RETRY_MAX_DELAY_SECONDS``) until ``WEBHOOK_MAX_ATTEMPTS``; anything else (a 4xx,
 a redirect, a refused private address) fails for good. Retries are not Celery countdowns: the
 beat sweep (``webhook_deliveries_retry_due``) queues rows whose ``next_retry_at`` has come, so a
-lost task or a restarted broker delays a retry instead of dropping it. An attempt ends within
-``attempt_bound()`` however slowly the receiver answers, and one whose worker died counts.
+lost task or a restarted broker delays a retry instead of dropping it. A queued attempt is marked
+(``queued_at``) and left to its task however long it waits in the broker for a worker: the
+sweep queues it again only after ``queued_lost_after()`` (the broker's own redelivery window,
+an hour by default), or at once when the broker refused it. An attempt ends within
+``attempt_bound()`` however slowly the receiver answers, and one whose worker died (still
+``sending`` after ``attempt_dead_after()``) counts as failed and is queued again.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from django.utils import timezone
 
 from routing.egress import public_http_client_sync
 from webhooks.models import DeliveryStatus, WebhookDelivery
-from webhooks.services import webhook_endpoint_secret
+from webhooks.services import attempt_dead_after, deliveries_queue, webhook_endpoint_secret
 from webhooks.signing import SIGNATURE_HEADER, signature_header
 
 logger = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ def _claim(delivery_id: int, attempt: int) -> bool:
             status=DeliveryStatus.SENDING,
             attempts=F("attempts") + 1,
             last_attempt_at=timezone.now(),
+            queued_at=None,
         )
     )
 
@@ -177,7 +182,7 @@ def _stuck_attempts_end(now: datetime) -> None:
     receiver that kills every attempt is not sent to forever."""
     stuck = WebhookDelivery.objects.filter(
         status=DeliveryStatus.SENDING,
-        last_attempt_at__lt=now - timedelta(seconds=4 * settings.WEBHOOK_TIMEOUT_SECONDS + 60),
+        last_attempt_at__lt=now - timedelta(seconds=attempt_dead_after()),
     )
     error = "the attempt did not finish (its worker stopped)"
     stuck.filter(attempts__gte=settings.WEBHOOK_MAX_ATTEMPTS).update(
@@ -189,16 +194,7 @@ def _stuck_attempts_end(now: datetime) -> None:
 def webhook_deliveries_retry_due(*, now: datetime | None = None) -> list[tuple[int, int]]:
     """Queue the pending deliveries whose retry time has come (after ending, as failed attempts,
     those whose worker died mid-send); returns the (delivery id, attempt) pairs queued."""
-    from webhooks import tasks
-
     now = now or timezone.now()
     _stuck_attempts_end(now)
-    due = list(
-        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_retry_at__lte=now)
-        .order_by("next_retry_at")
-        .values_list("pk", "attempts")[:SWEEP_BATCH]
-    )
-    queued = [(pk, attempts + 1) for pk, attempts in due]
-    for pk, attempt in queued:
-        tasks.webhook_deliver.delay(pk, attempt)
-    return queued
+    due = WebhookDelivery.objects.filter(next_retry_at__lte=now)
+    return deliveries_queue(due, now, SWEEP_BATCH)

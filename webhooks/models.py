@@ -37,7 +37,7 @@ class WebhookEndpoint(TenantModel):
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"  # queued, or waiting for its next retry
+    PENDING = "pending", "Pending"  # queued (queued_at), or waiting for its next attempt
     SENDING = "sending", "Sending"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"  # a 4xx, a refused target, or every attempt used
@@ -60,7 +60,10 @@ class WebhookDelivery(TenantModel):
     response_excerpt = models.CharField(max_length=1024, blank=True)
     error = models.CharField(max_length=300, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
+    # For a pending row: when its next attempt is due; once that attempt is queued
+    # (queued_at), when the sweep takes its task for lost (services.queued_lost_after).
     next_retry_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    queued_at = models.DateTimeField(null=True, blank=True)  # its pending attempt's task queued
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -56,7 +56,24 @@ class WebhookDeliveryOutput(serializers.ModelSerializer[WebhookDelivery]):
             "error",
             "latency_ms",
             "next_retry_at",
+            "queued_at",
             "last_attempt_at",
             "created_at",
             "payload",
         ]
+        extra_kwargs = {
+            "next_retry_at": {
+                "help_text": "When a pending delivery's next attempt is due; null once that "
+                "attempt is queued (queued_at) and for a finished delivery."
+            },
+            "queued_at": {
+                "help_text": "When the pending delivery's next attempt was queued for a worker "
+                "(it runs once one is free); null when no attempt is queued."
+            },
+        }
+
+    def to_representation(self, instance: WebhookDelivery) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if instance.queued_at is not None:  # its next_retry_at is the sweep's, not a retry's
+            data["next_retry_at"] = None
+        return data

@@ -2,7 +2,8 @@
 announces an event to an organization's receivers.
 
 Emitting writes one delivery row per subscribed endpoint and queues their first attempts after
-the transaction commits; sending happens in Celery (``webhooks.delivery``), never in the caller.
+the transaction commits (``deliveries_queue``, which the retry sweep uses too); sending happens in
+Celery (``webhooks.delivery``), never in the caller.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
 
 from accounts.models import Organization
 from routerhub.domain import InvalidInput, NotFound
 from routerhub.row_update import row_update
 from routing.egress import base_url_check
 from routing.provider_secrets import secret_decrypt, secret_encrypt
-from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +113,63 @@ def webhook_endpoint_secret(endpoint: WebhookEndpoint) -> str:
     return secret_decrypt(bytes(endpoint.secret_encrypted))
 
 
+def attempt_dead_after() -> float:
+    """Seconds an attempt may stay ``sending`` before the sweep counts it dead (its worker
+    stopped): longer than its task's hard time limit, so a live attempt is never counted."""
+    return 4 * float(settings.WEBHOOK_TIMEOUT_SECONDS) + 60
+
+
+def queued_lost_after() -> float:
+    """Seconds after an attempt was queued before the sweep takes its task for lost and queues it
+    again. A queued task waits in the broker as long as the workers are busy, and Redis itself
+    hands again a task whose worker stopped before acknowledging it once ``visibility_timeout``
+    has passed (``CELERY_BROKER_TRANSPORT_OPTIONS``; Kombu's default, an hour, for other
+    brokers): only a task the broker lost outright is queued again, after that window and an
+    attempt's bound. (A broker that refuses the task is seen at once: ``_broker_send``.)"""
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
+    return float(options.get("visibility_timeout", 3600)) + attempt_dead_after()
+
+
+def deliveries_queue(
+    due: QuerySet[WebhookDelivery], now: Any, limit: int | None = None
+) -> list[tuple[int, int]]:
+    """Queue the next attempt of the ``pending`` rows ``due`` selects (at most ``limit``, oldest
+    ``next_retry_at`` first, rows another sweep holds skipped); the (id, attempt) pairs queued.
+    Each row is marked queued (``queued_at``; the sweep looks at it again only after
+    ``queued_lost_after()``) and committed before its task is sent, so a worker that takes the
+    task at once finds it marked."""
+    with transaction.atomic():
+        rows = list(
+            due.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.PENDING)
+            .order_by("next_retry_at")
+            .values_list("pk", "attempts")[:limit]
+        )
+        WebhookDelivery.objects.filter(
+            pk__in=[pk for pk, _ in rows], status=DeliveryStatus.PENDING
+        ).update(queued_at=now, next_retry_at=now + timedelta(seconds=queued_lost_after()))
+    return _broker_send([(pk, attempts + 1) for pk, attempts in rows], now)
+
+
+def _broker_send(rows: list[tuple[int, int]], now: Any) -> list[tuple[int, int]]:
+    """Send each row's task; once the broker refuses one (it is down: each further try would
+    wait out Celery's publish retries), that row and the rest are not queued: they are due again
+    at ``now``, so the next sweep (every 15 s) tries them."""
+    from webhooks import tasks
+
+    for sent, (delivery_id, attempt) in enumerate(rows):
+        try:
+            tasks.webhook_deliver.delay(delivery_id, attempt)
+        except Exception:
+            logger.exception("webhook delivery %s could not be queued", delivery_id)
+            unsent = [pk for pk, _ in rows[sent:]]
+            WebhookDelivery.objects.filter(
+                pk__in=unsent, status=DeliveryStatus.PENDING, queued_at=now
+            ).update(next_retry_at=now, queued_at=None)
+            return rows[:sent]
+    return rows
+
+
 def _event_payload(organization_id: int, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": f"evt_{uuid.uuid4().hex}",
@@ -154,10 +215,7 @@ def webhook_event_emit(
 
 
 def _queue_first_attempts(ids: list[int]) -> None:
-    from webhooks import tasks
-
-    for delivery_id in ids:
-        try:
-            tasks.webhook_deliver.delay(delivery_id, 1)
-        except Exception:  # the broker is down: the retry sweep sends it later
-            logger.exception("webhook delivery %s could not be queued", delivery_id)
+    """After the event's commit: the rows are due (``next_retry_at`` their creation), so if this
+    never runs the sweep queues them; rows the sweep has queued meanwhile are skipped."""
+    due = WebhookDelivery.objects.filter(pk__in=ids, attempts=0, queued_at__isnull=True)
+    deliveries_queue(due, timezone.now())

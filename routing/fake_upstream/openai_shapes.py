@@ -67,6 +67,8 @@ def message_shaped(message: JSON, shape: str) -> JSON:
         return message | {"refusal": 5}
     if shape == "list_reasoning":
         return message | {"reasoning": ["a", "b"]}
+    if shape == "object_reasoning_content":  # DeepSeek's/vLLM's name, an empty object
+        return message | {"reasoning_content": {}}
     if shape == "bad_call":  # a function that is no object
         return message | {"tool_calls": [{"id": "call_1", "type": "function", "function": "f"}]}
     return message

@@ -30,15 +30,16 @@ lease or from none, and the slices a chain lacks are leased in one Lua call, all
 chain comes with the key from its one lookup statement and is cached with it.
 
 When Redis refuses a lease call (its ``maxclients``) or this process's limiter pool has no
-connection free, the request is counted in this process alone (``_admit_local``): the limits
-hold per process rather than not at all. When Redis is unreachable the limits **fail open**:
-requests are admitted uncounted until Redis answers again, when counting resumes in the current
-window. After a connection error or timeout the process leaves Redis alone for
-``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes it, one probe at a time
-(``routing.gateway.limits_redis``): before, every request paid up to ``REDIS_CONNECT_TIMEOUT``
-while Redis was down. A window this worker already knows to be used up
-stays refused until it ends: the key really did spend that minute's quota. Rate limits protect capacity, not money: credits and key spend limits are held
-in PostgreSQL, so an outage of Redis can never let a key spend beyond its balance or limit.
+connection free, the request is counted in this process alone (``_admit_local``, with what the
+process took from its leases in the window): the limits hold per process rather than not at all.
+When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
+answers again, when counting resumes in the current window. After a connection error or timeout the
+process leaves Redis alone for ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes it, one
+probe at a time (``routing.gateway.limits_redis``): before, every request paid up to
+``REDIS_CONNECT_TIMEOUT`` while Redis was down. A window this worker already knows to be used up
+stays refused until it ends: the key really did spend that minute's quota. Rate limits protect
+capacity, not money: credits and key spend limits are held in PostgreSQL, so an outage of Redis can
+never let a key spend beyond its balance or limit.
 """
 
 from __future__ import annotations
@@ -107,9 +108,11 @@ def _window() -> tuple[int, int]:
 def key_tag(key: AuthenticatedKey, kind: str, up: RateBound | None = None) -> str:
     """A key's bucket (or that of ``up``, a key it was made from): ``kind`` "" is its own (rpm,
     tpm), "s" its router selects. The prefix is random per key, so a reused database id never
-    inherits old counters. The braces are a Redis Cluster hash tag, the tree's first key with a
-    rate limit: a chain's script reads every bucket of the chain, and under Cluster (or a proxy)
-    keys in different slots were CROSSSLOT, failing open every request of a key made by a key."""
+    inherits old counters. The braces are a Redis Cluster hash tag, the lineage's root (its first
+    ancestor, or the key itself): a chain's script reads every bucket of the chain, and under
+    Cluster (or a proxy) keys in different slots were CROSSSLOT, failing open every request of a
+    key made by a key. The root, not the first key with a rate limit: an ancestor given (or
+    relieved of) an rpm moved the tag and restarted the subtree's counters for the minute."""
     tree = key.rate_ancestors[0].key_id if key.rate_ancestors else key.id
     key_id, prefix = (key.id, key.prefix) if up is None else (up.key_id, up.prefix)
     return f"{{tree{tree}}}:rl{kind}:{key_id}:{prefix}"
@@ -183,7 +186,15 @@ def _raise(reason: int, bucket: Bucket, retry_after: int) -> None:
 def key_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
     """The key's own rpm/tpm bucket and those of the keys it was made from (nearest first), each
     counting its requests and tokens: a key made by a key cannot multiply that key's rate. The
-    chain comes with the key from its one lookup statement (``accounts.key_lookup``), cached."""
+    chain comes with the key from its one lookup statement (``accounts.key_lookup``), cached;
+    so are the buckets, with the key (``AuthenticatedKey.buckets``), built on its first use."""
+    buckets: tuple[Bucket, ...] | None = key.buckets.get("rate")
+    if buckets is None:
+        buckets = key.buckets["rate"] = _key_buckets(key)
+    return buckets
+
+
+def _key_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
     own = Bucket(
         key_tag(key, ""),
         key.rpm or 0,
@@ -194,6 +205,7 @@ def key_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
     made_from = [
         Bucket(key_tag(key, "", up), up.rpm or 0, up.tpm or 0, made_from=up.label)
         for up in reversed(key.rate_ancestors)
+        if up.rpm or up.tpm
     ]
     return (own, *made_from)
 
@@ -285,6 +297,8 @@ def _take(leases: list[_Lease], buckets: tuple[Bucket, ...], prompt_tokens: int)
     for lease, b in zip(leases, buckets, strict=True):
         lease.requests -= 1 if b.rpm else 0
         lease.tokens -= prompt_tokens if b.tpm else 0
+        lease.taken_requests += 1
+        lease.taken_tokens += prompt_tokens
     return True
 
 
@@ -299,12 +313,17 @@ def _refuse_spent(leases: list[_Lease], buckets: tuple[Bucket, ...], retry_after
 def _admit_local(
     buckets: tuple[Bucket, ...], prompt_tokens: int, window: int, retry_after: int
 ) -> None:
-    """Count in this process alone (no Redis): in every bucket, or refuse without counting."""
+    """Count in this process alone (no Redis, or Redis refused): in every bucket, or refuse
+    without counting. What the process admitted from its Redis leases in the window counts too:
+    an rpm-1 key's leased request, then one Redis refused, were 2 in the minute."""
     if len(_local) > 10_000:
         for stale in [k for k in _local if k[1] < window]:
             del _local[stale]
     counters = [_local.setdefault((b.tag, window), [0, 0]) for b in buckets]
     for bucket, (requests, tokens) in zip(buckets, counters, strict=True):
+        lease = _leases.get((bucket.tag, window))
+        if lease is not None:
+            requests, tokens = requests + lease.taken_requests, tokens + lease.taken_tokens
         if bucket.rpm and requests >= bucket.rpm:
             _raise(1, bucket, retry_after)
         if bucket.tpm and tokens >= bucket.tpm:
@@ -325,7 +344,9 @@ async def rate_limit_add_tokens(key: AuthenticatedKey, tokens: int) -> None:
             if not bucket.tpm:
                 continue
             if settings.REDIS_URL:
-                _lease(bucket.tag, window).tokens -= tokens  # paid from the next slice leased
+                lease = _lease(bucket.tag, window)
+                lease.tokens -= tokens  # paid from the next slice leased
+                lease.taken_tokens += tokens
             else:
                 _local.setdefault((bucket.tag, window), [0, 0])[1] += tokens
 

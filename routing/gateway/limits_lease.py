@@ -25,6 +25,8 @@ class Lease:
         "request_slice",
         "requests",
         "requests_full_at",
+        "taken_requests",
+        "taken_tokens",
         "token_slice",
         "tokens",
         "tokens_full_at",
@@ -41,6 +43,10 @@ class Lease:
         # The rpm (tpm) at which Redis granted less than asked: the window is fully leased.
         self.requests_full_at = 0
         self.tokens_full_at = 0
+        # What this worker admitted from its slices in the window (requests, tokens): a request
+        # counted in-process (Redis refused) counts them too (``limits._admit_local``).
+        self.taken_requests = 0
+        self.taken_tokens = 0
 
     def short(self, rpm: int, tpm: int) -> int:
         """1 (2) when a request needs quota of rpm (tpm) that the window no longer has; else 0."""

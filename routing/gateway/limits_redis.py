@@ -147,20 +147,20 @@ def _client_async() -> redis.asyncio.Redis:
         max_connections=settings.RATE_LIMIT_REDIS_MAX_CONNECTIONS,
         timeout=settings.RATE_LIMIT_REDIS_POOL_WAIT_SECONDS,
         retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
-        **_one_handshake_command(),
-        **redis_timeouts(),
+        **_limiter_options(),
     )
     return redis.asyncio.Redis(connection_pool=pool)
 
 
-def _one_handshake_command() -> dict[str, Any]:
-    """A new connection sends one command and reads its answer: a server at its ``maxclients``
+def _limiter_options() -> dict[str, Any]:
+    """What both limiter clients are built with: the app's timeouts and one handshake command.
+    A new connection sends one command and reads its answer: a server at its ``maxclients``
     writes its refusal and closes, and redis-py reads the refusal as that answer (its own
     ``ConnectionError("max number of clients reached")``). redis-py's default handshake sends
     two CLIENT SETINFO back to back: the second write hit the closed socket and asyncio reported
     "Connection lost", the refusal unread (an outage). With no command at all, the pool found
     the refusal waiting on a new connection and said "Connection not ready" (an outage too)."""
-    return {"client_name": "routerhub-rate-limiter", "driver_info": None}
+    return {"client_name": "routerhub-rate-limiter", "driver_info": None} | redis_timeouts()
 
 
 def _client_sync() -> redis.Redis:
@@ -168,8 +168,7 @@ def _client_sync() -> redis.Redis:
     return redis.Redis.from_url(
         settings.REDIS_URL,
         retry=redis.retry.Retry(NoBackoff(), 0),
-        **_one_handshake_command(),
-        **redis_timeouts(),
+        **_limiter_options(),
     )
 
 

@@ -1,8 +1,9 @@
 """Router selects' rate-limit buckets, apart from the key's rpm (SDKs select before every call):
 one per key, shared by ``select`` (both paths) and Not Diamond's ``modelSelect``, and one per
 signed-in person for the selects a dashboard session makes; counted by ``routing.gateway.limits``.
-A key made by a key counts its selects against the select buckets of every key up its lineage
-too, as its requests (``limits.key_buckets``): minting keys does not multiply a key's selects."""
+A key made by a key counts its selects against the select buckets of every key with an rpm up its
+lineage too, as its requests (``limits.key_buckets``): minting keys does not multiply a key's
+selects. An ancestor without an rpm bounds none (the rpm-less key at the top of most trees)."""
 
 from __future__ import annotations
 
@@ -50,8 +51,19 @@ def select_admit_sync(key: AuthenticatedKey | None, *, user_id: int | None) -> N
 
 
 def select_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
-    """The key's select bucket and those of the keys it was made from with a rate limit
-    (nearest first), each allowed ``select_rpm`` of that key."""
+    """The key's select bucket (``select_rpm``) and those of the keys it was made from that have
+    an rpm (nearest first), each its rpm times ``ROUTER_SELECT_RPM_FACTOR``. An ancestor without an
+    rpm has none (0: ``admit_chain`` drops it): its ``ROUTER_SELECT_RPM_DEFAULT`` shared by every
+    key made from it capped them all, the keys an rpm-less management key mints too, whatever
+    their rpm. Built once per key and settings (``AuthenticatedKey.buckets``)."""
+    settled = ("select", settings.ROUTER_SELECT_RPM_FACTOR, settings.ROUTER_SELECT_RPM_DEFAULT)
+    buckets: tuple[Bucket, ...] | None = key.buckets.get(settled)
+    if buckets is None:
+        buckets = key.buckets[settled] = _select_buckets(key)
+    return buckets
+
+
+def _select_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
     rpm = select_rpm(key)
     own = Bucket(
         key_tag(key, "s"),
@@ -62,7 +74,10 @@ def select_buckets(key: AuthenticatedKey) -> tuple[Bucket, ...]:
     )
     made_from = [
         Bucket(
-            key_tag(key, "s", up), _select_rpm(up.rpm), counts="router selects", made_from=up.label
+            key_tag(key, "s", up),
+            _select_rpm(up.rpm) if up.rpm else 0,
+            counts="router selects",
+            made_from=up.label,
         )
         for up in reversed(key.rate_ancestors)
     ]

@@ -274,7 +274,8 @@ async def _emit(
         ex.answer_parts.extend(delta_texts(choices))
     if encoder is not None:
         # Not our own stream to trust: the encoder reads the provider's choices, and a shape the
-        # chunk checks miss must fail as a malformed stream, not escape the relay (6678fc6).
+        # chunk checks miss must fail as a malformed stream, not escape the relay (before, the
+        # encoder's exception cut the client's stream with no error event and billed it 0).
         encoded = chunk_read(lambda: b"".join(encoder.chunk(c) for c in choices), "Messages")
         await ex.req.write(encoded)
     else:

@@ -147,7 +147,7 @@ def billable_usage(
     elif usage.prompt_tokens == 0:
         ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
         usage.prompt_tokens = prompt_estimate_at(ex, ex.endpoint)
-    if ex.own_host and not usage.clamped:
+    if not usage.clamped:  # a clamped count is floored above; ``own_host_floor`` checks the host
         own_host_floor(ex, usage, prompt_estimate_at(ex, ex.endpoint), estimate)
     usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
     usage.cache_write_tokens = min(

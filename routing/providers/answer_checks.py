@@ -24,6 +24,7 @@ from routing.providers.base import JSON, UpstreamError, text_of
 # between two releases, as both names: the same text, counted once).
 REASONING_FIELDS = ("reasoning", "reasoning_content")
 TEXT_FIELDS = ("content", "refusal", *REASONING_FIELDS)
+OTHER_TEXT_FIELDS = TEXT_FIELDS[1:]  # the string-or-null ones: ``content`` may also be a list
 # A tool call's generated parts: OpenAI's ``function`` calls and its ``custom`` (free-form) ones.
 CALL_FIELDS = (("function", ("name", "arguments")), ("custom", ("name", "input")))
 DETAIL_FIELDS = ("text", "signature", "data")  # a reasoning_details entry's strings
@@ -49,7 +50,7 @@ def has_answer(part: JSON) -> bool:
     """Whether a message or a stream delta holds anything to serve: text, reasoning, a refusal
     or a tool call."""
     return bool(_text(part.get("content"))) or any(
-        part.get(name) for name in (*TEXT_FIELDS[1:], "tool_calls")
+        part.get(name) for name in (*OTHER_TEXT_FIELDS, "tool_calls")
     )
 
 
@@ -101,7 +102,7 @@ def message_read(sent: Any) -> JSON:
                 message[name] = (_string(message.get(name)) or "") + text
         elif content is not None and not isinstance(content, str):
             raise TypeError("content that is neither text, null nor a list of parts")
-        for name in TEXT_FIELDS[1:]:
+        for name in OTHER_TEXT_FIELDS:
             _string(message.get(name))
         _calls_check(message.get("tool_calls"))
         _details_check(message.get("reasoning_details"))

@@ -45,6 +45,13 @@ def chunk_read(read: Callable[[], _T], reader: str) -> _T:
         raise UpstreamError(f"The provider sent a malformed stream chunk: {problem}.") from None
 
 
+def _is_text(value: object) -> bool:
+    """A string or null, as a whole answer's checks take them (``answer_checks._string``).
+    Before, ``value or ""``: an empty non-string (``{}``, ``false``, ``[]``, ``0``) passed in a
+    stream though a whole answer refused it."""
+    return value is None or isinstance(value, str)
+
+
 def _is_index(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
 
@@ -58,9 +65,9 @@ def _choices_problem(choices: object) -> str | None:
         delta = choice.get("delta") or {}
         if not isinstance(delta, dict):
             return "a delta that is not an object"
-        if not all(isinstance(delta.get(name) or "", str) for name in _TEXTS):
+        if not all(_is_text(delta.get(name)) for name in _TEXTS):
             return "a delta whose text is not a string"
-        if not isinstance(choice.get("finish_reason") or "", str):
+        if not _is_text(choice.get("finish_reason")):
             return "a finish_reason that is not a string"
         if not _details_valid(delta.get("reasoning_details")):
             return "reasoning_details that are not a list of objects with string texts"
@@ -74,8 +81,7 @@ def _details_valid(details: object) -> bool:
     if details is None:
         return True
     return isinstance(details, list) and all(
-        isinstance(detail, dict)
-        and all(isinstance(detail.get(name) or "", str) for name in DETAIL_FIELDS)
+        isinstance(detail, dict) and all(_is_text(detail.get(name)) for name in DETAIL_FIELDS)
         for detail in details
     )
 
@@ -88,12 +94,14 @@ def _calls_problem(calls: object) -> str | None:
     for call in calls:
         if not isinstance(call, dict) or not _is_index(call.get("index", 0)):
             return "a tool call that is not an object with an integer index"
-        if not isinstance(call.get("id") or "", str):
+        if not _is_text(call.get("id")):
             return "a tool call whose id is not a string"
         for kind, fields in CALL_FIELDS:
-            body = call.get(kind) or {}
+            body = call.get(kind)
+            if body is None:
+                continue
             if not isinstance(body, dict):
                 return f"a tool call whose {kind} is not an object"
-            if not all(isinstance(body.get(name) or "", str) for name in fields):
+            if not all(_is_text(body.get(name)) for name in fields):
                 return f"a tool call whose {' or '.join(fields)} are not strings"
     return None

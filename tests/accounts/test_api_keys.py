@@ -203,3 +203,14 @@ def test_a_reset_window_without_a_limit_is_refused_on_the_field(tenants):
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "limit_reset"
     assert "needs a credit limit" in response.json()["error"]["message"]
+
+
+def test_the_schema_documents_the_spread_of_a_narrowing_none_and_the_revokes_403(tenants):
+    manage = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
+    schema = manage.get("/api/schema/?format=json").json()
+    key_path = schema["paths"]["/api/v1/keys/{key_id}"]
+    allowed = schema["components"]["schemas"]["ApiKeyOutput"]["properties"]["allowed_models"]
+
+    assert '["(none)"]' in key_path["patch"]["description"]
+    assert "spreads to it" in allowed["description"] and '["(none)"]' in allowed["description"]
+    assert "outside its lineage" in key_path["delete"]["responses"]["403"]["description"]

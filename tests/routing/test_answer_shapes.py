@@ -156,8 +156,8 @@ def test_a_tool_call_whose_arguments_are_an_object_is_served_as_json_text(world:
 
 @pytest.mark.parametrize(
     "shape",
-    ["object", "bad_call", "null_text", "number_refusal", "list_reasoning", "number_finish",
-     "string_choice"],
+    ["object", "bad_call", "null_text", "number_refusal", "list_reasoning",
+     "object_reasoning_content", "number_finish", "string_choice"],
 )  # fmt: skip
 def test_an_answer_outside_the_wire_formats_is_a_502_billed_nothing(
     world: World, shape: str

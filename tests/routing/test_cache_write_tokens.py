@@ -11,18 +11,14 @@ import io
 from accounts.models import KeyScope, Role
 from routing.gateway.responses_answer import response_from_chat
 from tests.factories import dashboard_client, key_client, member_add
-from tests.routing.test_prompt_caching import (
-    long_context,
-    marked_request,
-    messages_client,
-)
+from tests.routing.test_prompt_caching import long_context, marked_request
 from tests.routing.world import World
 
 
 def test_cache_writes_are_their_own_column_and_are_shown_apart(world: World) -> None:
     request = marked_request(long_context())
-    first = messages_client(world).messages.create(**request)
-    second = messages_client(world).messages.create(**request)
+    first = world.anthropic_client().messages.create(**request)
+    second = world.anthropic_client().messages.create(**request)
 
     written = first.usage.cache_creation_input_tokens
     assert written and written > 1000
@@ -54,7 +50,7 @@ def test_cache_writes_are_their_own_column_and_are_shown_apart(world: World) -> 
 def test_the_dashboard_shows_cache_writes_apart(world: World) -> None:
     owner = member_add(world.organization, Role.OWNER)
     owner_client = dashboard_client(owner, world.organization)
-    first = messages_client(world).messages.create(**marked_request(long_context()))
+    first = world.anthropic_client().messages.create(**marked_request(long_context()))
     written = first.usage.cache_creation_input_tokens
     record = world.usage_record(first.id)
 
@@ -78,7 +74,7 @@ def _pipeline(world: World, slug: str) -> None:
 def test_a_pipeline_keeps_its_calls_cache_writes_apart(world: World) -> None:
     _pipeline(world, "cached")
 
-    answer = messages_client(world).messages.create(
+    answer = world.anthropic_client().messages.create(
         **marked_request(long_context()) | {"model": "pipeline/cached"}
     )
 
@@ -92,7 +88,7 @@ def test_a_pipeline_shows_its_calls_hour_long_cache_writes(world: World) -> None
     _pipeline(world, "hour")
     request = marked_request(long_context(), "1h") | {"model": "pipeline/hour"}
     del request["tools"]  # a tool cached for an hour would be read by the session's later tests
-    answer = messages_client(world).messages.create(**request)
+    answer = world.anthropic_client().messages.create(**request)
     written = answer.usage.cache_creation_input_tokens
     hour = answer.usage.cache_creation.ephemeral_1h_input_tokens
     assert hour > 1000  # the system prompt, marked for an hour

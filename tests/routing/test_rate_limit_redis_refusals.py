@@ -190,3 +190,19 @@ def test_a_probe_is_one_attempt_on_both_paths(silent_redis: DroppingRedis, setti
 
     assert async_attempts == 1
     assert silent_redis.connections == 2
+
+
+def test_a_refusal_after_a_leased_request_counts_that_request(
+    full_redis: redis.Redis, settings: Any
+) -> None:
+    """An rpm-1 key's request leased from Redis, then its next one refused by Redis (its
+    ``maxclients``): the in-process count includes the leased one, so the second is a 429. Old
+    code: the process counted from 0 and admitted it, 2 requests in the minute."""
+    full_redis.config_set("maxclients", 10)
+    key = a_key(rpm=1)
+    admit(key)  # leased from Redis
+    full_redis.config_set("maxclients", 1)  # the holder's connection is the one allowed
+
+    with pytest.raises(RateLimited):
+        admit(key)
+    assert limits_redis._Outage.since is None  # refused, not an outage

@@ -150,3 +150,20 @@ def test_a_failed_call_that_was_not_the_probe_leaves_the_probe_in_flight(
     assert refused  # Redis is up: the caller counts in-process
     assert second is None  # old code: a second probe
     assert limits_redis._Outage.probing_since is None  # the probe's own failure ends it
+
+
+def test_a_keys_buckets_are_built_once_per_cached_key(settings: Any) -> None:
+    """The request path reuses the buckets kept with the key; a change of the select settings
+    builds its select buckets anew, and a copy of the key (``dataclasses.replace``) its own."""
+    import dataclasses
+
+    from routing.gateway.select_limits import select_buckets
+
+    key = a_key(rpm=5, made_by=a_key(rpm=9))
+    assert limits.key_buckets(key) is limits.key_buckets(key)
+    selects = select_buckets(key)
+    assert select_buckets(key) is selects
+    settings.ROUTER_SELECT_RPM_FACTOR = settings.ROUTER_SELECT_RPM_FACTOR * 2
+    assert select_buckets(key)[0].rpm == 2 * selects[0].rpm
+    copy = dataclasses.replace(key, allowed_models=("m",))
+    assert copy.buckets == {} and limits.key_buckets(copy) == limits.key_buckets(key)

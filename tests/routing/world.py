@@ -125,13 +125,15 @@ class World:
     def openai_client(self, key: str | None = None) -> openai.OpenAI:
         """The OpenAI SDK on the gateway's ``/v1``, without retries (a test sees every answer)."""
         return openai.OpenAI(
-            base_url=f"{self.gateway_url}/v1", api_key=key or self.key, max_retries=0
+            base_url=f"{self.gateway_url}/v1",
+            api_key=self.key if key is None else key,
+            max_retries=0,
         )
 
     def anthropic_client(self, key: str | None = None) -> anthropic.Anthropic:
         """The Anthropic SDK on the gateway, without retries."""
         return anthropic.Anthropic(
-            base_url=self.gateway_url, api_key=key or self.key, max_retries=0
+            base_url=self.gateway_url, api_key=self.key if key is None else key, max_retries=0
         )
 
     def pipeline_create(

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts import key_lineage, services
 from accounts.models import ApiKey, Membership, Role
+from routerhub.domain import NotAuthenticated
 from tests.db_locks import (
     backend_pid,
     pause_after_first_row_lock,
@@ -82,6 +83,43 @@ def test_removing_a_member_while_their_key_is_revoked_does_not_deadlock(
 
     assert outcomes == {"holder": None, "waiter": None}
     assert live(tenants) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_changing_a_deeper_key_with_a_smaller_id_while_the_tree_is_revoked_does_not_deadlock(
+    tenants: Tenants,
+) -> None:
+    # R made Y; Y made Z and X; R made K after: K's id is larger than X's, its depth smaller.
+    _, root = management_key(tenants)
+    made = child_key_make(root)[1]
+    child_key_make(made)
+    deeper = child_key_make(made)[1]
+    acting = child_key_make(root)[1]
+    assert deeper.pk < acting.pk and deeper.lineage_depth > acting.lineage_depth
+    level_locked, go = threading.Event(), threading.Event()
+    pids: dict[str, int] = {}
+
+    def revoke() -> None:
+        pids["revoke"] = backend_pid()
+        with connection.execute_wrapper(pause_after_first_row_lock(level_locked, go, statements=2)):
+            key_lineage.api_key_revoke(key=ApiKey.objects.get(pk=root.pk))
+
+    def rename() -> None:
+        key_lineage.api_key_update_bounded(
+            acting_key_id=acting.pk, key=deeper, changes={"name": "renamed"}
+        )
+
+    # The revocation holds R, Y and K (levels 0 and 1); the rename waits for K, holding nothing
+    # (on the old code, in id order, holding X, which the revocation's next level then waits
+    # for: "deadlock detected", a 500). Once the revocation commits, K is revoked: a 401.
+    outcomes = race_behind(
+        revoke, rename, holding=level_locked, release=go, holder_pid=lambda: pids["revoke"]
+    )
+
+    assert outcomes["holder"] is None
+    assert isinstance(outcomes["waiter"], NotAuthenticated)
+    assert live(tenants) == 0
+    assert ApiKey.objects.get(pk=deeper.pk).name == deeper.name
 
 
 @pytest.mark.django_db

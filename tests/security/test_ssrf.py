@@ -4,6 +4,7 @@ private hosts (``ALLOW_PRIVATE_PROVIDER_URLS``)."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from accounts.models import KeyScope
-from routing.egress import tenant_http_client_reset
+from routing.egress import address_is_public, tenant_http_client_reset
 from routing.models import Provider, ProviderKey
 from routing.services import catalog_sync_file, provider_key_create
 from tests.factories import key_client, key_make, organization_make
@@ -39,6 +40,10 @@ REFUSED = {
     "ipv6-loopback": "http://[::1]:8001/v1",
     "ipv6-unique-local": "http://[fd12:3456::1]/v1",
     "ipv6-link-local": "http://[fe80::1]/v1",
+    "ipv6-site-local": "http://[fec0::1]/v1",
+    "ipv6-documentation-3fff": "http://[3fff::1]/v1",
+    "ietf-protocol-192.0.0": "http://192.0.0.255/v1",
+    "ipv4-mapped-ietf-protocol": "http://[::ffff:192.0.0.100]/v1",
     "ipv6-multicast": "http://[ff02::1]/v1",
     "ipv4-mapped-loopback": "http://[::ffff:127.0.0.1]/v1",
     "ipv4-mapped-metadata": "http://[::ffff:a9fe:a9fe]/v1",
@@ -83,6 +88,22 @@ def test_base_url_reaching_a_non_public_address_is_refused_naming_the_field(
     assert response.json()["error"]["param"] == "base_url"
     assert "not a public address" in response.json()["error"]["message"]
     assert not ProviderKey.objects.exists()
+
+
+# Python 3.11's is_global counts every one of these global: egress.py's explicit deny list.
+MISCLASSIFIED = ["fec0::1", "feff::1", "3fff::1", "3fff:fff:ffff::1", "192.0.0.8", "192.0.0.255"]
+MISCLASSIFIED += ["::ffff:192.0.0.8", "::ffff:192.0.0.255"]
+ANYCAST = ["192.0.0.9", "192.0.0.10", "::ffff:192.0.0.9", "::ffff:192.0.0.10", "3fff:1000::1"]
+
+
+@pytest.mark.parametrize("address", MISCLASSIFIED)
+def test_ranges_python_counts_global_are_not_public(address: str) -> None:
+    assert not address_is_public(ipaddress.ip_address(address))  # True on the old code
+
+
+@pytest.mark.parametrize("address", ANYCAST)
+def test_global_addresses_next_to_the_deny_list_stay_public(address: str) -> None:
+    assert address_is_public(ipaddress.ip_address(address))
 
 
 @pytest.mark.parametrize("url", list(MALFORMED.values()), ids=list(MALFORMED))

@@ -239,10 +239,18 @@ def test_reasoning_details_that_are_not_objects_are_a_malformed_stream(
 
 _CUSTOM_CALL = {"index": 0, "id": "c", "type": "custom",
                 "custom": {"name": "run_sql", "input": ["SELECT 1"]}}  # fmt: skip
+_LIST_ARGS_CALL = {"index": 0, "id": "c", "type": "function",
+                   "function": {"name": "f", "arguments": []}}  # fmt: skip
 _REFUSED_WHOLE = [
     {"reasoning_content": {"text": "Hmm."}},
     {"tool_calls": [_CUSTOM_CALL]},
     {"reasoning_details": [{"type": "reasoning.text", "text": ["Hmm."]}]},
+    # Empty non-strings, refused whole (before: ``value or ""`` let them through a stream).
+    {"reasoning_content": {}},
+    {"refusal": False},
+    {"tool_calls": [_LIST_ARGS_CALL]},
+    {"tool_calls": [{"index": 0, "id": 0, "type": "custom", "custom": []}]},
+    {"reasoning_details": [{"type": "reasoning.text", "text": 0}]},
 ]
 
 

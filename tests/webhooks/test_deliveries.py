@@ -154,11 +154,16 @@ def test_private_targets_are_refused_when_not_allowed(
 
     refused = [
         admin.post("/api/v1/webhooks", {"url": url, "events": ["router.drift"]}, format="json")
-        for url in (receiver.url, "http://169.254.169.254/latest", "http://[::1]:8080/")
+        for url in (
+            receiver.url,
+            "http://169.254.169.254/latest",
+            "http://[::1]:8080/",
+            "http://[fec0::1]/hook",
+        )
     ]
     delivery = emit(tenants.organization, django_capture_on_commit_callbacks)
 
-    assert [r.status_code for r in refused] == [400, 400, 400]
+    assert [r.status_code for r in refused] == [400, 400, 400, 400]
     assert all(r.json()["error"]["param"] == "url" for r in refused)
     assert receiver.received == []  # saved while allowed, refused at connection time
     assert delivery.status == "failed" and delivery.error.startswith("refused")

@@ -45,7 +45,8 @@ class WebhookDelivery(TypedDict, total=False):
     response_excerpt: str
     error: str
     latency_ms: float | None
-    next_retry_at: str | None
+    next_retry_at: str | None  # null while an attempt is queued (queued_at)
+    queued_at: str | None
     last_attempt_at: str | None
     created_at: str
     payload: dict[str, Any]

@@ -71,6 +71,7 @@ class ApiKey(TypedDict, total=False):
     is_active: bool
     limit: str | None
     limit_reset: str | None
+    # None or []: any model; ["(none)"]: no model (a narrowing of its parent left none of its own)
     allowed_models: list[str] | None
     rpm: int | None
     tpm: int | None
