@@ -181,17 +181,28 @@ def limit_window(payer: Payer) -> WindowSpend | None:
 
 
 def price(
-    draft: UsageDraft, prices: TokenPrices, usage: TokenCounts, *, is_byok: bool, held: Decimal
+    draft: UsageDraft,
+    prices: TokenPrices,
+    usage: TokenCounts,
+    *,
+    is_byok: bool,
+    held: Decimal,
+    own_host: bool = False,
 ) -> Decimal:
     """Charge ``usage`` at ``prices`` on ``draft`` (its cost and token counts) and return the cost.
 
     The list price, never capped at the hold ``held``: the hold bounds what was sent and asked
     for, and a provider may count more (hidden reasoning, a tenant's own host). Such a charge is
     flagged ``over_hold`` and logged; settlement takes it as far as the balance goes.
+    An organization's own host (``own_host``) has its cache reads priced as prompt: the fee is
+    on list price, and nothing tells its real cache hits from claimed ones; the record keeps
+    its counts (before, they were zeroed: hidden from the client and the record).
     """
     # Calls summed (``parts``) are priced each at its own tier: two 120k-token prompts are two
     # calls under a 200k threshold, not one over it (before, their sum's tier: twice the hold).
-    cost = sum((_call_cost(prices, call, is_byok) for call in usage.parts or (usage,)), ZERO)
+    cost = sum(
+        (_call_cost(prices, call, is_byok, own_host) for call in usage.parts or (usage,)), ZERO
+    )
     if cost > held:
         logger.warning(
             "generation %s costs %s, above its hold %s; charged in full (flag over_hold)",
@@ -208,12 +219,12 @@ def price(
     return cost
 
 
-def _call_cost(prices: TokenPrices, usage: TokenCounts, is_byok: bool) -> Decimal:
+def _call_cost(prices: TokenPrices, usage: TokenCounts, is_byok: bool, own_host: bool) -> Decimal:
     return usage_cost(
         prices,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
+        cached_tokens=0 if own_host else usage.cached_tokens,
         cache=CacheCounts(write=usage.cache_write_tokens, write_1h=usage.cache_write_1h_tokens),
         is_byok=is_byok,
     )

@@ -21,9 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F, Subquery
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 
-from accounts.invitation_limits import email_limit_key
 from accounts.models import Membership, Organization, Role, User
 from billing.holds import RESERVE_SQL, Held, hold_grouped
 from billing.key_windows import key_windows_reserve
@@ -37,7 +35,8 @@ from billing.models import (
 )
 from billing.pg_async import pg_fetchone
 from billing.settlement import reservations_reconcile, reservations_release
-from billing.starter_verification import address_verified, verified_grants
+from billing.starter_inbox import domain_granted_enough, inbox_granted, inbox_of
+from billing.starter_verification import address_verified
 from billing.windows import LimitBound
 from routerhub.errors import InsufficientCredits, ServiceUnavailable
 from routerhub.money import ZERO, money, money_str
@@ -46,8 +45,6 @@ logger = logging.getLogger(__name__)
 
 RESERVATION_TTL = timedelta(minutes=15)
 # The first key of the advisory lock that grants one inbox's starter credits one at a time.
-_STARTER_INBOX_LOCK = 0x5343  # "SC"
-_STARTER_INBOX_SALT = "billing.starter-credits.inbox"
 
 
 def credit_account_for(organization_id: int) -> CreditAccount:
@@ -107,8 +104,8 @@ def starter_credits_grant(
     organization was granted them: free credits without end for one confirmed address). The
     ledger key names the person and their row is locked first, so organizations created at once
     cannot both pass the check; an organization without an owner is keyed by itself. Once per
-    inbox too: a person whose address reaches an inbox already granted (``_inbox_reference``)
-    gets none. Only once the address is verified (``billing.starter_verification``)."""
+    inbox too: a person whose address reaches an inbox already granted (``billing.starter_inbox``)
+    gets none, nor one whose domain had STARTER_CREDITS_PER_DOMAIN grants. Only once the address is verified (``billing.starter_verification``)."""
     amount = settings.STARTER_CREDITS_USD
     if amount <= 0:
         return None
@@ -127,8 +124,9 @@ def starter_credits_grant(
                 # unconfirmed sign-up of someone's ``+tag`` variant took their inbox's grant.
                 credit_account_for(organization.pk)
                 return None
-            inbox = _inbox_reference(person)
-            if inbox and _inbox_granted(inbox):
+            found = inbox_of(person)
+            inbox = found.reference if found else ""
+            if found and (inbox_granted(found) or domain_granted_enough(found)):
                 credit_account_for(organization.pk)  # a balance of 0, as a second grant leaves
                 return None
         return ledger_post(
@@ -139,31 +137,6 @@ def starter_credits_grant(
             description="Starter credits for a first request (demo models included)",
             reference=inbox,
         )
-
-
-def _inbox_reference(person: int) -> str:
-    """The ledger reference of a person's starter grant: the inbox their address reaches
-    (``email_limit_key``: +tags, Gmail's dots and googlemail.com read away), hashed. Each
-    variant of one address confirms from one mailbox, and was a new person granted again. An
-    HMAC under SECRET_KEY: the ledger API shows references, and a bare hash of an address is
-    confirmed by guessing it."""
-    email = User.objects.filter(pk=person).values_list("email", flat=True).first() or ""
-    if not email.strip():
-        return ""
-    inbox = salted_hmac(_STARTER_INBOX_SALT, email_limit_key(email), algorithm="sha256")
-    digest = inbox.hexdigest()[:40]
-    return f"starter-credits:inbox:{digest}"
-
-
-def _inbox_granted(reference: str) -> bool:
-    """Whether the inbox was granted starter credits; the grants to one inbox take turns (a
-    transaction-level advisory lock), so variants signing up at once cannot all pass."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            sql = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
-            cursor.execute(sql, [_STARTER_INBOX_LOCK, reference])
-    grants = LedgerEntry.objects.filter(reference=reference, kind=LedgerKind.PROMOTION)
-    return grants.filter(verified_grants()).exists()
 
 
 def _granted_per_organization(person: int, organization: Organization) -> bool:

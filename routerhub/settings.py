@@ -32,6 +32,11 @@ from routerhub.settings_parts.security import *  # noqa: F403
 from routerhub.settings_parts.training import *  # noqa: F403
 
 SECRET_KEY = _secret("SECRET_KEY")
+# Former SECRET_KEYs, comma-separated: during a rotation, what they signed (sessions, email
+# confirmation links, and starter-credit grants' inbox references) is still recognised.
+SECRET_KEY_FALLBACKS = [
+    k.strip() for k in env.list("SECRET_KEY_FALLBACKS", default=[]) if k.strip()
+]
 # HMAC pepper for API key digests; rotating it invalidates every key, so it is separate from
 # SECRET_KEY (which may rotate with sessions).
 API_KEY_PEPPER = _secret("API_KEY_PEPPER")

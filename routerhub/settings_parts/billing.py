@@ -10,6 +10,7 @@ from routerhub.settings_parts.environment import (
     _bool,
     _decimal,
     env,
+    positive_float,
     positive_int,
 )
 
@@ -20,6 +21,12 @@ BYOK_FEE_RATE = _decimal("BYOK_FEE_RATE", default="0.05")
 # A charge this many times its hold or more is counted in routerhub_charges_far_over_hold_total
 # and logged as an error (a provider counting what the hold does not foresee): it is charged.
 BILLING_OVER_HOLD_ALERT_MULTIPLE = _decimal("BILLING_OVER_HOLD_ALERT_MULTIPLE", default="4")
+# Each count an organization's own host reports is billed no lower than this share of its
+# estimate (flagged usage_floored where one was raised): characters ÷ 4 is rough, and an honest
+# tokenizer may count a third fewer; a host reporting 1 token is below any share.
+BILLING_OWN_HOST_FLOOR_SHARE = positive_float("BILLING_OWN_HOST_FLOOR_SHARE", 0.5)
+if BILLING_OWN_HOST_FLOOR_SHARE > 1:
+    raise ImproperlyConfigured("BILLING_OWN_HOST_FLOOR_SHARE must be at most 1")
 TOPUP_MIN_AMOUNT = _decimal("TOPUP_MIN_AMOUNT", default="5")
 TOPUP_MAX_AMOUNT = _decimal("TOPUP_MAX_AMOUNT", default="10000")
 # Automatic top-ups (succeeded or pending) one organization's card is charged within 24 hours.
@@ -35,6 +42,54 @@ DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
 STARTER_CREDITS_USD = _decimal(
     "STARTER_CREDITS_USD", default="5" if ROUTERHUB_ENV == "development" else "0"
 )
+# Starter grants to verified addresses of one registrable email domain (eTLD+1, punycode; its
+# subdomains included), at most: a
+# catch-all domain confirms any number of addresses for one person. Domains
+# where each address is its own person's mailbox are exempt (STARTER_CREDITS_OPEN_DOMAINS).
+STARTER_CREDITS_PER_DOMAIN = positive_int("STARTER_CREDITS_PER_DOMAIN", 3)
+STARTER_CREDITS_OPEN_DOMAINS = frozenset(
+    d.strip().casefold()
+    for d in env.list(
+        "STARTER_CREDITS_OPEN_DOMAINS",
+        default=[
+            "gmail.com",
+            "outlook.com",
+            "hotmail.com",
+            "live.com",
+            "yahoo.com",
+            "icloud.com",
+            "me.com",
+            "aol.com",
+            "proton.me",
+            "protonmail.com",
+            "gmx.com",
+            "gmx.de",
+            "web.de",
+            "yandex.ru",
+            "mail.ru",
+            "qq.com",
+            "163.com",
+            "naver.com",
+            "gmx.net",
+            "mac.com",
+            "pm.me",
+            "protonmail.ch",
+            "msn.com",
+            "hotmail.co.uk",
+            "hotmail.fr",
+            "outlook.de",
+            "yahoo.co.jp",
+            "yahoo.co.uk",
+            "ymail.com",
+            "t-online.de",
+            "126.com",
+            "yandex.com",
+        ],
+    )
+)
+# The window STARTER_CREDITS_PER_DOMAIN counts over, in days: a company domain is not capped
+# forever.
+STARTER_CREDITS_DOMAIN_WINDOW_DAYS = positive_int("STARTER_CREDITS_DOMAIN_WINDOW_DAYS", 30)
 
 # Stripe top-ups. Card payments are on when BILLING_ENABLED (default: in production), and then
 # every key below must be set. STRIPE_API_BASE points the stripe library at a fake server

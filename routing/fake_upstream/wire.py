@@ -310,6 +310,9 @@ def _tool_result_text(block: JSON) -> str:
 def thinking_of(turn: Turn) -> JSON:
     """The signed thinking block the fake puts first when thinking was asked for."""
     thought = f"The user asks: {turn.prompt[:80]}. I will answer plainly."
+    if "redacted" in turn.model:  # thinking Anthropic's safety systems encrypted, 40 times longer
+        data = base64.b64encode(thought.encode() * 40).decode()
+        return {"type": "redacted_thinking", "data": data}
     signature = base64.b64encode(hashlib.sha256(thought.encode()).digest()).decode()
     return {"type": "thinking", "thinking": thought, "signature": signature}
 
@@ -348,7 +351,7 @@ def anthropic_response(turn: Turn, answer: Answer, cached: int, max_tokens: int 
     if turn.thinking:
         thinking = thinking_of(turn)
         content.insert(0, thinking)
-        completion += count_tokens(thinking["thinking"])
+        completion += count_tokens(thinking.get("thinking") or thinking["data"])
     return {
         "id": "msg_fake",
         "type": "message",
@@ -381,7 +384,7 @@ def anthropic_stream(
     yield _event("message_start", {"type": "message_start", "message": start})
     yield _event("ping", {"type": "ping"})
     index = 0
-    if whole["content"][0]["type"] == "thinking":
+    if whole["content"][0]["type"] in ("thinking", "redacted_thinking"):
         yield from _thinking_events(whole["content"][0])
         index = 1
     block = whole["content"][index]
@@ -426,10 +429,13 @@ def anthropic_stream(
 
 
 def _thinking_events(block: JSON) -> Iterator[bytes]:
-    start = {"type": "thinking", "thinking": "", "signature": ""}
+    start = block if "data" in block else {"type": "thinking", "thinking": "", "signature": ""}
     yield _event(
         "content_block_start", {"type": "content_block_start", "index": 0, "content_block": start}
     )
+    if "data" in block:  # redacted thinking comes whole in its start
+        yield _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        return
     for piece in split_tokens(block["thinking"]):
         delta = {"type": "thinking_delta", "thinking": piece}
         yield _event(

@@ -272,7 +272,9 @@ def bill(ex: Exchange, usage: Usage, *, status: str, error_type: str = "") -> De
     if endpoint is None:
         return ZERO
     draft.model, draft.provider = endpoint.model_id, endpoint.provider_slug
-    cost = metering.price(draft, endpoint.prices, usage, is_byok=ex.is_byok, held=ex.reserved)
+    cost = metering.price(
+        draft, endpoint.prices, usage, is_byok=ex.is_byok, held=ex.reserved, own_host=ex.own_host
+    )
     if not ex.is_byok and usage.service_tier not in STANDARD_TIERS_SERVED:
         logger.warning(
             "generation %s was served at tier %r, which the catalog does not price; billed the "

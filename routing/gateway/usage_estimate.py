@@ -162,11 +162,18 @@ def own_host_floor(
     ex: Exchange, usage: Usage, prompt_estimate: int, completion_estimate: int
 ) -> None:
     """An organization's own host (``ex.own_host``) counts its own tokens, and its fee is a
-    share of their price: each count is billed no lower than its estimate, the record flagged
+    share of their price: each count is billed no lower than BILLING_OWN_HOST_FLOOR_SHARE of its
+    estimate, the record flagged
     where one was raised — on chat, completions and embeddings alike. A provider's own host is
     billed as it counts. Before, a host that reported 1 prompt and 1 completion token took the
     fee to almost nothing (embeddings had no floor at all)."""
-    if ex.own_host and _floor(usage, prompt_estimate, completion_estimate):
+    if not ex.own_host:
+        return
+    # Each count alone, to its share of its estimate: continuous (a count at 0.49 of it was billed
+    # the whole estimate, twice one at 0.5), and an honest count is not raised for the other's.
+    share = settings.BILLING_OWN_HOST_FLOOR_SHARE  # an honest tokenizer's counts pass (README)
+    floors = math.ceil(prompt_estimate * share), math.ceil(completion_estimate * share)
+    if _floor(usage, *floors):
         ex.draft.flag(UsageFlag.USAGE_FLOORED)
 
 

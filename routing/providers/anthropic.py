@@ -295,7 +295,12 @@ class AnthropicStreamDecoder(StreamDecoder):
         if block.get("type") == "text" and block.get("text"):
             return [{"index": 0, "delta": {"content": block["text"]}, "finish_reason": None}]
         if block.get("type") == "redacted_thinking":
-            detail = {"type": "reasoning.encrypted", "data": block.get("data", "")}
+            data = block.get("data", "")
+            # Billed in full by Anthropic, and encrypted, so no relayed text counts it: its
+            # ciphertext's bytes (base64's ¾) estimate the thinking's characters, billed if the
+            # stream is cut before its count.
+            self.unrelayed_chars += len(data) * 3 // 4 if isinstance(data, str) else 0
+            detail = {"type": "reasoning.encrypted", "data": data}
             return [{"index": 0, "delta": {"reasoning_details": [detail]}, "finish_reason": None}]
         return []
 

@@ -256,8 +256,9 @@ class StreamDecoder(ABC):
         # is): billed as reported. ``finished`` alone is not that: a stream may end without one.
         self.usage_final = False
         self.service_tier = ""  # the tier a chunk said it was served at (``Completion``'s)
-        # Characters the provider generated and this decoder did not relay (thinking the request
-        # excluded): billed like relayed ones when the stream is cut before its usage report.
+        # Characters the provider generated that no relayed text counts (thinking the request
+        # excluded, Anthropic's encrypted redacted thinking): billed like relayed ones when the
+        # stream is cut before its usage report.
         self.unrelayed_chars = 0
 
     @abstractmethod

@@ -16,7 +16,8 @@ from django.test import Client
 
 from accounts.models import Membership, Organization
 from billing.models import CreditAccount, LedgerEntry, LedgerKind
-from billing.services import _inbox_reference, ledger_post
+from billing.services import ledger_post
+from billing.starter_inbox import inbox_of
 from tests.factories import PASSWORD, organization_make, user_make
 
 
@@ -75,7 +76,7 @@ def test_a_grant_to_an_unverified_address_does_not_count_for_the_inbox(settings:
         kind=LedgerKind.PROMOTION,
         amount=Decimal("5"),
         idempotency_key=f"starter-credits:person:{attacker.pk}",
-        reference=_inbox_reference(attacker.pk),
+        reference=inbox_of(attacker.pk).reference,  # type: ignore[union-attr]
     )
     settings.STARTER_CREDITS_USD = Decimal("5")
 

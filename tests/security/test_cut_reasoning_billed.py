@@ -6,6 +6,8 @@ got it free, and excluded thinking cut short billed one output token."""
 
 from __future__ import annotations
 
+import base64
+
 from billing.models import Reservation, UsageFlag, UsageRecord
 from routing.fake_upstream.answers import split_tokens
 from routing.gateway.usage_estimate import choices_chars
@@ -65,6 +67,31 @@ def test_excluded_anthropic_thinking_cut_short_is_billed(world: World) -> None:
     streamed = "".join(split_tokens(thought)[:20])
     assert (record.status, record.error_type) == ("aborted", "client_disconnected")
     assert record.completion_tokens == tokens_from_chars(len(streamed))  # old code: 1
+    assert record.cost <= Reservation.objects.get(generation_id=record.generation_id).amount
+
+
+def test_redacted_thinking_cut_short_is_billed_at_least_its_length(world: World) -> None:
+    """Anthropic bills redacted thinking in full, and sends it encrypted (``data``): no relayed
+    text counts it. The fake stalls after message_start, ping and the redacted block's start."""
+    world.catalog({
+        "models": [model("test/claude-redacted")],
+        "endpoints": [endpoint("test/claude-redacted", "fake-anthropic",
+                               "claude-sonnet-4-5-redacted@hang_after=3", "3", "15")],
+    })  # fmt: skip
+    prompt = "Why is the sky blue?"
+    body = {"model": "test/claude-redacted", "stream": True, "max_tokens": 4000,
+            "reasoning": {"max_tokens": 2000}, "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
+
+    world.client_leaves("/v1/chat/completions", body, after=0.5)
+
+    record = _record(world, "test/claude-redacted")
+    thought = f"The user asks: {prompt}. I will answer plainly."
+    data = base64.b64encode(thought.encode() * 40).decode()
+    assert (record.status, record.error_type) == ("aborted", "client_disconnected")
+    # Its ciphertext's bytes (base64's ¾) ÷ 4: the branch's first fix counted base64's length.
+    ciphertext = len(data) * 3 // 4
+    assert tokens_from_chars(ciphertext) <= record.completion_tokens < tokens_from_chars(len(data))
+    assert record.completion_tokens > 500  # old code: 1
     assert record.cost <= Reservation.objects.get(generation_id=record.generation_id).amount
 
 

@@ -5,6 +5,7 @@ nor sets its price: the answer is served and billed on an estimate from the text
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,9 @@ import orjson
 import pytest
 
 from billing.models import CreditAccount, LedgerEntry, Reservation, UsageRecord
+from billing.pricing import TokenPrices, usage_cost
+from routing.fake_upstream.answers import count_tokens
+from routing.gateway.token_bounds import estimate_prompt_tokens
 from routing.models import Provider
 from routing.services import provider_key_create
 from tests.routing.servers import poll
@@ -24,11 +28,11 @@ PROMPT = "Explain in a few words why the sky is blue."
 MAX_TOKENS = 64  # the output bound: an estimate of the answer's tokens is at most this
 
 
-def own_host(world: World, settings: Any, fault: str) -> str:
+def own_host(world: World, settings: Any, fault: str, **prices: str) -> str:
     """A model served by the organization's own OpenAI-compatible host, answering with ``fault``."""
     settings.ALLOW_PRIVATE_PROVIDER_URLS = True  # the "own host" is the local fake upstream
     world.catalog({"models": [model("test/own")],
-                   "endpoints": [endpoint("test/own", "fake-openai", f"gpt-4o-mini@{fault}")]})  # fmt: skip
+                   "endpoints": [endpoint("test/own", "fake-openai", f"gpt-4o-mini@{fault}", **prices)]})  # fmt: skip
     provider_key_create(organization=world.organization, provider=Provider.objects.get(slug="fake-openai"),
                         secret="sk-own-host-4242", base_url=f"{world.fake_url}/v1")  # fmt: skip
     return "test/own"
@@ -153,9 +157,12 @@ def test_an_own_host_reporting_too_few_tokens_is_billed_its_estimates_and_flagge
     record = world.usage_record(generation_id)
     assert record.status == "succeeded" and record.is_byok
     assert record.flag_list == ["usage_floored"]
-    assert record.prompt_tokens >= tokens_from_chars(len(PROMPT)) > 1
+    # Each count raised to its share (BILLING_OWN_HOST_FLOOR_SHARE, ½) of its estimate.
+    assert record.prompt_tokens >= math.ceil(tokens_from_chars(len(PROMPT)) / 2) > 1
     text = answer_text(events, stream=stream)
-    assert record.completion_tokens == min(tokens_from_chars(len(text)), MAX_TOKENS) > 1
+    assert (
+        record.completion_tokens == math.ceil(min(tokens_from_chars(len(text)), MAX_TOKENS) / 2) > 1
+    )
     assert LedgerEntry.objects.get(idempotency_key=f"usage:{generation_id}").amount == -record.cost
 
 
@@ -170,3 +177,94 @@ def test_a_provider_reporting_few_tokens_is_billed_as_it_counts(world: World, st
     record = world.usage_record(generation_id)
     assert (record.prompt_tokens, record.completion_tokens) == (1, 1)
     assert record.flag_list == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_own_host_reporting_its_prompt_cached_pays_the_fee_on_the_whole_prompt(
+    world: World, settings: Any, stream: bool
+) -> None:
+    """The fee is a share of the list price: an own host reporting every prompt token read from
+    its cache (a tenth of the price here) does not shrink it. Before, billed at the cached price.
+    Its counts are kept, in the record and the answer (the branch's first fix zeroed them)."""
+    model_id = own_host(world, settings, "cached=100000", cached_input="0.1")
+
+    status, generation_id, events = ask(world, model_id, stream=stream)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.is_byok and record.cached_tokens == record.prompt_tokens > 0
+    if not stream:  # a stream sends usage only when asked (stream_options)
+        shown = events[0]["usage"]["prompt_tokens_details"]["cached_tokens"]
+        assert shown == record.cached_tokens
+    prices = TokenPrices(Decimal("1e-6"), Decimal("2e-6"), Decimal("1e-7"))
+    full = usage_cost(prices, prompt_tokens=record.prompt_tokens,
+                      completion_tokens=record.completion_tokens, is_byok=True)  # fmt: skip
+    assert record.cost == full > 0
+    assert LedgerEntry.objects.get(idempotency_key=f"usage:{generation_id}").amount == -record.cost
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_honest_own_host_is_billed_its_counts_unflagged(
+    world: World, settings: Any, stream: bool
+) -> None:
+    """Characters ÷ 4 is rough: a host counting with a real tokenizer (the fake's), below the
+    estimate but above BILLING_OWN_HOST_FLOOR_SHARE (½) of it, is billed as it counts. Before,
+    every count below the estimate was floored and flagged."""
+    model_id = own_host(world, settings, "chunk_delay=0")  # no fault: its own counts
+
+    status, generation_id, events = ask(world, model_id, stream=stream)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.flag_list == [] and record.is_byok
+    text = answer_text(events, stream=stream)
+    # The fake counts words (and 4 template tokens a message, 3 a prompt), as it reports them.
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        count_tokens(PROMPT) + 7, count_tokens(text))  # fmt: skip
+    assert record.completion_tokens < tokens_from_chars(len(text))  # below the old floor
+
+
+@pytest.mark.parametrize(("share", "floored"), [(0.6, False), (0.4, True)])
+def test_an_own_host_is_floored_only_below_the_share_of_its_estimate(
+    world: World, settings: Any, share: float, floored: bool
+) -> None:
+    """Above half the prompt's estimate: billed as reported; below it: billed half the estimate,
+    continuously (before, the whole estimate: a report at 0.49 billed twice one at 0.5)."""
+    body = {"messages": [{"role": "user", "content": PROMPT}]}
+    estimate = estimate_prompt_tokens(body)
+    reported = round(estimate * share)
+    model_id = own_host(world, settings, f"report_prompt={reported}")
+
+    status, generation_id, events = ask(world, model_id, stream=False)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.flag_list == (["usage_floored"] if floored else [])
+    assert record.prompt_tokens == (math.ceil(estimate / 2) if floored else reported)
+
+
+def test_a_count_just_below_the_share_is_billed_just_above_it(world: World, settings: Any) -> None:
+    """Continuous: a prompt reported one token below half its estimate is billed half of it, one
+    more token (before, the whole estimate: about twice a report at half)."""
+    estimate = estimate_prompt_tokens({"messages": [{"role": "user", "content": PROMPT}]})
+    reported = math.ceil(estimate / 2) - 1
+    model_id = own_host(world, settings, f"report_prompt={reported}")
+
+    status, generation_id, events = ask(world, model_id, stream=False)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.flag_list == ["usage_floored"] and record.prompt_tokens == reported + 1
+
+
+def test_an_honest_completion_is_not_raised_for_a_low_prompt(world: World, settings: Any) -> None:
+    """Each count is floored alone: a prompt reported at 1 does not raise the host's honest
+    completion count to its estimate (before, both were raised once either was low)."""
+    model_id = own_host(world, settings, "report_prompt=1")
+
+    status, generation_id, events = ask(world, model_id, stream=False)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.flag_list == ["usage_floored"]
+    assert record.completion_tokens == count_tokens(answer_text(events, stream=False))
