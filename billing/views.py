@@ -20,7 +20,7 @@ from accounts.models import ApiKey, KeyScope, Role
 from accounts.tenancy import dashboard_membership, dashboard_organization, organization_required
 from billing.api import UsageQuery, pinned_end
 from billing.charts import LEGEND_MODELS, spend_chart
-from billing.models import CreditAccount, LedgerEntry, Payment, UsageStatus
+from billing.models import CreditAccount, LedgerEntry, LedgerKind, Payment, UsageStatus
 from billing.pricing import topup_fee
 from billing.selectors import (
     GROUPINGS,
@@ -75,6 +75,13 @@ def credits_page(request: HttpRequest) -> HttpResponse:
             "max_amount": settings.TOPUP_MAX_AMOUNT,
             "billing_enabled": settings.BILLING_ENABLED,
             "starter_credits": settings.STARTER_CREDITS_USD,
+            # Starter credits go once per person, inbox and (beyond a few) email domain: an
+            # organization that got none is told why rather than promised them.
+            "starter_granted": entries.filter(
+                kind=LedgerKind.PROMOTION, idempotency_key__startswith="starter-credits:"
+            ).exists(),
+            "starter_per_domain": settings.STARTER_CREDITS_PER_DOMAIN,
+            "starter_window_days": settings.STARTER_CREDITS_DOMAIN_WINDOW_DAYS,
             "byok_fee_percent": settings.BYOK_FEE_RATE * 100,
             "organization_slug": organization.slug,
         },

@@ -23,7 +23,7 @@ from billing.models import LedgerEntry, LedgerKind
 from billing.services import ledger_post
 from billing.starter_inbox import INBOX, inbox_digest
 from tests.billing.test_starter_credits_inbox import _balance  # a person's first organization's
-from tests.factories import organization_make, user_make
+from tests.factories import dashboard_client, organization_make, user_make
 from tests.threads import meet_after, run_at_once
 
 
@@ -147,3 +147,28 @@ def test_secret_key_fallbacks_are_stripped_and_empties_dropped(
     finally:
         monkeypatch.delenv("SECRET_KEY_FALLBACKS")
         importlib.reload(module)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("billing_enabled", [False, True])
+def test_an_organization_refused_starter_credits_is_told_why(
+    settings: Any, billing_enabled: bool
+) -> None:
+    """The credits page promised starter credits to every new organization, and one refused them
+    (its domain's share taken) saw a balance of 0 and no reason."""
+    settings.STARTER_CREDITS_USD = Decimal("5")
+    settings.STARTER_CREDITS_PER_DOMAIN = 1
+    settings.BILLING_ENABLED = billing_enabled
+    granted_by = user_make("a@mallory.test")
+    granted = organization_make(granted_by)
+    refused_by = user_make("b@mallory.test")
+    refused = organization_make(refused_by)
+
+    shown = dashboard_client(granted_by, granted).get("/dashboard/credits/").content.decode()
+    told = dashboard_client(refused_by, refused).get("/dashboard/credits/").content.decode()
+
+    assert 'id="starter-none"' not in shown
+    assert 'id="starter-none"' in told and "at most 1 sign-ups per email domain" in told
+    if not billing_enabled:
+        assert "starter credits</strong> this organization got" in shown
+        assert "starter credits</strong> this organization got" not in told
