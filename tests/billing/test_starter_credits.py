@@ -102,6 +102,15 @@ def test_concurrent_grants_for_one_organization_credit_it_once(settings: Any) ->
 def test_credits_page_says_what_to_do_when_card_payments_are_off(settings: Any, tenants) -> None:  # type: ignore[no-untyped-def]
     settings.BILLING_ENABLED = False
     settings.STARTER_CREDITS_USD = Decimal("5")
+    # The page offers the starter credits an organization got (one that got none is told why:
+    # test_starter_credits_domains.py::test_an_organization_refused_starter_credits_is_told_why).
+    ledger_post(
+        organization=tenants.organization,
+        kind=LedgerKind.PROMOTION,
+        amount=Decimal("5"),
+        idempotency_key=f"starter-credits:{tenants.organization.pk}",
+        description="Starter credits",
+    )
 
     html = (
         dashboard_client(tenants.owner, tenants.organization)
