@@ -137,7 +137,13 @@ def deliveries_queue(
     ``next_retry_at`` first, rows another sweep holds skipped); the (id, attempt) pairs queued.
     Each row is marked queued (``queued_at``; the sweep looks at it again only after
     ``queued_lost_after()``) and committed before its task is sent, so a worker that takes the
-    task at once finds it marked."""
+    task at once finds it marked.
+
+    The row locks are the one guard: the rows are read ``pending`` and locked in one statement
+    (a row changed since the statement's snapshot is checked again on its newest version), and
+    until the commit no worker can claim or finish them, as its conditional UPDATE waits for the
+    lock (``tests/webhooks/test_delivery_sweep_race.py``); so the marking UPDATE needs no second
+    status check."""
     with transaction.atomic():
         rows = list(
             due.select_for_update(skip_locked=True)
@@ -145,9 +151,9 @@ def deliveries_queue(
             .order_by("next_retry_at")
             .values_list("pk", "attempts")[:limit]
         )
-        WebhookDelivery.objects.filter(
-            pk__in=[pk for pk, _ in rows], status=DeliveryStatus.PENDING
-        ).update(queued_at=now, next_retry_at=now + timedelta(seconds=queued_lost_after()))
+        WebhookDelivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+            queued_at=now, next_retry_at=now + timedelta(seconds=queued_lost_after())
+        )
     return _broker_send([(pk, attempts + 1) for pk, attempts in rows], now)
 
 
