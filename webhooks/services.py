@@ -176,6 +176,40 @@ def _broker_send(rows: list[tuple[int, int]], now: Any) -> list[tuple[int, int]]
     return rows
 
 
+FINISHED = (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED)
+PRUNE_BATCH = 1000
+PRUNE_BATCHES = 50  # per run (hourly): 50,000 rows an hour at most
+PRUNE_SECONDS = 60.0  # no batch starts after this, well inside the task's soft time limit
+
+
+def webhook_deliveries_prune(
+    *,
+    now: Any = None,
+    batch: int = PRUNE_BATCH,
+    batches: int = PRUNE_BATCHES,
+    seconds: float = PRUNE_SECONDS,
+) -> int:
+    """Delete finished (succeeded or failed) deliveries created more than
+    ``WEBHOOK_DELIVERY_RETENTION_DAYS`` ago, oldest first: at most ``batches`` batches of
+    ``batch`` rows, none started after ``seconds``; how many were deleted. A pending or sending
+    delivery is never deleted (a finished one never becomes pending again).
+
+    No index holds ``created_at`` alone: ids follow creation, so the oldest row (the first by
+    id) says whether there is anything to delete, and the batches walk the id index from it."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
+    oldest = WebhookDelivery.objects.order_by("pk").values_list("created_at", flat=True).first()
+    if oldest is None or oldest >= cutoff:
+        return 0
+    old = WebhookDelivery.objects.filter(status__in=FINISHED, created_at__lt=cutoff)
+    deadline, deleted = time.monotonic() + seconds, 0
+    for _ in range(batches):
+        ids = list(old.order_by("pk").values_list("pk", flat=True)[:batch])
+        deleted += WebhookDelivery.objects.filter(pk__in=ids).delete()[0] if ids else 0
+        if len(ids) < batch or time.monotonic() > deadline:
+            break
+    return deleted
+
+
 def _event_payload(organization_id: int, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": f"evt_{uuid.uuid4().hex}",
