@@ -3,12 +3,13 @@ the rows it read ``pending`` (``SELECT … FOR UPDATE``) until it has marked the
 worker's claim waits for the sweep's commit, then claims and finishes the attempt, and the
 sweep's mark never lands on a finished row.
 
-The interleaving is forced with two real connections: the sweep stops right after its read of
-the due rows (an event), the worker starts then, and the test waits until the worker is blocked
+The interleaving is forced with two real connections: the sweep stops right after its locking
+read of the due rows (the statement with ``FOR UPDATE``; an event), the worker starts then, and the test waits until the worker is blocked
 by the sweep's backend (or has already finished, which only happens without the lock) before
 letting the sweep go on. Without the lock (and without the status check the marking UPDATE once
 carried besides it) the sweep's mark lands on the succeeded row: ``queued_at`` set, shown as
-queued (verified by removing ``select_for_update``)."""
+queued (verified by removing ``select_for_update`` while the pause still matched any read;
+now such a removal fails sooner: the sweep never reaches a locking read to pause at)."""
 
 from __future__ import annotations
 
@@ -66,16 +67,16 @@ def test_a_delivery_finished_while_the_sweep_holds_it_stays_finished(
     sweep_pid: list[int] = []
     outcome: list[str | None] = []
 
-    def pause_after_the_read(execute: Any, sql: str, *args: Any) -> Any:
+    def pause_at_the_lock(execute: Any, sql: str, *args: Any) -> Any:
         result = execute(sql, *args)
-        if "SELECT" in sql and "webhooks_webhookdelivery" in sql and not locked.is_set():
+        if "FOR UPDATE" in sql and "webhooks_webhookdelivery" in sql and not locked.is_set():
             locked.set()
             go.wait(timeout=JOIN_TIMEOUT_S)
         return result
 
     def sweep() -> None:
         sweep_pid.append(backend_pid())
-        with connection.execute_wrapper(pause_after_the_read):
+        with connection.execute_wrapper(pause_at_the_lock):
             webhook_deliveries_retry_due(now=timezone.now())
 
     def worker() -> None:  # the first attempt's task, taken from an earlier queuing
