@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -179,7 +179,8 @@ def _broker_send(rows: list[tuple[int, int]], now: Any) -> list[tuple[int, int]]
 FINISHED = (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED)
 PRUNE_BATCH = 1000
 PRUNE_BATCHES = 50  # per run (hourly): 50,000 rows an hour at most
-PRUNE_SECONDS = 60.0  # no batch starts after this, well inside the task's soft time limit
+PRUNE_SECONDS = 60.0  # no batch starts after this, well inside the task's soft time limit (120 s)
+PRUNE_STATEMENT_MS = 20_000  # each of a batch's 2 statements (PostgreSQL): 60 + 2 * 20 s < 120 s
 
 
 def webhook_deliveries_prune(
@@ -194,20 +195,37 @@ def webhook_deliveries_prune(
     ``batch`` rows, none started after ``seconds``; how many were deleted. A pending or sending
     delivery is never deleted (a finished one never becomes pending again).
 
-    No index holds ``created_at`` alone: ids follow creation, so the oldest row (the first by
-    id) says whether there is anything to delete, and the batches walk the id index from it."""
+    No index holds ``created_at`` alone, so the run walks the id index with a cursor: each batch
+    reads the next ``batch`` rows after the last id seen (every statement bounded by the id
+    index, never a scan of what remains), deletes the finished old ones among them and stops at
+    the first row created after the cutoff. Ids follow creation: ``created_at`` is taken just
+    before the INSERT draws its id, so two concurrent inserts can only swap order within those
+    milliseconds; a row so swapped past the cutoff is taken by the next hourly run."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
-    oldest = WebhookDelivery.objects.order_by("pk").values_list("created_at", flat=True).first()
-    if oldest is None or oldest >= cutoff:
-        return 0
-    old = WebhookDelivery.objects.filter(status__in=FINISHED, created_at__lt=cutoff)
-    deadline, deleted = time.monotonic() + seconds, 0
+    deadline, deleted, last = time.monotonic() + seconds, 0, 0
     for _ in range(batches):
-        ids = list(old.order_by("pk").values_list("pk", flat=True)[:batch])
-        deleted += WebhookDelivery.objects.filter(pk__in=ids).delete()[0] if ids else 0
-        if len(ids) < batch or time.monotonic() > deadline:
+        with transaction.atomic():
+            _statement_timeout(PRUNE_STATEMENT_MS)
+            chunk = list(
+                WebhookDelivery.objects.filter(pk__gt=last)
+                .order_by("pk")
+                .values_list("pk", "status", "created_at")[:batch]
+            )
+            old = [row for row in chunk if row[2] < cutoff]
+            ids = [pk for pk, status, _ in old if status in FINISHED]
+            deleted += WebhookDelivery.objects.filter(pk__in=ids).delete()[0] if ids else 0
+        if len(old) < batch or time.monotonic() > deadline:
             break
+        last = chunk[-1][0]
     return deleted
+
+
+def _statement_timeout(ms: int) -> None:
+    """Cap each further statement of the current transaction at ``ms`` (PostgreSQL; SQLite has
+    no such setting): a slow one fails the run, the next run starts over."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(ms)}")
 
 
 def _event_payload(organization_id: int, event_type: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from routerhub.celery import app
@@ -85,3 +87,22 @@ def test_nothing_is_deleted_within_the_retention(settings: Any) -> None:
 
     assert webhook_deliveries_prune() == 0
     assert _left() == ids
+
+
+def test_a_short_last_batch_reads_by_id_from_the_last_row_seen(settings: Any) -> None:
+    """Fewer than ``batch`` old rows left: each read of the table starts after an id (the pk
+    index, never a scan and sort of every remaining row), and the run ends at the first recent
+    row; failed on the old code: its reads filtered on status and age with no id bound."""
+    settings.WEBHOOK_DELIVERY_RETENTION_DAYS = 30
+    statuses = [DeliveryStatus.PENDING, DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED]
+    ids = _deliveries([(status, 40) for status in statuses] + [(DeliveryStatus.FAILED, 1)] * 5)
+
+    with CaptureQueriesContext(connection) as queries:
+        deleted = webhook_deliveries_prune(batch=2, batches=10)
+
+    assert (deleted, _left()) == (2, [ids[0], *ids[3:]])
+    table = [q["sql"] for q in queries.captured_queries if "webhooks_webhookdelivery" in q["sql"]]
+    reads = [sql for sql in table if sql.startswith("SELECT")]
+    assert len(reads) == 2 and len(table) <= 4
+    assert all('"webhooks_webhookdelivery"."id" >' in sql and "LIMIT 2" in sql for sql in reads)
+    assert all("created_at" not in sql.split("WHERE")[1] for sql in reads)
