@@ -17,7 +17,14 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from routing.fake_upstream import embeddings, gemini, openai_extras, openai_shapes, wire
+from routing.fake_upstream import (
+    anthropic_wire,
+    embeddings,
+    gemini,
+    openai_extras,
+    openai_shapes,
+    wire,
+)
 from routing.fake_upstream.answers import Answer
 from routing.fake_upstream.anthropic_refusals import anthropic_refusal, stopped_as_refusal
 from routing.fake_upstream.faults import Fault, fault_draw, model_and_fault
@@ -256,7 +263,7 @@ def _answer(
     cached = fault.cached_tokens
     reading = {
         "openai": wire.openai_turn,
-        "anthropic": wire.anthropic_turn,
+        "anthropic": anthropic_wire.anthropic_turn,
         "gemini": gemini.gemini_turn,
     }
     turn = reading[style](body, model)
@@ -282,10 +289,10 @@ def _answer(
         cached = max(cached, use.read)
         turn.cache_writes = (use.write_5m, use.write_1h)
         limit = body.get("max_tokens")
-        events = wire.anthropic_stream(turn, answer, cached, limit)
+        events = anthropic_wire.anthropic_stream(turn, answer, cached, limit)
         if not fault.delta_usage:
             events = _without_delta_usage(events)
-        whole = wire.anthropic_response(turn, answer, cached, limit)
+        whole = anthropic_wire.anthropic_response(turn, answer, cached, limit)
         return stopped_as_refusal(whole, events) if fault.shape == "refusal" else (whole, events)
     limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
     return gemini.gemini_response(turn, answer, cached, limit), gemini.gemini_stream(
