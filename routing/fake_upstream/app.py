@@ -1,9 +1,11 @@
 """The fake upstream's ASGI app: routing, fault injection, streaming and the request record.
 
 ``GET /_requests`` returns every request received (secrets masked) with what happened to it
-(``chunks_sent``, ``completed``, ``disconnected``, and ``fault``: what a ``fail_rate`` drew, ""
-for none); ``GET /_requests?after=N`` only those after the first N; ``DELETE /_requests`` clears
-the record and the prompt cache (``prompt_cache``: Anthropic's, kept for ``cache_control`` marks).
+(``chunks_sent`` and their ``bytes_sent``, ``completed``, ``disconnected``, ``stalled``: a
+``hang_after`` stream has sent all it will and waits for its caller to leave, and ``fault``: what
+a ``fail_rate`` drew, "" for none); ``GET /_requests?after=N`` only those after the first N;
+``DELETE /_requests`` clears the record and the prompt cache (``prompt_cache``: Anthropic's, kept
+for ``cache_control`` marks).
 """
 
 from __future__ import annotations
@@ -169,12 +171,16 @@ class FakeUpstream:
                 if fault.end_after is not None and record["chunks_sent"] >= fault.end_after:
                     break  # end the response cleanly, without the rest or the terminator
                 if fault.hang_after is not None and record["chunks_sent"] >= fault.hang_after:
+                    # Each event sent has been written to the socket: a test waits on this, not
+                    # on a stall of some length, when nothing of the stream reaches its client.
+                    record["stalled"] = True
                     await watcher
                     return
                 if fault.malformed and record["chunks_sent"] == 2:
                     event = b"data: {not json\n\n"
                 await send({"type": "http.response.body", "body": event, "more_body": True})
                 record["chunks_sent"] += 1
+                record["bytes_sent"] += len(event)
                 if fault.chunk_delay_ms:
                     await asyncio.sleep(fault.chunk_delay_ms / 1000)
                 else:
@@ -193,8 +199,10 @@ def _new_record(scope: Scope, headers: dict[str, str], query: str) -> JSON:
         "query": query,
         "headers": {k: _mask(k, v) for k, v in headers.items()},
         "chunks_sent": 0,
+        "bytes_sent": 0,
         "completed": False,
         "disconnected": False,
+        "stalled": False,
         "received_at": time.time(),
     }
 
