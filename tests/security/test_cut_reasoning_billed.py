@@ -7,7 +7,6 @@ got it free, and excluded thinking cut short billed one output token."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -37,27 +36,43 @@ def _claude(world: World, model_id: str, upstream: str) -> None:
     })  # fmt: skip
 
 
-def _all_sent_is_read(world: World, monkeypatch: pytest.MonkeyPatch) -> Callable[[], bool]:
+class _AllSentIsRead:
     """Holds (on the gateway's loop) once the fake's stream has stalled, having sent all it will
-    (its record's ``stalled``), and the gateway has read it all: every byte sent received by its
-    upstream connection, and the stream's reader parked waiting for more."""
-    received: list[tuple[_Connection, int]] = []
-    on_body = _Connection.on_body
+    (its record's ``stalled``), and the gateway has read it all: one upstream connection has
+    received every byte sent, and the stream's reader is parked waiting for more on it. ``met``:
+    it has held once (if never, the gateway's 2 s upstream timeout ended the stream instead)."""
 
-    def counted(connection: _Connection, piece: bytes) -> None:
-        received.append((connection, len(piece)))
-        on_body(connection, piece)
+    def __init__(self, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.world, self.met, self.waiter = world, False, "not checked"
+        self.received: dict[_Connection, int] = {}  # body bytes, per upstream connection
+        on_body = _Connection.on_body
 
-    monkeypatch.setattr(_Connection, "on_body", counted)
+        def counted(connection: _Connection, piece: bytes) -> None:
+            self.received[connection] = self.received.get(connection, 0) + len(piece)
+            on_body(connection, piece)
 
-    def read() -> bool:
-        stalled = [r for r in world.fake.requests if r["stalled"]]
-        if not stalled or sum(n for _, n in received) != stalled[0]["bytes_sent"]:
+        monkeypatch.setattr(_Connection, "on_body", counted)
+
+    def __call__(self) -> bool:
+        stalled = [r for r in self.world.fake.requests if r["stalled"]]
+        if not stalled or not self.received:
+            self.waiter = "no stall yet" if not stalled else "no body received"
             return False
-        waiter = received[-1][0]._waiter
-        return waiter is not None and not waiter.done()
+        sent = stalled[0]["bytes_sent"]
+        reader = next((c for c, n in self.received.items() if n == sent), None)
+        if reader is None:
+            self.waiter = f"no connection received all {sent} bytes"
+            return False
+        waiter = reader._waiter
+        self.waiter = "none" if waiter is None else "done" if waiter.done() else "pending"
+        self.met = self.met or self.waiter == "pending"
+        return self.waiter == "pending"
 
-    return read
+    def state(self) -> str:
+        """What the fake sent, the gateway received and its reader did, at the last check."""
+        fake = [(r["stalled"], r["bytes_sent"]) for r in self.world.fake.requests]
+        received = list(self.received.values())
+        return f"fake (stalled, bytes_sent) {fake}, received {received}, waiter {self.waiter}"
 
 
 def _leave_once_read(
@@ -67,9 +82,10 @@ def _leave_once_read(
     body: Any,
 ) -> None:
     """POST ``body`` (a stream none of which reaches the client) and leave once the gateway has
-    read all the fake sent before its stall (``_all_sent_is_read``)."""
+    read all the fake sent before its stall (``_AllSentIsRead``)."""
     server, app = leaving
-    app.gone, app.cancels = _all_sent_is_read(world, monkeypatch), False
+    app.gone = read = _AllSentIsRead(world, monkeypatch)
+    app.cancels = False
     url, headers = f"{server.url}/v1/chat/completions", {"Authorization": f"Bearer {world.key}"}
     try:
         with httpx.stream("POST", url, headers=headers, json=body, timeout=30) as answer:
@@ -79,6 +95,7 @@ def _leave_once_read(
         pass  # the stream the gateway started, cut when its client left
     finally:
         app.gone = lambda: False
+    assert read.met, f"left on the upstream timeout, not once all was read: {read.state()}"
 
 
 def test_deepseek_reasoning_read_before_the_client_leaves_is_billed(world: World) -> None:
