@@ -73,8 +73,28 @@ def race_behind(
     then release both and join them: what each raised (None: it returned), by ``holder`` and
     ``waiter``. Each thread closes its own connection."""
     outcomes: dict[str, BaseException | None] = {"holder": None, "waiter": None}
+    threads = [_outcome_thread(outcomes, "holder", holder)]
+    threads.append(_outcome_thread(outcomes, "waiter", waiter))
+    threads[0].start()
+    try:
+        assert holding.wait(timeout=20)
+        threads[1].start()
+        poll(lambda: waiting_for(holder_pid()), timeout=10)
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    return outcomes
 
-    def run(name: str, call: Callable[[], object]) -> None:
+
+def _outcome_thread(
+    outcomes: dict[str, BaseException | None], name: str, call: Callable[[], object]
+) -> threading.Thread:
+    """A thread (not started) running ``call``, storing what it raised (None: it returned) in
+    ``outcomes[name]`` and closing its own connection."""
+    outcomes[name] = None
+
+    def run() -> None:
         try:
             call()
         except BaseException as exc:  # the caller asserts on it
@@ -82,13 +102,37 @@ def race_behind(
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run, args=("holder", holder))]
-    threads.append(threading.Thread(target=run, args=("waiter", waiter)))
+    return threading.Thread(target=run)
+
+
+def blocked(pid: int) -> bool:
+    """Whether backend ``pid`` waits for a lock another backend holds."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid])
+        return bool(cursor.fetchone()[0])
+
+
+def queue_behind(
+    holder: Callable[[], object],
+    waiters: dict[str, Callable[[], object]],
+    *,
+    holding: threading.Event,
+    release: threading.Event,
+    pids: dict[str, int],
+) -> dict[str, BaseException | None]:
+    """Run ``holder`` in a thread until it sets ``holding``, then each of ``waiters`` in its own
+    thread, in order, each once the one before waits for a lock (``blocked(pids[name])``: a
+    waiter records its backend's pid there before it locks); then release ``holder`` and join
+    them all: what each raised (None: it returned), by name (``holder`` too)."""
+    outcomes: dict[str, BaseException | None] = {}
+    threads = [_outcome_thread(outcomes, "holder", holder)]
     threads[0].start()
     try:
         assert holding.wait(timeout=20)
-        threads[1].start()
-        poll(lambda: waiting_for(holder_pid()), timeout=10)
+        for name, call in waiters.items():
+            threads.append(_outcome_thread(outcomes, name, call))
+            threads[-1].start()
+            poll(lambda name=name: name in pids and blocked(pids[name]), timeout=10)
     finally:
         release.set()
         for thread in threads:
