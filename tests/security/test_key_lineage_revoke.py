@@ -51,6 +51,18 @@ def tree_make(tenants: Tenants, width: int) -> ApiKey:
     return root
 
 
+def crossed_tree(tenants: Tenants) -> tuple[ApiKey, ApiKey, ApiKey]:
+    """R, X and K of an admin's tree where a deeper key has the smaller id: R made Y; Y made Z
+    and X; R made K after (K's id is larger than X's, its depth smaller)."""
+    _, root = management_key(tenants)
+    made = child_key_make(root)[1]
+    child_key_make(made)
+    deeper = child_key_make(made)[1]
+    acting = child_key_make(root, scope="manage")[1]
+    assert deeper.pk < acting.pk and deeper.lineage_depth > acting.lineage_depth
+    return root, deeper, acting
+
+
 def live(tenants: Tenants) -> int:
     return ApiKey.objects.filter(organization=tenants.organization, revoked_at=None).count()
 
@@ -91,13 +103,7 @@ def test_removing_a_member_while_their_key_is_revoked_does_not_deadlock(
 def test_a_key_changing_a_deeper_key_with_a_smaller_id_while_the_tree_is_revoked_does_not_deadlock(
     tenants: Tenants,
 ) -> None:
-    # R made Y; Y made Z and X; R made K after: K's id is larger than X's, its depth smaller.
-    _, root = management_key(tenants)
-    made = child_key_make(root)[1]
-    child_key_make(made)
-    deeper = child_key_make(made)[1]
-    acting = child_key_make(root)[1]
-    assert deeper.pk < acting.pk and deeper.lineage_depth > acting.lineage_depth
+    root, deeper, acting = crossed_tree(tenants)
     level_locked, go = threading.Event(), threading.Event()
     pids: dict[str, int] = {}
 
@@ -136,14 +142,7 @@ def short_lock_waits() -> None:
 def test_removing_a_member_while_their_key_changes_a_deeper_key_with_a_smaller_id_does_not_deadlock(
     tenants: Tenants,
 ) -> None:
-    # R made Y; Y made Z and X; R made K after: K's id is larger than X's, its depth smaller.
-    # All five are the admin's, so her removal locks all five.
-    _, root = management_key(tenants)
-    made = child_key_make(root)[1]
-    child_key_make(made)
-    deeper = child_key_make(made)[1]
-    acting = child_key_make(root, scope="manage")[1]
-    assert deeper.pk < acting.pk and deeper.lineage_depth > acting.lineage_depth
+    _, deeper, acting = crossed_tree(tenants)  # all five the admin's: her removal locks them
     membership = Membership.objects.get(organization=tenants.organization, user=tenants.admin)
     k_locked, go = threading.Event(), threading.Event()
     pids: dict[str, int] = {}
