@@ -139,9 +139,12 @@ class Unheld:
 
     amount: Decimal
     key_limited: bool
-    # When ``key_limited``: the binding window's period and its end (None: it never resets).
+    # When ``key_limited``: the binding window's period and its end (None: it never resets),
+    # and the ancestor whose window it is (its label, as a hold's refusal names it; None: the
+    # key's own).
     reset: str | None = None
     reset_at: datetime | None = None
+    limited_by: str | None = None
 
 
 async def unheld(payer: Payer) -> Unheld:
@@ -157,7 +160,10 @@ async def unheld(payer: Payer) -> Unheld:
     if window is None or window.remaining >= credits:
         return Unheld(credits, key_limited=False)
     end = window_end(window.reset, timezone.now())
-    return Unheld(window.remaining, key_limited=True, reset=window.reset, reset_at=end)
+    limited_by = window.label if window.key_id not in (None, payer.id) else None
+    return Unheld(
+        window.remaining, key_limited=True, reset=window.reset, reset_at=end, limited_by=limited_by
+    )
 
 
 def _key_window_left(key_id: int) -> WindowLeft | None:

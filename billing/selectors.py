@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.key_chain import chain_up_sql
 from accounts.key_lineage import key_answers_for
+from accounts.keys import key_label
 from accounts.models import ApiKey
 from billing.models import KeySpendWindow, Reservation, ReservationState, UsageRecord
 from billing.rollups import usage_totals
@@ -68,8 +69,8 @@ _CHAIN_SQL = chain_up_sql("%s") + " SELECT id FROM up"  # noqa: S608 -- constant
 def key_limit_remaining(*, key: ApiKey, now: datetime) -> WindowLeft | None:
     """What the key may still hold: the least any of its limit windows leaves, its own and its
     ancestors' (``billing.key_windows``: a hold is refused by the tightest), with that window's
-    period; None when none of them has a limit. One query: the chain with each limited key's
-    window row."""
+    period and key (its id and label: a refusal names an ancestor as a hold's does); None when
+    none of them has a limit. One query: the chain with each limited key's window row."""
     if key.limit is None and key.created_by_key_id is None:
         return None
     chain = RawSQL(_CHAIN_SQL, [key.pk])  # noqa: S611 -- a constant; the id is a parameter
@@ -84,13 +85,18 @@ def key_limit_remaining(*, key: ApiKey, now: datetime) -> WindowLeft | None:
             w_start=Subquery(window.values("window_start")),
             w_used=Subquery(window.values(used=F("spent") + F("reserved"))),
         )
-        .values_list("limit", "limit_reset", "w_start", "w_used")
+        .order_by("pk")  # of windows leaving the same, the oldest key's: a hold's refuses first
+        .values_list("pk", "prefix", "name", "limit", "limit_reset", "w_start", "w_used")
     )
     # A key whose limit stopped resetting carries its row's window on, as the holds count it.
     return window_tightest(
         (
-            window_left(limit, reset, None if used is None else (start, used), now)
-            for limit, reset, start, used in rows
+            replace(
+                window_left(limit, reset, None if used is None else (start, used), now),
+                key_id=pk,
+                label=key_label(prefix, name),
+            )
+            for pk, prefix, name, limit, reset, start, used in rows
             if limit is not None  # filtered out above; for the type
         ),
         now,

@@ -58,10 +58,13 @@ def window_end(reset: str | None, now: datetime) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class WindowLeft:
-    """What one key's limit window leaves and the period it resets on (None: never)."""
+    """What one key's limit window leaves and the period it resets on (None: never); whose
+    window it is when the reader knows (``key_limit_remaining``: a refusal names that key)."""
 
     remaining: Decimal
     reset: str | None
+    key_id: int | None = None
+    label: str = ""  # the key's prefix and name (``accounts.keys.key_label``), never its secret
 
 
 def window_left(

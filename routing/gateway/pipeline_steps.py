@@ -209,16 +209,20 @@ def _beyond_holds(
     }
     if available.key_limited:
         # What every ``key_limit_reached`` says (README, hierarchical budget): what this key
-        # can still spend and when that window ends; never an ancestor's limit or spend.
+        # can still spend and when that window ends, and the ancestor whose window binds, named
+        # as a hold's refusal names it; never an ancestor's limit or spend.
         end = available.reset_at
         metadata |= {
             "remaining": metadata["available"],
             "reset": available.reset,
             "reset_at": end.isoformat() if end else None,
         }
+        limit = "This key's credit limit"
+        if available.limited_by is not None:
+            metadata["limited_by"] = available.limited_by
+            limit = f"The credit limit of the key {available.limited_by} this key was made from"
         return KeyLimitReached(
-            f"This key's credit limit (its own or that of a key it was made from) cannot cover"
-            f" {call}: {why}; raise the limit or lower max_tokens.",
+            f"{limit} cannot cover {call}: {why}; raise that limit or lower max_tokens.",
             metadata=metadata,
         )
     return InsufficientCredits(
