@@ -207,20 +207,22 @@ def _beyond_holds(
         "needed": money_str(needed),
         "generation_id": ex.generation_id,
     }
-    if available.key_limited:
-        # What every ``key_limit_reached`` says (README, hierarchical budget): what this key
-        # can still spend and when that window ends, and the ancestor whose window binds, named
-        # as a hold's refusal names it; never an ancestor's limit or spend.
+    refused_by = available.refused_by(needed) if available.key_limited else None
+    if refused_by is not None:
+        # What a hold's ``key_limit_reached`` says (README, hierarchical budget): the window
+        # that refuses it and its period (the first in key id order that cannot cover it; an
+        # ancestor's named, never its limit or spend), what this key can still spend and when
+        # that (tightest) window ends.
         end = available.reset_at
         metadata |= {
             "remaining": metadata["available"],
-            "reset": available.reset,
+            "reset": refused_by.reset,
             "reset_at": end.isoformat() if end else None,
         }
         limit = "This key's credit limit"
-        if available.limited_by is not None:
-            metadata["limited_by"] = available.limited_by
-            limit = f"The credit limit of the key {available.limited_by} this key was made from"
+        if refused_by.key_id != ex.key.id:
+            metadata["limited_by"] = refused_by.label
+            limit = f"The credit limit of the key {refused_by.label} this key was made from"
         return KeyLimitReached(
             f"{limit} cannot cover {call}: {why}; raise that limit or lower max_tokens.",
             metadata=metadata,

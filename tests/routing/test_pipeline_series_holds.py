@@ -273,3 +273,27 @@ def test_a_step_beyond_an_ancestors_limit_names_the_ancestor(world: World) -> No
     # the parent's limit is not given as such.
     assert Decimal(metadata["remaining"]) <= Decimal("0.00000100")
     assert "limit" not in metadata
+
+
+def test_a_step_names_the_first_window_in_key_id_order_that_cannot_cover_it(world: World) -> None:
+    """A key whose own window is the tightest, made by a key whose window leaves more but still
+    too little for step 2: a hold checks the windows in key id order (the ancestor's first) and
+    is refused by the first that cannot cover it, so the step's 403 names the ancestor, whose
+    limit is the one to raise (before, it named the tightest window: "This key's credit limit",
+    though raising that would not have let step 2 run)."""
+    hold = _hold_of_the_long_series(world)
+    parent_limit = money(hold + Decimal("0.00001"))  # far less than step 2's larger prompt needs
+    _, parent = key_row_make(
+        world.organization, KeyScope.MANAGE, name="deploy", limit=parent_limit, limit_reset="daily"
+    )
+    child, _ = child_key_make(parent, limit=money(hold + Decimal("0.000001")), limit_reset="daily")
+
+    refusal = _refused(world, child)
+
+    assert refusal.status_code == 403
+    metadata = refusal.body["metadata"]  # type: ignore[index]
+    assert metadata["limited_by"] == f"{parent.prefix}… ('deploy')"
+    assert f"key {metadata['limited_by']} this key was made from" in refusal.message
+    # What this key can still spend is its own window's, the tightest.
+    assert Decimal(metadata["remaining"]) <= Decimal("0.000001")
+    assert "limit" not in metadata

@@ -131,11 +131,14 @@ def test_a_key_changing_a_deeper_key_with_a_smaller_id_while_the_tree_is_revoked
 
 
 def short_lock_waits() -> None:
-    """This connection reports a deadlock after 50 ms and gives up a lock wait after 5 s: a
-    regression fails fast, and nothing waits forever."""
+    """This connection reports a deadlock after 50 ms (a regression fails fast) and gives up a
+    lock wait after 15 s: longer than ``queue_behind`` may poll for the next waiter to queue
+    (10 s, while the waiters queued before it wait on), shorter than its join (30 s), so a lock
+    wait never ends before the holder is released and nothing waits forever. ``SET
+    deadlock_timeout`` needs a superuser: the tests connect as ``postgres``, as CI does."""
     with connection.cursor() as cursor:
         cursor.execute("SET deadlock_timeout = '50ms'")
-        cursor.execute("SET lock_timeout = '5s'")
+        cursor.execute("SET lock_timeout = '15s'")
 
 
 @pytest.mark.django_db(transaction=True)
