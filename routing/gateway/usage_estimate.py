@@ -112,7 +112,8 @@ def billable_usage(
     cannot be true (``Usage.clamped``, a prompt above its byte bound, no token in the final
     count of an answer), is estimated from the text instead and the record flagged: never zero
     for a served answer; an own host's counts are billed no lower than their estimates
-    (``own_host_floor``). Estimates stay within the hold's bounds; provider counts need not."""
+    (``own_host_floor``). Estimates stay within the hold's bounds (but an own host's output is
+    all it sent: ``_completion_estimate``); provider counts need not."""
     if ex.endpoint is None:
         return replace(reported) if reported is not None else Usage()
     estimate = _completion_estimate(ex, generated_chars)
@@ -199,8 +200,12 @@ def choices_chars(choices: list[JSON]) -> int:
 
 
 def _completion_estimate(ex: Exchange, generated_chars: int) -> int:
-    """≈4 characters a token, never more than the output the provider was asked for."""
+    """≈4 characters a token, never more than the output the provider was asked for — but from
+    an organization's own host, all it sent: it answers what it likes, and capped at the
+    request's ``max_tokens`` the floor let ``max_tokens: 1`` take any answer for a token's fee."""
     assert ex.endpoint is not None
+    if ex.own_host:
+        return tokens_from_chars(generated_chars)
     return min(tokens_from_chars(generated_chars), output_token_bound(ex.body, ex.endpoint))
 
 
