@@ -32,6 +32,9 @@ chain comes with the key from its one lookup statement and is cached with it.
 When Redis refuses a lease call (its ``maxclients``) or this process's limiter pool has no
 connection free, the request is counted in this process alone (``_admit_local``, with what the
 process took from its leases in the window): the limits hold per process rather than not at all.
+The process's next lease call that Redis answers adds those counts to Redis's (``Lease.claim``:
+no memory beyond the window's counters): before, once Redis answered, an rpm-1 key's request
+counted in-process was followed by one leased from Redis, 2 in the minute.
 When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
 answers again, when counting resumes in the current window. After a connection error or timeout the
 process leaves Redis alone for ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes it, one
@@ -57,7 +60,7 @@ from redis.exceptions import RedisError
 from accounts.keys import AuthenticatedKey, RateBound
 from routerhub.errors import RateLimited
 from routing.gateway.limits_lease import Lease as _Lease
-from routing.gateway.limits_lease import Leasing
+from routing.gateway.limits_lease import Leasing, leases_granted
 from routing.gateway.limits_redis import (
     lease_client,
     lease_client_sync,
@@ -269,21 +272,24 @@ def admit_sync(buckets: tuple[Bucket, ...]) -> None:
             if _take(leases, buckets, 0):
                 return
             _refuse_spent(leases, buckets, retry_after)
-            wanted = _wanted(leases, buckets, 0)
         turn = redis_turn()
         if turn is None:
             return  # Redis backed off: fail open
+        with _lock:
+            wanted, owed = _wanted(leases, buckets, 0, window)
         try:
             _, script = lease_client_sync()
             granted = script(*lease_input(_limits(buckets), window, wanted, ttl=_WINDOW + 5))
         except (RedisError, OSError) as exc:
-            if redis_failed(exc, turn):
-                with _lock:  # Redis refused: limits hold per process
+            refused = redis_failed(exc, turn)
+            with _lock:  # Redis refused: limits hold per process
+                _unclaim(leases, owed)
+                if refused:
                     _admit_local(buckets, 0, window, retry_after)
             return
         redis_answered()
         with _lock:
-            _granted(leases, buckets, wanted, granted)
+            leases_granted(leases, _rates(buckets), wanted, owed, granted)
 
 
 def _has(lease: _Lease, bucket: Bucket) -> bool:
@@ -370,20 +376,22 @@ async def _lease_more(
     """Lease the next slices of ``buckets`` in ``window`` (one Lua call); ``done`` (the first
     lease's ``fetching``) says how it ended (``Leasing``)."""
     try:
-        with _lock:
-            wanted = _wanted(leases, buckets, prompt_tokens)
         leasing: Leasing = "uncounted"  # Redis backed off
         turn = redis_turn()
         if turn is not None:
+            with _lock:
+                wanted, owed = _wanted(leases, buckets, prompt_tokens, window)
             _, script = lease_client()
             try:
                 granted = await script(*lease_input(_limits(buckets), window, wanted, _WINDOW + 5))
             except (RedisError, OSError) as exc:
                 leasing = "in-process" if redis_failed(exc, turn) else "uncounted"
+                with _lock:
+                    _unclaim(leases, owed)
             else:
                 redis_answered()
                 with _lock:
-                    _granted(leases, buckets, wanted, granted)
+                    leases_granted(leases, _rates(buckets), wanted, owed, granted)
                 leasing = "leased"
         done.set_result(leasing)
     except Exception as exc:  # its waiters raise it
@@ -398,35 +406,34 @@ async def _lease_more(
 
 
 def _wanted(
-    leases: list[_Lease], buckets: tuple[Bucket, ...], prompt_tokens: int
-) -> list[tuple[int, int]]:
-    """The slices each lease needs (none for one that still has quota), under ``_lock``."""
+    leases: list[_Lease], buckets: tuple[Bucket, ...], prompt_tokens: int, window: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """What to ask each bucket for, under ``_lock``: the slice its lease needs (none while it
+    has quota) and what it owes, its in-process count in the window not yet charged to Redis
+    (``Lease.claim``, also returned: the lease call charges it or gives it back)."""
     now = time.monotonic()
-    return [
-        (0, 0) if _has(lease, b) else lease.wants(b.rpm, b.tpm, prompt_tokens, now)
-        for lease, b in zip(leases, buckets, strict=True)
-    ]
+    asked, owed = [], []
+    for lease, b in zip(leases, buckets, strict=True):
+        requests, tokens = (
+            (0, 0) if _has(lease, b) else lease.wants(b.rpm, b.tpm, prompt_tokens, now)
+        )
+        owes = lease.claim(_local.get((b.tag, window), (0, 0)), b.rpm, b.tpm)
+        asked.append((requests + owes[0], tokens + owes[1]))
+        owed.append(owes)
+    return asked, owed
+
+
+def _unclaim(leases: list[_Lease], owed: list[tuple[int, int]]) -> None:
+    for lease, owes in zip(leases, owed, strict=True):
+        lease.unclaim(owes)
 
 
 def _limits(buckets: tuple[Bucket, ...]) -> list[tuple[str, int, int]]:
     return [(b.tag, b.rpm, b.tpm) for b in buckets]
 
 
-def _granted(
-    leases: list[_Lease], buckets: tuple[Bucket, ...], wanted: list[tuple[int, int]], granted: Any
-) -> None:
-    """Add what Redis granted to each lease. A dimension granted less than asked has nothing
-    left in the window; -1: not leased, because another bucket of the chain had nothing left."""
-    for i, (lease, bucket) in enumerate(zip(leases, buckets, strict=True)):
-        requests, tokens = int(granted[2 * i]), int(granted[2 * i + 1])
-        if requests >= 0:
-            lease.requests += requests
-            lease.requests_full_at = (
-                bucket.rpm if requests < wanted[i][0] else lease.requests_full_at
-            )
-        if tokens >= 0:
-            lease.tokens += tokens
-            lease.tokens_full_at = bucket.tpm if tokens < wanted[i][1] else lease.tokens_full_at
+def _rates(buckets: tuple[Bucket, ...]) -> list[tuple[int, int]]:
+    return [(b.rpm, b.tpm) for b in buckets]
 
 
 def _lease(tag: str, window: int) -> _Lease:

@@ -4,6 +4,7 @@ of quota it took from Redis and has not spent, and how large its next slice is."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Literal
 
 # How a lease call ended: its slices leased; Redis unreachable (the requests waiting on it are
@@ -20,6 +21,8 @@ class Lease:
     tokens are only known after admission; the next slice pays the debt first)."""
 
     __slots__ = (
+        "charged_requests",
+        "charged_tokens",
         "fetching",
         "leased_at",
         "request_slice",
@@ -47,6 +50,27 @@ class Lease:
         # counted in-process (Redis refused) counts them too (``limits._admit_local``).
         self.taken_requests = 0
         self.taken_tokens = 0
+        # What of the window's in-process count (``limits._local``: requests Redis refused)
+        # this worker has charged to Redis since, or is charging in the lease call in flight.
+        self.charged_requests = 0
+        self.charged_tokens = 0
+
+    def claim(self, counted: Sequence[int], rpm: int, tpm: int) -> tuple[int, int]:
+        """What of ``counted`` (this process's in-process requests and tokens in the window)
+        Redis has not been charged, claimed for the lease call about to be made: it adds them
+        to Redis with its slices, or gives them back (``unclaim``). Without this, the requests
+        counted while Redis refused were never in Redis: once it answered again, an rpm-1 key
+        got a second request in the minute. 0 for a dimension without a limit."""
+        requests = max(0, counted[0] - self.charged_requests) if rpm else 0
+        tokens = max(0, counted[1] - self.charged_tokens) if tpm else 0
+        self.charged_requests += requests
+        self.charged_tokens += tokens
+        return requests, tokens
+
+    def unclaim(self, owed: tuple[int, int]) -> None:
+        """The lease call that claimed ``owed`` charged none of it: the next one charges it."""
+        self.charged_requests -= owed[0]
+        self.charged_tokens -= owed[1]
 
     def short(self, rpm: int, tpm: int) -> int:
         """1 (2) when a request needs quota of rpm (tpm) that the window no longer has; else 0."""
@@ -77,3 +101,28 @@ def _next_slice(previous: int, lasted: float, floor: int, cap: int) -> int:
     """Double a slice spent within ``_LEASE_PERIOD_S``; else what the last pace spends in it."""
     fast = lasted < _LEASE_PERIOD_S
     return min(cap, max(floor, previous * 2 if fast else int(previous * _LEASE_PERIOD_S / lasted)))
+
+
+def leases_granted(
+    leases: list[Lease],
+    limits: list[tuple[int, int]],
+    asked: list[tuple[int, int]],
+    owed: list[tuple[int, int]],
+    granted: list[int],
+) -> None:
+    """Add what Redis granted a chain's ``leases`` (``limits``: each bucket's rpm, tpm) to them,
+    less what each ``owed`` for its in-process count (``asked`` includes it). A dimension granted
+    less than asked has nothing left in the window; -1: not leased, because another bucket of the
+    chain had nothing left. Then the script leased nothing: every ``owed`` is given back."""
+    flat_asked = [want for pair in asked for want in pair]
+    short = any(int(g) <= 0 < want for g, want in zip(granted, flat_asked, strict=True))
+    for i, (lease, (rpm, tpm)) in enumerate(zip(leases, limits, strict=True)):
+        if short:
+            lease.unclaim(owed[i])
+        requests, tokens = int(granted[2 * i]), int(granted[2 * i + 1])
+        if requests >= 0:
+            lease.requests += max(0, requests - (0 if short else owed[i][0]))
+            lease.requests_full_at = rpm if requests < asked[i][0] else lease.requests_full_at
+        if tokens >= 0:
+            lease.tokens += max(0, tokens - (0 if short else owed[i][1]))
+            lease.tokens_full_at = tpm if tokens < asked[i][1] else lease.tokens_full_at
