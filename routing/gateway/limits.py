@@ -33,8 +33,9 @@ When Redis refuses a lease call (its ``maxclients``) or this process's limiter p
 connection free, the request is counted in this process alone (``_admit_local``, with what the
 process took from its leases in the window): the limits hold per process rather than not at all.
 The process's next lease call that Redis answers adds those counts to Redis's (``Lease.claim``:
-no memory beyond the window's counters): before, once Redis answered, an rpm-1 key's request
-counted in-process was followed by one leased from Redis, 2 in the minute.
+no memory beyond the window's counters), apart from the slices it asks for and up to the limit
+(``limits_redis._LEASE``): before, once Redis answered, an rpm-1 key's request counted
+in-process was followed by one leased from Redis, 2 in the minute.
 When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
 answers again, when counting resumes in the current window. After a connection error or timeout the
 process leaves Redis alone for ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes it, one
@@ -60,7 +61,7 @@ from redis.exceptions import RedisError
 from accounts.keys import AuthenticatedKey, RateBound
 from routerhub.errors import RateLimited
 from routing.gateway.limits_lease import Lease as _Lease
-from routing.gateway.limits_lease import Leasing, leases_granted
+from routing.gateway.limits_lease import Leasing, leases_granted, owing
 from routing.gateway.limits_redis import (
     lease_client,
     lease_client_sync,
@@ -276,15 +277,15 @@ def admit_sync(buckets: tuple[Bucket, ...]) -> None:
         if turn is None:
             return  # Redis backed off: fail open
         with _lock:
-            wanted, owed = _wanted(leases, buckets, 0, window)
+            wanted = _wanted(leases, buckets, 0)
         try:
             _, script = lease_client_sync()
-            granted = script(*lease_input(_limits(buckets), window, wanted, ttl=_WINDOW + 5))
+            with _owing(leases, buckets, window) as owed:
+                granted = script(*lease_input(_limits(buckets), window, wanted, _WINDOW + 5, owed))
         except (RedisError, OSError) as exc:
             refused = redis_failed(exc, turn)
-            with _lock:  # Redis refused: limits hold per process
-                _unclaim(leases, owed)
-                if refused:
+            if refused:
+                with _lock:  # Redis refused: limits hold per process
                     _admit_local(buckets, 0, window, retry_after)
             return
         redis_answered()
@@ -380,14 +381,13 @@ async def _lease_more(
         turn = redis_turn()
         if turn is not None:
             with _lock:
-                wanted, owed = _wanted(leases, buckets, prompt_tokens, window)
-            _, script = lease_client()
+                wanted = _wanted(leases, buckets, prompt_tokens)
+            limits, (_, script) = _limits(buckets), lease_client()
             try:
-                granted = await script(*lease_input(_limits(buckets), window, wanted, _WINDOW + 5))
+                with _owing(leases, buckets, window) as owed:
+                    granted = await script(*lease_input(limits, window, wanted, _WINDOW + 5, owed))
             except (RedisError, OSError) as exc:
                 leasing = "in-process" if redis_failed(exc, turn) else "uncounted"
-                with _lock:
-                    _unclaim(leases, owed)
             else:
                 redis_answered()
                 with _lock:
@@ -406,26 +406,20 @@ async def _lease_more(
 
 
 def _wanted(
-    leases: list[_Lease], buckets: tuple[Bucket, ...], prompt_tokens: int, window: int
-) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """What to ask each bucket for, under ``_lock``: the slice its lease needs (none while it
-    has quota) and what it owes, its in-process count in the window not yet charged to Redis
-    (``Lease.claim``, also returned: the lease call charges it or gives it back)."""
+    leases: list[_Lease], buckets: tuple[Bucket, ...], prompt_tokens: int
+) -> list[tuple[int, int]]:
+    """The slice to ask each bucket for, under ``_lock`` (none while its lease has quota)."""
     now = time.monotonic()
-    asked, owed = [], []
-    for lease, b in zip(leases, buckets, strict=True):
-        requests, tokens = (
-            (0, 0) if _has(lease, b) else lease.wants(b.rpm, b.tpm, prompt_tokens, now)
-        )
-        owes = lease.claim(_local.get((b.tag, window), (0, 0)), b.rpm, b.tpm)
-        asked.append((requests + owes[0], tokens + owes[1]))
-        owed.append(owes)
-    return asked, owed
+    return [
+        (0, 0) if _has(lease, b) else lease.wants(b.rpm, b.tpm, prompt_tokens, now)
+        for lease, b in zip(leases, buckets, strict=True)
+    ]
 
 
-def _unclaim(leases: list[_Lease], owed: list[tuple[int, int]]) -> None:
-    for lease, owes in zip(leases, owed, strict=True):
-        lease.unclaim(owes)
+def _owing(leases: list[_Lease], buckets: tuple[Bucket, ...], window: int) -> Any:
+    """``limits_lease.owing`` for ``buckets``: their in-process counts in ``window``."""
+    counted = [_local.get((b.tag, window), (0, 0)) for b in buckets]
+    return owing(leases, _rates(buckets), counted, _lock)
 
 
 def _limits(buckets: tuple[Bucket, ...]) -> list[tuple[str, int, int]]:

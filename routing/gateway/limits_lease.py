@@ -4,8 +4,12 @@ of quota it took from Redis and has not spent, and how large its next slice is."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal
+
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # How a lease call ended: its slices leased; Redis unreachable (the requests waiting on it are
 # admitted uncounted); or Redis refused it, or the pool had no connection free (they are counted
@@ -60,7 +64,8 @@ class Lease:
         Redis has not been charged, claimed for the lease call about to be made: it adds them
         to Redis with its slices, or gives them back (``unclaim``). Without this, the requests
         counted while Redis refused were never in Redis: once it answered again, an rpm-1 key
-        got a second request in the minute. 0 for a dimension without a limit."""
+        got a second request in the minute. 0 for a dimension without a limit. The script adds
+        them apart from the slices, best effort (``limits_redis._LEASE``)."""
         requests = max(0, counted[0] - self.charged_requests) if rpm else 0
         tokens = max(0, counted[1] - self.charged_tokens) if tpm else 0
         self.charged_requests += requests
@@ -68,7 +73,7 @@ class Lease:
         return requests, tokens
 
     def unclaim(self, owed: tuple[int, int]) -> None:
-        """The lease call that claimed ``owed`` charged none of it: the next one charges it."""
+        """The lease call that claimed ``owed`` never ran: the next one charges it."""
         self.charged_requests -= owed[0]
         self.charged_tokens -= owed[1]
 
@@ -110,19 +115,49 @@ def leases_granted(
     owed: list[tuple[int, int]],
     granted: list[int],
 ) -> None:
-    """Add what Redis granted a chain's ``leases`` (``limits``: each bucket's rpm, tpm) to them,
-    less what each ``owed`` for its in-process count (``asked`` includes it). A dimension granted
-    less than asked has nothing left in the window; -1: not leased, because another bucket of the
-    chain had nothing left. Then the script leased nothing: every ``owed`` is given back."""
-    flat_asked = [want for pair in asked for want in pair]
-    short = any(int(g) <= 0 < want for g, want in zip(granted, flat_asked, strict=True))
+    """Add what Redis granted a chain's ``leases`` (``limits``: each bucket's rpm, tpm) to them.
+    A dimension granted less than ``asked`` has nothing left in the window; -1: not leased,
+    because another bucket of the chain had nothing left. After the grants, what the script
+    charged of each ``owed``: all of it is settled (``Lease.claim``), and a dimension charged
+    less had reached its limit, so it too has nothing left (what it owed is moot)."""
+    n = 2 * len(leases)
     for i, (lease, (rpm, tpm)) in enumerate(zip(leases, limits, strict=True)):
-        if short:
-            lease.unclaim(owed[i])
         requests, tokens = int(granted[2 * i]), int(granted[2 * i + 1])
-        if requests >= 0:
-            lease.requests += max(0, requests - (0 if short else owed[i][0]))
-            lease.requests_full_at = rpm if requests < asked[i][0] else lease.requests_full_at
-        if tokens >= 0:
-            lease.tokens += max(0, tokens - (0 if short else owed[i][1]))
-            lease.tokens_full_at = tpm if tokens < asked[i][1] else lease.tokens_full_at
+        charged = int(granted[n + 2 * i]), int(granted[n + 2 * i + 1])
+        lease.requests += max(0, requests)
+        if 0 <= requests < asked[i][0] or charged[0] < owed[i][0]:
+            lease.requests_full_at = rpm
+        lease.tokens += max(0, tokens)
+        if 0 <= tokens < asked[i][1] or charged[1] < owed[i][1]:
+            lease.tokens_full_at = tpm
+
+
+@contextmanager
+def owing(
+    leases: list[Lease],
+    limits: list[tuple[int, int]],
+    counted: Sequence[Sequence[int]],
+    lock: threading.Lock,
+) -> Iterator[list[tuple[int, int]]]:
+    """What each lease's bucket (``limits``: rpm, tpm) owes Redis for one lease call: of its
+    in-process count in the window (``counted``), what is not yet charged (``Lease.claim``).
+    Given back if the call fails before the script could run (a refusal, cancellation); kept
+    after a timeout: the script may have run, and charging it again would count those requests
+    twice (if it did not run, Redis undercounts them: they were counted in this process)."""
+    with lock:
+        owed = [
+            lease.claim(count, rpm, tpm)
+            for lease, (rpm, tpm), count in zip(leases, limits, counted, strict=True)
+        ]
+    ran = False
+    try:
+        yield owed
+        ran = True
+    except RedisTimeoutError:
+        ran = True
+        raise
+    finally:
+        if not ran:
+            with lock:
+                for lease, owes in zip(leases, owed, strict=True):
+                    lease.unclaim(owes)
