@@ -57,7 +57,8 @@ _MAXCLIENTS = "max number of clients reached"
 # at its limit has no room for it and needs none. Then grants each what is wanted or what is left
 # of its limit, all in one step: when any bucket wanted has nothing left, nothing is leased from
 # any (no quota taken for a request that cannot go), and the script answers 0 for the buckets
-# spent and -1 for the others; 0 for a dimension not wanted. The owed charged follow, per key.
+# spent and -1 for the others; 0 for a dimension not wanted (its counter not even read when it
+# owes nothing). The owed charged follow, per key.
 # (Owed inside the all-or-nothing ask livelocked: a full bucket that owed but wanted no slice made
 # every call short, and its waiter, still holding a slice, asked again until the window ended.)
 _LEASE = """
@@ -65,10 +66,10 @@ local grants, charged, short = {}, {}, false
 for i = 1, #KEYS do
   local j, d = math.floor((i - 1) / 2), (i - 1) % 2
   local limit, want = tonumber(ARGV[2 + 6 * j + d]), tonumber(ARGV[4 + 6 * j + d])
-  local grant, charge = 0, 0
-  if limit > 0 then
+  local owed, grant, charge = tonumber(ARGV[6 + 6 * j + d]), 0, 0
+  if limit > 0 and (want > 0 or owed > 0) then
     local left = limit - tonumber(redis.call('GET', KEYS[i]) or '0')
-    charge = math.max(0, math.min(tonumber(ARGV[6 + 6 * j + d]), left))
+    charge = math.max(0, math.min(owed, left))
     if charge > 0 then
       redis.call('INCRBY', KEYS[i], charge)
       redis.call('EXPIRE', KEYS[i], ARGV[1])
