@@ -258,7 +258,8 @@ class AnthropicStreamDecoder(StreamDecoder):
         if kind == "content_block_start":
             return self._block_start(payload.get("index", 0), payload.get("content_block") or {})
         if kind == "content_block_delta":
-            return self._block_delta(payload.get("index", 0), payload.get("delta") or {})
+            delta = payload.get("delta")  # a non-object one is malformed (``chunk_read``)
+            return self._block_delta(payload.get("index", 0), {} if delta is None else delta)
         if kind == "message_delta":
             final = payload.get("usage")
             self.usage = usage_from_anthropic(final, self.usage)

@@ -167,7 +167,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         return [
             {
                 "index": choice.get("index", 0),
-                "delta": _delta_of(choice.get("delta") or {}),
+                "delta": _delta_of({} if choice.get("delta") is None else choice["delta"]),
                 "finish_reason": choice.get("finish_reason"),
                 **(
                     {"native_finish_reason": choice["finish_reason"]}
