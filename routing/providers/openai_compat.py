@@ -34,6 +34,7 @@ from routing.providers.base import (
     tool_error_marked,
 )
 from routing.providers.reasoning import reasoning_effort
+from routing.providers.tool_media import tool_media_lifted
 
 
 def usage_from_openai(data: Any) -> Usage | None:
@@ -84,8 +85,10 @@ class OpenAICompatAdapter(ProviderAdapter):
     def build_request(self, request: JSON, target: Target, *, stream: bool) -> UpstreamRequest:
         # Signed Anthropic thinking (``reasoning_details``, from /v1/messages history) is
         # Anthropic's alone, and a failed tool result's flag is said in its text: OpenAI
-        # refuses unknown message fields.
-        messages = [_wire_message(m, target.failed_tools) for m in request["messages"]]
+        # refuses unknown message fields. A tool message holds text parts only there: a tool's
+        # media goes in a user message after the tool messages (``tool_media``).
+        lifted = tool_media_lifted(request["messages"])
+        messages = [_wire_message(m, target.failed_tools) for m in lifted]
         body: JSON = {"model": target.upstream_model, "messages": messages}
         for name, value in request.items():
             if name in OPENAI_PARAMETERS and name not in GATEWAY_PARAMETERS:
