@@ -37,6 +37,8 @@ def _part_problem(part: JSON) -> str | None:
         return "needs a type (a string)"
     if kind == "text" and not isinstance(part.get("text"), str):
         return "is a text part: give text (a string)"
+    if kind == "refusal" and not isinstance(part.get("refusal"), str):
+        return "is a refusal part: give refusal (a string)"
     if kind == "image_url":
         image = part.get("image_url")
         if not (
@@ -145,7 +147,7 @@ def _messages_validate(messages_: object, *, parts_counted: bool) -> None:
                 raise BadRequest(
                     f"messages[{index}].content[{part_index}] {problem}.", param="messages"
                 )
-        for name in ("name", "tool_call_id"):
+        for name in ("name", "tool_call_id", "refusal"):
             if message.get(name) is not None and not isinstance(message[name], str):
                 raise BadRequest(f"messages[{index}].{name} must be a string.", param="messages")
         calls = message.get("tool_calls")

@@ -20,6 +20,7 @@ from routing.providers.base import (
 )
 from routing.providers.cache_marks import mark_of
 from routing.providers.media import document_block
+from routing.providers.refusals import assistant_parts
 
 
 def _image_block(url: str) -> JSON:
@@ -74,7 +75,7 @@ def _assistant_blocks(message: JSON) -> list[JSON]:
         if isinstance(detail, dict)
         and (detail.get("signature") or detail.get("type") == "reasoning.encrypted")
     ]
-    blocks += _user_blocks(message.get("content"))
+    blocks += _user_blocks(assistant_parts(message))  # a replayed refusal: the turn's text
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         blocks.append(
