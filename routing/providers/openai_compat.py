@@ -60,12 +60,17 @@ def _tier_served(data: JSON) -> str:
     return tier[:32] if isinstance(tier, str) else ""
 
 
+# OpenRouter's message fields OpenAI's wire has not: signed thinking (Anthropic's alone) and an
+# answer's ``images`` sent back (OpenAI takes images from user messages only).
+_NOT_OPENAIS = frozenset({"reasoning_details", "images"})
+
+
 def _wire_message(message: Any, failed_tools: frozenset[str]) -> Any:
     """A message as OpenAI's wire takes it; the very object unless something must change."""
     if not isinstance(message, dict):
         return message
-    if "reasoning_details" in message:
-        message = {k: v for k, v in message.items() if k != "reasoning_details"}
+    if "reasoning_details" in message or "images" in message:
+        message = {k: v for k, v in message.items() if k not in _NOT_OPENAIS}
     return tool_error_marked(message, failed_tools)
 
 

@@ -286,3 +286,19 @@ def test_audio_in_a_chat_tool_message_is_a_400_naming_it(world: World) -> None:
     message = raised.value.body["message"]  # type: ignore[index]
     assert "messages[2].content[0] is a tool message's input_audio part" in message
     assert world.upstream_requests() == []
+
+
+def test_an_answers_images_sent_back_are_not_sent_to_an_openai_host(world: World) -> None:
+    """An assistant message's ``images`` (OpenRouter's field, as chat answers an image model's
+    output) is not OpenAI's: it is left out for an OpenAI-style host, which takes images from
+    user messages only (before: sent as it came)."""
+    messages: Any = [
+        {"role": "user", "content": "Draw a cat."},
+        {"role": "assistant", "content": "Here it is.", "images": [_SHOT]},
+        {"role": "user", "content": "Thanks. Now a dog."},
+    ]
+
+    world.openai_client().chat.completions.create(model="test/gpt", messages=messages)
+
+    sent = world.last_upstream("/v1/chat/completions")["body"]["messages"]
+    assert sent[1] == {"role": "assistant", "content": "Here it is."}
