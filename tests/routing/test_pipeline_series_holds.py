@@ -25,15 +25,22 @@ LONG_WORD = "a" * 150
 LONG_PROMPT = DESCRIBE + " Please keep it short." * 100  # held at its bytes, counted ~1 in 4
 
 
+def _catalog(world: World, *endpoints: tuple[str, str, str, str, str]) -> None:
+    """The base catalog and a model per ``(provider, model, upstream, input, output)``."""
+    data = base_catalog(world.fake_url)
+    for provider, name, upstream, input_, output in endpoints:
+        data["models"].append(model(name))
+        data["endpoints"].append(endpoint(name, provider, upstream, input_, output))
+    world.catalog(data)
+
+
 def _long_answers_catalog(world: World) -> None:
     """``test/long-tokens`` answers 8 tokens of 150 bytes; ``test/bytes`` counts a token a byte."""
-    data = base_catalog(world.fake_url)
-    data["models"] += [model("test/long-tokens"), model("test/bytes")]
-    data["endpoints"] += [
-        endpoint("test/long-tokens", "fake-openai", f"gpt-5@reply={LONG_WORD},repeat=8", "5", "20"),
-        endpoint("test/bytes", "fake-openai-b", "gpt-4o-mini@tokenizer=bytes", "1", "2"),
-    ]
-    world.catalog(data)
+    _catalog(
+        world,
+        ("fake-openai", "test/long-tokens", f"gpt-5@reply={LONG_WORD},repeat=8", "5", "20"),
+        ("fake-openai-b", "test/bytes", "gpt-4o-mini@tokenizer=bytes", "1", "2"),
+    )
 
 
 def _series(world: World) -> None:
@@ -69,13 +76,19 @@ def test_a_step_the_requests_hold_cannot_cover_is_called_and_flagged(world: Worl
 
 
 def _steps(world: World, *endpoints: tuple[str, str, str, str]) -> None:
-    data = base_catalog(world.fake_url)
-    for name, upstream, input_, output in endpoints:
-        data["models"].append(model(name))
-        data["endpoints"].append(endpoint(name, "fake-openai", upstream, input_, output))
-    world.catalog(data)
+    """``pipeline/series``: a step per ``(model, upstream, input, output)``, in that order."""
+    _catalog(world, *(("fake-openai", *each) for each in endpoints))
     steps = [{"model": name} for name, *_ in endpoints]
     assert world.pipeline_create("series", "series", steps).status_code == 201
+
+
+def _series_asked(world: World, prompt: str, max_tokens: int = 8) -> str:
+    """``pipeline/series`` asked ``prompt`` through the ``openai`` SDK: its generation id."""
+    messages = [{"role": "user", "content": prompt}]
+    completion = world.openai_client().chat.completions.create(
+        model="pipeline/series", max_tokens=max_tokens, messages=messages
+    )
+    return completion.id
 
 
 def test_a_step_fed_ordinary_prose_that_hit_max_tokens_is_served(world: World) -> None:
@@ -86,12 +99,10 @@ def test_a_step_fed_ordinary_prose_that_hit_max_tokens_is_served(world: World) -
         ("test/priced", "gpt-4o-mini", "5", "10"),
     )
 
-    completion = world.openai_client().chat.completions.create(
-        model="pipeline/series", max_tokens=60, messages=[{"role": "user", "content": DESCRIBE}]
-    )
+    generation_id = _series_asked(world, DESCRIBE, max_tokens=60)
 
     assert len(world.upstream_requests("/v1/chat/completions")) == 2
-    assert world.usage_record(completion.id).cost > 0
+    assert world.usage_record(generation_id).cost > 0
 
 
 def test_a_step_never_borrows_what_a_later_step_is_held_for(world: World) -> None:
@@ -102,12 +113,10 @@ def test_a_step_never_borrows_what_a_later_step_is_held_for(world: World) -> Non
         ("test/dear", "gpt-5", "200", "800"),  # a hold that would cover step 2 many times
     )
 
-    completion = world.openai_client().chat.completions.create(
-        model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": DESCRIBE}]
-    )
+    generation_id = _series_asked(world, DESCRIBE)
 
     assert len(world.upstream_requests("/v1/chat/completions")) == 3
-    assert "over_hold" in world.usage_record(completion.id).flag_list  # step 2, on its own share
+    assert "over_hold" in world.usage_record(generation_id).flag_list  # step 2, on its own share
 
 
 def test_a_step_never_borrows_what_earlier_steps_spent(world: World) -> None:
@@ -118,12 +127,10 @@ def test_a_step_never_borrows_what_earlier_steps_spent(world: World) -> None:
         ("test/bytes", "gpt-4o-mini@tokenizer=bytes", "50", "100"),
     )
 
-    completion = world.openai_client().chat.completions.create(
-        model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
-    )
+    generation_id = _series_asked(world, LONG_PROMPT)
 
     assert len(world.upstream_requests("/v1/chat/completions")) == 2
-    assert "over_hold" in world.usage_record(completion.id).flag_list
+    assert "over_hold" in world.usage_record(generation_id).flag_list
 
 
 def test_a_step_the_balance_cannot_cover_is_refused_and_recorded(world: World) -> None:
@@ -134,9 +141,7 @@ def test_a_step_the_balance_cannot_cover_is_refused_and_recorded(world: World) -
     )
 
     with pytest.raises(openai.APIStatusError) as raised:
-        world.openai_client().chat.completions.create(
-            model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": DESCRIBE}]
-        )
+        _series_asked(world, DESCRIBE)
 
     assert raised.value.status_code == 402
     assert "step 2 (test/dearest) of pipeline/series" in raised.value.message
