@@ -407,3 +407,12 @@ def test_an_anthropic_block_delta_that_is_not_an_object_is_a_malformed_stream() 
     event = {"type": "content_block_delta", "index": 0, "delta": []}
     with pytest.raises(UpstreamError, match="malformed stream chunk"):
         choices_fed(decoder, "content_block_delta", orjson.dumps(event).decode())
+
+
+def test_an_anthropic_message_delta_that_is_not_an_object_is_a_malformed_stream() -> None:
+    """As a block's: ``[]`` (before: read as ``{}``, its stop_reason dropped unsaid) is
+    malformed, not a stream that simply never said why it stopped."""
+    decoder = AnthropicAdapter().stream_decoder(UpstreamRequest("", {}, {}))
+    event = {"type": "message_delta", "delta": [], "usage": {"output_tokens": 3}}
+    with pytest.raises(UpstreamError, match="malformed stream chunk"):
+        choices_fed(decoder, "message_delta", orjson.dumps(event).decode())
