@@ -12,9 +12,14 @@ from typing import Any
 
 from routing.providers.base import JSON
 
+# What a tool message whose content was all media says instead (an empty result reads as "the
+# tool returned nothing"; Gemini wraps it in its ``functionResponse`` object as ``content``).
+MEDIA_MOVED = "(media returned; see the next user message)"
+
 
 def _media_split(message: JSON) -> tuple[JSON, list[JSON]]:
-    """A tool message → (it with its text parts only, its other parts)."""
+    """A tool message → (it with its text parts only, its other parts after a text part naming
+    the tool call they came from: several tools' media share one user message)."""
     content = message.get("content")
     if message.get("role") != "tool" or not isinstance(content, list):
         return message, []
@@ -22,7 +27,8 @@ def _media_split(message: JSON) -> tuple[JSON, list[JSON]]:
     if not media:
         return message, []
     texts = [p for p in content if not (isinstance(p, dict) and p.get("type") != "text")]
-    return message | {"content": texts or ""}, media
+    source = {"type": "text", "text": f"[returned by tool call {message.get('tool_call_id')}]"}
+    return message | {"content": texts or MEDIA_MOVED}, [source, *media]
 
 
 def tool_media_lifted(messages: list[Any]) -> list[Any]:

@@ -11,8 +11,10 @@ import anthropic
 import openai
 import pytest
 
-from routing.providers.base import UpstreamRequest
-from routing.providers.gemini import GeminiStreamDecoder
+from routing.providers.base import JSON, ProviderAdapter, Target, UpstreamRequest
+from routing.providers.gemini import GeminiAdapter, GeminiStreamDecoder
+from routing.providers.openai_compat import OpenAICompatAdapter
+from routing.providers.tool_media import MEDIA_MOVED
 from tests.routing.test_gateway_content_and_shape import _ask
 from tests.routing.world import World, base_catalog, endpoint, model
 
@@ -193,6 +195,7 @@ def test_gemini_stream_tool_call_indices_count_per_candidate() -> None:
 
 _PNG = "data:image/png;base64,iVBORw0KGgo="
 _SHOT = {"type": "image_url", "image_url": {"url": _PNG}}
+_FROM_CALL_1 = {"type": "text", "text": "[returned by tool call call_1]"}
 
 
 def _chat_tool_screenshot(world: World, model_id: str, provider: str = "") -> dict[str, Any]:
@@ -227,7 +230,7 @@ def test_a_chat_tool_screenshot_reaches_an_openai_host_in_a_user_message_after_t
 
     assert [m["role"] for m in sent] == ["user", "assistant", "tool", "tool", "user", "user"]
     assert sent[2]["content"] == [{"type": "text", "text": "Taken."}]
-    assert sent[4]["content"] == [_SHOT]
+    assert sent[4]["content"] == [_FROM_CALL_1, _SHOT]
     assert sent[5]["content"] == "Describe it."
 
 
@@ -252,10 +255,48 @@ def test_a_chat_tool_screenshot_follows_geminis_function_responses(world: World)
 
     parts = contents[2]["parts"]
     assert [next(iter(part)) for part in parts] == [
-        "functionResponse", "functionResponse", "inlineData", "text"
+        "functionResponse", "functionResponse", "text", "inlineData", "text"
     ]  # fmt: skip
     assert parts[0]["functionResponse"]["response"] == {"content": "Taken."}
-    assert parts[2]["inlineData"] == {"mimeType": "image/png", "data": "iVBORw0KGgo="}
+    assert parts[2] == {"text": _FROM_CALL_1["text"]}
+    assert parts[3]["inlineData"] == {"mimeType": "image/png", "data": "iVBORw0KGgo="}
+
+
+def _two_tools_screenshots(adapter: ProviderAdapter) -> JSON:
+    """The upstream body for a turn whose two tool calls each returned a screenshot only."""
+    call = {"id": "", "type": "function", "function": {"name": "shot", "arguments": "{}"}}
+    messages: Any = [
+        {"role": "user", "content": "Compare the screens."},
+        {"role": "assistant", "content": None,
+         "tool_calls": [call | {"id": "call_1"}, call | {"id": "call_2"}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [_SHOT]},
+        {"role": "tool", "tool_call_id": "call_2", "content": [_SHOT]},
+    ]  # fmt: skip
+    target = Target("https://up.example/v1", "up-model", None, 64)
+    return adapter.build_request({"messages": messages}, target, stream=False).body
+
+
+def test_tools_media_moved_for_an_openai_host_is_labelled_with_its_call() -> None:
+    """Several tools' media share one user message: each tool's follows a text part naming its
+    call, and a tool message left with nothing says where its media went (before: no label,
+    and an empty result, which reads as "the tool returned nothing")."""
+    sent = _two_tools_screenshots(OpenAICompatAdapter())["messages"]
+
+    assert [m["content"] for m in sent[2:4]] == [MEDIA_MOVED, MEDIA_MOVED]
+    label_2 = {"type": "text", "text": "[returned by tool call call_2]"}
+    assert sent[4] == {"role": "user", "content": [_FROM_CALL_1, _SHOT, label_2, _SHOT]}
+
+
+def test_tools_media_moved_for_gemini_is_labelled_with_its_call() -> None:
+    """As for OpenAI-style hosts; Gemini's ``functionResponse`` takes the note as an object."""
+    parts = _two_tools_screenshots(GeminiAdapter())["contents"][2]["parts"]
+
+    responses = [part["functionResponse"]["response"] for part in parts[:2]]
+    assert responses == [{"content": MEDIA_MOVED}, {"content": MEDIA_MOVED}]
+    assert [next(iter(part)) for part in parts[2:]] == ["text", "inlineData", "text", "inlineData"]
+    assert [parts[2]["text"], parts[4]["text"]] == [
+        "[returned by tool call call_1]", "[returned by tool call call_2]"
+    ]  # fmt: skip
 
 
 def test_a_chat_tool_screenshot_on_a_text_only_model_is_a_placeholder(world: World) -> None:
