@@ -223,8 +223,8 @@ def _chat_part(part: object, where: str, assistant: bool = False) -> JSON:
             return {"type": "text", "text": part["text"]}
         if assistant and kind == "refusal" and isinstance(part.get("refusal"), str):
             # An earlier answer's refusal, sent back (previous_response_id, or its output
-            # replayed as input): chat's refusal part, which OpenAI-style hosts take as such and
-            # the other adapters send as the turn's text (``routing/providers/refusals.py``).
+            # replayed as input): chat's refusal part, which OpenAI takes as such and the other
+            # adapters send as the turn's text (``routing/providers/refusals.py``).
             return {"type": "refusal", "refusal": part["refusal"]}
         if kind == "input_image" and isinstance(part.get("image_url"), str):
             detail = part.get("detail") if isinstance(part.get("detail"), str) else "auto"

@@ -34,6 +34,7 @@ from routing.providers.base import (
     tool_error_marked,
 )
 from routing.providers.reasoning import reasoning_effort
+from routing.providers.refusals import refusal_as_text
 from routing.providers.tool_media import tool_media_lifted
 
 
@@ -65,13 +66,17 @@ def _tier_served(data: JSON) -> str:
 _NOT_OPENAIS = frozenset({"reasoning_details", "images"})
 
 
-def _wire_message(message: Any, failed_tools: frozenset[str]) -> Any:
-    """A message as OpenAI's wire takes it; the very object unless something must change."""
+def _wire_message(message: Any, target: Target) -> Any:
+    """A message as OpenAI's wire takes it; the very object unless something must change. A
+    refusal sent back is chat's only for a host that takes it (``takes_refusals``: OpenAI),
+    text for the rest (``refusal_as_text``)."""
     if not isinstance(message, dict):
         return message
     if "reasoning_details" in message or "images" in message:
         message = {k: v for k, v in message.items() if k not in _NOT_OPENAIS}
-    return tool_error_marked(message, failed_tools)
+    if message.get("role") == "assistant" and not target.options.get("takes_refusals"):
+        message = refusal_as_text(message)
+    return tool_error_marked(message, target.failed_tools)
 
 
 def _platform_only(body: JSON) -> None:
@@ -93,7 +98,7 @@ class OpenAICompatAdapter(ProviderAdapter):
         # refuses unknown message fields. A tool message holds text parts only there: a tool's
         # media goes in a user message after the tool messages (``tool_media``).
         lifted = tool_media_lifted(request["messages"])
-        messages = [_wire_message(m, target.failed_tools) for m in lifted]
+        messages = [_wire_message(m, target) for m in lifted]
         body: JSON = {"model": target.upstream_model, "messages": messages}
         for name, value in request.items():
             if name in OPENAI_PARAMETERS and name not in GATEWAY_PARAMETERS:

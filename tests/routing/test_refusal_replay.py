@@ -1,6 +1,7 @@
 """An earlier answer's refusal sent back in the history reaches each provider in its own terms:
-OpenAI-style hosts as chat's refusal (a ``refusal`` part or field, as OpenAI answered it),
-Claude and Gemini, which have no such field, as the assistant turn's text."""
+OpenAI as chat's refusal (a ``refusal`` part or field, as it answered it; its provider's
+``takes_refusals`` option), Claude, Gemini and the other OpenAI-style hosts (Mistral, Groq…,
+which refuse part types they do not know) as the assistant turn's text."""
 
 from __future__ import annotations
 
@@ -9,9 +10,36 @@ from typing import Any
 import openai
 import pytest
 
-from tests.routing.world import World
+from tests.routing.world import World, base_catalog, endpoint
 
 REFUSAL = "I can't help with that."
+# test/gpt's two hosts: fake-openai stands for OpenAI, fake-openai-b for another OpenAI-style one.
+OPENAI, OTHER = "fake-openai", "fake-openai-b"
+
+
+def _openai_and_another(world: World) -> None:
+    data = base_catalog(world.fake_url)
+    data["providers"][0]["options"] = {"takes_refusals": True}  # as catalog.toml's openai
+    data["endpoints"].append(endpoint("test/gpt", OTHER, "gpt-4o-mini"))
+    world.catalog(data)
+
+
+def _on(provider: str) -> dict[str, Any]:
+    return {"provider": {"order": [provider], "allow_fallbacks": False}}
+
+
+def _responses_replayed(world: World, model_id: str, parts: list[Any], provider: str = "") -> None:
+    """A /v1/responses turn whose history holds an assistant message of ``parts``."""
+    refused = {"type": "message", "role": "assistant", "content": parts}
+    world.openai_client().responses.create(
+        model=model_id,
+        input=[
+            {"role": "user", "content": "Help me."},
+            refused,  # type: ignore[list-item]
+            {"role": "user", "content": "Something else, then."},
+        ],
+        extra_body=_on(provider) if provider else None,
+    )
 
 
 def _assistant_sent(world: World, model_id: str) -> Any:
@@ -34,24 +62,28 @@ _AS_TEXT = {
 def test_a_responses_refusal_replayed_reaches_each_provider_in_its_terms(
     world: World, model_id: str
 ) -> None:
-    # Before: a text part for every provider, so an OpenAI-style host read the refusal as the
-    # model's ordinary answer.
-    refused = {"type": "message", "role": "assistant",
-               "content": [{"type": "refusal", "refusal": REFUSAL}]}  # fmt: skip
-    world.openai_client().responses.create(
-        model=model_id,
-        input=[
-            {"role": "user", "content": "Help me."},
-            refused,  # type: ignore[list-item]
-            {"role": "user", "content": "Something else, then."},
-        ],
-    )
+    # Before: a text part for every provider, so OpenAI read the refusal as the model's
+    # ordinary answer.
+    _openai_and_another(world)
+    provider = OPENAI if model_id == "test/gpt" else ""
+    _responses_replayed(world, model_id, [{"type": "refusal", "refusal": REFUSAL}], provider)
 
     sent = _assistant_sent(world, model_id)
     if model_id == "test/gpt":
         assert sent["content"] == [{"type": "refusal", "refusal": REFUSAL}]
     else:
         assert sent == _AS_TEXT[model_id]
+
+
+def test_a_responses_refusal_replayed_reaches_another_openai_style_host_as_text(
+    world: World,
+) -> None:
+    # Before: chat's refusal part to every OpenAI-style host; Mistral, Groq, Together… refuse a
+    # part type they do not know (a 400/422 where the conversation used to work).
+    _openai_and_another(world)
+    _responses_replayed(world, "test/gpt", [{"type": "refusal", "refusal": REFUSAL}], OTHER)
+
+    assert _assistant_sent(world, "test/gpt")["content"] == [{"type": "text", "text": REFUSAL}]
 
 
 @pytest.mark.parametrize("model_id", ["test/claude", "test/gemini"])
@@ -70,15 +102,24 @@ def test_a_chat_refusal_field_replayed_reaches_claude_and_gemini_as_text(
     assert _assistant_sent(world, model_id) == _AS_TEXT[model_id]
 
 
-def test_a_chat_refusal_field_replayed_reaches_an_openai_host_as_sent(world: World) -> None:
+def test_a_chat_refusal_field_replayed_reaches_openai_as_sent_and_others_as_text(
+    world: World,
+) -> None:
+    # Before: the refusal field to every OpenAI-style host, which many refuse as unknown.
+    _openai_and_another(world)
     messages: Any = [
         {"role": "user", "content": "Help me."},
         {"role": "assistant", "content": None, "refusal": REFUSAL},
         {"role": "user", "content": "Something else, then."},
     ]
-    world.openai_client().chat.completions.create(model="test/gpt", messages=messages)
+    chat = world.openai_client().chat.completions
+    sent = []
+    for provider in (OPENAI, OTHER):
+        chat.create(model="test/gpt", messages=messages, extra_body=_on(provider))
+        sent.append(_assistant_sent(world, "test/gpt"))
 
-    assert _assistant_sent(world, "test/gpt")["refusal"] == REFUSAL
+    assert sent[0] == {"role": "assistant", "content": None, "refusal": REFUSAL}
+    assert sent[1] == {"role": "assistant", "content": REFUSAL}
 
 
 @pytest.mark.parametrize(
