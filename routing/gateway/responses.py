@@ -210,10 +210,15 @@ def _chat_content(content: object, where: str, assistant: bool = False) -> str |
         return content
     if not isinstance(content, list):
         raise BadRequest(f"{where}.content must be a string or a list of parts.", param="input")
-    return [
+    parts = [
         _chat_part(part, f"{where}.content[{index}]", assistant)
         for index, part in enumerate(content)
     ]
+    if len(parts) == 1:
+        return parts
+    # OpenAI's assistant message takes text parts or exactly one refusal part, never a mix:
+    # beside other parts, a refusal is the turn's text.
+    return [{"type": "text", "text": p["refusal"]} if p["type"] == "refusal" else p for p in parts]
 
 
 def _chat_part(part: object, where: str, assistant: bool = False) -> JSON:

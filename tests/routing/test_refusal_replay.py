@@ -86,6 +86,24 @@ def test_a_responses_refusal_replayed_reaches_another_openai_style_host_as_text(
     assert _assistant_sent(world, "test/gpt")["content"] == [{"type": "text", "text": REFUSAL}]
 
 
+_TEXT = {"type": "output_text", "text": "Partly."}
+_REFUSED = {"type": "refusal", "refusal": REFUSAL}
+
+
+@pytest.mark.parametrize("parts", [[_TEXT, _REFUSED], [_REFUSED, _REFUSED]])
+def test_a_responses_refusal_beside_other_parts_reaches_openai_as_text(
+    world: World, parts: list[Any]
+) -> None:
+    # OpenAI's assistant message takes text parts or exactly one refusal part, never a mix.
+    # Before: [text, refusal] and two refusals sent as they came.
+    _openai_and_another(world)
+    _responses_replayed(world, "test/gpt", parts, OPENAI)
+
+    sent = _assistant_sent(world, "test/gpt")["content"]
+    texts = [part.get("text", part.get("refusal")) for part in parts]
+    assert sent == [{"type": "text", "text": text} for text in texts]
+
+
 @pytest.mark.parametrize("model_id", ["test/claude", "test/gemini"])
 def test_a_chat_refusal_field_replayed_reaches_claude_and_gemini_as_text(
     world: World, model_id: str
