@@ -26,7 +26,13 @@ from routerhub.domain import InvalidInput, NotFound
 from routerhub.row_update import row_update
 from routing.egress import base_url_check
 from routing.provider_secrets import secret_decrypt, secret_encrypt
-from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from webhooks.models import (
+    DeliveryStatus,
+    DisabledReason,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +73,16 @@ def _endpoints_cap_check(organization: Any) -> None:
 
 
 def webhook_endpoint_create(
-    *, organization: Any, url: str, events: list[str], description: str = "", enabled: bool = True
+    *,
+    organization: Any,
+    url: str,
+    events: list[str],
+    created_by: Any = None,
+    description: str = "",
+    enabled: bool = True,
 ) -> CreatedEndpoint:
-    """Add an endpoint, at most ``WEBHOOK_ENDPOINTS_PER_ORGANIZATION`` per organization. The
+    """Add an endpoint, made by ``created_by`` (a ``User``, or None when no person is behind
+    the request), at most ``WEBHOOK_ENDPOINTS_PER_ORGANIZATION`` per organization. The
     organization's row is locked before counting: without it, endpoints created at once each
     count the others not yet committed and all pass the cap together."""
     url = webhook_url_check(url, organization.pk)  # may resolve DNS: before the lock
@@ -87,6 +100,7 @@ def webhook_endpoint_create(
             events=_events_check(events),
             description=description,
             enabled=enabled,
+            created_by=created_by,
             secret_encrypted=secret_encrypt(secret),
             secret_hint=secret[-4:],
         )
@@ -94,19 +108,41 @@ def webhook_endpoint_create(
 
 
 def webhook_endpoint_update(
-    *, endpoint: WebhookEndpoint, changes: dict[str, Any]
+    *, endpoint: WebhookEndpoint, changes: dict[str, Any], actor: Any
 ) -> WebhookEndpoint:
     """Change the fields ``changes`` names, on the endpoint's locked row (``row_update``): a
     concurrent change to another field (a dashboard toggle during a ``PATCH``) stays; an endpoint
-    deleted since it was read is a 404 (``NotFound``)."""
+    deleted since it was read is a 404 (``NotFound``). ``actor`` (a ``User`` or None) becomes
+    its ``created_by`` when this enables a disabled endpoint or changes its URL: whoever points
+    the organization's events somewhere answers for it, and their removal disables it."""
     changes = dict(changes)
     if "url" in changes:
         changes["url"] = webhook_url_check(changes["url"], endpoint.organization_id)
     if "events" in changes:
         changes["events"] = _events_check(changes["events"])
+
+    def vouch(locked: WebhookEndpoint) -> None:
+        enabling = changes.get("enabled") is True and not locked.enabled
+        if enabling or changes.get("url", locked.url) != locked.url:
+            changes["created_by_id"] = None if actor is None else actor.pk
+            changes["disabled_reason"] = ""
+
     gone = NotFound(f"No webhook endpoint {endpoint.pk} in this organization.", param="id")
-    fields = ("url", "events", "description", "enabled")
-    return row_update(endpoint, changes=changes, fields=fields, gone=gone)
+    fields = ("url", "events", "description", "enabled", "created_by_id", "disabled_reason")
+    return row_update(endpoint, changes=changes, fields=fields, check=vouch, gone=gone)
+
+
+def webhook_endpoints_disable_for_removed(*, organization_id: int, user_id: int) -> int:
+    """Disable every endpoint of the organization that ``user_id`` created (``created_by``),
+    recording why (``DisabledReason.CREATOR_REMOVED``); how many. Called by
+    ``accounts.services.membership_remove`` in its transaction, after its locks (organization,
+    membership, keys): a removed admin's URL must not keep receiving the organization's events.
+    Rows locked in id order (``FOR NO KEY UPDATE``: a delivery inserted meanwhile only takes a key
+    share of its endpoint); nothing locks an endpoint and then those rows. Deliveries already
+    pending are not sent: an attempt on a disabled endpoint fails (``webhook_delivery_attempt``)."""
+    mine = WebhookEndpoint.objects.filter(organization_id=organization_id, created_by_id=user_id)
+    list(mine.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
+    return mine.update(enabled=False, disabled_reason=DisabledReason.CREATOR_REMOVED)
 
 
 def webhook_endpoint_secret(endpoint: WebhookEndpoint) -> str:
