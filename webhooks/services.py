@@ -21,8 +21,8 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import Organization
-from routerhub.domain import InvalidInput, NotFound
+from accounts.models import Membership, Organization
+from routerhub.domain import InvalidInput, NotFound, NotPermitted
 from routerhub.row_update import row_update
 from routing.egress import base_url_check
 from routing.provider_secrets import secret_decrypt, secret_encrypt
@@ -72,6 +72,23 @@ def _endpoints_cap_check(organization: Any) -> None:
         )
 
 
+def _organization_lock(organization_id: int, *, member: Any) -> None:
+    """Lock the organization's row (``FOR NO KEY UPDATE``, as ``membership_remove`` takes it
+    first) and refuse if ``member`` (a ``User``; None: no person to check) is no longer one.
+    A request authenticated just before its maker's removal waits here for the removal's commit,
+    then finds them gone: without it, an endpoint they made or re-pointed after their endpoints
+    were disabled would stay theirs, enabled."""
+    list(
+        Organization.objects.select_for_update(no_key=True)
+        .filter(pk=organization_id)
+        .values_list("pk")
+    )
+    if member is None:
+        return
+    if not Membership.objects.filter(organization_id=organization_id, user_id=member.pk).exists():
+        raise NotPermitted(f"{member.email} is no longer a member of this organization.")
+
+
 def webhook_endpoint_create(
     *,
     organization: Any,
@@ -88,11 +105,7 @@ def webhook_endpoint_create(
     url = webhook_url_check(url, organization.pk)  # may resolve DNS: before the lock
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
-        list(
-            Organization.objects.select_for_update(no_key=True)
-            .filter(pk=organization.pk)
-            .values_list("pk")
-        )
+        _organization_lock(organization.pk, member=created_by)
         _endpoints_cap_check(organization)
         endpoint = WebhookEndpoint.objects.create(
             organization=organization,
@@ -129,7 +142,10 @@ def webhook_endpoint_update(
 
     gone = NotFound(f"No webhook endpoint {endpoint.pk} in this organization.", param="id")
     fields = ("url", "events", "description", "enabled", "created_by_id", "disabled_reason")
-    return row_update(endpoint, changes=changes, fields=fields, check=vouch, gone=gone)
+    with transaction.atomic():  # the organization, then the endpoint: membership_remove's order
+        if changes.get("enabled") is True or "url" in changes:
+            _organization_lock(endpoint.organization_id, member=actor)
+        return row_update(endpoint, changes=changes, fields=fields, check=vouch, gone=gone)
 
 
 def webhook_endpoints_disable_for_removed(*, organization_id: int, user_id: int) -> int:

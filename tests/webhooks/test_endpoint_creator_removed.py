@@ -11,10 +11,11 @@ import pytest
 
 from accounts.models import KeyScope, Membership, User
 from accounts.services import membership_remove
+from routerhub.domain import NotPermitted
 from tests.factories import dashboard_client, key_client, key_make, tenants_make
 from tests.webhooks.receiver import Receiver
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from webhooks.services import webhook_endpoint_create, webhook_event_emit
+from webhooks.services import webhook_endpoint_create, webhook_endpoint_update, webhook_event_emit
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
 
@@ -139,3 +140,24 @@ def test_endpoints_without_a_recorded_creator_are_left_as_they_are() -> None:
 
     old.refresh_from_db()
     assert (old.enabled, old.created_by_id, old.disabled_reason) == (True, None, "")
+
+
+def test_a_request_of_the_removed_admin_finishing_after_the_removal_changes_nothing() -> None:
+    tenants = tenants_make()
+    _, their_id = endpoint_by(tenants.admin, tenants.organization, "https://hooks.example.com/a")
+    remove(tenants.admin, tenants.organization)  # their request authenticated just before this
+    endpoint = WebhookEndpoint.objects.get(pk=their_id)
+
+    with pytest.raises(NotPermitted):
+        webhook_endpoint_update(endpoint=endpoint, changes={"enabled": True}, actor=tenants.admin)
+    with pytest.raises(NotPermitted):
+        webhook_endpoint_create(
+            organization=tenants.organization,
+            url="https://hooks.example.com/b",
+            events=[EVENT],
+            created_by=tenants.admin,
+        )
+
+    endpoint.refresh_from_db()
+    assert (endpoint.enabled, endpoint.disabled_reason) == (False, "creator_removed")
+    assert WebhookEndpoint.objects.filter(organization=tenants.organization).count() == 1
