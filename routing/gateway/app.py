@@ -90,6 +90,7 @@ _ROUTES: dict[str, tuple[str, Callable[[GatewayRequest], Awaitable[None]]]] = {
     "/v1/chat/completions": ("POST", chat.chat_completions),
     "/v1/completions": ("POST", completions.completions),
     "/v1/responses": ("POST", responses.responses),
+    "/v1/responses/input_tokens": ("POST", responses.responses_input_tokens),
     "/v1/embeddings": ("POST", embeddings.embeddings),
     "/v1/messages": ("POST", chat.messages),
     "/v1/messages/count_tokens": ("POST", chat.messages_count_tokens),

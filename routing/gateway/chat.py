@@ -70,14 +70,20 @@ async def messages_count_tokens(req: GatewayRequest) -> None:
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required (a string).", param="model")
     canonical = messages_request_to_canonical(body, counting=True)
-    catalog = await catalog_get()
-    model = model_names_resolved({"model": model}, catalog)["model"]  # as /v1/messages reads it
-    models_allowed_check(key.allowed_models, [("model", model)], model_names)
-    if not model.startswith("router/") and model not in catalog.models:
-        raise NotFound(f"Unknown model '{model}'; GET /v1/models lists them.", param="model")
+    await counted_model_check(key, model)
     await rate_limit_admit(key, 0)
     count = {"input_tokens": estimate_prompt_tokens(canonical)}
     await req.respond_json(200, count, headers={"x-routerhub-token-count": "estimate"})
+
+
+async def counted_model_check(key: AuthenticatedKey, model: str) -> None:
+    """A token count's model, read as a request to it reads it: one the key may call and a
+    catalog model (a router's slug is not looked up: nothing is routed), else a 403 or 404."""
+    catalog = await catalog_get()
+    model = model_names_resolved({"model": model}, catalog)["model"]
+    models_allowed_check(key.allowed_models, [("model", model)], model_names)
+    if not model.startswith("router/") and model not in catalog.models:
+        raise NotFound(f"Unknown model '{model}'; GET /v1/models lists them.", param="model")
 
 
 # --- the request path ----------------------------------------------------------------------------

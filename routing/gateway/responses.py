@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from routerhub.errors import BadRequest
-from routing.gateway.chat import chat_serve
+from routing.gateway.chat import chat_serve, counted_model_check
 from routing.gateway.exchange import authenticate
 from routing.gateway.http import GatewayRequest, RewritingSend
 from routing.gateway.limits import rate_limit_admit
@@ -27,6 +27,7 @@ from routing.gateway.responses_store import (
     response_get,
     response_input_items,
 )
+from routing.gateway.token_bounds import estimate_prompt_tokens
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
 
 # Parameters this gateway cannot honour: refused rather than silently ignored.
@@ -96,6 +97,26 @@ async def responses(req: GatewayRequest) -> None:
         )
     )
     await chat_serve(rewrite, key, chat, anthropic=False, admitted=True)
+
+
+async def responses_input_tokens(req: GatewayRequest) -> None:
+    """``POST /v1/responses/input_tokens`` (the openai SDK's ``responses.input_tokens.count``):
+    what ``messages/count_tokens`` answers, for the chat request a Responses request becomes,
+    stored turns of ``previous_response_id`` included. Free, counted as a request by the rate
+    limiter; the same estimate for every model (``x-routerhub-token-count: estimate``)."""
+    key = await authenticate(req, anthropic=False)
+    body = await req.json()  # size-limited
+    model = body.pop("model", None)
+    if model is not None and (not isinstance(model, str) or not model):
+        raise BadRequest("model must be a model id (a string).", param="model")
+    body.pop("personality", None)  # a preset of OpenAI's own models: no effect on this count
+    await rate_limit_admit(key, 0)  # before any stored item is read, as ``responses`` does
+    if model is not None:
+        await counted_model_check(key, model)
+    body = await references_resolved(key, body)
+    chat = chat_body_from_response(body, await conversation_before(key, body))
+    count = {"object": "response.input_tokens", "input_tokens": estimate_prompt_tokens(chat)}
+    await req.respond_json(200, count, headers={"x-routerhub-token-count": "estimate"})
 
 
 async def stored_response(req: GatewayRequest, response_id: str) -> None:
