@@ -1,9 +1,10 @@
 """Client usage patterns no other client test tries, each through the real SDK: OpenAI's
 ``responses.input_tokens.count``, raw responses' headers, the chat ``stream()`` helper with a
-pydantic tool and a response format, Responses ``parse`` then a forced tool continued by
-``previous_response_id`` and streamed, Anthropic ``tool_choice`` variants and a streamed tool
-use continued, langchain's structured output methods, litellm's usage chunk and async tools,
-and pydantic-ai on ``AnthropicModel`` and ``OpenAIResponsesModel``."""
+pydantic tool and a response format (async too), Responses ``parse`` then a forced tool
+continued by ``previous_response_id`` and streamed, Anthropic ``tool_choice`` variants, a
+streamed tool use continued, thinking with tools, the beta resource and its tool runner,
+langchain's structured output methods, litellm's usage chunk and async tools, pydantic-ai on
+``AnthropicModel`` and ``OpenAIResponsesModel``, and openai-agents on Chat Completions."""
 
 from __future__ import annotations
 
@@ -200,3 +201,121 @@ def test_pydantic_ai_on_the_anthropic_and_the_responses_models(world: World) -> 
         agent = Agent(model, output_type=City)
         assert isinstance(agent.run_sync("Invent a city").output, City)
         assert isinstance(asyncio.run(streamed(agent)), City)
+
+
+def test_anthropic_beta_messages_and_the_tool_runner(world: World) -> None:
+    """The SDK's beta resource posts to ``/v1/messages?beta=true`` with ``anthropic-beta``."""
+    from anthropic import beta_tool
+
+    @beta_tool
+    def get_weather(city: str) -> str:
+        """Weather in a city.
+
+        Args:
+            city: the city
+        """
+        return f"sunny in {city}"
+
+    beta = world.anthropic_client().beta.messages
+    plain = beta.create(model="test/gpt", max_tokens=100, betas=["token-efficient-tools-2025-02-19"],
+                        messages=[{"role": "user", "content": "Hi"}])  # fmt: skip
+    runner = beta.tool_runner(model="test/claude", max_tokens=200, tools=[get_weather],
+                              messages=[{"role": "user", "content": "Weather in Paris?"}])  # fmt: skip
+    turns = list(runner)
+    with beta.stream(model="test/gemini", max_tokens=100,
+                     messages=[{"role": "user", "content": "Hi"}]) as stream:  # fmt: skip
+        text = stream.get_final_text()
+
+    assert plain.content and text
+    assert turns[0].stop_reason == "tool_use" and "sunny in Paris" in str(turns[-1].content)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_anthropic_thinking_with_tools_and_its_count(world: World, model: str) -> None:
+    client = world.anthropic_client()
+    ask: Any = {"model": model, "thinking": {"type": "enabled", "budget_tokens": 1024},
+                "tools": [LOOKUP_TOOL], "messages": [{"role": "user", "content": "Look up the order"}]}  # fmt: skip
+    used = client.messages.create(**ask, max_tokens=2000)
+    system: Any = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
+    counted = client.messages.count_tokens(**ask, tool_choice={"type": "any"}, system=system)
+
+    assert used.stop_reason == "tool_use" and counted.input_tokens > 0
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_an_openai_client_of_an_organization_and_project_streams_without_obfuscation(
+    world: World, model: str
+) -> None:
+    client = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key, max_retries=0,
+                           organization="org-abc", project="proj_x",
+                           default_headers={"HTTP-Referer": "https://example.com", "X-Title": "x"})  # fmt: skip
+    chunks = list(client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Hi", "name": "bob"}], stream=True,
+        stream_options={"include_usage": True, "include_obfuscation": False},
+        prompt_cache_retention="24h",
+    ))  # fmt: skip
+    with client.responses.stream(model=model, input="Hi",
+                                 stream_options={"include_obfuscation": False}) as stream:  # fmt: skip
+        response = stream.get_final_response()
+
+    assert chunks[-1].usage is not None and response.output_text
+
+
+def test_async_stream_helpers_parse_and_the_model_list(world: World) -> None:
+    class Town(BaseModel):
+        name: str
+
+    async def run() -> tuple[Any, Any, Any, list[str]]:
+        client = openai.AsyncOpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key,
+                                    max_retries=0)  # fmt: skip
+        ask: Any = [{"role": "user", "content": "A town"}]
+        async with client.chat.completions.stream(model="test/claude", messages=ask,
+                                                  response_format=Town) as chat:  # fmt: skip
+            streamed = await chat.get_final_completion()
+        async with client.responses.stream(model="test/gemini", input="A town",
+                                           text_format=Town) as responses:  # fmt: skip
+            response = await responses.get_final_response()
+        parsed = await client.chat.completions.parse(model="test/gpt", messages=ask,
+                                                     response_format=Town)  # fmt: skip
+        return streamed, response, parsed, [m.id async for m in client.models.list()]
+
+    streamed, response, parsed, models = asyncio.run(run())
+
+    assert isinstance(streamed.choices[0].message.parsed, Town)
+    assert isinstance(response.output_parsed, Town)
+    assert isinstance(parsed.choices[0].message.parsed, Town) and "test/gpt" in models
+
+
+def test_openai_agents_on_chat_completions_call_a_tool_and_stream_a_typed_output(
+    world: World,
+) -> None:
+    from agents import (
+        Agent,
+        OpenAIChatCompletionsModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
+
+    set_tracing_disabled(True)
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    async def run(model: str) -> tuple[str, Any]:
+        client = openai.AsyncOpenAI(base_url=f"{world.gateway_url}/v1", api_key=world.key,
+                                    max_retries=0)  # fmt: skip
+        chat = OpenAIChatCompletionsModel(model=model, openai_client=client)
+        tools = Agent(name="weather", instructions="Answer.", model=chat, tools=[get_weather])
+        typed = Agent(name="cities", instructions="Answer.", model=chat, output_type=City)
+        answered = await Runner.run(tools, "What is the weather in Paris?")
+        streamed = Runner.run_streamed(typed, "Invent a city")
+        async for _ in streamed.stream_events():
+            pass
+        return answered.final_output, streamed.final_output
+
+    for model in MODELS:
+        answer, city = asyncio.run(run(model))
+        assert "sunny in Paris" in answer and isinstance(city, City)
