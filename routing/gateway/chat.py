@@ -13,6 +13,7 @@ from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
 from routerhub.errors import BadRequest, NotFound
+from routing.gateway.allowed_tools import allowed_tools_applied
 from routing.gateway.attempts import attempt, deadline_stop, exhausted
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import (
@@ -103,7 +104,7 @@ async def chat_serve(
     ``marks``: what the ingress knows of the messages beyond their shape (``IngressMarks``)."""
     catalog = await catalog_get()
     body = openrouter_request(body, catalog)  # model variants, provider.sort objects, reasoning
-    body = private_keys_dropped(body)
+    body = allowed_tools_applied(private_keys_dropped(body))
     request_validate(body, parts_counted=marks.parts_counted)
     if str(body.get("model") or "").startswith(PIPELINE_PREFIX):
         await pipeline_serve(req, key, body, anthropic=anthropic, admitted=admitted, marks=marks)

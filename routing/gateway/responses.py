@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from routerhub.errors import BadRequest
+from routing.gateway.allowed_tools import responses_allowed_tools
 from routing.gateway.chat import chat_serve, counted_model_check
 from routing.gateway.exchange import authenticate
 from routing.gateway.http import GatewayRequest, RewritingSend
@@ -300,6 +301,8 @@ def _chat_tool_choice(choice: object) -> Any:
         and isinstance(choice.get("name"), str)
     ):
         return {"type": "function", "function": {"name": choice["name"]}}
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        return responses_allowed_tools(choice)
     raise BadRequest(
         "tool_choice must be 'auto', 'none', 'required' or "
         '{"type": "function", "name": ...}.',

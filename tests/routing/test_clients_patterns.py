@@ -4,7 +4,8 @@ pydantic tool and a response format (async too), Responses ``parse`` then a forc
 continued by ``previous_response_id`` and streamed, Anthropic ``tool_choice`` variants, a
 streamed tool use continued, thinking with tools, the beta resource and its tool runner,
 langchain's structured output methods, litellm's usage chunk and async tools, pydantic-ai on
-``AnthropicModel`` and ``OpenAIResponsesModel``, and openai-agents on Chat Completions."""
+``AnthropicModel`` and ``OpenAIResponsesModel``, openai-agents on Chat Completions, and an
+``allowed_tools`` tool choice on chat and Responses."""
 
 from __future__ import annotations
 
@@ -319,3 +320,30 @@ def test_openai_agents_on_chat_completions_call_a_tool_and_stream_a_typed_output
     for model in MODELS:
         answer, city = asyncio.run(run(model))
         assert "sunny in Paris" in answer and isinstance(city, City)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_an_allowed_tools_choice_narrows_the_tools_on_chat_and_responses(
+    world: World, model: str
+) -> None:
+    """OpenAI's ``allowed_tools`` choice was a 400 on both APIs (``tool_choice must be…``)."""
+    client = world.openai_client()
+    clock: Any = {"type": "function", "function": WEATHER["function"] | {"name": "get_time"}}
+    allowed: Any = {"type": "allowed_tools", "allowed_tools": {"mode": "required",
+                    "tools": [{"type": "function", "function": {"name": "get_time"}}]}}  # fmt: skip
+    hello: Any = [{"role": "user", "content": "Hello"}]
+    chat = client.chat.completions.create(model=model, messages=hello, tools=[WEATHER, clock],
+                                          tool_choice=allowed)  # fmt: skip
+    sent = world.last_upstream()["body"]
+    flat: Any = {"type": "function", **clock["function"]}
+    response = client.responses.create(model=model, input="Hello", tools=[FLAT_WEATHER, flat],
+        tool_choice={"type": "allowed_tools", "mode": "required",
+                     "tools": [{"type": "function", "name": "get_time"}]})  # fmt: skip
+
+    assert chat.choices[0].message.tool_calls[0].function.name == "get_time"  # type: ignore[index,union-attr]
+    assert "get_weather" not in str(sent) and "get_time" in str(sent)
+    assert [item.name for item in response.output] == ["get_time"]  # type: ignore[union-attr]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=model, messages=hello, tools=[WEATHER],
+                                       tool_choice=allowed)  # fmt: skip
+    assert refused.value.body["param"] == "tool_choice"  # type: ignore[index]
