@@ -11,18 +11,17 @@ spends each slice within ``_LEASE_PERIOD_S``, and when the worker slows down shr
 spent in that time at its last pace, always within 1% of the limit. (It used to fall back to one
 as soon as a slice lasted over 0.1 s: a key used steadily at concurrency 1 then climbed 1, 2, 4 …
 128 and started over, a Redis round trip in ~3% of its requests on an idle machine and ~17% on a
-busy one, the tail probe measured: ``python -m bench.tail_probe``.) The Redis counters count quota leased, so
-the limit is never exceeded across workers; the price is that quota a worker leased but did not
-use by the end of the window is not used by others: at most 1% of the limit per worker. Measured
-on the gateway benchmark (``make bench``): two Redis round trips per request were a sixth of a
-worker's CPU; a busy key now costs one round trip per slice. Concurrent requests of one key in
+busy one, the tail probe measured: ``python -m bench.tail_probe``.) The Redis counters count quota
+leased, so the limit is never exceeded across workers; the price is that quota a worker leased but
+did not use by the end of the window is not used by others: at most 1% of the limit per worker.
+Measured on the gateway benchmark (``make bench``): two Redis round trips per request were a sixth
+of a worker's CPU; a busy key now costs one round trip per slice. Concurrent requests of one key in
 one worker share that worker's lease: one lease call is in flight per key and worker, the others
 wait for it and take from its slice (when each leased a slice of its own, a burst of 450 took the
-whole minute's quota of a 1000 rpm key into one worker, unused, and the other worker's requests
-got 429). The event loop and the sync callers' threads (DRF views) share one lease table, so
-a process holds one lease per key and window, not one per path. Once Redis grants less than
-asked, the window is fully leased: the worker refuses that key's requests without asking again
-until the window ends.
+whole minute's quota of a 1000 rpm key into one worker, unused, and the other worker's requests got
+429). The event loop and the sync callers' threads (DRF views) share one lease table, so a process
+holds one lease per key and window, not one per path. Once Redis grants less than asked, the window
+is fully leased: the worker refuses that key's requests without asking again until the window ends.
 
 A key made by a key (``created_by_key``) counts in the buckets of every key up its lineage too
 (``key_buckets``): its children cannot multiply a key's rate. A request takes from each bucket's
@@ -430,7 +429,8 @@ def _granted(
 
 
 def _lease(tag: str, window: int) -> _Lease:
-    """``tag``'s lease in ``window``, for the event loop and sync callers alike (under ``_lock``)."""
+    """``tag``'s lease in ``window``, for the event loop and sync callers alike (under
+    ``_lock``)."""
     lease = _leases.get((tag, window))
     if lease is None:
         if len(_leases) > 10_000:

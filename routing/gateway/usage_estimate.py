@@ -163,10 +163,9 @@ def own_host_floor(
 ) -> None:
     """An organization's own host (``ex.own_host``) counts its own tokens, and its fee is a
     share of their price: each count is billed no lower than BILLING_OWN_HOST_FLOOR_SHARE of its
-    estimate, the record flagged
-    where one was raised — on chat, completions and embeddings alike. A provider's own host is
-    billed as it counts. Before, a host that reported 1 prompt and 1 completion token took the
-    fee to almost nothing (embeddings had no floor at all)."""
+    estimate, the record flagged where one was raised — on chat, completions and embeddings
+    alike. A provider's own host is billed as it counts. Before, a host that reported 1 prompt
+    and 1 completion token took the fee to almost nothing (embeddings had no floor at all)."""
     if not ex.own_host:
         return
     # Each count alone, to its share of its estimate: continuous (a count at 0.49 of it was billed
