@@ -68,6 +68,7 @@ app.conf.update(
             "schedule": settings.ROUTER_PROMOTION_INTERVAL,
         },
         "webhook-retries": {"task": "webhooks.retry_due", "schedule": 15.0},
+        "prune-webhook-deliveries": {"task": "webhooks.deliveries_prune", "schedule": 3600.0},
         "drift-checks": {"task": "training.drift_check", "schedule": settings.DRIFT_CHECK_SECONDS},
     },
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -12,7 +13,7 @@ from rest_framework.response import Response
 from accounts.models import Role
 from accounts.tenant_api import TenantAPIView
 from routerhub.domain import NotFound
-from webhooks import services
+from webhooks import selectors, services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.serializers import (
     WebhookDeliveryOutput,
@@ -79,7 +80,9 @@ class WebhookDeliveryListView(TenantAPIView):
     serializer_class = WebhookDeliveryOutput
 
     def scope_queryset(self, queryset: Any) -> Any:
-        return queryset.filter(endpoint_id=self.kwargs["webhook_id"]).order_by("-created_at", "-id")
+        mine = queryset.filter(endpoint_id=self.kwargs["webhook_id"])
+        hinted = selectors.deliveries_with_lost_hint(mine, now=timezone.now())
+        return hinted.order_by("-created_at", "-id")
 
     @extend_schema(responses=WebhookDeliveryOutput(many=True))
     def get(self, request: Request, webhook_id: int) -> Response:

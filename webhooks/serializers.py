@@ -42,6 +42,14 @@ class WebhookEndpointInput(serializers.Serializer[Any]):
 
 
 class WebhookDeliveryOutput(serializers.ModelSerializer[WebhookDelivery]):
+    possibly_lost = serializers.BooleanField(
+        read_only=True,
+        help_text="True while the pending delivery's queued attempt (queued_at) has waited "
+        "longer than a whole attempt may last (4 × WEBHOOK_TIMEOUT_SECONDS + 1 min) without a "
+        "worker starting it: the workers may be busy, or the broker lost the task. RouterHub "
+        "queues it again once the broker's redelivery window (an hour by default) has passed.",
+    )
+
     class Meta:
         model = WebhookDelivery
         fields = [
@@ -57,6 +65,7 @@ class WebhookDeliveryOutput(serializers.ModelSerializer[WebhookDelivery]):
             "latency_ms",
             "next_retry_at",
             "queued_at",
+            "possibly_lost",
             "last_attempt_at",
             "created_at",
             "payload",

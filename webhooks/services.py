@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -137,7 +137,13 @@ def deliveries_queue(
     ``next_retry_at`` first, rows another sweep holds skipped); the (id, attempt) pairs queued.
     Each row is marked queued (``queued_at``; the sweep looks at it again only after
     ``queued_lost_after()``) and committed before its task is sent, so a worker that takes the
-    task at once finds it marked."""
+    task at once finds it marked.
+
+    The row locks are the one guard: the rows are read ``pending`` and locked in one statement
+    (a row changed since the statement's snapshot is checked again on its newest version), and
+    until the commit no worker can claim or finish them, as its conditional UPDATE waits for the
+    lock (``tests/webhooks/test_delivery_sweep_race.py``); so the marking UPDATE needs no second
+    status check."""
     with transaction.atomic():
         rows = list(
             due.select_for_update(skip_locked=True)
@@ -145,9 +151,9 @@ def deliveries_queue(
             .order_by("next_retry_at")
             .values_list("pk", "attempts")[:limit]
         )
-        WebhookDelivery.objects.filter(
-            pk__in=[pk for pk, _ in rows], status=DeliveryStatus.PENDING
-        ).update(queued_at=now, next_retry_at=now + timedelta(seconds=queued_lost_after()))
+        WebhookDelivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+            queued_at=now, next_retry_at=now + timedelta(seconds=queued_lost_after())
+        )
     return _broker_send([(pk, attempts + 1) for pk, attempts in rows], now)
 
 
@@ -168,6 +174,58 @@ def _broker_send(rows: list[tuple[int, int]], now: Any) -> list[tuple[int, int]]
             ).update(next_retry_at=now, queued_at=None)
             return rows[:sent]
     return rows
+
+
+FINISHED = (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED)
+PRUNE_BATCH = 1000
+PRUNE_BATCHES = 50  # per run (hourly): 50,000 rows an hour at most
+PRUNE_SECONDS = 60.0  # no batch starts after this, well inside the task's soft time limit (120 s)
+PRUNE_STATEMENT_MS = 20_000  # each of a batch's 2 statements (PostgreSQL): 60 + 2 * 20 s < 120 s
+
+
+def webhook_deliveries_prune(
+    *,
+    now: Any = None,
+    batch: int = PRUNE_BATCH,
+    batches: int = PRUNE_BATCHES,
+    seconds: float = PRUNE_SECONDS,
+) -> int:
+    """Delete finished (succeeded or failed) deliveries created more than
+    ``WEBHOOK_DELIVERY_RETENTION_DAYS`` ago, oldest first: at most ``batches`` batches of
+    ``batch`` rows, none started after ``seconds``; how many were deleted. A pending or sending
+    delivery is never deleted (a finished one never becomes pending again).
+
+    No index holds ``created_at`` alone, so the run walks the id index with a cursor: each batch
+    reads the next ``batch`` rows after the last id seen (every statement bounded by the id
+    index, never a scan of what remains), deletes the finished old ones among them and stops at
+    the first row created after the cutoff. Ids follow creation: ``created_at`` is taken just
+    before the INSERT draws its id, so two concurrent inserts can only swap order within those
+    milliseconds; a row so swapped past the cutoff is taken by the next hourly run."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
+    deadline, deleted, last = time.monotonic() + seconds, 0, 0
+    for _ in range(batches):
+        with transaction.atomic():
+            _statement_timeout(PRUNE_STATEMENT_MS)
+            chunk = list(
+                WebhookDelivery.objects.filter(pk__gt=last)
+                .order_by("pk")
+                .values_list("pk", "status", "created_at")[:batch]
+            )
+            old = [row for row in chunk if row[2] < cutoff]
+            ids = [pk for pk, status, _ in old if status in FINISHED]
+            deleted += WebhookDelivery.objects.filter(pk__in=ids).delete()[0] if ids else 0
+        if len(old) < batch or time.monotonic() > deadline:
+            break
+        last = chunk[-1][0]
+    return deleted
+
+
+def _statement_timeout(ms: int) -> None:
+    """Cap each further statement of the current transaction at ``ms`` (PostgreSQL; SQLite has
+    no such setting): a slow one fails the run, the next run starts over."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(ms)}")
 
 
 def _event_payload(organization_id: int, event_type: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.models import Role
@@ -14,7 +15,7 @@ from accounts.tenancy import dashboard_organization, organization_required, tena
 from routerhub.domain import NotFound
 from routerhub.errors import ApiError
 from routerhub.text import validate_no_control_characters
-from webhooks import services
+from webhooks import selectors, services
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 DELIVERIES_SHOWN = 50
@@ -47,7 +48,9 @@ def webhooks_page(request: HttpRequest) -> HttpResponse:
                 form.add_error(None, exc.message)
     endpoints = WebhookEndpoint.objects.for_tenant(organization).order_by("-created_at")
     deliveries = (
-        WebhookDelivery.objects.for_tenant(organization)
+        selectors.deliveries_with_lost_hint(
+            WebhookDelivery.objects.for_tenant(organization), now=timezone.now()
+        )
         .select_related("endpoint")
         .order_by("-created_at", "-id")[:DELIVERIES_SHOWN]
     )

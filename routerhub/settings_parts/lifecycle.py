@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from routerhub.settings_parts.environment import PRODUCTION, _bool, env
+from routerhub.settings_parts.environment import PRODUCTION, _bool, env, positive_int
 
 # --- Webhooks (webhooks/) -------------------------------------------------------------------------
 # Attempts per delivery (the first one included); past it the delivery is marked failed for good.
@@ -19,6 +19,9 @@ WEBHOOK_RESPONSE_MAX_BYTES = env.int("WEBHOOK_RESPONSE_MAX_BYTES", default=1024)
 # A receiver rejects a signature older than this (the verification snippet's default, seconds).
 WEBHOOK_SIGNATURE_TOLERANCE_SECONDS = env.int("WEBHOOK_SIGNATURE_TOLERANCE_SECONDS", default=300)
 WEBHOOK_ENDPOINTS_PER_ORGANIZATION = env.int("WEBHOOK_ENDPOINTS_PER_ORGANIZATION", default=16)
+# Days a finished (succeeded or failed) delivery stays in the log; an hourly task deletes older
+# ones in bounded batches (webhooks.services.webhook_deliveries_prune). Pending ones stay.
+WEBHOOK_DELIVERY_RETENTION_DAYS = positive_int("WEBHOOK_DELIVERY_RETENTION_DAYS", 30)
 # Private, loopback and link-local targets (routing.egress) are refused in production unless
 # this is set; development and tests allow them (a receiver on 127.0.0.1).
 WEBHOOK_ALLOW_PRIVATE_URLS = _bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=not PRODUCTION)

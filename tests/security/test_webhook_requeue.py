@@ -162,6 +162,31 @@ def test_a_queued_attempt_shows_queued_not_a_retry_time(
     assert "<td>queued</td>" in row
 
 
+def test_an_attempt_queued_longer_than_an_attempt_lasts_is_shown_possibly_lost(
+    broker: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    tenants, deliveries = _emit(django_capture_on_commit_callbacks, endpoints=3)
+    waited, fresh, started = sorted(d.pk for d in deliveries)
+    long_ago = timezone.now() - timedelta(seconds=attempt_dead_after() + 1)
+    WebhookDelivery.objects.filter(pk__in=[waited, started]).update(queued_at=long_ago)
+    WebhookDelivery.objects.filter(pk=started).update(status=DeliveryStatus.SENDING)
+    admin = key_client(key_make(tenants.organization, scope=KeyScope.MANAGE))
+
+    shown = {
+        row["endpoint"]: row
+        for endpoint in {d.endpoint_id for d in deliveries}
+        for row in admin.get(f"/api/v1/webhooks/{endpoint}/deliveries").json()["results"]
+    }
+    page = dashboard_client(tenants.owner, tenants.organization).get("/dashboard/webhooks/")
+    rows = [r.split("</tr>")[0] for r in page.content.decode().split("router.promoted</code>")]
+    hinted = [row for row in rows[1:] if "the task lost" in row]
+
+    hints = {d.pk: shown[d.endpoint_id]["possibly_lost"] for d in deliveries}
+    assert hints == {waited: True, fresh: False, started: False}  # old code: no such field
+    [waited_row] = [d for d in deliveries if d.pk == waited]
+    assert len(hinted) == 1 and waited_row.endpoint.url in hinted[0]
+
+
 def test_an_event_committed_late_is_queued_once_by_the_sweep_or_after_commit(
     broker: None, django_capture_on_commit_callbacks: Any, monkeypatch: Any
 ) -> None:

@@ -47,6 +47,7 @@ class WebhookDelivery(TypedDict, total=False):
     latency_ms: float | None
     next_retry_at: str | None  # null while an attempt is queued (queued_at)
     queued_at: str | None
+    possibly_lost: bool  # queued longer than an attempt lasts, not started: busy or lost
     last_attempt_at: str | None
     created_at: str
     payload: dict[str, Any]
