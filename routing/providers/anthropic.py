@@ -199,6 +199,8 @@ class AnthropicAdapter(ProviderAdapter):
         unrelayed = sum(redacted_chars(block) for block in body.get("content") or [])
         if request.context.get("exclude_reasoning"):
             unrelayed += len(message.pop("reasoning", ""))
+            for detail in details:  # as a stream sends them: the signature, never the thinking
+                detail.pop("text", None)
         native = {"native_finish_reason": body.get("stop_reason")} | matched_stop(body)
         return Completion(
             choices=[{"index": 0, "message": message, "finish_reason": finish} | native],
