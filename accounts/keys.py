@@ -216,6 +216,11 @@ _ANCESTOR_FIELDS = (
 )
 
 
+def key_label(prefix: str, name: str) -> str:
+    """How a refusal names a key: its prefix and name, never its secret."""
+    return f"{prefix}… ({name!r})"
+
+
 def _ancestor_bounds(
     limits: str | list[list[Any]] | None,
 ) -> tuple[tuple[LimitBound, ...], tuple[RateBound, ...]]:
@@ -226,7 +231,7 @@ def _ancestor_bounds(
     rows = orjson.loads(limits) if isinstance(limits, str) else limits
     spend, rate = [], []
     for key_id, limit, reset, prefix, name, rpm, tpm in sorted(rows):
-        label = f"{prefix}… ({name!r})"
+        label = key_label(prefix, name)
         if limit is not None:
             spend.append(LimitBound(key_id, Decimal(limit), reset, label))
         rate.append(RateBound(key_id, prefix, rpm, tpm, label))

@@ -110,9 +110,11 @@ def membership_remove(*, organization: Organization, membership_id: int) -> None
         keys = ApiKey.objects.filter(organization=organization, created_by_id=membership.user_id)
         # Locked first in ``KEY_LOCK_ORDER`` (the revoked ones too: a revocation walks through
         # them), as ``key_lineage.api_key_revoke`` locks a tree from its root down, level by
-        # level: an UPDATE alone locks rows in disk order, and id order could take a key made by
-        # a key before a shallower key with a larger id; either way, while a revocation holds
-        # the other and waits for this one (deadlock).
+        # level: an UPDATE alone locks rows in disk order, a child before its root, which a
+        # revocation holds while waiting for the child (deadlock). Id order takes a key made by
+        # a key before a shallower key with a larger id: queued for that one behind a key's
+        # change of the deeper key (``_pair_lock``), the removal held what the change then
+        # waited for (deadlock).
         locking = keys.select_for_update(no_key=True).order_by(*KEY_LOCK_ORDER)
         list(locking.values_list("pk", flat=True))
         keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -51,10 +51,10 @@ from billing.models import UsageFlag
 from billing.outbox import usage_outbox_flush, usage_record_async
 from billing.pg_async import pg_close
 from billing.pricing import CacheCounts, TokenPrices, reservation_amount, usage_cost
-from billing.selectors import key_limit_remaining
+from billing.selectors import key_limit_windows
 from billing.services import ReservationRequest, credits_available_async, credits_reserve_async
 from billing.window_spend import WindowSpend, window_spend
-from billing.windows import LimitBound, WindowLeft, window_end
+from billing.windows import LimitBound, WindowLeft, window_end, window_tightest
 from routerhub.money import ZERO
 
 __all__ = [
@@ -141,9 +141,16 @@ class Unheld:
 
     amount: Decimal
     key_limited: bool
-    # When ``key_limited``: the binding window's period and its end (None: it never resets).
-    reset: str | None = None
+    # When ``key_limited``: when the tightest window (``amount``'s) ends (None: it never resets).
     reset_at: datetime | None = None
+    # The payer's limit windows in the order a hold checks them (key id), each with its key.
+    windows: tuple[WindowLeft, ...] = ()
+
+    def refused_by(self, amount: Decimal) -> WindowLeft | None:
+        """The window a hold of ``amount`` more would be refused by, as ``key_windows_reserve``
+        picks it: the first in key id order that leaves less, not the tightest (an ancestor
+        leaving 0.5 refuses 0.6 before the key's own window leaving 0.1 is checked)."""
+        return next((window for window in self.windows if window.remaining < amount), None)
 
 
 async def unheld(payer: Payer) -> Unheld:
@@ -151,20 +158,22 @@ async def unheld(payer: Payer) -> Unheld:
     organization's credits beyond every hold (beyond them settlement would cap it:
     ``shortfall``) and what its key's limit windows leave, its own and its ancestors' (the
     windows a hold is refused by, ``billing.key_windows``; read as ``GET /api/v1/key`` reads
-    them, ``billing.selectors.key_limit_remaining``)."""
+    them, ``billing.selectors.key_limit_windows``)."""
     credits = await credits_available_async(payer.organization_id)
     if payer.limit is None and not payer.ancestors:
         return Unheld(credits, key_limited=False)
-    window = await sync_to_async(_key_window_left, thread_sensitive=False)(payer.id)
-    if window is None or window.remaining >= credits:
+    windows = await sync_to_async(_key_windows_left, thread_sensitive=False)(payer.id)
+    now = timezone.now()
+    tightest = window_tightest(windows, now)
+    if tightest is None or tightest.remaining >= credits:
         return Unheld(credits, key_limited=False)
-    end = window_end(window.reset, timezone.now())
-    return Unheld(window.remaining, key_limited=True, reset=window.reset, reset_at=end)
+    end = window_end(tightest.reset, now)
+    return Unheld(tightest.remaining, key_limited=True, reset_at=end, windows=tuple(windows))
 
 
-def _key_window_left(key_id: int) -> WindowLeft | None:
+def _key_windows_left(key_id: int) -> list[WindowLeft]:
     key = ApiKey.objects.filter(pk=key_id).first()
-    return None if key is None else key_limit_remaining(key=key, now=timezone.now())
+    return [] if key is None else key_limit_windows(key=key, now=timezone.now())
 
 
 def limit_window(payer: Payer) -> WindowSpend | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.key_chain import chain_up_sql
 from accounts.key_lineage import key_answers_for
+from accounts.keys import key_label
 from accounts.models import ApiKey
 from billing.models import KeySpendWindow, Reservation, ReservationState, UsageRecord
 from billing.rollups import usage_totals
@@ -67,11 +68,19 @@ _CHAIN_SQL = chain_up_sql("%s") + " SELECT id FROM up"  # noqa: S608 -- constant
 
 def key_limit_remaining(*, key: ApiKey, now: datetime) -> WindowLeft | None:
     """What the key may still hold: the least any of its limit windows leaves, its own and its
-    ancestors' (``billing.key_windows``: a hold is refused by the tightest), with that window's
-    period; None when none of them has a limit. One query: the chain with each limited key's
-    window row."""
+    ancestors' (``key_limit_windows``; ``billing.windows.window_tightest`` breaks ties), with that
+    window's period and key; None when none of them has a limit."""
+    return window_tightest(key_limit_windows(key=key, now=now), now)
+
+
+def key_limit_windows(*, key: ApiKey, now: datetime) -> list[WindowLeft]:
+    """What each limit window the key's holds count in leaves, its own and its ancestors', each
+    with its period and key (its id and label: a refusal names an ancestor as a hold's does), in
+    key id order: the order a hold checks them, so the first that cannot cover an amount is the
+    one that refuses it (``billing.key_windows.key_windows_reserve``). One query: the chain with
+    each limited key's window row."""
     if key.limit is None and key.created_by_key_id is None:
-        return None
+        return []
     chain = RawSQL(_CHAIN_SQL, [key.pk])  # noqa: S611 -- a constant; the id is a parameter
     keys = ApiKey.objects.filter(pk__in=chain)
     if key.created_by_key_id is None:  # a key a person made: its own row, no walk
@@ -84,17 +93,19 @@ def key_limit_remaining(*, key: ApiKey, now: datetime) -> WindowLeft | None:
             w_start=Subquery(window.values("window_start")),
             w_used=Subquery(window.values(used=F("spent") + F("reserved"))),
         )
-        .values_list("limit", "limit_reset", "w_start", "w_used")
+        .order_by("pk")
+        .values_list("pk", "prefix", "name", "limit", "limit_reset", "w_start", "w_used")
     )
     # A key whose limit stopped resetting carries its row's window on, as the holds count it.
-    return window_tightest(
-        (
-            window_left(limit, reset, None if used is None else (start, used), now)
-            for limit, reset, start, used in rows
-            if limit is not None  # filtered out above; for the type
-        ),
-        now,
-    )
+    return [
+        replace(
+            window_left(limit, reset, None if used is None else (start, used), now),
+            key_id=pk,
+            label=key_label(prefix, name),
+        )
+        for pk, prefix, name, limit, reset, start, used in rows
+        if limit is not None  # filtered out above; for the type
+    ]
 
 
 GROUPINGS = {"day", "model", "key", "router", "provider"}

@@ -28,6 +28,7 @@ _LOCK = 0x5343  # "SC"
 _SALT = "billing.starter-credits.inbox"
 _DOMAIN_SALT = "billing.starter-credits.domain"
 INBOX = "starter-credits:inbox:"
+ADDRESS_LITERAL = "[address-literal]"  # the one domain of every IP-literal address
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,21 @@ def inbox_of(person: int) -> Inbox | None:
 
 @functools.cache
 def _suffixes() -> PublicSuffixList:
-    return PublicSuffixList()
+    # ICANN suffixes only: the list's private section (eu.org, pp.ua, is-a.dev, duckdns.org...)
+    # names hosts that hand out subdomains, many with their own mail, for free: each was a
+    # registrable domain with a share of its own, so new subdomains' catch-alls had no limit.
+    return PublicSuffixList(only_icann=True)
 
 
 def registrable_domain(domain: str) -> str:
-    """``domain``'s registrable part (eTLD+1) in punycode: x1.mallory.test and mallory.test are
-    one catch-all's, so counted as one domain; the domain itself when it has none."""
+    """``domain``'s registrable part (eTLD+1 under an ICANN suffix) in punycode: x1.mallory.test
+    and mallory.test are one catch-all's, so counted as one domain, and so are a1.eu.org and
+    a2.eu.org (free subdomains); the domain itself when it has none. Address literals
+    (``a@[203.0.113.5]``, ``a@[2001:db8::7]``: valid addresses) are one domain, ADDRESS_LITERAL:
+    a mail server with many addresses (an IPv6 /64) had a share for each."""
     domain = domain.strip().strip(".").lower()
+    if domain.startswith("["):
+        return ADDRESS_LITERAL
     with contextlib.suppress(UnicodeError):
         domain = domain.encode("idna").decode("ascii")
     return _suffixes().privatesuffix(domain) or domain

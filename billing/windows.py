@@ -58,10 +58,13 @@ def window_end(reset: str | None, now: datetime) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class WindowLeft:
-    """What one key's limit window leaves and the period it resets on (None: never)."""
+    """What one key's limit window leaves and the period it resets on (None: never); whose
+    window it is when the reader knows (``billing.selectors.key_limit_windows``: a refusal names that key)."""
 
     remaining: Decimal
     reset: str | None
+    key_id: int | None = None
+    label: str = ""  # the key's prefix and name (``accounts.keys.key_label``), never its secret
 
 
 def window_left(
@@ -74,8 +77,11 @@ def window_left(
 
 
 def window_tightest(windows: Iterable[WindowLeft], now: datetime) -> WindowLeft | None:
-    """The window that leaves the least (a hold is refused by it); of two that leave the same,
-    the one that resets later or never, as what is left grows only when both have reset."""
+    """The window that leaves the least: what the key can still hold, and until when. Of two
+    that leave the same, the one that ends later or never (what is left grows only when both
+    have reset); of two that also end together, the first given (``key_limit_windows``: the
+    older key). Not always the window that refuses a hold of more: a hold is refused by the
+    first window in key id order that cannot cover it (``billing.key_windows``)."""
     tightest: WindowLeft | None = None
     for window in windows:
         if tightest is None or _tighter(window, tightest, now):

@@ -72,9 +72,67 @@ def race_behind(
     ``release``), then ``waiter`` in another until it waits for a lock of ``holder_pid()``'s;
     then release both and join them: what each raised (None: it returned), by ``holder`` and
     ``waiter``. Each thread closes its own connection."""
-    outcomes: dict[str, BaseException | None] = {"holder": None, "waiter": None}
+    return _queued(
+        holder,
+        {"waiter": waiter},
+        holding=holding,
+        release=release,
+        queued=lambda _: waiting_for(holder_pid()),
+    )
 
-    def run(name: str, call: Callable[[], object]) -> None:
+
+def queue_behind(
+    holder: Callable[[], object],
+    waiters: dict[str, Callable[[], object]],
+    *,
+    holding: threading.Event,
+    release: threading.Event,
+    pids: dict[str, int],
+) -> dict[str, BaseException | None]:
+    """``race_behind`` with several waiters, queued in order: each starts once the one before
+    waits for a lock (``blocked(pids[name])``: a waiter records its backend's pid there before
+    it locks); what each raised, by name (``holder`` too)."""
+    return _queued(
+        holder,
+        waiters,
+        holding=holding,
+        release=release,
+        queued=lambda name: name in pids and blocked(pids[name]),
+    )
+
+
+def _queued(
+    holder: Callable[[], object],
+    waiters: dict[str, Callable[[], object]],
+    *,
+    holding: threading.Event,
+    release: threading.Event,
+    queued: Callable[[str], bool],
+) -> dict[str, BaseException | None]:
+    outcomes: dict[str, BaseException | None] = {}
+    threads = [_outcome_thread(outcomes, "holder", holder)]
+    threads[0].start()
+    try:
+        assert holding.wait(timeout=20)
+        for name, call in waiters.items():
+            threads.append(_outcome_thread(outcomes, name, call))
+            threads[-1].start()
+            poll(lambda name=name: queued(name), timeout=10)
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    return outcomes
+
+
+def _outcome_thread(
+    outcomes: dict[str, BaseException | None], name: str, call: Callable[[], object]
+) -> threading.Thread:
+    """A thread (not started) running ``call``, storing what it raised (None: it returned) in
+    ``outcomes[name]`` and closing its own connection."""
+    outcomes[name] = None
+
+    def run() -> None:
         try:
             call()
         except BaseException as exc:  # the caller asserts on it
@@ -82,18 +140,14 @@ def race_behind(
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run, args=("holder", holder))]
-    threads.append(threading.Thread(target=run, args=("waiter", waiter)))
-    threads[0].start()
-    try:
-        assert holding.wait(timeout=20)
-        threads[1].start()
-        poll(lambda: waiting_for(holder_pid()), timeout=10)
-    finally:
-        release.set()
-        for thread in threads:
-            thread.join(timeout=30)
-    return outcomes
+    return threading.Thread(target=run)
+
+
+def blocked(pid: int) -> bool:
+    """Whether backend ``pid`` waits for a lock another backend holds."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid])
+        return bool(cursor.fetchone()[0])
 
 
 def pause_after_first_row_lock(

@@ -42,9 +42,9 @@ DEMO_CREDITS = _decimal("DEMO_CREDITS", default="5")
 STARTER_CREDITS_USD = _decimal(
     "STARTER_CREDITS_USD", default="5" if ROUTERHUB_ENV == "development" else "0"
 )
-# Starter grants to verified addresses of one registrable email domain (eTLD+1, punycode; its
-# subdomains included), at most: a
-# catch-all domain confirms any number of addresses for one person. Domains
+# Starter grants to verified addresses of one registrable email domain (eTLD+1 under an ICANN
+# suffix, punycode; its subdomains included, and free ones such as a1.eu.org count as eu.org),
+# at most: a catch-all domain confirms any number of addresses for one person. Domains
 # where each address is its own person's mailbox are exempt (STARTER_CREDITS_OPEN_DOMAINS).
 STARTER_CREDITS_PER_DOMAIN = positive_int("STARTER_CREDITS_PER_DOMAIN", 3)
 STARTER_CREDITS_OPEN_DOMAINS = frozenset(

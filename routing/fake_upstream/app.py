@@ -1,9 +1,11 @@
 """The fake upstream's ASGI app: routing, fault injection, streaming and the request record.
 
 ``GET /_requests`` returns every request received (secrets masked) with what happened to it
-(``chunks_sent``, ``completed``, ``disconnected``, and ``fault``: what a ``fail_rate`` drew, ""
-for none); ``GET /_requests?after=N`` only those after the first N; ``DELETE /_requests`` clears
-the record and the prompt cache (``prompt_cache``: Anthropic's, kept for ``cache_control`` marks).
+(``chunks_sent`` and their ``bytes_sent``, ``completed``, ``disconnected``, ``stalled``: a
+``hang_after`` stream has sent all it will and waits for its caller to leave, and ``fault``: what
+a ``fail_rate`` drew, "" for none); ``GET /_requests?after=N`` only those after the first N;
+``DELETE /_requests`` clears the record and the prompt cache (``prompt_cache``: Anthropic's, kept
+for ``cache_control`` marks).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from routing.fake_upstream import embeddings, gemini, openai_extras, openai_shapes, wire
+from routing.fake_upstream import (
+    anthropic_wire,
+    embeddings,
+    gemini,
+    openai_extras,
+    openai_shapes,
+    wire,
+)
 from routing.fake_upstream.answers import Answer
 from routing.fake_upstream.anthropic_refusals import anthropic_refusal, stopped_as_refusal
 from routing.fake_upstream.faults import Fault, fault_draw, model_and_fault
@@ -102,6 +111,11 @@ class FakeUpstream:
             error = {"type": "invalid_request_error", "message": refusal}
             await _send_json(send, 400, {"type": "error", "error": error})
             return
+        refusal = openai_extras.openai_refusal(body) if style == "openai" else None
+        if refusal is not None:
+            error = {"message": refusal, "type": "invalid_request_error", "param": "messages"}
+            await _send_json(send, 400, {"error": error | {"code": None}})
+            return
         unknown = gemini.gemini_schema_refusal(body) if style == "gemini" else None
         if unknown is not None:
             refused = {"code": 400, "message": unknown, "status": "INVALID_ARGUMENT"}
@@ -162,12 +176,16 @@ class FakeUpstream:
                 if fault.end_after is not None and record["chunks_sent"] >= fault.end_after:
                     break  # end the response cleanly, without the rest or the terminator
                 if fault.hang_after is not None and record["chunks_sent"] >= fault.hang_after:
+                    # Each event sent has been written to the socket: a test waits on this, not
+                    # on a stall of some length, when nothing of the stream reaches its client.
+                    record["stalled"] = True
                     await watcher
                     return
                 if fault.malformed and record["chunks_sent"] == 2:
                     event = b"data: {not json\n\n"
                 await send({"type": "http.response.body", "body": event, "more_body": True})
                 record["chunks_sent"] += 1
+                record["bytes_sent"] += len(event)
                 if fault.chunk_delay_ms:
                     await asyncio.sleep(fault.chunk_delay_ms / 1000)
                 else:
@@ -186,8 +204,10 @@ def _new_record(scope: Scope, headers: dict[str, str], query: str) -> JSON:
         "query": query,
         "headers": {k: _mask(k, v) for k, v in headers.items()},
         "chunks_sent": 0,
+        "bytes_sent": 0,
         "completed": False,
         "disconnected": False,
+        "stalled": False,
         "received_at": time.time(),
     }
 
@@ -256,7 +276,7 @@ def _answer(
     cached = fault.cached_tokens
     reading = {
         "openai": wire.openai_turn,
-        "anthropic": wire.anthropic_turn,
+        "anthropic": anthropic_wire.anthropic_turn,
         "gemini": gemini.gemini_turn,
     }
     turn = reading[style](body, model)
@@ -282,10 +302,10 @@ def _answer(
         cached = max(cached, use.read)
         turn.cache_writes = (use.write_5m, use.write_1h)
         limit = body.get("max_tokens")
-        events = wire.anthropic_stream(turn, answer, cached, limit)
+        events = anthropic_wire.anthropic_stream(turn, answer, cached, limit)
         if not fault.delta_usage:
             events = _without_delta_usage(events)
-        whole = wire.anthropic_response(turn, answer, cached, limit)
+        whole = anthropic_wire.anthropic_response(turn, answer, cached, limit)
         return stopped_as_refusal(whole, events) if fault.shape == "refusal" else (whole, events)
     limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
     return gemini.gemini_response(turn, answer, cached, limit), gemini.gemini_stream(

@@ -207,18 +207,24 @@ def _beyond_holds(
         "needed": money_str(needed),
         "generation_id": ex.generation_id,
     }
-    if available.key_limited:
-        # What every ``key_limit_reached`` says (README, hierarchical budget): what this key
-        # can still spend and when that window ends; never an ancestor's limit or spend.
+    refused_by = available.refused_by(needed) if available.key_limited else None
+    if refused_by is not None:
+        # What a hold's ``key_limit_reached`` says (README, hierarchical budget): the window
+        # that refuses it and its period (the first in key id order that cannot cover it; an
+        # ancestor's named, never its limit or spend), what this key can still spend and when
+        # that (tightest) window ends.
         end = available.reset_at
         metadata |= {
             "remaining": metadata["available"],
-            "reset": available.reset,
+            "reset": refused_by.reset,
             "reset_at": end.isoformat() if end else None,
         }
+        limit = "This key's credit limit"
+        if refused_by.key_id != ex.key.id:
+            metadata["limited_by"] = refused_by.label
+            limit = f"The credit limit of the key {refused_by.label} this key was made from"
         return KeyLimitReached(
-            f"This key's credit limit (its own or that of a key it was made from) cannot cover"
-            f" {call}: {why}; raise the limit or lower max_tokens.",
+            f"{limit} cannot cover {call}: {why}; raise that limit or lower max_tokens.",
             metadata=metadata,
         )
     return InsufficientCredits(

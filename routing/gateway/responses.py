@@ -210,10 +210,15 @@ def _chat_content(content: object, where: str, assistant: bool = False) -> str |
         return content
     if not isinstance(content, list):
         raise BadRequest(f"{where}.content must be a string or a list of parts.", param="input")
-    return [
+    parts = [
         _chat_part(part, f"{where}.content[{index}]", assistant)
         for index, part in enumerate(content)
     ]
+    if len(parts) == 1:
+        return parts
+    # OpenAI's assistant message takes text parts or exactly one refusal part, never a mix:
+    # beside other parts, a refusal is the turn's text.
+    return [{"type": "text", "text": p["refusal"]} if p["type"] == "refusal" else p for p in parts]
 
 
 def _chat_part(part: object, where: str, assistant: bool = False) -> JSON:
@@ -223,8 +228,9 @@ def _chat_part(part: object, where: str, assistant: bool = False) -> JSON:
             return {"type": "text", "text": part["text"]}
         if assistant and kind == "refusal" and isinstance(part.get("refusal"), str):
             # An earlier answer's refusal, sent back (previous_response_id, or its output
-            # replayed as input): the assistant turn's text, which every upstream format takes.
-            return {"type": "text", "text": part["refusal"]}
+            # replayed as input): chat's refusal part, which OpenAI takes as such and the other
+            # adapters send as the turn's text (``routing/providers/refusals.py``).
+            return {"type": "refusal", "refusal": part["refusal"]}
         if kind == "input_image" and isinstance(part.get("image_url"), str):
             detail = part.get("detail") if isinstance(part.get("detail"), str) else "auto"
             return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": detail}}

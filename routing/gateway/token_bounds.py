@@ -86,7 +86,7 @@ def prompt_token_bound(body: JSON) -> int:
                 images += 1
             elif part.get("type") != "text":
                 total += len(orjson.dumps(part))  # audio, files: their encoded bytes
-        for name in ("name", "tool_call_id"):
+        for name in ("name", "tool_call_id", "refusal"):
             if isinstance(message.get(name), str):
                 total += len(message[name].encode())
         if message.get("tool_calls"):

@@ -83,7 +83,7 @@ def partial_usage(ex: Exchange) -> Usage:
             # as a whole answer's is: before, the larger of it and a 4-characters-a-token
             # estimate, so a streamed answer cost more than the same answer unstreamed.
             usage.completion_tokens = max(
-                usage.completion_tokens, _completion_estimate(ex, generated)
+                usage.completion_tokens, _completion_estimate(ex, tokens_from_chars(generated))
             )
         if reported is None and ex.endpoint.hidden_reasoning:
             hidden = _hidden_reasoning(ex, ex.endpoint)
@@ -111,11 +111,14 @@ def billable_usage(
     """The provider's counts, to be billed at list price. A count it did not send, or one that
     cannot be true (``Usage.clamped``, a prompt above its byte bound, no token in the final
     count of an answer), is estimated from the text instead and the record flagged: never zero
-    for a served answer; an own host's counts are billed no lower than their estimates
-    (``own_host_floor``). Estimates stay within the hold's bounds; provider counts need not."""
+    for a served answer; an own host's counts are billed no lower than their estimates' share
+    (``own_host_floor``, its output's on all it sent). Estimates stay within the hold's bounds
+    (but an own host's no lower than that share: ``_completion_estimate``); provider counts need
+    not."""
     if ex.endpoint is None:
         return replace(reported) if reported is not None else Usage()
-    estimate = _completion_estimate(ex, generated_chars)
+    sent = tokens_from_chars(generated_chars)  # all of it, uncapped: ``own_host_floor``'s
+    estimate = _completion_estimate(ex, sent)
     if reported is None:
         ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
         usage = prompt_estimate_usage(ex, ex.endpoint)
@@ -148,7 +151,7 @@ def billable_usage(
         ex.draft.flag(UsageFlag.USAGE_ESTIMATED)
         usage.prompt_tokens = prompt_estimate_at(ex, ex.endpoint)
     if not usage.clamped:  # a clamped count is floored above; ``own_host_floor`` checks the host
-        own_host_floor(ex, usage, prompt_estimate_at(ex, ex.endpoint), estimate)
+        own_host_floor(ex, usage, prompt_estimate_at(ex, ex.endpoint), sent)
     usage.cached_tokens = min(usage.cached_tokens, usage.prompt_tokens)
     usage.cache_write_tokens = min(
         usage.cache_write_tokens, usage.prompt_tokens - usage.cached_tokens
@@ -163,10 +166,9 @@ def own_host_floor(
 ) -> None:
     """An organization's own host (``ex.own_host``) counts its own tokens, and its fee is a
     share of their price: each count is billed no lower than BILLING_OWN_HOST_FLOOR_SHARE of its
-    estimate, the record flagged
-    where one was raised — on chat, completions and embeddings alike. A provider's own host is
-    billed as it counts. Before, a host that reported 1 prompt and 1 completion token took the
-    fee to almost nothing (embeddings had no floor at all)."""
+    estimate, the record flagged where one was raised — on chat, completions and embeddings
+    alike. A provider's own host is billed as it counts. Before, a host that reported 1 prompt
+    and 1 completion token took the fee to almost nothing (embeddings had no floor at all)."""
     if not ex.own_host:
         return
     # The long-context tier from the larger of its count and the estimate, not from its share: a
@@ -209,10 +211,18 @@ def completion_chars(completion: Completion) -> int:
     return choices_chars(completion.choices) + completion.unrelayed_chars
 
 
-def _completion_estimate(ex: Exchange, generated_chars: int) -> int:
-    """≈4 characters a token, never more than the output the provider was asked for."""
+def _completion_estimate(ex: Exchange, sent: int) -> int:
+    """The output billed for ``sent`` (≈4 characters a token) where no count can be taken: never
+    more than the output the provider was asked for — but from an organization's own host, no
+    lower than BILLING_OWN_HOST_FLOOR_SHARE of all it sent, as its counts (``own_host_floor``).
+    Capped at ``max_tokens``, ``max_tokens: 1`` took any answer for a token's fee; uncapped, an
+    honest host stopping at ``max_tokens`` with no usage was billed past it (~4.5 characters a
+    token)."""
     assert ex.endpoint is not None
-    return min(tokens_from_chars(generated_chars), output_token_bound(ex.body, ex.endpoint))
+    capped = min(sent, output_token_bound(ex.body, ex.endpoint))
+    if ex.own_host:
+        return max(capped, math.ceil(sent * settings.BILLING_OWN_HOST_FLOOR_SHARE))
+    return capped
 
 
 def impossible(usage: Usage | None) -> bool:

@@ -271,19 +271,22 @@ class AnthropicStreamDecoder(StreamDecoder):
         if kind == "content_block_start":
             return self._block_start(payload.get("index", 0), payload.get("content_block") or {})
         if kind == "content_block_delta":
-            return self._block_delta(payload.get("index", 0), payload.get("delta") or {})
+            delta = payload.get("delta")  # a non-object one is malformed (``chunk_read``)
+            return self._block_delta(payload.get("index", 0), {} if delta is None else delta)
         if kind == "message_delta":
             final = payload.get("usage")
             self.usage = usage_from_anthropic(final, self.usage)
             self.usage_final = isinstance(final, dict) and "output_tokens" in final
-            reason = (payload.get("delta") or {}).get("stop_reason")
+            delta = payload.get("delta")  # a non-object one is malformed (``chunk_read``)
+            delta = {} if delta is None else delta
+            reason = delta.get("stop_reason")
             if reason is None:
                 return []
             finish = STOP_REASONS.get(reason, "stop")
             if finish == "tool_calls" and not self.saw_tool:
                 finish = "stop"
             ending = {"index": 0, "delta": {}, "finish_reason": finish}
-            return [ending | {"native_finish_reason": reason} | matched_stop(payload["delta"])]
+            return [ending | {"native_finish_reason": reason} | matched_stop(delta)]
         if kind == "message_stop":
             self.finished = True
         elif kind == "error":

@@ -408,7 +408,7 @@ def content_part_kinds(messages: Any) -> frozenset[str]:
                 file = part.get("file")
                 inline = isinstance(file, dict) and isinstance(file.get("file_data"), str)
                 kinds.add("file" if inline else "file_id")
-            elif isinstance(kind, str) and kind != "text":
+            elif isinstance(kind, str) and kind not in ("text", "refusal"):  # refusal: text too
                 kinds.add(kind)
     return frozenset(kinds)
 

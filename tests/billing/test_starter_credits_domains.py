@@ -172,3 +172,19 @@ def test_an_organization_refused_starter_credits_is_told_why(
     if not billing_enabled:
         assert "starter credits</strong> this organization got" in shown
         assert "starter credits</strong> this organization got" not in told
+
+
+@pytest.mark.django_db
+def test_paid_private_suffix_domains_share_one_limit_unless_listed_open(settings: Any) -> None:
+    """The trade-off of counting by ICANN suffixes (README "Starter credits"): acme.uk.com and
+    other.uk.com share uk.com's limit; listed in STARTER_CREDITS_OPEN_DOMAINS, acme.uk.com's
+    addresses are exempt altogether, not its subdomains'."""
+    settings.STARTER_CREDITS_USD = Decimal("5")
+    settings.STARTER_CREDITS_PER_DOMAIN = 1
+    shared = [_balance(f"a@{host}") for host in ("acme.uk.com", "other.uk.com")]
+    settings.STARTER_CREDITS_OPEN_DOMAINS = frozenset({"acme.uk.com"})
+
+    listed = [_balance(f"{name}@acme.uk.com") for name in ("b", "c")]
+
+    assert shared == [Decimal("5"), Decimal("0")]
+    assert listed == [Decimal("5")] * 2 and _balance("d@mail.acme.uk.com") == Decimal("0")

@@ -84,3 +84,41 @@ def test_a_grant_to_an_unverified_address_does_not_count_for_the_inbox(settings:
 
     assert _balance(organization) == Decimal("5")
     assert LedgerEntry.objects.filter(kind=LedgerKind.PROMOTION).count() == 2
+
+
+@pytest.mark.django_db
+def test_free_subdomains_of_a_private_suffix_share_one_domain_limit(settings: Any) -> None:
+    """eu.org (and pp.ua, is-a.dev, ...) hands out subdomains with their own mail for free, and
+    the public suffix list's private section counts each as a registrable domain: every new
+    subdomain's catch-all had STARTER_CREDITS_PER_DOMAIN grants of its own. Counted under the
+    ICANN suffix (eu.org's share), the third sign-up through the real signup and confirmation
+    is granted nothing (old code: 5 each)."""
+    settings.STARTER_CREDITS_USD = Decimal("5")
+    settings.STARTER_CREDITS_PER_DOMAIN = 2
+    tag = uuid.uuid4().hex[:8]  # allauth's per-address mail limits
+    balances = []
+    for n in range(3):
+        email = f"a{tag}@mallory{n}{tag}.eu.org"
+        organization = _sign_up(email)
+        _confirm(email)
+        balances.append(_balance(organization))
+
+    assert balances == [Decimal("5"), Decimal("5"), Decimal("0")]
+
+
+@pytest.mark.django_db
+def test_addresses_at_ip_literals_share_one_domain_limit(settings: Any) -> None:
+    """a@[203.0.113.5] is a valid address (Django's validator takes address literals) and a
+    mail server with many addresses (an IPv6 /64 has 2^64) receives at each: every literal was a
+    registrable domain with a share of its own. They share one (old code: 5 each)."""
+    settings.STARTER_CREDITS_USD = Decimal("5")
+    settings.STARTER_CREDITS_PER_DOMAIN = 2
+    tag = uuid.uuid4().hex[:8]  # allauth's per-address mail limits
+    balances = []
+    for host in ("203.0.113.5", "203.0.113.6", "2001:db8::7"):
+        email = f"a{tag}@[{host}]"
+        organization = _sign_up(email)
+        _confirm(email)
+        balances.append(_balance(organization))
+
+    assert balances == [Decimal("5"), Decimal("5"), Decimal("0")]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from tests.conftest import require_redis
 from tests.log_hygiene import prompts_register_from
 from tests.routing.servers import LeavesWhen, ServerThread, gateway_idle, usage_stream_settled
 from tests.routing.world import PLATFORM_KEYS, World, world_make
@@ -101,3 +103,19 @@ def call_min(monkeypatch: pytest.MonkeyPatch) -> float:
 
     monkeypatch.setattr(attempts, "CALL_MIN_SECONDS", 3.0)
     return 3.0
+
+
+@pytest.fixture(params=["redis", "in-process"])
+def limiter(request: pytest.FixtureRequest, settings: Any,
+            one_rate_limit_window: tuple[int, int]) -> Iterator[str]:  # fmt: skip
+    """The rate limiter a test runs against, Redis's then the in-process one, with no lease
+    left from another test (``limits._leases``)."""
+    from routing.gateway import limits
+
+    if request.param == "redis" and not settings.REDIS_URL:
+        require_redis()
+    if request.param == "in-process":
+        settings.REDIS_URL = ""
+    limits._leases.clear()
+    yield request.param
+    limits._leases.clear()

@@ -14,10 +14,11 @@ import openai
 import pytest
 from django.utils import timezone
 
+from accounts import key_lineage
 from accounts.models import KeyScope
 from billing.models import Reservation, UsageStep
 from routerhub.money import money
-from tests.factories import key_client
+from tests.factories import child_key_make, key_client, key_row_make
 from tests.routing.test_pipelines import DESCRIBE
 from tests.routing.world import World, base_catalog, endpoint, model
 
@@ -25,15 +26,22 @@ LONG_WORD = "a" * 150
 LONG_PROMPT = DESCRIBE + " Please keep it short." * 100  # held at its bytes, counted ~1 in 4
 
 
+def _catalog(world: World, *endpoints: tuple[str, str, str, str, str]) -> None:
+    """The base catalog and a model per ``(provider, model, upstream, input, output)``."""
+    data = base_catalog(world.fake_url)
+    for provider, name, upstream, input_, output in endpoints:
+        data["models"].append(model(name))
+        data["endpoints"].append(endpoint(name, provider, upstream, input_, output))
+    world.catalog(data)
+
+
 def _long_answers_catalog(world: World) -> None:
     """``test/long-tokens`` answers 8 tokens of 150 bytes; ``test/bytes`` counts a token a byte."""
-    data = base_catalog(world.fake_url)
-    data["models"] += [model("test/long-tokens"), model("test/bytes")]
-    data["endpoints"] += [
-        endpoint("test/long-tokens", "fake-openai", f"gpt-5@reply={LONG_WORD},repeat=8", "5", "20"),
-        endpoint("test/bytes", "fake-openai-b", "gpt-4o-mini@tokenizer=bytes", "1", "2"),
-    ]
-    world.catalog(data)
+    _catalog(
+        world,
+        ("fake-openai", "test/long-tokens", f"gpt-5@reply={LONG_WORD},repeat=8", "5", "20"),
+        ("fake-openai-b", "test/bytes", "gpt-4o-mini@tokenizer=bytes", "1", "2"),
+    )
 
 
 def _series(world: World) -> None:
@@ -69,13 +77,19 @@ def test_a_step_the_requests_hold_cannot_cover_is_called_and_flagged(world: Worl
 
 
 def _steps(world: World, *endpoints: tuple[str, str, str, str]) -> None:
-    data = base_catalog(world.fake_url)
-    for name, upstream, input_, output in endpoints:
-        data["models"].append(model(name))
-        data["endpoints"].append(endpoint(name, "fake-openai", upstream, input_, output))
-    world.catalog(data)
+    """``pipeline/series``: a step per ``(model, upstream, input, output)``, in that order."""
+    _catalog(world, *(("fake-openai", *each) for each in endpoints))
     steps = [{"model": name} for name, *_ in endpoints]
     assert world.pipeline_create("series", "series", steps).status_code == 201
+
+
+def _series_asked(world: World, prompt: str, max_tokens: int = 8) -> str:
+    """``pipeline/series`` asked ``prompt`` through the ``openai`` SDK: its generation id."""
+    messages = [{"role": "user", "content": prompt}]
+    completion = world.openai_client().chat.completions.create(
+        model="pipeline/series", max_tokens=max_tokens, messages=messages
+    )
+    return completion.id
 
 
 def test_a_step_fed_ordinary_prose_that_hit_max_tokens_is_served(world: World) -> None:
@@ -86,12 +100,10 @@ def test_a_step_fed_ordinary_prose_that_hit_max_tokens_is_served(world: World) -
         ("test/priced", "gpt-4o-mini", "5", "10"),
     )
 
-    completion = world.openai_client().chat.completions.create(
-        model="pipeline/series", max_tokens=60, messages=[{"role": "user", "content": DESCRIBE}]
-    )
+    generation_id = _series_asked(world, DESCRIBE, max_tokens=60)
 
     assert len(world.upstream_requests("/v1/chat/completions")) == 2
-    assert world.usage_record(completion.id).cost > 0
+    assert world.usage_record(generation_id).cost > 0
 
 
 def test_a_step_never_borrows_what_a_later_step_is_held_for(world: World) -> None:
@@ -102,12 +114,10 @@ def test_a_step_never_borrows_what_a_later_step_is_held_for(world: World) -> Non
         ("test/dear", "gpt-5", "200", "800"),  # a hold that would cover step 2 many times
     )
 
-    completion = world.openai_client().chat.completions.create(
-        model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": DESCRIBE}]
-    )
+    generation_id = _series_asked(world, DESCRIBE)
 
     assert len(world.upstream_requests("/v1/chat/completions")) == 3
-    assert "over_hold" in world.usage_record(completion.id).flag_list  # step 2, on its own share
+    assert "over_hold" in world.usage_record(generation_id).flag_list  # step 2, on its own share
 
 
 def test_a_step_never_borrows_what_earlier_steps_spent(world: World) -> None:
@@ -118,12 +128,10 @@ def test_a_step_never_borrows_what_earlier_steps_spent(world: World) -> None:
         ("test/bytes", "gpt-4o-mini@tokenizer=bytes", "50", "100"),
     )
 
-    completion = world.openai_client().chat.completions.create(
-        model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": LONG_PROMPT}]
-    )
+    generation_id = _series_asked(world, LONG_PROMPT)
 
     assert len(world.upstream_requests("/v1/chat/completions")) == 2
-    assert "over_hold" in world.usage_record(completion.id).flag_list
+    assert "over_hold" in world.usage_record(generation_id).flag_list
 
 
 def test_a_step_the_balance_cannot_cover_is_refused_and_recorded(world: World) -> None:
@@ -134,9 +142,7 @@ def test_a_step_the_balance_cannot_cover_is_refused_and_recorded(world: World) -
     )
 
     with pytest.raises(openai.APIStatusError) as raised:
-        world.openai_client().chat.completions.create(
-            model="pipeline/series", max_tokens=8, messages=[{"role": "user", "content": DESCRIBE}]
-        )
+        _series_asked(world, DESCRIBE)
 
     assert raised.value.status_code == 402
     assert "step 2 (test/dearest) of pipeline/series" in raised.value.message
@@ -194,30 +200,47 @@ def test_a_synthesiser_fed_answers_of_long_tokens_is_charged_within_its_hold(
     assert synthesiser.prompt_tokens > 2 * len(LONG_WORD) * 8  # both answers, a token per byte
 
 
+ASK = {
+    "model": "pipeline/long",
+    "max_tokens": 8,
+    "messages": [{"role": "user", "content": DESCRIBE}],
+}
+
+
+def _hold_of_the_long_series(world: World) -> Decimal:
+    """The long series' hold for ``ASK``, as an unlimited key gets it (whose step 2 the credits
+    cover: flagged ``over_hold``)."""
+    _series(world)
+    unlimited = world.openai_client().chat.completions.create(**ASK)  # type: ignore[call-overload]
+    assert "over_hold" in world.usage_record(unlimited.id).flag_list  # the credits covered it
+    return Reservation.objects.get(generation_id=unlimited.id).amount
+
+
+def _refused(world: World, key: str) -> openai.APIStatusError:
+    """``ASK`` sent with ``key``: its refusal, once only step 1 reached the upstream."""
+    limited = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=key, max_retries=0)
+    sent = len(world.upstream_requests("/v1/chat/completions"))
+    with pytest.raises(openai.APIStatusError) as raised:
+        limited.chat.completions.create(**ASK)  # type: ignore[call-overload]
+    assert len(world.upstream_requests("/v1/chat/completions")) == sent + 1  # step 1 only
+    return raised.value
+
+
 def test_a_step_beyond_the_keys_limit_is_refused_though_the_credits_cover_it(
     world: World,
 ) -> None:
     """The credits beyond every hold cover step 2's larger prompt, its key's limit window does
     not: refused with the 403 a hold past the limit gets, step 2 not called and recorded (before,
     only the organization's credits were looked at: step 2 ran past the key's limit)."""
-    _series(world)
-    ask = {"model": "pipeline/long", "max_tokens": 8}
-    ask["messages"] = [{"role": "user", "content": DESCRIBE}]
-    unlimited = world.openai_client().chat.completions.create(**ask)  # type: ignore[call-overload]
-    hold = Reservation.objects.get(generation_id=unlimited.id).amount
-    assert "over_hold" in world.usage_record(unlimited.id).flag_list  # the credits covered it
+    hold = _hold_of_the_long_series(world)
     key = world.key_for(limit=money(hold + Decimal("0.00000100")), limit_reset="daily")
-    limited = openai.OpenAI(base_url=f"{world.gateway_url}/v1", api_key=key, max_retries=0)
-    sent = len(world.upstream_requests("/v1/chat/completions"))
 
-    with pytest.raises(openai.APIStatusError) as raised:
-        limited.chat.completions.create(**ask)
+    refusal = _refused(world, key)
 
-    assert raised.value.status_code == 403
-    assert raised.value.body["type"] == "key_limit_reached"  # type: ignore[index]
-    assert "step 2 (test/bytes) of pipeline/long" in raised.value.message
-    assert len(world.upstream_requests("/v1/chat/completions")) == sent + 1  # step 1 only
-    metadata = raised.value.body["metadata"]  # type: ignore[index]
+    assert refusal.status_code == 403
+    assert refusal.body["type"] == "key_limit_reached"  # type: ignore[index]
+    assert "step 2 (test/bytes) of pipeline/long" in refusal.message
+    metadata = refusal.body["metadata"]  # type: ignore[index]
     generation_id = metadata["generation_id"]
     assert 0 < world.usage_record(generation_id).cost <= hold  # step 1, within the limit
     # What every key_limit_reached carries (README, hierarchical budget): what the key can still
@@ -225,5 +248,57 @@ def test_a_step_beyond_the_keys_limit_is_refused_though_the_credits_cover_it(
     assert Decimal(metadata["remaining"]) == Decimal(metadata["available"])
     assert metadata["reset"] == "daily"
     assert datetime.fromisoformat(metadata["reset_at"]) > timezone.now()
+    assert "limited_by" not in metadata  # its own window binds
     refused = UsageStep.objects.get(generation_id=generation_id, step=1)
     assert (refused.gate, refused.cost) == ("not_called", 0)
+
+
+def test_a_step_beyond_an_ancestors_limit_names_the_ancestor(world: World) -> None:
+    """A key whose own window could cover step 2, made by a key whose window cannot: the 403
+    names that key, by prefix and name, in its message and ``metadata.limited_by``, as a hold
+    refused by an ancestor's window does (before, it named no key)."""
+    hold = _hold_of_the_long_series(world)
+    _, parent = key_row_make(
+        world.organization, KeyScope.MANAGE, name="deploy", limit=Decimal("1"), limit_reset="daily"
+    )
+    child, _ = child_key_make(parent, limit=Decimal("1"), limit_reset="daily")
+    # A person narrows the parent's limit from the dashboard (a child keeps its own).
+    tight = {"limit": money(hold + Decimal("0.00000100"))}
+    key_lineage.api_key_update_bounded(acting_key_id=None, key=parent, changes=tight)
+
+    refusal = _refused(world, child)
+
+    assert refusal.status_code == 403
+    assert refusal.body["type"] == "key_limit_reached"  # type: ignore[index]
+    metadata = refusal.body["metadata"]  # type: ignore[index]
+    assert metadata["limited_by"] == f"{parent.prefix}… ('deploy')"
+    assert f"key {metadata['limited_by']} this key was made from" in refusal.message
+    assert "step 2 (test/bytes) of pipeline/long" in refusal.message
+    # What this key can still spend is the parent's window's (the child's own leaves far more);
+    # the parent's limit is not given as such.
+    assert Decimal(metadata["remaining"]) <= Decimal("0.00000100")
+    assert "limit" not in metadata
+
+
+def test_a_step_names_the_first_window_in_key_id_order_that_cannot_cover_it(world: World) -> None:
+    """A key whose own window is the tightest, made by a key whose window leaves more but still
+    too little for step 2: a hold checks the windows in key id order (the ancestor's first) and
+    is refused by the first that cannot cover it, so the step's 403 names the ancestor, whose
+    limit is the one to raise (before, it named the tightest window: "This key's credit limit",
+    though raising that would not have let step 2 run)."""
+    hold = _hold_of_the_long_series(world)
+    parent_limit = money(hold + Decimal("0.00001"))  # far less than step 2's larger prompt needs
+    _, parent = key_row_make(
+        world.organization, KeyScope.MANAGE, name="deploy", limit=parent_limit, limit_reset="daily"
+    )
+    child, _ = child_key_make(parent, limit=money(hold + Decimal("0.000001")), limit_reset="daily")
+
+    refusal = _refused(world, child)
+
+    assert refusal.status_code == 403
+    metadata = refusal.body["metadata"]  # type: ignore[index]
+    assert metadata["limited_by"] == f"{parent.prefix}… ('deploy')"
+    assert f"key {metadata['limited_by']} this key was made from" in refusal.message
+    # What this key can still spend is its own window's, the tightest.
+    assert Decimal(metadata["remaining"]) <= Decimal("0.000001")
+    assert "limit" not in metadata

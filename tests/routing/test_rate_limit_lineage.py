@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -41,18 +40,6 @@ def a_key(rpm: int | None = None, tpm: int | None = None,
         prefix="rh-live-" + secrets.token_hex(4), allowed_models=(), rpm=rpm, tpm=tpm,
         limit=None, limit_reset=None, expires_at=None, rate_ancestors=up,
     )  # fmt: skip
-
-
-@pytest.fixture(params=["redis", "in-process"])
-def limiter(request: pytest.FixtureRequest, settings: Any,
-            one_rate_limit_window: tuple[int, int]) -> Iterator[str]:  # fmt: skip
-    if request.param == "redis" and not settings.REDIS_URL:
-        require_redis()
-    if request.param == "in-process":
-        settings.REDIS_URL = ""
-    limits._leases.clear()
-    yield request.param
-    limits._leases.clear()
 
 
 def admitted(key: AuthenticatedKey, requests: int, prompt_tokens: int = 0,

@@ -17,10 +17,9 @@ from routing.gateway import limits
 from routing.gateway.select_limits import rate_limit_admit_select
 from tests.conftest import require_postgres
 from tests.factories import key_make, organization_make
-from tests.routing.test_rate_limit_lineage import admitted, limiter
+from tests.routing.test_rate_limit_lineage import admitted
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.django_db(transaction=True)]
-__all__ = ["limiter"]  # the fixture, parametrized over Redis and in-process
 
 
 def _made(organization: Organization, name: str, by: str | None, **fields: Any) -> str:

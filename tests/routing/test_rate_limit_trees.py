@@ -20,10 +20,9 @@ from routing.gateway import limits, limits_redis
 from routing.gateway.select_limits import rate_limit_admit_select, select_admit_sync
 from tests.factories import key_make, organization_make
 from tests.routing.test_rate_limit_backoff import _Clock
-from tests.routing.test_rate_limit_lineage import a_key, limiter
+from tests.routing.test_rate_limit_lineage import a_key
 
 pytestmark = pytest.mark.timeout(30)
-__all__ = ["limiter"]  # the fixture, parametrized over Redis and in-process
 
 
 def test_children_together_make_no_more_selects_than_their_parent(

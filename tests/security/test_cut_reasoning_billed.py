@@ -7,14 +7,17 @@ got it free, and excluded thinking cut short billed one output token."""
 from __future__ import annotations
 
 import base64
+from typing import Any
 
+import httpx
 import pytest
 
 from billing.models import Reservation, UsageFlag, UsageRecord
 from routing.fake_upstream.answers import split_tokens
+from routing.gateway.transport import _Connection
 from routing.gateway.usage_estimate import choices_chars
 from routing.providers.answer_checks import generated_chars as delta_chars
-from tests.routing.servers import poll
+from tests.routing.servers import LeavesWhen, ServerThread, poll
 from tests.routing.world import World, endpoint, model
 from training.tokens import tokens_from_chars
 
@@ -23,6 +26,76 @@ def _record(world: World, model_id: str) -> UsageRecord:
     return poll(
         lambda: UsageRecord.objects.filter(organization=world.organization, model=model_id).first()
     )
+
+
+def _claude(world: World, model_id: str, upstream: str) -> None:
+    """``model_id``: the fake's ``upstream`` on the Anthropic wire, at $3/$15 per 1M tokens."""
+    world.catalog({
+        "models": [model(model_id)],
+        "endpoints": [endpoint(model_id, "fake-anthropic", upstream, "3", "15")],
+    })  # fmt: skip
+
+
+class _AllSentIsRead:
+    """Holds (on the gateway's loop) once the fake's stream has stalled, having sent all it will
+    (its record's ``stalled``), and the gateway has read it all: one upstream connection has
+    received every byte sent, and the stream's reader is parked waiting for more on it. ``met``:
+    it has held once (if never, the gateway's 2 s upstream timeout ended the stream instead)."""
+
+    def __init__(self, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.world, self.met, self.waiter = world, False, "not checked"
+        self.received: dict[_Connection, int] = {}  # body bytes, per upstream connection
+        on_body = _Connection.on_body
+
+        def counted(connection: _Connection, piece: bytes) -> None:
+            self.received[connection] = self.received.get(connection, 0) + len(piece)
+            on_body(connection, piece)
+
+        monkeypatch.setattr(_Connection, "on_body", counted)
+
+    def __call__(self) -> bool:
+        stalled = [r for r in self.world.fake.requests if r["stalled"]]
+        if not stalled or not self.received:
+            self.waiter = "no stall yet" if not stalled else "no body received"
+            return False
+        sent = stalled[0]["bytes_sent"]
+        reader = next((c for c, n in self.received.items() if n == sent), None)
+        if reader is None:
+            self.waiter = f"no connection received all {sent} bytes"
+            return False
+        waiter = reader._waiter
+        self.waiter = "none" if waiter is None else "done" if waiter.done() else "pending"
+        self.met = self.met or self.waiter == "pending"
+        return self.waiter == "pending"
+
+    def state(self) -> str:
+        """What the fake sent, the gateway received and its reader did, at the last check."""
+        fake = [(r["stalled"], r["bytes_sent"]) for r in self.world.fake.requests]
+        received = list(self.received.values())
+        return f"fake (stalled, bytes_sent) {fake}, received {received}, waiter {self.waiter}"
+
+
+def _leave_once_read(
+    world: World,
+    leaving: tuple[ServerThread, LeavesWhen],
+    monkeypatch: pytest.MonkeyPatch,
+    body: Any,
+) -> None:
+    """POST ``body`` (a stream none of which reaches the client) and leave once the gateway has
+    read all the fake sent before its stall (``_AllSentIsRead``)."""
+    server, app = leaving
+    app.gone = read = _AllSentIsRead(world, monkeypatch)
+    app.cancels = False
+    url, headers = f"{server.url}/v1/chat/completions", {"Authorization": f"Bearer {world.key}"}
+    try:
+        with httpx.stream("POST", url, headers=headers, json=body, timeout=30) as answer:
+            assert answer.status_code in (200, 499)  # a stream's head went out, or nothing did
+            answer.read()
+    except httpx.RemoteProtocolError:
+        pass  # the stream the gateway started, cut when its client left
+    finally:
+        app.gone = lambda: False
+    assert read.met, f"left on the upstream timeout, not once all was read: {read.state()}"
 
 
 def test_deepseek_reasoning_read_before_the_client_leaves_is_billed(world: World) -> None:
@@ -47,22 +120,20 @@ def test_deepseek_reasoning_read_before_the_client_leaves_is_billed(world: World
     assert record.cost <= Reservation.objects.get(generation_id=record.generation_id).amount
 
 
-def test_excluded_anthropic_thinking_cut_short_is_billed(world: World) -> None:
+def test_excluded_anthropic_thinking_cut_short_is_billed(
+    world: World, leaving: tuple[ServerThread, LeavesWhen], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Anthropic streams the thinking whatever ``exclude`` says (the gateway drops it); the fake
     stalls after message_start, ping, the block's start and 20 thinking deltas. Nothing of them
-    reaches the client, so it leaves once the stream has stalled for 0.5 s (no event to wait
-    on). Billed exactly those 20 deltas: more would be thinking counted twice."""
-    world.catalog({
-        "models": [model("test/claude-think")],
-        "endpoints": [endpoint("test/claude-think", "fake-anthropic",
-                               "claude-sonnet-4-5@hang_after=23", "3", "15")],
-    })  # fmt: skip
+    reaches the client, so it leaves once the gateway has read all the fake sent before its
+    stall. Billed exactly those 20 deltas: more would be thinking counted twice."""
+    _claude(world, "test/claude-think", "claude-sonnet-4-5@hang_after=23")
     prompt = "Explain, with care and at length, why the sky is blue in the daytime and red at dusk."
     body = {"model": "test/claude-think", "stream": True, "max_tokens": 4000,
             "reasoning": {"max_tokens": 2000, "exclude": True},
             "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
 
-    world.client_leaves("/v1/chat/completions", body, after=0.5)
+    _leave_once_read(world, leaving, monkeypatch, body)
 
     record = _record(world, "test/claude-think")
     thought = f"The user asks: {prompt[:80]}. I will answer plainly."
@@ -72,19 +143,17 @@ def test_excluded_anthropic_thinking_cut_short_is_billed(world: World) -> None:
     assert record.cost <= Reservation.objects.get(generation_id=record.generation_id).amount
 
 
-def test_redacted_thinking_cut_short_is_billed_at_least_its_length(world: World) -> None:
+def test_redacted_thinking_cut_short_is_billed_at_least_its_length(
+    world: World, leaving: tuple[ServerThread, LeavesWhen], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Anthropic bills redacted thinking in full, and sends it encrypted (``data``): no relayed
     text counts it. The fake stalls after message_start, ping and the redacted block's start."""
-    world.catalog({
-        "models": [model("test/claude-redacted")],
-        "endpoints": [endpoint("test/claude-redacted", "fake-anthropic",
-                               "claude-sonnet-4-5-redacted@hang_after=3", "3", "15")],
-    })  # fmt: skip
+    _claude(world, "test/claude-redacted", "claude-sonnet-4-5-redacted@hang_after=3")
     prompt = "Why is the sky blue?"
     body = {"model": "test/claude-redacted", "stream": True, "max_tokens": 4000,
             "reasoning": {"max_tokens": 2000}, "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
 
-    world.client_leaves("/v1/chat/completions", body, after=0.5)
+    _leave_once_read(world, leaving, monkeypatch, body)
 
     record = _record(world, "test/claude-redacted")
     thought = f"The user asks: {prompt}. I will answer plainly."

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -20,6 +21,7 @@ from routerhub.domain import NotAuthenticated
 from tests.db_locks import (
     backend_pid,
     pause_after_first_row_lock,
+    queue_behind,
     race_behind,
     scans_in_disk_order,
 )
@@ -47,6 +49,18 @@ def tree_make(tenants: Tenants, width: int) -> ApiKey:
     )
     child_key_make(ApiKey.objects.filter(created_by_key=root).earliest("pk"))
     return root
+
+
+def crossed_tree(tenants: Tenants) -> tuple[ApiKey, ApiKey, ApiKey]:
+    """R, X and K of an admin's tree where a deeper key has the smaller id: R made Y; Y made Z
+    and X; R made K after (K's id is larger than X's, its depth smaller)."""
+    _, root = management_key(tenants)
+    made = child_key_make(root)[1]
+    child_key_make(made)
+    deeper = child_key_make(made)[1]
+    acting = child_key_make(root, scope="manage")[1]
+    assert deeper.pk < acting.pk and deeper.lineage_depth > acting.lineage_depth
+    return root, deeper, acting
 
 
 def live(tenants: Tenants) -> int:
@@ -89,13 +103,7 @@ def test_removing_a_member_while_their_key_is_revoked_does_not_deadlock(
 def test_a_key_changing_a_deeper_key_with_a_smaller_id_while_the_tree_is_revoked_does_not_deadlock(
     tenants: Tenants,
 ) -> None:
-    # R made Y; Y made Z and X; R made K after: K's id is larger than X's, its depth smaller.
-    _, root = management_key(tenants)
-    made = child_key_make(root)[1]
-    child_key_make(made)
-    deeper = child_key_make(made)[1]
-    acting = child_key_make(root)[1]
-    assert deeper.pk < acting.pk and deeper.lineage_depth > acting.lineage_depth
+    root, deeper, acting = crossed_tree(tenants)
     level_locked, go = threading.Event(), threading.Event()
     pids: dict[str, int] = {}
 
@@ -120,6 +128,60 @@ def test_a_key_changing_a_deeper_key_with_a_smaller_id_while_the_tree_is_revoked
     assert isinstance(outcomes["waiter"], NotAuthenticated)
     assert live(tenants) == 0
     assert ApiKey.objects.get(pk=deeper.pk).name == deeper.name
+
+
+def short_lock_waits() -> None:
+    """This connection reports a deadlock after 50 ms (a regression fails fast) and gives up a
+    lock wait after 15 s: longer than ``queue_behind`` may poll for the next waiter to queue
+    (10 s, while the waiters queued before it wait on), shorter than its join (30 s), so a lock
+    wait never ends before the holder is released and nothing waits forever. ``SET
+    deadlock_timeout`` needs a superuser: the tests connect as ``postgres``, as CI does."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET deadlock_timeout = '50ms'")
+        cursor.execute("SET lock_timeout = '15s'")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_removing_a_member_while_their_key_changes_a_deeper_key_with_a_smaller_id_does_not_deadlock(
+    tenants: Tenants,
+) -> None:
+    _, deeper, acting = crossed_tree(tenants)  # all five the admin's: her removal locks them
+    membership = Membership.objects.get(organization=tenants.organization, user=tenants.admin)
+    k_locked, go = threading.Event(), threading.Event()
+    pids: dict[str, int] = {}
+
+    def edit() -> None:  # the owner shortens K's expiry in the dashboard: K's row held
+        expires = timezone.now() + timedelta(days=1)
+        with connection.execute_wrapper(pause_after_first_row_lock(k_locked, go)):
+            key_lineage.api_key_update_bounded(
+                acting_key_id=None,
+                key=ApiKey.objects.get(pk=acting.pk),
+                changes={"expires_at": expires},
+            )
+
+    def rename() -> None:  # K renames X: ``_pair_lock`` takes K, then X
+        short_lock_waits()
+        pids["rename"] = backend_pid()
+        key_lineage.api_key_update_bounded(
+            acting_key_id=acting.pk, key=deeper, changes={"name": "renamed"}
+        )
+
+    def remove() -> None:
+        short_lock_waits()
+        pids["remove"] = backend_pid()
+        services.membership_remove(organization=tenants.organization, membership_id=membership.pk)
+
+    # The rename queues first for K; the removal queues behind it, holding R and Y only. Once
+    # the edit commits the rename takes K and X, then the removal all five. On the old code,
+    # in id order, the removal held X too when it queued for K: the rename, given K, then
+    # waited for X ("deadlock detected", a 500 on one side).
+    outcomes = queue_behind(
+        edit, {"rename": rename, "remove": remove}, holding=k_locked, release=go, pids=pids
+    )
+
+    assert outcomes == {"holder": None, "rename": None, "remove": None}
+    assert live(tenants) == 0
+    assert ApiKey.objects.get(pk=deeper.pk).name == "renamed"
 
 
 @pytest.mark.django_db
