@@ -36,7 +36,7 @@ from routing.gateway.request_shape import request_validate
 from routing.gateway.streaming import open_stream, pump
 from routing.gateway.token_bounds import estimate_prompt_tokens, prompt_token_bound, reservation_max
 from routing.gateway.trace import answer_text
-from routing.gateway.usage_estimate import billable_usage, choices_chars
+from routing.gateway.usage_estimate import billable_usage, completion_chars
 from routing.ingress.anthropic import (
     canonical_to_messages_response,
     messages_request_parsed,
@@ -159,7 +159,7 @@ async def _complete(ex: Exchange) -> None:
         if completion is None:
             continue
         ex.served_by(candidate)
-        usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
+        usage = billable_usage(ex, completion.usage, completion_chars(completion))
         cost = bill(ex, usage, status="succeeded")
         response = response_head(ex, "chat.completion") | {
             "choices": completion.choices,
