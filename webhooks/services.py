@@ -126,8 +126,9 @@ def webhook_endpoint_update(
     """Change the fields ``changes`` names, on the endpoint's locked row (``row_update``): a
     concurrent change to another field (a dashboard toggle during a ``PATCH``) stays; an endpoint
     deleted since it was read is a 404 (``NotFound``). ``actor`` (a ``User`` or None) becomes
-    its ``created_by`` when this enables a disabled endpoint or changes its URL: whoever points
-    the organization's events somewhere answers for it, and their removal disables it."""
+    its ``created_by`` when this enables a disabled endpoint or changes its URL, or sends any
+    ``url`` for one with no recorded creator (made before ``webhooks`` 0004): whoever points the
+    organization's events somewhere answers for it, and their removal disables it."""
     changes = dict(changes)
     if "url" in changes:
         changes["url"] = webhook_url_check(changes["url"], endpoint.organization_id)
@@ -136,7 +137,10 @@ def webhook_endpoint_update(
 
     def vouch(locked: WebhookEndpoint) -> None:
         enabling = changes.get("enabled") is True and not locked.enabled
-        if enabling or changes.get("url", locked.url) != locked.url:
+        repointing = "url" in changes and (
+            changes["url"] != locked.url or locked.created_by_id is None
+        )
+        if enabling or repointing:
             changes["created_by_id"] = None if actor is None else actor.pk
             changes["disabled_reason"] = ""
 

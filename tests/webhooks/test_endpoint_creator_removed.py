@@ -161,3 +161,24 @@ def test_a_request_of_the_removed_admin_finishing_after_the_removal_changes_noth
     endpoint.refresh_from_db()
     assert (endpoint.enabled, endpoint.disabled_reason) == (False, "creator_removed")
     assert WebhookEndpoint.objects.filter(organization=tenants.organization).count() == 1
+
+
+def test_re_sending_the_same_url_ties_an_endpoint_without_a_creator_to_its_sender() -> None:
+    tenants = tenants_make()
+    url = "https://hooks.example.com/old"
+    old = webhook_endpoint_create(
+        organization=tenants.organization, url=url, events=[EVENT]
+    ).endpoint  # created_by null, as before webhooks 0004
+    admin = key_client(
+        key_make(tenants.organization, scope=KeyScope.MANAGE, created_by=tenants.admin)
+    )
+
+    resaved = admin.patch(f"/api/v1/webhooks/{old.pk}", {"url": url}, format="json")
+    again = webhook_endpoint_update(endpoint=old, changes={"url": url}, actor=tenants.owner)
+    remove(tenants.admin, tenants.organization)
+
+    # Failed on the old code: the URL did not change, so created_by stayed null.
+    assert resaved.status_code == 200 and resaved.json()["created_by"] == tenants.admin.email
+    assert again.created_by_id == tenants.admin.pk  # a recorded creator changes with the URL only
+    old.refresh_from_db()
+    assert (old.enabled, old.disabled_reason) == (False, "creator_removed")
