@@ -109,6 +109,8 @@ GATEWAY_ROUTES: tuple[GatewayRoute, ...] = (
     GatewayRoute("POST", "/v1/chat/completions", chat.chat_completions),
     GatewayRoute("POST", "/v1/completions", completions.completions),
     GatewayRoute("POST", "/v1/responses", responses.responses),
+    # Exact, so it wins over the ``/v1/responses/{id}`` template (matched only after ``_EXACT``).
+    GatewayRoute("POST", "/v1/responses/input_tokens", responses.responses_input_tokens),
     GatewayRoute("POST", "/v1/embeddings", embeddings.embeddings),
     GatewayRoute("POST", "/v1/messages", chat.messages),
     GatewayRoute("POST", "/v1/messages/count_tokens", chat.messages_count_tokens),

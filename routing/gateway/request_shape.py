@@ -164,14 +164,20 @@ def _messages_validate(messages_: object, *, parts_counted: bool) -> None:
 
 
 def _tools_validate(body: JSON) -> None:
-    tools = body.get("tools")
-    if tools is not None and not (
-        isinstance(tools, list) and all(isinstance(tool, dict) for tool in tools)
-    ):
+    tools_validate(body.get("tools"))
+    _tool_choice_validate(body.get("tool_choice"))
+
+
+def tools_validate(tools: object) -> None:
+    """A chat ``tools`` list: objects, each with a string ``type``; a function tool with a
+    string ``function.name`` (an ``allowed_tools`` choice narrows them only after this)."""
+    if tools is None:
+        return
+    if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
         raise BadRequest("tools must be a list of objects.", param="tools")
-    if len(tools or ()) > MAX_TOOLS:
+    if len(tools) > MAX_TOOLS:
         raise BadRequest(f"tools may list at most {MAX_TOOLS} tools.", param="tools")
-    for index, tool in enumerate(tools or []):
+    for index, tool in enumerate(tools):
         kind = tool.get("type", "function")
         if not isinstance(kind, str):
             raise BadRequest(f"tools[{index}].type must be a string.", param="tools")
@@ -191,7 +197,9 @@ def _tools_validate(body: JSON) -> None:
             raise BadRequest(
                 f"tools[{index}].function.description must be a string.", param="tools"
             )
-    choice = body.get("tool_choice")
+
+
+def _tool_choice_validate(choice: object) -> None:
     if choice is not None and not isinstance(choice, str):
         function = choice.get("function") if isinstance(choice, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):

@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
 from tests.routing.world import World, base_catalog, endpoint
+from tests.security.own_host import COMPLETION, own_host_serving
 
 REFUSAL = "I can't help with that."
 # test/gpt's two hosts: fake-openai stands for OpenAI, fake-openai-b for another OpenAI-style one.
@@ -159,3 +161,43 @@ def test_a_refusal_that_is_not_a_string_is_a_400_naming_it(
 
     assert named in raised.value.body["message"]  # type: ignore[index]
     assert world.upstream_requests() == []
+
+
+class _Host:
+    """An organization's own OpenAI-compatible host (a vLLM) that keeps each body it receives."""
+
+    def __init__(self) -> None:
+        self.bodies: list[Any] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        self.bodies.append(orjson.loads(b"".join(chunks)))
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": orjson.dumps(COMPLETION)})
+
+
+def test_an_own_host_on_openais_provider_gets_a_refusal_as_text(
+    world: World, settings: Any
+) -> None:
+    # Before: ``takes_refusals`` is OpenAI's host's, but it went with the provider's options to
+    # an organization's own host (``base_url``) on that provider, which may refuse the field.
+    _openai_and_another(world)
+    host = _Host()
+    messages: Any = [
+        {"role": "user", "content": "Help me."},
+        {"role": "assistant", "content": None, "refusal": REFUSAL},
+        {"role": "user", "content": "Something else, then."},
+    ]
+    with own_host_serving(world, settings, host):
+        world.openai_client().chat.completions.create(model="test/own", messages=messages)
+
+    sent = next(m for m in host.bodies[-1]["messages"] if m["role"] == "assistant")
+    assert sent == {"role": "assistant", "content": REFUSAL}
