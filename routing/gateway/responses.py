@@ -30,6 +30,7 @@ from routing.gateway.responses_store import (
 )
 from routing.gateway.token_bounds import estimate_counted_tokens
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
+from routing.providers.media import data_url_problem
 
 # Parameters this gateway cannot honour: refused rather than silently ignored.
 _UNSUPPORTED = {
@@ -273,10 +274,12 @@ def _chat_part(part: object, where: str, assistant: bool = False) -> JSON:
 
 
 def _file_part(part: JSON, where: str) -> JSON:
-    """An ``input_file`` part → chat's ``file`` part (its data URL checked there,
-    ``request_shape``); a ``file_url`` no adapter fetches is a 400 naming the part."""
+    """An ``input_file`` part → chat's ``file`` part, its data URL checked here so a 400 names
+    the ``input`` part sent; a ``file_url`` no adapter fetches is a 400 naming the part."""
     names = ("file_data", "file_id", "filename")
     file = {name: part[name] for name in names if isinstance(part.get(name), str)}
+    if "file_data" in file and (problem := data_url_problem(file["file_data"], "file_data")):
+        raise BadRequest(f"{where} is an input_file part that {problem}.", param="input")
     if "file_data" in file or "file_id" in file:
         return {"type": "file", "file": file}
     raise BadRequest(

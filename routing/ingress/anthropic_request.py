@@ -83,16 +83,26 @@ def _tool_result_message(block: JSON, media: list[JSON]) -> JSON:
     message: JSON = {"role": "tool", "tool_call_id": block["tool_use_id"]}
     inner = block.get("content")
     parts: list[JSON] = []
+    documents: list[bool] = []  # whether each part came from a document block
     for nested in map(_object, inner if isinstance(inner, list) else []):
         part = _media_part(nested)
         if part is None and nested.get("type") == "text":
             part = {"type": "text", "text": str(nested.get("text", ""))}
         if part is not None:
             parts.append(part)
+            documents.append(nested.get("type") == "document")
         if part is not None and part["type"] != "text":  # a text document stays text
             media.append(part)
-    has_media = any(part["type"] != "text" for part in parts)
-    message["content"] = parts if has_media else _block_text(inner)
+    if any(part["type"] != "text" for part in parts):
+        message["content"] = parts
+    elif any(documents):  # a text document's text, apart from the tool's own text (Gemini
+        # parses a tool's JSON output, which must not be glued to it)
+        message["content"] = "".join(
+            ("\n\n" if index and (documents[index] or documents[index - 1]) else "") + part["text"]
+            for index, part in enumerate(parts)
+        )
+    else:
+        message["content"] = _block_text(inner)
     return _marked(message, block)
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import openai
+import pytest
+
 from tests.routing.test_gateway_media_input import PNG, TOOL, _agent_turns
 from tests.routing.world import World
 
@@ -123,3 +126,59 @@ def test_a_function_call_outputs_image_and_file_follow_geminis_function_response
     assert parts[0]["functionResponse"]["response"] == {"content": "Snow"}
     assert parts[2]["inlineData"] == {"mimeType": "image/png", "data": "iVBORw0KGgo="}
     assert parts[3]["inlineData"] == {"mimeType": "application/pdf", "data": "JVBERi0xLjQK"}
+
+
+_NOTES = "Oslo: snow until Friday."
+
+
+def _document_result_sent(world: World, model_id: str) -> dict[str, Any]:
+    """A ``tool_result`` holding the tool's JSON and a text-source document, no image, sent to
+    ``model_id`` through the ``anthropic`` SDK: the upstream body."""
+    world.anthropic_client().messages.create(
+        model=model_id, max_tokens=50, tools=[TOOL],  # type: ignore[list-item]
+        messages=[
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "screenshot", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                {"type": "text", "text": '{"sky": "snow"}'},
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                                "data": _NOTES}}]}]},
+        ],  # type: ignore[list-item]
+    )  # fmt: skip
+    body: dict[str, Any] = world.last_upstream()["body"]
+    return body
+
+
+def test_a_tool_results_text_document_reaches_every_provider(world: World) -> None:
+    """Before, a tool_result with a text document and no image sent only its text blocks: the
+    document's text was dropped for every provider."""
+    claude = _document_result_sent(world, "test/claude")["messages"][2]["content"][0]
+    assert _NOTES in str(claude["content"])
+    gpt = _document_result_sent(world, "test/gpt")["messages"][2]
+    assert gpt["role"] == "tool" and _NOTES in str(gpt["content"])
+    parts = _document_result_sent(world, "test/gemini")["contents"][2]["parts"]
+    # Apart from the tool's JSON, which stays readable: not glued into invalid JSON.
+    response = parts[0]["functionResponse"]["response"]
+    assert response == {"content": '{"sky": "snow"}\n\n' + _NOTES}
+
+
+def test_a_function_call_outputs_bad_file_data_is_a_400_naming_the_input_part(
+    world: World,
+) -> None:
+    """Before, the 400 named the chat body made of it (``messages[2].content[1]``)."""
+    sent = len(world.upstream_requests())
+    with pytest.raises(openai.BadRequestError) as raised:
+        world.openai_client().responses.create(
+            model="test/gpt", tools=[_WEATHER],  # type: ignore[list-item]
+            input=[
+                {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_1", "output": [
+                    {"type": "input_text", "text": "Snow"},
+                    {"type": "input_file", "file_data": "JVBERi0xLjQK", "filename": "a.pdf"}]},
+            ],
+        )  # fmt: skip
+
+    message = raised.value.body["message"]  # type: ignore[index]
+    assert "input[1].output[1] is an input_file part" in message and "file_data" in message
+    assert "messages[" not in message and len(world.upstream_requests()) == sent
