@@ -294,7 +294,8 @@ async def post_gate(
     """Check a cascade step's answer against its gate, write the outcome on its record (passed,
     failed, or why the gate could not pass: gate_timeout, undecidable, judge_garbage,
     judge_failed) and return whether it passed. No gate: it passes. A judge is held for its
-    prompt (``step_held_for``) beside the ``later`` steps' holds."""
+    prompt (``step_held_for``) beside the ``later`` steps' holds; one the payer cannot cover
+    is not called, and its gate is judge_failed."""
     gate = step.spec.get("gate")
     if gate is None:
         record["gate"] = "none"
@@ -345,7 +346,13 @@ async def _judged(
     assert step.judge is not None  # planned with the step
     prompt = gate_judge_prompt(gate, _request_input(parent.body), answer)
     body = judge_body(step.judge.body, prompt)
-    judge = await step_held_for(parent, step.judge, body, later)
+    try:
+        judge = await step_held_for(parent, step.judge, body, later)
+    except (InsufficientCredits, KeyLimitReached):
+        # A gate that cannot decide fails and the cascade escalates: the later steps kept
+        # their holds, so refusing the request here would only lose the answer billed above.
+        parent.draft.steps[-1]["judges_step"] = step.index  # recorded not_called
+        return "judge_failed"
     outcome = await step_run(parent, judge, body)
     record = step_account(parent, outcome.ex, judge, "judge")
     record["judges_step"] = step.index

@@ -30,6 +30,7 @@ from routing.gateway.responses_store import (
 )
 from routing.gateway.token_bounds import estimate_counted_tokens
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
+from routing.providers.media import data_url_problem
 
 # Parameters this gateway cannot honour: refused rather than silently ignored.
 _UNSUPPORTED = {
@@ -262,28 +263,44 @@ def _chat_part(part: object, where: str, assistant: bool = False) -> JSON:
         if kind == "input_image" and isinstance(part.get("image_url"), str):
             detail = part.get("detail") if isinstance(part.get("detail"), str) else "auto"
             return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": detail}}
+        if kind == "input_file":
+            return _file_part(part, where)
     raise BadRequest(
         f"{where} must be an input_text or output_text part with text, an "
-        "input_image part with image_url (a string), or (an assistant's) a refusal part.",
+        "input_image part with image_url (a string), an input_file part with file_data or "
+        "file_id, or (an assistant's) a refusal part.",
         param="input",
     )
 
 
-def _tool_output(output: object, where: str) -> str:
-    """A function call's output as chat's tool message content: text only, as chat's tool
-    message (``request_shape``): an image is a 400 naming it (before, dropped unsaid)."""
-    content = _chat_content(output, f"{where}.output")
-    if isinstance(content, str):
-        return content
-    for index, part in enumerate(content):
-        if part["type"] != "text":
-            raise BadRequest(
-                f"{where}.output[{index}] is a function_call_output's image: a tool's output "
-                "holds text only here; send what the tool returned besides text in a user "
-                "message after the function_call_output items.",
-                param="input",
-            )
-    return "".join(part["text"] for part in content)
+def _file_part(part: JSON, where: str) -> JSON:
+    """An ``input_file`` part → chat's ``file`` part, its data URL checked here so a 400 names
+    the ``input`` part sent; a ``file_url`` no adapter fetches is a 400 naming the part."""
+    names = ("file_data", "file_id", "filename")
+    file = {name: part[name] for name in names if isinstance(part.get(name), str)}
+    if "file_data" in file and (problem := data_url_problem(file["file_data"], "file_data")):
+        raise BadRequest(f"{where} is an input_file part that {problem}.", param="input")
+    if "file_data" in file or "file_id" in file:
+        return {"type": "file", "file": file}
+    raise BadRequest(
+        f"{where} is an input_file part: give file_data (a data: URL with the file's bytes) or "
+        "file_id (a string); a file_url is not fetched here.",
+        param="input",
+    )
+
+
+def _tool_output(output: object, where: str) -> str | list[JSON]:
+    """A function call's output as chat's tool message content: its text, or its text, image
+    and file parts when the tool returned media (a screenshot), carried as a chat tool
+    message's are (``routing.providers.tool_media``; before, a 400)."""
+    if isinstance(output, str):
+        return output
+    if not isinstance(output, list):
+        raise BadRequest(f"{where}.output must be a string or a list of parts.", param="input")
+    parts = [_chat_part(part, f"{where}.output[{index}]") for index, part in enumerate(output)]
+    if any(part["type"] != "text" for part in parts):
+        return parts
+    return "".join(part["text"] for part in parts)
 
 
 def _chat_tools(tools: object) -> list[JSON]:

@@ -75,11 +75,41 @@ def _media_part(block: JSON) -> JSON | None:
     return None
 
 
+def _tool_result_message(block: JSON, media: list[JSON]) -> JSON:
+    """A ``tool_result`` → a tool message: its text, or its text, image and file parts when the
+    tool returned media (a screenshot), which stay there on the canonical side: Anthropic gets
+    them back inline in its ``tool_result``, OpenAI and Gemini in a user message after the tool
+    messages (``routing.providers.tool_media``). Adds the media parts to ``media``."""
+    message: JSON = {"role": "tool", "tool_call_id": block["tool_use_id"]}
+    inner = block.get("content")
+    parts: list[JSON] = []
+    documents: list[bool] = []  # whether each part came from a document block
+    for nested in map(_object, inner if isinstance(inner, list) else []):
+        part = _media_part(nested)
+        if part is None and nested.get("type") == "text":
+            part = {"type": "text", "text": str(nested.get("text", ""))}
+        if part is not None:
+            parts.append(part)
+            documents.append(nested.get("type") == "document")
+        if part is not None and part["type"] != "text":  # a text document stays text
+            media.append(part)
+    if any(part["type"] != "text" for part in parts):
+        message["content"] = parts
+    elif any(documents):  # a text document's text, apart from the tool's own text (Gemini
+        # parses a tool's JSON output, which must not be glued to it)
+        message["content"] = "".join(
+            ("\n\n" if index and (documents[index] or documents[index - 1]) else "") + part["text"]
+            for index, part in enumerate(parts)
+        )
+    else:
+        message["content"] = _block_text(inner)
+    return _marked(message, block)
+
+
 def _user_turn(content: Any, failed: set[str], media: list[JSON]) -> list[JSON]:
     """One Anthropic user turn → tool messages (results first, as OpenAI requires) then a user
-    message. A tool result's images and documents (a screenshot) join that user message: an
-    OpenAI tool message holds text only. Adds the failed results' ids to ``failed`` and those
-    media parts to ``media`` (``IngressMarks``)."""
+    message. Adds the failed results' ids to ``failed`` and a tool result's media parts to
+    ``media`` (``IngressMarks``)."""
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     tool_messages: list[JSON] = []
@@ -87,19 +117,9 @@ def _user_turn(content: Any, failed: set[str], media: list[JSON]) -> list[JSON]:
     for block in content or []:
         kind = block.get("type")
         if kind == "tool_result":
-            text = _block_text(block.get("content"))
-            message: JSON = {"role": "tool", "tool_call_id": block["tool_use_id"]}
-            message["content"] = text
             if block.get("is_error") is True:  # a non-empty string id (``_block_check``)
                 failed.add(block["tool_use_id"])  # each adapter says it its own way
-            tool_messages.append(_marked(message, block))
-            inner = block.get("content")
-            for nested in inner if isinstance(inner, list) else []:
-                part = _media_part(_object(nested))
-                if part is not None:
-                    parts.append(part)
-                if part is not None and part["type"] != "text":  # a text document stays text
-                    media.append(part)
+            tool_messages.append(_tool_result_message(block, media))
         elif kind == "text":
             parts.append(_marked({"type": "text", "text": block.get("text", "")}, block))
         elif (part := _media_part(block)) is not None:

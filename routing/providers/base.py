@@ -193,7 +193,7 @@ class IngressMarks:
     Anthropic gets ``is_error`` back, Gemini a ``functionResponse`` whose response is
     ``{"error": …}``, and OpenAI's wire, which has no such field, the text prefixed "Error: "
     (``tool_error_marked``). ``tool_media``: the content parts (these objects, by identity) the
-    Anthropic ingress lifted out of a tool result (a screenshot): media an agent's tool returned,
+    Anthropic ingress found in a tool result (a screenshot): media an agent's tool returned,
     which a model that cannot read it gets as a placeholder instead of a 400 (``needs``).
     ``parts_counted``: the ingress counted the content parts against the caps on the client's
     own blocks, which hold at least as many a message and in all as the canonical messages, so

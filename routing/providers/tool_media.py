@@ -2,9 +2,10 @@
 a wire that cannot carry it in a tool result reads it: a user message after the tool messages.
 
 OpenAI's chat wire takes text parts only in a tool message, and Gemini's ``functionResponse`` is
-a JSON object; both read media in the user turn that follows (where ``/v1/messages`` puts a
-``tool_result``'s images for every provider). Anthropic's ``tool_result`` holds images and
-documents itself, so its adapter keeps them there."""
+a JSON object; both read media in the user turn that follows. Anthropic's ``tool_result`` holds
+images and documents itself, so its adapter keeps them there. Every ingress leaves a tool's media
+in its tool message (a ``/v1/messages`` ``tool_result``'s, a ``/v1/responses``
+``function_call_output``'s), so this is the one place it moves."""
 
 from __future__ import annotations
 

@@ -176,7 +176,7 @@ def test_a_tool_result_screenshot_still_reaches_a_vision_model_unmarked(world: W
     )
 
     sent = world.last_upstream("/v1/chat/completions")["body"]
-    content = sent["messages"][-1]["content"]
+    content = sent["messages"][-2]["content"]  # after the tool message, before "Go on"
     assert "_tool_result" not in str(sent)
     assert {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}} in (
         content

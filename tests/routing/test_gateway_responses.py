@@ -303,9 +303,10 @@ def test_a_chat_call_without_an_id_gets_one_unique_to_its_answer() -> None:
     ]
 
 
-def test_a_function_call_output_with_an_image_is_a_400_naming_it(world: World) -> None:
-    """An ``input_image`` in a function_call_output is refused as chat's tool message image is
-    (before, dropped unsaid: the model answered without the image), nothing sent upstream."""
+def test_a_function_call_output_with_a_file_url_is_a_400_naming_it(world: World) -> None:
+    """A function_call_output's images and inline files are carried
+    (``tests/routing/test_tool_media_ingress.py``); an ``input_file`` by ``file_url``, which no
+    adapter fetches, is refused naming the part, nothing sent upstream."""
     sent = len(world.upstream_requests("/v1/chat/completions"))
     with pytest.raises(openai.BadRequestError) as raised:
         world.openai_client().responses.create(
@@ -315,10 +316,11 @@ def test_a_function_call_output_with_an_image_is_a_400_naming_it(world: World) -
                 {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
                 {"type": "function_call_output", "call_id": "call_1",
                  "output": [{"type": "input_text", "text": "Snow"},
-                            {"type": "input_image", "image_url": "data:image/png;base64,AA=="}]},
+                            {"type": "input_file", "file_url": "https://example.com/a.pdf"}]},
             ],
         )  # fmt: skip
 
     assert raised.value.body["param"] == "input"  # type: ignore[index]
-    assert "input[2].output[1]" in raised.value.body["message"]  # type: ignore[index]
+    message = raised.value.body["message"]  # type: ignore[index]
+    assert "input[2].output[1] is an input_file part" in message and "file_url" in message
     assert len(world.upstream_requests("/v1/chat/completions")) == sent

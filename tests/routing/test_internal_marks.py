@@ -138,7 +138,7 @@ def test_the_anthropic_ingress_marks_travel_beside_its_messages_never_in_them() 
     parts = [p for m in messages if isinstance(m["content"], list) for p in m["content"]]
     assert not [k for item in [*messages, *parts] for k in item if k.startswith("_")]
     assert marks.failed_tools == {"toolu_1"}
-    tools_image, own_image = messages[-1]["content"]
+    tools_image, own_image = messages[-2]["content"][1], messages[-1]["content"][0]
     assert tools_image == own_image  # alike, yet only the tool's is the tool's
     assert marks.is_tool_media(tools_image) and not marks.is_tool_media(own_image)
 

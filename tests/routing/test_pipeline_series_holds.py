@@ -153,6 +153,35 @@ def test_a_step_the_balance_cannot_cover_is_refused_and_recorded(world: World) -
     assert (refused.gate, refused.cost) == ("not_called", 0)
 
 
+def test_a_judge_the_balance_cannot_cover_fails_its_gate_and_the_cascade_escalates(
+    world: World,
+) -> None:
+    """A judge gate's judge whose prompt (the long answer) the credits beyond every hold cannot
+    cover is not called: the judged step's gate is ``judge_failed`` and the next step, which
+    kept its hold, answers (before, a 402 after step 1 was billed, step 2 never called)."""
+    _catalog(
+        world,
+        ("fake-openai", "test/long-tokens", f"gpt-5@reply={LONG_WORD},repeat=8", "5", "20"),
+        ("fake-openai-b", "test/dearest", "gpt-4o-mini@tokenizer=bytes", "20000", "20000"),
+    )
+    gate = {"type": "judge", "model": "test/dearest", "min_score": 0.5}
+    steps = [{"model": "test/long-tokens", "gate": gate}, {"model": "test/long-tokens"}]
+    assert world.pipeline_create("judged", "cascade", steps).status_code == 201
+
+    completion = world.openai_client().chat.completions.create(
+        model="pipeline/judged", max_tokens=8, messages=[{"role": "user", "content": DESCRIBE}]
+    )
+
+    pipeline = completion.model_extra["pipeline"]  # type: ignore[index]
+    assert [s["gate"] for s in pipeline["steps"]] == ["judge_failed", "not_called", "none"]
+    assert pipeline["steps"][1]["judges_step"] == 0
+    assert [s["step"] for s in pipeline["steps"]] == [0, 2, 1]
+    assert len(world.upstream_requests("/v1/chat/completions")) == 2  # the judge was not called
+    assert world.usage_record(completion.id).cost > 0  # waits for the record: both steps
+    judge = UsageStep.objects.get(generation_id=completion.id, step=2)
+    assert (judge.gate, judge.cost) == ("not_called", 0)
+
+
 def _assert_within_hold(world: World, generation_id: str) -> None:
     record = world.usage_record(generation_id)
     assert "over_hold" not in record.flag_list, (record.cost, record.flags)
