@@ -360,11 +360,30 @@ def _flag(value: Any) -> bool:
     return str(value).strip().lower() not in {"false", "0", "no"}
 
 
+def _declared_prices(value: Any) -> dict[str, float]:
+    """USD per million tokens of each ``llm_providers`` entry that declares both an
+    ``input_price`` and an ``output_price`` (non-negative numbers, as an ``LLMConfig`` sends them):
+    their sum, the price of a call whose answer is as long as its prompt (Not Diamond's
+    ``_get_cost`` prices each side by its own count; a training run has one price per model)."""
+    items = json.loads(value) if isinstance(value, str) else value  # parsed once already
+    prices: dict[str, float] = {}
+    for item in items:
+        sides = [item.get("input_price"), item.get("output_price")]
+        if all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in sides
+        ):
+            prices[f"{item['provider']}/{item['model']}"] = float(sides[0]) + float(sides[1])
+    return prices
+
+
 def custom_router_train(
     *, organization: Organization, upload: UploadedFile[Any], form: dict[str, Any]
 ) -> tuple[Router, TrainingRun]:
     """``CustomRouter.fit``: store the joint CSV as a dataset and validate it, then (only then)
-    create the router ``preference_id`` names (a new one without it) and queue its training."""
+    create the router ``preference_id`` names (a new one without it) and queue its training,
+    with the prices the ``LLMConfig``s declare (``_declared_prices``) as the run's
+    ``options.prices`` when every candidate declares them."""
     offered = providers_parse(form.get("llm_providers"))
     slug = preference_id_parse(form.get("preference_id")) or _new_slug(None)
     try:
@@ -390,7 +409,9 @@ def custom_router_train(
         elif not router.candidates:
             router.candidates = list(offered)
             router.save(update_fields=["candidates"])
-        return router, serving.training_start(router=router, dataset=dataset)
+        prices = _declared_prices(form.get("llm_providers"))
+        options = {"prices": prices} if set(router.candidates) <= set(prices) else {}
+        return router, serving.training_start(router=router, dataset=dataset, options=options)
 
 
 def session_prompts_expire(*, now: datetime | None = None) -> int:

@@ -237,11 +237,14 @@ def dataset_from_upload(
     return validated
 
 
-def training_start(*, router: Router, dataset: Dataset) -> TrainingRun:
-    """Queue the router's training on a ready dataset (``InvalidInput`` when it does not fit)."""
+def training_start(
+    *, router: Router, dataset: Dataset, options: dict[str, Any] | None = None
+) -> TrainingRun:
+    """Queue the router's training on a ready dataset (``InvalidInput`` when it or ``options``
+    does not fit)."""
     from training import services
 
-    return services.training_run_start(router=router, dataset=dataset)
+    return services.training_run_start(router=router, dataset=dataset, options=options)
 
 
 def router_train_now(

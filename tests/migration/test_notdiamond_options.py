@@ -1,0 +1,113 @@
+"""Not Diamond's SDK options beyond the basic ``model_select``: async selection, options set on
+the client, the latency tradeoff, ``default``, no preference id."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from accounts.models import KeyScope
+from routing.models import SelectionSession
+from tests.factories import key_client, key_make
+from tests.migration.test_notdiamond import PROMPTS, STRONG, WEAK, trained_router
+from tests.routing.world import World
+from training.models import TrainingRun
+
+pytestmark = pytest.mark.usefixtures("eager_celery", "media")
+
+
+def sdk_select(world: World, calls: list[dict[str, Any]], prompt: str = PROMPTS[0]) -> list[Any]:
+    args = {"key": world.key, "url": f"{world.gateway_url}/api/notdiamond", "prompt": prompt,
+            "llm_providers": ["test/gpt", "test/claude"], "calls": calls}  # fmt: skip
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("nd_sdk_options.py"))],
+                          input=json.dumps(args), capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_the_sdks_async_latency_default_and_client_options_select_through_routerhub(
+    world: World,
+) -> None:
+    slug = trained_router(world)
+    calls = [
+        {"select": {"preference_id": slug}, "async": True},
+        {"client": {"preference_id": slug, "tradeoff": "latency"}},
+        {"select": {"preference_id": slug, "tradeoff": "latency"}, "async": True},
+        {
+            "client": {"default": "test/claude", "max_model_depth": 2},
+            "select": {"preference_id": slug},
+        },
+        {"select": {}},
+        {"select": {"default": 1}},
+    ]
+
+    selections = sdk_select(world, calls)
+
+    for session_id, model in selections:
+        assert session_id != "NO-SESSION-ID"
+        assert SelectionSession.objects.get(id=session_id).chosen == model
+
+
+def _config(model: str, input_price: float, output_price: float) -> dict[str, Any]:
+    """What ``LLMConfig(provider="acme", model=…, is_custom=True, …).prepare_for_request()``
+    sends: a self-hosted model outside the catalog, with the prices its owner declares."""
+    return {"provider": "acme", "model": model, "is_custom": True, "context_length": 128000,
+            "input_price": input_price, "output_price": output_price, "latency": 1.0}  # fmt: skip
+
+
+def test_custom_router_fit_trains_with_the_prices_its_llm_configs_declare(world: World) -> None:
+    from tests.migration.test_notdiamond import SELECT, nd_rows
+
+    manage = key_client(key_make(world.organization, scope=KeyScope.MANAGE))
+    # acme/big scores as test/claude (right on prose), acme/tiny as test/gpt (right on math); the
+    # better model is the cheaper one here, the opposite of the rank stand-in costs.
+    rows = [{"question": r["question"], "acme/big/score": r[f"{STRONG}/score"],
+             "acme/tiny/score": r[f"{WEAK}/score"]} for r in nd_rows()]  # fmt: skip
+    upload = io.BytesIO(pd.DataFrame(rows).to_csv(index=False).encode())
+    upload.name = "joint.csv"
+    providers = [_config("big", 0.25, 0.5), _config("tiny", 20.0, 80.0)]
+    form = {"dataset_file": upload, "llm_providers": json.dumps(providers), "language": "english",
+            "prompt_column": "question", "maximize": "True", "preference_id": "acme"}  # fmt: skip
+
+    trained = manage.post("/api/notdiamond/v2/pzn/trainCustomRouter", form)
+    native = manage.post("/api/v1/routers/acme/select", {"prompt": PROMPTS[1], "tradeoff": 1},
+                         format="json").json()  # fmt: skip
+    selected = key_client(world.key).post(
+        SELECT, {"messages": [{"role": "user", "content": PROMPTS[1]}], "tradeoff": "cost",
+                 "llm_providers": providers, "preference_id": "acme"}, format="json",
+    ).json()  # fmt: skip
+
+    assert trained.status_code == 200, trained.content
+    run = TrainingRun.objects.get(id=trained.json()["training_run"])
+    assert run.options["prices"] == {"acme/big": 0.75, "acme/tiny": 100.0}
+    # The declared prices were dropped: rank stand-ins made the better model (big) the dearer
+    # one, so the cost tradeoff sent the prose prompt to tiny.
+    costs = {r["model"]: r["expected_cost"] for r in native["ranked"]}
+    assert costs["acme/big"] < costs["acme/tiny"]
+    assert native["chosen"] == "acme/big"
+    assert selected["providers"] == [{"provider": "acme", "model": "big"}]
+
+
+def test_custom_router_fit_without_prices_for_every_model_trains_as_before(world: World) -> None:
+    from tests.migration.test_notdiamond import nd_rows
+
+    manage = key_client(key_make(world.organization, scope=KeyScope.MANAGE))
+    upload = io.BytesIO(pd.DataFrame(nd_rows()).to_csv(index=False).encode())
+    upload.name = "joint.csv"
+    providers = [{"provider": "test", "model": "gpt", "input_price": None},
+                 {"provider": "test", "model": "claude", "input_price": 3.0, "output_price": 15.0}]  # fmt: skip
+    form = {"dataset_file": upload, "llm_providers": json.dumps(providers),
+            "prompt_column": "question"}  # fmt: skip
+
+    trained = manage.post("/api/notdiamond/v2/pzn/trainCustomRouter", form)
+
+    assert trained.status_code == 200, trained.content
+    assert "prices" not in TrainingRun.objects.get(id=trained.json()["training_run"]).options
