@@ -12,15 +12,12 @@ import json
 import sys
 from typing import Any
 
+from nd_sdk_select import configs_and_messages  # type: ignore[import-not-found]  # run as a script
 from notdiamond import NotDiamond
-from notdiamond.llms.config import LLMConfig
 
 
 def main(args: dict[str, Any]) -> list[list[str]]:
-    prices = {"context_length": 128000, "input_price": 1.0, "output_price": 2.0, "latency": 1.0}
-    pairs = [name.split("/", 1) for name in args["llm_providers"]]
-    configs = [LLMConfig(provider=p, model=m, is_custom=True, **prices) for p, m in pairs]
-    messages = [{"role": "user", "content": args["prompt"]}]
+    configs, messages = configs_and_messages(args)
     selections = []
     for call in args["calls"]:
         client = NotDiamond(llm_configs=configs, api_key=args["key"], nd_api_url=args["url"],
