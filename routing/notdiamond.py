@@ -144,6 +144,24 @@ def _hash_content(value: Any) -> bool:
     return bool(value)
 
 
+def _decide(**decide: Any) -> Any:
+    """``router_decide``, its 404 for candidates outside the catalog (``router/auto``, or a router
+    untrained yet, ranks catalog models only) naming ``llm_providers``, what this API sends, and
+    the way to route custom models: a request here has no ``model``."""
+    try:
+        return router_decide(**decide)
+    except NotFound as exc:
+        if exc.param != "model":
+            raise
+        raise NotFound(
+            f"{exc.message} Models outside the catalog (Not Diamond's is_custom LLMConfigs) are "
+            "ranked by a trained router: train one with CustomRouter.fit and pass its "
+            "preference_id.",
+            param="llm_providers",
+            metadata=exc.metadata,
+        ) from None
+
+
 def model_select(
     *,
     organization: Organization,
@@ -177,7 +195,7 @@ def model_select(
     catalog = async_to_sync(catalog_get)()
     candidates = _tool_callers(_candidates(offered, row, slug), body.get("tools"), catalog)
     prompt = messages_prompt(messages)
-    decision = router_decide(
+    decision = _decide(
         organization_id=organization.pk,
         model_id=f"router/{slug}",
         prompt=prompt,

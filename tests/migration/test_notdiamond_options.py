@@ -111,3 +111,20 @@ def test_custom_router_fit_without_prices_for_every_model_trains_as_before(world
 
     assert trained.status_code == 200, trained.content
     assert "prices" not in TrainingRun.objects.get(id=trained.json()["training_run"]).options
+
+
+def test_custom_models_without_a_preference_id_are_refused_naming_llm_providers(
+    world: World,
+) -> None:
+    from tests.migration.test_notdiamond import SELECT
+
+    body = {"messages": [{"role": "user", "content": PROMPTS[0]}], "metric": "accuracy",
+            "llm_providers": [_config("big", 0.25, 0.5), _config("tiny", 20.0, 80.0)],
+            "max_model_depth": 1, "hash_content": False}  # fmt: skip
+
+    refused = key_client(world.key).post(SELECT, body, format="json")
+
+    # router/auto ranks catalog models only; the 404 named `model`, a field this API never sends.
+    error = refused.json()["error"]
+    assert refused.status_code == 404 and error["param"] == "llm_providers"
+    assert "acme/big, acme/tiny" in error["message"] and "CustomRouter.fit" in error["message"]
