@@ -26,6 +26,7 @@ from accounts.models import (
 )
 from routerhub.domain import Conflict, InvalidInput, NotFound, NotPermitted
 from routerhub.router_names import routers_named_lock
+from webhooks.services import webhook_endpoints_disable_for_removed
 
 
 def _unique_slug(base: str) -> str:
@@ -93,8 +94,10 @@ KEY_LOCK_ORDER = ("lineage_depth", "pk")
 
 
 def membership_remove(*, organization: Organization, membership_id: int) -> None:
-    """Remove a member and revoke every API key they created in the organization (inference keys
-    too: a key never carries more authority than its creator)."""
+    """Remove a member, revoke every API key they created in the organization (inference keys
+    too: a key never carries more authority than its creator) and disable the webhook endpoints
+    they created (their URL would keep receiving the organization's events)."""
+
     with transaction.atomic():
         owners_lock(organization)
         membership = (
@@ -118,6 +121,9 @@ def membership_remove(*, organization: Organization, membership_id: int) -> None
         locking = keys.select_for_update(no_key=True).order_by(*KEY_LOCK_ORDER)
         list(locking.values_list("pk", flat=True))
         keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        webhook_endpoints_disable_for_removed(
+            organization_id=organization.pk, user_id=membership.user_id
+        )
     key_cache_clear()
 
 

@@ -109,6 +109,8 @@ class TokenCounts(Protocol):
     def cache_write_1h_tokens(self) -> int: ...
     @property
     def parts(self) -> Sequence[TokenCounts]: ...
+    @property
+    def tier_prompt_tokens(self) -> int: ...
 
 
 def generation_id_new() -> str:
@@ -205,7 +207,8 @@ def price(
     flagged ``over_hold`` and logged; settlement takes it as far as the balance goes.
     An organization's own host (``own_host``) has its cache reads priced as prompt: the fee is
     on list price, and nothing tells its real cache hits from claimed ones; the record keeps
-    its counts (before, they were zeroed: hidden from the client and the record).
+    its counts (before, they were zeroed: hidden from the client and the record). Its price
+    tier is chosen from its prompt estimate where that is larger (``tier_prompt_tokens``).
     """
     # Calls summed (``parts``) are priced each at its own tier: two 120k-token prompts are two
     # calls under a 200k threshold, not one over it (before, their sum's tier: twice the hold).
@@ -229,8 +232,11 @@ def price(
 
 
 def _call_cost(prices: TokenPrices, usage: TokenCounts, is_byok: bool, own_host: bool) -> Decimal:
+    # The tier from the larger of the count and ``tier_prompt_tokens`` (an own host's estimate):
+    # a host's count under a threshold its prompt is over does not choose the cheaper tier.
+    tier = prices.at(max(usage.prompt_tokens, usage.tier_prompt_tokens))
     return usage_cost(
-        prices,
+        tier,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         cached_tokens=0 if own_host else usage.cached_tokens,

@@ -44,25 +44,13 @@ ERROR_STATUSES = {
 }
 
 
-# The gateway's routes matched by prefix in ``routing.gateway.app._route`` and
-# ``routing.gateway.openrouter`` (the exact ones are read from their tables). Written out here;
-# tests/test_schema_routes.py routes each through ``_route`` and checks every prefix is named.
-_GATEWAY_PREFIXED = (
-    "GET, DELETE /v1/responses/{id}",
-    "GET /v1/responses/{id}/input_items",
-    "GET /v1/models/{id}",
-    "GET /api/v1/models/{author}/{slug}/endpoints",
-)
-
-
 def gateway_routes() -> list[str]:
-    """``METHOD /path`` of every route the gateway's ASGI app serves ahead of Django: none is an
-    operation of this schema (Django does not route them)."""
-    from routing.gateway import app, openrouter
+    """``METHOD /path`` of every route the gateway's ASGI app serves ahead of Django, read from
+    its route tables: none is an operation of this schema (Django does not route them)."""
+    from routing.gateway.app import GATEWAY_ROUTES
+    from routing.gateway.openrouter import openrouter_routes
 
-    exact = [f"{method} {path}" for path, (method, _) in app._ROUTES.items()]
-    openrouters = [f"POST {openrouter._PREFIX}{path}" for path in openrouter._INFERENCE]
-    return [*exact, *openrouters, f"GET {openrouter._PREFIX}/models", *_GATEWAY_PREFIXED]
+    return [f"{route.methods} {route.path}" for route in GATEWAY_ROUTES] + openrouter_routes()
 
 
 def gateway_description(description: str) -> str:

@@ -380,7 +380,8 @@ class SelectionSession(TenantModel):
     created_at = models.DateTimeField(auto_now_add=True)
     feedback_at = models.DateTimeField(null=True, blank=True)
     # Not Diamond's latency report (``/v2/report/metrics/latency``): the SDK's measured output
-    # tokens per second of the call it made with ``latency_model`` (the last report kept).
+    # tokens per second of the call it made with ``latency_model``: the first report stands (the
+    # same one again is a 200, a different one a 409).
     tokens_per_second = models.FloatField(null=True, blank=True)
     latency_model = models.CharField(max_length=200, blank=True)
     latency_at = models.DateTimeField(null=True, blank=True)

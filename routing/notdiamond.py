@@ -39,7 +39,7 @@ from django.utils.text import slugify
 from accounts.key_lineage import key_answers_for
 from accounts.models import Organization
 from billing.retention import prompts_expire
-from routerhub.errors import BadRequest, NotFound
+from routerhub.errors import BadRequest, Conflict, NotFound
 from routerhub.text import has_control, one_line, validate_no_control_characters
 from routing.feedback import feedback_replace_check
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
@@ -258,17 +258,30 @@ def _session_and_model(
     return session, model
 
 
+@transaction.atomic
 def latency_record(
     *, organization: Organization, body: dict[str, Any], served_by: int | None = None
 ) -> dict[str, Any]:
     """Store the client-measured ``{"tokens_per_second": x}`` of a session's model call
-    (``served_by``: as ``_session_and_model``)."""
-    session, model = _session_and_model(organization, body, served_by)
+    (``served_by``: as ``_session_and_model``). A session is one call, measured once: the first
+    report stands, the same one again (a retry) is answered as stored, a different one is a 409
+    (checked on the session's locked row). Before, a second report replaced the first silently."""
+    session, model = _session_and_model(organization, body, served_by, lock=True)
     speed = _tokens_per_second(body.get("feedback"))
     if speed is None:
         raise BadRequest(
             'feedback must be {"tokens_per_second": <a number, 0 or more>}.', param="feedback"
         )
+    stored = (session.latency_model, session.tokens_per_second)
+    if session.latency_at is not None and stored != (model, speed):
+        raise Conflict(
+            f"Session {session.id} already has its latency report ({session.tokens_per_second} "
+            f"tokens/s from {session.latency_model}): a session is one call, reported once; "
+            "select again (modelSelect) for another call.",
+            param="session_id",
+        )
+    if session.latency_at is not None:
+        return {"session_id": str(session.id), "provider": model, "tokens_per_second": speed}
     session.tokens_per_second = speed
     session.latency_model = model
     session.latency_at = timezone.now()

@@ -196,7 +196,14 @@ class LatencyView(_SessionReportView):
                 },
             ),
             "`{tokens_per_second: x}` with x a finite number ≥ 0",
-        ),
+        )
+        | {
+            409: OpenApiResponse(
+                description="The session already has a different latency report: a session is "
+                "one call, reported once (the same report again is a 200; `error.param`: "
+                "session_id)."
+            )
+        },
     )
     def post(self, request: Request) -> Response:
         return Response(

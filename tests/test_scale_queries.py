@@ -221,11 +221,16 @@ def test_every_gateway_route_is_measured_or_bounded_by_construction() -> None:
     revision, no organization rows) and a stored response's input items (one row read, paged by
     ``limit`` ≤ 100: ``tests/routing/test_gateway_responses_store.py``). A new GET route fails
     here until it is measured."""
-    from routing.gateway.app import _ROUTES
+    from routing.gateway.app import GATEWAY_ROUTES
 
-    gets = {path for path, (method, _) in _ROUTES.items() if method == "GET"}
+    gets = {r.path for r in GATEWAY_ROUTES if "GET" in r.methods.split(", ")}
 
-    assert gets == {"/v1/models"}
+    assert gets == {
+        "/v1/models",
+        "/v1/models/{id}",  # one model of the cached catalog
+        "/v1/responses/{id}",  # one row
+        "/v1/responses/{id}/input_items",  # one row, paged
+    }
 
 
 def test_rows_fetched_through_a_server_side_cursor_are_counted() -> None:

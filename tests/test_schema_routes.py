@@ -6,8 +6,9 @@ check the other sides a newcomer reads: every schema operation is in README's ta
 lifecycle, experiment, events, drift, webhooks, ``auth/key``); no schema operation is one the
 gateway's ASGI app answers before Django (the schema would document a view that never runs); and
 the schema's description names every gateway route (``/v1/*``, OpenRouter's ``/api/v1/*``),
-which are not its operations: each route of the gateway's tables and each prefix ``_route``
-matches, and every route it names is one the gateway's ``_route`` answers with that method.
+which are not its operations: each route of the tables the gateway dispatches by (``_route``
+matches no other path by prefix but the ``/api/`` forwarding), and every route it names is one the
+gateway's ``_route`` answers with that method.
 """
 
 from __future__ import annotations
@@ -96,12 +97,14 @@ def test_no_schema_operation_is_answered_by_the_gateway_instead() -> None:
 
 
 def _gateway_table_routes() -> set[str]:
-    """``METHOD /path`` of the gateway's routes read from its own tables, not from
-    ``gateway_routes()``: ``app._ROUTES``, OpenRouter's inference paths, its model listing and
-    ``_ENDPOINTS`` (its one named group is a model id, ``{author}/{slug}``)."""
+    """``METHOD /path`` of the gateway's routes read from the tables it dispatches by, not from
+    ``gateway_routes()``: ``app._EXACT`` and ``app._TEMPLATED`` (what ``_route`` reads),
+    OpenRouter's inference paths, its model listing and ``_ENDPOINTS`` (its one named group is a
+    model id, ``{author}/{slug}``)."""
     endpoints = re.sub(r"\(\?P<\w+>[^)]*\)", "{author}/{slug}", openrouter._ENDPOINTS.pattern)
     return {
-        *(f"{method} {path}" for path, (method, _) in app._ROUTES.items()),
+        *(f"{methods} {path}" for path, (methods, _) in app._EXACT.items()),
+        *(f"{methods} {prefix}{{id}}{suffix}" for prefix, suffix, methods, _ in app._TEMPLATED),
         *(f"POST {openrouter._PREFIX}{path}" for path in openrouter._INFERENCE),
         f"GET {openrouter._PREFIX}/models",
         f"GET {endpoints}",
@@ -109,7 +112,8 @@ def _gateway_table_routes() -> set[str]:
 
 
 def _route_prefixes() -> set[str]:
-    """The paths ``app._route`` matches by prefix (``path.startswith("/v1/…/")``), from its code."""
+    """The paths ``app._route`` matches by a prefix written in its code
+    (``path.startswith("/…/")``) rather than through its route table."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(app._route)))
     return {
         node.args[0].value
@@ -117,19 +121,23 @@ def _route_prefixes() -> set[str]:
         if isinstance(node, ast.Call)
         and ast.unparse(node.func) == "path.startswith"
         and isinstance(node.args[0], ast.Constant)
-    } - {"/api/"}  # OpenRouter's, in its tables above
+    }
 
 
 def test_the_schema_names_every_gateway_route_it_leaves_out() -> None:
     description = schema()["info"]["description"]
     named = set(re.findall(r"^- `([^`]+)`$", description, re.MULTILINE))
     routes = _gateway_table_routes()
-    assert {"POST /v1/chat/completions", "GET /api/v1/models/{author}/{slug}/endpoints"} <= routes
+    assert {
+        "POST /v1/chat/completions",
+        "GET, DELETE /v1/responses/{id}",
+        "GET /v1/models/{id}",
+        "GET /api/v1/models/{author}/{slug}/endpoints",
+    } <= routes
     assert not routes - named, f"the schema's description does not name {sorted(routes - named)}"
-    prefixes = _route_prefixes()
-    assert {"/v1/responses/", "/v1/models/"} <= prefixes
-    unnamed = [p for p in prefixes if not any(r.split(" ")[-1].startswith(p) for r in named)]
-    assert not unnamed, f"the gateway answers paths under {unnamed}; the description names none"
+    # Every other path goes through the table: the one prefix in ``_route``'s code is the
+    # ``/api/`` forwarding (OpenRouter's, in its tables above, or the router select's).
+    assert _route_prefixes() == {"/api/"}
     assert set(gateway_routes()) == named
 
 
@@ -166,6 +174,8 @@ def test_every_route_the_description_names_is_answered_by_the_gateway(
     monkeypatch.setattr(openrouter, "catalog_get", reached)
     assert _routed("GET", "/v1/no-such-route") == "404"  # the check can fail
     assert _routed("POST", "/v1/models/a") == "405"
+    assert _routed("POST", "/v1/responses/r") == "405"
+    assert _routed("DELETE", "/v1/responses/r/input_items") == "405"
     unanswered = []
     for route in gateway_routes():
         methods, path = route.rsplit(" ", 1)

@@ -32,7 +32,8 @@ class WebhookListView(TenantAPIView):
 
     @extend_schema(responses=WebhookEndpointOutput(many=True))
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset().order_by("-created_at", "-id"))
+        endpoints = self.get_queryset().select_related("created_by")
+        page = self.paginate_queryset(endpoints.order_by("-created_at", "-id"))
         return self.get_paginated_response(WebhookEndpointOutput(page, many=True).data)
 
     @extend_schema(request=WebhookEndpointInput, responses={201: WebhookEndpointCreatedOutput})
@@ -40,7 +41,7 @@ class WebhookListView(TenantAPIView):
         data = WebhookEndpointInput(data=request.data)
         data.is_valid(raise_exception=True)
         created = services.webhook_endpoint_create(
-            organization=self.organization, **data.validated_data
+            organization=self.organization, created_by=self.acting_person(), **data.validated_data
         )
         body = WebhookEndpointOutput(created.endpoint).data | {"secret": created.secret}
         return Response(body, status=status.HTTP_201_CREATED)
@@ -62,7 +63,9 @@ class WebhookDetailView(TenantAPIView):
         data = WebhookEndpointInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         endpoint = services.webhook_endpoint_update(
-            endpoint=self.get_object(), changes=dict(data.validated_data)
+            endpoint=self.get_object(),
+            changes=dict(data.validated_data),
+            actor=self.acting_person(),
         )
         return Response(WebhookEndpointOutput(endpoint).data)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -17,9 +18,15 @@ class WebhookEvent(models.TextChoices):
     AUTO_TOPUP_CAPPED = "credits.auto_topup_capped", "Automatic top-up held back by the daily cap"
 
 
+class DisabledReason(models.TextChoices):
+    CREATOR_REMOVED = "creator_removed", "Its creator was removed from the organization"
+
+
 class WebhookEndpoint(TenantModel):
     """A receiver URL, the events it subscribes to and its signing secret (Fernet-encrypted:
-    routing.provider_secrets; the plaintext is shown once, at creation)."""
+    routing.provider_secrets; the plaintext is shown once, at creation). ``created_by``: the
+    member who vouches for the URL (made it, last re-enabled it or changed its URL); their
+    removal disables it (``webhook_endpoints_disable_for_removed``)."""
 
     url = models.URLField(max_length=2000)
     events = models.JSONField(default=list)  # WebhookEvent values
@@ -27,6 +34,13 @@ class WebhookEndpoint(TenantModel):
     secret_encrypted = models.BinaryField()
     secret_hint = models.CharField(max_length=12)  # the secret's last characters, for display
     enabled = models.BooleanField(default=True)
+    # Null for endpoints created before it was recorded (webhooks 0004): never auto-disabled.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    disabled_reason = models.CharField(
+        max_length=20, choices=DisabledReason.choices, blank=True, default="", db_default=""
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

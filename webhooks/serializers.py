@@ -7,15 +7,46 @@ from typing import Any
 from rest_framework import serializers
 
 from routerhub.text import validate_no_control_characters
-from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from webhooks.models import DisabledReason, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 
 class WebhookEndpointOutput(serializers.ModelSerializer[WebhookEndpoint]):
     events = serializers.ListField(child=serializers.ChoiceField(choices=WebhookEvent.choices))
+    created_by = serializers.EmailField(
+        source="created_by.email",
+        read_only=True,
+        allow_null=True,
+        help_text="Email of the member who answers for the endpoint: who created it, or last "
+        "re-enabled it or changed its URL. Their removal from the organization disables it. "
+        "Null for endpoints created before this was recorded (never disabled so).",
+    )
+    disabled_reason = serializers.ChoiceField(
+        choices=DisabledReason.choices,
+        read_only=True,
+        allow_null=True,
+        help_text="Why RouterHub disabled the endpoint (`creator_removed`: its creator was "
+        "removed from the organization); null when enabled or disabled by an admin. An admin "
+        "re-enabling it (`enabled: true`) clears it and becomes its creator.",
+    )
 
     class Meta:
         model = WebhookEndpoint
-        fields = ["id", "url", "events", "description", "enabled", "secret_hint", "created_at"]
+        fields = [
+            "id",
+            "url",
+            "events",
+            "description",
+            "enabled",
+            "disabled_reason",
+            "created_by",
+            "secret_hint",
+            "created_at",
+        ]
+
+    def to_representation(self, instance: WebhookEndpoint) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["disabled_reason"] = instance.disabled_reason or None
+        return data
 
 
 class WebhookEndpointCreatedOutput(WebhookEndpointOutput):

@@ -21,12 +21,18 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import Organization
-from routerhub.domain import InvalidInput, NotFound
+from accounts.models import Membership, Organization
+from routerhub.domain import InvalidInput, NotFound, NotPermitted
 from routerhub.row_update import row_update
 from routing.egress import base_url_check
 from routing.provider_secrets import secret_decrypt, secret_encrypt
-from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from webhooks.models import (
+    DeliveryStatus,
+    DisabledReason,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,20 +72,40 @@ def _endpoints_cap_check(organization: Any) -> None:
         )
 
 
+def _organization_lock(organization_id: int, *, member: Any) -> None:
+    """Lock the organization's row (``FOR NO KEY UPDATE``, as ``membership_remove`` takes it
+    first) and refuse if ``member`` (a ``User``; None: no person to check) is no longer one.
+    A request authenticated just before its maker's removal waits here for the removal's commit,
+    then finds them gone: without it, an endpoint they made or re-pointed after their endpoints
+    were disabled would stay theirs, enabled."""
+    list(
+        Organization.objects.select_for_update(no_key=True)
+        .filter(pk=organization_id)
+        .values_list("pk")
+    )
+    if member is None:
+        return
+    if not Membership.objects.filter(organization_id=organization_id, user_id=member.pk).exists():
+        raise NotPermitted(f"{member.email} is no longer a member of this organization.")
+
+
 def webhook_endpoint_create(
-    *, organization: Any, url: str, events: list[str], description: str = "", enabled: bool = True
+    *,
+    organization: Any,
+    url: str,
+    events: list[str],
+    created_by: Any = None,
+    description: str = "",
+    enabled: bool = True,
 ) -> CreatedEndpoint:
-    """Add an endpoint, at most ``WEBHOOK_ENDPOINTS_PER_ORGANIZATION`` per organization. The
+    """Add an endpoint, made by ``created_by`` (a ``User``, or None when no person is behind
+    the request), at most ``WEBHOOK_ENDPOINTS_PER_ORGANIZATION`` per organization. The
     organization's row is locked before counting: without it, endpoints created at once each
     count the others not yet committed and all pass the cap together."""
     url = webhook_url_check(url, organization.pk)  # may resolve DNS: before the lock
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
-        list(
-            Organization.objects.select_for_update(no_key=True)
-            .filter(pk=organization.pk)
-            .values_list("pk")
-        )
+        _organization_lock(organization.pk, member=created_by)
         _endpoints_cap_check(organization)
         endpoint = WebhookEndpoint.objects.create(
             organization=organization,
@@ -87,6 +113,7 @@ def webhook_endpoint_create(
             events=_events_check(events),
             description=description,
             enabled=enabled,
+            created_by=created_by,
             secret_encrypted=secret_encrypt(secret),
             secret_hint=secret[-4:],
         )
@@ -94,19 +121,48 @@ def webhook_endpoint_create(
 
 
 def webhook_endpoint_update(
-    *, endpoint: WebhookEndpoint, changes: dict[str, Any]
+    *, endpoint: WebhookEndpoint, changes: dict[str, Any], actor: Any
 ) -> WebhookEndpoint:
     """Change the fields ``changes`` names, on the endpoint's locked row (``row_update``): a
     concurrent change to another field (a dashboard toggle during a ``PATCH``) stays; an endpoint
-    deleted since it was read is a 404 (``NotFound``)."""
+    deleted since it was read is a 404 (``NotFound``). ``actor`` (a ``User`` or None) becomes
+    its ``created_by`` when this enables a disabled endpoint or changes its URL, or sends any
+    ``url`` for one with no recorded creator (made before ``webhooks`` 0004): whoever points the
+    organization's events somewhere answers for it, and their removal disables it."""
     changes = dict(changes)
     if "url" in changes:
         changes["url"] = webhook_url_check(changes["url"], endpoint.organization_id)
     if "events" in changes:
         changes["events"] = _events_check(changes["events"])
+
+    def vouch(locked: WebhookEndpoint) -> None:
+        enabling = changes.get("enabled") is True and not locked.enabled
+        repointing = "url" in changes and (
+            changes["url"] != locked.url or locked.created_by_id is None
+        )
+        if enabling or repointing:
+            changes["created_by_id"] = None if actor is None else actor.pk
+            changes["disabled_reason"] = ""
+
     gone = NotFound(f"No webhook endpoint {endpoint.pk} in this organization.", param="id")
-    fields = ("url", "events", "description", "enabled")
-    return row_update(endpoint, changes=changes, fields=fields, gone=gone)
+    fields = ("url", "events", "description", "enabled", "created_by_id", "disabled_reason")
+    with transaction.atomic():  # the organization, then the endpoint: membership_remove's order
+        if changes.get("enabled") is True or "url" in changes:
+            _organization_lock(endpoint.organization_id, member=actor)
+        return row_update(endpoint, changes=changes, fields=fields, check=vouch, gone=gone)
+
+
+def webhook_endpoints_disable_for_removed(*, organization_id: int, user_id: int) -> int:
+    """Disable every endpoint of the organization that ``user_id`` created (``created_by``),
+    recording why (``DisabledReason.CREATOR_REMOVED``); how many. Called by
+    ``accounts.services.membership_remove`` in its transaction, after its locks (organization,
+    membership, keys): a removed admin's URL must not keep receiving the organization's events.
+    Rows locked in id order (``FOR NO KEY UPDATE``: a delivery inserted meanwhile only takes a key
+    share of its endpoint); nothing locks an endpoint and then those rows. Deliveries already
+    pending are not sent: an attempt on a disabled endpoint fails (``webhook_delivery_attempt``)."""
+    mine = WebhookEndpoint.objects.filter(organization_id=organization_id, created_by_id=user_id)
+    list(mine.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
+    return mine.update(enabled=False, disabled_reason=DisabledReason.CREATOR_REMOVED)
 
 
 def webhook_endpoint_secret(endpoint: WebhookEndpoint) -> str:

@@ -41,12 +41,16 @@ def webhooks_page(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 created = services.webhook_endpoint_create(
-                    organization=organization, **form.cleaned_data
+                    organization=organization, created_by=request.user, **form.cleaned_data
                 )
                 form = EndpointForm()
             except ApiError as exc:
                 form.add_error(None, exc.message)
-    endpoints = WebhookEndpoint.objects.for_tenant(organization).order_by("-created_at")
+    endpoints = (
+        WebhookEndpoint.objects.for_tenant(organization)
+        .select_related("created_by")
+        .order_by("-created_at")
+    )
     deliveries = (
         selectors.deliveries_with_lost_hint(
             WebhookDelivery.objects.for_tenant(organization), now=timezone.now()
@@ -69,7 +73,7 @@ def webhook_toggle(request: HttpRequest, webhook_id: int) -> HttpResponse:
     )
     try:
         endpoint = services.webhook_endpoint_update(
-            endpoint=endpoint, changes={"enabled": not endpoint.enabled}
+            endpoint=endpoint, changes={"enabled": not endpoint.enabled}, actor=request.user
         )
     except NotFound as gone:  # deleted since it was read
         raise Http404(str(gone)) from gone

@@ -189,11 +189,17 @@ class Tool:
     schema: dict[str, Any]
 
 
-def wants_tool(prompt: str, tools: list[Tool], forced: str | None) -> Tool | None:
+def wants_tool(
+    prompt: str, tools: list[Tool], forced: str | None, required: bool = False
+) -> Tool | None:
+    """The tool to call: the one ``forced`` names, the first when any is ``required``, else one
+    the prompt asks for."""
     if not tools:
         return None
     if forced:
         return next((t for t in tools if t.name == forced), tools[0])
+    if required:
+        return tools[0]
     lowered = prompt.lower()
     for tool in tools:
         if tool.name.lower() in lowered or tool.name.lower().replace("_", " ") in lowered:
@@ -210,20 +216,28 @@ def decide(
     tools: list[Tool],
     forced_tool: str | None,
     last_is_tool_result: bool,
+    tool_required: bool = False,
     tool_result: str = "",
     json_schema: dict[str, Any] | None = None,
     json_mode: bool = False,
 ) -> Answer:
-    """The fake model's whole decision: call a tool, answer JSON, or answer text."""
+    """The fake model's whole decision: call a tool, answer JSON, or answer text. After a tool
+    result it calls no tool unless one is forced, and follows an output schema or JSON mode as
+    on a first turn (a real model does), with the result as its text. A call required of any
+    tool after a result goes to the last tool offered, where clients put their output tools
+    (pydantic-ai's ``final_result``): the first would be called again and again."""
     if last_is_tool_result:
-        return Answer(text=f"Based on the tool result: {tool_result[:200]}")
-    tool = wants_tool(prompt, tools, forced_tool)
+        tool = wants_tool("", tools, forced_tool) if forced_tool else None
+        tool = tools[-1] if tool_required and tools and not forced_tool else tool
+        text = f"Based on the tool result: {tool_result[:200]}"
+    else:
+        tool = wants_tool(prompt, tools, forced_tool, tool_required)
+        text = answer_text(model, prompt)
     if tool is not None:
         arguments = value_for_schema(tool.schema or {"type": "object"}, prompt)
         return Answer(
             tool_name=tool.name, tool_arguments=arguments if isinstance(arguments, dict) else {}
         )
-    text = answer_text(model, prompt)
     if json_schema is not None:
         return Answer(text=orjson.dumps(value_for_schema(json_schema, text)).decode())
     if json_mode:

@@ -34,11 +34,7 @@ def anthropic_turn(body: JSON, model: str) -> Turn:
             break
     tools = [Tool(t["name"], t.get("input_schema") or {}) for t in body.get("tools") or []]
     choice = body.get("tool_choice") or {}
-    forced = (
-        choice.get("name")
-        if choice.get("type") == "tool"
-        else (tools[0].name if choice.get("type") == "any" and tools else None)
-    )
+    forced = choice.get("name") if choice.get("type") == "tool" else None
     texts = [_text(body.get("system"))] + [_text(m.get("content")) for m in messages]
     media = sum(media_tokens(m.get("content"), model) for m in messages)
     return Turn(
@@ -49,6 +45,7 @@ def anthropic_turn(body: JSON, model: str) -> Turn:
         media_tokens=media,
         tools=tools if choice.get("type") != "none" else [],
         forced_tool=forced,
+        tool_required=choice.get("type") == "any",
         last_is_tool_result=bool(results),
         tool_result=_tool_result_text(results[-1]) if results else "",
         json_schema=((body.get("output_config") or {}).get("format") or {}).get("schema"),

@@ -111,6 +111,11 @@ class FakeUpstream:
             error = {"type": "invalid_request_error", "message": refusal}
             await _send_json(send, 400, {"type": "error", "error": error})
             return
+        refusal = openai_extras.openai_refusal(body) if style == "openai" else None
+        if refusal is not None:
+            error = {"message": refusal, "type": "invalid_request_error", "param": "messages"}
+            await _send_json(send, 400, {"error": error | {"code": None}})
+            return
         unknown = gemini.gemini_schema_refusal(body) if style == "gemini" else None
         if unknown is not None:
             refused = {"code": 400, "message": unknown, "status": "INVALID_ARGUMENT"}

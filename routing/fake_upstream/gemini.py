@@ -33,9 +33,8 @@ def gemini_turn(body: JSON, model: str) -> Turn:
         for d in t.get("functionDeclarations") or []
     ]
     calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
-    forced = None
-    if calling.get("mode") == "ANY" and tools:
-        forced = (calling.get("allowedFunctionNames") or [tools[0].name])[0]
+    allowed = calling.get("allowedFunctionNames") or []
+    forced = allowed[0] if calling.get("mode") == "ANY" and allowed else None
     config = body.get("generationConfig") or {}
     texts = [_text((body.get("systemInstruction") or {}).get("parts"))] + [
         _text(c.get("parts")) for c in contents
@@ -49,6 +48,7 @@ def gemini_turn(body: JSON, model: str) -> Turn:
         media_tokens=media,
         tools=tools if calling.get("mode") != "NONE" else [],
         forced_tool=forced,
+        tool_required=calling.get("mode") == "ANY",
         last_is_tool_result=bool(responses),
         tool_result=orjson.dumps(responses[-1].get("response")).decode() if responses else "",
         json_schema=config.get("responseSchema") or config.get("responseJsonSchema"),

@@ -135,3 +135,19 @@ def openai_stream(chunks: Iterator[bytes], body: JSON, tier_in: str = "") -> Ite
         ):
             chunk |= _tier(body)
         yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def openai_refusal(body: JSON) -> str | None:
+    """What OpenAI's chat wire refuses of a request's messages, as it says it: an image in a
+    tool message (its text parts only)."""
+    for index, message in enumerate(body.get("messages") or []):
+        content = message.get("content") if isinstance(message, dict) else None
+        parts = content if isinstance(content, list) else []
+        if message.get("role") == "tool" and any(
+            isinstance(part, dict) and part.get("type") == "image_url" for part in parts
+        ):
+            return (
+                f"Invalid 'messages[{index}]'. Image URLs are only allowed for messages with role "
+                "'user', but this message with role 'tool' contains an image URL."
+            )
+    return None

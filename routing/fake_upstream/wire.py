@@ -26,7 +26,8 @@ class Turn:
     prompt: str
     prompt_tokens: int
     tools: list[Tool] = field(default_factory=list)
-    forced_tool: str | None = None
+    forced_tool: str | None = None  # the tool the request names to be called
+    tool_required: bool = False  # a call of any tool required (OpenAI "required", Anthropic "any")
     last_is_tool_result: bool = False
     tool_result: str = ""
     json_schema: JSON | None = None
@@ -47,6 +48,7 @@ class Turn:
             tools=self.tools,
             forced_tool=self.forced_tool,
             last_is_tool_result=self.last_is_tool_result,
+            tool_required=self.tool_required,
             tool_result=self.tool_result,
             json_schema=self.json_schema,
             json_mode=self.json_mode,
@@ -97,8 +99,6 @@ def openai_turn(body: JSON, model: str) -> Turn:
     ]
     choice = body.get("tool_choice")
     forced = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
-    if choice == "required" and tools:
-        forced = tools[0].name
     fmt = body.get("response_format") or {}
     schema = (
         (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
@@ -113,6 +113,7 @@ def openai_turn(body: JSON, model: str) -> Turn:
         media_tokens=media,
         tools=tools if choice != "none" else [],
         forced_tool=forced,
+        tool_required=choice == "required",
         last_is_tool_result=last.get("role") == "tool",
         tool_result=_text(last.get("content")) if last.get("role") == "tool" else "",
         json_schema=schema,

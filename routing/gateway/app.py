@@ -7,6 +7,8 @@ import gc
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import cast
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -84,17 +86,56 @@ async def _handle(req: GatewayRequest) -> None:
             )
 
 
-# Path → (its one method, its handler). ``/api/…`` (what model_select.select_route chose) and
-# ``/v1/models/<id>`` are matched by prefix in ``_route``.
-_ROUTES: dict[str, tuple[str, Callable[[GatewayRequest], Awaitable[None]]]] = {
-    "/v1/chat/completions": ("POST", chat.chat_completions),
-    "/v1/completions": ("POST", completions.completions),
-    "/v1/responses": ("POST", responses.responses),
-    "/v1/embeddings": ("POST", embeddings.embeddings),
-    "/v1/messages": ("POST", chat.messages),
-    "/v1/messages/count_tokens": ("POST", chat.messages_count_tokens),
-    "/v1/models": ("GET", listing.models_list),
+Handler = Callable[[GatewayRequest], Awaitable[None]]
+# A templated route's handler: the request and the path's rest after the part before ``{``.
+RestHandler = Callable[[GatewayRequest, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRoute:
+    """One route of the gateway: ``methods`` its Allow header, ``path`` as the schema names it.
+    A path with a ``{…}`` part matches by what precedes and follows it (the part may hold
+    slashes: a model id is ``author/slug``); its handler gets the path's rest after the prefix."""
+
+    methods: str
+    path: str
+    handler: Handler | RestHandler
+
+
+# Every route ``_route`` serves under ``/v1`` (OpenRouter's ``/api/v1`` ones are in
+# ``routing.gateway.openrouter``): the dispatcher and the OpenAPI schema's description
+# (``routerhub.schema.gateway_routes``) both read this table.
+GATEWAY_ROUTES: tuple[GatewayRoute, ...] = (
+    GatewayRoute("POST", "/v1/chat/completions", chat.chat_completions),
+    GatewayRoute("POST", "/v1/completions", completions.completions),
+    GatewayRoute("POST", "/v1/responses", responses.responses),
+    # Exact, so it wins over the ``/v1/responses/{id}`` template (matched only after ``_EXACT``).
+    GatewayRoute("POST", "/v1/responses/input_tokens", responses.responses_input_tokens),
+    GatewayRoute("POST", "/v1/embeddings", embeddings.embeddings),
+    GatewayRoute("POST", "/v1/messages", chat.messages),
+    GatewayRoute("POST", "/v1/messages/count_tokens", chat.messages_count_tokens),
+    GatewayRoute("GET", "/v1/models", listing.models_list),
+    GatewayRoute("GET, DELETE", "/v1/responses/{id}", responses.stored_response),
+    GatewayRoute("GET", "/v1/responses/{id}/input_items", responses.stored_response),
+    GatewayRoute("GET", "/v1/models/{id}", listing.model_detail),
+)
+
+# The table as the hot path reads it: exact paths in a dict (one lookup), then the few
+# templated ones scanned in order, the longest suffix first (``{id}/input_items`` before ``{id}``).
+_EXACT: dict[str, tuple[str, Handler]] = {
+    r.path: (r.methods, cast(Handler, r.handler)) for r in GATEWAY_ROUTES if "{" not in r.path
 }
+
+
+def _templated(route: GatewayRoute) -> tuple[str, str, str, RestHandler]:
+    """``route``'s prefix (before ``{``), suffix (after ``}``), methods and handler."""
+    prefix, suffix = route.path[: route.path.index("{")], route.path[route.path.index("}") + 1 :]
+    return prefix, suffix, route.methods, cast(RestHandler, route.handler)
+
+
+_TEMPLATED = tuple(
+    sorted((_templated(r) for r in GATEWAY_ROUTES if "{" in r.path), key=lambda t: -len(t[1]))
+)
 
 
 async def _route(req: GatewayRequest) -> None:
@@ -105,29 +146,25 @@ async def _route(req: GatewayRequest) -> None:
         else:
             await model_select.router_select(req)
         return
-    route = _ROUTES.get(path)
-    if route is not None:
-        allowed, handler = route
+    exact = _EXACT.get(path)
+    if exact is not None:
+        allowed, handler = exact
         _allow(method, allowed)
         await handler(req)
-    elif path.startswith("/v1/responses/"):
-        if path.endswith("/input_items"):
-            _allow(method, "GET")
-        elif method not in ("GET", "DELETE"):
-            _allow(method, "GET, DELETE")
-        await responses.stored_response(req, path.removeprefix("/v1/responses/"))
-    elif path.startswith("/v1/models/"):
-        _allow(method, "GET")
-        await listing.model_detail(req, path.removeprefix("/v1/models/"))
-    else:
-        raise _RouteNotFound(f"No route matches {method} {req.path}.{_doubled_v1_hint(path)}")
+        return
+    for prefix, suffix, allowed, rest_handler in _TEMPLATED:
+        if path.startswith(prefix) and path.endswith(suffix):
+            _allow(method, allowed)
+            await rest_handler(req, path.removeprefix(prefix))
+            return
+    raise _RouteNotFound(f"No route matches {method} {req.path}.{_doubled_v1_hint(path)}")
 
 
 def _doubled_v1_hint(path: str) -> str:
     """For ``/v1/v1/messages``: a base URL given with ``/v1`` to a client that adds it itself
     (the anthropic SDK, litellm's ``anthropic/`` models)."""
     single = path.removeprefix("/v1")
-    if not path.startswith("/v1/v1/") or single not in _ROUTES:
+    if not path.startswith("/v1/v1/") or single not in _EXACT:
         return ""
     return (
         f" The route is {single}: the client adds /v1 itself, so give it the base URL without "
@@ -144,7 +181,8 @@ class _MethodNotAllowed(ApiError):
 
 
 def _allow(method: str, allowed: str) -> None:
-    if method != allowed:
+    """405 unless ``method`` is one of ``allowed`` (an Allow header: "GET" or "GET, DELETE")."""
+    if method != allowed and method not in allowed.split(", "):
         raise _MethodNotAllowed(
             f"Method {method} is not allowed here; use {allowed}.", headers={"Allow": allowed}
         )

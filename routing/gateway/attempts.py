@@ -213,14 +213,22 @@ def request_extensions(ex: Exchange, candidate: Candidate) -> dict[str, object]:
     return extensions
 
 
+# Options that describe the provider's own host, not its wire: an organization's own host on that
+# provider (a vLLM behind ``base_url``) gets a refusal as text, as any other OpenAI-style host.
+_HOST_OPTIONS = frozenset({"takes_refusals"})
+
+
 def _target(ex: Exchange, candidate: Candidate) -> Target:
     endpoint = candidate.endpoint
+    options = endpoint.options
+    if candidate.base_url and not _HOST_OPTIONS.isdisjoint(options):
+        options = {name: value for name, value in options.items() if name not in _HOST_OPTIONS}
     return Target(
         base_url=candidate.base_url or endpoint.base_url,
         upstream_model=endpoint.upstream_model,
         api_key=candidate.api_key,
         max_tokens=max_tokens_for(ex.body, endpoint),
-        options=endpoint.options,
+        options=options,
         failed_tools=ex.marks.failed_tools,
         own_key=candidate.is_byok,
     )

@@ -13,6 +13,7 @@ from accounts.keys import AuthenticatedKey
 from billing import metering
 from billing.metering import UsageDraft
 from routerhub.errors import BadRequest, NotFound
+from routing.gateway.allowed_tools import allowed_tools_applied
 from routing.gateway.attempts import attempt, deadline_stop, exhausted
 from routing.gateway.catalog_cache import catalog_get
 from routing.gateway.exchange import (
@@ -35,7 +36,7 @@ from routing.gateway.request_shape import request_validate
 from routing.gateway.streaming import open_stream, pump
 from routing.gateway.token_bounds import estimate_prompt_tokens, prompt_token_bound, reservation_max
 from routing.gateway.trace import answer_text
-from routing.gateway.usage_estimate import billable_usage, choices_chars
+from routing.gateway.usage_estimate import billable_usage, completion_chars
 from routing.ingress.anthropic import (
     canonical_to_messages_response,
     messages_request_parsed,
@@ -70,14 +71,20 @@ async def messages_count_tokens(req: GatewayRequest) -> None:
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required (a string).", param="model")
     canonical = messages_request_to_canonical(body, counting=True)
-    catalog = await catalog_get()
-    model = model_names_resolved({"model": model}, catalog)["model"]  # as /v1/messages reads it
-    models_allowed_check(key.allowed_models, [("model", model)], model_names)
-    if not model.startswith("router/") and model not in catalog.models:
-        raise NotFound(f"Unknown model '{model}'; GET /v1/models lists them.", param="model")
+    await counted_model_check(key, model)
     await rate_limit_admit(key, 0)
     count = {"input_tokens": estimate_prompt_tokens(canonical)}
     await req.respond_json(200, count, headers={"x-routerhub-token-count": "estimate"})
+
+
+async def counted_model_check(key: AuthenticatedKey, model: str) -> None:
+    """A token count's model, read as a request to it reads it: one the key may call and a
+    catalog model (a router's slug is not looked up: nothing is routed), else a 403 or 404."""
+    catalog = await catalog_get()
+    model = model_names_resolved({"model": model}, catalog)["model"]
+    models_allowed_check(key.allowed_models, [("model", model)], model_names)
+    if not model.startswith("router/") and model not in catalog.models:
+        raise NotFound(f"Unknown model '{model}'; GET /v1/models lists them.", param="model")
 
 
 # --- the request path ----------------------------------------------------------------------------
@@ -97,7 +104,7 @@ async def chat_serve(
     ``marks``: what the ingress knows of the messages beyond their shape (``IngressMarks``)."""
     catalog = await catalog_get()
     body = openrouter_request(body, catalog)  # model variants, provider.sort objects, reasoning
-    body = private_keys_dropped(body)
+    body = allowed_tools_applied(private_keys_dropped(body))
     request_validate(body, parts_counted=marks.parts_counted)
     if str(body.get("model") or "").startswith(PIPELINE_PREFIX):
         await pipeline_serve(req, key, body, anthropic=anthropic, admitted=admitted, marks=marks)
@@ -152,7 +159,7 @@ async def _complete(ex: Exchange) -> None:
         if completion is None:
             continue
         ex.served_by(candidate)
-        usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
+        usage = billable_usage(ex, completion.usage, completion_chars(completion))
         cost = bill(ex, usage, status="succeeded")
         response = response_head(ex, "chat.completion") | {
             "choices": completion.choices,

@@ -56,7 +56,7 @@ from routing.gateway.request_shape import request_validate
 from routing.gateway.timeouts import TimedOut
 from routing.gateway.token_bounds import estimate_prompt_tokens, prompt_token_bound, reservation_max
 from routing.gateway.trace import answer_text
-from routing.gateway.usage_estimate import billable_usage, choices_chars, timed_out_usage
+from routing.gateway.usage_estimate import billable_usage, completion_chars, timed_out_usage
 from routing.providers.base import JSON, Completion, Usage, text_of
 from routing.routers import messages_prompt
 
@@ -294,7 +294,7 @@ def _prompts_sent(ex: Exchange, parts: list[Exchange]) -> None:
 def _usage_at(part: Exchange, candidate: Candidate, completion: Completion) -> Usage:
     """A prompt's billable usage as ``candidate`` answered it."""
     part.served_by(candidate)
-    return billable_usage(part, completion.usage, choices_chars(completion.choices))
+    return billable_usage(part, completion.usage, completion_chars(completion))
 
 
 def _summed(usages: list[Usage]) -> Usage:

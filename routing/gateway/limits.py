@@ -31,6 +31,10 @@ chain comes with the key from its one lookup statement and is cached with it.
 When Redis refuses a lease call (its ``maxclients``) or this process's limiter pool has no
 connection free, the request is counted in this process alone (``_admit_local``, with what the
 process took from its leases in the window): the limits hold per process rather than not at all.
+The process's next lease call that Redis answers adds those counts to Redis's (``Lease.claim``:
+no memory beyond the window's counters), apart from the slices it asks for and up to the limit
+(``limits_redis._LEASE``): before, once Redis answered, an rpm-1 key's request counted
+in-process was followed by one leased from Redis, 2 in the minute.
 When Redis is unreachable the limits **fail open**: requests are admitted uncounted until Redis
 answers again, when counting resumes in the current window. After a connection error or timeout the
 process leaves Redis alone for ``RATE_LIMIT_REDIS_BACKOFF_SECONDS``, then one request probes it, one
@@ -56,7 +60,7 @@ from redis.exceptions import RedisError
 from accounts.keys import AuthenticatedKey, RateBound
 from routerhub.errors import RateLimited
 from routing.gateway.limits_lease import Lease as _Lease
-from routing.gateway.limits_lease import Leasing
+from routing.gateway.limits_lease import Leasing, leases_granted, owing
 from routing.gateway.limits_redis import (
     lease_client,
     lease_client_sync,
@@ -268,21 +272,24 @@ def admit_sync(buckets: tuple[Bucket, ...]) -> None:
             if _take(leases, buckets, 0):
                 return
             _refuse_spent(leases, buckets, retry_after)
-            wanted = _wanted(leases, buckets, 0)
         turn = redis_turn()
         if turn is None:
             return  # Redis backed off: fail open
+        with _lock:
+            wanted = _wanted(leases, buckets, 0)
         try:
             _, script = lease_client_sync()
-            granted = script(*lease_input(_limits(buckets), window, wanted, ttl=_WINDOW + 5))
+            with _owing(leases, buckets, window) as owed:
+                granted = script(*lease_input(_limits(buckets), window, wanted, _WINDOW + 5, owed))
         except (RedisError, OSError) as exc:
-            if redis_failed(exc, turn):
+            refused = redis_failed(exc, turn)
+            if refused:
                 with _lock:  # Redis refused: limits hold per process
                     _admit_local(buckets, 0, window, retry_after)
             return
         redis_answered()
         with _lock:
-            _granted(leases, buckets, wanted, granted)
+            leases_granted(leases, _rates(buckets), wanted, owed, granted)
 
 
 def _has(lease: _Lease, bucket: Bucket) -> bool:
@@ -369,20 +376,21 @@ async def _lease_more(
     """Lease the next slices of ``buckets`` in ``window`` (one Lua call); ``done`` (the first
     lease's ``fetching``) says how it ended (``Leasing``)."""
     try:
-        with _lock:
-            wanted = _wanted(leases, buckets, prompt_tokens)
         leasing: Leasing = "uncounted"  # Redis backed off
         turn = redis_turn()
         if turn is not None:
-            _, script = lease_client()
+            with _lock:
+                wanted = _wanted(leases, buckets, prompt_tokens)
+            limits, (_, script) = _limits(buckets), lease_client()
             try:
-                granted = await script(*lease_input(_limits(buckets), window, wanted, _WINDOW + 5))
+                with _owing(leases, buckets, window) as owed:
+                    granted = await script(*lease_input(limits, window, wanted, _WINDOW + 5, owed))
             except (RedisError, OSError) as exc:
                 leasing = "in-process" if redis_failed(exc, turn) else "uncounted"
             else:
                 redis_answered()
                 with _lock:
-                    _granted(leases, buckets, wanted, granted)
+                    leases_granted(leases, _rates(buckets), wanted, owed, granted)
                 leasing = "leased"
         done.set_result(leasing)
     except Exception as exc:  # its waiters raise it
@@ -399,7 +407,7 @@ async def _lease_more(
 def _wanted(
     leases: list[_Lease], buckets: tuple[Bucket, ...], prompt_tokens: int
 ) -> list[tuple[int, int]]:
-    """The slices each lease needs (none for one that still has quota), under ``_lock``."""
+    """The slice to ask each bucket for, under ``_lock`` (none while its lease has quota)."""
     now = time.monotonic()
     return [
         (0, 0) if _has(lease, b) else lease.wants(b.rpm, b.tpm, prompt_tokens, now)
@@ -407,25 +415,18 @@ def _wanted(
     ]
 
 
+def _owing(leases: list[_Lease], buckets: tuple[Bucket, ...], window: int) -> Any:
+    """``limits_lease.owing`` for ``buckets``: their in-process counts in ``window``."""
+    counted = [_local.get((b.tag, window), (0, 0)) for b in buckets]
+    return owing(leases, _rates(buckets), counted, _lock)
+
+
 def _limits(buckets: tuple[Bucket, ...]) -> list[tuple[str, int, int]]:
     return [(b.tag, b.rpm, b.tpm) for b in buckets]
 
 
-def _granted(
-    leases: list[_Lease], buckets: tuple[Bucket, ...], wanted: list[tuple[int, int]], granted: Any
-) -> None:
-    """Add what Redis granted to each lease. A dimension granted less than asked has nothing
-    left in the window; -1: not leased, because another bucket of the chain had nothing left."""
-    for i, (lease, bucket) in enumerate(zip(leases, buckets, strict=True)):
-        requests, tokens = int(granted[2 * i]), int(granted[2 * i + 1])
-        if requests >= 0:
-            lease.requests += requests
-            lease.requests_full_at = (
-                bucket.rpm if requests < wanted[i][0] else lease.requests_full_at
-            )
-        if tokens >= 0:
-            lease.tokens += tokens
-            lease.tokens_full_at = bucket.tpm if tokens < wanted[i][1] else lease.tokens_full_at
+def _rates(buckets: tuple[Bucket, ...]) -> list[tuple[int, int]]:
+    return [(b.rpm, b.tpm) for b in buckets]
 
 
 def _lease(tag: str, window: int) -> _Lease:

@@ -4,7 +4,12 @@ of quota it took from Redis and has not spent, and how large its next slice is."
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal
+
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # How a lease call ended: its slices leased; Redis unreachable (the requests waiting on it are
 # admitted uncounted); or Redis refused it, or the pool had no connection free (they are counted
@@ -20,6 +25,8 @@ class Lease:
     tokens are only known after admission; the next slice pays the debt first)."""
 
     __slots__ = (
+        "charged_requests",
+        "charged_tokens",
         "fetching",
         "leased_at",
         "request_slice",
@@ -47,6 +54,28 @@ class Lease:
         # counted in-process (Redis refused) counts them too (``limits._admit_local``).
         self.taken_requests = 0
         self.taken_tokens = 0
+        # What of the window's in-process count (``limits._local``: requests Redis refused)
+        # this worker has charged to Redis since, or is charging in the lease call in flight.
+        self.charged_requests = 0
+        self.charged_tokens = 0
+
+    def claim(self, counted: Sequence[int], rpm: int, tpm: int) -> tuple[int, int]:
+        """What of ``counted`` (this process's in-process requests and tokens in the window)
+        Redis has not been charged, claimed for the lease call about to be made: it adds them
+        to Redis with its slices, or gives them back (``unclaim``). Without this, the requests
+        counted while Redis refused were never in Redis: once it answered again, an rpm-1 key
+        got a second request in the minute. 0 for a dimension without a limit. The script adds
+        them apart from the slices, best effort (``limits_redis._LEASE``)."""
+        requests = max(0, counted[0] - self.charged_requests) if rpm else 0
+        tokens = max(0, counted[1] - self.charged_tokens) if tpm else 0
+        self.charged_requests += requests
+        self.charged_tokens += tokens
+        return requests, tokens
+
+    def unclaim(self, owed: tuple[int, int]) -> None:
+        """The lease call that claimed ``owed`` never ran: the next one charges it."""
+        self.charged_requests -= owed[0]
+        self.charged_tokens -= owed[1]
 
     def short(self, rpm: int, tpm: int) -> int:
         """1 (2) when a request needs quota of rpm (tpm) that the window no longer has; else 0."""
@@ -77,3 +106,58 @@ def _next_slice(previous: int, lasted: float, floor: int, cap: int) -> int:
     """Double a slice spent within ``_LEASE_PERIOD_S``; else what the last pace spends in it."""
     fast = lasted < _LEASE_PERIOD_S
     return min(cap, max(floor, previous * 2 if fast else int(previous * _LEASE_PERIOD_S / lasted)))
+
+
+def leases_granted(
+    leases: list[Lease],
+    limits: list[tuple[int, int]],
+    asked: list[tuple[int, int]],
+    owed: list[tuple[int, int]],
+    granted: list[int],
+) -> None:
+    """Add what Redis granted a chain's ``leases`` (``limits``: each bucket's rpm, tpm) to them.
+    A dimension granted less than ``asked`` has nothing left in the window; -1: not leased,
+    because another bucket of the chain had nothing left. After the grants, what the script
+    charged of each ``owed``: all of it is settled (``Lease.claim``), and a dimension charged
+    less had reached its limit, so it too has nothing left (what it owed is moot)."""
+    n = 2 * len(leases)
+    for i, (lease, (rpm, tpm)) in enumerate(zip(leases, limits, strict=True)):
+        requests, tokens = int(granted[2 * i]), int(granted[2 * i + 1])
+        charged = int(granted[n + 2 * i]), int(granted[n + 2 * i + 1])
+        lease.requests += max(0, requests)
+        if 0 <= requests < asked[i][0] or charged[0] < owed[i][0]:
+            lease.requests_full_at = rpm
+        lease.tokens += max(0, tokens)
+        if 0 <= tokens < asked[i][1] or charged[1] < owed[i][1]:
+            lease.tokens_full_at = tpm
+
+
+@contextmanager
+def owing(
+    leases: list[Lease],
+    limits: list[tuple[int, int]],
+    counted: Sequence[Sequence[int]],
+    lock: threading.Lock,
+) -> Iterator[list[tuple[int, int]]]:
+    """What each lease's bucket (``limits``: rpm, tpm) owes Redis for one lease call: of its
+    in-process count in the window (``counted``), what is not yet charged (``Lease.claim``).
+    Given back if the call fails before the script could run (a refusal, cancellation); kept
+    after a timeout: the script may have run, and charging it again would count those requests
+    twice (if it did not run, Redis undercounts them: they were counted in this process)."""
+    with lock:
+        owed = [
+            lease.claim(count, rpm, tpm)
+            for lease, (rpm, tpm), count in zip(leases, limits, counted, strict=True)
+        ]
+    ran = False
+    try:
+        yield owed
+        ran = True
+    except RedisTimeoutError:
+        ran = True
+        raise
+    finally:
+        if not ran:
+            with lock:
+                for lease, owes in zip(leases, owed, strict=True):
+                    lease.unclaim(owes)

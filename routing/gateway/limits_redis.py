@@ -51,21 +51,35 @@ _PROBE_STALE_S = 60.0
 # Redis's answer to a connection past its ``maxclients``: a refusal, not an outage.
 _MAXCLIENTS = "max number of clients reached"
 # KEYS: per bucket (a key and the keys it was made from), its requests and tokens leased in this
-# window. ARGV: ttl, then per bucket rpm, tpm, requests wanted, tokens wanted (0: none). Grants
-# each what is wanted or what is left of its limit, all in one step: when any bucket wanted has
-# nothing left, nothing is leased from any (no quota taken for a request that cannot go), and
-# the script answers 0 for the buckets spent and -1 for the others. 0 for a dimension not wanted.
+# window. ARGV: ttl, then per bucket rpm, tpm, requests wanted, tokens wanted (0: none), requests
+# owed, tokens owed (its process's in-process count not yet in Redis: ``Lease.claim``). What is
+# owed is added first, best effort, up to the limit, and never refuses anything: a counter already
+# at its limit has no room for it and needs none. Then grants each what is wanted or what is left
+# of its limit, all in one step: when any bucket wanted has nothing left, nothing is leased from
+# any (no quota taken for a request that cannot go), and the script answers 0 for the buckets
+# spent and -1 for the others; 0 for a dimension not wanted (its counter not even read when it
+# owes nothing). The owed charged follow, per key.
+# (Owed inside the all-or-nothing ask livelocked: a full bucket that owed but wanted no slice made
+# every call short, and its waiter, still holding a slice, asked again until the window ended.)
 _LEASE = """
-local grants, short = {}, false
+local grants, charged, short = {}, {}, false
 for i = 1, #KEYS do
   local j, d = math.floor((i - 1) / 2), (i - 1) % 2
-  local limit, want = tonumber(ARGV[2 + 4 * j + d]), tonumber(ARGV[4 + 4 * j + d])
-  local grant = 0
-  if limit > 0 and want > 0 then
-    grant = math.min(want, limit - tonumber(redis.call('GET', KEYS[i]) or '0'))
-    if grant <= 0 then grant, short = 0, true end
+  local limit, want = tonumber(ARGV[2 + 6 * j + d]), tonumber(ARGV[4 + 6 * j + d])
+  local owed, grant, charge = tonumber(ARGV[6 + 6 * j + d]), 0, 0
+  if limit > 0 and (want > 0 or owed > 0) then
+    local left = limit - tonumber(redis.call('GET', KEYS[i]) or '0')
+    charge = math.max(0, math.min(owed, left))
+    if charge > 0 then
+      redis.call('INCRBY', KEYS[i], charge)
+      redis.call('EXPIRE', KEYS[i], ARGV[1])
+    end
+    if want > 0 then
+      grant = math.min(want, left - charge)
+      if grant <= 0 then grant, short = 0, true end
+    end
   end
-  grants[i] = grant
+  grants[i], charged[i] = grant, charge
 end
 for i = 1, #KEYS do
   if short and grants[i] > 0 then
@@ -74,6 +88,7 @@ for i = 1, #KEYS do
     redis.call('INCRBY', KEYS[i], grants[i])
     redis.call('EXPIRE', KEYS[i], ARGV[1])
   end
+  grants[#KEYS + i] = charged[i]
 end
 return grants
 """
@@ -86,13 +101,19 @@ def lease_keys(tag: str, window: int) -> tuple[str, str]:
 
 
 def lease_input(
-    limits: list[tuple[str, int, int]], window: int, wanted: list[tuple[int, int]], ttl: int
+    limits: list[tuple[str, int, int]],
+    window: int,
+    wanted: list[tuple[int, int]],
+    ttl: int,
+    owed: list[tuple[int, int]] | None = None,
 ) -> tuple[list[str], list[int]]:
-    """The lease script's KEYS and ARGV for buckets (tag, rpm, tpm) wanting (requests, tokens)."""
+    """The lease script's KEYS and ARGV for buckets (tag, rpm, tpm) wanting (requests, tokens)
+    and owing (requests, tokens) (none by default)."""
     keys = [key for tag, _, _ in limits for key in lease_keys(tag, window)]
     args = [ttl]
-    for (_, rpm, tpm), (requests, tokens) in zip(limits, wanted, strict=True):
-        args += [rpm, tpm, requests, tokens]
+    owed = owed or [(0, 0)] * len(limits)
+    for (_, rpm, tpm), want, owes in zip(limits, wanted, owed, strict=True):
+        args += [rpm, tpm, *want, *owes]
     return keys, args
 
 

@@ -36,14 +36,14 @@ _OMITTED = {"image_url": "image", "file": "file", "file_id": "file", "input_audi
 
 def _current_turn(messages: list[JSON], marks: IngressMarks) -> list[JSON]:
     """The latest turn's own media: messages after the last assistant message, without what a
-    tool returned (``marks.tool_media``). Only these must be readable; earlier turns' media
-    (history) and tool results' become placeholders where the model reads none
-    (``readable_body``)."""
+    tool returned (a chat tool message's parts, ``marks.tool_media``). Only these must be
+    readable; earlier turns' media (history) and tool results' become placeholders where the
+    model reads none (``readable_body``)."""
     last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
     return [
         {"content": [p for p in m["content"] if isinstance(p, dict) and not marks.is_tool_media(p)]}
         for m in messages[last + 1 :]
-        if isinstance(m.get("content"), list)
+        if isinstance(m.get("content"), list) and m.get("role") != "tool"
     ]
 
 

@@ -36,7 +36,15 @@ _INFERENCE: dict[str, Callable[[GatewayRequest], Awaitable[None]]] = {
     "/responses": responses.responses,
 }
 _MAX_QUERY_CHARS = 2048
-_ENDPOINTS = re.compile(r"/api/v1/models/(?P<model>[^/]+/[^/]+)/endpoints")
+_ENDPOINTS_PATH = f"{_PREFIX}/models/{{author}}/{{slug}}/endpoints"
+_ENDPOINTS = re.compile(_ENDPOINTS_PATH.replace("{author}/{slug}", "(?P<model>[^/]+/[^/]+)"))
+
+
+def openrouter_routes() -> list[str]:
+    """``METHOD /path`` of each OpenRouter path the gateway serves, from the tables it routes by
+    (``routerhub.schema.gateway_routes`` names them)."""
+    inference = [f"POST {_PREFIX}{path}" for path in _INFERENCE]
+    return [*inference, f"GET {_PREFIX}/models", f"GET {_ENDPOINTS_PATH}"]
 
 
 def openrouter_route(scope: Scope) -> bool:

@@ -39,7 +39,7 @@ from routing.gateway.token_bounds import (
     prompt_token_bound,
     reservation_max,
 )
-from routing.gateway.usage_estimate import billable_usage, choices_chars, partial_usage
+from routing.gateway.usage_estimate import billable_usage, completion_chars, partial_usage
 from routing.pipeline_gates import (
     GATE_MAX_CHARS,
     gate_passes,
@@ -143,7 +143,7 @@ async def step_call(ex: Exchange) -> Outcome:
         if completion is None:
             continue
         ex.served_by(candidate)
-        usage = billable_usage(ex, completion.usage, choices_chars(completion.choices))
+        usage = billable_usage(ex, completion.usage, completion_chars(completion))
         bill(ex, usage, status="succeeded")
         if not candidate.is_byok and ex.first_byte_at is not None:
             health.health_record_success(

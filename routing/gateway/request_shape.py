@@ -37,6 +37,8 @@ def _part_problem(part: JSON) -> str | None:
         return "needs a type (a string)"
     if kind == "text" and not isinstance(part.get("text"), str):
         return "is a text part: give text (a string)"
+    if kind == "refusal" and not isinstance(part.get("refusal"), str):
+        return "is a refusal part: give refusal (a string)"
     if kind == "image_url":
         image = part.get("image_url")
         if not (
@@ -57,15 +59,15 @@ def _part_problem(part: JSON) -> str | None:
 
 
 def _tool_part_problem(message: JSON, part: JSON) -> str | None:
-    """A tool message's non-text part: OpenAI's chat format carries text only there, so an
-    OpenAI-style host would refuse it and the Anthropic and Gemini adapters, which send a tool
-    result's text, would drop it unsaid. (``/v1/messages`` moves a ``tool_result``'s images to
-    the user turn that follows, where every provider reads them.)"""
-    if message.get("role") != "tool" or part.get("type") == "text":
+    """A tool message's part other than text, an image or a document (a screenshot, a PDF the
+    tool fetched): those reach Anthropic inside its ``tool_result`` and other providers in a user
+    message after the tool messages (``routing/providers/tool_media.py``), as ``/v1/messages``
+    sends a ``tool_result``'s; audio no provider reads from a tool."""
+    if message.get("role") != "tool" or part.get("type") in ("text", "image_url", "file"):
         return None
     return (
-        f"is a tool message's {part.get('type')} part: a tool message holds text only; send "
-        "what the tool returned besides text in a user message after the tool messages"
+        f"is a tool message's {part.get('type')} part: a tool message holds text, image_url "
+        "and file parts; send other media in a user message after the tool messages"
     )
 
 
@@ -145,7 +147,7 @@ def _messages_validate(messages_: object, *, parts_counted: bool) -> None:
                 raise BadRequest(
                     f"messages[{index}].content[{part_index}] {problem}.", param="messages"
                 )
-        for name in ("name", "tool_call_id"):
+        for name in ("name", "tool_call_id", "refusal"):
             if message.get(name) is not None and not isinstance(message[name], str):
                 raise BadRequest(f"messages[{index}].{name} must be a string.", param="messages")
         calls = message.get("tool_calls")
@@ -162,14 +164,20 @@ def _messages_validate(messages_: object, *, parts_counted: bool) -> None:
 
 
 def _tools_validate(body: JSON) -> None:
-    tools = body.get("tools")
-    if tools is not None and not (
-        isinstance(tools, list) and all(isinstance(tool, dict) for tool in tools)
-    ):
+    tools_validate(body.get("tools"))
+    _tool_choice_validate(body.get("tool_choice"))
+
+
+def tools_validate(tools: object) -> None:
+    """A chat ``tools`` list: objects, each with a string ``type``; a function tool with a
+    string ``function.name`` (an ``allowed_tools`` choice narrows them only after this)."""
+    if tools is None:
+        return
+    if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
         raise BadRequest("tools must be a list of objects.", param="tools")
-    if len(tools or ()) > MAX_TOOLS:
+    if len(tools) > MAX_TOOLS:
         raise BadRequest(f"tools may list at most {MAX_TOOLS} tools.", param="tools")
-    for index, tool in enumerate(tools or []):
+    for index, tool in enumerate(tools):
         kind = tool.get("type", "function")
         if not isinstance(kind, str):
             raise BadRequest(f"tools[{index}].type must be a string.", param="tools")
@@ -189,7 +197,9 @@ def _tools_validate(body: JSON) -> None:
             raise BadRequest(
                 f"tools[{index}].function.description must be a string.", param="tools"
             )
-    choice = body.get("tool_choice")
+
+
+def _tool_choice_validate(choice: object) -> None:
     if choice is not None and not isinstance(choice, str):
         function = choice.get("function") if isinstance(choice, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):

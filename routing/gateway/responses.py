@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from routerhub.errors import BadRequest
-from routing.gateway.chat import chat_serve
+from routing.gateway.allowed_tools import allowed_tools_applied, responses_allowed_tools
+from routing.gateway.chat import chat_serve, counted_model_check
 from routing.gateway.exchange import authenticate
 from routing.gateway.http import GatewayRequest, RewritingSend
 from routing.gateway.limits import rate_limit_admit
@@ -27,6 +28,7 @@ from routing.gateway.responses_store import (
     response_get,
     response_input_items,
 )
+from routing.gateway.token_bounds import estimate_counted_tokens
 from routing.providers.base import GATEWAY_PARAMETERS, JSON
 
 # Parameters this gateway cannot honour: refused rather than silently ignored.
@@ -98,6 +100,29 @@ async def responses(req: GatewayRequest) -> None:
     await chat_serve(rewrite, key, chat, anthropic=False, admitted=True)
 
 
+async def responses_input_tokens(req: GatewayRequest) -> None:
+    """``POST /v1/responses/input_tokens`` (the openai SDK's ``responses.input_tokens.count``):
+    what ``messages/count_tokens`` answers, for the chat request a Responses request becomes,
+    stored turns of ``previous_response_id`` included. Free, counted as a request by the rate
+    limiter; the same estimate for every model (``x-routerhub-token-count: estimate``)."""
+    key = await authenticate(req, anthropic=False)
+    body = await req.json()  # size-limited
+    model = body.pop("model", None)
+    if model is not None and (not isinstance(model, str) or not model):
+        raise BadRequest("model must be a model id (a string).", param="model")
+    body.pop("personality", None)  # a preset of OpenAI's own models: no effect on this count
+    await rate_limit_admit(key, 0)  # before any stored item is read, as ``responses`` does
+    if model is not None:
+        await counted_model_check(key, model)
+    body = await references_resolved(key, body)
+    # The SDK's input is optional: a count of instructions or of stored turns alone is asked.
+    optional = body.get("previous_response_id") is not None or body.get("instructions") is not None
+    earlier = await conversation_before(key, body)
+    chat = allowed_tools_applied(chat_body_from_response(body, earlier, input_optional=optional))
+    count = {"object": "response.input_tokens", "input_tokens": estimate_counted_tokens(chat)}
+    await req.respond_json(200, count, headers={"x-routerhub-token-count": "estimate"})
+
+
 async def stored_response(req: GatewayRequest, response_id: str) -> None:
     """``GET`` or ``DELETE /v1/responses/{id}``, ``GET /v1/responses/{id}/input_items``: the
     organization's stored response."""
@@ -110,9 +135,11 @@ async def stored_response(req: GatewayRequest, response_id: str) -> None:
         await response_get(req, key, response_id)
 
 
-def chat_body_from_response(body: JSON, earlier: list[JSON] | None = None) -> JSON:
+def chat_body_from_response(
+    body: JSON, earlier: list[JSON] | None = None, *, input_optional: bool = False
+) -> JSON:
     """The chat request for a Responses request continuing the ``earlier`` stored items, or a
-    400 naming the field."""
+    400 naming the field. ``input_optional``: a missing ``input`` adds no turn (a count's)."""
     for name, message in _UNSUPPORTED.items():
         if body.get(name) not in (None, False):
             raise BadRequest(message, param=name)
@@ -134,7 +161,8 @@ def chat_body_from_response(body: JSON, earlier: list[JSON] | None = None) -> JS
     if instructions is not None and not isinstance(instructions, str):
         raise BadRequest("instructions must be a string.", param="instructions")
     system = [{"role": "system", "content": instructions}] if instructions is not None else []
-    chat["messages"] = system + _messages_from_input(earlier or [], body.get("input"))
+    input_ = [] if input_optional and body.get("input") is None else body.get("input")
+    chat["messages"] = system + _messages_from_input(earlier or [], input_, input_optional)
     if body.get("tools") is not None:
         chat["tools"] = _chat_tools(body["tools"])
     if body.get("tool_choice") is not None:
@@ -155,10 +183,10 @@ def chat_body_from_response(body: JSON, earlier: list[JSON] | None = None) -> JS
     return chat
 
 
-def _messages_from_input(earlier: list[JSON], input_: object) -> list[JSON]:
+def _messages_from_input(earlier: list[JSON], input_: object, optional: bool = False) -> list[JSON]:
     if isinstance(input_, str):
         input_ = [{"role": "user", "content": input_}]
-    if not isinstance(input_, list) or not input_:
+    if not isinstance(input_, list) or not (input_ or optional):
         raise BadRequest("input is required: a string or a non-empty list of items.", param="input")
     messages: list[JSON] = []
     for index, item in enumerate(earlier + input_):
@@ -210,10 +238,15 @@ def _chat_content(content: object, where: str, assistant: bool = False) -> str |
         return content
     if not isinstance(content, list):
         raise BadRequest(f"{where}.content must be a string or a list of parts.", param="input")
-    return [
+    parts = [
         _chat_part(part, f"{where}.content[{index}]", assistant)
         for index, part in enumerate(content)
     ]
+    if len(parts) == 1:
+        return parts
+    # OpenAI's assistant message takes text parts or exactly one refusal part, never a mix:
+    # beside other parts, a refusal is the turn's text.
+    return [{"type": "text", "text": p["refusal"]} if p["type"] == "refusal" else p for p in parts]
 
 
 def _chat_part(part: object, where: str, assistant: bool = False) -> JSON:
@@ -223,8 +256,9 @@ def _chat_part(part: object, where: str, assistant: bool = False) -> JSON:
             return {"type": "text", "text": part["text"]}
         if assistant and kind == "refusal" and isinstance(part.get("refusal"), str):
             # An earlier answer's refusal, sent back (previous_response_id, or its output
-            # replayed as input): the assistant turn's text, which every upstream format takes.
-            return {"type": "text", "text": part["refusal"]}
+            # replayed as input): chat's refusal part, which OpenAI takes as such and the other
+            # adapters send as the turn's text (``routing/providers/refusals.py``).
+            return {"type": "refusal", "refusal": part["refusal"]}
         if kind == "input_image" and isinstance(part.get("image_url"), str):
             detail = part.get("detail") if isinstance(part.get("detail"), str) else "auto"
             return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": detail}}
@@ -279,6 +313,8 @@ def _chat_tool_choice(choice: object) -> Any:
         and isinstance(choice.get("name"), str)
     ):
         return {"type": "function", "function": {"name": choice["name"]}}
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        return responses_allowed_tools(choice)
     raise BadRequest(
         "tool_choice must be 'auto', 'none', 'required' or "
         '{"type": "function", "name": ...}.',

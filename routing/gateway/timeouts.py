@@ -53,7 +53,10 @@ def timeouts_charge(ex: Exchange) -> Decimal:
         child = replace(draft, flags="", steps=[], decision=None)  # priced, never recorded
         endpoint = timeout.candidate.endpoint
         usage, byok = timeout.usage, timeout.candidate.is_byok
-        full = metering.price(child, endpoint.prices, usage, is_byok=byok, held=ex.reserved)
+        own_host = bool(timeout.candidate.base_url)  # as ``exchange.bill`` prices its answer
+        full = metering.price(
+            child, endpoint.prices, usage, is_byok=byok, held=ex.reserved, own_host=own_host
+        )
         cost = min(full, max(ex.reserved - draft.cost - added, ZERO))
         usage = _usage_charged(usage, cost, full)
         charged.append(usage)

@@ -65,6 +65,15 @@ def estimate_prompt_tokens(body: JSON) -> int:
     return math.ceil(tokens) + images * IMAGE_CONTEXT_TOKENS
 
 
+def estimate_counted_tokens(body: JSON) -> int:
+    """What ``/v1/responses/input_tokens`` answers: ``estimate_prompt_tokens`` plus a
+    ``response_format``'s schema, which providers put in the prompt (the limiter's estimate,
+    shared with billing, leaves it out)."""
+    response_format = body.get("response_format")
+    extra = billed_tokens(orjson.dumps(response_format).decode()) if response_format else 0
+    return estimate_prompt_tokens(body) + math.ceil(extra)
+
+
 def prompt_token_bound(body: JSON) -> int:
     """The most prompt tokens this request can be counted as, for the credit hold.
 
@@ -86,7 +95,7 @@ def prompt_token_bound(body: JSON) -> int:
                 images += 1
             elif part.get("type") != "text":
                 total += len(orjson.dumps(part))  # audio, files: their encoded bytes
-        for name in ("name", "tool_call_id"):
+        for name in ("name", "tool_call_id", "refusal"):
             if isinstance(message.get(name), str):
                 total += len(message[name].encode())
         if message.get("tool_calls"):

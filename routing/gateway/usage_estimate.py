@@ -22,7 +22,7 @@ from routing.image_tokens import (
     images_asked,
 )
 from routing.providers.answer_checks import generated_chars
-from routing.providers.base import JSON, Usage
+from routing.providers.base import JSON, Completion, Usage
 from routing.providers.cache_marks import cached_prefix_shares, has_marks
 from training.serving import tokens_from_chars
 
@@ -171,6 +171,10 @@ def own_host_floor(
     and 1 completion token took the fee to almost nothing (embeddings had no floor at all)."""
     if not ex.own_host:
         return
+    # The long-context tier from the larger of its count and the estimate, not from its share: a
+    # host's count at half the estimate would keep prompts up to twice a threshold on the cheaper
+    # tier. The central estimate errs either way at the boundary; the host's count cannot lower it.
+    usage.tier_prompt_tokens = max(usage.tier_prompt_tokens, prompt_estimate)
     # Each count alone, to its share of its estimate: continuous (a count at 0.49 of it was billed
     # the whole estimate, twice one at 0.5), and an honest count is not raised for the other's.
     share = settings.BILLING_OWN_HOST_FLOOR_SHARE  # an honest tokenizer's counts pass (README)
@@ -198,6 +202,13 @@ def _image_tokens_held(ex: Exchange, endpoint: EndpointInfo) -> int:
 def choices_chars(choices: list[JSON]) -> int:
     """The characters a whole answer's model generated (``answer_checks.generated_chars``)."""
     return sum(generated_chars(choice.get("message") or {}) for choice in choices)
+
+
+def completion_chars(completion: Completion) -> int:
+    """A whole answer's characters as a stream of it counts them: its messages' and those no
+    message holds (``Completion.unrelayed_chars``: Anthropic's redacted or excluded thinking).
+    Before, a whole answer's redacted thinking was not counted, a cut stream's was."""
+    return choices_chars(completion.choices) + completion.unrelayed_chars
 
 
 def _completion_estimate(ex: Exchange, sent: int) -> int:

@@ -195,17 +195,30 @@ class AnthropicAdapter(ProviderAdapter):
         finish = STOP_REASONS.get(body.get("stop_reason") or "end_turn", "stop")
         if json_tool and finish == "tool_calls" and not tool_calls:
             finish = "stop"
+        # As the stream decoder counts them: thinking excluded, and redacted thinking's bytes.
+        unrelayed = sum(redacted_chars(block) for block in body.get("content") or [])
         if request.context.get("exclude_reasoning"):
-            message.pop("reasoning", None)
+            unrelayed += len(message.pop("reasoning", ""))
+            for detail in details:  # as a stream sends them: the signature, never the thinking
+                detail.pop("text", None)
         native = {"native_finish_reason": body.get("stop_reason")} | matched_stop(body)
         return Completion(
             choices=[{"index": 0, "message": message, "finish_reason": finish} | native],
             usage=usage_from_anthropic(body.get("usage")),
             upstream_id=body.get("id", ""),
+            unrelayed_chars=unrelayed,
         )
 
     def stream_decoder(self, request: UpstreamRequest) -> StreamDecoder:
         return AnthropicStreamDecoder(request)
+
+
+def redacted_chars(block: JSON) -> int:
+    """A ``redacted_thinking`` block's thinking, estimated: billed in full by Anthropic and
+    encrypted, so no relayed text counts it; its ciphertext's bytes (base64's ¾) stand for the
+    thinking's characters. 0 for any other block."""
+    data = block.get("data") if block.get("type") == "redacted_thinking" else None
+    return len(data) * 3 // 4 if isinstance(data, str) else 0
 
 
 def usage_from_anthropic(data: Any, previous: Usage | None = None) -> Usage | None:
@@ -258,19 +271,22 @@ class AnthropicStreamDecoder(StreamDecoder):
         if kind == "content_block_start":
             return self._block_start(payload.get("index", 0), payload.get("content_block") or {})
         if kind == "content_block_delta":
-            return self._block_delta(payload.get("index", 0), payload.get("delta") or {})
+            delta = payload.get("delta")  # a non-object one is malformed (``chunk_read``)
+            return self._block_delta(payload.get("index", 0), {} if delta is None else delta)
         if kind == "message_delta":
             final = payload.get("usage")
             self.usage = usage_from_anthropic(final, self.usage)
             self.usage_final = isinstance(final, dict) and "output_tokens" in final
-            reason = (payload.get("delta") or {}).get("stop_reason")
+            delta = payload.get("delta")  # a non-object one is malformed (``chunk_read``)
+            delta = {} if delta is None else delta
+            reason = delta.get("stop_reason")
             if reason is None:
                 return []
             finish = STOP_REASONS.get(reason, "stop")
             if finish == "tool_calls" and not self.saw_tool:
                 finish = "stop"
             ending = {"index": 0, "delta": {}, "finish_reason": finish}
-            return [ending | {"native_finish_reason": reason} | matched_stop(payload["delta"])]
+            return [ending | {"native_finish_reason": reason} | matched_stop(delta)]
         if kind == "message_stop":
             self.finished = True
         elif kind == "error":
@@ -295,12 +311,8 @@ class AnthropicStreamDecoder(StreamDecoder):
         if block.get("type") == "text" and block.get("text"):
             return [{"index": 0, "delta": {"content": block["text"]}, "finish_reason": None}]
         if block.get("type") == "redacted_thinking":
-            data = block.get("data", "")
-            # Billed in full by Anthropic, and encrypted, so no relayed text counts it: its
-            # ciphertext's bytes (base64's ¾) estimate the thinking's characters, billed if the
-            # stream is cut before its count.
-            self.unrelayed_chars += len(data) * 3 // 4 if isinstance(data, str) else 0
-            detail = {"type": "reasoning.encrypted", "data": data}
+            self.unrelayed_chars += redacted_chars(block)  # billed if cut before its count
+            detail = {"type": "reasoning.encrypted", "data": block.get("data", "")}
             return [{"index": 0, "delta": {"reasoning_details": [detail]}, "finish_reason": None}]
         return []
 

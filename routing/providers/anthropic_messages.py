@@ -20,6 +20,7 @@ from routing.providers.base import (
 )
 from routing.providers.cache_marks import mark_of
 from routing.providers.media import document_block
+from routing.providers.refusals import assistant_parts
 
 
 def _image_block(url: str) -> JSON:
@@ -53,6 +54,19 @@ def _user_blocks(content: Any) -> list[JSON]:
     return blocks
 
 
+def _tool_result_content(content: Any) -> str | list[JSON]:
+    """A tool message's content as a ``tool_result``'s: its text, or text, image and document
+    blocks when the tool returned media (a screenshot), which Anthropic reads there. A part's
+    prompt-caching mark rides on the ``tool_result`` itself (``messages_to_anthropic``)."""
+    parts = content_parts(content)
+    if all(part.get("type") == "text" for part in parts):
+        return text_of(content)
+    blocks = _user_blocks(parts)
+    for block in blocks:
+        block.pop("cache_control", None)
+    return blocks
+
+
 def _assistant_blocks(message: JSON) -> list[JSON]:
     # Signed thinking goes back first, as Anthropic requires when a tool call follows it.
     blocks = [
@@ -61,7 +75,7 @@ def _assistant_blocks(message: JSON) -> list[JSON]:
         if isinstance(detail, dict)
         and (detail.get("signature") or detail.get("type") == "reasoning.encrypted")
     ]
-    blocks += _user_blocks(message.get("content"))
+    blocks += _user_blocks(assistant_parts(message))  # a replayed refusal: the turn's text
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         blocks.append(
@@ -103,7 +117,7 @@ def messages_to_anthropic(
                 {
                     "type": "tool_result",
                     "tool_use_id": message.get("tool_call_id", ""),
-                    "content": text_of(message.get("content")),
+                    "content": _tool_result_content(message.get("content")),
                 }
                 | ({"is_error": True} if tool_failed(message, failed_tools) else {})
                 | ({"cache_control": marks[-1]} if marks else {})

@@ -137,6 +137,9 @@ class Usage:
     # The calls these counts sum (a list of prompts on /v1/completions): each is priced at its
     # own prompt's long-context tier (``metering.price``), as the hold and the provider price it.
     parts: tuple[Usage, ...] = ()
+    # A prompt count the price tier is chosen from when above ``prompt_tokens``: an own host's
+    # prompt estimate (``usage_estimate.own_host_floor``); the count billed is unchanged.
+    tier_prompt_tokens: int = 0
 
     def to_openai(self) -> JSON:
         return {
@@ -235,6 +238,8 @@ class Completion:
     # The tier the provider says it served (OpenAI's ``service_tier``), passed on to the
     # client as OpenAI gives it; "" unsaid.
     service_tier: str = ""
+    # Characters generated that no message text counts, as ``StreamDecoder.unrelayed_chars``.
+    unrelayed_chars: int = 0
 
 
 class UpstreamError(Exception):
@@ -403,7 +408,7 @@ def content_part_kinds(messages: Any) -> frozenset[str]:
                 file = part.get("file")
                 inline = isinstance(file, dict) and isinstance(file.get("file_data"), str)
                 kinds.add("file" if inline else "file_id")
-            elif isinstance(kind, str) and kind != "text":
+            elif isinstance(kind, str) and kind not in ("text", "refusal"):  # refusal: text too
                 kinds.add(kind)
     return frozenset(kinds)
 

@@ -34,6 +34,8 @@ from routing.providers.base import (
 )
 from routing.providers.gemini_schema import schema_for_gemini
 from routing.providers.reasoning import thinking_budget
+from routing.providers.refusals import assistant_parts
+from routing.providers.tool_media import tool_media_lifted
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -94,13 +96,14 @@ def messages_to_gemini(
     system: list[str] = []
     contents: list[JSON] = []
     tool_names: dict[str, str] = {}
-    for message in messages:
+    # A tool's media goes in the user turn after its functionResponse (an object, no parts).
+    for message in tool_media_lifted(messages):
         role = message.get("role")
         if role in ("system", "developer"):
             system.append(text_of(message.get("content")))
             continue
         if role == "assistant":
-            parts = _parts(message.get("content"))
+            parts = _parts(assistant_parts(message))  # a replayed refusal: the turn's text
             for call in message.get("tool_calls") or []:
                 function = call.get("function") or {}
                 tool_names[call.get("id", "")] = function.get("name", "")

@@ -34,6 +34,8 @@ from routing.providers.base import (
     tool_error_marked,
 )
 from routing.providers.reasoning import reasoning_effort
+from routing.providers.refusals import refusal_as_text
+from routing.providers.tool_media import tool_media_lifted
 
 
 def usage_from_openai(data: Any) -> Usage | None:
@@ -59,13 +61,22 @@ def _tier_served(data: JSON) -> str:
     return tier[:32] if isinstance(tier, str) else ""
 
 
-def _wire_message(message: Any, failed_tools: frozenset[str]) -> Any:
-    """A message as OpenAI's wire takes it; the very object unless something must change."""
+# OpenRouter's message fields OpenAI's wire has not: signed thinking (Anthropic's alone) and an
+# answer's ``images`` sent back (OpenAI takes images from user messages only).
+_NOT_OPENAIS = frozenset({"reasoning_details", "images"})
+
+
+def _wire_message(message: Any, target: Target) -> Any:
+    """A message as OpenAI's wire takes it; the very object unless something must change. A
+    refusal sent back is chat's only for a host that takes it (``takes_refusals``: OpenAI),
+    text for the rest (``refusal_as_text``)."""
     if not isinstance(message, dict):
         return message
-    if "reasoning_details" in message:
-        message = {k: v for k, v in message.items() if k != "reasoning_details"}
-    return tool_error_marked(message, failed_tools)
+    if "reasoning_details" in message or "images" in message:
+        message = {k: v for k, v in message.items() if k not in _NOT_OPENAIS}
+    if message.get("role") == "assistant" and not target.options.get("takes_refusals"):
+        message = refusal_as_text(message)
+    return tool_error_marked(message, target.failed_tools)
 
 
 def _platform_only(body: JSON) -> None:
@@ -84,8 +95,10 @@ class OpenAICompatAdapter(ProviderAdapter):
     def build_request(self, request: JSON, target: Target, *, stream: bool) -> UpstreamRequest:
         # Signed Anthropic thinking (``reasoning_details``, from /v1/messages history) is
         # Anthropic's alone, and a failed tool result's flag is said in its text: OpenAI
-        # refuses unknown message fields.
-        messages = [_wire_message(m, target.failed_tools) for m in request["messages"]]
+        # refuses unknown message fields. A tool message holds text parts only there: a tool's
+        # media goes in a user message after the tool messages (``tool_media``).
+        lifted = tool_media_lifted(request["messages"])
+        messages = [_wire_message(m, target) for m in lifted]
         body: JSON = {"model": target.upstream_model, "messages": messages}
         for name, value in request.items():
             if name in OPENAI_PARAMETERS and name not in GATEWAY_PARAMETERS:
@@ -167,7 +180,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         return [
             {
                 "index": choice.get("index", 0),
-                "delta": _delta_of(choice.get("delta") or {}),
+                "delta": _delta_of({} if choice.get("delta") is None else choice["delta"]),
                 "finish_reason": choice.get("finish_reason"),
                 **(
                     {"native_finish_reason": choice["finish_reason"]}

@@ -62,7 +62,10 @@ def _choices_problem(choices: object) -> str | None:
     for choice in choices:
         if not isinstance(choice, dict) or not _is_index(choice.get("index", 0)):
             return "a choice that is not an object with an integer index"
-        delta = choice.get("delta") or {}
+        # Only an absent or null delta is empty: ``or {}`` let a falsy non-object (``[]``,
+        # ``0``, ``""``, ``false``) pass as one though any other non-object was refused.
+        delta = choice.get("delta")
+        delta = {} if delta is None else delta
         if not isinstance(delta, dict):
             return "a delta that is not an object"
         if not all(_is_text(delta.get(name)) for name in _TEXTS):

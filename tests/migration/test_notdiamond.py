@@ -380,3 +380,23 @@ def test_the_schema_says_when_a_report_is_a_404_or_a_400(client: Any) -> None:
         assert responses["404"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/Error"
         }
+
+
+def test_a_sessions_first_latency_report_stands(world: World) -> None:
+    """A session is one call, measured once: the same report again (the SDK retrying) is a 200,
+    a different one a 409 naming the session, and the first stays stored (before, the second
+    replaced it silently, 200)."""
+    inference = key_client(world.key)
+    body = {"session_id": selected_session(world, PROMPTS[0]), "provider": PROVIDERS[0]}
+    first = {**body, "feedback": {"tokens_per_second": 41.5}}
+
+    reported = inference.post(LATENCY, first, format="json")
+    again = inference.post(LATENCY, first, format="json")
+    other = inference.post(LATENCY, {**body, "feedback": {"tokens_per_second": 9.0}}, format="json")
+
+    assert reported.status_code == again.status_code == 200
+    assert again.json()["tokens_per_second"] == 41.5
+    assert other.status_code == 409 and other.json()["error"]["param"] == "session_id"
+    assert "already has its latency report" in other.json()["error"]["message"]
+    session = SelectionSession.objects.get(id=body["session_id"])
+    assert (session.tokens_per_second, session.latency_model) == (41.5, reported.json()["provider"])

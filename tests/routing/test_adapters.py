@@ -398,3 +398,21 @@ def test_streamed_images_not_a_list_of_objects_are_a_malformed_stream() -> None:
     good = {"id": "g", "choices": [{"index": 0, "delta": {"images": [image], "content": text}}]}
     fed = choices_fed(decoder, None, orjson.dumps(good).decode())
     assert fed[0]["delta"]["images"] == [image] and fed[0]["delta"]["content"] == "hi"
+
+
+def test_an_anthropic_block_delta_that_is_not_an_object_is_a_malformed_stream() -> None:
+    """Only an absent or null ``delta`` is empty: ``[]`` (before: read as ``{}``, skipped) is
+    malformed, as ``[1]`` was."""
+    decoder = AnthropicAdapter().stream_decoder(UpstreamRequest("", {}, {}))
+    event = {"type": "content_block_delta", "index": 0, "delta": []}
+    with pytest.raises(UpstreamError, match="malformed stream chunk"):
+        choices_fed(decoder, "content_block_delta", orjson.dumps(event).decode())
+
+
+def test_an_anthropic_message_delta_that_is_not_an_object_is_a_malformed_stream() -> None:
+    """As a block's: ``[]`` (before: read as ``{}``, its stop_reason dropped unsaid) is
+    malformed, not a stream that simply never said why it stopped."""
+    decoder = AnthropicAdapter().stream_decoder(UpstreamRequest("", {}, {}))
+    event = {"type": "message_delta", "delta": [], "usage": {"output_tokens": 3}}
+    with pytest.raises(UpstreamError, match="malformed stream chunk"):
+        choices_fed(decoder, "message_delta", orjson.dumps(event).decode())

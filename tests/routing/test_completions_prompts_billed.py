@@ -30,21 +30,24 @@ from tests.routing.servers import LeavesWhen, ServerThread, poll
 from tests.routing.world import World, endpoint, model
 
 
-def _multi(world: World, upstream: str) -> None:
+def _multi(world: World, upstream: str, **prices: str) -> None:
     """``test/multi``: one endpoint at fake-openai (1 and 2 USD per 1M tokens), faults in
     ``upstream`` (``routing.fake_upstream.faults``)."""
     world.catalog(
         {
             "models": [model("test/multi")],
-            "endpoints": [endpoint("test/multi", "fake-openai", upstream, "1", "2")],
+            "endpoints": [endpoint("test/multi", "fake-openai", upstream, "1", "2", **prices)],
         }
     )
 
 
-def _own_key(world: World) -> None:
-    """The organization's own fake-openai key: called instead of the platform's."""
+def _own_key(world: World, base_url: str = "") -> None:
+    """The organization's own fake-openai key (to its own host at ``base_url``, if given):
+    called instead of the platform's."""
     provider = Provider.objects.get(slug="fake-openai")
-    provider_key_create(organization=world.organization, provider=provider, secret="sk-own-9999")
+    provider_key_create(
+        organization=world.organization, provider=provider, secret="sk-own-9999", base_url=base_url
+    )
 
 
 def _asked_alone(world: World, prompts: list[str]) -> list[UsageRecord]:
@@ -168,13 +171,17 @@ def test_a_refusal_beside_a_timed_out_prompt_has_its_own_entry_and_says_both_cha
     _assert_settled(record)
 
 
+@pytest.mark.parametrize("own", ["key", "host"])
 def test_answers_an_own_key_gave_before_every_candidate_failed_are_billed_as_byok(
-    world: World,
+    world: World, settings: Any, own: str
 ) -> None:
     """The record made of discarded answers alone says whose key answered and what was cached,
-    as the same prompts asked one by one do (the organization's key replaces the platform's)."""
-    _own_key(world)
-    _multi(world, "gpt-4o-mini@status=500,when=BOOM|cached=4")
+    as the same prompts asked one by one do (the organization's key replaces the platform's).
+    Its own host's cache reads are priced as prompt, as its answers' are (``metering.price``'s
+    ``own_host``; before, the discarded ones at the cached price: a tenth)."""
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True  # the "own host" is the local fake upstream
+    _own_key(world, f"{world.fake_url}/v1" if own == "host" else "")
+    _multi(world, "gpt-4o-mini@status=500,when=BOOM|cached=4", cached_input="0.1")
     error, _ = _error_of(world, openai.InternalServerError, ["Say hi", "BOOM now", "Say bye"])
     record = world.usage_record(error["metadata"]["generation_id"])
     alone = _asked_alone(world, ["Say hi", "Say bye"])

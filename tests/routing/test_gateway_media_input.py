@@ -11,8 +11,10 @@ import anthropic
 import openai
 import pytest
 
-from routing.providers.base import UpstreamRequest
-from routing.providers.gemini import GeminiStreamDecoder
+from routing.providers.base import JSON, ProviderAdapter, Target, UpstreamRequest
+from routing.providers.gemini import GeminiAdapter, GeminiStreamDecoder
+from routing.providers.openai_compat import OpenAICompatAdapter
+from routing.providers.tool_media import MEDIA_MOVED
 from tests.routing.test_gateway_content_and_shape import _ask
 from tests.routing.world import World, base_catalog, endpoint, model
 
@@ -191,28 +193,153 @@ def test_gemini_stream_tool_call_indices_count_per_candidate() -> None:
     assert [[c["index"] for c in ch["delta"]["tool_calls"]] for ch in choices] == [[0], [0]]
 
 
-@pytest.mark.parametrize("model_id", ["test/gpt", "test/claude", "test/gemini"])
-def test_an_image_in_a_chat_tool_message_is_a_400_naming_it(world: World, model_id: str) -> None:
-    """A chat tool message holds text only: an image there is a 400 naming the part, nothing
-    sent (before, an OpenAI-style host was sent what OpenAI refuses, and Claude and Gemini got
-    the tool's text with the image silently dropped). ``/v1/messages`` moves a tool_result's
-    image to the next user turn (``test_a_tool_result_screenshot_still_reaches_a_vision_model_unmarked``)."""
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
-    call = {
-        "id": "call_1",
-        "type": "function",
-        "function": {"name": "screenshot", "arguments": "{}"},
-    }
+_PNG = "data:image/png;base64,iVBORw0KGgo="
+_SHOT = {"type": "image_url", "image_url": {"url": _PNG}}
+_FROM_CALL_1 = {"type": "text", "text": "[returned by tool call call_1]"}
+
+
+def _chat_tool_screenshot(world: World, model_id: str, provider: str = "") -> dict[str, Any]:
+    """A chat agent turn whose tool returned text and a screenshot, through the openai client;
+    the body the fake upstream received."""
+
+    def call(id_: str) -> dict[str, Any]:
+        return {"id": id_, "type": "function",
+                "function": {"name": "screenshot", "arguments": "{}"}}  # fmt: skip
+
     messages: Any = [
         {"role": "user", "content": "What is on the screen?"},
-        {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "Taken."}, image]},
+        {"role": "assistant", "content": None, "tool_calls": [call("call_1"), call("call_2")]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "Taken."}, _SHOT]},
+        {"role": "tool", "tool_call_id": "call_2", "content": "Nothing else."},
+        {"role": "user", "content": "Describe it."},
+    ]  # fmt: skip
+    order = {"provider": {"order": [provider], "allow_fallbacks": False}} if provider else {}
+    world.openai_client().chat.completions.create(
+        model=model_id, messages=messages, extra_body=order
+    )
+    body: dict[str, Any] = world.last_upstream()["body"]
+    return body
+
+
+def test_a_chat_tool_screenshot_reaches_an_openai_host_in_a_user_message_after_the_tools(
+    world: World,
+) -> None:
+    """OpenAI's tool message holds text parts only: the screenshot goes in a user message after
+    the tool messages (before: a 400, and before that sent where OpenAI refuses it)."""
+    sent = _chat_tool_screenshot(world, "test/gpt")["messages"]
+
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "tool", "user", "user"]
+    assert sent[2]["content"] == [{"type": "text", "text": "Taken."}]
+    assert sent[4]["content"] == [_FROM_CALL_1, _SHOT]
+    assert sent[5]["content"] == "Describe it."
+
+
+def test_a_chat_tool_screenshot_stays_in_claudes_tool_result(world: World) -> None:
+    """Anthropic's ``tool_result`` holds image blocks: the screenshot stays in it."""
+    turns = _chat_tool_screenshot(world, "test/claude")["messages"]
+
+    result = turns[2]["content"][0]
+    assert result["type"] == "tool_result" and result["tool_use_id"] == "call_1"
+    source = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
+    assert result["content"] == [
+        {"type": "text", "text": "Taken."},
+        {"type": "image", "source": source},
+    ]
+    assert turns[2]["content"][1]["content"] == "Nothing else."
+
+
+def test_a_chat_tool_screenshot_follows_geminis_function_responses(world: World) -> None:
+    """A ``functionResponse`` is a JSON object: the screenshot follows the responses in their
+    user turn, as ``/v1/messages`` sends a ``tool_result``'s."""
+    contents = _chat_tool_screenshot(world, "test/gemini")["contents"]
+
+    parts = contents[2]["parts"]
+    assert [next(iter(part)) for part in parts] == [
+        "functionResponse", "functionResponse", "text", "inlineData", "text"
+    ]  # fmt: skip
+    assert parts[0]["functionResponse"]["response"] == {"content": "Taken."}
+    assert parts[2] == {"text": _FROM_CALL_1["text"]}
+    assert parts[3]["inlineData"] == {"mimeType": "image/png", "data": "iVBORw0KGgo="}
+
+
+def _two_tools_screenshots(adapter: ProviderAdapter) -> JSON:
+    """The upstream body for a turn whose two tool calls each returned a screenshot only."""
+    call = {"id": "", "type": "function", "function": {"name": "shot", "arguments": "{}"}}
+    messages: Any = [
+        {"role": "user", "content": "Compare the screens."},
+        {"role": "assistant", "content": None,
+         "tool_calls": [call | {"id": "call_1"}, call | {"id": "call_2"}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [_SHOT]},
+        {"role": "tool", "tool_call_id": "call_2", "content": [_SHOT]},
+    ]  # fmt: skip
+    target = Target("https://up.example/v1", "up-model", None, 64)
+    return adapter.build_request({"messages": messages}, target, stream=False).body
+
+
+def test_tools_media_moved_for_an_openai_host_is_labelled_with_its_call() -> None:
+    """Several tools' media share one user message: each tool's follows a text part naming its
+    call, and a tool message left with nothing says where its media went (before: no label,
+    and an empty result, which reads as "the tool returned nothing")."""
+    sent = _two_tools_screenshots(OpenAICompatAdapter())["messages"]
+
+    assert [m["content"] for m in sent[2:4]] == [MEDIA_MOVED, MEDIA_MOVED]
+    label_2 = {"type": "text", "text": "[returned by tool call call_2]"}
+    assert sent[4] == {"role": "user", "content": [_FROM_CALL_1, _SHOT, label_2, _SHOT]}
+
+
+def test_tools_media_moved_for_gemini_is_labelled_with_its_call() -> None:
+    """As for OpenAI-style hosts; Gemini's ``functionResponse`` takes the note as an object."""
+    parts = _two_tools_screenshots(GeminiAdapter())["contents"][2]["parts"]
+
+    responses = [part["functionResponse"]["response"] for part in parts[:2]]
+    assert responses == [{"content": MEDIA_MOVED}, {"content": MEDIA_MOVED}]
+    assert [next(iter(part)) for part in parts[2:]] == ["text", "inlineData", "text", "inlineData"]
+    assert [parts[2]["text"], parts[4]["text"]] == [
+        "[returned by tool call call_1]", "[returned by tool call call_2]"
+    ]  # fmt: skip
+
+
+def test_a_chat_tool_screenshot_on_a_text_only_model_is_a_placeholder(world: World) -> None:
+    """Media a tool returned is not the turn's own (as on ``/v1/messages``): a text-only model
+    is served, the screenshot a placeholder in the tool's text."""
+    _text_only(world)
+    for provider in ("fake-openai", "fake-anthropic", "fake-gemini"):
+        sent = str(_chat_tool_screenshot(world, "test/plain", provider))
+
+        assert "Taken." in sent and "[image omitted: this model reads no image input]" in sent
+        assert "iVBORw0KGgo=" not in sent
+    assert len(world.upstream_requests()) == 3
+
+
+def test_audio_in_a_chat_tool_message_is_a_400_naming_it(world: World) -> None:
+    """No provider reads audio from a tool: a 400 naming the part, nothing sent."""
+    audio = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+    messages: Any = [
+        {"role": "user", "content": "Record it."},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "rec", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": [audio]},
     ]  # fmt: skip
 
     with pytest.raises(openai.BadRequestError) as raised:
-        world.openai_client().chat.completions.create(model=model_id, messages=messages)
+        world.openai_client().chat.completions.create(model="test/gpt", messages=messages)
 
-    assert raised.value.body["param"] == "messages"  # type: ignore[index]
     message = raised.value.body["message"]  # type: ignore[index]
-    assert "messages[2].content[1] is a tool message's image_url part" in message
+    assert "messages[2].content[0] is a tool message's input_audio part" in message
     assert world.upstream_requests() == []
+
+
+def test_an_answers_images_sent_back_are_not_sent_to_an_openai_host(world: World) -> None:
+    """An assistant message's ``images`` (OpenRouter's field, as chat answers an image model's
+    output) is not OpenAI's: it is left out for an OpenAI-style host, which takes images from
+    user messages only (before: sent as it came)."""
+    messages: Any = [
+        {"role": "user", "content": "Draw a cat."},
+        {"role": "assistant", "content": "Here it is.", "images": [_SHOT]},
+        {"role": "user", "content": "Thanks. Now a dog."},
+    ]
+
+    world.openai_client().chat.completions.create(model="test/gpt", messages=messages)
+
+    sent = world.last_upstream("/v1/chat/completions")["body"]["messages"]
+    assert sent[1] == {"role": "assistant", "content": "Here it is."}

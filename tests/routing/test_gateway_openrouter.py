@@ -178,6 +178,31 @@ def test_thinking_variant_and_reasoning_turn_on_anthropic_thinking(world: World)
     assert "reasoning" not in excluded["choices"][0]["message"]
 
 
+def test_excluded_thinking_is_sent_neither_whole_nor_streamed(world: World) -> None:
+    """``reasoning.exclude``: a whole answer's ``reasoning_details`` carry the thinking's
+    signature only, as a stream's do, never its text. Before, a whole answer dropped
+    ``reasoning`` but sent the thinking in ``reasoning_details``."""
+    body: dict[str, Any] = {
+        "model": "test/claude", "max_tokens": 4000,
+        "messages": [{"role": "user", "content": "Think it over"}],
+        "extra_body": {"reasoning": {"max_tokens": 2000, "exclude": True}},
+    }  # fmt: skip
+    client = openrouter_client(world)
+
+    whole = client.chat.completions.create(**body)
+    with client.chat.completions.create(**body, stream=True) as stream:
+        chunks = list(stream)
+
+    thought = "The user asks: Think it over"  # the fake's thinking
+    sent = whole.model_dump_json() + "".join(chunk.model_dump_json() for chunk in chunks)
+    assert thought not in sent
+    streamed = [detail for chunk in chunks for choice in chunk.choices
+                for detail in (choice.delta.model_extra or {}).get("reasoning_details") or []]  # fmt: skip
+    details = (whole.choices[0].message.model_extra or {})["reasoning_details"]
+    assert details == streamed and set(details[0]) == {"type", "signature"}
+    assert details[0]["signature"]
+
+
 def test_reasoning_becomes_openai_effort_and_gemini_thinking_budget(world: World) -> None:
     messages = [{"role": "user", "content": "x"}]
     post_chat(world, {"model": "test/gpt", "messages": messages, "reasoning": {"effort": "low"}})

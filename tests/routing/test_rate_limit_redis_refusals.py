@@ -83,8 +83,9 @@ def test_a_redis_at_its_maxclients_does_not_back_the_limiter_off(
     full_redis: redis.Redis, settings: Any
 ) -> None:
     """Both paths count the refused request in this process alone; once a connection is free,
-    the next request is counted in Redis at once. Old code: the refusal backed Redis off for the
-    whole process (``_Outage.since`` set), and the request after it was admitted uncounted."""
+    the next request is counted in Redis at once, with the one counted in-process. Old code: the
+    refusal backed Redis off for the whole process (``_Outage.since`` set), and the request
+    after it was admitted uncounted."""
     settings.ROUTER_SELECT_RPM_FACTOR = 1
     key = a_key(rpm=1)
     admit(key)  # refused by Redis: counted in this process
@@ -94,9 +95,42 @@ def test_a_redis_at_its_maxclients_does_not_back_the_limiter_off(
 
     assert limits_redis._Outage.since is None
     full_redis.config_set("maxclients", 10)  # room again
-    admit(key)  # counted: the key's one request this minute
+    with pytest.raises(RateLimited):
+        admit(key)  # counted in Redis: the in-process request was the minute's one
+    with pytest.raises(RateLimited):
+        select_admit_sync(key, user_id=None)  # the sync path's too
+    assert int(full_redis.get(_requests_key(key, "")) or 0) == 1
+
+
+def _requests_key(key: AuthenticatedKey, kind: str) -> str:
+    return limits_redis.lease_keys(limits.key_tag(key, kind), limits._window()[0])[0]
+
+
+def test_requests_counted_in_process_while_redis_refused_are_charged_to_it_after(
+    full_redis: redis.Redis, settings: Any
+) -> None:
+    """An rpm-3 key's two requests counted in this process while Redis refused (its
+    ``maxclients``) are added to Redis's count by the first lease call once it answers: the
+    key gets one more request in the minute, not three, and Redis's counter (every worker's)
+    says 3. Old code: they never reached Redis, which leased the key 3 more (5 in the minute)."""
+    settings.ROUTER_SELECT_RPM_FACTOR = 1
+    key = a_key(rpm=3)
+    admit(key, times=2)  # refused by Redis: counted in this process
+    full_redis.config_set("maxclients", 10)  # Redis answers again
+
+    admit(key)
     with pytest.raises(RateLimited):
         admit(key)
+    assert int(full_redis.get(_requests_key(key, "")) or 0) == 3
+    select_admit_sync(key, user_id=None)  # the sync path charges its own in-process selects
+    full_redis.config_set("maxclients", 1)
+    full_redis.client_kill_filter(skipme=True)  # the sync client's pooled connection too
+    select_admit_sync(key, user_id=None)  # refused: counted in-process (2 of 3)
+    full_redis.config_set("maxclients", 10)
+    select_admit_sync(key, user_id=None)  # 3 of 3: leases 1 and charges the refused one
+    with pytest.raises(RateLimited):
+        select_admit_sync(key, user_id=None)
+    assert int(full_redis.get(_requests_key(key, "s")) or 0) == 3
 
 
 def test_a_busy_pool_is_bounded_and_does_not_back_the_limiter_off(
@@ -122,15 +156,16 @@ def test_a_busy_pool_is_bounded_and_does_not_back_the_limiter_off(
             await client.connection_pool.release(held)
         leased = int(await client.get(requests_key) or 0)
         backed_off = limits_redis._Outage.since is not None
-        await limits.rate_limit_admit(key, 0)  # a connection is free: counted in Redis
-        with pytest.raises(RateLimited):
+        with pytest.raises(RateLimited):  # a connection is free: the minute's one is charged
             await limits.rate_limit_admit(key, 0)
+        charged = int(await client.get(requests_key) or 0)
         await limits.rate_limit_close()
-        return leased, backed_off
+        return leased, backed_off, charged
 
-    leased, backed_off = asyncio.run(run())
+    leased, backed_off, charged = asyncio.run(run())
     assert leased == 0  # old code: 1 (a second connection leased)
     assert not backed_off
+    assert charged == 1
 
 
 def test_a_busy_pool_still_holds_a_parents_rpm_in_the_process(

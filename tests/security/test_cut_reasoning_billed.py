@@ -177,3 +177,30 @@ def test_reasoning_sent_under_both_names_is_counted_once() -> None:
     assert delta_chars(both | {"content": "abc"}) == 103
     assert choices_chars([{"message": both | {"content": "abc"}}]) == 103
     assert delta_chars({"reasoning_content": thought}) == 100  # either name alone still counts
+
+
+@pytest.mark.parametrize("upstream", ["claude-sonnet-4-5-redacted", "claude-sonnet-4-5"])
+def test_a_whole_and_a_streamed_answer_count_unrelayed_thinking_alike(
+    world: World, upstream: str
+) -> None:
+    """An answer whose count is impossible (so billed on characters ÷ 4): its redacted thinking
+    (¾ of the data's length) and its excluded thinking count whole as streamed. Before, a whole
+    answer counted neither (redacted: 120 output tokens billed whole, 710 streamed; excluded: 120
+    and 134)."""
+    world.catalog({
+        "models": [model("test/claude-estimated")],
+        "endpoints": [endpoint("test/claude-estimated", "fake-anthropic",
+                               f"{upstream}@report_completion=-3", "3", "15")],
+    })  # fmt: skip
+    reasoning = {"max_tokens": 2000, "exclude": upstream == "claude-sonnet-4-5"}
+    body = {"model": "test/claude-estimated", "max_tokens": 4000, "extra_body": {"reasoning": reasoning},
+            "messages": [{"role": "user", "content": "Why is the sky blue?"}]}  # fmt: skip
+    client = world.openai_client()
+
+    whole = client.chat.completions.create(**body)
+    with client.chat.completions.create(**body, stream=True) as stream:
+        streamed = [chunk.id for chunk in stream][-1]
+
+    billed = [world.usage_record(answer).completion_tokens for answer in (whole.id, streamed)]
+    answer = tokens_from_chars(len(whole.choices[0].message.content or ""))
+    assert billed[0] == billed[1] > answer + (500 if "redacted" in upstream else 5)

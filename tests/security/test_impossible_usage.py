@@ -268,3 +268,25 @@ def test_an_honest_completion_is_not_raised_for_a_low_prompt(world: World, setti
     record = world.usage_record(generation_id)
     assert record.flag_list == ["usage_floored"]
     assert record.completion_tokens == count_tokens(answer_text(events, stream=False))
+
+
+def test_an_own_hosts_price_tier_is_chosen_from_its_prompt_estimate(
+    world: World, settings: Any
+) -> None:
+    """The prompt's estimate is one token over the long-context threshold; the host reports 0.6
+    of it (above the floor's share, so billed as reported) and so under the threshold. Billed at
+    the long tier, as the estimate says the prompt is (before: the short tier, half the fee)."""
+    estimate = estimate_prompt_tokens({"messages": [{"role": "user", "content": PROMPT}]})
+    reported = math.ceil(estimate * 0.6)
+    tier = {"threshold": estimate - 1, "input": "2", "output": "4"}
+    model_id = own_host(world, settings, f"report_prompt={reported}", long_context=tier)
+
+    status, generation_id, events = ask(world, model_id, stream=False)
+
+    assert status == 200, events
+    record = world.usage_record(generation_id)
+    assert record.flag_list == [] and record.prompt_tokens == reported < tier["threshold"]
+    long = TokenPrices(Decimal(2) / 10**6, Decimal(4) / 10**6)
+    expected = usage_cost(long, prompt_tokens=reported,
+                          completion_tokens=record.completion_tokens, is_byok=True)  # fmt: skip
+    assert record.cost == expected

@@ -199,6 +199,21 @@ def test_a_choice_that_is_not_an_object_is_a_malformed_stream(
     assert "malformed stream chunk" in _mid_stream_error(world, lines)
 
 
+@pytest.mark.parametrize("delta", [[], 0, "", False])
+def test_a_falsy_delta_that_is_not_an_object_is_a_malformed_stream(
+    world: World, own_host: StreamingHost, delta: object
+) -> None:
+    # Only an absent or null delta is empty. Before: ``delta or {}`` read ``[]``, ``0``, ``""``
+    # and ``false`` as an empty delta and relayed the stream as whole, though ``[1]`` was refused.
+    chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+    own_host.stream = FIRST + b"data: " + orjson.dumps(chunk) + b"\n\n" + END
+
+    status, lines = _streamed(world)
+
+    assert status == 200
+    assert "malformed stream chunk" in _mid_stream_error(world, lines)
+
+
 def test_content_as_a_list_of_parts_is_relayed(world: World, own_host: StreamingHost) -> None:
     # Mistral's Magistral models stream ``delta.content`` as a list of parts (thinking, text,
     # reference). Before: every such chunk was "a delta whose text is not a string", a malformed

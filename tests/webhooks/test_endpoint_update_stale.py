@@ -31,7 +31,9 @@ def test_a_change_keeps_a_toggle_made_after_the_endpoint_was_read() -> None:
     admin = dashboard_client(tenants.owner, tenants.organization)
     assert admin.post(f"/dashboard/webhooks/{endpoint.pk}/toggle").status_code == 302  # disabled
 
-    written = webhook_endpoint_update(endpoint=as_read, changes={"description": "billing"})
+    written = webhook_endpoint_update(
+        endpoint=as_read, changes={"description": "billing"}, actor=None
+    )
 
     endpoint.refresh_from_db()
     assert (endpoint.enabled, endpoint.description) == (False, "billing")
@@ -44,7 +46,7 @@ def test_a_change_to_an_endpoint_deleted_after_it_was_read_is_a_404() -> None:
     WebhookEndpoint.objects.filter(pk=endpoint.pk).delete()  # a delete racing it
 
     with pytest.raises(NotFound) as gone:
-        webhook_endpoint_update(endpoint=as_read, changes={"description": "billing"})
+        webhook_endpoint_update(endpoint=as_read, changes={"description": "billing"}, actor=None)
 
     assert http_of(gone.value)[0] == 404
     assert gone.value.param == "id"

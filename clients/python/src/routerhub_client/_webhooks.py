@@ -29,6 +29,8 @@ class WebhookEndpoint(TypedDict, total=False):
     events: list[WebhookEvent]
     description: str
     enabled: bool
+    disabled_reason: Literal["creator_removed"] | None  # why RouterHub disabled it
+    created_by: str | None  # email of who answers for it; their removal disables it
     secret_hint: str
     created_at: str
     secret: str  # only in the answer to ``create``: store it then
