@@ -18,6 +18,7 @@ from accounts.models import Organization
 from training.cells import prompt_text
 from training.charts import cost_quality_svg
 from training.models import Dataset, Router, RouterEvent, RouterVersion, TrainingRun
+from training.prices import MAX_PRICE, price_value
 from training.tokens import (
     CHARS_PER_TOKEN,
     DEFAULT_OUTPUT_TOKENS,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHARS_PER_TOKEN",
     "DEFAULT_OUTPUT_TOKENS",
+    "MAX_PRICE",
     "FeedbackExample",
     "FeedbackRetrain",
     "Router",
@@ -59,6 +61,7 @@ __all__ = [
     "lifecycle_input",
     "predictor_for_version",
     "predictor_is_loaded",
+    "price_value",
     "promotion_candidates",
     "prompt_text",
     "router_create",
