@@ -18,7 +18,8 @@ from routing.models import SelectionSession
 from tests.factories import key_client, key_make
 from tests.migration.test_notdiamond import PROMPTS, STRONG, WEAK, trained_router
 from tests.routing.world import World
-from training.models import TrainingRun
+from training.models import Dataset, TrainingRun
+from training.tokens import text_tokens
 
 pytestmark = pytest.mark.usefixtures("eager_celery", "media")
 
@@ -87,7 +88,14 @@ def test_custom_router_fit_trains_with_the_prices_its_llm_configs_declare(world:
 
     assert trained.status_code == 200, trained.content
     run = TrainingRun.objects.get(id=trained.json()["training_run"])
-    assert run.options["prices"] == {"acme/big": 0.75, "acme/tiny": 100.0}
+    # Each side weighed as estimated_tokens counts it: the mean prompt, then 256 answer tokens.
+    mean = sum(text_tokens(r["question"]) for r in rows) / len(rows)
+    assert run.options["prices"] == pytest.approx(
+        {
+            m: (i * mean + o * 256) / (mean + 256)
+            for m, i, o in (("acme/big", 0.25, 0.5), ("acme/tiny", 20.0, 80.0))
+        }
+    )
     # The declared prices were dropped: rank stand-ins made the better model (big) the dearer
     # one, so the cost tradeoff sent the prose prompt to tiny.
     costs = {r["model"]: r["expected_cost"] for r in native["ranked"]}
@@ -111,6 +119,42 @@ def test_custom_router_fit_without_prices_for_every_model_trains_as_before(world
 
     assert trained.status_code == 200, trained.content
     assert "prices" not in TrainingRun.objects.get(id=trained.json()["training_run"]).options
+    # Only claude declared prices: the answer says which models had none (rank costs were used).
+    assert trained.json()["prices_missing"] == ["test/gpt"]
+
+
+@pytest.mark.parametrize(
+    ("field", "price"),
+    [
+        ("input_price", 10**400),
+        ("output_price", 1e308),
+        ("input_price", -1),
+        ("output_price", "3"),
+        ("input_price", float("nan")),
+    ],
+    ids=["huge-integer", "1e308", "negative", "string", "nan"],
+)
+def test_custom_router_fit_refuses_a_bad_declared_price_before_storing_anything(
+    world: World, field: str, price: Any
+) -> None:
+    from tests.migration.test_notdiamond import nd_rows
+
+    manage = key_client(key_make(world.organization, scope=KeyScope.MANAGE))
+    upload = io.BytesIO(pd.DataFrame(nd_rows()).to_csv(index=False).encode())
+    upload.name = "joint.csv"
+    providers = [{"provider": "test", "model": "gpt", "input_price": 1.0, "output_price": 2.0},
+                 {"provider": "test", "model": "claude", "input_price": 3.0, "output_price": 15.0,
+                  field: price}]  # fmt: skip
+    form = {"dataset_file": upload, "llm_providers": json.dumps(providers),
+            "prompt_column": "question"}  # fmt: skip
+
+    refused = manage.post("/api/notdiamond/v2/pzn/trainCustomRouter", form)
+
+    # A huge integer was a 500 (float overflow) after the dataset was stored; 1e308 twice summed
+    # to inf, a 400 naming options.prices; -1, "3" and NaN were dropped for rank costs.
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["error"]["param"] == f"llm_providers[1].{field}"
+    assert not Dataset.objects.filter(organization=world.organization).exists()
 
 
 def test_custom_models_without_a_preference_id_are_refused_naming_llm_providers(
@@ -128,3 +172,20 @@ def test_custom_models_without_a_preference_id_are_refused_naming_llm_providers(
     error = refused.json()["error"]
     assert refused.status_code == 404 and error["param"] == "llm_providers"
     assert "acme/big, acme/tiny" in error["message"] and "CustomRouter.fit" in error["message"]
+
+
+def test_selecting_with_a_router_still_training_names_preference_id(world: World) -> None:
+    from tests.migration.test_notdiamond import PROVIDERS, SELECT
+
+    manage = key_client(key_make(world.organization, scope=KeyScope.MANAGE))
+    slug = manage.post("/api/notdiamond/v2/preferences/userPreferenceCreate", {"name": "fit"},
+                       format="json").json()["preference_id"]  # fmt: skip
+    body = {"messages": [{"role": "user", "content": PROMPTS[0]}], "llm_providers": PROVIDERS,
+            "preference_id": slug}  # fmt: skip
+
+    refused = key_client(world.key).post(SELECT, body, format="json")
+
+    # It named llm_providers and said to train with CustomRouter.fit, which the caller just did.
+    error = refused.json()["error"]
+    assert refused.status_code == 404 and error["param"] == "preference_id"
+    assert "no trained version yet" in error["message"] and "training-runs" in error["message"]
