@@ -44,6 +44,7 @@ from routerhub.text import has_control, one_line, validate_no_control_characters
 from routing.feedback import feedback_replace_check
 from routing.gateway.catalog_cache import CatalogSnapshot, catalog_get
 from routing.models import SelectionSession
+from routing.notdiamond_prices import blended, declared_prices
 from routing.router_request import models_allowed_check
 from routing.routers import (
     PLATFORM_ROUTER_SLUG,
@@ -144,6 +145,33 @@ def _hash_content(value: Any) -> bool:
     return bool(value)
 
 
+def _decide(**decide: Any) -> Any:
+    """``router_decide``, with its 404s named in this API's terms (a request here has no
+    ``model``): a router not trained yet names ``preference_id`` (wait for its training run);
+    candidates outside the catalog for ``router/auto`` name ``llm_providers`` and the way to
+    route custom models."""
+    try:
+        return router_decide(**decide)
+    except NotFound as exc:
+        if exc.param != "model":
+            raise
+        if decide.get("model_id") != f"router/{PLATFORM_ROUTER_SLUG}":
+            raise NotFound(
+                f"{exc.message} If CustomRouter.fit trained it, its training run is still going "
+                "(or failed): wait for it (poll GET /api/v1/training-runs/<training_run>, the "
+                "id trainCustomRouter answered) to succeed, then select again.",
+                param="preference_id",
+                metadata=exc.metadata,
+            ) from None
+        raise NotFound(
+            f"{exc.message} Models outside the catalog (Not Diamond's is_custom LLMConfigs) are "
+            "ranked by a trained router: train one with CustomRouter.fit and pass its "
+            "preference_id.",
+            param="llm_providers",
+            metadata=exc.metadata,
+        ) from None
+
+
 def model_select(
     *,
     organization: Organization,
@@ -177,7 +205,7 @@ def model_select(
     catalog = async_to_sync(catalog_get)()
     candidates = _tool_callers(_candidates(offered, row, slug), body.get("tools"), catalog)
     prompt = messages_prompt(messages)
-    decision = router_decide(
+    decision = _decide(
         organization_id=organization.pk,
         model_id=f"router/{slug}",
         prompt=prompt,
@@ -375,10 +403,15 @@ def _flag(value: Any) -> bool:
 
 def custom_router_train(
     *, organization: Organization, upload: UploadedFile[Any], form: dict[str, Any]
-) -> tuple[Router, TrainingRun]:
+) -> tuple[Router, TrainingRun, list[str]]:
     """``CustomRouter.fit``: store the joint CSV as a dataset and validate it, then (only then)
-    create the router ``preference_id`` names (a new one without it) and queue its training."""
-    offered = providers_parse(form.get("llm_providers"))
+    create the router ``preference_id`` names (a new one without it) and queue its training,
+    with the prices the ``LLMConfig``s declare (``notdiamond_prices``)
+    as the run's ``options.prices`` when every candidate sent declares them; else the models
+    without prices (the run then uses rank costs, as before)."""
+    raw = form.get("llm_providers")
+    offered = providers_parse(raw)
+    declared = declared_prices(json.loads(raw) if isinstance(raw, str) else raw)
     slug = preference_id_parse(form.get("preference_id")) or _new_slug(None)
     try:
         dataset = serving.dataset_from_upload(
@@ -394,6 +427,7 @@ def custom_router_train(
             param="dataset_file",
             metadata={"errors": exc.errors[:20]},
         ) from None
+    unpriced = [m for m in offered if m not in declared] if declared else []
     with transaction.atomic():  # a router whose training cannot start is not kept
         router = Router.objects.filter(organization=organization, slug=slug).first()
         if router is None:
@@ -403,7 +437,11 @@ def custom_router_train(
         elif not router.candidates:
             router.candidates = list(offered)
             router.save(update_fields=["candidates"])
-        return router, serving.training_start(router=router, dataset=dataset)
+        options = {}
+        if declared and not unpriced:
+            options["prices"] = blended(declared, serving.dataset_prompts(dataset))
+        run = serving.training_start(router=router, dataset=dataset, options=options)
+        return router, run, unpriced
 
 
 def session_prompts_expire(*, now: datetime | None = None) -> int:

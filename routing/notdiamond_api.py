@@ -251,7 +251,9 @@ class TrainCustomRouterView(TenantAPIView):
                 {
                     "dataset_file": serializers.FileField(),
                     "llm_providers": serializers.CharField(
-                        help_text="JSON list of {provider, model}"
+                        help_text="JSON list of {provider, model, input_price?, output_price?} (prices in "
+                        "USD per million tokens, 0 to 1e6; used as the run's options.prices when "
+                        "every entry declares both)"
                     ),
                     "prompt_column": serializers.CharField(),
                     "maximize": serializers.BooleanField(required=False),
@@ -265,6 +267,12 @@ class TrainCustomRouterView(TenantAPIView):
             {
                 "preference_id": serializers.CharField(),
                 "training_run": serializers.IntegerField(),
+                "prices_missing": serializers.ListField(
+                    child=serializers.CharField(),
+                    required=False,
+                    help_text="llm_providers without prices when others declared them: the "
+                    "run uses rank costs",
+                ),
             },
         ),
     )
@@ -272,7 +280,10 @@ class TrainCustomRouterView(TenantAPIView):
         upload = request.FILES.get("dataset_file")
         if upload is None:
             raise BadRequest("dataset_file is required (the joint CSV).", param="dataset_file")
-        router, run = notdiamond.custom_router_train(
+        router, run, unpriced = notdiamond.custom_router_train(
             organization=self.organization, upload=upload, form=_form(request)
         )
-        return Response({"preference_id": router.slug, "training_run": run.pk})
+        answer: dict[str, Any] = {"preference_id": router.slug, "training_run": run.pk}
+        if unpriced:  # some declared prices, not all: trained on rank costs, said so
+            answer["prices_missing"] = unpriced
+        return Response(answer)

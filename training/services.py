@@ -9,7 +9,6 @@ The body of a training run lives in ``training.execution``; Celery entry points 
 from __future__ import annotations
 
 import logging
-import math
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -44,6 +43,7 @@ from training.models import (
     RunStatus,
     TrainingRun,
 )
+from training.prices import MAX_PRICE, price_value
 from training.router_references import router_references_check
 from training.run_events import training_run_announce
 
@@ -192,19 +192,17 @@ def options_validate(
     clean["folds"] = folds
     prices = options.get("prices")
     if prices is not None:
-        if not isinstance(prices, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-            for v in prices.values()
-        ):
+        if not isinstance(prices, dict) or any(price_value(v) is None for v in prices.values()):
             raise InvalidInput(
-                "options.prices must map model ids to non-negative numbers.", param="options.prices"
+                f"options.prices must map model ids to numbers from 0 to {MAX_PRICE:g}.",
+                param="options.prices",
             )
         missing = [c for c in candidates if c not in prices]
         if missing:
             raise InvalidInput(
                 f"options.prices has no price for: {', '.join(missing)}.", param="options.prices"
             )
-        clean["prices"] = {str(k): float(v) for k, v in prices.items()}
+        clean["prices"] = {str(k): price_value(v) for k, v in prices.items()}
     unit = options.get("price_unit", "per_million_tokens")
     if unit not in ("per_million_tokens", "per_request"):
         raise InvalidInput(

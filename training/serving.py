@@ -18,6 +18,7 @@ from accounts.models import Organization
 from training.cells import prompt_text
 from training.charts import cost_quality_svg
 from training.models import Dataset, Router, RouterEvent, RouterVersion, TrainingRun
+from training.prices import MAX_PRICE, price_value
 from training.tokens import (
     CHARS_PER_TOKEN,
     DEFAULT_OUTPUT_TOKENS,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHARS_PER_TOKEN",
     "DEFAULT_OUTPUT_TOKENS",
+    "MAX_PRICE",
     "FeedbackExample",
     "FeedbackRetrain",
     "Router",
@@ -59,6 +61,7 @@ __all__ = [
     "lifecycle_input",
     "predictor_for_version",
     "predictor_is_loaded",
+    "price_value",
     "promotion_candidates",
     "prompt_text",
     "router_create",
@@ -237,11 +240,14 @@ def dataset_from_upload(
     return validated
 
 
-def training_start(*, router: Router, dataset: Dataset) -> TrainingRun:
-    """Queue the router's training on a ready dataset (``InvalidInput`` when it does not fit)."""
+def training_start(
+    *, router: Router, dataset: Dataset, options: dict[str, Any] | None = None
+) -> TrainingRun:
+    """Queue the router's training on a ready dataset (``InvalidInput`` when it or ``options``
+    does not fit)."""
     from training import services
 
-    return services.training_run_start(router=router, dataset=dataset)
+    return services.training_run_start(router=router, dataset=dataset, options=options)
 
 
 def router_train_now(

@@ -13,11 +13,16 @@ from notdiamond import NotDiamond
 from notdiamond.llms.config import LLMConfig
 
 
-def main(args: dict[str, Any]) -> list[list[str]]:
+def configs_and_messages(args: dict[str, Any]) -> tuple[list[LLMConfig], list[dict[str, str]]]:
+    """Custom ``LLMConfig``s for ``args["llm_providers"]`` and the one user message."""
     prices = {"context_length": 128000, "input_price": 1.0, "output_price": 2.0, "latency": 1.0}
     pairs = [name.split("/", 1) for name in args["llm_providers"]]
     configs = [LLMConfig(provider=p, model=m, is_custom=True, **prices) for p, m in pairs]
-    messages = [{"role": "user", "content": args["prompt"]}]
+    return configs, [{"role": "user", "content": args["prompt"]}]
+
+
+def main(args: dict[str, Any]) -> list[list[str]]:
+    configs, messages = configs_and_messages(args)
     selections = []
     for options in args["calls"]:
         client = NotDiamond(llm_configs=configs, api_key=args["key"], nd_api_url=args["url"],

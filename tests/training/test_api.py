@@ -308,6 +308,18 @@ def test_invalid_options_are_rejected_with_the_option_named(
     assert "prose-model" in response.json()["error"]["message"]
 
 
+def test_a_price_too_large_for_a_float_is_a_400_naming_options_prices(
+    admin_api: APIClient, ready_dataset: dict[str, Any]
+) -> None:
+    huge = {"math-model": 10**400, "prose-model": 1}
+
+    response = _train_new_router(admin_api, ready_dataset["id"], {"prices": huge})
+
+    # math.isfinite(10**400) raised OverflowError: a 500.
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "options.prices"
+
+
 @pytest.mark.parametrize(
     "test_dataset",
     [
