@@ -411,7 +411,7 @@ def custom_router_train(
     without prices (the run then uses rank costs, as before)."""
     raw = form.get("llm_providers")
     offered = providers_parse(raw)
-    declared = declared_prices(json.loads(raw) if isinstance(raw, str) else raw)
+    declared = declared_prices(json.loads(raw) if isinstance(raw, str) else raw or [])
     slug = preference_id_parse(form.get("preference_id")) or _new_slug(None)
     try:
         dataset = serving.dataset_from_upload(

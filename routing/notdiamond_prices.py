@@ -19,17 +19,17 @@ def declared_prices(items: list[dict[str, Any]]) -> dict[str, tuple[float, float
         sides = {k: item.get(k) for k in ("input_price", "output_price")}
         if all(v is None for v in sides.values()):
             continue
+        checked = []
         for field, v in sides.items():
-            if serving.price_value(v) is None:
+            price = serving.price_value(v)
+            if price is None:
                 raise BadRequest(
                     f"llm_providers[{i}].{field} must be a number from 0 to "
                     f"{serving.MAX_PRICE:g} (USD per million tokens); it was {str(v)[:40]}.",
                     param=f"llm_providers[{i}].{field}",
                 )
-        prices[f"{item['provider']}/{item['model']}"] = (
-            float(sides["input_price"]),
-            float(sides["output_price"]),
-        )
+            checked.append(price)
+        prices[f"{item['provider']}/{item['model']}"] = (checked[0], checked[1])
     return prices
 
 
