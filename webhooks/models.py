@@ -35,8 +35,17 @@ class WebhookEndpoint(TenantModel):
     secret_hint = models.CharField(max_length=12)  # the secret's last characters, for display
     enabled = models.BooleanField(default=True)
     # Null for endpoints created before it was recorded (webhooks 0004): never auto-disabled.
+    # No database constraint and no index of its own: ``REFERENCES`` would lock the user table
+    # (every signed-in request reads it) for the migration, and an organization's endpoints are
+    # few (read by ``organization`` first); the ORM still nulls it when a user is deleted.
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     disabled_reason = models.CharField(
         max_length=20, choices=DisabledReason.choices, blank=True, default="", db_default=""
