@@ -94,14 +94,15 @@ def webhook_endpoint_create(
     organization: Any,
     url: str,
     events: list[str],
-    created_by: Any = None,
+    created_by: Any,
     description: str = "",
     enabled: bool = True,
 ) -> CreatedEndpoint:
     """Add an endpoint, made by ``created_by`` (a ``User``, or None when no person is behind
-    the request), at most ``WEBHOOK_ENDPOINTS_PER_ORGANIZATION`` per organization. The
-    organization's row is locked before counting: without it, endpoints created at once each
-    count the others not yet committed and all pass the cap together."""
+    the request: then its maker's removal never disables it; required, so no caller forgets
+    it), at most ``WEBHOOK_ENDPOINTS_PER_ORGANIZATION`` per organization. The organization's
+    row is locked before counting: without it, endpoints created at once each count the others
+    not yet committed and all pass the cap together."""
     url = webhook_url_check(url, organization.pk)  # may resolve DNS: before the lock
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():

@@ -38,6 +38,7 @@ def test_the_daily_cap_is_announced_once_by_webhook_and_log(
             fee=Decimal("0.80"),
         )
     webhook_endpoint_create(
+        created_by=None,
         organization=organization,
         url="http://127.0.0.1:9/hook",
         events=["credits.auto_topup_capped"],

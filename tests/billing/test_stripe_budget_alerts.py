@@ -119,7 +119,10 @@ def test_a_crossed_threshold_is_also_a_budget_threshold_webhook_event(budgeted: 
 
     organization = budgeted.organization
     webhook_endpoint_create(
-        organization=organization, url="https://hooks.example.com/b", events=["budget.threshold"]
+        created_by=None,
+        organization=organization,
+        url="https://hooks.example.com/b",
+        events=["budget.threshold"],
     )
     _spend(organization, "85")
 

@@ -154,6 +154,7 @@ def _owner_webhook(t: Tenants) -> dict[str, Any]:
     from webhooks.services import webhook_endpoint_create
 
     created = webhook_endpoint_create(
+        created_by=None,
         organization=t.organization,
         url=f"https://hooks.example.com/{MARKER}",
         events=["router.drift"],

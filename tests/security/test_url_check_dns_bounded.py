@@ -83,7 +83,7 @@ def test_api_webhook_create_and_update_with_a_stalled_host_are_refused(
     checked: Any, resolver: StallingResolver
 ) -> None:
     outsider = checked.outsider_organization
-    kept = webhook_endpoint_create(organization=outsider, url="https://8.8.8.8/h",
+    kept = webhook_endpoint_create(created_by=None, organization=outsider, url="https://8.8.8.8/h",
                                    events=["router.drift"]).endpoint  # fmt: skip
 
     created = manager(checked).post("/api/v1/webhooks", {"url": HOOK_URL,

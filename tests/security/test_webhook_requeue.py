@@ -48,6 +48,7 @@ def _emit(capture: Any, endpoints: int = 1) -> tuple[Any, list[WebhookDelivery]]
     tenants = tenants_make()
     for n in range(endpoints):
         webhook_endpoint_create(
+            created_by=None,
             organization=tenants.organization,
             url=f"http://127.0.0.1:9/hook{n}",
             events=["router.promoted"],
@@ -193,7 +194,10 @@ def test_an_event_committed_late_is_queued_once_by_the_sweep_or_after_commit(
     taken = _refusing_after(monkeypatch, 100)
     tenants = tenants_make()
     webhook_endpoint_create(
-        organization=tenants.organization, url="http://127.0.0.1:9/hook", events=["router.drift"]
+        created_by=None,
+        organization=tenants.organization,
+        url="http://127.0.0.1:9/hook",
+        events=["router.drift"],
     )
     with django_capture_on_commit_callbacks() as callbacks:
         [delivery] = webhook_event_emit(tenants.organization.pk, "router.drift", {"v": 1})

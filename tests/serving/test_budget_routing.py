@@ -61,8 +61,11 @@ def test_a_budget_aware_key_moves_to_the_cheap_model_near_its_cap_and_never_pass
     world: World,
 ) -> None:
     train_router(world)
-    webhook_endpoint_create(  # nothing listens there: the delivery is queued, then retried
-        organization=world.organization, url="http://127.0.0.1:9/hook", events=["budget.threshold"]
+    webhook_endpoint_create(
+        created_by=None,  # nothing listens there: the delivery is queued, then retried
+        organization=world.organization,
+        url="http://127.0.0.1:9/hook",
+        events=["budget.threshold"],
     )
     window_spend.window_spend_clear()
     key = world.key_for(limit=LIMIT, limit_reset="daily", budget_aware=True)

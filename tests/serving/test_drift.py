@@ -93,7 +93,10 @@ def test_a_shifted_stream_alerts_once_per_episode_and_the_unshifted_never(
     organization = drifting
     admin = member_add(organization, Role.ADMIN)
     webhook_endpoint_create(
-        organization=organization, url="https://hooks.example.com/x", events=["router.drift"]
+        created_by=None,
+        organization=organization,
+        url="https://hooks.example.com/x",
+        events=["router.drift"],
     )
 
     too_few = route(organization, unshifted_prompts(100, seed=3))

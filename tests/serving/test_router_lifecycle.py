@@ -159,7 +159,10 @@ def test_a_better_shadow_is_promoted_a_worse_one_is_not_and_rollback_is_audited(
     manage.post("/api/v1/routers/support/versions/2/activate")
     router_cache_clear()
     webhook_endpoint_create(
-        organization=world.organization, url="http://127.0.0.1:9/hook", events=["router.promoted"]
+        created_by=None,
+        organization=world.organization,
+        url="http://127.0.0.1:9/hook",
+        events=["router.promoted"],
     )
     lifecycle(manage, shadow_version=1)
     serve_with_feedback(world, 60)

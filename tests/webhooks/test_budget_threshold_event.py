@@ -40,7 +40,7 @@ def limited_key(receiver_factory: MakeReceiver) -> tuple[ApiKey, Receiver]:
     key_make(organization, limit=Decimal("1"), limit_reset="daily")
     receiver = receiver_factory([200])
     webhook_endpoint_create(
-        organization=organization, url=receiver.url, events=["budget.threshold"]
+        created_by=None, organization=organization, url=receiver.url, events=["budget.threshold"]
     )
     return ApiKey.objects.get(organization=organization), receiver
 
@@ -153,7 +153,7 @@ def test_an_ancestors_event_fires_when_its_trees_spend_crosses_the_share(
     organization = budget_organization_make()
     receiver = receiver_factory([200])
     webhook_endpoint_create(
-        organization=organization, url=receiver.url, events=["budget.threshold"]
+        created_by=None, organization=organization, url=receiver.url, events=["budget.threshold"]
     )
     _, parent = manage_key_make(organization, limit=Decimal("1"), limit_reset="daily")
     first, _ = child_key_make(parent)  # each takes its parent's limit: 1 a day

@@ -25,7 +25,10 @@ def _deliveries(statuses_and_ages: list[tuple[str, int]]) -> list[int]:
     """One delivery per (status, age in days), created in that order (oldest ids first)."""
     tenants = tenants_make()
     endpoint = webhook_endpoint_create(
-        organization=tenants.organization, url="http://127.0.0.1:9/hook", events=["router.drift"]
+        created_by=None,
+        organization=tenants.organization,
+        url="http://127.0.0.1:9/hook",
+        events=["router.drift"],
     ).endpoint
     ids = []
     for n, (status, days) in enumerate(statuses_and_ages):

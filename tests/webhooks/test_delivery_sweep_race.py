@@ -52,7 +52,10 @@ def test_a_delivery_finished_while_the_sweep_holds_it_stays_finished(
     receiver = receiver_factory([200])
     tenants = tenants_make()
     endpoint = webhook_endpoint_create(
-        organization=tenants.organization, url=receiver.url, events=["router.promoted"]
+        created_by=None,
+        organization=tenants.organization,
+        url=receiver.url,
+        events=["router.promoted"],
     ).endpoint
     delivery = WebhookDelivery.objects.create(
         organization=tenants.organization,

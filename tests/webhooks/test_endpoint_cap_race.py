@@ -27,6 +27,7 @@ def test_endpoints_created_at_once_do_not_pass_the_cap(monkeypatch: Any, setting
 
     def create(index: int) -> Any:
         return lambda: services.webhook_endpoint_create(
+            created_by=None,
             organization=organization,
             url=f"http://127.0.0.1:9/hook{index}",
             events=["training.finished"],

@@ -132,7 +132,10 @@ def test_whoever_changes_the_url_answers_for_it() -> None:
 def test_endpoints_without_a_recorded_creator_are_left_as_they_are() -> None:
     tenants = tenants_make()
     old = webhook_endpoint_create(
-        organization=tenants.organization, url="https://hooks.example.com/old", events=[EVENT]
+        created_by=None,
+        organization=tenants.organization,
+        url="https://hooks.example.com/old",
+        events=[EVENT],
     ).endpoint  # as an endpoint created before webhooks 0004: created_by null
 
     remove(tenants.admin, tenants.organization)
@@ -167,7 +170,7 @@ def test_re_sending_the_same_url_ties_an_endpoint_without_a_creator_to_its_sende
     tenants = tenants_make()
     url = "https://hooks.example.com/old"
     old = webhook_endpoint_create(
-        organization=tenants.organization, url=url, events=[EVENT]
+        created_by=None, organization=tenants.organization, url=url, events=[EVENT]
     ).endpoint  # created_by null, as before webhooks 0004
     admin = key_client(
         key_make(tenants.organization, scope=KeyScope.MANAGE, created_by=tenants.admin)

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def _endpoint(tenants) -> WebhookEndpoint:
     return webhook_endpoint_create(
+        created_by=None,
         organization=tenants.organization,
         url="https://hooks.example.com/a",
         events=["router.drift"],

@@ -101,7 +101,9 @@ def test_the_page_creates_an_endpoint_and_shows_its_secret_once() -> None:
 
 def test_the_page_shows_the_delivery_log(django_capture_on_commit_callbacks: Any) -> None:
     tenants = tenants_make()
-    webhook_endpoint_create(organization=tenants.organization, url=URL, events=["training.failed"])
+    webhook_endpoint_create(
+        created_by=None, organization=tenants.organization, url=URL, events=["training.failed"]
+    )
     with django_capture_on_commit_callbacks(execute=False):
         [delivery] = webhook_event_emit(tenants.organization.pk, "training.failed", {"x": 1})
     client = Client()

@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 def test_training_runs_emit_finished_and_failed(django_capture_on_commit_callbacks: Any) -> None:
     organization = organization_make(name="Hooks Co")
     webhook_endpoint_create(
+        created_by=None,
         organization=organization,
         url="https://hooks.example.com/training",
         events=["training.finished", "training.failed"],
